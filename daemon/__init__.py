@@ -1,0 +1,1 @@
+"""The long-running side: HTTP API, OAuth callback, delivery worker, jobs."""

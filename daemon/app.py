@@ -1,0 +1,51 @@
+"""The aiohttp application factory: lifecycles in cleanup_ctx, no globals."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from daemon.dbexec import DbExecutor
+from daemon.health import health, ready
+from daemon.middleware import error_middleware
+from db.database import bind, open_database
+from nexusctl.config import Settings
+
+log = logging.getLogger(__name__)
+
+SETTINGS = web.AppKey("settings", Settings)
+DB = web.AppKey("db", DbExecutor)
+REDIS = web.AppKey("redis", object)
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], client_max_size=1024 * 1024)
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_redis)
+    app.router.add_get("/health", health)
+    app.router.add_get("/ready", ready)
+    return app
+
+
+async def _database(app: web.Application):
+    settings = app[SETTINGS]
+    db = bind(open_database(settings.database_url.get(), settings.database_pool_size))
+    app[DB] = DbExecutor(db, settings.database_pool_size)
+    yield
+    app[DB].close()
+
+
+async def _redis(app: web.Application):
+    settings = app[SETTINGS]
+    if settings.redis_url is None:
+        app[REDIS] = None
+        yield
+        return
+    import redis.asyncio as aioredis  # only the daemon, and only when configured
+
+    client = aioredis.from_url(settings.redis_url.get(), socket_connect_timeout=2, socket_timeout=2)
+    app[REDIS] = client
+    yield
+    await client.aclose()

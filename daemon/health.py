@@ -1,0 +1,60 @@
+"""GET /health (the process answers) and GET /ready (it can do its work)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from daemon.middleware import error_body
+from db import migrate
+from db.database import check_connection
+
+REDIS_TIMEOUT = 2.0
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"success": True, "data": {"status": "ok"}})
+
+
+async def ready(request: web.Request) -> web.Response:
+    from daemon.app import DB, REDIS, SETTINGS
+
+    checks: dict[str, str] = {}
+    failures: list[str] = []
+    executor = request.app[DB]
+    settings = request.app[SETTINGS]
+
+    def database_checks():
+        check_connection(executor.db, settings.redacted_database_url())
+        return migrate.pending(executor.db)
+
+    try:
+        pending = await executor.run(database_checks)
+        checks["database"] = "ok"
+        if pending:
+            checks["migrations"] = f"{len(pending)} pending"
+            failures.append(f"migrations: {len(pending)} pending, run `nexusctl db migrate`")
+        else:
+            checks["migrations"] = "ok"
+    except Exception as exc:  # any failure to reach the database means not ready
+        message = getattr(exc, "message", None) or type(exc).__name__
+        checks["database"] = "failing"
+        checks["migrations"] = "unknown"
+        failures.append(f"database: {message}")
+
+    client = request.app[REDIS]
+    if client is None:
+        checks["redis"] = "not configured"
+    else:
+        try:
+            await asyncio.wait_for(client.ping(), REDIS_TIMEOUT)
+            checks["redis"] = "ok"
+        except Exception as exc:
+            checks["redis"] = "failing"
+            failures.append(f"redis: unreachable ({type(exc).__name__})")
+
+    if failures:
+        body = error_body("NOT_READY", "; ".join(failures), data={"status": "not ready", "checks": checks})
+        return web.json_response(body, status=503)
+    return web.json_response({"success": True, "data": {"status": "ready", "checks": checks}})

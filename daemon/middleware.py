@@ -1,0 +1,43 @@
+"""The daemon's one error boundary: every failure becomes the spec's envelope.
+
+``{"success": false, "error": {"code", "message"}}`` with the error's HTTP
+status. Unexpected exceptions are logged with their traceback and answered
+with a bare INTERNAL_ERROR: no exception text reaches the client.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from nexusctl.errors import NexusError
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}
+
+
+def error_body(code: str, message: str, **extra) -> dict:
+    return {"success": False, "error": {"code": code, "message": message}, **extra}
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler):
+    try:
+        return await handler(request)
+    except NexusError as exc:
+        return web.json_response(error_body(exc.code, exc.message), status=exc.http_status)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status, "HTTP_ERROR")
+        return web.json_response(error_body(code, exc.reason), status=exc.status, headers=_allow(exc))
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.rel_url.path)
+        return web.json_response(error_body("INTERNAL_ERROR", "internal error"), status=500)
+
+
+def _allow(exc: web.HTTPException) -> dict:
+    allow = exc.headers.get("Allow")
+    return {"Allow": allow} if allow else {}

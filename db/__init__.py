@@ -1,0 +1,1 @@
+"""Persistence: database binding, models, portable fields, migrations."""

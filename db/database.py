@@ -1,0 +1,96 @@
+"""Binding the models to SQLite (embedded default) or PostgreSQL (scale-out).
+
+Every model points at ``database_proxy``; ``open_database(url)`` builds the
+real database from ``DATABASE_URL`` and ``bind(db)`` attaches it. The two
+database classes below map our portable field types (``TIMESTAMPTZ``,
+``TEXTARRAY``) onto each engine's native type.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import peewee
+from playhouse.pool import PooledPostgresqlDatabase
+
+from nexusctl.errors import DatabaseUnavailable
+
+database_proxy = peewee.DatabaseProxy()
+
+
+class NexusSqliteDatabase(peewee.SqliteDatabase):
+    field_types = {**peewee.SqliteDatabase.field_types, "TIMESTAMPTZ": "DATETIME", "TEXTARRAY": "TEXT"}
+
+
+class NexusPostgresDatabase(PooledPostgresqlDatabase):
+    field_types = {
+        **PooledPostgresqlDatabase.field_types,
+        "TIMESTAMPTZ": "TIMESTAMP WITH TIME ZONE",
+        "TEXTARRAY": "TEXT[]",
+    }
+
+    def _connect(self):
+        conn = super()._connect()
+        # Sessions speak UTC whatever the server's default is, so timestamps
+        # read back as the instant that was written.
+        with conn.cursor() as cursor:
+            cursor.execute("SET TIME ZONE 'UTC'")
+        conn.commit()
+        return conn
+
+
+SQLITE_PRAGMAS = {
+    # WAL lets the CLI read while the daemon writes; busy_timeout makes a
+    # second writer wait instead of failing at once.
+    "journal_mode": "wal",
+    "foreign_keys": 1,
+    "busy_timeout": 5000,
+    "synchronous": "normal",
+}
+
+
+def open_database(url: str, pool_size: int = 10) -> peewee.Database:
+    """A database for a sqlite:/// or postgresql:// URL (validated by config)."""
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        # sqlite:///relative.db, sqlite:////absolute.db, sqlite:///:memory:
+        path = unquote(parts.path[1:])
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return NexusSqliteDatabase(path, pragmas=SQLITE_PRAGMAS)
+    options = dict(parse_qsl(parts.query))
+    return NexusPostgresDatabase(
+        unquote(parts.path.lstrip("/")),
+        host=parts.hostname or None,
+        port=parts.port or None,
+        user=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+        max_connections=pool_size,
+        stale_timeout=300,
+        timeout=10,  # wait this long for a free pooled connection
+        connect_timeout=int(options.pop("connect_timeout", 5)),
+        **options,
+    )
+
+
+def is_postgres(db: peewee.Database | None = None) -> bool:
+    db = db or database_proxy.obj
+    return isinstance(db, peewee.PostgresqlDatabase)
+
+
+def bind(db: peewee.Database) -> peewee.Database:
+    """Point every model at ``db``."""
+    database_proxy.initialize(db)
+    return db
+
+
+def check_connection(db: peewee.Database, label: str) -> None:
+    """Open a connection now, turning a driver error into one clear line."""
+    try:
+        db.connect(reuse_if_open=True)
+        db.execute_sql("SELECT 1")
+    except peewee.OperationalError as exc:
+        # The first line of the driver's message names host/port or file, never a password.
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DatabaseUnavailable(f"cannot reach the database {label}: {first_line}") from None

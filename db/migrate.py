@@ -1,0 +1,89 @@
+"""Versioned schema migrations (playhouse.migrations) and the "behind" check.
+
+Migration scripts live in ``db/migrations/NNNN_name.py`` and are applied in
+order by ``nexusctl db migrate``. Every other command calls
+``ensure_current`` first and refuses to run against a database that lacks a
+migration this version needs.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import peewee
+from playhouse.migrations import Runner
+
+from db.database import is_postgres
+from nexusctl.errors import SchemaBehind
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+HISTORY_TABLE = "schema_migrations"
+# Serialises `db migrate` across processes on PostgreSQL (any fixed number works).
+_MIGRATE_LOCK_ID = 0x6E657875
+
+
+@dataclass(frozen=True)
+class MigrationStatus:
+    name: str
+    applied_at: datetime | None
+    known: bool  # False: recorded in the database, but this version has no such file
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "applied": self.applied_at is not None,
+            "appliedAt": self.applied_at.isoformat() if self.applied_at else None,
+            "known": self.known,
+        }
+
+
+def _runner(db: peewee.Database) -> Runner:
+    return Runner(db, str(MIGRATIONS_DIR), table_name=HISTORY_TABLE)
+
+
+def status(db: peewee.Database) -> list[MigrationStatus]:
+    return [
+        MigrationStatus(m.name, m.applied, m.path is not None)
+        for m in _runner(db).status()
+    ]
+
+
+def pending(db: peewee.Database) -> list[str]:
+    return [m.name for m in status(db) if m.known and m.applied_at is None]
+
+
+def migrate(db: peewee.Database) -> list[str]:
+    """Apply every pending migration; returns the names applied."""
+    if not is_postgres(db):
+        return _runner(db).up()
+    with db.connection_context():
+        db.execute_sql("SELECT pg_advisory_lock(%s)", (_MIGRATE_LOCK_ID,))
+        try:
+            return _runner(db).up()
+        finally:
+            db.execute_sql("SELECT pg_advisory_unlock(%s)", (_MIGRATE_LOCK_ID,))
+
+
+def ensure_current(db: peewee.Database) -> None:
+    """Raise SchemaBehind unless every known migration has been applied."""
+    rows = status(db)
+    missing = [m.name for m in rows if m.known and m.applied_at is None]
+    if missing:
+        if len(missing) == sum(1 for m in rows if m.known):
+            raise SchemaBehind("the database has no nexusctl schema yet: run `nexusctl db migrate`")
+        raise SchemaBehind(
+            f"the database is behind this version of nexusctl ({len(missing)} pending "
+            f"migration(s): {', '.join(missing)}): run `nexusctl db migrate`"
+        )
+    unknown = [m.name for m in rows if not m.known]
+    if unknown:
+        log.warning(
+            "the database has migrations this version does not know (%s): "
+            "it was migrated by a newer nexusctl",
+            ", ".join(unknown),
+        )

@@ -1,0 +1,123 @@
+"""The spec's five tables as peewee models.
+
+Columns are snake_case in the database; the API's camelCase names come from
+the serializers in ``nexusctl.core``. Primary keys are UUIDs made by the
+application, so a row's id is known before it is inserted (secrets are bound
+to it). The schema itself is created by ``db/migrations``; these classes
+must agree with the latest migration (a test checks that they do).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import peewee
+from playhouse.fields import EnumField
+
+from db.database import database_proxy
+from db.fields import EncryptedTextField, StringArrayField, UTCDateTimeField, utcnow
+from nexusctl.enums import DeliveryStatus, Provider, SyncStatus
+
+
+class BaseModel(peewee.Model):
+    id = peewee.UUIDField(primary_key=True, default=uuid.uuid4)
+    created_at = UTCDateTimeField(default=utcnow)
+    updated_at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        database = database_proxy
+        legacy_table_names = False
+
+    def save(self, *args, **kwargs):
+        if self._pk is not None and not kwargs.get("force_insert"):
+            self.updated_at = utcnow()
+        return super().save(*args, **kwargs)
+
+
+class Integration(BaseModel):
+    user_id = peewee.UUIDField(index=True)
+    organization_id = peewee.UUIDField(null=True, index=True)
+    provider = EnumField(Provider, max_length=32, index=True)
+    name = peewee.CharField(max_length=255)
+    is_active = peewee.BooleanField(default=True)
+    access_token = EncryptedTextField()
+    refresh_token = EncryptedTextField()
+    token_type = peewee.CharField(max_length=32, null=True)
+    expires_at = UTCDateTimeField(null=True)
+    scope = StringArrayField(default=list)
+    metadata = peewee.JSONField(default=dict)
+    last_sync_at = UTCDateTimeField(null=True)
+    last_error = peewee.TextField(null=True)
+
+    class Meta:
+        table_name = "integrations"
+        # Keyset pagination, per user and overall: ORDER BY created_at, id.
+        indexes = ((("user_id", "created_at", "id"), False), (("created_at", "id"), False))
+
+
+class Webhook(BaseModel):
+    integration = peewee.ForeignKeyField(
+        Integration, backref="webhooks", on_delete="CASCADE", column_name="integration_id"
+    )
+    url = peewee.TextField()
+    events = StringArrayField(default=list)
+    secret = EncryptedTextField()
+    is_active = peewee.BooleanField(default=True)
+    last_triggered_at = UTCDateTimeField(null=True)
+    metadata = peewee.JSONField(default=dict)
+
+    class Meta:
+        table_name = "webhooks"
+
+
+class WebhookDelivery(BaseModel):
+    webhook = peewee.ForeignKeyField(
+        Webhook, backref="deliveries", on_delete="CASCADE", column_name="webhook_id"
+    )
+    event = peewee.CharField(max_length=255)
+    payload = peewee.JSONField()
+    status = EnumField(DeliveryStatus, max_length=16, default=DeliveryStatus.PENDING, index=True)
+    attempts = peewee.IntegerField(default=0)
+    response = peewee.JSONField(null=True)
+    error = peewee.TextField(null=True)
+    delivered_at = UTCDateTimeField(null=True)
+
+    class Meta:
+        table_name = "webhook_deliveries"
+        indexes = ((("created_at",), False),)
+
+
+class IntegrationSyncLog(BaseModel):
+    integration = peewee.ForeignKeyField(
+        Integration, backref="sync_logs", on_delete="CASCADE", column_name="integration_id"
+    )
+    action = peewee.CharField(max_length=64)
+    resource_type = peewee.CharField(max_length=64, null=True)
+    resource_id = peewee.CharField(max_length=255, null=True)
+    status = EnumField(SyncStatus, max_length=16, default=SyncStatus.PENDING)
+    items_processed = peewee.IntegerField(default=0)
+    items_failed = peewee.IntegerField(default=0)
+    error = peewee.TextField(null=True)
+    metadata = peewee.JSONField(default=dict)
+    started_at = UTCDateTimeField(null=True)
+    completed_at = UTCDateTimeField(null=True)
+
+    class Meta:
+        table_name = "integration_sync_logs"
+        # A log listing is per integration, newest first.
+        indexes = ((("integration_id", "created_at", "id"), False),)
+
+
+class OAuthState(BaseModel):
+    state = peewee.CharField(max_length=128, unique=True)
+    provider = EnumField(Provider, max_length=32)
+    user_id = peewee.UUIDField()
+    redirect_uri = peewee.TextField()
+    metadata = peewee.JSONField(default=dict)
+    expires_at = UTCDateTimeField(index=True)
+
+    class Meta:
+        table_name = "oauth_states"
+
+
+ALL_MODELS = [Integration, Webhook, WebhookDelivery, IntegrationSyncLog, OAuthState]

@@ -1,0 +1,122 @@
+"""`nexusctl integrations ...`: list, show, update and delete connections."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from nexusctl.cli.context import out, state
+from nexusctl.cli.options import Cursor, DryRun, Json, Limit, ProviderFilter, Yes, parse_json_object
+from nexusctl.core import integrations
+from nexusctl.core.paging import DEFAULT_LIMIT
+from nexusctl.core.serializers import integration_to_dict
+from nexusctl.errors import UsageProblem
+
+app = typer.Typer(help="Connected integrations (one per user and provider account).", no_args_is_help=True)
+
+COLUMNS = [
+    ("id", "ID"), ("provider", "PROVIDER"), ("name", "NAME"), ("userId", "USER"),
+    ("isActive", "ACTIVE"), ("expiresAt", "EXPIRES"), ("lastSyncAt", "LAST SYNC"), ("lastError", "LAST ERROR"),
+]
+
+IntegrationId = Annotated[str, typer.Argument(help="Integration id (UUID).", show_default=False)]
+ActiveFlag = Annotated[bool | None, typer.Option("--active/--inactive", help="Active or inactive.", show_default=False)]
+
+
+@app.command("list")
+def list_cmd(
+    ctx: typer.Context,
+    user: Annotated[str | None, typer.Option("--user", "-u", help="Only this user's integrations (UUID).")] = None,
+    provider: ProviderFilter = None,
+    active: ActiveFlag = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+    as_json: Json = False,
+) -> None:
+    """List integrations, newest first, one page at a time.
+
+    Example:  nexusctl integrations list --user 6f1c2a9e-0d4b-4f7e-9a51-2b8c3d4e5f60 --provider SLACK --active
+    """
+    state(ctx).database()
+    page = integrations.list_page(user_id=user, provider=provider, is_active=active, limit=limit, cursor=cursor)
+    rows = [integration_to_dict(row) for row in page.items]
+    if as_json:
+        out(ctx).json(rows)
+    else:
+        out(ctx).table(rows, COLUMNS)
+    if page.next_cursor:
+        out(ctx).info(f"more: add --cursor {page.next_cursor}")
+
+
+@app.command("show")
+def show_cmd(ctx: typer.Context, integration_id: IntegrationId, as_json: Json = False) -> None:
+    """Show one integration (never its tokens).
+
+    Example:  nexusctl integrations show 0b7f5d2c-8a41-4c4e-b2a7-3f9e1d6c5a10 --json
+    """
+    state(ctx).database()
+    data = integration_to_dict(integrations.get(integration_id))
+    out(ctx).json(data) if as_json else out(ctx).record(data)
+
+
+@app.command("update")
+def update_cmd(
+    ctx: typer.Context,
+    integration_id: IntegrationId,
+    name: Annotated[str | None, typer.Option("--name", help="New display name.")] = None,
+    active: ActiveFlag = None,
+    metadata: Annotated[str | None, typer.Option("--metadata", help="Replace metadata with this JSON object.")] = None,
+    as_json: Json = False,
+) -> None:
+    """Rename, (de)activate, or replace the metadata of an integration.
+
+    Example:  nexusctl integrations update 0b7f5d2c-8a41-4c4e-b2a7-3f9e1d6c5a10 --inactive --metadata '{"team": "growth"}'
+    """
+    parsed = parse_json_object(metadata, "metadata") if metadata is not None else None
+    state(ctx).database()
+    row = integrations.update(integration_id, name=name, is_active=active, metadata=parsed)
+    data = integration_to_dict(row)
+    out(ctx).success(f"Updated integration {data['id']} ({data['provider']}, {data['name']})")
+    out(ctx).json(data) if as_json else out(ctx).record(data)
+
+
+@app.command("delete")
+def delete_cmd(
+    ctx: typer.Context,
+    integration_id: IntegrationId,
+    yes: Yes = False,
+    dry_run: DryRun = False,
+    as_json: Json = False,
+) -> None:
+    """Delete an integration with its webhooks, deliveries and sync logs.
+
+    Asks first on a terminal; in scripts pass --yes.
+
+    Example:  nexusctl integrations delete 0b7f5d2c-8a41-4c4e-b2a7-3f9e1d6c5a10 --yes
+    """
+    state(ctx).database()
+    if dry_run or not yes:
+        preview = integrations.delete(integration_id, dry_run=True)
+        if dry_run:
+            out(ctx).info(f"Would delete {_describe(preview)}")
+            if as_json:
+                out(ctx).json({**preview.to_dict(), "deleted": False, "dryRun": True})
+            return
+        if not sys.stdin.isatty():
+            raise UsageProblem("refusing to delete without confirmation: pass --yes (no terminal to ask on)")
+        typer.confirm(f"Delete {_describe(preview)}?", abort=True, err=True)
+        integration_id = preview.integration.id
+    result = integrations.delete(integration_id)
+    out(ctx).success(f"Deleted {_describe(result)}")
+    if as_json:
+        out(ctx).json(result.to_dict())
+
+
+def _describe(result: integrations.Deleted) -> str:
+    row = result.integration
+    return (
+        f"integration {row.id} ({row.provider.value}, {row.name}) with {result.webhooks} webhook(s), "
+        f"{result.deliveries} deliveries and {result.sync_logs} sync log(s)"
+    )

@@ -1,0 +1,101 @@
+"""Where the CLI writes: data on stdout, everything else on stderr.
+
+- ``--json`` prints the same dicts the API returns, one JSON document.
+- On a terminal, lists are rich tables; piped, they are tab-separated lines
+  with a header, so `grep`, `cut` and `awk` work.
+- Colour follows each stream's TTY, ``NO_COLOR``, ``TERM=dumb`` and
+  ``--no-color``. Data is never parsed as rich markup.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Iterable, Sequence
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+Column = tuple[str, str]  # (dict key, header)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value) or "-"
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False, sort_keys=True) if value else "-"
+    return str(value)
+
+
+class Output:
+    def __init__(self, *, quiet: bool = False, verbose: int = 0, no_color: bool = False) -> None:
+        self.quiet = quiet
+        self.verbose = verbose
+        no_color = no_color or bool(os.environ.get("NO_COLOR")) or os.environ.get("TERM") == "dumb"
+        # Bound to the streams of this invocation (CliRunner swaps them per call).
+        self.stdout = sys.stdout
+        self.out = Console(file=sys.stdout, no_color=no_color, highlight=False, markup=False)
+        self.err = Console(file=sys.stderr, no_color=no_color, highlight=False, soft_wrap=True)
+
+    @property
+    def stdout_is_terminal(self) -> bool:
+        return self.stdout.isatty()
+
+    # data -> stdout
+
+    def json(self, data) -> None:
+        self.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        self.stdout.flush()
+
+    def table(self, rows: Iterable[dict], columns: Sequence[Column]) -> None:
+        rows = list(rows)
+        if not self.stdout_is_terminal:
+            self.stdout.write("\t".join(h for _, h in columns) + "\n")
+            for row in rows:
+                self.stdout.write("\t".join(_cell(row.get(k)).replace("\t", " ") for k, _ in columns) + "\n")
+            self.stdout.flush()
+            return
+        table = Table(show_edge=False, header_style="bold")
+        for _, header in columns:
+            table.add_column(header, overflow="fold")
+        for row in rows:
+            table.add_row(*(Text(_cell(row.get(k))) for k, _ in columns))
+        self.out.print(table)
+
+    def record(self, data: dict) -> None:
+        """One object as `key  value` lines."""
+        width = max((len(k) for k in data), default=0)
+        for key, value in data.items():
+            line = f"{key.ljust(width)}  {_cell(value)}"
+            if self.stdout_is_terminal:
+                self.out.print(Text(line))
+            else:
+                self.stdout.write(line + "\n")
+        self.stdout.flush()
+
+    def value(self, text: str) -> None:
+        """One bare value (a key, a version) for `$(nexusctl ...)`."""
+        self.stdout.write(text + "\n")
+        self.stdout.flush()
+
+    # messages -> stderr
+
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            self.err.print(Text(message))
+
+    def success(self, message: str) -> None:
+        if not self.quiet:
+            self.err.print(Text(message, style="green"))
+
+    def warn(self, message: str) -> None:
+        self.err.print(Text(f"warning: {message}", style="yellow"))
+
+    def error(self, message: str) -> None:
+        self.err.print(Text(f"error: {message}", style="bold red"))

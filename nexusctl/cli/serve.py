@@ -1,0 +1,33 @@
+"""`nexusctl daemon`: run the HTTP API, OAuth callback, worker and jobs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from nexusctl.cli.context import out, state
+
+
+def daemon_cmd(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int | None, typer.Option("--port", min=1, max=65535, help="Port (default: PORT, else 3008).")] = None,
+) -> None:
+    """Run the service: HTTP API on PORT, until SIGTERM or Ctrl-C.
+
+    Refuses to start against a database whose schema is behind.
+
+    Example:  nexusctl daemon --host 0.0.0.0 --port 3008
+    """
+    from daemon.server import serve
+
+    st = state(ctx)
+    st.database()  # refuse early: unreachable database or pending migrations
+    settings = st.settings
+    st.close()  # the daemon opens its own pool
+    serve(settings, host=host, port=port or settings.port, output=out(ctx))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("daemon")(daemon_cmd)

@@ -1,0 +1,282 @@
+"""Settings from the environment, with the spec's variable names.
+
+``load()`` is the one entry point. It validates every value and raises
+``ConfigError`` with one line that names the variable; it never echoes a
+secret value back. In development it creates the data directory and a
+per-machine encryption key on first use, so `nexusctl daemon` runs on a
+fresh machine with no configuration at all.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+from urllib.parse import urlsplit, urlunsplit
+
+from nexusctl.enums import Provider
+from nexusctl.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+NODE_ENVS = ("development", "production", "test")
+KEY_BYTES = 32
+DEV_KEY_FILE = "encryption.key"
+DEFAULT_DB_FILE = "nexusctl.db"
+
+
+class Secret:
+    """A value that must not be printed: repr and str hide it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class ProviderCredentials:
+    client_id: str | None
+    client_secret: Secret | None
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.client_id and self.client_secret)
+
+
+@dataclass(frozen=True)
+class Settings:
+    node_env: str
+    port: int
+    data_dir: Path
+    database_url: Secret  # may carry a password
+    database_pool_size: int
+    redis_url: Secret | None
+    encryption_key: Secret  # base64, 32 bytes once decoded
+    old_encryption_keys: tuple[Secret, ...]
+    encryption_key_source: str  # "ENCRYPTION_KEY" or the dev key file's path
+    frontend_url: str
+    providers: Mapping[Provider, ProviderCredentials] = field(default_factory=dict)
+
+    @property
+    def is_production(self) -> bool:
+        return self.node_env == "production"
+
+    @property
+    def database_kind(self) -> str:
+        return "postgresql" if self.database_url.get().startswith("postgres") else "sqlite"
+
+    def redacted_database_url(self) -> str:
+        return redact_url(self.database_url.get())
+
+
+def default_data_dir(env: Mapping[str, str]) -> Path:
+    if env.get("NEXUS_DATA_DIR"):
+        return Path(env["NEXUS_DATA_DIR"]).expanduser()
+    xdg = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(xdg) / "nexusctl"
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, safe for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+def decode_key(value: str, variable: str) -> bytes:
+    """Decode a base64 key of exactly 32 bytes, or fail naming the variable."""
+    # Accept the standard and the URL-safe alphabet, padded or not.
+    text = value.strip().replace("-", "+").replace("_", "/")
+    try:
+        raw = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError(
+            f"{variable}: not valid base64; generate a key with `nexusctl keys generate`"
+        ) from None
+    if len(raw) != KEY_BYTES:
+        raise ConfigError(
+            f"{variable}: must encode exactly {KEY_BYTES} bytes (got {len(raw)}); "
+            "generate a key with `nexusctl keys generate`"
+        )
+    return raw
+
+
+def generate_key() -> str:
+    """A new random key in the form ENCRYPTION_KEY expects."""
+    return base64.b64encode(os.urandom(KEY_BYTES)).decode("ascii")
+
+
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the settings; raise ConfigError naming the bad variable."""
+    env = os.environ if env is None else env
+    node_env = _node_env(env)
+    data_dir = default_data_dir(env)
+    key, source = _encryption_key(env, node_env, data_dir)
+    return Settings(
+        node_env=node_env,
+        port=_port(env),
+        data_dir=data_dir,
+        database_url=Secret(_database_url(env, data_dir)),
+        database_pool_size=_positive_int(env, "DATABASE_POOL_SIZE", 10),
+        redis_url=_redis_url(env),
+        encryption_key=Secret(key),
+        old_encryption_keys=_old_keys(env),
+        encryption_key_source=source,
+        frontend_url=_http_url(env, "FRONTEND_URL", "http://localhost:3000"),
+        providers=_providers(env),
+    )
+
+
+def _node_env(env: Mapping[str, str]) -> str:
+    value = env.get("NODE_ENV", "").strip() or "development"
+    if value not in NODE_ENVS:
+        raise ConfigError(f"NODE_ENV: {value!r} is not one of {', '.join(NODE_ENVS)}")
+    return value
+
+
+def _port(env: Mapping[str, str]) -> int:
+    value = env.get("PORT", "").strip() or "3008"
+    if not value.isdigit() or not 1 <= int(value) <= 65535:
+        raise ConfigError(f"PORT: {value!r} is not a port number (1-65535)")
+    return int(value)
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    value = env.get(name, "").strip() or str(default)
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"{name}: {value!r} is not a positive whole number")
+    return int(value)
+
+
+def _database_url(env: Mapping[str, str], data_dir: Path) -> str:
+    url = env.get("DATABASE_URL", "").strip()
+    if not url:
+        return f"sqlite:///{data_dir / DEFAULT_DB_FILE}"
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        if not parts.path.lstrip("/"):
+            raise ConfigError("DATABASE_URL: sqlite URL has no file path (use sqlite:///path/to/file.db)")
+        return url
+    if parts.scheme in ("postgresql", "postgres"):
+        if not parts.path.strip("/"):
+            raise ConfigError(
+                f"DATABASE_URL: {redact_url(url)} names no database (use postgresql://user@host:5432/dbname)"
+            )
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            raise ConfigError(f"DATABASE_URL: {redact_url(url)} has an invalid port") from None
+        return url
+    raise ConfigError(
+        f"DATABASE_URL: unsupported scheme {parts.scheme or '(none)'!r}; "
+        "use sqlite:///path/to/file.db or postgresql://user@host:5432/dbname"
+    )
+
+
+def _redis_url(env: Mapping[str, str]) -> Secret | None:
+    url = env.get("REDIS_URL", "").strip()
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(
+            f"REDIS_URL: unsupported scheme {parts.scheme or '(none)'!r}; use redis://host:6379/0"
+        )
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ConfigError(f"REDIS_URL: {redact_url(url)} names no host")
+    return Secret(url)
+
+
+def _http_url(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, "").strip() or default
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{name}: {value!r} is not an http(s) URL with a host")
+    return value.rstrip("/")
+
+
+def _encryption_key(env: Mapping[str, str], node_env: str, data_dir: Path) -> tuple[str, str]:
+    value = env.get("ENCRYPTION_KEY", "").strip()
+    if value:
+        decode_key(value, "ENCRYPTION_KEY")
+        return value, "ENCRYPTION_KEY"
+    if node_env == "production":
+        raise ConfigError(
+            "ENCRYPTION_KEY: required when NODE_ENV=production; "
+            "generate one with `nexusctl keys generate` and keep it in your secret store"
+        )
+    path = data_dir / DEV_KEY_FILE
+    return _dev_key(path), str(path)
+
+
+def _dev_key(path: Path) -> str:
+    """Read the development key file, creating it (mode 0600) the first time."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        text = path.read_text().strip()
+        decode_key(text, f"ENCRYPTION_KEY (from {path})")
+        return text
+    except OSError as exc:
+        raise ConfigError(f"NEXUS_DATA_DIR: cannot create {path.parent}: {exc.strerror}") from None
+    key = generate_key()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    log.warning(
+        "ENCRYPTION_KEY is not set: generated a development key in %s. "
+        "Set ENCRYPTION_KEY (see `nexusctl keys generate`) before production use.",
+        path,
+    )
+    return key
+
+
+def _old_keys(env: Mapping[str, str]) -> tuple[Secret, ...]:
+    raw = env.get("ENCRYPTION_OLD_KEYS", "")
+    keys = []
+    for position, item in enumerate(filter(None, (k.strip() for k in raw.split(","))), start=1):
+        decode_key(item, f"ENCRYPTION_OLD_KEYS (key #{position})")
+        keys.append(Secret(item))
+    return tuple(keys)
+
+
+def _providers(env: Mapping[str, str]) -> dict[Provider, ProviderCredentials]:
+    creds = {}
+    for provider in Provider:
+        client_id = env.get(f"{provider.value}_CLIENT_ID", "").strip() or None
+        secret = env.get(f"{provider.value}_CLIENT_SECRET", "").strip() or None
+        creds[provider] = ProviderCredentials(client_id, Secret(secret) if secret else None)
+    return creds
+
+
+def variable_names() -> list[str]:
+    """Every environment variable load() reads: the tests clear them all."""
+    names = [
+        "NODE_ENV", "PORT", "NEXUS_DATA_DIR", "DATABASE_URL", "DATABASE_POOL_SIZE",
+        "REDIS_URL", "ENCRYPTION_KEY", "ENCRYPTION_OLD_KEYS", "FRONTEND_URL",
+    ]
+    for provider in Provider:
+        names += [f"{provider.value}_CLIENT_ID", f"{provider.value}_CLIENT_SECRET"]
+    return names

@@ -1,0 +1,104 @@
+"""Integration management: list, show, update, delete."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from db.database import database_proxy
+from db.fields import utcnow
+from db.models import Integration, IntegrationSyncLog, Webhook, WebhookDelivery
+from nexusctl.core.ids import parse_uuid
+from nexusctl.core.paging import Page, newest_first
+from nexusctl.enums import Provider
+from nexusctl.errors import IntegrationNotFound, UsageProblem
+
+NAME_MAX = 255
+
+
+def get(integration_id) -> Integration:
+    row_id = parse_uuid(integration_id, "integrationId")
+    try:
+        return Integration.get_by_id(row_id)
+    except Integration.DoesNotExist:
+        raise IntegrationNotFound(f"integration {row_id} not found", id=str(row_id)) from None
+
+
+def list_page(
+    *,
+    user_id=None,
+    provider: str | Provider | None = None,
+    is_active: bool | None = None,
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> Page:
+    query = Integration.select()
+    if user_id is not None:
+        query = query.where(Integration.user_id == parse_uuid(user_id, "userId"))
+    if provider is not None:
+        query = query.where(Integration.provider == Provider.parse(provider))
+    if is_active is not None:
+        query = query.where(Integration.is_active == is_active)
+    return newest_first(query, Integration, limit, cursor)
+
+
+def update(integration_id, *, name=None, is_active=None, metadata=None) -> Integration:
+    """Change the display name, the active flag or the metadata (replaced whole)."""
+    if name is None and is_active is None and metadata is None:
+        raise UsageProblem("nothing to update: give a name, isActive or metadata")
+    changes = {}
+    if name is not None:
+        if not isinstance(name, str) or not name.strip() or len(name) > NAME_MAX:
+            raise UsageProblem(f"name must be 1-{NAME_MAX} characters", field="name")
+        changes[Integration.name] = name.strip()
+    if is_active is not None:
+        if not isinstance(is_active, bool):
+            raise UsageProblem("isActive must be true or false", field="isActive")
+        changes[Integration.is_active] = is_active
+    if metadata is not None:
+        if not isinstance(metadata, dict):
+            raise UsageProblem("metadata must be a JSON object", field="metadata")
+        changes[Integration.metadata] = metadata
+    row = get(integration_id)
+    changes[Integration.updated_at] = utcnow()
+    Integration.update(changes).where(Integration.id == row.id).execute()
+    return get(row.id)
+
+
+@dataclass(frozen=True)
+class Deleted:
+    integration: Integration
+    webhooks: int
+    deliveries: int
+    sync_logs: int
+
+    def to_dict(self) -> dict:
+        return {
+            "id": str(self.integration.id),
+            "deleted": True,
+            "webhooksDeleted": self.webhooks,
+            "deliveriesDeleted": self.deliveries,
+            "syncLogsDeleted": self.sync_logs,
+        }
+
+
+def removal_counts(row: Integration) -> tuple[int, int, int]:
+    """What deleting ``row`` takes with it: webhooks, deliveries, sync logs."""
+    webhooks = Webhook.select().where(Webhook.integration == row.id)
+    return (
+        webhooks.count(),
+        WebhookDelivery.select().where(WebhookDelivery.webhook.in_(webhooks.select(Webhook.id))).count(),
+        IntegrationSyncLog.select().where(IntegrationSyncLog.integration == row.id).count(),
+    )
+
+
+def delete(integration_id, *, dry_run: bool = False) -> Deleted:
+    """Delete an integration with its webhooks, deliveries and sync logs (cascade)."""
+    row = get(integration_id)
+    with database_proxy.atomic():
+        counts = removal_counts(row)
+        if not dry_run:
+            deleted = Integration.delete().where(Integration.id == row.id).execute()
+            if not deleted:  # removed by someone else between get() and now
+                raise IntegrationNotFound(f"integration {row.id} not found", id=str(row.id))
+    return Deleted(row, *counts)
+

@@ -1,0 +1,18 @@
+"""Sync log reads (runs arrive with the sync issue)."""
+
+from __future__ import annotations
+
+from db.models import IntegrationSyncLog
+from nexusctl.core import integrations
+from nexusctl.core.paging import Page, newest_first
+from nexusctl.enums import SyncStatus
+
+
+def list_page(integration_id, *, status: str | None = None, limit: int | None = None,
+              cursor: str | None = None) -> Page:
+    """An integration's sync logs, newest first; unknown integration is INTEGRATION_NOT_FOUND."""
+    integration = integrations.get(integration_id)
+    query = IntegrationSyncLog.select().where(IntegrationSyncLog.integration == integration.id)
+    if status is not None:
+        query = query.where(IntegrationSyncLog.status == SyncStatus.parse(status))
+    return newest_first(query, IntegrationSyncLog, limit, cursor)

@@ -1,0 +1,174 @@
+"""Every failure the service reports on purpose.
+
+Each class carries the spec's error ``code``, the ``http_status`` the daemon
+answers with and the ``exit_code`` the CLI ends with; the class docstring is
+the default message. Errors are rendered in exactly two places: the CLI's
+error boundary (``nexusctl.cli.main``) and the daemon's error middleware.
+
+    NexusError
+    ├── UsageProblem            VALIDATION_ERROR        400  exit 2
+    │   └── InvalidProvider     INVALID_PROVIDER        400  exit 2
+    ├── ConfigError             CONFIG_ERROR            500  exit 3
+    ├── DatabaseUnavailable     DATABASE_UNAVAILABLE    503  exit 4
+    ├── SchemaBehind            SCHEMA_OUTDATED         503  exit 5
+    ├── NotFound
+    │   ├── IntegrationNotFound INTEGRATION_NOT_FOUND   404  exit 10
+    │   ├── WebhookNotFound     WEBHOOK_NOT_FOUND       404  exit 11
+    │   └── SyncLogNotFound     SYNC_LOG_NOT_FOUND      404  exit 12
+    ├── OAuthFailed             OAUTH_FAILED            400  exit 20
+    ├── TokenExpired            TOKEN_EXPIRED           401  exit 21
+    ├── RefreshFailed           REFRESH_FAILED          401  exit 22
+    ├── RateLimited             RATE_LIMITED            429  exit 23
+    ├── SyncFailed              SYNC_FAILED             500  exit 24
+    ├── ProviderError           PROVIDER_ERROR          502  exit 25
+    └── DecryptionFailed        DECRYPTION_FAILED       500  exit 30
+
+Messages must never contain a secret: callers pass identifiers, never values.
+"""
+
+from __future__ import annotations
+
+
+class NexusError(Exception):
+    """Something went wrong."""
+
+    code = "INTERNAL_ERROR"
+    http_status = 500
+    exit_code = 1
+
+    def __init__(self, message: str | None = None, **details: object) -> None:
+        self.message = message or (self.__doc__ or "").strip()
+        # Details are safe, structured facts (ids, field names) for the API envelope.
+        self.details = details
+        super().__init__(self.message)
+
+
+class UsageProblem(NexusError):
+    """The request or the command line is not valid."""
+
+    code = "VALIDATION_ERROR"
+    http_status = 400
+    exit_code = 2
+
+
+class InvalidProvider(UsageProblem):
+    """Unknown provider."""
+
+    code = "INVALID_PROVIDER"
+
+
+class ConfigError(NexusError):
+    """The configuration is not valid."""
+
+    code = "CONFIG_ERROR"
+    exit_code = 3
+
+
+class DatabaseUnavailable(NexusError):
+    """The database cannot be reached."""
+
+    code = "DATABASE_UNAVAILABLE"
+    http_status = 503
+    exit_code = 4
+
+
+class SchemaBehind(NexusError):
+    """The database schema is behind this version: run `nexusctl db migrate`."""
+
+    code = "SCHEMA_OUTDATED"
+    http_status = 503
+    exit_code = 5
+
+
+class NotFound(NexusError):
+    """Not found."""
+
+    code = "NOT_FOUND"
+    http_status = 404
+    exit_code = 10
+
+
+class IntegrationNotFound(NotFound):
+    """Integration not found."""
+
+    code = "INTEGRATION_NOT_FOUND"
+    exit_code = 10
+
+
+class WebhookNotFound(NotFound):
+    """Webhook not found."""
+
+    code = "WEBHOOK_NOT_FOUND"
+    exit_code = 11
+
+
+class SyncLogNotFound(NotFound):
+    """Sync log not found."""
+
+    code = "SYNC_LOG_NOT_FOUND"
+    exit_code = 12
+
+
+class OAuthFailed(NexusError):
+    """OAuth authentication failed."""
+
+    code = "OAUTH_FAILED"
+    http_status = 400
+    exit_code = 20
+
+
+class TokenExpired(NexusError):
+    """Access token expired."""
+
+    code = "TOKEN_EXPIRED"
+    http_status = 401
+    exit_code = 21
+
+
+class RefreshFailed(NexusError):
+    """Token refresh failed."""
+
+    code = "REFRESH_FAILED"
+    http_status = 401
+    exit_code = 22
+
+
+class RateLimited(NexusError):
+    """Provider rate limit hit."""
+
+    code = "RATE_LIMITED"
+    http_status = 429
+    exit_code = 23
+
+
+class SyncFailed(NexusError):
+    """Sync operation failed."""
+
+    code = "SYNC_FAILED"
+    exit_code = 24
+
+
+class ProviderError(NexusError):
+    """Provider API error."""
+
+    code = "PROVIDER_ERROR"
+    http_status = 502
+    exit_code = 25
+
+
+class DecryptionFailed(NexusError):
+    """A stored secret could not be decrypted."""
+
+    code = "DECRYPTION_FAILED"
+    exit_code = 30
+
+
+def all_error_classes() -> list[type[NexusError]]:
+    """Every concrete error class, for docs and the exit-code table."""
+    seen: list[type[NexusError]] = []
+    stack: list[type[NexusError]] = [NexusError]
+    while stack:
+        cls = stack.pop(0)
+        seen.append(cls)
+        stack.extend(cls.__subclasses__())
+    return seen
