@@ -1,0 +1,245 @@
+"""Shared fixtures: a clean environment, real databases, real Redis.
+
+- Every test starts with none of the variables nexusctl reads, a private
+  data directory and a fixed test ENCRYPTION_KEY.
+- ``db_url`` is parametrised over SQLite and PostgreSQL: each test gets a
+  fresh, migrated database (a copied template file on SQLite, a
+  ``CREATE DATABASE ... TEMPLATE`` clone on PostgreSQL) and DATABASE_URL
+  points at it, so the CLI and the daemon use it too.
+- Without PostgreSQL or Redis the suites that need them are skipped with the
+  reason (pytest -rs prints it). ``NEXUSCTL_TEST_REQUIRE=postgres,redis``
+  (set by .ci/run) turns a missing service into a failure instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import peewee
+import pytest
+
+from nexusctl import config
+
+TEST_KEY = base64.b64encode(bytes(range(32))).decode()
+POSTGRES_URL = os.environ.get("NEXUSCTL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("NEXUSCTL_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+REQUIRED = {s.strip() for s in os.environ.get("NEXUSCTL_TEST_REQUIRE", "").split(",") if s.strip()}
+RUN_ID = uuid.uuid4().hex[:8]
+
+
+def _unavailable(service: str, reason: str):
+    if service in REQUIRED:
+        pytest.fail(f"{service} is required (NEXUSCTL_TEST_REQUIRE) but unavailable: {reason}", pytrace=False)
+    pytest.skip(f"{service} unavailable ({reason}); set NEXUSCTL_TEST_POSTGRES_URL / NEXUSCTL_TEST_REDIS_URL")
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch, tmp_path):
+    """No stray configuration leaks in; each test has its own data directory."""
+    for name in config.variable_names():
+        monkeypatch.delenv(name, raising=False)
+    for name in list(os.environ):
+        if name.startswith(("NEXUS_", "JWT_", "WEBHOOK_")) or name in ("LOG_FORMAT", "NO_COLOR"):
+            monkeypatch.delenv(name, raising=False)
+    data_dir = tmp_path / "data"
+    monkeypatch.setenv("NEXUS_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("ENCRYPTION_KEY", TEST_KEY)
+    monkeypatch.setenv("NODE_ENV", "test")
+    yield data_dir
+
+
+# --- PostgreSQL ------------------------------------------------------------
+
+def _pg_admin_url() -> str:
+    return POSTGRES_URL
+
+
+def _pg_url_for(dbname: str) -> str:
+    parts = urlsplit(POSTGRES_URL)
+    return urlunsplit(parts._replace(path="/" + dbname))
+
+
+def _pg_admin():
+    import psycopg2
+
+    parts = urlsplit(POSTGRES_URL)
+    conn = psycopg2.connect(
+        dbname=parts.path.lstrip("/"), host=parts.hostname, port=parts.port or 5432,
+        user=parts.username, password=parts.password, connect_timeout=3,
+    )
+    conn.autocommit = True
+    return conn
+
+
+@pytest.fixture(scope="session")
+def pg_template():
+    """A migrated PostgreSQL database to clone per test (None if unavailable)."""
+    try:
+        admin = _pg_admin()
+    except Exception as exc:  # noqa: BLE001 - any failure means "no PostgreSQL here"
+        yield exc
+        return
+    name = f"nx_tpl_{RUN_ID}"
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        cur.execute(f'CREATE DATABASE "{name}"')
+    _migrate(_pg_url_for(name))
+    yield name
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
+def _migrate(url: str) -> None:
+    from db import migrate
+    from db.database import open_database
+
+    db = open_database(url)
+    migrate.migrate(db)
+    db.close()
+    if hasattr(db, "close_all"):
+        db.close_all()
+
+
+@pytest.fixture
+def postgres_url(pg_template):
+    """A fresh, migrated PostgreSQL database for this test."""
+    if isinstance(pg_template, Exception):
+        _unavailable("postgres", str(pg_template).strip().splitlines()[0] if str(pg_template).strip() else type(pg_template).__name__)
+    name = f"nx_t_{RUN_ID}_{uuid.uuid4().hex[:8]}"
+    admin = _pg_admin()
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
+    yield _pg_url_for(name)
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
+@pytest.fixture
+def empty_postgres_url(pg_template):
+    """A PostgreSQL database with no schema at all."""
+    if isinstance(pg_template, Exception):
+        _unavailable("postgres", type(pg_template).__name__)
+    name = f"nx_e_{RUN_ID}_{uuid.uuid4().hex[:8]}"
+    admin = _pg_admin()
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"')
+    yield _pg_url_for(name)
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
+# --- SQLite ----------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    _migrate(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def sqlite_url(sqlite_template, tmp_path) -> str:
+    path = tmp_path / "nexusctl.db"
+    shutil.copy(sqlite_template, path)
+    return f"sqlite:///{path}"
+
+
+# --- Either ----------------------------------------------------------------
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request, monkeypatch) -> str:
+    """A fresh migrated database of each kind; DATABASE_URL points at it."""
+    url = request.getfixturevalue(f"{request.param}_url")
+    monkeypatch.setenv("DATABASE_URL", url)
+    return url
+
+
+@pytest.fixture
+def database(db_url):
+    """The models bound to this test's database."""
+    from db.database import bind, open_database
+
+    db = bind(open_database(db_url))
+    db.connect(reuse_if_open=True)
+    yield db
+    db.close()
+    if hasattr(db, "close_all"):
+        db.close_all()
+
+
+@pytest.fixture
+def settings(clean_env):
+    return config.load()
+
+
+@pytest.fixture
+def keyring(settings):
+    from nexusctl.crypto import keyring_from_settings
+
+    return keyring_from_settings(settings)
+
+
+# --- Redis -----------------------------------------------------------------
+
+@pytest.fixture
+def redis_url():
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except Exception as exc:  # noqa: BLE001
+        _unavailable("redis", f"{REDIS_URL}: {type(exc).__name__}")
+    client.flushdb()
+    yield REDIS_URL
+    client.flushdb()
+    client.close()
+
+
+# --- Helpers ---------------------------------------------------------------
+
+@pytest.fixture
+def make_integration(database, keyring):
+    """Insert an integration with real encrypted tokens; returns the row."""
+    from db.models import Integration
+    from db.secrets import seal
+    from nexusctl.enums import Provider
+
+    def make(**fields):
+        access = fields.pop("access_token", f"at-{uuid.uuid4().hex}")
+        refresh = fields.pop("refresh_token", f"rt-{uuid.uuid4().hex}")
+        row = Integration(
+            user_id=fields.pop("user_id", uuid.uuid4()),
+            provider=fields.pop("provider", Provider.SLACK),
+            name=fields.pop("name", "@someone"),
+            **fields,
+        )
+        seal(keyring, row, "access_token", access)
+        seal(keyring, row, "refresh_token", refresh)
+        row.save(force_insert=True)
+        return row
+
+    return make
+
+
+@pytest.fixture
+def cli(db_url):
+    """Run nexusctl in-process; returns the CliRunner result (stdout and stderr apart)."""
+    from typer.testing import CliRunner
+
+    from nexusctl.cli.main import app
+
+    runner = CliRunner()
+
+    def invoke(*args, input=None):
+        return runner.invoke(app, [str(a) for a in args], input=input, catch_exceptions=False)
+
+    return invoke

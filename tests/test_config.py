@@ -1,0 +1,139 @@
+"""Configuration: the spec's variables, defaults, and one clear line per bad value."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import stat
+
+import pytest
+
+from nexusctl import config
+from nexusctl.enums import Provider
+from nexusctl.errors import ConfigError
+
+GOOD_KEY = base64.b64encode(b"k" * 32).decode()
+
+
+def env(**values):
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def test_defaults_run_with_no_configuration(tmp_path):
+    settings = config.load(env(NEXUS_DATA_DIR=str(tmp_path)))
+    assert settings.node_env == "development"
+    assert settings.port == 3008
+    assert settings.database_url.get() == f"sqlite:///{tmp_path / 'nexusctl.db'}"
+    assert settings.database_kind == "sqlite"
+    assert settings.redis_url is None
+    assert settings.frontend_url == "http://localhost:3000"
+
+
+def test_data_dir_follows_xdg_when_not_set(tmp_path):
+    settings = config.load(env(XDG_DATA_HOME=str(tmp_path), ENCRYPTION_KEY=GOOD_KEY))
+    assert settings.data_dir == tmp_path / "nexusctl"
+
+
+def test_postgres_url_selects_postgres():
+    settings = config.load(env(DATABASE_URL="postgresql://u:pw@db.internal:5432/nexus", ENCRYPTION_KEY=GOOD_KEY))
+    assert settings.database_kind == "postgresql"
+    assert settings.redacted_database_url() == "postgresql://u:***@db.internal:5432/nexus"
+    assert "pw" not in repr(settings)
+
+
+def test_development_key_is_generated_once_with_mode_0600(tmp_path, caplog):
+    caplog.set_level(logging.WARNING)
+    first = config.load(env(NEXUS_DATA_DIR=str(tmp_path)))
+    key_file = tmp_path / config.DEV_KEY_FILE
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert len(config.decode_key(first.encryption_key.get(), "x")) == 32
+    assert "ENCRYPTION_KEY is not set" in caplog.text
+    assert first.encryption_key.get() not in caplog.text
+    caplog.clear()
+    second = config.load(env(NEXUS_DATA_DIR=str(tmp_path)))
+    assert second.encryption_key == first.encryption_key
+    assert "ENCRYPTION_KEY" not in caplog.text  # warned once, at generation
+
+
+def test_production_refuses_to_start_without_a_key(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        config.load(env(NODE_ENV="production", NEXUS_DATA_DIR=str(tmp_path)))
+    assert info.value.message.startswith("ENCRYPTION_KEY: required when NODE_ENV=production")
+    assert not (tmp_path / config.DEV_KEY_FILE).exists()
+
+
+def test_production_accepts_a_configured_key():
+    settings = config.load(env(NODE_ENV="production", ENCRYPTION_KEY=GOOD_KEY))
+    assert settings.is_production and settings.encryption_key_source == "ENCRYPTION_KEY"
+
+
+def test_urlsafe_and_unpadded_keys_are_accepted():
+    raw = bytes(range(200, 232))
+    urlsafe = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    assert config.decode_key(urlsafe, "ENCRYPTION_KEY") == raw
+
+
+@pytest.mark.parametrize(
+    "name, value, fragment",
+    [
+        ("NODE_ENV", "staging", "NODE_ENV: 'staging' is not one of"),
+        ("PORT", "abc", "PORT: 'abc' is not a port number"),
+        ("PORT", "70000", "PORT: '70000'"),
+        ("PORT", "0", "PORT: '0'"),
+        ("DATABASE_URL", "mysql://localhost/db", "DATABASE_URL: unsupported scheme 'mysql'"),
+        ("DATABASE_URL", "not a url", "DATABASE_URL: unsupported scheme"),
+        ("DATABASE_URL", "postgresql://localhost", "DATABASE_URL: postgresql://localhost names no database"),
+        ("DATABASE_URL", "postgresql://u:hunter2@h:99999/db", "DATABASE_URL: postgresql://u:***@h:99999/db has an invalid port"),
+        ("DATABASE_URL", "sqlite://", "DATABASE_URL: sqlite URL has no file path"),
+        ("DATABASE_POOL_SIZE", "-1", "DATABASE_POOL_SIZE: '-1' is not a positive whole number"),
+        ("REDIS_URL", "http://localhost", "REDIS_URL: unsupported scheme 'http'"),
+        ("REDIS_URL", "redis://", "REDIS_URL: redis:// names no host"),
+        ("ENCRYPTION_KEY", base64.b64encode(b"short").decode(), "ENCRYPTION_KEY: must encode exactly 32 bytes (got 5)"),
+        ("ENCRYPTION_KEY", "!!!not-base64!!!", "ENCRYPTION_KEY: not valid base64"),
+        ("ENCRYPTION_OLD_KEYS", f"{GOOD_KEY},nope", "ENCRYPTION_OLD_KEYS (key #2): must encode exactly 32 bytes (got 3)"),
+        ("ENCRYPTION_OLD_KEYS", f"{GOOD_KEY},@@@@", "ENCRYPTION_OLD_KEYS (key #2): not valid base64"),
+        ("FRONTEND_URL", "ftp://files", "FRONTEND_URL: 'ftp://files' is not an http(s) URL"),
+    ],
+)
+def test_bad_values_name_the_variable(tmp_path, name, value, fragment):
+    values = {"NEXUS_DATA_DIR": str(tmp_path), "ENCRYPTION_KEY": GOOD_KEY, name: value}
+    with pytest.raises(ConfigError) as info:
+        config.load(values)
+    assert fragment in info.value.message
+    assert "\n" not in info.value.message
+    assert "hunter2" not in info.value.message
+
+
+def test_a_bad_key_is_never_echoed(tmp_path):
+    secret_looking = base64.b64encode(b"sixteen byte key").decode()
+    with pytest.raises(ConfigError) as info:
+        config.load({"ENCRYPTION_KEY": secret_looking, "NEXUS_DATA_DIR": str(tmp_path)})
+    assert secret_looking not in info.value.message
+
+
+def test_every_provider_reads_its_credentials():
+    values = {"ENCRYPTION_KEY": GOOD_KEY}
+    for provider in Provider:
+        values[f"{provider.value}_CLIENT_ID"] = f"id-{provider.value}"
+        values[f"{provider.value}_CLIENT_SECRET"] = f"secret-{provider.value}"
+    settings = config.load(values)
+    assert len(settings.providers) == 20
+    for provider in Provider:
+        creds = settings.providers[provider]
+        assert creds.configured and creds.client_id == f"id-{provider.value}"
+        assert creds.client_secret.get() == f"secret-{provider.value}"
+    assert "secret-" not in repr(settings)
+
+
+def test_half_configured_provider_is_not_configured():
+    settings = config.load({"ENCRYPTION_KEY": GOOD_KEY, "SLACK_CLIENT_ID": "abc"})
+    assert settings.providers[Provider.SLACK].client_id == "abc"
+    assert not settings.providers[Provider.SLACK].configured
+    assert not settings.providers[Provider.DISCORD].configured
+
+
+def test_variable_names_cover_what_load_reads():
+    names = config.variable_names()
+    for expected in ("NODE_ENV", "PORT", "DATABASE_URL", "REDIS_URL", "ENCRYPTION_KEY", "FRONTEND_URL",
+                     "TIKTOK_CLIENT_ID", "DISCORD_CLIENT_SECRET"):
+        assert expected in names
