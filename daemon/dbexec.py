@@ -22,7 +22,8 @@ T = TypeVar("T")
 class DbExecutor:
     def __init__(self, db: peewee.Database, pool_size: int) -> None:
         self.db = db
-        workers = pool_size if is_postgres(db) else 1
+        self._pooled = is_postgres(db)
+        workers = pool_size if self._pooled else 1
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nexus-db")
 
     async def run(self, fn: Callable[..., T], *args, **kwargs) -> T:
@@ -30,6 +31,10 @@ class DbExecutor:
         return await loop.run_in_executor(self._pool, functools.partial(self._call, fn, *args, **kwargs))
 
     def _call(self, fn, *args, **kwargs):
+        if not self._pooled:
+            # The single SQLite thread keeps its one connection open.
+            self.db.connect(reuse_if_open=True)
+            return fn(*args, **kwargs)
         with self.db.connection_context():
             return fn(*args, **kwargs)
 

@@ -106,7 +106,9 @@ def delete_cmd(
             return
         if not sys.stdin.isatty():
             raise UsageProblem("refusing to delete without confirmation: pass --yes (no terminal to ask on)")
-        typer.confirm(f"Delete {_describe(preview)}?", abort=True, err=True)
+        if not typer.confirm(f"Delete {_describe(preview)}?", err=True):
+            out(ctx).info("Nothing deleted.")
+            return
         integration_id = preview.integration.id
     result = integrations.delete(integration_id)
     out(ctx).success(f"Deleted {_describe(result)}")

@@ -40,8 +40,10 @@ class Output:
         no_color = no_color or bool(os.environ.get("NO_COLOR")) or os.environ.get("TERM") == "dumb"
         # Bound to the streams of this invocation (CliRunner swaps them per call).
         self.stdout = sys.stdout
-        self.out = Console(file=sys.stdout, no_color=no_color, highlight=False, markup=False)
-        self.err = Console(file=sys.stderr, no_color=no_color, highlight=False, soft_wrap=True)
+        # color_system=None drops every escape code (bold too), not just colours.
+        colours = {"color_system": None} if no_color else {}
+        self.out = Console(file=sys.stdout, highlight=False, markup=False, **colours)
+        self.err = Console(file=sys.stderr, highlight=False, soft_wrap=True, **colours)
 
     @property
     def stdout_is_terminal(self) -> bool:

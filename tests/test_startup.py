@@ -1,0 +1,26 @@
+"""Read commands start fast: they must not import the server, scheduler or Redis."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+PROBE = """
+import json, sys
+from typer.main import get_command
+from nexusctl.cli.main import app
+try:
+    get_command(app).main(["integrations", "list", "--json"], standalone_mode=False)
+except SystemExit:
+    pass
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("aiohttp", "apscheduler", "redis", "daemon"))
+print(json.dumps(heavy), file=sys.stderr)
+"""
+
+
+def test_integrations_list_imports_no_server_scheduler_or_redis(db_url):
+    result = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=60)
+    assert json.loads(result.stdout) == []  # the command itself ran against the test database
+    heavy = json.loads(result.stderr.strip().splitlines()[-1])
+    assert heavy == []
