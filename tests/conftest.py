@@ -35,7 +35,8 @@ RUN_ID = uuid.uuid4().hex[:8]
 def _unavailable(service: str, reason: str):
     if service in REQUIRED:
         pytest.fail(f"{service} is required (NEXUSCTL_TEST_REQUIRE) but unavailable: {reason}", pytrace=False)
-    pytest.skip(f"{service} unavailable ({reason}); set NEXUSCTL_TEST_POSTGRES_URL / NEXUSCTL_TEST_REDIS_URL")
+    variable = {"postgres": "NEXUSCTL_TEST_POSTGRES_URL", "redis": "NEXUSCTL_TEST_REDIS_URL"}[service]
+    pytest.skip(f"{service} unavailable ({reason}); point {variable} at one to run this suite")
 
 
 @pytest.fixture(autouse=True)

@@ -31,8 +31,17 @@ class NexusGroup(TyperGroup):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except (typer.Exit, typer.Abort, typer.TyperException):
+        except (typer.Exit, typer.Abort):
             raise
+        except typer.TyperException as exc:
+            # Click's usage errors (bad option value, unknown command) become
+            # the same one line as ours; showing help for no arguments stays.
+            if getattr(exc, "exit_code", 1) != 2 or type(exc).__name__ == "NoArgsIsHelpError":
+                raise
+            sub = getattr(exc, "ctx", None)
+            hint = f" (see `{sub.command_path} -h`)" if sub is not None else ""
+            _output(ctx).error(f"VALIDATION_ERROR: {exc.format_message()}{hint}")
+            raise typer.Exit(2) from None
         except NexusError as exc:
             _output(ctx).error(f"{exc.code}: {exc.message}")
             raise typer.Exit(exc.exit_code) from None
