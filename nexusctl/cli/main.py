@@ -91,7 +91,7 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
     root.setLevel(level)
     # peewee logs every statement with its parameters at DEBUG; those include
     # ciphertexts and ids, so it stays quiet even at -vv.
-    logging.getLogger("peewee").setLevel(logging.INFO)
+    logging.getLogger("peewee").setLevel(max(level, logging.INFO))
     logging.addLevelName(logging.WARNING, "warning")
     logging.addLevelName(logging.ERROR, "error")
     logging.addLevelName(logging.INFO, "info")
