@@ -8,7 +8,7 @@ from aiohttp import web
 
 from daemon.middleware import error_body
 from db import migrate
-from db.database import check_connection
+from db.database import check_connection, describe_error
 
 REDIS_TIMEOUT = 2.0
 
@@ -38,7 +38,9 @@ async def ready(request: web.Request) -> web.Response:
         else:
             checks["migrations"] = "ok"
     except Exception as exc:  # any failure to reach the database means not ready
-        message = getattr(exc, "message", None) or type(exc).__name__
+        message = getattr(exc, "message", None) or (
+            f"cannot reach the database {settings.redacted_database_url()}: {describe_error(exc)}"
+        )
         checks["database"] = "failing"
         checks["migrations"] = "unknown"
         failures.append(f"database: {message}")

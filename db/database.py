@@ -85,12 +85,16 @@ def bind(db: peewee.Database) -> peewee.Database:
     return db
 
 
+def describe_error(exc: Exception) -> str:
+    """The first line of a driver error: names host/port or file, never a password."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def check_connection(db: peewee.Database, label: str) -> None:
     """Open a connection now, turning a driver error into one clear line."""
     try:
         db.connect(reuse_if_open=True)
         db.execute_sql("SELECT 1")
     except peewee.OperationalError as exc:
-        # The first line of the driver's message names host/port or file, never a password.
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DatabaseUnavailable(f"cannot reach the database {label}: {first_line}") from None
+        raise DatabaseUnavailable(f"cannot reach the database {label}: {describe_error(exc)}") from None

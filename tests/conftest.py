@@ -244,3 +244,17 @@ def cli(db_url):
         return runner.invoke(app, [str(a) for a in args], input=input, catch_exceptions=False)
 
     return invoke
+
+
+
+@pytest.fixture
+def pg_database(postgres_url, monkeypatch):
+    """The models bound to a fresh PostgreSQL database (PostgreSQL-only tests)."""
+    from db.database import bind, open_database
+
+    monkeypatch.setenv("DATABASE_URL", postgres_url)
+    db = bind(open_database(postgres_url))
+    db.connect(reuse_if_open=True)
+    yield db
+    db.close()
+    db.close_all()
