@@ -133,20 +133,21 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     node_env = _node_env(env)
     data_dir = default_data_dir(env)
-    key, source = _encryption_key(env, node_env, data_dir)
-    return Settings(
+    values = dict(
         node_env=node_env,
         port=_port(env),
         data_dir=data_dir,
         database_url=Secret(_database_url(env, data_dir)),
         database_pool_size=_positive_int(env, "DATABASE_POOL_SIZE", 10),
         redis_url=_redis_url(env),
-        encryption_key=Secret(key),
         old_encryption_keys=_old_keys(env),
-        encryption_key_source=source,
         frontend_url=_http_url(env, "FRONTEND_URL", "http://localhost:3000"),
         providers=_providers(env),
     )
+    # Last: in development this may create the key file, which must not
+    # happen for a configuration that is going to be refused anyway.
+    key, source = _encryption_key(env, node_env, data_dir)
+    return Settings(encryption_key=Secret(key), encryption_key_source=source, **values)
 
 
 def _node_env(env: Mapping[str, str]) -> str:

@@ -137,3 +137,9 @@ def test_variable_names_cover_what_load_reads():
     for expected in ("NODE_ENV", "PORT", "DATABASE_URL", "REDIS_URL", "ENCRYPTION_KEY", "FRONTEND_URL",
                      "TIKTOK_CLIENT_ID", "DISCORD_CLIENT_SECRET"):
         assert expected in names
+
+
+def test_a_refused_configuration_creates_no_key_file(tmp_path):
+    with pytest.raises(ConfigError):
+        config.load({"NEXUS_DATA_DIR": str(tmp_path), "PORT": "abc"})
+    assert not (tmp_path / config.DEV_KEY_FILE).exists()
