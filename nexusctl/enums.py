@@ -34,12 +34,7 @@ class Provider(str, enum.Enum):
     @classmethod
     def parse(cls, value: str) -> "Provider":
         """Accept any case (`instagram`, `INSTAGRAM`); anything else is INVALID_PROVIDER."""
-        try:
-            return cls(str(value).strip().upper())
-        except ValueError:
-            raise InvalidProvider(
-                f"unknown provider {value!r}; expected one of: {', '.join(p.value for p in cls)}"
-            ) from None
+        return _parse(cls, value, "provider", InvalidProvider)
 
 
 class DeliveryStatus(str, enum.Enum):
@@ -58,10 +53,13 @@ class SyncStatus(str, enum.Enum):
 
     @classmethod
     def parse(cls, value: str) -> "SyncStatus":
-        try:
-            return cls(str(value).strip().upper())
-        except ValueError:
-            raise UsageProblem(
-                f"unknown sync status {value!r}; expected one of: {', '.join(s.value for s in cls)}",
-                field="status",
-            ) from None
+        return _parse(cls, value, "sync status", UsageProblem, field="status")
+
+
+def _parse(cls, value, label: str, error: type[UsageProblem], **details):
+    """An enum member from any-case text, or a usage error listing the choices."""
+    try:
+        return cls(str(value).strip().upper())
+    except ValueError:
+        choices = ", ".join(member.value for member in cls)
+        raise error(f"unknown {label} {value!r}; expected one of: {choices}", **details) from None

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import shutil
 import uuid
@@ -55,10 +56,6 @@ def clean_env(monkeypatch, tmp_path):
 
 
 # --- PostgreSQL ------------------------------------------------------------
-
-def _pg_admin_url() -> str:
-    return POSTGRES_URL
-
 
 def _pg_url_for(dbname: str) -> str:
     parts = urlsplit(POSTGRES_URL)
@@ -107,34 +104,41 @@ def _migrate(url: str) -> None:
         db.close_all()
 
 
+@contextlib.contextmanager
+def _scratch_postgres(prefix: str, template: str | None = None):
+    """CREATE a throwaway database (optionally from a template), DROP it afterwards."""
+    name = f"{prefix}_{RUN_ID}_{uuid.uuid4().hex[:8]}"
+    admin = _pg_admin()
+    with admin.cursor() as cur:
+        cur.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+    try:
+        yield _pg_url_for(name)
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def _require_postgres(pg_template) -> None:
+    if isinstance(pg_template, Exception):
+        text = str(pg_template).strip()
+        _unavailable("postgres", text.splitlines()[0] if text else type(pg_template).__name__)
+
+
 @pytest.fixture
 def postgres_url(pg_template):
     """A fresh, migrated PostgreSQL database for this test."""
-    if isinstance(pg_template, Exception):
-        _unavailable("postgres", str(pg_template).strip().splitlines()[0] if str(pg_template).strip() else type(pg_template).__name__)
-    name = f"nx_t_{RUN_ID}_{uuid.uuid4().hex[:8]}"
-    admin = _pg_admin()
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
-    yield _pg_url_for(name)
-    with admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.close()
+    _require_postgres(pg_template)
+    with _scratch_postgres("nx_t", template=pg_template) as url:
+        yield url
 
 
 @pytest.fixture
 def empty_postgres_url(pg_template):
     """A PostgreSQL database with no schema at all."""
-    if isinstance(pg_template, Exception):
-        _unavailable("postgres", type(pg_template).__name__)
-    name = f"nx_e_{RUN_ID}_{uuid.uuid4().hex[:8]}"
-    admin = _pg_admin()
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"')
-    yield _pg_url_for(name)
-    with admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.close()
+    _require_postgres(pg_template)
+    with _scratch_postgres("nx_e") as url:
+        yield url
 
 
 # --- SQLite ----------------------------------------------------------------
