@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from nexusctl.enums import Provider
 from nexusctl.errors import ConfigError
@@ -189,6 +189,9 @@ def _database_url(env: Mapping[str, str], data_dir: Path) -> str:
             parts.port  # noqa: B018 - raises on a bad port
         except ValueError:
             raise ConfigError(f"DATABASE_URL: {redact_url(url)} has an invalid port") from None
+        timeout = dict(parse_qsl(parts.query)).get("connect_timeout", "5")
+        if not timeout.isdigit():
+            raise ConfigError(f"DATABASE_URL: connect_timeout {timeout!r} is not a whole number of seconds")
         return url
     raise ConfigError(
         f"DATABASE_URL: unsupported scheme {parts.scheme or '(none)'!r}; "

@@ -85,6 +85,7 @@ def test_urlsafe_and_unpadded_keys_are_accepted():
         ("DATABASE_URL", "postgresql://localhost", "DATABASE_URL: postgresql://localhost names no database"),
         ("DATABASE_URL", "postgresql://u:hunter2@h:99999/db", "DATABASE_URL: postgresql://u:***@h:99999/db has an invalid port"),
         ("DATABASE_URL", "sqlite://", "DATABASE_URL: sqlite URL has no file path"),
+        ("DATABASE_URL", "postgresql://h/db?connect_timeout=soon", "DATABASE_URL: connect_timeout 'soon'"),
         ("DATABASE_POOL_SIZE", "-1", "DATABASE_POOL_SIZE: '-1' is not a positive whole number"),
         ("REDIS_URL", "http://localhost", "REDIS_URL: unsupported scheme 'http'"),
         ("REDIS_URL", "redis://", "REDIS_URL: redis:// names no host"),
