@@ -6,9 +6,12 @@ import logging
 
 from aiohttp import web
 
+from daemon import api_integrations
+from daemon.auth import TokenVerifier
 from daemon.dbexec import DbExecutor
 from daemon.health import health, ready
-from daemon.middleware import error_middleware
+from daemon.middleware import auth_middleware, error_middleware
+from daemon.routing import Route, add_routes
 from db.database import bind, open_database
 from nexusctl.config import Settings
 
@@ -17,15 +20,24 @@ log = logging.getLogger(__name__)
 SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", DbExecutor)
 REDIS = web.AppKey("redis", object)
+VERIFIER = web.AppKey("verifier", TokenVerifier)
+MAX_BODY_BYTES = 1024 * 1024
+
+ROUTES = [
+    Route("GET", "/health", health, "The process is alive", "health", public=True),
+    Route("GET", "/ready", ready, "Database reachable and migrated, Redis reachable when configured", "health",
+          public=True, errors=("NOT_READY",)),
+    *api_integrations.ROUTES,
+]
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=1024 * 1024)
+    app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=MAX_BODY_BYTES)
     app[SETTINGS] = settings
+    app[VERIFIER] = TokenVerifier(settings)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_redis)
-    app.router.add_get("/health", health)
-    app.router.add_get("/ready", ready)
+    add_routes(app, ROUTES)
     return app
 
 

@@ -15,7 +15,7 @@ from nexusctl.errors import NexusError
 
 log = logging.getLogger(__name__)
 
-_HTTP_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}
+_HTTP_CODES = {400: "VALIDATION_ERROR", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}
 
 
 def error_body(code: str, message: str, **extra) -> dict:
@@ -41,3 +41,15 @@ async def error_middleware(request: web.Request, handler):
 def _allow(exc: web.HTTPException) -> dict:
     allow = exc.headers.get("Allow")
     return {"Allow": allow} if allow else {}
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler):
+    """Every route not marked public needs a valid bearer token."""
+    from daemon.app import VERIFIER
+    from daemon.routing import PRINCIPAL, route_of
+
+    route = route_of(request)
+    if route is not None and not route.public:
+        request[PRINCIPAL] = request.app[VERIFIER].verify(request.headers.get("Authorization"))
+    return await handler(request)

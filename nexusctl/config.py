@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 NODE_ENVS = ("development", "production", "test")
 KEY_BYTES = 32
 DEV_KEY_FILE = "encryption.key"
+DEV_JWT_FILE = "jwt.secret"
 DEFAULT_DB_FILE = "nexusctl.db"
 
 
@@ -75,6 +76,10 @@ class Settings:
     encryption_key_source: str  # "ENCRYPTION_KEY" or the dev key file's path
     frontend_url: str
     providers: Mapping[Provider, ProviderCredentials] = field(default_factory=dict)
+    jwt_secret: Secret | None = None  # HS256 shared with the user service
+    jwt_public_key: str | None = None  # PEM: RS256 or ES256 tokens
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
 
     @property
     def is_production(self) -> bool:
@@ -143,6 +148,10 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         old_encryption_keys=_old_keys(env),
         frontend_url=_http_url(env, "FRONTEND_URL", "http://localhost:3000"),
         providers=_providers(env),
+        jwt_secret=Secret(env["JWT_SECRET"]) if env.get("JWT_SECRET", "").strip() else None,
+        jwt_public_key=_public_key(env),
+        jwt_issuer=env.get("JWT_ISSUER", "").strip() or None,
+        jwt_audience=env.get("JWT_AUDIENCE", "").strip() or None,
     )
     # Last: in development this may create the key file, which must not
     # happen for a configuration that is going to be refused anyway.
@@ -236,25 +245,66 @@ def _encryption_key(env: Mapping[str, str], node_env: str, data_dir: Path) -> tu
 
 
 def _dev_key(path: Path) -> str:
-    """Read the development key file, creating it (mode 0600) the first time."""
+    """Read the development encryption key, creating it (mode 0600) the first time."""
+    key, created = dev_secret(path, generate_key, lambda text: decode_key(text, f"ENCRYPTION_KEY (from {path})"))
+    if created:
+        log.warning(
+            "ENCRYPTION_KEY is not set: generated a development key in %s. "
+            "Set ENCRYPTION_KEY (see `nexusctl keys generate`) before production use.",
+            path,
+        )
+    return key
+
+
+def dev_secret(path: Path, generate, check) -> tuple[str, bool]:
+    """A per-machine development secret in the data directory: (value, created now)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         text = path.read_text().strip()
-        decode_key(text, f"ENCRYPTION_KEY (from {path})")
-        return text
+        check(text)
+        return text, False
     except OSError as exc:
         raise ConfigError(f"NEXUS_DATA_DIR: cannot create {path.parent}: {exc.strerror}") from None
-    key = generate_key()
+    value = generate()
     with os.fdopen(fd, "w") as handle:
-        handle.write(key + "\n")
-    log.warning(
-        "ENCRYPTION_KEY is not set: generated a development key in %s. "
-        "Set ENCRYPTION_KEY (see `nexusctl keys generate`) before production use.",
-        path,
-    )
-    return key
+        handle.write(value + "\n")
+    return value, True
+
+
+def jwt_signing_secret(settings: "Settings") -> Secret:
+    """The HS256 secret: JWT_SECRET, or in development one generated into the data directory."""
+    if settings.jwt_secret is not None:
+        return settings.jwt_secret
+    if settings.is_production:
+        raise ConfigError("JWT_SECRET: required when NODE_ENV=production (or JWT_PUBLIC_KEY for RS256/ES256 tokens)")
+    path = settings.data_dir / DEV_JWT_FILE
+    value, created = dev_secret(path, lambda: base64.urlsafe_b64encode(os.urandom(32)).decode(), lambda text: None)
+    if created:
+        log.warning("JWT_SECRET is not set: generated a development secret in %s", path)
+    return Secret(value)
+
+
+def _public_key(env: Mapping[str, str]) -> str | None:
+    value = env.get("JWT_PUBLIC_KEY", "").strip()
+    if not value:
+        return None
+    if not value.startswith("-----BEGIN"):
+        try:
+            value = Path(value).expanduser().read_text()
+        except OSError as exc:
+            raise ConfigError(f"JWT_PUBLIC_KEY: neither a PEM key nor a readable file ({exc.strerror})") from None
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    try:
+        key = load_pem_public_key(value.encode())
+    except ValueError:
+        raise ConfigError("JWT_PUBLIC_KEY: not a valid PEM public key") from None
+    if not isinstance(key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey)):
+        raise ConfigError("JWT_PUBLIC_KEY: must be an RSA (RS256) or EC P-256 (ES256) public key")
+    return value
 
 
 def _old_keys(env: Mapping[str, str]) -> tuple[Secret, ...]:
@@ -280,6 +330,7 @@ def variable_names() -> list[str]:
     names = [
         "NODE_ENV", "PORT", "NEXUS_DATA_DIR", "DATABASE_URL", "DATABASE_POOL_SIZE",
         "REDIS_URL", "ENCRYPTION_KEY", "ENCRYPTION_OLD_KEYS", "FRONTEND_URL",
+        "JWT_SECRET", "JWT_PUBLIC_KEY", "JWT_ISSUER", "JWT_AUDIENCE",
     ]
     for provider in Provider:
         names += [f"{provider.value}_CLIENT_ID", f"{provider.value}_CLIENT_SECRET"]

@@ -21,7 +21,10 @@ error boundary (``nexusctl.cli.main``) and the daemon's error middleware.
     ├── RateLimited             RATE_LIMITED            429  exit 23
     ├── SyncFailed              SYNC_FAILED             500  exit 24
     ├── ProviderError           PROVIDER_ERROR          502  exit 25
-    └── DecryptionFailed        DECRYPTION_FAILED       500  exit 30
+    ├── DecryptionFailed        DECRYPTION_FAILED       500  exit 30
+    ├── Unauthorized            UNAUTHORIZED            401  exit 40
+    ├── Forbidden               FORBIDDEN               403  exit 41
+    └── PayloadTooLarge         PAYLOAD_TOO_LARGE       413  exit 42
 
 Messages must never contain a secret: callers pass identifiers, never values.
 """
@@ -162,6 +165,30 @@ class DecryptionFailed(NexusError):
     code = "DECRYPTION_FAILED"
     exit_code = 30
 
+
+
+class Unauthorized(NexusError):
+    """A valid bearer token is required."""
+
+    code = "UNAUTHORIZED"
+    http_status = 401
+    exit_code = 40
+
+
+class Forbidden(NexusError):
+    """You may not do this."""
+
+    code = "FORBIDDEN"
+    http_status = 403
+    exit_code = 41
+
+
+class PayloadTooLarge(NexusError):
+    """The request body is too large."""
+
+    code = "PAYLOAD_TOO_LARGE"
+    http_status = 413
+    exit_code = 42
 
 def all_error_classes() -> list[type[NexusError]]:
     """Every concrete error class, for docs and the exit-code table."""

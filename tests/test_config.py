@@ -144,3 +144,30 @@ def test_a_refused_configuration_creates_no_key_file(tmp_path):
     with pytest.raises(ConfigError):
         config.load({"NEXUS_DATA_DIR": str(tmp_path), "PORT": "abc"})
     assert not (tmp_path / config.DEV_KEY_FILE).exists()
+
+
+def test_jwt_settings(tmp_path):
+    settings = config.load({"ENCRYPTION_KEY": GOOD_KEY, "JWT_SECRET": "x" * 40, "JWT_ISSUER": "iss", "JWT_AUDIENCE": "aud"})
+    assert settings.jwt_secret.get() == "x" * 40 and "x" * 40 not in repr(settings)
+    assert (settings.jwt_issuer, settings.jwt_audience) == ("iss", "aud")
+
+
+@pytest.mark.parametrize("value, fragment", [
+    ("-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----", "not a valid PEM public key"),
+    ("/no/such/key.pem", "neither a PEM key nor a readable file"),
+])
+def test_bad_jwt_public_key(value, fragment):
+    with pytest.raises(ConfigError) as info:
+        config.load({"ENCRYPTION_KEY": GOOD_KEY, "JWT_PUBLIC_KEY": value})
+    assert info.value.message.startswith("JWT_PUBLIC_KEY: ") and fragment in info.value.message
+
+
+def test_development_jwt_secret_is_made_once_and_production_requires_one(tmp_path):
+    dev = config.load({"ENCRYPTION_KEY": GOOD_KEY, "NEXUS_DATA_DIR": str(tmp_path)})
+    first = config.jwt_signing_secret(dev)
+    assert stat.S_IMODE((tmp_path / config.DEV_JWT_FILE).stat().st_mode) == 0o600
+    assert config.jwt_signing_secret(dev) == first
+    prod = config.load({"ENCRYPTION_KEY": GOOD_KEY, "NODE_ENV": "production", "NEXUS_DATA_DIR": str(tmp_path / "p")})
+    with pytest.raises(ConfigError) as info:
+        config.jwt_signing_secret(prod)
+    assert info.value.message.startswith("JWT_SECRET: required when NODE_ENV=production")

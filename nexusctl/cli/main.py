@@ -136,12 +136,13 @@ def version_cmd(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--jso
 
 
 def _register() -> None:
-    from nexusctl.cli import database, integrations, keys, serve, sync
+    from nexusctl.cli import database, integrations, keys, serve, sync, token
 
     app.add_typer(integrations.app, name="integrations")
     app.add_typer(sync.app, name="sync")
     app.add_typer(database.app, name="db")
     app.add_typer(keys.app, name="keys")
+    app.add_typer(token.app, name="token")
     serve.register(app)
 
 

@@ -15,12 +15,16 @@ from nexusctl.errors import IntegrationNotFound, UsageProblem
 NAME_MAX = 255
 
 
-def get(integration_id) -> Integration:
+def get(integration_id, *, owner_id=None) -> Integration:
+    """The integration; with ``owner_id``, someone else's is NOT_FOUND too (no existence leak)."""
     row_id = parse_uuid(integration_id, "integrationId")
     try:
-        return Integration.get_by_id(row_id)
+        row = Integration.get_by_id(row_id)
     except Integration.DoesNotExist:
-        raise IntegrationNotFound(f"integration {row_id} not found", id=str(row_id)) from None
+        row = None
+    if row is None or (owner_id is not None and row.user_id != owner_id):
+        raise IntegrationNotFound(f"integration {row_id} not found", id=str(row_id))
+    return row
 
 
 def list_page(
@@ -41,7 +45,7 @@ def list_page(
     return newest_first(query, Integration, limit, cursor)
 
 
-def update(integration_id, *, name=None, is_active=None, metadata=None) -> Integration:
+def update(integration_id, *, name=None, is_active=None, metadata=None, owner_id=None) -> Integration:
     """Change the display name, the active flag or the metadata (replaced whole)."""
     if name is None and is_active is None and metadata is None:
         raise UsageProblem("nothing to update: give a name, isActive or metadata")
@@ -58,7 +62,7 @@ def update(integration_id, *, name=None, is_active=None, metadata=None) -> Integ
         if not isinstance(metadata, dict):
             raise UsageProblem("metadata must be a JSON object", field="metadata")
         changes[Integration.metadata] = metadata
-    row = get(integration_id)
+    row = get(integration_id, owner_id=owner_id)
     changes[Integration.updated_at] = utcnow()
     Integration.update(changes).where(Integration.id == row.id).execute()
     return get(row.id)
@@ -91,9 +95,9 @@ def removal_counts(row: Integration) -> tuple[int, int, int]:
     )
 
 
-def delete(integration_id, *, dry_run: bool = False) -> Deleted:
+def delete(integration_id, *, dry_run: bool = False, owner_id=None) -> Deleted:
     """Delete an integration with its webhooks, deliveries and sync logs (cascade)."""
-    row = get(integration_id)
+    row = get(integration_id, owner_id=owner_id)
     with database_proxy.atomic():
         counts = removal_counts(row)
         if not dry_run:

@@ -9,9 +9,9 @@ from nexusctl.enums import SyncStatus
 
 
 def list_page(integration_id, *, status: str | None = None, limit: int | None = None,
-              cursor: str | None = None) -> Page:
+              cursor: str | None = None, owner_id=None) -> Page:
     """An integration's sync logs, newest first; unknown integration is INTEGRATION_NOT_FOUND."""
-    integration = integrations.get(integration_id)
+    integration = integrations.get(integration_id, owner_id=owner_id)
     query = IntegrationSyncLog.select().where(IntegrationSyncLog.integration == integration.id)
     if status is not None:
         query = query.where(IntegrationSyncLog.status == SyncStatus.parse(status))

@@ -1,0 +1,96 @@
+"""Integration management routes: thin handlers over nexusctl.core."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from daemon.auth import Principal
+from daemon.routing import PRINCIPAL, Route, ok, read_body, read_query
+from daemon.schema import Body, Bool, Int, Obj, Query, Str
+from nexusctl.core import integrations, sync_logs
+from nexusctl.core.ids import parse_uuid
+from nexusctl.core.paging import MAX_LIMIT
+from nexusctl.core.serializers import integration_to_dict, sync_log_to_dict
+from nexusctl.enums import Provider, SyncStatus
+
+PROVIDERS = tuple(p.value for p in Provider)
+PAGING = {"limit": Int(1, MAX_LIMIT, "rows per page"), "cursor": Str(max_length=512, description="from paging.nextCursor")}
+UPDATE = Body(
+    {"name": Str(max_length=255, min_length=1), "isActive": Bool(), "metadata": Obj("replaces the metadata")},
+    min_fields=1,
+)
+
+
+def _caller(request: web.Request) -> Principal:
+    return request[PRINCIPAL]
+
+
+def _owner_filter(request: web.Request):
+    """None for elevated callers (every user's rows), else the caller's user id."""
+    principal = _caller(request)
+    return None if principal.elevated else principal.user_id
+
+
+async def _db(request, fn, *args, **kwargs):
+    from daemon.app import DB
+
+    return await request.app[DB].run(fn, *args, **kwargs)
+
+
+async def list_for_user(request: web.Request) -> web.Response:
+    user_id = parse_uuid(request.match_info["userId"], "userId")
+    _caller(request).require_user(user_id)
+    q = read_query(request)
+    page = await _db(request, integrations.list_page, user_id=user_id, provider=q.get("provider"),
+                     is_active=q.get("isActive"), limit=q.get("limit"), cursor=q.get("cursor"))
+    return ok([integration_to_dict(r) for r in page.items], page=page)
+
+
+async def show(request: web.Request) -> web.Response:
+    row = await _db(request, integrations.get, request.match_info["id"], owner_id=_owner_filter(request))
+    return ok(integration_to_dict(row))
+
+
+async def update(request: web.Request) -> web.Response:
+    body = await read_body(request, UPDATE)
+    row = await _db(request, integrations.update, request.match_info["id"], name=body.get("name"),
+                    is_active=body.get("isActive"), metadata=body.get("metadata"), owner_id=_owner_filter(request))
+    return ok(integration_to_dict(row))
+
+
+async def delete(request: web.Request) -> web.Response:
+    result = await _db(request, integrations.delete, request.match_info["id"], owner_id=_owner_filter(request))
+    return ok(result.to_dict())
+
+
+async def list_sync_logs(request: web.Request) -> web.Response:
+    q = read_query(request)
+    page = await _db(request, sync_logs.list_page, request.match_info["id"], status=q.get("status"),
+                     limit=q.get("limit"), cursor=q.get("cursor"), owner_id=_owner_filter(request))
+    return ok([sync_log_to_dict(r) for r in page.items], page=page)
+
+
+async def providers(request: web.Request) -> web.Response:
+    from daemon.app import SETTINGS
+    from providers.catalog import CATALOG
+
+    creds = request.app[SETTINGS].providers
+    return ok([info.to_dict(creds[p].configured) for p, info in CATALOG.items()])
+
+
+_ID = ("INTEGRATION_NOT_FOUND", "VALIDATION_ERROR")
+
+ROUTES = [
+    Route("GET", "/integrations/providers", providers, "The 20 providers, their capabilities, configured or not",
+          "providers"),
+    Route("GET", "/integrations/user/{userId}", list_for_user, "A user's integrations, newest first", "integrations",
+          query=Query({"provider": Str(enum=PROVIDERS), "isActive": Bool(), **PAGING}), paged=True,
+          errors=("VALIDATION_ERROR", "INVALID_PROVIDER", "FORBIDDEN")),
+    Route("GET", "/integrations/{id}", show, "One integration (never its tokens)", "integrations", errors=_ID),
+    Route("PATCH", "/integrations/{id}", update, "Rename, (de)activate, or replace metadata", "integrations",
+          body=UPDATE, errors=_ID + ("PAYLOAD_TOO_LARGE",)),
+    Route("DELETE", "/integrations/{id}", delete, "Delete with its webhooks, deliveries and sync logs",
+          "integrations", errors=_ID),
+    Route("GET", "/integrations/{id}/sync-logs", list_sync_logs, "Sync history, newest first", "sync",
+          query=Query({"status": Str(enum=tuple(s.value for s in SyncStatus)), **PAGING}), paged=True, errors=_ID),
+]

@@ -1,0 +1,114 @@
+"""Who is calling: bearer JWTs from the user service.
+
+HS256 with JWT_SECRET, or RS256/ES256 with JWT_PUBLIC_KEY; ``exp`` is
+required; JWT_ISSUER / JWT_AUDIENCE are checked when set. The user is
+``sub``; a ``roles`` claim containing ``admin`` or ``service`` reaches every
+user's data. PyJWT does the verification (algorithm pinning, exp/iss/aud),
+which is exactly the code we should not write ourselves.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import jwt
+
+from nexusctl.config import Settings, jwt_signing_secret
+from nexusctl.errors import ConfigError, Forbidden, Unauthorized
+
+ELEVATED_ROLES = frozenset({"admin", "service"})
+LEEWAY_SECONDS = 30
+
+
+@dataclass(frozen=True)
+class Principal:
+    subject: str
+    user_id: uuid.UUID | None
+    roles: frozenset[str]
+
+    @property
+    def elevated(self) -> bool:
+        return bool(self.roles & ELEVATED_ROLES)
+
+    def owns(self, user_id) -> bool:
+        return self.elevated or (self.user_id is not None and self.user_id == user_id)
+
+    def require_user(self, user_id) -> None:
+        """For routes naming a user: only that user or an elevated role."""
+        if not self.owns(user_id):
+            raise Forbidden("you may only act on your own integrations")
+
+
+class TokenVerifier:
+    def __init__(self, settings: Settings) -> None:
+        if settings.jwt_public_key:
+            from cryptography.hazmat.primitives.asymmetric import rsa
+            from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+            self._key = load_pem_public_key(settings.jwt_public_key.encode())
+            self._algorithms = ["RS256"] if isinstance(self._key, rsa.RSAPublicKey) else ["ES256"]
+        else:
+            self._key = jwt_signing_secret(settings).get()
+            self._algorithms = ["HS256"]
+        self._issuer = settings.jwt_issuer
+        self._audience = settings.jwt_audience
+
+    def verify(self, header: str | None) -> Principal:
+        if not header:
+            raise Unauthorized("missing bearer token (Authorization: Bearer <jwt>)")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("the Authorization header must be `Bearer <jwt>`")
+        try:
+            claims = jwt.decode(
+                token.strip(),
+                self._key,
+                algorithms=self._algorithms,
+                issuer=self._issuer,
+                audience=self._audience,
+                leeway=LEEWAY_SECONDS,
+                options={"require": ["exp", "sub"], "verify_aud": self._audience is not None},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("token expired") from None
+        except jwt.InvalidTokenError as exc:
+            # PyJWT's messages name the failed check, never the token itself.
+            raise Unauthorized(f"invalid token: {exc}") from None
+        return _principal(claims)
+
+
+def _principal(claims: dict) -> Principal:
+    roles = claims.get("roles") or []
+    if isinstance(roles, str):
+        roles = [roles]
+    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+        raise Unauthorized("invalid token: roles must be a list of strings")
+    subject = str(claims["sub"])
+    try:
+        user_id = uuid.UUID(subject)
+    except ValueError:
+        user_id = None
+    principal = Principal(subject, user_id, frozenset(roles))
+    if user_id is None and not principal.elevated:
+        raise Unauthorized("invalid token: sub must be a user id (UUID)")
+    return principal
+
+
+def mint(settings: Settings, *, subject: str, roles: list[str], ttl_seconds: int) -> str:
+    """An HS256 token signed with the configured (or development) secret."""
+    import time
+
+    if settings.jwt_public_key and settings.jwt_secret is None:
+        raise ConfigError(
+            "JWT_SECRET: not set; with JWT_PUBLIC_KEY the tokens are minted by the user service, not here"
+        )
+    now = int(time.time())
+    claims = {"sub": subject, "iat": now, "exp": now + ttl_seconds}
+    if roles:
+        claims["roles"] = roles
+    if settings.jwt_issuer:
+        claims["iss"] = settings.jwt_issuer
+    if settings.jwt_audience:
+        claims["aud"] = settings.jwt_audience
+    return jwt.encode(claims, jwt_signing_secret(settings).get(), algorithm="HS256")

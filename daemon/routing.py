@@ -1,0 +1,71 @@
+"""The route table: each route says what it accepts, returns and requires.
+
+The same table registers the handlers, drives the auth middleware (public
+or not) and feeds the OpenAPI document, so a route cannot exist without
+being described.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+from aiohttp import web
+
+from daemon.schema import Body, Query
+from nexusctl.core.paging import Page
+from nexusctl.errors import UsageProblem
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+PRINCIPAL = web.RequestKey("principal", object)  # the verified caller (daemon.auth.Principal)
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    tag: str
+    public: bool = False
+    body: Body | None = None
+    query: Query | None = None
+    data: dict | None = None  # JSON Schema of the envelope's data
+    errors: tuple[str, ...] = ()
+    paged: bool = False
+    status: int = 200
+
+
+def add_routes(app: web.Application, routes: list[Route]) -> None:
+    for route in routes:
+        route.handler.route = route  # read by the auth middleware
+        app.router.add_route(route.method, route.path, route.handler)
+
+
+def route_of(request: web.Request) -> Route | None:
+    return getattr(request.match_info.handler, "route", None)
+
+
+def ok(data, *, page: Page | None = None, status: int = 200) -> web.Response:
+    body = {"success": True, "data": data}
+    if page is not None:
+        body["paging"] = page.paging()
+    return web.json_response(body, status=status)
+
+
+async def read_body(request: web.Request, schema: Body) -> dict:
+    """The JSON body, validated: malformed JSON, wrong type or unknown fields are 400s."""
+    if request.content_type != "application/json":
+        raise UsageProblem("the body must be JSON (Content-Type: application/json)", field="Content-Type")
+    raw = await request.read()  # over client_max_size: 413 PAYLOAD_TOO_LARGE
+    try:
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UsageProblem(f"the body is not valid JSON ({exc.__class__.__name__})") from None
+    return schema.validate(value)
+
+
+def read_query(request: web.Request) -> dict:
+    route = route_of(request)
+    return route.query.validate(request.query) if route and route.query else {}

@@ -1,0 +1,169 @@
+"""Request schemas that validate input and describe themselves for OpenAPI.
+
+One definition serves both: ``validate`` turns a bad value into a
+VALIDATION_ERROR naming the field, ``openapi`` gives the JSON Schema.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from nexusctl.errors import UsageProblem
+
+
+@dataclass(frozen=True)
+class Str:
+    max_length: int | None = None
+    min_length: int = 0
+    enum: tuple[str, ...] | None = None
+    format: str | None = None  # "uuid"
+    description: str = ""
+
+    def check(self, name: str, value: Any) -> Any:
+        if not isinstance(value, str):
+            raise UsageProblem(f"{name} must be a string", field=name)
+        if self.format == "uuid":
+            try:
+                return uuid.UUID(value)
+            except ValueError:
+                raise UsageProblem(f"{name} must be a UUID", field=name) from None
+        if len(value) < self.min_length or (self.max_length is not None and len(value) > self.max_length):
+            raise UsageProblem(f"{name} must be {self.min_length}-{self.max_length} characters", field=name)
+        if self.enum is not None and value.upper() not in self.enum:
+            raise UsageProblem(f"{name} must be one of: {', '.join(self.enum)}", field=name)
+        return value
+
+    def openapi(self) -> dict:
+        out: dict = {"type": "string"}
+        if self.format:
+            out["format"] = self.format
+        if self.max_length is not None:
+            out["maxLength"] = self.max_length
+        if self.min_length:
+            out["minLength"] = self.min_length
+        if self.enum:
+            out["enum"] = list(self.enum)
+        return _described(out, self.description)
+
+
+@dataclass(frozen=True)
+class Bool:
+    description: str = ""
+
+    def check(self, name: str, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise UsageProblem(f"{name} must be true or false", field=name)
+        return value
+
+    def openapi(self) -> dict:
+        return _described({"type": "boolean"}, self.description)
+
+
+@dataclass(frozen=True)
+class Int:
+    minimum: int | None = None
+    maximum: int | None = None
+    description: str = ""
+
+    def check(self, name: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UsageProblem(f"{name} must be a whole number", field=name)
+        if (self.minimum is not None and value < self.minimum) or (self.maximum is not None and value > self.maximum):
+            raise UsageProblem(f"{name} must be from {self.minimum} to {self.maximum}", field=name)
+        return value
+
+    def openapi(self) -> dict:
+        out: dict = {"type": "integer"}
+        if self.minimum is not None:
+            out["minimum"] = self.minimum
+        if self.maximum is not None:
+            out["maximum"] = self.maximum
+        return _described(out, self.description)
+
+
+@dataclass(frozen=True)
+class Obj:
+    """A free-form JSON object (metadata)."""
+
+    description: str = ""
+
+    def check(self, name: str, value: Any) -> dict:
+        if not isinstance(value, dict):
+            raise UsageProblem(f"{name} must be a JSON object", field=name)
+        return value
+
+    def openapi(self) -> dict:
+        return _described({"type": "object", "additionalProperties": True}, self.description)
+
+
+@dataclass(frozen=True)
+class Body:
+    """A JSON object body with known fields; unknown fields are refused."""
+
+    fields: dict[str, Any]
+    required: tuple[str, ...] = ()
+    min_fields: int = 0
+
+    def validate(self, value: Any) -> dict:
+        if not isinstance(value, dict):
+            raise UsageProblem("the body must be a JSON object")
+        unknown = sorted(set(value) - set(self.fields))
+        if unknown:
+            raise UsageProblem(f"unknown field(s): {', '.join(unknown)}", field=unknown[0])
+        for name in self.required:
+            if name not in value:
+                raise UsageProblem(f"{name} is required", field=name)
+        if len(value) < self.min_fields:
+            raise UsageProblem(f"give at least one of: {', '.join(self.fields)}")
+        return {name: self.fields[name].check(name, item) for name, item in value.items()}
+
+    def openapi(self) -> dict:
+        out = {
+            "type": "object",
+            "properties": {name: spec.openapi() for name, spec in self.fields.items()},
+            "additionalProperties": False,
+        }
+        if self.required:
+            out["required"] = list(self.required)
+        if self.min_fields:
+            out["minProperties"] = self.min_fields
+        return out
+
+
+@dataclass(frozen=True)
+class Query:
+    """Query-string parameters (all optional), parsed from text."""
+
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self, query) -> dict:
+        unknown = sorted(set(query) - set(self.params))
+        if unknown:
+            raise UsageProblem(f"unknown query parameter(s): {', '.join(unknown)}", field=unknown[0])
+        values = {}
+        for name, spec in self.params.items():
+            if name in query:
+                values[name] = spec.check(name, _from_text(spec, name, query.getone(name)))
+        return values
+
+
+def _from_text(spec, name: str, text: str):
+    if isinstance(spec, Bool):
+        lowered = text.lower()
+        if lowered not in ("true", "false"):
+            raise UsageProblem(f"{name} must be true or false", field=name)
+        return lowered == "true"
+    if isinstance(spec, Int):
+        try:
+            return int(text)
+        except ValueError:
+            raise UsageProblem(f"{name} must be a whole number", field=name) from None
+    return text
+
+
+def _described(out: dict, description: str) -> dict:
+    if description:
+        out["description"] = description
+    return out

@@ -1,0 +1,42 @@
+"""`nexusctl token mint`: a bearer token for local use and scripts."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from nexusctl.cli.context import out, state
+from nexusctl.core.ids import parse_uuid
+from nexusctl.errors import UsageProblem
+
+app = typer.Typer(help="Bearer tokens (JWT) for the daemon's API.", no_args_is_help=True)
+
+ROLES = ("admin", "service")
+
+
+@app.command("mint")
+def mint_cmd(
+    ctx: typer.Context,
+    user: Annotated[str | None, typer.Option("--user", "-u", help="The user (UUID) the token acts as.")] = None,
+    role: Annotated[list[str] | None, typer.Option("--role", "-r", help="admin or service; repeatable.")] = None,
+    subject: Annotated[str | None, typer.Option("--subject", help="Subject of a service token without --user.")] = None,
+    ttl: Annotated[int, typer.Option("--ttl", min=1, max=31 * 24 * 3600, help="Lifetime in seconds.")] = 3600,
+) -> None:
+    """Print a JWT signed with JWT_SECRET (or the development secret).
+
+    Example:  TOKEN="$(nexusctl token mint --user 6f1c2a9e-0d4b-4f7e-9a51-2b8c3d4e5f60 --ttl 600)"
+    """
+    from daemon.auth import mint
+
+    roles = sorted(set(role or []))
+    unknown = [r for r in roles if r not in ROLES]
+    if unknown:
+        raise UsageProblem(f"unknown role(s) {', '.join(unknown)}; use admin or service", field="role")
+    if user is not None:
+        sub = str(parse_uuid(user, "user"))
+    elif roles and subject:
+        sub = subject
+    else:
+        raise UsageProblem("give --user ID, or --role with --subject NAME for a service token", field="user")
+    out(ctx).value(mint(state(ctx).settings, subject=sub, roles=roles, ttl_seconds=ttl))

@@ -1,0 +1,61 @@
+"""What every provider is and can do: the spec's "Supported Providers" table.
+
+The OAuth mechanics of each provider (URLs, PKCE, refresh style, quirks)
+join this catalog with the providers issue. Six providers are missing from
+the spec's table; their capabilities (marked ``inferred``) follow the sync
+actions planned for them (Salesforce contacts/campaigns, TikTok Ads
+campaigns, SendGrid lists/campaigns, Stripe charges, PayPal transactions,
+Zapier zaps).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nexusctl.enums import Provider
+
+
+@dataclass(frozen=True)
+class ProviderInfo:
+    provider: Provider
+    display_name: str
+    category: str
+    capabilities: tuple[str, ...]
+    inferred: bool = False  # capabilities not in the spec's table
+
+    def to_dict(self, configured: bool) -> dict:
+        return {
+            "provider": self.provider.value,
+            "displayName": self.display_name,
+            "category": self.category,
+            "capabilities": list(self.capabilities),
+            "configured": configured,
+        }
+
+
+def _p(provider, name, category, *capabilities, inferred=False):
+    return ProviderInfo(Provider(provider), name, category, capabilities, inferred)
+
+
+CATALOG: dict[Provider, ProviderInfo] = {info.provider: info for info in [
+    _p("TIKTOK", "TikTok", "social", "publish", "analytics", "comments"),
+    _p("INSTAGRAM", "Instagram", "social", "publish", "stories", "analytics"),
+    _p("FACEBOOK", "Facebook", "social", "pages", "publish", "analytics"),
+    _p("YOUTUBE", "YouTube", "social", "upload", "analytics", "comments"),
+    _p("TWITTER", "Twitter/X", "social", "publish", "analytics"),
+    _p("LINKEDIN", "LinkedIn", "social", "posts", "analytics"),
+    _p("HUBSPOT", "HubSpot CRM", "marketing", "contacts", "campaigns"),
+    _p("SALESFORCE", "Salesforce", "marketing", "contacts", "campaigns", inferred=True),
+    _p("SHOPIFY", "Shopify", "ecommerce", "products", "orders", "inventory"),
+    _p("WOOCOMMERCE", "WooCommerce", "ecommerce", "products", "orders"),
+    _p("META_ADS", "Meta Ads", "marketing", "campaigns", "analytics"),
+    _p("GOOGLE_ADS", "Google Ads", "marketing", "campaigns", "analytics"),
+    _p("TIKTOK_ADS", "TikTok Ads", "marketing", "campaigns", "analytics", inferred=True),
+    _p("MAILCHIMP", "Mailchimp", "marketing", "lists", "campaigns"),
+    _p("SENDGRID", "SendGrid", "marketing", "lists", "campaigns", inferred=True),
+    _p("STRIPE", "Stripe", "payments", "charges", inferred=True),
+    _p("PAYPAL", "PayPal", "payments", "transactions", inferred=True),
+    _p("ZAPIER", "Zapier", "automation", "zaps", inferred=True),
+    _p("SLACK", "Slack", "communication", "notifications", "commands"),
+    _p("DISCORD", "Discord", "communication", "webhooks", "notifications"),
+]}

@@ -1,0 +1,244 @@
+"""The integration routes through the real app: auth matrix, ownership, bad input, envelopes."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from daemon.app import ROUTES, create_app
+from db.models import Integration, IntegrationSyncLog, Webhook
+from nexusctl import config
+from nexusctl.enums import Provider, SyncStatus
+
+OWNER = uuid.UUID("6f1c2a9e-0d4b-4f7e-9a51-2b8c3d4e5f60")
+STRANGER = uuid.UUID("11111111-2222-4333-8444-555555555555")
+
+
+def sign(claims=None, *, key=None, algorithm="HS256", **overrides):
+    secret = key or config.jwt_signing_secret(config.load()).get()
+    now = int(time.time())
+    body = {"sub": str(OWNER), "iat": now, "exp": now + 300, **(claims or {}), **overrides}
+    return jwt.encode({k: v for k, v in body.items() if v is not None}, secret, algorithm=algorithm)
+
+
+def bearer(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+async def api(db_url, aiohttp_client):
+    return await aiohttp_client(create_app(config.load()))
+
+
+@pytest.fixture
+def owned(make_integration):
+    row = make_integration(user_id=OWNER, provider=Provider.INSTAGRAM, name="@owner", scope=["basic"])
+    IntegrationSyncLog.create(integration=row, action="fetch_posts", status=SyncStatus.COMPLETED)
+    return row
+
+
+def _requests(row_id):
+    """One request per protected route, as its owner would make it."""
+    return {
+        ("GET", "/integrations/providers"): ("GET", "/integrations/providers", None),
+        ("GET", "/integrations/user/{userId}"): ("GET", f"/integrations/user/{OWNER}", None),
+        ("GET", "/integrations/{id}"): ("GET", f"/integrations/{row_id}", None),
+        ("PATCH", "/integrations/{id}"): ("PATCH", f"/integrations/{row_id}", {"name": "renamed"}),
+        ("DELETE", "/integrations/{id}"): ("DELETE", f"/integrations/{row_id}", None),
+        ("GET", "/integrations/{id}/sync-logs"): ("GET", f"/integrations/{row_id}/sync-logs", None),
+    }
+
+
+def test_every_protected_route_is_in_the_matrix():
+    protected = {(r.method, r.path) for r in ROUTES if not r.public}
+    assert protected == set(_requests("x"))
+
+
+EXPIRED = {"exp": int(time.time()) - 3600, "iat": int(time.time()) - 7200}
+CALLERS = {
+    "no token": (None, 401),
+    "garbage": ("not.a.jwt", 401),
+    "expired": (lambda: sign(EXPIRED), 401),
+    "wrong signature": (lambda: sign(key="another-secret-another-secret-xx"), 401),
+    "no exp": (lambda: sign(exp=None), 401),
+    "alg none": (lambda: jwt.encode({"sub": str(OWNER), "exp": int(time.time()) + 60}, None, algorithm="none"), 401),
+    "other user": (lambda: sign(sub=str(STRANGER)), "denied"),
+    "owner": (lambda: sign(), 200),
+    "admin": (lambda: sign(sub=str(STRANGER), roles=["admin"]), 200),
+    "service": (lambda: sign(sub="content-service", roles=["service"]), 200),
+}
+
+
+@pytest.mark.parametrize("route", sorted(_requests("x")), ids=lambda r: f"{r[0]} {r[1]}")
+@pytest.mark.parametrize("caller", list(CALLERS))
+async def test_authorization_matrix(api, owned, route, caller):
+    method, path, body = _requests(owned.id)[route]
+    token, expected = CALLERS[caller]
+    headers = bearer(token() if callable(token) else token) if token else {}
+    response = await api.request(method, path, json=body, headers=headers)
+    payload = await response.json()
+    if expected == "denied":
+        if route[1] == "/integrations/providers":
+            expected = 200  # not user data
+        elif route[1] == "/integrations/user/{userId}":
+            expected = 403
+        else:
+            expected = 404  # someone else's integration does not exist for you
+    assert response.status == expected, payload
+    assert payload["success"] is (expected == 200)
+    if expected == 404:
+        assert payload["error"]["code"] == "INTEGRATION_NOT_FOUND"
+        assert Integration.select().where(Integration.id == owned.id).exists()
+
+
+async def test_list_filters_and_pages(api, make_integration):
+    rows = [make_integration(user_id=OWNER, provider=Provider.SLACK if i % 2 else Provider.DISCORD,
+                             is_active=i != 0) for i in range(5)]
+    headers = bearer(sign())
+    response = await api.get(f"/integrations/user/{OWNER}", params={"provider": "SLACK", "isActive": "true"}, headers=headers)
+    body = await response.json()
+    assert [d["id"] for d in body["data"]] == [str(rows[3].id), str(rows[1].id)]
+    seen, cursor = [], None
+    while True:
+        params = {"limit": "2", **({"cursor": cursor} if cursor else {})}
+        page = await (await api.get(f"/integrations/user/{OWNER}", params=params, headers=headers)).json()
+        seen += [d["id"] for d in page["data"]]
+        cursor = page["paging"]["nextCursor"]
+        if not page["paging"]["hasMore"]:
+            break
+    assert seen == [str(r.id) for r in reversed(rows)]
+
+
+async def test_responses_carry_the_spec_fields_and_never_a_token(api, make_integration):
+    row = make_integration(user_id=OWNER, access_token="API-LEAK-A", refresh_token="API-LEAK-R")
+    response = await api.get(f"/integrations/{row.id}", headers=bearer(sign()))
+    text = await response.text()
+    data = (await response.json())["data"]
+    assert {"id", "userId", "organizationId", "provider", "name", "isActive", "scope", "metadata",
+            "lastSyncAt", "lastError", "expiresAt", "tokenType"} <= set(data)
+    assert "API-LEAK" not in text and "nx1." not in text and "accessToken" not in text
+
+
+async def test_patch_and_delete(api, owned):
+    headers = bearer(sign())
+    Webhook.create(integration=owned, url="https://example.com/h")
+    patched = await api.patch(f"/integrations/{owned.id}", json={"isActive": False, "metadata": {"a": 1}}, headers=headers)
+    data = (await patched.json())["data"]
+    assert patched.status == 200 and data["isActive"] is False and data["metadata"] == {"a": 1}
+    deleted = await api.delete(f"/integrations/{owned.id}", headers=headers)
+    assert (await deleted.json())["data"]["webhooksDeleted"] == 1
+    again = await api.get(f"/integrations/{owned.id}", headers=headers)
+    assert again.status == 404
+
+
+async def test_sync_logs_route(api, owned):
+    response = await api.get(f"/integrations/{owned.id}/sync-logs", params={"status": "COMPLETED"}, headers=bearer(sign()))
+    body = await response.json()
+    assert response.status == 200 and [d["action"] for d in body["data"]] == ["fetch_posts"]
+    assert body["paging"]["hasMore"] is False
+
+
+async def test_providers_route_says_which_are_configured(db_url, monkeypatch, aiohttp_client):
+    monkeypatch.setenv("SLACK_CLIENT_ID", "id")
+    monkeypatch.setenv("SLACK_CLIENT_SECRET", "shh-secret")
+    api = await aiohttp_client(create_app(config.load()))
+    response = await api.get("/integrations/providers", headers=bearer(sign()))
+    text = await response.text()
+    data = {p["provider"]: p for p in (await response.json())["data"]}
+    assert len(data) == 20 and data["SLACK"]["configured"] and not data["DISCORD"]["configured"]
+    assert data["SHOPIFY"]["capabilities"] == ["products", "orders", "inventory"]
+    assert "shh-secret" not in text
+
+
+BAD = [
+    ("GET", "/integrations/not-a-uuid", None, None, 400, "integrationId"),
+    ("GET", "/integrations/user/bob", None, None, 400, "userId"),
+    ("GET", f"/integrations/user/{OWNER}", {"provider": "MYSPACE"}, None, 400, "provider"),
+    ("GET", f"/integrations/user/{OWNER}", {"isActive": "maybe"}, None, 400, "isActive"),
+    ("GET", f"/integrations/user/{OWNER}", {"limit": "0"}, None, 400, "limit"),
+    ("GET", f"/integrations/user/{OWNER}", {"limit": "ten"}, None, 400, "limit"),
+    ("GET", f"/integrations/user/{OWNER}", {"cursor": "zzz"}, None, 400, "cursor"),
+    ("GET", f"/integrations/user/{OWNER}", {"sort": "name"}, None, 400, "sort"),
+    ("PATCH", "ID", None, {"name": ""}, 400, "name"),
+    ("PATCH", "ID", None, {"name": 5}, 400, "name"),
+    ("PATCH", "ID", None, {"isActive": "yes"}, 400, "isActive"),
+    ("PATCH", "ID", None, {"metadata": [1]}, 400, "metadata"),
+    ("PATCH", "ID", None, {"token": "x"}, 400, "token"),
+    ("PATCH", "ID", None, {}, 400, "give at least one"),
+    ("PATCH", "ID", None, [1, 2], 400, "JSON object"),
+]
+
+
+@pytest.mark.parametrize("method, path, params, body, status, mention", BAD)
+async def test_bad_input_is_a_4xx_naming_the_field(api, owned, method, path, params, body, status, mention):
+    path = f"/integrations/{owned.id}" if path == "ID" else path
+    response = await api.request(method, path, params=params, json=body, headers=bearer(sign()))
+    payload = await response.json()
+    assert response.status == status and payload["error"]["code"] in ("VALIDATION_ERROR", "INVALID_PROVIDER")
+    assert mention in payload["error"]["message"]
+
+
+async def test_malformed_json_wrong_content_type_and_huge_bodies(api, owned):
+    headers = bearer(sign())
+    path = f"/integrations/{owned.id}"
+    broken = await api.patch(path, data=b'{"name": ', headers={**headers, "Content-Type": "application/json"})
+    assert broken.status == 400 and "not valid JSON" in (await broken.json())["error"]["message"]
+    form = await api.patch(path, data=b"name=x", headers={**headers, "Content-Type": "application/x-www-form-urlencoded"})
+    assert form.status == 400 and "Content-Type" in (await form.json())["error"]["message"]
+    huge = await api.patch(path, data=b'{"name": "' + b"x" * (2 * 1024 * 1024) + b'"}',
+                           headers={**headers, "Content-Type": "application/json"})
+    assert huge.status == 413 and (await huge.json())["error"]["code"] == "PAYLOAD_TOO_LARGE"
+    assert Integration.get_by_id(owned.id).name == "@owner"
+
+
+@pytest.fixture
+def rsa_keys(tmp_path):
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = private.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    path = tmp_path / "user-service.pub"
+    path.write_bytes(pem)
+    return private, path, pem
+
+
+async def test_rs256_tokens_with_a_public_key(db_url, rsa_keys, monkeypatch, aiohttp_client):
+    private, path, pem = rsa_keys
+    monkeypatch.setenv("JWT_PUBLIC_KEY", str(path))
+    api = await aiohttp_client(create_app(config.load()))
+    good = await api.get(f"/integrations/user/{OWNER}", headers=bearer(sign(key=private, algorithm="RS256")))
+    assert good.status == 200
+    # Algorithm confusion: an HS256 token "signed" with the public key must not pass.
+    forged = jwt.api_jws.PyJWS()
+    forged._algorithms["HS256"].prepare_key = lambda key: key  # let PyJWT sign with PEM bytes, as an attacker would
+    token = forged.encode(b'{"sub": "%s", "exp": %d}' % (str(OWNER).encode(), int(time.time()) + 60), pem, algorithm="HS256")
+    bad = await api.get(f"/integrations/user/{OWNER}", headers=bearer(token))
+    assert bad.status == 401
+
+
+async def test_issuer_and_audience_are_enforced_when_set(db_url, monkeypatch, aiohttp_client):
+    monkeypatch.setenv("JWT_SECRET", "s" * 40)
+    monkeypatch.setenv("JWT_ISSUER", "https://users.nexus")
+    monkeypatch.setenv("JWT_AUDIENCE", "integration-service")
+    api = await aiohttp_client(create_app(config.load()))
+    path = f"/integrations/user/{OWNER}"
+    right = sign(key="s" * 40, iss="https://users.nexus", aud="integration-service")
+    assert (await api.get(path, headers=bearer(right))).status == 200
+    for wrong in (sign(key="s" * 40, iss="https://evil", aud="integration-service"),
+                  sign(key="s" * 40, iss="https://users.nexus", aud="billing"),
+                  sign(key="s" * 40)):
+        assert (await api.get(path, headers=bearer(wrong))).status == 401
+
+
+async def test_minted_tokens_work_against_the_daemon(cli, aiohttp_client):
+    token = cli("token", "mint", "--user", OWNER, "--ttl", "60").stdout.strip()
+    api = await aiohttp_client(create_app(config.load()))
+    assert (await api.get(f"/integrations/user/{OWNER}", headers=bearer(token))).status == 200
+    assert (await api.get(f"/integrations/user/{STRANGER}", headers=bearer(token))).status == 403
+    service = cli("token", "mint", "--role", "service", "--subject", "content-service").stdout.strip()
+    assert (await api.get(f"/integrations/user/{STRANGER}", headers=bearer(service))).status == 200
+    refused = cli("token", "mint")
+    assert refused.exit_code == 2 and "--user" in refused.stderr
