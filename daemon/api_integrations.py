@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from daemon import models_schema as out
 from daemon.auth import Principal
 from daemon.routing import PRINCIPAL, Route, ok, read_body, read_query
 from daemon.schema import Body, Bool, Int, Obj, Query, Str
@@ -82,15 +83,17 @@ _ID = ("INTEGRATION_NOT_FOUND", "VALIDATION_ERROR")
 
 ROUTES = [
     Route("GET", "/integrations/providers", providers, "The 20 providers, their capabilities, configured or not",
-          "providers"),
+          "providers", data=out.list_of(out.PROVIDER)),
     Route("GET", "/integrations/user/{userId}", list_for_user, "A user's integrations, newest first", "integrations",
           query=Query({"provider": Str(enum=PROVIDERS), "isActive": Bool(), **PAGING}), paged=True,
-          errors=("VALIDATION_ERROR", "INVALID_PROVIDER", "FORBIDDEN")),
-    Route("GET", "/integrations/{id}", show, "One integration (never its tokens)", "integrations", errors=_ID),
+          data=out.list_of(out.INTEGRATION), errors=("VALIDATION_ERROR", "INVALID_PROVIDER", "FORBIDDEN")),
+    Route("GET", "/integrations/{id}", show, "One integration (never its tokens)", "integrations", data=out.INTEGRATION,
+          errors=_ID),
     Route("PATCH", "/integrations/{id}", update, "Rename, (de)activate, or replace metadata", "integrations",
-          body=UPDATE, errors=_ID + ("PAYLOAD_TOO_LARGE",)),
+          body=UPDATE, data=out.INTEGRATION, errors=_ID + ("PAYLOAD_TOO_LARGE",)),
     Route("DELETE", "/integrations/{id}", delete, "Delete with its webhooks, deliveries and sync logs",
-          "integrations", errors=_ID),
+          "integrations", data=out.DELETED, errors=_ID),
     Route("GET", "/integrations/{id}/sync-logs", list_sync_logs, "Sync history, newest first", "sync",
-          query=Query({"status": Str(enum=tuple(s.value for s in SyncStatus)), **PAGING}), paged=True, errors=_ID),
+          query=Query({"status": Str(enum=tuple(s.value for s in SyncStatus)), **PAGING}), paged=True,
+          data=out.list_of(out.SYNC_LOG), errors=_ID),
 ]

@@ -11,6 +11,8 @@ from daemon.auth import TokenVerifier
 from daemon.dbexec import DbExecutor
 from daemon.health import health, ready
 from daemon.middleware import auth_middleware, error_middleware
+from daemon.models_schema import HEALTH
+from daemon.openapi import openapi_handler
 from daemon.routing import Route, add_routes
 from db.database import bind, open_database
 from nexusctl.config import Settings
@@ -24,11 +26,13 @@ VERIFIER = web.AppKey("verifier", TokenVerifier)
 MAX_BODY_BYTES = 1024 * 1024
 
 ROUTES = [
-    Route("GET", "/health", health, "The process is alive", "health", public=True),
+    Route("GET", "/health", health, "The process is alive", "health", public=True, data=HEALTH),
     Route("GET", "/ready", ready, "Database reachable and migrated, Redis reachable when configured", "health",
-          public=True, errors=("NOT_READY",)),
+          public=True, data=HEALTH, errors=("NOT_READY",)),
     *api_integrations.ROUTES,
 ]
+ROUTES.append(Route("GET", "/openapi.json", openapi_handler, "This OpenAPI 3.1 document", "meta", public=True,
+                    envelope=False))
 
 
 def create_app(settings: Settings) -> web.Application:

@@ -35,6 +35,7 @@ class Route:
     errors: tuple[str, ...] = ()
     paged: bool = False
     status: int = 200
+    envelope: bool = True  # False: the body is returned as is (the OpenAPI document)
 
 
 def add_routes(app: web.Application, routes: list[Route]) -> None:

@@ -1,0 +1,112 @@
+"""GET /openapi.json: the OpenAPI 3.1 document, generated from the route table.
+
+Request bodies and query parameters come from the same schemas that
+validate requests; error responses from each route's declared codes.
+"""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp import web
+
+from nexusctl import __version__
+from nexusctl.errors import all_error_classes
+
+STATUS_OF = {cls.code: cls.http_status for cls in all_error_classes()}
+STATUS_OF.update({"NOT_READY": 503, "UNAUTHORIZED": 401, "NOT_FOUND": 404})
+
+ENVELOPE_ERROR = {
+    "type": "object",
+    "required": ["success", "error"],
+    "properties": {
+        "success": {"const": False},
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+        },
+        "data": {},
+    },
+}
+PAGING = {
+    "type": "object",
+    "required": ["limit", "nextCursor", "hasMore"],
+    "properties": {
+        "limit": {"type": "integer"},
+        "nextCursor": {"type": ["string", "null"]},
+        "hasMore": {"type": "boolean"},
+    },
+}
+
+
+def document(routes) -> dict:
+    paths: dict = {}
+    for route in routes:
+        path = route.path
+        operation = {
+            "summary": route.summary,
+            "tags": [route.tag],
+            "operationId": f"{route.method.lower()}_{re.sub(r'[^a-z0-9]+', '_', path.lower()).strip('_')}",
+            "parameters": _path_params(path) + _query_params(route),
+            "responses": _responses(route),
+        }
+        if not route.public:
+            operation["security"] = [{"bearer": []}]
+        if route.body is not None:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": route.body.openapi()}},
+            }
+        paths.setdefault(path, {})[route.method.lower()] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "nexusctl integration service", "version": __version__},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "schemas": {"Error": ENVELOPE_ERROR, "Paging": PAGING},
+        },
+    }
+
+
+def _path_params(path: str) -> list[dict]:
+    return [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+        for name in re.findall(r"{(\w+)}", path)
+    ]
+
+
+def _query_params(route) -> list[dict]:
+    if route.query is None:
+        return []
+    return [{"name": name, "in": "query", "required": False, "schema": spec.openapi()}
+            for name, spec in route.query.params.items()]
+
+
+def _responses(route) -> dict:
+    if not route.envelope:
+        success: dict = {"type": "object"}
+    else:
+        success = {"type": "object", "required": ["success", "data"],
+                   "properties": {"success": {"const": True}, "data": route.data or {}}}
+    if route.paged:
+        success["properties"]["paging"] = {"$ref": "#/components/schemas/Paging"}
+        success["required"].append("paging")
+    responses = {str(route.status): {"description": "success", "content": {"application/json": {"schema": success}}}}
+    codes = list(route.errors) + ([] if route.public else ["UNAUTHORIZED"])
+    by_status: dict[int, list[str]] = {}
+    for code in codes:
+        by_status.setdefault(STATUS_OF[code], []).append(code)
+    for status, names in sorted(by_status.items()):
+        responses[str(status)] = {
+            "description": ", ".join(names),
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+    return responses
+
+
+async def openapi_handler(request: web.Request) -> web.Response:
+    from daemon.app import ROUTES
+
+    return web.json_response(document(ROUTES))

@@ -1,0 +1,183 @@
+"""/openapi.json describes the running app, and fuzzed requests get answers that match it."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import socket
+import threading
+import time
+import uuid
+
+import jwt
+import pytest
+from aiohttp import web
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
+
+from daemon import models_schema
+from daemon.app import ROUTES, create_app
+from daemon.openapi import document
+from nexusctl import config
+from nexusctl.core.serializers import integration_to_dict, sync_log_to_dict
+
+DOC = document(ROUTES)
+
+
+def resolve(schema, components=DOC["components"]["schemas"]):
+    """Inline the document's $refs so a plain validator can use a response schema."""
+    if isinstance(schema, dict):
+        if "$ref" in schema:
+            return resolve(components[schema["$ref"].rsplit("/", 1)[1]])
+        return {k: resolve(v) for k, v in schema.items()}
+    if isinstance(schema, list):
+        return [resolve(v) for v in schema]
+    return schema
+
+
+async def test_document_is_served_without_a_token(db_url, aiohttp_client):
+    client = await aiohttp_client(create_app(config.load()))
+    response = await client.get("/openapi.json")
+    body = await response.json()
+    assert response.status == 200 and body["openapi"] == "3.1.0"
+    assert body == json.loads(json.dumps(DOC))
+
+
+def test_every_registered_route_is_described(db_url):
+    app = create_app(config.load())
+    registered = {(r.method.lower(), r.resource.canonical) for r in app.router.routes() if r.method != "HEAD"}
+    described = {(method, path) for path, ops in DOC["paths"].items() for method in ops}
+    assert registered == described
+    for path, ops in DOC["paths"].items():
+        for method, op in ops.items():
+            assert op["summary"] and op["responses"], (method, path)
+            success = op["responses"][next(iter(op["responses"]))]["content"]["application/json"]["schema"]
+            if path != "/openapi.json":
+                assert success["properties"]["data"], f"{method} {path} has no data schema"
+
+
+def test_schemas_are_valid_json_schema():
+    for path, ops in DOC["paths"].items():
+        for op in ops.values():
+            for response in op["responses"].values():
+                Draft202012Validator.check_schema(resolve(response["content"]["application/json"]["schema"]))
+            if "requestBody" in op:
+                Draft202012Validator.check_schema(op["requestBody"]["content"]["application/json"]["schema"])
+
+
+def test_response_schemas_match_the_serializers(database, make_integration):
+    from db.models import IntegrationSyncLog
+
+    row = make_integration(scope=["a"])
+    log = IntegrationSyncLog.create(integration=row, action="fetch_posts")
+    Draft202012Validator(models_schema.INTEGRATION).validate(json.loads(json.dumps(integration_to_dict(row))))
+    Draft202012Validator(models_schema.SYNC_LOG).validate(json.loads(json.dumps(sync_log_to_dict(log))))
+    assert set(models_schema.INTEGRATION["properties"]) == set(integration_to_dict(row))
+    assert set(models_schema.SYNC_LOG["properties"]) == set(sync_log_to_dict(log))
+
+
+# --- fuzzing a live server ---------------------------------------------------
+
+class LiveServer:
+    def __init__(self):
+        self.loop = asyncio.new_event_loop()
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        assert self.ready.wait(20), "server did not start"
+
+    def _run(self):
+        asyncio.set_event_loop(self.loop)
+        self.runner = web.AppRunner(create_app(config.load()))
+        self.loop.run_until_complete(self.runner.setup())
+        self.loop.run_until_complete(web.TCPSite(self.runner, "127.0.0.1", self.port).start())
+        self.ready.set()
+        self.loop.run_forever()
+
+    def stop(self):
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(20)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(20)
+
+    def request(self, method, path, body: bytes | None, headers: dict):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=20)
+        conn.request(method, path, body=body, headers=headers)
+        response = conn.getresponse()
+        data = response.read()
+        conn.close()
+        return response.status, data
+
+
+@pytest.fixture
+def live(db_url, make_integration):
+    owner = uuid.uuid4()
+    row = make_integration(user_id=owner)
+    server = LiveServer()
+    secret = config.jwt_signing_secret(config.load()).get()
+    now = int(time.time())
+    tokens = {
+        "owner": jwt.encode({"sub": str(owner), "exp": now + 3600}, secret, algorithm="HS256"),
+        "admin": jwt.encode({"sub": str(uuid.uuid4()), "roles": ["admin"], "exp": now + 3600}, secret, algorithm="HS256"),
+        "stranger": jwt.encode({"sub": str(uuid.uuid4()), "exp": now + 3600}, secret, algorithm="HS256"),
+        "none": None,
+        "garbage": "abc.def.ghi",
+    }
+    yield server, {"owner": str(owner), "id": str(row.id)}, tokens
+    server.stop()
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=10,
+)
+segments = st.sampled_from(["{id}", "{owner}", "not-a-uuid", "00000000-0000-0000-0000-000000000000", "%00", "..", "ünï"])
+bodies = st.one_of(
+    st.none(),
+    json_values.map(lambda v: json.dumps(v).encode()),
+    st.fixed_dictionaries({}, optional={"name": json_values, "isActive": json_values, "metadata": json_values,
+                                         "extra": json_values}).map(lambda v: json.dumps(v).encode()),
+    st.binary(max_size=64),
+)
+queries = st.dictionaries(st.sampled_from(["provider", "isActive", "limit", "cursor", "status", "x"]),
+                          st.text(alphabet=st.characters(codec="ascii", exclude_characters="&#%"), max_size=12), max_size=3)
+
+
+def _expected_schema(method: str, template: str | None, status: int):
+    if template is None:
+        return resolve(DOC["components"]["schemas"]["Error"])
+    responses = DOC["paths"][template][method.lower()]["responses"]
+    assert str(status) in responses, f"{method} {template} answered undocumented {status}"
+    return resolve(responses[str(status)]["content"]["application/json"]["schema"])
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(route=st.sampled_from(ROUTES), segment=segments, body=bodies, query=queries,
+       who=st.sampled_from(["owner", "admin", "stranger", "none", "garbage"]),
+       content_type=st.sampled_from(["application/json", "text/plain", None]))
+def test_fuzzed_requests_never_get_a_5xx_and_match_the_document(live, route, segment, body, query, who, content_type):
+    from urllib.parse import quote, urlencode
+
+    server, ids, tokens = live
+    value = segment.format(**ids)
+    path = route.path.replace("{id}", quote(value, safe="")).replace("{userId}", quote(value, safe=""))
+    if query:
+        path += "?" + urlencode(query)
+    headers = {}
+    if tokens[who]:
+        headers["Authorization"] = f"Bearer {tokens[who]}"
+    if content_type and body is not None:
+        headers["Content-Type"] = content_type
+    status, raw = server.request(route.method, path, body if route.method in ("PATCH", "POST") else None, headers)
+    event(f"{route.method} {status}")
+    assert status < 500, (route.method, path, raw[:300])
+    if route.path == "/ready" and status == 503:
+        return
+    payload = json.loads(raw)
+    template = route.path if status not in (404, 405) or payload.get("error", {}).get("code") != "NOT_FOUND" else None
+    Draft202012Validator(_expected_schema(route.method, template, status)).validate(payload)
