@@ -12,6 +12,7 @@ from daemon.dbexec import DbExecutor
 from daemon.health import health, ready
 from daemon.middleware import auth_middleware, error_middleware
 from daemon.models_schema import HEALTH
+from daemon.observe import METRICS, Metrics, metrics_handler, observe_middleware
 from daemon.openapi import openapi_handler
 from daemon.routing import Route, add_routes
 from db.database import bind, open_database
@@ -31,13 +32,19 @@ ROUTES = [
           public=True, data=HEALTH, errors=("NOT_READY",)),
     *api_integrations.ROUTES,
 ]
-ROUTES.append(Route("GET", "/openapi.json", openapi_handler, "This OpenAPI 3.1 document", "meta", public=True,
-                    envelope=False))
+ROUTES += [
+    Route("GET", "/openapi.json", openapi_handler, "This OpenAPI 3.1 document", "meta", public=True, envelope=False),
+    Route("GET", "/metrics", metrics_handler, "Prometheus metrics (text format)", "meta", public=True,
+          envelope=False, content_type="text/plain"),
+]
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[error_middleware, auth_middleware], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(
+        middlewares=[observe_middleware, error_middleware, auth_middleware], client_max_size=MAX_BODY_BYTES
+    )
     app[SETTINGS] = settings
+    app[METRICS] = Metrics()
     app[VERIFIER] = TokenVerifier(settings)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_redis)

@@ -86,14 +86,14 @@ def _query_params(route) -> list[dict]:
 
 def _responses(route) -> dict:
     if not route.envelope:
-        success: dict = {"type": "object"}
+        success: dict = {"type": "object"} if route.content_type == "application/json" else {"type": "string"}
     else:
         success = {"type": "object", "required": ["success", "data"],
                    "properties": {"success": {"const": True}, "data": route.data or {}}}
     if route.paged:
         success["properties"]["paging"] = {"$ref": "#/components/schemas/Paging"}
         success["required"].append("paging")
-    responses = {str(route.status): {"description": "success", "content": {"application/json": {"schema": success}}}}
+    responses = {str(route.status): {"description": "success", "content": {route.content_type: {"schema": success}}}}
     codes = list(route.errors) + ([] if route.public else ["UNAUTHORIZED"])
     by_status: dict[int, list[str]] = {}
     for code in codes:

@@ -36,6 +36,7 @@ class Route:
     paged: bool = False
     status: int = 200
     envelope: bool = True  # False: the body is returned as is (the OpenAPI document)
+    content_type: str = "application/json"
 
 
 def add_routes(app: web.Application, routes: list[Route]) -> None:

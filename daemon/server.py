@@ -14,6 +14,7 @@ SHUTDOWN_TIMEOUT = 10.0  # seconds in-flight requests get after SIGTERM
 
 
 def serve(settings, *, host: str, port: int, output) -> None:
+    _configure_logging(settings, quiet=output.quiet)
     app = create_app(settings)
     output.info(
         f"nexusctl daemon listening on http://{host}:{port} "
@@ -29,3 +30,15 @@ def serve(settings, *, host: str, port: int, output) -> None:
         handle_signals=True,
     )
     output.info("nexusctl daemon stopped")
+
+
+def _configure_logging(settings, *, quiet: bool) -> None:
+    """The daemon logs every request at INFO (unless -q), as JSON with LOG_FORMAT=json."""
+    from daemon.observe import JsonFormatter
+
+    root = logging.getLogger()
+    if not quiet and root.level > logging.INFO:
+        root.setLevel(logging.INFO)
+    if settings.log_format == "json":
+        for handler in root.handlers:
+            handler.setFormatter(JsonFormatter())

@@ -80,6 +80,7 @@ class Settings:
     jwt_public_key: str | None = None  # PEM: RS256 or ES256 tokens
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
+    log_format: str = "text"  # or "json"
 
     @property
     def is_production(self) -> bool:
@@ -152,6 +153,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         jwt_public_key=_public_key(env),
         jwt_issuer=env.get("JWT_ISSUER", "").strip() or None,
         jwt_audience=env.get("JWT_AUDIENCE", "").strip() or None,
+        log_format=_choice(env, "LOG_FORMAT", ("text", "json")),
     )
     # Last: in development this may create the key file, which must not
     # happen for a configuration that is going to be refused anyway.
@@ -171,6 +173,13 @@ def _port(env: Mapping[str, str]) -> int:
     if not value.isdigit() or not 1 <= int(value) <= 65535:
         raise ConfigError(f"PORT: {value!r} is not a port number (1-65535)")
     return int(value)
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name, "").strip().lower() or choices[0]
+    if value not in choices:
+        raise ConfigError(f"{name}: {value!r} is not one of {', '.join(choices)}")
+    return value
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -330,7 +339,7 @@ def variable_names() -> list[str]:
     names = [
         "NODE_ENV", "PORT", "NEXUS_DATA_DIR", "DATABASE_URL", "DATABASE_POOL_SIZE",
         "REDIS_URL", "ENCRYPTION_KEY", "ENCRYPTION_OLD_KEYS", "FRONTEND_URL",
-        "JWT_SECRET", "JWT_PUBLIC_KEY", "JWT_ISSUER", "JWT_AUDIENCE",
+        "JWT_SECRET", "JWT_PUBLIC_KEY", "JWT_ISSUER", "JWT_AUDIENCE", "LOG_FORMAT",
     ]
     for provider in Provider:
         names += [f"{provider.value}_CLIENT_ID", f"{provider.value}_CLIENT_SECRET"]
