@@ -1,14 +1,15 @@
 """Running synchronous peewee work off the event loop.
 
 SQLite gets one thread, so writes are serialised (one writer, as in
-datasette); PostgreSQL gets as many threads as pooled connections, and each
-call returns its connection to the pool when it ends.
+datasette); PostgreSQL gets as many threads as pooled connections, each
+holding its own connection for its lifetime.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, TypeVar
 
@@ -31,16 +32,45 @@ class DbExecutor:
         return await loop.run_in_executor(self._pool, functools.partial(self._call, fn, *args, **kwargs))
 
     def _call(self, fn, *args, **kwargs):
-        if not self._pooled:
-            # The single SQLite thread keeps its one connection open.
-            self.db.connect(reuse_if_open=True)
+        # Each worker thread keeps its own connection open between calls
+        # (peewee connections are per thread). Checking a pooled connection
+        # out per call would cost a `SELECT 1` round trip under the pool's
+        # lock every time, serialising all requests behind it.
+        self.db.connect(reuse_if_open=True)
+        try:
             return fn(*args, **kwargs)
-        with self.db.connection_context():
-            return fn(*args, **kwargs)
+        except (peewee.OperationalError, peewee.InterfaceError):
+            # The connection may be dead (server restart): drop it, so the
+            # next call on this thread connects afresh.
+            self._discard_connection()
+            raise
+
+    def _discard_connection(self) -> None:
+        try:
+            if self._pooled:
+                self.db.manual_close()
+            else:
+                self.db.close()
+        except Exception:  # noqa: BLE001 - it is being thrown away either way
+            pass
 
     def close(self) -> None:
+        # Close each thread's connection on its own thread, then stop them.
+        workers = getattr(self._pool, "_max_workers", 1)
+        barrier = threading.Barrier(workers)
+
+        def close_here():
+            try:
+                if not self.db.is_closed():
+                    self.db.close()
+            finally:
+                barrier.wait(timeout=5)  # one job per thread: none takes two
+
+        for future in [self._pool.submit(close_here) for _ in range(workers)]:
+            try:
+                future.result(timeout=10)
+            except Exception:  # noqa: BLE001 - shutting down; log-free by design
+                pass
         self._pool.shutdown(wait=True)
         if hasattr(self.db, "close_all"):
             self.db.close_all()
-        elif not self.db.is_closed():
-            self.db.close()

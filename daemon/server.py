@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 
 from aiohttp import web
 
 from daemon.app import create_app
+from nexusctl.errors import ListenFailed
 
 log = logging.getLogger(__name__)
 
@@ -16,19 +18,22 @@ SHUTDOWN_TIMEOUT = 10.0  # seconds in-flight requests get after SIGTERM
 def serve(settings, *, host: str, port: int, output) -> None:
     _configure_logging(settings, quiet=output.quiet)
     app = create_app(settings)
-    output.info(
-        f"nexusctl daemon listening on http://{host}:{port} "
-        f"({settings.database_kind}, redis {'on' if settings.redis_url else 'off'}, {settings.node_env})"
-    )
-    web.run_app(
-        app,
-        host=host,
-        port=port,
-        print=None,
-        access_log=None,
-        shutdown_timeout=SHUTDOWN_TIMEOUT,
-        handle_signals=True,
-    )
+    summary = f"({settings.database_kind}, redis {'on' if settings.redis_url else 'off'}, {settings.node_env})"
+    try:
+        web.run_app(
+            app,
+            host=host,
+            port=port,
+            # run_app calls this once the socket is bound, not before.
+            print=lambda _message: output.info(f"nexusctl daemon listening on http://{host}:{port} {summary}"),
+            access_log=None,
+            shutdown_timeout=SHUTDOWN_TIMEOUT,
+            handle_signals=True,
+        )
+    except OSError as exc:
+        reason = "address already in use (is another daemon running?)" if exc.errno == errno.EADDRINUSE else (
+            exc.strerror or type(exc).__name__)
+        raise ListenFailed(f"cannot listen on {host}:{port}: {reason}") from None
     output.info("nexusctl daemon stopped")
 
 

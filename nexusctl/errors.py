@@ -11,6 +11,7 @@ error boundary (``nexusctl.cli.main``) and the daemon's error middleware.
     ├── ConfigError             CONFIG_ERROR            500  exit 3
     ├── DatabaseUnavailable     DATABASE_UNAVAILABLE    503  exit 4
     ├── SchemaBehind            SCHEMA_OUTDATED         503  exit 5
+    ├── ListenFailed            LISTEN_FAILED           500  exit 6
     ├── NotFound
     │   ├── IntegrationNotFound INTEGRATION_NOT_FOUND   404  exit 10
     │   ├── WebhookNotFound     WEBHOOK_NOT_FOUND       404  exit 11
@@ -81,6 +82,13 @@ class SchemaBehind(NexusError):
     code = "SCHEMA_OUTDATED"
     http_status = 503
     exit_code = 5
+
+
+class ListenFailed(NexusError):
+    """The daemon cannot listen on its address."""
+
+    code = "LISTEN_FAILED"
+    exit_code = 6
 
 
 class NotFound(NexusError):
