@@ -19,6 +19,12 @@ from rich.table import Table
 from rich.text import Text
 
 Column = tuple[str, str]  # (dict key, header)
+_CONTROL_WHITESPACE = str.maketrans({"\t": " ", "\n": " ", "\r": " ", "\v": " ", "\f": " "})
+
+
+def _one_line(text: str) -> str:
+    """Piped output keeps one record per line: tabs and newlines become spaces."""
+    return text.translate(_CONTROL_WHITESPACE)
 
 
 def _cell(value) -> str:
@@ -60,7 +66,7 @@ class Output:
         if not self.stdout_is_terminal:
             self.stdout.write("\t".join(h for _, h in columns) + "\n")
             for row in rows:
-                self.stdout.write("\t".join(_cell(row.get(k)).replace("\t", " ") for k, _ in columns) + "\n")
+                self.stdout.write("\t".join(_one_line(_cell(row.get(k))) for k, _ in columns) + "\n")
             self.stdout.flush()
             return
         table = Table(show_edge=False, header_style="bold")
@@ -74,7 +80,7 @@ class Output:
         """One object as `key  value` lines."""
         width = max((len(k) for k in data), default=0)
         for key, value in data.items():
-            line = f"{key.ljust(width)}  {_cell(value)}"
+            line = f"{key.ljust(width)}  {_one_line(_cell(value))}"
             if self.stdout_is_terminal:
                 self.out.print(Text(line))
             else:
