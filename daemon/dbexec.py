@@ -16,6 +16,7 @@ from typing import Callable, TypeVar
 import peewee
 
 from db.database import is_postgres
+from nexusctl.errors import DatabaseUnavailable
 
 T = TypeVar("T")
 
@@ -39,7 +40,7 @@ class DbExecutor:
         self.db.connect(reuse_if_open=True)
         try:
             return fn(*args, **kwargs)
-        except (peewee.OperationalError, peewee.InterfaceError):
+        except (peewee.OperationalError, peewee.InterfaceError, DatabaseUnavailable):
             # The connection may be dead (server restart): drop it, so the
             # next call on this thread connects afresh.
             self._discard_connection()

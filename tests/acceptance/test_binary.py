@@ -155,3 +155,11 @@ def test_daemon_refuses_an_unreachable_database(tmp_path):
     env = fresh_env(tmp_path, DATABASE_URL="postgresql://postgres@127.0.0.1:5999/none")
     result = run("daemon", "--port", _free_port(), env=env, timeout=30)
     assert result.returncode == 4 and "DATABASE_UNAVAILABLE" in result.stderr and "5999" in result.stderr
+
+
+def test_daemon_stops_cleanly_on_ctrl_c(daemon_for):
+    daemon = daemon_for()
+    daemon.wait_until_serving()
+    daemon.proc.send_signal(signal.SIGINT)
+    assert daemon.proc.wait(timeout=20) == 0
+    assert "stopped" in daemon.proc.stderr.read()
