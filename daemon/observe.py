@@ -52,7 +52,7 @@ class Metrics:
         for (method, route), counts in sorted(self.latency.items()):
             labels = f'method="{method}",route="{route}"'
             running = 0
-            for bound, count in zip((*BUCKETS, "+Inf"), counts):
+            for bound, count in zip((*BUCKETS, "+Inf"), counts, strict=False):
                 running += count
                 lines.append(f'nexus_http_request_duration_seconds_bucket{{{labels},le="{bound}"}} {running}')
             lines.append(f"nexus_http_request_duration_seconds_sum{{{labels}}} {self.latency_sum[(method, route)]:.6f}")

@@ -21,7 +21,6 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-import peewee
 import pytest
 
 from nexusctl import config

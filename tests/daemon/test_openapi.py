@@ -59,7 +59,7 @@ def test_every_registered_route_is_described(db_url):
 
 
 def test_schemas_are_valid_json_schema():
-    for path, ops in DOC["paths"].items():
+    for _path, ops in DOC["paths"].items():
         for op in ops.values():
             for response in op["responses"].values():
                 for media in response["content"].values():
