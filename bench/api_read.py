@@ -100,7 +100,7 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="nexus-bench-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "REDIS_", "JWT_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "REDIS_", "JWT_"))}
     env.update(NEXUS_DATA_DIR=str(work), NODE_ENV="test", JWT_SECRET=base64.b64encode(os.urandom(32)).decode(),
                ENCRYPTION_KEY=base64.b64encode(os.urandom(32)).decode())
     if args.database_url:

@@ -37,6 +37,11 @@ def secret_columns(model: type[peewee.Model]) -> list[str]:
     return [f.name for f in model._meta.sorted_fields if isinstance(f, EncryptedTextField)]
 
 
+def public_fields(model: type[peewee.Model]) -> list[peewee.Field]:
+    """Every column but the encrypted ones: what reads that show data should load."""
+    return [f for f in model._meta.sorted_fields if not isinstance(f, EncryptedTextField)]
+
+
 def models_with_secrets(models) -> Iterator[tuple[type[peewee.Model], list[str]]]:
     for model in models:
         columns = secret_columns(model)

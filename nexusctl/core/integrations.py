@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from db.database import database_proxy
 from db.fields import utcnow
 from db.models import Integration, IntegrationSyncLog, Webhook, WebhookDelivery
+from db.secrets import public_fields
 from nexusctl.core.ids import parse_uuid
 from nexusctl.core.paging import Page, newest_first
 from nexusctl.enums import Provider
@@ -18,10 +19,8 @@ NAME_MAX = 255
 def get(integration_id, *, owner_id=None) -> Integration:
     """The integration; with ``owner_id``, someone else's is NOT_FOUND too (no existence leak)."""
     row_id = parse_uuid(integration_id, "integrationId")
-    try:
-        row = Integration.get_by_id(row_id)
-    except Integration.DoesNotExist:
-        row = None
+    # Token ciphertexts stay in the database: nothing here shows or needs them.
+    row = Integration.select(*public_fields(Integration)).where(Integration.id == row_id).first()
     if row is None or (owner_id is not None and row.user_id != owner_id):
         raise IntegrationNotFound(f"integration {row_id} not found", id=str(row_id))
     return row
@@ -35,7 +34,7 @@ def list_page(
     limit: int | None = None,
     cursor: str | None = None,
 ) -> Page:
-    query = Integration.select()
+    query = Integration.select(*public_fields(Integration))
     if user_id is not None:
         query = query.where(Integration.user_id == parse_uuid(user_id, "userId"))
     if provider is not None:
