@@ -163,3 +163,10 @@ def test_daemon_stops_cleanly_on_ctrl_c(daemon_for):
     daemon.proc.send_signal(signal.SIGINT)
     assert daemon.proc.wait(timeout=20) == 0
     assert "stopped" in daemon.proc.stderr.read()
+
+
+def test_production_daemon_refuses_to_serve_without_a_jwt_secret(tmp_path, sqlite_url):
+    env = fresh_env(tmp_path, NODE_ENV="production", ENCRYPTION_KEY=os.environ["ENCRYPTION_KEY"], DATABASE_URL=sqlite_url)
+    result = run("daemon", "--port", _free_port(), env=env, timeout=30)
+    assert result.returncode == 3 and "JWT_SECRET: required when NODE_ENV=production" in result.stderr
+    assert "listening" not in result.stderr and not (tmp_path / "jwt.secret").exists()
