@@ -4,7 +4,9 @@
   once, says so once, and keeps using it.
 - A bad configuration is exit 3 and one stderr line naming the variable.
 - The daemon answers /health and /ready on SQLite and PostgreSQL, reports
-  Redis, refuses a database that is behind, and stops cleanly on SIGTERM.
+  Redis, refuses a database that is behind or unreachable, a busy port, and a
+  production setup without JWT_SECRET, and stops cleanly on SIGTERM and SIGINT.
+- `python -m nexusctl` is the same CLI.
 """
 
 from __future__ import annotations
@@ -255,3 +257,26 @@ def test_a_port_in_use_is_a_clear_error(sqlite_url):
     assert proc.returncode not in (0, 1)
     line = one_error_line(proc)
     assert str(port) in line and "INTERNAL_ERROR" not in line and "listening on" not in proc.stderr
+
+
+def test_python_dash_m_runs_the_same_cli():
+    proc = subprocess.run([sys.executable, "-m", "nexusctl", "version", "--json"], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0 and json.loads(proc.stdout)["version"]
+
+
+def test_daemon_refuses_an_unreachable_database(tmp_path):
+    proc = run("daemon", "--port", _free_port(), timeout=DEADLINE_S + 15,
+               env=env_with(DATABASE_URL="postgresql://postgres@127.0.0.1:5999/none"))
+    assert proc.returncode == 4
+    line = one_error_line(proc)
+    assert line.startswith("error: DATABASE_UNAVAILABLE: ") and "5999" in line
+
+
+def test_production_daemon_refuses_to_serve_without_a_jwt_secret(tmp_path, sqlite_url):
+    env = env_with(NODE_ENV="production", DATABASE_URL=sqlite_url, NEXUS_DATA_DIR=tmp_path / "prod")
+    port = _free_port()
+    proc = run("daemon", "--port", port, env=env, timeout=DEADLINE_S + 15)
+    assert proc.returncode == 3
+    assert one_error_line(proc).startswith("error: CONFIG_ERROR: JWT_SECRET: required when NODE_ENV=production")
+    assert _refused(port) and not (tmp_path / "prod" / "jwt.secret").exists()
