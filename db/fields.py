@@ -20,7 +20,6 @@ import json
 import peewee
 
 UTC = dt.timezone.utc
-_SQLITE_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 
 
 def utcnow() -> dt.datetime:
@@ -48,7 +47,9 @@ class UTCDateTimeField(peewee.FieldDatabaseHook, peewee.Field):
         value = as_utc(value)
         if getattr(self, "_postgres", False):
             return value
-        return value.replace(tzinfo=None).strftime(_SQLITE_FORMAT)
+        # isoformat pads the year to four digits (strftime's %Y does not on
+        # glibc), so a year-1 "zero time" still reads back and sorts.
+        return value.replace(tzinfo=None).isoformat(" ", "microseconds")
 
     def python_value(self, value):
         if value is None:

@@ -8,7 +8,10 @@ migration this version needs.
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +28,9 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 HISTORY_TABLE = "schema_migrations"
 # Serialises `db migrate` across processes on PostgreSQL (any fixed number works).
 _MIGRATE_LOCK_ID = 0x6E657875
+# On SQLite: a thread lock plus an flock on a file beside the database, so two
+# migrating processes (or threads) never both read "pending" and both apply.
+_SQLITE_MIGRATE_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -60,13 +66,29 @@ def pending(db: peewee.Database) -> list[str]:
 def migrate(db: peewee.Database) -> list[str]:
     """Apply every pending migration; returns the names applied."""
     if not is_postgres(db):
-        return _runner(db).up()
+        with _sqlite_migrate_lock(db):
+            return _runner(db).up()
     with db.connection_context():
         db.execute_sql("SELECT pg_advisory_lock(%s)", (_MIGRATE_LOCK_ID,))
         try:
             return _runner(db).up()
         finally:
             db.execute_sql("SELECT pg_advisory_unlock(%s)", (_MIGRATE_LOCK_ID,))
+
+
+@contextmanager
+def _sqlite_migrate_lock(db: peewee.Database):
+    path = db.database
+    with _SQLITE_MIGRATE_LOCK:
+        if not path or path == ":memory:" or str(path).startswith("file:"):
+            yield
+            return
+        with open(f"{path}.migrate-lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def ensure_current(db: peewee.Database) -> None:

@@ -58,6 +58,8 @@ class SyncStatus(str, enum.Enum):
 
 def _parse(cls, value, label: str, error: type[UsageProblem], **details):
     """An enum member from any-case text, or a usage error listing the choices."""
+    if isinstance(value, cls):
+        return value
     try:
         return cls(str(value).strip().upper())
     except ValueError:

@@ -48,8 +48,11 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created, row_id = json.loads(raw)
-        return dt.datetime.fromisoformat(created), uuid.UUID(row_id)
-    except (ValueError, TypeError):
+        created = dt.datetime.fromisoformat(created)
+        if created.tzinfo is not None:
+            created.astimezone(dt.timezone.utc)  # a date at the edge of the calendar overflows here
+        return created, uuid.UUID(row_id)
+    except (ValueError, TypeError, OverflowError):
         raise UsageProblem("cursor is not one this service issued", field="cursor") from None
 
 

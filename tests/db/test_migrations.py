@@ -1,0 +1,261 @@
+"""db/migrate.py: detecting, applying and reporting migrations; models vs migration drift.
+
+An empty database is refused with the command to run; `migrate()` applies
+what is pending exactly once (also under concurrency on PostgreSQL); a new
+migration file makes a migrated database "behind"; a database migrated by a
+newer version still runs. The models and the migrated schema must agree, so
+neither can drift from the other unnoticed.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+
+import peewee
+import pytest
+from playhouse.migrations import Runner
+
+from db import migrate
+from db.database import open_database
+from db.models import ALL_MODELS, Integration
+from nexusctl.enums import Provider
+from nexusctl.errors import SchemaBehind
+
+PROBE = '''"""Adds a probe column."""
+from peewee import TextField
+
+
+def up(migrator, db):
+    migrator.migrate(migrator.add_column("integrations", "probe", TextField(null=True)))
+'''
+
+BROKEN = '''"""Adds a column, then fails: nothing of it may remain."""
+from peewee import TextField
+
+
+def up(migrator, db):
+    migrator.migrate(migrator.add_column("integrations", "half_done", TextField(null=True)))
+    raise RuntimeError("migration failed halfway")
+'''
+
+
+def _close(db):
+    db.close()
+    if hasattr(db, "close_all"):
+        db.close_all()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def empty_db(request, tmp_path):
+    """A database with no schema at all, of each kind."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'empty.db'}"
+    else:
+        url = request.getfixturevalue("empty_postgres_url")
+    db = open_database(url)
+    yield db
+    _close(db)
+
+
+def _code_with(monkeypatch, tmp_path, **extra):
+    """This version's migrations plus the given extra files, as MIGRATIONS_DIR."""
+    directory = tmp_path / "migrations"
+    shutil.copytree(migrate.MIGRATIONS_DIR, directory, ignore=shutil.ignore_patterns("__pycache__"))
+    for name, body in extra.items():
+        (directory / f"{name}.py").write_text(body)
+    monkeypatch.setattr(migrate, "MIGRATIONS_DIR", directory)
+    return directory
+
+
+def _columns(db, table):
+    return {c.name for c in db.get_columns(table)}
+
+
+# --- Empty database --------------------------------------------------------
+
+def test_an_empty_database_has_everything_pending_and_is_refused(empty_db):
+    assert migrate.pending(empty_db) == ["0001_initial"]
+    [row] = migrate.status(empty_db)
+    assert (row.name, row.applied_at, row.known) == ("0001_initial", None, True)
+    assert row.to_dict()["applied"] is False
+    with pytest.raises(SchemaBehind) as info:
+        migrate.ensure_current(empty_db)
+    assert "nexusctl db migrate" in info.value.message and "no nexusctl schema" in info.value.message
+    assert not empty_db.table_exists("integrations")  # checking created nothing
+
+
+def test_migrate_applies_once_then_nothing(empty_db):
+    assert migrate.migrate(empty_db) == ["0001_initial"]
+    assert migrate.migrate(empty_db) == []
+    assert migrate.pending(empty_db) == []
+    migrate.ensure_current(empty_db)  # does not raise
+    [row] = migrate.status(empty_db)
+    assert row.name == "0001_initial" and row.applied_at is not None and row.known
+    assert row.to_dict()["applied"] is True and row.to_dict()["appliedAt"]
+    for model in ALL_MODELS:
+        assert empty_db.table_exists(model._meta.table_name)
+    (count,) = empty_db.execute_sql(f"SELECT COUNT(*) FROM {migrate.HISTORY_TABLE}").fetchone()
+    assert count == 1
+
+
+# --- A new migration file --------------------------------------------------
+
+def test_a_new_migration_file_makes_the_database_behind(database, monkeypatch, tmp_path):
+    _code_with(monkeypatch, tmp_path, **{"0002_add_probe": PROBE})
+    assert migrate.pending(database) == ["0002_add_probe"]
+    with pytest.raises(SchemaBehind) as info:
+        migrate.ensure_current(database)
+    message = info.value.message
+    assert "0002_add_probe" in message and "0001_initial" not in message and "nexusctl db migrate" in message
+    assert "probe" not in _columns(database, "integrations")
+
+    assert migrate.migrate(database) == ["0002_add_probe"]
+    assert "probe" in _columns(database, "integrations")
+    assert migrate.pending(database) == [] and migrate.migrate(database) == []
+    migrate.ensure_current(database)
+    assert [(s.name, s.applied_at is not None) for s in migrate.status(database)] == [
+        ("0001_initial", True), ("0002_add_probe", True)]
+    # The existing data is still there and usable.
+    Integration.create(user_id="00000000-0000-0000-0000-000000000001", provider=Provider.SLACK, name="after")
+    assert Integration.select().count() == 1
+
+
+def test_a_failing_migration_leaves_nothing_behind(database, monkeypatch, tmp_path):
+    _code_with(monkeypatch, tmp_path, **{"0002_broken": BROKEN})
+    with pytest.raises(RuntimeError, match="halfway"):
+        migrate.migrate(database)
+    assert "half_done" not in _columns(database, "integrations")
+    assert migrate.pending(database) == ["0002_broken"]
+    with pytest.raises(SchemaBehind):
+        migrate.ensure_current(database)
+
+
+def test_a_database_migrated_by_newer_code_still_runs_with_a_warning(database, caplog):
+    database.execute_sql(
+        f"INSERT INTO {migrate.HISTORY_TABLE} (name, applied) VALUES ('0099_from_the_future', CURRENT_TIMESTAMP)"
+    )
+    with caplog.at_level(logging.WARNING, logger="db.migrate"):
+        migrate.ensure_current(database)  # does not raise
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "db.migrate"]
+    assert len(warnings) == 1 and "0099_from_the_future" in warnings[0].getMessage()
+    assert migrate.pending(database) == []
+    unknown = [s for s in migrate.status(database) if not s.known]
+    assert [(s.name, s.to_dict()["known"]) for s in unknown] == [("0099_from_the_future", False)]
+    assert migrate.migrate(database) == []  # nothing to do, and no attempt to "apply" it
+
+
+# --- Concurrency -----------------------------------------------------------
+
+def _migrate_in_threads(url, n=3):
+    results, errors = [], []
+    barrier = threading.Barrier(n)
+
+    def run():
+        db = open_database(url)
+        try:
+            barrier.wait(timeout=10)
+            results.append(migrate.migrate(db))
+        except Exception as exc:  # noqa: BLE001 - collected and asserted by the caller
+            errors.append(exc)
+        finally:
+            _close(db)
+
+    threads = [threading.Thread(target=run) for _ in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not any(t.is_alive() for t in threads), "migrate() hung"
+    return results, errors
+
+
+@pytest.mark.postgres
+def test_concurrent_migrate_on_postgres_applies_once(empty_postgres_url):
+    results, errors = _migrate_in_threads(empty_postgres_url, n=4)
+    assert errors == []
+    assert sorted(results) == [[], [], [], ["0001_initial"]]
+    db = open_database(empty_postgres_url)
+    try:
+        (count,) = db.execute_sql(f"SELECT COUNT(*) FROM {migrate.HISTORY_TABLE}").fetchone()
+        assert count == 1
+        migrate.ensure_current(db)
+    finally:
+        _close(db)
+
+
+def test_concurrent_migrate_on_sqlite_applies_once(tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    read_status, first_done = threading.Event(), threading.Event()
+    real_status = Runner.status
+
+    def status(self):  # the slow reader: reads "pending", then the other finishes first
+        rows = real_status(self)
+        if threading.current_thread().name == "slow":
+            read_status.set()
+            first_done.wait(10)
+        return rows
+
+    monkeypatch.setattr(Runner, "status", status)
+    results, errors = [], []
+
+    def run(wait_for=None, done=None):
+        db = open_database(url)
+        try:
+            if wait_for:
+                wait_for.wait(10)
+            results.append(migrate.migrate(db))
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+        finally:
+            if done:
+                done.set()
+            _close(db)
+
+    slow = threading.Thread(target=run, name="slow")
+    fast = threading.Thread(target=run, name="fast", kwargs={"wait_for": read_status, "done": first_done})
+    slow.start()
+    fast.start()
+    slow.join(30)
+    fast.join(30)
+    assert errors == [], errors
+    assert sorted(results) == [[], ["0001_initial"]]
+
+
+# --- Models vs migration ---------------------------------------------------
+
+def test_every_model_matches_the_migrated_table(database):
+    for model in ALL_MODELS:
+        table = model._meta.table_name
+        in_db = {c.name: c for c in database.get_columns(table)}
+        in_model = {f.column_name: f for f in model._meta.sorted_fields}
+        assert set(in_db) == set(in_model), table
+        for name, field in in_model.items():
+            assert in_db[name].null == field.null, f"{table}.{name} nullability"
+            assert in_db[name].primary_key == field.primary_key, f"{table}.{name} primary key"
+
+
+def _model_indexes(model):
+    expected = set()
+    for field in model._meta.sorted_fields:
+        if field.unique:
+            expected.add(((field.column_name,), True))
+        elif field.index or isinstance(field, peewee.ForeignKeyField):
+            expected.add(((field.column_name,), False))
+    for columns, unique in model._meta.indexes:
+        expected.add((tuple(model._meta.fields[c].column_name if c in model._meta.fields else c
+                            for c in columns), unique))
+    return expected
+
+
+def test_every_model_index_and_foreign_key_is_in_the_migrated_table(database):
+    for model in ALL_MODELS:
+        table = model._meta.table_name
+        pk = model._meta.primary_key.column_name
+        in_db = {(tuple(i.columns), i.unique) for i in database.get_indexes(table)} - {((pk,), True)}
+        assert in_db == _model_indexes(model), table
+        fks = {(fk.column, fk.dest_table, (fk.on_delete or "").upper()) for fk in database.get_foreign_keys(table)}
+        expected = {(f.column_name, f.rel_model._meta.table_name, (f.on_delete or "").upper())
+                    for f in model._meta.sorted_fields if isinstance(f, peewee.ForeignKeyField)}
+        assert fks == expected, table
