@@ -27,7 +27,9 @@ async def error_middleware(request: web.Request, handler):
     try:
         return await handler(request)
     except NexusError as exc:
-        return web.json_response(error_body(exc.code, exc.message), status=exc.http_status)
+        retry_after = getattr(exc, "retry_after", None)
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+        return web.json_response(error_body(exc.code, exc.message), status=exc.http_status, headers=headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

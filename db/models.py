@@ -48,11 +48,20 @@ class Integration(BaseModel):
     metadata = peewee.JSONField(default=dict)
     last_sync_at = UTCDateTimeField(null=True)
     last_error = peewee.TextField(null=True)
+    # The provider's id for the connected account: a reconnect updates, not duplicates.
+    account_id = peewee.CharField(max_length=255, null=True)
+    # One refresher at a time (see nexusctl.core.refresh); the token fences its write.
+    refresh_lease_until = UTCDateTimeField(null=True)
+    refresh_lease_token = peewee.UUIDField(null=True)
 
     class Meta:
         table_name = "integrations"
         # Keyset pagination, per user and overall: ORDER BY created_at, id.
-        indexes = ((("user_id", "created_at", "id"), False), (("created_at", "id"), False))
+        indexes = (
+            (("user_id", "created_at", "id"), False),
+            (("created_at", "id"), False),
+            (("user_id", "provider", "account_id"), True),
+        )
 
 
 class Webhook(BaseModel):
@@ -115,9 +124,25 @@ class OAuthState(BaseModel):
     redirect_uri = peewee.TextField()
     metadata = peewee.JSONField(default=dict)
     expires_at = UTCDateTimeField(index=True)
+    secret = EncryptedTextField()  # JSON: the PKCE verifier, WooCommerce's keys
+    tenant = peewee.TextField(null=True)  # Shopify shop / WooCommerce store URL
 
     class Meta:
         table_name = "oauth_states"
 
 
-ALL_MODELS = [Integration, Webhook, WebhookDelivery, IntegrationSyncLog, OAuthState]
+class OutboxEvent(BaseModel):
+    """An event to publish, written in the transaction of the change it reports."""
+
+    type = peewee.CharField(max_length=64)
+    user_id = peewee.UUIDField(null=True)
+    integration_id = peewee.UUIDField(null=True)
+    data = peewee.JSONField(default=dict)
+    published_at = UTCDateTimeField(null=True)
+
+    class Meta:
+        table_name = "outbox_events"
+        indexes = ((("published_at", "created_at"), False),)
+
+
+ALL_MODELS = [Integration, Webhook, WebhookDelivery, IntegrationSyncLog, OAuthState, OutboxEvent]

@@ -53,14 +53,28 @@ class Secret:
         return hash(self._value)
 
 
+ENDPOINT_KINDS = ("AUTH", "TOKEN", "API", "REVOKE")
+
+
 @dataclass(frozen=True)
 class ProviderCredentials:
     client_id: str | None
     client_secret: Secret | None
+    # <PROVIDER>_AUTH_URL / _TOKEN_URL / _API_URL / _REVOKE_URL: sandboxes and emulators.
+    endpoints: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def configured(self) -> bool:
         return bool(self.client_id and self.client_secret)
+
+    def missing(self, provider: Provider) -> list[str]:
+        """The variables still to set before this provider can connect."""
+        names = []
+        if not self.client_id:
+            names.append(f"{provider.value}_CLIENT_ID")
+        if not self.client_secret:
+            names.append(f"{provider.value}_CLIENT_SECRET")
+        return names
 
 
 @dataclass(frozen=True)
@@ -81,6 +95,8 @@ class Settings:
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
     log_format: str = "text"  # or "json"
+    public_url: str = "http://localhost:3008"  # where providers send the user back
+    allowed_redirect_origins: tuple[str, ...] = ()  # FRONTEND_URL's origin is always allowed
 
     @property
     def is_production(self) -> bool:
@@ -154,6 +170,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         jwt_issuer=env.get("JWT_ISSUER", "").strip() or None,
         jwt_audience=env.get("JWT_AUDIENCE", "").strip() or None,
         log_format=_choice(env, "LOG_FORMAT", ("text", "json")),
+        public_url=_http_url(env, "PUBLIC_URL", f"http://localhost:{_port(env)}"),
+        allowed_redirect_origins=_origins(env, "ALLOWED_REDIRECT_ORIGINS"),
     )
     # Last: in development this may create the key file, which must not
     # happen for a configuration that is going to be refused anyway.
@@ -325,12 +343,42 @@ def _old_keys(env: Mapping[str, str]) -> tuple[Secret, ...]:
     return tuple(keys)
 
 
+def origin_of(url: str) -> str:
+    """scheme://host[:port], lower-cased, default ports dropped: how origins compare."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port
+    default = {"http": 80, "https": 443}.get(parts.scheme.lower())
+    return f"{parts.scheme.lower()}://{host}" + (f":{port}" if port and port != default else "")
+
+
+def _origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    origins = []
+    for item in filter(None, (o.strip() for o in env.get(name, "").split(","))):
+        parts = urlsplit(item)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path.strip("/"):
+            raise ConfigError(f"{name}: {item!r} is not an origin like https://app.example.com")
+        origins.append(origin_of(item))
+    return tuple(origins)
+
+
 def _providers(env: Mapping[str, str]) -> dict[Provider, ProviderCredentials]:
     creds = {}
     for provider in Provider:
         client_id = env.get(f"{provider.value}_CLIENT_ID", "").strip() or None
         secret = env.get(f"{provider.value}_CLIENT_SECRET", "").strip() or None
-        creds[provider] = ProviderCredentials(client_id, Secret(secret) if secret else None)
+        endpoints = {}
+        for kind in ENDPOINT_KINDS:
+            name = f"{provider.value}_{kind}_URL"
+            value = env.get(name, "").strip()
+            if value:
+                parts = urlsplit(value.replace("{shop}", "shop"))
+                if parts.scheme not in ("http", "https") or not parts.hostname:
+                    raise ConfigError(f"{name}: {value!r} is not an http(s) URL with a host")
+                endpoints[kind] = value.rstrip("/") if kind == "API" else value
+        creds[provider] = ProviderCredentials(client_id, Secret(secret) if secret else None, endpoints)
     return creds
 
 
@@ -340,7 +388,9 @@ def variable_names() -> list[str]:
         "NODE_ENV", "PORT", "NEXUS_DATA_DIR", "DATABASE_URL", "DATABASE_POOL_SIZE",
         "REDIS_URL", "ENCRYPTION_KEY", "ENCRYPTION_OLD_KEYS", "FRONTEND_URL",
         "JWT_SECRET", "JWT_PUBLIC_KEY", "JWT_ISSUER", "JWT_AUDIENCE", "LOG_FORMAT",
+        "PUBLIC_URL", "ALLOWED_REDIRECT_ORIGINS",
     ]
     for provider in Provider:
         names += [f"{provider.value}_CLIENT_ID", f"{provider.value}_CLIENT_SECRET"]
+        names += [f"{provider.value}_{kind}_URL" for kind in ENDPOINT_KINDS]
     return names

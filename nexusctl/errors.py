@@ -22,6 +22,7 @@ error boundary (``nexusctl.cli.main``) and the daemon's error middleware.
     ├── RateLimited             RATE_LIMITED            429  exit 23
     ├── SyncFailed              SYNC_FAILED             500  exit 24
     ├── ProviderError           PROVIDER_ERROR          502  exit 25
+    ├── ProviderNotConfigured   PROVIDER_NOT_CONFIGURED 400  exit 26
     ├── DecryptionFailed        DECRYPTION_FAILED       500  exit 30
     ├── Unauthorized            UNAUTHORIZED            401  exit 40
     ├── Forbidden               FORBIDDEN               403  exit 41
@@ -151,6 +152,12 @@ class RateLimited(NexusError):
     http_status = 429
     exit_code = 23
 
+    @property
+    def retry_after(self) -> int | None:
+        """Seconds to wait, when the provider said (sent on as Retry-After)."""
+        value = self.details.get("retry_after")
+        return int(value) if isinstance(value, (int, float)) else None
+
 
 class SyncFailed(NexusError):
     """Sync operation failed."""
@@ -165,6 +172,14 @@ class ProviderError(NexusError):
     code = "PROVIDER_ERROR"
     http_status = 502
     exit_code = 25
+
+
+class ProviderNotConfigured(NexusError):
+    """The provider has no client credentials configured."""
+
+    code = "PROVIDER_NOT_CONFIGURED"
+    http_status = 400
+    exit_code = 26
 
 
 class DecryptionFailed(NexusError):

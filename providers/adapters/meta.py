@@ -1,0 +1,114 @@
+"""Meta: Facebook and Meta Ads (fb_exchange_token), Instagram (ig_exchange/ig_refresh).
+
+Neither issues refresh tokens. Facebook's "refresh" re-exchanges the current
+long-lived token with ``grant_type=fb_exchange_token``; Instagram swaps the
+short-lived code token for a 60-day one (``ig_exchange_token``) and renews it
+with ``ig_refresh_token``, which only works on a token at least 24 hours old.
+Graph errors are ``{"error": {"message", "type", "code"}}``; code 190 means
+the token is dead.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from nexusctl.errors import OAuthFailed, ProviderError, RefreshFailed
+from providers.http import describe
+from providers.oauth2 import OAuth2Adapter
+from providers.spec import Account, TokenSet
+
+GRAPH_DEAD_CODES = {"190", "102", "463", "467"}
+IG_MIN_AGE = dt.timedelta(hours=24)
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class _Graph(OAuth2Adapter):
+    def is_dead_grant(self, reply, error: str) -> bool:
+        return str(reply.get("error", "code", default=error)) in GRAPH_DEAD_CODES
+
+    def _stamp(self, tokens: TokenSet) -> TokenSet:
+        tokens.metadata["tokenIssuedAt"] = _now().isoformat()
+        return tokens
+
+
+class Facebook(_Graph):
+    async def _fb_exchange(self, current: TokenSet, phase: str) -> TokenSet:
+        secret = self.creds.client_secret.get() if self.creds.client_secret else ""
+        params = {"grant_type": "fb_exchange_token", "client_id": self.creds.client_id or "",
+                  "client_secret": secret, "fb_exchange_token": current.access_token}
+        reply = await self.http("GET", self.url("TOKEN"), params=params, secrets=(current.access_token, secret))
+        fresh = self.parse_tokens(reply, phase, secrets=(current.access_token,))
+        fresh.metadata = {**current.metadata}
+        return self._stamp(fresh)
+
+    async def after_exchange(self, tokens: TokenSet, tenant) -> TokenSet:
+        # The code gives a short-lived (1-2 h) token; swap it for the 60-day one.
+        return await self._fb_exchange(tokens, "exchange")
+
+    async def refresh(self, tokens: TokenSet, tenant) -> TokenSet:
+        return await self._fb_exchange(tokens, "refresh")
+
+    async def whoami(self, tokens: TokenSet, tenant) -> Account:
+        reply = await self.api_json("GET", f"{self.url('API')}/me", tokens, params={"fields": "id,name"})
+        if not reply.get("id"):
+            raise OAuthFailed(f"{self.name}: the /me answer has no id")
+        return Account(str(reply.get("id")), str(reply.get("name") or reply.get("id")), {})
+
+    async def revoke(self, tokens: TokenSet, tenant) -> None:
+        reply = await self.http("DELETE", self.url("REVOKE"), headers={"Authorization": f"Bearer {tokens.access_token}"},
+                                secrets=(tokens.access_token,))
+        if reply.status >= 400:
+            raise ProviderError(f"{self.name}: revoke refused (HTTP {reply.status})"
+                                f"{describe(reply, (tokens.access_token,), ': ')}")
+
+
+class Instagram(_Graph):
+    def tokens_from(self, body: dict) -> TokenSet:
+        # The code exchange answers either flat or as {"data": [{...}]}.
+        if isinstance(body.get("data"), list) and body["data"]:
+            body = body["data"][0]
+        tokens = super().tokens_from(body)
+        if body.get("user_id") is not None:
+            tokens.metadata["userId"] = str(body["user_id"])
+        if isinstance(body.get("permissions"), (str, list)):
+            tokens.scope = tokens.scope or self._scope_list(body["permissions"])
+        return tokens
+
+    @staticmethod
+    def _scope_list(value) -> list[str]:
+        return value if isinstance(value, list) else [s for s in str(value).split(",") if s]
+
+    async def _graph_token(self, path: str, params: dict, current: TokenSet, phase: str) -> TokenSet:
+        reply = await self.http("GET", f"{self.url('API')}{path}", params=params,
+                                secrets=(current.access_token, params.get("client_secret")))
+        fresh = self.parse_tokens(reply, phase, secrets=(current.access_token,))
+        fresh.scope = fresh.scope or current.scope
+        fresh.metadata = {**current.metadata, **fresh.metadata}
+        return self._stamp(fresh)
+
+    async def after_exchange(self, tokens: TokenSet, tenant) -> TokenSet:
+        secret = self.creds.client_secret.get() if self.creds.client_secret else ""
+        params = {"grant_type": "ig_exchange_token", "client_secret": secret, "access_token": tokens.access_token}
+        return await self._graph_token("/access_token", params, tokens, "exchange")
+
+    async def refresh(self, tokens: TokenSet, tenant) -> TokenSet:
+        issued = tokens.metadata.get("tokenIssuedAt")
+        if issued:
+            age = _now() - dt.datetime.fromisoformat(issued)
+            if age < IG_MIN_AGE:
+                hours = int((IG_MIN_AGE - age).total_seconds() // 3600) + 1
+                raise RefreshFailed(f"INSTAGRAM renews a token only once it is 24 h old; try again in about "
+                                    f"{hours} h (the current token is still valid)", provider=self.name, dead=False)
+        params = {"grant_type": "ig_refresh_token", "access_token": tokens.access_token}
+        return await self._graph_token("/refresh_access_token", params, tokens, "refresh")
+
+    async def whoami(self, tokens: TokenSet, tenant) -> Account:
+        reply = await self.api_json("GET", f"{self.url('API')}/me", tokens, params={"fields": "user_id,username"})
+        account = reply.get("user_id") or reply.get("id")
+        if not account:
+            raise OAuthFailed("INSTAGRAM: the /me answer has no user_id")
+        username = reply.get("username")
+        return Account(str(account), f"@{username}" if username else str(account), {"username": username})

@@ -1,0 +1,108 @@
+"""Providers that follow RFC 6749 closely: only who-am-I and revocation differ.
+
+Google (YouTube, Google Ads), X, LinkedIn, HubSpot, PayPal, Zapier, Discord.
+"""
+
+from __future__ import annotations
+
+from nexusctl.errors import OAuthFailed, ProviderError
+from providers.http import describe
+from providers.oauth2 import OAuth2Adapter
+from providers.spec import Account, TokenSet
+
+
+class YouTube(OAuth2Adapter):
+    async def whoami(self, tokens: TokenSet, tenant) -> Account:
+        reply = await self.api_json("GET", f"{self.url('API')}/youtube/v3/channels", tokens,
+                                    params={"part": "snippet,contentDetails", "mine": "true"})
+        channel = reply.get("items", 0)
+        if not isinstance(channel, dict):
+            raise OAuthFailed("YOUTUBE: this Google account has no YouTube channel")
+        uploads = reply.get("items", 0, "contentDetails", "relatedPlaylists", "uploads")
+        return Account(str(channel.get("id")), str(reply.get("items", 0, "snippet", "title") or channel.get("id")),
+                       {"channelId": channel.get("id"), "uploadsPlaylistId": uploads})
+
+    async def revoke(self, tokens: TokenSet, tenant) -> None:
+        # Google's revoke takes the token alone (no client authentication).
+        token = tokens.refresh_token or tokens.access_token
+        reply = await self.http("POST", self.url("REVOKE"), data={"token": token}, secrets=(token,))
+        if reply.status >= 400:
+            raise ProviderError(f"{self.name}: revoke refused (HTTP {reply.status}){describe(reply, (token,), ': ')}")
+
+
+class GoogleAds(YouTube):
+    async def whoami(self, tokens: TokenSet, tenant) -> Account:
+        reply = await self.api_json("GET", f"{self.url('API')}/v1/userinfo", tokens)
+        sub = reply.get("sub")
+        if not sub:
+            raise OAuthFailed("GOOGLE_ADS: the userinfo answer has no subject")
+        return Account(str(sub), str(reply.get("email") or reply.get("name") or sub), {"email": reply.get("email")})
+
+
+class Twitter(OAuth2Adapter):
+    async def whoami(self, tokens: TokenSet, tenant) -> Account:
+        reply = await self.api_json("GET", f"{self.url('API')}/2/users/me", tokens,
+                                    params={"user.fields": "username,name"})
+        user = reply.get("data") or {}
+        if not user.get("id"):
+            raise OAuthFailed("TWITTER: the users/me answer has no id")
+        return Account(str(user["id"]), f"@{user.get('username')}" if user.get("username") else str(user["id"]),
+                       {"username": user.get("username")})
+
+    def is_dead_grant(self, reply, error: str) -> bool:
+        # X answers a reused (rotated-away) refresh token with invalid_request.
+        text = str(reply.get("error_description") or "").lower()
+        return error == "invalid_request" and "token" in text
+
+
+class LinkedIn(OAuth2Adapter):
+    async def whoami(self, tokens: TokenSet, tenant) -> Account:
+        reply = await self.api_json("GET", f"{self.url('API')}/v2/userinfo", tokens)
+        if not reply.get("sub"):
+            raise OAuthFailed("LINKEDIN: the userinfo answer has no subject")
+        return Account(str(reply.get("sub")), str(reply.get("name") or reply.get("sub")), {})
+
+
+class HubSpot(OAuth2Adapter):
+    async def whoami(self, tokens: TokenSet, tenant) -> Account:
+        reply = await self.api_json("GET", f"{self.url('API')}/oauth/v1/access-tokens/{tokens.access_token}", tokens)
+        hub_id = reply.get("hub_id")
+        if hub_id is None:
+            raise OAuthFailed("HUBSPOT: the token information has no hub_id")
+        return Account(str(hub_id), str(reply.get("hub_domain") or hub_id),
+                       {"hubId": hub_id, "hubDomain": reply.get("hub_domain")})
+
+    async def revoke(self, tokens: TokenSet, tenant) -> None:
+        if not tokens.refresh_token:
+            return
+        url = f"{self.url('REVOKE')}/{tokens.refresh_token}"
+        reply = await self.http("DELETE", url, secrets=(tokens.refresh_token,))
+        if reply.status >= 400:
+            raise ProviderError(f"HUBSPOT: revoke refused (HTTP {reply.status})")
+
+
+class PayPal(OAuth2Adapter):
+    async def whoami(self, tokens: TokenSet, tenant) -> Account:
+        reply = await self.api_json("GET", f"{self.url('API')}/v1/identity/openidconnect/userinfo", tokens,
+                                    params={"schema": "openid"})
+        user_id = reply.get("user_id") or reply.get("payer_id")
+        if not user_id:
+            raise OAuthFailed("PAYPAL: the userinfo answer has no user_id")
+        return Account(str(user_id), str(reply.get("name") or reply.get("email") or user_id), {})
+
+
+class Zapier(OAuth2Adapter):
+    async def whoami(self, tokens: TokenSet, tenant) -> Account:
+        reply = await self.api_json("GET", f"{self.url('API')}/v1/profiles/me", tokens)
+        if reply.get("id") is None:
+            raise OAuthFailed("ZAPIER: the profile answer has no id")
+        return Account(str(reply.get("id")), str(reply.get("full_name") or reply.get("email") or reply.get("id")), {})
+
+
+class Discord(OAuth2Adapter):
+    async def whoami(self, tokens: TokenSet, tenant) -> Account:
+        reply = await self.api_json("GET", f"{self.url('API')}/v10/users/@me", tokens)
+        if not reply.get("id"):
+            raise OAuthFailed("DISCORD: the users/@me answer has no id")
+        return Account(str(reply.get("id")), str(reply.get("global_name") or reply.get("username")),
+                       {"username": reply.get("username")})

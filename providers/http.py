@@ -1,0 +1,129 @@
+"""One outbound call to a provider, with failures turned into our errors.
+
+Network failures, timeouts and 5xx are PROVIDER_ERROR; 429 is RATE_LIMITED
+carrying the provider's Retry-After. Anything else comes back as a ``Reply``
+for the adapter to judge, because what a 4xx (or a 200!) means differs by
+provider. Messages name the provider and the host, never a token: provider
+error texts are cut short and scrubbed of the values we sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from nexusctl.errors import ProviderError, RateLimited
+
+log = logging.getLogger(__name__)
+
+MAX_REPLY_BYTES = 2 * 1024 * 1024
+TIMEOUT = aiohttp.ClientTimeout(total=20, connect=10)
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict
+    body: object  # parsed JSON, or the text when it is not JSON
+
+    def get(self, *path, default=None):
+        """body[path[0]][path[1]]..., or default where anything is missing."""
+        value = self.body
+        for key in path:
+            if isinstance(value, dict) and key in value:
+                value = value[key]
+            elif isinstance(value, list) and isinstance(key, int) and -len(value) <= key < len(value):
+                value = value[key]
+            else:
+                return default
+        return value
+
+
+async def call(session: aiohttp.ClientSession, provider: str, method: str, url: str, *,
+               secrets: tuple = (), **kwargs) -> Reply:
+    """Make the request; raise ProviderError / RateLimited, else return the Reply."""
+    host = urlsplit(url).hostname or "?"
+    started = time.monotonic()
+    try:
+        async with session.request(method, url, timeout=TIMEOUT, allow_redirects=False, **kwargs) as response:
+            raw = await response.content.read(MAX_REPLY_BYTES + 1)
+            status, headers = response.status, dict(response.headers)
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        raise ProviderError(f"{provider}: could not reach {host} ({type(exc).__name__})", provider=provider) from None
+    log.info("provider call %s %s %s -> %s in %.0f ms", provider, method, host, status,
+             (time.monotonic() - started) * 1000)
+    if len(raw) > MAX_REPLY_BYTES:
+        raise ProviderError(f"{provider}: {host} answered more than {MAX_REPLY_BYTES} bytes", provider=provider)
+    try:
+        body = json.loads(raw) if raw else None
+    except ValueError:
+        body = raw.decode("utf-8", "replace")
+    reply = Reply(status, headers, body)
+    if status == 429:
+        raise RateLimited(f"{provider}: rate limited by {host}", provider=provider,
+                          retry_after=retry_after(reply))
+    if status >= 500:
+        raise ProviderError(f"{provider}: {host} answered HTTP {status}{describe(reply, secrets, ': ')}",
+                            provider=provider, status=status)
+    return reply
+
+
+def retry_after(reply: Reply) -> int | None:
+    """Seconds from Retry-After (seconds or a date), X-RateLimit-Reset (epoch) or a JSON retry_after."""
+    value = _header(reply, "Retry-After")
+    if value:
+        if value.strip().isdigit():
+            return int(value.strip())
+        try:
+            return max(0, int(parsedate_to_datetime(value).timestamp() - time.time()))
+        except (TypeError, ValueError):
+            pass
+    for name in ("x-rate-limit-reset", "X-RateLimit-Reset"):
+        reset = _header(reply, name)
+        if reset and reset.strip().isdigit():
+            return max(0, int(reset) - int(time.time()))
+    seconds = reply.get("retry_after")
+    if isinstance(seconds, (int, float)):
+        return max(1, int(seconds + 0.999))
+    return None
+
+
+def _header(reply: Reply, name: str) -> str | None:
+    lower = name.lower()
+    for key, value in reply.headers.items():
+        if key.lower() == lower:
+            return value
+    return None
+
+
+_FIELDS = ("error", "error_description", "message", "status", "error_code")
+
+
+def describe(reply: Reply, secrets: tuple = (), prefix: str = "") -> str:
+    """A short, secret-free summary of a provider's error body."""
+    body = reply.body
+    parts: list[str] = []
+    if isinstance(body, dict):
+        nested = body.get("error")
+        if isinstance(nested, dict):  # Graph / TikTok: {"error": {"code", "message"}}
+            body = nested
+        for key in _FIELDS + ("code",):
+            value = body.get(key) if isinstance(body, dict) else None
+            if isinstance(value, (str, int)) and str(value) not in parts and value != "":
+                parts.append(str(value))
+    elif isinstance(body, str):
+        parts.append(body.strip())
+    text = " - ".join(parts)[:200]
+    for secret in secrets:
+        if secret and len(secret) >= 6:
+            text = text.replace(secret, "***")
+    text = re.sub(r"[\r\n\t]+", " ", text)
+    return f"{prefix}{text}" if text else ""
