@@ -8,7 +8,7 @@ from daemon import models_schema as out
 from daemon.auth import Principal
 from daemon.routing import PRINCIPAL, Route, ok, read_body, read_query
 from daemon.schema import Body, Bool, Int, Obj, Query, Str
-from nexusctl.core import integrations, sync_logs
+from nexusctl.core import connect, integrations, sync_logs
 from nexusctl.core.ids import parse_uuid
 from nexusctl.core.paging import MAX_LIMIT
 from nexusctl.core.serializers import integration_to_dict, sync_log_to_dict
@@ -60,7 +60,11 @@ async def update(request: web.Request) -> web.Response:
 
 
 async def delete(request: web.Request) -> web.Response:
-    result = await _db(request, integrations.delete, request.match_info["id"], owner_id=_owner_filter(request))
+    from daemon.app import SERVICES
+
+    # Revokes at the provider first (a failed revoke is logged, not fatal).
+    result = await connect.disconnect(request.app[SERVICES], request.match_info["id"],
+                                      owner_id=_owner_filter(request))
     return ok(result.to_dict())
 
 
@@ -75,8 +79,11 @@ async def providers(request: web.Request) -> web.Response:
     from daemon.app import SETTINGS
     from providers.catalog import CATALOG
 
+    from providers.registry import SPECS
+
     creds = request.app[SETTINGS].providers
-    return ok([info.to_dict(creds[p].configured) for p, info in CATALOG.items()])
+    # SendGrid (API keys) and WooCommerce (store-granted keys) need no app credentials.
+    return ok([info.to_dict(creds[p].configured or not SPECS[p].needs_credentials) for p, info in CATALOG.items()])
 
 
 _ID = ("INTEGRATION_NOT_FOUND", "VALIDATION_ERROR")

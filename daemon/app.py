@@ -6,7 +6,7 @@ import logging
 
 from aiohttp import web
 
-from daemon import api_integrations
+from daemon import api_integrations, api_oauth
 from daemon.auth import TokenVerifier
 from daemon.dbexec import DbExecutor
 from daemon.health import health, ready
@@ -24,12 +24,14 @@ SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", DbExecutor)
 REDIS = web.AppKey("redis", object)
 VERIFIER = web.AppKey("verifier", TokenVerifier)
+SERVICES = web.AppKey("services", object)  # nexusctl.core.connect.Services: what flows need
 MAX_BODY_BYTES = 1024 * 1024
 
 ROUTES = [
     Route("GET", "/health", health, "The process is alive", "health", public=True, data=HEALTH),
     Route("GET", "/ready", ready, "Database reachable and migrated, Redis reachable when configured", "health",
           public=True, data=HEALTH, errors=("NOT_READY",)),
+    *api_oauth.ROUTES,
     *api_integrations.ROUTES,
 ]
 ROUTES += [
@@ -48,6 +50,7 @@ def create_app(settings: Settings) -> web.Application:
     app[VERIFIER] = TokenVerifier(settings)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_redis)
+    app.cleanup_ctx.append(_services)
     add_routes(app, ROUTES)
     return app
 
@@ -72,3 +75,16 @@ async def _redis(app: web.Application):
     app[REDIS] = client
     yield
     await client.aclose()
+
+
+async def _services(app: web.Application):
+    """One outbound HTTP session for every provider call, closed on shutdown."""
+    import aiohttp
+
+    from nexusctl.core.connect import Services
+    from nexusctl.crypto import keyring_from_settings
+
+    session = aiohttp.ClientSession(trust_env=False, headers={"User-Agent": "nexusctl"})
+    app[SERVICES] = Services(app[SETTINGS], keyring_from_settings(app[SETTINGS]), session, app[DB].run, app[REDIS])
+    yield
+    await session.close()

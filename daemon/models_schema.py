@@ -55,7 +55,11 @@ DELETED = _obj({
     "webhooksDeleted": {"type": "integer"},
     "deliveriesDeleted": {"type": "integer"},
     "syncLogsDeleted": {"type": "integer"},
+    "revoked": {"type": ["boolean", "null"]},
 })
+
+INITIATED = _obj({"authorizationUrl": {"type": "string"}, "state": {"type": "string"}})
+RECEIVED = _obj({"received": {"type": "boolean"}})
 
 PROVIDER = _obj({
     "provider": {"enum": [p.value for p in Provider]},

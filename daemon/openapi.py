@@ -72,7 +72,8 @@ def document(routes) -> dict:
 
 def _path_params(path: str) -> list[dict]:
     return [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string", "format": "uuid"}}
+        {"name": name, "in": "path", "required": True,
+         "schema": {"type": "string"} if name == "provider" else {"type": "string", "format": "uuid"}}
         for name in re.findall(r"{(\w+)}", path)
     ]
 
@@ -93,7 +94,13 @@ def _responses(route) -> dict:
     if route.paged:
         success["properties"]["paging"] = {"$ref": "#/components/schemas/Paging"}
         success["required"].append("paging")
-    responses = {str(route.status): {"description": "success", "content": {route.content_type: {"schema": success}}}}
+    if 300 <= route.status < 400:
+        responses = {str(route.status): {"description": "redirect", "headers": {
+            "Location": {"description": "the caller's redirectUri with status=success&integrationId=... "
+                                        "or status=error&code=...", "schema": {"type": "string"}}}}}
+    else:
+        responses = {str(route.status): {"description": "success",
+                                         "content": {route.content_type: {"schema": success}}}}
     codes = list(route.errors) + ([] if route.public else ["UNAUTHORIZED"])
     by_status: dict[int, list[str]] = {}
     for code in codes:

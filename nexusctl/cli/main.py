@@ -23,6 +23,7 @@ from nexusctl.errors import NexusError
 
 EXIT_INTERNAL = 1
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a killed writer
 
 
 class NexusGroup(TyperGroup):
@@ -48,6 +49,13 @@ class NexusGroup(TyperGroup):
         except KeyboardInterrupt:
             _output(ctx).error("interrupted")
             raise typer.Exit(EXIT_INTERRUPTED) from None
+        except BrokenPipeError:
+            # `nexusctl ... | head`: the reader left; stop quietly like other Unix tools.
+            import os
+
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush cannot fail again
+            raise typer.Exit(EXIT_BROKEN_PIPE) from None
         except Exception as exc:  # a bug: say so plainly
             output = _output(ctx)
             if output.verbose:
@@ -136,9 +144,11 @@ def version_cmd(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--jso
 
 
 def _register() -> None:
-    from nexusctl.cli import database, integrations, keys, serve, sync, token
+    from nexusctl.cli import connections, database, integrations, keys, providers, serve, sync, token
 
+    connections.register(integrations.app)
     app.add_typer(integrations.app, name="integrations")
+    app.add_typer(providers.app, name="providers")
     app.add_typer(sync.app, name="sync")
     app.add_typer(database.app, name="db")
     app.add_typer(keys.app, name="keys")

@@ -8,6 +8,7 @@ from db.database import database_proxy
 from db.fields import utcnow
 from db.models import Integration, IntegrationSyncLog, Webhook, WebhookDelivery
 from db.secrets import public_fields
+from nexusctl.core import events
 from nexusctl.core.ids import parse_uuid
 from nexusctl.core.paging import Page, newest_first
 from nexusctl.enums import Provider
@@ -73,6 +74,7 @@ class Deleted:
     webhooks: int
     deliveries: int
     sync_logs: int
+    revoked: bool | None = None  # True/False: revoked at the provider or tried and failed; None: not tried
 
     def to_dict(self) -> dict:
         return {
@@ -81,6 +83,7 @@ class Deleted:
             "webhooksDeleted": self.webhooks,
             "deliveriesDeleted": self.deliveries,
             "syncLogsDeleted": self.sync_logs,
+            "revoked": self.revoked,
         }
 
 
@@ -94,7 +97,7 @@ def removal_counts(row: Integration) -> tuple[int, int, int]:
     )
 
 
-def delete(integration_id, *, dry_run: bool = False, owner_id=None) -> Deleted:
+def delete(integration_id, *, dry_run: bool = False, owner_id=None, revoked: bool | None = None) -> Deleted:
     """Delete an integration with its webhooks, deliveries and sync logs (cascade)."""
     row = get(integration_id, owner_id=owner_id)
     with database_proxy.atomic():
@@ -103,5 +106,6 @@ def delete(integration_id, *, dry_run: bool = False, owner_id=None) -> Deleted:
             deleted = Integration.delete().where(Integration.id == row.id).execute()
             if not deleted:  # removed by someone else between get() and now
                 raise IntegrationNotFound(f"integration {row.id} not found", id=str(row.id))
-    return Deleted(row, *counts)
+            events.record(events.DISCONNECTED, row, name=row.name, revoked=revoked)
+    return Deleted(row, *counts, revoked=revoked)
 

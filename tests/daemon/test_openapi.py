@@ -53,7 +53,11 @@ def test_every_registered_route_is_described(db_url):
     for path, ops in DOC["paths"].items():
         for method, op in ops.items():
             assert op["summary"] and op["responses"], (method, path)
-            success = next(iter(op["responses"][next(iter(op["responses"]))]["content"].values()))["schema"]
+            first = op["responses"][next(iter(op["responses"]))]
+            if "content" not in first:  # a redirect: documented by its Location header
+                assert "Location" in first["headers"], (method, path)
+                continue
+            success = next(iter(first["content"].values()))["schema"]
             if path not in ("/openapi.json", "/metrics"):
                 assert success["properties"]["data"], f"{method} {path} has no data schema"
 
@@ -62,7 +66,7 @@ def test_schemas_are_valid_json_schema():
     for _path, ops in DOC["paths"].items():
         for op in ops.values():
             for response in op["responses"].values():
-                for media in response["content"].values():
+                for media in response.get("content", {}).values():
                     Draft202012Validator.check_schema(resolve(media["schema"]))
             if "requestBody" in op:
                 Draft202012Validator.check_schema(op["requestBody"]["content"]["application/json"]["schema"])
@@ -115,7 +119,12 @@ class LiveServer:
 
 
 @pytest.fixture
-def live(db_url, make_integration):
+def live(db_url, make_integration, monkeypatch):
+    from nexusctl.enums import Provider as P
+
+    for provider in P:  # no provider is reachable: nothing leaves this machine
+        for kind in ("AUTH", "TOKEN", "API", "REVOKE"):
+            monkeypatch.setenv(f"{provider.value}_{kind}_URL", "http://127.0.0.1:9/")
     owner = uuid.uuid4()
     row = make_integration(user_id=owner)
     server = LiveServer()
@@ -137,15 +146,21 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
     max_leaves=10,
 )
-segments = st.sampled_from(["{id}", "{owner}", "not-a-uuid", "00000000-0000-0000-0000-000000000000", "%00", "..", "ünï"])
+segments = st.sampled_from(["{id}", "{owner}", "slack", "WOOCOMMERCE", "not-a-uuid", "00000000-0000-0000-0000-000000000000", "%00", "..", "ünï"])
 bodies = st.one_of(
     st.none(),
     json_values.map(lambda v: json.dumps(v).encode()),
-    st.fixed_dictionaries({}, optional={"name": json_values, "isActive": json_values, "metadata": json_values,
+    st.fixed_dictionaries({}, optional={"userId": st.sampled_from(["{owner}", "x"]) | json_values,
+                                        "provider": st.sampled_from(["SLACK", "SENDGRID", "SHOPIFY", "x"]),
+                                        "redirectUri": st.sampled_from(["http://localhost:3000/x",
+                                                                        "https://evil.example/x", "//evil"]),
+                                        "user_id": json_values, "consumer_key": json_values,
+                                        "name": json_values, "isActive": json_values, "metadata": json_values,
                                          "extra": json_values}).map(lambda v: json.dumps(v).encode()),
     st.binary(max_size=64),
 )
-queries = st.dictionaries(st.sampled_from(["provider", "isActive", "limit", "cursor", "status", "x"]),
+queries = st.dictionaries(st.sampled_from(["provider", "isActive", "limit", "cursor", "status", "x", "state", "code",
+                                           "error", "user_id", "success"]),
                           st.text(alphabet=st.characters(codec="ascii", exclude_characters="&#%"), max_size=12), max_size=3)
 
 
@@ -166,7 +181,8 @@ def test_fuzzed_requests_never_get_a_5xx_and_match_the_document(live, route, seg
 
     server, ids, tokens = live
     value = segment.format(**ids)
-    path = route.path.replace("{id}", quote(value, safe="")).replace("{userId}", quote(value, safe=""))
+    path = (route.path.replace("{id}", quote(value, safe="")).replace("{userId}", quote(value, safe=""))
+            .replace("{provider}", quote(value, safe="")))
     if query:
         path += "?" + urlencode(query)
     headers = {}
@@ -176,7 +192,9 @@ def test_fuzzed_requests_never_get_a_5xx_and_match_the_document(live, route, seg
         headers["Content-Type"] = content_type
     status, raw = server.request(route.method, path, body if route.method in ("PATCH", "POST") else None, headers)
     event(f"{route.method} {status}")
-    assert status < 500, (route.method, path, raw[:300])
+    # 502 PROVIDER_ERROR is the one documented 5xx: the provider (unreachable here) failed, not us.
+    upstream = status == 502 and json.loads(raw)["error"]["code"] == "PROVIDER_ERROR"
+    assert status < 500 or upstream, (route.method, path, raw[:300])
     if (route.path == "/ready" and status == 503) or route.content_type != "application/json":
         return
     payload = json.loads(raw)

@@ -1,0 +1,116 @@
+"""Connecting and refreshing: OAuth initiate/callback, WooCommerce keys, API keys, refresh.
+
+Thin handlers over nexusctl.core.connect and nexusctl.core.refresh. The
+callback is public (the provider sends the browser there) and always answers
+with a redirect to the caller's redirectUri, ``Referrer-Policy: no-referrer``
+and ``Cache-Control: no-store``; only a callback whose state is unusable
+(unknown, used, expired, another provider's) gets an error body instead,
+because then there is no trusted place to send the browser.
+"""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+from daemon import models_schema as out
+from daemon.routing import PRINCIPAL, Route, ok, read_body
+from daemon.schema import Body, Int, Obj, Str
+from nexusctl.core import connect, refresh
+from nexusctl.core.serializers import integration_to_dict
+from nexusctl.enums import Provider
+from nexusctl.errors import UsageProblem
+
+PROVIDERS = tuple(p.value for p in Provider)
+NO_LEAK_HEADERS = {"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
+
+INITIATE = Body({
+    "userId": Str(format="uuid"),
+    "provider": Str(enum=PROVIDERS),
+    "redirectUri": Str(max_length=2048, description="where to send the browser afterwards (allowed origins only)"),
+    "metadata": Obj("kept on the integration"),
+    "shop": Str(max_length=255, description="SHOPIFY: the shop, e.g. demo.myshopify.com"),
+    "storeUrl": Str(max_length=2048, description="WOOCOMMERCE: the store's URL"),
+}, required=("userId", "provider", "redirectUri"))
+API_KEY = Body({
+    "userId": Str(format="uuid"),
+    "provider": Str(enum=PROVIDERS),
+    "apiKey": Str(max_length=512, min_length=1),
+    "metadata": Obj("kept on the integration"),
+}, required=("userId", "provider", "apiKey"))
+KEYS = Body({  # documents what WooCommerce sends; extra fields are tolerated
+    "key_id": Int(), "user_id": Str(max_length=128), "consumer_key": Str(max_length=256),
+    "consumer_secret": Str(max_length=256), "key_permissions": Str(max_length=32),
+}, required=("user_id", "consumer_key", "consumer_secret"))
+
+
+def _svc(request: web.Request) -> connect.Services:
+    from daemon.app import SERVICES
+
+    return request.app[SERVICES]
+
+
+def _owner_filter(request: web.Request):
+    principal = request[PRINCIPAL]
+    return None if principal.elevated else principal.user_id
+
+
+async def initiate(request: web.Request) -> web.Response:
+    body = await read_body(request, INITIATE)
+    request[PRINCIPAL].require_user(body["userId"])
+    answer = await connect.initiate(_svc(request), user_id=body["userId"], provider=body["provider"],
+                                    redirect_uri=body["redirectUri"], metadata=body.get("metadata"),
+                                    shop=body.get("shop"), store_url=body.get("storeUrl"))
+    return ok(answer)
+
+
+async def oauth_callback(request: web.Request) -> web.Response:
+    provider = Provider.parse(request.match_info["provider"])
+    location = await connect.callback(_svc(request), provider, request.query)
+    raise web.HTTPFound(location, headers=NO_LEAK_HEADERS)
+
+
+async def woocommerce_keys(request: web.Request) -> web.Response:
+    if Provider.parse(request.match_info["provider"]) is not Provider.WOOCOMMERCE:
+        raise UsageProblem("only WOOCOMMERCE delivers keys to this URL", field="provider")
+    # Lenient on purpose: the store may add fields; receive_keys checks the ones we use.
+    try:
+        value = json.loads(await request.read())
+    except (ValueError, UnicodeDecodeError):
+        raise UsageProblem("the body is not valid JSON") from None
+    await connect.receive_keys(_svc(request), value)
+    return ok({"received": True})
+
+
+async def connect_api_key(request: web.Request) -> web.Response:
+    body = await read_body(request, API_KEY)
+    request[PRINCIPAL].require_user(body["userId"])
+    row = await connect.connect_api_key(_svc(request), user_id=body["userId"], provider=body["provider"],
+                                        api_key=body["apiKey"], metadata=body.get("metadata"))
+    return ok(integration_to_dict(row), status=201)
+
+
+async def refresh_tokens(request: web.Request) -> web.Response:
+    row = await refresh.refresh(_svc(request), request.match_info["id"], owner_id=_owner_filter(request))
+    return ok(integration_to_dict(row))
+
+
+ROUTES = [
+    Route("POST", "/integrations/oauth/initiate", initiate, "Start connecting a provider account", "oauth",
+          body=INITIATE, data=out.INITIATED,
+          errors=("VALIDATION_ERROR", "INVALID_PROVIDER", "PROVIDER_NOT_CONFIGURED", "FORBIDDEN", "PAYLOAD_TOO_LARGE")),
+    Route("GET", "/integrations/oauth/callback/{provider}", oauth_callback,
+          "Where the provider sends the browser back; redirects to the caller's redirectUri", "oauth", public=True,
+          status=302, envelope=False, errors=("OAUTH_FAILED", "INVALID_PROVIDER")),
+    Route("POST", "/integrations/oauth/callback/{provider}/keys", woocommerce_keys,
+          "WooCommerce delivers the granted REST keys here (server to server)", "oauth", public=True, body=KEYS,
+          data=out.RECEIVED, errors=("VALIDATION_ERROR", "OAUTH_FAILED", "INVALID_PROVIDER", "PAYLOAD_TOO_LARGE")),
+    Route("POST", "/integrations/api-key", connect_api_key, "Connect a provider that uses API keys (SendGrid)",
+          "oauth", body=API_KEY, data=out.INTEGRATION, status=201,
+          errors=("VALIDATION_ERROR", "INVALID_PROVIDER", "FORBIDDEN", "PROVIDER_ERROR", "RATE_LIMITED",
+                  "PAYLOAD_TOO_LARGE")),
+    Route("POST", "/integrations/{id}/refresh", refresh_tokens, "Refresh the access token now", "oauth",
+          data=out.INTEGRATION,
+          errors=("VALIDATION_ERROR", "INTEGRATION_NOT_FOUND", "REFRESH_FAILED", "PROVIDER_ERROR", "RATE_LIMITED")),
+]

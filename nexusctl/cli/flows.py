@@ -1,0 +1,39 @@
+"""Running async core flows (connect, refresh, revoke) from a CLI command.
+
+Builds what the daemon builds once: an outbound HTTP session, the keyring,
+Redis for OAuth states when REDIS_URL is set (so a flow started here finishes
+at the daemon's callback), and database calls made right here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+
+from nexusctl.cli.context import state
+
+
+def run_flow(ctx: typer.Context, flow):
+    """``await flow(services)`` with everything a flow needs; returns its result."""
+    st = state(ctx)
+    st.database()
+
+    async def main():
+        import aiohttp
+
+        from nexusctl.core.connect import Services, direct
+
+        redis = None
+        if st.settings.redis_url is not None:
+            import redis.asyncio as aioredis
+
+            redis = aioredis.from_url(st.settings.redis_url.get(), socket_connect_timeout=2, socket_timeout=5)
+        try:
+            async with aiohttp.ClientSession(trust_env=False, headers={"User-Agent": "nexusctl"}) as session:
+                return await flow(Services(st.settings, st.keyring, session, direct, redis))
+        finally:
+            if redis is not None:
+                await redis.aclose()
+
+    return asyncio.run(main())

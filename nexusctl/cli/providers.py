@@ -1,0 +1,60 @@
+"""`nexusctl providers list | show`: what each provider can do and whether it is set up."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from nexusctl.cli.context import out, state
+from nexusctl.cli.options import Json
+
+app = typer.Typer(help="The 20 providers: capabilities, scopes, endpoints, configured or not.",
+                  no_args_is_help=True)
+
+COLUMNS = [("provider", "PROVIDER"), ("displayName", "NAME"), ("category", "CATEGORY"), ("connect", "CONNECT"),
+           ("refresh", "REFRESH"), ("configured", "CONFIGURED"), ("capabilities", "CAPABILITIES")]
+
+
+def describe(settings, provider, *, full: bool = False) -> dict:
+    from providers.catalog import CATALOG
+    from providers.registry import SPECS, adapter_for
+
+    spec, creds = SPECS[provider], settings.providers[provider]
+    configured = creds.configured or not spec.needs_credentials
+    data = {**CATALOG[provider].to_dict(configured), **spec.to_dict()}
+    if full:
+        adapter = adapter_for(provider, settings)
+        data["missing"] = [] if configured else creds.missing(provider)
+        data["callbackUrl"] = adapter.redirect_uri
+        data["endpoints"] = {kind.lower(): {"url": adapter.url(kind, "{shop}"), "overridden": kind in creds.endpoints}
+                             for kind in ("AUTH", "TOKEN", "API", "REVOKE") if adapter.url(kind, "{shop}")}
+    return data
+
+
+@app.command("list")
+def list_cmd(ctx: typer.Context, as_json: Json = False) -> None:
+    """List the providers with their capabilities and whether credentials are set.
+
+    Example:  nexusctl providers list --json
+    """
+    from nexusctl.enums import Provider
+
+    rows = [describe(state(ctx).settings, p) for p in Provider]
+    out(ctx).json(rows) if as_json else out(ctx).table(rows, COLUMNS)
+
+
+@app.command("show")
+def show_cmd(
+    ctx: typer.Context,
+    provider: Annotated[str, typer.Argument(help="Provider, e.g. SHOPIFY.", show_default=False)],
+    as_json: Json = False,
+) -> None:
+    """Show one provider: scopes, PKCE, refresh style, endpoints (and overrides), missing variables.
+
+    Example:  nexusctl providers show SHOPIFY
+    """
+    from nexusctl.enums import Provider
+
+    data = describe(state(ctx).settings, Provider.parse(provider), full=True)
+    out(ctx).json(data) if as_json else out(ctx).record(data)

@@ -1,0 +1,214 @@
+"""Connecting an account: initiate, callback, WooCommerce keys, API keys.
+
+The flow (RFC 9700 for clients): initiate checks the caller's redirectUri
+against the allowed origins (no open redirector), makes a 256-bit state and,
+where the provider supports it, a PKCE S256 verifier; the callback consumes
+the state once, exchanges the code, asks the provider who the account is,
+stores the tokens encrypted and answers with a redirect to the caller's
+redirectUri carrying ``status=success&integrationId=…`` or
+``status=error&code=…`` — never a code, token or verifier.
+
+Everything here is ``async``; database work goes through ``svc.run`` (the
+daemon's DB threads, or a direct call in the CLI).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from nexusctl.config import Settings, origin_of
+from nexusctl.core import connections
+from nexusctl.core.ids import parse_uuid
+from nexusctl.core.oauth_states import Flow, RedisStates, TableStates, new_state
+from nexusctl.crypto import Keyring
+from nexusctl.enums import Provider
+from nexusctl.errors import NexusError, OAuthFailed, ProviderNotConfigured, UsageProblem
+from providers.adapters.commerce import normalise_shop, normalise_store
+from providers.oauth2 import new_verifier
+from providers.registry import SPECS, adapter_for
+from providers.spec import ConnectKind, TokenSet
+
+log = logging.getLogger(__name__)
+
+METADATA_MAX_KEYS = 50
+_ERROR_CODE = re.compile(r"[^a-z0-9_]")
+
+
+@dataclass
+class Services:
+    settings: Settings
+    keyring: Keyring
+    session: Any  # aiohttp.ClientSession
+    run: Callable[..., Awaitable[Any]]  # run(fn, *args, **kwargs) for database work
+    redis: Any = None  # redis.asyncio client, when REDIS_URL is set
+
+    def adapter(self, provider: Provider):
+        return adapter_for(provider, self.settings, self.session)
+
+    async def states(self, method: str, *args):
+        if self.redis is not None:
+            return await getattr(RedisStates(self.keyring, self.redis), method)(*args)
+        return await self.run(getattr(TableStates(self.keyring), method), *args)
+
+
+async def direct(fn, *args, **kwargs):
+    """``Services.run`` for the CLI: the database call, right here."""
+    return fn(*args, **kwargs)
+
+
+def check_redirect(settings: Settings, redirect_uri) -> str:
+    """Only the frontend's origin or an ALLOWED_REDIRECT_ORIGINS one: never an open redirector."""
+    if not isinstance(redirect_uri, str) or not redirect_uri.strip():
+        raise UsageProblem("redirectUri is required", field="redirectUri")
+    parts = urlsplit(redirect_uri.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
+        raise UsageProblem("redirectUri must be an http(s) URL without credentials", field="redirectUri")
+    allowed = {origin_of(settings.frontend_url), *settings.allowed_redirect_origins}
+    if origin_of(redirect_uri) not in allowed:
+        raise UsageProblem("redirectUri is not on an allowed origin (FRONTEND_URL or ALLOWED_REDIRECT_ORIGINS)",
+                           field="redirectUri")
+    return redirect_uri.strip()
+
+
+def _check_metadata(metadata) -> dict:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict) or len(metadata) > METADATA_MAX_KEYS:
+        raise UsageProblem(f"metadata must be a JSON object of at most {METADATA_MAX_KEYS} keys", field="metadata")
+    if "provider" in metadata:
+        raise UsageProblem("metadata.provider is reserved for the provider's facts", field="metadata")
+    return metadata
+
+
+def _configured(settings: Settings, provider: Provider) -> None:
+    spec = SPECS[provider]
+    if spec.needs_credentials and not settings.providers[provider].configured:
+        missing = settings.providers[provider].missing(provider)
+        raise ProviderNotConfigured(f"{provider.value} is not configured: set {' and '.join(missing)}",
+                                    provider=provider.value)
+
+
+async def initiate(svc: Services, *, user_id, provider, redirect_uri, metadata=None, shop=None,
+                   store_url=None) -> dict:
+    """Start a connection; answers the spec's {authorizationUrl, state}."""
+    provider = Provider.parse(provider)
+    user_id = parse_uuid(user_id, "userId")
+    spec = SPECS[provider]
+    if spec.kind is ConnectKind.API_KEY:
+        raise UsageProblem(f"{provider.value} connects with an API key: POST /integrations/api-key "
+                           f"or `nexusctl integrations add {provider.value}`", field="provider")
+    _configured(svc.settings, provider)
+    redirect_uri = check_redirect(svc.settings, redirect_uri)
+    metadata = _check_metadata(metadata)
+    tenant = None
+    if spec.tenant == "shop":
+        tenant = normalise_shop(shop)
+    elif spec.tenant == "storeUrl":
+        tenant = normalise_store(store_url, production=svc.settings.is_production)
+    state = new_state()
+    verifier = new_verifier() if spec.pkce else None
+    flow = Flow(provider, user_id, redirect_uri, metadata, tenant, {"verifier": verifier} if verifier else {})
+    await svc.states("save", state, flow)
+    url = svc.adapter(provider).authorization_url(state, verifier, tenant)
+    return {"authorizationUrl": url, "state": state}
+
+
+def _with_query(url: str, **params) -> str:
+    parts = urlsplit(url)
+    query = "&".join(filter(None, [parts.query, urlencode(params)]))
+    return urlunsplit(parts._replace(query=query))
+
+
+def error_code_of(value) -> str:
+    """A provider's ?error=... reduced to a safe token for our redirect."""
+    return _ERROR_CODE.sub("", str(value or "").lower())[:64] or "oauth_failed"
+
+
+async def callback(svc: Services, provider, query) -> str:
+    """Finish a connection; returns where to send the browser (raises OAuthFailed without a usable state)."""
+    provider = Provider.parse(provider)
+    state = query.get("state") or (query.get("user_id") if SPECS[provider].kind is ConnectKind.KEY_GRANT else None)
+    if not state:
+        raise OAuthFailed("the callback carries no state")
+    flow: Flow = await svc.states("take", state, provider)
+    try:
+        if query.get("error") or (SPECS[provider].kind is ConnectKind.KEY_GRANT and query.get("success") != "1"):
+            code = error_code_of(query.get("error") or "access_denied")
+            log.info("connect %s for user %s: the provider answered %s", provider.value, flow.user_id, code)
+            return _with_query(flow.redirect_uri, status="error", code=code, provider=provider.value)
+        row = await _finish(svc, provider, flow, query)
+    except NexusError as exc:
+        log.warning("connect %s for user %s failed: %s %s", provider.value, flow.user_id, exc.code, exc.message)
+        return _with_query(flow.redirect_uri, status="error", code=exc.code, provider=provider.value)
+    return _with_query(flow.redirect_uri, status="success", integrationId=str(row.id), provider=provider.value)
+
+
+async def _finish(svc: Services, provider: Provider, flow: Flow, query):
+    adapter = svc.adapter(provider)
+    if SPECS[provider].kind is ConnectKind.KEY_GRANT:
+        keys = flow.secret.get("keys")
+        if not keys:
+            raise OAuthFailed("WOOCOMMERCE: the store never sent the keys")
+        tokens = TokenSet(access_token=f"{keys['consumer_key']}:{keys['consumer_secret']}", token_type="Basic",
+                          scope=[str(keys.get("key_permissions") or "read_write")],
+                          metadata={"keyId": keys.get("key_id")})
+    else:
+        adapter.check_callback(query, flow.tenant)
+        tokens = await adapter.exchange(query, flow.secret.get("verifier"), flow.tenant)
+    account = await adapter.whoami(tokens, flow.tenant)
+    row, reconnected = await svc.run(connections.save, svc.keyring, user_id=flow.user_id, provider=provider,
+                                     account=account, tokens=tokens, metadata=flow.metadata, tenant=flow.tenant)
+    log.info("connected %s integration %s for user %s%s", provider.value, row.id, flow.user_id,
+             " (reconnected)" if reconnected else "")
+    return row
+
+
+async def receive_keys(svc: Services, body) -> None:
+    """WooCommerce POSTs {key_id, user_id, consumer_key, consumer_secret, key_permissions} here."""
+    if not isinstance(body, dict):
+        raise UsageProblem("expected a JSON object")
+    state = body.get("user_id")
+    key, secret = body.get("consumer_key"), body.get("consumer_secret")
+    if not isinstance(state, str) or not isinstance(key, str) or not isinstance(secret, str) or not key or not secret:
+        raise UsageProblem("expected user_id, consumer_key and consumer_secret")
+    keys = {"consumer_key": key, "consumer_secret": secret, "key_id": body.get("key_id"),
+            "key_permissions": body.get("key_permissions")}
+    await svc.states("attach_keys", state, Provider.WOOCOMMERCE, keys)
+
+
+async def connect_api_key(svc: Services, *, user_id, provider, api_key, metadata=None):
+    """SendGrid: check the key with a who-am-I call, then store it encrypted."""
+    provider = Provider.parse(provider)
+    if SPECS[provider].kind is not ConnectKind.API_KEY:
+        raise UsageProblem(f"{provider.value} does not connect with an API key; use the OAuth flow",
+                           field="provider")
+    user_id = parse_uuid(user_id, "userId")
+    if not isinstance(api_key, str) or not api_key.strip() or len(api_key) > 512 or any(c.isspace() for c in
+                                                                                         api_key.strip()):
+        raise UsageProblem("apiKey must be a single non-empty key", field="apiKey")
+    tokens = TokenSet(access_token=api_key.strip(), token_type="Bearer")
+    account = await svc.adapter(provider).whoami(tokens, None)
+    row, _ = await svc.run(connections.save, svc.keyring, user_id=user_id, provider=provider, account=account,
+                           tokens=tokens, metadata=_check_metadata(metadata))
+    return row
+
+
+async def disconnect(svc: Services, integration_id, *, owner_id=None, dry_run: bool = False):
+    """Revoke at the provider where it can (a failure is logged, not fatal), then delete."""
+    from nexusctl.core import integrations
+
+    row, tokens = await svc.run(connections.load, svc.keyring, integration_id, owner_id=owner_id)
+    revoked = None
+    if not dry_run and SPECS[row.provider].can_revoke and tokens.access_token:
+        try:
+            await svc.adapter(row.provider).revoke(tokens, tokens.metadata.get("tenant"))
+            revoked = True
+        except NexusError as exc:
+            revoked = False
+            log.warning("revoking %s integration %s failed (deleting anyway): %s", row.provider.value, row.id,
+                        exc.message)
+    return await svc.run(integrations.delete, row.id, owner_id=owner_id, dry_run=dry_run, revoked=revoked)

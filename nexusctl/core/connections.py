@@ -1,0 +1,103 @@
+"""Storing connections: tokens in, tokens out, always encrypted.
+
+The only module that turns provider tokens into database rows and back.
+``save`` upserts by (user, provider, provider account): reconnecting the same
+account updates the row (new tokens, active again, error cleared) instead of
+adding a second one. The ``integration.connected`` event is written in the
+same transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import peewee
+
+from db.database import database_proxy, is_postgres
+from db.fields import utcnow
+from db.models import Integration
+from db.secrets import seal, unseal
+from nexusctl.core import events
+from nexusctl.core.ids import parse_uuid
+from nexusctl.crypto import Keyring
+from nexusctl.enums import Provider
+from nexusctl.errors import IntegrationNotFound
+from providers.spec import Account, TokenSet
+
+NAME_MAX = 255
+
+
+def _seal_tokens(keyring: Keyring, row: Integration, tokens: TokenSet) -> None:
+    seal(keyring, row, "access_token", tokens.access_token)
+    seal(keyring, row, "refresh_token", tokens.refresh_token)
+
+
+def save(keyring: Keyring, *, user_id: uuid.UUID, provider: Provider, account: Account, tokens: TokenSet,
+         metadata: dict | None = None, tenant: str | None = None) -> tuple[Integration, bool]:
+    """Insert or update the integration of this provider account; returns (row, reconnected)."""
+    provider_facts = {**tokens.metadata, **account.metadata, "accountId": account.account_id}
+    if tenant:
+        provider_facts["tenant"] = tenant
+    provider_facts = {k: v for k, v in provider_facts.items() if v is not None}
+    try:
+        return _save(keyring, user_id, provider, account, tokens, metadata, provider_facts)
+    except peewee.IntegrityError:
+        # A concurrent connect of the same account inserted first (unique index): update that row.
+        return _save(keyring, user_id, provider, account, tokens, metadata, provider_facts)
+
+
+def _save(keyring, user_id, provider, account, tokens, metadata, provider_facts) -> tuple[Integration, bool]:
+    with database_proxy.atomic():
+        query = Integration.select().where((Integration.user_id == user_id) & (Integration.provider == provider)
+                                           & (Integration.account_id == account.account_id))
+        row = (query.for_update() if is_postgres(database_proxy) else query).first()
+        reconnected = row is not None
+        if row is None:
+            row = Integration(id=uuid.uuid4(), user_id=user_id, provider=provider, account_id=account.account_id)
+        row.name = (account.name or account.account_id)[:NAME_MAX]
+        row.is_active = True
+        row.last_error = None
+        row.token_type = tokens.token_type
+        row.expires_at = tokens.expires_at
+        row.scope = tokens.scope
+        row.metadata = {**(row.metadata or {}), **(metadata or {}), "provider": provider_facts}
+        row.refresh_lease_until = None
+        row.refresh_lease_token = None
+        _seal_tokens(keyring, row, tokens)
+        row.save(force_insert=not reconnected)
+        events.record(events.CONNECTED, row, name=row.name, reconnected=reconnected)
+    return row, reconnected
+
+
+def load(keyring: Keyring, integration_id, *, owner_id=None) -> tuple[Integration, TokenSet]:
+    """The row with its tokens decrypted (for refresh, revoke and syncs only)."""
+    row_id = parse_uuid(integration_id, "integrationId")
+    row = Integration.get_or_none(Integration.id == row_id)
+    if row is None or (owner_id is not None and row.user_id != owner_id):
+        raise IntegrationNotFound(f"integration {row_id} not found", id=str(row_id))
+    return row, tokens_of(keyring, row)
+
+
+def tokens_of(keyring: Keyring, row: Integration) -> TokenSet:
+    return TokenSet(access_token=unseal(keyring, row, "access_token") or "",
+                    refresh_token=unseal(keyring, row, "refresh_token"), token_type=row.token_type,
+                    expires_at=row.expires_at, scope=list(row.scope or []),
+                    metadata=dict((row.metadata or {}).get("provider") or {}))
+
+
+def store_refreshed(keyring: Keyring, row: Integration, tokens: TokenSet, lease: uuid.UUID) -> bool:
+    """Write refreshed tokens if ``lease`` still holds (fencing); access and rotated refresh token together."""
+    _seal_tokens(keyring, row, tokens)
+    metadata = {**(row.metadata or {}), "provider": {**((row.metadata or {}).get("provider") or {}),
+                                                     **{k: v for k, v in tokens.metadata.items() if v is not None}}}
+    with database_proxy.atomic():
+        updated = (Integration.update(access_token=row.access_token, refresh_token=row.refresh_token,
+                                      expires_at=tokens.expires_at, token_type=tokens.token_type,
+                                      scope=tokens.scope or list(row.scope or []), metadata=metadata,
+                                      last_error=None, updated_at=utcnow(), refresh_lease_until=None,
+                                      refresh_lease_token=None)
+                   .where((Integration.id == row.id) & (Integration.refresh_lease_token == lease)).execute())
+        if updated:
+            events.record(events.REFRESHED, row, expiresAt=tokens.expires_at.isoformat() if tokens.expires_at
+                          else None)
+    return updated == 1
