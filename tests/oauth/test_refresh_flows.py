@@ -1,0 +1,203 @@
+"""Refresh through the daemon: each provider's style, rotation, one call under concurrency, failures.
+
+Each test starts from reset emulators (``fresh_emulators``), so every token
+the emulator knows was issued to this test's connection.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+import uuid
+
+import pytest
+from test_connect_providers import tenant_of
+
+REFRESHABLE = ["TIKTOK", "INSTAGRAM", "FACEBOOK", "YOUTUBE", "TWITTER", "LINKEDIN", "HUBSPOT", "SALESFORCE",
+               "SHOPIFY", "META_ADS", "GOOGLE_ADS", "PAYPAL", "ZAPIER", "SLACK", "DISCORD"]
+ROTATING = {"TIKTOK", "TWITTER", "SHOPIFY", "ZAPIER", "SLACK", "DISCORD"}
+NEVER_EXPIRE = ["WOOCOMMERCE", "TIKTOK_ADS", "MAILCHIMP", "STRIPE"]
+
+
+def connected(stack, provider: str):
+    user = uuid.uuid4()
+    result = stack.connect(provider, user, **tenant_of(stack, provider))
+    assert result["status"] == "success", result
+    return user, result["integrationId"]
+
+
+def alive_refresh_tokens(emu) -> set[str]:
+    return {value for value, token in emu.tokens.items() if token.kind == "refresh" and emu.valid_refresh(value)}
+
+
+def alive_tokens(emu) -> set[str]:
+    return {v for v, t in emu.tokens.items() if emu.valid_refresh(v) if t.kind == "refresh"} | {
+        v for v, t in emu.tokens.items() if t.kind != "refresh" and emu.valid_access(v)}
+
+
+def age_instagram_token(stack, integration_id: str) -> None:
+    """Instagram renews only tokens >= 24 h old: make ours (and the emulator's clock) a day older."""
+    (raw,) = stack.sql("SELECT metadata FROM integrations WHERE id = %s", integration_id)[0]
+    metadata = json.loads(raw) if isinstance(raw, str) else raw
+    day_ago = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=25)
+    metadata["provider"]["tokenIssuedAt"] = day_ago.isoformat()
+    _write(stack, "UPDATE integrations SET metadata = %s WHERE id = %s", json.dumps(metadata), integration_id)
+    stack.emulators.advance_clock(25 * 3600)
+
+
+def _write(stack, query, *params):
+    if stack.database_url.startswith("sqlite"):
+        import sqlite3
+
+        with sqlite3.connect(stack.database_url.removeprefix("sqlite:///")) as conn:
+            conn.execute(query.replace("%s", "?"), [uuid.UUID(p).hex if _is_uuid(p) else p for p in params])
+        return
+    import psycopg2
+
+    conn = psycopg2.connect(stack.database_url)
+    with conn, conn.cursor() as cur:
+        cur.execute(query, params)
+    conn.close()
+
+
+def _is_uuid(value) -> bool:
+    try:
+        uuid.UUID(str(value))
+        return True
+    except ValueError:
+        return False
+
+
+@pytest.mark.parametrize("provider", REFRESHABLE)
+def test_every_refreshable_provider_refreshes(stack, fresh_emulators, provider):
+    emu = stack.emulators[provider]
+    if provider == "SALESFORCE":
+        emu.rotation = True  # an app setting there; rotation must work when it is on
+    user, integration = connected(stack, provider)
+    if provider == "INSTAGRAM":
+        age_instagram_token(stack, integration)
+    before_refresh = alive_refresh_tokens(emu)
+    (before_cipher,) = stack.sql("SELECT access_token FROM integrations WHERE id = %s", integration)[0]
+    calls = emu.calls["refresh"] + emu.calls["exchange"]
+    answer = stack.api("POST", f"/integrations/{integration}/refresh", user=user)
+    assert answer.status == 200, answer.text
+    assert answer.json()["data"]["isActive"] is True
+    assert emu.calls["refresh"] + emu.calls["exchange"] == calls + 1
+    (after_cipher,) = stack.sql("SELECT access_token FROM integrations WHERE id = %s", integration)[0]
+    assert after_cipher != before_cipher
+    if provider in ROTATING or provider == "SALESFORCE":
+        # We stored the rotated refresh token: refreshing again uses it, and by then the provider has
+        # killed the original (Shopify keeps the previous one alive until the new one is first used).
+        again = stack.api("POST", f"/integrations/{integration}/refresh", user=user)
+        assert again.status == 200, again.text
+        assert before_refresh and not (before_refresh & alive_refresh_tokens(emu))
+    events = [t for (t,) in stack.sql("SELECT type FROM outbox_events WHERE integration_id = %s", integration)]
+    assert "integration.refreshed" in events
+
+
+@pytest.mark.parametrize("provider", NEVER_EXPIRE)
+def test_tokens_that_never_expire_say_so(stack, fresh_emulators, provider):
+    user, integration = connected(stack, provider)
+    answer = stack.api("POST", f"/integrations/{integration}/refresh", user=user)
+    assert answer.status == 400 and "do not expire" in answer.json()["error"]["message"]
+
+
+def test_twenty_concurrent_refreshes_make_one_provider_call(stack, fresh_emulators):
+    emu = stack.emulators["DISCORD"]
+    user, integration = connected(stack, "DISCORD")
+    # The winner's provider call is slow (3 s), so every other request, CLI processes included
+    # (about 1 s to start), arrives while it is in flight.
+    emu.delay("refresh", 3.0)
+    before = emu.calls["refresh"]
+    results: list = []
+    barrier = threading.Barrier(22)
+
+    def api_refresh():
+        barrier.wait()
+        results.append(stack.api("POST", f"/integrations/{integration}/refresh", user=user))
+
+    def cli_refresh():
+        barrier.wait()
+        results.append(stack.cli("integrations", "refresh", integration, "--json"))
+
+    threads = [threading.Thread(target=api_refresh) for _ in range(20)]
+    threads += [threading.Thread(target=cli_refresh) for _ in range(2)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(90)
+    finally:
+        emu.delay("refresh", 0)
+    assert emu.calls["refresh"] == before + 1
+    api = [r for r in results if hasattr(r, "status")]
+    cli = [r for r in results if hasattr(r, "returncode")]
+    assert len(api) == 20 and all(r.status == 200 for r in api), [r.text for r in api if r.status != 200]
+    assert len(cli) == 2 and all(r.returncode == 0 for r in cli), [r.stderr for r in cli]
+    expiries = {r.json()["data"]["expiresAt"] for r in api} | {json.loads(r.stdout)["expiresAt"] for r in cli}
+    assert len(expiries) == 1  # everyone got the one new token's expiry
+    assert len(alive_refresh_tokens(emu)) == 1
+
+
+def test_a_dead_grant_deactivates_the_integration(stack, fresh_emulators):
+    emu = stack.emulators["TWITTER"]
+    user, integration = connected(stack, "TWITTER")
+    emu.revoke_grants()
+    answer = stack.api("POST", f"/integrations/{integration}/refresh", user=user)
+    assert answer.status == 401 and answer.json()["error"]["code"] == "REFRESH_FAILED"
+    data = stack.api("GET", f"/integrations/{integration}", user=user).json()["data"]
+    assert data["isActive"] is False and data["lastError"]
+    events = [t for (t,) in stack.sql("SELECT type FROM outbox_events WHERE integration_id = %s", integration)]
+    assert "integration.error" in events
+    again = stack.api("POST", f"/integrations/{integration}/refresh", user=user)
+    assert again.status == 401 and "connect it again" in again.json()["error"]["message"]
+
+
+def test_outage_is_provider_error_and_keeps_the_integration(stack, fresh_emulators):
+    emu = stack.emulators["YOUTUBE"]
+    user, integration = connected(stack, "YOUTUBE")
+    emu.fail_next("refresh", status=503)
+    answer = stack.api("POST", f"/integrations/{integration}/refresh", user=user)
+    assert answer.status == 502 and answer.json()["error"]["code"] == "PROVIDER_ERROR"
+    data = stack.api("GET", f"/integrations/{integration}", user=user).json()["data"]
+    assert data["isActive"] is True and data["lastError"]
+    assert stack.api("POST", f"/integrations/{integration}/refresh", user=user).status == 200  # lease released
+
+
+def test_rate_limit_is_429_with_retry_after(stack, fresh_emulators):
+    emu = stack.emulators["DISCORD"]
+    user, integration = connected(stack, "DISCORD")
+    emu.rate_limit_next("refresh", retry_after=30)
+    answer = stack.api("POST", f"/integrations/{integration}/refresh", user=user)
+    assert answer.status == 429 and answer.json()["error"]["code"] == "RATE_LIMITED"
+    assert 1 <= int(answer.headers["Retry-After"]) <= 30
+
+
+def test_someone_elses_integration_cannot_be_refreshed(stack, fresh_emulators):
+    _, integration = connected(stack, "DISCORD")
+    answer = stack.api("POST", f"/integrations/{integration}/refresh", user=uuid.uuid4())
+    assert answer.status == 404 and answer.json()["error"]["code"] == "INTEGRATION_NOT_FOUND"
+
+
+@pytest.mark.parametrize("provider", ["DISCORD", "YOUTUBE", "SLACK", "SHOPIFY", "HUBSPOT", "STRIPE", "FACEBOOK"])
+def test_delete_revokes_at_the_provider_then_deletes(stack, fresh_emulators, provider):
+    emu = stack.emulators[provider]
+    user, integration = connected(stack, provider)
+    live = alive_tokens(emu)
+    answer = stack.api("DELETE", f"/integrations/{integration}", user=user)
+    assert answer.status == 200 and answer.json()["data"]["revoked"] is True, answer.text
+    assert emu.calls["revoke"] >= 1
+    assert not (alive_tokens(emu) >= live)  # something we held is dead now
+    assert stack.api("GET", f"/integrations/{integration}", user=user).status == 404
+    events = [t for (t,) in stack.sql("SELECT type FROM outbox_events WHERE integration_id = %s", integration)]
+    assert "integration.disconnected" in events
+
+
+def test_a_failed_revoke_is_logged_not_fatal(stack, fresh_emulators):
+    emu = stack.emulators["DISCORD"]
+    user, integration = connected(stack, "DISCORD")
+    emu.fail_next("revoke", status=503)
+    answer = stack.api("DELETE", f"/integrations/{integration}", user=user)
+    assert answer.status == 200 and answer.json()["data"]["revoked"] is False
+    assert "revoking DISCORD integration" in stack.logs()
