@@ -15,12 +15,13 @@ import json
 from aiohttp import web
 
 from daemon import models_schema as out
+from daemon.middleware import error_body
 from daemon.routing import PRINCIPAL, Route, ok, read_body
 from daemon.schema import Body, Int, Obj, Str
 from nexusctl.core import connect, refresh
 from nexusctl.core.serializers import integration_to_dict
 from nexusctl.enums import Provider
-from nexusctl.errors import UsageProblem
+from nexusctl.errors import NexusError, UsageProblem
 
 PROVIDERS = tuple(p.value for p in Provider)
 NO_LEAK_HEADERS = {"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
@@ -66,8 +67,11 @@ async def initiate(request: web.Request) -> web.Response:
 
 
 async def oauth_callback(request: web.Request) -> web.Response:
-    provider = Provider.parse(request.match_info["provider"])
-    location = await connect.callback(_svc(request), provider, request.query)
+    try:
+        provider = Provider.parse(request.match_info["provider"])
+        location = await connect.callback(_svc(request), provider, request.query)
+    except NexusError as exc:  # no usable state: nowhere trusted to redirect to
+        return web.json_response(error_body(exc.code, exc.message), status=exc.http_status, headers=NO_LEAK_HEADERS)
     raise web.HTTPFound(location, headers=NO_LEAK_HEADERS)
 
 
