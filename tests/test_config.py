@@ -94,6 +94,11 @@ def test_urlsafe_and_unpadded_keys_are_accepted():
         ("ENCRYPTION_OLD_KEYS", f"{GOOD_KEY},nope", "ENCRYPTION_OLD_KEYS (key #2): must encode exactly 32 bytes (got 3)"),
         ("ENCRYPTION_OLD_KEYS", f"{GOOD_KEY},@@@@", "ENCRYPTION_OLD_KEYS (key #2): not valid base64"),
         ("FRONTEND_URL", "ftp://files", "FRONTEND_URL: 'ftp://files' is not an http(s) URL"),
+        ("PUBLIC_URL", "nexus.example.com", "PUBLIC_URL: 'nexus.example.com' is not an http(s) URL"),
+        ("ALLOWED_REDIRECT_ORIGINS", "https://ok.example,https://x.example/path",
+         "ALLOWED_REDIRECT_ORIGINS: 'https://x.example/path' is not an origin"),
+        ("SLACK_TOKEN_URL", "slack.local/token", "SLACK_TOKEN_URL: 'slack.local/token' is not an http(s) URL"),
+        ("SHOPIFY_AUTH_URL", "file:///{shop}/x", "SHOPIFY_AUTH_URL:"),
     ],
 )
 def test_bad_values_name_the_variable(tmp_path, name, value, fragment):
@@ -171,3 +176,22 @@ def test_development_jwt_secret_is_made_once_and_production_requires_one(tmp_pat
     with pytest.raises(ConfigError) as info:
         config.jwt_signing_secret(prod)
     assert info.value.message.startswith("JWT_SECRET: required when NODE_ENV=production")
+
+
+def test_public_url_follows_port_and_origins_are_normalised(tmp_path):
+    base = {"NEXUS_DATA_DIR": str(tmp_path), "ENCRYPTION_KEY": GOOD_KEY}
+    assert config.load({**base, "PORT": "4100"}).public_url == "http://localhost:4100"
+    settings = config.load({**base, "PUBLIC_URL": "https://nexus.example.com/",
+                            "ALLOWED_REDIRECT_ORIGINS": "https://App.Example.com:443, http://localhost:5173"})
+    assert settings.public_url == "https://nexus.example.com"
+    assert settings.allowed_redirect_origins == ("https://app.example.com", "http://localhost:5173")
+
+
+def test_provider_endpoint_overrides(tmp_path):
+    settings = config.load({"NEXUS_DATA_DIR": str(tmp_path), "ENCRYPTION_KEY": GOOD_KEY,
+                            "PAYPAL_TOKEN_URL": "https://api-m.sandbox.paypal.com/v1/oauth2/token",
+                            "SALESFORCE_AUTH_URL": "https://test.salesforce.com/services/oauth2/authorize",
+                            "SHOPIFY_API_URL": "http://127.0.0.1:9000/shopify/{shop}/"})
+    assert settings.providers[Provider.PAYPAL].endpoints == {"TOKEN": "https://api-m.sandbox.paypal.com/v1/oauth2/token"}
+    assert settings.providers[Provider.SHOPIFY].endpoints["API"] == "http://127.0.0.1:9000/shopify/{shop}"
+    assert settings.providers[Provider.SLACK].missing(Provider.SLACK) == ["SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET"]
