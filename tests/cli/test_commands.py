@@ -10,10 +10,14 @@ import uuid
 
 import pytest
 
-from db.models import Integration, IntegrationSyncLog, Webhook, WebhookDelivery
+from db import migrate
+from db.models import Integration, IntegrationSyncLog, OutboxEvent, Webhook, WebhookDelivery
 from db.secrets import seal, unseal
 from nexusctl.crypto import Keyring
 from nexusctl.enums import Provider, SyncStatus
+
+# This version's migrations, in order, from the directory the runner reads.
+MIGRATIONS = sorted(p.stem for p in migrate.MIGRATIONS_DIR.glob("[0-9]*.py"))
 
 
 def _error_line(result) -> str:
@@ -111,17 +115,26 @@ def test_delete_needs_yes_without_a_terminal(cli, make_integration):
     assert Integration.select().where(Integration.id == row.id).exists()
 
 
+def _disconnected(row) -> int:
+    """How many integration.disconnected events the outbox holds for this integration."""
+    return (OutboxEvent.select()
+            .where((OutboxEvent.type == "integration.disconnected") & (OutboxEvent.integration_id == row.id))
+            .count())
+
+
 def test_delete_dry_run_then_yes(cli, make_integration):
     row = make_integration()
     _with_children(row)
     dry = cli("integrations", "delete", row.id, "--dry-run", "--json")
     assert dry.exit_code == 0 and json.loads(dry.stdout)["dryRun"] is True
     assert Integration.select().count() == 1
+    assert _disconnected(row) == 0  # a dry run records nothing
     done = cli("integrations", "delete", row.id, "--yes", "--json")
     assert done.exit_code == 0, done.output
     assert json.loads(done.stdout) == {"id": str(row.id), "deleted": True, "webhooksDeleted": 1,
-                                       "deliveriesDeleted": 1, "syncLogsDeleted": 1}
+                                       "deliveriesDeleted": 1, "syncLogsDeleted": 1, "revoked": None}
     assert Integration.select().count() == Webhook.select().count() == IntegrationSyncLog.select().count() == 0
+    assert _disconnected(row) == 1
 
 
 def test_sync_logs(cli, make_integration):
@@ -140,7 +153,7 @@ def test_sync_logs(cli, make_integration):
 
 def test_db_status_and_migrate_on_a_migrated_database(cli):
     status = json.loads(cli("db", "status", "--json").stdout)
-    assert status["pending"] == [] and status["migrations"][0]["name"] == "0001_initial"
+    assert status["pending"] == [] and [m["name"] for m in status["migrations"]] == MIGRATIONS
     assert cli("db", "status", "--check").exit_code == 0
     again = cli("db", "migrate")
     assert again.exit_code == 0 and "Nothing to apply" in again.stderr
@@ -152,7 +165,7 @@ def test_an_unmigrated_database_is_refused_until_migrate(cli, monkeypatch, tmp_p
     assert refused.exit_code == 5 and "nexusctl db migrate" in _error_line(refused)
     assert cli("db", "status", "--check").exit_code == 5
     applied = cli("db", "migrate", "--json")
-    assert json.loads(applied.stdout)["applied"] == ["0001_initial"]
+    assert json.loads(applied.stdout)["applied"] == MIGRATIONS
     assert cli("integrations", "list", "--json").stdout.strip() == "[]"
 
 

@@ -29,6 +29,8 @@ from nexusctl.cli.main import app
 from nexusctl.crypto import Keyring, key_id
 from nexusctl.enums import Provider
 
+# This version's migrations, in order, from the directory the runner reads.
+MIGRATIONS = sorted(p.stem for p in migrate.MIGRATIONS_DIR.glob("[0-9]*.py"))
 OLD, NEW, STRANGER = bytes(range(100, 132)), bytes(range(140, 172)), bytes(range(180, 212))
 SOME_ID = "00000000-0000-0000-0000-000000000000"
 DATA_COMMANDS = [
@@ -63,11 +65,15 @@ def test_status_of_a_migrated_database(cli, db_url):
     assert result.exit_code == 0, result.stderr
     status = json.loads(result.stdout)
     assert status["pending"] == [] and status["database"] == db_url
-    [row] = status["migrations"]
-    assert (row["name"], row["applied"], row["known"]) == ("0001_initial", True, True) and row["appliedAt"]
+    rows = status["migrations"]
+    assert [(row["name"], row["applied"], row["known"]) for row in rows] == [(name, True, True) for name in MIGRATIONS]
+    assert all(row["appliedAt"] for row in rows)
     check = cli("db", "status", "--check")
-    assert check.exit_code == 0 and check.stdout.splitlines()[0] == "MIGRATION\tSTATE\tAPPLIED AT"
-    assert check.stdout.splitlines()[1].startswith("0001_initial\tapplied\t") and "up to date" in check.stderr
+    lines = check.stdout.splitlines()
+    assert check.exit_code == 0 and lines[0] == "MIGRATION\tSTATE\tAPPLIED AT" and len(lines) == 1 + len(MIGRATIONS)
+    for line, name in zip(lines[1:], MIGRATIONS, strict=True):
+        assert line.startswith(f"{name}\tapplied\t"), line
+    assert "up to date" in check.stderr
     again = cli("db", "migrate")
     assert again.exit_code == 0 and "Nothing to apply" in again.stderr and again.stdout == ""
     assert json.loads(cli("db", "migrate", "--json").stdout)["applied"] == []
@@ -91,19 +97,20 @@ def test_every_data_command_refuses_an_empty_database(run, empty_url, args):
     line = _error_line(result)
     assert line.startswith("error: SCHEMA_OUTDATED: ") and "`nexusctl db migrate`" in line
     assert result.stdout == ""
-    assert json.loads(run("db", "status", "--json").stdout)["pending"] == ["0001_initial"]  # nothing created
+    assert json.loads(run("db", "status", "--json").stdout)["pending"] == MIGRATIONS  # nothing created
 
 
 def test_migrate_an_empty_database_then_use_it(run, empty_url):
     status = run("db", "status", "--json")
     assert status.exit_code == 0
     body = json.loads(status.stdout)
-    assert body["pending"] == ["0001_initial"] and body["migrations"][0]["applied"] is False
-    assert body["migrations"][0]["appliedAt"] is None
+    assert body["pending"] == MIGRATIONS
+    assert [(m["name"], m["applied"], m["appliedAt"]) for m in body["migrations"]] == [(n, False, None) for n in MIGRATIONS]
     check = run("db", "status", "--check")
     assert check.exit_code == 5 and "SCHEMA_OUTDATED" in _error_line(check) and "nexusctl db migrate" in check.stderr
     first = run("db", "migrate")
-    assert first.exit_code == 0 and "Applied 1 migration(s)" in first.stderr and "0001_initial" in first.stderr
+    assert first.exit_code == 0 and f"Applied {len(MIGRATIONS)} migration(s)" in first.stderr
+    assert all(name in first.stderr for name in MIGRATIONS)
     second = run("db", "migrate")
     assert second.exit_code == 0 and "Nothing to apply" in second.stderr
     assert run("db", "status", "--check").exit_code == 0
@@ -112,7 +119,7 @@ def test_migrate_an_empty_database_then_use_it(run, empty_url):
 
 
 def test_migrate_json_names_what_it_applied(run, empty_url):
-    assert json.loads(run("db", "migrate", "--json").stdout)["applied"] == ["0001_initial"]
+    assert json.loads(run("db", "migrate", "--json").stdout)["applied"] == MIGRATIONS
     assert json.loads(run("db", "migrate", "--json").stdout)["applied"] == []
 
 
@@ -120,7 +127,8 @@ def test_a_database_behind_the_code_is_refused_until_migrated(cli, make_integrat
     row = make_integration()
     newer = tmp_path / "migrations"
     shutil.copytree(migrate.MIGRATIONS_DIR, newer, ignore=shutil.ignore_patterns("__pycache__"))
-    (newer / "0002_add_probe.py").write_text(
+    probe = f"{int(MIGRATIONS[-1][:4]) + 1:04d}_add_probe"  # from a later version
+    (newer / f"{probe}.py").write_text(
         "from peewee import TextField\n\n\ndef up(migrator, db):\n"
         "    migrator.migrate(migrator.add_column('integrations', 'probe', TextField(null=True)))\n"
     )
@@ -128,10 +136,10 @@ def test_a_database_behind_the_code_is_refused_until_migrated(cli, make_integrat
     refused = cli("integrations", "show", row.id)
     assert refused.exit_code == 5
     line = _error_line(refused)
-    assert "SCHEMA_OUTDATED" in line and "0002_add_probe" in line and "`nexusctl db migrate`" in line
-    assert json.loads(cli("db", "status", "--json").stdout)["pending"] == ["0002_add_probe"]
+    assert "SCHEMA_OUTDATED" in line and probe in line and "`nexusctl db migrate`" in line
+    assert json.loads(cli("db", "status", "--json").stdout)["pending"] == [probe]
     assert cli("db", "status", "--check").exit_code == 5
-    assert json.loads(cli("db", "migrate", "--json").stdout)["applied"] == ["0002_add_probe"]
+    assert json.loads(cli("db", "migrate", "--json").stdout)["applied"] == [probe]
     assert json.loads(cli("integrations", "show", row.id, "--json").stdout)["id"] == str(row.id)
 
 

@@ -16,7 +16,7 @@ import uuid
 
 import pytest
 
-from db.models import Integration, IntegrationSyncLog, Webhook, WebhookDelivery
+from db.models import Integration, IntegrationSyncLog, OutboxEvent, Webhook, WebhookDelivery
 from db.secrets import seal
 from nexusctl.enums import Provider
 
@@ -315,6 +315,13 @@ def _counts():
             WebhookDelivery.select().count(), IntegrationSyncLog.select().count())
 
 
+def _disconnected(row) -> int:
+    """How many integration.disconnected events the outbox holds for this integration."""
+    return (OutboxEvent.select()
+            .where((OutboxEvent.type == "integration.disconnected") & (OutboxEvent.integration_id == row.id))
+            .count())
+
+
 def test_delete_without_yes_and_without_a_terminal_refuses(cli, family):
     doomed, _ = family
     result = cli("integrations", "delete", doomed.id)
@@ -323,15 +330,16 @@ def test_delete_without_yes_and_without_a_terminal_refuses(cli, family):
 
 
 def test_delete_dry_run_reports_counts_and_keeps_everything(cli, family):
-    doomed, _ = family
+    doomed, bystander = family
     text = cli("integrations", "delete", doomed.id, "--dry-run")
     assert text.exit_code == 0 and text.stdout == ""
     assert f"Would delete integration {doomed.id}" in text.stderr
     assert "2 webhook(s), 3 deliveries and 2 sync log(s)" in text.stderr
     as_json = cli("integrations", "delete", doomed.id, "--dry-run", "--yes", "--json")
     assert json.loads(as_json.stdout) == {"id": str(doomed.id), "deleted": False, "dryRun": True, "webhooksDeleted": 2,
-                                          "deliveriesDeleted": 3, "syncLogsDeleted": 2}
+                                          "deliveriesDeleted": 3, "syncLogsDeleted": 2, "revoked": None}
     assert _counts() == (2, 4, 6, 4)
+    assert _disconnected(doomed) == _disconnected(bystander) == 0  # a dry run records no event
 
 
 def test_delete_yes_cascades_to_its_rows_only(cli, family):
@@ -339,7 +347,7 @@ def test_delete_yes_cascades_to_its_rows_only(cli, family):
     result = cli("integrations", "delete", doomed.id, "--yes", "--json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout) == {"id": str(doomed.id), "deleted": True, "webhooksDeleted": 2,
-                                         "deliveriesDeleted": 3, "syncLogsDeleted": 2}
+                                         "deliveriesDeleted": 3, "syncLogsDeleted": 2, "revoked": None}
     assert f"Deleted integration {doomed.id}" in result.stderr
     _clean(result, "whsec_doomed")
     assert _counts() == (1, 2, 3, 2)
@@ -347,8 +355,10 @@ def test_delete_yes_cascades_to_its_rows_only(cli, family):
     assert {h.integration_id for h in Webhook.select()} == {bystander.id}
     assert {log.integration_id for log in IntegrationSyncLog.select()} == {bystander.id}
     assert {d.webhook.integration_id for d in WebhookDelivery.select()} == {bystander.id}
+    assert (_disconnected(doomed), _disconnected(bystander)) == (1, 0)
     again = cli("integrations", "delete", doomed.id, "--yes")
     assert again.exit_code == 10 and "INTEGRATION_NOT_FOUND" in _error_line(again)
+    assert _disconnected(doomed) == 1  # the refused second delete recorded nothing
 
 
 def test_delete_bad_or_unknown_id(cli, family):

@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 
-from db.models import Integration, IntegrationSyncLog, Webhook, WebhookDelivery
+from db.models import Integration, IntegrationSyncLog, OutboxEvent, Webhook, WebhookDelivery
 from nexusctl.core import integrations, sync_logs
 from nexusctl.core.paging import DEFAULT_LIMIT, MAX_LIMIT
 from nexusctl.enums import Provider, SyncStatus
@@ -270,13 +270,23 @@ def test_delete_reports_and_removes_the_children(database, make_integration):
         WebhookDelivery.create(webhook=hook, event="e", payload={})
         WebhookDelivery.create(webhook=hook, event="e", payload={})
         IntegrationSyncLog.create(integration=owner, action="a")
+
+    def disconnected(integration):
+        return list(OutboxEvent.select().where((OutboxEvent.type == "integration.disconnected")
+                                               & (OutboxEvent.integration_id == integration.id)))
+
     preview = integrations.delete(row.id, dry_run=True)
     assert (preview.webhooks, preview.deliveries, preview.sync_logs) == (1, 2, 1)
     assert Integration.select().count() == 2
+    assert disconnected(row) == []  # a dry run records nothing
     done = integrations.delete(str(row.id))
     assert done.to_dict() == {"id": str(row.id), "deleted": True, "webhooksDeleted": 1,
-                              "deliveriesDeleted": 2, "syncLogsDeleted": 1}
+                              "deliveriesDeleted": 2, "syncLogsDeleted": 1, "revoked": None}
     assert [r.id for r in Integration.select()] == [other.id]
     assert (Webhook.select().count(), WebhookDelivery.select().count(), IntegrationSyncLog.select().count()) == (1, 2, 1)
+    [event] = disconnected(row)
+    assert event.user_id == row.user_id and event.published_at is None
+    assert disconnected(other) == []
     with pytest.raises(IntegrationNotFound):
         integrations.delete(row.id)
+    assert len(disconnected(row)) == 1  # the failed second delete recorded nothing

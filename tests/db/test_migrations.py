@@ -23,6 +23,14 @@ from db.models import ALL_MODELS, Integration
 from nexusctl.enums import Provider
 from nexusctl.errors import SchemaBehind
 
+# What this version ships, read from the directory the runner reads: every
+# expectation below follows it, and only test_this_version_ships_these_migrations
+# spells the names out.
+MIGRATIONS = sorted(p.stem for p in migrate.MIGRATIONS_DIR.glob("[0-9]*.py"))
+# A migration written after this version: numbered after everything shipped.
+NEXT = int(MIGRATIONS[-1][:4]) + 1
+PROBE_NAME, BROKEN_NAME = f"{NEXT:04d}_add_probe", f"{NEXT:04d}_broken"
+
 PROBE = '''"""Adds a probe column."""
 from peewee import TextField
 
@@ -73,13 +81,19 @@ def _columns(db, table):
     return {c.name for c in db.get_columns(table)}
 
 
+# --- What ships -------------------------------------------------------------
+
+def test_this_version_ships_these_migrations():
+    assert MIGRATIONS == ["0001_initial", "0002_connections"]
+
+
 # --- Empty database --------------------------------------------------------
 
 def test_an_empty_database_has_everything_pending_and_is_refused(empty_db):
-    assert migrate.pending(empty_db) == ["0001_initial"]
-    [row] = migrate.status(empty_db)
-    assert (row.name, row.applied_at, row.known) == ("0001_initial", None, True)
-    assert row.to_dict()["applied"] is False
+    assert migrate.pending(empty_db) == MIGRATIONS
+    rows = migrate.status(empty_db)
+    assert [(row.name, row.applied_at, row.known) for row in rows] == [(name, None, True) for name in MIGRATIONS]
+    assert all(row.to_dict()["applied"] is False for row in rows)
     with pytest.raises(SchemaBehind) as info:
         migrate.ensure_current(empty_db)
     assert "nexusctl db migrate" in info.value.message and "no nexusctl schema" in info.value.message
@@ -87,47 +101,50 @@ def test_an_empty_database_has_everything_pending_and_is_refused(empty_db):
 
 
 def test_migrate_applies_once_then_nothing(empty_db):
-    assert migrate.migrate(empty_db) == ["0001_initial"]
+    assert migrate.migrate(empty_db) == MIGRATIONS
     assert migrate.migrate(empty_db) == []
     assert migrate.pending(empty_db) == []
     migrate.ensure_current(empty_db)  # does not raise
-    [row] = migrate.status(empty_db)
-    assert row.name == "0001_initial" and row.applied_at is not None and row.known
-    assert row.to_dict()["applied"] is True and row.to_dict()["appliedAt"]
+    rows = migrate.status(empty_db)
+    assert [row.name for row in rows] == MIGRATIONS
+    for row in rows:
+        assert row.applied_at is not None and row.known
+        assert row.to_dict()["applied"] is True and row.to_dict()["appliedAt"]
     for model in ALL_MODELS:
         assert empty_db.table_exists(model._meta.table_name)
     (count,) = empty_db.execute_sql(f"SELECT COUNT(*) FROM {migrate.HISTORY_TABLE}").fetchone()
-    assert count == 1
+    assert count == len(MIGRATIONS)
 
 
 # --- A new migration file --------------------------------------------------
 
 def test_a_new_migration_file_makes_the_database_behind(database, monkeypatch, tmp_path):
-    _code_with(monkeypatch, tmp_path, **{"0002_add_probe": PROBE})
-    assert migrate.pending(database) == ["0002_add_probe"]
+    _code_with(monkeypatch, tmp_path, **{PROBE_NAME: PROBE})
+    assert migrate.pending(database) == [PROBE_NAME]
     with pytest.raises(SchemaBehind) as info:
         migrate.ensure_current(database)
     message = info.value.message
-    assert "0002_add_probe" in message and "0001_initial" not in message and "nexusctl db migrate" in message
+    assert PROBE_NAME in message and "nexusctl db migrate" in message
+    assert not [name for name in MIGRATIONS if name in message]  # only what is missing is named
     assert "probe" not in _columns(database, "integrations")
 
-    assert migrate.migrate(database) == ["0002_add_probe"]
+    assert migrate.migrate(database) == [PROBE_NAME]
     assert "probe" in _columns(database, "integrations")
     assert migrate.pending(database) == [] and migrate.migrate(database) == []
     migrate.ensure_current(database)
     assert [(s.name, s.applied_at is not None) for s in migrate.status(database)] == [
-        ("0001_initial", True), ("0002_add_probe", True)]
+        (name, True) for name in [*MIGRATIONS, PROBE_NAME]]
     # The existing data is still there and usable.
     Integration.create(user_id="00000000-0000-0000-0000-000000000001", provider=Provider.SLACK, name="after")
     assert Integration.select().count() == 1
 
 
 def test_a_failing_migration_leaves_nothing_behind(database, monkeypatch, tmp_path):
-    _code_with(monkeypatch, tmp_path, **{"0002_broken": BROKEN})
+    _code_with(monkeypatch, tmp_path, **{BROKEN_NAME: BROKEN})
     with pytest.raises(RuntimeError, match="halfway"):
         migrate.migrate(database)
     assert "half_done" not in _columns(database, "integrations")
-    assert migrate.pending(database) == ["0002_broken"]
+    assert migrate.pending(database) == [BROKEN_NAME]
     with pytest.raises(SchemaBehind):
         migrate.ensure_current(database)
 
@@ -175,11 +192,11 @@ def _migrate_in_threads(url, n=3):
 def test_concurrent_migrate_on_postgres_applies_once(empty_postgres_url):
     results, errors = _migrate_in_threads(empty_postgres_url, n=4)
     assert errors == []
-    assert sorted(results) == [[], [], [], ["0001_initial"]]
+    assert sorted(results) == [[], [], [], MIGRATIONS]
     db = open_database(empty_postgres_url)
     try:
         (count,) = db.execute_sql(f"SELECT COUNT(*) FROM {migrate.HISTORY_TABLE}").fetchone()
-        assert count == 1
+        assert count == len(MIGRATIONS)
         migrate.ensure_current(db)
     finally:
         _close(db)
@@ -220,7 +237,54 @@ def test_concurrent_migrate_on_sqlite_applies_once(tmp_path, monkeypatch):
     slow.join(30)
     fast.join(30)
     assert errors == [], errors
-    assert sorted(results) == [[], ["0001_initial"]]
+    assert sorted(results) == [[], MIGRATIONS]
+
+
+# --- 0002_connections: down() then up() -------------------------------------
+
+def _schema(db):
+    """Every nexusctl table's columns, indexes and foreign keys, comparable as a whole."""
+    return {
+        table: (
+            {(c.name, c.data_type, c.null, c.primary_key) for c in db.get_columns(table)},
+            {(tuple(i.columns), i.unique) for i in db.get_indexes(table)},
+            {(fk.column, fk.dest_table, (fk.on_delete or "").upper()) for fk in db.get_foreign_keys(table)},
+        )
+        for table in sorted(m._meta.table_name for m in ALL_MODELS)
+        if db.table_exists(table)
+    }
+
+
+def test_0002_connections_down_then_up_round_trips(database):
+    from db.models import IntegrationSyncLog, OAuthState, OutboxEvent, Webhook
+
+    row = Integration.create(user_id="00000000-0000-0000-0000-000000000002", provider=Provider.SLACK, name="kept")
+    Webhook.create(integration=row, url="https://example.com/h")
+    IntegrationSyncLog.create(integration=row, action="fetch_posts")
+    before = _schema(database)
+    runner = Runner(database, str(migrate.MIGRATIONS_DIR), table_name=migrate.HISTORY_TABLE)
+
+    assert runner.down() == ["0002_connections"]
+    assert migrate.pending(database) == ["0002_connections"]
+    with pytest.raises(SchemaBehind):
+        migrate.ensure_current(database)
+    assert not database.table_exists(OutboxEvent._meta.table_name)
+    assert not {"account_id", "refresh_lease_until", "refresh_lease_token"} & _columns(database, "integrations")
+    assert not {"secret", "tenant"} & _columns(database, OAuthState._meta.table_name)
+    assert not [i for i in database.get_indexes("integrations") if "account_id" in i.columns]
+    # Dropping the columns kept the rows, and the rows that point at them.
+    for table in ("integrations", "webhooks", "integration_sync_logs"):
+        (count,) = database.execute_sql(f"SELECT COUNT(*) FROM {table}").fetchone()
+        assert count == 1, table
+
+    assert migrate.migrate(database) == ["0002_connections"]
+    assert migrate.pending(database) == []
+    migrate.ensure_current(database)
+    assert _schema(database) == before
+    again = Integration.get_by_id(row.id)
+    assert (again.name, again.account_id, again.refresh_lease_until, again.refresh_lease_token) == ("kept", None, None, None)
+    assert Webhook.select().where(Webhook.integration == row.id).count() == 1
+    assert IntegrationSyncLog.select().where(IntegrationSyncLog.integration == row.id).count() == 1
 
 
 # --- Models vs migration ---------------------------------------------------

@@ -11,6 +11,11 @@ from db import migrate
 from db.database import open_database
 from nexusctl.errors import SchemaBehind
 
+# This version's migrations, from the directory the runner reads.
+MIGRATIONS = sorted(p.stem for p in migrate.MIGRATIONS_DIR.glob("[0-9]*.py"))
+# A migration from a later version: numbered after everything shipped.
+PROBE_NAME = f"{int(MIGRATIONS[-1][:4]) + 1:04d}_add_probe"
+
 PROBE_MIGRATION = '''"""Adds a probe column."""
 from peewee import TextField
 
@@ -35,27 +40,28 @@ def newer_code(monkeypatch, tmp_path):
     """This version of the code plus one migration the database has not seen."""
     directory = tmp_path / "migrations"
     shutil.copytree(migrate.MIGRATIONS_DIR, directory, ignore=shutil.ignore_patterns("__pycache__"))
-    (directory / "0002_add_probe.py").write_text(PROBE_MIGRATION)
+    (directory / f"{PROBE_NAME}.py").write_text(PROBE_MIGRATION)
     monkeypatch.setattr(migrate, "MIGRATIONS_DIR", directory)
 
 
 def test_an_empty_database_is_refused_until_migrated(empty_db):
-    assert migrate.pending(empty_db) == ["0001_initial"]
+    assert migrate.pending(empty_db) == MIGRATIONS
     with pytest.raises(SchemaBehind) as info:
         migrate.ensure_current(empty_db)
     assert "nexusctl db migrate" in info.value.message
-    assert migrate.migrate(empty_db) == ["0001_initial"]
+    assert migrate.migrate(empty_db) == MIGRATIONS
     assert migrate.migrate(empty_db) == []
     migrate.ensure_current(empty_db)
-    [status] = migrate.status(empty_db)
-    assert status.name == "0001_initial" and status.applied_at is not None and status.known
+    statuses = migrate.status(empty_db)
+    assert [s.name for s in statuses] == MIGRATIONS
+    assert all(s.applied_at is not None and s.known for s in statuses)
 
 
 def test_a_new_migration_makes_the_database_behind(database, newer_code):
     with pytest.raises(SchemaBehind) as info:
         migrate.ensure_current(database)
-    assert "0002_add_probe" in info.value.message and "nexusctl db migrate" in info.value.message
-    assert migrate.migrate(database) == ["0002_add_probe"]
+    assert PROBE_NAME in info.value.message and "nexusctl db migrate" in info.value.message
+    assert migrate.migrate(database) == [PROBE_NAME]
     assert "probe" in {c.name for c in database.get_columns("integrations")}
     migrate.ensure_current(database)
 
@@ -64,7 +70,7 @@ def test_a_database_migrated_by_newer_code_still_runs(database, newer_code, monk
     migrate.migrate(database)
     monkeypatch.setattr(migrate, "MIGRATIONS_DIR", migrate.Path(__file__).resolve().parents[2] / "db" / "migrations")
     migrate.ensure_current(database)
-    assert "0002_add_probe" in caplog.text and "newer nexusctl" in caplog.text
+    assert PROBE_NAME in caplog.text and "newer nexusctl" in caplog.text
 
 
 @pytest.mark.postgres
@@ -86,4 +92,4 @@ def test_concurrent_migrate_applies_once(empty_postgres_url):
     for t in threads:
         t.join(60)
     assert not errors
-    assert sorted(results) == [[], [], ["0001_initial"]]
+    assert sorted(results) == [[], [], MIGRATIONS]
