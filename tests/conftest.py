@@ -47,6 +47,13 @@ def clean_env(monkeypatch, tmp_path):
     for name in list(os.environ):
         if name.startswith(("NEXUS_", "JWT_", "WEBHOOK_")) or name in ("LOG_FORMAT", "NO_COLOR"):
             monkeypatch.delenv(name, raising=False)
+    # No test reaches a real provider: every endpoint points at a closed local port
+    # unless the test points it at an emulator.
+    from nexusctl.enums import Provider
+
+    for provider in Provider:
+        for kind in ("AUTH", "TOKEN", "API", "REVOKE"):
+            monkeypatch.setenv(f"{provider.value}_{kind}_URL", "http://127.0.0.1:9/")
     data_dir = tmp_path / "data"
     monkeypatch.setenv("NEXUS_DATA_DIR", str(data_dir))
     monkeypatch.setenv("ENCRYPTION_KEY", TEST_KEY)

@@ -88,9 +88,12 @@ def delete_cmd(
     integration_id: IntegrationId,
     yes: Yes = False,
     dry_run: DryRun = False,
+    revoke: Annotated[bool, typer.Option(
+        "--revoke/--no-revoke", help="Revoke the token at the provider first (a failure is reported, "
+        "not fatal).")] = True,
     as_json: Json = False,
 ) -> None:
-    """Delete an integration with its webhooks, deliveries and sync logs.
+    """Revoke at the provider, then delete an integration with its webhooks, deliveries and sync logs.
 
     Asks first on a terminal; in scripts pass --yes.
 
@@ -110,7 +113,15 @@ def delete_cmd(
             out(ctx).info("Nothing deleted.")
             return
         integration_id = preview.integration.id
-    result = integrations.delete(integration_id)
+    if revoke:
+        from nexusctl.cli.flows import run_flow
+        from nexusctl.core import connect
+
+        result = run_flow(ctx, lambda svc: connect.disconnect(svc, integration_id))
+        if result.revoked is False:
+            out(ctx).warn("the provider did not confirm the revocation (see the log line above); deleted anyway")
+    else:
+        result = integrations.delete(integration_id)
     out(ctx).success(f"Deleted {_describe(result)}")
     if as_json:
         out(ctx).json(result.to_dict())

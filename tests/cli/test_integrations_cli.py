@@ -347,7 +347,7 @@ def test_delete_yes_cascades_to_its_rows_only(cli, family):
     result = cli("integrations", "delete", doomed.id, "--yes", "--json")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout) == {"id": str(doomed.id), "deleted": True, "webhooksDeleted": 2,
-                                         "deliveriesDeleted": 3, "syncLogsDeleted": 2, "revoked": None}
+                                         "deliveriesDeleted": 3, "syncLogsDeleted": 2, "revoked": False}
     assert f"Deleted integration {doomed.id}" in result.stderr
     _clean(result, "whsec_doomed")
     assert _counts() == (1, 2, 3, 2)
@@ -359,6 +359,14 @@ def test_delete_yes_cascades_to_its_rows_only(cli, family):
     again = cli("integrations", "delete", doomed.id, "--yes")
     assert again.exit_code == 10 and "INTEGRATION_NOT_FOUND" in _error_line(again)
     assert _disconnected(doomed) == 1  # the refused second delete recorded nothing
+
+
+def test_delete_no_revoke_skips_the_provider(cli, family):
+    doomed, _ = family
+    result = cli("integrations", "delete", doomed.id, "--yes", "--no-revoke", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["revoked"] is None and "revocation" not in result.stderr
+    assert _disconnected(doomed) == 1
 
 
 def test_delete_bad_or_unknown_id(cli, family):
