@@ -1,0 +1,276 @@
+"""ZAPIER (Workflow/Partner API) and SLACK (OAuth v2).
+
+ZAPIER quirks enforced:
+- authorize needs ``response_mode=query``; codes are valid for 2 minutes;
+- credentials in the body or HTTP Basic; errors in django-oauth-toolkit form
+  (``{"error":"invalid_grant"}`` 400, ``{"error":"invalid_client"}`` 401,
+  "Mismatching redirect URI.");
+- refresh returns a new refresh token and the old one dies (treated as rotating);
+- no revocation endpoint; ``/v1/profiles/me`` needs the ``profile`` scope.
+
+SLACK quirks enforced:
+- ``scope`` and ``user_scope`` are comma-separated; PKCE is not used;
+- ``oauth.v2.access`` always answers HTTP 200; errors are ``{ok:false, error}``
+  (``invalid_client_id``, ``bad_client_secret``, ``invalid_code``,
+  ``code_already_used``, ``bad_redirect_uri``, ``invalid_refresh_token`` ...);
+- without rotation the bot token ``xoxb-…`` never expires and there is no
+  refresh token; with ``rotation`` (default on) tokens are ``xoxe.xoxb-1-…``
+  with ``expires_in`` 43200 and a ``xoxe-1-…`` refresh token that is revoked
+  once used; user tokens (``user_scope``) sit under ``authed_user``;
+- ``auth.test`` / ``auth.revoke`` take the token as Bearer or ``token``
+  parameter; errors ``not_authed``/``invalid_auth``/``token_revoked``/``token_expired``;
+- throttling: 429 + Retry-After, body ``{ok:false, error:"ratelimited"}``.
+
+``account``: ZAPIER the profile object; SLACK ``{team_id, team, url, app_id,
+bot_user_id, bot_user, bot_id, user_id, user}``.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from .base import Provider
+from .oauth2 import (
+    AuthorizeSpec,
+    auth_header,
+    authorize,
+    check_client,
+    client_auth,
+    grant_for,
+    json_response,
+    parse_scope,
+    read_form,
+    redeem,
+    rotate,
+    token_response,
+)
+
+
+class Zapier(Provider):
+    NAME = "ZAPIER"
+    URLS = {
+        "AUTH": "api.zapier.com/v2/authorize",
+        "TOKEN": "zapier.com/oauth/token/",
+        "API": "api.zapier.com",
+    }
+    ROUTES = (
+        ("GET", r"api\.zapier\.com/v2/authorize", "authorize"),
+        ("POST", r"zapier\.com/oauth/token/", "token"),
+        ("GET", r"api\.zapier\.com/v1/profiles/me", "me"),
+    )
+    CODE_TTL = 120
+    ACCESS_TTL = 36000
+    ACCOUNT = {"id": 4120000, "full_name": "Demo Automator", "email": "zaps@example.com", "first_name": "Demo",
+               "last_name": "Automator"}
+    SPEC = AuthorizeSpec(scope_sep=" ", pkce="none", required=(("response_mode", "query"),))
+
+    @staticmethod
+    def errors(status: int, code: str, title: str, detail: str, headers: dict | None = None):
+        return json_response({"errors": [{"status": str(status), "code": code, "title": title, "detail": detail}]},
+                             status, headers)
+
+    def rate_limited(self, endpoint, retry_after):
+        headers = {"Retry-After": str(retry_after), "X-RateLimit-Limit": "60", "X-RateLimit-Remaining": "0"}
+        return self.errors(429, "throttled", "Throttled",
+                           f"Request was throttled. Expected available in {retry_after} seconds.", headers)
+
+    async def authorize(self, request):
+        return await authorize(self, request, self.SPEC)
+
+    async def token(self, request):
+        form = await read_form(request)
+        grant_type = form.get("grant_type")
+        fault = await self.gate("refresh" if grant_type == "refresh_token" else "token")
+        if fault is not None:
+            return fault
+        if check_client(self, client_auth(request, form), ("basic", "body")):
+            return token_response({"error": "invalid_client"}, 401)
+        if grant_type == "authorization_code":
+            code, reason = redeem(self, form.get("code"), client_id=self.client_id,
+                                  redirect_uri=form.get("redirect_uri"))
+            if reason == "redirect":
+                return token_response({"error": "invalid_request", "error_description": "Mismatching redirect URI."},
+                                      400)
+            if reason != "ok":
+                return token_response({"error": "invalid_grant"}, 400)
+            grant = grant_for(self, code)
+            refresh = self.issue(grant, "refresh", None)
+        elif grant_type == "refresh_token":
+            old, status = self.status(form.get("refresh_token"), "refresh")
+            if status != "ok":
+                return token_response({"error": "invalid_grant"}, 400)
+            grant, refresh = old.grant, rotate(self, old)
+        else:
+            return token_response({"error": "unsupported_grant_type"}, 400)
+        access = self.issue(grant, "access", self.ACCESS_TTL)
+        return token_response({"access_token": access.value, "expires_in": self.ACCESS_TTL, "token_type": "Bearer",
+                               "scope": " ".join(grant.scope), "refresh_token": refresh.value})
+
+    async def me(self, request):
+        fault = await self.gate("whoami")
+        if fault is not None:
+            return fault
+        token, status = self.status(auth_header(request), "access")
+        if status != "ok":
+            detail = ("Authentication credentials were not provided." if status == "missing"
+                      else "Invalid or expired token.")
+            return self.errors(401, "not_authenticated", "NotAuthenticated", detail,
+                               {"WWW-Authenticate": 'Bearer realm="api"'})
+        if "profile" not in token.grant.scope:
+            return self.errors(403, "permission_denied", "PermissionDenied", "The token lacks the profile scope.")
+        return json_response(dict(self.account))
+
+
+class Slack(Provider):
+    NAME = "SLACK"
+    URLS = {
+        "AUTH": "slack.com/oauth/v2/authorize",
+        "TOKEN": "slack.com/api/oauth.v2.access",
+        "API": "slack.com/api",
+        "REVOKE": "slack.com/api/auth.revoke",
+    }
+    ROUTES = (
+        ("GET", r"slack\.com/oauth/v2/authorize", "authorize"),
+        ("POST", r"slack\.com/api/oauth\.v2\.access", "token"),
+        ("GET|POST", r"slack\.com/api/auth\.test", "auth_test"),
+        ("GET|POST", r"slack\.com/api/auth\.revoke", "auth_revoke"),
+    )
+    ROTATION = True
+    ROTATING_TTL = 43200
+    ACCOUNT = {"team_id": "T0DEMO1234", "team": "Demo Team", "url": "https://demo-team.slack.com/",
+               "app_id": "A0DEMO1234", "bot_user_id": "U0BOT12345", "bot_user": "nexus-bot", "bot_id": "B0DEMO1234",
+               "user_id": "U0DEMO1234", "user": "demo.user"}
+    SPEC = AuthorizeSpec(response_type=None, scope_sep=",", scope_required=False, pkce="none")
+
+    def make_client_id(self) -> str:
+        return f"{secrets.randbelow(10**12):012d}.{secrets.randbelow(10**13):013d}"
+
+    def make_client_secret(self) -> str:
+        return secrets.token_hex(16)
+
+    def rate_limited(self, endpoint, retry_after):
+        return json_response({"ok": False, "error": "ratelimited"}, 429, {"Retry-After": str(retry_after)})
+
+    @staticmethod
+    def fail(error: str):
+        return json_response({"ok": False, "error": error})
+
+    @staticmethod
+    def _check(request):
+        if not request.query.get("scope") and not request.query.get("user_scope"):
+            return "scope or user_scope is required"
+        return parse_scope(request.query.get("user_scope"), ",")[1]
+
+    async def authorize(self, request):
+        return await authorize(self, request, self.SPEC, check=self._check,
+                               data=lambda r: {"user_scope": parse_scope(r.query.get("user_scope"), ",")[0]})
+
+    def _access(self, grant, kind: str, rotating: bool):
+        letter = "b" if kind == "bot" else "p"
+        digits = f"{secrets.randbelow(10**12)}-{secrets.randbelow(10**13)}"
+        value = (f"xoxe.xox{letter}-1-" if rotating else f"xox{letter}-") + f"{digits}-{secrets.token_hex(12)}"
+        return self.issue(grant, "access", self.ROTATING_TTL if rotating else None, value=value, who=kind)
+
+    def _pair(self, grant, kind: str):
+        """An access token (and, with rotation, a refresh token) for the bot or the user."""
+        rotating = self.rotation
+        refresh = None
+        if rotating:
+            refresh = self.issue(grant, "refresh", None, value="xoxe-1-" + secrets.token_urlsafe(60), who=kind)
+        return self._access(grant, kind, rotating), refresh
+
+    def _describe(self, grant, kind, access, refresh) -> dict:
+        scope = grant.scope if kind == "bot" else grant.data.get("user_scope", [])
+        out = {"scope": ",".join(scope), "access_token": access.value,
+               "token_type": "bot" if kind == "bot" else "user"}
+        if refresh is not None:
+            out.update({"refresh_token": refresh.value, "expires_in": self.ROTATING_TTL})
+        return out
+
+    async def token(self, request):
+        form = await read_form(request)
+        grant_type = form.get("grant_type") or "authorization_code"
+        fault = await self.gate("refresh" if grant_type == "refresh_token" else "token")
+        if fault is not None:
+            return fault
+        bad = check_client(self, client_auth(request, form), ("basic", "body"))
+        if bad in ("method", "client_id"):
+            return self.fail("invalid_client_id")
+        if bad:
+            return self.fail("bad_client_secret")
+        acc = self.account
+        common = {"ok": True, "app_id": acc["app_id"]}
+        if grant_type == "refresh_token":
+            old, status = self.status(form.get("refresh_token"), "refresh")
+            if status != "ok":
+                return self.fail("invalid_refresh_token")
+            kind = old.data["who"]
+            refresh = rotate(self, old, value="xoxe-1-" + secrets.token_urlsafe(60), who=kind)
+            access = self._access(old.grant, kind, rotating=True)
+            body = {**common, "authed_user": {"id": acc["user_id"]}, **self._describe(old.grant, kind, access, refresh)}
+            if kind == "bot":
+                body["bot_user_id"] = acc["bot_user_id"]
+            body.update({"team": {"id": acc["team_id"], "name": acc["team"]}, "enterprise": None,
+                         "is_enterprise_install": False})
+            return token_response(body)
+        if grant_type != "authorization_code":
+            return self.fail("invalid_grant_type")
+        code, reason = redeem(self, form.get("code"), client_id=self.client_id, redirect_uri=form.get("redirect_uri"))
+        if reason == "used":
+            return self.fail("code_already_used")
+        if reason == "redirect":
+            return self.fail("bad_redirect_uri")
+        if reason != "ok":
+            return self.fail("invalid_code")
+        grant = grant_for(self, code)
+        body = dict(common)
+        authed = {"id": acc["user_id"]}
+        if grant.data.get("user_scope"):
+            authed.update(self._describe(grant, "user", *self._pair(grant, "user")))
+        body["authed_user"] = authed
+        if grant.scope:
+            bot = self._describe(grant, "bot", *self._pair(grant, "bot"))
+            body.update({"scope": bot.pop("scope"), "token_type": "bot", "access_token": bot.pop("access_token"),
+                         "bot_user_id": acc["bot_user_id"]})
+            bot.pop("token_type")
+            body.update(bot)
+        body.update({"team": {"id": acc["team_id"], "name": acc["team"]}, "enterprise": None,
+                     "is_enterprise_install": False})
+        return token_response(body)
+
+    async def _token_of(self, request):
+        form = await read_form(request)
+        value = auth_header(request) or form.get("token") or request.query.get("token")
+        return self.status(value, "access"), form
+
+    def _auth_error(self, status: str):
+        return self.fail({"missing": "not_authed", "expired": "token_expired",
+                          "revoked": "token_revoked"}.get(status, "invalid_auth"))
+
+    async def auth_test(self, request):
+        (token, status), _ = await self._token_of(request)
+        fault = await self.gate("whoami")
+        if fault is not None:
+            return fault
+        if status != "ok":
+            return self._auth_error(status)
+        acc = self.account
+        body = {"ok": True, "url": acc["url"], "team": acc["team"], "team_id": acc["team_id"]}
+        if token.data.get("who") == "bot":
+            body.update({"user": acc["bot_user"], "user_id": acc["bot_user_id"], "bot_id": acc["bot_id"]})
+        else:
+            body.update({"user": acc["user"], "user_id": acc["user_id"]})
+        body["is_enterprise_install"] = False
+        return json_response(body)
+
+    async def auth_revoke(self, request):
+        (token, status), form = await self._token_of(request)
+        fault = await self.gate("revoke")
+        if fault is not None:
+            return fault
+        if status != "ok":
+            return self._auth_error(status)
+        if (form.get("test") or request.query.get("test")) in ("1", "true"):
+            return json_response({"ok": True, "revoked": False})
+        self.kill(token, grant=token.data.get("who") == "bot")
+        return json_response({"ok": True, "revoked": True})

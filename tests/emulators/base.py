@@ -1,0 +1,250 @@
+"""Per-provider state and test controls shared by every emulator.
+
+A ``Provider`` subclass is one emulated provider: its routes (regexes over
+``{real_host}{real_path}``), its handlers and its quirks. This base class
+holds what all of them share: credentials, issued codes/grants/tokens, the
+call counter and the fault controls a test drives (``fail_next``,
+``rate_limit_next``, ``delay``, ``deny_next_authorize``, ``revoke_grants``).
+
+Threading: handlers run on the emulator's event-loop thread, controls are
+called from the test's thread. Every read-modify-write of state happens under
+``self.lock`` and never across an ``await``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import copy
+import json
+import secrets
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class Grant:
+    """One user consent: every token minted from it dies with it."""
+
+    id: str
+    scope: list[str]
+    created: float
+    data: dict = field(default_factory=dict)
+    alive: bool = True
+
+
+@dataclass
+class Token:
+    value: str
+    kind: str  # "access" or "refresh" (a provider may add kinds, e.g. "key")
+    grant: Grant
+    issued: float
+    expires: float | None = None
+    alive: bool = True
+    rotated: bool = False  # a refresh token that died because it was used (rotation)
+    data: dict = field(default_factory=dict)
+
+
+@dataclass
+class Code:
+    value: str
+    client_id: str
+    redirect_uri: str
+    scope: list[str]
+    issued: float
+    expires: float
+    challenge: str | None = None
+    method: str | None = None
+    data: dict = field(default_factory=dict)
+    used: bool = False
+    grant: Grant | None = None  # the grant the (single) successful exchange created
+
+
+class Provider:
+    """Base of every emulated provider. ``emu[NAME]`` is an instance."""
+
+    NAME = ""
+    ROUTES: tuple[tuple[str, str, str], ...] = ()  # (METHODS "GET|POST", tail regex, handler name)
+    URLS: dict[str, str] = {}  # AUTH/TOKEN/API/REVOKE -> "{real_host}{real_path}"
+    CODE_TTL = 600
+    ROTATION: bool | None = None  # None: rotation is not an app setting for this provider
+    ACCOUNT: dict = {}
+
+    def __init__(self, emu):
+        self.emu = emu
+        self.prefix = self.NAME.lower()
+        self.lock = threading.RLock()
+        self.client_id = self.make_client_id()
+        self.client_secret = self.make_client_secret()
+        self.reset()
+
+    # --- identity of the app --------------------------------------------------
+
+    def make_client_id(self) -> str:
+        return f"{self.prefix}-client-{secrets.token_hex(6)}"
+
+    def make_client_secret(self) -> str:
+        return secrets.token_urlsafe(24)
+
+    def urls(self, base: str) -> dict[str, str]:
+        root = f"{base}/{self.prefix}/"
+        return {kind: root + tail for kind, tail in self.URLS.items()}
+
+    # --- state ----------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget every code, grant and token; clear controls; default account."""
+        with self.lock:
+            self.calls: collections.Counter = collections.Counter()
+            self.account: dict = copy.deepcopy(self.ACCOUNT)
+            self.codes: dict[str, Code] = {}
+            self.tokens: dict[str, Token] = {}
+            self.grants: list[Grant] = []
+            self._rotation = self.ROTATION
+            self.reset_faults()
+
+    def reset_faults(self) -> None:
+        with self.lock:
+            self._fail: dict[str, collections.deque] = collections.defaultdict(collections.deque)
+            self._rate: dict[str, collections.deque] = collections.defaultdict(collections.deque)
+            self._delay: dict[str, float] = {}
+            self._deny: collections.deque = collections.deque()
+
+    def now(self) -> float:
+        return self.emu.now()
+
+    @property
+    def rotation(self) -> bool:
+        if self._rotation is None:
+            raise AttributeError(f"{self.NAME}: refresh-token rotation is not an app setting here")
+        return self._rotation
+
+    @rotation.setter
+    def rotation(self, value: bool) -> None:
+        if self._rotation is None:
+            raise AttributeError(f"{self.NAME}: refresh-token rotation is not an app setting here")
+        with self.lock:
+            self._rotation = bool(value)
+
+    # --- test controls --------------------------------------------------------
+
+    def valid_access(self, token: str) -> bool:
+        return self.status(token, "access")[1] == "ok"
+
+    def valid_refresh(self, token: str) -> bool:
+        return self.status(token, "refresh")[1] == "ok"
+
+    def deny_next_authorize(self, error: str = "access_denied") -> None:
+        with self.lock:
+            self._deny.append(error)
+
+    def revoke_grants(self) -> None:
+        with self.lock:
+            for grant in self.grants:
+                grant.alive = False
+
+    def fail_next(self, endpoint: str, status: int = 503, body: Any = None, headers: dict | None = None) -> None:
+        with self.lock:
+            self._fail[endpoint].append((status, body, dict(headers or {})))
+
+    def rate_limit_next(self, endpoint: str, retry_after: int = 30) -> None:
+        with self.lock:
+            self._rate[endpoint].append(retry_after)
+
+    def delay(self, endpoint: str, seconds: float) -> None:
+        with self.lock:
+            if seconds and seconds > 0:
+                self._delay[endpoint] = float(seconds)
+            else:
+                self._delay.pop(endpoint, None)
+
+    # --- used by handlers -----------------------------------------------------
+
+    async def gate(self, endpoint: str) -> web.StreamResponse | None:
+        """Count the call, wait the configured delay, then play any queued fault."""
+        with self.lock:
+            self.calls[endpoint] += 1
+            wait = self._delay.get(endpoint, 0.0)
+        if wait:
+            await asyncio.sleep(wait)
+        with self.lock:
+            if self._fail[endpoint]:
+                status, body, headers = self._fail[endpoint].popleft()
+                return _raw_response(status, body, headers)
+            if self._rate[endpoint]:
+                retry_after = self._rate[endpoint].popleft()
+            else:
+                return None
+        return self.rate_limited(endpoint, retry_after)
+
+    def rate_limited(self, endpoint: str, retry_after: int) -> web.StreamResponse:
+        """The provider's own throttling answer; subclasses override."""
+        return web.json_response({"error": "rate_limited"}, status=429, headers={"Retry-After": str(retry_after)})
+
+    def take_deny(self) -> str | None:
+        with self.lock:
+            return self._deny.popleft() if self._deny else None
+
+    def new_grant(self, scope: list[str], **data) -> Grant:
+        with self.lock:
+            grant = Grant(id=secrets.token_hex(8), scope=list(scope), created=self.now(), data=data)
+            self.grants.append(grant)
+            return grant
+
+    def issue(self, grant: Grant, kind: str, ttl: float | None, value: str | None = None, **data) -> Token:
+        with self.lock:
+            now = self.now()
+            token = Token(
+                value=value or secrets.token_urlsafe(32), kind=kind, grant=grant, issued=now,
+                expires=None if ttl is None else now + ttl, data=data,
+            )
+            self.tokens[token.value] = token
+            return token
+
+    def status(self, value: str | None, kind: str | tuple[str, ...] = "access") -> tuple[Token | None, str]:
+        """(token, "ok" | "missing" | "unknown" | "revoked" | "rotated" | "expired")."""
+        kinds = (kind,) if isinstance(kind, str) else kind
+        if not value:
+            return None, "missing"
+        with self.lock:
+            token = self.tokens.get(value)
+            if token is None or token.kind not in kinds:
+                return None, "unknown"
+            if token.rotated:
+                return token, "rotated"
+            if not token.alive or not token.grant.alive:
+                return token, "revoked"
+            if token.expires is not None and self.now() >= token.expires:
+                return token, "expired"
+            return token, "ok"
+
+    def kill(self, token: Token, *, grant: bool = False, rotated: bool = False) -> None:
+        with self.lock:
+            token.alive = False
+            token.rotated = token.rotated or rotated
+            if grant:
+                token.grant.alive = False
+
+    def new_code(self, *, client_id: str, redirect_uri: str, scope: list[str], challenge: str | None = None,
+                 method: str | None = None, value: str | None = None, **data) -> Code:
+        with self.lock:
+            now = self.now()
+            code = Code(value=value or secrets.token_urlsafe(24), client_id=client_id, redirect_uri=redirect_uri,
+                        scope=list(scope), issued=now, expires=now + self.CODE_TTL, challenge=challenge,
+                        method=method, data=data)
+            self.codes[code.value] = code
+            return code
+
+
+def _raw_response(status: int, body: Any, headers: dict) -> web.Response:
+    if body is None:
+        return web.Response(status=status, text=f"{status} emulated outage", headers=headers)
+    if isinstance(body, (dict, list)):
+        headers = {"Content-Type": "application/json", **headers}
+        return web.Response(status=status, body=json.dumps(body).encode(), headers=headers)
+    if isinstance(body, str):
+        body = body.encode()
+    return web.Response(status=status, body=body, headers=headers)

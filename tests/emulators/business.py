@@ -1,0 +1,328 @@
+"""CRM providers: HUBSPOT and SALESFORCE.
+
+HUBSPOT quirks enforced:
+- token endpoint ``/oauth/v3/token`` (v1 and 2026-03 paths too) takes every
+  parameter in the form body; HTTP Basic is ignored (so the client id is
+  "missing"); errors are 400 ``{status: BAD_*, message, correlationId}``;
+- refresh returns the same refresh token (not rotated); ``expires_in`` 1800;
+- revoke is ``DELETE /oauth/v1/refresh-tokens/{refresh_token}`` (204) and
+  kills the grant; who-am-I is ``GET /oauth/v1/access-tokens/{token}``;
+- throttling: 429 ``RATE_LIMIT`` with ``X-HubSpot-RateLimit-*`` headers.
+
+SALESFORCE quirks enforced:
+- the token response has no ``expires_in``; it carries ``instance_url``
+  (``{base}/salesforce/na1.my.salesforce.com``), ``id``, ``issued_at`` (ms,
+  string) and ``signature`` = base64(HMAC-SHA256(client secret, id + issued_at));
+- access tokens live 2 h (session timeout) on the emulator clock, so clients
+  must introspect (``POST {instance}/services/oauth2/introspect``);
+- refresh returns only a new access token unless ``rotation`` is on, in which
+  case a new refresh token comes back and the old one dies;
+- credentials in the body only; errors ``{error, error_description}`` 400;
+- userinfo / identity URL errors are 403 text ``Bad_OAuth_Token`` /
+  ``Missing_OAuth_Token`` (Salesforce's identity-service codes);
+- throttling: 403 ``REQUEST_LIMIT_EXCEEDED`` with ``Sforce-Limit-Info``.
+
+``account``: HUBSPOT ``{user, user_id, hub_id, hub_domain, app_id}``;
+SALESFORCE the userinfo fields ``{user_id, organization_id, name, ...}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+
+from aiohttp import web
+
+from .base import Provider
+from .oauth2 import (
+    AuthorizeSpec,
+    auth_header,
+    authorize,
+    body_auth,
+    check_client,
+    client_auth,
+    grant_for,
+    json_response,
+    read_form,
+    redeem,
+    revoke_token,
+    rotate,
+    token_response,
+)
+
+
+class HubSpot(Provider):
+    NAME = "HUBSPOT"
+    URLS = {
+        "AUTH": "app.hubspot.com/oauth/authorize",
+        "TOKEN": "api.hubapi.com/oauth/v3/token",
+        "API": "api.hubapi.com",
+        "REVOKE": "api.hubapi.com/oauth/v1/refresh-tokens",
+    }
+    ROUTES = (
+        ("GET", r"app\.hubspot\.com/oauth/authorize", "authorize"),
+        ("POST", r"api\.hubapi\.com/oauth/(?:v1|v3|2026-03)/token", "token"),
+        ("DELETE", r"api\.hubapi\.com/oauth/v1/refresh-tokens/(?P<value>[^/]+)", "revoke"),
+        ("GET", r"api\.hubapi\.com/oauth/v1/access-tokens/(?P<value>[^/]+)", "whoami"),
+    )
+    ACCOUNT = {"user": "admin@demo.example", "user_id": 1234567, "hub_id": 62515, "hub_domain": "demo.hubspot.com",
+               "app_id": 456789}
+    SPEC = AuthorizeSpec(response_type=None, scope_sep=" ", pkce="optional")
+    ACCESS_TTL = 1800
+
+    def make_client_id(self) -> str:
+        h = secrets.token_hex(16)
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+    def make_client_secret(self) -> str:
+        return self.make_client_id()
+
+    @staticmethod
+    def error(status: str, message: str, http: int = 400) -> web.Response:
+        return json_response({"status": status, "message": message, "correlationId": secrets.token_hex(16)}, http)
+
+    def rate_limited(self, endpoint, retry_after):
+        body = {"status": "error", "message": "You have reached your ten_secondly_rolling limit.",
+                "errorType": "RATE_LIMIT", "correlationId": secrets.token_hex(16), "policyName": "TEN_SECONDLY_ROLLING"}
+        headers = {"X-HubSpot-RateLimit-Interval-Milliseconds": "10000", "X-HubSpot-RateLimit-Max": "100",
+                   "X-HubSpot-RateLimit-Remaining": "0"}
+        return json_response(body, 429, headers)
+
+    async def authorize(self, request):
+        return await authorize(self, request, self.SPEC)
+
+    async def token(self, request):
+        form = await read_form(request)
+        grant_type = form.get("grant_type")
+        fault = await self.gate("refresh" if grant_type == "refresh_token" else "token")
+        if fault is not None:
+            return fault
+        if grant_type not in ("authorization_code", "refresh_token"):
+            return self.error("BAD_GRANT_TYPE", "missing or invalid grant_type")
+        bad = check_client(self, body_auth(form), ("body",))  # an Authorization header is ignored
+        if bad in ("method", "client_id"):
+            return self.error("BAD_CLIENT_ID", "missing or unknown client id")
+        if bad:
+            return self.error("BAD_CLIENT_SECRET", "missing or invalid client secret")
+        if grant_type == "authorization_code":
+            code, reason = redeem(self, form.get("code"), client_id=form.get("client_id"),
+                                  redirect_uri=form.get("redirect_uri"), verifier=form.get("code_verifier"))
+            if reason == "redirect":
+                return self.error("BAD_REDIRECT_URI", "redirect_uri does not match initial auth code URL")
+            if reason.startswith("verifier"):
+                return self.error("BAD_AUTH_CODE", "code_verifier does not match the code_challenge")
+            if reason != "ok":
+                return self.error("BAD_AUTH_CODE", "missing or unknown auth code")
+            grant = grant_for(self, code)
+            refresh = self.issue(grant, "refresh", None, value="na1-" + _uuidish())
+        else:
+            refresh, status = self.status(form.get("refresh_token"), "refresh")
+            if status != "ok":
+                return self.error("BAD_REFRESH_TOKEN", "missing or unknown refresh token")
+            grant = refresh.grant
+        access = self.issue(grant, "access", self.ACCESS_TTL, value="CJ" + secrets.token_urlsafe(90))
+        return token_response({"token_type": "bearer", "refresh_token": refresh.value, "access_token": access.value,
+                               "expires_in": self.ACCESS_TTL})
+
+    async def revoke(self, request, value):
+        fault = await self.gate("revoke")
+        if fault is not None:
+            return fault
+        token, status = self.status(value, "refresh")
+        if token is None or status == "revoked":
+            return self.error("error", "refresh token not found", 404)
+        self.kill(token, grant=True)
+        return web.Response(status=204)
+
+    async def whoami(self, request, value):
+        fault = await self.gate("whoami")
+        if fault is not None:
+            return fault
+        token, status = self.status(value, "access")
+        if status == "expired":
+            return json_response({"status": "error", "category": "EXPIRED_AUTHENTICATION",
+                                  "message": "The OAuth token used to make this call expired.",
+                                  "correlationId": secrets.token_hex(16)}, 401)
+        if status != "ok":
+            return json_response({"status": "error", "category": "INVALID_AUTHENTICATION",
+                                  "message": "Authentication credentials not found.",
+                                  "correlationId": secrets.token_hex(16)}, 401)
+        acc = self.account
+        return json_response({
+            "token": token.value, "user": acc.get("user"), "hub_domain": acc.get("hub_domain"),
+            "scopes": list(token.grant.scope), "hub_id": acc.get("hub_id"), "app_id": acc.get("app_id"),
+            "expires_in": max(0, int(token.expires - self.now())), "user_id": acc.get("user_id"),
+            "token_type": "access",
+        })
+
+
+def _uuidish() -> str:
+    h = secrets.token_hex(16)
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+class Salesforce(Provider):
+    NAME = "SALESFORCE"
+    INSTANCE = "na1.my.salesforce.com"
+    URLS = {
+        "AUTH": "login.salesforce.com/services/oauth2/authorize",
+        "TOKEN": "login.salesforce.com/services/oauth2/token",
+    }
+    LOGIN = r"(?:login|test)\.salesforce\.com"
+    HOSTS = r"(?:login|test)\.salesforce\.com|na1\.my\.salesforce\.com"
+    ROUTES = (
+        ("GET", rf"{LOGIN}/services/oauth2/authorize", "authorize"),
+        ("POST", rf"{LOGIN}/services/oauth2/token", "token"),
+        ("GET", rf"{LOGIN}/id/(?P<org>[^/]+)/(?P<user>[^/]+)", "identity"),
+        ("POST", rf"(?:{HOSTS})/services/oauth2/introspect", "introspect"),
+        ("GET|POST", rf"(?:{HOSTS})/services/oauth2/userinfo", "userinfo"),
+        ("GET|POST", rf"(?:{HOSTS})/services/oauth2/revoke", "revoke"),
+    )
+    ROTATION = False
+    ACCESS_TTL = 7200
+    ACCOUNT = {"user_id": "005Dn000001DemoA", "organization_id": "00DDn000000DemoA", "name": "Demo Admin",
+               "preferred_username": "admin@demo.example", "nickname": "admin", "email": "admin@demo.example",
+               "email_verified": True}
+    SPEC = AuthorizeSpec(scope_sep=" ", scope_required=False, pkce="optional")
+
+    def make_client_id(self) -> str:
+        return "3MVG9" + secrets.token_urlsafe(60)[:80]
+
+    def make_client_secret(self) -> str:
+        return "".join(secrets.choice("0123456789ABCDEF") for _ in range(64))
+
+    def rate_limited(self, endpoint, retry_after):
+        return json_response([{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}],
+                             403, {"Sforce-Limit-Info": "api-usage=15000/15000"})
+
+    @staticmethod
+    def error(error: str, description: str, status: int = 400) -> web.Response:
+        return token_response({"error": error, "error_description": description}, status)
+
+    @staticmethod
+    def deny(error, state):
+        return {"error": error, "error_description": "end-user denied authorization", "state": state}
+
+    def identity_url(self) -> str:
+        return (f"{self.emu.base_url}/{self.prefix}/login.salesforce.com/id/"
+                f"{self.account['organization_id']}/{self.account['user_id']}")
+
+    async def authorize(self, request):
+        return await authorize(self, request, self.SPEC, deny_params=self.deny)
+
+    def _client_error(self, request, form):
+        bad = check_client(self, body_auth(form), ("body",))  # an Authorization header is ignored
+        if bad in ("method", "client_id"):
+            return self.error("invalid_client_id", "client identifier invalid")
+        if bad:
+            return self.error("invalid_client", "invalid client credentials")
+        return None
+
+    async def token(self, request):
+        form = await read_form(request)
+        grant_type = form.get("grant_type")
+        fault = await self.gate("refresh" if grant_type == "refresh_token" else "token")
+        if fault is not None:
+            return fault
+        if grant_type not in ("authorization_code", "refresh_token"):
+            return self.error("unsupported_grant_type", "grant type not supported")
+        error = self._client_error(request, form)
+        if error is not None:
+            return error
+        refresh = None
+        if grant_type == "authorization_code":
+            code, reason = redeem(self, form.get("code"), client_id=form.get("client_id"),
+                                  redirect_uri=form.get("redirect_uri"), verifier=form.get("code_verifier"))
+            if reason == "redirect":
+                return self.error("redirect_uri_mismatch", "redirect_uri must match configuration")
+            if reason.startswith("verifier"):
+                return self.error("invalid_grant", "invalid code verifier")
+            if reason == "expired":
+                return self.error("invalid_grant", "expired authorization code")
+            if reason != "ok":
+                return self.error("invalid_grant", "authentication failure")
+            grant = grant_for(self, code)
+            if not grant.scope or {"refresh_token", "offline_access", "full"} & set(grant.scope):
+                refresh = self.issue(grant, "refresh", None, value="5Aep" + secrets.token_urlsafe(64))
+        else:
+            old, status = self.status(form.get("refresh_token"), "refresh")
+            if status != "ok":
+                return self.error("invalid_grant", "expired access/refresh token")
+            grant = old.grant
+            if self.rotation:
+                refresh = rotate(self, old, value="5Aep" + secrets.token_urlsafe(64))
+        org = self.account["organization_id"]
+        access = self.issue(grant, "access", self.ACCESS_TTL, value=f"{org}!AQ" + secrets.token_urlsafe(70))
+        identity = self.identity_url()
+        issued_at = str(int(self.now() * 1000))
+        signature = base64.b64encode(hmac.new(self.client_secret.encode(), (identity + issued_at).encode(),
+                                              hashlib.sha256).digest()).decode()
+        body = {"access_token": access.value}
+        if refresh is not None:
+            body["refresh_token"] = refresh.value
+        body.update({"signature": signature, "scope": " ".join(grant.scope) or "api refresh_token",
+                     "instance_url": f"{self.emu.base_url}/{self.prefix}/{self.INSTANCE}", "id": identity,
+                     "token_type": "Bearer", "issued_at": issued_at})
+        return token_response(body)
+
+    async def introspect(self, request):
+        form = await read_form(request)
+        fault = await self.gate("introspect")
+        if fault is not None:
+            return fault
+        if check_client(self, client_auth(request, form), ("body", "basic")):
+            return self.error("invalid_client", "invalid client credentials", 401)
+        token, status = self.status(form.get("token"), ("access", "refresh"))
+        if status != "ok":
+            return json_response({"active": False})
+        body = {"active": True, "scope": " ".join(token.grant.scope), "client_id": self.client_id,
+                "username": self.account.get("preferred_username"), "sub": self.identity_url(),
+                "token_type": "access_token" if token.kind == "access" else "refresh_token",
+                "iat": int(token.issued), "nbf": int(token.issued)}
+        if token.expires is not None:
+            body["exp"] = int(token.expires)
+        return json_response(body)
+
+    def _bearer_error(self, request):
+        _token, status = self.status(auth_header(request), "access")
+        if status == "missing":
+            return web.Response(status=403, text="Missing_OAuth_Token")
+        if status != "ok":
+            return web.Response(status=403, text="Bad_OAuth_Token")
+        return None
+
+    async def userinfo(self, request):
+        fault = await self.gate("whoami")
+        if fault is not None:
+            return fault
+        error = self._bearer_error(request)
+        if error is not None:
+            return error
+        return json_response({"sub": self.identity_url(), **self.account})
+
+    async def identity(self, request, org, user):
+        fault = await self.gate("whoami")
+        if fault is not None:
+            return fault
+        error = self._bearer_error(request)
+        if error is not None:
+            return error
+        if (org, user) != (self.account["organization_id"], self.account["user_id"]):
+            return web.Response(status=404, text="Bad_Id")
+        acc = self.account
+        return json_response({"id": self.identity_url(), "user_id": acc["user_id"],
+                              "organization_id": acc["organization_id"], "username": acc.get("preferred_username"),
+                              "display_name": acc.get("name"), "email": acc.get("email")})
+
+    async def revoke(self, request):
+        form = await read_form(request)
+        fault = await self.gate("revoke")
+        if fault is not None:
+            return fault
+        token, status = self.status(form.get("token") or request.query.get("token"), ("access", "refresh"))
+        if token is None or status != "ok":
+            return self.error("unsupported_token_type", "this token type is not supported")
+        revoke_token(self, token)
+        return web.Response(status=200)

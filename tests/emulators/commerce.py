@@ -1,0 +1,326 @@
+"""E-commerce: SHOPIFY (OAuth, expiring offline tokens) and WOOCOMMERCE (key grant, not OAuth).
+
+SHOPIFY quirks enforced:
+- every URL sits under ``{shop}`` (any ``*.myshopify.com``); a code or token
+  only works on the shop that issued it;
+- scopes comma-separated; the redirect carries ``code, hmac, host, shop,
+  state, timestamp`` where ``hmac`` = hex HMAC-SHA256(client secret) of the
+  other parameters sorted and joined ``k=v&k=v``;
+- ``POST /admin/oauth/access_token`` (form or JSON) with ``expiring=1`` gives
+  a 1 h access token and a 90 d refresh token; without it, a legacy
+  non-expiring ``{access_token, scope}``;
+- refresh (same URL, ``grant_type=refresh_token``) returns a new pair; the
+  previous refresh token stays valid until the new one is first used, then
+  dies (Aug-2026 rule);
+- API calls authenticate with ``X-Shopify-Access-Token``; ``Authorization:
+  Bearer`` is 401; GraphQL throttling is HTTP 200 ``THROTTLED``, REST 429 +
+  Retry-After.
+
+WOOCOMMERCE quirks enforced (as ``WC_Auth`` does):
+- ``GET {store}/wc-auth/v1/authorize`` needs app_name, scope (read, write,
+  read_write), user_id, return_url, callback_url; a bad request is WordPress's
+  401 "Error: ..." page;
+- on approval the store POSTs JSON ``{key_id, user_id, consumer_key,
+  consumer_secret, key_permissions}`` to callback_url; only an HTTP 200 answer
+  counts (WooCommerce checks ``200 !== code``): then 302 to return_url with
+  ``success=1&user_id=``; otherwise the key is deleted and the store answers
+  401 "Error: An error occurred in the request and at the time were unable to
+  send the consumer data." A denial redirects with ``success=0``;
+- the REST API takes HTTP Basic ck:cs (or consumer_key/consumer_secret query).
+  The real store requires an https callback_url and https API calls; the
+  emulator accepts http (it has no TLS).
+
+``account``: SHOPIFY the shop fields (myshopifyDomain comes from the URL);
+WOOCOMMERCE the site index ``{name, description, ...}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import html
+import itertools
+import json
+import re
+import secrets
+
+import aiohttp
+from aiohttp import web
+
+from .base import Provider
+from .oauth2 import (
+    AuthorizeSpec,
+    add_query,
+    authorize,
+    basic_credentials,
+    grant_for,
+    json_response,
+    read_form,
+    read_json,
+    redeem,
+    token_response,
+    valid_redirect_uri,
+)
+
+SHOP = r"(?P<shop>[a-zA-Z0-9][a-zA-Z0-9\-]*\.myshopify\.com)"
+ACCESS_TTL = 3600
+REFRESH_TTL = 7776000
+
+
+def shopify_hmac(secret: str, params: dict) -> str:
+    message = "&".join(f"{k}={v}" for k, v in sorted(params.items()) if k != "hmac")
+    return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
+
+
+class Shopify(Provider):
+    NAME = "SHOPIFY"
+    URLS = {
+        "AUTH": "{shop}/admin/oauth/authorize",
+        "TOKEN": "{shop}/admin/oauth/access_token",
+        "API": "{shop}",
+        "REVOKE": "{shop}/admin/api_permissions/current.json",
+    }
+    ROUTES = (
+        ("GET", rf"{SHOP}/admin/oauth/authorize", "authorize"),
+        ("POST", rf"{SHOP}/admin/oauth/access_token", "token"),
+        ("POST", rf"{SHOP}/admin/api/(?:\d{{4}}-\d{{2}}|unstable)/graphql\.json", "graphql"),
+        ("GET", rf"{SHOP}/admin/api/(?:\d{{4}}-\d{{2}}|unstable)/shop\.json", "rest_shop"),
+        ("DELETE", rf"{SHOP}/admin/api_permissions/current\.json", "revoke"),
+    )
+    ACCOUNT = {"id": "gid://shopify/Shop/548380009", "name": "Demo Shop", "email": "owner@demo.example",
+               "currencyCode": "USD"}
+    SPEC = AuthorizeSpec(response_type=None, scope_sep=",", pkce="none")
+    INVALID = "[API] Invalid API key or access token (unrecognized login or wrong password)"
+
+    def make_client_id(self) -> str:
+        return secrets.token_hex(16)
+
+    def make_client_secret(self) -> str:
+        return "shpss_" + secrets.token_hex(16)
+
+    def rate_limited(self, endpoint, retry_after):
+        if endpoint == "whoami":  # GraphQL: HTTP 200 with a THROTTLED error and the cost extension
+            cost = {"requestedQueryCost": 50, "actualQueryCost": None,
+                    "throttleStatus": {"maximumAvailable": 2000.0, "currentlyAvailable": 0,
+                                       "restoreRate": round(50 / max(retry_after, 1), 3)}}
+            return json_response({"errors": [{"message": "Throttled", "extensions": {
+                "code": "THROTTLED", "documentation": "https://shopify.dev/api/usage/rate-limits"}}],
+                "extensions": {"cost": cost}})
+        return json_response({"errors": "Exceeded 2 calls per second for api client. Reduce request rates to "
+                                        "resume uninterrupted service."}, 429,
+                             {"Retry-After": str(retry_after), "X-Shopify-Shop-Api-Call-Limit": "40/40"})
+
+    async def authorize(self, request, shop):
+        def extra(code, _request):
+            params = {"code": code.value, "host": base64.b64encode(
+                f"admin.shopify.com/store/{shop.split('.')[0]}".encode()).decode().rstrip("="),
+                "shop": shop, "state": _request.query["state"], "timestamp": str(int(self.now()))}
+            return {"hmac": shopify_hmac(self.client_secret, params), **params}
+
+        def check(_request):
+            options = _request.query.getall("grant_options[]", [])
+            return None if set(options) <= {"per-user"} else f"invalid grant_options[] {options}"
+
+        return await authorize(self, request, self.SPEC, data={"shop": shop}, extra_params=extra, check=check)
+
+    def _error(self, error: str, description: str, status: int = 400):
+        return token_response({"error": error, "error_description": description}, status)
+
+    async def token(self, request, shop):
+        params = await read_json(request)
+        if params is None:
+            params = await read_form(request)
+        params = {k: str(v) for k, v in params.items()}
+        grant_type = params.get("grant_type")
+        fault = await self.gate("refresh" if grant_type == "refresh_token" else "token")
+        if fault is not None:
+            return fault
+        if params.get("client_id") != self.client_id or params.get("client_secret") != self.client_secret:
+            return self._error("invalid_client", "Client credentials are invalid")
+        if grant_type == "refresh_token":
+            return self._refresh(params.get("refresh_token"), shop)
+        if grant_type not in (None, "authorization_code"):
+            return self._error("unsupported_grant_type", f"Unsupported grant_type {grant_type}")
+        with self.lock:
+            pending = self.codes.get(params.get("code") or "")
+            wrong_shop = pending is not None and pending.data.get("shop") != shop
+        if wrong_shop:
+            return self._error("invalid_request", "The authorization code was not found or was already used")
+        code, reason = redeem(self, params.get("code"), client_id=params.get("client_id"), check_redirect=False)
+        if reason != "ok":
+            return self._error("invalid_request", "The authorization code was not found or was already used")
+        grant = grant_for(self, code)
+        if params.get("expiring") in ("1", "true"):
+            return self._pair(grant)
+        access = self.issue(grant, "access", None, value="shpat_" + secrets.token_hex(16))
+        return token_response({"access_token": access.value, "scope": ",".join(grant.scope)})
+
+    def _pair(self, grant):
+        access = self.issue(grant, "access", ACCESS_TTL, value="shpat_" + secrets.token_hex(16))
+        refresh = self.issue(grant, "refresh", REFRESH_TTL, value="shprt_" + secrets.token_hex(16))
+        with self.lock:
+            grant.data["current"] = refresh.value
+        return token_response({"access_token": access.value, "scope": ",".join(grant.scope),
+                               "expires_in": ACCESS_TTL, "refresh_token": refresh.value,
+                               "refresh_token_expires_in": REFRESH_TTL})
+
+    def _refresh(self, value, shop):
+        token, status = self.status(value, "refresh")
+        if status != "ok" or token.grant.data.get("shop") != shop:
+            return self._error("invalid_grant", "The refresh token is invalid, expired or revoked.")
+        grant = token.grant
+        with self.lock:
+            current, previous = grant.data.get("current"), grant.data.get("previous")
+            if value == current:
+                if previous and previous in self.tokens:  # its successor has now been used
+                    self.kill(self.tokens[previous], rotated=True)
+                grant.data["previous"] = current
+            elif value == previous and current in self.tokens:  # successor never used: it is superseded
+                self.kill(self.tokens[current], rotated=True)
+            else:
+                return self._error("invalid_grant", "The refresh token is invalid, expired or revoked.")
+        return self._pair(grant)
+
+    def _api_token(self, request, shop):
+        if "Authorization" in request.headers and "X-Shopify-Access-Token" not in request.headers:
+            return None
+        token, status = self.status(request.headers.get("X-Shopify-Access-Token"), "access")
+        if status != "ok" or token.grant.data.get("shop") != shop:
+            return None
+        return token
+
+    async def graphql(self, request, shop):
+        fault = await self.gate("whoami")
+        if fault is not None:
+            return fault
+        if self._api_token(request, shop) is None:
+            return json_response({"errors": self.INVALID}, 401)
+        body = await read_json(request) or {}
+        query = str(body.get("query", ""))
+        match = re.search(r"\bshop\s*\{([^{}]*)\}", query)
+        if not match:
+            return json_response({"errors": [{"message": "The emulator answers only `{ shop { ... } }` queries"}]})
+        node = {**self.account, "myshopifyDomain": shop}
+        fields = re.findall(r"[A-Za-z_]\w*", match.group(1))
+        unknown = [f for f in fields if f not in node]
+        if unknown:
+            return json_response({"errors": [{"message": f"Field '{unknown[0]}' doesn't exist on type 'Shop'"}]})
+        return json_response({"data": {"shop": {f: node[f] for f in fields}}})
+
+    async def rest_shop(self, request, shop):
+        fault = await self.gate("shop")
+        if fault is not None:
+            return fault
+        if self._api_token(request, shop) is None:
+            return json_response({"errors": self.INVALID}, 401)
+        acc = self.account
+        return json_response({"shop": {"name": acc.get("name"), "email": acc.get("email"), "myshopify_domain": shop}},
+                             headers={"X-Shopify-Shop-Api-Call-Limit": "1/40"})
+
+    async def revoke(self, request, shop):
+        fault = await self.gate("revoke")
+        if fault is not None:
+            return fault
+        token = self._api_token(request, shop)
+        if token is None:
+            return json_response({"errors": self.INVALID}, 401)
+        self.kill(token, grant=True)
+        return json_response({})
+
+
+class WooCommerce(Provider):
+    NAME = "WOOCOMMERCE"
+    STORE = "shop.example"
+    ROUTES = (
+        ("GET", r"shop\.example/wc-auth/v1/authorize", "authorize"),
+        ("GET", r"shop\.example/wp-json/?", "index"),
+    )
+    ACCOUNT = {"name": "Demo Woo Store", "description": "Just another WooCommerce store", "timezone_string": "UTC",
+               "gmt_offset": 0}
+
+    def reset(self) -> None:
+        super().reset()
+        self._key_ids = itertools.count(1)
+
+    def make_client_id(self) -> str:
+        return "nexusctl"  # WooCommerce has no app credentials; app_name is free text
+
+    def urls(self, base: str) -> dict[str, str]:
+        return {}
+
+    @property
+    def store_url(self) -> str:
+        return f"{self.emu.base_url}/{self.prefix}/{self.STORE}"
+
+    def rate_limited(self, endpoint, retry_after):
+        return web.Response(status=429, text="Too Many Requests", headers={"Retry-After": str(retry_after)})
+
+    @staticmethod
+    def wp_die(message: str) -> web.Response:
+        return web.Response(status=401, content_type="text/html",
+                            text=f"<html><body><p>Error: {html.escape(message)}.</p></body></html>")
+
+    async def authorize(self, request):
+        fault = await self.gate("authorize")
+        if fault is not None:
+            return fault
+        q = request.query
+        for name in ("app_name", "user_id", "return_url", "callback_url", "scope"):
+            if not q.get(name):
+                return self.wp_die(f"Missing parameter {name}")
+        if q["scope"] not in ("read", "write", "read_write"):
+            return self.wp_die(f"Invalid scope {q['scope']}")
+        for name in ("return_url", "callback_url"):
+            if not valid_redirect_uri(q[name]):
+                return self.wp_die(f"The {q[name]} is not a valid URL")
+        # The real store insists on an https callback_url; the emulator has no TLS, so http is accepted.
+        if self.take_deny():
+            return web.Response(status=302, headers={"Location": add_query(q["return_url"], {
+                "success": 0, "user_id": q["user_id"]})})
+        grant = self.new_grant([q["scope"]], app_name=q["app_name"])
+        key = self.issue(grant, "access", None, value="ck_" + secrets.token_hex(20),
+                         secret="cs_" + secrets.token_hex(20), key_id=next(self._key_ids))
+        payload = {"key_id": key.data["key_id"], "user_id": q["user_id"], "consumer_key": key.value,
+                   "consumer_secret": key.data["secret"], "key_permissions": q["scope"]}
+        fault = await self.gate("keys")  # the store creating and delivering the key
+        if fault is not None:
+            with self.lock:
+                self.tokens.pop(key.value, None)
+            return fault
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session, session.post(
+                    q["callback_url"], data=json.dumps(payload).encode(),
+                    headers={"Content-Type": "application/json;charset=UTF-8"}) as resp:
+                delivered = resp.status == 200  # WooCommerce: `200 !== code` is a failure, even 201/204
+        except (aiohttp.ClientError, OSError, TimeoutError):
+            delivered = False
+        if not delivered:
+            with self.lock:
+                self.tokens.pop(key.value, None)
+            return self.wp_die("An error occurred in the request and at the time were unable to send the "
+                               "consumer data")
+        return web.Response(status=302, headers={"Location": add_query(q["return_url"], {
+            "success": 1, "user_id": q["user_id"]})})
+
+    async def index(self, request):
+        fault = await self.gate("whoami")
+        if fault is not None:
+            return fault
+        creds = basic_credentials(request)
+        if not creds and request.query.get("consumer_key"):
+            creds = (request.query["consumer_key"], request.query.get("consumer_secret", ""))
+        if not creds:
+            return _wc_error("woocommerce_rest_cannot_view", "Sorry, you cannot list resources.")
+        key, status = self.status(creds[0], "access")
+        if status != "ok":
+            return _wc_error("woocommerce_rest_authentication_error", "Consumer key is invalid.")
+        if not hmac.compare_digest(key.data["secret"], creds[1]):
+            return _wc_error("woocommerce_rest_authentication_error", "Consumer secret is invalid.")
+        return json_response({**self.account, "url": self.store_url, "home": self.store_url,
+                              "namespaces": ["oembed/1.0", "wc/v1", "wc/v2", "wc/v3", "wc/store/v1", "wp/v2"],
+                              "authentication": [], "routes": {}})
+
+
+def _wc_error(code: str, message: str) -> web.Response:
+    return json_response({"code": code, "message": message, "data": {"status": 401}}, 401)

@@ -1,0 +1,189 @@
+"""Email marketing: MAILCHIMP (OAuth, datacenter discovery) and SENDGRID (API keys, not OAuth).
+
+MAILCHIMP quirks enforced:
+- authorize takes no scope; the token response is ``{"access_token", "expires_in": 0,
+  "scope": null}`` and the token never expires; there is no refresh or revoke;
+- ``GET login.mailchimp.com/oauth2/metadata`` wants ``Authorization: OAuth <token>``
+  (Bearer is refused) and tells the datacenter: ``dc`` and ``api_endpoint``
+  (``{base}/mailchimp/{dc}.api.mailchimp.com``) (``calls["metadata"]``);
+- ``GET {api_endpoint}/3.0/`` answers only on the account's datacenter
+  (another dc is 401 "wrong datacenter"); errors are problem-detail JSON;
+  throttling is a bare 429 without rate-limit headers.
+
+SENDGRID quirks enforced:
+- ``emu.sendgrid_key()`` is the only valid key (``SG.<id>.<secret>``), sent as
+  ``Authorization: Bearer``; anything else is 401
+  ``{"errors":[{"field":null,"message":"authorization required"}]}``;
+- ``revoke_grants()`` deletes the key (the next ``sendgrid_key()`` mints a new one);
+- 429 carries ``X-RateLimit-Limit/-Remaining/-Reset`` (epoch seconds).
+
+``account``: MAILCHIMP ``{dc, account_id, account_name, user_id, login_id,
+login_name, login_email, role, email}``; SENDGRID ``{username, user_id}`` plus
+the profile fields.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+import uuid
+
+from .base import Provider
+from .oauth2 import (
+    AuthorizeSpec,
+    auth_header,
+    authorize,
+    basic_credentials,
+    check_client,
+    client_auth,
+    grant_for,
+    json_response,
+    read_form,
+    redeem,
+    token_response,
+)
+
+PROBLEM = "https://mailchimp.com/developer/marketing/docs/errors/"
+
+
+def _problem(status: int, title: str, detail: str):
+    return json_response({"type": PROBLEM, "title": title, "status": status, "detail": detail,
+                          "instance": str(uuid.uuid4())}, status)
+
+
+class Mailchimp(Provider):
+    NAME = "MAILCHIMP"
+    URLS = {
+        "AUTH": "login.mailchimp.com/oauth2/authorize",
+        "TOKEN": "login.mailchimp.com/oauth2/token",
+        "API": "login.mailchimp.com",
+    }
+    ROUTES = (
+        ("GET", r"login\.mailchimp\.com/oauth2/authorize", "authorize"),
+        ("POST", r"login\.mailchimp\.com/oauth2/token", "token"),
+        ("GET", r"login\.mailchimp\.com/oauth2/metadata", "metadata"),
+        ("GET", r"(?P<dc>[a-z]+\d+)\.api\.mailchimp\.com/3\.0/?", "root"),
+    )
+    ACCOUNT = {"dc": "us19", "account_id": "8d3a3db4d97663a9074efcc16", "account_name": "Demo Newsletter",
+               "user_id": 41234567, "login_id": 41234567, "login_name": "demo_owner",
+               "login_email": "owner@demo.example", "email": "owner@demo.example", "role": "owner"}
+    SPEC = AuthorizeSpec(scope_sep=None, pkce="none")
+
+    def make_client_id(self) -> str:
+        return "".join(secrets.choice("0123456789") for _ in range(12))
+
+    def make_client_secret(self) -> str:
+        return secrets.token_hex(32)
+
+    def rate_limited(self, endpoint, retry_after):
+        return _problem(429, "Too Many Requests", "You have exceeded the limit of 10 simultaneous connections.")
+
+    async def authorize(self, request):
+        return await authorize(self, request, self.SPEC)
+
+    async def token(self, request):
+        form = await read_form(request)
+        fault = await self.gate("token")
+        if fault is not None:
+            return fault
+        if check_client(self, client_auth(request, form), ("body",)):
+            return token_response({"error": "invalid_client", "error_description": "Invalid client credentials"},
+                                  401)
+        if form.get("grant_type") != "authorization_code":
+            return token_response({"error": "unsupported_grant_type",
+                                   "error_description": "Only authorization_code is supported"}, 400)
+        code, reason = redeem(self, form.get("code"), client_id=form.get("client_id"),
+                              redirect_uri=form.get("redirect_uri"))
+        if reason != "ok":
+            return token_response({"error": "invalid_grant", "error_description": "Invalid authorization code"},
+                                  400)
+        token = self.issue(grant_for(self, code), "access", None, value=secrets.token_hex(16))
+        return token_response({"access_token": token.value, "expires_in": 0, "scope": None})
+
+    async def metadata(self, request):
+        fault = await self.gate("metadata")
+        if fault is not None:
+            return fault
+        _token, status = self.status(auth_header(request, "OAuth"), "access")
+        if status != "ok":
+            return json_response({"error": "invalid_token",
+                                  "error_description": "send the token as 'Authorization: OAuth <token>'"
+                                  if auth_header(request, "Bearer") else "invalid or revoked token"}, 401)
+        acc = self.account
+        return json_response({
+            "dc": acc["dc"], "role": acc.get("role"), "accountname": acc.get("account_name"),
+            "user_id": acc.get("user_id"),
+            "login": {"email": acc.get("login_email"), "avatar": None, "login_id": acc.get("login_id"),
+                      "login_name": acc.get("login_name"), "login_email": acc.get("login_email")},
+            "login_url": "https://login.mailchimp.com",
+            "api_endpoint": f"{self.emu.base_url}/{self.prefix}/{acc['dc']}.api.mailchimp.com",
+        })
+
+    async def root(self, request, dc):
+        fault = await self.gate("whoami")
+        if fault is not None:
+            return fault
+        basic = basic_credentials(request)
+        value = auth_header(request, "Bearer") or auth_header(request, "OAuth") or (basic[1] if basic else None)
+        _token, status = self.status(value, "access")
+        if status != "ok" or dc != self.account["dc"]:
+            return _problem(401, "API Key Invalid",
+                            "Your API key may be invalid, or you've attempted to access the wrong datacenter.")
+        acc = self.account
+        return json_response({"account_id": acc.get("account_id"), "login_id": str(acc.get("login_id")),
+                              "account_name": acc.get("account_name"), "email": acc.get("email"),
+                              "username": acc.get("login_name"), "role": acc.get("role")})
+
+
+class SendGrid(Provider):
+    NAME = "SENDGRID"
+    URLS = {"API": "api.sendgrid.com"}
+    ROUTES = (
+        ("GET", r"api\.sendgrid\.com/v3/user/username", "username"),
+        ("GET", r"api\.sendgrid\.com/v3/user/profile", "profile"),
+    )
+    ACCOUNT = {"username": "demo_sender", "user_id": 1234567, "first_name": "Demo", "last_name": "Sender",
+               "company": "Demo Co", "address": "1 Main St", "address2": "", "city": "Denver", "state": "CO",
+               "zip": "80202", "country": "US", "phone": "+1 555 0100", "website": "https://demo.example"}
+
+    def make_client_id(self) -> str:
+        return "sendgrid-api-key"  # SendGrid has no OAuth app; the user pastes an API key
+
+    def reset(self) -> None:
+        super().reset()
+        self._key = None
+
+    def key(self) -> str:
+        """The valid API key (a new one if the last was revoked)."""
+        with self.lock:
+            if self._key is None or not self.valid_access(self._key):
+                key_id, secret = secrets.token_urlsafe(16)[:22], secrets.token_urlsafe(32)[:43]
+                self._key = self.issue(self.new_grant(["full_access"]), "access", None,
+                                       value=f"SG.{key_id}.{secret}").value
+            return self._key
+
+    def rate_limited(self, endpoint, retry_after):
+        headers = {"X-RateLimit-Limit": "600", "X-RateLimit-Remaining": "0",
+                   "X-RateLimit-Reset": str(int(time.time() + retry_after))}
+        return json_response({"errors": [{"field": None, "message": "too many requests"}]}, 429, headers)
+
+    async def _authorized(self, request, endpoint):
+        fault = await self.gate(endpoint)
+        if fault is not None:
+            return fault
+        _token, status = self.status(auth_header(request), "access")
+        if status != "ok":
+            return json_response({"errors": [{"field": None, "message": "authorization required"}]}, 401)
+        return None
+
+    async def username(self, request):
+        error = await self._authorized(request, "whoami")
+        if error is not None:
+            return error
+        return json_response({"username": self.account.get("username"), "user_id": self.account.get("user_id")})
+
+    async def profile(self, request):
+        error = await self._authorized(request, "profile")
+        if error is not None:
+            return error
+        return json_response({k: v for k, v in self.account.items() if k not in ("username", "user_id")})

@@ -1,0 +1,289 @@
+"""Meta: Instagram API with Instagram Login, Facebook Login, Meta Ads (Marketing API).
+
+INSTAGRAM quirks enforced:
+- the code exchange (``api.instagram.com/oauth/access_token``, form or
+  multipart body) returns a 1 h token as ``{access_token, user_id, permissions}``
+  and errors in the old Instagram shape ``{error_type, code, error_message}``;
+- ``GET graph.instagram.com/access_token?grant_type=ig_exchange_token`` swaps a
+  short-lived token for a 60-day one (``calls["exchange"]``);
+- ``GET /refresh_access_token?grant_type=ig_refresh_token`` renews a long-lived
+  token only once it is at least 24 h old (emulator clock) and unexpired;
+  otherwise Graph error 190 (``calls["refresh"]``). No refresh_token, no revoke.
+
+FACEBOOK / META_ADS quirks enforced:
+- code exchange at ``/oauth/access_token`` by GET or POST, credentials in the
+  query or body, ``expires_in`` 5400; the same URL with
+  ``grant_type=fb_exchange_token`` returns a 60-day token (``calls["exchange"]``);
+  there is never a refresh_token;
+- ``DELETE /me/permissions`` deauthorizes the app (every token dies);
+- every Graph error is ``{"error":{message,type,code,[error_subcode],fbtrace_id}}``;
+  a bad token is HTTP 400 code 190 (subcode 463 expired, 458 deauthorized),
+  with ``WWW-Authenticate``; throttling is code 4 (HTTP 403, ``X-App-Usage``)
+  or, for Meta Ads, code 17 (HTTP 400, ``X-Business-Use-Case-Usage``).
+
+``account`` is the Graph user node (``/me`` returns the requested fields + id).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+import time
+
+from aiohttp import web
+
+from .base import Provider
+from .oauth2 import (
+    AuthorizeSpec,
+    auth_header,
+    authorize,
+    check_client,
+    client_auth,
+    grant_for,
+    json_response,
+    read_form,
+    redeem,
+    token_response,
+)
+
+SHORT_IG = 3600
+SHORT_FB = 5400
+LONG_TTL = 5184000
+DAY = 86400
+VERSION = r"(?:v\d+\.\d+/)?"
+
+
+def graph_error(message: str, code: int, status: int = 400, subcode: int | None = None,
+                type_: str = "OAuthException", headers: dict | None = None, **extra) -> web.Response:
+    error = {"message": message, "type": type_, "code": code}
+    if subcode is not None:
+        error["error_subcode"] = subcode
+    error.update(extra)
+    error["fbtrace_id"] = secrets.token_urlsafe(8)
+    if code == 190:
+        headers = {"WWW-Authenticate": f'OAuth "Facebook Platform" "invalid_token" "{message}"', **(headers or {})}
+    return json_response({"error": error}, status, headers)
+
+
+class Graph(Provider):
+    """What Instagram, Facebook and Meta Ads share: Graph errors, token checks, /me."""
+
+    def make_client_id(self) -> str:
+        return "".join(secrets.choice("0123456789") for _ in range(15))
+
+    def make_client_secret(self) -> str:
+        return secrets.token_hex(16)
+
+    def rate_limited(self, endpoint, retry_after):
+        usage = json.dumps({"call_count": 100, "total_cputime": 25, "total_time": 100})
+        return graph_error("(#4) Application request limit reached", 4, status=403, type_="OAuthException",
+                           headers={"X-App-Usage": usage}, is_transient=True)
+
+    @staticmethod
+    def deny(error, state):
+        return {"error": error, "error_reason": "user_denied", "error_description": "Permissions error",
+                "state": state}
+
+    def token_error(self, token, status: str) -> web.Response:
+        if status == "missing":
+            return graph_error("An active access token must be used to query information about the current user.",
+                               2500)
+        if status == "expired":
+            when = time.strftime("%A, %d-%b-%y %H:%M:%S UTC", time.gmtime(token.expires))
+            return graph_error(f"Error validating access token: Session has expired on {when}.", 190, subcode=463)
+        if status in ("revoked", "rotated"):
+            return graph_error(f"Error validating access token: The user has not authorized application "
+                               f"{self.client_id}.", 190, subcode=458)
+        return graph_error("Invalid OAuth access token - Cannot parse access token", 190)
+
+    @staticmethod
+    def request_token(request) -> str | None:
+        return auth_header(request, "Bearer") or auth_header(request, "OAuth") or request.query.get("access_token")
+
+    async def me(self, request):
+        fault = await self.gate("whoami")
+        if fault is not None:
+            return fault
+        token, status = self.status(self.request_token(request), "access")
+        if status != "ok":
+            return self.token_error(token, status)
+        fields = [f for f in request.query.get("fields", "id").split(",") if f]
+        unknown = [f for f in fields if f not in self.account]
+        if unknown:
+            return graph_error(f"(#100) Tried accessing nonexisting field ({unknown[0]}) on node type (User)",
+                               100, type_="OAuthException")
+        node = {f: self.account[f] for f in fields}
+        node["id"] = self.account["id"]
+        return json_response(node)
+
+
+class Instagram(Graph):
+    NAME = "INSTAGRAM"
+    URLS = {
+        "AUTH": "www.instagram.com/oauth/authorize",
+        "TOKEN": "api.instagram.com/oauth/access_token",
+        "API": "graph.instagram.com",
+    }
+    ROUTES = (
+        ("GET", r"(?:www|api)\.instagram\.com/oauth/authorize", "authorize"),
+        ("POST", r"api\.instagram\.com/oauth/access_token", "token"),
+        ("GET", r"graph\.instagram\.com/access_token", "exchange"),
+        ("GET", r"graph\.instagram\.com/refresh_access_token", "refresh"),
+        ("GET", rf"graph\.instagram\.com/{VERSION}me", "me"),
+    )
+    ACCOUNT = {"id": "9876543210123456", "user_id": "17841405793187218", "username": "demo.creator"}
+    SPEC = AuthorizeSpec(scope_sep="either", pkce="none")
+
+    async def authorize(self, request):
+        return await authorize(self, request, self.SPEC, deny_params=self.deny)
+
+    @staticmethod
+    def ig_error(message: str) -> web.Response:
+        return token_response({"error_type": "OAuthException", "code": 400, "error_message": message}, 400)
+
+    async def token(self, request):
+        form = await read_form(request)
+        fault = await self.gate("token")
+        if fault is not None:
+            return fault
+        bad = check_client(self, client_auth(request, form), ("body",))
+        if bad in ("method", "client_id"):
+            return self.ig_error("Invalid platform app")
+        if bad == "secret":
+            return self.ig_error("Error validating client secret.")
+        if form.get("grant_type") != "authorization_code":
+            return self.ig_error("Invalid grant_type")
+        code, reason = redeem(self, form.get("code"), client_id=form.get("client_id"),
+                              redirect_uri=form.get("redirect_uri"))
+        if reason == "redirect":
+            return self.ig_error("Error validating verification code. Please make sure your redirect_uri is "
+                                 "identical to the one you used in the OAuth dialog request")
+        if reason == "expired":
+            return self.ig_error("This authorization code has expired.")
+        if reason != "ok":
+            return self.ig_error("Matching code was not found or was already used")
+        grant = grant_for(self, code)
+        token = self.issue(grant, "access", SHORT_IG, value="IGAA" + secrets.token_urlsafe(40), long=False)
+        return token_response({"access_token": token.value, "user_id": int(self.account["id"]),
+                               "permissions": list(grant.scope)})
+
+    async def exchange(self, request):
+        q = request.query
+        fault = await self.gate("exchange")
+        if fault is not None:
+            return fault
+        if q.get("grant_type") != "ig_exchange_token":
+            return graph_error("Unsupported grant_type", 100)
+        if q.get("client_secret") != self.client_secret:
+            return graph_error("Error validating client secret.", 1)
+        token, status = self.status(q.get("access_token"), "access")
+        if status != "ok":
+            return self.token_error(token, status)
+        if token.data.get("long"):
+            return graph_error("Only a short-lived Instagram User access token can be exchanged", 100)
+        new = self.issue(token.grant, "access", LONG_TTL, value="IGAA" + secrets.token_urlsafe(60), long=True)
+        return token_response({"access_token": new.value, "token_type": "bearer", "expires_in": LONG_TTL})
+
+    async def refresh(self, request):
+        q = request.query
+        fault = await self.gate("refresh")
+        if fault is not None:
+            return fault
+        if q.get("grant_type") != "ig_refresh_token":
+            return graph_error("Unsupported grant_type", 100)
+        token, status = self.status(q.get("access_token"), "access")
+        if status != "ok":
+            return self.token_error(token, status)
+        if not token.data.get("long"):
+            return graph_error("Error validating access token: a short-lived token cannot be refreshed; "
+                               "exchange it for a long-lived token first", 190)
+        age = self.now() - token.issued
+        if age < DAY:
+            hours = math.floor(age / 3600)
+            return graph_error(f"Error validating access token: the long-lived token is {hours} h old; "
+                               "it can be refreshed once it is at least 24 hours old", 190)
+        new = self.issue(token.grant, "access", LONG_TTL, value="IGAA" + secrets.token_urlsafe(60), long=True)
+        return token_response({"access_token": new.value, "token_type": "bearer", "expires_in": LONG_TTL})
+
+
+class Facebook(Graph):
+    NAME = "FACEBOOK"
+    URLS = {
+        "AUTH": "www.facebook.com/v22.0/dialog/oauth",
+        "TOKEN": "graph.facebook.com/v22.0/oauth/access_token",
+        "API": "graph.facebook.com/v22.0",
+        "REVOKE": "graph.facebook.com/v22.0/me/permissions",
+    }
+    ROUTES = (
+        ("GET", r"www\.facebook\.com/v\d+\.\d+/dialog/oauth", "authorize"),
+        ("GET|POST", rf"graph\.facebook\.com/{VERSION}oauth/access_token", "token"),
+        ("GET", rf"graph\.facebook\.com/{VERSION}me", "me"),
+        ("DELETE", rf"graph\.facebook\.com/{VERSION}me/permissions", "revoke"),
+    )
+    ACCOUNT = {"id": "10223456789012345", "name": "Demo Person"}
+    SPEC = AuthorizeSpec(response_type_optional=True, scope_sep="either", scope_required=False, pkce="optional")
+
+    async def authorize(self, request):
+        return await authorize(self, request, self.SPEC, deny_params=self.deny)
+
+    async def token(self, request):
+        params = dict(request.query)
+        params.update(await read_form(request))
+        exchange = params.get("grant_type") == "fb_exchange_token"
+        fault = await self.gate("exchange" if exchange else "token")
+        if fault is not None:
+            return fault
+        bad = check_client(self, client_auth(request, params), ("body",))
+        if bad == "method" and not params.get("client_id"):
+            return graph_error("Missing client_id parameter.", 101)
+        if bad in ("method", "client_id"):
+            return graph_error("Error validating application. Invalid application ID.", 101)
+        if bad == "secret":
+            return graph_error("Error validating client secret.", 1)
+        if exchange:
+            token, status = self.status(params.get("fb_exchange_token"), "access")
+            if status != "ok":
+                return self.token_error(token, status)
+            new = self.issue(token.grant, "access", LONG_TTL, value="EAAB" + secrets.token_urlsafe(60), long=True)
+            return token_response({"access_token": new.value, "token_type": "bearer", "expires_in": LONG_TTL})
+        if params.get("grant_type") not in (None, "authorization_code"):
+            return graph_error(f"Unsupported grant_type {params.get('grant_type')!r}", 100)
+        code, reason = redeem(self, params.get("code"), client_id=params.get("client_id"),
+                              redirect_uri=params.get("redirect_uri"), verifier=params.get("code_verifier"))
+        if reason == "redirect":
+            return graph_error("Error validating verification code. Please make sure your redirect_uri is "
+                               "identical to the one you used in the OAuth dialog request", 100, subcode=36008)
+        if reason == "used":
+            return graph_error("This authorization code has been used.", 100, subcode=36009)
+        if reason == "expired":
+            return graph_error("This authorization code has expired.", 100, subcode=36007)
+        if reason.startswith("verifier"):
+            return graph_error("Invalid code verifier.", 100)
+        if reason != "ok":
+            return graph_error("Invalid verification code format.", 100)
+        grant = grant_for(self, code)
+        token = self.issue(grant, "access", SHORT_FB, value="EAAB" + secrets.token_urlsafe(40), long=False)
+        return token_response({"access_token": token.value, "token_type": "bearer", "expires_in": SHORT_FB})
+
+    async def revoke(self, request):
+        fault = await self.gate("revoke")
+        if fault is not None:
+            return fault
+        token, status = self.status(self.request_token(request), "access")
+        if status != "ok":
+            return self.token_error(token, status)
+        self.kill(token, grant=True)
+        return json_response({"success": True})
+
+
+class MetaAds(Facebook):
+    NAME = "META_ADS"
+    ACCOUNT = {"id": "10229876543210987", "name": "Demo Advertiser"}
+
+    def rate_limited(self, endpoint, retry_after):
+        minutes = max(1, math.ceil(retry_after / 60))
+        usage = {"act_1234567890": [{"type": "ads_management", "call_count": 100, "total_cputime": 40,
+                                     "total_time": 60, "estimated_time_to_regain_access": minutes}]}
+        return graph_error("(#17) User request limit reached", 17, status=400, subcode=2446079,
+                           headers={"X-Business-Use-Case-Usage": json.dumps(usage)}, is_transient=True)

@@ -1,0 +1,326 @@
+"""Payments: STRIPE (Connect OAuth, Standard accounts) and PAYPAL (Log in with PayPal).
+
+STRIPE quirks enforced:
+- ``client_id`` is the platform's ``ca_…``; ``scope`` is read_write or
+  read_only (default); codes are ``ac_…``;
+- the token request authenticates with the platform secret key ``sk_…``, as
+  ``client_secret`` in the body or as the HTTP Basic user (or Bearer);
+  redirect_uri is not checked there;
+- reusing a code fails AND revokes every token issued with it, as Stripe says
+  ("All tokens issued with this code have been revoked.");
+- access tokens never expire; refresh returns a new access token with the
+  same refresh token; ``/oauth/deauthorize`` (client_id + stripe_user_id)
+  disconnects the account;
+- ``/v1/account`` takes the connected account's token as Bearer (or Basic),
+  or the platform key plus ``Stripe-Account``; errors and throttling are
+  ``{"error":{type, code, message}}``.
+
+PAYPAL quirks enforced:
+- the token and terminate endpoints require HTTP Basic (body credentials:
+  401 ``invalid_client``); redirect_uri is not part of the token request;
+- refresh returns a new access token only: the refresh token stays the same
+  and is not repeated in the response;
+- userinfo needs ``schema=openid`` (or ``paypalv1.1`` on the oauth2 path);
+  throttling is 429 ``RATE_LIMIT_REACHED``.
+
+``account``: STRIPE the Account object (its ``id`` is the stripe_user_id);
+PAYPAL the OpenID userinfo object.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+from aiohttp import web
+
+from .base import Provider
+from .oauth2 import (
+    AuthorizeSpec,
+    auth_header,
+    authorize,
+    basic_credentials,
+    check_client,
+    client_auth,
+    grant_for,
+    json_response,
+    read_form,
+    redeem,
+    revoke_token,
+    token_response,
+)
+
+
+def _alnum(n: int) -> str:
+    return "".join(secrets.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") for _ in range(n))
+
+
+class Stripe(Provider):
+    NAME = "STRIPE"
+    URLS = {
+        "AUTH": "connect.stripe.com/oauth/authorize",
+        "TOKEN": "connect.stripe.com/oauth/token",
+        "API": "api.stripe.com",
+        "REVOKE": "connect.stripe.com/oauth/deauthorize",
+    }
+    ROUTES = (
+        ("GET", r"connect\.stripe\.com/(?:express/)?oauth/authorize", "authorize"),
+        ("POST", r"connect\.stripe\.com/oauth/token", "token"),
+        ("POST", r"connect\.stripe\.com/oauth/deauthorize", "deauthorize"),
+        ("GET", r"api\.stripe\.com/v1/account", "account_info"),
+    )
+    ACCOUNT = {"id": "acct_1DemoConnected0", "object": "account", "email": "merchant@example.com",
+               "country": "US", "business_profile": {"name": "Demo Merchant"},
+               "settings": {"dashboard": {"display_name": "Demo Merchant"}}, "charges_enabled": True}
+    SPEC = AuthorizeSpec(scope_sep=" ", scope_required=False, pkce="none",
+                         allowed_scopes=frozenset({"read_write", "read_only"}))
+
+    def make_client_id(self) -> str:
+        return "ca_" + _alnum(32)
+
+    def make_client_secret(self) -> str:
+        return "sk_test_" + _alnum(48)
+
+    def rate_limited(self, endpoint, retry_after):
+        return json_response({"error": {"code": "rate_limit", "type": "invalid_request_error", "message": (
+            "Too many requests hit the API too quickly. We recommend an exponential backoff of your requests.")}},
+            429)
+
+    def _secret_key(self, request, form) -> str | None:
+        basic = basic_credentials(request)
+        if basic:
+            return basic[0]
+        return form.get("client_secret") or auth_header(request)
+
+    def _key_error(self, key):
+        if not key:
+            return token_response({"error": "invalid_client", "error_description": (
+                "No authentication was provided. Send your secret API key using the Authorization header, or as "
+                "a client_secret POST parameter.")}, 401)
+        if key != self.client_secret:
+            return token_response({"error": "invalid_client",
+                                   "error_description": f"Invalid API Key provided: {_masked(key)}"}, 401)
+        return None
+
+    async def authorize(self, request):
+        return await authorize(self, request, self.SPEC)
+
+    async def token(self, request):
+        form = await read_form(request)
+        grant_type = form.get("grant_type")
+        fault = await self.gate("refresh" if grant_type == "refresh_token" else "token")
+        if fault is not None:
+            return fault
+        error = self._key_error(self._secret_key(request, form))
+        if error is not None:
+            return error
+        if grant_type == "refresh_token":
+            refresh, status = self.status(form.get("refresh_token"), "refresh")
+            if status != "ok":
+                return self._grant_error(f"Refresh token does not exist: {form.get('refresh_token')}")
+            return self._tokens(refresh.grant, refresh)
+        if grant_type != "authorization_code":
+            return token_response({"error": "unsupported_grant_type",
+                                   "error_description": f"Unsupported grant type: {grant_type}"}, 400)
+        value = form.get("code")
+        code, reason = redeem(self, value, client_id=self.client_id, check_redirect=False)
+        if reason == "used":
+            if code.grant is not None:
+                self.kill_grant(code.grant)
+            return self._grant_error("This authorization code has already been used. All tokens issued with this "
+                                     "code have been revoked.")
+        if reason == "expired":
+            return self._grant_error(f"Authorization code expired: {value}")
+        if reason != "ok":
+            return self._grant_error(f"Authorization code does not exist: {value}")
+        grant = grant_for(self, code, account=self.account["id"])
+        grant.scope = code.scope[:1] or ["read_only"]  # Standard accounts default to read_only
+        refresh = self.issue(grant, "refresh", None, value="rt_" + _alnum(40))
+        return self._tokens(grant, refresh)
+
+    def kill_grant(self, grant):
+        with self.lock:
+            grant.alive = False
+
+    @staticmethod
+    def _grant_error(description):
+        return token_response({"error": "invalid_grant", "error_description": description}, 400)
+
+    def _tokens(self, grant, refresh):
+        access = self.issue(grant, "access", None, value="sk_test_" + _alnum(48))
+        return token_response({"access_token": access.value, "livemode": False, "refresh_token": refresh.value,
+                               "token_type": "bearer", "stripe_publishable_key": "pk_test_" + _alnum(48),
+                               "stripe_user_id": grant.data["account"], "scope": grant.scope[0]})
+
+    async def deauthorize(self, request):
+        form = await read_form(request)
+        fault = await self.gate("revoke")
+        if fault is not None:
+            return fault
+        error = self._key_error(self._secret_key(request, form))
+        if error is not None:
+            return error
+        account = form.get("stripe_user_id")
+        with self.lock:
+            grants = [g for g in self.grants if g.alive and g.data.get("account") == account]
+        if form.get("client_id") != self.client_id or not grants:
+            return token_response({"error": "invalid_client", "error_description": (
+                f"This application is not connected to stripe account {account}, or that account does not "
+                "exist.")}, 401)
+        for grant in grants:
+            self.kill_grant(grant)
+        return json_response({"stripe_user_id": account})
+
+    async def account_info(self, request):
+        fault = await self.gate("whoami")
+        if fault is not None:
+            return fault
+        basic = basic_credentials(request)
+        key = basic[0] if basic else auth_header(request)
+        if not key:
+            return _api_error(401, "You did not provide an API key. You need to provide your API key in the "
+                                   "Authorization header, using Bearer auth (e.g. 'Authorization: Bearer "
+                                   "YOUR_SECRET_KEY').")
+        if key == self.client_secret and request.headers.get("Stripe-Account"):
+            with self.lock:
+                connected = any(g.alive and g.data.get("account") == request.headers["Stripe-Account"]
+                                for g in self.grants)
+            if not connected:
+                return _api_error(403, "The provided key does not have access to account "
+                                       f"'{request.headers['Stripe-Account']}' (or that account does not exist).",
+                                  code="account_invalid")
+            return json_response(dict(self.account))
+        _token, status = self.status(key, "access")
+        if status in ("revoked", "expired"):
+            return _api_error(401, f"Expired API Key provided: {_masked(key)}", code="api_key_expired")
+        if status != "ok":
+            return _api_error(401, f"Invalid API Key provided: {_masked(key)}")
+        return json_response(dict(self.account))
+
+
+def _masked(key: str) -> str:
+    prefix = key[:8] if key.startswith("sk_") else key[:3]
+    return f"{prefix}{'*' * 12}{key[-4:]}"
+
+
+def _api_error(status: int, message: str, code: str | None = None) -> web.Response:
+    error = {"message": message, "type": "invalid_request_error"}
+    if code:
+        error["code"] = code
+    return json_response({"error": error}, status, {"WWW-Authenticate": 'Basic realm="Stripe"'} if status == 401
+                         else None)
+
+
+class PayPal(Provider):
+    NAME = "PAYPAL"
+    URLS = {
+        "AUTH": "www.paypal.com/signin/authorize",
+        "TOKEN": "api-m.paypal.com/v1/oauth2/token",
+        "API": "api-m.paypal.com",
+        "REVOKE": "api-m.paypal.com/v1/oauth2/token/terminate",
+    }
+    WEB = r"www\.(?:sandbox\.)?paypal\.com"
+    API = r"api-m\.(?:sandbox\.)?paypal\.com"
+    ROUTES = (
+        ("GET", rf"{WEB}/signin/authorize|{WEB}/connect/?", "authorize"),
+        ("POST", rf"{API}/v1/oauth2/token", "token"),
+        ("POST", rf"{API}/v1/oauth2/token/terminate", "terminate"),
+        ("GET", rf"{API}/v1/identity/(?P<flavour>openidconnect|oauth2)/userinfo", "userinfo"),
+    )
+    ACCESS_TTL = 28800
+    ACCOUNT = {"user_id": "https://www.paypal.com/webapps/auth/identity/user/mWq6_1sU85v5EG9yHdPxJRrhGHrnMJ-1PQKtX6pcsmA",
+               "sub": "https://www.paypal.com/webapps/auth/identity/user/mWq6_1sU85v5EG9yHdPxJRrhGHrnMJ-1PQKtX6pcsmA",
+               "name": "Demo Buyer", "email": "buyer@example.com", "payer_id": "WDJJHEBZ4X2LY"}
+    SPEC = AuthorizeSpec(scope_sep=" ", pkce="none")
+
+    def make_client_id(self) -> str:
+        return "A" + _alnum(79)
+
+    def make_client_secret(self) -> str:
+        return "E" + _alnum(79)
+
+    def rate_limited(self, endpoint, retry_after):
+        return json_response({"name": "RATE_LIMIT_REACHED", "message": "Too many requests. Blocked due to rate "
+                              "limiting.", "debug_id": secrets.token_hex(7),
+                              "information_link": "https://developer.paypal.com/api/rest/reference/rate-limiting/"},
+                             429)
+
+    async def authorize(self, request):
+        return await authorize(self, request, self.SPEC)
+
+    def _client_error(self, request, form):
+        if check_client(self, client_auth(request, form), ("basic",)):
+            return token_response({"error": "invalid_client", "error_description": "Client Authentication failed"},
+                                  401)
+        return None
+
+    def _access(self, grant, refresh=None):
+        access = self.issue(grant, "access", self.ACCESS_TTL, value="A21AA" + secrets.token_urlsafe(80))
+        nonce = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + secrets.token_urlsafe(32)
+        body = {"token_type": "Bearer", "expires_in": self.ACCESS_TTL}
+        if refresh is not None:
+            body["refresh_token"] = refresh.value
+        body.update({"access_token": access.value, "scope": " ".join(grant.scope), "nonce": nonce})
+        return token_response(body)
+
+    async def token(self, request):
+        form = await read_form(request)
+        grant_type = form.get("grant_type")
+        fault = await self.gate("refresh" if grant_type == "refresh_token" else "token")
+        if fault is not None:
+            return fault
+        error = self._client_error(request, form)
+        if error is not None:
+            return error
+        if grant_type == "authorization_code":
+            code, reason = redeem(self, form.get("code"), client_id=self.client_id, check_redirect=False)
+            if reason != "ok":
+                return token_response({"error": "invalid_grant", "error_description": "Invalid authorization code"},
+                                      400)
+            grant = grant_for(self, code)
+            return self._access(grant, self.issue(grant, "refresh", None, value="R23AA" + secrets.token_urlsafe(80)))
+        if grant_type == "refresh_token":
+            refresh, status = self.status(form.get("refresh_token"), "refresh")
+            if status != "ok":
+                return token_response({"error": "invalid_grant", "error_description": "Invalid refresh token"}, 400)
+            return self._access(refresh.grant)
+        return token_response({"error": "unsupported_grant_type",
+                               "error_description": f"Grant type {grant_type} is not supported"}, 400)
+
+    async def terminate(self, request):
+        form = await read_form(request)
+        fault = await self.gate("revoke")
+        if fault is not None:
+            return fault
+        error = self._client_error(request, form)
+        if error is not None:
+            return error
+        token, _status = self.status(form.get("token"), ("access", "refresh"))
+        if token is not None:
+            revoke_token(self, token)
+        return web.Response(status=200)
+
+    async def userinfo(self, request, flavour):
+        fault = await self.gate("whoami")
+        if fault is not None:
+            return fault
+        value = auth_header(request)
+        if not value:
+            return json_response({"name": "AUTHENTICATION_FAILURE", "message": (
+                "Authentication failed due to invalid authentication credentials or a missing Authorization "
+                "header."), "links": [{"href": "https://developer.paypal.com/docs/api/overview/#error",
+                                       "rel": "information_link"}]}, 401)
+        _token, status = self.status(value, "access")
+        if status != "ok":
+            return json_response({"error": "invalid_token", "error_description": "Access Token not found in cache"},
+                                 401)
+        expected = "openid" if flavour == "openidconnect" else "paypalv1.1"
+        if request.query.get("schema") != expected:
+            return json_response({"name": "INVALID_REQUEST", "message": f"schema must be {expected}",
+                                  "debug_id": secrets.token_hex(7)}, 400)
+        acc = self.account
+        if flavour == "oauth2":
+            return json_response({"user_id": acc.get("user_id"), "name": acc.get("name"),
+                                  "payer_id": acc.get("payer_id"),
+                                  "emails": [{"value": acc.get("email"), "primary": True, "confirmed": True}]})
+        return json_response(dict(acc))

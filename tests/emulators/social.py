@@ -1,0 +1,386 @@
+"""X (TWITTER, OAuth 2.0 with PKCE), LINKEDIN and DISCORD.
+
+TWITTER quirks enforced:
+- PKCE (S256) is required at authorize; the token endpoint requires HTTP
+  Basic (credentials in the body answer 401 ``unauthorized_client``);
+- a refresh_token only with the ``offline.access`` scope; refresh tokens are
+  single-use, reuse answers 400 ``invalid_request`` "Value passed for the token
+  was invalid." and, as X reportedly does, kills the whole token family
+  (``reuse_kills_family``, default True);
+- ``/2/users/me`` needs ``tweet.read`` and ``users.read``; 401/403/429 are
+  problem+json style; 429 carries ``x-rate-limit-*`` (reset is epoch seconds).
+
+LINKEDIN quirks enforced:
+- no PKCE, client credentials in the body only;
+- the token response lists scopes comma-separated; refresh returns the SAME
+  refresh token with ``refresh_token_expires_in`` counting down from the
+  original 365 days (never extended);
+- ``/v2/userinfo`` (OIDC) needs the ``openid`` scope; errors are
+  ``{serviceErrorCode, message, status}``.
+
+DISCORD quirks enforced:
+- PKCE optional, S256 only, verifier 43-128 chars; credentials Basic or body;
+- refresh tokens are single-use (reuse: 400 ``{"error":"invalid_grant"}``);
+- revoking either token revokes the authorization;
+- 429 carries Retry-After, ``X-RateLimit-*`` and a JSON ``retry_after`` float.
+
+``account``: TWITTER the ``data`` user object, LINKEDIN the userinfo object,
+DISCORD the user object.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+from .base import Provider
+from .oauth2 import (
+    AuthorizeSpec,
+    auth_header,
+    authorize,
+    check_client,
+    client_auth,
+    grant_for,
+    json_response,
+    read_form,
+    redeem,
+    revoke_token,
+    rotate,
+    token_response,
+)
+
+
+class Twitter(Provider):
+    NAME = "TWITTER"
+    URLS = {
+        "AUTH": "x.com/i/oauth2/authorize",
+        "TOKEN": "api.x.com/2/oauth2/token",
+        "API": "api.x.com",
+        "REVOKE": "api.x.com/2/oauth2/revoke",
+    }
+    ROUTES = (
+        ("GET", r"(?:x|twitter)\.com/i/oauth2/authorize", "authorize"),
+        ("POST", r"api\.(?:x|twitter)\.com/2/oauth2/token", "token"),
+        ("POST", r"api\.(?:x|twitter)\.com/2/oauth2/revoke", "revoke"),
+        ("GET", r"api\.(?:x|twitter)\.com/2/users/me", "me"),
+    )
+    ACCOUNT = {"id": "1460000000000000000", "name": "Demo Poster", "username": "demoposter"}
+    SPEC = AuthorizeSpec(scope_sep=" ", pkce="required")
+    ACCESS_TTL = 7200
+    reuse_kills_family = True
+
+    def make_client_id(self) -> str:
+        return secrets.token_urlsafe(26)[:34]
+
+    def make_client_secret(self) -> str:
+        return secrets.token_urlsafe(38)
+
+    def reset(self) -> None:
+        super().reset()
+        self.reuse_kills_family = True
+
+    @staticmethod
+    def problem(status: int, title: str, detail: str, headers: dict | None = None):
+        return json_response({"title": title, "type": "about:blank", "status": status, "detail": detail},
+                             status, headers)
+
+    def rate_limited(self, endpoint, retry_after):
+        headers = {"x-rate-limit-limit": "75", "x-rate-limit-remaining": "0",
+                   "x-rate-limit-reset": str(int(time.time() + retry_after))}
+        return self.problem(429, "Too Many Requests", "Too Many Requests", headers)
+
+    @staticmethod
+    def invalid(description: str = "Value passed for the token was invalid."):
+        return token_response({"error": "invalid_request", "error_description": description}, 400)
+
+    async def authorize(self, request):
+        return await authorize(self, request, self.SPEC)
+
+    def _client_error(self, request, form):
+        if check_client(self, client_auth(request, form), ("basic",)):
+            return token_response({"error": "unauthorized_client",
+                                   "error_description": "Missing valid authorization header"}, 401)
+        return None
+
+    async def token(self, request):
+        form = await read_form(request)
+        grant_type = form.get("grant_type")
+        fault = await self.gate("refresh" if grant_type == "refresh_token" else "token")
+        if fault is not None:
+            return fault
+        error = self._client_error(request, form)
+        if error is not None:
+            return error
+        if grant_type == "authorization_code":
+            code, reason = redeem(self, form.get("code"), client_id=self.client_id,
+                                  redirect_uri=form.get("redirect_uri"), verifier=form.get("code_verifier"))
+            if reason == "redirect":
+                return self.invalid("Value passed for the redirect uri did not match the uri of the authorization "
+                                    "code.")
+            if reason.startswith("verifier"):
+                return self.invalid("Value passed for the code verifier was invalid.")
+            if reason != "ok":
+                return self.invalid()
+            grant = grant_for(self, code)
+            refresh = None
+            if "offline.access" in grant.scope:
+                refresh = self.issue(grant, "refresh", None)
+        elif grant_type == "refresh_token":
+            old, status = self.status(form.get("refresh_token"), "refresh")
+            if status == "rotated" and self.reuse_kills_family:
+                self.kill(old, grant=True)
+            if status != "ok":
+                return self.invalid()
+            grant, refresh = old.grant, rotate(self, old)
+        else:
+            return self.invalid(f"Unsupported grant_type {grant_type!r}.")
+        access = self.issue(grant, "access", self.ACCESS_TTL)
+        body = {"token_type": "bearer", "expires_in": self.ACCESS_TTL, "access_token": access.value,
+                "scope": " ".join(grant.scope)}
+        if refresh is not None:
+            body["refresh_token"] = refresh.value
+        return token_response(body)
+
+    async def revoke(self, request):
+        form = await read_form(request)
+        fault = await self.gate("revoke")
+        if fault is not None:
+            return fault
+        error = self._client_error(request, form)
+        if error is not None:
+            return error
+        token, _status = self.status(form.get("token"), ("access", "refresh"))
+        if token is not None:
+            revoke_token(self, token)
+        return json_response({"revoked": True})
+
+    async def me(self, request):
+        fault = await self.gate("whoami")
+        if fault is not None:
+            return fault
+        token, status = self.status(auth_header(request), "access")
+        if status != "ok":
+            return self.problem(401, "Unauthorized", "Unauthorized")
+        if not {"tweet.read", "users.read"} <= set(token.grant.scope):
+            return self.problem(403, "Forbidden", "Missing scopes: tweet.read and users.read are required.")
+        fields = [f for f in request.query.get("user.fields", "").split(",") if f]
+        user = {k: self.account[k] for k in ("id", "name", "username") if k in self.account}
+        user.update({f: self.account[f] for f in fields if f in self.account})
+        return json_response({"data": user})
+
+
+class LinkedIn(Provider):
+    NAME = "LINKEDIN"
+    URLS = {
+        "AUTH": "www.linkedin.com/oauth/v2/authorization",
+        "TOKEN": "www.linkedin.com/oauth/v2/accessToken",
+        "API": "api.linkedin.com",
+        "REVOKE": "www.linkedin.com/oauth/v2/revoke",
+    }
+    ROUTES = (
+        ("GET", r"www\.linkedin\.com/oauth/v2/authorization", "authorize"),
+        ("POST", r"www\.linkedin\.com/oauth/v2/accessToken", "token"),
+        ("POST", r"www\.linkedin\.com/oauth/v2/revoke", "revoke"),
+        ("POST", r"www\.linkedin\.com/oauth/v2/introspectToken", "introspect"),
+        ("GET", r"api\.linkedin\.com/v2/userinfo", "userinfo"),
+    )
+    ACCOUNT = {"sub": "782bbtaQ", "name": "Demo Member", "given_name": "Demo", "family_name": "Member",
+               "email": "member@example.com", "email_verified": True, "locale": {"country": "US", "language": "en"}}
+    SPEC = AuthorizeSpec(scope_sep=" ", pkce="none")
+    ACCESS_TTL = 5184000
+    REFRESH_TTL = 31536000
+
+    def make_client_id(self) -> str:
+        return secrets.token_hex(7)
+
+    def rate_limited(self, endpoint, retry_after):
+        return json_response({"status": 429, "serviceErrorCode": 101, "code": "TOO_MANY_REQUESTS",
+                              "message": "Resource level throttle APPLICATION DAY limit for calls to this resource "
+                                         "is reached."}, 429)
+
+    async def authorize(self, request):
+        return await authorize(self, request, self.SPEC)
+
+    def _client_error(self, request, form):
+        if check_client(self, client_auth(request, form), ("body",)):
+            return token_response({"error": "invalid_client", "error_description": "Client authentication failed"},
+                                  401)
+        return None
+
+    async def token(self, request):
+        form = await read_form(request)
+        grant_type = form.get("grant_type")
+        fault = await self.gate("refresh" if grant_type == "refresh_token" else "token")
+        if fault is not None:
+            return fault
+        error = self._client_error(request, form)
+        if error is not None:
+            return error
+        if grant_type == "authorization_code":
+            code, reason = redeem(self, form.get("code"), client_id=form.get("client_id"),
+                                  redirect_uri=form.get("redirect_uri"))
+            if reason != "ok":
+                return token_response({"error": "invalid_request", "error_description": (
+                    "Unable to retrieve access token: appid/redirect uri/code verifier does not match authorization "
+                    "code. Or authorization code expired. Or external member binding exists")}, 400)
+            grant = grant_for(self, code)
+            refresh = self.issue(grant, "refresh", self.REFRESH_TTL)
+        elif grant_type == "refresh_token":
+            refresh, status = self.status(form.get("refresh_token"), "refresh")
+            if status != "ok":
+                return token_response({"error": "invalid_grant", "error_description": (
+                    "The provided authorization grant or refresh token is invalid, expired or revoked.")}, 400)
+            grant = refresh.grant
+        else:
+            return token_response({"error": "unsupported_grant_type",
+                                   "error_description": f"grant_type {grant_type!r} is not supported"}, 400)
+        access = self.issue(grant, "access", self.ACCESS_TTL)
+        return token_response({
+            "access_token": access.value, "expires_in": self.ACCESS_TTL, "refresh_token": refresh.value,
+            "refresh_token_expires_in": max(0, round(refresh.expires - self.now())), "scope": ",".join(grant.scope),
+        })
+
+    async def revoke(self, request):
+        form = await read_form(request)
+        fault = await self.gate("revoke")
+        if fault is not None:
+            return fault
+        error = self._client_error(request, form)
+        if error is not None:
+            return error
+        token, _status = self.status(form.get("token"), ("access", "refresh"))
+        if token is not None:
+            revoke_token(self, token)
+        return json_response({})
+
+    async def introspect(self, request):
+        form = await read_form(request)
+        fault = await self.gate("introspect")
+        if fault is not None:
+            return fault
+        error = self._client_error(request, form)
+        if error is not None:
+            return error
+        token, status = self.status(form.get("token"), ("access", "refresh"))
+        if status != "ok":
+            return json_response({"active": False})
+        return json_response({"active": True, "client_id": self.client_id, "authorized_at": int(token.grant.created),
+                              "created_at": int(token.issued), "status": "active", "expires_at": int(token.expires),
+                              "scope": ",".join(token.grant.scope), "auth_type": "3L"})
+
+    async def userinfo(self, request):
+        fault = await self.gate("whoami")
+        if fault is not None:
+            return fault
+        token, status = self.status(auth_header(request), "access")
+        if status != "ok":
+            code, message = {"expired": (65601, "The token used in the request has expired"),
+                             "revoked": (65602, "The token used in the request has been revoked by the user")
+                             }.get(status, (65600, "Invalid access token"))
+            return json_response({"serviceErrorCode": code, "message": message, "status": 401}, 401)
+        if "openid" not in token.grant.scope:
+            return json_response({"serviceErrorCode": 100, "code": "ACCESS_DENIED", "status": 403,
+                                  "message": "Not enough permissions to access: userinfo.GET.NO_VERSION"}, 403)
+        return json_response(dict(self.account))
+
+
+class Discord(Provider):
+    NAME = "DISCORD"
+    URLS = {
+        "AUTH": "discord.com/oauth2/authorize",
+        "TOKEN": "discord.com/api/oauth2/token",
+        "API": "discord.com/api",
+        "REVOKE": "discord.com/api/oauth2/token/revoke",
+    }
+    API = r"discord\.com/api(?:/v\d+)?"
+    ROUTES = (
+        ("GET", rf"discord\.com/oauth2/authorize|{API}/oauth2/authorize", "authorize"),
+        ("POST", rf"{API}/oauth2/token", "token"),
+        ("POST", rf"{API}/oauth2/token/revoke", "revoke"),
+        ("GET", rf"{API}/users/@me", "me"),
+    )
+    ACCOUNT = {"id": "80351110224678912", "username": "demo", "global_name": "Demo User", "avatar": None,
+               "discriminator": "0"}
+    SPEC = AuthorizeSpec(scope_sep=" ", pkce="optional")
+    ACCESS_TTL = 604800
+
+    def make_client_id(self) -> str:
+        return "".join(secrets.choice("0123456789") for _ in range(19))
+
+    def rate_limited(self, endpoint, retry_after):
+        headers = {"Retry-After": str(retry_after), "X-RateLimit-Limit": "5", "X-RateLimit-Remaining": "0",
+                   "X-RateLimit-Reset": f"{time.time() + retry_after:.3f}", "X-RateLimit-Reset-After": f"{retry_after:.3f}",
+                   "X-RateLimit-Bucket": secrets.token_hex(16), "X-RateLimit-Scope": "user"}
+        return json_response({"message": "You are being rate limited.", "retry_after": float(retry_after),
+                              "global": False}, 429, headers)
+
+    async def authorize(self, request):
+        return await authorize(self, request, self.SPEC)
+
+    def _client_error(self, request, form):
+        if check_client(self, client_auth(request, form), ("basic", "body")):
+            return token_response({"error": "invalid_client"}, 401)
+        return None
+
+    @staticmethod
+    def grant_error(description: str | None = None):
+        body = {"error": "invalid_grant"}
+        if description:
+            body["error_description"] = description
+        return token_response(body, 400)
+
+    async def token(self, request):
+        form = await read_form(request)
+        grant_type = form.get("grant_type")
+        fault = await self.gate("refresh" if grant_type == "refresh_token" else "token")
+        if fault is not None:
+            return fault
+        error = self._client_error(request, form)
+        if error is not None:
+            return error
+        if grant_type == "authorization_code":
+            code, reason = redeem(self, form.get("code"), client_id=self.client_id,
+                                  redirect_uri=form.get("redirect_uri"), verifier=form.get("code_verifier"))
+            if reason == "redirect":
+                return self.grant_error('Invalid "redirect_uri" in request.')
+            if reason == "verifier_invalid":
+                return token_response({"error": "invalid_request",
+                                       "error_description": "code_verifier must be 43 to 128 characters"}, 400)
+            if reason.startswith("verifier"):
+                return self.grant_error('Invalid "code_verifier" in request.')
+            if reason != "ok":
+                return self.grant_error('Invalid "code" in request.')
+            grant = grant_for(self, code)
+            refresh = self.issue(grant, "refresh", None)
+        elif grant_type == "refresh_token":
+            old, status = self.status(form.get("refresh_token"), "refresh")
+            if status != "ok":
+                return self.grant_error()
+            grant, refresh = old.grant, rotate(self, old)
+        else:
+            return token_response({"error": "unsupported_grant_type"}, 400)
+        access = self.issue(grant, "access", self.ACCESS_TTL)
+        return token_response({"access_token": access.value, "token_type": "Bearer", "expires_in": self.ACCESS_TTL,
+                               "refresh_token": refresh.value, "scope": " ".join(grant.scope)})
+
+    async def revoke(self, request):
+        form = await read_form(request)
+        fault = await self.gate("revoke")
+        if fault is not None:
+            return fault
+        error = self._client_error(request, form)
+        if error is not None:
+            return error
+        token, _status = self.status(form.get("token"), ("access", "refresh"))
+        if token is not None:
+            self.kill(token, grant=True)
+        return json_response({})
+
+    async def me(self, request):
+        fault = await self.gate("whoami")
+        if fault is not None:
+            return fault
+        token, status = self.status(auth_header(request), "access")
+        if status != "ok" or "identify" not in token.grant.scope:
+            return json_response({"message": "401: Unauthorized", "code": 0}, 401)
+        return json_response(dict(self.account))

@@ -1,0 +1,265 @@
+"""TikTok Login Kit (TIKTOK) and TikTok API for Business (TIKTOK_ADS).
+
+TIKTOK quirks enforced:
+- the client id parameter is ``client_key`` (authorize and token), scopes are
+  comma-separated, web apps use no PKCE (a code_challenge is ignored);
+- token-endpoint errors come back as HTTP 200 (``error_status``; set it to 400
+  to exercise the other behaviour) with ``{error, error_description, log_id}``;
+- refresh rotates: the old refresh token dies once a new one is issued;
+- the API answers ``{"data":..., "error":{"code":"ok",...}}`` and 401
+  ``access_token_invalid``; throttling is 429 ``rate_limit_exceeded``.
+
+TIKTOK_ADS quirks enforced:
+- authorize takes ``app_id``, ``state``, ``redirect_uri`` and redirects with
+  ``auth_code`` AND ``code``; codes live 1 h (TikTok documents 1 h);
+- the token request is a JSON body ``{app_id, secret, auth_code}``; anything
+  else (a form body) is a ``code != 0`` error;
+- every answer is HTTP 200 with ``{code, message, request_id, data}``; errors
+  use code 40002 (parameters), 40101 (app id / secret), 40110 (auth code),
+  40104 (no Access-Token header), 40105 (bad token), 40100 (rate limit);
+- the API wants the ``Access-Token`` header, not ``Authorization: Bearer``;
+- the long-term token never expires and has no refresh token.
+
+``account`` is TIKTOK's ``data.user`` object (filtered by ``fields``) and
+TIKTOK_ADS's ``data`` object; ``advertiser_ids`` and ``scope_ids`` are the
+TIKTOK_ADS token response's lists.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+from aiohttp import web
+
+from .base import Provider
+from .oauth2 import (
+    AuthorizeSpec,
+    auth_header,
+    authorize,
+    check_client,
+    client_auth,
+    grant_for,
+    json_response,
+    log_id,
+    read_form,
+    read_json,
+    redeem,
+    rotate,
+    token_response,
+)
+
+ACCESS_TTL = 86400
+REFRESH_TTL = 31536000
+BASIC_FIELDS = {"open_id", "union_id", "avatar_url", "avatar_url_100", "avatar_large_url", "display_name"}
+
+
+class TikTok(Provider):
+    NAME = "TIKTOK"
+    URLS = {
+        "AUTH": "www.tiktok.com/v2/auth/authorize/",
+        "TOKEN": "open.tiktokapis.com/v2/oauth/token/",
+        "API": "open.tiktokapis.com",
+        "REVOKE": "open.tiktokapis.com/v2/oauth/revoke/",
+    }
+    ROUTES = (
+        ("GET", r"www\.tiktok\.com/v2/auth/authorize/", "authorize"),
+        ("POST", r"open\.tiktokapis\.com/v2/oauth/token/", "token"),
+        ("POST", r"open\.tiktokapis\.com/v2/oauth/revoke/", "revoke"),
+        ("GET", r"open\.tiktokapis\.com/v2/user/info/", "user_info"),
+    )
+    ACCOUNT = {
+        "open_id": "-000OR8pXT0bH1rUQhVA0AHfRGwV6yfJTgRo",
+        "display_name": "Demo Creator",
+        "avatar_url": "https://p16-sign.tiktokcdn.com/demo-avatar.jpeg",
+    }
+    SPEC = AuthorizeSpec(client_param="client_key", scope_sep=",", pkce="none")
+    error_status = 200
+
+    def make_client_id(self) -> str:
+        return "aw" + secrets.token_hex(8)
+
+    def reset(self) -> None:
+        super().reset()
+        self.error_status = 200
+
+    def rate_limited(self, endpoint, retry_after):
+        body = {"error": {"code": "rate_limit_exceeded",
+                          "message": "The API rate limit was exceeded. Please try again later.",
+                          "log_id": log_id()}}
+        return json_response(body, 429, {"x-ratelimit-reset": str(int(time.time() + retry_after))})
+
+    def _error(self, error: str, description: str) -> web.Response:
+        body = {"error": error, "error_description": description, "log_id": log_id()}
+        return token_response(body, self.error_status)
+
+    async def authorize(self, request):
+        return await authorize(self, request, self.SPEC)
+
+    async def token(self, request):
+        form = await read_form(request)
+        grant_type = form.get("grant_type")
+        fault = await self.gate("refresh" if grant_type == "refresh_token" else "token")
+        if fault is not None:
+            return fault
+        if not form:
+            return self._error("invalid_request", "The request parameters are malformed.")
+        bad = check_client(self, client_auth(request, form, "client_key"), ("body",))
+        if bad:
+            return self._error("invalid_client", "Client key or secret is incorrect.")
+        if grant_type == "authorization_code":
+            code, reason = redeem(self, form.get("code"), client_id=form.get("client_key"),
+                                  redirect_uri=form.get("redirect_uri"))
+            if reason == "redirect":
+                return self._error("invalid_grant", "Redirect URI does not match the authorization request.")
+            if reason != "ok":
+                return self._error("invalid_grant", "Authorization code is expired or invalid.")
+            grant = grant_for(self, code, open_id=self.account.get("open_id"))
+            refresh = self.issue(grant, "refresh", REFRESH_TTL, value="rft." + secrets.token_hex(30))
+        elif grant_type == "refresh_token":
+            old, status = self.status(form.get("refresh_token"), "refresh")
+            if status != "ok":
+                return self._error("invalid_grant", "Refresh token is invalid or expired.")
+            refresh = rotate(self, old, REFRESH_TTL, value="rft." + secrets.token_hex(30))
+            grant = old.grant
+        else:
+            return self._error("unsupported_grant_type", f"Unsupported grant_type {grant_type!r}.")
+        access = self.issue(grant, "access", ACCESS_TTL, value="act." + secrets.token_hex(30))
+        return token_response({
+            "access_token": access.value,
+            "expires_in": ACCESS_TTL,
+            "open_id": grant.data.get("open_id"),
+            "refresh_expires_in": REFRESH_TTL,
+            "refresh_token": refresh.value,
+            "scope": ",".join(grant.scope),
+            "token_type": "Bearer",
+        })
+
+    async def revoke(self, request):
+        form = await read_form(request)
+        fault = await self.gate("revoke")
+        if fault is not None:
+            return fault
+        if check_client(self, client_auth(request, form, "client_key"), ("body",)):
+            return self._error("invalid_client", "Client key or secret is incorrect.")
+        token, _status = self.status(form.get("token"), ("access", "refresh"))
+        if token is None:
+            return self._error("invalid_request", "The token is invalid.")
+        self.kill(token, grant=True)
+        return web.Response(status=200)
+
+    async def user_info(self, request):
+        fault = await self.gate("whoami")
+        if fault is not None:
+            return fault
+        token, status = self.status(auth_header(request), "access")
+        if status != "ok":
+            return self._api_error(401, "access_token_invalid",
+                                   "The access token is invalid or not found in the request.")
+        fields = [f for f in request.query.get("fields", "").split(",") if f]
+        if not fields:
+            return self._api_error(400, "invalid_params", "fields is required")
+        if "user.info.basic" not in token.grant.scope:
+            return self._api_error(401, "scope_not_authorized",
+                                   "The user did not authorize the scope required for completing this request.")
+        if not set(fields) <= BASIC_FIELDS | set(self.account):
+            return self._api_error(400, "invalid_params", f"invalid fields {fields}")
+        user = {f: self.account[f] for f in fields if f in self.account}
+        return json_response({"data": {"user": user}, "error": {"code": "ok", "message": "", "log_id": log_id()}})
+
+    def _api_error(self, status: int, code: str, message: str) -> web.Response:
+        return json_response({"data": {}, "error": {"code": code, "message": message, "log_id": log_id()}}, status)
+
+
+class TikTokAds(Provider):
+    NAME = "TIKTOK_ADS"
+    URLS = {
+        "AUTH": "business-api.tiktok.com/portal/auth",
+        "TOKEN": "business-api.tiktok.com/open_api/v1.3/oauth2/access_token/",
+        "API": "business-api.tiktok.com",
+        "REVOKE": "business-api.tiktok.com/open_api/v1.3/oauth2/revoke_token/",
+    }
+    ROUTES = (
+        ("GET", r"business-api\.tiktok\.com/portal/auth", "authorize"),
+        ("POST", r"business-api\.tiktok\.com/open_api/v1\.3/oauth2/access_token/", "token"),
+        ("POST", r"business-api\.tiktok\.com/open_api/v1\.3/oauth2/revoke_token/", "revoke"),
+        ("GET", r"business-api\.tiktok\.com/open_api/v1\.3/user/info/", "user_info"),
+    )
+    CODE_TTL = 3600
+    ACCOUNT = {"id": "7012345678901234567", "display_name": "Demo Advertiser", "email": "ads@example.com"}
+    SPEC = AuthorizeSpec(client_param="app_id", response_type=None, scope_sep=None, pkce="none",
+                         code_params=("auth_code", "code"))
+
+    def make_client_id(self) -> str:
+        return "7" + "".join(secrets.choice("0123456789") for _ in range(18))
+
+    def make_client_secret(self) -> str:
+        return secrets.token_hex(20)
+
+    def reset(self) -> None:
+        super().reset()
+        self.advertiser_ids = ["7000000000000000001", "7000000000000000002"]
+        self.scope_ids = [1, 2, 3, 4]
+
+    @staticmethod
+    def envelope(code: int = 0, message: str = "OK", data=None) -> web.Response:
+        return json_response({"code": code, "message": message, "request_id": log_id(),
+                              "data": {} if data is None else data})
+
+    def rate_limited(self, endpoint, retry_after):
+        return self.envelope(40100, "Requests made too frequently. Please try again later.")
+
+    async def authorize(self, request):
+        return await authorize(self, request, self.SPEC)
+
+    async def _json_credentials(self, request, endpoint: str, fields: tuple[str, ...]):
+        body = await read_json(request)
+        fault = await self.gate(endpoint)
+        if fault is not None:
+            return None, fault
+        if body is None:
+            return None, self.envelope(40002, "Parameter error: the request body must be JSON "
+                                              "(Content-Type: application/json).")
+        missing = [f for f in fields if not body.get(f)]
+        if missing:
+            return None, self.envelope(40002, f"Missing required field(s): {', '.join(missing)}.")
+        if str(body["app_id"]) != self.client_id or body["secret"] != self.client_secret:
+            return None, self.envelope(40101, "Invalid parameter values for authentication: "
+                                              "app_id and secret do not match.")
+        return body, None
+
+    async def token(self, request):
+        body, error = await self._json_credentials(request, "token", ("app_id", "secret", "auth_code"))
+        if error is not None:
+            return error
+        code, reason = redeem(self, body["auth_code"], client_id=str(body["app_id"]), check_redirect=False)
+        if reason != "ok":
+            return self.envelope(40110, "The auth_code is invalid, expired or already used. "
+                                        "Please re-authorize and try again with a new auth_code.")
+        grant = grant_for(self, code)
+        access = self.issue(grant, "access", None, value=secrets.token_hex(20))
+        return self.envelope(data={"access_token": access.value, "advertiser_ids": list(self.advertiser_ids),
+                                   "scope": list(self.scope_ids)})
+
+    async def revoke(self, request):
+        body, error = await self._json_credentials(request, "revoke", ("app_id", "secret", "access_token"))
+        if error is not None:
+            return error
+        token, status = self.status(body["access_token"], "access")
+        if status != "ok":
+            return self.envelope(40105, "Access token is incorrect or has been revoked.")
+        self.kill(token, grant=True)
+        return self.envelope()
+
+    async def user_info(self, request):
+        fault = await self.gate("whoami")
+        if fault is not None:
+            return fault
+        value = request.headers.get("Access-Token")
+        if not value:
+            return self.envelope(40104, "Access token is null, you should set it in http header "
+                                        "with key Access-Token.")
+        _token, status = self.status(value, "access")
+        if status != "ok":
+            return self.envelope(40105, "Access token is incorrect or has been revoked.")
+        return self.envelope(data=dict(self.account))
