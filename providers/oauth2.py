@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 import aiohttp
 
 from nexusctl.config import ProviderCredentials
-from nexusctl.errors import OAuthFailed, ProviderError, RefreshFailed
+from nexusctl.errors import OAuthFailed, ProviderError, RateLimited, RefreshFailed
 from providers.http import Reply, call, describe
 from providers.spec import Account, ProviderSpec, TokenSet, expires_at, split_scope
 
@@ -175,7 +175,20 @@ class OAuth2Adapter:
     def is_dead_grant(self, reply: Reply, error: str) -> bool:
         return False
 
+    def rate_limit(self, reply: Reply) -> int | None | bool:
+        """Provider-specific throttling signals besides HTTP 429 (which http.call handles).
+
+        False: not throttled; otherwise the seconds to wait (None when unknown).
+        """
+        return False
+
+    def _check_throttle(self, reply: Reply) -> None:
+        wait = self.rate_limit(reply)
+        if wait is not False:
+            raise RateLimited(f"{self.name}: rate limited by the provider", provider=self.name, retry_after=wait)
+
     def parse_tokens(self, reply: Reply, phase: str, *, secrets: tuple = ()) -> TokenSet:
+        self._check_throttle(reply)
         error = self.token_error(reply)
         if error is not None:
             self.raise_token_error(reply, phase, error, secrets)
@@ -202,6 +215,7 @@ class OAuth2Adapter:
         else:
             headers[header] = tokens.access_token
         reply = await self.http(method, url, headers=headers, secrets=(tokens.access_token,), **kwargs)
+        self._check_throttle(reply)
         if reply.status >= 400:
             raise OAuthFailed(f"{self.name}: the account lookup was refused (HTTP {reply.status})"
                               f"{describe(reply, (tokens.access_token,), ': ')}", provider=self.name)

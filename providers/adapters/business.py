@@ -18,6 +18,12 @@ SALESFORCE_DEFAULT_SESSION = dt.timedelta(hours=2)
 
 
 class Salesforce(OAuth2Adapter):
+    def rate_limit(self, reply):
+        # The org's 24 h API allowance: 403 [{"errorCode": "REQUEST_LIMIT_EXCEEDED", ...}].
+        body = reply.body[0] if isinstance(reply.body, list) and reply.body else reply.body
+        codes = {body.get("errorCode"), body.get("error")} if isinstance(body, dict) else set()
+        return None if reply.status == 403 and "REQUEST_LIMIT_EXCEEDED" in codes else False
+
     def tokens_from(self, body: dict) -> TokenSet:
         tokens = super().tokens_from(body)
         for key, name in (("instance_url", "instanceUrl"), ("id", "identityUrl")):

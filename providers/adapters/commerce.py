@@ -36,6 +36,14 @@ def normalise_shop(value) -> str:
 
 
 class Shopify(OAuth2Adapter):
+    def rate_limit(self, reply):
+        # GraphQL throttling comes as HTTP 200 with errors[].extensions.code == THROTTLED.
+        errors = reply.get("errors") if isinstance(reply.body, dict) else None
+        if isinstance(errors, list) and any(isinstance(e, dict) and (e.get("extensions") or {}).get("code")
+                                            == "THROTTLED" for e in errors):
+            return None
+        return False
+
     def authorization_url(self, state: str, verifier, tenant=None) -> str:
         params = {"client_id": self.creds.client_id or "", "scope": ",".join(self.spec.scopes),
                   "redirect_uri": self.redirect_uri, "state": state}

@@ -11,6 +11,7 @@ the token is dead.
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 from nexusctl.errors import OAuthFailed, ProviderError, RefreshFailed
 from providers.http import describe
@@ -18,6 +19,8 @@ from providers.oauth2 import OAuth2Adapter
 from providers.spec import Account, TokenSet
 
 GRAPH_DEAD_CODES = {"190", "102", "463", "467"}
+# Graph throttling: app (4), user (17), page (32), per-call (613), ads BUC (80000-80014).
+GRAPH_THROTTLE_CODES = {4, 17, 32, 613, *range(80000, 80015)}
 IG_MIN_AGE = dt.timedelta(hours=24)
 
 
@@ -26,6 +29,18 @@ def _now() -> dt.datetime:
 
 
 class _Graph(OAuth2Adapter):
+    def rate_limit(self, reply):
+        if reply.status < 400 or reply.get("error", "code") not in GRAPH_THROTTLE_CODES:
+            return False
+        # The Business Use Case header says when access comes back (minutes).
+        usage = next((v for k, v in reply.headers.items() if k.lower() == "x-business-use-case-usage"), None)
+        try:
+            entries = [e for items in json.loads(usage).values() for e in items] if usage else []
+            minutes = max(int(e.get("estimated_time_to_regain_access") or 0) for e in entries) if entries else 0
+        except (ValueError, TypeError, AttributeError):
+            minutes = 0
+        return minutes * 60 if minutes else None
+
     def is_dead_grant(self, reply, error: str) -> bool:
         return str(reply.get("error", "code", default=error)) in GRAPH_DEAD_CODES
 

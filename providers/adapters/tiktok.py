@@ -53,6 +53,9 @@ class TikTokAds(OAuth2Adapter):
         body = {**self._app(), "auth_code": form.get("code")}
         return await self.http("POST", self.url("TOKEN"), json=body, secrets=secrets + (self._app()["secret"],))
 
+    def rate_limit(self, reply: Reply):
+        return None if reply.get("code") == 40100 else False  # "too many requests", sent with HTTP 200
+
     def token_error(self, reply: Reply) -> str | None:
         if reply.status >= 400 or not isinstance(reply.body, dict):
             return f"HTTP {reply.status}"

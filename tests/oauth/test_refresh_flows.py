@@ -165,13 +165,21 @@ def test_outage_is_provider_error_and_keeps_the_integration(stack, fresh_emulato
     assert stack.api("POST", f"/integrations/{integration}/refresh", user=user).status == 200  # lease released
 
 
-def test_rate_limit_is_429_with_retry_after(stack, fresh_emulators):
-    emu = stack.emulators["DISCORD"]
-    user, integration = connected(stack, "DISCORD")
-    emu.rate_limit_next("refresh", retry_after=30)
+@pytest.mark.parametrize("provider, endpoint, hint", [
+    ("DISCORD", "refresh", True),  # HTTP 429 + Retry-After
+    ("META_ADS", "exchange", True),  # Graph code 17 on HTTP 400, wait in X-Business-Use-Case-Usage
+    ("FACEBOOK", "exchange", False),  # Graph code 4 on HTTP 403, no wait given
+])
+def test_rate_limit_is_429_with_retry_after(stack, fresh_emulators, provider, endpoint, hint):
+    emu = stack.emulators[provider]
+    user, integration = connected(stack, provider)
+    emu.rate_limit_next(endpoint, retry_after=120)
     answer = stack.api("POST", f"/integrations/{integration}/refresh", user=user)
-    assert answer.status == 429 and answer.json()["error"]["code"] == "RATE_LIMITED"
-    assert 1 <= int(answer.headers["Retry-After"]) <= 30
+    assert answer.status == 429 and answer.json()["error"]["code"] == "RATE_LIMITED", answer.text
+    if hint:
+        assert 1 <= int(answer.headers["Retry-After"]) <= 120
+    data = stack.api("GET", f"/integrations/{integration}", user=user).json()["data"]
+    assert data["isActive"] is True  # throttling is not a dead grant
 
 
 def test_someone_elses_integration_cannot_be_refreshed(stack, fresh_emulators):
