@@ -58,11 +58,11 @@ class Stack:
     extra: dict = field(default_factory=dict)
 
     # --- HTTP against the daemon ------------------------------------------
-    def api(self, method: str, path: str, *, user=None, roles=(), body=None, headers=None):
+    def api(self, method: str, path: str, *, user=None, roles=(), body=None, headers=None, base=None):
         hdrs = dict(headers or {})
         if user is not None:
             hdrs["Authorization"] = f"Bearer {token_for(user, *roles)}"
-        return call(method, self.base + path, json_body=body, headers=hdrs)
+        return call(method, (base or self.base) + path, json_body=body, headers=hdrs)
 
     def initiate(self, provider: str, user, **extra):
         body = {"userId": str(user), "provider": provider, "redirectUri": f"{FRONTEND}/connected", **extra}
@@ -87,6 +87,13 @@ class Stack:
     def cli(self, *args, input: str | None = None) -> subprocess.CompletedProcess:
         return subprocess.run([str(NEXUSCTL), *map(str, args)], env=self.env, input=input, capture_output=True,
                               text=True, timeout=60)
+
+    def another_daemon(self):
+        """A second daemon on the same database (and Redis): the scale-out shape. Stop it with .terminate()."""
+        port = _free_port()
+        log_path = self.log_path.with_name(f"daemon-{port}.log")
+        process = _start({**self.env, "PORT": str(port)}, port, log_path)
+        return f"http://127.0.0.1:{port}", process
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

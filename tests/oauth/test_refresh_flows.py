@@ -140,6 +140,33 @@ def test_twenty_concurrent_refreshes_make_one_provider_call(stack, fresh_emulato
     assert len(alive_refresh_tokens(emu)) == 1
 
 
+def test_two_daemons_sharing_the_database_make_one_provider_call(stack, fresh_emulators):
+    emu = stack.emulators["TIKTOK"]
+    user, integration = connected(stack, "TIKTOK")
+    other_base, other = stack.another_daemon()
+    emu.delay("refresh", 1.0)
+    before = emu.calls["refresh"]
+    results, barrier = [], threading.Barrier(16)
+
+    def hit(base):
+        barrier.wait()
+        results.append(stack.api("POST", f"/integrations/{integration}/refresh", user=user, base=base))
+
+    threads = [threading.Thread(target=hit, args=(base,)) for base in [stack.base, other_base] * 8]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    finally:
+        emu.delay("refresh", 0)
+        other.terminate()
+        other.wait(20)
+    assert emu.calls["refresh"] == before + 1
+    assert [r.status for r in results] == [200] * 16, [r.text for r in results if r.status != 200]
+    assert len({r.json()["data"]["expiresAt"] for r in results}) == 1
+
+
 def test_a_dead_grant_deactivates_the_integration(stack, fresh_emulators):
     emu = stack.emulators["TWITTER"]
     user, integration = connected(stack, "TWITTER")
