@@ -7,7 +7,7 @@ from aiohttp import web
 from daemon import models_schema as out
 from daemon.auth import Principal
 from daemon.routing import PRINCIPAL, Route, ok, read_body, read_query
-from daemon.schema import Body, Bool, Int, Obj, Query, Str
+from daemon.schema import Body, Bool, Int, Obj, ProviderName, Query, Str
 from nexusctl.core import connect, integrations, sync_logs
 from nexusctl.core.ids import parse_uuid
 from nexusctl.core.paging import MAX_LIMIT
@@ -92,7 +92,7 @@ ROUTES = [
     Route("GET", "/integrations/providers", providers, "The 20 providers, their capabilities, configured or not",
           "providers", data=out.list_of(out.PROVIDER)),
     Route("GET", "/integrations/user/{userId}", list_for_user, "A user's integrations, newest first", "integrations",
-          query=Query({"provider": Str(enum=PROVIDERS), "isActive": Bool(), **PAGING}), paged=True,
+          query=Query({"provider": ProviderName(), "isActive": Bool(), **PAGING}), paged=True,
           data=out.list_of(out.INTEGRATION), errors=("VALIDATION_ERROR", "INVALID_PROVIDER", "FORBIDDEN")),
     Route("GET", "/integrations/{id}", show, "One integration (never its tokens)", "integrations", data=out.INTEGRATION,
           errors=_ID),

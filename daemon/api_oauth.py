@@ -17,7 +17,7 @@ from aiohttp import web
 from daemon import models_schema as out
 from daemon.middleware import error_body
 from daemon.routing import PRINCIPAL, Route, ok, read_body
-from daemon.schema import Body, Int, Obj, Str
+from daemon.schema import Body, Int, Obj, ProviderName, Str
 from nexusctl.core import connect, refresh
 from nexusctl.core.serializers import integration_to_dict
 from nexusctl.enums import Provider
@@ -28,7 +28,7 @@ NO_LEAK_HEADERS = {"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"
 
 INITIATE = Body({
     "userId": Str(format="uuid"),
-    "provider": Str(enum=PROVIDERS),
+    "provider": ProviderName(),
     "redirectUri": Str(max_length=2048, description="where to send the browser afterwards (allowed origins only)"),
     "metadata": Obj("kept on the integration"),
     "shop": Str(max_length=255, description="SHOPIFY: the shop, e.g. demo.myshopify.com"),
@@ -36,7 +36,7 @@ INITIATE = Body({
 }, required=("userId", "provider", "redirectUri"))
 API_KEY = Body({
     "userId": Str(format="uuid"),
-    "provider": Str(enum=PROVIDERS),
+    "provider": ProviderName(),
     "apiKey": Str(max_length=512, min_length=1),
     "metadata": Obj("kept on the integration"),
 }, required=("userId", "provider", "apiKey"))

@@ -167,3 +167,23 @@ def _described(out: dict, description: str) -> dict:
     if description:
         out["description"] = description
     return out
+
+
+@dataclass(frozen=True)
+class ProviderName:
+    """A provider of the spec's enum, any case; anything else is INVALID_PROVIDER (the spec's code)."""
+
+    description: str = ""
+
+    def check(self, name: str, value: Any) -> str:
+        from nexusctl.enums import Provider
+
+        if not isinstance(value, str):
+            raise UsageProblem(f"{name} must be a string", field=name)
+        return Provider.parse(value).value
+
+    def openapi(self) -> dict:
+        from nexusctl.enums import Provider
+
+        return _described({"type": "string", "enum": [p.value for p in Provider],
+                           "description": "case-insensitive"}, self.description)

@@ -140,6 +140,8 @@ def test_initiate_bad_input(stack):
     for body, status, mention in cases:
         answer = stack.api("POST", "/integrations/oauth/initiate", user=user, body=body)
         assert answer.status == status and mention in answer.json()["error"]["message"], (body, answer.text)
+        if body.get("provider") == "MYSPACE":
+            assert answer.json()["error"]["code"] == "INVALID_PROVIDER"
     other = stack.api("POST", "/integrations/oauth/initiate", user=uuid.uuid4(), body=ok_body)
     assert other.status == 403
     service = stack.api("POST", "/integrations/oauth/initiate", user="content-service", roles=("service",),
