@@ -103,10 +103,11 @@ async def refresh_tokens(request: web.Request) -> web.Response:
 ROUTES = [
     Route("POST", "/integrations/oauth/initiate", initiate, "Start connecting a provider account", "oauth",
           body=INITIATE, data=out.INITIATED,
-          errors=("VALIDATION_ERROR", "INVALID_PROVIDER", "PROVIDER_NOT_CONFIGURED", "FORBIDDEN", "PAYLOAD_TOO_LARGE")),
+          errors=("VALIDATION_ERROR", "INVALID_PROVIDER", "PROVIDER_NOT_CONFIGURED", "FORBIDDEN", "PAYLOAD_TOO_LARGE",
+                  "DATABASE_UNAVAILABLE")),
     Route("GET", "/integrations/oauth/callback/{provider}", oauth_callback,
           "Where the provider sends the browser back; redirects to the caller's redirectUri", "oauth", public=True,
-          status=302, envelope=False, errors=("OAUTH_FAILED", "INVALID_PROVIDER")),
+          status=302, envelope=False, errors=("OAUTH_FAILED", "INVALID_PROVIDER", "DATABASE_UNAVAILABLE")),
     Route("POST", "/integrations/oauth/callback/{provider}/keys", woocommerce_keys,
           "WooCommerce delivers the granted REST keys here (server to server)", "oauth", public=True, body=KEYS,
           data=out.RECEIVED, errors=("VALIDATION_ERROR", "OAUTH_FAILED", "INVALID_PROVIDER", "PAYLOAD_TOO_LARGE")),

@@ -74,3 +74,14 @@ async def test_woocommerce_key_delivery_with_an_unknown_state_is_refused(api):
     assert "cs_y" not in await answer.text()
     wrong = await api.post("/integrations/oauth/callback/slack/keys", json=body)
     assert wrong.status == 400
+
+
+async def test_an_unreachable_redis_is_a_clear_503(db_url, aiohttp_client, monkeypatch):
+    monkeypatch.setenv("DISCORD_CLIENT_ID", "123")
+    monkeypatch.setenv("DISCORD_CLIENT_SECRET", "s3cr3t-value")
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:9/0")
+    api = await aiohttp_client(create_app(config.load()))
+    body = {"userId": str(USER), "provider": "DISCORD", "redirectUri": "http://localhost:3000/x"}
+    answer = await api.post("/integrations/oauth/initiate", json=body, headers=headers())
+    payload = await answer.json()
+    assert answer.status == 503 and "REDIS_URL" in payload["error"]["message"]
