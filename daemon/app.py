@@ -6,7 +6,7 @@ import logging
 
 from aiohttp import web
 
-from daemon import api_integrations, api_oauth
+from daemon import api_integrations, api_oauth, api_webhooks
 from daemon.auth import TokenVerifier
 from daemon.dbexec import DbExecutor
 from daemon.health import health, ready
@@ -24,7 +24,8 @@ SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", DbExecutor)
 REDIS = web.AppKey("redis", object)
 VERIFIER = web.AppKey("verifier", TokenVerifier)
-SERVICES = web.AppKey("services", object)  # nexusctl.core.connect.Services: what flows need
+SERVICES = web.AppKey("services", object)
+WORKER = web.AppKey("worker", object)  # daemon.delivery.DeliveryWorker  # nexusctl.core.connect.Services: what flows need
 MAX_BODY_BYTES = 1024 * 1024
 
 ROUTES = [
@@ -32,6 +33,7 @@ ROUTES = [
     Route("GET", "/ready", ready, "Database reachable and migrated, Redis reachable when configured", "health",
           public=True, data=HEALTH, errors=("NOT_READY",)),
     *api_oauth.ROUTES,
+    *api_webhooks.ROUTES,  # before /integrations/{id}: /integrations/webhooks is not an id
     *api_integrations.ROUTES,
 ]
 ROUTES += [
@@ -51,6 +53,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_redis)
     app.cleanup_ctx.append(_services)
+    app.cleanup_ctx.append(_delivery_worker)
     add_routes(app, ROUTES)
     return app
 
@@ -88,3 +91,13 @@ async def _services(app: web.Application):
     app[SERVICES] = Services(app[SETTINGS], keyring_from_settings(app[SETTINGS]), session, app[DB].run, app[REDIS])
     yield
     await session.close()
+
+
+async def _delivery_worker(app: web.Application):
+    from daemon.delivery import DeliveryWorker
+
+    worker = DeliveryWorker(app[SETTINGS], app[DB], app[SERVICES].keyring, app[METRICS])
+    await worker.start()
+    app[WORKER] = worker
+    yield
+    await worker.stop()

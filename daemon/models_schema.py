@@ -69,6 +69,48 @@ PROVIDER = _obj({
     "configured": {"type": "boolean"},
 })
 
+WEBHOOK = _obj({
+    "id": _UUID,
+    "integrationId": _UUID,
+    "url": {"type": "string"},
+    "events": {"type": "array", "items": {"type": "string"}},
+    "isActive": {"type": "boolean"},
+    "lastTriggeredAt": _TIME,
+    "metadata": {"type": "object"},
+    "disabledReason": {"type": ["string", "null"]},
+    "createdAt": _TIME,
+    "updatedAt": _TIME,
+})
+WEBHOOK_WITH_SECRET = {**WEBHOOK, "required": [*WEBHOOK["required"], "secret"],
+                       "properties": {**WEBHOOK["properties"], "secret": {"type": "string", "pattern": "^whsec_"}}}
+WEBHOOK_DELETED = _obj({"id": _UUID, "deleted": {"type": "boolean"}, "deliveriesDeleted": {"type": "integer"}})
+ATTEMPT = _obj({
+    "number": {"type": "integer"},
+    "startedAt": _TIME,
+    "statusCode": {"type": ["integer", "null"]},
+    "durationMs": {"type": ["integer", "null"]},
+    "error": {"type": ["string", "null"]},
+    "responseBody": {"type": ["string", "null"]},
+})
+DELIVERY = {**_obj({
+    "id": _UUID,
+    "webhookId": _UUID,
+    "event": {"type": "string"},
+    "payload": {"type": "object"},
+    "status": {"enum": ["PENDING", "DELIVERED", "FAILED", "RETRYING"]},
+    "attempts": {"type": "integer"},
+    "response": {"type": ["object", "null"]},
+    "error": {"type": ["string", "null"]},
+    "deliveredAt": _TIME,
+    "nextAttemptAt": _TIME,
+    "createdAt": _TIME,
+    "updatedAt": _TIME,
+    "attemptLog": {"type": "array", "items": ATTEMPT},
+})}
+DELIVERY["required"] = [k for k in DELIVERY["required"] if k != "attemptLog"]
+TEST_QUEUED = _obj({"webhookId": _UUID, "queued": {"type": "boolean"}, "event": {"type": "string"}})
+EMITTED = _obj({"id": _UUID, "type": {"type": "string"}, "integrationId": _UUID, "deliveriesQueued": {"type": "integer"}})
+
 HEALTH = {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"},
                                                                     "checks": {"type": "object"}}}
 

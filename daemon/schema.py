@@ -187,3 +187,22 @@ class ProviderName:
 
         return _described({"type": "string", "enum": [p.value for p in Provider],
                            "description": "case-insensitive"}, self.description)
+
+
+@dataclass(frozen=True)
+class StrList:
+    """A JSON array of strings (event names)."""
+
+    max_items: int = 50
+    description: str = ""
+
+    def check(self, name: str, value: Any) -> list:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise UsageProblem(f"{name} must be a list of strings", field=name)
+        if not 1 <= len(value) <= self.max_items:
+            raise UsageProblem(f"{name} must have 1-{self.max_items} items", field=name)
+        return value
+
+    def openapi(self) -> dict:
+        return _described({"type": "array", "items": {"type": "string"}, "minItems": 1,
+                           "maxItems": self.max_items}, self.description)

@@ -74,6 +74,11 @@ class Webhook(BaseModel):
     is_active = peewee.BooleanField(default=True)
     last_triggered_at = UTCDateTimeField(null=True)
     metadata = peewee.JSONField(default=dict)
+    # After a rotation the old secret signs too, until previous_secret_expires_at.
+    previous_secret = EncryptedTextField()
+    previous_secret_expires_at = UTCDateTimeField(null=True)
+    failing_since = UTCDateTimeField(null=True)  # first failure since the last success
+    disabled_reason = peewee.TextField(null=True)
 
     class Meta:
         table_name = "webhooks"
@@ -90,10 +95,35 @@ class WebhookDelivery(BaseModel):
     response = peewee.JSONField(null=True)
     error = peewee.TextField(null=True)
     delivered_at = UTCDateTimeField(null=True)
+    next_attempt_at = UTCDateTimeField(null=True)
+    lease_until = UTCDateTimeField(null=True)
+    lease_token = peewee.UUIDField(null=True)
 
     class Meta:
         table_name = "webhook_deliveries"
-        indexes = ((("created_at",), False),)
+        indexes = (
+            (("created_at",), False),
+            (("status", "next_attempt_at"), False),
+            (("webhook_id", "created_at", "id"), False),
+        )
+
+
+class WebhookAttempt(BaseModel):
+    """One try at sending a delivery: what the receiver answered, how long it took."""
+
+    delivery = peewee.ForeignKeyField(
+        WebhookDelivery, backref="attempt_log", on_delete="CASCADE", column_name="delivery_id"
+    )
+    number = peewee.IntegerField()
+    started_at = UTCDateTimeField()
+    status_code = peewee.IntegerField(null=True)
+    duration_ms = peewee.IntegerField(null=True)
+    error = peewee.TextField(null=True)
+    response_body = peewee.TextField(null=True)
+
+    class Meta:
+        table_name = "webhook_attempts"
+        indexes = ((("delivery_id", "number"), False),)
 
 
 class IntegrationSyncLog(BaseModel):
@@ -145,4 +175,4 @@ class OutboxEvent(BaseModel):
         indexes = ((("published_at", "created_at"), False),)
 
 
-ALL_MODELS = [Integration, Webhook, WebhookDelivery, IntegrationSyncLog, OAuthState, OutboxEvent]
+ALL_MODELS = [Integration, Webhook, WebhookDelivery, WebhookAttempt, IntegrationSyncLog, OAuthState, OutboxEvent]

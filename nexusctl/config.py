@@ -28,6 +28,8 @@ KEY_BYTES = 32
 DEV_KEY_FILE = "encryption.key"
 DEV_JWT_FILE = "jwt.secret"
 DEFAULT_DB_FILE = "nexusctl.db"
+# Seconds after each failed attempt (Svix's open-source schedule): 8 attempts over ~27 h.
+DEFAULT_RETRY_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)
 
 
 class Secret:
@@ -97,6 +99,11 @@ class Settings:
     log_format: str = "text"  # or "json"
     public_url: str = "http://localhost:3008"  # where providers send the user back
     allowed_redirect_origins: tuple[str, ...] = ()  # FRONTEND_URL's origin is always allowed
+    webhook_timeout: float = 15.0
+    webhook_retry_schedule: tuple[int, ...] = DEFAULT_RETRY_SCHEDULE
+    webhook_allowed_networks: tuple = ()  # ipaddress networks exempt from the SSRF guard
+    webhook_concurrency: int = 50
+    webhook_concurrency_per_endpoint: int = 4
 
     @property
     def is_production(self) -> bool:
@@ -172,6 +179,11 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         log_format=_choice(env, "LOG_FORMAT", ("text", "json")),
         public_url=_http_url(env, "PUBLIC_URL", f"http://localhost:{_port(env)}"),
         allowed_redirect_origins=_origins(env, "ALLOWED_REDIRECT_ORIGINS"),
+        webhook_timeout=_seconds(env, "WEBHOOK_TIMEOUT", 15.0),
+        webhook_retry_schedule=_schedule(env, "WEBHOOK_RETRY_SCHEDULE"),
+        webhook_allowed_networks=_networks(env, "WEBHOOK_ALLOWED_NETWORKS"),
+        webhook_concurrency=_positive_int(env, "WEBHOOK_CONCURRENCY", 50),
+        webhook_concurrency_per_endpoint=_positive_int(env, "WEBHOOK_CONCURRENCY_PER_ENDPOINT", 4),
     )
     # Last: in development this may create the key file, which must not
     # happen for a configuration that is going to be refused anyway.
@@ -343,6 +355,41 @@ def _old_keys(env: Mapping[str, str]) -> tuple[Secret, ...]:
     return tuple(keys)
 
 
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    value = env.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1
+    if not 0 < seconds <= 300:
+        raise ConfigError(f"{name}: {value!r} is not a number of seconds between 0 and 300")
+    return seconds
+
+
+def _schedule(env: Mapping[str, str], name: str) -> tuple[int, ...]:
+    value = env.get(name, "").strip()
+    if not value:
+        return DEFAULT_RETRY_SCHEDULE
+    items = [item.strip() for item in value.split(",")]
+    if not all(item.isdigit() for item in items) or len(items) > 50:
+        raise ConfigError(f"{name}: {value!r} is not a comma-separated list of whole seconds (at most 50)")
+    return tuple(int(item) for item in items)
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple:
+    import ipaddress
+
+    networks = []
+    for item in filter(None, (n.strip() for n in env.get(name, "").split(","))):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigError(f"{name}: {item!r} is not a network like 127.0.0.1/32 or 10.0.0.0/8") from None
+    return tuple(networks)
+
+
 def origin_of(url: str) -> str:
     """scheme://host[:port], lower-cased, default ports dropped: how origins compare."""
     parts = urlsplit(url)
@@ -388,7 +435,8 @@ def variable_names() -> list[str]:
         "NODE_ENV", "PORT", "NEXUS_DATA_DIR", "DATABASE_URL", "DATABASE_POOL_SIZE",
         "REDIS_URL", "ENCRYPTION_KEY", "ENCRYPTION_OLD_KEYS", "FRONTEND_URL",
         "JWT_SECRET", "JWT_PUBLIC_KEY", "JWT_ISSUER", "JWT_AUDIENCE", "LOG_FORMAT",
-        "PUBLIC_URL", "ALLOWED_REDIRECT_ORIGINS",
+        "PUBLIC_URL", "ALLOWED_REDIRECT_ORIGINS", "WEBHOOK_TIMEOUT", "WEBHOOK_RETRY_SCHEDULE",
+        "WEBHOOK_ALLOWED_NETWORKS", "WEBHOOK_CONCURRENCY", "WEBHOOK_CONCURRENCY_PER_ENDPOINT",
     ]
     for provider in Provider:
         names += [f"{provider.value}_CLIENT_ID", f"{provider.value}_CLIENT_SECRET"]

@@ -15,7 +15,8 @@ error boundary (``nexusctl.cli.main``) and the daemon's error middleware.
     ├── NotFound
     │   ├── IntegrationNotFound INTEGRATION_NOT_FOUND   404  exit 10
     │   ├── WebhookNotFound     WEBHOOK_NOT_FOUND       404  exit 11
-    │   └── SyncLogNotFound     SYNC_LOG_NOT_FOUND      404  exit 12
+    │   ├── SyncLogNotFound     SYNC_LOG_NOT_FOUND      404  exit 12
+    │   └── DeliveryNotFound    DELIVERY_NOT_FOUND      404  exit 13
     ├── OAuthFailed             OAUTH_FAILED            400  exit 20
     ├── TokenExpired            TOKEN_EXPIRED           401  exit 21
     ├── RefreshFailed           REFRESH_FAILED          401  exit 22
@@ -119,6 +120,13 @@ class SyncLogNotFound(NotFound):
 
     code = "SYNC_LOG_NOT_FOUND"
     exit_code = 12
+
+
+class DeliveryNotFound(NotFound):
+    """Webhook delivery not found."""
+
+    code = "DELIVERY_NOT_FOUND"
+    exit_code = 13
 
 
 class OAuthFailed(NexusError):

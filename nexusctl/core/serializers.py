@@ -59,3 +59,53 @@ def sync_log_to_dict(row: IntegrationSyncLog) -> dict:
         "createdAt": _value(row.created_at),
         "updatedAt": _value(row.updated_at),
     }
+
+
+def webhook_to_dict(row, secret: str | None = None) -> dict:
+    """The spec's Webhook fields; the secret only when just created or rotated."""
+    data = {
+        "id": _value(row.id),
+        "integrationId": _value(row.integration_id),
+        "url": row.url,
+        "events": list(row.events or []),
+        "isActive": row.is_active,
+        "lastTriggeredAt": _value(row.last_triggered_at),
+        "metadata": row.metadata or {},
+        "disabledReason": row.disabled_reason,
+        "createdAt": _value(row.created_at),
+        "updatedAt": _value(row.updated_at),
+    }
+    if secret is not None:
+        data["secret"] = secret
+    return data
+
+
+def attempt_to_dict(row) -> dict:
+    return {
+        "number": row.number,
+        "startedAt": _value(row.started_at),
+        "statusCode": row.status_code,
+        "durationMs": row.duration_ms,
+        "error": row.error,
+        "responseBody": row.response_body,
+    }
+
+
+def delivery_to_dict(row, attempts=None) -> dict:
+    data = {
+        "id": _value(row.id),
+        "webhookId": _value(row.webhook_id),
+        "event": row.event,
+        "payload": row.payload,
+        "status": _value(row.status),
+        "attempts": row.attempts,
+        "response": row.response,
+        "error": row.error,
+        "deliveredAt": _value(row.delivered_at),
+        "nextAttemptAt": _value(row.next_attempt_at),
+        "createdAt": _value(row.created_at),
+        "updatedAt": _value(row.updated_at),
+    }
+    if attempts is not None:
+        data["attemptLog"] = [attempt_to_dict(a) for a in attempts]
+    return data

@@ -36,20 +36,46 @@ async def api(db_url, aiohttp_client, monkeypatch):
     monkeypatch.setenv("SLACK_CLIENT_SECRET", "matrix-secret")
     # Provider calls fail fast here (nothing listens on port 9): the matrix is about who gets in.
     monkeypatch.setenv("SENDGRID_API_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("WEBHOOK_ALLOWED_NETWORKS", "127.0.0.1/32")
     monkeypatch.setenv("INSTAGRAM_API_URL", "http://127.0.0.1:9")
     return await aiohttp_client(create_app(config.load()))
 
 
 @pytest.fixture
-def owned(make_integration):
+def owned(make_integration, keyring):
+    from db.models import WebhookDelivery
+    from db.secrets import seal
+
     row = make_integration(user_id=OWNER, provider=Provider.INSTAGRAM, name="@owner", scope=["basic"])
     IntegrationSyncLog.create(integration=row, action="fetch_posts", status=SyncStatus.COMPLETED)
+    hook = Webhook(integration=row, url="http://127.0.0.1:9/hook", events=["media.*"])
+    seal(keyring, hook, "secret", "whsec_" + "A" * 43)
+    hook.save(force_insert=True)
+    row.hook_id = hook.id
+    row.delivery_id = WebhookDelivery.create(webhook=hook, event="media.created", payload={"a": 1},
+                                             status="FAILED").id
     return row
 
 
-def _requests(row_id):
+def _requests(row_id, hook_id="h", delivery_id="d"):
     """One request per protected route, as its owner would make it."""
     return {
+        ("POST", "/integrations/webhooks"): ("POST", "/integrations/webhooks", {
+            "integrationId": str(row_id), "url": "http://127.0.0.1:9/x", "events": ["*"]}),
+        ("GET", "/integrations/webhooks"): ("GET", f"/integrations/webhooks?integrationId={row_id}", None),
+        ("GET", "/integrations/webhooks/{webhookId}"): ("GET", f"/integrations/webhooks/{hook_id}", None),
+        ("PATCH", "/integrations/webhooks/{webhookId}"): ("PATCH", f"/integrations/webhooks/{hook_id}",
+                                                         {"events": ["media.created"]}),
+        ("DELETE", "/integrations/webhooks/{webhookId}"): ("DELETE", f"/integrations/webhooks/{hook_id}", None),
+        ("GET", "/integrations/webhooks/{webhookId}/deliveries"): (
+            "GET", f"/integrations/webhooks/{hook_id}/deliveries", None),
+        ("POST", "/integrations/webhooks/{webhookId}/test"): ("POST", f"/integrations/webhooks/{hook_id}/test", None),
+        ("POST", "/integrations/webhooks/{webhookId}/rotate-secret"): (
+            "POST", f"/integrations/webhooks/{hook_id}/rotate-secret", None),
+        ("POST", "/integrations/webhooks/deliveries/{deliveryId}/redeliver"): (
+            "POST", f"/integrations/webhooks/deliveries/{delivery_id}/redeliver", None),
+        ("POST", "/integrations/{id}/events"): ("POST", f"/integrations/{row_id}/events",
+                                                {"type": "media.created", "data": {}}),
         ("GET", "/integrations/providers"): ("GET", "/integrations/providers", None),
         ("GET", "/integrations/user/{userId}"): ("GET", f"/integrations/user/{OWNER}", None),
         ("GET", "/integrations/{id}"): ("GET", f"/integrations/{row_id}", None),
@@ -91,7 +117,7 @@ CALLERS = {
 @pytest.mark.parametrize("route", sorted(_requests("x")), ids=lambda r: f"{r[0]} {r[1]}")
 @pytest.mark.parametrize("caller", list(CALLERS))
 async def test_authorization_matrix(api, owned, route, caller):
-    method, path, body = _requests(owned.id)[route]
+    method, path, body = _requests(owned.id, owned.hook_id, owned.delivery_id)[route]
     token, expected = CALLERS[caller]
     headers = bearer(token() if callable(token) else token) if token else {}
     response = await api.request(method, path, json=body, headers=headers)
@@ -99,6 +125,8 @@ async def test_authorization_matrix(api, owned, route, caller):
     if expected == "denied":
         if route[1] == "/integrations/providers":
             expected = 200  # not user data
+        elif route == ("GET", "/integrations/webhooks"):
+            expected = 200  # a list: someone else's webhooks are simply not in it
         elif route[1] in ("/integrations/user/{userId}", "/integrations/oauth/initiate", "/integrations/api-key"):
             expected = 403  # naming another user
         else:
@@ -106,8 +134,14 @@ async def test_authorization_matrix(api, owned, route, caller):
     if expected == 200 and route[1] in REACHES_PROVIDER:
         assert response.status == 502 and payload["error"]["code"] == "PROVIDER_ERROR", payload
         return
+    if expected == 200 and response.status in (201, 202):
+        expected = response.status  # created / queued
+    if expected == 404 and "webhook" in route[1]:
+        assert response.status == 404 and payload["error"]["code"] in ("WEBHOOK_NOT_FOUND", "DELIVERY_NOT_FOUND",
+                                                                      "INTEGRATION_NOT_FOUND"), payload
+        return
     assert response.status == expected, payload
-    assert payload["success"] is (expected == 200)
+    assert payload["success"] is (expected in (200, 201, 202))
     if expected == 404:
         assert payload["error"]["code"] == "INTEGRATION_NOT_FOUND"
         assert Integration.select().where(Integration.id == owned.id).exists()
@@ -148,7 +182,7 @@ async def test_patch_and_delete(api, owned):
     data = (await patched.json())["data"]
     assert patched.status == 200 and data["isActive"] is False and data["metadata"] == {"a": 1}
     deleted = await api.delete(f"/integrations/{owned.id}", headers=headers)
-    assert (await deleted.json())["data"]["webhooksDeleted"] == 1
+    assert (await deleted.json())["data"]["webhooksDeleted"] == 2  # the fixture's and this one
     again = await api.get(f"/integrations/{owned.id}", headers=headers)
     assert again.status == 404
 

@@ -28,4 +28,5 @@ async def test_ready_recovers_after_the_server_kills_our_connections(postgres_ur
     # 500), then reconnects: the daemon ends up ready again by itself.
     assert set(statuses) <= {200, 503}, statuses
     assert statuses[-3:] == [200, 200, 200], statuses
-    assert statuses.count(503) <= 1, statuses  # only one thread had a connection
+    # At most one failure per DB thread that held a connection (the delivery worker's claims use them too).
+    assert statuses.count(503) <= config.load().database_pool_size, statuses

@@ -1,0 +1,185 @@
+"""Webhook routes and event emission: thin handlers over nexusctl.core.
+
+A webhook belongs to its integration's user: anyone else gets
+WEBHOOK_NOT_FOUND (no existence leak); admin and service roles reach all.
+URLs are checked against the SSRF rules (and resolved) on create and update,
+and again by the worker at connect time.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from daemon import models_schema as out
+from daemon.routing import PRINCIPAL, Route, ok, read_body, read_query
+from daemon.schema import Body, Bool, Int, Obj, Query, Str, StrList
+from nexusctl.core import deliveries, events, ssrf, webhooks
+from nexusctl.core.paging import MAX_LIMIT
+from nexusctl.core.serializers import delivery_to_dict, webhook_to_dict
+from nexusctl.enums import DeliveryStatus
+from nexusctl.errors import UsageProblem
+
+PAGING = {"limit": Int(1, MAX_LIMIT, "rows per page"), "cursor": Str(max_length=512, description="from paging.nextCursor")}
+EVENTS = StrList(50, "event names: exact (media.created), family (media.*) or all (*)")
+CREATE = Body({"integrationId": Str(format="uuid"), "url": Str(max_length=2048), "events": EVENTS,
+               "metadata": Obj(), "isActive": Bool()}, required=("integrationId", "url", "events"))
+UPDATE = Body({"url": Str(max_length=2048), "events": EVENTS, "metadata": Obj(), "isActive": Bool()}, min_fields=1)
+EMIT = Body({"type": Str(max_length=128), "data": Obj()}, required=("type",))
+
+
+def _owner(request: web.Request):
+    principal = request[PRINCIPAL]
+    return None if principal.elevated else principal.user_id
+
+
+async def _db(request, fn, *args, **kwargs):
+    from daemon.app import DB
+
+    return await request.app[DB].run(fn, *args, **kwargs)
+
+
+def _keyring(request):
+    from daemon.app import SERVICES
+
+    return request.app[SERVICES].keyring
+
+
+async def check_webhook_url(settings, url) -> str:
+    """Static SSRF rules, then one resolution: every address the name has must be allowed."""
+    if not isinstance(url, str):
+        raise UsageProblem("url must be a string", field="url")
+    url = ssrf.check_url(url, production=settings.is_production, allowed_networks=settings.webhook_allowed_networks)
+    parts = urlsplit(url)
+    await ssrf.resolve_checked(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80),
+                               settings.webhook_allowed_networks)
+    return url
+
+
+def _settings(request):
+    from daemon.app import SETTINGS
+
+    return request.app[SETTINGS]
+
+
+def _events_list(value):
+    if value is not None and not isinstance(value, list):
+        raise UsageProblem("events must be a list of event names", field="events")
+    return value
+
+
+async def create(request: web.Request) -> web.Response:
+    body = await read_body(request, CREATE)
+    url = await check_webhook_url(_settings(request), body["url"])
+    row, secret = await _db(request, webhooks.create, _keyring(request), integration_id=body["integrationId"],
+                            url=url, events=_events_list(body["events"]), metadata=body.get("metadata"),
+                            is_active=body.get("isActive", True), owner_id=_owner(request))
+    return ok(webhook_to_dict(row, secret), status=201)
+
+
+async def list_webhooks(request: web.Request) -> web.Response:
+    q = read_query(request)
+    page = await _db(request, webhooks.list_page, integration_id=q.get("integrationId"), owner_id=_owner(request),
+                     limit=q.get("limit"), cursor=q.get("cursor"))
+    return ok([webhook_to_dict(r) for r in page.items], page=page)
+
+
+async def show(request: web.Request) -> web.Response:
+    row = await _db(request, webhooks.get, request.match_info["webhookId"], owner_id=_owner(request))
+    return ok(webhook_to_dict(row))
+
+
+async def update(request: web.Request) -> web.Response:
+    body = await read_body(request, UPDATE)
+    url = await check_webhook_url(_settings(request), body["url"]) if "url" in body else None
+    row = await _db(request, webhooks.update, request.match_info["webhookId"], url=url,
+                    events=_events_list(body.get("events")), is_active=body.get("isActive"),
+                    metadata=body.get("metadata"), owner_id=_owner(request))
+    return ok(webhook_to_dict(row))
+
+
+async def delete(request: web.Request) -> web.Response:
+    return ok(await _db(request, webhooks.delete, request.match_info["webhookId"], owner_id=_owner(request)))
+
+
+def _deliveries_with_attempts(page):
+    log = deliveries.attempts_of(page.items)
+    return [delivery_to_dict(d, log[d.id]) for d in page.items]
+
+
+async def list_deliveries(request: web.Request) -> web.Response:
+    q = read_query(request)
+
+    def page_with_attempts():
+        page = deliveries.list_page(request.match_info["webhookId"], status=q.get("status"), limit=q.get("limit"),
+                                    cursor=q.get("cursor"), owner_id=_owner(request))
+        return page, _deliveries_with_attempts(page)
+
+    page, data = await _db(request, page_with_attempts)
+    return ok(data, page=page)
+
+
+async def send_test(request: web.Request) -> web.Response:
+    def queue():
+        from db.database import database_proxy
+        from nexusctl.core import integrations
+
+        hook = webhooks.get(request.match_info["webhookId"], owner_id=_owner(request))
+        integration = integrations.get(hook.integration_id)
+        with database_proxy.atomic():
+            deliveries.fan_out(integration, "webhook.test", {"webhookId": str(hook.id), "test": True}, only=hook)
+        return hook
+
+    hook = await _db(request, queue)
+    return ok({"webhookId": str(hook.id), "queued": True, "event": "webhook.test"}, status=202)
+
+
+async def rotate_secret(request: web.Request) -> web.Response:
+    row, secret = await _db(request, webhooks.rotate_secret, _keyring(request), request.match_info["webhookId"],
+                            owner_id=_owner(request))
+    return ok(webhook_to_dict(row, secret))
+
+
+async def redeliver(request: web.Request) -> web.Response:
+    row = await _db(request, deliveries.redeliver, request.match_info["deliveryId"], owner_id=_owner(request))
+    return ok(delivery_to_dict(row), status=202)
+
+
+async def emit(request: web.Request) -> web.Response:
+    body = await read_body(request, EMIT)
+    result = await _db(request, events.emit, request.match_info["id"], body["type"], body.get("data", {}),
+                       owner_id=_owner(request))
+    return ok(result, status=202)
+
+
+_HOOK = ("WEBHOOK_NOT_FOUND", "VALIDATION_ERROR")
+ROUTES = [
+    Route("POST", "/integrations/webhooks", create, "Create a webhook (the answer shows its secret, once)", "webhooks",
+          body=CREATE, data=out.WEBHOOK_WITH_SECRET, status=201,
+          errors=("VALIDATION_ERROR", "INTEGRATION_NOT_FOUND", "PAYLOAD_TOO_LARGE")),
+    Route("GET", "/integrations/webhooks", list_webhooks, "Webhooks, newest first", "webhooks",
+          query=Query({"integrationId": Str(format="uuid"), **PAGING}), paged=True, data=out.list_of(out.WEBHOOK),
+          errors=("VALIDATION_ERROR",)),
+    Route("GET", "/integrations/webhooks/{webhookId}", show, "One webhook (never its secret)", "webhooks",
+          data=out.WEBHOOK, errors=_HOOK),
+    Route("PATCH", "/integrations/webhooks/{webhookId}", update, "Change url, events, metadata or isActive",
+          "webhooks", body=UPDATE, data=out.WEBHOOK, errors=_HOOK + ("PAYLOAD_TOO_LARGE",)),
+    Route("DELETE", "/integrations/webhooks/{webhookId}", delete, "Delete a webhook and its deliveries", "webhooks",
+          data=out.WEBHOOK_DELETED, errors=_HOOK),
+    Route("GET", "/integrations/webhooks/{webhookId}/deliveries", list_deliveries,
+          "Delivery history with every attempt, newest first", "webhooks",
+          query=Query({"status": Str(enum=tuple(s.value for s in DeliveryStatus)), **PAGING}), paged=True,
+          data=out.list_of(out.DELIVERY), errors=_HOOK),
+    Route("POST", "/integrations/webhooks/{webhookId}/test", send_test, "Send a webhook.test event", "webhooks",
+          data=out.TEST_QUEUED, status=202, errors=_HOOK),
+    Route("POST", "/integrations/webhooks/{webhookId}/rotate-secret", rotate_secret,
+          "New secret (shown once); the old one also signs for 24 h", "webhooks", data=out.WEBHOOK_WITH_SECRET,
+          errors=_HOOK),
+    Route("POST", "/integrations/webhooks/deliveries/{deliveryId}/redeliver", redeliver,
+          "Send a delivery again now (same webhook-id)", "webhooks", data=out.DELIVERY, status=202,
+          errors=("DELIVERY_NOT_FOUND", "VALIDATION_ERROR")),
+    Route("POST", "/integrations/{id}/events", emit, "Emit an event to the integration's webhooks", "webhooks",
+          body=EMIT, data=out.EMITTED, status=202,
+          errors=("VALIDATION_ERROR", "INTEGRATION_NOT_FOUND", "PAYLOAD_TOO_LARGE")),
+]

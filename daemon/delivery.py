@@ -1,0 +1,193 @@
+"""The delivery worker inside `nexusctl daemon`: claim -> sign -> POST -> record.
+
+It claims only as many due deliveries as it has free sending slots
+(``WEBHOOK_CONCURRENCY``), so memory stays flat however large the backlog;
+each endpoint also has its own cap (``WEBHOOK_CONCURRENCY_PER_ENDPOINT``) so
+one slow receiver cannot take every slot. It wakes when a delivery is queued
+(PostgreSQL LISTEN/NOTIFY, or an in-process signal on SQLite) and otherwise
+polls once a second as the safety net. Requests go through the SSRF-guarded
+connector (each connection only to checked addresses), never follow
+redirects and time out after ``WEBHOOK_TIMEOUT``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import time
+
+import aiohttp
+
+from db.fields import utcnow
+from nexusctl.core import attempts, deliveries, signing, ssrf, webhooks
+from nexusctl.core.attempts import Result
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 1.0
+BODY_PREVIEW = 4096
+
+
+class DeliveryWorker:
+    def __init__(self, settings, db, keyring, metrics=None) -> None:
+        self.settings = settings
+        self.db = db  # daemon.dbexec.DbExecutor
+        self.keyring = keyring
+        self.metrics = metrics
+        self.slots = asyncio.Semaphore(settings.webhook_concurrency)
+        self.free = settings.webhook_concurrency
+        self.per_endpoint: dict = collections.defaultdict(lambda: asyncio.Semaphore(
+            settings.webhook_concurrency_per_endpoint))
+        self.wake = asyncio.Event()
+        self.tasks: set[asyncio.Task] = set()
+        self.stopping = False
+        self.session: aiohttp.ClientSession | None = None
+        self.sent = 0
+
+    # --- lifecycle -----------------------------------------------------------
+
+    async def start(self) -> None:
+        connector = ssrf.guarded_connector(self.settings.webhook_allowed_networks,
+                                           limit=self.settings.webhook_concurrency)
+        self.session = aiohttp.ClientSession(connector=connector, trust_env=False,
+                                             timeout=aiohttp.ClientTimeout(total=self.settings.webhook_timeout),
+                                             headers={"User-Agent": "nexusctl-webhooks"})
+        loop = asyncio.get_running_loop()
+        self._listener = lambda: loop.call_soon_threadsafe(self.wake.set)
+        deliveries.LISTENERS.append(self._listener)
+        self._pg = None
+        if self.settings.database_kind == "postgresql":
+            self._listen(loop)
+        self.loop_task = asyncio.create_task(self._loop(), name="delivery-worker")
+
+    def _listen(self, loop) -> None:
+        """LISTEN on a connection of its own: other processes' commits wake us at once."""
+        import psycopg2
+
+        try:
+            conn = psycopg2.connect(self.settings.database_url.get(), connect_timeout=5)
+            conn.autocommit = True
+            conn.cursor().execute(f"LISTEN {deliveries.NOTIFY_CHANNEL}")
+        except psycopg2.Error as exc:
+            log.warning("delivery worker: LISTEN unavailable (%s); polling every %.0f s", type(exc).__name__,
+                        POLL_SECONDS)
+            return
+
+        fd = conn.fileno()
+
+        def readable():
+            try:
+                conn.poll()
+                conn.notifies.clear()
+            except psycopg2.Error:  # the server dropped it: poll until _loop listens again
+                loop.remove_reader(fd)
+                self._pg = None
+                conn.close()
+                return
+            self.wake.set()
+
+        loop.add_reader(fd, readable)
+        self._pg, self._pg_fd = conn, fd
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop claiming; let in-flight sends finish (their leases cover a crash anyway)."""
+        self.stopping = True
+        self.wake.set()
+        await asyncio.gather(self.loop_task, return_exceptions=True)
+        if self.tasks:
+            await asyncio.wait(self.tasks, timeout=grace)
+        if self.session is not None:
+            await self.session.close()
+        if self._listener in deliveries.LISTENERS:
+            deliveries.LISTENERS.remove(self._listener)
+        if self._pg is not None:
+            asyncio.get_running_loop().remove_reader(self._pg_fd)
+            self._pg.close()
+
+    def poke(self) -> None:
+        """Something was queued: look now (thread-safe via call_soon_threadsafe by callers)."""
+        self.wake.set()
+
+    # --- the loop ------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        lease = self.settings.webhook_timeout + 30
+        relisten_at = 0.0
+        while not self.stopping:
+            if self.settings.database_kind == "postgresql" and self._pg is None and time.monotonic() >= relisten_at:
+                relisten_at = time.monotonic() + 5  # LISTEN again after a dropped connection
+                self._listen(asyncio.get_running_loop())
+            try:
+                claimed = []
+                if self.free > 0:
+                    claimed = await self.db.run(deliveries.claim, min(self.free, 100), lease)
+                for item in claimed:
+                    self.free -= 1
+                    task = asyncio.create_task(self._send(item))
+                    self.tasks.add(task)
+                    task.add_done_callback(self._done)
+                if claimed and self.free > 0:
+                    continue  # there may be more due right now
+            except Exception:  # noqa: BLE001 - the database may be down; keep the worker alive
+                log.exception("delivery worker: claiming failed; retrying in %.0f s", POLL_SECONDS)
+            self.wake.clear()
+            try:
+                await asyncio.wait_for(self.wake.wait(), POLL_SECONDS)
+            except asyncio.TimeoutError:
+                pass
+
+    def _done(self, task: asyncio.Task) -> None:
+        self.tasks.discard(task)
+        self.free += 1
+        self.wake.set()  # a slot is free: claim more
+
+    async def _send(self, item: deliveries.Claimed) -> None:
+        async with self.per_endpoint[item.webhook_id]:
+            try:
+                hook = await self.db.run(deliveries.webhook_for, item.webhook_id)
+                secrets = await self.db.run(webhooks.signing_secrets, self.keyring, hook)
+            except Exception:  # noqa: BLE001 - webhook gone meanwhile: the row went with it (cascade)
+                log.info("delivery %s: webhook %s is gone", item.id, item.webhook_id)
+                return
+            body = json.dumps(item.payload, separators=(",", ":"), ensure_ascii=False).encode()
+            result = await self._post(hook.url, secrets, str(item.id), body)
+            try:
+                outcome = await self.db.run(attempts.record, item, result, self.settings.webhook_retry_schedule)
+            except Exception:  # noqa: BLE001 - the lease will expire and the attempt is made again
+                log.exception("delivery %s: recording the attempt failed", item.id)
+                return
+            self.sent += 1
+            log.info("delivery %s (%s) attempt %d -> %s %s in %d ms", item.id, item.event, item.attempts + 1,
+                     result.status_code or "-", outcome, result.duration_ms)
+
+    async def _post(self, url: str, secrets: list[str], message_id: str, body: bytes) -> Result:
+        started, clock = utcnow(), time.monotonic()
+        headers = signing.headers(secrets, message_id, int(time.time()), body)
+
+        def done(**kw) -> Result:
+            return Result(started_at=started, duration_ms=int((time.monotonic() - clock) * 1000), **kw)
+
+        try:
+            ssrf.check_url(url, production=self.settings.is_production,
+                           allowed_networks=self.settings.webhook_allowed_networks)
+            async with self.session.post(url, data=body, headers=headers, allow_redirects=False) as response:
+                preview = await response.content.read(BODY_PREVIEW)
+                retry_after = _retry_after(response.headers.get("Retry-After"))
+                return done(status_code=response.status, body=preview.decode("utf-8", "replace"),
+                            retry_after=retry_after)
+        except asyncio.TimeoutError:
+            return done(error=f"timed out after {self.settings.webhook_timeout:g} s")
+        except ssrf.BlockedAddress as exc:
+            return done(error=f"refused address: {exc}")
+        except aiohttp.ClientError as exc:
+            return done(error=f"{type(exc).__name__}: {str(exc)[:200]}")
+        except Exception as exc:  # noqa: BLE001 - e.g. the URL became invalid (UsageProblem)
+            return done(error=f"{type(exc).__name__}: {str(exc)[:200]}")
+
+
+def _retry_after(value: str | None) -> int | None:
+    if value and value.strip().isdigit():
+        return int(value.strip())
+    return None

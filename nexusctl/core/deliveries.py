@@ -1,0 +1,196 @@
+"""Deliveries: fan-out on emit, claiming with leases, recording each attempt.
+
+Emit writes one ``webhook_deliveries`` row per matching active webhook in the
+caller's transaction (on PostgreSQL it also NOTIFYs, which is delivered at
+commit, so workers wake at once). Workers claim due rows in batches under a
+lease: one UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) on
+PostgreSQL, so several daemons never claim the same row; an expired lease
+(a crashed worker) makes the row due again, and the retry keeps its
+``webhook-id``. Every write after a send is fenced by the lease token.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import uuid
+from dataclasses import dataclass
+
+import peewee
+
+from db.database import database_proxy, is_postgres
+from db.fields import utcnow
+from db.models import Integration, Webhook, WebhookAttempt, WebhookDelivery
+from db.secrets import public_fields
+from nexusctl.core.ids import parse_uuid
+from nexusctl.core.paging import Page, newest_first
+from nexusctl.enums import DeliveryStatus
+from nexusctl.errors import DeliveryNotFound, UsageProblem, WebhookNotFound
+
+NOTIFY_CHANNEL = "nexus_deliveries"
+JITTER = 0.2
+DISABLE_AFTER = dt.timedelta(days=5)
+RESPONSE_MAX = 4096
+DUE = (DeliveryStatus.PENDING, DeliveryStatus.RETRYING)
+# Called after rows are queued in this process (the daemon's worker wakes on it).
+LISTENERS: list = []
+
+
+def payload_of(integration: Integration, event_type: str, data: dict, now: dt.datetime | None = None) -> dict:
+    envelope = {"integrationId": str(integration.id),
+                "provider": integration.provider.value if integration.provider else None, **(data or {})}
+    return {"type": event_type, "timestamp": (now or utcnow()).isoformat().replace("+00:00", "Z"), "data": envelope}
+
+
+def fan_out(integration: Integration, event_type: str, data: dict, *, only: Webhook | None = None) -> int:
+    """Queue one delivery per matching active webhook; run inside the caller's transaction."""
+    from nexusctl.core.webhooks import matches
+
+    if only is not None:
+        hooks = [only]
+    else:
+        hooks = [h for h in Webhook.select(Webhook.id, Webhook.events).where(
+            (Webhook.integration == integration.id) & (Webhook.is_active == True))  # noqa: E712
+            if matches(h.events, event_type)]
+    if not hooks:
+        return 0
+    now = utcnow()
+    payload = payload_of(integration, event_type, data, now)
+    rows = [{"id": uuid.uuid4(), "webhook": h.id, "event": event_type, "payload": payload, "next_attempt_at": now,
+             "status": DeliveryStatus.PENDING, "created_at": now, "updated_at": now} for h in hooks]
+    WebhookDelivery.insert_many(rows).execute()
+    _notify()
+    return len(rows)
+
+
+# --- reading --------------------------------------------------------------
+
+def get(delivery_id, *, owner_id=None) -> WebhookDelivery:
+    row_id = parse_uuid(delivery_id, "deliveryId")
+    row = (WebhookDelivery.select(WebhookDelivery, Webhook.id, Integration.id, Integration.user_id)
+           .join(Webhook).join(Integration)
+           .where(WebhookDelivery.id == row_id).first())
+    if row is None or (owner_id is not None and row.webhook.integration.user_id != owner_id):
+        raise DeliveryNotFound(f"delivery {row_id} not found", id=str(row_id))
+    return row
+
+
+def list_page(webhook_id, *, status=None, limit=None, cursor=None, owner_id=None) -> Page:
+    from nexusctl.core import webhooks
+
+    hook = webhooks.get(webhook_id, owner_id=owner_id)
+    query = WebhookDelivery.select().where(WebhookDelivery.webhook == hook.id)
+    if status is not None:
+        query = query.where(WebhookDelivery.status == _status(status))
+    return newest_first(query, WebhookDelivery, limit, cursor)
+
+
+def attempts_of(deliveries) -> dict:
+    """Each delivery's attempts, oldest first, in one query for the page."""
+    ids = [d.id for d in deliveries]
+    found: dict = {i: [] for i in ids}
+    if ids:
+        for attempt in WebhookAttempt.select().where(WebhookAttempt.delivery.in_(ids)).order_by(
+                WebhookAttempt.number):
+            found[attempt.delivery_id].append(attempt)
+    return found
+
+
+def _status(value) -> DeliveryStatus:
+    try:
+        return DeliveryStatus(str(value).upper())
+    except ValueError:
+        raise UsageProblem(f"status must be one of: {', '.join(s.value for s in DeliveryStatus)}",
+                           field="status") from None
+
+
+# --- operator actions ---------------------------------------------------------
+
+def redeliver(delivery_id, *, owner_id=None) -> WebhookDelivery:
+    """Send again now, with the same webhook-id (receivers that saw it may skip it)."""
+    row = get(delivery_id, owner_id=owner_id)
+    WebhookDelivery.update(status=DeliveryStatus.PENDING, next_attempt_at=utcnow(), lease_until=None,
+                           lease_token=None, updated_at=utcnow()).where(WebhookDelivery.id == row.id).execute()
+    _notify()
+    return get(row.id)
+
+
+def replay(webhook_id, *, since: dt.datetime, status=None, owner_id=None) -> int:
+    """Queue again every delivery of a webhook created since ``since`` (one set-based UPDATE)."""
+    from nexusctl.core import webhooks
+
+    hook = webhooks.get(webhook_id, owner_id=owner_id)
+    where = (WebhookDelivery.webhook == hook.id) & (WebhookDelivery.created_at >= since)
+    if status is not None:
+        where &= WebhookDelivery.status == _status(status)
+    count = WebhookDelivery.update(status=DeliveryStatus.PENDING, next_attempt_at=utcnow(), lease_until=None,
+                                   lease_token=None, updated_at=utcnow()).where(where).execute()
+    _notify()
+    return count
+
+
+def _notify() -> None:
+    if is_postgres(database_proxy):  # delivered at commit, to every listening daemon
+        database_proxy.execute_sql("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))
+    for listener in LISTENERS:
+        listener()
+
+
+# --- the worker's side --------------------------------------------------------
+
+@dataclass
+class Claimed:
+    id: uuid.UUID
+    webhook_id: uuid.UUID
+    event: str
+    payload: dict
+    attempts: int
+    lease: uuid.UUID
+
+
+def claim(limit: int, lease_seconds: float) -> list[Claimed]:
+    """Lease up to ``limit`` due deliveries of active webhooks."""
+    now, lease = utcnow(), uuid.uuid4()
+    due = (WebhookDelivery.select(WebhookDelivery.id).join(Webhook)
+           .where(WebhookDelivery.status.in_(DUE) & (WebhookDelivery.next_attempt_at <= now)
+                  & (WebhookDelivery.lease_until.is_null() | (WebhookDelivery.lease_until < now))
+                  & (Webhook.is_active == True))  # noqa: E712
+           .order_by(WebhookDelivery.next_attempt_at).limit(limit))
+    if is_postgres(database_proxy):
+        due = due.for_update("FOR UPDATE OF t1 SKIP LOCKED")
+    until = now + dt.timedelta(seconds=lease_seconds)
+    with database_proxy.atomic():
+        query = (WebhookDelivery.update(lease_until=until, lease_token=lease)
+                 .where(WebhookDelivery.id.in_(due))
+                 .returning(WebhookDelivery.id, WebhookDelivery.webhook, WebhookDelivery.event,
+                            WebhookDelivery.payload, WebhookDelivery.attempts))
+        rows = list(query.tuples().execute())
+    return [Claimed(r[0] if isinstance(r[0], uuid.UUID) else uuid.UUID(str(r[0])),
+                    r[1] if isinstance(r[1], uuid.UUID) else uuid.UUID(str(r[1])), r[2],
+                    WebhookDelivery.payload.python_value(r[3]), r[4], lease) for r in rows]
+
+
+def next_due() -> dt.datetime | None:
+    """When the earliest waiting delivery is due (the worker sleeps until then)."""
+    row = (WebhookDelivery.select(peewee.fn.MIN(WebhookDelivery.next_attempt_at))
+           .where(WebhookDelivery.status.in_(DUE)).scalar())
+    return WebhookDelivery.next_attempt_at.python_value(row) if row is not None else None
+
+
+def retry_delay(schedule: tuple[int, ...], attempts: int) -> float | None:
+    """Seconds until the next try after ``attempts`` tries (±20% jitter), or None when exhausted."""
+    if attempts > len(schedule):
+        return None
+    base = schedule[attempts - 1]
+    return max(0.0, base * random.uniform(1 - JITTER, 1 + JITTER))
+
+
+def webhook_for(webhook_id) -> Webhook:
+    row = Webhook.select().where(Webhook.id == webhook_id).first()
+    if row is None:
+        raise WebhookNotFound(f"webhook {webhook_id} not found")
+    return row
+
+
+def public_webhook(webhook_id) -> Webhook:
+    return Webhook.select(*public_fields(Webhook)).where(Webhook.id == webhook_id).first()

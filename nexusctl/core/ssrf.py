@@ -1,0 +1,348 @@
+"""Keeping webhook deliveries away from internal networks (SSRF).
+
+Webhook URLs are user-supplied, so a delivery could otherwise be aimed at
+loopback, the LAN, or the cloud metadata service (169.254.169.254). Two layers:
+
+- ``check_url`` runs when a URL is stored: scheme, userinfo, host form and,
+  for IP literals, the address. No DNS: a name's addresses can change later.
+- ``guarded_connector`` checks at connect time. Each name is resolved once,
+  every address is checked, and aiohttp connects to exactly those vetted
+  addresses (no second lookup, so DNS rebinding between check and connect has
+  no window). IP-literal hosts, which aiohttp never sends to its resolver, are
+  checked too (security.md §6).
+
+Redirects: callers send with ``allow_redirects=False`` (3xx counts as a failed
+delivery, as in Standard Webhooks and Svix). Should one ever be followed, its
+connection still goes through the connector, so its target is checked as well.
+Proxies: with ``proxy=`` only the proxy's address is checked, not the target's;
+keep ``trust_env=False`` (aiohttp's default) so HTTP(S)_PROXY is not picked up.
+
+``allowed_networks`` (WEBHOOK_ALLOWED_NETWORKS, like Svix's whitelist_subnets)
+exempts exactly the listed addresses, e.g. ``127.0.0.1/32`` for a local receiver
+in development and tests. It is a security hole in production.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import re
+import socket
+from collections.abc import Iterable
+from typing import Any
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+from yarl import URL
+
+from nexusctl.errors import ConfigError, UsageProblem
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+_net = ipaddress.ip_network
+
+# Checked in order, the first match names the refusal. The lists are explicit
+# rather than relying on ``is_global`` alone: this interpreter (3.11.7) predates
+# the gh-113171 range fixes, and even fixed versions call multicast (bpo-37749),
+# 192.0.0.9, 192.88.99/24, 2002::/16, 64:ff9b::/96 and 5f00::/16 "global".
+_V4: tuple[tuple[Network, str], ...] = (
+    (_net("169.254.169.254/32"), "the cloud metadata address"),
+    (_net("0.0.0.0/32"), "the unspecified address"),  # connects to this host on Linux
+    (_net("255.255.255.255/32"), "the broadcast address"),
+    (_net("0.0.0.0/8"), "a 'this network' address (0.0.0.0/8)"),
+    (_net("10.0.0.0/8"), "a private address (RFC 1918)"),
+    (_net("100.64.0.0/10"), "a shared CGNAT address (100.64.0.0/10)"),
+    (_net("127.0.0.0/8"), "a loopback address"),
+    (_net("169.254.0.0/16"), "a link-local address"),
+    (_net("172.16.0.0/12"), "a private address (RFC 1918)"),
+    (_net("192.0.0.0/24"), "an IETF protocol assignment (192.0.0.0/24)"),
+    (_net("192.0.2.0/24"), "a documentation address"),
+    (_net("192.88.99.0/24"), "a 6to4 relay anycast address"),
+    (_net("192.168.0.0/16"), "a private address (RFC 1918)"),
+    (_net("198.18.0.0/15"), "a benchmarking address (198.18.0.0/15)"),
+    (_net("198.51.100.0/24"), "a documentation address"),
+    (_net("203.0.113.0/24"), "a documentation address"),
+    (_net("224.0.0.0/4"), "a multicast address"),
+    (_net("240.0.0.0/4"), "a reserved address (240.0.0.0/4)"),
+)
+_V6: tuple[tuple[Network, str], ...] = (
+    (_net("::/128"), "the unspecified address"),
+    (_net("::1/128"), "a loopback address"),
+    (_net("::ffff:0:0:0/96"), "an IPv4-translated address"),
+    (_net("64:ff9b::/96"), "a NAT64 address"),  # reaches any v4 host via a gateway
+    (_net("64:ff9b:1::/48"), "a NAT64 address"),
+    (_net("100::/64"), "a discard-only address"),
+    (_net("2001:db8::/32"), "a documentation address"),
+    (_net("2001::/32"), "a Teredo address"),  # tunnels to an embedded v4 address
+    (_net("2002::/16"), "a 6to4 address"),  # likewise
+    (_net("3fff::/20"), "a documentation address"),
+    (_net("5f00::/16"), "an SRv6 SID address"),
+    (_net("fc00::/7"), "a unique-local (private) address"),
+    (_net("fe80::/10"), "a link-local address"),
+    (_net("fec0::/10"), "a site-local address"),
+    (_net("ff00::/8"), "a multicast address"),
+)
+_V4_COMPATIBLE = _net("::/96")  # deprecated ::a.b.c.d (RFC 4291); :: and ::1 matched above
+_HEX_LABEL = re.compile(r"0[xX][0-9a-fA-F]*")
+
+
+class BlockedAddress(OSError):
+    """A connection was refused by the SSRF policy.
+
+    An OSError, so aiohttp reports it as a connect error (ClientConnectorError
+    with this as ``os_error``), exactly like an unreachable host.
+    """
+
+
+def parse_networks(text: str | None) -> tuple[Network, ...]:
+    """``"127.0.0.1/32, 10.0.0.0/8"`` -> networks (commas and/or spaces)."""
+    networks = []
+    for entry in re.split(r"[\s,]+", text or ""):
+        if not entry:
+            continue
+        try:
+            # strict: "10.0.0.1/8" has host bits set and is most likely a typo.
+            networks.append(ipaddress.ip_network(entry))
+        except ValueError as exc:
+            raise ConfigError(
+                f"WEBHOOK_ALLOWED_NETWORKS: {entry!r} is not a network in CIDR form ({exc})",
+                variable="WEBHOOK_ALLOWED_NETWORKS",
+            ) from None
+    return tuple(networks)
+
+
+def _networks(allowed: Iterable[Network | str]) -> tuple[Network, ...]:
+    if isinstance(allowed, str):  # the raw setting passed by mistake: parse it, don't iterate characters
+        return parse_networks(allowed)
+    return tuple(n if isinstance(n, ipaddress._BaseNetwork) else ipaddress.ip_network(n) for n in allowed)
+
+
+def _kind(ip: Address) -> str | None:
+    """Why ``ip`` is refused (e.g. "a loopback address"), or None if it is public."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            # ::ffff:a.b.c.d *is* the v4 address on a dual-stack socket: judge that.
+            inner = _kind(ip.ipv4_mapped)
+            return inner and f"{inner} (IPv4-mapped {ip.ipv4_mapped})"
+        for network, kind in _V6:
+            if ip in network:
+                return kind
+        if ip in _V4_COMPATIBLE:
+            v4 = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+            inner = _kind(v4)
+            return f"{inner} (IPv4-compatible {v4})" if inner else "a deprecated IPv4-compatible address"
+    else:
+        for network, kind in _V4:
+            if ip in network:
+                return kind
+    # Whatever the explicit lists miss but ipaddress knows is not public.
+    if ip.is_multicast:
+        return "a multicast address"
+    if not ip.is_global or ip.is_reserved or ip.is_unspecified:
+        return "a non-public address"
+    return None
+
+
+def _parse(ip: str | ipaddress._BaseAddress) -> Address | None:
+    if isinstance(ip, ipaddress._BaseAddress):
+        return ip  # type: ignore[return-value]
+    try:
+        return ipaddress.ip_address(str(ip).strip("[]"))
+    except ValueError:
+        return None
+
+
+def _refusal(ip: str | ipaddress._BaseAddress, allowed: Iterable[Network | str]) -> str | None:
+    """None if ``ip`` may be connected to, else why not."""
+    address = _parse(ip)
+    if address is None:
+        return "not an IP address"
+    candidates = [address]
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        candidates.append(address.ipv4_mapped)  # 127.0.0.1/32 also exempts ::ffff:127.0.0.1
+    if any(c in n for n in _networks(allowed) for c in candidates):
+        return None
+    return _kind(address)
+
+
+def address_allowed(ip: str | ipaddress._BaseAddress, allowed_networks: Iterable[Network | str] = ()) -> bool:
+    """True if a delivery may connect to ``ip``. Fails closed: a non-address is False."""
+    return _refusal(ip, allowed_networks) is None
+
+
+def _numeric_host_problem(host: str) -> str | None:
+    """A message if ``host`` is an IPv4 literal in a non-canonical form, else None.
+
+    Policy: *refuse* such hosts rather than normalise them. ``2130706433``,
+    ``0177.0.0.1``, ``0x7f.1`` and ``127.1`` are read differently by
+    different parsers (inet_aton, browsers' WHATWG rules, yarl, aiohttp), and
+    a check that normalises one way while the connection is made another way
+    is how filters get bypassed. A host "ends in a number" (WHATWG's test)
+    when its last label is decimal or 0x-hex; such a host must be a dotted quad.
+    """
+    if ":" in host:
+        return None  # IPv6: ipaddress accepts only well-formed literals
+    labels = host.split(".")
+    if len(labels) > 1 and labels[-1] == "":
+        labels.pop()
+    last = labels[-1]
+    if not (last.isascii() and (last.isdigit() or _HEX_LABEL.fullmatch(last))):
+        return None
+    try:
+        ipaddress.IPv4Address(host)
+        return None  # canonical dotted quad: checked as an address by the caller
+    except ValueError:
+        pass
+    try:
+        meaning = socket.inet_ntoa(socket.inet_aton(".".join(labels)))
+        return f"{host} is a non-canonical IPv4 address (it means {meaning}); write it as a dotted quad"
+    except OSError:
+        return f"{host} is not a valid IPv4 address"
+
+
+def _problem(message: str) -> UsageProblem:
+    return UsageProblem(f"Webhook URL refused: {message}", field="url")
+
+
+def check_url(url: str, *, production: bool, allowed_networks: Iterable[Network | str] = ()) -> str:
+    """Static checks of a webhook URL (no DNS); returns it stripped or raises UsageProblem."""
+    url = (url or "").strip()
+    if not url:
+        raise _problem("a URL is required")
+    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+        # yarl silently drops tabs/newlines (as WHATWG does): refuse instead.
+        raise _problem("it contains whitespace or control characters")
+    try:
+        # yarl is the parser aiohttp itself uses, so we check the host it will dial.
+        parsed = URL(url)
+        port = parsed.explicit_port
+    except (ValueError, TypeError) as exc:
+        raise _problem(f"not a valid URL ({exc})") from None
+    if parsed.scheme not in ("http", "https"):
+        raise _problem("the scheme must be http or https")
+    if production and parsed.scheme != "https":
+        raise _problem("https is required in production")
+    # yarl drops an empty userinfo ("http://@host/"), so look at the raw text too.
+    if parsed.raw_user is not None or parsed.raw_password is not None or "@" in url.split("//", 1)[-1].split("/", 1)[0]:
+        raise _problem("credentials (user:pass@) are not allowed in the URL")
+    host = parsed.raw_host
+    if not host:
+        raise _problem("the URL has no host")
+    if port == 0:
+        raise _problem("port 0 is not valid")
+    if ":" in host:  # IPv6 literal (yarl strips the brackets)
+        if "%" in host:
+            # Zone ids only make sense for link-local addresses, which are refused anyway.
+            raise _problem(f"{host} has an IPv6 zone id, which is not allowed")
+        why = _refusal(host, allowed_networks)
+        if why:
+            raise _problem(f"{host} is {why}")
+        return url
+    if message := _numeric_host_problem(host):
+        raise _problem(message)
+    if _parse(host) is not None:
+        why = _refusal(host, allowed_networks)
+        if why:
+            raise _problem(f"{host} is {why}")
+    elif host.rstrip(".") == "localhost" or host.rstrip(".").endswith(".localhost"):
+        # RFC 6761: always loopback, so refuse it without DNS unless loopback is allowed.
+        if not (address_allowed("127.0.0.1", allowed_networks) or address_allowed("::1", allowed_networks)):
+            raise _problem(f"{host} is a loopback name")
+    return url
+
+
+async def resolve_checked(host: str, port: int, allowed_networks: Iterable[Network | str] = ()) -> list[str]:
+    """Resolve ``host`` once; the allowed addresses, or UsageProblem if there are none."""
+    host = host.strip("[]")
+    if message := _numeric_host_problem(host):
+        raise _problem(message)
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise _problem(f"{host} does not resolve") from None
+    allowed: list[str] = []
+    refused: list[tuple[str, str]] = []
+    for *_, sockaddr in infos:
+        address = str(sockaddr[0])
+        why = _refusal(address, allowed_networks)
+        if why is None:
+            if address not in allowed:
+                allowed.append(address)
+        else:
+            refused.append((address, why))
+    if not allowed:
+        if not refused:
+            raise _problem(f"{host} does not resolve")
+        address, why = refused[0]
+        raise _problem(f"{host} resolves to {address}, which is {why}")
+    return allowed
+
+
+class GuardedResolver(AbstractResolver):
+    """Wraps aiohttp's resolver and drops refused addresses (Svix's approach).
+
+    aiohttp connects to the addresses returned here (and caches them), so the
+    checked addresses are the dialled ones: one lookup, no rebinding window.
+    """
+
+    def __init__(self, allowed_networks: Iterable[Network | str] = (), resolver: AbstractResolver | None = None):
+        self._allowed = _networks(allowed_networks)
+        self._resolver = resolver if resolver is not None else DefaultResolver()
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        if message := _numeric_host_problem(host):
+            raise BlockedAddress(message)  # e.g. 0x7f.1, which getaddrinfo would accept
+        results = await self._resolver.resolve(host, port, family)
+        kept = [r for r in results if _refusal(r["host"], self._allowed) is None]
+        if not kept:
+            first = results[0]["host"] if results else "nothing"
+            why = _refusal(first, self._allowed) if results else "no address"
+            raise BlockedAddress(f"{host} resolves to {first}, which is {why}; refused by the SSRF policy")
+        return kept
+
+    async def close(self) -> None:
+        await self._resolver.close()
+
+
+class GuardedConnector(aiohttp.TCPConnector):
+    """TCPConnector that never connects to a refused address.
+
+    aiohttp's ``_resolve_host`` returns IP-literal hosts as-is and never asks
+    the resolver, so the GuardedResolver alone would let ``http://127.0.0.1/``
+    through. We override ``_resolve_host`` (rather than a TraceConfig
+    on_request_start hook) because it sits on the connection path itself: it
+    also covers redirects and callers that forget the hook, and it sees the
+    exact host string aiohttp dials. It is a private method, so the tests make
+    real requests by IP literal to prove the override still takes effect, and
+    ``_wrap_create_connection`` re-checks every address just before the socket
+    is opened as a last line of defence should aiohttp's internals change.
+    """
+
+    def __init__(self, allowed_networks: Iterable[Network | str] = (), **kwargs: Any):
+        self._allowed = _networks(allowed_networks)
+        kwargs.setdefault("resolver", GuardedResolver(self._allowed))
+        super().__init__(**kwargs)
+
+    async def _resolve_host(self, host: str, port: int, traces: Any = None) -> list[ResolveResult]:
+        if message := _numeric_host_problem(host):
+            raise BlockedAddress(message)  # e.g. 127.1 or 2130706433
+        if ":" in host or _parse(host) is not None:  # what aiohttp would not resolve
+            why = _refusal(host, self._allowed)
+            if why:
+                raise BlockedAddress(f"{host} is {why}; refused by the SSRF policy")
+        return await super()._resolve_host(host, port, traces=traces)
+
+    async def _wrap_create_connection(self, *args: Any, addr_infos: list[Any], req: Any, client_error: Any = aiohttp.ClientConnectorError, **kwargs: Any) -> Any:
+        for info in addr_infos:
+            address = str(info[4][0])
+            why = _refusal(address, self._allowed)
+            if why:
+                raise client_error(req.connection_key, BlockedAddress(f"{address} is {why}; refused by the SSRF policy"))
+        return await super()._wrap_create_connection(*args, addr_infos=addr_infos, req=req, client_error=client_error, **kwargs)
+
+
+def guarded_connector(allowed_networks: Iterable[Network | str] = (), *, limit: int = 100, limit_per_host: int = 0) -> aiohttp.TCPConnector:
+    """A connector whose every connection goes only to checked addresses (call inside a running loop)."""
+    return GuardedConnector(allowed_networks, limit=limit, limit_per_host=limit_per_host)

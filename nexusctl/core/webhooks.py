@@ -1,0 +1,146 @@
+"""Webhook management: create, list, show, update, delete, rotate the secret.
+
+The secret is shown twice only: in the answer to create and to rotate. It is
+stored encrypted like tokens. After a rotation the previous secret keeps
+signing next to the new one for 24 hours, so receivers can switch over
+without losing a delivery.
+
+Subscriptions are exact event names (``media.created``), a family
+(``media.*``) or everything (``*``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from db.database import database_proxy
+from db.fields import utcnow
+from db.models import Integration, Webhook, WebhookDelivery
+from db.secrets import public_fields, seal, unseal
+from nexusctl.core import integrations, signing
+from nexusctl.core.ids import parse_uuid
+from nexusctl.core.paging import Page, newest_first
+from nexusctl.crypto import Keyring
+from nexusctl.errors import UsageProblem, WebhookNotFound
+
+ROTATION_OVERLAP = dt.timedelta(hours=24)
+MAX_EVENTS = 50
+URL_MAX = 2048
+_EVENT = re.compile(r"^(\*|[a-z0-9_]+(\.[a-z0-9_]+)*(\.\*)?)$")
+
+
+def check_events(events) -> list[str]:
+    if not isinstance(events, list) or not events or len(events) > MAX_EVENTS:
+        raise UsageProblem(f"events must be a list of 1-{MAX_EVENTS} event names", field="events")
+    clean = []
+    for name in events:
+        if not isinstance(name, str) or len(name) > 128 or not _EVENT.match(name):
+            raise UsageProblem(f"events: {name!r} is not an event name like media.created, media.* or *",
+                               field="events")
+        if name not in clean:
+            clean.append(name)
+    return clean
+
+
+def matches(patterns, event_type: str) -> bool:
+    for pattern in patterns or ():
+        if pattern == "*" or pattern == event_type:
+            return True
+        if pattern.endswith(".*") and event_type.startswith(pattern[:-1]):
+            return True
+    return False
+
+
+def _check_url(url) -> str:
+    if not isinstance(url, str) or not url.strip() or len(url) > URL_MAX:
+        raise UsageProblem(f"url must be an http(s) URL of at most {URL_MAX} characters", field="url")
+    return url.strip()
+
+
+def get(webhook_id, *, owner_id=None) -> Webhook:
+    row_id = parse_uuid(webhook_id, "webhookId")
+    query = (Webhook.select(*public_fields(Webhook), Integration.id, Integration.user_id).join(Integration)
+             .where(Webhook.id == row_id))
+    row = query.first()
+    if row is None or (owner_id is not None and row.integration.user_id != owner_id):
+        raise WebhookNotFound(f"webhook {row_id} not found", id=str(row_id))
+    return row
+
+
+def create(keyring: Keyring, *, integration_id, url, events, metadata=None, is_active=True,
+           owner_id=None) -> tuple[Webhook, str]:
+    """A new webhook and its secret (shown now, never again)."""
+    integration = integrations.get(integration_id, owner_id=owner_id)
+    if metadata is not None and not isinstance(metadata, dict):
+        raise UsageProblem("metadata must be a JSON object", field="metadata")
+    row = Webhook(integration=integration.id, url=_check_url(url), events=check_events(events),
+                  metadata=metadata or {}, is_active=bool(is_active))
+    secret = signing.new_secret()
+    seal(keyring, row, "secret", secret)  # row.id is set at construction: the AAD binds it
+    row.save(force_insert=True)
+    return get(row.id), secret
+
+
+def list_page(*, integration_id=None, owner_id=None, limit=None, cursor=None) -> Page:
+    query = Webhook.select(*public_fields(Webhook)).join(Integration)
+    if integration_id is not None:
+        query = query.where(Webhook.integration == parse_uuid(integration_id, "integrationId"))
+    if owner_id is not None:
+        query = query.where(Integration.user_id == owner_id)
+    return newest_first(query, Webhook, limit, cursor)
+
+
+def update(webhook_id, *, url=None, events=None, is_active=None, metadata=None, owner_id=None) -> Webhook:
+    if url is None and events is None and is_active is None and metadata is None:
+        raise UsageProblem("nothing to update: give url, events, isActive or metadata")
+    row = get(webhook_id, owner_id=owner_id)
+    changes = {Webhook.updated_at: utcnow()}
+    if url is not None:
+        changes[Webhook.url] = _check_url(url)
+    if events is not None:
+        changes[Webhook.events] = check_events(events)
+    if metadata is not None:
+        if not isinstance(metadata, dict):
+            raise UsageProblem("metadata must be a JSON object", field="metadata")
+        changes[Webhook.metadata] = metadata
+    if is_active is not None:
+        if not isinstance(is_active, bool):
+            raise UsageProblem("isActive must be true or false", field="isActive")
+        changes[Webhook.is_active] = is_active
+        if is_active:  # re-enabling starts a fresh failure window
+            changes[Webhook.failing_since] = None
+            changes[Webhook.disabled_reason] = None
+    Webhook.update(changes).where(Webhook.id == row.id).execute()
+    return get(row.id)
+
+
+def delete(webhook_id, *, owner_id=None) -> dict:
+    row = get(webhook_id, owner_id=owner_id)
+    with database_proxy.atomic():
+        deliveries = WebhookDelivery.select().where(WebhookDelivery.webhook == row.id).count()
+        Webhook.delete().where(Webhook.id == row.id).execute()
+    return {"id": str(row.id), "deleted": True, "deliveriesDeleted": deliveries}
+
+
+def rotate_secret(keyring: Keyring, webhook_id, *, owner_id=None) -> tuple[Webhook, str]:
+    """A new secret; the old one keeps signing (as a second signature) for 24 hours."""
+    get(webhook_id, owner_id=owner_id)
+    with database_proxy.atomic():
+        row = Webhook.select().where(Webhook.id == parse_uuid(webhook_id, "webhookId")).first()
+        old = unseal(keyring, row, "secret")
+        secret = signing.new_secret()
+        seal(keyring, row, "secret", secret)
+        seal(keyring, row, "previous_secret", old)
+        Webhook.update(secret=row.secret, previous_secret=row.previous_secret,
+                       previous_secret_expires_at=utcnow() + ROTATION_OVERLAP, updated_at=utcnow()).where(
+            Webhook.id == row.id).execute()
+    return get(row.id), secret
+
+
+def signing_secrets(keyring: Keyring, row: Webhook, now: dt.datetime | None = None) -> list[str]:
+    """The secrets a delivery is signed with now: the current one, plus the previous during the overlap."""
+    secrets = [unseal(keyring, row, "secret")]
+    if row.previous_secret and row.previous_secret_expires_at and row.previous_secret_expires_at > (now or utcnow()):
+        secrets.append(unseal(keyring, row, "previous_secret"))
+    return [s for s in secrets if s]

@@ -1,0 +1,262 @@
+"""Webhooks end to end in the app: create, emit, the worker delivers, receivers verify.
+
+A real local receiver (aiohttp on 127.0.0.1, allowed by WEBHOOK_ALLOWED_NETWORKS)
+checks every request with the reference ``standardwebhooks`` library, and can be
+told to fail, answer 410, ask for Retry-After or redirect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import jwt
+import pytest
+from aiohttp import web
+from standardwebhooks.webhooks import Webhook as Verifier
+
+from daemon.app import create_app
+from db.models import OutboxEvent, WebhookDelivery
+from nexusctl import config
+from nexusctl.enums import DeliveryStatus, Provider
+
+OWNER = uuid.UUID("6f1c2a9e-0d4b-4f7e-9a51-2b8c3d4e5f60")
+
+
+def auth(sub=OWNER, **claims):
+    secret = config.jwt_signing_secret(config.load()).get()
+    token = jwt.encode({"sub": str(sub), "exp": int(time.time()) + 300, **claims}, secret, algorithm="HS256")
+    return {"Authorization": f"Bearer {token}"}
+
+
+class Receiver:
+    """Records what arrives; answers from a script of statuses (then 200)."""
+
+    def __init__(self):
+        self.secrets: list[str] = []
+        self.received: list[dict] = []
+        self.script: list[tuple[int, dict]] = []
+        self.arrived = asyncio.Event()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        verified = [s for s in self.secrets if _verifies(s, body, headers)]
+        self.received.append({"headers": headers, "body": body, "verified": verified})
+        self.arrived.set()
+        status, extra = self.script.pop(0) if self.script else (200, {})
+        return web.Response(status=status, text="ok" if status < 300 else "nope", headers=extra)
+
+    async def wait_for(self, count: int, timeout: float = 15):
+        deadline = time.monotonic() + timeout
+        while len(self.received) < count:
+            self.arrived.clear()
+            left = deadline - time.monotonic()
+            assert left > 0, f"only {len(self.received)} of {count} requests arrived"
+            try:
+                await asyncio.wait_for(self.arrived.wait(), left)
+            except asyncio.TimeoutError:
+                pass
+
+
+def _verifies(secret: str, body: bytes, headers: dict) -> bool:
+    try:
+        Verifier(secret).verify(body, headers)
+        return True
+    except Exception:  # noqa: BLE001 - the library raises its own error types
+        return False
+
+
+@pytest.fixture
+async def env(db_url, aiohttp_client, aiohttp_server, monkeypatch, make_integration):
+    receiver = Receiver()
+    app = web.Application()
+    app.router.add_post("/hook", receiver.handle)
+    app.router.add_post("/moved", lambda r: web.HTTPFound("http://127.0.0.1:9/elsewhere"))
+    server = await aiohttp_server(app)
+    monkeypatch.setenv("WEBHOOK_ALLOWED_NETWORKS", "127.0.0.1/32")
+    monkeypatch.setenv("WEBHOOK_RETRY_SCHEDULE", "1,1")
+    api = await aiohttp_client(create_app(config.load()))
+    integration = make_integration(user_id=OWNER, provider=Provider.SHOPIFY)
+    return api, receiver, f"http://127.0.0.1:{server.port}", integration
+
+
+async def _create(api, integration, url, events=("media.*",)):
+    answer = await api.post("/integrations/webhooks", json={"integrationId": str(integration.id), "url": url,
+                                                            "events": list(events)}, headers=auth())
+    body = await answer.json()
+    assert answer.status == 201, body
+    return body["data"]
+
+
+async def _emit(api, integration, event_type="media.created", data=None):
+    answer = await api.post(f"/integrations/{integration.id}/events", json={"type": event_type, "data": data or {}},
+                            headers=auth())
+    body = await answer.json()
+    assert answer.status == 202, body
+    return body["data"]
+
+
+async def _settled(delivery_filter, timeout=15.0):
+    """Wait until the worker has finished with the matching deliveries (by polling the database)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = list(WebhookDelivery.select().where(delivery_filter))
+        if rows and all(r.status in (DeliveryStatus.DELIVERED, DeliveryStatus.FAILED) for r in rows):
+            return rows
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not settled: {[(r.status, r.attempts) for r in rows]}")
+
+
+async def test_emit_delivers_a_signed_payload_the_reference_library_verifies(env):
+    api, receiver, base, integration = env
+    hook = await _create(api, integration, f"{base}/hook")
+    assert hook["secret"].startswith("whsec_")
+    receiver.secrets = [hook["secret"]]
+    emitted = await _emit(api, integration, "media.created", {"mediaId": "m1"})
+    assert emitted["deliveriesQueued"] == 1
+    await receiver.wait_for(1)
+    got = receiver.received[0]
+    assert got["verified"] == [hook["secret"]]
+    import json
+
+    payload = json.loads(got["body"])
+    assert payload["type"] == "media.created" and payload["data"]["mediaId"] == "m1"
+    assert payload["data"]["integrationId"] == str(integration.id) and payload["data"]["provider"] == "SHOPIFY"
+    (row,) = await _settled(WebhookDelivery.webhook == uuid.UUID(hook["id"]))
+    assert row.status == DeliveryStatus.DELIVERED and row.attempts == 1 and row.delivered_at
+    assert got["headers"]["webhook-id"] == str(row.id)
+    log = await (await api.get(f"/integrations/webhooks/{hook['id']}/deliveries", headers=auth())).json()
+    assert log["data"][0]["attemptLog"][0]["statusCode"] == 200
+    shown = await (await api.get(f"/integrations/webhooks/{hook['id']}", headers=auth())).text()
+    assert hook["secret"] not in shown
+
+
+async def test_wildcards_pick_the_webhooks(env):
+    api, receiver, base, integration = env
+    exact = await _create(api, integration, f"{base}/hook", ["media.created"])
+    family = await _create(api, integration, f"{base}/hook", ["media.*"])
+    everything = await _create(api, integration, f"{base}/hook", ["*"])
+    other = await _create(api, integration, f"{base}/hook", ["order.created"])
+    assert (await _emit(api, integration, "media.created"))["deliveriesQueued"] == 3
+    assert (await _emit(api, integration, "media.deleted"))["deliveriesQueued"] == 2
+    counts = {h["id"]: WebhookDelivery.select().where(WebhookDelivery.webhook == uuid.UUID(h["id"])).count()
+              for h in (exact, family, everything, other)}
+    assert counts == {exact["id"]: 1, family["id"]: 2, everything["id"]: 2, other["id"]: 0}
+
+
+async def test_failures_retry_on_the_schedule_then_fail_with_an_event(env):
+    api, receiver, base, integration = env
+    hook = await _create(api, integration, f"{base}/hook")
+    receiver.secrets = [hook["secret"]]
+    receiver.script = [(500, {}), (502, {}), (500, {})]  # schedule "1,1": three attempts in all
+    await _emit(api, integration)
+    (row,) = await _settled(WebhookDelivery.webhook == uuid.UUID(hook["id"]))
+    assert row.status == DeliveryStatus.FAILED and row.attempts == 3 and row.error == "HTTP 500"
+    ids = {r["headers"]["webhook-id"] for r in receiver.received}
+    assert ids == {str(row.id)} and all(r["verified"] for r in receiver.received)  # same id on every retry
+    stamps = [int(r["headers"]["webhook-timestamp"]) for r in receiver.received]
+    assert stamps == sorted(stamps)
+    assert OutboxEvent.select().where(OutboxEvent.type == "webhook.failed").count() == 1
+
+
+async def test_recovers_after_failures(env):
+    api, receiver, base, integration = env
+    hook = await _create(api, integration, f"{base}/hook")
+    receiver.script = [(503, {})]
+    await _emit(api, integration)
+    (row,) = await _settled(WebhookDelivery.webhook == uuid.UUID(hook["id"]))
+    assert row.status == DeliveryStatus.DELIVERED and row.attempts == 2
+    assert OutboxEvent.select().where(OutboxEvent.type == "webhook.delivered").count() == 1
+
+
+async def test_410_disables_the_webhook(env):
+    api, receiver, base, integration = env
+    hook = await _create(api, integration, f"{base}/hook")
+    receiver.script = [(410, {})]
+    await _emit(api, integration)
+    (row,) = await _settled(WebhookDelivery.webhook == uuid.UUID(hook["id"]))
+    shown = (await (await api.get(f"/integrations/webhooks/{hook['id']}", headers=auth())).json())["data"]
+    assert row.status == DeliveryStatus.FAILED and row.attempts == 1
+    assert shown["isActive"] is False and "410" in shown["disabledReason"]
+    assert OutboxEvent.select().where(OutboxEvent.type == "integration.error").count() == 1
+
+
+async def test_retry_after_is_honoured(env):
+    api, receiver, base, integration = env
+    hook = await _create(api, integration, f"{base}/hook")
+    receiver.script = [(429, {"Retry-After": "2"})]
+    await _emit(api, integration)
+    await receiver.wait_for(1)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        row = WebhookDelivery.get(WebhookDelivery.webhook == uuid.UUID(hook["id"]))
+        if row.status == DeliveryStatus.RETRYING:
+            break
+        await asyncio.sleep(0.05)
+    wait = (row.next_attempt_at - row.updated_at).total_seconds()
+    assert 1.9 <= wait <= 2.1  # the receiver's 2 s, not the schedule's 1 s ± 20%
+
+
+async def test_redirects_are_failures_and_not_followed(env):
+    api, receiver, base, integration = env
+    hook = await _create(api, integration, f"{base}/moved")
+    await _emit(api, integration)
+    (row,) = await _settled(WebhookDelivery.webhook == uuid.UUID(hook["id"]))
+    assert row.status == DeliveryStatus.FAILED and row.error == "HTTP 302"
+
+
+async def test_rotation_signs_with_both_secrets(env):
+    api, receiver, base, integration = env
+    hook = await _create(api, integration, f"{base}/hook")
+    rotated = await (await api.post(f"/integrations/webhooks/{hook['id']}/rotate-secret", headers=auth())).json()
+    new = rotated["data"]["secret"]
+    assert new.startswith("whsec_") and new != hook["secret"]
+    receiver.secrets = [hook["secret"], new]
+    await _emit(api, integration)
+    await receiver.wait_for(1)
+    got = receiver.received[0]
+    assert sorted(got["verified"]) == sorted([hook["secret"], new])  # either secret verifies during the overlap
+    assert len(got["headers"]["webhook-signature"].split(" ")) == 2
+
+
+async def test_test_event_and_redeliver(env):
+    api, receiver, base, integration = env
+    hook = await _create(api, integration, f"{base}/hook", ["order.created"])
+    answer = await api.post(f"/integrations/webhooks/{hook['id']}/test", headers=auth())
+    assert answer.status == 202, await answer.text()
+    (row,) = await _settled(WebhookDelivery.webhook == uuid.UUID(hook["id"]))
+    assert row.event == "webhook.test" and row.status == DeliveryStatus.DELIVERED
+    again = await api.post(f"/integrations/webhooks/deliveries/{row.id}/redeliver", headers=auth())
+    assert again.status == 202
+    await receiver.wait_for(2)
+    assert receiver.received[1]["headers"]["webhook-id"] == str(row.id)
+
+
+async def test_ssrf_and_bad_input_are_refused(env):
+    api, _, _, integration = env
+    for url, mention in (("http://169.254.169.254/latest", "link-local"), ("http://10.0.0.5/x", "private"),
+                         ("ftp://x.example/", "http"), ("http://0x7f.0.0.1/", "non-canonical")):
+        answer = await api.post("/integrations/webhooks", json={"integrationId": str(integration.id), "url": url,
+                                                                "events": ["*"]}, headers=auth())
+        payload = await answer.json()
+        assert answer.status == 400 and payload["error"]["code"] == "VALIDATION_ERROR", (url, payload)
+    bad_events = await api.post("/integrations/webhooks", json={"integrationId": str(integration.id),
+                                                                "url": "http://127.0.0.1:9/x", "events": ["Bad Name"]},
+                                headers=auth())
+    assert bad_events.status == 400 and "events" in (await bad_events.json())["error"]["message"]
+
+
+async def test_someone_elses_webhook_does_not_exist_for_you(env):
+    api, _, base, integration = env
+    hook = await _create(api, integration, f"{base}/hook")
+    stranger = auth(sub=uuid.uuid4())
+    for method, path in (("GET", f"/integrations/webhooks/{hook['id']}"),
+                         ("DELETE", f"/integrations/webhooks/{hook['id']}"),
+                         ("GET", f"/integrations/webhooks/{hook['id']}/deliveries"),
+                         ("POST", f"/integrations/webhooks/{hook['id']}/rotate-secret")):
+        answer = await api.request(method, path, headers=stranger)
+        assert answer.status == 404 and (await answer.json())["error"]["code"] == "WEBHOOK_NOT_FOUND"
+    listed = await (await api.get("/integrations/webhooks", headers=stranger)).json()
+    assert listed["data"] == []
