@@ -8,14 +8,12 @@ and again by the worker at connect time.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from aiohttp import web
 
 from daemon import models_schema as out
 from daemon.routing import PRINCIPAL, Route, ok, read_body, read_query
 from daemon.schema import Body, Bool, Int, Obj, Query, Str, StrList
-from nexusctl.core import deliveries, events, ssrf, webhooks
+from nexusctl.core import deliveries, events, webhooks
 from nexusctl.core.paging import MAX_LIMIT
 from nexusctl.core.serializers import delivery_to_dict, webhook_to_dict
 from nexusctl.enums import DeliveryStatus
@@ -46,17 +44,6 @@ def _keyring(request):
     return request.app[SERVICES].keyring
 
 
-async def check_webhook_url(settings, url) -> str:
-    """Static SSRF rules, then one resolution: every address the name has must be allowed."""
-    if not isinstance(url, str):
-        raise UsageProblem("url must be a string", field="url")
-    url = ssrf.check_url(url, production=settings.is_production, allowed_networks=settings.webhook_allowed_networks)
-    parts = urlsplit(url)
-    await ssrf.resolve_checked(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80),
-                               settings.webhook_allowed_networks)
-    return url
-
-
 def _settings(request):
     from daemon.app import SETTINGS
 
@@ -71,7 +58,7 @@ def _events_list(value):
 
 async def create(request: web.Request) -> web.Response:
     body = await read_body(request, CREATE)
-    url = await check_webhook_url(_settings(request), body["url"])
+    url = await webhooks.check_url_resolving(_settings(request), body["url"])
     row, secret = await _db(request, webhooks.create, _keyring(request), integration_id=body["integrationId"],
                             url=url, events=_events_list(body["events"]), metadata=body.get("metadata"),
                             is_active=body.get("isActive", True), owner_id=_owner(request))
@@ -92,7 +79,7 @@ async def show(request: web.Request) -> web.Response:
 
 async def update(request: web.Request) -> web.Response:
     body = await read_body(request, UPDATE)
-    url = await check_webhook_url(_settings(request), body["url"]) if "url" in body else None
+    url = await webhooks.check_url_resolving(_settings(request), body["url"]) if "url" in body else None
     row = await _db(request, webhooks.update, request.match_info["webhookId"], url=url,
                     events=_events_list(body.get("events")), is_active=body.get("isActive"),
                     metadata=body.get("metadata"), owner_id=_owner(request))

@@ -144,3 +144,18 @@ def signing_secrets(keyring: Keyring, row: Webhook, now: dt.datetime | None = No
     if row.previous_secret and row.previous_secret_expires_at and row.previous_secret_expires_at > (now or utcnow()):
         secrets.append(unseal(keyring, row, "previous_secret"))
     return [s for s in secrets if s]
+
+
+async def check_url_resolving(settings, url) -> str:
+    """The SSRF rules, then one resolution: every address the name has must be allowed."""
+    from urllib.parse import urlsplit
+
+    from nexusctl.core import ssrf
+
+    if not isinstance(url, str):
+        raise UsageProblem("url must be a string", field="url")
+    url = ssrf.check_url(url, production=settings.is_production, allowed_networks=settings.webhook_allowed_networks)
+    parts = urlsplit(url)
+    await ssrf.resolve_checked(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80),
+                               settings.webhook_allowed_networks)
+    return url

@@ -1,0 +1,256 @@
+"""`nexusctl webhooks ...` and `nexusctl events emit`: the same core calls as the API."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from nexusctl.cli.context import out, state
+from nexusctl.cli.options import Cursor, Json, Limit, Yes, parse_json_object
+from nexusctl.core.paging import DEFAULT_LIMIT
+from nexusctl.errors import UsageProblem
+
+app = typer.Typer(help="Outbound webhooks: endpoints, secrets, deliveries.", no_args_is_help=True)
+events_app = typer.Typer(help="Emit events to an integration's webhooks.", no_args_is_help=True)
+
+COLUMNS = [("id", "ID"), ("integrationId", "INTEGRATION"), ("url", "URL"), ("events", "EVENTS"),
+           ("isActive", "ACTIVE"), ("lastTriggeredAt", "LAST TRIGGERED")]
+DELIVERY_COLUMNS = [("id", "ID"), ("event", "EVENT"), ("status", "STATUS"), ("attempts", "ATTEMPTS"),
+                    ("error", "ERROR"), ("nextAttemptAt", "NEXT ATTEMPT"), ("createdAt", "CREATED")]
+WebhookId = Annotated[str, typer.Argument(help="Webhook id (UUID).", show_default=False)]
+Events = Annotated[list[str] | None, typer.Option("--event", "-e", help="Event to subscribe to (repeatable): "
+                                                  "media.created, media.* or *.")]
+
+
+def _db(ctx):
+    st = state(ctx)
+    st.database()
+    return st
+
+
+def _checked_url(ctx, url: str) -> str:
+    from nexusctl.core.webhooks import check_url_resolving
+
+    return asyncio.run(check_url_resolving(state(ctx).settings, url))
+
+
+def _show(ctx, data: dict, as_json: bool) -> None:
+    out(ctx).json(data) if as_json else out(ctx).record(data)
+
+
+@app.command("create")
+def create_cmd(ctx: typer.Context,
+               integration: Annotated[str, typer.Option("--integration", "-i", help="Integration id.",
+                                                        show_default=False)],
+               url: Annotated[str, typer.Option("--url", help="Receiver URL (https in production).",
+                                                show_default=False)],
+               events: Events = None,
+               metadata: Annotated[str | None, typer.Option("--metadata", help="JSON object.")] = None,
+               as_json: Json = False) -> None:
+    """Create a webhook; prints its signing secret once (store it now).
+
+    Example:  nexusctl webhooks create --integration 0b7f5d2c-8a41-4c4e-b2a7-3f9e1d6c5a10 --url https://hooks.example.com/nexus -e 'media.*'
+    """
+    from nexusctl.core import webhooks
+    from nexusctl.core.serializers import webhook_to_dict
+
+    st = _db(ctx)
+    row, secret = webhooks.create(st.keyring, integration_id=integration, url=_checked_url(ctx, url),
+                                  events=list(events or ["*"]),
+                                  metadata=parse_json_object(metadata, "metadata") if metadata else None)
+    out(ctx).success(f"Created webhook {row.id}; its secret is shown this once")
+    _show(ctx, webhook_to_dict(row, secret), as_json)
+
+
+@app.command("list")
+def list_cmd(ctx: typer.Context,
+             integration: Annotated[str | None, typer.Option("--integration", "-i", help="Only this integration.")]
+             = None,
+             limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None, as_json: Json = False) -> None:
+    """List webhooks, newest first.
+
+    Example:  nexusctl webhooks list --integration 0b7f5d2c-8a41-4c4e-b2a7-3f9e1d6c5a10
+    """
+    from nexusctl.core import webhooks
+    from nexusctl.core.serializers import webhook_to_dict
+
+    _db(ctx)
+    page = webhooks.list_page(integration_id=integration, limit=limit, cursor=cursor)
+    rows = [webhook_to_dict(r) for r in page.items]
+    out(ctx).json(rows) if as_json else out(ctx).table(rows, COLUMNS)
+    if page.next_cursor:
+        out(ctx).info(f"more: add --cursor {page.next_cursor}")
+
+
+@app.command("show")
+def show_cmd(ctx: typer.Context, webhook_id: WebhookId, as_json: Json = False) -> None:
+    """Show one webhook (never its secret).
+
+    Example:  nexusctl webhooks show 3c1d9f7e-2b6a-4d8e-9f10-5a7b3c2d1e0f
+    """
+    from nexusctl.core import webhooks
+    from nexusctl.core.serializers import webhook_to_dict
+
+    _db(ctx)
+    _show(ctx, webhook_to_dict(webhooks.get(webhook_id)), as_json)
+
+
+@app.command("update")
+def update_cmd(ctx: typer.Context, webhook_id: WebhookId,
+               url: Annotated[str | None, typer.Option("--url", help="New receiver URL.")] = None,
+               events: Events = None,
+               active: Annotated[bool | None, typer.Option("--active/--inactive", help="Enable or disable.",
+                                                           show_default=False)] = None,
+               as_json: Json = False) -> None:
+    """Change a webhook's URL, events or active flag (re-enabling clears its failure window).
+
+    Example:  nexusctl webhooks update 3c1d9f7e-2b6a-4d8e-9f10-5a7b3c2d1e0f --active -e 'order.*'
+    """
+    from nexusctl.core import webhooks
+    from nexusctl.core.serializers import webhook_to_dict
+
+    _db(ctx)
+    row = webhooks.update(webhook_id, url=_checked_url(ctx, url) if url else None,
+                          events=list(events) if events else None, is_active=active)
+    _show(ctx, webhook_to_dict(row), as_json)
+
+
+@app.command("delete")
+def delete_cmd(ctx: typer.Context, webhook_id: WebhookId, yes: Yes = False, as_json: Json = False) -> None:
+    """Delete a webhook and its delivery log.
+
+    Example:  nexusctl webhooks delete 3c1d9f7e-2b6a-4d8e-9f10-5a7b3c2d1e0f --yes
+    """
+    from nexusctl.core import webhooks
+
+    _db(ctx)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageProblem("refusing to delete without confirmation: pass --yes (no terminal to ask on)")
+        if not typer.confirm(f"Delete webhook {webhook_id} and its deliveries?", err=True):
+            return
+    result = webhooks.delete(webhook_id)
+    out(ctx).success(f"Deleted webhook {result['id']} and {result['deliveriesDeleted']} deliveries")
+    if as_json:
+        out(ctx).json(result)
+
+
+@app.command("deliveries")
+def deliveries_cmd(ctx: typer.Context, webhook_id: WebhookId,
+                   status: Annotated[str | None, typer.Option("--status", "-s", help="PENDING, RETRYING, "
+                                                              "DELIVERED or FAILED.")] = None,
+                   limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None, as_json: Json = False) -> None:
+    """A webhook's deliveries, newest first; --json adds every attempt.
+
+    Example:  nexusctl webhooks deliveries 3c1d9f7e-2b6a-4d8e-9f10-5a7b3c2d1e0f --status FAILED --json
+    """
+    from nexusctl.core import deliveries
+    from nexusctl.core.serializers import delivery_to_dict
+
+    _db(ctx)
+    page = deliveries.list_page(webhook_id, status=status, limit=limit, cursor=cursor)
+    log = deliveries.attempts_of(page.items)
+    rows = [delivery_to_dict(d, log[d.id]) for d in page.items]
+    out(ctx).json(rows) if as_json else out(ctx).table(rows, DELIVERY_COLUMNS)
+    if page.next_cursor:
+        out(ctx).info(f"more: add --cursor {page.next_cursor}")
+
+
+@app.command("test")
+def test_cmd(ctx: typer.Context, webhook_id: WebhookId) -> None:
+    """Queue a webhook.test event to this webhook (the daemon sends it).
+
+    Example:  nexusctl webhooks test 3c1d9f7e-2b6a-4d8e-9f10-5a7b3c2d1e0f
+    """
+    from db.database import database_proxy
+    from nexusctl.core import deliveries, integrations, webhooks
+
+    _db(ctx)
+    hook = webhooks.get(webhook_id)
+    with database_proxy.atomic():
+        deliveries.fan_out(integrations.get(hook.integration_id), "webhook.test",
+                           {"webhookId": str(hook.id), "test": True}, only=hook)
+    out(ctx).success(f"Queued webhook.test for {hook.id}; `nexusctl webhooks deliveries {hook.id}` shows it")
+
+
+@app.command("rotate-secret")
+def rotate_cmd(ctx: typer.Context, webhook_id: WebhookId, as_json: Json = False) -> None:
+    """Issue a new secret (printed once); the old one also signs for 24 hours.
+
+    Example:  nexusctl webhooks rotate-secret 3c1d9f7e-2b6a-4d8e-9f10-5a7b3c2d1e0f
+    """
+    from nexusctl.core import webhooks
+    from nexusctl.core.serializers import webhook_to_dict
+
+    st = _db(ctx)
+    row, secret = webhooks.rotate_secret(st.keyring, webhook_id)
+    out(ctx).success("New secret issued; deliveries carry both signatures for 24 hours")
+    _show(ctx, webhook_to_dict(row, secret), as_json)
+
+
+@app.command("redeliver")
+def redeliver_cmd(ctx: typer.Context,
+                  delivery_id: Annotated[str, typer.Argument(help="Delivery id.", show_default=False)]) -> None:
+    """Send one delivery again now (same webhook-id).
+
+    Example:  nexusctl webhooks redeliver 7e2a1c3b-9d8f-4e6a-b5c4-0f1e2d3c4b5a
+    """
+    from nexusctl.core import deliveries
+
+    _db(ctx)
+    row = deliveries.redeliver(delivery_id)
+    out(ctx).success(f"Queued delivery {row.id} again")
+
+
+@app.command("replay")
+def replay_cmd(ctx: typer.Context, webhook_id: WebhookId,
+               since: Annotated[str, typer.Option("--since", help="ISO time, e.g. 2026-11-24T00:00:00Z.",
+                                                  show_default=False)],
+               status: Annotated[str | None, typer.Option("--status", "-s", help="Only this status (e.g. FAILED).")]
+               = None) -> None:
+    """Queue again every delivery of a webhook created since a time.
+
+    Example:  nexusctl webhooks replay 3c1d9f7e-2b6a-4d8e-9f10-5a7b3c2d1e0f --since 2026-11-24T00:00:00Z --status FAILED
+    """
+    from nexusctl.core import deliveries
+
+    try:
+        moment = dt.datetime.fromisoformat(since.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageProblem(f"--since {since!r} is not an ISO time like 2026-11-24T00:00:00Z", field="since") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    _db(ctx)
+    count = deliveries.replay(webhook_id, since=moment, status=status)
+    out(ctx).success(f"Queued {count} deliveries again")
+
+
+@events_app.command("emit")
+def emit_cmd(ctx: typer.Context,
+             integration_id: Annotated[str, typer.Argument(help="Integration id.", show_default=False)],
+             event_type: Annotated[str, typer.Argument(help="Event name, e.g. media.created.", show_default=False)],
+             data: Annotated[str, typer.Option("--data", help="JSON object, @FILE, or - for stdin.")] = "{}",
+             as_json: Json = False) -> None:
+    """Emit an event: one delivery per matching webhook, queued atomically.
+
+    Example:  nexusctl events emit 0b7f5d2c-8a41-4c4e-b2a7-3f9e1d6c5a10 media.created --data '{"mediaId": "m1"}'
+    """
+    from nexusctl.core import events
+
+    if data == "-":
+        data = sys.stdin.read()
+    elif data.startswith("@"):
+        try:
+            data = Path(data[1:]).read_text()
+        except OSError as exc:
+            raise UsageProblem(f"cannot read {data[1:]}: {exc.strerror}", field="data") from None
+    _db(ctx)
+    result = events.emit(integration_id, event_type, parse_json_object(data, "data"))
+    out(ctx).success(f"Emitted {event_type}: {result['deliveriesQueued']} deliveries queued")
+    if as_json:
+        out(ctx).json(result)

@@ -1,0 +1,81 @@
+"""`nexusctl webhooks` and `nexusctl events emit` against real databases."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from db.models import OutboxEvent, WebhookDelivery
+from nexusctl.enums import DeliveryStatus
+
+
+@pytest.fixture(autouse=True)
+def local_receivers(monkeypatch):
+    monkeypatch.setenv("WEBHOOK_ALLOWED_NETWORKS", "127.0.0.1/32")
+
+
+def _create(cli, integration, *events):
+    args = ["webhooks", "create", "--integration", integration.id, "--url", "http://127.0.0.1:9/hook", "--json"]
+    for event in events or ("media.*",):
+        args += ["-e", event]
+    made = cli(*args)
+    assert made.exit_code == 0, made.stderr
+    return json.loads(made.stdout)
+
+
+def test_create_shows_the_secret_once_and_emit_queues_deliveries(cli, make_integration):
+    integration = make_integration()
+    hook = _create(cli, integration, "media.*")
+    assert hook["secret"].startswith("whsec_") and hook["events"] == ["media.*"]
+    shown = cli("webhooks", "show", hook["id"], "--json")
+    assert shown.exit_code == 0 and hook["secret"] not in shown.stdout
+    emitted = cli("events", "emit", integration.id, "media.created", "--data", '{"mediaId": "m1"}', "--json")
+    assert emitted.exit_code == 0, emitted.stderr
+    assert json.loads(emitted.stdout)["deliveriesQueued"] == 1
+    skipped = cli("events", "emit", integration.id, "order.created", "--json")
+    assert json.loads(skipped.stdout)["deliveriesQueued"] == 0
+    listed = cli("webhooks", "deliveries", hook["id"], "--json")
+    rows = json.loads(listed.stdout)
+    assert [r["event"] for r in rows] == ["media.created"] and rows[0]["status"] == "PENDING"
+    assert rows[0]["payload"]["data"]["mediaId"] == "m1"
+
+
+def test_replay_and_redeliver_requeue(cli, make_integration):
+    integration = make_integration()
+    hook = _create(cli, integration, "*")
+    cli("events", "emit", integration.id, "media.created")
+    WebhookDelivery.update(status=DeliveryStatus.FAILED).execute()
+    replayed = cli("webhooks", "replay", hook["id"], "--since", "2000-01-01T00:00:00Z", "--status", "FAILED")
+    assert replayed.exit_code == 0 and "Queued 1 deliveries again" in replayed.stderr
+    assert WebhookDelivery.get().status == DeliveryStatus.PENDING
+    delivery = WebhookDelivery.get()
+    WebhookDelivery.update(status=DeliveryStatus.DELIVERED).execute()
+    assert cli("webhooks", "redeliver", delivery.id).exit_code == 0
+    assert WebhookDelivery.get().status == DeliveryStatus.PENDING
+    assert cli("webhooks", "replay", hook["id"], "--since", "yesterday").exit_code == 2
+
+
+def test_rotate_update_test_delete(cli, make_integration):
+    integration = make_integration()
+    hook = _create(cli, integration)
+    rotated = json.loads(cli("webhooks", "rotate-secret", hook["id"], "--json").stdout)
+    assert rotated["secret"] != hook["secret"]
+    updated = json.loads(cli("webhooks", "update", hook["id"], "--inactive", "--json").stdout)
+    assert updated["isActive"] is False
+    assert cli("webhooks", "test", hook["id"]).exit_code == 0
+    assert WebhookDelivery.get().event == "webhook.test"
+    gone = cli("webhooks", "delete", hook["id"], "--yes", "--json")
+    assert gone.exit_code == 0 and json.loads(gone.stdout)["deliveriesDeleted"] == 1
+    assert cli("webhooks", "show", hook["id"]).exit_code == 11  # WEBHOOK_NOT_FOUND
+
+
+def test_bad_input(cli, make_integration):
+    integration = make_integration()
+    for url in ("http://10.1.2.3/x", "http://169.254.169.254/", "gopher://x"):
+        bad = cli("webhooks", "create", "--integration", integration.id, "--url", url)
+        assert bad.exit_code == 2 and "VALIDATION_ERROR" in bad.stderr, (url, bad.stderr)
+    assert cli("events", "emit", integration.id, "Not A Type").exit_code == 2
+    assert cli("events", "emit", integration.id, "media.created", "--data", "[1]").exit_code == 2
+    assert cli("events", "emit", "not-a-uuid", "media.created").exit_code == 2
+    assert OutboxEvent.select().where(OutboxEvent.type == "media.created").count() == 0
