@@ -113,7 +113,9 @@ class DeliveryWorker:
     # --- the loop ------------------------------------------------------------
 
     async def _loop(self) -> None:
-        lease = self.settings.webhook_timeout + 30
+        # Long enough for a send to time out and be recorded; short enough that a crashed
+        # daemon's claims come back soon (default 35 s).
+        lease = 2 * self.settings.webhook_timeout + 5
         relisten_at = 0.0
         while not self.stopping:
             if self.settings.database_kind == "postgresql" and self._pg is None and time.monotonic() >= relisten_at:

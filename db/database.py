@@ -22,6 +22,13 @@ database_proxy = peewee.DatabaseProxy()
 class NexusSqliteDatabase(peewee.SqliteDatabase):
     field_types = {**peewee.SqliteDatabase.field_types, "TIMESTAMPTZ": "DATETIME", "TEXTARRAY": "TEXT"}
 
+    def begin(self, lock_type=None):
+        # BEGIN IMMEDIATE: a transaction takes the write lock up front, so two
+        # processes' transactions queue on busy_timeout. A deferred one that
+        # read first and then writes fails at once with "database is locked"
+        # when another process wrote meanwhile (SQLite cannot wait there).
+        return super().begin(lock_type or "IMMEDIATE")
+
 
 class NexusPostgresDatabase(PooledPostgresqlDatabase):
     field_types = {

@@ -151,17 +151,21 @@ class Claimed:
 def claim(limit: int, lease_seconds: float) -> list[Claimed]:
     """Lease up to ``limit`` due deliveries of active webhooks."""
     now, lease = utcnow(), uuid.uuid4()
+    claimable = (WebhookDelivery.status.in_(DUE) & (WebhookDelivery.next_attempt_at <= now)
+                 & (WebhookDelivery.lease_until.is_null() | (WebhookDelivery.lease_until < now)))
     due = (WebhookDelivery.select(WebhookDelivery.id).join(Webhook)
-           .where(WebhookDelivery.status.in_(DUE) & (WebhookDelivery.next_attempt_at <= now)
-                  & (WebhookDelivery.lease_until.is_null() | (WebhookDelivery.lease_until < now))
-                  & (Webhook.is_active == True))  # noqa: E712
+           .where(claimable & (Webhook.is_active == True))  # noqa: E712
            .order_by(WebhookDelivery.next_attempt_at).limit(limit))
     if is_postgres(database_proxy):
-        due = due.for_update("FOR UPDATE OF t1 SKIP LOCKED")
+        # Lock the delivery rows themselves (not the joined webhook): PostgreSQL then re-checks
+        # the lease condition on a row another worker just claimed, and skips rows being claimed.
+        due = due.for_update(f'FOR UPDATE OF "{WebhookDelivery._meta.table_name}" SKIP LOCKED')
+    elif not due.exists():
+        return []  # SQLite: don't take the write lock every poll when nothing is due
     until = now + dt.timedelta(seconds=lease_seconds)
     with database_proxy.atomic():
         query = (WebhookDelivery.update(lease_until=until, lease_token=lease)
-                 .where(WebhookDelivery.id.in_(due))
+                 .where(WebhookDelivery.id.in_(due) & claimable)  # and again on the row as updated
                  .returning(WebhookDelivery.id, WebhookDelivery.webhook, WebhookDelivery.event,
                             WebhookDelivery.payload, WebhookDelivery.attempts))
         rows = list(query.tuples().execute())
