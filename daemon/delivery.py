@@ -21,12 +21,14 @@ import time
 import aiohttp
 
 from db.fields import utcnow
-from nexusctl.core import attempts, deliveries, signing, ssrf, webhooks
+from nexusctl.core import attempts, deliveries, signing, ssrf
 from nexusctl.core.attempts import Result
 
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 1.0
+RECORD_BATCH = 100  # outcomes per transaction
+RECORD_WINDOW = 0.005  # seconds an outcome may wait for others to share its commit
 BODY_PREVIEW = 4096
 
 
@@ -45,6 +47,9 @@ class DeliveryWorker:
         self.stopping = False
         self.session: aiohttp.ClientSession | None = None
         self.sent = 0
+        self.to_record: list = []
+        self.flush_now = asyncio.Event()
+        self.flusher: asyncio.Task | None = None
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -122,12 +127,15 @@ class DeliveryWorker:
                 relisten_at = time.monotonic() + 5  # LISTEN again after a dropped connection
                 self._listen(asyncio.get_running_loop())
             try:
-                claimed = []
+                claimed, signing = [], {}
                 if self.free > 0:
                     claimed = await self.db.run(deliveries.claim, min(self.free, 100), lease)
+                if claimed:
+                    signing = await self.db.run(deliveries.signing_for, self.keyring,
+                                                [c.webhook_id for c in claimed])
                 for item in claimed:
                     self.free -= 1
-                    task = asyncio.create_task(self._send(item))
+                    task = asyncio.create_task(self._send(item, signing.get(item.webhook_id)))
                     self.tasks.add(task)
                     task.add_done_callback(self._done)
                 if claimed and self.free > 0:
@@ -145,24 +153,53 @@ class DeliveryWorker:
         self.free += 1
         self.wake.set()  # a slot is free: claim more
 
-    async def _send(self, item: deliveries.Claimed) -> None:
+    async def _send(self, item: deliveries.Claimed, signing) -> None:
+        if signing is None:  # webhook deleted meanwhile: its deliveries went with it (cascade)
+            log.info("delivery %s: webhook %s is gone", item.id, item.webhook_id)
+            return
+        url, secrets = signing
         async with self.per_endpoint[item.webhook_id]:
-            try:
-                hook = await self.db.run(deliveries.webhook_for, item.webhook_id)
-                secrets = await self.db.run(webhooks.signing_secrets, self.keyring, hook)
-            except Exception:  # noqa: BLE001 - webhook gone meanwhile: the row went with it (cascade)
-                log.info("delivery %s: webhook %s is gone", item.id, item.webhook_id)
-                return
             body = json.dumps(item.payload, separators=(",", ":"), ensure_ascii=False).encode()
-            result = await self._post(hook.url, secrets, str(item.id), body)
+            result = await self._post(url, secrets, str(item.id), body)
+        try:
+            outcome = await self._record(item, result)
+        except Exception:  # noqa: BLE001 - the lease will expire and the attempt is made again
+            log.exception("delivery %s: recording the attempt failed", item.id)
+            return
+        self.sent += 1
+        log.info("delivery %s (%s) attempt %d -> %s %s in %d ms", item.id, item.event, item.attempts + 1,
+                 result.status_code or "-", outcome, result.duration_ms)
+
+    async def _record(self, item, result) -> str:
+        """Queue the outcome for the next batched write; resolves once it is committed."""
+        future = asyncio.get_running_loop().create_future()
+        self.to_record.append((item, result, future))
+        if len(self.to_record) >= RECORD_BATCH:
+            self.flush_now.set()
+        elif self.flusher is None or self.flusher.done():
+            self.flusher = asyncio.create_task(self._flush_soon())
+        return await future
+
+    async def _flush_soon(self) -> None:
+        # Outcomes that arrive within a few milliseconds share one transaction.
+        try:
+            await asyncio.wait_for(self.flush_now.wait(), RECORD_WINDOW)
+        except asyncio.TimeoutError:
+            pass
+        while self.to_record:
+            self.flush_now.clear()
+            batch, self.to_record = self.to_record[:RECORD_BATCH], self.to_record[RECORD_BATCH:]
             try:
-                outcome = await self.db.run(attempts.record, item, result, self.settings.webhook_retry_schedule)
-            except Exception:  # noqa: BLE001 - the lease will expire and the attempt is made again
-                log.exception("delivery %s: recording the attempt failed", item.id)
-                return
-            self.sent += 1
-            log.info("delivery %s (%s) attempt %d -> %s %s in %d ms", item.id, item.event, item.attempts + 1,
-                     result.status_code or "-", outcome, result.duration_ms)
+                outcomes = await self.db.run(attempts.record_many, [(i, r) for i, r, _ in batch],
+                                             self.settings.webhook_retry_schedule)
+            except Exception as exc:  # noqa: BLE001 - handed to each sender, which logs it
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for (_, _, future), outcome in zip(batch, outcomes, strict=True):
+                if not future.done():
+                    future.set_result(outcome)
 
     async def _post(self, url: str, secrets: list[str], message_id: str, body: bytes) -> Result:
         started, clock = utcnow(), time.monotonic()

@@ -198,3 +198,11 @@ def webhook_for(webhook_id) -> Webhook:
 
 def public_webhook(webhook_id) -> Webhook:
     return Webhook.select(*public_fields(Webhook)).where(Webhook.id == webhook_id).first()
+
+
+def signing_for(keyring, webhook_ids) -> dict:
+    """url, signing secrets and active flag of each webhook, in one query (once per claimed batch)."""
+    from nexusctl.core.webhooks import signing_secrets
+
+    rows = Webhook.select().where(Webhook.id.in_(list(set(webhook_ids))))
+    return {row.id: (row.url, signing_secrets(keyring, row)) for row in rows}
