@@ -103,7 +103,7 @@ class WebhookDelivery(BaseModel):
         table_name = "webhook_deliveries"
         indexes = (
             (("created_at",), False),
-            (("status", "next_attempt_at"), False),
+            (("next_attempt_at",), False),  # partial: WHERE status IN ('PENDING', 'RETRYING') (migration 0003)
             (("webhook_id", "created_at", "id"), False),
         )
 

@@ -1,0 +1,64 @@
+"""Recording delivery outcomes: fencing, the retry schedule, auto-disable after 5 days."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from db.fields import utcnow
+from db.models import OutboxEvent, Webhook, WebhookAttempt, WebhookDelivery
+from nexusctl.core import attempts, deliveries
+from nexusctl.core.attempts import Result
+from nexusctl.enums import DeliveryStatus
+
+SCHEDULE = (5, 300)
+
+
+def _queued(make_integration, count=1, **hook):
+    integration = make_integration()
+    webhook = Webhook.create(integration=integration, url="http://127.0.0.1:9/h", events=["*"], **hook)
+    for i in range(count):
+        deliveries.fan_out(integration, "media.created", {"i": i})
+    return webhook, deliveries.claim(count, 30)
+
+
+def _result(code=None, **kw):
+    return Result(started_at=utcnow(), duration_ms=3, status_code=code, **kw)
+
+
+def test_a_lost_lease_records_nothing(database, make_integration):
+    _, (claimed,) = _queued(make_integration)
+    WebhookDelivery.update(lease_token=None).execute()  # another worker took it over
+    assert attempts.record_many([(claimed, _result(200))], SCHEDULE) == ["lost"]
+    assert WebhookAttempt.select().count() == 0
+    assert WebhookDelivery.get().status == DeliveryStatus.PENDING
+
+
+def test_a_batch_applies_each_rule(database, make_integration):
+    _, claimed = _queued(make_integration, 3)
+    outcomes = attempts.record_many([(claimed[0], _result(200, body="ok")), (claimed[1], _result(500)),
+                                     (claimed[2], _result(None, error="timed out after 15 s"))], SCHEDULE)
+    assert outcomes == ["delivered", "retrying", "retrying"]
+    by_id = {d.id: d for d in WebhookDelivery.select()}
+    assert by_id[claimed[0].id].status == DeliveryStatus.DELIVERED and by_id[claimed[0].id].response["body"] == "ok"
+    retry = by_id[claimed[1].id]
+    assert retry.status == DeliveryStatus.RETRYING and retry.error == "HTTP 500" and retry.lease_token is None
+    assert 4 <= (retry.next_attempt_at - retry.updated_at).total_seconds() <= 6  # 5 s +- 20%
+    assert by_id[claimed[2].id].error == "timed out after 15 s"
+    assert WebhookAttempt.select().count() == 3
+
+
+def test_five_days_failing_without_a_success_disables_the_webhook(database, make_integration):
+    webhook, (claimed,) = _queued(make_integration, failing_since=utcnow() - dt.timedelta(days=5, minutes=1))
+    assert attempts.record_many([(claimed, _result(503))], SCHEDULE) == ["disabled"]
+    again = Webhook.get_by_id(webhook.id)
+    assert again.is_active is False and "5 days" in again.disabled_reason
+    event = OutboxEvent.get(OutboxEvent.type == "integration.error")
+    assert event.data["code"] == "WEBHOOK_DISABLED"
+
+
+def test_four_days_failing_keeps_it_and_a_success_clears_the_window(database, make_integration):
+    webhook, claimed = _queued(make_integration, 2, failing_since=utcnow() - dt.timedelta(days=4))
+    assert attempts.record_many([(claimed[0], _result(500))], SCHEDULE) == ["retrying"]
+    assert Webhook.get_by_id(webhook.id).is_active is True
+    assert attempts.record_many([(claimed[1], _result(204))], SCHEDULE) == ["delivered"]
+    assert Webhook.get_by_id(webhook.id).failing_since is None
