@@ -16,16 +16,14 @@ import random
 import uuid
 from dataclasses import dataclass
 
-import peewee
 
 from db.database import database_proxy, is_postgres
 from db.fields import utcnow
 from db.models import Integration, Webhook, WebhookAttempt, WebhookDelivery
-from db.secrets import public_fields
 from nexusctl.core.ids import parse_uuid
 from nexusctl.core.paging import Page, newest_first
 from nexusctl.enums import DeliveryStatus
-from nexusctl.errors import DeliveryNotFound, UsageProblem, WebhookNotFound
+from nexusctl.errors import DeliveryNotFound, UsageProblem
 
 NOTIFY_CHANNEL = "nexus_deliveries"
 JITTER = 0.2
@@ -174,30 +172,12 @@ def claim(limit: int, lease_seconds: float) -> list[Claimed]:
                     WebhookDelivery.payload.python_value(r[3]), r[4], lease) for r in rows]
 
 
-def next_due() -> dt.datetime | None:
-    """When the earliest waiting delivery is due (the worker sleeps until then)."""
-    row = (WebhookDelivery.select(peewee.fn.MIN(WebhookDelivery.next_attempt_at))
-           .where(WebhookDelivery.status.in_(DUE)).scalar())
-    return WebhookDelivery.next_attempt_at.python_value(row) if row is not None else None
-
-
 def retry_delay(schedule: tuple[int, ...], attempts: int) -> float | None:
     """Seconds until the next try after ``attempts`` tries (±20% jitter), or None when exhausted."""
     if attempts > len(schedule):
         return None
     base = schedule[attempts - 1]
     return max(0.0, base * random.uniform(1 - JITTER, 1 + JITTER))
-
-
-def webhook_for(webhook_id) -> Webhook:
-    row = Webhook.select().where(Webhook.id == webhook_id).first()
-    if row is None:
-        raise WebhookNotFound(f"webhook {webhook_id} not found")
-    return row
-
-
-def public_webhook(webhook_id) -> Webhook:
-    return Webhook.select(*public_fields(Webhook)).where(Webhook.id == webhook_id).first()
 
 
 def signing_for(keyring, webhook_ids) -> dict:
