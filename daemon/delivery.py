@@ -126,6 +126,9 @@ class DeliveryWorker:
             if self.settings.database_kind == "postgresql" and self._pg is None and time.monotonic() >= relisten_at:
                 relisten_at = time.monotonic() + 5  # LISTEN again after a dropped connection
                 self._listen(asyncio.get_running_loop())
+            # Clear before claiming, not after: a NOTIFY that lands while the claim runs must
+            # wake the next round, or its delivery waits for the 1 s poll.
+            self.wake.clear()
             try:
                 claimed, signing = [], {}
                 if self.free > 0:
@@ -142,7 +145,6 @@ class DeliveryWorker:
                     continue  # there may be more due right now
             except Exception:  # noqa: BLE001 - the database may be down; keep the worker alive
                 log.exception("delivery worker: claiming failed; retrying in %.0f s", POLL_SECONDS)
-            self.wake.clear()
             try:
                 await asyncio.wait_for(self.wake.wait(), POLL_SECONDS)
             except asyncio.TimeoutError:
