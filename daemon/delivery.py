@@ -40,8 +40,10 @@ class DeliveryWorker:
         self.metrics = metrics
         self.slots = asyncio.Semaphore(settings.webhook_concurrency)
         self.free = settings.webhook_concurrency
-        self.per_endpoint: dict = collections.defaultdict(lambda: asyncio.Semaphore(
-            settings.webhook_concurrency_per_endpoint))
+        # Sends in flight per webhook. A webhook at its cap is left out of the next claim, and
+        # what a claim brings beyond the cap is handed back at once: a slow receiver never holds
+        # more than its share of the slots, so it cannot starve the others.
+        self.inflight: collections.Counter = collections.Counter()
         self.wake = asyncio.Event()
         self.tasks: set[asyncio.Task] = set()
         self.stopping = False
@@ -131,18 +133,31 @@ class DeliveryWorker:
             self.wake.clear()
             try:
                 claimed, signing = [], {}
+                cap = self.settings.webhook_concurrency_per_endpoint
                 if self.free > 0:
-                    claimed = await self.db.run(deliveries.claim, min(self.free, 100), lease)
+                    busy = [w for w, n in self.inflight.items() if n >= cap]
+                    claimed = await self.db.run(deliveries.claim, min(self.free, 100), lease, busy)
+                keep, excess = [], []
+                for item in claimed:
+                    if self.inflight[item.webhook_id] < cap:
+                        self.inflight[item.webhook_id] += 1
+                        keep.append(item)
+                    else:
+                        excess.append(item)
+                if excess:
+                    await self.db.run(deliveries.release, excess)
+                claimed = keep
                 if claimed:
                     signing = await self.db.run(deliveries.signing_for, self.keyring,
                                                 [c.webhook_id for c in claimed])
                 for item in claimed:
                     self.free -= 1
                     task = asyncio.create_task(self._send(item, signing.get(item.webhook_id)))
+                    task.webhook_id = item.webhook_id
                     self.tasks.add(task)
                     task.add_done_callback(self._done)
-                if claimed and self.free > 0:
-                    continue  # there may be more due right now
+                if (claimed or excess) and self.free > 0:
+                    continue  # there may be more due right now (for other endpoints)
             except Exception:  # noqa: BLE001 - the database may be down; keep the worker alive
                 log.exception("delivery worker: claiming failed; retrying in %.0f s", POLL_SECONDS)
             try:
@@ -153,6 +168,9 @@ class DeliveryWorker:
     def _done(self, task: asyncio.Task) -> None:
         self.tasks.discard(task)
         self.free += 1
+        self.inflight[task.webhook_id] -= 1
+        if self.inflight[task.webhook_id] <= 0:
+            del self.inflight[task.webhook_id]
         self.wake.set()  # a slot is free: claim more
 
     async def _send(self, item: deliveries.Claimed, signing) -> None:
@@ -160,9 +178,8 @@ class DeliveryWorker:
             log.info("delivery %s: webhook %s is gone", item.id, item.webhook_id)
             return
         url, secrets = signing
-        async with self.per_endpoint[item.webhook_id]:
-            body = json.dumps(item.payload, separators=(",", ":"), ensure_ascii=False).encode()
-            result = await self._post(url, secrets, str(item.id), body)
+        body = json.dumps(item.payload, separators=(",", ":"), ensure_ascii=False).encode()
+        result = await self._post(url, secrets, str(item.id), body)
         try:
             outcome = await self._record(item, result)
         except Exception:  # noqa: BLE001 - the lease will expire and the attempt is made again

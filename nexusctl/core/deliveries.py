@@ -146,11 +146,13 @@ class Claimed:
     lease: uuid.UUID
 
 
-def claim(limit: int, lease_seconds: float) -> list[Claimed]:
-    """Lease up to ``limit`` due deliveries of active webhooks."""
+def claim(limit: int, lease_seconds: float, exclude=()) -> list[Claimed]:
+    """Lease up to ``limit`` due deliveries of active webhooks (not of the ``exclude`` ones)."""
     now, lease = utcnow(), uuid.uuid4()
     claimable = (WebhookDelivery.status.in_(DUE) & (WebhookDelivery.next_attempt_at <= now)
                  & (WebhookDelivery.lease_until.is_null() | (WebhookDelivery.lease_until < now)))
+    if exclude:  # endpoints this worker already sends to at their cap
+        claimable &= WebhookDelivery.webhook.not_in(list(exclude))
     due = (WebhookDelivery.select(WebhookDelivery.id).join(Webhook)
            .where(claimable & (Webhook.is_active == True))  # noqa: E712
            .order_by(WebhookDelivery.next_attempt_at).limit(limit))
@@ -186,3 +188,11 @@ def signing_for(keyring, webhook_ids) -> dict:
 
     rows = Webhook.select().where(Webhook.id.in_(list(set(webhook_ids))))
     return {row.id: (row.url, signing_secrets(keyring, row)) for row in rows}
+
+
+def release(items: list[Claimed]) -> None:
+    """Give claimed deliveries back untouched (more than their endpoint may take at once)."""
+    for lease in {c.lease for c in items}:
+        WebhookDelivery.update(lease_until=None, lease_token=None).where(
+            WebhookDelivery.id.in_([c.id for c in items if c.lease == lease])
+            & (WebhookDelivery.lease_token == lease)).execute()

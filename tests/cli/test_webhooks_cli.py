@@ -79,3 +79,17 @@ def test_bad_input(cli, make_integration):
     assert cli("events", "emit", integration.id, "media.created", "--data", "[1]").exit_code == 2
     assert cli("events", "emit", "not-a-uuid", "media.created").exit_code == 2
     assert OutboxEvent.select().where(OutboxEvent.type == "media.created").count() == 0
+
+
+def test_emit_reads_data_from_a_file_or_stdin(cli, make_integration, tmp_path):
+    integration = make_integration()
+    _create(cli, integration, "*")
+    path = tmp_path / "event.json"
+    path.write_text('{"mediaId": "from-file"}')
+    assert cli("events", "emit", integration.id, "media.created", "--data", f"@{path}").exit_code == 0
+    assert cli("events", "emit", integration.id, "media.created", "--data", "-",
+               input='{"mediaId": "from-stdin"}').exit_code == 0
+    missing = cli("events", "emit", integration.id, "media.created", "--data", "@/nonexistent.json")
+    assert missing.exit_code == 2 and "cannot read" in missing.stderr
+    ids = sorted(d.payload["data"]["mediaId"] for d in WebhookDelivery.select())
+    assert ids == ["from-file", "from-stdin"]

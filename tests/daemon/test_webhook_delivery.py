@@ -261,3 +261,71 @@ async def test_someone_elses_webhook_does_not_exist_for_you(env):
         assert answer.status == 404 and (await answer.json())["error"]["code"] == "WEBHOOK_NOT_FOUND"
     listed = await (await api.get("/integrations/webhooks", headers=stranger)).json()
     assert listed["data"] == []
+
+
+@pytest.fixture
+async def two_receivers(db_url, aiohttp_client, aiohttp_server, monkeypatch, make_integration, request):
+    """A slow receiver and a fast one, with few sending slots (6 in all, 2 per endpoint)."""
+    seen = {"slow": [], "fast": []}
+
+    async def slow(request):
+        await request.read()
+        seen["slow"].append(time.monotonic())
+        await asyncio.sleep(1.0)
+        return web.Response(text="ok")
+
+    async def fast(request):
+        await request.read()
+        seen["fast"].append(time.monotonic())
+        return web.Response(text="ok")
+
+    async def hang(request):
+        await asyncio.sleep(10)
+        return web.Response(text="late")
+
+    app = web.Application()
+    app.router.add_post("/slow", slow)
+    app.router.add_post("/fast", fast)
+    app.router.add_post("/hang", hang)
+    server = await aiohttp_server(app)
+    monkeypatch.setenv("WEBHOOK_ALLOWED_NETWORKS", "127.0.0.1/32")
+    monkeypatch.setenv("WEBHOOK_CONCURRENCY", "6")
+    monkeypatch.setenv("WEBHOOK_CONCURRENCY_PER_ENDPOINT", "2")
+    monkeypatch.setenv("WEBHOOK_TIMEOUT", str(getattr(request, "param", 3)))
+    monkeypatch.setenv("WEBHOOK_RETRY_SCHEDULE", "60")
+    api = await aiohttp_client(create_app(config.load()))
+    return api, f"http://127.0.0.1:{server.port}", make_integration(user_id=OWNER), seen
+
+
+async def test_one_slow_receiver_does_not_starve_the_others(two_receivers):
+    api, base, integration, seen = two_receivers
+    slow = await _create(api, integration, f"{base}/slow", ["slow.*"])
+    fast = await _create(api, integration, f"{base}/fast", ["fast.*"])
+    for _ in range(8):  # the slow ones first: without a per-endpoint cap they would take every slot
+        await _emit(api, integration, "slow.event")
+    started = time.monotonic()
+    for _ in range(8):
+        await _emit(api, integration, "fast.event")
+    await _settled(WebhookDelivery.webhook == uuid.UUID(fast["id"]), timeout=10)
+    slow_done = WebhookDelivery.select().where((WebhookDelivery.webhook == uuid.UUID(slow["id"]))
+                                               & (WebhookDelivery.status == DeliveryStatus.DELIVERED)).count()
+    assert len(seen["fast"]) == 8 and slow_done < 8
+    # Every fast delivery arrived before the first slow answer (1 s): the slow endpoint held only its 2 slots.
+    assert max(seen["fast"]) - started < 0.9, max(seen["fast"]) - started
+
+
+@pytest.mark.parametrize("two_receivers", [0.5], indirect=True)
+async def test_a_receiver_that_never_answers_times_out(two_receivers):
+    api, base, integration, _ = two_receivers
+    hook = await _create(api, integration, f"{base}/hang", ["*"])
+    await _emit(api, integration, "media.created")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        row = WebhookDelivery.get(WebhookDelivery.webhook == uuid.UUID(hook["id"]))
+        if row.status == DeliveryStatus.RETRYING:
+            break
+        await asyncio.sleep(0.05)
+    assert row.status == DeliveryStatus.RETRYING and row.error == "timed out after 0.5 s"
+    log = await (await api.get(f"/integrations/webhooks/{hook['id']}/deliveries", headers=auth())).json()
+    attempt = log["data"][0]["attemptLog"][0]
+    assert attempt["statusCode"] is None and 450 <= attempt["durationMs"] < 2000
