@@ -54,6 +54,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_redis)
     app.cleanup_ctx.append(_services)
     app.cleanup_ctx.append(_delivery_worker)
+    app.cleanup_ctx.append(_jobs)
     add_routes(app, ROUTES)
     return app
 
@@ -101,3 +102,11 @@ async def _delivery_worker(app: web.Application):
     app[WORKER] = worker
     yield
     await worker.stop()
+
+
+async def _jobs(app: web.Application):
+    from daemon.jobs import start_scheduler  # APScheduler only in the daemon
+
+    scheduler = start_scheduler(app[SETTINGS], app[SERVICES])
+    yield
+    scheduler.shutdown(wait=False)

@@ -61,6 +61,7 @@ class Integration(BaseModel):
             (("user_id", "created_at", "id"), False),
             (("created_at", "id"), False),
             (("user_id", "provider", "account_id"), True),
+            (("expires_at",), False),  # partial: WHERE is_active (migration 0004), for the refresh sweep
         )
 
 

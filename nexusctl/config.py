@@ -104,6 +104,8 @@ class Settings:
     webhook_allowed_networks: tuple = ()  # ipaddress networks exempt from the SSRF guard
     webhook_concurrency: int = 50
     webhook_concurrency_per_endpoint: int = 4
+    token_refresh_window: float = 600.0  # seconds before expiry the sweep refreshes a token
+    refresh_sweep_seconds: float = 60.0  # how often the daemon sweeps
 
     @property
     def is_production(self) -> bool:
@@ -184,6 +186,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         webhook_allowed_networks=_networks(env, "WEBHOOK_ALLOWED_NETWORKS"),
         webhook_concurrency=_positive_int(env, "WEBHOOK_CONCURRENCY", 50),
         webhook_concurrency_per_endpoint=_positive_int(env, "WEBHOOK_CONCURRENCY_PER_ENDPOINT", 4),
+        token_refresh_window=_duration(env, "TOKEN_REFRESH_WINDOW", 600.0),
+        refresh_sweep_seconds=_duration(env, "REFRESH_SWEEP_INTERVAL", 60.0),
     )
     # Last: in development this may create the key file, which must not
     # happen for a configuration that is going to be refused anyway.
@@ -368,6 +372,28 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     return seconds
 
 
+def parse_duration(text: str) -> float | None:
+    """`90`, `90s`, `10m`, `1h`, `2d` -> seconds; None if it is not one."""
+    text = text.strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = (text[:-1], units[text[-1]]) if text and text[-1] in units else (text, 1)
+    try:
+        value = float(number) * unit
+    except ValueError:
+        return None
+    return value if value > 0 else None
+
+
+def _duration(env: Mapping[str, str], name: str, default: float) -> float:
+    value = env.get(name, "").strip()
+    if not value:
+        return default
+    seconds = parse_duration(value)
+    if seconds is None:
+        raise ConfigError(f"{name}: {value!r} is not a duration like 600, 90s, 10m or 1h")
+    return seconds
+
+
 def _schedule(env: Mapping[str, str], name: str) -> tuple[int, ...]:
     value = env.get(name, "").strip()
     if not value:
@@ -437,6 +463,7 @@ def variable_names() -> list[str]:
         "JWT_SECRET", "JWT_PUBLIC_KEY", "JWT_ISSUER", "JWT_AUDIENCE", "LOG_FORMAT",
         "PUBLIC_URL", "ALLOWED_REDIRECT_ORIGINS", "WEBHOOK_TIMEOUT", "WEBHOOK_RETRY_SCHEDULE",
         "WEBHOOK_ALLOWED_NETWORKS", "WEBHOOK_CONCURRENCY", "WEBHOOK_CONCURRENCY_PER_ENDPOINT",
+        "TOKEN_REFRESH_WINDOW", "REFRESH_SWEEP_INTERVAL",
     ]
     for provider in Provider:
         names += [f"{provider.value}_CLIENT_ID", f"{provider.value}_CLIENT_SECRET"]

@@ -95,15 +95,38 @@ def _read_key(path: Path) -> str:
 
 def refresh_cmd(
     ctx: typer.Context,
-    integration_id: Annotated[str, typer.Argument(help="Integration id (UUID).", show_default=False)],
+    integration_id: Annotated[str | None, typer.Argument(help="Integration id (UUID).", show_default=False)] = None,
+    expiring_within: Annotated[str | None, typer.Option(
+        "--expiring-within", help="Instead of one id: refresh every token expiring within this long (10m, 1h).")]
+    = None,
     as_json: Json = False,
 ) -> None:
-    """Refresh an integration's access token now (one provider call, even if others refresh too).
+    """Refresh an integration's access token now, or sweep every token about to expire.
 
-    Example:  nexusctl integrations refresh 0b7f5d2c-8a41-4c4e-b2a7-3f9e1d6c5a10
+    One provider call per integration, even if others refresh at the same time.
+
+    Example:  nexusctl integrations refresh --expiring-within 1h
     """
+    import datetime as dt
+
+    from nexusctl.config import parse_duration
     from nexusctl.core import refresh
 
+    if (integration_id is None) == (expiring_within is None):
+        raise UsageProblem("give an integration id or --expiring-within (not both)")
+    if expiring_within is not None:
+        seconds = parse_duration(expiring_within)
+        if seconds is None:
+            raise UsageProblem(f"--expiring-within {expiring_within!r} is not a duration like 10m or 1h",
+                               field="expiring-within")
+        counts = run_flow(ctx, lambda svc: refresh.sweep(svc, dt.timedelta(seconds=seconds)))
+        out(ctx).success(f"Refreshed {counts['refreshed']}, failed {counts['failed']}, "
+                         f"skipped {counts['skipped']} (refreshed elsewhere meanwhile)")
+        if as_json:
+            out(ctx).json(counts)
+        if counts["failed"]:
+            raise typer.Exit(22)  # REFRESH_FAILED's exit code: something needs a look
+        return
     row = run_flow(ctx, lambda svc: refresh.refresh(svc, integration_id))
     data = integration_to_dict(row)
     out(ctx).success(f"Refreshed integration {data['id']} ({data['provider']}); expires {data['expiresAt'] or 'never'}")

@@ -38,16 +38,27 @@ LEASE = dt.timedelta(seconds=60)  # longer than a provider call can take (20 s t
 MAX_ROUNDS = 3
 
 
+def _free(now):
+    # A lease without a token is the sweep's back-off after a failure: it keeps the sweep away,
+    # not someone who asks for a refresh.
+    return (Integration.refresh_lease_until.is_null() | (Integration.refresh_lease_until < now)
+            | Integration.refresh_lease_token.is_null())
+
+
 def _claim(row_id: uuid.UUID, lease: uuid.UUID) -> bool:
     now = utcnow()
-    free = Integration.refresh_lease_until.is_null() | (Integration.refresh_lease_until < now)
+    free = _free(now)
     return Integration.update(refresh_lease_until=now + LEASE, refresh_lease_token=lease).where(
         (Integration.id == row_id) & free).execute() == 1
 
 
 def _lease_of(row_id: uuid.UUID):
-    return (Integration.select(Integration.refresh_lease_until, Integration.access_token, Integration.is_active)
-            .where(Integration.id == row_id).tuples().first())
+    row = (Integration.select(Integration.refresh_lease_until, Integration.access_token, Integration.is_active,
+                              Integration.refresh_lease_token).where(Integration.id == row_id).tuples().first())
+    if row is None:
+        return None
+    until, token, active, holder = row
+    return (None if holder is None else until), token, active
 
 
 def _release(row_id: uuid.UUID, lease: uuid.UUID, error: str | None = None) -> None:
@@ -109,7 +120,7 @@ async def _wait_for_lease(svc, row_id: uuid.UUID):
 
 async def _refresh_holding(svc, row_id: uuid.UUID, lease: uuid.UUID, seen: str | None) -> Integration:
     row, tokens = await svc.run(connections.load, svc.keyring, row_id)
-    if row.access_token != seen:  # a refresh finished between our read and our claim
+    if seen is not None and row.access_token != seen:  # a refresh finished between our read and our claim
         await svc.run(_release, row_id, lease)
         return row
     adapter = svc.adapter(row.provider)
@@ -135,3 +146,59 @@ async def _refresh_holding(svc, row_id: uuid.UUID, lease: uuid.UUID, seen: str |
     log.info("refreshed %s integration %s in %.0f ms", row.provider.value, row_id, (time.monotonic() - started) * 1000)
     fresh_row, _ = await svc.run(connections.load, svc.keyring, row_id)
     return fresh_row
+
+
+# --- the sweep: refresh before expiry ------------------------------------------
+
+SWEEP_BACKOFF = dt.timedelta(minutes=5)
+
+
+def expiring(window: dt.timedelta, limit: int) -> list[uuid.UUID]:
+    """Active integrations whose token expires within ``window`` and that nobody is refreshing."""
+    now = utcnow()
+    query = (Integration.select(Integration.id)
+             .where((Integration.is_active == True) & Integration.expires_at.is_null(False)  # noqa: E712
+                    & (Integration.expires_at <= now + window)
+                    & (Integration.refresh_lease_until.is_null() | (Integration.refresh_lease_until < now))
+                    & Integration.provider.in_([p for p, spec in SPECS.items() if spec.can_refresh]))
+             .order_by(Integration.expires_at).limit(limit))
+    return [row_id for (row_id,) in query.tuples()]
+
+
+def _claim_expiring(row_id: uuid.UUID, lease: uuid.UUID, deadline: dt.datetime) -> bool:
+    # Claimed only while still expiring: another daemon that just refreshed it moved expires_at on.
+    now = utcnow()
+    return Integration.update(refresh_lease_until=now + LEASE, refresh_lease_token=lease).where(
+        (Integration.id == row_id) & (Integration.is_active == True)  # noqa: E712
+        & (Integration.expires_at <= deadline)
+        & (Integration.refresh_lease_until.is_null() | (Integration.refresh_lease_until < now))).execute() == 1
+
+
+def _back_off(row_id: uuid.UUID, until: dt.datetime) -> None:
+    Integration.update(refresh_lease_until=until).where(
+        (Integration.id == row_id) & Integration.refresh_lease_token.is_null()).execute()
+
+
+async def sweep(svc, window: dt.timedelta, *, concurrency: int = 5, limit: int = 500) -> dict:
+    """One pass: refresh what expires within ``window`` (each integration once, across daemons)."""
+    counts = {"refreshed": 0, "failed": 0, "skipped": 0}
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(row_id):
+        async with gate:
+            lease = uuid.uuid4()
+            if not await svc.run(_claim_expiring, row_id, lease, utcnow() + window):
+                counts["skipped"] += 1
+                return
+            try:
+                await _refresh_holding(svc, row_id, lease, None)
+                counts["refreshed"] += 1
+            except NexusError as exc:
+                counts["failed"] += 1
+                # Try again later, not every sweep: the provider may be down or throttling.
+                await svc.run(_back_off, row_id, utcnow() + SWEEP_BACKOFF)
+                log.warning("refresh sweep: integration %s failed (%s); next try in %d min", row_id, exc.code,
+                            SWEEP_BACKOFF.total_seconds() // 60)
+
+    await asyncio.gather(*(one(row_id) for row_id in await svc.run(expiring, window, limit)))
+    return counts

@@ -148,7 +148,7 @@ def stack(request, emulators, tmp_path_factory, pg_template):  # noqa: F811 - th
     env.update(emulators.env())
     env.update(NODE_ENV="test", NEXUS_DATA_DIR=str(work / "data"), JWT_SECRET=JWT_SECRET,
                ENCRYPTION_KEY=ENCRYPTION_KEY, PUBLIC_URL=f"http://127.0.0.1:{port}", FRONTEND_URL=FRONTEND,
-               PORT=str(port))
+               PORT=str(port), REFRESH_SWEEP_INTERVAL="1")  # the daemons sweep every second (window 10 min)
     with _database(request.param, work, pg_template) as url:
         env["DATABASE_URL"] = url
         if request.param == "postgres":  # the scale-out shape: OAuth states in Redis

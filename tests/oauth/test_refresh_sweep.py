@@ -1,0 +1,79 @@
+"""Refresh before expiry: the running daemons sweep, with no command, each integration once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+
+from test_refresh_flows import _write, connected
+
+
+def _expire_in(stack, seconds: int, *ids: str) -> None:
+    when = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=seconds))
+    value = when.isoformat(" ", "microseconds").replace("+00:00", "") if stack.database_url.startswith("sqlite") \
+        else when
+    for integration in ids:
+        _write(stack, "UPDATE integrations SET expires_at = %s WHERE id = %s", value, integration)
+
+
+def _far(stack, integration: str) -> bool:
+    (expires,) = stack.sql("SELECT expires_at FROM integrations WHERE id = %s", integration)[0]
+    if isinstance(expires, str):
+        expires = dt.datetime.fromisoformat(expires).replace(tzinfo=dt.timezone.utc)
+    return expires > dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)
+
+
+def _wait(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)  # polling what the daemon does on its own
+
+
+def test_a_token_about_to_expire_is_refreshed_by_the_daemon(stack, fresh_emulators):
+    emu = stack.emulators["DISCORD"]
+    user, integration = connected(stack, "DISCORD")
+    before = emu.calls["refresh"]
+    _expire_in(stack, 30, integration)
+    _wait(lambda: _far(stack, integration), 15, "the daemon's sweep")
+    assert emu.calls["refresh"] == before + 1
+    data = stack.api("GET", f"/integrations/{integration}", user=user).json()["data"]
+    assert data["isActive"] is True
+
+
+def test_the_cli_sweeps_once_for_cron(stack, fresh_emulators):
+    emu = stack.emulators["YOUTUBE"]
+    _, integration = connected(stack, "YOUTUBE")
+    _expire_in(stack, 1800, integration)  # outside the daemons' 10-minute window
+    before = emu.calls["refresh"]
+    swept = stack.cli("integrations", "refresh", "--expiring-within", "1h", "--json")
+    assert swept.returncode == 0, swept.stderr
+    assert emu.calls["refresh"] == before + 1
+    assert stack.cli("integrations", "refresh", "--expiring-within", "soon").returncode == 2
+
+
+def test_daemons_refresh_200_expiring_integrations_with_200_provider_calls(stack, fresh_emulators):
+    """Two daemons on PostgreSQL (the scale-out shape); on SQLite its one daemon, sweeping every second."""
+    postgres = stack.database_url.startswith("postgres")
+    emu = stack.emulators["DISCORD"]
+    user = uuid.uuid4()
+    ids = []
+    for _ in range(200):
+        emu.account = {**emu.account, "id": str(uuid.uuid4().int)[:18]}  # 200 distinct Discord accounts
+        result = stack.connect("DISCORD", user)
+        assert result["status"] == "success", result
+        ids.append(result["integrationId"])
+    assert len(set(ids)) == 200
+    other = stack.another_daemon()[1] if postgres else None
+    emu.delay("refresh", 0.05)
+    before = emu.calls["refresh"]
+    try:
+        _expire_in(stack, 60, *ids)
+        _wait(lambda: sum(_far(stack, i) for i in ids) == 200, 120, "200 refreshes")
+    finally:
+        emu.delay("refresh", 0)
+        if other is not None:
+            other.terminate()
+            other.wait(20)
+    assert emu.calls["refresh"] == before + 200
