@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import web
@@ -25,7 +26,10 @@ DB = web.AppKey("db", DbExecutor)
 REDIS = web.AppKey("redis", object)
 VERIFIER = web.AppKey("verifier", TokenVerifier)
 SERVICES = web.AppKey("services", object)
-WORKER = web.AppKey("worker", object)  # daemon.delivery.DeliveryWorker  # nexusctl.core.connect.Services: what flows need
+WORKER = web.AppKey("worker", object)  # daemon.delivery.DeliveryWorker
+# Set by `nexusctl daemon` once the socket is bound: background work (the delivery worker, the
+# scheduler) waits for it, so a daemon that cannot listen does no work and exits cleanly.
+LISTENING = web.AppKey("listening", object)  # nexusctl.core.connect.Services: what flows need
 MAX_BODY_BYTES = 1024 * 1024
 
 ROUTES = [
@@ -98,15 +102,38 @@ async def _delivery_worker(app: web.Application):
     from daemon.delivery import DeliveryWorker
 
     worker = DeliveryWorker(app[SETTINGS], app[DB], app[SERVICES].keyring, app[METRICS])
-    await worker.start()
     app[WORKER] = worker
+    starting = asyncio.create_task(_when_listening(app, worker.start))
     yield
-    await worker.stop()
+    await _stop(starting, worker.stop)
+
+
+async def _when_listening(app: web.Application, start) -> None:
+    gate = app.get(LISTENING)
+    if gate is not None:
+        await gate.wait()
+    await start()
+
+
+async def _stop(starting: asyncio.Task, stop) -> None:
+    if not starting.done():
+        starting.cancel()  # never started (the daemon could not listen): nothing to stop
+        await asyncio.gather(starting, return_exceptions=True)
+        return
+    await stop()
 
 
 async def _jobs(app: web.Application):
     from daemon.jobs import start_scheduler  # APScheduler only in the daemon
 
-    scheduler = start_scheduler(app[SETTINGS], app[SERVICES])
+    scheduler = []
+
+    async def start():
+        scheduler.append(start_scheduler(app[SETTINGS], app[SERVICES]))
+
+    async def stop():
+        scheduler[0].shutdown(wait=False)
+
+    starting = asyncio.create_task(_when_listening(app, start))
     yield
-    scheduler.shutdown(wait=False)
+    await _stop(starting, stop)

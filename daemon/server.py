@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 
 from aiohttp import web
 
-from daemon.app import create_app
+from daemon.app import LISTENING, create_app
 from nexusctl.errors import ListenFailed
 
 log = logging.getLogger(__name__)
@@ -18,6 +19,12 @@ SHUTDOWN_TIMEOUT = 10.0  # seconds in-flight requests get after SIGTERM
 def serve(settings, *, host: str, port: int, output) -> None:
     _configure_logging(settings, quiet=output.quiet)
     app = create_app(settings)
+    listening = asyncio.Event()
+    app[LISTENING] = listening
+
+    def bound(_message):
+        output.info(f"nexusctl daemon listening on http://{host}:{port} {summary}")
+        listening.set()  # now the worker and the scheduler may start
     summary = f"({settings.database_kind}, redis {'on' if settings.redis_url else 'off'}, {settings.node_env})"
     try:
         web.run_app(
@@ -25,7 +32,7 @@ def serve(settings, *, host: str, port: int, output) -> None:
             host=host,
             port=port,
             # run_app calls this once the socket is bound, not before.
-            print=lambda _message: output.info(f"nexusctl daemon listening on http://{host}:{port} {summary}"),
+            print=bound,
             access_log=None,
             shutdown_timeout=SHUTDOWN_TIMEOUT,
             handle_signals=True,
@@ -44,6 +51,7 @@ def _configure_logging(settings, *, quiet: bool) -> None:
     root = logging.getLogger()
     if not quiet and root.level > logging.INFO:
         root.setLevel(logging.INFO)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not "Added job ..." on every start
     if settings.log_format == "json":
         for handler in root.handlers:
             handler.setFormatter(JsonFormatter())
