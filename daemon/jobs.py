@@ -12,7 +12,7 @@ import logging
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from nexusctl.core import refresh
+from nexusctl.core import housekeeping, refresh
 
 log = logging.getLogger(__name__)
 
@@ -32,5 +32,17 @@ def start_scheduler(settings, services) -> AsyncIOScheduler:
 
     scheduler.add_job(token_refresh_sweep, "interval", seconds=settings.refresh_sweep_seconds, id="token_refresh",
                       max_instances=1, coalesce=True, next_run_time=dt.datetime.now(dt.timezone.utc))
+
+    async def housekeeping_job():
+        # Idempotent deletes in batches: two daemons running it at once just share the work.
+        try:
+            counts = await services.run(housekeeping.run, settings.retention_days)
+        except Exception:  # noqa: BLE001 - logged; the next run is an hour away
+            log.exception("housekeeping failed")
+            return
+        log.info("housekeeping: %s", counts)
+
+    scheduler.add_job(housekeeping_job, "interval", hours=1, id="housekeeping", max_instances=1, coalesce=True,
+                      next_run_time=dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=1))
     scheduler.start()
     return scheduler

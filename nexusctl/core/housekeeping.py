@@ -1,0 +1,49 @@
+"""Housekeeping: expired OAuth states, and history older than RETENTION_DAYS.
+
+Deletes go in batches of ``BATCH`` rows (select ids, delete those), so a first
+run over years of history never holds one huge transaction or lock. Only
+finished work is purged: deliveries that are DELIVERED or FAILED (their
+attempts go with them), sync logs that COMPLETED, FAILED or were CANCELLED.
+Pending and retrying deliveries are never touched, however old.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import peewee
+
+from db.database import database_proxy
+from db.fields import utcnow
+from db.models import IntegrationSyncLog, OAuthState, WebhookDelivery
+from nexusctl.enums import DeliveryStatus, SyncStatus
+
+BATCH = 1000
+
+
+def _batched_delete(model: type[peewee.Model], where) -> int:
+    total = 0
+    while True:
+        with database_proxy.atomic():
+            ids = [row_id for (row_id,) in model.select(model.id).where(where).limit(BATCH).tuples()]
+            if not ids:
+                return total
+            total += model.delete().where(model.id.in_(ids)).execute()
+
+
+def purge_expired_states() -> int:
+    return _batched_delete(OAuthState, OAuthState.expires_at <= utcnow())
+
+
+def purge_history(retention_days: int) -> dict:
+    cutoff = utcnow() - dt.timedelta(days=retention_days)
+    deliveries = _batched_delete(WebhookDelivery, (WebhookDelivery.created_at < cutoff) & WebhookDelivery.status.in_(
+        [DeliveryStatus.DELIVERED, DeliveryStatus.FAILED]))
+    sync_logs = _batched_delete(IntegrationSyncLog, (IntegrationSyncLog.created_at < cutoff) & IntegrationSyncLog.status
+                                .in_([SyncStatus.COMPLETED, SyncStatus.FAILED, SyncStatus.CANCELLED]))
+    return {"deliveries": deliveries, "syncLogs": sync_logs}
+
+
+def run(retention_days: int) -> dict:
+    """Everything housekeeping does, once: what the daemon runs hourly and `nexusctl jobs run` runs now."""
+    return {"expiredStates": purge_expired_states(), **purge_history(retention_days), "retentionDays": retention_days}

@@ -1,0 +1,60 @@
+"""Housekeeping: expired states and finished history past retention go; nothing else does."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+
+from db.fields import utcnow
+from db.models import IntegrationSyncLog, OAuthState, Webhook, WebhookAttempt, WebhookDelivery
+from nexusctl.core import housekeeping
+from nexusctl.enums import DeliveryStatus, Provider, SyncStatus
+
+
+def _old(model, row, days):
+    model.update(created_at=utcnow() - dt.timedelta(days=days)).where(model.id == row.id).execute()
+
+
+def test_only_finished_history_past_retention_is_purged(database, make_integration, monkeypatch):
+    monkeypatch.setattr(housekeeping, "BATCH", 2)  # several batches
+    integration = make_integration()
+    hook = Webhook.create(integration=integration, url="https://example.com/h")
+    rows = {}
+    for name, status, days in [("old_delivered", DeliveryStatus.DELIVERED, 40), ("old_failed", DeliveryStatus.FAILED, 40),
+                               ("old_pending", DeliveryStatus.PENDING, 40), ("old_retrying", DeliveryStatus.RETRYING, 40),
+                               ("new_delivered", DeliveryStatus.DELIVERED, 5), ("old_delivered2", DeliveryStatus.DELIVERED, 31)]:
+        rows[name] = WebhookDelivery.create(webhook=hook, event="e", payload={}, status=status)
+        _old(WebhookDelivery, rows[name], days)
+    WebhookAttempt.create(delivery=rows["old_delivered"], number=1, started_at=utcnow(), status_code=200)
+    logs = {}
+    for name, status, days in [("old_done", SyncStatus.COMPLETED, 40), ("old_running", SyncStatus.IN_PROGRESS, 40),
+                               ("new_done", SyncStatus.COMPLETED, 1)]:
+        logs[name] = IntegrationSyncLog.create(integration=integration, action="fetch", status=status)
+        _old(IntegrationSyncLog, logs[name], days)
+    counts = housekeeping.purge_history(30)
+    assert counts == {"deliveries": 3, "syncLogs": 1}
+    left = {d.id for d in WebhookDelivery.select()}
+    assert left == {rows["old_pending"].id, rows["old_retrying"].id, rows["new_delivered"].id}
+    assert WebhookAttempt.select().count() == 0  # went with its delivery
+    assert {s.id for s in IntegrationSyncLog.select()} == {logs["old_running"].id, logs["new_done"].id}
+    assert housekeeping.purge_history(30) == {"deliveries": 0, "syncLogs": 0}  # idempotent
+
+
+def test_expired_states_are_removed(database):
+    now = utcnow()
+    for minutes in (-5, -1, 5):
+        OAuthState.create(state=uuid.uuid4().hex, provider=Provider.SLACK, user_id=uuid.uuid4(),
+                          redirect_uri="http://localhost:3000/x", expires_at=now + dt.timedelta(minutes=minutes))
+    assert housekeeping.purge_expired_states() == 2
+    assert OAuthState.select().count() == 1
+
+
+def test_jobs_run_from_the_cli(cli, make_integration):
+    bad = cli("jobs", "run", "vacuum")
+    assert bad.exit_code == 2 and "housekeeping" in bad.stderr
+    done = cli("jobs", "run", "housekeeping", "--json")
+    assert done.exit_code == 0, done.stderr
+    assert json.loads(done.stdout) == {"expiredStates": 0, "deliveries": 0, "syncLogs": 0, "retentionDays": 30}
+    swept = cli("jobs", "run", "token-refresh", "--json")
+    assert swept.exit_code == 0 and json.loads(swept.stdout) == {"refreshed": 0, "failed": 0, "skipped": 0}
