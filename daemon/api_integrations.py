@@ -6,7 +6,7 @@ from aiohttp import web
 
 from daemon import models_schema as out
 from daemon.auth import Principal
-from daemon.routing import PRINCIPAL, Route, ok, read_body, read_query
+from daemon.routing import PRINCIPAL, Route, ok, owner_filter, read_body, read_query, run_db
 from daemon.schema import Body, Bool, Int, Obj, ProviderName, Query, Str
 from nexusctl.core import connect, integrations, sync_logs
 from nexusctl.core.ids import parse_uuid
@@ -26,36 +26,24 @@ def _caller(request: web.Request) -> Principal:
     return request[PRINCIPAL]
 
 
-def _owner_filter(request: web.Request):
-    """None for elevated callers (every user's rows), else the caller's user id."""
-    principal = _caller(request)
-    return None if principal.elevated else principal.user_id
-
-
-async def _db(request, fn, *args, **kwargs):
-    from daemon.app import DB
-
-    return await request.app[DB].run(fn, *args, **kwargs)
-
-
 async def list_for_user(request: web.Request) -> web.Response:
     user_id = parse_uuid(request.match_info["userId"], "userId")
     _caller(request).require_user(user_id)
     q = read_query(request)
-    page = await _db(request, integrations.list_page, user_id=user_id, provider=q.get("provider"),
+    page = await run_db(request, integrations.list_page, user_id=user_id, provider=q.get("provider"),
                      is_active=q.get("isActive"), limit=q.get("limit"), cursor=q.get("cursor"))
     return ok([integration_to_dict(r) for r in page.items], page=page)
 
 
 async def show(request: web.Request) -> web.Response:
-    row = await _db(request, integrations.get, request.match_info["id"], owner_id=_owner_filter(request))
+    row = await run_db(request, integrations.get, request.match_info["id"], owner_id=owner_filter(request))
     return ok(integration_to_dict(row))
 
 
 async def update(request: web.Request) -> web.Response:
     body = await read_body(request, UPDATE)
-    row = await _db(request, integrations.update, request.match_info["id"], name=body.get("name"),
-                    is_active=body.get("isActive"), metadata=body.get("metadata"), owner_id=_owner_filter(request))
+    row = await run_db(request, integrations.update, request.match_info["id"], name=body.get("name"),
+                    is_active=body.get("isActive"), metadata=body.get("metadata"), owner_id=owner_filter(request))
     return ok(integration_to_dict(row))
 
 
@@ -64,14 +52,14 @@ async def delete(request: web.Request) -> web.Response:
 
     # Revokes at the provider first (a failed revoke is logged, not fatal).
     result = await connect.disconnect(request.app[SERVICES], request.match_info["id"],
-                                      owner_id=_owner_filter(request))
+                                      owner_id=owner_filter(request))
     return ok(result.to_dict())
 
 
 async def list_sync_logs(request: web.Request) -> web.Response:
     q = read_query(request)
-    page = await _db(request, sync_logs.list_page, request.match_info["id"], status=q.get("status"),
-                     limit=q.get("limit"), cursor=q.get("cursor"), owner_id=_owner_filter(request))
+    page = await run_db(request, sync_logs.list_page, request.match_info["id"], status=q.get("status"),
+                     limit=q.get("limit"), cursor=q.get("cursor"), owner_id=owner_filter(request))
     return ok([sync_log_to_dict(r) for r in page.items], page=page)
 
 

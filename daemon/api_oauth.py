@@ -16,7 +16,7 @@ from aiohttp import web
 
 from daemon import models_schema as out
 from daemon.middleware import error_body
-from daemon.routing import PRINCIPAL, Route, ok, read_body
+from daemon.routing import PRINCIPAL, Route, ok, owner_filter, read_body
 from daemon.schema import Body, Int, Obj, ProviderName, Str
 from nexusctl.core import connect, refresh
 from nexusctl.core.serializers import integration_to_dict
@@ -50,11 +50,6 @@ def _svc(request: web.Request) -> connect.Services:
     from daemon.app import SERVICES
 
     return request.app[SERVICES]
-
-
-def _owner_filter(request: web.Request):
-    principal = request[PRINCIPAL]
-    return None if principal.elevated else principal.user_id
 
 
 async def initiate(request: web.Request) -> web.Response:
@@ -96,7 +91,7 @@ async def connect_api_key(request: web.Request) -> web.Response:
 
 
 async def refresh_tokens(request: web.Request) -> web.Response:
-    row = await refresh.refresh(_svc(request), request.match_info["id"], owner_id=_owner_filter(request))
+    row = await refresh.refresh(_svc(request), request.match_info["id"], owner_id=owner_filter(request))
     return ok(integration_to_dict(row))
 
 

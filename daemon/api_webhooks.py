@@ -11,7 +11,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from daemon import models_schema as out
-from daemon.routing import PRINCIPAL, Route, ok, read_body, read_query
+from daemon.routing import Route, ok, owner_filter, read_body, read_query, run_db
 from daemon.schema import Body, Bool, Int, Obj, Query, Str, StrList
 from nexusctl.core import deliveries, events, webhooks
 from nexusctl.core.paging import MAX_LIMIT
@@ -25,17 +25,6 @@ CREATE = Body({"integrationId": Str(format="uuid"), "url": Str(max_length=2048),
                "metadata": Obj(), "isActive": Bool()}, required=("integrationId", "url", "events"))
 UPDATE = Body({"url": Str(max_length=2048), "events": EVENTS, "metadata": Obj(), "isActive": Bool()}, min_fields=1)
 EMIT = Body({"type": Str(max_length=128), "data": Obj()}, required=("type",))
-
-
-def _owner(request: web.Request):
-    principal = request[PRINCIPAL]
-    return None if principal.elevated else principal.user_id
-
-
-async def _db(request, fn, *args, **kwargs):
-    from daemon.app import DB
-
-    return await request.app[DB].run(fn, *args, **kwargs)
 
 
 def _keyring(request):
@@ -59,84 +48,65 @@ def _events_list(value):
 async def create(request: web.Request) -> web.Response:
     body = await read_body(request, CREATE)
     url = await webhooks.check_url_resolving(_settings(request), body["url"])
-    row, secret = await _db(request, webhooks.create, _keyring(request), integration_id=body["integrationId"],
+    row, secret = await run_db(request, webhooks.create, _keyring(request), integration_id=body["integrationId"],
                             url=url, events=_events_list(body["events"]), metadata=body.get("metadata"),
-                            is_active=body.get("isActive", True), owner_id=_owner(request))
+                            is_active=body.get("isActive", True), owner_id=owner_filter(request))
     return ok(webhook_to_dict(row, secret), status=201)
 
 
 async def list_webhooks(request: web.Request) -> web.Response:
     q = read_query(request)
-    page = await _db(request, webhooks.list_page, integration_id=q.get("integrationId"), owner_id=_owner(request),
+    page = await run_db(request, webhooks.list_page, integration_id=q.get("integrationId"), owner_id=owner_filter(request),
                      limit=q.get("limit"), cursor=q.get("cursor"))
     return ok([webhook_to_dict(r) for r in page.items], page=page)
 
 
 async def show(request: web.Request) -> web.Response:
-    row = await _db(request, webhooks.get, request.match_info["webhookId"], owner_id=_owner(request))
+    row = await run_db(request, webhooks.get, request.match_info["webhookId"], owner_id=owner_filter(request))
     return ok(webhook_to_dict(row))
 
 
 async def update(request: web.Request) -> web.Response:
     body = await read_body(request, UPDATE)
     url = await webhooks.check_url_resolving(_settings(request), body["url"]) if "url" in body else None
-    row = await _db(request, webhooks.update, request.match_info["webhookId"], url=url,
+    row = await run_db(request, webhooks.update, request.match_info["webhookId"], url=url,
                     events=_events_list(body.get("events")), is_active=body.get("isActive"),
-                    metadata=body.get("metadata"), owner_id=_owner(request))
+                    metadata=body.get("metadata"), owner_id=owner_filter(request))
     return ok(webhook_to_dict(row))
 
 
 async def delete(request: web.Request) -> web.Response:
-    return ok(await _db(request, webhooks.delete, request.match_info["webhookId"], owner_id=_owner(request)))
-
-
-def _deliveries_with_attempts(page):
-    log = deliveries.attempts_of(page.items)
-    return [delivery_to_dict(d, log[d.id]) for d in page.items]
+    return ok(await run_db(request, webhooks.delete, request.match_info["webhookId"], owner_id=owner_filter(request)))
 
 
 async def list_deliveries(request: web.Request) -> web.Response:
     q = read_query(request)
-
-    def page_with_attempts():
-        page = deliveries.list_page(request.match_info["webhookId"], status=q.get("status"), limit=q.get("limit"),
-                                    cursor=q.get("cursor"), owner_id=_owner(request))
-        return page, _deliveries_with_attempts(page)
-
-    page, data = await _db(request, page_with_attempts)
+    page, data = await run_db(request, deliveries.page_with_attempts, request.match_info["webhookId"],
+                              status=q.get("status"), limit=q.get("limit"), cursor=q.get("cursor"),
+                              owner_id=owner_filter(request))
     return ok(data, page=page)
 
 
 async def send_test(request: web.Request) -> web.Response:
-    def queue():
-        from db.database import database_proxy
-        from nexusctl.core import integrations
-
-        hook = webhooks.get(request.match_info["webhookId"], owner_id=_owner(request))
-        integration = integrations.get(hook.integration_id)
-        with database_proxy.atomic():
-            deliveries.fan_out(integration, "webhook.test", {"webhookId": str(hook.id), "test": True}, only=hook)
-        return hook
-
-    hook = await _db(request, queue)
+    hook = await run_db(request, webhooks.send_test, request.match_info["webhookId"], owner_id=owner_filter(request))
     return ok({"webhookId": str(hook.id), "queued": True, "event": "webhook.test"}, status=202)
 
 
 async def rotate_secret(request: web.Request) -> web.Response:
-    row, secret = await _db(request, webhooks.rotate_secret, _keyring(request), request.match_info["webhookId"],
-                            owner_id=_owner(request))
+    row, secret = await run_db(request, webhooks.rotate_secret, _keyring(request), request.match_info["webhookId"],
+                            owner_id=owner_filter(request))
     return ok(webhook_to_dict(row, secret))
 
 
 async def redeliver(request: web.Request) -> web.Response:
-    row = await _db(request, deliveries.redeliver, request.match_info["deliveryId"], owner_id=_owner(request))
+    row = await run_db(request, deliveries.redeliver, request.match_info["deliveryId"], owner_id=owner_filter(request))
     return ok(delivery_to_dict(row), status=202)
 
 
 async def emit(request: web.Request) -> web.Response:
     body = await read_body(request, EMIT)
-    result = await _db(request, events.emit, request.match_info["id"], body["type"], body.get("data", {}),
-                       owner_id=_owner(request))
+    result = await run_db(request, events.emit, request.match_info["id"], body["type"], body.get("data", {}),
+                       owner_id=owner_filter(request))
     return ok(result, status=202)
 
 

@@ -23,6 +23,7 @@ import aiohttp
 from db.fields import utcnow
 from nexusctl.core import attempts, deliveries, signing, ssrf
 from nexusctl.core.attempts import Result
+from nexusctl.errors import UsageProblem
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,6 @@ class DeliveryWorker:
         self.db = db  # daemon.dbexec.DbExecutor
         self.keyring = keyring
         self.metrics = metrics
-        self.slots = asyncio.Semaphore(settings.webhook_concurrency)
         self.free = settings.webhook_concurrency
         # Sends in flight per webhook. A webhook at its cap is left out of the next claim, and
         # what a claim brings beyond the cap is handed back at once: a slow receiver never holds
@@ -150,6 +150,10 @@ class DeliveryWorker:
                 if claimed:
                     signing = await self.db.run(deliveries.signing_for, self.keyring,
                                                 [c.webhook_id for c in claimed])
+                    # The URL rules, once per webhook per batch (not per send); the connector
+                    # still checks every address it connects to.
+                    signing = {hook_id: (url, secrets, self._refusal(url))
+                               for hook_id, (url, secrets) in signing.items()}
                 for item in claimed:
                     self.free -= 1
                     task = asyncio.create_task(self._send(item, signing.get(item.webhook_id)))
@@ -177,9 +181,12 @@ class DeliveryWorker:
         if signing is None:  # webhook deleted meanwhile: its deliveries went with it (cascade)
             log.info("delivery %s: webhook %s is gone", item.id, item.webhook_id)
             return
-        url, secrets = signing
-        body = json.dumps(item.payload, separators=(",", ":"), ensure_ascii=False).encode()
-        result = await self._post(url, secrets, str(item.id), body)
+        url, secrets, refusal = signing
+        if refusal is not None:  # e.g. an http URL once NODE_ENV=production
+            result = Result(started_at=utcnow(), duration_ms=0, error=refusal)
+        else:
+            body = json.dumps(item.payload, separators=(",", ":"), ensure_ascii=False).encode()
+            result = await self._post(url, secrets, str(item.id), body)
         try:
             outcome = await self._record(item, result)
         except Exception:  # noqa: BLE001 - the lease will expire and the attempt is made again
@@ -228,8 +235,6 @@ class DeliveryWorker:
             return Result(started_at=started, duration_ms=int((time.monotonic() - clock) * 1000), **kw)
 
         try:
-            ssrf.check_url(url, production=self.settings.is_production,
-                           allowed_networks=self.settings.webhook_allowed_networks)
             async with self.session.post(url, data=body, headers=headers, allow_redirects=False) as response:
                 preview = await response.content.read(BODY_PREVIEW)
                 retry_after = _retry_after(response.headers.get("Retry-After"))
@@ -241,8 +246,16 @@ class DeliveryWorker:
             return done(error=f"refused address: {exc}")
         except aiohttp.ClientError as exc:
             return done(error=f"{type(exc).__name__}: {str(exc)[:200]}")
-        except Exception as exc:  # noqa: BLE001 - e.g. the URL became invalid (UsageProblem)
+        except Exception as exc:  # noqa: BLE001 - whatever it is, it is this attempt's error
             return done(error=f"{type(exc).__name__}: {str(exc)[:200]}")
+
+    def _refusal(self, url: str) -> str | None:
+        try:
+            ssrf.check_url(url, production=self.settings.is_production,
+                           allowed_networks=self.settings.webhook_allowed_networks)
+        except UsageProblem as exc:
+            return f"{type(exc).__name__}: {str(exc)[:200]}"
+        return None
 
 
 def _retry_after(value: str | None) -> int | None:

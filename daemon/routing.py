@@ -49,6 +49,19 @@ def route_of(request: web.Request) -> Route | None:
     return getattr(request.match_info.handler, "route", None)
 
 
+def owner_filter(request: web.Request):
+    """None for elevated callers (every user's rows), else the caller's user id."""
+    principal = request[PRINCIPAL]
+    return None if principal.elevated else principal.user_id
+
+
+async def run_db(request: web.Request, fn, *args, **kwargs):
+    """``fn`` on the app's database threads (never on the event loop)."""
+    from daemon.app import DB
+
+    return await request.app[DB].run(fn, *args, **kwargs)
+
+
 def ok(data, *, page: Page | None = None, status: int = 200) -> web.Response:
     body = {"success": True, "data": data}
     if page is not None:

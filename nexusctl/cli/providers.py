@@ -17,6 +17,7 @@ COLUMNS = [("provider", "PROVIDER"), ("displayName", "NAME"), ("category", "CATE
 
 
 def describe(settings, provider, *, full: bool = False) -> dict:
+    from nexusctl.config import ENDPOINT_KINDS
     from providers.catalog import CATALOG
     from providers.registry import SPECS, adapter_for
 
@@ -28,7 +29,7 @@ def describe(settings, provider, *, full: bool = False) -> dict:
         data["missing"] = [] if configured else creds.missing(provider)
         data["callbackUrl"] = adapter.redirect_uri
         data["endpoints"] = {kind.lower(): {"url": adapter.url(kind, "{shop}"), "overridden": kind in creds.endpoints}
-                             for kind in ("AUTH", "TOKEN", "API", "REVOKE") if adapter.url(kind, "{shop}")}
+                             for kind in ENDPOINT_KINDS if adapter.url(kind, "{shop}")}
     return data
 
 

@@ -150,12 +150,9 @@ def deliveries_cmd(ctx: typer.Context, webhook_id: WebhookId,
     Example:  nexusctl webhooks deliveries 3c1d9f7e-2b6a-4d8e-9f10-5a7b3c2d1e0f --status FAILED --json
     """
     from nexusctl.core import deliveries
-    from nexusctl.core.serializers import delivery_to_dict
 
     _db(ctx)
-    page = deliveries.list_page(webhook_id, status=status, limit=limit, cursor=cursor)
-    log = deliveries.attempts_of(page.items)
-    rows = [delivery_to_dict(d, log[d.id]) for d in page.items]
+    page, rows = deliveries.page_with_attempts(webhook_id, status=status, limit=limit, cursor=cursor)
     out(ctx).json(rows) if as_json else out(ctx).table(rows, DELIVERY_COLUMNS)
     if page.next_cursor:
         out(ctx).info(f"more: add --cursor {page.next_cursor}")
@@ -167,14 +164,10 @@ def test_cmd(ctx: typer.Context, webhook_id: WebhookId) -> None:
 
     Example:  nexusctl webhooks test 3c1d9f7e-2b6a-4d8e-9f10-5a7b3c2d1e0f
     """
-    from db.database import database_proxy
-    from nexusctl.core import deliveries, integrations, webhooks
+    from nexusctl.core import webhooks
 
     _db(ctx)
-    hook = webhooks.get(webhook_id)
-    with database_proxy.atomic():
-        deliveries.fan_out(integrations.get(hook.integration_id), "webhook.test",
-                           {"webhookId": str(hook.id), "test": True}, only=hook)
+    hook = webhooks.send_test(webhook_id)
     out(ctx).success(f"Queued webhook.test for {hook.id}; `nexusctl webhooks deliveries {hook.id}` shows it")
 
 

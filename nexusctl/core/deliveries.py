@@ -83,6 +83,15 @@ def list_page(webhook_id, *, status=None, limit=None, cursor=None, owner_id=None
     return newest_first(query, WebhookDelivery, limit, cursor)
 
 
+def page_with_attempts(webhook_id, *, status=None, limit=None, cursor=None, owner_id=None) -> tuple[Page, list]:
+    """A page of a webhook's deliveries as dicts, each with its attempt log (two queries)."""
+    from nexusctl.core.serializers import delivery_to_dict
+
+    page = list_page(webhook_id, status=status, limit=limit, cursor=cursor, owner_id=owner_id)
+    log = attempts_of(page.items)
+    return page, [delivery_to_dict(d, log[d.id]) for d in page.items]
+
+
 def attempts_of(deliveries) -> dict:
     """Each delivery's attempts, oldest first, in one query for the page."""
     ids = [d.id for d in deliveries]

@@ -123,6 +123,17 @@ def delete(webhook_id, *, owner_id=None) -> dict:
     return {"id": str(row.id), "deleted": True, "deliveriesDeleted": deliveries}
 
 
+def send_test(webhook_id, *, owner_id=None) -> Webhook:
+    """Queue a ``webhook.test`` event to this webhook alone, whatever it subscribes to."""
+    from nexusctl.core import deliveries
+
+    row = get(webhook_id, owner_id=owner_id)
+    integration = integrations.get(row.integration_id)
+    with database_proxy.atomic():
+        deliveries.fan_out(integration, "webhook.test", {"webhookId": str(row.id), "test": True}, only=row)
+    return row
+
+
 def rotate_secret(keyring: Keyring, webhook_id, *, owner_id=None) -> tuple[Webhook, str]:
     """A new secret; the old one keeps signing (as a second signature) for 24 hours."""
     get(webhook_id, owner_id=owner_id)
