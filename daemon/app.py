@@ -7,7 +7,7 @@ import logging
 
 from aiohttp import web
 
-from daemon import api_integrations, api_oauth, api_webhooks
+from daemon import api_events, api_integrations, api_oauth, api_webhooks
 from daemon.auth import TokenVerifier
 from daemon.dbexec import DbExecutor
 from daemon.health import health, ready
@@ -38,6 +38,7 @@ ROUTES = [
           public=True, data=HEALTH, errors=("NOT_READY",)),
     *api_oauth.ROUTES,
     *api_webhooks.ROUTES,  # before /integrations/{id}: /integrations/webhooks is not an id
+    *api_events.ROUTES,
     *api_integrations.ROUTES,
 ]
 ROUTES += [
@@ -59,6 +60,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_services)
     app.cleanup_ctx.append(_delivery_worker)
     app.cleanup_ctx.append(_jobs)
+    app.cleanup_ctx.append(_event_bus)
     add_routes(app, ROUTES)
     return app
 
@@ -133,6 +135,32 @@ async def _jobs(app: web.Application):
 
     async def stop():
         scheduler[0].shutdown(wait=False)
+
+    starting = asyncio.create_task(_when_listening(app, start))
+    yield
+    await _stop(starting, stop)
+
+
+async def _event_bus(app: web.Application):
+    """With REDIS_URL: the outbox relay and the consumer group (without it the outbox is the record)."""
+    settings, redis_client = app[SETTINGS], app[REDIS]
+    if redis_client is None:
+        yield
+        return
+    from daemon.consumer import EventConsumer
+    from daemon.relay import OutboxRelay
+
+    parts = [OutboxRelay(settings, app[DB], redis_client, app[METRICS])]
+    if settings.events_consume_streams:
+        parts.append(EventConsumer(settings, app[SERVICES], redis_client))
+
+    async def start():
+        for part in parts:
+            await part.start()
+
+    async def stop():
+        for part in parts:
+            await part.stop()
 
     starting = asyncio.create_task(_when_listening(app, start))
     yield

@@ -173,7 +173,38 @@ class OutboxEvent(BaseModel):
 
     class Meta:
         table_name = "outbox_events"
-        indexes = ((("published_at", "created_at"), False),)
+        # The relay reads unpublished rows oldest first; `events list|tail` page by time and type.
+        indexes = ((("published_at", "created_at"), False), (("created_at", "id"), False),
+                   (("type", "created_at"), False))
 
 
-ALL_MODELS = [Integration, Webhook, WebhookDelivery, WebhookAttempt, IntegrationSyncLog, OAuthState, OutboxEvent]
+class ConsumedEvent(BaseModel):
+    """An event from the bus this service has handled: the same event twice changes nothing more."""
+
+    key = peewee.CharField(max_length=255, unique=True)  # stream + the event's own id
+    stream = peewee.CharField(max_length=200)
+    entry_id = peewee.CharField(max_length=64, null=True)
+    type = peewee.CharField(max_length=64)
+    outcome = peewee.JSONField(default=dict)
+
+    class Meta:
+        table_name = "consumed_events"
+        indexes = ((("created_at",), False),)
+
+
+class Lease(peewee.Model):
+    """A named lease one daemon holds at a time (the outbox relay), renewed while held."""
+
+    name = peewee.CharField(max_length=64, primary_key=True)
+    holder = peewee.CharField(max_length=128)
+    until = UTCDateTimeField()
+    created_at = UTCDateTimeField(default=utcnow)
+    updated_at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        database = database_proxy
+        table_name = "leases"
+
+
+ALL_MODELS = [Integration, Webhook, WebhookDelivery, WebhookAttempt, IntegrationSyncLog, OAuthState, OutboxEvent,
+              ConsumedEvent, Lease]

@@ -107,6 +107,11 @@ class Settings:
     token_refresh_window: float = 600.0  # seconds before expiry the sweep refreshes a token
     refresh_sweep_seconds: float = 60.0  # how often the daemon sweeps
     retention_days: int = 30  # finished deliveries and sync logs older than this are purged
+    events_stream: str = "nexus.events"  # where the outbox relay publishes (with REDIS_URL)
+    events_stream_maxlen: int = 1_000_000  # approximate cap on the stream's length (XADD MAXLEN ~)
+    events_consume_streams: tuple[str, ...] = ("nexus.events",)  # read by the consumer group; () = off
+    events_consumer_group: str = "nexusctl"
+    events_claim_idle: float = 60.0  # a dead consumer's entry is taken over after this many seconds
 
     @property
     def is_production(self) -> bool:
@@ -190,6 +195,11 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         token_refresh_window=_duration(env, "TOKEN_REFRESH_WINDOW", 600.0),
         refresh_sweep_seconds=_duration(env, "REFRESH_SWEEP_INTERVAL", 60.0),
         retention_days=_positive_int(env, "RETENTION_DAYS", 30),
+        events_stream=_stream_names(env, "EVENTS_STREAM", "nexus.events", allow_none=False)[0],
+        events_stream_maxlen=_positive_int(env, "EVENTS_STREAM_MAXLEN", 1_000_000),
+        events_consume_streams=_stream_names(env, "EVENTS_CONSUME_STREAMS", "nexus.events", allow_none=True),
+        events_consumer_group=_stream_names(env, "EVENTS_CONSUMER_GROUP", "nexusctl", allow_none=False)[0],
+        events_claim_idle=_duration(env, "EVENTS_CLAIM_IDLE", 60.0),
     )
     # Last: in development this may create the key file, which must not
     # happen for a configuration that is going to be refused anyway.
@@ -396,6 +406,24 @@ def _duration(env: Mapping[str, str], name: str, default: float) -> float:
     return seconds
 
 
+STREAM_NAME_MAX = 200
+
+
+def _stream_names(env: Mapping[str, str], name: str, default: str, *, allow_none: bool) -> tuple[str, ...]:
+    """Comma-separated Redis stream (or group) names; `none` turns consuming off where allowed."""
+    value = env.get(name, "").strip() or default
+    if allow_none and value.lower() == "none":
+        return ()
+    names = tuple(item.strip() for item in value.split(","))
+    if not allow_none and len(names) != 1:
+        raise ConfigError(f"{name}: {value!r} must be one name")
+    for item in names:
+        if not item or len(item) > STREAM_NAME_MAX or any(ch.isspace() or not ch.isprintable() for ch in item):
+            raise ConfigError(f"{name}: {value!r} is not a list of names without spaces (at most "
+                              f"{STREAM_NAME_MAX} characters each)")
+    return names
+
+
 def _schedule(env: Mapping[str, str], name: str) -> tuple[int, ...]:
     value = env.get(name, "").strip()
     if not value:
@@ -466,6 +494,7 @@ def variable_names() -> list[str]:
         "PUBLIC_URL", "ALLOWED_REDIRECT_ORIGINS", "WEBHOOK_TIMEOUT", "WEBHOOK_RETRY_SCHEDULE",
         "WEBHOOK_ALLOWED_NETWORKS", "WEBHOOK_CONCURRENCY", "WEBHOOK_CONCURRENCY_PER_ENDPOINT",
         "TOKEN_REFRESH_WINDOW", "REFRESH_SWEEP_INTERVAL", "RETENTION_DAYS",
+        "EVENTS_STREAM", "EVENTS_STREAM_MAXLEN", "EVENTS_CONSUME_STREAMS", "EVENTS_CONSUMER_GROUP", "EVENTS_CLAIM_IDLE",
     ]
     for provider in Provider:
         names += [f"{provider.value}_CLIENT_ID", f"{provider.value}_CLIENT_SECRET"]

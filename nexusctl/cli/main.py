@@ -144,14 +144,14 @@ def version_cmd(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--jso
 
 
 def _register() -> None:
-    from nexusctl.cli import (connections, database, integrations, jobs, keys, providers, serve, sync, token,
-                              webhooks)
+    from nexusctl.cli import (connections, database, events, integrations, jobs, keys, providers, serve, sync,
+                              token, webhooks)
 
     connections.register(integrations.app)
     app.add_typer(integrations.app, name="integrations")
     app.add_typer(providers.app, name="providers")
     app.add_typer(webhooks.app, name="webhooks")
-    app.add_typer(webhooks.events_app, name="events")
+    app.add_typer(events.app, name="events")
     app.add_typer(jobs.app, name="jobs")
     app.add_typer(sync.app, name="sync")
     app.add_typer(database.app, name="db")

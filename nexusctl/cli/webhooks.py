@@ -1,11 +1,10 @@
-"""`nexusctl webhooks ...` and `nexusctl events emit`: the same core calls as the API."""
+"""`nexusctl webhooks ...`: the same core calls as the API."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -16,7 +15,6 @@ from nexusctl.core.paging import DEFAULT_LIMIT
 from nexusctl.errors import UsageProblem
 
 app = typer.Typer(help="Outbound webhooks: endpoints, secrets, deliveries.", no_args_is_help=True)
-events_app = typer.Typer(help="Emit events to an integration's webhooks.", no_args_is_help=True)
 
 COLUMNS = [("id", "ID"), ("integrationId", "INTEGRATION"), ("url", "URL"), ("events", "EVENTS"),
            ("isActive", "ACTIVE"), ("lastTriggeredAt", "LAST TRIGGERED")]
@@ -221,29 +219,3 @@ def replay_cmd(ctx: typer.Context, webhook_id: WebhookId,
     _db(ctx)
     count = deliveries.replay(webhook_id, since=moment, status=status)
     out(ctx).success(f"Queued {count} deliveries again")
-
-
-@events_app.command("emit")
-def emit_cmd(ctx: typer.Context,
-             integration_id: Annotated[str, typer.Argument(help="Integration id.", show_default=False)],
-             event_type: Annotated[str, typer.Argument(help="Event name, e.g. media.created.", show_default=False)],
-             data: Annotated[str, typer.Option("--data", help="JSON object, @FILE, or - for stdin.")] = "{}",
-             as_json: Json = False) -> None:
-    """Emit an event: one delivery per matching webhook, queued atomically.
-
-    Example:  nexusctl events emit 0b7f5d2c-8a41-4c4e-b2a7-3f9e1d6c5a10 media.created --data '{"mediaId": "m1"}'
-    """
-    from nexusctl.core import events
-
-    if data == "-":
-        data = sys.stdin.read()
-    elif data.startswith("@"):
-        try:
-            data = Path(data[1:]).read_text()
-        except OSError as exc:
-            raise UsageProblem(f"cannot read {data[1:]}: {exc.strerror}", field="data") from None
-    _db(ctx)
-    result = events.emit(integration_id, event_type, parse_json_object(data, "data"))
-    out(ctx).success(f"Emitted {event_type}: {result['deliveriesQueued']} deliveries queued")
-    if as_json:
-        out(ctx).json(result)

@@ -1,8 +1,8 @@
 """The transactional outbox: events recorded with the change that caused them.
 
 ``record`` must run inside the caller's transaction, so an event exists if and
-only if its change committed: one outbox row (relayed to the bus by the
-jobs-and-events feature) and one delivery per matching active webhook.
+only if its change committed: one outbox row (published to the Redis Stream by
+daemon/relay.py) and one delivery per matching active webhook.
 """
 
 from __future__ import annotations
@@ -55,8 +55,3 @@ def emit(integration_id, event_type, data, *, owner_id=None) -> dict:
     return {"id": str(event.id), "type": event_type, "integrationId": str(integration.id),
             "deliveriesQueued": event.deliveries_queued}
 
-
-def pending(limit: int = 100) -> list[OutboxEvent]:
-    """The oldest unpublished events (uses the (published_at, created_at) index)."""
-    return list(OutboxEvent.select().where(OutboxEvent.published_at.is_null())
-                .order_by(OutboxEvent.created_at).limit(limit))

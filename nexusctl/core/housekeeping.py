@@ -4,7 +4,9 @@ Deletes go in batches of ``BATCH`` rows (select ids, delete those), so a first
 run over years of history never holds one huge transaction or lock. Only
 finished work is purged: deliveries that are DELIVERED or FAILED (their
 attempts go with them), sync logs that COMPLETED, FAILED or were CANCELLED.
-Pending and retrying deliveries are never touched, however old.
+Pending and retrying deliveries are never touched, however old. Outbox events
+go after RETENTION_DAYS too, but with a relay (Redis) only once published; the
+record of consumed events (what makes handling idempotent) goes with them.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import peewee
 
 from db.database import database_proxy
 from db.fields import utcnow
-from db.models import IntegrationSyncLog, OAuthState, WebhookDelivery
+from db.models import ConsumedEvent, IntegrationSyncLog, OAuthState, WebhookDelivery
 from nexusctl.enums import DeliveryStatus, SyncStatus
 
 BATCH = 1000
@@ -35,15 +37,24 @@ def purge_expired_states() -> int:
     return _batched_delete(OAuthState, OAuthState.expires_at <= utcnow())
 
 
-def purge_history(retention_days: int) -> dict:
+def purge_history(retention_days: int, *, keep_unpublished_events: bool = True) -> dict:
+    from nexusctl.core import outbox
+
     cutoff = utcnow() - dt.timedelta(days=retention_days)
     deliveries = _batched_delete(WebhookDelivery, (WebhookDelivery.created_at < cutoff) & WebhookDelivery.status.in_(
         [DeliveryStatus.DELIVERED, DeliveryStatus.FAILED]))
     sync_logs = _batched_delete(IntegrationSyncLog, (IntegrationSyncLog.created_at < cutoff) & IntegrationSyncLog.status
                                 .in_([SyncStatus.COMPLETED, SyncStatus.FAILED, SyncStatus.CANCELLED]))
-    return {"deliveries": deliveries, "syncLogs": sync_logs}
+    events = outbox.purge(cutoff, BATCH, keep_unpublished=keep_unpublished_events)
+    _batched_delete(ConsumedEvent, ConsumedEvent.created_at < cutoff)
+    return {"deliveries": deliveries, "syncLogs": sync_logs, "events": events}
 
 
-def run(retention_days: int) -> dict:
-    """Everything housekeeping does, once: what the daemon runs hourly and `nexusctl jobs run` runs now."""
-    return {"expiredStates": purge_expired_states(), **purge_history(retention_days), "retentionDays": retention_days}
+def run(retention_days: int, *, keep_unpublished_events: bool = True) -> dict:
+    """Everything housekeeping does, once: what the daemon runs hourly and `nexusctl jobs run` runs now.
+
+    ``keep_unpublished_events``: True when a relay publishes the outbox (REDIS_URL set).
+    """
+    return {"expiredStates": purge_expired_states(),
+            **purge_history(retention_days, keep_unpublished_events=keep_unpublished_events),
+            "retentionDays": retention_days}

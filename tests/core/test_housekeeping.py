@@ -7,7 +7,9 @@ import json
 import uuid
 
 from db.fields import utcnow
-from db.models import IntegrationSyncLog, OAuthState, Webhook, WebhookAttempt, WebhookDelivery
+from db.database import database_proxy
+from db.models import IntegrationSyncLog, OAuthState, OutboxEvent, Webhook, WebhookAttempt, WebhookDelivery
+from nexusctl.core import events
 from nexusctl.core import housekeeping
 from nexusctl.enums import DeliveryStatus, Provider, SyncStatus
 
@@ -33,12 +35,30 @@ def test_only_finished_history_past_retention_is_purged(database, make_integrati
         logs[name] = IntegrationSyncLog.create(integration=integration, action="fetch", status=status)
         _old(IntegrationSyncLog, logs[name], days)
     counts = housekeeping.purge_history(30)
-    assert counts == {"deliveries": 3, "syncLogs": 1}
+    assert counts == {"deliveries": 3, "syncLogs": 1, "events": 0}
     left = {d.id for d in WebhookDelivery.select()}
     assert left == {rows["old_pending"].id, rows["old_retrying"].id, rows["new_delivered"].id}
     assert WebhookAttempt.select().count() == 0  # went with its delivery
     assert {s.id for s in IntegrationSyncLog.select()} == {logs["old_running"].id, logs["new_done"].id}
-    assert housekeeping.purge_history(30) == {"deliveries": 0, "syncLogs": 0}  # idempotent
+    assert housekeeping.purge_history(30) == {"deliveries": 0, "syncLogs": 0, "events": 0}  # idempotent
+
+
+def test_old_outbox_events_go_but_never_one_the_relay_has_not_published(database, make_integration, monkeypatch):
+    monkeypatch.setattr(housekeeping, "BATCH", 2)
+    integration = make_integration()
+    made = {}
+    for name, days, published in [("old_sent", 40, True), ("old_sent2", 35, True), ("old_unsent", 40, False),
+                                  ("new_sent", 3, True)]:
+        with database_proxy.atomic():
+            made[name] = events.record("media.created", integration, name=name)
+        OutboxEvent.update(created_at=utcnow() - dt.timedelta(days=days),
+                           published_at=utcnow() if published else None).where(OutboxEvent.id == made[name].id).execute()
+    # With a relay (Redis) an unpublished event is still on its way: kept however old.
+    assert housekeeping.purge_history(30, keep_unpublished_events=True)["events"] == 2
+    assert {e.id for e in OutboxEvent.select()} == {made["old_unsent"].id, made["new_sent"].id}
+    # Without one the outbox is only a record, and old records go.
+    assert housekeeping.purge_history(30, keep_unpublished_events=False)["events"] == 1
+    assert {e.id for e in OutboxEvent.select()} == {made["new_sent"].id}
 
 
 def test_expired_states_are_removed(database):
@@ -55,6 +75,7 @@ def test_jobs_run_from_the_cli(cli, make_integration):
     assert bad.exit_code == 2 and "housekeeping" in bad.stderr
     done = cli("jobs", "run", "housekeeping", "--json")
     assert done.exit_code == 0, done.stderr
-    assert json.loads(done.stdout) == {"expiredStates": 0, "deliveries": 0, "syncLogs": 0, "retentionDays": 30}
+    assert json.loads(done.stdout) == {"expiredStates": 0, "deliveries": 0, "syncLogs": 0, "events": 0,
+                                         "retentionDays": 30}
     swept = cli("jobs", "run", "token-refresh", "--json")
     assert swept.exit_code == 0 and json.loads(swept.stdout) == {"refreshed": 0, "failed": 0, "skipped": 0}

@@ -11,6 +11,7 @@ frontend receives.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -89,10 +90,12 @@ class Stack:
                               text=True, timeout=60)
 
     def another_daemon(self):
-        """A second daemon on the same database (and Redis): the scale-out shape. Stop it with .terminate()."""
+        """A second daemon on the same database (and Redis): the scale-out shape. Stop it with .terminate()
+        (the stack stops it at the end in any case)."""
         port = _free_port()
         log_path = self.log_path.with_name(f"daemon-{port}.log")
         process = _start({**self.env, "PORT": str(port)}, port, log_path)
+        self.extra.setdefault("daemons", []).append(process)
         return f"http://127.0.0.1:{port}", process
 
     def logs(self) -> str:
@@ -140,19 +143,20 @@ def _start(env: dict, port: int, log_path: Path) -> subprocess.Popen:
     raise RuntimeError(f"daemon not ready in 30 s: {log_path.read_text()[-2000:]}")
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def stack(request, emulators, tmp_path_factory, pg_template):  # noqa: F811 - the emulators fixture
-    work = tmp_path_factory.mktemp("oauth-stack")
+@contextlib.contextmanager
+def launch_stack(kind: str, work: Path, emulators, pg_template, extra_env: dict | None = None):  # noqa: F811
+    """A migrated database (SQLite file or PostgreSQL clone) and a daemon on it; yields the Stack."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "PYTHONPATH")}
     env.update(emulators.env())
     env.update(NODE_ENV="test", NEXUS_DATA_DIR=str(work / "data"), JWT_SECRET=JWT_SECRET,
                ENCRYPTION_KEY=ENCRYPTION_KEY, PUBLIC_URL=f"http://127.0.0.1:{port}", FRONTEND_URL=FRONTEND,
                PORT=str(port), REFRESH_SWEEP_INTERVAL="1")  # the daemons sweep every second (window 10 min)
-    with _database(request.param, work, pg_template) as url:
+    with _database(kind, work, pg_template) as url:
         env["DATABASE_URL"] = url
-        if request.param == "postgres":  # the scale-out shape: OAuth states in Redis
+        if kind == "postgres":  # the scale-out shape: OAuth states in Redis
             env["REDIS_URL"] = _redis_url()
+        env.update(extra_env or {})
         subprocess.run([str(NEXUSCTL), "-q", "db", "migrate"], env=env, check=True, capture_output=True)
         log_path = work / "daemon.log"
         process = _start(env, port, log_path)
@@ -160,11 +164,24 @@ def stack(request, emulators, tmp_path_factory, pg_template):  # noqa: F811 - th
         try:
             yield stack
         finally:
-            process.terminate()
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            for proc in [process, *stack.extra.get("daemons", [])]:
+                proc.terminate()
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+
+@pytest.fixture(scope="session")
+def stack_launcher():
+    """``launch_stack`` for modules that need a daemon with their own settings."""
+    return launch_stack
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def stack(request, emulators, tmp_path_factory, pg_template):  # noqa: F811 - the emulators fixture
+    with launch_stack(request.param, tmp_path_factory.mktemp("oauth-stack"), emulators, pg_template) as stack:
+        yield stack
 
 
 def _redis_url() -> str:

@@ -1,0 +1,205 @@
+"""Events other services publish that this service acts on.
+
+- ``user.deleted`` ``{"userId"}``: every integration of that user is revoked
+  at its provider (best effort, as `integrations delete` does) and deleted
+  with its webhooks, pending deliveries and sync logs; each deletion publishes
+  ``integration.disconnected``. Pending OAuth flows of the user are dropped too,
+  so a consent screen left open cannot bring an integration back.
+- ``content.published`` ``{"userId", "contentId", "title", "url", "media"}``:
+  one ``publish`` sync log (PENDING) per active integration of the user whose
+  provider can publish (capabilities publish, upload, posts, notifications,
+  webhooks), carrying the content; the sync runner executes it.
+
+The same code serves the Redis consumer group, `nexusctl events ingest` and
+``POST /integrations/events/ingest``. Handling is idempotent: the event's key
+(its stream and id) is written to ``consumed_events`` in the transaction that
+finishes the work, and an event whose key is there changes nothing more.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from dataclasses import dataclass
+
+import peewee
+
+from db.database import database_proxy
+from db.models import ConsumedEvent, Integration, IntegrationSyncLog, OAuthState
+from nexusctl.enums import SyncStatus
+from nexusctl.errors import IntegrationNotFound, UsageProblem
+from providers.catalog import CATALOG
+
+log = logging.getLogger(__name__)
+
+USER_DELETED = "user.deleted"
+CONTENT_PUBLISHED = "content.published"
+HANDLED = (USER_DELETED, CONTENT_PUBLISHED)
+PUBLISH_CAPABILITIES = frozenset({"publish", "upload", "posts", "notifications", "webhooks"})
+PUBLISHERS = tuple(p for p, info in CATALOG.items() if PUBLISH_CAPABILITIES & set(info.capabilities))
+PAYLOAD_MAX_BYTES = 256 * 1024
+KEY_MAX = 255
+PAGE = 100
+
+
+class _LostRace(Exception):
+    """Another consumer recorded the same event first: this one's work is rolled back."""
+
+
+@dataclass(frozen=True)
+class Inbound:
+    key: str  # what makes handling idempotent: "<stream>:<event id>"
+    stream: str
+    entry_id: str | None
+    type: str
+    payload: dict
+
+
+def from_stream(stream: str, entry_id: str, fields: dict[str, str]) -> Inbound:
+    """An entry as the relay writes it (id, type, occurredAt, payload); UsageProblem if it is not one."""
+    event_type = fields.get("type")
+    if not event_type:
+        raise UsageProblem("the entry has no type field", field="type")
+    raw = fields.get("payload", "{}")
+    if len(raw) > PAYLOAD_MAX_BYTES:
+        raise UsageProblem(f"payload is over {PAYLOAD_MAX_BYTES // 1024} KB", field="payload")
+    try:
+        payload = json.loads(raw)
+    except ValueError:
+        raise UsageProblem("payload is not JSON", field="payload") from None
+    return make(event_type, payload, event_id=fields.get("id") or entry_id, source=stream, entry_id=entry_id)
+
+
+def make(event_type, payload, *, event_id: str | None = None, source: str = "ingest",
+         entry_id: str | None = None) -> Inbound:
+    if not isinstance(event_type, str) or event_type not in HANDLED:
+        raise UsageProblem(f"unknown event type {str(event_type)[:64]!r}; this service handles: {', '.join(HANDLED)}",
+                           field="type")
+    if not isinstance(payload, dict):
+        raise UsageProblem("payload must be a JSON object", field="data")
+    event_id = event_id or str(uuid.uuid4())
+    if not isinstance(event_id, str) or not event_id.strip() or len(event_id) > 128:
+        raise UsageProblem("id must be a non-empty string of at most 128 characters", field="id")
+    return Inbound(f"{source}:{event_id}"[:KEY_MAX], source, entry_id, event_type, payload)
+
+
+def _user_id(payload: dict) -> uuid.UUID:
+    try:
+        return uuid.UUID(str(payload["userId"]))
+    except (KeyError, ValueError):
+        raise UsageProblem("payload.userId must be a UUID", field="userId") from None
+
+
+def _seen(key: str) -> dict | None:
+    row = ConsumedEvent.select(ConsumedEvent.outcome).where(ConsumedEvent.key == key).tuples().first()
+    return None if row is None else row[0]
+
+
+def _done(event: Inbound, outcome: dict) -> bool:
+    """Record ``event`` as handled (inside the caller's transaction); False if someone else just did."""
+    try:
+        with database_proxy.atomic():  # a savepoint: a lost race must not undo the caller's work
+            ConsumedEvent.create(key=event.key, stream=event.stream, entry_id=event.entry_id, type=event.type,
+                                 outcome=outcome)
+        return True
+    except peewee.IntegrityError:
+        return False
+
+
+async def handle(svc, event: Inbound) -> dict:
+    """Do what ``event`` asks, once; the outcome, with ``duplicate: true`` if it had been handled before."""
+    previous = await svc.run(_seen, event.key)
+    if previous is not None:
+        return {"type": event.type, "key": event.key, **previous, "duplicate": True}
+    try:
+        if event.type == USER_DELETED:
+            outcome = await _user_deleted(svc, event)
+        else:
+            outcome = await svc.run(_content_published, event)
+    except _LostRace:  # handled by another consumer while this one worked: its outcome stands
+        return {"type": event.type, "key": event.key, **(await svc.run(_seen, event.key) or {}), "duplicate": True}
+    return {"type": event.type, "key": event.key, **outcome}
+
+
+# --- user.deleted -------------------------------------------------------------------
+
+def _integration_ids(user_id: uuid.UUID, after) -> list[uuid.UUID]:
+    query = Integration.select(Integration.id).where(Integration.user_id == user_id)
+    if after is not None:
+        query = query.where(Integration.id > after)
+    return [i for (i,) in query.order_by(Integration.id).limit(PAGE).tuples()]
+
+
+def _finish_user_deleted(event: Inbound, user_id: uuid.UUID, outcome: dict) -> dict:
+    with database_proxy.atomic():
+        outcome["oauthFlowsDropped"] = OAuthState.delete().where(OAuthState.user_id == user_id).execute()
+        if not _done(event, outcome):
+            raise _LostRace()
+    return outcome
+
+
+async def _user_deleted(svc, event: Inbound) -> dict:
+    from nexusctl.core.connect import disconnect
+
+    user_id = _user_id(event.payload)
+    deleted, not_revoked, after = [], 0, None
+    # Page by id: a user with many integrations is never loaded at once, and a retry after a
+    # crash simply finds fewer rows (what was deleted stays deleted).
+    while ids := await svc.run(_integration_ids, user_id, after):
+        for integration_id in ids:
+            try:
+                result = await disconnect(svc, integration_id)
+            except IntegrationNotFound:  # deleted meanwhile (a concurrent handler, an operator)
+                continue
+            deleted.append(str(integration_id))
+            not_revoked += result.revoked is False
+        after = ids[-1]
+    outcome = {"userId": str(user_id), "integrationsDeleted": len(deleted), "integrationIds": deleted,
+               "revokeFailures": not_revoked}
+    return await svc.run(_finish_user_deleted, event, user_id, outcome)
+
+
+# --- content.published ----------------------------------------------------------------
+
+def _content(payload: dict) -> dict:
+    content_id = payload.get("contentId")
+    if not isinstance(content_id, (str, int)) or isinstance(content_id, bool) or not str(content_id).strip():
+        raise UsageProblem("payload.contentId is required", field="contentId")
+    content = {"contentId": str(content_id)[:255]}
+    for name in ("title", "url", "description"):
+        value = payload.get(name)
+        if value is not None and not isinstance(value, str):
+            raise UsageProblem(f"payload.{name} must be a string", field=name)
+        if value is not None:
+            content[name] = value
+    media = payload.get("media")
+    if media is not None and not isinstance(media, (list, dict)):
+        raise UsageProblem("payload.media must be a list or an object", field="media")
+    if media is not None:
+        content["media"] = media
+    return content
+
+
+def _content_published(event: Inbound) -> dict:
+    user_id = _user_id(event.payload)
+    content = _content(event.payload)
+    with database_proxy.atomic():
+        if (previous := _seen(event.key)) is not None:
+            return {**previous, "duplicate": True}
+        targets = list(Integration.select(Integration.id, Integration.provider).where(
+            (Integration.user_id == user_id) & Integration.is_active & Integration.provider.in_(PUBLISHERS))
+            .order_by(Integration.created_at).limit(1000))
+        logs = []
+        for integration in targets:
+            row = IntegrationSyncLog.create(
+                integration=integration.id, action="publish", resource_type="content",
+                resource_id=content["contentId"], status=SyncStatus.PENDING,
+                metadata={"trigger": CONTENT_PUBLISHED, "event": event.key, "content": content})
+            logs.append({"integrationId": str(integration.id), "provider": integration.provider.value,
+                         "syncLogId": str(row.id)})
+        outcome = {"userId": str(user_id), "contentId": content["contentId"], "syncLogs": logs}
+        if not _done(event, outcome):
+            raise _LostRace()
+    return outcome
+

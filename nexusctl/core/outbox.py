@@ -1,0 +1,118 @@
+"""The outbox read side: what the relay publishes and what `nexusctl events list|tail` shows.
+
+Rows are written by ``nexusctl.core.events.record`` (and the delivery worker's
+``webhook.*`` events) in the transaction of the change they report. The relay
+takes unpublished rows oldest first, publishes them and stamps
+``published_at``; without Redis the outbox itself is the record.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+
+from db.fields import utcnow
+from db.models import OutboxEvent
+from nexusctl.core import paging
+from nexusctl.errors import UsageProblem
+
+TYPE_FILTER_MAX = 128
+
+
+def unpublished(limit: int) -> list[OutboxEvent]:
+    """The oldest events not yet on the stream, in the order they were written."""
+    return list(OutboxEvent.select().where(OutboxEvent.published_at.is_null())
+                .order_by(OutboxEvent.created_at, OutboxEvent.id).limit(limit))
+
+
+def mark_published(ids: list[uuid.UUID]) -> int:
+    return OutboxEvent.update(published_at=utcnow()).where(
+        OutboxEvent.id.in_(ids) & OutboxEvent.published_at.is_null()).execute()
+
+
+def backlog() -> int:
+    """Events waiting for the relay (for /metrics and the relay's log)."""
+    return OutboxEvent.select().where(OutboxEvent.published_at.is_null()).count()
+
+
+def stream_fields(event: OutboxEvent) -> dict[str, str]:
+    """The entry the relay appends to EVENTS_STREAM: id, type, occurredAt, payload (JSON)."""
+    return {"id": str(event.id), "type": event.type, "occurredAt": _iso(event.created_at),
+            "payload": json.dumps(event.data, separators=(",", ":"), default=str)}
+
+
+def to_dict(event: OutboxEvent) -> dict:
+    return {"id": str(event.id), "type": event.type, "occurredAt": _iso(event.created_at),
+            "integrationId": str(event.integration_id) if event.integration_id else None,
+            "userId": str(event.user_id) if event.user_id else None,
+            "publishedAt": _iso(event.published_at) if event.published_at else None,
+            "payload": event.data}
+
+
+def _iso(when: dt.datetime) -> str:
+    return when.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _filters(query, event_type: str | None, since: dt.datetime | None, integration_id):
+    if event_type:
+        if len(event_type) > TYPE_FILTER_MAX or not all(ch.isalnum() or ch in "._*" for ch in event_type):
+            raise UsageProblem("type must be an event name (integration.connected) or a prefix (integration.*)",
+                               field="type")
+        if event_type.endswith(".*") and "*" not in event_type[:-2]:
+            query = query.where(OutboxEvent.type.startswith(event_type[:-1]))
+        elif "*" in event_type:
+            raise UsageProblem("a type wildcard is only allowed at the end: integration.*", field="type")
+        else:
+            query = query.where(OutboxEvent.type == event_type)
+    if since is not None:
+        query = query.where(OutboxEvent.created_at >= since)
+    if integration_id is not None:
+        try:
+            integration_id = uuid.UUID(str(integration_id))
+        except ValueError:
+            raise UsageProblem("integration must be a UUID", field="integration") from None
+        query = query.where(OutboxEvent.integration_id == integration_id)
+    return query
+
+
+def list_page(*, event_type: str | None = None, since: dt.datetime | None = None, integration_id=None,
+              limit: int | None = None, cursor: str | None = None) -> paging.Page:
+    """Events newest first, one keyset page at a time."""
+    query = _filters(OutboxEvent.select(), event_type, since, integration_id)
+    return paging.newest_first(query, OutboxEvent, limit, cursor)
+
+
+def newer_than(after: tuple[dt.datetime, uuid.UUID] | None, *, event_type: str | None = None, integration_id=None,
+               overlap: dt.timedelta = dt.timedelta(seconds=5), limit: int = 500) -> list[OutboxEvent]:
+    """Events written since ``after`` (oldest first), for `events tail`.
+
+    Rows carry the writer's clock and commit in any order, so a row may become
+    visible with a time just before the last one shown: the query looks back
+    ``overlap`` and the caller skips the ids it has already printed.
+    """
+    query = _filters(OutboxEvent.select(), event_type, None, integration_id)
+    if after is not None:
+        query = query.where(OutboxEvent.created_at >= after[0] - overlap)
+    return list(query.order_by(OutboxEvent.created_at, OutboxEvent.id).limit(limit))
+
+
+def latest(count: int, *, event_type: str | None = None, integration_id=None) -> list[OutboxEvent]:
+    """The last ``count`` events, oldest first (what `events tail` prints before following)."""
+    query = _filters(OutboxEvent.select(), event_type, None, integration_id)
+    rows = list(query.order_by(OutboxEvent.created_at.desc(), OutboxEvent.id.desc()).limit(count))
+    return rows[::-1]
+
+
+def purge(cutoff: dt.datetime, batch: int, *, keep_unpublished: bool) -> int:
+    """Housekeeping: events older than ``cutoff``; with a relay (Redis), never one it has not published."""
+    where = OutboxEvent.created_at < cutoff
+    if keep_unpublished:
+        where &= OutboxEvent.published_at.is_null(False)
+    total = 0
+    while True:
+        ids = [i for (i,) in OutboxEvent.select(OutboxEvent.id).where(where).limit(batch).tuples()]
+        if not ids:
+            return total
+        total += OutboxEvent.delete().where(OutboxEvent.id.in_(ids)).execute()
+
