@@ -79,9 +79,9 @@ async def _redis(app: web.Application):
         app[REDIS] = None
         yield
         return
-    import redis.asyncio as aioredis  # only the daemon, and only when configured
+    from nexusctl.redisconn import open_client  # imports redis: only the daemon, and only when configured
 
-    client = aioredis.from_url(settings.redis_url.get(), socket_connect_timeout=2, socket_timeout=2)
+    client = open_client(settings.redis_url.get())
     app[REDIS] = client
     yield
     await client.aclose()

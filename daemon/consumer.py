@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 COUNT = 20
 BLOCK_MS = 1000  # under the client's 2 s socket timeout
-MAX_BACKOFF = 10.0
+MAX_BACKOFF = 5.0
 MAX_DELIVERIES = 10  # then an entry that keeps failing is logged and acknowledged
 
 

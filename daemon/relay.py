@@ -9,7 +9,7 @@ and only then stamping them published. So:
   events again (at least once: consumers dedupe by ``id``), never loses them;
 - nothing later is published while an earlier event is still unpublished, so
   events of one integration reach the stream in the order they were written;
-- while Redis is down the relay backs off (0.5 s doubling to 10 s), logs the
+- while Redis is down the relay backs off (0.5 s doubling to 5 s), logs the
   outage once and resumes by itself.
 """
 
@@ -29,7 +29,7 @@ LEASE_NAME = "outbox-relay"
 LEASE_SECONDS = 15.0
 BATCH = 500
 IDLE_POLL = 0.25  # seconds between looks at an empty outbox
-MAX_BACKOFF = 10.0
+MAX_BACKOFF = 5.0
 
 
 class OutboxRelay:

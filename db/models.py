@@ -173,9 +173,9 @@ class OutboxEvent(BaseModel):
 
     class Meta:
         table_name = "outbox_events"
-        # The relay reads unpublished rows oldest first; `events list|tail` page by time and type.
-        indexes = ((("published_at", "created_at"), False), (("created_at", "id"), False),
-                   (("type", "created_at"), False))
+        # `events list|tail` page by time and type; the relay reads unpublished rows oldest first
+        # through a partial (created_at, id) WHERE published_at IS NULL (migration 0006).
+        indexes = ((("created_at", "id"), False), (("type", "created_at", "id"), False))
 
 
 class ConsumedEvent(BaseModel):

@@ -26,9 +26,9 @@ def run_flow(ctx: typer.Context, flow):
 
         redis = None
         if st.settings.redis_url is not None:
-            import redis.asyncio as aioredis
+            from nexusctl.redisconn import open_client
 
-            redis = aioredis.from_url(st.settings.redis_url.get(), socket_connect_timeout=2, socket_timeout=5)
+            redis = open_client(st.settings.redis_url.get(), socket_timeout=5)
         try:
             async with aiohttp.ClientSession(trust_env=False, headers={"User-Agent": "nexusctl"}) as session:
                 return await flow(Services(st.settings, st.keyring, session, direct, redis))
