@@ -27,6 +27,8 @@ bot_user_id, bot_user, bot_id, user_id, user}``.
 
 from __future__ import annotations
 
+import base64
+
 import secrets
 
 from .base import Provider
@@ -134,6 +136,7 @@ class Slack(Provider):
         ("POST", r"slack\.com/api/oauth\.v2\.access", "token"),
         ("GET|POST", r"slack\.com/api/auth\.test", "auth_test"),
         ("GET|POST", r"slack\.com/api/auth\.revoke", "auth_revoke"),
+        ("GET|POST", r"slack\.com/api/conversations\.list", "conversations_list"),
     )
     ROTATION = True
     ROTATING_TTL = 43200
@@ -262,6 +265,27 @@ class Slack(Provider):
             body.update({"user": acc["user"], "user_id": acc["user_id"]})
         body["is_enterprise_install"] = False
         return json_response(body)
+
+    async def conversations_list(self, request):
+        """conversations.list: ``limit`` (default 100, max 1000) and an opaque ``cursor``;
+        ``response_metadata.next_cursor`` is "" on the last page (Slack's cursor pagination)."""
+        (token, status), form = await self._token_of(request)
+        fault = await self.gate("conversations.list")
+        if fault is not None:
+            return fault
+        if status != "ok":
+            return self._auth_error(status)
+        args = {**request.query, **form}
+        try:
+            limit = min(int(args.get("limit", 100)), 1000)
+            start = int(base64.b64decode(args["cursor"]).decode().removeprefix("team:")) if args.get("cursor") else 0
+        except (ValueError, UnicodeDecodeError):
+            return self.fail("invalid_cursor")
+        rows = self.records_of("channels")
+        page = rows[start:start + limit]
+        more = start + limit < len(rows)
+        next_cursor = base64.b64encode(f"team:{start + limit}".encode()).decode() if more else ""
+        return json_response({"ok": True, "channels": page, "response_metadata": {"next_cursor": next_cursor}})
 
     async def auth_revoke(self, request):
         (token, status), form = await self._token_of(request)

@@ -104,6 +104,9 @@ class Provider:
             self.tokens: dict[str, Token] = {}
             self.grants: list[Grant] = []
             self._rotation = self.ROTATION
+            # What the provider's list endpoints serve (sync tests): kind -> rows, newest first where the
+            # real API lists newest first.
+            self.records: dict[str, list[dict]] = {}
             self.reset_faults()
 
     def reset_faults(self) -> None:
@@ -130,6 +133,15 @@ class Provider:
             self._rotation = bool(value)
 
     # --- test controls --------------------------------------------------------
+
+    def set_records(self, kind: str, rows: list[dict]) -> None:
+        """Replace what the list endpoint for ``kind`` serves (a copy: the test may keep mutating its own)."""
+        with self.lock:
+            self.records[kind] = copy.deepcopy(rows)
+
+    def records_of(self, kind: str) -> list[dict]:
+        with self.lock:
+            return copy.deepcopy(self.records.get(kind, []))
 
     def valid_access(self, token: str) -> bool:
         return self.status(token, "access")[1] == "ok"

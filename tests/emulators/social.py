@@ -298,6 +298,7 @@ class Discord(Provider):
         ("POST", rf"{API}/oauth2/token", "token"),
         ("POST", rf"{API}/oauth2/token/revoke", "revoke"),
         ("GET", rf"{API}/users/@me", "me"),
+        ("GET", rf"{API}/users/@me/guilds", "guilds"),
     )
     ACCOUNT = {"id": "80351110224678912", "username": "demo", "global_name": "Demo User", "avatar": None,
                "discriminator": "0"}
@@ -375,6 +376,25 @@ class Discord(Provider):
         if token is not None:
             self.kill(token, grant=True)
         return json_response({})
+
+    async def guilds(self, request):
+        """GET /users/@me/guilds: ``limit`` (1-200, default 200) and ``after`` (a guild id, a snowflake):
+        guilds with a larger id, in ascending id order (Discord's snowflake cursor)."""
+        fault = await self.gate("guilds")
+        if fault is not None:
+            return fault
+        token, status = self.status(auth_header(request), "access")
+        if status != "ok" or "guilds" not in token.grant.scope:
+            return json_response({"message": "401: Unauthorized", "code": 0}, 401)
+        try:
+            limit = int(request.query.get("limit", 200))
+            after = int(request.query.get("after", 0))
+        except ValueError:
+            return json_response({"message": "Invalid Form Body", "code": 50035}, 400)
+        if not 1 <= limit <= 200:
+            return json_response({"message": "Invalid Form Body", "code": 50035}, 400)
+        rows = sorted((g for g in self.records_of("guilds") if int(g["id"]) > after), key=lambda g: int(g["id"]))
+        return json_response(rows[:limit])
 
     async def me(self, request):
         fault = await self.gate("whoami")

@@ -1,0 +1,1 @@
+"""Sync actions: each provider's real list endpoints, page by page (see base.py)."""

@@ -1,0 +1,108 @@
+"""What a sync action is, and the API handle it reads the provider through.
+
+An action (``fetch_posts``, ``fetch_orders`` ...) knows one list endpoint and
+its pagination, nothing else: ``pages(api, resume)`` yields ``Page``s of
+``Item``s, each page carrying the ``resume`` state that continues *after* it
+(a page token, an offset, a last id). The engine (nexusctl.core.sync_runs)
+stores that state after every committed page, so a run that fails or is
+cancelled continues next time from where it stopped; it also decides what
+changed (fingerprints), emits the events and writes the sync log.
+
+``SyncApi`` makes the calls: the integration's access token in the header the
+provider wants, its per-tenant base URL, and the provider's throttling signals
+turned into ``RateLimited`` (with the wait when the provider says) and a
+refused token into ``TokenExpired`` (the engine refreshes once and retries).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator
+
+from nexusctl.errors import ProviderError, TokenExpired
+from providers.http import Reply, describe
+
+
+@dataclass
+class Item:
+    external_id: str
+    data: dict
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes when the provider's data changes, whatever the key order."""
+        raw = json.dumps(self.data, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(raw.encode()).hexdigest()
+
+
+@dataclass
+class Page:
+    items: list[Item]
+    resume: dict | None  # where the next page starts; None: this was the last page
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SyncAction:
+    name: str  # fetch_posts
+    resource: str  # media, order, product ... (events are <resource>.created/.updated/.deleted)
+    pages: Any  # async (api: SyncApi, resume: dict | None) -> AsyncIterator[Page]
+    newest_first: bool = False  # an incremental run may stop at the first page with nothing new
+    description: str = ""
+
+
+class SyncApi:
+    """One integration's view of its provider's API (the adapter does the HTTP)."""
+
+    def __init__(self, adapter, tokens, tenant: str | None, *, auth_header: str = "bearer",
+                 base_url: str | None = None) -> None:
+        self.adapter, self.tokens, self.tenant = adapter, tokens, tenant
+        self.auth_header = auth_header
+        self.base = (base_url or adapter.url("API", tenant) or "").rstrip("/")
+        self.calls = 0
+
+    @property
+    def metadata(self) -> dict:
+        return self.tokens.metadata or {}
+
+    def url(self, path: str) -> str:
+        return path if path.startswith(("http://", "https://")) else f"{self.base}/{path.lstrip('/')}"
+
+    def _auth(self, headers: dict) -> dict:
+        token = self.tokens.access_token
+        if self.auth_header == "bearer":
+            headers["Authorization"] = f"Bearer {token}"
+        elif self.auth_header == "oauth":
+            headers["Authorization"] = f"OAuth {token}"
+        else:
+            headers[self.auth_header] = token
+        return headers
+
+    async def request(self, method: str, path: str, *, params: dict | None = None, json_body: Any = None,
+                      headers: dict | None = None) -> Reply:
+        kwargs: dict = {"headers": self._auth({"Accept": "application/json", **(headers or {})})}
+        if params:
+            kwargs["params"] = {k: str(v) for k, v in params.items() if v is not None}
+        if json_body is not None:
+            kwargs["json"] = json_body
+        self.calls += 1
+        secrets = (self.tokens.access_token,)
+        reply = await self.adapter.http(method, self.url(path), secrets=secrets, **kwargs)
+        self.adapter._check_throttle(reply)  # provider-specific signals besides 429 (handled in http.call)
+        if reply.status == 401:
+            raise TokenExpired(f"{self.adapter.name}: the access token was refused", provider=self.adapter.name)
+        if reply.status >= 400:
+            raise ProviderError(f"{self.adapter.name}: {method} {path.split('?')[0]} answered HTTP {reply.status}"
+                                f"{describe(reply, secrets, ': ')}", provider=self.adapter.name, status=reply.status)
+        return reply
+
+    async def get(self, path: str, **kwargs) -> Reply:
+        return await self.request("GET", path, **kwargs)
+
+    async def post(self, path: str, **kwargs) -> Reply:
+        return await self.request("POST", path, **kwargs)
+
+
+PagesFn = AsyncIterator[Page]

@@ -1,0 +1,52 @@
+"""Running one sync action straight against its provider emulator (no database, no daemon).
+
+``read_all(emulators, "SLACK", "fetch_channels", scope=[...])`` mints an access
+token in the emulator, builds the provider's adapter on the emulator's URLs
+and collects every page the action yields, as the sync engine would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+
+import aiohttp
+
+from nexusctl import config
+from nexusctl.enums import Provider
+from providers.registry import adapter_for
+from providers.spec import TokenSet
+from providers.sync.base import SyncApi
+from providers.sync.registry import AUTH_HEADER, action_of
+
+KEY = base64.b64encode(bytes(32)).decode()
+
+
+def settings_for(emulators):
+    return config.load({**emulators.env(), "ENCRYPTION_KEY": KEY, "NODE_ENV": "test"})
+
+
+def mint(emulators, provider: str, scope: list[str], **data) -> str:
+    emu = emulators[provider]
+    return emu.issue(emu.new_grant(scope), "access", 3600, **data).value
+
+
+async def _collect(emulators, provider, action, token, tenant, metadata, resume, max_pages):
+    settings = settings_for(emulators)
+    async with aiohttp.ClientSession(trust_env=False) as session:
+        adapter = adapter_for(Provider(provider), settings, session)
+        api = SyncApi(adapter, TokenSet(access_token=token, metadata=dict(metadata or {})), tenant,
+                      auth_header=AUTH_HEADER.get(Provider(provider), "bearer"))
+        (act,) = action_of(Provider(provider), action)
+        pages = []
+        async for page in act.pages(api, resume):
+            pages.append(page)
+            if max_pages is not None and len(pages) >= max_pages:
+                break
+        return pages, api.calls
+
+
+def read_all(emulators, provider: str, action: str, *, token: str, tenant: str | None = None,
+             metadata: dict | None = None, resume: dict | None = None, max_pages: int | None = None):
+    """(pages, calls made)."""
+    return asyncio.run(_collect(emulators, provider, action, token, tenant, metadata, resume, max_pages))
