@@ -7,7 +7,7 @@ import logging
 
 from aiohttp import web
 
-from daemon import api_events, api_integrations, api_oauth, api_webhooks
+from daemon import api_events, api_integrations, api_oauth, api_sync, api_webhooks
 from daemon.auth import TokenVerifier
 from daemon.dbexec import DbExecutor
 from daemon.health import health, ready
@@ -27,6 +27,7 @@ REDIS = web.AppKey("redis", object)
 VERIFIER = web.AppKey("verifier", TokenVerifier)
 SERVICES = web.AppKey("services", object)
 WORKER = web.AppKey("worker", object)  # daemon.delivery.DeliveryWorker
+SYNCS = web.AppKey("syncs", object)  # daemon.sync_runner.SyncRunner
 # Set by `nexusctl daemon` once the socket is bound: background work (the delivery worker, the
 # scheduler) waits for it, so a daemon that cannot listen does no work and exits cleanly.
 LISTENING = web.AppKey("listening", object)  # nexusctl.core.connect.Services: what flows need
@@ -39,6 +40,7 @@ ROUTES = [
     *api_oauth.ROUTES,
     *api_webhooks.ROUTES,  # before /integrations/{id}: /integrations/webhooks is not an id
     *api_events.ROUTES,
+    *api_sync.ROUTES,
     *api_integrations.ROUTES,
 ]
 ROUTES += [
@@ -61,6 +63,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_delivery_worker)
     app.cleanup_ctx.append(_jobs)
     app.cleanup_ctx.append(_event_bus)
+    app.cleanup_ctx.append(_sync_runner)
     add_routes(app, ROUTES)
     return app
 
@@ -165,3 +168,13 @@ async def _event_bus(app: web.Application):
     starting = asyncio.create_task(_when_listening(app, start))
     yield
     await _stop(starting, stop)
+
+
+async def _sync_runner(app: web.Application):
+    from daemon.sync_runner import SyncRunner
+
+    runner = SyncRunner(app[SERVICES])
+    app[SYNCS] = runner
+    starting = asyncio.create_task(_when_listening(app, runner.start))
+    yield
+    await _stop(starting, runner.stop)

@@ -144,8 +144,35 @@ class IntegrationSyncLog(BaseModel):
 
     class Meta:
         table_name = "integration_sync_logs"
-        # A log listing is per integration, newest first.
-        indexes = ((("integration_id", "created_at", "id"), False),)
+        # A log listing is per integration, newest first; the daemon picks PENDING runs by status.
+        indexes = ((("integration_id", "created_at", "id"), False), (("status", "created_at"), False))
+
+
+class SyncCursor(BaseModel):
+    """Where an action's next run resumes (after a run that stopped early); none after a completed run."""
+
+    integration = peewee.ForeignKeyField(Integration, on_delete="CASCADE", column_name="integration_id")
+    action = peewee.CharField(max_length=64)
+    resume = peewee.JSONField(null=True)
+
+    class Meta:
+        table_name = "sync_cursors"
+        indexes = ((("integration_id", "action"), True),)
+
+
+class SyncedItem(BaseModel):
+    """A provider record an action has seen: its fingerprint decides created / updated / unchanged."""
+
+    integration = peewee.ForeignKeyField(Integration, on_delete="CASCADE", column_name="integration_id")
+    action = peewee.CharField(max_length=64)
+    external_id = peewee.CharField(max_length=255)
+    fingerprint = peewee.CharField(max_length=64)
+    seen_run = peewee.UUIDField()  # the sync log of the last run that saw it
+
+    class Meta:
+        table_name = "synced_items"
+        indexes = ((("integration_id", "action", "external_id"), True),
+                   (("integration_id", "action", "seen_run"), False))
 
 
 class OAuthState(BaseModel):
@@ -207,4 +234,4 @@ class Lease(peewee.Model):
 
 
 ALL_MODELS = [Integration, Webhook, WebhookDelivery, WebhookAttempt, IntegrationSyncLog, OAuthState, OutboxEvent,
-              ConsumedEvent, Lease]
+              ConsumedEvent, Lease, SyncCursor, SyncedItem]

@@ -1,13 +1,14 @@
-"""`nexusctl sync ...`: sync history (runs arrive with the sync issue)."""
+"""`nexusctl sync ...`: run provider syncs, cancel them, read their logs."""
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
 
 from nexusctl.cli.context import out, state
-from nexusctl.cli.options import Cursor, Json, Limit, SyncStatusFilter
+from nexusctl.cli.options import Cursor, Json, Limit, ProviderFilter, SyncStatusFilter
 from nexusctl.core import sync_logs
 from nexusctl.core.paging import DEFAULT_LIMIT
 from nexusctl.core.serializers import sync_log_to_dict
@@ -39,3 +40,144 @@ def logs_cmd(
     out(ctx).json(rows) if as_json else out(ctx).table(rows, COLUMNS)
     if page.next_cursor:
         out(ctx).info(f"more: add --cursor {page.next_cursor}")
+
+
+RUN_COLUMNS = [("status", "STATUS"), ("integrationId", "INTEGRATION"), ("action", "ACTION"),
+               ("itemsProcessed", "ITEMS"), ("error", "ERROR")]
+
+
+def _summary(row: dict) -> str:
+    meta = row["metadata"]
+    counts = f"{row['itemsProcessed']} items ({meta.get('created', 0)} new, {meta.get('updated', 0)} changed, " \
+             f"{meta.get('deleted', 0)} gone) in {meta.get('pages', 0)} pages"
+    took = f", {meta['durationMs'] / 1000:.1f} s" if "durationMs" in meta else ""
+    line = f"{row['status']:<10} {row['integrationId']}  {row['action']:<16} {counts}{took}"
+    return line + (f"  {row['error']}" if row["error"] else "")
+
+
+def _run_logs(ctx, logs, *, show_progress: bool) -> list[dict]:
+    from nexusctl.cli.flows import run_flow
+    from nexusctl.core import sync_runs
+
+    output = out(ctx)
+
+    async def flow(svc):
+        done = []
+        for log in logs:
+            if show_progress:
+                from rich.progress import Progress, SpinnerColumn, TextColumn
+
+                with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=output.err,
+                              transient=True) as bar:
+                    task = bar.add_task(f"{log.action}: starting", total=None)
+                    seen = {"items": 0, "pages": 0}
+
+                    def progress(items, counts, bar=bar, task=task, seen=seen, action=log.action):
+                        seen["items"] += items
+                        seen["pages"] += 1
+                        bar.update(task, description=f"{action}: {seen['items']} items, {seen['pages']} pages")
+
+                    done.append(await sync_runs.run(svc, log.id, progress=progress))
+            else:
+                done.append(await sync_runs.run(svc, log.id))
+        return done
+
+    return [sync_log_to_dict(row) for row in run_flow(ctx, flow)]
+
+
+def _finish(ctx, rows: list[dict], as_json: bool) -> None:
+    output = out(ctx)
+    if as_json:
+        output.json(rows)
+    else:
+        for row in rows:
+            output.value(_summary(row))
+    failed = [row for row in rows if row["status"] == "FAILED"]
+    if failed:
+        output.error(f"{len(failed)} of {len(rows)} sync runs failed")
+        raise typer.Exit(24)  # SYNC_FAILED
+
+
+@app.command("run")
+def run_cmd(
+    ctx: typer.Context,
+    integration_id: Annotated[str | None, typer.Argument(help="Integration id (UUID); or --all.",
+                                                         show_default=False)] = None,
+    action: Annotated[str | None, typer.Option("--action", "-a", help="One action (e.g. fetch_posts); "
+                                               "default: every action of the provider.")] = None,
+    full: Annotated[bool, typer.Option("--full", help="Read everything again; items no longer there become "
+                                       "<resource>.deleted events.")] = False,
+    all_: Annotated[bool, typer.Option("--all", help="Every active integration with sync actions (the cron "
+                                       "entry).")] = False,
+    provider: ProviderFilter = None,
+    as_json: Json = False,
+) -> None:
+    """Sync now: read the provider's data, record a sync log, emit change events.
+
+    Exit code 24 when any run failed (one line per run; --json for scripts).
+
+    Example:  nexusctl sync run --all --provider SLACK --json
+    """
+    from nexusctl.core import sync_runs
+    from nexusctl.errors import UsageProblem
+
+    if all_ == (integration_id is not None):
+        raise UsageProblem("give an integration id or --all (not both)", field="integration")
+    if provider is not None and not all_:
+        raise UsageProblem("--provider goes with --all", field="provider")
+    state(ctx).database()
+    if all_:
+        logs = _plan_all(provider, action, full)
+        if not logs:
+            out(ctx).info("nothing to sync")
+    else:
+        logs = sync_runs.plan(integration_id, action, full=full, trigger="cli")
+    rows = _run_logs(ctx, logs, show_progress=out(ctx).stdout_is_terminal and not as_json and not out(ctx).quiet)
+    _finish(ctx, rows, as_json)
+
+
+def _plan_all(provider: str | None, action: str | None, full: bool):
+    from db.models import Integration
+    from nexusctl.core import sync_runs
+    from nexusctl.enums import Provider
+    from nexusctl.errors import SyncFailed
+    from providers.sync.registry import ACTIONS
+
+    providers = [p for p in ACTIONS if action is None or action in ACTIONS[p]]
+    if provider is not None:
+        wanted = Provider.parse(provider)
+        providers = [p for p in providers if p == wanted]
+    logs, after = [], None
+    while True:  # page through integrations by id: never the whole table at once
+        query = (Integration.select(Integration.id).where(Integration.is_active & Integration.provider.in_(providers))
+                 .order_by(Integration.id).limit(500))
+        if after is not None:
+            query = query.where(Integration.id > after)
+        ids = [i for (i,) in query.tuples()]
+        if not ids:
+            return logs
+        for integration_id in ids:
+            try:
+                logs += sync_runs.plan(integration_id, action, full=full, trigger="cron")
+            except SyncFailed as exc:  # already running: say so, go on with the others
+                sys.stderr.write(f"skipped: {exc.message}\n")
+        after = ids[-1]
+
+
+@app.command("cancel")
+def cancel_cmd(
+    ctx: typer.Context,
+    log_id: Annotated[str, typer.Argument(help="Sync log id (from sync run --json or sync logs).", show_default=False)],
+    as_json: Json = False,
+) -> None:
+    """Stop a pending or running sync (a running one stops after its current page).
+
+    Example:  nexusctl sync cancel 5d0c2e7a-1f3b-4c8d-9e6f-7a8b9c0d1e2f
+    """
+    from nexusctl.core import sync_state
+
+    state(ctx).database()
+    row = sync_log_to_dict(sync_state.cancel(log_id))
+    out(ctx).success(f"Cancelled sync {row['id']} ({row['action']})")
+    if as_json:
+        out(ctx).json(row)

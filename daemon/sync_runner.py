@@ -1,0 +1,96 @@
+"""Sync runs inside the daemon: started by the API, recovered after a crash.
+
+``submit(log_ids)`` runs PENDING logs in the background (at most
+SYNC_CONCURRENCY at once). Every RECOVER_SECONDS the runner also looks for
+work a dead process left behind: PENDING logs older than STALE_PENDING (the
+process that created them died before starting them) are run here, and
+IN_PROGRESS logs whose run lease has expired are marked FAILED ("interrupted")
+so their next run resumes from the stored cursor. Starting a log is a
+conditional PENDING -> IN_PROGRESS update, so two daemons never run one log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+
+from db.fields import utcnow
+from db.models import IntegrationSyncLog, Lease
+from nexusctl.enums import SyncStatus
+from nexusctl.errors import SyncFailed
+
+log = logging.getLogger(__name__)
+
+SYNC_CONCURRENCY = 4
+RECOVER_SECONDS = 30.0
+STALE_PENDING = dt.timedelta(minutes=2)
+
+
+def stale_work(limit: int = 50) -> tuple[list, list]:
+    """(PENDING log ids nobody started, IN_PROGRESS logs whose run lease is gone) — by the status index."""
+    from providers.sync.registry import ACTIONS
+
+    actions = {name for by_name in ACTIONS.values() for name in by_name}
+    now = utcnow()
+    pending = [i for (i,) in IntegrationSyncLog.select(IntegrationSyncLog.id).where(
+        (IntegrationSyncLog.status == SyncStatus.PENDING) & (IntegrationSyncLog.created_at < now - STALE_PENDING)
+        & IntegrationSyncLog.action.in_(actions)).order_by(IntegrationSyncLog.created_at).limit(limit).tuples()]
+    running = list(IntegrationSyncLog.select(IntegrationSyncLog.id, IntegrationSyncLog.integration,
+                                             IntegrationSyncLog.action, IntegrationSyncLog.started_at).where(
+        (IntegrationSyncLog.status == SyncStatus.IN_PROGRESS)
+        & (IntegrationSyncLog.started_at < now - dt.timedelta(seconds=60))).limit(limit))
+    orphans = []
+    for row in running:
+        lease = Lease.get_or_none(Lease.name == f"sync:{row.integration_id}:{row.action}")
+        if lease is None or lease.until <= now or lease.holder != str(row.id):
+            orphans.append(row)
+    return pending, orphans
+
+
+class SyncRunner:
+    def __init__(self, services) -> None:
+        self._svc = services
+        self._gate = asyncio.Semaphore(SYNC_CONCURRENCY)
+        self._tasks: set[asyncio.Task] = set()
+        self._loop_task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self._loop_task = asyncio.create_task(self._recover_forever(), name="sync-recovery")
+
+    async def stop(self) -> None:
+        for task in [self._loop_task, *self._tasks]:
+            if task is not None:
+                task.cancel()  # a run stops mid-page: its lease expires, recovery marks it interrupted
+        await asyncio.gather(*(t for t in [self._loop_task, *self._tasks] if t is not None), return_exceptions=True)
+
+    def submit(self, log_ids) -> None:
+        for log_id in log_ids:
+            task = asyncio.create_task(self._run(log_id))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, log_id) -> None:
+        from nexusctl.core import sync_runs
+
+        async with self._gate:
+            try:
+                await sync_runs.run(self._svc, log_id)
+            except Exception:  # noqa: BLE001 - run() records failures; this is the database being away
+                log.exception("sync %s could not run", log_id)
+
+    async def _recover_forever(self) -> None:
+        from nexusctl.core import sync_state
+
+        while True:
+            try:
+                pending, orphans = await self._svc.run(stale_work)
+                for row in orphans:
+                    log.warning("sync %s (%s) was interrupted (its process stopped); marked FAILED", row.id, row.action)
+                    await self._svc.run(sync_state.fail, row.id, row.integration_id,
+                                        SyncFailed("interrupted: the process running it stopped; the next run "
+                                                   "resumes from its cursor"))
+                self.submit(pending)
+            except Exception:  # noqa: BLE001 - the database may be away; try again next round
+                log.warning("sync recovery pass failed", exc_info=True)
+            await asyncio.sleep(RECOVER_SECONDS)

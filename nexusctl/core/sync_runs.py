@@ -1,0 +1,141 @@
+"""Running a sync: one action of one integration, page by page, with a sync log.
+
+The run takes a lease named after (integration, action), so two runs of the
+same action never overlap, across daemons and CLI processes; the lease is
+renewed after every page and released at the end (a run that dies lets it
+expire). Pages come from the provider's action (providers/sync), each applied
+in one transaction by nexusctl.core.sync_state.
+
+- Incremental (default): resumes where a run that stopped early left off;
+  for lists that are newest first, stops at the first page with nothing new
+  or changed. ``full``: reads everything from the start and, at the end,
+  every item not seen is ``<resource>.deleted``.
+- Rate limits: the provider's wait is honoured and the page retried, as long
+  as the total stays within the budget (SYNC_RATE_LIMIT_BUDGET); beyond it the
+  run ends FAILED with RATE_LIMITED and the next run resumes from its cursor.
+- A refused token is refreshed once (the single-flight refresh) and the page
+  retried; a token about to expire is refreshed before the first call.
+- Cancelling (``nexusctl sync cancel``) stops the run after its current page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+
+from db.fields import utcnow
+from db.models import Integration, IntegrationSyncLog
+from nexusctl.core import connections, integrations, leases, sync_state
+from nexusctl.errors import NexusError, RateLimited, SyncFailed, TokenExpired
+from providers.sync.base import SyncApi
+from providers.sync.registry import AUTH_HEADER, action_of
+
+log = logging.getLogger(__name__)
+
+LEASE_SECONDS = 300.0  # renewed after every page; a page never takes this long (20 s provider timeout)
+UNKNOWN_WAIT = 10.0  # seconds, when a provider throttles without saying for how long
+EXPIRY_MARGIN = dt.timedelta(seconds=60)
+
+
+def plan(integration_id, action: str | None, *, full: bool = False, trigger: str = "cli",
+         owner_id=None) -> list[IntegrationSyncLog]:
+    """PENDING logs for one action (or each action of the provider): what `sync run` and the API start."""
+    integration = integrations.get(integration_id, owner_id=owner_id)
+    if not integration.is_active:
+        raise SyncFailed(f"integration {integration.id} is inactive ({integration.last_error or 'disconnected'}); "
+                         "reconnect it first", id=str(integration.id))
+    return [sync_state.create(integration, a.name, full=full, trigger=trigger)
+            for a in action_of(integration.provider, action)]
+
+
+def _api(svc, row: Integration, tokens) -> SyncApi:
+    return SyncApi(svc.adapter(row.provider), tokens, tokens.metadata.get("tenant"),
+                   auth_header=AUTH_HEADER.get(row.provider, "bearer"))
+
+
+async def _fresh_tokens(svc, integration_id, *, force: bool = False):
+    from nexusctl.core import refresh
+
+    row, tokens = await svc.run(connections.load, svc.keyring, integration_id)
+    if force or (tokens.expires_at is not None and tokens.expires_at <= utcnow() + EXPIRY_MARGIN
+                 and tokens.refresh_token):
+        await refresh.refresh(svc, integration_id)
+        row, tokens = await svc.run(connections.load, svc.keyring, integration_id)
+    return row, tokens
+
+
+async def run(svc, log_id, *, progress=None, budget: float | None = None) -> IntegrationSyncLog:
+    """Execute a PENDING log to its end state; never raises for a provider's failure (the log says it)."""
+    budget = svc.settings.sync_rate_limit_budget if budget is None else budget
+    started = await svc.run(sync_state.start, log_id)
+    if started is None:  # cancelled before it started
+        return await svc.run(IntegrationSyncLog.get_by_id, log_id)
+    integration_id, name = started.integration_id, started.action
+    lock, holder = f"sync:{integration_id}:{name}", str(log_id)
+    stats = {"rateLimitWaits": 0, "rateLimitWaitedSeconds": 0.0, "providerCalls": 0}
+    if not await svc.run(leases.acquire, lock, holder, LEASE_SECONDS):
+        error = SyncFailed(f"another {name} sync of this integration is running")
+        return await svc.run(sync_state.fail, log_id, integration_id, error)
+    api = None
+    try:
+        row, tokens = await _fresh_tokens(svc, integration_id)
+        (action,) = action_of(row.provider, name)
+        full = bool((started.metadata or {}).get("full"))
+        resume = None if full else await svc.run(sync_state.resume_of, integration_id, name)
+        stats["resumedFrom"] = resume
+        api, refreshed, early = _api(svc, row, tokens), False, False
+        while True:
+            try:
+                async for page in action.pages(api, resume):
+                    if await svc.run(sync_state.is_cancelled, log_id):
+                        stats["providerCalls"] = api.calls
+                        return await svc.run(IntegrationSyncLog.get_by_id, log_id)
+                    counts = await svc.run(sync_state.apply_page, log_id, integration_id, name, page.items,
+                                           page.resume, {"resource": action.resource})
+                    resume = page.resume
+                    await svc.run(leases.acquire, lock, holder, LEASE_SECONDS)
+                    if progress is not None:
+                        progress(len(page.items), counts)
+                    if (not full and action.newest_first and stats["resumedFrom"] is None and page.items
+                            and not counts["created"] and not counts["updated"]):
+                        early = True  # everything older was seen before
+                        break
+                break
+            except RateLimited as exc:
+                wait = float(exc.retry_after if exc.retry_after is not None else UNKNOWN_WAIT)
+                if stats["rateLimitWaitedSeconds"] + wait > budget:
+                    raise RateLimited(f"{exc.message}; the wait ({wait:.0f} s) is beyond the run's budget of "
+                                      f"{budget:.0f} s: the next run resumes from here",
+                                      provider=row.provider.value, retry_after=exc.retry_after) from None
+                stats["rateLimitWaits"] += 1
+                stats["rateLimitWaitedSeconds"] += wait
+                log.info("sync %s: %s rate limited; waiting %.0f s", log_id, row.provider.value, wait)
+                await asyncio.sleep(wait)
+            except TokenExpired:
+                if refreshed:
+                    raise
+                refreshed = True
+                calls = api.calls
+                row, tokens = await _fresh_tokens(svc, integration_id, force=True)
+                api = _api(svc, row, tokens)
+                api.calls = calls
+        deleted = await svc.run(sync_state.delete_unseen, log_id, integration_id, name, action.resource) if full else 0
+        stats.update(providerCalls=api.calls, stoppedEarly=early)
+        return await svc.run(sync_state.finish, log_id, integration_id, name, deleted=deleted, extra=stats)
+    except NexusError as exc:
+        if api is not None:
+            stats["providerCalls"] = api.calls
+        log.warning("sync %s (%s) failed: %s", log_id, name, exc.message)
+        return await svc.run(sync_state.fail, log_id, integration_id, exc, extra=stats)
+    except Exception:  # noqa: BLE001 - a bug must not leave the log IN_PROGRESS forever
+        log.exception("sync %s (%s) crashed", log_id, name)
+        return await svc.run(sync_state.fail, log_id, integration_id, SyncFailed("unexpected error (see the log)"),
+                             extra=stats)
+    finally:
+        await svc.run(leases.release, lock, holder)
+
+
+def logs_of(log_ids) -> list[IntegrationSyncLog]:
+    return list(IntegrationSyncLog.select().where(IntegrationSyncLog.id.in_(list(log_ids))))
+

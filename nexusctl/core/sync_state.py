@@ -1,0 +1,192 @@
+"""The database side of a sync run: the log's states, change detection, resume cursors.
+
+Each page is applied in one transaction: the items' fingerprints are compared
+with what the action saw before (``synced_items``), every new item becomes a
+``<resource>.created`` event and every changed one ``<resource>.updated``
+(outbox + webhooks, in the same transaction), the log's counters advance and
+the resume state is stored. So a crash between pages loses nothing and repeats
+nothing: the next run resumes after the last committed page, and data seen
+twice emits nothing the second time.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from db.database import database_proxy
+from db.fields import utcnow
+from db.models import Integration, IntegrationSyncLog, SyncCursor, SyncedItem
+from nexusctl.core import events
+from nexusctl.enums import SyncStatus
+from nexusctl.errors import NexusError, SyncFailed, SyncLogNotFound, UsageProblem
+
+SYNCED = "integration.synced"
+DELETE_BATCH = 500
+ACTIVE = (SyncStatus.PENDING, SyncStatus.IN_PROGRESS)
+
+
+def create(integration: Integration, action: str, *, full: bool, trigger: str) -> IntegrationSyncLog:
+    """A PENDING run; refused while a run of the same action is pending or in progress."""
+    with database_proxy.atomic():
+        running = (IntegrationSyncLog.select(IntegrationSyncLog.id)
+                   .where((IntegrationSyncLog.integration == integration.id) & (IntegrationSyncLog.action == action)
+                          & IntegrationSyncLog.status.in_(ACTIVE)).first())
+        if running is not None:
+            raise SyncFailed(f"a {action} sync of integration {integration.id} is already running (log {running.id}); "
+                             f"wait for it or `nexusctl sync cancel {running.id}`", syncLogId=str(running.id))
+        return IntegrationSyncLog.create(integration=integration.id, action=action, status=SyncStatus.PENDING,
+                                         metadata={"full": full, "trigger": trigger})
+
+
+def start(log_id: uuid.UUID) -> IntegrationSyncLog | None:
+    """PENDING -> IN_PROGRESS; None if it is no longer pending (cancelled meanwhile)."""
+    now = utcnow()
+    moved = IntegrationSyncLog.update(status=SyncStatus.IN_PROGRESS, started_at=now, updated_at=now).where(
+        (IntegrationSyncLog.id == log_id) & (IntegrationSyncLog.status == SyncStatus.PENDING)).execute()
+    return IntegrationSyncLog.get_by_id(log_id) if moved else None
+
+
+def resume_of(integration_id, action: str) -> dict | None:
+    row = SyncCursor.select(SyncCursor.resume).where(
+        (SyncCursor.integration == integration_id) & (SyncCursor.action == action)).tuples().first()
+    return row[0] if row else None
+
+
+def _store_resume(integration_id, action: str, resume: dict | None) -> None:
+    if resume is None:
+        SyncCursor.delete().where((SyncCursor.integration == integration_id) & (SyncCursor.action == action)).execute()
+        return
+    SyncCursor.insert(integration=integration_id, action=action, resume=resume).on_conflict(
+        conflict_target=[SyncCursor.integration, SyncCursor.action],
+        update={SyncCursor.resume: resume, SyncCursor.updated_at: utcnow()}).execute()
+
+
+def is_cancelled(log_id) -> bool:
+    row = IntegrationSyncLog.select(IntegrationSyncLog.status).where(IntegrationSyncLog.id == log_id).tuples().first()
+    return row is None or row[0] == SyncStatus.CANCELLED
+
+
+def apply_page(log_id, integration_id, action, items, resume: dict | None, page_meta: dict) -> dict:
+    """One page, atomically: change events, seen marks, counters, resume state. Returns its counts."""
+    integration = Integration.get_by_id(integration_id)
+    counts = {"created": 0, "updated": 0, "unchanged": 0}
+    with database_proxy.atomic():
+        known = {}
+        ids = [item.external_id for item in items]
+        if ids:
+            known = {external: (row_id, fingerprint) for row_id, external, fingerprint in
+                     SyncedItem.select(SyncedItem.id, SyncedItem.external_id, SyncedItem.fingerprint).where(
+                         (SyncedItem.integration == integration_id) & (SyncedItem.action == action)
+                         & SyncedItem.external_id.in_(ids)).tuples()}
+        now, fresh = utcnow(), []
+        for item in items:
+            fingerprint = item.fingerprint
+            seen = known.get(item.external_id)
+            if seen is None:
+                fresh.append({"integration": integration_id, "action": action, "external_id": item.external_id,
+                              "fingerprint": fingerprint, "seen_run": log_id})
+                known[item.external_id] = (None, fingerprint)  # a duplicate within the page is not new twice
+                events.record(f"{page_meta['resource']}.created", integration, action=action,
+                              externalId=item.external_id, item=item.data)
+                counts["created"] += 1
+                continue
+            row_id, before = seen
+            if before != fingerprint:
+                events.record(f"{page_meta['resource']}.updated", integration, action=action,
+                              externalId=item.external_id, item=item.data)
+                counts["updated"] += 1
+            else:
+                counts["unchanged"] += 1
+            if row_id is not None:
+                SyncedItem.update(fingerprint=fingerprint, seen_run=log_id, updated_at=now).where(
+                    SyncedItem.id == row_id).execute()
+        if fresh:
+            SyncedItem.insert_many(fresh).execute()
+        log = IntegrationSyncLog.get_by_id(log_id)
+        meta = dict(log.metadata or {})
+        meta["pages"] = meta.get("pages", 0) + 1
+        for key, value in counts.items():
+            meta[key] = meta.get(key, 0) + value
+        if resume is not None:
+            meta["cursor"] = resume
+        IntegrationSyncLog.update(items_processed=IntegrationSyncLog.items_processed + len(items), metadata=meta,
+                                  updated_at=now).where(IntegrationSyncLog.id == log_id).execute()
+        _store_resume(integration_id, action, resume)
+    return counts
+
+
+def delete_unseen(log_id, integration_id, action: str, resource: str) -> int:
+    """After a full run: every item this run did not see is gone at the provider."""
+    integration = Integration.get_by_id(integration_id)
+    total = 0
+    while True:
+        with database_proxy.atomic():
+            rows = list(SyncedItem.select(SyncedItem.id, SyncedItem.external_id).where(
+                (SyncedItem.integration == integration_id) & (SyncedItem.action == action)
+                & (SyncedItem.seen_run != log_id)).limit(DELETE_BATCH).tuples())
+            if not rows:
+                return total
+            for _row_id, external in rows:
+                events.record(f"{resource}.deleted", integration, action=action, externalId=external)
+            SyncedItem.delete().where(SyncedItem.id.in_([r[0] for r in rows])).execute()
+            total += len(rows)
+
+
+def finish(log_id, integration_id, action: str, *, deleted: int = 0, extra: dict | None = None) -> IntegrationSyncLog:
+    """COMPLETED: the integration's lastSyncAt, integration.synced, no resume state."""
+    now = utcnow()
+    with database_proxy.atomic():
+        log = IntegrationSyncLog.get_by_id(log_id)
+        meta = {**(log.metadata or {}), **(extra or {}), "deleted": deleted}
+        meta.pop("cursor", None)
+        started = log.started_at or now
+        meta["durationMs"] = int((now - started).total_seconds() * 1000)
+        IntegrationSyncLog.update(status=SyncStatus.COMPLETED, completed_at=now, metadata=meta, error=None,
+                                  updated_at=now).where(IntegrationSyncLog.id == log_id).execute()
+        Integration.update(last_sync_at=now, last_error=None, updated_at=now).where(
+            Integration.id == integration_id).execute()
+        _store_resume(integration_id, action, None)
+        integration = Integration.get_by_id(integration_id)
+        log = IntegrationSyncLog.get_by_id(log_id)
+        events.record(SYNCED, integration, action=action, syncLogId=str(log_id), itemsProcessed=log.items_processed,
+                      created=meta.get("created", 0), updated=meta.get("updated", 0), deleted=deleted)
+    return log
+
+
+def fail(log_id, integration_id, error: NexusError, *, extra: dict | None = None,
+         status: SyncStatus = SyncStatus.FAILED) -> IntegrationSyncLog:
+    """FAILED (or CANCELLED): the error on the log and, for a failure, on the integration; resume state kept."""
+    now = utcnow()
+    message = f"{error.code}: {error.message}"[:2000]
+    with database_proxy.atomic():
+        log = IntegrationSyncLog.get_by_id(log_id)
+        meta = {**(log.metadata or {}), **(extra or {}), "errorCode": error.code}
+        if log.started_at:
+            meta["durationMs"] = int((now - log.started_at).total_seconds() * 1000)
+        IntegrationSyncLog.update(status=status, completed_at=now, error=message, metadata=meta, updated_at=now).where(
+            (IntegrationSyncLog.id == log_id) & IntegrationSyncLog.status.in_(ACTIVE)).execute()
+        if status == SyncStatus.FAILED:
+            Integration.update(last_error=message, updated_at=now).where(Integration.id == integration_id).execute()
+    return IntegrationSyncLog.get_by_id(log_id)
+
+
+def cancel(log_id, *, owner_id=None) -> IntegrationSyncLog:
+    """Ask a run to stop: PENDING ones never start, IN_PROGRESS ones stop after their current page."""
+    try:
+        log_uuid = uuid.UUID(str(log_id))
+    except ValueError:
+        raise UsageProblem("sync log id must be a UUID", field="logId") from None
+    query = IntegrationSyncLog.select().join(Integration).where(IntegrationSyncLog.id == log_uuid)
+    if owner_id is not None:
+        query = query.where(Integration.user_id == owner_id)
+    log = query.first()
+    if log is None:
+        raise SyncLogNotFound(f"sync log {log_uuid} not found", id=str(log_uuid))
+    if log.status not in ACTIVE:
+        raise UsageProblem(f"sync log {log_uuid} is {log.status.value}: only PENDING or IN_PROGRESS runs can be "
+                           "cancelled", field="logId")
+    now = utcnow()
+    IntegrationSyncLog.update(status=SyncStatus.CANCELLED, completed_at=now, updated_at=now,
+                              error="cancelled by an operator").where(
+        (IntegrationSyncLog.id == log_uuid) & IntegrationSyncLog.status.in_(ACTIVE)).execute()
+    return IntegrationSyncLog.get_by_id(log_uuid)
