@@ -1,0 +1,75 @@
+"""Social providers: fetch_posts for TikTok, Instagram, Facebook, YouTube, X and LinkedIn.
+
+- TIKTOK ``POST /v2/video/list/?fields=...`` body ``{max_count<=20, cursor}``:
+  ``data.cursor`` (epoch ms of the last video) and ``data.has_more``; errors
+  ``{error:{code,message,log_id}}`` (``code`` is "ok" on success).
+- INSTAGRAM ``GET /me/media`` (Instagram API with Instagram Login) and
+  FACEBOOK ``GET /{page-id}/posts`` for every page in ``/me/accounts``: Graph
+  cursor paging, ``paging.cursors.after`` while ``paging.next`` is present.
+  Graph errors are ``{error:{message,type,code}}``; code 190 is a dead token
+  (HTTP 400), throttling codes are the adapter's (``_Graph.rate_limit``).
+- YOUTUBE: the uploads playlist (``channels?part=contentDetails&mine=true``),
+  then ``playlistItems`` with ``pageToken`` / ``nextPageToken``; 403
+  ``quotaExceeded`` / ``rateLimitExceeded`` are throttling (adapter).
+- TWITTER ``GET /2/users/{id}/tweets`` with ``pagination_token`` /
+  ``meta.next_token``; the user id from ``/2/users/me``.
+- LINKEDIN ``GET /rest/posts?q=author&author={urn}&start=&count=`` (offset
+  paging, versioned headers); the author URN from ``/v2/userinfo``'s ``sub``.
+"""
+
+from __future__ import annotations
+
+from nexusctl.errors import ProviderError
+from providers.http import describe
+from providers.sync.base import Item, Page, SyncAction
+
+TIKTOK_PAGE = 20  # the documented maximum of max_count
+TIKTOK_FIELDS = "id,title,create_time,share_url"
+GRAPH_PAGE = 100
+GRAPH_DEAD_CODES = {190, 102}  # invalid / expired / deauthorized token
+YOUTUBE_PAGE = 50
+TWITTER_PAGE = 100
+LINKEDIN_PAGE = 100
+LINKEDIN_VERSION = "202510"  # LinkedIn-Version (YYYYMM); LinkedIn keeps a version active for about a year
+TEXT_LIMIT = 2000  # captions, messages, descriptions: enough to recognise a post, no blobs
+
+
+def _text(value) -> str | None:
+    return None if value is None else str(value)[:TEXT_LIMIT]
+
+
+# --- TikTok -------------------------------------------------------------------------------------
+
+
+def _tiktok_check(reply) -> None:
+    code = reply.get("error", "code")
+    if reply.status == 401 and code == "scope_not_authorized":
+        raise ProviderError("TIKTOK: the user did not grant the video.list scope; reconnect asking for it",
+                            provider="TIKTOK", status=401)
+    if reply.status < 400 and code not in (None, "ok"):
+        raise ProviderError(f"TIKTOK: video/list failed{describe(reply, (), ': ')}", provider="TIKTOK")
+
+
+async def tiktok_videos(api, resume):
+    cursor = (resume or {}).get("cursor")
+    while True:
+        body = {"max_count": TIKTOK_PAGE}
+        if cursor is not None:
+            body["cursor"] = cursor
+        reply = await api.post("v2/video/list/", params={"fields": TIKTOK_FIELDS}, json_body=body,
+                               check=_tiktok_check)
+        data = reply.get("data") or {}
+        items = [Item(str(v["id"]), {"id": str(v["id"]), "title": _text(v.get("title")),
+                                     "createTime": v.get("create_time"), "shareUrl": v.get("share_url")})
+                 for v in data.get("videos") or [] if isinstance(v, dict) and v.get("id")]
+        more = bool(data.get("has_more")) and data.get("cursor") is not None
+        cursor = data.get("cursor")
+        yield Page(items, {"cursor": cursor} if more else None)
+        if not more:
+            return
+
+
+ACTIONS = {
+    "TIKTOK": [SyncAction("fetch_posts", "media", tiktok_videos, newest_first=True,
+                          description="The user's public videos (video/list, newest first)")],
+}
