@@ -22,11 +22,13 @@ from __future__ import annotations
 from nexusctl.errors import ProviderError
 from providers.http import describe
 from providers.sync.base import Item, Page, SyncAction
+from providers.sync.graph import edges_of_each, graph_all, graph_edge
 
 TIKTOK_PAGE = 20  # the documented maximum of max_count
 TIKTOK_FIELDS = "id,title,create_time,share_url"
 GRAPH_PAGE = 100
-GRAPH_DEAD_CODES = {190, 102}  # invalid / expired / deauthorized token
+INSTAGRAM_FIELDS = "id,caption,media_type,media_url,permalink,timestamp"
+FACEBOOK_FIELDS = "id,message,created_time"
 YOUTUBE_PAGE = 50
 TWITTER_PAGE = 100
 LINKEDIN_PAGE = 100
@@ -69,7 +71,42 @@ async def tiktok_videos(api, resume):
             return
 
 
+# --- Instagram and Facebook (Graph) ----------------------------------------------------------
+
+
+async def instagram_media(api, resume):
+    after = (resume or {}).get("after")
+    while True:
+        rows, after = await graph_edge(api, "me/media", {"fields": INSTAGRAM_FIELDS, "limit": GRAPH_PAGE}, after,
+                                       "INSTAGRAM")
+        # media_url is left out of the data: it is a signed CDN link that changes between calls, so every run
+        # would see every post as updated. The permalink is the stable address.
+        items = [Item(str(m["id"]), {"id": str(m["id"]), "caption": _text(m.get("caption")),
+                                     "mediaType": m.get("media_type"), "permalink": m.get("permalink"),
+                                     "timestamp": m.get("timestamp")}) for m in rows]
+        yield Page(items, {"after": after} if after else None)
+        if not after:
+            return
+
+
+def _facebook_post(page: dict, post: dict) -> Item:
+    return Item(str(post["id"]), {"id": str(post["id"]), "pageId": str(page["id"]), "pageName": page.get("name"),
+                                  "message": _text(post.get("message")), "createdTime": post.get("created_time")})
+
+
+async def facebook_posts(api, resume):
+    # The user's pages are listed again on every run (a resumed one too): the list is short and pages come and go.
+    pages = await graph_all(api, "me/accounts", {"fields": "id,name", "limit": GRAPH_PAGE}, "FACEBOOK")
+    async for page in edges_of_each(api, resume, pages, lambda p: f"{p['id']}/posts",
+                                    {"fields": FACEBOOK_FIELDS, "limit": GRAPH_PAGE}, "FACEBOOK", _facebook_post):
+        yield page
+
+
 ACTIONS = {
     "TIKTOK": [SyncAction("fetch_posts", "media", tiktok_videos, newest_first=True,
                           description="The user's public videos (video/list, newest first)")],
+    "INSTAGRAM": [SyncAction("fetch_posts", "media", instagram_media, newest_first=True,
+                             description="The professional account's media (/me/media, newest first)")],
+    "FACEBOOK": [SyncAction("fetch_posts", "media", facebook_posts,
+                            description="Posts of every page the user manages (/me/accounts, /{page}/posts)")],
 }

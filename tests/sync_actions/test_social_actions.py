@@ -69,3 +69,100 @@ def test_tiktok_errors(fresh_emulators):
     with pytest.raises(ProviderError, match="internal_error"):
         read_all(fresh_emulators, "TIKTOK", "fetch_posts", token=token)
     assert token not in str(caught.value)
+
+
+# --- Instagram ----------------------------------------------------------------------------------
+
+
+def _media(n):
+    return [{"id": f"1789{i:012d}", "caption": f"caption {i}", "media_type": "IMAGE" if i % 3 else "VIDEO",
+             "media_url": f"https://scontent.cdninstagram.com/{i}.jpg?oh=sig{i}", "permalink": f"https://ig/p/{i}",
+             "timestamp": f"2026-10-{1 + i % 28:02d}T10:00:00+0000", "like_count": i} for i in range(n)]
+
+
+def test_instagram_reads_every_media_across_cursor_pages(fresh_emulators):
+    fresh_emulators["INSTAGRAM"].set_records("media", _media(230))
+    token = mint(fresh_emulators, "INSTAGRAM", ["instagram_business_basic"])
+    pages, calls = read_all(fresh_emulators, "INSTAGRAM", "fetch_posts", token=token)
+    assert calls == 3 == fresh_emulators["INSTAGRAM"].calls["media"]
+    assert [len(p.items) for p in pages] == [100, 100, 30]
+    assert [i.external_id for p in pages for i in p.items] == [m["id"] for m in _media(230)]
+    assert pages[0].resume and pages[-1].resume is None
+    assert pages[1].items[3].data == {"id": "1789000000000103", "caption": "caption 103", "mediaType": "IMAGE",
+                                      "permalink": "https://ig/p/103", "timestamp": "2026-10-20T10:00:00+0000"}
+
+
+def test_instagram_resumes_and_maps_graph_errors(fresh_emulators):
+    emu = fresh_emulators["INSTAGRAM"]
+    emu.set_records("media", _media(230))
+    token = mint(fresh_emulators, "INSTAGRAM", ["instagram_business_basic"])
+    first, _ = read_all(fresh_emulators, "INSTAGRAM", "fetch_posts", token=token, max_pages=1)
+    rest, calls = read_all(fresh_emulators, "INSTAGRAM", "fetch_posts", token=token, resume=first[0].resume)
+    assert calls == 2 and rest[0].items[0].external_id == "1789000000000100" and len(rest[1].items) == 30
+    with pytest.raises(TokenExpired):  # Graph code 190 on HTTP 400
+        read_all(fresh_emulators, "INSTAGRAM", "fetch_posts", token="IGAAnot-a-token")
+    emu.rate_limit_next("media")  # Graph code 4 on HTTP 403
+    with pytest.raises(RateLimited):
+        read_all(fresh_emulators, "INSTAGRAM", "fetch_posts", token=token)
+    emu.fail_next("media", 400, {"error": {"message": "(#100) Tried accessing nonexisting field (media_url)",
+                                           "type": "OAuthException", "code": 100, "fbtrace_id": "x"}})
+    with pytest.raises(ProviderError, match="nonexisting field") as caught:
+        read_all(fresh_emulators, "INSTAGRAM", "fetch_posts", token=token)
+    assert not isinstance(caught.value, TokenExpired) and token not in str(caught.value)
+
+
+# --- Facebook -----------------------------------------------------------------------------------
+
+FB_PAGES = [{"id": "101", "name": "Page A"}, {"id": "102", "name": "Page B"}, {"id": "103", "name": "Page C"}]
+
+
+def _posts():
+    rows = [{"id": f"101_{i}", "page_id": "101", "message": f"a{i}", "created_time": f"2026-11-01T00:{i % 60:02d}:00"
+                                                                                    "+0000"} for i in range(150)]
+    rows += [{"id": f"103_{i}", "page_id": "103", "message": f"c{i}", "created_time": "2026-10-01T00:00:00+0000"}
+             for i in range(20)]
+    return rows  # Page B has no posts
+
+
+def test_facebook_reads_the_posts_of_every_page(fresh_emulators):
+    emu = fresh_emulators["FACEBOOK"]
+    emu.set_records("pages", FB_PAGES)
+    emu.set_records("posts", _posts())
+    token = mint(fresh_emulators, "FACEBOOK", ["pages_show_list", "pages_read_engagement"])
+    pages, calls = read_all(fresh_emulators, "FACEBOOK", "fetch_posts", token=token)
+    assert emu.calls["accounts"] == 1 and emu.calls["posts"] == 4 and calls == 5
+    assert [len(p.items) for p in pages] == [100, 50, 0, 20]
+    assert [i.external_id for p in pages for i in p.items] == [p["id"] for p in _posts()]
+    assert [p.resume["container"] for p in pages[:3]] == ["101", "102", "103"] and pages[-1].resume is None
+    assert pages[0].resume["after"] and pages[1].resume == {"container": "102", "index": 1, "after": None}
+    assert pages[3].items[0].data == {"id": "103_0", "pageId": "103", "pageName": "Page C", "message": "c0",
+                                      "createdTime": "2026-10-01T00:00:00+0000"}
+
+
+def test_facebook_resumes_inside_a_page_even_when_the_page_list_changed(fresh_emulators):
+    emu = fresh_emulators["FACEBOOK"]
+    emu.set_records("pages", FB_PAGES)
+    emu.set_records("posts", _posts())
+    token = mint(fresh_emulators, "FACEBOOK", ["pages_show_list"])
+    first, _ = read_all(fresh_emulators, "FACEBOOK", "fetch_posts", token=token, max_pages=1)
+    emu.set_records("pages", [FB_PAGES[2], FB_PAGES[0]])  # page C now first, B gone
+    rest, calls = read_all(fresh_emulators, "FACEBOOK", "fetch_posts", token=token, resume=first[0].resume)
+    assert calls == 2 and [i.external_id for p in rest for i in p.items] == [f"101_{i}" for i in range(100, 150)]
+    assert rest[-1].resume is None
+
+
+def test_facebook_errors(fresh_emulators):
+    emu = fresh_emulators["FACEBOOK"]
+    emu.set_records("pages", FB_PAGES)
+    emu.set_records("posts", _posts())
+    with pytest.raises(TokenExpired):
+        read_all(fresh_emulators, "FACEBOOK", "fetch_posts", token="EAABnope")
+    token = mint(fresh_emulators, "FACEBOOK", ["pages_show_list"])
+    emu.rate_limit_next("posts")
+    with pytest.raises(RateLimited):
+        read_all(fresh_emulators, "FACEBOOK", "fetch_posts", token=token)
+    emu.fail_next("posts", 400, {"error": {"message": "(#10) This endpoint requires the 'pages_read_engagement' "
+                                                      "permission", "type": "OAuthException", "code": 10}})
+    with pytest.raises(ProviderError, match="pages_read_engagement") as caught:
+        read_all(fresh_emulators, "FACEBOOK", "fetch_posts", token=token)
+    assert not isinstance(caught.value, (TokenExpired, RateLimited))
