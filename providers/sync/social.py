@@ -102,6 +102,40 @@ async def facebook_posts(api, resume):
         yield page
 
 
+# --- YouTube ------------------------------------------------------------------------------------
+
+
+async def _uploads_playlist(api) -> str:
+    reply = await api.get("youtube/v3/channels", params={"part": "contentDetails", "mine": "true"})
+    uploads = reply.get("items", 0, "contentDetails", "relatedPlaylists", "uploads")
+    if not uploads:
+        raise ProviderError("YOUTUBE: this account has no channel (no uploads playlist)", provider="YOUTUBE")
+    return str(uploads)
+
+
+async def youtube_uploads(api, resume):
+    resume = resume or {}
+    playlist = resume.get("playlist") or await _uploads_playlist(api)
+    token = resume.get("pageToken")
+    while True:
+        reply = await api.get("youtube/v3/playlistItems", params={
+            "part": "snippet", "playlistId": playlist, "maxResults": YOUTUBE_PAGE, "pageToken": token})
+        items = []
+        for row in reply.get("items") or []:
+            snippet = row.get("snippet") if isinstance(row, dict) else None
+            video = ((snippet or {}).get("resourceId") or {}).get("videoId")
+            if not video:
+                continue
+            items.append(Item(str(video), {"id": str(video), "title": _text(snippet.get("title")),
+                                           "description": _text(snippet.get("description")),
+                                           "publishedAt": snippet.get("publishedAt"),
+                                           "channelId": snippet.get("channelId")}))
+        token = reply.get("nextPageToken") or None
+        yield Page(items, {"playlist": playlist, "pageToken": token} if token else None)
+        if not token:
+            return
+
+
 ACTIONS = {
     "TIKTOK": [SyncAction("fetch_posts", "media", tiktok_videos, newest_first=True,
                           description="The user's public videos (video/list, newest first)")],
@@ -109,4 +143,6 @@ ACTIONS = {
                              description="The professional account's media (/me/media, newest first)")],
     "FACEBOOK": [SyncAction("fetch_posts", "media", facebook_posts,
                             description="Posts of every page the user manages (/me/accounts, /{page}/posts)")],
+    "YOUTUBE": [SyncAction("fetch_posts", "media", youtube_uploads, newest_first=True,
+                           description="The channel's uploads (uploads playlist, newest first)")],
 }

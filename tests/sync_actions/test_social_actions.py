@@ -166,3 +166,70 @@ def test_facebook_errors(fresh_emulators):
     with pytest.raises(ProviderError, match="pages_read_engagement") as caught:
         read_all(fresh_emulators, "FACEBOOK", "fetch_posts", token=token)
     assert not isinstance(caught.value, (TokenExpired, RateLimited))
+
+
+# --- YouTube ------------------------------------------------------------------------------------
+
+YT_SCOPE = ["https://www.googleapis.com/auth/youtube.readonly"]
+
+
+def _uploads(n, playlist="UUdemo0000000000000000ch"):
+    return [{"kind": "youtube#playlistItem", "etag": f"e{i}", "id": f"UExpi{i:05d}",
+             "snippet": {"publishedAt": f"2026-11-{1 + i % 28:02d}T12:00:00Z", "channelId": "UCdemo0000000000000000ch",
+                         "title": f"upload {i}", "description": "d" * 3000 if i == 0 else f"about {i}",
+                         "playlistId": playlist, "position": i, "thumbnails": {"default": {"url": "https://i.ytimg"}},
+                         "resourceId": {"kind": "youtube#video", "videoId": f"vid{i:08d}"}}} for i in range(n)]
+
+
+def test_youtube_reads_the_uploads_playlist_page_by_page(fresh_emulators):
+    emu = fresh_emulators["YOUTUBE"]
+    emu.set_records("uploads", _uploads(120))
+    pages, calls = read_all(fresh_emulators, "YOUTUBE", "fetch_posts", token=mint(fresh_emulators, "YOUTUBE",
+                                                                                   YT_SCOPE))
+    assert calls == 4 and emu.calls["whoami"] == 1 and emu.calls["playlistItems"] == 3
+    assert [len(p.items) for p in pages] == [50, 50, 20]
+    assert [i.external_id for p in pages for i in p.items] == [f"vid{i:08d}" for i in range(120)]
+    assert pages[0].resume == {"playlist": "UUdemo0000000000000000ch", "pageToken": "EA50QAA"}
+    assert pages[-1].resume is None
+    assert len(pages[0].items[0].data["description"]) == 2000  # no blobs
+    assert pages[0].items[1].data == {"id": "vid00000001", "title": "upload 1", "description": "about 1",
+                                      "publishedAt": "2026-11-02T12:00:00Z", "channelId": "UCdemo0000000000000000ch"}
+
+
+def test_youtube_resumes_without_looking_the_playlist_up_again(fresh_emulators):
+    emu = fresh_emulators["YOUTUBE"]
+    emu.set_records("uploads", _uploads(120))
+    token = mint(fresh_emulators, "YOUTUBE", YT_SCOPE)
+    first, _ = read_all(fresh_emulators, "YOUTUBE", "fetch_posts", token=token, max_pages=2)
+    emu.reset_faults()
+    rest, calls = read_all(fresh_emulators, "YOUTUBE", "fetch_posts", token=token, resume=first[1].resume)
+    assert calls == 1 and [i.external_id for i in rest[0].items] == [f"vid{i:08d}" for i in range(100, 120)]
+
+
+def test_youtube_quota_and_rate_limits_are_rate_limited(fresh_emulators):
+    emu = fresh_emulators["YOUTUBE"]
+    emu.set_records("uploads", _uploads(3))
+    token = mint(fresh_emulators, "YOUTUBE", YT_SCOPE)
+    emu.rate_limit_next("playlistItems", retry_after=90)  # 403 rateLimitExceeded "Retry after <time>"
+    with pytest.raises(RateLimited) as limited:
+        read_all(fresh_emulators, "YOUTUBE", "fetch_posts", token=token)
+    assert 85 <= limited.value.retry_after <= 91
+    quota = {"error": {"code": 403, "message": "The request cannot be completed because you have exceeded your "
+                       "<a href=\"/youtube/v3/getting-started#quota\">quota</a>.",
+                       "errors": [{"message": "quota", "domain": "youtube.quota", "reason": "quotaExceeded"}]}}
+    emu.fail_next("playlistItems", 403, quota)
+    with pytest.raises(RateLimited) as limited:
+        read_all(fresh_emulators, "YOUTUBE", "fetch_posts", token=token)
+    assert limited.value.retry_after is None
+
+
+def test_youtube_errors(fresh_emulators):
+    emu = fresh_emulators["YOUTUBE"]
+    with pytest.raises(TokenExpired):
+        read_all(fresh_emulators, "YOUTUBE", "fetch_posts", token="ya29.nope")
+    with pytest.raises(ProviderError, match="insufficient authentication scopes") as caught:
+        read_all(fresh_emulators, "YOUTUBE", "fetch_posts", token=mint(fresh_emulators, "YOUTUBE", ["openid"]))
+    assert not isinstance(caught.value, (TokenExpired, RateLimited))
+    emu.account["uploads"] = ""
+    with pytest.raises(ProviderError, match="no channel"):
+        read_all(fresh_emulators, "YOUTUBE", "fetch_posts", token=mint(fresh_emulators, "YOUTUBE", YT_SCOPE))
