@@ -136,6 +136,71 @@ async def youtube_uploads(api, resume):
             return
 
 
+# --- X (Twitter) --------------------------------------------------------------------------------
+
+
+def _twitter_check(reply) -> None:
+    # X errors are problem+json ({title, detail, type, status}); 401 and 429 are handled by SyncApi / http.call.
+    if reply.status >= 400 and reply.status != 401 and isinstance(reply.body, dict):
+        detail = " - ".join(str(reply.body[k]) for k in ("title", "detail") if reply.body.get(k))[:200]
+        if detail:
+            raise ProviderError(f"TWITTER: the API answered HTTP {reply.status}: {detail}", provider="TWITTER",
+                                status=reply.status)
+
+
+async def twitter_tweets(api, resume):
+    resume = resume or {}
+    user = resume.get("userId") or api.metadata.get("userId")
+    if not user:
+        reply = await api.get("2/users/me", check=_twitter_check)
+        user = reply.get("data", "id")
+        if not user:
+            raise ProviderError("TWITTER: the users/me answer has no id", provider="TWITTER")
+    user, token = str(user), resume.get("token")
+    while True:
+        reply = await api.get(f"2/users/{user}/tweets", params={
+            "max_results": TWITTER_PAGE, "pagination_token": token, "tweet.fields": "created_at"},
+            check=_twitter_check)
+        items = [Item(str(t["id"]), {"id": str(t["id"]), "text": _text(t.get("text")), "createdAt": t.get("created_at")})
+                 for t in reply.get("data") or [] if isinstance(t, dict) and t.get("id")]
+        token = reply.get("meta", "next_token") or None
+        yield Page(items, {"userId": user, "token": token} if token else None)
+        if not token:
+            return
+
+
+# --- LinkedIn -----------------------------------------------------------------------------------
+
+LINKEDIN_HEADERS = {"LinkedIn-Version": LINKEDIN_VERSION, "X-Restli-Protocol-Version": "2.0.0"}
+
+
+async def linkedin_posts(api, resume):
+    resume = resume or {}
+    author = resume.get("author")
+    if not author:
+        sub = (await api.get("v2/userinfo")).get("sub")
+        if not sub:
+            raise ProviderError("LINKEDIN: the userinfo answer has no subject", provider="LINKEDIN")
+        author = f"urn:li:person:{sub}"
+    start = int(resume.get("start") or 0)
+    while True:
+        reply = await api.get("rest/posts", headers=LINKEDIN_HEADERS, params={
+            "q": "author", "author": author, "start": start, "count": LINKEDIN_PAGE})
+        rows = [p for p in reply.get("elements") or [] if isinstance(p, dict) and p.get("id")]
+        items = [Item(str(p["id"]), {"id": str(p["id"]), "commentary": _text(p.get("commentary")),
+                                     "visibility": p.get("visibility"), "lifecycleState": p.get("lifecycleState"),
+                                     "createdAt": p.get("createdAt"), "publishedAt": p.get("publishedAt"),
+                                     "lastModifiedAt": p.get("lastModifiedAt")}) for p in rows]
+        start += len(rows)
+        total = reply.get("paging", "total")
+        links = reply.get("paging", "links") or []
+        more = bool(rows) and (start < total if isinstance(total, int) else
+                               any(isinstance(link, dict) and link.get("rel") == "next" for link in links))
+        yield Page(items, {"author": author, "start": start} if more else None)
+        if not more:
+            return
+
+
 ACTIONS = {
     "TIKTOK": [SyncAction("fetch_posts", "media", tiktok_videos, newest_first=True,
                           description="The user's public videos (video/list, newest first)")],
@@ -145,4 +210,8 @@ ACTIONS = {
                             description="Posts of every page the user manages (/me/accounts, /{page}/posts)")],
     "YOUTUBE": [SyncAction("fetch_posts", "media", youtube_uploads, newest_first=True,
                            description="The channel's uploads (uploads playlist, newest first)")],
+    "TWITTER": [SyncAction("fetch_posts", "media", twitter_tweets, newest_first=True,
+                           description="The user's posts (users/{id}/tweets, newest first, at most the last 3,200)")],
+    "LINKEDIN": [SyncAction("fetch_posts", "media", linkedin_posts, newest_first=True,
+                            description="The member's posts (rest/posts q=author; needs r_member_social)")],
 }

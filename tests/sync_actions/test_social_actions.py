@@ -233,3 +233,110 @@ def test_youtube_errors(fresh_emulators):
     emu.account["uploads"] = ""
     with pytest.raises(ProviderError, match="no channel"):
         read_all(fresh_emulators, "YOUTUBE", "fetch_posts", token=mint(fresh_emulators, "YOUTUBE", YT_SCOPE))
+
+
+# --- X (Twitter) --------------------------------------------------------------------------------
+
+X_SCOPE = ["tweet.read", "users.read", "offline.access"]
+
+
+def _tweets(n):
+    return [{"id": str(1860000000000000000 - i), "text": f"post {i}", "created_at": "2026-11-20T10:00:00.000Z",
+             "edit_history_tweet_ids": [str(1860000000000000000 - i)]} for i in range(n)]
+
+
+def test_twitter_reads_every_tweet_with_next_token(fresh_emulators):
+    emu = fresh_emulators["TWITTER"]
+    emu.set_records("tweets", _tweets(250))
+    pages, calls = read_all(fresh_emulators, "TWITTER", "fetch_posts", token=mint(fresh_emulators, "TWITTER", X_SCOPE))
+    assert calls == 4 and emu.calls["whoami"] == 1 and emu.calls["tweets"] == 3
+    assert [len(p.items) for p in pages] == [100, 100, 50]
+    assert [i.external_id for p in pages for i in p.items] == [t["id"] for t in _tweets(250)]
+    assert pages[0].resume["userId"] == "1460000000000000000" and pages[0].resume["token"]
+    assert pages[-1].resume is None
+    assert pages[2].items[0].data == {"id": str(1860000000000000000 - 200), "text": "post 200",
+                                      "createdAt": "2026-11-20T10:00:00.000Z"}
+
+
+def test_twitter_resumes_and_uses_a_stored_user_id(fresh_emulators):
+    emu = fresh_emulators["TWITTER"]
+    emu.set_records("tweets", _tweets(250))
+    token = mint(fresh_emulators, "TWITTER", X_SCOPE)
+    first, _ = read_all(fresh_emulators, "TWITTER", "fetch_posts", token=token, max_pages=1)
+    emu.reset()  # counters
+    emu.set_records("tweets", _tweets(250))
+    token = mint(fresh_emulators, "TWITTER", X_SCOPE)
+    rest, calls = read_all(fresh_emulators, "TWITTER", "fetch_posts", token=token, resume=first[0].resume)
+    assert calls == 2 and emu.calls["whoami"] == 0 and rest[0].items[0].data["text"] == "post 100"
+    whole, calls = read_all(fresh_emulators, "TWITTER", "fetch_posts", token=token,
+                            metadata={"userId": "1460000000000000000"})
+    assert calls == 3 and emu.calls["whoami"] == 0
+
+
+def test_twitter_errors(fresh_emulators):
+    emu = fresh_emulators["TWITTER"]
+    with pytest.raises(TokenExpired):
+        read_all(fresh_emulators, "TWITTER", "fetch_posts", token="nope", metadata={"userId": "1"})
+    token = mint(fresh_emulators, "TWITTER", X_SCOPE)
+    emu.rate_limit_next("tweets", retry_after=600)
+    with pytest.raises(RateLimited) as limited:
+        read_all(fresh_emulators, "TWITTER", "fetch_posts", token=token)
+    assert limited.value.retry_after in (599, 600)
+    with pytest.raises(ProviderError, match="Missing scopes") as caught:
+        read_all(fresh_emulators, "TWITTER", "fetch_posts", token=mint(fresh_emulators, "TWITTER", ["tweet.read"]),
+                 metadata={"userId": "1460000000000000000"})
+    assert not isinstance(caught.value, TokenExpired)
+
+
+# --- LinkedIn -----------------------------------------------------------------------------------
+
+LI_SCOPE = ["openid", "profile", "r_member_social"]
+
+
+def _li_posts(n):
+    return [{"id": f"urn:li:share:7{i:018d}", "author": "urn:li:person:782bbtaQ", "commentary": f"hello {i}",
+             "visibility": "PUBLIC", "lifecycleState": "PUBLISHED", "createdAt": 1763000000000 - i,
+             "publishedAt": 1763000000000 - i, "lastModifiedAt": 1763000000000 - i,
+             "distribution": {"feedDistribution": "MAIN_FEED"}} for i in range(n)]
+
+
+def test_linkedin_reads_every_post_by_offset(fresh_emulators):
+    emu = fresh_emulators["LINKEDIN"]
+    emu.set_records("posts", _li_posts(210))
+    pages, calls = read_all(fresh_emulators, "LINKEDIN", "fetch_posts", token=mint(fresh_emulators, "LINKEDIN",
+                                                                                    LI_SCOPE))
+    assert calls == 4 and emu.calls["whoami"] == 1 and emu.calls["posts"] == 3
+    assert [len(p.items) for p in pages] == [100, 100, 10]
+    assert [i.external_id for p in pages for i in p.items] == [p["id"] for p in _li_posts(210)]
+    assert [p.resume for p in pages] == [{"author": "urn:li:person:782bbtaQ", "start": 100},
+                                         {"author": "urn:li:person:782bbtaQ", "start": 200}, None]
+    assert pages[0].items[2].data == {"id": "urn:li:share:7000000000000000002", "commentary": "hello 2",
+                                      "visibility": "PUBLIC", "lifecycleState": "PUBLISHED",
+                                      "createdAt": 1762999999998, "publishedAt": 1762999999998,
+                                      "lastModifiedAt": 1762999999998}
+
+
+def test_linkedin_resumes_at_the_stored_offset(fresh_emulators):
+    emu = fresh_emulators["LINKEDIN"]
+    emu.set_records("posts", _li_posts(200))
+    rest, calls = read_all(fresh_emulators, "LINKEDIN", "fetch_posts", token=mint(fresh_emulators, "LINKEDIN",
+                                                                                   LI_SCOPE),
+                           resume={"author": "urn:li:person:782bbtaQ", "start": 100})
+    assert calls == 1 and emu.calls["whoami"] == 0 and len(rest[0].items) == 100 and rest[0].resume is None
+
+
+def test_linkedin_errors(fresh_emulators):
+    emu = fresh_emulators["LINKEDIN"]
+    with pytest.raises(TokenExpired):
+        read_all(fresh_emulators, "LINKEDIN", "fetch_posts", token="nope")
+    token = mint(fresh_emulators, "LINKEDIN", LI_SCOPE)
+    emu.rate_limit_next("posts")
+    with pytest.raises(RateLimited):
+        read_all(fresh_emulators, "LINKEDIN", "fetch_posts", token=token)
+    with pytest.raises(ProviderError, match="Not enough permissions") as caught:
+        read_all(fresh_emulators, "LINKEDIN", "fetch_posts", token=mint(fresh_emulators, "LINKEDIN", ["openid"]))
+    assert not isinstance(caught.value, TokenExpired)
+    emu.fail_next("posts", 426, {"status": 426, "code": "NONEXISTENT_VERSION",
+                                 "message": "Requested version 202510 is not active"})
+    with pytest.raises(ProviderError, match="426.*not active"):
+        read_all(fresh_emulators, "LINKEDIN", "fetch_posts", token=token)
