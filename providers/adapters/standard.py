@@ -5,13 +5,38 @@ Google (YouTube, Google Ads), X, LinkedIn, HubSpot, PayPal, Zapier, Discord.
 
 from __future__ import annotations
 
+import datetime as dt
+import re
+
 from nexusctl.errors import OAuthFailed, ProviderError
 from providers.http import describe
 from providers.oauth2 import OAuth2Adapter
 from providers.spec import Account, TokenSet
 
 
+# Google API throttling sent as HTTP 403 (YouTube Data API): per-user rate and the daily project quota.
+GOOGLE_THROTTLE_REASONS = {"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded", "dailyLimitExceeded"}
+_RETRY_AFTER = re.compile(r"Retry after (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z)")
+
+
+def google_throttle(reply) -> int | None | bool:
+    """403 with a throttling reason: the wait from "Retry after <time>" when given (quota: None), else False."""
+    if reply.status != 403:
+        return False
+    errors = reply.get("error", "errors") or []
+    if not any(isinstance(e, dict) and e.get("reason") in GOOGLE_THROTTLE_REASONS for e in errors):
+        return False
+    found = _RETRY_AFTER.search(str(reply.get("error", "message") or ""))
+    if not found:
+        return None
+    when = dt.datetime.fromisoformat(found.group(1).replace("Z", "+00:00"))
+    return max(1, int((when - dt.datetime.now(dt.timezone.utc)).total_seconds() + 0.999))
+
+
 class YouTube(OAuth2Adapter):
+    def rate_limit(self, reply):
+        return google_throttle(reply)
+
     async def whoami(self, tokens: TokenSet, tenant) -> Account:
         reply = await self.api_json("GET", f"{self.url('API')}/youtube/v3/channels", tokens,
                                     params={"part": "snippet,contentDetails", "mine": "true"})

@@ -81,7 +81,9 @@ class SyncApi:
         return headers
 
     async def request(self, method: str, path: str, *, params: dict | None = None, json_body: Any = None,
-                      headers: dict | None = None) -> Reply:
+                      headers: dict | None = None, check=None) -> Reply:
+        """``check(reply)``, when given, reads the provider's own error shapes first (it may raise, e.g. a
+        Graph code 190 on HTTP 400 as TokenExpired) before the generic 401 / 4xx handling below."""
         kwargs: dict = {"headers": self._auth({"Accept": "application/json", **(headers or {})})}
         if params:
             kwargs["params"] = {k: str(v) for k, v in params.items() if v is not None}
@@ -91,6 +93,8 @@ class SyncApi:
         secrets = (self.tokens.access_token,)
         reply = await self.adapter.http(method, self.url(path), secrets=secrets, **kwargs)
         self.adapter._check_throttle(reply)  # provider-specific signals besides 429 (handled in http.call)
+        if check is not None:
+            check(reply)
         if reply.status == 401:
             raise TokenExpired(f"{self.adapter.name}: the access token was refused", provider=self.adapter.name)
         if reply.status >= 400:

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from nexusctl.enums import Provider
 from nexusctl.errors import UsageProblem
-from providers.sync import chat
+from providers.sync import ads, chat, social
 from providers.sync.base import SyncAction
 
 # How each provider wants its access token sent (the rest: Authorization: Bearer).
 AUTH_HEADER = {Provider.SHOPIFY: "X-Shopify-Access-Token", Provider.TIKTOK_ADS: "Access-Token"}
 
 ACTIONS: dict[Provider, dict[str, SyncAction]] = {}
-for module in (chat,):
+for module in (chat, social, ads):
     for provider, actions in module.ACTIONS.items():
         ACTIONS.setdefault(Provider(provider), {}).update({a.name: a for a in actions})
 

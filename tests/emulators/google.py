@@ -16,6 +16,13 @@ Quirks enforced:
   ``insufficientPermissions``), ``userinfo`` needs openid/email/profile;
 - YouTube throttling is 403 ``rateLimitExceeded`` "User-rate limit exceeded.
   Retry after <time>"; other endpoints answer 429 with Retry-After.
+- YouTube ``GET /youtube/v3/playlistItems?part=snippet&playlistId=&maxResults=&pageToken=``
+  (``calls["playlistItems"]``, throttled like ``channels``): ``maxResults``
+  0-50 (default 5), an opaque ``pageToken`` (400 ``invalidPageToken`` when
+  unknown), ``nextPageToken`` only when more follow, ``prevPageToken`` after
+  the first page; the playlist must be the account's ``uploads`` (else 404
+  ``playlistNotFound``); serves ``records_of("uploads")``: playlistItem
+  resources, newest first as YouTube lists uploads.
 
 ``account`` for YOUTUBE is ``{id, title, uploads}`` (rendered as a channel),
 for GOOGLE_ADS the OpenID userinfo object ``{sub, name, email, ...}``.
@@ -167,21 +174,22 @@ def api_error(status: int, message: str, reason: str, domain: str = "global", ap
 class YouTube(Google):
     NAME = "YOUTUBE"
     URLS = {**Google.URLS, "API": "www.googleapis.com"}
-    ROUTES = Google.BASE_ROUTES + (("GET", r"www\.googleapis\.com/youtube/v3/channels", "channels"),)
+    ROUTES = Google.BASE_ROUTES + (
+        ("GET", r"www\.googleapis\.com/youtube/v3/channels", "channels"),
+        ("GET", r"www\.googleapis\.com/youtube/v3/playlistItems", "playlist_items"),
+    )
     ACCOUNT = {"id": "UCdemo0000000000000000ch", "title": "Demo Channel", "uploads": "UUdemo0000000000000000ch"}
     PARTS = {"id", "snippet", "contentDetails", "statistics", "status", "brandingSettings"}
 
     def rate_limited(self, endpoint, retry_after):
-        if endpoint != "whoami":
+        if endpoint not in ("whoami", "playlistItems"):
             return super().rate_limited(endpoint, retry_after)
         when = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() + retry_after))
         return api_error(403, f"User-rate limit exceeded. Retry after {when}", "rateLimitExceeded",
                          domain="usageLimits", api_status="PERMISSION_DENIED")
 
-    async def channels(self, request):
-        fault = await self.gate("whoami")
-        if fault is not None:
-            return fault
+    def youtube_token(self, request):
+        """None for a valid token with a YouTube scope, else the error answer."""
         token, status = self.bearer_status(request)
         if status != "ok":
             return api_error(401, "Request had invalid authentication credentials. Expected OAuth 2 access token, "
@@ -192,6 +200,55 @@ class YouTube(Google):
         if not set(token.grant.scope) & YOUTUBE_SCOPES:
             return api_error(403, "Request had insufficient authentication scopes.", "insufficientPermissions",
                              api_status="PERMISSION_DENIED")
+        return None
+
+    async def playlist_items(self, request):
+        fault = await self.gate("playlistItems")
+        if fault is not None:
+            return fault
+        error = self.youtube_token(request)
+        if error is not None:
+            return error
+        q = request.query
+        parts = [p for p in q.get("part", "").split(",") if p]
+        if not parts or not set(parts) <= {"id", "snippet", "contentDetails", "status"}:
+            return api_error(400, "'part' is required and must name playlistItem resource parts", "invalidPart",
+                             domain="youtube.part")
+        if not q.get("playlistId"):
+            return api_error(400, "No filter selected. Expected one of: id, playlistId", "missingRequiredParameter",
+                             domain="youtube.parameter")
+        if q["playlistId"] != self.account.get("uploads"):
+            return api_error(404, "The playlist identified with the request's playlistId parameter cannot be "
+                                  "found.", "playlistNotFound", domain="youtube.playlistItem")
+        try:
+            size = int(q.get("maxResults", 5))
+            start = int(q["pageToken"][2:-3]) if q.get("pageToken") else 0
+            if q.get("pageToken") and not (q["pageToken"].startswith("EA") and q["pageToken"].endswith("QAA")):
+                raise ValueError
+        except ValueError:
+            return api_error(400, "The request specifies an invalid page token.", "invalidPageToken",
+                             domain="youtube.parameter")
+        if not 0 <= size <= 50:
+            return api_error(400, "Invalid value for maxResults: must be 0 to 50", "invalidParameter",
+                             domain="youtube.parameter")
+        rows = self.records_of("uploads")
+        page = rows[start:start + size]
+        items = [{k: v for k, v in r.items() if k in ("kind", "etag", "id") or k in parts} for r in page]
+        body = {"kind": "youtube#playlistItemListResponse", "etag": secrets.token_urlsafe(12), "items": items,
+                "pageInfo": {"totalResults": len(rows), "resultsPerPage": size}}
+        if start + size < len(rows) and size:
+            body["nextPageToken"] = f"EA{start + size}QAA"
+        if start:
+            body["prevPageToken"] = f"EA{max(0, start - size)}QAA"
+        return json_response(body)
+
+    async def channels(self, request):
+        fault = await self.gate("whoami")
+        if fault is not None:
+            return fault
+        error = self.youtube_token(request)
+        if error is not None:
+            return error
         parts = [p for p in request.query.get("part", "").split(",") if p]
         if not parts or not set(parts) <= self.PARTS:
             return api_error(400, "'part' is required and must name channel resource parts", "invalidPart",

@@ -21,11 +21,28 @@ FACEBOOK / META_ADS quirks enforced:
   with ``WWW-Authenticate``; throttling is code 4 (HTTP 403, ``X-App-Usage``)
   or, for Meta Ads, code 17 (HTTP 400, ``X-Business-Use-Case-Usage``).
 
+List edges (Graph cursor paging: ``limit``, ``after``; ``paging.cursors
+{before, after}`` always, ``paging.next`` only when more rows follow; only
+the requested ``fields`` plus ``id``; a valid user token needed):
+- INSTAGRAM ``GET /me/media`` (``calls["media"]``, limit <= 100, default 25):
+  ``records_of("media")``, newest first;
+- FACEBOOK ``GET /me/accounts`` (``calls["accounts"]``): ``records_of("pages")``;
+  ``GET /{page-id}/posts`` (``calls["posts"]``, limit <= 100, default 25):
+  ``records_of("posts")`` rows whose ``page_id`` is that page (a page not in
+  ``pages`` answers code 100 "does not exist ... missing permissions");
+- META_ADS ``GET /me/adaccounts`` (``calls["adaccounts"]``):
+  ``records_of("adaccounts")`` (``id`` is ``act_<account_id>``);
+  ``GET /act_{id}/campaigns`` (``calls["campaigns"]``, limit <= 500, default
+  25): ``records_of("campaigns")`` rows whose ``account_id`` matches; both need
+  the ``ads_read`` or ``ads_management`` permission (else code 200).
+
 ``account`` is the Graph user node (``/me`` returns the requested fields + id).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
 import secrets
@@ -64,6 +81,10 @@ def graph_error(message: str, code: int, status: int = 400, subcode: int | None 
     if code == 190:
         headers = {"WWW-Authenticate": f'OAuth "Facebook Platform" "invalid_token" "{message}"', **(headers or {})}
     return json_response({"error": error}, status, headers)
+
+
+def _cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"offset:{offset}".encode()).decode()
 
 
 class Graph(Provider):
@@ -118,6 +139,36 @@ class Graph(Provider):
         return json_response(node)
 
 
+    def list_edge(self, request, rows: list[dict], *, max_limit: int = 100) -> web.Response:
+        """One page of a Graph edge: cursor paging over ``rows`` (the cursor is an opaque offset)."""
+        try:
+            limit = int(request.query.get("limit", 25))
+            start = int(base64.urlsafe_b64decode(request.query["after"]).decode().split(":")[1]) \
+                if request.query.get("after") else 0
+        except (ValueError, IndexError, UnicodeDecodeError, binascii.Error):
+            return graph_error("(#100) Invalid cursor or limit", 100)
+        if not 1 <= limit <= max_limit:
+            return graph_error(f"(#100) The limit must be between 1 and {max_limit}", 100)
+        fields = [f for f in request.query.get("fields", "id").split(",") if f]
+        page = rows[start:start + limit]
+        data = [{**{f: r[f] for f in fields if f in r}, "id": r["id"]} for r in page]
+        body: dict = {"data": data}
+        if page:
+            body["paging"] = {"cursors": {"before": _cursor(start), "after": _cursor(start + len(page))}}
+            if start + len(page) < len(rows):
+                query = {**request.query, "after": body["paging"]["cursors"]["after"]}
+                query.pop("access_token", None)
+                body["paging"]["next"] = str(request.url.with_query(query))
+        return json_response(body)
+
+    def user_token(self, request):
+        """(token, None) for a valid user token, else (None, the Graph error answer)."""
+        token, status = self.status(self.request_token(request), "access")
+        if status != "ok":
+            return None, self.token_error(token, status)
+        return token, None
+
+
 class Instagram(Graph):
     NAME = "INSTAGRAM"
     URLS = {
@@ -131,6 +182,7 @@ class Instagram(Graph):
         ("GET", r"graph\.instagram\.com/access_token", "exchange"),
         ("GET", r"graph\.instagram\.com/refresh_access_token", "refresh"),
         ("GET", rf"graph\.instagram\.com/{VERSION}me", "me"),
+        ("GET", rf"graph\.instagram\.com/{VERSION}me/media", "media"),
     )
     ACCOUNT = {"id": "9876543210123456", "user_id": "17841405793187218", "username": "demo.creator"}
     SPEC = AuthorizeSpec(scope_sep="either", pkce="none")
@@ -207,6 +259,14 @@ class Instagram(Graph):
         return token_response({"access_token": new.value, "token_type": "bearer", "expires_in": LONG_TTL})
 
 
+    async def media(self, request):
+        fault = await self.gate("media")
+        if fault is not None:
+            return fault
+        _token, error = self.user_token(request)
+        return error or self.list_edge(request, self.records_of("media"))
+
+
 class Facebook(Graph):
     NAME = "FACEBOOK"
     URLS = {
@@ -215,11 +275,15 @@ class Facebook(Graph):
         "API": "graph.facebook.com/v22.0",
         "REVOKE": "graph.facebook.com/v22.0/me/permissions",
     }
-    ROUTES = (
+    BASE_ROUTES = (
         ("GET", r"www\.facebook\.com/v\d+\.\d+/dialog/oauth", "authorize"),
         ("GET|POST", rf"graph\.facebook\.com/{VERSION}oauth/access_token", "token"),
         ("GET", rf"graph\.facebook\.com/{VERSION}me", "me"),
         ("DELETE", rf"graph\.facebook\.com/{VERSION}me/permissions", "revoke"),
+    )
+    ROUTES = BASE_ROUTES + (
+        ("GET", rf"graph\.facebook\.com/{VERSION}me/accounts", "accounts"),
+        ("GET", rf"graph\.facebook\.com/{VERSION}(?P<page_id>\d+)/posts", "posts"),
     )
     ACCOUNT = {"id": "10223456789012345", "name": "Demo Person"}
     SPEC = AuthorizeSpec(response_type_optional=True, scope_sep="either", scope_required=False, pkce="optional")
@@ -277,8 +341,34 @@ class Facebook(Graph):
         return json_response({"success": True})
 
 
+    async def accounts(self, request):
+        fault = await self.gate("accounts")
+        if fault is not None:
+            return fault
+        _token, error = self.user_token(request)
+        return error or self.list_edge(request, self.records_of("pages"))
+
+    async def posts(self, request, page_id):
+        fault = await self.gate("posts")
+        if fault is not None:
+            return fault
+        _token, error = self.user_token(request)
+        if error is not None:
+            return error
+        if page_id not in {str(p["id"]) for p in self.records_of("pages")}:
+            return graph_error(f"(#100) Object with ID '{page_id}' does not exist, cannot be loaded due to "
+                               "missing permissions, or does not support this operation", 100, subcode=33,
+                               type_="GraphMethodException")
+        return self.list_edge(request, [p for p in self.records_of("posts") if str(p.get("page_id")) == page_id])
+
+
 class MetaAds(Facebook):
     NAME = "META_ADS"
+    ROUTES = Facebook.BASE_ROUTES + (
+        ("GET", rf"graph\.facebook\.com/{VERSION}me/adaccounts", "adaccounts"),
+        ("GET", rf"graph\.facebook\.com/{VERSION}act_(?P<account_id>\d+)/campaigns", "campaigns"),
+    )
+    ADS_SCOPES = {"ads_read", "ads_management"}
     ACCOUNT = {"id": "10229876543210987", "name": "Demo Advertiser"}
 
     def rate_limited(self, endpoint, retry_after):
@@ -287,3 +377,29 @@ class MetaAds(Facebook):
                                      "total_time": 60, "estimated_time_to_regain_access": minutes}]}
         return graph_error("(#17) User request limit reached", 17, status=400, subcode=2446079,
                            headers={"X-Business-Use-Case-Usage": json.dumps(usage)}, is_transient=True)
+
+    def ads_token(self, request):
+        token, error = self.user_token(request)
+        if error is None and not set(token.grant.scope) & self.ADS_SCOPES:
+            error = graph_error("(#200) Ad account owner has NOT grant ads_management or ads_read permission", 200)
+        return error
+
+    async def adaccounts(self, request):
+        fault = await self.gate("adaccounts")
+        if fault is not None:
+            return fault
+        return self.ads_token(request) or self.list_edge(request, self.records_of("adaccounts"))
+
+    async def campaigns(self, request, account_id):
+        fault = await self.gate("campaigns")
+        if fault is not None:
+            return fault
+        error = self.ads_token(request)
+        if error is not None:
+            return error
+        if f"act_{account_id}" not in {a["id"] for a in self.records_of("adaccounts")}:
+            return graph_error(f"(#100) Object with ID 'act_{account_id}' does not exist, cannot be loaded due "
+                               "to missing permissions, or does not support this operation", 100, subcode=33,
+                               type_="GraphMethodException")
+        rows = [c for c in self.records_of("campaigns") if str(c.get("account_id")) == account_id]
+        return self.list_edge(request, rows, max_limit=500)

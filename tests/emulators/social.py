@@ -9,6 +9,12 @@ TWITTER quirks enforced:
   (``reuse_kills_family``, default True);
 - ``/2/users/me`` needs ``tweet.read`` and ``users.read``; 401/403/429 are
   problem+json style; 429 carries ``x-rate-limit-*`` (reset is epoch seconds).
+- ``GET /2/users/{id}/tweets?max_results=&pagination_token=&tweet.fields=``
+  (``calls["tweets"]``, ``tweet.read`` + ``users.read``): ``max_results`` 5-100
+  (default 10); serves ``records_of("tweets")`` (newest first) for the
+  account's id, nothing for other users; ``meta {result_count, newest_id,
+  oldest_id, next_token, previous_token}``, ``next_token`` only when more
+  follow; tokens are opaque (400 problem for an unknown one).
 
 LINKEDIN quirks enforced:
 - no PKCE, client credentials in the body only;
@@ -17,6 +23,13 @@ LINKEDIN quirks enforced:
   original 365 days (never extended);
 - ``/v2/userinfo`` (OIDC) needs the ``openid`` scope; errors are
   ``{serviceErrorCode, message, status}``.
+- ``GET /rest/posts?q=author&author={urn}&start=&count=`` (``calls["posts"]``):
+  needs ``LinkedIn-Version: YYYYMM`` (400 ``VERSION_MISSING``) and
+  ``X-Restli-Protocol-Version: 2.0.0``, the ``r_member_social`` scope and the
+  member's own ``urn:li:person:{sub}`` (403 ``ACCESS_DENIED`` otherwise);
+  ``count`` 1-100 (default 10); serves ``records_of("posts")`` as
+  ``elements`` with ``paging {start, count, total, links}`` (a ``next`` link
+  only when more follow).
 
 DISCORD quirks enforced:
 - PKCE optional, S256 only, verifier 43-128 chars; credentials Basic or body;
@@ -63,6 +76,7 @@ class Twitter(Provider):
         ("POST", r"api\.(?:x|twitter)\.com/2/oauth2/token", "token"),
         ("POST", r"api\.(?:x|twitter)\.com/2/oauth2/revoke", "revoke"),
         ("GET", r"api\.(?:x|twitter)\.com/2/users/me", "me"),
+        ("GET", r"api\.(?:x|twitter)\.com/2/users/(?P<user_id>\d+)/tweets", "tweets"),
     )
     ACCOUNT = {"id": "1460000000000000000", "name": "Demo Poster", "username": "demoposter"}
     SPEC = AuthorizeSpec(scope_sep=" ", pkce="required")
@@ -169,6 +183,52 @@ class Twitter(Provider):
         return json_response({"data": user})
 
 
+    async def tweets(self, request, user_id):
+        fault = await self.gate("tweets")
+        if fault is not None:
+            return fault
+        token, status = self.status(auth_header(request), "access")
+        if status != "ok":
+            return self.problem(401, "Unauthorized", "Unauthorized")
+        if not {"tweet.read", "users.read"} <= set(token.grant.scope):
+            return self.problem(403, "Forbidden", "Missing scopes: tweet.read and users.read are required.")
+        q = request.query
+        try:
+            size = int(q.get("max_results", 10))
+            start = int(q["pagination_token"][len("7140dibdnow9c7btw"):], 36) if q.get("pagination_token") else 0
+            if q.get("pagination_token") and not q["pagination_token"].startswith("7140dibdnow9c7btw"):
+                raise ValueError
+        except ValueError:
+            return self.problem(400, "Invalid Request", "One or more parameters to your request was invalid.")
+        if not 5 <= size <= 100:
+            return self.problem(400, "Invalid Request", f"The `max_results` query parameter value [{size}] is not "
+                                                        "between 5 and 100")
+        fields = [f for f in q.get("tweet.fields", "").split(",") if f]
+        rows = self.records_of("tweets") if user_id == self.account["id"] else []
+        page = rows[start:start + size]
+        meta: dict = {"result_count": len(page)}
+        body: dict = {"meta": meta}
+        if page:
+            body["data"] = [{**{k: t[k] for k in ("id", "text", "edit_history_tweet_ids") if k in t},
+                             **{f: t[f] for f in fields if f in t}} for t in page]
+            meta.update(newest_id=page[0]["id"], oldest_id=page[-1]["id"])
+        if start + size < len(rows):
+            meta["next_token"] = "7140dibdnow9c7btw" + _base36(start + size)
+        if start:
+            meta["previous_token"] = "7140dibdnow9c7btw" + _base36(max(0, start - size))
+        return json_response(body)
+
+
+def _base36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+        if not n:
+            return out
+
+
 class LinkedIn(Provider):
     NAME = "LINKEDIN"
     URLS = {
@@ -183,6 +243,7 @@ class LinkedIn(Provider):
         ("POST", r"www\.linkedin\.com/oauth/v2/revoke", "revoke"),
         ("POST", r"www\.linkedin\.com/oauth/v2/introspectToken", "introspect"),
         ("GET", r"api\.linkedin\.com/v2/userinfo", "userinfo"),
+        ("GET", r"api\.linkedin\.com/rest/posts", "posts"),
     )
     ACCOUNT = {"sub": "782bbtaQ", "name": "Demo Member", "given_name": "Demo", "family_name": "Member",
                "email": "member@example.com", "email_verified": True, "locale": {"country": "US", "language": "en"}}
@@ -282,6 +343,47 @@ class LinkedIn(Provider):
             return json_response({"serviceErrorCode": 100, "code": "ACCESS_DENIED", "status": 403,
                                   "message": "Not enough permissions to access: userinfo.GET.NO_VERSION"}, 403)
         return json_response(dict(self.account))
+
+
+    async def posts(self, request):
+        fault = await self.gate("posts")
+        if fault is not None:
+            return fault
+        token, status = self.status(auth_header(request), "access")
+        if status != "ok":
+            return json_response({"serviceErrorCode": 65600, "message": "Invalid access token", "status": 401}, 401)
+        version = request.headers.get("LinkedIn-Version", "")
+        if not version:
+            return json_response({"status": 400, "code": "VERSION_MISSING", "message": "A version must be present. "
+                                  "Please specify a version by adding the LinkedIn-Version header."}, 400)
+        if not (len(version) == 6 and version.isdigit()):
+            return json_response({"status": 426, "code": "NONEXISTENT_VERSION",
+                                  "message": f"Requested version {version} is not active"}, 426)
+        if request.headers.get("X-Restli-Protocol-Version") != "2.0.0":
+            return json_response({"status": 400, "code": "ILLEGAL_ARGUMENT", "message": "This endpoint needs "
+                                  "Rest.li protocol 2.0.0 (X-Restli-Protocol-Version)"}, 400)
+        q = request.query
+        if q.get("q") != "author" or not q.get("author"):
+            return json_response({"status": 400, "code": "ILLEGAL_ARGUMENT",
+                                  "message": "q=author and author are required"}, 400)
+        if "r_member_social" not in token.grant.scope or q["author"] != f"urn:li:person:{self.account['sub']}":
+            return json_response({"serviceErrorCode": 100, "code": "ACCESS_DENIED", "status": 403, "message":
+                                  "Not enough permissions to access: partnerApiPostsExternal.FINDER-author.20251001"},
+                                 403)
+        try:
+            start, count = int(q.get("start", 0)), int(q.get("count", 10))
+        except ValueError:
+            return json_response({"status": 400, "code": "ILLEGAL_ARGUMENT", "message": "bad start or count"}, 400)
+        if start < 0 or not 1 <= count <= 100:
+            return json_response({"status": 400, "code": "ILLEGAL_ARGUMENT",
+                                  "message": "start must be >= 0 and count between 1 and 100"}, 400)
+        rows = self.records_of("posts")
+        paging: dict = {"start": start, "count": count, "links": [], "total": len(rows)}
+        if start + count < len(rows):
+            paging["links"].append({"type": "application/json", "rel": "next",
+                                    "href": f"/rest/posts?q=author&author={q['author']}&start={start + count}"
+                                            f"&count={count}"})
+        return json_response({"elements": rows[start:start + count], "paging": paging})
 
 
 class Discord(Provider):

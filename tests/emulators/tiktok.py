@@ -8,6 +8,13 @@ TIKTOK quirks enforced:
 - refresh rotates: the old refresh token dies once a new one is issued;
 - the API answers ``{"data":..., "error":{"code":"ok",...}}`` and 401
   ``access_token_invalid``; throttling is 429 ``rate_limit_exceeded``.
+- ``POST /v2/video/list/?fields=...`` (``calls["videos"]``, scope
+  ``video.list``, else 401 ``scope_not_authorized``): JSON body
+  ``{max_count (1-20, default 10), cursor}``; serves ``records_of("videos")``
+  (newest first, ``create_time`` in epoch seconds) filtered by ``fields``;
+  ``cursor`` is a UTC epoch in milliseconds (videos created before it), the
+  answer's ``data.cursor`` is the last video's create_time in ms, with
+  ``data.has_more``.
 
 TIKTOK_ADS quirks enforced:
 - authorize takes ``app_id``, ``state``, ``redirect_uri`` and redirects with
@@ -19,6 +26,12 @@ TIKTOK_ADS quirks enforced:
   40104 (no Access-Token header), 40105 (bad token), 40100 (rate limit);
 - the API wants the ``Access-Token`` header, not ``Authorization: Bearer``;
 - the long-term token never expires and has no refresh token.
+- ``GET /open_api/v1.3/campaign/get/?advertiser_id=&page=&page_size=``
+  (``calls["campaigns"]``): ``advertiser_id`` must be one of the token's
+  advertisers (else 40001), ``page`` from 1, ``page_size`` 1-1000 (default
+  10); serves ``records_of("campaigns")`` rows whose ``advertiser_id``
+  matches, as ``data.list`` with ``data.page_info {page, page_size,
+  total_number, total_page}``.
 
 ``account`` is TIKTOK's ``data.user`` object (filtered by ``fields``) and
 TIKTOK_ADS's ``data`` object; ``advertiser_ids`` and ``scope_ids`` are the
@@ -67,6 +80,7 @@ class TikTok(Provider):
         ("POST", r"open\.tiktokapis\.com/v2/oauth/token/", "token"),
         ("POST", r"open\.tiktokapis\.com/v2/oauth/revoke/", "revoke"),
         ("GET", r"open\.tiktokapis\.com/v2/user/info/", "user_info"),
+        ("POST", r"open\.tiktokapis\.com/v2/video/list/", "video_list"),
     )
     ACCOUNT = {
         "open_id": "-000OR8pXT0bH1rUQhVA0AHfRGwV6yfJTgRo",
@@ -170,6 +184,40 @@ class TikTok(Provider):
     def _api_error(self, status: int, code: str, message: str) -> web.Response:
         return json_response({"data": {}, "error": {"code": code, "message": message, "log_id": log_id()}}, status)
 
+    VIDEO_FIELDS = {"id", "create_time", "cover_image_url", "share_url", "video_description", "duration",
+                    "height", "width", "title", "embed_html", "embed_link", "like_count", "comment_count",
+                    "share_count", "view_count"}
+
+    async def video_list(self, request):
+        body = await read_json(request)
+        fault = await self.gate("videos")
+        if fault is not None:
+            return fault
+        token, status = self.status(auth_header(request), "access")
+        if status != "ok":
+            return self._api_error(401, "access_token_invalid",
+                                   "The access token is invalid or not found in the request.")
+        if "video.list" not in token.grant.scope:
+            return self._api_error(401, "scope_not_authorized",
+                                   "The user did not authorize the scope required for completing this request.")
+        fields = [f for f in request.query.get("fields", "").split(",") if f]
+        if not fields or not set(fields) <= self.VIDEO_FIELDS:
+            return self._api_error(400, "invalid_params", f"invalid fields {fields}")
+        if body is None:
+            return self._api_error(400, "invalid_params", "the request body must be JSON (Content-Type: "
+                                                          "application/json)")
+        max_count, cursor = body.get("max_count", 10), body.get("cursor")
+        if not isinstance(max_count, int) or not 1 <= max_count <= 20:
+            return self._api_error(400, "invalid_params", "max_count must be between 1 and 20")
+        if cursor is not None and not isinstance(cursor, int):
+            return self._api_error(400, "invalid_params", "cursor must be an int64 (epoch milliseconds)")
+        rows = [v for v in self.records_of("videos") if cursor is None or int(v["create_time"]) * 1000 < cursor]
+        page = rows[:max_count]
+        videos = [{f: v[f] for f in fields if f in v} for v in page]
+        next_cursor = int(page[-1]["create_time"]) * 1000 if page else (cursor or 0)
+        return json_response({"data": {"videos": videos, "cursor": next_cursor, "has_more": len(rows) > max_count},
+                              "error": {"code": "ok", "message": "", "log_id": log_id()}})
+
 
 class TikTokAds(Provider):
     NAME = "TIKTOK_ADS"
@@ -184,6 +232,7 @@ class TikTokAds(Provider):
         ("POST", r"business-api\.tiktok\.com/open_api/v1\.3/oauth2/access_token/", "token"),
         ("POST", r"business-api\.tiktok\.com/open_api/v1\.3/oauth2/revoke_token/", "revoke"),
         ("GET", r"business-api\.tiktok\.com/open_api/v1\.3/user/info/", "user_info"),
+        ("GET", r"business-api\.tiktok\.com/open_api/v1\.3/campaign/get/", "campaigns"),
     )
     CODE_TTL = 3600
     ACCOUNT = {"id": "7012345678901234567", "display_name": "Demo Advertiser", "email": "ads@example.com"}
@@ -263,3 +312,32 @@ class TikTokAds(Provider):
         if status != "ok":
             return self.envelope(40105, "Access token is incorrect or has been revoked.")
         return self.envelope(data=dict(self.account))
+
+    async def campaigns(self, request):
+        fault = await self.gate("campaigns")
+        if fault is not None:
+            return fault
+        value = request.headers.get("Access-Token")
+        if not value:
+            return self.envelope(40104, "Access token is null, you should set it in http header "
+                                        "with key Access-Token.")
+        _token, status = self.status(value, "access")
+        if status != "ok":
+            return self.envelope(40105, "Access token is incorrect or has been revoked.")
+        q = request.query
+        advertiser = q.get("advertiser_id")
+        if not advertiser:
+            return self.envelope(40002, "advertiser_id: Missing data for required field.")
+        if advertiser not in self.advertiser_ids:
+            return self.envelope(40001, f"No permission to operate advertiser {advertiser}.")
+        try:
+            page, size = int(q.get("page", 1)), int(q.get("page_size", 10))
+        except ValueError:
+            return self.envelope(40002, "page and page_size must be integers.")
+        if page < 1 or not 1 <= size <= 1000:
+            return self.envelope(40002, "page must be >= 1 and page_size between 1 and 1000.")
+        rows = [c for c in self.records_of("campaigns") if str(c.get("advertiser_id")) == advertiser]
+        total_page = (len(rows) + size - 1) // size
+        return self.envelope(data={"list": rows[(page - 1) * size: page * size],
+                                   "page_info": {"page": page, "page_size": size, "total_number": len(rows),
+                                                 "total_page": total_page}})

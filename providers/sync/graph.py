@@ -1,0 +1,78 @@
+"""Meta Graph API list edges (Instagram, Facebook, Meta Ads): cursor paging and error shapes.
+
+An edge answers ``{"data": [...], "paging": {"cursors": {"before", "after"},
+"next"}}``; ``next`` is absent on the last page (``after`` may still be
+there), so a page is the last one when it has no ``next``. Errors are
+``{"error": {"message", "type", "code", "error_subcode"}}``: code 190 (and
+102) is a dead token, sent with HTTP 400, so it needs reading here; the
+throttling codes 4/17/32/613/80000+ are turned into RateLimited by the
+adapter (``providers.adapters.meta._Graph.rate_limit``) before this runs.
+"""
+
+from __future__ import annotations
+
+from nexusctl.errors import TokenExpired
+from providers.sync.base import Page
+
+GRAPH_DEAD_CODES = {190, 102}
+
+
+def graph_check(provider: str):
+    def check(reply) -> None:
+        if reply.status >= 400 and reply.get("error", "code") in GRAPH_DEAD_CODES:
+            raise TokenExpired(f"{provider}: the access token was refused (Graph error "
+                               f"{reply.get('error', 'code')}/{reply.get('error', 'error_subcode', default='-')})",
+                               provider=provider)
+    return check
+
+
+async def graph_edge(api, path: str, params: dict, after: str | None, provider: str):
+    """One page of an edge: (rows, the cursor of the next page or None)."""
+    reply = await api.get(path, params={**params, "after": after}, check=graph_check(provider))
+    rows = [r for r in reply.get("data") or [] if isinstance(r, dict) and r.get("id")]
+    after = reply.get("paging", "cursors", "after")
+    more = bool(reply.get("paging", "next")) and bool(after)
+    return rows, (str(after) if more else None)
+
+
+async def graph_all(api, path: str, params: dict, provider: str) -> list[dict]:
+    """Every row of a short edge (a user's pages, ad accounts)."""
+    rows, after = [], None
+    while True:
+        page, after = await graph_edge(api, path, params, after, provider)
+        rows += page
+        if after is None:
+            return rows
+
+
+def _start(containers: list[dict], resume: dict | None) -> tuple[int, str | None]:
+    """Where a resumed run starts: the stored container (found by id, it may have moved) and cursor."""
+    if not resume:
+        return 0, None
+    ids = [str(c["id"]) for c in containers]
+    if resume.get("container") in ids:
+        return ids.index(resume["container"]), resume.get("after")
+    # The container is gone: carry on at its old position, from the start of whatever is there now.
+    return min(int(resume.get("index") or 0), len(containers)), None
+
+
+async def edges_of_each(api, resume, containers: list[dict], path_of, params: dict, provider: str, item_of):
+    """Pages of one edge for each container in turn (a user's pages' posts, ad accounts' campaigns).
+
+    ``resume`` is ``{"container": id, "index": i, "after": cursor}``: the container being read (its id and
+    position) and the cursor inside it (None: its first page).
+    """
+    index, after = _start(containers, resume)
+    if index >= len(containers):
+        yield Page([], None)
+        return
+    while index < len(containers):
+        container = containers[index]
+        rows, after = await graph_edge(api, path_of(container), params, after, provider)
+        items = [item_of(container, r) for r in rows]
+        if after is None:
+            index += 1
+        if index >= len(containers):
+            yield Page(items, None)
+            return
+        yield Page(items, {"container": str(containers[index]["id"]), "index": index, "after": after})
