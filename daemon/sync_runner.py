@@ -1,12 +1,17 @@
-"""Sync runs inside the daemon: started by the API, recovered after a crash.
+"""Sync runs inside the daemon: started by the API or a schedule, recovered after a crash.
 
 ``submit(log_ids)`` runs PENDING logs in the background (at most
-SYNC_CONCURRENCY at once). Every RECOVER_SECONDS the runner also looks for
+SYNC_CONCURRENCY at once). Every SYNC_POLL_INTERVAL the runner also looks for
 work a dead process left behind: PENDING logs older than STALE_PENDING (the
 process that created them died before starting them) are run here, and
 IN_PROGRESS logs whose run lease has expired are marked FAILED ("interrupted")
 so their next run resumes from the stored cursor. Starting a log is a
 conditional PENDING -> IN_PROGRESS update, so two daemons never run one log.
+
+Scheduled syncs (metadata.syncSchedule): each pass claims integrations whose
+``next_sync_at`` has come by moving it to the next time with a conditional
+UPDATE (the daemon whose update lands starts the run), then runs every action
+of the provider.
 """
 
 from __future__ import annotations
@@ -23,8 +28,44 @@ from nexusctl.errors import SyncFailed
 log = logging.getLogger(__name__)
 
 SYNC_CONCURRENCY = 4
-RECOVER_SECONDS = 30.0
 STALE_PENDING = dt.timedelta(minutes=2)
+
+
+def claim_scheduled(limit: int = 50) -> list:
+    """Integrations whose scheduled sync is due, each claimed by moving its next time on."""
+    from db.models import Integration
+    from nexusctl.core import schedules
+
+    now = utcnow()
+    due = list(Integration.select(Integration.id, Integration.next_sync_at, Integration.metadata).where(
+        Integration.next_sync_at.is_null(False) & (Integration.next_sync_at <= now) & Integration.is_active)
+        .order_by(Integration.next_sync_at).limit(limit))
+    claimed = []
+    for row in due:
+        try:
+            upcoming = schedules.next_for(row.metadata, now)
+        except Exception:  # noqa: BLE001 - a schedule that no longer parses: stop scheduling it
+            upcoming = None
+        # Still due? Then this daemon moves it on and runs it; another daemon's update finds it in the future.
+        moved = Integration.update(next_sync_at=upcoming).where(
+            (Integration.id == row.id) & (Integration.next_sync_at <= now)).execute()
+        if moved:
+            claimed.append(row.id)
+    return claimed
+
+
+def plan_scheduled(integration_ids) -> list:
+    from nexusctl.core import sync_runs
+
+    logs = []
+    for integration_id in integration_ids:
+        try:
+            logs += sync_runs.plan(integration_id, None, trigger="schedule")
+        except SyncFailed as exc:  # the previous run is still going: this slot is skipped
+            log.info("scheduled sync of %s skipped: %s", integration_id, exc.message)
+        except Exception as exc:  # noqa: BLE001 - an integration without sync actions, a race with delete
+            log.info("scheduled sync of %s skipped: %s", integration_id, getattr(exc, "message", exc))
+    return logs
 
 
 def stale_work(limit: int = 50) -> tuple[list, list]:
@@ -51,6 +92,7 @@ def stale_work(limit: int = 50) -> tuple[list, list]:
 class SyncRunner:
     def __init__(self, services) -> None:
         self._svc = services
+        self._interval = services.settings.sync_poll_seconds
         self._gate = asyncio.Semaphore(SYNC_CONCURRENCY)
         self._tasks: set[asyncio.Task] = set()
         self._loop_task: asyncio.Task | None = None
@@ -91,6 +133,9 @@ class SyncRunner:
                                         SyncFailed("interrupted: the process running it stopped; the next run "
                                                    "resumes from its cursor"))
                 self.submit(pending)
+                due = await self._svc.run(claim_scheduled)
+                if due:
+                    self.submit([row.id for row in await self._svc.run(plan_scheduled, due)])
             except Exception:  # noqa: BLE001 - the database may be away; try again next round
                 log.warning("sync recovery pass failed", exc_info=True)
-            await asyncio.sleep(RECOVER_SECONDS)
+            await asyncio.sleep(self._interval)

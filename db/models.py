@@ -53,6 +53,8 @@ class Integration(BaseModel):
     # One refresher at a time (see nexusctl.core.refresh); the token fences its write.
     refresh_lease_until = UTCDateTimeField(null=True)
     refresh_lease_token = peewee.UUIDField(null=True)
+    # When metadata.syncSchedule next runs (partial index, migration 0008); None: not scheduled.
+    next_sync_at = UTCDateTimeField(null=True)
 
     class Meta:
         table_name = "integrations"
@@ -62,6 +64,7 @@ class Integration(BaseModel):
             (("created_at", "id"), False),
             (("user_id", "provider", "account_id"), True),
             (("expires_at",), False),  # partial: WHERE is_active (migration 0004), for the refresh sweep
+            (("next_sync_at",), False),  # partial: WHERE next_sync_at IS NOT NULL (migration 0008)
         )
 
 

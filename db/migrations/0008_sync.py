@@ -8,12 +8,14 @@
   run every row another run saw last is `.deleted`.
 - integration_sync_logs (status, created_at): the daemon finds PENDING runs
   (API starts, content.published) without scanning the history.
+- integrations.next_sync_at (partial index where set): when metadata.syncSchedule
+  next runs; the daemon claims due rows with a conditional UPDATE.
 
 Frozen definitions: never import db.models here.
 """
 import uuid
 
-from peewee import CharField, ForeignKeyField, JSONField, Model, UUIDField
+from peewee import SQL, CharField, ForeignKeyField, JSONField, Model, UUIDField
 
 from db.fields import UTCDateTimeField, utcnow
 
@@ -60,9 +62,17 @@ def _tables(db):
 
 def up(migrator, db):
     db.create_tables(_tables(db))
-    migrator.migrate(migrator.add_index("integration_sync_logs", ("status", "created_at")))
+    migrator.migrate(
+        migrator.add_index("integration_sync_logs", ("status", "created_at")),
+        migrator.add_column("integrations", "next_sync_at", UTCDateTimeField(null=True)),
+        migrator.add_index("integrations", ("next_sync_at",), where=SQL("next_sync_at IS NOT NULL")),
+    )
 
 
 def down(migrator, db):
-    migrator.migrate(migrator.drop_index("integration_sync_logs", "integration_sync_logs_status_created_at"))
+    migrator.migrate(
+        migrator.drop_index("integrations", "integrations_next_sync_at"),
+        migrator.drop_column("integrations", "next_sync_at"),
+        migrator.drop_index("integration_sync_logs", "integration_sync_logs_status_created_at"),
+    )
     db.drop_tables(list(reversed(_tables(db))))

@@ -8,13 +8,14 @@ from db.database import database_proxy
 from db.fields import utcnow
 from db.models import Integration, IntegrationSyncLog, Webhook, WebhookDelivery
 from db.secrets import public_fields
-from nexusctl.core import events
+from nexusctl.core import events, schedules
 from nexusctl.core.ids import parse_uuid
 from nexusctl.core.paging import Page, newest_first
 from nexusctl.enums import Provider
 from nexusctl.errors import IntegrationNotFound, UsageProblem
 
 NAME_MAX = 255
+SERVICE_METADATA = "provider"
 
 
 def get(integration_id, *, owner_id=None) -> Integration:
@@ -46,7 +47,8 @@ def list_page(
 
 
 def update(integration_id, *, name=None, is_active=None, metadata=None, owner_id=None) -> Integration:
-    """Change the display name, the active flag or the metadata (replaced whole)."""
+    """Change the display name, the active flag or the metadata (replaced whole, except the provider facts
+    the service keeps under metadata.provider); metadata.syncSchedule sets when the integration syncs."""
     if name is None and is_active is None and metadata is None:
         raise UsageProblem("nothing to update: give a name, isActive or metadata")
     changes = {}
@@ -58,11 +60,16 @@ def update(integration_id, *, name=None, is_active=None, metadata=None, owner_id
         if not isinstance(is_active, bool):
             raise UsageProblem("isActive must be true or false", field="isActive")
         changes[Integration.is_active] = is_active
+    row = get(integration_id, owner_id=owner_id)
     if metadata is not None:
         if not isinstance(metadata, dict):
             raise UsageProblem("metadata must be a JSON object", field="metadata")
-        changes[Integration.metadata] = metadata
-    row = get(integration_id, owner_id=owner_id)
+        # metadata.provider is the service's own (tenant, instance URL, data centre ...): a client that
+        # sends back what it read, or anything else there, cannot change it.
+        mine = {k: v for k, v in metadata.items() if k != SERVICE_METADATA}
+        kept = {k: v for k, v in (row.metadata or {}).items() if k == SERVICE_METADATA}
+        changes[Integration.metadata] = {**mine, **kept}
+        changes[Integration.next_sync_at] = schedules.next_for(metadata, utcnow())
     changes[Integration.updated_at] = utcnow()
     Integration.update(changes).where(Integration.id == row.id).execute()
     return get(row.id)

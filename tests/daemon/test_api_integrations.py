@@ -87,6 +87,9 @@ def _requests(row_id, hook_id="h", delivery_id="d"):
         ("POST", "/integrations/api-key"): ("POST", "/integrations/api-key", {
             "userId": str(OWNER), "provider": "SENDGRID", "apiKey": "SG.matrix.key"}),
         ("POST", "/integrations/{id}/refresh"): ("POST", f"/integrations/{row_id}/refresh", None),
+        ("POST", "/integrations/{id}/sync"): ("POST", f"/integrations/{row_id}/sync", {"action": "fetch_posts"}),
+        ("POST", "/integrations/events/ingest"): ("POST", "/integrations/events/ingest", {
+            "type": "content.published", "data": {"userId": str(OWNER), "contentId": "c-1"}}),
     }
 
 
@@ -119,6 +122,8 @@ CALLERS = {
 async def test_authorization_matrix(api, owned, route, caller):
     method, path, body = _requests(owned.id, owned.hook_id, owned.delivery_id)[route]
     token, expected = CALLERS[caller]
+    if route[1] == "/integrations/events/ingest" and caller in ("owner", "other user"):
+        expected = 403  # users cannot speak for the platform (user.deleted ...): service or admin only
     headers = bearer(token() if callable(token) else token) if token else {}
     response = await api.request(method, path, json=body, headers=headers)
     payload = await response.json()

@@ -151,7 +151,8 @@ def launch_stack(kind: str, work: Path, emulators, pg_template, extra_env: dict 
     env.update(emulators.env())
     env.update(NODE_ENV="test", NEXUS_DATA_DIR=str(work / "data"), JWT_SECRET=JWT_SECRET,
                ENCRYPTION_KEY=ENCRYPTION_KEY, PUBLIC_URL=f"http://127.0.0.1:{port}", FRONTEND_URL=FRONTEND,
-               PORT=str(port), REFRESH_SWEEP_INTERVAL="1")  # the daemons sweep every second (window 10 min)
+               PORT=str(port), REFRESH_SWEEP_INTERVAL="1",  # the daemons sweep every second (window 10 min)
+               SYNC_POLL_INTERVAL="1")
     with _database(kind, work, pg_template) as url:
         env["DATABASE_URL"] = url
         if kind == "postgres":  # the scale-out shape: OAuth states in Redis

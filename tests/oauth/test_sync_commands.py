@@ -98,3 +98,28 @@ def test_cli_sync_refuses_bad_input_with_one_line(stack, fresh_emulators):
         result = stack.cli(*args)
         assert result.returncode != 0 and text in result.stderr, (args, result.stderr)
         assert "Traceback" not in result.stderr
+
+
+def test_a_scheduled_sync_runs_by_itself_when_due(stack, fresh_emulators):
+    user, integration = _connected(stack, "SLACK")
+    stack.emulators["SLACK"].set_records("channels", _channels(12))
+    before = stack.api("GET", f"/integrations/{integration}", user=user).json()["data"]["metadata"]
+    bad = stack.api("PATCH", f"/integrations/{integration}", user=user, body={"metadata": {"syncSchedule": "1m"}})
+    assert bad.status == 400 and "at least 5 minutes" in bad.text
+    patched = stack.api("PATCH", f"/integrations/{integration}", user=user,
+                        body={"metadata": {"syncSchedule": "1h", "team": "growth", "provider": {"tenant": "evil"}}})
+    assert patched.status == 200, patched.text
+    metadata = patched.json()["data"]["metadata"]
+    # The provider facts the service keeps are not the client's to change.
+    assert metadata["provider"] == before["provider"] and metadata["team"] == "growth"
+
+    _write(stack, "UPDATE integrations SET next_sync_at = %s WHERE id = %s",
+           "2020-01-01 00:00:00.000000" if stack.database_url.startswith("sqlite") else "2020-01-01T00:00:00Z", integration)
+    deadline = time.monotonic() + 20
+    while not [row for row in _logs(stack, integration, user) if row["status"] == "COMPLETED"]:
+        assert time.monotonic() < deadline, "the daemon did not start the scheduled sync"
+        time.sleep(0.2)  # polling what the daemon does on its own
+    (log,) = _logs(stack, integration, user)
+    assert log["metadata"]["trigger"] == "schedule" and log["itemsProcessed"] == 12
+    (upcoming,) = stack.sql("SELECT next_sync_at FROM integrations WHERE id = %s", integration)[0]
+    assert str(upcoming) > "2026"  # moved on by an hour from now, not left in the past
