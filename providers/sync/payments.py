@@ -71,7 +71,7 @@ def _text(value: dt.datetime) -> str:
 
 
 async def paypal_transactions(api, resume):
-    if resume:
+    if resume and resume.get("from") and resume.get("until"):
         start, until, page = _time(resume["from"]), _time(resume["until"]), int(resume.get("page") or 1)
     else:
         until = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
