@@ -54,7 +54,14 @@ async def call(session: aiohttp.ClientSession, provider: str, method: str, url: 
     started = time.monotonic()
     try:
         async with session.request(method, url, timeout=TIMEOUT, allow_redirects=False, **kwargs) as response:
-            raw = await response.content.read(MAX_REPLY_BYTES + 1)
+            # read(n) returns what is buffered (often one 64 KiB chunk), not n bytes: read up to the end.
+            chunks, size = [], 0
+            async for chunk in response.content.iter_chunked(65536):
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > MAX_REPLY_BYTES:
+                    break
+            raw = b"".join(chunks)
             status, headers = response.status, dict(response.headers)
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
         raise ProviderError(f"{provider}: could not reach {host} ({type(exc).__name__})", provider=provider) from None
@@ -104,13 +111,17 @@ def _header(reply: Reply, name: str) -> str | None:
     return None
 
 
-_FIELDS = ("error", "error_description", "message", "status", "error_code")
+_FIELDS = ("error", "error_description", "message", "status", "error_code", "errorCode", "detail")
 
 
 def describe(reply: Reply, secrets: tuple = (), prefix: str = "") -> str:
     """A short, secret-free summary of a provider's error body."""
     body = reply.body
     parts: list[str] = []
+    if isinstance(body, dict) and isinstance(body.get("errors"), list) and body["errors"]:
+        body = body["errors"]  # SendGrid, Zapier, GraphQL: {"errors": [{...}, ...]}
+    if isinstance(body, list):  # Salesforce: [{"message", "errorCode"}]; the first error tells
+        body = body[0] if body and isinstance(body[0], dict) else str(body[0]) if body else None
     if isinstance(body, dict):
         nested = body.get("error")
         if isinstance(nested, dict):  # Graph / TikTok: {"error": {"code", "message"}}

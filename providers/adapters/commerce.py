@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import re
 from urllib.parse import urlencode, urlsplit
 
@@ -35,13 +36,30 @@ def normalise_shop(value) -> str:
     return text
 
 
+def throttle_wait(cost) -> int | None:
+    """Seconds until the bucket holds the query's cost: (requested - currentlyAvailable) / restoreRate."""
+    status = cost.get("throttleStatus") if isinstance(cost, dict) else None
+    if not isinstance(status, dict):
+        return None
+    try:
+        requested = float(cost.get("requestedQueryCost") or 0)
+        available = float(status.get("currentlyAvailable") or 0)
+        rate = float(status.get("restoreRate") or 0)
+    except (TypeError, ValueError):
+        return None
+    if rate <= 0:
+        return None
+    return max(1, math.ceil(round((requested - available) / rate, 3)))
+
+
 class Shopify(OAuth2Adapter):
     def rate_limit(self, reply):
-        # GraphQL throttling comes as HTTP 200 with errors[].extensions.code == THROTTLED.
+        # GraphQL throttling comes as HTTP 200 with errors[].extensions.code == THROTTLED; the cost extension
+        # says how many points the query needs, how many are available and how fast they come back.
         errors = reply.get("errors") if isinstance(reply.body, dict) else None
         if isinstance(errors, list) and any(isinstance(e, dict) and (e.get("extensions") or {}).get("code")
                                             == "THROTTLED" for e in errors):
-            return None
+            return throttle_wait(reply.get("extensions", "cost"))
         return False
 
     def authorization_url(self, state: str, verifier, tenant=None) -> str:

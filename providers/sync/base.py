@@ -9,13 +9,15 @@ cancelled continues next time from where it stopped; it also decides what
 changed (fingerprints), emits the events and writes the sync log.
 
 ``SyncApi`` makes the calls: the integration's access token in the header the
-provider wants, its per-tenant base URL, and the provider's throttling signals
+provider wants (``bearer``, ``oauth``, a header name, or ``basic`` for a
+``key:secret`` pair such as WooCommerce's consumer key and secret), its per-tenant base URL, and the provider's throttling signals
 turned into ``RateLimited`` (with the wait when the provider says) and a
 refused token into ``TokenExpired`` (the engine refreshes once and retries).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -72,13 +74,23 @@ class SyncApi:
 
     def _auth(self, headers: dict) -> dict:
         token = self.tokens.access_token
-        if self.auth_header == "bearer":
+        if self.auth_header == "basic":  # WooCommerce keys, stored as "consumer_key:consumer_secret"
+            headers["Authorization"] = "Basic " + base64.b64encode(token.encode()).decode()
+        elif self.auth_header == "bearer":
             headers["Authorization"] = f"Bearer {token}"
         elif self.auth_header == "oauth":
             headers["Authorization"] = f"OAuth {token}"
         else:
             headers[self.auth_header] = token
         return headers
+
+    def _secrets(self) -> tuple:
+        """What must never appear in an error message: the token (and, for Basic, each half of it)."""
+        token = self.tokens.access_token
+        if self.auth_header == "basic":
+            key, _, secret = token.partition(":")
+            return (token, key, secret, base64.b64encode(token.encode()).decode())
+        return (token,)
 
     async def request(self, method: str, path: str, *, params: dict | None = None, json_body: Any = None,
                       headers: dict | None = None, check=None) -> Reply:
@@ -90,7 +102,7 @@ class SyncApi:
         if json_body is not None:
             kwargs["json"] = json_body
         self.calls += 1
-        secrets = (self.tokens.access_token,)
+        secrets = self._secrets()
         reply = await self.adapter.http(method, self.url(path), secrets=secrets, **kwargs)
         self.adapter._check_throttle(reply)  # provider-specific signals besides 429 (handled in http.call)
         if check is not None:

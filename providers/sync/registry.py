@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from nexusctl.enums import Provider
 from nexusctl.errors import UsageProblem
-from providers.sync import ads, chat, social
+from providers.sync import ads, automation, chat, commerce, crm, marketing, payments, social
 from providers.sync.base import SyncAction
 
 # How each provider wants its access token sent (the rest: Authorization: Bearer).
-AUTH_HEADER = {Provider.SHOPIFY: "X-Shopify-Access-Token", Provider.TIKTOK_ADS: "Access-Token"}
+AUTH_HEADER = {Provider.SHOPIFY: "X-Shopify-Access-Token", Provider.TIKTOK_ADS: "Access-Token",
+               Provider.WOOCOMMERCE: "basic"}  # WooCommerce: the consumer key and secret as HTTP Basic
 
 ACTIONS: dict[Provider, dict[str, SyncAction]] = {}
-for module in (chat, social, ads):
+for module in (chat, social, ads, commerce, crm, marketing, payments, automation):
     for provider, actions in module.ACTIONS.items():
         ACTIONS.setdefault(Provider(provider), {}).update({a.name: a for a in actions})
 

@@ -6,7 +6,10 @@ ZAPIER quirks enforced:
   (``{"error":"invalid_grant"}`` 400, ``{"error":"invalid_client"}`` 401,
   "Mismatching redirect URI.");
 - refresh returns a new refresh token and the old one dies (treated as rotating);
-- no revocation endpoint; ``/v1/profiles/me`` needs the ``profile`` scope.
+- no revocation endpoint; ``/v1/profiles/me`` needs the ``profile`` scope;
+- ``GET /v2/zaps`` (gate ``zaps``): ``limit`` 1-100 (default 10), ``offset``,
+  ``links.next``/``prev`` (null at the ends), ``meta.count``; needs ``zap`` or
+  ``zap:all`` (else 403 permission_denied); rows from ``records_of("zaps")``.
 
 SLACK quirks enforced:
 - ``scope`` and ``user_scope`` are comma-separated; PKCE is not used;
@@ -59,6 +62,7 @@ class Zapier(Provider):
         ("GET", r"api\.zapier\.com/v2/authorize", "authorize"),
         ("POST", r"zapier\.com/oauth/token/", "token"),
         ("GET", r"api\.zapier\.com/v1/profiles/me", "me"),
+        ("GET", r"api\.zapier\.com/v2/zaps", "zaps"),
     )
     CODE_TTL = 120
     ACCESS_TTL = 36000
@@ -121,6 +125,35 @@ class Zapier(Provider):
         if "profile" not in token.grant.scope:
             return self.errors(403, "permission_denied", "PermissionDenied", "The token lacks the profile scope.")
         return json_response(dict(self.account))
+
+
+    async def zaps(self, request):
+        """``GET /v2/zaps``: ``limit`` (1-100, default 10) and ``offset``; ``links.next`` / ``links.prev`` are
+        full URLs (null at the ends), ``meta`` ``{count, limit, offset}``; needs the ``zap`` (or ``zap:all``)
+        scope; rows from ``records_of("zaps")`` in the order set."""
+        fault = await self.gate("zaps")
+        if fault is not None:
+            return fault
+        token, status = self.status(auth_header(request), "access")
+        if status != "ok":
+            detail = ("Authentication credentials were not provided." if status == "missing"
+                      else "Invalid or expired token.")
+            return self.errors(401, "not_authenticated", "NotAuthenticated", detail,
+                               {"WWW-Authenticate": 'Bearer realm="api"'})
+        if not {"zap", "zap:all"} & set(token.grant.scope):
+            return self.errors(403, "permission_denied", "PermissionDenied", "The token lacks the zap scope.")
+        try:
+            limit, offset = int(request.query.get("limit", 10)), int(request.query.get("offset", 0))
+        except ValueError:
+            limit = offset = -1
+        if not 1 <= limit <= 100 or offset < 0:
+            return self.errors(400, "invalid", "ValidationError", "limit must be 1-100 and offset not negative")
+        rows = self.records_of("zaps")
+        here = f"{self.emu.base_url}/{self.prefix}/api.zapier.com/v2/zaps"
+        links = {"next": f"{here}?limit={limit}&offset={offset + limit}" if offset + limit < len(rows) else None,
+                 "prev": f"{here}?limit={limit}&offset={max(0, offset - limit)}" if offset > 0 else None}
+        return json_response({"links": links, "meta": {"count": len(rows), "limit": limit, "offset": offset},
+                              "data": rows[offset:offset + limit]})
 
 
 class Slack(Provider):

@@ -7,7 +7,13 @@ HUBSPOT quirks enforced:
 - refresh returns the same refresh token (not rotated); ``expires_in`` 1800;
 - revoke is ``DELETE /oauth/v1/refresh-tokens/{refresh_token}`` (204) and
   kills the grant; who-am-I is ``GET /oauth/v1/access-tokens/{token}``;
-- throttling: 429 ``RATE_LIMIT`` with ``X-HubSpot-RateLimit-*`` headers.
+- throttling: 429 ``RATE_LIMIT`` with ``X-HubSpot-RateLimit-*`` headers;
+- sync lists ``GET /crm/v3/objects/contacts`` and ``GET /marketing/v3/campaigns``
+  (gates ``contacts`` / ``campaigns``): ``limit`` 1-100 (default 10), ``after``
+  from ``paging.next.after`` (no ``paging`` on the last page), ``properties``
+  filters each row's properties; they need ``crm.objects.contacts.read`` /
+  ``marketing.campaigns.read`` (else 403 ``MISSING_SCOPES``); rows from
+  ``records_of("contacts" | "campaigns")``.
 
 SALESFORCE quirks enforced:
 - the token response has no ``expires_in``; it carries ``instance_url``
@@ -20,7 +26,14 @@ SALESFORCE quirks enforced:
 - credentials in the body only; errors ``{error, error_description}`` 400;
 - userinfo / identity URL errors are 403 text ``Bad_OAuth_Token`` /
   ``Missing_OAuth_Token`` (Salesforce's identity-service codes);
-- throttling: 403 ``REQUEST_LIMIT_EXCEEDED`` with ``Sforce-Limit-Info``.
+- throttling: 403 ``REQUEST_LIMIT_EXCEEDED`` with ``Sforce-Limit-Info``;
+- SOQL ``GET {instance}/services/data/vXX.X/query?q=SELECT ... FROM Contact|Campaign``
+  and ``GET .../query/{locator}`` (gate ``query``): rows from
+  ``records_of("contacts" | "campaigns")`` keyed by API field names, batches of
+  ``Sforce-Query-Options: batchSize`` (200-2000, default 2000), ``done`` and
+  ``nextRecordsUrl``; errors ``[{message, errorCode}]`` (401
+  ``INVALID_SESSION_ID``, 400 ``INVALID_FIELD`` / ``INVALID_TYPE`` /
+  ``INVALID_QUERY_LOCATOR``; ``forget_locators()`` drops them as an idle org does).
 
 ``account``: HUBSPOT ``{user, user_id, hub_id, hub_domain, app_id}``;
 SALESFORCE the userinfo fields ``{user_id, organization_id, name, ...}``.
@@ -31,6 +44,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 
 from aiohttp import web
@@ -66,7 +80,13 @@ class HubSpot(Provider):
         ("POST", r"api\.hubapi\.com/oauth/(?:v1|v3|2026-03)/token", "token"),
         ("DELETE", r"api\.hubapi\.com/oauth/v1/refresh-tokens/(?P<value>[^/]+)", "revoke"),
         ("GET", r"api\.hubapi\.com/oauth/v1/access-tokens/(?P<value>[^/]+)", "whoami"),
+        ("GET", r"api\.hubapi\.com/crm/v3/objects/contacts", "contacts"),
+        ("GET", r"api\.hubapi\.com/marketing/v3/campaigns", "campaigns"),
     )
+    # list endpoint -> (records kind, scope it needs, properties sent when none are asked for)
+    LISTS = {"contacts": ("contacts", "crm.objects.contacts.read", ("createdate", "email", "firstname",
+                                                                    "hs_object_id", "lastmodifieddate", "lastname")),
+             "campaigns": ("campaigns", "marketing.campaigns.read", ())}
     ACCOUNT = {"user": "admin@demo.example", "user_id": 1234567, "hub_id": 62515, "hub_domain": "demo.hubspot.com",
                "app_id": 456789}
     SPEC = AuthorizeSpec(response_type=None, scope_sep=" ", pkce="optional")
@@ -158,6 +178,59 @@ class HubSpot(Provider):
         })
 
 
+    async def contacts(self, request):
+        return await self._list(request, "contacts")
+
+    async def campaigns(self, request):
+        return await self._list(request, "campaigns")
+
+    async def _list(self, request, endpoint):
+        """CRM-style list: ``limit`` (1-100, default 10), ``after`` (the ``paging.next.after`` of the previous
+        page), ``properties`` (comma-separated; only those come back). Records as set: ``{id, properties,
+        createdAt, updatedAt, archived}``, in that order."""
+        fault = await self.gate(endpoint)
+        if fault is not None:
+            return fault
+        kind, scope, defaults = self.LISTS[endpoint]
+        token, status = self.status(auth_header(request), "access")
+        if status == "expired":
+            return json_response({"status": "error", "category": "EXPIRED_AUTHENTICATION",
+                                  "message": "The OAuth token used to make this call expired.",
+                                  "correlationId": secrets.token_hex(16)}, 401)
+        if status != "ok":
+            return json_response({"status": "error", "category": "INVALID_AUTHENTICATION",
+                                  "message": "Authentication credentials not found. This API supports OAuth 2.0 "
+                                             "authentication.", "correlationId": secrets.token_hex(16)}, 401)
+        if scope not in token.grant.scope:
+            return json_response({"status": "error", "category": "MISSING_SCOPES",
+                                  "message": "This app hasn't been granted all required scopes to make this call.",
+                                  "correlationId": secrets.token_hex(16),
+                                  "errors": [{"message": "One or more of the following scopes are required.",
+                                              "context": {"requiredGranularScopes": [scope]}}]}, 403)
+        q = request.query
+        try:
+            limit, start = int(q.get("limit", 10)), int(q.get("after") or 0)
+        except ValueError:
+            limit = start = -1
+        if not 1 <= limit <= 100 or start < 0:
+            return json_response({"status": "error", "category": "VALIDATION_ERROR",
+                                  "message": "limit must be 1-100 and after a paging cursor",
+                                  "correlationId": secrets.token_hex(16)}, 400)
+        wanted = [p for p in q.get("properties", "").split(",") if p] or list(defaults)
+        rows = self.records_of(kind)
+        page = []
+        for row in rows[start:start + limit]:
+            props = row.get("properties") or {}
+            page.append({**row, "properties": {p: props.get(p) for p in wanted} if wanted else props})
+        body = {"results": page}
+        if endpoint == "campaigns":
+            body["total"] = len(rows)
+        if start + limit < len(rows):
+            nxt = str(start + limit)
+            body["paging"] = {"next": {"after": nxt, "link": f"{request.url.with_query(None)}?after={nxt}"}}
+        return json_response(body)
+
+
 def _uuidish() -> str:
     h = secrets.token_hex(16)
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
@@ -179,7 +252,11 @@ class Salesforce(Provider):
         ("POST", rf"(?:{HOSTS})/services/oauth2/introspect", "introspect"),
         ("GET|POST", rf"(?:{HOSTS})/services/oauth2/userinfo", "userinfo"),
         ("GET|POST", rf"(?:{HOSTS})/services/oauth2/revoke", "revoke"),
+        ("GET", r"na1\.my\.salesforce\.com/services/data/v(?P<version>\d+\.\d)/query/?", "query"),
+        ("GET", r"na1\.my\.salesforce\.com/services/data/v(?P<version>\d+\.\d)/query/(?P<locator>[^/]+)",
+         "query_more"),
     )
+    SOBJECTS = {"Contact": "contacts", "Campaign": "campaigns"}  # SOQL object -> records kind
     ROTATION = False
     ACCESS_TTL = 7200
     ACCOUNT = {"user_id": "005Dn000001DemoA", "organization_id": "00DDn000000DemoA", "name": "Demo Admin",
@@ -315,6 +392,86 @@ class Salesforce(Provider):
         return json_response({"id": self.identity_url(), "user_id": acc["user_id"],
                               "organization_id": acc["organization_id"], "username": acc.get("preferred_username"),
                               "display_name": acc.get("name"), "email": acc.get("email")})
+
+    def reset(self) -> None:
+        super().reset()
+        self.locators: dict[str, tuple[list[dict], int]] = {}  # query locator -> (rows, next offset)
+
+    @staticmethod
+    def api_error(status: int, code: str, message: str):
+        return json_response([{"message": message, "errorCode": code}], status)
+
+    def _session_error(self, request):
+        _token, status = self.status(auth_header(request), "access")
+        if status != "ok":
+            return self.api_error(401, "INVALID_SESSION_ID", "Session expired or invalid")
+        return None
+
+    def _batch(self, request) -> int:
+        options = dict(part.strip().split("=", 1) for part in request.headers.get("Sforce-Query-Options", "").split(",")
+                       if "=" in part)
+        try:
+            return min(max(int(options.get("batchSize", 2000)), 200), 2000)
+        except ValueError:
+            return 2000
+
+    def _records_page(self, request, version, rows, offset):
+        size = self._batch(request)
+        page = rows[offset:offset + size]
+        body = {"totalSize": len(rows), "done": offset + size >= len(rows), "records": page}
+        if not body["done"]:
+            locator = f"01g{secrets.token_hex(7).upper()}-{offset + size}"
+            with self.lock:
+                self.locators[locator] = (rows, offset + size)
+            body["nextRecordsUrl"] = f"/services/data/v{version}/query/{locator}"
+        return json_response(body)
+
+    async def query(self, request, version):
+        """``GET /services/data/vXX.X/query?q=SELECT f, g FROM Object``: Contact and Campaign from
+        ``records_of("contacts" | "campaigns")`` (rows keyed by API field names, ``Id`` included); the batch
+        size comes from ``Sforce-Query-Options: batchSize=`` (200-2000, default 2000); ``nextRecordsUrl``
+        while ``done`` is false."""
+        fault = await self.gate("query")
+        if fault is not None:
+            return fault
+        error = self._session_error(request)
+        if error is not None:
+            return error
+        match = re.fullmatch(r"\s*SELECT\s+(.+?)\s+FROM\s+(\w+)\s*", request.query.get("q", ""), re.I | re.S)
+        if match is None:
+            return self.api_error(400, "MALFORMED_QUERY", "unexpected token: the emulator reads SELECT ... FROM X")
+        fields = [f.strip() for f in match.group(1).split(",")]
+        kind = self.SOBJECTS.get(match.group(2))
+        if kind is None:
+            return self.api_error(400, "INVALID_TYPE", f"sObject type '{match.group(2)}' is not supported.")
+        rows = []
+        for row in self.records_of(kind):
+            missing = [f for f in fields if f not in row]
+            if missing:
+                return self.api_error(400, "INVALID_FIELD", f"No such column '{missing[0]}' on entity "
+                                                            f"'{match.group(2)}'.")
+            rows.append({"attributes": {"type": match.group(2), "url": f"/services/data/v{version}/sobjects/"
+                                                                       f"{match.group(2)}/{row['Id']}"},
+                         **{f: row[f] for f in fields}})
+        return self._records_page(request, version, rows, 0)
+
+    async def query_more(self, request, version, locator):
+        fault = await self.gate("query")
+        if fault is not None:
+            return fault
+        error = self._session_error(request)
+        if error is not None:
+            return error
+        with self.lock:
+            known = self.locators.get(locator)
+        if known is None:
+            return self.api_error(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
+        return self._records_page(request, version, *known)
+
+    def forget_locators(self) -> None:
+        """As when Salesforce drops idle query locators (about 15 minutes unused)."""
+        with self.lock:
+            self.locators.clear()
 
     async def revoke(self, request):
         form = await read_form(request)

@@ -14,7 +14,14 @@ SHOPIFY quirks enforced:
   dies (Aug-2026 rule);
 - API calls authenticate with ``X-Shopify-Access-Token``; ``Authorization:
   Bearer`` is 401; GraphQL throttling is HTTP 200 ``THROTTLED``, REST 429 +
-  Retry-After.
+  Retry-After;
+- sync lists: GraphQL connections ``products``, ``orders`` and
+  ``inventoryItems`` (``first`` 1-250, ``after`` = an ``endCursor``, answers
+  ``{pageInfo{hasNextPage endCursor ...}, nodes}`` + ``extensions.cost``) serve
+  ``records_of("products" | "orders" | "inventory")`` as nodes; each needs its
+  ``read_*`` scope (else HTTP 200 ``ACCESS_DENIED``); gate endpoints
+  ``products``, ``orders``, ``inventory`` (the ``shop`` query stays ``whoami``);
+  a throttle's ``restoreRate`` makes (cost - available) / rate = Retry-After.
 
 WOOCOMMERCE quirks enforced (as ``WC_Auth`` does):
 - ``GET {store}/wc-auth/v1/authorize`` needs app_name, scope (read, write,
@@ -26,7 +33,12 @@ WOOCOMMERCE quirks enforced (as ``WC_Auth`` does):
   ``success=1&user_id=``; otherwise the key is deleted and the store answers
   401 "Error: An error occurred in the request and at the time were unable to
   send the consumer data." A denial redirects with ``success=0``;
-- the REST API takes HTTP Basic ck:cs (or consumer_key/consumer_secret query).
+- the REST API takes HTTP Basic ck:cs (or consumer_key/consumer_secret query);
+- ``GET /wp-json/wc/v3/products|orders`` (gate ``products`` / ``orders``):
+  ``per_page`` 1-100 (default 10), ``page`` from 1 (past the last: 400
+  ``rest_post_invalid_page_number``), ``orderby=id`` + ``order``; otherwise the
+  records' own (newest-first) order; headers ``X-WP-Total``,
+  ``X-WP-TotalPages``, ``Link`` rel="prev"/"next".
   The real store requires an https callback_url and https API calls; the
   emulator accepts http (it has no TLS).
 
@@ -68,6 +80,10 @@ ACCESS_TTL = 3600
 REFRESH_TTL = 7776000
 
 
+def _cursor(index: int) -> str:
+    return base64.b64encode(f"cursor:{index}".encode()).decode()
+
+
 def shopify_hmac(secret: str, params: dict) -> str:
     message = "&".join(f"{k}={v}" for k, v in sorted(params.items()) if k != "hmac")
     return hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
@@ -91,6 +107,10 @@ class Shopify(Provider):
     ACCOUNT = {"id": "gid://shopify/Shop/548380009", "name": "Demo Shop", "email": "owner@demo.example",
                "currencyCode": "USD"}
     SPEC = AuthorizeSpec(response_type=None, scope_sep=",", pkce="none")
+    # GraphQL connections served from records: field -> (endpoint = records kind, scope it needs)
+    CONNECTIONS = {"products": ("products", "read_products"), "orders": ("orders", "read_orders"),
+                   "inventoryItems": ("inventory", "read_inventory")}
+    GRAPHQL = ("whoami", "products", "orders", "inventory")
     INVALID = "[API] Invalid API key or access token (unrecognized login or wrong password)"
 
     def make_client_id(self) -> str:
@@ -100,7 +120,7 @@ class Shopify(Provider):
         return "shpss_" + secrets.token_hex(16)
 
     def rate_limited(self, endpoint, retry_after):
-        if endpoint == "whoami":  # GraphQL: HTTP 200 with a THROTTLED error and the cost extension
+        if endpoint in self.GRAPHQL:  # GraphQL: HTTP 200 with a THROTTLED error and the cost extension
             cost = {"requestedQueryCost": 50, "actualQueryCost": None,
                     "throttleStatus": {"maximumAvailable": 2000.0, "currentlyAvailable": 0,
                                        "restoreRate": round(50 / max(retry_after, 1), 3)}}
@@ -191,22 +211,74 @@ class Shopify(Provider):
         return token
 
     async def graphql(self, request, shop):
-        fault = await self.gate("whoami")
-        if fault is not None:
-            return fault
-        if self._api_token(request, shop) is None:
-            return json_response({"errors": self.INVALID}, 401)
         body = await read_json(request) or {}
         query = str(body.get("query", ""))
+        connection = re.search(rf"\b({'|'.join(self.CONNECTIONS)})\s*\(", query)
+        fault = await self.gate(self.CONNECTIONS[connection.group(1)][0] if connection else "whoami")
+        if fault is not None:
+            return fault
+        token = self._api_token(request, shop)
+        if token is None:
+            return json_response({"errors": self.INVALID}, 401)
+        if connection:
+            return self._connection(connection.group(1), query, body.get("variables") or {}, token)
         match = re.search(r"\bshop\s*\{([^{}]*)\}", query)
         if not match:
-            return json_response({"errors": [{"message": "The emulator answers only `{ shop { ... } }` queries"}]})
+            return json_response({"errors": [{"message": "The emulator answers only `{ shop { ... } }` and "
+                                                         "connection (products, orders, inventoryItems) queries"}]})
         node = {**self.account, "myshopifyDomain": shop}
         fields = re.findall(r"[A-Za-z_]\w*", match.group(1))
         unknown = [f for f in fields if f not in node]
         if unknown:
             return json_response({"errors": [{"message": f"Field '{unknown[0]}' doesn't exist on type 'Shop'"}]})
         return json_response({"data": {"shop": {f: node[f] for f in fields}}})
+
+    def _connection(self, name, query, variables, token):
+        """A top-level connection page: ``first`` (1-250) and ``after`` (an endCursor) from the variables or
+        literal arguments; nodes are the records as set (``set_records(kind, nodes)``) in that order."""
+        endpoint, scope = self.CONNECTIONS[name]
+        if scope not in token.grant.scope:
+            return json_response({"errors": [{"message": f"Access denied for {name} field. Required access: "
+                                                         f"`{scope}` access scope.",
+                                              "locations": [{"line": 2, "column": 3}], "path": [name],
+                                              "extensions": {"code": "ACCESS_DENIED",
+                                                             "documentation": "https://shopify.dev/api/usage/"
+                                                                              "access-scopes"}}],
+                                  "data": None, "extensions": {"cost": self._cost(0)}})
+        args = re.search(rf"\b{name}\s*\(([^)]*)\)", query).group(1)
+
+        def arg(key):
+            literal = re.search(rf"\b{key}\s*:\s*(\$?\w+|\"[^\"]*\")", args)
+            if literal is None:
+                return None
+            value = literal.group(1)
+            if value.startswith("$"):
+                return variables.get(value[1:])
+            return None if value == "null" else value.strip('"')
+
+        first, after = arg("first"), arg("after")
+        try:
+            first = int(first)
+            start = int(base64.b64decode(after).decode().removeprefix("cursor:")) + 1 if after else 0
+        except (TypeError, ValueError, UnicodeDecodeError):
+            return json_response({"errors": [{"message": "Invalid cursor or `first` argument",
+                                              "extensions": {"code": "BAD_USER_INPUT"}}]})
+        if not 1 <= first <= 250:
+            return json_response({"errors": [{"message": "The first argument must be between 1 and 250",
+                                              "extensions": {"code": "BAD_USER_INPUT"}}]})
+        rows = self.records_of(endpoint)
+        nodes = rows[start:start + first]
+        end = start + len(nodes) - 1
+        info = {"hasNextPage": start + first < len(rows), "hasPreviousPage": start > 0,
+                "startCursor": _cursor(start) if nodes else None, "endCursor": _cursor(end) if nodes else None}
+        return json_response({"data": {name: {"pageInfo": info, "nodes": nodes}},
+                              "extensions": {"cost": self._cost(first + 2)}})
+
+    @staticmethod
+    def _cost(points, available=2000.0):
+        return {"requestedQueryCost": points, "actualQueryCost": points,
+                "throttleStatus": {"maximumAvailable": 2000.0, "currentlyAvailable": available - points,
+                                   "restoreRate": 100.0}}
 
     async def rest_shop(self, request, shop):
         fault = await self.gate("shop")
@@ -235,6 +307,7 @@ class WooCommerce(Provider):
     ROUTES = (
         ("GET", r"shop\.example/wc-auth/v1/authorize", "authorize"),
         ("GET", r"shop\.example/wp-json/?", "index"),
+        ("GET", r"shop\.example/wp-json/wc/v3/(?P<kind>products|orders)", "wc_list"),
     )
     ACCOUNT = {"name": "Demo Woo Store", "description": "Just another WooCommerce store", "timezone_string": "UTC",
                "gmt_offset": 0}
@@ -307,6 +380,56 @@ class WooCommerce(Provider):
         fault = await self.gate("whoami")
         if fault is not None:
             return fault
+        error = self._key_error(request)
+        if error is not None:
+            return error
+        return json_response({**self.account, "url": self.store_url, "home": self.store_url,
+                              "namespaces": ["oembed/1.0", "wc/v1", "wc/v2", "wc/v3", "wc/store/v1", "wp/v2"],
+                              "authentication": [], "routes": {}})
+
+    async def wc_list(self, request, kind):
+        """GET /wp-json/wc/v3/{products,orders}: ``per_page`` (1-100, default 10) and ``page`` (from 1);
+        ``orderby`` id or date (default date) and ``order`` (default desc); records as set are taken to be
+        newest first. Headers X-WP-Total, X-WP-TotalPages and Link rel="next"/"prev" as WordPress sends."""
+        fault = await self.gate(kind)
+        if fault is not None:
+            return fault
+        error = self._key_error(request)
+        if error is not None:
+            return error
+        q = request.query
+        try:
+            per_page, page = int(q.get("per_page", 10)), int(q.get("page", 1))
+        except ValueError:
+            per_page = page = 0
+        if not 1 <= per_page <= 100 or page < 1:
+            return json_response({"code": "rest_invalid_param", "message": "Invalid parameter(s): per_page, page",
+                                  "data": {"status": 400, "params": {"per_page": "per_page must be between 1 "
+                                                                                 "(inclusive) and 100 (inclusive)"}}},
+                                 400)
+        rows = self.records_of(kind)
+        if q.get("orderby") == "id":
+            rows.sort(key=lambda r: int(r["id"]), reverse=q.get("order", "desc") == "desc")
+        elif q.get("order") == "asc":
+            rows.reverse()
+        total_pages = max(1, -(-len(rows) // per_page)) if rows else 0
+        if page > max(total_pages, 1):
+            return json_response({"code": "rest_post_invalid_page_number",
+                                  "message": "The page number requested is larger than the number of pages "
+                                             "available.", "data": {"status": 400}}, 400)
+        links = []
+        base = f"{self.store_url}/wp-json/wc/v3/{kind}"
+        others = "&".join(f"{k}={v}" for k, v in q.items() if k != "page")
+        if page > 1:
+            links.append(f'<{base}?{others}&page={page - 1}>; rel="prev"')
+        if page < total_pages:
+            links.append(f'<{base}?{others}&page={page + 1}>; rel="next"')
+        headers = {"X-WP-Total": str(len(rows)), "X-WP-TotalPages": str(total_pages)}
+        if links:
+            headers["Link"] = ", ".join(links)
+        return json_response(rows[(page - 1) * per_page:page * per_page], headers=headers)
+
+    def _key_error(self, request):
         creds = basic_credentials(request)
         if not creds and request.query.get("consumer_key"):
             creds = (request.query["consumer_key"], request.query.get("consumer_secret", ""))
@@ -317,9 +440,7 @@ class WooCommerce(Provider):
             return _wc_error("woocommerce_rest_authentication_error", "Consumer key is invalid.")
         if not hmac.compare_digest(key.data["secret"], creds[1]):
             return _wc_error("woocommerce_rest_authentication_error", "Consumer secret is invalid.")
-        return json_response({**self.account, "url": self.store_url, "home": self.store_url,
-                              "namespaces": ["oembed/1.0", "wc/v1", "wc/v2", "wc/v3", "wc/store/v1", "wp/v2"],
-                              "authentication": [], "routes": {}})
+        return None
 
 
 def _wc_error(code: str, message: str) -> web.Response:

@@ -8,14 +8,21 @@ MAILCHIMP quirks enforced:
   (``{base}/mailchimp/{dc}.api.mailchimp.com``) (``calls["metadata"]``);
 - ``GET {api_endpoint}/3.0/`` answers only on the account's datacenter
   (another dc is 401 "wrong datacenter"); errors are problem-detail JSON;
-  throttling is a bare 429 without rate-limit headers.
+  throttling is a bare 429 without rate-limit headers;
+- sync lists ``GET {api_endpoint}/3.0/lists|campaigns`` (gates ``lists`` /
+  ``campaigns``): ``count`` 0-1000 (default 10), ``offset``, ``sort_field`` +
+  ``sort_dir``; ``{lists|campaigns: [...], total_items}`` from ``records_of``.
 
 SENDGRID quirks enforced:
 - ``emu.sendgrid_key()`` is the only valid key (``SG.<id>.<secret>``), sent as
   ``Authorization: Bearer``; anything else is 401
   ``{"errors":[{"field":null,"message":"authorization required"}]}``;
 - ``revoke_grants()`` deletes the key (the next ``sendgrid_key()`` mints a new one);
-- 429 carries ``X-RateLimit-Limit/-Remaining/-Reset`` (epoch seconds).
+- 429 carries ``X-RateLimit-Limit/-Remaining/-Reset`` (epoch seconds);
+- sync lists ``GET /v3/marketing/lists`` and ``/v3/marketing/singlesends``
+  (gates ``lists`` / ``singlesends``): ``page_size`` (1-1000 / 1-100, default
+  100), opaque ``page_token``; ``{result, _metadata: {self, next?, count}}``
+  from ``records_of("lists" | "singlesends")``.
 
 ``account``: MAILCHIMP ``{dc, account_id, account_name, user_id, login_id,
 login_name, login_email, role, email}``; SENDGRID ``{username, user_id}`` plus
@@ -24,6 +31,7 @@ the profile fields.
 
 from __future__ import annotations
 
+import base64
 import secrets
 import time
 import uuid
@@ -63,6 +71,7 @@ class Mailchimp(Provider):
         ("POST", r"login\.mailchimp\.com/oauth2/token", "token"),
         ("GET", r"login\.mailchimp\.com/oauth2/metadata", "metadata"),
         ("GET", r"(?P<dc>[a-z]+\d+)\.api\.mailchimp\.com/3\.0/?", "root"),
+        ("GET", r"(?P<dc>[a-z]+\d+)\.api\.mailchimp\.com/3\.0/(?P<kind>lists|campaigns)/?", "collection"),
     )
     ACCOUNT = {"dc": "us19", "account_id": "8d3a3db4d97663a9074efcc16", "account_name": "Demo Newsletter",
                "user_id": 41234567, "login_id": 41234567, "login_name": "demo_owner",
@@ -119,16 +128,44 @@ class Mailchimp(Provider):
             "api_endpoint": f"{self.emu.base_url}/{self.prefix}/{acc['dc']}.api.mailchimp.com",
         })
 
-    async def root(self, request, dc):
-        fault = await self.gate("whoami")
-        if fault is not None:
-            return fault
+    def _api_error(self, request, dc):
         basic = basic_credentials(request)
         value = auth_header(request, "Bearer") or auth_header(request, "OAuth") or (basic[1] if basic else None)
         _token, status = self.status(value, "access")
         if status != "ok" or dc != self.account["dc"]:
             return _problem(401, "API Key Invalid",
                             "Your API key may be invalid, or you've attempted to access the wrong datacenter.")
+        return None
+
+    async def collection(self, request, dc, kind):
+        """``GET /3.0/lists|campaigns``: ``count`` (default 10, at most 1000), ``offset``, ``sort_field`` +
+        ``sort_dir`` (ASC/DESC, over the rows' own field); answers ``{kind: [...], total_items}``."""
+        fault = await self.gate(kind)
+        if fault is not None:
+            return fault
+        error = self._api_error(request, dc)
+        if error is not None:
+            return error
+        q = request.query
+        try:
+            count, offset = int(q.get("count", 10)), int(q.get("offset", 0))
+        except ValueError:
+            count = offset = -1
+        if not 0 <= count <= 1000 or offset < 0:
+            return _problem(400, "Invalid Resource", "count must be 0-1000 and offset not negative")
+        rows = self.records_of(kind)
+        if q.get("sort_field"):
+            rows.sort(key=lambda r: str(r.get(q["sort_field"]) or ""), reverse=q.get("sort_dir") == "DESC")
+        return json_response({kind: rows[offset:offset + count], "total_items": len(rows),
+                              "_links": [{"rel": "self", "href": str(request.url), "method": "GET"}]})
+
+    async def root(self, request, dc):
+        fault = await self.gate("whoami")
+        if fault is not None:
+            return fault
+        error = self._api_error(request, dc)
+        if error is not None:
+            return error
         acc = self.account
         return json_response({"account_id": acc.get("account_id"), "login_id": str(acc.get("login_id")),
                               "account_name": acc.get("account_name"), "email": acc.get("email"),
@@ -141,7 +178,9 @@ class SendGrid(Provider):
     ROUTES = (
         ("GET", r"api\.sendgrid\.com/v3/user/username", "username"),
         ("GET", r"api\.sendgrid\.com/v3/user/profile", "profile"),
+        ("GET", r"api\.sendgrid\.com/v3/marketing/(?P<kind>lists|singlesends)", "marketing_list"),
     )
+    PAGE_MAX = {"lists": 1000, "singlesends": 100}
     ACCOUNT = {"username": "demo_sender", "user_id": 1234567, "first_name": "Demo", "last_name": "Sender",
                "company": "Demo Co", "address": "1 Main St", "address2": "", "city": "Denver", "state": "CO",
                "zip": "80202", "country": "US", "phone": "+1 555 0100", "website": "https://demo.example"}
@@ -181,6 +220,30 @@ class SendGrid(Provider):
         if error is not None:
             return error
         return json_response({"username": self.account.get("username"), "user_id": self.account.get("user_id")})
+
+    async def marketing_list(self, request, kind):
+        """``GET /v3/marketing/lists|singlesends``: ``page_size`` (lists 1-1000, single sends 1-100, default
+        100) and an opaque ``page_token``; ``_metadata.next`` (a full URL) is absent on the last page."""
+        error = await self._authorized(request, kind)
+        if error is not None:
+            return error
+        q = request.query
+        try:
+            size = int(q.get("page_size", 100))
+            start = int(base64.urlsafe_b64decode(q["page_token"]).decode().removeprefix("o:")) if q.get(
+                "page_token") else 0
+        except (ValueError, UnicodeDecodeError):
+            return json_response({"errors": [{"field": "page_token", "message": "invalid page token"}]}, 400)
+        if not 1 <= size <= self.PAGE_MAX[kind]:
+            return json_response({"errors": [{"field": "page_size", "message": (
+                f"page_size should be between 1 and {self.PAGE_MAX[kind]}")}]}, 400)
+        rows = self.records_of(kind)
+        here = f"{self.emu.base_url}/{self.prefix}/api.sendgrid.com/v3/marketing/{kind}?page_size={size}"
+        meta = {"self": here + (f"&page_token={q['page_token']}" if q.get("page_token") else ""),
+                "count": len(rows)}
+        if start + size < len(rows):
+            meta["next"] = f"{here}&page_token={base64.urlsafe_b64encode(f'o:{start + size}'.encode()).decode()}"
+        return json_response({"result": rows[start:start + size], "_metadata": meta})
 
     async def profile(self, request):
         error = await self._authorized(request, "profile")

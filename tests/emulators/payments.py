@@ -13,7 +13,11 @@ STRIPE quirks enforced:
   disconnects the account;
 - ``/v1/account`` takes the connected account's token as Bearer (or Basic),
   or the platform key plus ``Stripe-Account``; errors and throttling are
-  ``{"error":{type, code, message}}``.
+  ``{"error":{type, code, message}}``;
+- ``GET /v1/charges`` (gate ``charges``), same keys as ``/v1/account``:
+  ``limit`` 1-100 (default 10), ``starting_after`` / ``ending_before`` (an
+  unknown id is 400 ``resource_missing``), ``{object: list, data, has_more}``
+  from ``records_of("charges")``, newest first as set.
 
 PAYPAL quirks enforced:
 - the token and terminate endpoints require HTTP Basic (body credentials:
@@ -21,7 +25,12 @@ PAYPAL quirks enforced:
 - refresh returns a new access token only: the refresh token stays the same
   and is not repeated in the response;
 - userinfo needs ``schema=openid`` (or ``paypalv1.1`` on the oauth2 path);
-  throttling is 429 ``RATE_LIMIT_REACHED``.
+  throttling is 429 ``RATE_LIMIT_REACHED``;
+- Transaction Search ``GET /v1/reporting/transactions`` (gate
+  ``transactions``): start_date/end_date at most 31 days apart (else 400
+  INVALID_REQUEST), ``page_size`` 1-500, ``page``, ``total_pages``; the grant
+  needs ``TRANSACTION_SEARCH_SCOPE`` (else 403 NOT_AUTHORIZED); rows from
+  ``records_of("transactions")`` filtered on ``transaction_initiation_date``.
 
 ``account``: STRIPE the Account object (its ``id`` is the stripe_user_id);
 PAYPAL the OpenID userinfo object.
@@ -29,6 +38,7 @@ PAYPAL the OpenID userinfo object.
 
 from __future__ import annotations
 
+import datetime
 import secrets
 import time
 
@@ -68,6 +78,7 @@ class Stripe(Provider):
         ("POST", r"connect\.stripe\.com/oauth/token", "token"),
         ("POST", r"connect\.stripe\.com/oauth/deauthorize", "deauthorize"),
         ("GET", r"api\.stripe\.com/v1/account", "account_info"),
+        ("GET", r"api\.stripe\.com/v1/charges", "charges"),
     )
     ACCOUNT = {"id": "acct_1DemoConnected0", "object": "account", "email": "merchant@example.com",
                "country": "US", "business_profile": {"name": "Demo Merchant"},
@@ -171,10 +182,45 @@ class Stripe(Provider):
             self.kill_grant(grant)
         return json_response({"stripe_user_id": account})
 
-    async def account_info(self, request):
-        fault = await self.gate("whoami")
+    async def charges(self, request):
+        """``GET /v1/charges``: ``limit`` (1-100, default 10), ``starting_after`` / ``ending_before`` (an id in
+        the list, else 400 resource_missing); records as set are newest first, as Stripe lists them."""
+        fault = await self.gate("charges")
         if fault is not None:
             return fault
+        error = self._api_key_error(request)
+        if error is not None:
+            return error
+        q = request.query
+        try:
+            limit = int(q.get("limit", 10))
+        except ValueError:
+            limit = 0
+        if not 1 <= limit <= 100:
+            return json_response({"error": {"code": "parameter_invalid_integer", "param": "limit", "type":
+                                            "invalid_request_error", "message": (
+                                                "Invalid integer: limit must be between 1 and 100")}}, 400)
+        rows = self.records_of("charges")
+        ids = [r["id"] for r in rows]
+        start, end = 0, len(rows)
+        for param in ("starting_after", "ending_before"):
+            if q.get(param) and q[param] not in ids:
+                return json_response({"error": {"code": "resource_missing", "param": param, "type":
+                                                "invalid_request_error",
+                                                "message": f"No such charge: '{q[param]}'"}}, 400)
+        if q.get("starting_after"):
+            start = ids.index(q["starting_after"]) + 1
+            page = rows[start:start + limit]
+            more = start + limit < end
+        elif q.get("ending_before"):
+            end = ids.index(q["ending_before"])
+            page = rows[max(0, end - limit):end]
+            more = end - limit > 0
+        else:
+            page, more = rows[:limit], limit < end
+        return json_response({"object": "list", "data": page, "has_more": more, "url": "/v1/charges"})
+
+    def _api_key_error(self, request):
         basic = basic_credentials(request)
         key = basic[0] if basic else auth_header(request)
         if not key:
@@ -189,12 +235,21 @@ class Stripe(Provider):
                 return _api_error(403, "The provided key does not have access to account "
                                        f"'{request.headers['Stripe-Account']}' (or that account does not exist).",
                                   code="account_invalid")
-            return json_response(dict(self.account))
+            return None
         _token, status = self.status(key, "access")
         if status in ("revoked", "expired"):
             return _api_error(401, f"Expired API Key provided: {_masked(key)}", code="api_key_expired")
         if status != "ok":
             return _api_error(401, f"Invalid API Key provided: {_masked(key)}")
+        return None
+
+    async def account_info(self, request):
+        fault = await self.gate("whoami")
+        if fault is not None:
+            return fault
+        error = self._api_key_error(request)
+        if error is not None:
+            return error
         return json_response(dict(self.account))
 
 
@@ -226,12 +281,14 @@ class PayPal(Provider):
         ("POST", rf"{API}/v1/oauth2/token", "token"),
         ("POST", rf"{API}/v1/oauth2/token/terminate", "terminate"),
         ("GET", rf"{API}/v1/identity/(?P<flavour>openidconnect|oauth2)/userinfo", "userinfo"),
+        ("GET", rf"{API}/v1/reporting/transactions", "transactions"),
     )
     ACCESS_TTL = 28800
     ACCOUNT = {"user_id": "https://www.paypal.com/webapps/auth/identity/user/mWq6_1sU85v5EG9yHdPxJRrhGHrnMJ-1PQKtX6pcsmA",
                "sub": "https://www.paypal.com/webapps/auth/identity/user/mWq6_1sU85v5EG9yHdPxJRrhGHrnMJ-1PQKtX6pcsmA",
                "name": "Demo Buyer", "email": "buyer@example.com", "payer_id": "WDJJHEBZ4X2LY"}
     SPEC = AuthorizeSpec(scope_sep=" ", pkce="none")
+    TRANSACTION_SEARCH_SCOPE = "https://uri.paypal.com/services/reporting/search/read"
 
     def make_client_id(self) -> str:
         return "A" + _alnum(79)
@@ -324,3 +381,57 @@ class PayPal(Provider):
                                   "payer_id": acc.get("payer_id"),
                                   "emails": [{"value": acc.get("email"), "primary": True, "confirmed": True}]})
         return json_response(dict(acc))
+
+    async def transactions(self, request):
+        """Transaction Search ``GET /v1/reporting/transactions``: ``start_date`` and ``end_date`` (ISO 8601 with
+        an offset, both required, at most 31 days apart, both inclusive), ``page_size`` (1-500, default 100),
+        ``page`` (from 1); rows from ``records_of("transactions")`` (``{transaction_info: {...}}``) whose
+        ``transaction_initiation_date`` falls in the range, in the order set. Needs the token's grant to carry
+        the reporting scope (``TRANSACTION_SEARCH_SCOPE``), else 403 NOT_AUTHORIZED."""
+        fault = await self.gate("transactions")
+        if fault is not None:
+            return fault
+        token, status = self.status(auth_header(request), "access")
+        if status != "ok":
+            return json_response({"error": "invalid_token", "error_description": "Access Token not found in cache"},
+                                 401)
+        if self.TRANSACTION_SEARCH_SCOPE not in token.grant.scope:
+            return json_response({"name": "NOT_AUTHORIZED", "message": "Authorization failed due to insufficient "
+                                  "permissions.", "debug_id": secrets.token_hex(7), "details": [{
+                                      "issue": "PERMISSION_DENIED", "description": "You do not have permission to "
+                                      "access or perform operations on this resource."}]}, 403)
+        q = request.query
+
+        def invalid(field, issue):
+            return json_response({"name": "INVALID_REQUEST", "message": "Request is not well-formed, syntactically "
+                                  "incorrect, or violates schema.", "debug_id": secrets.token_hex(7),
+                                  "details": [{"field": field, "value": q.get(field, ""), "location": "query",
+                                               "issue": issue}]}, 400)
+
+        try:
+            start, end = (datetime.datetime.fromisoformat(q[k]) for k in ("start_date", "end_date"))
+        except (KeyError, ValueError):
+            return invalid("start_date", "start_date and end_date must be ISO 8601 date-times")
+        if start.tzinfo is None or end.tzinfo is None:
+            return invalid("start_date", "a time zone offset is required")
+        if end < start:
+            return invalid("end_date", "End date must be after start date")
+        if end - start > datetime.timedelta(days=31):
+            return invalid("end_date", "Date range is greater than 31 days")
+        try:
+            size, page = int(q.get("page_size", 100)), int(q.get("page", 1))
+        except ValueError:
+            size = page = 0
+        if not 1 <= size <= 500 or page < 1:
+            return invalid("page_size", "page_size must be 1-500 and page at least 1")
+        rows = [r for r in self.records_of("transactions")
+                if start <= datetime.datetime.fromisoformat(r["transaction_info"]["transaction_initiation_date"])
+                <= end]
+        total_pages = -(-len(rows) // size)
+        links = [{"href": str(request.url), "rel": "self", "method": "GET"}]
+        return json_response({"transaction_details": rows[(page - 1) * size:page * size],
+                              "account_number": "WDJJHEBZ4X2LY", "start_date": q["start_date"],
+                              "end_date": q["end_date"],
+                              "last_refreshed_datetime": datetime.datetime.now(datetime.timezone.utc).strftime(
+                                  "%Y-%m-%dT%H:%M:%S+0000"), "page": page, "total_items": len(rows),
+                              "total_pages": total_pages, "links": links})
