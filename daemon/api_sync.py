@@ -30,5 +30,5 @@ async def start_sync(request: web.Request) -> web.Response:
 ROUTES = [
     Route("POST", "/integrations/{id}/sync", start_sync, "Start a sync (202 with the sync log id); poll "
           "GET /integrations/{id}/sync-logs", "sync", body=START, data=STARTED, status=202,
-          errors=("VALIDATION_ERROR", "INTEGRATION_NOT_FOUND", "SYNC_FAILED")),
+          errors=("VALIDATION_ERROR", "INTEGRATION_NOT_FOUND", "SYNC_NOT_STARTED")),
 ]

@@ -21,7 +21,8 @@ error boundary (``nexusctl.cli.main``) and the daemon's error middleware.
     ├── TokenExpired            TOKEN_EXPIRED           401  exit 21
     ├── RefreshFailed           REFRESH_FAILED          401  exit 22
     ├── RateLimited             RATE_LIMITED            429  exit 23
-    ├── SyncFailed              SYNC_FAILED             409  exit 24
+    ├── SyncFailed              SYNC_FAILED             500  exit 24
+    │   └── SyncNotStarted      SYNC_NOT_STARTED        409  exit 27
     ├── ProviderError           PROVIDER_ERROR          502  exit 25
     ├── ProviderNotConfigured   PROVIDER_NOT_CONFIGURED 400  exit 26
     ├── DecryptionFailed        DECRYPTION_FAILED       500  exit 30
@@ -171,8 +172,15 @@ class SyncFailed(NexusError):
     """Sync operation failed."""
 
     code = "SYNC_FAILED"
-    http_status = 409  # already running, or the integration cannot sync now
     exit_code = 24
+
+
+class SyncNotStarted(SyncFailed):
+    """A sync cannot start now: the same action is running, or the integration is inactive."""
+
+    code = "SYNC_NOT_STARTED"
+    http_status = 409
+    exit_code = 27
 
 
 class ProviderError(NexusError):

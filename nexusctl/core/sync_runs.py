@@ -27,7 +27,7 @@ import logging
 from db.fields import utcnow
 from db.models import Integration, IntegrationSyncLog
 from nexusctl.core import connections, integrations, leases, sync_state
-from nexusctl.errors import NexusError, RateLimited, SyncFailed, TokenExpired
+from nexusctl.errors import NexusError, RateLimited, SyncFailed, SyncNotStarted, TokenExpired
 from providers.sync.base import SyncApi
 from providers.sync.registry import AUTH_HEADER, action_of
 
@@ -43,7 +43,7 @@ def plan(integration_id, action: str | None, *, full: bool = False, trigger: str
     """PENDING logs for one action (or each action of the provider): what `sync run` and the API start."""
     integration = integrations.get(integration_id, owner_id=owner_id)
     if not integration.is_active:
-        raise SyncFailed(f"integration {integration.id} is inactive ({integration.last_error or 'disconnected'}); "
+        raise SyncNotStarted(f"integration {integration.id} is inactive ({integration.last_error or 'disconnected'}); "
                          "reconnect it first", id=str(integration.id))
     return [sync_state.create(integration, a.name, full=full, trigger=trigger)
             for a in action_of(integration.provider, action)]
@@ -75,7 +75,7 @@ async def run(svc, log_id, *, progress=None, budget: float | None = None) -> Int
     lock, holder = f"sync:{integration_id}:{name}", str(log_id)
     stats = {"rateLimitWaits": 0, "rateLimitWaitedSeconds": 0.0, "providerCalls": 0}
     if not await svc.run(leases.acquire, lock, holder, LEASE_SECONDS):
-        error = SyncFailed(f"another {name} sync of this integration is running")
+        error = SyncNotStarted(f"another {name} sync of this integration is running")
         return await svc.run(sync_state.fail, log_id, integration_id, error)
     api = None
     try:

@@ -18,7 +18,7 @@ from db.fields import utcnow
 from db.models import Integration, IntegrationSyncLog, SyncCursor, SyncedItem
 from nexusctl.core import events
 from nexusctl.enums import SyncStatus
-from nexusctl.errors import NexusError, SyncFailed, SyncLogNotFound, UsageProblem
+from nexusctl.errors import NexusError, SyncLogNotFound, SyncNotStarted, UsageProblem
 
 SYNCED = "integration.synced"
 DELETE_BATCH = 500
@@ -32,7 +32,7 @@ def create(integration: Integration, action: str, *, full: bool, trigger: str) -
                    .where((IntegrationSyncLog.integration == integration.id) & (IntegrationSyncLog.action == action)
                           & IntegrationSyncLog.status.in_(ACTIVE)).first())
         if running is not None:
-            raise SyncFailed(f"a {action} sync of integration {integration.id} is already running (log {running.id}); "
+            raise SyncNotStarted(f"a {action} sync of integration {integration.id} is already running (log {running.id}); "
                              f"wait for it or `nexusctl sync cancel {running.id}`", syncLogId=str(running.id))
         return IntegrationSyncLog.create(integration=integration.id, action=action, status=SyncStatus.PENDING,
                                          metadata={"full": full, "trigger": trigger})
