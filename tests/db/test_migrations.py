@@ -84,7 +84,8 @@ def _columns(db, table):
 # --- What ships -------------------------------------------------------------
 
 def test_this_version_ships_these_migrations():
-    assert MIGRATIONS == ["0001_initial", "0002_connections", "0003_webhook_delivery", "0004_refresh_sweep"]
+    assert MIGRATIONS == ["0001_initial", "0002_connections", "0003_webhook_delivery", "0004_refresh_sweep",
+                          "0005_job_runs"]
 
 
 # --- Empty database --------------------------------------------------------
@@ -264,10 +265,12 @@ def test_0002_connections_down_then_up_round_trips(database):
     before = _schema(database)
     runner = Runner(database, str(migrate.MIGRATIONS_DIR), table_name=migrate.HISTORY_TABLE)
 
-    assert runner.down() == ["0004_refresh_sweep"]  # down() undoes the newest first
+    assert runner.down() == ["0005_job_runs"]  # down() undoes the newest first
+    assert runner.down() == ["0004_refresh_sweep"]
     assert runner.down() == ["0003_webhook_delivery"]
     assert runner.down() == ["0002_connections"]
-    assert migrate.pending(database) == ["0002_connections", "0003_webhook_delivery", "0004_refresh_sweep"]
+    assert migrate.pending(database) == ["0002_connections", "0003_webhook_delivery", "0004_refresh_sweep",
+                                         "0005_job_runs"]
     with pytest.raises(SchemaBehind):
         migrate.ensure_current(database)
     assert not database.table_exists(OutboxEvent._meta.table_name)
@@ -279,7 +282,8 @@ def test_0002_connections_down_then_up_round_trips(database):
         (count,) = database.execute_sql(f"SELECT COUNT(*) FROM {table}").fetchone()
         assert count == 1, table
 
-    assert migrate.migrate(database) == ["0002_connections", "0003_webhook_delivery", "0004_refresh_sweep"]
+    assert migrate.migrate(database) == ["0002_connections", "0003_webhook_delivery", "0004_refresh_sweep",
+                                         "0005_job_runs"]
     assert migrate.pending(database) == []
     migrate.ensure_current(database)
     assert _schema(database) == before
@@ -298,13 +302,14 @@ def test_0003_webhook_delivery_down_then_up_round_trips(database):
     WebhookAttempt.create(delivery=delivery, number=1, started_at=delivery.created_at, status_code=500)
     before = _schema(database)
     runner = Runner(database, str(migrate.MIGRATIONS_DIR), table_name=migrate.HISTORY_TABLE)
+    assert runner.down() == ["0005_job_runs"]
     assert runner.down() == ["0004_refresh_sweep"]
     assert runner.down() == ["0003_webhook_delivery"]
     assert not database.table_exists("webhook_attempts")
     assert not {"next_attempt_at", "lease_until", "lease_token"} & _columns(database, "webhook_deliveries")
     assert not {"previous_secret", "failing_since"} & _columns(database, "webhooks")
     assert database.execute_sql("SELECT COUNT(*) FROM webhook_deliveries").fetchone() == (1,)
-    assert migrate.migrate(database) == ["0003_webhook_delivery", "0004_refresh_sweep"]
+    assert migrate.migrate(database) == ["0003_webhook_delivery", "0004_refresh_sweep", "0005_job_runs"]
     assert _schema(database) == before
 
 
