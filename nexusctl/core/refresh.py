@@ -161,7 +161,7 @@ async def _refresh_holding(svc, row_id: uuid.UUID, lease: uuid.UUID, seen: str |
     if not await svc.run(connections.store_refreshed, svc.keyring, row, fresh, lease):
         raise ProviderError("the refresh took longer than its lease; another refresher took over", id=str(row_id))
     if stale:
-        await svc.run(_note, row_id, NOT_EXTENDED)
+        await svc.run(_note_error, row_id, NOT_EXTENDED)
         raise ProviderError(f"{row.provider.value}: {NOT_EXTENDED}", id=str(row_id))
     log.info("refreshed %s integration %s in %.0f ms", row.provider.value, row_id, (time.monotonic() - started) * 1000)
     fresh_row, _ = await svc.run(connections.load, svc.keyring, row_id)
@@ -214,7 +214,7 @@ def _settle_failures(row_id: uuid.UUID, lease: uuid.UUID, failed: bool) -> None:
                 fenced & ((Integration.refresh_failures != 0) | Integration.refresh_retry_at.is_null(False))).execute()
 
 
-def _note(row_id: uuid.UUID, error: str) -> None:
+def _note_error(row_id: uuid.UUID, error: str) -> None:
     Integration.update(last_error=error).where((Integration.id == row_id) & Integration.last_error.is_null()).execute()
 
 
