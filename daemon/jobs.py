@@ -69,18 +69,28 @@ def _recorded(scheduler, services, me: str, name: str, work):
     """``work`` with its start, outcome and the next run written to job_runs around it."""
 
     async def run():
-        # APScheduler has already worked out the next run when it starts this one.
-        await _record(services, job_runs.started, name, me, _next_run(scheduler, name))
         try:
-            counts = await work()
-        except Exception as exc:  # noqa: BLE001 - a failed run is logged and recorded; the next runs on schedule
-            log.exception("%s failed", name)
-            await _record(services, job_runs.finished, name, me, error=exc, next_run_at=_next_run(scheduler, name))
-            return
-        await _record(services, job_runs.finished, name, me, counts=counts, next_run_at=_next_run(scheduler, name))
+            await _run_recorded(scheduler, services, me, name, work)
+        except asyncio.CancelledError:
+            # The daemon is stopping mid-run. The task is APScheduler's own and ends here, so
+            # returning (not re-raising) keeps its "raised an exception" traceback out of the log;
+            # claimed work is fenced by leases, so a run cut short leaves nothing half-done.
+            log.info("%s interrupted: the daemon is stopping", name)
 
     run.__name__ = name.replace("-", "_")
     return run
+
+
+async def _run_recorded(scheduler, services, me: str, name: str, work) -> None:
+    # APScheduler has already worked out the next run when it starts this one.
+    await _record(services, job_runs.started, name, me, _next_run(scheduler, name))
+    try:
+        counts = await work()
+    except Exception as exc:  # noqa: BLE001 - a failed run is logged and recorded; the next runs on schedule
+        log.exception("%s failed", name)
+        await _record(services, job_runs.finished, name, me, error=exc, next_run_at=_next_run(scheduler, name))
+        return
+    await _record(services, job_runs.finished, name, me, counts=counts, next_run_at=_next_run(scheduler, name))
 
 
 async def _record(services, fn, *args, **kwargs) -> None:
