@@ -1,48 +1,102 @@
 """Scheduled jobs inside `nexusctl daemon` (APScheduler 3.x on the daemon's event loop).
 
 The scheduler only triggers; the work is claimed in the database (the refresh
-sweep claims each integration with its lease), so several daemons on one
-PostgreSQL never refresh an integration twice.
+sweep claims each integration with its lease, housekeeping deletes in
+idempotent batches), so several daemons on one PostgreSQL never refresh an
+integration twice. Each run is recorded in ``job_runs`` for `nexusctl jobs
+list`: the row is shared by the daemons, last writer wins.
+
+Webhook deliveries need no reaper job: a delivery's lease is a timestamp, and
+the worker's claim takes rows whose lease expired (nexusctl.core.deliveries),
+so a dead worker's deliveries are picked up again by any live one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from nexusctl.core import housekeeping, refresh
+from nexusctl.core import housekeeping, job_runs, refresh
 
 log = logging.getLogger(__name__)
 
 
 def start_scheduler(settings, services) -> AsyncIOScheduler:
     scheduler = AsyncIOScheduler(timezone=dt.timezone.utc)
+    me = job_runs.process_name()
+    now = dt.datetime.now(dt.timezone.utc)
     window = dt.timedelta(seconds=settings.token_refresh_window)
 
-    async def token_refresh_sweep():
-        try:
-            counts = await refresh.sweep(services, window)
-        except Exception:  # noqa: BLE001 - a failed pass is logged; the next one runs on schedule
-            log.exception("token refresh sweep failed")
-            return
-        if counts["refreshed"] or counts["failed"]:
-            log.info("token refresh sweep: %(refreshed)d refreshed, %(failed)d failed, %(skipped)d skipped", counts)
-
-    scheduler.add_job(token_refresh_sweep, "interval", seconds=settings.refresh_sweep_seconds, id="token_refresh",
-                      max_instances=1, coalesce=True, next_run_time=dt.datetime.now(dt.timezone.utc))
+    async def token_refresh():
+        counts = await refresh.sweep(services, window)
+        if counts["refreshed"] or counts["failed"] or counts["warned"]:
+            log.info("token refresh sweep: %(refreshed)d refreshed, %(failed)d failed, %(skipped)d skipped, "
+                     "%(warned)d expiry warnings", counts)
+        return counts
 
     async def housekeeping_job():
         # Idempotent deletes in batches: two daemons running it at once just share the work.
-        try:
-            counts = await services.run(housekeeping.run, settings.retention_days)
-        except Exception:  # noqa: BLE001 - logged; the next run is an hour away
-            log.exception("housekeeping failed")
-            return
+        # With Redis a relay publishes the outbox: never purge an event it has not published yet.
+        counts = await services.run(housekeeping.run, settings.retention_days,
+                                    keep_unpublished_events=settings.redis_url is not None)
         log.info("housekeeping: %s", counts)
+        return counts
 
-    scheduler.add_job(housekeeping_job, "interval", hours=1, id="housekeeping", max_instances=1, coalesce=True,
-                      next_run_time=dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=1))
+    jobs = [(job_runs.TOKEN_REFRESH, token_refresh, settings.refresh_sweep_seconds, now),
+            (job_runs.HOUSEKEEPING, housekeeping_job, job_runs.HOUSEKEEPING_EVERY, now + dt.timedelta(minutes=1))]
+    for name, work, seconds, first in jobs:
+        scheduler.add_job(_recorded(scheduler, services, me, name, work), "interval", seconds=seconds, id=name,
+                          name=name, max_instances=1, coalesce=True, next_run_time=first)
     scheduler.start()
+    # Held on the scheduler so the task is not collected before it has written.
+    scheduler.nexus_announced = asyncio.get_running_loop().create_task(
+        _announce(scheduler, services, me, [(name, seconds) for name, _, seconds, _ in jobs]))
     return scheduler
+
+
+def _next_run(scheduler: AsyncIOScheduler, name: str) -> dt.datetime | None:
+    job = scheduler.get_job(name)
+    return job.next_run_time if job is not None else None
+
+
+async def _announce(scheduler, services, me: str, jobs) -> None:
+    for name, seconds in jobs:
+        await _record(services, job_runs.scheduled, name, job_runs.every(seconds), _next_run(scheduler, name), me)
+
+
+def _recorded(scheduler, services, me: str, name: str, work):
+    """``work`` with its start, outcome and the next run written to job_runs around it."""
+
+    async def run():
+        try:
+            await _run_recorded(scheduler, services, me, name, work)
+        except asyncio.CancelledError:
+            # The daemon is stopping mid-run. The task is APScheduler's own and ends here, so
+            # returning (not re-raising) keeps its "raised an exception" traceback out of the log;
+            # claimed work is fenced by leases, so a run cut short leaves nothing half-done.
+            log.info("%s interrupted: the daemon is stopping", name)
+
+    run.__name__ = name.replace("-", "_")
+    return run
+
+
+async def _run_recorded(scheduler, services, me: str, name: str, work) -> None:
+    # APScheduler has already worked out the next run when it starts this one.
+    await _record(services, job_runs.started, name, me, _next_run(scheduler, name))
+    try:
+        counts = await work()
+    except Exception as exc:  # noqa: BLE001 - a failed run is logged and recorded; the next runs on schedule
+        log.exception("%s failed", name)
+        await _record(services, job_runs.finished, name, me, error=exc, next_run_at=_next_run(scheduler, name))
+        return
+    await _record(services, job_runs.finished, name, me, counts=counts, next_run_at=_next_run(scheduler, name))
+
+
+async def _record(services, fn, *args, **kwargs) -> None:
+    try:
+        await services.run(fn, *args, **kwargs)
+    except Exception:  # noqa: BLE001 - the record is for display; the job itself goes on
+        log.warning("could not record a run of a scheduled job in job_runs", exc_info=True)

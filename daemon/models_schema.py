@@ -28,6 +28,8 @@ INTEGRATION = _obj({
     "metadata": {"type": "object"},
     "lastSyncAt": _TIME,
     "lastError": {"type": ["string", "null"]},
+    "refreshFailures": {"type": "integer"},
+    "refreshRetryAt": _TIME,
     "createdAt": _TIME,
     "updatedAt": _TIME,
 })

@@ -55,6 +55,10 @@ class Integration(BaseModel):
     refresh_lease_token = peewee.UUIDField(null=True)
     # When metadata.syncSchedule next runs (partial index, migration 0008); None: not scheduled.
     next_sync_at = UTCDateTimeField(null=True)
+    # The refresh sweep's back-off: consecutive failures and when it may try again (migration 0005).
+    refresh_failures = peewee.IntegerField(default=0)
+    refresh_retry_at = UTCDateTimeField(null=True)
+    expiry_warned_for = UTCDateTimeField(null=True)  # the expires_at a TOKEN_EXPIRING warning went out for
 
     class Meta:
         table_name = "integrations"
@@ -236,5 +240,23 @@ class Lease(peewee.Model):
         table_name = "leases"
 
 
+class JobRun(BaseModel):
+    """What a scheduled job last did: one row per job, shared by every daemon (last writer wins)."""
+
+    name = peewee.CharField(max_length=64, unique=True)
+    schedule = peewee.CharField(max_length=128, null=True)  # "every 60s", as the daemon scheduled it
+    next_run_at = UTCDateTimeField(null=True)
+    scheduled_by = peewee.CharField(max_length=255, null=True)  # hostname:pid of the daemon
+    last_started_at = UTCDateTimeField(null=True)
+    last_finished_at = UTCDateTimeField(null=True)
+    outcome = peewee.CharField(max_length=16, null=True)  # "ok" or "failed"
+    message = peewee.TextField(null=True)
+    counts = peewee.JSONField(null=True)
+    ran_by = peewee.CharField(max_length=255, null=True)  # hostname:pid, the daemon's or `nexusctl jobs run`'s
+
+    class Meta:
+        table_name = "job_runs"
+
+
 ALL_MODELS = [Integration, Webhook, WebhookDelivery, WebhookAttempt, IntegrationSyncLog, OAuthState, OutboxEvent,
-              ConsumedEvent, Lease, SyncCursor, SyncedItem]
+              JobRun, ConsumedEvent, Lease, SyncCursor, SyncedItem]

@@ -106,6 +106,9 @@ class Settings:
     webhook_concurrency_per_endpoint: int = 4
     token_refresh_window: float = 600.0  # seconds before expiry the sweep refreshes a token
     refresh_sweep_seconds: float = 60.0  # how often the daemon sweeps
+    # Long-lived tokens (Facebook, Instagram) are renewed this far ahead; a token that cannot be
+    # renewed gets one integration.error warning this far ahead.
+    token_expiry_warning: float = 7 * 86400.0
     retention_days: int = 30  # finished deliveries and sync logs older than this are purged
     events_stream: str = "nexus.events"  # where the outbox relay publishes (with REDIS_URL)
     events_stream_maxlen: int = 1_000_000  # approximate cap on the stream's length (XADD MAXLEN ~)
@@ -196,6 +199,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         webhook_concurrency_per_endpoint=_positive_int(env, "WEBHOOK_CONCURRENCY_PER_ENDPOINT", 4),
         token_refresh_window=_duration(env, "TOKEN_REFRESH_WINDOW", 600.0),
         refresh_sweep_seconds=_duration(env, "REFRESH_SWEEP_INTERVAL", 60.0),
+        token_expiry_warning=_duration(env, "TOKEN_EXPIRY_WARNING", 7 * 86400.0),
         retention_days=_positive_int(env, "RETENTION_DAYS", 30),
         events_stream=_stream_names(env, "EVENTS_STREAM", "nexus.events", allow_none=False)[0],
         events_stream_maxlen=_positive_int(env, "EVENTS_STREAM_MAXLEN", 1_000_000),
@@ -497,7 +501,7 @@ def variable_names() -> list[str]:
         "JWT_SECRET", "JWT_PUBLIC_KEY", "JWT_ISSUER", "JWT_AUDIENCE", "LOG_FORMAT",
         "PUBLIC_URL", "ALLOWED_REDIRECT_ORIGINS", "WEBHOOK_TIMEOUT", "WEBHOOK_RETRY_SCHEDULE",
         "WEBHOOK_ALLOWED_NETWORKS", "WEBHOOK_CONCURRENCY", "WEBHOOK_CONCURRENCY_PER_ENDPOINT",
-        "TOKEN_REFRESH_WINDOW", "REFRESH_SWEEP_INTERVAL", "RETENTION_DAYS",
+        "TOKEN_REFRESH_WINDOW", "REFRESH_SWEEP_INTERVAL", "TOKEN_EXPIRY_WARNING", "RETENTION_DAYS",
         "EVENTS_STREAM", "EVENTS_STREAM_MAXLEN", "EVENTS_CONSUME_STREAMS", "EVENTS_CONSUMER_GROUP", "EVENTS_CLAIM_IDLE",
         "SYNC_RATE_LIMIT_BUDGET", "SYNC_POLL_INTERVAL",
     ]

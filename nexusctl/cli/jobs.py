@@ -1,7 +1,8 @@
-"""`nexusctl jobs run ...`: the daemon's scheduled jobs, once, for cron-style use."""
+"""`nexusctl jobs list | run`: the daemon's scheduled jobs, their last runs, and one run now."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated
 
 import typer
@@ -9,8 +10,75 @@ import typer
 from nexusctl.cli.context import out, state
 from nexusctl.cli.options import Json
 
-app = typer.Typer(help="The daemon's scheduled jobs, run once from the shell.", no_args_is_help=True)
+app = typer.Typer(help="The daemon's scheduled jobs: what they last did, or run one now.", no_args_is_help=True)
 JOBS = ("housekeeping", "token-refresh")
+COLUMNS = [("name", "JOB"), ("schedule", "SCHEDULE"), ("lastRun", "LAST RUN"), ("result", "OUTCOME"),
+           ("nextRun", "NEXT RUN"), ("ranBy", "RAN BY")]
+
+
+@app.command("list")
+def list_cmd(ctx: typer.Context, as_json: Json = False) -> None:
+    """Show each scheduled job: its schedule, last run and outcome, and next run.
+
+    The daemons record every run (several daemons share one row per job: the
+    last to write shows); `nexusctl jobs run` records its runs too.
+
+    Example:  nexusctl jobs list --json
+    """
+    from nexusctl.core import job_runs
+
+    st = state(ctx)
+    st.database()
+    now = dt.datetime.now(dt.timezone.utc)
+    jobs = job_runs.listing(st.settings, now)
+    if as_json:
+        out(ctx).json(jobs)
+        return
+    out(ctx).table([_row(job, now) for job in jobs], COLUMNS)
+    if all(job["daemon"] != "scheduled" for job in jobs):
+        out(ctx).info("No daemon is running these jobs: start `nexusctl daemon`, or run them with "
+                      "`nexusctl jobs run` from cron.")
+
+
+def _row(job: dict, now: dt.datetime) -> dict:
+    if job["state"] == "running":
+        last, result = f"started {_ago(job['lastStartedAt'], now)}", "running"
+    elif job["lastFinishedAt"] is None:
+        last, result = "never", None
+    else:
+        last = _ago(job["lastFinishedAt"], now)
+        result = f"failed: {job['message']}" if job["outcome"] == "failed" else _counts(job["counts"])
+    if job["daemon"] == "not running":
+        upcoming = "daemon not running"
+    elif job["daemon"] == "overdue":
+        upcoming = f"overdue since {_ago(job['nextRunAt'], now)} (daemon not running?)"
+    else:
+        upcoming = _ago(job["nextRunAt"], now)
+    return {"name": job["name"], "schedule": job["schedule"], "lastRun": last, "result": result,
+            "nextRun": upcoming, "ranBy": job["ranBy"]}
+
+
+def _counts(counts) -> str:
+    if not counts:
+        return "ok"
+    return "ok: " + ", ".join(f"{value} {key}" for key, value in sorted(counts.items()) if isinstance(value, int)
+                              and not isinstance(value, bool) and key != "retentionDays")
+
+
+def _ago(stamp: str, now: dt.datetime) -> str:
+    """'2026-05-01T10:00:00Z (3m ago)' or '(in 40s)'."""
+    when = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    seconds = int((when - now).total_seconds())
+    span = abs(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if span >= size:
+            text = f"{span // size}{unit}"
+            break
+    else:
+        text = f"{span}s"
+    if seconds == 0:
+        return f"{stamp} (now)"
+    return f"{stamp} ({'in ' + text if seconds > 0 else text + ' ago'})"
 
 
 @app.command("run")
@@ -21,28 +89,43 @@ def run_cmd(
 ) -> None:
     """Run one job now: housekeeping (expired OAuth states, history past RETENTION_DAYS) or token-refresh.
 
+    The run is recorded, so `nexusctl jobs list` shows it.
+
     Example:  nexusctl jobs run housekeeping --json
     """
-    import datetime as dt
-
+    from nexusctl.core import job_runs
     from nexusctl.errors import UsageProblem
 
+    if job not in JOBS:
+        raise UsageProblem(f"unknown job {job!r}; expected one of: {', '.join(JOBS)}", field="job")
     st = state(ctx)
+    st.database()
+    me = f"{job_runs.process_name()} (nexusctl jobs run)"
+    job_runs.started(job, me)
+    try:
+        counts = _run(ctx, job)
+    except BaseException as exc:
+        job_runs.finished(job, me, error=exc)
+        raise
+    job_runs.finished(job, me, counts=counts)
+    if job == "housekeeping":
+        out(ctx).success(f"Removed {counts['expiredStates']} expired OAuth states, {counts['deliveries']} deliveries "
+                         f"and {counts['syncLogs']} sync logs older than {counts['retentionDays']} days")
+    else:
+        out(ctx).success(f"Refreshed {counts['refreshed']}, failed {counts['failed']}, skipped {counts['skipped']}; "
+                         f"{counts['warned']} expiry warnings sent")
+    if as_json:
+        out(ctx).json(counts)
+
+
+def _run(ctx: typer.Context, job: str) -> dict:
+    settings = state(ctx).settings
     if job == "housekeeping":
         from nexusctl.core import housekeeping
 
-        st.database()
-        counts = housekeeping.run(st.settings.retention_days)
-        out(ctx).success(f"Removed {counts['expiredStates']} expired OAuth states, {counts['deliveries']} deliveries "
-                         f"and {counts['syncLogs']} sync logs older than {counts['retentionDays']} days")
-    elif job == "token-refresh":
-        from nexusctl.cli.flows import run_flow
-        from nexusctl.core import refresh
+        return housekeeping.run(settings.retention_days, keep_unpublished_events=settings.redis_url is not None)
+    from nexusctl.cli.flows import run_flow
+    from nexusctl.core import refresh
 
-        window = dt.timedelta(seconds=st.settings.token_refresh_window)
-        counts = run_flow(ctx, lambda svc: refresh.sweep(svc, window))
-        out(ctx).success(f"Refreshed {counts['refreshed']}, failed {counts['failed']}, skipped {counts['skipped']}")
-    else:
-        raise UsageProblem(f"unknown job {job!r}; expected one of: {', '.join(JOBS)}", field="job")
-    if as_json:
-        out(ctx).json(counts)
+    window = dt.timedelta(seconds=settings.token_refresh_window)
+    return run_flow(ctx, lambda svc: refresh.sweep(svc, window))

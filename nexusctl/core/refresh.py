@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import random
 import time
 import uuid
 
@@ -39,10 +40,7 @@ MAX_ROUNDS = 3
 
 
 def _free(now):
-    # A lease without a token is the sweep's back-off after a failure: it keeps the sweep away,
-    # not someone who asks for a refresh.
-    return (Integration.refresh_lease_until.is_null() | (Integration.refresh_lease_until < now)
-            | Integration.refresh_lease_token.is_null())
+    return Integration.refresh_lease_until.is_null() | (Integration.refresh_lease_until < now)
 
 
 def _claim(row_id: uuid.UUID, lease: uuid.UUID) -> bool:
@@ -61,11 +59,21 @@ def _lease_of(row_id: uuid.UUID):
     return (None if holder is None else until), token, active
 
 
-def _release(row_id: uuid.UUID, lease: uuid.UUID, error: str | None = None) -> None:
+def _release(row_id: uuid.UUID, lease: uuid.UUID, error: str | None = None, *, back_off: bool = False,
+             retry_after: int | None = None) -> None:
+    """Give the lease back; ``back_off`` (the sweep's failures) also counts the failure and sets the next try."""
     changes = {Integration.refresh_lease_until: None, Integration.refresh_lease_token: None}
     if error is not None:
         changes[Integration.last_error] = error
-    Integration.update(changes).where((Integration.id == row_id) & (Integration.refresh_lease_token == lease)).execute()
+    fenced = (Integration.id == row_id) & (Integration.refresh_lease_token == lease)
+    with database_proxy.atomic():
+        if back_off:
+            # Only the lease holder writes the count, so reading it here is safe.
+            failures = Integration.select(Integration.refresh_failures).where(fenced).scalar()
+            if failures is None:
+                return  # the lease is gone: someone else owns the row now
+            changes.update(_failure_changes(failures + 1, retry_after))
+        Integration.update(changes).where(fenced).execute()
 
 
 def _deactivate(row: Integration, lease: uuid.UUID, error: str) -> None:
@@ -118,7 +126,11 @@ async def _wait_for_lease(svc, row_id: uuid.UUID):
     return await svc.run(_lease_of, row_id)
 
 
-async def _refresh_holding(svc, row_id: uuid.UUID, lease: uuid.UUID, seen: str | None) -> Integration:
+async def _refresh_holding(svc, row_id: uuid.UUID, lease: uuid.UUID, seen: str | None, *,
+                           renew_by: dt.datetime | None = None) -> Integration:
+    """Refresh while holding ``lease``. ``renew_by`` (the sweep's): failures back off, and a long-lived
+    token whose renewal still expires before ``renew_by`` counts as a failure too."""
+    sweeping = renew_by is not None
     row, tokens = await svc.run(connections.load, svc.keyring, row_id)
     if seen is not None and row.access_token != seen:  # a refresh finished between our read and our claim
         await svc.run(_release, row_id, lease)
@@ -133,72 +145,188 @@ async def _refresh_holding(svc, row_id: uuid.UUID, lease: uuid.UUID, seen: str |
             await svc.run(_deactivate, row, lease, exc.message)
             log.warning("refresh of %s %s: grant is gone, integration deactivated", row.provider.value, row.id)
         else:
-            await svc.run(_release, row_id, lease, exc.message)
+            await svc.run(_release, row_id, lease, exc.message, back_off=sweeping)
         raise
     except NexusError as exc:
-        await svc.run(_release, row_id, lease, exc.message)
+        await svc.run(_release, row_id, lease, exc.message, back_off=sweeping,
+                      retry_after=getattr(exc, "retry_after", None))
         raise
     except BaseException:
         await asyncio.shield(svc.run(_release, row_id, lease))
         raise
+    stale = (sweeping and SPECS[row.provider].refresh in LONG_LIVED and fresh.expires_at is not None
+             and fresh.expires_at <= renew_by)
+    # Settled under the lease, before store_refreshed hands the row back.
+    await svc.run(_settle_failures, row_id, lease, stale)
     if not await svc.run(connections.store_refreshed, svc.keyring, row, fresh, lease):
         raise ProviderError("the refresh took longer than its lease; another refresher took over", id=str(row_id))
+    if stale:
+        await svc.run(_note_error, row_id, NOT_EXTENDED)
+        raise ProviderError(f"{row.provider.value}: {NOT_EXTENDED}", id=str(row_id))
     log.info("refreshed %s integration %s in %.0f ms", row.provider.value, row_id, (time.monotonic() - started) * 1000)
     fresh_row, _ = await svc.run(connections.load, svc.keyring, row_id)
     return fresh_row
 
 
 # --- the sweep: refresh before expiry ------------------------------------------
+#
+# Access tokens with a refresh token are refreshed within TOKEN_REFRESH_WINDOW of expiry. Long-lived
+# tokens without one (Facebook and Meta Ads: fb_exchange_token; Instagram: ig_refresh_token) die for
+# good once expired, so they are renewed TOKEN_EXPIRY_WARNING ahead (7 days), which leaves days of
+# retries. A failure backs that integration off exponentially (5 min doubling to 6 h, +-10%): a
+# provider that is down sees about a dozen calls a day per integration, not one a minute. A token
+# that cannot be renewed gets one integration.error TOKEN_EXPIRING per expiry time.
 
-SWEEP_BACKOFF = dt.timedelta(minutes=5)
+BACKOFF_FIRST = dt.timedelta(minutes=5)
+BACKOFF_CAP = dt.timedelta(hours=6)
+BACKOFF_JITTER = 0.1
+WARN_AFTER_FAILURES = 3  # consecutive sweep failures before "cannot be renewed"
+LONG_LIVED = (RefreshStyle.FB_EXCHANGE, RefreshStyle.IG_REFRESH)
+NOT_EXTENDED = "the provider renewed the token without extending its expiry"
+
+_WITH_REFRESH_TOKEN = [p for p, spec in SPECS.items() if spec.refresh in (RefreshStyle.STANDARD, RefreshStyle.ROTATING)]
+_LONG_LIVED = [p for p, spec in SPECS.items() if spec.refresh in LONG_LIVED]
+_NOT_RENEWABLE = [p for p, spec in SPECS.items() if spec.refresh is RefreshStyle.NONE]
 
 
-def expiring(window: dt.timedelta, limit: int) -> list[uuid.UUID]:
-    """Active integrations whose token expires within ``window`` and that nobody is refreshing."""
+def back_off_delay(failures: int, rand=random.random) -> dt.timedelta:
+    """How long the sweep leaves an integration alone after ``failures`` failures in a row."""
+    base = min(BACKOFF_FIRST * 2 ** max(failures - 1, 0), BACKOFF_CAP)
+    return base * (1 + BACKOFF_JITTER * (2 * rand() - 1))
+
+
+def _failure_changes(failures: int, retry_after: int | None = None) -> dict:
+    delay = back_off_delay(failures)
+    if retry_after:  # the provider said when (rate limits): never sooner than that
+        delay = max(delay, dt.timedelta(seconds=retry_after))
+    return {Integration.refresh_failures: failures, Integration.refresh_retry_at: utcnow() + delay}
+
+
+def _settle_failures(row_id: uuid.UUID, lease: uuid.UUID, failed: bool) -> None:
+    fenced = (Integration.id == row_id) & (Integration.refresh_lease_token == lease)
+    with database_proxy.atomic():
+        if failed:
+            failures = Integration.select(Integration.refresh_failures).where(fenced).scalar()
+            if failures is not None:
+                Integration.update(_failure_changes(failures + 1)).where(fenced).execute()
+        else:
+            Integration.update(refresh_failures=0, refresh_retry_at=None).where(
+                fenced & ((Integration.refresh_failures != 0) | Integration.refresh_retry_at.is_null(False))).execute()
+
+
+def _note_error(row_id: uuid.UUID, error: str) -> None:
+    Integration.update(last_error=error).where((Integration.id == row_id) & Integration.last_error.is_null()).execute()
+
+
+def _due(now: dt.datetime, window: dt.timedelta, lead: dt.timedelta):
+    """Active, renewable, expiring within its style's lead, and not backing off."""
+    return ((Integration.is_active == True) & Integration.expires_at.is_null(False)  # noqa: E712
+            & (Integration.refresh_retry_at.is_null() | (Integration.refresh_retry_at <= now))
+            & ((Integration.provider.in_(_WITH_REFRESH_TOKEN) & Integration.refresh_token.is_null(False)
+                & (Integration.expires_at <= now + window))
+               | (Integration.provider.in_(_LONG_LIVED) & (Integration.expires_at <= now + max(window, lead)))))
+
+
+def expiring(window: dt.timedelta, limit: int, lead: dt.timedelta = dt.timedelta(0)) -> list[uuid.UUID]:
+    """Integrations due for a refresh (see ``_due``) that nobody is refreshing, soonest first."""
     now = utcnow()
-    query = (Integration.select(Integration.id)
-             .where((Integration.is_active == True) & Integration.expires_at.is_null(False)  # noqa: E712
-                    & (Integration.expires_at <= now + window)
-                    & (Integration.refresh_lease_until.is_null() | (Integration.refresh_lease_until < now))
-                    & Integration.provider.in_([p for p, spec in SPECS.items() if spec.can_refresh]))
+    query = (Integration.select(Integration.id).where(_due(now, window, lead) & _free(now))
              .order_by(Integration.expires_at).limit(limit))
     return [row_id for (row_id,) in query.tuples()]
 
 
-def _claim_expiring(row_id: uuid.UUID, lease: uuid.UUID, deadline: dt.datetime) -> bool:
-    # Claimed only while still expiring: another daemon that just refreshed it moved expires_at on.
+def _claim_expiring(row_id: uuid.UUID, lease: uuid.UUID, window: dt.timedelta, lead: dt.timedelta) -> bool:
+    # Claimed only while still due: another daemon that just refreshed it moved expires_at on
+    # (or backed it off).
     now = utcnow()
     return Integration.update(refresh_lease_until=now + LEASE, refresh_lease_token=lease).where(
-        (Integration.id == row_id) & (Integration.is_active == True)  # noqa: E712
-        & (Integration.expires_at <= deadline)
-        & (Integration.refresh_lease_until.is_null() | (Integration.refresh_lease_until < now))).execute() == 1
+        (Integration.id == row_id) & _due(now, window, lead) & _free(now)).execute() == 1
 
 
-def _back_off(row_id: uuid.UUID, until: dt.datetime) -> None:
-    Integration.update(refresh_lease_until=until).where(
-        (Integration.id == row_id) & Integration.refresh_lease_token.is_null()).execute()
+async def sweep(svc, window: dt.timedelta, *, lead: dt.timedelta | None = None, concurrency: int = 5,
+                limit: int = 500) -> dict:
+    """One pass: refresh what is due (each integration once, across daemons), then warn about what cannot be.
 
-
-async def sweep(svc, window: dt.timedelta, *, concurrency: int = 5, limit: int = 500) -> dict:
-    """One pass: refresh what expires within ``window`` (each integration once, across daemons)."""
-    counts = {"refreshed": 0, "failed": 0, "skipped": 0}
+    ``lead`` (default TOKEN_EXPIRY_WARNING) is how far ahead long-lived tokens are renewed and
+    unrenewable ones warned about.
+    """
+    if lead is None:
+        lead = dt.timedelta(seconds=svc.settings.token_expiry_warning)
+    counts = {"refreshed": 0, "failed": 0, "skipped": 0, "warned": 0}
     gate = asyncio.Semaphore(concurrency)
 
     async def one(row_id):
         async with gate:
             lease = uuid.uuid4()
-            if not await svc.run(_claim_expiring, row_id, lease, utcnow() + window):
+            if not await svc.run(_claim_expiring, row_id, lease, window, lead):
                 counts["skipped"] += 1
                 return
             try:
-                await _refresh_holding(svc, row_id, lease, None)
+                await _refresh_holding(svc, row_id, lease, None, renew_by=utcnow() + max(window, lead))
                 counts["refreshed"] += 1
             except NexusError as exc:
                 counts["failed"] += 1
-                # Try again later, not every sweep: the provider may be down or throttling.
-                await svc.run(_back_off, row_id, utcnow() + SWEEP_BACKOFF)
-                log.warning("refresh sweep: integration %s failed (%s); next try in %d min", row_id, exc.code,
-                            SWEEP_BACKOFF.total_seconds() // 60)
+                state = await svc.run(_back_off_state, row_id)
+                log.warning("refresh sweep: integration %s failed (%s); %s", row_id, exc.code, state)
 
-    await asyncio.gather(*(one(row_id) for row_id in await svc.run(expiring, window, limit)))
+    await asyncio.gather(*(one(row_id) for row_id in await svc.run(expiring, window, limit, lead)))
+    counts["warned"] = await svc.run(warn_expiring, lead, limit)
     return counts
+
+
+def _back_off_state(row_id: uuid.UUID) -> str:
+    row = (Integration.select(Integration.refresh_failures, Integration.refresh_retry_at, Integration.is_active)
+           .where(Integration.id == row_id).tuples().first())
+    if row is None or not row[2]:
+        return "no further tries (deactivated)"
+    failures, retry_at, _ = row
+    if retry_at is None:
+        return f"{failures} failure(s) in a row"
+    minutes = max(0, round((retry_at - utcnow()).total_seconds() / 60))
+    return f"{failures} failure(s) in a row, next try in {minutes} min"
+
+
+# --- warnings: tokens that will lapse -----------------------------------------
+
+def _unrenewable(now: dt.datetime, lead: dt.timedelta):
+    """Active, expiring within ``lead``, not yet warned about for this expiry, and not renewable."""
+    return ((Integration.is_active == True) & Integration.expires_at.is_null(False)  # noqa: E712
+            & (Integration.expires_at <= now + lead)
+            & (Integration.expiry_warned_for.is_null() | (Integration.expiry_warned_for != Integration.expires_at))
+            & (Integration.provider.in_(_NOT_RENEWABLE)
+               | (Integration.provider.in_(_WITH_REFRESH_TOKEN) & Integration.refresh_token.is_null())
+               | (Integration.refresh_failures >= WARN_AFTER_FAILURES)))
+
+
+def _why(row: Integration) -> tuple[str, str]:
+    style = SPECS[row.provider].refresh
+    if style is RefreshStyle.NONE:
+        return "NOT_RENEWABLE", f"{row.provider.value} offers no way to renew this token: connect it again"
+    if style in (RefreshStyle.STANDARD, RefreshStyle.ROTATING) and row.refresh_token is None:
+        return "NO_REFRESH_TOKEN", "the provider issued no refresh token: connect it again"
+    last = f" (last: {row.last_error})" if row.last_error else ""
+    return "REFRESH_FAILING", (f"renewing it has failed {row.refresh_failures} times in a row{last}; it is retried "
+                               "with back-off, or connect it again")
+
+
+def warn_expiring(lead: dt.timedelta, limit: int = 500) -> int:
+    """One ``integration.error`` TOKEN_EXPIRING per unrenewable token and expiry time; returns how many."""
+    now = utcnow()
+    candidates = [row_id for (row_id,) in Integration.select(Integration.id).where(_unrenewable(now, lead))
+                  .order_by(Integration.expires_at).limit(limit).tuples()]
+    warned = 0
+    for row_id in candidates:
+        with database_proxy.atomic():
+            # The UPDATE is the claim: of several daemons, one warns.
+            if not Integration.update(expiry_warned_for=Integration.expires_at).where(
+                    (Integration.id == row_id) & _unrenewable(now, lead)).execute():
+                continue
+            row = Integration.get_by_id(row_id)
+            reason, message = _why(row)
+            code = "TOKEN_EXPIRING" if row.expires_at > now else "TOKEN_EXPIRED"
+            events.record(events.ERROR, row, code=code, expiresAt=row.expires_at.isoformat().replace("+00:00", "Z"),
+                          reason=reason, message=message)
+        warned += 1
+        log.warning("integration %s (%s): token expires %s and cannot be renewed: %s", row_id, row.provider.value,
+                    row.expires_at.isoformat(), message)
+    return warned

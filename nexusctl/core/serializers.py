@@ -37,6 +37,9 @@ def integration_to_dict(row: Integration) -> dict:
         "metadata": row.metadata or {},
         "lastSyncAt": _value(row.last_sync_at),
         "lastError": row.last_error,
+        # The refresh sweep's back-off: failures in a row, and when it tries again (null: not waiting).
+        "refreshFailures": row.refresh_failures or 0,
+        "refreshRetryAt": _value(row.refresh_retry_at),
         "createdAt": _value(row.created_at),
         "updatedAt": _value(row.updated_at),
     }

@@ -22,7 +22,7 @@ from nexusctl.enums import Provider
 
 INTEGRATION_KEYS = {
     "id", "userId", "organizationId", "provider", "name", "isActive", "tokenType", "expiresAt",
-    "scope", "metadata", "lastSyncAt", "lastError", "createdAt", "updatedAt",
+    "scope", "metadata", "lastSyncAt", "lastError", "refreshFailures", "refreshRetryAt", "createdAt", "updatedAt",
 }
 HEADER = "ID\tPROVIDER\tNAME\tUSER\tACTIVE\tEXPIRES\tLAST SYNC\tLAST ERROR"
 MISSING = "00000000-0000-0000-0000-000000000000"

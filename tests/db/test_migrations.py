@@ -85,7 +85,7 @@ def _columns(db, table):
 
 def test_this_version_ships_these_migrations():
     assert MIGRATIONS == ["0001_initial", "0002_connections", "0003_webhook_delivery", "0004_refresh_sweep",
-                          "0006_event_bus", "0008_sync"]
+                          "0005_job_runs", "0006_event_bus", "0008_sync"]
 
 
 # --- Empty database --------------------------------------------------------
