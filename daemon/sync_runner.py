@@ -74,9 +74,13 @@ def stale_work(limit: int = 50) -> tuple[list, list]:
 
     actions = {name for by_name in ACTIONS.values() for name in by_name}
     now = utcnow()
+    # Publish runs (queued by content.published) are this runner's to start at once; a PENDING sync is
+    # only taken once its creator (the API route, `sync run`) has had ample time to start it itself.
     pending = [i for (i,) in IntegrationSyncLog.select(IntegrationSyncLog.id).where(
-        (IntegrationSyncLog.status == SyncStatus.PENDING) & (IntegrationSyncLog.created_at < now - STALE_PENDING)
-        & IntegrationSyncLog.action.in_(actions)).order_by(IntegrationSyncLog.created_at).limit(limit).tuples()]
+        (IntegrationSyncLog.status == SyncStatus.PENDING)
+        & ((IntegrationSyncLog.action == "publish") | ((IntegrationSyncLog.created_at < now - STALE_PENDING)
+                                                        & IntegrationSyncLog.action.in_(actions))))
+        .order_by(IntegrationSyncLog.created_at).limit(limit).tuples()]
     running = list(IntegrationSyncLog.select(IntegrationSyncLog.id, IntegrationSyncLog.integration,
                                              IntegrationSyncLog.action, IntegrationSyncLog.started_at).where(
         (IntegrationSyncLog.status == SyncStatus.IN_PROGRESS)

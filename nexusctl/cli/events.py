@@ -169,7 +169,7 @@ def ingest_cmd(ctx: typer.Context,
     """Handle a platform event here, as the consumer group does with Redis (idempotent with --id).
 
     user.deleted {"userId"}: revoke and delete the user's integrations. content.published
-    {"userId", "contentId", "title", "url", "media"}: queue a publish run per capable integration.
+    {"userId", "contentId", "title", "url", "media"}: a publish run per capable integration, run now.
 
     Example:  nexusctl events ingest user.deleted --data '{"userId": "6f1c2a9e-3b4d-4e5f-8a7b-9c0d1e2f3a4b"}' --id evt-42
     """
@@ -177,7 +177,18 @@ def ingest_cmd(ctx: typer.Context,
     from nexusctl.core import inbound
 
     event = inbound.make(event_type, read_data(data), event_id=event_id)
-    outcome = run_flow(ctx, lambda svc: inbound.handle(svc, event))
+
+    async def flow(svc):
+        from nexusctl.core import sync_runs
+
+        outcome = await inbound.handle(svc, event)
+        # No daemon needed: the publish runs it queued go now (a daemon that got there first wins the claim).
+        for item in outcome.get("syncLogs", []) if not outcome.get("duplicate") else []:
+            row = await sync_runs.run(svc, item["syncLogId"])
+            item.update(status=row.status.value, error=row.error)
+        return outcome
+
+    outcome = run_flow(ctx, flow)
     if outcome.get("duplicate"):
         out(ctx).success(f"{event_type} {event.key} was handled before: nothing changed")
     elif event_type == inbound.USER_DELETED:
@@ -185,6 +196,11 @@ def ingest_cmd(ctx: typer.Context,
                          + (f" ({outcome['revokeFailures']} could not be revoked at the provider)"
                             if outcome["revokeFailures"] else ""))
     else:
-        out(ctx).success(f"Queued {len(outcome['syncLogs'])} publish runs for content {outcome['contentId']}")
+        done = [i for i in outcome["syncLogs"] if i.get("status") == "COMPLETED"]
+        out(ctx).success(f"Published content {outcome['contentId']} to {len(done)} of {len(outcome['syncLogs'])} "
+                         "integrations")
+        for item in outcome["syncLogs"]:
+            if item.get("status") == "FAILED":
+                out(ctx).warn(f"{item['provider']} {item['integrationId']}: {item['error']}")
     if as_json:
         out(ctx).json(outcome)

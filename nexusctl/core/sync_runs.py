@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 LEASE_SECONDS = 300.0  # renewed after every page; a page never takes this long (20 s provider timeout)
 UNKNOWN_WAIT = 10.0  # seconds, when a provider throttles without saying for how long
 EXPIRY_MARGIN = dt.timedelta(seconds=60)
+PUBLISH = "publish"  # queued by content.published (nexusctl.core.inbound), run like a sync
 
 
 def plan(integration_id, action: str | None, *, full: bool = False, trigger: str = "cli",
@@ -80,6 +81,8 @@ async def run(svc, log_id, *, progress=None, budget: float | None = None) -> Int
     api = None
     try:
         row, tokens = await _fresh_tokens(svc, integration_id)
+        if name == PUBLISH:
+            return await _publish(svc, started, row, tokens, stats, budget)
         (action,) = action_of(row.provider, name)
         full = bool((started.metadata or {}).get("full"))
         resume = None if full else await svc.run(sync_state.resume_of, integration_id, name)
@@ -134,6 +137,39 @@ async def run(svc, log_id, *, progress=None, budget: float | None = None) -> Int
                              extra=stats)
     finally:
         await svc.run(leases.release, lock, holder)
+
+
+async def _publish(svc, log: IntegrationSyncLog, row: Integration, tokens, stats: dict, budget: float):
+    """One post of the content a content.published event queued: at most one provider call that creates it
+    (plus the waits and the single refresh a throttle or a refused token call for)."""
+    from providers.sync.publish import PUBLISHERS
+
+    publisher = PUBLISHERS.get(row.provider.value)
+    if publisher is None:
+        raise SyncFailed(f"publishing to {row.provider.value} is not built yet")
+    content = (log.metadata or {}).get("content") or {}
+    own = {k: v for k, v in (row.metadata or {}).items() if k != "provider"}
+    api, refreshed = _api(svc, row, tokens), False
+    while True:
+        try:
+            result = await publisher(api, content, own)
+            break
+        except RateLimited as exc:
+            wait = float(exc.retry_after if exc.retry_after is not None else UNKNOWN_WAIT)
+            if stats["rateLimitWaitedSeconds"] + wait > budget:
+                raise
+            stats["rateLimitWaits"] += 1
+            stats["rateLimitWaitedSeconds"] += wait
+            await asyncio.sleep(wait)
+        except TokenExpired:
+            if refreshed:
+                raise
+            refreshed = True
+            row, tokens = await _fresh_tokens(svc, row.id, force=True)
+            api = _api(svc, row, tokens)
+    stats["providerCalls"] = api.calls
+    await svc.run(sync_state.record_published, log.id, result)
+    return await svc.run(sync_state.finish, log.id, row.id, PUBLISH, extra={**stats, "result": result})
 
 
 def logs_of(log_ids) -> list[IntegrationSyncLog]:

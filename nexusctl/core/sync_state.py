@@ -115,6 +115,13 @@ def apply_page(log_id, integration_id, action, items, resume: dict | None, page_
     return counts
 
 
+def record_published(log_id, result: dict) -> None:
+    """A publish run's one item: what identifies the post at the provider."""
+    log = IntegrationSyncLog.get_by_id(log_id)
+    IntegrationSyncLog.update(items_processed=1, metadata={**(log.metadata or {}), "result": result},
+                              updated_at=utcnow()).where(IntegrationSyncLog.id == log_id).execute()
+
+
 def delete_unseen(log_id, integration_id, action: str, resource: str) -> int:
     """After a full run: every item this run did not see is gone at the provider."""
     integration = Integration.get_by_id(integration_id)

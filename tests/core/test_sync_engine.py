@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from emulators.fixtures import emulators, fresh_emulators  # noqa: F401 - pytest fixtures
 
-from db.models import Integration, IntegrationSyncLog, OutboxEvent, SyncCursor
+from db.models import Integration, IntegrationSyncLog, OutboxEvent, SyncCursor, Webhook, WebhookDelivery
 from nexusctl import config
 from nexusctl.core import sync_runs, sync_state
 from nexusctl.core.connect import Services, direct
@@ -62,6 +62,7 @@ def _events(integration, event_type) -> int:
 def test_a_run_records_changes_once_and_a_full_run_finds_what_is_gone(env, make_integration):
     integration, slack = _slack(env, make_integration)
     slack.set_records("channels", _channels(450))
+    hook = Webhook.create(integration=integration.id, url="https://hooks.example.com/nexus", events=["channel.*"])
 
     first = _run(env, integration)
     assert (first.status, first.items_processed, first.metadata["pages"], first.metadata["created"]) == (
@@ -86,6 +87,13 @@ def test_a_run_records_changes_once_and_a_full_run_finds_what_is_gone(env, make_
     assert sorted(gone) == ["C00000020", "C00000021"]
     updated = OutboxEvent.get(OutboxEvent.type == "channel.updated")
     assert updated.data["item"]["name"] == "renamed" and updated.data["provider"] == "SLACK"
+    # Each change is queued to the webhook that subscribed to channel.*, in the page's transaction.
+    queued = {event: WebhookDelivery.select().where((WebhookDelivery.webhook == hook.id)
+                                                    & (WebhookDelivery.event == event)).count()
+              for event in ("channel.created", "channel.updated", "channel.deleted", "integration.synced")}
+    assert queued == {"channel.created": 451, "channel.updated": 1, "channel.deleted": 2, "integration.synced": 0}
+    payload = WebhookDelivery.get(WebhookDelivery.event == "channel.deleted").payload
+    assert payload["type"] == "channel.deleted" and payload["data"]["externalId"] in ("C00000020", "C00000021")
 
 
 def test_a_rate_limit_midway_is_waited_out(env, make_integration):
@@ -191,3 +199,51 @@ def test_an_inactive_integration_or_unknown_action_is_refused(env, make_integrat
     Integration.update(is_active=False, last_error="revoked").where(Integration.id == integration.id).execute()
     with pytest.raises(SyncFailed, match="is inactive"):
         sync_runs.plan(integration.id, None)
+
+
+# --- publishing (content.published) ----------------------------------------------------------
+
+
+def _ingest_and_run(env, payload):
+    from nexusctl.core import inbound
+
+    settings, keyring, _ = env
+
+    async def main():
+        async with aiohttp.ClientSession(trust_env=False) as session:
+            svc = Services(settings, keyring, session, direct, None)
+            outcome = await inbound.handle(svc, inbound.make("content.published", payload))
+            return [await sync_runs.run(svc, log["syncLogId"]) for log in outcome["syncLogs"]]
+
+    return {row.integration_id: row for row in asyncio.run(main())}
+
+
+def test_published_content_is_posted_once_to_each_capable_integration(env, make_integration):
+    import uuid
+
+    _settings, _keyring, emu = env
+    user = uuid.uuid4()
+    slack, x = emu["SLACK"], emu["TWITTER"]
+    slack.set_records("channels", _channels(3))
+    on_slack = make_integration(user_id=user, provider=Provider.SLACK, refresh_token=None,
+                                access_token=slack.issue(slack.new_grant(["chat:write"]), "access", None).value,
+                                metadata={"publishChannel": "chan-2"})
+    on_x = make_integration(user_id=user, provider=Provider.TWITTER, refresh_token=None,
+                            access_token=x.issue(x.new_grant(["tweet.write"]), "access", 3600).value)
+    no_channel = make_integration(user_id=user, provider=Provider.SLACK, refresh_token=None, access_token="unused")
+    not_built = make_integration(user_id=user, provider=Provider.INSTAGRAM)
+    content = {"userId": str(user), "contentId": "post-9", "title": "Our launch", "url": "https://nexus.test/p/9"}
+
+    runs = _ingest_and_run(env, content)
+    assert runs[on_slack.id].status == SyncStatus.COMPLETED and runs[on_x.id].status == SyncStatus.COMPLETED
+    assert slack.records_of("messages") == [{"channel": "C00000002", "text": "Our launch\nhttps://nexus.test/p/9",
+                                              "ts": runs[on_slack.id].metadata["result"]["ts"]}]
+    assert [p["text"] for p in x.records_of("posted")] == ["Our launch\nhttps://nexus.test/p/9"]
+    assert runs[on_x.id].metadata["result"]["postId"] == x.records_of("posted")[0]["id"]
+    assert "publishChannel" in runs[no_channel.id].error and runs[no_channel.id].status == SyncStatus.FAILED
+    assert runs[not_built.id].error == "SYNC_FAILED: publishing to INSTAGRAM is not built yet"
+
+    # X refuses the same text twice: the run fails with the provider's own words, nothing is retried.
+    again = _ingest_and_run(env, {**content, "contentId": "post-10"})
+    assert again[on_x.id].status == SyncStatus.FAILED and "duplicate content" in again[on_x.id].error
+    assert len(x.records_of("posted")) == 1 and x.calls["create_tweet"] == 2

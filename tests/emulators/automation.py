@@ -170,6 +170,7 @@ class Slack(Provider):
         ("GET|POST", r"slack\.com/api/auth\.test", "auth_test"),
         ("GET|POST", r"slack\.com/api/auth\.revoke", "auth_revoke"),
         ("GET|POST", r"slack\.com/api/conversations\.list", "conversations_list"),
+        ("POST", r"slack\.com/api/chat\.postMessage", "post_message"),
     )
     ROTATION = True
     ROTATING_TTL = 43200
@@ -319,6 +320,39 @@ class Slack(Provider):
         more = start + limit < len(rows)
         next_cursor = base64.b64encode(f"team:{start + limit}".encode()).decode() if more else ""
         return json_response({"ok": True, "channels": page, "response_metadata": {"next_cursor": next_cursor}})
+
+    async def post_message(self, request):
+        """chat.postMessage (JSON or form): needs ``chat:write``; ``channel`` by id or name among
+        ``records_of("channels")``; the message is kept in ``records["messages"]``."""
+        value = auth_header(request)
+        if request.content_type == "application/json":
+            try:
+                args = await request.json()
+            except ValueError:
+                return self.fail("invalid_json")
+        else:
+            args = dict(await read_form(request))
+            value = value or args.get("token")
+        token, status = self.status(value, "access")
+        fault = await self.gate("chat.postMessage")
+        if fault is not None:
+            return fault
+        if status != "ok":
+            return self._auth_error(status)
+        if "chat:write" not in token.grant.scope:
+            return json_response({"ok": False, "error": "missing_scope", "needed": "chat:write"})
+        channel = next((c for c in self.records_of("channels")
+                        if args.get("channel") in (c.get("id"), c.get("name"), "#" + str(c.get("name")))), None)
+        if channel is None:
+            return self.fail("channel_not_found")
+        if not str(args.get("text") or "").strip():
+            return self.fail("no_text")
+        with self.lock:
+            messages = self.records.setdefault("messages", [])
+            ts = f"{1700000000 + len(messages)}.000100"
+            messages.append({"channel": channel["id"], "text": args["text"], "ts": ts})
+        return json_response({"ok": True, "channel": channel["id"], "ts": ts,
+                              "message": {"type": "message", "text": args["text"], "ts": ts}})
 
     async def auth_revoke(self, request):
         (token, status), form = await self._token_of(request)

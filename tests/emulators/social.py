@@ -77,6 +77,7 @@ class Twitter(Provider):
         ("POST", r"api\.(?:x|twitter)\.com/2/oauth2/revoke", "revoke"),
         ("GET", r"api\.(?:x|twitter)\.com/2/users/me", "me"),
         ("GET", r"api\.(?:x|twitter)\.com/2/users/(?P<user_id>\d+)/tweets", "tweets"),
+        ("POST", r"api\.(?:x|twitter)\.com/2/tweets", "create_tweet"),
     )
     ACCOUNT = {"id": "1460000000000000000", "name": "Demo Poster", "username": "demoposter"}
     SPEC = AuthorizeSpec(scope_sep=" ", pkce="required")
@@ -182,6 +183,33 @@ class Twitter(Provider):
         user.update({f: self.account[f] for f in fields if f in self.account})
         return json_response({"data": user})
 
+
+    async def create_tweet(self, request):
+        """POST /2/tweets ``{"text"}``: needs ``tweet.write``; 201 ``{"data": {"id", "text"}}``; the same
+        text twice is 403 (X refuses duplicate content); kept in ``records["posted"]``."""
+        fault = await self.gate("create_tweet")
+        if fault is not None:
+            return fault
+        token, status = self.status(auth_header(request), "access")
+        if status != "ok":
+            return self.problem(401, "Unauthorized", "Unauthorized")
+        if "tweet.write" not in token.grant.scope:
+            return self.problem(403, "Forbidden", "Missing scope: tweet.write is required.")
+        try:
+            text = (await request.json()).get("text")
+        except ValueError:
+            return self.problem(400, "Invalid Request", "The request body is not JSON.")
+        if not isinstance(text, str) or not 1 <= len(text) <= 280:
+            return self.problem(400, "Invalid Request", "text must be 1-280 characters.")
+        with self.lock:
+            posted = self.records.setdefault("posted", [])
+            if any(p["text"] == text for p in posted):
+                return self.problem(403, "Forbidden",
+                                    "You are not allowed to create a Tweet with duplicate content.")
+            tweet = {"id": str(1800000000000000000 + len(posted)), "text": text}
+            posted.append(tweet)
+        return json_response({"data": {"id": tweet["id"], "text": text, "edit_history_tweet_ids": [tweet["id"]]}},
+                             201)
 
     async def tweets(self, request, user_id):
         fault = await self.gate("tweets")
