@@ -116,6 +116,7 @@ class Settings:
     events_consumer_group: str = "nexusctl"
     events_claim_idle: float = 60.0  # a dead consumer's entry is taken over after this many seconds
     sync_rate_limit_budget: float = 120.0  # seconds a sync run may wait out rate limits before it stops
+    discord_bot_token: Secret | None = None  # Discord posts to channels as the application's bot
     sync_poll_seconds: float = 30.0  # how often the daemon starts scheduled syncs and recovers stalled ones
 
     @property
@@ -208,6 +209,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         events_claim_idle=_duration(env, "EVENTS_CLAIM_IDLE", 60.0),
         sync_rate_limit_budget=_duration(env, "SYNC_RATE_LIMIT_BUDGET", 120.0),
         sync_poll_seconds=_duration(env, "SYNC_POLL_INTERVAL", 30.0),
+        discord_bot_token=Secret(env["DISCORD_BOT_TOKEN"].strip()) if env.get("DISCORD_BOT_TOKEN", "").strip() else None,
     )
     # Last: in development this may create the key file, which must not
     # happen for a configuration that is going to be refused anyway.
@@ -503,7 +505,7 @@ def variable_names() -> list[str]:
         "WEBHOOK_ALLOWED_NETWORKS", "WEBHOOK_CONCURRENCY", "WEBHOOK_CONCURRENCY_PER_ENDPOINT",
         "TOKEN_REFRESH_WINDOW", "REFRESH_SWEEP_INTERVAL", "TOKEN_EXPIRY_WARNING", "RETENTION_DAYS",
         "EVENTS_STREAM", "EVENTS_STREAM_MAXLEN", "EVENTS_CONSUME_STREAMS", "EVENTS_CONSUMER_GROUP", "EVENTS_CLAIM_IDLE",
-        "SYNC_RATE_LIMIT_BUDGET", "SYNC_POLL_INTERVAL",
+        "SYNC_RATE_LIMIT_BUDGET", "SYNC_POLL_INTERVAL", "DISCORD_BOT_TOKEN",
     ]
     for provider in Provider:
         names += [f"{provider.value}_CLIENT_ID", f"{provider.value}_CLIENT_SECRET"]

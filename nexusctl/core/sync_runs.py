@@ -51,8 +51,10 @@ def plan(integration_id, action: str | None, *, full: bool = False, trigger: str
 
 
 def _api(svc, row: Integration, tokens) -> SyncApi:
-    return SyncApi(svc.adapter(row.provider), tokens, tokens.metadata.get("tenant"),
-                   auth_header=AUTH_HEADER.get(row.provider, "bearer"))
+    api = SyncApi(svc.adapter(row.provider), tokens, tokens.metadata.get("tenant"),
+                  auth_header=AUTH_HEADER.get(row.provider, "bearer"))
+    api.settings = svc.settings  # publishers that post as the application (Discord's bot) read its credentials
+    return api
 
 
 async def _fresh_tokens(svc, integration_id, *, force: bool = False):

@@ -64,6 +64,7 @@ class SyncApi:
         self.auth_header = auth_header
         self.base = (base_url or adapter.url("API", tenant) or "").rstrip("/")
         self.calls = 0
+        self.settings = None  # set by the engine: publishers that post as the application read its credentials
 
     @property
     def metadata(self) -> dict:

@@ -8,13 +8,17 @@ sync log that the content.published handler queued.
 
 - SLACK: ``chat.postMessage`` to ``metadata.publishChannel`` (needs ``chat:write``).
 - TWITTER: ``POST /2/tweets`` (needs ``tweet.write``); the text is cut to 280.
-Others (TikTok, Instagram, Facebook, YouTube, LinkedIn uploads, Discord) are
-not built yet: their publish logs fail with a message that says so.
+- DISCORD: ``POST /channels/{metadata.publishChannel}/messages`` as the
+  application's bot (``DISCORD_BOT_TOKEN``; a user's OAuth token cannot post to
+  a channel); the bot must have been added to that server.
+Others (TikTok, Instagram, YouTube uploads ...) are not built yet: their
+publish logs fail with a message that says so.
 """
 
 from __future__ import annotations
 
-from nexusctl.errors import ProviderError, UsageProblem
+from nexusctl.errors import ProviderError, ProviderNotConfigured, UsageProblem
+from providers.http import describe
 from providers.sync.chat import _slack_ok
 
 TWEET_MAX = 280
@@ -50,4 +54,30 @@ async def twitter(api, content: dict, metadata: dict) -> dict:
     return {"postId": post_id}
 
 
-PUBLISHERS = {"SLACK": slack, "TWITTER": twitter}
+DISCORD_MAX = 2000
+
+
+async def discord(api, content: dict, metadata: dict) -> dict:
+    channel = str(metadata.get("publishChannel") or "")
+    if not channel.isdigit():
+        raise UsageProblem("set the Discord integration's metadata.publishChannel to the channel id to post to",
+                           field="metadata.publishChannel")
+    settings = getattr(api, "settings", None)
+    bot = settings.discord_bot_token.get() if settings is not None and settings.discord_bot_token else None
+    if not bot:
+        raise ProviderNotConfigured("DISCORD_BOT_TOKEN: not set; Discord posts to a channel as the application's "
+                                    "bot (add it to the server with the OAuth bot scope)", provider="DISCORD")
+    url = api.url(f"v10/channels/{channel}/messages")
+    reply = await api.adapter.http("POST", url, secrets=(bot,), json={"content": compose(content, DISCORD_MAX)},
+                                   headers={"Authorization": f"Bot {bot}", "Accept": "application/json"})
+    api.calls += 1
+    api.adapter._check_throttle(reply)
+    if reply.status >= 400:
+        what = {401: "the bot token (DISCORD_BOT_TOKEN) was refused", 403: "the bot may not post in that channel",
+                404: "no such channel (or the bot is not in its server)"}.get(reply.status, f"HTTP {reply.status}")
+        raise ProviderError(f"DISCORD: {what}{describe(reply, (bot,), ': ')}", provider="DISCORD",
+                            status=reply.status)
+    return {"channelId": channel, "messageId": (reply.body or {}).get("id") if isinstance(reply.body, dict) else None}
+
+
+PUBLISHERS = {"SLACK": slack, "TWITTER": twitter, "DISCORD": discord}

@@ -247,3 +247,30 @@ def test_published_content_is_posted_once_to_each_capable_integration(env, make_
     again = _ingest_and_run(env, {**content, "contentId": "post-10"})
     assert again[on_x.id].status == SyncStatus.FAILED and "duplicate content" in again[on_x.id].error
     assert len(x.records_of("posted")) == 1 and x.calls["create_tweet"] == 2
+
+
+def test_discord_posts_as_the_bot_and_says_what_is_missing(env, make_integration, monkeypatch):
+    import uuid
+
+    _settings, keyring, emu = env
+    discord = emu["DISCORD"]
+    discord.set_records("channels", [{"id": "555000111", "name": "announcements"},
+                                     {"id": "555000222", "name": "locked", "botCanPost": False}])
+    user = uuid.uuid4()
+    posting = make_integration(user_id=user, provider=Provider.DISCORD, metadata={"publishChannel": "555000111"})
+    locked = make_integration(user_id=user, provider=Provider.DISCORD, metadata={"publishChannel": "555000222"})
+    content = {"userId": str(user), "contentId": "post-3", "title": "Hello Discord", "url": "https://nexus.test/3"}
+
+    without_bot = _ingest_and_run(env, content)
+    assert without_bot[posting.id].error.startswith("PROVIDER_NOT_CONFIGURED: DISCORD_BOT_TOKEN: not set")
+
+    monkeypatch.setenv("DISCORD_BOT_TOKEN", discord.bot_token)
+    with_bot = (config.load(), keyring, emu)
+    runs = _ingest_and_run(with_bot, {**content, "contentId": "post-4"})
+    assert runs[posting.id].status == SyncStatus.COMPLETED
+    (message,) = discord.records_of("messages")
+    assert message == {"id": runs[posting.id].metadata["result"]["messageId"], "channel_id": "555000111",
+                       "content": "Hello Discord\nhttps://nexus.test/3"}
+    assert runs[locked.id].status == SyncStatus.FAILED and "may not post in that channel" in runs[locked.id].error
+    stored = " ".join(str(r.error) + str(r.metadata) for r in IntegrationSyncLog.select())
+    assert discord.bot_token not in stored

@@ -429,6 +429,7 @@ class Discord(Provider):
         ("POST", rf"{API}/oauth2/token/revoke", "revoke"),
         ("GET", rf"{API}/users/@me", "me"),
         ("GET", rf"{API}/users/@me/guilds", "guilds"),
+        ("POST", rf"{API}/channels/(?P<channel_id>\d+)/messages", "create_message"),
     )
     ACCOUNT = {"id": "80351110224678912", "username": "demo", "global_name": "Demo User", "avatar": None,
                "discriminator": "0"}
@@ -506,6 +507,40 @@ class Discord(Provider):
         if token is not None:
             self.kill(token, grant=True)
         return json_response({})
+
+    @property
+    def bot_token(self) -> str:
+        """The application's bot token (what DISCORD_BOT_TOKEN holds); constant for the emulator's life."""
+        if not hasattr(self, "_bot_token"):
+            self._bot_token = "bot." + secrets.token_urlsafe(24)
+        return self._bot_token
+
+    async def create_message(self, request, channel_id):
+        """POST /channels/{id}/messages as the bot (``Authorization: Bot <token>``): the channel must be one
+        of ``records_of("channels")`` (the bot's servers); ``content`` 1-2000 characters; kept in
+        ``records["messages"]``. A user's Bearer token is refused (401), as Discord does for this route."""
+        fault = await self.gate("create_message")
+        if fault is not None:
+            return fault
+        header = request.headers.get("Authorization", "")
+        if header != f"Bot {self.bot_token}":
+            return json_response({"message": "401: Unauthorized", "code": 0}, 401)
+        channel = next((c for c in self.records_of("channels") if str(c.get("id")) == channel_id), None)
+        if channel is None:
+            return json_response({"message": "Unknown Channel", "code": 10003}, 404)
+        if channel.get("botCanPost") is False:
+            return json_response({"message": "Missing Access", "code": 50001}, 403)
+        try:
+            content = (await request.json()).get("content")
+        except ValueError:
+            return json_response({"message": "400: Bad Request", "code": 0}, 400)
+        if not isinstance(content, str) or not 1 <= len(content) <= 2000:
+            return json_response({"message": "Invalid Form Body", "code": 50035}, 400)
+        with self.lock:
+            messages = self.records.setdefault("messages", [])
+            message = {"id": str(1200000000000000000 + len(messages)), "channel_id": channel_id, "content": content}
+            messages.append(message)
+        return json_response({**message, "type": 0, "author": {"id": "1100000000000000001", "bot": True}})
 
     async def guilds(self, request):
         """GET /users/@me/guilds: ``limit`` (1-200, default 200) and ``after`` (a guild id, a snowflake):

@@ -267,7 +267,7 @@ def test_content_published_queues_a_publish_run_per_capable_integration(bus, fre
     assert len(rows) == 1  # Discord can post; HubSpot cannot; the duplicate added nothing
     integration_id, action, status, resource_id, metadata = rows[0]
     assert str(uuid.UUID(str(integration_id))) == discord and hubspot != discord
-    # The daemon's sync runner takes the publish run at once; posting to Discord is not built yet.
+    # The daemon's sync runner takes the publish run at once (it fails here: no DISCORD_BOT_TOKEN).
     assert action == "publish" and status in ("PENDING", "IN_PROGRESS", "FAILED")
     metadata = json.loads(metadata) if isinstance(metadata, str) else metadata
     assert metadata["content"]["title"] == "Launch" and metadata["content"]["media"] == content["media"]
