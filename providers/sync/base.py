@@ -73,8 +73,8 @@ class SyncApi:
     def url(self, path: str) -> str:
         return path if path.startswith(("http://", "https://")) else f"{self.base}/{path.lstrip('/')}"
 
-    def _auth(self, headers: dict) -> dict:
-        token = self.tokens.access_token
+    def _auth(self, headers: dict, token: str | None = None) -> dict:
+        token = token or self.tokens.access_token
         if self.auth_header == "basic":  # WooCommerce keys, stored as "consumer_key:consumer_secret"
             headers["Authorization"] = "Basic " + base64.b64encode(token.encode()).decode()
         elif self.auth_header == "bearer":
@@ -94,16 +94,19 @@ class SyncApi:
         return (token,)
 
     async def request(self, method: str, path: str, *, params: dict | None = None, json_body: Any = None,
-                      headers: dict | None = None, check=None) -> Reply:
+                      headers: dict | None = None, check=None, token: str | None = None) -> Reply:
         """``check(reply)``, when given, reads the provider's own error shapes first (it may raise, e.g. a
-        Graph code 190 on HTTP 400 as TokenExpired) before the generic 401 / 4xx handling below."""
-        kwargs: dict = {"headers": self._auth({"Accept": "application/json", **(headers or {})})}
+        Graph code 190 on HTTP 400 as TokenExpired) before the generic 401 / 4xx handling below.
+
+        ``token``: send this bearer token instead of the integration's (a Facebook page token got from
+        ``/me/accounts``); it is kept out of error messages like the integration's own."""
+        kwargs: dict = {"headers": self._auth({"Accept": "application/json", **(headers or {})}, token)}
         if params:
             kwargs["params"] = {k: str(v) for k, v in params.items() if v is not None}
         if json_body is not None:
             kwargs["json"] = json_body
         self.calls += 1
-        secrets = self._secrets()
+        secrets = self._secrets() + ((token,) if token else ())
         reply = await self.adapter.http(method, self.url(path), secrets=secrets, **kwargs)
         self.adapter._check_throttle(reply)  # provider-specific signals besides 429 (handled in http.call)
         if check is not None:

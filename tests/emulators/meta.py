@@ -30,6 +30,12 @@ the requested ``fields`` plus ``id``; a valid user token needed):
   ``GET /{page-id}/posts`` (``calls["posts"]``, limit <= 100, default 25):
   ``records_of("posts")`` rows whose ``page_id`` is that page (a page not in
   ``pages`` answers code 100 "does not exist ... missing permissions");
+  asked with ``fields=...access_token``, each page carries its page token
+  (minted from the user's grant, one per page);
+  ``POST /{page-id}/feed`` (``calls["feed"]``): ``message``/``link`` with that
+  page's own token and ``pages_manage_posts`` + ``pages_read_engagement``
+  (else HTTP 403 code 200); ``{"id": "{page}_{post}"}``, the post put first
+  in ``records_of("posts")``;
 - META_ADS ``GET /me/adaccounts`` (``calls["adaccounts"]``):
   ``records_of("adaccounts")`` (``id`` is ``act_<account_id>``);
   ``GET /act_{id}/campaigns`` (``calls["campaigns"]``, limit <= 500, default
@@ -284,8 +290,35 @@ class Facebook(Graph):
     ROUTES = BASE_ROUTES + (
         ("GET", rf"graph\.facebook\.com/{VERSION}me/accounts", "accounts"),
         ("GET", rf"graph\.facebook\.com/{VERSION}(?P<page_id>\d+)/posts", "posts"),
+        ("POST", rf"graph\.facebook\.com/{VERSION}(?P<page_id>\d+)/feed", "feed"),
     )
     ACCOUNT = {"id": "10223456789012345", "name": "Demo Person"}
+    PUBLISH_SCOPES = {"pages_manage_posts", "pages_read_engagement"}
+    FEED_DENIED = ("(#200) If posting to a group, requires app being installed in the group, and either "
+                   "publish_to_groups permission with user token, or both pages_read_engagement and "
+                   "pages_manage_posts permission with page token; If posting to a page, requires both "
+                   "pages_read_engagement and pages_manage_posts as an admin with sufficient administrative "
+                   "permission")
+
+    def reset(self) -> None:
+        super().reset()
+        with self.lock:
+            self.page_tokens: dict[tuple[str, str], str] = {}  # (grant id, page id) -> page token value
+
+    def page_token(self, user_token, page_id: str) -> str:
+        """The page's access token for this user (one per grant and page, re-issued once dead). From a
+        long-lived user token it does not expire; from a short-lived one it ends with it."""
+        with self.lock:
+            key = (user_token.grant.id, page_id)
+            value = self.page_tokens.get(key)
+            if value is not None and self.status(value, "access")[1] == "ok":
+                return value
+            ttl = None if user_token.data.get("long") or user_token.expires is None else \
+                max(1.0, user_token.expires - self.now())
+            token = self.issue(user_token.grant, "access", ttl, value="EAAP" + secrets.token_urlsafe(60),
+                               page_id=page_id)
+            self.page_tokens[key] = token.value
+            return token.value
     SPEC = AuthorizeSpec(response_type_optional=True, scope_sep="either", scope_required=False, pkce="optional")
 
     async def authorize(self, request):
@@ -345,8 +378,52 @@ class Facebook(Graph):
         fault = await self.gate("accounts")
         if fault is not None:
             return fault
-        _token, error = self.user_token(request)
-        return error or self.list_edge(request, self.records_of("pages"))
+        token, error = self.user_token(request)
+        if error is not None:
+            return error
+        pages = self.records_of("pages")
+        if "access_token" in request.query.get("fields", "").split(","):
+            for page in pages:
+                page.setdefault("access_token", self.page_token(token, str(page["id"])))
+        return self.list_edge(request, pages)
+
+    async def feed(self, request, page_id):
+        """POST /{page-id}/feed (``message``, ``link``; query, form or JSON): the page's own token (from
+        /me/accounts) with pages_manage_posts and pages_read_engagement, else (#200); answers ``{"id":
+        "{page}_{post}"}`` and puts the post first in ``records["posts"]`` (what /{page}/posts serves)."""
+        fault = await self.gate("feed")
+        if fault is not None:
+            return fault
+        args = dict(request.query)
+        if request.content_type == "application/json":
+            try:
+                body = await request.json()
+            except ValueError:
+                return graph_error("(#100) Invalid JSON body", 100)
+            args.update(body if isinstance(body, dict) else {})
+        else:
+            args.update(await read_form(request))
+        token, status = self.status(self.request_token(request) or args.get("access_token"), "access")
+        if status != "ok":
+            return self.token_error(token, status)
+        if page_id not in {str(p["id"]) for p in self.records_of("pages")}:
+            return graph_error(f"(#100) Object with ID '{page_id}' does not exist, cannot be loaded due to "
+                               "missing permissions, or does not support this operation", 100, subcode=33,
+                               type_="GraphMethodException")
+        if token.data.get("page_id") != page_id or not self.PUBLISH_SCOPES <= set(token.grant.scope):
+            return graph_error(self.FEED_DENIED, 200, status=403)
+        message, link = str(args.get("message") or ""), str(args.get("link") or "")
+        if not message.strip() and not link:
+            return graph_error("(#100) Missing message or attachment", 100)
+        if link and not link.startswith(("http://", "https://")):
+            return graph_error("(#100) The parameter link must be a valid URL", 100)
+        with self.lock:
+            rows = self.records.setdefault("posts", [])
+            post_id = f"{page_id}_{122100000000000000 + len(rows)}"
+            created = time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(self.now()))
+            rows.insert(0, {"id": post_id, "page_id": page_id, "message": message or None, "link": link or None,
+                            "created_time": created})
+        return json_response({"id": post_id})
 
     async def posts(self, request, page_id):
         fault = await self.gate("posts")

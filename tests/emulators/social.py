@@ -30,6 +30,13 @@ LINKEDIN quirks enforced:
   ``count`` 1-100 (default 10); serves ``records_of("posts")`` as
   ``elements`` with ``paging {start, count, total, links}`` (a ``next`` link
   only when more follow).
+- ``POST /rest/posts`` (``calls["create_post"]``): the same headers,
+  ``w_member_social`` (403 ``ACCESS_DENIED``), the member's own author URN
+  (403), required ``visibility``/``distribution``/``lifecycleState`` and an
+  ``article`` with ``source`` and ``title`` when there is one (422); the same
+  commentary twice is 422 "Content is a duplicate of ..."; 201 with the URN
+  in ``x-restli-id``; the post is put first in ``records["posts"]`` with
+  ``text``, the commentary as rendered in the little text format.
 
 DISCORD quirks enforced:
 - PKCE optional, S256 only, verifier 43-128 chars; credentials Basic or body;
@@ -45,6 +52,8 @@ from __future__ import annotations
 
 import secrets
 import time
+
+from aiohttp import web
 
 from .base import Provider
 from .oauth2 import (
@@ -272,6 +281,7 @@ class LinkedIn(Provider):
         ("POST", r"www\.linkedin\.com/oauth/v2/introspectToken", "introspect"),
         ("GET", r"api\.linkedin\.com/v2/userinfo", "userinfo"),
         ("GET", r"api\.linkedin\.com/rest/posts", "posts"),
+        ("POST", r"api\.linkedin\.com/rest/posts", "create_post"),
     )
     ACCOUNT = {"sub": "782bbtaQ", "name": "Demo Member", "given_name": "Demo", "family_name": "Member",
                "email": "member@example.com", "email_verified": True, "locale": {"country": "US", "language": "en"}}
@@ -373,13 +383,9 @@ class LinkedIn(Provider):
         return json_response(dict(self.account))
 
 
-    async def posts(self, request):
-        fault = await self.gate("posts")
-        if fault is not None:
-            return fault
-        token, status = self.status(auth_header(request), "access")
-        if status != "ok":
-            return json_response({"serviceErrorCode": 65600, "message": "Invalid access token", "status": 401}, 401)
+    @staticmethod
+    def version_error(request):
+        """The versioned /rest API's header checks (LinkedIn-Version YYYYMM, Rest.li 2.0.0)."""
         version = request.headers.get("LinkedIn-Version", "")
         if not version:
             return json_response({"status": 400, "code": "VERSION_MISSING", "message": "A version must be present. "
@@ -390,6 +396,88 @@ class LinkedIn(Provider):
         if request.headers.get("X-Restli-Protocol-Version") != "2.0.0":
             return json_response({"status": 400, "code": "ILLEGAL_ARGUMENT", "message": "This endpoint needs "
                                   "Rest.li protocol 2.0.0 (X-Restli-Protocol-Version)"}, 400)
+        return None
+
+    @staticmethod
+    def invalid(field: str, why: str):
+        return json_response({"status": 422, "code": "UNPROCESSABLE_ENTITY", "message": (
+            f"ERROR :: /{field} :: {why}")}, 422)
+
+    async def create_post(self, request):
+        """POST /rest/posts: a member post; needs ``w_member_social``, the version headers, the member's own
+        ``urn:li:person:{sub}`` as author. 201 with the URN in ``x-restli-id`` and no body; the post goes to the
+        front of ``records["posts"]`` (what GET serves) with ``text``, the commentary as LinkedIn renders it
+        (little format: escapes undone, the text cut at the first unescaped reserved character)."""
+        fault = await self.gate("create_post")
+        if fault is not None:
+            return fault
+        token, status = self.status(auth_header(request), "access")
+        if status != "ok":
+            return json_response({"serviceErrorCode": 65600, "message": "Invalid access token", "status": 401}, 401)
+        wrong = self.version_error(request)
+        if wrong is not None:
+            return wrong
+        if "w_member_social" not in token.grant.scope:
+            return json_response({"serviceErrorCode": 100, "code": "ACCESS_DENIED", "status": 403, "message":
+                                  "Not enough permissions to access: partnerApiPostsExternal.CREATE.20251001"}, 403)
+        try:
+            post = await request.json()
+        except ValueError:
+            return json_response({"status": 400, "code": "ILLEGAL_ARGUMENT", "message": "Invalid JSON"}, 400)
+        if not isinstance(post, dict):
+            return json_response({"status": 400, "code": "ILLEGAL_ARGUMENT", "message": "Invalid JSON"}, 400)
+        me = f"urn:li:person:{self.account['sub']}"
+        if not post.get("author"):
+            return self.invalid("author", "field is required but not found and has no default value")
+        if post["author"] != me:
+            return json_response({"serviceErrorCode": 100, "code": "ACCESS_DENIED", "status": 403, "message":
+                                  f"Member {me} is not permitted to create a post as author {post['author']}"}, 403)
+        if post.get("visibility") not in ("PUBLIC", "CONNECTIONS", "LOGGED_IN"):
+            return self.invalid("visibility", "must be one of PUBLIC, CONNECTIONS, LOGGED_IN")
+        distribution = post.get("distribution")
+        if not isinstance(distribution, dict) or distribution.get("feedDistribution") not in ("MAIN_FEED", "NONE"):
+            return self.invalid("distribution/feedDistribution", "field is required but not found and has no "
+                                "default value")
+        if post.get("lifecycleState") not in ("PUBLISHED", "DRAFT"):
+            return self.invalid("lifecycleState", "must be PUBLISHED or DRAFT")
+        commentary = post.get("commentary", "")
+        if not isinstance(commentary, str) or len(commentary) > 3000:
+            return self.invalid("commentary", "must be a string of at most 3000 characters")
+        article = (post.get("content") or {}).get("article") if isinstance(post.get("content"), dict) else None
+        if article is not None:
+            source = article.get("source") if isinstance(article, dict) else None
+            if not isinstance(source, str) or not source.startswith(("http://", "https://")):
+                return self.invalid("content/article/source", "must be an http(s) URL")
+            if not article.get("title"):
+                return self.invalid("content/article/title", "field is required but not found and has no "
+                                    "default value")
+        elif not commentary.strip():
+            return self.invalid("commentary", "a post needs commentary or content")
+        now = int(self.now() * 1000)
+        with self.lock:
+            rows = self.records.setdefault("posts", [])
+            if any(r.get("author") == me and r.get("commentary") == commentary for r in rows):
+                dup = next(r["id"] for r in rows if r.get("commentary") == commentary)
+                return json_response({"status": 422, "code": "DUPLICATE_POST",
+                                      "message": f"Content is a duplicate of {dup}"}, 422)
+            urn = f"urn:li:share:{7300000000000000000 + len(rows)}"
+            rows.insert(0, {"id": urn, "author": me, "commentary": commentary, "text": little_render(commentary),
+                            "visibility": post["visibility"], "distribution": distribution,
+                            "lifecycleState": post["lifecycleState"], "content": post.get("content"),
+                            "isReshareDisabledByAuthor": bool(post.get("isReshareDisabledByAuthor")),
+                            "createdAt": now, "publishedAt": now, "lastModifiedAt": now})
+        return web.Response(status=201, headers={"x-restli-id": urn, "x-linkedin-id": urn})
+
+    async def posts(self, request):
+        fault = await self.gate("posts")
+        if fault is not None:
+            return fault
+        token, status = self.status(auth_header(request), "access")
+        if status != "ok":
+            return json_response({"serviceErrorCode": 65600, "message": "Invalid access token", "status": 401}, 401)
+        wrong = self.version_error(request)
+        if wrong is not None:
+            return wrong
         q = request.query
         if q.get("q") != "author" or not q.get("author"):
             return json_response({"status": 400, "code": "ILLEGAL_ARGUMENT",
@@ -412,6 +500,37 @@ class LinkedIn(Provider):
                                     "href": f"/rest/posts?q=author&author={q['author']}&start={start + count}"
                                             f"&count={count}"})
         return json_response({"elements": rows[start:start + count], "paging": paging})
+
+
+LITTLE_RESERVED = set("\\|{}@[]()<>#*_~")
+
+
+def little_render(text: str) -> str:
+    """What LinkedIn shows for "little" text: ``\\x`` is a literal x; a URL is linked whole; an unescaped
+    reserved character (outside a URL; ``#word`` is a hashtag) ends the text (LinkedIn cuts the post there without an error)."""
+    out, i = [], 0
+    while i < len(text):
+        if text.startswith(("http://", "https://"), i):
+            end = i
+            while end < len(text) and not text[end].isspace():
+                end += 1
+            out.append(text[i:end])
+            i = end
+            continue
+        ch = text[i]
+        if ch == "\\" and i + 1 < len(text):
+            out.append(text[i + 1])
+            i += 2
+            continue
+        if ch == "#" and i + 1 < len(text) and text[i + 1].isalnum():
+            out.append(ch)  # a hashtag
+            i += 1
+            continue
+        if ch in LITTLE_RESERVED:
+            break
+        out.append(ch)
+        i += 1
+    return "".join(out)
 
 
 class Discord(Provider):
