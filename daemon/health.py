@@ -30,7 +30,11 @@ async def ready(request: web.Request) -> web.Response:
         return migrate.pending(executor.db)
 
     try:
-        pending = await executor.run(database_checks)
+        try:
+            pending = await executor.run(database_checks)
+        except Exception:  # noqa: BLE001 - perhaps this thread's connection died (a server restart): the
+            # executor has dropped it, and one fresh try tells whether the database is really away
+            pending = await executor.run(database_checks)
         checks["database"] = "ok"
         if pending:
             checks["migrations"] = f"{len(pending)} pending"
