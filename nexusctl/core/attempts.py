@@ -18,7 +18,7 @@ import json
 import uuid
 from dataclasses import dataclass
 
-from peewee import fn
+from peewee import Case, fn
 
 from db.database import database_proxy, is_postgres
 from db.fields import utcnow
@@ -114,13 +114,18 @@ def record_many(batch: list, schedule: tuple[int, ...]) -> list[str]:
         _insert_attempts(attempt_rows, now)
         if events:
             _insert_events(events)
-        # The webhooks' rows last: two daemons' batches for one webhook wait on each other's
-        # row lock here, so it is held for the shortest time before the commit.
-        if succeeded:
-            Webhook.update(last_triggered_at=now, failing_since=None).where(Webhook.id.in_(list(succeeded))).execute()
-        if failing - succeeded:
-            Webhook.update(last_triggered_at=now, failing_since=fn.COALESCE(Webhook.failing_since, now)).where(
-                Webhook.id.in_(list(failing - succeeded))).execute()
+        # The webhooks' rows last and in one statement: two writers' batches for one webhook
+        # wait on each other's row lock here, so it is held for the shortest time before the
+        # commit, and one statement locks its rows in one (index) order, so they never deadlock.
+        still_failing = fn.COALESCE(Webhook.failing_since, now)
+        if not succeeded:
+            failing_since = still_failing
+        elif failing - succeeded:
+            failing_since = Case(None, [(Webhook.id.in_(list(succeeded)), None)], still_failing)
+        else:
+            failing_since = None
+        Webhook.update(last_triggered_at=now, failing_since=failing_since).where(
+            Webhook.id.in_(list(succeeded | failing))).execute()
         for hook_id, reason in disable.items():
             if hook_id not in succeeded:
                 _disable(hooks[hook_id], reason, None)
