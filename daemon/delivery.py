@@ -52,6 +52,15 @@ class DeliveryWorker:
         self.to_record: list = []
         self.flush_now = asyncio.Event()
         self.flusher: asyncio.Task | None = None
+        # Totals since start, on /metrics: the mean claim and record batch sizes show how far
+        # the database work is shared between deliveries.
+        self.counts = collections.Counter()
+        if metrics is not None:
+            for name, help_text in (("claims", "Claim statements run by the delivery worker."),
+                                    ("claimed", "Deliveries claimed by the delivery worker."),
+                                    ("record_batches", "Transactions recording delivery outcomes."),
+                                    ("recorded", "Delivery outcomes recorded.")):
+                metrics.gauge(f"nexus_webhook_{name}_total", help_text, lambda name=name: self.counts[name])
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -136,7 +145,10 @@ class DeliveryWorker:
                 cap = self.settings.webhook_concurrency_per_endpoint
                 if self.free > 0:
                     busy = [w for w, n in self.inflight.items() if n >= cap]
-                    claimed = await self.db.run(deliveries.claim, min(self.free, 100), lease, busy)
+                    claimed, signing = await self.db.run(_claim_and_sign, self.keyring, min(self.free, 100), lease,
+                                                         busy)
+                    self.counts["claims"] += 1
+                    self.counts["claimed"] += len(claimed)
                 keep, excess = [], []
                 for item in claimed:
                     if self.inflight[item.webhook_id] < cap:
@@ -148,8 +160,6 @@ class DeliveryWorker:
                     await self.db.run(deliveries.release, excess)
                 claimed = keep
                 if claimed:
-                    signing = await self.db.run(deliveries.signing_for, self.keyring,
-                                                [c.webhook_id for c in claimed])
                     # The URL rules, once per webhook per batch (not per send); the connector
                     # still checks every address it connects to.
                     signing = {hook_id: (url, secrets, self._refusal(url))
@@ -223,6 +233,8 @@ class DeliveryWorker:
                     if not future.done():
                         future.set_exception(exc)
                 continue
+            self.counts["record_batches"] += 1
+            self.counts["recorded"] += len(batch)
             for (_, _, future), outcome in zip(batch, outcomes, strict=True):
                 if not future.done():
                     future.set_result(outcome)
@@ -256,6 +268,12 @@ class DeliveryWorker:
         except UsageProblem as exc:
             return f"{type(exc).__name__}: {str(exc)[:200]}"
         return None
+
+
+def _claim_and_sign(keyring, limit: int, lease: float, exclude) -> tuple[list, dict]:
+    """A claim and its webhooks' URLs and secrets, in one trip to a database thread."""
+    claimed = deliveries.claim(limit, lease, exclude)
+    return claimed, deliveries.signing_for(keyring, [c.webhook_id for c in claimed]) if claimed else {}
 
 
 def _retry_after(value: str | None) -> int | None:

@@ -82,7 +82,14 @@ def open_database(url: str, pool_size: int = 10) -> peewee.Database:
 
 
 def is_postgres(db: peewee.Database | None = None) -> bool:
-    db = db or database_proxy.obj
+    """Whether ``db`` (default: the bound database) is PostgreSQL; sees through ``database_proxy``.
+
+    A DatabaseProxy is not itself a PostgresqlDatabase, so callers passing ``database_proxy``
+    must get the answer for the database it points at (else every PostgreSQL-only path,
+    NOTIFY and FOR UPDATE SKIP LOCKED among them, is silently skipped).
+    """
+    if db is None or isinstance(db, peewee.DatabaseProxy):
+        db = database_proxy.obj if db is None else db.obj
     return isinstance(db, peewee.PostgresqlDatabase)
 
 

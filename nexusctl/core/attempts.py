@@ -18,7 +18,7 @@ import json
 import uuid
 from dataclasses import dataclass
 
-from peewee import fn
+from peewee import Case, fn
 
 from db.database import database_proxy, is_postgres
 from db.fields import utcnow
@@ -42,43 +42,41 @@ class Result:
 def record_many(batch: list, schedule: tuple[int, ...]) -> list[str]:
     """Record a batch of attempts set-based: a handful of statements and one commit for the lot.
 
-    Same rules as ``record``; the per-row work is one batched UPDATE (psycopg2's
-    execute_batch on PostgreSQL: one round trip per 200 rows).
+    Fencing first: the deliveries are updated only where the claim's lease token still
+    holds (on PostgreSQL one ``UPDATE ... FROM unnest(...) RETURNING id``, which takes the
+    row locks, so the check and the write are one step); attempts, events and the webhooks'
+    state are then written for exactly those rows. A delivery whose lease was lost gets
+    nothing written ("lost").
     """
     now = utcnow()
     outcomes = {claimed.id: "lost" for claimed, _ in batch}
+    if not batch:
+        return []
     with database_proxy.atomic():
-        held = dict(WebhookDelivery.select(WebhookDelivery.id, WebhookDelivery.lease_token)
-                    .where(WebhookDelivery.id.in_(list(outcomes))).tuples())
-        mine = [(c, r) for c, r in batch if held.get(c.id) == c.lease]  # fencing: only leases still ours
-        if not mine:
-            return [outcomes[c.id] for c, _ in batch]
         hooks = {h.id: h for h in Webhook.select(Webhook.id, Webhook.integration, Webhook.failing_since)
-                 .where(Webhook.id.in_(list({c.webhook_id for c, _ in mine})))}
+                 .where(Webhook.id.in_(list({c.webhook_id for c, _ in batch})))}
         users = dict(Integration.select(Integration.id, Integration.user_id).where(
             Integration.id.in_(list({h.integration_id for h in hooks.values()}))).tuples())
-        attempt_rows, updates, events, succeeded, failing, disable = [], [], [], set(), set(), {}
-        for claimed, result in mine:
-            hook, number, code = hooks[claimed.webhook_id], claimed.attempts + 1, result.status_code
-            attempt_rows.append({"id": uuid.uuid4(), "created_at": now, "updated_at": now, "delivery": claimed.id,
-                                 "number": number, "started_at": result.started_at, "status_code": code,
-                                 "duration_ms": result.duration_ms, "error": result.error,
-                                 "response_body": (result.body or "")[:RESPONSE_MAX] or None})
+        planned = []  # (claimed, result, outcome, delivery update, events)
+        for claimed, result in batch:
+            hook = hooks.get(claimed.webhook_id)
+            if hook is None:  # webhook deleted: its deliveries went with it (cascade)
+                continue
+            number, code = claimed.attempts + 1, result.status_code
             response = {"status": code, "body": (result.body or "")[:RESPONSE_MAX]} if code is not None else None
             base = {"webhookId": str(hook.id), "deliveryId": str(claimed.id), "event": claimed.event,
                     "attempts": number}
             delivered_at = next_at = error = None
+            events, disable = [], None
             if code is not None and 200 <= code < 300:
                 status, outcome = DeliveryStatus.DELIVERED, "delivered"
                 delivered_at = now
-                succeeded.add(hook.id)
                 events.append(_outbox("webhook.delivered", hook, users, base, now))
             else:
                 error = (result.error or f"HTTP {code}")[:1000]
-                failing.add(hook.id)
                 if code == 410:
                     status, outcome = DeliveryStatus.FAILED, "disabled"
-                    disable[hook.id] = "the receiver answered 410 Gone"
+                    disable = "the receiver answered 410 Gone"
                 else:
                     if code in (429, 503) and result.retry_after is not None:
                         delay = float(min(max(result.retry_after, 1), MAX_RETRY_AFTER))
@@ -91,19 +89,43 @@ def record_many(batch: list, schedule: tuple[int, ...]) -> list[str]:
                         status, outcome = DeliveryStatus.RETRYING, "retrying"
                         next_at = now + dt.timedelta(seconds=delay)
                     if hook.failing_since is not None and now - hook.failing_since >= DISABLE_AFTER:
-                        disable.setdefault(hook.id, "failing for 5 days without a successful delivery")
+                        disable = "failing for 5 days without a successful delivery"
                         outcome = "disabled"
+            update = (status, number, response, error, delivered_at, next_at, now, claimed.id, claimed.lease)
+            planned.append((claimed, result, outcome, update, events, disable))
+        held = _update_deliveries([p[3] for p in planned])  # fencing: only leases still ours
+        attempt_rows, events, succeeded, failing, disable = [], [], set(), set(), {}
+        for claimed, result, outcome, _, row_events, reason in planned:
+            if claimed.id not in held:
+                continue
             outcomes[claimed.id] = outcome
-            updates.append((status, number, response, error, delivered_at, next_at, now, claimed.id, claimed.lease))
-        WebhookAttempt.insert_many(attempt_rows).execute()
-        _update_deliveries(updates)
-        if succeeded:
-            Webhook.update(last_triggered_at=now, failing_since=None).where(Webhook.id.in_(list(succeeded))).execute()
-        if failing - succeeded:
-            Webhook.update(last_triggered_at=now, failing_since=fn.COALESCE(Webhook.failing_since, now)).where(
-                Webhook.id.in_(list(failing - succeeded))).execute()
+            attempt_rows.append((uuid.uuid4(), claimed.id, claimed.attempts + 1, result.started_at,
+                                 result.status_code, result.duration_ms, result.error,
+                                 (result.body or "")[:RESPONSE_MAX] or None))
+            events.extend(row_events)
+            if outcome == "delivered":
+                succeeded.add(claimed.webhook_id)
+            else:
+                failing.add(claimed.webhook_id)
+                if reason is not None:
+                    disable.setdefault(claimed.webhook_id, reason)
+        if not attempt_rows:
+            return [outcomes[c.id] for c, _ in batch]
+        _insert_attempts(attempt_rows, now)
         if events:
-            OutboxEvent.insert_many(events).execute()
+            _insert_events(events)
+        # The webhooks' rows last and in one statement: two writers' batches for one webhook
+        # wait on each other's row lock here, so it is held for the shortest time before the
+        # commit, and one statement locks its rows in one (index) order, so they never deadlock.
+        still_failing = fn.COALESCE(Webhook.failing_since, now)
+        if not succeeded:
+            failing_since = still_failing
+        elif failing - succeeded:
+            failing_since = Case(None, [(Webhook.id.in_(list(succeeded)), None)], still_failing)
+        else:
+            failing_since = None
+        Webhook.update(last_triggered_at=now, failing_since=failing_since).where(
+            Webhook.id.in_(list(succeeded | failing))).execute()
         for hook_id, reason in disable.items():
             if hook_id not in succeeded:
                 _disable(hooks[hook_id], reason, None)
@@ -116,27 +138,84 @@ def _outbox(event_type: str, hook: Webhook, users: dict, data: dict, now) -> dic
             "user_id": users.get(hook.integration_id), "integration_id": hook.integration_id, "data": data}
 
 
-def _update_deliveries(rows: list) -> None:
-    """One parametrised UPDATE for many rows, fenced by each row's lease token."""
+_PG_UPDATE = """UPDATE "webhook_deliveries" AS d SET "status" = v.status, "attempts" = v.attempts,
+ "response" = v.response, "error" = v.error, "delivered_at" = v.delivered_at,
+ "next_attempt_at" = v.next_attempt_at, "updated_at" = %s, "lease_until" = NULL, "lease_token" = NULL
+FROM unnest(%s::uuid[], %s::uuid[], %s::varchar[], %s::int[], %s::jsonb[], %s::text[], %s::timestamptz[],
+            %s::timestamptz[]) AS v(id, lease, status, attempts, response, error, delivered_at, next_attempt_at)
+WHERE d."id" = v.id AND d."lease_token" = v.lease
+RETURNING d.id"""
+
+
+def _update_deliveries(rows: list) -> set:
+    """Write each row's outcome where its lease token still holds; the ids written."""
+    if not rows:
+        return set()
     f = WebhookDelivery
+    if is_postgres(database_proxy):
+        # One statement for the batch (arrays in, ids out): no per-row round trip or plan.
+        columns = list(zip(*rows, strict=True))
+        status, number, response, error, delivered_at, next_at, now, ids, leases = columns
+        cursor = database_proxy.execute_sql(_PG_UPDATE, (
+            now[0], [str(i) for i in ids], [str(t) for t in leases], [s.value for s in status], list(number),
+            [None if r is None else json.dumps(r) for r in response], list(error), list(delivered_at),
+            list(next_at)))
+        return {r[0] if isinstance(r[0], uuid.UUID) else uuid.UUID(str(r[0])) for r in cursor.fetchall()}
+    # SQLite: the transaction holds the write lock (BEGIN IMMEDIATE), so read-then-write is atomic.
+    held = dict(f.select(f.id, f.lease_token).where(f.id.in_([r[7] for r in rows])).tuples())
+    rows = [r for r in rows if held.get(r[7]) == r[8]]
     columns = [f.status, f.attempts, f.response, f.error, f.delivered_at, f.next_attempt_at, f.updated_at]
     mark = database_proxy.param
     sql = (f'UPDATE "{f._meta.table_name}" SET '
            + ", ".join(f'"{c.column_name}" = {mark}' for c in columns)
            + f', "lease_until" = NULL, "lease_token" = NULL WHERE "id" = {mark} AND "lease_token" = {mark}')
+
     def value(column, v):
-        if column is f.response:  # JSON as text: jsonb on PostgreSQL takes it, SQLite stores it
+        if column is f.response:  # JSON as text
             return None if v is None else json.dumps(v)
         return column.db_value(v)
 
     params = [tuple(value(c, v) for c, v in zip([*columns, f.id, f.lease_token], row, strict=True)) for row in rows]
-    cursor = database_proxy.cursor()
-    if is_postgres(database_proxy):
-        from psycopg2.extras import execute_batch
+    database_proxy.cursor().executemany(sql, params)
+    return {r[7] for r in rows}
 
-        execute_batch(cursor, sql, params, page_size=200)
-    else:
-        cursor.executemany(sql, params)
+
+_PG_ATTEMPTS = """INSERT INTO "webhook_attempts" ("id", "created_at", "updated_at", "delivery_id", "number",
+ "started_at", "status_code", "duration_ms", "error", "response_body")
+SELECT v.id, %s, %s, v.delivery_id, v.number, v.started_at, v.status_code, v.duration_ms, v.error, v.body
+FROM unnest(%s::uuid[], %s::uuid[], %s::int[], %s::timestamptz[], %s::int[], %s::int[], %s::text[], %s::text[])
+ AS v(id, delivery_id, number, started_at, status_code, duration_ms, error, body)"""
+
+_PG_EVENTS = """INSERT INTO "outbox_events" ("id", "created_at", "updated_at", "type", "user_id", "integration_id",
+ "data")
+SELECT v.id, %s, %s, v.type, v.user_id, v.integration_id, v.data
+FROM unnest(%s::uuid[], %s::varchar[], %s::uuid[], %s::uuid[], %s::jsonb[]) AS v(id, type, user_id, integration_id,
+ data)"""
+
+
+def _insert_attempts(rows: list, now) -> None:
+    """rows: (id, delivery_id, number, started_at, status_code, duration_ms, error, response_body)."""
+    if is_postgres(database_proxy):
+        ids, delivery_ids, number, started, code, duration, error, body = zip(*rows, strict=True)
+        database_proxy.execute_sql(_PG_ATTEMPTS, (now, now, [str(i) for i in ids], [str(i) for i in delivery_ids],
+                                                  list(number), list(started), list(code), list(duration),
+                                                  list(error), list(body)))
+        return
+    keys = ("id", "delivery", "number", "started_at", "status_code", "duration_ms", "error", "response_body")
+    WebhookAttempt.insert_many([{**dict(zip(keys, r, strict=True)), "created_at": now, "updated_at": now}
+                                for r in rows]).execute()
+
+
+def _insert_events(events: list) -> None:
+    if is_postgres(database_proxy):
+        now = events[0]["created_at"]
+        database_proxy.execute_sql(_PG_EVENTS, (
+            now, now, [str(e["id"]) for e in events], [e["type"] for e in events],
+            [None if e["user_id"] is None else str(e["user_id"]) for e in events],
+            [None if e["integration_id"] is None else str(e["integration_id"]) for e in events],
+            [json.dumps(e["data"]) for e in events]))
+        return
+    OutboxEvent.insert_many(events).execute()
 
 
 def _disable(hook: Webhook, reason: str, delivery_id=None) -> None:

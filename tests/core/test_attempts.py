@@ -62,3 +62,22 @@ def test_four_days_failing_keeps_it_and_a_success_clears_the_window(database, ma
     assert Webhook.get_by_id(webhook.id).is_active is True
     assert attempts.record_many([(claimed[1], _result(204))], SCHEDULE) == ["delivered"]
     assert Webhook.get_by_id(webhook.id).failing_since is None
+
+
+def test_only_the_rows_whose_lease_still_holds_are_written(database, make_integration):
+    _, claimed = _queued(make_integration, 3)
+    WebhookDelivery.update(lease_token=None).where(WebhookDelivery.id == claimed[1].id).execute()
+    outcomes = attempts.record_many([(c, _result(200, body="ok")) for c in claimed], SCHEDULE)
+    assert outcomes == ["delivered", "lost", "delivered"]
+    assert {a.delivery_id for a in WebhookAttempt.select()} == {claimed[0].id, claimed[2].id}
+    assert OutboxEvent.select().where(OutboxEvent.type == "webhook.delivered").count() == 2
+    assert WebhookDelivery.get_by_id(claimed[1].id).status == DeliveryStatus.PENDING
+
+
+def test_one_batch_for_two_webhooks_sets_each_ones_failure_window(database, make_integration):
+    ok_hook, (ok,) = _queued(make_integration, failing_since=utcnow() - dt.timedelta(days=1))
+    bad_hook, (bad,) = _queued(make_integration)
+    assert attempts.record_many([(ok, _result(200)), (bad, _result(500))], SCHEDULE) == ["delivered", "retrying"]
+    assert Webhook.get_by_id(ok_hook.id).failing_since is None
+    again = Webhook.get_by_id(bad_hook.id)
+    assert again.failing_since is not None and again.last_triggered_at is not None
