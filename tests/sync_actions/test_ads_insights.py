@@ -131,7 +131,7 @@ def test_tiktok_ads_one_report_per_page_for_that_pages_campaigns(fresh_emulators
     pages, calls = read_all(fresh_emulators, "TIKTOK_ADS", "fetch_campaigns", token=token, metadata=META)
     assert [len(p.items) for p in pages] == [100, 50, 3]
     assert emu.calls["campaigns"] == emu.calls["report"] == 3 and calls == 6
-    for page, request in zip(pages, emu.report_requests):
+    for page, request in zip(pages, emu.report_requests, strict=True):
         assert request["report_type"] == "BASIC" and request["data_level"] == "AUCTION_CAMPAIGN"
         assert json.loads(request["dimensions"]) == ["campaign_id"]
         assert {"spend", "impressions", "clicks"} <= set(json.loads(request["metrics"]))
