@@ -56,6 +56,9 @@ class Secret:
 
 
 ENDPOINT_KINDS = ("AUTH", "TOKEN", "API", "REVOKE")
+# Endpoints only some providers have, overridable the same way (<PROVIDER>_<KIND>_URL): Google Ads' API is
+# googleads.googleapis.com (GOOGLE_ADS_API_URL), so its who-am-I (OpenID userinfo) has a URL of its own.
+EXTRA_ENDPOINT_KINDS = {Provider.GOOGLE_ADS: ("USERINFO",)}
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,8 @@ class Settings:
     events_claim_idle: float = 60.0  # a dead consumer's entry is taken over after this many seconds
     sync_rate_limit_budget: float = 120.0  # seconds a sync run may wait out rate limits before it stops
     discord_bot_token: Secret | None = None  # Discord posts to channels as the application's bot
+    google_ads_developer_token: Secret | None = None  # the developer-token header every Google Ads API call needs
+    google_ads_login_customer_id: str | None = None  # 10 digits: the manager account the calls go through
     sync_poll_seconds: float = 30.0  # how often the daemon starts scheduled syncs and recovers stalled ones
 
     @property
@@ -210,6 +215,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         sync_rate_limit_budget=_duration(env, "SYNC_RATE_LIMIT_BUDGET", 120.0),
         sync_poll_seconds=_duration(env, "SYNC_POLL_INTERVAL", 30.0),
         discord_bot_token=Secret(env["DISCORD_BOT_TOKEN"].strip()) if env.get("DISCORD_BOT_TOKEN", "").strip() else None,
+        google_ads_developer_token=_developer_token(env, "GOOGLE_ADS_DEVELOPER_TOKEN"),
+        google_ads_login_customer_id=_customer_id(env, "GOOGLE_ADS_LOGIN_CUSTOMER_ID"),
     )
     # Last: in development this may create the key file, which must not
     # happen for a configuration that is going to be refused anyway.
@@ -477,13 +484,33 @@ def _origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(origins)
 
 
+def _developer_token(env: Mapping[str, str], name: str) -> Secret | None:
+    value = env.get(name, "").strip()
+    if not value:
+        return None
+    if any(ch.isspace() or not ch.isprintable() for ch in value) or len(value) > 200:
+        raise ConfigError(f"{name}: not a developer token (printable characters without spaces, at most 200)")
+    return Secret(value)
+
+
+def _customer_id(env: Mapping[str, str], name: str) -> str | None:
+    """A Google Ads customer id: 10 digits, written 123-456-7890 or 1234567890 (sent without dashes)."""
+    value = env.get(name, "").strip()
+    if not value:
+        return None
+    digits = value.replace("-", "")
+    if not (digits.isascii() and digits.isdigit() and len(digits) == 10):
+        raise ConfigError(f"{name}: {value!r} is not a Google Ads customer id (10 digits, e.g. 123-456-7890)")
+    return digits
+
+
 def _providers(env: Mapping[str, str]) -> dict[Provider, ProviderCredentials]:
     creds = {}
     for provider in Provider:
         client_id = env.get(f"{provider.value}_CLIENT_ID", "").strip() or None
         secret = env.get(f"{provider.value}_CLIENT_SECRET", "").strip() or None
         endpoints = {}
-        for kind in ENDPOINT_KINDS:
+        for kind in ENDPOINT_KINDS + EXTRA_ENDPOINT_KINDS.get(provider, ()):
             name = f"{provider.value}_{kind}_URL"
             value = env.get(name, "").strip()
             if value:
@@ -506,8 +533,9 @@ def variable_names() -> list[str]:
         "TOKEN_REFRESH_WINDOW", "REFRESH_SWEEP_INTERVAL", "TOKEN_EXPIRY_WARNING", "RETENTION_DAYS",
         "EVENTS_STREAM", "EVENTS_STREAM_MAXLEN", "EVENTS_CONSUME_STREAMS", "EVENTS_CONSUMER_GROUP", "EVENTS_CLAIM_IDLE",
         "SYNC_RATE_LIMIT_BUDGET", "SYNC_POLL_INTERVAL", "DISCORD_BOT_TOKEN",
+        "GOOGLE_ADS_DEVELOPER_TOKEN", "GOOGLE_ADS_LOGIN_CUSTOMER_ID",
     ]
     for provider in Provider:
         names += [f"{provider.value}_CLIENT_ID", f"{provider.value}_CLIENT_SECRET"]
-        names += [f"{provider.value}_{kind}_URL" for kind in ENDPOINT_KINDS]
+        names += [f"{provider.value}_{kind}_URL" for kind in ENDPOINT_KINDS + EXTRA_ENDPOINT_KINDS.get(provider, ())]
     return names

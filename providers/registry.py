@@ -74,8 +74,10 @@ SPECS: dict[Provider, ProviderSpec] = {s.provider: s for s in [
                  revoke_url=f"{_FB_API}/me/permissions",
                  scopes=("ads_read", "ads_management", "business_management"), scope_separator=",",
                  refresh=R.FB_EXCHANGE),
+    # The API is googleads.googleapis.com/vNN (every call needs the developer-token header); the who-am-I is
+    # OpenID userinfo on its own host (GOOGLE_ADS_USERINFO_URL, see adapters.standard.GoogleAds).
     ProviderSpec(Provider.GOOGLE_ADS, auth_url=_GOOGLE_AUTH, token_url=_GOOGLE_TOKEN,
-                 api_url="https://openidconnect.googleapis.com", revoke_url=_GOOGLE_REVOKE,
+                 api_url="https://googleads.googleapis.com/v26", revoke_url=_GOOGLE_REVOKE,
                  scopes=("https://www.googleapis.com/auth/adwords", "openid", "email"), pkce=True,
                  authorize_params=_GOOGLE_OFFLINE),
     # app_id / secret / auth_code in a JSON body; answers wrapped in data; errors are HTTP 200 code != 0.

@@ -17,7 +17,7 @@ COLUMNS = [("provider", "PROVIDER"), ("displayName", "NAME"), ("category", "CATE
 
 
 def describe(settings, provider, *, full: bool = False) -> dict:
-    from nexusctl.config import ENDPOINT_KINDS
+    from nexusctl.config import ENDPOINT_KINDS, EXTRA_ENDPOINT_KINDS
     from providers.catalog import CATALOG
     from providers.registry import SPECS, adapter_for
 
@@ -29,7 +29,8 @@ def describe(settings, provider, *, full: bool = False) -> dict:
         data["missing"] = [] if configured else creds.missing(provider)
         data["callbackUrl"] = adapter.redirect_uri
         data["endpoints"] = {kind.lower(): {"url": adapter.url(kind, "{shop}"), "overridden": kind in creds.endpoints}
-                             for kind in ENDPOINT_KINDS if adapter.url(kind, "{shop}")}
+                             for kind in ENDPOINT_KINDS + EXTRA_ENDPOINT_KINDS.get(provider, ())
+                             if adapter.url(kind, "{shop}")}
     return data
 
 

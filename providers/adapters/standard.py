@@ -55,9 +55,20 @@ class YouTube(OAuth2Adapter):
             raise ProviderError(f"{self.name}: revoke refused (HTTP {reply.status}){describe(reply, (token,), ': ')}")
 
 
+GOOGLE_USERINFO = "https://openidconnect.googleapis.com/v1/userinfo"
+
+
 class GoogleAds(YouTube):
+    """GOOGLE_ADS_API_URL is the Google Ads API (googleads.googleapis.com/vNN, what the syncs read); the
+    account lookup is OpenID userinfo, at GOOGLE_ADS_USERINFO_URL when overridden (emulators)."""
+
+    def url(self, kind: str, tenant: str | None = None) -> str | None:
+        if kind == "USERINFO":
+            return self.creds.endpoints.get("USERINFO", GOOGLE_USERINFO)
+        return super().url(kind, tenant)
+
     async def whoami(self, tokens: TokenSet, tenant) -> Account:
-        reply = await self.api_json("GET", f"{self.url('API')}/v1/userinfo", tokens)
+        reply = await self.api_json("GET", self.url("USERINFO"), tokens)
         sub = reply.get("sub")
         if not sub:
             raise OAuthFailed("GOOGLE_ADS: the userinfo answer has no subject")

@@ -31,11 +31,16 @@ from providers.http import Reply, describe
 class Item:
     external_id: str
     data: dict
+    # Top-level keys of ``data`` left out of the fingerprint: values that change every day without the
+    # object changing (an ad campaign's metrics for the last 30 days). They still travel in the event
+    # payload (``data`` whole), so a created / updated event carries them as of that run.
+    volatile: tuple[str, ...] = ()
 
     @property
     def fingerprint(self) -> str:
-        """Changes when the provider's data changes, whatever the key order."""
-        raw = json.dumps(self.data, sort_keys=True, separators=(",", ":"), default=str)
+        """Changes when the provider's data changes, whatever the key order (``volatile`` keys aside)."""
+        stable = {k: v for k, v in self.data.items() if k not in self.volatile} if self.volatile else self.data
+        raw = json.dumps(stable, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(raw.encode()).hexdigest()
 
 
@@ -94,19 +99,21 @@ class SyncApi:
         return (token,)
 
     async def request(self, method: str, path: str, *, params: dict | None = None, json_body: Any = None,
-                      headers: dict | None = None, check=None, token: str | None = None) -> Reply:
+                      headers: dict | None = None, check=None, token: str | None = None,
+                      secrets: tuple = ()) -> Reply:
         """``check(reply)``, when given, reads the provider's own error shapes first (it may raise, e.g. a
         Graph code 190 on HTTP 400 as TokenExpired) before the generic 401 / 4xx handling below.
 
         ``token``: send this bearer token instead of the integration's (a Facebook page token got from
-        ``/me/accounts``); it is kept out of error messages like the integration's own."""
+        ``/me/accounts``); it is kept out of error messages like the integration's own.
+        ``secrets``: other values this call sends that no message may show (an application's developer token)."""
         kwargs: dict = {"headers": self._auth({"Accept": "application/json", **(headers or {})}, token)}
         if params:
             kwargs["params"] = {k: str(v) for k, v in params.items() if v is not None}
         if json_body is not None:
             kwargs["json"] = json_body
         self.calls += 1
-        secrets = self._secrets() + ((token,) if token else ())
+        secrets = self._secrets() + ((token,) if token else ()) + tuple(s for s in secrets if s)
         reply = await self.adapter.http(method, self.url(path), secrets=secrets, **kwargs)
         self.adapter._check_throttle(reply)  # provider-specific signals besides 429 (handled in http.call)
         if check is not None:

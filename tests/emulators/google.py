@@ -26,10 +26,44 @@ Quirks enforced:
 
 ``account`` for YOUTUBE is ``{id, title, uploads}`` (rendered as a channel),
 for GOOGLE_ADS the OpenID userinfo object ``{sub, name, email, ...}``.
+
+GOOGLE_ADS API (googleads.googleapis.com/vNN: its API URL; userinfo is its USERINFO URL):
+- every call needs a Bearer token with the ``adwords`` scope (401
+  UNAUTHENTICATED / 403 ACCESS_TOKEN_SCOPE_INSUFFICIENT) and the
+  ``developer-token`` header: absent is 400 requestError
+  DEVELOPER_TOKEN_PARAMETER_MISSING, wrong is 401 authenticationError
+  DEVELOPER_TOKEN_INVALID; with ``test_access_only`` set, a customer not
+  flagged ``test_account`` answers 403 authorizationError
+  DEVELOPER_TOKEN_NOT_APPROVED. ``login-customer-id``, when sent, must be
+  10 digits (400 authenticationError CLIENT_CUSTOMER_ID_INVALID). Errors are
+  ``{"error": {code, message, status, details: [GoogleAdsFailure {errors:
+  [{errorCode: {<kind>: <CODE>}, message}], requestId}]}}``;
+- ``GET /vNN/customers:listAccessibleCustomers`` (``calls["customers"]``):
+  ``resourceNames`` of ``records_of("customers")`` (``{id, manager?, test_account?}``);
+- ``POST /vNN/customers/{cid}/googleAds:search`` (``calls["search"]``), JSON
+  ``{query, pageToken?}``: a small GAQL subset (``SELECT campaign.* / metrics.*
+  FROM campaign [WHERE segments.date BETWEEN 'd1' AND 'd2' | DURING <preset>]
+  [ORDER BY campaign.id]``), else 400 queryError; ``pageSize`` is refused
+  (400 requestError PAGE_SIZE_NOT_SUPPORTED, as from v17); pages of
+  ``page_size`` rows (10,000, as Google's fixed size; tests lower it), an
+  opaque ``nextPageToken`` bound to the query and customer (else
+  INVALID_PAGE_TOKEN); rows are ``records_of("campaigns")`` whose
+  ``customer_id`` is cid, REST JSON (camelCase, int64 as strings, zero
+  metrics omitted; ``metrics`` of a record apply to any window); metrics of a
+  ``manager`` customer are queryError REQUESTED_METRICS_FOR_MANAGER; an
+  unknown customer 403 USER_PERMISSION_DENIED. ``searches`` keeps each search
+  request (customer, body, login-customer-id) for tests;
+- throttling (``rate_limit_next("search" | "customers")``) is HTTP 429
+  RESOURCE_EXHAUSTED with quotaError RESOURCE_EXHAUSTED and
+  ``quotaErrorDetails.retryDelay``, no Retry-After header.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import re
 import secrets
 import time
 
@@ -267,20 +301,223 @@ class YouTube(Google):
                               "pageInfo": {"totalResults": 1, "resultsPerPage": 5}, "items": [item]})
 
 
+ADS_VERSION = "v26"
+GAQL = re.compile(r"\s*SELECT\s+(?P<fields>.+?)\s+FROM\s+(?P<resource>[a-z_]+)(?:\s+WHERE\s+(?P<where>.+?))?"
+                  r"(?:\s+ORDER\s+BY\s+(?P<order>[a-z_.]+(?:\s+(?:ASC|DESC))?))?\s*", re.I | re.S)
+GAQL_DATE = re.compile(r"segments\.date\s+(?:BETWEEN\s+'(?P<since>\d{4}-\d\d-\d\d)'\s+AND\s+"
+                       r"'(?P<until>\d{4}-\d\d-\d\d)'|DURING\s+(?P<during>[A-Z_0-9]+))\s*", re.I)
+CAMPAIGN_FIELDS = {"campaign.id": "id", "campaign.name": "name", "campaign.status": "status",
+                   "campaign.resource_name": "resourceName",
+                   "campaign.advertising_channel_type": "advertisingChannelType",
+                   "campaign.start_date": "startDate", "campaign.end_date": "endDate"}
+METRIC_FIELDS = {"metrics.impressions": "impressions", "metrics.clicks": "clicks",
+                 "metrics.cost_micros": "costMicros", "metrics.conversions": "conversions",
+                 "metrics.ctr": "ctr", "metrics.average_cpc": "averageCpc"}
+INT64_METRICS = {"impressions", "clicks", "costMicros"}  # int64: strings in REST JSON
+DURING = {"TODAY", "YESTERDAY", "LAST_7_DAYS", "LAST_14_DAYS", "LAST_30_DAYS", "LAST_BUSINESS_WEEK",
+          "THIS_MONTH", "LAST_MONTH", "THIS_WEEK_SUN_TODAY", "THIS_WEEK_MON_TODAY", "LAST_WEEK_SUN_SAT",
+          "LAST_WEEK_MON_SUN"}
+
+
+def ads_error(status: int, api_status: str, message: str, kind: str | None = None, code: str | None = None,
+              detail: str | None = None, headers: dict | None = None, extra: dict | None = None):
+    """A Google Ads API error: the google.rpc.Status with a GoogleAdsFailure in its details."""
+    error: dict = {"code": status, "message": message, "status": api_status}
+    if kind:
+        failure = {"errorCode": {kind: code}, "message": detail or message}
+        if extra:
+            failure.update(extra)
+        error["details"] = [{"@type": f"type.googleapis.com/google.ads.googleads.{ADS_VERSION}.errors.GoogleAdsFailure",
+                             "errors": [failure], "requestId": secrets.token_urlsafe(16)}]
+    return json_response({"error": error}, status, headers)
+
+
 class GoogleAds(Google):
     NAME = "GOOGLE_ADS"
-    URLS = {**Google.URLS, "API": "openidconnect.googleapis.com"}
+    URLS = {**Google.URLS, "API": f"googleads.googleapis.com/{ADS_VERSION}",
+            "USERINFO": "openidconnect.googleapis.com/v1/userinfo"}
     ROUTES = Google.BASE_ROUTES + (
         ("GET", r"openidconnect\.googleapis\.com/v1/userinfo|www\.googleapis\.com/oauth2/v3/userinfo", "userinfo"),
+        ("GET", r"googleads\.googleapis\.com/v\d+/customers:listAccessibleCustomers", "accessible_customers"),
+        ("POST", r"googleads\.googleapis\.com/v\d+/customers/(?P<customer_id>[^/]+)/googleAds:search", "search"),
     )
     ACCOUNT = {"sub": "110248495921238986420", "name": "Demo Marketer", "email": "ads@example.com",
                "email_verified": True}
+    ADS_SCOPE = "https://www.googleapis.com/auth/adwords"
+
+    def __init__(self, emu):
+        self.developer_token = secrets.token_urlsafe(16)  # the application's; like its credentials, kept by reset()
+        super().__init__(emu)
+
+    def reset(self) -> None:
+        super().reset()
+        self.page_size = 10000
+        self.test_access_only = False  # a developer token with Test Account Access only
+        self.searches: list[dict] = []
 
     def rate_limited(self, endpoint, retry_after):
+        if endpoint in ("search", "customers"):
+            return ads_error(429, "RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota).",
+                             "quotaError", "RESOURCE_EXHAUSTED", "Too many requests. Retry in "
+                             f"{retry_after} seconds.", extra={"details": {"quotaErrorDetails": {
+                                 "rateScope": "DEVELOPER", "rateName": "Number of operations for basic access",
+                                 "retryDelay": f"{retry_after}s"}}})
         if endpoint != "whoami":
             return super().rate_limited(endpoint, retry_after)
         return json_response({"error": {"code": 429, "message": "Resource has been exhausted (e.g. check quota).",
                                         "status": "RESOURCE_EXHAUSTED"}}, 429, {"Retry-After": str(retry_after)})
+
+    def ads_caller(self, request):
+        """None when the OAuth token, its scope and the developer-token header are good, else the error answer."""
+        token, status = self.bearer_status(request)
+        if status != "ok":
+            return ads_error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials. Expected "
+                             "OAuth 2 access token, login cookie or other valid authentication credential.")
+        if self.ADS_SCOPE not in token.grant.scope:
+            return ads_error(403, "PERMISSION_DENIED", "Request had insufficient authentication scopes.")
+        developer = request.headers.get("developer-token")
+        if not developer:
+            return ads_error(400, "INVALID_ARGUMENT", "Request contains an invalid argument.", "requestError",
+                             "DEVELOPER_TOKEN_PARAMETER_MISSING",
+                             "The developer-token parameter is required for all requests.")
+        if developer != self.developer_token:
+            return ads_error(401, "UNAUTHENTICATED", "Request is missing required authentication credential.",
+                             "authenticationError", "DEVELOPER_TOKEN_INVALID", "The developer token is not valid.")
+        login = request.headers.get("login-customer-id")
+        if login is not None and not re.fullmatch(r"\d{10}", login):
+            return ads_error(400, "INVALID_ARGUMENT", "Request contains an invalid argument.",
+                             "authenticationError", "CLIENT_CUSTOMER_ID_INVALID",
+                             "Invalid customer ID 'login-customer-id'.")
+        return None
+
+    async def accessible_customers(self, request):
+        fault = await self.gate("customers")
+        if fault is not None:
+            return fault
+        error = self.ads_caller(request)
+        if error is not None:
+            return error
+        return json_response({"resourceNames": [f"customers/{c['id']}" for c in self.records_of("customers")]})
+
+    @staticmethod
+    def _page_token(customer_id: str, query: str, offset: int) -> str:
+        digest = hashlib.sha256(f"{customer_id}|{query}".encode()).hexdigest()[:16]
+        return base64.urlsafe_b64encode(f"{offset}:{digest}".encode()).decode().rstrip("=")
+
+    def _offset(self, customer_id: str, query: str, token: str) -> int | None:
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+            offset, digest = raw.split(":")
+            offset = int(offset)
+        except (ValueError, UnicodeDecodeError, binascii.Error):
+            return None
+        return offset if self._page_token(customer_id, query, offset) == token and offset >= 0 else None
+
+    @staticmethod
+    def _parse(query: str):
+        """(selected fields, error message) for the GAQL subset the emulator knows."""
+        match = GAQL.fullmatch(query or "")
+        if match is None:
+            return None, "Error in query: unexpected input (expected SELECT ... FROM ...)."
+        if match["resource"].lower() != "campaign":
+            return None, f"Error in query: the emulator only serves FROM campaign, not {match['resource']!r}."
+        fields = [f.strip() for f in match["fields"].split(",")]
+        unknown = [f for f in fields if f not in CAMPAIGN_FIELDS and f not in METRIC_FIELDS]
+        if unknown:
+            return None, f"Error in SELECT clause: unrecognized field '{unknown[0]}'."
+        where = match["where"] or ""
+        if where:
+            date = GAQL_DATE.fullmatch(where)
+            if date is None:
+                return None, f"Error in WHERE clause: the emulator only filters on segments.date, got {where!r}."
+            if date["during"] and date["during"].upper() not in DURING:
+                return None, f"Error in WHERE clause: invalid date range name {date['during']!r}."
+            if date["since"] and date["since"] > date["until"]:
+                return None, "Error in WHERE clause: the start date is after the end date."
+        return fields, None
+
+    async def search(self, request, customer_id):
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            body = None
+        fault = await self.gate("search")
+        if fault is not None:
+            return fault
+        error = self.ads_caller(request)
+        if error is not None:
+            return error
+        if not isinstance(body, dict):
+            return ads_error(400, "INVALID_ARGUMENT", "Invalid JSON payload received.")
+        with self.lock:
+            self.searches.append({"customer": customer_id, "body": dict(body),
+                                  "login": request.headers.get("login-customer-id")})
+        if "pageSize" in body or "page_size" in body:
+            return ads_error(400, "INVALID_ARGUMENT", "Request contains an invalid argument.", "requestError",
+                             "PAGE_SIZE_NOT_SUPPORTED", "Setting the page size is not supported. Search Responses "
+                             "will have fixed page size of '10000' rows.")
+        if not customer_id.isdigit() or len(customer_id) != 10:
+            return ads_error(400, "INVALID_ARGUMENT", "Request contains an invalid argument.",
+                             "requestError", "INVALID_CUSTOMER_ID", "Invalid customer ID.")
+        customers = {str(c["id"]): c for c in self.records_of("customers")}
+        customer = customers.get(customer_id)
+        if customer is None:
+            return ads_error(403, "PERMISSION_DENIED", "The caller does not have permission", "authorizationError",
+                             "USER_PERMISSION_DENIED", "User doesn't have permission to access customer. Note: If "
+                             "you're accessing a client customer, the manager's customer id must be set in the "
+                             "'login-customer-id' header.")
+        if self.test_access_only and not customer.get("test_account"):
+            return ads_error(403, "PERMISSION_DENIED", "The caller does not have permission", "authorizationError",
+                             "DEVELOPER_TOKEN_NOT_APPROVED", "The developer token is only approved for use with "
+                             "test accounts. To access non-test accounts, apply for Basic or Standard access.")
+        query = body.get("query")
+        fields, problem = self._parse(query if isinstance(query, str) else "")
+        if problem:
+            return ads_error(400, "INVALID_ARGUMENT", "Request contains an invalid argument.", "queryError",
+                             "BAD_QUERY" if "SELECT ..." in problem else "UNRECOGNIZED_FIELD"
+                             if "unrecognized" in problem else "INVALID_VALUE_WITH_DURING_OPERATOR"
+                             if "range name" in problem else "PROHIBITED_RESOURCE_TYPE_IN_FROM_CLAUSE"
+                             if "FROM" in problem else "BAD_VALUE_IN_WHERE_CLAUSE", problem)
+        if customer.get("manager") and any(f in METRIC_FIELDS for f in fields):
+            return ads_error(400, "INVALID_ARGUMENT", "Request contains an invalid argument.", "queryError",
+                             "REQUESTED_METRICS_FOR_MANAGER", "Metrics cannot be requested for a manager account. "
+                             "To retrieve metrics, issue separate requests against each client account under the "
+                             "manager account.")
+        start = 0
+        if body.get("pageToken"):
+            start = self._offset(customer_id, query, str(body["pageToken"]))
+            if start is None:
+                return ads_error(400, "INVALID_ARGUMENT", "Request contains an invalid argument.", "requestError",
+                                 "INVALID_PAGE_TOKEN", "Page token is invalid.")
+        rows = sorted((c for c in self.records_of("campaigns") if str(c.get("customer_id")) == customer_id),
+                      key=lambda c: int(c["id"]))
+        page = rows[start:start + self.page_size]
+        results = []
+        for row in page:
+            campaign = {"resourceName": f"customers/{customer_id}/campaigns/{row['id']}"}
+            metrics = {}
+            for f in fields:
+                if f in CAMPAIGN_FIELDS and f != "campaign.resource_name":
+                    key = CAMPAIGN_FIELDS[f]
+                    if row.get(key) is not None:
+                        campaign[key] = str(row[key]) if key == "id" else row[key]
+                elif f in METRIC_FIELDS:
+                    key = METRIC_FIELDS[f]
+                    value = (row.get("metrics") or {}).get(key)
+                    if value:  # proto3 JSON leaves zero values out
+                        metrics[key] = str(int(value)) if key in INT64_METRICS else value
+            result = {"campaign": campaign}
+            if any(f in METRIC_FIELDS for f in fields):
+                result["metrics"] = metrics
+            results.append(result)
+        answer: dict = {"results": results,
+                        "fieldMask": ",".join(re.sub(r"_([a-z])", lambda m: m[1].upper(), f) for f in fields)}
+        if start + len(page) < len(rows):
+            answer["nextPageToken"] = self._page_token(customer_id, query, start + len(page))
+        if not results:
+            answer.pop("results")  # an empty answer has no results key
+        answer["queryResourceConsumption"] = str(len(page))
+        return json_response(answer)
 
     async def userinfo(self, request):
         fault = await self.gate("whoami")

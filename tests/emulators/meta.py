@@ -40,7 +40,16 @@ the requested ``fields`` plus ``id``; a valid user token needed):
   ``records_of("adaccounts")`` (``id`` is ``act_<account_id>``);
   ``GET /act_{id}/campaigns`` (``calls["campaigns"]``, limit <= 500, default
   25): ``records_of("campaigns")`` rows whose ``account_id`` matches; both need
-  the ``ads_read`` or ``ads_management`` permission (else code 200).
+  the ``ads_read`` or ``ads_management`` permission (else code 200). Its
+  ``fields`` may expand the insights edge:
+  ``insights.date_preset(<preset>){impressions,clicks,...}`` (no preset:
+  last_30d; an unknown preset, modifier or insights field is code 100); each
+  campaign with a ``records_of("insights")`` row (``{campaign_id, <metric>:
+  value, [date_preset]}``, a row without ``date_preset`` serves any) gets
+  ``insights: {data: [{<asked metrics as strings>, date_start, date_stop}],
+  paging}`` with the preset's dates on the emulator clock; one without has no
+  ``insights`` key, as Meta leaves out campaigns that did not deliver.
+  ``campaign_fields`` keeps each campaigns call's ``fields`` for tests.
 
 ``account`` is the Graph user node (``/me`` returns the requested fields + id).
 """
@@ -49,8 +58,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import json
 import math
+import re
 import secrets
 import time
 
@@ -447,6 +458,43 @@ class MetaAds(Facebook):
     )
     ADS_SCOPES = {"ads_read", "ads_management"}
     ACCOUNT = {"id": "10229876543210987", "name": "Demo Advertiser"}
+    DATE_PRESETS = {"today", "yesterday", "this_month", "last_month", "this_quarter", "maximum", "data_maximum",
+                    "last_3d", "last_7d", "last_14d", "last_28d", "last_30d", "last_90d", "last_week_mon_sun",
+                    "last_week_sun_sat", "last_quarter", "last_year", "this_week_mon_today",
+                    "this_week_sun_today", "this_year"}
+    INSIGHTS_FIELDS = {"impressions", "clicks", "spend", "reach", "ctr", "cpc", "cpm", "cpp", "frequency",
+                       "unique_clicks", "actions", "account_id", "campaign_id", "campaign_name", "date_start",
+                       "date_stop"}
+    INSIGHTS_EXPANSION = re.compile(r"insights(?:\.date_preset\((?P<preset>[a-z0-9_]+)\))?"
+                                    r"(?:\{(?P<fields>[a-z_,]*)\})?")
+
+    def reset(self) -> None:
+        super().reset()
+        self.campaign_fields: list[str] = []
+
+    @staticmethod
+    def split_fields(text: str) -> list[str]:
+        """Top-level comma-separated fields (commas inside a field expansion's () or {} stay)."""
+        parts, depth, current = [], 0, ""
+        for ch in text:
+            depth += ch in "({"
+            depth -= ch in ")}"
+            if ch == "," and depth == 0:
+                parts.append(current)
+                current = ""
+            else:
+                current += ch
+        return [p for p in parts + [current] if p]
+
+    def preset_dates(self, preset: str) -> tuple[str, str]:
+        today = dt.datetime.fromtimestamp(self.now(), dt.timezone.utc).date()
+        days = re.fullmatch(r"last_(\d+)d", preset)
+        if days:
+            until = today - dt.timedelta(days=1)
+            return (until - dt.timedelta(days=int(days[1]) - 1)).isoformat(), until.isoformat()
+        if preset == "yesterday":
+            return ((today - dt.timedelta(days=1)).isoformat(),) * 2
+        return today.isoformat(), today.isoformat()  # the emulator does not compute the other presets' ranges
 
     def rate_limited(self, endpoint, retry_after):
         minutes = max(1, math.ceil(retry_after / 60))
@@ -479,4 +527,43 @@ class MetaAds(Facebook):
                                "to missing permissions, or does not support this operation", 100, subcode=33,
                                type_="GraphMethodException")
         rows = [c for c in self.records_of("campaigns") if str(c.get("account_id")) == account_id]
-        return self.list_edge(request, rows, max_limit=500)
+        raw = request.query.get("fields", "id")
+        with self.lock:
+            self.campaign_fields.append(raw)
+        fields, insights = [], None
+        for field in self.split_fields(raw):
+            if not field.startswith("insights"):
+                fields.append(field)
+                continue
+            match = self.INSIGHTS_EXPANSION.fullmatch(field)
+            if match is None:
+                return graph_error(f"(#100) Unsupported field expansion {field!r} on the insights edge (the "
+                                   "emulator knows date_preset(...) and {fields})", 100)
+            preset = match["preset"] or "last_30d"
+            if preset not in self.DATE_PRESETS:
+                return graph_error(f"(#100) date_preset must be one of the following values: "
+                                   f"{', '.join(sorted(self.DATE_PRESETS))}", 100)
+            asked = [f for f in (match["fields"] or "impressions,spend").split(",") if f]
+            unknown = [f for f in asked if f not in self.INSIGHTS_FIELDS]
+            if unknown:
+                return graph_error(f"(#100) {unknown[0]} is not valid for fields param. please check "
+                                   "https://developers.facebook.com/docs/marketing-api/reference/ads-insights/ "
+                                   "for all valid values", 100)
+            insights = (preset, asked)
+        if insights is not None:
+            preset, asked = insights
+            since, until = self.preset_dates(preset)
+            stats = {}
+            for row in self.records_of("insights"):
+                if row.get("date_preset", preset) == preset:
+                    stats.setdefault(str(row.get("campaign_id")), row)
+            for campaign in rows:
+                stat = stats.get(str(campaign["id"]))
+                if stat is not None:
+                    data = {f: str(stat[f]) for f in asked if f in stat and f not in ("date_start", "date_stop")}
+                    data.update(date_start=since, date_stop=until)
+                    campaign["insights"] = {"data": [data], "paging": {"cursors": {"before": "MAZDZD",
+                                                                                   "after": "MAZDZD"}}}
+            fields.append("insights")
+        query = {**request.query, "fields": ",".join(fields)}
+        return self.list_edge(request.clone(rel_url=request.rel_url.with_query(query)), rows, max_limit=500)

@@ -50,6 +50,7 @@ def test_env_names_follow_the_contract(emulators):
             expected.add(f"{name}_API_URL")
         if name not in NO_REVOKE:
             expected.add(f"{name}_REVOKE_URL")
+    expected.add("GOOGLE_ADS_USERINFO_URL")  # its API URL is the Google Ads API; who-am-I is OpenID userinfo
     assert set(env) == expected
     assert all(v for v in env.values())
 
@@ -212,7 +213,7 @@ def _whoami(emu, name):
     table = {
         "TIKTOK": ("GET", "/v2/user/info/?fields=open_id"), "INSTAGRAM": ("GET", "/me"), "FACEBOOK": ("GET", "/me"),
         "META_ADS": ("GET", "/me"), "YOUTUBE": ("GET", "/youtube/v3/channels?part=snippet&mine=true"),
-        "GOOGLE_ADS": ("GET", "/v1/userinfo"), "TWITTER": ("GET", "/2/users/me"), "LINKEDIN": ("GET", "/v2/userinfo"),
+        "TWITTER": ("GET", "/2/users/me"), "LINKEDIN": ("GET", "/v2/userinfo"),
         "HUBSPOT": ("GET", "/oauth/v1/access-tokens/nope"), "SHOPIFY": ("POST", "/admin/api/2025-10/graphql.json"),
         "TIKTOK_ADS": ("GET", "/open_api/v1.3/user/info/"), "SENDGRID": ("GET", "/v3/user/username"),
         "STRIPE": ("GET", "/v1/account"), "PAYPAL": ("GET", "/v1/identity/openidconnect/userinfo?schema=openid"),
@@ -223,6 +224,8 @@ def _whoami(emu, name):
         return "GET", f"{base}/salesforce/na1.my.salesforce.com/services/oauth2/userinfo", "whoami"
     if name == "WOOCOMMERCE":
         return "GET", emu.woocommerce_store_url + "/wp-json/", "whoami"
+    if name == "GOOGLE_ADS":  # its API URL is the Google Ads API; the identity call has its own
+        return "GET", emu.env()["GOOGLE_ADS_USERINFO_URL"], "whoami"
     method, path = table[name]
     return method, api() + path, "metadata" if name == "MAILCHIMP" else "whoami"
 

@@ -234,7 +234,7 @@ def test_google_offline_access_verifier_and_scopes(fresh_emulators):
     online = {k: v for k, v in params.items() if k != "access_type"}
     tokens = exchange(emu, "GOOGLE_ADS", consent(url, online)).json()
     assert "refresh_token" not in tokens
-    userinfo = api_url(emu, "GOOGLE_ADS") + "/v1/userinfo"
+    userinfo = emu.env()["GOOGLE_ADS_USERINFO_URL"]  # GOOGLE_ADS_API_URL is the Google Ads API
     assert call("GET", userinfo, bearer=tokens["access_token"]).json()["email"] == "ads@example.com"
     unneeded = exchange(emu, "GOOGLE_ADS", consent(url, online), verifier=pkce()[0]).json()
     assert unneeded == {"error": "invalid_grant", "error_description": "code_verifier or verifier is not needed."}

@@ -32,6 +32,18 @@ TIKTOK_ADS quirks enforced:
   10); serves ``records_of("campaigns")`` rows whose ``advertiser_id``
   matches, as ``data.list`` with ``data.page_info {page, page_size,
   total_number, total_page}``.
+- ``GET /open_api/v1.3/report/integrated/get/`` (``calls["report"]``, each
+  query kept in ``report_requests``): the synchronous report. List
+  parameters are JSON in the query (``dimensions``, ``metrics``,
+  ``filtering``); ``report_type`` and ``data_level`` must be valid choices,
+  ``start_date``/``end_date`` (YYYY-MM-DD, at most 365 days [M]) unless
+  ``query_lifetime=true``, ``filtering`` a list of ``{field_name:
+  "campaign_ids", filter_type: "IN", filter_value: "<JSON list, <= 100>"}``
+  (anything else: 40002). Serves BASIC / AUCTION_CAMPAIGN by
+  ``["campaign_id"]`` only: ``records_of("reports")`` rows ``{advertiser_id,
+  campaign_id, metrics}`` as ``data.list[{dimensions: {campaign_id},
+  metrics: {<each asked>: "<string>"}}]`` (a campaign with no row did not
+  deliver and is absent), paged like campaign/get.
 
 ``account`` is TIKTOK's ``data.user`` object (filtered by ``fields``) and
 TIKTOK_ADS's ``data`` object; ``advertiser_ids`` and ``scope_ids`` are the
@@ -40,6 +52,8 @@ TIKTOK_ADS token response's lists.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import secrets
 import time
 
@@ -233,7 +247,12 @@ class TikTokAds(Provider):
         ("POST", r"business-api\.tiktok\.com/open_api/v1\.3/oauth2/revoke_token/", "revoke"),
         ("GET", r"business-api\.tiktok\.com/open_api/v1\.3/user/info/", "user_info"),
         ("GET", r"business-api\.tiktok\.com/open_api/v1\.3/campaign/get/", "campaigns"),
+        ("GET", r"business-api\.tiktok\.com/open_api/v1\.3/report/integrated/get/", "report"),
     )
+    REPORT_TYPES = {"BASIC", "AUDIENCE", "PLAYABLE_MATERIAL", "CATALOG", "BC", "TT_SHOP"}
+    DATA_LEVELS = {"AUCTION_ADVERTISER", "AUCTION_CAMPAIGN", "AUCTION_ADGROUP", "AUCTION_AD"}
+    REPORT_METRICS = {"spend", "impressions", "clicks", "ctr", "cpc", "cpm", "reach", "frequency", "conversion",
+                      "cost_per_conversion", "conversion_rate", "result", "cost_per_result", "video_play_actions"}
     CODE_TTL = 3600
     ACCOUNT = {"id": "7012345678901234567", "display_name": "Demo Advertiser", "email": "ads@example.com"}
     SPEC = AuthorizeSpec(client_param="app_id", response_type=None, scope_sep=None, pkce="none",
@@ -249,6 +268,7 @@ class TikTokAds(Provider):
         super().reset()
         self.advertiser_ids = ["7000000000000000001", "7000000000000000002"]
         self.scope_ids = [1, 2, 3, 4]
+        self.report_requests: list[dict] = []  # the query of each report call, for tests
 
     @staticmethod
     def envelope(code: int = 0, message: str = "OK", data=None) -> web.Response:
@@ -341,3 +361,80 @@ class TikTokAds(Provider):
         return self.envelope(data={"list": rows[(page - 1) * size: page * size],
                                    "page_info": {"page": page, "page_size": size, "total_number": len(rows),
                                                  "total_page": total_page}})
+
+    async def report(self, request):
+        """Synchronous report (BASIC, AUCTION_CAMPAIGN by campaign_id): list parameters JSON-encoded in the query."""
+        fault = await self.gate("report")
+        if fault is not None:
+            return fault
+        value = request.headers.get("Access-Token")
+        if not value:
+            return self.envelope(40104, "Access token is null, you should set it in http header "
+                                        "with key Access-Token.")
+        _token, status = self.status(value, "access")
+        if status != "ok":
+            return self.envelope(40105, "Access token is incorrect or has been revoked.")
+        q = dict(request.query)
+        with self.lock:
+            self.report_requests.append(q)
+        advertiser = q.get("advertiser_id")
+        if not advertiser:
+            return self.envelope(40002, "advertiser_id: Missing data for required field.")
+        if advertiser not in self.advertiser_ids:
+            return self.envelope(40001, f"No permission to operate advertiser {advertiser}.")
+        if q.get("report_type") not in self.REPORT_TYPES:
+            return self.envelope(40002, f"report_type: Must be one of: {', '.join(sorted(self.REPORT_TYPES))}.")
+        if q.get("data_level") not in self.DATA_LEVELS:
+            return self.envelope(40002, "data_level: Missing data for required field or not a valid choice.")
+        try:
+            dimensions = json.loads(q.get("dimensions") or "null")
+            metrics = json.loads(q.get("metrics") or '["spend", "impressions"]')
+            filtering = json.loads(q.get("filtering") or "[]")
+            page, size = int(q.get("page", 1)), int(q.get("page_size", 10))
+        except ValueError:
+            return self.envelope(40002, "dimensions, metrics and filtering must be JSON; page and page_size "
+                                        "integers.")
+        if not isinstance(dimensions, list) or not dimensions:
+            return self.envelope(40002, "dimensions: Missing data for required field.")
+        if q["report_type"] != "BASIC" or q["data_level"] != "AUCTION_CAMPAIGN" or dimensions != ["campaign_id"]:
+            return self.envelope(40002, "the emulator serves BASIC reports at AUCTION_CAMPAIGN by campaign_id only.")
+        if not isinstance(metrics, list) or not metrics or not set(metrics) <= self.REPORT_METRICS:
+            return self.envelope(40002, f"metrics: invalid metric(s) {metrics}.")
+        if page < 1 or not 1 <= size <= 1000:
+            return self.envelope(40002, "page must be >= 1 and page_size between 1 and 1000.")
+        if q.get("query_lifetime") not in (None, "false", "true"):
+            return self.envelope(40002, "query_lifetime: Not a valid boolean.")
+        if q.get("query_lifetime") != "true":
+            try:
+                since = dt.date.fromisoformat(q.get("start_date") or "")
+                until = dt.date.fromisoformat(q.get("end_date") or "")
+            except ValueError:
+                return self.envelope(40002, "start_date and end_date are required (YYYY-MM-DD) unless "
+                                            "query_lifetime is true.")
+            if since > until:
+                return self.envelope(40002, "start_date must be earlier than or equal to end_date.")
+            if (until - since).days >= 365:
+                return self.envelope(40002, "The time range cannot exceed 365 days.")
+        wanted = None
+        if not isinstance(filtering, list):
+            return self.envelope(40002, "filtering: must be a list of {field_name, filter_type, filter_value}.")
+        for rule in filtering:
+            if not isinstance(rule, dict) or rule.get("field_name") != "campaign_ids" \
+                    or rule.get("filter_type") != "IN" or not isinstance(rule.get("filter_value"), str):
+                return self.envelope(40002, f"filtering: invalid filter {rule!r} (the emulator knows "
+                                            "campaign_ids IN '[...]')")
+            try:
+                ids = json.loads(rule["filter_value"])
+            except ValueError:
+                return self.envelope(40002, "filtering: filter_value must be a JSON list.")
+            if not isinstance(ids, list) or len(ids) > 100:
+                return self.envelope(40002, "filtering: campaign_ids takes a list of at most 100 ids.")
+            wanted = {str(i) for i in ids}
+        rows = [r for r in self.records_of("reports") if str(r.get("advertiser_id")) == advertiser
+                and (wanted is None or str(r.get("campaign_id")) in wanted)]
+        total_page = max(1, (len(rows) + size - 1) // size)
+        out = [{"dimensions": {"campaign_id": str(r["campaign_id"])},
+                "metrics": {m: str((r.get("metrics") or {}).get(m, "0")) for m in metrics}}
+               for r in rows[(page - 1) * size: page * size]]
+        return self.envelope(data={"list": out, "page_info": {"page": page, "page_size": size,
+                                                              "total_number": len(rows), "total_page": total_page}})

@@ -22,8 +22,10 @@ from providers.sync.registry import AUTH_HEADER, action_of
 KEY = base64.b64encode(bytes(32)).decode()
 
 
-def settings_for(emulators):
-    return config.load({**emulators.env(), "ENCRYPTION_KEY": KEY, "NODE_ENV": "test"})
+def settings_for(emulators, env: dict | None = None):
+    """The settings on the emulators' URLs; ``env`` adds variables (a None value removes one)."""
+    values = {**emulators.env(), "ENCRYPTION_KEY": KEY, "NODE_ENV": "test", **(env or {})}
+    return config.load({k: v for k, v in values.items() if v is not None})
 
 
 def mint(emulators, provider: str, scope: list[str], **data) -> str:
@@ -31,12 +33,13 @@ def mint(emulators, provider: str, scope: list[str], **data) -> str:
     return emu.issue(emu.new_grant(scope), "access", 3600, **data).value
 
 
-async def _collect(emulators, provider, action, token, tenant, metadata, resume, max_pages):
-    settings = settings_for(emulators)
+async def _collect(emulators, provider, action, token, tenant, metadata, resume, max_pages, env):
+    settings = settings_for(emulators, env)
     async with aiohttp.ClientSession(trust_env=False) as session:
         adapter = adapter_for(Provider(provider), settings, session)
         api = SyncApi(adapter, TokenSet(access_token=token, metadata=dict(metadata or {})), tenant,
                       auth_header=AUTH_HEADER.get(Provider(provider), "bearer"))
+        api.settings = settings  # as the engine does (application credentials: bot and developer tokens)
         (act,) = action_of(Provider(provider), action)
         pages = []
         async for page in act.pages(api, resume):
@@ -47,6 +50,7 @@ async def _collect(emulators, provider, action, token, tenant, metadata, resume,
 
 
 def read_all(emulators, provider: str, action: str, *, token: str, tenant: str | None = None,
-             metadata: dict | None = None, resume: dict | None = None, max_pages: int | None = None):
-    """(pages, calls made)."""
-    return asyncio.run(_collect(emulators, provider, action, token, tenant, metadata, resume, max_pages))
+             metadata: dict | None = None, resume: dict | None = None, max_pages: int | None = None,
+             env: dict | None = None):
+    """(pages, calls made). ``env``: variables to add to (None: remove from) the emulators' configuration."""
+    return asyncio.run(_collect(emulators, provider, action, token, tenant, metadata, resume, max_pages, env))

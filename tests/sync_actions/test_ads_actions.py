@@ -80,12 +80,14 @@ def test_tiktok_ads_reads_every_advertisers_campaigns_page_by_page(fresh_emulato
     emu.set_records("campaigns", _tiktok_campaigns())
     token = mint(fresh_emulators, "TIKTOK_ADS", [])
     pages, calls = read_all(fresh_emulators, "TIKTOK_ADS", "fetch_campaigns", token=token, metadata=META)
-    assert calls == 4 == emu.calls["campaigns"]
+    assert 4 == emu.calls["campaigns"] == emu.calls["report"] and calls == 8  # one report per page (insights)
     assert [len(p.items) for p in pages] == [100, 100, 50, 3]
     assert [i.external_id for p in pages for i in p.items] == [c["campaign_id"] for c in _tiktok_campaigns()[:-1]]
     assert [p.resume for p in pages] == [{"advertiser": ADV1, "page": 2}, {"advertiser": ADV1, "page": 3},
                                          {"advertiser": ADV2, "page": 1}, None]
-    assert pages[0].items[1].data == {
+    data = dict(pages[0].items[1].data)
+    assert data.pop("insights")["impressions"] == 0  # no report rows: zeros (tests/sync_actions/test_ads_insights.py)
+    assert data == {
         "id": "1700000000000000001", "advertiserId": ADV1, "name": "tt 1", "objective": "TRAFFIC", "status": "ENABLE",
         "secondaryStatus": "CAMPAIGN_STATUS_ENABLE", "budget": 51.0, "budgetMode": "BUDGET_MODE_DAY",
         "createTime": "2026-10-01 10:00:00", "modifyTime": "2026-10-02 10:00:00"}
@@ -97,7 +99,7 @@ def test_tiktok_ads_resumes_at_the_stored_advertiser_and_page(fresh_emulators):
     token = mint(fresh_emulators, "TIKTOK_ADS", [])
     rest, calls = read_all(fresh_emulators, "TIKTOK_ADS", "fetch_campaigns", token=token, metadata=META,
                            resume={"advertiser": ADV1, "page": 3})
-    assert calls == 2 and [len(p.items) for p in rest] == [50, 3]
+    assert calls == 4 and [len(p.items) for p in rest] == [50, 3]  # campaign/get + report per page
     assert rest[0].items[0].external_id == "1700000000000000200"
 
 
@@ -121,5 +123,6 @@ def test_tiktok_ads_errors_come_in_a_200_answer(fresh_emulators):
 
 def test_google_ads_refuses_clearly_without_a_developer_token(fresh_emulators):
     token = mint(fresh_emulators, "GOOGLE_ADS", ["https://www.googleapis.com/auth/adwords"])
-    with pytest.raises(ProviderNotConfigured, match="developer token"):
+    with pytest.raises(ProviderNotConfigured, match="developer token.*GOOGLE_ADS_DEVELOPER_TOKEN"):
         read_all(fresh_emulators, "GOOGLE_ADS", "fetch_campaigns", token=token)
+    assert fresh_emulators["GOOGLE_ADS"].calls["customers"] == 0  # refused before any call
