@@ -9,6 +9,8 @@ error texts are cut short and scrubbed of the values we sent.
 
 from __future__ import annotations
 
+import base64
+
 import asyncio
 import json
 import logging
@@ -81,6 +83,11 @@ async def call(session: aiohttp.ClientSession, provider: str, method: str, url: 
         raise ProviderError(f"{provider}: {host} answered HTTP {status}{describe(reply, secrets, ': ')}",
                             provider=provider, status=status)
     return reply
+
+
+def basic_auth(user: str, password: str) -> str:
+    """An ``Authorization: Basic`` value (RFC 7617), as aiohttp.BasicAuth built it before its deprecation."""
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
 
 
 def retry_after(reply: Reply) -> int | None:

@@ -20,7 +20,7 @@ import aiohttp
 
 from nexusctl.config import ProviderCredentials
 from nexusctl.errors import OAuthFailed, ProviderError, RateLimited, RefreshFailed
-from providers.http import Reply, call, describe
+from providers.http import Reply, basic_auth, call, describe
 from providers.spec import Account, ProviderSpec, TokenSet, expires_at, split_scope
 
 # Error codes that mean the grant itself is gone: the user must connect again.
@@ -141,7 +141,7 @@ class OAuth2Adapter:
         """Put the client credentials where this provider wants them; returns request kwargs."""
         secret = self.creds.client_secret.get() if self.creds.client_secret else ""
         if self.spec.client_auth == "basic":
-            return {"auth": aiohttp.BasicAuth(self.creds.client_id or "", secret)}
+            return {"headers": {"Authorization": basic_auth(self.creds.client_id or "", secret)}}
         form[self.spec.client_id_param] = self.creds.client_id or ""
         form["client_secret"] = secret
         return {}
@@ -149,7 +149,8 @@ class OAuth2Adapter:
     async def token_request(self, form: dict, tenant: str | None, *, secrets: tuple = ()) -> Reply:
         kwargs = self._client_auth(form)
         secret = self.creds.client_secret.get() if self.creds.client_secret else None
-        return await self.http("POST", self.url("TOKEN", tenant), data=form, headers={"Accept": "application/json"},
+        headers = {"Accept": "application/json", **kwargs.pop("headers", {})}
+        return await self.http("POST", self.url("TOKEN", tenant), data=form, headers=headers,
                                secrets=secrets + (secret,), **kwargs)
 
     def token_error(self, reply: Reply) -> str | None:

@@ -10,10 +10,9 @@ import math
 import re
 from urllib.parse import urlencode, urlsplit
 
-import aiohttp
 
 from nexusctl.errors import OAuthFailed, ProviderError, UsageProblem
-from providers.http import describe
+from providers.http import basic_auth, describe
 from providers.oauth2 import OAuth2Adapter
 from providers.spec import Account, TokenSet
 
@@ -134,7 +133,7 @@ class WooCommerce(OAuth2Adapter):
 
     async def whoami(self, tokens: TokenSet, tenant) -> Account:
         key, _, secret = tokens.access_token.partition(":")
-        reply = await self.http("GET", f"{tenant}/wp-json/", auth=aiohttp.BasicAuth(key, secret),
+        reply = await self.http("GET", f"{tenant}/wp-json/", headers={"Authorization": basic_auth(key, secret)},
                                 secrets=(key, secret))
         if reply.status >= 400:
             raise OAuthFailed(f"WOOCOMMERCE: the store refused the new keys (HTTP {reply.status})")
@@ -170,6 +169,6 @@ class Stripe(OAuth2Adapter):
         secret = self.creds.client_secret.get() if self.creds.client_secret else ""
         reply = await self.http("POST", self.url("REVOKE"), data={"client_id": self.creds.client_id or "",
                                                                   "stripe_user_id": account},
-                                auth=aiohttp.BasicAuth(secret, ""), secrets=(secret,))
+                                headers={"Authorization": basic_auth(secret, "")}, secrets=(secret,))
         if reply.status >= 400:
             raise ProviderError(f"STRIPE: deauthorize refused (HTTP {reply.status}){describe(reply, (secret,), ': ')}")
