@@ -39,7 +39,8 @@ class OutboxRelay:
         self._holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._task: asyncio.Task | None = None
         self._stopping = asyncio.Event()
-        self.published = 0
+        self._renew_at = 0.0  # loop time after which the lease is renewed (half its life): an idle relay
+        self.published = 0    # writes the lease row every few seconds, not on every 0.25 s look
         if metrics is not None:
             metrics.gauge("nexus_events_published_total", "Outbox events this daemon published to the stream.",
                           lambda: self.published)
@@ -81,8 +82,12 @@ class OutboxRelay:
 
     async def pass_once(self) -> int | None:
         """Publish one batch; None when another daemon holds the relay lease."""
-        if not await self._db.run(leases.acquire, LEASE_NAME, self._holder, LEASE_SECONDS):
-            return None
+        loop = asyncio.get_running_loop()
+        if loop.time() >= self._renew_at:
+            if not await self._db.run(leases.acquire, LEASE_NAME, self._holder, LEASE_SECONDS):
+                self._renew_at = 0.0
+                return None
+            self._renew_at = loop.time() + LEASE_SECONDS / 2
         batch = await self._db.run(outbox.unpublished, BATCH)
         if not batch:
             return 0
