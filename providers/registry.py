@@ -27,7 +27,8 @@ SPECS: dict[Provider, ProviderSpec] = {s.provider: s for s in [
     ProviderSpec(Provider.TIKTOK, auth_url="https://www.tiktok.com/v2/auth/authorize/",
                  token_url="https://open.tiktokapis.com/v2/oauth/token/", api_url="https://open.tiktokapis.com",
                  revoke_url="https://open.tiktokapis.com/v2/oauth/revoke/",
-                 scopes=("user.info.basic", "video.list"), scope_separator=",", client_id_param="client_key",
+                 scopes=("user.info.basic", "video.list", "video.publish"), scope_separator=",",
+                 client_id_param="client_key",
                  refresh=R.ROTATING),
     # Instagram API with Instagram Login: short-lived code token -> 60-day token; ig_refresh_token.
     ProviderSpec(Provider.INSTAGRAM, auth_url="https://www.instagram.com/oauth/authorize",

@@ -9,6 +9,18 @@ INSTAGRAM quirks enforced:
 - ``GET /refresh_access_token?grant_type=ig_refresh_token`` renews a long-lived
   token only once it is at least 24 h old (emulator clock) and unexpired;
   otherwise Graph error 190 (``calls["refresh"]``). No refresh_token, no revoke.
+- content publishing (needs ``instagram_business_content_publish``, else
+  HTTP 403 code 10; the node must be ``account["user_id"]``, the professional
+  account id, else code 100): ``POST /{ig-user-id}/media``
+  (``calls["create_media"]``) makes a container from ``image_url`` (FINISHED
+  at once) or ``media_type=REELS`` + ``video_url`` (IN_PROGRESS for
+  ``reels_processing_polls`` status reads, then ``reels_outcome``: FINISHED
+  or ERROR); ``caption`` <= 2,200 characters; ``VIDEO`` is refused (REELS
+  replaced it); ``GET /{container-id}?fields=status_code,status``
+  (``calls["container_status"]``); ``POST /{ig-user-id}/media_publish``
+  ``creation_id`` (``calls["media_publish"]``) publishes a FINISHED container
+  once (otherwise code 9007) and puts the media first in
+  ``records_of("media")``; ``containers`` keeps every container.
 
 FACEBOOK / META_ADS quirks enforced:
 - code exchange at ``/oauth/access_token`` by GET or POST, credentials in the
@@ -77,6 +89,7 @@ from .oauth2 import (
     grant_for,
     json_response,
     read_form,
+    read_json,
     redeem,
     token_response,
 )
@@ -200,9 +213,23 @@ class Instagram(Graph):
         ("GET", r"graph\.instagram\.com/refresh_access_token", "refresh"),
         ("GET", rf"graph\.instagram\.com/{VERSION}me", "me"),
         ("GET", rf"graph\.instagram\.com/{VERSION}me/media", "media"),
+        ("POST", rf"graph\.instagram\.com/{VERSION}(?P<ig_id>\d+)/media", "create_media"),
+        ("POST", rf"graph\.instagram\.com/{VERSION}(?P<ig_id>\d+)/media_publish", "media_publish"),
+        ("GET", rf"graph\.instagram\.com/{VERSION}(?P<container_id>\d+)", "container"),
     )
     ACCOUNT = {"id": "9876543210123456", "user_id": "17841405793187218", "username": "demo.creator"}
     SPEC = AuthorizeSpec(scope_sep="either", pkce="none")
+    PUBLISH_SCOPE = "instagram_business_content_publish"
+    CAPTION_MAX = 2200
+    NO_PERMISSION = "(#10) Application does not have permission for this action"
+
+    def reset(self) -> None:
+        super().reset()
+        with self.lock:
+            self.containers: dict[str, dict] = {}  # container id -> {status_code, media_type, url, caption, ...}
+            # A REELS container answers IN_PROGRESS to this many status reads, then ``reels_outcome``.
+            self.reels_processing_polls = 2
+            self.reels_outcome = "FINISHED"
 
     async def authorize(self, request):
         return await authorize(self, request, self.SPEC, deny_params=self.deny)
@@ -282,6 +309,130 @@ class Instagram(Graph):
             return fault
         _token, error = self.user_token(request)
         return error or self.list_edge(request, self.records_of("media"))
+
+    # --- Content publishing: container, status, media_publish ------------------------------------
+
+    async def _publish_args(self, request) -> dict:
+        args = dict(request.query)
+        if request.content_type == "application/json":
+            body = await read_json(request)
+            args.update(body or {})
+        else:
+            args.update(await read_form(request))
+        return args
+
+    def _publisher(self, request, args: dict, ig_id: str):
+        """(token, None) when this token may publish as ``ig_id``, else (None, the Graph error)."""
+        token, status = self.status(self.request_token(request) or args.get("access_token"), "access")
+        if status != "ok":
+            return None, self.token_error(token, status)
+        if ig_id != self.account["user_id"]:
+            return None, graph_error(f"(#100) Object with ID '{ig_id}' does not exist, cannot be loaded due to "
+                                     "missing permissions, or does not support this operation", 100, subcode=33,
+                                     type_="GraphMethodException")
+        if self.PUBLISH_SCOPE not in token.grant.scope:
+            return None, graph_error(self.NO_PERMISSION, 10, status=403)
+        return token, None
+
+    async def create_media(self, request, ig_id):
+        """POST /{ig-user-id}/media: an image container (``image_url``, FINISHED at once) or a reel
+        (``media_type=REELS`` + ``video_url``, IN_PROGRESS for ``reels_processing_polls`` status reads, then
+        ``reels_outcome``); ``caption`` up to 2,200 characters. Needs instagram_business_content_publish."""
+        args = await self._publish_args(request)
+        fault = await self.gate("create_media")
+        if fault is not None:
+            return fault
+        _token, error = self._publisher(request, args, ig_id)
+        if error is not None:
+            return error
+        caption = str(args.get("caption") or "")
+        if len(caption) > self.CAPTION_MAX:
+            return graph_error(f"(#100) The caption is longer than {self.CAPTION_MAX} characters", 100)
+        media_type = str(args.get("media_type") or "IMAGE").upper()
+        if media_type == "IMAGE":
+            url, polls = str(args.get("image_url") or ""), 0
+        elif media_type == "REELS":
+            url, polls = str(args.get("video_url") or ""), self.reels_processing_polls
+        elif media_type == "VIDEO":
+            return graph_error("(#100) The VIDEO media type is no longer supported for feed videos: use REELS",
+                               100)
+        else:
+            return graph_error(f"(#100) media_type {media_type} is not served by the emulator (IMAGE, REELS)",
+                               100)
+        if not url:
+            return graph_error(f"(#100) The parameter {'image_url' if media_type == 'IMAGE' else 'video_url'} "
+                               "is required", 100)
+        if not url.startswith(("http://", "https://")):
+            return graph_error("(#9004) Only photo or video can be accepted as media type.", 9004,
+                               subcode=2207052)
+        with self.lock:
+            container_id = str(17900000000000000 + len(self.containers) + 1)
+            self.containers[container_id] = {
+                "id": container_id, "media_type": media_type, "url": url, "caption": caption,
+                "status_code": "IN_PROGRESS" if polls else "FINISHED", "polls_left": polls,
+                "outcome": self.reels_outcome if polls else "FINISHED", "created": self.now()}
+        return json_response({"id": container_id})
+
+    async def container(self, request, container_id):
+        """GET /{container-id}?fields=status_code,status (``calls["container_status"]``)."""
+        fault = await self.gate("container_status")
+        if fault is not None:
+            return fault
+        _token, error = self.user_token(request)
+        if error is not None:
+            return error
+        with self.lock:
+            box = self.containers.get(container_id)
+            if box is None:
+                return graph_error(f"(#100) Object with ID '{container_id}' does not exist, cannot be loaded due "
+                                   "to missing permissions, or does not support this operation", 100,
+                                   subcode=33, type_="GraphMethodException")
+            if box["status_code"] == "IN_PROGRESS":
+                if box["polls_left"] > 0:
+                    box["polls_left"] -= 1
+                else:
+                    box["status_code"] = box["outcome"]
+            code = box["status_code"]
+        status = {"FINISHED": "Finished: Media has been uploaded and it is ready to be published.",
+                  "IN_PROGRESS": "In Progress: Media is still being processed.",
+                  "PUBLISHED": "Published: Media has been successfully published.",
+                  "ERROR": "Error: Media upload has failed with error code 2207026",
+                  "EXPIRED": "Expired: the container was not published within 24 hours."}[code]
+        node = {"status_code": code, "status": status, "id": container_id}
+        fields = [f for f in request.query.get("fields", "id").split(",") if f]
+        return json_response({f: node[f] for f in fields + ["id"] if f in node})
+
+    async def media_publish(self, request, ig_id):
+        """POST /{ig-user-id}/media_publish ``creation_id``: only a FINISHED container (else 9007); the media
+        is put first in ``records["media"]`` (what /me/media serves), ``{"id": media id}``."""
+        args = await self._publish_args(request)
+        fault = await self.gate("media_publish")
+        if fault is not None:
+            return fault
+        _token, error = self._publisher(request, args, ig_id)
+        if error is not None:
+            return error
+        creation_id = str(args.get("creation_id") or "")
+        with self.lock:
+            box = self.containers.get(creation_id)
+            if box is None:
+                return graph_error("(#100) The parameter creation_id is required and must be a media container "
+                                   "of this user", 100)
+            if box["status_code"] == "PUBLISHED":
+                return graph_error("(#9007) The media has already been published", 9007, subcode=2207020)
+            if box["status_code"] != "FINISHED":
+                return graph_error("(#9007) Media ID is not available: the media is not ready for publishing, "
+                                   "please wait for a moment", 9007, subcode=2207027)
+            box["status_code"] = "PUBLISHED"
+            rows = self.records.setdefault("media", [])
+            media_id = str(18000000000000000 + len(rows) + 1)
+            rows.insert(0, {"id": media_id, "caption": box["caption"] or None,
+                            "media_type": "VIDEO" if box["media_type"] == "REELS" else "IMAGE",
+                            "media_product_type": "REELS" if box["media_type"] == "REELS" else "FEED",
+                            "media_url": box["url"], "container_id": creation_id,
+                            "permalink": f"https://www.instagram.com/p/{secrets.token_urlsafe(8)}/",
+                            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(self.now()))})
+        return json_response({"id": media_id})
 
 
 class Facebook(Graph):

@@ -15,6 +15,21 @@ TIKTOK quirks enforced:
   ``cursor`` is a UTC epoch in milliseconds (videos created before it), the
   answer's ``data.cursor`` is the last video's create_time in ms, with
   ``data.has_more``.
+- Content Posting API, direct post (scope ``video.publish``, else 401
+  ``scope_not_authorized``): ``POST /v2/post/publish/creator_info/query/``
+  (``calls["creator_info"]``) answers ``creator`` (its
+  ``privacy_level_options``); ``POST /v2/post/publish/video/init/``
+  (``calls["publish_init"]``) takes ``post_info`` (title <= 2,200 UTF-16
+  units, a privacy level among the options, else 400
+  ``privacy_level_option_mismatch``; an unaudited client, ``audited`` False by
+  default, only SELF_ONLY, else 403
+  ``unaudited_client_can_only_post_to_private_accounts``) and ``source_info
+  {source: PULL_FROM_URL, video_url}`` (https; a prefix in
+  ``verified_url_prefixes`` when set, else 403 ``url_ownership_unverified``),
+  answers ``data.publish_id`` and keeps the post in
+  ``records_of("publishes")`` with status ``publish_status_after_init``;
+  ``POST /v2/post/publish/status/fetch/`` (``calls["publish_status"]``)
+  answers that status.
 
 TIKTOK_ADS quirks enforced:
 - authorize takes ``app_id``, ``state``, ``redirect_uri`` and redirects with
@@ -95,6 +110,9 @@ class TikTok(Provider):
         ("POST", r"open\.tiktokapis\.com/v2/oauth/revoke/", "revoke"),
         ("GET", r"open\.tiktokapis\.com/v2/user/info/", "user_info"),
         ("POST", r"open\.tiktokapis\.com/v2/video/list/", "video_list"),
+        ("POST", r"open\.tiktokapis\.com/v2/post/publish/creator_info/query/", "creator_info"),
+        ("POST", r"open\.tiktokapis\.com/v2/post/publish/video/init/", "publish_init"),
+        ("POST", r"open\.tiktokapis\.com/v2/post/publish/status/fetch/", "publish_status"),
     )
     ACCOUNT = {
         "open_id": "-000OR8pXT0bH1rUQhVA0AHfRGwV6yfJTgRo",
@@ -107,9 +125,22 @@ class TikTok(Provider):
     def make_client_id(self) -> str:
         return "aw" + secrets.token_hex(8)
 
+    CREATOR = {"creator_avatar_url": "https://p16-sign.tiktokcdn.com/demo-avatar.jpeg",
+               "creator_username": "demo.creator", "creator_nickname": "Demo Creator",
+               "privacy_level_options": ["PUBLIC_TO_EVERYONE", "MUTUAL_FOLLOW_FRIENDS", "FOLLOWER_OF_CREATOR",
+                                         "SELF_ONLY"],
+               "comment_disabled": False, "duet_disabled": False, "stitch_disabled": True,
+               "max_video_post_duration_sec": 600}
+    TITLE_MAX = 2200  # UTF-16 code units
+
     def reset(self) -> None:
         super().reset()
-        self.error_status = 200
+        with self.lock:
+            self.error_status = 200
+            self.creator = dict(self.CREATOR, privacy_level_options=list(self.CREATOR["privacy_level_options"]))
+            self.audited = False  # an unaudited client may only post SELF_ONLY
+            self.verified_url_prefixes: list[str] | None = None  # None: every PULL_FROM_URL host is verified
+            self.publish_status_after_init = "PROCESSING_DOWNLOAD"
 
     def rate_limited(self, endpoint, retry_after):
         body = {"error": {"code": "rate_limit_exceeded",
@@ -231,6 +262,109 @@ class TikTok(Provider):
         next_cursor = int(page[-1]["create_time"]) * 1000 if page else (cursor or 0)
         return json_response({"data": {"videos": videos, "cursor": next_cursor, "has_more": len(rows) > max_count},
                               "error": {"code": "ok", "message": "", "log_id": log_id()}})
+
+
+    # --- Content Posting API (direct post, PULL_FROM_URL) -----------------------------------------
+
+    def _poster(self, request, scopes: tuple[str, ...] = ("video.publish",)):
+        token, status = self.status(auth_header(request), "access")
+        if status != "ok":
+            return None, self._api_error(401, "access_token_invalid",
+                                         "The access token is invalid or not found in the request.")
+        if not set(scopes) & set(token.grant.scope):
+            return None, self._api_error(401, "scope_not_authorized",
+                                         "The user did not authorize the scope required for completing this "
+                                         "request.")
+        return token, None
+
+    @staticmethod
+    def _ok(data: dict) -> web.Response:
+        return json_response({"data": data, "error": {"code": "ok", "message": "", "log_id": log_id()}})
+
+    async def creator_info(self, request):
+        """POST /v2/post/publish/creator_info/query/ (``calls["creator_info"]``, scope video.publish):
+        ``creator``, whose ``privacy_level_options`` a post must pick from."""
+        fault = await self.gate("creator_info")
+        if fault is not None:
+            return fault
+        _token, error = self._poster(request)
+        if error is not None:
+            return error
+        with self.lock:
+            return self._ok(dict(self.creator))
+
+    async def publish_init(self, request):
+        """POST /v2/post/publish/video/init/ (``calls["publish_init"]``, scope video.publish): a direct post
+        ``{post_info {title, privacy_level, disable_*}, source_info {source: PULL_FROM_URL, video_url}}``;
+        the privacy level must be one of the creator's options (``privacy_level_option_mismatch``) and, for
+        an unaudited client, SELF_ONLY (403 ``unaudited_client_can_only_post_to_private_accounts``); the
+        URL's prefix must be verified when ``verified_url_prefixes`` is set (403
+        ``url_ownership_unverified``). Answers ``data.publish_id``; the post goes to ``records["publishes"]``."""
+        body = await read_json(request)
+        fault = await self.gate("publish_init")
+        if fault is not None:
+            return fault
+        _token, error = self._poster(request)
+        if error is not None:
+            return error
+        if body is None:
+            return self._api_error(400, "invalid_params", "the request body must be JSON")
+        post, source = body.get("post_info"), body.get("source_info")
+        if not isinstance(post, dict) or not isinstance(source, dict):
+            return self._api_error(400, "invalid_params", "post_info and source_info are required")
+        title = post.get("title") or ""
+        if not isinstance(title, str) or len(title.encode("utf-16-le")) // 2 > self.TITLE_MAX:
+            return self._api_error(400, "invalid_params", f"post_info.title must be at most {self.TITLE_MAX} "
+                                                          "UTF-16 runes")
+        for flag in ("disable_duet", "disable_comment", "disable_stitch", "brand_content_toggle",
+                     "brand_organic_toggle", "is_aigc"):
+            if flag in post and not isinstance(post[flag], bool):
+                return self._api_error(400, "invalid_params", f"post_info.{flag} must be a boolean")
+        with self.lock:
+            options, audited, prefixes = list(self.creator["privacy_level_options"]), self.audited, \
+                self.verified_url_prefixes
+        level = post.get("privacy_level")
+        if level not in options:
+            return self._api_error(400, "privacy_level_option_mismatch",
+                                   f"privacy_level {level!r} is not one of the creator's options {options}")
+        if not audited and level != "SELF_ONLY":
+            return self._api_error(403, "unaudited_client_can_only_post_to_private_accounts",
+                                   "Unaudited clients can only post with the SELF_ONLY privacy level.")
+        if source.get("source") != "PULL_FROM_URL":
+            return self._api_error(400, "invalid_params", "the emulator serves source PULL_FROM_URL only")
+        url = source.get("video_url")
+        if not isinstance(url, str) or not url.startswith("https://"):
+            return self._api_error(400, "invalid_params", "source_info.video_url must be an https URL")
+        if prefixes is not None and not any(url.startswith(p) for p in prefixes):
+            return self._api_error(403, "url_ownership_unverified",
+                                   "The video URL's domain or URL prefix is not verified for this app.")
+        with self.lock:
+            rows = self.records.setdefault("publishes", [])
+            publish_id = f"v_pub_url~v2-1.{7400000000000000000 + len(rows) + 1}"
+            rows.append({"publish_id": publish_id, "post_info": dict(post), "source_info": dict(source),
+                         "status": self.publish_status_after_init, "created": self.now()})
+        return self._ok({"publish_id": publish_id})
+
+    async def publish_status(self, request):
+        """POST /v2/post/publish/status/fetch/ ``{publish_id}`` (``calls["publish_status"]``, scope
+        video.publish or video.upload): ``data.status`` of that post (and ``fail_reason`` when FAILED)."""
+        body = await read_json(request)
+        fault = await self.gate("publish_status")
+        if fault is not None:
+            return fault
+        _token, error = self._poster(request, ("video.publish", "video.upload"))
+        if error is not None:
+            return error
+        wanted = (body or {}).get("publish_id")
+        row = next((r for r in self.records_of("publishes") if r["publish_id"] == wanted), None)
+        if row is None:
+            return self._api_error(400, "invalid_publish_id", f"publish_id {wanted!r} does not exist")
+        data = {"status": row["status"], "uploaded_bytes": 0, "downloaded_bytes": 0}
+        if row["status"] == "FAILED":
+            data["fail_reason"] = row.get("fail_reason") or "file_format_check_failed"
+        if row["status"] == "PUBLISH_COMPLETE":
+            data["publicaly_available_post_id"] = [int(row["publish_id"].rsplit(".", 1)[1])]
+        return self._ok(data)
 
 
 class TikTokAds(Provider):

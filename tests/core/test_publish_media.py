@@ -1,0 +1,244 @@
+"""Publishing content.published to Instagram (an image or a reel) and TikTok (a direct post pulled from a URL).
+
+On real SQLite and PostgreSQL against the emulators: Instagram makes a
+container, polls a reel's until FINISHED (a few reads, no minutes), then
+publishes it once; a container in ERROR or still processing publishes
+nothing; text-only content is refused before any call. TikTok reads the
+creator's privacy options, posts with SELF_ONLY unless metadata names another
+allowed level, and records the publish id. A missing scope fails with the
+scope named; a refused token is refreshed once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+
+import aiohttp
+import pytest
+from emulators.fixtures import emulators, fresh_emulators  # noqa: F401 - pytest fixtures
+
+from db.models import Integration
+from nexusctl import config
+from nexusctl.core import connections, inbound, sync_runs
+from nexusctl.core.connect import Services, direct
+from nexusctl.crypto import keyring_from_settings
+from nexusctl.enums import Provider, SyncStatus
+from providers.sync import publish
+
+IMAGE = {"type": "image", "url": "https://cdn.nexus.test/p/9/cover.jpg"}
+VIDEO = {"type": "video", "url": "https://cdn.nexus.test/p/9/clip.mp4"}
+CONTENT = {"contentId": "post-9", "title": "Our launch (beta) #1", "url": "https://nexus.test/p/9_a",
+           "description": "What is new", "media": [IMAGE]}
+IG_SCOPES = ["instagram_business_basic", "instagram_business_content_publish"]
+IG_USER = "17841405793187218"
+TT_SCOPES = ["user.info.basic", "video.list", "video.publish"]
+
+
+@pytest.fixture
+def env(database, fresh_emulators, monkeypatch):  # noqa: F811 - the fixture
+    for name, value in fresh_emulators.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(publish, "IG_POLL_DELAYS", (0.01,) * 4)  # same number of reads, no waiting
+    settings = config.load()
+    return settings, keyring_from_settings(settings), fresh_emulators
+
+
+def _publish(env, user, content=None) -> dict:
+    """content.published for this user, then every publish log it queued run; {integration id: log}."""
+    settings, keyring, _ = env
+
+    async def main():
+        async with aiohttp.ClientSession(trust_env=False) as session:
+            svc = Services(settings, keyring, session, direct, None)
+            outcome = await inbound.handle(svc, inbound.make("content.published",
+                                                             {**(content or CONTENT), "userId": str(user)}))
+            return [await sync_runs.run(svc, log["syncLogId"]) for log in outcome["syncLogs"]]
+
+    return {row.integration_id: row for row in asyncio.run(main())}
+
+
+# --- Instagram --------------------------------------------------------------------------------------------
+
+
+def _instagram(env, make_integration, scope=IG_SCOPES, *, account_id=True, aged=False):
+    ig = env[2]["INSTAGRAM"]
+    token = ig.issue(ig.new_grant(list(scope)), "access", 5184000, value="IGAA" + uuid.uuid4().hex, long=True)
+    facts = {"userId": ig.account["id"]}
+    if account_id:
+        facts["accountId"] = IG_USER  # what whoami stored: /me's user_id
+    if aged:  # old enough for ig_refresh_token, at Instagram and by the adapter's own count
+        env[2].advance_clock(25 * 3600)
+        facts["tokenIssuedAt"] = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=2)).isoformat()
+    user = uuid.uuid4()
+    row = make_integration(user_id=user, provider=Provider.INSTAGRAM, access_token=token.value,
+                           refresh_token=None, metadata={"provider": facts})
+    return ig, user, row, token
+
+
+def test_an_instagram_image_post_is_a_container_then_media_publish(env, make_integration):
+    ig, user, row, _ = _instagram(env, make_integration)
+    log = _publish(env, user)[row.id]
+    assert log.status == SyncStatus.COMPLETED, log.error
+    (media,) = ig.records_of("media")
+    assert log.metadata["result"] == {"mediaId": media["id"], "containerId": media["container_id"]}
+    assert media["media_type"] == "IMAGE" and media["media_url"] == IMAGE["url"]
+    assert media["caption"] == "Our launch (beta) #1\nhttps://nexus.test/p/9_a"
+    assert ig.calls["create_media"] == 1 and ig.calls["media_publish"] == 1
+    assert ig.calls["container_status"] == 0 and ig.calls["whoami"] == 0  # an image is ready; the id was known
+    assert log.items_processed == 1
+
+    # No title nor URL: the image goes without a caption. A bare image URL is an image too.
+    log = _publish(env, user, {"contentId": "post-10", "media": ["https://cdn.nexus.test/x.JPEG?sig=1"]})[row.id]
+    assert log.status == SyncStatus.COMPLETED, log.error
+    assert ig.records_of("media")[0]["caption"] is None
+
+
+def test_an_instagram_video_is_a_reel_polled_until_finished(env, make_integration):
+    ig, user, row, _ = _instagram(env, make_integration, account_id=False)
+    ig.reels_processing_polls = 2
+    long_title = "x" * 3000
+    log = _publish(env, user, {**CONTENT, "title": long_title, "media": [{"type": "text", "url": "https://a.b/c"},
+                                                                         VIDEO, IMAGE]})[row.id]
+    assert log.status == SyncStatus.COMPLETED, log.error
+    (media,) = ig.records_of("media")
+    assert media["media_type"] == "VIDEO" and media["media_product_type"] == "REELS"
+    assert media["media_url"] == VIDEO["url"] and len(media["caption"]) == 2200
+    assert media["caption"].endswith("…\nhttps://nexus.test/p/9_a")
+    assert log.metadata["result"] == {"mediaId": media["id"], "containerId": media["container_id"]}
+    assert ig.calls["whoami"] == 1  # GET /me?fields=user_id: no account id stored
+    assert ig.calls["container_status"] == 3 and ig.calls["media_publish"] == 1
+
+
+def test_an_instagram_reel_in_error_or_still_processing_publishes_nothing(env, make_integration):
+    ig, user, row, _ = _instagram(env, make_integration)
+    ig.reels_outcome = "ERROR"
+    log = _publish(env, user, {**CONTENT, "media": [VIDEO]})[row.id]
+    assert log.status == SyncStatus.FAILED and log.error.startswith("PROVIDER_ERROR: INSTAGRAM"), log.error
+    assert "could not process the video" in log.error and "ERROR" in log.error and "2207026" in log.error
+    assert "nothing was published" in log.error
+    assert ig.calls["media_publish"] == 0 and ig.records_of("media") == []
+
+    ig.reels_outcome, ig.reels_processing_polls = "FINISHED", 50  # longer than the publisher waits
+    log = _publish(env, user, {**CONTENT, "contentId": "post-11", "media": [VIDEO]})[row.id]
+    assert log.status == SyncStatus.FAILED and "still IN_PROGRESS" in log.error, log.error
+    assert ig.calls["container_status"] == 3 + len(publish.IG_POLL_DELAYS)  # bounded
+    assert ig.calls["media_publish"] == 0 and ig.records_of("media") == []
+
+
+def test_instagram_refuses_text_only_content_before_any_call(env, make_integration):
+    ig, user, row, _ = _instagram(env, make_integration)
+    for media in (None, [], [{"type": "document", "url": "https://nexus.test/a.pdf"}]):
+        content = {"contentId": "post-12", "title": "Just words", "url": "https://nexus.test/p/12"}
+        log = _publish(env, user, {**content, "media": media} if media is not None else content)[row.id]
+        assert log.status == SyncStatus.FAILED and log.error.startswith("VALIDATION_ERROR"), log.error
+        assert "Instagram cannot post text only" in log.error
+    assert sum(ig.calls.values()) == 0
+
+
+def test_instagram_without_the_publish_permission_fails_naming_it(env, make_integration):
+    ig, user, row, _ = _instagram(env, make_integration, scope=["instagram_business_basic"])
+    log = _publish(env, user)[row.id]
+    assert log.status == SyncStatus.FAILED and log.error.startswith("PROVIDER_ERROR: INSTAGRAM"), log.error
+    assert "(#10) Application does not have permission for this action" in log.error
+    assert "instagram_business_content_publish" in log.error
+    assert ig.calls["create_media"] == 1 and ig.calls["refresh"] == 0 and ig.records_of("media") == []
+
+
+def test_a_refused_instagram_token_is_refreshed_once_and_the_post_made_once(env, make_integration):
+    ig, user, row, token = _instagram(env, make_integration, aged=True)
+    ig.fail_next("create_media", 400, {"error": {"message": "Error validating access token: Session has expired.",
+                                                 "code": 190, "error_subcode": 463, "type": "OAuthException"}})
+    log = _publish(env, user)[row.id]
+    assert log.status == SyncStatus.COMPLETED, log.error
+    assert ig.calls["refresh"] == 1 and ig.calls["create_media"] == 2 and ig.calls["media_publish"] == 1
+    assert len(ig.records_of("media")) == 1 and len(ig.containers) == 1  # the refused call made none
+    stored = connections.tokens_of(env[1], Integration.get_by_id(row.id)).access_token
+    assert stored != token.value and ig.valid_access(stored)  # the renewed 60-day token was kept
+
+
+# --- TikTok -----------------------------------------------------------------------------------------------
+
+
+def _tiktok(env, make_integration, scope=TT_SCOPES, metadata=None):
+    tt = env[2]["TIKTOK"]
+    grant = tt.new_grant(list(scope), open_id=tt.account["open_id"])
+    access = tt.issue(grant, "access", 86400, value="act." + uuid.uuid4().hex)
+    refresh = tt.issue(grant, "refresh", 31536000, value="rft." + uuid.uuid4().hex)
+    user = uuid.uuid4()
+    row = make_integration(user_id=user, provider=Provider.TIKTOK, access_token=access.value,
+                           refresh_token=refresh.value, metadata=metadata or {})
+    return tt, user, row, access
+
+
+def test_a_tiktok_direct_post_pulls_the_video_as_self_only_by_default(env, make_integration):
+    tt, user, row, _ = _tiktok(env, make_integration)
+    log = _publish(env, user, {**CONTENT, "media": [IMAGE, VIDEO]})[row.id]
+    assert log.status == SyncStatus.COMPLETED, log.error
+    (post,) = tt.records_of("publishes")
+    assert log.metadata["result"] == {"publishId": post["publish_id"], "privacyLevel": "SELF_ONLY",
+                                      "status": "PROCESSING_DOWNLOAD"}
+    assert post["source_info"] == {"source": "PULL_FROM_URL", "video_url": VIDEO["url"]}
+    assert post["post_info"] == {"title": "Our launch (beta) #1\nhttps://nexus.test/p/9_a",
+                                 "privacy_level": "SELF_ONLY", "disable_comment": False, "disable_duet": False,
+                                 "disable_stitch": True}  # the creator's own stitch setting
+    assert tt.calls["creator_info"] == 1 and tt.calls["publish_init"] == 1 and tt.calls["publish_status"] == 1
+
+
+def test_tiktok_uses_the_privacy_level_the_metadata_names_when_the_creator_allows_it(env, make_integration):
+    tt, user, row, _ = _tiktok(env, make_integration, metadata={"publishPrivacyLevel": "PUBLIC_TO_EVERYONE"})
+    # An unaudited app may only post SELF_ONLY: TikTok's refusal is the log's error.
+    log = _publish(env, user, {**CONTENT, "media": [VIDEO]})[row.id]
+    assert log.status == SyncStatus.FAILED and "unaudited_client_can_only_post_to_private_accounts" in log.error
+    assert tt.records_of("publishes") == []
+
+    tt.audited = True
+    log = _publish(env, user, {**CONTENT, "contentId": "post-13", "media": [VIDEO]})[row.id]
+    assert log.status == SyncStatus.COMPLETED, log.error
+    assert tt.records_of("publishes")[0]["post_info"]["privacy_level"] == "PUBLIC_TO_EVERYONE"
+
+    # A level the creator does not offer is refused before any post is attempted.
+    tt.creator["privacy_level_options"] = ["MUTUAL_FOLLOW_FRIENDS", "SELF_ONLY"]
+    calls = tt.calls["publish_init"]
+    log = _publish(env, user, {**CONTENT, "contentId": "post-14", "media": [VIDEO]})[row.id]
+    assert log.status == SyncStatus.FAILED and log.error.startswith("VALIDATION_ERROR"), log.error
+    assert "PUBLIC_TO_EVERYONE" in log.error and "MUTUAL_FOLLOW_FRIENDS, SELF_ONLY" in log.error
+    assert tt.calls["publish_init"] == calls
+
+
+def test_tiktok_needs_a_video_and_reports_a_failed_pull(env, make_integration):
+    tt, user, row, _ = _tiktok(env, make_integration)
+    log = _publish(env, user)[row.id]  # an image only
+    assert log.status == SyncStatus.FAILED and log.error.startswith("VALIDATION_ERROR"), log.error
+    assert "no video" in log.error and sum(tt.calls.values()) == 0
+
+    tt.publish_status_after_init = "FAILED"
+    log = _publish(env, user, {**CONTENT, "contentId": "post-15", "media": [VIDEO]})[row.id]
+    assert log.status == SyncStatus.FAILED and "failed at TikTok: file_format_check_failed" in log.error
+    assert tt.calls["publish_init"] == 1
+
+
+def test_tiktok_without_video_publish_fails_naming_the_scope(env, make_integration):
+    tt, user, row, _ = _tiktok(env, make_integration, scope=["user.info.basic", "video.list"])
+    log = _publish(env, user, {**CONTENT, "media": [VIDEO]})[row.id]
+    assert log.status == SyncStatus.FAILED and log.error.startswith("PROVIDER_ERROR: TIKTOK"), log.error
+    assert "video.publish" in log.error
+    assert tt.calls["refresh"] == 0 and tt.calls["publish_init"] == 0 and tt.records_of("publishes") == []
+
+
+def test_a_refused_tiktok_token_is_refreshed_once_and_the_video_posted_once(env, make_integration):
+    tt, user, row, access = _tiktok(env, make_integration)
+    refused = {"data": {}, "error": {"code": "access_token_invalid", "message": "The access token is invalid or "
+                                     "not found in the request.", "log_id": "2024"}}
+    tt.fail_next("publish_init", 401, refused)
+    log = _publish(env, user, {**CONTENT, "media": [VIDEO]})[row.id]
+    assert log.status == SyncStatus.COMPLETED, log.error
+    assert tt.calls["refresh"] == 1 and tt.calls["publish_init"] == 2 and len(tt.records_of("publishes")) == 1
+
+    # A refused status fetch after the post was accepted is not a failure (and no second post).
+    tt.fail_next("publish_status", 401, refused)
+    log = _publish(env, user, {**CONTENT, "contentId": "post-16", "media": [VIDEO]})[row.id]
+    assert log.status == SyncStatus.COMPLETED, log.error
+    assert log.metadata["result"]["status"] is None and len(tt.records_of("publishes")) == 2
+    assert tt.calls["refresh"] == 1
