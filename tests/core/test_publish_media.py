@@ -25,7 +25,7 @@ from nexusctl.core import connections, inbound, sync_runs
 from nexusctl.core.connect import Services, direct
 from nexusctl.crypto import keyring_from_settings
 from nexusctl.enums import Provider, SyncStatus
-from providers.sync import publish
+from providers.sync import publish_media as publish  # IG_POLL_DELAYS lives there
 
 IMAGE = {"type": "image", "url": "https://cdn.nexus.test/p/9/cover.jpg"}
 VIDEO = {"type": "video", "url": "https://cdn.nexus.test/p/9/clip.mp4"}

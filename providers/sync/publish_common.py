@@ -1,0 +1,30 @@
+"""What every publisher shares: the text a post carries, its limits, reading a reply header."""
+
+from __future__ import annotations
+
+import re
+
+from nexusctl.errors import UsageProblem
+
+TWEET_MAX = 280
+LINKEDIN_MAX = 3000  # commentary characters
+# "little" text format: these are markup (mentions, hashtags, templates) unless backslash-escaped.
+LITTLE_RESERVED = re.compile(r"([\\|{}@\[\]()<>#*_~])")
+URL_TOKEN = re.compile(r"(https?://\S+)")
+GRAPH_PERMISSION_CODES = {10, 200}
+
+
+def compose(content: dict, limit: int | None = None) -> str:
+    """Title, then the URL: the text a post carries."""
+    title = (content.get("title") or content.get("description") or "").strip()
+    url = (content.get("url") or "").strip()
+    if limit is not None and url and len(title) + 1 + len(url) > limit:
+        title = title[: max(0, limit - len(url) - 2)].rstrip() + "…"
+    text = "\n".join(part for part in (title, url) if part)
+    if not text:
+        raise UsageProblem("the content has neither a title nor a URL to post", field="content")
+    return text[:limit] if limit else text
+
+
+def _header(reply, name: str) -> str | None:
+    return next((v for k, v in reply.headers.items() if k.lower() == name), None)

@@ -1,0 +1,185 @@
+"""Publishing media: Instagram (image or reel via a container) and TikTok (direct post). See publish.py."""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import urlsplit
+
+from nexusctl.errors import NexusError, ProviderError, UsageProblem
+from providers.http import describe
+from providers.sync.graph import graph_check
+from providers.sync.publish_common import GRAPH_PERMISSION_CODES, compose
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".heic")
+VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v", ".webm")
+
+
+def media_of(content: dict) -> list[dict]:
+    """The content's usable media, in order: ``{"kind": "image" | "video", "url"}``.
+
+    ``media`` is a list (or one object) of ``{"type", "url"}`` (or bare URLs); ``type`` is ``image`` /
+    ``photo`` / ``video`` or a MIME type; without one the URL's extension decides. Items without an http(s)
+    URL or of another kind are skipped."""
+    media = content.get("media")
+    items = [media] if isinstance(media, (dict, str)) else media if isinstance(media, list) else []
+    found = []
+    for item in items:
+        item = {"url": item} if isinstance(item, str) else item
+        if not isinstance(item, dict):
+            continue
+        url = str(item.get("url") or "").strip()
+        if not url.startswith(("http://", "https://")):
+            continue
+        kind = str(item.get("type") or item.get("mimeType") or item.get("mime_type") or "").strip().lower()
+        path = urlsplit(url).path.lower()
+        if kind.startswith(("image", "photo")) or (not kind and path.endswith(IMAGE_EXTENSIONS)):
+            found.append({"kind": "image", "url": url})
+        elif kind.startswith("video") or (not kind and path.endswith(VIDEO_EXTENSIONS)):
+            found.append({"kind": "video", "url": url})
+    return found
+
+
+def _caption(content: dict, limit: int) -> str:
+    """compose() when there is something to say; a media post may go without a caption."""
+    if (content.get("title") or content.get("description") or content.get("url") or "").strip():
+        return compose(content, limit)
+    return ""
+
+
+INSTAGRAM_CAPTION_MAX = 2200
+# Seconds between a reel container's status reads: about 5 s in all, so a sync worker is not held for the
+# minutes a long video can take; a reel not ready by then fails the run (nothing is published).
+IG_POLL_DELAYS = (0.5, 1.0, 1.5, 2.0)
+
+
+def _instagram_check(secrets: tuple):
+    dead = graph_check("INSTAGRAM")
+
+    def check(reply) -> None:
+        dead(reply)  # code 190/102: TokenExpired (throttling codes were turned into RateLimited before)
+        if reply.status >= 400 and reply.get("error", "code") in GRAPH_PERMISSION_CODES:
+            raise ProviderError(f"INSTAGRAM: the post was refused{describe(reply, secrets, ': ')}; posting needs "
+                                "the instagram_business_content_publish permission on a professional "
+                                "(business or creator) account: reconnect Instagram", provider="INSTAGRAM",
+                                status=reply.status)
+    return check
+
+
+async def _instagram_user(api) -> str:
+    account = str(api.metadata.get("accountId") or "").strip()  # /me's user_id, stored at connect time
+    if account.isdigit():
+        return account
+    reply = await api.get("me", params={"fields": "user_id"}, check=graph_check("INSTAGRAM"))
+    user = reply.get("user_id")
+    if not user:
+        raise ProviderError("INSTAGRAM: the /me answer has no user_id", provider="INSTAGRAM")
+    return str(user)
+
+
+async def _instagram_wait(api, container: str, check) -> None:
+    """Poll a container until FINISHED, for IG_POLL_DELAYS in all; ERROR / EXPIRED / still IN_PROGRESS raise."""
+    status = code = None
+    for delay in IG_POLL_DELAYS:
+        await asyncio.sleep(delay)
+        reply = await api.get(container, params={"fields": "status_code,status"}, check=check)
+        code, status = reply.get("status_code"), reply.get("status")
+        if code == "FINISHED":
+            return
+        if code in ("ERROR", "EXPIRED"):
+            raise ProviderError(f"INSTAGRAM: Instagram could not process the video (container {container} is "
+                                f"{code}{': ' + str(status)[:200] if status else ''}); nothing was published",
+                                provider="INSTAGRAM")
+        if code not in ("IN_PROGRESS", None):
+            break
+    raise ProviderError(f"INSTAGRAM: the video container {container} is still {code or 'not ready'} after "
+                        f"{sum(IG_POLL_DELAYS):.0f} s; nothing was published (Instagram drops an unpublished "
+                        "container after 24 h): a shorter or smaller video processes faster",
+                        provider="INSTAGRAM")
+
+
+async def instagram(api, content: dict, metadata: dict) -> dict:
+    media = media_of(content)
+    if not media:
+        raise UsageProblem("Instagram cannot post text only: the content needs an image or a video in its "
+                           "media (an item with a url and a type image or video, or an image/video file URL)",
+                           field="media")
+    item = media[0]
+    check = _instagram_check((api.tokens.access_token,))
+    user = await _instagram_user(api)
+    body = {"caption": _caption(content, INSTAGRAM_CAPTION_MAX)}
+    if item["kind"] == "image":
+        body["image_url"] = item["url"]
+    else:
+        body.update(media_type="REELS", video_url=item["url"])
+    container = str((await api.post(f"{user}/media", json_body=body, check=check)).get("id") or "")
+    if not container:
+        raise ProviderError("INSTAGRAM: the media container was not created (no id in the answer)",
+                            provider="INSTAGRAM")
+    if item["kind"] == "video":
+        await _instagram_wait(api, container, check)
+    reply = await api.post(f"{user}/media_publish", json_body={"creation_id": container}, check=check)
+    media_id = reply.get("id") if isinstance(reply.body, dict) else None
+    if not media_id:
+        raise ProviderError(f"INSTAGRAM: the post was not confirmed (no id in the media_publish answer for "
+                            f"container {container})", provider="INSTAGRAM")
+    return {"mediaId": str(media_id), "containerId": container}
+
+
+TIKTOK_TITLE_MAX = 2200
+TIKTOK_DEFAULT_PRIVACY = "SELF_ONLY"
+
+
+def _tiktok_post_check(reply) -> None:
+    """TikTok's ``{error: {code, message, log_id}}``: a missing scope names it; other refusals (besides a dead
+    token and throttling, which SyncApi and the adapter handle) carry TikTok's code and message."""
+    code = reply.get("error", "code")
+    if reply.status == 401 and code == "scope_not_authorized":
+        raise ProviderError("TIKTOK: the user did not grant the video.publish scope (posting); reconnect TikTok "
+                            "asking for it", provider="TIKTOK", status=401)
+    if reply.status in (401, 429):
+        return
+    if reply.status >= 400 or code not in (None, "ok"):
+        raise ProviderError(f"TIKTOK: the post was refused{describe(reply, (), ': ')}", provider="TIKTOK",
+                            status=reply.status)
+
+
+async def tiktok(api, content: dict, metadata: dict) -> dict:
+    video = next((m for m in media_of(content) if m["kind"] == "video"), None)
+    if video is None:
+        raise UsageProblem("TikTok posts a video: the content has no video in its media (an item with a url and "
+                           "type video, or a video file URL)", field="media")
+    if not video["url"].startswith("https://"):
+        raise UsageProblem("TikTok pulls the video from an https URL only", field="media")
+    creator = (await api.post("v2/post/publish/creator_info/query/", json_body={},
+                              check=_tiktok_post_check)).get("data") or {}
+    options = [str(o) for o in creator.get("privacy_level_options") or []]
+    wanted = str(metadata.get("publishPrivacyLevel") or "").strip().upper()
+    level = wanted or TIKTOK_DEFAULT_PRIVACY
+    if level not in options:
+        where = f"metadata.publishPrivacyLevel {wanted}" if wanted else f"the default {level}"
+        raise UsageProblem(f"{where} is not a privacy level this TikTok creator allows (they allow: "
+                           f"{', '.join(options) or 'none'}); set the integration's metadata.publishPrivacyLevel "
+                           "to one of them", field="metadata.publishPrivacyLevel")
+    post = {"title": _caption(content, TIKTOK_TITLE_MAX), "privacy_level": level,
+            "disable_comment": bool(creator.get("comment_disabled")),
+            "disable_duet": bool(creator.get("duet_disabled")),
+            "disable_stitch": bool(creator.get("stitch_disabled"))}
+    reply = await api.post("v2/post/publish/video/init/", check=_tiktok_post_check, json_body={
+        "post_info": post, "source_info": {"source": "PULL_FROM_URL", "video_url": video["url"]}})
+    publish_id = reply.get("data", "publish_id")
+    if not publish_id:
+        raise ProviderError("TIKTOK: the post was not confirmed (no publish_id in the answer)", provider="TIKTOK")
+    result = {"publishId": str(publish_id), "privacyLevel": level, "status": None}
+    # The post is accepted: a refused token or throttling here must not fail the run (the engine would call
+    # the publisher again and post the video twice), so the status is best effort.
+    try:
+        status = await api.post("v2/post/publish/status/fetch/", json_body={"publish_id": publish_id},
+                                check=_tiktok_post_check)
+        result["status"] = status.get("data", "status")
+    except NexusError:
+        return result
+    if result["status"] == "FAILED":  # TikTok gave up already (e.g. it could not download the video)
+        raise ProviderError(f"TIKTOK: the post {publish_id} failed at TikTok: "
+                            f"{str(status.get('data', 'fail_reason') or 'no reason given')[:200]}",
+                            provider="TIKTOK")
+    return result
