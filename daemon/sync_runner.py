@@ -85,11 +85,11 @@ def stale_work(limit: int = 50) -> tuple[list, list]:
                                              IntegrationSyncLog.action, IntegrationSyncLog.started_at).where(
         (IntegrationSyncLog.status == SyncStatus.IN_PROGRESS)
         & (IntegrationSyncLog.started_at < now - dt.timedelta(seconds=60))).limit(limit))
-    orphans = []
-    for row in running:
-        lease = Lease.get_or_none(Lease.name == f"sync:{row.integration_id}:{row.action}")
-        if lease is None or lease.until <= now or lease.holder != str(row.id):
-            orphans.append(row)
+    named = [(f"sync:{row.integration_id}:{row.action}", row) for row in running]
+    held = {name: (holder, until) for name, holder, until in Lease.select(Lease.name, Lease.holder, Lease.until)
+            .where(Lease.name.in_([name for name, _ in named])).tuples()} if named else {}
+    # One read for all of them; a log is orphaned unless its own run still holds the lease.
+    orphans = [row for name, row in named if held.get(name, (None, now))[1] <= now or held[name][0] != str(row.id)]
     return pending, orphans
 
 

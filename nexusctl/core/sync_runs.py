@@ -68,6 +68,29 @@ async def _fresh_tokens(svc, integration_id, *, force: bool = False):
     return row, tokens
 
 
+async def _wait_out(exc: RateLimited, stats: dict, budget: float, what: str, *, resumes: bool) -> None:
+    """Wait out a provider's throttle if the run's budget allows (counted in ``stats``), else end the run:
+    a sync says it will resume from its cursor; a publish just fails with the provider's refusal."""
+    wait = float(exc.retry_after if exc.retry_after is not None else UNKNOWN_WAIT)
+    if stats["rateLimitWaitedSeconds"] + wait > budget:
+        if not resumes:
+            raise exc
+        raise RateLimited(f"{exc.message}; the wait ({wait:.0f} s) is beyond the run's budget of {budget:.0f} s: "
+                          "the next run resumes from here", **exc.details) from None
+    stats["rateLimitWaits"] += 1
+    stats["rateLimitWaitedSeconds"] += wait
+    log.info("%s: rate limited; waiting %.0f s", what, wait)
+    await asyncio.sleep(wait)
+
+
+async def _refreshed(svc, integration_id, api: SyncApi) -> tuple[Integration, SyncApi]:
+    """After a refused token: refresh (single-flight) and a new API handle that keeps counting calls."""
+    row, tokens = await _fresh_tokens(svc, integration_id, force=True)
+    fresh = _api(svc, row, tokens)
+    fresh.calls = api.calls
+    return row, fresh
+
+
 async def run(svc, log_id, *, progress=None, budget: float | None = None) -> IntegrationSyncLog:
     """Execute a PENDING log to its end state; never raises for a provider's failure (the log says it)."""
     budget = svc.settings.sync_rate_limit_budget if budget is None else budget
@@ -108,23 +131,12 @@ async def run(svc, log_id, *, progress=None, budget: float | None = None) -> Int
                         break
                 break
             except RateLimited as exc:
-                wait = float(exc.retry_after if exc.retry_after is not None else UNKNOWN_WAIT)
-                if stats["rateLimitWaitedSeconds"] + wait > budget:
-                    raise RateLimited(f"{exc.message}; the wait ({wait:.0f} s) is beyond the run's budget of "
-                                      f"{budget:.0f} s: the next run resumes from here",
-                                      provider=row.provider.value, retry_after=exc.retry_after) from None
-                stats["rateLimitWaits"] += 1
-                stats["rateLimitWaitedSeconds"] += wait
-                log.info("sync %s: %s rate limited; waiting %.0f s", log_id, row.provider.value, wait)
-                await asyncio.sleep(wait)
+                await _wait_out(exc, stats, budget, f"sync {log_id}", resumes=True)
             except TokenExpired:
                 if refreshed:
                     raise
                 refreshed = True
-                calls = api.calls
-                row, tokens = await _fresh_tokens(svc, integration_id, force=True)
-                api = _api(svc, row, tokens)
-                api.calls = calls
+                row, api = await _refreshed(svc, integration_id, api)
         deleted = await svc.run(sync_state.delete_unseen, log_id, integration_id, name, action.resource) if full else 0
         stats.update(providerCalls=api.calls, stoppedEarly=early)
         return await svc.run(sync_state.finish, log_id, integration_id, name, deleted=deleted, extra=stats)
@@ -157,18 +169,12 @@ async def _publish(svc, log: IntegrationSyncLog, row: Integration, tokens, stats
             result = await publisher(api, content, own)
             break
         except RateLimited as exc:
-            wait = float(exc.retry_after if exc.retry_after is not None else UNKNOWN_WAIT)
-            if stats["rateLimitWaitedSeconds"] + wait > budget:
-                raise
-            stats["rateLimitWaits"] += 1
-            stats["rateLimitWaitedSeconds"] += wait
-            await asyncio.sleep(wait)
+            await _wait_out(exc, stats, budget, f"publish {log.id}", resumes=False)
         except TokenExpired:
             if refreshed:
                 raise
             refreshed = True
-            row, tokens = await _fresh_tokens(svc, row.id, force=True)
-            api = _api(svc, row, tokens)
+            row, api = await _refreshed(svc, row.id, api)
     stats["providerCalls"] = api.calls
     await svc.run(sync_state.record_published, log.id, result)
     return await svc.run(sync_state.finish, log.id, row.id, PUBLISH, extra={**stats, "result": result})

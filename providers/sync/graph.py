@@ -11,10 +11,12 @@ adapter (``providers.adapters.meta._Graph.rate_limit``) before this runs.
 
 from __future__ import annotations
 
-from nexusctl.errors import TokenExpired
+from nexusctl.errors import ProviderError, TokenExpired
+from providers.http import describe
 from providers.sync.base import Page
 
 GRAPH_DEAD_CODES = {190, 102}
+GRAPH_PERMISSION_CODES = {10, 200}
 
 
 def graph_check(provider: str):
@@ -23,6 +25,19 @@ def graph_check(provider: str):
             raise TokenExpired(f"{provider}: the access token was refused (Graph error "
                                f"{reply.get('error', 'code')}/{reply.get('error', 'error_subcode', default='-')})",
                                provider=provider)
+    return check
+
+
+def graph_post_check(provider: str, secrets: tuple, refused: str, needs: str):
+    """For Graph "create" calls: a dead token as graph_check says, and a permission error (codes 10, 200)
+    as a ProviderError that says what the post needs (``secrets`` are kept out of the message)."""
+    dead = graph_check(provider)
+
+    def check(reply) -> None:
+        dead(reply)  # code 190/102: TokenExpired (throttling codes were turned into RateLimited before)
+        if reply.status >= 400 and reply.get("error", "code") in GRAPH_PERMISSION_CODES:
+            raise ProviderError(f"{provider}: {refused}{describe(reply, secrets, ': ')}; {needs}",
+                                provider=provider, status=reply.status)
     return check
 
 

@@ -11,7 +11,6 @@ LINKEDIN_MAX = 3000  # commentary characters
 # "little" text format: these are markup (mentions, hashtags, templates) unless backslash-escaped.
 LITTLE_RESERVED = re.compile(r"([\\|{}@\[\]()<>#*_~])")
 URL_TOKEN = re.compile(r"(https?://\S+)")
-GRAPH_PERMISSION_CODES = {10, 200}
 
 
 def compose(content: dict, limit: int | None = None) -> str:

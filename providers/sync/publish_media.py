@@ -7,8 +7,8 @@ from urllib.parse import urlsplit
 
 from nexusctl.errors import NexusError, ProviderError, UsageProblem
 from providers.http import describe
-from providers.sync.graph import graph_check
-from providers.sync.publish_common import GRAPH_PERMISSION_CODES, compose
+from providers.sync.graph import graph_check, graph_post_check
+from providers.sync.publish_common import compose
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".heic")
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v", ".webm")
@@ -53,16 +53,9 @@ IG_POLL_DELAYS = (0.5, 1.0, 1.5, 2.0)
 
 
 def _instagram_check(secrets: tuple):
-    dead = graph_check("INSTAGRAM")
-
-    def check(reply) -> None:
-        dead(reply)  # code 190/102: TokenExpired (throttling codes were turned into RateLimited before)
-        if reply.status >= 400 and reply.get("error", "code") in GRAPH_PERMISSION_CODES:
-            raise ProviderError(f"INSTAGRAM: the post was refused{describe(reply, secrets, ': ')}; posting needs "
-                                "the instagram_business_content_publish permission on a professional "
-                                "(business or creator) account: reconnect Instagram", provider="INSTAGRAM",
-                                status=reply.status)
-    return check
+    return graph_post_check("INSTAGRAM", secrets, "the post was refused",
+                            "posting needs the instagram_business_content_publish permission on a professional "
+                            "(business or creator) account: reconnect Instagram")
 
 
 async def _instagram_user(api) -> str:

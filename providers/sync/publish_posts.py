@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from nexusctl.errors import ProviderError, UsageProblem
 from providers.http import describe
-from providers.sync.graph import graph_all, graph_check
+from providers.sync.graph import graph_all, graph_post_check
 from providers.sync.social import LINKEDIN_HEADERS
-from providers.sync.publish_common import (GRAPH_PERMISSION_CODES, LINKEDIN_MAX, LITTLE_RESERVED,
+from providers.sync.publish_common import (LINKEDIN_MAX, LITTLE_RESERVED,
                                             TWEET_MAX, URL_TOKEN, _header, compose)
 
 
@@ -61,16 +61,9 @@ async def linkedin(api, content: dict, metadata: dict) -> dict:
 
 
 def _facebook_check(secrets: tuple):
-    dead = graph_check("FACEBOOK")
-
-    def check(reply) -> None:
-        dead(reply)  # code 190/102: TokenExpired (throttling codes were turned into RateLimited before)
-        if reply.status >= 400 and reply.get("error", "code") in GRAPH_PERMISSION_CODES:
-            raise ProviderError(f"FACEBOOK: the page refused the post{describe(reply, secrets, ': ')}; posting "
-                                "needs the pages_manage_posts and pages_read_engagement permissions and a page "
-                                "role that can create content: reconnect Facebook", provider="FACEBOOK",
-                                status=reply.status)
-    return check
+    return graph_post_check("FACEBOOK", secrets, "the page refused the post",
+                            "posting needs the pages_manage_posts and pages_read_engagement permissions and a page "
+                            "role that can create content: reconnect Facebook")
 
 
 async def facebook(api, content: dict, metadata: dict) -> dict:
