@@ -12,6 +12,7 @@ error boundary (``nexusctl.cli.main``) and the daemon's error middleware.
     ├── DatabaseUnavailable     DATABASE_UNAVAILABLE    503  exit 4
     ├── SchemaBehind            SCHEMA_OUTDATED         503  exit 5
     ├── ListenFailed            LISTEN_FAILED           500  exit 6
+    ├── ChecksFailed            CHECKS_FAILED           500  exit 7
     ├── NotFound
     │   ├── IntegrationNotFound INTEGRATION_NOT_FOUND   404  exit 10
     │   ├── WebhookNotFound     WEBHOOK_NOT_FOUND       404  exit 11
@@ -92,6 +93,13 @@ class ListenFailed(NexusError):
 
     code = "LISTEN_FAILED"
     exit_code = 6
+
+
+class ChecksFailed(NexusError):
+    """`nexusctl doctor` found at least one failing check."""
+
+    code = "CHECKS_FAILED"
+    exit_code = 7
 
 
 class NotFound(NexusError):

@@ -144,8 +144,8 @@ def version_cmd(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--jso
 
 
 def _register() -> None:
-    from nexusctl.cli import (connections, database, events, integrations, jobs, keys, providers, serve, sync,
-                              token, webhooks)
+    from nexusctl.cli import (connections, database, doctor, events, integrations, jobs, keys, providers, serve,
+                              sync, token, webhooks)
 
     connections.register(integrations.app)
     app.add_typer(integrations.app, name="integrations")
@@ -158,6 +158,7 @@ def _register() -> None:
     app.add_typer(keys.app, name="keys")
     app.add_typer(token.app, name="token")
     serve.register(app)
+    doctor.register(app)
 
 
 _register()

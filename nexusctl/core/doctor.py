@@ -1,0 +1,202 @@
+"""`nexusctl doctor`: is this installation able to run, and if not, what to change.
+
+Each check returns ``Finding`` lines (check, status, detail, hint). The
+configuration is read with ``config.load`` itself, repeatedly: each time it
+refuses a variable, that variable is recorded and dropped, so one run names
+every bad variable instead of only the first, and the other checks still run on
+what is left. A variable whose check is its own (DATABASE_URL, REDIS_URL,
+ENCRYPTION_KEY, PUBLIC_URL, FRONTEND_URL, PORT, <PROVIDER>_*) is reported by
+that check, not twice.
+
+The service checks (database, Redis, encryption, daemon port) are in
+``nexusctl.core.doctor_services``. Nothing here prints or returns a secret:
+details name variables, hosts, row ids and key ids only.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from typing import Mapping
+from urllib.parse import urlsplit
+
+from nexusctl import config
+from nexusctl.enums import Provider
+from nexusctl.errors import ConfigError
+
+OK, WARN, FAIL = "ok", "warn", "fail"
+_VARIABLE = re.compile(r"^([A-Z][A-Z0-9_]*)\b")
+# Variables some other check reports (with its own hint), so `config` leaves them out.
+OWNED = {"DATABASE_URL": "database", "DATABASE_POOL_SIZE": "database", "REDIS_URL": "redis",
+         "ENCRYPTION_KEY": "encryption", "ENCRYPTION_OLD_KEYS": "encryption", "PUBLIC_URL": "public-url",
+         "FRONTEND_URL": "frontend-url", "PORT": "daemon-port"}
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str
+    status: str  # ok, warn or fail
+    detail: str
+    hint: str = ""  # how to fix it; empty when ok
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Loaded:
+    """The settings doctor works on, and the variables load() refused on the way."""
+
+    settings: config.Settings | None
+    errors: dict[str, str]  # variable -> load()'s message (names the variable, never its value if secret)
+    env: Mapping[str, str]
+    placeholder_key: bool = False  # the real key was unusable: a throwaway one stands in
+
+    def error_for(self, *names: str) -> tuple[str, str] | None:
+        return next(((n, self.errors[n]) for n in names if n in self.errors), None)
+
+
+def load_settings(env: Mapping[str, str]) -> Loaded:
+    """config.load(), dropping each refused variable until it succeeds (or cannot)."""
+    work, errors, placeholder = dict(env), {}, False
+    for _ in range(len(config.variable_names()) + 2):
+        try:
+            return Loaded(config.load(work), errors, env, placeholder)
+        except ConfigError as exc:
+            match = _VARIABLE.match(exc.message)
+            name = match.group(1) if match else "CONFIGURATION"
+            if name in errors and name not in ("ENCRYPTION_KEY", "NEXUS_DATA_DIR"):
+                break  # dropping it did not help: nothing more to learn
+            errors.setdefault(name, exc.message)
+            if name in ("ENCRYPTION_KEY", "NEXUS_DATA_DIR") and not placeholder:
+                # Never fall back to generating a development key somewhere else:
+                # a throwaway key lets the other checks run, the encryption check says why it is not real.
+                work["ENCRYPTION_KEY"], placeholder = config.generate_key(), True
+            elif work.get(name, "").strip():
+                work.pop(name)
+            else:
+                break
+    return Loaded(None, errors, env, placeholder)
+
+
+def check_config(loaded: Loaded) -> list[Finding]:
+    provider_variables = set().union(*(_variables_of(p) for p in Provider))
+    own = {n: m for n, m in loaded.errors.items() if n not in OWNED and n not in provider_variables}
+    findings = [Finding("config", FAIL, message, _config_hint(name)) for name, message in own.items()]
+    settings = loaded.settings
+    if settings is None:
+        if not findings:
+            findings.append(Finding("config", FAIL, "the configuration cannot be loaded",
+                                    "fix the variables named above (README: Configuration)"))
+        return findings
+    if settings.is_production:
+        findings += _production(settings)
+    if not findings:
+        count = sum(1 for n in config.variable_names() if loaded.env.get(n, "").strip())
+        findings.append(Finding("config", OK, f"{count} variable(s) set, all valid (NODE_ENV={settings.node_env})"))
+    return findings
+
+
+def _config_hint(name: str) -> str:
+    if name == "NEXUS_DATA_DIR":
+        return "point NEXUS_DATA_DIR at a directory this user can write (or unset it)"
+    return f"fix or unset {name} (README: Configuration lists each variable and its form)"
+
+
+def _production(settings: config.Settings) -> list[Finding]:
+    """What NODE_ENV=production needs beyond valid values (ENCRYPTION_KEY: the encryption check)."""
+    findings = []
+    if settings.jwt_secret is None and settings.jwt_public_key is None:
+        findings.append(Finding("config", FAIL, "JWT_SECRET: not set, and NODE_ENV=production refuses a generated one",
+                                "set JWT_SECRET (shared with the user service) or JWT_PUBLIC_KEY"))
+    if settings.webhook_allowed_networks:
+        findings.append(Finding("config", WARN, "WEBHOOK_ALLOWED_NETWORKS exempts addresses from the SSRF guard "
+                                "in production", "unset WEBHOOK_ALLOWED_NETWORKS unless a receiver really is there"))
+    return findings
+
+
+def check_url(loaded: Loaded, name: str) -> Finding:
+    """PUBLIC_URL / FRONTEND_URL: absolute http(s), https in production, nothing after the path."""
+    check = name.lower().replace("_", "-")
+    default = (f"http://localhost:{loaded.settings.port if loaded.settings else 3008}" if name == "PUBLIC_URL"
+               else "http://localhost:3000")
+    value = loaded.env.get(name, "").strip() or default
+    role = ("providers send the browser back to {value}/integrations/oauth/callback/<provider>"
+            if name == "PUBLIC_URL" else "the default place users land after connecting")
+    example = "https://nexus.example.com" if name == "PUBLIC_URL" else "https://app.example.com"
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return Finding(check, FAIL, f"{name}={value!r} is not an absolute http(s) URL",
+                       f"set {name} to a full URL such as {example}")
+    production = bool(loaded.settings and loaded.settings.is_production)
+    if production and parts.scheme != "https":
+        return Finding(check, FAIL, f"{name} is http in production", f"serve it over https and set {name}=https://...")
+    if parts.query or parts.fragment:
+        return Finding(check, FAIL, f"{name} has a query or fragment ({value})",
+                       f"set {name} to scheme://host[:port][/path] only")
+    if name == "PUBLIC_URL" and parts.path.strip("/"):
+        return Finding(check, WARN, f"{name} has a path ({parts.path}); callbacks go to "
+                       f"{value.rstrip('/')}/integrations/oauth/callback/<provider>",
+                       "fine behind a proxy that strips the prefix; otherwise drop the path")
+    if production and parts.hostname in ("localhost", "127.0.0.1", "::1"):
+        return Finding(check, WARN, f"{name} points at {parts.hostname} in production",
+                       f"set {name} to the public address")
+    return Finding(check, OK, f"{value.rstrip('/')} ({role.format(value=value.rstrip('/'))})")
+
+
+def check_providers(loaded: Loaded) -> list[Finding]:
+    """Each provider with credentials (or a refused variable): both halves present, endpoints absolute."""
+    from providers.registry import SPECS
+
+    settings, findings = loaded.settings, []
+    for provider in Provider:
+        check = f"provider {provider.value}"
+        refused = [(n, m) for n, m in loaded.errors.items() if n in _variables_of(provider)]
+        if refused:
+            findings += [Finding(check, FAIL, m, f"fix or unset {n} (an http(s) URL with a host)") for n, m in refused]
+            continue
+        if settings is None:
+            continue
+        creds = settings.providers[provider]
+        if not (creds.client_id or creds.client_secret):
+            continue
+        missing = creds.missing(provider)
+        if missing and SPECS[provider].needs_credentials:
+            findings.append(Finding(check, FAIL, f"{' and '.join(missing)} not set (the other half is)",
+                                    f"set {missing[0]} from the provider's developer console, or unset both"))
+            continue
+        findings.append(_endpoints(provider, settings))
+    if settings is not None and not findings:
+        findings.append(Finding("providers", WARN, "no provider has credentials: only SENDGRID and WOOCOMMERCE "
+                                "can connect", "set <PROVIDER>_CLIENT_ID and _CLIENT_SECRET "
+                                "(`nexusctl providers show P` names them)"))
+    return findings
+
+
+def _variables_of(provider: Provider) -> set[str]:
+    """Exactly this provider's variables (TIKTOK_CLIENT_ID is TikTok's, TIKTOK_ADS_CLIENT_ID is not)."""
+    kinds = config.ENDPOINT_KINDS + config.EXTRA_ENDPOINT_KINDS.get(provider, ())
+    return {f"{provider.value}_CLIENT_ID", f"{provider.value}_CLIENT_SECRET", *(f"{provider.value}_{k}_URL" for k in kinds)}
+
+
+def _endpoints(provider: Provider, settings: config.Settings) -> Finding:
+    from providers.registry import adapter_for
+
+    adapter = adapter_for(provider, settings)
+    kinds = config.ENDPOINT_KINDS + config.EXTRA_ENDPOINT_KINDS.get(provider, ())
+    urls = {kind: adapter.url(kind, "shop.example.com") for kind in kinds}
+    urls = {k: u for k, u in urls.items() if u and "{" not in u}  # {instance_url}: known only per connection
+    bad = [k for k, u in urls.items() if urlsplit(u).scheme not in ("http", "https") or not urlsplit(u).hostname]
+    check = f"provider {provider.value}"
+    if bad:
+        return Finding(check, FAIL, f"endpoint(s) {', '.join(bad)} not absolute http(s) URLs",
+                       f"fix {provider.value}_<KIND>_URL (`nexusctl providers show {provider.value}`)")
+    plain = [k for k in urls if k in settings.providers[provider].endpoints and urls[k].startswith("http:")]
+    if settings.is_production and plain:
+        return Finding(check, WARN, f"endpoint override(s) {', '.join(plain)} are http in production",
+                       f"use https for {provider.value}_{plain[0]}_URL, or unset it")
+    return Finding(check, OK, f"credentials set, {len(urls)} endpoint(s) well formed, callback {adapter.redirect_uri}")
+
+
+def exit_failed(findings: list[Finding]) -> bool:
+    return any(f.status == FAIL for f in findings)
