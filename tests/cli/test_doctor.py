@@ -1,0 +1,319 @@
+"""`nexusctl doctor` on SQLite and PostgreSQL: a healthy setup passes, each broken thing fails with its hint.
+
+Every failure is real: an empty database, a closed PostgreSQL or Redis port,
+data written under another key, a provider with half its credentials, a
+relative PUBLIC_URL, a port held by a plain HTTP server. A failing check is
+exit 7 (CHECKS_FAILED); a warning alone is exit 0. No run prints a secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.server
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from nexusctl.cli.main import app
+from nexusctl.crypto import key_id
+
+OTHER_KEY = bytes(range(50, 82))
+SLACK_SECRET = "slack-client-secret-do-not-print"
+NEXUSCTL = Path(sys.executable).with_name("nexusctl")
+
+
+def b64(key: bytes) -> str:
+    return base64.b64encode(key).decode()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(autouse=True)
+def healthy_env(clean_env, monkeypatch):
+    """A port nothing listens on, and one provider fully configured."""
+    monkeypatch.setenv("PORT", str(free_port()))
+    monkeypatch.setenv("SLACK_CLIENT_ID", "slack-client-id")
+    monkeypatch.setenv("SLACK_CLIENT_SECRET", SLACK_SECRET)
+
+
+def doctor(*args):
+    """Run `nexusctl doctor --json`; returns (result, findings)."""
+    result = CliRunner().invoke(app, ["doctor", "--json", *args], catch_exceptions=False)
+    assert "Traceback" not in result.stdout + result.stderr
+    findings = json.loads(result.stdout)
+    assert all(set(f) == {"check", "status", "detail", "hint"} for f in findings)
+    assert all(f["status"] in ("ok", "warn", "fail") for f in findings)
+    assert all(f["hint"] for f in findings if f["status"] != "ok")  # anything not ok says how to fix it
+    return result, findings
+
+
+def only(findings, check: str) -> dict:
+    matching = [f for f in findings if f["check"] == check]
+    assert len(matching) == 1, findings
+    return matching[0]
+
+
+def failed(result, findings) -> list[str]:
+    names = [f["check"] for f in findings if f["status"] == "fail"]
+    if names:
+        assert result.exit_code == 7, result.stderr
+        assert result.stderr.strip().splitlines()[-1].startswith("error: CHECKS_FAILED: ")
+    else:
+        assert result.exit_code == 0, result.stderr
+    return names
+
+
+def assert_no_secret(text: str, *secrets: str) -> None:
+    for secret in secrets:
+        assert secret not in text
+
+
+# --- healthy -------------------------------------------------------------------
+
+def test_a_healthy_setup_passes_with_every_check(db_url, make_integration, redis_url, monkeypatch):
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    make_integration(access_token="at-never-printed")
+    result, findings = doctor()
+    assert failed(result, findings) == [], findings
+    assert [f["check"] for f in findings] == ["config", "database", "migrations", "encryption", "redis",
+                                              "provider SLACK", "public-url", "frontend-url", "daemon-port"]
+    assert all(f["status"] == "ok" for f in findings), findings
+    assert "decrypts integrations.access_token" in only(findings, "encryption")["detail"]
+    assert "answers PING" in only(findings, "redis")["detail"]
+    assert_no_secret(result.stdout + result.stderr, "at-never-printed", SLACK_SECRET, os.environ["ENCRYPTION_KEY"])
+
+
+def test_plain_output_is_one_line_per_check_and_exit_0(db_url):
+    result = CliRunner().invoke(app, ["doctor"], catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:2] == ["ok", "config"]
+    assert [line.split()[0] for line in lines] == ["ok"] * len(lines)
+    assert "all checks passed" in result.stderr
+    assert_no_secret(result.stdout + result.stderr, SLACK_SECRET, os.environ["ENCRYPTION_KEY"])
+
+
+def test_no_stored_secret_yet_is_ok(db_url):
+    result, findings = doctor()
+    assert failed(result, findings) == []
+    assert "no stored secret yet" in only(findings, "encryption")["detail"]
+
+
+def test_a_value_under_an_old_key_listed_in_encryption_old_keys_is_ok(db_url, make_integration, monkeypatch):
+    make_integration()
+    monkeypatch.setenv("ENCRYPTION_OLD_KEYS", os.environ["ENCRYPTION_KEY"])
+    monkeypatch.setenv("ENCRYPTION_KEY", b64(OTHER_KEY))  # mid-rotation
+    result, findings = doctor()
+    assert failed(result, findings) == [] and only(findings, "encryption")["status"] == "ok"
+
+
+def test_no_provider_configured_is_a_warning_and_exit_0(db_url, monkeypatch):
+    monkeypatch.delenv("SLACK_CLIENT_ID")
+    monkeypatch.delenv("SLACK_CLIENT_SECRET")
+    result, findings = doctor()
+    assert failed(result, findings) == []
+    assert only(findings, "providers")["status"] == "warn"
+
+
+# --- each failure, for real ------------------------------------------------------
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def unmigrated_url(request, tmp_path, monkeypatch):
+    """A reachable database without the schema."""
+    if request.param == "sqlite":
+        path = tmp_path / "empty.db"
+        sqlite3.connect(path).close()
+        url = f"sqlite:///{path}"
+    else:
+        url = request.getfixturevalue("empty_postgres_url")
+    monkeypatch.setenv("DATABASE_URL", url)
+    return url
+
+
+def test_an_unmigrated_database_fails_with_migrate_as_the_fix(unmigrated_url):
+    result, findings = doctor()
+    assert failed(result, findings) == ["migrations"]
+    migrations = only(findings, "migrations")
+    assert "no nexusctl schema yet" in migrations["detail"] and migrations["hint"] == "run `nexusctl db migrate`"
+    assert only(findings, "database")["status"] == "ok"
+    assert only(findings, "encryption")["status"] == "warn"  # not checked without a schema
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_an_unreachable_database_fails_without_its_password(kind, monkeypatch, tmp_path):
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp_path / 'nowhere' / 'nexusctl.db'}"
+    else:
+        url = f"postgresql://postgres:pw-never-printed@127.0.0.1:{free_port()}/nexus"
+    monkeypatch.setenv("DATABASE_URL", url)
+    result, findings = doctor()
+    assert failed(result, findings) == ["database"]
+    database = only(findings, "database")
+    assert ("does not exist yet" if kind == "sqlite" else "cannot reach the database") in database["detail"]
+    assert "DATABASE_URL" in database["hint"]
+    assert only(findings, "migrations")["status"] == "warn"
+    assert_no_secret(result.stdout + result.stderr, "pw-never-printed")
+    assert not (tmp_path / "nowhere").exists()  # doctor creates nothing
+
+
+def test_the_database_password_is_never_printed(postgres_url, monkeypatch):
+    url = postgres_url.replace("postgres@", "postgres:pw-never-printed@")  # trust auth ignores it
+    monkeypatch.setenv("DATABASE_URL", url)
+    result, findings = doctor()
+    assert failed(result, findings) == []
+    assert "***" in only(findings, "database")["detail"]
+    assert_no_secret(result.stdout + result.stderr, "pw-never-printed")
+
+
+def test_redis_on_a_closed_port_fails(db_url, monkeypatch):
+    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/9")
+    result, findings = doctor()
+    assert failed(result, findings) == ["redis"]
+    redis = only(findings, "redis")
+    assert "cannot reach" in redis["detail"] and "REDIS_URL" in redis["hint"]
+
+
+def test_a_wrong_encryption_key_for_stored_data_fails(db_url, make_integration, monkeypatch):
+    row = make_integration(access_token="at-never-printed")
+    written_with = key_id(base64.b64decode(os.environ["ENCRYPTION_KEY"]))
+    monkeypatch.setenv("ENCRYPTION_KEY", b64(OTHER_KEY))
+    result, findings = doctor()
+    assert failed(result, findings) == ["encryption"]
+    encryption = only(findings, "encryption")
+    assert written_with in encryption["detail"] and str(row.id) in encryption["detail"]
+    assert "ENCRYPTION_KEY" in encryption["hint"] and "ENCRYPTION_OLD_KEYS" in encryption["hint"]
+    assert_no_secret(result.stdout + result.stderr, "at-never-printed", b64(OTHER_KEY))
+
+
+def test_a_webhook_secret_is_tried_when_there_is_no_integration_token(db_url, make_integration, monkeypatch):
+    from db.models import Integration, Webhook
+
+    row = make_integration()
+    monkeypatch.setenv("WEBHOOK_ALLOWED_NETWORKS", "127.0.0.1/32")
+    webhook = CliRunner().invoke(app, ["webhooks", "create", "--integration", str(row.id), "--url",
+                                       "http://127.0.0.1:9/hook", "--json"], catch_exceptions=False)
+    assert webhook.exit_code == 0, webhook.stderr
+    Integration.update(access_token=None, refresh_token=None).execute()
+    assert Webhook.select().count() == 1
+    monkeypatch.setenv("ENCRYPTION_KEY", b64(OTHER_KEY))
+    result, findings = doctor()
+    assert failed(result, findings) == ["encryption"]
+    assert "webhooks.secret" in only(findings, "encryption")["detail"]
+    assert_no_secret(result.stdout + result.stderr, json.loads(webhook.stdout)["secret"])
+
+
+def test_a_provider_with_a_client_id_but_no_secret_fails(db_url, monkeypatch):
+    monkeypatch.delenv("SLACK_CLIENT_SECRET")
+    monkeypatch.setenv("TIKTOK_ADS_CLIENT_ID", "app-id")
+    monkeypatch.setenv("TIKTOK_ADS_CLIENT_SECRET", "tiktok-ads-secret")
+    result, findings = doctor()
+    assert failed(result, findings) == ["provider SLACK"]
+    slack = only(findings, "provider SLACK")
+    assert "SLACK_CLIENT_SECRET not set" in slack["detail"] and "SLACK_CLIENT_SECRET" in slack["hint"]
+    assert only(findings, "provider TIKTOK_ADS")["status"] == "ok"
+    assert "provider TIKTOK" not in [f["check"] for f in findings]
+    assert_no_secret(result.stdout, "tiktok-ads-secret")
+
+
+def test_a_malformed_provider_endpoint_fails_that_provider(db_url, monkeypatch):
+    monkeypatch.setenv("SLACK_TOKEN_URL", "slack.example.com/token")
+    result, findings = doctor()
+    assert failed(result, findings) == ["provider SLACK"]
+    assert "SLACK_TOKEN_URL" in only(findings, "provider SLACK")["detail"]
+
+
+@pytest.mark.parametrize("value", ["nexus.example.com/callbacks", "/relative"])
+def test_a_non_absolute_public_url_fails(db_url, monkeypatch, value):
+    monkeypatch.setenv("PUBLIC_URL", value)
+    result, findings = doctor()
+    assert failed(result, findings) == ["public-url"]
+    public = only(findings, "public-url")
+    assert "not an absolute http(s) URL" in public["detail"] and "PUBLIC_URL" in public["hint"]
+    assert only(findings, "provider SLACK")["status"] == "ok"  # the other checks still ran
+
+
+def test_production_needs_https_urls_and_a_jwt_secret(db_url, monkeypatch):
+    monkeypatch.setenv("NODE_ENV", "production")
+    monkeypatch.setenv("PUBLIC_URL", "http://nexus.example.com")
+    monkeypatch.setenv("FRONTEND_URL", "https://app.example.com")
+    result, findings = doctor()
+    assert sorted(failed(result, findings)) == ["config", "public-url"]
+    assert "JWT_SECRET" in only(findings, "config")["detail"]
+    assert "https" in only(findings, "public-url")["hint"]
+    monkeypatch.setenv("JWT_SECRET", "jwt-secret-never-printed")
+    monkeypatch.setenv("PUBLIC_URL", "https://nexus.example.com")
+    result, findings = doctor()
+    assert failed(result, findings) == []
+    assert_no_secret(result.stdout, "jwt-secret-never-printed")
+
+
+def test_every_bad_variable_is_named_not_only_the_first(db_url, monkeypatch):
+    monkeypatch.setenv("WEBHOOK_TIMEOUT", "soon")
+    monkeypatch.setenv("RETENTION_DAYS", "0")
+    result, findings = doctor()
+    assert failed(result, findings) == ["config", "config"]
+    details = " ".join(f["detail"] for f in findings if f["check"] == "config")
+    assert "WEBHOOK_TIMEOUT" in details and "RETENTION_DAYS" in details
+    assert only(findings, "database")["status"] == "ok"  # the rest still ran on what was valid
+
+
+class _NotTheDaemon(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 - http.server's name
+        self.send_response(404)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_port_taken_by_something_else_fails(db_url, monkeypatch):
+    server = http.server.HTTPServer(("127.0.0.1", 0), _NotTheDaemon)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("PORT", str(server.server_address[1]))
+        result, findings = doctor()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert failed(result, findings) == ["daemon-port"]
+    port = only(findings, "daemon-port")
+    assert "not the nexusctl daemon" in port["detail"] and "PORT" in port["hint"]
+
+
+def test_a_running_daemon_on_the_port_is_ok(sqlite_url, monkeypatch, tmp_path):
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+    port = os.environ["PORT"]
+    log = open(tmp_path / "daemon.log", "w")
+    daemon = subprocess.Popen([str(NEXUSCTL), "daemon", "--port", port], env=dict(os.environ), stdout=log,
+                              stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:  # poll /health until the daemon answers
+            assert daemon.poll() is None, (tmp_path / "daemon.log").read_text()
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "daemon did not answer in 30 s"
+                time.sleep(0.1)
+        result, findings = doctor()
+    finally:
+        daemon.terminate()
+        daemon.wait(15)
+        log.close()
+    assert failed(result, findings) == []
+    assert "a nexusctl daemon answers" in only(findings, "daemon-port")["detail"]
