@@ -165,7 +165,8 @@ def check_providers(loaded: Loaded) -> list[Finding]:
             findings.append(Finding(check, FAIL, f"{' and '.join(missing)} not set (the other half is)",
                                     f"set {missing[0]} from the provider's developer console, or unset both"))
             continue
-        findings.append(_endpoints(provider, settings))
+        finding = _endpoints(provider, settings)
+        findings.append(_companion(provider, settings, finding) if finding.status == OK else finding)
     if settings is not None and not findings:
         findings.append(Finding("providers", WARN, "no provider has credentials: only SENDGRID and WOOCOMMERCE "
                                 "can connect", "set <PROVIDER>_CLIENT_ID and _CLIENT_SECRET "
@@ -196,6 +197,23 @@ def _endpoints(provider: Provider, settings: config.Settings) -> Finding:
         return Finding(check, WARN, f"endpoint override(s) {', '.join(plain)} are http in production",
                        f"use https for {provider.value}_{plain[0]}_URL, or unset it")
     return Finding(check, OK, f"credentials set, {len(urls)} endpoint(s) well formed, callback {adapter.redirect_uri}")
+
+
+# Providers whose connections work but one feature needs an application-wide token as well.
+_COMPANIONS = {
+    Provider.GOOGLE_ADS: ("google_ads_developer_token", "GOOGLE_ADS_DEVELOPER_TOKEN",
+                          "fetch_campaigns fails with PROVIDER_NOT_CONFIGURED"),
+    Provider.DISCORD: ("discord_bot_token", "DISCORD_BOT_TOKEN", "publishing to Discord fails"),
+}
+
+
+def _companion(provider: Provider, settings: config.Settings, ok: Finding) -> Finding:
+    if provider not in _COMPANIONS:
+        return ok
+    attribute, variable, effect = _COMPANIONS[provider]
+    if getattr(settings, attribute) is not None:
+        return ok
+    return Finding(ok.check, WARN, f"credentials set, {variable} not set: {effect}", f"set {variable}")
 
 
 def exit_failed(findings: list[Finding]) -> bool:

@@ -229,6 +229,19 @@ def test_a_provider_with_a_client_id_but_no_secret_fails(db_url, monkeypatch):
     assert_no_secret(result.stdout, "tiktok-ads-secret")
 
 
+def test_google_ads_without_its_developer_token_is_a_warning(db_url, monkeypatch):
+    monkeypatch.setenv("GOOGLE_ADS_CLIENT_ID", "google-client")
+    monkeypatch.setenv("GOOGLE_ADS_CLIENT_SECRET", "google-secret")
+    result, findings = doctor()
+    assert failed(result, findings) == []
+    google = only(findings, "provider GOOGLE_ADS")
+    assert google["status"] == "warn" and google["hint"] == "set GOOGLE_ADS_DEVELOPER_TOKEN"
+    monkeypatch.setenv("GOOGLE_ADS_DEVELOPER_TOKEN", "dev-token-never-printed")
+    result, findings = doctor()
+    assert only(findings, "provider GOOGLE_ADS")["status"] == "ok"
+    assert_no_secret(result.stdout, "dev-token-never-printed", "google-secret")
+
+
 def test_a_malformed_provider_endpoint_fails_that_provider(db_url, monkeypatch):
     monkeypatch.setenv("SLACK_TOKEN_URL", "slack.example.com/token")
     result, findings = doctor()
