@@ -65,12 +65,12 @@ def load_settings(env: Mapping[str, str]) -> Loaded:
         except ConfigError as exc:
             match = _VARIABLE.match(exc.message)
             name = match.group(1) if match else "CONFIGURATION"
-            if name in errors and name not in ("ENCRYPTION_KEY", "NEXUS_DATA_DIR"):
+            if name in errors:
                 break  # dropping it did not help: nothing more to learn
-            errors.setdefault(name, exc.message)
-            if name in ("ENCRYPTION_KEY", "NEXUS_DATA_DIR") and not placeholder:
-                # Never fall back to generating a development key somewhere else:
-                # a throwaway key lets the other checks run, the encryption check says why it is not real.
+            errors[name] = exc.message
+            if name in ("ENCRYPTION_KEY", "NEXUS_DATA_DIR"):
+                # Never fall back to generating a development key somewhere else: a throwaway key
+                # lets the other checks run, and the encryption check says it checked nothing.
                 work["ENCRYPTION_KEY"], placeholder = config.generate_key(), True
             elif work.get(name, "").strip():
                 work.pop(name)
@@ -93,7 +93,8 @@ def check_config(loaded: Loaded) -> list[Finding]:
         findings += _production(settings)
     if not findings:
         count = sum(1 for n in config.variable_names() if loaded.env.get(n, "").strip())
-        findings.append(Finding("config", OK, f"{count} variable(s) set, all valid (NODE_ENV={settings.node_env})"))
+        validity = f"{len(loaded.errors)} refused, see below" if loaded.errors else "all valid"
+        findings.append(Finding("config", OK, f"{count} variable(s) set, {validity} (NODE_ENV={settings.node_env})"))
     return findings
 
 
