@@ -8,7 +8,6 @@ traceback only with ``-v``, and never local variables (they may hold secrets).
 
 from __future__ import annotations
 
-import logging
 import sys
 import traceback
 from typing import Annotated
@@ -18,6 +17,7 @@ from typer.core import TyperGroup
 
 from nexusctl import __version__
 from nexusctl.cli.context import State, out, state
+from nexusctl.cli.options import NO_COLOR_HELP, QUIET_HELP, VERBOSE_HELP, attach_global_options, configure_logging
 from nexusctl.cli.output import Output
 from nexusctl.errors import NexusError
 
@@ -28,6 +28,11 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a killed writer
 
 class NexusGroup(TyperGroup):
     """The root group: turns exceptions into one line and an exit code."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Typer builds the click tree anew for each run; this is its last step.
+        attach_global_options(self)
 
     def invoke(self, ctx):
         try:
@@ -87,25 +92,6 @@ app = typer.Typer(
 )
 
 
-def _configure_logging(verbose: int, quiet: bool) -> None:
-    level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
-    root = logging.getLogger()
-    for handler in [h for h in root.handlers if getattr(h, "_nexusctl", False)]:
-        root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
-    handler._nexusctl = True  # type: ignore[attr-defined]
-    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
-    root.addHandler(handler)
-    root.setLevel(level)
-    # peewee logs every statement with its parameters at DEBUG; those include
-    # ciphertexts and ids, so it stays quiet even at -vv.
-    logging.getLogger("peewee").setLevel(max(level, logging.INFO))
-    logging.addLevelName(logging.WARNING, "warning")
-    logging.addLevelName(logging.ERROR, "error")
-    logging.addLevelName(logging.INFO, "info")
-    logging.addLevelName(logging.DEBUG, "debug")
-
-
 def _show_version(value: bool) -> None:
     if value:
         typer.echo(f"nexusctl {__version__}")
@@ -115,14 +101,14 @@ def _show_version(value: bool) -> None:
 @app.callback()
 def root(
     ctx: typer.Context,
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More detail on stderr (-vv for debug).")] = 0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.")] = False,
-    no_color: Annotated[bool, typer.Option("--no-color", help="No colour (also NO_COLOR=1 or TERM=dumb).")] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help=VERBOSE_HELP)] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)] = False,
+    no_color: Annotated[bool, typer.Option("--no-color", help=NO_COLOR_HELP)] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
-    _configure_logging(verbose, quiet)
+    configure_logging(verbose, quiet)
     ctx.obj = State(Output(quiet=quiet, verbose=verbose, no_color=no_color))
 
 

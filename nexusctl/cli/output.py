@@ -9,10 +9,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from rich.console import Console
 from rich.table import Table
@@ -39,21 +40,61 @@ def _cell(value) -> str:
     return str(value)
 
 
+def colour_off(no_color_flag: bool = False) -> bool:
+    """--no-color, NO_COLOR (any non-empty value) or TERM=dumb; a stream that is no terminal is plain anyway."""
+    return no_color_flag or bool(os.environ.get("NO_COLOR")) or os.environ.get("TERM") == "dumb"
+
+
 class Output:
     def __init__(self, *, quiet: bool = False, verbose: int = 0, no_color: bool = False) -> None:
+        self.configure(quiet=quiet, verbose=verbose, no_color=no_color)
+
+    def configure(self, *, quiet: bool, verbose: int, no_color: bool) -> None:
+        """(Re)bind to this invocation's streams; -q/-v/--no-color after a subcommand call this again."""
         self.quiet = quiet
         self.verbose = verbose
-        no_color = no_color or bool(os.environ.get("NO_COLOR")) or os.environ.get("TERM") == "dumb"
+        self.no_color = no_color
         # Bound to the streams of this invocation (CliRunner swaps them per call).
         self.stdout = sys.stdout
-        # color_system=None drops every escape code (bold too), not just colours.
-        colours = {"color_system": None} if no_color else {}
+        self.stderr = sys.stderr
+        # color_system=None drops every escape code (bold too), not just colours. Rich
+        # also leaves them out by itself on a stream that is not a terminal.
+        colours = {"color_system": None} if colour_off(no_color) else {}
         self.out = Console(file=sys.stdout, highlight=False, markup=False, **colours)
         self.err = Console(file=sys.stderr, highlight=False, soft_wrap=True, **colours)
 
     @property
     def stdout_is_terminal(self) -> bool:
         return self.stdout.isatty()
+
+    @property
+    def stderr_is_terminal(self) -> bool:
+        return self.stderr.isatty()
+
+    @contextlib.contextmanager
+    def progress(self, description: str, total: int | None = None) -> Iterator[Callable[..., None]]:
+        """A progress bar on stderr while the block runs, only for a person watching.
+
+        Yields ``update(advance=0, completed=None, total=None, description=None)``.
+        Piped stderr or -q: no bar, ``update`` does nothing, so scripts see only
+        the summary line the command prints afterwards.
+        """
+        if self.quiet or not self.stderr_is_terminal:
+            yield lambda **_: None
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+        with Progress(*columns, console=self.err, transient=True) as bar:
+            task = bar.add_task(description, total=total)
+
+            def update(advance: int = 0, completed: int | None = None, total: int | None = None,
+                       description: str | None = None) -> None:
+                changes = {k: v for k, v in (("completed", completed), ("total", total),
+                                              ("description", description)) if v is not None}
+                bar.update(task, advance=advance or None, **changes)
+
+            yield update
 
     # data -> stdout
 
