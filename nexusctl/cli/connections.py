@@ -119,7 +119,9 @@ def refresh_cmd(
         if seconds is None:
             raise UsageProblem(f"--expiring-within {expiring_within!r} is not a duration like 10m or 1h",
                                field="expiring-within")
-        counts = run_flow(ctx, lambda svc: refresh.sweep(svc, dt.timedelta(seconds=seconds)))
+        with out(ctx).progress("refreshing tokens") as update:
+            counts = run_flow(ctx, lambda svc: refresh.sweep(
+                svc, dt.timedelta(seconds=seconds), progress=lambda done, total: update(completed=done, total=total)))
         out(ctx).success(f"Refreshed {counts['refreshed']}, failed {counts['failed']}, "
                          f"skipped {counts['skipped']} (refreshed elsewhere meanwhile)")
         if as_json:

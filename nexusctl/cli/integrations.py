@@ -14,7 +14,8 @@ from nexusctl.core.paging import DEFAULT_LIMIT
 from nexusctl.core.serializers import integration_to_dict
 from nexusctl.errors import UsageProblem
 
-app = typer.Typer(help="Connected integrations (one per user and provider account).", no_args_is_help=True)
+app = typer.Typer(help="Connected integrations (one per user and provider account).\n\n"
+                       "Example:  nexusctl integrations list --provider SLACK --json", no_args_is_help=True)
 
 COLUMNS = [
     ("id", "ID"), ("provider", "PROVIDER"), ("name", "NAME"), ("userId", "USER"),

@@ -71,6 +71,11 @@ class Output:
     def stderr_is_terminal(self) -> bool:
         return self.stderr.isatty()
 
+    @property
+    def shows_progress(self) -> bool:
+        """Someone is watching stderr and did not ask for quiet."""
+        return not self.quiet and self.stderr_is_terminal
+
     @contextlib.contextmanager
     def progress(self, description: str, total: int | None = None) -> Iterator[Callable[..., None]]:
         """A progress bar on stderr while the block runs, only for a person watching.
@@ -79,7 +84,7 @@ class Output:
         Piped stderr or -q: no bar, ``update`` does nothing, so scripts see only
         the summary line the command prints afterwards.
         """
-        if self.quiet or not self.stderr_is_terminal:
+        if not self.shows_progress:
             yield lambda **_: None
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
