@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Callable
 
-from peewee import Tuple
+from peewee import Tuple, Value
 
 from db.database import database_proxy, is_postgres
 from db.fields import utcnow
@@ -151,7 +151,9 @@ def replay(webhook_id, *, since: dt.datetime, status=None, owner_id=None, dry_ru
         page = (WebhookDelivery.select(WebhookDelivery.created_at, WebhookDelivery.id).where(where)
                 .order_by(WebhookDelivery.created_at, WebhookDelivery.id).limit(batch_size))
         if after is not None:
-            page = page.where(Tuple(WebhookDelivery.created_at, WebhookDelivery.id) > Tuple(*after))
+            page = page.where(Tuple(WebhookDelivery.created_at, WebhookDelivery.id) > Tuple(
+                Value(after[0], converter=WebhookDelivery.created_at.db_value),
+                Value(after[1], converter=WebhookDelivery.id.db_value)))
         keys = list(page.tuples())
         if not keys:
             return count
