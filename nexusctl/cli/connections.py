@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import webbrowser
 from pathlib import Path
 from typing import Annotated
 
@@ -54,6 +53,8 @@ def connect_cmd(
         out(ctx).info(f"Open this URL to connect (valid 10 minutes, once). The provider returns to "
                       f"{settings.public_url}/integrations/oauth/callback/..., so the daemon must be running.")
     if open_browser:
+        import webbrowser
+
         webbrowser.open(answer["authorizationUrl"])
 
 

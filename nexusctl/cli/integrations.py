@@ -134,3 +134,12 @@ def _describe(result: integrations.Deleted) -> str:
         f"integration {row.id} ({row.provider.value}, {row.name}) with {result.webhooks} webhook(s), "
         f"{result.deliveries} deliveries and {result.sync_logs} sync log(s)"
     )
+
+
+def _register_connections() -> None:
+    from nexusctl.cli import connections
+
+    connections.register(app)
+
+
+_register_connections()  # connect / add / refresh live in connections.py, under this group

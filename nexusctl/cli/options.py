@@ -117,13 +117,13 @@ def _global_options_template(
 _GLOBAL_OPTIONS: list = []
 
 
-def attach_global_options(command) -> None:
-    """Give ``command``'s subcommands, and everything under them, -v/-q/--no-color (the root has its own)."""
+def add_global_options(command) -> None:
+    """Give ``command`` and everything under it -v/-q/--no-color (once)."""
     if not _GLOBAL_OPTIONS:
         holder = typer.Typer(add_completion=False)
         holder.command()(_global_options_template)
         _GLOBAL_OPTIONS.extend(typer.main.get_command(holder).params)
+    if not any(p.name in GLOBAL_OPTION_NAMES for p in command.params):
+        command.params.extend(_GLOBAL_OPTIONS)
     for sub in getattr(command, "commands", {}).values():
-        if not any(p.name in GLOBAL_OPTION_NAMES for p in sub.params):
-            sub.params.extend(_GLOBAL_OPTIONS)
-        attach_global_options(sub)
+        add_global_options(sub)

@@ -5,19 +5,18 @@
   with a header, so `grep`, `cut` and `awk` work.
 - Colour follows each stream's TTY, ``NO_COLOR``, ``TERM=dumb`` and
   ``--no-color``. Data is never parsed as rich markup.
+- rich is imported only when a terminal shows something (a table, a coloured
+  line, a bar): `--json` and piped output start without it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import sys
 from typing import Callable, Iterable, Iterator, Sequence
-
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 Column = tuple[str, str]  # (dict key, header)
 _CONTROL_WHITESPACE = str.maketrans({"\t": " ", "\n": " ", "\r": " ", "\v": " ", "\f": " "})
@@ -57,11 +56,24 @@ class Output:
         # Bound to the streams of this invocation (CliRunner swaps them per call).
         self.stdout = sys.stdout
         self.stderr = sys.stderr
+        self.__dict__.pop("out", None)
+        self.__dict__.pop("err", None)
+
+    def _console(self, stream, **options):
+        from rich.console import Console
+
         # color_system=None drops every escape code (bold too), not just colours. Rich
         # also leaves them out by itself on a stream that is not a terminal.
-        colours = {"color_system": None} if colour_off(no_color) else {}
-        self.out = Console(file=sys.stdout, highlight=False, markup=False, **colours)
-        self.err = Console(file=sys.stderr, highlight=False, soft_wrap=True, **colours)
+        colours = {"color_system": None} if colour_off(self.no_color) else {}
+        return Console(file=stream, highlight=False, **options, **colours)
+
+    @functools.cached_property
+    def out(self):
+        return self._console(self.stdout, markup=False)
+
+    @functools.cached_property
+    def err(self):
+        return self._console(self.stderr, soft_wrap=True)
 
     @property
     def stdout_is_terminal(self) -> bool:
@@ -115,6 +127,9 @@ class Output:
                 self.stdout.write("\t".join(_one_line(_cell(row.get(k))) for k, _ in columns) + "\n")
             self.stdout.flush()
             return
+        from rich.table import Table
+        from rich.text import Text
+
         table = Table(show_edge=False, header_style="bold")
         for _, header in columns:
             table.add_column(header, overflow="fold")
@@ -128,6 +143,8 @@ class Output:
         for key, value in data.items():
             line = f"{key.ljust(width)}  {_one_line(_cell(value))}"
             if self.stdout_is_terminal:
+                from rich.text import Text
+
                 self.out.print(Text(line))
             else:
                 self.stdout.write(line + "\n")
@@ -140,16 +157,25 @@ class Output:
 
     # messages -> stderr
 
+    def _say(self, message: str, style: str | None = None) -> None:
+        if not self.stderr_is_terminal:  # what rich would write there anyway: the bare line
+            self.stderr.write(message + "\n")
+            self.stderr.flush()
+            return
+        from rich.text import Text
+
+        self.err.print(Text(message, style=style or ""))
+
     def info(self, message: str) -> None:
         if not self.quiet:
-            self.err.print(Text(message))
+            self._say(message)
 
     def success(self, message: str) -> None:
         if not self.quiet:
-            self.err.print(Text(message, style="green"))
+            self._say(message, "green")
 
     def warn(self, message: str) -> None:
-        self.err.print(Text(f"warning: {message}", style="yellow"))
+        self._say(f"warning: {message}", "yellow")
 
     def error(self, message: str) -> None:
-        self.err.print(Text(f"error: {message}", style="bold red"))
+        self._say(f"error: {message}", "bold red")

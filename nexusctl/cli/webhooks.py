@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import sys
 from typing import Annotated
@@ -34,6 +33,8 @@ def _db(ctx):
 
 
 def _checked_url(ctx, url: str) -> str:
+    import asyncio
+
     from nexusctl.core.webhooks import check_url_resolving
 
     return asyncio.run(check_url_resolving(state(ctx).settings, url))
