@@ -186,6 +186,11 @@ def test_replay_shows_a_bar_on_a_terminal_and_one_line_in_scripts(failed_deliver
     assert WebhookDelivery.select().where(WebhookDelivery.status == DeliveryStatus.PENDING).count() == 1203
 
     WebhookDelivery.update(status=DeliveryStatus.FAILED).execute()
+    code, _, screen = stderr_on_pty(args, terminal_env(NO_COLOR="1"))
+    assert code == 0 and "queueing deliveries" in screen and "Queued 1203" in screen
+    assert not SGR.search(screen)  # the bar still moves, without colour
+
+    WebhookDelivery.update(status=DeliveryStatus.FAILED).execute()
     piped = piped_run(args, terminal_env())
     assert piped.returncode == 0 and piped.stdout == ""
     assert piped.stderr == "Queued 1203 deliveries again\n"  # the summary alone: no bar, no escapes
