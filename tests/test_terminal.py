@@ -240,3 +240,20 @@ def test_key_rotation_shows_a_bar_on_a_terminal_and_one_line_in_scripts(db_url, 
     keyring = Keyring(base64.b64decode(new))
     for row in Integration.select():
         assert unseal(keyring, row, "access_token").startswith("at-")
+
+
+def _colours(screen: str) -> bool:
+    """Any SGR foreground or background colour (bold and dim are not colours, as NO_COLOR defines it)."""
+    params = [p for codes in SGR.findall(screen) for p in codes[2:-1].split(";") if p.isdigit()]
+    return any(30 <= int(p) <= 49 or 90 <= int(p) <= 107 for p in params)
+
+
+def test_help_follows_no_color_too():
+    # typer renders --help with rich; on a terminal it is coloured unless NO_COLOR says not
+    # (typer keeps bold and dim, which no-color.org allows).
+    code, screen = _run_on_pty(["integrations", "list", "--help"], "", terminal_env())
+    assert code == 0 and "Example:" in screen and _colours(screen)
+    code, screen = _run_on_pty(["integrations", "list", "--help"], "", terminal_env(NO_COLOR="1"))
+    assert code == 0 and "Example:" in screen and not _colours(screen)
+    piped = piped_run(["integrations", "list", "--help"], terminal_env())
+    assert piped.returncode == 0 and "Example:" in piped.stdout and ANSI not in piped.stdout
