@@ -23,9 +23,6 @@ import os
 from dataclasses import dataclass
 from typing import Iterable
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from nexusctl.errors import DecryptionFailed
 
 VERSION = "nx1"
@@ -55,6 +52,9 @@ class Keyring:
     def __init__(self, current: bytes, older: Iterable[bytes] = ()) -> None:
         if len(current) != 32:
             raise ValueError("AES-256 needs a 32-byte key")
+        # Imported here: commands that only read rows (`integrations list`) start without it.
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
         self.current_kid = key_id(current)
         self._ciphers = {self.current_kid: AESGCM(current)}
         for key in older:
@@ -85,6 +85,8 @@ class Keyring:
                 "which is not configured (add it to ENCRYPTION_OLD_KEYS)",
                 keyId=kid,
             )
+        from cryptography.exceptions import InvalidTag
+
         body = stored.split(".", 2)[2]
         try:
             blob = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))

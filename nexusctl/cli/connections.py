@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import webbrowser
 from pathlib import Path
 from typing import Annotated
 
@@ -54,6 +53,8 @@ def connect_cmd(
         out(ctx).info(f"Open this URL to connect (valid 10 minutes, once). The provider returns to "
                       f"{settings.public_url}/integrations/oauth/callback/..., so the daemon must be running.")
     if open_browser:
+        import webbrowser
+
         webbrowser.open(answer["authorizationUrl"])
 
 
@@ -119,7 +120,9 @@ def refresh_cmd(
         if seconds is None:
             raise UsageProblem(f"--expiring-within {expiring_within!r} is not a duration like 10m or 1h",
                                field="expiring-within")
-        counts = run_flow(ctx, lambda svc: refresh.sweep(svc, dt.timedelta(seconds=seconds)))
+        with out(ctx).progress("refreshing tokens") as update:
+            counts = run_flow(ctx, lambda svc: refresh.sweep(
+                svc, dt.timedelta(seconds=seconds), progress=lambda done, total: update(completed=done, total=total)))
         out(ctx).success(f"Refreshed {counts['refreshed']}, failed {counts['failed']}, "
                          f"skipped {counts['skipped']} (refreshed elsewhere meanwhile)")
         if as_json:

@@ -10,7 +10,8 @@ from nexusctl.cli.context import out, state
 from nexusctl.cli.options import Json
 from nexusctl.errors import SchemaBehind
 
-app = typer.Typer(help="The database schema: apply and inspect migrations.", no_args_is_help=True)
+app = typer.Typer(help="The database schema: apply and inspect migrations.\n\n"
+                       "Example:  nexusctl db status --check || nexusctl db migrate", no_args_is_help=True)
 
 
 @app.command("migrate")

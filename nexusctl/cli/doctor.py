@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 
 import typer
-from rich.text import Text
-
 from nexusctl.cli.context import out
 from nexusctl.cli.options import Json
 from nexusctl.errors import ChecksFailed
@@ -23,6 +21,8 @@ def doctor_cmd(ctx: typer.Context, as_json: Json = False) -> None:
 
     Example:  nexusctl doctor --json
     """
+    from rich.text import Text
+
     from nexusctl.core.doctor import FAIL, WARN
     from nexusctl.core.doctor_services import diagnose
 

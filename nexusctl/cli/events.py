@@ -17,7 +17,8 @@ from nexusctl.core.paging import DEFAULT_LIMIT
 from nexusctl.errors import UsageProblem
 
 app = typer.Typer(help="Platform events: what this service published (the outbox), emit to webhooks, "
-                       "ingest from other services.", no_args_is_help=True)
+                       "ingest from other services.\n\nExample:  nexusctl events tail --type 'webhook.*'",
+                  no_args_is_help=True)
 
 COLUMNS = [("occurredAt", "OCCURRED"), ("type", "TYPE"), ("integrationId", "INTEGRATION"), ("id", "ID"),
            ("publishedAt", "PUBLISHED")]

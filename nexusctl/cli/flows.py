@@ -7,8 +7,6 @@ at the daemon's callback), and database calls made right here.
 
 from __future__ import annotations
 
-import asyncio
-
 import typer
 
 from nexusctl.cli.context import state
@@ -16,6 +14,8 @@ from nexusctl.cli.context import state
 
 def run_flow(ctx: typer.Context, flow):
     """``await flow(services)`` with everything a flow needs; returns its result."""
+    import asyncio  # here, not at the top: read commands start without it (and ssl)
+
     st = state(ctx)
     st.database()
 

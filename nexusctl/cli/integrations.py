@@ -14,7 +14,8 @@ from nexusctl.core.paging import DEFAULT_LIMIT
 from nexusctl.core.serializers import integration_to_dict
 from nexusctl.errors import UsageProblem
 
-app = typer.Typer(help="Connected integrations (one per user and provider account).", no_args_is_help=True)
+app = typer.Typer(help="Connected integrations (one per user and provider account).\n\n"
+                       "Example:  nexusctl integrations list --provider SLACK --json", no_args_is_help=True)
 
 COLUMNS = [
     ("id", "ID"), ("provider", "PROVIDER"), ("name", "NAME"), ("userId", "USER"),
@@ -133,3 +134,12 @@ def _describe(result: integrations.Deleted) -> str:
         f"integration {row.id} ({row.provider.value}, {row.name}) with {result.webhooks} webhook(s), "
         f"{result.deliveries} deliveries and {result.sync_logs} sync log(s)"
     )
+
+
+def _register_connections() -> None:
+    from nexusctl.cli import connections
+
+    connections.register(app)
+
+
+_register_connections()  # connect / add / refresh live in connections.py, under this group

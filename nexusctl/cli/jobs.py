@@ -10,7 +10,8 @@ import typer
 from nexusctl.cli.context import out, state
 from nexusctl.cli.options import Json
 
-app = typer.Typer(help="The daemon's scheduled jobs: what they last did, or run one now.", no_args_is_help=True)
+app = typer.Typer(help="The daemon's scheduled jobs: what they last did, or run one now.\n\n"
+                       "Example:  nexusctl jobs list", no_args_is_help=True)
 JOBS = ("housekeeping", "token-refresh")
 COLUMNS = [("name", "JOB"), ("schedule", "SCHEDULE"), ("lastRun", "LAST RUN"), ("result", "OUTCOME"),
            ("nextRun", "NEXT RUN"), ("ranBy", "RAN BY")]
@@ -38,6 +39,28 @@ def list_cmd(ctx: typer.Context, as_json: Json = False) -> None:
     if all(job["daemon"] != "scheduled" for job in jobs):
         out(ctx).info("No daemon is running these jobs: start `nexusctl daemon`, or run them with "
                       "`nexusctl jobs run` from cron.")
+
+
+@app.command("show")
+def show_cmd(
+    ctx: typer.Context,
+    job: Annotated[str, typer.Argument(help=f"One of: {', '.join(JOBS)}.", show_default=False)],
+    as_json: Json = False,
+) -> None:
+    """Show one scheduled job: schedule, last run with its counts or error, next run, who ran it.
+
+    Example:  nexusctl jobs show token-refresh --json
+    """
+    from nexusctl.core import job_runs
+    from nexusctl.errors import UsageProblem
+
+    if job not in JOBS:
+        raise UsageProblem(f"unknown job {job!r}; expected one of: {', '.join(JOBS)}", field="job")
+    st = state(ctx)
+    st.database()
+    now = dt.datetime.now(dt.timezone.utc)
+    data = next(j for j in job_runs.listing(st.settings, now) if j["name"] == job)
+    out(ctx).json(data) if as_json else out(ctx).record(data)
 
 
 def _row(job: dict, now: dt.datetime) -> dict:

@@ -10,18 +10,22 @@ from nexusctl.cli.context import out, state
 from nexusctl.cli.options import DryRun, Json
 from nexusctl.errors import DecryptionFailed
 
-app = typer.Typer(help="Encryption keys: generate new ones, re-encrypt under the current one.", no_args_is_help=True)
+app = typer.Typer(help="Encryption keys: generate new ones, re-encrypt under the current one.\n\n"
+                       "Example:  nexusctl keys rotate --dry-run", no_args_is_help=True)
 
 
 @app.command("generate")
-def generate_cmd(ctx: typer.Context) -> None:
-    """Print a new random key (base64 of 32 bytes) for ENCRYPTION_KEY.
+def generate_cmd(ctx: typer.Context, as_json: Json = False) -> None:
+    """Print a new random key (base64 of 32 bytes) for ENCRYPTION_KEY; --json prints {"key": ...}.
+
+    The key is the output (stdout, nowhere else): redirect it to where it is kept.
 
     Example:  export ENCRYPTION_KEY="$(nexusctl keys generate)"
     """
     from nexusctl.config import generate_key
 
-    out(ctx).value(generate_key())
+    key = generate_key()
+    out(ctx).json({"key": key}) if as_json else out(ctx).value(key)
 
 
 @app.command("rotate")
@@ -44,19 +48,17 @@ def rotate_cmd(
     st.database()
     keyring = st.keyring
     output = out(ctx)
-    if output.stdout_is_terminal and not output.quiet and not dry_run:
-        from rich.progress import Progress
-
-        with Progress(console=output.err, transient=True) as bar:
-            task = bar.add_task("re-encrypting", total=keys.count_stale(keyring))
-            report = keys.rotate(keyring, batch_size=batch_size, progress=lambda n: bar.advance(task, n))
-    else:
-        report = keys.rotate(keyring, dry_run=dry_run, batch_size=batch_size)
+    # The total costs a counting pass, so only when a bar shows it. A row is counted
+    # once however many of its columns are stale, as rotate reports its batches.
+    total = keys.count_stale(keyring) if output.shows_progress else None
+    with output.progress("checking" if dry_run else "re-encrypting", total=total) as update:
+        report = keys.rotate(keyring, dry_run=dry_run, batch_size=batch_size,
+                             progress=lambda rows: update(advance=rows))
     verb = "Would re-encrypt" if dry_run else "Re-encrypted"
+    output.success(f"{verb} {report.rewritten} secret(s) under key {report.key_id}"
+                   + (f", {report.failed} could not be decrypted" if report.failed else ""))
     if as_json:
         output.json({**report.to_dict(), "dryRun": dry_run})
-    else:
-        output.success(f"{verb} {report.rewritten} secret(s) under key {report.key_id}")
     for message in report.failures:
         output.error(message)
     if report.failed:

@@ -8,7 +8,7 @@ traceback only with ``-v``, and never local variables (they may hold secrets).
 
 from __future__ import annotations
 
-import logging
+import functools
 import sys
 import traceback
 from typing import Annotated
@@ -18,6 +18,7 @@ from typer.core import TyperGroup
 
 from nexusctl import __version__
 from nexusctl.cli.context import State, out, state
+from nexusctl.cli.options import NO_COLOR_HELP, QUIET_HELP, VERBOSE_HELP, add_global_options, configure_logging
 from nexusctl.cli.output import Output
 from nexusctl.errors import NexusError
 
@@ -28,6 +29,14 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a killed writer
 
 class NexusGroup(TyperGroup):
     """The root group: turns exceptions into one line and an exit code."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Typer builds the click tree anew for each run; this is its last step.
+        for command in self.commands.values():
+            add_global_options(command)
+        self.commands = LazyCommands(self.commands, {name: functools.partial(_load_group, name)
+                                                     for name in LAZY_GROUPS if name not in self.commands})
 
     def invoke(self, ctx):
         try:
@@ -70,6 +79,61 @@ class NexusGroup(TyperGroup):
                 ctx.obj.close()
 
 
+# Groups imported and built only when used: `nexusctl integrations list` loads the
+# integrations module and nothing of webhooks, events, sync... (see tests/test_startup.py).
+LAZY_GROUPS = {
+    "integrations": "nexusctl.cli.integrations",
+    "providers": "nexusctl.cli.providers",
+    "webhooks": "nexusctl.cli.webhooks",
+    "events": "nexusctl.cli.events",
+    "jobs": "nexusctl.cli.jobs",
+    "sync": "nexusctl.cli.sync",
+    "db": "nexusctl.cli.database",
+    "keys": "nexusctl.cli.keys",
+    "token": "nexusctl.cli.token",
+}
+
+
+def _load_group(name: str):
+    import importlib
+
+    from typer.main import get_group
+
+    group = get_group(importlib.import_module(LAZY_GROUPS[name]).app)
+    group.name = name
+    add_global_options(group)
+    return group
+
+
+class LazyCommands(dict):
+    """A group's commands where some are built on first access (by name, or when iterated)."""
+
+    def __init__(self, built: dict, lazy: dict) -> None:
+        super().__init__(built)
+        self._lazy = lazy
+        for name in lazy:
+            dict.__setitem__(self, name, None)  # the name is listed (help, completion) before it is built
+
+    def _load(self, name):
+        value = dict.__getitem__(self, name)
+        if value is None and name in self._lazy:
+            value = self._lazy.pop(name)()
+            dict.__setitem__(self, name, value)
+        return value
+
+    def __getitem__(self, name):
+        return self._load(name)
+
+    def get(self, name, default=None):
+        return self._load(name) if name in self else default
+
+    def values(self):
+        return [self._load(name) for name in self]
+
+    def items(self):
+        return [(name, self._load(name)) for name in self]
+
+
 def _output(ctx) -> Output:
     return ctx.obj.output if isinstance(ctx.obj, State) else Output()
 
@@ -87,25 +151,6 @@ app = typer.Typer(
 )
 
 
-def _configure_logging(verbose: int, quiet: bool) -> None:
-    level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
-    root = logging.getLogger()
-    for handler in [h for h in root.handlers if getattr(h, "_nexusctl", False)]:
-        root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
-    handler._nexusctl = True  # type: ignore[attr-defined]
-    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
-    root.addHandler(handler)
-    root.setLevel(level)
-    # peewee logs every statement with its parameters at DEBUG; those include
-    # ciphertexts and ids, so it stays quiet even at -vv.
-    logging.getLogger("peewee").setLevel(max(level, logging.INFO))
-    logging.addLevelName(logging.WARNING, "warning")
-    logging.addLevelName(logging.ERROR, "error")
-    logging.addLevelName(logging.INFO, "info")
-    logging.addLevelName(logging.DEBUG, "debug")
-
-
 def _show_version(value: bool) -> None:
     if value:
         typer.echo(f"nexusctl {__version__}")
@@ -115,14 +160,14 @@ def _show_version(value: bool) -> None:
 @app.callback()
 def root(
     ctx: typer.Context,
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More detail on stderr (-vv for debug).")] = 0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.")] = False,
-    no_color: Annotated[bool, typer.Option("--no-color", help="No colour (also NO_COLOR=1 or TERM=dumb).")] = False,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help=VERBOSE_HELP)] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP)] = False,
+    no_color: Annotated[bool, typer.Option("--no-color", help=NO_COLOR_HELP)] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
-    _configure_logging(verbose, quiet)
+    configure_logging(verbose, quiet)
     ctx.obj = State(Output(quiet=quiet, verbose=verbose, no_color=no_color))
 
 
@@ -144,19 +189,9 @@ def version_cmd(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--jso
 
 
 def _register() -> None:
-    from nexusctl.cli import (connections, database, doctor, events, integrations, jobs, keys, providers, serve,
-                              sync, token, webhooks)
+    """Commands built with the root; the groups come from LAZY_GROUPS when used."""
+    from nexusctl.cli import doctor, serve
 
-    connections.register(integrations.app)
-    app.add_typer(integrations.app, name="integrations")
-    app.add_typer(providers.app, name="providers")
-    app.add_typer(webhooks.app, name="webhooks")
-    app.add_typer(events.app, name="events")
-    app.add_typer(jobs.app, name="jobs")
-    app.add_typer(sync.app, name="sync")
-    app.add_typer(database.app, name="db")
-    app.add_typer(keys.app, name="keys")
-    app.add_typer(token.app, name="token")
     serve.register(app)
     doctor.register(app)
 

@@ -168,11 +168,11 @@ def group_page(group: CommandDoc, siblings: list[CommandDoc]) -> str:
     for paragraph in group.paragraphs:
         body += [".PP", text(paragraph)]
     body += [".PP", f"The global options of \\fB{PROG}\\fR(1) (\\fB\\-v\\fR, \\fB\\-q\\fR, \\fB\\-\\-no\\-color\\fR) "
-             "go before the group name; every command also takes \\fB\\-h\\fR, \\fB\\-\\-help\\fR.",
+             "work before or after the group and command names; every command also takes \\fB\\-h\\fR, \\fB\\-\\-help\\fR.",
              ".SH COMMANDS"]
     for command in commands:
         body += _command_section(command)
-    body += [".SH EXAMPLES", *_examples([e for c in commands for e in c.examples]),
+    body += [".SH EXAMPLES", *_examples(group.examples + [e for c in commands for e in c.examples]),
              ".SH EXIT STATUS", f"0 on success; otherwise the code of the error, as listed in \\fB{PROG}\\fR(1).",
              ".SH ENVIRONMENT", f"The variables listed in \\fB{PROG}\\fR(1).",
              ".SH SEE ALSO", ", ".join([f"\\fB{PROG}\\fR(1)"] + [f"\\fB{esc(_page_name(s))}\\fR(1)"

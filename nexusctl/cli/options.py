@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import sys
 from typing import Annotated
 
 import typer
@@ -53,3 +55,75 @@ def parse_json_object(text: str, field: str) -> dict:
     if not isinstance(value, dict):
         raise UsageProblem(f"{field} must be a JSON object", field=field)
     return value
+
+
+# --- -v / -q / --no-color at every level ---------------------------------------
+#
+# The root callback reads them before the subcommand (`nexusctl -q integrations list`);
+# GLOBAL_OPTION_NAMES are also attached to every group and command of the tree
+# (attach_global_options), so `nexusctl integrations list -q` means the same. Their
+# callbacks update the invocation's Output and logging in place.
+
+VERBOSE_HELP = "More detail on stderr (-vv for debug)."
+QUIET_HELP = "Only errors on stderr (no progress, no summary)."
+NO_COLOR_HELP = "No colour (also NO_COLOR=1 or TERM=dumb)."
+GLOBAL_OPTION_NAMES = ("verbose", "quiet", "no_color")
+GLOBAL_PANEL = "Global options"
+
+
+def configure_logging(verbose: int, quiet: bool) -> None:
+    level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if getattr(h, "_nexusctl", False)]:
+        root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler._nexusctl = True  # type: ignore[attr-defined]
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(level)
+    # peewee logs every statement with its parameters at DEBUG; those include
+    # ciphertexts and ids, so it stays quiet even at -vv.
+    logging.getLogger("peewee").setLevel(max(level, logging.INFO))
+    logging.addLevelName(logging.WARNING, "warning")
+    logging.addLevelName(logging.ERROR, "error")
+    logging.addLevelName(logging.INFO, "info")
+    logging.addLevelName(logging.DEBUG, "debug")
+
+
+def _apply(ctx: typer.Context, param: typer.CallbackParam, value) -> None:
+    if not value or ctx.resilient_parsing:  # not given here: what the root said stands
+        return
+    output = getattr(ctx.find_root().obj, "output", None)
+    if output is None:
+        return
+    quiet = output.quiet or param.name == "quiet"
+    verbose = output.verbose + (value if param.name == "verbose" else 0)
+    no_color = output.no_color or param.name == "no_color"
+    output.configure(quiet=quiet, verbose=verbose, no_color=no_color)
+    configure_logging(verbose, quiet)
+
+
+def _global_options_template(
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help=VERBOSE_HELP, callback=_apply, show_default=False,
+                                         expose_value=False, rich_help_panel=GLOBAL_PANEL)] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP, callback=_apply, expose_value=False,
+                                        rich_help_panel=GLOBAL_PANEL)] = False,
+    no_color: Annotated[bool, typer.Option("--no-color", help=NO_COLOR_HELP, callback=_apply, expose_value=False,
+                                           rich_help_panel=GLOBAL_PANEL)] = False,
+) -> None:
+    """Only here so typer builds the three options once, the way it builds every other."""
+
+
+_GLOBAL_OPTIONS: list = []
+
+
+def add_global_options(command) -> None:
+    """Give ``command`` and everything under it -v/-q/--no-color (once)."""
+    if not _GLOBAL_OPTIONS:
+        holder = typer.Typer(add_completion=False)
+        holder.command()(_global_options_template)
+        _GLOBAL_OPTIONS.extend(typer.main.get_command(holder).params)
+    if not any(p.name in GLOBAL_OPTION_NAMES for p in command.params):
+        command.params.extend(_GLOBAL_OPTIONS)
+    for sub in getattr(command, "commands", {}).values():
+        add_global_options(sub)

@@ -5,18 +5,18 @@
   with a header, so `grep`, `cut` and `awk` work.
 - Colour follows each stream's TTY, ``NO_COLOR``, ``TERM=dumb`` and
   ``--no-color``. Data is never parsed as rich markup.
+- rich is imported only when a terminal shows something (a table, a coloured
+  line, a bar): `--json` and piped output start without it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import sys
-from typing import Iterable, Sequence
-
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+from typing import Callable, Iterable, Iterator, Sequence
 
 Column = tuple[str, str]  # (dict key, header)
 _CONTROL_WHITESPACE = str.maketrans({"\t": " ", "\n": " ", "\r": " ", "\v": " ", "\f": " "})
@@ -39,21 +39,79 @@ def _cell(value) -> str:
     return str(value)
 
 
+def colour_off(no_color_flag: bool = False) -> bool:
+    """--no-color, NO_COLOR (any non-empty value) or TERM=dumb; a stream that is no terminal is plain anyway."""
+    return no_color_flag or bool(os.environ.get("NO_COLOR")) or os.environ.get("TERM") == "dumb"
+
+
 class Output:
     def __init__(self, *, quiet: bool = False, verbose: int = 0, no_color: bool = False) -> None:
+        self.configure(quiet=quiet, verbose=verbose, no_color=no_color)
+
+    def configure(self, *, quiet: bool, verbose: int, no_color: bool) -> None:
+        """(Re)bind to this invocation's streams; -q/-v/--no-color after a subcommand call this again."""
         self.quiet = quiet
         self.verbose = verbose
-        no_color = no_color or bool(os.environ.get("NO_COLOR")) or os.environ.get("TERM") == "dumb"
+        self.no_color = no_color
         # Bound to the streams of this invocation (CliRunner swaps them per call).
         self.stdout = sys.stdout
-        # color_system=None drops every escape code (bold too), not just colours.
-        colours = {"color_system": None} if no_color else {}
-        self.out = Console(file=sys.stdout, highlight=False, markup=False, **colours)
-        self.err = Console(file=sys.stderr, highlight=False, soft_wrap=True, **colours)
+        self.stderr = sys.stderr
+        self.__dict__.pop("out", None)
+        self.__dict__.pop("err", None)
+
+    def _console(self, stream, **options):
+        from rich.console import Console
+
+        # color_system=None drops every escape code (bold too), not just colours. Rich
+        # also leaves them out by itself on a stream that is not a terminal.
+        colours = {"color_system": None} if colour_off(self.no_color) else {}
+        return Console(file=stream, highlight=False, **options, **colours)
+
+    @functools.cached_property
+    def out(self):
+        return self._console(self.stdout, markup=False)
+
+    @functools.cached_property
+    def err(self):
+        return self._console(self.stderr, soft_wrap=True)
 
     @property
     def stdout_is_terminal(self) -> bool:
         return self.stdout.isatty()
+
+    @property
+    def stderr_is_terminal(self) -> bool:
+        return self.stderr.isatty()
+
+    @property
+    def shows_progress(self) -> bool:
+        """Someone is watching stderr and did not ask for quiet."""
+        return not self.quiet and self.stderr_is_terminal
+
+    @contextlib.contextmanager
+    def progress(self, description: str, total: int | None = None) -> Iterator[Callable[..., None]]:
+        """A progress bar on stderr while the block runs, only for a person watching.
+
+        Yields ``update(advance=0, completed=None, total=None, description=None)``.
+        Piped stderr or -q: no bar, ``update`` does nothing, so scripts see only
+        the summary line the command prints afterwards.
+        """
+        if not self.shows_progress:
+            yield lambda **_: None
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+        with Progress(*columns, console=self.err, transient=True) as bar:
+            task = bar.add_task(description, total=total)
+
+            def update(advance: int = 0, completed: int | None = None, total: int | None = None,
+                       description: str | None = None) -> None:
+                changes = {k: v for k, v in (("completed", completed), ("total", total),
+                                              ("description", description)) if v is not None}
+                bar.update(task, advance=advance or None, **changes)
+
+            yield update
 
     # data -> stdout
 
@@ -69,6 +127,9 @@ class Output:
                 self.stdout.write("\t".join(_one_line(_cell(row.get(k))) for k, _ in columns) + "\n")
             self.stdout.flush()
             return
+        from rich.table import Table
+        from rich.text import Text
+
         table = Table(show_edge=False, header_style="bold")
         for _, header in columns:
             table.add_column(header, overflow="fold")
@@ -82,6 +143,8 @@ class Output:
         for key, value in data.items():
             line = f"{key.ljust(width)}  {_one_line(_cell(value))}"
             if self.stdout_is_terminal:
+                from rich.text import Text
+
                 self.out.print(Text(line))
             else:
                 self.stdout.write(line + "\n")
@@ -94,16 +157,25 @@ class Output:
 
     # messages -> stderr
 
+    def _say(self, message: str, style: str | None = None) -> None:
+        if not self.stderr_is_terminal:  # what rich would write there anyway: the bare line
+            self.stderr.write(message + "\n")
+            self.stderr.flush()
+            return
+        from rich.text import Text
+
+        self.err.print(Text(message, style=style or ""))
+
     def info(self, message: str) -> None:
         if not self.quiet:
-            self.err.print(Text(message))
+            self._say(message)
 
     def success(self, message: str) -> None:
         if not self.quiet:
-            self.err.print(Text(message, style="green"))
+            self._say(message, "green")
 
     def warn(self, message: str) -> None:
-        self.err.print(Text(f"warning: {message}", style="yellow"))
+        self._say(f"warning: {message}", "yellow")
 
     def error(self, message: str) -> None:
-        self.err.print(Text(f"error: {message}", style="bold red"))
+        self._say(f"error: {message}", "bold red")

@@ -9,8 +9,8 @@ import typer
 from nexusctl.cli.context import out, state
 from nexusctl.cli.options import Json
 
-app = typer.Typer(help="The 20 providers: capabilities, scopes, endpoints, configured or not.",
-                  no_args_is_help=True)
+app = typer.Typer(help="The 20 providers: capabilities, scopes, endpoints, configured or not.\n\n"
+                       "Example:  nexusctl providers show SLACK", no_args_is_help=True)
 
 COLUMNS = [("provider", "PROVIDER"), ("displayName", "NAME"), ("category", "CATEGORY"), ("connect", "CONNECT"),
            ("refresh", "REFRESH"), ("configured", "CONFIGURED"), ("capabilities", "CAPABILITIES")]

@@ -13,7 +13,8 @@ from nexusctl.core import sync_logs
 from nexusctl.core.paging import DEFAULT_LIMIT
 from nexusctl.core.serializers import sync_log_to_dict
 
-app = typer.Typer(help="Provider data syncs and their logs.", no_args_is_help=True)
+app = typer.Typer(help="Provider data syncs and their logs.\n\nExample:  nexusctl sync list "
+                       "0b7f5d2c-8a41-4c4e-b2a7-3f9e1d6c5a10 --status FAILED", no_args_is_help=True)
 
 COLUMNS = [
     ("id", "ID"), ("action", "ACTION"), ("status", "STATUS"), ("itemsProcessed", "ITEMS"),
@@ -21,8 +22,7 @@ COLUMNS = [
 ]
 
 
-@app.command("logs")
-def logs_cmd(
+def list_cmd(
     ctx: typer.Context,
     integration_id: Annotated[str, typer.Argument(help="Integration id (UUID).", show_default=False)],
     status: SyncStatusFilter = None,
@@ -30,9 +30,9 @@ def logs_cmd(
     cursor: Cursor = None,
     as_json: Json = False,
 ) -> None:
-    """Show an integration's sync history, newest first.
+    """List an integration's sync logs (its sync history), newest first.
 
-    Example:  nexusctl sync logs 0b7f5d2c-8a41-4c4e-b2a7-3f9e1d6c5a10 --status FAILED --limit 20
+    Example:  nexusctl sync list 0b7f5d2c-8a41-4c4e-b2a7-3f9e1d6c5a10 --status FAILED --limit 20
     """
     state(ctx).database()
     page = sync_logs.list_page(integration_id, status=status, limit=limit, cursor=cursor)
@@ -40,6 +40,26 @@ def logs_cmd(
     out(ctx).json(rows) if as_json else out(ctx).table(rows, COLUMNS)
     if page.next_cursor:
         out(ctx).info(f"more: add --cursor {page.next_cursor}")
+
+
+app.command("list")(list_cmd)
+app.command("logs", hidden=True)(list_cmd)  # the name before `list`; kept so scripts keep working
+
+
+@app.command("show")
+def show_cmd(
+    ctx: typer.Context,
+    log_id: Annotated[str, typer.Argument(help="Sync log id (from sync list or sync run --json).",
+                                          show_default=False)],
+    as_json: Json = False,
+) -> None:
+    """Show one sync log: status, counts, timings, error.
+
+    Example:  nexusctl sync show 5d0c2e7a-1f3b-4c8d-9e6f-7a8b9c0d1e2f --json
+    """
+    state(ctx).database()
+    data = sync_log_to_dict(sync_logs.get(log_id))
+    out(ctx).json(data) if as_json else out(ctx).record(data)
 
 
 RUN_COLUMNS = [("status", "STATUS"), ("integrationId", "INTEGRATION"), ("action", "ACTION"),
@@ -132,7 +152,7 @@ def run_cmd(
             out(ctx).info("nothing to sync")
     else:
         logs = sync_runs.plan(integration_id, action, full=full, trigger="cli")
-    rows = _run_logs(ctx, logs, show_progress=out(ctx).stdout_is_terminal and not as_json and not out(ctx).quiet)
+    rows = _run_logs(ctx, logs, show_progress=out(ctx).shows_progress)
     _finish(ctx, rows, as_json)
 
 
@@ -167,7 +187,8 @@ def _plan_all(provider: str | None, action: str | None, full: bool):
 @app.command("cancel")
 def cancel_cmd(
     ctx: typer.Context,
-    log_id: Annotated[str, typer.Argument(help="Sync log id (from sync run --json or sync logs).", show_default=False)],
+    log_id: Annotated[str, typer.Argument(help="Sync log id (from sync run --json or sync list).",
+                                          show_default=False)],
     as_json: Json = False,
 ) -> None:
     """Stop a pending or running sync (a running one stops after its current page).

@@ -7,10 +7,12 @@ from typing import Annotated
 import typer
 
 from nexusctl.cli.context import out, state
+from nexusctl.cli.options import Json
 from nexusctl.core.ids import parse_uuid
 from nexusctl.errors import UsageProblem
 
-app = typer.Typer(help="Bearer tokens (JWT) for the daemon's API.", no_args_is_help=True)
+app = typer.Typer(help="Bearer tokens (JWT) for the daemon's API.\n\n"
+                       "Example:  nexusctl token mint --role admin --subject ops --ttl 600", no_args_is_help=True)
 
 ROLES = ("admin", "service")
 
@@ -22,8 +24,11 @@ def mint_cmd(
     role: Annotated[list[str] | None, typer.Option("--role", "-r", help="admin or service; repeatable.")] = None,
     subject: Annotated[str | None, typer.Option("--subject", help="Subject of a service token without --user.")] = None,
     ttl: Annotated[int, typer.Option("--ttl", min=1, max=31 * 24 * 3600, help="Lifetime in seconds.")] = 3600,
+    as_json: Json = False,
 ) -> None:
-    """Print a JWT signed with JWT_SECRET (or the development secret).
+    """Print a JWT signed with JWT_SECRET (or the development secret); --json adds its subject, roles, expiry.
+
+    The token is the output (stdout only): use it as `Authorization: Bearer $TOKEN`.
 
     Example:  TOKEN="$(nexusctl token mint --user 6f1c2a9e-0d4b-4f7e-9a51-2b8c3d4e5f60 --ttl 600)"
     """
@@ -39,4 +44,14 @@ def mint_cmd(
         sub = subject
     else:
         raise UsageProblem("give --user ID, or --role with --subject NAME for a service token", field="user")
-    out(ctx).value(mint(state(ctx).settings, subject=sub, roles=roles, ttl_seconds=ttl))
+    token = mint(state(ctx).settings, subject=sub, roles=roles, ttl_seconds=ttl)
+    if not as_json:
+        out(ctx).value(token)
+        return
+    import datetime as dt
+
+    import jwt
+
+    claims = jwt.decode(token, options={"verify_signature": False})  # our own token: read back its expiry
+    expires = dt.datetime.fromtimestamp(claims["exp"], dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    out(ctx).json({"token": token, "subject": sub, "roles": roles, "expiresAt": expires})

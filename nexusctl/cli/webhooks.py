@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import sys
 from typing import Annotated
@@ -10,11 +9,13 @@ from typing import Annotated
 import typer
 
 from nexusctl.cli.context import out, state
-from nexusctl.cli.options import Cursor, Json, Limit, Yes, parse_json_object
+from nexusctl.cli.options import Cursor, DryRun, Json, Limit, Yes, parse_json_object
 from nexusctl.core.paging import DEFAULT_LIMIT
 from nexusctl.errors import UsageProblem
 
-app = typer.Typer(help="Outbound webhooks: endpoints, secrets, deliveries.", no_args_is_help=True)
+app = typer.Typer(help="Outbound webhooks: endpoints, secrets, deliveries.\n\n"
+                       "Example:  nexusctl webhooks list --integration 0b7f5d2c-8a41-4c4e-b2a7-3f9e1d6c5a10",
+                  no_args_is_help=True)
 
 COLUMNS = [("id", "ID"), ("integrationId", "INTEGRATION"), ("url", "URL"), ("events", "EVENTS"),
            ("isActive", "ACTIVE"), ("lastTriggeredAt", "LAST TRIGGERED")]
@@ -32,6 +33,8 @@ def _db(ctx):
 
 
 def _checked_url(ctx, url: str) -> str:
+    import asyncio
+
     from nexusctl.core.webhooks import check_url_resolving
 
     return asyncio.run(check_url_resolving(state(ctx).settings, url))
@@ -119,18 +122,31 @@ def update_cmd(ctx: typer.Context, webhook_id: WebhookId,
 
 
 @app.command("delete")
-def delete_cmd(ctx: typer.Context, webhook_id: WebhookId, yes: Yes = False, as_json: Json = False) -> None:
+def delete_cmd(ctx: typer.Context, webhook_id: WebhookId, yes: Yes = False, dry_run: DryRun = False,
+               as_json: Json = False) -> None:
     """Delete a webhook and its delivery log.
+
+    Asks first on a terminal; in scripts pass --yes. --dry-run says what would go.
 
     Example:  nexusctl webhooks delete 3c1d9f7e-2b6a-4d8e-9f10-5a7b3c2d1e0f --yes
     """
+    from db.models import WebhookDelivery
     from nexusctl.core import webhooks
 
     _db(ctx)
-    if not yes:
+    if dry_run or not yes:
+        hook = webhooks.get(webhook_id)  # WEBHOOK_NOT_FOUND before any question
+        count = WebhookDelivery.select().where(WebhookDelivery.webhook == hook.id).count()
+        what = f"webhook {hook.id} ({hook.url}) and its {count} deliveries"
+        if dry_run:
+            out(ctx).info(f"Would delete {what}")
+            if as_json:
+                out(ctx).json({"id": str(hook.id), "deleted": False, "deliveriesDeleted": count, "dryRun": True})
+            return
         if not sys.stdin.isatty():
             raise UsageProblem("refusing to delete without confirmation: pass --yes (no terminal to ask on)")
-        if not typer.confirm(f"Delete webhook {webhook_id} and its deliveries?", err=True):
+        if not typer.confirm(f"Delete {what}?", err=True):
+            out(ctx).info("Nothing deleted.")
             return
     result = webhooks.delete(webhook_id)
     out(ctx).success(f"Deleted webhook {result['id']} and {result['deliveriesDeleted']} deliveries")
@@ -157,16 +173,24 @@ def deliveries_cmd(ctx: typer.Context, webhook_id: WebhookId,
 
 
 @app.command("test")
-def test_cmd(ctx: typer.Context, webhook_id: WebhookId) -> None:
-    """Queue a webhook.test event to this webhook (the daemon sends it).
+def test_cmd(ctx: typer.Context, webhook_id: WebhookId, as_json: Json = False) -> None:
+    """Queue a webhook.test event to this webhook (the daemon sends it); --json gives the delivery to watch.
 
-    Example:  nexusctl webhooks test 3c1d9f7e-2b6a-4d8e-9f10-5a7b3c2d1e0f
+    Example:  nexusctl webhooks test 3c1d9f7e-2b6a-4d8e-9f10-5a7b3c2d1e0f --json
     """
+    from db.models import WebhookDelivery
     from nexusctl.core import webhooks
+    from nexusctl.core.serializers import delivery_to_dict
 
     _db(ctx)
     hook = webhooks.send_test(webhook_id)
     out(ctx).success(f"Queued webhook.test for {hook.id}; `nexusctl webhooks deliveries {hook.id}` shows it")
+    if as_json:
+        # The one just queued: newest webhook.test of this webhook (the (webhook, created_at) index).
+        row = (WebhookDelivery.select().where((WebhookDelivery.webhook == hook.id)
+                                              & (WebhookDelivery.event == "webhook.test"))
+               .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc()).first())
+        out(ctx).json(delivery_to_dict(row))
 
 
 @app.command("rotate-secret")
@@ -186,16 +210,23 @@ def rotate_cmd(ctx: typer.Context, webhook_id: WebhookId, as_json: Json = False)
 
 @app.command("redeliver")
 def redeliver_cmd(ctx: typer.Context,
-                  delivery_id: Annotated[str, typer.Argument(help="Delivery id.", show_default=False)]) -> None:
+                  delivery_id: Annotated[str, typer.Argument(help="Delivery id.", show_default=False)],
+                  as_json: Json = False) -> None:
     """Send one delivery again now (same webhook-id).
 
-    Example:  nexusctl webhooks redeliver 7e2a1c3b-9d8f-4e6a-b5c4-0f1e2d3c4b5a
+    Example:  nexusctl webhooks redeliver 7e2a1c3b-9d8f-4e6a-b5c4-0f1e2d3c4b5a --json
     """
     from nexusctl.core import deliveries
+    from nexusctl.core.serializers import delivery_to_dict
 
     _db(ctx)
     row = deliveries.redeliver(delivery_id)
     out(ctx).success(f"Queued delivery {row.id} again")
+    if as_json:
+        out(ctx).json(delivery_to_dict(row))
+
+
+REPLAY_BATCH = 500
 
 
 @app.command("replay")
@@ -203,8 +234,10 @@ def replay_cmd(ctx: typer.Context, webhook_id: WebhookId,
                since: Annotated[str, typer.Option("--since", help="ISO time, e.g. 2026-11-24T00:00:00Z.",
                                                   show_default=False)],
                status: Annotated[str | None, typer.Option("--status", "-s", help="Only this status (e.g. FAILED).")]
-               = None) -> None:
-    """Queue again every delivery of a webhook created since a time.
+               = None,
+               dry_run: DryRun = False,
+               as_json: Json = False) -> None:
+    """Queue again every delivery of a webhook created since a time (a progress bar on a terminal).
 
     Example:  nexusctl webhooks replay 3c1d9f7e-2b6a-4d8e-9f10-5a7b3c2d1e0f --since 2026-11-24T00:00:00Z --status FAILED
     """
@@ -217,5 +250,18 @@ def replay_cmd(ctx: typer.Context, webhook_id: WebhookId,
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.timezone.utc)
     _db(ctx)
-    count = deliveries.replay(webhook_id, since=moment, status=status)
-    out(ctx).success(f"Queued {count} deliveries again")
+    output = out(ctx)
+    if dry_run:
+        count = deliveries.replay(webhook_id, since=moment, status=status, dry_run=True)
+        output.info(f"Would queue {count} deliveries again")
+    else:
+        total = deliveries.replay(webhook_id, since=moment, status=status, dry_run=True) \
+            if output.shows_progress else None
+        with output.progress("queueing deliveries", total=total) as update:
+            count = deliveries.replay(webhook_id, since=moment, status=status, batch_size=REPLAY_BATCH,
+                                      progress=lambda n: update(advance=n))
+        output.success(f"Queued {count} deliveries again")
+    if as_json:
+        from nexusctl.core.ids import parse_uuid
+
+        output.json({"webhookId": str(parse_uuid(webhook_id, "webhookId")), "queued": count, "dryRun": dry_run})

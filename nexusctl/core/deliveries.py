@@ -16,7 +16,9 @@ import json
 import random
 import uuid
 from dataclasses import dataclass
+from typing import Callable
 
+from peewee import Tuple, Value
 
 from db.database import database_proxy, is_postgres
 from db.fields import utcnow
@@ -123,18 +125,49 @@ def redeliver(delivery_id, *, owner_id=None) -> WebhookDelivery:
     return get(row.id)
 
 
-def replay(webhook_id, *, since: dt.datetime, status=None, owner_id=None) -> int:
-    """Queue again every delivery of a webhook created since ``since`` (one set-based UPDATE)."""
+def replay(webhook_id, *, since: dt.datetime, status=None, owner_id=None, dry_run: bool = False,
+           batch_size: int | None = None, progress: Callable[[int], None] | None = None) -> int:
+    """Queue again every delivery of a webhook created since ``since``; returns how many.
+
+    One set-based UPDATE by default. With ``batch_size`` it goes in pages along the
+    (webhook, created_at, id) index, one short transaction each, calling ``progress(n)``
+    after each, so the daemon starts sending the first ones while the rest are queued.
+    ``dry_run`` only counts.
+    """
     from nexusctl.core import webhooks
 
     hook = webhooks.get(webhook_id, owner_id=owner_id)
     where = (WebhookDelivery.webhook == hook.id) & (WebhookDelivery.created_at >= since)
     if status is not None:
         where &= WebhookDelivery.status == _status(status)
-    count = WebhookDelivery.update(status=DeliveryStatus.PENDING, next_attempt_at=utcnow(), lease_until=None,
-                                   lease_token=None, updated_at=utcnow()).where(where).execute()
-    _notify()
-    return count
+    if dry_run:
+        return WebhookDelivery.select().where(where).count()
+    if batch_size is None:
+        count = _requeue(where)
+        _notify()
+        return count
+    count, after = 0, None
+    while True:
+        page = (WebhookDelivery.select(WebhookDelivery.created_at, WebhookDelivery.id).where(where)
+                .order_by(WebhookDelivery.created_at, WebhookDelivery.id).limit(batch_size))
+        if after is not None:
+            page = page.where(Tuple(WebhookDelivery.created_at, WebhookDelivery.id) > Tuple(
+                Value(after[0], converter=WebhookDelivery.created_at.db_value),
+                Value(after[1], converter=WebhookDelivery.id.db_value)))
+        keys = list(page.tuples())
+        if not keys:
+            return count
+        done = _requeue(where & WebhookDelivery.id.in_([key[1] for key in keys]))
+        _notify()
+        count += done
+        after = keys[-1]
+        if progress:
+            progress(done)
+
+
+def _requeue(where) -> int:
+    return WebhookDelivery.update(status=DeliveryStatus.PENDING, next_attempt_at=utcnow(), lease_until=None,
+                                  lease_token=None, updated_at=utcnow()).where(where).execute()
 
 
 def _notify() -> None:

@@ -244,11 +244,12 @@ def _claim_expiring(row_id: uuid.UUID, lease: uuid.UUID, window: dt.timedelta, l
 
 
 async def sweep(svc, window: dt.timedelta, *, lead: dt.timedelta | None = None, concurrency: int = 5,
-                limit: int = 500) -> dict:
+                limit: int = 500, progress=None) -> dict:
     """One pass: refresh what is due (each integration once, across daemons), then warn about what cannot be.
 
     ``lead`` (default TOKEN_EXPIRY_WARNING) is how far ahead long-lived tokens are renewed and
-    unrenewable ones warned about.
+    unrenewable ones warned about. ``progress(done, total)`` is called once the due ones are
+    known and after each one (the CLI's progress bar).
     """
     if lead is None:
         lead = dt.timedelta(seconds=svc.settings.token_expiry_warning)
@@ -269,7 +270,19 @@ async def sweep(svc, window: dt.timedelta, *, lead: dt.timedelta | None = None, 
                 state = await svc.run(_back_off_state, row_id)
                 log.warning("refresh sweep: integration %s failed (%s); %s", row_id, exc.code, state)
 
-    await asyncio.gather(*(one(row_id) for row_id in await svc.run(expiring, window, limit, lead)))
+    due = await svc.run(expiring, window, limit, lead)
+    done = 0
+
+    async def counted(row_id):
+        nonlocal done
+        await one(row_id)
+        done += 1
+        if progress:
+            progress(done, len(due))
+
+    if progress:
+        progress(0, len(due))
+    await asyncio.gather(*(counted(row_id) for row_id in due))
     counts["warned"] = await svc.run(warn_expiring, lead, limit)
     return counts
 

@@ -16,3 +16,19 @@ def list_page(integration_id, *, status: str | None = None, limit: int | None = 
     if status is not None:
         query = query.where(IntegrationSyncLog.status == SyncStatus.parse(status))
     return newest_first(query, IntegrationSyncLog, limit, cursor)
+
+
+def get(log_id, *, owner_id=None) -> IntegrationSyncLog:
+    """One sync log by id; a malformed id is VALIDATION_ERROR, an unknown one SYNC_LOG_NOT_FOUND."""
+    from db.models import Integration
+    from nexusctl.core.ids import parse_uuid
+    from nexusctl.errors import SyncLogNotFound
+
+    log_uuid = parse_uuid(log_id, "logId")
+    query = IntegrationSyncLog.select().join(Integration).where(IntegrationSyncLog.id == log_uuid)
+    if owner_id is not None:
+        query = query.where(Integration.user_id == owner_id)
+    row = query.first()
+    if row is None:
+        raise SyncLogNotFound(f"sync log {log_uuid} not found", id=str(log_uuid))
+    return row
