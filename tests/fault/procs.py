@@ -255,3 +255,40 @@ def daemon_env(**extra: str) -> dict:
                WEBHOOK_TIMEOUT="1")
     env.update(extra)
     return env
+
+
+def start_daemon(env: dict, work: Path) -> tuple[str, subprocess.Popen, Path]:
+    """A `nexusctl daemon` on a free port, ready (GET /ready 200): (base URL, process, log path)."""
+    port = free_port()
+    log_path = work / f"daemon-{port}.log"
+    process = oauth_stack._start({**env, "PORT": str(port)}, port, log_path)
+    return f"http://127.0.0.1:{port}", process, log_path
+
+
+def stop_daemon(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+def api(base: str, method: str, path: str, *, user=None, roles=(), body=None):
+    """One HTTP call to a daemon (never raises on an HTTP error status), with a bearer token for ``user``."""
+    headers = {"Authorization": f"Bearer {oauth_stack.token_for(user, *roles)}"} if user is not None else {}
+    return oauth_stack.call(method, base + path, json_body=body, headers=headers)
+
+
+def sql(url: str, query: str, *params) -> list:
+    """Rows from a PostgreSQL database, on a connection of its own (closed at once)."""
+    import psycopg2
+
+    conn = psycopg2.connect(url, connect_timeout=5)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(query, params)
+            return cur.fetchall() if cur.description else []
+    finally:
+        conn.close()
