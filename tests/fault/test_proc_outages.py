@@ -61,7 +61,8 @@ def _setup(url: str, keyring, hook_urls: list[str]) -> tuple[str, uuid.UUID]:
 @pytest.mark.postgres
 def test_postgres_restarted_mid_run_loses_nothing(private_postgres, keyring, receiver, tmp_path):
     url = private_postgres.create_database("nexus")
-    env = daemon_env(DATABASE_URL=url, WEBHOOK_TIMEOUT="2", WEBHOOK_RETRY_SCHEDULE="1,1,1,1,1,1,1,1,1,1")
+    env = daemon_env(DATABASE_URL=url, WEBHOOK_TIMEOUT="1", WEBHOOK_RETRY_SCHEDULE="1,1,1,1,1,1,1,1,1,1",
+                     SYNC_POLL_INTERVAL="1", REFRESH_SWEEP_INTERVAL="1")  # every loop of the daemon meets the outage
     migrated = subprocess.run([str(NEXUSCTL), "-q", "db", "migrate"], env=env, capture_output=True, text=True)
     assert migrated.returncode == 0, migrated.stderr
     sink = receiver(delay=0.5)  # slow enough that sends are in flight when the server goes
@@ -83,6 +84,8 @@ def test_postgres_restarted_mid_run_loses_nothing(private_postgres, keyring, rec
         assert during.status == 503, (during.status, during.text)
         assert during.json()["error"]["code"] == "DATABASE_UNAVAILABLE", during.text
         assert "password" not in during.text and url not in during.text
+        # Sends in flight when the server went finish now and cannot be recorded: they must come back.
+        wait_for(lambda: "not recorded" in log_path.read_text(), 15, "an in-flight send to miss its record")
 
         private_postgres.start()
         wait_for(lambda: (r := _ready(base)) is not None and r.status == 200, 30, "/ready to recover by itself")
@@ -109,6 +112,8 @@ def test_postgres_restarted_mid_run_loses_nothing(private_postgres, keyring, rec
     assert {str(i) for i, _ in rows} <= set(sink.by_id), "a delivery never reached the receiver"
     log = log_path.read_text()
     assert "unhandled error" not in log, log[-3000:]  # every request had a clear answer, none a 500
+    assert "Traceback" not in log, log[-3000:]  # an outage is reported in a line, not a stack
+    assert "delivery worker: cannot claim (the database is unavailable: " in log
 
 
 @pytest.mark.redis
