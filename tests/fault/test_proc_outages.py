@@ -83,6 +83,8 @@ def test_postgres_restarted_mid_run_loses_nothing(private_postgres, keyring, rec
         during = _emit(base, integration, user, 999)
         assert during.status == 503, (during.status, during.text)
         assert during.json()["error"]["code"] == "DATABASE_UNAVAILABLE", during.text
+        documented = api(base, "GET", "/openapi.json").json()["paths"]["/integrations/{id}/events"]["post"]
+        assert "DATABASE_UNAVAILABLE" in documented["responses"]["503"]["description"]  # an answer the API promises
         assert "password" not in during.text and url not in during.text
         # Sends in flight when the server went finish now and cannot be recorded: they must come back.
         wait_for(lambda: "not recorded" in log_path.read_text(), 15, "an in-flight send to miss its record")
