@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import select
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, TypeVar
 
 import peewee
 
-from db.database import is_postgres
+from db.database import describe_error, is_postgres
 from nexusctl.errors import DatabaseUnavailable
 
 T = TypeVar("T")
+SQLITE_UNAVAILABLE = ("database is locked", "unable to open", "disk i/o error", "database or disk is full")
 
 
 class DbExecutor:
@@ -37,14 +39,46 @@ class DbExecutor:
         # (peewee connections are per thread). Checking a pooled connection
         # out per call would cost a `SELECT 1` round trip under the pool's
         # lock every time, serialising all requests behind it.
-        self.db.connect(reuse_if_open=True)
         try:
+            if self._pooled:
+                self._drop_if_server_hung_up()
+            self.db.connect(reuse_if_open=True)
             return fn(*args, **kwargs)
-        except (peewee.OperationalError, peewee.InterfaceError, DatabaseUnavailable):
+        except (peewee.OperationalError, peewee.InterfaceError) as exc:
             # The connection may be dead (server restart): drop it, so the
             # next call on this thread connects afresh.
             self._discard_connection()
+            if self._unreachable(exc):
+                # A clear 503 for the API (and a known error for the workers), never a 500.
+                raise DatabaseUnavailable(f"the database is unavailable: {describe_error(exc)}") from None
             raise
+        except DatabaseUnavailable:
+            self._discard_connection()
+            raise
+
+    def _drop_if_server_hung_up(self) -> None:
+        """Discard this thread's idle connection if the server has closed it (a restart, a failover).
+
+        An idle PostgreSQL connection is only ever readable when the server has said something
+        unasked: its termination notice, or EOF. One zero-timeout select() tells, so the first
+        request after a restart gets a fresh connection instead of failing once per pooled one.
+        """
+        conn = getattr(self.db._state, "conn", None)
+        if conn is None or self.db.is_closed():
+            return
+        try:
+            gone = bool(conn.closed) or bool(select.select([conn], [], [], 0)[0])
+        except (OSError, ValueError):  # no usable socket behind it
+            gone = True
+        if gone:
+            self._discard_connection()
+
+    def _unreachable(self, exc: Exception) -> bool:
+        """Whether ``exc`` says the database is away (not that a statement is wrong)."""
+        if self._pooled:  # psycopg2 raises these for lost, refused and closed connections
+            return True
+        text = str(exc).lower()  # SQLite: a statement error is an OperationalError too
+        return any(sign in text for sign in SQLITE_UNAVAILABLE)
 
     def _discard_connection(self) -> None:
         try:

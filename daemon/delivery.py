@@ -23,7 +23,7 @@ import aiohttp
 from db.fields import utcnow
 from nexusctl.core import attempts, deliveries, signing, ssrf
 from nexusctl.core.attempts import Result
-from nexusctl.errors import UsageProblem
+from nexusctl.errors import DatabaseUnavailable, UsageProblem
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,7 @@ class DeliveryWorker:
         self.wake = asyncio.Event()
         self.tasks: set[asyncio.Task] = set()
         self.stopping = False
+        self.db_away = False  # the last claim found the database unreachable
         self.session: aiohttp.ClientSession | None = None
         self.sent = 0
         self.to_record: list = []
@@ -172,8 +173,17 @@ class DeliveryWorker:
                     task.add_done_callback(self._done)
                 if (claimed or excess) and self.free > 0:
                     continue  # there may be more due right now (for other endpoints)
-            except Exception:  # noqa: BLE001 - the database may be down; keep the worker alive
+            except DatabaseUnavailable as exc:  # an outage: one line when it starts and one when it ends
+                if not self.db_away:
+                    log.warning("delivery worker: cannot claim (%s); retrying every %.0f s", exc.message,
+                                POLL_SECONDS)
+                self.db_away = True
+            except Exception:  # noqa: BLE001 - keep the worker alive whatever happened
                 log.exception("delivery worker: claiming failed; retrying in %.0f s", POLL_SECONDS)
+            else:
+                if self.db_away:
+                    log.info("delivery worker: claiming again")
+                self.db_away = False
             try:
                 await asyncio.wait_for(self.wake.wait(), POLL_SECONDS)
             except asyncio.TimeoutError:
@@ -199,6 +209,10 @@ class DeliveryWorker:
             result = await self._post(url, secrets, str(item.id), body)
         try:
             outcome = await self._record(item, result)
+        except DatabaseUnavailable as exc:
+            log.warning("delivery %s: attempt %d not recorded (%s); it is sent again once its lease expires",
+                        item.id, item.attempts + 1, exc.message)
+            return
         except Exception:  # noqa: BLE001 - the lease will expire and the attempt is made again
             log.exception("delivery %s: recording the attempt failed", item.id)
             return

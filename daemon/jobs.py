@@ -20,6 +20,7 @@ import logging
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from nexusctl.core import housekeeping, job_runs, refresh
+from nexusctl.errors import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,10 @@ async def _run_recorded(scheduler, services, me: str, name: str, work) -> None:
     await _record(services, job_runs.started, name, me, _next_run(scheduler, name))
     try:
         counts = await work()
+    except DatabaseUnavailable as exc:  # an outage, not a bug: one line, no stack; the next run tries again
+        log.warning("%s failed: %s", name, exc.message)
+        await _record(services, job_runs.finished, name, me, error=exc, next_run_at=_next_run(scheduler, name))
+        return
     except Exception as exc:  # noqa: BLE001 - a failed run is logged and recorded; the next runs on schedule
         log.exception("%s failed", name)
         await _record(services, job_runs.finished, name, me, error=exc, next_run_at=_next_run(scheduler, name))
@@ -98,5 +103,7 @@ async def _run_recorded(scheduler, services, me: str, name: str, work) -> None:
 async def _record(services, fn, *args, **kwargs) -> None:
     try:
         await services.run(fn, *args, **kwargs)
+    except DatabaseUnavailable:  # the job's own outcome says so already
+        pass
     except Exception:  # noqa: BLE001 - the record is for display; the job itself goes on
         log.warning("could not record a run of a scheduled job in job_runs", exc_info=True)

@@ -102,6 +102,8 @@ def _responses(route) -> dict:
         responses = {str(route.status): {"description": "success",
                                          "content": {route.content_type: {"schema": success}}}}
     codes = list(route.errors) + ([] if route.public else ["UNAUTHORIZED"])
+    if route.tag not in ("health", "meta") and "DATABASE_UNAVAILABLE" not in codes:
+        codes.append("DATABASE_UNAVAILABLE")  # every route that reads or writes: the database (or Redis) is away
     by_status: dict[int, list[str]] = {}
     for code in codes:
         by_status.setdefault(STATUS_OF[code], []).append(code)

@@ -23,7 +23,7 @@ import logging
 from db.fields import utcnow
 from db.models import IntegrationSyncLog, Lease
 from nexusctl.enums import SyncStatus
-from nexusctl.errors import SyncFailed
+from nexusctl.errors import DatabaseUnavailable, SyncFailed
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +140,8 @@ class SyncRunner:
                 due = await self._svc.run(claim_scheduled)
                 if due:
                     self.submit([row.id for row in await self._svc.run(plan_scheduled, due)])
-            except Exception:  # noqa: BLE001 - the database may be away; try again next round
+            except DatabaseUnavailable as exc:  # an outage: one line per pass, no stack
+                log.warning("sync recovery pass failed: %s", exc.message)
+            except Exception:  # noqa: BLE001 - whatever it was, try again next round
                 log.warning("sync recovery pass failed", exc_info=True)
             await asyncio.sleep(self._interval)
