@@ -49,12 +49,11 @@ sync log that the content.published handler queued.
   pulls and posts the video asynchronously: the result is the ``publishId``
   with the status of one ``status/fetch`` made right after (a failed status
   fetch is not a failed post: the post was accepted).
-- YOUTUBE is not built yet (its publish logs fail saying so): a YouTube video
-  is uploaded as bytes (``videos.insert``, a resumable upload), so the
-  service would have to stream the content's video through itself (with a
-  size cap, a chunked upload that resumes after an error, and the
-  ``youtube.upload`` scope); and an API project that is not audited can only
-  upload private videos.
+- YOUTUBE (``videos.insert`` as a resumable upload; needs ``youtube.upload``):
+  the content's first video, streamed from its URL through the SSRF guard to
+  YouTube a chunk at a time (publish_video.py); private unless
+  ``metadata.publishPrivacyStatus`` says otherwise (an unaudited API project's
+  uploads are locked private by YouTube anyway). The result is the video id.
 """
 
 from __future__ import annotations
@@ -63,9 +62,10 @@ from providers.sync.publish_chat import discord, slack
 from providers.sync.publish_common import compose
 from providers.sync.publish_media import instagram, tiktok
 from providers.sync.publish_posts import facebook, linkedin, twitter
+from providers.sync.publish_video import youtube
 
 __all__ = ["PUBLISHERS", "compose"]
 
 PUBLISHERS = {"SLACK": slack, "TWITTER": twitter, "DISCORD": discord, "LINKEDIN": linkedin, "FACEBOOK": facebook,
-              "INSTAGRAM": instagram, "TIKTOK": tiktok}
+              "INSTAGRAM": instagram, "TIKTOK": tiktok, "YOUTUBE": youtube}
 
