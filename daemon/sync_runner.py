@@ -76,10 +76,12 @@ def stale_work(limit: int = 50) -> tuple[list, list]:
     now = utcnow()
     # Publish runs (queued by content.published) are this runner's to start at once; a PENDING sync is
     # only taken once its creator (the API route, `sync run`) has had ample time to start it itself.
+    # A deferred publish (the provider still processing its video) waits for its run_after.
+    publish = (IntegrationSyncLog.action == "publish") & (IntegrationSyncLog.run_after.is_null()
+                                                          | (IntegrationSyncLog.run_after <= now))
     pending = [i for (i,) in IntegrationSyncLog.select(IntegrationSyncLog.id).where(
         (IntegrationSyncLog.status == SyncStatus.PENDING)
-        & ((IntegrationSyncLog.action == "publish") | ((IntegrationSyncLog.created_at < now - STALE_PENDING)
-                                                        & IntegrationSyncLog.action.in_(actions))))
+        & (publish | ((IntegrationSyncLog.created_at < now - STALE_PENDING) & IntegrationSyncLog.action.in_(actions))))
         .order_by(IntegrationSyncLog.created_at).limit(limit).tuples()]
     running = list(IntegrationSyncLog.select(IntegrationSyncLog.id, IntegrationSyncLog.integration,
                                              IntegrationSyncLog.action, IntegrationSyncLog.started_at).where(

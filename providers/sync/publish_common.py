@@ -13,6 +13,16 @@ LITTLE_RESERVED = re.compile(r"([\\|{}@\[\]()<>#*_~])")
 URL_TOKEN = re.compile(r"(https?://\S+)")
 
 
+class NotReady(Exception):
+    """The provider is still processing what a publisher sent (an Instagram reel's container): the run is
+    deferred and looks again later. ``state`` (ids only, never a token) is kept in the log's metadata as
+    ``pending`` and handed back to the publisher as ``api.pending`` on the next run."""
+
+    def __init__(self, message: str, state: dict) -> None:
+        super().__init__(message)
+        self.message, self.state = message, state
+
+
 def compose(content: dict, limit: int | None = None) -> str:
     """Title, then the URL: the text a post carries."""
     title = (content.get("title") or content.get("description") or "").strip()

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 from nexusctl.errors import NexusError, ProviderError, UsageProblem
 from providers.http import describe
 from providers.sync.graph import graph_check, graph_post_check
-from providers.sync.publish_common import compose
+from providers.sync.publish_common import NotReady, compose
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".heic")
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v", ".webm")
@@ -47,8 +47,9 @@ def _caption(content: dict, limit: int) -> str:
 
 
 INSTAGRAM_CAPTION_MAX = 2200
-# Seconds between a reel container's status reads: about 5 s in all, so a sync worker is not held for the
-# minutes a long video can take; a reel not ready by then fails the run (nothing is published).
+# Seconds between a reel container's status reads in the first run: about 5 s in all, so a sync worker is not
+# held for the minutes a long video can take; a reel not ready by then defers the run (NotReady), which looks
+# again later, until PUBLISH_PROCESSING_TIMEOUT.
 IG_POLL_DELAYS = (0.5, 1.0, 1.5, 2.0)
 
 
@@ -69,47 +70,58 @@ async def _instagram_user(api) -> str:
     return str(user)
 
 
-async def _instagram_wait(api, container: str, check) -> None:
-    """Poll a container until FINISHED, for IG_POLL_DELAYS in all; ERROR / EXPIRED / still IN_PROGRESS raise."""
-    status = code = None
-    for delay in IG_POLL_DELAYS:
+def _container_failed(container: str, code: str, status) -> ProviderError:
+    return ProviderError(f"INSTAGRAM: Instagram could not process the video (container {container} is "
+                         f"{code}{': ' + str(status)[:200] if status else ''}); nothing was published",
+                         provider="INSTAGRAM")
+
+
+async def _instagram_wait(api, container: str, check, delays) -> None:
+    """Read a container's status after each delay until FINISHED; ERROR / EXPIRED raise, still IN_PROGRESS after
+    the last is NotReady: the run is deferred and looks again later (the container id kept)."""
+    code = None
+    for delay in delays:
         await asyncio.sleep(delay)
         reply = await api.get(container, params={"fields": "status_code,status"}, check=check)
         code, status = reply.get("status_code"), reply.get("status")
         if code == "FINISHED":
             return
         if code in ("ERROR", "EXPIRED"):
-            raise ProviderError(f"INSTAGRAM: Instagram could not process the video (container {container} is "
-                                f"{code}{': ' + str(status)[:200] if status else ''}); nothing was published",
-                                provider="INSTAGRAM")
+            raise _container_failed(container, code, status)
+        if code == "PUBLISHED":  # a media_publish whose answer was lost made it: never publish it again
+            raise ProviderError(f"INSTAGRAM: the container {container} is already PUBLISHED (an earlier attempt's "
+                                "answer was lost): not published again; find the post on the account",
+                                provider="INSTAGRAM", published=True)
         if code not in ("IN_PROGRESS", None):
             break
-    raise ProviderError(f"INSTAGRAM: the video container {container} is still {code or 'not ready'} after "
-                        f"{sum(IG_POLL_DELAYS):.0f} s; nothing was published (Instagram drops an unpublished "
-                        "container after 24 h): a shorter or smaller video processes faster",
-                        provider="INSTAGRAM")
+    raise NotReady(f"the video container {container} is still {code or 'not ready'} at Instagram",
+                   {"containerId": container})
 
 
 async def instagram(api, content: dict, metadata: dict) -> dict:
+    container = str((api.pending or {}).get("containerId") or "")
     media = media_of(content)
-    if not media:
+    if not container and not media:
         raise UsageProblem("Instagram cannot post text only: the content needs an image or a video in its "
                            "media (an item with a url and a type image or video, or an image/video file URL)",
                            field="media")
-    item = media[0]
     check = _instagram_check((api.tokens.access_token,))
     user = await _instagram_user(api)
-    body = {"caption": _caption(content, INSTAGRAM_CAPTION_MAX)}
-    if item["kind"] == "image":
-        body["image_url"] = item["url"]
+    if container:  # a deferred run: the reel's container exists, look at it once more
+        await _instagram_wait(api, container, check, (0,))
     else:
-        body.update(media_type="REELS", video_url=item["url"])
-    container = str((await api.post(f"{user}/media", json_body=body, check=check)).get("id") or "")
-    if not container:
-        raise ProviderError("INSTAGRAM: the media container was not created (no id in the answer)",
-                            provider="INSTAGRAM")
-    if item["kind"] == "video":
-        await _instagram_wait(api, container, check)
+        item = media[0]
+        body = {"caption": _caption(content, INSTAGRAM_CAPTION_MAX)}
+        if item["kind"] == "image":
+            body["image_url"] = item["url"]
+        else:
+            body.update(media_type="REELS", video_url=item["url"])
+        container = str((await api.post(f"{user}/media", json_body=body, check=check)).get("id") or "")
+        if not container:
+            raise ProviderError("INSTAGRAM: the media container was not created (no id in the answer)",
+                                provider="INSTAGRAM")
+        if item["kind"] == "video":
+            await _instagram_wait(api, container, check, IG_POLL_DELAYS)
     reply = await api.post(f"{user}/media_publish", json_body={"creation_id": container}, check=check)
     media_id = reply.get("id") if isinstance(reply.body, dict) else None
     if not media_id:

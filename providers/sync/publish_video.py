@@ -176,6 +176,8 @@ async def _upload(api, session_uri: str, window: Window, total: int, stats: dict
                 body = await window.take(offset, size)
                 reply = await _put(api, session_uri, body, f"bytes {offset}-{offset + size - 1}/{total}")
                 stats["chunks"] += 1
+                if api.heartbeat is not None:
+                    await api.heartbeat()  # the run's lease outlives a long upload
         except ProviderError as exc:
             status = exc.details.get("status")
             if (status is not None and status < 500) or failures >= CHUNK_RETRIES:
