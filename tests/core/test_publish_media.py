@@ -294,3 +294,17 @@ def test_a_refused_tiktok_token_is_refreshed_once_and_the_video_posted_once(env,
     assert log.status == SyncStatus.COMPLETED, log.error
     assert log.metadata["result"]["status"] is None and len(tt.records_of("publishes")) == 2
     assert tt.calls["refresh"] == 1
+
+
+def test_a_publish_meeting_another_publish_of_its_integration_waits_its_turn(env, make_integration):
+    from nexusctl.core import leases
+
+    ig, user, row, _ = _instagram(env, make_integration)
+    assert leases.acquire(f"sync:{row.id}:publish", "another-run", 60)  # a post to this integration is being made
+    log = _publish(env, user)[row.id]
+    assert log.status == SyncStatus.PENDING and log.error is None, log.error  # not FAILED: it goes next
+    assert 4 <= (log.run_after - utcnow()).total_seconds() <= 5.5 and sum(ig.calls.values()) == 0
+    leases.release(f"sync:{row.id}:publish", "another-run")
+    log = _run_again(env, log.id)
+    assert log.status == SyncStatus.COMPLETED, log.error
+    assert ig.calls["create_media"] == 1 and ig.calls["media_publish"] == 1
