@@ -166,6 +166,7 @@ async def _publish(svc, log: IntegrationSyncLog, row: Integration, tokens, stats
     processing the media (NotReady) defers the run: back to PENDING, looked at again later."""
     from providers.sync.publish import PUBLISHERS
     from providers.sync.publish_common import NotReady
+    from providers.sync.publish_reconcile import RECONCILERS
 
     publisher = PUBLISHERS.get(row.provider.value)
     if publisher is None:
@@ -173,6 +174,12 @@ async def _publish(svc, log: IntegrationSyncLog, row: Integration, tokens, stats
     content = (log.metadata or {}).get("content") or {}
     own = {k: v for k, v in (row.metadata or {}).items() if k != "provider"}
     api, refreshed = _api(svc, row, tokens), False
+    reconcile = RECONCILERS.get(row.provider.value)
+    if (reconcile is not None and not (log.metadata or {}).get("pending") and content.get("contentId")
+            and await svc.run(sync_state.uncertain_publish, row.id, content["contentId"], log.id)):
+        found, _looked = await _look_up(reconcile, api, content, own)  # the last try may have posted: look first
+        if found is not None:
+            return await _published(svc, log, row, api, {**found, "reconciled": True}, stats)
     while True:
         api.pending, api.heartbeat = (log.metadata or {}).get("pending"), heartbeat
         try:
@@ -188,9 +195,36 @@ async def _publish(svc, log: IntegrationSyncLog, row: Integration, tokens, stats
                 raise
             refreshed = True
             row, api = await _refreshed(svc, row.id, api)
+        except NexusError as exc:
+            if not exc.details.get("mayHavePosted"):
+                raise
+            found, looked = await _look_up(reconcile, api, content, own) if reconcile else (None, False)
+            if found is not None:
+                result = {**found, "reconciled": True}
+                break
+            stats.update(providerCalls=api.calls, mayHavePosted=True)
+            raise ProviderError(
+                f"{exc.message}. The request reached {row.provider.value} but no clean answer came back, so the "
+                f"post may have been made{': it is not among the latest posts yet' if looked else ''}; check "
+                "the account before publishing this content again"
+                f"{' (a re-publish looks it up first)' if reconcile else ''}",
+                provider=row.provider.value, mayHavePosted=True) from None
+    return await _published(svc, log, row, api, result, stats)
+
+
+async def _published(svc, log: IntegrationSyncLog, row: Integration, api: SyncApi, result: dict, stats: dict):
     stats["providerCalls"] = api.calls
     await svc.run(sync_state.record_published, log.id, result)
     return await svc.run(sync_state.finish, log.id, row.id, PUBLISH, extra={**stats, "result": result})
+
+
+async def _look_up(reconcile, api: SyncApi, content: dict, own: dict) -> tuple[dict | None, bool]:
+    """(the post found among the account's latest, whether the lookup worked): a failed lookup finds nothing."""
+    try:
+        return await reconcile(api, content, own), True
+    except NexusError as exc:
+        log.info("looking the post up failed: %s", exc.message)
+        return None, False
 
 
 async def _defer(svc, entry: IntegrationSyncLog, row: Integration, exc, stats: dict) -> IntegrationSyncLog:

@@ -126,6 +126,17 @@ def record_published(log_id, result: dict) -> None:
                               updated_at=utcnow()).where(IntegrationSyncLog.id == log_id).execute()
 
 
+def uncertain_publish(integration_id, content_id: str, log_id) -> bool:
+    """Did the last finished publish of this content to this integration end not knowing whether it posted?
+    (Its integration's logs by the (integration_id, created_at) index, newest first: one row read.)"""
+    last = (IntegrationSyncLog.select(IntegrationSyncLog.status, IntegrationSyncLog.metadata).where(
+        (IntegrationSyncLog.integration == integration_id) & (IntegrationSyncLog.action == "publish")
+        & (IntegrationSyncLog.resource_id == content_id) & (IntegrationSyncLog.id != log_id)
+        & IntegrationSyncLog.status.in_([SyncStatus.COMPLETED, SyncStatus.FAILED]))
+        .order_by(IntegrationSyncLog.created_at.desc()).first())
+    return last is not None and last.status == SyncStatus.FAILED and bool((last.metadata or {}).get("mayHavePosted"))
+
+
 def defer(log_id, run_after, *, pending: dict | None = None, extra: dict | None = None) -> IntegrationSyncLog:
     """IN_PROGRESS -> PENDING until ``run_after`` (a publish waiting on the provider), ``pending`` kept in its
     metadata for the next run. A run cancelled meanwhile stays CANCELLED."""

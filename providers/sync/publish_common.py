@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-from nexusctl.errors import UsageProblem
+from nexusctl.errors import ProviderError, UsageProblem
+from providers.http import may_have_sent
 
 TWEET_MAX = 280
 LINKEDIN_MAX = 3000  # commentary characters
@@ -21,6 +22,18 @@ class NotReady(Exception):
     def __init__(self, message: str, state: dict) -> None:
         super().__init__(message)
         self.message, self.state = message, state
+
+
+async def creating(call):
+    """Await the call that makes the post. A failure after the request may have reached the provider (a timeout,
+    a dropped connection, a 5xx) is marked ``mayHavePosted``: the engine looks the post up where the provider
+    allows it (publish_reconcile) and otherwise says the post may exist, so nobody blindly posts it again."""
+    try:
+        return await call
+    except ProviderError as exc:
+        if may_have_sent(exc):
+            exc.details["mayHavePosted"] = True
+        raise
 
 
 def compose(content: dict, limit: int | None = None) -> str:

@@ -6,9 +6,9 @@ import asyncio
 from urllib.parse import urlsplit
 
 from nexusctl.errors import NexusError, ProviderError, UsageProblem
-from providers.http import describe
+from providers.http import describe, may_have_sent
 from providers.sync.graph import graph_check, graph_post_check
-from providers.sync.publish_common import NotReady, compose
+from providers.sync.publish_common import NotReady, compose, creating
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".heic")
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v", ".webm")
@@ -122,12 +122,44 @@ async def instagram(api, content: dict, metadata: dict) -> dict:
                                 provider="INSTAGRAM")
         if item["kind"] == "video":
             await _instagram_wait(api, container, check, IG_POLL_DELAYS)
-    reply = await api.post(f"{user}/media_publish", json_body={"creation_id": container}, check=check)
+    try:
+        reply = await api.post(f"{user}/media_publish", json_body={"creation_id": container}, check=check)
+    except ProviderError as exc:
+        if not may_have_sent(exc):
+            raise
+        return await _after_lost_publish(api, user, container, check, exc, content)
+    return _published(reply, container)
+
+
+def _published(reply, container: str) -> dict:
     media_id = reply.get("id") if isinstance(reply.body, dict) else None
     if not media_id:
         raise ProviderError(f"INSTAGRAM: the post was not confirmed (no id in the media_publish answer for "
                             f"container {container})", provider="INSTAGRAM")
     return {"mediaId": str(media_id), "containerId": container}
+
+
+async def _after_lost_publish(api, user: str, container: str, check, exc: ProviderError, content: dict) -> dict:
+    """media_publish got no clean answer. Instagram publishes a container at most once, so its status tells:
+    PUBLISHED, it is done (the media id found among the latest posts by caption); FINISHED, it was not, and
+    publishing it now cannot make a second post. Otherwise the post may exist: say so."""
+    try:
+        code = (await api.get(container, params={"fields": "status_code"}, check=check)).get("status_code")
+        if code == "PUBLISHED":
+            caption = _caption(content, INSTAGRAM_CAPTION_MAX) or None
+            latest = await api.get("me/media", params={"fields": "id,caption", "limit": 10}, check=check)
+            media_id = next((str(m["id"]) for m in latest.get("data") or []
+                             if isinstance(m, dict) and m.get("caption") == caption), None)
+            return {"mediaId": media_id, "containerId": container, "reconciled": True}
+        if code == "FINISHED":
+            reply = await creating(api.post(f"{user}/media_publish", json_body={"creation_id": container},
+                                            check=check))
+            return {**_published(reply, container), "reconciled": True}
+    except NexusError as again:  # a refused token or throttling here must not make the engine post anew
+        if again.details.get("mayHavePosted"):
+            raise
+    exc.details["mayHavePosted"] = True
+    raise exc
 
 
 TIKTOK_TITLE_MAX = 2200
@@ -169,8 +201,8 @@ async def tiktok(api, content: dict, metadata: dict) -> dict:
             "disable_comment": bool(creator.get("comment_disabled")),
             "disable_duet": bool(creator.get("duet_disabled")),
             "disable_stitch": bool(creator.get("stitch_disabled"))}
-    reply = await api.post("v2/post/publish/video/init/", check=_tiktok_post_check, json_body={
-        "post_info": post, "source_info": {"source": "PULL_FROM_URL", "video_url": video["url"]}})
+    reply = await creating(api.post("v2/post/publish/video/init/", check=_tiktok_post_check, json_body={
+        "post_info": post, "source_info": {"source": "PULL_FROM_URL", "video_url": video["url"]}}))
     publish_id = reply.get("data", "publish_id")
     if not publish_id:
         raise ProviderError("TIKTOK: the post was not confirmed (no publish_id in the answer)", provider="TIKTOK")

@@ -166,7 +166,7 @@ def _received(reply) -> int:
 
 async def _upload(api, session_uri: str, window: Window, total: int, stats: dict):
     """Chunks until YouTube answers with the video; after a failed chunk, a status query says where to resume."""
-    offset, failures, ask = 0, 0, False
+    offset, failures, ask, sent_last = 0, 0, False, False
     while True:
         size = min(CHUNK_BYTES, total - offset)
         try:
@@ -174,6 +174,7 @@ async def _upload(api, session_uri: str, window: Window, total: int, stats: dict
                 reply = await _put(api, session_uri, b"", f"bytes */{total}")
             else:
                 body = await window.take(offset, size)
+                sent_last = sent_last or offset + size == total
                 reply = await _put(api, session_uri, body, f"bytes {offset}-{offset + size - 1}/{total}")
                 stats["chunks"] += 1
                 if api.heartbeat is not None:
@@ -181,6 +182,8 @@ async def _upload(api, session_uri: str, window: Window, total: int, stats: dict
         except ProviderError as exc:
             status = exc.details.get("status")
             if (status is not None and status < 500) or failures >= CHUNK_RETRIES:
+                if sent_last and (status is None or status >= 500):  # the last byte went: YouTube may have it all
+                    exc.details["mayHavePosted"] = True
                 raise  # answered 4xx, or too many interruptions
             await asyncio.sleep(RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)])
             failures, ask = failures + 1, True

@@ -432,7 +432,7 @@ class Instagram(Graph):
                             "media_url": box["url"], "container_id": creation_id,
                             "permalink": f"https://www.instagram.com/p/{secrets.token_urlsafe(8)}/",
                             "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(self.now()))})
-        return json_response({"id": media_id})
+        return self.answer("media_publish", json_response({"id": media_id}))
 
 
 class Facebook(Graph):
@@ -585,7 +585,7 @@ class Facebook(Graph):
             created = time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(self.now()))
             rows.insert(0, {"id": post_id, "page_id": page_id, "message": message or None, "link": link or None,
                             "created_time": created})
-        return json_response({"id": post_id})
+        return self.answer("feed", json_response({"id": post_id}))
 
     async def posts(self, request, page_id):
         fault = await self.gate("posts")
