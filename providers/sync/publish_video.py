@@ -120,10 +120,11 @@ def _media_problem(message: str) -> UsageProblem:
     return UsageProblem(f"the video's media URL is refused: {message}", field="media")
 
 
-async def _open_media(session: aiohttp.ClientSession, url: str, settings):
-    """(response, size, content type) of the video, through the SSRF guard."""
+async def _open_media(session: aiohttp.ClientSession, url: str, allowed: tuple):
+    """(response, size, content type) of the video, through the SSRF guard (a redirect's target too: every
+    connection goes through the guarded connector)."""
     try:
-        ssrf.check_url(url, production=False, allowed_networks=settings.webhook_allowed_networks)
+        ssrf.check_url(url, production=False, allowed_networks=allowed)
     except UsageProblem as exc:
         raise _media_problem(exc.message.removeprefix("Webhook URL refused: ")) from None
     try:
@@ -207,12 +208,12 @@ async def youtube(api, content: dict, metadata: dict) -> dict:
         raise UsageProblem("YouTube takes a video: the content has no video in its media (an item with a url and "
                            "type video, or a video file URL)", field="media")
     resource = _resource(content, metadata)
-    settings = api.settings
+    allowed = api.settings.webhook_allowed_networks if api.settings is not None else ()
     stats = {"chunks": 0, "resumes": 0}
-    connector = ssrf.guarded_connector(settings.webhook_allowed_networks if settings else ())
+    connector = ssrf.guarded_connector(allowed)
     async with aiohttp.ClientSession(connector=connector, trust_env=False, timeout=MEDIA_TIMEOUT,
                                      headers={"User-Agent": "nexusctl-publish"}) as media:
-        response, total, kind = await _open_media(media, video["url"], settings)
+        response, total, kind = await _open_media(media, video["url"], allowed)
         try:
             start = await api.request("POST", UPLOAD_PATH, params={"uploadType": "resumable",
                                                                    "part": "snippet,status"},

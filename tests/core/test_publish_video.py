@@ -162,6 +162,11 @@ def test_hostile_media_urls_are_refused_before_any_byte_moves(env, make_integrat
         log = _publish(env, user, _content(url))[row.id]
         assert log.status == SyncStatus.FAILED and log.error.startswith("VALIDATION_ERROR"), (url, log.error)
         assert "media URL is refused" in log.error and why in log.error, (url, log.error)
+    # A media URL that is fine but redirects to loopback: the redirect's target is refused too.
+    hop = f"{media.base_url}/r?to=http://127.0.0.1:{port}/youtube/x.mp4"
+    log = _publish(env, user, _content(hop))[row.id]
+    assert log.status == SyncStatus.FAILED and "media URL is refused" in log.error, log.error
+    assert "127.0.0.1" in log.error and "loopback" in log.error and media.served["/r"] == 1
     assert yt.calls["upload_start"] == 0 and yt.calls["upload_chunk"] == 0
 
 

@@ -1,6 +1,6 @@
 """A media host (a CDN) serving generated video bytes, on its own thread, at 127.0.0.2 by default.
 
-``GET /v/{name}.mp4?size=N[&seed=S]`` streams N deterministic bytes (64 KiB
+``GET /r?to=URL`` redirects (302) to URL. ``GET /v/{name}.mp4?size=N[&seed=S]`` streams N deterministic bytes (64 KiB
 pieces, generated on the fly: the server never holds the video) with
 Content-Length and ``video/mp4``; ``chunked=1`` leaves Content-Length out.
 ``expected(size, seed)`` is the sha256 of what it serves; ``served`` counts
@@ -56,12 +56,17 @@ class MediaServer:
         await response.write_eof()
         return response
 
+    async def _redirect(self, request: web.Request) -> web.StreamResponse:
+        self.served[request.path] += 1
+        raise web.HTTPFound(request.query["to"])
+
     def start(self) -> "MediaServer":
         ready = threading.Event()
 
         async def serve():
             app = web.Application()
             app.router.add_get("/v/{name}", self._video)
+            app.router.add_get("/r", self._redirect)
             self._runner = web.AppRunner(app, access_log=None)
             await self._runner.setup()
             site = web.TCPSite(self._runner, self.host, 0)
