@@ -95,6 +95,22 @@ def stale_work(limit: int = 50) -> tuple[list, list]:
     return pending, orphans
 
 
+def mark_interrupted(orphans) -> None:
+    """FAILED, for runs whose process died. A sync resumes from its cursor next time; a publish may have made
+    its post before the process died, so it is marked mayHavePosted (a re-publish to X or Facebook looks first)."""
+    from nexusctl.core import sync_state
+
+    for row in orphans:
+        log.warning("sync %s (%s) was interrupted (its process stopped); marked FAILED", row.id, row.action)
+        if row.action == "publish":
+            sync_state.fail(row.id, row.integration_id, SyncFailed(
+                "interrupted: the process publishing it stopped mid-way, so the post may have been made; check "
+                "the account before publishing this content again"), extra={"mayHavePosted": True})
+        else:
+            sync_state.fail(row.id, row.integration_id, SyncFailed("interrupted: the process running it stopped; "
+                                                                   "the next run resumes from its cursor"))
+
+
 class SyncRunner:
     def __init__(self, services) -> None:
         self._svc = services
@@ -128,16 +144,11 @@ class SyncRunner:
                 log.exception("sync %s could not run", log_id)
 
     async def _recover_forever(self) -> None:
-        from nexusctl.core import sync_state
-
         while True:
             try:
                 pending, orphans = await self._svc.run(stale_work)
-                for row in orphans:
-                    log.warning("sync %s (%s) was interrupted (its process stopped); marked FAILED", row.id, row.action)
-                    await self._svc.run(sync_state.fail, row.id, row.integration_id,
-                                        SyncFailed("interrupted: the process running it stopped; the next run "
-                                                   "resumes from its cursor"))
+                if orphans:
+                    await self._svc.run(mark_interrupted, orphans)
                 self.submit(pending)
                 due = await self._svc.run(claim_scheduled)
                 if due:

@@ -159,3 +159,27 @@ def test_linkedin_without_a_lookup_says_the_post_may_exist_and_a_clean_refusal_d
     log = _publish(env, user, {**CONTENT, "contentId": "post-11"})
     assert log.status == SyncStatus.FAILED and "mayHavePosted" not in log.metadata
     assert "may have been made" not in log.error
+
+
+def test_a_publish_whose_process_died_may_have_posted_and_a_re_publish_looks_first(env, make_integration):
+    import datetime as dt
+
+    from daemon.sync_runner import mark_interrupted, stale_work
+    from db.fields import utcnow
+    from db.models import IntegrationSyncLog
+
+    x, user = _x(env, make_integration)
+    _publish(env, user)  # posted once
+    (log,) = IntegrationSyncLog.select()
+    IntegrationSyncLog.update(status=SyncStatus.IN_PROGRESS, started_at=utcnow() - dt.timedelta(minutes=3)).where(
+        IntegrationSyncLog.id == log.id).execute()  # as if its process died before recording the post
+    _pending, orphans = stale_work()
+    assert [o.id for o in orphans] == [log.id]
+    mark_interrupted(orphans)
+    dead = IntegrationSyncLog.get_by_id(log.id)
+    assert dead.status == SyncStatus.FAILED and dead.metadata["mayHavePosted"] is True
+    assert "the post may have been made" in dead.error
+
+    again = _publish(env, user)  # looked up and found: not posted twice
+    assert again.status == SyncStatus.COMPLETED and again.metadata["result"]["reconciled"] is True, again.error
+    assert x.calls["create_tweet"] == 1
