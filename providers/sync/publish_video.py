@@ -19,7 +19,7 @@ whole in memory:
    Incomplete with ``Range: bytes=0-n`` says what arrived. A chunk that fails
    (5xx, a dropped connection, a timeout) is followed by a status query,
    ``Content-Range: bytes */total``, and the upload resumes from what YouTube
-   has, up to CHUNK_RETRIES times. A lost answer to the last chunk is found
+   has, up to CHUNK_RETRIES times in a row (a 429 waits its Retry-After). A lost answer to the last chunk is found
    the same way: the status query answers with the video, so nothing is
    uploaded twice.
 """
@@ -33,14 +33,14 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from nexusctl.core import ssrf
-from nexusctl.errors import ProviderError, SyncFailed, TokenExpired, UsageProblem
+from nexusctl.errors import ProviderError, RateLimited, SyncFailed, TokenExpired, UsageProblem
 from providers.http import describe
 from providers.sync.publish_common import _header
 from providers.sync.publish_media import media_of
 
 QUANTUM = 256 * 1024  # YouTube's chunk unit
 CHUNK_BYTES = 32 * QUANTUM  # 8 MiB per PUT: one such buffer per upload in memory
-CHUNK_RETRIES = 5  # interrupted chunks per upload before giving up
+CHUNK_RETRIES = 5  # interruptions in a row (no chunk through in between) before giving up
 RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0)
 MAX_VIDEO_BYTES = 256 * 1024 ** 3  # YouTube's limit (256 GB)
 CHUNK_TIMEOUT = aiohttp.ClientTimeout(total=300, connect=10)
@@ -180,16 +180,21 @@ async def _upload(api, session_uri: str, window: Window, total: int, stats: dict
                 stats["chunks"] += 1
                 if api.heartbeat is not None:
                     await api.heartbeat()  # the run's lease outlives a long upload
-        except ProviderError as exc:
+        except (ProviderError, RateLimited) as exc:
             status = exc.details.get("status")
             if (status is not None and status < 500) or failures >= CHUNK_RETRIES:
                 if sent_last and (status is None or status >= 500):  # the last byte went: YouTube may have it all
                     exc.details["mayHavePosted"] = True
-                raise  # answered 4xx, or too many interruptions
-            await asyncio.sleep(RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)])
+                raise  # answered 4xx, or too many interruptions in a row
+            wait = RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)]
+            if isinstance(exc, RateLimited):  # throttled mid-upload: wait as told (within reason), then resume
+                wait = min(float(exc.retry_after or wait), 60.0)
+            await asyncio.sleep(wait)
             failures, ask = failures + 1, True
             stats["resumes"] += 1
             continue
+        if not ask and reply.status == 308:
+            failures = 0  # a chunk went through: the budget of CHUNK_RETRIES is per run of interruptions
         ask = False
         if reply.status in (200, 201):
             return reply

@@ -133,6 +133,23 @@ def test_an_interrupted_chunk_resumes_from_what_youtube_has(env, make_integratio
     assert result["peakBufferedBytes"] <= CHUNK
 
 
+def test_interruptions_in_a_row_give_up_and_a_429_waits_then_resumes(env, make_integration, media):
+    yt, user, row = _youtube(env, make_integration)
+    yt.rate_limit_next("upload_chunk", 1)  # throttled once: waits Retry-After, asks what arrived, goes on
+    for _ in range(3):  # three failures, then a chunk through: the count starts again
+        yt.interrupt_next_chunk(keep=0)
+    log = _publish(env, user, _content(media.url("bumpy", 3 * CHUNK)))[row.id]
+    assert log.status == SyncStatus.COMPLETED, log.error
+    assert log.metadata["result"]["resumes"] == 4 and yt.records_of("videos")[0]["sha256"] == expected(3 * CHUNK)
+
+    for _ in range(publish_video.CHUNK_RETRIES + 1):
+        yt.interrupt_next_chunk(keep=0)
+    log = _publish(env, user, _content(media.url("broken", 3 * CHUNK)))[row.id]
+    assert log.status == SyncStatus.FAILED and "HTTP 503" in log.error, log.error
+    assert "mayHavePosted" not in log.metadata  # the last byte never went: no video can exist
+    assert len(yt.records_of("videos")) == 1
+
+
 def test_a_lost_answer_to_the_last_chunk_is_found_by_a_status_query(env, make_integration, media):
     yt, user, row = _youtube(env, make_integration)
     yt.interrupt_next_chunk(mode="drop")  # one chunk: it arrives, YouTube makes the video, the answer is lost
