@@ -47,6 +47,7 @@ SYNC_LOG = _obj({
     "metadata": {"type": "object"},
     "startedAt": _TIME,
     "completedAt": _TIME,
+    "runAfter": _TIME,
     "createdAt": _TIME,
     "updatedAt": _TIME,
 })

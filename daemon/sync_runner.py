@@ -76,10 +76,12 @@ def stale_work(limit: int = 50) -> tuple[list, list]:
     now = utcnow()
     # Publish runs (queued by content.published) are this runner's to start at once; a PENDING sync is
     # only taken once its creator (the API route, `sync run`) has had ample time to start it itself.
+    # A deferred publish (the provider still processing its video) waits for its run_after.
+    publish = (IntegrationSyncLog.action == "publish") & (IntegrationSyncLog.run_after.is_null()
+                                                          | (IntegrationSyncLog.run_after <= now))
     pending = [i for (i,) in IntegrationSyncLog.select(IntegrationSyncLog.id).where(
         (IntegrationSyncLog.status == SyncStatus.PENDING)
-        & ((IntegrationSyncLog.action == "publish") | ((IntegrationSyncLog.created_at < now - STALE_PENDING)
-                                                        & IntegrationSyncLog.action.in_(actions))))
+        & (publish | ((IntegrationSyncLog.created_at < now - STALE_PENDING) & IntegrationSyncLog.action.in_(actions))))
         .order_by(IntegrationSyncLog.created_at).limit(limit).tuples()]
     running = list(IntegrationSyncLog.select(IntegrationSyncLog.id, IntegrationSyncLog.integration,
                                              IntegrationSyncLog.action, IntegrationSyncLog.started_at).where(
@@ -91,6 +93,22 @@ def stale_work(limit: int = 50) -> tuple[list, list]:
     # One read for all of them; a log is orphaned unless its own run still holds the lease.
     orphans = [row for name, row in named if held.get(name, (None, now))[1] <= now or held[name][0] != str(row.id)]
     return pending, orphans
+
+
+def mark_interrupted(orphans) -> None:
+    """FAILED, for runs whose process died. A sync resumes from its cursor next time; a publish may have made
+    its post before the process died, so it is marked mayHavePosted (a re-publish to X or Facebook looks first)."""
+    from nexusctl.core import sync_state
+
+    for row in orphans:
+        log.warning("sync %s (%s) was interrupted (its process stopped); marked FAILED", row.id, row.action)
+        if row.action == "publish":
+            sync_state.fail(row.id, row.integration_id, SyncFailed(
+                "interrupted: the process publishing it stopped mid-way, so the post may have been made; check "
+                "the account before publishing this content again"), extra={"mayHavePosted": True})
+        else:
+            sync_state.fail(row.id, row.integration_id, SyncFailed("interrupted: the process running it stopped; "
+                                                                   "the next run resumes from its cursor"))
 
 
 class SyncRunner:
@@ -126,16 +144,11 @@ class SyncRunner:
                 log.exception("sync %s could not run", log_id)
 
     async def _recover_forever(self) -> None:
-        from nexusctl.core import sync_state
-
         while True:
             try:
                 pending, orphans = await self._svc.run(stale_work)
-                for row in orphans:
-                    log.warning("sync %s (%s) was interrupted (its process stopped); marked FAILED", row.id, row.action)
-                    await self._svc.run(sync_state.fail, row.id, row.integration_id,
-                                        SyncFailed("interrupted: the process running it stopped; the next run "
-                                                   "resumes from its cursor"))
+                if orphans:
+                    await self._svc.run(mark_interrupted, orphans)
                 self.submit(pending)
                 due = await self._svc.run(claim_scheduled)
                 if due:

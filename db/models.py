@@ -148,6 +148,7 @@ class IntegrationSyncLog(BaseModel):
     metadata = peewee.JSONField(default=dict)
     started_at = UTCDateTimeField(null=True)
     completed_at = UTCDateTimeField(null=True)
+    run_after = UTCDateTimeField(null=True)  # a deferred PENDING publish run is started from this time on
 
     class Meta:
         table_name = "integration_sync_logs"

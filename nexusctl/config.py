@@ -123,6 +123,7 @@ class Settings:
     google_ads_developer_token: Secret | None = None  # the developer-token header every Google Ads API call needs
     google_ads_login_customer_id: str | None = None  # 10 digits: the manager account the calls go through
     sync_poll_seconds: float = 30.0  # how often the daemon starts scheduled syncs and recovers stalled ones
+    publish_processing_seconds: float = 900.0  # how long a publish waits for the provider to process a video
 
     @property
     def is_production(self) -> bool:
@@ -214,6 +215,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         events_claim_idle=_duration(env, "EVENTS_CLAIM_IDLE", 60.0),
         sync_rate_limit_budget=_duration(env, "SYNC_RATE_LIMIT_BUDGET", 120.0),
         sync_poll_seconds=_duration(env, "SYNC_POLL_INTERVAL", 30.0),
+        publish_processing_seconds=_duration(env, "PUBLISH_PROCESSING_TIMEOUT", 900.0),
         discord_bot_token=Secret(env["DISCORD_BOT_TOKEN"].strip()) if env.get("DISCORD_BOT_TOKEN", "").strip() else None,
         google_ads_developer_token=_developer_token(env, "GOOGLE_ADS_DEVELOPER_TOKEN"),
         google_ads_login_customer_id=_customer_id(env, "GOOGLE_ADS_LOGIN_CUSTOMER_ID"),

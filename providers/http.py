@@ -50,12 +50,16 @@ class Reply:
 
 
 async def call(session: aiohttp.ClientSession, provider: str, method: str, url: str, *,
-               secrets: tuple = (), **kwargs) -> Reply:
-    """Make the request; raise ProviderError / RateLimited, else return the Reply."""
+               secrets: tuple = (), timeout: aiohttp.ClientTimeout = TIMEOUT, **kwargs) -> Reply:
+    """Make the request; raise ProviderError / RateLimited, else return the Reply.
+
+    A failure after the request may have reached the provider (a timeout, a dropped connection, a 5xx) carries
+    ``sent=True`` in its details: a "create" call that failed so may still have created (see ``may_have_sent``).
+    ``timeout``: for calls that carry a large body (an upload chunk)."""
     host = urlsplit(url).hostname or "?"
     started = time.monotonic()
     try:
-        async with session.request(method, url, timeout=TIMEOUT, allow_redirects=False, **kwargs) as response:
+        async with session.request(method, url, timeout=timeout, allow_redirects=False, **kwargs) as response:
             # read(n) returns what is buffered (often one 64 KiB chunk), not n bytes: read up to the end.
             chunks, size = [], 0
             async for chunk in response.content.iter_chunked(65536):
@@ -66,7 +70,10 @@ async def call(session: aiohttp.ClientSession, provider: str, method: str, url: 
             raw = b"".join(chunks)
             status, headers = response.status, dict(response.headers)
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-        raise ProviderError(f"{provider}: could not reach {host} ({type(exc).__name__})", provider=provider) from None
+        # Refused before connecting (DNS, connection refused, TLS): the provider never saw the request.
+        unsent = isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
+        raise ProviderError(f"{provider}: could not reach {host} ({type(exc).__name__})", provider=provider,
+                            **({} if unsent else {"sent": True})) from None
     log.info("provider call %s %s %s -> %s in %.0f ms", provider, method, host, status,
              (time.monotonic() - started) * 1000)
     if len(raw) > MAX_REPLY_BYTES:
@@ -81,8 +88,13 @@ async def call(session: aiohttp.ClientSession, provider: str, method: str, url: 
                           retry_after=retry_after(reply))
     if status >= 500:
         raise ProviderError(f"{provider}: {host} answered HTTP {status}{describe(reply, secrets, ': ')}",
-                            provider=provider, status=status)
+                            provider=provider, status=status, sent=True)
     return reply
+
+
+def may_have_sent(exc: Exception) -> bool:
+    """True for a failure that leaves it unknown whether the provider acted on the request (no clean answer)."""
+    return bool(getattr(exc, "details", {}).get("sent"))
 
 
 def basic_auth(user: str, password: str) -> str:

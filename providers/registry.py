@@ -41,7 +41,8 @@ SPECS: dict[Provider, ProviderSpec] = {s.provider: s for s in [
                  scope_separator=",",
                  refresh=R.FB_EXCHANGE),
     ProviderSpec(Provider.YOUTUBE, auth_url=_GOOGLE_AUTH, token_url=_GOOGLE_TOKEN, api_url="https://www.googleapis.com",
-                 revoke_url=_GOOGLE_REVOKE, scopes=("https://www.googleapis.com/auth/youtube.readonly",),
+                 revoke_url=_GOOGLE_REVOKE, scopes=("https://www.googleapis.com/auth/youtube.readonly",
+                                                    "https://www.googleapis.com/auth/youtube.upload"),
                  pkce=True, authorize_params=_GOOGLE_OFFLINE),
     # X: PKCE required, confidential clients authenticate with HTTP Basic, refresh tokens single-use.
     ProviderSpec(Provider.TWITTER, auth_url="https://x.com/i/oauth2/authorize",

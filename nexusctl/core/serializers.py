@@ -59,6 +59,7 @@ def sync_log_to_dict(row: IntegrationSyncLog) -> dict:
         "metadata": row.metadata or {},
         "startedAt": _value(row.started_at),
         "completedAt": _value(row.completed_at),
+        "runAfter": _value(row.run_after),  # a deferred PENDING publish starts from then on
         "createdAt": _value(row.created_at),
         "updatedAt": _value(row.updated_at),
     }

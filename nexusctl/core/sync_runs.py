@@ -27,7 +27,7 @@ import logging
 from db.fields import utcnow
 from db.models import Integration, IntegrationSyncLog
 from nexusctl.core import connections, integrations, leases, sync_state
-from nexusctl.errors import NexusError, RateLimited, SyncFailed, SyncNotStarted, TokenExpired
+from nexusctl.errors import NexusError, ProviderError, RateLimited, SyncFailed, SyncNotStarted, TokenExpired
 from providers.sync.base import SyncApi
 from providers.sync.registry import AUTH_HEADER, action_of
 
@@ -37,6 +37,8 @@ LEASE_SECONDS = 300.0  # renewed after every page; a page never takes this long 
 UNKNOWN_WAIT = 10.0  # seconds, when a provider throttles without saying for how long
 EXPIRY_MARGIN = dt.timedelta(seconds=60)
 PUBLISH = "publish"  # queued by content.published (nexusctl.core.inbound), run like a sync
+# Seconds before a deferred publish looks again (the provider still processing its video), then every minute.
+DEFER_DELAYS = (5.0, 10.0, 20.0, 30.0, 60.0)
 
 
 def plan(integration_id, action: str | None, *, full: bool = False, trigger: str = "cli",
@@ -101,13 +103,17 @@ async def run(svc, log_id, *, progress=None, budget: float | None = None) -> Int
     lock, holder = f"sync:{integration_id}:{name}", str(log_id)
     stats = {"rateLimitWaits": 0, "rateLimitWaitedSeconds": 0.0, "providerCalls": 0}
     if not await svc.run(leases.acquire, lock, holder, LEASE_SECONDS):
+        if name == PUBLISH:  # another post to this integration is being made: this one goes right after
+            return await svc.run(sync_state.defer, log_id, utcnow() + dt.timedelta(seconds=DEFER_DELAYS[0]))
         error = SyncNotStarted(f"another {name} sync of this integration is running")
         return await svc.run(sync_state.fail, log_id, integration_id, error)
     api = None
     try:
         row, tokens = await _fresh_tokens(svc, integration_id)
         if name == PUBLISH:
-            return await _publish(svc, started, row, tokens, stats, budget)
+            async def heartbeat():  # a long upload keeps its run lease (renewed after every chunk)
+                await svc.run(leases.acquire, lock, holder, LEASE_SECONDS)
+            return await _publish(svc, started, row, tokens, stats, budget, heartbeat)
         (action,) = action_of(row.provider, name)
         full = bool((started.metadata or {}).get("full"))
         resume = None if full else await svc.run(sync_state.resume_of, integration_id, name)
@@ -153,10 +159,14 @@ async def run(svc, log_id, *, progress=None, budget: float | None = None) -> Int
         await svc.run(leases.release, lock, holder)
 
 
-async def _publish(svc, log: IntegrationSyncLog, row: Integration, tokens, stats: dict, budget: float):
+async def _publish(svc, log: IntegrationSyncLog, row: Integration, tokens, stats: dict, budget: float,
+                   heartbeat=None):
     """One post of the content a content.published event queued: at most one provider call that creates it
-    (plus the waits and the single refresh a throttle or a refused token call for)."""
+    (plus the waits and the single refresh a throttle or a refused token call for). A provider still
+    processing the media (NotReady) defers the run: back to PENDING, looked at again later."""
     from providers.sync.publish import PUBLISHERS
+    from providers.sync.publish_common import NotReady
+    from providers.sync.publish_reconcile import RECONCILERS
 
     publisher = PUBLISHERS.get(row.provider.value)
     if publisher is None:
@@ -164,10 +174,20 @@ async def _publish(svc, log: IntegrationSyncLog, row: Integration, tokens, stats
     content = (log.metadata or {}).get("content") or {}
     own = {k: v for k, v in (row.metadata or {}).items() if k != "provider"}
     api, refreshed = _api(svc, row, tokens), False
+    reconcile = RECONCILERS.get(row.provider.value)
+    if (reconcile is not None and not (log.metadata or {}).get("pending") and content.get("contentId")
+            and await svc.run(sync_state.uncertain_publish, row.id, content["contentId"], log.id)):
+        found, _looked = await _look_up(reconcile, api, content, own)  # the last try may have posted: look first
+        if found is not None:
+            return await _published(svc, log, row, api, {**found, "reconciled": True}, stats)
     while True:
+        api.pending, api.heartbeat = (log.metadata or {}).get("pending"), heartbeat
         try:
             result = await publisher(api, content, own)
             break
+        except NotReady as exc:
+            stats["providerCalls"] = api.calls
+            return await _defer(svc, log, row, exc, stats)
         except RateLimited as exc:
             await _wait_out(exc, stats, budget, f"publish {log.id}", resumes=False)
         except TokenExpired:
@@ -175,9 +195,56 @@ async def _publish(svc, log: IntegrationSyncLog, row: Integration, tokens, stats
                 raise
             refreshed = True
             row, api = await _refreshed(svc, row.id, api)
+        except NexusError as exc:
+            if not exc.details.get("mayHavePosted"):
+                raise
+            found, looked = await _look_up(reconcile, api, content, own) if reconcile else (None, False)
+            if found is not None:
+                result = {**found, "reconciled": True}
+                break
+            stats.update(providerCalls=api.calls, mayHavePosted=True)
+            raise ProviderError(
+                f"{exc.message}. The request reached {row.provider.value} but no clean answer came back, so the "
+                f"post may have been made{': it is not among the latest posts yet' if looked else ''}; check "
+                "the account before publishing this content again"
+                f"{' (a re-publish looks it up first)' if reconcile else ''}",
+                provider=row.provider.value, mayHavePosted=True) from None
+    return await _published(svc, log, row, api, result, stats)
+
+
+async def _published(svc, log: IntegrationSyncLog, row: Integration, api: SyncApi, result: dict, stats: dict):
     stats["providerCalls"] = api.calls
     await svc.run(sync_state.record_published, log.id, result)
     return await svc.run(sync_state.finish, log.id, row.id, PUBLISH, extra={**stats, "result": result})
+
+
+async def _look_up(reconcile, api: SyncApi, content: dict, own: dict) -> tuple[dict | None, bool]:
+    """(the post found among the account's latest, whether the lookup worked): a failed lookup finds nothing."""
+    try:
+        return await reconcile(api, content, own), True
+    except NexusError as exc:
+        log.info("looking the post up failed: %s", exc.message)
+        return None, False
+
+
+async def _defer(svc, entry: IntegrationSyncLog, row: Integration, exc, stats: dict) -> IntegrationSyncLog:
+    """Back to PENDING until the next look (DEFER_DELAYS), or FAILED once PUBLISH_PROCESSING_TIMEOUT has passed
+    since the first deferral (the deadline itself gets one last look)."""
+    now, limit = utcnow(), svc.settings.publish_processing_seconds
+    previous = (entry.metadata or {}).get("pending") or {}
+    since = dt.datetime.fromisoformat(previous["since"]) if previous.get("since") else now
+    checks = int(previous.get("checks") or 0) + 1
+    waited = (now - since).total_seconds()
+    if waited >= limit:
+        raise ProviderError(f"{row.provider.value}: {exc.message}, {waited / 60:.1f} min after the first look "
+                            f"(PUBLISH_PROCESSING_TIMEOUT is {limit / 60:.1f} min): gave up, nothing was published",
+                            provider=row.provider.value)
+    delay = dt.timedelta(seconds=DEFER_DELAYS[min(checks - 1, len(DEFER_DELAYS) - 1)])
+    run_after = min(now + delay, since + dt.timedelta(seconds=limit))
+    pending = {**exc.state, "since": since.isoformat(), "checks": checks, "reason": exc.message}
+    deferred = await svc.run(sync_state.defer, entry.id, run_after, pending=pending, extra=stats)
+    log.info("publish %s deferred until %s: %s", entry.id, run_after.isoformat(), exc.message)
+    return deferred
 
 
 def logs_of(log_ids) -> list[IntegrationSyncLog]:

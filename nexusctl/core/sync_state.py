@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import uuid
 
+from peewee import fn
+
 from db.database import database_proxy
 from db.fields import utcnow
 from db.models import Integration, IntegrationSyncLog, SyncCursor, SyncedItem
@@ -39,9 +41,11 @@ def create(integration: Integration, action: str, *, full: bool, trigger: str) -
 
 
 def start(log_id: uuid.UUID) -> IntegrationSyncLog | None:
-    """PENDING -> IN_PROGRESS; None if it is no longer pending (cancelled meanwhile)."""
+    """PENDING -> IN_PROGRESS; None if it is no longer pending (cancelled meanwhile). A deferred run keeps its
+    first start time."""
     now = utcnow()
-    moved = IntegrationSyncLog.update(status=SyncStatus.IN_PROGRESS, started_at=now, updated_at=now).where(
+    moved = IntegrationSyncLog.update(status=SyncStatus.IN_PROGRESS, updated_at=now, run_after=None,
+                                      started_at=fn.COALESCE(IntegrationSyncLog.started_at, now)).where(
         (IntegrationSyncLog.id == log_id) & (IntegrationSyncLog.status == SyncStatus.PENDING)).execute()
     return IntegrationSyncLog.get_by_id(log_id) if moved else None
 
@@ -120,6 +124,31 @@ def record_published(log_id, result: dict) -> None:
     log = IntegrationSyncLog.get_by_id(log_id)
     IntegrationSyncLog.update(items_processed=1, metadata={**(log.metadata or {}), "result": result},
                               updated_at=utcnow()).where(IntegrationSyncLog.id == log_id).execute()
+
+
+def uncertain_publish(integration_id, content_id: str, log_id) -> bool:
+    """Did the last finished publish of this content to this integration end not knowing whether it posted?
+    (Its integration's logs by the (integration_id, created_at) index, newest first: one row read.)"""
+    last = (IntegrationSyncLog.select(IntegrationSyncLog.status, IntegrationSyncLog.metadata).where(
+        (IntegrationSyncLog.integration == integration_id) & (IntegrationSyncLog.action == "publish")
+        & (IntegrationSyncLog.resource_id == content_id) & (IntegrationSyncLog.id != log_id)
+        & IntegrationSyncLog.status.in_([SyncStatus.COMPLETED, SyncStatus.FAILED]))
+        .order_by(IntegrationSyncLog.created_at.desc()).first())
+    return last is not None and last.status == SyncStatus.FAILED and bool((last.metadata or {}).get("mayHavePosted"))
+
+
+def defer(log_id, run_after, *, pending: dict | None = None, extra: dict | None = None) -> IntegrationSyncLog:
+    """IN_PROGRESS -> PENDING until ``run_after`` (a publish waiting on the provider), ``pending`` kept in its
+    metadata for the next run. A run cancelled meanwhile stays CANCELLED."""
+    now = utcnow()
+    with database_proxy.atomic():
+        log = IntegrationSyncLog.get_by_id(log_id)
+        meta = {**(log.metadata or {}), **(extra or {})}
+        if pending is not None:
+            meta["pending"] = pending
+        IntegrationSyncLog.update(status=SyncStatus.PENDING, run_after=run_after, metadata=meta, updated_at=now).where(
+            (IntegrationSyncLog.id == log_id) & (IntegrationSyncLog.status == SyncStatus.IN_PROGRESS)).execute()
+    return IntegrationSyncLog.get_by_id(log_id)
 
 
 def delete_unseen(log_id, integration_id, action: str, resource: str) -> int:

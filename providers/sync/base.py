@@ -70,6 +70,8 @@ class SyncApi:
         self.base = (base_url or adapter.url("API", tenant) or "").rstrip("/")
         self.calls = 0
         self.settings = None  # set by the engine: publishers that post as the application read its credentials
+        self.pending: dict | None = None  # a deferred publish run's state (publish_common.NotReady), else None
+        self.heartbeat = None  # set by the engine: a long publish (an upload) awaits it now and then
 
     @property
     def metadata(self) -> dict:

@@ -41,9 +41,10 @@ def graph_post_check(provider: str, secrets: tuple, refused: str, needs: str):
     return check
 
 
-async def graph_edge(api, path: str, params: dict, after: str | None, provider: str):
-    """One page of an edge: (rows, the cursor of the next page or None)."""
-    reply = await api.get(path, params={**params, "after": after}, check=graph_check(provider))
+async def graph_edge(api, path: str, params: dict, after: str | None, provider: str, token: str | None = None):
+    """One page of an edge: (rows, the cursor of the next page or None). ``token``: read with this one (a
+    page's own token) instead of the integration's."""
+    reply = await api.get(path, params={**params, "after": after}, check=graph_check(provider), token=token)
     rows = [r for r in reply.get("data") or [] if isinstance(r, dict) and r.get("id")]
     after = reply.get("paging", "cursors", "after")
     more = bool(reply.get("paging", "next")) and bool(after)
@@ -71,11 +72,13 @@ def _start(containers: list[dict], resume: dict | None) -> tuple[int, str | None
     return min(int(resume.get("index") or 0), len(containers)), None
 
 
-async def edges_of_each(api, resume, containers: list[dict], path_of, params: dict, provider: str, item_of):
+async def edges_of_each(api, resume, containers: list[dict], path_of, params: dict, provider: str, item_of,
+                        token_of=None):
     """Pages of one edge for each container in turn (a user's pages' posts, ad accounts' campaigns).
 
     ``resume`` is ``{"container": id, "index": i, "after": cursor}``: the container being read (its id and
-    position) and the cursor inside it (None: its first page).
+    position) and the cursor inside it (None: its first page). ``token_of(container)``: the token to read it
+    with (a Facebook page's own), else the integration's; it never enters ``resume`` nor the items.
     """
     index, after = _start(containers, resume)
     if index >= len(containers):
@@ -83,7 +86,8 @@ async def edges_of_each(api, resume, containers: list[dict], path_of, params: di
         return
     while index < len(containers):
         container = containers[index]
-        rows, after = await graph_edge(api, path_of(container), params, after, provider)
+        rows, after = await graph_edge(api, path_of(container), params, after, provider,
+                                       token_of(container) if token_of else None)
         items = [item_of(container, r) for r in rows]
         if after is None:
             index += 1

@@ -30,13 +30,21 @@ sync log that the content.published handler queued.
   with ``image_url`` (Instagram takes JPEG only) or ``media_type=REELS`` +
   ``video_url``, and ``caption`` (title and URL, <= 2,200); a reel's
   container is polled (``GET /{container}?fields=status_code,status``) for a
-  few seconds only (``IG_POLL_DELAYS``) until FINISHED; then ``POST
-  /{ig-user-id}/media_publish`` ``creation_id``. The ig user id is the
-  connection's account id (``/me``'s ``user_id``), else ``GET /me``. Text
-  alone cannot be posted (UsageProblem). If a step before media_publish fails
-  (a reel still IN_PROGRESS, ERROR, a refused token, throttling) nothing is
+  few seconds (``IG_POLL_DELAYS``) until FINISHED; then ``POST
+  /{ig-user-id}/media_publish`` ``creation_id``. A reel still IN_PROGRESS
+  after that defers the run (``NotReady``: back to PENDING with the container
+  id, looked at again by the daemon until PUBLISH_PROCESSING_TIMEOUT). The ig
+  user id is the connection's account id (``/me``'s ``user_id``), else ``GET
+  /me``. Text alone cannot be posted (UsageProblem). If a step before
+  media_publish fails (ERROR, a refused token, throttling) nothing is
   published: an unpublished container is invisible and Instagram drops it
   after 24 h, and a retried run (a refresh, a throttling wait) makes a new one.
+  A media_publish without a clean answer asks the container (PUBLISHED: done;
+  FINISHED: published now; a container is published at most once).
+
+Creating calls go through ``publish_common.creating``: one that got no clean
+answer (timeout, dropped connection, 5xx) is marked ``mayHavePosted``, and the
+engine looks the post up where publish_reconcile can (X, Facebook pages).
 - TIKTOK (Content Posting API, direct post; needs ``video.publish``): the
   creator's options from ``POST /v2/post/publish/creator_info/query/``, then
   ``POST /v2/post/publish/video/init/`` with ``post_info`` (title, the
@@ -49,12 +57,11 @@ sync log that the content.published handler queued.
   pulls and posts the video asynchronously: the result is the ``publishId``
   with the status of one ``status/fetch`` made right after (a failed status
   fetch is not a failed post: the post was accepted).
-- YOUTUBE is not built yet (its publish logs fail saying so): a YouTube video
-  is uploaded as bytes (``videos.insert``, a resumable upload), so the
-  service would have to stream the content's video through itself (with a
-  size cap, a chunked upload that resumes after an error, and the
-  ``youtube.upload`` scope); and an API project that is not audited can only
-  upload private videos.
+- YOUTUBE (``videos.insert`` as a resumable upload; needs ``youtube.upload``):
+  the content's first video, streamed from its URL through the SSRF guard to
+  YouTube a chunk at a time (publish_video.py); private unless
+  ``metadata.publishPrivacyStatus`` says otherwise (an unaudited API project's
+  uploads are locked private by YouTube anyway). The result is the video id.
 """
 
 from __future__ import annotations
@@ -63,9 +70,10 @@ from providers.sync.publish_chat import discord, slack
 from providers.sync.publish_common import compose
 from providers.sync.publish_media import instagram, tiktok
 from providers.sync.publish_posts import facebook, linkedin, twitter
+from providers.sync.publish_video import youtube
 
 __all__ = ["PUBLISHERS", "compose"]
 
 PUBLISHERS = {"SLACK": slack, "TWITTER": twitter, "DISCORD": discord, "LINKEDIN": linkedin, "FACEBOOK": facebook,
-              "INSTAGRAM": instagram, "TIKTOK": tiktok}
+              "INSTAGRAM": instagram, "TIKTOK": tiktok, "YOUTUBE": youtube}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from nexusctl.errors import ProviderError, ProviderNotConfigured, UsageProblem
 from providers.http import describe
 from providers.sync.chat import _slack_ok
-from providers.sync.publish_common import compose
+from providers.sync.publish_common import compose, creating
 
 
 async def slack(api, content: dict, metadata: dict) -> dict:
@@ -13,8 +13,8 @@ async def slack(api, content: dict, metadata: dict) -> dict:
     if not channel:
         raise UsageProblem("set the Slack integration's metadata.publishChannel (a channel id or name) to publish "
                            "to it", field="metadata.publishChannel")
-    body = _slack_ok(await api.post("chat.postMessage", json_body={"channel": channel, "text": compose(content),
-                                                                   "unfurl_links": True}))
+    body = _slack_ok(await creating(api.post("chat.postMessage", json_body={
+        "channel": channel, "text": compose(content), "unfurl_links": True})))
     return {"channel": body.get("channel"), "ts": body.get("ts")}
 
 
@@ -32,8 +32,8 @@ async def discord(api, content: dict, metadata: dict) -> dict:
         raise ProviderNotConfigured("DISCORD_BOT_TOKEN: not set; Discord posts to a channel as the application's "
                                     "bot (add it to the server with the OAuth bot scope)", provider="DISCORD")
     url = api.url(f"v10/channels/{channel}/messages")
-    reply = await api.adapter.http("POST", url, secrets=(bot,), json={"content": compose(content, DISCORD_MAX)},
-                                   headers={"Authorization": f"Bot {bot}", "Accept": "application/json"})
+    reply = await creating(api.adapter.http("POST", url, secrets=(bot,), json={"content": compose(content, DISCORD_MAX)},
+                                            headers={"Authorization": f"Bot {bot}", "Accept": "application/json"}))
     api.calls += 1
     api.adapter._check_throttle(reply)
     if reply.status >= 400:

@@ -4,13 +4,36 @@ from __future__ import annotations
 
 import re
 
-from nexusctl.errors import UsageProblem
+from nexusctl.errors import ProviderError, UsageProblem
+from providers.http import may_have_sent
 
 TWEET_MAX = 280
 LINKEDIN_MAX = 3000  # commentary characters
 # "little" text format: these are markup (mentions, hashtags, templates) unless backslash-escaped.
 LITTLE_RESERVED = re.compile(r"([\\|{}@\[\]()<>#*_~])")
 URL_TOKEN = re.compile(r"(https?://\S+)")
+
+
+class NotReady(Exception):
+    """The provider is still processing what a publisher sent (an Instagram reel's container): the run is
+    deferred and looks again later. ``state`` (ids only, never a token) is kept in the log's metadata as
+    ``pending`` and handed back to the publisher as ``api.pending`` on the next run."""
+
+    def __init__(self, message: str, state: dict) -> None:
+        super().__init__(message)
+        self.message, self.state = message, state
+
+
+async def creating(call):
+    """Await the call that makes the post. A failure after the request may have reached the provider (a timeout,
+    a dropped connection, a 5xx) is marked ``mayHavePosted``: the engine looks the post up where the provider
+    allows it (publish_reconcile) and otherwise says the post may exist, so nobody blindly posts it again."""
+    try:
+        return await call
+    except ProviderError as exc:
+        if may_have_sent(exc):
+            exc.details["mayHavePosted"] = True
+        raise
 
 
 def compose(content: dict, limit: int | None = None) -> str:

@@ -6,9 +6,9 @@ import asyncio
 from urllib.parse import urlsplit
 
 from nexusctl.errors import NexusError, ProviderError, UsageProblem
-from providers.http import describe
+from providers.http import describe, may_have_sent
 from providers.sync.graph import graph_check, graph_post_check
-from providers.sync.publish_common import compose
+from providers.sync.publish_common import NotReady, compose, creating
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".heic")
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v", ".webm")
@@ -47,8 +47,9 @@ def _caption(content: dict, limit: int) -> str:
 
 
 INSTAGRAM_CAPTION_MAX = 2200
-# Seconds between a reel container's status reads: about 5 s in all, so a sync worker is not held for the
-# minutes a long video can take; a reel not ready by then fails the run (nothing is published).
+# Seconds between a reel container's status reads in the first run: about 5 s in all, so a sync worker is not
+# held for the minutes a long video can take; a reel not ready by then defers the run (NotReady), which looks
+# again later, until PUBLISH_PROCESSING_TIMEOUT.
 IG_POLL_DELAYS = (0.5, 1.0, 1.5, 2.0)
 
 
@@ -69,53 +70,96 @@ async def _instagram_user(api) -> str:
     return str(user)
 
 
-async def _instagram_wait(api, container: str, check) -> None:
-    """Poll a container until FINISHED, for IG_POLL_DELAYS in all; ERROR / EXPIRED / still IN_PROGRESS raise."""
-    status = code = None
-    for delay in IG_POLL_DELAYS:
+def _container_failed(container: str, code: str, status) -> ProviderError:
+    return ProviderError(f"INSTAGRAM: Instagram could not process the video (container {container} is "
+                         f"{code}{': ' + str(status)[:200] if status else ''}); nothing was published",
+                         provider="INSTAGRAM")
+
+
+async def _instagram_wait(api, container: str, check, delays) -> None:
+    """Read a container's status after each delay until FINISHED; ERROR / EXPIRED raise, still IN_PROGRESS after
+    the last is NotReady: the run is deferred and looks again later (the container id kept)."""
+    code = None
+    for delay in delays:
         await asyncio.sleep(delay)
         reply = await api.get(container, params={"fields": "status_code,status"}, check=check)
         code, status = reply.get("status_code"), reply.get("status")
         if code == "FINISHED":
             return
         if code in ("ERROR", "EXPIRED"):
-            raise ProviderError(f"INSTAGRAM: Instagram could not process the video (container {container} is "
-                                f"{code}{': ' + str(status)[:200] if status else ''}); nothing was published",
-                                provider="INSTAGRAM")
+            raise _container_failed(container, code, status)
+        if code == "PUBLISHED":  # a media_publish whose answer was lost made it: never publish it again
+            raise ProviderError(f"INSTAGRAM: the container {container} is already PUBLISHED (an earlier attempt's "
+                                "answer was lost): not published again; find the post on the account",
+                                provider="INSTAGRAM", published=True)
         if code not in ("IN_PROGRESS", None):
             break
-    raise ProviderError(f"INSTAGRAM: the video container {container} is still {code or 'not ready'} after "
-                        f"{sum(IG_POLL_DELAYS):.0f} s; nothing was published (Instagram drops an unpublished "
-                        "container after 24 h): a shorter or smaller video processes faster",
-                        provider="INSTAGRAM")
+    raise NotReady(f"the video container {container} is still {code or 'not ready'} at Instagram",
+                   {"containerId": container})
 
 
 async def instagram(api, content: dict, metadata: dict) -> dict:
+    container = str((api.pending or {}).get("containerId") or "")
     media = media_of(content)
-    if not media:
+    if not container and not media:
         raise UsageProblem("Instagram cannot post text only: the content needs an image or a video in its "
                            "media (an item with a url and a type image or video, or an image/video file URL)",
                            field="media")
-    item = media[0]
     check = _instagram_check((api.tokens.access_token,))
     user = await _instagram_user(api)
-    body = {"caption": _caption(content, INSTAGRAM_CAPTION_MAX)}
-    if item["kind"] == "image":
-        body["image_url"] = item["url"]
+    if container:  # a deferred run: the reel's container exists, look at it once more
+        await _instagram_wait(api, container, check, (0,))
     else:
-        body.update(media_type="REELS", video_url=item["url"])
-    container = str((await api.post(f"{user}/media", json_body=body, check=check)).get("id") or "")
-    if not container:
-        raise ProviderError("INSTAGRAM: the media container was not created (no id in the answer)",
-                            provider="INSTAGRAM")
-    if item["kind"] == "video":
-        await _instagram_wait(api, container, check)
-    reply = await api.post(f"{user}/media_publish", json_body={"creation_id": container}, check=check)
+        item = media[0]
+        body = {"caption": _caption(content, INSTAGRAM_CAPTION_MAX)}
+        if item["kind"] == "image":
+            body["image_url"] = item["url"]
+        else:
+            body.update(media_type="REELS", video_url=item["url"])
+        container = str((await api.post(f"{user}/media", json_body=body, check=check)).get("id") or "")
+        if not container:
+            raise ProviderError("INSTAGRAM: the media container was not created (no id in the answer)",
+                                provider="INSTAGRAM")
+        if item["kind"] == "video":
+            await _instagram_wait(api, container, check, IG_POLL_DELAYS)
+    try:
+        reply = await api.post(f"{user}/media_publish", json_body={"creation_id": container}, check=check)
+    except ProviderError as exc:
+        if not may_have_sent(exc):
+            raise
+        return await _after_lost_publish(api, user, container, check, exc, content)
+    return _published(reply, container)
+
+
+def _published(reply, container: str) -> dict:
     media_id = reply.get("id") if isinstance(reply.body, dict) else None
     if not media_id:
         raise ProviderError(f"INSTAGRAM: the post was not confirmed (no id in the media_publish answer for "
                             f"container {container})", provider="INSTAGRAM")
     return {"mediaId": str(media_id), "containerId": container}
+
+
+async def _after_lost_publish(api, user: str, container: str, check, exc: ProviderError, content: dict) -> dict:
+    """media_publish got no clean answer. Instagram publishes a container at most once, so its status tells:
+    PUBLISHED, it is done (the media id found among the latest posts by caption); FINISHED, it was not, and
+    publishing it now cannot make a second post. Otherwise the post may exist: say so."""
+    try:
+        code = (await api.get(container, params={"fields": "status_code"}, check=check)).get("status_code")
+        if code == "PUBLISHED":
+            caption = _caption(content, INSTAGRAM_CAPTION_MAX) or None
+            latest = await api.get("me/media", params={"fields": "id,caption", "limit": 10}, check=check)
+            media_id = next((str(m["id"]) for m in latest.get("data") or []
+                             if isinstance(m, dict) and m.get("caption") == caption), None)
+            return {"mediaId": media_id, "containerId": container, "reconciled": True}
+        if code == "FINISHED":
+            reply = await creating(api.post(f"{user}/media_publish", json_body={"creation_id": container},
+                                            check=check))
+            return {**_published(reply, container), "reconciled": True}
+    except NexusError as again:  # a refused token or throttling here must not make the engine post anew
+        if again.details.get("mayHavePosted"):
+            raise
+    exc.details["mayHavePosted"] = True
+    raise exc
 
 
 TIKTOK_TITLE_MAX = 2200
@@ -157,8 +201,8 @@ async def tiktok(api, content: dict, metadata: dict) -> dict:
             "disable_comment": bool(creator.get("comment_disabled")),
             "disable_duet": bool(creator.get("duet_disabled")),
             "disable_stitch": bool(creator.get("stitch_disabled"))}
-    reply = await api.post("v2/post/publish/video/init/", check=_tiktok_post_check, json_body={
-        "post_info": post, "source_info": {"source": "PULL_FROM_URL", "video_url": video["url"]}})
+    reply = await creating(api.post("v2/post/publish/video/init/", check=_tiktok_post_check, json_body={
+        "post_info": post, "source_info": {"source": "PULL_FROM_URL", "video_url": video["url"]}}))
     publish_id = reply.get("data", "publish_id")
     if not publish_id:
         raise ProviderError("TIKTOK: the post was not confirmed (no publish_id in the answer)", provider="TIKTOK")

@@ -7,11 +7,11 @@ from providers.http import describe
 from providers.sync.graph import graph_all, graph_post_check
 from providers.sync.social import LINKEDIN_HEADERS
 from providers.sync.publish_common import (LINKEDIN_MAX, LITTLE_RESERVED,
-                                            TWEET_MAX, URL_TOKEN, _header, compose)
+                                            TWEET_MAX, URL_TOKEN, _header, compose, creating)
 
 
 async def twitter(api, content: dict, metadata: dict) -> dict:
-    reply = await api.post("2/tweets", json_body={"text": compose(content, TWEET_MAX)})
+    reply = await creating(api.post("2/tweets", json_body={"text": compose(content, TWEET_MAX)}))
     post_id = (reply.body or {}).get("data", {}).get("id") if isinstance(reply.body, dict) else None
     if not post_id:
         raise ProviderError("TWITTER: the post was not confirmed (no id in the answer)", provider="TWITTER")
@@ -51,8 +51,8 @@ async def linkedin(api, content: dict, metadata: dict) -> dict:
         if (content.get("description") or "").strip():
             article["description"] = content["description"].strip()
         body["content"] = {"article": article}
-    reply = await api.post("rest/posts", json_body=body, headers=LINKEDIN_HEADERS,
-                           check=_linkedin_check((api.tokens.access_token,)))
+    reply = await creating(api.post("rest/posts", json_body=body, headers=LINKEDIN_HEADERS,
+                                    check=_linkedin_check((api.tokens.access_token,))))
     urn = _header(reply, "x-restli-id") or (reply.get("id") if isinstance(reply.body, dict) else None)
     if not urn:
         raise ProviderError("LINKEDIN: the post was not confirmed (no x-restli-id in the answer)",
@@ -66,7 +66,8 @@ def _facebook_check(secrets: tuple):
                             "role that can create content: reconnect Facebook")
 
 
-async def facebook(api, content: dict, metadata: dict) -> dict:
+async def facebook_page(api, metadata: dict) -> tuple[str, str]:
+    """(page id, that page's token from /me/accounts): ``metadata.publishPageId`` or the user's only page."""
     pages = await graph_all(api, "me/accounts", {"fields": "id,name,access_token", "limit": 100}, "FACEBOOK")
     wanted = str(metadata.get("publishPageId") or "").strip()
     if wanted:
@@ -88,13 +89,18 @@ async def facebook(api, content: dict, metadata: dict) -> dict:
     if not page_token:
         raise ProviderError(f"FACEBOOK: /me/accounts gave no access token for page {page['id']}: the user needs "
                             "a role on it that can create content", provider="FACEBOOK")
+    return str(page["id"]), page_token
+
+
+async def facebook(api, content: dict, metadata: dict) -> dict:
+    page_id, page_token = await facebook_page(api, metadata)
     url = (content.get("url") or "").strip()
     message = (content.get("title") or content.get("description") or "").strip()
     if not message and not url:
         compose(content)  # raises the usual "nothing to post"
     body = {k: v for k, v in (("message", message), ("link", url)) if v}
-    reply = await api.post(f"{page['id']}/feed", json_body=body, token=page_token,
-                           check=_facebook_check((page_token,)))
+    reply = await creating(api.post(f"{page_id}/feed", json_body=body, token=page_token,
+                                    check=_facebook_check((page_token,))))
     post_id = reply.get("id") if isinstance(reply.body, dict) else None
     if not post_id:
         raise ProviderError("FACEBOOK: the post was not confirmed (no id in the answer)", provider="FACEBOOK")

@@ -4,7 +4,8 @@
   ``data.cursor`` (epoch ms of the last video) and ``data.has_more``; errors
   ``{error:{code,message,log_id}}`` (``code`` is "ok" on success).
 - INSTAGRAM ``GET /me/media`` (Instagram API with Instagram Login) and
-  FACEBOOK ``GET /{page-id}/posts`` for every page in ``/me/accounts``: Graph
+  FACEBOOK ``GET /{page-id}/posts`` for every page in ``/me/accounts``, each
+  with that page's own token from the list (never stored): Graph
   cursor paging, ``paging.cursors.after`` while ``paging.next`` is present.
   Graph errors are ``{error:{message,type,code}}``; code 190 is a dead token
   (HTTP 400), throttling codes are the adapter's (``_Graph.rate_limit``).
@@ -96,9 +97,12 @@ def _facebook_post(page: dict, post: dict) -> Item:
 
 async def facebook_posts(api, resume):
     # The user's pages are listed again on every run (a resumed one too): the list is short and pages come and go.
-    pages = await graph_all(api, "me/accounts", {"fields": "id,name", "limit": GRAPH_PAGE}, "FACEBOOK")
+    # Each page is read with its own token from that list (Graph wants a page token for a page's non-public
+    # posts); the tokens live in this run's memory only, never in the resume state, the items or a message.
+    pages = await graph_all(api, "me/accounts", {"fields": "id,name,access_token", "limit": GRAPH_PAGE}, "FACEBOOK")
     async for page in edges_of_each(api, resume, pages, lambda p: f"{p['id']}/posts",
-                                    {"fields": FACEBOOK_FIELDS, "limit": GRAPH_PAGE}, "FACEBOOK", _facebook_post):
+                                    {"fields": FACEBOOK_FIELDS, "limit": GRAPH_PAGE}, "FACEBOOK", _facebook_post,
+                                    token_of=lambda p: p.get("access_token") or None):
         yield page
 
 

@@ -21,7 +21,7 @@ T0 = dt.datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 MISSING = "00000000-0000-0000-0000-000000000000"
 LOG_KEYS = {
     "id", "integrationId", "action", "resourceType", "resourceId", "status", "itemsProcessed", "itemsFailed",
-    "error", "metadata", "startedAt", "completedAt", "createdAt", "updatedAt",
+    "error", "metadata", "startedAt", "completedAt", "runAfter", "createdAt", "updatedAt",
 }
 HEADER = "ID\tACTION\tSTATUS\tITEMS\tFAILED\tSTARTED\tCOMPLETED\tERROR"
 
@@ -144,7 +144,7 @@ def test_json_is_the_api_shape(cli, make_integration):
         "resourceId": "17895695668004550", "status": "FAILED", "itemsProcessed": 40, "itemsFailed": 2,
         "error": "rate limited", "metadata": {"page": 3, "cursor": "abc"},
         "startedAt": "2024-05-01T12:00:00.250000Z",  # shown in UTC whatever zone it was written in
-        "completedAt": None, "createdAt": item["createdAt"], "updatedAt": item["updatedAt"],
+        "completedAt": None, "runAfter": None, "createdAt": item["createdAt"], "updatedAt": item["updatedAt"],
     }
     assert item["createdAt"].endswith("Z") and item["updatedAt"].endswith("Z")
     assert "nx1." not in result.stdout + result.stderr

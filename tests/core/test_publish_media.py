@@ -12,6 +12,7 @@ scope named; a refused token is refreshed once.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import uuid
 
@@ -19,6 +20,7 @@ import aiohttp
 import pytest
 from emulators.fixtures import emulators, fresh_emulators  # noqa: F401 - pytest fixtures
 
+from db.fields import utcnow
 from db.models import Integration
 from nexusctl import config
 from nexusctl.core import connections, inbound, sync_runs
@@ -111,7 +113,7 @@ def test_an_instagram_video_is_a_reel_polled_until_finished(env, make_integratio
     assert ig.calls["container_status"] == 3 and ig.calls["media_publish"] == 1
 
 
-def test_an_instagram_reel_in_error_or_still_processing_publishes_nothing(env, make_integration):
+def test_an_instagram_reel_in_error_publishes_nothing(env, make_integration):
     ig, user, row, _ = _instagram(env, make_integration)
     ig.reels_outcome = "ERROR"
     log = _publish(env, user, {**CONTENT, "media": [VIDEO]})[row.id]
@@ -120,10 +122,60 @@ def test_an_instagram_reel_in_error_or_still_processing_publishes_nothing(env, m
     assert "nothing was published" in log.error
     assert ig.calls["media_publish"] == 0 and ig.records_of("media") == []
 
-    ig.reels_outcome, ig.reels_processing_polls = "FINISHED", 50  # longer than the publisher waits
+
+def _run_again(env, log_id, settings=None):
+    """The daemon's next look at a deferred publish log (its run_after is the runner's business)."""
+    async def main():
+        async with aiohttp.ClientSession(trust_env=False) as session:
+            svc = Services(settings or env[0], env[1], session, direct, None)
+            return await sync_runs.run(svc, log_id)
+
+    return asyncio.run(main())
+
+
+def test_a_reel_still_processing_is_deferred_then_published_once(env, make_integration):
+    ig, user, row, _ = _instagram(env, make_integration)
+    ig.reels_processing_polls = 50  # longer than the first run looks
+    log = _publish(env, user, {**CONTENT, "media": [VIDEO]})[row.id]
+    assert log.status == SyncStatus.PENDING and log.error is None, log.error  # deferred, not failed
+    (container,) = ig.containers
+    pending = log.metadata["pending"]
+    assert pending["containerId"] == container and pending["checks"] == 1 and "still IN_PROGRESS" in pending["reason"]
+    assert log.run_after is not None and 4 <= (log.run_after - utcnow()).total_seconds() <= 5.5
+    assert ig.calls["container_status"] == len(publish.IG_POLL_DELAYS) and ig.calls["media_publish"] == 0
+
+    log = _run_again(env, log.id)  # still processing: one status read, deferred a little longer
+    assert log.status == SyncStatus.PENDING and log.metadata["pending"]["checks"] == 2
+    assert 9 <= (log.run_after - utcnow()).total_seconds() <= 10.5
+    assert log.metadata["pending"]["since"] == pending["since"]  # the deadline counts from the first look
+    assert ig.calls["container_status"] == len(publish.IG_POLL_DELAYS) + 1
+
+    ig.containers[container]["polls_left"] = 0  # Instagram is done
+    log = _run_again(env, log.id)
+    assert log.status == SyncStatus.COMPLETED, log.error
+    (media,) = ig.records_of("media")
+    assert log.metadata["result"] == {"mediaId": media["id"], "containerId": container}
+    assert ig.calls["create_media"] == 1 and ig.calls["media_publish"] == 1  # the same container, published once
+    assert log.items_processed == 1
+
+
+def test_a_reel_is_given_up_after_the_processing_timeout_or_on_error(env, make_integration):
+    ig, user, row, _ = _instagram(env, make_integration)
+    ig.reels_processing_polls = 50
+    log = _publish(env, user, {**CONTENT, "media": [VIDEO]})[row.id]
+    assert log.status == SyncStatus.PENDING
+    impatient = dataclasses.replace(env[0], publish_processing_seconds=0.0)
+    log = _run_again(env, log.id, impatient)
+    assert log.status == SyncStatus.FAILED and log.error.startswith("PROVIDER_ERROR: INSTAGRAM"), log.error
+    assert "still IN_PROGRESS" in log.error and "PUBLISH_PROCESSING_TIMEOUT" in log.error
+    assert "nothing was published" in log.error and ig.calls["media_publish"] == 0
+
     log = _publish(env, user, {**CONTENT, "contentId": "post-11", "media": [VIDEO]})[row.id]
-    assert log.status == SyncStatus.FAILED and "still IN_PROGRESS" in log.error, log.error
-    assert ig.calls["container_status"] == 3 + len(publish.IG_POLL_DELAYS)  # bounded
+    assert log.status == SyncStatus.PENDING
+    box = ig.containers[log.metadata["pending"]["containerId"]]
+    box["polls_left"], box["outcome"] = 0, "ERROR"
+    log = _run_again(env, log.id)
+    assert log.status == SyncStatus.FAILED and "could not process the video" in log.error, log.error
     assert ig.calls["media_publish"] == 0 and ig.records_of("media") == []
 
 
@@ -242,3 +294,17 @@ def test_a_refused_tiktok_token_is_refreshed_once_and_the_video_posted_once(env,
     assert log.status == SyncStatus.COMPLETED, log.error
     assert log.metadata["result"]["status"] is None and len(tt.records_of("publishes")) == 2
     assert tt.calls["refresh"] == 1
+
+
+def test_a_publish_meeting_another_publish_of_its_integration_waits_its_turn(env, make_integration):
+    from nexusctl.core import leases
+
+    ig, user, row, _ = _instagram(env, make_integration)
+    assert leases.acquire(f"sync:{row.id}:publish", "another-run", 60)  # a post to this integration is being made
+    log = _publish(env, user)[row.id]
+    assert log.status == SyncStatus.PENDING and log.error is None, log.error  # not FAILED: it goes next
+    assert 4 <= (log.run_after - utcnow()).total_seconds() <= 5.5 and sum(ig.calls.values()) == 0
+    leases.release(f"sync:{row.id}:publish", "another-run")
+    log = _run_again(env, log.id)
+    assert log.status == SyncStatus.COMPLETED, log.error
+    assert ig.calls["create_media"] == 1 and ig.calls["media_publish"] == 1

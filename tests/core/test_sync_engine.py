@@ -231,7 +231,7 @@ def test_published_content_is_posted_once_to_each_capable_integration(env, make_
     on_x = make_integration(user_id=user, provider=Provider.TWITTER, refresh_token=None,
                             access_token=x.issue(x.new_grant(["tweet.write"]), "access", 3600).value)
     no_channel = make_integration(user_id=user, provider=Provider.SLACK, refresh_token=None, access_token="unused")
-    not_built = make_integration(user_id=user, provider=Provider.YOUTUBE)
+    video_only = make_integration(user_id=user, provider=Provider.YOUTUBE)
     content = {"userId": str(user), "contentId": "post-9", "title": "Our launch", "url": "https://nexus.test/p/9"}
 
     runs = _ingest_and_run(env, content)
@@ -241,7 +241,7 @@ def test_published_content_is_posted_once_to_each_capable_integration(env, make_
     assert [p["text"] for p in x.records_of("posted")] == ["Our launch\nhttps://nexus.test/p/9"]
     assert runs[on_x.id].metadata["result"]["postId"] == x.records_of("posted")[0]["id"]
     assert "publishChannel" in runs[no_channel.id].error and runs[no_channel.id].status == SyncStatus.FAILED
-    assert runs[not_built.id].error == "SYNC_FAILED: publishing to YOUTUBE is not built yet"
+    assert runs[video_only.id].error.startswith("VALIDATION_ERROR: YouTube takes a video: the content has no video")
 
     # X refuses the same text twice: the run fails with the provider's own words, nothing is retried.
     again = _ingest_and_run(env, {**content, "contentId": "post-10"})

@@ -85,7 +85,8 @@ def _columns(db, table):
 
 def test_this_version_ships_these_migrations():
     assert MIGRATIONS == ["0001_initial", "0002_connections", "0003_webhook_delivery", "0004_refresh_sweep",
-                          "0005_job_runs", "0006_event_bus", "0008_sync"]
+                          "0005_job_runs", "0006_event_bus", "0008_sync",
+                          "0010_publish_deferral"]
 
 
 # --- Empty database --------------------------------------------------------
@@ -314,6 +315,24 @@ def test_0003_webhook_delivery_down_then_up_round_trips(database):
     assert database.execute_sql("SELECT COUNT(*) FROM webhook_deliveries").fetchone() == (1,)
     assert migrate.migrate(database) == MIGRATIONS[2:]
     assert _schema(database) == before
+
+
+def test_0010_publish_deferral_down_then_up_round_trips(database):
+    from db.fields import utcnow
+    from db.models import IntegrationSyncLog
+
+    row = Integration.create(user_id="00000000-0000-0000-0000-000000000010", provider=Provider.INSTAGRAM,
+                             name="kept")
+    IntegrationSyncLog.create(integration=row, action="publish", run_after=utcnow())
+    before = _schema(database)
+    runner = Runner(database, str(migrate.MIGRATIONS_DIR), table_name=migrate.HISTORY_TABLE)
+    undone = _down_through(runner, "0010_publish_deferral")
+    assert undone[-1] == "0010_publish_deferral"
+    assert "run_after" not in _columns(database, "integration_sync_logs")
+    assert database.execute_sql("SELECT COUNT(*) FROM integration_sync_logs").fetchone() == (1,)
+    assert migrate.migrate(database) == sorted(undone)
+    assert _schema(database) == before
+    assert IntegrationSyncLog.get(IntegrationSyncLog.integration == row.id).run_after is None
 
 
 # --- Models vs migration ---------------------------------------------------

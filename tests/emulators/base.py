@@ -115,6 +115,7 @@ class Provider:
             self._rate: dict[str, collections.deque] = collections.defaultdict(collections.deque)
             self._delay: dict[str, float] = {}
             self._deny: collections.deque = collections.deque()
+            self._lose: dict[str, collections.deque] = collections.defaultdict(collections.deque)
 
     def now(self) -> float:
         return self.emu.now()
@@ -161,6 +162,18 @@ class Provider:
     def fail_next(self, endpoint: str, status: int = 503, body: Any = None, headers: dict | None = None) -> None:
         with self.lock:
             self._fail[endpoint].append((status, body, dict(headers or {})))
+
+    def lose_next_answer(self, endpoint: str, status: int = 502) -> None:
+        """The next call of ``endpoint`` does its work (a post is made) but answers ``status`` instead: the
+        answer lost on its way back (a gateway timeout). Only handlers that call ``answer()`` honour it."""
+        with self.lock:
+            self._lose[endpoint].append(status)
+
+    def answer(self, endpoint: str, response: web.StreamResponse) -> web.StreamResponse:
+        """``response``, unless a lost answer is queued for ``endpoint`` (see lose_next_answer)."""
+        with self.lock:
+            status = self._lose[endpoint].popleft() if self._lose[endpoint] else None
+        return response if status is None else _raw_response(status, None, {})
 
     def rate_limit_next(self, endpoint: str, retry_after: int = 30) -> None:
         with self.lock:

@@ -68,6 +68,7 @@ import secrets
 import time
 
 from .base import Provider
+from .youtube_upload import ResumableUploads
 from .oauth2 import (
     AuthorizeSpec,
     auth_header,
@@ -205,15 +206,19 @@ def api_error(status: int, message: str, reason: str, domain: str = "global", ap
     return json_response({"error": error}, status, headers)
 
 
-class YouTube(Google):
+class YouTube(ResumableUploads, Google):
     NAME = "YOUTUBE"
     URLS = {**Google.URLS, "API": "www.googleapis.com"}
-    ROUTES = Google.BASE_ROUTES + (
+    ROUTES = Google.BASE_ROUTES + ResumableUploads.UPLOAD_ROUTES + (
         ("GET", r"www\.googleapis\.com/youtube/v3/channels", "channels"),
         ("GET", r"www\.googleapis\.com/youtube/v3/playlistItems", "playlist_items"),
     )
     ACCOUNT = {"id": "UCdemo0000000000000000ch", "title": "Demo Channel", "uploads": "UUdemo0000000000000000ch"}
     PARTS = {"id", "snippet", "contentDetails", "statistics", "status", "brandingSettings"}
+
+    def reset(self) -> None:
+        super().reset()
+        self.reset_uploads()
 
     def rate_limited(self, endpoint, retry_after):
         if endpoint not in ("whoami", "playlistItems"):

@@ -40,6 +40,7 @@ the requested ``fields`` plus ``id``; a valid user token needed):
   ``records_of("media")``, newest first;
 - FACEBOOK ``GET /me/accounts`` (``calls["accounts"]``): ``records_of("pages")``;
   ``GET /{page-id}/posts`` (``calls["posts"]``, limit <= 100, default 25):
+  with that page's own token (a user token is refused with (#10));
   ``records_of("posts")`` rows whose ``page_id`` is that page (a page not in
   ``pages`` answers code 100 "does not exist ... missing permissions");
   asked with ``fields=...access_token``, each page carries its page token
@@ -432,7 +433,7 @@ class Instagram(Graph):
                             "media_url": box["url"], "container_id": creation_id,
                             "permalink": f"https://www.instagram.com/p/{secrets.token_urlsafe(8)}/",
                             "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(self.now()))})
-        return json_response({"id": media_id})
+        return self.answer("media_publish", json_response({"id": media_id}))
 
 
 class Facebook(Graph):
@@ -585,19 +586,25 @@ class Facebook(Graph):
             created = time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(self.now()))
             rows.insert(0, {"id": post_id, "page_id": page_id, "message": message or None, "link": link or None,
                             "created_time": created})
-        return json_response({"id": post_id})
+        return self.answer("feed", json_response({"id": post_id}))
 
     async def posts(self, request, page_id):
+        """GET /{page-id}/posts: with that page's own token (from /me/accounts); a user token is refused, as
+        Graph refuses it for a page's non-public posts without the Page Public Content Access feature."""
         fault = await self.gate("posts")
         if fault is not None:
             return fault
-        _token, error = self.user_token(request)
+        token, error = self.user_token(request)
         if error is not None:
             return error
         if page_id not in {str(p["id"]) for p in self.records_of("pages")}:
             return graph_error(f"(#100) Object with ID '{page_id}' does not exist, cannot be loaded due to "
                                "missing permissions, or does not support this operation", 100, subcode=33,
                                type_="GraphMethodException")
+        if token.data.get("page_id") != page_id:
+            return graph_error("(#10) This endpoint requires the 'pages_read_engagement' permission or the 'Page "
+                               "Public Content Access' feature: read a page's posts with its page access token",
+                               10)
         return self.list_edge(request, [p for p in self.records_of("posts") if str(p.get("page_id")) == page_id])
 
 

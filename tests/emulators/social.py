@@ -195,7 +195,8 @@ class Twitter(Provider):
 
     async def create_tweet(self, request):
         """POST /2/tweets ``{"text"}``: needs ``tweet.write``; 201 ``{"data": {"id", "text"}}``; the same
-        text twice is 403 (X refuses duplicate content); kept in ``records["posted"]``."""
+        text twice is 403 (X refuses duplicate content); kept in ``records["posted"]`` and put first in
+        ``records["tweets"]`` (the timeline); ``lose_next_answer("create_tweet")`` posts and answers 502."""
         fault = await self.gate("create_tweet")
         if fault is not None:
             return fault
@@ -217,8 +218,10 @@ class Twitter(Provider):
                                     "You are not allowed to create a Tweet with duplicate content.")
             tweet = {"id": str(1800000000000000000 + len(posted)), "text": text}
             posted.append(tweet)
-        return json_response({"data": {"id": tweet["id"], "text": text, "edit_history_tweet_ids": [tweet["id"]]}},
-                             201)
+            # The user's timeline shows it first (what GET /2/users/{id}/tweets serves).
+            self.records.setdefault("tweets", []).insert(0, {**tweet, "edit_history_tweet_ids": [tweet["id"]]})
+        return self.answer("create_tweet", json_response(
+            {"data": {"id": tweet["id"], "text": text, "edit_history_tweet_ids": [tweet["id"]]}}, 201))
 
     async def tweets(self, request, user_id):
         fault = await self.gate("tweets")

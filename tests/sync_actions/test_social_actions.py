@@ -139,6 +139,21 @@ def test_facebook_reads_the_posts_of_every_page(fresh_emulators):
                                       "createdTime": "2026-10-01T00:00:00+0000"}
 
 
+def test_facebook_reads_each_page_with_its_own_token_and_keeps_none(fresh_emulators):
+    import json
+
+    emu = fresh_emulators["FACEBOOK"]
+    emu.set_records("pages", FB_PAGES)
+    emu.set_records("posts", _posts())
+    token = mint(fresh_emulators, "FACEBOOK", ["pages_show_list", "pages_read_engagement"])
+    pages, _ = read_all(fresh_emulators, "FACEBOOK", "fetch_posts", token=token)
+    assert sum(len(p.items) for p in pages) == 170  # the emulator refuses a page's posts to the user token
+    page_tokens = set(emu.page_tokens.values())
+    assert len(page_tokens) == 3
+    kept = json.dumps([[p.resume, [i.data for i in p.items]] for p in pages])
+    assert not any(t in kept for t in page_tokens)  # neither in the resume state nor in the items
+
+
 def test_facebook_resumes_inside_a_page_even_when_the_page_list_changed(fresh_emulators):
     emu = fresh_emulators["FACEBOOK"]
     emu.set_records("pages", FB_PAGES)
