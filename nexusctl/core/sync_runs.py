@@ -93,6 +93,10 @@ async def _refreshed(svc, integration_id, api: SyncApi) -> tuple[Integration, Sy
     return row, fresh
 
 
+class _Cancelled(Exception):
+    """``nexusctl sync cancel`` seen between two chunks of an upload: stop before sending more."""
+
+
 async def run(svc, log_id, *, progress=None, budget: float | None = None) -> IntegrationSyncLog:
     """Execute a PENDING log to its end state; never raises for a provider's failure (the log says it)."""
     budget = svc.settings.sync_rate_limit_budget if budget is None else budget
@@ -111,8 +115,10 @@ async def run(svc, log_id, *, progress=None, budget: float | None = None) -> Int
     try:
         row, tokens = await _fresh_tokens(svc, integration_id)
         if name == PUBLISH:
-            async def heartbeat():  # a long upload keeps its run lease (renewed after every chunk)
+            async def heartbeat():  # before each chunk of a long upload: keep the run lease, honour a cancel
                 await svc.run(leases.acquire, lock, holder, LEASE_SECONDS)
+                if await svc.run(sync_state.is_cancelled, log_id):
+                    raise _Cancelled  # the abandoned upload session makes no video
             return await _publish(svc, started, row, tokens, stats, budget, heartbeat)
         (action,) = action_of(row.provider, name)
         full = bool((started.metadata or {}).get("full"))
@@ -146,6 +152,8 @@ async def run(svc, log_id, *, progress=None, budget: float | None = None) -> Int
         deleted = await svc.run(sync_state.delete_unseen, log_id, integration_id, name, action.resource) if full else 0
         stats.update(providerCalls=api.calls, stoppedEarly=early)
         return await svc.run(sync_state.finish, log_id, integration_id, name, deleted=deleted, extra=stats)
+    except _Cancelled:
+        return await svc.run(IntegrationSyncLog.get_by_id, log_id)
     except NexusError as exc:
         if api is not None:
             stats["providerCalls"] = api.calls

@@ -174,12 +174,12 @@ async def _upload(api, session_uri: str, window: Window, total: int, stats: dict
             if ask or size <= 0:  # after a failure, or everything sent and the answer lost: what arrived?
                 reply = await _put(api, session_uri, b"", f"bytes */{total}")
             else:
+                if api.heartbeat is not None:
+                    await api.heartbeat()  # the run's lease outlives a long upload; a cancel stops it here
                 body = await window.take(offset, size)
                 sent_last = sent_last or offset + size == total
                 reply = await _put(api, session_uri, body, f"bytes {offset}-{offset + size - 1}/{total}")
                 stats["chunks"] += 1
-                if api.heartbeat is not None:
-                    await api.heartbeat()  # the run's lease outlives a long upload
         except (ProviderError, RateLimited) as exc:
             status = exc.details.get("status")
             if (status is not None and status < 500) or failures >= CHUNK_RETRIES:

@@ -219,3 +219,27 @@ def test_memory_stays_flat_whatever_the_video_size(env, make_integration, media)
     # The whole process (publisher, emulator, media host): 4 times the video, about the same peak.
     print(f"traced peak {small_peak} bytes for {small} bytes, {big_peak} for {big} ({CHUNK}-byte chunks)")
     assert big_peak < small_peak + 2 * CHUNK and big_peak < big // 4, (small_peak, big_peak)
+
+
+def test_a_cancel_during_the_upload_stops_it_and_no_video_is_made(env, make_integration, media, monkeypatch):
+    from db.models import IntegrationSyncLog
+    from nexusctl.core import sync_state
+
+    yt, user, row = _youtube(env, make_integration)
+    sent = []
+    real_put = publish_video._put
+
+    async def put_then_operator_cancels(api, session_uri, body, content_range):
+        reply = await real_put(api, session_uri, body, content_range)
+        sent.append(content_range)
+        if len(sent) == 2:  # the operator runs `nexusctl sync cancel LOG_ID` while the upload is under way
+            running = IntegrationSyncLog.get((IntegrationSyncLog.integration == row.id)
+                                             & (IntegrationSyncLog.status == SyncStatus.IN_PROGRESS))
+            sync_state.cancel(running.id)
+        return reply
+
+    monkeypatch.setattr(publish_video, "_put", put_then_operator_cancels)
+    log = _publish(env, user, _content(media.url("cancelled", 5 * CHUNK)))[row.id]
+    assert log.status == SyncStatus.CANCELLED and log.error == "cancelled by an operator"
+    assert len(sent) == 2 and yt.calls["upload_chunk"] == 2  # nothing sent after the cancel
+    assert yt.records_of("videos") == []  # the abandoned session never became a video
