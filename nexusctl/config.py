@@ -123,6 +123,8 @@ class Settings:
     google_ads_developer_token: Secret | None = None  # the developer-token header every Google Ads API call needs
     google_ads_login_customer_id: str | None = None  # 10 digits: the manager account the calls go through
     sync_poll_seconds: float = 30.0  # how often the daemon starts scheduled syncs and recovers stalled ones
+    health_check_seconds: float = 60.0  # how often the daemon checks the integrations whose health check is due
+    health_recheck_seconds: float = 900.0  # an integration nothing happened to is checked again after this
 
     @property
     def is_production(self) -> bool:
@@ -214,6 +216,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         events_claim_idle=_duration(env, "EVENTS_CLAIM_IDLE", 60.0),
         sync_rate_limit_budget=_duration(env, "SYNC_RATE_LIMIT_BUDGET", 120.0),
         sync_poll_seconds=_duration(env, "SYNC_POLL_INTERVAL", 30.0),
+        health_check_seconds=_duration(env, "HEALTH_CHECK_INTERVAL", 60.0),
+        health_recheck_seconds=_duration(env, "HEALTH_RECHECK", 900.0),
         discord_bot_token=Secret(env["DISCORD_BOT_TOKEN"].strip()) if env.get("DISCORD_BOT_TOKEN", "").strip() else None,
         google_ads_developer_token=_developer_token(env, "GOOGLE_ADS_DEVELOPER_TOKEN"),
         google_ads_login_customer_id=_customer_id(env, "GOOGLE_ADS_LOGIN_CUSTOMER_ID"),
@@ -532,7 +536,7 @@ def variable_names() -> list[str]:
         "WEBHOOK_ALLOWED_NETWORKS", "WEBHOOK_CONCURRENCY", "WEBHOOK_CONCURRENCY_PER_ENDPOINT",
         "TOKEN_REFRESH_WINDOW", "REFRESH_SWEEP_INTERVAL", "TOKEN_EXPIRY_WARNING", "RETENTION_DAYS",
         "EVENTS_STREAM", "EVENTS_STREAM_MAXLEN", "EVENTS_CONSUME_STREAMS", "EVENTS_CONSUMER_GROUP", "EVENTS_CLAIM_IDLE",
-        "SYNC_RATE_LIMIT_BUDGET", "SYNC_POLL_INTERVAL", "DISCORD_BOT_TOKEN",
+        "SYNC_RATE_LIMIT_BUDGET", "SYNC_POLL_INTERVAL", "DISCORD_BOT_TOKEN", "HEALTH_CHECK_INTERVAL", "HEALTH_RECHECK",
         "GOOGLE_ADS_DEVELOPER_TOKEN", "GOOGLE_ADS_LOGIN_CUSTOMER_ID",
     ]
     for provider in Provider:

@@ -144,10 +144,11 @@ def version_cmd(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--jso
 
 
 def _register() -> None:
-    from nexusctl.cli import (connections, database, events, integrations, jobs, keys, providers, serve, sync,
-                              token, webhooks)
+    from nexusctl.cli import (connections, database, events, health, integrations, jobs, keys, providers, serve,
+                              sync, token, webhooks)
 
     connections.register(integrations.app)
+    health.register(integrations.app)
     app.add_typer(integrations.app, name="integrations")
     app.add_typer(providers.app, name="providers")
     app.add_typer(webhooks.app, name="webhooks")
