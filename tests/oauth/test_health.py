@@ -178,3 +178,60 @@ def test_only_the_owner_or_an_elevated_role_sees_health(stack, fresh_emulators):
     assert admin.status == 200 and admin.json()["data"]["status"] == "healthy"
     text = json.dumps(admin.json())
     assert "access_token" not in text and "refresh_token" not in text
+
+
+def _sync(stack, integration, user, action) -> dict:
+    started = stack.api("POST", f"/integrations/{integration}/sync", user=user, body={"action": action})
+    assert started.status == 202, started.text
+    log_id = started.json()["data"]["id"]
+
+    def finished():
+        (status,) = stack.sql("SELECT status FROM integration_sync_logs WHERE id = %s", log_id)[0]
+        return status in ("COMPLETED", "FAILED")
+
+    _wait(finished, 30, f"the {action} run")
+    return stack.sql("SELECT status FROM integration_sync_logs WHERE id = %s", log_id)[0][0]
+
+
+def test_a_rate_limited_sync_degrades_and_the_next_good_run_recovers(stack, fresh_emulators):
+    emu = stack.emulators["SLACK"]
+    emu.set_records("channels", [{"id": "C1", "name": "general"}])
+    user, integration = connected(stack, "SLACK")
+    emu.rate_limit_next("conversations.list", retry_after=1)  # waited out within the run's budget
+    assert _sync(stack, integration, user, "fetch_channels") == "COMPLETED"
+    record = _health(stack, integration, user)
+    assert record["status"] == "healthy" and record["lastRateLimit"]["waits"] == 1
+    assert record["lastRateLimit"]["runFailed"] is False and record["syncs"][0]["status"] == "COMPLETED"
+
+    emu.rate_limit_next("conversations.list", retry_after=3600)  # beyond SYNC_RATE_LIMIT_BUDGET: the run stops
+    assert _sync(stack, integration, user, "fetch_channels") == "FAILED"
+    _wait(lambda: _stored(stack, integration) == "degraded", 20, "degraded by the rate-limited run")
+    record = _health(stack, integration, user)
+    assert [r["code"] for r in record["reasons"]] == ["RATE_LIMITED"] and record["lastRateLimit"]["runFailed"]
+
+    assert _sync(stack, integration, user, "fetch_channels") == "COMPLETED"
+    _wait(lambda: _stored(stack, integration) == "healthy", 20, "healthy after a good run")
+    assert _changes(stack, integration) == [("integration.error", "degraded"), ("integration.recovered", "healthy")]
+
+
+def test_a_webhook_disabled_by_its_receiver_degrades(stack, fresh_emulators):
+    user, integration = connected(stack, "SLACK")
+    with CallbackSink(410) as sink:  # Gone: the webhook is disabled at once
+        hook = stack.api("POST", "/integrations/webhooks", user=user,
+                         body={"integrationId": integration, "url": sink.url, "events": ["*"]})
+        assert hook.status == 201, hook.text
+        sent = stack.api("POST", f"/integrations/{integration}/events", user=user,
+                         body={"type": "media.created", "data": {}})
+        assert sent.status == 202
+        _wait(lambda: _stored(stack, integration) == "degraded", 20, "degraded by the disabled webhook")
+    codes = {r["code"] for r in _health(stack, integration, user)["reasons"]}
+    assert "WEBHOOK_DISABLED" in codes
+
+
+def test_the_refresh_tokens_expiry_is_kept_where_the_provider_says(stack, fresh_emulators):
+    user, integration = connected(stack, "TIKTOK")  # refresh_expires_in in TikTok's token answer
+    record = _health(stack, integration, user)
+    expiry = dt.datetime.fromisoformat(record["token"]["refreshTokenExpiresAt"].replace("Z", "+00:00"))
+    assert expiry > dt.datetime.now(UTC) + dt.timedelta(days=30) and record["status"] == "healthy"
+    _, discord = connected(stack, "DISCORD")  # Discord does not say: nothing is made up
+    assert _health(stack, discord, _)["token"]["refreshTokenExpiresAt"] is None
