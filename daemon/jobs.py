@@ -23,8 +23,6 @@ from nexusctl.core import health_checks, housekeeping, job_runs, refresh
 
 log = logging.getLogger(__name__)
 
-INTEGRATION_HEALTH = "integration-health"
-
 
 def start_scheduler(settings, services) -> AsyncIOScheduler:
     scheduler = AsyncIOScheduler(timezone=dt.timezone.utc)
@@ -56,7 +54,7 @@ def start_scheduler(settings, services) -> AsyncIOScheduler:
 
     jobs = [(job_runs.TOKEN_REFRESH, token_refresh, settings.refresh_sweep_seconds, now),
             (job_runs.HOUSEKEEPING, housekeeping_job, job_runs.HOUSEKEEPING_EVERY, now + dt.timedelta(minutes=1)),
-            (INTEGRATION_HEALTH, integration_health, settings.health_check_seconds, now)]
+            (job_runs.INTEGRATION_HEALTH, integration_health, settings.health_check_seconds, now)]
     for name, work, seconds, first in jobs:
         scheduler.add_job(_recorded(scheduler, services, me, name, work), "interval", seconds=seconds, id=name,
                           name=name, max_instances=1, coalesce=True, next_run_time=first)

@@ -15,9 +15,11 @@ import json
 import uuid
 
 import pytest
+from jsonschema import Draft202012Validator
 from test_refresh_flows import connected
 from test_refresh_sweep import _expire_in, _wait
 
+from daemon import models_schema
 from emulators.testkit import CallbackSink
 
 UTC = dt.timezone.utc
@@ -36,6 +38,7 @@ def stack(request, emulators, tmp_path_factory, pg_template, stack_launcher):  #
 def _health(stack, integration, user):
     answer = stack.api("GET", f"/integrations/{integration}/health", user=user)
     assert answer.status == 200, answer.text
+    Draft202012Validator(models_schema.HEALTH_RECORD).validate(answer.json()["data"])  # what OpenAPI says
     return answer.json()["data"]
 
 
