@@ -39,13 +39,13 @@ async def for_user(request: web.Request) -> web.Response:
 
 ROUTES = [
     Route("GET", "/integrations/user/{userId}/health", for_user,
-          "A user's integrations' health, worst first (each checked as it is listed)", "health",
+          "A user's integrations' health, worst first (each checked as it is listed)", "integrations",
           query=Query({"status": Str(max_length=64, description="healthy, degraded, broken (comma-separated)"),
                        "limit": Int(1, MAX_LIMIT, "rows per page"),
                        "cursor": Str(max_length=512, description="from paging.nextCursor")}),
           paged=True, data=out.list_of(out.HEALTH_RECORD), errors=("VALIDATION_ERROR", "FORBIDDEN")),
     Route("GET", "/integrations/{id}/health", one,
-          "One integration's health: status, reasons and what they come from", "health",
+          "One integration's health: status, reasons and what they come from", "integrations",
           data=out.HEALTH_RECORD, errors=("INTEGRATION_NOT_FOUND", "VALIDATION_ERROR")),
 ]
 

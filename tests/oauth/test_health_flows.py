@@ -113,6 +113,12 @@ def test_a_dead_grant_is_broken_at_once(stack, fresh_emulators):
     _more_checks(stack)
     assert _changes(stack, integration) == [("integration.error", "broken")]
 
+    again = stack.connect("DISCORD", user)  # the user connects the account again
+    assert again["integrationId"] == integration
+    _wait(lambda: _stored(stack, integration) == "healthy", 20, "healthy after reconnecting")
+    assert _health(stack, integration, user)["refresh"]["lastOutcome"] is None
+    assert _changes(stack, integration) == [("integration.error", "broken"), ("integration.recovered", "healthy")]
+
 
 def test_a_receiver_that_starts_failing_degrades_and_recovers(stack, fresh_emulators):
     user, integration = connected(stack, "SLACK")
