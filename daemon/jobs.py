@@ -19,7 +19,7 @@ import logging
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from nexusctl.core import health_checks, housekeeping, job_runs, refresh
+from nexusctl.core import housekeeping, job_runs, refresh
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,8 @@ def start_scheduler(settings, services) -> AsyncIOScheduler:
         return counts
 
     async def integration_health():
+        from nexusctl.core import health_checks
+
         # A bounded batch of due checks per run; each status change is written with its event, once.
         counts = await services.run(health_checks.check_due, **health_checks.windows(settings))
         if counts["changed"]:

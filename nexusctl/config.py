@@ -112,6 +112,8 @@ class Settings:
     # Long-lived tokens (Facebook, Instagram) are renewed this far ahead; a token that cannot be
     # renewed gets one integration.error warning this far ahead.
     token_expiry_warning: float = 7 * 86400.0
+    health_check_seconds: float = 60.0  # how often the daemon checks the integrations whose health check is due
+    health_recheck_seconds: float = 900.0  # an integration nothing happened to is checked again after this
     retention_days: int = 30  # finished deliveries and sync logs older than this are purged
     events_stream: str = "nexus.events"  # where the outbox relay publishes (with REDIS_URL)
     events_stream_maxlen: int = 1_000_000  # approximate cap on the stream's length (XADD MAXLEN ~)
@@ -123,8 +125,6 @@ class Settings:
     google_ads_developer_token: Secret | None = None  # the developer-token header every Google Ads API call needs
     google_ads_login_customer_id: str | None = None  # 10 digits: the manager account the calls go through
     sync_poll_seconds: float = 30.0  # how often the daemon starts scheduled syncs and recovers stalled ones
-    health_check_seconds: float = 60.0  # how often the daemon checks the integrations whose health check is due
-    health_recheck_seconds: float = 900.0  # an integration nothing happened to is checked again after this
 
     @property
     def is_production(self) -> bool:
@@ -208,6 +208,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         token_refresh_window=_duration(env, "TOKEN_REFRESH_WINDOW", 600.0),
         refresh_sweep_seconds=_duration(env, "REFRESH_SWEEP_INTERVAL", 60.0),
         token_expiry_warning=_duration(env, "TOKEN_EXPIRY_WARNING", 7 * 86400.0),
+        health_check_seconds=_duration(env, "HEALTH_CHECK_INTERVAL", 60.0),
+        health_recheck_seconds=_duration(env, "HEALTH_RECHECK", 900.0),
         retention_days=_positive_int(env, "RETENTION_DAYS", 30),
         events_stream=_stream_names(env, "EVENTS_STREAM", "nexus.events", allow_none=False)[0],
         events_stream_maxlen=_positive_int(env, "EVENTS_STREAM_MAXLEN", 1_000_000),
@@ -216,8 +218,6 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         events_claim_idle=_duration(env, "EVENTS_CLAIM_IDLE", 60.0),
         sync_rate_limit_budget=_duration(env, "SYNC_RATE_LIMIT_BUDGET", 120.0),
         sync_poll_seconds=_duration(env, "SYNC_POLL_INTERVAL", 30.0),
-        health_check_seconds=_duration(env, "HEALTH_CHECK_INTERVAL", 60.0),
-        health_recheck_seconds=_duration(env, "HEALTH_RECHECK", 900.0),
         discord_bot_token=Secret(env["DISCORD_BOT_TOKEN"].strip()) if env.get("DISCORD_BOT_TOKEN", "").strip() else None,
         google_ads_developer_token=_developer_token(env, "GOOGLE_ADS_DEVELOPER_TOKEN"),
         google_ads_login_customer_id=_customer_id(env, "GOOGLE_ADS_LOGIN_CUSTOMER_ID"),

@@ -104,6 +104,7 @@ class Provider:
             self.tokens: dict[str, Token] = {}
             self.grants: list[Grant] = []
             self._rotation = self.ROTATION
+            self._withhold: collections.deque = collections.deque()  # scopes the next consents leave out
             # What the provider's list endpoints serve (sync tests): kind -> rows, newest first where the
             # real API lists newest first.
             self.records: dict[str, list[dict]] = {}
@@ -115,7 +116,6 @@ class Provider:
             self._rate: dict[str, collections.deque] = collections.defaultdict(collections.deque)
             self._delay: dict[str, float] = {}
             self._deny: collections.deque = collections.deque()
-            self._withhold: collections.deque = collections.deque()
 
     def now(self) -> float:
         return self.emu.now()
