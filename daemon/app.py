@@ -7,7 +7,7 @@ import logging
 
 from aiohttp import web
 
-from daemon import api_events, api_integrations, api_oauth, api_sync, api_webhooks
+from daemon import api_events, api_health, api_integrations, api_oauth, api_sync, api_webhooks
 from daemon.auth import TokenVerifier
 from daemon.dbexec import DbExecutor
 from daemon.health import health, ready
@@ -41,6 +41,7 @@ ROUTES = [
     *api_webhooks.ROUTES,  # before /integrations/{id}: /integrations/webhooks is not an id
     *api_events.ROUTES,
     *api_sync.ROUTES,
+    *api_health.ROUTES,
     *api_integrations.ROUTES,
 ]
 ROUTES += [
@@ -56,6 +57,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
+    app[METRICS].collector(api_health.metrics_collector(app))
     app[VERIFIER] = TokenVerifier(settings)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_redis)

@@ -46,8 +46,18 @@ def start_scheduler(settings, services) -> AsyncIOScheduler:
         log.info("housekeeping: %s", counts)
         return counts
 
+    async def integration_health():
+        from nexusctl.core import health_checks
+
+        # A bounded batch of due checks per run; each status change is written with its event, once.
+        counts = await services.run(health_checks.check_due, **health_checks.windows(settings))
+        if counts["changed"]:
+            log.info("integration health: %(checked)d checked, %(changed)d changed status", counts)
+        return counts
+
     jobs = [(job_runs.TOKEN_REFRESH, token_refresh, settings.refresh_sweep_seconds, now),
-            (job_runs.HOUSEKEEPING, housekeeping_job, job_runs.HOUSEKEEPING_EVERY, now + dt.timedelta(minutes=1))]
+            (job_runs.HOUSEKEEPING, housekeeping_job, job_runs.HOUSEKEEPING_EVERY, now + dt.timedelta(minutes=1)),
+            (job_runs.INTEGRATION_HEALTH, integration_health, settings.health_check_seconds, now)]
     for name, work, seconds, first in jobs:
         scheduler.add_job(_recorded(scheduler, services, me, name, work), "interval", seconds=seconds, id=name,
                           name=name, max_instances=1, coalesce=True, next_run_time=first)

@@ -114,6 +114,36 @@ DELIVERY["required"] = [k for k in DELIVERY["required"] if k != "attemptLog"]
 TEST_QUEUED = _obj({"webhookId": _UUID, "queued": {"type": "boolean"}, "event": {"type": "string"}})
 EMITTED = _obj({"id": _UUID, "type": {"type": "string"}, "integrationId": _UUID, "deliveriesQueued": {"type": "integer"}})
 
+_SYNC_RUN = _obj({"action": {"type": "string"}, "status": {"enum": ["COMPLETED", "FAILED"]}, "at": _TIME,
+                  "error": {"type": ["string", "null"]}, "rateLimitWaits": {"type": "integer"}})
+HEALTH_RECORD = _obj({
+    "integrationId": _UUID,
+    "userId": _UUID,
+    "provider": {"enum": [p.value for p in Provider]},
+    "name": {"type": "string"},
+    "isActive": {"type": "boolean"},
+    "status": {"enum": ["healthy", "degraded", "broken"]},
+    "reasons": {"type": "array", "items": _obj({"code": {"type": "string"},
+                                                "severity": {"enum": ["degraded", "broken"]},
+                                                "message": {"type": "string"}})},
+    "checkedAt": _TIME,
+    "token": _obj({"expiresAt": _TIME, "renewable": {"type": "boolean"}, "refreshTokenExpiresAt": _TIME}),
+    "refresh": _obj({"lastSucceededAt": _TIME, "lastFailedAt": _TIME,
+                     "lastOutcome": {"enum": ["succeeded", "failed", None]},
+                     "consecutiveFailures": {"type": "integer"}, "retryAt": _TIME}),
+    "syncs": {"type": "array", "items": _SYNC_RUN},
+    "webhooks": _obj({"webhooks": {"type": "integer"}, "disabled": {"type": "integer"},
+                      "deliveries24h": {"type": "integer"}, "delivered": {"type": "integer"},
+                      "failed": {"type": "integer"}, "retrying": {"type": "integer"}, "pending": {"type": "integer"},
+                      "successRate": {"type": ["number", "null"]}}),
+    "scopes": _obj({"granted": {"type": "array", "items": {"type": "string"}},
+                    "required": {"type": "array", "items": {"type": "string"}},
+                    "missing": {"type": "array", "items": {"type": "string"}}, "reported": {"type": "boolean"}}),
+    "lastRateLimit": {"oneOf": [{"type": "null"}, _obj({"at": _TIME, "action": {"type": "string"},
+                                                        "waits": {"type": "integer"},
+                                                        "runFailed": {"type": "boolean"}})]},
+})
+
 HEALTH = {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"},
                                                                     "checks": {"type": "object"}}}
 

@@ -14,7 +14,7 @@ import time
 import uuid
 from bisect import bisect_left
 from collections import defaultdict
-from typing import Callable
+from typing import Awaitable, Callable
 
 from aiohttp import web
 
@@ -33,6 +33,8 @@ class Metrics:
         self.latency: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0] * (len(BUCKETS) + 1))
         self.latency_sum: dict[tuple[str, str], float] = defaultdict(float)
         self.gauges: dict[str, tuple[str, Callable[[], float]]] = {}
+        # Async sources of whole metric families (labelled gauges read from the database at scrape time).
+        self.collectors: list[Callable[[], Awaitable[list[str]]]] = []
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests[(method, route, status)] += 1
@@ -41,6 +43,19 @@ class Metrics:
 
     def gauge(self, name: str, help_text: str, read: Callable[[], float]) -> None:
         self.gauges[name] = (help_text, read)
+
+    def collector(self, collect: Callable[[], Awaitable[list[str]]]) -> None:
+        self.collectors.append(collect)
+
+    async def render_all(self) -> str:
+        """``render`` plus every collector's lines; a failing collector is logged and left out."""
+        lines = []
+        for collect in self.collectors:
+            try:
+                lines += await collect()
+            except Exception:  # noqa: BLE001 - one family missing beats a /metrics that fails
+                log.warning("a metrics collector failed", exc_info=True)
+        return self.render() + ("\n".join(lines) + "\n" if lines else "")
 
     def render(self) -> str:
         lines = ["# HELP nexus_http_requests_total HTTP requests by route and status.",
@@ -101,7 +116,7 @@ async def observe_middleware(request: web.Request, handler):
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
-    return web.Response(text=request.app[METRICS].render(), content_type="text/plain", charset="utf-8",
+    return web.Response(text=await request.app[METRICS].render_all(), content_type="text/plain", charset="utf-8",
                         headers={"X-Content-Type-Options": "nosniff"})
 
 

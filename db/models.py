@@ -59,6 +59,15 @@ class Integration(BaseModel):
     refresh_failures = peewee.IntegerField(default=0)
     refresh_retry_at = UTCDateTimeField(null=True)
     expiry_warned_for = UTCDateTimeField(null=True)  # the expires_at a TOKEN_EXPIRING warning went out for
+    # Health (migration 0009, nexusctl.core.health): the last check's status and reasons, when the next is due,
+    # and the last refresh outcomes it reads.
+    health_status = peewee.CharField(max_length=16, null=True)
+    health_rank = peewee.IntegerField(default=0)  # 0 healthy, 1 degraded, 2 broken: listings sort worst first
+    health_reasons = peewee.JSONField(null=True)
+    health_checked_at = UTCDateTimeField(null=True)
+    health_due_at = UTCDateTimeField(default=utcnow)
+    refreshed_at = UTCDateTimeField(null=True)
+    refresh_failed_at = UTCDateTimeField(null=True)
 
     class Meta:
         table_name = "integrations"
@@ -69,6 +78,8 @@ class Integration(BaseModel):
             (("user_id", "provider", "account_id"), True),
             (("expires_at",), False),  # partial: WHERE is_active (migration 0004), for the refresh sweep
             (("next_sync_at",), False),  # partial: WHERE next_sync_at IS NOT NULL (migration 0008)
+            (("health_due_at",), False),  # the health job takes due rows oldest first (migration 0009)
+            (("health_rank", "created_at", "id"), False),  # `integrations health`: worst first, keyset
         )
 
 
@@ -153,7 +164,8 @@ class IntegrationSyncLog(BaseModel):
     class Meta:
         table_name = "integration_sync_logs"
         # A log listing is per integration, newest first; the daemon picks PENDING runs by status.
-        indexes = ((("integration_id", "created_at", "id"), False), (("status", "created_at"), False))
+        indexes = ((("integration_id", "created_at", "id"), False), (("status", "created_at"), False),
+                   (("integration_id", "action", "created_at"), False))  # the last run per action (0009)
 
 
 class SyncCursor(BaseModel):

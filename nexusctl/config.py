@@ -112,6 +112,8 @@ class Settings:
     # Long-lived tokens (Facebook, Instagram) are renewed this far ahead; a token that cannot be
     # renewed gets one integration.error warning this far ahead.
     token_expiry_warning: float = 7 * 86400.0
+    health_check_seconds: float = 60.0  # how often the daemon checks the integrations whose health check is due
+    health_recheck_seconds: float = 900.0  # an integration nothing happened to is checked again after this
     retention_days: int = 30  # finished deliveries and sync logs older than this are purged
     events_stream: str = "nexus.events"  # where the outbox relay publishes (with REDIS_URL)
     events_stream_maxlen: int = 1_000_000  # approximate cap on the stream's length (XADD MAXLEN ~)
@@ -207,6 +209,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         token_refresh_window=_duration(env, "TOKEN_REFRESH_WINDOW", 600.0),
         refresh_sweep_seconds=_duration(env, "REFRESH_SWEEP_INTERVAL", 60.0),
         token_expiry_warning=_duration(env, "TOKEN_EXPIRY_WARNING", 7 * 86400.0),
+        health_check_seconds=_duration(env, "HEALTH_CHECK_INTERVAL", 60.0),
+        health_recheck_seconds=_duration(env, "HEALTH_RECHECK", 900.0),
         retention_days=_positive_int(env, "RETENTION_DAYS", 30),
         events_stream=_stream_names(env, "EVENTS_STREAM", "nexus.events", allow_none=False)[0],
         events_stream_maxlen=_positive_int(env, "EVENTS_STREAM_MAXLEN", 1_000_000),
@@ -534,7 +538,7 @@ def variable_names() -> list[str]:
         "WEBHOOK_ALLOWED_NETWORKS", "WEBHOOK_CONCURRENCY", "WEBHOOK_CONCURRENCY_PER_ENDPOINT",
         "TOKEN_REFRESH_WINDOW", "REFRESH_SWEEP_INTERVAL", "TOKEN_EXPIRY_WARNING", "RETENTION_DAYS",
         "EVENTS_STREAM", "EVENTS_STREAM_MAXLEN", "EVENTS_CONSUME_STREAMS", "EVENTS_CONSUMER_GROUP", "EVENTS_CLAIM_IDLE",
-        "SYNC_RATE_LIMIT_BUDGET", "SYNC_POLL_INTERVAL", "DISCORD_BOT_TOKEN",
+        "SYNC_RATE_LIMIT_BUDGET", "SYNC_POLL_INTERVAL", "DISCORD_BOT_TOKEN", "HEALTH_CHECK_INTERVAL", "HEALTH_RECHECK",
         "GOOGLE_ADS_DEVELOPER_TOKEN", "GOOGLE_ADS_LOGIN_CUSTOMER_ID",
     ]
     for provider in Provider:

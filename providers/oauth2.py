@@ -199,13 +199,19 @@ class OAuth2Adapter:
         access = body.get("access_token")
         if not isinstance(access, str) or not access:
             raise ProviderError(f"{self.name}: the token response has no access_token")
-        return TokenSet(
+        tokens = TokenSet(
             access_token=access,
             refresh_token=body.get("refresh_token") or None,
             token_type=_token_type(body.get("token_type")),
             expires_at=expires_at(body.get("expires_in")),
             scope=split_scope(body.get("scope"), self.spec.scope_separator),
         )
+        # Where the provider says when the refresh token itself dies (TikTok, LinkedIn, Shopify), keep it:
+        # the health check warns before a connection can no longer renew.
+        refresh_expiry = expires_at(body.get("refresh_token_expires_in", body.get("refresh_expires_in")))
+        if tokens.refresh_token and refresh_expiry is not None:
+            tokens.metadata["refreshTokenExpiresAt"] = refresh_expiry.isoformat().replace("+00:00", "Z")
+        return tokens
 
     async def api_json(self, method: str, url: str, tokens: TokenSet, *, header: str = "bearer",
                        **kwargs) -> Reply:

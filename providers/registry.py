@@ -48,7 +48,7 @@ SPECS: dict[Provider, ProviderSpec] = {s.provider: s for s in [
     ProviderSpec(Provider.TWITTER, auth_url="https://x.com/i/oauth2/authorize",
                  token_url="https://api.x.com/2/oauth2/token", api_url="https://api.x.com",
                  revoke_url="https://api.x.com/2/oauth2/revoke",
-                 scopes=("tweet.read", "users.read", "offline.access"), pkce=True, client_auth="basic",
+                 scopes=("tweet.read", "tweet.write", "users.read", "offline.access"), pkce=True, client_auth="basic",
                  refresh=R.ROTATING),
     ProviderSpec(Provider.LINKEDIN, auth_url="https://www.linkedin.com/oauth/v2/authorization",
                  token_url="https://www.linkedin.com/oauth/v2/accessToken", api_url="https://api.linkedin.com",

@@ -137,9 +137,10 @@ def _describe(result: integrations.Deleted) -> str:
 
 
 def _register_connections() -> None:
-    from nexusctl.cli import connections
+    from nexusctl.cli import connections, health
 
     connections.register(app)
+    health.register(app)
 
 
-_register_connections()  # connect / add / refresh live in connections.py, under this group
+_register_connections()  # connect / add / refresh live in connections.py, health in health.py, under this group

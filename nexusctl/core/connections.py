@@ -63,6 +63,8 @@ def _save(keyring, user_id, provider, account, tokens, metadata, provider_facts)
         row.metadata = {**(row.metadata or {}), **(metadata or {}), "provider": provider_facts}
         row.refresh_lease_until = None
         row.refresh_lease_token = None
+        row.health_due_at = utcnow()  # a (re)connect is checked at once: it may be a recovery
+        row.refresh_failed_at = None  # new tokens: an earlier refresh failure says nothing about them
         _seal_tokens(keyring, row, tokens)
         row.save(force_insert=not reconnected)
         events.record(events.CONNECTED, row, name=row.name, reconnected=reconnected)
@@ -95,7 +97,7 @@ def store_refreshed(keyring: Keyring, row: Integration, tokens: TokenSet, lease:
                                       expires_at=tokens.expires_at, token_type=tokens.token_type,
                                       scope=tokens.scope or list(row.scope or []), metadata=metadata,
                                       last_error=None, updated_at=utcnow(), refresh_lease_until=None,
-                                      refresh_lease_token=None)
+                                      refresh_lease_token=None, refreshed_at=utcnow(), health_due_at=utcnow())
                    .where((Integration.id == row.id) & (Integration.refresh_lease_token == lease)).execute())
         if updated:
             events.record(events.REFRESHED, row, expiresAt=tokens.expires_at.isoformat() if tokens.expires_at

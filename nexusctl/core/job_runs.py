@@ -21,6 +21,7 @@ from nexusctl.errors import NexusError
 
 TOKEN_REFRESH = "token-refresh"
 HOUSEKEEPING = "housekeeping"
+INTEGRATION_HEALTH = "integration-health"  # nexusctl.core.health_checks.check_due
 HOUSEKEEPING_EVERY = 3600.0
 # A next run this far in the past means no daemon is running the job (or it is stuck).
 OVERDUE_AFTER = dt.timedelta(minutes=2)
@@ -44,7 +45,8 @@ def every(seconds: float) -> str:
 
 def schedules(settings) -> dict[str, str]:
     """The jobs this version runs, with the schedule this configuration gives them."""
-    return {TOKEN_REFRESH: every(settings.refresh_sweep_seconds), HOUSEKEEPING: every(HOUSEKEEPING_EVERY)}
+    return {TOKEN_REFRESH: every(settings.refresh_sweep_seconds), HOUSEKEEPING: every(HOUSEKEEPING_EVERY),
+            INTEGRATION_HEALTH: every(settings.health_check_seconds)}
 
 
 def _upsert(name: str, **values) -> None:

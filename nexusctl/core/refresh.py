@@ -64,7 +64,9 @@ def _release(row_id: uuid.UUID, lease: uuid.UUID, error: str | None = None, *, b
     """Give the lease back; ``back_off`` (the sweep's failures) also counts the failure and sets the next try."""
     changes = {Integration.refresh_lease_until: None, Integration.refresh_lease_token: None}
     if error is not None:
-        changes[Integration.last_error] = error
+        now = utcnow()
+        changes.update({Integration.last_error: error, Integration.refresh_failed_at: now,
+                        Integration.health_due_at: now})  # the health check looks again at once
     fenced = (Integration.id == row_id) & (Integration.refresh_lease_token == lease)
     with database_proxy.atomic():
         if back_off:
@@ -79,7 +81,8 @@ def _release(row_id: uuid.UUID, lease: uuid.UUID, error: str | None = None, *, b
 def _deactivate(row: Integration, lease: uuid.UUID, error: str) -> None:
     with database_proxy.atomic():
         Integration.update(is_active=False, last_error=error, updated_at=utcnow(), refresh_lease_until=None,
-                           refresh_lease_token=None).where(Integration.id == row.id).execute()
+                           refresh_lease_token=None, refresh_failed_at=utcnow(), health_due_at=utcnow()).where(
+            Integration.id == row.id).execute()
         events.record(events.ERROR, row, code="REFRESH_FAILED", message=error)
 
 

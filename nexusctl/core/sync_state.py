@@ -179,7 +179,7 @@ def finish(log_id, integration_id, action: str, *, deleted: int = 0, extra: dict
         meta["durationMs"] = int((now - started).total_seconds() * 1000)
         IntegrationSyncLog.update(status=SyncStatus.COMPLETED, completed_at=now, metadata=meta, error=None,
                                   updated_at=now).where(IntegrationSyncLog.id == log_id).execute()
-        Integration.update(last_sync_at=now, last_error=None, updated_at=now).where(
+        Integration.update(last_sync_at=now, last_error=None, updated_at=now, health_due_at=now).where(
             Integration.id == integration_id).execute()
         _store_resume(integration_id, action, None)
         integration = Integration.get_by_id(integration_id)
@@ -202,7 +202,8 @@ def fail(log_id, integration_id, error: NexusError, *, extra: dict | None = None
         IntegrationSyncLog.update(status=status, completed_at=now, error=message, metadata=meta, updated_at=now).where(
             (IntegrationSyncLog.id == log_id) & IntegrationSyncLog.status.in_(ACTIVE)).execute()
         if status == SyncStatus.FAILED:
-            Integration.update(last_error=message, updated_at=now).where(Integration.id == integration_id).execute()
+            Integration.update(last_error=message, updated_at=now, health_due_at=now).where(
+                Integration.id == integration_id).execute()
     return IntegrationSyncLog.get_by_id(log_id)
 
 

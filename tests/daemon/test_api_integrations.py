@@ -82,6 +82,8 @@ def _requests(row_id, hook_id="h", delivery_id="d"):
         ("PATCH", "/integrations/{id}"): ("PATCH", f"/integrations/{row_id}", {"name": "renamed"}),
         ("DELETE", "/integrations/{id}"): ("DELETE", f"/integrations/{row_id}", None),
         ("GET", "/integrations/{id}/sync-logs"): ("GET", f"/integrations/{row_id}/sync-logs", None),
+        ("GET", "/integrations/{id}/health"): ("GET", f"/integrations/{row_id}/health", None),
+        ("GET", "/integrations/user/{userId}/health"): ("GET", f"/integrations/user/{OWNER}/health", None),
         ("POST", "/integrations/oauth/initiate"): ("POST", "/integrations/oauth/initiate", {
             "userId": str(OWNER), "provider": "SLACK", "redirectUri": "http://localhost:3000/connected"}),
         ("POST", "/integrations/api-key"): ("POST", "/integrations/api-key", {
@@ -132,7 +134,8 @@ async def test_authorization_matrix(api, owned, route, caller):
             expected = 200  # not user data
         elif route == ("GET", "/integrations/webhooks"):
             expected = 200  # a list: someone else's webhooks are simply not in it
-        elif route[1] in ("/integrations/user/{userId}", "/integrations/oauth/initiate", "/integrations/api-key"):
+        elif route[1] in ("/integrations/user/{userId}", "/integrations/user/{userId}/health",
+                          "/integrations/oauth/initiate", "/integrations/api-key"):
             expected = 403  # naming another user
         else:
             expected = 404  # someone else's integration does not exist for you

@@ -86,7 +86,7 @@ def _columns(db, table):
 def test_this_version_ships_these_migrations():
     assert MIGRATIONS == ["0001_initial", "0002_connections", "0003_webhook_delivery", "0004_refresh_sweep",
                           "0005_job_runs", "0006_event_bus", "0008_sync",
-                          "0010_publish_deferral"]
+                          "0009_integration_health", "0010_publish_deferral"]
 
 
 # --- Empty database --------------------------------------------------------
@@ -333,6 +333,22 @@ def test_0010_publish_deferral_down_then_up_round_trips(database):
     assert migrate.migrate(database) == sorted(undone)
     assert _schema(database) == before
     assert IntegrationSyncLog.get(IntegrationSyncLog.integration == row.id).run_after is None
+
+
+def test_0009_integration_health_down_then_up_round_trips(database):
+    row = Integration.create(user_id="00000000-0000-0000-0000-000000000009", provider=Provider.SLACK, name="kept",
+                             health_status="broken", health_rank=2, health_reasons=[{"code": "INACTIVE"}])
+    before = _schema(database)
+    runner = Runner(database, str(migrate.MIGRATIONS_DIR), table_name=migrate.HISTORY_TABLE)
+    undone = _down_through(runner, "0009_integration_health")
+    assert undone[-1] == "0009_integration_health"
+    assert not {"health_status", "health_due_at", "refreshed_at"} & _columns(database, "integrations")
+    assert database.execute_sql("SELECT COUNT(*) FROM integrations").fetchone() == (1,)
+    assert migrate.migrate(database) == sorted(undone)
+    assert _schema(database) == before
+    again = Integration.get_by_id(row.id)
+    # Back up, the status is unknown until the next check; every row is due for one at once.
+    assert again.health_status is None and again.health_rank == 0 and again.health_due_at is not None
 
 
 # --- Models vs migration ---------------------------------------------------

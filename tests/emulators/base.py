@@ -104,6 +104,7 @@ class Provider:
             self.tokens: dict[str, Token] = {}
             self.grants: list[Grant] = []
             self._rotation = self.ROTATION
+            self._withhold: collections.deque = collections.deque()  # scopes the next consents leave out
             # What the provider's list endpoints serve (sync tests): kind -> rows, newest first where the
             # real API lists newest first.
             self.records: dict[str, list[dict]] = {}
@@ -153,6 +154,21 @@ class Provider:
     def deny_next_authorize(self, error: str = "access_denied") -> None:
         with self.lock:
             self._deny.append(error)
+
+    def withhold_next_grant(self, *scopes: str) -> None:
+        """The next user to consent unticks these scopes: the grant (and the token response) lacks them."""
+        with self.lock:
+            self._withhold.append(frozenset(scopes))
+
+    def take_withheld(self) -> frozenset:
+        with self.lock:
+            return self._withhold.popleft() if self._withhold else frozenset()
+
+    def revoke_scope(self, *scopes: str) -> None:
+        """The user later removes these permissions from every grant (in the provider's account settings)."""
+        with self.lock:
+            for grant in self.grants:
+                grant.scope = [s for s in grant.scope if s not in scopes]
 
     def revoke_grants(self) -> None:
         with self.lock:

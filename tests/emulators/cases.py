@@ -19,7 +19,7 @@ SCOPES = {
     "META_ADS": "ads_read,ads_management,business_management",
     "YOUTUBE": "https://www.googleapis.com/auth/youtube.readonly",
     "GOOGLE_ADS": "openid email https://www.googleapis.com/auth/adwords",
-    "TWITTER": "tweet.read users.read offline.access",
+    "TWITTER": "tweet.read tweet.write users.read offline.access",
     "LINKEDIN": "openid profile email",
     "HUBSPOT": "oauth crm.objects.contacts.read",
     "SALESFORCE": "api refresh_token",

@@ -252,7 +252,9 @@ async def authorize(p: Provider, request: web.Request, spec: AuthorizeSpec, *, d
         params = deny_params(denied, req["state"]) if deny_params else {
             "error": denied, "error_description": "The user denied the request.", "state": req["state"]}
         return redirect(req["redirect_uri"], params)
-    code = p.new_code(client_id=req["client_id"], redirect_uri=req["redirect_uri"], scope=req["scope"],
+    withheld = p.take_withheld()
+    code = p.new_code(client_id=req["client_id"], redirect_uri=req["redirect_uri"],
+                      scope=[s for s in req["scope"] if s not in withheld],
                       challenge=req["challenge"], method=req["method"],
                       **(data(request) if callable(data) else (data or {})))
     params = {name: code.value for name in spec.code_params}

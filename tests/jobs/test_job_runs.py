@@ -49,7 +49,8 @@ def test_a_fresh_database_lists_every_job_as_never_run_and_unscheduled(database,
     jobs = job_runs.listing(settings)
     assert [(j["name"], j["schedule"], j["state"], j["daemon"]) for j in jobs] == [
         ("token-refresh", "every 60s", "never run", "not running"),
-        ("housekeeping", "every 1h", "never run", "not running")]
+        ("housekeeping", "every 1h", "never run", "not running"),
+        ("integration-health", "every 60s", "never run", "not running")]
 
 
 def test_the_daemon_view_scheduled_running_overdue(database, settings):
@@ -91,7 +92,7 @@ def test_jobs_run_records_its_run_and_jobs_list_shows_it(cli):
     assert listed.exit_code == 0, listed.stderr
     lines = listed.stdout.splitlines()
     assert lines[0].split("\t") == ["JOB", "SCHEDULE", "LAST RUN", "OUTCOME", "NEXT RUN", "RAN BY"]
-    assert [line.split("\t")[2:5] for line in lines[1:]] == [["never", "-", "daemon not running"]] * 2
+    assert [line.split("\t")[2:5] for line in lines[1:]] == [["never", "-", "daemon not running"]] * 3
     assert "No daemon is running these jobs" in listed.stderr
 
     done = cli("jobs", "run", "housekeeping")

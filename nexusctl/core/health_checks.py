@@ -1,0 +1,190 @@
+"""Checking integrations' health, keeping the last status, announcing each change once.
+
+``check`` judges one integration (nexusctl.core.health) and stores the status.
+When the status differs from the stored one, the new status and its event go in
+one transaction, and the UPDATE is conditional on the old status: of several
+daemons (or a daemon and the CLI) checking at once, one writes the change and
+announces it; the others find nothing to change.
+
+- to ``degraded`` or ``broken``: ``integration.error`` ``{"code":
+  "INTEGRATION_DEGRADED" | "INTEGRATION_BROKEN", "status", "previousStatus",
+  "reasons", "message"}``;
+- back to ``healthy``: ``integration.recovered`` ``{"status",
+  "previousStatus", "message"}`` (the spec's event list has no recovery event).
+
+A first check that finds an integration healthy announces nothing.
+
+``check_due`` is the daemon's job: a bounded batch of integrations whose next
+check is due, oldest first, through the ``health_due_at`` index. A refresh
+or sync outcome and a (re)connect make an integration due at once; otherwise
+it is looked at again after ``recheck`` or when an expiry comes into view.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import uuid
+
+import peewee
+
+from db.database import database_proxy
+from db.fields import utcnow
+from db.models import Integration
+from nexusctl.core import events, health
+from nexusctl.core.ids import parse_uuid
+from nexusctl.core.paging import Page, check_limit
+from nexusctl.errors import IntegrationNotFound, UsageProblem
+
+RECOVERED = "integration.recovered"
+BATCH = 200  # integrations per run of the health job
+
+
+def windows(settings) -> dict:
+    """The settings a check needs: ``lead`` (TOKEN_EXPIRY_WARNING) and ``recheck`` (HEALTH_RECHECK)."""
+    return {"lead": dt.timedelta(seconds=settings.token_expiry_warning),
+            "recheck": dt.timedelta(seconds=settings.health_recheck_seconds)}
+
+
+def check(integration_id, *, lead: dt.timedelta, recheck: dt.timedelta, owner_id=None) -> dict:
+    """Judge one integration now, store the status (announcing a change) and return its health record."""
+    row_id = parse_uuid(integration_id, "integrationId")
+    loaded = health.load(row_id)
+    if loaded is None or (owner_id is not None and loaded[0].user_id != owner_id):
+        raise IntegrationNotFound(f"integration {row_id} not found", id=str(row_id))
+    return _check_loaded(*loaded, lead=lead, recheck=recheck)
+
+
+def _check_loaded(row: Integration, has_refresh_token: bool, *, lead, recheck) -> dict:
+    now = utcnow()
+    found = health.facts(row, has_refresh_token, now)
+    status, reasons = health.judge(found, now, lead)
+    store(row, status, reasons, now, health.next_check(found, now, lead, recheck))
+    return health.record(found, status, reasons, now)
+
+
+def store(row: Integration, status: str, reasons: list[health.Reason], now: dt.datetime,
+          due: dt.datetime) -> bool:
+    """Write the check's outcome; True when the status changed (and was announced, in the same transaction)."""
+    values = {Integration.health_status: status, Integration.health_rank: health.RANK[status],
+              Integration.health_reasons: [r.to_dict() for r in reasons], Integration.health_checked_at: now,
+              Integration.health_due_at: due}
+    mine = Integration.id == row.id
+    with database_proxy.atomic():
+        previous = Integration.select(Integration.health_status).where(mine).scalar()
+        if previous == status:
+            Integration.update(values).where(mine).execute()
+            return False
+        # Conditional on the status just read: a concurrent checker that already wrote it finds no row here.
+        same = Integration.health_status.is_null() if previous is None else Integration.health_status == previous
+        if not Integration.update(values).where(mine & same).execute():
+            return False
+        _announce(row, previous, status, reasons)
+    return True
+
+
+def _announce(row: Integration, previous: str | None, status: str, reasons: list[health.Reason]) -> None:
+    message = "; ".join(r.message for r in reasons)
+    if status == health.HEALTHY:
+        if previous is not None:
+            events.record(RECOVERED, row, status=status, previousStatus=previous,
+                          message=f"healthy again (was {previous})")
+        return
+    events.record(events.ERROR, row, code=f"INTEGRATION_{status.upper()}", status=status, previousStatus=previous,
+                  reasons=[r.to_dict() for r in reasons], message=message)
+
+
+def check_due(*, lead: dt.timedelta, recheck: dt.timedelta, limit: int = BATCH, user_id=None) -> dict:
+    """Check the integrations whose next check is due (oldest first, at most ``limit``); returns counts."""
+    now = utcnow()
+    query = Integration.select(Integration.id).where(Integration.health_due_at <= now)
+    if user_id is not None:
+        query = query.where(Integration.user_id == user_id)
+    counts = {"checked": 0, "changed": 0, "healthy": 0, "degraded": 0, "broken": 0}
+    for (row_id,) in query.order_by(Integration.health_due_at).limit(limit).tuples():
+        loaded = health.load(row_id)
+        if loaded is None:  # deleted meanwhile
+            continue
+        before = loaded[0].health_status
+        result = _check_loaded(*loaded, lead=lead, recheck=recheck)
+        counts["checked"] += 1
+        counts[result["status"]] += 1
+        counts["changed"] += result["status"] != before
+    return counts
+
+
+# --- listing: worst first, one keyset page at a time ----------------------------------
+
+def parse_statuses(value) -> list[str] | None:
+    """``degraded,broken`` -> ["degraded", "broken"]; None or empty: every status."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    items = value.split(",") if isinstance(value, str) else list(value)
+    statuses = [str(s).strip().lower() for s in items if str(s).strip()]
+    wrong = [s for s in statuses if s not in health.STATUSES]
+    if wrong:
+        raise UsageProblem(f"status must be among {', '.join(health.STATUSES)} (got {', '.join(wrong)})",
+                           field="status")
+    return statuses
+
+
+def _encode(row: Integration) -> str:
+    raw = json.dumps([row.health_rank, row.created_at.isoformat(), str(row.id)]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode(cursor: str) -> tuple[int, dt.datetime, uuid.UUID]:
+    try:
+        rank, created, row_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return int(rank), dt.datetime.fromisoformat(created), uuid.UUID(row_id)
+    except (ValueError, TypeError, OverflowError):
+        raise UsageProblem("cursor is not one this service issued", field="cursor") from None
+
+
+def list_page(*, lead: dt.timedelta, recheck: dt.timedelta, user_id=None, statuses=None, limit=None,
+              cursor=None) -> Page:
+    """Health records, worst first (by the stored status), each row checked as it is listed.
+
+    Due checks in scope run first (one batch), so the order reflects what changed since."""
+    limit = check_limit(limit)
+    statuses = parse_statuses(statuses)
+    if user_id is not None:
+        user_id = parse_uuid(user_id, "userId")
+    check_due(lead=lead, recheck=recheck, user_id=user_id)
+    query = Integration.select(Integration.id, Integration.health_rank, Integration.created_at)
+    if user_id is not None:
+        query = query.where(Integration.user_id == user_id)
+    if statuses is not None:
+        query = query.where(Integration.health_rank.in_([health.RANK[s] for s in statuses]))
+    if cursor:
+        rank, created, row_id = _decode(cursor)
+        query = query.where(peewee.Tuple(Integration.health_rank, Integration.created_at, Integration.id)
+                            < peewee.Tuple(rank, peewee.Value(created, converter=Integration.created_at.db_value),
+                                           peewee.Value(row_id, converter=Integration.id.db_value)))
+    rows = list(query.order_by(Integration.health_rank.desc(), Integration.created_at.desc(),
+                               Integration.id.desc()).limit(limit + 1))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    records = []
+    for row in rows:
+        loaded = health.load(row.id)
+        if loaded is not None:
+            records.append(_check_loaded(*loaded, lead=lead, recheck=recheck))
+    return Page(records, _encode(rows[-1]) if more and rows else None, limit)
+
+
+# --- gauges ------------------------------------------------------------------------------
+
+def gauges(now: dt.datetime | None = None) -> dict:
+    """For /metrics, two aggregate queries: integrations by provider and stored status (``unknown``: never
+    checked), and active tokens expiring within 24 hours (the partial index on expires_at)."""
+    now = now or utcnow()
+    by_status = [(provider.value if hasattr(provider, "value") else provider, status or "unknown", count)
+                 for provider, status, count in
+                 Integration.select(Integration.provider, Integration.health_status, peewee.fn.COUNT(Integration.id))
+                 .group_by(Integration.provider, Integration.health_status).tuples()]
+    expiring = (Integration.select().where((Integration.is_active == True)  # noqa: E712
+                                           & (Integration.expires_at > now)
+                                           & (Integration.expires_at <= now + dt.timedelta(hours=24))).count())
+    return {"byStatus": by_status, "expiringWithin24h": expiring}

@@ -1,0 +1,211 @@
+"""Integration health in core, on SQLite and PostgreSQL: expiry reasons, announcing a change once
+(also with concurrent checkers), due batches, the worst-first listing, the gauges, and the
+deliveries query's plan on a large table."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import uuid
+
+import pytest
+
+from db.fields import utcnow
+from db.models import Integration, OutboxEvent, Webhook, WebhookDelivery
+from nexusctl.core import health, health_checks
+from nexusctl.enums import Provider
+from nexusctl.errors import IntegrationNotFound, UsageProblem
+
+LEAD = dt.timedelta(days=7)
+WINDOWS = {"lead": LEAD, "recheck": dt.timedelta(minutes=15)}
+
+
+def _in(**delta) -> dt.datetime:
+    return utcnow() + dt.timedelta(**delta)
+
+
+def _codes(record: dict) -> list[str]:
+    return [r["code"] for r in record["reasons"]]
+
+
+def _changes(row_id) -> list[tuple[str, str]]:
+    rows = OutboxEvent.select().where((OutboxEvent.integration_id == row_id) & OutboxEvent.type.in_(
+        ["integration.error", "integration.recovered"])).order_by(OutboxEvent.created_at, OutboxEvent.id)
+    return [(e.type, e.data["status"]) for e in rows]
+
+
+def test_expiry_reasons(database, make_integration):
+    cases = [
+        # A long-lived Facebook token that has lapsed cannot be renewed any more.
+        (dict(provider=Provider.FACEBOOK, refresh_token=None, expires_at=_in(hours=-1)), "broken", ["TOKEN_EXPIRED"]),
+        # Google without a refresh token (offline access refused): a warning ahead of expiry.
+        (dict(provider=Provider.YOUTUBE, refresh_token=None, expires_at=_in(days=2)), "degraded", ["TOKEN_EXPIRING"]),
+        # Expired but renewable, and no refresh has failed: renewed on its next use.
+        (dict(provider=Provider.DISCORD, expires_at=_in(minutes=-5)), "healthy", []),
+        (dict(provider=Provider.TIKTOK, expires_at=_in(hours=2),
+              metadata={"provider": {"refreshTokenExpiresAt": _in(days=3).isoformat()}}),
+         "degraded", ["REFRESH_TOKEN_EXPIRING"]),
+        (dict(provider=Provider.TIKTOK, expires_at=_in(hours=-2),
+              metadata={"provider": {"refreshTokenExpiresAt": _in(days=-1).isoformat()}}),
+         "broken", ["REFRESH_TOKEN_EXPIRED"]),
+        (dict(provider=Provider.MAILCHIMP, refresh_token=None, expires_at=None), "healthy", []),
+        (dict(provider=Provider.SLACK, is_active=False, last_error="SLACK refused the refresh: invalid_grant"),
+         "broken", ["INACTIVE"]),
+    ]
+    for fields, status, codes in cases:
+        row = make_integration(**fields)
+        record = health_checks.check(row.id, **WINDOWS)
+        assert (record["status"], _codes(record)) == (status, codes), fields
+    inactive = health_checks.check(row.id, **WINDOWS)
+    assert "invalid_grant" in inactive["reasons"][0]["message"]
+
+
+def test_missing_scopes_count_only_what_was_asked_for_and_reported(database, make_integration):
+    partial = make_integration(provider=Provider.SLACK, scope=["channels:read", "team:read"])
+    record = health_checks.check(partial.id, **WINDOWS)
+    assert record["scopes"]["missing"] == ["chat:write"] and "publish" in record["reasons"][0]["message"]
+    unreported = make_integration(provider=Provider.SLACK, scope=[])
+    assert health_checks.check(unreported.id, **WINDOWS)["scopes"]["reported"] is False
+    # X connections made before tweet.write was asked for cannot publish until they reconnect.
+    older = make_integration(provider=Provider.TWITTER, scope=["tweet.read", "users.read", "offline.access"])
+    record = health_checks.check(older.id, **WINDOWS)
+    assert record["status"] == "degraded" and record["scopes"]["missing"] == ["tweet.write"]
+    twitter = make_integration(provider=Provider.TWITTER,
+                               scope=["tweet.read", "tweet.write", "users.read", "offline.access"])
+    assert health_checks.check(twitter.id, **WINDOWS)["status"] == "healthy"
+
+
+def test_a_change_is_announced_once_and_recovery_too(database, make_integration):
+    row = make_integration(provider=Provider.DISCORD)
+    assert health_checks.check(row.id, **WINDOWS)["status"] == "healthy"
+    assert _changes(row.id) == []  # a first healthy check announces nothing
+    Integration.update(is_active=False, last_error="gone").where(Integration.id == row.id).execute()
+    for _ in range(3):
+        health_checks.check(row.id, **WINDOWS)
+    Integration.update(is_active=True, last_error=None).where(Integration.id == row.id).execute()
+    for _ in range(3):
+        health_checks.check(row.id, **WINDOWS)
+    assert _changes(row.id) == [("integration.error", "broken"), ("integration.recovered", "healthy")]
+    error = OutboxEvent.get((OutboxEvent.integration_id == row.id) & (OutboxEvent.type == "integration.error"))
+    assert error.data["code"] == "INTEGRATION_BROKEN" and error.data["previousStatus"] == "healthy"
+    assert error.data["reasons"][0]["code"] == "INACTIVE" and "gone" in error.data["message"]
+
+
+def test_concurrent_checkers_announce_a_change_once(database, make_integration, db_url):
+    row = make_integration(provider=Provider.DISCORD)
+    health_checks.check(row.id, **WINDOWS)
+    Integration.update(is_active=False).where(Integration.id == row.id).execute()
+    barrier, errors = threading.Barrier(6), []
+
+    def checker():
+        try:
+            barrier.wait()
+            with database.connection_context():
+                health_checks.check(row.id, **WINDOWS)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=checker) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    assert _changes(row.id) == [("integration.error", "broken")]
+
+
+def test_unknown_and_someone_elses_integration_are_not_found(database, make_integration):
+    row = make_integration()
+    with pytest.raises(IntegrationNotFound):
+        health_checks.check(uuid.uuid4(), **WINDOWS)
+    with pytest.raises(IntegrationNotFound):
+        health_checks.check(row.id, owner_id=uuid.uuid4(), **WINDOWS)
+    with pytest.raises(UsageProblem):
+        health_checks.check("nope", **WINDOWS)
+
+
+def test_due_checks_are_a_bounded_batch_and_then_wait(database, make_integration):
+    rows = [make_integration(provider=Provider.DISCORD) for _ in range(5)]
+    assert health_checks.check_due(limit=2, **WINDOWS)["checked"] == 2
+    assert health_checks.check_due(limit=10, **WINDOWS)["checked"] == 3
+    assert health_checks.check_due(limit=10, **WINDOWS)["checked"] == 0  # all checked: due after HEALTH_RECHECK
+    # An expiry coming within the lead brings the next check forward to that moment.
+    soon = make_integration(provider=Provider.YOUTUBE, refresh_token=None, expires_at=_in(days=7, minutes=5))
+    health_checks.check(soon.id, **WINDOWS)
+    due = Integration.get_by_id(soon.id).health_due_at
+    assert _in(minutes=4) < due < _in(minutes=6)
+    assert all(Integration.get_by_id(r.id).health_status == "healthy" for r in rows)
+
+
+def test_the_listing_is_worst_first_and_pages_by_keyset(database, make_integration):
+    user = uuid.uuid4()
+    made = {"broken": [make_integration(user_id=user, is_active=False) for _ in range(2)],
+            "degraded": [make_integration(user_id=user, provider=Provider.YOUTUBE, refresh_token=None,
+                                          expires_at=_in(days=1)) for _ in range(2)],
+            "healthy": [make_integration(user_id=user) for _ in range(3)]}
+    seen, cursor = [], None
+    while True:
+        page = health_checks.list_page(user_id=user, limit=3, cursor=cursor, **WINDOWS)
+        seen += page.items
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+    assert [r["status"] for r in seen] == ["broken"] * 2 + ["degraded"] * 2 + ["healthy"] * 3
+    assert len({r["integrationId"] for r in seen}) == 7
+    everyone = health_checks.list_page(statuses="degraded,broken", limit=50, **WINDOWS).items
+    assert {r["integrationId"] for r in everyone} == {str(r.id) for r in made["broken"] + made["degraded"]}
+    with pytest.raises(UsageProblem):
+        health_checks.list_page(statuses="sick", **WINDOWS)
+    with pytest.raises(UsageProblem):
+        health_checks.list_page(cursor="garbage!", **WINDOWS)
+
+
+def test_gauges_count_by_provider_and_status(database, make_integration):
+    make_integration(provider=Provider.SLACK, is_active=False)
+    make_integration(provider=Provider.SLACK)
+    make_integration(provider=Provider.DISCORD, expires_at=_in(hours=3))
+    make_integration(provider=Provider.DISCORD, expires_at=_in(hours=30))
+    make_integration(provider=Provider.DISCORD, expires_at=_in(hours=3), is_active=False)
+    before = health_checks.gauges()
+    assert ("SLACK", "unknown", 2) in before["byStatus"]
+    health_checks.check_due(**WINDOWS)
+    after = health_checks.gauges()
+    assert sorted(after["byStatus"]) == [("DISCORD", "broken", 1), ("DISCORD", "healthy", 2),
+                                         ("SLACK", "broken", 1), ("SLACK", "healthy", 1)]
+    assert after["expiringWithin24h"] == 1  # active, within 24 h
+
+
+def test_delivery_outcomes_of_the_last_day_only(database, make_integration):
+    row = make_integration(provider=Provider.SLACK)
+    hook = Webhook.create(integration=row, url="https://example.com/h", secret=None)
+    old = utcnow() - dt.timedelta(hours=25)
+    for status, created in [("FAILED", old), ("FAILED", old), ("DELIVERED", utcnow()), ("RETRYING", utcnow()),
+                            ("PENDING", utcnow())]:
+        WebhookDelivery.create(webhook=hook, event="media.created", payload={}, status=status, created_at=created)
+    found = health.facts(row, True, utcnow()).webhooks
+    assert (found["deliveries24h"], found["delivered"], found["retrying"], found["successRate"]) == (3, 1, 1, 0.5)
+
+
+@pytest.mark.postgres
+def test_the_deliveries_query_uses_an_index_on_a_large_table(pg_database):
+    """200,000 deliveries over 1,000 webhooks of 500 integrations: the 24-hour count of one integration's
+    webhooks is a range of (webhook_id, created_at, id) per webhook, not a scan of the day's deliveries."""
+    rows = [Integration.create(user_id=uuid.uuid4(), provider=Provider.SLACK, name="x") for _ in range(500)]
+    hooks = [Webhook.create(integration=rows[i % 500], url="https://example.com/h", secret=None)
+             for i in range(1000)]
+    ids = ",".join(f"'{h.id}'" for h in hooks)
+    pg_database.execute_sql(
+        "INSERT INTO webhook_deliveries (id, created_at, updated_at, webhook_id, event, payload, status, attempts) "
+        "SELECT gen_random_uuid(), now() - mod(g, 2880) * interval '1 minute', now(), "
+        f"(ARRAY[{ids}]::uuid[])[1 + mod(g, 1000)], 'media.created', '{{}}', "
+        "(ARRAY['DELIVERED','FAILED','RETRYING','PENDING'])[1 + mod(g, 4)], 1 FROM generate_series(1, 200000) g")
+    pg_database.execute_sql("ANALYZE webhook_deliveries")
+    mine = [h.id for h in hooks if h.integration_id == rows[0].id]
+    query = (WebhookDelivery.select(WebhookDelivery.status)
+             .where(WebhookDelivery.webhook.in_(mine)
+                    & (WebhookDelivery.created_at >= utcnow() - health.WEBHOOK_WINDOW)))
+    sql, params = query.sql()
+    plan = "\n".join(r[0] for r in pg_database.execute_sql("EXPLAIN " + sql, params).fetchall())
+    assert "webhook_deliveries_webhook_id_created_at_id" in plan and "Seq Scan" not in plan, plan
+    # Its 2 webhooks have 400 deliveries over two days, 200 of them within the last 24 hours.
+    assert health.facts(Integration.get_by_id(rows[0].id), True, utcnow()).webhooks["deliveries24h"] == 200
