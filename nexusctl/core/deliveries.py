@@ -17,6 +17,7 @@ import random
 import uuid
 from dataclasses import dataclass
 
+from peewee import SQL
 
 from db.database import database_proxy, is_postgres
 from db.fields import utcnow
@@ -169,6 +170,9 @@ WHERE "id" IN (
 RETURNING id, webhook_id, event, payload, attempts"""
 
 
+_DUE_SQL = [SQL(f"'{status.value}'") for status in DUE]
+
+
 def claim(limit: int, lease_seconds: float, exclude=()) -> list[Claimed]:
     """Lease up to ``limit`` due deliveries of active webhooks (not of the ``exclude`` ones)."""
     now, lease = utcnow(), uuid.uuid4()
@@ -185,7 +189,10 @@ def claim(limit: int, lease_seconds: float, exclude=()) -> list[Claimed]:
                 "exclude": [str(w) for w in exclude]}).fetchall()
         return [Claimed(_uuid(r[0]), _uuid(r[1]), r[2], r[3] if isinstance(r[3], dict) else json.loads(r[3]), r[4],
                         lease) for r in rows]
-    claimable = (WebhookDelivery.status.in_(DUE) & (WebhookDelivery.next_attempt_at <= now)
+    # The statuses as literals, not parameters: SQLite uses a partial index only when the query's
+    # WHERE names its condition's constants, and without it the claim sorted every due row
+    # (1.1 s per claim with 100,000 due of 1,000,000; bench/growth.py).
+    claimable = (WebhookDelivery.status.in_(_DUE_SQL) & (WebhookDelivery.next_attempt_at <= now)
                  & (WebhookDelivery.lease_until.is_null() | (WebhookDelivery.lease_until < now)))
     if exclude:  # endpoints this worker already sends to at their cap
         claimable &= WebhookDelivery.webhook.not_in(list(exclude))
