@@ -16,6 +16,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import peewee
+
 ROOT = Path(__file__).resolve().parent.parent
 NEXUSCTL = Path(sys.executable).parent / "nexusctl"
 
@@ -50,6 +52,17 @@ def base_env(work: Path, database_url: str | None) -> dict:
     if database_url:
         env["DATABASE_URL"] = database_url
     return env
+
+
+def empty_tables(db, *tables: str) -> None:
+    """Empty the benchmark's tables. TRUNCATE on PostgreSQL: DELETE would leave the previous run's dead
+    rows (a million after the backlog run) in the heap and the indexes until autovacuum comes, and
+    the next benchmark on the same database would be measured against them."""
+    if isinstance(db, peewee.PostgresqlDatabase):
+        db.execute_sql(f"TRUNCATE {', '.join(tables)} CASCADE")
+        return
+    for table in tables:
+        db.execute_sql(f"DELETE FROM {table}")
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -333,7 +334,14 @@ def main() -> None:
     run = Runner(args)
     run.summary = []
     started, load_before, clock = dt.datetime.now(dt.timezone.utc), load_average(), time.monotonic()
-    sections = {key: RUNNERS[key][1](run) for key in SECTIONS if key in chosen}
+    sections = {}
+    for key in SECTIONS:
+        if key in chosen:
+            try:
+                sections[key] = RUNNERS[key][1](run)
+            except Exception:  # noqa: BLE001 - a report bug in one section must not lose the others' figures
+                run.failures.append(f"{key}: the report could not be written\n{traceback.format_exc()}")
+                sections[key] = "**Failed** (see below)."
     text = report(run, sections, started, load_before, load_average(), time.monotonic() - clock)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(text)

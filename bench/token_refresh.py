@@ -31,7 +31,9 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import NEXUSCTL, ROOT, base_env, free_port, is_postgres, wait_http, write_json  # noqa: E402
+from common import (  # noqa: E402
+    NEXUSCTL, ROOT, base_env, empty_tables, free_port, is_postgres, wait_http, write_json,
+)
 
 sys.path.insert(0, str(ROOT))
 
@@ -131,9 +133,8 @@ def run(database_url: str | None, integrations: int, raw_seconds: float, timeout
 
         settings = config.load()
         db = bind(open_database(database_url))
-        for table in ("webhook_attempts", "webhook_deliveries", "webhooks", "outbox_events", "integration_sync_logs",
-                      "integrations"):
-            db.execute_sql(f"DELETE FROM {table}")  # a rerun on the same database measures only its own rows
+        empty_tables(db, "webhook_attempts", "webhook_deliveries", "webhooks", "outbox_events",
+                     "integration_sync_logs", "integrations")  # a rerun measures only its own rows
 
         env_yt = info["env"]
         raw, raw_errors, raw_done = asyncio.run(raw_rate(env_yt["YOUTUBE_TOKEN_URL"], env_yt["YOUTUBE_CLIENT_ID"],

@@ -34,7 +34,9 @@ from pathlib import Path
 import peewee
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import NEXUSCTL, ROOT, free_port, is_postgres, percentile, wait_http, write_json  # noqa: E402
+from common import (  # noqa: E402
+    NEXUSCTL, ROOT, empty_tables, free_port, is_postgres, percentile, wait_http, write_json,
+)
 
 sys.path.insert(0, str(ROOT))
 
@@ -194,8 +196,8 @@ def run(args) -> dict:
     settings = config.load()
     ring = keyring_from_settings(settings)
     db = bind(open_database(database_url))
-    for table in ("webhook_attempts", "webhook_deliveries", "webhooks", "outbox_events", "integrations"):
-        db.execute_sql(f"DELETE FROM {table}")  # a rerun on the same database measures only its own rows
+    # A rerun measures only its own rows.
+    empty_tables(db, "webhook_attempts", "webhook_deliveries", "webhooks", "outbox_events", "integrations")
     port = free_port()
     receiver = subprocess.Popen([sys.executable, "-c", RECEIVER, str(port)])
     url = f"http://127.0.0.1:{port}/hook"
@@ -238,7 +240,7 @@ def run(args) -> dict:
             count, achieved = emit_at_rate(database_url, integration.id, args.rate, args.latency_seconds,
                                            args.emitters, env)
             _wait_delivered(count, 300)
-            lags = [row[0] * 1000 for row in db.execute_sql(
+            lags = [float(row[0]) * 1000 for row in db.execute_sql(
                 "SELECT EXTRACT(EPOCH FROM (a.started_at - d.created_at)) FROM webhook_attempts a "
                 "JOIN webhook_deliveries d ON d.id = a.delivery_id WHERE a.number = 1").fetchall()]
             out["latency"] = {"events": count, "achieved_per_s": achieved, "target_per_s": args.rate,
@@ -252,9 +254,9 @@ def run(args) -> dict:
             db.execute_sql(_insert_sql(args.backlog), (str(hook.id),))
             daemon = _start_daemon(env, dport)
             time.sleep(args.backlog_seconds)  # let it work through the backlog (a measurement window, not a wait)
+            sent = db.execute_sql("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'DELIVERED'").fetchone()[0]
             out["backlog"] = {"rows": args.backlog, "peak_rss_mb": _peak_rss_mb(daemon.pid),
-                              "seconds": args.backlog_seconds, "sent": db.execute_sql("SELECT COUNT(*) FROM webhook_deliveries "
-                                                            "WHERE status = 'DELIVERED'").fetchone()[0]}
+                              "seconds": args.backlog_seconds, "sent": sent}
     finally:
         if daemon is not None:
             daemon.terminate()
@@ -273,10 +275,7 @@ def _start_daemon(env: dict, port: int):
 
 
 def _clear(db) -> None:
-    from db.models import WebhookAttempt, WebhookDelivery
-
-    WebhookAttempt.delete().execute()
-    WebhookDelivery.delete().execute()
+    empty_tables(db, "webhook_attempts", "webhook_deliveries")
 
 
 def _failing_run(db, ring, integration_id, port: int, args) -> dict:
@@ -360,9 +359,11 @@ def markdown(r: dict) -> str:
              f"| ratio durable / raw | **{r['ratio']:.2f}** |"]
     if "failing" in r:
         f = r["failing"]
-        lines += [f"| healthy deliveries/s, {f['receivers']} receivers all healthy | {f['healthy']['healthy_per_s']:.0f} |",
+        lines += [f"| healthy deliveries/s, {f['receivers']} receivers all healthy "
+                  f"| {f['healthy']['healthy_per_s']:.0f} |",
                   f"| healthy deliveries/s, {f['failing_receivers']} of {f['receivers']} answering 500 "
-                  f"({f['failing']['failed_attempts']:,} failed attempts meanwhile) | {f['failing']['healthy_per_s']:.0f} |",
+                  f"({f['failing']['failed_attempts']:,} failed attempts meanwhile) "
+                  f"| {f['failing']['healthy_per_s']:.0f} |",
                   f"| ratio failing / all healthy | **{f['ratio']:.2f}** |"]
     if "latency" in r:
         lat = r["latency"]
