@@ -5,8 +5,9 @@ One run, one machine, one local receiver process (aiohttp, answers 200 at once, 
 1. raw     - aiohttp POSTs of the same signed-size body at the worker's concurrency (WEBHOOK_CONCURRENCY).
 2. durable - N deliveries queued in the database, then one `nexusctl daemon` sends them all; rate from the
              first attempt to the last delivered_at (database timestamps).
-3. failing - N deliveries over 20 webhooks (receivers), all healthy; then the same with 10% of them
-             answering 500 (retried on WEBHOOK_RETRY_SCHEDULE meanwhile): healthy deliveries/s of each.
+3. failing - rounds of N/2 deliveries over 20 webhooks (receivers): all healthy, 10% of them answering 500
+             (retried on WEBHOOK_RETRY_SCHEDULE meanwhile), again, all healthy again: healthy deliveries/s
+             of each kind over its two rounds.
 4. latency - (PostgreSQL) events emitted at a fixed rate (default 500/s) through core.events.emit while the
              daemon runs; emit-to-first-attempt = attempt.started_at - delivery.created_at, p50 / p99.
 5. backlog - (PostgreSQL) a backlog of B deliveries (default 1,000,000) inserted in SQL; the daemon's peak
@@ -279,33 +280,39 @@ def _clear(db) -> None:
 
 
 def _failing_run(db, ring, integration_id, port: int, args) -> dict:
-    """The same N deliveries over ``receivers`` webhooks, all healthy, then with a share answering 500."""
+    """N/2 deliveries over ``receivers`` webhooks per round, in the order healthy, failing, failing, healthy
+    (so a drift over the run, the machine's load or the tables' growth, weighs on both alike); a
+    failing round has a share of the receivers answering 500. Healthy deliveries/s of each kind."""
     from db.models import Webhook, WebhookAttempt, WebhookDelivery
     from nexusctl.core import webhooks
     from nexusctl.enums import DeliveryStatus
 
     failing = max(1, round(args.receivers * args.failing))
+    per_round = max(args.deliveries // 2, args.receivers)
     hooks = [webhooks.create(ring, integration_id=integration_id, url=f"http://127.0.0.1:{port}/hook/{i}",
                              events=["*"])[0].id for i in range(args.receivers)]
-    result = {"receivers": args.receivers, "failing_receivers": failing}
-    for name, bad in (("healthy", 0), ("failing", failing)):
+    totals = {name: {"healthy_deliveries": 0, "seconds": 0.0, "failed_attempts": 0} for name in ("healthy", "failing")}
+    for name in ("healthy", "failing", "failing", "healthy"):
+        bad = failing if name == "failing" else 0
         _clear(db)
         for i, hook_id in enumerate(hooks):
             path = "fail" if i < bad else "hook"
             Webhook.update(url=f"http://127.0.0.1:{port}/{path}/{i}", failing_since=None).where(
                 Webhook.id == hook_id).execute()
         time.sleep(1.5)  # the worker reads a webhook's URL once per claimed batch: let no batch span the switch
-        _queue(db, hooks, args.deliveries)
-        healthy = sum(1 for k in range(args.deliveries) if k % len(hooks) >= bad)
+        _queue(db, hooks, per_round)
+        healthy = sum(1 for k in range(per_round) if k % len(hooks) >= bad)
         _wait_delivered(healthy, 600)
         first, last = _window(db)
-        seconds = max((last - first).total_seconds(), 1e-6)
-        failed_attempts = (WebhookAttempt.select().join(WebhookDelivery)
-                           .where(WebhookDelivery.status != DeliveryStatus.DELIVERED).count())
-        result[name] = {"healthy_deliveries": healthy, "healthy_per_s": healthy / seconds,
-                        "failed_attempts": failed_attempts, "seconds": seconds}
+        totals[name]["healthy_deliveries"] += healthy
+        totals[name]["seconds"] += max((last - first).total_seconds(), 1e-6)
+        totals[name]["failed_attempts"] += (WebhookAttempt.select().join(WebhookDelivery)
+                                            .where(WebhookDelivery.status != DeliveryStatus.DELIVERED).count())
     for hook_id in hooks:
         Webhook.delete().where(Webhook.id == hook_id).execute()
+    result = {"receivers": args.receivers, "failing_receivers": failing, "per_round": per_round}
+    for name, total in totals.items():
+        result[name] = {**total, "healthy_per_s": total["healthy_deliveries"] / total["seconds"]}
     result["ratio"] = result["failing"]["healthy_per_s"] / result["healthy"]["healthy_per_s"]
     return result
 
