@@ -16,6 +16,7 @@ same interpreter, Typer imported):
 from __future__ import annotations
 
 import argparse
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -91,6 +92,7 @@ def run(database_url: str | None, runs: int) -> dict:
     for _ in range(runs):
         for name, argv in commands.items():
             samples[name].append(_wall(argv, env))
+    shutil.rmtree(work, ignore_errors=True)
     ms = {name: median(values) * 1000 for name, values in samples.items()}
     return {"database": "PostgreSQL" if is_postgres(database_url) else "SQLite", "runs": runs, "median_ms": ms,
             "min_ms": {name: min(values) * 1000 for name, values in samples.items()},

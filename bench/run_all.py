@@ -21,6 +21,7 @@ import datetime as dt
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -354,6 +355,7 @@ def main() -> None:
     text = report(run, sections, started, load_before, load_average(), time.monotonic() - clock)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(text)
+    shutil.rmtree(run.work, ignore_errors=True)
     print(f"wrote {args.output}" + (f"; {len(run.failures)} benchmark(s) failed" if run.failures else ""),
           file=sys.stderr)
     sys.exit(1 if run.failures else 0)

@@ -23,6 +23,7 @@ import asyncio
 import datetime as dt
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -167,6 +168,7 @@ def run(database_url: str | None, integrations: int, raw_seconds: float, timeout
             daemon.wait(30)
         calls = stop_emulator(emulator)
     sweep_calls = calls.get("refresh", 0) - raw_done  # one provider call per integration, no more
+    shutil.rmtree(work, ignore_errors=True)  # kept when the run failed: daemon.log is there
     return {"database": "PostgreSQL" if is_postgres(database_url) else "SQLite", "integrations": integrations,
             "concurrency": CONCURRENCY, "raw_per_s": raw, "raw_errors": raw_errors, "sweep_per_s": sweep,
             "ratio": sweep / raw, "sweep_seconds": (last - first).total_seconds(), "seed_seconds": seeded_s,

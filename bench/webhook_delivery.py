@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import base64
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -265,6 +266,7 @@ def run(args) -> dict:
         receiver.terminate()
         receiver.wait(10)
     db.close()
+    shutil.rmtree(work, ignore_errors=True)
     return out
 
 
