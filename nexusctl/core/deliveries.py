@@ -17,7 +17,6 @@ import random
 import uuid
 from dataclasses import dataclass
 
-from peewee import SQL
 
 from db.database import database_proxy, is_postgres
 from db.fields import utcnow
@@ -170,9 +169,6 @@ WHERE "id" IN (
 RETURNING id, webhook_id, event, payload, attempts"""
 
 
-_DUE_SQL = [SQL(f"'{status.value}'") for status in DUE]
-
-
 def claim(limit: int, lease_seconds: float, exclude=()) -> list[Claimed]:
     """Lease up to ``limit`` due deliveries of active webhooks (not of the ``exclude`` ones)."""
     now, lease = utcnow(), uuid.uuid4()
@@ -192,7 +188,10 @@ def claim(limit: int, lease_seconds: float, exclude=()) -> list[Claimed]:
     # The statuses as literals, not parameters: SQLite uses a partial index only when the query's
     # WHERE names its condition's constants, and without it the claim sorted every due row
     # (1.1 s per claim with 100,000 due of 1,000,000; bench/growth.py).
-    claimable = (WebhookDelivery.status.in_(_DUE_SQL) & (WebhookDelivery.next_attempt_at <= now)
+    from peewee import SQL
+
+    statuses = [SQL(f"'{status.value}'") for status in DUE]
+    claimable = (WebhookDelivery.status.in_(statuses) & (WebhookDelivery.next_attempt_at <= now)
                  & (WebhookDelivery.lease_until.is_null() | (WebhookDelivery.lease_until < now)))
     if exclude:  # endpoints this worker already sends to at their cap
         claimable &= WebhookDelivery.webhook.not_in(list(exclude))
