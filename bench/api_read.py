@@ -27,6 +27,8 @@ import uuid
 from pathlib import Path
 
 NEXUSCTL = Path(sys.executable).parent / "nexusctl"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import write_json  # noqa: E402
 
 LOADGEN = r"""
 import asyncio, json, sys, time
@@ -97,6 +99,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="per measurement")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=2, help="alternating health/read rounds")
+    parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="nexus-bench-"))
@@ -135,6 +138,11 @@ def main() -> None:
 
     h, r = rate(health), rate(read)
     kind = "PostgreSQL" if args.database_url and args.database_url.startswith("postgres") else "SQLite"
+    write_json(args.json, {"database": kind, "concurrency": args.concurrency, "rounds": args.rounds,
+                           "seconds": args.seconds, "health_per_s": h, "read_per_s": r, "ratio": r / h,
+                           "health_p50_ms": health[-1]["p50_ms"], "health_p99_ms": health[-1]["p99_ms"],
+                           "read_p50_ms": read[-1]["p50_ms"], "read_p99_ms": read[-1]["p99_ms"],
+                           "errors": sum(x["errors"] for x in health + read)})
     print(f"""## API read benchmark
 
 - Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; database: {kind}

@@ -218,7 +218,13 @@ def claim(limit: int, lease_seconds: float, exclude=()) -> list[Claimed]:
                 "exclude": [str(w) for w in exclude]}).fetchall()
         return [Claimed(_uuid(r[0]), _uuid(r[1]), r[2], r[3] if isinstance(r[3], dict) else json.loads(r[3]), r[4],
                         lease) for r in rows]
-    claimable = (WebhookDelivery.status.in_(DUE) & (WebhookDelivery.next_attempt_at <= now)
+    # The statuses as literals, not parameters: SQLite uses a partial index only when the query's
+    # WHERE names its condition's constants, and without it the claim sorted every due row
+    # (1.1 s per claim with 100,000 due of 1,000,000; bench/growth.py).
+    from peewee import SQL
+
+    statuses = [SQL(f"'{status.value}'") for status in DUE]
+    claimable = (WebhookDelivery.status.in_(statuses) & (WebhookDelivery.next_attempt_at <= now)
                  & (WebhookDelivery.lease_until.is_null() | (WebhookDelivery.lease_until < now)))
     if exclude:  # endpoints this worker already sends to at their cap
         claimable &= WebhookDelivery.webhook.not_in(list(exclude))

@@ -1,0 +1,204 @@
+"""Benchmark: N integrations refreshed by the daemon's sweep against the OAuth emulator vs raw token POSTs.
+
+One run, one machine:
+
+1. The provider emulators of tests/emulators (the same ``Emulators`` server the tests start) run in
+   their own process; they issue N YouTube (Google) refresh tokens.
+2. raw   - aiohttp POSTs ``grant_type=refresh_token`` to the emulator's token endpoint, with those
+           tokens, at the sweep's concurrency (5), for a fixed time: the provider's ceiling here.
+3. sweep - N integrations holding those tokens (sealed as the service seals them), all expiring
+           within TOKEN_REFRESH_WINDOW, then one ``nexusctl daemon`` refreshes them with its scheduled
+           sweep (REFRESH_SWEEP_INTERVAL shortened to 0.2 s so the passes follow each other; 500
+           integrations a pass, 5 at a time). Rate = N / (last refresh's updated_at - first's),
+           every one checked: a new expiry about an hour ahead, one provider call each.
+
+    .venv/bin/python bench/token_refresh.py --database-url postgresql://postgres@127.0.0.1:5432/bench_b
+    .venv/bin/python bench/token_refresh.py --integrations 500      # SQLite in a temporary directory
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (  # noqa: E402
+    NEXUSCTL, ROOT, base_env, empty_tables, free_port, is_postgres, wait_http, write_json,
+)
+
+sys.path.insert(0, str(ROOT))
+
+CONCURRENCY = 5  # refresh.sweep's default, what the daemon uses
+
+EMULATOR = r"""
+import json, sys
+from tests.emulators.server import Emulators
+emu = Emulators().start()
+yt = emu["YOUTUBE"]
+grant = yt.new_grant(["https://www.googleapis.com/auth/youtube.readonly"])
+tokens = [yt.issue(grant, "refresh", None).value for _ in range(int(sys.argv[2]))]
+with open(sys.argv[1], "w") as out:
+    json.dump({"env": emu.env(), "tokens": tokens, "base": emu.base_url}, out)
+sys.stdin.read()  # serve until the bench closes our stdin
+print(json.dumps(dict(yt.calls)))
+"""
+
+
+def start_emulator(work: Path, tokens: int):
+    info = work / "emulator.json"
+    proc = subprocess.Popen([sys.executable, "-c", EMULATOR, str(info), str(tokens)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    deadline = time.monotonic() + 60
+    while not info.exists() or not info.stat().st_size:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("the emulator did not start")
+        time.sleep(0.05)
+    time.sleep(0.1)  # the file is written in one go; let it be closed
+    return proc, json.loads(info.read_text())
+
+
+def stop_emulator(proc) -> dict:
+    out, _ = proc.communicate("", timeout=30)
+    return json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
+
+
+async def raw_rate(url: str, client_id: str, secret: str, tokens: list[str], seconds: float) -> tuple[float, int, int]:
+    import aiohttp
+
+    done, errors = 0, 0
+    deadline = time.perf_counter() + seconds
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONCURRENCY)) as session:
+        async def worker(k: int):
+            nonlocal done, errors
+            i = k
+            while time.perf_counter() < deadline:
+                form = {"grant_type": "refresh_token", "refresh_token": tokens[i % len(tokens)],
+                        "client_id": client_id, "client_secret": secret}
+                async with session.post(url, data=form) as response:
+                    body = await response.json()
+                    if response.status != 200 or "access_token" not in body:
+                        errors += 1
+                done += 1
+                i += CONCURRENCY
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(k) for k in range(CONCURRENCY)))
+        return done / (time.perf_counter() - started), errors, done
+
+
+def seed(settings, tokens: list[str], expires: dt.datetime) -> None:
+    from db.database import database_proxy
+    from db.models import Integration
+    from db.secrets import seal
+    from nexusctl.crypto import keyring_from_settings
+    from nexusctl.enums import Provider
+
+    ring = keyring_from_settings(settings)
+    rows = []
+    for i, token in enumerate(tokens):
+        row = Integration(user_id=uuid.uuid4(), provider=Provider.YOUTUBE, name=f"bench{i}", account_id=str(i),
+                          scope=["https://www.googleapis.com/auth/youtube.readonly"], expires_at=expires,
+                          token_type="Bearer")
+        seal(ring, row, "access_token", f"ya29.expiring-{i}")
+        seal(ring, row, "refresh_token", token)
+        rows.append(dict(row.__data__))
+    for start in range(0, len(rows), 500):
+        with database_proxy.atomic():
+            Integration.insert_many(rows[start:start + 500]).execute()
+
+
+def run(database_url: str | None, integrations: int, raw_seconds: float, timeout: float) -> dict:
+    work = Path(tempfile.mkdtemp(prefix="nexus-bench-refresh-"))
+    database_url = database_url or f"sqlite:///{work}/refresh.db"
+    emulator, info = start_emulator(work, integrations)
+    daemon = None
+    try:
+        env = base_env(work, database_url)
+        env.update(info["env"], REFRESH_SWEEP_INTERVAL="0.2s", TOKEN_REFRESH_WINDOW="10m", LOG_FORMAT="json",
+                   EVENTS_CONSUME_STREAMS="none", SYNC_POLL_INTERVAL="1h")
+        os.environ.update(env)
+        subprocess.run([str(NEXUSCTL), "-q", "db", "migrate"], env=env, check=True)
+
+        from db.database import bind, open_database
+        from db.models import Integration
+        from nexusctl import config
+
+        settings = config.load()
+        db = bind(open_database(database_url))
+        empty_tables(db, "webhook_attempts", "webhook_deliveries", "webhooks", "outbox_events",
+                     "integration_sync_logs", "integrations")  # a rerun measures only its own rows
+
+        env_yt = info["env"]
+        raw, raw_errors, raw_done = asyncio.run(raw_rate(env_yt["YOUTUBE_TOKEN_URL"], env_yt["YOUTUBE_CLIENT_ID"],
+                                               env_yt["YOUTUBE_CLIENT_SECRET"], info["tokens"], raw_seconds))
+
+        expires = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=5)
+        started = time.perf_counter()
+        seed(settings, info["tokens"], expires)
+        seeded_s = time.perf_counter() - started
+
+        port = free_port()
+        daemon = subprocess.Popen([str(NEXUSCTL), "daemon", "--port", str(port)], env={**env, "PORT": str(port)},
+                                  stdout=subprocess.DEVNULL, stderr=open(work / "daemon.log", "w"))
+        wait_http(f"http://127.0.0.1:{port}/health")
+        far = expires + dt.timedelta(minutes=30)
+        deadline = time.monotonic() + timeout
+        while Integration.select().where(Integration.expires_at > far).count() < integrations:
+            if time.monotonic() > deadline or daemon.poll() is not None:
+                raise RuntimeError(f"the sweep did not refresh {integrations} integrations in time "
+                                   f"(see {work / 'daemon.log'})")
+            time.sleep(0.25)
+        first, last = (Integration.select(Integration.updated_at).order_by(order).scalar()
+                       for order in (Integration.updated_at.asc(), Integration.updated_at.desc()))
+        sweep = integrations / max((last - first).total_seconds(), 1e-6)
+        failures = Integration.select().where(Integration.last_error.is_null(False)).count()
+        db.close()
+    finally:
+        if daemon is not None:
+            daemon.terminate()
+            daemon.wait(30)
+        calls = stop_emulator(emulator)
+    sweep_calls = calls.get("refresh", 0) - raw_done  # one provider call per integration, no more
+    shutil.rmtree(work, ignore_errors=True)  # kept when the run failed: daemon.log is there
+    return {"database": "PostgreSQL" if is_postgres(database_url) else "SQLite", "integrations": integrations,
+            "concurrency": CONCURRENCY, "raw_per_s": raw, "raw_errors": raw_errors, "sweep_per_s": sweep,
+            "ratio": sweep / raw, "sweep_seconds": (last - first).total_seconds(), "seed_seconds": seeded_s,
+            "sweep_provider_calls": sweep_calls, "failures": failures}
+
+
+def markdown(result: dict) -> str:
+    return "\n".join([
+        f"| Measure ({result['database']}) | Result |", "|---|---|",
+        f"| raw token-endpoint POSTs/s ({result['concurrency']} concurrent) | {result['raw_per_s']:.0f} "
+        f"({result['raw_errors']} errors) |",
+        f"| integrations refreshed by the daemon's sweep /s ({result['integrations']:,}, in "
+        f"{result['sweep_seconds']:.1f} s) | {result['sweep_per_s']:.0f} |",
+        f"| ratio sweep / raw | **{result['ratio']:.2f}** |",
+        f"| provider calls made by the sweep, failed refreshes | {result['sweep_provider_calls']:,}, "
+        f"{result['failures']} |"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database-url", help="default: a SQLite file in a temporary directory")
+    parser.add_argument("--integrations", type=int, default=10_000)
+    parser.add_argument("--raw-seconds", type=float, default=5.0)
+    parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--json", help="also write the figures here")
+    args = parser.parse_args()
+    result = run(args.database_url, args.integrations, args.raw_seconds, args.timeout)
+    write_json(args.json, result)
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()
