@@ -64,7 +64,9 @@ def _save(keyring, user_id, provider, account, tokens, metadata, provider_facts)
         row.refresh_lease_until = None
         row.refresh_lease_token = None
         row.health_due_at = utcnow()  # a (re)connect is checked at once: it may be a recovery
-        row.refresh_failed_at = None  # new tokens: an earlier refresh failure says nothing about them
+        # New tokens: earlier refresh failures say nothing about them, so no back-off and no warning carried over.
+        row.refresh_failed_at = None
+        row.refresh_failures, row.refresh_retry_at, row.expiry_warned_for = 0, None, None
         _seal_tokens(keyring, row, tokens)
         row.save(force_insert=not reconnected)
         events.record(events.CONNECTED, row, name=row.name, reconnected=reconnected)

@@ -93,6 +93,19 @@ def test_a_refusing_provider_is_backed_off_and_a_success_resets_it(stack, fresh_
     assert data["refreshFailures"] == 0 and data["refreshRetryAt"] is None and data["isActive"] is True
 
 
+def test_a_reconnect_ends_the_back_off(stack, fresh_emulators):
+    user, integration = connected(stack, "DISCORD")
+    later = dt.datetime.now(UTC) + dt.timedelta(hours=6)
+    value = later.isoformat(" ", "microseconds").replace("+00:00", "") if stack.database_url.startswith("sqlite") \
+        else later
+    _write(stack, "UPDATE integrations SET refresh_failures = 4, refresh_retry_at = %s WHERE id = %s", value,
+           integration)
+    again = stack.connect("DISCORD", user)  # the user connects the same account again: new tokens
+    assert again["status"] == "success" and again["integrationId"] == integration
+    # The old tokens' failures say nothing about the new ones: the sweep must not wait six hours.
+    assert _state(stack, integration)[:2] == (0, None)
+
+
 def test_long_lived_tokens_are_renewed_days_ahead(stack, fresh_emulators):
     facebook, instagram = stack.emulators["FACEBOOK"], stack.emulators["INSTAGRAM"]
     _, fb = connected(stack, "FACEBOOK")
