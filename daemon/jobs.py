@@ -32,7 +32,8 @@ def start_scheduler(settings, services) -> AsyncIOScheduler:
     window = dt.timedelta(seconds=settings.token_refresh_window)
 
     async def token_refresh():
-        counts = await refresh.sweep(services, window)
+        # Full passes follow each other within one interval, so a burst of expiries is not left to lapse.
+        counts = await refresh.drain(services, window, seconds=settings.refresh_sweep_seconds)
         if counts["refreshed"] or counts["failed"] or counts["warned"]:
             log.info("token refresh sweep: %(refreshed)d refreshed, %(failed)d failed, %(skipped)d skipped, "
                      "%(warned)d expiry warnings", counts)

@@ -121,7 +121,7 @@ def refresh_cmd(
             raise UsageProblem(f"--expiring-within {expiring_within!r} is not a duration like 10m or 1h",
                                field="expiring-within")
         with out(ctx).progress("refreshing tokens") as update:
-            counts = run_flow(ctx, lambda svc: refresh.sweep(
+            counts = run_flow(ctx, lambda svc: refresh.drain(
                 svc, dt.timedelta(seconds=seconds), progress=lambda done, total: update(completed=done, total=total)))
         out(ctx).success(f"Refreshed {counts['refreshed']}, failed {counts['failed']}, "
                          f"skipped {counts['skipped']} (refreshed elsewhere meanwhile)")

@@ -221,35 +221,40 @@ def _note_error(row_id: uuid.UUID, error: str) -> None:
     Integration.update(last_error=error).where((Integration.id == row_id) & Integration.last_error.is_null()).execute()
 
 
-def _due(now: dt.datetime, window: dt.timedelta, lead: dt.timedelta):
-    """Active, renewable, expiring within its style's lead, and not backing off."""
-    # A bare is_active and the outer bound on expires_at (implied by both branches below) let SQLite
-    # range-scan the partial index (expires_at) WHERE is_active: 90 ms -> under 1 ms with 100,000 rows.
-    return (Integration.is_active & (Integration.expires_at <= now + max(window, lead))
-            & (Integration.refresh_retry_at.is_null() | (Integration.refresh_retry_at <= now))
-            & ((Integration.provider.in_(_WITH_REFRESH_TOKEN) & Integration.refresh_token.is_null(False)
-                & (Integration.expires_at <= now + window))
-               | (Integration.provider.in_(_LONG_LIVED) & (Integration.expires_at <= now + max(window, lead)))))
+def _due(now: dt.datetime, window: dt.timedelta, lead: dt.timedelta, since: dt.datetime | None = None):
+    """Active, renewable, expiring within its style's lead, not backing off (and not refreshed ``since``)."""
+    # A bare is_active (so SQLite can match the partial index (expires_at) WHERE is_active) and the outer
+    # bound on expires_at that both branches imply. SQLite's planner still prefers the provider index here.
+    due = (Integration.is_active & (Integration.expires_at <= now + max(window, lead))
+           & (Integration.refresh_retry_at.is_null() | (Integration.refresh_retry_at <= now))
+           & ((Integration.provider.in_(_WITH_REFRESH_TOKEN) & Integration.refresh_token.is_null(False)
+               & (Integration.expires_at <= now + window))
+              | (Integration.provider.in_(_LONG_LIVED) & (Integration.expires_at <= now + max(window, lead)))))
+    if since is not None:
+        due &= Integration.refreshed_at.is_null() | (Integration.refreshed_at < since)
+    return due
 
 
-def expiring(window: dt.timedelta, limit: int, lead: dt.timedelta = dt.timedelta(0)) -> list[uuid.UUID]:
+def expiring(window: dt.timedelta, limit: int, lead: dt.timedelta = dt.timedelta(0),
+             since: dt.datetime | None = None) -> list[uuid.UUID]:
     """Integrations due for a refresh (see ``_due``) that nobody is refreshing, soonest first."""
     now = utcnow()
-    query = (Integration.select(Integration.id).where(_due(now, window, lead) & _free(now))
+    query = (Integration.select(Integration.id).where(_due(now, window, lead, since) & _free(now))
              .order_by(Integration.expires_at).limit(limit))
     return [row_id for (row_id,) in query.tuples()]
 
 
-def _claim_expiring(row_id: uuid.UUID, lease: uuid.UUID, window: dt.timedelta, lead: dt.timedelta) -> bool:
+def _claim_expiring(row_id: uuid.UUID, lease: uuid.UUID, window: dt.timedelta, lead: dt.timedelta,
+                    since: dt.datetime | None = None) -> bool:
     # Claimed only while still due: another daemon that just refreshed it moved expires_at on
     # (or backed it off).
     now = utcnow()
     return Integration.update(refresh_lease_until=now + LEASE, refresh_lease_token=lease).where(
-        (Integration.id == row_id) & _due(now, window, lead) & _free(now)).execute() == 1
+        (Integration.id == row_id) & _due(now, window, lead, since) & _free(now)).execute() == 1
 
 
 async def sweep(svc, window: dt.timedelta, *, lead: dt.timedelta | None = None, concurrency: int = 5,
-                limit: int = 500, progress=None) -> dict:
+                limit: int = 500, progress=None, since: dt.datetime | None = None) -> dict:
     """One pass: refresh what is due (each integration once, across daemons), then warn about what cannot be.
 
     ``lead`` (default TOKEN_EXPIRY_WARNING) is how far ahead long-lived tokens are renewed and
@@ -264,7 +269,7 @@ async def sweep(svc, window: dt.timedelta, *, lead: dt.timedelta | None = None, 
     async def one(row_id):
         async with gate:
             lease = uuid.uuid4()
-            if not await svc.run(_claim_expiring, row_id, lease, window, lead):
+            if not await svc.run(_claim_expiring, row_id, lease, window, lead, since):
                 counts["skipped"] += 1
                 return
             try:
@@ -275,7 +280,7 @@ async def sweep(svc, window: dt.timedelta, *, lead: dt.timedelta | None = None, 
                 state = await svc.run(_back_off_state, row_id)
                 log.warning("refresh sweep: integration %s failed (%s); %s", row_id, exc.code, state)
 
-    due = await svc.run(expiring, window, limit, lead)
+    due = await svc.run(expiring, window, limit, lead, since)
     done = 0
 
     async def counted(row_id):
@@ -290,6 +295,28 @@ async def sweep(svc, window: dt.timedelta, *, lead: dt.timedelta | None = None, 
     await asyncio.gather(*(counted(row_id) for row_id in due))
     counts["warned"] = await svc.run(warn_expiring, lead, limit)
     return counts
+
+
+async def drain(svc, window: dt.timedelta, *, seconds: float | None = None, progress=None) -> dict:
+    """Sweep passes of ``REFRESH_SWEEP_BATCH`` back to back while they come back full, for at most
+    ``seconds`` (None: until done). One pass a ``REFRESH_SWEEP_INTERVAL`` would refresh only one batch
+    a minute: a burst of expiries (10,000 within the 10-minute window, say) would partly lapse.
+    ``progress(done, total)`` counts across passes."""
+    batch = svc.settings.refresh_sweep_batch
+    loop = asyncio.get_running_loop()
+    deadline = None if seconds is None else loop.time() + seconds
+    total = dict.fromkeys(("refreshed", "failed", "skipped", "warned"), 0)
+    start = utcnow()  # each integration once per drain, even when its new token expires within the window too
+    while True:
+        before = total["refreshed"] + total["failed"] + total["skipped"]
+        counts = await sweep(svc, window, limit=batch, since=start, progress=None if progress is None else
+                             (lambda done, due, before=before: progress(before + done, before + due)))
+        for key in total:
+            total[key] += counts[key]
+        if counts["refreshed"] + counts["failed"] + counts["skipped"] < batch:
+            return total
+        if deadline is not None and loop.time() >= deadline:
+            return total
 
 
 def _back_off_state(row_id: uuid.UUID) -> str:

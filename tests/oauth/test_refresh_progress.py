@@ -27,3 +27,21 @@ def test_bulk_refresh_shows_a_bar_on_a_terminal_and_one_line_in_scripts(stack, f
     assert cron.returncode == 0 and cron.stdout == ""
     assert cron.stderr.startswith("Refreshed 2, failed 0") and cron.stderr.count("\n") == 1 and ANSI not in cron.stderr
     assert emu.calls["refresh"] == before + 4
+
+
+def test_bulk_refresh_goes_on_past_one_batch(stack, fresh_emulators):
+    emu = stack.emulators["YOUTUBE"]
+    ids = [connected(stack, "YOUTUBE")[1] for _ in range(5)]
+    _expire_in(stack, 1800, *ids)
+    before = emu.calls["refresh"]
+    env = {**stack.env, "REFRESH_SWEEP_BATCH": "2"}  # three passes: 2 + 2 + 1
+    # 45m: these five (30 min left), not the tokens of the test before (refreshed to an hour); an hour
+    # would also take the five again once refreshed (YouTube's tokens last 3,599 s): each is done once.
+    done = piped_run(["integrations", "refresh", "--expiring-within", "45m", "--json"], env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["refreshed"] == 5 and emu.calls["refresh"] == before + 5
+    # Two hours is longer than the tokens live: without "each once per run" the run would go on forever.
+    again = piped_run(["integrations", "refresh", "--expiring-within", "2h", "--json"], env)
+    counts = json.loads(again.stdout)
+    # The five once more, and the test before's two, whose grants the fresh emulators no longer know.
+    assert (counts["refreshed"], counts["failed"], again.returncode) == (5, 2, 22), again.stderr
