@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from db.database import database_proxy
+from db.database import database_proxy, retry_deadlocks
 from db.fields import utcnow
 from db.models import Integration, Webhook, WebhookDelivery
 from db.secrets import public_fields, seal, unseal
@@ -117,10 +117,18 @@ def update(webhook_id, *, url=None, events=None, is_active=None, metadata=None, 
 
 def delete(webhook_id, *, owner_id=None) -> dict:
     row = get(webhook_id, owner_id=owner_id)
-    with database_proxy.atomic():
-        deliveries = WebhookDelivery.select().where(WebhookDelivery.webhook == row.id).count()
-        Webhook.delete().where(Webhook.id == row.id).execute()
-    return {"id": str(row.id), "deleted": True, "deliveriesDeleted": deliveries}
+
+    def transaction() -> int:
+        with database_proxy.atomic():
+            deliveries = WebhookDelivery.select().where(WebhookDelivery.webhook == row.id).count()
+            # Its deliveries first: the delivery worker locks a delivery, then its webhook, and a
+            # cascade from the webhook took them the other way round (a deadlock on PostgreSQL).
+            WebhookDelivery.delete().where(WebhookDelivery.webhook == row.id).execute()
+            Webhook.delete().where(Webhook.id == row.id).execute()
+        return deliveries
+
+    return {"id": str(row.id), "deleted": True, "deliveriesDeleted": retry_deadlocks(transaction)}
+
 
 
 def send_test(webhook_id, *, owner_id=None) -> Webhook:
