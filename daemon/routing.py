@@ -29,7 +29,10 @@ class Route:
     summary: str
     tag: str
     public: bool = False
+    roles: tuple[str, ...] = ()  # non-empty: only tokens with one of these roles (else 403 FORBIDDEN)
     body: Body | None = None
+    body_required: bool = True  # False: the body may be left out entirely (POST .../sync)
+    path_schemas: dict | None = None  # JSON Schemas of path parameters that differ from the default
     query: Query | None = None
     data: dict | None = None  # JSON Schema of the envelope's data
     errors: tuple[str, ...] = ()

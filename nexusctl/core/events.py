@@ -33,7 +33,9 @@ def record(event_type: str, integration: Integration, **data) -> OutboxEvent:
     return event
 
 
-EVENT_TYPE = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")
+EVENT_TYPE_PATTERN = r"[a-z0-9_]+(\.[a-z0-9_]+)+"  # the API document states it too
+EVENT_TYPE = re.compile(EVENT_TYPE_PATTERN)
+EVENT_TYPE_MAX = 64  # outbox_events.type is varchar(64): a longer one was a 500 on PostgreSQL
 DATA_MAX_BYTES = 256 * 1024
 
 
@@ -41,8 +43,9 @@ def emit(integration_id, event_type, data, *, owner_id=None) -> dict:
     """An event from another service or a script: queued to every matching webhook, in one transaction."""
     from nexusctl.core import integrations
 
-    if not isinstance(event_type, str) or len(event_type) > 128 or not EVENT_TYPE.match(event_type):
-        raise UsageProblem("type must be an event name like media.created", field="type")
+    if not isinstance(event_type, str) or len(event_type) > EVENT_TYPE_MAX or not EVENT_TYPE.fullmatch(event_type):
+        raise UsageProblem(f"type must be an event name like media.created, at most {EVENT_TYPE_MAX} characters",
+                           field="type")
     if event_type.startswith("webhook."):
         raise UsageProblem("webhook.* events are the service's own", field="type")
     if not isinstance(data, dict):

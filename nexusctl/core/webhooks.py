@@ -27,7 +27,8 @@ from nexusctl.errors import UsageProblem, WebhookNotFound
 ROTATION_OVERLAP = dt.timedelta(hours=24)
 MAX_EVENTS = 50
 URL_MAX = 2048
-_EVENT = re.compile(r"^(\*|[a-z0-9_]+(\.[a-z0-9_]+)*(\.\*)?)$")
+EVENT_PATTERN = r"\*|[a-z0-9_]+(\.[a-z0-9_]+)*(\.\*)?"  # the API document states it too
+_EVENT = re.compile(EVENT_PATTERN)
 
 
 def check_events(events) -> list[str]:
@@ -35,7 +36,7 @@ def check_events(events) -> list[str]:
         raise UsageProblem(f"events must be a list of 1-{MAX_EVENTS} event names", field="events")
     clean = []
     for name in events:
-        if not isinstance(name, str) or len(name) > 128 or not _EVENT.match(name):
+        if not isinstance(name, str) or len(name) > 128 or not _EVENT.fullmatch(name):
             raise UsageProblem(f"events: {name!r} is not an event name like media.created, media.* or *",
                                field="events")
         if name not in clean:
