@@ -21,6 +21,7 @@ from daemon.routing import PRINCIPAL, Route, ok, owner_filter, read_body
 from daemon.schema import Body, Int, Obj, ProviderName, Str
 from nexusctl.core import connect, refresh
 from nexusctl.core.serializers import integration_to_dict
+from nexusctl.core.storable import check_storable
 from nexusctl.enums import Provider
 from nexusctl.errors import NexusError, UsageProblem
 from providers.registry import SPECS
@@ -79,8 +80,9 @@ async def woocommerce_keys(request: web.Request) -> web.Response:
     # Lenient on purpose: the store may add fields; receive_keys checks the ones we use.
     try:
         value = json.loads(await request.read())
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise UsageProblem("the body is not valid JSON") from None
+    check_storable(value, "body")
     await connect.receive_keys(_svc(request), value)
     return ok({"received": True})
 

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from daemon.schema import Body, Query
 from nexusctl.core.paging import Page
+from nexusctl.core.storable import check_storable
 from nexusctl.errors import UsageProblem
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -79,8 +80,11 @@ async def read_body(request: web.Request, schema: Body) -> dict:
     raw = await request.read()  # over client_max_size: 413 PAYLOAD_TOO_LARGE
     try:
         value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: [[[[... too deep
         raise UsageProblem(f"the body is not valid JSON ({exc.__class__.__name__})") from None
+    if isinstance(value, dict):
+        for name, item in value.items():
+            check_storable(item, name)
     return schema.validate(value)
 
 
