@@ -7,11 +7,12 @@ Right before each generated request is sent, ``before_call``:
 - in positive cases, swaps most generated ids for rows that exist (the seeded
   integration, webhook and delivery, the owner's user id), so id routes reach
   real rows rather than 404s, and fills in the values no schema can state (an
-  allowed redirect origin, a working API key). DELETE gets a row made for it on
-  the spot, so the shared rows survive the run.
+  allowed redirect origin, a working API key). DELETE and PATCH get rows made
+  for them on the spot, so the shared rows stay there and active all run long.
 
 The choices are a pure function of the generated case, so Hypothesis can replay
-and shrink a failure. The world comes from the JSON file in $FAULT_WORLD.
+and shrink a failure. The world comes from the JSON file in $FAULT_WORLD;
+FAULT_TRACE=<file> (passed on by the test) appends one JSON line per case.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def _api(method: str, path: str, owner: str, body: dict) -> dict:
 
 
 def _fresh_rows(owner: str) -> dict[str, str]:
-    """A SendGrid integration with one webhook, for one DELETE to destroy."""
+    """A SendGrid integration with one webhook, for one DELETE or PATCH to change."""
     integration = _api("POST", "/integrations/api-key", owner,
                        {"userId": owner, "provider": "SENDGRID", "apiKey": WORLD["sendgridKey"]})["id"]
     webhook = _api("POST", "/integrations/webhooks", owner,
@@ -89,9 +90,14 @@ def before_call(context, case, kwargs):
     rnd = random.Random(zlib.crc32(seed.encode()))
     caller = rnd.choice(CALLERS)
     owner = WORLD["owner"]
-    if case.path_parameters and not _negative(case, "path") and rnd.random() < REAL:
+    params = case.path_parameters or {}
+    # DELETE and PATCH would delete or deactivate the shared rows, also when the stateful phase
+    # links an id it saw in an answer: they always get rows of their own.
+    destructive = case.method.upper() in ("DELETE", "PATCH")
+    shared = destructive and any(str(v) in WORLD["rows"].values() for v in params.values())
+    if params and (shared or (not _negative(case, "path") and rnd.random() < REAL)):
         rows = dict(WORLD["rows"])
-        if case.method.upper() == "DELETE":
+        if destructive:
             owner = str(uuid.UUID(int=rnd.getrandbits(128), version=4))
             rows.update(_fresh_rows(owner), userId=owner)
         for name in list(case.path_parameters):
@@ -101,11 +107,14 @@ def before_call(context, case, kwargs):
         # Values that pass the checks a schema cannot state (an allowed redirect origin, a working key,
         # a receiver the daemon may reach, a payload the event handlers accept).
         known = {"integrationId": WORLD["rows"]["id"], "userId": owner, "apiKey": WORLD["sendgridKey"],
-                 "redirectUri": WORLD["redirectUri"], "url": WORLD["receiverUrl"],
+                 "redirectUri": WORLD["redirectUri"], "url": WORLD["receiverUrl"], "action": WORLD["syncAction"],
                  "data": {"userId": str(uuid.UUID(int=rnd.getrandbits(128), version=4))}}
         for name, value in known.items():
             if name in case.body:
                 case.body[name] = value
+    data = case.body.get("data") if isinstance(case.body, dict) else None
+    if isinstance(data, dict) and data.get("userId") == WORLD["owner"]:  # user.deleted of the world's owner
+        data["userId"] = str(uuid.UUID(int=rnd.getrandbits(128), version=4))
     headers.pop("Authorization", None)
     headers["Authorization"] = "Bearer " + {
         "owner": lambda: _token(owner),
@@ -115,3 +124,7 @@ def before_call(context, case, kwargs):
     }[caller]()
     headers[MARK] = caller
     case.headers = headers
+    if os.environ.get("FAULT_TRACE"):
+        with open(os.environ["FAULT_TRACE"], "a") as trace:
+            trace.write(json.dumps([case.method, case.path, caller, case.path_parameters, repr(case.body)[:80],
+                                    _negative(case, "path"), str(getattr(case.meta, "phase", ""))[:60]]) + "\n")

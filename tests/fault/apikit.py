@@ -32,6 +32,7 @@ from oauth.conftest import FRONTEND, JWT_SECRET, launch_stack
 ALLOWED_HOST = "127.0.0.77"  # the one address the daemons may deliver to
 FORBIDDEN_HOST = "127.0.0.1"  # loopback as an attacker would aim at it
 PUBLIC_ADDRESS = "93.184.216.34"  # resolved to at creation only: nothing ever connects to it
+SYNC_ACTION = "fetch_channels"  # what a DISCORD integration (the seeded one) can sync
 IDENTITIES = ("none", "expired", "bad_signature", "owner", "other", "service", "admin")
 ELEVATED = ("service", "admin")
 
@@ -239,6 +240,6 @@ def query_of(url: str) -> dict[str, str]:
     return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
 
 
-__all__ = ["call", "mint", "bearer", "FakeDNS", "Receiver", "World", "seed_world", "api_stack", "wait_for",
+__all__ = ["call", "SYNC_ACTION", "mint", "bearer", "FakeDNS", "Receiver", "World", "seed_world", "api_stack", "wait_for",
            "IDENTITIES", "ELEVATED", "ALLOWED_HOST", "FORBIDDEN_HOST", "PUBLIC_ADDRESS", "frontend_redirect",
            "query_of"]

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from api_fixtures import api, emulators, receiver  # noqa: F401 - pytest fixtures
-from apikit import call, frontend_redirect
+from apikit import SYNC_ACTION, call, frontend_redirect
 from oauth.conftest import JWT_SECRET
 
 HERE = Path(__file__).resolve().parent
@@ -37,7 +37,7 @@ CHECKS = os.environ.get("FUZZ_CHECKS") or ("not_a_server_error,status_code_confo
           "ensure_resource_availability")
 # Cases per operation and phase: SQLite gets the larger share, PostgreSQL (with Redis) repeats the run smaller.
 MAX_EXAMPLES = {"sqlite": 30, "postgres": 15}
-MIN_CASES = {"sqlite": 1500, "postgres": 700}
+MIN_CASES = {"sqlite": 1200, "postgres": 900}
 
 
 def test_fuzzed_api_answers_match_the_document(api, tmp_path):  # noqa: F811
@@ -46,10 +46,11 @@ def test_fuzzed_api_answers_match_the_document(api, tmp_path):  # noqa: F811
         "base": api.base, "jwtSecret": JWT_SECRET, "owner": str(api.world.owner),
         "rows": {name: api.world.path_value(name) for name in ("id", "webhookId", "deliveryId", "userId", "provider")},
         "sendgridKey": api.stack.emulators.sendgrid_key(), "receiverUrl": api.receiver.url(path="/fuzz"),
-        "redirectUri": frontend_redirect(),
+        "redirectUri": frontend_redirect(), "syncAction": SYNC_ACTION,
     }))
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL")}
     env.update(SCHEMATHESIS_HOOKS="api_st_hooks", FAULT_WORLD=str(world), NO_COLOR="1", COLUMNS="200",
+               FAULT_TRACE=os.environ.get("FAULT_TRACE", ""),
                PYTHONPATH=os.pathsep.join([str(HERE), str(HERE.parent)]))
     command = [str(ST), "run", f"{api.base}/openapi.json", "--checks", CHECKS,
                "--max-examples", str(MAX_EXAMPLES[api.kind]), "--phases", "examples,coverage,fuzzing,stateful",

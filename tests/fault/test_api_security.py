@@ -473,6 +473,65 @@ def test_unparsable_http_is_a_400_and_one_log_line_without_the_request(api):  # 
     assert "Traceback" not in log and token.split()[1] not in log
 
 
+# --- emitted events cannot speak for the platform ------------------------------------------
+
+@pytest.mark.parametrize("event", ["user.deleted", "content.published", "integration.connected",
+                                   "integration.disconnected", "webhook.delivered"])
+def test_an_emitted_event_cannot_take_a_reserved_name(api, event):  # noqa: F811
+    """Found by the fuzzer on PostgreSQL: POST /integrations/{id}/events with type user.deleted was relayed
+    to the event bus, and this service's own consumer deleted the user's integrations; with
+    data.userId it named any other user."""
+    victim = seed_world(api.stack, api.receiver)
+    emitted = call("POST", f"{api.base}/integrations/{api.world.integration}/events", headers=_owner(api),
+                   json_body={"type": event, "data": {"userId": str(victim.owner)}})
+    assert emitted.status == 400, emitted.text
+    assert emitted.json()["error"]["code"] == "VALIDATION_ERROR" and "reserved" in emitted.json()["error"]["message"]
+    assert call("GET", f"{api.base}/integrations/{victim.integration}",
+                headers=bearer("owner", victim.owner, victim.other)).status == 200
+
+
+def test_an_emitted_event_is_about_the_callers_own_integration(api):  # noqa: F811
+    victim = seed_world(api.stack, api.receiver)
+    emitted = call("POST", f"{api.base}/integrations/{api.world.integration}/events", headers=_owner(api),
+                   json_body={"type": "spoof.attempt", "data": {"userId": str(victim.owner),
+                                                                "integrationId": victim.integration, "x": 1}})
+    assert emitted.status == 202, emitted.text
+    (data,) = api.stack.sql("SELECT data FROM outbox_events WHERE id = %s", emitted.json()["data"]["id"])[0:1][0]
+    data = json.loads(data) if isinstance(data, str) else data
+    assert (data["userId"], data["integrationId"], data["x"]) == (str(api.world.owner), api.world.integration, 1)
+
+
+# --- input no database can store -----------------------------------------------------------
+
+# Raw JSON bodies (PostgreSQL refuses U+0000; no database encodes a lone surrogate): found by the
+# fuzzer as 500s on PostgreSQL.
+UNSTORABLE = [
+    ("PATCH", "/integrations/{id}", r'{"metadata": {"a": "x\u0000y"}}', "NUL"),
+    ("PATCH", "/integrations/{id}", r'{"metadata": {"k\u0000": 1}}', "NUL"),
+    ("PATCH", "/integrations/{id}", r'{"name": "x\u0000"}', "NUL"),
+    ("PATCH", "/integrations/{id}", r'{"metadata": {"a": ["\ud800"]}}', "surrogate"),
+    ("PATCH", "/integrations/webhooks/{webhookId}", r'{"metadata": {"a": "\u0000"}}', "NUL"),
+    ("POST", "/integrations/{id}/events", r'{"type": "media.created", "data": {"caption": "\u0000"}}', "NUL"),
+    ("POST", "/integrations/oauth/initiate", '{"userId": "{owner}", "provider": "DISCORD", '
+     '"redirectUri": "http://app.nexus.test/x", "metadata": {"a": "\\udfff"}}', "surrogate"),
+    ("PATCH", "/integrations/{id}", '{"metadata": ' + "[" * 100000 + "]" * 100000 + "}", "not valid JSON"),
+    ("PATCH", "/integrations/{id}", '{"metadata": ' + '{"a": ' * 100 + "1" + "}" * 100 + "}", "nested deeper"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "raw", "mention"), UNSTORABLE,
+                         ids=[f"{m} {p} {why}" for m, p, _, why in UNSTORABLE])
+def test_text_no_database_can_store_is_a_400(api, method, path, raw, mention):  # noqa: F811
+    url = api.base + re.sub(r"{(\w+)}", lambda m: api.world.path_value(m.group(1)), path)
+    body = raw.replace("{owner}", str(api.world.owner)).encode()
+    answer = call(method, url, data=body, headers={**_owner(api), "Content-Type": "application/json"})
+    assert answer.status == 400, (answer.status, answer.text[:300])
+    error = answer.json()["error"]
+    assert error["code"] == "VALIDATION_ERROR" and mention in error["message"], error
+    still = call("GET", f"{api.base}/integrations/{api.world.integration}", headers=_owner(api))
+    assert still.status == 200 and "\\u0000" not in still.text
+
+
 # --- deletes racing the delivery worker ----------------------------------------------------
 
 @pytest.mark.parametrize("target", ["integration", "webhook"])
