@@ -32,9 +32,10 @@ ST = Path(sys.executable).parent / "st"
 # - ignored_auth, object_level_authorization: test_api_security.py's matrix checks every route with
 #   every kind of caller, exactly (and these take the hooks' tokens for generated ones).
 # FUZZ_CHECKS=all runs them all, to see what they say.
-CHECKS = os.environ.get("FUZZ_CHECKS") or ("not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,"
-          "response_schema_conformance,negative_data_rejection,missing_required_header,use_after_free,"
-          "ensure_resource_availability")
+CHECKS = os.environ.get("FUZZ_CHECKS") or (
+    "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,"
+    "response_schema_conformance,negative_data_rejection,missing_required_header,use_after_free,"
+    "ensure_resource_availability")
 # Cases per operation and phase: SQLite gets the larger share, PostgreSQL (with Redis) repeats the run smaller.
 MAX_EXAMPLES = {"sqlite": 30, "postgres": 15}
 MIN_CASES = {"sqlite": 1200, "postgres": 900}
