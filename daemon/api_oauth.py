@@ -16,12 +16,16 @@ from aiohttp import web
 
 from daemon import models_schema as out
 from daemon.middleware import error_body
+from daemon.openapi import provider_param
 from daemon.routing import PRINCIPAL, Route, ok, owner_filter, read_body
 from daemon.schema import Body, Int, Obj, ProviderName, Str
 from nexusctl.core import connect, refresh
 from nexusctl.core.serializers import integration_to_dict
+from nexusctl.core.storable import check_storable
 from nexusctl.enums import Provider
 from nexusctl.errors import NexusError, UsageProblem
+from providers.registry import SPECS
+from providers.spec import ConnectKind
 
 PROVIDERS = tuple(p.value for p in Provider)
 NO_LEAK_HEADERS = {"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
@@ -36,7 +40,7 @@ INITIATE = Body({
 }, required=("userId", "provider", "redirectUri"))
 API_KEY = Body({
     "userId": Str(format="uuid"),
-    "provider": ProviderName(),
+    "provider": ProviderName(only=tuple(p.value for p, spec in SPECS.items() if spec.kind is ConnectKind.API_KEY)),
     "apiKey": Str(max_length=512, min_length=1),
     "metadata": Obj("kept on the integration"),
 }, required=("userId", "provider", "apiKey"))
@@ -76,8 +80,9 @@ async def woocommerce_keys(request: web.Request) -> web.Response:
     # Lenient on purpose: the store may add fields; receive_keys checks the ones we use.
     try:
         value = json.loads(await request.read())
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise UsageProblem("the body is not valid JSON") from None
+    check_storable(value, "body")
     await connect.receive_keys(_svc(request), value)
     return ok({"received": True})
 
@@ -105,6 +110,7 @@ ROUTES = [
           status=302, envelope=False, errors=("OAUTH_FAILED", "INVALID_PROVIDER", "DATABASE_UNAVAILABLE")),
     Route("POST", "/integrations/oauth/callback/{provider}/keys", woocommerce_keys,
           "WooCommerce delivers the granted REST keys here (server to server)", "oauth", public=True, body=KEYS,
+          path_schemas={"provider": provider_param(Provider.WOOCOMMERCE)},
           data=out.RECEIVED, errors=("VALIDATION_ERROR", "OAUTH_FAILED", "INVALID_PROVIDER", "PAYLOAD_TOO_LARGE")),
     Route("POST", "/integrations/api-key", connect_api_key, "Connect a provider that uses API keys (SendGrid)",
           "oauth", body=API_KEY, data=out.INTEGRATION, status=201,

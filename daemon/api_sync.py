@@ -10,7 +10,7 @@ from daemon.schema import Body, Bool, Str
 from nexusctl.core import sync_runs
 from nexusctl.core.serializers import sync_log_to_dict
 
-START = Body({"action": Str(max_length=64, description="One action (fetch_posts ...); default: every action"),
+START = Body({"action": Str(max_length=64, min_length=1, description="One action (fetch_posts ...); default: every action"),
               "full": Bool(description="Read everything again; vanished items become .deleted events")})
 STARTED = {"type": "object", "properties": {"id": {"type": "string", "format": "uuid"},
                                             "syncLogs": {"type": "array", "items": SYNC_LOG}},
@@ -29,6 +29,6 @@ async def start_sync(request: web.Request) -> web.Response:
 
 ROUTES = [
     Route("POST", "/integrations/{id}/sync", start_sync, "Start a sync (202 with the sync log id); poll "
-          "GET /integrations/{id}/sync-logs", "sync", body=START, data=STARTED, status=202,
+          "GET /integrations/{id}/sync-logs", "sync", body=START, body_required=False, data=STARTED, status=202,
           errors=("VALIDATION_ERROR", "INTEGRATION_NOT_FOUND", "SYNC_NOT_STARTED")),
 ]

@@ -20,11 +20,15 @@ from nexusctl.enums import DeliveryStatus
 from nexusctl.errors import UsageProblem
 
 PAGING = {"limit": Int(1, MAX_LIMIT, "rows per page"), "cursor": Str(max_length=512, description="from paging.nextCursor")}
-EVENTS = StrList(50, "event names: exact (media.created), family (media.*) or all (*)")
+EVENTS = StrList(webhooks.MAX_EVENTS, "event names: exact (media.created), family (media.*) or all (*)",
+                 Str(max_length=128, pattern=webhooks.EVENT_PATTERN,
+                     hint="an event name like media.created, media.* or *"))
 CREATE = Body({"integrationId": Str(format="uuid"), "url": Str(max_length=2048), "events": EVENTS,
                "metadata": Obj(), "isActive": Bool()}, required=("integrationId", "url", "events"))
 UPDATE = Body({"url": Str(max_length=2048), "events": EVENTS, "metadata": Obj(), "isActive": Bool()}, min_fields=1)
-EMIT = Body({"type": Str(max_length=128), "data": Obj()}, required=("type",))
+EMIT = Body({"type": Str(max_length=events.EVENT_TYPE_MAX, pattern=events.EVENT_TYPE_PATTERN,
+                         hint="an event name like media.created"),
+             "data": Obj()}, required=("type",))
 
 
 def _keyring(request):

@@ -270,6 +270,12 @@ class DeliveryWorker:
             return done(error=f"timed out after {self.settings.webhook_timeout:g} s")
         except ssrf.BlockedAddress as exc:
             return done(error=f"refused address: {exc}")
+        except aiohttp.ClientConnectorError as exc:
+            # aiohttp wraps the guard's refusal (raised while resolving or connecting) in a connector
+            # error whose text drops it ("Cannot connect to host ... [None]"): say why, it is no DNS fault.
+            if isinstance(exc.os_error, ssrf.BlockedAddress):
+                return done(error=f"refused address: {exc.os_error}")
+            return done(error=f"{type(exc).__name__}: {str(exc)[:200]}")
         except aiohttp.ClientError as exc:
             return done(error=f"{type(exc).__name__}: {str(exc)[:200]}")
         except Exception as exc:  # noqa: BLE001 - whatever it is, it is this attempt's error

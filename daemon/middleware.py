@@ -11,7 +11,7 @@ import logging
 
 from aiohttp import web
 
-from nexusctl.errors import NexusError
+from nexusctl.errors import Forbidden, NexusError
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +47,14 @@ def _allow(exc: web.HTTPException) -> dict:
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler):
-    """Every route not marked public needs a valid bearer token."""
+    """Every route not marked public needs a valid bearer token, and one of its roles if it names any."""
     from daemon.app import VERIFIER
     from daemon.routing import PRINCIPAL, route_of
 
     route = route_of(request)
     if route is not None and not route.public:
-        request[PRINCIPAL] = request.app[VERIFIER].verify(request.headers.get("Authorization"))
+        principal = request.app[VERIFIER].verify(request.headers.get("Authorization"))
+        if route.roles and not principal.roles & set(route.roles):
+            raise Forbidden(f"only a token with the role {' or '.join(route.roles)} may call this")
+        request[PRINCIPAL] = principal
     return await handler(request)

@@ -11,6 +11,7 @@ import re
 from aiohttp import web
 
 from nexusctl import __version__
+from nexusctl.enums import Provider
 from nexusctl.errors import all_error_classes
 
 STATUS_OF = {cls.code: cls.http_status for cls in all_error_classes()}
@@ -48,14 +49,15 @@ def document(routes) -> dict:
             "summary": route.summary,
             "tags": [route.tag],
             "operationId": f"{route.method.lower()}_{re.sub(r'[^a-z0-9]+', '_', path.lower()).strip('_')}",
-            "parameters": _path_params(path) + _query_params(route),
+            "parameters": _path_params(path, route.path_schemas or {}) + _query_params(route),
             "responses": _responses(route),
         }
         if not route.public:
-            operation["security"] = [{"bearer": []}]
+            # For http schemes the list names roles (OpenAPI 3.1 "Security Requirement"): any one will do.
+            operation["security"] = [{"bearer": [role]} for role in route.roles] or [{"bearer": []}]
         if route.body is not None:
             operation["requestBody"] = {
-                "required": True,
+                "required": route.body_required,
                 "content": {"application/json": {"schema": route.body.openapi()}},
             }
         paths.setdefault(path, {})[route.method.lower()] = operation
@@ -70,12 +72,21 @@ def document(routes) -> dict:
     }
 
 
-def _path_params(path: str) -> list[dict]:
-    return [
-        {"name": name, "in": "path", "required": True,
-         "schema": {"type": "string"} if name == "provider" else {"type": "string", "format": "uuid"}}
-        for name in re.findall(r"{(\w+)}", path)
-    ]
+def _path_params(path: str, schemas: dict) -> list[dict]:
+    return [{"name": name, "in": "path", "required": True,
+             "schema": schemas.get(name) or _PATH_SCHEMAS.get(name, _UUID)}
+            for name in re.findall(r"{(\w+)}", path)]
+
+
+def provider_param(*providers) -> dict:
+    """A provider in a path: callback URLs name it in lower case (as registered at the provider); any case works."""
+    names = [p.value for p in providers] or [p.value for p in Provider]
+    return {"type": "string", "enum": [case(n) for n in names for case in (str.lower, str)],
+            "description": "a provider, any case"}
+
+
+_UUID = {"type": "string", "format": "uuid"}
+_PATH_SCHEMAS = {"provider": provider_param()}
 
 
 def _query_params(route) -> list[dict]:
@@ -104,6 +115,8 @@ def _responses(route) -> dict:
     codes = list(route.errors) + ([] if route.public else ["UNAUTHORIZED"])
     if route.tag not in ("health", "meta") and "DATABASE_UNAVAILABLE" not in codes:
         codes.append("DATABASE_UNAVAILABLE")  # every route that reads or writes: the database (or Redis) is away
+    if route.roles and "FORBIDDEN" not in codes:
+        codes.append("FORBIDDEN")
     by_status: dict[int, list[str]] = {}
     for code in codes:
         by_status.setdefault(STATUS_OF[code], []).append(code)

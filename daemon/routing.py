@@ -15,6 +15,7 @@ from aiohttp import web
 
 from daemon.schema import Body, Query
 from nexusctl.core.paging import Page
+from nexusctl.core.storable import check_storable
 from nexusctl.errors import UsageProblem
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -29,7 +30,10 @@ class Route:
     summary: str
     tag: str
     public: bool = False
+    roles: tuple[str, ...] = ()  # non-empty: only tokens with one of these roles (else 403 FORBIDDEN)
     body: Body | None = None
+    body_required: bool = True  # False: the body may be left out entirely (POST .../sync)
+    path_schemas: dict | None = None  # JSON Schemas of path parameters that differ from the default
     query: Query | None = None
     data: dict | None = None  # JSON Schema of the envelope's data
     errors: tuple[str, ...] = ()
@@ -76,8 +80,11 @@ async def read_body(request: web.Request, schema: Body) -> dict:
     raw = await request.read()  # over client_max_size: 413 PAYLOAD_TOO_LARGE
     try:
         value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: [[[[... too deep
         raise UsageProblem(f"the body is not valid JSON ({exc.__class__.__name__})") from None
+    if isinstance(value, dict):
+        for name, item in value.items():
+            check_storable(item, name)
     return schema.validate(value)
 
 

@@ -6,6 +6,7 @@ VALIDATION_ERROR naming the field, ``openapi`` gives the JSON Schema.
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,8 @@ class Str:
     enum: tuple[str, ...] | None = None
     format: str | None = None  # "uuid"
     description: str = ""
+    pattern: str | None = None  # the whole value must match (re.fullmatch; JSON Schema anchors it with ^...$)
+    hint: str = ""  # what a matching value looks like, for the error message
 
     def check(self, name: str, value: Any) -> Any:
         if not isinstance(value, str):
@@ -31,8 +34,10 @@ class Str:
                 raise UsageProblem(f"{name} must be a UUID", field=name) from None
         if len(value) < self.min_length or (self.max_length is not None and len(value) > self.max_length):
             raise UsageProblem(f"{name} must be {self.min_length}-{self.max_length} characters", field=name)
-        if self.enum is not None and value.upper() not in self.enum:
+        if self.enum is not None and value not in self.enum and value.upper() not in self.enum:
             raise UsageProblem(f"{name} must be one of: {', '.join(self.enum)}", field=name)
+        if self.pattern is not None and not re.fullmatch(self.pattern, value):
+            raise UsageProblem(f"{name} must be {self.hint or 'text matching ' + self.pattern}", field=name)
         return value
 
     def openapi(self) -> dict:
@@ -45,6 +50,8 @@ class Str:
             out["minLength"] = self.min_length
         if self.enum:
             out["enum"] = list(self.enum)
+        if self.pattern:
+            out["pattern"] = f"^(?:{self.pattern})$"
         return _described(out, self.description)
 
 
@@ -171,9 +178,14 @@ def _described(out: dict, description: str) -> dict:
 
 @dataclass(frozen=True)
 class ProviderName:
-    """A provider of the spec's enum, any case; anything else is INVALID_PROVIDER (the spec's code)."""
+    """A provider of the spec's enum, any case; anything else is INVALID_PROVIDER (the spec's code).
+
+    ``only`` narrows what the document lists to the providers the route can use (API-key providers);
+    the route's own check refuses the others with VALIDATION_ERROR, naming the right route.
+    """
 
     description: str = ""
+    only: tuple[str, ...] | None = None
 
     def check(self, name: str, value: Any) -> str:
         from nexusctl.enums import Provider
@@ -185,8 +197,8 @@ class ProviderName:
     def openapi(self) -> dict:
         from nexusctl.enums import Provider
 
-        return _described({"type": "string", "enum": [p.value for p in Provider],
-                           "description": "case-insensitive"}, self.description)
+        names = list(self.only) if self.only is not None else [p.value for p in Provider]
+        return _described({"type": "string", "enum": names, "description": "case-insensitive"}, self.description)
 
 
 @dataclass(frozen=True)
@@ -195,14 +207,20 @@ class StrList:
 
     max_items: int = 50
     description: str = ""
+    item: Str = Str()  # each item: length, pattern
 
     def check(self, name: str, value: Any) -> list:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise UsageProblem(f"{name} must be a list of strings", field=name)
         if not 1 <= len(value) <= self.max_items:
             raise UsageProblem(f"{name} must have 1-{self.max_items} items", field=name)
+        for item in value:
+            try:
+                self.item.check(name, item)
+            except UsageProblem:
+                raise UsageProblem(f"{name}: {item[:64]!r} is not {self.item.hint or 'valid'}", field=name) from None
         return value
 
     def openapi(self) -> dict:
-        return _described({"type": "array", "items": {"type": "string"}, "minItems": 1,
+        return _described({"type": "array", "items": self.item.openapi(), "minItems": 1,
                            "maxItems": self.max_items}, self.description)

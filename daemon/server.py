@@ -44,6 +44,28 @@ def serve(settings, *, host: str, port: int, output) -> None:
     output.info("nexusctl daemon stopped")
 
 
+class MalformedRequestFilter(logging.Filter):
+    """One WARNING line, no traceback and no request text, for HTTP that aiohttp cannot even parse.
+
+    aiohttp answers such a request (a NUL in a header, a broken request line) with a 400 itself, before
+    any middleware, and logs it at ERROR with a traceback whose message quotes the offending header
+    line: an ``Authorization: Bearer ...`` line would put the caller's token into our log. It is the
+    client's fault, so the log says who and what kind of error, nothing it sent.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            record.msg, record.args = "malformed HTTP request from %s refused with 400 (%s)", (
+                remote, type(error).__name__)
+            record.levelno, record.levelname = logging.WARNING, logging.getLevelName(logging.WARNING)
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 def _configure_logging(settings, *, quiet: bool) -> None:
     """The daemon logs every request at INFO (unless -q), as JSON with LOG_FORMAT=json."""
     from daemon.observe import JsonFormatter
@@ -52,6 +74,7 @@ def _configure_logging(settings, *, quiet: bool) -> None:
     if not quiet and root.level > logging.INFO:
         root.setLevel(logging.INFO)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not "Added job ..." on every start
+    logging.getLogger("aiohttp.server").addFilter(MalformedRequestFilter())
     if settings.log_format == "json":
         for handler in root.handlers:
             handler.setFormatter(JsonFormatter())

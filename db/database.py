@@ -99,6 +99,31 @@ def bind(db: peewee.Database) -> peewee.Database:
     return db
 
 
+DEADLOCK_RETRIES = 3
+
+
+def is_deadlock(exc: BaseException) -> bool:
+    """PostgreSQL aborted this transaction to break a deadlock (SQLSTATE 40P01); peewee wraps the driver's error."""
+    for cause in (exc, *(exc.args[:1] if isinstance(exc, peewee.PeeweeException) else ()), exc.__context__):
+        if getattr(cause, "pgcode", None) == "40P01":
+            return True
+    return False
+
+
+def retry_deadlocks(transaction):
+    """Run ``transaction()`` (one whole transaction) again when PostgreSQL chose it as a deadlock victim.
+
+    The victim's work is rolled back and the other transaction goes on, so running it again is
+    safe and is PostgreSQL's own advice; after DEADLOCK_RETRIES tries the error is raised.
+    """
+    for attempt in range(1, DEADLOCK_RETRIES + 1):
+        try:
+            return transaction()
+        except peewee.OperationalError as exc:
+            if attempt == DEADLOCK_RETRIES or not is_deadlock(exc):
+                raise
+
+
 def describe_error(exc: Exception) -> str:
     """The first line of a driver error: names host/port or file, never a password."""
     text = str(exc).strip()

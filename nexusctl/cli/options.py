@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from nexusctl.core.paging import DEFAULT_LIMIT, MAX_LIMIT
+from nexusctl.core.storable import check_storable
 from nexusctl.enums import Provider, SyncStatus
 from nexusctl.errors import UsageProblem
 
@@ -52,8 +53,11 @@ def parse_json_object(text: str, field: str) -> dict:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UsageProblem(f"{field} is not valid JSON ({exc.msg} at position {exc.pos})", field=field) from None
+    except RecursionError:
+        raise UsageProblem(f"{field} is nested too deeply", field=field) from None
     if not isinstance(value, dict):
         raise UsageProblem(f"{field} must be a JSON object", field=field)
+    check_storable(value, field)
     return value
 
 

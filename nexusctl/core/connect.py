@@ -193,10 +193,12 @@ async def connect_api_key(svc: Services, *, user_id, provider, api_key, metadata
         raise UsageProblem(f"{provider.value} does not connect with an API key; use the OAuth flow",
                            field="provider")
     user_id = parse_uuid(user_id, "userId")
-    if not isinstance(api_key, str) or not api_key.strip() or len(api_key) > 512 or any(c.isspace() for c in
-                                                                                         api_key.strip()):
+    # Printable and one word: the key goes into an Authorization header, where a control character
+    # was a 500 (aiohttp refuses to send it; found by tests/fault/test_api_fuzz.py).
+    key = api_key.strip() if isinstance(api_key, str) else ""
+    if not key or len(api_key) > 512 or not key.isprintable() or any(c.isspace() for c in key):
         raise UsageProblem("apiKey must be a single non-empty key", field="apiKey")
-    tokens = TokenSet(access_token=api_key.strip(), token_type="Bearer")
+    tokens = TokenSet(access_token=key, token_type="Bearer")
     account = await svc.adapter(provider).whoami(tokens, None)
     row, _ = await svc.run(connections.save, svc.keyring, user_id=user_id, provider=provider, account=account,
                            tokens=tokens, metadata=_check_metadata(metadata))

@@ -38,8 +38,8 @@ LISTENERS: list = []
 
 
 def payload_of(integration: Integration, event_type: str, data: dict, now: dt.datetime | None = None) -> dict:
-    envelope = {"integrationId": str(integration.id),
-                "provider": integration.provider.value if integration.provider else None, **(data or {})}
+    envelope = {**(data or {}), "integrationId": str(integration.id),  # data cannot rename the subject
+                "provider": integration.provider.value if integration.provider else None}
     return {"type": event_type, "timestamp": (now or utcnow()).isoformat().replace("+00:00", "Z"), "data": envelope}
 
 

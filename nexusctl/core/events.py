@@ -24,8 +24,10 @@ def record(event_type: str, integration: Integration, **data) -> OutboxEvent:
     """Write one event about ``integration`` (outbox + its webhooks); ``data`` must hold no secret."""
     from nexusctl.core import deliveries
 
-    payload = {"integrationId": str(integration.id), "userId": str(integration.user_id),
-               "provider": integration.provider.value if integration.provider else None, **data}
+    # The subject comes last: ``data`` (which emit takes from a caller) cannot name another user or
+    # integration, so nobody can publish an event about someone else's integration onto the bus.
+    payload = {**data, "integrationId": str(integration.id), "userId": str(integration.user_id),
+               "provider": integration.provider.value if integration.provider else None}
     event = OutboxEvent.create(type=event_type, user_id=integration.user_id, integration_id=integration.id,
                                data=payload)
     # Not integration.disconnected: its webhooks go with it.
@@ -33,7 +35,9 @@ def record(event_type: str, integration: Integration, **data) -> OutboxEvent:
     return event
 
 
-EVENT_TYPE = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)+$")
+EVENT_TYPE_PATTERN = r"[a-z0-9_]+(\.[a-z0-9_]+)+"  # the API document states it too
+EVENT_TYPE = re.compile(EVENT_TYPE_PATTERN)
+EVENT_TYPE_MAX = 64  # outbox_events.type is varchar(64): a longer one was a 500 on PostgreSQL
 DATA_MAX_BYTES = 256 * 1024
 
 
@@ -41,10 +45,16 @@ def emit(integration_id, event_type, data, *, owner_id=None) -> dict:
     """An event from another service or a script: queued to every matching webhook, in one transaction."""
     from nexusctl.core import integrations
 
-    if not isinstance(event_type, str) or len(event_type) > 128 or not EVENT_TYPE.match(event_type):
-        raise UsageProblem("type must be an event name like media.created", field="type")
-    if event_type.startswith("webhook."):
-        raise UsageProblem("webhook.* events are the service's own", field="type")
+    if not isinstance(event_type, str) or len(event_type) > EVENT_TYPE_MAX or not EVENT_TYPE.fullmatch(event_type):
+        raise UsageProblem(f"type must be an event name like media.created, at most {EVENT_TYPE_MAX} characters",
+                           field="type")
+    from nexusctl.core.inbound import HANDLED as PLATFORM_EVENTS  # what the consumer acts on
+
+    if event_type.startswith(("integration.", "webhook.")) or event_type in PLATFORM_EVENTS:
+        # Emitted events reach the platform's event bus, which this service (user.deleted deletes a user's
+        # integrations) and others consume: a caller must not be able to speak for the platform.
+        raise UsageProblem(f"{event_type} is reserved: integration.* and webhook.* are this service's own "
+                           f"events, {' and '.join(PLATFORM_EVENTS)} come from the platform", field="type")
     if not isinstance(data, dict):
         raise UsageProblem("data must be a JSON object", field="data")
     if len(json.dumps(data)) > DATA_MAX_BYTES:

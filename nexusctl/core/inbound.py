@@ -27,6 +27,7 @@ import peewee
 
 from db.database import database_proxy
 from db.models import ConsumedEvent, Integration, IntegrationSyncLog, OAuthState
+from nexusctl.core.storable import check_storable
 from nexusctl.enums import SyncStatus
 from nexusctl.errors import IntegrationNotFound, UsageProblem
 from providers.catalog import CATALOG
@@ -66,7 +67,7 @@ def from_stream(stream: str, entry_id: str, fields: dict[str, str]) -> Inbound:
         raise UsageProblem(f"payload is over {PAYLOAD_MAX_BYTES // 1024} KB", field="payload")
     try:
         payload = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise UsageProblem("payload is not JSON", field="payload") from None
     return make(event_type, payload, event_id=fields.get("id") or entry_id, source=stream, entry_id=entry_id)
 
@@ -78,9 +79,11 @@ def make(event_type, payload, *, event_id: str | None = None, source: str = "ing
                            field="type")
     if not isinstance(payload, dict):
         raise UsageProblem("payload must be a JSON object", field="data")
+    check_storable(payload, "data")
     event_id = event_id or str(uuid.uuid4())
     if not isinstance(event_id, str) or not event_id.strip() or len(event_id) > 128:
         raise UsageProblem("id must be a non-empty string of at most 128 characters", field="id")
+    check_storable(event_id, "id")
     return Inbound(f"{source}:{event_id}"[:KEY_MAX], source, entry_id, event_type, payload)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from db.database import database_proxy
+from db.database import database_proxy, retry_deadlocks
 from db.fields import utcnow
 from db.models import Integration, IntegrationSyncLog, Webhook, WebhookDelivery
 from db.secrets import public_fields
@@ -107,9 +107,18 @@ def removal_counts(row: Integration) -> tuple[int, int, int]:
 def delete(integration_id, *, dry_run: bool = False, owner_id=None, revoked: bool | None = None) -> Deleted:
     """Delete an integration with its webhooks, deliveries and sync logs (cascade)."""
     row = get(integration_id, owner_id=owner_id)
+    return retry_deadlocks(lambda: _delete(row, dry_run, revoked))
+
+
+def _delete(row: Integration, dry_run: bool, revoked: bool | None) -> Deleted:
     with database_proxy.atomic():
         counts = removal_counts(row)
         if not dry_run:
+            # Children first: the delivery worker locks deliveries, then their webhooks; a cascade from
+            # the integration takes them the other way round and deadlocked with it on PostgreSQL.
+            hooks = Webhook.select(Webhook.id).where(Webhook.integration == row.id)
+            WebhookDelivery.delete().where(WebhookDelivery.webhook.in_(hooks)).execute()
+            Webhook.delete().where(Webhook.integration == row.id).execute()
             deleted = Integration.delete().where(Integration.id == row.id).execute()
             if not deleted:  # removed by someone else between get() and now
                 raise IntegrationNotFound(f"integration {row.id} not found", id=str(row.id))

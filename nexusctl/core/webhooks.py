@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from db.database import database_proxy
+from db.database import database_proxy, retry_deadlocks
 from db.fields import utcnow
 from db.models import Integration, Webhook, WebhookDelivery
 from db.secrets import public_fields, seal, unseal
@@ -27,7 +27,8 @@ from nexusctl.errors import UsageProblem, WebhookNotFound
 ROTATION_OVERLAP = dt.timedelta(hours=24)
 MAX_EVENTS = 50
 URL_MAX = 2048
-_EVENT = re.compile(r"^(\*|[a-z0-9_]+(\.[a-z0-9_]+)*(\.\*)?)$")
+EVENT_PATTERN = r"\*|[a-z0-9_]+(\.[a-z0-9_]+)*(\.\*)?"  # the API document states it too
+_EVENT = re.compile(EVENT_PATTERN)
 
 
 def check_events(events) -> list[str]:
@@ -35,7 +36,7 @@ def check_events(events) -> list[str]:
         raise UsageProblem(f"events must be a list of 1-{MAX_EVENTS} event names", field="events")
     clean = []
     for name in events:
-        if not isinstance(name, str) or len(name) > 128 or not _EVENT.match(name):
+        if not isinstance(name, str) or len(name) > 128 or not _EVENT.fullmatch(name):
             raise UsageProblem(f"events: {name!r} is not an event name like media.created, media.* or *",
                                field="events")
         if name not in clean:
@@ -117,10 +118,18 @@ def update(webhook_id, *, url=None, events=None, is_active=None, metadata=None, 
 
 def delete(webhook_id, *, owner_id=None) -> dict:
     row = get(webhook_id, owner_id=owner_id)
-    with database_proxy.atomic():
-        deliveries = WebhookDelivery.select().where(WebhookDelivery.webhook == row.id).count()
-        Webhook.delete().where(Webhook.id == row.id).execute()
-    return {"id": str(row.id), "deleted": True, "deliveriesDeleted": deliveries}
+
+    def transaction() -> int:
+        with database_proxy.atomic():
+            deliveries = WebhookDelivery.select().where(WebhookDelivery.webhook == row.id).count()
+            # Its deliveries first: the delivery worker locks a delivery, then its webhook, and a
+            # cascade from the webhook took them the other way round (a deadlock on PostgreSQL).
+            WebhookDelivery.delete().where(WebhookDelivery.webhook == row.id).execute()
+            Webhook.delete().where(Webhook.id == row.id).execute()
+        return deliveries
+
+    return {"id": str(row.id), "deleted": True, "deliveriesDeleted": retry_deadlocks(transaction)}
+
 
 
 def send_test(webhook_id, *, owner_id=None) -> Webhook:

@@ -1,0 +1,42 @@
+"""Text the databases can store: no NUL character, valid Unicode.
+
+PostgreSQL refuses U+0000 in text and jsonb, and no database can encode a lone
+surrogate ("\\ud800" is valid JSON, but not UTF-8). Such input reached the
+database and came back as a 500 (found by tests/fault/test_api_fuzz.py), so
+JSON input is checked where it enters: the API bodies, the CLI's JSON flags
+and the platform events.
+"""
+
+from __future__ import annotations
+
+from nexusctl.errors import UsageProblem
+
+MAX_DEPTH = 64  # deeper than any metadata we expect; a bound keeps the walk cheap and the stack safe
+
+
+def check_storable(value, field: str) -> None:
+    """Raise UsageProblem naming ``field`` if any string in ``value`` (keys included) cannot be stored."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            _check_text(item, field)
+        elif isinstance(item, dict | list):
+            if depth >= MAX_DEPTH:
+                raise UsageProblem(f"{field} is nested deeper than {MAX_DEPTH} levels", field=field)
+            if isinstance(item, dict):
+                for key, inner in item.items():
+                    _check_text(key, field)
+                    stack.append((inner, depth + 1))
+            else:
+                stack.extend((inner, depth + 1) for inner in item)
+
+
+def _check_text(text: str, field: str) -> None:
+    if "\x00" in text:
+        raise UsageProblem(f"{field} contains a NUL character (\\u0000), which cannot be stored", field=field)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageProblem(f"{field} contains an unpaired surrogate (\\ud800-\\udfff), which is not valid Unicode",
+                           field=field) from None

@@ -1,0 +1,245 @@
+"""Helpers for the API fault suite: callers, a seeded world, a fake DNS, a counting receiver.
+
+The daemons run as real processes (tests/oauth/conftest.py ``launch_stack``),
+so everything here talks HTTP, except the fake DNS: a ``sitecustomize`` put on
+the daemon's PYTHONPATH (test-only code, never in the product) that answers
+names under ``.fault.test`` from a JSON file the test rewrites at will, so a
+name can resolve to a public address when a webhook is stored and to a
+private one when it is delivered (DNS rebinding).
+
+Addresses: the daemons allow exactly ``127.0.0.77/32`` (WEBHOOK_ALLOWED_NETWORKS),
+where the receiver listens for the deliveries that must arrive. The receiver
+also listens on ``127.0.0.1``, which stays forbidden: a delivery that reaches
+that socket got past the SSRF guard.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import json
+import threading
+import time
+import urllib.parse
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jwt
+from emulators.testkit import call
+from oauth.conftest import FRONTEND, JWT_SECRET, launch_stack
+
+ALLOWED_HOST = "127.0.0.77"  # the one address the daemons may deliver to
+FORBIDDEN_HOST = "127.0.0.1"  # loopback as an attacker would aim at it
+PUBLIC_ADDRESS = "93.184.216.34"  # resolved to at creation only: nothing ever connects to it
+SYNC_ACTION = "fetch_channels"  # what a DISCORD integration (the seeded one) can sync
+IDENTITIES = ("none", "expired", "bad_signature", "owner", "other", "service", "admin")
+ELEVATED = ("service", "admin")
+
+
+def mint(subject: str, *roles: str, ttl: int = 3600, secret: str = JWT_SECRET) -> str:
+    claims = {"sub": str(subject), "exp": int(time.time()) + ttl}
+    if roles:
+        claims["roles"] = list(roles)
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+def bearer(who: str, owner, other) -> dict[str, str]:
+    """The Authorization header of one identity of the matrix ({} for none)."""
+    token = {
+        "none": None,
+        "expired": mint(owner, ttl=-600),  # well past the verifier's 30 s leeway
+        "bad_signature": mint(owner, secret="not-the-daemon-secret-" + "y" * 24),
+        "owner": mint(owner),
+        "other": mint(other),
+        "service": mint("content-service", "service"),
+        "admin": mint(uuid.uuid4(), "admin"),
+    }[who]
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+# --- fake DNS ----------------------------------------------------------------
+
+_SITECUSTOMIZE = '''\
+"""Test-only (tests/fault/apikit.py): names under .fault.test resolve from $FAULT_FAKE_DNS."""
+import json
+import os
+import socket
+
+_real_getaddrinfo = socket.getaddrinfo
+
+
+def _fake_getaddrinfo(host, port, *args, **kwargs):
+    name = host.decode() if isinstance(host, bytes) else host
+    table = os.environ.get("FAULT_FAKE_DNS")
+    if table and isinstance(name, str) and name.rstrip(".").lower().endswith(".fault.test"):
+        try:
+            with open(table) as handle:
+                addresses = json.load(handle).get(name.rstrip(".").lower())
+        except (OSError, ValueError):
+            addresses = None
+        if not addresses:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        out = []
+        for address in addresses:
+            out += _real_getaddrinfo(address, port, *args, **kwargs)
+        return out
+    return _real_getaddrinfo(host, port, *args, **kwargs)
+
+
+socket.getaddrinfo = _fake_getaddrinfo
+'''
+
+
+class FakeDNS:
+    """``dns.set("hook.fault.test", "127.0.0.1")``: what the daemon's next lookup answers."""
+
+    def __init__(self, work: Path):
+        self.dir = work / "fakedns"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "sitecustomize.py").write_text(_SITECUSTOMIZE)
+        self.table = self.dir / "hosts.json"
+        self.names: dict[str, list[str]] = {}
+        self._write()
+
+    def set(self, name: str, *addresses: str) -> None:
+        self.names[name.lower()] = list(addresses)
+        self._write()
+
+    def _write(self) -> None:
+        tmp = self.table.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.names))
+        tmp.replace(self.table)  # atomic: a lookup never reads half a file
+
+    def env(self) -> dict[str, str]:
+        return {"PYTHONPATH": str(self.dir), "FAULT_FAKE_DNS": str(self.table)}
+
+
+# --- receiver ----------------------------------------------------------------
+
+class Receiver:
+    """One port on 127.0.0.77 (allowed) and 127.0.0.1 (forbidden); records (address, webhook-id, path).
+
+    ``/redirect/<rest>`` answers 302 to ``http://127.0.0.1:<port>/<rest>``: a receiver trying to bounce a
+    delivery to loopback.
+    """
+
+    def __init__(self):
+        self.hits: list[tuple[str, str, str]] = []
+        self.lock = threading.Lock()
+        self.servers: list[http.server.ThreadingHTTPServer] = []
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with receiver.lock:
+                    receiver.hits.append((self.server.server_address[0], self.headers.get("webhook-id", ""),
+                                          self.path))
+                if self.path.startswith("/redirect/"):
+                    self.send_response(302)
+                    self.send_header("Location", receiver.url(FORBIDDEN_HOST, self.path.removeprefix("/redirect")))
+                else:
+                    self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        for _ in range(20):  # the same free port on both addresses
+            first = http.server.ThreadingHTTPServer((ALLOWED_HOST, 0), Handler)
+            try:
+                second = http.server.ThreadingHTTPServer((FORBIDDEN_HOST, first.server_address[1]), Handler)
+            except OSError:
+                first.server_close()
+                continue
+            self.servers = [first, second]
+            break
+        else:
+            raise RuntimeError("no port free on both 127.0.0.77 and 127.0.0.1")
+        self.port = self.servers[0].server_address[1]
+        for server in self.servers:
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def url(self, host: str = ALLOWED_HOST, path: str = "/hook") -> str:
+        return f"http://{host}:{self.port}{path}"
+
+    def paths(self, address: str | None = None) -> list[str]:
+        with self.lock:
+            return [p for a, _, p in self.hits if address is None or a == address]
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.shutdown()
+            server.server_close()
+
+
+def wait_for(condition, timeout: float = 15.0, what: str = "condition"):
+    """Poll ``condition`` until it returns something truthy (returned) or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+# --- the stack and its data ------------------------------------------------------
+
+@contextlib.contextmanager
+def api_stack(kind: str, work: Path, emulators, pg_template, receiver: Receiver):
+    """A daemon on a fresh database with the fake DNS and only 127.0.0.77 allowed; yields (stack, dns)."""
+    dns = FakeDNS(work)
+    env = {**dns.env(), "WEBHOOK_ALLOWED_NETWORKS": f"{ALLOWED_HOST}/32", "WEBHOOK_TIMEOUT": "2",
+           "WEBHOOK_RETRY_SCHEDULE": "3600", "LOG_FORMAT": "text"}
+    with launch_stack(kind, work, emulators, pg_template, extra_env=env) as stack:
+        yield stack, dns
+
+
+@dataclass
+class World:
+    """One user's rows, made through the API: an OAuth integration, a webhook and a delivery."""
+
+    owner: uuid.UUID
+    other: uuid.UUID
+    integration: str
+    webhook: str
+    delivery: str
+    extra: dict = field(default_factory=dict)
+
+    def path_value(self, name: str) -> str:
+        return {"id": self.integration, "webhookId": self.webhook, "deliveryId": self.delivery,
+                "userId": str(self.owner), "provider": "discord"}[name]
+
+
+def seed_world(stack, receiver: Receiver, owner: uuid.UUID | None = None) -> World:
+    owner = owner or uuid.uuid4()
+    connected = stack.connect("DISCORD", owner)
+    assert connected["status"] == "success", connected
+    integration = connected["integrationId"]
+    hook = stack.api("POST", "/integrations/webhooks", user=owner,
+                     body={"integrationId": integration, "url": receiver.url(), "events": ["media.*"]})
+    assert hook.status == 201, hook.text
+    webhook = hook.json()["data"]["id"]
+    emitted = stack.api("POST", f"/integrations/{integration}/events", user=owner,
+                        body={"type": "media.created", "data": {"seed": True}})
+    assert emitted.status == 202 and emitted.json()["data"]["deliveriesQueued"] == 1, emitted.text
+    listed = stack.api("GET", f"/integrations/webhooks/{webhook}/deliveries", user=owner)
+    delivery = listed.json()["data"][0]["id"]
+    return World(owner, uuid.uuid4(), integration, webhook, delivery)
+
+
+def frontend_redirect() -> str:
+    return f"{FRONTEND}/connected"
+
+
+def query_of(url: str) -> dict[str, str]:
+    return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
+
+
+__all__ = ["call", "SYNC_ACTION", "mint", "bearer", "FakeDNS", "Receiver", "World", "seed_world", "api_stack", "wait_for",
+           "IDENTITIES", "ELEVATED", "ALLOWED_HOST", "FORBIDDEN_HOST", "PUBLIC_ADDRESS", "frontend_redirect",
+           "query_of"]

@@ -1,0 +1,607 @@
+"""The security tables, run against a real daemon: authorization, SSRF, OAuth state.
+
+- Authorization matrix: every operation of the daemon's own /openapi.json with
+  every kind of caller (no token, expired, wrong signature, the owner, another
+  user, a service, an admin). Generated from the document, so a new route is in
+  the matrix the day it is added; a route the matrix cannot build a valid
+  request for fails here until VALUES learns its fields.
+- SSRF: hostile webhook URLs are refused on create and on update, and a name
+  that resolves to a private address only at delivery time gets no request.
+- OAuth state: replayed, expired, another provider's, another user's, unknown
+  and garbage states, and a missing code, each refused with no integration made.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+import socket
+import urllib.parse
+import uuid
+
+import pytest
+from api_fixtures import api, emulators, receiver  # noqa: F401 - pytest fixtures
+from apikit import (
+    ALLOWED_HOST,
+    ELEVATED,
+    FORBIDDEN_HOST,
+    IDENTITIES,
+    PUBLIC_ADDRESS,
+    bearer,
+    call,
+    frontend_redirect,
+    query_of,
+    seed_world,
+    wait_for,
+)
+
+from daemon.app import ROUTES
+from daemon.openapi import document
+
+DOC = document(ROUTES)  # what the daemon serves (test_the_daemon_serves_this_document checks it)
+OPERATIONS = [(method.upper(), path) for path, ops in DOC["paths"].items() for method in ops]
+ID_PARAMS = {"id": "INTEGRATION_NOT_FOUND", "webhookId": "WEBHOOK_NOT_FOUND", "deliveryId": "DELIVERY_NOT_FOUND"}
+
+
+def test_the_daemon_serves_this_document(api):  # noqa: F811
+    served = call("GET", f"{api.base}/openapi.json")
+    assert served.status == 200 and served.json() == json.loads(json.dumps(DOC))
+
+
+# --- authorization matrix ------------------------------------------------------------------
+
+def _values(daemon, world) -> dict:
+    """A valid value for each request field the API has, by name (what a real caller would send)."""
+    return {
+        "userId": str(world.owner),
+        "integrationId": world.integration,
+        "redirectUri": frontend_redirect(),
+        "apiKey": daemon.stack.emulators.sendgrid_key(),
+        "url": daemon.receiver.url(path="/matrix"),
+        "events": ["media.*"],
+        "name": "renamed by the matrix",
+        "data": {"userId": str(uuid.uuid4())},  # ingest: a user with nothing to delete
+        "type": "media.created",  # unless the field has an enum (ingest), see _value
+        "user_id": "x" * 43, "consumer_key": "ck_matrix", "consumer_secret": "cs_matrix",  # an unknown state
+    }
+
+
+def _value(name: str, schema: dict, values: dict):
+    if "enum" in schema:
+        return schema["enum"][0]
+    if name in values:
+        return values[name]
+    kind = schema.get("type")
+    return {"string": "x", "integer": schema.get("minimum", 1), "boolean": True, "object": {},
+            "array": ["x"]}.get(kind if isinstance(kind, str) else "string")
+
+
+def _body(operation: dict, values: dict):
+    if "requestBody" not in operation:
+        return None
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    names = list(schema.get("required", []))
+    if len(names) < schema.get("minProperties", 0):
+        names += [n for n in schema["properties"] if n not in names][: schema["minProperties"] - len(names)]
+    return {name: _value(name, schema["properties"][name], values) for name in names}
+
+
+def _roles(operation: dict) -> set[str]:
+    return {role for requirement in operation.get("security", []) for scopes in requirement.values()
+            for role in scopes}
+
+
+def _success(operation: dict) -> int:
+    return min(int(status) for status in operation["responses"] if int(status) < 400)
+
+
+def _send(daemon, world, method: str, path: str, who: str):
+    operation = DOC["paths"][path][method.lower()]
+    url = daemon.base + re.sub(r"{(\w+)}", lambda m: urllib.parse.quote(world.path_value(m.group(1)), safe=""), path)
+    body = _body(operation, _values(daemon, world))
+    return call(method, url, json_body=body, headers=bearer(who, world.owner, world.other)), body
+
+
+def _expected(operation: dict, path: str, body, who: str):
+    """(status, error code or None) for a caller of the matrix; None: like an anonymous caller (public)."""
+    if "security" not in operation:
+        return None
+    if who in ("none", "expired", "bad_signature"):
+        return 401, "UNAUTHORIZED"
+    roles = _roles(operation)
+    if roles and who not in roles:
+        return 403, "FORBIDDEN"
+    if who in ("owner", *ELEVATED):
+        return _success(operation), None
+    # Another user: naming the owner is forbidden; the owner's rows do not exist for them.
+    if "{userId}" in path or (body and "userId" in body):
+        return 403, "FORBIDDEN"
+    for name, code in ID_PARAMS.items():
+        if "{" + name + "}" in path:
+            return 404, code
+    if body and "integrationId" in body:
+        return 404, "INTEGRATION_NOT_FOUND"
+    return _success(operation), None  # a collection: 200, without the owner's rows (checked below)
+
+
+@pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=[f"{m} {p}" for m, p in OPERATIONS])
+def test_authorization_matrix(api, method, path):  # noqa: F811
+    operation = DOC["paths"][path][method.lower()]
+    shared = api.world
+    anonymous = None
+    wrong = []
+    for who in IDENTITIES:
+        # A caller who gets through to a write gets rows of their own, so each sees the same state.
+        mutates = method != "GET" and who in ("owner", *ELEVATED)
+        world = seed_world(api.stack, api.receiver) if mutates else shared
+        response, body = _send(api, world, method, path, who)
+        payload = response.json() if response.headers.get("Content-Type", "").startswith("application/json") else {}
+        error = (payload.get("error") or {}).get("code") if isinstance(payload, dict) else None
+        assert response.status < 500, (method, path, who, response.status, response.text[:300])
+        expected = _expected(operation, path, body, who)
+        if expected is None:  # public: the token changes nothing
+            anonymous = anonymous or (response.status, error)
+            if (response.status, error) != anonymous:
+                wrong.append(f"{who}: {response.status} {error}, anonymous got {anonymous}")
+            continue
+        status, code = expected
+        if response.status != status or (code is not None and error != code):
+            wrong.append(f"{who}: {response.status} {error} {response.text[:200]}, expected {status} {code}")
+        if who == "other" and status < 400:
+            leaked = [v for v in (shared.integration, shared.webhook, shared.delivery) if v in response.text]
+            if leaked:
+                wrong.append(f"other: the owner's rows {leaked} are in the answer")
+        if who == "other" and method == "DELETE":  # refused, so the owner's row is still there
+            still = call("GET", api.base + path.replace("{id}", shared.integration).replace(
+                "{webhookId}", shared.webhook), headers=bearer("owner", shared.owner, shared.other))
+            if still.status != 200:
+                wrong.append(f"other: after the refused DELETE the owner gets {still.status}")
+    assert not wrong, f"{method} {path}:\n  " + "\n  ".join(wrong)
+
+
+# --- SSRF ----------------------------------------------------------------------------------
+
+# DNS names the fake DNS answers (tests/fault/apikit.py): names that point inside.
+HOSTILE_NAMES = {
+    "loop.fault.test": ["127.0.0.1"],
+    "private.fault.test": ["10.0.0.5"],
+    "metadata.fault.test": ["169.254.169.254"],
+    "v6loop.fault.test": ["::1"],
+    "ula.fault.test": ["fd00::1"],
+    "mapped.fault.test": ["::ffff:127.0.0.1"],
+}
+# (url, what the refusal says)
+HOSTILE_URLS = [
+    ("http://127.0.0.1:{port}/hook", "loopback"),
+    ("http://localhost:{port}/hook", "loopback"),
+    ("http://127.0.0.2/hook", "loopback"),
+    ("http://0.0.0.0:{port}/hook", "unspecified"),
+    ("http://10.1.2.3/hook", "private"),
+    ("http://172.16.0.1/hook", "private"),
+    ("http://192.168.1.1/hook", "private"),
+    ("http://100.64.0.1/hook", "CGNAT"),
+    ("http://169.254.169.254/latest/meta-data/", "metadata"),
+    ("http://169.254.10.10/hook", "link-local"),
+    ("http://[::1]:{port}/hook", "loopback"),
+    ("http://[::]/hook", "unspecified"),
+    ("http://[fc00::1]/hook", "unique-local"),
+    ("http://[fd12:3456::1]/hook", "unique-local"),
+    ("http://[fe80::1]/hook", "link-local"),
+    ("http://[fe80::1%25lo]/hook", "zone id"),
+    ("http://[::ffff:127.0.0.1]:{port}/hook", "loopback"),
+    ("http://[::ffff:7f00:1]/hook", "loopback"),
+    ("http://[::ffff:169.254.169.254]/hook", "metadata"),
+    ("http://[::ffff:10.0.0.1]/hook", "private"),
+    ("http://[64:ff9b::7f00:1]/hook", "NAT64"),
+    ("http://2130706433:{port}/hook", "it means 127.0.0.1"),
+    ("http://017700000001/hook", "it means 127.0.0.1"),
+    ("http://0177.0.0.1/hook", "it means 127.0.0.1"),
+    ("http://0x7f000001/hook", "it means 127.0.0.1"),
+    ("http://0x7f.0.0.1/hook", "it means 127.0.0.1"),
+    ("http://127.1/hook", "it means 127.0.0.1"),
+    ("http://127.0.0.1./hook", "it means 127.0.0.1"),
+    ("http://0xa9fea9fe/hook", "it means 169.254.169.254"),
+    ("http://2852039166/hook", "it means 169.254.169.254"),
+    ("http://loop.fault.test:{port}/hook", "resolves to 127.0.0.1"),
+    ("http://private.fault.test/hook", "resolves to 10.0.0.5"),
+    ("http://metadata.fault.test/hook", "resolves to 169.254.169.254"),
+    ("http://v6loop.fault.test/hook", "resolves to ::1"),
+    ("http://ula.fault.test/hook", "resolves to fd00::1"),
+    ("http://mapped.fault.test/hook", "loopback"),
+    ("http://nowhere.fault.test/hook", "does not resolve"),
+    ("http://user:pass@127.0.0.77:{port}/hook", "credentials"),
+    ("http://127.0.0.77:{port}@127.0.0.1:{port}/hook", "credentials"),
+    ("http://evil@127.0.0.1/hook", "credentials"),
+    ("http://@127.0.0.77:{port}/hook", "credentials"),
+    ("http://127.0.0.77:{port}\\@127.0.0.1/hook", "not a valid URL"),
+    ("ftp://127.0.0.77/hook", "http or https"),
+    ("file:///etc/passwd", "http or https"),
+    ("gopher://127.0.0.1:6379/_INFO", "http or https"),
+    ("javascript:alert(1)", "http or https"),
+    ("data:text/plain,hello", "http or https"),
+    ("//127.0.0.77/hook", "http or https"),
+    ("http://127.0.0.77:0/hook", "port 0"),
+    ("http://127.0.0.1\t/hook", "whitespace"),
+    ("http://127.0.0.77:{port}/ho\nok", "whitespace"),
+    ("", "required"),
+]
+
+
+def _hostile(daemon):
+    for name, addresses in HOSTILE_NAMES.items():
+        daemon.dns.set(name, *addresses)
+    return [(url.replace("{port}", str(daemon.receiver.port)), why) for url, why in HOSTILE_URLS]
+
+
+def _owner(daemon) -> dict:
+    return bearer("owner", daemon.world.owner, daemon.world.other)
+
+
+def test_hostile_webhook_urls_are_refused_on_create_and_update(api):  # noqa: F811
+    before = call("GET", f"{api.base}/integrations/webhooks/{api.world.webhook}", headers=_owner(api)).json()["data"]
+    wrong = []
+    for url, why in _hostile(api):
+        made = call("POST", f"{api.base}/integrations/webhooks", headers=_owner(api),
+                    json_body={"integrationId": api.world.integration, "url": url, "events": ["*"]})
+        changed = call("PATCH", f"{api.base}/integrations/webhooks/{api.world.webhook}", headers=_owner(api),
+                       json_body={"url": url})
+        for verb, response in (("create", made), ("update", changed)):
+            error = response.json().get("error") or {}
+            if response.status != 400 or error.get("code") != "VALIDATION_ERROR" or why not in error.get("message", ""):
+                wrong.append(f"{verb} {url!r}: {response.status} {response.text[:200]} (expected 400 '{why}')")
+    assert not wrong, "\n".join(wrong)
+    after = call("GET", f"{api.base}/integrations/webhooks/{api.world.webhook}", headers=_owner(api)).json()["data"]
+    assert after["url"] == before["url"]
+    listed = call("GET", f"{api.base}/integrations/webhooks?integrationId={api.world.integration}",
+                  headers=_owner(api)).json()["data"]
+    assert [hook["id"] for hook in listed] == [api.world.webhook]  # nothing hostile was stored
+    assert api.receiver.paths(FORBIDDEN_HOST) == []
+
+
+def test_the_allowed_address_and_names_resolving_to_it_are_accepted(api):  # noqa: F811
+    """The control: the same requests with an address the daemon may reach get through."""
+    api.dns.set("good.fault.test", ALLOWED_HOST)
+    for url in (api.receiver.url(path="/control"), f"http://good.fault.test:{api.receiver.port}/control"):
+        made = call("POST", f"{api.base}/integrations/webhooks", headers=_owner(api),
+                    json_body={"integrationId": api.world.integration, "url": url, "events": ["ssrf.control"]})
+        assert made.status == 201, made.text
+        call("DELETE", f"{api.base}/integrations/webhooks/{made.json()['data']['id']}", headers=_owner(api))
+
+
+def _hook(daemon, url: str, event: str) -> str:
+    made = call("POST", f"{daemon.base}/integrations/webhooks", headers=_owner(daemon),
+                json_body={"integrationId": daemon.world.integration, "url": url, "events": [event]})
+    assert made.status == 201, made.text
+    return made.json()["data"]["id"]
+
+
+def _emit(daemon, event: str) -> None:
+    emitted = call("POST", f"{daemon.base}/integrations/{daemon.world.integration}/events", headers=_owner(daemon),
+                   json_body={"type": event, "data": {}})
+    assert emitted.status == 202, emitted.text
+
+
+def _attempted(daemon, hook_id: str) -> dict:
+    """The webhook's first delivery once its first attempt is over."""
+    def done():
+        rows = call("GET", f"{daemon.base}/integrations/webhooks/{hook_id}/deliveries", headers=_owner(daemon)).json()["data"]
+        return rows[0] if rows and rows[0]["attempts"] >= 1 and rows[0]["status"] != "PENDING" else None
+    return wait_for(done, what=f"the first attempt of webhook {hook_id}")
+
+
+@pytest.mark.parametrize("inside", ["127.0.0.1", "169.254.169.254", "10.0.0.5", "::1"])
+def test_a_name_rebound_to_a_private_address_gets_no_delivery(api, inside):  # noqa: F811
+    """Public when stored, private when delivered (DNS rebinding): the delivery is not made."""
+    name = "rebind-" + re.sub(r"[^0-9a-f]+", "-", inside).strip("-") + ".fault.test"
+    path = f"/rebind/{api.kind}/{inside}"
+    api.dns.set(name, PUBLIC_ADDRESS)  # nothing connects here: the create check only resolves
+    hook = _hook(api, f"http://{name}:{api.receiver.port}{path}", "rebind.test")
+    api.dns.set(name, inside)
+    _emit(api, "rebind.test")
+    delivery = _attempted(api, hook)
+    assert delivery["status"] == "RETRYING" and delivery["deliveredAt"] is None, delivery
+    assert "SSRF" in (delivery["error"] or "") and inside in delivery["error"], delivery["error"]
+    assert path not in api.receiver.paths()
+    # The control: pointed at the allowed address, the same delivery arrives.
+    api.dns.set(name, ALLOWED_HOST)
+    again = call("POST", f"{api.base}/integrations/webhooks/deliveries/{delivery['id']}/redeliver", headers=_owner(api))
+    assert again.status == 202, again.text
+    wait_for(lambda: path in api.receiver.paths(ALLOWED_HOST), what="the redelivery to the allowed address")
+    assert path not in api.receiver.paths(FORBIDDEN_HOST)
+    call("DELETE", f"{api.base}/integrations/webhooks/{hook}", headers=_owner(api))
+
+
+def test_a_name_with_private_and_allowed_addresses_is_only_sent_to_the_allowed_one(api):  # noqa: F811
+    name, path = "mixed.fault.test", f"/mixed/{api.kind}"
+    api.dns.set(name, FORBIDDEN_HOST, ALLOWED_HOST)
+    hook = _hook(api, f"http://{name}:{api.receiver.port}{path}", "mixed.test")
+    _emit(api, "mixed.test")
+    assert _attempted(api, hook)["status"] == "DELIVERED"
+    assert path in api.receiver.paths(ALLOWED_HOST) and path not in api.receiver.paths(FORBIDDEN_HOST)
+    call("DELETE", f"{api.base}/integrations/webhooks/{hook}", headers=_owner(api))
+
+
+def test_a_redirect_to_loopback_is_not_followed(api):  # noqa: F811
+    path = f"/bounced/{api.kind}"
+    hook = _hook(api, api.receiver.url(path="/redirect" + path), "redirect.test")
+    _emit(api, "redirect.test")
+    delivery = _attempted(api, hook)
+    assert delivery["status"] == "RETRYING" and delivery["attemptLog"][0]["statusCode"] == 302, delivery
+    assert "/redirect" + path in api.receiver.paths(ALLOWED_HOST)
+    assert path not in api.receiver.paths(FORBIDDEN_HOST)
+    call("DELETE", f"{api.base}/integrations/webhooks/{hook}", headers=_owner(api))
+
+
+# --- OAuth state ---------------------------------------------------------------------------
+
+def _start(daemon, provider: str, user: uuid.UUID) -> dict:
+    answer = daemon.stack.initiate(provider, user)
+    assert answer.status == 200, answer.text
+    return answer.json()["data"]
+
+
+def _consent(data: dict) -> str:
+    """The emulator's consent page sends the browser to our callback: its URL."""
+    at_provider = call("GET", data["authorizationUrl"])
+    assert at_provider.status == 302, at_provider.text
+    return at_provider.location
+
+
+def _connected(daemon, user: uuid.UUID) -> list:
+    listed = call("GET", f"{daemon.base}/integrations/user/{user}", headers=bearer("owner", user, uuid.uuid4()))
+    assert listed.status == 200, listed.text
+    return listed.json()["data"]
+
+
+def _refused(response, mention: str = "") -> None:
+    """No usable state: a 400 OAUTH_FAILED body (there is nowhere trusted to redirect to)."""
+    assert response.status == 400, (response.status, response.location, response.text[:300])
+    error = response.json()["error"]
+    assert error["code"] == "OAUTH_FAILED" and mention in error["message"], error
+    assert response.headers.get("Referrer-Policy") == "no-referrer"
+
+
+def _error_redirect(response) -> dict:
+    """A usable state but a failed connection: back to the caller's redirectUri with status=error."""
+    assert response.status == 302 and response.location.startswith(frontend_redirect() + "?"), (
+        response.status, response.location, response.text[:300])
+    query = query_of(response.location)
+    assert query["status"] == "error" and "integrationId" not in query, query
+    return query
+
+
+def _with_query(url: str, **changes) -> str:
+    parts = urllib.parse.urlsplit(url)
+    query = {**dict(urllib.parse.parse_qsl(parts.query)), **changes}
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(
+        {k: v for k, v in query.items() if v is not None})))
+
+
+def test_a_replayed_state_is_refused(api):  # noqa: F811
+    user = uuid.uuid4()
+    callback = _consent(_start(api, "DISCORD", user))
+    first = call("GET", callback)
+    assert first.status == 302 and query_of(first.location)["status"] == "success", first.location
+    _refused(call("GET", callback), "unknown or already used")
+    assert len(_connected(api, user)) == 1
+
+
+def _expire(daemon, state: str) -> None:
+    digest = hashlib.sha256(state.encode()).hexdigest()
+    if "REDIS_URL" in daemon.stack.env:  # the record keeps its TTL; its own expiry says it is over
+        import redis
+
+        client = redis.Redis.from_url(daemon.stack.env["REDIS_URL"])
+        key = "nexusctl:oauth-state:" + digest
+        record = json.loads(client.get(key))
+        record["expiresAt"] = dt.datetime.fromisoformat(record["expiresAt"]).replace(year=2000).isoformat()
+        assert client.set(key, json.dumps(record), keepttl=True, xx=True)
+        client.close()
+    else:
+        import sqlite3
+
+        with sqlite3.connect(daemon.stack.database_url.removeprefix("sqlite:///")) as conn:
+            changed = conn.execute("UPDATE oauth_states SET expires_at = '2000-01-01 00:00:00.000000' WHERE state = ?",
+                                   (digest,)).rowcount
+        assert changed == 1
+
+
+def test_an_expired_state_is_refused(api):  # noqa: F811
+    user = uuid.uuid4()
+    data = _start(api, "DISCORD", user)
+    callback = _consent(data)
+    _expire(api, data["state"])
+    _refused(call("GET", callback), "expired")
+    assert _connected(api, user) == []
+
+
+def test_a_state_from_another_provider_is_refused(api):  # noqa: F811
+    user = uuid.uuid4()
+    callback = _consent(_start(api, "SLACK", user))
+    _refused(call("GET", callback.replace("/callback/slack", "/callback/discord")), "another provider")
+    _refused(call("GET", callback), "unknown or already used")  # used up by the attempt: fails closed
+    assert _connected(api, user) == []
+
+
+def test_a_state_from_another_users_flow_does_not_connect_either(api):  # noqa: F811
+    """Alice's state with Bob's code (and the reverse): the PKCE verifier of one flow cannot redeem the other's code."""
+    alice, bob = uuid.uuid4(), uuid.uuid4()
+    to_alice, to_bob = _consent(_start(api, "DISCORD", alice)), _consent(_start(api, "DISCORD", bob))
+    alice_state, bob_code = query_of(to_alice)["state"], query_of(to_bob)["code"]
+    bob_state, alice_code = query_of(to_bob)["state"], query_of(to_alice)["code"]
+    for state, code in ((alice_state, bob_code), (bob_state, alice_code)):
+        assert _error_redirect(call("GET", _with_query(to_alice, state=state, code=code)))["code"] == "OAUTH_FAILED"
+    assert _connected(api, alice) == [] and _connected(api, bob) == []
+
+
+@pytest.mark.parametrize("state", ["x" * 43, "", " ", "%00", "../../etc/passwd", "é" * 20, "a" * 4000,
+                                   "' OR 1=1 --", "null"])
+def test_unknown_or_garbage_states_are_refused(api, state):  # noqa: F811
+    user = uuid.uuid4()
+    callback = _consent(_start(api, "DISCORD", user))
+    _refused(call("GET", _with_query(callback, state=state or None)))
+    assert _connected(api, user) == []
+    assert call("GET", callback).status == 302  # the real state was not touched by the garbage
+
+
+def test_a_callback_without_a_code_or_without_a_state_connects_nothing(api):  # noqa: F811
+    user = uuid.uuid4()
+    callback = _consent(_start(api, "DISCORD", user))
+    _refused(call("GET", _with_query(callback, state=None)), "no state")
+    query = _error_redirect(call("GET", _with_query(callback, code=None)))
+    assert query["code"] == "OAUTH_FAILED" and query["provider"] == "DISCORD"
+    _refused(call("GET", callback), "unknown or already used")  # the state went with the failed attempt
+    assert _connected(api, user) == []
+
+
+# --- malformed HTTP ------------------------------------------------------------------------
+
+def test_unparsable_http_is_a_400_and_one_log_line_without_the_request(api):  # noqa: F811
+    token = bearer("owner", api.world.owner, api.world.other)["Authorization"]
+    host, port = urllib.parse.urlsplit(api.base).hostname, urllib.parse.urlsplit(api.base).port
+    for raw in (f"GET /health HTTP/1.1\r\nHost: x\r\nAuthorization: {token}\x00\r\n\r\n".encode(),
+                b"GET /he alth HTTP/1.1\r\nHost: x\r\n\r\n", b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03"):
+        with socket.create_connection((host, port), timeout=10) as conn:
+            conn.sendall(raw)
+            status_line = conn.recv(200).split(b"\r\n", 1)[0]
+            assert status_line.split()[1:2] == [b"400"], (raw[:40], status_line)
+    # aiohttp itself logs a first request that is not HTTP at all (TLS) at DEBUG only.
+    log = wait_for(lambda: (text := api.stack.logs()).count("malformed HTTP request") >= 2 and text,
+                   what="the log lines")
+    assert "Traceback" not in log and token.split()[1] not in log
+
+
+# --- emitted events cannot speak for the platform ------------------------------------------
+
+@pytest.mark.parametrize("event", ["user.deleted", "content.published", "integration.connected",
+                                   "integration.disconnected", "webhook.delivered"])
+def test_an_emitted_event_cannot_take_a_reserved_name(api, event):  # noqa: F811
+    """Found by the fuzzer on PostgreSQL: POST /integrations/{id}/events with type user.deleted was relayed
+    to the event bus, and this service's own consumer deleted the user's integrations; with
+    data.userId it named any other user."""
+    victim = seed_world(api.stack, api.receiver)
+    emitted = call("POST", f"{api.base}/integrations/{api.world.integration}/events", headers=_owner(api),
+                   json_body={"type": event, "data": {"userId": str(victim.owner)}})
+    assert emitted.status == 400, emitted.text
+    assert emitted.json()["error"]["code"] == "VALIDATION_ERROR" and "reserved" in emitted.json()["error"]["message"]
+    assert call("GET", f"{api.base}/integrations/{victim.integration}",
+                headers=bearer("owner", victim.owner, victim.other)).status == 200
+
+
+def test_an_emitted_event_is_about_the_callers_own_integration(api):  # noqa: F811
+    victim = seed_world(api.stack, api.receiver)
+    emitted = call("POST", f"{api.base}/integrations/{api.world.integration}/events", headers=_owner(api),
+                   json_body={"type": "spoof.attempt", "data": {"userId": str(victim.owner),
+                                                                "integrationId": victim.integration, "x": 1}})
+    assert emitted.status == 202, emitted.text
+    (data,) = api.stack.sql("SELECT data FROM outbox_events WHERE id = %s", emitted.json()["data"]["id"])[0:1][0]
+    data = json.loads(data) if isinstance(data, str) else data
+    assert (data["userId"], data["integrationId"], data["x"]) == (str(api.world.owner), api.world.integration, 1)
+
+
+# --- input no database can store -----------------------------------------------------------
+
+# Raw JSON bodies (PostgreSQL refuses U+0000; no database encodes a lone surrogate; a header cannot carry
+# a control character): found by the fuzzer as 500s.
+UNSTORABLE = [
+    ("PATCH", "/integrations/{id}", r'{"metadata": {"a": "x\u0000y"}}', "NUL"),
+    ("PATCH", "/integrations/{id}", r'{"metadata": {"k\u0000": 1}}', "NUL"),
+    ("PATCH", "/integrations/{id}", r'{"name": "x\u0000"}', "NUL"),
+    ("PATCH", "/integrations/{id}", r'{"metadata": {"a": ["\ud800"]}}', "surrogate"),
+    ("PATCH", "/integrations/webhooks/{webhookId}", r'{"metadata": {"a": "\u0000"}}', "NUL"),
+    ("POST", "/integrations/{id}/events", r'{"type": "media.created", "data": {"caption": "\u0000"}}', "NUL"),
+    ("POST", "/integrations/oauth/initiate", '{"userId": "{owner}", "provider": "DISCORD", '
+     '"redirectUri": "http://app.nexus.test/x", "metadata": {"a": "\\udfff"}}', "surrogate"),
+    # A control character in an API key went into the provider call's Authorization header: aiohttp refused it, 500.
+    ("POST", "/integrations/api-key", '{"userId": "{owner}", "provider": "SENDGRID", "apiKey": "SG.a\\u0001b"}', "apiKey"),
+    ("POST", "/integrations/api-key", '{"userId": "{owner}", "provider": "SENDGRID", "apiKey": "SG.a\\u007fb"}', "apiKey"),
+    ("PATCH", "/integrations/{id}", '{"metadata": ' + "[" * 100000 + "]" * 100000 + "}", "not valid JSON"),
+    ("PATCH", "/integrations/{id}", '{"metadata": ' + '{"a": ' * 100 + "1" + "}" * 100 + "}", "nested deeper"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "raw", "mention"), UNSTORABLE,
+                         ids=[f"{m} {p} {why}" for m, p, _, why in UNSTORABLE])
+def test_text_that_cannot_be_stored_or_sent_is_a_400(api, method, path, raw, mention):  # noqa: F811
+    url = api.base + re.sub(r"{(\w+)}", lambda m: api.world.path_value(m.group(1)), path)
+    body = raw.replace("{owner}", str(api.world.owner)).encode()
+    answer = call(method, url, data=body, headers={**_owner(api), "Content-Type": "application/json"})
+    assert answer.status == 400, (answer.status, answer.text[:300])
+    error = answer.json()["error"]
+    assert error["code"] == "VALIDATION_ERROR" and mention in error["message"], error
+    still = call("GET", f"{api.base}/integrations/{api.world.integration}", headers=_owner(api))
+    assert still.status == 200 and "\\u0000" not in still.text
+
+
+# --- deletes racing the delivery worker ----------------------------------------------------
+
+@pytest.mark.parametrize("target", ["integration", "webhook"])
+def test_deleting_while_deliveries_are_recorded_never_fails(api, target):  # noqa: F811
+    """Found by the fuzzer on PostgreSQL: a DELETE that cascaded integration -> webhooks -> deliveries
+    while the worker recorded attempts (deliveries, then webhooks) deadlocked into a 500."""
+    failures = []
+    for round_ in range(12):  # it failed in 3 of 25 rounds before the fix
+        owner = str(uuid.uuid4())
+        headers = bearer("owner", owner, uuid.uuid4())
+        made = call("POST", f"{api.base}/integrations/api-key", headers=headers,
+                    json_body={"userId": owner, "provider": "SENDGRID", "apiKey": api.stack.emulators.sendgrid_key()})
+        integration = made.json()["data"]["id"]
+        path = f"/race/{api.kind}/{target}/{round_}"
+        hook = call("POST", f"{api.base}/integrations/webhooks", headers=headers, json_body={
+            "integrationId": integration, "url": api.receiver.url(path=path), "events": ["*"]}).json()["data"]["id"]
+        for n in range(8):
+            call("POST", f"{api.base}/integrations/{integration}/events", headers=headers,
+                 json_body={"type": "race.test", "data": {"n": n}})
+        wait_for(lambda: path in api.receiver.paths(), what="a delivery in flight")  # noqa: B023
+        url = f"/integrations/{integration}" if target == "integration" else f"/integrations/webhooks/{hook}"
+        deleted = call("DELETE", api.base + url, headers=headers)
+        if deleted.status != 200:
+            failures.append((round_, deleted.status, deleted.text[:200]))
+    assert not failures, failures
+    assert "Traceback" not in api.stack.logs()
+
+
+@pytest.mark.postgres
+def test_a_deadlock_victim_is_run_again(pg_database, postgres_url):
+    """retry_deadlocks, which the deletes use, against a real PostgreSQL deadlock it loses."""
+    import threading
+    import time
+
+    import psycopg2
+
+    from db.database import retry_deadlocks
+
+    pg_database.execute_sql("CREATE TABLE fault_locks (id int PRIMARY KEY, n int)")
+    pg_database.execute_sql("INSERT INTO fault_locks VALUES (1, 0), (2, 0)")
+    other = psycopg2.connect(postgres_url)
+    holds_one, we_wait = threading.Event(), threading.Event()
+
+    def adversary():  # locks 1, then 2: the opposite order, and it starts waiting after us
+        with other, other.cursor() as cur:
+            cur.execute("UPDATE fault_locks SET n = n + 1 WHERE id = 1")
+            holds_one.set()
+            we_wait.wait(10)
+            time.sleep(0.3)
+            cur.execute("UPDATE fault_locks SET n = n + 1 WHERE id = 2")
+
+    tries = []
+
+    def transaction():
+        tries.append(1)
+        with pg_database.atomic():
+            pg_database.execute_sql("UPDATE fault_locks SET n = n + 10 WHERE id = 2")
+            if len(tries) == 1:
+                holds_one.wait(10)
+                we_wait.set()
+            pg_database.execute_sql("UPDATE fault_locks SET n = n + 10 WHERE id = 1")
+
+    thread = threading.Thread(target=adversary)
+    thread.start()
+    retry_deadlocks(transaction)
+    thread.join(10)
+    other.close()
+    # We waited first, so PostgreSQL's deadlock check (after deadlock_timeout) picked us; the rerun went through.
+    assert len(tries) == 2
+    assert pg_database.execute_sql("SELECT n FROM fault_locks ORDER BY id").fetchall() == [(11,), (11,)]
