@@ -12,7 +12,7 @@ from nexusctl.cli.context import out, state
 from nexusctl.cli.flows import run_flow
 from nexusctl.cli.options import Json, parse_json_object
 from nexusctl.core.serializers import integration_to_dict
-from nexusctl.errors import UsageProblem
+from nexusctl.errors import RefreshFailed, UsageProblem
 
 User = Annotated[str, typer.Option("--user", "-u", help="The user who owns the connection (UUID).",
                                    show_default=False)]
@@ -128,7 +128,7 @@ def refresh_cmd(
         if as_json:
             out(ctx).json(counts)
         if counts["failed"]:
-            raise typer.Exit(22)  # REFRESH_FAILED's exit code: something needs a look
+            raise typer.Exit(RefreshFailed.exit_code)  # something needs a look
         return
     row = run_flow(ctx, lambda svc: refresh.refresh(svc, integration_id))
     data = integration_to_dict(row)

@@ -20,7 +20,7 @@ from db.fields import utcnow
 from db.models import Integration, IntegrationSyncLog, SyncCursor, SyncedItem
 from nexusctl.core import events
 from nexusctl.enums import SyncStatus
-from nexusctl.errors import NexusError, SyncLogNotFound, SyncNotStarted, UsageProblem
+from nexusctl.errors import NexusError, SyncNotStarted, UsageProblem
 
 SYNCED = "integration.synced"
 DELETE_BATCH = 500
@@ -209,16 +209,10 @@ def fail(log_id, integration_id, error: NexusError, *, extra: dict | None = None
 
 def cancel(log_id, *, owner_id=None) -> IntegrationSyncLog:
     """Ask a run to stop: PENDING ones never start, IN_PROGRESS ones stop after their current page."""
-    try:
-        log_uuid = uuid.UUID(str(log_id))
-    except ValueError:
-        raise UsageProblem("sync log id must be a UUID", field="logId") from None
-    query = IntegrationSyncLog.select().join(Integration).where(IntegrationSyncLog.id == log_uuid)
-    if owner_id is not None:
-        query = query.where(Integration.user_id == owner_id)
-    log = query.first()
-    if log is None:
-        raise SyncLogNotFound(f"sync log {log_uuid} not found", id=str(log_uuid))
+    from nexusctl.core import sync_logs
+
+    log = sync_logs.get(log_id, owner_id=owner_id)
+    log_uuid = log.id
     if log.status not in ACTIVE:
         raise UsageProblem(f"sync log {log_uuid} is {log.status.value}: only PENDING or IN_PROGRESS runs can be "
                            "cancelled", field="logId")

@@ -199,6 +199,18 @@ def test_a_wrong_encryption_key_for_stored_data_fails(db_url, make_integration, 
     assert_no_secret(result.stdout + result.stderr, "at-never-printed", b64(OTHER_KEY))
 
 
+def test_a_stored_value_that_is_no_ciphertext_fails_without_a_crash(db_url, make_integration, database):
+    row = make_integration(access_token="at-never-printed")
+    database.execute_sql("UPDATE integrations SET access_token = 'not-a-ciphertext' WHERE id = %s"
+                         if database.param == "%s" else "UPDATE integrations SET access_token = 'not-a-ciphertext' "
+                         "WHERE id = ?", (row.id.hex if database.param == "?" else str(row.id),))
+    result, findings = doctor()
+    assert failed(result, findings) == ["encryption"]
+    encryption = only(findings, "encryption")
+    assert "not in a known encrypted format" in encryption["detail"] and str(row.id) in encryption["detail"]
+    assert_no_secret(result.stdout + result.stderr, "not-a-ciphertext")
+
+
 def test_a_webhook_secret_is_tried_when_there_is_no_integration_token(db_url, make_integration, monkeypatch):
     from db.models import Integration, Webhook
 

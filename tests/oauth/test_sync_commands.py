@@ -93,7 +93,7 @@ def test_cli_sync_refuses_bad_input_with_one_line(stack, fresh_emulators):
     for args, text in [(("sync", "run"), "give an integration id or --all"),
                        (("sync", "run", slack, "--action", "nope"), "has no action 'nope'"),
                        (("sync", "run", slack, "--provider", "SLACK"), "--provider goes with --all"),
-                       (("sync", "cancel", "not-a-uuid"), "sync log id must be a UUID"),
+                       (("sync", "cancel", "not-a-uuid"), "logId must be a UUID"),
                        (("sync", "cancel", str(uuid.uuid4())), "not found")]:
         result = stack.cli(*args)
         assert result.returncode != 0 and text in result.stderr, (args, result.stderr)
