@@ -92,7 +92,8 @@ async def list_deliveries(request: web.Request) -> web.Response:
 
 
 async def send_test(request: web.Request) -> web.Response:
-    hook = await run_db(request, webhooks.send_test, request.match_info["webhookId"], owner_id=owner_filter(request))
+    hook, _delivery = await run_db(request, webhooks.send_test, request.match_info["webhookId"],
+                                   owner_id=owner_filter(request))
     return ok({"webhookId": str(hook.id), "queued": True, "event": "webhook.test"}, status=202)
 
 

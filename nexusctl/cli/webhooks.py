@@ -178,19 +178,14 @@ def test_cmd(ctx: typer.Context, webhook_id: WebhookId, as_json: Json = False) -
 
     Example:  nexusctl webhooks test 3c1d9f7e-2b6a-4d8e-9f10-5a7b3c2d1e0f --json
     """
-    from db.models import WebhookDelivery
-    from nexusctl.core import webhooks
+    from nexusctl.core import deliveries, webhooks
     from nexusctl.core.serializers import delivery_to_dict
 
     _db(ctx)
-    hook = webhooks.send_test(webhook_id)
+    hook, delivery_id = webhooks.send_test(webhook_id)
     out(ctx).success(f"Queued webhook.test for {hook.id}; `nexusctl webhooks deliveries {hook.id}` shows it")
     if as_json:
-        # The one just queued: newest webhook.test of this webhook (the (webhook, created_at) index).
-        row = (WebhookDelivery.select().where((WebhookDelivery.webhook == hook.id)
-                                              & (WebhookDelivery.event == "webhook.test"))
-               .order_by(WebhookDelivery.created_at.desc(), WebhookDelivery.id.desc()).first())
-        out(ctx).json(delivery_to_dict(row))
+        out(ctx).json(delivery_to_dict(deliveries.get(delivery_id)))
 
 
 @app.command("rotate-secret")

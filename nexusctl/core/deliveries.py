@@ -43,25 +43,27 @@ def payload_of(integration: Integration, event_type: str, data: dict, now: dt.da
     return {"type": event_type, "timestamp": (now or utcnow()).isoformat().replace("+00:00", "Z"), "data": envelope}
 
 
-def fan_out(integration: Integration, event_type: str, data: dict, *, only: Webhook | None = None) -> int:
+def fan_out(integration: Integration, event_type: str, data: dict) -> int:
     """Queue one delivery per matching active webhook; run inside the caller's transaction."""
     from nexusctl.core.webhooks import matches
 
-    if only is not None:
-        hooks = [only]
-    else:
-        hooks = [h for h in Webhook.select(Webhook.id, Webhook.events).where(
-            (Webhook.integration == integration.id) & (Webhook.is_active == True))  # noqa: E712
-            if matches(h.events, event_type)]
+    hooks = [h for h in Webhook.select(Webhook.id, Webhook.events).where(
+        (Webhook.integration == integration.id) & (Webhook.is_active == True))  # noqa: E712
+        if matches(h.events, event_type)]
+    return len(queue(integration, event_type, data, hooks))
+
+
+def queue(integration: Integration, event_type: str, data: dict, hooks) -> list[uuid.UUID]:
+    """One PENDING delivery of the event to each of ``hooks``; their ids. Inside the caller's transaction."""
     if not hooks:
-        return 0
+        return []
     now = utcnow()
     payload = payload_of(integration, event_type, data, now)
     rows = [{"id": uuid.uuid4(), "webhook": h.id, "event": event_type, "payload": payload, "next_attempt_at": now,
              "status": DeliveryStatus.PENDING, "created_at": now, "updated_at": now} for h in hooks]
     WebhookDelivery.insert_many(rows).execute()
     _notify()
-    return len(rows)
+    return [row["id"] for row in rows]
 
 
 # --- reading --------------------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import uuid
 
 from db.database import database_proxy, retry_deadlocks
 from db.fields import utcnow
@@ -132,15 +133,16 @@ def delete(webhook_id, *, owner_id=None) -> dict:
 
 
 
-def send_test(webhook_id, *, owner_id=None) -> Webhook:
-    """Queue a ``webhook.test`` event to this webhook alone, whatever it subscribes to."""
+def send_test(webhook_id, *, owner_id=None) -> tuple[Webhook, uuid.UUID]:
+    """Queue a ``webhook.test`` event to this webhook alone, whatever it subscribes to; the delivery's id."""
     from nexusctl.core import deliveries
 
     row = get(webhook_id, owner_id=owner_id)
     integration = integrations.get(row.integration_id)
     with database_proxy.atomic():
-        deliveries.fan_out(integration, "webhook.test", {"webhookId": str(row.id), "test": True}, only=row)
-    return row
+        (delivery_id,) = deliveries.queue(integration, "webhook.test", {"webhookId": str(row.id), "test": True},
+                                          [row])
+    return row, delivery_id
 
 
 def rotate_secret(keyring: Keyring, webhook_id, *, owner_id=None) -> tuple[Webhook, str]:
