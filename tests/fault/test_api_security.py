@@ -602,6 +602,8 @@ def test_a_deadlock_victim_is_run_again(pg_database, postgres_url):
     retry_deadlocks(transaction)
     thread.join(10)
     other.close()
-    # We waited first, so PostgreSQL's deadlock check (after deadlock_timeout) picked us; the rerun went through.
-    assert len(tries) == 2
+    # We waited first, so PostgreSQL's deadlock check (after deadlock_timeout) picked us and we ran again (on a
+    # loaded machine a rerun can meet the adversary once more before it commits: more than one rerun is fine);
+    # each transaction's effect landed exactly once.
+    assert len(tries) >= 2
     assert pg_database.execute_sql("SELECT n FROM fault_locks ORDER BY id").fetchall() == [(11,), (11,)]
