@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 SYNC_CONCURRENCY = 4
 STALE_PENDING = dt.timedelta(minutes=2)
+START_GRACE = dt.timedelta(seconds=60)  # a run just (re)started has this long to take its lease
 
 
 def claim_scheduled(limit: int = 50) -> list:
@@ -83,10 +84,13 @@ def stale_work(limit: int = 50) -> tuple[list, list]:
         (IntegrationSyncLog.status == SyncStatus.PENDING)
         & (publish | ((IntegrationSyncLog.created_at < now - STALE_PENDING) & IntegrationSyncLog.action.in_(actions))))
         .order_by(IntegrationSyncLog.created_at).limit(limit).tuples()]
+    # The grace covers the gap between a run's start (PENDING -> IN_PROGRESS, which sets updated_at) and its
+    # taking the lease. It counts from updated_at, not started_at: a deferred publish keeps its first
+    # started_at (its durationMs spans the whole publish), so it would have no grace when it restarts.
     running = list(IntegrationSyncLog.select(IntegrationSyncLog.id, IntegrationSyncLog.integration,
                                              IntegrationSyncLog.action, IntegrationSyncLog.started_at).where(
         (IntegrationSyncLog.status == SyncStatus.IN_PROGRESS)
-        & (IntegrationSyncLog.started_at < now - dt.timedelta(seconds=60))).limit(limit))
+        & (IntegrationSyncLog.updated_at < now - START_GRACE)).limit(limit))
     named = [(f"sync:{row.integration_id}:{row.action}", row) for row in running]
     held = {name: (holder, until) for name, holder, until in Lease.select(Lease.name, Lease.holder, Lease.until)
             .where(Lease.name.in_([name for name, _ in named])).tuples()} if named else {}

@@ -3,7 +3,10 @@
 The run takes a lease named after (integration, action), so two runs of the
 same action never overlap, across daemons and CLI processes; the lease is
 renewed after every page and released at the end (a run that dies lets it
-expire). Pages come from the provider's action (providers/sync), each applied
+expire). A publish renews it every LEASE_SECONDS / 3 in the background (an
+upload's retries and slow chunks included) and stops once it is lost or
+recovery marked the run interrupted; ``finish`` completes only a run still
+IN_PROGRESS, so neither a cancel nor recovery's FAILED is overwritten. Pages come from the provider's action (providers/sync), each applied
 in one transaction by nexusctl.core.sync_state.
 
 - Incremental (default): resumes where a run that stopped early left off;
@@ -27,13 +30,16 @@ import logging
 from db.fields import utcnow
 from db.models import Integration, IntegrationSyncLog
 from nexusctl.core import connections, integrations, leases, sync_state
+from nexusctl.enums import SyncStatus
 from nexusctl.errors import NexusError, ProviderError, RateLimited, SyncFailed, SyncNotStarted, TokenExpired
 from providers.sync.base import SyncApi
 from providers.sync.registry import AUTH_HEADER, action_of
 
 log = logging.getLogger(__name__)
 
-LEASE_SECONDS = 300.0  # renewed after every page; a page never takes this long (20 s provider timeout)
+# Renewed after every page and, during a publish, every LEASE_SECONDS / 3 by a background task: comfortably
+# longer than anything one step waits for (a 20 s provider call, an upload chunk's 300 s CHUNK_TIMEOUT).
+LEASE_SECONDS = 900.0
 UNKNOWN_WAIT = 10.0  # seconds, when a provider throttles without saying for how long
 EXPIRY_MARGIN = dt.timedelta(seconds=60)
 PUBLISH = "publish"  # queued by content.published (nexusctl.core.inbound), run like a sync
@@ -97,6 +103,23 @@ class _Cancelled(Exception):
     """``nexusctl sync cancel`` seen between two chunks of an upload: stop before sending more."""
 
 
+def _lease_lost(log_id) -> SyncFailed:
+    return SyncFailed(f"publish {log_id} lost its run lease (another process took the run over or marked it "
+                      "interrupted): stopped")
+
+
+async def _keep_lease(svc, lock: str, holder: str, lost: asyncio.Event) -> None:
+    """A publish's lease, renewed every LEASE_SECONDS / 3 whatever the publisher is waiting for (a slow chunk, a
+    retry's sleep, the media host); once another holder has it, ``lost`` is set and the heartbeat stops the run."""
+    while not lost.is_set():
+        await asyncio.sleep(LEASE_SECONDS / 3)
+        try:
+            if not await svc.run(leases.acquire, lock, holder, LEASE_SECONDS):
+                lost.set()
+        except NexusError as exc:  # the database away for a moment: the next beat tries again
+            log.warning("renewing the lease %s failed: %s", lock, exc.message)
+
+
 async def run(svc, log_id, *, progress=None, budget: float | None = None) -> IntegrationSyncLog:
     """Execute a PENDING log to its end state; never raises for a provider's failure (the log says it)."""
     budget = svc.settings.sync_rate_limit_budget if budget is None else budget
@@ -115,11 +138,25 @@ async def run(svc, log_id, *, progress=None, budget: float | None = None) -> Int
     try:
         row, tokens = await _fresh_tokens(svc, integration_id)
         if name == PUBLISH:
-            async def heartbeat():  # before each chunk of a long upload: keep the run lease, honour a cancel
-                await svc.run(leases.acquire, lock, holder, LEASE_SECONDS)
-                if await svc.run(sync_state.is_cancelled, log_id):
+            lost = asyncio.Event()
+
+            async def heartbeat(final: bool = False):
+                """Between steps of a long upload: keep the run lease and stop once it is lost (or recovery marked
+                the run interrupted); honour a cancel unless the last byte may have gone (``final``)."""
+                if lost.is_set() or not await svc.run(leases.acquire, lock, holder, LEASE_SECONDS):
+                    lost.set()
+                    raise _lease_lost(log_id)
+                status = await svc.run(sync_state.status_of, log_id)
+                if status == SyncStatus.CANCELLED and not final:
                     raise _Cancelled  # the abandoned upload session makes no video
-            return await _publish(svc, started, row, tokens, stats, budget, heartbeat)
+                if status not in (SyncStatus.IN_PROGRESS, SyncStatus.CANCELLED):
+                    raise _lease_lost(log_id)
+
+            renewer = asyncio.create_task(_keep_lease(svc, lock, holder, lost))
+            try:
+                return await _publish(svc, started, row, tokens, stats, budget, heartbeat)
+            finally:
+                renewer.cancel()
         (action,) = action_of(row.provider, name)
         full = bool((started.metadata or {}).get("full"))
         resume = None if full else await svc.run(sync_state.resume_of, integration_id, name)
@@ -190,6 +227,7 @@ async def _publish(svc, log: IntegrationSyncLog, row: Integration, tokens, stats
             return await _published(svc, log, row, api, {**found, "reconciled": True}, stats)
     while True:
         api.pending, api.heartbeat = (log.metadata or {}).get("pending"), heartbeat
+        api.refresh = _refresh_in_place(svc, row.id, api)
         try:
             result = await publisher(api, content, own)
             break
@@ -218,6 +256,15 @@ async def _publish(svc, log: IntegrationSyncLog, row: Integration, tokens, stats
                 f"{' (a re-publish looks it up first)' if reconcile else ''}",
                 provider=row.provider.value, mayHavePosted=True) from None
     return await _published(svc, log, row, api, result, stats)
+
+
+def _refresh_in_place(svc, integration_id, api: SyncApi):
+    """A refresh hook for a publisher that must not start over (an upload session under way): a new access token
+    on this same API handle (single-flight, so concurrent expiries refresh once)."""
+    async def refresh() -> None:
+        _row, tokens = await _fresh_tokens(svc, integration_id, force=True)
+        api.tokens = tokens
+    return refresh
 
 
 async def _published(svc, log: IntegrationSyncLog, row: Integration, api: SyncApi, result: dict, stats: dict):

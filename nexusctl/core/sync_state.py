@@ -70,6 +70,11 @@ def is_cancelled(log_id) -> bool:
     return row is None or row[0] == SyncStatus.CANCELLED
 
 
+def status_of(log_id) -> SyncStatus | None:
+    row = IntegrationSyncLog.select(IntegrationSyncLog.status).where(IntegrationSyncLog.id == log_id).tuples().first()
+    return None if row is None else row[0]
+
+
 def apply_page(log_id, integration_id, action, items, resume: dict | None, page_meta: dict) -> dict:
     """One page, atomically: change events, seen marks, counters, resume state. Returns its counts."""
     integration = Integration.get_by_id(integration_id)
@@ -169,7 +174,9 @@ def delete_unseen(log_id, integration_id, action: str, resource: str) -> int:
 
 
 def finish(log_id, integration_id, action: str, *, deleted: int = 0, extra: dict | None = None) -> IntegrationSyncLog:
-    """COMPLETED: the integration's lastSyncAt, integration.synced, no resume state."""
+    """COMPLETED: the integration's lastSyncAt, integration.synced, no resume state. Only a run still IN_PROGRESS:
+    one cancelled after its last page stays CANCELLED, one recovery marked interrupted (its lease lapsed) stays
+    FAILED, and neither changes anything else."""
     now = utcnow()
     with database_proxy.atomic():
         log = IntegrationSyncLog.get_by_id(log_id)
@@ -177,8 +184,11 @@ def finish(log_id, integration_id, action: str, *, deleted: int = 0, extra: dict
         meta.pop("cursor", None)
         started = log.started_at or now
         meta["durationMs"] = int((now - started).total_seconds() * 1000)
-        IntegrationSyncLog.update(status=SyncStatus.COMPLETED, completed_at=now, metadata=meta, error=None,
-                                  updated_at=now).where(IntegrationSyncLog.id == log_id).execute()
+        moved = IntegrationSyncLog.update(status=SyncStatus.COMPLETED, completed_at=now, metadata=meta, error=None,
+                                          updated_at=now).where(
+            (IntegrationSyncLog.id == log_id) & (IntegrationSyncLog.status == SyncStatus.IN_PROGRESS)).execute()
+        if not moved:
+            return IntegrationSyncLog.get_by_id(log_id)
         Integration.update(last_sync_at=now, last_error=None, updated_at=now, health_due_at=now).where(
             Integration.id == integration_id).execute()
         _store_resume(integration_id, action, None)

@@ -72,6 +72,7 @@ class SyncApi:
         self.settings = None  # set by the engine: publishers that post as the application read its credentials
         self.pending: dict | None = None  # a deferred publish run's state (publish_common.NotReady), else None
         self.heartbeat = None  # set by the engine: a long publish (an upload) awaits it now and then
+        self.refresh = None  # set by the engine: a new access token in place, for an upload that cannot restart
 
     @property
     def metadata(self) -> dict:

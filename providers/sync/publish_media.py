@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from urllib.parse import urlsplit
 
-from nexusctl.errors import NexusError, ProviderError, UsageProblem
+from nexusctl.errors import NexusError, ProviderError, RateLimited, TokenExpired, UsageProblem
 from providers.http import describe, may_have_sent
 from providers.sync.graph import graph_check, graph_post_check
 from providers.sync.publish_common import NotReady, compose, creating
+
+log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".heic")
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v", ".webm")
@@ -76,22 +79,19 @@ def _container_failed(container: str, code: str, status) -> ProviderError:
                          provider="INSTAGRAM")
 
 
-async def _instagram_wait(api, container: str, check, delays) -> None:
-    """Read a container's status after each delay until FINISHED; ERROR / EXPIRED raise, still IN_PROGRESS after
-    the last is NotReady: the run is deferred and looks again later (the container id kept)."""
+async def _instagram_wait(api, container: str, check, delays) -> str:
+    """Read a container's status after each delay until FINISHED or PUBLISHED (which it returns); ERROR /
+    EXPIRED raise, still IN_PROGRESS after the last is NotReady: the run is deferred and looks again later (the
+    container id kept)."""
     code = None
     for delay in delays:
         await asyncio.sleep(delay)
         reply = await api.get(container, params={"fields": "status_code,status"}, check=check)
         code, status = reply.get("status_code"), reply.get("status")
-        if code == "FINISHED":
-            return
+        if code in ("FINISHED", "PUBLISHED"):  # PUBLISHED: an earlier media_publish made it (its answer lost)
+            return code
         if code in ("ERROR", "EXPIRED"):
             raise _container_failed(container, code, status)
-        if code == "PUBLISHED":  # a media_publish whose answer was lost made it: never publish it again
-            raise ProviderError(f"INSTAGRAM: the container {container} is already PUBLISHED (an earlier attempt's "
-                                "answer was lost): not published again; find the post on the account",
-                                provider="INSTAGRAM", published=True)
         if code not in ("IN_PROGRESS", None):
             break
     raise NotReady(f"the video container {container} is still {code or 'not ready'} at Instagram",
@@ -108,7 +108,8 @@ async def instagram(api, content: dict, metadata: dict) -> dict:
     check = _instagram_check((api.tokens.access_token,))
     user = await _instagram_user(api)
     if container:  # a deferred run: the reel's container exists, look at it once more
-        await _instagram_wait(api, container, check, (0,))
+        if await _instagram_wait(api, container, check, (0,)) == "PUBLISHED":
+            return await _already_published(api, container, check, content)  # never published twice
     else:
         item = media[0]
         body = {"caption": _caption(content, INSTAGRAM_CAPTION_MAX)}
@@ -120,8 +121,8 @@ async def instagram(api, content: dict, metadata: dict) -> dict:
         if not container:
             raise ProviderError("INSTAGRAM: the media container was not created (no id in the answer)",
                                 provider="INSTAGRAM")
-        if item["kind"] == "video":
-            await _instagram_wait(api, container, check, IG_POLL_DELAYS)
+        if item["kind"] == "video" and await _instagram_wait(api, container, check, IG_POLL_DELAYS) == "PUBLISHED":
+            return await _already_published(api, container, check, content)
     try:
         reply = await api.post(f"{user}/media_publish", json_body={"creation_id": container}, check=check)
     except ProviderError as exc:
@@ -139,6 +140,22 @@ def _published(reply, container: str) -> dict:
     return {"mediaId": str(media_id), "containerId": container}
 
 
+async def _already_published(api, container: str, check, content: dict) -> dict:
+    """A PUBLISHED container (Instagram publishes one at most once): the post exists; its media id is looked
+    for among the latest posts by caption (None when not found there)."""
+    caption = _caption(content, INSTAGRAM_CAPTION_MAX) or None
+    try:
+        latest = await api.get("me/media", params={"fields": "id,caption", "limit": 10}, check=check)
+    except (TokenExpired, RateLimited):
+        raise  # the engine refreshes or waits and calls again, which finds the container PUBLISHED again
+    except NexusError as exc:  # the post exists whether or not its id can be read now
+        log.info("INSTAGRAM: container %s is published; its media id could not be read: %s", container, exc.message)
+        return {"mediaId": None, "containerId": container, "reconciled": True}
+    media_id = next((str(m["id"]) for m in latest.get("data") or []
+                     if isinstance(m, dict) and m.get("caption") == caption), None)
+    return {"mediaId": media_id, "containerId": container, "reconciled": True}
+
+
 async def _after_lost_publish(api, user: str, container: str, check, exc: ProviderError, content: dict) -> dict:
     """media_publish got no clean answer. Instagram publishes a container at most once, so its status tells:
     PUBLISHED, it is done (the media id found among the latest posts by caption); FINISHED, it was not, and
@@ -146,11 +163,7 @@ async def _after_lost_publish(api, user: str, container: str, check, exc: Provid
     try:
         code = (await api.get(container, params={"fields": "status_code"}, check=check)).get("status_code")
         if code == "PUBLISHED":
-            caption = _caption(content, INSTAGRAM_CAPTION_MAX) or None
-            latest = await api.get("me/media", params={"fields": "id,caption", "limit": 10}, check=check)
-            media_id = next((str(m["id"]) for m in latest.get("data") or []
-                             if isinstance(m, dict) and m.get("caption") == caption), None)
-            return {"mediaId": media_id, "containerId": container, "reconciled": True}
+            return await _already_published(api, container, check, content)
         if code == "FINISHED":
             reply = await creating(api.post(f"{user}/media_publish", json_body={"creation_id": container},
                                             check=check))

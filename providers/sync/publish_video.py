@@ -21,7 +21,9 @@ whole in memory:
    ``Content-Range: bytes */total``, and the upload resumes from what YouTube
    has, up to CHUNK_RETRIES times in a row (a 429 waits its Retry-After). A lost answer to the last chunk is found
    the same way: the status query answers with the video, so nothing is
-   uploaded twice.
+   uploaded twice. A 401 mid-upload renews the token in place (the engine's
+   ``api.refresh``, once per expiry) and resumes the same session after a
+   status query: a new session could make a second video.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from nexusctl.core import ssrf
-from nexusctl.errors import ProviderError, RateLimited, SyncFailed, TokenExpired, UsageProblem
+from nexusctl.errors import NexusError, ProviderError, RateLimited, SyncFailed, TokenExpired, UsageProblem
 from providers.http import describe
 from providers.sync.publish_common import _header
 from providers.sync.publish_media import media_of
@@ -165,21 +167,55 @@ def _received(reply) -> int:
     return int(found.group(2)) + 1 if found else 0
 
 
+async def _beat(api, final: bool) -> None:
+    """The engine's heartbeat (lease, cancel); a stop after the last byte went says the video may exist."""
+    if api.heartbeat is None:
+        return
+    try:
+        await api.heartbeat(final)
+    except NexusError as exc:
+        if final:
+            exc.details["mayHavePosted"] = True
+        raise
+
+
+async def _refresh(api, exc: TokenExpired, sent_last: bool) -> None:
+    """A refused token mid-upload: a new one in place (the session URI stays, so nothing is sent twice). Never
+    raises TokenExpired: the engine would start a new upload session and could make a second video."""
+    try:
+        if api.refresh is None:
+            raise exc
+        await api.refresh()
+    except NexusError as again:
+        raise ProviderError(f"YOUTUBE: the access token was refused during the upload and could not be renewed "
+                            f"({again.code}); the upload was abandoned", provider="YOUTUBE", status=401,
+                            **({"mayHavePosted": True} if sent_last else {})) from None
+
+
 async def _upload(api, session_uri: str, window: Window, total: int, stats: dict):
-    """Chunks until YouTube answers with the video; after a failed chunk, a status query says where to resume."""
-    offset, failures, ask, sent_last = 0, 0, False, False
+    """Chunks until YouTube answers with the video; after a failed chunk, a status query says where to resume.
+    A refused token is renewed once per expiry and the same session resumed after a status query."""
+    offset, failures, ask, sent_last, refreshed = 0, 0, False, False, False
     while True:
         size = min(CHUNK_BYTES, total - offset)
         try:
             if ask or size <= 0:  # after a failure, or everything sent and the answer lost: what arrived?
                 reply = await _put(api, session_uri, b"", f"bytes */{total}")
             else:
-                if api.heartbeat is not None:
-                    await api.heartbeat()  # the run's lease outlives a long upload; a cancel stops it here
+                await _beat(api, False)  # the run's lease outlives a long upload; a cancel stops it here
                 body = await window.take(offset, size)
                 sent_last = sent_last or offset + size == total
                 reply = await _put(api, session_uri, body, f"bytes {offset}-{offset + size - 1}/{total}")
                 stats["chunks"] += 1
+        except TokenExpired as exc:
+            if refreshed:  # refused again right after a refresh: give up without starting over
+                raise ProviderError("YOUTUBE: the access token was refused again right after it was renewed; the "
+                                    "upload was abandoned", provider="YOUTUBE", status=401,
+                                    **({"mayHavePosted": True} if sent_last else {})) from None
+            await _refresh(api, exc, sent_last)
+            refreshed, ask = True, True
+            stats["refreshes"] = stats.get("refreshes", 0) + 1
+            continue
         except (ProviderError, RateLimited) as exc:
             status = exc.details.get("status")
             if (status is not None and status < 500) or failures >= CHUNK_RETRIES:
@@ -189,10 +225,12 @@ async def _upload(api, session_uri: str, window: Window, total: int, stats: dict
             wait = RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)]
             if isinstance(exc, RateLimited):  # throttled mid-upload: wait as told (within reason), then resume
                 wait = min(float(exc.retry_after or wait), 60.0)
+            await _beat(api, sent_last)  # a retry can take a while too: the lease, a cancel, a lost run
             await asyncio.sleep(wait)
             failures, ask = failures + 1, True
             stats["resumes"] += 1
             continue
+        refreshed = False  # an answer came with this token: a later expiry may refresh again
         if not ask and reply.status == 308:
             failures = 0  # a chunk went through: the budget of CHUNK_RETRIES is per run of interruptions
         ask = False

@@ -179,6 +179,61 @@ def test_a_reel_is_given_up_after_the_processing_timeout_or_on_error(env, make_i
     assert ig.calls["media_publish"] == 0 and ig.records_of("media") == []
 
 
+def test_a_deferred_reel_whose_container_is_already_published_completes_without_posting_again(env,
+                                                                                            make_integration):
+    ig, user, row, _ = _instagram(env, make_integration)
+    ig.reels_processing_polls = 50
+    log = _publish(env, user, {**CONTENT, "media": [VIDEO]})[row.id]
+    assert log.status == SyncStatus.PENDING, log.error
+    container = log.metadata["pending"]["containerId"]
+    box = ig.containers[container]
+    # Meanwhile the container got published (an earlier media_publish whose answer never came back): the post
+    # exists at Instagram, first among the account's media, as the emulator's media_publish would put it.
+    box["status_code"] = "PUBLISHED"
+    ig.records.setdefault("media", []).insert(0, {
+        "id": "18000000000000077", "caption": box["caption"] or None, "media_type": "VIDEO",
+        "media_product_type": "REELS", "media_url": box["url"], "container_id": container,
+        "permalink": "https://www.instagram.com/p/x/", "timestamp": "2026-01-01T00:00:00+0000"})
+    log = _run_again(env, log.id)
+    assert log.status == SyncStatus.COMPLETED, log.error  # not FAILED: the post is there
+    assert log.metadata["result"] == {"mediaId": "18000000000000077", "containerId": container,
+                                      "reconciled": True}
+    assert ig.calls["media_publish"] == 0 and len(ig.records_of("media")) == 1  # never published again
+    assert "mayHavePosted" not in log.metadata
+
+
+def test_a_deferred_reel_restarting_is_not_taken_for_an_interrupted_run(env, make_integration, monkeypatch):
+    """Between a restarted run's start (IN_PROGRESS) and its taking the lease, another daemon's recovery pass
+    must not mark it interrupted, however long ago the publish first started."""
+    from daemon.sync_runner import mark_interrupted, stale_work
+    from db.models import IntegrationSyncLog
+    from nexusctl.core import leases
+
+    ig, user, row, _ = _instagram(env, make_integration)
+    ig.reels_processing_polls = 50
+    log = _publish(env, user, {**CONTENT, "media": [VIDEO]})[row.id]
+    assert log.status == SyncStatus.PENDING, log.error
+    first_start = utcnow() - dt.timedelta(minutes=10)  # the reel has been processing for ten minutes
+    IntegrationSyncLog.update(started_at=first_start).where(IntegrationSyncLog.id == log.id).execute()
+    ig.containers[log.metadata["pending"]["containerId"]]["polls_left"] = 0
+    seen, real_acquire = [], leases.acquire
+
+    def recovery_pass_then_acquire(name, holder, ttl):
+        if not seen:  # another daemon's recovery runs right in the gap
+            _pending, orphans = stale_work()
+            seen.append([o.id for o in orphans])
+            mark_interrupted(orphans)
+        return real_acquire(name, holder, ttl)
+
+    monkeypatch.setattr(leases, "acquire", recovery_pass_then_acquire)
+    log = _run_again(env, log.id)
+    assert seen == [[]]  # not an orphan: it has just (re)started
+    assert log.status == SyncStatus.COMPLETED, log.error
+    assert ig.calls["media_publish"] == 1 and len(ig.records_of("media")) == 1
+    assert log.started_at == first_start  # durationMs spans the whole publish, deferral included
+    assert log.metadata["durationMs"] >= 10 * 60 * 1000
+
+
 def test_instagram_refuses_text_only_content_before_any_call(env, make_integration):
     ig, user, row, _ = _instagram(env, make_integration)
     for media in (None, [], [{"type": "document", "url": "https://nexus.test/a.pdf"}]):

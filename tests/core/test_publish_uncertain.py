@@ -171,7 +171,8 @@ def test_a_publish_whose_process_died_may_have_posted_and_a_re_publish_looks_fir
     x, user = _x(env, make_integration)
     _publish(env, user)  # posted once
     (log,) = IntegrationSyncLog.select()
-    IntegrationSyncLog.update(status=SyncStatus.IN_PROGRESS, started_at=utcnow() - dt.timedelta(minutes=3)).where(
+    long_ago = utcnow() - dt.timedelta(minutes=3)
+    IntegrationSyncLog.update(status=SyncStatus.IN_PROGRESS, started_at=long_ago, updated_at=long_ago).where(
         IntegrationSyncLog.id == log.id).execute()  # as if its process died before recording the post
     _pending, orphans = stale_work()
     assert [o.id for o in orphans] == [log.id]

@@ -243,3 +243,132 @@ def test_a_cancel_during_the_upload_stops_it_and_no_video_is_made(env, make_inte
     assert log.status == SyncStatus.CANCELLED and log.error == "cancelled by an operator"
     assert len(sent) == 2 and yt.calls["upload_chunk"] == 2  # nothing sent after the cancel
     assert yt.records_of("videos") == []  # the abandoned session never became a video
+
+
+# --- a refused token and the run lease during an upload ------------------------------------------------------
+
+
+def _lock(row) -> str:
+    return f"sync:{row.id}:publish"
+
+
+def test_a_token_expiring_mid_upload_is_refreshed_and_the_same_session_resumed(env, make_integration, media,
+                                                                              monkeypatch):
+    yt, user, row = _youtube(env, make_integration)
+    sent, real_put = [], publish_video._put
+
+    async def put_then_token_expires(api, session_uri, body, content_range):
+        reply = await real_put(api, session_uri, body, content_range)
+        sent.append(content_range)
+        if len(sent) == 2:  # the hour is up: YouTube refuses the access token from the next chunk on
+            env[2].advance_clock(3600)
+        return reply
+
+    monkeypatch.setattr(publish_video, "_put", put_then_token_expires)
+    size = 4 * CHUNK + 99
+    log = _publish(env, user, _content(media.url("expiring", size)))[row.id]
+    assert log.status == SyncStatus.COMPLETED, log.error
+    (video,) = yt.records_of("videos")
+    assert video["bytes"] == size and video["sha256"] == expected(size)
+    assert len(yt.upload_sessions) == 1 and yt.calls["upload_start"] == 1  # one session, never restarted
+    assert sum(media.served.values()) == 1 and yt.calls["refresh"] == 1
+    assert log.metadata["result"]["videoId"] == video["id"] and log.metadata["result"]["refreshes"] == 1
+    # (the refused third chunk is not in ``sent``) a status query with the new token, then on from what YouTube has
+    assert sent[2] == f"bytes */{size}" and sent[3].startswith(f"bytes {2 * CHUNK}-")
+
+
+def test_a_lost_last_answer_then_a_refused_status_query_makes_one_video(env, make_integration, media, monkeypatch):
+    yt, user, row = _youtube(env, make_integration)
+    real_put = publish_video._put
+    asked = []
+
+    async def expire_before_the_status_query(api, session_uri, body, content_range):
+        if content_range.startswith("bytes */") and not any(a.startswith("bytes */") for a in asked):
+            env[2].advance_clock(3600)  # the answer to the last chunk was lost and meanwhile the token expired
+        asked.append(content_range)
+        return await real_put(api, session_uri, body, content_range)
+
+    monkeypatch.setattr(publish_video, "_put", expire_before_the_status_query)
+    # The one chunk arrives whole and YouTube makes the video, but the answer is a 503 (no clean answer; a dropped
+    # connection may be re-sent by aiohttp itself, which would skip the status query this is about).
+    yt.interrupt_next_chunk(keep=None, mode="5xx")
+    log = _publish(env, user, _content(media.url("lastlost", CHUNK - 5)))[row.id]
+    assert log.status == SyncStatus.COMPLETED, log.error
+    (video,) = yt.records_of("videos")  # not a second upload
+    assert log.metadata["result"]["videoId"] == video["id"]
+    assert len(yt.upload_sessions) == 1 and yt.calls["refresh"] == 1 and sum(media.served.values()) == 1
+    assert asked[-2:] == [f"bytes */{CHUNK - 5}"] * 2  # refused, then asked again with the new token
+
+
+def test_the_run_lease_is_kept_through_a_slow_retry(env, make_integration, media, monkeypatch):
+    from nexusctl.core import leases
+
+    yt, user, row = _youtube(env, make_integration)
+    monkeypatch.setattr(sync_runs, "LEASE_SECONDS", 0.6)
+    monkeypatch.setattr(publish_video, "RETRY_DELAYS", (1.5,))  # a retry waits longer than the lease lasts
+    held, real_put = [], publish_video._put
+
+    async def put_noting_the_lease(api, session_uri, body, content_range):
+        if content_range.startswith("bytes */"):  # after the retry's wait: would recovery find the lease?
+            held.append(leases.holder_of(_lock(row)))
+        return await real_put(api, session_uri, body, content_range)
+
+    monkeypatch.setattr(publish_video, "_put", put_noting_the_lease)
+    yt.interrupt_next_chunk(keep=0)
+    log = _publish(env, user, _content(media.url("slow", 2 * CHUNK)))[row.id]
+    assert log.status == SyncStatus.COMPLETED, log.error
+    assert len(held) == 1 and held[0] is not None and held[0][0] == str(log.id)
+
+
+def test_sync_lease_outlasts_one_chunk():
+    assert sync_runs.LEASE_SECONDS >= 2 * publish_video.CHUNK_TIMEOUT.total
+
+
+@pytest.mark.parametrize("when", ["mid-upload", "after the last chunk"])
+def test_a_run_recovery_marked_interrupted_stops_and_stays_failed(env, make_integration, media, monkeypatch, when):
+    from daemon.sync_runner import mark_interrupted
+    from db.models import IntegrationSyncLog
+
+    yt, user, row = _youtube(env, make_integration)
+    sent, real_put = [], publish_video._put
+    chunks = 4 if when == "mid-upload" else 1
+
+    async def put_then_recovery_strikes(api, session_uri, body, content_range):
+        reply = await real_put(api, session_uri, body, content_range)
+        sent.append(content_range)
+        if len(sent) == (2 if when == "mid-upload" else 1):  # the lease lapsed; another daemon's recovery pass:
+            mark_interrupted(list(IntegrationSyncLog.select().where(
+                (IntegrationSyncLog.integration == row.id) & (IntegrationSyncLog.status == SyncStatus.IN_PROGRESS))))
+        return reply
+
+    monkeypatch.setattr(publish_video, "_put", put_then_recovery_strikes)
+    log = _publish(env, user, _content(media.url(f"lapsed{chunks}", chunks * CHUNK)))[row.id]
+    assert log.status == SyncStatus.FAILED and "interrupted" in log.error, log.error  # never overwritten COMPLETED
+    assert log.metadata["mayHavePosted"] is True
+    if when == "mid-upload":
+        assert len(sent) == 2 and yt.records_of("videos") == []  # it stopped: the abandoned session is no video
+    else:
+        assert len(yt.records_of("videos")) == 1
+
+
+def test_a_run_whose_lease_another_process_took_stops_uploading(env, make_integration, media, monkeypatch):
+    import datetime as dt
+
+    from db.fields import utcnow
+    from db.models import Lease
+
+    yt, user, row = _youtube(env, make_integration)
+    sent, real_put = [], publish_video._put
+
+    async def put_then_lease_taken(api, session_uri, body, content_range):
+        reply = await real_put(api, session_uri, body, content_range)
+        sent.append(content_range)
+        if len(sent) == 2:
+            Lease.update(holder="another-run", until=utcnow() + dt.timedelta(minutes=5)).where(
+                Lease.name == _lock(row)).execute()
+        return reply
+
+    monkeypatch.setattr(publish_video, "_put", put_then_lease_taken)
+    log = _publish(env, user, _content(media.url("taken", 4 * CHUNK)))[row.id]
+    assert log.status == SyncStatus.FAILED and "lost its run lease" in log.error, log.error
+    assert len(sent) == 2 and yt.records_of("videos") == [] and "mayHavePosted" not in log.metadata

@@ -192,6 +192,26 @@ def test_a_cancelled_run_stops_after_its_page_and_resumes_next_time(env, make_in
     assert resumed.items_processed == 250 and _events(integration, "channel.created") == 450
 
 
+def test_a_run_cancelled_during_its_last_page_stays_cancelled(env, make_integration):
+    integration, slack = _slack(env, make_integration)
+    slack.set_records("channels", _channels(450))
+    pages = []
+
+    def progress(items, counts):
+        pages.append(items)
+        if len(pages) == 3:  # the operator's cancel lands while the last page is applied
+            log = IntegrationSyncLog.select().where(IntegrationSyncLog.status == SyncStatus.IN_PROGRESS).get()
+            sync_state.cancel(log.id)
+
+    stopped = _run(env, integration, progress=progress)
+    assert pages == [200, 200, 50]
+    assert (stopped.status, stopped.items_processed) == (SyncStatus.CANCELLED, 450)  # not overwritten COMPLETED
+    assert stopped.error == "cancelled by an operator"
+    assert IntegrationSyncLog.get_by_id(stopped.id).status == SyncStatus.CANCELLED
+    assert _events(integration, "integration.synced") == 0 and _events(integration, "channel.created") == 450
+    assert Integration.get_by_id(integration.id).last_sync_at is None
+
+
 def test_an_inactive_integration_or_unknown_action_is_refused(env, make_integration):
     integration, _ = _slack(env, make_integration)
     with pytest.raises(Exception, match="has no action 'fetch_posts'; it has: fetch_channels"):

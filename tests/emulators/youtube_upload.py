@@ -30,7 +30,8 @@ its first ``keep`` bytes (None: all of it) and then answers 503 (``mode="5xx"``)
 or drops the connection without an answer (``mode="drop"``). Uploaded videos
 are ``records_of("videos")`` (with ``bytes`` and ``sha256`` of what arrived;
 the bytes themselves are not kept, so memory stays flat); ``upload_sessions``
-keeps each session; ``max_chunk`` is the largest chunk body received.
+keeps each session; ``max_chunk`` is the largest chunk body received. Every PUT (a status query too) needs a
+live access token, as at YouTube: an expired one is answered 401 and the session stays as it was.
 """
 
 from __future__ import annotations
@@ -141,6 +142,10 @@ class ResumableUploads:
             box = self.upload_sessions.get(request.query.get("upload_id", ""))
         if box is None:
             return self._error(404, "The upload session was not found or has expired.", "notFound", "global")
+        _token, status = self.bearer_status(request)  # every PUT carries the token; one expired mid-upload: 401
+        if status != "ok":
+            await request.read()
+            return self._error(401, "Request had invalid authentication credentials.", "authError", "global")
         header = request.headers.get("Content-Range", "")
         body = await request.read()
         with self.lock:
