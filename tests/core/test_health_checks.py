@@ -1,6 +1,6 @@
 """Integration health in core, on SQLite and PostgreSQL: expiry reasons, announcing a change once
 (also with concurrent checkers), due batches, the worst-first listing of stored statuses (one query, no
-writes), the gauges, and the
+writes), the scopes publishing needs, the gauges, and the
 deliveries query's plan on a large table."""
 
 from __future__ import annotations
@@ -204,6 +204,25 @@ def test_a_list_of_100_costs_one_query(database, make_integration):
         database.execute_sql = real
     assert len(page.items) == 100 and page.next_cursor
     assert len(calls) == 1 and calls[0].lstrip().upper().startswith("SELECT"), calls
+
+
+def test_every_publisher_that_asks_for_scopes_says_what_publishing_needs():
+    from providers.registry import SPECS
+    from providers.scopes import NEEDS
+    from providers.sync.publish import PUBLISHERS
+
+    for name in PUBLISHERS:
+        provider = Provider(name)
+        if SPECS[provider].scopes:
+            assert "publish" in NEEDS.get(provider, {}), name
+
+
+def test_a_youtube_grant_without_upload_cannot_publish(database, make_integration):
+    read_only = make_integration(provider=Provider.YOUTUBE, scope=["https://www.googleapis.com/auth/youtube.readonly"])
+    record = health_checks.check(read_only.id, **WINDOWS)
+    assert record["status"] == "degraded" and record["scopes"]["missing"] == [
+        "https://www.googleapis.com/auth/youtube.upload"]
+    assert "publish" in record["reasons"][0]["message"]
 
 
 def test_gauges_count_by_provider_and_status(database, make_integration):
