@@ -11,7 +11,6 @@ from daemon.routing import PRINCIPAL, Route, ok, owner_filter, read_query, run_d
 from daemon.schema import Int, Query, Str
 from nexusctl.core import health_checks
 from nexusctl.core.ids import parse_uuid
-from nexusctl.core.paging import MAX_LIMIT
 
 log = logging.getLogger(__name__)
 
@@ -33,17 +32,17 @@ async def for_user(request: web.Request) -> web.Response:
     request[PRINCIPAL].require_user(user_id)
     q = read_query(request)
     page = await run_db(request, health_checks.list_page, user_id=user_id, statuses=q.get("status"),
-                        limit=q.get("limit"), cursor=q.get("cursor"), **_windows(request))
+                        limit=q.get("limit"), cursor=q.get("cursor"))
     return ok(page.items, page=page)
 
 
 ROUTES = [
     Route("GET", "/integrations/user/{userId}/health", for_user,
-          "A user's integrations' health, worst first (each checked as it is listed)", "integrations",
+          "A user's integrations' last stored health, worst first (checkedAt says when; unknown: not checked yet)", "integrations",
           query=Query({"status": Str(max_length=64, description="healthy, degraded, broken (comma-separated)"),
-                       "limit": Int(1, MAX_LIMIT, "rows per page"),
+                       "limit": Int(1, health_checks.LIST_MAX, "rows per page"),
                        "cursor": Str(max_length=512, description="from paging.nextCursor")}),
-          paged=True, data=out.list_of(out.HEALTH_RECORD), errors=("VALIDATION_ERROR", "FORBIDDEN")),
+          paged=True, data=out.list_of(out.HEALTH_SUMMARY), errors=("VALIDATION_ERROR", "FORBIDDEN")),
     Route("GET", "/integrations/{id}/health", one,
           "One integration's health: status, reasons and what they come from", "integrations",
           data=out.HEALTH_RECORD, errors=("INTEGRATION_NOT_FOUND", "VALIDATION_ERROR")),

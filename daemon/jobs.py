@@ -19,7 +19,7 @@ import logging
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from nexusctl.core import housekeeping, job_runs, refresh
+from nexusctl.core import job_runs, job_work
 from nexusctl.errors import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
@@ -29,38 +29,17 @@ def start_scheduler(settings, services) -> AsyncIOScheduler:
     scheduler = AsyncIOScheduler(timezone=dt.timezone.utc)
     me = job_runs.process_name()
     now = dt.datetime.now(dt.timezone.utc)
-    window = dt.timedelta(seconds=settings.token_refresh_window)
 
-    async def token_refresh():
-        # Full passes follow each other within one interval, so a burst of expiries is not left to lapse.
-        counts = await refresh.drain(services, window, seconds=settings.refresh_sweep_seconds)
-        if counts["refreshed"] or counts["failed"] or counts["warned"]:
-            log.info("token refresh sweep: %(refreshed)d refreshed, %(failed)d failed, %(skipped)d skipped, "
-                     "%(warned)d expiry warnings", counts)
-        return counts
+    def work(name):
+        return lambda: job_work.WORK[name](services)
 
-    async def housekeeping_job():
-        # Idempotent deletes in batches: two daemons running it at once just share the work.
-        # With Redis a relay publishes the outbox: never purge an event it has not published yet.
-        counts = await services.run(housekeeping.run, settings.retention_days,
-                                    keep_unpublished_events=settings.redis_url is not None)
-        log.info("housekeeping: %s", counts)
-        return counts
-
-    async def integration_health():
-        from nexusctl.core import health_checks
-
-        # A bounded batch of due checks per run; each status change is written with its event, once.
-        counts = await services.run(health_checks.check_due, **health_checks.windows(settings))
-        if counts["changed"]:
-            log.info("integration health: %(checked)d checked, %(changed)d changed status", counts)
-        return counts
-
-    jobs = [(job_runs.TOKEN_REFRESH, token_refresh, settings.refresh_sweep_seconds, now),
-            (job_runs.HOUSEKEEPING, housekeeping_job, job_runs.HOUSEKEEPING_EVERY, now + dt.timedelta(minutes=1)),
-            (job_runs.INTEGRATION_HEALTH, integration_health, settings.health_check_seconds, now)]
-    for name, work, seconds, first in jobs:
-        scheduler.add_job(_recorded(scheduler, services, me, name, work), "interval", seconds=seconds, id=name,
+    # What each job does is nexusctl.core.job_work's (shared with `nexusctl jobs run`); when is here.
+    jobs = [(job_runs.TOKEN_REFRESH, work(job_runs.TOKEN_REFRESH), settings.refresh_sweep_seconds, now),
+            (job_runs.HOUSEKEEPING, work(job_runs.HOUSEKEEPING), job_runs.HOUSEKEEPING_EVERY,
+             now + dt.timedelta(minutes=1)),
+            (job_runs.INTEGRATION_HEALTH, work(job_runs.INTEGRATION_HEALTH), settings.health_check_seconds, now)]
+    for name, job, seconds, first in jobs:
+        scheduler.add_job(_recorded(scheduler, services, me, name, job), "interval", seconds=seconds, id=name,
                           name=name, max_instances=1, coalesce=True, next_run_time=first)
     scheduler.start()
     # Held on the scheduler so the task is not collected before it has written.

@@ -144,6 +144,19 @@ HEALTH_RECORD = _obj({
                                                         "runFailed": {"type": "boolean"}})]},
 })
 
+# A row of the health list: what the last check stored (the live check with its facts is HEALTH_RECORD).
+HEALTH_SUMMARY = _obj({
+    "integrationId": _UUID,
+    "userId": _UUID,
+    "provider": {"enum": [p.value for p in Provider]},
+    "name": {"type": "string"},
+    "isActive": {"type": "boolean"},
+    "status": {"enum": ["healthy", "degraded", "broken", "unknown"]},
+    "reasons": HEALTH_RECORD["properties"]["reasons"],
+    "checkedAt": _TIME,
+    "nextCheckAt": _TIME,
+})
+
 HEALTH = {"type": "object", "required": ["status"], "properties": {"status": {"type": "string"},
                                                                     "checks": {"type": "object"}}}
 

@@ -24,7 +24,7 @@ NEEDS: dict[Provider, dict[str, tuple[str, ...]]] = {
                          "publish": ("instagram_business_content_publish",)},
     Provider.FACEBOOK: {"fetch_posts": ("pages_show_list", "pages_read_engagement"),
                         "publish": ("pages_show_list", "pages_read_engagement", "pages_manage_posts")},
-    Provider.YOUTUBE: {"fetch_posts": (_G + "youtube.readonly",)},
+    Provider.YOUTUBE: {"fetch_posts": (_G + "youtube.readonly",), "publish": (_G + "youtube.upload",)},
     Provider.TWITTER: {"account": ("users.read", "offline.access"), "fetch_posts": ("tweet.read", "users.read"),
                        "publish": ("tweet.write",)},
     Provider.LINKEDIN: {"account": ("openid", "profile"), "publish": ("w_member_social",)},
@@ -37,7 +37,8 @@ NEEDS: dict[Provider, dict[str, tuple[str, ...]]] = {
     Provider.STRIPE: {"fetch_charges": ("read_write",)},
     Provider.ZAPIER: {"account": ("profile",), "fetch_zaps": ("zap",)},
     Provider.SLACK: {"account": ("team:read",), "fetch_channels": ("channels:read",), "publish": ("chat:write",)},
-    Provider.DISCORD: {"account": ("identify",), "fetch_channels": ("guilds",)},
+    # Discord publishes as the application's bot (DISCORD_BOT_TOKEN): the user's grant needs nothing for it.
+    Provider.DISCORD: {"account": ("identify",), "fetch_channels": ("guilds",), "publish": ()},
     Provider.PAYPAL: {"account": ("openid",)},
 }
 

@@ -12,7 +12,7 @@ from nexusctl.core.paging import DEFAULT_LIMIT
 from nexusctl.errors import UsageProblem
 
 COLUMNS = [("status", "STATUS"), ("provider", "PROVIDER"), ("name", "NAME"), ("integrationId", "ID"),
-           ("userId", "USER"), ("why", "REASONS")]
+           ("userId", "USER"), ("why", "REASONS"), ("checkedAt", "CHECKED")]
 # REFRESH_FAILED's exit code, as `integrations refresh --expiring-within` uses it: a connection needs a look.
 EXIT_BROKEN = 22
 
@@ -30,10 +30,12 @@ def health_cmd(
 ) -> None:
     """Check integrations' health: healthy, degraded (needs attention) or broken (cannot call the provider).
 
-    Worst first, one page at a time; each listed integration is checked as it is
-    shown, and a status change is announced once (integration.error, or
-    integration.recovered). Exit code 22 when any listed integration is broken,
-    for cron and monitoring checks.
+    With an ID: checked now, and a status change is announced once
+    (integration.error, or integration.recovered). Without: the statuses the
+    last checks stored (the daemon's integration-health job, or `nexusctl jobs
+    run integration-health`), worst first, up to 100 a page; CHECKED says when,
+    and `unknown` is not checked yet. Exit code 22 when any listed integration
+    is broken, for cron and monitoring checks.
 
     Example:  nexusctl integrations health --status degraded,broken --json
     """
@@ -52,7 +54,7 @@ def health_cmd(
         if record["status"] == "broken":
             raise typer.Exit(EXIT_BROKEN)
         return
-    page = health_checks.list_page(user_id=user, statuses=status, limit=limit, cursor=cursor, **windows)
+    page = health_checks.list_page(user_id=user, statuses=status, limit=limit, cursor=cursor)
     if as_json:
         out(ctx).json(page.items)
     else:

@@ -12,7 +12,6 @@ from nexusctl.cli.options import Json
 
 app = typer.Typer(help="The daemon's scheduled jobs: what they last did, or run one now.\n\n"
                        "Example:  nexusctl jobs list", no_args_is_help=True)
-JOBS = ("housekeeping", "token-refresh")
 COLUMNS = [("name", "JOB"), ("schedule", "SCHEDULE"), ("lastRun", "LAST RUN"), ("result", "OUTCOME"),
            ("nextRun", "NEXT RUN"), ("ranBy", "RAN BY")]
 
@@ -44,18 +43,17 @@ def list_cmd(ctx: typer.Context, as_json: Json = False) -> None:
 @app.command("show")
 def show_cmd(
     ctx: typer.Context,
-    job: Annotated[str, typer.Argument(help=f"One of: {', '.join(JOBS)}.", show_default=False)],
+    job: Annotated[str, typer.Argument(help="One of: token-refresh, housekeeping, integration-health.",
+                                       show_default=False)],
     as_json: Json = False,
 ) -> None:
     """Show one scheduled job: schedule, last run with its counts or error, next run, who ran it.
 
     Example:  nexusctl jobs show token-refresh --json
     """
-    from nexusctl.core import job_runs
-    from nexusctl.errors import UsageProblem
+    from nexusctl.core import job_runs, job_work
 
-    if job not in JOBS:
-        raise UsageProblem(f"unknown job {job!r}; expected one of: {', '.join(JOBS)}", field="job")
+    job_work.require(job)
     st = state(ctx)
     st.database()
     now = dt.datetime.now(dt.timezone.utc)
@@ -107,26 +105,29 @@ def _ago(stamp: str, now: dt.datetime) -> str:
 @app.command("run")
 def run_cmd(
     ctx: typer.Context,
-    job: Annotated[str, typer.Argument(help=f"One of: {', '.join(JOBS)}.", show_default=False)],
+    job: Annotated[str, typer.Argument(help="One of: token-refresh, housekeeping, integration-health.",
+                                       show_default=False)],
     as_json: Json = False,
 ) -> None:
-    """Run one job now: housekeeping (expired OAuth states, history past RETENTION_DAYS) or token-refresh.
+    """Run one job now, doing what the daemon's run does: token-refresh, housekeeping or integration-health.
 
-    The run is recorded, so `nexusctl jobs list` shows it.
+    token-refresh refreshes the tokens due (passes back to back, for at most
+    REFRESH_SWEEP_INTERVAL); housekeeping drops expired OAuth states and history
+    past RETENTION_DAYS; integration-health checks a batch of integrations whose
+    check is due. The run is recorded, so `nexusctl jobs list` shows it.
 
     Example:  nexusctl jobs run housekeeping --json
     """
-    from nexusctl.core import job_runs
-    from nexusctl.errors import UsageProblem
+    from nexusctl.cli.flows import run_flow
+    from nexusctl.core import job_runs, job_work
 
-    if job not in JOBS:
-        raise UsageProblem(f"unknown job {job!r}; expected one of: {', '.join(JOBS)}", field="job")
+    job_work.require(job)
     st = state(ctx)
     st.database()
     me = f"{job_runs.process_name()} (nexusctl jobs run)"
     job_runs.started(job, me)
     try:
-        counts = _run(ctx, job)
+        counts = run_flow(ctx, job_work.WORK[job])
     except BaseException as exc:
         job_runs.finished(job, me, error=exc)
         raise
@@ -134,21 +135,13 @@ def run_cmd(
     if job == "housekeeping":
         out(ctx).success(f"Removed {counts['expiredStates']} expired OAuth states, {counts['deliveries']} deliveries "
                          f"and {counts['syncLogs']} sync logs older than {counts['retentionDays']} days")
+    elif job == job_runs.INTEGRATION_HEALTH:
+        out(ctx).success(f"Checked {counts['checked']} integration(s) due a check: {counts['changed']} changed "
+                         f"status; {counts['healthy']} healthy, {counts['degraded']} degraded, "
+                         f"{counts['broken']} broken")
     else:
         out(ctx).success(f"Refreshed {counts['refreshed']}, failed {counts['failed']}, skipped {counts['skipped']}; "
                          f"{counts['warned']} expiry warnings sent")
     if as_json:
         out(ctx).json(counts)
 
-
-def _run(ctx: typer.Context, job: str) -> dict:
-    settings = state(ctx).settings
-    if job == "housekeeping":
-        from nexusctl.core import housekeeping
-
-        return housekeeping.run(settings.retention_days, keep_unpublished_events=settings.redis_url is not None)
-    from nexusctl.cli.flows import run_flow
-    from nexusctl.core import refresh
-
-    window = dt.timedelta(seconds=settings.token_refresh_window)
-    return run_flow(ctx, lambda svc: refresh.sweep(svc, window))

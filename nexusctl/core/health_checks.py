@@ -18,6 +18,10 @@ A first check that finds an integration healthy announces nothing.
 check is due, oldest first, through the ``health_due_at`` index. A refresh
 or sync outcome and a (re)connect make an integration due at once; otherwise
 it is looked at again after ``recheck`` or when an expiry comes into view.
+
+``list_page`` only reads what the checks stored (one indexed query per page): a
+list that re-checked every row it showed cost ~6 queries and a write
+transaction per row, per GET. How fresh a listed status is: ``checkedAt``.
 """
 
 from __future__ import annotations
@@ -114,7 +118,7 @@ def check_due(*, lead: dt.timedelta, recheck: dt.timedelta, limit: int = BATCH, 
     return counts
 
 
-# --- listing: worst first, one keyset page at a time ----------------------------------
+# --- listing: the stored statuses, worst first, one keyset page at a time -------------
 
 def parse_statuses(value) -> list[str] | None:
     """``degraded,broken`` -> ["degraded", "broken"]; None or empty: every status."""
@@ -142,21 +146,25 @@ def _decode(cursor: str) -> tuple[int, dt.datetime, uuid.UUID]:
         raise UsageProblem("cursor is not one this service issued", field="cursor") from None
 
 
-def list_page(*, lead: dt.timedelta, recheck: dt.timedelta, user_id=None, statuses=None, limit=None,
-              cursor=None) -> Page:
-    """Health records, worst first (by the stored status), each row checked as it is listed.
+def list_page(*, user_id=None, statuses=None, limit=None, cursor=None, **_windows) -> Page:
+    """Stored health summaries, worst first: one indexed query, no check and no write.
 
-    Due checks in scope run first (one batch), so the order reflects what changed since."""
+    The daemon's integration-health job (``check_due``) keeps the stored status fresh;
+    a never-checked integration shows ``unknown``. The live check of one integration
+    is ``check``. (``lead``/``recheck`` are accepted and unused, for the callers' convenience.)"""
     limit = check_limit(limit)
+    if limit > LIST_MAX:
+        raise UsageProblem(f"limit must be a whole number from 1 to {LIST_MAX}", field="limit")
     statuses = parse_statuses(statuses)
     if user_id is not None:
         user_id = parse_uuid(user_id, "userId")
-    check_due(lead=lead, recheck=recheck, user_id=user_id)
-    query = Integration.select(Integration.id, Integration.health_rank, Integration.created_at)
+    query = Integration.select(*_SUMMARY_FIELDS)
     if user_id is not None:
         query = query.where(Integration.user_id == user_id)
     if statuses is not None:
-        query = query.where(Integration.health_rank.in_([health.RANK[s] for s in statuses]))
+        # The rank narrows the index range; the status leaves out never-checked rows (rank 0, status NULL).
+        query = query.where(Integration.health_rank.in_([health.RANK[s] for s in statuses])
+                            & Integration.health_status.in_(statuses))
     if cursor:
         rank, created, row_id = _decode(cursor)
         query = query.where(peewee.Tuple(Integration.health_rank, Integration.created_at, Integration.id)
@@ -166,12 +174,22 @@ def list_page(*, lead: dt.timedelta, recheck: dt.timedelta, user_id=None, status
                                Integration.id.desc()).limit(limit + 1))
     more = len(rows) > limit
     rows = rows[:limit]
-    records = []
-    for row in rows:
-        loaded = health.load(row.id)
-        if loaded is not None:
-            records.append(_check_loaded(*loaded, lead=lead, recheck=recheck))
-    return Page(records, _encode(rows[-1]) if more and rows else None, limit)
+    return Page([summary(row) for row in rows], _encode(rows[-1]) if more and rows else None, limit)
+
+
+LIST_MAX = 100  # rows per page of the health list
+UNKNOWN = "unknown"  # never checked yet: the health job takes it on its next run (health_due_at)
+_SUMMARY_FIELDS = (Integration.id, Integration.user_id, Integration.provider, Integration.name, Integration.is_active,
+                   Integration.health_status, Integration.health_rank, Integration.health_reasons,
+                   Integration.health_checked_at, Integration.health_due_at, Integration.created_at)
+
+
+def summary(row: Integration) -> dict:
+    """What the last check stored, with when it ran (``checkedAt``) and when the next is due (``nextCheckAt``)."""
+    return {"integrationId": str(row.id), "userId": str(row.user_id), "provider": row.provider.value,
+            "name": row.name, "isActive": row.is_active, "status": row.health_status or UNKNOWN,
+            "reasons": list(row.health_reasons or []), "checkedAt": health._iso(row.health_checked_at),
+            "nextCheckAt": health._iso(row.health_due_at)}
 
 
 # --- gauges ------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Integration health in core, on SQLite and PostgreSQL: expiry reasons, announcing a change once
-(also with concurrent checkers), due batches, the worst-first listing, the gauges, and the
+(also with concurrent checkers), due batches, the worst-first listing of stored statuses (one query, no
+writes), the scopes publishing needs, the gauges, and the
 deliveries query's plan on a large table."""
 
 from __future__ import annotations
@@ -141,23 +142,87 @@ def test_the_listing_is_worst_first_and_pages_by_keyset(database, make_integrati
     user = uuid.uuid4()
     made = {"broken": [make_integration(user_id=user, is_active=False) for _ in range(2)],
             "degraded": [make_integration(user_id=user, provider=Provider.YOUTUBE, refresh_token=None,
-                                          expires_at=_in(days=1)) for _ in range(2)],
+                                          expires_at=_in(days=1), scope=[]) for _ in range(2)],
             "healthy": [make_integration(user_id=user) for _ in range(3)]}
+    health_checks.check_due(**WINDOWS)  # what the daemon's integration-health job does
     seen, cursor = [], None
     while True:
-        page = health_checks.list_page(user_id=user, limit=3, cursor=cursor, **WINDOWS)
+        page = health_checks.list_page(user_id=user, limit=3, cursor=cursor)
         seen += page.items
         cursor = page.next_cursor
         if cursor is None:
             break
     assert [r["status"] for r in seen] == ["broken"] * 2 + ["degraded"] * 2 + ["healthy"] * 3
     assert len({r["integrationId"] for r in seen}) == 7
-    everyone = health_checks.list_page(statuses="degraded,broken", limit=50, **WINDOWS).items
+    assert _codes(seen[0]) == ["INACTIVE"] and _codes(seen[2]) == ["TOKEN_EXPIRING"]
+    assert all(r["checkedAt"] and r["nextCheckAt"] for r in seen)
+    everyone = health_checks.list_page(statuses="degraded,broken", limit=50).items
     assert {r["integrationId"] for r in everyone} == {str(r.id) for r in made["broken"] + made["degraded"]}
     with pytest.raises(UsageProblem):
-        health_checks.list_page(statuses="sick", **WINDOWS)
+        health_checks.list_page(statuses="sick")
     with pytest.raises(UsageProblem):
-        health_checks.list_page(cursor="garbage!", **WINDOWS)
+        health_checks.list_page(cursor="garbage!")
+    with pytest.raises(UsageProblem, match="1 to 100"):
+        health_checks.list_page(limit=101)
+
+
+def test_the_listing_reads_what_was_stored_and_writes_nothing(database, make_integration):
+    user = uuid.uuid4()
+    row = make_integration(user_id=user, provider=Provider.DISCORD)
+    # Never checked: shown as unknown (not as healthy), and not under a status filter.
+    [unchecked] = health_checks.list_page(user_id=user).items
+    assert (unchecked["status"], unchecked["checkedAt"], unchecked["reasons"]) == ("unknown", None, [])
+    assert health_checks.list_page(user_id=user, statuses="healthy").items == []
+    assert Integration.get_by_id(row.id).health_checked_at is None  # the list checked nothing
+    health_checks.check(row.id, **WINDOWS)
+    checked_at = Integration.get_by_id(row.id).health_checked_at
+    # It breaks after its last check: the list shows the stored status (with when it was checked) until the
+    # next check, announces nothing and writes nothing; the single-integration check sees it at once.
+    Integration.update(is_active=False).where(Integration.id == row.id).execute()
+    [listed] = health_checks.list_page(user_id=user).items
+    assert listed["status"] == "healthy" and listed["checkedAt"] == health._iso(checked_at)
+    assert Integration.get_by_id(row.id).health_checked_at == checked_at and _changes(row.id) == []
+    assert health_checks.check(row.id, **WINDOWS)["status"] == "broken"
+    assert health_checks.list_page(user_id=user).items[0]["status"] == "broken"
+
+
+def test_a_list_of_100_costs_one_query(database, make_integration):
+    user = uuid.uuid4()
+    for i in range(101):
+        make_integration(user_id=user, provider=Provider.SLACK if i % 2 else Provider.DISCORD)
+    health_checks.check_due(**WINDOWS)
+    calls, real = [], database.execute_sql
+
+    def counting(sql, *args, **kwargs):
+        calls.append(sql)
+        return real(sql, *args, **kwargs)
+
+    database.execute_sql = counting
+    try:
+        page = health_checks.list_page(user_id=user, limit=100)
+    finally:
+        database.execute_sql = real
+    assert len(page.items) == 100 and page.next_cursor
+    assert len(calls) == 1 and calls[0].lstrip().upper().startswith("SELECT"), calls
+
+
+def test_every_publisher_that_asks_for_scopes_says_what_publishing_needs():
+    from providers.registry import SPECS
+    from providers.scopes import NEEDS
+    from providers.sync.publish import PUBLISHERS
+
+    for name in PUBLISHERS:
+        provider = Provider(name)
+        if SPECS[provider].scopes:
+            assert "publish" in NEEDS.get(provider, {}), name
+
+
+def test_a_youtube_grant_without_upload_cannot_publish(database, make_integration):
+    read_only = make_integration(provider=Provider.YOUTUBE, scope=["https://www.googleapis.com/auth/youtube.readonly"])
+    record = health_checks.check(read_only.id, **WINDOWS)
+    assert record["status"] == "degraded" and record["scopes"]["missing"] == [
+        "https://www.googleapis.com/auth/youtube.upload"]
+    assert "publish" in record["reasons"][0]["message"]
 
 
 def test_gauges_count_by_provider_and_status(database, make_integration):

@@ -129,3 +129,37 @@ def test_an_integration_shows_its_back_off(cli, make_integration):
     assert shown.exit_code == 0, shown.stderr
     data = json.loads(shown.stdout)
     assert (data["refreshFailures"], data["refreshRetryAt"]) == (2, "2030-01-01T00:00:00Z")
+
+
+def test_jobs_run_and_show_integration_health_do_the_daemons_work(cli, make_integration):
+    broken = make_integration(provider=Provider.SLACK, is_active=False, last_error="revoked")
+    fine = make_integration(provider=Provider.DISCORD)
+    never = cli("jobs", "show", "integration-health", "--json")
+    assert never.exit_code == 0, never.stderr
+    assert json.loads(never.stdout)["state"] == "never run"
+
+    ran = cli("jobs", "run", "integration-health", "--json")
+    assert ran.exit_code == 0, ran.stderr
+    assert "Checked 2 integration(s)" in ran.stderr
+    counts = json.loads(ran.stdout)
+    assert (counts["checked"], counts["broken"], counts["healthy"]) == (2, 1, 1)
+    stored = {r.id: r.health_status for r in Integration.select().where(Integration.id.in_([broken.id, fine.id]))}
+    assert stored == {broken.id: "broken", fine.id: "healthy"}
+
+    shown = json.loads(cli("jobs", "show", "integration-health", "--json").stdout)
+    assert shown["outcome"] == "ok" and shown["counts"]["checked"] == 2
+    assert shown["ranBy"].endswith("(nexusctl jobs run)")
+    # Nothing is due any more: a second run checks none.
+    assert json.loads(cli("jobs", "run", "integration-health", "--json").stdout)["checked"] == 0
+
+
+def test_the_cli_and_the_daemon_share_one_job_registry(cli, settings):
+    from nexusctl.core import job_work
+
+    assert set(job_work.NAMES) == set(job_runs.schedules(settings))
+    for name in job_work.NAMES:
+        assert cli("jobs", "show", name).exit_code == 0
+    refused = cli("jobs", "run", "nap-time")
+    assert refused.exit_code == 2 and "integration-health" in refused.stderr
+    assert cli("jobs", "show", "nap-time").exit_code == 2
+

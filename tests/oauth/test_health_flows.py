@@ -182,6 +182,13 @@ def test_only_the_owner_or_an_elevated_role_sees_health(stack, fresh_emulators):
     assert stack.api("GET", f"/integrations/user/{user}/health", user=stranger).status == 403
     mine = stack.api("GET", f"/integrations/user/{user}/health", user=user)
     assert mine.status == 200 and [r["integrationId"] for r in mine.json()["data"]] == [integration]
+    # The list shows what the daemon's integration-health job stored: wait for it, not for the list.
+    _wait(lambda: _stored(stack, integration) == "healthy", 20, "checked by the daemon's job")
+    [listed] = stack.api("GET", f"/integrations/user/{user}/health", user=user).json()["data"]
+    Draft202012Validator(models_schema.HEALTH_SUMMARY).validate(listed)  # what OpenAPI says
+    assert listed["status"] == "healthy" and listed["checkedAt"] and listed["nextCheckAt"]
+    too_many = stack.api("GET", f"/integrations/user/{user}/health?limit=101", user=user)
+    assert too_many.status == 400 and too_many.json()["error"]["code"] == "VALIDATION_ERROR"
     assert stack.api("GET", f"/integrations/user/{user}/health?status=sick", user=user).status == 400
     admin = stack.api("GET", f"/integrations/{integration}/health", user=stranger, roles=("service",))
     assert admin.status == 200 and admin.json()["data"]["status"] == "healthy"
