@@ -220,14 +220,17 @@ async def _publish(svc, log: IntegrationSyncLog, row: Integration, tokens, stats
     own = {k: v for k, v in (row.metadata or {}).items() if k != "provider"}
     api, refreshed = _api(svc, row, tokens), False
     reconcile = RECONCILERS.get(row.provider.value)
-    if (reconcile is not None and not (log.metadata or {}).get("pending") and content.get("contentId")
-            and await svc.run(sync_state.uncertain_publish, row.id, content["contentId"], log.id)):
-        found, _looked = await _look_up(reconcile, api, content, own)  # the last try may have posted: look first
+    earlier = None
+    if reconcile is not None and not (log.metadata or {}).get("pending") and content.get("contentId"):
+        earlier = await svc.run(sync_state.uncertain_publish, row.id, content["contentId"], log.id)
+    if earlier is not None:  # the last try may have posted: look (among posts made since it began) first
+        found, _looked = await _look_up(reconcile, api, content, own, earlier)
         if found is not None:
             return await _published(svc, log, row, api, {**found, "reconciled": True}, stats)
     while True:
         api.pending, api.heartbeat = (log.metadata or {}).get("pending"), heartbeat
         api.refresh = _refresh_in_place(svc, row.id, api)
+        attempt = utcnow()
         try:
             result = await publisher(api, content, own)
             break
@@ -244,7 +247,7 @@ async def _publish(svc, log: IntegrationSyncLog, row: Integration, tokens, stats
         except NexusError as exc:
             if not exc.details.get("mayHavePosted"):
                 raise
-            found, looked = await _look_up(reconcile, api, content, own) if reconcile else (None, False)
+            found, looked = await _look_up(reconcile, api, content, own, attempt) if reconcile else (None, False)
             if found is not None:
                 result = {**found, "reconciled": True}
                 break
@@ -273,10 +276,11 @@ async def _published(svc, log: IntegrationSyncLog, row: Integration, api: SyncAp
     return await svc.run(sync_state.finish, log.id, row.id, PUBLISH, extra={**stats, "result": result})
 
 
-async def _look_up(reconcile, api: SyncApi, content: dict, own: dict) -> tuple[dict | None, bool]:
-    """(the post found among the account's latest, whether the lookup worked): a failed lookup finds nothing."""
+async def _look_up(reconcile, api: SyncApi, content: dict, own: dict, since) -> tuple[dict | None, bool]:
+    """(the post made since ``since`` found among the account's latest, whether the lookup worked): a failed
+    lookup finds nothing."""
     try:
-        return await reconcile(api, content, own), True
+        return await reconcile(api, content, own, since), True
     except NexusError as exc:
         log.info("looking the post up failed: %s", exc.message)
         return None, False

@@ -11,6 +11,7 @@ twice emits nothing the second time.
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 
 from peewee import fn
@@ -131,15 +132,19 @@ def record_published(log_id, result: dict) -> None:
                               updated_at=utcnow()).where(IntegrationSyncLog.id == log_id).execute()
 
 
-def uncertain_publish(integration_id, content_id: str, log_id) -> bool:
-    """Did the last finished publish of this content to this integration end not knowing whether it posted?
-    (Its integration's logs by the (integration_id, created_at) index, newest first: one row read.)"""
-    last = (IntegrationSyncLog.select(IntegrationSyncLog.status, IntegrationSyncLog.metadata).where(
+def uncertain_publish(integration_id, content_id: str, log_id) -> dt.datetime | None:
+    """When the last finished publish of this content to this integration began, if it ended not knowing
+    whether it posted; else None. (Its integration's logs by the (integration_id, created_at) index, newest
+    first: one row read.)"""
+    last = (IntegrationSyncLog.select(IntegrationSyncLog.status, IntegrationSyncLog.metadata,
+                                      IntegrationSyncLog.started_at, IntegrationSyncLog.created_at).where(
         (IntegrationSyncLog.integration == integration_id) & (IntegrationSyncLog.action == "publish")
         & (IntegrationSyncLog.resource_id == content_id) & (IntegrationSyncLog.id != log_id)
         & IntegrationSyncLog.status.in_([SyncStatus.COMPLETED, SyncStatus.FAILED]))
         .order_by(IntegrationSyncLog.created_at.desc()).first())
-    return last is not None and last.status == SyncStatus.FAILED and bool((last.metadata or {}).get("mayHavePosted"))
+    if last is None or last.status != SyncStatus.FAILED or not (last.metadata or {}).get("mayHavePosted"):
+        return None
+    return last.started_at or last.created_at
 
 
 def defer(log_id, run_after, *, pending: dict | None = None, extra: dict | None = None) -> IntegrationSyncLog:

@@ -6,7 +6,9 @@ have made the post. Where reading the account's latest posts is cheap and
 allowed by the scopes the connection already has, a reconciler looks for the
 content there, right after such a failure and before a re-publish of the same
 content posts again (nexusctl.core.sync_runs). It answers the post's ids, or
-None when it is not among the latest posts.
+None when it is not among the latest posts. Only posts made since the uncertain
+attempt began count (``since``, less a minute for clocks that disagree): the
+same link shared last week is not this post.
 
 - TWITTER: ``GET /2/users/me`` then ``GET /2/users/{id}/tweets`` (the 10
   latest, ``tweet.read`` + ``users.read``): the text we post, or the content's
@@ -22,34 +24,56 @@ None when it is not among the latest posts.
 
 from __future__ import annotations
 
+import datetime as dt
+
 from providers.sync.graph import graph_check
 from providers.sync.publish_common import TWEET_MAX, compose
 from providers.sync.publish_posts import facebook_page
 
 LATEST = 10
+CLOCK_SKEW = dt.timedelta(minutes=1)
 
 
-async def twitter(api, content: dict, metadata: dict) -> dict | None:
+def _made_since(stamp, since: dt.datetime | None) -> bool:
+    """Whether a post's creation time (ISO 8601, as X and Graph give it) is not before ``since``;
+    a post without a readable time counts (the lookup cannot tell)."""
+    if since is None or not isinstance(stamp, str):
+        return True
+    try:
+        made = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00").replace("+0000", "+00:00"))
+    except ValueError:
+        return True
+    if made.tzinfo is None:
+        made = made.replace(tzinfo=dt.timezone.utc)
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=dt.timezone.utc)
+    return made >= since - CLOCK_SKEW
+
+
+async def twitter(api, content: dict, metadata: dict, since: dt.datetime | None = None) -> dict | None:
     me = (await api.get("2/users/me")).get("data", "id")
     if not me:
         return None
-    reply = await api.get(f"2/users/{me}/tweets", params={"max_results": LATEST, "tweet.fields": "entities"})
+    reply = await api.get(f"2/users/{me}/tweets", params={"max_results": LATEST,
+                                                               "tweet.fields": "entities,created_at"})
     text, url = compose(content, TWEET_MAX), (content.get("url") or "").strip()
     for tweet in reply.get("data") or []:
         expanded = {u.get("expanded_url") for u in (tweet.get("entities") or {}).get("urls") or []
                     if isinstance(u, dict)}
-        if tweet.get("text") == text or (url and url in expanded):
+        if _made_since(tweet.get("created_at"), since) and (tweet.get("text") == text or (url and url in expanded)):
             return {"postId": str(tweet["id"])}
     return None
 
 
-async def facebook(api, content: dict, metadata: dict) -> dict | None:
+async def facebook(api, content: dict, metadata: dict, since: dt.datetime | None = None) -> dict | None:
     page_id, page_token = await facebook_page(api, metadata)
     reply = await api.get(f"{page_id}/posts", params={"fields": "id,message,link,created_time", "limit": LATEST},
                           token=page_token, check=graph_check("FACEBOOK"))
     url = (content.get("url") or "").strip()
     message = (content.get("title") or content.get("description") or "").strip()
     for post in reply.get("data") or []:
+        if not _made_since(post.get("created_time"), since):
+            continue
         if (url and post.get("link") == url) or (not url and message and post.get("message") == message):
             return {"postId": str(post["id"])}
     return None

@@ -13,6 +13,7 @@ clean refusal is not "may have posted".
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 import aiohttp
@@ -85,6 +86,23 @@ def test_an_x_post_not_found_fails_as_may_have_posted_and_a_re_publish_looks_fir
     assert again.status == SyncStatus.COMPLETED, again.error
     assert again.metadata["result"] == {"postId": x.records_of("posted")[0]["id"]}
     assert x.calls["tweets"] == 2 and x.calls["create_tweet"] == 2 and len(x.records_of("posted")) == 1
+
+
+def test_an_older_post_of_the_same_link_is_not_taken_for_the_lost_one(env, make_integration):
+    x, user = _x(env, make_integration)
+    week_ago = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() - 7 * 86400))
+    x.set_records("tweets", [{"id": "1700000000000000001", "text": "Shared last week https://t.co/abc",
+                              "edit_history_tweet_ids": ["1700000000000000001"], "created_at": week_ago,
+                              "entities": {"urls": [{"expanded_url": CONTENT["url"]}]}}])
+    x.fail_next("create_tweet", 502)  # nothing made this time
+    log = _publish(env, user)
+    # The week-old tweet with the same link is not this post: the run says the post may exist, not "found".
+    assert log.status == SyncStatus.FAILED and log.metadata["mayHavePosted"] is True, log.error
+    assert "reconciled" not in (log.metadata.get("result") or {})
+
+    again = _publish(env, user)  # the re-publish looks (nothing new since the failed try), then posts
+    assert again.status == SyncStatus.COMPLETED, again.error
+    assert again.metadata["result"] == {"postId": x.records_of("posted")[0]["id"]}
 
 
 def test_a_re_publish_after_an_unverified_post_finds_it_instead_of_posting_twice(env, make_integration):

@@ -218,8 +218,11 @@ class Twitter(Provider):
                                     "You are not allowed to create a Tweet with duplicate content.")
             tweet = {"id": str(1800000000000000000 + len(posted)), "text": text}
             posted.append(tweet)
-            # The user's timeline shows it first (what GET /2/users/{id}/tweets serves).
-            self.records.setdefault("tweets", []).insert(0, {**tweet, "edit_history_tweet_ids": [tweet["id"]]})
+            # The user's timeline shows it first (what GET /2/users/{id}/tweets serves), with the
+            # created_at X gives when tweet.fields asks for it.
+            made = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(self.now()))
+            self.records.setdefault("tweets", []).insert(0, {**tweet, "edit_history_tweet_ids": [tweet["id"]],
+                                                             "created_at": made})
         return self.answer("create_tweet", json_response(
             {"data": {"id": tweet["id"], "text": text, "edit_history_tweet_ids": [tweet["id"]]}}, 201))
 
