@@ -467,6 +467,12 @@ def test_unparsable_http_is_a_400_and_one_log_line_without_the_request(api):  # 
             conn.sendall(raw)
             status_line = conn.recv(200).split(b"\r\n", 1)[0]
             assert status_line.split()[1:2] == [b"400"], (raw[:40], status_line)
+    # A request line longer than aiohttp reads (8190 bytes) gets the API's JSON error, as every route answers.
+    user = api.world.owner
+    long = call("GET", f"{api.base}/integrations/user/{user}/health?cursor={'x' * 9000}",
+                headers=bearer("owner", api.world.owner, api.world.other))
+    assert long.status == 400 and long.headers["Content-Type"].startswith("application/json"), long.text
+    assert long.json()["error"]["code"] == "VALIDATION_ERROR" and long.json()["success"] is False
     # aiohttp itself logs a first request that is not HTTP at all (TLS) at DEBUG only.
     log = wait_for(lambda: (text := api.stack.logs()).count("malformed HTTP request") >= 2 and text,
                    what="the log lines")
