@@ -40,11 +40,15 @@ def list_cmd(ctx: typer.Context, as_json: Json = False) -> None:
                       "`nexusctl jobs run` from cron.")
 
 
+# The jobs named by hand, so loading this module does not load the database layer.
+JobName = Annotated[str, typer.Argument(help="One of: token-refresh, housekeeping, integration-health.",
+                                        show_default=False)]
+
+
 @app.command("show")
 def show_cmd(
     ctx: typer.Context,
-    job: Annotated[str, typer.Argument(help="One of: token-refresh, housekeeping, integration-health.",
-                                       show_default=False)],
+    job: JobName,
     as_json: Json = False,
 ) -> None:
     """Show one scheduled job: schedule, last run with its counts or error, next run, who ran it.
@@ -105,8 +109,7 @@ def _ago(stamp: str, now: dt.datetime) -> str:
 @app.command("run")
 def run_cmd(
     ctx: typer.Context,
-    job: Annotated[str, typer.Argument(help="One of: token-refresh, housekeeping, integration-health.",
-                                       show_default=False)],
+    job: JobName,
     as_json: Json = False,
 ) -> None:
     """Run one job now, doing what the daemon's run does: token-refresh, housekeeping or integration-health.

@@ -46,11 +46,13 @@ app.command("list")(list_cmd)
 app.command("logs", hidden=True)(list_cmd)  # the name before `list`; kept so scripts keep working
 
 
+LogId = Annotated[str, typer.Argument(help="Sync log id (from sync list or sync run --json).", show_default=False)]
+
+
 @app.command("show")
 def show_cmd(
     ctx: typer.Context,
-    log_id: Annotated[str, typer.Argument(help="Sync log id (from sync list or sync run --json).",
-                                          show_default=False)],
+    log_id: LogId,
     as_json: Json = False,
 ) -> None:
     """Show one sync log: status, counts, timings, error.
@@ -187,8 +189,7 @@ def _plan_all(provider: str | None, action: str | None, full: bool):
 @app.command("cancel")
 def cancel_cmd(
     ctx: typer.Context,
-    log_id: Annotated[str, typer.Argument(help="Sync log id (from sync run --json or sync list).",
-                                          show_default=False)],
+    log_id: LogId,
     as_json: Json = False,
 ) -> None:
     """Stop a pending or running sync (a running one stops after its current page).
