@@ -12,10 +12,9 @@ from __future__ import annotations
 import uuid
 
 import peewee
-from playhouse.fields import EnumField
 
 from db.database import database_proxy
-from db.fields import EncryptedTextField, StringArrayField, UTCDateTimeField, utcnow
+from db.fields import EncryptedTextField, EnumField, StringArrayField, UTCDateTimeField, utcnow
 from nexusctl.enums import DeliveryStatus, Provider, SyncStatus
 
 
