@@ -12,7 +12,6 @@ scope named; a refused token is refreshed once.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime as dt
 import uuid
 
@@ -164,7 +163,7 @@ def test_a_reel_is_given_up_after_the_processing_timeout_or_on_error(env, make_i
     ig.reels_processing_polls = 50
     log = _publish(env, user, {**CONTENT, "media": [VIDEO]})[row.id]
     assert log.status == SyncStatus.PENDING
-    impatient = dataclasses.replace(env[0], publish_processing_seconds=0.0)
+    impatient = env[0]._replace(publish_processing_seconds=0.0)
     log = _run_again(env, log.id, impatient)
     assert log.status == SyncStatus.FAILED and log.error.startswith("PROVIDER_ERROR: INSTAGRAM"), log.error
     assert "still IN_PROGRESS" in log.error and "PUBLISH_PROCESSING_TIMEOUT" in log.error
