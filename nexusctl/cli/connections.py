@@ -1,7 +1,5 @@
 """`nexusctl integrations connect | add | refresh`: connecting from the operator's shell."""
 
-from __future__ import annotations
-
 import sys
 from pathlib import Path
 from typing import Annotated

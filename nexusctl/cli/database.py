@@ -1,7 +1,5 @@
 """`nexusctl db ...`: schema migrations."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

@@ -1,7 +1,5 @@
 """`nexusctl doctor`: check the configuration and everything it points at, one line per check."""
 
-from __future__ import annotations
-
 import os
 
 import typer

@@ -1,7 +1,5 @@
 """`nexusctl events ...`: the outbox (what this service published), emitting and ingesting events."""
 
-from __future__ import annotations
-
 import datetime as dt
 import json
 import sys

@@ -5,8 +5,6 @@ Redis for OAuth states when REDIS_URL is set (so a flow started here finishes
 at the daemon's callback), and database calls made right here.
 """
 
-from __future__ import annotations
-
 import typer
 
 from nexusctl.cli.context import state

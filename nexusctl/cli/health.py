@@ -1,7 +1,5 @@
 """`nexusctl integrations health`: which connections are failing or about to, and why."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

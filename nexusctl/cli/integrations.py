@@ -1,7 +1,5 @@
 """`nexusctl integrations ...`: list, show, update and delete connections."""
 
-from __future__ import annotations
-
 import sys
 from typing import Annotated
 

@@ -1,7 +1,5 @@
 """`nexusctl jobs list | run`: the daemon's scheduled jobs, their last runs, and one run now."""
 
-from __future__ import annotations
-
 import datetime as dt
 from typing import Annotated
 

@@ -1,7 +1,5 @@
 """`nexusctl keys ...`: encryption keys for stored secrets."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

@@ -6,8 +6,6 @@ exit code (see ``nexusctl.errors``). Anything else is a bug: one line, the
 traceback only with ``-v``, and never local variables (they may hold secrets).
 """
 
-from __future__ import annotations
-
 import functools
 import sys
 import traceback
@@ -95,14 +93,36 @@ LAZY_GROUPS = {
 
 
 def _load_group(name: str):
+    """Build group ``name``; each of its commands is built when used (all of them for help)."""
+    import copy
     import importlib
 
-    from typer.main import get_group
+    from typer.main import get_command_name, get_group
 
-    group = get_group(importlib.import_module(LAZY_GROUPS[name]).app)
+    sub_app = importlib.import_module(LAZY_GROUPS[name]).app
+    # Typer builds every command of a group at once (signatures, annotations, options):
+    # `integrations list` would pay for the eleven commands it does not run.
+    shell = copy.copy(sub_app)
+    shell.registered_commands = []
+    group = get_group(shell)
     group.name = name
     add_global_options(group)
+    nested = dict(group.commands)  # sub-groups, after the commands as typer orders them
+    group.commands = LazyCommands({}, {
+        info.name or get_command_name(info.callback.__name__): functools.partial(_build_command, sub_app, info)
+        for info in sub_app.registered_commands
+    })
+    group.commands.update(nested)
     return group
+
+
+def _build_command(sub_app: typer.Typer, info):
+    from typer.main import get_command_from_info
+
+    command = get_command_from_info(info, pretty_exceptions_short=sub_app.pretty_exceptions_short,
+                                    rich_markup_mode=sub_app.rich_markup_mode)
+    add_global_options(command)
+    return command
 
 
 class LazyCommands(dict):

@@ -1,7 +1,5 @@
 """Options shared by many commands, defined once so a flag means one thing everywhere."""
 
-from __future__ import annotations
-
 import json
 import logging
 import sys

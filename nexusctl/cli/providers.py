@@ -1,7 +1,5 @@
 """`nexusctl providers list | show`: what each provider can do and whether it is set up."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

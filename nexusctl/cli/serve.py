@@ -1,7 +1,5 @@
 """`nexusctl daemon`: run the HTTP API, OAuth callback, worker and jobs."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

@@ -1,7 +1,5 @@
 """`nexusctl sync ...`: run provider syncs, cancel them, read their logs."""
 
-from __future__ import annotations
-
 import sys
 from typing import Annotated
 

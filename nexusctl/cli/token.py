@@ -1,7 +1,5 @@
 """`nexusctl token mint`: a bearer token for local use and scripts."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

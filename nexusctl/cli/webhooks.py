@@ -1,7 +1,5 @@
 """`nexusctl webhooks ...`: the same core calls as the API."""
 
-from __future__ import annotations
-
 import datetime as dt
 import sys
 from typing import Annotated
