@@ -25,7 +25,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import NEXUSCTL, base_env, is_postgres, median, write_json  # noqa: E402
+from common import NEXUSCTL, base_env, compile_bytecode, is_postgres, median, write_json  # noqa: E402
 
 HELLO = '''import typer
 
@@ -73,6 +73,7 @@ def _wall(argv: list[str], env: dict) -> float:
 
 
 def run(database_url: str | None, runs: int) -> dict:
+    compile_bytecode()
     work = Path(tempfile.mkdtemp(prefix="nexus-bench-cli-"))
     database_url = database_url or f"sqlite:///{work}/cli.db"
     env = base_env(work, database_url)
@@ -87,7 +88,7 @@ def run(database_url: str | None, runs: int) -> dict:
         "nexusctl integrations list --json": [str(NEXUSCTL), "integrations", "list", "--json"],
     }
     for argv in commands.values():
-        _wall(argv, env)  # warm the page cache and .pyc files
+        _wall(argv, env)  # warm the page cache
     samples: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(runs):
         for name, argv in commands.items():
