@@ -3,8 +3,9 @@
 - Every test starts with none of the variables nexusctl reads, a private
   data directory and a fixed test ENCRYPTION_KEY.
 - ``db_url`` is parametrised over SQLite and PostgreSQL: each test gets a
-  fresh, migrated database (a copied template file on SQLite, a
-  ``CREATE DATABASE ... TEMPLATE`` clone on PostgreSQL) and DATABASE_URL
+  fresh, migrated database (a copied template file on SQLite; on PostgreSQL
+  a ``CREATE DATABASE ... TEMPLATE`` clone, emptied and reused by the next
+  test when its schema is untouched: tests/pg_pool.py) and DATABASE_URL
   points at it, so the CLI and the daemon use it too.
 - Without PostgreSQL or Redis the suites that need them are skipped with the
   reason (pytest -rs prints it). ``NEXUSCTL_TEST_REQUIRE=postgres,redis``
@@ -111,12 +112,12 @@ def _migrate(url: str) -> None:
 
 
 @contextlib.contextmanager
-def _scratch_postgres(prefix: str, template: str | None = None):
-    """CREATE a throwaway database (optionally from a template), DROP it afterwards."""
+def _scratch_postgres(prefix: str):
+    """CREATE a throwaway empty database, DROP it afterwards."""
     name = f"{prefix}_{RUN_ID}_{uuid.uuid4().hex[:8]}"
     admin = _pg_admin()
     with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+        cur.execute(f'CREATE DATABASE "{name}"')
     try:
         yield _pg_url_for(name)
     finally:
@@ -131,12 +132,30 @@ def _require_postgres(pg_template) -> None:
         _unavailable("postgres", text.splitlines()[0] if text else type(pg_template).__name__)
 
 
+@pytest.fixture(scope="session")
+def pg_pool(pg_template):
+    """Migrated databases recycled between tests (tests/pg_pool.py says when one is not)."""
+    if isinstance(pg_template, Exception):
+        yield None
+        return
+    from pg_pool import PostgresPool
+
+    admin = _pg_admin()
+    pool = PostgresPool(admin, pg_template, _pg_url_for, RUN_ID)
+    yield pool
+    pool.close()
+    admin.close()
+
+
 @pytest.fixture
-def postgres_url(pg_template):
-    """A fresh, migrated PostgreSQL database for this test."""
+def postgres_url(pg_template, pg_pool):
+    """A fresh, migrated PostgreSQL database for this test: no rows, the template's schema."""
     _require_postgres(pg_template)
-    with _scratch_postgres("nx_t", template=pg_template) as url:
-        yield url
+    name = pg_pool.take()
+    try:
+        yield _pg_url_for(name)
+    finally:
+        pg_pool.give_back(name)
 
 
 @pytest.fixture
