@@ -116,12 +116,16 @@ EMITTED = _obj({"id": _UUID, "type": {"type": "string"}, "integrationId": _UUID,
 
 _SYNC_RUN = _obj({"action": {"type": "string"}, "status": {"enum": ["COMPLETED", "FAILED"]}, "at": _TIME,
                   "error": {"type": ["string", "null"]}, "rateLimitWaits": {"type": "integer"}})
-HEALTH_RECORD = _obj({
+# Which integration a health answer is about: the same in the live record and the stored summary.
+_HEALTH_OF = {
     "integrationId": _UUID,
     "userId": _UUID,
     "provider": {"enum": [p.value for p in Provider]},
     "name": {"type": "string"},
     "isActive": {"type": "boolean"},
+}
+HEALTH_RECORD = _obj({
+    **_HEALTH_OF,
     "status": {"enum": ["healthy", "degraded", "broken"]},
     "reasons": {"type": "array", "items": _obj({"code": {"type": "string"},
                                                 "severity": {"enum": ["degraded", "broken"]},
@@ -146,11 +150,7 @@ HEALTH_RECORD = _obj({
 
 # A row of the health list: what the last check stored (the live check with its facts is HEALTH_RECORD).
 HEALTH_SUMMARY = _obj({
-    "integrationId": _UUID,
-    "userId": _UUID,
-    "provider": {"enum": [p.value for p in Provider]},
-    "name": {"type": "string"},
-    "isActive": {"type": "boolean"},
+    **_HEALTH_OF,
     "status": {"enum": ["healthy", "degraded", "broken", "unknown"]},
     "reasons": HEALTH_RECORD["properties"]["reasons"],
     "checkedAt": _TIME,

@@ -7,12 +7,12 @@ import typer
 from nexusctl.cli.context import out, state
 from nexusctl.cli.options import Cursor, Json, Limit
 from nexusctl.core.paging import DEFAULT_LIMIT
-from nexusctl.errors import UsageProblem
+from nexusctl.errors import RefreshFailed, UsageProblem
 
 COLUMNS = [("status", "STATUS"), ("provider", "PROVIDER"), ("name", "NAME"), ("integrationId", "ID"),
            ("userId", "USER"), ("why", "REASONS"), ("checkedAt", "CHECKED")]
 # REFRESH_FAILED's exit code, as `integrations refresh --expiring-within` uses it: a connection needs a look.
-EXIT_BROKEN = 22
+EXIT_BROKEN = RefreshFailed.exit_code
 
 
 def health_cmd(
@@ -42,9 +42,8 @@ def health_cmd(
     if integration_id is not None and (user is not None or status is not None or cursor is not None):
         raise UsageProblem("an integration id goes alone (without --user, --status or --cursor)")
     state(ctx).database()
-    windows = health_checks.windows(state(ctx).settings)
     if integration_id is not None:
-        record = health_checks.check(integration_id, **windows)
+        record = health_checks.check(integration_id, **health_checks.windows(state(ctx).settings))
         if as_json:
             out(ctx).json(record)
         else:

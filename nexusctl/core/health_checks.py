@@ -146,15 +146,13 @@ def _decode(cursor: str) -> tuple[int, dt.datetime, uuid.UUID]:
         raise UsageProblem("cursor is not one this service issued", field="cursor") from None
 
 
-def list_page(*, user_id=None, statuses=None, limit=None, cursor=None, **_windows) -> Page:
+def list_page(*, user_id=None, statuses=None, limit=None, cursor=None) -> Page:
     """Stored health summaries, worst first: one indexed query, no check and no write.
 
     The daemon's integration-health job (``check_due``) keeps the stored status fresh;
     a never-checked integration shows ``unknown``. The live check of one integration
-    is ``check``. (``lead``/``recheck`` are accepted and unused, for the callers' convenience.)"""
-    limit = check_limit(limit)
-    if limit > LIST_MAX:
-        raise UsageProblem(f"limit must be a whole number from 1 to {LIST_MAX}", field="limit")
+    is ``check``."""
+    limit = check_limit(limit, LIST_MAX)
     statuses = parse_statuses(statuses)
     if user_id is not None:
         user_id = parse_uuid(user_id, "userId")

@@ -31,11 +31,11 @@ class Page:
         return {"limit": self.limit, "nextCursor": self.next_cursor, "hasMore": self.next_cursor is not None}
 
 
-def check_limit(limit: int | None) -> int:
+def check_limit(limit: int | None, maximum: int = MAX_LIMIT) -> int:
     if limit is None:
         return DEFAULT_LIMIT
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
-        raise UsageProblem(f"limit must be a whole number from 1 to {MAX_LIMIT}", field="limit")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= maximum:
+        raise UsageProblem(f"limit must be a whole number from 1 to {maximum}", field="limit")
     return limit
 
 

@@ -66,14 +66,13 @@ def _store_resume(integration_id, action: str, resume: dict | None) -> None:
         update={SyncCursor.resume: resume, SyncCursor.updated_at: utcnow()}).execute()
 
 
-def is_cancelled(log_id) -> bool:
-    row = IntegrationSyncLog.select(IntegrationSyncLog.status).where(IntegrationSyncLog.id == log_id).tuples().first()
-    return row is None or row[0] == SyncStatus.CANCELLED
-
-
 def status_of(log_id) -> SyncStatus | None:
     row = IntegrationSyncLog.select(IntegrationSyncLog.status).where(IntegrationSyncLog.id == log_id).tuples().first()
     return None if row is None else row[0]
+
+
+def is_cancelled(log_id) -> bool:
+    return status_of(log_id) in (None, SyncStatus.CANCELLED)
 
 
 def apply_page(log_id, integration_id, action, items, resume: dict | None, page_meta: dict) -> dict:
