@@ -187,9 +187,13 @@ async def _refresh(api, exc: TokenExpired, sent_last: bool) -> None:
             raise exc
         await api.refresh()
     except NexusError as again:
-        raise ProviderError(f"YOUTUBE: the access token was refused during the upload and could not be renewed "
-                            f"({again.code}); the upload was abandoned", provider="YOUTUBE", status=401,
-                            **({"mayHavePosted": True} if sent_last else {})) from None
+        raise _abandoned(f"was refused during the upload and could not be renewed ({again.code})", sent_last) from None
+
+
+def _abandoned(why: str, sent_last: bool) -> ProviderError:
+    """The upload given up over its token; once the last byte went, the video may exist."""
+    return ProviderError(f"YOUTUBE: the access token {why}; the upload was abandoned", provider="YOUTUBE",
+                         status=401, **({"mayHavePosted": True} if sent_last else {}))
 
 
 async def _upload(api, session_uri: str, window: Window, total: int, stats: dict):
@@ -209,9 +213,7 @@ async def _upload(api, session_uri: str, window: Window, total: int, stats: dict
                 stats["chunks"] += 1
         except TokenExpired as exc:
             if refreshed:  # refused again right after a refresh: give up without starting over
-                raise ProviderError("YOUTUBE: the access token was refused again right after it was renewed; the "
-                                    "upload was abandoned", provider="YOUTUBE", status=401,
-                                    **({"mayHavePosted": True} if sent_last else {})) from None
+                raise _abandoned("was refused again right after it was renewed", sent_last) from None
             await _refresh(api, exc, sent_last)
             refreshed, ask = True, True
             stats["refreshes"] = stats.get("refreshes", 0) + 1
