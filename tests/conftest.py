@@ -201,8 +201,11 @@ def database(db_url):
     db.connect(reuse_if_open=True)
     yield db
     db.close()
-    if hasattr(db, "close_all"):
-        db.close_all()
+    if hasattr(db, "close_idle"):
+        # Not close_all: a daemon app the test started before this fixture (an `api` fixture) has its
+        # worker threads querying through this database (the last one bound) until the app is torn
+        # down after us; closing a connection under a running query aborts the process in libpq.
+        db.close_idle()
 
 
 @pytest.fixture
