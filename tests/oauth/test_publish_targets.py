@@ -152,6 +152,16 @@ def test_a_manager_who_is_not_the_owner_may_publish(daemon, fresh_emulators):  #
     assert len(_messages_in(dc, CHANNEL["community"])) == 1
 
 
+def test_a_discord_grant_without_guilds_cannot_publish_and_says_to_reconnect(daemon, fresh_emulators):  # noqa: F811
+    dc = daemon.emulators["DISCORD"]
+    _discord_servers(dc)
+    dc.withhold_next_grant("guilds")  # the user unticked "know what servers you're in"
+    user_a, _ = _connect(daemon, "DISCORD", {"id": A_ID}, {"publishChannel": CHANNEL["A"]})
+    status, _, error = _publish(daemon, user_a, "A's own news")
+    assert status == "FAILED" and "did not grant the guilds scope" in error and "reconnect Discord" in error, error
+    assert dc.records_of("messages") == [] and dc.calls["guilds"] == 0
+
+
 # --- Slack ------------------------------------------------------------------------------------------------
 
 def _slack_workspaces(sl) -> tuple[dict, dict]:
