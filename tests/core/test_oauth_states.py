@@ -50,7 +50,9 @@ def test_table_state_expired_or_cross_provider_fails(database, keyring):
         states.take(old, Provider.SLACK)
     with pytest.raises(OAuthFailed, match="another provider"):
         states.take(other, Provider.DISCORD)
-    assert states.purge_expired() == 0  # both were consumed by the attempts
+    # Checked before consumed: the other provider's attempt left its state usable for its own provider.
+    assert states.take(other, Provider.SLACK).provider is Provider.SLACK
+    assert states.purge_expired() == 1  # the expired one, refused and left to housekeeping
 
 
 @pytest.mark.postgres
