@@ -11,8 +11,10 @@ user only in the canonical spelling (lowercase, hyphenated), any other UUID
 spelling (uppercase, braces, no hyphens, ``urn:uuid:``) is refused, as is a
 ``roles`` string; a token carrying ``iat`` whose ``exp - iat`` exceeds
 JWT_MAX_AGE (default 24 h) is refused. A token without ``iat`` is still
-accepted (some user services omit it): only its ``exp`` bounds it. PyJWT does the verification (algorithm pinning, exp/iss/aud),
-which is exactly the code we should not write ourselves.
+accepted (some user services omit it): only its ``exp`` bounds it.
+
+PyJWT does the verification (algorithm pinning, exp/iss/aud), which is
+exactly the code we should not write ourselves.
 """
 
 from __future__ import annotations
