@@ -21,7 +21,8 @@ def mint_cmd(
     user: Annotated[str | None, typer.Option("--user", "-u", help="The user (UUID) the token acts as.")] = None,
     role: Annotated[list[str] | None, typer.Option("--role", "-r", help="admin or service; repeatable.")] = None,
     subject: Annotated[str | None, typer.Option("--subject", help="Subject of a service token without --user.")] = None,
-    ttl: Annotated[int, typer.Option("--ttl", min=1, max=31 * 24 * 3600, help="Lifetime in seconds (at most JWT_MAX_AGE).")] = 3600,
+    ttl: Annotated[int, typer.Option("--ttl", min=1, max=31 * 24 * 3600,
+                                     help="Lifetime in seconds (at most JWT_MAX_AGE).")] = 3600,
     as_json: Json = False,
 ) -> None:
     """Print a JWT signed with JWT_SECRET (or the development secret); --json adds its subject, roles, expiry.

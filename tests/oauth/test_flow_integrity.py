@@ -163,7 +163,8 @@ def test_pending_flows_survive_a_key_rotation_and_dropping_the_old_key(kind, emu
         user, partner_user = uuid.uuid4(), uuid.uuid4()
         _, pending = started(stack, "SLACK", user=user)
         _, partnered = started(stack, "SLACK", user=partner_user, redirectUri=f"{PARTNER}/back")
-        callback, partner_callback = at_provider(pending["authorizationUrl"]), at_provider(partnered["authorizationUrl"])
+        callback = at_provider(pending["authorizationUrl"])
+        partner_callback = at_provider(partnered["authorizationUrl"])
 
         old_key = stack.env["ENCRYPTION_KEY"]
         stack.env.update(ENCRYPTION_KEY=KEY_2, ENCRYPTION_OLD_KEYS=old_key)
