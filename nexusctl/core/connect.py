@@ -23,7 +23,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from nexusctl.config import Settings, origin_of
 from nexusctl.core import connections
 from nexusctl.core.ids import parse_uuid
-from nexusctl.core.oauth_states import Flow, RedisStates, TableStates, new_state
+from nexusctl.core.oauth_states import Flow, RedisStates, StateUnreadable, TableStates, new_state
 from nexusctl.crypto import Keyring
 from nexusctl.enums import Provider
 from nexusctl.errors import DatabaseUnavailable, NexusError, OAuthFailed, ProviderNotConfigured, UsageProblem
@@ -140,7 +140,14 @@ async def callback(svc: Services, provider, query) -> str:
     state = query.get("state") or (query.get("user_id") if SPECS[provider].kind is ConnectKind.KEY_GRANT else None)
     if not state:
         raise OAuthFailed("the callback carries no state")
-    flow: Flow = await svc.states("take", state, provider)
+    try:
+        flow: Flow = await svc.states("take", state, provider)
+        # The allow-list may have changed since initiate: a redirect no longer allowed is not followed.
+        check_redirect(svc.settings, flow.redirect_uri)
+    except (StateUnreadable, UsageProblem) as exc:
+        # Altered, from an older release, or under a dropped key: its redirectUri is untrusted.
+        log.warning("connect %s: the callback's state is unusable: %s", provider.value, exc.message)
+        return _with_query(svc.settings.frontend_url, status="error", code=OAuthFailed.code, provider=provider.value)
     try:
         if query.get("error") or (SPECS[provider].kind is ConnectKind.KEY_GRANT and query.get("success") != "1"):
             code = error_code_of(query.get("error") or "access_denied")

@@ -393,11 +393,18 @@ def _expire(daemon, state: str) -> None:
     if "REDIS_URL" in daemon.stack.env:  # the record keeps its TTL; its own expiry says it is over
         import redis
 
+        from nexusctl.config import decode_key
+        from nexusctl.core.oauth_states import RedisStates
+        from nexusctl.crypto import Keyring
+
+        # The record is sealed: only a holder of ENCRYPTION_KEY (this test) can change its expiry.
+        keyring = Keyring(decode_key(daemon.stack.env["ENCRYPTION_KEY"], "ENCRYPTION_KEY"))
+        place = RedisStates.place(digest)
         client = redis.Redis.from_url(daemon.stack.env["REDIS_URL"])
         key = "nexusctl:oauth-state:" + digest
-        record = json.loads(client.get(key))
+        record = json.loads(keyring.decrypt(client.get(key).decode(), place))
         record["expiresAt"] = dt.datetime.fromisoformat(record["expiresAt"]).replace(year=2000).isoformat()
-        assert client.set(key, json.dumps(record), keepttl=True, xx=True)
+        assert client.set(key, keyring.encrypt(json.dumps(record), place), keepttl=True, xx=True)
         client.close()
     else:
         import sqlite3
@@ -421,8 +428,11 @@ def test_a_state_from_another_provider_is_refused(api):  # noqa: F811
     user = uuid.uuid4()
     callback = _consent(_start(api, "SLACK", user))
     _refused(call("GET", callback.replace("/callback/slack", "/callback/discord")), "another provider")
-    _refused(call("GET", callback), "unknown or already used")  # used up by the attempt: fails closed
-    assert _connected(api, user) == []
+    # Checked before consumed: the wrong callback cannot burn the state of the right one.
+    right = call("GET", callback)
+    assert right.status == 302 and query_of(right.location)["status"] == "success", right.location
+    _refused(call("GET", callback), "unknown or already used")
+    assert len(_connected(api, user)) == 1
 
 
 def test_a_state_from_another_users_flow_does_not_connect_either(api):  # noqa: F811
