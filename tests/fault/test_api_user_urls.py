@@ -168,9 +168,9 @@ def test_a_shop_host_rebound_to_loopback_gets_no_token_request(shop_daemon):
     before = emu.calls["token"]
     back = call("GET", f"{stack.base}/integrations/oauth/callback/shopify?{urllib.parse.urlencode(query)}")
     assert back.status == 302, (back.status, back.text[:300])
+    assert emu.calls["token"] == before, "the daemon reached the shop on loopback"
     answer = query_of(back.location)
     assert answer["status"] == "error" and answer["code"] == "PROVIDER_ERROR", answer
-    assert emu.calls["token"] == before, "the daemon reached the shop on loopback"
 
 
 # --- media URLs -----------------------------------------------------------------------------
