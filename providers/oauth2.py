@@ -150,8 +150,8 @@ class OAuth2Adapter:
         # A host the user chose: its own session whose connector dials only checked addresses (resolved
         # once, so no DNS rebinding window; IP literals in any spelling too). A refusal reads like any
         # unreachable host ("could not reach ..."), the same whether a port is open or not.
-        async with aiohttp.ClientSession(connector=ssrf.guarded_connector(self.allowed_networks),
-                                         trust_env=False) as guarded:
+        async with aiohttp.ClientSession(connector=ssrf.guarded_connector(self.allowed_networks), trust_env=False,
+                                         headers={"User-Agent": "nexusctl"}) as guarded:  # as the shared session
             return await call(guarded, self.name, method, url, secrets=secrets, **kwargs)
 
     def _client_auth(self, form: dict) -> dict:
