@@ -186,6 +186,32 @@ def test_https_is_required_in_production():
         check_url("http://example.com/hook", production=True)
 
 
+@pytest.mark.parametrize(("url", "reason"), [
+    ("https://example.com:1_0/", "the port '1_0' is not a number"),  # yarl reads 10, urllib.parse raises
+    ("https://example.com:８０/", "the port '８０' is not a number"),  # fullwidth: int() accepts it
+    ("https://example.com:99999/", "not a valid URL"),
+    ("https://example.com:-1/", "not a valid URL"),
+    ("https://[::1/", "not a valid URL"),  # unclosed IPv6 host
+    ("https://[2606:4700::1]x/", "not a valid URL"),
+])
+def test_odd_ports_and_hosts_are_refused_naming_the_field(url, reason):
+    with pytest.raises(UsageProblem) as caught:
+        check_url(url, production=False, field="storeUrl", label="storeUrl")
+    assert caught.value.details == {"field": "storeUrl"} and reason in caught.value.message
+    assert caught.value.message.startswith("storeUrl refused: ")
+
+
+@pytest.mark.parametrize(("url", "problem"), [
+    ("http://h:1_0/", "the port '1_0' is not a number"), ("http://h:８０/", "the port '８０' is not a number"),
+    ("http://h:99999/", "the port 99999 is out of range (1-65535)"), ("http://[::1", "no closing ']'"),
+    ("http://[::1]x/", "nothing may follow"), ("http://h]/", "bracket"),
+    ("http://h:443/a:b?c=:d#:e", None), ("http://[::1]:8080/", None), ("https://h/", None),
+])
+def test_authority_problem(url, problem):
+    found = ssrf.authority_problem(url)
+    assert (found is None) if problem is None else (problem in found), found
+
+
 def test_userinfo_is_refused_even_for_public_hosts():
     for url in ("https://a:b@93.184.216.34/", "https://token@example.com/", "https://:@example.com/"):
         with pytest.raises(UsageProblem, match="credentials"):
