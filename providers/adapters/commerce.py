@@ -27,7 +27,10 @@ def normalise_shop(value) -> str:
         raise UsageProblem("shop is required for SHOPIFY (e.g. demo.myshopify.com)", field="shop")
     text = value.strip().lower()
     if "://" in text:
-        text = urlsplit(text).hostname or ""
+        try:
+            text = urlsplit(text).hostname or ""
+        except ValueError:  # an unclosed IPv6 host ("https://[::1"): a 400, not a 500
+            text = ""
     text = text.rstrip("/")
     if "." not in text:
         text += ".myshopify.com"

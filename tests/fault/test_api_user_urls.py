@@ -213,6 +213,8 @@ def test_odd_ports_and_unclosed_ipv6_hosts_are_400s_naming_the_field(api):  # no
                                             json_body=body), "redirectUri")
     for url in _odd("shop.fault.test", "/"):
         expect(f"storeUrl {url!r}", _initiate(api, "WOOCOMMERCE", storeUrl=url), "storeUrl")
+    for shop in ("https://[::1", "https://[::1/admin"):  # a port is dropped with the rest of the URL
+        expect(f"shop {shop!r}", _initiate(api, "SHOPIFY", shop=shop), "shop")
     for url in _odd(ALLOWED_HOST, "/hook"):
         made = call("POST", f"{api.base}/integrations/webhooks", headers=_owner(api),
                     json_body={"integrationId": api.world.integration, "url": url, "events": ["*"]})
