@@ -170,14 +170,7 @@ def signing_secrets(keyring: Keyring, row: Webhook, now: dt.datetime | None = No
 
 async def check_url_resolving(settings, url) -> str:
     """The SSRF rules, then one resolution: every address the name has must be allowed."""
-    from urllib.parse import urlsplit
+    from nexusctl import ssrf
 
-    from nexusctl.core import ssrf
-
-    if not isinstance(url, str):
-        raise UsageProblem("url must be a string", field="url")
-    url = ssrf.check_url(url, production=settings.is_production, allowed_networks=settings.webhook_allowed_networks)
-    parts = urlsplit(url)
-    await ssrf.resolve_checked(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80),
-                               settings.webhook_allowed_networks)
-    return url
+    return await ssrf.check_url_resolving(url, production=settings.is_production,
+                                          allowed_networks=settings.webhook_allowed_networks)

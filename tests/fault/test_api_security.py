@@ -204,12 +204,12 @@ HOSTILE_URLS = [
     ("http://127.0.0.1./hook", "it means 127.0.0.1"),
     ("http://0xa9fea9fe/hook", "it means 169.254.169.254"),
     ("http://2852039166/hook", "it means 169.254.169.254"),
-    ("http://loop.fault.test:{port}/hook", "resolves to 127.0.0.1"),
-    ("http://private.fault.test/hook", "resolves to 10.0.0.5"),
-    ("http://metadata.fault.test/hook", "resolves to 169.254.169.254"),
-    ("http://v6loop.fault.test/hook", "resolves to ::1"),
-    ("http://ula.fault.test/hook", "resolves to fd00::1"),
-    ("http://mapped.fault.test/hook", "loopback"),
+    ("http://loop.fault.test:{port}/hook", "resolves to an address that is not allowed"),
+    ("http://private.fault.test/hook", "resolves to an address that is not allowed"),
+    ("http://metadata.fault.test/hook", "resolves to an address that is not allowed"),
+    ("http://v6loop.fault.test/hook", "resolves to an address that is not allowed"),
+    ("http://ula.fault.test/hook", "resolves to an address that is not allowed"),
+    ("http://mapped.fault.test/hook", "resolves to an address that is not allowed"),
     ("http://nowhere.fault.test/hook", "does not resolve"),
     ("http://user:pass@127.0.0.77:{port}/hook", "credentials"),
     ("http://127.0.0.77:{port}@127.0.0.1:{port}/hook", "credentials"),
@@ -302,7 +302,8 @@ def test_a_name_rebound_to_a_private_address_gets_no_delivery(api, inside):  # n
     _emit(api, "rebind.test")
     delivery = _attempted(api, hook)
     assert delivery["status"] == "RETRYING" and delivery["deliveredAt"] is None, delivery
-    assert "SSRF" in (delivery["error"] or "") and inside in delivery["error"], delivery["error"]
+    assert "SSRF" in (delivery["error"] or "") and "not allowed" in delivery["error"], delivery["error"]
+    assert inside not in delivery["error"], delivery["error"]  # where the name points is not told
     assert path not in api.receiver.paths()
     # The control: pointed at the allowed address, the same delivery arrives.
     api.dns.set(name, ALLOWED_HOST)

@@ -181,7 +181,11 @@ def stack_launcher():
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def stack(request, emulators, tmp_path_factory, pg_template):  # noqa: F811 - the emulators fixture
-    with launch_stack(request.param, tmp_path_factory.mktemp("oauth-stack"), emulators, pg_template) as stack:
+    # The WooCommerce store a user names is the emulator on 127.0.0.1: a user-supplied URL, so the SSRF
+    # guard refuses it unless the allow-list admits it, as a developer's local store would need.
+    local = {"WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32"}
+    with launch_stack(request.param, tmp_path_factory.mktemp("oauth-stack"), emulators, pg_template,
+                      extra_env=local) as stack:
         yield stack
 
 
