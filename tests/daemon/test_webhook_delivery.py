@@ -259,6 +259,18 @@ async def test_test_event_and_redeliver(env):
     assert receiver.received[1]["headers"]["webhook-id"] == str(row.id)
 
 
+async def test_test_event_to_an_inactive_webhook_is_refused(env):
+    api, receiver, base, integration = env
+    hook = await _create(api, integration, f"{base}/hook")
+    answer = await api.patch(f"/integrations/webhooks/{hook['id']}", json={"isActive": False}, headers=auth())
+    assert answer.status == 200, await answer.text()
+    refused = await api.post(f"/integrations/webhooks/{hook['id']}/test", headers=auth())
+    body = await refused.json()
+    assert refused.status == 409 and body["error"]["code"] == "WEBHOOK_INACTIVE", body
+    assert "inactive" in body["error"]["message"]
+    assert WebhookDelivery.select().where(WebhookDelivery.webhook == uuid.UUID(hook["id"])).count() == 0
+
+
 async def test_ssrf_and_bad_input_are_refused(env):
     api, _, _, integration = env
     for url, mention in (("http://169.254.169.254/latest", "metadata"), ("http://10.0.0.5/x", "private"),
