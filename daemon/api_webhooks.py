@@ -138,7 +138,7 @@ ROUTES = [
           query=Query({"status": Str(enum=tuple(s.value for s in DeliveryStatus)), **PAGING}), paged=True,
           data=out.list_of(out.DELIVERY), errors=_HOOK),
     Route("POST", "/integrations/webhooks/{webhookId}/test", send_test, "Send a webhook.test event", "webhooks",
-          data=out.TEST_QUEUED, status=202, errors=_HOOK),
+          data=out.TEST_QUEUED, status=202, errors=_HOOK + ("WEBHOOK_INACTIVE",)),
     Route("POST", "/integrations/webhooks/{webhookId}/rotate-secret", rotate_secret,
           "New secret (shown once); the old one also signs for 24 h", "webhooks", data=out.WEBHOOK_WITH_SECRET,
           errors=_HOOK),

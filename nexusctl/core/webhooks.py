@@ -23,7 +23,7 @@ from nexusctl.core import integrations, signing
 from nexusctl.core.ids import parse_uuid
 from nexusctl.core.paging import Page, newest_first
 from nexusctl.crypto import Keyring
-from nexusctl.errors import UsageProblem, WebhookNotFound
+from nexusctl.errors import UsageProblem, WebhookInactive, WebhookNotFound
 
 ROTATION_OVERLAP = dt.timedelta(hours=24)
 MAX_EVENTS = 50
@@ -134,10 +134,19 @@ def delete(webhook_id, *, owner_id=None) -> dict:
 
 
 def send_test(webhook_id, *, owner_id=None) -> tuple[Webhook, uuid.UUID]:
-    """Queue a ``webhook.test`` event to this webhook alone, whatever it subscribes to; the delivery's id."""
+    """Queue a ``webhook.test`` event to this webhook alone, whatever it subscribes to; the delivery's id.
+
+    Refused for an inactive webhook (the worker never sends to one, so the test would wait
+    silently forever); like Stripe and Svix, a disabled endpoint gets nothing, tests included.
+    """
     from nexusctl.core import deliveries
 
     row = get(webhook_id, owner_id=owner_id)
+    if not row.is_active:
+        why = f" ({row.disabled_reason})" if row.disabled_reason else ""
+        raise WebhookInactive(f"webhook {row.id} is inactive{why}: enable it first "
+                              f"(nexusctl webhooks update {row.id} --active, or PATCH isActive: true)",
+                              id=str(row.id))
     integration = integrations.get(row.integration_id)
     with database_proxy.atomic():
         (delivery_id,) = deliveries.queue(integration, "webhook.test", {"webhookId": str(row.id), "test": True},
