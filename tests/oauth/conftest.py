@@ -58,6 +58,19 @@ class Stack:
     process: subprocess.Popen | None = None
     extra: dict = field(default_factory=dict)
 
+    # --- the daemon's life -------------------------------------------------
+    def restart(self, **env) -> None:
+        """Stop the daemon(s) and start one on the same port (the URL providers return to) with ``env``
+        merged into its environment (a None value removes that variable)."""
+        for process in [self.process, *self.extra.get("daemons", [])]:
+            if process is not None and process.poll() is None:
+                process.terminate()
+                process.wait(20)
+        self.env = {**{k: v for k, v in self.env.items() if k not in env},
+                    **{k: v for k, v in env.items() if v is not None}}
+        self.process = _start(self.env, int(self.env["PORT"]), self.log_path)
+        self.extra.setdefault("daemons", []).append(self.process)
+
     # --- HTTP against the daemon ------------------------------------------
     def api(self, method: str, path: str, *, user=None, roles=(), body=None, headers=None, base=None):
         hdrs = dict(headers or {})

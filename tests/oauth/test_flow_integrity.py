@@ -18,11 +18,11 @@ import urllib.parse
 import uuid
 
 import pytest
-from conftest import FRONTEND, _start
 from emulators.testkit import call
 from test_flow_security import at_provider, started
 
 EVIL = "https://evil.example/steal"
+FRONTEND = "http://app.nexus.test"  # the stack's FRONTEND_URL (tests/oauth/conftest.py)
 PARTNER = "http://partner.nexus.test"
 KEY_2 = base64.b64encode(bytes(range(64, 96))).decode()
 KEY_3 = base64.b64encode(bytes(range(96, 128))).decode()
@@ -142,18 +142,6 @@ def test_another_providers_callback_leaves_the_state_to_the_right_one(stack, fre
     assert replay.status == 400 and replay.json()["error"]["code"] == "OAUTH_FAILED"
 
 
-def _restart(stack, **env) -> None:
-    """Stop the stack's daemon(s) and start one on the same port (the URL providers return to) with ``env``."""
-    for process in [stack.process, *stack.extra.get("daemons", [])]:
-        if process.poll() is None:
-            process.terminate()
-            process.wait(20)
-    stack.env = {**{k: v for k, v in stack.env.items() if k not in env or env[k] is not None},
-                 **{k: v for k, v in env.items() if v is not None}}
-    stack.process = _start(stack.env, int(stack.env["PORT"]), stack.log_path)
-    stack.extra.setdefault("daemons", []).append(stack.process)
-
-
 @pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_pending_flows_survive_a_key_rotation_and_dropping_the_old_key(kind, emulators, tmp_path, pg_template,
                                                                       stack_launcher):
@@ -175,7 +163,7 @@ def test_pending_flows_survive_a_key_rotation_and_dropping_the_old_key(kind, emu
         assert report["failed"] == 0 and report["byTable"].get(where) == 2, report
 
         # The old key is dropped, and the partner origin is no longer allowed.
-        _restart(stack, ENCRYPTION_OLD_KEYS=None, ALLOWED_REDIRECT_ORIGINS=None)
+        stack.restart(ENCRYPTION_OLD_KEYS=None, ALLOWED_REDIRECT_ORIGINS=None)
         final = call("GET", callback)
         assert final.status == 302 and _query(final.location)["status"] == "success", (final.status, final.text)
         assert final.location.startswith(f"{FRONTEND}/connected?")
@@ -185,7 +173,7 @@ def test_pending_flows_survive_a_key_rotation_and_dropping_the_old_key(kind, emu
         # A flow under a key dropped without rotating cannot be read: an error redirect, not a 500.
         _, stranded = started(stack, "DISCORD", user=user)
         stranded_callback = at_provider(stranded["authorizationUrl"])
-        _restart(stack, ENCRYPTION_KEY=KEY_3)
+        stack.restart(ENCRYPTION_KEY=KEY_3)
         _refused_to_frontend(call("GET", stranded_callback))
         assert len(_connected(stack, user)) == 1
         assert "Traceback" not in stack.logs()
