@@ -93,16 +93,16 @@ async def _redis(app: web.Application):
 
 
 async def _services(app: web.Application):
-    """One outbound HTTP session for every provider call, closed on shutdown."""
-    import aiohttp
-
+    """The outbound HTTP sessions for provider calls (plain and SSRF-guarded), closed on shutdown."""
     from nexusctl.core.connect import Services
     from nexusctl.crypto import keyring_from_settings
+    from providers.http import provider_sessions
 
-    session = aiohttp.ClientSession(trust_env=False, headers={"User-Agent": "nexusctl"})
-    app[SERVICES] = Services(app[SETTINGS], keyring_from_settings(app[SETTINGS]), session, app[DB].run, app[REDIS])
-    yield
-    await session.close()
+    settings = app[SETTINGS]
+    async with provider_sessions(settings.webhook_allowed_networks) as (session, guarded):
+        app[SERVICES] = Services(settings, keyring_from_settings(settings), session, app[DB].run, app[REDIS],
+                                 guarded)
+        yield
 
 
 async def _delivery_worker(app: web.Application):

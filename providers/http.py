@@ -20,14 +20,28 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
+import contextlib
+
 import aiohttp
 
+from nexusctl import ssrf
 from nexusctl.errors import ProviderError, RateLimited
 
 log = logging.getLogger(__name__)
 
 MAX_REPLY_BYTES = 2 * 1024 * 1024
 TIMEOUT = aiohttp.ClientTimeout(total=20, connect=10)
+
+
+@contextlib.asynccontextmanager
+async def provider_sessions(allowed_networks=()):
+    """The process's two outbound sessions: one for operator-configured provider hosts, and one whose
+    connector dials only addresses the SSRF guard let through, for hosts a user named (a WooCommerce
+    store, a Shopify shop). Each keeps its connections alive across calls."""
+    async with aiohttp.ClientSession(trust_env=False, headers={"User-Agent": "nexusctl"}) as session, \
+            aiohttp.ClientSession(connector=ssrf.guarded_connector(allowed_networks), trust_env=False,
+                                  headers={"User-Agent": "nexusctl"}) as guarded:
+        yield session, guarded
 
 
 @dataclass

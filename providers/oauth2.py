@@ -44,6 +44,9 @@ def challenge_of(verifier: str) -> str:
 class OAuth2Adapter:
     # Exempt from the SSRF guard (WEBHOOK_ALLOWED_NETWORKS); registry.adapter_for sets it from the settings.
     allowed_networks: tuple = ()
+    # The process's session through the SSRF guard (providers.http.provider_sessions); without one, a
+    # user-supplied host gets a session of its own per call.
+    guarded_session: aiohttp.ClientSession | None = None
 
     def __init__(self, spec: ProviderSpec, creds: ProviderCredentials, session: aiohttp.ClientSession | None,
                  public_url: str) -> None:
@@ -147,9 +150,11 @@ class OAuth2Adapter:
         secrets = tuple(s for s in secrets if s)
         if not self.user_supplied(url):
             return await call(self.session, self.name, method, url, secrets=secrets, **kwargs)
-        # A host the user chose: its own session whose connector dials only checked addresses (resolved
+        # A host the user chose: a session whose connector dials only checked addresses (resolved
         # once, so no DNS rebinding window; IP literals in any spelling too). A refusal reads like any
         # unreachable host ("could not reach ..."), the same whether a port is open or not.
+        if self.guarded_session is not None:
+            return await call(self.guarded_session, self.name, method, url, secrets=secrets, **kwargs)
         async with aiohttp.ClientSession(connector=ssrf.guarded_connector(self.allowed_networks), trust_env=False,
                                          headers={"User-Agent": "nexusctl"}) as guarded:  # as the shared session
             return await call(guarded, self.name, method, url, secrets=secrets, **kwargs)

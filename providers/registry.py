@@ -130,8 +130,10 @@ ADAPTERS: dict[Provider, type[OAuth2Adapter]] = {
 }
 
 
-def adapter_for(provider: Provider, settings, session=None) -> OAuth2Adapter:
-    """The adapter of ``provider`` with the configured credentials and endpoint overrides."""
+def adapter_for(provider: Provider, settings, session=None, guarded_session=None) -> OAuth2Adapter:
+    """The adapter of ``provider`` with the configured credentials and endpoint overrides; user-supplied
+    hosts go through ``guarded_session`` (providers.http.provider_sessions)."""
     adapter = ADAPTERS[provider](SPECS[provider], settings.providers[provider], session, settings.public_url)
     adapter.allowed_networks = settings.webhook_allowed_networks  # one SSRF allow-list for every user-supplied URL
+    adapter.guarded_session = guarded_session
     return adapter

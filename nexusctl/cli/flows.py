@@ -18,9 +18,8 @@ def run_flow(ctx: typer.Context, flow):
     st.database()
 
     async def main():
-        import aiohttp
-
         from nexusctl.core.connect import Services, direct
+        from providers.http import provider_sessions
 
         redis = None
         if st.settings.redis_url is not None:
@@ -28,8 +27,8 @@ def run_flow(ctx: typer.Context, flow):
 
             redis = open_client(st.settings.redis_url.get(), socket_timeout=5)
         try:
-            async with aiohttp.ClientSession(trust_env=False, headers={"User-Agent": "nexusctl"}) as session:
-                return await flow(Services(st.settings, st.keyring, session, direct, redis))
+            async with provider_sessions(st.settings.webhook_allowed_networks) as (session, guarded):
+                return await flow(Services(st.settings, st.keyring, session, direct, redis, guarded))
         finally:
             if redis is not None:
                 await redis.aclose()

@@ -46,9 +46,10 @@ class Services:
     session: Any  # aiohttp.ClientSession
     run: Callable[..., Awaitable[Any]]  # run(fn, *args, **kwargs) for database work
     redis: Any = None  # redis.asyncio client, when REDIS_URL is set
+    guarded: Any = None  # aiohttp.ClientSession through the SSRF guard, for hosts a user named
 
     def adapter(self, provider: Provider):
-        return adapter_for(provider, self.settings, self.session)
+        return adapter_for(provider, self.settings, self.session, self.guarded)
 
     async def states(self, method: str, *args):
         if self.redis is not None:
