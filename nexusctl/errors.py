@@ -248,11 +248,16 @@ class PayloadTooLarge(NexusError):
     exit_code = 42
 
 def all_error_classes() -> list[type[NexusError]]:
-    """Every concrete error class, for docs and the exit-code table."""
+    """Every error class of this table, for docs and the exit-code table.
+
+    Only the classes defined here: a subclass elsewhere (e.g. core.oauth_states.StateUnreadable) refines
+    one of them for control flow and shares its code and exit code; what the docs list must not depend
+    on which modules happen to be imported."""
     seen: list[type[NexusError]] = []
     stack: list[type[NexusError]] = [NexusError]
     while stack:
         cls = stack.pop(0)
-        seen.append(cls)
+        if cls.__module__ == __name__:
+            seen.append(cls)
         stack.extend(cls.__subclasses__())
     return seen

@@ -42,3 +42,13 @@ def test_readme_documents_every_exit_code():
     for cls in _concrete():
         assert f"`{cls.code}`" in text, f"README lacks {cls.code}"
         assert f"| {cls.exit_code} |" in text, f"README lacks exit code {cls.exit_code}"
+
+
+def test_the_table_is_the_same_whatever_is_imported():
+    """A refinement elsewhere (StateUnreadable is an OAUTH_FAILED) joins neither the docs nor the exit-code
+    table: both failed when a test importing core.oauth_states ran first."""
+    import nexusctl.core.oauth_states as states
+
+    assert issubclass(states.StateUnreadable, errors.OAuthFailed)
+    assert states.StateUnreadable not in errors.all_error_classes()
+    assert {c.__module__ for c in errors.all_error_classes()} == {"nexusctl.errors"}
