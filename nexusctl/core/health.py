@@ -197,7 +197,8 @@ def judge(f: Facts, now: dt.datetime, lead: dt.timedelta) -> tuple[str, list[Rea
             "connect it again and allow them")
     for run in f.syncs:
         if run["status"] == SyncStatus.FAILED.value:
-            code = "RATE_LIMITED" if run["errorCode"] == "RATE_LIMITED" else "SYNC_FAILED"
+            # A run refused for a missing scope says which (an approval-only one is not in f.required).
+            code = run["errorCode"] if run["errorCode"] in ("RATE_LIMITED", "MISSING_SCOPES") else "SYNC_FAILED"
             add(code, DEGRADED, f"the last {run['action']} run failed at {run['at']}: {run['error']}")
     hooks = f.webhooks
     if hooks.get("disabled"):
