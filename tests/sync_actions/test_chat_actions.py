@@ -15,7 +15,7 @@ def _channels(n):
 
 def test_slack_reads_every_channel_across_cursor_pages(fresh_emulators):
     fresh_emulators["SLACK"].set_records("channels", _channels(450))
-    token = mint(fresh_emulators, "SLACK", ["channels:read"])
+    token = mint(fresh_emulators, "SLACK")
     pages, calls = read_all(fresh_emulators, "SLACK", "fetch_channels", token=token)
     assert calls == 3 and [len(p.items) for p in pages] == [200, 200, 50]
     assert [i.external_id for p in pages for i in p.items] == [f"C{i:08d}" for i in range(450)]
@@ -25,7 +25,7 @@ def test_slack_reads_every_channel_across_cursor_pages(fresh_emulators):
 
 def test_slack_resumes_from_a_stored_cursor(fresh_emulators):
     fresh_emulators["SLACK"].set_records("channels", _channels(450))
-    token = mint(fresh_emulators, "SLACK", ["channels:read"])
+    token = mint(fresh_emulators, "SLACK")
     first, _ = read_all(fresh_emulators, "SLACK", "fetch_channels", token=token, max_pages=1)
     rest, calls = read_all(fresh_emulators, "SLACK", "fetch_channels", token=token, resume=first[0].resume)
     assert calls == 2 and rest[0].items[0].external_id == "C00000200"
