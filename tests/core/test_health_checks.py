@@ -62,7 +62,7 @@ def test_expiry_reasons(database, make_integration):
 
 
 def test_missing_scopes_count_only_what_was_asked_for_and_reported(database, make_integration):
-    partial = make_integration(provider=Provider.SLACK, scope=["channels:read", "team:read"])
+    partial = make_integration(provider=Provider.SLACK, scope=["channels:read", "groups:read", "team:read"])
     record = health_checks.check(partial.id, **WINDOWS)
     assert record["scopes"]["missing"] == ["chat:write"] and "publish" in record["reasons"][0]["message"]
     unreported = make_integration(provider=Provider.SLACK, scope=[])

@@ -1,0 +1,56 @@
+"""Every action a provider offers asks for what it needs: the scopes the service requests cover each sync
+action's (and publishing's) needs, and a need outside the spec's scopes is an approval-only scope the operator
+turns on (<PROVIDER>_APPROVED_SCOPES), never one asked for by default."""
+
+from __future__ import annotations
+
+import pytest
+
+from nexusctl import config
+from nexusctl.config import APPROVAL_SCOPES
+from nexusctl.enums import Provider
+from nexusctl.errors import ConfigError
+from providers import scopes
+from providers.registry import SPECS
+from providers.sync.publish import PUBLISHERS
+from providers.sync.registry import actions_of
+from synckit import settings_for
+
+
+def _offered(provider: Provider) -> list[str]:
+    return ["account", *actions_of(provider), *(["publish"] if provider.value in PUBLISHERS else [])]
+
+
+@pytest.mark.parametrize("provider", [p for p in Provider if SPECS[p].scopes], ids=lambda p: p.value)
+def test_every_offered_action_has_its_scopes_requested(provider):
+    approved = APPROVAL_SCOPES.get(provider, ())
+    asked = set(scopes.requested(provider, approved))
+    for action in _offered(provider):
+        if action != "account":
+            assert action in scopes.NEEDS[provider], f"{provider.value} {action}: needed scopes unknown"
+        lacking = set(scopes.needed(provider, action)) - asked
+        assert not lacking, f"{provider.value} {action} needs {sorted(lacking)}, never requested"
+        beyond_spec = set(scopes.needed(provider, action)) - set(SPECS[provider].scopes)
+        assert beyond_spec <= set(approved), f"{provider.value} {action}: {sorted(beyond_spec)} requested nowhere"
+    for action, (scope, _note) in scopes.WIDENING.get(provider, {}).items():
+        assert action in actions_of(provider) and scope in asked
+
+
+def test_approval_only_scopes_are_asked_for_only_when_the_operator_says_so():
+    for provider, approval in APPROVAL_SCOPES.items():
+        assert not set(approval) & set(SPECS[provider].scopes), provider  # never by default
+        assert set(scopes.requested(provider, approval)) - set(SPECS[provider].scopes) == set(approval)
+
+
+def test_the_consent_asks_for_the_approved_scopes(emulators):
+    settings = settings_for(emulators, {"LINKEDIN_APPROVED_SCOPES": "r_member_social"})
+    assert settings.providers[Provider.LINKEDIN].approved_scopes == ("r_member_social",)
+    from providers.registry import adapter_for
+
+    url = adapter_for(Provider.LINKEDIN, settings).authorization_url("s", None)
+    assert "r_member_social" in url
+    plain = adapter_for(Provider.LINKEDIN, settings_for(emulators)).authorization_url("s", None)
+    assert "r_member_social" not in plain
+    with pytest.raises(ConfigError, match="LINKEDIN_APPROVED_SCOPES.*w_organization_social"):
+        settings_for(emulators, {"LINKEDIN_APPROVED_SCOPES": "r_member_social w_organization_social"})
+    assert "SHOPIFY_APPROVED_SCOPES" in config.variable_names()
