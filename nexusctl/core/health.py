@@ -79,11 +79,15 @@ def _parse(value) -> dt.datetime | None:
 
 def capabilities_of(row: Integration) -> list[str]:
     """What the integration does: its provider's sync actions, and publishing where the provider can."""
+    return capabilities_of_provider(row.provider)
+
+
+def capabilities_of_provider(provider) -> list[str]:
     from providers.sync.publish import PUBLISHERS
     from providers.sync.registry import actions_of
 
-    names = list(actions_of(row.provider))
-    if row.provider.value in PUBLISHERS:
+    names = list(actions_of(provider))
+    if provider.value in PUBLISHERS:
         names.append(PUBLISH)
     return names
 

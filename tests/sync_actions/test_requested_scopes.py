@@ -54,3 +54,19 @@ def test_the_consent_asks_for_the_approved_scopes(emulators):
     with pytest.raises(ConfigError, match="LINKEDIN_APPROVED_SCOPES.*w_organization_social"):
         settings_for(emulators, {"LINKEDIN_APPROVED_SCOPES": "r_member_social w_organization_social"})
     assert "SHOPIFY_APPROVED_SCOPES" in config.variable_names()
+
+
+def test_the_readme_lists_each_sync_actions_scopes():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
+    for provider, actions in scopes.NEEDS.items():
+        for action in actions_of(provider):
+            row = rows.get(provider.value, "")
+            assert f"`{action}`: " in row, f"README's scopes table lacks {provider.value} {action}"
+            part = row.split(f"`{action}`: ", 1)[1].split(";")[0]
+            for scope in scopes.needed(provider, action):
+                assert f"`{scope}`" in part, f"README: {provider.value} {action} needs {scope}"
+            if set(scopes.needed(provider, action)) & set(APPROVAL_SCOPES.get(provider, ())):
+                assert "approval-only" in part, f"README: {provider.value} {action}"
