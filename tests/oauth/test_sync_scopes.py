@@ -150,6 +150,8 @@ def test_without_the_providers_approval_the_action_says_what_to_do(stack, fresh_
         assert stack.emulators[provider].calls[endpoint] == 0
         health = _health(stack, integration, user)
         assert [r for r in health["reasons"] if r["code"] == "MISSING_SCOPES" and scope in r["message"]], health
+        by_cli = stack.cli("sync", "run", integration, "--action", action)
+        assert by_cli.returncode == 28 and scope in by_cli.stdout, (by_cli.returncode, by_cli.stdout, by_cli.stderr)
 
 
 def test_an_operator_claiming_an_approval_the_app_lacks_gets_the_consent_refused(stack, fresh_emulators):
