@@ -76,6 +76,22 @@ WIDENING: dict[Provider, dict[str, tuple[str, str]]] = {
 }
 
 
+# A granted scope that includes others (Salesforce: "full encompasses all other scopes"; Zapier's zap:all).
+IMPLIES: dict[Provider, dict[str, tuple[str, ...]]] = {
+    Provider.SALESFORCE: {"full": ("api",)},
+    Provider.ZAPIER: {"zap:all": ("zap",)},
+}
+
+
+def effective(provider: Provider, granted) -> set[str]:
+    """The granted scopes with those they include."""
+    out = set(granted or ())
+    for scope, implied in IMPLIES.get(provider, {}).items():
+        if scope in out:
+            out.update(implied)
+    return out
+
+
 def requested(provider: Provider, approved=()) -> tuple[str, ...]:
     """The scopes the service asks for: the spec's, and the approval-only ones the operator says the app has."""
     extra = tuple(s for s in APPROVAL.get(provider, {}) if s in approved)
@@ -90,7 +106,7 @@ def needed(provider: Provider, action: str) -> tuple[str, ...]:
 def refusal(provider: Provider, action: str, granted, approved=()) -> MissingScopes | None:
     """Why ``action`` cannot run on a connection that was granted ``granted`` (None: it can). A grant that lists
     no scopes (the provider did not say) is not judged: the provider's own answer will tell."""
-    granted = set(granted or ())
+    granted = effective(provider, granted)
     if not granted:
         return None
     missing = [s for s in needed(provider, action) if s not in granted]

@@ -60,7 +60,7 @@ class Facts:
         if not self.granted:  # the provider did not say what it granted: nothing to compare
             return []
         wanted = {s for scopes in self.required.values() for s in scopes}
-        return sorted(wanted - set(self.granted))
+        return sorted(wanted - needed_scopes.effective(self.row.provider, self.granted))
 
 
 def _iso(value: dt.datetime | None) -> str | None:

@@ -70,3 +70,11 @@ def test_the_readme_lists_each_sync_actions_scopes():
                 assert f"`{scope}`" in part, f"README: {provider.value} {action} needs {scope}"
             if set(scopes.needed(provider, action)) & set(APPROVAL_SCOPES.get(provider, ())):
                 assert "approval-only" in part, f"README: {provider.value} {action}"
+
+
+def test_a_scope_that_includes_another_counts_as_granting_it():
+    assert scopes.refusal(Provider.SALESFORCE, "fetch_contacts", ["full", "refresh_token"]) is None
+    assert scopes.refusal(Provider.ZAPIER, "fetch_zaps", ["profile", "zap:all"]) is None
+    refused = scopes.refusal(Provider.ZAPIER, "fetch_zaps", ["profile"])
+    assert refused.code == "MISSING_SCOPES" and refused.details["scopes"] == ["zap"]
+    assert scopes.refusal(Provider.ZAPIER, "fetch_zaps", []) is None  # the provider did not say: not judged
