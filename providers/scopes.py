@@ -21,7 +21,6 @@ log says what it left out.
 
 from __future__ import annotations
 
-from nexusctl.config import APPROVAL_SCOPES
 from nexusctl.enums import Provider
 from nexusctl.errors import MissingScopes
 from providers.registry import SPECS
@@ -58,7 +57,8 @@ NEEDS: dict[Provider, dict[str, tuple[str, ...]]] = {
     Provider.PAYPAL: {"account": ("openid",), "fetch_transactions": (PAYPAL_SEARCH,)},
 }
 
-# Why a provider grants each approval-only scope only to some apps (the scopes: nexusctl.config.APPROVAL_SCOPES).
+# Why a provider grants each approval-only scope only to some apps: the scopes of nexusctl.config.APPROVAL_SCOPES
+# (which validates <PROVIDER>_APPROVED_SCOPES), the same ones (tests/sync_actions/test_requested_scopes.py).
 APPROVAL: dict[Provider, dict[str, str]] = {
     Provider.LINKEDIN: {"r_member_social": "LinkedIn grants it only to apps approved for its Community "
                                            "Management API (partners)"},
@@ -67,7 +67,6 @@ APPROVAL: dict[Provider, dict[str, str]] = {
     Provider.SHOPIFY: {"read_all_orders": "Shopify grants it only to apps it approved for orders older than "
                                           "60 days"},
 }
-assert {p: tuple(s) for p, s in APPROVAL.items()} == APPROVAL_SCOPES
 
 # action -> (scope, what the run leaves out without it): not needed, the run completes and its log says so.
 WIDENING: dict[Provider, dict[str, tuple[str, str]]] = {

@@ -37,6 +37,7 @@ def test_every_offered_action_has_its_scopes_requested(provider):
 
 
 def test_approval_only_scopes_are_asked_for_only_when_the_operator_says_so():
+    assert {p: tuple(reasons) for p, reasons in scopes.APPROVAL.items()} == APPROVAL_SCOPES
     for provider, approval in APPROVAL_SCOPES.items():
         assert not set(approval) & set(SPECS[provider].scopes), provider  # never by default
         assert set(scopes.requested(provider, approval)) - set(SPECS[provider].scopes) == set(approval)
