@@ -99,11 +99,13 @@ def load(row_id) -> tuple[Integration, bool] | None:
     return None if row is None else (row, bool(row.has_rt))
 
 
-def facts(row: Integration, has_refresh_token: bool, now: dt.datetime) -> Facts:
+def facts(row: Integration, has_refresh_token: bool, now: dt.datetime, approved=()) -> Facts:
+    """``approved``: the provider's approval-only scopes the operator configured (asked for, so required too)."""
     provider_facts = (row.metadata or {}).get("provider") or {}
     capabilities = capabilities_of(row)
     found = Facts(row, has_refresh_token, _parse(provider_facts.get("refreshTokenExpiresAt")),
-                  granted=list(row.scope or []), required=needed_scopes.required(row.provider, capabilities))
+                  granted=list(row.scope or []),
+                  required=needed_scopes.required(row.provider, capabilities, approved))
     found.syncs = [s for s in (_last_run(row.id, name) for name in capabilities) if s is not None]
     limited = [s for s in found.syncs if s["rateLimitWaits"] or s["errorCode"] == "RATE_LIMITED"]
     if limited:

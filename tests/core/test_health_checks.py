@@ -76,6 +76,15 @@ def test_missing_scopes_count_only_what_was_asked_for_and_reported(database, mak
     assert health_checks.check(twitter.id, **WINDOWS)["status"] == "healthy"
 
 
+def test_an_approval_only_scope_counts_once_the_operator_configured_it(database, make_integration):
+    # LinkedIn's r_member_social (fetch_posts) is asked for only with LINKEDIN_APPROVED_SCOPES: only then can a
+    # grant lack it in a way connecting again fixes.
+    row = make_integration(provider=Provider.LINKEDIN, scope=["openid", "profile", "email", "w_member_social"])
+    assert health_checks.check(row.id, **WINDOWS)["scopes"]["missing"] == []
+    record = health_checks.check(row.id, **WINDOWS, approved={Provider.LINKEDIN: ("r_member_social",)})
+    assert record["scopes"]["missing"] == ["r_member_social"] and "fetch_posts" in record["reasons"][0]["message"]
+
+
 def test_a_change_is_announced_once_and_recovery_too(database, make_integration):
     row = make_integration(provider=Provider.DISCORD)
     assert health_checks.check(row.id, **WINDOWS)["status"] == "healthy"

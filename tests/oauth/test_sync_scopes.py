@@ -128,6 +128,8 @@ def test_a_grant_without_a_needed_scope_fails_with_missing_scopes_and_health_nam
             emu.approve_scopes(APPROVAL_AT_EMULATOR[provider])
         emu.set_records(kind, rows)
         user, integration = _connect(stack, provider, without=(scope,))
+        before = _health(stack, integration, user)  # known from the grant alone, before any run
+        assert before["status"] == "degraded" and before["scopes"]["missing"] == [scope], (provider, before)
         log = _sync(stack, integration, user, action)
         assert log["status"] == "FAILED" and log["error"].startswith("MISSING_SCOPES: "), (provider, log)
         assert scope in log["error"] and "connect it again" in log["error"], log["error"]
