@@ -59,6 +59,14 @@ ENDPOINT_KINDS = ("AUTH", "TOKEN", "API", "REVOKE")
 # Endpoints only some providers have, overridable the same way (<PROVIDER>_<KIND>_URL): Google Ads' API is
 # googleads.googleapis.com (GOOGLE_ADS_API_URL), so its who-am-I (OpenID userinfo) has a URL of its own.
 EXTRA_ENDPOINT_KINDS = {Provider.GOOGLE_ADS: ("USERINFO",)}
+# Scopes a provider grants only to apps it approved (partner programmes, per-app reviews): the service asks
+# for one only when the operator says the app has it (<PROVIDER>_APPROVED_SCOPES), since asking without the
+# approval makes the provider refuse the whole consent. Why each needs approval: providers/scopes.py.
+APPROVAL_SCOPES = {
+    Provider.LINKEDIN: ("r_member_social",),
+    Provider.PAYPAL: ("https://uri.paypal.com/services/reporting/search/read",),
+    Provider.SHOPIFY: ("read_all_orders",),
+}
 
 
 # Settings and ProviderCredentials are NamedTuples, not frozen dataclasses: @dataclass generates
@@ -68,6 +76,8 @@ class ProviderCredentials(NamedTuple):
     client_secret: Secret | None
     # <PROVIDER>_AUTH_URL / _TOKEN_URL / _API_URL / _REVOKE_URL: sandboxes and emulators.
     endpoints: Mapping[str, str] = MappingProxyType({})
+    # <PROVIDER>_APPROVED_SCOPES: approval-only scopes (APPROVAL_SCOPES) the provider granted this app.
+    approved_scopes: tuple[str, ...] = ()
 
     @property
     def configured(self) -> bool:
@@ -528,8 +538,20 @@ def _providers(env: Mapping[str, str]) -> dict[Provider, ProviderCredentials]:
                 if parts.scheme not in ("http", "https") or not parts.hostname:
                     raise ConfigError(f"{name}: {value!r} is not an http(s) URL with a host")
                 endpoints[kind] = value.rstrip("/") if kind == "API" else value
-        creds[provider] = ProviderCredentials(client_id, Secret(secret) if secret else None, endpoints)
+        creds[provider] = ProviderCredentials(client_id, Secret(secret) if secret else None, endpoints,
+                                              _approved_scopes(env, provider))
     return creds
+
+
+def _approved_scopes(env: Mapping[str, str], provider: Provider) -> tuple[str, ...]:
+    name = f"{provider.value}_APPROVED_SCOPES"
+    given = [s for s in env.get(name, "").replace(",", " ").split() if s]
+    known = APPROVAL_SCOPES.get(provider, ())
+    unknown = [s for s in given if s not in known]
+    if unknown:
+        raise ConfigError(f"{name}: {', '.join(unknown)} is not a scope {provider.value} approves per app "
+                          f"(known: {', '.join(known) or 'none'})")
+    return tuple(s for s in known if s in given)
 
 
 def variable_names() -> list[str]:
@@ -548,4 +570,5 @@ def variable_names() -> list[str]:
     for provider in Provider:
         names += [f"{provider.value}_CLIENT_ID", f"{provider.value}_CLIENT_SECRET"]
         names += [f"{provider.value}_{kind}_URL" for kind in ENDPOINT_KINDS + EXTRA_ENDPOINT_KINDS.get(provider, ())]
+    names += [f"{provider.value}_APPROVED_SCOPES" for provider in APPROVAL_SCOPES]
     return names

@@ -24,7 +24,8 @@ error boundary (``nexusctl.cli.main``) and the daemon's error middleware.
     ├── RefreshFailed           REFRESH_FAILED          401  exit 22
     ├── RateLimited             RATE_LIMITED            429  exit 23
     ├── SyncFailed              SYNC_FAILED             500  exit 24
-    │   └── SyncNotStarted      SYNC_NOT_STARTED        409  exit 27
+    │   ├── SyncNotStarted      SYNC_NOT_STARTED        409  exit 27
+    │   └── MissingScopes       MISSING_SCOPES          403  exit 28
     ├── ProviderError           PROVIDER_ERROR          502  exit 25
     ├── ProviderNotConfigured   PROVIDER_NOT_CONFIGURED 400  exit 26
     ├── DecryptionFailed        DECRYPTION_FAILED       500  exit 30
@@ -198,6 +199,14 @@ class SyncNotStarted(SyncFailed):
     code = "SYNC_NOT_STARTED"
     http_status = 409
     exit_code = 27
+
+
+class MissingScopes(SyncFailed):
+    """The connection's grant lacks a scope the action needs: connect again and allow it."""
+
+    code = "MISSING_SCOPES"
+    http_status = 403
+    exit_code = 28
 
 
 class ProviderError(NexusError):

@@ -56,6 +56,12 @@ class OAuth2Adapter:
         self.public_url = public_url.rstrip("/")
         self.name = spec.provider.value
 
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        """What the consent asks for: the spec's scopes and the approval-only ones the operator says the app has
+        (<PROVIDER>_APPROVED_SCOPES; providers.scopes.requested says the same)."""
+        return tuple(self.spec.scopes) + tuple(getattr(self.creds, "approved_scopes", ()))
+
     # --- URLs ---------------------------------------------------------------
 
     def url(self, kind: str, tenant: str | None = None) -> str | None:
@@ -80,8 +86,8 @@ class OAuth2Adapter:
             "redirect_uri": self.redirect_uri,
             "state": state,
         }
-        if self.spec.scopes:
-            params["scope"] = self.spec.scope_separator.join(self.spec.scopes)
+        if self.scopes:
+            params["scope"] = self.spec.scope_separator.join(self.scopes)
         if self.spec.pkce and verifier:
             params["code_challenge"] = challenge_of(verifier)
             params["code_challenge_method"] = "S256"

@@ -58,7 +58,7 @@ SPECS: dict[Provider, ProviderSpec] = {s.provider: s for s in [
     ProviderSpec(Provider.HUBSPOT, auth_url="https://app.hubspot.com/oauth/authorize",
                  token_url="https://api.hubapi.com/oauth/v3/token", api_url="https://api.hubapi.com",
                  revoke_url="https://api.hubapi.com/oauth/v1/refresh-tokens",
-                 scopes=("oauth", "crm.objects.contacts.read"), pkce=True),
+                 scopes=("oauth", "crm.objects.contacts.read", "marketing.campaigns.read"), pkce=True),
     # API host = instance_url from the token answer; rotation is an app setting (handled either way).
     ProviderSpec(Provider.SALESFORCE, auth_url="https://login.salesforce.com/services/oauth2/authorize",
                  token_url="https://login.salesforce.com/services/oauth2/token",
@@ -111,7 +111,8 @@ SPECS: dict[Provider, ProviderSpec] = {s.provider: s for s in [
     ProviderSpec(Provider.SLACK, auth_url="https://slack.com/oauth/v2/authorize",
                  token_url="https://slack.com/api/oauth.v2.access", api_url="https://slack.com/api",
                  revoke_url="https://slack.com/api/auth.revoke",
-                 scopes=("channels:read", "chat:write", "team:read"), scope_separator=",", refresh=R.ROTATING),
+                 scopes=("channels:read", "groups:read", "chat:write", "team:read"), scope_separator=",",
+                 refresh=R.ROTATING),
     ProviderSpec(Provider.DISCORD, auth_url="https://discord.com/oauth2/authorize",
                  token_url="https://discord.com/api/oauth2/token", api_url="https://discord.com/api",
                  revoke_url="https://discord.com/api/oauth2/token/revoke", scopes=("identify", "guilds"),

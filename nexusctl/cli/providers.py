@@ -19,10 +19,14 @@ def describe(settings, provider, *, full: bool = False) -> dict:
     from providers.catalog import CATALOG
     from providers.registry import SPECS, adapter_for
 
+    from providers import scopes
+
     spec, creds = SPECS[provider], settings.providers[provider]
     configured = creds.configured or not spec.needs_credentials
-    data = {**CATALOG[provider].to_dict(configured), **spec.to_dict()}
+    data = {**CATALOG[provider].to_dict(configured), **spec.to_dict(),
+            "scopes": list(scopes.requested(provider, creds.approved_scopes))}  # what the consent asks for
     if full:
+        data["actionScopes"] = _action_scopes(provider, creds.approved_scopes)
         adapter = adapter_for(provider, settings)
         data["missing"] = [] if configured else creds.missing(provider)
         data["callbackUrl"] = adapter.redirect_uri
@@ -30,6 +34,25 @@ def describe(settings, provider, *, full: bool = False) -> dict:
                              for kind in ENDPOINT_KINDS + EXTRA_ENDPOINT_KINDS.get(provider, ())
                              if adapter.url(kind, "{shop}")}
     return data
+
+
+def _action_scopes(provider, approved) -> dict[str, str]:
+    """Each sync action (and publish) -> the scopes it needs; an approval-only one not configured says so."""
+    from nexusctl.core.health import capabilities_of_provider
+    from providers import scopes
+
+    out = {}
+    for action in capabilities_of_provider(provider):
+        needed = scopes.needed(provider, action)
+        waiting = [s for s in needed if s in scopes.APPROVAL.get(provider, {}) and s not in approved]
+        text = " ".join(needed) or "-"
+        if waiting:
+            text += f" (approval-only: set {provider.value}_APPROVED_SCOPES once {provider.value} approved the app)"
+        widening = scopes.WIDENING.get(provider, {}).get(action)
+        if widening and widening[0] not in approved:
+            text += f" (without {widening[0]}: {widening[1].split(':')[0]})"
+        out[action] = text
+    return out
 
 
 @app.command("list")
@@ -50,7 +73,7 @@ def show_cmd(
     provider: Annotated[str, typer.Argument(help="Provider, e.g. SHOPIFY.", show_default=False)],
     as_json: Json = False,
 ) -> None:
-    """Show one provider: scopes, PKCE, refresh style, endpoints (and overrides), missing variables.
+    """Show one provider: scopes (and those each sync action needs), PKCE, refresh style, endpoints, missing variables.
 
     Example:  nexusctl providers show SHOPIFY
     """

@@ -115,7 +115,8 @@ def _finish(ctx, rows: list[dict], as_json: bool) -> None:
     failed = [row for row in rows if row["status"] == "FAILED"]
     if failed:
         output.error(f"{len(failed)} of {len(rows)} sync runs failed")
-        raise typer.Exit(24)  # SYNC_FAILED
+        scopes_only = all((row["metadata"] or {}).get("errorCode") == "MISSING_SCOPES" for row in failed)
+        raise typer.Exit(28 if scopes_only else 24)  # MISSING_SCOPES when that is every failure, else SYNC_FAILED
 
 
 @app.command("run")
@@ -134,7 +135,8 @@ def run_cmd(
 ) -> None:
     """Sync now: read the provider's data, record a sync log, emit change events.
 
-    Exit code 24 when any run failed (one line per run; --json for scripts).
+    Exit code 24 when any run failed, 28 when every failure was a missing scope (one line per run; --json for
+    scripts).
 
     Example:  nexusctl sync run --all --provider SLACK --json
     """

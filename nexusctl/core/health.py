@@ -60,7 +60,7 @@ class Facts:
         if not self.granted:  # the provider did not say what it granted: nothing to compare
             return []
         wanted = {s for scopes in self.required.values() for s in scopes}
-        return sorted(wanted - set(self.granted))
+        return sorted(wanted - needed_scopes.effective(self.row.provider, self.granted))
 
 
 def _iso(value: dt.datetime | None) -> str | None:
@@ -79,11 +79,15 @@ def _parse(value) -> dt.datetime | None:
 
 def capabilities_of(row: Integration) -> list[str]:
     """What the integration does: its provider's sync actions, and publishing where the provider can."""
+    return capabilities_of_provider(row.provider)
+
+
+def capabilities_of_provider(provider) -> list[str]:
     from providers.sync.publish import PUBLISHERS
     from providers.sync.registry import actions_of
 
-    names = list(actions_of(row.provider))
-    if row.provider.value in PUBLISHERS:
+    names = list(actions_of(provider))
+    if provider.value in PUBLISHERS:
         names.append(PUBLISH)
     return names
 
@@ -95,11 +99,13 @@ def load(row_id) -> tuple[Integration, bool] | None:
     return None if row is None else (row, bool(row.has_rt))
 
 
-def facts(row: Integration, has_refresh_token: bool, now: dt.datetime) -> Facts:
+def facts(row: Integration, has_refresh_token: bool, now: dt.datetime, approved=()) -> Facts:
+    """``approved``: the provider's approval-only scopes the operator configured (asked for, so required too)."""
     provider_facts = (row.metadata or {}).get("provider") or {}
     capabilities = capabilities_of(row)
     found = Facts(row, has_refresh_token, _parse(provider_facts.get("refreshTokenExpiresAt")),
-                  granted=list(row.scope or []), required=needed_scopes.required(row.provider, capabilities))
+                  granted=list(row.scope or []),
+                  required=needed_scopes.required(row.provider, capabilities, approved))
     found.syncs = [s for s in (_last_run(row.id, name) for name in capabilities) if s is not None]
     limited = [s for s in found.syncs if s["rateLimitWaits"] or s["errorCode"] == "RATE_LIMITED"]
     if limited:
@@ -197,7 +203,8 @@ def judge(f: Facts, now: dt.datetime, lead: dt.timedelta) -> tuple[str, list[Rea
             "connect it again and allow them")
     for run in f.syncs:
         if run["status"] == SyncStatus.FAILED.value:
-            code = "RATE_LIMITED" if run["errorCode"] == "RATE_LIMITED" else "SYNC_FAILED"
+            # A run refused for a missing scope says which (an approval-only one is not in f.required).
+            code = run["errorCode"] if run["errorCode"] in ("RATE_LIMITED", "MISSING_SCOPES") else "SYNC_FAILED"
             add(code, DEGRADED, f"the last {run['action']} run failed at {run['at']}: {run['error']}")
     hooks = f.webhooks
     if hooks.get("disabled"):

@@ -46,23 +46,25 @@ BATCH = 200  # integrations per run of the health job
 
 
 def windows(settings) -> dict:
-    """The settings a check needs: ``lead`` (TOKEN_EXPIRY_WARNING) and ``recheck`` (HEALTH_RECHECK)."""
+    """The settings a check needs: ``lead`` (TOKEN_EXPIRY_WARNING), ``recheck`` (HEALTH_RECHECK) and ``approved``
+    (<PROVIDER>_APPROVED_SCOPES: approval-only scopes the service asks for, so a grant lacking one lacks a scope)."""
     return {"lead": dt.timedelta(seconds=settings.token_expiry_warning),
-            "recheck": dt.timedelta(seconds=settings.health_recheck_seconds)}
+            "recheck": dt.timedelta(seconds=settings.health_recheck_seconds),
+            "approved": {p: c.approved_scopes for p, c in settings.providers.items() if c.approved_scopes}}
 
 
-def check(integration_id, *, lead: dt.timedelta, recheck: dt.timedelta, owner_id=None) -> dict:
+def check(integration_id, *, lead: dt.timedelta, recheck: dt.timedelta, owner_id=None, approved=None) -> dict:
     """Judge one integration now, store the status (announcing a change) and return its health record."""
     row_id = parse_uuid(integration_id, "integrationId")
     loaded = health.load(row_id)
     if loaded is None or (owner_id is not None and loaded[0].user_id != owner_id):
         raise IntegrationNotFound(f"integration {row_id} not found", id=str(row_id))
-    return _check_loaded(*loaded, lead=lead, recheck=recheck)
+    return _check_loaded(*loaded, lead=lead, recheck=recheck, approved=approved)
 
 
-def _check_loaded(row: Integration, has_refresh_token: bool, *, lead, recheck) -> dict:
+def _check_loaded(row: Integration, has_refresh_token: bool, *, lead, recheck, approved=None) -> dict:
     now = utcnow()
-    found = health.facts(row, has_refresh_token, now)
+    found = health.facts(row, has_refresh_token, now, approved=(approved or {}).get(row.provider, ()))
     status, reasons = health.judge(found, now, lead)
     store(row, status, reasons, now, health.next_check(found, now, lead, recheck))
     return health.record(found, status, reasons, now)
@@ -99,7 +101,8 @@ def _announce(row: Integration, previous: str | None, status: str, reasons: list
                   reasons=[r.to_dict() for r in reasons], message=message)
 
 
-def check_due(*, lead: dt.timedelta, recheck: dt.timedelta, limit: int = BATCH, user_id=None) -> dict:
+def check_due(*, lead: dt.timedelta, recheck: dt.timedelta, limit: int = BATCH, user_id=None,
+              approved=None) -> dict:
     """Check the integrations whose next check is due (oldest first, at most ``limit``); returns counts."""
     now = utcnow()
     query = Integration.select(Integration.id).where(Integration.health_due_at <= now)
@@ -111,7 +114,7 @@ def check_due(*, lead: dt.timedelta, recheck: dt.timedelta, limit: int = BATCH, 
         if loaded is None:  # deleted meanwhile
             continue
         before = loaded[0].health_status
-        result = _check_loaded(*loaded, lead=lead, recheck=recheck)
+        result = _check_loaded(*loaded, lead=lead, recheck=recheck, approved=approved)
         counts["checked"] += 1
         counts[result["status"]] += 1
         counts["changed"] += result["status"] != before

@@ -19,6 +19,10 @@ in one transaction by nexusctl.core.sync_state.
 - A refused token is refreshed once (the single-flight refresh) and the page
   retried; a token about to expire is refreshed before the first call.
 - Cancelling (``nexusctl sync cancel``) stops the run after its current page.
+- Scopes: an action whose needed scopes (providers.scopes) the connection's
+  grant lacks fails at once with MISSING_SCOPES naming them, before any call;
+  a scope that only widens what an action reads (Shopify's read_all_orders)
+  is noted in the log's metadata (``note``) when missing.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from db.models import Integration, IntegrationSyncLog
 from nexusctl.core import connections, integrations, leases, sync_state
 from nexusctl.enums import SyncStatus
 from nexusctl.errors import NexusError, ProviderError, RateLimited, SyncFailed, SyncNotStarted, TokenExpired
+from providers import scopes as needed_scopes
 from providers.sync.base import SyncApi
 from providers.sync.registry import AUTH_HEADER, action_of
 
@@ -158,6 +163,13 @@ async def run(svc, log_id, *, progress=None, budget: float | None = None) -> Int
             finally:
                 renewer.cancel()
         (action,) = action_of(row.provider, name)
+        granted, approved = row.scope or [], svc.settings.providers[row.provider].approved_scopes
+        refused = needed_scopes.refusal(row.provider, name, granted, approved)
+        if refused is not None:
+            raise refused
+        widening = needed_scopes.WIDENING.get(row.provider, {}).get(name)
+        if widening is not None and granted and widening[0] not in granted:
+            stats["note"] = widening[1]
         full = bool((started.metadata or {}).get("full"))
         resume = None if full else await svc.run(sync_state.resume_of, integration_id, name)
         stats["resumedFrom"] = resume

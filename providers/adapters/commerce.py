@@ -70,7 +70,7 @@ class Shopify(OAuth2Adapter):
         return False
 
     def authorization_url(self, state: str, verifier, tenant=None) -> str:
-        params = {"client_id": self.creds.client_id or "", "scope": ",".join(self.spec.scopes),
+        params = {"client_id": self.creds.client_id or "", "scope": ",".join(self.scopes),
                   "redirect_uri": self.redirect_uri, "state": state}
         return f"{self.url('AUTH', tenant)}?{urlencode(params)}"
 

@@ -105,6 +105,11 @@ class HubSpot(OAuth2Adapter):
         hub_id = reply.get("hub_id")
         if hub_id is None:
             raise OAuthFailed("HUBSPOT: the token information has no hub_id")
+        granted = reply.get("scopes")
+        if not tokens.scope and isinstance(granted, list):
+            # The token answer lists no scopes; the token information does: kept with the connection, so health
+            # and the sync engine see what was granted (a portal whose tier lacks a scope grants without it).
+            tokens.scope = [str(s) for s in granted]
         return Account(str(hub_id), str(reply.get("hub_domain") or hub_id),
                        {"hubId": hub_id, "hubDomain": reply.get("hub_domain")})
 

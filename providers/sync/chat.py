@@ -1,7 +1,9 @@
 """Slack and Discord: fetch_channels.
 
 Slack ``conversations.list`` pages with ``response_metadata.next_cursor`` (""
-on the last page) and reports errors as HTTP 200 ``{"ok": false}``. Discord
+on the last page) and reports errors as HTTP 200 ``{"ok": false}``
+(``missing_scope`` with the ``needed`` scope: MissingScopes). Private
+channels need ``groups:read`` besides ``channels:read``. Discord
 ``GET /users/@me/guilds`` pages with a snowflake ``after`` cursor (the last id
 seen) and ``limit`` up to 200; a user token sees the user's guilds (channels
 inside a guild need a bot token).
@@ -9,7 +11,7 @@ inside a guild need a bot token).
 
 from __future__ import annotations
 
-from nexusctl.errors import ProviderError, TokenExpired
+from nexusctl.errors import MissingScopes, ProviderError, TokenExpired
 from providers.sync.base import Item, Page, SyncAction
 
 SLACK_PAGE = 200
@@ -24,6 +26,10 @@ def _slack_ok(reply, method: str = "conversations.list") -> dict:
     error = str(body.get("error") or "unreadable answer")
     if error in SLACK_AUTH_ERRORS:
         raise TokenExpired(f"SLACK: the access token was refused ({error})", provider="SLACK")
+    if error == "missing_scope":  # Slack says which scope the call needs ("needed")
+        needed = str(body.get("needed") or "a scope")
+        raise MissingScopes(f"SLACK: {method} needs {needed}, not granted to this connection: connect it again "
+                            "and allow it", scopes=needed.split(","), provider="SLACK")
     raise ProviderError(f"SLACK: {method} failed: {error}", provider="SLACK")
 
 

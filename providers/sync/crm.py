@@ -6,8 +6,9 @@ properties=...`` (scope ``marketing.campaigns.read``; Marketing Hub
 Professional or higher), both paged by ``paging.next.after`` (absent on the
 last page). Only the properties named here come back (HubSpot's default set
 otherwise). Throttling is 429 with ``X-HubSpot-RateLimit-*`` headers but no
-Retry-After, so the wait is unknown (None); 403 ``MISSING_SCOPES`` is a
-ProviderError (a refresh does not add scopes).
+Retry-After, so the wait is unknown (None); 403 ``MISSING_SCOPES`` is
+MissingScopes naming HubSpot's ``requiredGranularScopes`` (a refresh does not
+add scopes: the user connects again and allows them).
 
 Salesforce: SOQL through ``GET {instance_url}/services/data/vXX.X/query?q=``
 (``instance_url`` from the token answer, in the metadata as ``instanceUrl``),
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from nexusctl.errors import ProviderError
+from nexusctl.errors import MissingScopes, ProviderError
 from providers.sync.base import Item, Page, SyncAction
 
 HUBSPOT_PAGE = 100  # the CRM and campaigns APIs' maximum limit
@@ -40,12 +41,23 @@ SALESFORCE_CAMPAIGN = ("SELECT Id, Name, Type, Status, IsActive, StartDate, EndD
                        "NumberOfLeads, CreatedDate, LastModifiedDate FROM Campaign")
 
 
+def _hubspot_scopes(reply) -> None:
+    body = reply.body if isinstance(reply.body, dict) else {}
+    if reply.status != 403 or body.get("category") != "MISSING_SCOPES":
+        return
+    needed = sorted({str(s) for e in body.get("errors") or [] if isinstance(e, dict)
+                     for s in ((e.get("context") or {}).get("requiredGranularScopes") or [])})
+    raise MissingScopes(f"HUBSPOT refused the call: not granted {', '.join(needed) or 'a required scope'}; connect "
+                        "it again and allow it (some scopes need a HubSpot tier the portal may not have)",
+                        scopes=needed, provider="HUBSPOT")
+
+
 def _hubspot_pages(path: str, properties: tuple[str, ...], to_item):
     async def pages(api, resume):
         after = (resume or {}).get("after")
         while True:
             reply = await api.get(path, params={"limit": HUBSPOT_PAGE, "after": after,
-                                                "properties": ",".join(properties)})
+                                                "properties": ",".join(properties)}, check=_hubspot_scopes)
             body = reply.body if isinstance(reply.body, dict) else {}
             if not isinstance(body.get("results"), list):
                 raise ProviderError(f"HUBSPOT: {path} answered without results", provider="HUBSPOT")

@@ -213,3 +213,15 @@ def test_no_command_leaks_a_token(cli, make_integration):
         ["-vv", "keys", "rotate", "--dry-run"], ["integrations", "delete", row.id, "--yes", "--json"],
     )]
     assert not [o for o in outputs if "LEAK-CANARY" in o or "nx1." in o]
+
+
+def test_providers_show_lists_each_actions_scopes_and_what_the_consent_asks(cli, monkeypatch):
+    plain = json.loads(cli("providers", "show", "LINKEDIN", "--json").stdout)
+    assert "r_member_social" not in plain["scopes"] and "w_member_social" in plain["scopes"]
+    assert plain["actionScopes"]["fetch_posts"].startswith("r_member_social (approval-only: set "
+                                                           "LINKEDIN_APPROVED_SCOPES")
+    monkeypatch.setenv("LINKEDIN_APPROVED_SCOPES", "r_member_social")
+    approved = json.loads(cli("providers", "show", "LINKEDIN", "--json").stdout)
+    assert "r_member_social" in approved["scopes"] and approved["actionScopes"]["fetch_posts"] == "r_member_social"
+    slack = cli("providers", "show", "SLACK").stdout
+    assert "groups:read" in slack and '"fetch_channels": "channels:read groups:read"' in slack

@@ -62,7 +62,7 @@ def test_expiry_reasons(database, make_integration):
 
 
 def test_missing_scopes_count_only_what_was_asked_for_and_reported(database, make_integration):
-    partial = make_integration(provider=Provider.SLACK, scope=["channels:read", "team:read"])
+    partial = make_integration(provider=Provider.SLACK, scope=["channels:read", "groups:read", "team:read"])
     record = health_checks.check(partial.id, **WINDOWS)
     assert record["scopes"]["missing"] == ["chat:write"] and "publish" in record["reasons"][0]["message"]
     unreported = make_integration(provider=Provider.SLACK, scope=[])
@@ -74,6 +74,15 @@ def test_missing_scopes_count_only_what_was_asked_for_and_reported(database, mak
     twitter = make_integration(provider=Provider.TWITTER,
                                scope=["tweet.read", "tweet.write", "users.read", "offline.access"])
     assert health_checks.check(twitter.id, **WINDOWS)["status"] == "healthy"
+
+
+def test_an_approval_only_scope_counts_once_the_operator_configured_it(database, make_integration):
+    # LinkedIn's r_member_social (fetch_posts) is asked for only with LINKEDIN_APPROVED_SCOPES: only then can a
+    # grant lack it in a way connecting again fixes.
+    row = make_integration(provider=Provider.LINKEDIN, scope=["openid", "profile", "email", "w_member_social"])
+    assert health_checks.check(row.id, **WINDOWS)["scopes"]["missing"] == []
+    record = health_checks.check(row.id, **WINDOWS, approved={Provider.LINKEDIN: ("r_member_social",)})
+    assert record["scopes"]["missing"] == ["r_member_social"] and "fetch_posts" in record["reasons"][0]["message"]
 
 
 def test_a_change_is_announced_once_and_recovery_too(database, make_integration):

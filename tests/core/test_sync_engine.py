@@ -21,6 +21,7 @@ from nexusctl.core.connect import Services, direct
 from nexusctl.crypto import keyring_from_settings
 from nexusctl.enums import Provider, SyncStatus
 from nexusctl.errors import SyncFailed
+from providers.scopes import requested
 
 
 @pytest.fixture
@@ -38,7 +39,7 @@ def _channels(n, start=0):
 def _slack(env, make_integration):
     _settings, _keyring, emu = env
     slack = emu["SLACK"]
-    token = slack.issue(slack.new_grant(["channels:read"]), "access", None).value
+    token = slack.issue(slack.new_grant(list(requested(Provider.SLACK))), "access", None).value  # what is asked for
     return make_integration(provider=Provider.SLACK, access_token=token, refresh_token=None), slack
 
 

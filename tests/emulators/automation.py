@@ -27,7 +27,9 @@ SLACK quirks enforced:
   account that consented, see ``sign_in_as``); ``records_of("channels")``
   rows belong to the workspace in their ``context_team_id`` (none: the
   default account's). ``conversations.list`` lists the token's workspace
-  only and ``chat.postMessage`` to a channel of another workspace (by id or
+  only, the ``types`` asked for (default public_channel; a row is private
+  with ``is_private``), each type needing its scope (public ``channels:read``,
+  private ``groups:read``, else ``missing_scope`` with ``needed``), and ``chat.postMessage`` to a channel of another workspace (by id or
   name) answers ``channel_not_found``, as Slack does for a bot token.
 
 ``account``: ZAPIER the profile object; SLACK ``{team_id, team, url, app_id,
@@ -327,7 +329,17 @@ class Slack(Provider):
             start = int(base64.b64decode(args["cursor"]).decode().removeprefix("team:")) if args.get("cursor") else 0
         except (ValueError, UnicodeDecodeError):
             return self.fail("invalid_cursor")
-        rows = self.channels_of(token)
+        user = token.data.get("who") == "user"
+        granted = token.grant.data.get("user_scope", []) if user else token.grant.scope
+        types = [t for t in str(args.get("types") or "public_channel").split(",") if t]
+        needs = {"public_channel": "channels:read", "private_channel": "groups:read", "mpim": "mpim:read",
+                 "im": "im:read"}
+        lacking = [needs[t] for t in types if t in needs and needs[t] not in granted]
+        if lacking:  # Slack answers which scope the token needs and which it has
+            return json_response({"ok": False, "error": "missing_scope", "needed": ",".join(lacking),
+                                  "provided": ",".join(granted)})
+        rows = [c for c in self.channels_of(token)
+                if ("private_channel" if c.get("is_private") else "public_channel") in types]
         page = rows[start:start + limit]
         more = start + limit < len(rows)
         next_cursor = base64.b64encode(f"team:{start + limit}".encode()).decode() if more else ""

@@ -72,6 +72,11 @@ class Provider:
     CODE_TTL = 600
     ROTATION: bool | None = None  # None: rotation is not an app setting for this provider
     ACCOUNT: dict = {}
+    # Scopes the provider grants only to apps it approved (partner programmes, reviews): a consent asking for
+    # one the app is not approved for is refused whole (``refused_scope_error``), as the providers do, and no
+    # grant carries one unless the test approved the app first (``approve_scopes``, reset to none).
+    APPROVAL_ONLY: frozenset = frozenset()
+    APPROVAL_ERROR = "invalid_scope"  # the error the authorize redirect carries for an unapproved scope
 
     def __init__(self, emu):
         self.emu = emu
@@ -105,6 +110,7 @@ class Provider:
             self.grants: list[Grant] = []
             self._rotation = self.ROTATION
             self._withhold: collections.deque = collections.deque()  # scopes the next consents leave out
+            self.approved: set[str] = set()  # approval-only scopes this app has (approve_scopes)
             self._sign_ins: collections.deque = collections.deque()  # who the next consents are made by
             # What the provider's list endpoints serve (sync tests): kind -> rows, newest first where the
             # real API lists newest first.
@@ -155,6 +161,19 @@ class Provider:
     def deny_next_authorize(self, error: str = "access_denied") -> None:
         with self.lock:
             self._deny.append(error)
+
+    def approve_scopes(self, *scopes: str) -> None:
+        """The provider approved the app for these approval-only scopes (a partner programme, a review)."""
+        unknown = set(scopes) - self.APPROVAL_ONLY
+        if unknown:
+            raise ValueError(f"{self.NAME}: {sorted(unknown)} are not approval-only scopes here")
+        with self.lock:
+            self.approved |= set(scopes)
+
+    def unapproved(self, scope) -> list[str]:
+        """The approval-only scopes among ``scope`` this app is not approved for."""
+        with self.lock:
+            return sorted(s for s in scope if s in self.APPROVAL_ONLY and s not in self.approved)
 
     def withhold_next_grant(self, *scopes: str) -> None:
         """The next user to consent unticks these scopes: the grant (and the token response) lacks them."""
@@ -248,6 +267,9 @@ class Provider:
             return self._deny.popleft() if self._deny else None
 
     def new_grant(self, scope: list[str], **data) -> Grant:
+        refused = self.unapproved(scope)
+        if refused:  # what the provider never grants this app: a test must approve_scopes first
+            raise ValueError(f"{self.NAME} grants {refused} only to approved apps: call approve_scopes first")
         with self.lock:
             grant = Grant(id=secrets.token_hex(8), scope=list(scope), created=self.now(), data=data)
             self.grants.append(grant)

@@ -2,7 +2,9 @@
 
 - ``authorize``: strict validation of an authorization request, then the
   simulated user consents at once (302 back with the code and the state), or
-  declines if the test queued ``deny_next_authorize``. A request that fails
+  declines if the test queued ``deny_next_authorize`` (or unticks the scopes
+  of ``withhold_next_grant``); a consent asking for an approval-only scope
+  the app is not approved for is refused whole. A request that fails
   validation answers 400 and is never redirected (the redirect URI is not
   trusted yet).
 - ``redeem``: single-use, expiring codes bound to client, redirect URI and
@@ -247,6 +249,11 @@ async def authorize(p: Provider, request: web.Request, spec: AuthorizeSpec, *, d
         problem = check(request)
     if problem:
         return json_response({"error": "invalid_request", "error_description": problem}, status=400)
+    refused = p.unapproved(req["scope"])
+    if refused:  # an approval-only scope the app lacks: the provider refuses the whole consent
+        return redirect(req["redirect_uri"], {
+            "error": p.APPROVAL_ERROR, "state": req["state"],
+            "error_description": f"Scope {', '.join(refused)} is not authorized for your application"})
     denied = p.take_deny()
     if denied:
         params = deny_params(denied, req["state"]) if deny_params else {

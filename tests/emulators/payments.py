@@ -29,7 +29,8 @@ PAYPAL quirks enforced:
 - Transaction Search ``GET /v1/reporting/transactions`` (gate
   ``transactions``): start_date/end_date at most 31 days apart (else 400
   INVALID_REQUEST), ``page_size`` 1-500, ``page``, ``total_pages``; the grant
-  needs ``TRANSACTION_SEARCH_SCOPE`` (else 403 NOT_AUTHORIZED); rows from
+  needs ``TRANSACTION_SEARCH_SCOPE`` (else 403 NOT_AUTHORIZED), granted only to
+  apps PayPal approved (``approve_scopes``); rows from
   ``records_of("transactions")`` filtered on ``transaction_initiation_date``.
 
 ``account``: STRIPE the Account object (its ``id`` is the stripe_user_id);
@@ -289,6 +290,8 @@ class PayPal(Provider):
                "name": "Demo Buyer", "email": "buyer@example.com", "payer_id": "WDJJHEBZ4X2LY"}
     SPEC = AuthorizeSpec(scope_sep=" ", pkce="none")
     TRANSACTION_SEARCH_SCOPE = "https://uri.paypal.com/services/reporting/search/read"
+    # Transaction Search on a connected merchant's account: only apps PayPal approved (partners).
+    APPROVAL_ONLY = frozenset({TRANSACTION_SEARCH_SCOPE})
 
     def make_client_id(self) -> str:
         return "A" + _alnum(79)

@@ -306,6 +306,9 @@ class LinkedIn(Provider):
     ACCOUNT = {"sub": "782bbtaQ", "name": "Demo Member", "given_name": "Demo", "family_name": "Member",
                "email": "member@example.com", "email_verified": True, "locale": {"country": "US", "language": "en"}}
     SPEC = AuthorizeSpec(scope_sep=" ", pkce="none")
+    # Community Management API (reading a member's posts): partners only; others get unauthorized_scope_error.
+    APPROVAL_ONLY = frozenset({"r_member_social"})
+    APPROVAL_ERROR = "unauthorized_scope_error"
     ACCESS_TTL = 5184000
     REFRESH_TTL = 31536000
 

@@ -411,8 +411,13 @@ def test_linkedin_members_author_and_read_only_their_own_posts(fresh_emulators):
     emu, p = fresh_emulators, fresh_emulators["LINKEDIN"]
     api = emu.env()["LINKEDIN_API_URL"]
     p.sign_in_as(sub="memberA")
-    tokens = exchange(emu, "LINKEDIN", *start(emu, "LINKEDIN")).json()
-    p.grants[-1].scope += ["w_member_social", "r_member_social"]
+    url, params = authorize_request(emu, "LINKEDIN")
+    params["scope"] += " w_member_social r_member_social"
+    refused = call("GET", url, params=params)  # r_member_social: Community Management API partners only
+    assert refused.redirect_params()["error"] == "unauthorized_scope_error" and not p.grants
+    p.approve_scopes("r_member_social")  # the app is a partner now
+    tokens = exchange(emu, "LINKEDIN", consent(url, params)).json()
+    assert tokens["scope"] == "openid,profile,email,w_member_social,r_member_social"
     headers = {"LinkedIn-Version": "202510", "X-Restli-Protocol-Version": "2.0.0",
                "Authorization": f"Bearer {tokens['access_token']}"}
     assert call("GET", api + "/v2/userinfo", bearer=tokens["access_token"]).json()["sub"] == "memberA"

@@ -1,8 +1,13 @@
 """Running one sync action straight against its provider emulator (no database, no daemon).
 
-``read_all(emulators, "SLACK", "fetch_channels", scope=[...])`` mints an access
-token in the emulator, builds the provider's adapter on the emulator's URLs
-and collects every page the action yields, as the sync engine would.
+``read_all(emulators, "SLACK", "fetch_channels", token=mint(emulators, "SLACK"))``
+builds the provider's adapter on the emulator's URLs and collects every page
+the action yields, as the sync engine would.
+
+``mint`` grants what the service asks for (providers.scopes.requested, with the
+approval-only scopes the emulator's app is approved for) unless told: a
+narrower list is a user who declined some; a wider one needs ``wider=`` saying
+why, since a grant the service never asks for proves nothing about real use.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import aiohttp
 from nexusctl import config
 from nexusctl.enums import Provider
 from providers.registry import adapter_for
+from providers.scopes import requested
 from providers.spec import TokenSet
 from providers.sync.base import SyncApi
 from providers.sync.registry import AUTH_HEADER, action_of
@@ -28,8 +34,13 @@ def settings_for(emulators, env: dict | None = None):
     return config.load({k: v for k, v in values.items() if v is not None})
 
 
-def mint(emulators, provider: str, scope: list[str], **data) -> str:
+def mint(emulators, provider: str, scope: list[str] | None = None, *, wider: str | None = None, **data) -> str:
+    """An access token of a new grant of ``scope`` (default: the scopes the service requests)."""
     emu = emulators[provider]
+    asked = requested(Provider(provider), emu.approved)
+    scope = list(asked) if scope is None else scope
+    beyond = sorted(set(scope) - set(asked))
+    assert not beyond or wider, f"{provider}: {beyond} are not requested by the service: say why (wider=...)"
     return emu.issue(emu.new_grant(scope), "access", 3600, **data).value
 
 

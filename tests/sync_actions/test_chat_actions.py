@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from synckit import mint, read_all
 
-from nexusctl.errors import ProviderError, RateLimited, TokenExpired
+from nexusctl.errors import MissingScopes, ProviderError, RateLimited, TokenExpired
 
 
 def _channels(n):
@@ -15,7 +15,7 @@ def _channels(n):
 
 def test_slack_reads_every_channel_across_cursor_pages(fresh_emulators):
     fresh_emulators["SLACK"].set_records("channels", _channels(450))
-    token = mint(fresh_emulators, "SLACK", ["channels:read"])
+    token = mint(fresh_emulators, "SLACK")
     pages, calls = read_all(fresh_emulators, "SLACK", "fetch_channels", token=token)
     assert calls == 3 and [len(p.items) for p in pages] == [200, 200, 50]
     assert [i.external_id for p in pages for i in p.items] == [f"C{i:08d}" for i in range(450)]
@@ -25,7 +25,7 @@ def test_slack_reads_every_channel_across_cursor_pages(fresh_emulators):
 
 def test_slack_resumes_from_a_stored_cursor(fresh_emulators):
     fresh_emulators["SLACK"].set_records("channels", _channels(450))
-    token = mint(fresh_emulators, "SLACK", ["channels:read"])
+    token = mint(fresh_emulators, "SLACK")
     first, _ = read_all(fresh_emulators, "SLACK", "fetch_channels", token=token, max_pages=1)
     rest, calls = read_all(fresh_emulators, "SLACK", "fetch_channels", token=token, resume=first[0].resume)
     assert calls == 2 and rest[0].items[0].external_id == "C00000200"
@@ -57,3 +57,14 @@ def test_discord_refuses_a_token_without_the_guilds_scope(fresh_emulators):
     fresh_emulators["DISCORD"].fail_next("guilds", 502)
     with pytest.raises(ProviderError):
         read_all(fresh_emulators, "DISCORD", "fetch_channels", token=mint(fresh_emulators, "DISCORD", ["guilds"]))
+
+
+def test_slack_private_channels_need_groups_read(fresh_emulators):
+    fresh_emulators["SLACK"].set_records("channels", _channels(10))
+    # A grant without groups:read (the user's workspace policy dropped it): Slack names the scope it needs.
+    with pytest.raises(MissingScopes) as caught:
+        read_all(fresh_emulators, "SLACK", "fetch_channels",
+                 token=mint(fresh_emulators, "SLACK", ["channels:read", "chat:write", "team:read"]))
+    assert caught.value.details["scopes"] == ["groups:read"] and "groups:read" in caught.value.message
+    pages, _ = read_all(fresh_emulators, "SLACK", "fetch_channels", token=mint(fresh_emulators, "SLACK"))
+    assert [i.data["isPrivate"] for i in pages[0].items].count(True) == 2  # channels 0 and 5

@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 
 import pytest
 from synckit import read_all
 
+from nexusctl.enums import Provider
 from nexusctl.errors import ProviderError, RateLimited, TokenExpired
+from providers.scopes import requested
 
 SHOP = "demo-shop.myshopify.com"
-SCOPES = ["read_products", "read_orders", "read_inventory"]
 
 
-def shopify_token(emulators, scope=SCOPES, shop=SHOP) -> str:
+def shopify_token(emulators, scope=None, shop=SHOP) -> str:
+    """A token of a new grant of ``scope``: by default what the service requests (no scope beyond it here)."""
     emu = emulators["SHOPIFY"]
+    asked = requested(Provider.SHOPIFY, emu.approved)
+    scope = list(asked) if scope is None else scope
+    assert set(scope) <= set(asked), f"{sorted(set(scope) - set(asked))} are not requested by the service"
     return emu.issue(emu.new_grant(scope, shop=shop), "access", 3600, value="shpat_" + secrets.token_hex(16)).value
+
+
+def _ago(days: float) -> str:
+    return (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _products(n):
@@ -39,6 +49,25 @@ def test_shopify_products_read_every_page_in_order(fresh_emulators):
     assert item.data["totalInventory"] == 506 and "descriptionHtml" not in item.data
 
 
+def _orders(ages):
+    return [{"id": f"gid://shopify/Order/{i}", "name": f"#{1000 + i}", "createdAt": _ago(age), "updatedAt": _ago(age),
+             "cancelledAt": None, "displayFinancialStatus": "PAID", "displayFulfillmentStatus": "UNFULFILLED",
+             "currentTotalPriceSet": {"shopMoney": {"amount": "1.00", "currencyCode": "EUR"}}}
+            for i, age in enumerate(ages)]
+
+
+def test_shopify_orders_older_than_60_days_need_the_approved_read_all_orders(fresh_emulators):
+    emu = fresh_emulators["SHOPIFY"]
+    emu.set_records("orders", _orders([1, 30, 59, 61, 200]))
+    recent, _ = read_all(fresh_emulators, "SHOPIFY", "fetch_orders", token=shopify_token(fresh_emulators), tenant=SHOP)
+    assert [i.data["name"] for p in recent for i in p.items] == ["#1000", "#1001", "#1002"]  # Shopify's silent cut
+    with pytest.raises(ValueError, match="approve"):  # Shopify grants it only to apps it approved
+        emu.new_grant(["read_orders", "read_all_orders"], shop=SHOP)
+    emu.approve_scopes("read_all_orders")  # the operator's app was approved (SHOPIFY_APPROVED_SCOPES)
+    every, _ = read_all(fresh_emulators, "SHOPIFY", "fetch_orders", token=shopify_token(fresh_emulators), tenant=SHOP)
+    assert len([i for p in every for i in p.items]) == 5
+
+
 def test_shopify_products_resume_after_a_stored_cursor(fresh_emulators):
     fresh_emulators["SHOPIFY"].set_records("products", _products(520))
     token = shopify_token(fresh_emulators)
@@ -52,7 +81,7 @@ def test_shopify_products_resume_after_a_stored_cursor(fresh_emulators):
 def test_shopify_orders_and_inventory(fresh_emulators):
     emu = fresh_emulators["SHOPIFY"]
     emu.set_records("orders", [{"id": f"gid://shopify/Order/{i}", "name": f"#{1000 + i}",
-                                "createdAt": "2026-03-01T10:00:00Z", "updatedAt": "2026-03-02T10:00:00Z",
+                                "createdAt": _ago(5), "updatedAt": _ago(4),
                                 "cancelledAt": None, "displayFinancialStatus": "PAID",
                                 "displayFulfillmentStatus": "UNFULFILLED",
                                 "currentTotalPriceSet": {"shopMoney": {"amount": f"{i}.50", "currencyCode": "EUR"}}}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from synckit import mint, read_all
 
-from nexusctl.errors import ProviderError, RateLimited, TokenExpired
+from nexusctl.errors import MissingScopes, ProviderError, RateLimited, TokenExpired
 
 HUBSPOT_SCOPES = ["oauth", "crm.objects.contacts.read", "marketing.campaigns.read"]
 
@@ -52,11 +52,11 @@ def test_hubspot_contacts_resume_and_campaigns(fresh_emulators):
 def test_hubspot_refused_token_missing_scope_and_throttle(fresh_emulators):
     with pytest.raises(TokenExpired):
         read_all(fresh_emulators, "HUBSPOT", "fetch_contacts", token="CJnot-a-token")
-    with pytest.raises(ProviderError) as caught:
+    with pytest.raises(MissingScopes) as caught:  # a portal whose tier grants no campaigns scope
         read_all(fresh_emulators, "HUBSPOT", "fetch_campaigns",
                  token=mint(fresh_emulators, "HUBSPOT", ["oauth", "crm.objects.contacts.read"]))
-    assert not isinstance(caught.value, TokenExpired)
-    assert "403" in caught.value.message and "scopes" in caught.value.message
+    assert caught.value.details["scopes"] == ["marketing.campaigns.read"]
+    assert "marketing.campaigns.read" in caught.value.message
     fresh_emulators["HUBSPOT"].rate_limit_next("contacts", retry_after=10)
     with pytest.raises(RateLimited) as limited:
         read_all(fresh_emulators, "HUBSPOT", "fetch_contacts", token=mint(fresh_emulators, "HUBSPOT", HUBSPOT_SCOPES))

@@ -25,7 +25,7 @@ def _charges(n):
 def test_stripe_charges_every_page_newest_first(fresh_emulators):
     rows = _charges(250)
     fresh_emulators["STRIPE"].set_records("charges", rows)
-    token = mint(fresh_emulators, "STRIPE", ["read_only"], account="acct_1DemoConnected0")
+    token = mint(fresh_emulators, "STRIPE", account="acct_1DemoConnected0")
     pages, calls = read_all(fresh_emulators, "STRIPE", "fetch_charges", token=token)
     assert calls == 3 and fresh_emulators["STRIPE"].calls["charges"] == 3
     assert [len(p.items) for p in pages] == [100, 100, 50]
@@ -39,7 +39,7 @@ def test_stripe_charges_every_page_newest_first(fresh_emulators):
 def test_stripe_resumes_after_the_last_id_and_reports_errors(fresh_emulators):
     rows = _charges(250)
     fresh_emulators["STRIPE"].set_records("charges", rows)
-    token = mint(fresh_emulators, "STRIPE", ["read_only"])
+    token = mint(fresh_emulators, "STRIPE")
     rest, calls = read_all(fresh_emulators, "STRIPE", "fetch_charges", token=token,
                            resume={"startingAfter": rows[199]["id"]})
     assert calls == 1 and [i.external_id for i in rest[0].items] == [r["id"] for r in rows[200:]]
@@ -74,7 +74,8 @@ def test_paypal_walks_30_day_windows_page_by_page(fresh_emulators):
     times = ([start + dt.timedelta(hours=1, minutes=i) for i in range(700)]
              + [start + dt.timedelta(days=61, hours=i) for i in range(3)] + [start - dt.timedelta(days=2)])
     fresh_emulators["PAYPAL"].set_records("transactions", _paypal_rows(times))
-    token = mint(fresh_emulators, "PAYPAL", ["openid", SEARCH])
+    fresh_emulators["PAYPAL"].approve_scopes(SEARCH)  # the operator's app is a PayPal partner
+    token = mint(fresh_emulators, "PAYPAL")
     pages, calls = read_all(fresh_emulators, "PAYPAL", "fetch_transactions", token=token)
     assert calls == 4 and fresh_emulators["PAYPAL"].calls["transactions"] == 4  # 90 days: three windows
     assert [len(p.items) for p in pages] == [500, 200, 0, 3]
@@ -93,7 +94,8 @@ def test_paypal_resumes_inside_a_window_and_reports_errors(fresh_emulators):
     start = now - dt.timedelta(days=20)
     fresh_emulators["PAYPAL"].set_records("transactions", _paypal_rows(
         [start + dt.timedelta(minutes=i) for i in range(1200)]))
-    token = mint(fresh_emulators, "PAYPAL", ["openid", SEARCH])
+    fresh_emulators["PAYPAL"].approve_scopes(SEARCH)  # the operator's app is a PayPal partner
+    token = mint(fresh_emulators, "PAYPAL")
     resume = {"from": start.strftime("%Y-%m-%dT%H:%M:%SZ"), "until": now.strftime("%Y-%m-%dT%H:%M:%SZ"), "page": 2}
     pages, calls = read_all(fresh_emulators, "PAYPAL", "fetch_transactions", token=token, resume=resume)
     assert calls == 2 and [len(p.items) for p in pages] == [500, 200] and pages[-1].resume is None

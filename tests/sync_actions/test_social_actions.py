@@ -186,6 +186,7 @@ def test_facebook_errors(fresh_emulators):
 # --- YouTube ------------------------------------------------------------------------------------
 
 YT_SCOPE = ["https://www.googleapis.com/auth/youtube.readonly"]
+YT_SCOPE_UPLOAD = "https://www.googleapis.com/auth/youtube.upload"
 
 
 def _uploads(n, playlist="UUdemo0000000000000000ch"):
@@ -243,7 +244,7 @@ def test_youtube_errors(fresh_emulators):
     with pytest.raises(TokenExpired):
         read_all(fresh_emulators, "YOUTUBE", "fetch_posts", token="ya29.nope")
     with pytest.raises(ProviderError, match="insufficient authentication scopes") as caught:
-        read_all(fresh_emulators, "YOUTUBE", "fetch_posts", token=mint(fresh_emulators, "YOUTUBE", ["openid"]))
+        read_all(fresh_emulators, "YOUTUBE", "fetch_posts", token=mint(fresh_emulators, "YOUTUBE", [YT_SCOPE_UPLOAD]))
     assert not isinstance(caught.value, (TokenExpired, RateLimited))
     emu.account["uploads"] = ""
     with pytest.raises(ProviderError, match="no channel"):
@@ -305,7 +306,12 @@ def test_twitter_errors(fresh_emulators):
 
 # --- LinkedIn -----------------------------------------------------------------------------------
 
-LI_SCOPE = ["openid", "profile", "r_member_social"]
+
+
+def _partner_token(emulators):
+    """A member's token for an app LinkedIn approved for its Community Management API (r_member_social)."""
+    emulators["LINKEDIN"].approve_scopes("r_member_social")
+    return mint(emulators, "LINKEDIN")
 
 
 def _li_posts(n):
@@ -318,8 +324,7 @@ def _li_posts(n):
 def test_linkedin_reads_every_post_by_offset(fresh_emulators):
     emu = fresh_emulators["LINKEDIN"]
     emu.set_records("posts", _li_posts(210))
-    pages, calls = read_all(fresh_emulators, "LINKEDIN", "fetch_posts", token=mint(fresh_emulators, "LINKEDIN",
-                                                                                    LI_SCOPE))
+    pages, calls = read_all(fresh_emulators, "LINKEDIN", "fetch_posts", token=_partner_token(fresh_emulators))
     assert calls == 4 and emu.calls["whoami"] == 1 and emu.calls["posts"] == 3
     assert [len(p.items) for p in pages] == [100, 100, 10]
     assert [i.external_id for p in pages for i in p.items] == [p["id"] for p in _li_posts(210)]
@@ -334,8 +339,7 @@ def test_linkedin_reads_every_post_by_offset(fresh_emulators):
 def test_linkedin_resumes_at_the_stored_offset(fresh_emulators):
     emu = fresh_emulators["LINKEDIN"]
     emu.set_records("posts", _li_posts(200))
-    rest, calls = read_all(fresh_emulators, "LINKEDIN", "fetch_posts", token=mint(fresh_emulators, "LINKEDIN",
-                                                                                   LI_SCOPE),
+    rest, calls = read_all(fresh_emulators, "LINKEDIN", "fetch_posts", token=_partner_token(fresh_emulators),
                            resume={"author": "urn:li:person:782bbtaQ", "start": 100})
     assert calls == 1 and emu.calls["whoami"] == 0 and len(rest[0].items) == 100 and rest[0].resume is None
 
@@ -344,7 +348,7 @@ def test_linkedin_errors(fresh_emulators):
     emu = fresh_emulators["LINKEDIN"]
     with pytest.raises(TokenExpired):
         read_all(fresh_emulators, "LINKEDIN", "fetch_posts", token="nope")
-    token = mint(fresh_emulators, "LINKEDIN", LI_SCOPE)
+    token = _partner_token(fresh_emulators)
     emu.rate_limit_next("posts")
     with pytest.raises(RateLimited):
         read_all(fresh_emulators, "LINKEDIN", "fetch_posts", token=token)
