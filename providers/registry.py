@@ -115,7 +115,7 @@ SPECS: dict[Provider, ProviderSpec] = {s.provider: s for s in [
     ProviderSpec(Provider.DISCORD, auth_url="https://discord.com/oauth2/authorize",
                  token_url="https://discord.com/api/oauth2/token", api_url="https://discord.com/api",
                  revoke_url="https://discord.com/api/oauth2/token/revoke", scopes=("identify", "guilds"),
-                 pkce=True, client_auth="basic", refresh=R.ROTATING),
+                 optional_scopes=("webhook.incoming",), pkce=True, client_auth="basic", refresh=R.ROTATING),
 ]}
 
 ADAPTERS: dict[Provider, type[OAuth2Adapter]] = {

@@ -98,9 +98,21 @@ def _configured(settings: Settings, provider: Provider) -> None:
                                     provider=provider.value)
 
 
+def _optional_scopes(provider: Provider, scopes) -> tuple[str, ...]:
+    """The optional scopes asked for at initiate (Discord's webhook.incoming): only the provider's own."""
+    if not scopes:
+        return ()
+    allowed = SPECS[provider].optional_scopes
+    if not isinstance(scopes, (list, tuple)) or not all(isinstance(s, str) and s in allowed for s in scopes):
+        offered = ", ".join(allowed) if allowed else "none"
+        raise UsageProblem(f"scopes: {provider.value} offers these optional scopes: {offered}", field="scopes")
+    return tuple(dict.fromkeys(scopes))
+
+
 async def initiate(svc: Services, *, user_id, provider, redirect_uri, metadata=None, shop=None,
-                   store_url=None) -> dict:
-    """Start a connection; answers the spec's {authorizationUrl, state}."""
+                   store_url=None, scopes=None) -> dict:
+    """Start a connection; answers the spec's {authorizationUrl, state}. ``scopes``: optional scopes to ask for
+    as well (see ProviderSpec.optional_scopes)."""
     provider = Provider.parse(provider)
     user_id = parse_uuid(user_id, "userId")
     spec = SPECS[provider]
@@ -110,6 +122,7 @@ async def initiate(svc: Services, *, user_id, provider, redirect_uri, metadata=N
     _configured(svc.settings, provider)
     redirect_uri = check_redirect(svc.settings, redirect_uri)
     metadata = _check_metadata(metadata)
+    extra_scopes = _optional_scopes(provider, scopes)
     tenant = None
     if spec.tenant == "shop":
         tenant = normalise_shop(shop)
@@ -119,7 +132,7 @@ async def initiate(svc: Services, *, user_id, provider, redirect_uri, metadata=N
     verifier = new_verifier() if spec.pkce else None
     flow = Flow(provider, user_id, redirect_uri, metadata, tenant, {"verifier": verifier} if verifier else {})
     await svc.states("save", state, flow)
-    url = svc.adapter(provider).authorization_url(state, verifier, tenant)
+    url = svc.adapter(provider).authorization_url(state, verifier, tenant, extra_scopes=extra_scopes)
     return {"authorizationUrl": url, "state": state}
 
 
@@ -170,6 +183,8 @@ async def _finish(svc: Services, provider: Provider, flow: Flow, query):
                                      account=account, tokens=tokens, metadata=flow.metadata, tenant=flow.tenant)
     log.info("connected %s integration %s for user %s%s", provider.value, row.id, flow.user_id,
              " (reconnected)" if reconnected else "")
+    if row.replaced_webhook is not None:  # a reconnect made a new channel webhook: the old one goes
+        await _release(svc, row, row.replaced_webhook)
     return row
 
 
@@ -205,8 +220,20 @@ async def connect_api_key(svc: Services, *, user_id, provider, api_key, metadata
     return row
 
 
+async def _release(svc: Services, row, tokens: TokenSet) -> bool:
+    """Best effort: delete what the connection made at the provider (Discord's channel webhook); never blocks."""
+    try:
+        await svc.adapter(row.provider).release(tokens, tokens.metadata.get("tenant"))
+        return True
+    except NexusError as exc:
+        log.warning("removing the %s channel webhook of integration %s failed (going on): %s", row.provider.value,
+                    row.id, exc.message)
+        return False
+
+
 async def disconnect(svc: Services, integration_id, *, owner_id=None, dry_run: bool = False):
-    """Revoke at the provider where it can (a failure is logged, not fatal), then delete."""
+    """Revoke at the provider where it can (a failure is logged, not fatal), delete what the connection made
+    there (a channel webhook; likewise), then delete."""
     from nexusctl.core import integrations
 
     row, tokens = await svc.run(connections.load, svc.keyring, integration_id, owner_id=owner_id)
@@ -219,4 +246,6 @@ async def disconnect(svc: Services, integration_id, *, owner_id=None, dry_run: b
             revoked = False
             log.warning("revoking %s integration %s failed (deleting anyway): %s", row.provider.value, row.id,
                         exc.message)
+    if not dry_run and tokens.webhook_token:
+        await _release(svc, row, tokens)
     return await svc.run(integrations.delete, row.id, owner_id=owner_id, dry_run=dry_run, revoked=revoked)
