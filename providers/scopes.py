@@ -36,10 +36,13 @@ NEEDS: dict[Provider, dict[str, tuple[str, ...]]] = {
     Provider.GOOGLE_ADS: {"account": ("email",), "fetch_campaigns": (_G + "adwords",)},
     Provider.STRIPE: {"fetch_charges": ("read_write",)},
     Provider.ZAPIER: {"account": ("profile",), "fetch_zaps": ("zap",)},
-    Provider.SLACK: {"account": ("team:read",), "fetch_channels": ("channels:read",), "publish": ("chat:write",)},
+    Provider.SLACK: {"account": ("team:read",), "fetch_channels": ("channels:read",), "publish": ("chat:write",),
+                     "commands": ("commands",)},  # slash commands are installed with the app's commands scope
     # Discord posts as the application's bot (DISCORD_BOT_TOKEN), into a channel of one of the user's own
     # servers: listing those (/users/@me/guilds) takes the user's guilds scope.
-    Provider.DISCORD: {"account": ("identify",), "fetch_channels": ("guilds",), "publish": ("guilds",)},
+    # With the optional webhook.incoming scope it posts through the channel webhook the user made instead.
+    Provider.DISCORD: {"account": ("identify",), "fetch_channels": ("guilds",), "publish": ("guilds",),
+                       "webhooks": ("webhook.incoming",)},
     Provider.PAYPAL: {"account": ("openid",)},
 }
 

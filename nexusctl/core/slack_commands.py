@@ -86,7 +86,7 @@ def parse(body: bytes) -> dict[str, str]:
     """The command's form fields; UsageProblem if it is not one."""
     try:
         text = body.decode("utf-8")
-        pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=FIELDS_MAX)
+        pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=FIELDS_MAX, errors="strict")
     except (UnicodeDecodeError, ValueError):
         raise UsageProblem("the body must be a URL-encoded form (what Slack sends for a slash command)") from None
     form = dict(pairs)

@@ -146,6 +146,12 @@ def test_a_body_over_the_bound_or_not_a_form_is_refused(daemon, fresh_emulators)
     as_json = json.dumps({"team_id": slack.account["team_id"], "command": "/nexus"}).encode()
     answer = slack.send_command(url, as_json, {**slack.sign(as_json), "Content-Type": "application/json"})
     assert answer.status == 400 and answer.json()["error"]["code"] == "VALIDATION_ERROR", answer.body
+    # Signed, but not a command this service can read: a 400 naming what is wrong, never a 500.
+    for odd in (b"team_id=T1&command=%2Fnexus&text=%FF%FE", b"team_id=T1&command=%2Fnexus&text=a%00b",
+                b"command=%2Fnexus&text=no+team", b"team_id=T1&command=nexus", b"&".join([b"f=1"] * 60)):
+        answer = slack.send_command(url, odd, slack.sign(odd))
+        assert answer.status == 400 and answer.json()["error"]["code"] == "VALIDATION_ERROR", (odd, answer.body)
+    assert "Traceback" not in daemon.logs()
 
 
 def test_slack_command_cannot_be_emitted_by_a_caller(daemon, fresh_emulators):  # noqa: F811
