@@ -137,3 +137,25 @@ def test_reconnecting_with_a_new_webhook_deletes_the_old_one_and_without_keeps_i
     status, _metadata, error = _publish(daemon, user, "into the new channel")
     assert status == "COMPLETED", error
     assert [m["channel_id"] for m in dc.records_of("messages")] == ["910000000000000088"]
+
+
+def test_the_cli_asks_for_the_webhook_and_lists_the_capability(daemon, fresh_emulators):  # noqa: F811
+    dc = daemon.emulators["DISCORD"]
+    dc.choose_webhook_channel(CHANNEL, GUILD)
+    printed = daemon.cli("integrations", "connect", "DISCORD", "--user", uuid.uuid4(), "--scope", "webhook.incoming",
+                         "--redirect-uri", "http://app.nexus.test/cli-done")
+    assert printed.returncode == 0, printed.stderr
+    at_provider = call("GET", printed.stdout.strip())
+    assert at_provider.status == 302, at_provider.text
+    final = call("GET", at_provider.location)
+    assert final.status == 302 and "status=success" in final.location, final.location
+    assert [h["channel_id"] for h in dc.records_of("webhooks")] == [CHANNEL]
+
+    shown = daemon.cli("providers", "show", "DISCORD", "--json")
+    assert shown.returncode == 0, shown.stderr
+    data = json.loads(shown.stdout)
+    assert data["optionalScopes"] == ["webhook.incoming"] and "webhooks" in data["capabilities"]
+    [webhook] = [a for a in data["actions"] if a["name"] == "publish.webhook"]
+    assert (webhook["capability"], webhook["scopes"], webhook["optional"]) == ("webhooks", ["webhook.incoming"], True)
+    slack = json.loads(daemon.cli("providers", "show", "SLACK", "--json").stdout)
+    assert slack["actions"][0]["name"] == "slack.command" and "commands" in slack["scopes"]
