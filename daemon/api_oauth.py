@@ -20,7 +20,7 @@ from daemon import models_schema as out
 from daemon.middleware import error_body
 from daemon.openapi import provider_param
 from daemon.routing import PRINCIPAL, Route, ok, owner_filter, read_body
-from daemon.schema import Body, Int, Obj, ProviderName, Str
+from daemon.schema import Body, Int, Obj, ProviderName, Str, StrList
 from nexusctl.core import connect, refresh
 from nexusctl.core.serializers import integration_to_dict
 from nexusctl.core.storable import check_storable
@@ -30,6 +30,7 @@ from providers.registry import SPECS
 from providers.spec import ConnectKind
 
 PROVIDERS = tuple(p.value for p in Provider)
+OPTIONAL_SCOPES = tuple(sorted({s for spec in SPECS.values() for s in spec.optional_scopes}))
 NO_LEAK_HEADERS = {"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
 
 INITIATE = Body({
@@ -39,6 +40,9 @@ INITIATE = Body({
     "metadata": Obj("kept on the integration"),
     "shop": Str(max_length=255, description="SHOPIFY: the shop, e.g. demo.myshopify.com"),
     "storeUrl": Str(max_length=2048, description="WOOCOMMERCE: the store's URL"),
+    "scopes": StrList(5, "optional scopes to ask for as well: DISCORD webhook.incoming (the user picks a channel "
+                         "and publishing posts there through the channel webhook)",
+                      Str(max_length=64, enum=OPTIONAL_SCOPES)),
 }, required=("userId", "provider", "redirectUri"))
 API_KEY = Body({
     "userId": Str(format="uuid"),
@@ -63,7 +67,7 @@ async def initiate(request: web.Request) -> web.Response:
     request[PRINCIPAL].require_user(body["userId"])
     answer = await connect.initiate(_svc(request), user_id=body["userId"], provider=body["provider"],
                                     redirect_uri=body["redirectUri"], metadata=body.get("metadata"),
-                                    shop=body.get("shop"), store_url=body.get("storeUrl"))
+                                    shop=body.get("shop"), store_url=body.get("storeUrl"), scopes=body.get("scopes"))
     return ok(answer)
 
 

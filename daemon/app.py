@@ -7,7 +7,7 @@ import logging
 
 from aiohttp import web
 
-from daemon import api_events, api_health, api_integrations, api_oauth, api_sync, api_webhooks
+from daemon import api_events, api_health, api_inbound, api_integrations, api_oauth, api_sync, api_webhooks
 from daemon.auth import TokenVerifier
 from daemon.dbexec import DbExecutor
 from daemon.health import health, ready
@@ -40,6 +40,7 @@ ROUTES = [
     *api_oauth.ROUTES,
     *api_webhooks.ROUTES,  # before /integrations/{id}: /integrations/webhooks is not an id
     *api_events.ROUTES,
+    *api_inbound.ROUTES,
     *api_sync.ROUTES,
     *api_health.ROUTES,
     *api_integrations.ROUTES,

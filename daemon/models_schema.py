@@ -69,6 +69,10 @@ PROVIDER = _obj({
     "displayName": {"type": "string"},
     "category": {"type": "string"},
     "capabilities": {"type": "array", "items": {"type": "string"}},
+    "actions": {"type": "array", "items": _obj({
+        "name": {"type": "string"}, "capability": {"type": "string"},
+        "scopes": {"type": "array", "items": {"type": "string"}}, "optional": {"type": "boolean"},
+        "how": {"type": "string"}})},
     "configured": {"type": "boolean"},
 })
 

@@ -58,7 +58,7 @@ def document(routes) -> dict:
         if route.body is not None:
             operation["requestBody"] = {
                 "required": route.body_required,
-                "content": {"application/json": {"schema": route.body.openapi()}},
+                "content": {route.body_type: {"schema": route.body.openapi()}},
             }
         paths.setdefault(path, {})[route.method.lower()] = operation
     return {
@@ -98,7 +98,9 @@ def _query_params(route) -> list[dict]:
 
 def _responses(route) -> dict:
     if not route.envelope:
-        success: dict = {"type": "object"} if route.content_type == "application/json" else {"type": "string"}
+        # Not the envelope: the document itself, metrics text, or a provider's own format (route.data, if given).
+        success: dict = route.data or ({"type": "object"} if route.content_type == "application/json"
+                                       else {"type": "string"})
     else:
         success = {"type": "object", "required": ["success", "data"],
                    "properties": {"success": {"const": True}, "data": route.data or {}}}

@@ -41,6 +41,7 @@ class Route:
     status: int = 200
     envelope: bool = True  # False: the body is returned as is (the OpenAPI document)
     content_type: str = "application/json"
+    body_type: str = "application/json"  # what the body is sent as (Slack posts forms)
 
 
 def add_routes(app: web.Application, routes: list[Route]) -> None:

@@ -41,6 +41,8 @@ class Integration(BaseModel):
     is_active = peewee.BooleanField(default=True)
     access_token = EncryptedTextField()
     refresh_token = EncryptedTextField()
+    # A channel webhook's token (Discord's webhook.incoming, migration 0011); its id is in metadata.provider.webhook.
+    channel_webhook_token = EncryptedTextField()
     token_type = peewee.CharField(max_length=32, null=True)
     expires_at = UTCDateTimeField(null=True)
     scope = StringArrayField(default=list)

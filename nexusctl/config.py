@@ -134,6 +134,7 @@ class Settings(NamedTuple):
     events_claim_idle: float = 60.0  # a dead consumer's entry is taken over after this many seconds
     sync_rate_limit_budget: float = 120.0  # seconds a sync run may wait out rate limits before it stops
     discord_bot_token: Secret | None = None  # Discord posts to channels as the application's bot
+    slack_signing_secret: Secret | None = None  # verifies Slack's requests (slash commands): X-Slack-Signature
     google_ads_developer_token: Secret | None = None  # the developer-token header every Google Ads API call needs
     google_ads_login_customer_id: str | None = None  # 10 digits: the manager account the calls go through
     sync_poll_seconds: float = 30.0  # how often the daemon starts scheduled syncs and recovers stalled ones
@@ -235,6 +236,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         sync_poll_seconds=_duration(env, "SYNC_POLL_INTERVAL", 30.0),
         publish_processing_seconds=_duration(env, "PUBLISH_PROCESSING_TIMEOUT", 900.0),
         discord_bot_token=Secret(env["DISCORD_BOT_TOKEN"].strip()) if env.get("DISCORD_BOT_TOKEN", "").strip() else None,
+        slack_signing_secret=_optional_secret(env, "SLACK_SIGNING_SECRET"),
         google_ads_developer_token=_developer_token(env, "GOOGLE_ADS_DEVELOPER_TOKEN"),
         google_ads_login_customer_id=_customer_id(env, "GOOGLE_ADS_LOGIN_CUSTOMER_ID"),
     )
@@ -504,6 +506,11 @@ def _origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(origins)
 
 
+def _optional_secret(env: Mapping[str, str], name: str) -> Secret | None:
+    value = env.get(name, "").strip()
+    return Secret(value) if value else None
+
+
 def _developer_token(env: Mapping[str, str], name: str) -> Secret | None:
     value = env.get(name, "").strip()
     if not value:
@@ -565,6 +572,7 @@ def variable_names() -> list[str]:
         "TOKEN_REFRESH_WINDOW", "REFRESH_SWEEP_INTERVAL", "REFRESH_SWEEP_BATCH", "TOKEN_EXPIRY_WARNING", "RETENTION_DAYS",
         "EVENTS_STREAM", "EVENTS_STREAM_MAXLEN", "EVENTS_CONSUME_STREAMS", "EVENTS_CONSUMER_GROUP", "EVENTS_CLAIM_IDLE",
         "SYNC_RATE_LIMIT_BUDGET", "SYNC_POLL_INTERVAL", "DISCORD_BOT_TOKEN", "HEALTH_CHECK_INTERVAL", "HEALTH_RECHECK",
+        "SLACK_SIGNING_SECRET",
         "GOOGLE_ADS_DEVELOPER_TOKEN", "GOOGLE_ADS_LOGIN_CUSTOMER_ID",
     ]
     for provider in Provider:

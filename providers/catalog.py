@@ -16,6 +16,21 @@ from nexusctl.enums import Provider
 
 
 @dataclass(frozen=True)
+class Action:
+    """One thing a capability does here that takes setting up: the scopes it needs and how it is reached."""
+
+    name: str
+    capability: str  # the advertised capability it implements
+    scopes: tuple[str, ...]  # OAuth scopes it needs (providers/scopes.py NEEDS says the same)
+    how: str
+    optional: bool = False  # its scope is asked for only on request (initiate's ``scopes``)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "capability": self.capability, "scopes": list(self.scopes),
+                "optional": self.optional, "how": self.how}
+
+
+@dataclass(frozen=True)
 class ProviderInfo:
     provider: Provider
     display_name: str
@@ -29,6 +44,7 @@ class ProviderInfo:
             "displayName": self.display_name,
             "category": self.category,
             "capabilities": list(self.capabilities),
+            "actions": [action.to_dict() for action in ACTIONS.get(self.provider, ())],
             "configured": configured,
         }
 
@@ -59,3 +75,21 @@ CATALOG: dict[Provider, ProviderInfo] = {info.provider: info for info in [
     _p("SLACK", "Slack", "communication", "notifications", "commands"),
     _p("DISCORD", "Discord", "communication", "webhooks", "notifications"),
 ]}
+
+# The capabilities that are more than a sync action: how each is reached and what it needs.
+ACTIONS: dict[Provider, tuple[Action, ...]] = {
+    Provider.SLACK: (
+        Action("slack.command", "commands", ("commands",),
+               "a slash command whose Request URL is POST /integrations/inbound/slack/commands, verified with "
+               "SLACK_SIGNING_SECRET, is published as the slack.command event to the workspace's integrations"),
+        Action("publish", "notifications", ("chat:write",),
+               "content.published posts to metadata.publishChannel (chat.postMessage)"),
+    ),
+    Provider.DISCORD: (
+        Action("publish.webhook", "webhooks", ("webhook.incoming",),
+               "connect with scopes [webhook.incoming]: the user picks a channel; content.published then posts "
+               "through that channel webhook when metadata.publishChannel is not set", optional=True),
+        Action("publish", "notifications", ("guilds",),
+               "content.published posts to metadata.publishChannel as the application's bot (DISCORD_BOT_TOKEN)"),
+    ),
+}

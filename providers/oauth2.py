@@ -79,15 +79,18 @@ class OAuth2Adapter:
 
     # --- connect ------------------------------------------------------------
 
-    def authorization_url(self, state: str, verifier: str | None, tenant: str | None = None) -> str:
+    def authorization_url(self, state: str, verifier: str | None, tenant: str | None = None,
+                          extra_scopes: tuple[str, ...] = ()) -> str:
+        """``extra_scopes``: some of the spec's optional scopes, asked for this once."""
         params = {
             self.spec.client_id_param: self.creds.client_id or "",
             "response_type": "code",
             "redirect_uri": self.redirect_uri,
             "state": state,
         }
-        if self.scopes:
-            params["scope"] = self.spec.scope_separator.join(self.scopes)
+        scopes = self.scopes + tuple(s for s in extra_scopes if s not in self.scopes)
+        if scopes:
+            params["scope"] = self.spec.scope_separator.join(scopes)
         if self.spec.pkce and verifier:
             params["code_challenge"] = challenge_of(verifier)
             params["code_challenge_method"] = "S256"
@@ -131,6 +134,10 @@ class OAuth2Adapter:
             fresh.refresh_token = tokens.refresh_token
         fresh.metadata = {**tokens.metadata, **fresh.metadata}
         return fresh
+
+    async def release(self, tokens: TokenSet, tenant: str | None) -> None:
+        """Remove what the connection made at the provider besides the grant (Discord's channel webhook), when
+        the integration is deleted; a failure raises NexusError (the caller logs it and deletes anyway)."""
 
     async def revoke(self, tokens: TokenSet, tenant: str | None) -> None:
         url = self.url("REVOKE", tenant)

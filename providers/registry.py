@@ -111,12 +111,12 @@ SPECS: dict[Provider, ProviderSpec] = {s.provider: s for s in [
     ProviderSpec(Provider.SLACK, auth_url="https://slack.com/oauth/v2/authorize",
                  token_url="https://slack.com/api/oauth.v2.access", api_url="https://slack.com/api",
                  revoke_url="https://slack.com/api/auth.revoke",
-                 scopes=("channels:read", "groups:read", "chat:write", "team:read"), scope_separator=",",
+                 scopes=("channels:read", "groups:read", "chat:write", "team:read", "commands"), scope_separator=",",
                  refresh=R.ROTATING),
     ProviderSpec(Provider.DISCORD, auth_url="https://discord.com/oauth2/authorize",
                  token_url="https://discord.com/api/oauth2/token", api_url="https://discord.com/api",
                  revoke_url="https://discord.com/api/oauth2/token/revoke", scopes=("identify", "guilds"),
-                 pkce=True, client_auth="basic", refresh=R.ROTATING),
+                 optional_scopes=("webhook.incoming",), pkce=True, client_auth="basic", refresh=R.ROTATING),
 ]}
 
 ADAPTERS: dict[Provider, type[OAuth2Adapter]] = {

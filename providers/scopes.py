@@ -50,10 +50,13 @@ NEEDS: dict[Provider, dict[str, tuple[str, ...]]] = {
     Provider.ZAPIER: {"account": ("profile",), "fetch_zaps": ("zap",)},
     # conversations.list with types=public_channel,private_channel: private channels need groups:read.
     Provider.SLACK: {"account": ("team:read",), "fetch_channels": ("channels:read", "groups:read"),
-                     "publish": ("chat:write",)},
+                     "publish": ("chat:write",),
+                     "commands": ("commands",)},  # slash commands are installed with the app's commands scope
     # Discord posts as the application's bot (DISCORD_BOT_TOKEN), into a channel of one of the user's own
     # servers: listing those (/users/@me/guilds) takes the user's guilds scope.
-    Provider.DISCORD: {"account": ("identify",), "fetch_channels": ("guilds",), "publish": ("guilds",)},
+    # With the optional webhook.incoming scope it posts through the channel webhook the user made instead.
+    Provider.DISCORD: {"account": ("identify",), "fetch_channels": ("guilds",), "publish": ("guilds",),
+                       "webhooks": ("webhook.incoming",)},
     Provider.PAYPAL: {"account": ("openid",), "fetch_transactions": (PAYPAL_SEARCH,)},
 }
 

@@ -43,6 +43,9 @@ class ProviderSpec:
     api_url: str = ""  # base of the provider's API (who-am-I, later syncs)
     revoke_url: str | None = None
     scopes: tuple[str, ...] = ()
+    # Scopes a caller may add at initiate (``scopes``), asked for only then: Discord's webhook.incoming makes the
+    # user pick a channel on the consent screen, which most connections do not want.
+    optional_scopes: tuple[str, ...] = ()
     scope_separator: str = " "
     pkce: bool = False  # S256 only
     client_auth: str = "body"  # "body" or "basic" (HTTP Basic on the token endpoint)
@@ -64,6 +67,7 @@ class ProviderSpec:
         return {
             "connect": self.kind.value,
             "scopes": list(self.scopes),
+            "optionalScopes": list(self.optional_scopes),
             "scopeSeparator": self.scope_separator,
             "pkce": self.pkce,
             "clientAuth": self.client_auth,
@@ -83,6 +87,9 @@ class TokenSet:
     expires_at: dt.datetime | None = None
     scope: list[str] = field(default_factory=list)
     metadata: dict = field(default_factory=dict)  # non-secret provider facts (instance_url, team, dc ...)
+    # The token of a channel webhook the provider made at consent (Discord's webhook.incoming): its id is in
+    # metadata["webhook"]; id and token together post to the channel, so the token is stored encrypted.
+    webhook_token: str | None = None
 
     def __repr__(self) -> str:  # never print the tokens
         return f"TokenSet(token_type={self.token_type!r}, expires_at={self.expires_at!r}, scope={self.scope!r})"

@@ -27,6 +27,9 @@ def connect_cmd(
     shop: Annotated[str | None, typer.Option("--shop", help="SHOPIFY: the shop (demo.myshopify.com).")] = None,
     store_url: Annotated[str | None, typer.Option("--store-url", help="WOOCOMMERCE: the store's URL.")] = None,
     metadata: Metadata = None,
+    scope: Annotated[list[str] | None, typer.Option(
+        "--scope", help="An optional scope to ask for as well (repeatable): DISCORD webhook.incoming lets the "
+                        "user pick a channel to publish to through its webhook.")] = None,
     open_browser: Annotated[bool, typer.Option("--open", help="Open the URL in a browser too.")] = False,
     as_json: Json = False,
 ) -> None:
@@ -43,7 +46,7 @@ def connect_cmd(
     settings = state(ctx).settings
     answer = run_flow(ctx, lambda svc: connect.initiate(
         svc, user_id=user, provider=provider, redirect_uri=redirect_uri or settings.frontend_url,
-        metadata=parsed, shop=shop, store_url=store_url))
+        metadata=parsed, shop=shop, store_url=store_url, scopes=scope))
     if as_json:
         out(ctx).json(answer)
     else:

@@ -102,9 +102,21 @@ def _configured(settings: Settings, provider: Provider) -> None:
                                     provider=provider.value)
 
 
+def _optional_scopes(provider: Provider, scopes) -> tuple[str, ...]:
+    """The optional scopes asked for at initiate (Discord's webhook.incoming): only the provider's own."""
+    if not scopes:
+        return ()
+    allowed = SPECS[provider].optional_scopes
+    if not isinstance(scopes, (list, tuple)) or not all(isinstance(s, str) and s in allowed for s in scopes):
+        offered = ", ".join(allowed) if allowed else "none"
+        raise UsageProblem(f"scopes: {provider.value} offers these optional scopes: {offered}", field="scopes")
+    return tuple(dict.fromkeys(scopes))
+
+
 async def initiate(svc: Services, *, user_id, provider, redirect_uri, metadata=None, shop=None,
-                   store_url=None) -> dict:
-    """Start a connection; answers the spec's {authorizationUrl, state}."""
+                   store_url=None, scopes=None) -> dict:
+    """Start a connection; answers the spec's {authorizationUrl, state}. ``scopes``: optional scopes to ask for
+    as well (see ProviderSpec.optional_scopes)."""
     provider = Provider.parse(provider)
     user_id = parse_uuid(user_id, "userId")
     spec = SPECS[provider]
@@ -115,12 +127,13 @@ async def initiate(svc: Services, *, user_id, provider, redirect_uri, metadata=N
     redirect_uri = check_redirect(svc.settings, redirect_uri)
     metadata = _check_metadata(metadata)
     adapter = svc.adapter(provider)
+    extra_scopes = _optional_scopes(provider, scopes)
     tenant = await _checked_tenant(svc.settings, adapter, spec.tenant, shop=shop, store_url=store_url)
     state = new_state()
     verifier = new_verifier() if spec.pkce else None
     flow = Flow(provider, user_id, redirect_uri, metadata, tenant, {"verifier": verifier} if verifier else {})
     await svc.states("save", state, flow)
-    url = adapter.authorization_url(state, verifier, tenant)
+    url = adapter.authorization_url(state, verifier, tenant, extra_scopes=extra_scopes)
     return {"authorizationUrl": url, "state": state}
 
 
@@ -198,6 +211,8 @@ async def _finish(svc: Services, provider: Provider, flow: Flow, query):
                                      account=account, tokens=tokens, metadata=flow.metadata, tenant=flow.tenant)
     log.info("connected %s integration %s for user %s%s", provider.value, row.id, flow.user_id,
              " (reconnected)" if reconnected else "")
+    if row.replaced_webhook is not None:  # a reconnect made a new channel webhook: the old one goes
+        await _release(svc, row, row.replaced_webhook)
     return row
 
 
@@ -233,8 +248,20 @@ async def connect_api_key(svc: Services, *, user_id, provider, api_key, metadata
     return row
 
 
+async def _release(svc: Services, row, tokens: TokenSet) -> bool:
+    """Best effort: delete what the connection made at the provider (Discord's channel webhook); never blocks."""
+    try:
+        await svc.adapter(row.provider).release(tokens, tokens.metadata.get("tenant"))
+        return True
+    except NexusError as exc:
+        log.warning("removing the %s channel webhook of integration %s failed (going on): %s", row.provider.value,
+                    row.id, exc.message)
+        return False
+
+
 async def disconnect(svc: Services, integration_id, *, owner_id=None, dry_run: bool = False):
-    """Revoke at the provider where it can (a failure is logged, not fatal), then delete."""
+    """Revoke at the provider where it can (a failure is logged, not fatal), delete what the connection made
+    there (a channel webhook; likewise), then delete."""
     from nexusctl.core import integrations
 
     row, tokens = await svc.run(connections.load, svc.keyring, integration_id, owner_id=owner_id)
@@ -247,4 +274,6 @@ async def disconnect(svc: Services, integration_id, *, owner_id=None, dry_run: b
             revoked = False
             log.warning("revoking %s integration %s failed (deleting anyway): %s", row.provider.value, row.id,
                         exc.message)
+    if not dry_run and tokens.webhook_token:
+        await _release(svc, row, tokens)
     return await svc.run(integrations.delete, row.id, owner_id=owner_id, dry_run=dry_run, revoked=revoked)

@@ -1,6 +1,7 @@
 """Storing connections: tokens in, tokens out, always encrypted.
 
-The only module that turns provider tokens into database rows and back.
+The only module that turns provider tokens into database rows and back (with
+a channel webhook's token, Discord's webhook.incoming, which is as secret).
 ``save`` upserts by (user, provider, provider account): reconnecting the same
 account updates the row (new tokens, active again, error cleared) instead of
 adding a second one. The ``integration.connected`` event is written in the
@@ -60,6 +61,13 @@ def _save(keyring, user_id, provider, account, tokens, metadata, provider_facts)
         row.token_type = tokens.token_type
         row.expires_at = tokens.expires_at
         row.scope = tokens.scope
+        row.replaced_webhook = None
+        if tokens.webhook_token:
+            row.replaced_webhook = _previous_webhook(keyring, row, provider_facts) if reconnected else None
+            seal(keyring, row, "channel_webhook_token", tokens.webhook_token)
+        elif row.channel_webhook_token and "webhook" in ((row.metadata or {}).get("provider") or {}):
+            # Reconnected without asking for a new channel webhook: the one made before still posts.
+            provider_facts = {**provider_facts, "webhook": row.metadata["provider"]["webhook"]}
         row.metadata = {**(row.metadata or {}), **(metadata or {}), "provider": provider_facts}
         row.refresh_lease_until = None
         row.refresh_lease_token = None
@@ -71,6 +79,15 @@ def _save(keyring, user_id, provider, account, tokens, metadata, provider_facts)
         row.save(force_insert=not reconnected)
         events.record(events.CONNECTED, row, name=row.name, reconnected=reconnected)
     return row, reconnected
+
+
+def _previous_webhook(keyring: Keyring, row: Integration, provider_facts: dict) -> TokenSet | None:
+    """The channel webhook a reconnect replaces (for the caller to delete at the provider), if another one."""
+    old = ((row.metadata or {}).get("provider") or {}).get("webhook") or {}
+    if not row.channel_webhook_token or not old.get("id") or old["id"] == provider_facts["webhook"]["id"]:
+        return None
+    return TokenSet(access_token="", metadata={"webhook": old},
+                    webhook_token=unseal(keyring, row, "channel_webhook_token"))
 
 
 def load(keyring: Keyring, integration_id, *, owner_id=None) -> tuple[Integration, TokenSet]:
@@ -86,7 +103,8 @@ def tokens_of(keyring: Keyring, row: Integration) -> TokenSet:
     return TokenSet(access_token=unseal(keyring, row, "access_token") or "",
                     refresh_token=unseal(keyring, row, "refresh_token"), token_type=row.token_type,
                     expires_at=row.expires_at, scope=list(row.scope or []),
-                    metadata=dict((row.metadata or {}).get("provider") or {}))
+                    metadata=dict((row.metadata or {}).get("provider") or {}),
+                    webhook_token=unseal(keyring, row, "channel_webhook_token"))
 
 
 def store_refreshed(keyring: Keyring, row: Integration, tokens: TokenSet, lease: uuid.UUID) -> bool:

@@ -204,7 +204,9 @@ def _endpoints(provider: Provider, settings: config.Settings) -> Finding:
 _COMPANIONS = {
     Provider.GOOGLE_ADS: ("google_ads_developer_token", "GOOGLE_ADS_DEVELOPER_TOKEN",
                           "fetch_campaigns fails with PROVIDER_NOT_CONFIGURED"),
-    Provider.DISCORD: ("discord_bot_token", "DISCORD_BOT_TOKEN", "publishing to Discord fails"),
+    Provider.DISCORD: ("discord_bot_token", "DISCORD_BOT_TOKEN",
+                       "publishing to Discord as the bot fails (a channel webhook still posts)"),
+    Provider.SLACK: ("slack_signing_secret", "SLACK_SIGNING_SECRET", "Slack's slash commands are refused"),
 }
 
 

@@ -18,6 +18,9 @@ CONNECTED = "integration.connected"
 DISCONNECTED = "integration.disconnected"
 ERROR = "integration.error"
 REFRESHED = "integration.refreshed"
+SLACK_COMMAND = "slack.command"  # a slash command typed in a connected workspace (nexusctl.core.slack_commands)
+# Events that come from a provider through a verified route: nobody may emit them in a provider's name.
+FROM_PROVIDERS = (SLACK_COMMAND,)
 
 
 def record(event_type: str, integration: Integration, **data) -> OutboxEvent:
@@ -50,11 +53,13 @@ def emit(integration_id, event_type, data, *, owner_id=None) -> dict:
                            field="type")
     from nexusctl.core.inbound import HANDLED as PLATFORM_EVENTS  # what the consumer acts on
 
-    if event_type.startswith(("integration.", "webhook.")) or event_type in PLATFORM_EVENTS:
+    if event_type.startswith(("integration.", "webhook.")) or event_type in PLATFORM_EVENTS + FROM_PROVIDERS:
         # Emitted events reach the platform's event bus, which this service (user.deleted deletes a user's
-        # integrations) and others consume: a caller must not be able to speak for the platform.
+        # integrations) and others consume: a caller must not be able to speak for the platform, nor for a
+        # provider (a forged slack.command would look like a verified one).
         raise UsageProblem(f"{event_type} is reserved: integration.* and webhook.* are this service's own "
-                           f"events, {' and '.join(PLATFORM_EVENTS)} come from the platform", field="type")
+                           f"events, {' and '.join(PLATFORM_EVENTS)} come from the platform, "
+                           f"{', '.join(FROM_PROVIDERS)} from providers", field="type")
     if not isinstance(data, dict):
         raise UsageProblem("data must be a JSON object", field="data")
     if len(json.dumps(data)) > DATA_MAX_BYTES:

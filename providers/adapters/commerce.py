@@ -69,7 +69,7 @@ class Shopify(OAuth2Adapter):
             return throttle_wait(reply.get("extensions", "cost"))
         return False
 
-    def authorization_url(self, state: str, verifier, tenant=None) -> str:
+    def authorization_url(self, state: str, verifier, tenant=None, extra_scopes=()) -> str:
         params = {"client_id": self.creds.client_id or "", "scope": ",".join(self.scopes),
                   "redirect_uri": self.redirect_uri, "state": state}
         return f"{self.url('AUTH', tenant)}?{urlencode(params)}"
@@ -143,7 +143,7 @@ class WooCommerce(OAuth2Adapter):
     def keys_url(self) -> str:
         return f"{self.redirect_uri}/keys"
 
-    def authorization_url(self, state: str, verifier, tenant=None) -> str:
+    def authorization_url(self, state: str, verifier, tenant=None, extra_scopes=()) -> str:
         params = {"app_name": "NEXUS", "scope": "read_write", "user_id": state,
                   "return_url": self.redirect_uri, "callback_url": self.keys_url}
         return f"{tenant}/wc-auth/v1/authorize?{urlencode(params)}"

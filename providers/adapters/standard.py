@@ -141,9 +141,43 @@ class Zapier(OAuth2Adapter):
 
 
 class Discord(OAuth2Adapter):
+    """With the optional ``webhook.incoming`` scope, Discord has the user pick a channel at consent and answers
+    the code exchange with a ``webhook`` object (id, token, channel_id, guild_id, url): a webhook in that
+    channel. Its token is kept apart from the provider facts (TokenSet.webhook_token, encrypted at rest); its
+    URL is never kept: it is rebuilt from the API base, id and token (``webhook_url``)."""
+
+    def tokens_from(self, body: dict) -> TokenSet:
+        tokens = super().tokens_from(body)
+        webhook = body.get("webhook")
+        if isinstance(webhook, dict) and webhook.get("id") and webhook.get("token"):
+            tokens.webhook_token = str(webhook["token"])
+            tokens.metadata["webhook"] = {"id": str(webhook["id"]), "channelId": _str(webhook.get("channel_id")),
+                                          "guildId": _str(webhook.get("guild_id")), "name": webhook.get("name")}
+        return tokens
+
+    def webhook_url(self, webhook_id: str, token: str) -> str:
+        return f"{self.url('API')}/v10/webhooks/{webhook_id}/{token}"
+
+    async def release(self, tokens: TokenSet, tenant) -> None:
+        """DELETE /webhooks/{id}/{token} (no bot token: the webhook's token is its own authority). Already gone
+        (404) is fine: the user may have deleted it in the channel's settings."""
+        webhook_id = (tokens.metadata.get("webhook") or {}).get("id")
+        if not webhook_id or not tokens.webhook_token:
+            return
+        reply = await self.http("DELETE", self.webhook_url(webhook_id, tokens.webhook_token),
+                                secrets=(tokens.webhook_token,))
+        if reply.status >= 400 and reply.status != 404:
+            raise ProviderError(f"DISCORD: deleting the channel webhook {webhook_id} answered HTTP {reply.status}"
+                                f"{describe(reply, (tokens.webhook_token,), ': ')}", provider="DISCORD",
+                                status=reply.status)
+
     async def whoami(self, tokens: TokenSet, tenant) -> Account:
         reply = await self.api_json("GET", f"{self.url('API')}/v10/users/@me", tokens)
         if not reply.get("id"):
             raise OAuthFailed("DISCORD: the users/@me answer has no id")
         return Account(str(reply.get("id")), str(reply.get("global_name") or reply.get("username")),
                        {"username": reply.get("username")})
+
+
+def _str(value) -> str | None:
+    return None if value is None else str(value)

@@ -35,7 +35,7 @@ class TikTok(OAuth2Adapter):
 
 
 class TikTokAds(OAuth2Adapter):
-    def authorization_url(self, state: str, verifier, tenant=None) -> str:
+    def authorization_url(self, state: str, verifier, tenant=None, extra_scopes=()) -> str:
         params = {"app_id": self.creds.client_id or "", "state": state, "redirect_uri": self.redirect_uri}
         return f"{self.url('AUTH')}?{urlencode(params)}"
 

@@ -16,7 +16,11 @@ otherwise the run fails and nothing is posted (see publish_chat.py for Discord).
   application's bot (``DISCORD_BOT_TOKEN``; a user's OAuth token cannot post to
   a channel); the bot must have been added to that server, and the server must
   be one the connected user is in and manages (``GET /users/@me/guilds`` with
-  their token, ``guilds`` scope).
+  their token, ``guilds`` scope). Without ``metadata.publishChannel``, a
+  connection made with the optional ``webhook.incoming`` scope posts through
+  the channel webhook the user made on Discord's consent screen (``POST
+  /webhooks/{id}/{token}?wait=true``; no bot, no server check: the user chose
+  that channel at Discord).
 - LINKEDIN: ``POST /rest/posts`` as the member (``urn:li:person:{sub}``, the
   ``sub`` from ``/v2/userinfo``; needs ``w_member_social`` and ``openid``), a
   PUBLIC main-feed post whose commentary is the title and URL in LinkedIn's

@@ -1,4 +1,4 @@
-"""Publishing to chat: Slack (chat.postMessage) and Discord (as the application's bot). See publish.py.
+"""Publishing to chat: Slack (chat.postMessage) and Discord (a channel webhook, or the bot). See publish.py.
 
 The channel is the integration's ``metadata.publishChannel``, which its owner sets: it must be a channel of
 their own, never another customer's.
@@ -6,12 +6,15 @@ their own, never another customer's.
 - Slack: the token is the app's bot token of the connected workspace, and Slack answers
   ``channel_not_found`` for a channel of any other workspace (by id or by name): a post can only land in the
   workspace the user installed the app into. That refusal is reported as such.
-- Discord: every customer's posts go out as the same bot, which may be in many customers' servers, so the bot
-  could post anywhere it is. Before posting, the channel's server is read as the bot (``GET /channels/{id}``:
-  the bot must see it) and must be one of the connected user's servers (``GET /users/@me/guilds`` with their
-  own token, ``guilds`` scope) where they own the server or have Manage Server (or Administrator), the
-  permission it takes to add a bot to a server. Mere membership is not enough: anyone can join a public
-  server.
+- Discord, through the connection's channel webhook (``webhook.incoming`` at connect) when
+  ``metadata.publishChannel`` is not set: the user picked that channel on Discord's consent screen, so it is
+  theirs to post to; no bot token is involved.
+- Discord, with ``metadata.publishChannel``: every customer's posts go out as the same bot, which may be in
+  many customers' servers, so the bot could post anywhere it is. Before posting, the channel's server is read
+  as the bot (``GET /channels/{id}``: the bot must see it) and must be one of the connected user's servers
+  (``GET /users/@me/guilds`` with their own token, ``guilds`` scope) where they own the server or have Manage
+  Server (or Administrator), the permission it takes to add a bot to a server. Mere membership is not enough:
+  anyone can join a public server.
 """
 
 from __future__ import annotations
@@ -102,8 +105,38 @@ async def _check_users_server(api, channel: str, guild_id: str) -> None:
                        field=FIELD)
 
 
+async def _through_webhook(api, content: dict) -> dict:
+    """POST /webhooks/{id}/{token}?wait=true: the channel webhook the user made at consent (webhook.incoming).
+    No bot and no server check: the user picked the channel on Discord's own consent screen, and the webhook's
+    token is the authority to post there. ``wait=true`` makes Discord answer with the message (its id)."""
+    webhook, token = api.metadata["webhook"], api.tokens.webhook_token
+    reply = await creating(api.adapter.http("POST", api.adapter.webhook_url(webhook["id"], token) + "?wait=true",
+                                            secrets=(token,), json={"content": compose(content, DISCORD_MAX)},
+                                            headers={"Accept": "application/json"}))
+    api.calls += 1
+    api.adapter._check_throttle(reply)
+    if reply.status in (401, 404):  # 10015 Unknown Webhook, 50027 Invalid Webhook Token: deleted in Discord
+        raise ProviderError(f"DISCORD: the channel webhook {webhook['id']} is gone (deleted in the channel's "
+                            "settings?): reconnect Discord with the webhook.incoming scope, or set "
+                            "metadata.publishChannel to post as the bot", provider="DISCORD", status=reply.status)
+    if reply.status >= 400:
+        raise ProviderError(f"DISCORD: posting through the channel webhook answered HTTP {reply.status}"
+                            f"{describe(reply, (token,), ': ')}", provider="DISCORD", status=reply.status)
+    body = reply.body if isinstance(reply.body, dict) else {}
+    return {"channelId": body.get("channel_id") or webhook.get("channelId"), "messageId": body.get("id"),
+            "via": "webhook"}
+
+
+def has_channel_webhook(api) -> bool:
+    return bool(api.tokens.webhook_token and (api.metadata.get("webhook") or {}).get("id"))
+
+
 async def discord(api, content: dict, metadata: dict) -> dict:
+    """As the bot into ``metadata.publishChannel`` when it is set; otherwise through the connection's channel
+    webhook (webhook.incoming), when it has one."""
     channel = str(metadata.get("publishChannel") or "")
+    if not channel and has_channel_webhook(api):
+        return await _through_webhook(api, content)
     if not channel.isdigit():
         raise UsageProblem("set the Discord integration's metadata.publishChannel to the channel id to post to",
                            field=FIELD)

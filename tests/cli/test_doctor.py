@@ -48,6 +48,7 @@ def healthy_env(clean_env, monkeypatch):
     monkeypatch.setenv("PORT", str(free_port()))
     monkeypatch.setenv("SLACK_CLIENT_ID", "slack-client-id")
     monkeypatch.setenv("SLACK_CLIENT_SECRET", SLACK_SECRET)
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", "signing-secret-never-printed")
 
 
 def doctor(*args):
@@ -342,3 +343,16 @@ def test_a_running_daemon_on_the_port_is_ok(sqlite_url, monkeypatch, tmp_path):
         log.close()
     assert failed(result, findings) == []
     assert "a nexusctl daemon answers" in only(findings, "daemon-port")["detail"]
+
+
+def test_slack_without_its_signing_secret_is_a_warning(db_url, monkeypatch):
+    """Slash commands cannot be verified without it (issue 18): said, never failed, never printed."""
+    monkeypatch.delenv("SLACK_SIGNING_SECRET")
+    result, findings = doctor()
+    assert failed(result, findings) == []
+    slack = only(findings, "provider SLACK")
+    assert slack["status"] == "warn" and slack["hint"] == "set SLACK_SIGNING_SECRET"
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", "signing-secret-never-printed")
+    result, findings = doctor()
+    assert only(findings, "provider SLACK")["status"] == "ok"
+    assert_no_secret(result.stdout, "signing-secret-never-printed")

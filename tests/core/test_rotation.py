@@ -100,3 +100,17 @@ def test_a_value_changed_during_rotation_is_not_overwritten(seeded, monkeypatch)
     monkeypatch.setattr(ring, "decrypt", decrypt_while_someone_writes)
     keys.rotate(ring)
     assert unseal(Keyring(NEW), Integration.get_by_id(target.id), "access_token") == "written-meanwhile"
+
+
+def test_a_channel_webhook_token_is_rotated_with_the_other_secrets(database, make_integration):
+    """Discord's webhook.incoming token (integrations.channel_webhook_token) is a secret like the tokens."""
+    from nexusctl.enums import Provider
+
+    row = make_integration(provider=Provider.DISCORD, access_token="access-dc", refresh_token=None)
+    seal(Keyring(OLD), row, "channel_webhook_token", "webhook-token-dc")
+    row.save()
+    report = keys.rotate(Keyring(NEW, [OLD]))
+    assert report.rewritten == 2 and report.failed == 0
+    stored = Integration.get_by_id(row.id)
+    assert stored.channel_webhook_token.startswith(Keyring(NEW).current_prefix)
+    assert unseal(Keyring(NEW), stored, "channel_webhook_token") == "webhook-token-dc"

@@ -211,6 +211,14 @@ async def test_providers_route_says_which_are_configured(db_url, monkeypatch, ai
     data = {p["provider"]: p for p in (await response.json())["data"]}
     assert len(data) == 20 and data["SLACK"]["configured"] and not data["DISCORD"]["configured"]
     assert data["SHOPIFY"]["capabilities"] == ["products", "orders", "inventory"]
+    # Slack commands and Discord webhooks: listed as actions with the scopes they need (issue 18).
+    slack = {a["name"]: a for a in data["SLACK"]["actions"]}
+    assert slack["slack.command"]["capability"] == "commands" and slack["slack.command"]["scopes"] == ["commands"]
+    assert "/integrations/inbound/slack/commands" in slack["slack.command"]["how"]
+    discord = {a["name"]: a for a in data["DISCORD"]["actions"]}
+    assert discord["publish.webhook"] == {**discord["publish.webhook"], "capability": "webhooks",
+                                          "scopes": ["webhook.incoming"], "optional": True}
+    assert data["SHOPIFY"]["actions"] == []
     assert "shh-secret" not in text
 
 
@@ -351,3 +359,17 @@ async def test_minted_tokens_work_against_the_daemon(cli, aiohttp_client):
     assert too_long.exit_code == 2 and "JWT_MAX_AGE" in too_long.stderr and not too_long.stdout
     tour = cli("token", "mint", "--role", "admin", "--subject", "tour").stdout.strip()  # README's first steps
     assert (await api.get(f"/integrations/user/{STRANGER}", headers=bearer(tour))).status == 200
+
+
+def test_listed_actions_need_the_scopes_the_health_check_knows():
+    """The catalog's actions and providers/scopes.py say the same; an optional scope is one initiate offers."""
+    from providers.catalog import ACTIONS
+    from providers.registry import SPECS
+    from providers.scopes import NEEDS
+
+    for provider, actions in ACTIONS.items():
+        for action in actions:
+            key = "publish" if action.name == "publish" else action.capability  # NEEDS keys publishing "publish"
+            assert NEEDS[provider][key] == action.scopes
+            asked = SPECS[provider].optional_scopes if action.optional else SPECS[provider].scopes
+            assert set(action.scopes) <= set(asked), (provider, action.name)

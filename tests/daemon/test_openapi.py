@@ -58,7 +58,7 @@ def test_every_registered_route_is_described(db_url):
                 assert "Location" in first["headers"], (method, path)
                 continue
             success = next(iter(first["content"].values()))["schema"]
-            if path not in ("/openapi.json", "/metrics"):
+            if path not in ("/openapi.json", "/metrics", "/integrations/inbound/slack/commands"):  # own formats
                 assert success["properties"]["data"], f"{method} {path} has no data schema"
 
 
@@ -69,7 +69,8 @@ def test_schemas_are_valid_json_schema():
                 for media in response.get("content", {}).values():
                     Draft202012Validator.check_schema(resolve(media["schema"]))
             if "requestBody" in op:
-                Draft202012Validator.check_schema(op["requestBody"]["content"]["application/json"]["schema"])
+                for media in op["requestBody"]["content"].values():  # JSON, or the form Slack posts
+                    Draft202012Validator.check_schema(media["schema"])
 
 
 def test_response_schemas_match_the_serializers(database, make_integration):

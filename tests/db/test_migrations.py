@@ -86,7 +86,7 @@ def _columns(db, table):
 def test_this_version_ships_these_migrations():
     assert MIGRATIONS == ["0001_initial", "0002_connections", "0003_webhook_delivery", "0004_refresh_sweep",
                           "0005_job_runs", "0006_event_bus", "0008_sync",
-                          "0009_integration_health", "0010_publish_deferral"]
+                          "0009_integration_health", "0010_publish_deferral", "0011_channel_webhook"]
 
 
 # --- Empty database --------------------------------------------------------
@@ -316,6 +316,19 @@ def test_0003_webhook_delivery_down_then_up_round_trips(database):
     assert database.execute_sql("SELECT COUNT(*) FROM webhook_deliveries").fetchone() == (1,)
     assert migrate.migrate(database) == MIGRATIONS[2:]
     assert _schema(database) == before
+
+
+def test_0011_channel_webhook_down_then_up_round_trips(database):
+    row = Integration.create(user_id="00000000-0000-0000-0000-000000000011", provider=Provider.DISCORD,
+                             name="kept", channel_webhook_token="v1:sealed")
+    before = _schema(database)
+    runner = Runner(database, str(migrate.MIGRATIONS_DIR), table_name=migrate.HISTORY_TABLE)
+    undone = _down_through(runner, "0011_channel_webhook")
+    assert undone == ["0011_channel_webhook"]
+    assert "channel_webhook_token" not in _columns(database, "integrations")
+    assert migrate.migrate(database) == undone
+    assert _schema(database) == before
+    assert Integration.get_by_id(row.id).channel_webhook_token is None  # dropped with its column
 
 
 def test_0010_publish_deferral_down_then_up_round_trips(database):

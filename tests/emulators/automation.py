@@ -31,6 +31,11 @@ SLACK quirks enforced:
   with ``is_private``), each type needing its scope (public ``channels:read``,
   private ``groups:read``, else ``missing_scope`` with ``needed``), and ``chat.postMessage`` to a channel of another workspace (by id or
   name) answers ``channel_not_found``, as Slack does for a bot token.
+- slash commands (Slack calling the app): ``slash_command(url, text)`` posts the
+  form Slack posts, signed with the app's ``signing_secret`` (``X-Slack-Signature``
+  ``v0=`` hex HMAC-SHA256 of ``v0:{timestamp}:{body}``), and gives up after 3 s
+  as Slack does; ``command_form`` + ``sign`` + ``send_command`` let a test
+  tamper with or replay one.
 
 ``account``: ZAPIER the profile object; SLACK ``{team_id, team, url, app_id,
 bot_user_id, bot_user, bot_id, user_id, user}``.
@@ -39,8 +44,15 @@ bot_user_id, bot_user, bot_id, user_id, user}``.
 from __future__ import annotations
 
 import base64
-
+import hashlib
+import hmac
+import json
 import secrets
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from urllib.parse import urlencode
 
 from .base import Provider
 from .oauth2 import (
@@ -162,6 +174,24 @@ class Zapier(Provider):
                  "prev": f"{here}?limit={limit}&offset={max(0, offset - limit)}" if offset > 0 else None}
         return json_response({"links": links, "meta": {"count": len(rows), "limit": limit, "offset": offset},
                               "data": rows[offset:offset + limit]})
+
+
+COMMAND_TIMEOUT = 3.0  # Slack shows the user "operation_timeout" when the app answers later
+SLACKBOT = "Slackbot 1.0 (+https://api.slack.com/robots)"
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+@dataclass
+class SlackAnswer:
+    """What the app answered a slash command, and how fast."""
+
+    status: int
+    body: bytes
+    seconds: float
+    timed_out: bool = False
+
+    def json(self):
+        return json.loads(self.body)
 
 
 class Slack(Provider):
@@ -377,6 +407,61 @@ class Slack(Provider):
             messages.append({"channel": channel["id"], "text": args["text"], "ts": ts})
         return json_response({"ok": True, "channel": channel["id"], "ts": ts,
                               "message": {"type": "message", "text": args["text"], "ts": ts}})
+
+    # --- slash commands: Slack calls the app ---------------------------------------------------------------
+
+    @property
+    def signing_secret(self) -> str:
+        """The app's signing secret (what SLACK_SIGNING_SECRET holds); constant for the emulator's life."""
+        if not hasattr(self, "_signing_secret"):
+            self._signing_secret = secrets.token_hex(16)
+        return self._signing_secret
+
+    def extra_env(self) -> dict[str, str]:
+        return {"SLACK_SIGNING_SECRET": self.signing_secret}
+
+    def command_form(self, text: str = "", *, command: str = "/nexus", account: dict | None = None,
+                     **fields) -> bytes:
+        """The form Slack posts for a slash command typed in ``account``'s workspace (default: the default
+        account's), by its user, in a channel of it; ``fields`` add or replace fields."""
+        acc = account or self.account
+        form = {"token": "gIkuvaNzQIHg97ATvDxqgjtO", "team_id": acc["team_id"],
+                "team_domain": acc["url"].split("//")[-1].split(".")[0], "channel_id": "C0DEMO0001",
+                "channel_name": "general", "user_id": acc["user_id"], "user_name": acc["user"],
+                "command": command, "text": text, "api_app_id": acc["app_id"], "is_enterprise_install": "false",
+                "response_url": f"https://hooks.slack.com/commands/{acc['team_id']}/1234/{secrets.token_urlsafe(18)}",
+                "trigger_id": f"13345224609.738474920.{secrets.token_hex(16)}", **fields}
+        return urlencode(form).encode()
+
+    def sign(self, body: bytes, timestamp: int | None = None, secret: str | None = None) -> dict[str, str]:
+        """The headers Slack adds: X-Slack-Request-Timestamp and X-Slack-Signature (v0, HMAC-SHA256 of
+        ``v0:{timestamp}:{body}`` with the signing secret), timestamp now by the emulators' clock."""
+        stamp = str(int(self.now()) if timestamp is None else timestamp)
+        digest = hmac.new((secret or self.signing_secret).encode(), b"v0:" + stamp.encode() + b":" + body,
+                          hashlib.sha256).hexdigest()
+        return {"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": f"v0={digest}",
+                "Content-Type": "application/x-www-form-urlencoded", "User-Agent": SLACKBOT}
+
+    def send_command(self, url: str, body: bytes, headers: dict[str, str]) -> SlackAnswer:
+        """POST the command as Slack does, giving up after 3 s as Slack does (then the user sees
+        "operation_timeout"): the answer, with ``timed_out`` set when it came too late."""
+        request = urllib.request.Request(url, data=body, method="POST", headers=headers)
+        started = time.monotonic()
+        try:
+            with _NO_PROXY.open(request, timeout=COMMAND_TIMEOUT) as reply:
+                status, raw = reply.status, reply.read()
+        except urllib.error.HTTPError as exc:
+            status, raw = exc.code, exc.read()
+        except (TimeoutError, urllib.error.URLError) as exc:
+            if not isinstance(getattr(exc, "reason", exc), TimeoutError):
+                raise
+            return SlackAnswer(0, b"", time.monotonic() - started, timed_out=True)
+        return SlackAnswer(status, raw, time.monotonic() - started)
+
+    def slash_command(self, url: str, text: str = "", **kwargs) -> SlackAnswer:
+        """A signed slash command, as Slack sends it when a user types ``/nexus text``."""
+        body = self.command_form(text, **kwargs)
+        return self.send_command(url, body, self.sign(body))
 
     async def auth_revoke(self, request):
         (token, status), form = await self._token_of(request)

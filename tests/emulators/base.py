@@ -94,6 +94,10 @@ class Provider:
     def make_client_secret(self) -> str:
         return secrets.token_urlsafe(24)
 
+    def extra_env(self) -> dict[str, str]:
+        """Settings of the app besides its credentials and URLs (Slack's signing secret)."""
+        return {}
+
     def urls(self, base: str) -> dict[str, str]:
         root = f"{base}/{self.prefix}/"
         return {kind: root + tail for kind, tail in self.URLS.items()}

@@ -161,6 +161,7 @@ class Emulators:
             out[f"{name}_CLIENT_SECRET"] = provider.client_secret
             for kind, url in provider.urls(self.base_url).items():
                 out[f"{name}_{kind}_URL"] = url.rstrip("/") if kind == "API" else url
+            out.update(provider.extra_env())
         return out
 
     @property

@@ -57,6 +57,16 @@ DISCORD quirks enforced:
   for no such channel; ``POST /channels/{id}/messages`` the same, then 403
   when ``botCanPost`` is False. A channel without ``guild_id`` is in no
   server the emulator knows (a test's shortcut): the bot may use it.
+- channel webhooks (OAuth2 ``webhook.incoming``): the consenting user picks a
+  channel (``choose_webhook_channel``; default the first ``records_of("channels")``
+  row in a server, else a fixed one); the code exchange then answers with a
+  ``webhook`` object ``{id, token, channel_id, guild_id, url, name, type,
+  application_id}``, kept in ``records["webhooks"]``. ``POST
+  /webhooks/{id}/{token}`` needs no Authorization: an unknown id is 404
+  ``Unknown Webhook`` (10015), a wrong token 401 ``Invalid Webhook Token``
+  (50027); ``content`` 1-2000 characters; ``?wait=true`` answers the message
+  (kept in ``records["messages"]`` with ``webhook_id``), else 204.
+  ``DELETE /webhooks/{id}/{token}`` removes it (204), with the same refusals.
 
 ``account``: TWITTER the ``data`` user object, LINKEDIN the userinfo object,
 DISCORD the user object.
@@ -574,7 +584,11 @@ class Discord(Provider):
         ("GET", rf"{API}/users/@me/guilds", "guilds"),
         ("GET", rf"{API}/channels/(?P<channel_id>\d+)", "channel"),
         ("POST", rf"{API}/channels/(?P<channel_id>\d+)/messages", "create_message"),
+        ("POST", rf"{API}/webhooks/(?P<webhook_id>\d+)/(?P<token>[^/]+)", "execute_webhook"),
+        ("DELETE", rf"{API}/webhooks/(?P<webhook_id>\d+)/(?P<token>[^/]+)", "delete_webhook"),
     )
+    WEBHOOK_SCOPE = "webhook.incoming"
+    DEFAULT_WEBHOOK_CHANNEL = {"id": "345626669224982402", "guild_id": "290926792226357250"}
     ACCOUNT = {"id": "80351110224678912", "username": "demo", "global_name": "Demo User", "avatar": None,
                "discriminator": "0"}
     SPEC = AuthorizeSpec(scope_sep=" ", pkce="optional")
@@ -590,8 +604,82 @@ class Discord(Provider):
         return json_response({"message": "You are being rate limited.", "retry_after": float(retry_after),
                               "global": False}, 429, headers)
 
+    def reset(self) -> None:
+        super().reset()
+        with self.lock:
+            self._webhook_channels: list[dict] = []  # what the next consents with webhook.incoming pick
+
     async def authorize(self, request):
-        return await authorize(self, request, self.SPEC)
+        return await authorize(self, request, self.SPEC, data=self._picked_channel)
+
+    # --- channel webhooks (webhook.incoming) ------------------------------------------------------------
+
+    def choose_webhook_channel(self, channel_id: str, guild_id: str | None = None) -> None:
+        """The next user to consent with webhook.incoming picks this channel for the webhook."""
+        with self.lock:
+            self._webhook_channels.append({"id": str(channel_id), "guild_id": guild_id and str(guild_id)})
+
+    def _picked_channel(self, request) -> dict:
+        if self.WEBHOOK_SCOPE not in request.query.get("scope", "").split(" "):
+            return {}
+        with self.lock:
+            if self._webhook_channels:
+                return {"webhook_channel": self._webhook_channels.pop(0)}
+        in_server = [c for c in self.records_of("channels") if c.get("guild_id")]
+        channel = in_server[0] if in_server else self.DEFAULT_WEBHOOK_CHANNEL
+        return {"webhook_channel": {"id": str(channel["id"]), "guild_id": str(channel["guild_id"])}}
+
+    def _new_webhook(self, channel: dict) -> dict:
+        with self.lock:
+            hooks = self.records.setdefault("webhooks", [])
+            hook_id = str(1300000000000000000 + len(hooks) + secrets.randbelow(10**6) * 100)
+            token = secrets.token_urlsafe(51)
+            hook = {"id": hook_id, "token": token, "channel_id": channel["id"], "guild_id": channel.get("guild_id"),
+                    "name": "Nexus", "type": 1, "avatar": None, "application_id": self.client_id}
+            hooks.append(hook)
+        return {**hook, "url": f"{self.emu.base_url}/{self.prefix}/discord.com/api/webhooks/{hook_id}/{token}"}
+
+    def _webhook(self, webhook_id: str, token: str):
+        """(the webhook, None), or (None, Discord's refusal): 404 Unknown Webhook, 401 Invalid Webhook Token."""
+        hook = next((h for h in self.records_of("webhooks") if h["id"] == webhook_id), None)
+        if hook is None:
+            return None, json_response({"message": "Unknown Webhook", "code": 10015}, 404)
+        if not secrets.compare_digest(hook["token"], token):
+            return None, json_response({"message": "Invalid Webhook Token", "code": 50027}, 401)
+        return hook, None
+
+    async def execute_webhook(self, request, webhook_id, token):
+        fault = await self.gate("execute_webhook")
+        if fault is not None:
+            return fault
+        hook, refused = self._webhook(webhook_id, token)
+        if refused is not None:
+            return refused
+        try:
+            content = (await request.json()).get("content")
+        except ValueError:
+            return json_response({"message": "400: Bad Request", "code": 0}, 400)
+        if not isinstance(content, str) or not 1 <= len(content) <= 2000:
+            return json_response({"message": "Invalid Form Body", "code": 50035}, 400)
+        with self.lock:
+            messages = self.records.setdefault("messages", [])
+            message = {"id": str(1200000000000000000 + len(messages)), "channel_id": hook["channel_id"],
+                       "content": content, "webhook_id": hook["id"]}
+            messages.append(message)
+        if request.query.get("wait") != "true":
+            return web.Response(status=204)
+        return json_response({**message, "type": 0, "author": {"id": hook["id"], "bot": True, "username": "Nexus"}})
+
+    async def delete_webhook(self, request, webhook_id, token):
+        fault = await self.gate("delete_webhook")
+        if fault is not None:
+            return fault
+        _hook, refused = self._webhook(webhook_id, token)
+        if refused is not None:
+            return refused
+        with self.lock:
+            self.records["webhooks"] = [h for h in self.records.get("webhooks", []) if h["id"] != webhook_id]
+        return web.Response(status=204)
 
     def _client_error(self, request, form):
         if check_client(self, client_auth(request, form), ("basic", "body")):
@@ -636,8 +724,13 @@ class Discord(Provider):
         else:
             return token_response({"error": "unsupported_grant_type"}, 400)
         access = self.issue(grant, "access", self.ACCESS_TTL)
-        return token_response({"access_token": access.value, "token_type": "Bearer", "expires_in": self.ACCESS_TTL,
-                               "refresh_token": refresh.value, "scope": " ".join(grant.scope)})
+        body = {"access_token": access.value, "token_type": "Bearer", "expires_in": self.ACCESS_TTL,
+                "refresh_token": refresh.value, "scope": " ".join(grant.scope)}
+        # Only the code exchange makes a webhook (Discord: "returned in the oauth token response for
+        # authorization code grants"); a refresh answers without one.
+        if grant_type == "authorization_code" and self.WEBHOOK_SCOPE in grant.scope:
+            body["webhook"] = self._new_webhook(grant.data.get("webhook_channel") or self.DEFAULT_WEBHOOK_CHANNEL)
+        return token_response(body)
 
     async def revoke(self, request):
         form = await read_form(request)

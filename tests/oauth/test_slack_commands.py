@@ -1,0 +1,161 @@
+"""Slack slash commands reach the event pipeline (issue 18, item 1).
+
+Through `nexusctl daemon` (SQLite with the database as the replay memory;
+PostgreSQL with Redis) and the Slack emulator, which posts a command the way
+Slack does: a form signed with the app's signing secret, given up on after 3 s.
+A user connects their workspace by the browser journey and subscribes a
+webhook to ``slack.command``; what arrives there is what the command said.
+Forged, stale and replayed requests are refused with 401 and publish nothing;
+a workspace nobody connected gets a polite answer and publishes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+from emulators.fixtures import emulators, fresh_emulators  # noqa: F401 - pytest fixtures
+from emulators.testkit import CallbackSink
+
+ROUTE = "/integrations/inbound/slack/commands"
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def daemon(request, emulators, tmp_path_factory, pg_template, stack_launcher):  # noqa: F811 - the fixture
+    env = {"WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32"}
+    with stack_launcher(request.param, tmp_path_factory.mktemp("slack-commands"), emulators, pg_template,
+                        env) as stack:
+        yield stack
+
+
+def _connected_workspace(stack, team_id: str) -> tuple[uuid.UUID, str]:
+    stack.emulators["SLACK"].sign_in_as(team_id=team_id, team=f"Team {team_id}")
+    user = uuid.uuid4()
+    result = stack.connect("SLACK", user)
+    assert result["status"] == "success", result
+    return user, result["integrationId"]
+
+
+def _commands_published(stack, integration: str | None = None) -> list[dict]:
+    rows = stack.sql("SELECT data FROM outbox_events WHERE type = 'slack.command'"
+                     + (" AND integration_id = %s" if integration else "") + " ORDER BY created_at",
+                     *([integration] if integration else []))
+    return [json.loads(d) if isinstance(d, str) else d for (d,) in rows]
+
+
+def _wait_for(predicate, seconds: float, what: str):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)  # polling the delivery worker's own progress
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_signed_command_is_answered_at_once_and_delivered_to_subscribed_webhooks(daemon,
+                                                                                  fresh_emulators):  # noqa: F811
+    slack = daemon.emulators["SLACK"]
+    user, integration = _connected_workspace(daemon, "T0CMDS0001")
+    with CallbackSink(200) as sink:
+        hook = daemon.api("POST", "/integrations/webhooks", user=user,
+                          body={"integrationId": integration, "url": sink.url, "events": ["slack.command"]})
+        assert hook.status == 201, hook.text
+
+        answer = slack.slash_command(daemon.base + ROUTE, "publish weekly digest",
+                                     account={**slack.account, "team_id": "T0CMDS0001"})
+        assert not answer.timed_out and answer.status == 200, (answer.status, answer.body)
+        assert answer.seconds < 3.0
+        assert answer.json()["response_type"] == "ephemeral" and "/nexus" in answer.json()["text"]
+        # Written before the answer: it is already in the outbox.
+        [event] = _commands_published(daemon, integration)
+        assert event["teamId"] == "T0CMDS0001" and event["text"] == "publish weekly digest"
+        assert event["command"] == "/nexus" and event["slackUserId"] == slack.account["user_id"]
+        assert event["channelId"] == "C0DEMO0001" and event["triggerId"]
+        assert "responseUrl" not in event and "hooks.slack.com" not in json.dumps(event)
+
+        _wait_for(lambda: sink.received, 20, "the slack.command delivery")
+        delivered = json.loads(sink.received[0][1])
+    assert delivered["type"] == "slack.command"
+    assert delivered["data"]["text"] == "publish weekly digest" and delivered["data"]["integrationId"] == integration
+    assert "hooks.slack.com" not in json.dumps(delivered)
+
+
+def test_forged_stale_and_replayed_commands_are_refused_and_publish_nothing(daemon, fresh_emulators):  # noqa: F811
+    slack = daemon.emulators["SLACK"]
+    _user, integration = _connected_workspace(daemon, "T0CMDS0002")
+    account = {**slack.account, "team_id": "T0CMDS0002"}
+    url = daemon.base + ROUTE
+
+    body = slack.command_form("wrong key", account=account)
+    forged = slack.send_command(url, body, slack.sign(body, secret="not-the-signing-secret"))
+    assert forged.status == 401 and forged.json()["error"]["code"] == "UNAUTHORIZED", forged.body
+
+    body = slack.command_form("tampered", account=account)
+    headers = slack.sign(body)
+    tampered = slack.send_command(url, body.replace(b"tampered", b"tampere2"), headers)
+    assert tampered.status == 401, tampered.body
+
+    unsigned = slack.send_command(url, body, {"Content-Type": "application/x-www-form-urlencoded"})
+    assert unsigned.status == 401, unsigned.body
+
+    body = slack.command_form("from the past", account=account)
+    stale = slack.send_command(url, body, slack.sign(body, timestamp=int(time.time()) - 301))
+    assert stale.status == 401 and "5 minutes" in stale.json()["error"]["message"], stale.body
+
+    body = slack.command_form("only once", account=account)
+    headers = slack.sign(body)
+    first = slack.send_command(url, body, headers)
+    assert first.status == 200, first.body
+    again = slack.send_command(url, body, headers)  # captured and sent again within the 5 minutes
+    assert again.status == 401 and "replay" in again.json()["error"]["message"], again.body
+
+    assert [e["text"] for e in _commands_published(daemon, integration)] == ["only once"]
+    assert slack.signing_secret not in daemon.logs()
+
+
+def test_a_workspace_nobody_connected_gets_a_polite_answer_and_nothing_is_published(daemon,
+                                                                                   fresh_emulators):  # noqa: F811
+    slack = daemon.emulators["SLACK"]
+    before = len(_commands_published(daemon))
+    answer = slack.slash_command(daemon.base + ROUTE, "hello?", account={**slack.account, "team_id": "T0NOBODY99"})
+    assert answer.status == 200, answer.body
+    assert answer.json() == {"response_type": "ephemeral", "text": answer.json()["text"]}
+    assert "not connected" in answer.json()["text"]
+    assert len(_commands_published(daemon)) == before
+
+
+def test_a_command_of_a_disconnected_workspace_is_not_published(daemon, fresh_emulators):  # noqa: F811
+    slack = daemon.emulators["SLACK"]
+    user, integration = _connected_workspace(daemon, "T0CMDS0003")
+    deleted = daemon.api("DELETE", f"/integrations/{integration}", user=user)
+    assert deleted.status == 200, deleted.text
+    answer = slack.slash_command(daemon.base + ROUTE, "still there?",
+                                 account={**slack.account, "team_id": "T0CMDS0003"})
+    assert answer.status == 200 and "not connected" in answer.json()["text"], answer.body
+    assert _commands_published(daemon, integration) == []
+
+
+def test_a_body_over_the_bound_or_not_a_form_is_refused(daemon, fresh_emulators):  # noqa: F811
+    slack = daemon.emulators["SLACK"]
+    url = daemon.base + ROUTE
+    big = slack.command_form("x" * 20000)
+    answer = slack.send_command(url, big, slack.sign(big))
+    assert answer.status == 413 and answer.json()["error"]["code"] == "PAYLOAD_TOO_LARGE", answer.body
+    as_json = json.dumps({"team_id": slack.account["team_id"], "command": "/nexus"}).encode()
+    answer = slack.send_command(url, as_json, {**slack.sign(as_json), "Content-Type": "application/json"})
+    assert answer.status == 400 and answer.json()["error"]["code"] == "VALIDATION_ERROR", answer.body
+    # Signed, but not a command this service can read: a 400 naming what is wrong, never a 500.
+    for odd in (b"team_id=T1&command=%2Fnexus&text=%FF%FE", b"team_id=T1&command=%2Fnexus&text=a%00b",
+                b"command=%2Fnexus&text=no+team", b"team_id=T1&command=nexus", b"&".join([b"f=1"] * 60)):
+        answer = slack.send_command(url, odd, slack.sign(odd))
+        assert answer.status == 400 and answer.json()["error"]["code"] == "VALIDATION_ERROR", (odd, answer.body)
+    assert "Traceback" not in daemon.logs()
+
+
+def test_slack_command_cannot_be_emitted_by_a_caller(daemon, fresh_emulators):  # noqa: F811
+    user, integration = _connected_workspace(daemon, "T0CMDS0004")
+    answer = daemon.api("POST", f"/integrations/{integration}/events", user=user,
+                        body={"type": "slack.command", "data": {"text": "forged"}})
+    assert answer.status == 400 and answer.json()["error"]["code"] == "VALIDATION_ERROR", answer.text
