@@ -54,7 +54,11 @@ def plan(integration_id, action: str | None, *, full: bool = False, trigger: str
     if not integration.is_active:
         raise SyncNotStarted(f"integration {integration.id} is inactive ({integration.last_error or 'disconnected'}); "
                          "reconnect it first", id=str(integration.id))
-    return [sync_state.create(integration, a.name, full=full, trigger=trigger)
+    # The spec's resourceType / resourceId: what the action fetches, and from which account (the provider's id
+    # for it; the integration's own id when the provider gave none).
+    account = integration.account_id or str(integration.id)
+    return [sync_state.create(integration, a.name, full=full, trigger=trigger, resource_type=a.resource,
+                              resource_id=account)
             for a in action_of(integration.provider, action)]
 
 

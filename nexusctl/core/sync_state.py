@@ -28,8 +28,10 @@ DELETE_BATCH = 500
 ACTIVE = (SyncStatus.PENDING, SyncStatus.IN_PROGRESS)
 
 
-def create(integration: Integration, action: str, *, full: bool, trigger: str) -> IntegrationSyncLog:
-    """A PENDING run; refused while a run of the same action is pending or in progress."""
+def create(integration: Integration, action: str, *, full: bool, trigger: str, resource_type: str | None = None,
+           resource_id: str | None = None) -> IntegrationSyncLog:
+    """A PENDING run; refused while a run of the same action is pending or in progress. ``resource_type`` is what
+    the action fetches (its events' resource), ``resource_id`` whose (the connected account)."""
     with database_proxy.atomic():
         running = (IntegrationSyncLog.select(IntegrationSyncLog.id)
                    .where((IntegrationSyncLog.integration == integration.id) & (IntegrationSyncLog.action == action)
@@ -38,6 +40,7 @@ def create(integration: Integration, action: str, *, full: bool, trigger: str) -
             raise SyncNotStarted(f"a {action} sync of integration {integration.id} is already running (log {running.id}); "
                              f"wait for it or `nexusctl sync cancel {running.id}`", syncLogId=str(running.id))
         return IntegrationSyncLog.create(integration=integration.id, action=action, status=SyncStatus.PENDING,
+                                         resource_type=resource_type, resource_id=resource_id,
                                          metadata={"full": full, "trigger": trigger})
 
 
