@@ -1,13 +1,13 @@
 """Connecting and refreshing: OAuth initiate/callback, WooCommerce keys, API keys, refresh.
 
 Thin handlers over nexusctl.core.connect and nexusctl.core.refresh. The
-callback is public (the provider sends the browser there) and always answers
-with a redirect to the caller's redirectUri, ``Referrer-Policy: no-referrer``
-and ``Cache-Control: no-store``; only a callback whose state is unusable
-(unknown, used, expired, another provider's) gets an error body instead,
-because then there is no trusted place to send the browser. A state that
-exists but cannot be read (altered, under a dropped key) or whose redirectUri
-is no longer allowed sends the browser to FRONTEND_URL with ``status=error``.
+callback is public (the provider sends the browser there) and answers with a
+redirect, ``Referrer-Policy: no-referrer`` and ``Cache-Control: no-store``:
+to the caller's redirectUri once the state is validated, else (no state, an
+unknown, used, expired, unreadable or another provider's one, a redirectUri no
+longer allowed) to FRONTEND_URL with ``status=error&code=OAUTH_FAILED``. Only
+an unknown provider in the path (400 INVALID_PROVIDER) or an unreachable state
+store (503) gets an error body.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ async def oauth_callback(request: web.Request) -> web.Response:
     try:
         provider = Provider.parse(request.match_info["provider"])
         location = await connect.callback(_svc(request), provider, request.query)
-    except NexusError as exc:  # no usable state: nowhere trusted to redirect to
+    except NexusError as exc:  # an unknown provider, the state store away: not a browser journey we know
         return web.json_response(error_body(exc.code, exc.message), status=exc.http_status, headers=NO_LEAK_HEADERS)
     raise web.HTTPFound(location, headers=NO_LEAK_HEADERS)
 
@@ -109,7 +109,7 @@ ROUTES = [
                   "DATABASE_UNAVAILABLE")),
     Route("GET", "/integrations/oauth/callback/{provider}", oauth_callback,
           "Where the provider sends the browser back; redirects to the caller's redirectUri", "oauth", public=True,
-          status=302, envelope=False, errors=("OAUTH_FAILED", "INVALID_PROVIDER", "DATABASE_UNAVAILABLE")),
+          status=302, envelope=False, errors=("INVALID_PROVIDER", "DATABASE_UNAVAILABLE")),
     Route("POST", "/integrations/oauth/callback/{provider}/keys", woocommerce_keys,
           "WooCommerce delivers the granted REST keys here (server to server)", "oauth", public=True, body=KEYS,
           path_schemas={"provider": provider_param(Provider.WOOCOMMERCE)},

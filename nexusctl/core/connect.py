@@ -24,7 +24,7 @@ from nexusctl import ssrf
 from nexusctl.config import Settings, origin_of
 from nexusctl.core import connections
 from nexusctl.core.ids import parse_uuid
-from nexusctl.core.oauth_states import Flow, RedisStates, StateUnreadable, TableStates, new_state
+from nexusctl.core.oauth_states import Flow, RedisStates, TableStates, new_state
 from nexusctl.crypto import Keyring
 from nexusctl.enums import Provider
 from nexusctl.errors import DatabaseUnavailable, NexusError, OAuthFailed, ProviderNotConfigured, UsageProblem
@@ -155,17 +155,21 @@ def error_code_of(value) -> str:
 
 
 async def callback(svc: Services, provider, query) -> str:
-    """Finish a connection; returns where to send the browser (raises OAuthFailed without a usable state)."""
+    """Finish a connection; returns where to send the browser.
+
+    Without a usable state (none, unknown, used, expired, another provider's, unreadable) or with a redirectUri
+    no longer allowed, that is FRONTEND_URL with ``status=error&code=OAUTH_FAILED``: the flow's own redirectUri
+    is never trusted then. (A state checked against the wrong provider is not consumed: the right callback
+    still works.)"""
     provider = Provider.parse(provider)
     state = query.get("state") or (query.get("user_id") if SPECS[provider].kind is ConnectKind.KEY_GRANT else None)
-    if not state:
-        raise OAuthFailed("the callback carries no state")
     try:
+        if not state:
+            raise OAuthFailed("the callback carries no state")
         flow: Flow = await svc.states("take", state, provider)
         # The allow-list may have changed since initiate: a redirect no longer allowed is not followed.
         check_redirect(svc.settings, flow.redirect_uri)
-    except (StateUnreadable, UsageProblem) as exc:
-        # Altered, from an older release, or under a dropped key: its redirectUri is untrusted.
+    except (OAuthFailed, UsageProblem) as exc:  # StateUnreadable is an OAuthFailed
         log.warning("connect %s: the callback's state is unusable: %s", provider.value, exc.message)
         return _with_query(svc.settings.frontend_url, status="error", code=OAuthFailed.code, provider=provider.value)
     try:
