@@ -32,6 +32,7 @@ from providers.spec import ConnectKind
 PROVIDERS = tuple(p.value for p in Provider)
 NO_LEAK_HEADERS = {"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
 
+ORGANIZATION = Str(format="uuid", description="the owner organization, kept on the integration (lists filter by it)")
 INITIATE = Body({
     "userId": Str(format="uuid"),
     "provider": ProviderName(),
@@ -39,12 +40,14 @@ INITIATE = Body({
     "metadata": Obj("kept on the integration"),
     "shop": Str(max_length=255, description="SHOPIFY: the shop, e.g. demo.myshopify.com"),
     "storeUrl": Str(max_length=2048, description="WOOCOMMERCE: the store's URL"),
+    "organizationId": ORGANIZATION,
 }, required=("userId", "provider", "redirectUri"))
 API_KEY = Body({
     "userId": Str(format="uuid"),
     "provider": ProviderName(only=tuple(p.value for p, spec in SPECS.items() if spec.kind is ConnectKind.API_KEY)),
     "apiKey": Str(max_length=512, min_length=1),
     "metadata": Obj("kept on the integration"),
+    "organizationId": ORGANIZATION,
 }, required=("userId", "provider", "apiKey"))
 KEYS = Body({  # documents what WooCommerce sends; extra fields are tolerated
     "key_id": Int(), "user_id": Str(max_length=128), "consumer_key": Str(max_length=256),
@@ -63,7 +66,8 @@ async def initiate(request: web.Request) -> web.Response:
     request[PRINCIPAL].require_user(body["userId"])
     answer = await connect.initiate(_svc(request), user_id=body["userId"], provider=body["provider"],
                                     redirect_uri=body["redirectUri"], metadata=body.get("metadata"),
-                                    shop=body.get("shop"), store_url=body.get("storeUrl"))
+                                    shop=body.get("shop"), store_url=body.get("storeUrl"),
+                                    organization_id=body.get("organizationId"))
     return ok(answer)
 
 
@@ -93,7 +97,8 @@ async def connect_api_key(request: web.Request) -> web.Response:
     body = await read_body(request, API_KEY)
     request[PRINCIPAL].require_user(body["userId"])
     row = await connect.connect_api_key(_svc(request), user_id=body["userId"], provider=body["provider"],
-                                        api_key=body["apiKey"], metadata=body.get("metadata"))
+                                        api_key=body["apiKey"], metadata=body.get("metadata"),
+                                        organization_id=body.get("organizationId"))
     return ok(integration_to_dict(row), status=201)
 
 

@@ -8,7 +8,7 @@ import typer
 
 from nexusctl.cli.context import out, state
 from nexusctl.cli.flows import run_flow
-from nexusctl.cli.options import Json, parse_json_object
+from nexusctl.cli.options import Json, Organization, parse_json_object
 from nexusctl.core.serializers import integration_to_dict
 from nexusctl.errors import RefreshFailed, UsageProblem
 
@@ -27,6 +27,7 @@ def connect_cmd(
     shop: Annotated[str | None, typer.Option("--shop", help="SHOPIFY: the shop (demo.myshopify.com).")] = None,
     store_url: Annotated[str | None, typer.Option("--store-url", help="WOOCOMMERCE: the store's URL.")] = None,
     metadata: Metadata = None,
+    organization: Organization = None,
     open_browser: Annotated[bool, typer.Option("--open", help="Open the URL in a browser too.")] = False,
     as_json: Json = False,
 ) -> None:
@@ -43,7 +44,7 @@ def connect_cmd(
     settings = state(ctx).settings
     answer = run_flow(ctx, lambda svc: connect.initiate(
         svc, user_id=user, provider=provider, redirect_uri=redirect_uri or settings.frontend_url,
-        metadata=parsed, shop=shop, store_url=store_url))
+        metadata=parsed, shop=shop, store_url=store_url, organization_id=organization))
     if as_json:
         out(ctx).json(answer)
     else:
@@ -64,6 +65,7 @@ def add_cmd(
         "--api-key-file", help="File holding the API key; '-' reads standard input (never pass keys as flags).",
         show_default=False)],
     metadata: Metadata = None,
+    organization: Organization = None,
     as_json: Json = False,
 ) -> None:
     """Connect a provider that uses API keys (SENDGRID); the key is checked, then stored encrypted.
@@ -75,7 +77,7 @@ def add_cmd(
     parsed = parse_json_object(metadata, "metadata") if metadata is not None else None
     key = _read_key(api_key_file)
     row = run_flow(ctx, lambda svc: connect.connect_api_key(svc, user_id=user, provider=provider, api_key=key,
-                                                            metadata=parsed))
+                                                            metadata=parsed, organization_id=organization))
     data = integration_to_dict(row)
     out(ctx).success(f"Connected {data['provider']} ({data['name']}) as integration {data['id']}")
     out(ctx).json(data) if as_json else out(ctx).record(data)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
+import uuid
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -101,11 +102,17 @@ def _configured(settings: Settings, provider: Provider) -> None:
                                     provider=provider.value)
 
 
+def _organization(organization_id) -> uuid.UUID | None:
+    return None if organization_id is None else parse_uuid(organization_id, "organizationId")
+
+
 async def initiate(svc: Services, *, user_id, provider, redirect_uri, metadata=None, shop=None,
-                   store_url=None) -> dict:
-    """Start a connection; answers the spec's {authorizationUrl, state}."""
+                   store_url=None, organization_id=None) -> dict:
+    """Start a connection; answers the spec's {authorizationUrl, state}. ``organization_id`` (the spec's
+    organizationId) is kept on the integration the callback makes."""
     provider = Provider.parse(provider)
     user_id = parse_uuid(user_id, "userId")
+    organization_id = _organization(organization_id)
     spec = SPECS[provider]
     if spec.kind is ConnectKind.API_KEY:
         raise UsageProblem(f"{provider.value} connects with an API key: POST /integrations/api-key "
@@ -117,7 +124,8 @@ async def initiate(svc: Services, *, user_id, provider, redirect_uri, metadata=N
     tenant = await _checked_tenant(svc.settings, adapter, spec.tenant, shop=shop, store_url=store_url)
     state = new_state()
     verifier = new_verifier() if spec.pkce else None
-    flow = Flow(provider, user_id, redirect_uri, metadata, tenant, {"verifier": verifier} if verifier else {})
+    flow = Flow(provider, user_id, redirect_uri, metadata, tenant, {"verifier": verifier} if verifier else {},
+                organization_id=organization_id)
     await svc.states("save", state, flow)
     url = adapter.authorization_url(state, verifier, tenant)
     return {"authorizationUrl": url, "state": state}
@@ -198,7 +206,8 @@ async def _finish(svc: Services, provider: Provider, flow: Flow, query):
         tokens = await adapter.exchange(query, flow.secret.get("verifier"), flow.tenant)
     account = await adapter.whoami(tokens, flow.tenant)
     row, reconnected = await svc.run(connections.save, svc.keyring, user_id=flow.user_id, provider=provider,
-                                     account=account, tokens=tokens, metadata=flow.metadata, tenant=flow.tenant)
+                                     account=account, tokens=tokens, metadata=flow.metadata, tenant=flow.tenant,
+                                     organization_id=flow.organization_id)
     log.info("connected %s integration %s for user %s%s", provider.value, row.id, flow.user_id,
              " (reconnected)" if reconnected else "")
     return row
@@ -217,13 +226,14 @@ async def receive_keys(svc: Services, body) -> None:
     await svc.states("attach_keys", state, Provider.WOOCOMMERCE, keys)
 
 
-async def connect_api_key(svc: Services, *, user_id, provider, api_key, metadata=None):
+async def connect_api_key(svc: Services, *, user_id, provider, api_key, metadata=None, organization_id=None):
     """SendGrid: check the key with a who-am-I call, then store it encrypted."""
     provider = Provider.parse(provider)
     if SPECS[provider].kind is not ConnectKind.API_KEY:
         raise UsageProblem(f"{provider.value} does not connect with an API key; use the OAuth flow",
                            field="provider")
     user_id = parse_uuid(user_id, "userId")
+    organization_id = _organization(organization_id)
     # Printable and one word: the key goes into an Authorization header, where a control character
     # was a 500 (aiohttp refuses to send it; found by tests/fault/test_api_fuzz.py).
     key = api_key.strip() if isinstance(api_key, str) else ""
@@ -232,7 +242,7 @@ async def connect_api_key(svc: Services, *, user_id, provider, api_key, metadata
     tokens = TokenSet(access_token=key, token_type="Bearer")
     account = await svc.adapter(provider).whoami(tokens, None)
     row, _ = await svc.run(connections.save, svc.keyring, user_id=user_id, provider=provider, account=account,
-                           tokens=tokens, metadata=_check_metadata(metadata))
+                           tokens=tokens, metadata=_check_metadata(metadata), organization_id=organization_id)
     return row
 
 

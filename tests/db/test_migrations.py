@@ -86,7 +86,8 @@ def _columns(db, table):
 def test_this_version_ships_these_migrations():
     assert MIGRATIONS == ["0001_initial", "0002_connections", "0003_webhook_delivery", "0004_refresh_sweep",
                           "0005_job_runs", "0006_event_bus", "0008_sync",
-                          "0009_integration_health", "0010_publish_deferral"]
+                          "0009_integration_health", "0010_publish_deferral",
+                          "0011_organization_listing"]
 
 
 # --- Empty database --------------------------------------------------------
