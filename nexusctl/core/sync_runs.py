@@ -215,12 +215,16 @@ async def _publish(svc, log: IntegrationSyncLog, row: Integration, tokens, stats
     processing the media (NotReady) defers the run: back to PENDING, looked at again later."""
     from providers.sync.publish import PUBLISHERS
     from providers.sync.publish_common import NotReady
+    from providers.sync.publish_media import cannot_take
     from providers.sync.publish_reconcile import RECONCILERS
 
     publisher = PUBLISHERS.get(row.provider.value)
     if publisher is None:
         raise SyncFailed(f"publishing to {row.provider.value} is not built yet")
     content = (log.metadata or {}).get("content") or {}
+    # Queued before the handler skipped such content itself: skipped here, not failed (health, lastError stay).
+    if not (log.metadata or {}).get("pending") and (reason := cannot_take(row.provider.value, content)):
+        return await svc.run(sync_state.skip, log.id, reason)
     own = {k: v for k, v in (row.metadata or {}).items() if k != "provider"}
     api, refreshed = _api(svc, row, tokens), False
     reconcile = RECONCILERS.get(row.provider.value)

@@ -26,6 +26,7 @@ from nexusctl.errors import NexusError, SyncNotStarted, UsageProblem
 SYNCED = "integration.synced"
 DELETE_BATCH = 500
 ACTIVE = (SyncStatus.PENDING, SyncStatus.IN_PROGRESS)
+SKIPPED_PREFIX = "skipped: "  # a CANCELLED log's error when the provider could not take the content
 
 
 def create(integration: Integration, action: str, *, full: bool, trigger: str, resource_type: str | None = None,
@@ -221,6 +222,19 @@ def fail(log_id, integration_id, error: NexusError, *, extra: dict | None = None
         if status == SyncStatus.FAILED:
             Integration.update(last_error=message, updated_at=now, health_due_at=now).where(
                 Integration.id == integration_id).execute()
+    return IntegrationSyncLog.get_by_id(log_id)
+
+
+def skip(log_id, reason: str) -> IntegrationSyncLog:
+    """A publish the provider cannot take (text only to a video platform): CANCELLED with the reason, which is
+    neither a failure of the integration (its lastError and health stay) nor a sync (no integration.synced)."""
+    now = utcnow()
+    with database_proxy.atomic():
+        log = IntegrationSyncLog.get_by_id(log_id)
+        IntegrationSyncLog.update(status=SyncStatus.CANCELLED, completed_at=now, updated_at=now,
+                                  error=f"{SKIPPED_PREFIX}{reason}",
+                                  metadata={**(log.metadata or {}), "skipped": True, "skipReason": reason}).where(
+            (IntegrationSyncLog.id == log_id) & IntegrationSyncLog.status.in_(ACTIVE)).execute()
     return IntegrationSyncLog.get_by_id(log_id)
 
 
