@@ -103,8 +103,8 @@ async def connect_api_key(request: web.Request) -> web.Response:
 
 
 async def refresh_tokens(request: web.Request) -> web.Response:
-    row = await refresh.refresh(_svc(request), request.match_info["id"], owner_id=owner_filter(request))
-    return ok(integration_to_dict(row))
+    outcome = await refresh.refresh_now(_svc(request), request.match_info["id"], owner_id=owner_filter(request))
+    return ok({**integration_to_dict(outcome.row), "refresh": outcome.to_dict()})
 
 
 ROUTES = [
@@ -123,7 +123,8 @@ ROUTES = [
           "oauth", body=API_KEY, data=out.INTEGRATION, status=201,
           errors=("VALIDATION_ERROR", "INVALID_PROVIDER", "FORBIDDEN", "PROVIDER_ERROR", "RATE_LIMITED",
                   "PAYLOAD_TOO_LARGE")),
-    Route("POST", "/integrations/{id}/refresh", refresh_tokens, "Refresh the access token now", "oauth",
-          data=out.INTEGRATION,
+    Route("POST", "/integrations/{id}/refresh", refresh_tokens,
+          "Refresh the access token now (refresh.refreshed false: the provider renews it only later)", "oauth",
+          data=out.REFRESHED,
           errors=("VALIDATION_ERROR", "INTEGRATION_NOT_FOUND", "REFRESH_FAILED", "PROVIDER_ERROR", "RATE_LIMITED")),
 ]

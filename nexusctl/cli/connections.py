@@ -124,16 +124,22 @@ def refresh_cmd(
             counts = run_flow(ctx, lambda svc: refresh.drain(
                 svc, dt.timedelta(seconds=seconds), progress=lambda done, total: update(completed=done, total=total)))
         out(ctx).success(f"Refreshed {counts['refreshed']}, failed {counts['failed']}, "
-                         f"skipped {counts['skipped']} (refreshed elsewhere meanwhile)")
+                         f"skipped {counts['skipped']} (refreshed elsewhere meanwhile)"
+                         + (f", not refreshable yet {counts['notYet']}" if counts["notYet"] else ""))
         if as_json:
             out(ctx).json(counts)
         if counts["failed"]:
             raise typer.Exit(RefreshFailed.exit_code)  # something needs a look
         return
-    row = run_flow(ctx, lambda svc: refresh.refresh(svc, integration_id))
-    data = integration_to_dict(row)
-    out(ctx).success(f"Refreshed integration {data['id']} ({data['provider']}); expires {data['expiresAt'] or 'never'}")
-    out(ctx).json(data) if as_json else out(ctx).record(data)
+    outcome = run_flow(ctx, lambda svc: refresh.refresh_now(svc, integration_id))
+    data = integration_to_dict(outcome.row)
+    if outcome.refreshed:
+        out(ctx).success(f"Refreshed integration {data['id']} ({data['provider']}); expires "
+                         f"{data['expiresAt'] or 'never'}")
+    else:  # not a failure: exit 0, the sweep renews it once it can
+        out(ctx).info(f"Not refreshed: {outcome.message}; the sweep renews it from "
+                      f"{outcome.to_dict()['refreshableAt']}")
+    out(ctx).json({**data, "refresh": outcome.to_dict()}) if as_json else out(ctx).record(data)
 
 
 def register(app: typer.Typer) -> None:

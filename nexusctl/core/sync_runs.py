@@ -72,10 +72,15 @@ def _api(svc, row: Integration, tokens) -> SyncApi:
 async def _fresh_tokens(svc, integration_id, *, force: bool = False):
     from nexusctl.core import refresh
 
+    from providers.spec import NotYetRefreshable
+
     row, tokens = await svc.run(connections.load, svc.keyring, integration_id)
     if force or (tokens.expires_at is not None and tokens.expires_at <= utcnow() + EXPIRY_MARGIN
                  and tokens.refresh_token):
-        await refresh.refresh(svc, integration_id)
+        try:
+            await refresh.refresh(svc, integration_id)
+        except NotYetRefreshable:  # the current token is still the one to use
+            return row, tokens
         row, tokens = await svc.run(connections.load, svc.keyring, integration_id)
     return row, tokens
 
