@@ -31,7 +31,8 @@ async def list_for_user(request: web.Request) -> web.Response:
     _caller(request).require_user(user_id)
     q = read_query(request)
     page = await run_db(request, integrations.list_page, user_id=user_id, provider=q.get("provider"),
-                     is_active=q.get("isActive"), limit=q.get("limit"), cursor=q.get("cursor"))
+                     is_active=q.get("isActive"), limit=q.get("limit"), cursor=q.get("cursor"),
+                     organization_id=q.get("organizationId"))
     return ok([integration_to_dict(r) for r in page.items], page=page)
 
 
@@ -80,7 +81,9 @@ ROUTES = [
     Route("GET", "/integrations/providers", providers, "The 20 providers, their capabilities, configured or not",
           "providers", data=out.list_of(out.PROVIDER)),
     Route("GET", "/integrations/user/{userId}", list_for_user, "A user's integrations, newest first", "integrations",
-          query=Query({"provider": ProviderName(), "isActive": Bool(), **PAGING}), paged=True,
+          query=Query({"provider": ProviderName(), "isActive": Bool(),
+                       "organizationId": Str(format="uuid", description="only this organization's"), **PAGING}),
+          paged=True,
           data=out.list_of(out.INTEGRATION), errors=("VALIDATION_ERROR", "INVALID_PROVIDER", "FORBIDDEN")),
     Route("GET", "/integrations/{id}", show, "One integration (never its tokens)", "integrations", data=out.INTEGRATION,
           errors=_ID),

@@ -1,13 +1,13 @@
 """Connecting and refreshing: OAuth initiate/callback, WooCommerce keys, API keys, refresh.
 
 Thin handlers over nexusctl.core.connect and nexusctl.core.refresh. The
-callback is public (the provider sends the browser there) and always answers
-with a redirect to the caller's redirectUri, ``Referrer-Policy: no-referrer``
-and ``Cache-Control: no-store``; only a callback whose state is unusable
-(unknown, used, expired, another provider's) gets an error body instead,
-because then there is no trusted place to send the browser. A state that
-exists but cannot be read (altered, under a dropped key) or whose redirectUri
-is no longer allowed sends the browser to FRONTEND_URL with ``status=error``.
+callback is public (the provider sends the browser there) and answers with a
+redirect, ``Referrer-Policy: no-referrer`` and ``Cache-Control: no-store``:
+to the caller's redirectUri once the state is validated, else (no state, an
+unknown, used, expired, unreadable or another provider's one, a redirectUri no
+longer allowed) to FRONTEND_URL with ``status=error&code=OAUTH_FAILED``. Only
+an unknown provider in the path (400 INVALID_PROVIDER) or an unreachable state
+store (503) gets an error body.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ PROVIDERS = tuple(p.value for p in Provider)
 OPTIONAL_SCOPES = tuple(sorted({s for spec in SPECS.values() for s in spec.optional_scopes}))
 NO_LEAK_HEADERS = {"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
 
+ORGANIZATION = Str(format="uuid", description="the owner organization, kept on the integration (lists filter by it)")
 INITIATE = Body({
     "userId": Str(format="uuid"),
     "provider": ProviderName(),
@@ -43,12 +44,14 @@ INITIATE = Body({
     "scopes": StrList(5, "optional scopes to ask for as well: DISCORD webhook.incoming (the user picks a channel "
                          "and publishing posts there through the channel webhook)",
                       Str(max_length=64, enum=OPTIONAL_SCOPES)),
+    "organizationId": ORGANIZATION,
 }, required=("userId", "provider", "redirectUri"))
 API_KEY = Body({
     "userId": Str(format="uuid"),
     "provider": ProviderName(only=tuple(p.value for p, spec in SPECS.items() if spec.kind is ConnectKind.API_KEY)),
     "apiKey": Str(max_length=512, min_length=1),
     "metadata": Obj("kept on the integration"),
+    "organizationId": ORGANIZATION,
 }, required=("userId", "provider", "apiKey"))
 KEYS = Body({  # documents what WooCommerce sends; extra fields are tolerated
     "key_id": Int(), "user_id": Str(max_length=128), "consumer_key": Str(max_length=256),
@@ -67,7 +70,8 @@ async def initiate(request: web.Request) -> web.Response:
     request[PRINCIPAL].require_user(body["userId"])
     answer = await connect.initiate(_svc(request), user_id=body["userId"], provider=body["provider"],
                                     redirect_uri=body["redirectUri"], metadata=body.get("metadata"),
-                                    shop=body.get("shop"), store_url=body.get("storeUrl"), scopes=body.get("scopes"))
+                                    shop=body.get("shop"), store_url=body.get("storeUrl"), scopes=body.get("scopes"),
+                                    organization_id=body.get("organizationId"))
     return ok(answer)
 
 
@@ -75,7 +79,7 @@ async def oauth_callback(request: web.Request) -> web.Response:
     try:
         provider = Provider.parse(request.match_info["provider"])
         location = await connect.callback(_svc(request), provider, request.query)
-    except NexusError as exc:  # no usable state: nowhere trusted to redirect to
+    except NexusError as exc:  # an unknown provider, the state store away: not a browser journey we know
         return web.json_response(error_body(exc.code, exc.message), status=exc.http_status, headers=NO_LEAK_HEADERS)
     raise web.HTTPFound(location, headers=NO_LEAK_HEADERS)
 
@@ -97,13 +101,14 @@ async def connect_api_key(request: web.Request) -> web.Response:
     body = await read_body(request, API_KEY)
     request[PRINCIPAL].require_user(body["userId"])
     row = await connect.connect_api_key(_svc(request), user_id=body["userId"], provider=body["provider"],
-                                        api_key=body["apiKey"], metadata=body.get("metadata"))
+                                        api_key=body["apiKey"], metadata=body.get("metadata"),
+                                        organization_id=body.get("organizationId"))
     return ok(integration_to_dict(row), status=201)
 
 
 async def refresh_tokens(request: web.Request) -> web.Response:
-    row = await refresh.refresh(_svc(request), request.match_info["id"], owner_id=owner_filter(request))
-    return ok(integration_to_dict(row))
+    outcome = await refresh.refresh_now(_svc(request), request.match_info["id"], owner_id=owner_filter(request))
+    return ok({**integration_to_dict(outcome.row), "refresh": outcome.to_dict()})
 
 
 ROUTES = [
@@ -113,7 +118,7 @@ ROUTES = [
                   "DATABASE_UNAVAILABLE")),
     Route("GET", "/integrations/oauth/callback/{provider}", oauth_callback,
           "Where the provider sends the browser back; redirects to the caller's redirectUri", "oauth", public=True,
-          status=302, envelope=False, errors=("OAUTH_FAILED", "INVALID_PROVIDER", "DATABASE_UNAVAILABLE")),
+          status=302, envelope=False, errors=("INVALID_PROVIDER", "DATABASE_UNAVAILABLE")),
     Route("POST", "/integrations/oauth/callback/{provider}/keys", woocommerce_keys,
           "WooCommerce delivers the granted REST keys here (server to server)", "oauth", public=True, body=KEYS,
           path_schemas={"provider": provider_param(Provider.WOOCOMMERCE)},
@@ -122,7 +127,8 @@ ROUTES = [
           "oauth", body=API_KEY, data=out.INTEGRATION, status=201,
           errors=("VALIDATION_ERROR", "INVALID_PROVIDER", "FORBIDDEN", "PROVIDER_ERROR", "RATE_LIMITED",
                   "PAYLOAD_TOO_LARGE")),
-    Route("POST", "/integrations/{id}/refresh", refresh_tokens, "Refresh the access token now", "oauth",
-          data=out.INTEGRATION,
+    Route("POST", "/integrations/{id}/refresh", refresh_tokens,
+          "Refresh the access token now (refresh.refreshed false: the provider renews it only later)", "oauth",
+          data=out.REFRESHED,
           errors=("VALIDATION_ERROR", "INTEGRATION_NOT_FOUND", "REFRESH_FAILED", "PROVIDER_ERROR", "RATE_LIMITED")),
 ]

@@ -34,6 +34,14 @@ INTEGRATION = _obj({
     "updatedAt": _TIME,
 })
 
+# POST /integrations/{id}/refresh: the integration, and whether its token was renewed (a token the provider
+# renews only later, Instagram's under 24 h old, is not: refreshed false, why, and from when it can be).
+REFRESHED = _obj({
+    **INTEGRATION["properties"],
+    "refresh": _obj({"refreshed": {"type": "boolean"}, "message": {"type": ["string", "null"]},
+                     "refreshableAt": _TIME}),
+})
+
 SYNC_LOG = _obj({
     "id": _UUID,
     "integrationId": _UUID,

@@ -76,6 +76,7 @@ class Integration(BaseModel):
         indexes = (
             (("user_id", "created_at", "id"), False),
             (("created_at", "id"), False),
+            (("organization_id", "created_at", "id"), False),  # per organization (migration 0011)
             (("user_id", "provider", "account_id"), True),
             (("expires_at",), False),  # partial: WHERE is_active (migration 0004), for the refresh sweep
             (("next_sync_at",), False),  # partial: WHERE next_sync_at IS NOT NULL (migration 0008)

@@ -77,6 +77,16 @@ class ProviderSpec:
         }
 
 
+class NotYetRefreshable(Exception):
+    """The provider renews this token only later (Instagram: once it is 24 h old); it is still valid.
+
+    Not a failure: the refresh is skipped and the sweep comes back at ``refreshable_at``."""
+
+    def __init__(self, message: str, refreshable_at: dt.datetime) -> None:
+        super().__init__(message)
+        self.message, self.refreshable_at = message, refreshable_at
+
+
 @dataclass
 class TokenSet:
     """What a code exchange or refresh returned, normalised."""

@@ -8,7 +8,7 @@ import typer
 
 from nexusctl.cli.context import out, state
 from nexusctl.cli.flows import run_flow
-from nexusctl.cli.options import Json, parse_json_object
+from nexusctl.cli.options import Json, Organization, parse_json_object
 from nexusctl.core.serializers import integration_to_dict
 from nexusctl.errors import RefreshFailed, UsageProblem
 
@@ -30,6 +30,7 @@ def connect_cmd(
     scope: Annotated[list[str] | None, typer.Option(
         "--scope", help="An optional scope to ask for as well (repeatable): DISCORD webhook.incoming lets the "
                         "user pick a channel to publish to through its webhook.")] = None,
+    organization: Organization = None,
     open_browser: Annotated[bool, typer.Option("--open", help="Open the URL in a browser too.")] = False,
     as_json: Json = False,
 ) -> None:
@@ -46,7 +47,7 @@ def connect_cmd(
     settings = state(ctx).settings
     answer = run_flow(ctx, lambda svc: connect.initiate(
         svc, user_id=user, provider=provider, redirect_uri=redirect_uri or settings.frontend_url,
-        metadata=parsed, shop=shop, store_url=store_url, scopes=scope))
+        metadata=parsed, shop=shop, store_url=store_url, scopes=scope, organization_id=organization))
     if as_json:
         out(ctx).json(answer)
     else:
@@ -67,6 +68,7 @@ def add_cmd(
         "--api-key-file", help="File holding the API key; '-' reads standard input (never pass keys as flags).",
         show_default=False)],
     metadata: Metadata = None,
+    organization: Organization = None,
     as_json: Json = False,
 ) -> None:
     """Connect a provider that uses API keys (SENDGRID); the key is checked, then stored encrypted.
@@ -78,7 +80,7 @@ def add_cmd(
     parsed = parse_json_object(metadata, "metadata") if metadata is not None else None
     key = _read_key(api_key_file)
     row = run_flow(ctx, lambda svc: connect.connect_api_key(svc, user_id=user, provider=provider, api_key=key,
-                                                            metadata=parsed))
+                                                            metadata=parsed, organization_id=organization))
     data = integration_to_dict(row)
     out(ctx).success(f"Connected {data['provider']} ({data['name']}) as integration {data['id']}")
     out(ctx).json(data) if as_json else out(ctx).record(data)
@@ -125,16 +127,22 @@ def refresh_cmd(
             counts = run_flow(ctx, lambda svc: refresh.drain(
                 svc, dt.timedelta(seconds=seconds), progress=lambda done, total: update(completed=done, total=total)))
         out(ctx).success(f"Refreshed {counts['refreshed']}, failed {counts['failed']}, "
-                         f"skipped {counts['skipped']} (refreshed elsewhere meanwhile)")
+                         f"skipped {counts['skipped']} (refreshed elsewhere meanwhile)"
+                         + (f", not refreshable yet {counts['notYet']}" if counts["notYet"] else ""))
         if as_json:
             out(ctx).json(counts)
         if counts["failed"]:
             raise typer.Exit(RefreshFailed.exit_code)  # something needs a look
         return
-    row = run_flow(ctx, lambda svc: refresh.refresh(svc, integration_id))
-    data = integration_to_dict(row)
-    out(ctx).success(f"Refreshed integration {data['id']} ({data['provider']}); expires {data['expiresAt'] or 'never'}")
-    out(ctx).json(data) if as_json else out(ctx).record(data)
+    outcome = run_flow(ctx, lambda svc: refresh.refresh_now(svc, integration_id))
+    data = integration_to_dict(outcome.row)
+    if outcome.refreshed:
+        out(ctx).success(f"Refreshed integration {data['id']} ({data['provider']}); expires "
+                         f"{data['expiresAt'] or 'never'}")
+    else:  # not a failure: exit 0, the sweep renews it once it can
+        out(ctx).info(f"Not refreshed: {outcome.message}; the sweep renews it from "
+                      f"{outcome.to_dict()['refreshableAt']}")
+    out(ctx).json({**data, "refresh": outcome.to_dict()}) if as_json else out(ctx).record(data)
 
 
 def register(app: typer.Typer) -> None:

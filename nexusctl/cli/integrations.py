@@ -6,7 +6,7 @@ from typing import Annotated
 import typer
 
 from nexusctl.cli.context import out, state
-from nexusctl.cli.options import Cursor, DryRun, Json, Limit, ProviderFilter, Yes, parse_json_object
+from nexusctl.cli.options import Cursor, DryRun, Json, Limit, Organization, ProviderFilter, Yes, parse_json_object
 from nexusctl.core import integrations
 from nexusctl.core.paging import DEFAULT_LIMIT
 from nexusctl.core.serializers import integration_to_dict
@@ -30,16 +30,18 @@ def list_cmd(
     user: Annotated[str | None, typer.Option("--user", "-u", help="Only this user's integrations (UUID).")] = None,
     provider: ProviderFilter = None,
     active: ActiveFlag = None,
+    organization: Organization = None,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
     as_json: Json = False,
 ) -> None:
-    """List integrations, newest first, one page at a time.
+    """List integrations, newest first, one page at a time (--organization: only that organization's).
 
     Example:  nexusctl integrations list --user 6f1c2a9e-0d4b-4f7e-9a51-2b8c3d4e5f60 --provider SLACK --active
     """
     state(ctx).database()
-    page = integrations.list_page(user_id=user, provider=provider, is_active=active, limit=limit, cursor=cursor)
+    page = integrations.list_page(user_id=user, provider=provider, is_active=active, limit=limit, cursor=cursor,
+                                  organization_id=organization)
     rows = [integration_to_dict(row) for row in page.items]
     if as_json:
         out(ctx).json(rows)

@@ -29,6 +29,10 @@ Limit = Annotated[
 Cursor = Annotated[
     str | None, typer.Option("--cursor", help="Continue after the page that printed this cursor.")
 ]
+Organization = Annotated[
+    str | None, typer.Option("--organization", help="The owner organization (UUID), the spec's organizationId.",
+                             show_default=False)
+]
 ProviderFilter = Annotated[
     str | None,
     typer.Option("--provider", "-p", help="Only this provider (e.g. INSTAGRAM).",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
+import uuid
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -24,7 +25,7 @@ from nexusctl import ssrf
 from nexusctl.config import Settings, origin_of
 from nexusctl.core import connections
 from nexusctl.core.ids import parse_uuid
-from nexusctl.core.oauth_states import Flow, RedisStates, StateUnreadable, TableStates, new_state
+from nexusctl.core.oauth_states import Flow, RedisStates, TableStates, new_state
 from nexusctl.crypto import Keyring
 from nexusctl.enums import Provider
 from nexusctl.errors import DatabaseUnavailable, NexusError, OAuthFailed, ProviderNotConfigured, UsageProblem
@@ -113,12 +114,18 @@ def _optional_scopes(provider: Provider, scopes) -> tuple[str, ...]:
     return tuple(dict.fromkeys(scopes))
 
 
+def _organization(organization_id) -> uuid.UUID | None:
+    return None if organization_id is None else parse_uuid(organization_id, "organizationId")
+
+
 async def initiate(svc: Services, *, user_id, provider, redirect_uri, metadata=None, shop=None,
-                   store_url=None, scopes=None) -> dict:
+                   store_url=None, scopes=None, organization_id=None) -> dict:
     """Start a connection; answers the spec's {authorizationUrl, state}. ``scopes``: optional scopes to ask for
-    as well (see ProviderSpec.optional_scopes)."""
+    as well (see ProviderSpec.optional_scopes). ``organization_id`` (the spec's organizationId) is kept on the
+    integration the callback makes."""
     provider = Provider.parse(provider)
     user_id = parse_uuid(user_id, "userId")
+    organization_id = _organization(organization_id)
     spec = SPECS[provider]
     if spec.kind is ConnectKind.API_KEY:
         raise UsageProblem(f"{provider.value} connects with an API key: POST /integrations/api-key "
@@ -131,7 +138,8 @@ async def initiate(svc: Services, *, user_id, provider, redirect_uri, metadata=N
     tenant = await _checked_tenant(svc.settings, adapter, spec.tenant, shop=shop, store_url=store_url)
     state = new_state()
     verifier = new_verifier() if spec.pkce else None
-    flow = Flow(provider, user_id, redirect_uri, metadata, tenant, {"verifier": verifier} if verifier else {})
+    flow = Flow(provider, user_id, redirect_uri, metadata, tenant, {"verifier": verifier} if verifier else {},
+                organization_id=organization_id)
     await svc.states("save", state, flow)
     url = adapter.authorization_url(state, verifier, tenant, extra_scopes=extra_scopes)
     return {"authorizationUrl": url, "state": state}
@@ -169,17 +177,21 @@ def error_code_of(value) -> str:
 
 
 async def callback(svc: Services, provider, query) -> str:
-    """Finish a connection; returns where to send the browser (raises OAuthFailed without a usable state)."""
+    """Finish a connection; returns where to send the browser.
+
+    Without a usable state (none, unknown, used, expired, another provider's, unreadable) or with a redirectUri
+    no longer allowed, that is FRONTEND_URL with ``status=error&code=OAUTH_FAILED``: the flow's own redirectUri
+    is never trusted then. (A state checked against the wrong provider is not consumed: the right callback
+    still works.)"""
     provider = Provider.parse(provider)
     state = query.get("state") or (query.get("user_id") if SPECS[provider].kind is ConnectKind.KEY_GRANT else None)
-    if not state:
-        raise OAuthFailed("the callback carries no state")
     try:
+        if not state:
+            raise OAuthFailed("the callback carries no state")
         flow: Flow = await svc.states("take", state, provider)
         # The allow-list may have changed since initiate: a redirect no longer allowed is not followed.
         check_redirect(svc.settings, flow.redirect_uri)
-    except (StateUnreadable, UsageProblem) as exc:
-        # Altered, from an older release, or under a dropped key: its redirectUri is untrusted.
+    except (OAuthFailed, UsageProblem) as exc:  # StateUnreadable is an OAuthFailed
         log.warning("connect %s: the callback's state is unusable: %s", provider.value, exc.message)
         return _with_query(svc.settings.frontend_url, status="error", code=OAuthFailed.code, provider=provider.value)
     try:
@@ -208,7 +220,8 @@ async def _finish(svc: Services, provider: Provider, flow: Flow, query):
         tokens = await adapter.exchange(query, flow.secret.get("verifier"), flow.tenant)
     account = await adapter.whoami(tokens, flow.tenant)
     row, reconnected = await svc.run(connections.save, svc.keyring, user_id=flow.user_id, provider=provider,
-                                     account=account, tokens=tokens, metadata=flow.metadata, tenant=flow.tenant)
+                                     account=account, tokens=tokens, metadata=flow.metadata, tenant=flow.tenant,
+                                     organization_id=flow.organization_id)
     log.info("connected %s integration %s for user %s%s", provider.value, row.id, flow.user_id,
              " (reconnected)" if reconnected else "")
     if row.replaced_webhook is not None:  # a reconnect made a new channel webhook: the old one goes
@@ -229,13 +242,14 @@ async def receive_keys(svc: Services, body) -> None:
     await svc.states("attach_keys", state, Provider.WOOCOMMERCE, keys)
 
 
-async def connect_api_key(svc: Services, *, user_id, provider, api_key, metadata=None):
+async def connect_api_key(svc: Services, *, user_id, provider, api_key, metadata=None, organization_id=None):
     """SendGrid: check the key with a who-am-I call, then store it encrypted."""
     provider = Provider.parse(provider)
     if SPECS[provider].kind is not ConnectKind.API_KEY:
         raise UsageProblem(f"{provider.value} does not connect with an API key; use the OAuth flow",
                            field="provider")
     user_id = parse_uuid(user_id, "userId")
+    organization_id = _organization(organization_id)
     # Printable and one word: the key goes into an Authorization header, where a control character
     # was a 500 (aiohttp refuses to send it; found by tests/fault/test_api_fuzz.py).
     key = api_key.strip() if isinstance(api_key, str) else ""
@@ -244,7 +258,7 @@ async def connect_api_key(svc: Services, *, user_id, provider, api_key, metadata
     tokens = TokenSet(access_token=key, token_type="Bearer")
     account = await svc.adapter(provider).whoami(tokens, None)
     row, _ = await svc.run(connections.save, svc.keyring, user_id=user_id, provider=provider, account=account,
-                           tokens=tokens, metadata=_check_metadata(metadata))
+                           tokens=tokens, metadata=_check_metadata(metadata), organization_id=organization_id)
     return row
 
 

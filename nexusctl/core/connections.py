@@ -34,20 +34,23 @@ def _seal_tokens(keyring: Keyring, row: Integration, tokens: TokenSet) -> None:
 
 
 def save(keyring: Keyring, *, user_id: uuid.UUID, provider: Provider, account: Account, tokens: TokenSet,
-         metadata: dict | None = None, tenant: str | None = None) -> tuple[Integration, bool]:
-    """Insert or update the integration of this provider account; returns (row, reconnected)."""
+         metadata: dict | None = None, tenant: str | None = None,
+         organization_id: uuid.UUID | None = None) -> tuple[Integration, bool]:
+    """Insert or update the integration of this provider account; returns (row, reconnected). A reconnect without
+    ``organization_id`` keeps the one the integration has."""
     provider_facts = {**tokens.metadata, **account.metadata, "accountId": account.account_id}
     if tenant:
         provider_facts["tenant"] = tenant
     provider_facts = {k: v for k, v in provider_facts.items() if v is not None}
     try:
-        return _save(keyring, user_id, provider, account, tokens, metadata, provider_facts)
+        return _save(keyring, user_id, provider, account, tokens, metadata, provider_facts, organization_id)
     except peewee.IntegrityError:
         # A concurrent connect of the same account inserted first (unique index): update that row.
-        return _save(keyring, user_id, provider, account, tokens, metadata, provider_facts)
+        return _save(keyring, user_id, provider, account, tokens, metadata, provider_facts, organization_id)
 
 
-def _save(keyring, user_id, provider, account, tokens, metadata, provider_facts) -> tuple[Integration, bool]:
+def _save(keyring, user_id, provider, account, tokens, metadata, provider_facts,
+          organization_id=None) -> tuple[Integration, bool]:
     with database_proxy.atomic():
         query = Integration.select().where((Integration.user_id == user_id) & (Integration.provider == provider)
                                            & (Integration.account_id == account.account_id))
@@ -56,6 +59,8 @@ def _save(keyring, user_id, provider, account, tokens, metadata, provider_facts)
         if row is None:
             row = Integration(id=uuid.uuid4(), user_id=user_id, provider=provider, account_id=account.account_id)
         row.name = (account.name or account.account_id)[:NAME_MAX]
+        if organization_id is not None:
+            row.organization_id = organization_id
         row.is_active = True
         row.last_error = None
         row.token_type = tokens.token_type

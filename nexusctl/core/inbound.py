@@ -8,7 +8,10 @@
 - ``content.published`` ``{"userId", "contentId", "title", "url", "media"}``:
   one ``publish`` sync log (PENDING) per active integration of the user whose
   provider can publish (capabilities publish, upload, posts, notifications,
-  webhooks), carrying the content; the sync runner executes it.
+  webhooks), carrying the content; the sync runner executes it. A provider
+  that cannot take this content at all (text only to Instagram, TikTok or
+  YouTube) gets its log CANCELLED at once with ``skipped: <reason>``: not a
+  failure, so its health and lastError stay and no integration.error goes out.
 
 The same code serves the Redis consumer group, `nexusctl events ingest` and
 ``POST /integrations/events/ingest``. Handling is idempotent: the event's key
@@ -26,12 +29,14 @@ from dataclasses import dataclass
 import peewee
 
 from db.database import database_proxy
+from db.fields import utcnow
 from db.models import ConsumedEvent, Integration, IntegrationSyncLog, OAuthState
 from nexusctl.core.storable import check_storable
+from nexusctl.core.sync_state import SKIPPED_PREFIX
 from nexusctl.enums import SyncStatus
 from nexusctl.errors import IntegrationNotFound, UsageProblem
 from providers.catalog import CATALOG
-from providers.sync.publish_media import check_media_urls
+from providers.sync.publish_media import cannot_take, check_media_urls
 
 log = logging.getLogger(__name__)
 
@@ -197,13 +202,18 @@ def _content_published(event: Inbound) -> dict:
             (Integration.user_id == user_id) & Integration.is_active & Integration.provider.in_(PUBLISHERS))
             .order_by(Integration.created_at).limit(1000))
         logs = []
+        now = utcnow()
         for integration in targets:
+            meta = {"trigger": CONTENT_PUBLISHED, "event": event.key, "content": content}
+            state = {"status": SyncStatus.PENDING}
+            if reason := cannot_take(integration.provider.value, content):
+                meta.update(skipped=True, skipReason=reason)
+                state = {"status": SyncStatus.CANCELLED, "error": f"{SKIPPED_PREFIX}{reason}", "completed_at": now}
             row = IntegrationSyncLog.create(
                 integration=integration.id, action="publish", resource_type="content",
-                resource_id=content["contentId"], status=SyncStatus.PENDING,
-                metadata={"trigger": CONTENT_PUBLISHED, "event": event.key, "content": content})
+                resource_id=content["contentId"], metadata=meta, **state)
             logs.append({"integrationId": str(integration.id), "provider": integration.provider.value,
-                         "syncLogId": str(row.id)})
+                         "syncLogId": str(row.id), **({"skipped": reason} if reason else {})})
         outcome = {"userId": str(user_id), "contentId": content["contentId"], "syncLogs": logs}
         if not _done(event, outcome):
             raise _LostRace()

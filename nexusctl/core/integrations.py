@@ -35,10 +35,13 @@ def list_page(
     is_active: bool | None = None,
     limit: int | None = None,
     cursor: str | None = None,
+    organization_id=None,
 ) -> Page:
     query = Integration.select(*public_fields(Integration))
     if user_id is not None:
         query = query.where(Integration.user_id == parse_uuid(user_id, "userId"))
+    if organization_id is not None:
+        query = query.where(Integration.organization_id == parse_uuid(organization_id, "organizationId"))
     if provider is not None:
         query = query.where(Integration.provider == Provider.parse(provider))
     if is_active is not None:

@@ -26,6 +26,7 @@ async def token_refresh(svc) -> dict:
                                  seconds=settings.refresh_sweep_seconds)
     if counts["refreshed"] or counts["failed"] or counts["warned"]:
         log.info("token refresh sweep: %(refreshed)d refreshed, %(failed)d failed, %(skipped)d skipped, "
+                 "%(notYet)d not refreshable yet, "
                  "%(warned)d expiry warnings", counts)
     return counts
 

@@ -78,6 +78,7 @@ class Flow:
     tenant: str | None = None
     secret: dict = field(default_factory=dict)  # {"verifier": ..., "keys": {...}}: never logged
     expires_at: dt.datetime | None = None
+    organization_id: uuid.UUID | None = None  # the spec's Integration.organizationId, given at initiate
 
     def __repr__(self) -> str:
         return f"Flow(provider={self.provider.value}, user_id={self.user_id}, tenant={self.tenant!r})"
@@ -87,6 +88,7 @@ class Flow:
             "v": RECORD_VERSION, "state": digest, "provider": self.provider.value, "userId": str(self.user_id),
             "redirectUri": self.redirect_uri, "metadata": self.metadata, "tenant": self.tenant,
             "expiresAt": self.expires_at.isoformat(), "secret": self.secret,
+            "organizationId": str(self.organization_id) if self.organization_id else None,
         })
 
     @classmethod
@@ -95,9 +97,11 @@ class Flow:
             data = json.loads(plaintext)
             if data.get("v") != RECORD_VERSION or data.get("state") != digest:
                 raise ValueError("not a sealed flow of this state")
+            organization = data.get("organizationId")  # absent in flows sealed before it existed
             return cls(Provider(data["provider"]), uuid.UUID(data["userId"]), str(data["redirectUri"]),
                        dict(data["metadata"]), data["tenant"], dict(data["secret"]),
-                       dt.datetime.fromisoformat(data["expiresAt"]))
+                       dt.datetime.fromisoformat(data["expiresAt"]),
+                       uuid.UUID(organization) if organization else None)
         except (ValueError, KeyError, TypeError, AttributeError):
             raise StateUnreadable("the connection attempt cannot be read: start it again") from None
 

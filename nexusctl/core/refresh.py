@@ -14,6 +14,11 @@ refreshing again. A crashed winner's lease simply expires.
 
 ``invalid_grant`` and kin deactivate the integration with ``lastError`` and
 an ``integration.error`` event in the same transaction.
+
+A token the provider does not renew yet (Instagram's, under 24 h old) is not a
+failure: the refresh is skipped with the reason, ``refresh_retry_at`` is set to
+when it becomes refreshable (the sweep leaves it alone until then), and
+nothing about its health changes.
 """
 
 from __future__ import annotations
@@ -24,14 +29,15 @@ import logging
 import random
 import time
 import uuid
+from dataclasses import dataclass
 
 from db.database import database_proxy
 from db.fields import utcnow
 from db.models import Integration
-from nexusctl.core import connections, events
+from nexusctl.core import connections, events, integrations
 from nexusctl.errors import NexusError, ProviderError, RefreshFailed, UsageProblem
 from providers.registry import SPECS
-from providers.spec import RefreshStyle
+from providers.spec import NotYetRefreshable, RefreshStyle
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +84,13 @@ def _release(row_id: uuid.UUID, lease: uuid.UUID, error: str | None = None, *, b
         Integration.update(changes).where(fenced).execute()
 
 
+def _not_yet(row_id: uuid.UUID, lease: uuid.UUID, refreshable_at: dt.datetime) -> None:
+    """Give the lease back and come back when the token becomes refreshable: no error, no failure counted,
+    health untouched."""
+    Integration.update(refresh_lease_until=None, refresh_lease_token=None, refresh_retry_at=refreshable_at).where(
+        (Integration.id == row_id) & (Integration.refresh_lease_token == lease)).execute()
+
+
 def _deactivate(row: Integration, lease: uuid.UUID, error: str) -> None:
     with database_proxy.atomic():
         Integration.update(is_active=False, last_error=error, updated_at=utcnow(), refresh_lease_until=None,
@@ -117,6 +130,30 @@ async def refresh(svc, integration_id, *, owner_id=None) -> Integration:
     raise ProviderError("another refresh of this integration kept failing; try again later", id=str(row.id))
 
 
+@dataclass
+class Outcome:
+    """What `POST /integrations/{id}/refresh` and `integrations refresh ID` report."""
+
+    row: Integration
+    refreshed: bool
+    message: str | None = None
+    refreshable_at: dt.datetime | None = None
+
+    def to_dict(self) -> dict:
+        when = self.refreshable_at
+        return {"refreshed": self.refreshed, "message": self.message,
+                "refreshableAt": when.isoformat().replace("+00:00", "Z") if when else None}
+
+
+async def refresh_now(svc, integration_id, *, owner_id=None) -> Outcome:
+    """``refresh``, except that a token the provider does not renew yet is an outcome, not an error."""
+    try:
+        return Outcome(await refresh(svc, integration_id, owner_id=owner_id), True)
+    except NotYetRefreshable as exc:
+        row = await svc.run(integrations.get, integration_id, owner_id=owner_id)
+        return Outcome(row, False, exc.message, exc.refreshable_at)
+
+
 async def _wait_for_lease(svc, row_id: uuid.UUID):
     """Poll (50 ms, backing off to 250 ms) until no lease is held; returns (until, access_token, is_active)."""
     delay, deadline = 0.05, time.monotonic() + LEASE.total_seconds() + 5
@@ -143,6 +180,10 @@ async def _refresh_holding(svc, row_id: uuid.UUID, lease: uuid.UUID, seen: str |
     started = time.monotonic()
     try:
         fresh = await adapter.refresh(tokens, tenant)
+    except NotYetRefreshable as exc:
+        await svc.run(_not_yet, row_id, lease, exc.refreshable_at)
+        log.info("refresh of %s %s skipped: %s", row.provider.value, row_id, exc.message)
+        raise
     except RefreshFailed as exc:
         if exc.details.get("dead"):
             await svc.run(_deactivate, row, lease, exc.message)
@@ -263,7 +304,8 @@ async def sweep(svc, window: dt.timedelta, *, lead: dt.timedelta | None = None, 
     """
     if lead is None:
         lead = dt.timedelta(seconds=svc.settings.token_expiry_warning)
-    counts = {"refreshed": 0, "failed": 0, "skipped": 0, "warned": 0}
+    # skipped: refreshed elsewhere meanwhile; notYet: the provider renews it only later (not a failure)
+    counts = {"refreshed": 0, "failed": 0, "skipped": 0, "notYet": 0, "warned": 0}
     gate = asyncio.Semaphore(concurrency)
 
     async def one(row_id):
@@ -275,6 +317,8 @@ async def sweep(svc, window: dt.timedelta, *, lead: dt.timedelta | None = None, 
             try:
                 await _refresh_holding(svc, row_id, lease, None, renew_by=utcnow() + max(window, lead))
                 counts["refreshed"] += 1
+            except NotYetRefreshable:
+                counts["notYet"] += 1
             except NexusError as exc:
                 counts["failed"] += 1
                 state = await svc.run(_back_off_state, row_id)
@@ -305,15 +349,15 @@ async def drain(svc, window: dt.timedelta, *, seconds: float | None = None, prog
     batch = svc.settings.refresh_sweep_batch
     loop = asyncio.get_running_loop()
     deadline = None if seconds is None else loop.time() + seconds
-    total = dict.fromkeys(("refreshed", "failed", "skipped", "warned"), 0)
+    total = dict.fromkeys(("refreshed", "failed", "skipped", "notYet", "warned"), 0)
     start = utcnow()  # each integration once per drain, even when its new token expires within the window too
     while True:
-        before = total["refreshed"] + total["failed"] + total["skipped"]
+        before = total["refreshed"] + total["failed"] + total["skipped"] + total["notYet"]
         counts = await sweep(svc, window, limit=batch, since=start, progress=None if progress is None else
                              (lambda done, due, before=before: progress(before + done, before + due)))
         for key in total:
             total[key] += counts[key]
-        if counts["refreshed"] + counts["failed"] + counts["skipped"] < batch:
+        if counts["refreshed"] + counts["failed"] + counts["skipped"] + counts["notYet"] < batch:
             return total
         if deadline is not None and loop.time() >= deadline:
             return total

@@ -59,7 +59,11 @@ def plan(integration_id, action: str | None, *, full: bool = False, trigger: str
     if not integration.is_active:
         raise SyncNotStarted(f"integration {integration.id} is inactive ({integration.last_error or 'disconnected'}); "
                          "reconnect it first", id=str(integration.id))
-    return [sync_state.create(integration, a.name, full=full, trigger=trigger)
+    # The spec's resourceType / resourceId: what the action fetches, and from which account (the provider's id
+    # for it; the integration's own id when the provider gave none).
+    account = integration.account_id or str(integration.id)
+    return [sync_state.create(integration, a.name, full=full, trigger=trigger, resource_type=a.resource,
+                              resource_id=account)
             for a in action_of(integration.provider, action)]
 
 
@@ -73,10 +77,15 @@ def _api(svc, row: Integration, tokens) -> SyncApi:
 async def _fresh_tokens(svc, integration_id, *, force: bool = False):
     from nexusctl.core import refresh
 
+    from providers.spec import NotYetRefreshable
+
     row, tokens = await svc.run(connections.load, svc.keyring, integration_id)
     if force or (tokens.expires_at is not None and tokens.expires_at <= utcnow() + EXPIRY_MARGIN
                  and tokens.refresh_token):
-        await refresh.refresh(svc, integration_id)
+        try:
+            await refresh.refresh(svc, integration_id)
+        except NotYetRefreshable:  # the current token is still the one to use
+            return row, tokens
         row, tokens = await svc.run(connections.load, svc.keyring, integration_id)
     return row, tokens
 
@@ -223,12 +232,16 @@ async def _publish(svc, log: IntegrationSyncLog, row: Integration, tokens, stats
     processing the media (NotReady) defers the run: back to PENDING, looked at again later."""
     from providers.sync.publish import PUBLISHERS
     from providers.sync.publish_common import NotReady
+    from providers.sync.publish_media import cannot_take
     from providers.sync.publish_reconcile import RECONCILERS
 
     publisher = PUBLISHERS.get(row.provider.value)
     if publisher is None:
         raise SyncFailed(f"publishing to {row.provider.value} is not built yet")
     content = (log.metadata or {}).get("content") or {}
+    # Queued before the handler skipped such content itself: skipped here, not failed (health, lastError stay).
+    if not (log.metadata or {}).get("pending") and (reason := cannot_take(row.provider.value, content)):
+        return await svc.run(sync_state.skip, log.id, reason)
     own = {k: v for k, v in (row.metadata or {}).items() if k != "provider"}
     api, refreshed = _api(svc, row, tokens), False
     reconcile = RECONCILERS.get(row.provider.value)

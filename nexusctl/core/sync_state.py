@@ -26,10 +26,13 @@ from nexusctl.errors import NexusError, SyncNotStarted, UsageProblem
 SYNCED = "integration.synced"
 DELETE_BATCH = 500
 ACTIVE = (SyncStatus.PENDING, SyncStatus.IN_PROGRESS)
+SKIPPED_PREFIX = "skipped: "  # a CANCELLED log's error when the provider could not take the content
 
 
-def create(integration: Integration, action: str, *, full: bool, trigger: str) -> IntegrationSyncLog:
-    """A PENDING run; refused while a run of the same action is pending or in progress."""
+def create(integration: Integration, action: str, *, full: bool, trigger: str, resource_type: str | None = None,
+           resource_id: str | None = None) -> IntegrationSyncLog:
+    """A PENDING run; refused while a run of the same action is pending or in progress. ``resource_type`` is what
+    the action fetches (its events' resource), ``resource_id`` whose (the connected account)."""
     with database_proxy.atomic():
         running = (IntegrationSyncLog.select(IntegrationSyncLog.id)
                    .where((IntegrationSyncLog.integration == integration.id) & (IntegrationSyncLog.action == action)
@@ -38,6 +41,7 @@ def create(integration: Integration, action: str, *, full: bool, trigger: str) -
             raise SyncNotStarted(f"a {action} sync of integration {integration.id} is already running (log {running.id}); "
                              f"wait for it or `nexusctl sync cancel {running.id}`", syncLogId=str(running.id))
         return IntegrationSyncLog.create(integration=integration.id, action=action, status=SyncStatus.PENDING,
+                                         resource_type=resource_type, resource_id=resource_id,
                                          metadata={"full": full, "trigger": trigger})
 
 
@@ -218,6 +222,19 @@ def fail(log_id, integration_id, error: NexusError, *, extra: dict | None = None
         if status == SyncStatus.FAILED:
             Integration.update(last_error=message, updated_at=now, health_due_at=now).where(
                 Integration.id == integration_id).execute()
+    return IntegrationSyncLog.get_by_id(log_id)
+
+
+def skip(log_id, reason: str) -> IntegrationSyncLog:
+    """A publish the provider cannot take (text only to a video platform): CANCELLED with the reason, which is
+    neither a failure of the integration (its lastError and health stay) nor a sync (no integration.synced)."""
+    now = utcnow()
+    with database_proxy.atomic():
+        log = IntegrationSyncLog.get_by_id(log_id)
+        IntegrationSyncLog.update(status=SyncStatus.CANCELLED, completed_at=now, updated_at=now,
+                                  error=f"{SKIPPED_PREFIX}{reason}",
+                                  metadata={**(log.metadata or {}), "skipped": True, "skipReason": reason}).where(
+            (IntegrationSyncLog.id == log_id) & IntegrationSyncLog.status.in_(ACTIVE)).execute()
     return IntegrationSyncLog.get_by_id(log_id)
 
 

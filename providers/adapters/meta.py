@@ -13,10 +13,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from nexusctl.errors import OAuthFailed, ProviderError, RefreshFailed
+from nexusctl.errors import OAuthFailed, ProviderError
 from providers.http import describe
 from providers.oauth2 import OAuth2Adapter
-from providers.spec import Account, TokenSet
+from providers.spec import Account, NotYetRefreshable, TokenSet
 
 GRAPH_DEAD_CODES = {"190", "102", "463", "467"}
 # Graph throttling: app (4), user (17), page (32), per-call (613), ads BUC (80000-80014).
@@ -112,11 +112,12 @@ class Instagram(_Graph):
     async def refresh(self, tokens: TokenSet, tenant) -> TokenSet:
         issued = tokens.metadata.get("tokenIssuedAt")
         if issued:
-            age = _now() - dt.datetime.fromisoformat(issued)
-            if age < IG_MIN_AGE:
-                hours = int((IG_MIN_AGE - age).total_seconds() // 3600) + 1
-                raise RefreshFailed(f"INSTAGRAM renews a token only once it is 24 h old; try again in about "
-                                    f"{hours} h (the current token is still valid)", provider=self.name, dead=False)
+            # Instagram refuses ig_refresh_token for a token under 24 h old: not a failure, just not yet.
+            ready = dt.datetime.fromisoformat(issued) + IG_MIN_AGE
+            if _now() < ready:
+                hours = int((ready - _now()).total_seconds() // 3600) + 1
+                raise NotYetRefreshable(f"INSTAGRAM renews a token only once it is 24 h old: not refreshed, the "
+                                        f"current token is still valid; refreshable in about {hours} h", ready)
         params = {"grant_type": "ig_refresh_token", "access_token": tokens.access_token}
         return await self._graph_token("/refresh_access_token", params, tokens, "refresh")
 

@@ -43,6 +43,24 @@ def media_of(content: dict) -> list[dict]:
     return found
 
 
+# What a provider needs in the content before it can post anything: text alone goes to the others.
+NEEDS_MEDIA = {
+    "INSTAGRAM": (("image", "video"), "Instagram cannot post text only: the content has no image or video in its "
+                                      "media"),
+    "TIKTOK": (("video",), "TikTok posts videos only: the content has no video in its media"),
+    "YOUTUBE": (("video",), "YouTube takes videos only: the content has no video in its media"),
+}
+
+
+def cannot_take(provider: str, content: dict) -> str | None:
+    """Why ``provider`` cannot post ``content`` at all (a content.published it is skipped for, not a failure of
+    the integration), or None when it can try."""
+    needs = NEEDS_MEDIA.get(provider)
+    if needs is None or any(item["kind"] in needs[0] for item in media_of(content)):
+        return None
+    return needs[1]
+
+
 def check_media_urls(content: dict, allowed_networks=()) -> None:
     """Every http(s) media URL through the SSRF guard's static checks (a 400 naming ``media``).
 

@@ -79,4 +79,4 @@ def test_jobs_run_from_the_cli(cli, make_integration):
                                          "retentionDays": 30}
     swept = cli("jobs", "run", "token-refresh", "--json")
     assert swept.exit_code == 0 and json.loads(swept.stdout) == {"refreshed": 0, "failed": 0, "skipped": 0,
-                                                                   "warned": 0}
+                                                                   "notYet": 0, "warned": 0}

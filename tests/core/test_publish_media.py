@@ -238,9 +238,23 @@ def test_instagram_refuses_text_only_content_before_any_call(env, make_integrati
     for media in (None, [], [{"type": "document", "url": "https://nexus.test/a.pdf"}]):
         content = {"contentId": "post-12", "title": "Just words", "url": "https://nexus.test/p/12"}
         log = _publish(env, user, {**content, "media": media} if media is not None else content)[row.id]
-        assert log.status == SyncStatus.FAILED and log.error.startswith("VALIDATION_ERROR"), log.error
-        assert "Instagram cannot post text only" in log.error
+        assert log.status == SyncStatus.CANCELLED and log.error.startswith("skipped: "), log.error  # not a failure
+        assert "Instagram cannot post text only" in log.error and log.metadata["skipped"] is True
     assert sum(ig.calls.values()) == 0
+
+
+def test_a_text_only_publish_queued_before_this_release_is_skipped_when_it_runs(env, make_integration):
+    """Logs a content.published queued PENDING for text only (as earlier releases did) end skipped too."""
+    from db.models import IntegrationSyncLog
+
+    ig, _user, row, _ = _instagram(env, make_integration)
+    content = {"contentId": "post-13", "title": "Just words"}
+    log = IntegrationSyncLog.create(integration=row.id, action="publish", resource_type="content",
+                                    resource_id="post-13", status=SyncStatus.PENDING,
+                                    metadata={"trigger": "content.published", "content": content})
+    done = _run_again(env, log.id)
+    assert done.status == SyncStatus.CANCELLED and done.error.startswith("skipped: Instagram cannot post text only")
+    assert sum(ig.calls.values()) == 0 and Integration.get_by_id(row.id).last_error is None
 
 
 def test_instagram_without_the_publish_permission_fails_naming_it(env, make_integration):
@@ -315,8 +329,8 @@ def test_tiktok_uses_the_privacy_level_the_metadata_names_when_the_creator_allow
 
 def test_tiktok_needs_a_video_and_reports_a_failed_pull(env, make_integration):
     tt, user, row, _ = _tiktok(env, make_integration)
-    log = _publish(env, user)[row.id]  # an image only
-    assert log.status == SyncStatus.FAILED and log.error.startswith("VALIDATION_ERROR"), log.error
+    log = _publish(env, user)[row.id]  # an image only: TikTok cannot take it, skipped (not a failure)
+    assert log.status == SyncStatus.CANCELLED and log.error.startswith("skipped: "), log.error
     assert "no video" in log.error and sum(tt.calls.values()) == 0
 
     tt.publish_status_after_init = "FAILED"

@@ -25,6 +25,7 @@ import pytest
 from api_fixtures import api, emulators, receiver  # noqa: F401 - pytest fixtures
 from apikit import (
     ALLOWED_HOST,
+    FRONTEND,
     ELEVATED,
     FORBIDDEN_HOST,
     IDENTITIES,
@@ -356,12 +357,16 @@ def _connected(daemon, user: uuid.UUID) -> list:
     return listed.json()["data"]
 
 
-def _refused(response, mention: str = "") -> None:
-    """No usable state: a 400 OAUTH_FAILED body (there is nowhere trusted to redirect to)."""
-    assert response.status == 400, (response.status, response.location, response.text[:300])
-    error = response.json()["error"]
-    assert error["code"] == "OAUTH_FAILED" and mention in error["message"], error
+def _refused(api, response, mention: str = "") -> None:
+    """No usable state: back to FRONTEND_URL with status=error&code=OAUTH_FAILED, as every other callback failure,
+    never to a redirectUri the state names (it was not validated); why is in the daemon's log."""
+    assert response.status == 302, (response.status, response.location, response.text[:300])
+    assert response.location.split("?")[0].rstrip("/") == FRONTEND and not response.location.startswith(frontend_redirect()), \
+        response.location
+    query = query_of(response.location)
+    assert (query["status"], query["code"]) == ("error", "OAUTH_FAILED") and "integrationId" not in query, query
     assert response.headers.get("Referrer-Policy") == "no-referrer"
+    assert mention in api.stack.logs()
 
 
 def _error_redirect(response) -> dict:
@@ -385,7 +390,7 @@ def test_a_replayed_state_is_refused(api):  # noqa: F811
     callback = _consent(_start(api, "DISCORD", user))
     first = call("GET", callback)
     assert first.status == 302 and query_of(first.location)["status"] == "success", first.location
-    _refused(call("GET", callback), "unknown or already used")
+    _refused(api, call("GET", callback), "unknown or already used")
     assert len(_connected(api, user)) == 1
 
 
@@ -421,18 +426,18 @@ def test_an_expired_state_is_refused(api):  # noqa: F811
     data = _start(api, "DISCORD", user)
     callback = _consent(data)
     _expire(api, data["state"])
-    _refused(call("GET", callback), "expired")
+    _refused(api, call("GET", callback), "expired")
     assert _connected(api, user) == []
 
 
 def test_a_state_from_another_provider_is_refused(api):  # noqa: F811
     user = uuid.uuid4()
     callback = _consent(_start(api, "SLACK", user))
-    _refused(call("GET", callback.replace("/callback/slack", "/callback/discord")), "another provider")
+    _refused(api, call("GET", callback.replace("/callback/slack", "/callback/discord")), "another provider")
     # Checked before consumed: the wrong callback cannot burn the state of the right one.
     right = call("GET", callback)
     assert right.status == 302 and query_of(right.location)["status"] == "success", right.location
-    _refused(call("GET", callback), "unknown or already used")
+    _refused(api, call("GET", callback), "unknown or already used")
     assert len(_connected(api, user)) == 1
 
 
@@ -452,7 +457,7 @@ def test_a_state_from_another_users_flow_does_not_connect_either(api):  # noqa: 
 def test_unknown_or_garbage_states_are_refused(api, state):  # noqa: F811
     user = uuid.uuid4()
     callback = _consent(_start(api, "DISCORD", user))
-    _refused(call("GET", _with_query(callback, state=state or None)))
+    _refused(api, call("GET", _with_query(callback, state=state or None)))
     assert _connected(api, user) == []
     assert call("GET", callback).status == 302  # the real state was not touched by the garbage
 
@@ -460,10 +465,10 @@ def test_unknown_or_garbage_states_are_refused(api, state):  # noqa: F811
 def test_a_callback_without_a_code_or_without_a_state_connects_nothing(api):  # noqa: F811
     user = uuid.uuid4()
     callback = _consent(_start(api, "DISCORD", user))
-    _refused(call("GET", _with_query(callback, state=None)), "no state")
+    _refused(api, call("GET", _with_query(callback, state=None)), "no state")
     query = _error_redirect(call("GET", _with_query(callback, code=None)))
     assert query["code"] == "OAUTH_FAILED" and query["provider"] == "DISCORD"
-    _refused(call("GET", callback), "unknown or already used")  # the state went with the failed attempt
+    _refused(api, call("GET", callback), "unknown or already used")  # the state went with the failed attempt
     assert _connected(api, user) == []
 
 

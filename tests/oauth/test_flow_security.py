@@ -9,6 +9,8 @@ import pytest
 from emulators.testkit import call
 from test_connect_providers import dump
 
+FRONTEND = "http://app.nexus.test"  # the stack's FRONTEND_URL (tests/oauth/conftest.py)
+
 
 def _query(url: str) -> dict:
     return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
@@ -28,6 +30,17 @@ def at_provider(url: str) -> str:
     return response.location
 
 
+def _refused_to_frontend(response, provider: str) -> None:
+    """No usable state: the browser goes back to FRONTEND_URL with status=error (never to a redirectUri the
+    state would name), as for every other callback failure."""
+    assert response.status == 302, (response.status, response.text[:300])
+    assert response.location.startswith(FRONTEND + "?") or response.location.startswith(FRONTEND + "/?"), \
+        response.location
+    assert _query(response.location) == {"status": "error", "code": "OAUTH_FAILED", "provider": provider}
+    assert response.headers.get("Referrer-Policy") == "no-referrer"
+    assert response.headers.get("Cache-Control") == "no-store"
+
+
 def test_state_is_long_random_single_use_and_stored_hashed(stack, fresh_emulators):
     _, data = started(stack)
     assert len(data["state"]) >= 43 and _query(data["authorizationUrl"])["state"] == data["state"]
@@ -36,8 +49,7 @@ def test_state_is_long_random_single_use_and_stored_hashed(stack, fresh_emulator
     first = call("GET", callback)
     assert first.status == 302 and "status=success" in first.location
     replay = call("GET", callback)
-    assert replay.status == 400 and replay.json()["error"]["code"] == "OAUTH_FAILED"
-    assert replay.headers.get("Referrer-Policy") == "no-referrer"
+    _refused_to_frontend(replay, "SLACK")
 
 
 def test_states_live_in_redis_when_configured_else_in_the_table(stack, fresh_emulators):
@@ -71,20 +83,18 @@ def test_an_expired_state_fails(stack, fresh_emulators):
 
         with sqlite3.connect(stack.database_url.removeprefix("sqlite:///")) as conn:
             conn.execute("UPDATE oauth_states SET expires_at = '2000-01-01 00:00:00.000000'")
-    answer = call("GET", callback)
-    assert answer.status == 400 and answer.json()["error"]["code"] == "OAUTH_FAILED"
+    _refused_to_frontend(call("GET", callback), "SLACK")
 
 
 def test_a_state_from_another_provider_or_unknown_fails(stack, fresh_emulators):
     _, data = started(stack, "SLACK")
     callback = at_provider(data["authorizationUrl"])
     swapped = callback.replace("/callback/slack", "/callback/discord")
-    crossed = call("GET", swapped)
-    assert crossed.status == 400 and "another provider" in crossed.json()["error"]["message"]
+    _refused_to_frontend(call("GET", swapped), "DISCORD")
     unknown = call("GET", f"{stack.base}/integrations/oauth/callback/slack?code=abc&state=" + "x" * 43)
-    assert unknown.status == 400 and unknown.json()["error"]["code"] == "OAUTH_FAILED"
-    nothing = call("GET", f"{stack.base}/integrations/oauth/callback/slack")
-    assert nothing.status == 400
+    _refused_to_frontend(unknown, "SLACK")
+    _refused_to_frontend(call("GET", f"{stack.base}/integrations/oauth/callback/slack"), "SLACK")
+    assert call("GET", callback).status == 302  # the crossed callback left the state to the right one
     bogus = call("GET", f"{stack.base}/integrations/oauth/callback/myspace?state=abc")
     assert bogus.status == 400 and bogus.json()["error"]["code"] == "INVALID_PROVIDER"
 

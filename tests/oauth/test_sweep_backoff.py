@@ -204,7 +204,7 @@ def test_jobs_list_shows_the_daemons_runs(stack):
         time.sleep(0.2)  # polling what the daemon records on its own
     refresh = jobs["token-refresh"]
     assert refresh["schedule"] == "every 1s" and refresh["outcome"] == "ok" and refresh["daemon"] == "scheduled"
-    assert set(refresh["counts"]) == {"refreshed", "failed", "skipped", "warned"}
+    assert set(refresh["counts"]) == {"refreshed", "failed", "skipped", "notYet", "warned"}
     assert refresh["scheduledBy"] and refresh["ranBy"] and ":" in refresh["ranBy"]
     housekeeping = jobs["housekeeping"]
     assert housekeeping["schedule"] == "every 1h" and housekeeping["daemon"] == "scheduled"

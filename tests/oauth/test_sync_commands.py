@@ -48,6 +48,9 @@ def test_the_api_starts_a_sync_the_daemon_runs(stack, fresh_emulators):
     assert (log["status"], log["itemsProcessed"], log["metadata"]["created"]) == ("COMPLETED", 250, 250)
     integration_row = stack.api("GET", f"/integrations/{integration}", user=user).json()["data"]
     assert integration_row["lastSyncAt"] is not None
+    # The spec's resourceType / resourceId: what was fetched (the action's resource), from which account.
+    (account,) = stack.sql("SELECT account_id FROM integrations WHERE id = %s", integration)[0]
+    assert (log["resourceType"], log["resourceId"]) == ("channel", account) and account
 
 
 def test_the_api_refuses_bad_starts(stack, fresh_emulators):
