@@ -257,6 +257,9 @@ def test_a_port_in_use_is_a_clear_error(sqlite_url):
     assert proc.returncode not in (0, 1)
     line = one_error_line(proc)
     assert str(port) in line and "INTERNAL_ERROR" not in line and "listening on" not in proc.stderr
+    # It says what happened to which port and how to choose another, not only that listening failed.
+    assert line.startswith(f"error: LISTEN_FAILED: port {port} ") and "already in use" in line
+    assert "--port" in line and "PORT=" in line
 
 
 def test_python_dash_m_runs_the_same_cli():
