@@ -81,6 +81,9 @@ async def _database(app: web.Application):
 async def _redis(app: web.Application):
     settings = app[SETTINGS]
     if settings.redis_url is None:
+        if settings.is_production:  # the spec requires Redis; running without it is allowed but said
+            log.warning("REDIS_URL is not set in production: OAuth states and events stay in "
+                        "the database (the spec requires Redis; set REDIS_URL=redis://host:6379/0)")
         app[REDIS] = None
         yield
         return

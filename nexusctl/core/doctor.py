@@ -119,12 +119,15 @@ def _production(settings: config.Settings) -> list[Finding]:
 def check_url(loaded: Loaded, name: str) -> Finding:
     """PUBLIC_URL / FRONTEND_URL: absolute http(s), https in production, nothing after the path."""
     check = name.lower().replace("_", "-")
+    example = "https://nexus.example.com" if name == "PUBLIC_URL" else "https://app.example.com"
     default = (f"http://localhost:{loaded.settings.port if loaded.settings else 3008}" if name == "PUBLIC_URL"
                else "http://localhost:3000")
+    if name in config.missing_for_production(loaded.env):
+        return Finding(check, FAIL, f"{name}: not set, and NODE_ENV=production has no default (the daemon "
+                       "refuses to start)", f"set {name} to a full URL such as {example}")
     value = loaded.env.get(name, "").strip() or default
     role = ("providers send the browser back to {value}/integrations/oauth/callback/<provider>"
             if name == "PUBLIC_URL" else "the default place users land after connecting")
-    example = "https://nexus.example.com" if name == "PUBLIC_URL" else "https://app.example.com"
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return Finding(check, FAIL, f"{name}={value!r} is not an absolute http(s) URL",

@@ -286,6 +286,24 @@ def test_production_needs_https_urls_and_a_jwt_secret(db_url, monkeypatch):
     assert_no_secret(result.stdout, "jwt-secret-never-printed")
 
 
+def test_production_without_database_and_frontend_urls_fails_and_without_redis_warns(db_url, monkeypatch):
+    monkeypatch.setenv("NODE_ENV", "production")
+    monkeypatch.setenv("JWT_SECRET", "jwt-secret-never-printed")
+    monkeypatch.setenv("PUBLIC_URL", "https://nexus.example.com")
+    monkeypatch.delenv("DATABASE_URL")
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    result, findings = doctor()
+    assert sorted(failed(result, findings)) == ["database", "frontend-url"]
+    assert only(findings, "database")["detail"].startswith("DATABASE_URL: not set")
+    assert only(findings, "frontend-url")["detail"].startswith("FRONTEND_URL: not set")
+    redis = only(findings, "redis")
+    assert redis["status"] == "warn" and "REDIS_URL" in redis["detail"] + redis["hint"]
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("FRONTEND_URL", "https://app.example.com")
+    result, findings = doctor()
+    assert failed(result, findings) == [] and only(findings, "redis")["status"] == "warn"
+
+
 def test_every_bad_variable_is_named_not_only_the_first(db_url, monkeypatch):
     monkeypatch.setenv("WEBHOOK_TIMEOUT", "soon")
     monkeypatch.setenv("RETENTION_DAYS", "0")
