@@ -635,3 +635,23 @@ def test_a_deadlock_victim_is_run_again(pg_database, postgres_url):
         assert len(tries) == 1 and rows == [(10,), (10,)]
     else:  # we were the victim and ran again (a loaded machine may need more than one rerun)
         assert len(tries) >= 2 and rows == [(11,), (11,)]
+
+
+def _b64(raw: bytes) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize("token", [
+    "abc",  # one segment
+    f"{_b64(bytes([0xFF, 0xFE]))}.e30.x",  # a header that is not UTF-8
+    f"{_b64(b'not json')}.e30.x",  # a header that is not JSON
+    f"{_b64(b'[1]')}.e30.x",  # JSON, not an object
+    _b64(b'{"alg":"HS256"}') + "." + _b64(bytes([0xFF])) + ".%%%",  # a payload and signature that are not base64
+], ids=["segments", "utf8", "json", "array", "base64"])
+def test_an_undecodable_bearer_token_gets_one_fixed_answer(api, token):  # noqa: F811
+    """Whatever PyJWT's decoder said (codec, JSON, padding errors) stays out of the answer."""
+    answer = call("GET", f"{api.base}/integrations/user/{api.world.owner}", headers={"Authorization": f"Bearer {token}"})
+    assert answer.status == 401
+    assert answer.json()["error"] == {"code": "UNAUTHORIZED", "message": "invalid token: not a well-formed JWT"}
