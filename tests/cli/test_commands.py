@@ -213,3 +213,14 @@ def test_no_command_leaks_a_token(cli, make_integration):
         ["-vv", "keys", "rotate", "--dry-run"], ["integrations", "delete", row.id, "--yes", "--json"],
     )]
     assert not [o for o in outputs if "LEAK-CANARY" in o or "nx1." in o]
+
+
+def test_redis_down_is_its_own_error_not_the_databases(cli, monkeypatch):
+    """The database is fine: the one line names Redis, with a code and an exit status of its own."""
+    monkeypatch.setenv("SLACK_CLIENT_ID", "slack-id")
+    monkeypatch.setenv("SLACK_CLIENT_SECRET", "slack-secret")
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:9/0")  # nothing listens on port 9
+    result = cli("integrations", "connect", "SLACK", "--user", "6f1c2a9e-0d4b-4f7e-9a51-2b8c3d4e5f60")
+    assert result.exit_code == 8, result.stderr
+    assert result.stderr.strip().startswith("error: REDIS_UNAVAILABLE: Redis (where OAuth states live) is unreachable")
+    assert "DATABASE_UNAVAILABLE" not in result.stderr
