@@ -185,7 +185,8 @@ def _variables_of(provider: Provider) -> set[str]:
 
 
 def _endpoints(provider: Provider, settings: config.Settings) -> Finding:
-    from providers.registry import adapter_for
+    from providers.registry import SPECS, adapter_for
+    from providers.spec import ConnectKind
 
     adapter = adapter_for(provider, settings)
     kinds = config.ENDPOINT_KINDS + config.EXTRA_ENDPOINT_KINDS.get(provider, ())
@@ -200,6 +201,9 @@ def _endpoints(provider: Provider, settings: config.Settings) -> Finding:
     if settings.is_production and plain:
         return Finding(check, WARN, f"endpoint override(s) {', '.join(plain)} are http in production",
                        f"use https for {provider.value}_{plain[0]}_URL, or unset it")
+    if SPECS[provider].kind is ConnectKind.API_KEY:  # the user pastes a key: no browser comes back
+        return Finding(check, OK, f"{len(urls)} endpoint(s) well formed; connects with each user's API key "
+                       "(no OAuth callback)")
     return Finding(check, OK, f"credentials set, {len(urls)} endpoint(s) well formed, callback {adapter.redirect_uri}")
 
 

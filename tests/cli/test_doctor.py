@@ -228,6 +228,19 @@ def test_a_webhook_secret_is_tried_when_there_is_no_integration_token(db_url, ma
     assert_no_secret(result.stdout + result.stderr, json.loads(webhook.stdout)["secret"])
 
 
+def test_an_api_key_provider_shows_no_oauth_callback(db_url, monkeypatch):
+    """SendGrid connects with a pasted API key: no browser comes back, so there is nothing to register."""
+    monkeypatch.setenv("SENDGRID_CLIENT_ID", "sendgrid-api-key")  # what the emulators export
+    monkeypatch.setenv("SENDGRID_CLIENT_SECRET", "unused-secret-value")
+    result, findings = doctor()
+    sendgrid = only(findings, "provider SENDGRID")
+    assert sendgrid["status"] == "ok" and "callback" in sendgrid["detail"]
+    assert "/integrations/oauth/callback/" not in sendgrid["detail"]
+    assert "/integrations/oauth/callback/slack" in only(findings, "provider SLACK")["detail"]
+    shown = CliRunner().invoke(app, ["providers", "show", "SENDGRID", "--json"], catch_exceptions=False)
+    assert shown.exit_code == 0 and json.loads(shown.stdout)["callbackUrl"] is None
+
+
 def test_a_provider_with_a_client_id_but_no_secret_fails(db_url, monkeypatch):
     monkeypatch.delenv("SLACK_CLIENT_SECRET")
     monkeypatch.setenv("TIKTOK_ADS_CLIENT_ID", "app-id")
