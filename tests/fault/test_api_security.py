@@ -655,3 +655,17 @@ def test_an_undecodable_bearer_token_gets_one_fixed_answer(api, token):  # noqa:
     answer = call("GET", f"{api.base}/integrations/user/{api.world.owner}", headers={"Authorization": f"Bearer {token}"})
     assert answer.status == 401
     assert answer.json()["error"] == {"code": "UNAUTHORIZED", "message": "invalid token: not a well-formed JWT"}
+
+
+@pytest.mark.parametrize("path", ["/integrations/user/{owner}", "/integrations/user/{owner}?limit=1",
+                                  "/integrations/webhooks", "/integrations/{integration}", "/health", "/ready"])
+def test_an_unknown_query_parameter_is_ignored(api, path):  # noqa: F811
+    """A cache-buster (`?_=...`, as jQuery adds) or a tracking parameter changes nothing: same status, same data."""
+    world = api.world
+    url = api.base + path.format(owner=world.owner, integration=world.integration)
+    headers = bearer("owner", world.owner, world.other)
+    plain = call("GET", url, headers=headers)
+    busted = call("GET", url + ("&" if "?" in url else "?") + "_=1733356800&utm_source=mail", headers=headers)
+    assert plain.status == 200, plain.text
+    assert busted.status == 200, busted.text
+    assert busted.json()["data"] == plain.json()["data"]
