@@ -669,3 +669,18 @@ def test_an_unknown_query_parameter_is_ignored(api, path):  # noqa: F811
     assert plain.status == 200, plain.text
     assert busted.status == 200, busted.text
     assert busted.json()["data"] == plain.json()["data"]
+
+
+@pytest.mark.parametrize("method, path, body", [
+    ("GET", "/health", None), ("GET", "/ready", None), ("GET", "/integrations/user/{owner}", None),
+    ("GET", "/integrations/no-such-route/x", None), ("GET", "/integrations/{integration}?limit=x", None),
+    ("POST", "/integrations/oauth/initiate", b"{"),
+])
+def test_every_json_answer_ends_with_a_newline(api, method, path, body):  # noqa: F811
+    """/health, /ready, data and errors alike: `curl` output leaves the prompt on its own line."""
+    world = api.world
+    url = api.base + path.format(owner=world.owner, integration=world.integration)
+    answer = call(method, url, headers={**bearer("owner", world.owner, world.other),
+                                        "Content-Type": "application/json"}, data=body)
+    assert answer.headers.get("Content-Type", "").startswith("application/json")
+    assert answer.body.endswith(b"}\n") and json.loads(answer.body) is not None
