@@ -115,7 +115,7 @@ ROUTES = [
     Route("POST", "/integrations/oauth/initiate", initiate, "Start connecting a provider account", "oauth",
           body=INITIATE, data=out.INITIATED,
           errors=("VALIDATION_ERROR", "INVALID_PROVIDER", "PROVIDER_NOT_CONFIGURED", "FORBIDDEN", "PAYLOAD_TOO_LARGE",
-                  "DATABASE_UNAVAILABLE")),
+                  "DATABASE_UNAVAILABLE", "REDIS_UNAVAILABLE")),
     Route("GET", "/integrations/oauth/callback/{provider}", oauth_callback,
           "Where the provider sends the browser back; redirects to the caller's redirectUri", "oauth", public=True,
           status=302, envelope=False, errors=("INVALID_PROVIDER", "DATABASE_UNAVAILABLE")),

@@ -54,7 +54,8 @@ ROUTES += [
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
-        middlewares=[observe_middleware, error_middleware, auth_middleware], client_max_size=MAX_BODY_BYTES
+        middlewares=[observe_middleware, _json_ends_with_a_newline, error_middleware, auth_middleware],
+        client_max_size=MAX_BODY_BYTES,
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
@@ -71,6 +72,18 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
+@web.middleware
+async def _json_ends_with_a_newline(request: web.Request, handler):
+    """Every JSON answer (data, errors, /health, /ready) ends with a newline, as text on a terminal does:
+    `curl localhost:3008/ready` leaves the shell prompt on a line of its own."""
+    response = await handler(request)
+    if isinstance(response, web.Response) and response.content_type == "application/json":
+        body = response.body
+        if isinstance(body, bytes) and body and not body.endswith(b"\n"):
+            response.body = body + b"\n"
+    return response
+
+
 async def _database(app: web.Application):
     settings = app[SETTINGS]
     db = bind(open_database(settings.database_url.get(), settings.database_pool_size))
@@ -82,6 +95,9 @@ async def _database(app: web.Application):
 async def _redis(app: web.Application):
     settings = app[SETTINGS]
     if settings.redis_url is None:
+        if settings.is_production:  # the spec requires Redis; running without it is allowed but said
+            log.warning("REDIS_URL is not set in production: OAuth states and events stay in "
+                        "the database (the spec requires Redis; set REDIS_URL=redis://host:6379/0)")
         app[REDIS] = None
         yield
         return

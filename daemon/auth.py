@@ -29,6 +29,7 @@ from nexusctl.errors import ConfigError, Forbidden, Unauthorized
 
 ELEVATED_ROLES = frozenset({"admin", "service"})
 LEEWAY_SECONDS = 30
+MALFORMED_TOKEN = "invalid token: not a well-formed JWT"  # one fixed answer, whatever the decoder said
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,10 @@ class TokenVerifier:
             )
         except jwt.ExpiredSignatureError:
             raise Unauthorized("token expired") from None
+        except jwt.DecodeError:
+            # Not even a JWT (bad base64, a header that is not JSON): PyJWT's message would quote its
+            # decoder's ("'utf-8' codec can't decode byte 0xff...", "Expecting value: line 1...").
+            raise Unauthorized(MALFORMED_TOKEN) from None
         except jwt.InvalidTokenError as exc:
             # PyJWT's messages name the failed check, never the token itself.
             raise Unauthorized(f"invalid token: {exc}") from None

@@ -141,14 +141,15 @@ class Body:
 
 @dataclass(frozen=True)
 class Query:
-    """Query-string parameters (all optional), parsed from text."""
+    """Query-string parameters (all optional), parsed from text.
+
+    A parameter the route does not know is ignored, as HTTP caches and browsers expect: a
+    cache-buster (``?_=1733356800``) or a tracking parameter must not turn a read into a 400.
+    """
 
     params: dict[str, Any] = field(default_factory=dict)
 
     def validate(self, query) -> dict:
-        unknown = sorted(set(query) - set(self.params))
-        if unknown:
-            raise UsageProblem(f"unknown query parameter(s): {', '.join(unknown)}", field=unknown[0])
         values = {}
         for name, spec in self.params.items():
             if name in query:

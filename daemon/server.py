@@ -42,9 +42,10 @@ def serve(settings, *, host: str, port: int, output) -> None:
             handle_signals=True,
         )
     except OSError as exc:
-        reason = "address already in use (is another daemon running?)" if exc.errno == errno.EADDRINUSE else (
-            exc.strerror or type(exc).__name__)
-        raise ListenFailed(f"cannot listen on {host}:{port}: {reason}") from None
+        if exc.errno == errno.EADDRINUSE:
+            raise ListenFailed(f"port {port} on {host} is already in use (another daemon?); "
+                               "pick another with --port N or PORT=N") from None
+        raise ListenFailed(f"cannot listen on {host}:{port}: {exc.strerror or type(exc).__name__}") from None
     output.info("nexusctl daemon stopped")
 
 

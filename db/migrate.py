@@ -14,7 +14,7 @@ import os
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import peewee
@@ -43,7 +43,9 @@ class MigrationStatus:
         return {
             "name": self.name,
             "applied": self.applied_at is not None,
-            "appliedAt": self.applied_at.isoformat() if self.applied_at else None,
+            # playhouse records local time without a zone: shown in UTC with Z, as every other timestamp.
+            "appliedAt": (self.applied_at.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+                          if self.applied_at else None),
             "known": self.known,
         }
 

@@ -367,6 +367,28 @@ def dev_secret(path: Path, generate, check) -> tuple[str, bool]:
     return value, True
 
 
+# The spec requires these; outside production they default to SQLite in the data directory and
+# http://localhost:3000, which in production would mean a database no other daemon shares and users
+# sent back to a machine that is not theirs. Checked by `nexusctl daemon` and `nexusctl doctor` only:
+# the other commands are an operator's tools and work on whatever database they are pointed at.
+PRODUCTION_REQUIRED = ("DATABASE_URL", "FRONTEND_URL")
+
+
+def missing_for_production(env: Mapping[str, str]) -> list[str]:
+    """The variables NODE_ENV=production needs set explicitly that are not (in any other mode: none)."""
+    if env.get("NODE_ENV", "").strip() != "production":
+        return []
+    return [name for name in PRODUCTION_REQUIRED if not env.get(name, "").strip()]
+
+
+def require_production_settings(env: Mapping[str, str]) -> None:
+    """Refuse a production daemon whose DATABASE_URL or FRONTEND_URL would be a development default."""
+    missing = missing_for_production(env)
+    if missing:
+        raise ConfigError(f"{', '.join(missing)}: required when NODE_ENV=production (no development default: "
+                          "set DATABASE_URL=postgresql://... and FRONTEND_URL=https://...)")
+
+
 def jwt_signing_secret(settings: "Settings") -> Secret:
     """The HS256 secret: JWT_SECRET, or in development one generated into the data directory."""
     if settings.jwt_secret is not None:

@@ -10,6 +10,7 @@ error boundary (``nexusctl.cli.main``) and the daemon's error middleware.
     │   └── InvalidProvider     INVALID_PROVIDER        400  exit 2
     ├── ConfigError             CONFIG_ERROR            500  exit 3
     ├── DatabaseUnavailable     DATABASE_UNAVAILABLE    503  exit 4
+    ├── RedisUnavailable        REDIS_UNAVAILABLE       503  exit 8
     ├── SchemaBehind            SCHEMA_OUTDATED         503  exit 5
     ├── ListenFailed            LISTEN_FAILED           500  exit 6
     ├── ChecksFailed            CHECKS_FAILED           500  exit 7
@@ -80,6 +81,14 @@ class DatabaseUnavailable(NexusError):
     code = "DATABASE_UNAVAILABLE"
     http_status = 503
     exit_code = 4
+
+
+class RedisUnavailable(NexusError):
+    """Redis (REDIS_URL) cannot be reached."""
+
+    code = "REDIS_UNAVAILABLE"
+    http_status = 503
+    exit_code = 8
 
 
 class SchemaBehind(NexusError):

@@ -1,11 +1,15 @@
 """README's "First steps" tour runs as written: its shell blocks, in order, in a fresh data directory.
 
 Only the ports change (a free one for the daemon and for the receiver, so this can run
-next to anything else); everything else is the README's text, run by bash.
+next to anything else); everything else is the README's text, run by bash. It runs twice:
+alone, and with the set-up command's daemon still running (on the port the README gives it,
+3008, and on the default data directory), as a reader who left it running in another
+terminal has it: the tour must not depend on it being stopped.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -37,28 +41,47 @@ def test_the_tour_has_the_five_steps():
         assert step in text
 
 
+@contextlib.contextmanager
+def _setup_daemon(env: dict, port: int):
+    """The README's set-up command's daemon (`nexusctl db migrate && nexusctl daemon`), still running."""
+    nexusctl = str(Path(sys.executable).parent / "nexusctl")
+    subprocess.run([nexusctl, "db", "migrate"], env=env, check=True, capture_output=True, timeout=60)
+    daemon = subprocess.Popen([nexusctl, "daemon", "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        lines = iter(daemon.stderr.readline, "")  # it prints "listening on" once its socket is bound
+        assert any("listening on" in line for line in lines), "the set-up daemon did not start"
+        yield
+    finally:
+        daemon.terminate()
+        daemon.wait(30)
+
+
 @pytest.mark.skipif(shutil.which("curl") is None, reason="the tour uses curl")
-def test_the_first_steps_tour_runs(tmp_path):
-    daemon_port, receiver_port = _free_port(), _free_port()
+@pytest.mark.parametrize("setup_daemon", [False, True], ids=["alone", "set-up-daemon-still-running"])
+def test_the_first_steps_tour_runs(tmp_path, setup_daemon):
+    daemon_port, receiver_port, setup_port = _free_port(), _free_port(), _free_port()
     script = "set -euo pipefail\n" + "\n".join(_tour_blocks())
-    script = script.replace("3008", str(daemon_port)).replace("9999", str(receiver_port))
+    script = script.replace("3018", str(daemon_port)).replace("9999", str(receiver_port))
+    script = script.replace("3008", str(setup_port))  # the set-up daemon's port, if the tour were to use it
     script = script.replace(". .venv/bin/activate", f'export PATH="{Path(sys.executable).parent}:$PATH"')
     env = {key: os.environ[key] for key in ("HOME", "LANG", "PATH") if key in os.environ}
-    env.update(NEXUS_DATA_DIR=str(tmp_path / "data"), PYTHONPATH=str(ROOT), PORT=str(daemon_port))
+    env.update(NEXUS_DATA_DIR=str(tmp_path / "data"), PYTHONPATH=str(ROOT))  # the default data directory
     work = tmp_path / "work"
     work.mkdir()
-    proc = subprocess.Popen(["bash", "-c", script], cwd=work, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        output, _ = proc.communicate(timeout=120)
-    finally:
-        try:  # whatever the tour left running, had it failed half-way (it kills its own jobs at the end)
-            os.killpg(proc.pid, 15)
-        except ProcessLookupError:
-            pass
+    with _setup_daemon(env, setup_port) if setup_daemon else contextlib.nullcontext():
+        proc = subprocess.Popen(["bash", "-c", script], cwd=work, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        try:
+            output, _ = proc.communicate(timeout=120)
+        finally:
+            try:  # whatever the tour left running, had it failed half-way (it kills its own jobs at the end)
+                os.killpg(proc.pid, 15)
+            except ProcessLookupError:
+                pass
     log = (work / "daemon.log").read_text() if (work / "daemon.log").exists() else ""
     assert proc.returncode == 0, output[-4000:] + log[-2000:]
-    assert "status=success&integrationId=" in output
+    assert "status=success&integrationId=" in output and "Traceback" not in output
     assert "webhook.delivered" in output
     assert re.search(r"media\.created\s+DELIVERED\s+1", output) and re.search(r"webhook\.test\s+DELIVERED\s+1", output)
     received = (work / "received.log").read_text()

@@ -123,6 +123,26 @@ def _global_options_template(
 _GLOBAL_OPTIONS: list = []
 
 
+def show_flags_without_a_type() -> None:
+    """Help lists a flag (--json, --yes, --help) or a count (-v, -vv) without a value placeholder.
+
+    Typer's rich help prints every option's type, `--json <bool>` and `-v <int>`, which reads as if
+    they took a value (`--json true`). There is no per-command hook for it (typer makes the --help
+    option itself), so this is done once, on typer's option class, before any help is drawn.
+    """
+    from typer.core import TyperOption
+
+    original = TyperOption.display_type_rich
+    if getattr(original, "_nexusctl", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if self.is_flag or self.count else original(self, ctx)
+
+    display_type_rich._nexusctl = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich
+
+
 def add_global_options(command) -> None:
     """Give ``command`` and everything under it -v/-q/--no-color (once)."""
     if not _GLOBAL_OPTIONS:

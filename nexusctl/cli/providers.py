@@ -18,6 +18,7 @@ def describe(settings, provider, *, full: bool = False) -> dict:
     from nexusctl.config import ENDPOINT_KINDS, EXTRA_ENDPOINT_KINDS
     from providers.catalog import CATALOG
     from providers.registry import SPECS, adapter_for
+    from providers.spec import ConnectKind
 
     from providers import scopes
 
@@ -29,7 +30,8 @@ def describe(settings, provider, *, full: bool = False) -> dict:
         data["actionScopes"] = _action_scopes(provider, creds.approved_scopes)
         adapter = adapter_for(provider, settings)
         data["missing"] = [] if configured else creds.missing(provider)
-        data["callbackUrl"] = adapter.redirect_uri
+        # An API-key provider (SendGrid) never sends a browser back: there is no callback to register.
+        data["callbackUrl"] = None if spec.kind is ConnectKind.API_KEY else adapter.redirect_uri
         data["endpoints"] = {kind.lower(): {"url": adapter.url(kind, "{shop}"), "overridden": kind in creds.endpoints}
                              for kind in ENDPOINT_KINDS + EXTRA_ENDPOINT_KINDS.get(provider, ())
                              if adapter.url(kind, "{shop}")}

@@ -14,15 +14,20 @@ def daemon_cmd(
 ) -> None:
     """Run the service: HTTP API on PORT, until SIGTERM or Ctrl-C.
 
-    Refuses to start against a database whose schema is behind.
+    Refuses to start against a database whose schema is behind, and with
+    NODE_ENV=production without DATABASE_URL and FRONTEND_URL set.
 
     Example:  nexusctl daemon --host 0.0.0.0 --port 3008
     """
+    import os
+
     from daemon.server import serve
+    from nexusctl import config
 
     st = state(ctx)
-    st.database()  # refuse early: unreachable database or pending migrations
-    settings = st.settings
+    settings = st.settings  # refuse early: an invalid configuration,
+    config.require_production_settings(os.environ)  # a production one left to development defaults,
+    st.database()  # an unreachable database or pending migrations
     st.close()  # the daemon opens its own pool
     serve(settings, host=host, port=port or settings.port, output=out(ctx))
 

@@ -28,7 +28,7 @@ from nexusctl.core.ids import parse_uuid
 from nexusctl.core.oauth_states import Flow, RedisStates, TableStates, new_state
 from nexusctl.crypto import Keyring
 from nexusctl.enums import Provider
-from nexusctl.errors import DatabaseUnavailable, NexusError, OAuthFailed, ProviderNotConfigured, UsageProblem
+from nexusctl.errors import NexusError, OAuthFailed, ProviderNotConfigured, RedisUnavailable, UsageProblem
 from providers.adapters.commerce import normalise_shop, normalise_store
 from providers.oauth2 import new_verifier
 from providers.registry import SPECS, adapter_for
@@ -59,7 +59,7 @@ class Services:
             try:
                 return await getattr(RedisStates(self.keyring, self.redis), method)(*args)
             except RedisError as exc:
-                raise DatabaseUnavailable(f"Redis (where OAuth states live) is unreachable: {type(exc).__name__}; "
+                raise RedisUnavailable(f"Redis (where OAuth states live) is unreachable: {type(exc).__name__}; "
                                           "check REDIS_URL") from None
         return await self.run(getattr(TableStates(self.keyring), method), *args)
 

@@ -125,6 +125,6 @@ def store_refreshed(keyring: Keyring, row: Integration, tokens: TokenSet, lease:
                                       refresh_lease_token=None, refreshed_at=utcnow(), health_due_at=utcnow())
                    .where((Integration.id == row.id) & (Integration.refresh_lease_token == lease)).execute())
         if updated:
-            events.record(events.REFRESHED, row, expiresAt=tokens.expires_at.isoformat() if tokens.expires_at
-                          else None)
+            events.record(events.REFRESHED, row, expiresAt=tokens.expires_at.isoformat().replace("+00:00", "Z")
+                          if tokens.expires_at else None)
     return updated == 1

@@ -119,12 +119,15 @@ def _production(settings: config.Settings) -> list[Finding]:
 def check_url(loaded: Loaded, name: str) -> Finding:
     """PUBLIC_URL / FRONTEND_URL: absolute http(s), https in production, nothing after the path."""
     check = name.lower().replace("_", "-")
+    example = "https://nexus.example.com" if name == "PUBLIC_URL" else "https://app.example.com"
     default = (f"http://localhost:{loaded.settings.port if loaded.settings else 3008}" if name == "PUBLIC_URL"
                else "http://localhost:3000")
+    if name in config.missing_for_production(loaded.env):
+        return Finding(check, FAIL, f"{name}: not set, and NODE_ENV=production has no default (the daemon "
+                       "refuses to start)", f"set {name} to a full URL such as {example}")
     value = loaded.env.get(name, "").strip() or default
     role = ("providers send the browser back to {value}/integrations/oauth/callback/<provider>"
             if name == "PUBLIC_URL" else "the default place users land after connecting")
-    example = "https://nexus.example.com" if name == "PUBLIC_URL" else "https://app.example.com"
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return Finding(check, FAIL, f"{name}={value!r} is not an absolute http(s) URL",
@@ -182,7 +185,8 @@ def _variables_of(provider: Provider) -> set[str]:
 
 
 def _endpoints(provider: Provider, settings: config.Settings) -> Finding:
-    from providers.registry import adapter_for
+    from providers.registry import SPECS, adapter_for
+    from providers.spec import ConnectKind
 
     adapter = adapter_for(provider, settings)
     kinds = config.ENDPOINT_KINDS + config.EXTRA_ENDPOINT_KINDS.get(provider, ())
@@ -197,6 +201,9 @@ def _endpoints(provider: Provider, settings: config.Settings) -> Finding:
     if settings.is_production and plain:
         return Finding(check, WARN, f"endpoint override(s) {', '.join(plain)} are http in production",
                        f"use https for {provider.value}_{plain[0]}_URL, or unset it")
+    if SPECS[provider].kind is ConnectKind.API_KEY:  # the user pastes a key: no browser comes back
+        return Finding(check, OK, f"{len(urls)} endpoint(s) well formed; connects with each user's API key "
+                       "(no OAuth callback)")
     return Finding(check, OK, f"credentials set, {len(urls)} endpoint(s) well formed, callback {adapter.redirect_uri}")
 
 

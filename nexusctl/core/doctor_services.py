@@ -19,6 +19,7 @@ from urllib.parse import unquote, urlsplit
 
 import peewee
 
+from nexusctl import config
 from nexusctl.core.doctor import FAIL, OK, WARN, Finding, Loaded
 from nexusctl.errors import NexusError
 
@@ -38,6 +39,10 @@ def open_checked_database(loaded: Loaded) -> tuple[peewee.Database | None, list[
     settings = loaded.settings
     if settings is None:
         return None, [_not_checked("database", "the configuration")]
+    if "DATABASE_URL" in config.missing_for_production(loaded.env):
+        return None, [Finding("database", FAIL, "DATABASE_URL: not set, and NODE_ENV=production has no default "
+                              "(the daemon refuses to start)", "set DATABASE_URL=postgresql://user@host:5432/dbname"),
+                      _not_checked("migrations", "the database")]
     label = settings.redacted_database_url()
     url = settings.database_url.get()
     if settings.database_kind == "sqlite":
@@ -124,6 +129,9 @@ def check_redis(loaded: Loaded) -> Finding:
     if settings is None:
         return _not_checked("redis", "the configuration")
     if settings.redis_url is None:
+        if settings.is_production:  # allowed, but the spec requires Redis in production
+            return Finding("redis", WARN, "REDIS_URL not set in production: OAuth states and events stay in the "
+                           "database", "set REDIS_URL=redis://host:6379/0 (the spec requires Redis in production)")
         return Finding("redis", OK, "not configured: OAuth states and events stay in the database")
     import redis
 

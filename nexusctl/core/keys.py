@@ -23,7 +23,7 @@ from db.database import database_proxy
 from db.models import ALL_MODELS
 from db.secrets import models_with_secrets, place_of
 from nexusctl.crypto import Keyring
-from nexusctl.errors import DatabaseUnavailable, DecryptionFailed
+from nexusctl.errors import DecryptionFailed, RedisUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def rotate_redis_flows(settings, keyring: Keyring, report: RotationReport, *, dr
     try:
         rewritten, failed = asyncio.run(run())
     except RedisError as exc:
-        raise DatabaseUnavailable(f"Redis (where pending OAuth flows live) is unreachable: {type(exc).__name__}; "
+        raise RedisUnavailable(f"Redis (where pending OAuth flows live) is unreachable: {type(exc).__name__}; "
                                   "check REDIS_URL") from None
     if rewritten:
         report.by_table[REDIS_FLOWS] = rewritten

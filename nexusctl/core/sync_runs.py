@@ -325,7 +325,7 @@ async def _defer(svc, entry: IntegrationSyncLog, row: Integration, exc, stats: d
                             provider=row.provider.value)
     delay = dt.timedelta(seconds=DEFER_DELAYS[min(checks - 1, len(DEFER_DELAYS) - 1)])
     run_after = min(now + delay, since + dt.timedelta(seconds=limit))
-    pending = {**exc.state, "since": since.isoformat(), "checks": checks, "reason": exc.message}
+    pending = {**exc.state, "since": since.isoformat().replace("+00:00", "Z"), "checks": checks, "reason": exc.message}
     deferred = await svc.run(sync_state.defer, entry.id, run_after, pending=pending, extra=stats)
     log.info("publish %s deferred until %s: %s", entry.id, run_after.isoformat(), exc.message)
     return deferred

@@ -97,7 +97,9 @@ class Shopify(OAuth2Adapter):
 
     def tokens_from(self, body: dict) -> TokenSet:
         tokens = super().tokens_from(body)
-        tokens.token_type = "X-Shopify-Access-Token"
+        # Shopify's answer has no token_type; its access token is a bearer token (holding it is enough),
+        # sent in its own header (providers.sync.registry.AUTH_HEADER): the header is not the type.
+        tokens.token_type = "Bearer"
         return tokens
 
     async def whoami(self, tokens: TokenSet, tenant) -> Account:

@@ -45,7 +45,7 @@ class _Graph(OAuth2Adapter):
         return str(reply.get("error", "code", default=error)) in GRAPH_DEAD_CODES
 
     def _stamp(self, tokens: TokenSet) -> TokenSet:
-        tokens.metadata["tokenIssuedAt"] = _now().isoformat()
+        tokens.metadata["tokenIssuedAt"] = _now().isoformat().replace("+00:00", "Z")
         return tokens
 
 

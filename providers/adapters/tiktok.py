@@ -66,7 +66,7 @@ class TikTokAds(OAuth2Adapter):
         data = body.get("data") or {}
         if not data.get("access_token"):
             raise ProviderError("TIKTOK_ADS: the token answer has no data.access_token")
-        return TokenSet(access_token=data["access_token"], token_type="Access-Token",
+        return TokenSet(access_token=data["access_token"], token_type="Bearer",
                         scope=[str(s) for s in split_scope(data.get("scope"), ",")],
                         metadata={"advertiserIds": [str(a) for a in data.get("advertiser_ids") or []]})
 

@@ -257,6 +257,9 @@ def test_a_port_in_use_is_a_clear_error(sqlite_url):
     assert proc.returncode not in (0, 1)
     line = one_error_line(proc)
     assert str(port) in line and "INTERNAL_ERROR" not in line and "listening on" not in proc.stderr
+    # It says what happened to which port and how to choose another, not only that listening failed.
+    assert line.startswith(f"error: LISTEN_FAILED: port {port} ") and "already in use" in line
+    assert "--port" in line and "PORT=" in line
 
 
 def test_python_dash_m_runs_the_same_cli():
@@ -274,9 +277,34 @@ def test_daemon_refuses_an_unreachable_database(tmp_path):
 
 
 def test_production_daemon_refuses_to_serve_without_a_jwt_secret(tmp_path, sqlite_url):
-    env = env_with(NODE_ENV="production", DATABASE_URL=sqlite_url, NEXUS_DATA_DIR=tmp_path / "prod")
+    env = env_with(NODE_ENV="production", DATABASE_URL=sqlite_url, NEXUS_DATA_DIR=tmp_path / "prod",
+                   FRONTEND_URL="https://app.example.com")
     port = _free_port()
     proc = run("daemon", "--port", port, env=env, timeout=DEADLINE_S + 15)
     assert proc.returncode == 3
     assert one_error_line(proc).startswith("error: CONFIG_ERROR: JWT_SECRET: required when NODE_ENV=production")
     assert _refused(port) and not (tmp_path / "prod" / "jwt.secret").exists()
+
+
+@pytest.mark.parametrize("unset", [("DATABASE_URL", "FRONTEND_URL"), ("DATABASE_URL",), ("FRONTEND_URL",)])
+def test_production_daemon_refuses_development_defaults(tmp_path, sqlite_url, unset):
+    """The spec requires DATABASE_URL and FRONTEND_URL: no SQLite in the data directory, no localhost:3000."""
+    data = tmp_path / "prod"
+    values = dict(DATABASE_URL=sqlite_url, FRONTEND_URL="https://app.example.com") | {name: None for name in unset}
+    env = env_with(NODE_ENV="production", JWT_SECRET="s" * 40, NEXUS_DATA_DIR=data, **values)
+    port = _free_port()
+    proc = run("daemon", "--port", port, env=env, timeout=DEADLINE_S + 15)
+    assert proc.returncode == 3, proc.stderr
+    line = one_error_line(proc)
+    assert line.startswith(f"error: CONFIG_ERROR: {', '.join(unset)}: required when NODE_ENV=production")
+    assert _refused(port) and not (data / "nexusctl.db").exists()  # no SQLite file made in the data directory
+
+
+def test_production_daemon_without_redis_warns_in_its_log(daemons, sqlite_url):
+    env = env_with(NODE_ENV="production", JWT_SECRET="s" * 40, DATABASE_URL=sqlite_url,
+                   FRONTEND_URL="https://app.example.com", REDIS_URL=None)
+    daemon = daemons(env)
+    assert daemon.poll("/health")[0] == 200  # it runs: Redis is a warning, not a refusal
+    code, _, stderr = daemon.stop()
+    assert code == 0, stderr
+    assert "warning: REDIS_URL is not set in production" in stderr and "Traceback" not in stderr

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
+from pathlib import Path
 
 import pytest
 from typer.main import get_command
@@ -108,6 +110,24 @@ def test_global_options_parse_after_each_group_and_command(path):
     result = CliRunner().invoke(app, [*path, "-q", "-vv", "--no-color", "--help"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "Example:" in result.stdout
+
+
+@pytest.mark.parametrize("path", [p for p, _ in EVERYTHING], ids=_name)
+def test_help_shows_flags_without_a_value_placeholder(path):
+    """`--json`, `--yes`, `-v` take no value: `--json <bool>` or `-v <int>` would read as if they did."""
+    result = CliRunner().invoke(app, [*path, "--help"], catch_exceptions=False, env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    assert "<bool>" not in result.stdout
+    assert not re.search(r"--verbose\s+-v\s+<", result.stdout), result.stdout
+
+
+def test_the_readme_says_where_help_puts_the_example():
+    """The README's claim matches the layout: the example follows the description, the options come after."""
+    shown = CliRunner().invoke(app, ["integrations", "list", "--help"], env={"COLUMNS": "120"}).stdout
+    assert shown.index("Example:") < shown.index("Options")
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert "Every `--help` shows an example right after the description, before the options." in readme
+    assert "`--help` ends with an example" not in readme
 
 
 def test_quiet_after_the_subcommand_silences_stderr(cli, make_integration):

@@ -225,3 +225,14 @@ def test_providers_show_lists_each_actions_scopes_and_what_the_consent_asks(cli,
     assert "r_member_social" in approved["scopes"] and approved["actionScopes"]["fetch_posts"] == "r_member_social"
     slack = cli("providers", "show", "SLACK").stdout
     assert "groups:read" in slack and '"fetch_channels": "channels:read groups:read"' in slack
+
+
+def test_redis_down_is_its_own_error_not_the_databases(cli, monkeypatch):
+    """The database is fine: the one line names Redis, with a code and an exit status of its own."""
+    monkeypatch.setenv("SLACK_CLIENT_ID", "slack-id")
+    monkeypatch.setenv("SLACK_CLIENT_SECRET", "slack-secret")
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:9/0")  # nothing listens on port 9
+    result = cli("integrations", "connect", "SLACK", "--user", "6f1c2a9e-0d4b-4f7e-9a51-2b8c3d4e5f60")
+    assert result.exit_code == 8, result.stderr
+    assert result.stderr.strip().startswith("error: REDIS_UNAVAILABLE: Redis (where OAuth states live) is unreachable")
+    assert "DATABASE_UNAVAILABLE" not in result.stderr

@@ -229,6 +229,19 @@ def test_a_webhook_secret_is_tried_when_there_is_no_integration_token(db_url, ma
     assert_no_secret(result.stdout + result.stderr, json.loads(webhook.stdout)["secret"])
 
 
+def test_an_api_key_provider_shows_no_oauth_callback(db_url, monkeypatch):
+    """SendGrid connects with a pasted API key: no browser comes back, so there is nothing to register."""
+    monkeypatch.setenv("SENDGRID_CLIENT_ID", "sendgrid-api-key")  # what the emulators export
+    monkeypatch.setenv("SENDGRID_CLIENT_SECRET", "unused-secret-value")
+    result, findings = doctor()
+    sendgrid = only(findings, "provider SENDGRID")
+    assert sendgrid["status"] == "ok" and "callback" in sendgrid["detail"]
+    assert "/integrations/oauth/callback/" not in sendgrid["detail"]
+    assert "/integrations/oauth/callback/slack" in only(findings, "provider SLACK")["detail"]
+    shown = CliRunner().invoke(app, ["providers", "show", "SENDGRID", "--json"], catch_exceptions=False)
+    assert shown.exit_code == 0 and json.loads(shown.stdout)["callbackUrl"] is None
+
+
 def test_a_provider_with_a_client_id_but_no_secret_fails(db_url, monkeypatch):
     monkeypatch.delenv("SLACK_CLIENT_SECRET")
     monkeypatch.setenv("TIKTOK_ADS_CLIENT_ID", "app-id")
@@ -285,6 +298,24 @@ def test_production_needs_https_urls_and_a_jwt_secret(db_url, monkeypatch):
     result, findings = doctor()
     assert failed(result, findings) == []
     assert_no_secret(result.stdout, "jwt-secret-never-printed")
+
+
+def test_production_without_database_and_frontend_urls_fails_and_without_redis_warns(db_url, monkeypatch):
+    monkeypatch.setenv("NODE_ENV", "production")
+    monkeypatch.setenv("JWT_SECRET", "jwt-secret-never-printed")
+    monkeypatch.setenv("PUBLIC_URL", "https://nexus.example.com")
+    monkeypatch.delenv("DATABASE_URL")
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    result, findings = doctor()
+    assert sorted(failed(result, findings)) == ["database", "frontend-url"]
+    assert only(findings, "database")["detail"].startswith("DATABASE_URL: not set")
+    assert only(findings, "frontend-url")["detail"].startswith("FRONTEND_URL: not set")
+    redis = only(findings, "redis")
+    assert redis["status"] == "warn" and "REDIS_URL" in redis["detail"] + redis["hint"]
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("FRONTEND_URL", "https://app.example.com")
+    result, findings = doctor()
+    assert failed(result, findings) == [] and only(findings, "redis")["status"] == "warn"
 
 
 def test_every_bad_variable_is_named_not_only_the_first(db_url, monkeypatch):

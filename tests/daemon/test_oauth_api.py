@@ -85,3 +85,4 @@ async def test_an_unreachable_redis_is_a_clear_503(db_url, aiohttp_client, monke
     answer = await api.post("/integrations/oauth/initiate", json=body, headers=headers())
     payload = await answer.json()
     assert answer.status == 503 and "REDIS_URL" in payload["error"]["message"]
+    assert payload["error"]["code"] == "REDIS_UNAVAILABLE"  # not the database's code: the database is fine

@@ -640,3 +640,52 @@ def test_a_deadlock_victim_is_run_again(pg_database, postgres_url):
         assert len(tries) == 1 and rows == [(10,), (10,)]
     else:  # we were the victim and ran again (a loaded machine may need more than one rerun)
         assert len(tries) >= 2 and rows == [(11,), (11,)]
+
+
+def _b64(raw: bytes) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+@pytest.mark.parametrize("token", [
+    "abc",  # one segment
+    f"{_b64(bytes([0xFF, 0xFE]))}.e30.x",  # a header that is not UTF-8
+    f"{_b64(b'not json')}.e30.x",  # a header that is not JSON
+    f"{_b64(b'[1]')}.e30.x",  # JSON, not an object
+    _b64(b'{"alg":"HS256"}') + "." + _b64(bytes([0xFF])) + ".%%%",  # a payload and signature that are not base64
+], ids=["segments", "utf8", "json", "array", "base64"])
+def test_an_undecodable_bearer_token_gets_one_fixed_answer(api, token):  # noqa: F811
+    """Whatever PyJWT's decoder said (codec, JSON, padding errors) stays out of the answer."""
+    answer = call("GET", f"{api.base}/integrations/user/{api.world.owner}", headers={"Authorization": f"Bearer {token}"})
+    assert answer.status == 401
+    assert answer.json()["error"] == {"code": "UNAUTHORIZED", "message": "invalid token: not a well-formed JWT"}
+
+
+@pytest.mark.parametrize("path", ["/integrations/user/{owner}", "/integrations/user/{owner}?limit=1",
+                                  "/integrations/webhooks", "/integrations/{integration}", "/health", "/ready"])
+def test_an_unknown_query_parameter_is_ignored(api, path):  # noqa: F811
+    """A cache-buster (`?_=...`, as jQuery adds) or a tracking parameter changes nothing: same status, same data."""
+    world = api.world
+    url = api.base + path.format(owner=world.owner, integration=world.integration)
+    headers = bearer("owner", world.owner, world.other)
+    plain = call("GET", url, headers=headers)
+    busted = call("GET", url + ("&" if "?" in url else "?") + "_=1733356800&utm_source=mail", headers=headers)
+    assert plain.status == 200, plain.text
+    assert busted.status == 200, busted.text
+    assert busted.json()["data"] == plain.json()["data"]
+
+
+@pytest.mark.parametrize("method, path, body", [
+    ("GET", "/health", None), ("GET", "/ready", None), ("GET", "/integrations/user/{owner}", None),
+    ("GET", "/integrations/no-such-route/x", None), ("GET", "/integrations/{integration}?limit=x", None),
+    ("POST", "/integrations/oauth/initiate", b"{"),
+])
+def test_every_json_answer_ends_with_a_newline(api, method, path, body):  # noqa: F811
+    """/health, /ready, data and errors alike: `curl` output leaves the prompt on its own line."""
+    world = api.world
+    url = api.base + path.format(owner=world.owner, integration=world.integration)
+    answer = call(method, url, headers={**bearer("owner", world.owner, world.other),
+                                        "Content-Type": "application/json"}, data=body)
+    assert answer.headers.get("Content-Type", "").startswith("application/json")
+    assert answer.body.endswith(b"}\n") and json.loads(answer.body) is not None

@@ -145,7 +145,7 @@ def test_redis_killed_and_restarted(stack_launcher, emulators, fresh_emulators, 
         refused = stack.initiate("DISCORD", uuid.uuid4())
         assert refused.status == 503, (refused.status, refused.text)
         error = refused.json()["error"]
-        assert error["code"] == "DATABASE_UNAVAILABLE" and "Redis" in error["message"], error
+        assert error["code"] == "REDIS_UNAVAILABLE" and "Redis" in error["message"], error
         for n in range(10, 30):  # the API keeps taking events: they wait in the outbox
             assert _emit(stack.base, integration, user, n).status == 202
         assert unpublished() >= 20

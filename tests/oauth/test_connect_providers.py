@@ -16,6 +16,9 @@ from nexusctl.enums import Provider
 OAUTH = [p.value for p in Provider if p is not Provider.SENDGRID]
 
 
+TOKEN_TYPES = {"SLACK": "bot", "WOOCOMMERCE": "Basic"}  # Slack's own token_type; WooCommerce's keys go as HTTP Basic
+
+
 def tenant_of(stack, provider: str) -> dict:
     if provider == "SHOPIFY":
         return {"shop": "demo-store.myshopify.com"}
@@ -48,6 +51,8 @@ def test_every_provider_connects_end_to_end(stack, provider):
     data = got.json()["data"]
     assert got.status == 200 and data["provider"] == provider and data["isActive"] is True
     assert data["userId"] == str(user) and data["name"] and data["metadata"]["source"] == "settings"
+    # The token's type, as the spec's tokenType means (Bearer, ...), never the header it is sent in.
+    assert data["tokenType"] == TOKEN_TYPES.get(provider, "Bearer"), data["tokenType"]
     assert emu.calls["token"] + emu.calls["keys"] >= 1, dict(emu.calls)
     # At rest: ciphertext only; none of the tokens the provider issued appears anywhere.
     stored = dump(stack)

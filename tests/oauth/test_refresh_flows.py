@@ -236,3 +236,20 @@ def test_a_failed_revoke_is_logged_not_fatal(stack, fresh_emulators):
     answer = stack.api("DELETE", f"/integrations/{integration}", user=user)
     assert answer.status == 200 and answer.json()["data"]["revoked"] is False
     assert "revoking DISCORD integration" in stack.logs()
+
+
+def test_timestamps_are_utc_with_z_in_api_and_cli_json(stack, fresh_emulators):
+    """One form everywhere: 2026-01-02T03:04:05Z, never +00:00 (nor no zone at all)."""
+    user, integration = connected(stack, "FACEBOOK")  # its metadata carries tokenIssuedAt
+    assert stack.api("POST", f"/integrations/{integration}/refresh", user=user).status == 200
+    shown = stack.api("GET", f"/integrations/{integration}", user=user)
+    assert shown.status == 200 and "+00:00" not in shown.text
+    assert shown.json()["data"]["metadata"]["provider"]["tokenIssuedAt"].endswith("Z")
+    listed = stack.cli("events", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    refreshed = [e for e in json.loads(listed.stdout) if e["type"] == "integration.refreshed"]
+    assert refreshed and all(e["payload"]["expiresAt"].endswith("Z") for e in refreshed)
+    assert "+00:00" not in listed.stdout
+    status = stack.cli("db", "status", "--json")
+    assert status.returncode == 0, status.stderr
+    assert all(m["appliedAt"].endswith("Z") for m in json.loads(status.stdout)["migrations"])
