@@ -83,14 +83,21 @@ class MalformedRequestFilter(logging.Filter):
 
 
 def _configure_logging(settings, *, quiet: bool) -> None:
-    """The daemon logs every request at INFO (unless -q), as JSON with LOG_FORMAT=json."""
+    """The daemon logs every request at INFO (unless -q), as JSON with LOG_FORMAT=json.
+
+    In text, control characters in logged values are escaped (nexusctl.logtext): a request path is logged
+    percent-decoded, and ``%0a`` in it would otherwise start a forged line.
+    """
     from daemon.observe import JsonFormatter
+    from nexusctl.logtext import TextFormatter
 
     root = logging.getLogger()
     if not quiet and root.level > logging.INFO:
         root.setLevel(logging.INFO)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not "Added job ..." on every start
     logging.getLogger("aiohttp.server").addFilter(MalformedRequestFilter())
-    if settings.log_format == "json":
-        for handler in root.handlers:
+    for handler in root.handlers:
+        if settings.log_format == "json":
             handler.setFormatter(JsonFormatter())
+        elif not isinstance(handler.formatter, TextFormatter):  # the CLI's handler already escapes
+            handler.setFormatter(TextFormatter(handler.formatter._fmt if handler.formatter else None))

@@ -625,3 +625,20 @@ def test_a_deadlock_victim_is_run_again(pg_database, postgres_url):
     # each transaction's effect landed exactly once.
     assert len(tries) >= 2
     assert pg_database.execute_sql("SELECT n FROM fault_locks ORDER BY id").fetchall() == [(11,), (11,)]
+
+
+# --- the text log cannot be forged ------------------------------------------------------------
+
+def test_control_characters_in_a_request_path_are_escaped_in_the_text_log(api):  # noqa: F811
+    """The path is logged percent-decoded: %0a was a real newline (a forged log line), %1b a terminal escape."""
+    marker = uuid.uuid4().hex
+    forged = f"info: GET /integrations/{marker}-forged 200 0.1ms"
+    path = f"/integrations/{marker}%0a" + urllib.parse.quote(forged, safe="") + "%0d%1b[2J%c2%85%e2%80%a8end"
+    answer = call("GET", api.base + path, headers=_owner(api))
+    assert answer.status == 400, answer.text  # not a UUID
+    lines = wait_for(lambda: [line for line in api.stack.logs().splitlines() if marker in line] or None,
+                     what="the request's log line")
+    assert len(lines) == 1, lines  # one request, one line: nothing after the newline became a line of its own
+    (line,) = lines
+    assert f"{marker}\\x0a{forged}\\x0d\\x1b[2J\\x85\\u2028end" in line, line
+    assert not any(ch in api.stack.logs() for ch in ("\x1b", "\r", "\x85", "\u2028"))
