@@ -7,7 +7,7 @@ from aiohttp import web
 from daemon import models_schema as out
 from daemon.auth import Principal
 from daemon.routing import PRINCIPAL, Route, ok, owner_filter, read_body, read_query, run_db
-from daemon.schema import Body, Bool, Int, Obj, ProviderName, Query, Str
+from daemon.schema import Body, Bool, Int, ProviderName, Query, Str, metadata_field
 from nexusctl.core import connect, integrations, sync_logs
 from nexusctl.core.ids import parse_uuid
 from nexusctl.core.paging import MAX_LIMIT
@@ -17,7 +17,7 @@ from nexusctl.enums import Provider, SyncStatus
 PROVIDERS = tuple(p.value for p in Provider)
 PAGING = {"limit": Int(1, MAX_LIMIT, "rows per page"), "cursor": Str(max_length=512, description="from paging.nextCursor")}
 UPDATE = Body(
-    {"name": Str(max_length=255, min_length=1), "isActive": Bool(), "metadata": Obj("replaces the metadata")},
+    {"name": Str(max_length=255, min_length=1), "isActive": Bool(), "metadata": metadata_field("replaces the metadata")},
     min_fields=1,
 )
 

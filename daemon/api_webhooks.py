@@ -12,7 +12,7 @@ from aiohttp import web
 
 from daemon import models_schema as out
 from daemon.routing import Route, ok, owner_filter, read_body, read_query, run_db
-from daemon.schema import Body, Bool, Int, Obj, Query, Str, StrList
+from daemon.schema import Body, Bool, Int, Obj, Query, Str, StrList, metadata_field
 from nexusctl.core import deliveries, events, webhooks
 from nexusctl.core.paging import MAX_LIMIT
 from nexusctl.core.serializers import delivery_to_dict, webhook_to_dict
@@ -24,8 +24,8 @@ EVENTS = StrList(webhooks.MAX_EVENTS, "event names: exact (media.created), famil
                  Str(max_length=128, pattern=webhooks.EVENT_PATTERN,
                      hint="an event name like media.created, media.* or *"))
 CREATE = Body({"integrationId": Str(format="uuid"), "url": Str(max_length=2048), "events": EVENTS,
-               "metadata": Obj(), "isActive": Bool()}, required=("integrationId", "url", "events"))
-UPDATE = Body({"url": Str(max_length=2048), "events": EVENTS, "metadata": Obj(), "isActive": Bool()}, min_fields=1)
+               "metadata": metadata_field(), "isActive": Bool()}, required=("integrationId", "url", "events"))
+UPDATE = Body({"url": Str(max_length=2048), "events": EVENTS, "metadata": metadata_field(), "isActive": Bool()}, min_fields=1)
 EMIT = Body({"type": Str(max_length=events.EVENT_TYPE_MAX, pattern=events.EVENT_TYPE_PATTERN,
                          hint="an event name like media.created"),
              "data": Obj()}, required=("type",))

@@ -10,6 +10,7 @@ from db.models import Integration, IntegrationSyncLog, Webhook, WebhookDelivery
 from db.secrets import public_fields
 from nexusctl.core import events, schedules
 from nexusctl.core.ids import parse_uuid
+from nexusctl.core.metadata import check_metadata
 from nexusctl.core.paging import Page, newest_first
 from nexusctl.enums import Provider
 from nexusctl.errors import IntegrationNotFound, UsageProblem
@@ -62,8 +63,7 @@ def update(integration_id, *, name=None, is_active=None, metadata=None, owner_id
         changes[Integration.is_active] = is_active
     row = get(integration_id, owner_id=owner_id)
     if metadata is not None:
-        if not isinstance(metadata, dict):
-            raise UsageProblem("metadata must be a JSON object", field="metadata")
+        check_metadata(metadata)
         # metadata.provider is the service's own (tenant, instance URL, data centre ...): a client that
         # sends back what it read, or anything else there, cannot change it.
         mine = {k: v for k, v in metadata.items() if k != SERVICE_METADATA}
