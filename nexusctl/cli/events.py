@@ -67,9 +67,9 @@ def list_cmd(ctx: typer.Context, event_type: TypeFilter = None,
 
     moment = parse_since(since) if since else None
     state(ctx).database()
-    page = outbox.list_page(event_type=event_type, since=moment, integration_id=integration, limit=limit,
+    page = outbox.list_view(event_type=event_type, since=moment, integration_id=integration, limit=limit,
                             cursor=cursor)
-    rows = [outbox.to_dict(row) for row in page.items]
+    rows = page.items
     out(ctx).json(rows) if as_json else out(ctx).table(rows, COLUMNS)
     if page.next_cursor:
         out(ctx).info(f"more: add --cursor {page.next_cursor}")

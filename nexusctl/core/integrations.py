@@ -11,7 +11,7 @@ from db.secrets import public_fields
 from nexusctl.core import events, schedules
 from nexusctl.core.ids import parse_uuid
 from nexusctl.core.metadata import check_metadata
-from nexusctl.core.paging import Page, newest_first
+from nexusctl.core.paging import Bulky, Page, bounded_page, newest_first
 from nexusctl.enums import Provider
 from nexusctl.errors import IntegrationNotFound, UsageProblem
 
@@ -37,6 +37,20 @@ def list_page(
     limit: int | None = None,
     cursor: str | None = None,
 ) -> Page:
+    return newest_first(_query(user_id, provider, is_active), Integration, limit, cursor)
+
+
+def list_view(*, user_id=None, provider: str | Provider | None = None, is_active: bool | None = None,
+              limit: int | None = None, cursor: str | None = None) -> Page:
+    """``list_page`` as the API's and CLI's dicts, bounded in bytes (paging.bounded_page)."""
+    from nexusctl.core.serializers import integration_to_dict
+
+    return bounded_page(_query(user_id, provider, is_active), Integration, limit, cursor,
+                        bulky=Bulky(Integration.metadata, "metadata"), columns=public_fields(Integration),
+                        serialize=lambda rows: [integration_to_dict(r) for r in rows])
+
+
+def _query(user_id, provider, is_active):
     query = Integration.select(*public_fields(Integration))
     if user_id is not None:
         query = query.where(Integration.user_id == parse_uuid(user_id, "userId"))
@@ -44,7 +58,7 @@ def list_page(
         query = query.where(Integration.provider == Provider.parse(provider))
     if is_active is not None:
         query = query.where(Integration.is_active == is_active)
-    return newest_first(query, Integration, limit, cursor)
+    return query
 
 
 def update(integration_id, *, name=None, is_active=None, metadata=None, owner_id=None) -> Integration:

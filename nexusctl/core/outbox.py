@@ -83,6 +83,14 @@ def list_page(*, event_type: str | None = None, since: dt.datetime | None = None
     return paging.newest_first(query, OutboxEvent, limit, cursor)
 
 
+def list_view(*, event_type: str | None = None, since: dt.datetime | None = None, integration_id=None,
+              limit: int | None = None, cursor: str | None = None) -> paging.Page:
+    """``list_page`` as `events list`'s dicts, bounded in bytes (paging.bounded_page)."""
+    query = _filters(OutboxEvent.select(), event_type, since, integration_id)
+    return paging.bounded_page(query, OutboxEvent, limit, cursor, bulky=paging.Bulky(OutboxEvent.data, "payload"),
+                               serialize=lambda rows: [to_dict(r) for r in rows])
+
+
 def newer_than(after: tuple[dt.datetime, uuid.UUID] | None, *, event_type: str | None = None, integration_id=None,
                overlap: dt.timedelta = dt.timedelta(seconds=5), limit: int = 500) -> list[OutboxEvent]:
     """Events written since ``after`` (oldest first), for `events tail`.
