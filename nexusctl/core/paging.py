@@ -101,7 +101,7 @@ class Bulky:
     key: str
 
 
-def _json_bytes(column: peewee.Field):
+def json_bytes(column: peewee.Field):
     """The column's size as stored JSON text, measured by the database (jsonb on PostgreSQL, text on SQLite)."""
     from db.database import database_proxy, is_postgres
 
@@ -120,7 +120,7 @@ def bounded_page(query: peewee.ModelSelect, model, limit: int | None, cursor: st
     limit = check_limit(limit)
     query = _after(query, model, cursor)
     order = (model.created_at.desc(), model.id.desc())
-    sizes = list(query.select(model.id, _json_bytes(bulky.column)).order_by(*order).limit(limit + 1).tuples())
+    sizes = list(query.select(model.id, json_bytes(bulky.column)).order_by(*order).limit(limit + 1).tuples())
     planned, cost = [], 0
     for row_id, size in sizes[:limit]:
         whole = (size or 0) <= FIELD_BYTES
