@@ -110,11 +110,11 @@ def tail_cmd(ctx: typer.Context, event_type: TypeFilter = None, integration: Int
             output.value(f"{row['occurredAt']}  {row['type']:<28} {row['integrationId'] or '-'}  "
                          f"{payload[:160]}")
 
-    shown = outbox.latest(last, event_type=event_type, integration_id=integration) if last else []
-    for event in shown:
-        show(event)
-    seen = {event.id for event in shown}
-    cursor = (shown[-1].created_at, shown[-1].id) if shown else (dt.datetime.now(dt.timezone.utc), None)
+    seen, cursor = set(), (dt.datetime.now(dt.timezone.utc), None)
+    for event in outbox.latest(last, event_type=event_type, integration_id=integration) if last else ():
+        show(event)  # as they are loaded (a few MB at a time), not all --last of them first
+        seen.add(event.id)
+        cursor = (event.created_at, event.id)
     new, started = 0, time.monotonic()
     try:
         while exit_after is None or new < exit_after:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from typing import Iterator
 
 from db.fields import utcnow
 from db.models import OutboxEvent
@@ -106,8 +107,8 @@ def list_view(*, event_type: str | None = None, since: dt.datetime | None = None
 
 
 def newer_than(after: tuple[dt.datetime, uuid.UUID] | None, *, event_type: str | None = None, integration_id=None,
-               overlap: dt.timedelta = dt.timedelta(seconds=5), limit: int = 500) -> list[OutboxEvent]:
-    """Events written since ``after`` (oldest first), for `events tail`.
+               overlap: dt.timedelta = dt.timedelta(seconds=5), limit: int = 500) -> Iterator[OutboxEvent]:
+    """Events written since ``after`` (oldest first), for `events tail`, loaded a few MB at a time.
 
     Rows carry the writer's clock and commit in any order, so a row may become
     visible with a time just before the last one shown: the query looks back
@@ -116,14 +117,32 @@ def newer_than(after: tuple[dt.datetime, uuid.UUID] | None, *, event_type: str |
     query = _filters(OutboxEvent.select(), event_type, None, integration_id)
     if after is not None:
         query = query.where(OutboxEvent.created_at >= after[0] - overlap)
-    return list(query.order_by(OutboxEvent.created_at, OutboxEvent.id).limit(limit))
+    return _in_chunks(_sizes(query, (OutboxEvent.created_at, OutboxEvent.id), limit))
 
 
-def latest(count: int, *, event_type: str | None = None, integration_id=None) -> list[OutboxEvent]:
-    """The last ``count`` events, oldest first (what `events tail` prints before following)."""
+def latest(count: int, *, event_type: str | None = None, integration_id=None) -> Iterator[OutboxEvent]:
+    """The last ``count`` events, oldest first (what `events tail` prints before following), loaded about
+    RELAY_BYTES of data at a time: 1,000 events of 256 KB are not all in memory at once."""
     query = _filters(OutboxEvent.select(), event_type, None, integration_id)
-    rows = list(query.order_by(OutboxEvent.created_at.desc(), OutboxEvent.id.desc()).limit(count))
-    return rows[::-1]
+    return _in_chunks(_sizes(query, (OutboxEvent.created_at.desc(), OutboxEvent.id.desc()), count)[::-1])
+
+
+def _sizes(query, order, limit: int) -> list[tuple]:
+    return list(query.select(OutboxEvent.id, paging.json_bytes(OutboxEvent.data)).order_by(*order).limit(limit)
+                .tuples())
+
+
+def _in_chunks(sizes: list[tuple], max_bytes: int = RELAY_BYTES) -> Iterator[OutboxEvent]:
+    """The events of ``sizes`` ((id, data size) in the order wanted), loaded about ``max_bytes`` at a time."""
+    chunk, total = [], 0
+    for event_id, size in [*sizes, (None, 0)]:
+        if chunk and (event_id is None or total + (size or 0) > max_bytes):
+            rows = {row.id: row for row in OutboxEvent.select().where(OutboxEvent.id.in_(chunk))}
+            yield from (rows[i] for i in chunk if i in rows)  # one purged meanwhile is skipped
+            chunk, total = [], 0
+        if event_id is not None:
+            chunk.append(event_id)
+            total += size or 0
 
 
 def purge(cutoff: dt.datetime, batch: int, *, keep_unpublished: bool) -> int:

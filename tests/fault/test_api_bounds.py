@@ -6,7 +6,8 @@ answer held every payload (100 MB for 400 of them) and four such lists at once
 took the daemon to 2 GB. Now a page ends at about 1 MiB with a cursor to the
 rest, every delivery is reachable across the pages, and the daemon's peak RSS
 (VmHWM of the real process) stays under 200 MB with four lists at once. The
-CLI's `events list --json` prints the same outbox rows, bounded the same way.
+CLI's `events list --json` prints the same outbox rows, bounded the same way,
+and `events tail --last 1000` prints them all while loading a few MB at a time.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ EVENTS = 200
 BLOB = 250_000  # bytes of event data: under the 256 KiB an event may carry
 ENVELOPE = 4096  # the answer's bytes besides its rows: success, paging
 RSS_LIMIT_KB = 200 * 1024
+CLI_RSS_LIMIT_KB = 100 * 1024
 
 
 def _peak_rss_kb(pid: int) -> int:
@@ -116,3 +118,37 @@ def test_the_cli_events_list_is_bounded_the_same_way(api, big):  # noqa: F811
     rows = json.loads(listed.stdout)
     assert any(row["type"] == "media.created" and len(row["payload"]["blob"]) == BLOB for row in rows), rows[:1]
     assert "more: add --cursor" in listed.stderr
+
+
+# The peak of the process's own memory map (VmHWM): ru_maxrss would also count the forked test process.
+_PEAK_RSS_OF_CLI = """
+import atexit, sys
+
+
+def peak():
+    with open("/proc/self/status") as status:
+        hwm = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    sys.stderr.write(f"\\npeak-rss-kb {hwm}\\n")
+
+
+atexit.register(peak)
+sys.argv = ["nexusctl", *sys.argv[1:]]
+from nexusctl.cli.entry import main  # noqa: E402
+main()  # the console script's own entry (it leaves through the exit handlers)
+"""
+
+
+def test_events_tail_prints_a_thousand_large_events_without_holding_them_all(api, big):  # noqa: F811
+    """`events tail --last 1000` loaded all of them (and `newer_than` 500) at once: 50 MB of 250 KB events here."""
+    import subprocess
+    import sys
+
+    world, _headers = big
+    tail = subprocess.run([sys.executable, "-c", _PEAK_RSS_OF_CLI, "events", "tail", "--integration", world.integration,
+                           "--type", "media.created", "--last", "1000", "--json", "--timeout", "1s"],
+                          env=api.stack.env, capture_output=True, text=True, timeout=120)
+    printed = [json.loads(line) for line in tail.stdout.splitlines() if line.strip()]
+    assert sorted(row["payload"]["n"] for row in printed if "n" in row["payload"]) == list(range(EVENTS)), \
+        tail.stderr[-500:]
+    peak_kb = int(tail.stderr.rsplit("peak-rss-kb ", 1)[1].split()[0])
+    assert peak_kb < CLI_RSS_LIMIT_KB, f"events tail peaked at {peak_kb // 1024} MB"
