@@ -5,7 +5,9 @@ callback is public (the provider sends the browser there) and always answers
 with a redirect to the caller's redirectUri, ``Referrer-Policy: no-referrer``
 and ``Cache-Control: no-store``; only a callback whose state is unusable
 (unknown, used, expired, another provider's) gets an error body instead,
-because then there is no trusted place to send the browser.
+because then there is no trusted place to send the browser. A state that
+exists but cannot be read (altered, under a dropped key) or whose redirectUri
+is no longer allowed sends the browser to FRONTEND_URL with ``status=error``.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 A webhook belongs to its integration's user: anyone else gets
 WEBHOOK_NOT_FOUND (no existence leak); admin and service roles reach all.
 URLs are checked against the SSRF rules (and resolved) on create and update,
-and again by the worker at connect time.
+after the caller's ownership is (so nobody probes addresses with another user's
+ids), and again by the worker at connect time.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from aiohttp import web
 from daemon import models_schema as out
 from daemon.routing import Route, ok, owner_filter, read_body, read_query, run_db
 from daemon.schema import Body, Bool, Int, Obj, Query, Str, StrList, metadata_field
-from nexusctl.core import deliveries, events, webhooks
+from nexusctl.core import deliveries, events, integrations, webhooks
 from nexusctl.core.paging import MAX_LIMIT
 from nexusctl.core.serializers import delivery_to_dict, webhook_to_dict
 from nexusctl.enums import DeliveryStatus
@@ -51,6 +52,8 @@ def _events_list(value):
 
 async def create(request: web.Request) -> web.Response:
     body = await read_body(request, CREATE)
+    # Ownership before the URL check: someone else's integration id is a 404, never a way to probe addresses.
+    await run_db(request, integrations.get, body["integrationId"], owner_id=owner_filter(request))
     url = await webhooks.check_url_resolving(_settings(request), body["url"])
     row, secret = await run_db(request, webhooks.create, _keyring(request), integration_id=body["integrationId"],
                             url=url, events=_events_list(body["events"]), metadata=body.get("metadata"),
@@ -72,6 +75,7 @@ async def show(request: web.Request) -> web.Response:
 
 async def update(request: web.Request) -> web.Response:
     body = await read_body(request, UPDATE)
+    await run_db(request, webhooks.get, request.match_info["webhookId"], owner_id=owner_filter(request))  # see create
     url = await webhooks.check_url_resolving(_settings(request), body["url"]) if "url" in body else None
     row = await run_db(request, webhooks.update, request.match_info["webhookId"], url=url,
                     events=_events_list(body.get("events")), is_active=body.get("isActive"),
@@ -143,7 +147,7 @@ ROUTES = [
           "One delivery with its whole payload and every attempt", "webhooks", data=out.DELIVERY,
           errors=("DELIVERY_NOT_FOUND", "VALIDATION_ERROR")),
     Route("POST", "/integrations/webhooks/{webhookId}/test", send_test, "Send a webhook.test event", "webhooks",
-          data=out.TEST_QUEUED, status=202, errors=_HOOK),
+          data=out.TEST_QUEUED, status=202, errors=_HOOK + ("WEBHOOK_INACTIVE",)),
     Route("POST", "/integrations/webhooks/{webhookId}/rotate-secret", rotate_secret,
           "New secret (shown once); the old one also signs for 24 h", "webhooks", data=out.WEBHOOK_WITH_SECRET,
           errors=_HOOK),

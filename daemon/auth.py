@@ -2,9 +2,19 @@
 
 HS256 with JWT_SECRET, or RS256/ES256 with JWT_PUBLIC_KEY; ``exp`` is
 required; JWT_ISSUER / JWT_AUDIENCE are checked when set. The user is
-``sub``; a ``roles`` claim containing ``admin`` or ``service`` reaches every
-user's data. PyJWT does the verification (algorithm pinning, exp/iss/aud),
-which is exactly the code we should not write ourselves.
+``sub``; a ``roles`` claim (a list of strings) containing ``admin`` or
+``service`` reaches every user's data, and only then may ``sub`` be a name
+rather than a user id (a service token: ``sub=content-service``).
+
+Strict where lenience would let one token stand for another: ``sub`` is a
+user only in the canonical spelling (lowercase, hyphenated), any other UUID
+spelling (uppercase, braces, no hyphens, ``urn:uuid:``) is refused, as is a
+``roles`` string; a token carrying ``iat`` whose ``exp - iat`` exceeds
+JWT_MAX_AGE (default 24 h) is refused. A token without ``iat`` is still
+accepted (some user services omit it): only its ``exp`` bounds it.
+
+PyJWT does the verification (algorithm pinning, exp/iss/aud), which is
+exactly the code we should not write ourselves.
 """
 
 from __future__ import annotations
@@ -53,6 +63,7 @@ class TokenVerifier:
             self._algorithms = ["HS256"]
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
+        self._max_age = settings.jwt_max_age
 
     def verify(self, header: str | None) -> Principal:
         if not header:
@@ -75,20 +86,31 @@ class TokenVerifier:
         except jwt.InvalidTokenError as exc:
             # PyJWT's messages name the failed check, never the token itself.
             raise Unauthorized(f"invalid token: {exc}") from None
+        _check_lifetime(claims, self._max_age)
         return _principal(claims)
 
 
+def _check_lifetime(claims: dict, max_age: float) -> None:
+    iat, exp = claims.get("iat"), claims["exp"]  # PyJWT checked both are numbers (iat when present)
+    if iat is not None and exp - iat > max_age:
+        raise Unauthorized(f"invalid token: its lifetime (exp - iat = {int(exp - iat)} s) exceeds "
+                           f"JWT_MAX_AGE ({int(max_age)} s)")
+
+
 def _principal(claims: dict) -> Principal:
-    roles = claims.get("roles") or []
-    if isinstance(roles, str):
-        roles = [roles]
+    roles = claims.get("roles", [])
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise Unauthorized("invalid token: roles must be a list of strings")
-    subject = str(claims["sub"])
+    subject = claims["sub"]
+    if not isinstance(subject, str):
+        raise Unauthorized("invalid token: sub must be a string")
     try:
         user_id = uuid.UUID(subject)
     except ValueError:
         user_id = None
+    if user_id is not None and str(user_id) != subject:
+        # Another spelling of a user id (uppercase, braces, urn:uuid:...) is not that user.
+        raise Unauthorized("invalid token: sub must be a user id in canonical form (lowercase, hyphenated)")
     principal = Principal(subject, user_id, frozenset(roles))
     if user_id is None and not principal.elevated:
         raise Unauthorized("invalid token: sub must be a user id (UUID)")

@@ -21,7 +21,8 @@ import time
 import aiohttp
 
 from db.fields import utcnow
-from nexusctl.core import attempts, deliveries, signing, ssrf
+from nexusctl import ssrf
+from nexusctl.core import attempts, deliveries, signing
 from nexusctl.core.attempts import Result
 from nexusctl.errors import DatabaseUnavailable, UsageProblem
 

@@ -8,6 +8,7 @@ database classes below map our portable field types (``TIMESTAMPTZ``,
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -21,6 +22,17 @@ database_proxy = peewee.DatabaseProxy()
 
 class NexusSqliteDatabase(peewee.SqliteDatabase):
     field_types = {**peewee.SqliteDatabase.field_types, "TIMESTAMPTZ": "DATETIME", "TEXTARRAY": "TEXT"}
+
+    def _connect(self):
+        # The file holds every encrypted token and webhook secret: owner only, like the key files.
+        # Made here, before SQLite would create it under the umask (0644); SQLite gives the
+        # -wal, -shm and -journal files it creates later the database file's mode.
+        if self.database != ":memory:" and not self.database.startswith("file:"):
+            try:
+                os.close(os.open(self.database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            except FileExistsError:
+                pass
+        return super()._connect()
 
     def begin(self, lock_type=None):
         # BEGIN IMMEDIATE: a transaction takes the write lock up front, so two
@@ -64,7 +76,7 @@ def open_database(url: str, pool_size: int = 10) -> peewee.Database:
         # sqlite:///relative.db, sqlite:////absolute.db, sqlite:///:memory:
         path = unquote(parts.path[1:])
         if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # a directory made here: owner only
         return NexusSqliteDatabase(path, pragmas=SQLITE_PRAGMAS)
     if peewee.psycopg2 is None:
         # Not installed, or kept out by nexusctl.cli.entry in a process started for SQLite.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import os
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -97,7 +98,8 @@ def _sqlite_migrate_lock(db: peewee.Database):
         if not path or path == ":memory:" or str(path).startswith("file:"):
             yield
             return
-        with open(f"{path}.migrate-lock", "a") as handle:
+        # Owner only, like the database beside it (an empty file, but no reason to differ).
+        with open(os.open(f"{path}.migrate-lock", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield

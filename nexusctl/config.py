@@ -99,6 +99,7 @@ class Settings(NamedTuple):
     jwt_public_key: str | None = None  # PEM: RS256 or ES256 tokens
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
+    jwt_max_age: float = 86400.0  # a token whose exp - iat exceeds this is refused (absurd lifetimes)
     log_format: str = "text"  # or "json"
     public_url: str = "http://localhost:3008"  # where providers send the user back
     allowed_redirect_origins: tuple[str, ...] = ()  # FRONTEND_URL's origin is always allowed
@@ -200,6 +201,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         jwt_public_key=_public_key(env),
         jwt_issuer=env.get("JWT_ISSUER", "").strip() or None,
         jwt_audience=env.get("JWT_AUDIENCE", "").strip() or None,
+        jwt_max_age=_duration(env, "JWT_MAX_AGE", 86400.0),
         log_format=_choice(env, "LOG_FORMAT", ("text", "json")),
         public_url=_http_url(env, "PUBLIC_URL", f"http://localhost:{_port(env)}"),
         allowed_redirect_origins=_origins(env, "ALLOWED_REDIRECT_ORIGINS"),
@@ -537,7 +539,7 @@ def variable_names() -> list[str]:
     names = [
         "NODE_ENV", "PORT", "NEXUS_DATA_DIR", "DATABASE_URL", "DATABASE_POOL_SIZE",
         "REDIS_URL", "ENCRYPTION_KEY", "ENCRYPTION_OLD_KEYS", "FRONTEND_URL",
-        "JWT_SECRET", "JWT_PUBLIC_KEY", "JWT_ISSUER", "JWT_AUDIENCE", "LOG_FORMAT",
+        "JWT_SECRET", "JWT_PUBLIC_KEY", "JWT_ISSUER", "JWT_AUDIENCE", "JWT_MAX_AGE", "LOG_FORMAT",
         "PUBLIC_URL", "ALLOWED_REDIRECT_ORIGINS", "WEBHOOK_TIMEOUT", "WEBHOOK_RETRY_SCHEDULE", "HTTP_HEADER_TIMEOUT",
         "WEBHOOK_ALLOWED_NETWORKS", "WEBHOOK_CONCURRENCY", "WEBHOOK_CONCURRENCY_PER_ENDPOINT",
         "TOKEN_REFRESH_WINDOW", "REFRESH_SWEEP_INTERVAL", "REFRESH_SWEEP_BATCH", "TOKEN_EXPIRY_WARNING", "RETENTION_DAYS",

@@ -18,6 +18,7 @@ error boundary (``nexusctl.cli.main``) and the daemon's error middleware.
     │   ├── WebhookNotFound     WEBHOOK_NOT_FOUND       404  exit 11
     │   ├── SyncLogNotFound     SYNC_LOG_NOT_FOUND      404  exit 12
     │   └── DeliveryNotFound    DELIVERY_NOT_FOUND      404  exit 13
+    ├── WebhookInactive         WEBHOOK_INACTIVE        409  exit 14
     ├── OAuthFailed             OAUTH_FAILED            400  exit 20
     ├── TokenExpired            TOKEN_EXPIRED           401  exit 21
     ├── RefreshFailed           REFRESH_FAILED          401  exit 22
@@ -136,6 +137,14 @@ class DeliveryNotFound(NotFound):
 
     code = "DELIVERY_NOT_FOUND"
     exit_code = 13
+
+
+class WebhookInactive(NexusError):
+    """The webhook is inactive: nothing is sent to it until it is enabled again."""
+
+    code = "WEBHOOK_INACTIVE"
+    http_status = 409
+    exit_code = 14
 
 
 class OAuthFailed(NexusError):

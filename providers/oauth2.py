@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 
 import aiohttp
 
+from nexusctl import ssrf
 from nexusctl.config import ProviderCredentials
 from nexusctl.errors import OAuthFailed, ProviderError, RateLimited, RefreshFailed
 from providers.http import Reply, basic_auth, call, describe
@@ -41,6 +42,9 @@ def challenge_of(verifier: str) -> str:
 
 
 class OAuth2Adapter:
+    # Exempt from the SSRF guard (WEBHOOK_ALLOWED_NETWORKS); registry.adapter_for sets it from the settings.
+    allowed_networks: tuple = ()
+
     def __init__(self, spec: ProviderSpec, creds: ProviderCredentials, session: aiohttp.ClientSession | None,
                  public_url: str) -> None:
         self.spec = spec
@@ -132,10 +136,23 @@ class OAuth2Adapter:
 
     # --- plumbing -----------------------------------------------------------
 
+    def user_supplied(self, url: str) -> bool:
+        """True when ``url``'s host came from the user (a tenant such as a store URL or a shop), not from
+        the operator's configuration: such calls go through the SSRF guard."""
+        return False
+
     async def http(self, method: str, url: str, *, secrets: tuple = (), **kwargs) -> Reply:
         if self.session is None:
             raise RuntimeError("this adapter was built without an HTTP session")
-        return await call(self.session, self.name, method, url, secrets=tuple(s for s in secrets if s), **kwargs)
+        secrets = tuple(s for s in secrets if s)
+        if not self.user_supplied(url):
+            return await call(self.session, self.name, method, url, secrets=secrets, **kwargs)
+        # A host the user chose: its own session whose connector dials only checked addresses (resolved
+        # once, so no DNS rebinding window; IP literals in any spelling too). A refusal reads like any
+        # unreachable host ("could not reach ..."), the same whether a port is open or not.
+        async with aiohttp.ClientSession(connector=ssrf.guarded_connector(self.allowed_networks), trust_env=False,
+                                         headers={"User-Agent": "nexusctl"}) as guarded:  # as the shared session
+            return await call(guarded, self.name, method, url, secrets=secrets, **kwargs)
 
     def _client_auth(self, form: dict) -> dict:
         """Put the client credentials where this provider wants them; returns request kwargs."""

@@ -132,4 +132,6 @@ ADAPTERS: dict[Provider, type[OAuth2Adapter]] = {
 
 def adapter_for(provider: Provider, settings, session=None) -> OAuth2Adapter:
     """The adapter of ``provider`` with the configured credentials and endpoint overrides."""
-    return ADAPTERS[provider](SPECS[provider], settings.providers[provider], session, settings.public_url)
+    adapter = ADAPTERS[provider](SPECS[provider], settings.providers[provider], session, settings.public_url)
+    adapter.allowed_networks = settings.webhook_allowed_networks  # one SSRF allow-list for every user-supplied URL
+    return adapter

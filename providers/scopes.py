@@ -37,8 +37,9 @@ NEEDS: dict[Provider, dict[str, tuple[str, ...]]] = {
     Provider.STRIPE: {"fetch_charges": ("read_write",)},
     Provider.ZAPIER: {"account": ("profile",), "fetch_zaps": ("zap",)},
     Provider.SLACK: {"account": ("team:read",), "fetch_channels": ("channels:read",), "publish": ("chat:write",)},
-    # Discord publishes as the application's bot (DISCORD_BOT_TOKEN): the user's grant needs nothing for it.
-    Provider.DISCORD: {"account": ("identify",), "fetch_channels": ("guilds",), "publish": ()},
+    # Discord posts as the application's bot (DISCORD_BOT_TOKEN), into a channel of one of the user's own
+    # servers: listing those (/users/@me/guilds) takes the user's guilds scope.
+    Provider.DISCORD: {"account": ("identify",), "fetch_channels": ("guilds",), "publish": ("guilds",)},
     Provider.PAYPAL: {"account": ("openid",)},
 }
 

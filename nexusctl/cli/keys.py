@@ -52,6 +52,8 @@ def rotate_cmd(
     with output.progress("checking" if dry_run else "re-encrypting", total=total) as update:
         report = keys.rotate(keyring, dry_run=dry_run, batch_size=batch_size,
                              progress=lambda rows: update(advance=rows))
+        if st.settings.redis_url is not None:
+            keys.rotate_redis_flows(st.settings, keyring, report, dry_run=dry_run)
     verb = "Would re-encrypt" if dry_run else "Re-encrypted"
     output.success(f"{verb} {report.rewritten} secret(s) under key {report.key_id}"
                    + (f", {report.failed} could not be decrypted" if report.failed else ""))

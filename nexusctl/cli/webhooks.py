@@ -22,6 +22,10 @@ DELIVERY_COLUMNS = [("id", "ID"), ("event", "EVENT"), ("status", "STATUS"), ("at
 WebhookId = Annotated[str, typer.Argument(help="Webhook id (UUID).", show_default=False)]
 Events = Annotated[list[str] | None, typer.Option("--event", "-e", help="Event to subscribe to (repeatable): "
                                                   "media.created, media.* or *.")]
+# Required on create, as the API requires ``events``: leaving it out must not quietly mean everything.
+RequiredEvents = Annotated[list[str], typer.Option("--event", "-e", help="Event to subscribe to (repeatable): "
+                                                   "media.created, media.*, or '*' for everything.",
+                                                   show_default=False)]
 
 
 def _db(ctx):
@@ -48,7 +52,7 @@ def create_cmd(ctx: typer.Context,
                                                         show_default=False)],
                url: Annotated[str, typer.Option("--url", help="Receiver URL (https in production).",
                                                 show_default=False)],
-               events: Events = None,
+               events: RequiredEvents,
                metadata: Annotated[str | None, typer.Option("--metadata", help="JSON object.")] = None,
                as_json: Json = False) -> None:
     """Create a webhook; prints its signing secret once (store it now).
@@ -60,7 +64,7 @@ def create_cmd(ctx: typer.Context,
 
     st = _db(ctx)
     row, secret = webhooks.create(st.keyring, integration_id=integration, url=_checked_url(ctx, url),
-                                  events=list(events or ["*"]),
+                                  events=list(events),
                                   metadata=parse_json_object(metadata, "metadata") if metadata else None)
     out(ctx).success(f"Created webhook {row.id}; its secret is shown this once")
     _show(ctx, webhook_to_dict(row, secret), as_json)
@@ -172,6 +176,8 @@ def deliveries_cmd(ctx: typer.Context, webhook_id: WebhookId,
 @app.command("test")
 def test_cmd(ctx: typer.Context, webhook_id: WebhookId, as_json: Json = False) -> None:
     """Queue a webhook.test event to this webhook (the daemon sends it); --json gives the delivery to watch.
+
+    An inactive webhook is refused (WEBHOOK_INACTIVE, exit 14): enable it first with `update --active`.
 
     Example:  nexusctl webhooks test 3c1d9f7e-2b6a-4d8e-9f10-5a7b3c2d1e0f --json
     """

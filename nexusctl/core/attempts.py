@@ -1,11 +1,12 @@
 """What happened when a delivery was sent: the attempt log and the next state.
 
-2xx is DELIVERED. 410 disables the webhook. 429 and 503 wait as long as the
-receiver's Retry-After says (within a day). Anything else (3xx included:
-redirects are never followed) is retried on the schedule with ±20% jitter,
-RETRYING in between, until the schedule runs out: FAILED and a
-``webhook.failed`` event. A webhook that keeps failing for 5 days without one
-success is disabled with an ``integration.error`` event.
+2xx is DELIVERED. 410 ends the delivery FAILED at once and disables the
+webhook. Anything else (3xx included: redirects are never followed) is retried
+on the schedule with ±20% jitter, RETRYING in between, until the schedule runs
+out: FAILED. Every FAILED delivery emits ``webhook.failed``. A throttled
+answer (429, 503) counts against the schedule like any failure; it only
+shapes the wait (``wait_after``). A webhook that keeps failing for 5 days
+without one success is disabled with an ``integration.error`` event.
 
 Every write is fenced by the claim's lease token: a worker whose lease ran out
 (it hung, another worker re-sent) cannot overwrite the newer outcome.
@@ -26,7 +27,7 @@ from db.models import Integration, OutboxEvent, Webhook, WebhookAttempt, Webhook
 from nexusctl.core.deliveries import DISABLE_AFTER, RESPONSE_MAX, retry_delay
 from nexusctl.enums import DeliveryStatus
 
-MAX_RETRY_AFTER = 24 * 3600
+THROTTLED = (429, 503)
 
 
 @dataclass
@@ -74,23 +75,18 @@ def record_many(batch: list, schedule: tuple[int, ...]) -> list[str]:
                 events.append(_outbox("webhook.delivered", hook, users, base, now))
             else:
                 error = (result.error or f"HTTP {code}")[:1000]
-                if code == 410:
-                    status, outcome = DeliveryStatus.FAILED, "disabled"
-                    disable = "the receiver answered 410 Gone"
+                # 410 Gone: the receiver asks to be left alone, so no retry (and the webhook goes below).
+                delay = None if code == 410 else wait_after(schedule, number, code, result.retry_after)
+                if delay is None:
+                    status, outcome = DeliveryStatus.FAILED, "failed"
+                    events.append(_outbox("webhook.failed", hook, users, {**base, "error": error[:300]}, now))
                 else:
-                    if code in (429, 503) and result.retry_after is not None:
-                        delay = float(min(max(result.retry_after, 1), MAX_RETRY_AFTER))
-                    else:
-                        delay = retry_delay(schedule, number)
-                    if delay is None:
-                        status, outcome = DeliveryStatus.FAILED, "failed"
-                        events.append(_outbox("webhook.failed", hook, users, {**base, "error": error[:300]}, now))
-                    else:
-                        status, outcome = DeliveryStatus.RETRYING, "retrying"
-                        next_at = now + dt.timedelta(seconds=delay)
-                    if hook.failing_since is not None and now - hook.failing_since >= DISABLE_AFTER:
-                        disable = "failing for 5 days without a successful delivery"
-                        outcome = "disabled"
+                    status, outcome = DeliveryStatus.RETRYING, "retrying"
+                    next_at = now + dt.timedelta(seconds=delay)
+                if code == 410:
+                    disable, outcome = "the receiver answered 410 Gone", "disabled"
+                elif hook.failing_since is not None and now - hook.failing_since >= DISABLE_AFTER:
+                    disable, outcome = "failing for 5 days without a successful delivery", "disabled"
             update = (status, number, response, error, delivered_at, next_at, now, claimed.id, claimed.lease)
             planned.append((claimed, result, outcome, update, events, disable))
         held = _update_deliveries([p[3] for p in planned])  # fencing: only leases still ours
@@ -130,6 +126,23 @@ def record_many(batch: list, schedule: tuple[int, ...]) -> list[str]:
             if hook_id not in succeeded:
                 _disable(hooks[hook_id], reason, None)
     return [outcomes[c.id] for c, _ in batch]
+
+
+def wait_after(schedule: tuple[int, ...], attempts: int, code: int | None, retry_after: int | None) -> float | None:
+    """Seconds until the next try after ``attempts`` tries, or None when the schedule has run out.
+
+    A throttled answer (429, 503) counts as an attempt like any failure, so a receiver that
+    keeps answering 429 ends FAILED after the schedule's last attempt instead of being retried
+    for days. It waits at least the schedule's own step (never the early side of the jitter),
+    longer when its ``Retry-After`` asks, but at most twice the step: Svix's bounds, so
+    ``Retry-After: 0`` cannot turn the schedule into a busy loop and ``Retry-After: 86400``
+    cannot park a delivery for a day.
+    """
+    scheduled = retry_delay(schedule, attempts)
+    if scheduled is None or code not in THROTTLED:
+        return scheduled
+    step = schedule[attempts - 1]
+    return float(min(max(scheduled, step, retry_after or 0), 2 * step))
 
 
 def _outbox(event_type: str, hook: Webhook, users: dict, data: dict, now) -> dict:

@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
+from nexusctl import ssrf
 from nexusctl.config import Settings, origin_of
 from nexusctl.core import connections
 from nexusctl.core.ids import parse_uuid
 from nexusctl.core.metadata import check_metadata
-from nexusctl.core.oauth_states import Flow, RedisStates, TableStates, new_state
+from nexusctl.core.oauth_states import Flow, RedisStates, StateUnreadable, TableStates, new_state
 from nexusctl.crypto import Keyring
 from nexusctl.enums import Provider
 from nexusctl.errors import DatabaseUnavailable, NexusError, OAuthFailed, ProviderNotConfigured, UsageProblem
@@ -70,6 +71,8 @@ def check_redirect(settings: Settings, redirect_uri) -> str:
     """Only the frontend's origin or an ALLOWED_REDIRECT_ORIGINS one: never an open redirector."""
     if not isinstance(redirect_uri, str) or not redirect_uri.strip():
         raise UsageProblem("redirectUri is required", field="redirectUri")
+    if problem := ssrf.authority_problem(redirect_uri.strip()):  # urlsplit's ValueError was a 500
+        raise UsageProblem(f"redirectUri is not a valid URL: {problem}", field="redirectUri")
     parts = urlsplit(redirect_uri.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
         raise UsageProblem("redirectUri must be an http(s) URL without credentials", field="redirectUri")
@@ -109,17 +112,34 @@ async def initiate(svc: Services, *, user_id, provider, redirect_uri, metadata=N
     _configured(svc.settings, provider)
     redirect_uri = check_redirect(svc.settings, redirect_uri)
     metadata = _check_metadata(metadata)
-    tenant = None
-    if spec.tenant == "shop":
-        tenant = normalise_shop(shop)
-    elif spec.tenant == "storeUrl":
-        tenant = normalise_store(store_url, production=svc.settings.is_production)
+    adapter = svc.adapter(provider)
+    tenant = await _checked_tenant(svc.settings, adapter, spec.tenant, shop=shop, store_url=store_url)
     state = new_state()
     verifier = new_verifier() if spec.pkce else None
     flow = Flow(provider, user_id, redirect_uri, metadata, tenant, {"verifier": verifier} if verifier else {})
     await svc.states("save", state, flow)
-    url = svc.adapter(provider).authorization_url(state, verifier, tenant)
+    url = adapter.authorization_url(state, verifier, tenant)
     return {"authorizationUrl": url, "state": state}
+
+
+async def _checked_tenant(settings: Settings, adapter, kind, *, shop, store_url) -> str | None:
+    """The shop or store URL, through the SSRF guard where its host is one we will call.
+
+    Checked now (a 400 naming the field, the name resolved once as for a webhook URL) and again on every
+    connection by the adapter's guarded session, which is what stops a name that changes its address later."""
+    allowed = settings.webhook_allowed_networks
+    if kind == "shop":
+        tenant = normalise_shop(shop)
+        token_url = adapter.url("TOKEN", tenant)
+        if token_url and adapter.user_supplied(token_url):
+            await ssrf.check_url_resolving(token_url, production=settings.is_production, allowed_networks=allowed,
+                                           field="shop", label="shop")
+        return tenant
+    if kind == "storeUrl":
+        tenant = normalise_store(store_url, production=settings.is_production, allowed_networks=allowed)
+        return await ssrf.check_url_resolving(tenant, production=settings.is_production, allowed_networks=allowed,
+                                              field="storeUrl", label="storeUrl")
+    return None
 
 
 def _with_query(url: str, **params) -> str:
@@ -139,7 +159,14 @@ async def callback(svc: Services, provider, query) -> str:
     state = query.get("state") or (query.get("user_id") if SPECS[provider].kind is ConnectKind.KEY_GRANT else None)
     if not state:
         raise OAuthFailed("the callback carries no state")
-    flow: Flow = await svc.states("take", state, provider)
+    try:
+        flow: Flow = await svc.states("take", state, provider)
+        # The allow-list may have changed since initiate: a redirect no longer allowed is not followed.
+        check_redirect(svc.settings, flow.redirect_uri)
+    except (StateUnreadable, UsageProblem) as exc:
+        # Altered, from an older release, or under a dropped key: its redirectUri is untrusted.
+        log.warning("connect %s: the callback's state is unusable: %s", provider.value, exc.message)
+        return _with_query(svc.settings.frontend_url, status="error", code=OAuthFailed.code, provider=provider.value)
     try:
         if query.get("error") or (SPECS[provider].kind is ConnectKind.KEY_GRANT and query.get("success") != "1"):
             code = error_code_of(query.get("error") or "access_denied")

@@ -31,6 +31,7 @@ from nexusctl.core.storable import check_storable
 from nexusctl.enums import SyncStatus
 from nexusctl.errors import IntegrationNotFound, UsageProblem
 from providers.catalog import CATALOG
+from providers.sync.publish_media import check_media_urls
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,8 @@ async def handle(svc, event: Inbound) -> dict:
         if event.type == USER_DELETED:
             outcome = await _user_deleted(svc, event)
         else:
+            # The media URLs are user-supplied: the SSRF guard's checks now, a 400 naming media.
+            check_media_urls(event.payload, svc.settings.webhook_allowed_networks)
             outcome = await svc.run(_content_published, event)
     except _LostRace:  # handled by another consumer while this one worked: its outcome stands
         return {"type": event.type, "key": event.key, **(await svc.run(_seen, event.key) or {}), "duplicate": True}

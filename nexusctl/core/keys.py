@@ -4,6 +4,9 @@ Works in batches of rows ordered by id, selecting only values that are not
 yet under the current key, so it is resumable: stop it anywhere, run it
 again, and it carries on with what is left. Each value is rewritten only if
 it still holds the ciphertext that was read (a concurrent change wins).
+Pending OAuth flows in Redis (REDIS_URL) are rotated too, with a
+compare-and-set that keeps their TTL: else dropping the old key would break
+every connection started before the rotation.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from db.database import database_proxy
 from db.models import ALL_MODELS
 from db.secrets import models_with_secrets, place_of
 from nexusctl.crypto import Keyring
-from nexusctl.errors import DecryptionFailed
+from nexusctl.errors import DatabaseUnavailable, DecryptionFailed
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +94,39 @@ def rotate(
                 progress(len(rows))
     report.rewritten = sum(report.by_table.values())
     return report
+
+
+REDIS_FLOWS = "oauth_states (Redis)"
+
+
+def rotate_redis_flows(settings, keyring: Keyring, report: RotationReport, *, dry_run: bool = False) -> None:
+    """Re-encrypt the pending OAuth flows kept in Redis; adds to ``report``."""
+    import asyncio
+
+    from redis.exceptions import RedisError
+
+    from nexusctl.core.oauth_states import RedisStates
+    from nexusctl.redisconn import open_client
+
+    async def run() -> tuple[int, int]:
+        client = open_client(settings.redis_url.get(), socket_timeout=5)
+        try:
+            return await RedisStates(keyring, client).rotate(dry_run=dry_run)
+        finally:
+            await client.aclose()
+
+    try:
+        rewritten, failed = asyncio.run(run())
+    except RedisError as exc:
+        raise DatabaseUnavailable(f"Redis (where pending OAuth flows live) is unreachable: {type(exc).__name__}; "
+                                  "check REDIS_URL") from None
+    if rewritten:
+        report.by_table[REDIS_FLOWS] = rewritten
+        report.rewritten += rewritten
+    if failed:
+        report.failed += failed
+        report.failures.append(f"{failed} pending OAuth flow(s) in Redis are under no configured key "
+                               "(they expire within 10 minutes)")
 
 
 def _rotate_row(keyring, model, row, columns, report, dry_run) -> int:

@@ -24,7 +24,7 @@ from nexusctl.core.ids import parse_uuid
 from nexusctl.core.metadata import check_metadata
 from nexusctl.core.paging import Bulky, Page, bounded_page, newest_first
 from nexusctl.crypto import Keyring
-from nexusctl.errors import UsageProblem, WebhookNotFound
+from nexusctl.errors import UsageProblem, WebhookInactive, WebhookNotFound
 
 ROTATION_OVERLAP = dt.timedelta(hours=24)
 MAX_EVENTS = 50
@@ -146,10 +146,19 @@ def delete(webhook_id, *, owner_id=None) -> dict:
 
 
 def send_test(webhook_id, *, owner_id=None) -> tuple[Webhook, uuid.UUID]:
-    """Queue a ``webhook.test`` event to this webhook alone, whatever it subscribes to; the delivery's id."""
+    """Queue a ``webhook.test`` event to this webhook alone, whatever it subscribes to; the delivery's id.
+
+    Refused for an inactive webhook (the worker never sends to one, so the test would wait
+    silently forever); like Stripe and Svix, a disabled endpoint gets nothing, tests included.
+    """
     from nexusctl.core import deliveries
 
     row = get(webhook_id, owner_id=owner_id)
+    if not row.is_active:
+        why = f" ({row.disabled_reason})" if row.disabled_reason else ""
+        raise WebhookInactive(f"webhook {row.id} is inactive{why}: enable it first "
+                              f"(nexusctl webhooks update {row.id} --active, or PATCH isActive: true)",
+                              id=str(row.id))
     integration = integrations.get(row.integration_id)
     with database_proxy.atomic():
         (delivery_id,) = deliveries.queue(integration, "webhook.test", {"webhookId": str(row.id), "test": True},
@@ -182,14 +191,7 @@ def signing_secrets(keyring: Keyring, row: Webhook, now: dt.datetime | None = No
 
 async def check_url_resolving(settings, url) -> str:
     """The SSRF rules, then one resolution: every address the name has must be allowed."""
-    from urllib.parse import urlsplit
+    from nexusctl import ssrf
 
-    from nexusctl.core import ssrf
-
-    if not isinstance(url, str):
-        raise UsageProblem("url must be a string", field="url")
-    url = ssrf.check_url(url, production=settings.is_production, allowed_networks=settings.webhook_allowed_networks)
-    parts = urlsplit(url)
-    await ssrf.resolve_checked(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80),
-                               settings.webhook_allowed_networks)
-    return url
+    return await ssrf.check_url_resolving(url, production=settings.is_production,
+                                          allowed_networks=settings.webhook_allowed_networks)

@@ -11,6 +11,7 @@ import re
 from urllib.parse import urlencode, urlsplit
 
 
+from nexusctl import ssrf
 from nexusctl.errors import OAuthFailed, ProviderError, UsageProblem
 from providers.http import basic_auth, describe
 from providers.oauth2 import OAuth2Adapter
@@ -26,7 +27,10 @@ def normalise_shop(value) -> str:
         raise UsageProblem("shop is required for SHOPIFY (e.g. demo.myshopify.com)", field="shop")
     text = value.strip().lower()
     if "://" in text:
-        text = urlsplit(text).hostname or ""
+        try:
+            text = urlsplit(text).hostname or ""
+        except ValueError:  # an unclosed IPv6 host ("https://[::1"): a 400, not a 500
+            text = ""
     text = text.rstrip("/")
     if "." not in text:
         text += ".myshopify.com"
@@ -52,6 +56,10 @@ def throttle_wait(cost) -> int | None:
 
 
 class Shopify(OAuth2Adapter):
+    def user_supplied(self, url: str) -> bool:
+        # The default endpoints (https://{shop}/...) put the user's shop in the host; an operator's
+        # SHOPIFY_*_URL on another host (a proxy, the emulators) is theirs. A shop is always *.myshopify.com.
+        return (urlsplit(url).hostname or "").endswith(".myshopify.com")
     def rate_limit(self, reply):
         # GraphQL throttling comes as HTTP 200 with errors[].extensions.code == THROTTLED; the cost extension
         # says how many points the query needs, how many are available and how fast they come back.
@@ -108,19 +116,28 @@ class Shopify(OAuth2Adapter):
             raise ProviderError(f"SHOPIFY: uninstall refused (HTTP {reply.status})")
 
 
-def normalise_store(value, *, production: bool) -> str:
+STORE_URL = ("storeUrl", "storeUrl")  # (field, label) for the SSRF guard's messages
+
+
+def normalise_store(value, *, production: bool, allowed_networks=()) -> str:
+    """The store's base URL, through the SSRF guard's static checks (the user names the host we will call)."""
     if not isinstance(value, str) or not value.strip():
         raise UsageProblem("storeUrl is required for WOOCOMMERCE (e.g. https://shop.example.com)", field="storeUrl")
-    parts = urlsplit(value.strip())
     allowed = ("https",) if production else ("https", "http")
-    if parts.scheme not in allowed or not parts.hostname or parts.query or parts.fragment or parts.username:
+    text = value.strip()
+    if text.split(":", 1)[0].lower() not in allowed or "?" in text or "#" in text:
         need = "an https URL" if production else "an http(s) URL"
         raise UsageProblem(f"storeUrl must be {need} of the store, without query or credentials", field="storeUrl")
-    return value.strip().rstrip("/")
+    field, label = STORE_URL
+    return ssrf.check_url(text, production=production, allowed_networks=allowed_networks, field=field,
+                          label=label).rstrip("/")
 
 
 class WooCommerce(OAuth2Adapter):
     """Keys, not tokens: the store POSTs consumer_key/secret to our callback, then redirects the user."""
+
+    def user_supplied(self, url: str) -> bool:
+        return True  # every call goes to the store the user named (there is no operator endpoint)
 
     @property
     def keys_url(self) -> str:

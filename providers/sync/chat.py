@@ -17,14 +17,14 @@ DISCORD_PAGE = 200
 SLACK_AUTH_ERRORS = {"not_authed", "invalid_auth", "token_expired", "token_revoked", "account_inactive"}
 
 
-def _slack_ok(reply) -> dict:
+def _slack_ok(reply, method: str = "conversations.list") -> dict:
     body = reply.body if isinstance(reply.body, dict) else {}
     if body.get("ok") is True:
         return body
     error = str(body.get("error") or "unreadable answer")
     if error in SLACK_AUTH_ERRORS:
         raise TokenExpired(f"SLACK: the access token was refused ({error})", provider="SLACK")
-    raise ProviderError(f"SLACK: conversations.list failed: {error}", provider="SLACK")
+    raise ProviderError(f"SLACK: {method} failed: {error}", provider="SLACK")
 
 
 async def slack_channels(api, resume):

@@ -6,11 +6,17 @@ A publisher takes the content (``contentId``, ``title``, ``url``, ``description`
 what identifies the post at the provider. The engine runs it as the ``publish``
 sync log that the content.published handler queued.
 
-- SLACK: ``chat.postMessage`` to ``metadata.publishChannel`` (needs ``chat:write``).
+A target the user names (a channel, a page) must be the connected account's own;
+otherwise the run fails and nothing is posted (see publish_chat.py for Discord).
+
+- SLACK: ``chat.postMessage`` to ``metadata.publishChannel`` (needs ``chat:write``);
+  the workspace's bot token reaches that workspace's channels only.
 - TWITTER: ``POST /2/tweets`` (needs ``tweet.write``); the text is cut to 280.
 - DISCORD: ``POST /channels/{metadata.publishChannel}/messages`` as the
   application's bot (``DISCORD_BOT_TOKEN``; a user's OAuth token cannot post to
-  a channel); the bot must have been added to that server.
+  a channel); the bot must have been added to that server, and the server must
+  be one the connected user is in and manages (``GET /users/@me/guilds`` with
+  their token, ``guilds`` scope).
 - LINKEDIN: ``POST /rest/posts`` as the member (``urn:li:person:{sub}``, the
   ``sub`` from ``/v2/userinfo``; needs ``w_member_social`` and ``openid``), a
   PUBLIC main-feed post whose commentary is the title and URL in LinkedIn's

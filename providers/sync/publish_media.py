@@ -6,6 +6,7 @@ import asyncio
 import logging
 from urllib.parse import urlsplit
 
+from nexusctl import ssrf
 from nexusctl.errors import NexusError, ProviderError, RateLimited, TokenExpired, UsageProblem
 from providers.http import describe, may_have_sent
 from providers.sync.graph import graph_check, graph_post_check
@@ -40,6 +41,25 @@ def media_of(content: dict) -> list[dict]:
         elif kind.startswith("video") or (not kind and path.endswith(VIDEO_EXTENSIONS)):
             found.append({"kind": "video", "url": url})
     return found
+
+
+def check_media_urls(content: dict, allowed_networks=()) -> None:
+    """Every http(s) media URL through the SSRF guard's static checks (a 400 naming ``media``).
+
+    Instagram and TikTok fetch these URLs themselves, YouTube's upload fetches through the guarded
+    connector; either way a URL aimed at loopback, the LAN or the metadata service is never one to
+    publish. No DNS here: the name is resolved by whoever fetches (and by our guard when it is us)."""
+    media = content.get("media") if isinstance(content, dict) else None
+    items = [media] if isinstance(media, (dict, str)) else media if isinstance(media, list) else []
+    for item in items:
+        url = item.get("url") if isinstance(item, dict) else item
+        if isinstance(url, str) and url.strip().lower().startswith(("http://", "https://")):
+            ssrf.check_url(url, production=False, allowed_networks=allowed_networks, field="media",
+                           label="media URL")
+
+
+def _allowed(api) -> tuple:
+    return api.settings.webhook_allowed_networks if getattr(api, "settings", None) is not None else ()
 
 
 def _caption(content: dict, limit: int) -> str:
@@ -105,6 +125,7 @@ async def instagram(api, content: dict, metadata: dict) -> dict:
         raise UsageProblem("Instagram cannot post text only: the content needs an image or a video in its "
                            "media (an item with a url and a type image or video, or an image/video file URL)",
                            field="media")
+    check_media_urls(content, _allowed(api))  # checked at ingest too: this covers contents queued before
     check = _instagram_check((api.tokens.access_token,))
     user = await _instagram_user(api)
     if container:  # a deferred run: the reel's container exists, look at it once more
@@ -200,6 +221,7 @@ async def tiktok(api, content: dict, metadata: dict) -> dict:
                            "type video, or a video file URL)", field="media")
     if not video["url"].startswith("https://"):
         raise UsageProblem("TikTok pulls the video from an https URL only", field="media")
+    check_media_urls(content, _allowed(api))  # as for Instagram
     creator = (await api.post("v2/post/publish/creator_info/query/", json_body={},
                               check=_tiktok_post_check)).get("data") or {}
     options = [str(o) for o in creator.get("privacy_level_options") or []]

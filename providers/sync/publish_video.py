@@ -3,7 +3,7 @@
 The bytes come from the video's URL and go to YouTube a chunk at a time, never
 whole in memory:
 
-1. The media URL is checked by the SSRF guard (nexusctl.core.ssrf, the
+1. The media URL is checked by the SSRF guard (nexusctl.ssrf, the
    webhook worker's; WEBHOOK_ALLOWED_NETWORKS exempts the same networks) and
    opened through its guarded connector, so a URL (or a redirect) aimed at
    loopback, the LAN or the metadata service is refused before any byte moves.
@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from nexusctl.core import ssrf
+from nexusctl import ssrf
 from nexusctl.errors import NexusError, ProviderError, RateLimited, SyncFailed, TokenExpired, UsageProblem
 from providers.http import describe
 from providers.sync.publish_common import _header

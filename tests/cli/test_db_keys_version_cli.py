@@ -303,6 +303,52 @@ def test_without_the_old_key_nothing_is_rewritten(cli, under_old_key, monkeypatc
     assert _stored(under_old_key) == before
 
 
+def test_the_sqlite_file_and_its_companions_are_owner_only(tmp_path):
+    """README's path: `nexusctl db migrate` on a fresh data dir, then the daemon (WAL and SHM), under umask 022."""
+    import os
+    import socket
+    import stat
+    import time
+    import urllib.request
+
+    data = tmp_path / "fresh" / "data"
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL")}
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env.update(NEXUS_DATA_DIR=str(data), NODE_ENV="development", PORT=str(port))
+    nexusctl = [sys.executable, "-m", "nexusctl"]
+
+    def modes() -> dict:
+        return {p.name: stat.S_IMODE(p.stat().st_mode) for p in [data, *data.iterdir()]}
+
+    previous = os.umask(0o022)  # the usual default: what the files got before
+    try:
+        migrated = subprocess.run([*nexusctl, "-q", "db", "migrate"], env=env, capture_output=True, text=True,
+                                  timeout=120)
+        assert migrated.returncode == 0, migrated.stderr
+        after_migrate = modes()
+        daemon = subprocess.Popen([*nexusctl, "daemon"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    finally:
+        os.umask(previous)
+    try:
+        deadline = time.monotonic() + 30
+        while not (data / "nexusctl.db-wal").exists():
+            assert daemon.poll() is None and time.monotonic() < deadline, daemon.stderr.read().decode()[-2000:]
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2)
+            except OSError:
+                time.sleep(0.1)  # polling for readiness, not waiting for luck
+        running = modes()
+    finally:
+        daemon.terminate()
+        daemon.wait(20)
+    assert after_migrate["nexusctl.db"] == 0o600 and after_migrate["data"] == 0o700, after_migrate
+    assert {"nexusctl.db-wal", "nexusctl.db-shm"} <= set(running), running
+    assert all(mode == 0o600 for name, mode in running.items() if name != "data"), running
+    assert running["data"] == 0o700
+
+
 # --- version -----------------------------------------------------------------
 
 def test_version_everywhere_agrees(run, monkeypatch):

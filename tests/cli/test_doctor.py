@@ -217,7 +217,7 @@ def test_a_webhook_secret_is_tried_when_there_is_no_integration_token(db_url, ma
     row = make_integration()
     monkeypatch.setenv("WEBHOOK_ALLOWED_NETWORKS", "127.0.0.1/32")
     webhook = CliRunner().invoke(app, ["webhooks", "create", "--integration", str(row.id), "--url",
-                                       "http://127.0.0.1:9/hook", "--json"], catch_exceptions=False)
+                                       "http://127.0.0.1:9/hook", "-e", "*", "--json"], catch_exceptions=False)
     assert webhook.exit_code == 0, webhook.stderr
     Integration.update(access_token=None, refresh_token=None).execute()
     assert Webhook.select().count() == 1

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from db.models import OutboxEvent, WebhookDelivery
+from db.models import OutboxEvent, Webhook, WebhookDelivery
 from nexusctl.enums import DeliveryStatus
 
 
@@ -61,10 +61,10 @@ def test_rotate_update_test_delete(cli, make_integration):
     hook = _create(cli, integration)
     rotated = json.loads(cli("webhooks", "rotate-secret", hook["id"], "--json").stdout)
     assert rotated["secret"] != hook["secret"]
-    updated = json.loads(cli("webhooks", "update", hook["id"], "--inactive", "--json").stdout)
-    assert updated["isActive"] is False
     assert cli("webhooks", "test", hook["id"]).exit_code == 0
     assert WebhookDelivery.get().event == "webhook.test"
+    updated = json.loads(cli("webhooks", "update", hook["id"], "--inactive", "--json").stdout)
+    assert updated["isActive"] is False
     gone = cli("webhooks", "delete", hook["id"], "--yes", "--json")
     assert gone.exit_code == 0 and json.loads(gone.stdout)["deliveriesDeleted"] == 1
     assert cli("webhooks", "show", hook["id"]).exit_code == 11  # WEBHOOK_NOT_FOUND
@@ -73,7 +73,7 @@ def test_rotate_update_test_delete(cli, make_integration):
 def test_bad_input(cli, make_integration):
     integration = make_integration()
     for url in ("http://10.1.2.3/x", "http://169.254.169.254/", "gopher://x"):
-        bad = cli("webhooks", "create", "--integration", integration.id, "--url", url)
+        bad = cli("webhooks", "create", "--integration", integration.id, "--url", url, "-e", "*")
         assert bad.exit_code == 2 and "VALIDATION_ERROR" in bad.stderr, (url, bad.stderr)
     assert cli("events", "emit", integration.id, "Not A Type").exit_code == 2
     assert cli("events", "emit", integration.id, "media.created", "--data", "[1]").exit_code == 2
@@ -93,3 +93,25 @@ def test_emit_reads_data_from_a_file_or_stdin(cli, make_integration, tmp_path):
     assert missing.exit_code == 2 and "cannot read" in missing.stderr
     ids = sorted(d.payload["data"]["mediaId"] for d in WebhookDelivery.select())
     assert ids == ["from-file", "from-stdin"]
+
+
+def test_create_without_events_is_a_usage_error_and_creates_nothing(cli, make_integration):
+    integration = make_integration()
+    refused = cli("webhooks", "create", "--integration", integration.id, "--url", "http://127.0.0.1:9/hook")
+    assert refused.exit_code == 2, refused.stderr
+    assert "VALIDATION_ERROR" in refused.stderr and "--event" in refused.stderr
+    assert Webhook.select().count() == 0
+    everything = _create(cli, integration, "*")  # subscribing to everything is said out loud
+    assert everything["events"] == ["*"]
+
+
+def test_test_to_an_inactive_webhook_is_refused_and_queues_nothing(cli, make_integration):
+    hook = _create(cli, make_integration())
+    assert cli("webhooks", "update", hook["id"], "--inactive").exit_code == 0
+    refused = cli("webhooks", "test", hook["id"], "--json")
+    assert refused.exit_code == 14, refused.stderr
+    assert "WEBHOOK_INACTIVE" in refused.stderr and "--active" in refused.stderr and refused.stdout == ""
+    assert WebhookDelivery.select().count() == 0
+    assert cli("webhooks", "update", hook["id"], "--active").exit_code == 0
+    assert cli("webhooks", "test", hook["id"]).exit_code == 0  # enabled again, it is sent
+    assert WebhookDelivery.get().event == "webhook.test"

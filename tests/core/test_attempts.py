@@ -81,3 +81,24 @@ def test_one_batch_for_two_webhooks_sets_each_ones_failure_window(database, make
     assert Webhook.get_by_id(ok_hook.id).failing_since is None
     again = Webhook.get_by_id(bad_hook.id)
     assert again.failing_since is not None and again.last_triggered_at is not None
+
+
+def test_a_throttled_answer_waits_the_step_at_least_and_twice_it_at_most(database, make_integration):
+    _, claimed = _queued(make_integration, 3)
+    outcomes = attempts.record_many([(claimed[0], _result(429, retry_after=0)),
+                                     (claimed[1], _result(503, retry_after=86400)),
+                                     (claimed[2], _result(429))], SCHEDULE)
+    assert outcomes == ["retrying"] * 3
+    waits = {d.id: (d.next_attempt_at - d.updated_at).total_seconds() for d in WebhookDelivery.select()}
+    assert 5 <= waits[claimed[0].id] <= 6  # never before the schedule's 5 s, whatever Retry-After says
+    assert waits[claimed[1].id] == 10  # a day asked, twice the step given
+    assert 5 <= waits[claimed[2].id] <= 6
+
+
+def test_a_throttled_answer_after_the_last_step_fails_the_delivery(database, make_integration):
+    _, (claimed,) = _queued(make_integration)
+    WebhookDelivery.update(attempts=len(SCHEDULE)).execute()
+    claimed.attempts = len(SCHEDULE)
+    assert attempts.record_many([(claimed, _result(429, retry_after=1))], SCHEDULE) == ["failed"]
+    assert WebhookDelivery.get().status == DeliveryStatus.FAILED
+    assert OutboxEvent.get(OutboxEvent.type == "webhook.failed").data["attempts"] == len(SCHEDULE) + 1

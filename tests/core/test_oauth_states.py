@@ -50,7 +50,9 @@ def test_table_state_expired_or_cross_provider_fails(database, keyring):
         states.take(old, Provider.SLACK)
     with pytest.raises(OAuthFailed, match="another provider"):
         states.take(other, Provider.DISCORD)
-    assert states.purge_expired() == 0  # both were consumed by the attempts
+    # Checked before consumed: the other provider's attempt left its state usable for its own provider.
+    assert states.take(other, Provider.SLACK).provider is Provider.SLACK
+    assert states.purge_expired() == 1  # the expired one, refused and left to housekeeping
 
 
 @pytest.mark.postgres
@@ -96,3 +98,30 @@ def test_redis_state_is_single_use_with_a_ttl(redis_url, keyring):
     results = asyncio.run(scenario())
     assert sum(isinstance(r, Flow) for r in results) == 1
     assert sum(isinstance(r, OAuthFailed) for r in results) == 4
+
+
+def test_table_flow_is_sealed_plain_columns_are_not_trusted_and_a_moved_record_does_not_open(database, keyring):
+    """On SQLite and PostgreSQL: what an attacker with write access to oauth_states can and cannot do."""
+    from nexusctl.core.oauth_states import StateUnreadable
+
+    states = TableStates(keyring)
+    victim, attacker = new_state(), new_state()
+    states.save(victim, _flow())
+    states.save(attacker, _flow())
+    row = OAuthState.get(OAuthState.state == state_hash(victim))
+    assert row.redirect_uri == "" and row.metadata == {}  # only in the sealed record
+    evil = uuid.uuid4()
+    OAuthState.update(redirect_uri="https://evil.example/x", user_id=evil, metadata={"a": 2}).where(
+        OAuthState.id == row.id).execute()
+    flow = states.peek(victim, Provider.SLACK)
+    assert (flow.redirect_uri, flow.metadata, flow.user_id) == ("http://localhost:3000/x", {"a": 1}, row.user_id)
+    sealed = OAuthState.get(OAuthState.state == state_hash(attacker)).secret
+    OAuthState.update(secret=sealed).where(OAuthState.id == row.id).execute()
+    with pytest.raises(StateUnreadable):
+        states.take(victim, Provider.SLACK)
+    # Nor does the row, renamed to the victim's state, carry the attacker's record there.
+    OAuthState.delete().where(OAuthState.id == row.id).execute()
+    OAuthState.update(state=state_hash(victim)).where(OAuthState.state == state_hash(attacker)).execute()
+    with pytest.raises(StateUnreadable):
+        states.take(victim, Provider.SLACK)
+

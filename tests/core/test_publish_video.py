@@ -27,6 +27,7 @@ from nexusctl.core import inbound, sync_runs
 from nexusctl.core.connect import Services, direct
 from nexusctl.crypto import keyring_from_settings
 from nexusctl.enums import Provider, SyncStatus
+from nexusctl.errors import UsageProblem
 from providers.sync import publish_video
 
 UPLOAD = "https://www.googleapis.com/auth/youtube.upload"
@@ -176,9 +177,10 @@ def test_hostile_media_urls_are_refused_before_any_byte_moves(env, make_integrat
                      ("http://169.254.169.254/latest/meta-data/x.mp4", "metadata"),
                      ("http://localhost/x.mp4", "loopback"), ("http://10.0.0.7/x.mp4", "private"),
                      ("http://2130706433/x.mp4", "non-canonical")]:
-        log = _publish(env, user, _content(url))[row.id]
-        assert log.status == SyncStatus.FAILED and log.error.startswith("VALIDATION_ERROR"), (url, log.error)
-        assert "media URL is refused" in log.error and why in log.error, (url, log.error)
+        # Refused when given (the content.published event), so no publish run is even queued.
+        with pytest.raises(UsageProblem) as refused:
+            _publish(env, user, _content(url))
+        assert refused.value.details == {"field": "media"} and why in refused.value.message, (url, refused.value)
     # A media URL that is fine but redirects to loopback: the redirect's target is refused too.
     hop = f"{media.base_url}/r?to=http://127.0.0.1:{port}/youtube/x.mp4"
     log = _publish(env, user, _content(hop))[row.id]

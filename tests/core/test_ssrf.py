@@ -13,8 +13,8 @@ import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver
 
-from nexusctl.core import ssrf
-from nexusctl.core.ssrf import (
+from nexusctl import ssrf
+from nexusctl.ssrf import (
     BlockedAddress,
     GuardedResolver,
     address_allowed,
@@ -186,6 +186,32 @@ def test_https_is_required_in_production():
         check_url("http://example.com/hook", production=True)
 
 
+@pytest.mark.parametrize(("url", "reason"), [
+    ("https://example.com:1_0/", "the port '1_0' is not a number"),  # yarl reads 10, urllib.parse raises
+    ("https://example.com:８０/", "the port '８０' is not a number"),  # fullwidth: int() accepts it
+    ("https://example.com:99999/", "not a valid URL"),
+    ("https://example.com:-1/", "not a valid URL"),
+    ("https://[::1/", "not a valid URL"),  # unclosed IPv6 host
+    ("https://[2606:4700::1]x/", "not a valid URL"),
+])
+def test_odd_ports_and_hosts_are_refused_naming_the_field(url, reason):
+    with pytest.raises(UsageProblem) as caught:
+        check_url(url, production=False, field="storeUrl", label="storeUrl")
+    assert caught.value.details == {"field": "storeUrl"} and reason in caught.value.message
+    assert caught.value.message.startswith("storeUrl refused: ")
+
+
+@pytest.mark.parametrize(("url", "problem"), [
+    ("http://h:1_0/", "the port '1_0' is not a number"), ("http://h:８０/", "the port '８０' is not a number"),
+    ("http://h:99999/", "the port 99999 is out of range (1-65535)"), ("http://[::1", "no closing ']'"),
+    ("http://[::1]x/", "nothing may follow"), ("http://h]/", "bracket"),
+    ("http://h:443/a:b?c=:d#:e", None), ("http://[::1]:8080/", None), ("https://h/", None),
+])
+def test_authority_problem(url, problem):
+    found = ssrf.authority_problem(url)
+    assert (found is None) if problem is None else (problem in found), found
+
+
 def test_userinfo_is_refused_even_for_public_hosts():
     for url in ("https://a:b@93.184.216.34/", "https://token@example.com/", "https://:@example.com/"):
         with pytest.raises(UsageProblem, match="credentials"):
@@ -237,7 +263,9 @@ def test_allowed_networks_exempt_exactly_what_they_list():
 async def test_resolve_checked_localhost():
     with pytest.raises(UsageProblem) as caught:
         await resolve_checked("localhost", 80)
-    assert "localhost resolves to" in caught.value.message and "loopback" in caught.value.message
+    # Not what it resolves to (127.0.0.1): an error must not map internal names to addresses.
+    assert caught.value.message == "Webhook URL refused: localhost resolves to an address that is not allowed"
+    assert "127.0.0.1" not in caught.value.message and "loopback" not in caught.value.message
     assert caught.value.details == {"field": "url"}
     assert await resolve_checked("localhost", 80, LOCAL) == ["127.0.0.1"]
 
@@ -277,8 +305,10 @@ async def test_guarded_resolver_drops_refused_addresses():
     assert [r["host"] for r in await mixed.resolve("hook.example", 443)] == ["93.184.216.34", "2606:4700::1"]
 
     internal = GuardedResolver(resolver=StubResolver("169.254.169.254", "10.0.0.5"))
-    with pytest.raises(BlockedAddress, match="169.254.169.254, which is the cloud metadata address"):
+    with pytest.raises(BlockedAddress) as caught:
         await internal.resolve("hook.example", 443)
+    # What the name resolves to stays out of the message (it reaches the user as a delivery's error).
+    assert str(caught.value) == "hook.example resolves to an address that is not allowed; refused by the SSRF policy"
     with pytest.raises(BlockedAddress, match="non-canonical"):
         await internal.resolve("0x7f.1", 443)
 
@@ -318,7 +348,9 @@ async def test_real_request_is_refused_unless_allowed(receiver, host):
     with pytest.raises(aiohttp.ClientConnectorError) as caught:
         await _post(f"http://{host}:{port}/hook", guarded_connector())
     assert isinstance(caught.value.os_error, BlockedAddress)
-    assert "loopback" in str(caught.value.os_error)
+    # An IP literal is named for what it is; a name's addresses are not told (no DNS mapping through errors).
+    assert ("loopback" if host == "127.0.0.1" else "resolves to an address that is not allowed") in str(
+        caught.value.os_error)
     assert hits == []
 
     assert await _post(f"http://{host}:{port}/hook", guarded_connector(LOCAL)) == 200

@@ -274,11 +274,19 @@ def test_discord_posts_as_the_bot_and_says_what_is_missing(env, make_integration
 
     _settings, keyring, emu = env
     discord = emu["DISCORD"]
-    discord.set_records("channels", [{"id": "555000111", "name": "announcements"},
-                                     {"id": "555000222", "name": "locked", "botCanPost": False}])
+    me = discord.account["id"]
+    discord.set_records("guilds", [{"id": "555000000", "name": "Ours", "owner_id": me, "members": {me: "0"}}])
+    discord.set_records("channels", [{"id": "555000111", "name": "announcements", "guild_id": "555000000"},
+                                     {"id": "555000222", "name": "locked", "guild_id": "555000000",
+                                      "botCanPost": False}])
     user = uuid.uuid4()
-    posting = make_integration(user_id=user, provider=Provider.DISCORD, metadata={"publishChannel": "555000111"})
-    locked = make_integration(user_id=user, provider=Provider.DISCORD, metadata={"publishChannel": "555000222"})
+
+    def connected(channel):
+        token = discord.issue(discord.new_grant(["identify", "guilds"]), "access", 3600).value
+        return make_integration(user_id=user, provider=Provider.DISCORD, access_token=token,
+                                metadata={"publishChannel": channel})
+
+    posting, locked = connected("555000111"), connected("555000222")
     content = {"userId": str(user), "contentId": "post-3", "title": "Hello Discord", "url": "https://nexus.test/3"}
 
     without_bot = _ingest_and_run(env, content)

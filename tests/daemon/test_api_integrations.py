@@ -294,6 +294,50 @@ async def test_issuer_and_audience_are_enforced_when_set(db_url, monkeypatch, ai
         assert (await api.get(path, headers=bearer(wrong))).status == 401
 
 
+LENIENT = {
+    "sub urn:uuid": {"sub": f"urn:uuid:{OWNER}"},
+    "sub upper case": {"sub": str(OWNER).upper()},
+    "sub in braces": {"sub": "{%s}" % OWNER},
+    "sub without hyphens": {"sub": OWNER.hex},
+    "upper-case sub with a role": {"sub": str(OWNER).upper(), "roles": ["service"]},
+    "roles as a string": {"roles": "admin"},
+    "roles as an object": {"roles": {"admin": True}},
+    "a year's lifetime": {"iat": int(time.time()), "exp": int(time.time()) + 365 * 86400},
+    "lifetime just over 24 h": {"iat": int(time.time()) - 60, "exp": int(time.time()) + 86400},
+}
+
+
+@pytest.mark.parametrize("case", list(LENIENT))
+async def test_lenient_claims_are_refused(api, case):
+    response = await api.get(f"/integrations/user/{OWNER}", headers=bearer(sign(LENIENT[case])))
+    payload = await response.json()
+    assert response.status == 401 and payload["error"]["code"] == "UNAUTHORIZED", payload
+    message = payload["error"]["message"]
+    assert any(word in message for word in ("sub", "roles", "JWT_MAX_AGE")), message
+
+
+async def test_strict_claims_still_let_the_callers_in(api):
+    path = f"/integrations/user/{OWNER}"
+    now = int(time.time())
+    for token in (sign(),  # canonical sub, iat + 5 min
+                  sign(iat=None, exp=now + 365 * 86400),  # no iat: its exp alone bounds it (documented)
+                  sign(iat=now, exp=now + 86400),  # exactly JWT_MAX_AGE
+                  sign(roles=[]),
+                  sign(sub="content-service", roles=["service"]),  # a service token names itself
+                  sign(sub=str(STRANGER), roles=["admin", "other"])):
+        response = await api.get(path, headers=bearer(token))
+        assert response.status == 200, await response.text()
+
+
+async def test_jwt_max_age_is_configurable(db_url, monkeypatch, aiohttp_client):
+    monkeypatch.setenv("JWT_MAX_AGE", "10m")
+    api = await aiohttp_client(create_app(config.load()))
+    path, now = f"/integrations/user/{OWNER}", int(time.time())
+    assert (await api.get(path, headers=bearer(sign(iat=now, exp=now + 600)))).status == 200
+    refused = await api.get(path, headers=bearer(sign(iat=now, exp=now + 900)))
+    assert refused.status == 401 and "JWT_MAX_AGE (600 s)" in (await refused.json())["error"]["message"]
+
+
 async def test_minted_tokens_work_against_the_daemon(cli, aiohttp_client):
     token = cli("token", "mint", "--user", OWNER, "--ttl", "60").stdout.strip()
     api = await aiohttp_client(create_app(config.load()))
@@ -303,3 +347,9 @@ async def test_minted_tokens_work_against_the_daemon(cli, aiohttp_client):
     assert (await api.get(f"/integrations/user/{STRANGER}", headers=bearer(service))).status == 200
     refused = cli("token", "mint")
     assert refused.exit_code == 2 and "--user" in refused.stderr
+    day = cli("token", "mint", "--user", OWNER, "--ttl", "86400").stdout.strip()  # the longest the daemon takes
+    assert (await api.get(f"/integrations/user/{OWNER}", headers=bearer(day))).status == 200
+    too_long = cli("token", "mint", "--user", OWNER, "--ttl", "86401")
+    assert too_long.exit_code == 2 and "JWT_MAX_AGE" in too_long.stderr and not too_long.stdout
+    tour = cli("token", "mint", "--role", "admin", "--subject", "tour").stdout.strip()  # README's first steps
+    assert (await api.get(f"/integrations/user/{STRANGER}", headers=bearer(tour))).status == 200

@@ -17,7 +17,7 @@ from aiohttp import web
 from standardwebhooks.webhooks import Webhook as Verifier
 
 from daemon.app import create_app
-from db.models import OutboxEvent, WebhookDelivery
+from db.models import OutboxEvent, WebhookAttempt, WebhookDelivery
 from nexusctl import config
 from nexusctl.enums import DeliveryStatus, Provider
 
@@ -69,14 +69,14 @@ def _verifies(secret: str, body: bytes, headers: dict) -> bool:
 
 
 @pytest.fixture
-async def env(db_url, aiohttp_client, aiohttp_server, monkeypatch, make_integration):
+async def env(db_url, aiohttp_client, aiohttp_server, monkeypatch, make_integration, request):
     receiver = Receiver()
     app = web.Application()
     app.router.add_post("/hook", receiver.handle)
     app.router.add_post("/moved", lambda r: web.HTTPFound("http://127.0.0.1:9/elsewhere"))
     server = await aiohttp_server(app)
     monkeypatch.setenv("WEBHOOK_ALLOWED_NETWORKS", "127.0.0.1/32")
-    monkeypatch.setenv("WEBHOOK_RETRY_SCHEDULE", "1,1")
+    monkeypatch.setenv("WEBHOOK_RETRY_SCHEDULE", getattr(request, "param", "1,1"))
     api = await aiohttp_client(create_app(config.load()))
     integration = make_integration(user_id=OWNER, provider=Provider.SHOPIFY)
     return api, receiver, f"http://127.0.0.1:{server.port}", integration
@@ -183,6 +183,29 @@ async def test_410_disables_the_webhook(env):
     errors = OutboxEvent.select().where(OutboxEvent.type == "integration.error")
     # The health job may also report the integration degraded (INTEGRATION_DEGRADED): not this event.
     assert len([e for e in errors if not e.data.get("code", "").startswith("INTEGRATION_")]) == 1
+    # A delivery that ends FAILED says so, whatever made it fail.
+    (failed,) = OutboxEvent.select().where(OutboxEvent.type == "webhook.failed")
+    assert failed.data["deliveryId"] == str(row.id) and failed.data["error"] == "HTTP 410"
+    assert failed.data["attempts"] == 1 and len(receiver.received) == 1
+
+
+@pytest.mark.parametrize("env", ["1,2"], indirect=True)
+@pytest.mark.parametrize("retry_after", ["0", "1"])
+async def test_throttling_counts_against_the_schedule_and_ends_failed(env, retry_after):
+    """A receiver answering 429 forever gets the schedule's attempts, each after at least its step."""
+    api, receiver, base, integration = env
+    hook = await _create(api, integration, f"{base}/hook")
+    receiver.script = [(429, {"Retry-After": retry_after})] * 3 + [(200, {})] * 5  # a 4th try would succeed
+    await _emit(api, integration)
+    (row,) = await _settled(WebhookDelivery.webhook == uuid.UUID(hook["id"]))
+    assert row.status == DeliveryStatus.FAILED and row.attempts == 3 and row.error == "HTTP 429"
+    assert len(receiver.received) == 3
+    started = [a.started_at for a in WebhookAttempt.select().where(WebhookAttempt.delivery == row.id)
+               .order_by(WebhookAttempt.number)]
+    waits = [(later - earlier).total_seconds() for earlier, later in zip(started, started[1:])]
+    assert waits[0] >= 1 and waits[1] >= 2, waits  # the schedule's steps, whatever Retry-After said
+    (failed,) = OutboxEvent.select().where(OutboxEvent.type == "webhook.failed")
+    assert failed.data["deliveryId"] == str(row.id) and failed.data["attempts"] == 3
 
 
 async def test_retry_after_is_honoured(env):
@@ -234,6 +257,18 @@ async def test_test_event_and_redeliver(env):
     assert again.status == 202
     await receiver.wait_for(2)
     assert receiver.received[1]["headers"]["webhook-id"] == str(row.id)
+
+
+async def test_test_event_to_an_inactive_webhook_is_refused(env):
+    api, receiver, base, integration = env
+    hook = await _create(api, integration, f"{base}/hook")
+    answer = await api.patch(f"/integrations/webhooks/{hook['id']}", json={"isActive": False}, headers=auth())
+    assert answer.status == 200, await answer.text()
+    refused = await api.post(f"/integrations/webhooks/{hook['id']}/test", headers=auth())
+    body = await refused.json()
+    assert refused.status == 409 and body["error"]["code"] == "WEBHOOK_INACTIVE", body
+    assert "inactive" in body["error"]["message"]
+    assert WebhookDelivery.select().where(WebhookDelivery.webhook == uuid.UUID(hook["id"])).count() == 0
 
 
 async def test_ssrf_and_bad_input_are_refused(env):

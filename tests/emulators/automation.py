@@ -23,6 +23,12 @@ SLACK quirks enforced:
 - ``auth.test`` / ``auth.revoke`` take the token as Bearer or ``token``
   parameter; errors ``not_authed``/``invalid_auth``/``token_revoked``/``token_expired``;
 - throttling: 429 + Retry-After, body ``{ok:false, error:"ratelimited"}``.
+- workspaces: a token acts in its grant's workspace (``team_id`` of the
+  account that consented, see ``sign_in_as``); ``records_of("channels")``
+  rows belong to the workspace in their ``context_team_id`` (none: the
+  default account's). ``conversations.list`` lists the token's workspace
+  only and ``chat.postMessage`` to a channel of another workspace (by id or
+  name) answers ``channel_not_found``, as Slack does for a bot token.
 
 ``account``: ZAPIER the profile object; SLACK ``{team_id, team, url, app_id,
 bot_user_id, bot_user, bot_id, user_id, user}``.
@@ -235,12 +241,12 @@ class Slack(Provider):
             return self.fail("invalid_client_id")
         if bad:
             return self.fail("bad_client_secret")
-        acc = self.account
-        common = {"ok": True, "app_id": acc["app_id"]}
+        common = {"ok": True, "app_id": self.account["app_id"]}
         if grant_type == "refresh_token":
             old, status = self.status(form.get("refresh_token"), "refresh")
             if status != "ok":
                 return self.fail("invalid_refresh_token")
+            acc = self.account_of(old)
             kind = old.data["who"]
             refresh = rotate(self, old, value="xoxe-1-" + secrets.token_urlsafe(60), who=kind)
             access = self._access(old.grant, kind, rotating=True)
@@ -260,6 +266,7 @@ class Slack(Provider):
         if reason != "ok":
             return self.fail("invalid_code")
         grant = grant_for(self, code)
+        acc = grant.data.get("account") or self.account
         body = dict(common)
         authed = {"id": acc["user_id"]}
         if grant.data.get("user_scope"):
@@ -291,7 +298,7 @@ class Slack(Provider):
             return fault
         if status != "ok":
             return self._auth_error(status)
-        acc = self.account
+        acc = self.account_of(token)
         body = {"ok": True, "url": acc["url"], "team": acc["team"], "team_id": acc["team_id"]}
         if token.data.get("who") == "bot":
             body.update({"user": acc["bot_user"], "user_id": acc["bot_user_id"], "bot_id": acc["bot_id"]})
@@ -299,6 +306,11 @@ class Slack(Provider):
             body.update({"user": acc["user"], "user_id": acc["user_id"]})
         body["is_enterprise_install"] = False
         return json_response(body)
+
+    def channels_of(self, token) -> list[dict]:
+        """The channels of the token's workspace (a row without ``context_team_id`` is the default account's)."""
+        team = self.account_of(token)["team_id"]
+        return [c for c in self.records_of("channels") if c.get("context_team_id", self.account["team_id"]) == team]
 
     async def conversations_list(self, request):
         """conversations.list: ``limit`` (default 100, max 1000) and an opaque ``cursor``;
@@ -315,7 +327,7 @@ class Slack(Provider):
             start = int(base64.b64decode(args["cursor"]).decode().removeprefix("team:")) if args.get("cursor") else 0
         except (ValueError, UnicodeDecodeError):
             return self.fail("invalid_cursor")
-        rows = self.records_of("channels")
+        rows = self.channels_of(token)
         page = rows[start:start + limit]
         more = start + limit < len(rows)
         next_cursor = base64.b64encode(f"team:{start + limit}".encode()).decode() if more else ""
@@ -341,7 +353,7 @@ class Slack(Provider):
             return self._auth_error(status)
         if "chat:write" not in token.grant.scope:
             return json_response({"ok": False, "error": "missing_scope", "needed": "chat:write"})
-        channel = next((c for c in self.records_of("channels")
+        channel = next((c for c in self.channels_of(token)
                         if args.get("channel") in (c.get("id"), c.get("name"), "#" + str(c.get("name")))), None)
         if channel is None:
             return self.fail("channel_not_found")

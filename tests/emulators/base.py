@@ -105,6 +105,7 @@ class Provider:
             self.grants: list[Grant] = []
             self._rotation = self.ROTATION
             self._withhold: collections.deque = collections.deque()  # scopes the next consents leave out
+            self._sign_ins: collections.deque = collections.deque()  # who the next consents are made by
             # What the provider's list endpoints serve (sync tests): kind -> rows, newest first where the
             # real API lists newest first.
             self.records: dict[str, list[dict]] = {}
@@ -163,6 +164,23 @@ class Provider:
     def take_withheld(self) -> frozenset:
         with self.lock:
             return self._withhold.popleft() if self._withhold else frozenset()
+
+    def sign_in_as(self, **fields) -> dict:
+        """The next user to consent is another account: the default one with these fields changed (its own id).
+        Their grant remembers it, so /me (and what the provider lists for the user) answers as them for every
+        token of that grant, while other grants keep theirs. Returns the account."""
+        account = {**copy.deepcopy(self.account), **fields}
+        with self.lock:
+            self._sign_ins.append(account)
+        return copy.deepcopy(account)
+
+    def take_sign_in(self) -> dict | None:
+        with self.lock:
+            return self._sign_ins.popleft() if self._sign_ins else None
+
+    def account_of(self, token: Token) -> dict:
+        """The account a token acts for: its grant's (``sign_in_as``), else the emulator's default account."""
+        return token.grant.data.get("account") or self.account
 
     def revoke_scope(self, *scopes: str) -> None:
         """The user later removes these permissions from every grant (in the provider's account settings)."""

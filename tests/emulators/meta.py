@@ -38,7 +38,9 @@ List edges (Graph cursor paging: ``limit``, ``after``; ``paging.cursors
 the requested ``fields`` plus ``id``; a valid user token needed):
 - INSTAGRAM ``GET /me/media`` (``calls["media"]``, limit <= 100, default 25):
   ``records_of("media")``, newest first;
-- FACEBOOK ``GET /me/accounts`` (``calls["accounts"]``): ``records_of("pages")``;
+- FACEBOOK ``GET /me/accounts`` (``calls["accounts"]``): the user's pages,
+  ``records_of("pages")`` rows whose ``admins`` (user ids with a role on the
+  page) include the token's user (a row without ``admins``: every user's);
   ``GET /{page-id}/posts`` (``calls["posts"]``, limit <= 100, default 25):
   with that page's own token (a user token is refused with (#10));
   ``records_of("posts")`` rows whose ``page_id`` is that page (a page not in
@@ -160,13 +162,14 @@ class Graph(Provider):
         token, status = self.status(self.request_token(request), "access")
         if status != "ok":
             return self.token_error(token, status)
+        account = self.account_of(token)
         fields = [f for f in request.query.get("fields", "id").split(",") if f]
-        unknown = [f for f in fields if f not in self.account]
+        unknown = [f for f in fields if f not in account]
         if unknown:
             return graph_error(f"(#100) Tried accessing nonexisting field ({unknown[0]}) on node type (User)",
                                100, type_="OAuthException")
-        node = {f: self.account[f] for f in fields}
-        node["id"] = self.account["id"]
+        node = {f: account[f] for f in fields}
+        node["id"] = account["id"]
         return json_response(node)
 
 
@@ -544,7 +547,8 @@ class Facebook(Graph):
         token, error = self.user_token(request)
         if error is not None:
             return error
-        pages = self.records_of("pages")
+        user = str(self.account_of(token)["id"])
+        pages = [p for p in self.records_of("pages") if "admins" not in p or user in map(str, p["admins"])]
         if "access_token" in request.query.get("fields", "").split(","):
             for page in pages:
                 page.setdefault("access_token", self.page_token(token, str(page["id"])))

@@ -253,10 +253,13 @@ async def authorize(p: Provider, request: web.Request, spec: AuthorizeSpec, *, d
             "error": denied, "error_description": "The user denied the request.", "state": req["state"]}
         return redirect(req["redirect_uri"], params)
     withheld = p.take_withheld()
+    extra = dict(data(request) if callable(data) else (data or {}))
+    account = p.take_sign_in()
+    if account is not None:  # a test's sign_in_as: the grant made from this code acts for that account
+        extra["account"] = account
     code = p.new_code(client_id=req["client_id"], redirect_uri=req["redirect_uri"],
                       scope=[s for s in req["scope"] if s not in withheld],
-                      challenge=req["challenge"], method=req["method"],
-                      **(data(request) if callable(data) else (data or {})))
+                      challenge=req["challenge"], method=req["method"], **extra)
     params = {name: code.value for name in spec.code_params}
     params["state"] = req["state"]
     if extra_params is not None:

@@ -43,6 +43,20 @@ DISCORD quirks enforced:
 - refresh tokens are single-use (reuse: 400 ``{"error":"invalid_grant"}``);
 - revoking either token revokes the authorization;
 - 429 carries Retry-After, ``X-RateLimit-*`` and a JSON ``retry_after`` float.
+- servers: ``records_of("guilds")`` rows ``{id, name, members?, owner_id?, bot?}``;
+  ``members`` maps the user ids in that server to their permissions there
+  (a bitfield string); a row without ``members`` is one every user is in
+  (with its own ``owner``/``permissions``). ``GET /users/@me/guilds`` with a
+  user's Bearer token (``guilds`` scope, else 401) lists the user's servers as
+  partial guilds ``{id, name, icon, owner, permissions, features}``; with the
+  ``Bot`` token, the servers the bot is in (``bot`` not False).
+- channels: ``records_of("channels")`` rows ``{id, name, guild_id?, type?,
+  botCanPost?}``; ``GET /channels/{id}`` with the Bot token (a user's Bearer
+  token: 401) answers the channel object when the bot is in its server, 403
+  ``Missing Access`` (50001) when it is not, 404 ``Unknown Channel`` (10003)
+  for no such channel; ``POST /channels/{id}/messages`` the same, then 403
+  when ``botCanPost`` is False. A channel without ``guild_id`` is in no
+  server the emulator knows (a test's shortcut): the bot may use it.
 
 ``account``: TWITTER the ``data`` user object, LINKEDIN the userinfo object,
 DISCORD the user object.
@@ -386,7 +400,7 @@ class LinkedIn(Provider):
         if "openid" not in token.grant.scope:
             return json_response({"serviceErrorCode": 100, "code": "ACCESS_DENIED", "status": 403,
                                   "message": "Not enough permissions to access: userinfo.GET.NO_VERSION"}, 403)
-        return json_response(dict(self.account))
+        return json_response(dict(self.account_of(token)))
 
 
     @staticmethod
@@ -432,7 +446,7 @@ class LinkedIn(Provider):
             return json_response({"status": 400, "code": "ILLEGAL_ARGUMENT", "message": "Invalid JSON"}, 400)
         if not isinstance(post, dict):
             return json_response({"status": 400, "code": "ILLEGAL_ARGUMENT", "message": "Invalid JSON"}, 400)
-        me = f"urn:li:person:{self.account['sub']}"
+        me = f"urn:li:person:{self.account_of(token)['sub']}"
         if not post.get("author"):
             return self.invalid("author", "field is required but not found and has no default value")
         if post["author"] != me:
@@ -463,7 +477,7 @@ class LinkedIn(Provider):
         with self.lock:
             rows = self.records.setdefault("posts", [])
             if any(r.get("author") == me and r.get("commentary") == commentary for r in rows):
-                dup = next(r["id"] for r in rows if r.get("commentary") == commentary)
+                dup = next(r["id"] for r in rows if r.get("author") == me and r.get("commentary") == commentary)
                 return json_response({"status": 422, "code": "DUPLICATE_POST",
                                       "message": f"Content is a duplicate of {dup}"}, 422)
             urn = f"urn:li:share:{7300000000000000000 + len(rows)}"
@@ -488,7 +502,8 @@ class LinkedIn(Provider):
         if q.get("q") != "author" or not q.get("author"):
             return json_response({"status": 400, "code": "ILLEGAL_ARGUMENT",
                                   "message": "q=author and author are required"}, 400)
-        if "r_member_social" not in token.grant.scope or q["author"] != f"urn:li:person:{self.account['sub']}":
+        me = f"urn:li:person:{self.account_of(token)['sub']}"
+        if "r_member_social" not in token.grant.scope or q["author"] != me:
             return json_response({"serviceErrorCode": 100, "code": "ACCESS_DENIED", "status": 403, "message":
                                   "Not enough permissions to access: partnerApiPostsExternal.FINDER-author.20251001"},
                                  403)
@@ -499,7 +514,7 @@ class LinkedIn(Provider):
         if start < 0 or not 1 <= count <= 100:
             return json_response({"status": 400, "code": "ILLEGAL_ARGUMENT",
                                   "message": "start must be >= 0 and count between 1 and 100"}, 400)
-        rows = self.records_of("posts")
+        rows = [r for r in self.records_of("posts") if r.get("author") == me]
         paging: dict = {"start": start, "count": count, "links": [], "total": len(rows)}
         if start + count < len(rows):
             paging["links"].append({"type": "application/json", "rel": "next",
@@ -554,6 +569,7 @@ class Discord(Provider):
         ("POST", rf"{API}/oauth2/token/revoke", "revoke"),
         ("GET", rf"{API}/users/@me", "me"),
         ("GET", rf"{API}/users/@me/guilds", "guilds"),
+        ("GET", rf"{API}/channels/(?P<channel_id>\d+)", "channel"),
         ("POST", rf"{API}/channels/(?P<channel_id>\d+)/messages", "create_message"),
     )
     ACCOUNT = {"id": "80351110224678912", "username": "demo", "global_name": "Demo User", "avatar": None,
@@ -640,19 +656,46 @@ class Discord(Provider):
             self._bot_token = "bot." + secrets.token_urlsafe(24)
         return self._bot_token
 
+    def _bot_in(self, guild_id) -> bool:
+        guild = next((g for g in self.records_of("guilds") if str(g.get("id")) == str(guild_id)), None)
+        return guild is not None and guild.get("bot") is not False
+
+    def _bot_channel(self, request, channel_id):
+        """(channel, None) when the bot token is sent and the bot sees the channel, else (None, Discord's answer)."""
+        if request.headers.get("Authorization", "") != f"Bot {self.bot_token}":
+            return None, json_response({"message": "401: Unauthorized", "code": 0}, 401)
+        channel = next((c for c in self.records_of("channels") if str(c.get("id")) == channel_id), None)
+        if channel is None:
+            return None, json_response({"message": "Unknown Channel", "code": 10003}, 404)
+        if channel.get("guild_id") is not None and not self._bot_in(channel["guild_id"]):
+            return None, json_response({"message": "Missing Access", "code": 50001}, 403)
+        return channel, None
+
+    async def channel(self, request, channel_id):
+        """GET /channels/{id} as the bot: the channel object (with its ``guild_id``) when the bot is in its
+        server; 403 Missing Access when it is not; 404 Unknown Channel."""
+        fault = await self.gate("channel")
+        if fault is not None:
+            return fault
+        channel, refused = self._bot_channel(request, channel_id)
+        if refused is not None:
+            return refused
+        body = {"id": str(channel["id"]), "type": channel.get("type", 0), "name": channel.get("name"),
+                "position": 0, "permission_overwrites": [], "nsfw": False, "parent_id": None}
+        if channel.get("guild_id") is not None:
+            body["guild_id"] = str(channel["guild_id"])
+        return json_response(body)
+
     async def create_message(self, request, channel_id):
         """POST /channels/{id}/messages as the bot (``Authorization: Bot <token>``): the channel must be one
-        of ``records_of("channels")`` (the bot's servers); ``content`` 1-2000 characters; kept in
+        of ``records_of("channels")`` in a server the bot is in; ``content`` 1-2000 characters; kept in
         ``records["messages"]``. A user's Bearer token is refused (401), as Discord does for this route."""
         fault = await self.gate("create_message")
         if fault is not None:
             return fault
-        header = request.headers.get("Authorization", "")
-        if header != f"Bot {self.bot_token}":
-            return json_response({"message": "401: Unauthorized", "code": 0}, 401)
-        channel = next((c for c in self.records_of("channels") if str(c.get("id")) == channel_id), None)
-        if channel is None:
-            return json_response({"message": "Unknown Channel", "code": 10003}, 404)
+        channel, refused = self._bot_channel(request, channel_id)
+        if refused is not None:
+            return refused
         if channel.get("botCanPost") is False:
             return json_response({"message": "Missing Access", "code": 50001}, 403)
         try:
@@ -667,15 +710,35 @@ class Discord(Provider):
             messages.append(message)
         return json_response({**message, "type": 0, "author": {"id": "1100000000000000001", "bot": True}})
 
+    def _guilds_of(self, request):
+        """(the servers the caller is in, as partial guilds, None), or (None, the 401 answer)."""
+        rows = self.records_of("guilds")
+        if request.headers.get("Authorization", "") == f"Bot {self.bot_token}":
+            return [self._partial(g, None) for g in rows if g.get("bot") is not False], None
+        token, status = self.status(auth_header(request), "access")
+        if status != "ok" or "guilds" not in token.grant.scope:
+            return None, json_response({"message": "401: Unauthorized", "code": 0}, 401)
+        user = str(self.account_of(token)["id"])
+        return [self._partial(g, user) for g in rows if "members" not in g or user in g["members"]], None
+
+    @staticmethod
+    def _partial(guild: dict, user: str | None) -> dict:
+        """A partial guild as /users/@me/guilds shows it to this user (None: the bot)."""
+        if "members" not in guild:
+            return {k: v for k, v in guild.items() if k not in ("bot", "owner_id")}
+        owner = user is not None and str(guild.get("owner_id")) == user
+        return {"id": str(guild["id"]), "name": guild.get("name"), "icon": None, "owner": owner,
+                "permissions": str(guild["members"].get(user, "0")) if user else "0", "features": []}
+
     async def guilds(self, request):
         """GET /users/@me/guilds: ``limit`` (1-200, default 200) and ``after`` (a guild id, a snowflake):
-        guilds with a larger id, in ascending id order (Discord's snowflake cursor)."""
+        the caller's guilds with a larger id, in ascending id order (Discord's snowflake cursor)."""
         fault = await self.gate("guilds")
         if fault is not None:
             return fault
-        token, status = self.status(auth_header(request), "access")
-        if status != "ok" or "guilds" not in token.grant.scope:
-            return json_response({"message": "401: Unauthorized", "code": 0}, 401)
+        mine, refused = self._guilds_of(request)
+        if refused is not None:
+            return refused
         try:
             limit = int(request.query.get("limit", 200))
             after = int(request.query.get("after", 0))
@@ -683,7 +746,7 @@ class Discord(Provider):
             return json_response({"message": "Invalid Form Body", "code": 50035}, 400)
         if not 1 <= limit <= 200:
             return json_response({"message": "Invalid Form Body", "code": 50035}, 400)
-        rows = sorted((g for g in self.records_of("guilds") if int(g["id"]) > after), key=lambda g: int(g["id"]))
+        rows = sorted((g for g in mine if int(g["id"]) > after), key=lambda g: int(g["id"]))
         return json_response(rows[:limit])
 
     async def me(self, request):
@@ -693,4 +756,4 @@ class Discord(Provider):
         token, status = self.status(auth_header(request), "access")
         if status != "ok" or "identify" not in token.grant.scope:
             return json_response({"message": "401: Unauthorized", "code": 0}, 401)
-        return json_response(dict(self.account))
+        return json_response(dict(self.account_of(token)))

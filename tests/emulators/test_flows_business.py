@@ -232,3 +232,26 @@ def test_sendgrid_api_keys(fresh_emulators):
     assert call("GET", api + "/v3/user/username", bearer=key).status == 401
     fresh = emu.sendgrid_key()
     assert fresh != key and call("GET", api + "/v3/user/username", bearer=fresh).status == 200
+
+
+def test_slack_tokens_act_in_their_own_workspace_only(fresh_emulators):
+    emu, p = fresh_emulators, fresh_emulators["SLACK"]
+    api = emu.env()["SLACK_API_URL"]
+    p.set_records("channels", [{"id": "C0A", "name": "general", "context_team_id": "T0A"},
+                               {"id": "C0B", "name": "general", "context_team_id": "T0B"},
+                               {"id": "C0BPLANS", "name": "plans", "context_team_id": "T0B"}])
+    p.sign_in_as(team_id="T0A", team="Team A")
+    body = exchange(emu, "SLACK", *start(emu, "SLACK")).json()
+    assert body["team"] == {"id": "T0A", "name": "Team A"}
+    token = body["access_token"]
+    assert call("POST", api + "/auth.test", bearer=token).json()["team_id"] == "T0A"
+    listed = call("POST", api + "/conversations.list", bearer=token).json()
+    assert [c["id"] for c in listed["channels"]] == ["C0A"]
+    for other in ("C0BPLANS", "plans", "#plans"):  # another workspace's channel, by id or name
+        refused = call("POST", api + "/chat.postMessage", bearer=token, json_body={"channel": other, "text": "x"})
+        assert refused.json() == {"ok": False, "error": "channel_not_found"}
+    sent = call("POST", api + "/chat.postMessage", bearer=token, json_body={"channel": "general", "text": "x"})
+    assert sent.json()["channel"] == "C0A" and [m["channel"] for m in p.records_of("messages")] == ["C0A"]
+    refresh = {"grant_type": "refresh_token", "refresh_token": body["refresh_token"], "client_id": p.client_id,
+               "client_secret": p.client_secret}
+    assert call("POST", emu.env()["SLACK_TOKEN_URL"], form=refresh).json()["team"]["id"] == "T0A"

@@ -201,6 +201,24 @@ def test_facebook_errors_and_isolation(fresh_emulators):
     assert expired["error_subcode"] == 463
 
 
+def test_facebook_lists_each_user_only_their_own_pages(fresh_emulators):
+    emu, p = fresh_emulators, fresh_emulators["FACEBOOK"]
+    api = api_url(emu, "FACEBOOK")
+    p.set_records("pages", [{"id": "501", "name": "A's", "admins": ["1001"]},
+                            {"id": "502", "name": "B's", "admins": ["1002"]}, {"id": "503", "name": "Everyone's"}])
+    p.sign_in_as(id="1001", name="Alice")
+    token = exchange(emu, "FACEBOOK", *start(emu, "FACEBOOK")).json()["access_token"]
+    p.grants[-1].scope += ["pages_manage_posts", "pages_read_engagement"]
+    assert call("GET", api + "/me", params={"fields": "id,name"}, bearer=token).json() == {"id": "1001",
+                                                                                           "name": "Alice"}
+    pages = call("GET", api + "/me/accounts", params={"fields": "id,name,access_token"}, bearer=token).json()["data"]
+    assert [pg["id"] for pg in pages] == ["501", "503"] and all("admins" not in pg for pg in pages)
+    # Alice's page token does not post on Bob's page.
+    refused = call("POST", api + "/502/feed", params={"access_token": pages[0]["access_token"]},
+                   form={"message": "x"})
+    assert refused.status == 403 and refused.json()["error"]["code"] == 200 and p.records_of("posts") == []
+
+
 # --- Google -------------------------------------------------------------------------
 
 def test_youtube_flow(fresh_emulators):
@@ -349,3 +367,63 @@ def test_discord_pkce_verifier_length(fresh_emulators):
     query = consent(url, {**params, "code_challenge": s256(short), "code_challenge_method": "S256"})
     resp = exchange(emu, "DISCORD", query, short)
     assert resp.status == 400 and resp.json()["error"] == "invalid_request"
+
+
+def test_discord_answers_for_the_account_that_consented_and_its_servers(fresh_emulators):
+    emu, p = fresh_emulators, fresh_emulators["DISCORD"]
+    api = emu.env()["DISCORD_API_URL"]
+    p.set_records("guilds", [
+        {"id": "91", "name": "Alice's", "owner_id": "1001", "members": {"1001": "2147483647"}},
+        {"id": "92", "name": "Bob's", "owner_id": "1002", "members": {"1002": "8", "1001": "2048"}},
+        {"id": "93", "name": "No bot", "owner_id": "1001", "members": {"1001": "2147483647"}, "bot": False}])
+    p.set_records("channels", [{"id": "9101", "name": "a", "guild_id": "91"},
+                               {"id": "9201", "name": "b", "guild_id": "92"},
+                               {"id": "9301", "name": "c", "guild_id": "93"}])
+    p.sign_in_as(id="1001", username="alice")
+    alice = exchange(emu, "DISCORD", *start(emu, "DISCORD")).json()["access_token"]
+    p.sign_in_as(id="1002", username="bob")
+    bob = exchange(emu, "DISCORD", *start(emu, "DISCORD")).json()["access_token"]
+    assert call("GET", api + "/v10/users/@me", bearer=alice).json()["username"] == "alice"
+    assert call("GET", api + "/v10/users/@me", bearer=bob).json()["username"] == "bob"
+
+    # Each user sees their own servers, with their own permissions there; the bot sees the servers it is in.
+    mine = call("GET", api + "/v10/users/@me/guilds", bearer=alice).json()
+    assert [(g["id"], g["owner"], g["permissions"]) for g in mine] == [("91", True, "2147483647"),
+                                                                       ("92", False, "2048"),
+                                                                       ("93", True, "2147483647")]
+    assert set(mine[0]) == {"id", "name", "icon", "owner", "permissions", "features"}
+    assert [g["id"] for g in call("GET", api + "/v10/users/@me/guilds", bearer=bob).json()] == ["92"]
+    bot = {"Authorization": f"Bot {p.bot_token}"}
+    assert [g["id"] for g in call("GET", api + "/v10/users/@me/guilds", headers=bot).json()] == ["91", "92"]
+
+    # A channel, as the bot: its server when the bot is in it; Missing Access when not; never for a user token.
+    assert call("GET", api + "/v10/channels/9201", headers=bot).json()["guild_id"] == "92"
+    hidden = call("GET", api + "/v10/channels/9301", headers=bot)
+    assert (hidden.status, hidden.json()) == (403, {"message": "Missing Access", "code": 50001})
+    unknown = call("GET", api + "/v10/channels/9999", headers=bot)
+    assert (unknown.status, unknown.json()["code"]) == (404, 10003)
+    assert call("GET", api + "/v10/channels/9101", bearer=alice).status == 401
+    post = call("POST", api + "/v10/channels/9301/messages", headers=bot, json_body={"content": "hi"})
+    assert post.status == 403 and p.records_of("messages") == []
+
+
+def test_linkedin_members_author_and_read_only_their_own_posts(fresh_emulators):
+    emu, p = fresh_emulators, fresh_emulators["LINKEDIN"]
+    api = emu.env()["LINKEDIN_API_URL"]
+    p.sign_in_as(sub="memberA")
+    tokens = exchange(emu, "LINKEDIN", *start(emu, "LINKEDIN")).json()
+    p.grants[-1].scope += ["w_member_social", "r_member_social"]
+    headers = {"LinkedIn-Version": "202510", "X-Restli-Protocol-Version": "2.0.0",
+               "Authorization": f"Bearer {tokens['access_token']}"}
+    assert call("GET", api + "/v2/userinfo", bearer=tokens["access_token"]).json()["sub"] == "memberA"
+    post = {"commentary": "hi", "visibility": "PUBLIC", "distribution": {"feedDistribution": "MAIN_FEED"},
+            "lifecycleState": "PUBLISHED"}
+    as_other = call("POST", api + "/rest/posts", headers=headers,
+                    json_body={**post, "author": f"urn:li:person:{p.account['sub']}"})
+    assert as_other.status == 403 and p.records_of("posts") == []
+    assert call("POST", api + "/rest/posts", headers=headers,
+                json_body={**post, "author": "urn:li:person:memberA"}).status == 201
+    p.set_records("posts", p.records_of("posts") + [{"id": "urn:li:share:1", "author": "urn:li:person:memberB"}])
+    listed = call("GET", api + "/rest/posts", headers=headers,
+                  params={"q": "author", "author": "urn:li:person:memberA"}).json()
+    assert [r["author"] for r in listed["elements"]] == ["urn:li:person:memberA"]

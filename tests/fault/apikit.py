@@ -3,9 +3,9 @@
 The daemons run as real processes (tests/oauth/conftest.py ``launch_stack``),
 so everything here talks HTTP, except the fake DNS: a ``sitecustomize`` put on
 the daemon's PYTHONPATH (test-only code, never in the product) that answers
-names under ``.fault.test`` from a JSON file the test rewrites at will, so a
-name can resolve to a public address when a webhook is stored and to a
-private one when it is delivered (DNS rebinding).
+names under ``.fault.test`` (and ``.myshopify.com``, for shop hosts) from a JSON
+file the test rewrites at will, so a name can resolve to a public address when a
+webhook is stored and to a private one when it is delivered (DNS rebinding).
 
 Addresses: the daemons allow exactly ``127.0.0.77/32`` (WEBHOOK_ALLOWED_NETWORKS),
 where the receiver listens for the deliveries that must arrive. The receiver
@@ -61,7 +61,7 @@ def bearer(who: str, owner, other) -> dict[str, str]:
 # --- fake DNS ----------------------------------------------------------------
 
 _SITECUSTOMIZE = '''\
-"""Test-only (tests/fault/apikit.py): names under .fault.test resolve from $FAULT_FAKE_DNS."""
+"""Test-only (tests/fault/apikit.py): names under .fault.test and .myshopify.com resolve from $FAULT_FAKE_DNS."""
 import json
 import os
 import socket
@@ -72,7 +72,7 @@ _real_getaddrinfo = socket.getaddrinfo
 def _fake_getaddrinfo(host, port, *args, **kwargs):
     name = host.decode() if isinstance(host, bytes) else host
     table = os.environ.get("FAULT_FAKE_DNS")
-    if table and isinstance(name, str) and name.rstrip(".").lower().endswith(".fault.test"):
+    if table and isinstance(name, str) and name.rstrip(".").lower().endswith((".fault.test", ".myshopify.com")):
         try:
             with open(table) as handle:
                 addresses = json.load(handle).get(name.rstrip(".").lower())

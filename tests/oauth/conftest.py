@@ -58,6 +58,19 @@ class Stack:
     process: subprocess.Popen | None = None
     extra: dict = field(default_factory=dict)
 
+    # --- the daemon's life -------------------------------------------------
+    def restart(self, **env) -> None:
+        """Stop the daemon(s) and start one on the same port (the URL providers return to) with ``env``
+        merged into its environment (a None value removes that variable)."""
+        for process in [self.process, *self.extra.get("daemons", [])]:
+            if process is not None and process.poll() is None:
+                process.terminate()
+                process.wait(20)
+        self.env = {**{k: v for k, v in self.env.items() if k not in env},
+                    **{k: v for k, v in env.items() if v is not None}}
+        self.process = _start(self.env, int(self.env["PORT"]), self.log_path)
+        self.extra.setdefault("daemons", []).append(self.process)
+
     # --- HTTP against the daemon ------------------------------------------
     def api(self, method: str, path: str, *, user=None, roles=(), body=None, headers=None, base=None):
         hdrs = dict(headers or {})
@@ -181,7 +194,11 @@ def stack_launcher():
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def stack(request, emulators, tmp_path_factory, pg_template):  # noqa: F811 - the emulators fixture
-    with launch_stack(request.param, tmp_path_factory.mktemp("oauth-stack"), emulators, pg_template) as stack:
+    # The WooCommerce store a user names is the emulator on 127.0.0.1: a user-supplied URL, so the SSRF
+    # guard refuses it unless the allow-list admits it, as a developer's local store would need.
+    local = {"WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32"}
+    with launch_stack(request.param, tmp_path_factory.mktemp("oauth-stack"), emulators, pg_template,
+                      extra_env=local) as stack:
         yield stack
 
 

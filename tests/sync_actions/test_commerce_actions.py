@@ -113,6 +113,15 @@ def woo_key(emulators) -> str:
     return f"{key}:{secret}"
 
 
+# The store is the emulator on 127.0.0.1, a host the user named: the SSRF guard admits it only when
+# allow-listed (WEBHOOK_ALLOWED_NETWORKS covers every user-supplied URL).
+LOCAL_STORE = {"WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32"}
+
+
+def read_woo(emulators, action, *, env=LOCAL_STORE, **kwargs):
+    return read_all(emulators, "WOOCOMMERCE", action, env=env, **kwargs)
+
+
 def _woo_products(n):
     # Stored newest first, as the store lists them by default: ids descending.
     return [{"id": 10 + i, "name": f"Woo {i}", "slug": f"woo-{i}", "sku": f"W{i}", "type": "simple",
@@ -125,7 +134,7 @@ def _woo_products(n):
 def test_woocommerce_products_every_page_by_id_with_basic_keys(fresh_emulators):
     fresh_emulators["WOOCOMMERCE"].set_records("products", _woo_products(230))
     store = fresh_emulators.woocommerce_store_url
-    pages, calls = read_all(fresh_emulators, "WOOCOMMERCE", "fetch_products", token=woo_key(fresh_emulators),
+    pages, calls = read_woo(fresh_emulators, "fetch_products", token=woo_key(fresh_emulators),
                             tenant=store)
     assert calls == 3 and fresh_emulators["WOOCOMMERCE"].calls["products"] == 3
     assert [len(p.items) for p in pages] == [100, 100, 30]
@@ -141,11 +150,11 @@ def test_woocommerce_orders_resume_from_a_page_number(fresh_emulators):
          "customer_id": 3, "line_items": [{"id": 1}, {"id": 2}], "date_created_gmt": "2026-01-01T00:00:00",
          "date_modified_gmt": "2026-01-01T00:00:00", "date_paid_gmt": None} for i in range(250)])
     store, key = fresh_emulators.woocommerce_store_url, woo_key(fresh_emulators)
-    rest, calls = read_all(fresh_emulators, "WOOCOMMERCE", "fetch_orders", token=key, tenant=store,
+    rest, calls = read_woo(fresh_emulators, "fetch_orders", token=key, tenant=store,
                            resume={"page": 2})
     assert calls == 2 and [len(p.items) for p in rest] == [100, 50] and rest[-1].resume is None
     assert rest[0].items[0].external_id == "351" and rest[0].items[0].data["items"] == 2
-    empty, calls = read_all(fresh_emulators, "WOOCOMMERCE", "fetch_products", token=key, tenant=store)
+    empty, calls = read_woo(fresh_emulators, "fetch_products", token=key, tenant=store)
     assert calls == 1 and len(empty) == 1 and empty[0].items == [] and empty[0].resume is None
 
 
@@ -153,16 +162,46 @@ def test_woocommerce_refused_keys_throttling_and_errors(fresh_emulators):
     store, key = fresh_emulators.woocommerce_store_url, woo_key(fresh_emulators)
     fresh_emulators["WOOCOMMERCE"].set_records("products", _woo_products(5))
     with pytest.raises(TokenExpired) as refused:
-        read_all(fresh_emulators, "WOOCOMMERCE", "fetch_products", token=key.split(":")[0] + ":cs_wrong",
+        read_woo(fresh_emulators, "fetch_products", token=key.split(":")[0] + ":cs_wrong",
                  tenant=store)
     assert "cs_wrong" not in refused.value.message
     fresh_emulators["WOOCOMMERCE"].rate_limit_next("products", retry_after=12)
     with pytest.raises(RateLimited) as limited:
-        read_all(fresh_emulators, "WOOCOMMERCE", "fetch_products", token=key, tenant=store)
+        read_woo(fresh_emulators, "fetch_products", token=key, tenant=store)
     assert limited.value.retry_after == 12
     fresh_emulators["WOOCOMMERCE"].fail_next("orders", 404, {"code": "rest_no_route", "message": (
         "No route was found matching the URL and request method."), "data": {"status": 404}})
     with pytest.raises(ProviderError) as caught:
-        read_all(fresh_emulators, "WOOCOMMERCE", "fetch_orders", token=key, tenant=store)
+        read_woo(fresh_emulators, "fetch_orders", token=key, tenant=store)
     assert "404" in caught.value.message and "rest_no_route" in caught.value.message
     assert key.split(":")[1] not in caught.value.message
+
+
+def test_a_woocommerce_sync_never_reaches_a_store_on_an_internal_address(fresh_emulators):
+    """The store URL is the user's: without the allow-list, a store on loopback gets no request, by IP or by a
+    name resolving there, and the error reads the same whether the port is open (the emulator) or closed."""
+    emu = fresh_emulators["WOOCOMMERCE"]
+    emu.set_records("products", _woo_products(3))
+    key, store = woo_key(fresh_emulators), fresh_emulators.woocommerce_store_url
+    port = store.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1]
+    closed = _closed_port()
+    messages = []
+    for tenant in (store, store.replace("127.0.0.1", "localhost"), f"http://127.0.0.1:{closed}/shop",
+                   f"http://localhost:{closed}/shop"):
+        with pytest.raises(ProviderError) as refused:
+            read_woo(fresh_emulators, "fetch_products", token=key, tenant=tenant, env=None)
+        messages.append(refused.value.message.replace(port, "PORT").replace(str(closed), "PORT"))
+    assert emu.calls["products"] == 0
+    assert messages[0] == messages[2] and messages[1] == messages[3], messages  # open or closed: the same
+    assert all(m.startswith("WOOCOMMERCE: could not reach") for m in messages), messages
+    # The control: allow-listed, the same sync reads the store.
+    pages, _ = read_woo(fresh_emulators, "fetch_products", token=key, tenant=store, max_pages=1)
+    assert pages[0].items and emu.calls["products"] == 1
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]  # closed again once the socket is

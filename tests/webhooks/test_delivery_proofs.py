@@ -57,6 +57,9 @@ def test_kill_9_during_a_batch_loses_nothing(database, daemons, receiver, keyrin
 def test_two_daemons_on_one_postgres_attempt_each_delivery_once(pg_database, daemons, receiver, keyring):
     # Scale-out is PostgreSQL's (one daemon per SQLite file), so this runs on PostgreSQL only.
     sink = receiver(delay=0.005)
+    # Exactly-once holds while no lease expires mid-send; the fixture's WEBHOOK_TIMEOUT=1 makes leases
+    # 7 s, which a loaded CI machine outlasted once (4 of 2000 sent twice). 10 s gives 25 s leases.
+    daemons.env["WEBHOOK_TIMEOUT"] = "10"
     daemons.start()
     daemons.start()
     ids = queue(keyring, sink.url, 2000)  # both daemons are woken by the NOTIFY

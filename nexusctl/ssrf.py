@@ -1,7 +1,11 @@
-"""Keeping webhook deliveries away from internal networks (SSRF).
+"""Keeping requests to user-supplied URLs away from internal networks (SSRF).
 
-Webhook URLs are user-supplied, so a delivery could otherwise be aimed at
-loopback, the LAN, or the cloud metadata service (169.254.169.254). Two layers:
+A kernel module (it imports nothing of ours but errors), so every layer may use
+it. Every URL a user supplies goes through it: webhook URLs, a WooCommerce
+store URL, a Shopify shop host (when the endpoints put the shop in the host),
+media URLs of publish runs. Without it a request could be aimed at loopback,
+the LAN, or the cloud metadata service (169.254.169.254). Only the operator's
+own provider endpoints (``<PROVIDER>_*_URL``) skip it. Two layers:
 
 - ``check_url`` runs when a URL is stored: scheme, userinfo, host form and,
   for IP literals, the address. No DNS: a name's addresses can change later.
@@ -18,8 +22,12 @@ Proxies: with ``proxy=`` only the proxy's address is checked, not the target's;
 keep ``trust_env=False`` (aiohttp's default) so HTTP(S)_PROXY is not picked up.
 
 ``allowed_networks`` (WEBHOOK_ALLOWED_NETWORKS, like Svix's whitelist_subnets)
-exempts exactly the listed addresses, e.g. ``127.0.0.1/32`` for a local receiver
-in development and tests. It is a security hole in production.
+exempts exactly the listed addresses, for every user-supplied URL alike (one
+guard, one allow-list), e.g. ``127.0.0.1/32`` for a local receiver or store in
+development and tests. It is a security hole in production.
+
+Messages name the user's own input (the host, what a numeric host means) but
+never what a name resolves to: that would let a caller map internal DNS.
 """
 
 from __future__ import annotations
@@ -201,67 +209,112 @@ def _numeric_host_problem(host: str) -> str | None:
         return f"{host} is not a valid IPv4 address"
 
 
-def _problem(message: str) -> UsageProblem:
-    return UsageProblem(f"Webhook URL refused: {message}", field="url")
+WEBHOOK = ("url", "Webhook URL")  # (field, label) of the webhook URL, the default
 
 
-def check_url(url: str, *, production: bool, allowed_networks: Iterable[Network | str] = ()) -> str:
-    """Static checks of a webhook URL (no DNS); returns it stripped or raises UsageProblem."""
+def _problem(message: str, field: str = WEBHOOK[0], label: str = WEBHOOK[1]) -> UsageProblem:
+    return UsageProblem(f"{label} refused: {message}", field=field)
+
+
+def authority_problem(url: str) -> str | None:
+    """What is wrong with the host[:port] part's syntax, or None.
+
+    The parsers disagree on ports: yarl takes ``1_0`` and fullwidth ``８０``
+    (Python's int() does), urllib.parse refuses them, and each raised its own
+    ValueError (a 500) where a caller reached for ``.port``. A port here is
+    ASCII digits, at most 65535; an IPv6 host has its closing bracket.
+    """
+    rest = url.split("//", 1)[1] if "//" in url else ""
+    authority = re.split(r"[/?#\\]", rest, maxsplit=1)[0].rsplit("@", 1)[-1]
+    if authority.startswith("["):
+        end = authority.find("]")
+        if end < 0:
+            return "the IPv6 address has no closing ']'"
+        after = authority[end + 1:]
+        if after and not after.startswith(":"):
+            return "nothing may follow the IPv6 address but a :port"
+        port = after[1:]
+    elif "[" in authority or "]" in authority:
+        return "a bracket outside an IPv6 address"
+    else:
+        port = authority.partition(":")[2]
+    if not port:
+        return None
+    if not (port.isascii() and port.isdigit()):
+        return f"the port {port!r} is not a number"
+    if int(port) > 65535:
+        return f"the port {port} is out of range (1-65535)"
+    return None
+
+
+def check_url(url: str, *, production: bool, allowed_networks: Iterable[Network | str] = (),
+              field: str = WEBHOOK[0], label: str = WEBHOOK[1]) -> str:
+    """Static checks of a user-supplied URL (no DNS); returns it stripped or raises UsageProblem naming ``field``."""
+    def problem(message: str) -> UsageProblem:
+        return _problem(message, field, label)
+
     url = (url or "").strip()
     if not url:
-        raise _problem("a URL is required")
+        raise problem("a URL is required")
     if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url):
         # yarl silently drops tabs/newlines (as WHATWG does): refuse instead.
-        raise _problem("it contains whitespace or control characters")
+        raise problem("it contains whitespace or control characters")
     try:
         # yarl is the parser aiohttp itself uses, so we check the host it will dial.
         parsed = URL(url)
         port = parsed.explicit_port
     except (ValueError, TypeError) as exc:
-        raise _problem(f"not a valid URL ({exc})") from None
+        raise problem(f"not a valid URL ({exc})") from None
     if parsed.scheme not in ("http", "https"):
-        raise _problem("the scheme must be http or https")
+        raise problem("the scheme must be http or https")
     if production and parsed.scheme != "https":
-        raise _problem("https is required in production")
+        raise problem("https is required in production")
     # yarl drops an empty userinfo ("http://@host/"), so look at the raw text too.
     if parsed.raw_user is not None or parsed.raw_password is not None or "@" in url.split("//", 1)[-1].split("/", 1)[0]:
-        raise _problem("credentials (user:pass@) are not allowed in the URL")
+        raise problem("credentials (user:pass@) are not allowed in the URL")
+    if message := authority_problem(url):
+        raise problem(message)
     host = parsed.raw_host
     if not host:
-        raise _problem("the URL has no host")
+        raise problem("the URL has no host")
     if port == 0:
-        raise _problem("port 0 is not valid")
+        raise problem("port 0 is not valid")
     if ":" in host:  # IPv6 literal (yarl strips the brackets)
         if "%" in host:
             # Zone ids only make sense for link-local addresses, which are refused anyway.
-            raise _problem(f"{host} has an IPv6 zone id, which is not allowed")
+            raise problem(f"{host} has an IPv6 zone id, which is not allowed")
         why = _refusal(host, allowed_networks)
         if why:
-            raise _problem(f"{host} is {why}")
+            raise problem(f"{host} is {why}")
         return url
     if message := _numeric_host_problem(host):
-        raise _problem(message)
+        raise problem(message)
     if _parse(host) is not None:
         why = _refusal(host, allowed_networks)
         if why:
-            raise _problem(f"{host} is {why}")
+            raise problem(f"{host} is {why}")
     elif host.rstrip(".") == "localhost" or host.rstrip(".").endswith(".localhost"):
         # RFC 6761: always loopback, so refuse it without DNS unless loopback is allowed.
         if not (address_allowed("127.0.0.1", allowed_networks) or address_allowed("::1", allowed_networks)):
-            raise _problem(f"{host} is a loopback name")
+            raise problem(f"{host} is a loopback name")
     return url
 
 
-async def resolve_checked(host: str, port: int, allowed_networks: Iterable[Network | str] = ()) -> list[str]:
-    """Resolve ``host`` once; the allowed addresses, or UsageProblem if there are none."""
+async def resolve_checked(host: str, port: int, allowed_networks: Iterable[Network | str] = (), *,
+                          field: str = WEBHOOK[0], label: str = WEBHOOK[1]) -> list[str]:
+    """Resolve ``host`` once; the allowed addresses, or UsageProblem if there are none.
+
+    The message never says what the name resolved to (no mapping of internal DNS through our errors)."""
     host = host.strip("[]")
     if message := _numeric_host_problem(host):
-        raise _problem(message)
+        raise _problem(message, field, label)
+    if _parse(host) is not None and (why := _refusal(host, allowed_networks)):
+        raise _problem(f"{host} is {why}", field, label)  # the caller's own literal: say what it is
     loop = asyncio.get_running_loop()
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
-        raise _problem(f"{host} does not resolve") from None
+        raise _problem(f"{host} does not resolve", field, label) from None
     allowed: list[str] = []
     refused: list[tuple[str, str]] = []
     for *_, sockaddr in infos:
@@ -274,10 +327,22 @@ async def resolve_checked(host: str, port: int, allowed_networks: Iterable[Netwo
             refused.append((address, why))
     if not allowed:
         if not refused:
-            raise _problem(f"{host} does not resolve")
-        address, why = refused[0]
-        raise _problem(f"{host} resolves to {address}, which is {why}")
+            raise _problem(f"{host} does not resolve", field, label)
+        raise _problem(f"{host} resolves to an address that is not allowed", field, label)
     return allowed
+
+
+async def check_url_resolving(url, *, production: bool, allowed_networks: Iterable[Network | str] = (),
+                              field: str = WEBHOOK[0], label: str = WEBHOOK[1]) -> str:
+    """``check_url``, then one resolution of its host: every address the name has must be allowed.
+
+    What is checked when a URL is given; the connection itself goes through ``guarded_connector``."""
+    if not isinstance(url, str):
+        raise UsageProblem(f"{field} must be a string", field=field)
+    url = check_url(url, production=production, allowed_networks=allowed_networks, field=field, label=label)
+    parsed = URL(url)  # check_url proved it parses, with a valid port
+    await resolve_checked(parsed.raw_host or "", parsed.port or 80, allowed_networks, field=field, label=label)
+    return url
 
 
 class GuardedResolver(AbstractResolver):
@@ -294,12 +359,14 @@ class GuardedResolver(AbstractResolver):
     async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
         if message := _numeric_host_problem(host):
             raise BlockedAddress(message)  # e.g. 0x7f.1, which getaddrinfo would accept
+        if _parse(host) is not None and (why := _refusal(host, self._allowed)):
+            raise BlockedAddress(f"{host} is {why}; refused by the SSRF policy")
         results = await self._resolver.resolve(host, port, family)
         kept = [r for r in results if _refusal(r["host"], self._allowed) is None]
         if not kept:
-            first = results[0]["host"] if results else "nothing"
-            why = _refusal(first, self._allowed) if results else "no address"
-            raise BlockedAddress(f"{host} resolves to {first}, which is {why}; refused by the SSRF policy")
+            # Not the address: this message reaches the user (a delivery's error, a provider error).
+            what = "an address that is not allowed" if results else "no address"
+            raise BlockedAddress(f"{host} resolves to {what}; refused by the SSRF policy")
         return kept
 
     async def close(self) -> None:
@@ -339,7 +406,9 @@ class GuardedConnector(aiohttp.TCPConnector):
             address = str(info[4][0])
             why = _refusal(address, self._allowed)
             if why:
-                raise client_error(req.connection_key, BlockedAddress(f"{address} is {why}; refused by the SSRF policy"))
+                # The dialled address may come from DNS: not named (see the module's docstring).
+                raise client_error(req.connection_key, BlockedAddress(
+                    f"{req.host} resolves to an address that is not allowed; refused by the SSRF policy"))
         return await super()._wrap_create_connection(*args, addr_infos=addr_infos, req=req, client_error=client_error, **kwargs)
 
 
