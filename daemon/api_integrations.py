@@ -7,17 +7,17 @@ from aiohttp import web
 from daemon import models_schema as out
 from daemon.auth import Principal
 from daemon.routing import PRINCIPAL, Route, ok, owner_filter, read_body, read_query, run_db
-from daemon.schema import Body, Bool, Int, Obj, ProviderName, Query, Str
+from daemon.schema import Body, Bool, Int, ProviderName, Query, Str, metadata_field
 from nexusctl.core import connect, integrations, sync_logs
 from nexusctl.core.ids import parse_uuid
 from nexusctl.core.paging import MAX_LIMIT
-from nexusctl.core.serializers import integration_to_dict, sync_log_to_dict
+from nexusctl.core.serializers import integration_to_dict
 from nexusctl.enums import Provider, SyncStatus
 
 PROVIDERS = tuple(p.value for p in Provider)
 PAGING = {"limit": Int(1, MAX_LIMIT, "rows per page"), "cursor": Str(max_length=512, description="from paging.nextCursor")}
 UPDATE = Body(
-    {"name": Str(max_length=255, min_length=1), "isActive": Bool(), "metadata": Obj("replaces the metadata")},
+    {"name": Str(max_length=255, min_length=1), "isActive": Bool(), "metadata": metadata_field("replaces the metadata")},
     min_fields=1,
 )
 
@@ -30,10 +30,10 @@ async def list_for_user(request: web.Request) -> web.Response:
     user_id = parse_uuid(request.match_info["userId"], "userId")
     _caller(request).require_user(user_id)
     q = read_query(request)
-    page = await run_db(request, integrations.list_page, user_id=user_id, provider=q.get("provider"),
+    page = await run_db(request, integrations.list_view, user_id=user_id, provider=q.get("provider"),
                      is_active=q.get("isActive"), limit=q.get("limit"), cursor=q.get("cursor"),
                      organization_id=q.get("organizationId"))
-    return ok([integration_to_dict(r) for r in page.items], page=page)
+    return ok(page.items, page=page)
 
 
 async def show(request: web.Request) -> web.Response:
@@ -59,9 +59,9 @@ async def delete(request: web.Request) -> web.Response:
 
 async def list_sync_logs(request: web.Request) -> web.Response:
     q = read_query(request)
-    page = await run_db(request, sync_logs.list_page, request.match_info["id"], status=q.get("status"),
+    page = await run_db(request, sync_logs.list_view, request.match_info["id"], status=q.get("status"),
                      limit=q.get("limit"), cursor=q.get("cursor"), owner_id=owner_filter(request))
-    return ok([sync_log_to_dict(r) for r in page.items], page=page)
+    return ok(page.items, page=page)
 
 
 async def providers(request: web.Request) -> web.Response:
@@ -83,8 +83,8 @@ ROUTES = [
     Route("GET", "/integrations/user/{userId}", list_for_user, "A user's integrations, newest first", "integrations",
           query=Query({"provider": ProviderName(), "isActive": Bool(),
                        "organizationId": Str(format="uuid", description="only this organization's"), **PAGING}),
-          paged=True,
-          data=out.list_of(out.INTEGRATION), errors=("VALIDATION_ERROR", "INVALID_PROVIDER", "FORBIDDEN")),
+          paged=True, data=out.list_of(out.listed(out.INTEGRATION, "metadata")),
+          errors=("VALIDATION_ERROR", "INVALID_PROVIDER", "FORBIDDEN")),
     Route("GET", "/integrations/{id}", show, "One integration (never its tokens)", "integrations", data=out.INTEGRATION,
           errors=_ID),
     Route("PATCH", "/integrations/{id}", update, "Rename, (de)activate, or replace metadata", "integrations",
@@ -93,5 +93,5 @@ ROUTES = [
           "integrations", data=out.DELETED, errors=_ID),
     Route("GET", "/integrations/{id}/sync-logs", list_sync_logs, "Sync history, newest first", "sync",
           query=Query({"status": Str(enum=tuple(s.value for s in SyncStatus)), **PAGING}), paged=True,
-          data=out.list_of(out.SYNC_LOG), errors=_ID),
+          data=out.list_of(out.listed(out.SYNC_LOG, "metadata")), errors=_ID),
 ]

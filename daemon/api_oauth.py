@@ -20,7 +20,7 @@ from daemon import models_schema as out
 from daemon.middleware import error_body
 from daemon.openapi import provider_param
 from daemon.routing import PRINCIPAL, Route, ok, owner_filter, read_body
-from daemon.schema import Body, Int, Obj, ProviderName, Str, StrList
+from daemon.schema import Body, Int, ProviderName, Str, StrList, metadata_field
 from nexusctl.core import connect, refresh
 from nexusctl.core.serializers import integration_to_dict
 from nexusctl.core.storable import check_storable
@@ -38,7 +38,7 @@ INITIATE = Body({
     "userId": Str(format="uuid"),
     "provider": ProviderName(),
     "redirectUri": Str(max_length=2048, description="where to send the browser afterwards (allowed origins only)"),
-    "metadata": Obj("kept on the integration"),
+    "metadata": metadata_field("kept on the integration"),
     "shop": Str(max_length=255, description="SHOPIFY: the shop, e.g. demo.myshopify.com"),
     "storeUrl": Str(max_length=2048, description="WOOCOMMERCE: the store's URL"),
     "scopes": StrList(5, "optional scopes to ask for as well: DISCORD webhook.incoming (the user picks a channel "
@@ -50,7 +50,7 @@ API_KEY = Body({
     "userId": Str(format="uuid"),
     "provider": ProviderName(only=tuple(p.value for p, spec in SPECS.items() if spec.kind is ConnectKind.API_KEY)),
     "apiKey": Str(max_length=512, min_length=1),
-    "metadata": Obj("kept on the integration"),
+    "metadata": metadata_field("kept on the integration"),
     "organizationId": ORGANIZATION,
 }, required=("userId", "provider", "apiKey"))
 KEYS = Body({  # documents what WooCommerce sends; extra fields are tolerated

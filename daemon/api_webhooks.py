@@ -13,7 +13,7 @@ from aiohttp import web
 
 from daemon import models_schema as out
 from daemon.routing import Route, ok, owner_filter, read_body, read_query, run_db
-from daemon.schema import Body, Bool, Int, Obj, Query, Str, StrList
+from daemon.schema import Body, Bool, Int, Obj, Query, Str, StrList, metadata_field
 from nexusctl.core import deliveries, events, integrations, webhooks
 from nexusctl.core.paging import MAX_LIMIT
 from nexusctl.core.serializers import delivery_to_dict, webhook_to_dict
@@ -25,8 +25,8 @@ EVENTS = StrList(webhooks.MAX_EVENTS, "event names: exact (media.created), famil
                  Str(max_length=128, pattern=webhooks.EVENT_PATTERN,
                      hint="an event name like media.created, media.* or *"))
 CREATE = Body({"integrationId": Str(format="uuid"), "url": Str(max_length=2048), "events": EVENTS,
-               "metadata": Obj(), "isActive": Bool()}, required=("integrationId", "url", "events"))
-UPDATE = Body({"url": Str(max_length=2048), "events": EVENTS, "metadata": Obj(), "isActive": Bool()}, min_fields=1)
+               "metadata": metadata_field(), "isActive": Bool()}, required=("integrationId", "url", "events"))
+UPDATE = Body({"url": Str(max_length=2048), "events": EVENTS, "metadata": metadata_field(), "isActive": Bool()}, min_fields=1)
 EMIT = Body({"type": Str(max_length=events.EVENT_TYPE_MAX, pattern=events.EVENT_TYPE_PATTERN,
                          hint="an event name like media.created"),
              "data": Obj()}, required=("type",))
@@ -63,9 +63,9 @@ async def create(request: web.Request) -> web.Response:
 
 async def list_webhooks(request: web.Request) -> web.Response:
     q = read_query(request)
-    page = await run_db(request, webhooks.list_page, integration_id=q.get("integrationId"), owner_id=owner_filter(request),
+    page = await run_db(request, webhooks.list_view, integration_id=q.get("integrationId"), owner_id=owner_filter(request),
                      limit=q.get("limit"), cursor=q.get("cursor"))
-    return ok([webhook_to_dict(r) for r in page.items], page=page)
+    return ok(page.items, page=page)
 
 
 async def show(request: web.Request) -> web.Response:
@@ -93,6 +93,11 @@ async def list_deliveries(request: web.Request) -> web.Response:
                               status=q.get("status"), limit=q.get("limit"), cursor=q.get("cursor"),
                               owner_id=owner_filter(request))
     return ok(data, page=page)
+
+
+async def show_delivery(request: web.Request) -> web.Response:
+    return ok(await run_db(request, deliveries.get_with_attempts, request.match_info["deliveryId"],
+                           owner_id=owner_filter(request)))
 
 
 async def send_test(request: web.Request) -> web.Response:
@@ -125,7 +130,7 @@ ROUTES = [
           body=CREATE, data=out.WEBHOOK_WITH_SECRET, status=201,
           errors=("VALIDATION_ERROR", "INTEGRATION_NOT_FOUND", "PAYLOAD_TOO_LARGE")),
     Route("GET", "/integrations/webhooks", list_webhooks, "Webhooks, newest first", "webhooks",
-          query=Query({"integrationId": Str(format="uuid"), **PAGING}), paged=True, data=out.list_of(out.WEBHOOK),
+          query=Query({"integrationId": Str(format="uuid"), **PAGING}), paged=True, data=out.list_of(out.listed(out.WEBHOOK, "metadata")),
           errors=("VALIDATION_ERROR",)),
     Route("GET", "/integrations/webhooks/{webhookId}", show, "One webhook (never its secret)", "webhooks",
           data=out.WEBHOOK, errors=_HOOK),
@@ -134,9 +139,13 @@ ROUTES = [
     Route("DELETE", "/integrations/webhooks/{webhookId}", delete, "Delete a webhook and its deliveries", "webhooks",
           data=out.WEBHOOK_DELETED, errors=_HOOK),
     Route("GET", "/integrations/webhooks/{webhookId}/deliveries", list_deliveries,
-          "Delivery history with every attempt, newest first", "webhooks",
+          "Delivery history with every attempt, newest first; a page holds at most 1 MiB of deliveries (then "
+          "ends early with nextCursor), and a payload over 512 KiB is null with payloadOmitted", "webhooks",
           query=Query({"status": Str(enum=tuple(s.value for s in DeliveryStatus)), **PAGING}), paged=True,
-          data=out.list_of(out.DELIVERY), errors=_HOOK),
+          data=out.list_of(out.listed(out.DELIVERY, "payload")), errors=_HOOK),
+    Route("GET", "/integrations/webhooks/deliveries/{deliveryId}", show_delivery,
+          "One delivery with its whole payload and every attempt", "webhooks", data=out.DELIVERY,
+          errors=("DELIVERY_NOT_FOUND", "VALIDATION_ERROR")),
     Route("POST", "/integrations/webhooks/{webhookId}/test", send_test, "Send a webhook.test event", "webhooks",
           data=out.TEST_QUEUED, status=202, errors=_HOOK + ("WEBHOOK_INACTIVE",)),
     Route("POST", "/integrations/webhooks/{webhookId}/rotate-secret", rotate_secret,

@@ -173,5 +173,14 @@ HEALTH = {"type": "object", "required": ["status"], "properties": {"status": {"t
                                                                     "checks": {"type": "object"}}}
 
 
+def listed(schema: dict, bulky: str) -> dict:
+    """A row as lists show it: ``bulky`` (a payload, metadata) over 512 KiB is null, with ``<bulky>Omitted``
+    true (nexusctl.core.paging.bounded_page); the row's own view shows it whole."""
+    properties = {**schema["properties"], bulky: {"type": ["object", "null"]},
+                  f"{bulky}Omitted": {"type": "boolean", "description": f"only when {bulky} is left out (over "
+                                      "512 KiB): the row's own view shows it"}}
+    return {**schema, "properties": properties}
+
+
 def list_of(schema: dict) -> dict:
     return {"type": "array", "items": schema}

@@ -39,6 +39,7 @@ class OutboxRelay:
         self._holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._task: asyncio.Task | None = None
         self._stopping = asyncio.Event()
+        self._more = False  # the last batch was cut by its bounds: more is waiting, go on at once
         self._renew_at = 0.0  # loop time after which the lease is renewed (half its life): an idle relay
         self.published = 0    # writes the lease row every few seconds, not on every 0.25 s look
         if metrics is not None:
@@ -77,7 +78,7 @@ class OutboxRelay:
                 failing, backoff = None, 0.5
             if sent is None:  # another daemon holds the relay
                 await self._sleep(LEASE_SECONDS / 3)
-            elif sent < BATCH:
+            elif not self._more:  # caught up: wait for the next events
                 await self._sleep(IDLE_POLL)
 
     async def pass_once(self) -> int | None:
@@ -88,7 +89,7 @@ class OutboxRelay:
                 self._renew_at = 0.0
                 return None
             self._renew_at = loop.time() + LEASE_SECONDS / 2
-        batch = await self._db.run(outbox.unpublished, BATCH)
+        batch, self._more = await self._db.run(outbox.unpublished, BATCH)
         if not batch:
             return 0
         pipe = self._redis.pipeline(transaction=False)

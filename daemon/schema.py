@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from nexusctl.core import metadata
 from nexusctl.errors import UsageProblem
 
 
@@ -92,9 +93,10 @@ class Int:
 
 @dataclass(frozen=True)
 class Obj:
-    """A free-form JSON object (metadata)."""
+    """A free-form JSON object (metadata, event data)."""
 
     description: str = ""
+    max_keys: int | None = None  # documented; core's check_metadata enforces it (and the size) as a 413
 
     def check(self, name: str, value: Any) -> dict:
         if not isinstance(value, dict):
@@ -102,7 +104,16 @@ class Obj:
         return value
 
     def openapi(self) -> dict:
-        return _described({"type": "object", "additionalProperties": True}, self.description)
+        out: dict = {"type": "object", "additionalProperties": True}
+        if self.max_keys is not None:
+            out["maxProperties"] = self.max_keys
+        return _described(out, self.description)
+
+
+def metadata_field(description: str = "") -> Obj:
+    """Caller metadata: at most metadata.MAX_KEYS keys and MAX_BYTES of JSON, else 413 PAYLOAD_TOO_LARGE."""
+    bound = f"at most {metadata.MAX_KEYS} keys and {metadata.MAX_BYTES} bytes of JSON"
+    return Obj(f"{description} ({bound})" if description else bound.capitalize(), max_keys=metadata.MAX_KEYS)
 
 
 @dataclass(frozen=True)

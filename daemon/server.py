@@ -6,10 +6,10 @@ import asyncio
 import errno
 import logging
 
-from aiohttp import web, web_protocol, web_server
+from aiohttp import web, web_server
 
 from daemon.app import LISTENING, create_app
-from daemon.middleware import error_body
+from daemon.protocol import ACCEPT_BACKLOG, GuardedRequestHandler, connection_cap, install_accept_error_log
 from nexusctl.errors import ListenFailed
 
 log = logging.getLogger(__name__)
@@ -27,9 +27,11 @@ def serve(settings, *, host: str, port: int, output) -> None:
         output.info(f"nexusctl daemon listening on http://{host}:{port} {summary}")
         listening.set()  # now the worker and the scheduler may start
     summary = f"({settings.database_kind}, redis {'on' if settings.redis_url else 'off'}, {settings.node_env})"
-    # What aiohttp cannot parse (a request line over 8190 bytes, a NUL in a header) it answers itself;
-    # with this handler the answer is the API's JSON error body, as from every route, not text/plain.
-    web_server.RequestHandler = JsonErrorRequestHandler
+    # Our protocol handler (daemon.protocol): JSON error answers for what aiohttp cannot parse, the header
+    # deadline and the connection cap under the file limit. aiohttp's Server makes its handlers from this name.
+    web_server.RequestHandler = GuardedRequestHandler
+    loop = asyncio.new_event_loop()
+    install_accept_error_log(loop)
     try:
         web.run_app(
             app,
@@ -40,6 +42,10 @@ def serve(settings, *, host: str, port: int, output) -> None:
             access_log=None,
             shutdown_timeout=SHUTDOWN_TIMEOUT,
             handle_signals=True,
+            loop=loop,
+            backlog=ACCEPT_BACKLOG,
+            header_timeout=settings.http_header_timeout,  # passed on to each GuardedRequestHandler
+            max_connections=connection_cap(ACCEPT_BACKLOG),
         )
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
@@ -47,18 +53,6 @@ def serve(settings, *, host: str, port: int, output) -> None:
                                "pick another with --port N or PORT=N") from None
         raise ListenFailed(f"cannot listen on {host}:{port}: {exc.strerror or type(exc).__name__}") from None
     output.info("nexusctl daemon stopped")
-
-
-class JsonErrorRequestHandler(web_protocol.RequestHandler):
-    """aiohttp's protocol handler, whose own error answers carry the API's JSON error body."""
-
-    def handle_error(self, request, status: int = 500, exc=None, message=None):
-        plain = super().handle_error(request, status, exc, message)  # logs; raises if a response went out
-        code, text = (("INTERNAL_ERROR", "internal error") if plain.status >= 500 else
-                      ("VALIDATION_ERROR", "malformed HTTP request (a line too long, or bytes HTTP does not allow)"))
-        answer = web.json_response(error_body(code, text), status=plain.status)
-        answer.force_close()
-        return answer
 
 
 class MalformedRequestFilter(logging.Filter):
@@ -84,14 +78,21 @@ class MalformedRequestFilter(logging.Filter):
 
 
 def _configure_logging(settings, *, quiet: bool) -> None:
-    """The daemon logs every request at INFO (unless -q), as JSON with LOG_FORMAT=json."""
+    """The daemon logs every request at INFO (unless -q), as JSON with LOG_FORMAT=json.
+
+    In text, control characters in logged values are escaped (nexusctl.logtext): a request path is logged
+    percent-decoded, and ``%0a`` in it would otherwise start a forged line.
+    """
     from daemon.observe import JsonFormatter
+    from nexusctl.logtext import TextFormatter
 
     root = logging.getLogger()
     if not quiet and root.level > logging.INFO:
         root.setLevel(logging.INFO)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not "Added job ..." on every start
     logging.getLogger("aiohttp.server").addFilter(MalformedRequestFilter())
-    if settings.log_format == "json":
-        for handler in root.handlers:
+    for handler in root.handlers:
+        if settings.log_format == "json":
             handler.setFormatter(JsonFormatter())
+        elif not isinstance(handler.formatter, TextFormatter):  # the CLI's handler already escapes
+            handler.setFormatter(TextFormatter(handler.formatter._fmt if handler.formatter else None))

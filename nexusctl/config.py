@@ -114,6 +114,7 @@ class Settings(NamedTuple):
     public_url: str = "http://localhost:3008"  # where providers send the user back
     allowed_redirect_origins: tuple[str, ...] = ()  # FRONTEND_URL's origin is always allowed
     webhook_timeout: float = 15.0
+    http_header_timeout: float = 10.0  # a connection whose request has not arrived by then is dropped
     webhook_retry_schedule: tuple[int, ...] = DEFAULT_RETRY_SCHEDULE
     webhook_allowed_networks: tuple = ()  # ipaddress networks exempt from the SSRF guard
     webhook_concurrency: int = 50
@@ -216,6 +217,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         public_url=_http_url(env, "PUBLIC_URL", f"http://localhost:{_port(env)}"),
         allowed_redirect_origins=_origins(env, "ALLOWED_REDIRECT_ORIGINS"),
         webhook_timeout=_seconds(env, "WEBHOOK_TIMEOUT", 15.0),
+        http_header_timeout=_seconds(env, "HTTP_HEADER_TIMEOUT", 10.0),
         webhook_retry_schedule=_schedule(env, "WEBHOOK_RETRY_SCHEDULE"),
         webhook_allowed_networks=_networks(env, "WEBHOOK_ALLOWED_NETWORKS"),
         webhook_concurrency=_positive_int(env, "WEBHOOK_CONCURRENCY", 50),
@@ -589,7 +591,7 @@ def variable_names() -> list[str]:
         "NODE_ENV", "PORT", "NEXUS_DATA_DIR", "DATABASE_URL", "DATABASE_POOL_SIZE",
         "REDIS_URL", "ENCRYPTION_KEY", "ENCRYPTION_OLD_KEYS", "FRONTEND_URL",
         "JWT_SECRET", "JWT_PUBLIC_KEY", "JWT_ISSUER", "JWT_AUDIENCE", "JWT_MAX_AGE", "LOG_FORMAT",
-        "PUBLIC_URL", "ALLOWED_REDIRECT_ORIGINS", "WEBHOOK_TIMEOUT", "WEBHOOK_RETRY_SCHEDULE",
+        "PUBLIC_URL", "ALLOWED_REDIRECT_ORIGINS", "WEBHOOK_TIMEOUT", "WEBHOOK_RETRY_SCHEDULE", "HTTP_HEADER_TIMEOUT",
         "WEBHOOK_ALLOWED_NETWORKS", "WEBHOOK_CONCURRENCY", "WEBHOOK_CONCURRENCY_PER_ENDPOINT",
         "TOKEN_REFRESH_WINDOW", "REFRESH_SWEEP_INTERVAL", "REFRESH_SWEEP_BATCH", "TOKEN_EXPIRY_WARNING", "RETENTION_DAYS",
         "EVENTS_STREAM", "EVENTS_STREAM_MAXLEN", "EVENTS_CONSUME_STREAMS", "EVENTS_CONSUMER_GROUP", "EVENTS_CLAIM_IDLE",

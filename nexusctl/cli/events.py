@@ -67,9 +67,9 @@ def list_cmd(ctx: typer.Context, event_type: TypeFilter = None,
 
     moment = parse_since(since) if since else None
     state(ctx).database()
-    page = outbox.list_page(event_type=event_type, since=moment, integration_id=integration, limit=limit,
+    page = outbox.list_view(event_type=event_type, since=moment, integration_id=integration, limit=limit,
                             cursor=cursor)
-    rows = [outbox.to_dict(row) for row in page.items]
+    rows = page.items
     out(ctx).json(rows) if as_json else out(ctx).table(rows, COLUMNS)
     if page.next_cursor:
         out(ctx).info(f"more: add --cursor {page.next_cursor}")
@@ -110,11 +110,11 @@ def tail_cmd(ctx: typer.Context, event_type: TypeFilter = None, integration: Int
             output.value(f"{row['occurredAt']}  {row['type']:<28} {row['integrationId'] or '-'}  "
                          f"{payload[:160]}")
 
-    shown = outbox.latest(last, event_type=event_type, integration_id=integration) if last else []
-    for event in shown:
-        show(event)
-    seen = {event.id for event in shown}
-    cursor = (shown[-1].created_at, shown[-1].id) if shown else (dt.datetime.now(dt.timezone.utc), None)
+    seen, cursor = set(), (dt.datetime.now(dt.timezone.utc), None)
+    for event in outbox.latest(last, event_type=event_type, integration_id=integration) if last else ():
+        show(event)  # as they are loaded (a few MB at a time), not all --last of them first
+        seen.add(event.id)
+        cursor = (event.created_at, event.id)
     new, started = 0, time.monotonic()
     try:
         while exit_after is None or new < exit_after:

@@ -40,9 +40,9 @@ def list_cmd(
     Example:  nexusctl integrations list --user 6f1c2a9e-0d4b-4f7e-9a51-2b8c3d4e5f60 --provider SLACK --active
     """
     state(ctx).database()
-    page = integrations.list_page(user_id=user, provider=provider, is_active=active, limit=limit, cursor=cursor,
+    page = integrations.list_view(user_id=user, provider=provider, is_active=active, limit=limit, cursor=cursor,
                                   organization_id=organization)
-    rows = [integration_to_dict(row) for row in page.items]
+    rows = page.items
     if as_json:
         out(ctx).json(rows)
     else:

@@ -11,6 +11,7 @@ from nexusctl.core.paging import DEFAULT_LIMIT, MAX_LIMIT
 from nexusctl.core.storable import check_storable
 from nexusctl.enums import Provider, SyncStatus
 from nexusctl.errors import UsageProblem
+from nexusctl.logtext import TextFormatter
 
 
 def _complete_provider(incomplete: str):
@@ -84,7 +85,7 @@ def configure_logging(verbose: int, quiet: bool) -> None:
         root.removeHandler(handler)
     handler = logging.StreamHandler(sys.stderr)
     handler._nexusctl = True  # type: ignore[attr-defined]
-    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    handler.setFormatter(TextFormatter("%(levelname)s: %(message)s"))  # control characters escaped
     root.addHandler(handler)
     root.setLevel(level)
     # peewee logs every statement with its parameters at DEBUG; those include

@@ -33,8 +33,8 @@ def list_cmd(
     Example:  nexusctl sync list 0b7f5d2c-8a41-4c4e-b2a7-3f9e1d6c5a10 --status FAILED --limit 20
     """
     state(ctx).database()
-    page = sync_logs.list_page(integration_id, status=status, limit=limit, cursor=cursor)
-    rows = [sync_log_to_dict(row) for row in page.items]
+    page = sync_logs.list_view(integration_id, status=status, limit=limit, cursor=cursor)
+    rows = page.items
     out(ctx).json(rows) if as_json else out(ctx).table(rows, COLUMNS)
     if page.next_cursor:
         out(ctx).info(f"more: add --cursor {page.next_cursor}")

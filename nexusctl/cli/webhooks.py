@@ -80,11 +80,10 @@ def list_cmd(ctx: typer.Context,
     Example:  nexusctl webhooks list --integration 0b7f5d2c-8a41-4c4e-b2a7-3f9e1d6c5a10
     """
     from nexusctl.core import webhooks
-    from nexusctl.core.serializers import webhook_to_dict
 
     _db(ctx)
-    page = webhooks.list_page(integration_id=integration, limit=limit, cursor=cursor)
-    rows = [webhook_to_dict(r) for r in page.items]
+    page = webhooks.list_view(integration_id=integration, limit=limit, cursor=cursor)
+    rows = page.items
     out(ctx).json(rows) if as_json else out(ctx).table(rows, COLUMNS)
     if page.next_cursor:
         out(ctx).info(f"more: add --cursor {page.next_cursor}")

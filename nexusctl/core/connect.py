@@ -25,6 +25,7 @@ from nexusctl import ssrf
 from nexusctl.config import Settings, origin_of
 from nexusctl.core import connections
 from nexusctl.core.ids import parse_uuid
+from nexusctl.core.metadata import check_metadata
 from nexusctl.core.oauth_states import Flow, RedisStates, TableStates, new_state
 from nexusctl.crypto import Keyring
 from nexusctl.enums import Provider
@@ -36,7 +37,6 @@ from providers.spec import ConnectKind, TokenSet
 
 log = logging.getLogger(__name__)
 
-METADATA_MAX_KEYS = 50
 _ERROR_CODE = re.compile(r"[^a-z0-9_]")
 
 
@@ -88,8 +88,7 @@ def check_redirect(settings: Settings, redirect_uri) -> str:
 def _check_metadata(metadata) -> dict:
     if metadata is None:
         return {}
-    if not isinstance(metadata, dict) or len(metadata) > METADATA_MAX_KEYS:
-        raise UsageProblem(f"metadata must be a JSON object of at most {METADATA_MAX_KEYS} keys", field="metadata")
+    check_metadata(metadata)
     if "provider" in metadata:
         raise UsageProblem("metadata.provider is reserved for the provider's facts", field="metadata")
     return metadata

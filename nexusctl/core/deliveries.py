@@ -24,7 +24,7 @@ from db.database import database_proxy, is_postgres
 from db.fields import utcnow
 from db.models import Integration, Webhook, WebhookAttempt, WebhookDelivery
 from nexusctl.core.ids import parse_uuid
-from nexusctl.core.paging import Page, newest_first
+from nexusctl.core.paging import Bulky, Page, bounded_page, newest_first
 from nexusctl.enums import DeliveryStatus
 from nexusctl.errors import DeliveryNotFound, UsageProblem
 
@@ -89,12 +89,31 @@ def list_page(webhook_id, *, status=None, limit=None, cursor=None, owner_id=None
 
 
 def page_with_attempts(webhook_id, *, status=None, limit=None, cursor=None, owner_id=None) -> tuple[Page, list]:
-    """A page of a webhook's deliveries as dicts, each with its attempt log (two queries)."""
+    """A page of a webhook's deliveries as dicts, each with its attempt log, bounded in bytes
+    (paging.bounded_page: a payload over FIELD_BYTES is left out; ``get`` shows it)."""
+    from nexusctl.core import webhooks
     from nexusctl.core.serializers import delivery_to_dict
 
-    page = list_page(webhook_id, status=status, limit=limit, cursor=cursor, owner_id=owner_id)
-    log = attempts_of(page.items)
-    return page, [delivery_to_dict(d, log[d.id]) for d in page.items]
+    hook = webhooks.get(webhook_id, owner_id=owner_id)
+    query = WebhookDelivery.select().where(WebhookDelivery.webhook == hook.id)
+    if status is not None:
+        query = query.where(WebhookDelivery.status == _status(status))
+
+    def serialize(rows):
+        log = attempts_of(rows)
+        return [delivery_to_dict(d, log[d.id]) for d in rows]
+
+    page = bounded_page(query, WebhookDelivery, limit, cursor, bulky=Bulky(WebhookDelivery.payload, "payload"),
+                        serialize=serialize)
+    return page, page.items
+
+
+def get_with_attempts(delivery_id, *, owner_id=None) -> dict:
+    """One delivery as a dict with its whole payload and attempt log (the list may leave the payload out)."""
+    from nexusctl.core.serializers import delivery_to_dict
+
+    row = get(delivery_id, owner_id=owner_id)
+    return delivery_to_dict(row, attempts_of([row])[row.id])
 
 
 def attempts_of(deliveries) -> dict:

@@ -10,7 +10,8 @@ from db.models import Integration, IntegrationSyncLog, Webhook, WebhookDelivery
 from db.secrets import public_fields
 from nexusctl.core import events, schedules
 from nexusctl.core.ids import parse_uuid
-from nexusctl.core.paging import Page, newest_first
+from nexusctl.core.metadata import check_metadata
+from nexusctl.core.paging import Bulky, Page, bounded_page, newest_first
 from nexusctl.enums import Provider
 from nexusctl.errors import IntegrationNotFound, UsageProblem
 
@@ -37,6 +38,20 @@ def list_page(
     cursor: str | None = None,
     organization_id=None,
 ) -> Page:
+    return newest_first(_query(user_id, provider, is_active, organization_id), Integration, limit, cursor)
+
+
+def list_view(*, user_id=None, provider: str | Provider | None = None, is_active: bool | None = None,
+              limit: int | None = None, cursor: str | None = None, organization_id=None) -> Page:
+    """``list_page`` as the API's and CLI's dicts, bounded in bytes (paging.bounded_page)."""
+    from nexusctl.core.serializers import integration_to_dict
+
+    return bounded_page(_query(user_id, provider, is_active, organization_id), Integration, limit, cursor,
+                        bulky=Bulky(Integration.metadata, "metadata"), columns=public_fields(Integration),
+                        serialize=lambda rows: [integration_to_dict(r) for r in rows])
+
+
+def _query(user_id, provider, is_active, organization_id=None):
     query = Integration.select(*public_fields(Integration))
     if user_id is not None:
         query = query.where(Integration.user_id == parse_uuid(user_id, "userId"))
@@ -46,7 +61,7 @@ def list_page(
         query = query.where(Integration.provider == Provider.parse(provider))
     if is_active is not None:
         query = query.where(Integration.is_active == is_active)
-    return newest_first(query, Integration, limit, cursor)
+    return query
 
 
 def update(integration_id, *, name=None, is_active=None, metadata=None, owner_id=None) -> Integration:
@@ -65,8 +80,7 @@ def update(integration_id, *, name=None, is_active=None, metadata=None, owner_id
         changes[Integration.is_active] = is_active
     row = get(integration_id, owner_id=owner_id)
     if metadata is not None:
-        if not isinstance(metadata, dict):
-            raise UsageProblem("metadata must be a JSON object", field="metadata")
+        check_metadata(metadata)
         # metadata.provider is the service's own (tenant, instance URL, data centre ...): a client that
         # sends back what it read, or anything else there, cannot change it.
         mine = {k: v for k, v in metadata.items() if k != SERVICE_METADATA}

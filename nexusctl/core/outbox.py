@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from typing import Iterator
 
 from db.fields import utcnow
 from db.models import OutboxEvent
@@ -18,12 +19,26 @@ from nexusctl.core import paging
 from nexusctl.errors import UsageProblem
 
 TYPE_FILTER_MAX = 128
+RELAY_BYTES = 4 * paging.PAGE_BYTES  # of event data the relay loads at once (500 events of 250 KB were 125 MB)
 
 
-def unpublished(limit: int) -> list[OutboxEvent]:
-    """The oldest events not yet on the stream, in the order they were written."""
-    return list(OutboxEvent.select().where(OutboxEvent.published_at.is_null())
-                .order_by(OutboxEvent.created_at, OutboxEvent.id).limit(limit))
+def unpublished(limit: int, max_bytes: int = RELAY_BYTES) -> tuple[list[OutboxEvent], bool]:
+    """The oldest events not yet on the stream, in the order they were written, up to ``limit`` of them
+    and about ``max_bytes`` of data (at least one); and whether that bound, not the backlog, ended the batch."""
+    oldest = (OutboxEvent.created_at, OutboxEvent.id)
+    waiting = OutboxEvent.published_at.is_null()
+    sizes = list(OutboxEvent.select(OutboxEvent.id, paging.json_bytes(OutboxEvent.data)).where(waiting)
+                 .order_by(*oldest).limit(limit).tuples())
+    ids, total = [], 0
+    for event_id, size in sizes:
+        if ids and total + (size or 0) > max_bytes:
+            break
+        ids.append(event_id)
+        total += size or 0
+    if not ids:
+        return [], False
+    rows = list(OutboxEvent.select().where(OutboxEvent.id.in_(ids)).order_by(*oldest))
+    return rows, len(ids) == limit or len(ids) < len(sizes)
 
 
 def mark_published(ids: list[uuid.UUID]) -> int:
@@ -83,9 +98,17 @@ def list_page(*, event_type: str | None = None, since: dt.datetime | None = None
     return paging.newest_first(query, OutboxEvent, limit, cursor)
 
 
+def list_view(*, event_type: str | None = None, since: dt.datetime | None = None, integration_id=None,
+              limit: int | None = None, cursor: str | None = None) -> paging.Page:
+    """``list_page`` as `events list`'s dicts, bounded in bytes (paging.bounded_page)."""
+    query = _filters(OutboxEvent.select(), event_type, since, integration_id)
+    return paging.bounded_page(query, OutboxEvent, limit, cursor, bulky=paging.Bulky(OutboxEvent.data, "payload"),
+                               serialize=lambda rows: [to_dict(r) for r in rows])
+
+
 def newer_than(after: tuple[dt.datetime, uuid.UUID] | None, *, event_type: str | None = None, integration_id=None,
-               overlap: dt.timedelta = dt.timedelta(seconds=5), limit: int = 500) -> list[OutboxEvent]:
-    """Events written since ``after`` (oldest first), for `events tail`.
+               overlap: dt.timedelta = dt.timedelta(seconds=5), limit: int = 500) -> Iterator[OutboxEvent]:
+    """Events written since ``after`` (oldest first), for `events tail`, loaded a few MB at a time.
 
     Rows carry the writer's clock and commit in any order, so a row may become
     visible with a time just before the last one shown: the query looks back
@@ -94,14 +117,32 @@ def newer_than(after: tuple[dt.datetime, uuid.UUID] | None, *, event_type: str |
     query = _filters(OutboxEvent.select(), event_type, None, integration_id)
     if after is not None:
         query = query.where(OutboxEvent.created_at >= after[0] - overlap)
-    return list(query.order_by(OutboxEvent.created_at, OutboxEvent.id).limit(limit))
+    return _in_chunks(_sizes(query, (OutboxEvent.created_at, OutboxEvent.id), limit))
 
 
-def latest(count: int, *, event_type: str | None = None, integration_id=None) -> list[OutboxEvent]:
-    """The last ``count`` events, oldest first (what `events tail` prints before following)."""
+def latest(count: int, *, event_type: str | None = None, integration_id=None) -> Iterator[OutboxEvent]:
+    """The last ``count`` events, oldest first (what `events tail` prints before following), loaded about
+    RELAY_BYTES of data at a time: 1,000 events of 256 KB are not all in memory at once."""
     query = _filters(OutboxEvent.select(), event_type, None, integration_id)
-    rows = list(query.order_by(OutboxEvent.created_at.desc(), OutboxEvent.id.desc()).limit(count))
-    return rows[::-1]
+    return _in_chunks(_sizes(query, (OutboxEvent.created_at.desc(), OutboxEvent.id.desc()), count)[::-1])
+
+
+def _sizes(query, order, limit: int) -> list[tuple]:
+    return list(query.select(OutboxEvent.id, paging.json_bytes(OutboxEvent.data)).order_by(*order).limit(limit)
+                .tuples())
+
+
+def _in_chunks(sizes: list[tuple], max_bytes: int = RELAY_BYTES) -> Iterator[OutboxEvent]:
+    """The events of ``sizes`` ((id, data size) in the order wanted), loaded about ``max_bytes`` at a time."""
+    chunk, total = [], 0
+    for event_id, size in [*sizes, (None, 0)]:
+        if chunk and (event_id is None or total + (size or 0) > max_bytes):
+            rows = {row.id: row for row in OutboxEvent.select().where(OutboxEvent.id.in_(chunk))}
+            yield from (rows[i] for i in chunk if i in rows)  # one purged meanwhile is skipped
+            chunk, total = [], 0
+        if event_id is not None:
+            chunk.append(event_id)
+            total += size or 0
 
 
 def purge(cutoff: dt.datetime, batch: int, *, keep_unpublished: bool) -> int:

@@ -1,13 +1,17 @@
-"""Text the databases can store: no NUL character, valid Unicode.
+"""Text the databases can store: no NUL character, valid Unicode; numbers JSON can carry.
 
 PostgreSQL refuses U+0000 in text and jsonb, and no database can encode a lone
 surrogate ("\\ud800" is valid JSON, but not UTF-8). Such input reached the
 database and came back as a 500 (found by tests/fault/test_api_fuzz.py), so
 JSON input is checked where it enters: the API bodies, the CLI's JSON flags
-and the platform events.
+and the platform events. Python's json.loads also accepts NaN, Infinity and
+-Infinity (not JSON) and reads 1e999 as inf: no database column or JSON answer
+can hold those (they were 500s), so they are refused here too.
 """
 
 from __future__ import annotations
+
+import math
 
 from nexusctl.errors import UsageProblem
 
@@ -21,6 +25,9 @@ def check_storable(value, field: str) -> None:
         item, depth = stack.pop()
         if isinstance(item, str):
             _check_text(item, field)
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise UsageProblem(f"{field} contains a number JSON cannot carry (NaN, Infinity or out of range, "
+                               "such as 1e999)", field=field)
         elif isinstance(item, dict | list):
             if depth >= MAX_DEPTH:
                 raise UsageProblem(f"{field} is nested deeper than {MAX_DEPTH} levels", field=field)

@@ -4,18 +4,32 @@ from __future__ import annotations
 
 from db.models import IntegrationSyncLog
 from nexusctl.core import integrations
-from nexusctl.core.paging import Page, newest_first
+from nexusctl.core.paging import Bulky, Page, bounded_page, newest_first
 from nexusctl.enums import SyncStatus
+
+
+def _query(integration_id, status, owner_id):
+    integration = integrations.get(integration_id, owner_id=owner_id)
+    query = IntegrationSyncLog.select().where(IntegrationSyncLog.integration == integration.id)
+    if status is not None:
+        query = query.where(IntegrationSyncLog.status == SyncStatus.parse(status))
+    return query
 
 
 def list_page(integration_id, *, status: str | None = None, limit: int | None = None,
               cursor: str | None = None, owner_id=None) -> Page:
     """An integration's sync logs, newest first; unknown integration is INTEGRATION_NOT_FOUND."""
-    integration = integrations.get(integration_id, owner_id=owner_id)
-    query = IntegrationSyncLog.select().where(IntegrationSyncLog.integration == integration.id)
-    if status is not None:
-        query = query.where(IntegrationSyncLog.status == SyncStatus.parse(status))
-    return newest_first(query, IntegrationSyncLog, limit, cursor)
+    return newest_first(_query(integration_id, status, owner_id), IntegrationSyncLog, limit, cursor)
+
+
+def list_view(integration_id, *, status: str | None = None, limit: int | None = None,
+              cursor: str | None = None, owner_id=None) -> Page:
+    """``list_page`` as the API's and CLI's dicts, bounded in bytes (paging.bounded_page)."""
+    from nexusctl.core.serializers import sync_log_to_dict
+
+    return bounded_page(_query(integration_id, status, owner_id), IntegrationSyncLog, limit, cursor,
+                        bulky=Bulky(IntegrationSyncLog.metadata, "metadata"),
+                        serialize=lambda rows: [sync_log_to_dict(r) for r in rows])
 
 
 def get(log_id, *, owner_id=None) -> IntegrationSyncLog:

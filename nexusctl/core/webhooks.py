@@ -21,7 +21,8 @@ from db.models import Integration, Webhook, WebhookDelivery
 from db.secrets import public_fields, seal, unseal
 from nexusctl.core import integrations, signing
 from nexusctl.core.ids import parse_uuid
-from nexusctl.core.paging import Page, newest_first
+from nexusctl.core.metadata import check_metadata
+from nexusctl.core.paging import Bulky, Page, bounded_page, newest_first
 from nexusctl.crypto import Keyring
 from nexusctl.errors import UsageProblem, WebhookInactive, WebhookNotFound
 
@@ -74,8 +75,8 @@ def create(keyring: Keyring, *, integration_id, url, events, metadata=None, is_a
            owner_id=None) -> tuple[Webhook, str]:
     """A new webhook and its secret (shown now, never again)."""
     integration = integrations.get(integration_id, owner_id=owner_id)
-    if metadata is not None and not isinstance(metadata, dict):
-        raise UsageProblem("metadata must be a JSON object", field="metadata")
+    if metadata is not None:
+        check_metadata(metadata)
     row = Webhook(integration=integration.id, url=_check_url(url), events=check_events(events),
                   metadata=metadata or {}, is_active=bool(is_active))
     secret = signing.new_secret()
@@ -85,12 +86,25 @@ def create(keyring: Keyring, *, integration_id, url, events, metadata=None, is_a
 
 
 def list_page(*, integration_id=None, owner_id=None, limit=None, cursor=None) -> Page:
+    return newest_first(_query(integration_id, owner_id), Webhook, limit, cursor)
+
+
+def list_view(*, integration_id=None, owner_id=None, limit=None, cursor=None) -> Page:
+    """``list_page`` as the API's and CLI's dicts, bounded in bytes (paging.bounded_page)."""
+    from nexusctl.core.serializers import webhook_to_dict
+
+    return bounded_page(_query(integration_id, owner_id), Webhook, limit, cursor,
+                        bulky=Bulky(Webhook.metadata, "metadata"), columns=public_fields(Webhook),
+                        serialize=lambda rows: [webhook_to_dict(r) for r in rows])
+
+
+def _query(integration_id, owner_id):
     query = Webhook.select(*public_fields(Webhook)).join(Integration)
     if integration_id is not None:
         query = query.where(Webhook.integration == parse_uuid(integration_id, "integrationId"))
     if owner_id is not None:
         query = query.where(Integration.user_id == owner_id)
-    return newest_first(query, Webhook, limit, cursor)
+    return query
 
 
 def update(webhook_id, *, url=None, events=None, is_active=None, metadata=None, owner_id=None) -> Webhook:
@@ -103,9 +117,7 @@ def update(webhook_id, *, url=None, events=None, is_active=None, metadata=None, 
     if events is not None:
         changes[Webhook.events] = check_events(events)
     if metadata is not None:
-        if not isinstance(metadata, dict):
-            raise UsageProblem("metadata must be a JSON object", field="metadata")
-        changes[Webhook.metadata] = metadata
+        changes[Webhook.metadata] = check_metadata(metadata)
     if is_active is not None:
         if not isinstance(is_active, bool):
             raise UsageProblem("isActive must be true or false", field="isActive")

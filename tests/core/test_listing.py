@@ -98,3 +98,78 @@ def test_sync_logs_newest_first_with_status_filter(database, make_integration):
         sync_logs.list_page(row.id, status="DONE")
     with pytest.raises(IntegrationNotFound):
         sync_logs.list_page(uuid.uuid4())
+
+
+# --- pages bounded in bytes (paging.bounded_page) ------------------------------------------
+
+def _walk_view(fetch, limit=1000):
+    """Every page of a list_view: (rows, the size of each page's rows as JSON)."""
+    import json
+
+    rows, sizes, cursor = [], [], None
+    while True:
+        page = fetch(limit=limit, cursor=cursor)
+        assert page.items, "a page always holds at least one row"
+        rows += page.items
+        sizes.append(len(json.dumps(page.items)))
+        if not page.next_cursor:
+            return rows, sizes
+        cursor = page.next_cursor
+
+
+def test_sync_log_integration_and_webhook_lists_end_at_the_byte_budget(database, make_integration, keyring):
+    from nexusctl.core import webhooks
+    from nexusctl.core.paging import PAGE_BYTES
+
+    row = make_integration(metadata={"note": "i" * 200_000})
+    for n in range(2):
+        make_integration(user_id=row.user_id, metadata={"note": str(n) * 200_000})
+    logs = [IntegrationSyncLog.create(integration=row, action="fetch_posts", status=SyncStatus.COMPLETED,
+                                      metadata={"blob": "m" * 300_000, "n": i},
+                                      created_at=SAME_MOMENT + dt.timedelta(minutes=i)) for i in range(9)]
+    listed, sizes = _walk_view(lambda **kw: sync_logs.list_view(row.id, **kw))
+    assert [r["id"] for r in listed] == [str(r.id) for r in reversed(logs)]
+    assert all(r["metadata"]["blob"] == "m" * 300_000 for r in listed)
+    assert max(sizes) <= PAGE_BYTES and len(sizes) == 3  # three of 300 KB a page
+
+    listed, sizes = _walk_view(lambda **kw: integrations.list_view(user_id=row.user_id, **kw), limit=2)
+    assert len(listed) == 3 and len(sizes) == 2  # the limit still counts
+
+    hooks = [webhooks.create(keyring, integration_id=row.id, url="https://hooks.example.com/x", events=["*"])[0]
+             for _ in range(3)]
+    listed, sizes = _walk_view(lambda **kw: webhooks.list_view(integration_id=row.id, **kw))
+    assert sorted(r["id"] for r in listed) == sorted(str(h.id) for h in hooks) and "secret" not in listed[0]
+
+
+def test_a_payload_over_the_field_bound_is_left_out_of_lists_but_not_of_its_own_view(database, make_integration,
+                                                                                     keyring):
+    from db.models import WebhookDelivery
+    from nexusctl.core import deliveries, webhooks
+    from nexusctl.core.paging import FIELD_BYTES
+
+    row = make_integration()
+    hook, _secret = webhooks.create(keyring, integration_id=row.id, url="https://hooks.example.com/x", events=["*"])
+    huge = WebhookDelivery.create(webhook=hook, event="media.created", payload={"blob": "h" * (FIELD_BYTES + 1)},
+                                  status="PENDING", created_at=SAME_MOMENT)
+    small = WebhookDelivery.create(webhook=hook, event="media.created", payload={"n": 1}, status="PENDING",
+                                   created_at=SAME_MOMENT + dt.timedelta(seconds=1))
+    page, rows = deliveries.page_with_attempts(hook.id, limit=10)
+    assert [r["id"] for r in rows] == [str(small.id), str(huge.id)] and page.next_cursor is None
+    assert rows[0]["payload"] == {"n": 1} and "payloadOmitted" not in rows[0]
+    assert rows[1]["payload"] is None and rows[1]["payloadOmitted"] is True
+    assert deliveries.get_with_attempts(huge.id)["payload"]["blob"] == "h" * (FIELD_BYTES + 1)
+
+
+def test_the_relay_loads_a_bounded_batch_of_event_data(database, make_integration):
+    from db.models import OutboxEvent
+    from nexusctl.core import outbox
+
+    for n in range(30):
+        OutboxEvent.create(type="media.created", data={"n": n, "blob": "e" * 250_000},
+                           created_at=SAME_MOMENT + dt.timedelta(seconds=n))
+    batch, more = outbox.unpublished(500)
+    assert [e.data["n"] for e in batch] == list(range(len(batch))) and more
+    assert 1 <= len(batch) <= outbox.RELAY_BYTES // 250_000
+    outbox.mark_published([e.id for e in batch])
+    rest, more = outbox.unpublished(500, max_bytes=10**9)
+    assert [e.data["n"] for e in rest] == list(range(len(batch), 30)) and not more

@@ -72,6 +72,8 @@ def _requests(row_id, hook_id="h", delivery_id="d"):
         ("POST", "/integrations/webhooks/{webhookId}/test"): ("POST", f"/integrations/webhooks/{hook_id}/test", None),
         ("POST", "/integrations/webhooks/{webhookId}/rotate-secret"): (
             "POST", f"/integrations/webhooks/{hook_id}/rotate-secret", None),
+        ("GET", "/integrations/webhooks/deliveries/{deliveryId}"): (
+            "GET", f"/integrations/webhooks/deliveries/{delivery_id}", None),
         ("POST", "/integrations/webhooks/deliveries/{deliveryId}/redeliver"): (
             "POST", f"/integrations/webhooks/deliveries/{delivery_id}/redeliver", None),
         ("POST", "/integrations/{id}/events"): ("POST", f"/integrations/{row_id}/events",

@@ -541,6 +541,17 @@ UNSTORABLE = [
     ("POST", "/integrations/api-key", '{"userId": "{owner}", "provider": "SENDGRID", "apiKey": "SG.a\\u007fb"}', "apiKey"),
     ("PATCH", "/integrations/{id}", '{"metadata": ' + "[" * 100000 + "]" * 100000 + "}", "not valid JSON"),
     ("PATCH", "/integrations/{id}", '{"metadata": ' + '{"a": ' * 100 + "1" + "}" * 100 + "}", "nested deeper"),
+    # Numbers JSON cannot carry: Python's json.loads takes NaN and Infinity and reads 1e999 as inf (500s).
+    ("PATCH", "/integrations/{id}", '{"metadata": {"a": NaN}}', "metadata contains a number"),
+    ("PATCH", "/integrations/{id}", '{"metadata": {"a": [1, Infinity]}}', "metadata contains a number"),
+    ("PATCH", "/integrations/webhooks/{webhookId}", '{"metadata": {"a": -Infinity}}', "metadata contains a number"),
+    ("POST", "/integrations/{id}/events", '{"type": "media.created", "data": {"n": 1e999}}', "data contains a number"),
+    ("POST", "/integrations/{id}/events", '{"type": "media.created", "data": {"n": -1e999}}', "data contains a number"),
+    ("POST", "/integrations/events/ingest", '{"type": "user.deleted", "data": {"n": NaN}}', "data contains a number"),
+    ("POST", "/integrations/oauth/callback/woocommerce/keys", '{"key_id": Infinity, "user_id": "x"}',
+     "body contains a number"),
+    ("POST", "/integrations/oauth/initiate", '{"userId": "{owner}", "provider": "DISCORD", '
+     '"redirectUri": "http://app.nexus.test/x", "metadata": {"n": 1E400}}', "metadata contains a number"),
 ]
 
 
@@ -549,7 +560,8 @@ UNSTORABLE = [
 def test_text_that_cannot_be_stored_or_sent_is_a_400(api, method, path, raw, mention):  # noqa: F811
     url = api.base + re.sub(r"{(\w+)}", lambda m: api.world.path_value(m.group(1)), path)
     body = raw.replace("{owner}", str(api.world.owner)).encode()
-    answer = call(method, url, data=body, headers={**_owner(api), "Content-Type": "application/json"})
+    who = bearer("service", api.world.owner, api.world.other) if path.endswith("/ingest") else _owner(api)
+    answer = call(method, url, data=body, headers={**who, "Content-Type": "application/json"})
     assert answer.status == 400, (answer.status, answer.text[:300])
     error = answer.json()["error"]
     assert error["code"] == "VALIDATION_ERROR" and mention in error["message"], error
@@ -689,3 +701,74 @@ def test_every_json_answer_ends_with_a_newline(api, method, path, body):  # noqa
                                         "Content-Type": "application/json"}, data=body)
     assert answer.headers.get("Content-Type", "").startswith("application/json")
     assert answer.body.endswith(b"}\n") and json.loads(answer.body) is not None
+
+
+# --- the text log cannot be forged ------------------------------------------------------------
+
+def test_control_characters_in_a_request_path_are_escaped_in_the_text_log(api):  # noqa: F811
+    """The path is logged percent-decoded: %0a was a real newline (a forged log line), %1b a terminal escape."""
+    marker = uuid.uuid4().hex
+    forged = f"info: GET /integrations/{marker}-forged 200 0.1ms"
+    path = f"/integrations/{marker}%0a" + urllib.parse.quote(forged, safe="") + "%0d%1b[2J%c2%85%e2%80%a8end"
+    answer = call("GET", api.base + path, headers=_owner(api))
+    assert answer.status == 400, answer.text  # not a UUID
+    lines = wait_for(lambda: [line for line in api.stack.logs().splitlines() if marker in line] or None,
+                     what="the request's log line")
+    assert len(lines) == 1, lines  # one request, one line: nothing after the newline became a line of its own
+    (line,) = lines
+    assert f"{marker}\\x0a{forged}\\x0d\\x1b[2J\\x85\\u2028end" in line, line
+    assert not any(ch in api.stack.logs() for ch in ("\x1b", "\r", "\x85", "\u2028"))
+
+
+# --- metadata is bounded by size as well as keys ----------------------------------------------
+
+MANY_KEYS = {f"k{i}": i for i in range(51)}
+HUGE_VALUE = {"note": "x" * (16 * 1024)}
+METADATA_WRITES = [
+    ("POST", "/integrations/oauth/initiate", {"userId": "{owner}", "provider": "DISCORD",
+                                             "redirectUri": "http://app.nexus.test/x"}),
+    ("POST", "/integrations/api-key", {"userId": "{owner}", "provider": "SENDGRID", "apiKey": "{sendgrid}"}),
+    ("PATCH", "/integrations/{id}", {}),
+    ("POST", "/integrations/webhooks", {"integrationId": "{id}", "url": "{hook}", "events": ["media.*"]}),
+    ("PATCH", "/integrations/webhooks/{webhookId}", {}),
+]
+
+
+def _metadata_write(api, method, path, body, metadata):  # noqa: F811
+    fill = {"{owner}": str(api.world.owner), "{id}": api.world.integration, "{hook}": api.receiver.url(),
+            "{sendgrid}": api.stack.emulators.sendgrid_key()}
+    body = {k: fill.get(v, v) if isinstance(v, str) else v for k, v in body.items()}
+    url = api.base + re.sub(r"{(\w+)}", lambda m: api.world.path_value(m.group(1)), path)
+    return call(method, url, json_body={**body, "metadata": metadata}, headers=_owner(api))
+
+
+@pytest.mark.parametrize(("method", "path", "body"), METADATA_WRITES, ids=[f"{m} {p}" for m, p, _ in METADATA_WRITES])
+@pytest.mark.parametrize("metadata", [MANY_KEYS, HUGE_VALUE, {"a": [{"b": "x" * 9000}, "y" * 9000]}],
+                         ids=["51 keys", "one 16 KB value", "nested 18 KB"])
+def test_metadata_over_its_bound_is_a_413_on_every_write(api, method, path, body, metadata):  # noqa: F811
+    answer = _metadata_write(api, method, path, body, metadata)
+    assert answer.status == 413, (answer.status, answer.text[:300])
+    error = answer.json()["error"]
+    assert error["code"] == "PAYLOAD_TOO_LARGE" and "metadata" in error["message"], error
+
+
+@pytest.mark.parametrize(("method", "path", "body"), METADATA_WRITES, ids=[f"{m} {p}" for m, p, _ in METADATA_WRITES])
+def test_metadata_within_its_bound_is_kept(api, method, path, body):  # noqa: F811
+    metadata = {f"k{i}": "v" * 300 for i in range(50)}  # 50 keys, ~15.6 KB
+    answer = _metadata_write(api, method, path, body, metadata)
+    assert answer.status in (200, 201), (answer.status, answer.text[:300])
+
+
+def test_an_oauth_flow_with_oversized_metadata_leaves_nothing_in_redis(api):  # noqa: F811
+    if api.kind != "postgres":
+        pytest.skip("OAuth states live in Redis with the PostgreSQL stack")
+    import redis
+
+    from nexusctl.core.oauth_states import REDIS_PREFIX
+
+    client = redis.Redis.from_url(api.stack.env["REDIS_URL"])
+    flows = lambda: len(list(client.scan_iter(f"{REDIS_PREFIX}*")))  # noqa: E731
+    before = flows()
+    assert _metadata_write(api, *METADATA_WRITES[0], {"small": 1}).status == 200 and flows() == before + 1
+    answer = _metadata_write(api, *METADATA_WRITES[0], HUGE_VALUE)
+    assert answer.status == 413 and flows() == before + 1

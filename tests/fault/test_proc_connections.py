@@ -1,0 +1,145 @@
+"""Half-sent requests and idle sockets cannot take the daemon down.
+
+A real `nexusctl daemon` process each time:
+
+- with HTTP_HEADER_TIMEOUT=1, connections that send half a request line and
+  headers (on connect, or as the next request of a kept-alive connection) are
+  closed after about a second, while /health answers throughout; a client
+  that sends its headers in pieces within the timeout is served;
+- under RLIMIT_NOFILE=256 (set in the child before exec, as systemd's
+  LimitNOFILE does) with 400 idle half-sent connections, more than the daemon
+  has files, /health still answers, and the log has at most one line about a
+  failed accept, without a traceback.
+"""
+
+from __future__ import annotations
+
+import resource
+import socket
+import subprocess
+import time
+
+import pytest
+from procs import daemon_env, free_port, oauth_stack, stop_daemon, wait_for
+
+PARTIAL = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: "  # never finished
+WHOLE = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def _start(env: dict, work, limit: int | None = None) -> tuple[int, subprocess.Popen, object]:
+    port = free_port()
+    log_path = work / f"daemon-{port}.log"
+
+    def lower_file_limit():  # in the child, before exec: the daemon starts with this limit
+        _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+
+    with open(log_path, "w") as log:
+        process = subprocess.Popen([str(oauth_stack.NEXUSCTL), "daemon", "--port", str(port)],
+                                   env={**env, "PORT": str(port)}, stdout=log, stderr=subprocess.STDOUT,
+                                   preexec_fn=lower_file_limit if limit else None)
+    wait_for(lambda: process.poll() is None and _health(port, 2), 30, "the daemon to answer /health")
+    return port, process, log_path
+
+
+def _health(port: int, timeout: float) -> bool:
+    """GET /health on a new connection answers 200 within ``timeout`` seconds."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as conn:
+            conn.sendall(WHOLE)
+            return _read_response(conn).startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
+
+
+def _read_response(conn: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(4096)
+        if not chunk:
+            return data
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")))
+    while len(body) < length:
+        body += conn.recv(4096)
+    return data
+
+
+def _closed_by_peer(conn: socket.socket) -> bool:
+    try:
+        return conn.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def test_half_sent_requests_are_dropped_after_the_header_timeout(db_url, database, tmp_path):
+    port, daemon, _log = _start(daemon_env(HTTP_HEADER_TIMEOUT="1"), tmp_path)
+    try:
+        idle = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(50)]
+        for conn in idle:
+            conn.sendall(PARTIAL)
+        sent = time.monotonic()
+        kept_alive = socket.create_connection(("127.0.0.1", port), timeout=10)
+        kept_alive.sendall(WHOLE)
+        assert _read_response(kept_alive).startswith(b"HTTP/1.1 200")
+        kept_alive.sendall(PARTIAL)  # the next request on the kept-alive connection, never finished
+        next_sent = time.monotonic()
+        assert _health(port, 2)  # served meanwhile
+
+        # A slow but honest client: its headers in pieces, all within the timeout.
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as slow:
+            for piece in (WHOLE[:10], WHOLE[10:25], WHOLE[25:]):
+                slow.sendall(piece)
+                time.sleep(0.2)  # pacing the client, within the 1 s it has
+            assert _read_response(slow).startswith(b"HTTP/1.1 200")
+
+        for conn in idle:
+            conn.settimeout(max(0.1, sent + 6 - time.monotonic()))
+            assert _closed_by_peer(conn), "a half-sent request was still open 6 s after it was sent"
+        closed_after = time.monotonic() - sent
+        kept_alive.settimeout(max(0.1, next_sent + 6 - time.monotonic()))
+        assert _closed_by_peer(kept_alive), "the half-sent next request was still open 6 s after it was sent"
+        assert 0.9 <= closed_after < 6, closed_after
+        for conn in idle + [kept_alive]:
+            conn.close()
+        assert _health(port, 2)
+    finally:
+        stop_daemon(daemon)
+
+
+def test_more_idle_sockets_than_the_file_limit_leave_health_answering(db_url, database, tmp_path):
+    limit, sockets = 256, 400
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < sockets + 100:
+        if hard != resource.RLIM_INFINITY and hard < sockets + 100:
+            pytest.skip(f"this test process may open only {hard} files")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (sockets + 100, hard))
+    # A long header timeout: what keeps /health answering here is the cap, not the timeout.
+    port, daemon, log_path = _start(daemon_env(HTTP_HEADER_TIMEOUT="60"), tmp_path, limit=limit)
+    idle = []
+    try:
+        for _ in range(sockets):
+            conn = socket.socket()
+            conn.settimeout(1)  # all 400 within seconds: well before aiohttp's own 75 s idle timeout frees files
+            try:
+                conn.connect(("127.0.0.1", port))
+                conn.sendall(PARTIAL)
+            except OSError:  # the listen queue is full: the kernel drops the handshake
+                conn.close()
+                continue
+            idle.append(conn)
+        assert len(idle) > limit, f"only {len(idle)} connections opened"
+        answered = [_health(port, 2) for _ in range(5)]
+        assert all(answered), answered
+        assert daemon.poll() is None
+    finally:
+        for conn in idle:
+            conn.close()
+        stop_daemon(daemon)
+    log = log_path.read_text()
+    assert log.count("cannot accept connections") <= 1, log[-3000:]
+    assert "out of system resource" not in log and "Traceback" not in log, log[-3000:]
+    assert log.count("closing the longest-idle ones") == 1, log[-3000:]  # the cap did it, said once a minute
