@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from nexusctl import ssrf
 from nexusctl.errors import NexusError, ProviderError, RateLimited, TokenExpired, UsageProblem
+from providers.catalog import CATALOG
 from providers.http import describe, may_have_sent
 from providers.sync.graph import graph_check, graph_post_check
 from providers.sync.publish_common import NotReady, compose, creating, made_since
@@ -59,6 +60,11 @@ FORMATS = ("post", STORY)
 STORY_PROVIDERS = ("INSTAGRAM",)
 
 
+def _display(provider: str) -> str:
+    info = CATALOG.get(provider)
+    return info.display_name if info is not None else provider
+
+
 def is_story(content: dict) -> bool:
     return content.get("format") == STORY
 
@@ -78,8 +84,8 @@ def cannot_take(provider: str, content: dict) -> str | None:
     the integration), or None when it can try."""
     if is_story(content):
         if provider not in STORY_PROVIDERS:
-            return (f"{provider.title()} has no stories: content with format story is published to "
-                    f"{', '.join(p.title() for p in STORY_PROVIDERS)} only")
+            return (f"{_display(provider)} has no stories: content with format story is published to "
+                    f"{', '.join(_display(p) for p in STORY_PROVIDERS)} only")
         return story_refusal(media_of(content))
     needs = NEEDS_MEDIA.get(provider)
     if needs is None or any(item["kind"] in needs[0] for item in media_of(content)):

@@ -111,7 +111,7 @@ def test_content_a_story_cannot_be_is_skipped_with_the_reason(stack, fresh_emula
     assert answer.status == 200, answer.text
     queued = {log["provider"]: log for log in answer.json()["data"]["syncLogs"]}
     assert "no image or video" in queued["INSTAGRAM"]["skipped"]
-    assert "Twitter has no stories" in queued["TWITTER"]["skipped"]  # a story is not turned into a tweet
+    assert "Twitter/X has no stories" in queued["TWITTER"]["skipped"]  # a story is not turned into a tweet
 
     several = f"story-{uuid.uuid4().hex[:8]}"
     answer = _ingest(stack, user, several, format="story", media=[IMAGE, VIDEO])
