@@ -5,13 +5,16 @@
   with its webhooks, pending deliveries and sync logs; each deletion publishes
   ``integration.disconnected``. Pending OAuth flows of the user are dropped too,
   so a consent screen left open cannot bring an integration back.
-- ``content.published`` ``{"userId", "contentId", "title", "url", "media"}``:
+- ``content.published`` ``{"userId", "contentId", "title", "url", "media", "format"}``:
   one ``publish`` sync log (PENDING) per active integration of the user whose
   provider can publish (capabilities publish, upload, posts, notifications,
   webhooks), carrying the content; the sync runner executes it. A provider
   that cannot take this content at all (text only to Instagram, TikTok or
   YouTube) gets its log CANCELLED at once with ``skipped: <reason>``: not a
   failure, so its health and lastError stay and no integration.error goes out.
+  ``format`` is ``post`` (the default) or ``story``: a story goes to Instagram
+  only (exactly one image or video; other providers and other content are
+  skipped with the reason).
 
 The same code serves the Redis consumer group, `nexusctl events ingest` and
 ``POST /integrations/events/ingest``. Handling is idempotent: the event's key
@@ -36,7 +39,7 @@ from nexusctl.core.sync_state import SKIPPED_PREFIX
 from nexusctl.enums import SyncStatus
 from nexusctl.errors import IntegrationNotFound, UsageProblem
 from providers.catalog import CATALOG
-from providers.sync.publish_media import cannot_take, check_media_urls
+from providers.sync.publish_media import FORMATS, STORY, cannot_take, check_media_urls
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +192,11 @@ def _content(payload: dict) -> dict:
         raise UsageProblem("payload.media must be a list or an object", field="media")
     if media is not None:
         content["media"] = media
+    form = payload.get("format")
+    if form is not None and form not in FORMATS:
+        raise UsageProblem(f"payload.format must be one of: {', '.join(FORMATS)}", field="format")
+    if form == STORY:  # a post is the default: only a story is carried
+        content["format"] = STORY
     return content
 
 

@@ -1,7 +1,7 @@
 """Publishing content (``content.published``) to providers whose capabilities say they can.
 
 A publisher takes the content (``contentId``, ``title``, ``url``, ``description``,
-``media``) and the integration's own metadata (where to post, e.g. Slack's
+``media``, and ``format`` when it is ``story``) and the integration's own metadata (where to post, e.g. Slack's
 ``publishChannel``) and makes the provider's "create" call once; it returns
 what identifies the post at the provider. The engine runs it as the ``publish``
 sync log that the content.published handler queued.
@@ -51,6 +51,11 @@ otherwise the run fails and nothing is posted (see publish_chat.py for Discord).
   after 24 h, and a retried run (a refresh, a throttling wait) makes a new one.
   A media_publish without a clean answer asks the container (PUBLISHED: done;
   FINISHED: published now; a container is published at most once).
+  A story (the content's ``format`` is ``story``) is a ``media_type=STORIES``
+  container of exactly one image or video and no caption, through the same
+  wait, deferral and media_publish; its id after a lost answer is the one story
+  in ``GET /{ig-user-id}/stories`` made since the container (stories are not in
+  ``/me/media`` and have no caption to match).
 
 Creating calls go through ``publish_common.creating``: one that got no clean
 answer (timeout, dropped connection, 5xx) is marked ``mayHavePosted``, and the

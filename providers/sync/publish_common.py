@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 from nexusctl.errors import ProviderError, UsageProblem
@@ -12,6 +13,7 @@ LINKEDIN_MAX = 3000  # commentary characters
 # "little" text format: these are markup (mentions, hashtags, templates) unless backslash-escaped.
 LITTLE_RESERVED = re.compile(r"([\\|{}@\[\]()<>#*_~])")
 URL_TOKEN = re.compile(r"(https?://\S+)")
+CLOCK_SKEW = dt.timedelta(minutes=1)  # how far our clock and a provider's may disagree
 
 
 class NotReady(Exception):
@@ -50,3 +52,19 @@ def compose(content: dict, limit: int | None = None) -> str:
 
 def _header(reply, name: str) -> str | None:
     return next((v for k, v in reply.headers.items() if k.lower() == name), None)
+
+
+def made_since(stamp, since: dt.datetime | None) -> bool:
+    """Whether a post's creation time (ISO 8601, as X and Graph give it) is not before ``since``;
+    a post without a readable time counts (the lookup cannot tell)."""
+    if since is None or not isinstance(stamp, str):
+        return True
+    try:
+        made = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00").replace("+0000", "+00:00"))
+    except ValueError:
+        return True
+    if made.tzinfo is None:
+        made = made.replace(tzinfo=dt.timezone.utc)
+    if since.tzinfo is None:
+        since = since.replace(tzinfo=dt.timezone.utc)
+    return made >= since - CLOCK_SKEW

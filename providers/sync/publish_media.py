@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 from urllib.parse import urlsplit
 
 from nexusctl import ssrf
 from nexusctl.errors import NexusError, ProviderError, RateLimited, TokenExpired, UsageProblem
+from providers.catalog import CATALOG
 from providers.http import describe, may_have_sent
 from providers.sync.graph import graph_check, graph_post_check
-from providers.sync.publish_common import NotReady, compose, creating
+from providers.sync.publish_common import NotReady, compose, creating, made_since
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +54,39 @@ NEEDS_MEDIA = {
 }
 
 
+# ``format: "story"`` in a content.published: a story where the provider has them (Instagram), skipped elsewhere.
+STORY = "story"
+FORMATS = ("post", STORY)
+STORY_PROVIDERS = ("INSTAGRAM",)
+
+
+def _display(provider: str) -> str:
+    info = CATALOG.get(provider)
+    return info.display_name if info is not None else provider
+
+
+def is_story(content: dict) -> bool:
+    return content.get("format") == STORY
+
+
+def story_refusal(media: list[dict]) -> str | None:
+    """Why these media cannot be one Instagram story (exactly one image or one video), or None."""
+    if not media:
+        return "An Instagram story is one image or one video: the content has no image or video in its media"
+    if len(media) > 1:
+        return (f"An Instagram story is one image or one video: the content has {len(media)} in its media "
+                "(publish each as its own story)")
+    return None
+
+
 def cannot_take(provider: str, content: dict) -> str | None:
     """Why ``provider`` cannot post ``content`` at all (a content.published it is skipped for, not a failure of
     the integration), or None when it can try."""
+    if is_story(content):
+        if provider not in STORY_PROVIDERS:
+            return (f"{_display(provider)} has no stories: content with format story is published to "
+                    f"{', '.join(_display(p) for p in STORY_PROVIDERS)} only")
+        return story_refusal(media_of(content))
     needs = NEEDS_MEDIA.get(provider)
     if needs is None or any(item["kind"] in needs[0] for item in media_of(content)):
         return None
@@ -136,77 +168,111 @@ async def _instagram_wait(api, container: str, check, delays) -> str:
                    {"containerId": container})
 
 
+def _container_body(item: dict, content: dict, story: bool) -> dict:
+    """What POST /{ig-user-id}/media gets: an image, a reel, or a story (STORIES, which takes no caption)."""
+    key = "image_url" if item["kind"] == "image" else "video_url"
+    if story:
+        return {"media_type": "STORIES", key: item["url"]}
+    body = {"caption": _caption(content, INSTAGRAM_CAPTION_MAX), key: item["url"]}
+    if item["kind"] == "video":
+        body["media_type"] = "REELS"
+    return body
+
+
 async def instagram(api, content: dict, metadata: dict) -> dict:
-    container = str((api.pending or {}).get("containerId") or "")
+    pending = api.pending or {}
+    container = str(pending.get("containerId") or "")
     media = media_of(content)
+    story = is_story(content)
     if not container and not media:
         raise UsageProblem("Instagram cannot post text only: the content needs an image or a video in its "
                            "media (an item with a url and a type image or video, or an image/video file URL)",
                            field="media")
+    if not container and story and (reason := story_refusal(media)):
+        raise UsageProblem(reason, field="media")
     check_media_urls(content, _allowed(api))  # checked at ingest too: this covers contents queued before
     check = _instagram_check((api.tokens.access_token,))
     user = await _instagram_user(api)
-    if container:  # a deferred run: the reel's container exists, look at it once more
+    # When the container was made, about: a published story is told from older ones by its time (no caption).
+    since = _when(pending.get("since")) or dt.datetime.now(dt.timezone.utc)
+    if container:  # a deferred run: the container (a reel's, a video story's) exists, look at it once more
         if await _instagram_wait(api, container, check, (0,)) == "PUBLISHED":
-            return await _already_published(api, container, check, content)  # never published twice
+            return await _already_published(api, user, container, check, content, since)  # never twice
     else:
         item = media[0]
-        body = {"caption": _caption(content, INSTAGRAM_CAPTION_MAX)}
-        if item["kind"] == "image":
-            body["image_url"] = item["url"]
-        else:
-            body.update(media_type="REELS", video_url=item["url"])
+        body = _container_body(item, content, story)
         container = str((await api.post(f"{user}/media", json_body=body, check=check)).get("id") or "")
         if not container:
             raise ProviderError("INSTAGRAM: the media container was not created (no id in the answer)",
                                 provider="INSTAGRAM")
         if item["kind"] == "video" and await _instagram_wait(api, container, check, IG_POLL_DELAYS) == "PUBLISHED":
-            return await _already_published(api, container, check, content)
+            return await _already_published(api, user, container, check, content, since)
     try:
         reply = await api.post(f"{user}/media_publish", json_body={"creation_id": container}, check=check)
     except ProviderError as exc:
         if not may_have_sent(exc):
             raise
-        return await _after_lost_publish(api, user, container, check, exc, content)
-    return _published(reply, container)
+        return await _after_lost_publish(api, user, container, check, exc, content, since)
+    return _published(reply, container, story)
 
 
-def _published(reply, container: str) -> dict:
+def _when(stamp) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(str(stamp).replace("Z", "+00:00")) if stamp else None
+    except ValueError:
+        return None
+
+
+def _published(reply, container: str, story: bool = False) -> dict:
     media_id = reply.get("id") if isinstance(reply.body, dict) else None
     if not media_id:
         raise ProviderError(f"INSTAGRAM: the post was not confirmed (no id in the media_publish answer for "
                             f"container {container})", provider="INSTAGRAM")
-    return {"mediaId": str(media_id), "containerId": container}
+    return {"mediaId": str(media_id), "containerId": container, **({"story": True} if story else {})}
 
 
-async def _already_published(api, container: str, check, content: dict) -> dict:
+async def _published_story_id(api, user: str, check, since: dt.datetime) -> str | None:
+    """A story has no caption and is not in /me/media: the account's stories made since the container was
+    (less a minute for clocks that disagree); the id when exactly one is, else None (the lookup cannot tell)."""
+    latest = await api.get(f"{user}/stories", params={"fields": "id,timestamp", "limit": 10}, check=check)
+    made = [str(s["id"]) for s in latest.get("data") or []
+            if isinstance(s, dict) and s.get("id") and made_since(s.get("timestamp"), since)]
+    return made[0] if len(made) == 1 else None
+
+
+async def _already_published(api, user: str, container: str, check, content: dict, since: dt.datetime) -> dict:
     """A PUBLISHED container (Instagram publishes one at most once): the post exists; its media id is looked
-    for among the latest posts by caption (None when not found there)."""
+    for among the latest posts by caption, or a story's among the account's stories (None when not found)."""
+    story = is_story(content)
     caption = _caption(content, INSTAGRAM_CAPTION_MAX) or None
     try:
-        latest = await api.get("me/media", params={"fields": "id,caption", "limit": 10}, check=check)
+        if story:
+            media_id = await _published_story_id(api, user, check, since)
+        else:
+            latest = await api.get("me/media", params={"fields": "id,caption", "limit": 10}, check=check)
+            media_id = next((str(m["id"]) for m in latest.get("data") or []
+                             if isinstance(m, dict) and m.get("caption") == caption), None)
     except (TokenExpired, RateLimited):
         raise  # the engine refreshes or waits and calls again, which finds the container PUBLISHED again
     except NexusError as exc:  # the post exists whether or not its id can be read now
         log.info("INSTAGRAM: container %s is published; its media id could not be read: %s", container, exc.message)
-        return {"mediaId": None, "containerId": container, "reconciled": True}
-    media_id = next((str(m["id"]) for m in latest.get("data") or []
-                     if isinstance(m, dict) and m.get("caption") == caption), None)
-    return {"mediaId": media_id, "containerId": container, "reconciled": True}
+        media_id = None
+    return {"mediaId": media_id, "containerId": container, "reconciled": True, **({"story": True} if story else {})}
 
 
-async def _after_lost_publish(api, user: str, container: str, check, exc: ProviderError, content: dict) -> dict:
+async def _after_lost_publish(api, user: str, container: str, check, exc: ProviderError, content: dict,
+                              since: dt.datetime) -> dict:
     """media_publish got no clean answer. Instagram publishes a container at most once, so its status tells:
-    PUBLISHED, it is done (the media id found among the latest posts by caption); FINISHED, it was not, and
-    publishing it now cannot make a second post. Otherwise the post may exist: say so."""
+    PUBLISHED, it is done (the media id found among the latest posts by caption, or the stories); FINISHED, it
+    was not, and publishing it now cannot make a second post. Otherwise the post may exist: say so."""
     try:
         code = (await api.get(container, params={"fields": "status_code"}, check=check)).get("status_code")
         if code == "PUBLISHED":
-            return await _already_published(api, container, check, content)
+            return await _already_published(api, user, container, check, content, since)
         if code == "FINISHED":
             reply = await creating(api.post(f"{user}/media_publish", json_body={"creation_id": container},
                                             check=check))
-            return {**_published(reply, container), "reconciled": True}
+            return {**_published(reply, container, is_story(content)), "reconciled": True}
     except NexusError as again:  # a refused token or throttling here must not make the engine post anew
         if again.details.get("mayHavePosted"):
             raise

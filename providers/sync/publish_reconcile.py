@@ -27,27 +27,10 @@ from __future__ import annotations
 import datetime as dt
 
 from providers.sync.graph import graph_check
-from providers.sync.publish_common import TWEET_MAX, compose
+from providers.sync.publish_common import TWEET_MAX, compose, made_since
 from providers.sync.publish_posts import facebook_page
 
 LATEST = 10
-CLOCK_SKEW = dt.timedelta(minutes=1)
-
-
-def _made_since(stamp, since: dt.datetime | None) -> bool:
-    """Whether a post's creation time (ISO 8601, as X and Graph give it) is not before ``since``;
-    a post without a readable time counts (the lookup cannot tell)."""
-    if since is None or not isinstance(stamp, str):
-        return True
-    try:
-        made = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00").replace("+0000", "+00:00"))
-    except ValueError:
-        return True
-    if made.tzinfo is None:
-        made = made.replace(tzinfo=dt.timezone.utc)
-    if since.tzinfo is None:
-        since = since.replace(tzinfo=dt.timezone.utc)
-    return made >= since - CLOCK_SKEW
 
 
 async def twitter(api, content: dict, metadata: dict, since: dt.datetime | None = None) -> dict | None:
@@ -60,7 +43,7 @@ async def twitter(api, content: dict, metadata: dict, since: dt.datetime | None 
     for tweet in reply.get("data") or []:
         expanded = {u.get("expanded_url") for u in (tweet.get("entities") or {}).get("urls") or []
                     if isinstance(u, dict)}
-        if _made_since(tweet.get("created_at"), since) and (tweet.get("text") == text or (url and url in expanded)):
+        if made_since(tweet.get("created_at"), since) and (tweet.get("text") == text or (url and url in expanded)):
             return {"postId": str(tweet["id"])}
     return None
 
@@ -72,7 +55,7 @@ async def facebook(api, content: dict, metadata: dict, since: dt.datetime | None
     url = (content.get("url") or "").strip()
     message = (content.get("title") or content.get("description") or "").strip()
     for post in reply.get("data") or []:
-        if not _made_since(post.get("created_time"), since):
+        if not made_since(post.get("created_time"), since):
             continue
         if (url and post.get("link") == url) or (not url and message and post.get("message") == message):
             return {"postId": str(post["id"])}

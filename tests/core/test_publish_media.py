@@ -201,6 +201,54 @@ def test_a_deferred_reel_whose_container_is_already_published_completes_without_
     assert "mayHavePosted" not in log.metadata
 
 
+def test_a_video_story_still_processing_is_deferred_then_published_once_as_a_story(env, make_integration):
+    ig, user, row, _ = _instagram(env, make_integration)
+    ig.stories_processing_polls = 50  # longer than the first run looks
+    story = {**CONTENT, "format": "story", "media": [VIDEO]}
+    log = _publish(env, user, story)[row.id]
+    assert log.status == SyncStatus.PENDING and log.error is None, log.error
+    (container,) = ig.containers
+    assert ig.containers[container]["media_type"] == "STORIES" and ig.containers[container]["caption"] == ""
+    assert log.metadata["pending"]["containerId"] == container and ig.calls["media_publish"] == 0
+
+    ig.containers[container]["polls_left"] = 0  # Instagram is done
+    log = _run_again(env, log.id)
+    assert log.status == SyncStatus.COMPLETED, log.error
+    (published,) = ig.records_of("stories")
+    assert log.metadata["result"] == {"mediaId": published["id"], "containerId": container, "story": True}
+    assert ig.records_of("media") == [] and ig.calls["create_media"] == 1 and ig.calls["media_publish"] == 1
+
+
+def test_a_deferred_story_already_published_is_told_from_older_stories_by_its_time(env, make_integration):
+    ig, user, row, _ = _instagram(env, make_integration)
+    ig.stories_processing_polls = 50
+    log = _publish(env, user, {**CONTENT, "format": "story", "media": [VIDEO]})[row.id]
+    assert log.status == SyncStatus.PENDING, log.error
+    container = log.metadata["pending"]["containerId"]
+    # Meanwhile an earlier media_publish (its answer lost) published the container: the story is the newest of
+    # the account's stories; yesterday's story is older than the container and is not taken for it.
+    ig.containers[container]["status_code"] = "PUBLISHED"
+    ig.records.setdefault("stories", []).append({"id": "18100000000000001", "media_type": "IMAGE",
+                                                  "timestamp": "2020-01-01T00:00:00+0000"})
+    with ig.lock:
+        story_id = ig._publish_story(ig.containers[container], container)
+    log = _run_again(env, log.id)
+    assert log.status == SyncStatus.COMPLETED, log.error
+    assert log.metadata["result"] == {"mediaId": story_id, "containerId": container, "reconciled": True,
+                                      "story": True}
+    assert ig.calls["media_publish"] == 0 and len(ig.records_of("stories")) == 2  # never published again
+
+
+def test_a_story_instagram_cannot_take_is_skipped_before_any_call(env, make_integration):
+    ig, user, row, _ = _instagram(env, make_integration)
+    for media, words in ((None, "has no image or video"), ([IMAGE, VIDEO], "has 2 in its media")):
+        content = {"contentId": f"story-{len(words)}", "title": "A story", "format": "story"}
+        log = _publish(env, user, {**content, "media": media} if media is not None else content)[row.id]
+        assert log.status == SyncStatus.CANCELLED and log.error.startswith("skipped: "), log.error
+        assert "An Instagram story is one image or one video" in log.error and words in log.error
+    assert sum(ig.calls.values()) == 0
+
+
 def test_a_deferred_reel_restarting_is_not_taken_for_an_interrupted_run(env, make_integration, monkeypatch):
     """Between a restarted run's start (IN_PROGRESS) and its taking the lease, another daemon's recovery pass
     must not mark it interrupted, however long ago the publish first started."""

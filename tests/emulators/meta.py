@@ -21,6 +21,13 @@ INSTAGRAM quirks enforced:
   ``creation_id`` (``calls["media_publish"]``) publishes a FINISHED container
   once (otherwise code 9007) and puts the media first in
   ``records_of("media")``; ``containers`` keeps every container.
+- stories: ``media_type=STORIES`` with exactly one of ``image_url`` (FINISHED
+  at once) or ``video_url`` (IN_PROGRESS for ``stories_processing_polls``
+  status reads, then ``stories_outcome``); a story takes no caption (code
+  100); published, it goes first in ``records_of("stories")``, never in
+  ``/me/media`` (as at Instagram), and ``GET /{ig-user-id}/stories``
+  (``calls["stories"]``) lists them (``id``, ``media_type``,
+  ``media_product_type`` STORY, ``timestamp``, ...).
 
 FACEBOOK / META_ADS quirks enforced:
 - code exchange at ``/oauth/access_token`` by GET or POST, credentials in the
@@ -219,6 +226,7 @@ class Instagram(Graph):
         ("GET", rf"graph\.instagram\.com/{VERSION}me/media", "media"),
         ("POST", rf"graph\.instagram\.com/{VERSION}(?P<ig_id>\d+)/media", "create_media"),
         ("POST", rf"graph\.instagram\.com/{VERSION}(?P<ig_id>\d+)/media_publish", "media_publish"),
+        ("GET", rf"graph\.instagram\.com/{VERSION}(?P<ig_id>\d+)/stories", "stories"),
         ("GET", rf"graph\.instagram\.com/{VERSION}(?P<container_id>\d+)", "container"),
     )
     ACCOUNT = {"id": "9876543210123456", "user_id": "17841405793187218", "username": "demo.creator"}
@@ -234,6 +242,9 @@ class Instagram(Graph):
             # A REELS container answers IN_PROGRESS to this many status reads, then ``reels_outcome``.
             self.reels_processing_polls = 2
             self.reels_outcome = "FINISHED"
+            # A video STORIES container likewise: IN_PROGRESS for this many reads, then ``stories_outcome``.
+            self.stories_processing_polls = 2
+            self.stories_outcome = "FINISHED"
 
     async def authorize(self, request):
         return await authorize(self, request, self.SPEC, deny_params=self.deny)
@@ -353,19 +364,24 @@ class Instagram(Graph):
         if len(caption) > self.CAPTION_MAX:
             return graph_error(f"(#100) The caption is longer than {self.CAPTION_MAX} characters", 100)
         media_type = str(args.get("media_type") or "IMAGE").upper()
+        outcome = self.reels_outcome
         if media_type == "IMAGE":
-            url, polls = str(args.get("image_url") or ""), 0
+            url, polls, needed = str(args.get("image_url") or ""), 0, "image_url"
         elif media_type == "REELS":
-            url, polls = str(args.get("video_url") or ""), self.reels_processing_polls
+            url, polls, needed = str(args.get("video_url") or ""), self.reels_processing_polls, "video_url"
+        elif media_type == "STORIES":
+            story = self._story_media(args, caption)
+            if isinstance(story, web.Response):
+                return story
+            url, polls, outcome, needed = *story, "image_url or video_url"
         elif media_type == "VIDEO":
             return graph_error("(#100) The VIDEO media type is no longer supported for feed videos: use REELS",
                                100)
         else:
-            return graph_error(f"(#100) media_type {media_type} is not served by the emulator (IMAGE, REELS)",
-                               100)
+            return graph_error(f"(#100) media_type {media_type} is not served by the emulator (IMAGE, REELS, "
+                               "STORIES)", 100)
         if not url:
-            return graph_error(f"(#100) The parameter {'image_url' if media_type == 'IMAGE' else 'video_url'} "
-                               "is required", 100)
+            return graph_error(f"(#100) The parameter {needed} is required", 100)
         if not url.startswith(("http://", "https://")):
             return graph_error("(#9004) Only photo or video can be accepted as media type.", 9004,
                                subcode=2207052)
@@ -373,9 +389,23 @@ class Instagram(Graph):
             container_id = str(17900000000000000 + len(self.containers) + 1)
             self.containers[container_id] = {
                 "id": container_id, "media_type": media_type, "url": url, "caption": caption,
+                "video": media_type == "REELS" or (media_type == "STORIES" and url == args.get("video_url")),
                 "status_code": "IN_PROGRESS" if polls else "FINISHED", "polls_left": polls,
-                "outcome": self.reels_outcome if polls else "FINISHED", "created": self.now()}
+                "outcome": outcome if polls else "FINISHED", "created": self.now()}
         return json_response({"id": container_id})
+
+    def _story_media(self, args: dict, caption: str):
+        """(url, polls, outcome) of a STORIES container, or the Graph error: exactly one of image_url or
+        video_url, and no caption (a story has none; the emulator refuses one so a publisher that sends it is
+        caught)."""
+        if caption:
+            return graph_error("(#100) The parameter caption is not supported for media_type STORIES", 100)
+        image, video = str(args.get("image_url") or ""), str(args.get("video_url") or "")
+        if image and video:
+            return graph_error("(#100) A story takes one image_url or one video_url, not both", 100)
+        if video:
+            return video, self.stories_processing_polls, self.stories_outcome
+        return image, 0, "FINISHED"
 
     async def container(self, request, container_id):
         """GET /{container-id}?fields=status_code,status (``calls["container_status"]``)."""
@@ -428,6 +458,9 @@ class Instagram(Graph):
                 return graph_error("(#9007) Media ID is not available: the media is not ready for publishing, "
                                    "please wait for a moment", 9007, subcode=2207027)
             box["status_code"] = "PUBLISHED"
+            if box["media_type"] == "STORIES":  # stories are not in /me/media: /{ig-user-id}/stories lists them
+                media_id = self._publish_story(box, creation_id)
+                return self.answer("media_publish", json_response({"id": media_id}))
             rows = self.records.setdefault("media", [])
             media_id = str(18000000000000000 + len(rows) + 1)
             rows.insert(0, {"id": media_id, "caption": box["caption"] or None,
@@ -437,6 +470,30 @@ class Instagram(Graph):
                             "permalink": f"https://www.instagram.com/p/{secrets.token_urlsafe(8)}/",
                             "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(self.now()))})
         return self.answer("media_publish", json_response({"id": media_id}))
+
+    def _publish_story(self, box: dict, creation_id: str) -> str:
+        """Record a published story (the caller holds the lock); its media id."""
+        rows = self.records.setdefault("stories", [])
+        media_id = str(18100000000000000 + len(rows) + 1)
+        rows.insert(0, {"id": media_id, "media_type": "VIDEO" if box["video"] else "IMAGE",
+                        "media_product_type": "STORY", "media_url": box["url"], "container_id": creation_id,
+                        "permalink": f"https://www.instagram.com/stories/demo.creator/{media_id}/",
+                        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(self.now()))})
+        return media_id
+
+    async def stories(self, request, ig_id):
+        """GET /{ig-user-id}/stories (``calls["stories"]``): the account's published stories, newest first."""
+        fault = await self.gate("stories")
+        if fault is not None:
+            return fault
+        _token, error = self.user_token(request)
+        if error is not None:
+            return error
+        if ig_id != self.account["user_id"]:
+            return graph_error(f"(#100) Object with ID '{ig_id}' does not exist, cannot be loaded due to missing "
+                               "permissions, or does not support this operation", 100, subcode=33,
+                               type_="GraphMethodException")
+        return self.list_edge(request, self.records_of("stories"))
 
 
 class Facebook(Graph):

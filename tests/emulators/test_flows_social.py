@@ -145,6 +145,30 @@ def test_instagram_flow_and_24h_refresh_rule(fresh_emulators):
     assert call("GET", api + "/me", bearer=renewed["access_token"]).status == 200
 
 
+def test_instagram_stories_take_one_image_or_video_and_no_caption(fresh_emulators):
+    emu, p = fresh_emulators, fresh_emulators["INSTAGRAM"]
+    api, node = api_url(emu, "INSTAGRAM"), p.account["user_id"]
+    token = p.issue(p.new_grant(["instagram_business_basic", "instagram_business_content_publish"]), "access",
+                    3600, value="IGAA-story", long=True).value
+    image, video = "https://cdn.nexus.test/s.jpg", "https://cdn.nexus.test/s.mp4"
+    for refused, words in (({"image_url": image, "caption": "hi"}, "caption is not supported"),
+                           ({"image_url": image, "video_url": video}, "not both"),
+                           ({}, "image_url or video_url is required")):
+        resp = call("POST", f"{api}/{node}/media", json_body={"media_type": "STORIES", **refused}, bearer=token)
+        assert resp.status == 400 and words in resp.json()["error"]["message"], resp.json()
+    clip = call("POST", f"{api}/{node}/media", json_body={"media_type": "STORIES", "video_url": video},
+                bearer=token).json()["id"]
+    status = [call("GET", f"{api}/{clip}", params={"fields": "status_code"}, bearer=token).json()["status_code"]
+              for _ in range(3)]
+    assert status == ["IN_PROGRESS", "IN_PROGRESS", "FINISHED"]
+    story = call("POST", f"{api}/{node}/media_publish", json_body={"creation_id": clip}, bearer=token).json()["id"]
+    listed = call("GET", f"{api}/{node}/stories", params={"fields": "id,media_product_type,media_type"},
+                  bearer=token).json()["data"]
+    assert listed == [{"id": story, "media_product_type": "STORY", "media_type": "VIDEO"}]
+    assert call("GET", f"{api}/me/media", bearer=token).json()["data"] == []  # stories are not feed media
+    assert call("GET", f"{api}/{node}/stories").status == 400  # a user token is needed
+
+
 def test_instagram_token_errors_use_the_old_shape(fresh_emulators):
     emu = fresh_emulators
     query, _ = start(emu, "INSTAGRAM")
