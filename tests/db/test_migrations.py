@@ -327,7 +327,7 @@ def test_0011_channel_webhook_down_then_up_round_trips(database):
     undone = _down_through(runner, "0011_channel_webhook")
     assert undone == ["0012_organization_listing", "0011_channel_webhook"]
     assert "channel_webhook_token" not in _columns(database, "integrations")
-    assert migrate.migrate(database) == undone
+    assert migrate.migrate(database) == undone[::-1]
     assert _schema(database) == before
     assert Integration.get_by_id(row.id).channel_webhook_token is None  # dropped with its column
 

@@ -759,15 +759,24 @@ def test_metadata_within_its_bound_is_kept(api, method, path, body):  # noqa: F8
     assert answer.status in (200, 201), (answer.status, answer.text[:300])
 
 
-def test_an_oauth_flow_with_oversized_metadata_leaves_nothing_in_redis(api):  # noqa: F811
-    if api.kind != "postgres":
-        pytest.skip("OAuth states live in Redis with the PostgreSQL stack")
-    import redis
+def test_an_oauth_flow_with_oversized_metadata_leaves_no_pending_flow(api):  # noqa: F811
+    """Refused before anything is kept: the flow store (Redis with PostgreSQL, the oauth_states table on
+    SQLite) holds the accepted flow only."""
+    if api.kind == "postgres":
+        import redis
 
-    from nexusctl.core.oauth_states import REDIS_PREFIX
+        from nexusctl.core.oauth_states import REDIS_PREFIX
 
-    client = redis.Redis.from_url(api.stack.env["REDIS_URL"])
-    flows = lambda: len(list(client.scan_iter(f"{REDIS_PREFIX}*")))  # noqa: E731
+        client = redis.Redis.from_url(api.stack.env["REDIS_URL"])
+        flows = lambda: len(list(client.scan_iter(f"{REDIS_PREFIX}*")))  # noqa: E731
+    else:
+        import sqlite3
+
+        path = api.stack.database_url.removeprefix("sqlite:///")
+
+        def flows() -> int:
+            with sqlite3.connect(path) as conn:
+                return conn.execute("SELECT COUNT(*) FROM oauth_states").fetchone()[0]
     before = flows()
     assert _metadata_write(api, *METADATA_WRITES[0], {"small": 1}).status == 200 and flows() == before + 1
     answer = _metadata_write(api, *METADATA_WRITES[0], HUGE_VALUE)
