@@ -19,7 +19,8 @@ from peewee import fn
 
 from db.models import ALL_MODELS
 from db.secrets import models_with_secrets
-from nexusctl.crypto import VERSION, Keyring, missing_key_message
+from nexusctl.crypto import VERSION, Keyring, key_id_prefix, missing_key_message
+from nexusctl.errors import KeyNotConfigured
 
 log = logging.getLogger(__name__)
 
@@ -57,3 +58,14 @@ def warn_once(kid: str, what: str) -> bool:
     log.warning("%s: %s; until then this daemon leaves that work to daemons that have the key",
                 what, missing_key_message(kid))
     return True
+
+
+def require_keys(keyring: Keyring, model, row_id, columns) -> None:
+    """Raise KeyNotConfigured if a secret of the row is under a key ``keyring`` lacks (reads only the key ids):
+    work that would fail on it is refused before it starts."""
+    stored = model.select(*[getattr(model, c) for c in columns]).where(model.id == row_id).tuples().first() or ()
+    for value in stored:
+        kid = None if value is None else key_id_prefix(value)
+        if kid is not None and kid not in keyring.key_ids:
+            warn_once(kid, f"{model._meta.table_name} {row_id}")
+            raise KeyNotConfigured(missing_key_message(kid), keyId=kid)
