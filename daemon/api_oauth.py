@@ -130,5 +130,6 @@ ROUTES = [
     Route("POST", "/integrations/{id}/refresh", refresh_tokens,
           "Refresh the access token now (refresh.refreshed false: the provider renews it only later)", "oauth",
           data=out.REFRESHED,
-          errors=("VALIDATION_ERROR", "INTEGRATION_NOT_FOUND", "REFRESH_FAILED", "PROVIDER_ERROR", "RATE_LIMITED")),
+          errors=("VALIDATION_ERROR", "INTEGRATION_NOT_FOUND", "REFRESH_FAILED", "PROVIDER_ERROR", "RATE_LIMITED",
+                  "ENCRYPTION_KEY_MISSING")),
 ]

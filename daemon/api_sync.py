@@ -18,11 +18,12 @@ STARTED = {"type": "object", "properties": {"id": {"type": "string", "format": "
 
 
 async def start_sync(request: web.Request) -> web.Response:
-    from daemon.app import SYNCS
+    from daemon.app import SERVICES, SYNCS
 
     body = await read_body(request, START) if request.can_read_body else {}
     logs = await run_db(request, sync_runs.plan, request.match_info["id"], body.get("action"),
-                        full=bool(body.get("full")), trigger="api", owner_id=owner_filter(request))
+                        full=bool(body.get("full")), trigger="api", owner_id=owner_filter(request),
+                        keyring=request.app[SERVICES].keyring)
     request.app[SYNCS].submit([row.id for row in logs])
     return ok({"id": str(logs[0].id), "syncLogs": [sync_log_to_dict(row) for row in logs]}, status=202)
 
@@ -30,5 +31,5 @@ async def start_sync(request: web.Request) -> web.Response:
 ROUTES = [
     Route("POST", "/integrations/{id}/sync", start_sync, "Start a sync (202 with the sync log id); poll "
           "GET /integrations/{id}/sync-logs", "sync", body=START, body_required=False, data=STARTED, status=202,
-          errors=("VALIDATION_ERROR", "INTEGRATION_NOT_FOUND", "SYNC_NOT_STARTED")),
+          errors=("VALIDATION_ERROR", "INTEGRATION_NOT_FOUND", "SYNC_NOT_STARTED", "ENCRYPTION_KEY_MISSING")),
 ]

@@ -22,13 +22,16 @@ import aiohttp
 
 from db.fields import utcnow
 from nexusctl import ssrf
-from nexusctl.core import attempts, deliveries, signing
+from nexusctl.core import attempts, deliveries, key_usage, signing
 from nexusctl.core.attempts import Result
 from nexusctl.errors import DatabaseUnavailable, UsageProblem
 
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 1.0
+# How long a webhook whose secret is under a key this daemon lacks is left out of its claims before it looks
+# again (another daemon, or a re-saved secret, may have moved it to a key this one has).
+LOCKED_SECONDS = 30.0
 RECORD_BATCH = 100  # outcomes per transaction
 RECORD_WINDOW = 0.005  # seconds an outcome may wait for others to share its commit
 BODY_PREVIEW = 4096
@@ -45,6 +48,9 @@ class DeliveryWorker:
         # what a claim brings beyond the cap is handed back at once: a slow receiver never holds
         # more than its share of the slots, so it cannot starve the others.
         self.inflight: collections.Counter = collections.Counter()
+        # Webhooks whose signing secret is under a key this daemon was not given (a rotation under way):
+        # {webhook id: monotonic time until which its deliveries are left to daemons that have the key}.
+        self.locked: dict = {}
         self.wake = asyncio.Event()
         self.tasks: set[asyncio.Task] = set()
         self.stopping = False
@@ -143,14 +149,17 @@ class DeliveryWorker:
             # wake the next round, or its delivery waits for the 1 s poll.
             self.wake.clear()
             try:
-                claimed, signing = [], {}
+                claimed, signing, locked = [], {}, {}
                 cap = self.settings.webhook_concurrency_per_endpoint
                 if self.free > 0:
-                    busy = [w for w, n in self.inflight.items() if n >= cap]
-                    claimed, signing = await self.db.run(_claim_and_sign, self.keyring, min(self.free, 100), lease,
-                                                         busy)
+                    now = time.monotonic()
+                    self.locked = {w: until for w, until in self.locked.items() if until > now}
+                    busy = [w for w, n in self.inflight.items() if n >= cap] + list(self.locked)
+                    claimed, signing, locked = await self.db.run(_claim_and_sign, self.keyring,
+                                                                 min(self.free, 100), lease, busy)
                     self.counts["claims"] += 1
                     self.counts["claimed"] += len(claimed)
+                    self._leave_locked(locked, now)
                 keep, excess = [], []
                 for item in claimed:
                     if self.inflight[item.webhook_id] < cap:
@@ -172,7 +181,7 @@ class DeliveryWorker:
                     task.webhook_id = item.webhook_id
                     self.tasks.add(task)
                     task.add_done_callback(self._done)
-                if (claimed or excess) and self.free > 0:
+                if (claimed or excess or locked) and self.free > 0:
                     continue  # there may be more due right now (for other endpoints)
             except DatabaseUnavailable as exc:  # an outage: one line when it starts and one when it ends
                 if not self.db_away:
@@ -189,6 +198,12 @@ class DeliveryWorker:
                 await asyncio.wait_for(self.wake.wait(), POLL_SECONDS)
             except asyncio.TimeoutError:
                 pass
+
+    def _leave_locked(self, locked: dict, now: float) -> None:
+        """Their deliveries went back untouched (no attempt counted): leave those webhooks out for a while."""
+        for webhook_id, kid in locked.items():
+            self.locked[webhook_id] = now + LOCKED_SECONDS
+            key_usage.warn_once(kid, f"delivery worker: the signing secret of webhook {webhook_id}")
 
     def _done(self, task: asyncio.Task) -> None:
         self.tasks.discard(task)
@@ -291,10 +306,18 @@ class DeliveryWorker:
         return None
 
 
-def _claim_and_sign(keyring, limit: int, lease: float, exclude) -> tuple[list, dict]:
-    """A claim and its webhooks' URLs and secrets, in one trip to a database thread."""
+def _claim_and_sign(keyring, limit: int, lease: float, exclude) -> tuple[list, dict, dict]:
+    """A claim and its webhooks' URLs and secrets, in one trip to a database thread. Deliveries of webhooks
+    whose secret is under a key this daemon lacks are given back at once, untouched, for a daemon that has it;
+    the third value names those webhooks and their key ids."""
     claimed = deliveries.claim(limit, lease, exclude)
-    return claimed, deliveries.signing_for(keyring, [c.webhook_id for c in claimed]) if claimed else {}
+    if not claimed:
+        return [], {}, {}
+    signing, locked = deliveries.signing_for(keyring, [c.webhook_id for c in claimed])
+    if locked:
+        deliveries.release([c for c in claimed if c.webhook_id in locked])
+        claimed = [c for c in claimed if c.webhook_id not in locked]
+    return claimed, signing, locked
 
 
 def _retry_after(value: str | None) -> int | None:

@@ -23,7 +23,7 @@ import os
 from dataclasses import dataclass
 from typing import Iterable
 
-from nexusctl.errors import DecryptionFailed
+from nexusctl.errors import DecryptionFailed, KeyNotConfigured
 
 VERSION = "nx1"
 NONCE_BYTES = 12
@@ -64,6 +64,11 @@ class Keyring:
         return f"Keyring(current={self.current_kid!r}, keys={sorted(self._ciphers)!r})"
 
     @property
+    def key_ids(self) -> frozenset[str]:
+        """The ids of every key this keyring opens (current and old)."""
+        return frozenset(self._ciphers)
+
+    @property
     def current_prefix(self) -> str:
         """The prefix every value encrypted under the current key starts with."""
         return f"{VERSION}.{self.current_kid}."
@@ -80,11 +85,7 @@ class Keyring:
         kid = self.key_id_of(stored, place)
         cipher = self._ciphers.get(kid)
         if cipher is None:
-            raise DecryptionFailed(
-                f"{place.table}.{place.column} of {place.row_id} is encrypted with key {kid}, "
-                "which is not configured (add it to ENCRYPTION_OLD_KEYS)",
-                keyId=kid,
-            )
+            raise KeyNotConfigured(missing_key_message(kid), keyId=kid)
         from cryptography.exceptions import InvalidTag
 
         body = stored.split(".", 2)[2]
@@ -108,6 +109,19 @@ class Keyring:
 
     def needs_rotation(self, stored: str | None) -> bool:
         return stored is not None and not stored.startswith(self.current_prefix)
+
+
+def missing_key_message(kid: str) -> str:
+    """What to do about a value under a key this process lacks (no table or row names: it reaches API clients)."""
+    return (f"a stored secret is under encryption key {kid}, which this process does not have (a key rotation is "
+            "under way): restart it with the new ENCRYPTION_KEY and the previous key in ENCRYPTION_OLD_KEYS "
+            "(README: key rotation)")
+
+
+def key_id_prefix(stored: str) -> str | None:
+    """The key id a stored value names, without checking it further (None if it is not in our format)."""
+    parts = stored.split(".", 2)
+    return parts[1] if len(parts) == 3 and parts[0] == VERSION and len(parts[1]) == 8 else None
 
 
 def keyring_from_settings(settings) -> Keyring:

@@ -30,6 +30,7 @@ error boundary (``nexusctl.cli.main``) and the daemon's error middleware.
     ├── ProviderError           PROVIDER_ERROR          502  exit 25
     ├── ProviderNotConfigured   PROVIDER_NOT_CONFIGURED 400  exit 26
     ├── DecryptionFailed        DECRYPTION_FAILED       500  exit 30
+    │   └── KeyNotConfigured    ENCRYPTION_KEY_MISSING  503  exit 31
     ├── Unauthorized            UNAUTHORIZED            401  exit 40
     ├── Forbidden               FORBIDDEN               403  exit 41
     └── PayloadTooLarge         PAYLOAD_TOO_LARGE       413  exit 42
@@ -240,6 +241,14 @@ class DecryptionFailed(NexusError):
     code = "DECRYPTION_FAILED"
     exit_code = 30
 
+
+class KeyNotConfigured(DecryptionFailed):
+    """A stored secret is under an encryption key this process was not given (a key rotation is under way):
+    restart it with the new ENCRYPTION_KEY / ENCRYPTION_OLD_KEYS. Nothing is wrong with the data."""
+
+    code = "ENCRYPTION_KEY_MISSING"
+    http_status = 503
+    exit_code = 31
 
 
 class Unauthorized(NexusError):

@@ -26,7 +26,7 @@ from db.models import Integration, Webhook, WebhookAttempt, WebhookDelivery
 from nexusctl.core.ids import parse_uuid
 from nexusctl.core.paging import Bulky, Page, bounded_page, newest_first
 from nexusctl.enums import DeliveryStatus
-from nexusctl.errors import DeliveryNotFound, UsageProblem
+from nexusctl.errors import DeliveryNotFound, KeyNotConfigured, UsageProblem
 
 NOTIFY_CHANNEL = "nexus_deliveries"
 JITTER = 0.2
@@ -277,12 +277,18 @@ def retry_delay(schedule: tuple[int, ...], attempts: int) -> float | None:
     return max(0.0, base * random.uniform(1 - JITTER, 1 + JITTER))
 
 
-def signing_for(keyring, webhook_ids) -> dict:
-    """url, signing secrets and active flag of each webhook, in one query (once per claimed batch)."""
+def signing_for(keyring, webhook_ids) -> tuple[dict, dict]:
+    """(url and signing secrets of each webhook, {webhook id: key id} of those whose secret is under a key
+    ``keyring`` lacks), in one query (once per claimed batch)."""
     from nexusctl.core.webhooks import signing_secrets
 
-    rows = Webhook.select().where(Webhook.id.in_(list(set(webhook_ids))))
-    return {row.id: (row.url, signing_secrets(keyring, row)) for row in rows}
+    signing, locked = {}, {}
+    for row in Webhook.select().where(Webhook.id.in_(list(set(webhook_ids)))):
+        try:
+            signing[row.id] = (row.url, signing_secrets(keyring, row))
+        except KeyNotConfigured as exc:  # a rotation this process was not restarted for
+            locked[row.id] = exc.details["keyId"]
+    return signing, locked
 
 
 def release(items: list[Claimed]) -> None:

@@ -99,13 +99,26 @@ def check_encryption(loaded: Loaded, db: peewee.Database | None) -> Finding:
     row, column = sample
     from db.secrets import unseal
 
+    from nexusctl.errors import KeyNotConfigured
+
+    table = row._meta.table_name
     try:
         unseal(keyring, row, column)  # the plaintext is dropped at once
     except NexusError as exc:
-        return Finding("encryption", FAIL, exc.message,
+        detail = (f"{table}.{column} of {row.id} is encrypted with key {exc.details['keyId']}, which is not "
+                  "configured" if isinstance(exc, KeyNotConfigured) else exc.message)
+        return Finding("encryption", FAIL, detail,
                        "set ENCRYPTION_KEY to the key this data was written with (the old one goes in "
                        "ENCRYPTION_OLD_KEYS during a rotation)")
-    table = row._meta.table_name
+    from nexusctl.core.key_usage import missing_key_ids
+
+    missing = sorted(missing_key_ids(keyring))
+    if missing:  # the sample opened, but other values are under keys these settings lack: a rotation under way
+        return Finding("encryption", FAIL,
+                       f"stored secrets are under key(s) {', '.join(missing)}, which these settings do not have "
+                       f"(they have {', '.join(sorted(keyring.key_ids))}): a daemon with them cannot use those values",
+                       "give every daemon the new ENCRYPTION_KEY and the previous key in ENCRYPTION_OLD_KEYS, then "
+                       "restart it (README: key rotation)")
     return Finding("encryption", OK, f"key {keyring.current_kid} from {source} decrypts {table}.{column} of {row.id}")
 
 

@@ -23,7 +23,7 @@ from db.database import database_proxy
 from db.models import ALL_MODELS
 from db.secrets import models_with_secrets, place_of
 from nexusctl.crypto import Keyring
-from nexusctl.errors import DecryptionFailed, RedisUnavailable
+from nexusctl.errors import DecryptionFailed, KeyNotConfigured, RedisUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,10 @@ def _rotate_row(keyring, model, row, columns, report, dry_run) -> int:
         except DecryptionFailed as exc:
             report.failed += 1
             if len(report.failures) < 20:
-                report.failures.append(exc.message)
+                report.failures.append(
+                    f"{place.table}.{place.column} of {place.row_id} is encrypted with key {exc.details['keyId']}, "
+                    "which is not configured (add it to ENCRYPTION_OLD_KEYS)"
+                    if isinstance(exc, KeyNotConfigured) else exc.message)
             continue
         changes[getattr(model, column)] = keyring.encrypt(plaintext, place)
         guards.append(getattr(model, column) == stored)

@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from db.database import database_proxy
 from db.fields import utcnow
 from db.models import Integration
-from nexusctl.core import connections, events, integrations
-from nexusctl.errors import NexusError, ProviderError, RefreshFailed, UsageProblem
+from nexusctl.core import connections, events, integrations, key_usage
+from nexusctl.errors import KeyNotConfigured, NexusError, ProviderError, RefreshFailed, UsageProblem
 from providers.registry import SPECS
 from providers.spec import NotYetRefreshable, RefreshStyle
 
@@ -112,7 +112,7 @@ def check_refreshable(row: Integration, has_refresh_token: bool) -> None:
 
 async def refresh(svc, integration_id, *, owner_id=None) -> Integration:
     """Refresh now; returns the row with its new expiry (or the one a concurrent refresher stored)."""
-    row, tokens = await svc.run(connections.load, svc.keyring, integration_id, owner_id=owner_id)
+    row, tokens = await _load(svc, integration_id, owner_id=owner_id)
     check_refreshable(row, bool(tokens.refresh_token))
     seen = row.access_token  # ciphertext: changes only when tokens are written
     for _ in range(MAX_ROUNDS):
@@ -154,6 +154,15 @@ async def refresh_now(svc, integration_id, *, owner_id=None) -> Outcome:
         return Outcome(row, False, exc.message, exc.refreshable_at)
 
 
+async def _load(svc, integration_id, *, owner_id=None):
+    """``connections.load``; tokens under a key this process lacks (a rotation under way) are said once per key."""
+    try:
+        return await svc.run(connections.load, svc.keyring, integration_id, owner_id=owner_id)
+    except KeyNotConfigured as exc:
+        key_usage.warn_once(exc.details["keyId"], f"refresh of integration {integration_id}")
+        raise
+
+
 async def _wait_for_lease(svc, row_id: uuid.UUID):
     """Poll (50 ms, backing off to 250 ms) until no lease is held; returns (until, access_token, is_active)."""
     delay, deadline = 0.05, time.monotonic() + LEASE.total_seconds() + 5
@@ -171,7 +180,11 @@ async def _refresh_holding(svc, row_id: uuid.UUID, lease: uuid.UUID, seen: str |
     """Refresh while holding ``lease``. ``renew_by`` (the sweep's): failures back off, and a long-lived
     token whose renewal still expires before ``renew_by`` counts as a failure too."""
     sweeping = renew_by is not None
-    row, tokens = await svc.run(connections.load, svc.keyring, row_id)
+    try:
+        row, tokens = await _load(svc, row_id)
+    except KeyNotConfigured:  # not the grant's fault nor the provider's: no error, no back-off, no health change
+        await svc.run(_release, row_id, lease)
+        raise
     if seen is not None and row.access_token != seen:  # a refresh finished between our read and our claim
         await svc.run(_release, row_id, lease)
         return row
@@ -319,6 +332,8 @@ async def sweep(svc, window: dt.timedelta, *, lead: dt.timedelta | None = None, 
                 counts["refreshed"] += 1
             except NotYetRefreshable:
                 counts["notYet"] += 1
+            except KeyNotConfigured:  # said once (key_usage); a daemon that has the key refreshes it
+                counts["skipped"] += 1
             except NexusError as exc:
                 counts["failed"] += 1
                 state = await svc.run(_back_off_state, row_id)

@@ -33,9 +33,10 @@ import logging
 
 from db.fields import utcnow
 from db.models import Integration, IntegrationSyncLog
-from nexusctl.core import connections, integrations, leases, sync_state
+from nexusctl.core import connections, integrations, key_usage, leases, sync_state
 from nexusctl.enums import SyncStatus
-from nexusctl.errors import NexusError, ProviderError, RateLimited, SyncFailed, SyncNotStarted, TokenExpired
+from nexusctl.errors import (KeyNotConfigured, NexusError, ProviderError, RateLimited, SyncFailed, SyncNotStarted,
+                             TokenExpired)
 from providers import scopes as needed_scopes
 from providers.sync.base import SyncApi
 from providers.sync.registry import AUTH_HEADER, action_of
@@ -48,14 +49,20 @@ LEASE_SECONDS = 900.0
 UNKNOWN_WAIT = 10.0  # seconds, when a provider throttles without saying for how long
 EXPIRY_MARGIN = dt.timedelta(seconds=60)
 PUBLISH = "publish"  # queued by content.published (nexusctl.core.inbound), run like a sync
+# Seconds before a run this process cannot decrypt the tokens for (a key rotation under way) is looked at again,
+# by whichever daemon takes it (the sync runner's recovery pass picks it up).
+KEY_MISSING_DELAY = 30.0
 # Seconds before a deferred publish looks again (the provider still processing its video), then every minute.
 DEFER_DELAYS = (5.0, 10.0, 20.0, 30.0, 60.0)
 
 
 def plan(integration_id, action: str | None, *, full: bool = False, trigger: str = "cli",
-         owner_id=None) -> list[IntegrationSyncLog]:
-    """PENDING logs for one action (or each action of the provider): what `sync run` and the API start."""
+         owner_id=None, keyring=None) -> list[IntegrationSyncLog]:
+    """PENDING logs for one action (or each action of the provider): what `sync run` and the API start. With
+    ``keyring``, tokens under a key it lacks (a rotation this process missed) refuse the start."""
     integration = integrations.get(integration_id, owner_id=owner_id)
+    if keyring is not None:
+        key_usage.require_keys(keyring, Integration, integration.id, ("access_token", "refresh_token"))
     if not integration.is_active:
         raise SyncNotStarted(f"integration {integration.id} is inactive ({integration.last_error or 'disconnected'}); "
                          "reconnect it first", id=str(integration.id))
@@ -212,6 +219,10 @@ async def run(svc, log_id, *, progress=None, budget: float | None = None) -> Int
         return await svc.run(sync_state.finish, log_id, integration_id, name, deleted=deleted, extra=stats)
     except _Cancelled:
         return await svc.run(IntegrationSyncLog.get_by_id, log_id)
+    except KeyNotConfigured as exc:  # neither the run's nor the integration's failure: left for a daemon with the key
+        key_usage.warn_once(exc.details["keyId"], f"sync {log_id} ({name})")
+        return await svc.run(sync_state.defer, log_id, utcnow() + dt.timedelta(seconds=KEY_MISSING_DELAY),
+                             extra={"waitingForKey": exc.details["keyId"]})
     except NexusError as exc:
         if api is not None:
             stats["providerCalls"] = api.calls

@@ -305,3 +305,45 @@ def test_discord_posts_as_the_bot_and_says_what_is_missing(env, make_integration
     assert runs[locked.id].status == SyncStatus.FAILED and "may not post in that channel" in runs[locked.id].error
     stored = " ".join(str(r.error) + str(r.metadata) for r in IntegrationSyncLog.select())
     assert discord.bot_token not in stored
+
+
+def test_a_run_that_meets_a_key_this_process_lacks_waits_for_one_that_has_it(env, make_integration):
+    """A daemon left on the old key by a rotation: the run goes back to PENDING for another daemon, not FAILED,
+    and the integration's health is not touched; a runner with the key then completes it."""
+    import datetime as dt
+
+    from db.fields import utcnow
+    from db.secrets import seal
+    from nexusctl.crypto import Keyring, key_id
+    from nexusctl.errors import KeyNotConfigured
+
+    settings, keyring, _ = env
+    integration, slack = _slack(env, make_integration)
+    slack.set_records("channels", _channels(3))
+    new = bytes(range(50, 82))
+    rotated = Keyring(new, [bytes(range(32))])  # what `keys rotate` ran with: the new key, the old one kept
+    row = Integration.get_by_id(integration.id)
+    seal(rotated, row, "access_token", slack.issue(slack.new_grant(list(requested(Provider.SLACK))), "access",
+                                                   None).value)
+    row.save()
+
+    async def main(with_keyring):
+        async with aiohttp.ClientSession(trust_env=False) as session:
+            svc = Services(settings, with_keyring, session, direct, None)
+            (log,) = sync_runs.plan(integration.id, None)
+            return await sync_runs.run(svc, log.id)
+
+    waiting = asyncio.run(main(keyring))  # this process has only the old key
+    assert waiting.status == SyncStatus.PENDING and waiting.error is None
+    assert waiting.metadata["waitingForKey"] == key_id(new) and waiting.run_after > utcnow() + dt.timedelta(seconds=5)
+    assert Integration.get_by_id(integration.id).last_error is None
+    with pytest.raises(KeyNotConfigured) as refused:  # the API's check before planning
+        sync_runs.plan(integration.id, None, keyring=keyring)
+    assert refused.value.code == "ENCRYPTION_KEY_MISSING" and refused.value.http_status == 503
+
+    async def resume():
+        async with aiohttp.ClientSession(trust_env=False) as session:
+            return await sync_runs.run(Services(settings, rotated, session, direct, None), waiting.id)
+
+    done = asyncio.run(resume())
+    assert (done.status, done.items_processed) == (SyncStatus.COMPLETED, 3)

@@ -26,7 +26,7 @@ async def test_health_answers(db_url, aiohttp_client):
 async def test_ready_on_a_migrated_database(db_url, aiohttp_client):
     status, body = await _get(aiohttp_client)
     assert status == 200 and body["success"] is True
-    assert body["data"]["checks"] == {"database": "ok", "migrations": "ok", "redis": "not configured"}
+    assert body["data"]["checks"] == {"database": "ok", "migrations": "ok", "encryption": "ok", "redis": "not configured"}
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

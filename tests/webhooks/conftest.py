@@ -79,11 +79,14 @@ class Daemons:
     def __init__(self, env: dict, work: Path):
         self.env, self.work, self.running = env, work, []
 
-    def start(self) -> subprocess.Popen:
+    def start(self, **env: str) -> subprocess.Popen:
+        """One more daemon; ``env`` adds to (or overrides) the shared environment for this one only.
+        Its port is ``process.port`` and its log ``process.log_path``."""
         port = free_port()
         log = open(self.work / f"daemon-{port}.log", "w")
-        process = subprocess.Popen([str(NEXUSCTL), "daemon", "--port", str(port)], env={**self.env, "PORT": str(port)},
-                                   stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen([str(NEXUSCTL), "daemon", "--port", str(port)],
+                                   env={**self.env, **env, "PORT": str(port)}, stdout=log, stderr=subprocess.STDOUT)
+        process.port, process.log_path = port, self.work / f"daemon-{port}.log"
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             assert process.poll() is None, (self.work / f"daemon-{port}.log").read_text()[-2000:]

@@ -1,0 +1,50 @@
+"""The refresh sweep in a process left on the old key by a rotation: the integration is skipped, not failed.
+
+Its tokens are under a key the process lacks; that is neither the grant's fault nor the provider's, so no
+lastError, no failure counted, no back-off, no lease left behind: a daemon with the key refreshes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+
+import aiohttp
+
+from db.fields import utcnow
+from db.models import Integration
+from db.secrets import seal
+from nexusctl.core import refresh
+from nexusctl.core.connect import Services, direct
+from nexusctl.crypto import Keyring, key_id
+from nexusctl.enums import Provider
+
+
+def test_a_sweep_without_the_new_key_skips_the_integration_and_says_so_once(settings, keyring, make_integration,
+                                                                            caplog):
+    rows = [make_integration(provider=Provider.SLACK, expires_at=utcnow() + dt.timedelta(minutes=2))
+            for _ in range(2)]
+    new = os.urandom(32)  # a key id no earlier test of this process has been warned about
+    rotated = Keyring(new, [bytes(range(32))])
+    for row in rows:
+        seal(rotated, row, "access_token", "at")
+        seal(rotated, row, "refresh_token", "rt")
+        row.save()
+
+    async def sweep():
+        async with aiohttp.ClientSession(trust_env=False) as session:
+            return await refresh.sweep(Services(settings, keyring, session, direct, None), dt.timedelta(minutes=10))
+
+    with caplog.at_level(logging.WARNING):
+        first, second = asyncio.run(sweep()), asyncio.run(sweep())
+    for counts in (first, second):
+        assert (counts["skipped"], counts["failed"], counts["refreshed"]) == (2, 0, 0)
+    for row in rows:
+        after = Integration.get_by_id(row.id)
+        assert (after.is_active, after.last_error, after.refresh_failures, after.refresh_retry_at,
+                after.refresh_lease_until) == (True, None, 0, None, None)
+    warnings = [r.getMessage() for r in caplog.records if key_id(new) in r.getMessage()]
+    assert len(warnings) == 1 and "ENCRYPTION_OLD_KEYS" in warnings[0]  # one, for four meetings
+    assert not any(r.exc_info for r in caplog.records)
