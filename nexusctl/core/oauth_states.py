@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 from db.fields import utcnow
 from db.models import OAuthState
-from db.secrets import place_of, seal, unseal
+from db.secrets import place_of, seal
 from nexusctl.crypto import Keyring, Place
 from nexusctl.enums import Provider
 from nexusctl.errors import DecryptionFailed, OAuthFailed
