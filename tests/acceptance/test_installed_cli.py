@@ -204,7 +204,7 @@ def test_daemon_serves_probes_then_stops_cleanly(daemons, db_url, sig):
     status, body = daemon.poll("/ready")
     assert status == 200, body
     assert body == {"success": True, "data": {"status": "ready", "checks": {
-        "database": "ok", "migrations": "ok", "redis": "not configured"}}}
+        "database": "ok", "migrations": "ok", "encryption": "ok", "redis": "not configured"}}}
     code, stdout, stderr = daemon.stop(sig)
     assert code == 0, stderr
     assert f"listening on http://127.0.0.1:{daemon.port}" in stderr and "stopped" in stderr
@@ -234,7 +234,7 @@ def test_ready_is_503_when_redis_is_unreachable(daemons, db_url):
     status, body = daemon.poll("/ready")
     assert status == 503
     assert body["success"] is False and body["error"]["code"] == "NOT_READY" and "redis" in body["error"]["message"]
-    assert body["data"]["checks"] == {"database": "ok", "migrations": "ok", "redis": "failing"}
+    assert body["data"]["checks"] == {"database": "ok", "migrations": "ok", "encryption": "ok", "redis": "failing"}
     assert daemon.stop()[0] == 0
 
 
@@ -243,7 +243,7 @@ def test_ready_is_200_with_redis(daemons, db_url, redis_url):
     daemon = daemons(env_with(REDIS_URL=redis_url))
     status, body = daemon.poll("/ready")
     assert status == 200 and body["success"] is True
-    assert body["data"]["checks"] == {"database": "ok", "migrations": "ok", "redis": "ok"}
+    assert body["data"]["checks"] == {"database": "ok", "migrations": "ok", "encryption": "ok", "redis": "ok"}
     assert daemon.stop()[0] == 0
 
 

@@ -59,16 +59,16 @@ class Stack:
     extra: dict = field(default_factory=dict)
 
     # --- the daemon's life -------------------------------------------------
-    def restart(self, **env) -> None:
+    def restart(self, probe: str = "/ready", **env) -> None:
         """Stop the daemon(s) and start one on the same port (the URL providers return to) with ``env``
-        merged into its environment (a None value removes that variable)."""
+        merged into its environment (a None value removes that variable); ``probe`` as in ``_start``."""
         for process in [self.process, *self.extra.get("daemons", [])]:
             if process is not None and process.poll() is None:
                 process.terminate()
                 process.wait(20)
         self.env = {**{k: v for k, v in self.env.items() if k not in env},
                     **{k: v for k, v in env.items() if v is not None}}
-        self.process = _start(self.env, int(self.env["PORT"]), self.log_path)
+        self.process = _start(self.env, int(self.env["PORT"]), self.log_path, probe)
         self.extra.setdefault("daemons", []).append(self.process)
 
     # --- HTTP against the daemon ------------------------------------------
@@ -138,7 +138,8 @@ class Stack:
             conn.close()
 
 
-def _start(env: dict, port: int, log_path: Path) -> subprocess.Popen:
+def _start(env: dict, port: int, log_path: Path, probe: str = "/ready") -> subprocess.Popen:
+    """A daemon, once ``probe`` answers 200 (``/health`` for one that is meant to be up but not ready)."""
     log = open(log_path, "w")
     process = subprocess.Popen([str(NEXUSCTL), "daemon", "--port", str(port)], env=env, stdout=log,
                                stderr=subprocess.STDOUT)
@@ -147,7 +148,7 @@ def _start(env: dict, port: int, log_path: Path) -> subprocess.Popen:
         if process.poll() is not None:
             raise RuntimeError(f"daemon exited: {log_path.read_text()[-2000:]}")
         try:
-            if call("GET", f"http://127.0.0.1:{port}/ready").status == 200:
+            if call("GET", f"http://127.0.0.1:{port}{probe}").status == 200:
                 return process
         except OSError:  # not listening yet
             pass

@@ -176,7 +176,9 @@ def test_pending_flows_survive_a_key_rotation_and_dropping_the_old_key(kind, emu
         # A flow under a key dropped without rotating cannot be read: an error redirect, not a 500.
         _, stranded = started(stack, "DISCORD", user=user)
         stranded_callback = at_provider(stranded["authorizationUrl"])
-        stack.restart(ENCRYPTION_KEY=KEY_3)
+        stack.restart(probe="/health", ENCRYPTION_KEY=KEY_3)  # not ready: stored tokens are under a key it lacks
+        not_ready = call("GET", stack.base + "/ready")
+        assert not_ready.status == 503 and "encryption" in not_ready.json()["data"]["checks"], not_ready.text
         _refused_to_frontend(call("GET", stranded_callback))
         assert len(_connected(stack, user)) == 1
         assert "Traceback" not in stack.logs()
