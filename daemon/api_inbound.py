@@ -11,6 +11,7 @@ from aiohttp import web
 
 from daemon.routing import Route
 from daemon.schema import Body, Str
+from daemon.middleware import json_response
 from nexusctl.core import slack_commands
 from nexusctl.errors import PayloadTooLarge
 
@@ -42,7 +43,7 @@ async def slack_command(request: web.Request) -> web.Response:
     answer = await slack_commands.receive(request.app[SERVICES], timestamp=headers.get("X-Slack-Request-Timestamp"),
                                           signature=headers.get("X-Slack-Signature"), body=body,
                                           content_type=request.content_type)
-    return web.json_response(answer)
+    return json_response(answer)
 
 
 ROUTES = [

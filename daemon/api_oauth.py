@@ -17,7 +17,7 @@ import json
 from aiohttp import web
 
 from daemon import models_schema as out
-from daemon.middleware import error_body
+from daemon.middleware import error_body, json_response
 from daemon.openapi import provider_param
 from daemon.routing import PRINCIPAL, Route, ok, owner_filter, read_body
 from daemon.schema import Body, Int, ProviderName, Str, StrList, metadata_field
@@ -80,7 +80,7 @@ async def oauth_callback(request: web.Request) -> web.Response:
         provider = Provider.parse(request.match_info["provider"])
         location = await connect.callback(_svc(request), provider, request.query)
     except NexusError as exc:  # an unknown provider, the state store away: not a browser journey we know
-        return web.json_response(error_body(exc.code, exc.message), status=exc.http_status, headers=NO_LEAK_HEADERS)
+        return json_response(error_body(exc.code, exc.message), status=exc.http_status, headers=NO_LEAK_HEADERS)
     raise web.HTTPFound(location, headers=NO_LEAK_HEADERS)
 
 

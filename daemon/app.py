@@ -54,7 +54,7 @@ ROUTES += [
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
-        middlewares=[observe_middleware, _json_ends_with_a_newline, error_middleware, auth_middleware],
+        middlewares=[observe_middleware, error_middleware, auth_middleware],
         client_max_size=MAX_BODY_BYTES,
     )
     app[SETTINGS] = settings
@@ -70,18 +70,6 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_sync_runner)
     add_routes(app, ROUTES)
     return app
-
-
-@web.middleware
-async def _json_ends_with_a_newline(request: web.Request, handler):
-    """Every JSON answer (data, errors, /health, /ready) ends with a newline, as text on a terminal does:
-    `curl localhost:3008/ready` leaves the shell prompt on a line of its own."""
-    response = await handler(request)
-    if isinstance(response, web.Response) and response.content_type == "application/json":
-        body = response.body
-        if isinstance(body, bytes) and body and not body.endswith(b"\n"):
-            response.body = body + b"\n"
-    return response
 
 
 async def _database(app: web.Application):

@@ -8,7 +8,7 @@ import weakref
 
 from aiohttp import web
 
-from daemon.middleware import error_body
+from daemon.middleware import error_body, json_response
 from db import migrate
 from db.database import check_connection, describe_error
 
@@ -20,7 +20,7 @@ _keys_checked: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # keyrin
 
 
 async def health(request: web.Request) -> web.Response:
-    return web.json_response({"success": True, "data": {"status": "ok"}})
+    return json_response({"success": True, "data": {"status": "ok"}})
 
 
 async def _missing_keys(request: web.Request, executor) -> frozenset:
@@ -91,5 +91,5 @@ async def ready(request: web.Request) -> web.Response:
 
     if failures:
         body = error_body("NOT_READY", "; ".join(failures), data={"status": "not ready", "checks": checks})
-        return web.json_response(body, status=503)
-    return web.json_response({"success": True, "data": {"status": "ready", "checks": checks}})
+        return json_response(body, status=503)
+    return json_response({"success": True, "data": {"status": "ready", "checks": checks}})

@@ -7,6 +7,7 @@ with a bare INTERNAL_ERROR: no exception text reaches the client.
 
 from __future__ import annotations
 
+import json
 import logging
 
 from aiohttp import web
@@ -16,6 +17,16 @@ from nexusctl.errors import Forbidden, NexusError
 log = logging.getLogger(__name__)
 
 _HTTP_CODES = {400: "VALIDATION_ERROR", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}
+
+
+def _json_line(value) -> str:
+    return json.dumps(value) + "\n"
+
+
+def json_response(body, *, status: int = 200, headers=None) -> web.Response:
+    """Every JSON answer of the API (data, errors, /health, /ready): one JSON document ending with a newline,
+    as text on a terminal does (`curl localhost:3008/ready` leaves the shell prompt on a line of its own)."""
+    return web.json_response(body, status=status, headers=headers, dumps=_json_line)
 
 
 def error_body(code: str, message: str, **extra) -> dict:
@@ -29,15 +40,15 @@ async def error_middleware(request: web.Request, handler):
     except NexusError as exc:
         retry_after = getattr(exc, "retry_after", None)
         headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-        return web.json_response(error_body(exc.code, exc.message), status=exc.http_status, headers=headers)
+        return json_response(error_body(exc.code, exc.message), status=exc.http_status, headers=headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         code = _HTTP_CODES.get(exc.status, "HTTP_ERROR")
-        return web.json_response(error_body(code, exc.reason), status=exc.status, headers=_allow(exc))
+        return json_response(error_body(code, exc.reason), status=exc.status, headers=_allow(exc))
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.rel_url.path)
-        return web.json_response(error_body("INTERNAL_ERROR", "internal error"), status=500)
+        return json_response(error_body("INTERNAL_ERROR", "internal error"), status=500)
 
 
 def _allow(exc: web.HTTPException) -> dict:

@@ -10,6 +10,7 @@ import re
 
 from aiohttp import web
 
+from daemon.middleware import json_response
 from nexusctl import __version__
 from nexusctl.enums import Provider
 from nexusctl.errors import all_error_classes
@@ -133,4 +134,4 @@ def _responses(route) -> dict:
 async def openapi_handler(request: web.Request) -> web.Response:
     from daemon.app import ROUTES
 
-    return web.json_response(document(ROUTES))
+    return json_response(document(ROUTES))

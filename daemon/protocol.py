@@ -21,9 +21,9 @@ import logging
 import resource
 import time
 
-from aiohttp import web, web_protocol
+from aiohttp import web_protocol
 
-from daemon.middleware import error_body
+from daemon.middleware import error_body, json_response
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +166,6 @@ class GuardedRequestHandler(web_protocol.RequestHandler):
         plain = super().handle_error(request, status, exc, message)  # logs; raises if a response went out
         code, text = (("INTERNAL_ERROR", "internal error") if plain.status >= 500 else
                       ("VALIDATION_ERROR", "malformed HTTP request (a line too long, or bytes HTTP does not allow)"))
-        answer = web.json_response(error_body(code, text), status=plain.status)
+        answer = json_response(error_body(code, text), status=plain.status)
         answer.force_close()
         return answer

@@ -13,6 +13,7 @@ from typing import Awaitable, Callable
 
 from aiohttp import web
 
+from daemon.middleware import json_response
 from daemon.schema import Body, Query
 from nexusctl.core.paging import Page
 from nexusctl.core.storable import check_storable
@@ -71,7 +72,7 @@ def ok(data, *, page: Page | None = None, status: int = 200) -> web.Response:
     body = {"success": True, "data": data}
     if page is not None:
         body["paging"] = page.paging()
-    return web.json_response(body, status=status)
+    return json_response(body, status=status)
 
 
 async def read_body(request: web.Request, schema: Body) -> dict:
