@@ -5,7 +5,7 @@ CTE on SQLite), spread over 10 webhooks of one integration; one row in ten is PE
 rest DELIVERED, as a service with history and a backlog looks. After each step (and ANALYZE) it
 times, warm, the product's own functions:
 
-- list (first page): ``deliveries.list_page(webhook, limit=50)``, what
+- list (first page): ``deliveries.page_with_attempts(webhook, limit=50)``, what
   ``GET /integrations/webhooks/:id/deliveries`` and ``nexusctl webhooks deliveries`` run;
 - list (deep page): the same from a cursor half-way down that webhook's deliveries;
 - list (quiet webhook): the first page of an 11th webhook that only ever has 60 deliveries, all
@@ -196,13 +196,13 @@ def run(database_url: str | None, sizes: list[int], repeat: int) -> dict:
         cursor = encode_cursor(middle)
 
         def first_page():
-            assert len(deliveries.list_page(hook, limit=PAGE).items) == PAGE
+            assert len(deliveries.page_with_attempts(hook, limit=PAGE)[0].items) == PAGE
 
         def deep_page(cursor=cursor):
-            assert len(deliveries.list_page(hook, limit=PAGE, cursor=cursor).items) == PAGE
+            assert len(deliveries.page_with_attempts(hook, limit=PAGE, cursor=cursor)[0].items) == PAGE
 
         def quiet_page():
-            assert len(deliveries.list_page(rare, limit=PAGE).items) == PAGE
+            assert len(deliveries.page_with_attempts(rare, limit=PAGE)[0].items) == PAGE
 
         def claim(size=size):
             with db.atomic() as txn:

@@ -274,7 +274,7 @@ SQLite database with 20 integrations.""",
 CTE on SQLite) over 10 webhooks, one in ten PENDING and due, the rest DELIVERED; an 11th, quiet
 webhook keeps 60 deliveries older than all others. After each step (and VACUUM ANALYZE / ANALYZE),
 the fastest of 50 warm calls (the least disturbed by other processes; the median is shown too) of the
-product's functions: `deliveries.list_page` (the API's and CLI's delivery list:
+product's functions: `deliveries.page_with_attempts` (the API's and CLI's delivery list:
 first page, a page from a cursor half-way down, the quiet webhook's first page) and
 `deliveries.claim(50)` (the worker's claim, rolled back after each call). **Baseline**: the same call
 at the smallest size. The plans are EXPLAIN (PostgreSQL) / EXPLAIN QUERY PLAN (SQLite) of the

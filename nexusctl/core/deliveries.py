@@ -24,7 +24,7 @@ from db.database import database_proxy, is_postgres
 from db.fields import utcnow
 from db.models import Integration, Webhook, WebhookAttempt, WebhookDelivery
 from nexusctl.core.ids import parse_uuid
-from nexusctl.core.paging import Bulky, Page, bounded_page, newest_first
+from nexusctl.core.paging import Bulky, Page, bounded_page
 from nexusctl.enums import DeliveryStatus
 from nexusctl.errors import DeliveryNotFound, KeyNotConfigured, UsageProblem
 
@@ -76,16 +76,6 @@ def get(delivery_id, *, owner_id=None) -> WebhookDelivery:
     if row is None or (owner_id is not None and row.webhook.integration.user_id != owner_id):
         raise DeliveryNotFound(f"delivery {row_id} not found", id=str(row_id))
     return row
-
-
-def list_page(webhook_id, *, status=None, limit=None, cursor=None, owner_id=None) -> Page:
-    from nexusctl.core import webhooks
-
-    hook = webhooks.get(webhook_id, owner_id=owner_id)
-    query = WebhookDelivery.select().where(WebhookDelivery.webhook == hook.id)
-    if status is not None:
-        query = query.where(WebhookDelivery.status == _status(status))
-    return newest_first(query, WebhookDelivery, limit, cursor)
 
 
 def page_with_attempts(webhook_id, *, status=None, limit=None, cursor=None, owner_id=None) -> tuple[Page, list]:

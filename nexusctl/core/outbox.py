@@ -91,16 +91,10 @@ def _filters(query, event_type: str | None, since: dt.datetime | None, integrati
     return query
 
 
-def list_page(*, event_type: str | None = None, since: dt.datetime | None = None, integration_id=None,
-              limit: int | None = None, cursor: str | None = None) -> paging.Page:
-    """Events newest first, one keyset page at a time."""
-    query = _filters(OutboxEvent.select(), event_type, since, integration_id)
-    return paging.newest_first(query, OutboxEvent, limit, cursor)
-
-
 def list_view(*, event_type: str | None = None, since: dt.datetime | None = None, integration_id=None,
               limit: int | None = None, cursor: str | None = None) -> paging.Page:
-    """``list_page`` as `events list`'s dicts, bounded in bytes (paging.bounded_page)."""
+    """Events newest first as `events list`'s dicts, one keyset page at a time, bounded in bytes
+    (paging.bounded_page)."""
     query = _filters(OutboxEvent.select(), event_type, since, integration_id)
     return paging.bounded_page(query, OutboxEvent, limit, cursor, bulky=paging.Bulky(OutboxEvent.data, "payload"),
                                serialize=lambda rows: [to_dict(r) for r in rows])

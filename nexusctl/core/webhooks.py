@@ -22,7 +22,7 @@ from db.secrets import public_fields, seal, unseal
 from nexusctl.core import integrations, signing
 from nexusctl.core.ids import parse_uuid
 from nexusctl.core.metadata import check_metadata
-from nexusctl.core.paging import Bulky, Page, bounded_page, newest_first
+from nexusctl.core.paging import Bulky, Page, bounded_page
 from nexusctl.crypto import Keyring
 from nexusctl.errors import UsageProblem, WebhookInactive, WebhookNotFound
 
@@ -85,12 +85,8 @@ def create(keyring: Keyring, *, integration_id, url, events, metadata=None, is_a
     return get(row.id), secret
 
 
-def list_page(*, integration_id=None, owner_id=None, limit=None, cursor=None) -> Page:
-    return newest_first(_query(integration_id, owner_id), Webhook, limit, cursor)
-
-
 def list_view(*, integration_id=None, owner_id=None, limit=None, cursor=None) -> Page:
-    """``list_page`` as the API's and CLI's dicts, bounded in bytes (paging.bounded_page)."""
+    """Webhooks newest first as the API's and CLI's dicts, bounded in bytes (paging.bounded_page)."""
     from nexusctl.core.serializers import webhook_to_dict
 
     return bounded_page(_query(integration_id, owner_id), Webhook, limit, cursor,

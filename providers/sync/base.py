@@ -75,6 +75,11 @@ class SyncApi:
         self.refresh = None  # set by the engine: a new access token in place, for an upload that cannot restart
 
     @property
+    def allowed_networks(self) -> tuple:
+        """The SSRF guard's allow-list for URLs the user supplied (media), as the adapter has it."""
+        return self.adapter.allowed_networks
+
+    @property
     def metadata(self) -> dict:
         return self.tokens.metadata or {}
 

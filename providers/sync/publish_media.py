@@ -108,10 +108,6 @@ def check_media_urls(content: dict, allowed_networks=()) -> None:
                            label="media URL")
 
 
-def _allowed(api) -> tuple:
-    return api.settings.webhook_allowed_networks if getattr(api, "settings", None) is not None else ()
-
-
 def _caption(content: dict, limit: int) -> str:
     """compose() when there is something to say; a media post may go without a caption."""
     if (content.get("title") or content.get("description") or content.get("url") or "").strip():
@@ -190,7 +186,7 @@ async def instagram(api, content: dict, metadata: dict) -> dict:
                            field="media")
     if not container and story and (reason := story_refusal(media)):
         raise UsageProblem(reason, field="media")
-    check_media_urls(content, _allowed(api))  # checked at ingest too: this covers contents queued before
+    check_media_urls(content, api.allowed_networks)  # checked at ingest too: this covers contents queued before
     check = _instagram_check((api.tokens.access_token,))
     user = await _instagram_user(api)
     # When the container was made, about: a published story is told from older ones by its time (no caption).
@@ -305,7 +301,7 @@ async def tiktok(api, content: dict, metadata: dict) -> dict:
                            "type video, or a video file URL)", field="media")
     if not video["url"].startswith("https://"):
         raise UsageProblem("TikTok pulls the video from an https URL only", field="media")
-    check_media_urls(content, _allowed(api))  # as for Instagram
+    check_media_urls(content, api.allowed_networks)  # as for Instagram
     creator = (await api.post("v2/post/publish/creator_info/query/", json_body={},
                               check=_tiktok_post_check)).get("data") or {}
     options = [str(o) for o in creator.get("privacy_level_options") or []]

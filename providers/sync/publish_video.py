@@ -253,7 +253,7 @@ async def youtube(api, content: dict, metadata: dict) -> dict:
         raise UsageProblem("YouTube takes a video: the content has no video in its media (an item with a url and "
                            "type video, or a video file URL)", field="media")
     resource = _resource(content, metadata)
-    allowed = api.settings.webhook_allowed_networks if api.settings is not None else ()
+    allowed = api.allowed_networks
     stats = {"chunks": 0, "resumes": 0}
     connector = ssrf.guarded_connector(allowed)
     async with aiohttp.ClientSession(connector=connector, trust_env=False, timeout=MEDIA_TIMEOUT,

@@ -648,6 +648,21 @@ class Discord(Provider):
             return None, json_response({"message": "Invalid Webhook Token", "code": 50027}, 401)
         return hook, None
 
+    async def _post_message(self, request, channel_id, **extra):
+        """(the message recorded in ``channel_id``, None), or (None, Discord's 400 for a bad body)."""
+        try:
+            content = (await request.json()).get("content")
+        except ValueError:
+            return None, json_response({"message": "400: Bad Request", "code": 0}, 400)
+        if not isinstance(content, str) or not 1 <= len(content) <= 2000:
+            return None, json_response({"message": "Invalid Form Body", "code": 50035}, 400)
+        with self.lock:
+            messages = self.records.setdefault("messages", [])
+            message = {"id": str(1200000000000000000 + len(messages)), "channel_id": channel_id, "content": content,
+                       **extra}
+            messages.append(message)
+        return message, None
+
     async def execute_webhook(self, request, webhook_id, token):
         fault = await self.gate("execute_webhook")
         if fault is not None:
@@ -655,17 +670,9 @@ class Discord(Provider):
         hook, refused = self._webhook(webhook_id, token)
         if refused is not None:
             return refused
-        try:
-            content = (await request.json()).get("content")
-        except ValueError:
-            return json_response({"message": "400: Bad Request", "code": 0}, 400)
-        if not isinstance(content, str) or not 1 <= len(content) <= 2000:
-            return json_response({"message": "Invalid Form Body", "code": 50035}, 400)
-        with self.lock:
-            messages = self.records.setdefault("messages", [])
-            message = {"id": str(1200000000000000000 + len(messages)), "channel_id": hook["channel_id"],
-                       "content": content, "webhook_id": hook["id"]}
-            messages.append(message)
+        message, refused = await self._post_message(request, hook["channel_id"], webhook_id=hook["id"])
+        if refused is not None:
+            return refused
         if request.query.get("wait") != "true":
             return web.Response(status=204)
         return json_response({**message, "type": 0, "author": {"id": hook["id"], "bot": True, "username": "Nexus"}})
@@ -794,16 +801,9 @@ class Discord(Provider):
             return refused
         if channel.get("botCanPost") is False:
             return json_response({"message": "Missing Access", "code": 50001}, 403)
-        try:
-            content = (await request.json()).get("content")
-        except ValueError:
-            return json_response({"message": "400: Bad Request", "code": 0}, 400)
-        if not isinstance(content, str) or not 1 <= len(content) <= 2000:
-            return json_response({"message": "Invalid Form Body", "code": 50035}, 400)
-        with self.lock:
-            messages = self.records.setdefault("messages", [])
-            message = {"id": str(1200000000000000000 + len(messages)), "channel_id": channel_id, "content": content}
-            messages.append(message)
+        message, refused = await self._post_message(request, channel_id)
+        if refused is not None:
+            return refused
         return json_response({**message, "type": 0, "author": {"id": "1100000000000000001", "bot": True}})
 
     def _guilds_of(self, request):
