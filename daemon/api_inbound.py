@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from daemon.routing import Route
+from daemon.routing import Route, read_raw
 from daemon.schema import Body, Str
 from daemon.middleware import json_response
 from nexusctl.core import slack_commands
@@ -36,7 +36,7 @@ async def slack_command(request: web.Request) -> web.Response:
 
     if request.content_length is not None and request.content_length > slack_commands.BODY_MAX_BYTES:
         raise PayloadTooLarge(f"a slash command is at most {slack_commands.BODY_MAX_BYTES // 1024} KB")
-    body = await request.read()  # bounded by the app's client_max_size, then by the check below
+    body = await read_raw(request)  # bounded by the app's client_max_size, then by the check below
     if len(body) > slack_commands.BODY_MAX_BYTES:
         raise PayloadTooLarge(f"a slash command is at most {slack_commands.BODY_MAX_BYTES // 1024} KB")
     headers = request.headers

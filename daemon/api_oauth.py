@@ -19,7 +19,7 @@ from aiohttp import web
 from daemon import models_schema as out
 from daemon.middleware import error_body, json_response
 from daemon.openapi import provider_param
-from daemon.routing import PRINCIPAL, Route, ok, owner_filter, read_body
+from daemon.routing import PRINCIPAL, Route, ok, owner_filter, read_body, read_raw
 from daemon.schema import Body, Int, ProviderName, Str, StrList, metadata_field
 from nexusctl.core import connect, refresh
 from nexusctl.core.serializers import integration_to_dict
@@ -89,7 +89,7 @@ async def woocommerce_keys(request: web.Request) -> web.Response:
         raise UsageProblem("only WOOCOMMERCE delivers keys to this URL", field="provider")
     # Lenient on purpose: the store may add fields; receive_keys checks the ones we use.
     try:
-        value = json.loads(await request.read())
+        value = json.loads(await read_raw(request))
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise UsageProblem("the body is not valid JSON") from None
     check_storable(value, "body")

@@ -15,7 +15,7 @@ from daemon.middleware import auth_middleware, error_middleware
 from daemon.models_schema import HEALTH
 from daemon.observe import METRICS, Metrics, metrics_handler, observe_middleware
 from daemon.openapi import openapi_handler
-from daemon.routing import Route, add_routes
+from daemon.routing import BODY_TIMEOUT, Route, add_routes
 from db.database import bind, open_database
 from nexusctl.config import Settings
 
@@ -58,6 +58,7 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=MAX_BODY_BYTES,
     )
     app[SETTINGS] = settings
+    app[BODY_TIMEOUT] = settings.http_body_timeout
     app[METRICS] = Metrics()
     app[METRICS].collector(api_health.metrics_collector(app))
     app[VERIFIER] = TokenVerifier(settings)

@@ -12,7 +12,7 @@ import logging
 
 from aiohttp import web
 
-from nexusctl.errors import Forbidden, NexusError
+from nexusctl.errors import Forbidden, NexusError, RequestTimeout
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,10 @@ async def error_middleware(request: web.Request, handler):
     except NexusError as exc:
         retry_after = getattr(exc, "retry_after", None)
         headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
-        return json_response(error_body(exc.code, exc.message), status=exc.http_status, headers=headers)
+        response = json_response(error_body(exc.code, exc.message), status=exc.http_status, headers=headers)
+        if isinstance(exc, RequestTimeout):
+            response.force_close()  # the rest of the body may still trickle in: the connection cannot be reused
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

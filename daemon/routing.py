@@ -7,6 +7,7 @@ being described.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from typing import Awaitable, Callable
@@ -17,10 +18,11 @@ from daemon.middleware import json_response
 from daemon.schema import Body, Query
 from nexusctl.core.paging import Page
 from nexusctl.core.storable import check_storable
-from nexusctl.errors import UsageProblem
+from nexusctl.errors import RequestTimeout, UsageProblem
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PRINCIPAL = web.RequestKey("principal", object)  # the verified caller (daemon.auth.Principal)
+BODY_TIMEOUT = web.AppKey("body_timeout", float)  # HTTP_BODY_TIMEOUT, set by daemon.app
 
 
 @dataclass(frozen=True)
@@ -75,11 +77,22 @@ def ok(data, *, page: Page | None = None, status: int = 200) -> web.Response:
     return json_response(body, status=status)
 
 
+async def read_raw(request: web.Request) -> bytes:
+    """The whole body, within HTTP_BODY_TIMEOUT: a body trickled in a byte at a time would otherwise hold a
+    handler and a connection for as long as the client likes (the header deadline ends at the headers)."""
+    try:
+        async with asyncio.timeout(request.app.get(BODY_TIMEOUT)):
+            return await request.read()  # over client_max_size: 413 PAYLOAD_TOO_LARGE
+    except TimeoutError:
+        raise RequestTimeout(f"the request body did not arrive within {request.app.get(BODY_TIMEOUT):g} s "
+                             "(HTTP_BODY_TIMEOUT)") from None
+
+
 async def read_body(request: web.Request, schema: Body) -> dict:
     """The JSON body, validated: malformed JSON, wrong type or unknown fields are 400s."""
     if request.content_type != "application/json":
         raise UsageProblem("the body must be JSON (Content-Type: application/json)", field="Content-Type")
-    raw = await request.read()  # over client_max_size: 413 PAYLOAD_TOO_LARGE
+    raw = await read_raw(request)
     try:
         value = json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: [[[[... too deep

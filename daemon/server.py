@@ -45,6 +45,9 @@ def serve(settings, *, host: str, port: int, output) -> None:
             loop=loop,
             backlog=ACCEPT_BACKLOG,
             header_timeout=settings.http_header_timeout,  # passed on to each GuardedRequestHandler
+            # An unread rest of a body (a 408, a 401 before reading) is drained this long before the connection
+            # closes; aiohttp's 10 s would let a trickling client hold it that much longer.
+            lingering_time=min(10.0, settings.http_body_timeout),
             max_connections=connection_cap(ACCEPT_BACKLOG),
         )
     except OSError as exc:

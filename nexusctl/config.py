@@ -115,6 +115,7 @@ class Settings(NamedTuple):
     allowed_redirect_origins: tuple[str, ...] = ()  # FRONTEND_URL's origin is always allowed
     webhook_timeout: float = 15.0
     http_header_timeout: float = 10.0  # a connection whose request has not arrived by then is dropped
+    http_body_timeout: float = 30.0  # a request body not fully read by then is answered 408 and the connection closed
     webhook_retry_schedule: tuple[int, ...] = DEFAULT_RETRY_SCHEDULE
     webhook_allowed_networks: tuple = ()  # ipaddress networks exempt from the SSRF guard
     webhook_concurrency: int = 50
@@ -218,6 +219,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         allowed_redirect_origins=_origins(env, "ALLOWED_REDIRECT_ORIGINS"),
         webhook_timeout=_seconds(env, "WEBHOOK_TIMEOUT", 15.0),
         http_header_timeout=_seconds(env, "HTTP_HEADER_TIMEOUT", 10.0),
+        http_body_timeout=_seconds(env, "HTTP_BODY_TIMEOUT", 30.0),
         webhook_retry_schedule=_schedule(env, "WEBHOOK_RETRY_SCHEDULE"),
         webhook_allowed_networks=_networks(env, "WEBHOOK_ALLOWED_NETWORKS"),
         webhook_concurrency=_positive_int(env, "WEBHOOK_CONCURRENCY", 50),
@@ -592,6 +594,7 @@ def variable_names() -> list[str]:
         "REDIS_URL", "ENCRYPTION_KEY", "ENCRYPTION_OLD_KEYS", "FRONTEND_URL",
         "JWT_SECRET", "JWT_PUBLIC_KEY", "JWT_ISSUER", "JWT_AUDIENCE", "JWT_MAX_AGE", "LOG_FORMAT",
         "PUBLIC_URL", "ALLOWED_REDIRECT_ORIGINS", "WEBHOOK_TIMEOUT", "WEBHOOK_RETRY_SCHEDULE", "HTTP_HEADER_TIMEOUT",
+        "HTTP_BODY_TIMEOUT",
         "WEBHOOK_ALLOWED_NETWORKS", "WEBHOOK_CONCURRENCY", "WEBHOOK_CONCURRENCY_PER_ENDPOINT",
         "TOKEN_REFRESH_WINDOW", "REFRESH_SWEEP_INTERVAL", "REFRESH_SWEEP_BATCH", "TOKEN_EXPIRY_WARNING", "RETENTION_DAYS",
         "EVENTS_STREAM", "EVENTS_STREAM_MAXLEN", "EVENTS_CONSUME_STREAMS", "EVENTS_CONSUMER_GROUP", "EVENTS_CLAIM_IDLE",

@@ -33,7 +33,8 @@ error boundary (``nexusctl.cli.main``) and the daemon's error middleware.
     │   └── KeyNotConfigured    ENCRYPTION_KEY_MISSING  503  exit 31
     ├── Unauthorized            UNAUTHORIZED            401  exit 40
     ├── Forbidden               FORBIDDEN               403  exit 41
-    └── PayloadTooLarge         PAYLOAD_TOO_LARGE       413  exit 42
+    ├── PayloadTooLarge         PAYLOAD_TOO_LARGE       413  exit 42
+    └── RequestTimeout          REQUEST_TIMEOUT         408  exit 43
 
 Messages must never contain a secret: callers pass identifiers, never values.
 """
@@ -273,6 +274,14 @@ class PayloadTooLarge(NexusError):
     code = "PAYLOAD_TOO_LARGE"
     http_status = 413
     exit_code = 42
+
+
+class RequestTimeout(NexusError):
+    """The request body did not arrive in time."""
+
+    code = "REQUEST_TIMEOUT"
+    http_status = 408
+    exit_code = 43
 
 def all_error_classes() -> list[type[NexusError]]:
     """Every error class of this table, for docs and the exit-code table.

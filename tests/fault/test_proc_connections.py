@@ -6,6 +6,8 @@ A real `nexusctl daemon` process each time:
   headers (on connect, or as the next request of a kept-alive connection) are
   closed after about a second, while /health answers throughout; a client
   that sends its headers in pieces within the timeout is served;
+- with HTTP_BODY_TIMEOUT=1, a request whose body trickles in is answered 408
+  REQUEST_TIMEOUT and its connection closed, while /health answers throughout;
 - under RLIMIT_NOFILE=256 (set in the child before exec, as systemd's
   LimitNOFILE does) with 400 idle half-sent connections, more than the daemon
   has files, /health still answers, and the log has at most one line about a
@@ -105,6 +107,29 @@ def test_half_sent_requests_are_dropped_after_the_header_timeout(db_url, databas
         assert 0.9 <= closed_after < 6, closed_after
         for conn in idle + [kept_alive]:
             conn.close()
+        assert _health(port, 2)
+    finally:
+        stop_daemon(daemon)
+
+
+def test_a_trickled_body_is_answered_408_and_its_connection_closed(db_url, database, tmp_path):
+    port, daemon, _log = _start(daemon_env(HTTP_BODY_TIMEOUT="1"), tmp_path)
+    try:
+        conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+        # Whole headers (the header deadline is met), then 10 of the 1,000 body bytes announced, then nothing.
+        conn.sendall(b"POST /integrations/inbound/slack/commands HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\n"
+                     + b"text=hello")
+        sent = time.monotonic()
+        assert _health(port, 2)  # served meanwhile
+        answer = _read_response(conn)
+        waited = time.monotonic() - sent
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+        assert b'"REQUEST_TIMEOUT"' in answer and b"HTTP_BODY_TIMEOUT" in answer, answer
+        assert 0.9 <= waited < 6, waited
+        conn.settimeout(5)
+        assert _closed_by_peer(conn), "the connection of a timed-out body was kept open"
+        conn.close()
         assert _health(port, 2)
     finally:
         stop_daemon(daemon)
