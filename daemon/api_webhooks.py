@@ -153,7 +153,7 @@ ROUTES = [
           errors=_HOOK),
     Route("POST", "/integrations/webhooks/deliveries/{deliveryId}/redeliver", redeliver,
           "Send a delivery again now (same webhook-id)", "webhooks", data=out.DELIVERY, status=202,
-          errors=("DELIVERY_NOT_FOUND", "VALIDATION_ERROR")),
+          errors=("DELIVERY_NOT_FOUND", "VALIDATION_ERROR", "WEBHOOK_INACTIVE")),
     Route("POST", "/integrations/{id}/events", emit, "Emit an event to the integration's webhooks", "webhooks",
           body=EMIT, data=out.EMITTED, status=202,
           errors=("VALIDATION_ERROR", "INTEGRATION_NOT_FOUND", "PAYLOAD_TOO_LARGE")),

@@ -26,7 +26,7 @@ from db.models import Integration, Webhook, WebhookAttempt, WebhookDelivery
 from nexusctl.core.ids import parse_uuid
 from nexusctl.core.paging import Bulky, Page, bounded_page
 from nexusctl.enums import DeliveryStatus
-from nexusctl.errors import DeliveryNotFound, KeyNotConfigured, UsageProblem
+from nexusctl.errors import DeliveryNotFound, KeyNotConfigured, UsageProblem, WebhookInactive
 
 NOTIFY_CHANNEL = "nexus_deliveries"
 JITTER = 0.2
@@ -70,7 +70,8 @@ def queue(integration: Integration, event_type: str, data: dict, hooks) -> list[
 
 def get(delivery_id, *, owner_id=None) -> WebhookDelivery:
     row_id = parse_uuid(delivery_id, "deliveryId")
-    row = (WebhookDelivery.select(WebhookDelivery, Webhook.id, Integration.id, Integration.user_id)
+    row = (WebhookDelivery.select(WebhookDelivery, Webhook.id, Webhook.is_active, Webhook.disabled_reason,
+                                  Integration.id, Integration.user_id)
            .join(Webhook).join(Integration)
            .where(WebhookDelivery.id == row_id).first())
     if row is None or (owner_id is not None and row.webhook.integration.user_id != owner_id):
@@ -127,9 +128,20 @@ def _status(value) -> DeliveryStatus:
 
 # --- operator actions ---------------------------------------------------------
 
+def refuse_inactive(hook: Webhook, what: str) -> None:
+    """WebhookInactive for a disabled webhook: the worker never sends to one, so a test, redelivery or
+    replay queued to it would wait silently until someone enables it (Svix and Stripe refuse these too)."""
+    if not hook.is_active:
+        why = f" ({hook.disabled_reason})" if hook.disabled_reason else ""
+        raise WebhookInactive(f"webhook {hook.id} is inactive{why}: enable it before {what} "
+                              f"(nexusctl webhooks update {hook.id} --active, or PATCH isActive: true)",
+                              id=str(hook.id))
+
+
 def redeliver(delivery_id, *, owner_id=None) -> WebhookDelivery:
     """Send again now, with the same webhook-id (receivers that saw it may skip it)."""
     row = get(delivery_id, owner_id=owner_id)
+    refuse_inactive(row.webhook, "a redelivery")
     WebhookDelivery.update(status=DeliveryStatus.PENDING, next_attempt_at=utcnow(), lease_until=None,
                            lease_token=None, updated_at=utcnow()).where(WebhookDelivery.id == row.id).execute()
     _notify()
@@ -148,6 +160,8 @@ def replay(webhook_id, *, since: dt.datetime, status=None, owner_id=None, dry_ru
     from nexusctl.core import webhooks
 
     hook = webhooks.get(webhook_id, owner_id=owner_id)
+    if not dry_run:
+        refuse_inactive(hook, "a replay")
     where = (WebhookDelivery.webhook == hook.id) & (WebhookDelivery.created_at >= since)
     if status is not None:
         where &= WebhookDelivery.status == _status(status)

@@ -24,7 +24,7 @@ from nexusctl.core.ids import parse_uuid
 from nexusctl.core.metadata import check_metadata
 from nexusctl.core.paging import Bulky, Page, bounded_page
 from nexusctl.crypto import Keyring
-from nexusctl.errors import UsageProblem, WebhookInactive, WebhookNotFound
+from nexusctl.errors import UsageProblem, WebhookNotFound
 
 ROTATION_OVERLAP = dt.timedelta(hours=24)
 MAX_EVENTS = 50
@@ -150,11 +150,7 @@ def send_test(webhook_id, *, owner_id=None) -> tuple[Webhook, uuid.UUID]:
     from nexusctl.core import deliveries
 
     row = get(webhook_id, owner_id=owner_id)
-    if not row.is_active:
-        why = f" ({row.disabled_reason})" if row.disabled_reason else ""
-        raise WebhookInactive(f"webhook {row.id} is inactive{why}: enable it first "
-                              f"(nexusctl webhooks update {row.id} --active, or PATCH isActive: true)",
-                              id=str(row.id))
+    deliveries.refuse_inactive(row, "a test")
     integration = integrations.get(row.integration_id)
     with database_proxy.atomic():
         (delivery_id,) = deliveries.queue(integration, "webhook.test", {"webhookId": str(row.id), "test": True},

@@ -56,6 +56,25 @@ def test_replay_and_redeliver_requeue(cli, make_integration):
     assert cli("webhooks", "replay", hook["id"], "--since", "yesterday").exit_code == 2
 
 
+def test_redeliver_and_replay_to_an_inactive_webhook_are_refused(cli, make_integration):
+    integration = make_integration()
+    hook = _create(cli, integration, "*")
+    cli("events", "emit", integration.id, "media.created")
+    delivery = WebhookDelivery.get()
+    WebhookDelivery.update(status=DeliveryStatus.FAILED).execute()
+    assert cli("webhooks", "update", hook["id"], "--inactive").exit_code == 0
+    for refused in (cli("webhooks", "redeliver", delivery.id),
+                    cli("webhooks", "replay", hook["id"], "--since", "2000-01-01T00:00:00Z")):
+        assert refused.exit_code == 14, refused.stderr  # WEBHOOK_INACTIVE
+        assert "WEBHOOK_INACTIVE" in refused.stderr and "--active" in refused.stderr, refused.stderr
+    assert WebhookDelivery.get().status == DeliveryStatus.FAILED  # nothing queued to wait forever
+    counted = cli("webhooks", "replay", hook["id"], "--since", "2000-01-01T00:00:00Z", "--dry-run")
+    assert counted.exit_code == 0, counted.stderr  # counting changes nothing: allowed
+    assert cli("webhooks", "update", hook["id"], "--active").exit_code == 0
+    assert cli("webhooks", "redeliver", delivery.id).exit_code == 0
+    assert WebhookDelivery.get().status == DeliveryStatus.PENDING
+
+
 def test_rotate_update_test_delete(cli, make_integration):
     integration = make_integration()
     hook = _create(cli, integration)
