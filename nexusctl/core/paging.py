@@ -120,9 +120,10 @@ def bounded_page(query: peewee.ModelSelect, model, limit: int | None, cursor: st
     limit = check_limit(limit)
     query = _after(query, model, cursor)
     order = (model.created_at.desc(), model.id.desc())
-    sizes = list(query.select(model.id, json_bytes(bulky.column)).order_by(*order).limit(limit + 1).tuples())
+    sizes = list(query.select(model.id, json_bytes(bulky.column), model.created_at).order_by(*order)
+                 .limit(limit + 1).tuples())
     planned, cost = [], 0
-    for row_id, size in sizes[:limit]:
+    for row_id, size, _created in sizes[:limit]:
         whole = (size or 0) <= FIELD_BYTES
         row_cost = ROW_BYTES + ((size or 0) if whole else 0)
         if planned and cost + row_cost > budget:
@@ -151,7 +152,18 @@ def bounded_page(query: peewee.ModelSelect, model, limit: int | None, cursor: st
         if cut:
             break
     more = cut or len(planned) < len(sizes)
+    if more and last is None and not cut:
+        # Every planned row was deleted between the two queries: the page is empty, and the cursor goes on
+        # after the last of them, so that the rows behind it are not taken for the end of the list.
+        row_id, _size, created = sizes[len(planned) - 1]
+        last = _Key(created, row_id)
     return Page(items, encode_cursor(last) if more and last is not None else None, limit)
+
+
+@dataclass(frozen=True)
+class _Key:
+    created_at: dt.datetime
+    id: uuid.UUID
 
 
 def _load(query, model, columns, ids) -> dict:

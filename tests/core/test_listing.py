@@ -173,3 +173,26 @@ def test_the_relay_loads_a_bounded_batch_of_event_data(database, make_integratio
     outbox.mark_published([e.id for e in batch])
     rest, more = outbox.unpublished(500, max_bytes=10**9)
     assert [e.data["n"] for e in rest] == list(range(len(batch), 30)) and not more
+
+
+def test_a_page_whose_rows_were_all_deleted_meanwhile_still_leads_on_to_the_rest(database, make_integration,
+                                                                                 monkeypatch):
+    """A page is planned (ids and sizes), then loaded: rows deleted in between are skipped. When that is every
+    planned row, the empty page must still carry a cursor, else the rows behind them look like the list's end."""
+    from nexusctl.core import paging
+
+    row = make_integration()
+    logs = [IntegrationSyncLog.create(integration=row, action="fetch_posts", status=SyncStatus.COMPLETED,
+                                      created_at=SAME_MOMENT + dt.timedelta(minutes=i)) for i in range(5)]
+    load, raced = paging._load, []
+
+    def load_after_a_concurrent_delete(query, model, columns, ids):
+        if not raced:  # the first load only: another request deletes the two newest rows just before it
+            raced.append(IntegrationSyncLog.delete().where(IntegrationSyncLog.id.in_(ids)).execute())
+        return load(query, model, columns, ids)
+
+    monkeypatch.setattr(paging, "_load", load_after_a_concurrent_delete)
+    first = sync_logs.list_view(row.id, limit=2)
+    assert raced == [2] and first.items == [] and first.next_cursor, "the empty page ended the list"
+    rest = sync_logs.list_view(row.id, limit=10, cursor=first.next_cursor)
+    assert [r["id"] for r in rest.items] == [str(r.id) for r in reversed(logs[:3])] and rest.next_cursor is None
