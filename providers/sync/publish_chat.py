@@ -66,8 +66,7 @@ async def _server_of(api, bot: str, channel: str) -> str:
     """The id of the server (guild) the channel is in, read as the bot: the bot must be in it."""
     reply = await _as_bot(api, bot, "GET", f"channels/{channel}")
     if reply.status in (403, 404):
-        raise UsageProblem(f"Discord channel {channel} is not in a server the application's bot is in (or does not "
-                           "exist): add the bot to your server and name one of its channels", field=FIELD)
+        raise _not_yours(channel)
     if reply.status >= 400:
         raise ProviderError(f"DISCORD: reading channel {channel} answered HTTP {reply.status}"
                             f"{describe(reply, (bot,), ': ')}", provider="DISCORD", status=reply.status)
@@ -100,9 +99,15 @@ async def _check_users_server(api, channel: str, guild_id: str) -> None:
                                "account has neither Manage Server nor Administrator: only someone who manages a "
                                "server may publish to it", field=FIELD)
         return
-    # The server is not named: it is another account's, and its name is none of this user's business.
-    raise UsageProblem(f"Discord channel {channel} is not in a Discord server this account belongs to",
-                       field=FIELD)
+    raise _not_yours(channel)
+
+
+def _not_yours(channel: str) -> UsageProblem:
+    """One answer whether the bot cannot see the channel or the user is not in its server: two would tell a
+    user which channel ids of other customers the shared bot can reach. The server is never named."""
+    return UsageProblem(f"Discord channel {channel} is not in a Discord server that this account belongs to and "
+                        "the application's bot is in (or does not exist): add the bot to one of your servers and "
+                        "name one of its channels", field=FIELD)
 
 
 async def _through_webhook(api, content: dict) -> dict:
