@@ -232,7 +232,16 @@ def _insert_events(events: list) -> None:
 
 
 def _disable(hook: Webhook, reason: str, delivery_id=None) -> None:
-    Webhook.update(is_active=False, disabled_reason=reason, updated_at=utcnow()).where(Webhook.id == hook.id).execute()
+    now = utcnow()
+    Webhook.update(is_active=False, disabled_reason=reason, updated_at=now).where(Webhook.id == hook.id).execute()
+    # Its other queued deliveries would never be sent (the worker skips inactive webhooks) and would count as
+    # RETRYING forever: they end FAILED with the reason, for a replay once the webhook is enabled again. One
+    # another worker is sending right now (its lease holds) is left to that worker's result.
+    WebhookDelivery.update(status=DeliveryStatus.FAILED, error=f"webhook disabled: {reason}"[:500],
+                           next_attempt_at=None, lease_until=None, lease_token=None, updated_at=now).where(
+        (WebhookDelivery.webhook == hook.id)
+        & WebhookDelivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.RETRYING])
+        & (WebhookDelivery.lease_until.is_null() | (WebhookDelivery.lease_until < now))).execute()
     integration = Integration.get_or_none(Integration.id == hook.integration_id)
     if integration is not None:
         OutboxEvent.create(type="integration.error", user_id=integration.user_id, integration_id=integration.id,

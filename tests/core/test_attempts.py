@@ -49,11 +49,20 @@ def test_a_batch_applies_each_rule(database, make_integration):
 
 def test_five_days_failing_without_a_success_disables_the_webhook(database, make_integration):
     webhook, (claimed,) = _queued(make_integration, failing_since=utcnow() - dt.timedelta(days=5, minutes=1))
+    integration = webhook.integration
+    for i in range(2):  # two more queued behind it, one of them already retrying
+        deliveries.fan_out(integration, "media.created", {"later": i})
+    retrying = WebhookDelivery.select().where(WebhookDelivery.id != claimed.id).first()
+    WebhookDelivery.update(status=DeliveryStatus.RETRYING).where(WebhookDelivery.id == retrying.id).execute()
     assert attempts.record_many([(claimed, _result(503))], SCHEDULE) == ["disabled"]
     again = Webhook.get_by_id(webhook.id)
     assert again.is_active is False and "5 days" in again.disabled_reason
     event = OutboxEvent.get(OutboxEvent.type == "integration.error")
     assert event.data["code"] == "WEBHOOK_DISABLED"
+    # Nothing is left queued to a webhook the worker will not send to: the rest end FAILED, saying why.
+    rest = list(WebhookDelivery.select().where(WebhookDelivery.id != claimed.id))
+    assert [d.status for d in rest] == [DeliveryStatus.FAILED] * 2, [d.status for d in rest]
+    assert all(d.error.startswith("webhook disabled: ") and d.next_attempt_at is None for d in rest)
 
 
 def test_four_days_failing_keeps_it_and_a_success_clears_the_window(database, make_integration):
