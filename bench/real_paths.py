@@ -239,6 +239,7 @@ class Setup:
                         SYNC_POLL_INTERVAL="1h", REFRESH_SWEEP_INTERVAL="1h", LOG_FORMAT="json")
         os.environ.update(self.env)
         subprocess.run([str(NEXUSCTL), "-q", "db", "migrate"], env=self.env, check=True)
+        import db.models  # noqa: F401 - before bind(): its fields learn the database kind then
         from db.database import bind, open_database
         from nexusctl import config
         from nexusctl.config import jwt_signing_secret
@@ -260,9 +261,15 @@ class Setup:
         self.procs.append(proc)
         return proc
 
-    def daemon(self) -> tuple[subprocess.Popen, str]:
+    def daemon(self, profile: str | None = None) -> tuple[subprocess.Popen, str]:
+        """A `nexusctl daemon`; with ``profile`` (a file) under bench/profile_daemon.py's sampler."""
         port = free_port()
-        proc = subprocess.Popen([str(NEXUSCTL), "daemon", "--port", str(port)], env={**self.env, "PORT": str(port)},
+        command = [str(NEXUSCTL)]
+        env = {**self.env, "PORT": str(port)}
+        if profile:
+            command = [sys.executable, str(ROOT / "bench" / "profile_daemon.py")]
+            env["NEXUS_PROFILE_OUT"] = profile
+        proc = subprocess.Popen([*command, "daemon", "--port", str(port)], env=env,
                                 stdout=subprocess.DEVNULL, stderr=open(self.work / "daemon.log", "a"))
         self.procs.append(proc)
         wait_http(f"http://127.0.0.1:{port}/health")
@@ -341,7 +348,7 @@ def run_emit(setup: Setup, args) -> dict:
     relay = setup.start(RELAY, relay_port, setup.jwt_key, json.dumps(relay_hooks))
     wait_http(f"http://127.0.0.1:{relay_port}/integrations/x/events", "POST")
     relay_base = f"http://127.0.0.1:{relay_port}"
-    daemon, base = setup.daemon()
+    daemon, base = setup.daemon(args.profile and f"{args.profile}/emit.txt")
     out: dict = {}
     # Warm both (connections, imports), then alternate nexusctl and relay so machine noise hits both.
     _deliver_phase(setup, daemon, base, one, token, 200, 200, args.concurrency)
@@ -362,7 +369,7 @@ def run_read(setup: Setup, args) -> dict:
     user = uuid.uuid4()
     seed_integrations(setup, user, 20)
     token = setup.token(user)
-    daemon, base = setup.daemon()
+    daemon, base = setup.daemon(args.profile and f"{args.profile}/read.txt")
     bare_port = free_port()
     bare = setup.start(BARE, bare_port, setup.jwt_key, setup.url)
     wait_http(f"http://127.0.0.1:{bare_port}/integrations/user/{user}")
@@ -462,6 +469,8 @@ def main() -> None:
     parser.add_argument("--refreshes", type=int, default=1000)
     parser.add_argument("--raw-seconds", type=float, default=4.0)
     parser.add_argument("--json", help="also write the figures here")
+    parser.add_argument("--profile", help="a directory: run the daemons under bench/profile_daemon.py and write "
+                                          "emit.txt and read.txt there (the sampler costs CPU: not for the figures)")
     args = parser.parse_args()
     parts = set(args.only.split(","))
     result: dict = {"database": "PostgreSQL" if is_postgres(args.database_url) else "SQLite",
