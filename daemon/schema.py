@@ -236,3 +236,23 @@ class StrList:
     def openapi(self) -> dict:
         return _described({"type": "array", "items": self.item.openapi(), "minItems": 1,
                            "maxItems": self.max_items}, self.description)
+
+
+@dataclass(frozen=True)
+class ObjList:
+    """A JSON array of objects (a batch); each item is checked by the route, so one bad item is refused alone."""
+
+    max_items: int
+    item: Body
+    description: str = ""
+
+    def check(self, name: str, value: Any) -> list:
+        if not isinstance(value, list):
+            raise UsageProblem(f"{name} must be a list of objects", field=name)
+        if not 1 <= len(value) <= self.max_items:
+            raise UsageProblem(f"{name} must have 1-{self.max_items} items", field=name)
+        return value
+
+    def openapi(self) -> dict:
+        return _described({"type": "array", "items": self.item.openapi(), "minItems": 1,
+                           "maxItems": self.max_items}, self.description)
