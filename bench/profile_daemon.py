@@ -1,11 +1,12 @@
-"""Run `nexusctl ...` (the daemon) under a sampling profiler of all its threads; for the benchmarks.
+"""Run `nexusctl ...` (the daemon) under cProfile in every thread; for the benchmarks.
 
-py-spy is not installed on the project machine and cProfile sees one thread only (the database work runs
-in executor threads), so a thread samples every thread's stack (``sys._current_frames``) every
---interval seconds, drops the samples of threads that are waiting (their innermost frame is a wait: a
-selector, a lock, a queue), and writes, every few seconds and at exit, the functions by samples:
-own (innermost frame) and total (anywhere on the stack). A busy thread not holding the GIL is counted
-too, so the figures are "where threads are busy", close to GIL-holder samples on a CPU-bound process.
+py-spy is not installed on the project machine, and cProfile alone sees one thread (the database
+work runs in executor threads; a sampler of ``sys._current_frames`` only ever sees other threads
+where they have released the GIL, so it profiles system calls, not CPU). So each thread runs under
+its own ``cProfile.Profile`` timed by that thread's CPU clock (``time.thread_time``: waits on the
+database or the network cost nothing); when the process exits (SIGTERM stops the daemon gracefully) the
+threads' statistics are merged and written as text: functions by own time and by cumulative time.
+cProfile roughly doubles the CPU of Python code, so the figures are shares, never rates.
 
     NEXUS_PROFILE_OUT=/tmp/prof.txt python bench/profile_daemon.py daemon --port 8080
     (bench/real_paths.py --profile DIR runs its daemons this way)
@@ -13,69 +14,58 @@ too, so the figures are "where threads are busy", close to GIL-holder samples on
 
 from __future__ import annotations
 
-import collections
+import atexit
+import cProfile
+import io
 import os
+import pstats
 import sys
 import threading
 import time
 
-IDLE = {("selectors.py", "select"), ("threading.py", "wait"), ("thread.py", "_worker"), ("queue.py", "get"),
-        ("base_events.py", "_run_once"), ("threading.py", "_wait_for_tstate_lock"), ("socket.py", "accept")}
-INTERVAL = float(os.environ.get("NEXUS_PROFILE_INTERVAL", "0.002"))
+_DONE: list = []
+_LOCK = threading.Lock()
 
 
-def _where(code) -> str:
-    path = code.co_filename
-    for marker in ("site-packages/", "/lib/python3", "wt-speed/"):
-        if marker in path:
-            path = path.split(marker, 1)[1]
-    return f"{path}:{code.co_name}"
+def _profiled_run(run):
+    def wrapper(self):
+        profile = cProfile.Profile(time.thread_time)
+        profile.enable()
+        try:
+            run(self)
+        finally:
+            profile.disable()
+            with _LOCK:
+                _DONE.append(profile)
+    return wrapper
 
 
-class Sampler(threading.Thread):
-    def __init__(self, out: str) -> None:
-        super().__init__(daemon=True, name="profiler")
-        self.out, self.own, self.total, self.samples = out, collections.Counter(), collections.Counter(), 0
-
-    def run(self) -> None:
-        me, last_dump = threading.get_ident(), time.monotonic()
-        while True:
-            time.sleep(INTERVAL)
-            for ident, frame in sys._current_frames().items():
-                if ident == me:
-                    continue
-                code = frame.f_code
-                if (os.path.basename(code.co_filename), code.co_name) in IDLE:
-                    continue
-                self.samples += 1
-                self.own[_where(code)] += 1
-                seen = set()
-                while frame is not None:
-                    name = _where(frame.f_code)
-                    if name not in seen:
-                        seen.add(name)
-                        self.total[name] += 1
-                    frame = frame.f_back
-            if time.monotonic() - last_dump > 3:
-                self.dump()
-                last_dump = time.monotonic()
-
-    def dump(self) -> None:
-        n = max(self.samples, 1)
-        lines = [f"busy-thread samples: {self.samples} (every {INTERVAL * 1000:g} ms)", "", "own:"]
-        lines += [f"{c / n * 100:5.1f}% {name}" for name, c in self.own.most_common(60)]
-        lines += ["", "total:"]
-        lines += [f"{c / n * 100:5.1f}% {name}" for name, c in self.total.most_common(120)]
-        with open(self.out + ".tmp", "w") as f:
-            f.write("\n".join(lines) + "\n")
-        os.replace(self.out + ".tmp", self.out)
+def _dump(main_profile: cProfile.Profile, out: str) -> None:
+    main_profile.disable()
+    with _LOCK:
+        profiles = [main_profile, *_DONE]
+    stats = pstats.Stats(profiles[0])
+    for profile in profiles[1:]:
+        stats.add(profile)
+    text = io.StringIO()
+    stats.stream = text
+    stats.strip_dirs()
+    text.write(f"threads profiled: {len(profiles)}\n\n== by own time ==\n")
+    stats.sort_stats("tottime").print_stats(45)
+    text.write("\n== by cumulative time ==\n")
+    stats.sort_stats("cumulative").print_stats(90)
+    with open(out, "w") as f:
+        f.write(text.getvalue())
 
 
 def main() -> None:
-    Sampler(os.environ["NEXUS_PROFILE_OUT"]).start()
+    threading.Thread.run = _profiled_run(threading.Thread.run)
+    profile = cProfile.Profile(time.thread_time)
+    atexit.register(_dump, profile, os.environ["NEXUS_PROFILE_OUT"])
     from nexusctl.cli.entry import main as cli_main
 
     sys.argv = ["nexusctl", *sys.argv[1:]]
+    profile.enable()
     cli_main()
 
 

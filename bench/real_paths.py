@@ -262,7 +262,7 @@ class Setup:
         return proc
 
     def daemon(self, profile: str | None = None) -> tuple[subprocess.Popen, str]:
-        """A `nexusctl daemon`; with ``profile`` (a file) under bench/profile_daemon.py's sampler."""
+        """A `nexusctl daemon`; with ``profile`` (a file) under bench/profile_daemon.py (cProfile in every thread)."""
         port = free_port()
         command = [str(NEXUSCTL)]
         env = {**self.env, "PORT": str(port)}
