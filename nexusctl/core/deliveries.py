@@ -230,7 +230,9 @@ class Claimed:
 
 # The due rows at the head of the queue (read, not locked), each endpoint's first ``room`` of them (its free
 # sending slots: ``rooms`` for endpoints with sends in flight, ``cap`` for the others), then those locked and
-# leased. A busy endpoint is claimed only what it can send now: nothing is claimed to be handed back.
+# leased. A busy endpoint is claimed only what it can send now: nothing is claimed to be handed back. The
+# lock step is driven from the picked ids (by primary key): driven from the due index instead, PostgreSQL
+# walked every due row of a backlog to probe a hash of the few picked ones (2.5 ms with 3,000 due).
 _PG_CLAIM = """WITH head AS (
     SELECT d."id", d."webhook_id", d."next_attempt_at" FROM "webhook_deliveries" AS d
     JOIN "webhooks" AS w ON w."id" = d."webhook_id"
@@ -246,8 +248,8 @@ _PG_CLAIM = """WITH head AS (
 )
 UPDATE "webhook_deliveries" SET "lease_until" = %(until)s, "lease_token" = %(lease)s
 WHERE "id" IN (
-    SELECT d."id" FROM "webhook_deliveries" AS d
-    WHERE d."id" IN (SELECT "id" FROM fits WHERE n <= room)
+    SELECT d."id" FROM fits JOIN "webhook_deliveries" AS d ON d."id" = fits."id"
+    WHERE fits.n <= fits.room
       AND d."status" IN ('PENDING', 'RETRYING') AND d."next_attempt_at" <= %(now)s
       AND (d."lease_until" IS NULL OR d."lease_until" < %(now)s)
     FOR UPDATE OF d SKIP LOCKED)
