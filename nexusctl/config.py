@@ -118,7 +118,7 @@ class Settings(NamedTuple):
     webhook_retry_schedule: tuple[int, ...] = DEFAULT_RETRY_SCHEDULE
     webhook_allowed_networks: tuple = ()  # ipaddress networks exempt from the SSRF guard
     webhook_concurrency: int = 50
-    webhook_concurrency_per_endpoint: int = 4
+    webhook_concurrency_per_endpoint: int = 16
     token_refresh_window: float = 600.0  # seconds before expiry the sweep refreshes a token
     refresh_sweep_seconds: float = 60.0  # how often the daemon sweeps
     refresh_sweep_batch: int = 500  # integrations claimed per pass; full passes follow each other at once
@@ -222,7 +222,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         webhook_retry_schedule=_schedule(env, "WEBHOOK_RETRY_SCHEDULE"),
         webhook_allowed_networks=_networks(env, "WEBHOOK_ALLOWED_NETWORKS"),
         webhook_concurrency=_positive_int(env, "WEBHOOK_CONCURRENCY", 50),
-        webhook_concurrency_per_endpoint=_positive_int(env, "WEBHOOK_CONCURRENCY_PER_ENDPOINT", 4),
+        webhook_concurrency_per_endpoint=_positive_int(env, "WEBHOOK_CONCURRENCY_PER_ENDPOINT", 16),
         token_refresh_window=_duration(env, "TOKEN_REFRESH_WINDOW", 600.0),
         refresh_sweep_seconds=_duration(env, "REFRESH_SWEEP_INTERVAL", 60.0),
         refresh_sweep_batch=_positive_int(env, "REFRESH_SWEEP_BATCH", 500),
