@@ -149,7 +149,10 @@ def run(database_url: str | None, integrations: int, raw_seconds: float, timeout
         seeded_s = time.perf_counter() - started
 
         port = free_port()
-        daemon = subprocess.Popen([str(NEXUSCTL), "daemon", "--port", str(port)], env={**env, "PORT": str(port)},
+        # NEXUS_PROFILE_OUT=FILE: the daemon runs under bench/profile_daemon.py (for a profile, not the figures).
+        command = ([sys.executable, str(ROOT / "bench" / "profile_daemon.py")] if os.environ.get("NEXUS_PROFILE_OUT")
+                   else [str(NEXUSCTL)])
+        daemon = subprocess.Popen([*command, "daemon", "--port", str(port)], env={**env, "PORT": str(port)},
                                   stdout=subprocess.DEVNULL, stderr=open(work / "daemon.log", "w"))
         wait_http(f"http://127.0.0.1:{port}/health")
         meter = CpuMeter(db, daemon=daemon.pid)  # from /health on: start-up is not a refresh
