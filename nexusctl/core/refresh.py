@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 import random
 import time
 import uuid
 from dataclasses import dataclass
 
-from db.database import database_proxy
+from db.database import database_proxy, is_postgres
 from db.fields import utcnow
 from db.models import Integration
 from nexusctl.core import connections, events, integrations, key_usage
@@ -301,20 +302,47 @@ def _claim_expiring(keyring, row_id: uuid.UUID, lease: uuid.UUID, window: dt.tim
     """Lease the integration and read it (row and tokens) in one statement; None if it is no longer due.
     Tokens under a key this process lacks: the lease is given back and KeyNotConfigured raised."""
     # Claimed only while still due: another daemon that just refreshed it moved expires_at on
-    # (or backed it off).
+    # (or backed it off). The statement is ``_due`` & ``_free`` written out once (peewee rebuilt
+    # that expression on every claim: most of the sweep's own CPU per refresh).
     now = utcnow()
-    claimed = list(Integration.update(refresh_lease_until=now + LEASE, refresh_lease_token=lease)
-                   .where((Integration.id == row_id) & _due(now, window, lead, since) & _free(now))
-                   .returning(Integration).execute())
-    if not claimed:
+    stamp = Integration.expires_at.db_value
+    postgres = is_postgres(database_proxy)
+    params = [stamp(now + LEASE), Integration.refresh_lease_token.db_value(lease), Integration.id.db_value(row_id),
+              stamp(now + max(window, lead)), stamp(now), stamp(now + window), stamp(now + max(window, lead))]
+    if since is not None:
+        params.append(stamp(since))
+    cursor = database_proxy.execute_sql(_claim_sql(postgres, since is not None), [*params, stamp(now)])
+    found = cursor.fetchone()
+    if found is None:
         return None
-    (row,) = claimed
+    row = Integration(**{name: convert(value) for (name, convert), value in zip(_COLUMNS, found)})
     try:
         return row, connections.tokens_of(keyring, row)
     except KeyNotConfigured as exc:
         _release(row_id, lease)
         key_usage.warn_once(exc.details["keyId"], f"refresh of integration {row_id}")
         raise
+
+
+_COLUMNS = [(field.name, field.python_value) for field in Integration._meta.sorted_fields]
+
+
+@functools.lru_cache(maxsize=4)
+def _claim_sql(postgres: bool, since: bool) -> str:
+    """``_claim_expiring``'s UPDATE ... RETURNING: ``_due(now, window, lead, since) & _free(now)``."""
+    mark = "%s" if postgres else "?"
+
+    def providers(names) -> str:
+        return ", ".join(f"'{p.value}'" for p in names)
+
+    return (f'UPDATE "integrations" SET "refresh_lease_until" = {mark}, "refresh_lease_token" = {mark} '
+            f'WHERE "id" = {mark} AND "is_active" AND "expires_at" <= {mark} '
+            f'AND ("refresh_retry_at" IS NULL OR "refresh_retry_at" <= {mark}) '
+            f'AND (("provider" IN ({providers(_WITH_REFRESH_TOKEN)}) AND "refresh_token" IS NOT NULL '
+            f'AND "expires_at" <= {mark}) OR ("provider" IN ({providers(_LONG_LIVED)}) AND "expires_at" <= {mark})) '
+            + (f'AND ("refreshed_at" IS NULL OR "refreshed_at" < {mark}) ' if since else "")
+            + f'AND ("refresh_lease_until" IS NULL OR "refresh_lease_until" < {mark}) '
+            f'RETURNING {", ".join(chr(34) + field.column_name + chr(34) for field in Integration._meta.sorted_fields)}')
 
 
 async def sweep(svc, window: dt.timedelta, *, lead: dt.timedelta | None = None, concurrency: int = 5,
