@@ -38,7 +38,7 @@ from common import (  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 
-CONCURRENCY = 5  # refresh.sweep's default, what the daemon uses
+CONCURRENCY = 5  # REFRESH_SWEEP_CONCURRENCY's default, what the daemon uses
 
 EMULATOR = r"""
 import json, sys
@@ -192,7 +192,9 @@ def markdown(result: dict) -> str:
         f"{result['sweep_seconds']:.1f} s) | {result['sweep_per_s']:.0f} |",
         f"| ratio sweep / raw | **{result['ratio']:.2f}** |",
         f"| provider calls made by the sweep, failed refreshes | {result['sweep_provider_calls']:,}, "
-        f"{result['failures']} |"])
+        f"{result['failures']} |",
+        f"| CPU µs per refresh: daemon, PostgreSQL; raw client per POST | {result['daemon_cpu_us']:,.0f}, "
+        f"{result['postgres_cpu_us']:,.0f}; {result['raw_cpu_us']:,.0f} |"])
 
 
 def main() -> None:
