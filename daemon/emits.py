@@ -23,7 +23,7 @@ class EmitBatcher:
         self.db = db  # daemon.dbexec.DbExecutor
         self.waiting: list = []
         self.drainer: asyncio.Task | None = None
-        self.batches = 0  # transactions run (tests and /metrics-free introspection)
+        self.batches = 0  # transactions committed: how far emits are sharing them
 
     async def emit(self, integration_id, event_type, data, owner_id) -> dict:
         future = asyncio.get_running_loop().create_future()

@@ -300,6 +300,8 @@ def claim(limit: int, lease_seconds: float, exclude=(), *, rooms: dict | None = 
         if room.get(webhook_id, cap) > 0:
             room[webhook_id] = room.get(webhook_id, cap) - 1
             picked.append(delivery_id)
+    if not picked:
+        return []  # every due endpoint is at its cap: no write lock taken
     until = now + dt.timedelta(seconds=lease_seconds)
     with database_proxy.atomic():
         query = (WebhookDelivery.update(lease_until=until, lease_token=lease)
