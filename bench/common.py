@@ -94,3 +94,45 @@ def write_json(path: str | None, result: dict) -> None:
 
 def is_postgres(url: str | None) -> bool:
     return bool(url) and url.startswith("postgres")
+
+
+def cpu_seconds(pid: int) -> float:
+    """user + system CPU of a process (all its threads) so far, from /proc/<pid>/stat (utime + stime)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds spent by named processes and by this database's PostgreSQL backends over a phase.
+
+    The backends are the bench database's connections (pg_stat_activity), so other databases' load on
+    the same server is not counted. ``db`` is a peewee database (or None on SQLite: the work is then
+    inside the daemon's own process)."""
+
+    def __init__(self, db, **pids: int) -> None:
+        self.db, self.pids = db, pids
+        self.start = self._sample()
+
+    def _backends(self) -> list[int]:
+        if self.db is None or not isinstance(self.db, peewee.PostgresqlDatabase):
+            return []
+        return [r[0] for r in self.db.execute_sql(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")]
+
+    def _sample(self) -> dict:
+        sample = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        sample.update({f"pg:{pid}": cpu_seconds(pid) for pid in self._backends()})
+        return sample
+
+    def per_item_us(self, items: int) -> dict[str, float]:
+        end = self._sample()
+        used: dict[str, float] = {name: 0.0 for name in self.pids}
+        if self.db is not None and isinstance(self.db, peewee.PostgresqlDatabase):
+            used["postgres"] = 0.0
+        for key, value in end.items():
+            name = "postgres" if key.startswith("pg:") else key
+            used[name] = used.get(name, 0.0) + value - self.start.get(key, 0.0)
+        return {name: seconds / max(items, 1) * 1e6 for name, seconds in used.items()}

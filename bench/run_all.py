@@ -33,10 +33,12 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from common import ROOT  # noqa: E402
 
-SECTIONS = ("webhooks", "api", "refresh", "cli", "growth")
+SECTIONS = ("paths", "webhooks", "api", "refresh", "cli", "growth")
 
 # Sizes: (full, quick).
 SIZES = {
+    "paths": ({"--only": "emit,read", "--events": 3000, "--seconds": 5, "--rounds": 2, "--latency-seconds": 5},
+              {"--only": "emit,read", "--events": 600, "--seconds": 2, "--rounds": 1, "--latency-seconds": 2}),
     "webhooks": ({"--deliveries": 20000, "--raw-seconds": 5, "--latency-seconds": 10, "--rate": 500,
                   "--backlog": 1_000_000, "--backlog-seconds": 30},
                  {"--deliveries": 2000, "--raw-seconds": 2, "--latency-seconds": 3, "--rate": 100,
@@ -128,6 +130,27 @@ class Runner:
 
 
 # --- sections: each returns Markdown ------------------------------------------------------------
+
+def paths(run: Runner) -> str:
+    import real_paths
+
+    out = [METHOD["paths"]]
+    for kind, url in run.databases():
+        r = run.script("real_paths", "paths", url, label=kind.lower())
+        out.append(f"### {kind}\n\n" + (real_paths.markdown(r) if r else "**Failed** (see below)."))
+        if r:
+            for name, label in (("one", "one webhook"), ("twenty", "20 webhooks")):
+                n, b = r["emit"][f"{name}_nexusctl"], r["emit"][f"{name}_relay"]
+                run.summary.append((f"Events through the API until received, {label} ({kind}), deliveries/s",
+                                    f"{n['deliveries_per_s']:.0f}", f"relay {b['deliveries_per_s']:.0f}",
+                                    f"{n['deliveries_per_s'] / b['deliveries_per_s']:.2f}"))
+            n, b = r["read"]["nexusctl"], r["read"]["bare"]
+            run.summary.append((f"GET /integrations/user/:id req/s ({kind})", f"{n['per_s']:.0f}",
+                                f"bare handler {b['per_s']:.0f}", f"{n['per_s'] / b['per_s']:.2f}"))
+        else:
+            run.summary.append((f"Real paths ({kind})", "failed", "", ""))
+    return "\n\n".join(out)
+
 
 def webhooks(run: Runner) -> str:
     import webhook_delivery
@@ -234,10 +257,22 @@ def growth(run: Runner) -> str:
     return "\n\n".join(out)
 
 
-RUNNERS = {"webhooks": ("Webhook delivery", webhooks), "api": ("API reads", api),
+RUNNERS = {"paths": ("The paths users take (HTTP API, default settings)", paths),
+           "webhooks": ("Webhook delivery", webhooks), "api": ("API reads", api),
            "refresh": ("Token refresh", refresh), "cli": ("CLI", cli), "growth": ("Growth", growth)}
 
 METHOD = {
+    "paths": """`bench/real_paths.py`. A `nexusctl daemon` with default settings (only WEBHOOK_ALLOWED_NETWORKS
+opens 127.0.0.1), driven through its HTTP API by an aiohttp load generator in another process, each
+path against a baseline doing the same work without the product, in the same run:
+- **Events**: POST `/integrations/:id/events` (32 at once, a user's JWT) until the receiver has every
+  delivery, an integration with one webhook and one with 20. Baseline: a non-durable aiohttp relay
+  (JWT check, parse, validate, 202, sign as Standard Webhooks, POST), same events, same receiver.
+  Then emit-to-received p50/p99 at half the one-webhook rate the daemon reached.
+- **Read**: `GET /integrations/user/:id` (20 integrations, 32 at once). Baseline: a bare aiohttp
+  handler (PyJWT, the same SELECT through psycopg2 / sqlite3 in a thread, the same JSON).
+- CPU µs per operation of each process (user + system from /proc/<pid>/stat; on PostgreSQL also this
+  database's backends).""",
     "webhooks": """`bench/webhook_delivery.py`. One local receiver process (aiohttp; 200 at once, or 500 on the
 failing paths), one `nexusctl daemon` (WEBHOOK_CONCURRENCY 50, no Redis), all on this machine.
 - **Baseline**: raw aiohttp POSTs of the same body into the same receiver at the same concurrency.

@@ -33,12 +33,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    NEXUSCTL, ROOT, base_env, empty_tables, free_port, is_postgres, wait_http, write_json,
+    NEXUSCTL, ROOT, CpuMeter, base_env, empty_tables, free_port, is_postgres, wait_http, write_json,
 )
 
 sys.path.insert(0, str(ROOT))
 
-CONCURRENCY = 5  # refresh.sweep's default, what the daemon uses
+CONCURRENCY = 5  # REFRESH_SWEEP_CONCURRENCY's default, what the daemon uses
 
 EMULATOR = r"""
 import json, sys
@@ -138,8 +138,10 @@ def run(database_url: str | None, integrations: int, raw_seconds: float, timeout
                      "integration_sync_logs", "integrations")  # a rerun measures only its own rows
 
         env_yt = info["env"]
+        raw_cpu = time.process_time()
         raw, raw_errors, raw_done = asyncio.run(raw_rate(env_yt["YOUTUBE_TOKEN_URL"], env_yt["YOUTUBE_CLIENT_ID"],
                                                env_yt["YOUTUBE_CLIENT_SECRET"], info["tokens"], raw_seconds))
+        raw_cpu_us = (time.process_time() - raw_cpu) / max(raw_done, 1) * 1e6
 
         expires = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=5)
         started = time.perf_counter()
@@ -147,9 +149,13 @@ def run(database_url: str | None, integrations: int, raw_seconds: float, timeout
         seeded_s = time.perf_counter() - started
 
         port = free_port()
-        daemon = subprocess.Popen([str(NEXUSCTL), "daemon", "--port", str(port)], env={**env, "PORT": str(port)},
+        # NEXUS_PROFILE_OUT=FILE: the daemon runs under bench/profile_daemon.py (for a profile, not the figures).
+        command = ([sys.executable, str(ROOT / "bench" / "profile_daemon.py")] if os.environ.get("NEXUS_PROFILE_OUT")
+                   else [str(NEXUSCTL)])
+        daemon = subprocess.Popen([*command, "daemon", "--port", str(port)], env={**env, "PORT": str(port)},
                                   stdout=subprocess.DEVNULL, stderr=open(work / "daemon.log", "w"))
         wait_http(f"http://127.0.0.1:{port}/health")
+        meter = CpuMeter(db, daemon=daemon.pid)  # from /health on: start-up is not a refresh
         far = expires + dt.timedelta(minutes=30)
         deadline = time.monotonic() + timeout
         while Integration.select().where(Integration.expires_at > far).count() < integrations:
@@ -160,6 +166,7 @@ def run(database_url: str | None, integrations: int, raw_seconds: float, timeout
         first, last = (Integration.select(Integration.updated_at).order_by(order).scalar()
                        for order in (Integration.updated_at.asc(), Integration.updated_at.desc()))
         sweep = integrations / max((last - first).total_seconds(), 1e-6)
+        cpu = meter.per_item_us(integrations)
         failures = Integration.select().where(Integration.last_error.is_null(False)).count()
         db.close()
     finally:
@@ -172,7 +179,8 @@ def run(database_url: str | None, integrations: int, raw_seconds: float, timeout
     return {"database": "PostgreSQL" if is_postgres(database_url) else "SQLite", "integrations": integrations,
             "concurrency": CONCURRENCY, "raw_per_s": raw, "raw_errors": raw_errors, "sweep_per_s": sweep,
             "ratio": sweep / raw, "sweep_seconds": (last - first).total_seconds(), "seed_seconds": seeded_s,
-            "sweep_provider_calls": sweep_calls, "failures": failures}
+            "sweep_provider_calls": sweep_calls, "failures": failures, "raw_cpu_us": raw_cpu_us,
+            "daemon_cpu_us": cpu["daemon"], "postgres_cpu_us": cpu.get("postgres", 0.0)}
 
 
 def markdown(result: dict) -> str:
@@ -184,7 +192,9 @@ def markdown(result: dict) -> str:
         f"{result['sweep_seconds']:.1f} s) | {result['sweep_per_s']:.0f} |",
         f"| ratio sweep / raw | **{result['ratio']:.2f}** |",
         f"| provider calls made by the sweep, failed refreshes | {result['sweep_provider_calls']:,}, "
-        f"{result['failures']} |"])
+        f"{result['failures']} |",
+        f"| CPU µs per refresh: daemon, PostgreSQL; raw client per POST | {result['daemon_cpu_us']:,.0f}, "
+        f"{result['postgres_cpu_us']:,.0f}; {result['raw_cpu_us']:,.0f} |"])
 
 
 def main() -> None:

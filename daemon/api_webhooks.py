@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from daemon import emits
 from daemon import models_schema as out
 from daemon.routing import Route, ok, owner_filter, read_body, read_query, run_db
 from daemon.schema import Body, Bool, Int, Obj, Query, Str, StrList, metadata_field
@@ -118,9 +119,12 @@ async def redeliver(request: web.Request) -> web.Response:
 
 
 async def emit(request: web.Request) -> web.Response:
+    from daemon.app import DB
+
     body = await read_body(request, EMIT)
-    result = await run_db(request, events.emit, request.match_info["id"], body["type"], body.get("data", {}),
-                       owner_id=owner_filter(request))
+    # Concurrent emits share one transaction and commit (daemon.emits); answered once this one is durable.
+    result = await emits.batcher(request.app[DB]).emit(request.match_info["id"], body["type"], body.get("data", {}),
+                                                       owner_filter(request))
     return ok(result, status=202)
 
 

@@ -44,8 +44,8 @@ class DeliveryWorker:
         self.keyring = keyring
         self.metrics = metrics
         self.free = settings.webhook_concurrency
-        # Sends in flight per webhook. A webhook at its cap is left out of the next claim, and
-        # what a claim brings beyond the cap is handed back at once: a slow receiver never holds
+        # Sends in flight per webhook. A webhook at its cap is left out of the next claim, and the
+        # claim takes of each webhook only what fits under its cap: a slow receiver never holds
         # more than its share of the slots, so it cannot starve the others.
         self.inflight: collections.Counter = collections.Counter()
         # Webhooks whose signing secret is under a key this daemon was not given (a rotation under way):
@@ -155,21 +155,16 @@ class DeliveryWorker:
                     now = time.monotonic()
                     self.locked = {w: until for w, until in self.locked.items() if until > now}
                     busy = [w for w, n in self.inflight.items() if n >= cap] + list(self.locked)
+                    # Each endpoint is claimed only what its free slots can send now (the claim counts
+                    # per endpoint): a busy endpoint's deliveries are not claimed to be handed back.
+                    rooms = {w: cap - n for w, n in self.inflight.items() if n < cap}
                     claimed, signing, locked = await self.db.run(_claim_and_sign, self.keyring,
-                                                                 min(self.free, 100), lease, busy)
+                                                                 min(self.free, 100), lease, busy, rooms, cap)
                     self.counts["claims"] += 1
                     self.counts["claimed"] += len(claimed)
                     self._leave_locked(locked, now)
-                keep, excess = [], []
                 for item in claimed:
-                    if self.inflight[item.webhook_id] < cap:
-                        self.inflight[item.webhook_id] += 1
-                        keep.append(item)
-                    else:
-                        excess.append(item)
-                if excess:
-                    await self.db.run(deliveries.release, excess)
-                claimed = keep
+                    self.inflight[item.webhook_id] += 1
                 if claimed:
                     # The URL rules, once per webhook per batch (not per send); the connector
                     # still checks every address it connects to.
@@ -181,7 +176,7 @@ class DeliveryWorker:
                     task.webhook_id = item.webhook_id
                     self.tasks.add(task)
                     task.add_done_callback(self._done)
-                if (claimed or excess or locked) and self.free > 0:
+                if (claimed or locked) and self.free > 0:
                     continue  # there may be more due right now (for other endpoints)
             except DatabaseUnavailable as exc:  # an outage: one line when it starts and one when it ends
                 if not self.db_away:
@@ -306,11 +301,11 @@ class DeliveryWorker:
         return None
 
 
-def _claim_and_sign(keyring, limit: int, lease: float, exclude) -> tuple[list, dict, dict]:
+def _claim_and_sign(keyring, limit: int, lease: float, exclude, rooms=None, cap=None) -> tuple[list, dict, dict]:
     """A claim and its webhooks' URLs and secrets, in one trip to a database thread. Deliveries of webhooks
     whose secret is under a key this daemon lacks are given back at once, untouched, for a daemon that has it;
     the third value names those webhooks and their key ids."""
-    claimed = deliveries.claim(limit, lease, exclude)
+    claimed = deliveries.claim(limit, lease, exclude, rooms=rooms, cap=cap)
     if not claimed:
         return [], {}, {}
     signing, locked = deliveries.signing_for(keyring, [c.webhook_id for c in claimed])

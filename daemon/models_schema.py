@@ -125,6 +125,12 @@ DELIVERY = {**_obj({
 DELIVERY["required"] = [k for k in DELIVERY["required"] if k != "attemptLog"]
 TEST_QUEUED = _obj({"webhookId": _UUID, "queued": {"type": "boolean"}, "event": {"type": "string"}})
 EMITTED = _obj({"id": _UUID, "type": {"type": "string"}, "integrationId": _UUID, "deliveriesQueued": {"type": "integer"}})
+# A batch's answer: one result per event, in order; an event refused alone carries its error instead.
+_EMIT_RESULT = {"type": "object", "required": ["index"], "additionalProperties": False, "properties": {
+    "index": {"type": "integer"}, **EMITTED["properties"],
+    "error": _obj({"code": {"type": "string"}, "message": {"type": "string"}})}}
+EMITTED_BATCH = _obj({"accepted": {"type": "integer"}, "refused": {"type": "integer"},
+                      "results": {"type": "array", "items": _EMIT_RESULT}})
 
 _SYNC_RUN = _obj({"action": {"type": "string"}, "status": {"enum": ["COMPLETED", "FAILED"]}, "at": _TIME,
                   "error": {"type": ["string", "null"]}, "rateLimitWaits": {"type": "integer"}})

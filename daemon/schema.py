@@ -236,3 +236,28 @@ class StrList:
     def openapi(self) -> dict:
         return _described({"type": "array", "items": self.item.openapi(), "minItems": 1,
                            "maxItems": self.max_items}, self.description)
+
+
+@dataclass(frozen=True)
+class ObjList:
+    """A JSON array of objects (a batch); each item is checked by the route, so one bad item is refused alone."""
+
+    max_items: int
+    item: Body
+    description: str = ""
+
+    def check(self, name: str, value: Any) -> list:
+        if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+            raise UsageProblem(f"{name} must be a list of objects", field=name)
+        if not 1 <= len(value) <= self.max_items:
+            raise UsageProblem(f"{name} must have 1-{self.max_items} items", field=name)
+        return value
+
+    def openapi(self) -> dict:
+        # Items are documented as objects only: one that breaks the item's rules is answered in the
+        # batch's results (its error), not with a 400 for the whole request.
+        item = {"type": "object", "description": "checked on its own against: "
+                + ", ".join(f"{name} ({'required' if name in self.item.required else 'optional'})"
+                            for name in self.item.fields)}
+        return _described({"type": "array", "items": item, "minItems": 1, "maxItems": self.max_items},
+                          self.description)

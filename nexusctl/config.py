@@ -119,10 +119,11 @@ class Settings(NamedTuple):
     webhook_retry_schedule: tuple[int, ...] = DEFAULT_RETRY_SCHEDULE
     webhook_allowed_networks: tuple = ()  # ipaddress networks exempt from the SSRF guard
     webhook_concurrency: int = 50
-    webhook_concurrency_per_endpoint: int = 4
+    webhook_concurrency_per_endpoint: int = 16
     token_refresh_window: float = 600.0  # seconds before expiry the sweep refreshes a token
     refresh_sweep_seconds: float = 60.0  # how often the daemon sweeps
     refresh_sweep_batch: int = 500  # integrations claimed per pass; full passes follow each other at once
+    refresh_sweep_concurrency: int = 5  # refreshes in flight at once during a sweep (provider calls)
     # Long-lived tokens (Facebook, Instagram) are renewed this far ahead; a token that cannot be
     # renewed gets one integration.error warning this far ahead.
     token_expiry_warning: float = 7 * 86400.0
@@ -223,10 +224,11 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         webhook_retry_schedule=_schedule(env, "WEBHOOK_RETRY_SCHEDULE"),
         webhook_allowed_networks=_networks(env, "WEBHOOK_ALLOWED_NETWORKS"),
         webhook_concurrency=_positive_int(env, "WEBHOOK_CONCURRENCY", 50),
-        webhook_concurrency_per_endpoint=_positive_int(env, "WEBHOOK_CONCURRENCY_PER_ENDPOINT", 4),
+        webhook_concurrency_per_endpoint=_positive_int(env, "WEBHOOK_CONCURRENCY_PER_ENDPOINT", 16),
         token_refresh_window=_duration(env, "TOKEN_REFRESH_WINDOW", 600.0),
         refresh_sweep_seconds=_duration(env, "REFRESH_SWEEP_INTERVAL", 60.0),
         refresh_sweep_batch=_positive_int(env, "REFRESH_SWEEP_BATCH", 500),
+        refresh_sweep_concurrency=_positive_int(env, "REFRESH_SWEEP_CONCURRENCY", 5),
         token_expiry_warning=_duration(env, "TOKEN_EXPIRY_WARNING", 7 * 86400.0),
         health_check_seconds=_duration(env, "HEALTH_CHECK_INTERVAL", 60.0),
         health_recheck_seconds=_duration(env, "HEALTH_RECHECK", 900.0),
@@ -596,7 +598,8 @@ def variable_names() -> list[str]:
         "PUBLIC_URL", "ALLOWED_REDIRECT_ORIGINS", "WEBHOOK_TIMEOUT", "WEBHOOK_RETRY_SCHEDULE", "HTTP_HEADER_TIMEOUT",
         "HTTP_BODY_TIMEOUT",
         "WEBHOOK_ALLOWED_NETWORKS", "WEBHOOK_CONCURRENCY", "WEBHOOK_CONCURRENCY_PER_ENDPOINT",
-        "TOKEN_REFRESH_WINDOW", "REFRESH_SWEEP_INTERVAL", "REFRESH_SWEEP_BATCH", "TOKEN_EXPIRY_WARNING", "RETENTION_DAYS",
+        "TOKEN_REFRESH_WINDOW", "REFRESH_SWEEP_INTERVAL", "REFRESH_SWEEP_BATCH", "REFRESH_SWEEP_CONCURRENCY",
+        "TOKEN_EXPIRY_WARNING", "RETENTION_DAYS",
         "EVENTS_STREAM", "EVENTS_STREAM_MAXLEN", "EVENTS_CONSUME_STREAMS", "EVENTS_CONSUMER_GROUP", "EVENTS_CLAIM_IDLE",
         "SYNC_RATE_LIMIT_BUDGET", "SYNC_POLL_INTERVAL", "DISCORD_BOT_TOKEN", "HEALTH_CHECK_INTERVAL", "HEALTH_RECHECK",
         "SLACK_SIGNING_SECRET",

@@ -35,3 +35,21 @@ def test_an_unknown_benchmark_is_refused_by_name(tmp_path):
     assert done.returncode == 2
     assert "warp" in done.stderr
     assert not (tmp_path / "b.md").exists()
+
+
+def test_real_paths_runs_each_path_against_its_baseline(tmp_path):
+    """bench/real_paths.py end to end on SQLite, tiny: every delivery arrives, both reads answer, CPU is read."""
+    figures = tmp_path / "paths.json"
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "real_paths.py"), "--only", "emit,read",
+                           "--events", "40", "--seconds", "0.5", "--rounds", "1", "--latency-seconds", "1",
+                           "--json", str(figures)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    import json
+
+    result = json.loads(figures.read_text())
+    for name in ("one_nexusctl", "one_relay", "twenty_nexusctl", "twenty_relay"):
+        run = result["emit"][name]
+        assert run["post_errors"] == 0 and run["deliveries_per_s"] > 0 and run["cpu_us"]["server"] > 0, run
+    assert result["emit"]["twenty_nexusctl"]["deliveries"] == 20 * result["emit"]["twenty_nexusctl"]["events"]
+    assert result["read"]["nexusctl"]["errors"] == 0 and result["read"]["bare"]["errors"] == 0
+    assert "| events POSTed to `/integrations/:id/events`, one webhook" in done.stdout

@@ -139,22 +139,101 @@ def tail_cmd(ctx: typer.Context, event_type: TypeFilter = None, integration: Int
 
 @app.command("emit")
 def emit_cmd(ctx: typer.Context,
-             integration_id: Annotated[str, typer.Argument(help="Integration id.", show_default=False)],
-             event_type: Annotated[str, typer.Argument(help="Event name, e.g. media.created.", show_default=False)],
+             integration_id: Annotated[str | None, typer.Argument(help="Integration id.", show_default=False)] = None,
+             event_type: Annotated[str | None, typer.Argument(help="Event name, e.g. media.created.",
+                                                              show_default=False)] = None,
              data: Data = "{}",
+             file: Annotated[str | None, typer.Option("--file", "-f", help="Many events: a file of JSON lines "
+                                                      "(or - for stdin), each {\"integrationId\", \"type\", "
+                                                      "\"data\"}; sent in transactions of "
+                                                      "500.")] = None,
              as_json: Json = False) -> None:
-    """Emit an event: one delivery per matching webhook, queued atomically.
+    """Emit an event: one delivery per matching webhook, queued atomically. With --file, many events.
 
     Example:  nexusctl events emit 0b7f5d2c-8a41-4c4e-b2a7-3f9e1d6c5a10 media.created --data '{"mediaId": "m1"}'
+    Example:  nexusctl events emit --file events.ndjson
     """
     from nexusctl.core import events
 
+    if file is not None:
+        if integration_id is not None or event_type is not None:
+            raise UsageProblem("give either --file or an integration id and an event type, not both", field="file")
+        state(ctx).database()
+        _emit_file(ctx, file, as_json)
+        return
+    if integration_id is None or event_type is None:
+        raise UsageProblem("give an integration id and an event type (or --file with JSON lines)",
+                           field="integration_id" if integration_id is None else "event_type")
     value = read_data(data)
     state(ctx).database()
     result = events.emit(integration_id, event_type, value)
     out(ctx).success(f"Emitted {event_type}: {result['deliveriesQueued']} deliveries queued")
     if as_json:
         out(ctx).json(result)
+
+
+LINE_MAX = 1024 * 1024  # bytes of one JSON line (an event's data is at most 256 KB)
+
+
+def _emit_file(ctx: typer.Context, file: str, as_json: bool) -> None:
+    """Each JSON line an event; batches of events.BATCH_MAX in one transaction each; a bad line is reported
+    with its line number and the others go. Exit status 1 when any was refused."""
+    from nexusctl.core import events
+
+    try:
+        stream = sys.stdin if file == "-" else open(file, encoding="utf-8")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise UsageProblem(f"cannot read {file}: {exc.strerror}", field="file") from None
+    emitted = queued = refused = 0
+    results = []
+
+    def report(number: int, outcome) -> None:
+        nonlocal emitted, queued, refused
+        if isinstance(outcome, Exception):
+            refused += 1
+            code = getattr(outcome, "code", "VALIDATION_ERROR")
+            out(ctx).warn(f"line {number}: {code}: {getattr(outcome, 'message', outcome)}")
+            results.append({"line": number, "error": {"code": code, "message": getattr(outcome, "message", "")}})
+        else:
+            emitted += 1
+            queued += outcome["deliveriesQueued"]
+            results.append({"line": number, **outcome})
+
+    def flush(batch) -> None:
+        for (number, _), outcome in zip(batch, events.emit_many([item for _, item in batch]), strict=True):
+            report(number, outcome)
+
+    batch: list = []
+    with stream:
+        for number, line in enumerate(iter(lambda: stream.readline(LINE_MAX + 1), ""), start=1):
+            if not line.strip():
+                continue
+            try:
+                if len(line) > LINE_MAX:
+                    raise UsageProblem(f"the line is over {LINE_MAX // 1024} KB")
+                item = parse_json_object(line, f"line {number}")
+                unknown = sorted(set(item) - {"integrationId", "type", "data"})
+                if unknown:
+                    raise UsageProblem(f"unknown field(s): {', '.join(unknown)}")
+                batch.append((number, (item.get("integrationId"), item.get("type"), item.get("data", {}), None)))
+            except UsageProblem as exc:
+                report(number, exc)
+                if len(line) > LINE_MAX:  # skip the rest of the over-long line
+                    while line and not line.endswith("\n"):
+                        line = stream.readline(LINE_MAX + 1)
+                continue
+            if len(batch) >= events.BATCH_MAX:
+                flush(batch)
+                batch = []
+        if batch:
+            flush(batch)
+    results.sort(key=lambda r: r["line"])
+    out(ctx).success(f"Emitted {emitted} events: {queued} deliveries queued" + (f"; {refused} refused" if refused
+                                                                                 else ""))
+    if as_json:
+        out(ctx).json({"emitted": emitted, "deliveriesQueued": queued, "refused": refused, "results": results})
+    if refused:
+        raise typer.Exit(1)
 
 
 @app.command("ingest")

@@ -112,8 +112,10 @@ def tokens_of(keyring: Keyring, row: Integration) -> TokenSet:
                     webhook_token=unseal(keyring, row, "channel_webhook_token"))
 
 
-def store_refreshed(keyring: Keyring, row: Integration, tokens: TokenSet, lease: uuid.UUID) -> bool:
-    """Write refreshed tokens if ``lease`` still holds (fencing); access and rotated refresh token together."""
+def store_refreshed(keyring: Keyring, row: Integration, tokens: TokenSet, lease: uuid.UUID,
+                    also: dict | None = None) -> bool:
+    """Write refreshed tokens if ``lease`` still holds (fencing); access and rotated refresh token together.
+    ``also``: more column values for the same UPDATE (the refresh's failure bookkeeping)."""
     _seal_tokens(keyring, row, tokens)
     metadata = {**(row.metadata or {}), "provider": {**((row.metadata or {}).get("provider") or {}),
                                                      **{k: v for k, v in tokens.metadata.items() if v is not None}}}
@@ -122,7 +124,8 @@ def store_refreshed(keyring: Keyring, row: Integration, tokens: TokenSet, lease:
                                       expires_at=tokens.expires_at, token_type=tokens.token_type,
                                       scope=tokens.scope or list(row.scope or []), metadata=metadata,
                                       last_error=None, updated_at=utcnow(), refresh_lease_until=None,
-                                      refresh_lease_token=None, refreshed_at=utcnow(), health_due_at=utcnow())
+                                      refresh_lease_token=None, refreshed_at=utcnow(), health_due_at=utcnow(),
+                                      **(also or {}))
                    .where((Integration.id == row.id) & (Integration.refresh_lease_token == lease)).execute())
         if updated:
             events.record(events.REFRESHED, row, expiresAt=tokens.expires_at.isoformat().replace("+00:00", "Z")

@@ -7,12 +7,17 @@ daemon/relay.py) and one delivery per matching active webhook.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
+import uuid
+from typing import NamedTuple
 
 from db.database import database_proxy
+from db.fields import utcnow
 from db.models import Integration, OutboxEvent
-from nexusctl.errors import UsageProblem
+from nexusctl.core.ids import parse_uuid
+from nexusctl.errors import IntegrationNotFound, NexusError, UsageProblem
 
 CONNECTED = "integration.connected"
 DISCONNECTED = "integration.disconnected"
@@ -21,6 +26,14 @@ REFRESHED = "integration.refreshed"
 SLACK_COMMAND = "slack.command"  # a slash command typed in a connected workspace (nexusctl.core.slack_commands)
 # Events that come from a provider through a verified route: nobody may emit them in a provider's name.
 FROM_PROVIDERS = (SLACK_COMMAND,)
+
+
+class Subject(NamedTuple):
+    """What an emitted event needs of its integration (fan-out and the envelope): no tokens, no full row."""
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    provider: object
 
 
 def record(event_type: str, integration: Integration, **data) -> OutboxEvent:
@@ -44,10 +57,11 @@ EVENT_TYPE_MAX = 64  # outbox_events.type is varchar(64): a longer one was a 500
 DATA_MAX_BYTES = 256 * 1024
 
 
-def emit(integration_id, event_type, data, *, owner_id=None) -> dict:
-    """An event from another service or a script: queued to every matching webhook, in one transaction."""
-    from nexusctl.core import integrations
+BATCH_MAX = 500  # events per emit_many (the batch route and `events emit --file` send at most this many a call)
 
+
+def check(event_type, data) -> None:
+    """Refuse an event a caller may not emit (UsageProblem naming the field)."""
     if not isinstance(event_type, str) or len(event_type) > EVENT_TYPE_MAX or not EVENT_TYPE.fullmatch(event_type):
         raise UsageProblem(f"type must be an event name like media.created, at most {EVENT_TYPE_MAX} characters",
                            field="type")
@@ -64,9 +78,64 @@ def emit(integration_id, event_type, data, *, owner_id=None) -> dict:
         raise UsageProblem("data must be a JSON object", field="data")
     if len(json.dumps(data)) > DATA_MAX_BYTES:
         raise UsageProblem(f"data is over {DATA_MAX_BYTES // 1024} KB", field="data")
-    integration = integrations.get(integration_id, owner_id=owner_id)
-    with database_proxy.atomic():
-        event = record(event_type, integration, **data)
-    return {"id": str(event.id), "type": event_type, "integrationId": str(integration.id),
-            "deliveriesQueued": event.deliveries_queued}
 
+
+def emit(integration_id, event_type, data, *, owner_id=None) -> dict:
+    """An event from another service or a script: queued to every matching webhook, in one transaction."""
+    outcome = emit_many([(integration_id, event_type, data, owner_id)])[0]
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
+def emit_many(items) -> list:
+    """Several events in one transaction and one commit: ``items`` are (integration id, type, data, owner id
+    or None). Each one's answer, in order: the dict ``emit`` returns, or the NexusError that refused it (bad
+    input, an integration that is not there or not the owner's); a refused one writes nothing and does not
+    stop the others. A database error fails them all (nothing was committed)."""
+    from nexusctl.core import deliveries
+
+    if len(items) > BATCH_MAX:
+        raise UsageProblem(f"at most {BATCH_MAX} events at a time", field="events")
+    outcomes: list = [None] * len(items)
+    wanted: dict = {}
+    for index, (integration_id, event_type, data, _owner) in enumerate(items):
+        try:
+            check(event_type, data)
+            wanted.setdefault(parse_uuid(integration_id, "integrationId"), []).append(index)
+        except NexusError as exc:
+            outcomes[index] = exc
+    if not wanted:
+        return outcomes
+    # What an event needs of its integration: who owns it and its provider (no tokens, no full row).
+    found = {row[0]: row for row in Integration.select(Integration.id, Integration.user_id, Integration.provider)
+             .where(Integration.id.in_(list(wanted))).tuples()}
+    events, fan = [], []
+    for integration_id, indexes in wanted.items():
+        row = found.get(integration_id)
+        for index in indexes:
+            owner = items[index][3]
+            if row is None or (owner is not None and row[1] != owner):
+                outcomes[index] = IntegrationNotFound(f"integration {integration_id} not found",
+                                                      id=str(integration_id))
+                continue
+            _, event_type, data, _ = items[index]
+            events.append((index, Subject(*row), event_type, data))
+    if not events:
+        return outcomes
+    # One microsecond apart: readers that go by (created_at, id), the relay among them, keep the given order.
+    start = utcnow()
+    times = [start + dt.timedelta(microseconds=k) for k in range(len(events))]
+    with database_proxy.atomic():
+        # The subject comes last: ``data`` (which a caller gives) cannot name another user or integration.
+        rows = [{"id": uuid.uuid4(), "type": event_type, "user_id": subject.user_id, "integration_id": subject.id,
+                 "data": {**data, "integrationId": str(subject.id), "userId": str(subject.user_id),
+                          "provider": subject.provider.value if subject.provider else None},
+                 "created_at": at, "updated_at": at} for (_, subject, event_type, data), at in zip(events, times)]
+        OutboxEvent.insert_many(rows).execute()
+        queued = deliveries.fan_out_many([(subject, event_type, data) for _, subject, event_type, data in events],
+                                         times)
+    for (index, subject, event_type, _), row, count in zip(events, rows, queued, strict=True):
+        outcomes[index] = {"id": str(row["id"]), "type": event_type, "integrationId": str(subject.id),
+                           "deliveriesQueued": count}
+    return outcomes

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import collections
+import functools
+import json
 from dataclasses import dataclass
 
-from db.database import database_proxy, retry_deadlocks
+from db.database import database_proxy, is_postgres, retry_deadlocks
 from db.fields import utcnow
 from db.models import Integration, IntegrationSyncLog, Webhook, WebhookDelivery
 from db.secrets import public_fields
 from nexusctl.core import events, schedules
 from nexusctl.core.ids import parse_uuid
 from nexusctl.core.metadata import check_metadata
-from nexusctl.core.paging import Bulky, Page, bounded_page, newest_first
+from nexusctl.core.paging import (
+    FIELD_BYTES, PAGE_BYTES, Bulky, Page, bounded_page, check_limit, decode_cursor, encode_cursor, newest_first,
+)
 from nexusctl.enums import Provider
 from nexusctl.errors import IntegrationNotFound, UsageProblem
 
@@ -43,12 +48,61 @@ def list_page(
 
 def list_view(*, user_id=None, provider: str | Provider | None = None, is_active: bool | None = None,
               limit: int | None = None, cursor: str | None = None, organization_id=None) -> Page:
-    """``list_page`` as the API's and CLI's dicts, bounded in bytes (paging.bounded_page)."""
+    """``list_page`` as the API's and CLI's dicts, bounded in bytes (paging.bounded_page).
+
+    The hot path (the read route) runs one statement, written once per shape of filters and reused,
+    reading only the shown columns as tuples (no model objects); a page that would pass the byte budget
+    goes the general way of bounded_page, which trims it."""
     from nexusctl.core.serializers import integration_to_dict
 
-    return bounded_page(_query(user_id, provider, is_active, organization_id), Integration, limit, cursor,
-                        bulky=Bulky(Integration.metadata, "metadata"), columns=public_fields(Integration),
-                        serialize=lambda rows: [integration_to_dict(r) for r in rows])
+    limit = check_limit(limit)
+    filters = {"user_id": user_id and parse_uuid(user_id, "userId"),
+               "organization_id": organization_id and parse_uuid(organization_id, "organizationId"),
+               "provider": Provider.parse(provider) if provider is not None else None, "is_active": is_active}
+    filters = {name: value for name, value in filters.items() if value is not None}
+    after = decode_cursor(cursor) if cursor else None
+    postgres = is_postgres(database_proxy)
+    sql = _list_sql(postgres, tuple(filters), after is not None)
+    params = [getattr(Integration, name).db_value(value) for name, value in filters.items()]
+    if after is not None:
+        params += [Integration.created_at.db_value(after[0]), Integration.id.db_value(after[1])]
+    rows = database_proxy.execute_sql(sql, [*params, limit + 1]).fetchall()
+    more = len(rows) > limit
+    items, last = [], None
+    for values in rows[:limit]:
+        last = _Listed(*(convert(v) for convert, v in zip(_LIST_CONVERTERS, values[:-1])))
+        data = integration_to_dict(last)
+        if values[-1] is not None and values[-1] > FIELD_BYTES:  # left out of lists, as bounded_page does
+            data["metadata"], data["metadataOmitted"] = None, True
+        items.append(data)
+    if len(json.dumps(items, default=str)) + len(items) > PAGE_BYTES:  # rare: let the general path trim it
+        return bounded_page(_query(user_id, provider, is_active, organization_id), Integration, limit, cursor,
+                            bulky=Bulky(Integration.metadata, "metadata"), columns=public_fields(Integration),
+                            serialize=lambda rows: [integration_to_dict(r) for r in rows])
+    return Page(items, encode_cursor(last) if more and last is not None else None, limit)
+
+
+# What a listed integration shows (serializers.integration_to_dict), in this order.
+_LIST_FIELDS = ("id", "user_id", "organization_id", "provider", "name", "is_active", "token_type", "expires_at",
+                "scope", "metadata", "last_sync_at", "last_error", "refresh_failures", "refresh_retry_at",
+                "created_at", "updated_at")
+_Listed = collections.namedtuple("_Listed", _LIST_FIELDS)
+_LIST_CONVERTERS = tuple(getattr(Integration, name).python_value for name in _LIST_FIELDS)
+
+
+@functools.lru_cache(maxsize=64)
+def _list_sql(postgres: bool, filters: tuple[str, ...], after: bool) -> str:
+    """The list statement for one shape of filters, written once (peewee built it on every request)."""
+    mark = "%s" if postgres else "?"
+    size = ('octet_length(CAST("metadata" AS text))' if postgres else 'length(CAST("metadata" AS blob))')
+    columns = [f'CASE WHEN {size} <= {FIELD_BYTES} THEN "metadata" END' if name == "metadata" else f'"{name}"'
+               for name in _LIST_FIELDS]
+    where = [f'"{name}" = {mark}' for name in filters]
+    if after:
+        where.append(f'("created_at", "id") < ({mark}, {mark})')
+    return (f'SELECT {", ".join(columns)}, {size} FROM "integrations"'
+            + (f' WHERE {" AND ".join(where)}' if where else "")
+            + f' ORDER BY "created_at" DESC, "id" DESC LIMIT {mark}')
 
 
 def _query(user_id, provider, is_active, organization_id=None):

@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
 import random
 import time
 import uuid
 from dataclasses import dataclass
 
-from db.database import database_proxy
+from db.database import database_proxy, is_postgres
 from db.fields import utcnow
 from db.models import Integration
 from nexusctl.core import connections, events, integrations, key_usage
@@ -176,12 +177,13 @@ async def _wait_for_lease(svc, row_id: uuid.UUID):
 
 
 async def _refresh_holding(svc, row_id: uuid.UUID, lease: uuid.UUID, seen: str | None, *,
-                           renew_by: dt.datetime | None = None) -> Integration:
+                           renew_by: dt.datetime | None = None, loaded=None) -> Integration:
     """Refresh while holding ``lease``. ``renew_by`` (the sweep's): failures back off, and a long-lived
-    token whose renewal still expires before ``renew_by`` counts as a failure too."""
+    token whose renewal still expires before ``renew_by`` counts as a failure too; the sweep's claim
+    hands over the row and tokens it read (``loaded``), and it gets back the row as read (nothing reloaded)."""
     sweeping = renew_by is not None
     try:
-        row, tokens = await _load(svc, row_id)
+        row, tokens = loaded or await _load(svc, row_id)
     except KeyNotConfigured:  # not the grant's fault nor the provider's: no error, no back-off, no health change
         await svc.run(_release, row_id, lease)
         raise
@@ -213,14 +215,15 @@ async def _refresh_holding(svc, row_id: uuid.UUID, lease: uuid.UUID, seen: str |
         raise
     stale = (sweeping and SPECS[row.provider].refresh in LONG_LIVED and fresh.expires_at is not None
              and fresh.expires_at <= renew_by)
-    # Settled under the lease, before store_refreshed hands the row back.
-    await svc.run(_settle_failures, row_id, lease, stale)
-    if not await svc.run(connections.store_refreshed, svc.keyring, row, fresh, lease):
+    # The failure bookkeeping goes in the same fenced UPDATE as the tokens (one transaction with the event).
+    if not await svc.run(connections.store_refreshed, svc.keyring, row, fresh, lease, _settled(row, stale)):
         raise ProviderError("the refresh took longer than its lease; another refresher took over", id=str(row_id))
     if stale:
         await svc.run(_note_error, row_id, NOT_EXTENDED)
         raise ProviderError(f"{row.provider.value}: {NOT_EXTENDED}", id=str(row_id))
     log.info("refreshed %s integration %s in %.0f ms", row.provider.value, row_id, (time.monotonic() - started) * 1000)
+    if sweeping:
+        return row  # the sweep only counts it: no second full load
     fresh_row, _ = await svc.run(connections.load, svc.keyring, row_id)
     return fresh_row
 
@@ -259,16 +262,12 @@ def _failure_changes(failures: int, retry_after: int | None = None) -> dict:
     return {Integration.refresh_failures: failures, Integration.refresh_retry_at: utcnow() + delay}
 
 
-def _settle_failures(row_id: uuid.UUID, lease: uuid.UUID, failed: bool) -> None:
-    fenced = (Integration.id == row_id) & (Integration.refresh_lease_token == lease)
-    with database_proxy.atomic():
-        if failed:
-            failures = Integration.select(Integration.refresh_failures).where(fenced).scalar()
-            if failures is not None:
-                Integration.update(_failure_changes(failures + 1)).where(fenced).execute()
-        else:
-            Integration.update(refresh_failures=0, refresh_retry_at=None).where(
-                fenced & ((Integration.refresh_failures != 0) | Integration.refresh_retry_at.is_null(False))).execute()
+def _settled(row: Integration, failed: bool) -> dict:
+    """The failure bookkeeping of a finished refresh, as column values for its fenced UPDATE. The row was
+    read under the lease, and only the lease holder writes the count, so its count is current."""
+    if failed:
+        return {field.name: value for field, value in _failure_changes((row.refresh_failures or 0) + 1).items()}
+    return {"refresh_failures": 0, "refresh_retry_at": None}
 
 
 def _note_error(row_id: uuid.UUID, error: str) -> None:
@@ -298,13 +297,52 @@ def expiring(window: dt.timedelta, limit: int, lead: dt.timedelta = dt.timedelta
     return [row_id for (row_id,) in query.tuples()]
 
 
-def _claim_expiring(row_id: uuid.UUID, lease: uuid.UUID, window: dt.timedelta, lead: dt.timedelta,
-                    since: dt.datetime | None = None) -> bool:
+def _claim_expiring(keyring, row_id: uuid.UUID, lease: uuid.UUID, window: dt.timedelta, lead: dt.timedelta,
+                    since: dt.datetime | None = None):
+    """Lease the integration and read it (row and tokens) in one statement; None if it is no longer due.
+    Tokens under a key this process lacks: the lease is given back and KeyNotConfigured raised."""
     # Claimed only while still due: another daemon that just refreshed it moved expires_at on
-    # (or backed it off).
+    # (or backed it off). The statement is ``_due`` & ``_free`` written out once (peewee rebuilt
+    # that expression on every claim: most of the sweep's own CPU per refresh).
     now = utcnow()
-    return Integration.update(refresh_lease_until=now + LEASE, refresh_lease_token=lease).where(
-        (Integration.id == row_id) & _due(now, window, lead, since) & _free(now)).execute() == 1
+    stamp = Integration.expires_at.db_value
+    postgres = is_postgres(database_proxy)
+    params = [stamp(now + LEASE), Integration.refresh_lease_token.db_value(lease), Integration.id.db_value(row_id),
+              stamp(now + max(window, lead)), stamp(now), stamp(now + window), stamp(now + max(window, lead))]
+    if since is not None:
+        params.append(stamp(since))
+    cursor = database_proxy.execute_sql(_claim_sql(postgres, since is not None), [*params, stamp(now)])
+    found = cursor.fetchone()
+    if found is None:
+        return None
+    row = Integration(**{name: convert(value) for (name, convert), value in zip(_COLUMNS, found)})
+    try:
+        return row, connections.tokens_of(keyring, row)
+    except KeyNotConfigured as exc:
+        _release(row_id, lease)
+        key_usage.warn_once(exc.details["keyId"], f"refresh of integration {row_id}")
+        raise
+
+
+_COLUMNS = [(field.name, field.python_value) for field in Integration._meta.sorted_fields]
+
+
+@functools.lru_cache(maxsize=4)
+def _claim_sql(postgres: bool, since: bool) -> str:
+    """``_claim_expiring``'s UPDATE ... RETURNING: ``_due(now, window, lead, since) & _free(now)``."""
+    mark = "%s" if postgres else "?"
+
+    def providers(names) -> str:
+        return ", ".join(f"'{p.value}'" for p in names)
+
+    return (f'UPDATE "integrations" SET "refresh_lease_until" = {mark}, "refresh_lease_token" = {mark} '
+            f'WHERE "id" = {mark} AND "is_active" AND "expires_at" <= {mark} '
+            f'AND ("refresh_retry_at" IS NULL OR "refresh_retry_at" <= {mark}) '
+            f'AND (("provider" IN ({providers(_WITH_REFRESH_TOKEN)}) AND "refresh_token" IS NOT NULL '
+            f'AND "expires_at" <= {mark}) OR ("provider" IN ({providers(_LONG_LIVED)}) AND "expires_at" <= {mark})) '
+            + (f'AND ("refreshed_at" IS NULL OR "refreshed_at" < {mark}) ' if since else "")
+            + f'AND ("refresh_lease_until" IS NULL OR "refresh_lease_until" < {mark}) '
+            f'RETURNING {", ".join(chr(34) + field.column_name + chr(34) for field in Integration._meta.sorted_fields)}')
 
 
 async def sweep(svc, window: dt.timedelta, *, lead: dt.timedelta | None = None, concurrency: int = 5,
@@ -324,11 +362,17 @@ async def sweep(svc, window: dt.timedelta, *, lead: dt.timedelta | None = None, 
     async def one(row_id):
         async with gate:
             lease = uuid.uuid4()
-            if not await svc.run(_claim_expiring, row_id, lease, window, lead, since):
+            try:
+                loaded = await svc.run(_claim_expiring, svc.keyring, row_id, lease, window, lead, since)
+            except KeyNotConfigured:  # said once (key_usage); a daemon that has the key refreshes it
+                counts["skipped"] += 1
+                return
+            if loaded is None:
                 counts["skipped"] += 1
                 return
             try:
-                await _refresh_holding(svc, row_id, lease, None, renew_by=utcnow() + max(window, lead))
+                await _refresh_holding(svc, row_id, lease, None, renew_by=utcnow() + max(window, lead),
+                                       loaded=loaded)
                 counts["refreshed"] += 1
             except NotYetRefreshable:
                 counts["notYet"] += 1
@@ -368,7 +412,8 @@ async def drain(svc, window: dt.timedelta, *, seconds: float | None = None, prog
     start = utcnow()  # each integration once per drain, even when its new token expires within the window too
     while True:
         before = total["refreshed"] + total["failed"] + total["skipped"] + total["notYet"]
-        counts = await sweep(svc, window, limit=batch, since=start, progress=None if progress is None else
+        counts = await sweep(svc, window, limit=batch, since=start, concurrency=svc.settings.refresh_sweep_concurrency,
+                             progress=None if progress is None else
                              (lambda done, due, before=before: progress(before + done, before + due)))
         for key in total:
             total[key] += counts[key]

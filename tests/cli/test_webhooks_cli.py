@@ -41,6 +41,26 @@ def test_create_shows_the_secret_once_and_emit_queues_deliveries(cli, make_integ
     assert rows[0]["payload"]["data"]["mediaId"] == "m1"
 
 
+def test_emit_from_a_file_of_json_lines_answers_each_line(cli, make_integration, tmp_path):
+    integration = make_integration()
+    _create(cli, integration, "media.*")
+    lines = [{"integrationId": str(integration.id), "type": "media.created", "data": {"n": n}} for n in range(3)]
+    lines.insert(1, {"integrationId": str(integration.id), "type": "webhook.delivered"})  # reserved
+    text = "\n".join(json.dumps(line) for line in lines) + "\nnot json\n\n"
+    path = tmp_path / "events.ndjson"
+    path.write_text(text)
+    emitted = cli("events", "emit", "--file", str(path), "--json")
+    assert emitted.exit_code == 1, emitted.stderr  # some lines were refused
+    summary = json.loads(emitted.stdout)
+    assert (summary["emitted"], summary["deliveriesQueued"], summary["refused"]) == (3, 3, 2)
+    assert [r["line"] for r in summary["results"]] == [1, 2, 3, 4, 5]
+    assert summary["results"][1]["error"]["code"] == "VALIDATION_ERROR" and "line 5" in emitted.stderr
+    payloads = sorted(d.payload["data"]["n"] for d in WebhookDelivery.select())
+    assert payloads == [0, 1, 2]
+    assert cli("events", "emit", "--file", str(path), integration.id, "media.created").exit_code == 2
+    assert cli("events", "emit").exit_code == 2
+
+
 def test_replay_and_redeliver_requeue(cli, make_integration):
     integration = make_integration()
     hook = _create(cli, integration, "*")

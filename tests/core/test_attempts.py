@@ -111,3 +111,33 @@ def test_a_throttled_answer_after_the_last_step_fails_the_delivery(database, mak
     assert attempts.record_many([(claimed, _result(429, retry_after=1))], SCHEDULE) == ["failed"]
     assert WebhookDelivery.get().status == DeliveryStatus.FAILED
     assert OutboxEvent.get(OutboxEvent.type == "webhook.failed").data["attempts"] == len(SCHEDULE) + 1
+
+
+def test_a_claim_takes_of_each_endpoint_only_what_fits_its_free_slots(database, make_integration):
+    integration = make_integration()
+    hot = Webhook.create(integration=integration, url="http://127.0.0.1:9/hot", events=["hot.*"])
+    calm = Webhook.create(integration=integration, url="http://127.0.0.1:9/calm", events=["calm.*"])
+    for i in range(10):
+        deliveries.fan_out(integration, "hot.event", {"i": i})
+    deliveries.fan_out(integration, "calm.event", {})
+    # The hot endpoint has 1 free slot of its 3 (2 in flight), the calm one its cap: nothing is claimed
+    # beyond that, so nothing has to be handed back.
+    claimed = deliveries.claim(50, 30, rooms={hot.id: 1}, cap=3)
+    assert sorted(c.webhook_id == hot.id for c in claimed) == [False, True]
+    leased = WebhookDelivery.select().where(WebhookDelivery.lease_token.is_null(False)).count()
+    assert leased == 2
+    more = deliveries.claim(50, 30, cap=3)  # none in flight now: up to the cap of each
+    assert [c.webhook_id for c in more] == [hot.id] * 3
+    assert deliveries.claim(50, 30, exclude=[hot.id], cap=3) == []
+
+
+def test_signing_secrets_are_opened_once_and_a_rotation_is_seen_at_once(database, make_integration, keyring):
+    from nexusctl.core import webhooks
+
+    hook, secret = webhooks.create(keyring, integration_id=make_integration().id, url="http://127.0.0.1:9/h",
+                                   events=["*"])
+    deliveries.SECRETS.clear()
+    assert deliveries.signing_for(keyring, [hook.id])[0][hook.id] == (hook.url, [secret])
+    assert deliveries.signing_for(keyring, [hook.id])[0][hook.id] == (hook.url, [secret])  # from the cache
+    _, new_secret = webhooks.rotate_secret(keyring, hook.id)
+    assert deliveries.signing_for(keyring, [hook.id])[0][hook.id] == (hook.url, [new_secret, secret])

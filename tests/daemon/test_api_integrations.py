@@ -92,6 +92,8 @@ def _requests(row_id, hook_id="h", delivery_id="d"):
             "userId": str(OWNER), "provider": "SENDGRID", "apiKey": "SG.matrix.key"}),
         ("POST", "/integrations/{id}/refresh"): ("POST", f"/integrations/{row_id}/refresh", None),
         ("POST", "/integrations/{id}/sync"): ("POST", f"/integrations/{row_id}/sync", {"action": "fetch_posts"}),
+        ("POST", "/integrations/events"): ("POST", "/integrations/events", {
+            "events": [{"integrationId": str(row_id), "type": "media.created"}]}),
         ("POST", "/integrations/events/ingest"): ("POST", "/integrations/events/ingest", {
             "type": "content.published", "data": {"userId": str(OWNER), "contentId": "c-1"}}),
     }
@@ -131,6 +133,15 @@ async def test_authorization_matrix(api, owned, route, caller):
     headers = bearer(token() if callable(token) else token) if token else {}
     response = await api.request(method, path, json=body, headers=headers)
     payload = await response.json()
+    if route[1] == "/integrations/events" and expected in ("denied", 200):
+        # A batch answers each event: someone else's integration is refused alone, as not found.
+        assert response.status == 202, payload
+        (result,) = payload["data"]["results"]
+        if expected == "denied":
+            assert result["error"]["code"] == "INTEGRATION_NOT_FOUND", payload
+        else:
+            assert "error" not in result and result["integrationId"] == str(owned.id), payload
+        return
     if expected == "denied":
         if route[1] == "/integrations/providers":
             expected = 200  # not user data

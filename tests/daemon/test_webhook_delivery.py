@@ -366,3 +366,55 @@ async def test_a_receiver_that_never_answers_times_out(two_receivers):
     log = await (await api.get(f"/integrations/webhooks/{hook['id']}/deliveries", headers=auth())).json()
     attempt = log["data"][0]["attemptLog"][0]
     assert attempt["statusCode"] is None and 450 <= attempt["durationMs"] < 2000
+
+
+async def test_concurrent_emits_share_commits_and_each_answer_is_durable(env):
+    from daemon import emits
+    from daemon.app import DB
+
+    api, receiver, base, integration = env
+    await _create(api, integration, f"{base}/hook", ["*"])
+    answers = await asyncio.gather(*(_emit(api, integration, "media.created", {"i": i}) for i in range(30)))
+    assert [a["deliveriesQueued"] for a in answers] == [1] * 30
+    # Every answer names an event that is committed (a 202 means durable), each with its own delivery.
+    ids = {uuid.UUID(a["id"]) for a in answers}
+    assert {e.id for e in OutboxEvent.select().where(OutboxEvent.type == "media.created")} == ids
+    assert WebhookDelivery.select().where(WebhookDelivery.event == "media.created").count() == 30
+    assert emits.batcher(api.server.app[DB]).batches < 30  # they shared transactions
+    await receiver.wait_for(30)
+
+
+async def test_a_batch_of_events_answers_each_in_order(env):
+    api, receiver, base, integration = env
+    await _create(api, integration, f"{base}/hook", ["media.*"])
+    strangers = await _create_for_stranger(api, env)
+    batch = [{"integrationId": str(integration.id), "type": "media.created", "data": {"n": 1}},
+             {"integrationId": str(integration.id), "type": "integration.connected"},  # reserved
+             {"integrationId": strangers, "type": "media.created"},  # not the caller's
+             {"integrationId": str(integration.id), "type": "media.deleted", "extra": 1},  # unknown field
+             {"integrationId": str(integration.id), "type": "order.created"}]  # no matching webhook
+    answer = await api.post("/integrations/events", json={"events": batch}, headers=auth())
+    body = await answer.json()
+    assert answer.status == 202, body
+    results = body["data"]["results"]
+    assert [r["index"] for r in results] == [0, 1, 2, 3, 4]
+    assert body["data"]["accepted"] == 2 and body["data"]["refused"] == 3
+    assert results[0]["deliveriesQueued"] == 1 and results[4]["deliveriesQueued"] == 0
+    assert [results[i]["error"]["code"] for i in (1, 2, 3)] == ["VALIDATION_ERROR", "INTEGRATION_NOT_FOUND",
+                                                                 "VALIDATION_ERROR"]
+    assert OutboxEvent.select().where(OutboxEvent.type.in_(["media.created", "order.created"])).count() == 2
+    await receiver.wait_for(1)
+
+
+async def _create_for_stranger(api, env):
+    from db.models import Integration
+
+    row = Integration.create(user_id=uuid.uuid4(), provider=Provider.SHOPIFY, name="someone else's")
+    return str(row.id)
+
+
+@pytest.mark.parametrize("events", [[], "nope", [1], [{"type": "media.created"}] * 501])
+async def test_a_batch_that_is_empty_too_long_or_not_a_list_is_refused(env, events):
+    api, *_ = env
+    answer = await api.post("/integrations/events", json={"events": events}, headers=auth())
+    assert answer.status == 400 and (await answer.json())["error"]["code"] == "VALIDATION_ERROR"

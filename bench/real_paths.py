@@ -1,0 +1,495 @@
+"""Benchmark: the paths users take, through the HTTP API, each against a baseline doing the same work in the same run.
+
+Default settings of `nexusctl daemon` (only WEBHOOK_ALLOWED_NETWORKS opens 127.0.0.1 for the local receiver);
+every figure is paired with a baseline measured in the same run, and with the CPU each operation costs
+each process (user + system from /proc/<pid>/stat: the server, this database's PostgreSQL backends, the
+receiver), which holds on a shared machine where rates wander.
+
+1. emit   - events POSTed to `/integrations/:id/events` (--concurrency 32 at once, a user's JWT) until every
+            delivery has been received: an integration with one webhook, and one with 20. Baseline: a
+            non-durable aiohttp relay in its own process (JWT check, parse, validate, 202, then sign as
+            Standard Webhooks and POST to each endpoint), the same events, the same receiver. Then the
+            emit-to-received latency (p50/p99) at half the one-endpoint rate the daemon reached.
+2. read   - `GET /integrations/user/:id` (20 integrations, 32 at once, alternating rounds) against a bare
+            aiohttp handler: PyJWT, the same SELECT of the shown columns through psycopg2 (sqlite3 on
+            SQLite) in a thread, the same JSON.
+3. refresh- bench/token_refresh.py: the daemon's sweep over N expiring integrations against raw token POSTs to
+            the same emulator (tests/emulators) at the sweep's concurrency.
+
+    .venv/bin/python bench/real_paths.py --database-url postgresql://postgres@127.0.0.1:5432/bench_b
+    .venv/bin/python bench/real_paths.py --only emit,read        # SQLite in a temporary directory
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (  # noqa: E402
+    NEXUSCTL, ROOT, CpuMeter, base_env, empty_tables, free_port, is_postgres, wait_http, write_json,
+)
+
+sys.path.insert(0, str(ROOT))
+
+# Counts what it receives and how long after the emitter stamped it (data.t) it arrived.
+RECEIVER = r"""
+import json, sys, time
+from aiohttp import web
+state = {"count": 0, "last": 0.0, "lags": []}
+async def hook(request):
+    body = await request.read()
+    now = time.time()
+    t = json.loads(body)["data"].get("t")
+    if t:
+        state["lags"].append(now - t)
+    state["count"] += 1
+    state["last"] = now
+    return web.Response(text="ok")
+async def stats(request):
+    lags = sorted(state["lags"])
+    pick = lambda p: lags[min(len(lags) - 1, int(len(lags) * p))] * 1000 if lags else None
+    return web.json_response({"count": state["count"], "last": state["last"], "p50_ms": pick(0.5),
+                              "p99_ms": pick(0.99)})
+async def reset(request):
+    state.update(count=0, last=0.0, lags=[])
+    return web.json_response({})
+app = web.Application()
+app.router.add_post("/hook/{n}", hook)
+app.router.add_get("/stats", stats)
+app.router.add_post("/reset", reset)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+"""
+
+# The non-durable relay: what a team would write without nexusctl (no database, nothing survives a crash).
+RELAY = r"""
+import asyncio, base64, hashlib, hmac, json, re, sys, time, uuid, datetime as dt
+import aiohttp, jwt
+from aiohttp import web
+port, key, hooks = int(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])  # {integration id: [[url, secret]]}
+TYPE = re.compile(r"[a-z0-9_]+(\.[a-z0-9_]+)+")
+tasks = set()
+def sign(secret, msg_id, ts, body):
+    raw = base64.b64decode(secret.split("_", 1)[1])
+    mac = hmac.new(raw, f"{msg_id}.{ts}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode()
+async def send(session, url, secret, body):
+    msg_id, ts = str(uuid.uuid4()), int(time.time())
+    headers = {"webhook-id": msg_id, "webhook-timestamp": str(ts), "webhook-signature": sign(secret, msg_id, ts, body),
+               "content-type": "application/json"}
+    async with session.post(url, data=body, headers=headers) as response:
+        await response.read()
+async def emit(request):
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    try:
+        claims = jwt.decode(token, key, algorithms=["HS256"], options={"require": ["exp", "sub"]})
+    except jwt.InvalidTokenError:
+        return web.json_response({"success": False}, status=401)
+    body = await request.json()
+    if not TYPE.fullmatch(body.get("type", "")) or not isinstance(body.get("data", {}), dict):
+        return web.json_response({"success": False}, status=400)
+    integration = request.match_info["id"]
+    targets = hooks.get(integration)
+    if targets is None:
+        return web.json_response({"success": False}, status=404)
+    payload = json.dumps({"type": body["type"], "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(),
+                          "data": {**body.get("data", {}), "integrationId": integration}},
+                         separators=(",", ":")).encode()
+    for url, secret in targets:
+        task = asyncio.create_task(send(request.app["session"], url, secret, payload))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    return web.json_response({"success": True, "data": {"id": str(uuid.uuid4()), "deliveriesQueued": len(targets)}},
+                             status=202)
+async def start(app):
+    app["session"] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=50))
+app = web.Application()
+app.on_startup.append(start)
+app.router.add_post("/integrations/{id}/events", emit)
+web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+"""
+
+# The bare read handler: PyJWT, the same SELECT through the driver in a thread, the same JSON.
+BARE = r"""
+import asyncio, datetime as dt, json, sys, threading, uuid
+import jwt
+from aiohttp import web
+port, key, url = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+COLUMNS = ("id, user_id, organization_id, provider, name, is_active, token_type, expires_at, scope, metadata, "
+           "last_sync_at, last_error, refresh_failures, refresh_retry_at, created_at, updated_at")
+local = threading.local()
+if url.startswith("postgres"):
+    import psycopg2
+    SQL = f"SELECT {COLUMNS} FROM integrations WHERE user_id = %s ORDER BY created_at DESC, id DESC LIMIT 51"
+    def connect():
+        return psycopg2.connect(url.replace("postgresql://", "postgres://", 1))
+else:
+    import sqlite3
+    SQL = f"SELECT {COLUMNS} FROM integrations WHERE user_id = ? ORDER BY created_at DESC, id DESC LIMIT 51"
+    def connect():
+        return sqlite3.connect(url.split("sqlite:///", 1)[1])
+def iso(v):
+    return v.isoformat() if isinstance(v, dt.datetime) else v
+def j(v):
+    return json.loads(v) if isinstance(v, str) else v
+def fetch(user):
+    conn = getattr(local, "conn", None)
+    if conn is None:
+        conn = local.conn = connect()
+    cur = conn.cursor()
+    cur.execute(SQL, (user,))
+    rows = cur.fetchall()
+    conn.rollback()
+    return [{"id": str(r[0]), "userId": str(r[1]), "organizationId": r[2] and str(r[2]), "provider": r[3],
+             "name": r[4], "isActive": bool(r[5]), "tokenType": r[6], "expiresAt": iso(r[7]), "scope": j(r[8]) or [],
+             "metadata": j(r[9]) or {}, "lastSyncAt": iso(r[10]), "lastError": r[11], "refreshFailures": r[12] or 0,
+             "refreshRetryAt": iso(r[13]), "createdAt": iso(r[14]), "updatedAt": iso(r[15])} for r in rows[:50]]
+async def read(request):
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    try:
+        claims = jwt.decode(token, key, algorithms=["HS256"], options={"require": ["exp", "sub"]})
+    except jwt.InvalidTokenError:
+        return web.json_response({"success": False}, status=401)
+    user = str(uuid.UUID(request.match_info["id"]))
+    if claims["sub"] != user:
+        return web.json_response({"success": False}, status=403)
+    key_value = user if url.startswith("postgres") else uuid.UUID(user).hex  # peewee stores SQLite UUIDs as hex
+    rows = await asyncio.get_running_loop().run_in_executor(None, fetch, key_value)
+    return web.json_response({"success": True, "data": rows, "paging": {"nextCursor": None}})
+app = web.Application()
+app.router.add_get("/integrations/user/{id}", read)
+web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+"""
+
+LOADGEN = r"""
+import asyncio, json, sys, time
+import aiohttp
+mode, url, token, concurrency = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+amount, rate = float(sys.argv[5]), float(sys.argv[6])  # events (post) or seconds (get); events/s (0: flat out)
+async def main():
+    latencies, errors, n = [], 0, 0
+    headers = {"Authorization": f"Bearer {token}"}
+    started = time.perf_counter()
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+        async def post_worker():
+            nonlocal errors, n
+            while n < amount:
+                i = n
+                n += 1
+                if rate:
+                    pause = started + i / rate - time.perf_counter()
+                    if pause > 0:
+                        await asyncio.sleep(pause)
+                body = {"type": "media.created", "data": {"i": i, "t": time.time()}}
+                async with session.post(url, json=body, headers=headers) as response:
+                    await response.read()
+                    if response.status != 202:
+                        errors += 1
+        async def get_worker():
+            nonlocal errors
+            while time.perf_counter() - started < amount:
+                t = time.perf_counter()
+                async with session.get(url, headers=headers) as response:
+                    await response.read()
+                    if response.status != 200:
+                        errors += 1
+                latencies.append(time.perf_counter() - t)
+        worker = post_worker if mode == "post" else get_worker
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    latencies.sort()
+    print(json.dumps({"requests": len(latencies) if mode == "get" else int(amount), "errors": errors,
+                      "seconds": time.perf_counter() - started, "cpu": time.process_time(),
+                      "p50_ms": latencies[len(latencies) // 2] * 1000 if latencies else None,
+                      "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000 if latencies else None}))
+asyncio.run(main())
+"""
+
+
+def _py(code: str, *args, env=None, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", code, *map(str, args)], env=env, **kw)
+
+
+def _get_json(url: str, method: str = "GET") -> dict:
+    request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    return json.loads(urllib.request.urlopen(request, timeout=10).read())
+
+
+def _loadgen(*args, env) -> dict:
+    out = subprocess.run([sys.executable, "-c", LOADGEN, *map(str, args)], capture_output=True, text=True,
+                         env=env, check=True)
+    return json.loads(out.stdout)
+
+
+class Setup:
+    """The database, the seeded rows, a running daemon and receiver."""
+
+    def __init__(self, database_url: str | None) -> None:
+        self.work = Path(tempfile.mkdtemp(prefix="nexus-bench-paths-"))
+        self.url = database_url or f"sqlite:///{self.work}/paths.db"
+        self.env = base_env(self.work, self.url)
+        self.env.update(WEBHOOK_ALLOWED_NETWORKS="127.0.0.1/32", EVENTS_CONSUME_STREAMS="none",
+                        SYNC_POLL_INTERVAL="1h", REFRESH_SWEEP_INTERVAL="1h", LOG_FORMAT="json")
+        os.environ.update(self.env)
+        subprocess.run([str(NEXUSCTL), "-q", "db", "migrate"], env=self.env, check=True)
+        import db.models  # noqa: F401 - before bind(): its fields learn the database kind then
+        from db.database import bind, open_database
+        from nexusctl import config
+        from nexusctl.config import jwt_signing_secret
+        from nexusctl.crypto import keyring_from_settings
+
+        self.settings = config.load()
+        self.jwt_key = jwt_signing_secret(self.settings).get()
+        self.ring = keyring_from_settings(self.settings)
+        self.db = bind(open_database(self.url))
+        empty_tables(self.db, "webhook_attempts", "webhook_deliveries", "webhooks", "outbox_events",
+                     "integration_sync_logs", "integrations")
+        self.procs: list[subprocess.Popen] = []
+        self.receiver_port = free_port()
+        self.receiver = self.start(RECEIVER, self.receiver_port)
+        wait_http(f"http://127.0.0.1:{self.receiver_port}/stats")
+
+    def start(self, code: str, *args) -> subprocess.Popen:
+        proc = _py(code, *args, env=self.env, stdout=subprocess.DEVNULL, stderr=open(self.work / "procs.log", "a"))
+        self.procs.append(proc)
+        return proc
+
+    def daemon(self, profile: str | None = None) -> tuple[subprocess.Popen, str]:
+        """A `nexusctl daemon`; with ``profile`` (a file) under bench/profile_daemon.py (cProfile in every thread)."""
+        port = free_port()
+        command = [str(NEXUSCTL)]
+        env = {**self.env, "PORT": str(port)}
+        if profile:
+            command = [sys.executable, str(ROOT / "bench" / "profile_daemon.py")]
+            env["NEXUS_PROFILE_OUT"] = profile
+        proc = subprocess.Popen([*command, "daemon", "--port", str(port)], env=env,
+                                stdout=subprocess.DEVNULL, stderr=open(self.work / "daemon.log", "a"))
+        self.procs.append(proc)
+        wait_http(f"http://127.0.0.1:{port}/health")
+        return proc, f"http://127.0.0.1:{port}"
+
+    def token(self, user) -> str:
+        return subprocess.run([str(NEXUSCTL), "token", "mint", "--user", str(user), "--ttl", "7200"], env=self.env,
+                              capture_output=True, text=True, check=True).stdout.strip()
+
+    def close(self) -> None:
+        for proc in reversed(self.procs):
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self.db.close()
+
+
+def seed_integrations(setup: Setup, user, count: int) -> list:
+    from db.models import Integration
+    from db.secrets import seal
+    from nexusctl.enums import Provider
+
+    providers, ids = list(Provider), []
+    for i in range(count):
+        row = Integration(user_id=user, provider=providers[i % len(providers)], name=f"@bench{i}", scope=["a", "b"],
+                          metadata={"i": i})
+        seal(setup.ring, row, "access_token", "bench-access")
+        seal(setup.ring, row, "refresh_token", "bench-refresh")
+        row.save(force_insert=True)
+        ids.append(row.id)
+    return ids
+
+
+def _deliver_phase(setup: Setup, server, base: str, integration, token: str, events: int, expected: int,
+                   concurrency: int, rate: float = 0.0, timeout: float = 600.0) -> dict:
+    """POST ``events`` events, wait until the receiver has ``expected`` deliveries; rate and CPU per delivery."""
+    stats_url = f"http://127.0.0.1:{setup.receiver_port}"
+    _get_json(stats_url + "/reset", "POST")
+    meter = CpuMeter(setup.db if is_postgres(setup.url) else None, server=server.pid, receiver=setup.receiver.pid)
+    started = time.time()
+    load = _loadgen("post", f"{base}/integrations/{integration}/events", token, concurrency, events, rate,
+                    env=setup.env)
+    deadline = time.monotonic() + timeout
+    while (stats := _get_json(stats_url + "/stats"))["count"] < expected:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {stats['count']} of {expected} deliveries arrived (see {setup.work})")
+        time.sleep(0.05)
+    cpu = meter.per_item_us(expected)
+    cpu["loadgen"] = load["cpu"] / expected * 1e6
+    elapsed = stats["last"] - started
+    return {"events": events, "deliveries": expected, "seconds": elapsed, "events_per_s": events / elapsed,
+            "deliveries_per_s": expected / elapsed, "post_errors": load["errors"], "post_seconds": load["seconds"],
+            "cpu_us": cpu, "p50_ms": stats["p50_ms"], "p99_ms": stats["p99_ms"]}
+
+
+def run_emit(setup: Setup, args) -> dict:
+    from db.models import Integration
+    from nexusctl.core import webhooks
+    from nexusctl.enums import Provider
+
+    user = uuid.uuid4()
+    hook_base = f"http://127.0.0.1:{setup.receiver_port}/hook"
+    targets: dict = {}
+    for fan in (1, 20):
+        integration = Integration.create(user_id=user, provider=Provider.SHOPIFY, name=f"bench-{fan}")
+        targets[str(integration.id)] = [webhooks.create(setup.ring, integration_id=integration.id,
+                                                        url=f"{hook_base}/{fan}-{k}", events=["*"])
+                                        for k in range(fan)]
+    one, twenty = list(targets)
+    relay_hooks = {i: [[h.url, s] for h, s in hooks] for i, hooks in targets.items()}
+    token = setup.token(user)
+    relay_port = free_port()
+    relay = setup.start(RELAY, relay_port, setup.jwt_key, json.dumps(relay_hooks))
+    wait_http(f"http://127.0.0.1:{relay_port}/integrations/x/events", "POST")
+    relay_base = f"http://127.0.0.1:{relay_port}"
+    daemon, base = setup.daemon(args.profile and f"{args.profile}/emit.txt")
+    out: dict = {}
+    # Warm both (connections, imports), then alternate nexusctl and relay so machine noise hits both.
+    _deliver_phase(setup, daemon, base, one, token, 200, 200, args.concurrency)
+    _deliver_phase(setup, relay, relay_base, one, token, 200, 200, args.concurrency)
+    for name, integration, fan, events in (("one", one, 1, args.events), ("twenty", twenty, 20, args.events // 5)):
+        out[f"{name}_nexusctl"] = _deliver_phase(setup, daemon, base, integration, token, events, events * fan,
+                                                 args.concurrency)
+        out[f"{name}_relay"] = _deliver_phase(setup, relay, relay_base, integration, token, events, events * fan,
+                                              args.concurrency)
+    half = out["one_nexusctl"]["events_per_s"] / 2
+    out["latency_nexusctl"] = _deliver_phase(setup, daemon, base, one, token, int(half * args.latency_seconds),
+                                             int(half * args.latency_seconds), args.concurrency, rate=half)
+    out["latency_nexusctl"]["target_per_s"] = half
+    return out
+
+
+def run_read(setup: Setup, args) -> dict:
+    user = uuid.uuid4()
+    seed_integrations(setup, user, 20)
+    token = setup.token(user)
+    daemon, base = setup.daemon(args.profile and f"{args.profile}/read.txt")
+    bare_port = free_port()
+    bare = setup.start(BARE, bare_port, setup.jwt_key, setup.url)
+    wait_http(f"http://127.0.0.1:{bare_port}/integrations/user/{user}")
+    targets = {"nexusctl": (daemon, f"{base}/integrations/user/{user}"),
+               "bare": (bare, f"http://127.0.0.1:{bare_port}/integrations/user/{user}")}
+    same = [len(_get_json_auth(url, token)["data"]) for _, url in targets.values()]
+    assert same == [20, 20], same
+    for _, url in targets.values():  # warm up
+        _loadgen("get", url, token, args.concurrency, 1.0, 0, env=setup.env)
+    runs: dict = {name: [] for name in targets}
+    for _ in range(args.rounds):
+        for name, (proc, url) in targets.items():
+            meter = CpuMeter(setup.db if is_postgres(setup.url) else None, server=proc.pid)
+            load = _loadgen("get", url, token, args.concurrency, args.seconds, 0, env=setup.env)
+            load["cpu_us"] = meter.per_item_us(load["requests"])
+            runs[name].append(load)
+    out = {}
+    for name, loads in runs.items():
+        requests = sum(r["requests"] for r in loads)
+        out[name] = {"per_s": requests / sum(r["seconds"] for r in loads), "p50_ms": loads[-1]["p50_ms"],
+                     "p99_ms": loads[-1]["p99_ms"], "errors": sum(r["errors"] for r in loads),
+                     "cpu_us": {k: sum(r["cpu_us"][k] * r["requests"] for r in loads) / requests
+                                for k in loads[0]["cpu_us"]}}
+    daemon.terminate()
+    daemon.wait(30)
+    return out
+
+
+def _get_json_auth(url: str, token: str) -> dict:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    return json.loads(urllib.request.urlopen(request, timeout=10).read())
+
+
+def run_refresh(database_url: str | None, args) -> dict:
+    import token_refresh
+
+    return token_refresh.run(database_url, args.refreshes, args.raw_seconds, 600.0)
+
+
+def _cpu(cpu: dict) -> str:
+    return ", ".join(f"{name} {value:,.0f}" for name, value in cpu.items())
+
+
+def _server_cpu(cpu: dict) -> float:
+    return cpu.get("server", 0.0) + cpu.get("postgres", 0.0)
+
+
+def markdown(result: dict) -> str:
+    db = result["database"]
+    lines = [f"| Path ({db}) | nexusctl | baseline (same run) | ratio | CPU µs per op: nexusctl (server + PostgreSQL) "
+             "vs baseline |", "|---|---|---|---|---|"]
+    emit = result.get("emit")
+    if emit:
+        for name, label, unit in (("one", "events POSTed to `/integrations/:id/events`, one webhook, until received",
+                                   "events_per_s"),
+                                  ("twenty", "the same, 20 webhooks (deliveries/s)", "deliveries_per_s")):
+            n, r = emit[f"{name}_nexusctl"], emit[f"{name}_relay"]
+            lines.append(f"| {label} | {n[unit]:,.0f}/s | relay {r[unit]:,.0f}/s | **{n[unit] / r[unit]:.2f}** | "
+                         f"{_server_cpu(n['cpu_us']):,.0f} vs {_server_cpu(r['cpu_us']):,.0f} "
+                         f"({_server_cpu(n['cpu_us']) / max(_server_cpu(r['cpu_us']), 1):.1f}×) |")
+        lat = emit["latency_nexusctl"]
+        lines.append(f"| emit-to-received at {lat['target_per_s']:,.0f} events/s (half the one-webhook rate) | "
+                     f"p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms | | | |")
+    read = result.get("read")
+    if read:
+        n, b = read["nexusctl"], read["bare"]
+        lines.append(f"| `GET /integrations/user/:id`, 20 integrations, {result['concurrency']} at once | "
+                     f"{n['per_s']:,.0f} req/s | bare aiohttp + PyJWT + driver {b['per_s']:,.0f} req/s | "
+                     f"**{n['per_s'] / b['per_s']:.2f}** | {_server_cpu(n['cpu_us']):,.0f} vs "
+                     f"{_server_cpu(b['cpu_us']):,.0f} |")
+    refresh = result.get("refresh")
+    if refresh:
+        lines.append(f"| refresh sweep, {refresh['integrations']:,} expiring integrations | "
+                     f"{refresh['sweep_per_s']:,.0f}/s | raw token POSTs {refresh['raw_per_s']:,.0f}/s "
+                     f"({refresh['concurrency']} at once) | **{refresh['ratio']:.2f}** | "
+                     f"daemon {refresh.get('daemon_cpu_us', float('nan')):,.0f} + PostgreSQL "
+                     f"{refresh.get('postgres_cpu_us', float('nan')):,.0f} vs raw client "
+                     f"{refresh.get('raw_cpu_us', float('nan')):,.0f} |")
+    lines.append("")
+    lines.append("CPU µs per operation, every process:")
+    for part in ("emit", "read"):
+        for key, value in (result.get(part) or {}).items():
+            if isinstance(value, dict) and "cpu_us" in value:
+                lines.append(f"- {part} {key}: {_cpu(value['cpu_us'])}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database-url", help="default: a SQLite file in a temporary directory")
+    parser.add_argument("--only", default="emit,read,refresh")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--events", type=int, default=3000, help="events to one webhook (a fifth of it to 20)")
+    parser.add_argument("--latency-seconds", type=float, default=5.0)
+    parser.add_argument("--seconds", type=float, default=5.0, help="per read round")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--refreshes", type=int, default=1000)
+    parser.add_argument("--raw-seconds", type=float, default=4.0)
+    parser.add_argument("--json", help="also write the figures here")
+    parser.add_argument("--profile", help="a directory: run the daemons under bench/profile_daemon.py and write "
+                                          "emit.txt and read.txt there (the sampler costs CPU: not for the figures)")
+    args = parser.parse_args()
+    parts = set(args.only.split(","))
+    result: dict = {"database": "PostgreSQL" if is_postgres(args.database_url) else "SQLite",
+                    "concurrency": args.concurrency, "load_before": os.getloadavg()}
+    if parts & {"emit", "read"}:
+        setup = Setup(args.database_url)
+        try:
+            if "emit" in parts:
+                result["emit"] = run_emit(setup, args)
+            if "read" in parts:
+                result["read"] = run_read(setup, args)
+        finally:
+            setup.close()
+    if "refresh" in parts:
+        result["refresh"] = run_refresh(args.database_url, args)
+    result["load_after"] = os.getloadavg()
+    write_json(args.json, result)
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()

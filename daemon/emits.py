@@ -1,0 +1,59 @@
+"""Group commit for emitted events: concurrent `POST /integrations/:id/events` share one transaction.
+
+Each request's event joins the batch waiting for the database; while one batch's transaction runs,
+the events that arrive meanwhile gather for the next (no timer: a lone event goes at once, a busy
+route batches by itself). Every caller is answered only once the transaction holding its event has
+committed, so a 202 still means "durable". An event refused on its own (bad type, an integration
+that is not the caller's) is refused alone; a database error fails the batch it was in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+
+from nexusctl.core import events
+
+# One batcher per database executor (one per daemon; tests run several apps in one process).
+_BATCHERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+class EmitBatcher:
+    def __init__(self, db) -> None:
+        self.db = db  # daemon.dbexec.DbExecutor
+        self.waiting: list = []
+        self.drainer: asyncio.Task | None = None
+        self.batches = 0  # transactions committed: how far emits are sharing them
+
+    async def emit(self, integration_id, event_type, data, owner_id) -> dict:
+        future = asyncio.get_running_loop().create_future()
+        self.waiting.append(((integration_id, event_type, data, owner_id), future))
+        if self.drainer is None or self.drainer.done():
+            self.drainer = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        while self.waiting:
+            batch, self.waiting = self.waiting[:events.BATCH_MAX], self.waiting[events.BATCH_MAX:]
+            try:
+                outcomes = await self.db.run(events.emit_many, [item for item, _ in batch])
+            except Exception as exc:  # noqa: BLE001 - each caller raises it (a 503 when the database is away)
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            self.batches += 1
+            for (_, future), outcome in zip(batch, outcomes, strict=True):
+                if future.done():  # the caller went away; its event is committed all the same
+                    continue
+                if isinstance(outcome, Exception):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
+
+
+def batcher(db) -> EmitBatcher:
+    found = _BATCHERS.get(db)
+    if found is None:
+        found = _BATCHERS[db] = EmitBatcher(db)
+    return found
