@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from nexusctl.errors import ProviderError
+from nexusctl.errors import MissingScopes, ProviderError
 from providers.http import describe
 from providers.sync.base import Report, SyncAction
 from providers.sync.graph import GRAPH_PERMISSION_CODES, graph_all, graph_check, graph_edge
@@ -103,9 +103,11 @@ def _epoch(day: dt.date) -> int:
     return int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc).timestamp())
 
 
-def _refused(provider: str, what: str, scope: str, status: int | None = None) -> ProviderError:
-    return ProviderError(f"{provider}: {what} was refused: this connection lacks {scope}; connect it again and "
-                         "allow it", provider=provider, status=status)
+def _refused(provider: str, what: str, scope: str, status: int | None = None) -> MissingScopes:
+    """The provider refused a call for a permission the grant lacks (one the user removed at the provider later,
+    or a grant that lists no scopes, such as Facebook's): MISSING_SCOPES, as when the grant shows it."""
+    return MissingScopes(f"{provider}: {what} was refused: this connection lacks {scope}; connect it again and "
+                         "allow it", scopes=[scope], action="fetch_analytics", provider=provider, status=status)
 
 
 # --- TikTok -------------------------------------------------------------------------------------
@@ -378,9 +380,14 @@ async def youtube_report(api, got: dict) -> Report:
 
 
 def _twitter_check(reply) -> None:
-    if reply.status == 403:
-        raise ProviderError(f"TWITTER: the API refused the call (HTTP 403){describe(reply, (), ': ')}; this "
-                            "connection needs tweet.read and users.read", provider="TWITTER", status=403)
+    if reply.status != 403:
+        return
+    detail = describe(reply, (), ": ")
+    if "scope" in detail.lower():  # X names the scopes in the problem's detail
+        raise MissingScopes(f"TWITTER: the API refused the call{detail}; this connection needs tweet.read and "
+                            "users.read: connect it again and allow them", scopes=["tweet.read", "users.read"],
+                            action="fetch_analytics", provider="TWITTER", status=403)
+    raise ProviderError(f"TWITTER: the API refused the call (HTTP 403){detail}", provider="TWITTER", status=403)
 
 
 async def _twitter_me(api) -> dict:
