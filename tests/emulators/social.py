@@ -97,8 +97,8 @@ from .oauth2 import (
 
 
 class TwitterMetrics:
-    """fetch_analytics on X: ``/2/users/me?user.fields=public_metrics`` answers the account's
-    ``public_metrics`` (settable); each tweet's ``public_metrics`` is its ``tweets`` record's own field, served
+    """fetch_analytics on X: ``/2/users/me?user.fields=public_metrics`` answers ``public_metrics`` (the
+    account's, settable); each tweet's ``public_metrics`` is its ``tweets`` record's own field, served
     when ``tweet.fields`` asks for it."""
 
     PUBLIC_METRICS = {"followers_count": 2500, "following_count": 180, "tweet_count": 3, "listed_count": 7,
@@ -107,7 +107,7 @@ class TwitterMetrics:
     def reset(self) -> None:
         super().reset()
         with self.lock:
-            self.account["public_metrics"] = dict(self.PUBLIC_METRICS)
+            self.public_metrics = dict(self.PUBLIC_METRICS)
 
 
 class Twitter(TwitterMetrics, Provider):
@@ -228,6 +228,8 @@ class Twitter(TwitterMetrics, Provider):
         fields = [f for f in request.query.get("user.fields", "").split(",") if f]
         user = {k: self.account[k] for k in ("id", "name", "username") if k in self.account}
         user.update({f: self.account[f] for f in fields if f in self.account})
+        if "public_metrics" in fields:
+            user["public_metrics"] = dict(self.public_metrics)
         return json_response({"data": user})
 
 

@@ -68,7 +68,7 @@ def _expected(emu, provider: str) -> tuple[dict, list[dict]]:
                   "views": int(stats[u["snippet"]["resourceId"]["videoId"]]["viewCount"])}
                  for u in emu.records_of("uploads")])
     if provider == "TWITTER":
-        return ({"followers": emu.account["public_metrics"]["followers_count"]},
+        return ({"followers": emu.public_metrics["followers_count"]},
                 [{"id": t["id"], "impressions": t["public_metrics"]["impression_count"],
                   "likes": t["public_metrics"]["like_count"]} for t in emu.records_of("tweets")])
     return {"impressions": emu.post_analytics["IMPRESSION"], "reactions": emu.post_analytics["REACTION"]}, []
