@@ -368,9 +368,12 @@ async def youtube_report(api, got: dict) -> Report:
     account = {"views": _num(stats.get("viewCount")), "videos": _num(stats.get("videoCount")),
                "subscribers": None if stats.get("hiddenSubscriberCount") else _num(stats.get("subscriberCount")),
                "window": window}
-    posts = [_post(u["id"], u.get("publishedAt"), u.get("title"), {
-        "views": s.get("viewCount"), "likes": s.get("likeCount"), "comments": s.get("commentCount")},
-        f"https://www.youtube.com/watch?v={u['id']}") for u in uploads for s in [statistics.get(u["id"], {})]]
+    posts = []
+    for upload in uploads:
+        counts = statistics.get(upload["id"], {})  # a video the Data API no longer shows: no counts
+        posts.append(_post(upload["id"], upload.get("publishedAt"), upload.get("title"), {
+            "views": counts.get("viewCount"), "likes": counts.get("likeCount"),
+            "comments": counts.get("commentCount")}, f"https://www.youtube.com/watch?v={upload['id']}"))
     return Report(account, posts, {"since": since.isoformat(), "until": until.isoformat(),
                                    "metrics": YOUTUBE_METRICS.split(","),
                                    "lagDays": YOUTUBE_LAG_DAYS})
