@@ -198,15 +198,18 @@ def _graph_metrics(reply, *, daily_sum: bool = False) -> dict:
     return out
 
 
-async def _instagram_account(api, since: dt.date, until: dt.date) -> dict:
-    check = _insights_check("INSTAGRAM", "instagram_business_manage_insights")
+async def _instagram_profile(api) -> dict:
     profile = await api.get("me", params={"fields": "user_id,username,followers_count,follows_count,media_count"},
                             check=graph_check("INSTAGRAM"))
-    insights = await api.get("me/insights", check=check, params={
-        "metric": INSTAGRAM_ACCOUNT_METRICS, "period": "day", "metric_type": "total_value",
-        "since": _epoch(since), "until": _epoch(until + dt.timedelta(days=1))})
     return {"followers": _num(profile.get("followers_count")), "follows": _num(profile.get("follows_count")),
-            "media": _num(profile.get("media_count")), **_graph_metrics(insights)}
+            "media": _num(profile.get("media_count"))}
+
+
+async def _instagram_insights(api, since: dt.date, until: dt.date) -> dict:
+    reply = await api.get("me/insights", check=_insights_check("INSTAGRAM", "instagram_business_manage_insights"),
+                          params={"metric": INSTAGRAM_ACCOUNT_METRICS, "period": "day", "metric_type": "total_value",
+                                  "since": _epoch(since), "until": _epoch(until + dt.timedelta(days=1))})
+    return _graph_metrics(reply)
 
 
 async def _instagram_media(api) -> list[dict]:
@@ -218,7 +221,8 @@ async def _instagram_media(api) -> list[dict]:
 
 async def instagram_report(api, got: dict) -> Report:
     since, until = _days_window()
-    account = await once(got, "account", lambda: _instagram_account(api, since, until))
+    account = {**await once(got, "profile", lambda: _instagram_profile(api)),
+               **await once(got, "account", lambda: _instagram_insights(api, since, until))}
     media = await once(got, "media", lambda: _instagram_media(api))
     insights = got.setdefault("insights", {})
     check = _insights_check("INSTAGRAM", "instagram_business_manage_insights", unsupported_ok=True)

@@ -169,7 +169,9 @@ def test_a_scope_removed_at_the_provider_is_refused_there_and_named(stack, fresh
 
 
 # provider -> (the emulator endpoint that throttles once, its calls in a run, an endpoint read before it)
+# Graph's throttle (code 4) says no wait: the engine waits its default 10 s for Instagram.
 THROTTLED = {"TIKTOK": ("videos", 1, "whoami"), "YOUTUBE": ("analytics", 1, "whoami"),
+             "INSTAGRAM": ("insights", 1, "whoami"),
              "TWITTER": ("tweets", 1, "whoami"), "LINKEDIN": ("post_analytics", 5, None)}  # one call per metric
 
 
