@@ -58,12 +58,13 @@ class Secret:
 ENDPOINT_KINDS = ("AUTH", "TOKEN", "API", "REVOKE")
 # Endpoints only some providers have, overridable the same way (<PROVIDER>_<KIND>_URL): Google Ads' API is
 # googleads.googleapis.com (GOOGLE_ADS_API_URL), so its who-am-I (OpenID userinfo) has a URL of its own.
-EXTRA_ENDPOINT_KINDS = {Provider.GOOGLE_ADS: ("USERINFO",)}
+# YouTube Analytics is youtubeanalytics.googleapis.com, apart from the Data API (YOUTUBE_ANALYTICS_URL).
+EXTRA_ENDPOINT_KINDS = {Provider.GOOGLE_ADS: ("USERINFO",), Provider.YOUTUBE: ("ANALYTICS",)}
 # Scopes a provider grants only to apps it approved (partner programmes, per-app reviews): the service asks
 # for one only when the operator says the app has it (<PROVIDER>_APPROVED_SCOPES), since asking without the
 # approval makes the provider refuse the whole consent. Why each needs approval: providers/scopes.py.
 APPROVAL_SCOPES = {
-    Provider.LINKEDIN: ("r_member_social",),
+    Provider.LINKEDIN: ("r_member_social", "r_member_postAnalytics"),
     Provider.PAYPAL: ("https://uri.paypal.com/services/reporting/search/read",),
     Provider.SHOPIFY: ("read_all_orders",),
 }

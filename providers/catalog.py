@@ -76,8 +76,44 @@ CATALOG: dict[Provider, ProviderInfo] = {info.provider: info for info in [
     _p("DISCORD", "Discord", "communication", "webhooks", "notifications"),
 ]}
 
-# The capabilities that are more than a sync action: how each is reached and what it needs.
+_G = "https://www.googleapis.com/auth/"
+_ANALYTICS = ("POST /integrations/:id/sync {\"action\": \"fetch_analytics\"} (or `nexusctl sync run ID --action "
+              "fetch_analytics`): the sync log's metadata.summary and one analytics.fetched event with ")
+
+
+def _analytics(scopes: tuple[str, ...], what: str) -> Action:
+    return Action("fetch_analytics", "analytics", scopes, _ANALYTICS + what)
+
+
+# The capabilities that are more than a list sync: how each is reached and what it needs.
 ACTIONS: dict[Provider, tuple[Action, ...]] = {
+    Provider.TIKTOK: (
+        _analytics(("user.info.stats", "video.list"),
+                   "the account's followers, following, likes, videos and its 50 latest videos' views, likes, "
+                   "comments, shares (lifetime)"),),
+    Provider.INSTAGRAM: (
+        _analytics(("instagram_business_basic", "instagram_business_manage_insights"),
+                   "the account's followers, media and last 28 days' reach, views, interactions and its 50 latest "
+                   "media's likes, comments, views, reach, saves, shares"),),
+    Provider.FACEBOOK: (
+        _analytics(("pages_show_list", "pages_read_engagement", "read_insights"),
+                   "each page's followers and last 28 days' impressions and engagements (read with the page's own "
+                   "token) and the 50 latest posts' impressions, reach, clicks, reactions"),),
+    Provider.YOUTUBE: (
+        _analytics((_G + "youtube.readonly", _G + "yt-analytics.readonly"),
+                   "the channel's views, subscribers, videos, its views, likes, comments, shares, subscribers gained "
+                   "and lost over the 28 days ending 2 days ago (YouTube Analytics' lag) and its 50 latest uploads' "
+                   "views, likes, comments"),),
+    Provider.TWITTER: (
+        _analytics(("tweet.read", "users.read"),
+                   "the user's followers, following, posts, listed and the 50 latest posts' impressions, likes, "
+                   "replies, reposts, quotes, bookmarks"),),
+    Provider.LINKEDIN: (
+        _analytics(("r_member_postAnalytics",),
+                   "the member's impressions, members reached, reactions, comments and reshares over all their posts "
+                   "(no per-post figures: LinkedIn gives those per post and metric only). r_member_postAnalytics is "
+                   "approval-only: LinkedIn grants it to Community Management API partners; set "
+                   "LINKEDIN_APPROVED_SCOPES once approved. A fresh app gets no LinkedIn analytics"),),
     Provider.SLACK: (
         Action("slack.command", "commands", ("commands",),
                "a slash command whose Request URL is POST /integrations/inbound/slack/commands, verified with "

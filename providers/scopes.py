@@ -29,16 +29,20 @@ _G = "https://www.googleapis.com/auth/"
 PAYPAL_SEARCH = "https://uri.paypal.com/services/reporting/search/read"
 
 NEEDS: dict[Provider, dict[str, tuple[str, ...]]] = {
-    Provider.TIKTOK: {"account": ("user.info.basic",), "fetch_posts": ("video.list",), "publish": ("video.publish",)},
+    Provider.TIKTOK: {"account": ("user.info.basic",), "fetch_posts": ("video.list",), "publish": ("video.publish",),
+                      "fetch_analytics": ("user.info.stats", "video.list")},
     Provider.INSTAGRAM: {"account": ("instagram_business_basic",), "fetch_posts": ("instagram_business_basic",),
-                         "publish": ("instagram_business_content_publish",)},
+                         "publish": ("instagram_business_content_publish",),
+                         "fetch_analytics": ("instagram_business_basic", "instagram_business_manage_insights")},
     Provider.FACEBOOK: {"fetch_posts": ("pages_show_list", "pages_read_engagement"),
-                        "publish": ("pages_show_list", "pages_read_engagement", "pages_manage_posts")},
-    Provider.YOUTUBE: {"fetch_posts": (_G + "youtube.readonly",), "publish": (_G + "youtube.upload",)},
+                        "publish": ("pages_show_list", "pages_read_engagement", "pages_manage_posts"),
+                        "fetch_analytics": ("pages_show_list", "pages_read_engagement", "read_insights")},
+    Provider.YOUTUBE: {"fetch_posts": (_G + "youtube.readonly",), "publish": (_G + "youtube.upload",),
+                       "fetch_analytics": (_G + "youtube.readonly", _G + "yt-analytics.readonly")},
     Provider.TWITTER: {"account": ("users.read", "offline.access"), "fetch_posts": ("tweet.read", "users.read"),
-                       "publish": ("tweet.write",)},
+                       "publish": ("tweet.write",), "fetch_analytics": ("tweet.read", "users.read")},
     Provider.LINKEDIN: {"account": ("openid", "profile"), "publish": ("w_member_social",),
-                        "fetch_posts": ("r_member_social",)},
+                        "fetch_posts": ("r_member_social",), "fetch_analytics": ("r_member_postAnalytics",)},
     Provider.HUBSPOT: {"account": ("oauth",), "fetch_contacts": ("crm.objects.contacts.read",),
                        "fetch_campaigns": ("marketing.campaigns.read",)},
     Provider.SALESFORCE: {"account": ("refresh_token",), "fetch_contacts": ("api",), "fetch_campaigns": ("api",)},
@@ -64,7 +68,9 @@ NEEDS: dict[Provider, dict[str, tuple[str, ...]]] = {
 # (which validates <PROVIDER>_APPROVED_SCOPES), the same ones (tests/sync_actions/test_requested_scopes.py).
 APPROVAL: dict[Provider, dict[str, str]] = {
     Provider.LINKEDIN: {"r_member_social": "LinkedIn grants it only to apps approved for its Community "
-                                           "Management API (partners)"},
+                                           "Management API (partners)",
+                        "r_member_postAnalytics": "LinkedIn grants it only to apps approved for its Community "
+                                                  "Management API (partners)"},
     Provider.PAYPAL: {PAYPAL_SEARCH: "PayPal grants Transaction Search on other merchants' accounts only to "
                                      "apps it approved (partners)"},
     Provider.SHOPIFY: {"read_all_orders": "Shopify grants it only to apps it approved for orders older than "

@@ -19,6 +19,8 @@ in one transaction by nexusctl.core.sync_state.
 - A refused token is refreshed once (the single-flight refresh) and the page
   retried; a token about to expire is refreshed before the first call.
 - Cancelling (``nexusctl sync cancel``) stops the run after its current page.
+- Snapshots (``fetch_analytics``): no pages, no per-item events; the action's report becomes the log's summary
+  and one ``<resource>.fetched`` event (nexusctl.core.snapshots), since metrics change on every read.
 - Scopes: an action whose needed scopes (providers.scopes) the connection's
   grant lacks fails at once with MISSING_SCOPES naming them, before any call;
   a scope that only widens what an action reads (Shopify's read_all_orders)
@@ -186,6 +188,8 @@ async def run(svc, log_id, *, progress=None, budget: float | None = None) -> Int
         widening = needed_scopes.WIDENING.get(row.provider, {}).get(name)
         if widening is not None and granted and widening[0] not in granted:
             stats["note"] = widening[1]
+        if action.report is not None:  # a snapshot (fetch_analytics): one report, one event
+            return await _snapshot(svc, log_id, integration_id, row, tokens, action, stats, budget)
         full = bool((started.metadata or {}).get("full"))
         resume = None if full else await svc.run(sync_state.resume_of, integration_id, name)
         stats["resumedFrom"] = resume
@@ -234,6 +238,29 @@ async def run(svc, log_id, *, progress=None, budget: float | None = None) -> Int
                              extra=stats)
     finally:
         await svc.run(leases.release, lock, holder)
+
+
+async def _snapshot(svc, log_id, integration_id, row: Integration, tokens, action, stats: dict, budget: float):
+    """A snapshot action: its report read whole (a throttle waited out within the budget, a refused token
+    refreshed once, what was read before either kept), then the log COMPLETED with the report's summary and one
+    ``<resource>.fetched`` event, in one transaction. Nothing resumes: the next run reads afresh."""
+    api, refreshed, got = _api(svc, row, tokens), False, {}
+    try:
+        while True:
+            try:
+                report = await action.report(api, got)
+                break
+            except RateLimited as exc:
+                await _wait_out(exc, stats, budget, f"sync {log_id}", resumes=False)
+            except TokenExpired:
+                if refreshed:
+                    raise
+                refreshed = True
+                row, api = await _refreshed(svc, integration_id, api)
+    finally:
+        stats["providerCalls"] = api.calls
+    return await svc.run(sync_state.finish_snapshot, log_id, integration_id, action.name, action.resource, report,
+                         extra=stats)
 
 
 async def _publish(svc, log: IntegrationSyncLog, row: Integration, tokens, stats: dict, budget: float,

@@ -19,7 +19,7 @@ from peewee import fn
 from db.database import database_proxy
 from db.fields import utcnow
 from db.models import Integration, IntegrationSyncLog, SyncCursor, SyncedItem
-from nexusctl.core import events
+from nexusctl.core import events, snapshots
 from nexusctl.enums import SyncStatus
 from nexusctl.errors import NexusError, SyncNotStarted, UsageProblem
 
@@ -181,10 +181,12 @@ def delete_unseen(log_id, integration_id, action: str, resource: str) -> int:
             total += len(rows)
 
 
-def finish(log_id, integration_id, action: str, *, deleted: int = 0, extra: dict | None = None) -> IntegrationSyncLog:
+def finish(log_id, integration_id, action: str, *, deleted: int = 0, extra: dict | None = None,
+           event: tuple[str, dict] | None = None) -> IntegrationSyncLog:
     """COMPLETED: the integration's lastSyncAt, integration.synced, no resume state. Only a run still IN_PROGRESS:
     one cancelled after its last page stays CANCELLED, one recovery marked interrupted (its lease lapsed) stays
-    FAILED, and neither changes anything else."""
+    FAILED, and neither changes anything else. ``event`` (type, data): recorded too, only when the run completes
+    (a snapshot's analytics.fetched)."""
     now = utcnow()
     with database_proxy.atomic():
         log = IntegrationSyncLog.get_by_id(log_id)
@@ -202,9 +204,25 @@ def finish(log_id, integration_id, action: str, *, deleted: int = 0, extra: dict
         _store_resume(integration_id, action, None)
         integration = Integration.get_by_id(integration_id)
         log = IntegrationSyncLog.get_by_id(log_id)
+        if event is not None:
+            events.record(event[0], integration, **event[1])
         events.record(SYNCED, integration, action=action, syncLogId=str(log_id), itemsProcessed=log.items_processed,
                       created=meta.get("created", 0), updated=meta.get("updated", 0), deleted=deleted)
     return log
+
+
+def finish_snapshot(log_id, integration_id, action: str, resource: str, report, *,
+                    extra: dict | None = None) -> IntegrationSyncLog:
+    """A snapshot run (fetch_analytics) COMPLETED: its summary in the log (itemsProcessed: the posts measured) and
+    one ``<resource>.fetched`` event with the whole report, in one transaction; no per-item events, since a
+    metric changing is not the post changing."""
+    summary = snapshots.summary(report)
+    with database_proxy.atomic():
+        IntegrationSyncLog.update(items_processed=summary["posts"], updated_at=utcnow()).where(
+            (IntegrationSyncLog.id == log_id) & (IntegrationSyncLog.status == SyncStatus.IN_PROGRESS)).execute()
+        data = snapshots.event_data(report, action=action, log_id=log_id)
+        return finish(log_id, integration_id, action, extra={**(extra or {}), "summary": summary},
+                      event=(f"{resource}.fetched", data))
 
 
 def fail(log_id, integration_id, error: NexusError, *, extra: dict | None = None,

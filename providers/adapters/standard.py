@@ -33,7 +33,16 @@ def google_throttle(reply) -> int | None | bool:
     return max(1, int((when - dt.datetime.now(dt.timezone.utc)).total_seconds() + 0.999))
 
 
+YOUTUBE_ANALYTICS = "https://youtubeanalytics.googleapis.com"
+
+
 class YouTube(OAuth2Adapter):
+    def url(self, kind: str, tenant: str | None = None) -> str | None:
+        # YouTube Analytics (fetch_analytics) has its own host; YOUTUBE_ANALYTICS_URL overrides it (emulators).
+        if kind == "ANALYTICS":
+            return self.creds.endpoints.get("ANALYTICS", YOUTUBE_ANALYTICS)
+        return super().url(kind, tenant)
+
     def rate_limit(self, reply):
         return google_throttle(reply)
 

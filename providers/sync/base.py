@@ -58,6 +58,24 @@ class SyncAction:
     pages: Any  # async (api: SyncApi, resume: dict | None) -> AsyncIterator[Page]
     newest_first: bool = False  # an incremental run may stop at the first page with nothing new
     description: str = ""
+    # A snapshot instead of a list (analytics): ``report(api, got)`` returns one ``Report``; the engine records it
+    # as a single ``<resource>.fetched`` event, with no per-item change tracking. ``got`` is a dict that survives
+    # a retry within the run (after a throttle or a refreshed token), so what was read is not read again.
+    report: Any = None
+
+
+@dataclass
+class Report:
+    """What a snapshot action read: metrics of the account and of its recent posts, as of now.
+
+    ``account``: the account-level metrics; ``posts``: one dict per recent post (``id``, when it was made and its
+    ``metrics``), newest first; ``window``: the reporting window of windowed metrics (``since``, ``until``, which
+    metrics), None when every metric is a lifetime total; ``notes``: what the run left out and why."""
+
+    account: dict
+    posts: list[dict]
+    window: dict | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 class SyncApi:

@@ -227,7 +227,8 @@ def test_every_publisher_that_asks_for_scopes_says_what_publishing_needs():
 
 
 def test_a_youtube_grant_without_upload_cannot_publish(database, make_integration):
-    read_only = make_integration(provider=Provider.YOUTUBE, scope=["https://www.googleapis.com/auth/youtube.readonly"])
+    read_only = make_integration(provider=Provider.YOUTUBE, scope=["https://www.googleapis.com/auth/youtube.readonly",
+                                                                   "https://www.googleapis.com/auth/yt-analytics.readonly"])
     record = health_checks.check(read_only.id, **WINDOWS)
     assert record["status"] == "degraded" and record["scopes"]["missing"] == [
         "https://www.googleapis.com/auth/youtube.upload"]

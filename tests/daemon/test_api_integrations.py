@@ -377,13 +377,24 @@ async def test_minted_tokens_work_against_the_daemon(cli, aiohttp_client):
 
 def test_listed_actions_need_the_scopes_the_health_check_knows():
     """The catalog's actions and providers/scopes.py say the same; an optional scope is one initiate offers."""
+    from nexusctl.config import APPROVAL_SCOPES
     from providers.catalog import ACTIONS
     from providers.registry import SPECS
     from providers.scopes import NEEDS
+    from providers.sync.registry import actions_of
 
     for provider, actions in ACTIONS.items():
         for action in actions:
-            key = "publish" if action.name == "publish" else action.capability  # NEEDS keys publishing "publish"
-            assert NEEDS[provider][key] == action.scopes
+            # NEEDS keys a sync action (fetch_analytics) and publishing by their names, the rest by capability.
+            key = action.name if action.name == "publish" or action.name in actions_of(provider) else action.capability
+            assert NEEDS[provider][key] == action.scopes, (provider, action.name)
             asked = SPECS[provider].optional_scopes if action.optional else SPECS[provider].scopes
-            assert set(action.scopes) <= set(asked), (provider, action.name)
+            approval = set(APPROVAL_SCOPES.get(provider, ()))  # asked for once the operator says the app has it
+            assert set(action.scopes) <= set(asked) | approval, (provider, action.name)
+            if set(action.scopes) & approval:
+                assert "approval-only" in action.how, (provider, action.name)
+    # The social providers advertising analytics have the action (the ad platforms' is fetch_campaigns' insights).
+    for provider in (Provider.TIKTOK, Provider.INSTAGRAM, Provider.FACEBOOK, Provider.YOUTUBE, Provider.TWITTER,
+                     Provider.LINKEDIN):
+        assert "fetch_analytics" in actions_of(provider), provider
+        assert "fetch_analytics" in [a.name for a in ACTIONS[provider]], provider

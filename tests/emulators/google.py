@@ -61,6 +61,7 @@ GOOGLE_ADS API (googleads.googleapis.com/vNN: its API URL; userinfo is its USERI
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import binascii
 import hashlib
 import re
@@ -206,10 +207,96 @@ def api_error(status: int, message: str, reason: str, domain: str = "global", ap
     return json_response({"error": error}, status, headers)
 
 
-class YouTube(ResumableUploads, Google):
+class YouTubeAnalytics:
+    """What fetch_analytics reads (besides ``channels?part=statistics``, the ``channel_statistics``):
+    - Data API ``GET /youtube/v3/videos?part=statistics&id=a,b`` (``calls["videos"]``, a YouTube scope, at most
+      50 ids): ``records_of("videos")`` rows ``{id, statistics}`` whose id was asked;
+    - YouTube Analytics API, its own host ``youtubeanalytics.googleapis.com`` (the ANALYTICS URL): ``GET
+      /v2/reports?ids=channel==MINE&startDate&endDate&metrics`` (``calls["analytics"]``) needs
+      ``yt-analytics.readonly`` (or the monetary one; else 403 ``insufficientPermissions``), dates
+      ``YYYY-MM-DD`` with start <= end and a known metric list (else 400 ``badRequest``); answers one row of
+      ``analytics_totals`` in the asked order. ``analytics_requests`` keeps each call's query for tests."""
+
+    ANALYTICS_SCOPES = {"https://www.googleapis.com/auth/yt-analytics.readonly",
+                        "https://www.googleapis.com/auth/yt-analytics-monetary.readonly"}
+    ANALYTICS_METRICS = {"views", "likes", "dislikes", "comments", "shares", "subscribersGained", "subscribersLost",
+                         "estimatedMinutesWatched", "averageViewDuration"}
+    ANALYTICS_ROUTES = (
+        ("GET", r"www\.googleapis\.com/youtube/v3/videos", "videos"),
+        ("GET", r"youtubeanalytics\.googleapis\.com/v2/reports", "analytics_reports"),
+    )
+
+    def reset(self) -> None:
+        super().reset()
+        with self.lock:
+            self.channel_statistics = {"viewCount": "54321", "subscriberCount": "777", "hiddenSubscriberCount": False,
+                                       "videoCount": "3"}
+            self.analytics_totals = {"views": 2400, "likes": 180, "dislikes": 2, "comments": 25, "shares": 14,
+                                     "subscribersGained": 40, "subscribersLost": 3, "estimatedMinutesWatched": 5100,
+                                     "averageViewDuration": 95}
+            self.analytics_requests: list[dict] = []
+
+    async def videos(self, request):
+        fault = await self.gate("videos")
+        if fault is not None:
+            return fault
+        error = self.youtube_token(request)
+        if error is not None:
+            return error
+        parts = [p for p in request.query.get("part", "").split(",") if p]
+        if not parts or not set(parts) <= {"id", "snippet", "statistics", "contentDetails", "status"}:
+            return api_error(400, "'part' is required and must name video resource parts", "invalidPart",
+                             domain="youtube.part")
+        ids = [i for i in request.query.get("id", "").split(",") if i]
+        if not ids:
+            return api_error(400, "No filter selected. Expected one of: id, myRating, chart",
+                             "missingRequiredParameter", domain="youtube.parameter")
+        if len(ids) > 50:
+            return api_error(400, "The request specifies more than 50 video ids", "invalidParameter",
+                             domain="youtube.parameter")
+        items = [{"kind": "youtube#video", "etag": secrets.token_urlsafe(12), "id": v["id"],
+                  **{p: v[p] for p in parts if p in v}} for v in self.records_of("videos") if v["id"] in ids]
+        return json_response({"kind": "youtube#videoListResponse", "etag": secrets.token_urlsafe(12), "items": items,
+                              "pageInfo": {"totalResults": len(items), "resultsPerPage": len(items)}})
+
+    async def analytics_reports(self, request):
+        fault = await self.gate("analytics")
+        if fault is not None:
+            return fault
+        token, status = self.bearer_status(request)
+        if status != "ok":
+            return api_error(401, "Request had invalid authentication credentials.", "authError",
+                             api_status="UNAUTHENTICATED")
+        if not set(token.grant.scope) & self.ANALYTICS_SCOPES:
+            return api_error(403, "Request had insufficient authentication scopes.", "insufficientPermissions",
+                             api_status="PERMISSION_DENIED")
+        q = request.query
+        with self.lock:
+            self.analytics_requests.append(dict(q))
+        if q.get("ids") not in ("channel==MINE", f"channel=={self.account['id']}"):
+            return api_error(400, "Invalid value at 'ids'", "badRequest", api_status="INVALID_ARGUMENT")
+        try:
+            start, end = (dt.date.fromisoformat(q.get(k, "")) for k in ("startDate", "endDate"))
+        except ValueError:
+            return api_error(400, "startDate and endDate are required, as YYYY-MM-DD", "badRequest",
+                             api_status="INVALID_ARGUMENT")
+        if start > end:
+            return api_error(400, "The start date must be on or before the end date", "badRequest",
+                             api_status="INVALID_ARGUMENT")
+        metrics = [m for m in q.get("metrics", "").split(",") if m]
+        if not metrics or not set(metrics) <= self.ANALYTICS_METRICS:
+            return api_error(400, f"Unknown identifier in metrics: {q.get('metrics')}", "badRequest",
+                             api_status="INVALID_ARGUMENT")
+        return json_response({"kind": "youtubeAnalytics#resultTable",
+                              "columnHeaders": [{"name": m, "columnType": "METRIC", "dataType": "INTEGER"}
+                                                for m in metrics],
+                              "rows": [[self.analytics_totals.get(m, 0) for m in metrics]]})
+
+
+class YouTube(YouTubeAnalytics, ResumableUploads, Google):
     NAME = "YOUTUBE"
-    URLS = {**Google.URLS, "API": "www.googleapis.com"}
-    ROUTES = Google.BASE_ROUTES + ResumableUploads.UPLOAD_ROUTES + (
+    URLS = {**Google.URLS, "API": "www.googleapis.com", "ANALYTICS": "youtubeanalytics.googleapis.com"}
+    ROUTES = Google.BASE_ROUTES + ResumableUploads.UPLOAD_ROUTES + YouTubeAnalytics.ANALYTICS_ROUTES + (
         ("GET", r"www\.googleapis\.com/youtube/v3/channels", "channels"),
         ("GET", r"www\.googleapis\.com/youtube/v3/playlistItems", "playlist_items"),
     )
@@ -302,6 +389,8 @@ class YouTube(ResumableUploads, Google):
                                "customUrl": "@demo", "publishedAt": "2015-01-01T00:00:00Z"}
         if "contentDetails" in parts:
             item["contentDetails"] = {"relatedPlaylists": {"likes": "", "uploads": acc.get("uploads", "")}}
+        if "statistics" in parts:
+            item["statistics"] = dict(self.channel_statistics)
         return json_response({"kind": "youtube#channelListResponse", "etag": secrets.token_urlsafe(12),
                               "pageInfo": {"totalResults": 1, "resultsPerPage": 5}, "items": [item]})
 

@@ -210,7 +210,120 @@ class Graph(Provider):
         return token, None
 
 
-class Instagram(Graph):
+def _graph_time(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(epoch))
+
+
+def _epoch_arg(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def window_error(query, max_days: int, now: float):
+    """Graph's checks of an insights ``since``/``until`` (epoch seconds): both given, in order, at most
+    ``max_days`` apart and not more than two years back; None when they pass."""
+    since, until = _epoch_arg(query.get("since")), _epoch_arg(query.get("until"))
+    if since is None or until is None or since >= until:
+        return graph_error("(#100) since and until must be UNIX timestamps, since before until", 100)
+    if until - since > max_days * DAY:
+        return graph_error(f"(#100) There cannot be more than {max_days} days ({max_days * DAY} s) between since "
+                           "and until", 100)
+    if since < now - 2 * 365 * DAY:
+        return graph_error("(#100) since cannot be more than 2 years ago", 100)
+    return None
+
+
+class InstagramInsights:
+    """Instagram insights (fetch_analytics), with ``instagram_business_manage_insights`` (else HTTP 403 code 10):
+    ``GET /me/insights?metric=...&period=day&metric_type=total_value&since=&until=`` (``calls["insights"]``;
+    ``since``/``until`` at most 30 days apart, at most 2 years back, else code 100) answers each metric's
+    ``total_value`` from ``account_insights``; ``GET /{media-id}/insights?metric=...`` (``calls["media_insights"]``)
+    the lifetime values of the media row's ``insights`` (a metric it lacks: 0; a media in ``unsupported_media``:
+    code 100, as Instagram answers for a metric a media type does not report). ``/me`` also answers
+    ``followers_count``, ``follows_count``, ``media_count``."""
+
+    INSIGHTS_SCOPE = "instagram_business_manage_insights"
+    ACCOUNT_METRICS = {"reach", "views", "accounts_engaged", "total_interactions", "likes", "comments", "shares",
+                       "saves", "replies", "follows_and_unfollows", "profile_links_taps"}
+    MEDIA_METRICS = {"views", "reach", "saved", "shares", "total_interactions", "likes", "comments"}
+    INSIGHT_ROUTES = (
+        ("GET", rf"graph\.instagram\.com/{VERSION}me/insights", "account_insights_edge"),
+        ("GET", rf"graph\.instagram\.com/{VERSION}(?P<media_id>\d+)/insights", "media_insights_edge"),
+    )
+
+    def reset(self) -> None:
+        super().reset()
+        with self.lock:
+            self.account.update(followers_count=4321, follows_count=99, media_count=3)
+            self.account_insights = {"reach": 5000, "views": 12000, "accounts_engaged": 300,
+                                     "total_interactions": 450, "likes": 400, "comments": 30, "shares": 12,
+                                     "saves": 8}
+            self.unsupported_media: set[str] = set()
+
+    def _insights_token(self, request):
+        token, error = self.user_token(request)
+        if error is None and self.INSIGHTS_SCOPE not in token.grant.scope:
+            error = graph_error(self.NO_PERMISSION, 10, status=403)
+        return token, error
+
+    @staticmethod
+    def _metrics(request, known: set):
+        metrics = [m for m in request.query.get("metric", "").split(",") if m]
+        if not metrics:
+            return None, graph_error("(#100) The parameter metric is required", 100)
+        unknown = [m for m in metrics if m not in known]
+        if unknown:
+            return None, graph_error(f"(#100) metric[0] must be one of the following values: {', '.join(sorted(known))}"
+                                     f" (got {unknown[0]})", 100)
+        return metrics, None
+
+    async def account_insights_edge(self, request):
+        fault = await self.gate("insights")
+        if fault is not None:
+            return fault
+        token, error = self._insights_token(request)
+        if error is not None:
+            return error
+        metrics, error = self._metrics(request, self.ACCOUNT_METRICS)
+        if error is not None:
+            return error
+        if request.query.get("period") != "day":
+            return graph_error("(#100) period must be one of the following values: day", 100)
+        error = window_error(request.query, 30, self.now())
+        if error is not None:
+            return error
+        user = self.account_of(token)["user_id"]
+        data = [{"name": m, "period": "day", "title": m, "description": m,
+                 "total_value": {"value": self.account_insights.get(m, 0)}, "id": f"{user}/insights/{m}/day"}
+                for m in metrics]
+        return json_response({"data": data})
+
+    async def media_insights_edge(self, request, media_id):
+        fault = await self.gate("media_insights")
+        if fault is not None:
+            return fault
+        _token, error = self._insights_token(request)
+        if error is not None:
+            return error
+        rows = {str(m["id"]): m for m in self.records_of("media")}
+        if media_id not in rows:
+            return graph_error(f"(#100) Object with ID '{media_id}' does not exist, cannot be loaded due to missing "
+                               "permissions, or does not support this operation", 100, subcode=33,
+                               type_="GraphMethodException")
+        metrics, error = self._metrics(request, self.MEDIA_METRICS)
+        if error is not None:
+            return error
+        if media_id in self.unsupported_media:
+            return graph_error(f"(#100) The metric {metrics[0]} is not supported for this media type", 100)
+        values = rows[media_id].get("insights") or {}
+        return json_response({"data": [{"name": m, "period": "lifetime", "title": m,
+                                        "values": [{"value": values.get(m, 0)}], "id": f"{media_id}/insights/{m}/lifetime"}
+                                       for m in metrics]})
+
+
+class Instagram(InstagramInsights, Graph):
     NAME = "INSTAGRAM"
     URLS = {
         "AUTH": "www.instagram.com/oauth/authorize",
@@ -228,7 +341,7 @@ class Instagram(Graph):
         ("POST", rf"graph\.instagram\.com/{VERSION}(?P<ig_id>\d+)/media_publish", "media_publish"),
         ("GET", rf"graph\.instagram\.com/{VERSION}(?P<ig_id>\d+)/stories", "stories"),
         ("GET", rf"graph\.instagram\.com/{VERSION}(?P<container_id>\d+)", "container"),
-    )
+    ) + InstagramInsights.INSIGHT_ROUTES
     ACCOUNT = {"id": "9876543210123456", "user_id": "17841405793187218", "username": "demo.creator"}
     SPEC = AuthorizeSpec(scope_sep="either", pkce="none")
     PUBLISH_SCOPE = "instagram_business_content_publish"
@@ -496,7 +609,83 @@ class Instagram(Graph):
         return self.list_edge(request, self.records_of("stories"))
 
 
-class Facebook(Graph):
+class FacebookInsights:
+    """Page and post insights (fetch_analytics), read with the page's own token from /me/accounts and
+    ``read_insights`` + ``pages_read_engagement`` (else HTTP 403 code 10): ``GET /{page-id}/insights?metric=...&period=day&since=&until=``
+    (``calls["page_insights"]``; at most 93 days apart, at most 2 years back, else code 100) answers one value per
+    day of the window, each the page row's ``insights[metric]`` (its daily value); ``GET /{post-id}/insights?
+    metric=...`` (``calls["post_insights"]``) the lifetime values of the post row's ``insights``."""
+
+    INSIGHTS_SCOPES = {"read_insights", "pages_read_engagement"}
+    PAGE_METRICS = {"page_impressions", "page_impressions_unique", "page_post_engagements", "page_follows",
+                    "page_daily_follows_unique", "page_views_total"}
+    POST_METRICS = {"post_impressions", "post_impressions_unique", "post_clicks", "post_reactions_by_type_total"}
+    INSIGHT_ROUTES = (
+        ("GET", rf"graph\.facebook\.com/{VERSION}(?P<page_id>\d+)/insights", "page_insights_edge"),
+        ("GET", rf"graph\.facebook\.com/{VERSION}(?P<post_id>\d+_\d+)/insights", "post_insights_edge"),
+    )
+    INSIGHTS_DENIED = "(#10) This endpoint requires the 'read_insights' permission and a page access token"
+
+    def _page_insights_token(self, request, page_id: str):
+        token, error = self.user_token(request)
+        if error is None and (token.data.get("page_id") != page_id
+                              or not self.INSIGHTS_SCOPES <= set(token.grant.scope)):
+            error = graph_error(self.INSIGHTS_DENIED, 10, status=403)
+        return error
+
+    @staticmethod
+    def _missing(object_id: str):
+        return graph_error(f"(#100) Object with ID '{object_id}' does not exist, cannot be loaded due to missing "
+                           "permissions, or does not support this operation", 100, subcode=33,
+                           type_="GraphMethodException")
+
+    async def page_insights_edge(self, request, page_id):
+        fault = await self.gate("page_insights")
+        if fault is not None:
+            return fault
+        pages = {str(p["id"]): p for p in self.records_of("pages")}
+        if page_id not in pages:
+            return self._missing(page_id)
+        error = self._page_insights_token(request, page_id)
+        if error is not None:
+            return error
+        metrics, error = InstagramInsights._metrics(request, self.PAGE_METRICS)
+        if error is not None:
+            return error
+        if request.query.get("period") != "day":
+            return graph_error("(#100) period must be one of the following values: day, week, days_28", 100)
+        error = window_error(request.query, 93, self.now())
+        if error is not None:
+            return error
+        since, until = int(request.query["since"]), int(request.query["until"])
+        days = range(since + DAY, until + 1, DAY)
+        daily = pages[page_id].get("insights") or {}
+        return json_response({"data": [{"name": m, "period": "day", "title": m, "description": m,
+                                        "values": [{"value": daily.get(m, 0), "end_time": _graph_time(t)}
+                                                   for t in days],
+                                        "id": f"{page_id}/insights/{m}/day"} for m in metrics]})
+
+    async def post_insights_edge(self, request, post_id):
+        fault = await self.gate("post_insights")
+        if fault is not None:
+            return fault
+        posts = {str(p["id"]): p for p in self.records_of("posts")}
+        if post_id not in posts:
+            return self._missing(post_id)
+        error = self._page_insights_token(request, str(posts[post_id].get("page_id")))
+        if error is not None:
+            return error
+        metrics, error = InstagramInsights._metrics(request, self.POST_METRICS)
+        if error is not None:
+            return error
+        values = posts[post_id].get("insights") or {}
+        return json_response({"data": [{"name": m, "period": "lifetime", "title": m,
+                                        # reactions by type is a map ({"like": n, "love": m}); the others numbers
+                                        "values": [{"value": values.get(m, {} if m.endswith("by_type_total") else 0)}],
+                                        "id": f"{post_id}/insights/{m}/lifetime"} for m in metrics]})
+
+
+class Facebook(FacebookInsights, Graph):
     NAME = "FACEBOOK"
     URLS = {
         "AUTH": "www.facebook.com/v22.0/dialog/oauth",
@@ -514,7 +703,7 @@ class Facebook(Graph):
         ("GET", rf"graph\.facebook\.com/{VERSION}me/accounts", "accounts"),
         ("GET", rf"graph\.facebook\.com/{VERSION}(?P<page_id>\d+)/posts", "posts"),
         ("POST", rf"graph\.facebook\.com/{VERSION}(?P<page_id>\d+)/feed", "feed"),
-    )
+    ) + FacebookInsights.INSIGHT_ROUTES
     ACCOUNT = {"id": "10223456789012345", "name": "Demo Person"}
     PUBLISH_SCOPES = {"pages_manage_posts", "pages_read_engagement"}
     FEED_DENIED = ("(#200) If posting to a group, requires app being installed in the group, and either "

@@ -23,6 +23,7 @@ def seed(emu) -> None:
     for provider, kinds in _records(emu, now).items():
         for kind, rows in kinds.items():
             emu[provider].set_records(kind, rows)
+    _add_metrics(emu)
 
 
 def _iso(seconds: float, fmt: str = "%Y-%m-%dT%H:%M:%SZ") -> str:
@@ -194,3 +195,29 @@ def _records(emu, now: float) -> dict[str, dict[str, list[dict]]]:
                              "steps": [{"action": {"app": {"title": "Gmail"}}}, {"action": {"app": {"title": "Slack"}}}]}
                             for i in n]},
     }
+
+
+def _add_metrics(emu) -> None:
+    """What fetch_analytics reads on top of the lists: each post's counts and insights (the accounts' own
+    metrics are the emulators' defaults)."""
+    def extend(provider: str, kind: str, fields) -> None:
+        rows = emu[provider].records_of(kind)
+        emu[provider].set_records(kind, [{**row, **fields(i, row)} for i, row in enumerate(rows)])
+
+    extend("TIKTOK", "videos", lambda i, _r: {"like_count": 50 * (i + 1), "comment_count": 5 + i,
+                                              "share_count": 2 + i})
+    extend("INSTAGRAM", "media", lambda i, _r: {"comments_count": i, "insights": {
+        "views": 300 * (i + 1), "reach": 200 * (i + 1), "saved": i, "shares": i, "total_interactions": 12 + i}})
+    extend("FACEBOOK", "pages", lambda _i, _r: {"followers_count": 1500, "insights": {
+        "page_impressions": 120, "page_impressions_unique": 90, "page_post_engagements": 15}})
+    extend("FACEBOOK", "posts", lambda i, _r: {"insights": {
+        "post_impressions": 400 + i, "post_impressions_unique": 300 + i, "post_clicks": 20 + i,
+        "post_reactions_by_type_total": {"like": 10 + i, "love": i}}})
+    extend("TWITTER", "tweets", lambda i, _r: {"public_metrics": {
+        "retweet_count": i, "reply_count": 2 * i, "like_count": 10 * (i + 1), "quote_count": 0,
+        "bookmark_count": i, "impression_count": 500 * (i + 1)}})
+    uploads = emu["YOUTUBE"].records_of("uploads")
+    emu["YOUTUBE"].set_records("videos", [
+        {"id": u["snippet"]["resourceId"]["videoId"], "statistics": {
+            "viewCount": str(1000 * (i + 1)), "likeCount": str(40 + i), "favoriteCount": "0",
+            "commentCount": str(3 + i)}} for i, u in enumerate(uploads)])

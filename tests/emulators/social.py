@@ -96,7 +96,21 @@ from .oauth2 import (
 )
 
 
-class Twitter(Provider):
+class TwitterMetrics:
+    """fetch_analytics on X: ``/2/users/me?user.fields=public_metrics`` answers ``public_metrics`` (the
+    account's, settable); each tweet's ``public_metrics`` is its ``tweets`` record's own field, served
+    when ``tweet.fields`` asks for it."""
+
+    PUBLIC_METRICS = {"followers_count": 2500, "following_count": 180, "tweet_count": 3, "listed_count": 7,
+                      "like_count": 640}
+
+    def reset(self) -> None:
+        super().reset()
+        with self.lock:
+            self.public_metrics = dict(self.PUBLIC_METRICS)
+
+
+class Twitter(TwitterMetrics, Provider):
     NAME = "TWITTER"
     URLS = {
         "AUTH": "x.com/i/oauth2/authorize",
@@ -214,6 +228,8 @@ class Twitter(Provider):
         fields = [f for f in request.query.get("user.fields", "").split(",") if f]
         user = {k: self.account[k] for k in ("id", "name", "username") if k in self.account}
         user.update({f: self.account[f] for f in fields if f in self.account})
+        if "public_metrics" in fields:
+            user["public_metrics"] = dict(self.public_metrics)
         return json_response({"data": user})
 
 
@@ -296,7 +312,51 @@ def _base36(n: int) -> str:
             return out
 
 
-class LinkedIn(Provider):
+class LinkedInPostAnalytics:
+    """Member Post Analytics (Community Management API, partners): ``GET /rest/memberCreatorPostAnalytics?q=me&
+    queryType=<metric>&aggregation=TOTAL|DAILY`` (``calls["post_analytics"]``) needs the version headers and
+    ``r_member_postAnalytics`` (else 403 ACCESS_DENIED); one metric per call (``IMPRESSION``,
+    ``MEMBERS_REACHED``, ``REACTION``, ``COMMENT``, ``RESHARE``; MEMBERS_REACHED has no DAILY aggregation, 400);
+    answers ``elements: [{count, metricType}]`` from ``post_analytics`` (the member's totals over all posts)."""
+
+    ANALYTICS_SCOPE = "r_member_postAnalytics"
+    METRIC_TYPE = "com.linkedin.adsexternalapi.memberanalytics.v1.CreatorPostAnalyticsMetricTypeV1"
+    ANALYTICS_ROUTES = (("GET", r"api\.linkedin\.com/rest/memberCreatorPostAnalytics", "member_post_analytics"),)
+
+    def reset(self) -> None:
+        super().reset()
+        with self.lock:
+            self.post_analytics = {"IMPRESSION": 8800, "MEMBERS_REACHED": 3100, "REACTION": 240, "COMMENT": 31,
+                                   "RESHARE": 9}
+
+    async def member_post_analytics(self, request):
+        fault = await self.gate("post_analytics")
+        if fault is not None:
+            return fault
+        token, status = self.status(auth_header(request), "access")
+        if status != "ok":
+            return json_response({"serviceErrorCode": 65600, "message": "Invalid access token", "status": 401}, 401)
+        wrong = self.version_error(request)
+        if wrong is not None:
+            return wrong
+        if self.ANALYTICS_SCOPE not in token.grant.scope:
+            return json_response({"serviceErrorCode": 100, "code": "ACCESS_DENIED", "status": 403, "message":
+                                  "Not enough permissions to access: memberCreatorPostAnalytics.FINDER-me.20251001"},
+                                 403)
+        q = request.query
+        metric, aggregation = q.get("queryType"), q.get("aggregation", "TOTAL")
+        if q.get("q") != "me" or metric not in self.post_analytics or aggregation not in ("TOTAL", "DAILY"):
+            return json_response({"status": 400, "code": "ILLEGAL_ARGUMENT", "message":
+                                  "q=me, a queryType among " + ", ".join(self.post_analytics) +
+                                  " and aggregation TOTAL or DAILY are required"}, 400)
+        if metric == "MEMBERS_REACHED" and aggregation == "DAILY":
+            return json_response({"status": 400, "code": "ILLEGAL_ARGUMENT",
+                                  "message": "MEMBERS_REACHED does not support DAILY aggregation"}, 400)
+        element = {"count": self.post_analytics[metric], "metricType": {self.METRIC_TYPE: metric}}
+        return json_response({"paging": {"start": 0, "count": 10, "links": []}, "elements": [element]})
+
+
+class LinkedIn(LinkedInPostAnalytics, Provider):
     NAME = "LINKEDIN"
     URLS = {
         "AUTH": "www.linkedin.com/oauth/v2/authorization",
@@ -312,12 +372,12 @@ class LinkedIn(Provider):
         ("GET", r"api\.linkedin\.com/v2/userinfo", "userinfo"),
         ("GET", r"api\.linkedin\.com/rest/posts", "posts"),
         ("POST", r"api\.linkedin\.com/rest/posts", "create_post"),
-    )
+    ) + LinkedInPostAnalytics.ANALYTICS_ROUTES
     ACCOUNT = {"sub": "782bbtaQ", "name": "Demo Member", "given_name": "Demo", "family_name": "Member",
                "email": "member@example.com", "email_verified": True, "locale": {"country": "US", "language": "en"}}
     SPEC = AuthorizeSpec(scope_sep=" ", pkce="none")
     # Community Management API (reading a member's posts): partners only; others get unauthorized_scope_error.
-    APPROVAL_ONLY = frozenset({"r_member_social"})
+    APPROVAL_ONLY = frozenset({"r_member_social", "r_member_postAnalytics"})  # the latter: post analytics
     APPROVAL_ERROR = "unauthorized_scope_error"
     ACCESS_TTL = 5184000
     REFRESH_TTL = 31536000

@@ -51,6 +51,7 @@ def test_env_names_follow_the_contract(emulators):
         if name not in NO_REVOKE:
             expected.add(f"{name}_REVOKE_URL")
     expected.add("GOOGLE_ADS_USERINFO_URL")  # its API URL is the Google Ads API; who-am-I is OpenID userinfo
+    expected.add("YOUTUBE_ANALYTICS_URL")  # YouTube Analytics (fetch_analytics) has its own host
     expected.add("SLACK_SIGNING_SECRET")  # Slack signs the slash commands it sends the app with it
     assert set(env) == expected
     assert all(v for v in env.values())

@@ -52,6 +52,8 @@ async def _collect(emulators, provider, action, token, tenant, metadata, resume,
                       auth_header=AUTH_HEADER.get(Provider(provider), "bearer"))
         api.settings = settings  # as the engine does (application credentials: bot and developer tokens)
         (act,) = action_of(Provider(provider), action)
+        if act.report is not None:  # a snapshot (fetch_analytics): its one report stands for the pages
+            return [await act.report(api, {})], api.calls
         pages = []
         async for page in act.pages(api, resume):
             pages.append(page)
@@ -63,5 +65,6 @@ async def _collect(emulators, provider, action, token, tenant, metadata, resume,
 def read_all(emulators, provider: str, action: str, *, token: str, tenant: str | None = None,
              metadata: dict | None = None, resume: dict | None = None, max_pages: int | None = None,
              env: dict | None = None):
-    """(pages, calls made). ``env``: variables to add to (None: remove from) the emulators' configuration."""
+    """(pages, calls made); for a snapshot action ([its Report], calls made). ``env``: variables to add to (None:
+    remove from) the emulators' configuration."""
     return asyncio.run(_collect(emulators, provider, action, token, tenant, metadata, resume, max_pages, env))

@@ -14,11 +14,12 @@ from test_crm_actions import sf_metadata
 from test_marketing_actions import mc_metadata
 
 from emulators.seed import seed
+from nexusctl.enums import Provider
 from providers.sync.registry import ACTIONS
 
 # The scopes only apps the provider approved get (providers/scopes.py APPROVAL): the seeded run plays such an app,
 # as an operator who set <PROVIDER>_APPROVED_SCOPES would have; every other grant is what the service requests.
-APPROVED = {"LINKEDIN": ["r_member_social"], "PAYPAL": ["https://uri.paypal.com/services/reporting/search/read"]}
+APPROVED = {"LINKEDIN": ["r_member_social", "r_member_postAnalytics"], "PAYPAL": ["https://uri.paypal.com/services/reporting/search/read"]}
 
 
 def _connection(emu, provider: str) -> dict:
@@ -41,4 +42,11 @@ def _connection(emu, provider: str) -> dict:
 def test_every_action_reads_seeded_records(fresh_emulators, provider, action):
     seed(fresh_emulators)
     pages, _ = read_all(fresh_emulators, provider, action, **_connection(fresh_emulators, provider))
+    if ACTIONS[Provider(provider)][action].report is not None:  # a snapshot: metrics of the account and its posts
+        (report,) = pages
+        assert [v for v in report.account.values() if v], report.account
+        # LinkedIn gives a member's totals only (per-post statistics are per post and metric)
+        assert report.posts or provider == "LINKEDIN", report
+        assert all(any(v for v in p["metrics"].values()) for p in report.posts), report.posts
+        return
     assert sum(len(page.items) for page in pages) > 0
