@@ -77,7 +77,18 @@ CATALOG: dict[Provider, ProviderInfo] = {info.provider: info for info in [
 ]}
 
 # The capabilities that are more than a sync action: how each is reached and what it needs.
+_REPLY = ("POST /integrations/{id}/comments/{commentId}/replies {text} (or nexusctl integrations reply ID "
+          "COMMENT_ID TEXT) answers a comment fetch_comments delivered (comment.created): ")
+
 ACTIONS: dict[Provider, tuple[Action, ...]] = {
+    Provider.TIKTOK: (Action("reply_comment", "comments", ("comment.list.manage",),
+                             _REPLY + "TikTok's comment reply (comment_id, video_id, text <= 150 characters)"),),
+    Provider.YOUTUBE: (Action("reply_comment", "comments", ("https://www.googleapis.com/auth/youtube.force-ssl",),
+                              _REPLY + "comments.insert with snippet.parentId"),),
+    Provider.INSTAGRAM: (Action("reply_comment", "comments", ("instagram_business_manage_comments",),
+                                _REPLY + "POST /{comment-id}/replies?message="),),
+    Provider.FACEBOOK: (Action("reply_comment", "comments", ("pages_show_list", "pages_manage_engagement"),
+                               _REPLY + "POST /{comment-id}/comments with the page's token"),),
     Provider.SLACK: (
         Action("slack.command", "commands", ("commands",),
                "a slash command whose Request URL is POST /integrations/inbound/slack/commands, verified with "

@@ -68,6 +68,7 @@ import secrets
 import time
 
 from .base import Provider
+from .comments import YouTubeComments
 from .youtube_upload import ResumableUploads
 from .oauth2 import (
     AuthorizeSpec,
@@ -206,13 +207,14 @@ def api_error(status: int, message: str, reason: str, domain: str = "global", ap
     return json_response({"error": error}, status, headers)
 
 
-class YouTube(ResumableUploads, Google):
+class YouTube(YouTubeComments, ResumableUploads, Google):
     NAME = "YOUTUBE"
     URLS = {**Google.URLS, "API": "www.googleapis.com"}
     ROUTES = Google.BASE_ROUTES + ResumableUploads.UPLOAD_ROUTES + (
         ("GET", r"www\.googleapis\.com/youtube/v3/channels", "channels"),
         ("GET", r"www\.googleapis\.com/youtube/v3/playlistItems", "playlist_items"),
     )
+    ROUTES += YouTubeComments.COMMENT_ROUTES
     ACCOUNT = {"id": "UCdemo0000000000000000ch", "title": "Demo Channel", "uploads": "UUdemo0000000000000000ch"}
     PARTS = {"id", "snippet", "contentDetails", "statistics", "status", "brandingSettings"}
 

@@ -90,6 +90,7 @@ import time
 from aiohttp import web
 
 from .base import Provider
+from .comments import FacebookComments, InstagramComments
 from .oauth2 import (
     AuthorizeSpec,
     auth_header,
@@ -210,7 +211,7 @@ class Graph(Provider):
         return token, None
 
 
-class Instagram(Graph):
+class Instagram(InstagramComments, Graph):
     NAME = "INSTAGRAM"
     URLS = {
         "AUTH": "www.instagram.com/oauth/authorize",
@@ -229,6 +230,7 @@ class Instagram(Graph):
         ("GET", rf"graph\.instagram\.com/{VERSION}(?P<ig_id>\d+)/stories", "stories"),
         ("GET", rf"graph\.instagram\.com/{VERSION}(?P<container_id>\d+)", "container"),
     )
+    ROUTES += InstagramComments.COMMENT_ROUTES
     ACCOUNT = {"id": "9876543210123456", "user_id": "17841405793187218", "username": "demo.creator"}
     SPEC = AuthorizeSpec(scope_sep="either", pkce="none")
     PUBLISH_SCOPE = "instagram_business_content_publish"
@@ -496,7 +498,7 @@ class Instagram(Graph):
         return self.list_edge(request, self.records_of("stories"))
 
 
-class Facebook(Graph):
+class Facebook(FacebookComments, Graph):
     NAME = "FACEBOOK"
     URLS = {
         "AUTH": "www.facebook.com/v22.0/dialog/oauth",
@@ -515,6 +517,7 @@ class Facebook(Graph):
         ("GET", rf"graph\.facebook\.com/{VERSION}(?P<page_id>\d+)/posts", "posts"),
         ("POST", rf"graph\.facebook\.com/{VERSION}(?P<page_id>\d+)/feed", "feed"),
     )
+    ROUTES += FacebookComments.COMMENT_ROUTES
     ACCOUNT = {"id": "10223456789012345", "name": "Demo Person"}
     PUBLISH_SCOPES = {"pages_manage_posts", "pages_read_engagement"}
     FEED_DENIED = ("(#200) If posting to a group, requires app being installed in the group, and either "

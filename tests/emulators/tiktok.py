@@ -75,6 +75,7 @@ import time
 from aiohttp import web
 
 from .base import Provider
+from .comments import TikTokComments
 from .oauth2 import (
     AuthorizeSpec,
     auth_header,
@@ -96,7 +97,7 @@ REFRESH_TTL = 31536000
 BASIC_FIELDS = {"open_id", "union_id", "avatar_url", "avatar_url_100", "avatar_large_url", "display_name"}
 
 
-class TikTok(Provider):
+class TikTok(TikTokComments, Provider):
     NAME = "TIKTOK"
     URLS = {
         "AUTH": "www.tiktok.com/v2/auth/authorize/",
@@ -114,6 +115,7 @@ class TikTok(Provider):
         ("POST", r"open\.tiktokapis\.com/v2/post/publish/video/init/", "publish_init"),
         ("POST", r"open\.tiktokapis\.com/v2/post/publish/status/fetch/", "publish_status"),
     )
+    ROUTES += TikTokComments.COMMENT_ROUTES
     ACCOUNT = {
         "open_id": "-000OR8pXT0bH1rUQhVA0AHfRGwV6yfJTgRo",
         "display_name": "Demo Creator",
