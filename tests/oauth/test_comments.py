@@ -194,8 +194,11 @@ def test_a_grant_without_the_comment_scopes_fails_with_missing_scopes(stack, fre
         assert write in refused.json()["error"]["message"]
         by_cli = stack.cli("integrations", "reply", integration, ids[0], "hi")
         assert by_cli.returncode == 28 and write in by_cli.stdout + by_cli.stderr, (by_cli.stdout, by_cli.stderr)
-        assert emu.calls[listed] == 0 and emu.calls[replied] == 0, provider  # refused before any call
         health = stack.api("GET", f"/integrations/{integration}/health", user=user).json()["data"]
+        if provider == "FACEBOOK":  # its token answer lists no scopes: Graph's own refusal (#10 / #200) tells
+            assert emu.calls[listed] == 1 and emu.calls[replied] >= 2, provider
+            continue
+        assert emu.calls[listed] == 0 and emu.calls[replied] == 0, provider  # refused before any call
         assert write in health["scopes"]["missing"], health
 
 
