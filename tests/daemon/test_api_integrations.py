@@ -92,6 +92,8 @@ def _requests(row_id, hook_id="h", delivery_id="d"):
             "userId": str(OWNER), "provider": "SENDGRID", "apiKey": "SG.matrix.key"}),
         ("POST", "/integrations/{id}/refresh"): ("POST", f"/integrations/{row_id}/refresh", None),
         ("POST", "/integrations/{id}/sync"): ("POST", f"/integrations/{row_id}/sync", {"action": "fetch_posts"}),
+        ("POST", "/integrations/{id}/comments/{commentId}/replies"): (
+            "POST", f"/integrations/{row_id}/comments/17900000000000001/replies", {"text": "thanks"}),
         ("POST", "/integrations/events/ingest"): ("POST", "/integrations/events/ingest", {
             "type": "content.published", "data": {"userId": str(OWNER), "contentId": "c-1"}}),
     }
@@ -99,6 +101,8 @@ def _requests(row_id, hook_id="h", delivery_id="d"):
 
 # These reach a provider, unreachable here: a caller who gets in sees PROVIDER_ERROR, not 200.
 REACHES_PROVIDER = {"/integrations/api-key", "/integrations/{id}/refresh"}
+# These refuse the fixture's integration past the auth check: its grant (["basic"]) lacks the comment scope.
+PAST_AUTH = {"/integrations/{id}/comments/{commentId}/replies": (403, "MISSING_SCOPES")}
 
 
 def test_every_protected_route_is_in_the_matrix():
@@ -141,6 +145,9 @@ async def test_authorization_matrix(api, owned, route, caller):
             expected = 403  # naming another user
         else:
             expected = 404  # someone else's integration does not exist for you
+    if expected == 200 and route[1] in PAST_AUTH:
+        assert (response.status, payload["error"]["code"]) == PAST_AUTH[route[1]], payload
+        return
     if expected == 200 and route[1] in REACHES_PROVIDER:
         assert response.status == 502 and payload["error"]["code"] == "PROVIDER_ERROR", payload
         return
