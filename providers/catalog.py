@@ -5,7 +5,8 @@ join this catalog with the providers issue. Six providers are missing from
 the spec's table; their capabilities (marked ``inferred``) follow the sync
 actions planned for them (Salesforce contacts/campaigns, TikTok Ads
 campaigns, SendGrid lists/campaigns, Stripe charges, PayPal transactions,
-Zapier zaps).
+Zapier zaps). Comments on Instagram and Facebook (beyond the spec's table, which names
+TikTok's and YouTube's) are what their Graph APIs allow with the scopes the service asks for.
 """
 
 from __future__ import annotations
@@ -55,8 +56,8 @@ def _p(provider, name, category, *capabilities, inferred=False):
 
 CATALOG: dict[Provider, ProviderInfo] = {info.provider: info for info in [
     _p("TIKTOK", "TikTok", "social", "publish", "analytics", "comments"),
-    _p("INSTAGRAM", "Instagram", "social", "publish", "stories", "analytics"),
-    _p("FACEBOOK", "Facebook", "social", "pages", "publish", "analytics"),
+    _p("INSTAGRAM", "Instagram", "social", "publish", "stories", "analytics", "comments"),
+    _p("FACEBOOK", "Facebook", "social", "pages", "publish", "analytics", "comments"),
     _p("YOUTUBE", "YouTube", "social", "upload", "analytics", "comments"),
     _p("TWITTER", "Twitter/X", "social", "publish", "analytics"),
     _p("LINKEDIN", "LinkedIn", "social", "posts", "analytics"),

@@ -384,3 +384,8 @@ def test_listed_actions_need_the_scopes_the_health_check_knows():
             assert NEEDS[provider][key] == action.scopes
             asked = SPECS[provider].optional_scopes if action.optional else SPECS[provider].scopes
             assert set(action.scopes) <= set(asked), (provider, action.name)
+    from providers.sync.comments import REPLIERS
+
+    for provider in REPLIERS:  # every provider one can reply to comments on lists the reply with its scopes
+        (reply,) = [a for a in ACTIONS[Provider(provider)] if a.name == "reply_comment"]
+        assert reply.capability == "comments" and reply.scopes == NEEDS[Provider(provider)]["reply_comment"]

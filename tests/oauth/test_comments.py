@@ -215,3 +215,14 @@ def test_a_scope_removed_at_the_provider_later_is_its_refusal_as_missing_scopes(
         log = _sync(stack, integration, user, "fetch_comments")
         assert log["status"] == "FAILED" and log["error"].startswith("MISSING_SCOPES: "), (provider, log)
         assert emu.calls[listed] >= 1  # the provider's own refusal, read as such
+
+
+def test_providers_show_lists_the_comment_actions_with_their_scopes(stack):
+    for provider in CASES:
+        shown = stack.cli("providers", "show", provider, "--json")
+        assert shown.returncode == 0, shown.stderr
+        data = json.loads(shown.stdout)
+        (reply,) = [a for a in data["actions"] if a["name"] == "reply_comment"]
+        assert reply["capability"] == "comments" and "comments" in data["capabilities"], data
+        assert " ".join(reply["scopes"]) == data["actionScopes"]["reply_comment"], data["actionScopes"]
+        assert "fetch_comments" in data["actionScopes"] and set(reply["scopes"]) <= set(data["scopes"]), data
