@@ -76,7 +76,7 @@ def _facebook(emu, n):
 CASES = {
     "TIKTOK": (_tiktok, 60, "comment_list", "comment_reply", "text", "comment.list", "comment.list.manage"),
     "YOUTUBE": (_youtube, 120, "commentThreads", "comment_insert", "textOriginal", SSL, SSL),
-    "INSTAGRAM": (_instagram, 4, "comments", "comment_reply", "text", "instagram_business_manage_comments",
+    "INSTAGRAM": (_instagram, 105, "comments", "comment_reply", "text", "instagram_business_manage_comments",
                   "instagram_business_manage_comments"),
     "FACEBOOK": (_facebook, 4, "comments", "comment_reply", "message", "pages_read_user_content",
                  "pages_manage_engagement"),
