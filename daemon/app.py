@@ -7,7 +7,8 @@ import logging
 
 from aiohttp import web
 
-from daemon import api_events, api_health, api_inbound, api_integrations, api_oauth, api_sync, api_webhooks
+from daemon import (api_comments, api_events, api_health, api_inbound, api_integrations, api_oauth, api_sync,
+                    api_webhooks)
 from daemon.auth import TokenVerifier
 from daemon.dbexec import DbExecutor
 from daemon.health import health, ready
@@ -42,6 +43,7 @@ ROUTES = [
     *api_events.ROUTES,
     *api_inbound.ROUTES,
     *api_sync.ROUTES,
+    *api_comments.ROUTES,
     *api_health.ROUTES,
     *api_integrations.ROUTES,
 ]

@@ -5,7 +5,8 @@ join this catalog with the providers issue. Six providers are missing from
 the spec's table; their capabilities (marked ``inferred``) follow the sync
 actions planned for them (Salesforce contacts/campaigns, TikTok Ads
 campaigns, SendGrid lists/campaigns, Stripe charges, PayPal transactions,
-Zapier zaps).
+Zapier zaps). Comments on Instagram and Facebook (beyond the spec's table, which names
+TikTok's and YouTube's) are what their Graph APIs allow with the scopes the service asks for.
 """
 
 from __future__ import annotations
@@ -55,8 +56,8 @@ def _p(provider, name, category, *capabilities, inferred=False):
 
 CATALOG: dict[Provider, ProviderInfo] = {info.provider: info for info in [
     _p("TIKTOK", "TikTok", "social", "publish", "analytics", "comments"),
-    _p("INSTAGRAM", "Instagram", "social", "publish", "stories", "analytics"),
-    _p("FACEBOOK", "Facebook", "social", "pages", "publish", "analytics"),
+    _p("INSTAGRAM", "Instagram", "social", "publish", "stories", "analytics", "comments"),
+    _p("FACEBOOK", "Facebook", "social", "pages", "publish", "analytics", "comments"),
     _p("YOUTUBE", "YouTube", "social", "upload", "analytics", "comments"),
     _p("TWITTER", "Twitter/X", "social", "publish", "analytics"),
     _p("LINKEDIN", "LinkedIn", "social", "posts", "analytics"),
@@ -85,25 +86,41 @@ def _analytics(scopes: tuple[str, ...], what: str) -> Action:
     return Action("fetch_analytics", "analytics", scopes, _ANALYTICS + what)
 
 
+_REPLY = ("POST /integrations/{id}/comments/{commentId}/replies {text} (or nexusctl integrations reply ID "
+          "COMMENT_ID TEXT) answers a comment fetch_comments delivered (comment.created): ")
+
+
 # The capabilities that are more than a list sync: how each is reached and what it needs.
 ACTIONS: dict[Provider, tuple[Action, ...]] = {
     Provider.TIKTOK: (
         _analytics(("user.info.stats", "video.list"),
                    "the account's followers, following, likes, videos and its 50 latest videos' views, likes, "
-                   "comments, shares (lifetime)"),),
+                   "comments, shares (lifetime)"),
+        Action("reply_comment", "comments", ("comment.list.manage",),
+               _REPLY + "TikTok's comment reply (comment_id, video_id, text <= 150 characters)"),
+    ),
     Provider.INSTAGRAM: (
         _analytics(("instagram_business_basic", "instagram_business_manage_insights"),
                    "the account's followers, media and last 28 days' reach, views, interactions and its 50 latest "
-                   "media's likes, comments, views, reach, saves, shares"),),
+                   "media's likes, comments, views, reach, saves, shares"),
+        Action("reply_comment", "comments", ("instagram_business_manage_comments",),
+               _REPLY + "POST /{comment-id}/replies?message="),
+    ),
     Provider.FACEBOOK: (
         _analytics(("pages_show_list", "pages_read_engagement", "read_insights"),
                    "each page's followers and last 28 days' impressions and engagements (read with the page's own "
-                   "token) and the 50 latest posts' impressions, reach, clicks, reactions"),),
+                   "token) and the 50 latest posts' impressions, reach, clicks, reactions"),
+        Action("reply_comment", "comments", ("pages_show_list", "pages_manage_engagement"),
+               _REPLY + "POST /{comment-id}/comments with the page's token"),
+    ),
     Provider.YOUTUBE: (
         _analytics((_G + "youtube.readonly", _G + "yt-analytics.readonly"),
                    "the channel's views, subscribers, videos, its views, likes, comments, shares, subscribers gained "
                    "and lost over the 28 days ending 2 days ago (YouTube Analytics' lag) and its 50 latest uploads' "
-                   "views, likes, comments"),),
+                   "views, likes, comments"),
+        Action("reply_comment", "comments", ("https://www.googleapis.com/auth/youtube.force-ssl",),
+               _REPLY + "comments.insert with snippet.parentId"),
+    ),
     Provider.TWITTER: (
         _analytics(("tweet.read", "users.read"),
                    "the user's followers, following, posts, listed and the 50 latest posts' impressions, likes, "

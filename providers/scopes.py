@@ -28,17 +28,30 @@ from providers.registry import SPECS
 _G = "https://www.googleapis.com/auth/"
 PAYPAL_SEARCH = "https://uri.paypal.com/services/reporting/search/read"
 
+# Comments (providers/sync/comments.py): reading them (fetch_comments) and replying to one (reply_comment).
+COMMENTS: dict[Provider, dict[str, tuple[str, ...]]] = {
+    Provider.TIKTOK: {"fetch_comments": ("video.list", "comment.list"), "reply_comment": ("comment.list.manage",)},
+    Provider.INSTAGRAM: {"fetch_comments": ("instagram_business_basic", "instagram_business_manage_comments"),
+                         "reply_comment": ("instagram_business_manage_comments",)},
+    Provider.FACEBOOK: {"fetch_comments": ("pages_show_list", "pages_read_engagement", "pages_read_user_content"),
+                        "reply_comment": ("pages_show_list", "pages_manage_engagement")},
+    Provider.YOUTUBE: {"fetch_comments": (_G + "youtube.force-ssl",), "reply_comment": (_G + "youtube.force-ssl",)},
+}
+
 NEEDS: dict[Provider, dict[str, tuple[str, ...]]] = {
     Provider.TIKTOK: {"account": ("user.info.basic",), "fetch_posts": ("video.list",), "publish": ("video.publish",),
-                      "fetch_analytics": ("user.info.stats", "video.list")},
+                      "fetch_analytics": ("user.info.stats", "video.list"), **COMMENTS[Provider.TIKTOK]},
     Provider.INSTAGRAM: {"account": ("instagram_business_basic",), "fetch_posts": ("instagram_business_basic",),
                          "publish": ("instagram_business_content_publish",),
-                         "fetch_analytics": ("instagram_business_basic", "instagram_business_manage_insights")},
+                         "fetch_analytics": ("instagram_business_basic", "instagram_business_manage_insights"),
+                         **COMMENTS[Provider.INSTAGRAM]},
     Provider.FACEBOOK: {"fetch_posts": ("pages_show_list", "pages_read_engagement"),
                         "publish": ("pages_show_list", "pages_read_engagement", "pages_manage_posts"),
-                        "fetch_analytics": ("pages_show_list", "pages_read_engagement", "read_insights")},
+                        "fetch_analytics": ("pages_show_list", "pages_read_engagement", "read_insights"),
+                        **COMMENTS[Provider.FACEBOOK]},
     Provider.YOUTUBE: {"fetch_posts": (_G + "youtube.readonly",), "publish": (_G + "youtube.upload",),
-                       "fetch_analytics": (_G + "youtube.readonly", _G + "yt-analytics.readonly")},
+                       "fetch_analytics": (_G + "youtube.readonly", _G + "yt-analytics.readonly"),
+                       **COMMENTS[Provider.YOUTUBE]},
     Provider.TWITTER: {"account": ("users.read", "offline.access"), "fetch_posts": ("tweet.read", "users.read"),
                        "publish": ("tweet.write",), "fetch_analytics": ("tweet.read", "users.read")},
     Provider.LINKEDIN: {"account": ("openid", "profile"), "publish": ("w_member_social",),

@@ -128,6 +128,36 @@ def delete_cmd(
         out(ctx).json(result.to_dict())
 
 
+@app.command("reply")
+def reply_cmd(
+    ctx: typer.Context,
+    integration_id: IntegrationId,
+    comment_id: Annotated[str, typer.Argument(help="The provider's comment id (a comment.created event's "
+                                                   "item.id).", show_default=False)],
+    text: Annotated[str, typer.Argument(help="The reply; '-' reads it from stdin.", show_default=False)],
+    video: Annotated[str | None, typer.Option("--video", help="TikTok: the video the comment is on (the event's "
+                                              "item.postId); else looked up among the latest videos.")] = None,
+    as_json: Json = False,
+) -> None:
+    """Reply to a comment at the provider (TikTok, YouTube, Instagram, Facebook); prints the reply's id.
+
+    Exit code 28 when the connection lacks the scope replying needs (reconnect it), 10 for an unknown comment.
+
+    Example:  nexusctl integrations reply 0b7f5d2c-8a41-4c4e-b2a7-3f9e1d6c5a10 UgzN2xl6tQ-demo "Thanks for watching!"
+    """
+    from nexusctl.cli.flows import run_flow
+    from nexusctl.core import comments
+
+    if text == "-":
+        text = sys.stdin.read()
+    result = run_flow(ctx, lambda svc: comments.reply(svc, integration_id, comment_id, text, video_id=video))
+    if as_json:
+        out(ctx).json(result)
+    else:
+        out(ctx).success(f"Replied to {result['provider']} comment {result['commentId']}")
+        out(ctx).value(result["replyId"])
+
+
 def _describe(result: integrations.Deleted) -> str:
     row = result.integration
     return (

@@ -81,14 +81,19 @@ def capabilities_of(row: Integration) -> list[str]:
     """What the integration does: its provider's sync actions, and publishing where the provider can."""
     return capabilities_of_provider(row.provider)
 
+REPLY_COMMENT = "reply_comment"
+
 
 def capabilities_of_provider(provider) -> list[str]:
+    from providers.sync.comments import REPLIERS
     from providers.sync.publish import PUBLISHERS
     from providers.sync.registry import actions_of
 
     names = list(actions_of(provider))
     if provider.value in PUBLISHERS:
         names.append(PUBLISH)
+    if provider.value in REPLIERS:  # replying to a comment (POST /integrations/{id}/comments/{commentId}/replies)
+        names.append(REPLY_COMMENT)
     return names
 
 

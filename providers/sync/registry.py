@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from nexusctl.enums import Provider
 from nexusctl.errors import UsageProblem
-from providers.sync import ads, analytics, automation, chat, commerce, crm, marketing, payments, social
+from providers.sync import ads, analytics, automation, chat, comments, commerce, crm, marketing, payments, social
 from providers.sync.base import SyncAction
 
 # How each provider wants its access token sent (the rest: Authorization: Bearer).
@@ -12,7 +12,7 @@ AUTH_HEADER = {Provider.SHOPIFY: "X-Shopify-Access-Token", Provider.TIKTOK_ADS: 
                Provider.WOOCOMMERCE: "basic"}  # WooCommerce: the consumer key and secret as HTTP Basic
 
 ACTIONS: dict[Provider, dict[str, SyncAction]] = {}
-for module in (chat, social, analytics, ads, commerce, crm, marketing, payments, automation):
+for module in (chat, social, analytics, comments, ads, commerce, crm, marketing, payments, automation):
     for provider, actions in module.ACTIONS.items():
         ACTIONS.setdefault(Provider(provider), {}).update({a.name: a for a in actions})
 

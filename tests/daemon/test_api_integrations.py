@@ -94,6 +94,8 @@ def _requests(row_id, hook_id="h", delivery_id="d"):
         ("POST", "/integrations/{id}/sync"): ("POST", f"/integrations/{row_id}/sync", {"action": "fetch_posts"}),
         ("POST", "/integrations/events"): ("POST", "/integrations/events", {
             "events": [{"integrationId": str(row_id), "type": "media.created"}]}),
+        ("POST", "/integrations/{id}/comments/{commentId}/replies"): (
+            "POST", f"/integrations/{row_id}/comments/17900000000000001/replies", {"text": "thanks"}),
         ("POST", "/integrations/events/ingest"): ("POST", "/integrations/events/ingest", {
             "type": "content.published", "data": {"userId": str(OWNER), "contentId": "c-1"}}),
     }
@@ -101,6 +103,8 @@ def _requests(row_id, hook_id="h", delivery_id="d"):
 
 # These reach a provider, unreachable here: a caller who gets in sees PROVIDER_ERROR, not 200.
 REACHES_PROVIDER = {"/integrations/api-key", "/integrations/{id}/refresh"}
+# These refuse the fixture's integration past the auth check: its grant (["basic"]) lacks the comment scope.
+PAST_AUTH = {"/integrations/{id}/comments/{commentId}/replies": (403, "MISSING_SCOPES")}
 
 
 def test_every_protected_route_is_in_the_matrix():
@@ -152,6 +156,9 @@ async def test_authorization_matrix(api, owned, route, caller):
             expected = 403  # naming another user
         else:
             expected = 404  # someone else's integration does not exist for you
+    if expected == 200 and route[1] in PAST_AUTH:
+        assert (response.status, payload["error"]["code"]) == PAST_AUTH[route[1]], payload
+        return
     if expected == 200 and route[1] in REACHES_PROVIDER:
         assert response.status == 502 and payload["error"]["code"] == "PROVIDER_ERROR", payload
         return
@@ -385,8 +392,8 @@ def test_listed_actions_need_the_scopes_the_health_check_knows():
 
     for provider, actions in ACTIONS.items():
         for action in actions:
-            # NEEDS keys a sync action (fetch_analytics) and publishing by their names, the rest by capability.
-            key = action.name if action.name == "publish" or action.name in actions_of(provider) else action.capability
+            # NEEDS keys a sync action (fetch_analytics), publishing and replies by their names, the rest by capability.
+            key = action.name if action.name in NEEDS[provider] else action.capability
             assert NEEDS[provider][key] == action.scopes, (provider, action.name)
             asked = SPECS[provider].optional_scopes if action.optional else SPECS[provider].scopes
             approval = set(APPROVAL_SCOPES.get(provider, ()))  # asked for once the operator says the app has it
@@ -398,3 +405,8 @@ def test_listed_actions_need_the_scopes_the_health_check_knows():
                      Provider.LINKEDIN):
         assert "fetch_analytics" in actions_of(provider), provider
         assert "fetch_analytics" in [a.name for a in ACTIONS[provider]], provider
+    from providers.sync.comments import REPLIERS
+
+    for provider in REPLIERS:  # every provider one can reply to comments on lists the reply with its scopes
+        (reply,) = [a for a in ACTIONS[Provider(provider)] if a.name == "reply_comment"]
+        assert reply.capability == "comments" and reply.scopes == NEEDS[Provider(provider)]["reply_comment"]

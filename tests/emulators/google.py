@@ -69,6 +69,7 @@ import secrets
 import time
 
 from .base import Provider
+from .comments import YouTubeComments
 from .youtube_upload import ResumableUploads
 from .oauth2 import (
     AuthorizeSpec,
@@ -293,13 +294,14 @@ class YouTubeAnalytics:
                               "rows": [[self.analytics_totals.get(m, 0) for m in metrics]]})
 
 
-class YouTube(YouTubeAnalytics, ResumableUploads, Google):
+class YouTube(YouTubeAnalytics, YouTubeComments, ResumableUploads, Google):
     NAME = "YOUTUBE"
     URLS = {**Google.URLS, "API": "www.googleapis.com", "ANALYTICS": "youtubeanalytics.googleapis.com"}
     ROUTES = Google.BASE_ROUTES + ResumableUploads.UPLOAD_ROUTES + YouTubeAnalytics.ANALYTICS_ROUTES + (
         ("GET", r"www\.googleapis\.com/youtube/v3/channels", "channels"),
         ("GET", r"www\.googleapis\.com/youtube/v3/playlistItems", "playlist_items"),
     )
+    ROUTES += YouTubeComments.COMMENT_ROUTES
     ACCOUNT = {"id": "UCdemo0000000000000000ch", "title": "Demo Channel", "uploads": "UUdemo0000000000000000ch"}
     PARTS = {"id", "snippet", "contentDetails", "statistics", "status", "brandingSettings"}
 

@@ -90,6 +90,7 @@ import time
 from aiohttp import web
 
 from .base import Provider
+from .comments import FacebookComments, InstagramComments
 from .oauth2 import (
     AuthorizeSpec,
     auth_header,
@@ -323,7 +324,7 @@ class InstagramInsights:
                                        for m in metrics]})
 
 
-class Instagram(InstagramInsights, Graph):
+class Instagram(InstagramInsights, InstagramComments, Graph):
     NAME = "INSTAGRAM"
     URLS = {
         "AUTH": "www.instagram.com/oauth/authorize",
@@ -342,6 +343,7 @@ class Instagram(InstagramInsights, Graph):
         ("GET", rf"graph\.instagram\.com/{VERSION}(?P<ig_id>\d+)/stories", "stories"),
         ("GET", rf"graph\.instagram\.com/{VERSION}(?P<container_id>\d+)", "container"),
     ) + InstagramInsights.INSIGHT_ROUTES
+    ROUTES += InstagramComments.COMMENT_ROUTES
     ACCOUNT = {"id": "9876543210123456", "user_id": "17841405793187218", "username": "demo.creator"}
     SPEC = AuthorizeSpec(scope_sep="either", pkce="none")
     PUBLISH_SCOPE = "instagram_business_content_publish"
@@ -685,7 +687,7 @@ class FacebookInsights:
                                         "id": f"{post_id}/insights/{m}/lifetime"} for m in metrics]})
 
 
-class Facebook(FacebookInsights, Graph):
+class Facebook(FacebookInsights, FacebookComments, Graph):
     NAME = "FACEBOOK"
     URLS = {
         "AUTH": "www.facebook.com/v22.0/dialog/oauth",
@@ -704,6 +706,7 @@ class Facebook(FacebookInsights, Graph):
         ("GET", rf"graph\.facebook\.com/{VERSION}(?P<page_id>\d+)/posts", "posts"),
         ("POST", rf"graph\.facebook\.com/{VERSION}(?P<page_id>\d+)/feed", "feed"),
     ) + FacebookInsights.INSIGHT_ROUTES
+    ROUTES += FacebookComments.COMMENT_ROUTES
     ACCOUNT = {"id": "10223456789012345", "name": "Demo Person"}
     PUBLISH_SCOPES = {"pages_manage_posts", "pages_read_engagement"}
     FEED_DENIED = ("(#200) If posting to a group, requires app being installed in the group, and either "

@@ -24,6 +24,8 @@ def seed(emu) -> None:
         for kind, rows in kinds.items():
             emu[provider].set_records(kind, rows)
     _add_metrics(emu)
+    for provider, rows in _comments(emu, now).items():
+        emu[provider].set_records("comments", rows)
 
 
 def _iso(seconds: float, fmt: str = "%Y-%m-%dT%H:%M:%SZ") -> str:
@@ -221,3 +223,25 @@ def _add_metrics(emu) -> None:
         {"id": u["snippet"]["resourceId"]["videoId"], "statistics": {
             "viewCount": str(1000 * (i + 1)), "likeCount": str(40 + i), "favoriteCount": "0",
             "commentCount": str(3 + i)}} for i, u in enumerate(uploads)])
+
+
+def _comments(emu, now: float) -> dict[str, list[dict]]:
+    """A few comments on the first seeded video or post of each provider with comments (tests/emulators/comments.py)."""
+    n = range(COUNT)
+    graph = "%Y-%m-%dT%H:%M:%S+0000"
+    people = ("Ada", "Grace", "Linus")
+    return {
+        "TIKTOK": [{"comment_id": f"74{i:017d}", "video_id": f"73{0:017d}", "text": f"Nice video {i}", "likes": i,
+                    "replies": 0, "create_time": int(now) - (i + 1) * 600, "username": people[i].lower(),
+                    "display_name": people[i], "parent_comment_id": None} for i in n],
+        "INSTAGRAM": [{"id": f"1790{i:012d}", "media_id": f"1789{0:012d}", "text": f"Love it {i}",
+                       "timestamp": _iso(now - (i + 1) * 600, graph), "username": people[i].lower(), "like_count": i}
+                      for i in n],
+        "FACEBOOK": [{"id": f"0_{500 + i}", "post_id": "101_0", "message": f"Great post {i}",
+                      "created_time": _iso(now - (i + 1) * 600, graph), "from": {"id": str(700 + i), "name": people[i]},
+                      "like_count": i, "comment_count": 0} for i in n],
+        "YOUTUBE": [{"id": f"UgzDemoComment{i:04d}", "videoId": "vid00000000", "textOriginal": f"First! {i}",
+                     "authorDisplayName": people[i], "authorChannelId": f"UCviewer{i:016d}", "likeCount": i,
+                     "publishedAt": _iso(now - (i + 1) * 600), "updatedAt": _iso(now - (i + 1) * 600),
+                     "totalReplyCount": 0} for i in n],
+    }

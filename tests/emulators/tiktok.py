@@ -75,6 +75,7 @@ import time
 from aiohttp import web
 
 from .base import Provider
+from .comments import TikTokComments
 from .oauth2 import (
     AuthorizeSpec,
     auth_header,
@@ -117,7 +118,7 @@ class TikTokStats:
         return None
 
 
-class TikTok(TikTokStats, Provider):
+class TikTok(TikTokStats, TikTokComments, Provider):
     NAME = "TIKTOK"
     URLS = {
         "AUTH": "www.tiktok.com/v2/auth/authorize/",
@@ -135,6 +136,7 @@ class TikTok(TikTokStats, Provider):
         ("POST", r"open\.tiktokapis\.com/v2/post/publish/video/init/", "publish_init"),
         ("POST", r"open\.tiktokapis\.com/v2/post/publish/status/fetch/", "publish_status"),
     )
+    ROUTES += TikTokComments.COMMENT_ROUTES
     ACCOUNT = {
         "open_id": "-000OR8pXT0bH1rUQhVA0AHfRGwV6yfJTgRo",
         "display_name": "Demo Creator",

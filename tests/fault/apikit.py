@@ -212,7 +212,9 @@ class World:
 
     def path_value(self, name: str) -> str:
         return {"id": self.integration, "webhookId": self.webhook, "deliveryId": self.delivery,
-                "userId": str(self.owner), "provider": "discord"}[name]
+                "userId": str(self.owner), "provider": "discord",
+                # The world's integration is Discord's, which has no comments: see test_api_security's _expected.
+                "commentId": "UgzMatrixComment01"}[name]
 
 
 def seed_world(stack, receiver: Receiver, owner: uuid.UUID | None = None) -> World:

@@ -115,6 +115,8 @@ def _expected(operation: dict, path: str, body, who: str):
     if roles and who not in roles:
         return 403, "FORBIDDEN"
     if who in ("owner", *ELEVATED):
+        if "{commentId}" in path:  # the world's Discord integration has no comments: the caller got through to
+            return 400, "VALIDATION_ERROR"  # the check (tests/oauth/test_comments.py: 201 for owner and service)
         return _success(operation), None
     # Another user: naming the owner is forbidden; the owner's rows do not exist for them.
     if "{userId}" in path or (body and "userId" in body):

@@ -1,0 +1,385 @@
+"""Comments, as the TikTok, Instagram, Facebook and YouTube emulators serve them (mixed into each).
+
+Every emulator keeps its comments in ``records_of("comments")`` (newest first, as the APIs list them); a
+reply made through the API is added there with its parent (``replies_to(id)`` finds it). Tests drive changes
+with ``edit_comment(id, **fields)`` and ``delete_comment(id)``. Each refuses a token without the scope as its
+provider does:
+
+- TIKTOK (the shape providers/sync/comments.py documents): ``POST /v2/comment/list/?fields=`` (``calls
+  ["comment_list"]``, scope ``comment.list``) ``{video_id, max_count 1-50 (default 20), cursor (an offset)}``
+  answering ``data {comments, cursor, has_more}`` (top-level comments of that video, one of ``records_of
+  ("videos")``, else 400 ``invalid_params``); ``POST /v2/comment/reply/`` (``calls["comment_reply"]``, scope
+  ``comment.list.manage``) ``{video_id, comment_id, text (1-150)}`` answering ``data.comment_id`` (404
+  ``comment_not_found`` for a comment not on that video). Rows: ``comment_id, video_id, text, likes, replies,
+  create_time (epoch s), username, display_name, parent_comment_id``. No scope: 401 ``scope_not_authorized``.
+- INSTAGRAM: ``GET /{media-id}/comments`` (``calls["comments"]``; top-level comments, Graph cursor paging) and
+  ``POST /{comment-id}/replies?message=`` (``calls["comment_reply"]``; a top-level comment only), both with
+  ``instagram_business_manage_comments``, else Graph (#10) code 10. Rows: ``id, media_id, text, timestamp,
+  username, like_count, parent_id``.
+- FACEBOOK: ``GET /{post-id}/comments`` (``calls["comments"]``) with the post's page token and
+  ``pages_read_user_content`` (else (#10) code 10), and ``POST /{comment-id}/comments`` ``message``
+  (``calls["comment_reply"]``) with that page's token and ``pages_manage_engagement`` (else (#200) code 200,
+  HTTP 403); another page's token or an unknown id: (#100) "does not exist". Rows: ``id, post_id, message,
+  created_time, from {id, name}, like_count, comment_count, parent_id``.
+- YOUTUBE: ``GET /youtube/v3/commentThreads?part=snippet&videoId=|allThreadsRelatedToChannelId=
+  &maxResults=1-100 (20)&pageToken=`` (``calls["commentThreads"]``; 404 ``videoNotFound`` for a video not
+  among the uploads) and ``POST /youtube/v3/comments?part=snippet`` ``{snippet: {parentId, textOriginal}}``
+  (``calls["comment_insert"]``; 404 ``commentNotFound``; the thread's ``totalReplyCount`` grows), both with
+  ``youtube.force-ssl`` (else 403 ``insufficientPermissions``). Rows: ``id, videoId, textOriginal,
+  authorDisplayName, authorChannelId, likeCount, publishedAt, updatedAt, totalReplyCount, parentId``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import secrets
+import time
+
+from .oauth2 import auth_header, json_response, read_json
+
+FORCE_SSL = "https://www.googleapis.com/auth/youtube.force-ssl"
+
+
+def _iso(seconds: float, fmt: str = "%Y-%m-%dT%H:%M:%SZ") -> str:
+    return time.strftime(fmt, time.gmtime(seconds))
+
+
+class CommentControls:
+    """What a test does to the comments (as their authors and the provider would): shared by the mixins."""
+
+    COMMENT_KEY = "id"
+
+    def edit_comment(self, comment_id: str, **fields) -> None:
+        with self.lock:
+            row = next(r for r in self.records.get("comments", []) if str(r[self.COMMENT_KEY]) == str(comment_id))
+            row.update(fields)
+
+    def delete_comment(self, comment_id: str) -> None:
+        with self.lock:
+            self.records["comments"] = [r for r in self.records.get("comments", [])
+                                        if str(r[self.COMMENT_KEY]) != str(comment_id)]
+
+    def replies_to(self, comment_id: str) -> list[dict]:
+        parent = "parent_comment_id" if self.COMMENT_KEY == "comment_id" else \
+            "parentId" if self.NAME == "YOUTUBE" else "parent_id"
+        return [r for r in self.records_of("comments") if str(r.get(parent)) == str(comment_id)]
+
+    def _add_comment(self, row: dict) -> None:
+        with self.lock:
+            self.records.setdefault("comments", []).insert(0, row)
+
+
+# --- TikTok ------------------------------------------------------------------------------------
+
+
+class TikTokComments(CommentControls):
+    """Mixed into the TikTok emulator (``_api_error``, ``_ok``, ``status``, ``gate`` come from there)."""
+
+    COMMENT_KEY = "comment_id"
+    COMMENT_ROUTES = (
+        ("POST", r"open\.tiktokapis\.com/v2/comment/list/", "comment_list"),
+        ("POST", r"open\.tiktokapis\.com/v2/comment/reply/", "comment_reply"),
+    )
+    COMMENT_FIELDS = {"comment_id", "video_id", "text", "likes", "replies", "create_time", "username",
+                      "display_name", "parent_comment_id", "liked", "pinned", "status", "owner"}
+    REPLY_MAX = 150
+
+    def _commenter(self, request, scope: str):
+        token, status = self.status(auth_header(request), "access")
+        if status != "ok":
+            return None, self._api_error(401, "access_token_invalid",
+                                         "The access token is invalid or not found in the request.")
+        if scope not in token.grant.scope:
+            return None, self._api_error(401, "scope_not_authorized",
+                                         "The user did not authorize the scope required for completing this "
+                                         "request.")
+        return token, None
+
+    def _video_ids(self) -> set[str]:
+        return {str(v["id"]) for v in self.records_of("videos")}
+
+    async def comment_list(self, request):
+        body = await read_json(request)
+        fault = await self.gate("comment_list")
+        if fault is not None:
+            return fault
+        _token, error = self._commenter(request, "comment.list")
+        if error is not None:
+            return error
+        fields = [f for f in request.query.get("fields", "").split(",") if f]
+        if not fields or not set(fields) <= self.COMMENT_FIELDS:
+            return self._api_error(400, "invalid_params", f"invalid fields {fields}")
+        if body is None:
+            return self._api_error(400, "invalid_params", "the request body must be JSON")
+        video, size, cursor = str(body.get("video_id") or ""), body.get("max_count", 20), body.get("cursor", 0)
+        if video not in self._video_ids():
+            return self._api_error(400, "invalid_params", f"video_id {video!r} is not one of the user's videos")
+        if not isinstance(size, int) or not 1 <= size <= 50 or not isinstance(cursor, int) or cursor < 0:
+            return self._api_error(400, "invalid_params", "max_count must be 1-50 and cursor an offset >= 0")
+        rows = [r for r in self.records_of("comments") if str(r["video_id"]) == video and
+                not r.get("parent_comment_id")]
+        page = rows[cursor:cursor + size]
+        return self._ok({"comments": [{f: r[f] for f in fields if f in r} for r in page],
+                         "cursor": cursor + len(page), "has_more": cursor + len(page) < len(rows)})
+
+    async def comment_reply(self, request):
+        body = await read_json(request)
+        fault = await self.gate("comment_reply")
+        if fault is not None:
+            return fault
+        _token, error = self._commenter(request, "comment.list.manage")
+        if error is not None:
+            return error
+        if body is None:
+            return self._api_error(400, "invalid_params", "the request body must be JSON")
+        video, comment, text = str(body.get("video_id") or ""), str(body.get("comment_id") or ""), body.get("text")
+        if not isinstance(text, str) or not 1 <= len(text) <= self.REPLY_MAX:
+            return self._api_error(400, "invalid_params", f"text must be 1-{self.REPLY_MAX} characters")
+        if not any(str(r["comment_id"]) == comment and str(r["video_id"]) == video
+                   for r in self.records_of("comments")):
+            return self._api_error(404, "comment_not_found", f"comment {comment!r} is not on video {video!r}")
+        reply_id = str(7400000000000000000 + secrets.randbelow(10**15))
+        self._add_comment({"comment_id": reply_id, "video_id": video, "text": text, "likes": 0, "replies": 0,
+                           "create_time": int(self.now()), "username": "demo.creator",
+                           "display_name": self.account.get("display_name"), "parent_comment_id": comment,
+                           "owner": True})
+        return self._ok({"comment_id": reply_id, "video_id": video, "text": text})
+
+
+# --- Instagram and Facebook (Graph) ----------------------------------------------------------
+
+
+def _graph_refusal(message: str, code: int, status: int = 400, type_: str = "OAuthException", **extra):
+    error = {"message": message, "type": type_, "code": code, **extra, "fbtrace_id": secrets.token_urlsafe(8)}
+    return json_response({"error": error}, status)
+
+
+def _missing(object_id: str):
+    return _graph_refusal(f"(#100) Object with ID '{object_id}' does not exist, cannot be loaded due to missing "
+                          "permissions, or does not support this operation", 100, error_subcode=33,
+                          type_="GraphMethodException")
+
+
+async def _graph_args(request) -> dict:
+    args = dict(request.query)
+    if request.content_type == "application/json":
+        body = await read_json(request)
+        args.update(body if isinstance(body, dict) else {})
+    elif request.can_read_body:
+        args.update({k: v for k, v in (await request.post()).items() if isinstance(v, str)})
+    return args
+
+
+class InstagramComments(CommentControls):
+    """Mixed into the Instagram emulator (``user_token``, ``list_edge``, ``gate``)."""
+
+    SCOPE = "instagram_business_manage_comments"
+    COMMENT_ROUTES = (
+        ("GET", r"graph\.instagram\.com/(?:v\d+\.\d+/)?(?P<media_id>\d+)/comments", "media_comments"),
+        ("POST", r"graph\.instagram\.com/(?:v\d+\.\d+/)?(?P<comment_id>\d+)/replies", "comment_replies"),
+    )
+    DENIED = "(#10) Application does not have permission for this action"
+
+    async def media_comments(self, request, media_id):
+        fault = await self.gate("comments")
+        if fault is not None:
+            return fault
+        token, error = self.user_token(request)
+        if error is not None:
+            return error
+        if self.SCOPE not in token.grant.scope:
+            return _graph_refusal(self.DENIED, 10, 403)
+        if media_id not in {str(m["id"]) for m in self.records_of("media")}:
+            return _missing(media_id)
+        rows = [c for c in self.records_of("comments") if str(c["media_id"]) == media_id and not c.get("parent_id")]
+        return self.list_edge(request, rows)
+
+    async def comment_replies(self, request, comment_id):
+        args = await _graph_args(request)
+        fault = await self.gate("comment_reply")
+        if fault is not None:
+            return fault
+        token, error = self.user_token(request)
+        if error is not None:
+            return error
+        if self.SCOPE not in token.grant.scope:
+            return _graph_refusal(self.DENIED, 10, 403)
+        parent = next((c for c in self.records_of("comments") if str(c["id"]) == comment_id), None)
+        if parent is None or parent.get("parent_id"):
+            return _missing(comment_id)
+        message = args.get("message")
+        if not isinstance(message, str) or not message.strip() or len(message) > 2200:
+            return _graph_refusal("(#100) The parameter message is required (at most 2,200 characters)", 100)
+        reply_id = str(17900000000000000 + secrets.randbelow(10**14))
+        self._add_comment({"id": reply_id, "media_id": parent["media_id"], "text": message,
+                           "timestamp": _iso(self.now(), "%Y-%m-%dT%H:%M:%S+0000"),
+                           "username": self.account.get("username"), "like_count": 0, "parent_id": comment_id})
+        return json_response({"id": reply_id})
+
+
+class FacebookComments(CommentControls):
+    """Mixed into the Facebook emulator (``user_token``, ``list_edge``, ``gate``, page tokens)."""
+
+    COMMENT_ROUTES = (
+        ("GET|POST", r"graph\.facebook\.com/(?:v\d+\.\d+/)?(?P<object_id>\d+_\d+)/comments", "object_comments"),
+    )
+
+    def _page_of_post(self, post_id: str) -> str | None:
+        post = next((p for p in self.records_of("posts") if str(p["id"]) == post_id), None)
+        return None if post is None else str(post.get("page_id"))
+
+    async def object_comments(self, request, object_id):
+        args = await _graph_args(request) if request.method == "POST" else {}
+        fault = await self.gate("comments" if request.method == "GET" else "comment_reply")
+        if fault is not None:
+            return fault
+        token, status = self.status(self.request_token(request) or args.get("access_token"), "access")
+        if status != "ok":
+            return self.token_error(token, status)
+        if request.method == "GET":
+            page = self._page_of_post(object_id)
+            if page is None or token.data.get("page_id") != page:
+                return _missing(object_id)
+            if "pages_read_user_content" not in token.grant.scope:
+                return _graph_refusal("(#10) This endpoint requires the 'pages_read_user_content' permission", 10,
+                                      403)
+            rows = [c for c in self.records_of("comments") if str(c["post_id"]) == object_id and
+                    not c.get("parent_id")]
+            return self.list_edge(request, rows)
+        parent = next((c for c in self.records_of("comments") if str(c["id"]) == object_id), None)
+        if parent is None or token.data.get("page_id") != self._page_of_post(str(parent["post_id"])):
+            return _missing(object_id)
+        if "pages_manage_engagement" not in token.grant.scope:
+            return _graph_refusal("(#200) Replying to a comment requires the pages_manage_engagement permission "
+                                  "with a page access token", 200, 403)
+        message = args.get("message")
+        if not isinstance(message, str) or not message.strip() or len(message) > 8000:
+            return _graph_refusal("(#100) Missing message or attachment", 100)
+        reply_id = f"{parent['post_id'].split('_')[1]}_{secrets.randbelow(10**12)}"
+        page_name = next((p.get("name") for p in self.records_of("pages")
+                          if str(p["id"]) == token.data.get("page_id")), None)
+        self._add_comment({"id": reply_id, "post_id": parent["post_id"], "message": message,
+                           "created_time": _iso(self.now(), "%Y-%m-%dT%H:%M:%S+0000"),
+                           "from": {"id": token.data.get("page_id"), "name": page_name}, "like_count": 0,
+                           "comment_count": 0, "parent_id": object_id})
+        return json_response({"id": reply_id})
+
+
+# --- YouTube -----------------------------------------------------------------------------------
+
+
+def _youtube_error(status: int, message: str, reason: str, domain: str = "global"):
+    error = {"code": status, "message": message, "errors": [{"message": message, "domain": domain,
+                                                             "reason": reason}]}
+    return json_response({"error": error}, status)
+
+
+class YouTubeComments(CommentControls):
+    """Mixed into the YouTube emulator (``bearer_status``, ``gate``, ``account``)."""
+
+    COMMENT_ROUTES = (
+        ("GET", r"www\.googleapis\.com/youtube/v3/commentThreads", "comment_threads"),
+        ("POST", r"www\.googleapis\.com/youtube/v3/comments", "comment_insert"),
+    )
+
+    def _commenter(self, request):
+        token, status = self.bearer_status(request)
+        if status != "ok":
+            return _youtube_error(401, "Request had invalid authentication credentials.", "authError")
+        if FORCE_SSL not in token.grant.scope:
+            return _youtube_error(403, "Request had insufficient authentication scopes.", "insufficientPermissions")
+        return None
+
+    def _thread(self, row: dict, parts: list[str]) -> dict:
+        top = {"kind": "youtube#comment", "etag": secrets.token_urlsafe(8), "id": row["id"],
+               "snippet": {"channelId": self.account.get("id"), "videoId": row["videoId"],
+                           "textDisplay": row["textOriginal"], "textOriginal": row["textOriginal"],
+                           "authorDisplayName": row.get("authorDisplayName"),
+                           "authorChannelId": {"value": row.get("authorChannelId")},
+                           "canRate": True, "viewerRating": "none", "likeCount": row.get("likeCount", 0),
+                           "publishedAt": row.get("publishedAt"), "updatedAt": row.get("updatedAt")}}
+        thread = {"kind": "youtube#commentThread", "etag": secrets.token_urlsafe(8), "id": row["id"]}
+        if "snippet" in parts:
+            thread["snippet"] = {"channelId": self.account.get("id"), "videoId": row["videoId"],
+                                 "topLevelComment": top, "canReply": True,
+                                 "totalReplyCount": row.get("totalReplyCount", 0), "isPublic": True}
+        return thread
+
+    async def comment_threads(self, request):
+        fault = await self.gate("commentThreads")
+        if fault is not None:
+            return fault
+        error = self._commenter(request)
+        if error is not None:
+            return error
+        q = request.query
+        parts = [p for p in q.get("part", "").split(",") if p]
+        if not parts or not set(parts) <= {"id", "snippet", "replies"}:
+            return _youtube_error(400, "'part' must name commentThread parts", "invalidPart", "youtube.part")
+        rows = [r for r in self.records_of("comments") if not r.get("parentId")]
+        videos = {str(((u.get("snippet") or {}).get("resourceId") or {}).get("videoId"))
+                  for u in self.records_of("uploads")}
+        if q.get("videoId"):
+            if q["videoId"] not in videos:
+                return _youtube_error(404, "The video identified by the videoId parameter could not be found.",
+                                      "videoNotFound", "youtube.commentThread")
+            rows = [r for r in rows if r["videoId"] == q["videoId"]]
+        elif q.get("allThreadsRelatedToChannelId") != self.account.get("id"):
+            return _youtube_error(400, "No filter selected. Expected one of: videoId, allThreadsRelatedToChannelId, "
+                                  "id", "missingRequiredParameter", "youtube.parameter")
+        try:
+            size = int(q.get("maxResults", 20))
+            start = int(base64.urlsafe_b64decode(q["pageToken"]).decode().split(":")[1]) if q.get("pageToken") else 0
+        except (ValueError, IndexError, UnicodeDecodeError, binascii.Error):
+            return _youtube_error(400, "The request specifies an invalid page token.", "invalidPageToken",
+                                  "youtube.parameter")
+        if not 1 <= size <= 100:
+            return _youtube_error(400, "Invalid value for maxResults: must be 1 to 100", "invalidParameter",
+                                  "youtube.parameter")
+        page = rows[start:start + size]
+        body = {"kind": "youtube#commentThreadListResponse", "etag": secrets.token_urlsafe(8),
+                "pageInfo": {"totalResults": len(page), "resultsPerPage": size},
+                "items": [self._thread(r, parts) for r in page]}
+        if start + size < len(rows):
+            body["nextPageToken"] = base64.urlsafe_b64encode(f"ct:{start + size}".encode()).decode()
+        return json_response(body)
+
+    async def comment_insert(self, request):
+        body = await read_json(request)
+        fault = await self.gate("comment_insert")
+        if fault is not None:
+            return fault
+        error = self._commenter(request)
+        if error is not None:
+            return error
+        if request.query.get("part") != "snippet":
+            return _youtube_error(400, "'part' must be snippet", "invalidPart", "youtube.part")
+        snippet = (body or {}).get("snippet") if isinstance(body, dict) else None
+        if not isinstance(snippet, dict) or not snippet.get("parentId"):
+            return _youtube_error(400, "The comment must have a parentId (a reply).", "parentIdMissing",
+                                  "youtube.comment")
+        text = snippet.get("textOriginal")
+        if not isinstance(text, str) or not text.strip():
+            return _youtube_error(400, "The comment is empty.", "commentTextRequired", "youtube.comment")
+        if len(text) > 10000:
+            return _youtube_error(400, "The comment is too long.", "commentTextTooLong", "youtube.comment")
+        parent_id = str(snippet["parentId"])
+        with self.lock:
+            parent = next((r for r in self.records.get("comments", []) if r["id"] == parent_id and
+                           not r.get("parentId")), None)
+            if parent is not None:
+                parent["totalReplyCount"] = parent.get("totalReplyCount", 0) + 1
+        if parent is None:
+            return _youtube_error(404, "The comment identified by the parentId parameter could not be found.",
+                                  "commentNotFound", "youtube.comment")
+        now = _iso(self.now())
+        reply_id = f"{parent_id}.{secrets.token_urlsafe(12)}"
+        self._add_comment({"id": reply_id, "videoId": parent["videoId"], "textOriginal": text,
+                           "authorDisplayName": self.account.get("title"), "authorChannelId": self.account.get("id"),
+                           "likeCount": 0, "publishedAt": now, "updatedAt": now, "parentId": parent_id})
+        return json_response({"kind": "youtube#comment", "etag": secrets.token_urlsafe(8), "id": reply_id,
+                              "snippet": {"parentId": parent_id, "textOriginal": text, "textDisplay": text,
+                                          "authorDisplayName": self.account.get("title"),
+                                          "publishedAt": now, "updatedAt": now, "likeCount": 0}})
+
