@@ -10,6 +10,7 @@ expiring tokens the partial (expires_at) WHERE is_active index, health the (heal
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from urllib.parse import urlsplit
 
 import peewee
@@ -88,15 +89,17 @@ def failing_endpoints(now: dt.datetime | None = None, limit: int = LIST_LIMIT) -
                         | (WebhookAttempt.status_code >= 300)))
               .limit(WINDOW_CAP).alias("failed"))
     count = fn.COUNT(SQL("*"))
-    top = list(peewee.Select([failed], [failed.c.webhook_id, count]).group_by(failed.c.webhook_id)
-               .order_by(count.desc()).limit(limit).bind(database_proxy).tuples())
+    # Raw tuples: the ids as the database spells them (32 hex digits on SQLite), made UUIDs here.
+    top = [(uuid.UUID(str(w)), n) for w, n in
+           peewee.Select([failed], [failed.c.webhook_id, count]).group_by(failed.c.webhook_id)
+           .order_by(count.desc()).limit(limit).bind(database_proxy).tuples()]
     if not top:
         return []
-    hooks = {str(h.id): h for h in Webhook.select(Webhook.id, Webhook.url, Webhook.is_active, Webhook.failing_since,
+    hooks = {h.id: h for h in Webhook.select(Webhook.id, Webhook.url, Webhook.is_active, Webhook.failing_since,
                                                   Webhook.integration).where(Webhook.id.in_([w for w, _ in top]))}
     rows = []
     for webhook_id, failures in top:
-        hook = hooks.get(str(webhook_id))
+        hook = hooks.get(webhook_id)
         if hook is None:  # deleted meanwhile
             continue
         rows.append({"webhookId": str(hook.id), "integrationId": str(hook.integration_id),
