@@ -24,7 +24,8 @@ from rich.table import Table
 from rich.text import Text
 
 QUIT_KEYS = ("q", "Q")
-WIDE = 110  # columns from which the sections sit side by side
+WIDE = 160  # columns from which the sections sit side by side (each then needs ~80 for its ids)
+IDS = ("WEBHOOK", "INTEGRATION")
 
 
 def stdin_is_terminal() -> bool:
@@ -90,7 +91,8 @@ def _section(title: str, *columns: str) -> Table:
     table = Table(title=title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD, expand=True,
                   show_edge=False, pad_edge=False, padding=(0, 1))
     for column in columns:
-        table.add_column(column, overflow="ellipsis", no_wrap=True)
+        # Ids whole (they are what `nexusctl webhooks show` takes), headers never cut: the free text gives way.
+        table.add_column(column, overflow="ellipsis", no_wrap=True, min_width=36 if column in IDS else len(column))
     return table
 
 
@@ -114,7 +116,7 @@ def _queue(snap: dict) -> Table:
 
 
 def _failing(snap: dict, now: dt.datetime) -> Table:
-    table = _section("Endpoints failing most (last 5 min)", "HOST", "FAILURES", "FAILING FOR", "WEBHOOK")
+    table = _section("Endpoints failing most (last 5 min)", "HOST", "FAILURES", "FOR", "WEBHOOK")
     for row in snap["failingEndpoints"]:
         since = _ago(row["failingSince"], now) if row["failingSince"] else "-"
         host = row["host"] + ("" if row["active"] else " (disabled)")
