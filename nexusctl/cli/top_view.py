@@ -33,7 +33,12 @@ def stdin_is_terminal() -> bool:
 
 
 def print_frame(console: Console, snap: dict) -> None:
-    console.print(frame(snap, console.size.width))
+    if console.is_terminal:
+        console.print(frame(snap, console.size.width))
+        return
+    with console.capture() as captured:  # for a pipe: plain lines without the tables' padding
+        console.print(frame(snap, console.size.width))
+    console.file.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
 
 
 def run_live(console: Console, read: Callable[[], dict], interval: float) -> None:
@@ -135,13 +140,13 @@ def _health(snap: dict, now: dt.datetime) -> Table:
 
     styles = {"healthy": "green", "degraded": "yellow", "broken": "red", "unknown": "dim"}
     summary = "  ".join(f"{name} {count(value)}" for name, value in health["byStatus"].items())
-    table = _section(f"Integrations: {summary}", "EXPIRING (24 h)", "PROVIDER", "IN", "INTEGRATION")
+    table = _section(f"Integrations: {summary}", "NAME", "PROVIDER", "TOKEN EXPIRES", "INTEGRATION")
     table.title = Text.assemble(("Integrations: ", "bold"), *[
         part for name, value in health["byStatus"].items()
         for part in ((f"{name} {count(value)}", styles[name]), ("  ", None))])
     for row in health["expiringSoonest"]:
         table.add_row(row["name"], row["provider"], _ago(row["expiresAt"], now), row["integrationId"])
-    table.caption = f"tokens expiring within 24 h: {count(health['expiringWithin24h'])}"
+    table.caption = f"tokens expiring within 24 h: {count(health['expiringWithin24h'])} (the soonest above)"
     table.caption_justify = "left"
     return table
 
