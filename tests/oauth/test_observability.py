@@ -10,6 +10,7 @@ both leaving the terminal as they found it (the alternate screen left, the tty m
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -111,6 +112,7 @@ def test_metrics_move_with_real_work_and_parse(stack, fresh_emulators):
     assert _value(after, "process_resident_memory_bytes") > 10_000_000
     assert _value(after, "process_open_fds") > 0 and _value(after, "process_cpu_seconds_total") > 0
     assert any(name == "python_info" for name, _ in after)
+    _promtool_accepts(stack.api("GET", "/metrics").text)
     # Prometheus' naming: counters' samples end in _total, durations are in seconds, no series is ours twice.
     for family in families:
         if not family.name.startswith("nexus_"):
@@ -121,6 +123,16 @@ def test_metrics_move_with_real_work_and_parse(stack, fresh_emulators):
             assert family.name.endswith("_seconds"), family.name
         else:
             assert not family.name.endswith("_total"), family.name
+
+
+def _promtool_accepts(text: str) -> None:
+    """`promtool check metrics` (Debian's prometheus package): the format and Prometheus' lint rules
+    (units, _total suffixes, help texts). PROMTOOL names it when it is not on PATH."""
+    promtool = os.environ.get("PROMTOOL") or shutil.which("promtool")
+    if promtool is None:
+        return  # the parser above still read it; the lint needs the prometheus package
+    checked = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def test_each_daemon_answers_its_own_figures(stack, fresh_emulators):
