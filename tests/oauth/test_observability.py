@@ -221,9 +221,11 @@ class Tmux:
         # The tty modes before and after, and the exit code; then the pane stays for us to read. The shell
         # catches SIGINT (Ctrl-C goes to the whole foreground group) so it lives to write them; a caught
         # signal is reset for the command it runs, which gets Ctrl-C as from an interactive shell.
+        # Each file appears whole (written aside, then renamed): a reader never sees one half written.
         script.write_text(f"trap 'true' INT\nstty -a > {self.work}/stty-before\n{command}\n"
-                          f"echo $? > {self.work}/exit-code\n"
-                          f"stty -a > {self.work}/stty-after\nsleep 60\n")
+                          f"echo $? > {self.work}/exit-code.tmp\nstty -a > {self.work}/stty-after.tmp\n"
+                          f"mv {self.work}/stty-after.tmp {self.work}/stty-after\n"
+                          f"mv {self.work}/exit-code.tmp {self.work}/exit-code\nsleep 60\n")
         self.tmux("new-session", "-d", "-s", "top", "-x", "140", "-y", "50", f"sh {shlex.quote(str(script))}")
 
     def screen(self) -> str:
