@@ -49,19 +49,17 @@ ROUTES = [
 ]
 
 
-def metrics_collector(app: web.Application):
-    """Gauge lines for /metrics from two aggregate queries (run on the database threads at scrape time)."""
+def metrics_reader(app: web.Application):
+    """Sets /metrics' health gauges from two aggregate queries (run on the database threads at scrape time)."""
 
-    async def collect() -> list[str]:
-        from daemon.app import DB
+    async def read() -> None:
+        from daemon.app import DB, METRICS
 
         gauges = await app[DB].run(health_checks.gauges)
-        lines = ["# HELP nexus_integrations Integrations by provider and health status (unknown: not checked yet).",
-                 "# TYPE nexus_integrations gauge"]
-        for provider, status, count in sorted(gauges["byStatus"]):
-            lines.append(f'nexus_integrations{{provider="{provider}",status="{status}"}} {count}')
-        lines += ["# HELP nexus_tokens_expiring_24h Active integrations whose access token expires within 24 hours.",
-                  "# TYPE nexus_tokens_expiring_24h gauge", f"nexus_tokens_expiring_24h {gauges['expiringWithin24h']}"]
-        return lines
+        metrics = app[METRICS]
+        metrics.integrations.clear()  # a provider/status with no integration left is no series, not a stale one
+        for provider, status, count in gauges["byStatus"]:
+            metrics.integrations.labels(provider, status).set(count)
+        metrics.tokens_expiring.set(gauges["expiringWithin24h"])
 
-    return collect
+    return read

@@ -18,7 +18,9 @@ from daemon.observe import METRICS, Metrics, metrics_handler, observe_middleware
 from daemon.openapi import openapi_handler
 from daemon.routing import BODY_TIMEOUT, Route, add_routes
 from db.database import bind, open_database
+from nexusctl import telemetry
 from nexusctl.config import Settings
+from nexusctl.core import activity
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +64,10 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[BODY_TIMEOUT] = settings.http_body_timeout
     app[METRICS] = Metrics()
-    app[METRICS].collector(api_health.metrics_collector(app))
+    app[METRICS].db_reader(api_health.metrics_reader(app))
+    app[METRICS].db_reader(_delivery_queue_reader(app))
     app[VERIFIER] = TokenVerifier(settings)
+    app.cleanup_ctx.append(_telemetry)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_redis)
     app.cleanup_ctx.append(_services)
@@ -73,6 +77,24 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_sync_runner)
     add_routes(app, ROUTES)
     return app
+
+
+async def _telemetry(app: web.Application):
+    """What core and the providers report (nexusctl.telemetry) goes to this app's /metrics while it runs."""
+    telemetry.install(app[METRICS])
+    yield
+    if telemetry.installed() is app[METRICS]:
+        telemetry.install(None)
+
+
+def _delivery_queue_reader(app: web.Application):
+    async def read() -> None:
+        metrics = app[METRICS]
+        for row in await app[DB].run(activity.queue):
+            metrics.queue_depth.labels(row["status"]).set(row["depth"])
+            metrics.queue_oldest.labels(row["status"]).set(row["oldestDueSeconds"])
+
+    return read
 
 
 async def _database(app: web.Application):

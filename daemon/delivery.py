@@ -21,7 +21,7 @@ import time
 import aiohttp
 
 from db.fields import utcnow
-from nexusctl import ssrf
+from nexusctl import ssrf, telemetry
 from nexusctl.core import attempts, deliveries, key_usage, signing
 from nexusctl.core.attempts import Result
 from nexusctl.errors import DatabaseUnavailable, UsageProblem
@@ -68,7 +68,7 @@ class DeliveryWorker:
                                     ("claimed", "Deliveries claimed by the delivery worker."),
                                     ("record_batches", "Transactions recording delivery outcomes."),
                                     ("recorded", "Delivery outcomes recorded.")):
-                metrics.gauge(f"nexus_webhook_{name}_total", help_text, lambda name=name: self.counts[name])
+                metrics.counter_from(f"nexus_webhook_{name}_total", help_text, lambda name=name: self.counts[name])
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -228,6 +228,9 @@ class DeliveryWorker:
             log.exception("delivery %s: recording the attempt failed", item.id)
             return
         self.sent += 1
+        telemetry.delivery_attempt(outcome)
+        if item.attempts == 0 and item.created_at is not None:
+            telemetry.emit_to_attempt((result.started_at - item.created_at).total_seconds())
         log.info("delivery %s (%s) attempt %d -> %s %s in %d ms", item.id, item.event, item.attempts + 1,
                  result.status_code or "-", outcome, result.duration_ms)
 

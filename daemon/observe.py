@@ -1,8 +1,12 @@
-"""Request ids, one log line per request, and Prometheus metrics.
+"""Request ids, one log line per request, and Prometheus metrics (prometheus-client).
 
 Routes are labelled by their template (``/integrations/{id}``), never the raw
 path, so label sets stay bounded; unmatched paths share one label. Query
 strings are never logged: OAuth callbacks carry codes and state there.
+
+Each daemon process has its own registry and answers its own figures: run several daemons on one
+host and Prometheus scrapes each of them (one target per daemon). The figures read from the database
+at scrape time (integrations by health, the delivery queue) are the same whichever daemon answers.
 """
 
 from __future__ import annotations
@@ -12,69 +16,139 @@ import logging
 import re
 import time
 import uuid
-from bisect import bisect_left
-from collections import defaultdict
 from typing import Awaitable, Callable
 
+import prometheus_client
 from aiohttp import web
+from prometheus_client import (CollectorRegistry, Counter, GCCollector, Gauge, Histogram, PlatformCollector,
+                               ProcessCollector, generate_latest)
+from prometheus_client.core import CounterMetricFamily
 
 log = logging.getLogger("nexusctl.access")
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# From an event's emit to its delivery's first attempt: milliseconds when the worker keeps up, minutes
+# behind a backlog.
+LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+# The database is read at most once a second however many scrapers there are.
+DB_READ_INTERVAL = 1.0
 REQUEST_ID = web.RequestKey("request_id", str)
 _VALID_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
+# A *_created sample per counter doubles the series and says nothing a scraper needs.
+prometheus_client.disable_created_metrics()
 
-class Metrics:
-    """Counters and latency histograms by route and status; gauges added by later features."""
+
+class _Totals:
+    """Counters kept by their owners (the delivery worker's claims, the relay's published events), read at scrape."""
 
     def __init__(self) -> None:
-        self.requests: dict[tuple[str, str, int], int] = defaultdict(int)
-        self.latency: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0] * (len(BUCKETS) + 1))
-        self.latency_sum: dict[tuple[str, str], float] = defaultdict(float)
-        self.gauges: dict[str, tuple[str, Callable[[], float]]] = {}
-        # Async sources of whole metric families (labelled gauges read from the database at scrape time).
-        self.collectors: list[Callable[[], Awaitable[list[str]]]] = []
+        self.reads: dict[str, tuple[str, Callable[[], float]]] = {}
+
+    def collect(self):
+        for name, (help_text, read) in sorted(self.reads.items()):
+            family = CounterMetricFamily(name, help_text)
+            family.add_metric([], read())
+            yield family
+
+
+class Metrics:
+    """This daemon's registry: requests, the process, what core reports (nexusctl.telemetry) and gauges
+    read from the database at scrape time."""
+
+    def __init__(self) -> None:
+        self.registry = registry = CollectorRegistry()
+        ProcessCollector(registry=registry)  # process_resident_memory_bytes, cpu, open fds (Linux)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
+        self.requests = Counter("nexus_http_requests_total", "HTTP requests by route and status.",
+                                ("method", "route", "status"), registry=registry)
+        self.latency = Histogram("nexus_http_request_duration_seconds", "Time to answer, by route.",
+                                 ("method", "route"), buckets=BUCKETS, registry=registry)
+        self.attempts = Counter("nexus_delivery_attempts_total",
+                                "Webhook delivery attempts by outcome (delivered, retrying, failed, disabled, lost).",
+                                ("outcome",), registry=registry)
+        self.lag = Histogram("nexus_delivery_emit_to_attempt_seconds",
+                             "Time from an event's emit to its delivery's first attempt.",
+                             buckets=LAG_BUCKETS, registry=registry)
+        self.refreshes = Counter("nexus_token_refreshes_total",
+                                 "Token refreshes by provider and outcome (refreshed, not_yet, failed, revoked, "
+                                 "error, not_extended).", ("provider", "outcome"), registry=registry)
+        self.syncs = Counter("nexus_sync_runs_total",
+                             "Finished sync runs by action and outcome (completed, failed, cancelled, deferred).",
+                             ("action", "outcome"), registry=registry)
+        self.provider_calls = Counter("nexus_provider_requests_total",
+                                      "Calls to providers' APIs by provider and HTTP status (error: no answer).",
+                                      ("provider", "status"), registry=registry)
+        self.provider_latency = Histogram("nexus_provider_request_duration_seconds",
+                                          "Time a provider's API took to answer, by provider.", ("provider",),
+                                          buckets=BUCKETS, registry=registry)
+        self.oauth = Counter("nexus_oauth_flows_total",
+                             "OAuth connect flows by provider and outcome (started, connected, denied, failed, "
+                             "bad_state).", ("provider", "outcome"), registry=registry)
+        # Read from the database at scrape time (see db_reader).
+        self.integrations = Gauge("nexus_integrations",
+                                  "Integrations by provider and health status (unknown: not checked yet).",
+                                  ("provider", "status"), registry=registry)
+        self.tokens_expiring = Gauge("nexus_tokens_expiring_24h",
+                                     "Active integrations whose access token expires within 24 hours.",
+                                     registry=registry)
+        self.queue_depth = Gauge("nexus_delivery_queue_depth",
+                                 "Deliveries waiting to be sent, by status (counted up to a cap: "
+                                 "nexusctl.core.activity.QUEUE_COUNT_CAP).", ("status",), registry=registry)
+        self.queue_oldest = Gauge("nexus_delivery_queue_oldest_due_age_seconds",
+                                  "How long the longest-waiting due delivery has been due, by status (0: none due).",
+                                  ("status",), registry=registry)
+        self.totals = _Totals()
+        registry.register(self.totals)
+        self.readers: list[Callable[[], Awaitable[None]]] = []
+        self._read_at = -DB_READ_INTERVAL
+
+    # --- what the middleware and nexusctl.telemetry report ------------------------
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests[(method, route, status)] += 1
-        self.latency[(method, route)][bisect_left(BUCKETS, seconds)] += 1
-        self.latency_sum[(method, route)] += seconds
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(seconds)
 
-    def gauge(self, name: str, help_text: str, read: Callable[[], float]) -> None:
-        self.gauges[name] = (help_text, read)
+    def refresh(self, provider: str, outcome: str) -> None:
+        self.refreshes.labels(provider, outcome).inc()
 
-    def collector(self, collect: Callable[[], Awaitable[list[str]]]) -> None:
-        self.collectors.append(collect)
+    def sync_run(self, action: str, outcome: str) -> None:
+        self.syncs.labels(action, outcome).inc()
 
-    async def render_all(self) -> str:
-        """``render`` plus every collector's lines; a failing collector is logged and left out."""
-        lines = []
-        for collect in self.collectors:
-            try:
-                lines += await collect()
-            except Exception:  # noqa: BLE001 - one family missing beats a /metrics that fails
-                log.warning("a metrics collector failed", exc_info=True)
-        return self.render() + ("\n".join(lines) + "\n" if lines else "")
+    def provider_call(self, provider: str, status: str, seconds: float) -> None:
+        self.provider_calls.labels(provider, status).inc()
+        self.provider_latency.labels(provider).observe(seconds)
 
-    def render(self) -> str:
-        lines = ["# HELP nexus_http_requests_total HTTP requests by route and status.",
-                 "# TYPE nexus_http_requests_total counter"]
-        for (method, route, status), count in sorted(self.requests.items()):
-            lines.append(f'nexus_http_requests_total{{method="{method}",route="{route}",status="{status}"}} {count}')
-        lines += ["# HELP nexus_http_request_duration_seconds Time to answer, by route.",
-                  "# TYPE nexus_http_request_duration_seconds histogram"]
-        for (method, route), counts in sorted(self.latency.items()):
-            labels = f'method="{method}",route="{route}"'
-            running = 0
-            for bound, count in zip((*BUCKETS, "+Inf"), counts, strict=False):
-                running += count
-                lines.append(f'nexus_http_request_duration_seconds_bucket{{{labels},le="{bound}"}} {running}')
-            lines.append(f"nexus_http_request_duration_seconds_sum{{{labels}}} {self.latency_sum[(method, route)]:.6f}")
-            lines.append(f"nexus_http_request_duration_seconds_count{{{labels}}} {running}")
-        for name, (help_text, read) in sorted(self.gauges.items()):
-            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge", f"{name} {read()}"]
-        return "\n".join(lines) + "\n"
+    def oauth_flow(self, provider: str, outcome: str) -> None:
+        self.oauth.labels(provider, outcome).inc()
+
+    def delivery_attempt(self, outcome: str) -> None:
+        self.attempts.labels(outcome).inc()
+
+    def emit_to_attempt(self, seconds: float) -> None:
+        self.lag.observe(max(seconds, 0.0))
+
+    # --- sources read at scrape time -------------------------------------------
+
+    def counter_from(self, name: str, help_text: str, read: Callable[[], float]) -> None:
+        """A total kept by its owner (``name`` ends in _total), read at each scrape."""
+        self.totals.reads[name] = (help_text, read)
+
+    def db_reader(self, read: Callable[[], Awaitable[None]]) -> None:
+        """An async reader that sets gauges from the database before a scrape (at most once a second)."""
+        self.readers.append(read)
+
+    async def render_all(self) -> bytes:
+        """The exposition; a failing reader is logged and its gauges keep their last values."""
+        if time.monotonic() - self._read_at >= DB_READ_INTERVAL:
+            self._read_at = time.monotonic()
+            for read in self.readers:
+                try:
+                    await read()
+                except Exception:  # noqa: BLE001 - stale gauges beat a /metrics that fails
+                    log.warning("a metrics reader failed", exc_info=True)
+        return generate_latest(self.registry)
 
 
 METRICS = web.AppKey("metrics", Metrics)
@@ -116,7 +190,8 @@ async def observe_middleware(request: web.Request, handler):
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
-    return web.Response(text=await request.app[METRICS].render_all(), content_type="text/plain", charset="utf-8",
+    # text/plain is the exposition format 0.0.4 (prometheus_client.CONTENT_TYPE_LATEST adds version=0.0.4).
+    return web.Response(body=await request.app[METRICS].render_all(), content_type="text/plain", charset="utf-8",
                         headers={"X-Content-Type-Options": "nosniff"})
 
 

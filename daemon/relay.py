@@ -43,8 +43,8 @@ class OutboxRelay:
         self._renew_at = 0.0  # loop time after which the lease is renewed (half its life): an idle relay
         self.published = 0    # writes the lease row every few seconds, not on every 0.25 s look
         if metrics is not None:
-            metrics.gauge("nexus_events_published_total", "Outbox events this daemon published to the stream.",
-                          lambda: self.published)
+            metrics.counter_from("nexus_events_published_total",
+                                 "Outbox events this daemon published to the stream.", lambda: self.published)
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")

@@ -144,7 +144,8 @@ class WebhookAttempt(BaseModel):
 
     class Meta:
         table_name = "webhook_attempts"
-        indexes = ((("delivery_id", "number"), False),)
+        indexes = ((("delivery_id", "number"), False),
+                   (("started_at",), False))  # `nexusctl top` reads recent attempts (0013)
 
 
 class IntegrationSyncLog(BaseModel):

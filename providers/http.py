@@ -24,7 +24,7 @@ import contextlib
 
 import aiohttp
 
-from nexusctl import ssrf
+from nexusctl import ssrf, telemetry
 from nexusctl.errors import ProviderError, RateLimited
 
 log = logging.getLogger(__name__)
@@ -86,10 +86,12 @@ async def call(session: aiohttp.ClientSession, provider: str, method: str, url: 
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
         # Refused before connecting (DNS, connection refused, TLS): the provider never saw the request.
         unsent = isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
+        telemetry.provider_call(provider, "error", time.monotonic() - started)
         raise ProviderError(f"{provider}: could not reach {host} ({type(exc).__name__})", provider=provider,
                             **({} if unsent else {"sent": True})) from None
-    log.info("provider call %s %s %s -> %s in %.0f ms", provider, method, host, status,
-             (time.monotonic() - started) * 1000)
+    elapsed = time.monotonic() - started
+    telemetry.provider_call(provider, str(status), elapsed)
+    log.info("provider call %s %s %s -> %s in %.0f ms", provider, method, host, status, elapsed * 1000)
     if len(raw) > MAX_REPLY_BYTES:
         raise ProviderError(f"{provider}: {host} answered more than {MAX_REPLY_BYTES} bytes", provider=provider)
     try:

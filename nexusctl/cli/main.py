@@ -214,10 +214,11 @@ def version_cmd(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--jso
 
 def _register() -> None:
     """Commands built with the root; the groups come from LAZY_GROUPS when used."""
-    from nexusctl.cli import doctor, serve
+    from nexusctl.cli import doctor, serve, top
 
     serve.register(app)
     doctor.register(app)
+    top.register(app)
 
 
 _register()

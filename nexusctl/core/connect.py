@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from nexusctl import ssrf
+from nexusctl import ssrf, telemetry
 from nexusctl.config import Settings, origin_of
 from nexusctl.core import connections
 from nexusctl.core.ids import parse_uuid
@@ -141,6 +141,7 @@ async def initiate(svc: Services, *, user_id, provider, redirect_uri, metadata=N
                 organization_id=organization_id)
     await svc.states("save", state, flow)
     url = adapter.authorization_url(state, verifier, tenant, extra_scopes=extra_scopes)
+    telemetry.oauth_flow(provider.value, "started")
     return {"authorizationUrl": url, "state": state}
 
 
@@ -192,16 +193,20 @@ async def callback(svc: Services, provider, query) -> str:
         check_redirect(svc.settings, flow.redirect_uri)
     except (OAuthFailed, UsageProblem) as exc:  # StateUnreadable is an OAuthFailed
         log.warning("connect %s: the callback's state is unusable: %s", provider.value, exc.message)
+        telemetry.oauth_flow(provider.value, "bad_state")
         return _with_query(svc.settings.frontend_url, status="error", code=OAuthFailed.code, provider=provider.value)
     try:
         if query.get("error") or (SPECS[provider].kind is ConnectKind.KEY_GRANT and query.get("success") != "1"):
             code = error_code_of(query.get("error") or "access_denied")
             log.info("connect %s for user %s: the provider answered %s", provider.value, flow.user_id, code)
+            telemetry.oauth_flow(provider.value, "denied")
             return _with_query(flow.redirect_uri, status="error", code=code, provider=provider.value)
         row = await _finish(svc, provider, flow, query)
     except NexusError as exc:
         log.warning("connect %s for user %s failed: %s %s", provider.value, flow.user_id, exc.code, exc.message)
+        telemetry.oauth_flow(provider.value, "failed")
         return _with_query(flow.redirect_uri, status="error", code=exc.code, provider=provider.value)
+    telemetry.oauth_flow(provider.value, "connected")
     return _with_query(flow.redirect_uri, status="success", integrationId=str(row.id), provider=provider.value)
 
 

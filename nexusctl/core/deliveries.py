@@ -240,6 +240,7 @@ class Claimed:
     payload: dict
     attempts: int
     lease: uuid.UUID
+    created_at: dt.datetime | None = None  # when the event queued it: /metrics' emit-to-attempt latency
 
 
 # The due rows at the head of the queue (read, not locked), each endpoint's first ``room`` of them (its free
@@ -273,7 +274,7 @@ UPDATE "webhook_deliveries" AS t SET "lease_until" = %(until)s, "lease_token" = 
 FROM locked WHERE t."id" = locked."id"
   AND t."status" IN ('PENDING', 'RETRYING') AND t."next_attempt_at" <= %(now)s
   AND (t."lease_until" IS NULL OR t."lease_until" < %(now)s)
-RETURNING t.id, t.webhook_id, t.event, t.payload, t.attempts"""
+RETURNING t.id, t.webhook_id, t.event, t.payload, t.attempts, t.created_at"""
 
 
 def claim(limit: int, lease_seconds: float, exclude=(), *, rooms: dict | None = None,
@@ -295,7 +296,7 @@ def claim(limit: int, lease_seconds: float, exclude=(), *, rooms: dict | None = 
                 "exclude": [str(w) for w in exclude], "busy": [str(w) for w in rooms],
                 "rooms": [int(n) for n in rooms.values()]}).fetchall()
         return [Claimed(_uuid(r[0]), _uuid(r[1]), r[2], r[3] if isinstance(r[3], dict) else json.loads(r[3]), r[4],
-                        lease) for r in rows]
+                        lease, WebhookDelivery.created_at.python_value(r[5])) for r in rows]
     # The statuses as literals, not parameters: SQLite uses a partial index only when the query's
     # WHERE names its condition's constants, and without it the claim sorted every due row
     # (1.1 s per claim with 100,000 due of 1,000,000; bench/growth.py).
@@ -325,10 +326,10 @@ def claim(limit: int, lease_seconds: float, exclude=(), *, rooms: dict | None = 
         query = (WebhookDelivery.update(lease_until=until, lease_token=lease)
                  .where(WebhookDelivery.id.in_(picked) & claimable)  # and again on the row as updated
                  .returning(WebhookDelivery.id, WebhookDelivery.webhook, WebhookDelivery.event,
-                            WebhookDelivery.payload, WebhookDelivery.attempts))
+                            WebhookDelivery.payload, WebhookDelivery.attempts, WebhookDelivery.created_at))
         rows = list(query.tuples().execute())
-    return [Claimed(_uuid(r[0]), _uuid(r[1]), r[2], WebhookDelivery.payload.python_value(r[3]), r[4], lease)
-            for r in rows]
+    return [Claimed(_uuid(r[0]), _uuid(r[1]), r[2], WebhookDelivery.payload.python_value(r[3]), r[4], lease,
+                    WebhookDelivery.created_at.python_value(r[5])) for r in rows]
 
 
 def _uuid(value) -> uuid.UUID:

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from db.database import database_proxy, is_postgres
 from db.fields import utcnow
 from db.models import Integration
+from nexusctl import telemetry
 from nexusctl.core import connections, events, integrations, key_usage
 from nexusctl.errors import KeyNotConfigured, NexusError, ProviderError, RefreshFailed, UsageProblem
 from providers.registry import SPECS
@@ -196,10 +197,12 @@ async def _refresh_holding(svc, row_id: uuid.UUID, lease: uuid.UUID, seen: str |
     try:
         fresh = await adapter.refresh(tokens, tenant)
     except NotYetRefreshable as exc:
+        telemetry.refresh(row.provider.value, "not_yet")
         await svc.run(_not_yet, row_id, lease, exc.refreshable_at)
         log.info("refresh of %s %s skipped: %s", row.provider.value, row_id, exc.message)
         raise
     except RefreshFailed as exc:
+        telemetry.refresh(row.provider.value, "revoked" if exc.details.get("dead") else "failed")
         if exc.details.get("dead"):
             await svc.run(_deactivate, row, lease, exc.message)
             log.warning("refresh of %s %s: grant is gone, integration deactivated", row.provider.value, row.id)
@@ -207,6 +210,7 @@ async def _refresh_holding(svc, row_id: uuid.UUID, lease: uuid.UUID, seen: str |
             await svc.run(_release, row_id, lease, exc.message, back_off=sweeping)
         raise
     except NexusError as exc:
+        telemetry.refresh(row.provider.value, "error")
         await svc.run(_release, row_id, lease, exc.message, back_off=sweeping,
                       retry_after=getattr(exc, "retry_after", None))
         raise
@@ -218,6 +222,7 @@ async def _refresh_holding(svc, row_id: uuid.UUID, lease: uuid.UUID, seen: str |
     # The failure bookkeeping goes in the same fenced UPDATE as the tokens (one transaction with the event).
     if not await svc.run(connections.store_refreshed, svc.keyring, row, fresh, lease, _settled(row, stale)):
         raise ProviderError("the refresh took longer than its lease; another refresher took over", id=str(row_id))
+    telemetry.refresh(row.provider.value, "not_extended" if stale else "refreshed")
     if stale:
         await svc.run(_note_error, row_id, NOT_EXTENDED)
         raise ProviderError(f"{row.provider.value}: {NOT_EXTENDED}", id=str(row_id))

@@ -35,6 +35,7 @@ import logging
 
 from db.fields import utcnow
 from db.models import Integration, IntegrationSyncLog
+from nexusctl import telemetry
 from nexusctl.core import connections, integrations, key_usage, leases, sync_state
 from nexusctl.enums import SyncStatus
 from nexusctl.errors import (KeyNotConfigured, NexusError, ProviderError, RateLimited, SyncFailed, SyncNotStarted,
@@ -145,6 +146,14 @@ async def _keep_lease(svc, lock: str, holder: str, lost: asyncio.Event) -> None:
 
 async def run(svc, log_id, *, progress=None, budget: float | None = None) -> IntegrationSyncLog:
     """Execute a PENDING log to its end state; never raises for a provider's failure (the log says it)."""
+    entry = await _run(svc, log_id, progress=progress, budget=budget)
+    # A deferred run is back to PENDING: it is counted again when it runs.
+    outcome = "deferred" if entry.status == SyncStatus.PENDING else entry.status.value.lower()
+    telemetry.sync_run(entry.action, outcome)
+    return entry
+
+
+async def _run(svc, log_id, *, progress=None, budget: float | None = None) -> IntegrationSyncLog:
     budget = svc.settings.sync_rate_limit_budget if budget is None else budget
     started = await svc.run(sync_state.start, log_id)
     if started is None:  # cancelled before it started

@@ -9,6 +9,7 @@ import uuid
 
 import jwt
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from daemon.app import create_app
 from daemon.observe import JsonFormatter
@@ -63,7 +64,10 @@ async def test_metrics_count_requests_by_route_template(api):
     assert 'nexus_http_requests_total{method="GET",route="/integrations/user/{userId}",status="403"} 1' in text
     assert 'route="unmatched",status="404"} 1' in text
     assert 'nexus_http_request_duration_seconds_count{method="GET",route="/integrations/user/{userId}"} 4' in text
-    assert 'le="+Inf"} 4' in text
+    buckets = {sample.labels["le"]: sample.value for family in text_string_to_metric_families(text)
+               for sample in family.samples if sample.name == "nexus_http_request_duration_seconds_bucket"
+               and sample.labels["route"] == "/integrations/user/{userId}"}
+    assert buckets["+Inf"] == 4 and sorted(buckets.values()) == list(buckets.values())  # cumulative
     assert str(user) not in text  # labels are templates, not ids
 
 

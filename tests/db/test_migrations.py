@@ -87,7 +87,7 @@ def test_this_version_ships_these_migrations():
     assert MIGRATIONS == ["0001_initial", "0002_connections", "0003_webhook_delivery", "0004_refresh_sweep",
                           "0005_job_runs", "0006_event_bus", "0008_sync",
                           "0009_integration_health", "0010_publish_deferral", "0011_channel_webhook",
-                          "0012_organization_listing"]
+                          "0012_organization_listing", "0013_live_view"]
 
 
 # --- Empty database --------------------------------------------------------
@@ -325,7 +325,7 @@ def test_0011_channel_webhook_down_then_up_round_trips(database):
     before = _schema(database)
     runner = Runner(database, str(migrate.MIGRATIONS_DIR), table_name=migrate.HISTORY_TABLE)
     undone = _down_through(runner, "0011_channel_webhook")
-    assert undone == ["0012_organization_listing", "0011_channel_webhook"]
+    assert undone == ["0013_live_view", "0012_organization_listing", "0011_channel_webhook"]
     assert "channel_webhook_token" not in _columns(database, "integrations")
     assert migrate.migrate(database) == undone[::-1]
     assert _schema(database) == before
