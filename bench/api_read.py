@@ -69,9 +69,9 @@ def seed(env: dict, user: uuid.UUID, count: int) -> None:
 import uuid
 from nexusctl import config
 from nexusctl.crypto import keyring_from_settings
-from db.database import bind, open_database
-from db.models import Integration
-from db.secrets import seal
+from nexusctl.db.database import bind, open_database
+from nexusctl.db.models import Integration
+from nexusctl.db.secrets import seal
 from nexusctl.enums import Provider
 settings = config.load()
 ring = keyring_from_settings(settings)

@@ -50,8 +50,8 @@ if __name__ == "__main__":
 
 SEED = """
 import uuid
-from db.database import bind, open_database
-from db.models import Integration
+from nexusctl.db.database import bind, open_database
+from nexusctl.db.models import Integration
 from nexusctl import config
 from nexusctl.enums import Provider
 settings = config.load()

@@ -150,8 +150,8 @@ def run(database_url: str | None, sizes: list[int], repeat: int) -> dict:
     os.environ.update(env)
     subprocess.run([str(NEXUSCTL), "-q", "db", "migrate"], env=env, check=True)
 
-    from db.database import bind, open_database
-    from db.models import Integration
+    from nexusctl.db.database import bind, open_database
+    from nexusctl.db.models import Integration
     from nexusctl import config
     from nexusctl.core import deliveries, webhooks
     from nexusctl.core.paging import encode_cursor

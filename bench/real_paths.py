@@ -239,8 +239,8 @@ class Setup:
                         SYNC_POLL_INTERVAL="1h", REFRESH_SWEEP_INTERVAL="1h", LOG_FORMAT="json")
         os.environ.update(self.env)
         subprocess.run([str(NEXUSCTL), "-q", "db", "migrate"], env=self.env, check=True)
-        import db.models  # noqa: F401 - before bind(): its fields learn the database kind then
-        from db.database import bind, open_database
+        import nexusctl.db.models  # noqa: F401 - before bind(): its fields learn the database kind then
+        from nexusctl.db.database import bind, open_database
         from nexusctl import config
         from nexusctl.config import jwt_signing_secret
         from nexusctl.crypto import keyring_from_settings
@@ -291,8 +291,8 @@ class Setup:
 
 
 def seed_integrations(setup: Setup, user, count: int) -> list:
-    from db.models import Integration
-    from db.secrets import seal
+    from nexusctl.db.models import Integration
+    from nexusctl.db.secrets import seal
     from nexusctl.enums import Provider
 
     providers, ids = list(Provider), []
@@ -329,7 +329,7 @@ def _deliver_phase(setup: Setup, server, base: str, integration, token: str, eve
 
 
 def run_emit(setup: Setup, args) -> dict:
-    from db.models import Integration
+    from nexusctl.db.models import Integration
     from nexusctl.core import webhooks
     from nexusctl.enums import Provider
 

@@ -96,9 +96,9 @@ async def raw_rate(url: str, client_id: str, secret: str, tokens: list[str], sec
 
 
 def seed(settings, tokens: list[str], expires: dt.datetime) -> None:
-    from db.database import database_proxy
-    from db.models import Integration
-    from db.secrets import seal
+    from nexusctl.db.database import database_proxy
+    from nexusctl.db.models import Integration
+    from nexusctl.db.secrets import seal
     from nexusctl.crypto import keyring_from_settings
     from nexusctl.enums import Provider
 
@@ -128,8 +128,8 @@ def run(database_url: str | None, integrations: int, raw_seconds: float, timeout
         os.environ.update(env)
         subprocess.run([str(NEXUSCTL), "-q", "db", "migrate"], env=env, check=True)
 
-        from db.database import bind, open_database
-        from db.models import Integration
+        from nexusctl.db.database import bind, open_database
+        from nexusctl.db.models import Integration
         from nexusctl import config
 
         settings = config.load()

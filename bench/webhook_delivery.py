@@ -119,7 +119,7 @@ class CpuMeter:
 
 EMITTER = r"""
 import sys, time
-from db.database import bind, open_database
+from nexusctl.db.database import bind, open_database
 from nexusctl.core import events
 bind(open_database(sys.argv[1]))
 integration, rate, count, start = sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
@@ -188,8 +188,8 @@ def run(args) -> dict:
     os.environ.update(env)
     subprocess.run([str(NEXUSCTL), "-q", "db", "migrate"], env=env, check=True)
 
-    from db.database import bind, open_database
-    from db.models import Integration
+    from nexusctl.db.database import bind, open_database
+    from nexusctl.db.models import Integration
     from nexusctl import config
     from nexusctl.core import webhooks
     from nexusctl.crypto import keyring_from_settings
@@ -291,7 +291,7 @@ def _failing_run(db, ring, integration_id, port: int, args) -> dict:
     """N/2 deliveries over ``receivers`` webhooks per round, in the order healthy, failing, failing, healthy
     (so a drift over the run, the machine's load or the tables' growth, weighs on both alike); a
     failing round has a share of the receivers answering 500. Healthy deliveries/s of each kind."""
-    from db.models import Webhook, WebhookAttempt, WebhookDelivery
+    from nexusctl.db.models import Webhook, WebhookAttempt, WebhookDelivery
     from nexusctl.core import webhooks
     from nexusctl.enums import DeliveryStatus
 
@@ -337,7 +337,7 @@ def _window(db):
     """First attempt's start to the last delivered_at (database timestamps)."""
     from peewee import fn
 
-    from db.models import WebhookAttempt, WebhookDelivery
+    from nexusctl.db.models import WebhookAttempt, WebhookDelivery
 
     first = WebhookAttempt.select(fn.MIN(WebhookAttempt.started_at)).scalar()
     last = WebhookDelivery.select(fn.MAX(WebhookDelivery.delivered_at)).scalar()
@@ -346,8 +346,8 @@ def _window(db):
 
 def _queue(db, hook_ids, count: int) -> None:
     """``count`` due deliveries spread round-robin over ``hook_ids``, as a burst of emits would leave them."""
-    from db.fields import utcnow
-    from db.models import WebhookDelivery
+    from nexusctl.db.fields import utcnow
+    from nexusctl.db.models import WebhookDelivery
     from nexusctl.enums import DeliveryStatus
 
     if isinstance(db, peewee.PostgresqlDatabase):
@@ -407,7 +407,7 @@ def _insert_sql(count: int) -> str:
 
 
 def _wait_delivered(count: int, timeout: float) -> None:
-    from db.models import WebhookDelivery
+    from nexusctl.db.models import WebhookDelivery
     from nexusctl.enums import DeliveryStatus
 
     deadline = time.monotonic() + timeout

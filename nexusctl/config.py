@@ -62,7 +62,7 @@ ENDPOINT_KINDS = ("AUTH", "TOKEN", "API", "REVOKE")
 EXTRA_ENDPOINT_KINDS = {Provider.GOOGLE_ADS: ("USERINFO",), Provider.YOUTUBE: ("ANALYTICS",)}
 # Scopes a provider grants only to apps it approved (partner programmes, per-app reviews): the service asks
 # for one only when the operator says the app has it (<PROVIDER>_APPROVED_SCOPES), since asking without the
-# approval makes the provider refuse the whole consent. Why each needs approval: providers/scopes.py.
+# approval makes the provider refuse the whole consent. Why each needs approval: nexusctl/providers/scopes.py.
 APPROVAL_SCOPES = {
     Provider.LINKEDIN: ("r_member_social", "r_member_postAnalytics"),
     Provider.PAYPAL: ("https://uri.paypal.com/services/reporting/search/read",),

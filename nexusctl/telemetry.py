@@ -1,7 +1,7 @@
 """What core and the providers report for the daemon's /metrics: refreshes, sync runs, provider calls,
 OAuth flows and delivery attempts.
 
-The kernel holds no metrics library. The daemon installs a sink (``daemon.observe.Metrics``) when it
+The kernel holds no metrics library. The daemon installs a sink (``nexusctl.daemon.observe.Metrics``) when it
 starts; in the CLI nothing is installed, every call here is one ``None`` check, and the CLI does not
 import prometheus_client (start-up time). The sink is per process: one daemon process, one set of
 figures, which is how Prometheus scrapes it.

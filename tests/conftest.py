@@ -101,8 +101,8 @@ def pg_template():
 
 
 def _migrate(url: str) -> None:
-    from db import migrate
-    from db.database import open_database
+    from nexusctl.db import migrate
+    from nexusctl.db.database import open_database
 
     db = open_database(url)
     migrate.migrate(db)
@@ -195,7 +195,7 @@ def db_url(request, monkeypatch) -> str:
 @pytest.fixture
 def database(db_url):
     """The models bound to this test's database."""
-    from db.database import bind, open_database
+    from nexusctl.db.database import bind, open_database
 
     db = bind(open_database(db_url))
     db.connect(reuse_if_open=True)
@@ -242,8 +242,8 @@ def redis_url():
 @pytest.fixture
 def make_integration(database, keyring):
     """Insert an integration with real encrypted tokens; returns the row."""
-    from db.models import Integration
-    from db.secrets import seal
+    from nexusctl.db.models import Integration
+    from nexusctl.db.secrets import seal
     from nexusctl.enums import Provider
 
     def make(**fields):
@@ -282,7 +282,7 @@ def cli(db_url):
 @pytest.fixture
 def pg_database(postgres_url, monkeypatch):
     """The models bound to a fresh PostgreSQL database (PostgreSQL-only tests)."""
-    from db.database import bind, open_database
+    from nexusctl.db.database import bind, open_database
 
     monkeypatch.setenv("DATABASE_URL", postgres_url)
     db = bind(open_database(postgres_url))

@@ -58,7 +58,7 @@ def test_the_console_script_reads_sqlite_without_loading_the_postgres_driver(db_
 
 def test_postgres_in_a_process_started_for_sqlite_is_a_clear_config_error():
     probe = ("import sys; sys.modules['psycopg2'] = None\n"
-             "from db.database import open_database\n"
+             "from nexusctl.db.database import open_database\n"
              "from nexusctl.errors import ConfigError\n"
              "try:\n    open_database('postgresql://postgres@127.0.0.1:5432/test')\n"
              "except ConfigError as exc:\n    print(exc.code, exc.message)\n")

@@ -83,7 +83,7 @@ def _run_on_pty(args, answer: str, env) -> tuple[int, str]:
 
 @pytest.mark.parametrize("answer, kept", [("n", True), ("y", False)])
 def test_delete_asks_on_a_terminal(db_url, make_integration, answer, kept):
-    from db.models import Integration
+    from nexusctl.db.models import Integration
 
     row = make_integration(name="@prompted")
     code, screen = _run_on_pty(["integrations", "delete", str(row.id)], answer, dict(os.environ))
@@ -154,8 +154,8 @@ def failed_deliveries(db_url, make_integration):
     import datetime as dt
     import uuid
 
-    from db.models import Webhook, WebhookDelivery
-    from db.secrets import seal
+    from nexusctl.db.models import Webhook, WebhookDelivery
+    from nexusctl.db.secrets import seal
     from nexusctl.crypto import keyring_from_settings
     from nexusctl import config
     from nexusctl.enums import DeliveryStatus
@@ -174,7 +174,7 @@ def failed_deliveries(db_url, make_integration):
 
 
 def test_replay_shows_a_bar_on_a_terminal_and_one_line_in_scripts(failed_deliveries):
-    from db.models import WebhookDelivery
+    from nexusctl.db.models import WebhookDelivery
     from nexusctl.enums import DeliveryStatus
 
     args = ["webhooks", "replay", failed_deliveries.id, "--since", "2000-01-01T00:00:00Z", "--status", "FAILED"]
@@ -202,7 +202,7 @@ def test_replay_shows_a_bar_on_a_terminal_and_one_line_in_scripts(failed_deliver
 
 
 def test_replay_dry_run_counts_and_queues_nothing(failed_deliveries):
-    from db.models import WebhookDelivery
+    from nexusctl.db.models import WebhookDelivery
     from nexusctl.enums import DeliveryStatus
 
     piped = piped_run(["webhooks", "replay", failed_deliveries.id, "--since", "2000-01-01T00:00:00Z", "--dry-run",
@@ -220,8 +220,8 @@ def test_replay_dry_run_counts_and_queues_nothing(failed_deliveries):
 def test_key_rotation_shows_a_bar_on_a_terminal_and_one_line_in_scripts(db_url, make_integration, monkeypatch):
     import base64
 
-    from db.models import Integration
-    from db.secrets import unseal
+    from nexusctl.db.models import Integration
+    from nexusctl.db.secrets import unseal
     from nexusctl.crypto import Keyring
 
     old = os.environ["ENCRYPTION_KEY"]

@@ -34,8 +34,8 @@ class State:
     def database(self, *, require_current_schema: bool = True) -> peewee.Database:
         """Open and bind the database; refuse one whose schema is behind."""
         if self._database is None:
-            from db import migrate
-            from db.database import bind, check_connection, open_database
+            from nexusctl.db import migrate
+            from nexusctl.db.database import bind, check_connection, open_database
 
             settings = self.settings
             db = bind(open_database(settings.database_url.get(), settings.database_pool_size))

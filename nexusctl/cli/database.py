@@ -18,7 +18,7 @@ def migrate_cmd(ctx: typer.Context, as_json: Json = False) -> None:
 
     Example:  nexusctl db migrate
     """
-    from db import migrate
+    from nexusctl.db import migrate
 
     st = state(ctx)
     db = st.database(require_current_schema=False)
@@ -41,7 +41,7 @@ def status_cmd(
 
     Example:  nexusctl db status --check || nexusctl db migrate
     """
-    from db import migrate
+    from nexusctl.db import migrate
 
     st = state(ctx)
     rows = [m.to_dict() for m in migrate.status(st.database(require_current_schema=False))]

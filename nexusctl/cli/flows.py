@@ -19,7 +19,7 @@ def run_flow(ctx: typer.Context, flow):
 
     async def main():
         from nexusctl.core.connect import Services, direct
-        from providers.http import provider_sessions
+        from nexusctl.providers.http import provider_sessions
 
         redis = None
         if st.settings.redis_url is not None:

@@ -16,11 +16,11 @@ COLUMNS = [("provider", "PROVIDER"), ("displayName", "NAME"), ("category", "CATE
 
 def describe(settings, provider, *, full: bool = False) -> dict:
     from nexusctl.config import ENDPOINT_KINDS, EXTRA_ENDPOINT_KINDS
-    from providers.catalog import CATALOG
-    from providers.registry import SPECS, adapter_for
-    from providers.spec import ConnectKind
+    from nexusctl.providers.catalog import CATALOG
+    from nexusctl.providers.registry import SPECS, adapter_for
+    from nexusctl.providers.spec import ConnectKind
 
-    from providers import scopes
+    from nexusctl.providers import scopes
 
     spec, creds = SPECS[provider], settings.providers[provider]
     configured = creds.configured or not spec.needs_credentials
@@ -41,7 +41,7 @@ def describe(settings, provider, *, full: bool = False) -> dict:
 def _action_scopes(provider, approved) -> dict[str, str]:
     """Each sync action (and publish) -> the scopes it needs; an approval-only one not configured says so."""
     from nexusctl.core.health import capabilities_of_provider
-    from providers import scopes
+    from nexusctl.providers import scopes
 
     out = {}
     for action in capabilities_of_provider(provider):

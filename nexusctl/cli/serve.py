@@ -21,7 +21,7 @@ def daemon_cmd(
     """
     import os
 
-    from daemon.server import serve
+    from nexusctl.daemon.server import serve
     from nexusctl import config
 
     st = state(ctx)

@@ -159,11 +159,11 @@ def run_cmd(
 
 
 def _plan_all(provider: str | None, action: str | None, full: bool):
-    from db.models import Integration
+    from nexusctl.db.models import Integration
     from nexusctl.core import sync_runs
     from nexusctl.enums import Provider
     from nexusctl.errors import SyncFailed
-    from providers.sync.registry import ACTIONS
+    from nexusctl.providers.sync.registry import ACTIONS
 
     providers = [p for p in ACTIONS if action is None or action in ACTIONS[p]]
     if provider is not None:

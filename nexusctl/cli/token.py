@@ -31,7 +31,7 @@ def mint_cmd(
 
     Example:  TOKEN="$(nexusctl token mint --user 6f1c2a9e-0d4b-4f7e-9a51-2b8c3d4e5f60 --ttl 600)"
     """
-    from daemon.auth import mint
+    from nexusctl.daemon.auth import mint
 
     roles = sorted(set(role or []))
     unknown = [r for r in roles if r not in ROLES]

@@ -131,7 +131,7 @@ def delete_cmd(ctx: typer.Context, webhook_id: WebhookId, yes: Yes = False, dry_
 
     Example:  nexusctl webhooks delete 3c1d9f7e-2b6a-4d8e-9f10-5a7b3c2d1e0f --yes
     """
-    from db.models import WebhookDelivery
+    from nexusctl.db.models import WebhookDelivery
     from nexusctl.core import webhooks
 
     _db(ctx)

@@ -16,9 +16,9 @@ from urllib.parse import urlsplit
 import peewee
 from peewee import SQL, fn
 
-from db.database import database_proxy
-from db.fields import utcnow
-from db.models import Integration, IntegrationSyncLog, Webhook, WebhookAttempt, WebhookDelivery
+from nexusctl.db.database import database_proxy
+from nexusctl.db.fields import utcnow
+from nexusctl.db.models import Integration, IntegrationSyncLog, Webhook, WebhookAttempt, WebhookDelivery
 from nexusctl.core import job_runs
 from nexusctl.enums import DeliveryStatus, SyncStatus
 

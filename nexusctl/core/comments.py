@@ -1,7 +1,7 @@
 """Replying to a comment at the provider: what `POST /integrations/{id}/comments/{commentId}/replies` and
 `nexusctl integrations reply` run.
 
-One provider call that creates the reply (providers/sync/comments.py REPLIERS), made at once (not queued):
+One provider call that creates the reply (nexusctl/providers/sync/comments.py REPLIERS), made at once (not queued):
 the caller waits for the provider's reply id. The grant is checked first (MISSING_SCOPES naming the scope,
 before any call, like a sync); a refused token is refreshed once (single-flight) and the call retried; a
 provider's throttle answers RATE_LIMITED with its wait, nothing retried (the reply may not be made twice).
@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import logging
 
-from db.models import Integration
+from nexusctl.db.models import Integration
 
 from nexusctl.core import integrations, key_usage, sync_runs
 from nexusctl.core.health import REPLY_COMMENT
 from nexusctl.errors import SyncNotStarted, TokenExpired
-from providers import scopes as needed_scopes
-from providers.sync.comments import REPLIERS, check_reply
+from nexusctl.providers import scopes as needed_scopes
+from nexusctl.providers.sync.comments import REPLIERS, check_reply
 
 log = logging.getLogger(__name__)
 

@@ -30,10 +30,10 @@ from nexusctl.core.oauth_states import Flow, RedisStates, TableStates, new_state
 from nexusctl.crypto import Keyring
 from nexusctl.enums import Provider
 from nexusctl.errors import NexusError, OAuthFailed, ProviderNotConfigured, RedisUnavailable, UsageProblem
-from providers.adapters.commerce import normalise_shop, normalise_store
-from providers.oauth2 import new_verifier
-from providers.registry import SPECS, adapter_for
-from providers.spec import ConnectKind, TokenSet
+from nexusctl.providers.adapters.commerce import normalise_shop, normalise_store
+from nexusctl.providers.oauth2 import new_verifier
+from nexusctl.providers.registry import SPECS, adapter_for
+from nexusctl.providers.spec import ConnectKind, TokenSet
 
 log = logging.getLogger(__name__)
 

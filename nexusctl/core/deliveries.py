@@ -23,9 +23,9 @@ from typing import Callable
 
 from peewee import Tuple, Value
 
-from db.database import database_proxy, is_postgres
-from db.fields import utcnow
-from db.models import Integration, Webhook, WebhookAttempt, WebhookDelivery
+from nexusctl.db.database import database_proxy, is_postgres
+from nexusctl.db.fields import utcnow
+from nexusctl.db.models import Integration, Webhook, WebhookAttempt, WebhookDelivery
 from nexusctl.core.ids import parse_uuid
 from nexusctl.core.paging import Bulky, Page, bounded_page
 from nexusctl.enums import DeliveryStatus
@@ -381,7 +381,7 @@ SECRETS = SecretCache()
 def signing_for(keyring, webhook_ids) -> tuple[dict, dict]:
     """(url and signing secrets of each webhook, {webhook id: key id} of those whose secret is under a key
     ``keyring`` lacks), in one query (once per claimed batch)."""
-    from db.secrets import unseal
+    from nexusctl.db.secrets import unseal
 
     signing, locked = {}, {}
     now = utcnow()

@@ -150,7 +150,7 @@ def check_url(loaded: Loaded, name: str) -> Finding:
 
 def check_providers(loaded: Loaded) -> list[Finding]:
     """Each provider with credentials (or a refused variable): both halves present, endpoints absolute."""
-    from providers.registry import SPECS
+    from nexusctl.providers.registry import SPECS
 
     settings, findings = loaded.settings, []
     for provider in Provider:
@@ -185,8 +185,8 @@ def _variables_of(provider: Provider) -> set[str]:
 
 
 def _endpoints(provider: Provider, settings: config.Settings) -> Finding:
-    from providers.registry import SPECS, adapter_for
-    from providers.spec import ConnectKind
+    from nexusctl.providers.registry import SPECS, adapter_for
+    from nexusctl.providers.spec import ConnectKind
 
     adapter = adapter_for(provider, settings)
     kinds = config.ENDPOINT_KINDS + config.EXTRA_ENDPOINT_KINDS.get(provider, ())

@@ -29,8 +29,8 @@ DAEMON_HOST = "127.0.0.1"  # `nexusctl daemon`'s default --host
 
 def open_checked_database(loaded: Loaded) -> tuple[peewee.Database | None, list[Finding]]:
     """The database if it is reachable and migrated (else None), with the two findings."""
-    from db import migrate
-    from db.database import check_connection, open_database
+    from nexusctl.db import migrate
+    from nexusctl.db.database import check_connection, open_database
 
     refused = loaded.error_for("DATABASE_URL", "DATABASE_POOL_SIZE")
     if refused:
@@ -87,7 +87,7 @@ def check_encryption(loaded: Loaded, db: peewee.Database | None) -> Finding:
         return _not_checked("encryption", "the configuration")
     if db is None:
         return _not_checked("encryption", "the database")
-    from db.database import bind
+    from nexusctl.db.database import bind
     from nexusctl.crypto import keyring_from_settings
 
     bind(db)
@@ -97,7 +97,7 @@ def check_encryption(loaded: Loaded, db: peewee.Database | None) -> Finding:
     if sample is None:
         return Finding("encryption", OK, f"key {keyring.current_kid} from {source}; no stored secret yet to try")
     row, column = sample
-    from db.secrets import unseal
+    from nexusctl.db.secrets import unseal
 
     from nexusctl.errors import KeyNotConfigured
 
@@ -124,7 +124,7 @@ def check_encryption(loaded: Loaded, db: peewee.Database | None) -> Finding:
 
 def _one_stored_secret():
     """One row holding an encrypted value, by primary key (cheap on any table size)."""
-    from db.models import Integration, OAuthState, Webhook
+    from nexusctl.db.models import Integration, OAuthState, Webhook
 
     for model, column in ((Integration, "access_token"), (Webhook, "secret"), (OAuthState, "secret")):
         field = getattr(model, column)

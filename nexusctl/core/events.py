@@ -2,7 +2,7 @@
 
 ``record`` must run inside the caller's transaction, so an event exists if and
 only if its change committed: one outbox row (published to the Redis Stream by
-daemon/relay.py) and one delivery per matching active webhook.
+nexusctl/daemon/relay.py) and one delivery per matching active webhook.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import re
 import uuid
 from typing import NamedTuple
 
-from db.database import database_proxy
-from db.fields import utcnow
-from db.models import Integration, OutboxEvent
+from nexusctl.db.database import database_proxy
+from nexusctl.db.fields import utcnow
+from nexusctl.db.models import Integration, OutboxEvent
 from nexusctl.core.ids import parse_uuid
 from nexusctl.errors import IntegrationNotFound, NexusError, UsageProblem
 

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 
 import peewee
 
-from db.models import Integration, IntegrationSyncLog, Webhook, WebhookDelivery
+from nexusctl.db.models import Integration, IntegrationSyncLog, Webhook, WebhookDelivery
 from nexusctl.enums import DeliveryStatus, SyncStatus
-from providers import scopes as needed_scopes
-from providers.registry import SPECS
-from providers.spec import RefreshStyle
+from nexusctl.providers import scopes as needed_scopes
+from nexusctl.providers.registry import SPECS
+from nexusctl.providers.spec import RefreshStyle
 
 HEALTHY, DEGRADED, BROKEN = "healthy", "degraded", "broken"
 RANK = {HEALTHY: 0, DEGRADED: 1, BROKEN: 2}
@@ -85,9 +85,9 @@ REPLY_COMMENT = "reply_comment"
 
 
 def capabilities_of_provider(provider) -> list[str]:
-    from providers.sync.comments import REPLIERS
-    from providers.sync.publish import PUBLISHERS
-    from providers.sync.registry import actions_of
+    from nexusctl.providers.sync.comments import REPLIERS
+    from nexusctl.providers.sync.publish import PUBLISHERS
+    from nexusctl.providers.sync.registry import actions_of
 
     names = list(actions_of(provider))
     if provider.value in PUBLISHERS:

@@ -33,9 +33,9 @@ import uuid
 
 import peewee
 
-from db.database import database_proxy
-from db.fields import utcnow
-from db.models import Integration
+from nexusctl.db.database import database_proxy
+from nexusctl.db.fields import utcnow
+from nexusctl.db.models import Integration
 from nexusctl.core import events, health
 from nexusctl.core.ids import parse_uuid
 from nexusctl.core.paging import Page, check_limit

@@ -15,9 +15,9 @@ import datetime as dt
 
 import peewee
 
-from db.database import database_proxy
-from db.fields import utcnow
-from db.models import ConsumedEvent, IntegrationSyncLog, OAuthState, WebhookDelivery
+from nexusctl.db.database import database_proxy
+from nexusctl.db.fields import utcnow
+from nexusctl.db.models import ConsumedEvent, IntegrationSyncLog, OAuthState, WebhookDelivery
 from nexusctl.enums import DeliveryStatus, SyncStatus
 
 BATCH = 1000

@@ -31,15 +31,15 @@ from dataclasses import dataclass
 
 import peewee
 
-from db.database import database_proxy
-from db.fields import utcnow
-from db.models import ConsumedEvent, Integration, IntegrationSyncLog, OAuthState
+from nexusctl.db.database import database_proxy
+from nexusctl.db.fields import utcnow
+from nexusctl.db.models import ConsumedEvent, Integration, IntegrationSyncLog, OAuthState
 from nexusctl.core.storable import check_storable
 from nexusctl.core.sync_state import SKIPPED_PREFIX
 from nexusctl.enums import SyncStatus
 from nexusctl.errors import IntegrationNotFound, UsageProblem
-from providers.catalog import CATALOG
-from providers.sync.publish_media import FORMATS, STORY, cannot_take, check_media_urls
+from nexusctl.providers.catalog import CATALOG
+from nexusctl.providers.sync.publish_media import FORMATS, STORY, cannot_take, check_media_urls
 
 log = logging.getLogger(__name__)
 

@@ -7,10 +7,10 @@ import functools
 import json
 from dataclasses import dataclass
 
-from db.database import database_proxy, is_postgres, retry_deadlocks
-from db.fields import utcnow
-from db.models import Integration, IntegrationSyncLog, Webhook, WebhookDelivery
-from db.secrets import public_fields
+from nexusctl.db.database import database_proxy, is_postgres, retry_deadlocks
+from nexusctl.db.fields import utcnow
+from nexusctl.db.models import Integration, IntegrationSyncLog, Webhook, WebhookDelivery
+from nexusctl.db.secrets import public_fields
 from nexusctl.core import events, schedules
 from nexusctl.core.ids import parse_uuid
 from nexusctl.core.metadata import check_metadata

@@ -15,8 +15,8 @@ import os
 import socket
 import uuid
 
-from db.fields import utcnow
-from db.models import JobRun
+from nexusctl.db.fields import utcnow
+from nexusctl.db.models import JobRun
 from nexusctl.errors import NexusError
 
 TOKEN_REFRESH = "token-refresh"

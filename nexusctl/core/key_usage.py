@@ -17,8 +17,8 @@ import threading
 
 from peewee import fn
 
-from db.models import ALL_MODELS
-from db.secrets import models_with_secrets
+from nexusctl.db.models import ALL_MODELS
+from nexusctl.db.secrets import models_with_secrets
 from nexusctl.crypto import VERSION, Keyring, key_id_prefix, missing_key_message
 from nexusctl.errors import KeyNotConfigured
 

@@ -19,9 +19,9 @@ from typing import Callable
 
 from peewee import fn
 
-from db.database import database_proxy
-from db.models import ALL_MODELS
-from db.secrets import models_with_secrets, place_of
+from nexusctl.db.database import database_proxy
+from nexusctl.db.models import ALL_MODELS
+from nexusctl.db.secrets import models_with_secrets, place_of
 from nexusctl.crypto import Keyring
 from nexusctl.errors import DecryptionFailed, KeyNotConfigured, RedisUnavailable
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from db.fields import utcnow
-from db.models import Lease
+from nexusctl.db.fields import utcnow
+from nexusctl.db.models import Lease
 
 
 def acquire(name: str, holder: str, ttl_seconds: float) -> bool:

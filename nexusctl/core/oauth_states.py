@@ -30,9 +30,9 @@ import secrets
 import uuid
 from dataclasses import dataclass, field
 
-from db.fields import utcnow
-from db.models import OAuthState
-from db.secrets import place_of, seal
+from nexusctl.db.fields import utcnow
+from nexusctl.db.models import OAuthState
+from nexusctl.db.secrets import place_of, seal
 from nexusctl.crypto import Keyring, Place
 from nexusctl.enums import Provider
 from nexusctl.errors import DecryptionFailed, OAuthFailed

@@ -13,8 +13,8 @@ import json
 import uuid
 from typing import Iterator
 
-from db.fields import utcnow
-from db.models import OutboxEvent
+from nexusctl.db.fields import utcnow
+from nexusctl.db.models import OutboxEvent
 from nexusctl.core import paging
 from nexusctl.errors import UsageProblem
 

@@ -103,7 +103,7 @@ class Bulky:
 
 def json_bytes(column: peewee.Field):
     """The column's size as stored JSON text, measured by the database (jsonb on PostgreSQL, text on SQLite)."""
-    from db.database import database_proxy, is_postgres
+    from nexusctl.db.database import database_proxy, is_postgres
 
     if is_postgres(database_proxy):
         return peewee.fn.octet_length(peewee.Cast(column, "text"))

@@ -32,14 +32,14 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from db.database import database_proxy, is_postgres
-from db.fields import utcnow
-from db.models import Integration
+from nexusctl.db.database import database_proxy, is_postgres
+from nexusctl.db.fields import utcnow
+from nexusctl.db.models import Integration
 from nexusctl import telemetry
 from nexusctl.core import connections, events, integrations, key_usage
 from nexusctl.errors import KeyNotConfigured, NexusError, ProviderError, RefreshFailed, UsageProblem
-from providers.registry import SPECS
-from providers.spec import NotYetRefreshable, RefreshStyle
+from nexusctl.providers.registry import SPECS
+from nexusctl.providers.spec import NotYetRefreshable, RefreshStyle
 
 log = logging.getLogger(__name__)
 

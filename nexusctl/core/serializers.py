@@ -10,7 +10,7 @@ import datetime as dt
 import enum
 import uuid
 
-from db.models import Integration, IntegrationSyncLog
+from nexusctl.db.models import Integration, IntegrationSyncLog
 
 
 def _value(value):

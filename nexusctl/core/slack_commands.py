@@ -34,8 +34,8 @@ from urllib.parse import parse_qsl
 
 import peewee
 
-from db.database import database_proxy
-from db.models import ConsumedEvent, Integration
+from nexusctl.db.database import database_proxy
+from nexusctl.db.models import ConsumedEvent, Integration
 from nexusctl.core import events
 from nexusctl.core.storable import check_storable
 from nexusctl.enums import Provider

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from db.models import IntegrationSyncLog
+from nexusctl.db.models import IntegrationSyncLog
 from nexusctl.core import integrations
 from nexusctl.core.paging import Bulky, Page, bounded_page, newest_first
 from nexusctl.enums import SyncStatus
@@ -34,7 +34,7 @@ def list_view(integration_id, *, status: str | None = None, limit: int | None = 
 
 def get(log_id, *, owner_id=None) -> IntegrationSyncLog:
     """One sync log by id; a malformed id is VALIDATION_ERROR, an unknown one SYNC_LOG_NOT_FOUND."""
-    from db.models import Integration
+    from nexusctl.db.models import Integration
     from nexusctl.core.ids import parse_uuid
     from nexusctl.errors import SyncLogNotFound
 

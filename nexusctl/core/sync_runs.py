@@ -6,7 +6,7 @@ renewed after every page and released at the end (a run that dies lets it
 expire). A publish renews it every LEASE_SECONDS / 3 in the background (an
 upload's retries and slow chunks included) and stops once it is lost or
 recovery marked the run interrupted; ``finish`` completes only a run still
-IN_PROGRESS, so neither a cancel nor recovery's FAILED is overwritten. Pages come from the provider's action (providers/sync), each applied
+IN_PROGRESS, so neither a cancel nor recovery's FAILED is overwritten. Pages come from the provider's action (nexusctl/providers/sync), each applied
 in one transaction by nexusctl.core.sync_state.
 
 - Incremental (default): resumes where a run that stopped early left off;
@@ -33,16 +33,16 @@ import asyncio
 import datetime as dt
 import logging
 
-from db.fields import utcnow
-from db.models import Integration, IntegrationSyncLog
+from nexusctl.db.fields import utcnow
+from nexusctl.db.models import Integration, IntegrationSyncLog
 from nexusctl import telemetry
 from nexusctl.core import connections, integrations, key_usage, leases, sync_state
 from nexusctl.enums import SyncStatus
 from nexusctl.errors import (KeyNotConfigured, NexusError, ProviderError, RateLimited, SyncFailed, SyncNotStarted,
                              TokenExpired)
-from providers import scopes as needed_scopes
-from providers.sync.base import SyncApi
-from providers.sync.registry import AUTH_HEADER, action_of
+from nexusctl.providers import scopes as needed_scopes
+from nexusctl.providers.sync.base import SyncApi
+from nexusctl.providers.sync.registry import AUTH_HEADER, action_of
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def _api(svc, row: Integration, tokens) -> SyncApi:
 async def _fresh_tokens(svc, integration_id, *, force: bool = False):
     from nexusctl.core import refresh
 
-    from providers.spec import NotYetRefreshable
+    from nexusctl.providers.spec import NotYetRefreshable
 
     row, tokens = await svc.run(connections.load, svc.keyring, integration_id)
     if force or (tokens.expires_at is not None and tokens.expires_at <= utcnow() + EXPIRY_MARGIN
@@ -277,10 +277,10 @@ async def _publish(svc, log: IntegrationSyncLog, row: Integration, tokens, stats
     """One post of the content a content.published event queued: at most one provider call that creates it
     (plus the waits and the single refresh a throttle or a refused token call for). A provider still
     processing the media (NotReady) defers the run: back to PENDING, looked at again later."""
-    from providers.sync.publish import PUBLISHERS
-    from providers.sync.publish_common import NotReady
-    from providers.sync.publish_media import cannot_take
-    from providers.sync.publish_reconcile import RECONCILERS
+    from nexusctl.providers.sync.publish import PUBLISHERS
+    from nexusctl.providers.sync.publish_common import NotReady
+    from nexusctl.providers.sync.publish_media import cannot_take
+    from nexusctl.providers.sync.publish_reconcile import RECONCILERS
 
     publisher = PUBLISHERS.get(row.provider.value)
     if publisher is None:

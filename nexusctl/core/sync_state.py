@@ -16,9 +16,9 @@ import uuid
 
 from peewee import fn
 
-from db.database import database_proxy
-from db.fields import utcnow
-from db.models import Integration, IntegrationSyncLog, SyncCursor, SyncedItem
+from nexusctl.db.database import database_proxy
+from nexusctl.db.fields import utcnow
+from nexusctl.db.models import Integration, IntegrationSyncLog, SyncCursor, SyncedItem
 from nexusctl.core import events, snapshots
 from nexusctl.enums import SyncStatus
 from nexusctl.errors import NexusError, SyncNotStarted, UsageProblem

@@ -15,10 +15,10 @@ import datetime as dt
 import re
 import uuid
 
-from db.database import database_proxy, retry_deadlocks
-from db.fields import utcnow
-from db.models import Integration, Webhook, WebhookDelivery
-from db.secrets import public_fields, seal, unseal
+from nexusctl.db.database import database_proxy, retry_deadlocks
+from nexusctl.db.fields import utcnow
+from nexusctl.db.models import Integration, Webhook, WebhookDelivery
+from nexusctl.db.secrets import public_fields, seal, unseal
 from nexusctl.core import integrations, signing
 from nexusctl.core.ids import parse_uuid
 from nexusctl.core.metadata import check_metadata

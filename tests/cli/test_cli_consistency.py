@@ -8,7 +8,7 @@ import json
 import jwt
 import pytest
 
-from db.models import IntegrationSyncLog, Webhook, WebhookDelivery
+from nexusctl.db.models import IntegrationSyncLog, Webhook, WebhookDelivery
 from nexusctl.enums import SyncStatus
 
 

@@ -10,9 +10,9 @@ import uuid
 
 import pytest
 
-from db import migrate
-from db.models import Integration, IntegrationSyncLog, OutboxEvent, Webhook, WebhookDelivery
-from db.secrets import seal, unseal
+from nexusctl.db import migrate
+from nexusctl.db.models import Integration, IntegrationSyncLog, OutboxEvent, Webhook, WebhookDelivery
+from nexusctl.db.secrets import seal, unseal
 from nexusctl.crypto import Keyring
 from nexusctl.enums import Provider, SyncStatus
 

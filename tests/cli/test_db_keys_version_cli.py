@@ -21,9 +21,9 @@ import uuid
 import pytest
 from typer.testing import CliRunner
 
-from db import migrate
-from db.models import Integration, Webhook
-from db.secrets import seal, unseal
+from nexusctl.db import migrate
+from nexusctl.db.models import Integration, Webhook
+from nexusctl.db.secrets import seal, unseal
 from nexusctl import __version__
 from nexusctl.cli.main import app
 from nexusctl.crypto import Keyring, key_id

@@ -213,7 +213,7 @@ def test_a_stored_value_that_is_no_ciphertext_fails_without_a_crash(db_url, make
 
 
 def test_a_webhook_secret_is_tried_when_there_is_no_integration_token(db_url, make_integration, monkeypatch):
-    from db.models import Integration, Webhook
+    from nexusctl.db.models import Integration, Webhook
 
     row = make_integration()
     monkeypatch.setenv("WEBHOOK_ALLOWED_NETWORKS", "127.0.0.1/32")

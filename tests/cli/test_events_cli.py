@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from db.database import database_proxy
-from db.models import Integration, IntegrationSyncLog, OutboxEvent
+from nexusctl.db.database import database_proxy
+from nexusctl.db.models import Integration, IntegrationSyncLog, OutboxEvent
 from nexusctl.core import events
 from nexusctl.enums import Provider
 

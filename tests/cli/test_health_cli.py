@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 
-from db.models import OutboxEvent
+from nexusctl.db.models import OutboxEvent
 from nexusctl.enums import Provider
 
 HEADER = "STATUS\tPROVIDER\tNAME\tID\tUSER\tREASONS\tCHECKED"

@@ -16,8 +16,8 @@ import uuid
 
 import pytest
 
-from db.models import Integration, IntegrationSyncLog, OutboxEvent, Webhook, WebhookDelivery
-from db.secrets import seal
+from nexusctl.db.models import Integration, IntegrationSyncLog, OutboxEvent, Webhook, WebhookDelivery
+from nexusctl.db.secrets import seal
 from nexusctl.enums import Provider
 
 INTEGRATION_KEYS = {

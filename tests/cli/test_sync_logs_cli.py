@@ -13,7 +13,7 @@ import json
 
 import pytest
 
-from db.models import IntegrationSyncLog
+from nexusctl.db.models import IntegrationSyncLog
 from nexusctl.enums import SyncStatus
 
 UTC = dt.timezone.utc

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from db.models import OutboxEvent, Webhook, WebhookDelivery
+from nexusctl.db.models import OutboxEvent, Webhook, WebhookDelivery
 from nexusctl.enums import DeliveryStatus
 
 

@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 
-from db.fields import utcnow
-from db.models import Integration, IntegrationSyncLog, Webhook, WebhookAttempt, WebhookDelivery
+from nexusctl.db.fields import utcnow
+from nexusctl.db.models import Integration, IntegrationSyncLog, Webhook, WebhookAttempt, WebhookDelivery
 from nexusctl import config
 from nexusctl.core import activity
 from nexusctl.enums import DeliveryStatus, Provider, SyncStatus

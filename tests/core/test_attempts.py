@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from db.fields import utcnow
-from db.models import OutboxEvent, Webhook, WebhookAttempt, WebhookDelivery
+from nexusctl.db.fields import utcnow
+from nexusctl.db.models import OutboxEvent, Webhook, WebhookAttempt, WebhookDelivery
 from nexusctl.core import attempts, deliveries
 from nexusctl.core.attempts import Result
 from nexusctl.enums import DeliveryStatus

@@ -15,7 +15,7 @@ import uuid
 
 import pytest
 
-from db.models import Integration, IntegrationSyncLog, OutboxEvent, Webhook, WebhookDelivery
+from nexusctl.db.models import Integration, IntegrationSyncLog, OutboxEvent, Webhook, WebhookDelivery
 from nexusctl.core import integrations, sync_logs
 from nexusctl.core.paging import DEFAULT_LIMIT, MAX_LIMIT
 from nexusctl.enums import Provider, SyncStatus

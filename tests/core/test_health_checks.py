@@ -11,8 +11,8 @@ import uuid
 
 import pytest
 
-from db.fields import utcnow
-from db.models import Integration, OutboxEvent, Webhook, WebhookDelivery
+from nexusctl.db.fields import utcnow
+from nexusctl.db.models import Integration, OutboxEvent, Webhook, WebhookDelivery
 from nexusctl.core import health, health_checks
 from nexusctl.enums import Provider
 from nexusctl.errors import IntegrationNotFound, UsageProblem
@@ -216,9 +216,9 @@ def test_a_list_of_100_costs_one_query(database, make_integration):
 
 
 def test_every_publisher_that_asks_for_scopes_says_what_publishing_needs():
-    from providers.registry import SPECS
-    from providers.scopes import NEEDS
-    from providers.sync.publish import PUBLISHERS
+    from nexusctl.providers.registry import SPECS
+    from nexusctl.providers.scopes import NEEDS
+    from nexusctl.providers.sync.publish import PUBLISHERS
 
     for name in PUBLISHERS:
         provider = Provider(name)

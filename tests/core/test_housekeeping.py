@@ -6,9 +6,9 @@ import datetime as dt
 import json
 import uuid
 
-from db.fields import utcnow
-from db.database import database_proxy
-from db.models import IntegrationSyncLog, OAuthState, OutboxEvent, Webhook, WebhookAttempt, WebhookDelivery
+from nexusctl.db.fields import utcnow
+from nexusctl.db.database import database_proxy
+from nexusctl.db.models import IntegrationSyncLog, OAuthState, OutboxEvent, Webhook, WebhookAttempt, WebhookDelivery
 from nexusctl.core import events
 from nexusctl.core import housekeeping
 from nexusctl.enums import DeliveryStatus, Provider, SyncStatus

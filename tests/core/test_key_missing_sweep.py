@@ -13,9 +13,9 @@ import os
 
 import aiohttp
 
-from db.fields import utcnow
-from db.models import Integration
-from db.secrets import seal
+from nexusctl.db.fields import utcnow
+from nexusctl.db.models import Integration
+from nexusctl.db.secrets import seal
 from nexusctl.core import refresh
 from nexusctl.core.connect import Services, direct
 from nexusctl.crypto import Keyring, key_id

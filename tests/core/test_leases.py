@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import threading
 
-from db.fields import utcnow
-from db.models import Lease
+from nexusctl.db.fields import utcnow
+from nexusctl.db.models import Lease
 from nexusctl.core import leases
 
 
@@ -31,7 +31,7 @@ def test_release_lets_another_take_it_at_once(database):
 
 
 def test_contenders_racing_for_a_new_lease_get_exactly_one_winner(database, db_url):
-    from db.database import database_proxy
+    from nexusctl.db.database import database_proxy
 
     wins, start = [], threading.Barrier(8)
 

@@ -9,11 +9,11 @@ import uuid
 
 import pytest
 
-from db.models import OAuthState
+from nexusctl.db.models import OAuthState
 from nexusctl.core.oauth_states import Flow, RedisStates, TableStates, new_state, state_hash
 from nexusctl.enums import Provider
 from nexusctl.errors import OAuthFailed
-from providers.oauth2 import challenge_of, new_verifier
+from nexusctl.providers.oauth2 import challenge_of, new_verifier
 
 
 def test_pkce_matches_the_rfc_7636_test_vector():

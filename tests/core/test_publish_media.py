@@ -19,14 +19,14 @@ import aiohttp
 import pytest
 from emulators.fixtures import emulators, fresh_emulators  # noqa: F401 - pytest fixtures
 
-from db.fields import utcnow
-from db.models import Integration
+from nexusctl.db.fields import utcnow
+from nexusctl.db.models import Integration
 from nexusctl import config
 from nexusctl.core import connections, inbound, sync_runs
 from nexusctl.core.connect import Services, direct
 from nexusctl.crypto import keyring_from_settings
 from nexusctl.enums import Provider, SyncStatus
-from providers.sync import publish_media as publish  # IG_POLL_DELAYS lives there
+from nexusctl.providers.sync import publish_media as publish  # IG_POLL_DELAYS lives there
 
 IMAGE = {"type": "image", "url": "https://cdn.nexus.test/p/9/cover.jpg"}
 VIDEO = {"type": "video", "url": "https://cdn.nexus.test/p/9/clip.mp4"}
@@ -252,8 +252,8 @@ def test_a_story_instagram_cannot_take_is_skipped_before_any_call(env, make_inte
 def test_a_deferred_reel_restarting_is_not_taken_for_an_interrupted_run(env, make_integration, monkeypatch):
     """Between a restarted run's start (IN_PROGRESS) and its taking the lease, another daemon's recovery pass
     must not mark it interrupted, however long ago the publish first started."""
-    from daemon.sync_runner import mark_interrupted, stale_work
-    from db.models import IntegrationSyncLog
+    from nexusctl.daemon.sync_runner import mark_interrupted, stale_work
+    from nexusctl.db.models import IntegrationSyncLog
     from nexusctl.core import leases
 
     ig, user, row, _ = _instagram(env, make_integration)
@@ -293,7 +293,7 @@ def test_instagram_refuses_text_only_content_before_any_call(env, make_integrati
 
 def test_a_text_only_publish_queued_before_this_release_is_skipped_when_it_runs(env, make_integration):
     """Logs a content.published queued PENDING for text only (as earlier releases did) end skipped too."""
-    from db.models import IntegrationSyncLog
+    from nexusctl.db.models import IntegrationSyncLog
 
     ig, _user, row, _ = _instagram(env, make_integration)
     content = {"contentId": "post-13", "title": "Just words"}

@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 from emulators.fixtures import emulators, fresh_emulators  # noqa: F401 - pytest fixtures
 
-from db.models import Integration, IntegrationSyncLog, OutboxEvent
+from nexusctl.db.models import Integration, IntegrationSyncLog, OutboxEvent
 from nexusctl import config
 from nexusctl.core import inbound, sync_runs
 from nexusctl.core.connect import Services, direct

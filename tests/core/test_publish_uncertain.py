@@ -25,7 +25,7 @@ from nexusctl.core import inbound, sync_runs
 from nexusctl.core.connect import Services, direct
 from nexusctl.crypto import keyring_from_settings
 from nexusctl.enums import Provider, SyncStatus
-from providers.sync import publish_media
+from nexusctl.providers.sync import publish_media
 
 CONTENT = {"contentId": "post-9", "title": "Our launch", "url": "https://nexus.test/p/9"}
 X_SCOPES = ["tweet.read", "users.read", "tweet.write"]
@@ -182,9 +182,9 @@ def test_linkedin_without_a_lookup_says_the_post_may_exist_and_a_clean_refusal_d
 def test_a_publish_whose_process_died_may_have_posted_and_a_re_publish_looks_first(env, make_integration):
     import datetime as dt
 
-    from daemon.sync_runner import mark_interrupted, stale_work
-    from db.fields import utcnow
-    from db.models import IntegrationSyncLog
+    from nexusctl.daemon.sync_runner import mark_interrupted, stale_work
+    from nexusctl.db.fields import utcnow
+    from nexusctl.db.models import IntegrationSyncLog
 
     x, user = _x(env, make_integration)
     _publish(env, user)  # posted once

@@ -28,7 +28,7 @@ from nexusctl.core.connect import Services, direct
 from nexusctl.crypto import keyring_from_settings
 from nexusctl.enums import Provider, SyncStatus
 from nexusctl.errors import UsageProblem
-from providers.sync import publish_video
+from nexusctl.providers.sync import publish_video
 
 UPLOAD = "https://www.googleapis.com/auth/youtube.upload"
 READ = "https://www.googleapis.com/auth/youtube.readonly"
@@ -225,7 +225,7 @@ def test_memory_stays_flat_whatever_the_video_size(env, make_integration, media)
 
 
 def test_a_cancel_during_the_upload_stops_it_and_no_video_is_made(env, make_integration, media, monkeypatch):
-    from db.models import IntegrationSyncLog
+    from nexusctl.db.models import IntegrationSyncLog
     from nexusctl.core import sync_state
 
     yt, user, row = _youtube(env, make_integration)
@@ -329,8 +329,8 @@ def test_sync_lease_outlasts_one_chunk():
 
 @pytest.mark.parametrize("when", ["mid-upload", "after the last chunk"])
 def test_a_run_recovery_marked_interrupted_stops_and_stays_failed(env, make_integration, media, monkeypatch, when):
-    from daemon.sync_runner import mark_interrupted
-    from db.models import IntegrationSyncLog
+    from nexusctl.daemon.sync_runner import mark_interrupted
+    from nexusctl.db.models import IntegrationSyncLog
 
     yt, user, row = _youtube(env, make_integration)
     sent, real_put = [], publish_video._put
@@ -357,8 +357,8 @@ def test_a_run_recovery_marked_interrupted_stops_and_stays_failed(env, make_inte
 def test_a_run_whose_lease_another_process_took_stops_uploading(env, make_integration, media, monkeypatch):
     import datetime as dt
 
-    from db.fields import utcnow
-    from db.models import Lease
+    from nexusctl.db.fields import utcnow
+    from nexusctl.db.models import Lease
 
     yt, user, row = _youtube(env, make_integration)
     sent, real_put = [], publish_video._put

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from db.models import Integration, Webhook
-from db.secrets import seal, unseal
+from nexusctl.db.models import Integration, Webhook
+from nexusctl.db.secrets import seal, unseal
 from nexusctl.core import keys
 from nexusctl.crypto import Keyring
 

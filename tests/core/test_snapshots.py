@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from nexusctl.core import snapshots
-from providers.sync.base import Report
+from nexusctl.providers.sync.base import Report
 
 
 def _report(posts: int, title: str = "t") -> Report:

@@ -10,8 +10,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from daemon.app import ROUTES, create_app
-from db.models import Integration, IntegrationSyncLog, Webhook
+from nexusctl.daemon.app import ROUTES, create_app
+from nexusctl.db.models import Integration, IntegrationSyncLog, Webhook
 from nexusctl import config
 from nexusctl.enums import Provider, SyncStatus
 
@@ -43,8 +43,8 @@ async def api(db_url, aiohttp_client, monkeypatch):
 
 @pytest.fixture
 def owned(make_integration, keyring):
-    from db.models import WebhookDelivery
-    from db.secrets import seal
+    from nexusctl.db.models import WebhookDelivery
+    from nexusctl.db.secrets import seal
 
     row = make_integration(user_id=OWNER, provider=Provider.INSTAGRAM, name="@owner", scope=["basic"])
     IntegrationSyncLog.create(integration=row, action="fetch_posts", status=SyncStatus.COMPLETED)
@@ -383,12 +383,12 @@ async def test_minted_tokens_work_against_the_daemon(cli, aiohttp_client):
 
 
 def test_listed_actions_need_the_scopes_the_health_check_knows():
-    """The catalog's actions and providers/scopes.py say the same; an optional scope is one initiate offers."""
+    """The catalog's actions and nexusctl/providers/scopes.py say the same; an optional scope is one initiate offers."""
     from nexusctl.config import APPROVAL_SCOPES
-    from providers.catalog import ACTIONS
-    from providers.registry import SPECS
-    from providers.scopes import NEEDS
-    from providers.sync.registry import actions_of
+    from nexusctl.providers.catalog import ACTIONS
+    from nexusctl.providers.registry import SPECS
+    from nexusctl.providers.scopes import NEEDS
+    from nexusctl.providers.sync.registry import actions_of
 
     for provider, actions in ACTIONS.items():
         for action in actions:
@@ -405,7 +405,7 @@ def test_listed_actions_need_the_scopes_the_health_check_knows():
                      Provider.LINKEDIN):
         assert "fetch_analytics" in actions_of(provider), provider
         assert "fetch_analytics" in [a.name for a in ACTIONS[provider]], provider
-    from providers.sync.comments import REPLIERS
+    from nexusctl.providers.sync.comments import REPLIERS
 
     for provider in REPLIERS:  # every provider one can reply to comments on lists the reply with its scopes
         (reply,) = [a for a in ACTIONS[Provider(provider)] if a.name == "reply_comment"]

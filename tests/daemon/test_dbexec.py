@@ -7,7 +7,7 @@ import asyncio
 import peewee
 import pytest
 
-from daemon.dbexec import DbExecutor
+from nexusctl.daemon.dbexec import DbExecutor
 from nexusctl.errors import DatabaseUnavailable
 
 pytestmark = pytest.mark.postgres

@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
-from daemon.app import DB, create_app
-from db.fields import utcnow
+from nexusctl.daemon.app import DB, create_app
+from nexusctl.db.fields import utcnow
 from nexusctl import config
 from nexusctl.core import health_checks
 from nexusctl.enums import Provider

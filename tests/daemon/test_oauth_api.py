@@ -8,7 +8,7 @@ import uuid
 import jwt
 import pytest
 
-from daemon.app import create_app
+from nexusctl.daemon.app import create_app
 from nexusctl import config
 
 USER = uuid.UUID("6f1c2a9e-0d4b-4f7e-9a51-2b8c3d4e5f60")

@@ -11,8 +11,8 @@ import jwt
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from daemon.app import create_app
-from daemon.observe import JsonFormatter
+from nexusctl.daemon.app import create_app
+from nexusctl.daemon.observe import JsonFormatter
 from nexusctl import config
 from nexusctl.errors import ConfigError
 

@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from daemon import models_schema
-from daemon.app import ROUTES, create_app
-from daemon.openapi import document
+from nexusctl.daemon import models_schema
+from nexusctl.daemon.app import ROUTES, create_app
+from nexusctl.daemon.openapi import document
 from nexusctl import config
 from nexusctl.core.serializers import integration_to_dict, sync_log_to_dict
 
@@ -74,7 +74,7 @@ def test_schemas_are_valid_json_schema():
 
 
 def test_response_schemas_match_the_serializers(database, make_integration):
-    from db.models import IntegrationSyncLog
+    from nexusctl.db.models import IntegrationSyncLog
 
     row = make_integration(scope=["a"])
     log = IntegrationSyncLog.create(integration=row, action="fetch_posts")

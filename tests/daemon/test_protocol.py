@@ -1,4 +1,4 @@
-"""daemon.protocol's pieces that a process test cannot provoke on demand: a failed accept's log, the cap."""
+"""nexusctl.daemon.protocol's pieces that a process test cannot provoke on demand: a failed accept's log, the cap."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import errno
 import logging
 import resource
 
-from daemon.protocol import connection_cap, install_accept_error_log
+from nexusctl.daemon.protocol import connection_cap, install_accept_error_log
 
 
 def test_a_failed_accept_is_logged_once_a_minute_not_once_per_try(caplog):

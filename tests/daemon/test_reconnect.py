@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg2
 import pytest
 
-from daemon.app import create_app
+from nexusctl.daemon.app import create_app
 from nexusctl import config
 
 

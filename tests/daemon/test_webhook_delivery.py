@@ -16,8 +16,8 @@ import pytest
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook as Verifier
 
-from daemon.app import create_app
-from db.models import OutboxEvent, WebhookAttempt, WebhookDelivery
+from nexusctl.daemon.app import create_app
+from nexusctl.db.models import OutboxEvent, WebhookAttempt, WebhookDelivery
 from nexusctl import config
 from nexusctl.enums import DeliveryStatus, Provider
 
@@ -369,8 +369,8 @@ async def test_a_receiver_that_never_answers_times_out(two_receivers):
 
 
 async def test_concurrent_emits_share_commits_and_each_answer_is_durable(env):
-    from daemon import emits
-    from daemon.app import DB
+    from nexusctl.daemon import emits
+    from nexusctl.daemon.app import DB
 
     api, receiver, base, integration = env
     await _create(api, integration, f"{base}/hook", ["*"])
@@ -407,7 +407,7 @@ async def test_a_batch_of_events_answers_each_in_order(env):
 
 
 async def _create_for_stranger(api, env):
-    from db.models import Integration
+    from nexusctl.db.models import Integration
 
     row = Integration.create(user_id=uuid.uuid4(), provider=Provider.SHOPIFY, name="someone else's")
     return str(row.id)

@@ -1,4 +1,4 @@
-"""db/migrate.py: detecting, applying and reporting migrations; models vs migration drift.
+"""nexusctl/db/migrate.py: detecting, applying and reporting migrations; models vs migration drift.
 
 An empty database is refused with the command to run; `migrate()` applies
 what is pending exactly once (also under concurrency on PostgreSQL); a new
@@ -17,9 +17,9 @@ import peewee
 import pytest
 from playhouse.migrations import Runner
 
-from db import migrate
-from db.database import open_database
-from db.models import ALL_MODELS, Integration
+from nexusctl.db import migrate
+from nexusctl.db.database import open_database
+from nexusctl.db.models import ALL_MODELS, Integration
 from nexusctl.enums import Provider
 from nexusctl.errors import SchemaBehind
 
@@ -157,9 +157,9 @@ def test_a_database_migrated_by_newer_code_still_runs_with_a_warning(database, c
     database.execute_sql(
         f"INSERT INTO {migrate.HISTORY_TABLE} (name, applied) VALUES ('0099_from_the_future', CURRENT_TIMESTAMP)"
     )
-    with caplog.at_level(logging.WARNING, logger="db.migrate"):
+    with caplog.at_level(logging.WARNING, logger="nexusctl.db.migrate"):
         migrate.ensure_current(database)  # does not raise
-    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "db.migrate"]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and r.name == "nexusctl.db.migrate"]
     assert len(warnings) == 1 and "0099_from_the_future" in warnings[0].getMessage()
     assert migrate.pending(database) == []
     unknown = [s for s in migrate.status(database) if not s.known]
@@ -270,7 +270,7 @@ def _down_through(runner, name: str) -> list[str]:
 
 
 def test_0002_connections_down_then_up_round_trips(database):
-    from db.models import IntegrationSyncLog, OAuthState, OutboxEvent, Webhook
+    from nexusctl.db.models import IntegrationSyncLog, OAuthState, OutboxEvent, Webhook
 
     row = Integration.create(user_id="00000000-0000-0000-0000-000000000002", provider=Provider.SLACK, name="kept")
     Webhook.create(integration=row, url="https://example.com/h")
@@ -302,7 +302,7 @@ def test_0002_connections_down_then_up_round_trips(database):
 
 
 def test_0003_webhook_delivery_down_then_up_round_trips(database):
-    from db.models import Webhook, WebhookAttempt, WebhookDelivery
+    from nexusctl.db.models import Webhook, WebhookAttempt, WebhookDelivery
 
     row = Integration.create(user_id="00000000-0000-0000-0000-000000000003", provider=Provider.SLACK, name="kept")
     hook = Webhook.create(integration=row, url="https://example.com/h")
@@ -333,8 +333,8 @@ def test_0011_channel_webhook_down_then_up_round_trips(database):
 
 
 def test_0010_publish_deferral_down_then_up_round_trips(database):
-    from db.fields import utcnow
-    from db.models import IntegrationSyncLog
+    from nexusctl.db.fields import utcnow
+    from nexusctl.db.models import IntegrationSyncLog
 
     row = Integration.create(user_id="00000000-0000-0000-0000-000000000010", provider=Provider.INSTAGRAM,
                              name="kept")

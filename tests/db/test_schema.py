@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from db.models import ALL_MODELS, Integration, IntegrationSyncLog, Webhook, WebhookDelivery
-from db.secrets import seal, unseal
+from nexusctl.db.models import ALL_MODELS, Integration, IntegrationSyncLog, Webhook, WebhookDelivery
+from nexusctl.db.secrets import seal, unseal
 from nexusctl.enums import DeliveryStatus, Provider
 from nexusctl.errors import DecryptionFailed
 

@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from db import migrate
-from db.database import open_database
+from nexusctl.db import migrate
+from nexusctl.db.database import open_database
 from nexusctl.errors import SchemaBehind
 
 # This version's migrations, from the directory the runner reads.

@@ -5,7 +5,7 @@ reply made through the API is added there with its parent (``replies_to(id)`` fi
 with ``edit_comment(id, **fields)`` and ``delete_comment(id)``. Each refuses a token without the scope as its
 provider does:
 
-- TIKTOK (the shape providers/sync/comments.py documents): ``POST /v2/comment/list/?fields=`` (``calls
+- TIKTOK (the shape nexusctl/providers/sync/comments.py documents): ``POST /v2/comment/list/?fields=`` (``calls
   ["comment_list"]``, scope ``comment.list``) ``{video_id, max_count 1-50 (default 20), cursor (an offset)}``
   answering ``data {comments, cursor, has_more}`` (top-level comments of that video, one of ``records_of
   ("videos")``, else 400 ``invalid_params``); ``POST /v2/comment/reply/`` (``calls["comment_reply"]``, scope

@@ -38,8 +38,8 @@ from apikit import (
     wait_for,
 )
 
-from daemon.app import ROUTES
-from daemon.openapi import document
+from nexusctl.daemon.app import ROUTES
+from nexusctl.daemon.openapi import document
 
 DOC = document(ROUTES)  # what the daemon serves (test_the_daemon_serves_this_document checks it)
 OPERATIONS = [(method.upper(), path) for path, ops in DOC["paths"].items() for method in ops]
@@ -613,7 +613,7 @@ def test_a_deadlock_victim_is_run_again(pg_database, postgres_url):
     import psycopg2
     from psycopg2 import errors as pg_errors
 
-    from db.database import retry_deadlocks
+    from nexusctl.db.database import retry_deadlocks
 
     pg_database.execute_sql("CREATE TABLE fault_locks (id int PRIMARY KEY, n int)")
     pg_database.execute_sql("INSERT INTO fault_locks VALUES (1, 0), (2, 0)")

@@ -26,8 +26,8 @@ import uuid
 import pytest
 from procs import daemon_env, wait_for, webhook_rig
 
-from db.database import bind, database_proxy, open_database
-from db.models import Integration, WebhookAttempt, WebhookDelivery
+from nexusctl.db.database import bind, database_proxy, open_database
+from nexusctl.db.models import Integration, WebhookAttempt, WebhookDelivery
 from nexusctl.core import deliveries, webhooks
 from nexusctl.enums import DeliveryStatus, Provider
 

@@ -24,8 +24,8 @@ import uuid
 import pytest
 from procs import api, daemon_env, oauth_stack, sql, start_daemon, stop_daemon, wait_for
 
-from db.database import bind, open_database
-from db.models import Integration
+from nexusctl.db.database import bind, open_database
+from nexusctl.db.models import Integration
 from nexusctl.core import webhooks
 from nexusctl.enums import Provider
 

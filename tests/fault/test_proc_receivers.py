@@ -22,7 +22,7 @@ import uuid
 
 from procs import api, closed_port, daemon_env, start_daemon, stop_daemon, wait_for
 
-from db.models import Integration
+from nexusctl.db.models import Integration
 from nexusctl.core import webhooks
 from nexusctl.enums import Provider
 
@@ -107,7 +107,7 @@ def test_flapping_slow_and_refusing_receivers_are_retried_on_schedule(db_url, da
         _check_schedule(log, "refusing receiver")
         assert behaving_receiver.arrivals(delivery["id"]) == []
 
-    from db.models import OutboxEvent
+    from nexusctl.db.models import OutboxEvent
 
     failed = [e.data for e in OutboxEvent.select().where(OutboxEvent.type == "webhook.failed")]
     assert sorted(e["deliveryId"] for e in failed) == sorted(d["id"] for d in found["refused"])

@@ -7,8 +7,8 @@ import json
 
 from playhouse.migrations import Runner
 
-from db import migrate
-from db.models import Integration, JobRun
+from nexusctl.db import migrate
+from nexusctl.db.models import Integration, JobRun
 from nexusctl.core import job_runs, refresh
 from nexusctl.enums import Provider
 from nexusctl.errors import ProviderError

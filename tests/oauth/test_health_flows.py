@@ -19,7 +19,7 @@ from jsonschema import Draft202012Validator
 from test_refresh_flows import connected
 from test_refresh_sweep import _expire_in, _wait
 
-from daemon import models_schema
+from nexusctl.daemon import models_schema
 from emulators.testkit import CallbackSink
 
 UTC = dt.timezone.utc

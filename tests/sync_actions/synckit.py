@@ -19,11 +19,11 @@ import aiohttp
 
 from nexusctl import config
 from nexusctl.enums import Provider
-from providers.registry import adapter_for
-from providers.scopes import requested
-from providers.spec import TokenSet
-from providers.sync.base import SyncApi
-from providers.sync.registry import AUTH_HEADER, action_of
+from nexusctl.providers.registry import adapter_for
+from nexusctl.providers.scopes import requested
+from nexusctl.providers.spec import TokenSet
+from nexusctl.providers.sync.base import SyncApi
+from nexusctl.providers.sync.registry import AUTH_HEADER, action_of
 
 KEY = base64.b64encode(bytes(32)).decode()
 

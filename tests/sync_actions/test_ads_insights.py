@@ -12,8 +12,8 @@ from synckit import mint, read_all
 
 from nexusctl import config
 from nexusctl.errors import ConfigError, ProviderError, ProviderNotConfigured, RateLimited, TokenExpired
-from providers.sync import ads
-from providers.sync.base import Item
+from nexusctl.providers.sync import ads
+from nexusctl.providers.sync.base import Item
 
 TODAY = dt.date(2026, 11, 25)
 SINCE, UNTIL = "2026-10-26", "2026-11-24"  # the 30 full days before TODAY

@@ -10,7 +10,7 @@ from synckit import read_all
 
 from nexusctl.enums import Provider
 from nexusctl.errors import ProviderError, RateLimited, TokenExpired
-from providers.scopes import requested
+from nexusctl.providers.scopes import requested
 
 SHOP = "demo-shop.myshopify.com"
 

@@ -8,7 +8,7 @@ import pytest
 from synckit import mint, read_all
 
 from nexusctl.errors import ProviderError, RateLimited, TokenExpired
-from providers.sync import payments
+from nexusctl.providers.sync import payments
 
 
 def _charges(n):

@@ -10,10 +10,10 @@ from nexusctl import config
 from nexusctl.config import APPROVAL_SCOPES
 from nexusctl.enums import Provider
 from nexusctl.errors import ConfigError
-from providers import scopes
-from providers.registry import SPECS
-from providers.sync.publish import PUBLISHERS
-from providers.sync.registry import actions_of
+from nexusctl.providers import scopes
+from nexusctl.providers.registry import SPECS
+from nexusctl.providers.sync.publish import PUBLISHERS
+from nexusctl.providers.sync.registry import actions_of
 from synckit import settings_for
 
 
@@ -46,7 +46,7 @@ def test_approval_only_scopes_are_asked_for_only_when_the_operator_says_so():
 def test_the_consent_asks_for_the_approved_scopes(emulators):
     settings = settings_for(emulators, {"LINKEDIN_APPROVED_SCOPES": "r_member_social"})
     assert settings.providers[Provider.LINKEDIN].approved_scopes == ("r_member_social",)
-    from providers.registry import adapter_for
+    from nexusctl.providers.registry import adapter_for
 
     url = adapter_for(Provider.LINKEDIN, settings).authorization_url("s", None)
     assert "r_member_social" in url

@@ -13,8 +13,8 @@ import uuid
 
 import pytest
 
-from db.database import database_proxy
-from db.models import Integration, WebhookAttempt, WebhookDelivery
+from nexusctl.db.database import database_proxy
+from nexusctl.db.models import Integration, WebhookAttempt, WebhookDelivery
 from nexusctl.core import deliveries, webhooks
 from nexusctl.enums import DeliveryStatus, Provider
 

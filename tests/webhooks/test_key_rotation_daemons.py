@@ -30,9 +30,9 @@ from pathlib import Path
 import jwt
 import pytest
 
-from db.database import database_proxy
-from db.models import Integration, WebhookAttempt, WebhookDelivery
-from db.secrets import seal
+from nexusctl.db.database import database_proxy
+from nexusctl.db.models import Integration, WebhookAttempt, WebhookDelivery
+from nexusctl.db.secrets import seal
 from nexusctl.core import deliveries, webhooks
 from nexusctl.crypto import key_id
 from nexusctl.enums import DeliveryStatus, Provider

@@ -13,8 +13,8 @@ import uuid
 import psycopg2
 import pytest
 
-from db.database import database_proxy, is_postgres
-from db.models import Integration
+from nexusctl.db.database import database_proxy, is_postgres
+from nexusctl.db.models import Integration
 from nexusctl.core import deliveries, webhooks
 from nexusctl.enums import Provider
 

@@ -1,0 +1,212 @@
+"""The aiohttp application factory: lifecycles in cleanup_ctx, no globals."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+
+from nexusctl.daemon import (api_comments, api_events, api_health, api_inbound, api_integrations, api_oauth, api_sync,
+                    api_webhooks)
+from nexusctl.daemon.auth import TokenVerifier
+from nexusctl.daemon.dbexec import DbExecutor
+from nexusctl.daemon.health import health, ready
+from nexusctl.daemon.middleware import auth_middleware, error_middleware
+from nexusctl.daemon.models_schema import HEALTH
+from nexusctl.daemon.observe import METRICS, Metrics, metrics_handler, observe_middleware
+from nexusctl.daemon.openapi import openapi_handler
+from nexusctl.daemon.routing import BODY_TIMEOUT, Route, add_routes
+from nexusctl.db.database import bind, open_database
+from nexusctl import telemetry
+from nexusctl.config import Settings
+from nexusctl.core import activity
+
+log = logging.getLogger(__name__)
+
+SETTINGS = web.AppKey("settings", Settings)
+DB = web.AppKey("db", DbExecutor)
+REDIS = web.AppKey("redis", object)
+VERIFIER = web.AppKey("verifier", TokenVerifier)
+SERVICES = web.AppKey("services", object)
+WORKER = web.AppKey("worker", object)  # daemon.delivery.DeliveryWorker
+SYNCS = web.AppKey("syncs", object)  # daemon.sync_runner.SyncRunner
+# Set by `nexusctl daemon` once the socket is bound: background work (the delivery worker, the
+# scheduler) waits for it, so a daemon that cannot listen does no work and exits cleanly.
+LISTENING = web.AppKey("listening", object)  # nexusctl.core.connect.Services: what flows need
+MAX_BODY_BYTES = 1024 * 1024
+
+ROUTES = [
+    Route("GET", "/health", health, "The process is alive", "health", public=True, data=HEALTH),
+    Route("GET", "/ready", ready, "Database reachable and migrated, Redis reachable when configured", "health",
+          public=True, data=HEALTH, errors=("NOT_READY",)),
+    *api_oauth.ROUTES,
+    *api_webhooks.ROUTES,  # before /integrations/{id}: /integrations/webhooks is not an id
+    *api_events.ROUTES,
+    *api_inbound.ROUTES,
+    *api_sync.ROUTES,
+    *api_comments.ROUTES,
+    *api_health.ROUTES,
+    *api_integrations.ROUTES,
+]
+ROUTES += [
+    Route("GET", "/openapi.json", openapi_handler, "This OpenAPI 3.1 document", "meta", public=True, envelope=False),
+    Route("GET", "/metrics", metrics_handler, "Prometheus metrics (text format)", "meta", public=True,
+          envelope=False, content_type="text/plain"),
+]
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(
+        middlewares=[observe_middleware, error_middleware, auth_middleware],
+        client_max_size=MAX_BODY_BYTES,
+    )
+    app[SETTINGS] = settings
+    app[BODY_TIMEOUT] = settings.http_body_timeout
+    app[METRICS] = Metrics()
+    app[METRICS].db_reader(api_health.metrics_reader(app))
+    app[METRICS].db_reader(_delivery_queue_reader(app))
+    app[VERIFIER] = TokenVerifier(settings)
+    app.cleanup_ctx.append(_telemetry)
+    app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_redis)
+    app.cleanup_ctx.append(_services)
+    app.cleanup_ctx.append(_delivery_worker)
+    app.cleanup_ctx.append(_jobs)
+    app.cleanup_ctx.append(_event_bus)
+    app.cleanup_ctx.append(_sync_runner)
+    add_routes(app, ROUTES)
+    return app
+
+
+async def _telemetry(app: web.Application):
+    """What core and the providers report (nexusctl.telemetry) goes to this app's /metrics while it runs."""
+    telemetry.install(app[METRICS])
+    yield
+    if telemetry.installed() is app[METRICS]:
+        telemetry.install(None)
+
+
+def _delivery_queue_reader(app: web.Application):
+    async def read() -> None:
+        metrics = app[METRICS]
+        for row in await app[DB].run(activity.queue):
+            metrics.queue_depth.labels(row["status"]).set(row["depth"])
+            metrics.queue_oldest.labels(row["status"]).set(row["oldestDueSeconds"])
+
+    return read
+
+
+async def _database(app: web.Application):
+    settings = app[SETTINGS]
+    db = bind(open_database(settings.database_url.get(), settings.database_pool_size))
+    app[DB] = DbExecutor(db, settings.database_pool_size)
+    yield
+    app[DB].close()
+
+
+async def _redis(app: web.Application):
+    settings = app[SETTINGS]
+    if settings.redis_url is None:
+        if settings.is_production:  # the spec requires Redis; running without it is allowed but said
+            log.warning("REDIS_URL is not set in production: OAuth states and events stay in "
+                        "the database (the spec requires Redis; set REDIS_URL=redis://host:6379/0)")
+        app[REDIS] = None
+        yield
+        return
+    from nexusctl.redisconn import open_client  # imports redis: only the daemon, and only when configured
+
+    client = open_client(settings.redis_url.get())
+    app[REDIS] = client
+    yield
+    await client.aclose()
+
+
+async def _services(app: web.Application):
+    """The outbound HTTP sessions for provider calls (plain and SSRF-guarded), closed on shutdown."""
+    from nexusctl.core.connect import Services
+    from nexusctl.crypto import keyring_from_settings
+    from nexusctl.providers.http import provider_sessions
+
+    settings = app[SETTINGS]
+    async with provider_sessions(settings.webhook_allowed_networks) as (session, guarded):
+        app[SERVICES] = Services(settings, keyring_from_settings(settings), session, app[DB].run, app[REDIS],
+                                 guarded)
+        yield
+
+
+async def _delivery_worker(app: web.Application):
+    from nexusctl.daemon.delivery import DeliveryWorker
+
+    worker = DeliveryWorker(app[SETTINGS], app[DB], app[SERVICES].keyring, app[METRICS])
+    app[WORKER] = worker
+    starting = asyncio.create_task(_when_listening(app, worker.start))
+    yield
+    await _stop(starting, worker.stop)
+
+
+async def _when_listening(app: web.Application, start) -> None:
+    gate = app.get(LISTENING)
+    if gate is not None:
+        await gate.wait()
+    await start()
+
+
+async def _stop(starting: asyncio.Task, stop) -> None:
+    if not starting.done():
+        starting.cancel()  # never started (the daemon could not listen): nothing to stop
+        await asyncio.gather(starting, return_exceptions=True)
+        return
+    await stop()
+
+
+async def _jobs(app: web.Application):
+    from nexusctl.daemon.jobs import start_scheduler  # APScheduler only in the daemon
+
+    scheduler = []
+
+    async def start():
+        scheduler.append(start_scheduler(app[SETTINGS], app[SERVICES]))
+
+    async def stop():
+        scheduler[0].shutdown(wait=False)
+
+    starting = asyncio.create_task(_when_listening(app, start))
+    yield
+    await _stop(starting, stop)
+
+
+async def _event_bus(app: web.Application):
+    """With REDIS_URL: the outbox relay and the consumer group (without it the outbox is the record)."""
+    settings, redis_client = app[SETTINGS], app[REDIS]
+    if redis_client is None:
+        yield
+        return
+    from nexusctl.daemon.consumer import EventConsumer
+    from nexusctl.daemon.relay import OutboxRelay
+
+    parts = [OutboxRelay(settings, app[DB], redis_client, app[METRICS])]
+    if settings.events_consume_streams:
+        parts.append(EventConsumer(settings, app[SERVICES], redis_client))
+
+    async def start():
+        for part in parts:
+            await part.start()
+
+    async def stop():
+        for part in parts:
+            await part.stop()
+
+    starting = asyncio.create_task(_when_listening(app, start))
+    yield
+    await _stop(starting, stop)
+
+
+async def _sync_runner(app: web.Application):
+    from nexusctl.daemon.sync_runner import SyncRunner
+
+    runner = SyncRunner(app[SERVICES])
+    app[SYNCS] = runner
+    starting = asyncio.create_task(_when_listening(app, runner.start))
+    yield
+    await _stop(starting, runner.stop)

@@ -1,0 +1,324 @@
+"""The delivery worker inside `nexusctl daemon`: claim -> sign -> POST -> record.
+
+It claims only as many due deliveries as it has free sending slots
+(``WEBHOOK_CONCURRENCY``), so memory stays flat however large the backlog;
+each endpoint also has its own cap (``WEBHOOK_CONCURRENCY_PER_ENDPOINT``) so
+one slow receiver cannot take every slot. It wakes when a delivery is queued
+(PostgreSQL LISTEN/NOTIFY, or an in-process signal on SQLite) and otherwise
+polls once a second as the safety net. Requests go through the SSRF-guarded
+connector (each connection only to checked addresses), never follow
+redirects and time out after ``WEBHOOK_TIMEOUT``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import time
+
+import aiohttp
+
+from nexusctl.db.fields import utcnow
+from nexusctl import ssrf, telemetry
+from nexusctl.core import attempts, deliveries, key_usage, signing
+from nexusctl.core.attempts import Result
+from nexusctl.errors import DatabaseUnavailable, UsageProblem
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 1.0
+# How long a webhook whose secret is under a key this daemon lacks is left out of its claims before it looks
+# again (another daemon, or a re-saved secret, may have moved it to a key this one has).
+LOCKED_SECONDS = 30.0
+RECORD_BATCH = 100  # outcomes per transaction
+RECORD_WINDOW = 0.005  # seconds an outcome may wait for others to share its commit
+BODY_PREVIEW = 4096
+
+
+class DeliveryWorker:
+    def __init__(self, settings, db, keyring, metrics=None) -> None:
+        self.settings = settings
+        self.db = db  # daemon.dbexec.DbExecutor
+        self.keyring = keyring
+        self.metrics = metrics
+        self.free = settings.webhook_concurrency
+        # Sends in flight per webhook. A webhook at its cap is left out of the next claim, and the
+        # claim takes of each webhook only what fits under its cap: a slow receiver never holds
+        # more than its share of the slots, so it cannot starve the others.
+        self.inflight: collections.Counter = collections.Counter()
+        # Webhooks whose signing secret is under a key this daemon was not given (a rotation under way):
+        # {webhook id: monotonic time until which its deliveries are left to daemons that have the key}.
+        self.locked: dict = {}
+        self.wake = asyncio.Event()
+        self.tasks: set[asyncio.Task] = set()
+        self.stopping = False
+        self.db_away = False  # the last claim found the database unreachable
+        self.session: aiohttp.ClientSession | None = None
+        self.sent = 0
+        self.to_record: list = []
+        self.flush_now = asyncio.Event()
+        self.flusher: asyncio.Task | None = None
+        # Totals since start, on /metrics: the mean claim and record batch sizes show how far
+        # the database work is shared between deliveries.
+        self.counts = collections.Counter()
+        if metrics is not None:
+            for name, help_text in (("claims", "Claim statements run by the delivery worker."),
+                                    ("claimed", "Deliveries claimed by the delivery worker."),
+                                    ("record_batches", "Transactions recording delivery outcomes."),
+                                    ("recorded", "Delivery outcomes recorded.")):
+                metrics.counter_from(f"nexus_webhook_{name}_total", help_text, lambda name=name: self.counts[name])
+
+    # --- lifecycle -----------------------------------------------------------
+
+    async def start(self) -> None:
+        connector = ssrf.guarded_connector(self.settings.webhook_allowed_networks,
+                                           limit=self.settings.webhook_concurrency)
+        self.session = aiohttp.ClientSession(connector=connector, trust_env=False,
+                                             timeout=aiohttp.ClientTimeout(total=self.settings.webhook_timeout),
+                                             headers={"User-Agent": "nexusctl-webhooks"})
+        loop = asyncio.get_running_loop()
+        self._listener = lambda: loop.call_soon_threadsafe(self.wake.set)
+        deliveries.LISTENERS.append(self._listener)
+        self._pg = None
+        if self.settings.database_kind == "postgresql":
+            self._listen(loop)
+        self.loop_task = asyncio.create_task(self._loop(), name="delivery-worker")
+
+    def _listen(self, loop) -> None:
+        """LISTEN on a connection of its own: other processes' commits wake us at once."""
+        import psycopg2
+
+        try:
+            conn = psycopg2.connect(self.settings.database_url.get(), connect_timeout=5)
+            conn.autocommit = True
+            conn.cursor().execute(f"LISTEN {deliveries.NOTIFY_CHANNEL}")
+        except psycopg2.Error as exc:
+            log.warning("delivery worker: LISTEN unavailable (%s); polling every %.0f s", type(exc).__name__,
+                        POLL_SECONDS)
+            return
+
+        fd = conn.fileno()
+
+        def readable():
+            try:
+                conn.poll()
+                conn.notifies.clear()
+            except psycopg2.Error:  # the server dropped it: poll until _loop listens again
+                loop.remove_reader(fd)
+                self._pg = None
+                conn.close()
+                return
+            self.wake.set()
+
+        loop.add_reader(fd, readable)
+        self._pg, self._pg_fd = conn, fd
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop claiming; let in-flight sends finish (their leases cover a crash anyway)."""
+        self.stopping = True
+        self.wake.set()
+        await asyncio.gather(self.loop_task, return_exceptions=True)
+        if self.tasks:
+            await asyncio.wait(self.tasks, timeout=grace)
+        if self.session is not None:
+            await self.session.close()
+        if self._listener in deliveries.LISTENERS:
+            deliveries.LISTENERS.remove(self._listener)
+        if self._pg is not None:
+            asyncio.get_running_loop().remove_reader(self._pg_fd)
+            self._pg.close()
+
+    def poke(self) -> None:
+        """Something was queued: look now (thread-safe via call_soon_threadsafe by callers)."""
+        self.wake.set()
+
+    # --- the loop ------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        # Long enough for a send to time out and be recorded; short enough that a crashed
+        # daemon's claims come back soon (default 35 s).
+        lease = 2 * self.settings.webhook_timeout + 5
+        relisten_at = 0.0
+        while not self.stopping:
+            if self.settings.database_kind == "postgresql" and self._pg is None and time.monotonic() >= relisten_at:
+                relisten_at = time.monotonic() + 5  # LISTEN again after a dropped connection
+                self._listen(asyncio.get_running_loop())
+            # Clear before claiming, not after: a NOTIFY that lands while the claim runs must
+            # wake the next round, or its delivery waits for the 1 s poll.
+            self.wake.clear()
+            try:
+                claimed, signing, locked = [], {}, {}
+                cap = self.settings.webhook_concurrency_per_endpoint
+                if self.free > 0:
+                    now = time.monotonic()
+                    self.locked = {w: until for w, until in self.locked.items() if until > now}
+                    busy = [w for w, n in self.inflight.items() if n >= cap] + list(self.locked)
+                    # Each endpoint is claimed only what its free slots can send now (the claim counts
+                    # per endpoint): a busy endpoint's deliveries are not claimed to be handed back.
+                    rooms = {w: cap - n for w, n in self.inflight.items() if n < cap}
+                    claimed, signing, locked = await self.db.run(_claim_and_sign, self.keyring,
+                                                                 min(self.free, 100), lease, busy, rooms, cap)
+                    self.counts["claims"] += 1
+                    self.counts["claimed"] += len(claimed)
+                    self._leave_locked(locked, now)
+                for item in claimed:
+                    self.inflight[item.webhook_id] += 1
+                if claimed:
+                    # The URL rules, once per webhook per batch (not per send); the connector
+                    # still checks every address it connects to.
+                    signing = {hook_id: (url, secrets, self._refusal(url))
+                               for hook_id, (url, secrets) in signing.items()}
+                for item in claimed:
+                    self.free -= 1
+                    task = asyncio.create_task(self._send(item, signing.get(item.webhook_id)))
+                    task.webhook_id = item.webhook_id
+                    self.tasks.add(task)
+                    task.add_done_callback(self._done)
+                if (claimed or locked) and self.free > 0:
+                    continue  # there may be more due right now (for other endpoints)
+            except DatabaseUnavailable as exc:  # an outage: one line when it starts and one when it ends
+                if not self.db_away:
+                    log.warning("delivery worker: cannot claim (%s); retrying every %.0f s", exc.message,
+                                POLL_SECONDS)
+                self.db_away = True
+            except Exception:  # noqa: BLE001 - keep the worker alive whatever happened
+                log.exception("delivery worker: claiming failed; retrying in %.0f s", POLL_SECONDS)
+            else:
+                if self.db_away:
+                    log.info("delivery worker: claiming again")
+                self.db_away = False
+            try:
+                await asyncio.wait_for(self.wake.wait(), POLL_SECONDS)
+            except asyncio.TimeoutError:
+                pass
+
+    def _leave_locked(self, locked: dict, now: float) -> None:
+        """Their deliveries went back untouched (no attempt counted): leave those webhooks out for a while."""
+        for webhook_id, kid in locked.items():
+            self.locked[webhook_id] = now + LOCKED_SECONDS
+            key_usage.warn_once(kid, f"delivery worker: the signing secret of webhook {webhook_id}")
+
+    def _done(self, task: asyncio.Task) -> None:
+        self.tasks.discard(task)
+        self.free += 1
+        self.inflight[task.webhook_id] -= 1
+        if self.inflight[task.webhook_id] <= 0:
+            del self.inflight[task.webhook_id]
+        self.wake.set()  # a slot is free: claim more
+
+    async def _send(self, item: deliveries.Claimed, signing) -> None:
+        if signing is None:  # webhook deleted meanwhile: its deliveries went with it (cascade)
+            log.info("delivery %s: webhook %s is gone", item.id, item.webhook_id)
+            return
+        url, secrets, refusal = signing
+        if refusal is not None:  # e.g. an http URL once NODE_ENV=production
+            result = Result(started_at=utcnow(), duration_ms=0, error=refusal)
+        else:
+            body = json.dumps(item.payload, separators=(",", ":"), ensure_ascii=False).encode()
+            result = await self._post(url, secrets, str(item.id), body)
+        try:
+            outcome = await self._record(item, result)
+        except DatabaseUnavailable as exc:
+            log.warning("delivery %s: attempt %d not recorded (%s); it is sent again once its lease expires",
+                        item.id, item.attempts + 1, exc.message)
+            return
+        except Exception:  # noqa: BLE001 - the lease will expire and the attempt is made again
+            log.exception("delivery %s: recording the attempt failed", item.id)
+            return
+        self.sent += 1
+        telemetry.delivery_attempt(outcome)
+        if item.attempts == 0 and item.created_at is not None:
+            telemetry.emit_to_attempt((result.started_at - item.created_at).total_seconds())
+        log.info("delivery %s (%s) attempt %d -> %s %s in %d ms", item.id, item.event, item.attempts + 1,
+                 result.status_code or "-", outcome, result.duration_ms)
+
+    async def _record(self, item, result) -> str:
+        """Queue the outcome for the next batched write; resolves once it is committed."""
+        future = asyncio.get_running_loop().create_future()
+        self.to_record.append((item, result, future))
+        if len(self.to_record) >= RECORD_BATCH:
+            self.flush_now.set()
+        elif self.flusher is None or self.flusher.done():
+            self.flusher = asyncio.create_task(self._flush_soon())
+        return await future
+
+    async def _flush_soon(self) -> None:
+        # Outcomes that arrive within a few milliseconds share one transaction.
+        try:
+            await asyncio.wait_for(self.flush_now.wait(), RECORD_WINDOW)
+        except asyncio.TimeoutError:
+            pass
+        while self.to_record:
+            self.flush_now.clear()
+            batch, self.to_record = self.to_record[:RECORD_BATCH], self.to_record[RECORD_BATCH:]
+            try:
+                outcomes = await self.db.run(attempts.record_many, [(i, r) for i, r, _ in batch],
+                                             self.settings.webhook_retry_schedule)
+            except Exception as exc:  # noqa: BLE001 - handed to each sender, which logs it
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            self.counts["record_batches"] += 1
+            self.counts["recorded"] += len(batch)
+            for (_, _, future), outcome in zip(batch, outcomes, strict=True):
+                if not future.done():
+                    future.set_result(outcome)
+
+    async def _post(self, url: str, secrets: list[str], message_id: str, body: bytes) -> Result:
+        started, clock = utcnow(), time.monotonic()
+        headers = signing.headers(secrets, message_id, int(time.time()), body)
+
+        def done(**kw) -> Result:
+            return Result(started_at=started, duration_ms=int((time.monotonic() - clock) * 1000), **kw)
+
+        try:
+            async with self.session.post(url, data=body, headers=headers, allow_redirects=False) as response:
+                preview = await response.content.read(BODY_PREVIEW)
+                retry_after = _retry_after(response.headers.get("Retry-After"))
+                return done(status_code=response.status, body=preview.decode("utf-8", "replace"),
+                            retry_after=retry_after)
+        except asyncio.TimeoutError:
+            return done(error=f"timed out after {self.settings.webhook_timeout:g} s")
+        except ssrf.BlockedAddress as exc:
+            return done(error=f"refused address: {exc}")
+        except aiohttp.ClientConnectorError as exc:
+            # aiohttp wraps the guard's refusal (raised while resolving or connecting) in a connector
+            # error whose text drops it ("Cannot connect to host ... [None]"): say why, it is no DNS fault.
+            if isinstance(exc.os_error, ssrf.BlockedAddress):
+                return done(error=f"refused address: {exc.os_error}")
+            return done(error=f"{type(exc).__name__}: {str(exc)[:200]}")
+        except aiohttp.ClientError as exc:
+            return done(error=f"{type(exc).__name__}: {str(exc)[:200]}")
+        except Exception as exc:  # noqa: BLE001 - whatever it is, it is this attempt's error
+            return done(error=f"{type(exc).__name__}: {str(exc)[:200]}")
+
+    def _refusal(self, url: str) -> str | None:
+        try:
+            ssrf.check_url(url, production=self.settings.is_production,
+                           allowed_networks=self.settings.webhook_allowed_networks)
+        except UsageProblem as exc:
+            return f"{type(exc).__name__}: {str(exc)[:200]}"
+        return None
+
+
+def _claim_and_sign(keyring, limit: int, lease: float, exclude, rooms=None, cap=None) -> tuple[list, dict, dict]:
+    """A claim and its webhooks' URLs and secrets, in one trip to a database thread. Deliveries of webhooks
+    whose secret is under a key this daemon lacks are given back at once, untouched, for a daemon that has it;
+    the third value names those webhooks and their key ids."""
+    claimed = deliveries.claim(limit, lease, exclude, rooms=rooms, cap=cap)
+    if not claimed:
+        return [], {}, {}
+    signing, locked = deliveries.signing_for(keyring, [c.webhook_id for c in claimed])
+    if locked:
+        deliveries.release([c for c in claimed if c.webhook_id in locked])
+        claimed = [c for c in claimed if c.webhook_id not in locked]
+    return claimed, signing, locked
+
+
+def _retry_after(value: str | None) -> int | None:
+    if value and value.strip().isdigit():
+        return int(value.strip())
+    return None

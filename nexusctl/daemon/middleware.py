@@ -1,0 +1,74 @@
+"""The daemon's one error boundary: every failure becomes the spec's envelope.
+
+``{"success": false, "error": {"code", "message"}}`` with the error's HTTP
+status. Unexpected exceptions are logged with their traceback and answered
+with a bare INTERNAL_ERROR: no exception text reaches the client.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from aiohttp import web
+
+from nexusctl.errors import Forbidden, NexusError, RequestTimeout
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {400: "VALIDATION_ERROR", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}
+
+
+def _json_line(value) -> str:
+    return json.dumps(value) + "\n"
+
+
+def json_response(body, *, status: int = 200, headers=None) -> web.Response:
+    """Every JSON answer of the API (data, errors, /health, /ready): one JSON document ending with a newline,
+    as text on a terminal does (`curl localhost:3008/ready` leaves the shell prompt on a line of its own)."""
+    return web.json_response(body, status=status, headers=headers, dumps=_json_line)
+
+
+def error_body(code: str, message: str, **extra) -> dict:
+    return {"success": False, "error": {"code": code, "message": message}, **extra}
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler):
+    try:
+        return await handler(request)
+    except NexusError as exc:
+        retry_after = getattr(exc, "retry_after", None)
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+        response = json_response(error_body(exc.code, exc.message), status=exc.http_status, headers=headers)
+        if isinstance(exc, RequestTimeout):
+            response.force_close()  # the rest of the body may still trickle in: the connection cannot be reused
+        return response
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status, "HTTP_ERROR")
+        return json_response(error_body(code, exc.reason), status=exc.status, headers=_allow(exc))
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.rel_url.path)
+        return json_response(error_body("INTERNAL_ERROR", "internal error"), status=500)
+
+
+def _allow(exc: web.HTTPException) -> dict:
+    allow = exc.headers.get("Allow")
+    return {"Allow": allow} if allow else {}
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler):
+    """Every route not marked public needs a valid bearer token, and one of its roles if it names any."""
+    from nexusctl.daemon.app import VERIFIER
+    from nexusctl.daemon.routing import PRINCIPAL, route_of
+
+    route = route_of(request)
+    if route is not None and not route.public:
+        principal = request.app[VERIFIER].verify(request.headers.get("Authorization"))
+        if route.roles and not principal.roles & set(route.roles):
+            raise Forbidden(f"only a token with the role {' or '.join(route.roles)} may call this")
+        request[PRINCIPAL] = principal
+    return await handler(request)

@@ -1,0 +1,108 @@
+"""The route table: each route says what it accepts, returns and requires.
+
+The same table registers the handlers, drives the auth middleware (public
+or not) and feeds the OpenAPI document, so a route cannot exist without
+being described.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Awaitable, Callable
+
+from aiohttp import web
+
+from nexusctl.daemon.middleware import json_response
+from nexusctl.daemon.schema import Body, Query
+from nexusctl.core.paging import Page
+from nexusctl.core.storable import check_storable
+from nexusctl.errors import RequestTimeout, UsageProblem
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+PRINCIPAL = web.RequestKey("principal", object)  # the verified caller (daemon.auth.Principal)
+BODY_TIMEOUT = web.AppKey("body_timeout", float)  # HTTP_BODY_TIMEOUT, set by daemon.app
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    tag: str
+    public: bool = False
+    roles: tuple[str, ...] = ()  # non-empty: only tokens with one of these roles (else 403 FORBIDDEN)
+    body: Body | None = None
+    body_required: bool = True  # False: the body may be left out entirely (POST .../sync)
+    path_schemas: dict | None = None  # JSON Schemas of path parameters that differ from the default
+    query: Query | None = None
+    data: dict | None = None  # JSON Schema of the envelope's data
+    errors: tuple[str, ...] = ()
+    paged: bool = False
+    status: int = 200
+    envelope: bool = True  # False: the body is returned as is (the OpenAPI document)
+    content_type: str = "application/json"
+    body_type: str = "application/json"  # what the body is sent as (Slack posts forms)
+
+
+def add_routes(app: web.Application, routes: list[Route]) -> None:
+    for route in routes:
+        route.handler.route = route  # read by the auth middleware
+        app.router.add_route(route.method, route.path, route.handler)
+
+
+def route_of(request: web.Request) -> Route | None:
+    return getattr(request.match_info.handler, "route", None)
+
+
+def owner_filter(request: web.Request):
+    """None for elevated callers (every user's rows), else the caller's user id."""
+    principal = request[PRINCIPAL]
+    return None if principal.elevated else principal.user_id
+
+
+async def run_db(request: web.Request, fn, *args, **kwargs):
+    """``fn`` on the app's database threads (never on the event loop)."""
+    from nexusctl.daemon.app import DB
+
+    return await request.app[DB].run(fn, *args, **kwargs)
+
+
+def ok(data, *, page: Page | None = None, status: int = 200) -> web.Response:
+    body = {"success": True, "data": data}
+    if page is not None:
+        body["paging"] = page.paging()
+    return json_response(body, status=status)
+
+
+async def read_raw(request: web.Request) -> bytes:
+    """The whole body, within HTTP_BODY_TIMEOUT: a body trickled in a byte at a time would otherwise hold a
+    handler and a connection for as long as the client likes (the header deadline ends at the headers)."""
+    try:
+        async with asyncio.timeout(request.app.get(BODY_TIMEOUT)):
+            return await request.read()  # over client_max_size: 413 PAYLOAD_TOO_LARGE
+    except TimeoutError:
+        raise RequestTimeout(f"the request body did not arrive within {request.app.get(BODY_TIMEOUT):g} s "
+                             "(HTTP_BODY_TIMEOUT)") from None
+
+
+async def read_body(request: web.Request, schema: Body) -> dict:
+    """The JSON body, validated: malformed JSON, wrong type or unknown fields are 400s."""
+    if request.content_type != "application/json":
+        raise UsageProblem("the body must be JSON (Content-Type: application/json)", field="Content-Type")
+    raw = await read_raw(request)
+    try:
+        value = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: [[[[... too deep
+        raise UsageProblem(f"the body is not valid JSON ({exc.__class__.__name__})") from None
+    if isinstance(value, dict):
+        for name, item in value.items():
+            check_storable(item, name)
+    return schema.validate(value)
+
+
+def read_query(request: web.Request) -> dict:
+    route = route_of(request)
+    return route.query.validate(request.query) if route and route.query else {}

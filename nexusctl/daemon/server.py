@@ -1,0 +1,101 @@
+"""Running the app until SIGTERM/SIGINT, then shutting down within a bound."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+
+from aiohttp import web, web_server
+
+from nexusctl.daemon.app import LISTENING, create_app
+from nexusctl.daemon.protocol import ACCEPT_BACKLOG, GuardedRequestHandler, connection_cap, install_accept_error_log
+from nexusctl.errors import ListenFailed
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_TIMEOUT = 10.0  # seconds in-flight requests get after SIGTERM
+
+
+def serve(settings, *, host: str, port: int, output) -> None:
+    _configure_logging(settings, quiet=output.quiet)
+    app = create_app(settings)
+    listening = asyncio.Event()
+    app[LISTENING] = listening
+
+    def bound(_message):
+        output.info(f"nexusctl daemon listening on http://{host}:{port} {summary}")
+        listening.set()  # now the worker and the scheduler may start
+    summary = f"({settings.database_kind}, redis {'on' if settings.redis_url else 'off'}, {settings.node_env})"
+    # Our protocol handler (daemon.protocol): JSON error answers for what aiohttp cannot parse, the header
+    # deadline and the connection cap under the file limit. aiohttp's Server makes its handlers from this name.
+    web_server.RequestHandler = GuardedRequestHandler
+    loop = asyncio.new_event_loop()
+    install_accept_error_log(loop)
+    try:
+        web.run_app(
+            app,
+            host=host,
+            port=port,
+            # run_app calls this once the socket is bound, not before.
+            print=bound,
+            access_log=None,
+            shutdown_timeout=SHUTDOWN_TIMEOUT,
+            handle_signals=True,
+            loop=loop,
+            backlog=ACCEPT_BACKLOG,
+            header_timeout=settings.http_header_timeout,  # passed on to each GuardedRequestHandler
+            # An unread rest of a body (a 408, a 401 before reading) is drained this long before the connection
+            # closes; aiohttp's 10 s would let a trickling client hold it that much longer.
+            lingering_time=min(10.0, settings.http_body_timeout),
+            max_connections=connection_cap(ACCEPT_BACKLOG),
+        )
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise ListenFailed(f"port {port} on {host} is already in use (another daemon?); "
+                               "pick another with --port N or PORT=N") from None
+        raise ListenFailed(f"cannot listen on {host}:{port}: {exc.strerror or type(exc).__name__}") from None
+    output.info("nexusctl daemon stopped")
+
+
+class MalformedRequestFilter(logging.Filter):
+    """One WARNING line, no traceback and no request text, for HTTP that aiohttp cannot even parse.
+
+    aiohttp answers such a request (a NUL in a header, a broken request line) with a 400 itself, before
+    any middleware, and logs it at ERROR with a traceback whose message quotes the offending header
+    line: an ``Authorization: Bearer ...`` line would put the caller's token into our log. It is the
+    client's fault, so the log says who and what kind of error, nothing it sent.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            record.msg, record.args = "malformed HTTP request from %s refused with 400 (%s)", (
+                remote, type(error).__name__)
+            record.levelno, record.levelname = logging.WARNING, logging.getLevelName(logging.WARNING)
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def _configure_logging(settings, *, quiet: bool) -> None:
+    """The daemon logs every request at INFO (unless -q), as JSON with LOG_FORMAT=json.
+
+    In text, control characters in logged values are escaped (nexusctl.logtext): a request path is logged
+    percent-decoded, and ``%0a`` in it would otherwise start a forged line.
+    """
+    from nexusctl.daemon.observe import JsonFormatter
+    from nexusctl.logtext import TextFormatter
+
+    root = logging.getLogger()
+    if not quiet and root.level > logging.INFO:
+        root.setLevel(logging.INFO)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not "Added job ..." on every start
+    logging.getLogger("aiohttp.server").addFilter(MalformedRequestFilter())
+    for handler in root.handlers:
+        if settings.log_format == "json":
+            handler.setFormatter(JsonFormatter())
+        elif not isinstance(handler.formatter, TextFormatter):  # the CLI's handler already escapes
+            handler.setFormatter(TextFormatter(handler.formatter._fmt if handler.formatter else None))
