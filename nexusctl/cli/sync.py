@@ -159,31 +159,15 @@ def run_cmd(
 
 
 def _plan_all(provider: str | None, action: str | None, full: bool):
-    from nexusctl.db.models import Integration
-    from nexusctl.core import sync_runs
-    from nexusctl.enums import Provider
-    from nexusctl.errors import SyncFailed
-    from nexusctl.providers.sync.registry import ACTIONS
+    from nexusctl.core import sync_queue
 
-    providers = [p for p in ACTIONS if action is None or action in ACTIONS[p]]
-    if provider is not None:
-        wanted = Provider.parse(provider)
-        providers = [p for p in providers if p == wanted]
-    logs, after = [], None
-    while True:  # page through integrations by id: never the whole table at once
-        query = (Integration.select(Integration.id).where(Integration.is_active & Integration.provider.in_(providers))
-                 .order_by(Integration.id).limit(500))
-        if after is not None:
-            query = query.where(Integration.id > after)
-        ids = [i for (i,) in query.tuples()]
-        if not ids:
-            return logs
-        for integration_id in ids:
-            try:
-                logs += sync_runs.plan(integration_id, action, full=full, trigger="cron")
-            except SyncFailed as exc:  # already running: say so, go on with the others
-                sys.stderr.write(f"skipped: {exc.message}\n")
-        after = ids[-1]
+    def skipped(_integration_id, why: str) -> None:  # already running: say so, go on with the others
+        sys.stderr.write(f"skipped: {why}\n")
+
+    logs = []
+    for ids in sync_queue.active_with_actions(provider, action):
+        logs += sync_queue.plan_each(ids, action, full=full, trigger="cron", skipped=skipped)
+    return logs
 
 
 @app.command("cancel")

@@ -131,13 +131,11 @@ def delete_cmd(ctx: typer.Context, webhook_id: WebhookId, yes: Yes = False, dry_
 
     Example:  nexusctl webhooks delete 3c1d9f7e-2b6a-4d8e-9f10-5a7b3c2d1e0f --yes
     """
-    from nexusctl.db.models import WebhookDelivery
     from nexusctl.core import webhooks
 
     _db(ctx)
     if dry_run or not yes:
-        hook = webhooks.get(webhook_id)  # WEBHOOK_NOT_FOUND before any question
-        count = WebhookDelivery.select().where(WebhookDelivery.webhook == hook.id).count()
+        hook, count = webhooks.delete_preview(webhook_id)  # WEBHOOK_NOT_FOUND before any question
         what = f"webhook {hook.id} ({hook.url}) and its {count} deliveries"
         if dry_run:
             out(ctx).info(f"Would delete {what}")

@@ -140,6 +140,12 @@ def delete(webhook_id, *, owner_id=None) -> dict:
     return {"id": str(row.id), "deleted": True, "deliveriesDeleted": retry_deadlocks(transaction)}
 
 
+def delete_preview(webhook_id, *, owner_id=None) -> tuple[Webhook, int]:
+    """The webhook and how many deliveries deleting it would take with it (what a dry run or a question says)."""
+    row = get(webhook_id, owner_id=owner_id)
+    return row, WebhookDelivery.select().where(WebhookDelivery.webhook == row.id).count()
+
+
 
 def send_test(webhook_id, *, owner_id=None) -> tuple[Webhook, uuid.UUID]:
     """Queue a ``webhook.test`` event to this webhook alone, whatever it subscribes to; the delivery's id.

@@ -7,6 +7,7 @@ from aiohttp import web
 from nexusctl.daemon.routing import Route, ok, owner_filter, read_body
 from nexusctl.daemon.schema import Body, Str
 from nexusctl.core import comments
+from nexusctl.daemon.keys import SERVICES
 
 REPLY = Body({"text": Str(max_length=10000, min_length=1, description="The reply (TikTok takes 150 characters, "
                                                                        "Instagram 2,200, Facebook 8,000, YouTube "
@@ -23,7 +24,6 @@ REPLIED = {"type": "object", "properties": {
 
 
 async def reply_to_comment(request: web.Request) -> web.Response:
-    from nexusctl.daemon.app import SERVICES
 
     body = await read_body(request, REPLY)
     result = await comments.reply(request.app[SERVICES], request.match_info["id"], request.match_info["commentId"],

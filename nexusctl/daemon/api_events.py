@@ -16,6 +16,7 @@ from nexusctl.daemon.routing import Route, ok, owner_filter, read_body, run_db
 from nexusctl.daemon.schema import Body, Obj, ObjList, Str
 from nexusctl.core import events, inbound
 from nexusctl.errors import NexusError
+from nexusctl.daemon.keys import SERVICES
 
 INGEST = Body({"type": Str(enum=inbound.HANDLED, description="The platform events this service handles"), "data": Obj(),
                "id": Str(min_length=1, max_length=128, description="Your id for the event: sending it again is a no-op")},
@@ -25,7 +26,6 @@ OUTCOME = {"type": "object", "properties": {"type": {"type": "string"}, "key": {
 
 
 async def ingest(request: web.Request) -> web.Response:
-    from nexusctl.daemon.app import SERVICES
 
     body = await read_body(request, INGEST)
     event = inbound.make(body["type"], body["data"], event_id=body.get("id"))

@@ -11,12 +11,13 @@ from nexusctl.daemon.routing import PRINCIPAL, Route, ok, owner_filter, read_que
 from nexusctl.daemon.schema import Int, Query, Str
 from nexusctl.core import health_checks
 from nexusctl.core.ids import parse_uuid
+from nexusctl.daemon.keys import DB, SETTINGS
+from nexusctl.daemon.observe import METRICS
 
 log = logging.getLogger(__name__)
 
 
 def _windows(request: web.Request) -> dict:
-    from nexusctl.daemon.app import SETTINGS
 
     return health_checks.windows(request.app[SETTINGS])
 
@@ -53,7 +54,6 @@ def metrics_reader(app: web.Application):
     """Sets /metrics' health gauges from two aggregate queries (run on the database threads at scrape time)."""
 
     async def read() -> None:
-        from nexusctl.daemon.app import DB, METRICS
 
         gauges = await app[DB].run(health_checks.gauges)
         metrics = app[METRICS]

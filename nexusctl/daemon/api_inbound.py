@@ -11,9 +11,10 @@ from aiohttp import web
 
 from nexusctl.daemon.routing import Route, read_raw
 from nexusctl.daemon.schema import Body, Str
-from nexusctl.daemon.middleware import json_response
+from nexusctl.daemon.answers import json_response
 from nexusctl.core import slack_commands
 from nexusctl.errors import PayloadTooLarge
+from nexusctl.daemon.keys import SERVICES
 
 FORM = slack_commands.FORM
 # Documents what Slack sends (see Slack's "Enabling interactivity with Slash Commands"); extra fields are
@@ -32,7 +33,6 @@ ANSWER = {"type": "object", "required": ["response_type", "text"], "additionalPr
 
 
 async def slack_command(request: web.Request) -> web.Response:
-    from nexusctl.daemon.app import SERVICES
 
     if request.content_length is not None and request.content_length > slack_commands.BODY_MAX_BYTES:
         raise PayloadTooLarge(f"a slash command is at most {slack_commands.BODY_MAX_BYTES // 1024} KB")

@@ -13,6 +13,7 @@ from nexusctl.core.ids import parse_uuid
 from nexusctl.core.paging import MAX_LIMIT
 from nexusctl.core.serializers import integration_to_dict
 from nexusctl.enums import Provider, SyncStatus
+from nexusctl.daemon.keys import SERVICES, SETTINGS
 
 PROVIDERS = tuple(p.value for p in Provider)
 PAGING = {"limit": Int(1, MAX_LIMIT, "rows per page"), "cursor": Str(max_length=512, description="from paging.nextCursor")}
@@ -49,7 +50,6 @@ async def update(request: web.Request) -> web.Response:
 
 
 async def delete(request: web.Request) -> web.Response:
-    from nexusctl.daemon.app import SERVICES
 
     # Revokes at the provider first (a failed revoke is logged, not fatal).
     result = await connect.disconnect(request.app[SERVICES], request.match_info["id"],
@@ -65,7 +65,6 @@ async def list_sync_logs(request: web.Request) -> web.Response:
 
 
 async def providers(request: web.Request) -> web.Response:
-    from nexusctl.daemon.app import SETTINGS
     from nexusctl.providers.catalog import CATALOG
 
     from nexusctl.providers.registry import SPECS

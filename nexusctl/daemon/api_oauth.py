@@ -17,7 +17,7 @@ import json
 from aiohttp import web
 
 from nexusctl.daemon import models_schema as out
-from nexusctl.daemon.middleware import error_body, json_response
+from nexusctl.daemon.answers import error_body, json_response
 from nexusctl.daemon.openapi import provider_param
 from nexusctl.daemon.routing import PRINCIPAL, Route, ok, owner_filter, read_body, read_raw
 from nexusctl.daemon.schema import Body, Int, ProviderName, Str, StrList, metadata_field
@@ -28,6 +28,7 @@ from nexusctl.enums import Provider
 from nexusctl.errors import NexusError, UsageProblem
 from nexusctl.providers.registry import SPECS
 from nexusctl.providers.spec import ConnectKind
+from nexusctl.daemon.keys import SERVICES
 
 PROVIDERS = tuple(p.value for p in Provider)
 OPTIONAL_SCOPES = tuple(sorted({s for spec in SPECS.values() for s in spec.optional_scopes}))
@@ -60,7 +61,6 @@ KEYS = Body({  # documents what WooCommerce sends; extra fields are tolerated
 
 
 def _svc(request: web.Request) -> connect.Services:
-    from nexusctl.daemon.app import SERVICES
 
     return request.app[SERVICES]
 

@@ -9,6 +9,7 @@ from nexusctl.daemon.routing import Route, ok, owner_filter, read_body, run_db
 from nexusctl.daemon.schema import Body, Bool, Str
 from nexusctl.core import sync_runs
 from nexusctl.core.serializers import sync_log_to_dict
+from nexusctl.daemon.keys import SERVICES, SYNCS
 
 START = Body({"action": Str(max_length=64, min_length=1, description="One action (fetch_posts ...); default: every action"),
               "full": Bool(description="Read everything again; vanished items become .deleted events")})
@@ -18,7 +19,6 @@ STARTED = {"type": "object", "properties": {"id": {"type": "string", "format": "
 
 
 async def start_sync(request: web.Request) -> web.Response:
-    from nexusctl.daemon.app import SERVICES, SYNCS
 
     body = await read_body(request, START) if request.can_read_body else {}
     logs = await run_db(request, sync_runs.plan, request.match_info["id"], body.get("action"),

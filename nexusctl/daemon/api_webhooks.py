@@ -20,6 +20,7 @@ from nexusctl.core.paging import MAX_LIMIT
 from nexusctl.core.serializers import delivery_to_dict, webhook_to_dict
 from nexusctl.enums import DeliveryStatus
 from nexusctl.errors import UsageProblem
+from nexusctl.daemon.keys import DB, SERVICES, SETTINGS
 
 PAGING = {"limit": Int(1, MAX_LIMIT, "rows per page"), "cursor": Str(max_length=512, description="from paging.nextCursor")}
 EVENTS = StrList(webhooks.MAX_EVENTS, "event names: exact (media.created), family (media.*) or all (*)",
@@ -34,13 +35,11 @@ EMIT = Body({"type": Str(max_length=events.EVENT_TYPE_MAX, pattern=events.EVENT_
 
 
 def _keyring(request):
-    from nexusctl.daemon.app import SERVICES
 
     return request.app[SERVICES].keyring
 
 
 def _settings(request):
-    from nexusctl.daemon.app import SETTINGS
 
     return request.app[SETTINGS]
 
@@ -119,7 +118,6 @@ async def redeliver(request: web.Request) -> web.Response:
 
 
 async def emit(request: web.Request) -> web.Response:
-    from nexusctl.daemon.app import DB
 
     body = await read_body(request, EMIT)
     # Concurrent emits share one transaction and commit (daemon.emits); answered once this one is durable.

@@ -12,6 +12,7 @@ from nexusctl.daemon import (api_comments, api_events, api_health, api_inbound, 
 from nexusctl.daemon.auth import TokenVerifier
 from nexusctl.daemon.dbexec import DbExecutor
 from nexusctl.daemon.health import health, ready
+from nexusctl.daemon.keys import DB, LISTENING, REDIS, ROUTES as ROUTES_KEY, SERVICES, SETTINGS, SYNCS, VERIFIER, WORKER  # noqa: F401 - LISTENING: server.py sets it
 from nexusctl.daemon.middleware import auth_middleware, error_middleware
 from nexusctl.daemon.models_schema import HEALTH
 from nexusctl.daemon.observe import METRICS, Metrics, metrics_handler, observe_middleware
@@ -24,16 +25,6 @@ from nexusctl.core import activity
 
 log = logging.getLogger(__name__)
 
-SETTINGS = web.AppKey("settings", Settings)
-DB = web.AppKey("db", DbExecutor)
-REDIS = web.AppKey("redis", object)
-VERIFIER = web.AppKey("verifier", TokenVerifier)
-SERVICES = web.AppKey("services", object)
-WORKER = web.AppKey("worker", object)  # daemon.delivery.DeliveryWorker
-SYNCS = web.AppKey("syncs", object)  # daemon.sync_runner.SyncRunner
-# Set by `nexusctl daemon` once the socket is bound: background work (the delivery worker, the
-# scheduler) waits for it, so a daemon that cannot listen does no work and exits cleanly.
-LISTENING = web.AppKey("listening", object)  # nexusctl.core.connect.Services: what flows need
 MAX_BODY_BYTES = 1024 * 1024
 
 ROUTES = [
@@ -75,6 +66,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_jobs)
     app.cleanup_ctx.append(_event_bus)
     app.cleanup_ctx.append(_sync_runner)
+    app[ROUTES_KEY] = ROUTES
     add_routes(app, ROUTES)
     return app
 

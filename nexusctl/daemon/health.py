@@ -8,9 +8,10 @@ import weakref
 
 from aiohttp import web
 
-from nexusctl.daemon.middleware import error_body, json_response
+from nexusctl.daemon.answers import error_body, json_response
 from nexusctl.db import migrate
 from nexusctl.db.database import check_connection, describe_error
+from nexusctl.daemon.keys import DB, REDIS, SERVICES, SETTINGS
 
 REDIS_TIMEOUT = 2.0
 # The key ids in use are read at most this often (one small query per secret column): a daemon left on the
@@ -25,7 +26,6 @@ async def health(request: web.Request) -> web.Response:
 
 async def _missing_keys(request: web.Request, executor) -> frozenset:
     """Key ids of stored secrets that this daemon's keyring lacks (a rotation it was not restarted for), cached."""
-    from nexusctl.daemon.app import SERVICES
     from nexusctl.core import key_usage
 
     services = request.app.get(SERVICES)
@@ -39,7 +39,6 @@ async def _missing_keys(request: web.Request, executor) -> frozenset:
 
 
 async def ready(request: web.Request) -> web.Response:
-    from nexusctl.daemon.app import DB, REDIS, SETTINGS
 
     checks: dict[str, str] = {}
     failures: list[str] = []

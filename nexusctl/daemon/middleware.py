@@ -7,30 +7,18 @@ with a bare INTERNAL_ERROR: no exception text reaches the client.
 
 from __future__ import annotations
 
-import json
 import logging
 
 from aiohttp import web
 
 from nexusctl.errors import Forbidden, NexusError, RequestTimeout
+from nexusctl.daemon.answers import error_body, json_response
+from nexusctl.daemon.keys import VERIFIER
+from nexusctl.daemon.routing import PRINCIPAL, route_of
 
 log = logging.getLogger(__name__)
 
 _HTTP_CODES = {400: "VALIDATION_ERROR", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}
-
-
-def _json_line(value) -> str:
-    return json.dumps(value) + "\n"
-
-
-def json_response(body, *, status: int = 200, headers=None) -> web.Response:
-    """Every JSON answer of the API (data, errors, /health, /ready): one JSON document ending with a newline,
-    as text on a terminal does (`curl localhost:3008/ready` leaves the shell prompt on a line of its own)."""
-    return web.json_response(body, status=status, headers=headers, dumps=_json_line)
-
-
-def error_body(code: str, message: str, **extra) -> dict:
-    return {"success": False, "error": {"code": code, "message": message}, **extra}
 
 
 @web.middleware
@@ -62,8 +50,6 @@ def _allow(exc: web.HTTPException) -> dict:
 @web.middleware
 async def auth_middleware(request: web.Request, handler):
     """Every route not marked public needs a valid bearer token, and one of its roles if it names any."""
-    from nexusctl.daemon.app import VERIFIER
-    from nexusctl.daemon.routing import PRINCIPAL, route_of
 
     route = route_of(request)
     if route is not None and not route.public:

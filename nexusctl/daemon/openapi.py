@@ -10,10 +10,11 @@ import re
 
 from aiohttp import web
 
-from nexusctl.daemon.middleware import json_response
+from nexusctl.daemon.answers import json_response
 from nexusctl import __version__
 from nexusctl.enums import Provider
 from nexusctl.errors import all_error_classes
+from nexusctl.daemon.keys import ROUTES
 
 STATUS_OF = {cls.code: cls.http_status for cls in all_error_classes()}
 STATUS_OF.update({"NOT_READY": 503, "UNAUTHORIZED": 401, "NOT_FOUND": 404})
@@ -132,6 +133,4 @@ def _responses(route) -> dict:
 
 
 async def openapi_handler(request: web.Request) -> web.Response:
-    from nexusctl.daemon.app import ROUTES
-
-    return json_response(document(ROUTES))
+    return json_response(document(request.app[ROUTES]))

@@ -23,7 +23,7 @@ import time
 
 from aiohttp import web_protocol
 
-from nexusctl.daemon.middleware import error_body, json_response
+from nexusctl.daemon.answers import error_body, json_response
 
 log = logging.getLogger(__name__)
 

@@ -14,11 +14,12 @@ from typing import Awaitable, Callable
 
 from aiohttp import web
 
-from nexusctl.daemon.middleware import json_response
+from nexusctl.daemon.answers import json_response
 from nexusctl.daemon.schema import Body, Query
 from nexusctl.core.paging import Page
 from nexusctl.core.storable import check_storable
 from nexusctl.errors import RequestTimeout, UsageProblem
+from nexusctl.daemon.keys import DB
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PRINCIPAL = web.RequestKey("principal", object)  # the verified caller (daemon.auth.Principal)
@@ -65,7 +66,6 @@ def owner_filter(request: web.Request):
 
 async def run_db(request: web.Request, fn, *args, **kwargs):
     """``fn`` on the app's database threads (never on the event loop)."""
-    from nexusctl.daemon.app import DB
 
     return await request.app[DB].run(fn, *args, **kwargs)
 

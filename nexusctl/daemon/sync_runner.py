@@ -17,104 +17,14 @@ of the provider.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 
-from nexusctl.db.fields import utcnow
-from nexusctl.db.models import IntegrationSyncLog, Lease
-from nexusctl.enums import SyncStatus
-from nexusctl.errors import DatabaseUnavailable, SyncFailed
+from nexusctl.core.sync_queue import claim_scheduled, mark_interrupted, plan_each, stale_work
+from nexusctl.errors import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
 
 SYNC_CONCURRENCY = 4
-STALE_PENDING = dt.timedelta(minutes=2)
-START_GRACE = dt.timedelta(seconds=60)  # a run just (re)started has this long to take its lease
-
-
-def claim_scheduled(limit: int = 50) -> list:
-    """Integrations whose scheduled sync is due, each claimed by moving its next time on."""
-    from nexusctl.db.models import Integration
-    from nexusctl.core import schedules
-
-    now = utcnow()
-    due = list(Integration.select(Integration.id, Integration.next_sync_at, Integration.metadata).where(
-        Integration.next_sync_at.is_null(False) & (Integration.next_sync_at <= now) & Integration.is_active)
-        .order_by(Integration.next_sync_at).limit(limit))
-    claimed = []
-    for row in due:
-        try:
-            upcoming = schedules.next_for(row.metadata, now)
-        except Exception:  # noqa: BLE001 - a schedule that no longer parses: stop scheduling it
-            upcoming = None
-        # Still due? Then this daemon moves it on and runs it; another daemon's update finds it in the future.
-        moved = Integration.update(next_sync_at=upcoming).where(
-            (Integration.id == row.id) & (Integration.next_sync_at <= now)).execute()
-        if moved:
-            claimed.append(row.id)
-    return claimed
-
-
-def plan_scheduled(integration_ids) -> list:
-    from nexusctl.core import sync_runs
-
-    logs = []
-    for integration_id in integration_ids:
-        try:
-            logs += sync_runs.plan(integration_id, None, trigger="schedule")
-        except SyncFailed as exc:  # the previous run is still going: this slot is skipped
-            log.info("scheduled sync of %s skipped: %s", integration_id, exc.message)
-        except Exception as exc:  # noqa: BLE001 - an integration without sync actions, a race with delete
-            log.info("scheduled sync of %s skipped: %s", integration_id, getattr(exc, "message", exc))
-    return logs
-
-
-def stale_work(limit: int = 50) -> tuple[list, list]:
-    """(PENDING log ids nobody started, IN_PROGRESS logs whose run lease is gone) — by the status index."""
-    from nexusctl.providers.sync.registry import ACTIONS
-
-    actions = {name for by_name in ACTIONS.values() for name in by_name}
-    now = utcnow()
-    # Publish runs (queued by content.published) are this runner's to start at once; a PENDING sync is
-    # only taken once its creator (the API route, `sync run`) has had ample time to start it itself.
-    # A deferred publish (the provider still processing its video) waits for its run_after.
-    publish = (IntegrationSyncLog.action == "publish") & (IntegrationSyncLog.run_after.is_null()
-                                                          | (IntegrationSyncLog.run_after <= now))
-    pending = [i for (i,) in IntegrationSyncLog.select(IntegrationSyncLog.id).where(
-        (IntegrationSyncLog.status == SyncStatus.PENDING)
-        & (publish | ((IntegrationSyncLog.created_at < now - STALE_PENDING) & IntegrationSyncLog.action.in_(actions))))
-        .order_by(IntegrationSyncLog.created_at).limit(limit).tuples()]
-    # The grace covers the gap between a run's start (PENDING -> IN_PROGRESS, which sets updated_at) and its
-    # taking the lease. It counts from updated_at, not started_at: a deferred publish keeps its first
-    # started_at (its durationMs spans the whole publish), so it would have no grace when it restarts.
-    running = list(IntegrationSyncLog.select(IntegrationSyncLog.id, IntegrationSyncLog.integration,
-                                             IntegrationSyncLog.action, IntegrationSyncLog.started_at).where(
-        (IntegrationSyncLog.status == SyncStatus.IN_PROGRESS)
-        & (IntegrationSyncLog.updated_at < now - START_GRACE)).limit(limit))
-    named = [(f"sync:{row.integration_id}:{row.action}", row) for row in running]
-    held = {name: (holder, until) for name, holder, until in Lease.select(Lease.name, Lease.holder, Lease.until)
-            .where(Lease.name.in_([name for name, _ in named])).tuples()} if named else {}
-    # One read for all of them; a log is orphaned unless its own run still holds the lease.
-    orphans = [row for name, row in named if held.get(name, (None, now))[1] <= now or held[name][0] != str(row.id)]
-    return pending, orphans
-
-
-def mark_interrupted(orphans) -> None:
-    """FAILED, for runs whose process died. A sync resumes from its cursor next time; a publish may have made
-    its post before the process died, so it is marked mayHavePosted (a re-publish to X or Facebook looks first)."""
-    from nexusctl.core import sync_state
-
-    for row in orphans:
-        log.warning("sync %s (%s) was interrupted (its process stopped); marked FAILED", row.id, row.action)
-        if row.action == "publish":
-            sync_state.fail(row.id, row.integration_id, SyncFailed(
-                "interrupted: the process publishing it stopped mid-way, so the post may have been made; check "
-                "the account before publishing this content again"), extra={"mayHavePosted": True})
-        else:
-            sync_state.fail(row.id, row.integration_id, SyncFailed("interrupted: the process running it stopped; "
-                                                                   "the next run resumes from its cursor"))
-
-
 class SyncRunner:
     def __init__(self, services) -> None:
         self._svc = services
@@ -156,9 +66,14 @@ class SyncRunner:
                 self.submit(pending)
                 due = await self._svc.run(claim_scheduled)
                 if due:
-                    self.submit([row.id for row in await self._svc.run(plan_scheduled, due)])
+                    self.submit([row.id for row in await self._svc.run(plan_each, due, None, trigger="schedule",
+                                                                     skipped=_skipped)])
             except DatabaseUnavailable as exc:  # an outage: one line per pass, no stack
                 log.warning("sync recovery pass failed: %s", exc.message)
             except Exception:  # noqa: BLE001 - whatever it was, try again next round
                 log.warning("sync recovery pass failed", exc_info=True)
             await asyncio.sleep(self._interval)
+
+
+def _skipped(integration_id, why: str) -> None:
+    log.info("scheduled sync of %s skipped: %s", integration_id, why)

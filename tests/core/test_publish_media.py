@@ -252,7 +252,7 @@ def test_a_story_instagram_cannot_take_is_skipped_before_any_call(env, make_inte
 def test_a_deferred_reel_restarting_is_not_taken_for_an_interrupted_run(env, make_integration, monkeypatch):
     """Between a restarted run's start (IN_PROGRESS) and its taking the lease, another daemon's recovery pass
     must not mark it interrupted, however long ago the publish first started."""
-    from nexusctl.daemon.sync_runner import mark_interrupted, stale_work
+    from nexusctl.core.sync_queue import mark_interrupted, stale_work
     from nexusctl.db.models import IntegrationSyncLog
     from nexusctl.core import leases
 

@@ -182,7 +182,7 @@ def test_linkedin_without_a_lookup_says_the_post_may_exist_and_a_clean_refusal_d
 def test_a_publish_whose_process_died_may_have_posted_and_a_re_publish_looks_first(env, make_integration):
     import datetime as dt
 
-    from nexusctl.daemon.sync_runner import mark_interrupted, stale_work
+    from nexusctl.core.sync_queue import mark_interrupted, stale_work
     from nexusctl.db.fields import utcnow
     from nexusctl.db.models import IntegrationSyncLog
 

@@ -329,7 +329,7 @@ def test_sync_lease_outlasts_one_chunk():
 
 @pytest.mark.parametrize("when", ["mid-upload", "after the last chunk"])
 def test_a_run_recovery_marked_interrupted_stops_and_stays_failed(env, make_integration, media, monkeypatch, when):
-    from nexusctl.daemon.sync_runner import mark_interrupted
+    from nexusctl.core.sync_queue import mark_interrupted
     from nexusctl.db.models import IntegrationSyncLog
 
     yt, user, row = _youtube(env, make_integration)
