@@ -18,8 +18,7 @@ def run_flow(ctx: typer.Context, flow):
     st.database()
 
     async def main():
-        from nexusctl.core.connect import Services, direct
-        from nexusctl.providers.http import provider_sessions
+        from nexusctl.core import runtime
 
         redis = None
         if st.settings.redis_url is not None:
@@ -27,8 +26,8 @@ def run_flow(ctx: typer.Context, flow):
 
             redis = open_client(st.settings.redis_url.get(), socket_timeout=5)
         try:
-            async with provider_sessions(st.settings.webhook_allowed_networks) as (session, guarded):
-                return await flow(Services(st.settings, st.keyring, session, direct, redis, guarded))
+            async with runtime.opened(st.settings, st.keyring, redis=redis) as svc:
+                return await flow(svc)
         finally:
             if redis is not None:
                 await redis.aclose()

@@ -17,8 +17,6 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from nexusctl import ssrf, telemetry
@@ -26,47 +24,18 @@ from nexusctl.config import Settings, origin_of
 from nexusctl.core import connections
 from nexusctl.core.ids import parse_uuid
 from nexusctl.core.metadata import check_metadata
-from nexusctl.core.oauth_states import Flow, RedisStates, TableStates, new_state
-from nexusctl.crypto import Keyring
+from nexusctl.core.oauth_states import Flow, new_state
+from nexusctl.core.runtime import Runtime
 from nexusctl.enums import Provider
-from nexusctl.errors import NexusError, OAuthFailed, ProviderNotConfigured, RedisUnavailable, UsageProblem
+from nexusctl.errors import NexusError, OAuthFailed, ProviderNotConfigured, UsageProblem
 from nexusctl.providers.adapters.commerce import normalise_shop, normalise_store
 from nexusctl.providers.oauth2 import new_verifier
-from nexusctl.providers.registry import SPECS, adapter_for
+from nexusctl.providers.registry import SPECS
 from nexusctl.providers.spec import ConnectKind, TokenSet
 
 log = logging.getLogger(__name__)
 
 _ERROR_CODE = re.compile(r"[^a-z0-9_]")
-
-
-@dataclass
-class Services:
-    settings: Settings
-    keyring: Keyring
-    session: Any  # aiohttp.ClientSession
-    run: Callable[..., Awaitable[Any]]  # run(fn, *args, **kwargs) for database work
-    redis: Any = None  # redis.asyncio client, when REDIS_URL is set
-    guarded: Any = None  # aiohttp.ClientSession through the SSRF guard, for hosts a user named
-
-    def adapter(self, provider: Provider):
-        return adapter_for(provider, self.settings, self.session, self.guarded)
-
-    async def states(self, method: str, *args):
-        if self.redis is not None:
-            from redis.exceptions import RedisError
-
-            try:
-                return await getattr(RedisStates(self.keyring, self.redis), method)(*args)
-            except RedisError as exc:
-                raise RedisUnavailable(f"Redis (where OAuth states live) is unreachable: {type(exc).__name__}; "
-                                          "check REDIS_URL") from None
-        return await self.run(getattr(TableStates(self.keyring), method), *args)
-
-
-async def direct(fn, *args, **kwargs):
-    """``Services.run`` for the CLI: the database call, right here."""
-    return fn(*args, **kwargs)
 
 
 def check_redirect(settings: Settings, redirect_uri) -> str:
@@ -117,7 +86,7 @@ def _organization(organization_id) -> uuid.UUID | None:
     return None if organization_id is None else parse_uuid(organization_id, "organizationId")
 
 
-async def initiate(svc: Services, *, user_id, provider, redirect_uri, metadata=None, shop=None,
+async def initiate(svc: Runtime, *, user_id, provider, redirect_uri, metadata=None, shop=None,
                    store_url=None, scopes=None, organization_id=None) -> dict:
     """Start a connection; answers the spec's {authorizationUrl, state}. ``scopes``: optional scopes to ask for
     as well (see ProviderSpec.optional_scopes). ``organization_id`` (the spec's organizationId) is kept on the
@@ -176,7 +145,7 @@ def error_code_of(value) -> str:
     return _ERROR_CODE.sub("", str(value or "").lower())[:64] or "oauth_failed"
 
 
-async def callback(svc: Services, provider, query) -> str:
+async def callback(svc: Runtime, provider, query) -> str:
     """Finish a connection; returns where to send the browser.
 
     Without a usable state (none, unknown, used, expired, another provider's, unreadable) or with a redirectUri
@@ -210,7 +179,7 @@ async def callback(svc: Services, provider, query) -> str:
     return _with_query(flow.redirect_uri, status="success", integrationId=str(row.id), provider=provider.value)
 
 
-async def _finish(svc: Services, provider: Provider, flow: Flow, query):
+async def _finish(svc: Runtime, provider: Provider, flow: Flow, query):
     adapter = svc.adapter(provider)
     if SPECS[provider].kind is ConnectKind.KEY_GRANT:
         keys = flow.secret.get("keys")
@@ -233,7 +202,7 @@ async def _finish(svc: Services, provider: Provider, flow: Flow, query):
     return row
 
 
-async def receive_keys(svc: Services, body) -> None:
+async def receive_keys(svc: Runtime, body) -> None:
     """WooCommerce POSTs {key_id, user_id, consumer_key, consumer_secret, key_permissions} here."""
     if not isinstance(body, dict):
         raise UsageProblem("expected a JSON object")
@@ -246,7 +215,7 @@ async def receive_keys(svc: Services, body) -> None:
     await svc.states("attach_keys", state, Provider.WOOCOMMERCE, keys)
 
 
-async def connect_api_key(svc: Services, *, user_id, provider, api_key, metadata=None, organization_id=None):
+async def connect_api_key(svc: Runtime, *, user_id, provider, api_key, metadata=None, organization_id=None):
     """SendGrid: check the key with a who-am-I call, then store it encrypted."""
     provider = Provider.parse(provider)
     if SPECS[provider].kind is not ConnectKind.API_KEY:
@@ -266,7 +235,7 @@ async def connect_api_key(svc: Services, *, user_id, provider, api_key, metadata
     return row
 
 
-async def _release(svc: Services, row, tokens: TokenSet) -> bool:
+async def _release(svc: Runtime, row, tokens: TokenSet) -> bool:
     """Best effort: delete what the connection made at the provider (Discord's channel webhook); never blocks."""
     try:
         await svc.adapter(row.provider).release(tokens, tokens.metadata.get("tenant"))
@@ -277,7 +246,7 @@ async def _release(svc: Services, row, tokens: TokenSet) -> bool:
         return False
 
 
-async def disconnect(svc: Services, integration_id, *, owner_id=None, dry_run: bool = False):
+async def disconnect(svc: Runtime, integration_id, *, owner_id=None, dry_run: bool = False):
     """Revoke at the provider where it can (a failure is logged, not fatal), delete what the connection made
     there (a channel webhook; likewise), then delete."""
     from nexusctl.core import integrations

@@ -28,6 +28,7 @@ from nexusctl.enums import Provider
 from nexusctl.errors import NexusError, UsageProblem
 from nexusctl.providers.registry import SPECS
 from nexusctl.providers.spec import ConnectKind
+from nexusctl.core.runtime import Runtime
 from nexusctl.daemon.keys import SERVICES
 
 PROVIDERS = tuple(p.value for p in Provider)
@@ -60,7 +61,7 @@ KEYS = Body({  # documents what WooCommerce sends; extra fields are tolerated
 }, required=("user_id", "consumer_key", "consumer_secret"))
 
 
-def _svc(request: web.Request) -> connect.Services:
+def _svc(request: web.Request) -> Runtime:
 
     return request.app[SERVICES]
 

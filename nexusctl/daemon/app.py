@@ -116,14 +116,12 @@ async def _redis(app: web.Application):
 
 async def _services(app: web.Application):
     """The outbound HTTP sessions for provider calls (plain and SSRF-guarded), closed on shutdown."""
-    from nexusctl.core.connect import Services
+    from nexusctl.core import runtime
     from nexusctl.crypto import keyring_from_settings
-    from nexusctl.providers.http import provider_sessions
 
     settings = app[SETTINGS]
-    async with provider_sessions(settings.webhook_allowed_networks) as (session, guarded):
-        app[SERVICES] = Services(settings, keyring_from_settings(settings), session, app[DB].run, app[REDIS],
-                                 guarded)
+    async with runtime.opened(settings, keyring_from_settings(settings), app[DB].run, redis=app[REDIS]) as opened:
+        app[SERVICES] = opened
         yield
 
 

@@ -12,7 +12,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from nexusctl.config import Settings
-from nexusctl.core.connect import Services
+from nexusctl.core.runtime import Runtime
 from nexusctl.daemon.auth import TokenVerifier
 from nexusctl.daemon.dbexec import DbExecutor
 from nexusctl.daemon.delivery import DeliveryWorker
@@ -22,7 +22,7 @@ SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", DbExecutor)
 REDIS: web.AppKey[Redis | None] = web.AppKey("redis")  # None: the embedded default runs without Redis
 VERIFIER = web.AppKey("verifier", TokenVerifier)
-SERVICES = web.AppKey("services", Services)  # settings, keyring, provider session, db runner, Redis: what core needs
+SERVICES = web.AppKey("services", Runtime)  # settings, keyring, db runner, provider sessions, Redis
 WORKER = web.AppKey("worker", DeliveryWorker)
 SYNCS = web.AppKey("syncs", SyncRunner)
 ROUTES = web.AppKey("routes", list)  # the route table (daemon.routing.Route), for /openapi.json

@@ -17,7 +17,7 @@ from nexusctl.db.fields import utcnow
 from nexusctl.db.models import Integration
 from nexusctl.db.secrets import seal
 from nexusctl.core import refresh
-from nexusctl.core.connect import Services, direct
+from nexusctl.core.runtime import Runtime, direct
 from nexusctl.crypto import Keyring, key_id
 from nexusctl.enums import Provider
 
@@ -35,7 +35,7 @@ def test_a_sweep_without_the_new_key_skips_the_integration_and_says_so_once(sett
 
     async def sweep():
         async with aiohttp.ClientSession(trust_env=False) as session:
-            return await refresh.sweep(Services(settings, keyring, session, direct, None), dt.timedelta(minutes=10))
+            return await refresh.sweep(Runtime(settings, keyring, session, direct, None), dt.timedelta(minutes=10))
 
     with caplog.at_level(logging.WARNING):
         first, second = asyncio.run(sweep()), asyncio.run(sweep())

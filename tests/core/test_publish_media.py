@@ -23,7 +23,7 @@ from nexusctl.db.fields import utcnow
 from nexusctl.db.models import Integration
 from nexusctl import config
 from nexusctl.core import connections, inbound, sync_runs
-from nexusctl.core.connect import Services, direct
+from nexusctl.core.runtime import Runtime, direct
 from nexusctl.crypto import keyring_from_settings
 from nexusctl.enums import Provider, SyncStatus
 from nexusctl.providers.sync import publish_media as publish  # IG_POLL_DELAYS lives there
@@ -52,7 +52,7 @@ def _publish(env, user, content=None) -> dict:
 
     async def main():
         async with aiohttp.ClientSession(trust_env=False) as session:
-            svc = Services(settings, keyring, session, direct, None)
+            svc = Runtime(settings, keyring, session, direct, None)
             outcome = await inbound.handle(svc, inbound.make("content.published",
                                                              {**(content or CONTENT), "userId": str(user)}))
             return [await sync_runs.run(svc, log["syncLogId"]) for log in outcome["syncLogs"]]
@@ -126,7 +126,7 @@ def _run_again(env, log_id, settings=None):
     """The daemon's next look at a deferred publish log (its run_after is the runner's business)."""
     async def main():
         async with aiohttp.ClientSession(trust_env=False) as session:
-            svc = Services(settings or env[0], env[1], session, direct, None)
+            svc = Runtime(settings or env[0], env[1], session, direct, None)
             return await sync_runs.run(svc, log_id)
 
     return asyncio.run(main())

@@ -21,7 +21,7 @@ from emulators.fixtures import emulators, fresh_emulators  # noqa: F401 - pytest
 from nexusctl.db.models import Integration, IntegrationSyncLog, OutboxEvent
 from nexusctl import config
 from nexusctl.core import inbound, sync_runs
-from nexusctl.core.connect import Services, direct
+from nexusctl.core.runtime import Runtime, direct
 from nexusctl.crypto import keyring_from_settings
 from nexusctl.enums import Provider, SyncStatus
 
@@ -44,7 +44,7 @@ def _publish(env, user, content=None, *, budget=None) -> dict:
 
     async def main():
         async with aiohttp.ClientSession(trust_env=False) as session:
-            svc = Services(settings, keyring, session, direct, None)
+            svc = Runtime(settings, keyring, session, direct, None)
             outcome = await inbound.handle(svc, inbound.make("content.published",
                                                              {**(content or CONTENT), "userId": str(user)}))
             return [await sync_runs.run(svc, log["syncLogId"], budget=budget) for log in outcome["syncLogs"]]

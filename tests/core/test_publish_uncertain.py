@@ -22,7 +22,7 @@ from emulators.fixtures import emulators, fresh_emulators  # noqa: F401 - pytest
 
 from nexusctl import config
 from nexusctl.core import inbound, sync_runs
-from nexusctl.core.connect import Services, direct
+from nexusctl.core.runtime import Runtime, direct
 from nexusctl.crypto import keyring_from_settings
 from nexusctl.enums import Provider, SyncStatus
 from nexusctl.providers.sync import publish_media
@@ -45,7 +45,7 @@ def _publish(env, user, content=None, event_id=None):
 
     async def main():
         async with aiohttp.ClientSession(trust_env=False) as session:
-            svc = Services(settings, keyring, session, direct, None)
+            svc = Runtime(settings, keyring, session, direct, None)
             event = inbound.make("content.published", {**(content or CONTENT), "userId": str(user)},
                                  event_id=event_id or uuid.uuid4().hex)
             outcome = await inbound.handle(svc, event)

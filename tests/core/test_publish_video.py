@@ -24,7 +24,7 @@ from emulators.media import MediaServer, expected
 
 from nexusctl import config
 from nexusctl.core import inbound, sync_runs
-from nexusctl.core.connect import Services, direct
+from nexusctl.core.runtime import Runtime, direct
 from nexusctl.crypto import keyring_from_settings
 from nexusctl.enums import Provider, SyncStatus
 from nexusctl.errors import UsageProblem
@@ -59,7 +59,7 @@ def _publish(env, user, content) -> dict:
 
     async def main():
         async with aiohttp.ClientSession(trust_env=False) as session:
-            svc = Services(settings, keyring, session, direct, None)
+            svc = Runtime(settings, keyring, session, direct, None)
             outcome = await inbound.handle(svc, inbound.make("content.published", {**content, "userId": str(user)}))
             return [await sync_runs.run(svc, log["syncLogId"]) for log in outcome["syncLogs"]]
 

@@ -17,7 +17,7 @@ from emulators.fixtures import emulators, fresh_emulators  # noqa: F401 - pytest
 from nexusctl.db.models import Integration, IntegrationSyncLog, OutboxEvent, SyncCursor, Webhook, WebhookDelivery
 from nexusctl import config
 from nexusctl.core import sync_runs, sync_state
-from nexusctl.core.connect import Services, direct
+from nexusctl.core.runtime import Runtime, direct
 from nexusctl.crypto import keyring_from_settings
 from nexusctl.enums import Provider, SyncStatus
 from nexusctl.errors import SyncFailed
@@ -48,7 +48,7 @@ def _run(env, integration, action=None, *, full=False, progress=None, budget=Non
 
     async def main():
         async with aiohttp.ClientSession(trust_env=False) as session:
-            svc = Services(settings, keyring, session, direct, None)
+            svc = Runtime(settings, keyring, session, direct, None)
             (log,) = sync_runs.plan(integration.id, action, full=full)
             return await sync_runs.run(svc, log.id, progress=progress, budget=budget)
 
@@ -166,7 +166,7 @@ def test_two_runs_of_one_action_never_overlap(env, make_integration):
 
     async def both():
         async with aiohttp.ClientSession(trust_env=False) as session:
-            svc = Services(settings, keyring, session, direct, None)
+            svc = Runtime(settings, keyring, session, direct, None)
             first = asyncio.create_task(sync_runs.run(svc, pending.id))
             await asyncio.sleep(0.2)
             return await asyncio.gather(first, sync_runs.run(svc, other.id))
@@ -232,7 +232,7 @@ def _ingest_and_run(env, payload):
 
     async def main():
         async with aiohttp.ClientSession(trust_env=False) as session:
-            svc = Services(settings, keyring, session, direct, None)
+            svc = Runtime(settings, keyring, session, direct, None)
             outcome = await inbound.handle(svc, inbound.make("content.published", payload))
             return [await sync_runs.run(svc, log["syncLogId"]) for log in outcome["syncLogs"]]
 
@@ -329,7 +329,7 @@ def test_a_run_that_meets_a_key_this_process_lacks_waits_for_one_that_has_it(env
 
     async def main(with_keyring):
         async with aiohttp.ClientSession(trust_env=False) as session:
-            svc = Services(settings, with_keyring, session, direct, None)
+            svc = Runtime(settings, with_keyring, session, direct, None)
             (log,) = sync_runs.plan(integration.id, None)
             return await sync_runs.run(svc, log.id)
 
@@ -343,7 +343,7 @@ def test_a_run_that_meets_a_key_this_process_lacks_waits_for_one_that_has_it(env
 
     async def resume():
         async with aiohttp.ClientSession(trust_env=False) as session:
-            return await sync_runs.run(Services(settings, rotated, session, direct, None), waiting.id)
+            return await sync_runs.run(Runtime(settings, rotated, session, direct, None), waiting.id)
 
     done = asyncio.run(resume())
     assert (done.status, done.items_processed) == (SyncStatus.COMPLETED, 3)
