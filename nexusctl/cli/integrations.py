@@ -1,16 +1,14 @@
 """`nexusctl integrations ...`: list, show, update and delete connections."""
 
-import sys
 from typing import Annotated
 
 import typer
 
 from nexusctl.cli.context import out, state
-from nexusctl.cli.options import Cursor, DryRun, Json, Limit, Organization, ProviderFilter, Yes, parse_json_object
+from nexusctl.cli.options import Cursor, DryRun, Json, Limit, confirmed, Organization, ProviderFilter, Yes, parse_json_object
 from nexusctl.core import integrations
 from nexusctl.core.paging import DEFAULT_LIMIT
 from nexusctl.core.serializers import integration_to_dict
-from nexusctl.errors import UsageProblem
 
 app = typer.Typer(help="Connected integrations (one per user and provider account).\n\n"
                        "Example:  nexusctl integrations list --provider SLACK --json", no_args_is_help=True)
@@ -108,10 +106,7 @@ def delete_cmd(
             if as_json:
                 out(ctx).json({**preview.to_dict(), "deleted": False, "dryRun": True})
             return
-        if not sys.stdin.isatty():
-            raise UsageProblem("refusing to delete without confirmation: pass --yes (no terminal to ask on)")
-        if not typer.confirm(f"Delete {_describe(preview)}?", err=True):
-            out(ctx).info("Nothing deleted.")
+        if not confirmed(ctx, f"Delete {_describe(preview)}?"):
             return
         integration_id = preview.integration.id
     if revoke:

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from nexusctl.cli.context import out
 from nexusctl.core.paging import DEFAULT_LIMIT, MAX_LIMIT
 from nexusctl.core.storable import check_storable
 from nexusctl.enums import Provider, SyncStatus
@@ -154,3 +155,15 @@ def add_global_options(command) -> None:
         command.params.extend(_GLOBAL_OPTIONS)
     for sub in getattr(command, "commands", {}).values():
         add_global_options(sub)
+
+
+def confirmed(ctx: typer.Context, question: str) -> bool:
+    """Ask ``question`` on the terminal (stderr); without a terminal to ask on, refuse: a script must say --yes.
+    False (after saying "Nothing deleted.") when the answer is no."""
+    if not sys.stdin.isatty():
+        raise UsageProblem("refusing to delete without confirmation: pass --yes (no terminal to ask on)")
+    if typer.confirm(question, err=True):
+        return True
+    out(ctx).info("Nothing deleted.")
+    return False
+

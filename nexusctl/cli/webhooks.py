@@ -1,13 +1,12 @@
 """`nexusctl webhooks ...`: the same core calls as the API."""
 
 import datetime as dt
-import sys
 from typing import Annotated
 
 import typer
 
 from nexusctl.cli.context import out, state
-from nexusctl.cli.options import Cursor, DryRun, Json, Limit, Yes, parse_json_object
+from nexusctl.cli.options import Cursor, DryRun, Json, Limit, confirmed, Yes, parse_json_object
 from nexusctl.core.paging import DEFAULT_LIMIT
 from nexusctl.errors import UsageProblem
 
@@ -142,10 +141,7 @@ def delete_cmd(ctx: typer.Context, webhook_id: WebhookId, yes: Yes = False, dry_
             if as_json:
                 out(ctx).json({"id": str(hook.id), "deleted": False, "deliveriesDeleted": count, "dryRun": True})
             return
-        if not sys.stdin.isatty():
-            raise UsageProblem("refusing to delete without confirmation: pass --yes (no terminal to ask on)")
-        if not typer.confirm(f"Delete {what}?", err=True):
-            out(ctx).info("Nothing deleted.")
+        if not confirmed(ctx, f"Delete {what}?"):
             return
     result = webhooks.delete(webhook_id)
     out(ctx).success(f"Deleted webhook {result['id']} and {result['deliveriesDeleted']} deliveries")
