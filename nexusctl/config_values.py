@@ -1,0 +1,301 @@
+"""How one environment variable's text becomes a value: the parsers the settings table names.
+
+Each parser takes ``(text, name)``: the variable's text (stripped, never empty: an unset
+variable takes its default instead) and its name, and returns the value or raises
+``ConfigError`` with one line that starts with the name. A parser of a secret never puts
+the text in its message (a URL's password is redacted). Parsers are plain functions,
+and the few that take options (``choice``) are made once, when the table is built: the
+table is read by every command's start, so nothing here compiles or generates code.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+from nexusctl.errors import ConfigError
+
+KEY_BYTES = 32
+STREAM_NAME_MAX = 200
+
+
+class Secret:
+    """A value that must not be printed: repr and str hide it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+# --- helpers other modules use too ------------------------------------------------------
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, safe for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+def decode_key(value: str, variable: str) -> bytes:
+    """Decode a base64 key of exactly 32 bytes, or fail naming the variable."""
+    # Accept the standard and the URL-safe alphabet, padded or not.
+    text = value.strip().replace("-", "+").replace("_", "/")
+    try:
+        raw = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigError(
+            f"{variable}: not valid base64; generate a key with `nexusctl keys generate`"
+        ) from None
+    if len(raw) != KEY_BYTES:
+        raise ConfigError(
+            f"{variable}: must encode exactly {KEY_BYTES} bytes (got {len(raw)}); "
+            "generate a key with `nexusctl keys generate`"
+        )
+    return raw
+
+
+def generate_key() -> str:
+    """A new random key in the form ENCRYPTION_KEY expects."""
+    return base64.b64encode(os.urandom(KEY_BYTES)).decode("ascii")
+
+
+def parse_duration(text: str) -> float | None:
+    """`90`, `90s`, `10m`, `1h`, `2d` -> seconds; None if it is not one."""
+    text = text.strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = (text[:-1], units[text[-1]]) if text and text[-1] in units else (text, 1)
+    try:
+        value = float(number) * unit
+    except ValueError:
+        return None
+    return value if value > 0 else None
+
+
+def origin_of(url: str) -> str:
+    """scheme://host[:port], lower-cased, default ports dropped: how origins compare."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port
+    default = {"http": 80, "https": 443}.get(parts.scheme.lower())
+    return f"{parts.scheme.lower()}://{host}" + (f":{port}" if port and port != default else "")
+
+
+# --- parsers: (text, name) -> value --------------------------------------------------
+
+def text(value: str, name: str) -> str:
+    return value
+
+
+def path(value: str, name: str) -> Path:
+    return Path(value).expanduser()
+
+
+def choice(*choices: str):
+    """A parser accepting one of ``choices`` (case-insensitive)."""
+    def parse(value: str, name: str) -> str:
+        value = value.lower()
+        if value not in choices:
+            raise ConfigError(f"{name}: {value!r} is not one of {', '.join(choices)}")
+        return value
+    parse.choices = choices
+    return parse
+
+
+def node_env(value: str, name: str) -> str:
+    # Case-sensitive, unlike choice(): NODE_ENV is compared as written elsewhere (missing_for_production).
+    if value not in NODE_ENVS:
+        raise ConfigError(f"{name}: {value!r} is not one of {', '.join(NODE_ENVS)}")
+    return value
+
+
+NODE_ENVS = ("development", "production", "test")
+
+
+def port(value: str, name: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 65535:
+        raise ConfigError(f"{name}: {value!r} is not a port number (1-65535)")
+    return int(value)
+
+
+def positive_int(value: str, name: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise ConfigError(f"{name}: {value!r} is not a positive whole number")
+    return int(value)
+
+
+def seconds(value: str, name: str) -> float:
+    """A short timeout: a number of seconds in (0, 300]."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1
+    if not 0 < number <= 300:
+        raise ConfigError(f"{name}: {value!r} is not a number of seconds between 0 and 300")
+    return number
+
+
+def duration(value: str, name: str) -> float:
+    number = parse_duration(value)
+    if number is None:
+        raise ConfigError(f"{name}: {value!r} is not a duration like 600, 90s, 10m or 1h")
+    return number
+
+
+def http_url(value: str, name: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{name}: {value!r} is not an http(s) URL with a host")
+    return value.rstrip("/")
+
+
+def database_url(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        if not parts.path.lstrip("/"):
+            raise ConfigError(f"{name}: sqlite URL has no file path (use sqlite:///path/to/file.db)")
+        return url
+    if parts.scheme in ("postgresql", "postgres"):
+        if not parts.path.strip("/"):
+            raise ConfigError(
+                f"{name}: {redact_url(url)} names no database (use postgresql://user@host:5432/dbname)"
+            )
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            raise ConfigError(f"{name}: {redact_url(url)} has an invalid port") from None
+        timeout = dict(parse_qsl(parts.query)).get("connect_timeout", "5")
+        if not timeout.isdigit():
+            raise ConfigError(f"{name}: connect_timeout {timeout!r} is not a whole number of seconds")
+        return url
+    raise ConfigError(
+        f"{name}: unsupported scheme {parts.scheme or '(none)'!r}; "
+        "use sqlite:///path/to/file.db or postgresql://user@host:5432/dbname"
+    )
+
+
+def redis_url(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(f"{name}: unsupported scheme {parts.scheme or '(none)'!r}; use redis://host:6379/0")
+    if parts.scheme != "unix" and not parts.hostname:
+        raise ConfigError(f"{name}: {redact_url(url)} names no host")
+    return url
+
+
+def encryption_key(value: str, name: str) -> str:
+    decode_key(value, name)
+    return value
+
+
+def old_keys(value: str, name: str) -> tuple[str, ...]:
+    keys = []
+    for position, item in enumerate(filter(None, (k.strip() for k in value.split(","))), start=1):
+        decode_key(item, f"{name} (key #{position})")
+        keys.append(item)
+    return tuple(keys)
+
+
+def public_key(value: str, name: str) -> str:
+    """PEM text, or a file holding it: an RSA or EC public key."""
+    if not value.startswith("-----BEGIN"):
+        try:
+            value = Path(value).expanduser().read_text()
+        except OSError as exc:
+            raise ConfigError(f"{name}: neither a PEM key nor a readable file ({exc.strerror})") from None
+    # Only when the variable is set: cryptography is not part of a read command's start.
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    try:
+        key = load_pem_public_key(value.encode())
+    except ValueError:
+        raise ConfigError(f"{name}: not a valid PEM public key") from None
+    if not isinstance(key, (rsa.RSAPublicKey, ec.EllipticCurvePublicKey)):
+        raise ConfigError(f"{name}: must be an RSA (RS256) or EC P-256 (ES256) public key")
+    return value
+
+
+def stream_name(value: str, name: str) -> str:
+    """One Redis stream (or consumer group) name."""
+    return stream_names(value, name, allow_none=False)[0]
+
+
+def stream_names(value: str, name: str, allow_none: bool = True) -> tuple[str, ...]:
+    """Comma-separated Redis stream names; `none` turns consuming off."""
+    if allow_none and value.lower() == "none":
+        return ()
+    names = tuple(item.strip() for item in value.split(","))
+    if not allow_none and len(names) != 1:
+        raise ConfigError(f"{name}: {value!r} must be one name")
+    for item in names:
+        if not item or len(item) > STREAM_NAME_MAX or any(ch.isspace() or not ch.isprintable() for ch in item):
+            raise ConfigError(f"{name}: {value!r} is not a list of names without spaces (at most "
+                              f"{STREAM_NAME_MAX} characters each)")
+    return names
+
+
+def schedule(value: str, name: str) -> tuple[int, ...]:
+    items = [item.strip() for item in value.split(",")]
+    if not all(item.isdigit() for item in items) or len(items) > 50:
+        raise ConfigError(f"{name}: {value!r} is not a comma-separated list of whole seconds (at most 50)")
+    return tuple(int(item) for item in items)
+
+
+def networks(value: str, name: str) -> tuple:
+    """ipaddress networks; ipaddress is imported only when the variable is set."""
+    import ipaddress
+
+    found = []
+    for item in filter(None, (n.strip() for n in value.split(","))):
+        try:
+            found.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigError(f"{name}: {item!r} is not a network like 127.0.0.1/32 or 10.0.0.0/8") from None
+    return tuple(found)
+
+
+def origins(value: str, name: str) -> tuple[str, ...]:
+    found = []
+    for item in filter(None, (o.strip() for o in value.split(","))):
+        parts = urlsplit(item)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path.strip("/"):
+            raise ConfigError(f"{name}: {item!r} is not an origin like https://app.example.com")
+        found.append(origin_of(item))
+    return tuple(found)
+
+
+def developer_token(value: str, name: str) -> str:
+    if any(ch.isspace() or not ch.isprintable() for ch in value) or len(value) > 200:
+        raise ConfigError(f"{name}: not a developer token (printable characters without spaces, at most 200)")
+    return value
+
+
+def customer_id(value: str, name: str) -> str:
+    """A Google Ads customer id: 10 digits, written 123-456-7890 or 1234567890 (sent without dashes)."""
+    digits = value.replace("-", "")
+    if not (digits.isascii() and digits.isdigit() and len(digits) == 10):
+        raise ConfigError(f"{name}: {value!r} is not a Google Ads customer id (10 digits, e.g. 123-456-7890)")
+    return digits
