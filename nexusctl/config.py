@@ -25,6 +25,8 @@ from nexusctl.config_providers import (  # noqa: F401 - re-exported: the rest of
     ENDPOINT_KINDS,
     EXTRA_ENDPOINT_KINDS,
     ProviderCredentials,
+    credential_variables,
+    endpoint_kinds,
 )
 from nexusctl.config_table import (  # noqa: F401 - re-exported
     DEFAULT_DB_FILE,

@@ -58,14 +58,16 @@ def endpoint_kinds(provider: Provider) -> tuple[str, ...]:
     return ENDPOINT_KINDS + EXTRA_ENDPOINT_KINDS.get(provider, ())
 
 
+def credential_variables(provider: Provider) -> list[str]:
+    """The provider's client and endpoint variables (TIKTOK_CLIENT_ID is TikTok's, TIKTOK_ADS_CLIENT_ID is not)."""
+    return [f"{provider.value}_CLIENT_ID", f"{provider.value}_CLIENT_SECRET",
+            *(f"{provider.value}_{kind}_URL" for kind in endpoint_kinds(provider))]
+
+
 def provider_variable_names() -> list[str]:
     """Every variable of the family, provider by provider."""
-    names = []
-    for provider in Provider:
-        names += [f"{provider.value}_CLIENT_ID", f"{provider.value}_CLIENT_SECRET"]
-        names += [f"{provider.value}_{kind}_URL" for kind in endpoint_kinds(provider)]
-    names += [f"{provider.value}_APPROVED_SCOPES" for provider in APPROVAL_SCOPES]
-    return names
+    names = [name for provider in Provider for name in credential_variables(provider)]
+    return names + [f"{provider.value}_APPROVED_SCOPES" for provider in APPROVAL_SCOPES]
 
 
 def load_providers(env: Mapping[str, str]) -> dict[Provider, ProviderCredentials]:

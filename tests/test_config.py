@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from nexusctl import config
+from nexusctl import config, config_values
 from nexusctl.enums import Provider
 from nexusctl.errors import ConfigError
 
@@ -195,3 +195,70 @@ def test_provider_endpoint_overrides(tmp_path):
     assert settings.providers[Provider.PAYPAL].endpoints == {"TOKEN": "https://api-m.sandbox.paypal.com/v1/oauth2/token"}
     assert settings.providers[Provider.SHOPIFY].endpoints["API"] == "http://127.0.0.1:9000/shopify/{shop}"
     assert settings.providers[Provider.SLACK].missing(Provider.SLACK) == ["SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET"]
+
+
+# --- The settings table (nexusctl/config_table.py) ---------------------------------------
+
+def test_each_setting_is_declared_once_and_settings_has_exactly_the_tables_attributes():
+    from nexusctl.config_table import TABLE, Family
+
+    names = config.variable_names()
+    assert len(names) == len(set(names))
+    fields = [entry.field for entry in TABLE]
+    assert len(fields) == len(set(fields))
+    assert list(config.Settings._fields) == fields + list(config.DERIVED_FIELDS)
+    assert sum(isinstance(entry, Family) for entry in TABLE) == 1  # the provider credentials
+    for entry in config.variables():
+        assert entry.help.strip() and entry.name == entry.name.upper(), entry.name
+    from nexusctl.core.doctor import OWNED
+
+    assert set(OWNED) <= set(names)  # doctor's checks name variables of the table
+
+
+def test_each_default_is_the_documented_text_read_by_the_variables_own_parser(tmp_path):
+    settings = config.load({"NEXUS_DATA_DIR": str(tmp_path), "ENCRYPTION_KEY": GOOD_KEY})
+    for entry in config.variables():
+        if isinstance(entry.default, str):  # the docs show exactly this text; "" is an empty list
+            value = getattr(settings, entry.field)
+            assert value == entry.parse(entry.default, entry.name) or entry.secret, entry.name
+            if entry.default:
+                assert entry.default_text() == f"`{entry.default}`"
+    assert (settings.jwt_max_age, settings.token_expiry_warning, settings.webhook_timeout) == (86400.0, 7 * 86400.0, 15.0)
+
+
+def test_setting_a_variable_changes_its_attribute():
+    """Every single variable reaches the attribute the table names (none is read and dropped)."""
+    other_key = base64.b64encode(b"o" * 32).decode()
+    samples = {"NODE_ENV": "test", "PORT": "4001", "NEXUS_DATA_DIR": "/tmp/nexusctl-other",
+               "DATABASE_URL": "sqlite:////tmp/x.db", "REDIS_URL": "redis://h:6379/0", "ENCRYPTION_KEY": other_key,
+               "ENCRYPTION_OLD_KEYS": GOOD_KEY, "FRONTEND_URL": "https://f.example", "LOG_FORMAT": "json",
+               "PUBLIC_URL": "https://p.example", "WEBHOOK_RETRY_SCHEDULE": "1,2",
+               "WEBHOOK_ALLOWED_NETWORKS": "10.0.0.0/8", "ALLOWED_REDIRECT_ORIGINS": "https://o.example",
+               "EVENTS_STREAM": "s", "EVENTS_CONSUME_STREAMS": "none", "EVENTS_CONSUMER_GROUP": "g",
+               "GOOGLE_ADS_LOGIN_CUSTOMER_ID": "123-456-7890"}
+    base_env = {"ENCRYPTION_KEY": GOOD_KEY, "NEXUS_DATA_DIR": "/tmp/nexusctl-never-created"}
+    base = config.load(base_env)
+    for entry in config.variables():
+        if entry.name == "JWT_PUBLIC_KEY":
+            continue  # needs a PEM key (test_bad_jwt_public_key covers its parser)
+        value = samples.get(entry.name, "some-text" if entry.parse is config_values.text else "7")
+        changed = config.load({**base_env, entry.name: value})
+        assert getattr(changed, entry.field) != getattr(base, entry.field), entry.name
+
+
+# Values each parser refuses somewhere: plain text, and URLs with the secret in the password.
+SECRET_PROBES = ("s3cr3t-PROBE value\u00e9", "postgresql://u:PROBE@h:5432/", "redis://:PROBE@/0", "https://:PROBE@/",
+                 "sqlite:///?PROBE", "PROBE,PROBE")
+
+
+@pytest.mark.parametrize("name", [e.name for e in config.variables() if e.secret])
+@pytest.mark.parametrize("probe", SECRET_PROBES)
+def test_a_secret_variable_is_never_echoed(name, probe, tmp_path):
+    """Secrets are wrapped (repr hides them) and a refused one is not repeated in the message."""
+    values = {"NEXUS_DATA_DIR": str(tmp_path), "ENCRYPTION_KEY": GOOD_KEY, name: probe}
+    try:
+        settings = config.load(values)
+    except ConfigError as exc:
+        assert exc.message.startswith(name) and "PROBE" not in exc.message
+    else:
+        assert "PROBE" not in repr(settings)

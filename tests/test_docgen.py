@@ -21,7 +21,7 @@ from nexusctl.cli import docgen, manpage
 from nexusctl.cli.doctree import command_tree, parse_help
 
 ROOT = Path(__file__).resolve().parents[1]
-FIX = "run `python -m nexusctl.cli.docgen` and commit completions/ and man/"
+FIX = "run `python -m nexusctl.cli.docgen` and commit completions/, man/ and README.md"
 
 
 def _generate(into: Path, *args: str) -> subprocess.CompletedProcess:
@@ -41,11 +41,29 @@ def test_checked_in_completions_and_man_pages_are_current(tmp_path):
     assert set(fresh) == set(checked_in), f"files differ: {sorted(set(fresh) ^ set(checked_in))}; {FIX}"
     stale = [name for name in fresh if fresh[name] != checked_in[name]]
     assert stale == [], f"stale: {stale}; {FIX}"
+    assert (tmp_path / "README.md").read_text() == (ROOT / "README.md").read_text(), \
+        "README's configuration table is not the settings table's; " + FIX
+
+
+def test_readme_and_man_page_list_each_setting_with_its_default_from_the_settings_table():
+    from nexusctl.config_table import TABLE, Family, Variable
+
+    readme = (ROOT / "README.md").read_text()
+    page = (ROOT / "man" / "nexusctl.1").read_text().split(".SH ENVIRONMENT", 1)[1].split(".SH FILES", 1)[0]
+    for entry in TABLE:
+        if isinstance(entry, Variable):
+            assert f"| `{entry.name}` | {entry.default_text()} | {entry.help} |" in readme, entry.name
+            assert f"\\fB{manpage.esc(entry.name)}\\fR" in page, entry.name
+        else:
+            assert isinstance(entry, Family)
+            for names, default, meaning in entry.docs:
+                assert f"| {names} | {default} | {meaning} |" in readme, names
 
 
 def test_check_names_a_stale_file_and_the_command_and_a_run_repairs_it(tmp_path):
     for directory in ("completions", "man"):
         shutil.copytree(ROOT / directory, tmp_path / directory)
+    shutil.copy(ROOT / "README.md", tmp_path / "README.md")
     assert _generate(tmp_path, "--check").returncode == 0
     page = tmp_path / "man" / "nexusctl-db.1"
     page.write_text(page.read_text().replace("migrate", "migrat"))

@@ -1,16 +1,14 @@
 """roff (man(7)) pages from the command tree: nexusctl(1) and one page per command group.
 
 nexusctl(1) holds the global options, the top-level commands, EXIT STATUS
-(from nexusctl.errors), ENVIRONMENT (config.variable_names(), with the
-meanings of README's configuration table) and FILES; each group page holds
-its commands with every option. Output is deterministic: no date, only the
+(from nexusctl.errors), ENVIRONMENT (from the settings table, nexusctl.config_table)
+and FILES; each group page holds its commands with every option. Output is deterministic: no date, only the
 package version, so a regeneration differs only when the CLI does.
 """
 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from nexusctl import __version__
 from nexusctl.cli.doctree import PROG, CommandDoc, Param
@@ -191,16 +189,3 @@ def page_files(root: CommandDoc, exit_status, environment, files) -> dict[str, s
     for group in groups:
         pages[f"{_page_name(group)}.1"] = group_page(group, groups)
     return pages
-
-
-def readme_settings(readme: Path) -> dict[str, tuple[str, str]]:
-    """README's configuration table: {first cell (names): (default, meaning)}."""
-    if not readme.is_file():
-        return {}
-    section = readme.read_text().split("## Configuration", 1)[-1].split("\n## ", 1)[0]
-    rows = {}
-    for line in section.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
-        if len(cells) == 3 and cells[0].startswith("`"):
-            rows[cells[0]] = (cells[1], cells[2])
-    return rows

@@ -26,7 +26,8 @@ from nexusctl.errors import ConfigError
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 _VARIABLE = re.compile(r"^([A-Z][A-Z0-9_]*)\b")
-# Variables some other check reports (with its own hint), so `config` leaves them out.
+# Variables some other check reports (with its own hint), so `config` leaves them out. Every other
+# variable of the settings table (config_table.TABLE) is reported by `config` when load() refuses it.
 OWNED = {"DATABASE_URL": "database", "DATABASE_POOL_SIZE": "database", "REDIS_URL": "redis",
          "ENCRYPTION_KEY": "encryption", "ENCRYPTION_OLD_KEYS": "encryption", "PUBLIC_URL": "public-url",
          "FRONTEND_URL": "frontend-url", "PORT": "daemon-port"}
@@ -179,9 +180,8 @@ def check_providers(loaded: Loaded) -> list[Finding]:
 
 
 def _variables_of(provider: Provider) -> set[str]:
-    """Exactly this provider's variables (TIKTOK_CLIENT_ID is TikTok's, TIKTOK_ADS_CLIENT_ID is not)."""
-    kinds = config.ENDPOINT_KINDS + config.EXTRA_ENDPOINT_KINDS.get(provider, ())
-    return {f"{provider.value}_CLIENT_ID", f"{provider.value}_CLIENT_SECRET", *(f"{provider.value}_{k}_URL" for k in kinds)}
+    """Exactly this provider's variables, from the settings table's provider family."""
+    return set(config.credential_variables(provider))
 
 
 def _endpoints(provider: Provider, settings: config.Settings) -> Finding:
@@ -189,7 +189,7 @@ def _endpoints(provider: Provider, settings: config.Settings) -> Finding:
     from nexusctl.providers.spec import ConnectKind
 
     adapter = adapter_for(provider, settings)
-    kinds = config.ENDPOINT_KINDS + config.EXTRA_ENDPOINT_KINDS.get(provider, ())
+    kinds = config.endpoint_kinds(provider)
     urls = {kind: adapter.url(kind, "shop.example.com") for kind in kinds}
     urls = {k: u for k, u in urls.items() if u and "{" not in u}  # {instance_url}: known only per connection
     bad = [k for k, u in urls.items() if urlsplit(u).scheme not in ("http", "https") or not urlsplit(u).hostname]
