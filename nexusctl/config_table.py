@@ -6,7 +6,13 @@ help text. ``config.Settings``, ``config.load``, ``config.variable_names``, doct
 count, README's configuration table and the ENVIRONMENT section of nexusctl(1) are all
 derived from ``TABLE`` (README and man page by ``python -m nexusctl.cli.docgen``).
 
-Adding a setting is adding one ``Variable(...)`` line below, then running docgen.
+Adding a setting is one entry in ``TABLE`` (its place there is its row in the docs), then
+``python -m nexusctl.cli.docgen`` to rewrite README and man page, e.g.::
+
+    Variable("METRICS_PORT", "metrics_port", v.port, None, "Serve /metrics on this port. Unset: no metrics."),
+
+and the code reads ``settings.metrics_port``. A parser the value needs that is not in
+``config_values`` goes there (``(text, name) -> value``, ConfigError starting with the name).
 
 Defaults are written as the variable's text and go through the same parser as a value
 from the environment, so the docs show exactly what the code uses. A default that depends
