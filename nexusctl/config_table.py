@@ -138,9 +138,12 @@ PROVIDER_CREDENTIALS = Family("providers", provider_variable_names, load_provide
     ("`GOOGLE_ADS_USERINFO_URL`", "`https://openidconnect.googleapis.com/v1/userinfo`",
      "Google Ads' account lookup (OpenID userinfo). `GOOGLE_ADS_API_URL` is the Google Ads API itself "
      "(`https://googleads.googleapis.com/v26`; the version is part of it), which its syncs read."),
+    ("`YOUTUBE_ANALYTICS_URL`", "`https://youtubeanalytics.googleapis.com`",
+     "The YouTube Analytics API's host (`fetch_analytics`), apart from `YOUTUBE_API_URL`, the Data API."),
     ("`LINKEDIN_APPROVED_SCOPES`, `PAYPAL_APPROVED_SCOPES`, `SHOPIFY_APPROVED_SCOPES`", "unset",
      "Approval-only scopes the provider granted this app, space- or comma-separated: `r_member_social` (LinkedIn "
-     "partners: `fetch_posts`), `https://uri.paypal.com/services/reporting/search/read` (PayPal partners: "
+     "partners: `fetch_posts`), `r_member_postAnalytics` (LinkedIn partners: `fetch_analytics`), "
+     "`https://uri.paypal.com/services/reporting/search/read` (PayPal partners: "
      "`fetch_transactions`), `read_all_orders` (Shopify: orders older than 60 days). Only then does the consent ask "
      "for them (without the approval the provider refuses the whole consent); see the scopes table under Syncs. "
      "Another value stops with `CONFIG_ERROR`."),
