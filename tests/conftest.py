@@ -32,6 +32,9 @@ REDIS_URL = os.environ.get("NEXUSCTL_TEST_REDIS_URL", "redis://127.0.0.1:6379/15
 REQUIRED = {s.strip() for s in os.environ.get("NEXUSCTL_TEST_REQUIRE", "").split(",") if s.strip()}
 RUN_ID = uuid.uuid4().hex[:8]
 
+# Fixtures several suites share, registered here once: the provider emulators and tests/support's.
+pytest_plugins = ["emulators.fixtures", "support.fixtures"]
+
 
 def _unavailable(service: str, reason: str):
     if service in REQUIRED:

@@ -17,7 +17,6 @@ import uuid
 
 import aiohttp
 import pytest
-from emulators.fixtures import emulators, fresh_emulators  # noqa: F401 - pytest fixtures
 
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import Integration
@@ -38,7 +37,7 @@ TT_SCOPES = ["user.info.basic", "video.list", "video.publish"]
 
 
 @pytest.fixture
-def env(database, fresh_emulators, monkeypatch):  # noqa: F811 - the fixture
+def env(database, fresh_emulators, monkeypatch):
     for name, value in fresh_emulators.env().items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(publish, "IG_POLL_DELAYS", (0.01,) * 4)  # same number of reads, no waiting

@@ -16,7 +16,6 @@ import uuid
 
 import aiohttp
 import pytest
-from emulators.fixtures import emulators, fresh_emulators  # noqa: F401 - pytest fixtures
 
 from nexusctl.db.models import Integration, IntegrationSyncLog, OutboxEvent
 from nexusctl import config
@@ -31,7 +30,7 @@ FB_SCOPES = ["public_profile", "pages_show_list", "pages_read_engagement", "page
 
 
 @pytest.fixture
-def env(database, fresh_emulators, monkeypatch):  # noqa: F811 - the fixture
+def env(database, fresh_emulators, monkeypatch):
     for name, value in fresh_emulators.env().items():
         monkeypatch.setenv(name, value)
     settings = config.load()

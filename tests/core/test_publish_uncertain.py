@@ -18,7 +18,6 @@ import uuid
 
 import aiohttp
 import pytest
-from emulators.fixtures import emulators, fresh_emulators  # noqa: F401 - pytest fixtures
 
 from nexusctl import config
 from nexusctl.core import inbound, sync_runs
@@ -32,7 +31,7 @@ X_SCOPES = ["tweet.read", "users.read", "tweet.write"]
 
 
 @pytest.fixture
-def env(database, fresh_emulators, monkeypatch):  # noqa: F811 - the fixture
+def env(database, fresh_emulators, monkeypatch):
     for name, value in fresh_emulators.env().items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(publish_media, "IG_POLL_DELAYS", (0.01,) * 4)

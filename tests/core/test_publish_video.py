@@ -19,7 +19,6 @@ import uuid
 
 import aiohttp
 import pytest
-from emulators.fixtures import emulators, fresh_emulators  # noqa: F401 - pytest fixtures
 from emulators.media import MediaServer, expected
 
 from nexusctl import config
@@ -43,7 +42,7 @@ def media():
 
 
 @pytest.fixture
-def env(database, fresh_emulators, media, monkeypatch):  # noqa: F811 - the fixture
+def env(database, fresh_emulators, media, monkeypatch):
     for name, value in fresh_emulators.env().items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("WEBHOOK_ALLOWED_NETWORKS", "127.0.0.2/32")  # the media host only, not the emulators
@@ -170,7 +169,7 @@ def test_a_token_without_youtube_upload_fails_naming_the_scope(env, make_integra
     assert yt.calls["upload_chunk"] == 0 and yt.records_of("videos") == [] and yt.calls["refresh"] == 0
 
 
-def test_hostile_media_urls_are_refused_before_any_byte_moves(env, make_integration, media, fresh_emulators):  # noqa: F811
+def test_hostile_media_urls_are_refused_before_any_byte_moves(env, make_integration, media, fresh_emulators):
     yt, user, row = _youtube(env, make_integration)
     port = fresh_emulators.base_url.rsplit(":", 1)[1]
     for url, why in [(f"http://127.0.0.1:{port}/youtube/x.mp4", "loopback"),

@@ -12,7 +12,6 @@ import asyncio
 
 import aiohttp
 import pytest
-from emulators.fixtures import emulators, fresh_emulators  # noqa: F401 - pytest fixtures
 
 from nexusctl.db.models import Integration, IntegrationSyncLog, OutboxEvent, SyncCursor, Webhook, WebhookDelivery
 from nexusctl import config
@@ -25,7 +24,7 @@ from nexusctl.providers.scopes import requested
 
 
 @pytest.fixture
-def env(database, fresh_emulators, monkeypatch):  # noqa: F811 - the fixture
+def env(database, fresh_emulators, monkeypatch):
     for name, value in fresh_emulators.env().items():
         monkeypatch.setenv(name, value)
     settings = config.load()

@@ -1,7 +1,7 @@
 """Fixtures of the API fault suite (imported by its test modules, not a conftest).
 
 ``api`` is one real daemon per database kind and module (SQLite; PostgreSQL
-with Redis), launched by tests/oauth/conftest.py's ``launch_stack`` with the
+with Redis), launched by tests/support/stack.py's ``launch_stack`` with the
 provider emulators, the fake DNS and the receiver of tests/fault/apikit.py.
 """
 
@@ -11,14 +11,13 @@ from dataclasses import dataclass
 
 import pytest
 from apikit import FakeDNS, Receiver, World, api_stack, seed_world
-from emulators.fixtures import emulators  # noqa: F401 - a pytest fixture
 
 DB_KINDS = ["sqlite", pytest.param("postgres", marks=[pytest.mark.postgres, pytest.mark.redis])]
 
 
 @dataclass
 class Api:
-    stack: object  # oauth.conftest.Stack
+    stack: object  # support.stack.Stack
     dns: FakeDNS
     receiver: Receiver
     world: World
@@ -37,7 +36,7 @@ def receiver():
 
 
 @pytest.fixture(scope="module", params=DB_KINDS)
-def api(request, emulators, tmp_path_factory, pg_template, receiver):  # noqa: F811
+def api(request, emulators, tmp_path_factory, pg_template, receiver):
     with api_stack(request.param, tmp_path_factory.mktemp(f"api-{request.param}"), emulators, pg_template,
                    receiver) as (stack, dns):
         yield Api(stack, dns, receiver, seed_world(stack, receiver), request.param)

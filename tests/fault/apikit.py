@@ -16,18 +16,17 @@ that socket got past the SSRF guard.
 from __future__ import annotations
 
 import contextlib
-import http.server
 import json
-import threading
-import time
 import urllib.parse
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import jwt
 from emulators.testkit import call
-from oauth.conftest import FRONTEND, JWT_SECRET, launch_stack
+from support.receivers import TwoAddressReceiver
+from support.stack import FRONTEND, launch_stack
+from support.tokens import JWT_SECRET, mint  # noqa: F401 - JWT_SECRET: an old name kept for importers
+from support.waiting import wait_for
 
 ALLOWED_HOST = "127.0.0.77"  # the one address the daemons may deliver to
 FORBIDDEN_HOST = "127.0.0.1"  # loopback as an attacker would aim at it
@@ -35,13 +34,6 @@ PUBLIC_ADDRESS = "93.184.216.34"  # resolved to at creation only: nothing ever c
 SYNC_ACTION = "fetch_channels"  # what a DISCORD integration (the seeded one) can sync
 IDENTITIES = ("none", "expired", "bad_signature", "owner", "other", "service", "admin")
 ELEVATED = ("service", "admin")
-
-
-def mint(subject: str, *roles: str, ttl: int = 3600, secret: str = JWT_SECRET) -> str:
-    claims = {"sub": str(subject), "exp": int(time.time()) + ttl}
-    if roles:
-        claims["roles"] = list(roles)
-    return jwt.encode(claims, secret, algorithm="HS256")
 
 
 def bearer(who: str, owner, other) -> dict[str, str]:
@@ -117,74 +109,11 @@ class FakeDNS:
 
 # --- receiver ----------------------------------------------------------------
 
-class Receiver:
-    """One port on 127.0.0.77 (allowed) and 127.0.0.1 (forbidden); records (address, webhook-id, path).
-
-    ``/redirect/<rest>`` answers 302 to ``http://127.0.0.1:<port>/<rest>``: a receiver trying to bounce a
-    delivery to loopback.
-    """
+class Receiver(TwoAddressReceiver):
+    """One port on 127.0.0.77 (allowed) and 127.0.0.1 (forbidden); ``/redirect/<rest>`` bounces to loopback."""
 
     def __init__(self):
-        self.hits: list[tuple[str, str, str]] = []
-        self.lock = threading.Lock()
-        self.servers: list[http.server.ThreadingHTTPServer] = []
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with receiver.lock:
-                    receiver.hits.append((self.server.server_address[0], self.headers.get("webhook-id", ""),
-                                          self.path))
-                if self.path.startswith("/redirect/"):
-                    self.send_response(302)
-                    self.send_header("Location", receiver.url(FORBIDDEN_HOST, self.path.removeprefix("/redirect")))
-                else:
-                    self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        for _ in range(20):  # the same free port on both addresses
-            first = http.server.ThreadingHTTPServer((ALLOWED_HOST, 0), Handler)
-            try:
-                second = http.server.ThreadingHTTPServer((FORBIDDEN_HOST, first.server_address[1]), Handler)
-            except OSError:
-                first.server_close()
-                continue
-            self.servers = [first, second]
-            break
-        else:
-            raise RuntimeError("no port free on both 127.0.0.77 and 127.0.0.1")
-        self.port = self.servers[0].server_address[1]
-        for server in self.servers:
-            threading.Thread(target=server.serve_forever, daemon=True).start()
-
-    def url(self, host: str = ALLOWED_HOST, path: str = "/hook") -> str:
-        return f"http://{host}:{self.port}{path}"
-
-    def paths(self, address: str | None = None) -> list[str]:
-        with self.lock:
-            return [p for a, _, p in self.hits if address is None or a == address]
-
-    def close(self) -> None:
-        for server in self.servers:
-            server.shutdown()
-            server.server_close()
-
-
-def wait_for(condition, timeout: float = 15.0, what: str = "condition"):
-    """Poll ``condition`` until it returns something truthy (returned) or the deadline passes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
+        super().__init__(ALLOWED_HOST, FORBIDDEN_HOST)
 
 
 # --- the stack and its data ------------------------------------------------------

@@ -1,36 +1,17 @@
 """Fixtures of the fault-injection suite.
 
 The process-level tests (test_proc_*.py) kill daemons, restart private
-PostgreSQL and Redis servers and point webhooks at misbehaving receivers;
-their helpers are in procs.py. The emulators and ``stack_launcher`` are the
-ones tests/oauth uses (loaded from there, not copied).
+PostgreSQL and Redis servers and point webhooks at misbehaving receivers; the
+servers and receivers are tests/support's, as are ``emulators``,
+``stack_launcher`` and ``receiver`` (registered by tests/conftest.py).
 """
 
 from __future__ import annotations
 
 import pytest
-from emulators.fixtures import emulators, fresh_emulators  # noqa: F401 - pytest fixtures
-from procs import BehavingReceiver, PrivatePostgres, PrivateRedis, oauth_stack, webhook_rig
 
-
-@pytest.fixture(scope="session")
-def stack_launcher():
-    """tests/oauth's ``launch_stack``: a migrated database and a real `nexusctl daemon` on it."""
-    return oauth_stack.launch_stack
-
-
-@pytest.fixture
-def receiver():
-    """tests/webhooks' receiver (counts requests by webhook-id), made with ``receiver(delay=...)``."""
-    made = []
-
-    def make(delay: float = 0.0):
-        made.append(webhook_rig.Receiver(delay))
-        return made[-1]
-
-    yield make
-    for r in made:
-        r.stop()
+from support.receivers import BehavingReceiver
+from support.servers import PrivatePostgres, PrivateRedis
 
 
 @pytest.fixture

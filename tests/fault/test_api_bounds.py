@@ -17,7 +17,7 @@ import threading
 import urllib.parse
 
 import pytest
-from api_fixtures import api, emulators, receiver  # noqa: F401 - pytest fixtures
+from api_fixtures import api, receiver  # noqa: F401 - pytest fixtures
 from apikit import bearer, call, seed_world
 
 from nexusctl.core.paging import PAGE_BYTES

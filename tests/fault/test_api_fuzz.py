@@ -18,9 +18,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from api_fixtures import api, emulators, receiver  # noqa: F401 - pytest fixtures
+from api_fixtures import api, receiver  # noqa: F401 - pytest fixtures
 from apikit import SYNC_ACTION, call, frontend_redirect
-from oauth.conftest import JWT_SECRET
+from support.tokens import JWT_SECRET
 
 HERE = Path(__file__).resolve().parent
 ST = Path(sys.executable).parent / "st"

@@ -22,7 +22,7 @@ import urllib.parse
 import uuid
 
 import pytest
-from api_fixtures import api, emulators, receiver  # noqa: F401 - pytest fixtures
+from api_fixtures import api, receiver  # noqa: F401 - pytest fixtures
 from apikit import (
     ALLOWED_HOST,
     FRONTEND,

@@ -22,7 +22,10 @@ import subprocess
 import time
 
 import pytest
-from procs import daemon_env, free_port, oauth_stack, stop_daemon, wait_for
+from procs import daemon_env
+from support import daemons
+from support.daemons import stop as stop_daemon
+from support.ports import free_port
 
 PARTIAL = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: "  # never finished
 WHOLE = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -36,11 +39,8 @@ def _start(env: dict, work, limit: int | None = None) -> tuple[int, subprocess.P
         _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
 
-    with open(log_path, "w") as log:
-        process = subprocess.Popen([str(oauth_stack.NEXUSCTL), "daemon", "--port", str(port)],
-                                   env={**env, "PORT": str(port)}, stdout=log, stderr=subprocess.STDOUT,
-                                   preexec_fn=lower_file_limit if limit else None)
-    wait_for(lambda: process.poll() is None and _health(port, 2), 30, "the daemon to answer /health")
+    process = daemons.launch({**env, "PORT": str(port)}, port, log_path, probe="/health",
+                             preexec_fn=lower_file_limit if limit else None)
     return port, process, log_path
 
 

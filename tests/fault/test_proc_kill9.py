@@ -24,7 +24,9 @@ import time
 import uuid
 
 import pytest
-from procs import daemon_env, wait_for, webhook_rig
+from procs import daemon_env
+from support.daemons import Daemons
+from support.waiting import wait_for
 
 from nexusctl.db.database import bind, database_proxy, open_database
 from nexusctl.db.models import Integration, WebhookAttempt, WebhookDelivery
@@ -73,7 +75,7 @@ def _kill_run(keyring, receiver, work, *, total: int, hooks: int, kills: int) ->
     sink = receiver(delay=0.05)  # some latency, so sends are in flight most of the time
     ids = _queue(keyring, sink.url, total, hooks)
     # A short retry schedule: an attempt that times out on a loaded machine is retried in about a second.
-    rig = webhook_rig.Daemons(daemon_env(WEBHOOK_CONCURRENCY=str(CONCURRENCY), WEBHOOK_CONCURRENCY_PER_ENDPOINT="4",
+    rig = Daemons(daemon_env(WEBHOOK_CONCURRENCY=str(CONCURRENCY), WEBHOOK_CONCURRENCY_PER_ENDPOINT="4",
                                          WEBHOOK_TIMEOUT="2", WEBHOOK_RETRY_SCHEDULE="1,1,1,1,1,1"), work)
     leased_at_kill: list[set[str]] = []
     seen: set[tuple[str, str]] = set()

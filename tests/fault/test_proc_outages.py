@@ -22,14 +22,17 @@ import subprocess
 import uuid
 
 import pytest
-from procs import api, daemon_env, oauth_stack, sql, start_daemon, stop_daemon, wait_for
+from emulators.testkit import call
+from procs import api, daemon_env, sql, start_daemon
+from support.daemons import NEXUSCTL
+from support.daemons import stop as stop_daemon
+from support.waiting import wait_for
 
 from nexusctl.db.database import bind, open_database
 from nexusctl.db.models import Integration
 from nexusctl.core import webhooks
 from nexusctl.enums import Provider
 
-NEXUSCTL = oauth_stack.NEXUSCTL
 
 
 def _emit(base: str, integration: str, user, n: int):
@@ -119,7 +122,7 @@ def test_postgres_restarted_mid_run_loses_nothing(private_postgres, keyring, rec
 
 
 @pytest.mark.redis
-def test_redis_killed_and_restarted(stack_launcher, emulators, fresh_emulators, pg_template, private_redis,  # noqa: F811
+def test_redis_killed_and_restarted(stack_launcher, emulators, fresh_emulators, pg_template, private_redis,
                                     tmp_path):
     env = {"REDIS_URL": private_redis.url, "EVENTS_CONSUME_STREAMS": "none"}
     with stack_launcher("sqlite", tmp_path, emulators, pg_template, env) as stack:
@@ -155,7 +158,7 @@ def test_redis_killed_and_restarted(stack_launcher, emulators, fresh_emulators, 
         wait_for(lambda: (r := _ready(stack.base)) is not None and r.status == 200, 20, "/ready after the restart")
         again = stack.initiate("DISCORD", uuid.uuid4())
         assert again.status == 200, again.text  # at once: no dead pooled socket is reused
-        finished = oauth_stack.call("GET", oauth_stack.call("GET", started.json()["data"]["authorizationUrl"]).location)
+        finished = call("GET", call("GET", started.json()["data"]["authorizationUrl"]).location)
         assert finished.status == 302 and "status=success" in finished.location, finished.location
         wait_for(lambda: unpublished() == 0, 30, "the relay to publish the backlog")
 

@@ -20,7 +20,10 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from procs import api, closed_port, daemon_env, start_daemon, stop_daemon, wait_for
+from procs import api, daemon_env, start_daemon
+from support.daemons import stop as stop_daemon
+from support.ports import closed_port
+from support.waiting import wait_for
 
 from nexusctl.db.models import Integration
 from nexusctl.core import webhooks

@@ -19,7 +19,8 @@ import time
 import uuid
 
 import pytest
-from procs import wait_for, webhook_rig
+from support.receivers import CountingReceiver
+from support.waiting import wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -51,7 +52,7 @@ def _count(stack, query: str, *params) -> int:
 
 
 def test_each_delivery_is_sent_once(three, fresh_emulators, tmp_path):
-    sink = webhook_rig.Receiver(delay=0.005)
+    sink = CountingReceiver(delay=0.005)
     try:
         user = uuid.uuid4()
         (integration,) = _connect_discord(three, 1, user)

@@ -1,259 +1,29 @@
-"""A real `nexusctl daemon` wired to the provider emulators, on SQLite and PostgreSQL.
+"""The oauth suite's ``stack``: a real `nexusctl daemon` wired to the provider emulators, per database kind.
 
-``stack`` starts one daemon process per database kind and module, with every
-provider's endpoints pointed at the emulators (tests/emulators) and its own
-migrated database. ``stack.connect(provider, user)`` walks the whole browser
-journey: initiate (API) -> the provider's authorize page (emulator, consents)
--> our callback (daemon) -> the frontend redirect, and returns the query the
-frontend receives.
+``stack`` starts one daemon process per database kind and module
+(``support.stack.launch_stack``); ``stack.connect(provider, user)`` walks the
+whole browser journey and returns the query the frontend receives.
 """
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import json
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.parse
-import uuid
-from dataclasses import dataclass, field
-from pathlib import Path
-
-import jwt
 import pytest
-from emulators.fixtures import emulators, fresh_emulators  # noqa: F401 - pytest fixtures
-from emulators.testkit import call
 
-NEXUSCTL = Path(sys.executable).parent / "nexusctl"
-FRONTEND = "http://app.nexus.test"
-JWT_SECRET = "oauth-suite-secret-" + "x" * 24
-ENCRYPTION_KEY = base64.b64encode(bytes(range(32, 64))).decode()
-
-
-def token_for(user: uuid.UUID | str, *roles: str) -> str:
-    claims = {"sub": str(user), "exp": int(time.time()) + 3600}
-    if roles:
-        claims["roles"] = list(roles)
-    return jwt.encode(claims, JWT_SECRET, algorithm="HS256")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class Stack:
-    base: str
-    env: dict
-    database_url: str
-    log_path: Path
-    emulators: object
-    process: subprocess.Popen | None = None
-    extra: dict = field(default_factory=dict)
-
-    # --- the daemon's life -------------------------------------------------
-    def restart(self, probe: str = "/ready", **env) -> None:
-        """Stop the daemon(s) and start one on the same port (the URL providers return to) with ``env``
-        merged into its environment (a None value removes that variable); ``probe`` as in ``_start``."""
-        for process in [self.process, *self.extra.get("daemons", [])]:
-            if process is not None and process.poll() is None:
-                process.terminate()
-                process.wait(20)
-        self.env = {**{k: v for k, v in self.env.items() if k not in env},
-                    **{k: v for k, v in env.items() if v is not None}}
-        self.process = _start(self.env, int(self.env["PORT"]), self.log_path, probe)
-        self.extra.setdefault("daemons", []).append(self.process)
-
-    # --- HTTP against the daemon ------------------------------------------
-    def api(self, method: str, path: str, *, user=None, roles=(), body=None, headers=None, base=None):
-        hdrs = dict(headers or {})
-        if user is not None:
-            hdrs["Authorization"] = f"Bearer {token_for(user, *roles)}"
-        return call(method, (base or self.base) + path, json_body=body, headers=hdrs)
-
-    def initiate(self, provider: str, user, **extra):
-        body = {"userId": str(user), "provider": provider, "redirectUri": f"{FRONTEND}/connected", **extra}
-        return self.api("POST", "/integrations/oauth/initiate", user=user, body=body)
-
-    def connect(self, provider: str, user, **extra) -> dict:
-        """The whole browser journey; returns the query our redirect gives the frontend."""
-        started = self.initiate(provider, user, **extra)
-        assert started.status == 200, started.text
-        url = started.json()["data"]["authorizationUrl"]
-        at_provider = call("GET", url)
-        assert at_provider.status == 302, (provider, at_provider.status, at_provider.text[:300])
-        back = at_provider.location
-        assert back.startswith(self.base + "/integrations/oauth/callback/"), back
-        final = call("GET", back)
-        assert final.status == 302, (provider, final.status, final.text[:300])
-        assert final.headers.get("Referrer-Policy") == "no-referrer"
-        assert final.location.startswith(f"{FRONTEND}/connected?"), final.location
-        return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(final.location).query))
-
-    # --- CLI against the same database --------------------------------------
-    def cli(self, *args, input: str | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run([str(NEXUSCTL), *map(str, args)], env=self.env, input=input, capture_output=True,
-                              text=True, timeout=60)
-
-    def another_daemon(self):
-        """A second daemon on the same database (and Redis): the scale-out shape. Stop it with .terminate()
-        (the stack stops it at the end in any case)."""
-        port = _free_port()
-        log_path = self.log_path.with_name(f"daemon-{port}.log")
-        process = _start({**self.env, "PORT": str(port)}, port, log_path)
-        self.extra.setdefault("daemons", []).append(process)
-        return f"http://127.0.0.1:{port}", process
-
-    def logs(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def sql(self, query: str, *params):
-        """Rows from the daemon's database (read-only checks)."""
-        if self.database_url.startswith("sqlite"):
-            import sqlite3
-
-            def native(value):  # peewee keeps UUIDs as 32 hex digits on SQLite
-                try:
-                    return uuid.UUID(str(value)).hex
-                except ValueError:
-                    return value
-
-            with sqlite3.connect(self.database_url.removeprefix("sqlite:///")) as conn:
-                return conn.execute(query.replace("%s", "?"), [native(p) for p in params]).fetchall()
-        import psycopg2
-
-        conn = psycopg2.connect(self.database_url)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(query, params)
-                return cur.fetchall()
-        finally:
-            conn.close()
-
-
-def _start(env: dict, port: int, log_path: Path, probe: str = "/ready") -> subprocess.Popen:
-    """A daemon, once ``probe`` answers 200 (``/health`` for one that is meant to be up but not ready)."""
-    log = open(log_path, "w")
-    process = subprocess.Popen([str(NEXUSCTL), "daemon", "--port", str(port)], env=env, stdout=log,
-                               stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"daemon exited: {log_path.read_text()[-2000:]}")
-        try:
-            if call("GET", f"http://127.0.0.1:{port}{probe}").status == 200:
-                return process
-        except OSError:  # not listening yet
-            pass
-        time.sleep(0.1)  # polling a readiness probe, not waiting for luck
-    process.kill()
-    raise RuntimeError(f"daemon not ready in 30 s: {log_path.read_text()[-2000:]}")
-
-
-@contextlib.contextmanager
-def launch_stack(kind: str, work: Path, emulators, pg_template, extra_env: dict | None = None):  # noqa: F811
-    """A migrated database (SQLite file or PostgreSQL clone) and a daemon on it; yields the Stack."""
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "PYTHONPATH")}
-    env.update(emulators.env())
-    env.update(NODE_ENV="test", NEXUS_DATA_DIR=str(work / "data"), JWT_SECRET=JWT_SECRET,
-               ENCRYPTION_KEY=ENCRYPTION_KEY, PUBLIC_URL=f"http://127.0.0.1:{port}", FRONTEND_URL=FRONTEND,
-               PORT=str(port), REFRESH_SWEEP_INTERVAL="1",  # the daemons sweep every second (window 10 min)
-               SYNC_POLL_INTERVAL="1")
-    with _database(kind, work, pg_template) as url:
-        env["DATABASE_URL"] = url
-        if kind == "postgres":  # the scale-out shape: OAuth states in Redis
-            env["REDIS_URL"] = _redis_url()
-        env.update(extra_env or {})
-        subprocess.run([str(NEXUSCTL), "-q", "db", "migrate"], env=env, check=True, capture_output=True)
-        log_path = work / "daemon.log"
-        process = _start(env, port, log_path)
-        stack = Stack(f"http://127.0.0.1:{port}", env, url, log_path, emulators, process)
-        try:
-            yield stack
-        finally:
-            for proc in [process, *stack.extra.get("daemons", [])]:
-                proc.terminate()
-                try:
-                    proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-
-
-@pytest.fixture(scope="session")
-def stack_launcher():
-    """``launch_stack`` for modules that need a daemon with their own settings."""
-    return launch_stack
+# Old names, kept for tests that import them from here (the code lives in tests/support).
+from emulators.testkit import call  # noqa: F401
+from support.daemons import NEXUSCTL  # noqa: F401
+from support.daemons import launch as _start  # noqa: F401
+from support.ports import free_port as _free_port  # noqa: F401
+from support.stack import ENCRYPTION_KEY, FRONTEND, Stack, launch_stack  # noqa: F401
+from support.tokens import JWT_SECRET  # noqa: F401
+from support.tokens import mint as token_for  # noqa: F401
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def stack(request, emulators, tmp_path_factory, pg_template):  # noqa: F811 - the emulators fixture
+def stack(request, emulators, tmp_path_factory, pg_template):
     # The WooCommerce store a user names is the emulator on 127.0.0.1: a user-supplied URL, so the SSRF
     # guard refuses it unless the allow-list admits it, as a developer's local store would need.
     local = {"WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32"}
     with launch_stack(request.param, tmp_path_factory.mktemp("oauth-stack"), emulators, pg_template,
                       extra_env=local) as stack:
         yield stack
-
-
-def _redis_url() -> str:
-    import redis
-
-    url = os.environ.get("NEXUSCTL_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-    try:
-        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
-    except Exception as exc:  # noqa: BLE001
-        if "redis" in os.environ.get("NEXUSCTL_TEST_REQUIRE", ""):
-            pytest.fail(f"redis is required but unavailable: {exc}", pytrace=False)
-        pytest.skip(f"redis unavailable ({exc}); set NEXUSCTL_TEST_REDIS_URL")
-    return url
-
-
-class _database:
-    """A SQLite file, or a PostgreSQL clone of the session's migrated template."""
-
-    def __init__(self, kind, work: Path, pg_template):
-        self.kind, self.work, self.pg_template, self.name = kind, work, pg_template, None
-
-    def _admin(self):
-        import psycopg2
-
-        conn = psycopg2.connect(os.environ.get("NEXUSCTL_TEST_POSTGRES_URL",
-                                               "postgresql://postgres@127.0.0.1:5432/test"), connect_timeout=3)
-        conn.autocommit = True
-        return conn
-
-    def __enter__(self) -> str:
-        if self.kind == "sqlite":
-            return f"sqlite:///{self.work / 'oauth.db'}"
-        if isinstance(self.pg_template, Exception):
-            if "postgres" in os.environ.get("NEXUSCTL_TEST_REQUIRE", ""):
-                pytest.fail(f"postgres is required but unavailable: {self.pg_template}", pytrace=False)
-            pytest.skip(f"postgres unavailable ({self.pg_template}); set NEXUSCTL_TEST_POSTGRES_URL")
-        self.name = f"nx_oauth_{uuid.uuid4().hex[:12]}"
-        admin = self._admin()  # not `with admin`: that opens a transaction, where CREATE DATABASE fails
-        with admin.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{self.name}" TEMPLATE "{self.pg_template}"')
-        admin.close()
-        base = urllib.parse.urlsplit(os.environ.get("NEXUSCTL_TEST_POSTGRES_URL",
-                                                    "postgresql://postgres@127.0.0.1:5432/test"))
-        return urllib.parse.urlunsplit(base._replace(path="/" + self.name))
-
-    def __exit__(self, *exc):
-        if self.name is not None:
-            admin = self._admin()
-            with admin.cursor() as cur:
-                cur.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-            admin.close()
-        shutil.rmtree(self.work / "data", ignore_errors=True)
-
-
-def decode(response) -> dict:
-    return json.loads(response.body)

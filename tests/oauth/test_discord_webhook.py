@@ -16,7 +16,6 @@ import uuid
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from emulators.fixtures import emulators, fresh_emulators  # noqa: F401 - pytest fixtures
 from test_publish_targets import _publish
 
 from emulators.testkit import call
@@ -25,7 +24,7 @@ CHANNEL, GUILD = "910000000000000077", "900000000000000070"
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def daemon(request, emulators, tmp_path_factory, pg_template, stack_launcher):  # noqa: F811 - the fixture
+def daemon(request, emulators, tmp_path_factory, pg_template, stack_launcher):
     with stack_launcher(request.param, tmp_path_factory.mktemp("discord-webhook"), emulators, pg_template) as stack:
         assert "DISCORD_BOT_TOKEN" not in stack.env
         yield stack
@@ -48,7 +47,7 @@ def _row_text(stack, integration: str) -> str:
     return " ".join(str(value) for value in rows[0])
 
 
-def test_the_scope_is_asked_for_only_on_request(daemon, fresh_emulators):  # noqa: F811
+def test_the_scope_is_asked_for_only_on_request(daemon, fresh_emulators):
     user = uuid.uuid4()
     plain = daemon.initiate("DISCORD", user).json()["data"]["authorizationUrl"]
     assert parse_qs(urlsplit(plain).query)["scope"] == ["identify guilds"]
@@ -61,7 +60,7 @@ def test_the_scope_is_asked_for_only_on_request(daemon, fresh_emulators):  # noq
     assert unknown.status == 400 and unknown.json()["error"]["code"] == "VALIDATION_ERROR", unknown.text
 
 
-def test_the_webhook_is_stored_encrypted_and_shown_without_its_token(daemon, fresh_emulators):  # noqa: F811
+def test_the_webhook_is_stored_encrypted_and_shown_without_its_token(daemon, fresh_emulators):
     user, integration, hook = _connect_with_webhook(daemon)
     stored = _row_text(daemon, integration)
     assert hook["token"] not in stored and f"webhooks/{hook['id']}/" not in stored
@@ -75,7 +74,7 @@ def test_the_webhook_is_stored_encrypted_and_shown_without_its_token(daemon, fre
     assert hook["token"] not in shown.text and hook["token"] not in daemon.logs()
 
 
-def test_publishing_goes_through_the_webhook_without_the_bot(daemon, fresh_emulators):  # noqa: F811
+def test_publishing_goes_through_the_webhook_without_the_bot(daemon, fresh_emulators):
     dc = daemon.emulators["DISCORD"]
     user, _integration, hook = _connect_with_webhook(daemon)
     status, metadata, error = _publish(daemon, user, "Through the channel webhook")
@@ -89,7 +88,7 @@ def test_publishing_goes_through_the_webhook_without_the_bot(daemon, fresh_emula
     assert hook["token"] not in json.dumps(metadata) and hook["token"] not in daemon.logs()
 
 
-def test_a_webhook_deleted_in_discord_fails_the_publish_saying_so(daemon, fresh_emulators):  # noqa: F811
+def test_a_webhook_deleted_in_discord_fails_the_publish_saying_so(daemon, fresh_emulators):
     dc = daemon.emulators["DISCORD"]
     user, _integration, hook = _connect_with_webhook(daemon)
     assert call("DELETE", f"{dc.emu.base_url}/discord/discord.com/api/v10/webhooks/{hook['id']}/{hook['token']}"
@@ -99,7 +98,7 @@ def test_a_webhook_deleted_in_discord_fails_the_publish_saying_so(daemon, fresh_
     assert hook["token"] not in error
 
 
-def test_deleting_the_integration_deletes_the_webhook_at_discord(daemon, fresh_emulators):  # noqa: F811
+def test_deleting_the_integration_deletes_the_webhook_at_discord(daemon, fresh_emulators):
     dc = daemon.emulators["DISCORD"]
     user, integration, hook = _connect_with_webhook(daemon)
     deleted = daemon.api("DELETE", f"/integrations/{integration}", user=user)
@@ -108,7 +107,7 @@ def test_deleting_the_integration_deletes_the_webhook_at_discord(daemon, fresh_e
     assert [h for h in dc.records_of("webhooks") if h["id"] == hook["id"]] == []
 
 
-def test_a_discord_failure_never_blocks_the_delete(daemon, fresh_emulators):  # noqa: F811
+def test_a_discord_failure_never_blocks_the_delete(daemon, fresh_emulators):
     dc = daemon.emulators["DISCORD"]
     user, integration, hook = _connect_with_webhook(daemon)
     dc.fail_next("delete_webhook", 503)
@@ -119,7 +118,7 @@ def test_a_discord_failure_never_blocks_the_delete(daemon, fresh_emulators):  # 
     assert hook["token"] not in daemon.logs()
 
 
-def test_reconnecting_with_a_new_webhook_deletes_the_old_one_and_without_keeps_it(daemon, fresh_emulators):  # noqa: F811
+def test_reconnecting_with_a_new_webhook_deletes_the_old_one_and_without_keeps_it(daemon, fresh_emulators):
     dc = daemon.emulators["DISCORD"]
     user, integration, first = _connect_with_webhook(daemon)
     again = daemon.connect("DISCORD", user)  # no webhook.incoming: the stored webhook stays
@@ -139,7 +138,7 @@ def test_reconnecting_with_a_new_webhook_deletes_the_old_one_and_without_keeps_i
     assert [m["channel_id"] for m in dc.records_of("messages")] == ["910000000000000088"]
 
 
-def test_the_cli_asks_for_the_webhook_and_lists_the_capability(daemon, fresh_emulators):  # noqa: F811
+def test_the_cli_asks_for_the_webhook_and_lists_the_capability(daemon, fresh_emulators):
     dc = daemon.emulators["DISCORD"]
     dc.choose_webhook_channel(CHANNEL, GUILD)
     printed = daemon.cli("integrations", "connect", "DISCORD", "--user", uuid.uuid4(), "--scope", "webhook.incoming",

@@ -13,64 +13,22 @@ import datetime as dt
 import json
 import os
 import signal
-import socket
-import subprocess
 import time
 import uuid
 from pathlib import Path
 
 import pytest
-import redis
 from test_connect_providers import tenant_of
+from support.servers import PrivateRedis
+from support.waiting import wait_for
 
 STREAM = "nexus.events"
 GROUP = "nexusctl"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class RedisServer:
-    """A redis-server of our own: stopped and started again on the same port and data."""
-
-    def __init__(self, work: Path) -> None:
-        self.work, self.port, self.process = work, _free_port(), None
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        log = open(self.work / "redis.log", "a")
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
-             "--appendfsync", "always", "--dir", str(self.work)], stdout=log, stderr=subprocess.STDOUT)
-        _wait(self._up, 15, "redis-server to answer")
-
-    def _up(self) -> bool:
-        try:
-            return self.client().ping()
-        except redis.ConnectionError:
-            return False
-
-    def stop(self) -> None:
-        self.process.terminate()  # SIGTERM: Redis finishes the append-only file, as on a restart
-        self.process.wait(15)
-
-    def client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.url, decode_responses=True, socket_connect_timeout=1)
-
-
-def _wait(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)  # polling what the daemon does on its own
-
-
 @pytest.fixture(scope="module")
 def private_redis(tmp_path_factory):
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server = PrivateRedis(tmp_path_factory.mktemp("redis"))
     server.start()
     yield server
     if server.process.poll() is None:
@@ -155,7 +113,7 @@ def test_events_reach_the_stream_in_order_and_are_marked_published(bus, fresh_em
     for n in range(25):
         for integration in (first, second):
             _emit(bus, integration, owners[integration], n)
-    _wait(lambda: _unpublished(bus) == 0, 20, "the relay to publish the outbox")
+    wait_for(lambda: _unpublished(bus) == 0, 20, "the relay to publish the outbox")
 
     assert _numbers_in_stream_order(bus, first) == list(range(25))
     assert _numbers_in_stream_order(bus, second) == list(range(25))
@@ -171,7 +129,7 @@ def test_the_relay_survives_a_redis_restart_without_losing_or_reordering(bus, fr
     owner = _owner(bus, integration)
     for n in range(10):
         _emit(bus, integration, owner, n)
-    _wait(lambda: _unpublished(bus) == 0, 20, "the relay to publish the first ten")
+    wait_for(lambda: _unpublished(bus) == 0, 20, "the relay to publish the first ten")
 
     bus.extra["redis"].stop()
     for n in range(10, 40):  # the API keeps accepting events: they wait in the outbox
@@ -181,7 +139,7 @@ def test_the_relay_survives_a_redis_restart_without_losing_or_reordering(bus, fr
     assert _unpublished(bus) >= 30
     bus.extra["redis"].start()
 
-    _wait(lambda: _unpublished(bus) == 0, 30, "the relay to publish the backlog after the restart")
+    wait_for(lambda: _unpublished(bus) == 0, 30, "the relay to publish the backlog after the restart")
     assert _numbers_in_stream_order(bus, integration) == list(range(40))
     logs = bus.logs()
     assert "event relay: cannot publish" in logs and "event relay: publishing again" in logs
@@ -205,7 +163,7 @@ def test_with_two_daemons_each_event_is_published_once_in_order(bus, fresh_emula
             response = bus.api("POST", f"/integrations/{integration}/events", user=owner, base=bases[n % len(bases)],
                                body={"type": "media.created", "data": {"n": n}})
             assert response.status == 202, response.text
-        _wait(lambda: _unpublished(bus) == 0, 20, "the relay to publish")
+        wait_for(lambda: _unpublished(bus) == 0, 20, "the relay to publish")
     finally:
         if other is not None:
             other.terminate()
@@ -229,7 +187,7 @@ def test_user_deleted_on_the_stream_removes_the_users_integrations(bus, fresh_em
     revokes = {p: bus.emulators[p].calls["revoke"] for p in ("DISCORD", "SLACK")}
 
     event_id, entry = _xadd(bus, "user.deleted", {"userId": str(user)})
-    _wait(lambda: _consumed_up_to(bus, entry), 20, "the consumer to handle user.deleted")
+    wait_for(lambda: _consumed_up_to(bus, entry), 20, "the consumer to handle user.deleted")
 
     assert _count(bus, "SELECT COUNT(*) FROM integrations WHERE user_id = %s", user) == 0
     assert _count(bus, "SELECT COUNT(*) FROM integrations WHERE id = %s", kept) == 1
@@ -242,11 +200,11 @@ def test_user_deleted_on_the_stream_removes_the_users_integrations(bus, fresh_em
 
     # The same event again (a redelivery): nothing more happens, and it is acknowledged.
     _, again = _xadd(bus, "user.deleted", {"userId": str(user)}, event_id)
-    _wait(lambda: _consumed_up_to(bus, again), 20, "the consumer to acknowledge the duplicate")
+    wait_for(lambda: _consumed_up_to(bus, again), 20, "the consumer to acknowledge the duplicate")
     assert _count(bus, "SELECT COUNT(*) FROM consumed_events WHERE key = %s", f"{STREAM}:{event_id}") == 1
     assert _count(bus, "SELECT COUNT(*) FROM outbox_events WHERE type = 'integration.disconnected' "
                        "AND user_id = %s", user) == 2
-    _wait(lambda: _unpublished(bus) == 0, 20, "the disconnects to reach the stream")
+    wait_for(lambda: _unpublished(bus) == 0, 20, "the disconnects to reach the stream")
     published = [json.loads(f["payload"])["integrationId"] for _, f in _stream(bus)
                  if f["type"] == "integration.disconnected"]
     assert set(doomed) <= set(published)
@@ -258,9 +216,9 @@ def test_content_published_queues_a_publish_run_per_capable_integration(bus, fre
     content = {"userId": str(user), "contentId": "post-77", "title": "Launch", "url": "https://nexus.test/p/77",
                "media": [{"type": "image", "url": "https://cdn.nexus.test/77.jpg"}]}
     event_id, entry = _xadd(bus, "content.published", content)
-    _wait(lambda: _consumed_up_to(bus, entry), 20, "the consumer to handle content.published")
+    wait_for(lambda: _consumed_up_to(bus, entry), 20, "the consumer to handle content.published")
     _, again = _xadd(bus, "content.published", content, event_id)
-    _wait(lambda: _consumed_up_to(bus, again), 20, "the consumer to acknowledge the duplicate")
+    wait_for(lambda: _consumed_up_to(bus, again), 20, "the consumer to acknowledge the duplicate")
 
     rows = bus.sql("SELECT integration_id, action, status, resource_id, metadata FROM integration_sync_logs "
                    "WHERE resource_id = 'post-77'")
@@ -280,7 +238,7 @@ def test_an_entry_that_can_never_be_handled_is_acknowledged_and_the_consumer_goe
     user = uuid.uuid4()
     integration = _connected(bus, "DISCORD", user)
     _, good = _xadd(bus, "user.deleted", {"userId": str(user)})
-    _wait(lambda: _consumed_up_to(bus, good), 20, "the consumer to get past the broken entries")
+    wait_for(lambda: _consumed_up_to(bus, good), 20, "the consumer to get past the broken entries")
     assert _count(bus, "SELECT COUNT(*) FROM integrations WHERE id = %s", integration) == 0
     logs = bus.logs()
     assert f"{STREAM} {broken} (user.deleted) cannot be handled: payload is not JSON" in logs
@@ -316,7 +274,7 @@ def test_a_consumer_killed_mid_event_leaves_it_to_another(bus, fresh_emulators):
     try:
         before = emulator.calls["revoke"]
         _, entry = _xadd(bus, "user.deleted", {"userId": str(user)})
-        _wait(lambda: emulator.calls["revoke"] > before, 20, "the daemon to start on the event")
+        wait_for(lambda: emulator.calls["revoke"] > before, 20, "the daemon to start on the event")
         pending = bus.extra["redis"].client().xpending_range(STREAM, GROUP, min=entry, max=entry, count=1)
         assert pending and pending[0]["consumer"].endswith(f":{bus.process.pid}")
         os.kill(bus.process.pid, signal.SIGKILL)
@@ -327,7 +285,7 @@ def test_a_consumer_killed_mid_event_leaves_it_to_another(bus, fresh_emulators):
         assert _count(bus, "SELECT COUNT(*) FROM integrations WHERE id = %s", doomed[0]) == 1
 
         base, other = bus.another_daemon()
-        _wait(lambda: _consumed_up_to(bus, entry), 30, "another daemon to claim and finish the event")
+        wait_for(lambda: _consumed_up_to(bus, entry), 30, "another daemon to claim and finish the event")
     finally:
         emulator.delay("revoke", 0)
     assert _count(bus, "SELECT COUNT(*) FROM integrations WHERE user_id = %s", user) == 0

@@ -17,17 +17,18 @@ import uuid
 import pytest
 from jsonschema import Draft202012Validator
 from test_refresh_flows import connected
-from test_refresh_sweep import _expire_in, _wait
+from test_refresh_sweep import _expire_in
 
 from nexusctl.daemon import models_schema
 from emulators.testkit import CallbackSink
+from support.waiting import wait_for
 
 UTC = dt.timezone.utc
 ADWORDS = "https://www.googleapis.com/auth/adwords"
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def stack(request, emulators, tmp_path_factory, pg_template, stack_launcher):  # noqa: F811
+def stack(request, emulators, tmp_path_factory, pg_template, stack_launcher):
     env = {"HEALTH_CHECK_INTERVAL": "1", "HEALTH_RECHECK": "1", "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32",
            "WEBHOOK_RETRY_SCHEDULE": "1,1,1,1,1"}
     with stack_launcher(request.param, tmp_path_factory.mktemp("health-stack"), emulators, pg_template,
@@ -66,7 +67,7 @@ def _more_checks(stack, count: int = 2) -> None:
 
     for _ in range(count):
         mark = finished()
-        _wait(lambda mark=mark: finished() > mark, 20, "a run of the health job")
+        wait_for(lambda mark=mark: finished() > mark, 20, "a run of the health job")
 
 
 def test_a_refusing_provider_degrades_then_breaks_and_a_refresh_recovers(stack, fresh_emulators):
@@ -76,14 +77,14 @@ def test_a_refusing_provider_degrades_then_breaks_and_a_refresh_recovers(stack, 
 
     emu.fail_next("refresh", status=503)
     _expire_in(stack, 120, integration)  # inside the sweep's window: the daemon tries, the provider refuses
-    _wait(lambda: _stored(stack, integration) == "degraded", 20, "degraded after the failed refresh")
+    wait_for(lambda: _stored(stack, integration) == "degraded", 20, "degraded after the failed refresh")
     record = _health(stack, integration, user)
     assert [r["code"] for r in record["reasons"]] == ["REFRESH_FAILING"]
     assert "503" in record["reasons"][0]["message"] and record["refresh"]["lastOutcome"] == "failed"
     assert record["refresh"]["consecutiveFailures"] == 1 and record["token"]["renewable"] is True
 
     _expire_in(stack, -60, integration)  # the token lapses while the sweep backs off
-    _wait(lambda: _stored(stack, integration) == "broken", 20, "broken once the token has expired")
+    wait_for(lambda: _stored(stack, integration) == "broken", 20, "broken once the token has expired")
     codes = [r["code"] for r in _health(stack, integration, user)["reasons"]]
     assert codes == ["TOKEN_EXPIRED"]
     listed = stack.cli("integrations", "health", "--status", "degraded,broken", "--json")
@@ -94,7 +95,7 @@ def test_a_refusing_provider_degrades_then_breaks_and_a_refresh_recovers(stack, 
 
     refreshed = stack.api("POST", f"/integrations/{integration}/refresh", user=user)
     assert refreshed.status == 200, refreshed.text
-    _wait(lambda: _stored(stack, integration) == "healthy", 20, "healthy after a successful refresh")
+    wait_for(lambda: _stored(stack, integration) == "healthy", 20, "healthy after a successful refresh")
     _more_checks(stack)
     assert _changes(stack, integration) == [("integration.error", "degraded"), ("integration.error", "broken"),
                                             ("integration.recovered", "healthy")]
@@ -107,7 +108,7 @@ def test_a_dead_grant_is_broken_at_once(stack, fresh_emulators):
     emu.revoke_grants()  # the user removed the app at Discord
     answer = stack.api("POST", f"/integrations/{integration}/refresh", user=user)
     assert answer.status == 401
-    _wait(lambda: _stored(stack, integration) == "broken", 20, "broken after invalid_grant")
+    wait_for(lambda: _stored(stack, integration) == "broken", 20, "broken after invalid_grant")
     record = _health(stack, integration, user)
     assert record["isActive"] is False and record["reasons"][0]["code"] == "INACTIVE"
     _more_checks(stack)
@@ -115,7 +116,7 @@ def test_a_dead_grant_is_broken_at_once(stack, fresh_emulators):
 
     again = stack.connect("DISCORD", user)  # the user connects the account again
     assert again["integrationId"] == integration
-    _wait(lambda: _stored(stack, integration) == "healthy", 20, "healthy after reconnecting")
+    wait_for(lambda: _stored(stack, integration) == "healthy", 20, "healthy after reconnecting")
     assert _health(stack, integration, user)["refresh"]["lastOutcome"] is None
     assert _changes(stack, integration) == [("integration.error", "broken"), ("integration.recovered", "healthy")]
 
@@ -134,19 +135,19 @@ def test_a_receiver_that_starts_failing_degrades_and_recovers(stack, fresh_emula
                 assert sent.status == 202, sent.text
 
         emit(2)
-        _wait(lambda: len(sink.received) >= 2, 20, "two deliveries")
+        wait_for(lambda: len(sink.received) >= 2, 20, "two deliveries")
         _more_checks(stack)
         assert _health(stack, integration, user)["status"] == "healthy"
 
         sink.status = 500  # the receiver starts failing
         emit(3)
-        _wait(lambda: _stored(stack, integration) == "degraded", 20, "degraded by failing deliveries")
+        wait_for(lambda: _stored(stack, integration) == "degraded", 20, "degraded by failing deliveries")
         record = _health(stack, integration, user)
         assert record["reasons"][0]["code"] == "WEBHOOKS_FAILING", record["reasons"]
         assert record["webhooks"]["successRate"] < 0.9
 
         sink.status = 200  # fixed: the retries get through
-        _wait(lambda: _stored(stack, integration) == "healthy", 30, "healthy once the retries are delivered")
+        wait_for(lambda: _stored(stack, integration) == "healthy", 30, "healthy once the retries are delivered")
     assert _health(stack, integration, user)["webhooks"]["successRate"] == 1.0
     assert _changes(stack, integration) == [("integration.error", "degraded"), ("integration.recovered", "healthy")]
 
@@ -161,11 +162,11 @@ def test_fewer_scopes_granted_or_one_revoked_later_shows_as_missing(stack, fresh
 
     again = stack.connect("GOOGLE_ADS", user)  # connecting again with every permission
     assert again["integrationId"] == integration
-    _wait(lambda: _stored(stack, integration) == "healthy", 20, "healthy after the full grant")
+    wait_for(lambda: _stored(stack, integration) == "healthy", 20, "healthy after the full grant")
 
     emu.revoke_scope(ADWORDS)  # later removed in the Google account; the next refresh says so
     assert stack.api("POST", f"/integrations/{integration}/refresh", user=user).status == 200
-    _wait(lambda: _stored(stack, integration) == "degraded", 20, "degraded after the revocation")
+    wait_for(lambda: _stored(stack, integration) == "degraded", 20, "degraded after the revocation")
     assert _health(stack, integration, user)["scopes"]["missing"] == [ADWORDS]
     assert _changes(stack, integration) == [("integration.error", "degraded"), ("integration.recovered", "healthy"),
                                             ("integration.error", "degraded")]
@@ -183,7 +184,7 @@ def test_only_the_owner_or_an_elevated_role_sees_health(stack, fresh_emulators):
     mine = stack.api("GET", f"/integrations/user/{user}/health", user=user)
     assert mine.status == 200 and [r["integrationId"] for r in mine.json()["data"]] == [integration]
     # The list shows what the daemon's integration-health job stored: wait for it, not for the list.
-    _wait(lambda: _stored(stack, integration) == "healthy", 20, "checked by the daemon's job")
+    wait_for(lambda: _stored(stack, integration) == "healthy", 20, "checked by the daemon's job")
     [listed] = stack.api("GET", f"/integrations/user/{user}/health", user=user).json()["data"]
     Draft202012Validator(models_schema.HEALTH_SUMMARY).validate(listed)  # what OpenAPI says
     assert listed["status"] == "healthy" and listed["checkedAt"] and listed["nextCheckAt"]
@@ -205,7 +206,7 @@ def _sync(stack, integration, user, action) -> dict:
         (status,) = stack.sql("SELECT status FROM integration_sync_logs WHERE id = %s", log_id)[0]
         return status in ("COMPLETED", "FAILED")
 
-    _wait(finished, 30, f"the {action} run")
+    wait_for(finished, 30, f"the {action} run")
     return stack.sql("SELECT status FROM integration_sync_logs WHERE id = %s", log_id)[0][0]
 
 
@@ -221,12 +222,12 @@ def test_a_rate_limited_sync_degrades_and_the_next_good_run_recovers(stack, fres
 
     emu.rate_limit_next("conversations.list", retry_after=3600)  # beyond SYNC_RATE_LIMIT_BUDGET: the run stops
     assert _sync(stack, integration, user, "fetch_channels") == "FAILED"
-    _wait(lambda: _stored(stack, integration) == "degraded", 20, "degraded by the rate-limited run")
+    wait_for(lambda: _stored(stack, integration) == "degraded", 20, "degraded by the rate-limited run")
     record = _health(stack, integration, user)
     assert [r["code"] for r in record["reasons"]] == ["RATE_LIMITED"] and record["lastRateLimit"]["runFailed"]
 
     assert _sync(stack, integration, user, "fetch_channels") == "COMPLETED"
-    _wait(lambda: _stored(stack, integration) == "healthy", 20, "healthy after a good run")
+    wait_for(lambda: _stored(stack, integration) == "healthy", 20, "healthy after a good run")
     assert _changes(stack, integration) == [("integration.error", "degraded"), ("integration.recovered", "healthy")]
 
 
@@ -239,7 +240,7 @@ def test_a_webhook_disabled_by_its_receiver_degrades(stack, fresh_emulators):
         sent = stack.api("POST", f"/integrations/{integration}/events", user=user,
                          body={"type": "media.created", "data": {}})
         assert sent.status == 202
-        _wait(lambda: _stored(stack, integration) == "degraded", 20, "degraded by the disabled webhook")
+        wait_for(lambda: _stored(stack, integration) == "degraded", 20, "degraded by the disabled webhook")
     codes = {r["code"] for r in _health(stack, integration, user)["reasons"]}
     assert "WEBHOOK_DISABLED" in codes
 

@@ -14,7 +14,6 @@ import json
 import time
 import uuid
 
-from emulators.fixtures import emulators, fresh_emulators  # noqa: F401 - pytest fixtures
 
 VIDEO = {"type": "video", "url": "https://cdn.nexus.test/p/5/clip.mp4"}
 
@@ -38,7 +37,7 @@ def _wait_for(stack, content_id: str, wanted, timeout: float):
     raise AssertionError(f"timed out; the log is {seen}\n{stack.logs()[-3000:]}")
 
 
-def test_a_reel_still_processing_is_published_by_the_daemon_later_once(stack, fresh_emulators):  # noqa: F811
+def test_a_reel_still_processing_is_published_by_the_daemon_later_once(stack, fresh_emulators):
     ig = stack.emulators["INSTAGRAM"]
     user = uuid.uuid4()
     result = stack.connect("INSTAGRAM", user)

@@ -22,7 +22,7 @@ SKIPPED = {"TIKTOK": "TikTok posts videos only", "YOUTUBE": "YouTube takes video
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def stack(request, emulators, tmp_path_factory, pg_template, stack_launcher):  # noqa: F811
+def stack(request, emulators, tmp_path_factory, pg_template, stack_launcher):
     env = {"HEALTH_CHECK_INTERVAL": "1", "HEALTH_RECHECK": "1"}
     with stack_launcher(request.param, tmp_path_factory.mktemp("publish-skips"), emulators, pg_template,
                         extra_env=env) as stack:

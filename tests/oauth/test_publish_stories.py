@@ -16,7 +16,6 @@ import json
 import time
 import uuid
 
-from emulators.fixtures import emulators, fresh_emulators  # noqa: F401 - pytest fixtures
 
 IMAGE = {"type": "image", "url": "https://cdn.nexus.test/s/1/frame.jpg"}
 VIDEO = {"type": "video", "url": "https://cdn.nexus.test/s/1/clip.mp4"}
@@ -57,7 +56,7 @@ def _connected(stack, *providers):
     return user
 
 
-def test_an_image_story_is_published_as_a_story(stack, fresh_emulators):  # noqa: F811
+def test_an_image_story_is_published_as_a_story(stack, fresh_emulators):
     ig = stack.emulators["INSTAGRAM"]
     user = _connected(stack, "INSTAGRAM")
     status, error, meta = _story(stack, user, media=[IMAGE])
@@ -71,7 +70,7 @@ def test_an_image_story_is_published_as_a_story(stack, fresh_emulators):  # noqa
     assert ig.calls["media_publish"] == 1
 
 
-def test_a_video_story_waits_for_processing_then_publishes(stack, fresh_emulators):  # noqa: F811
+def test_a_video_story_waits_for_processing_then_publishes(stack, fresh_emulators):
     ig = stack.emulators["INSTAGRAM"]
     ig.stories_processing_polls = 2  # IN_PROGRESS twice, then FINISHED: inside the first run's few seconds
     user = _connected(stack, "INSTAGRAM")
@@ -85,7 +84,7 @@ def test_a_video_story_waits_for_processing_then_publishes(stack, fresh_emulator
     assert meta["result"] == {"mediaId": story["id"], "containerId": container["id"], "story": True}
 
 
-def test_a_story_whose_publish_answer_is_lost_is_reconciled_not_posted_twice(stack, fresh_emulators):  # noqa: F811
+def test_a_story_whose_publish_answer_is_lost_is_reconciled_not_posted_twice(stack, fresh_emulators):
     ig = stack.emulators["INSTAGRAM"]
     user = _connected(stack, "INSTAGRAM")
     ig.lose_next_answer("media_publish")  # Instagram published it; the answer never came back
@@ -103,7 +102,7 @@ def test_a_story_whose_publish_answer_is_lost_is_reconciled_not_posted_twice(sta
     assert meta["result"]["mediaId"] == ig.records_of("stories")[0]["id"] and meta["result"]["reconciled"] is True
 
 
-def test_content_a_story_cannot_be_is_skipped_with_the_reason(stack, fresh_emulators):  # noqa: F811
+def test_content_a_story_cannot_be_is_skipped_with_the_reason(stack, fresh_emulators):
     user = _connected(stack, "INSTAGRAM", "TWITTER")
     before = {p: sum(stack.emulators[p].calls.values()) for p in ("INSTAGRAM", "TWITTER")}
     text_only = f"story-{uuid.uuid4().hex[:8]}"
@@ -126,7 +125,7 @@ def test_content_a_story_cannot_be_is_skipped_with_the_reason(stack, fresh_emula
     assert {p: sum(stack.emulators[p].calls.values()) for p in before} == before  # nothing tried there
 
 
-def test_an_unknown_format_is_refused_naming_it(stack, fresh_emulators):  # noqa: F811
+def test_an_unknown_format_is_refused_naming_it(stack, fresh_emulators):
     user = _connected(stack, "INSTAGRAM")
     answer = _ingest(stack, user, f"c-{uuid.uuid4().hex[:8]}", format="reel", media=[VIDEO])
     assert answer.status == 400, answer.text

@@ -27,13 +27,12 @@ import time
 import uuid
 
 import pytest
-from emulators.fixtures import emulators, fresh_emulators  # noqa: F401 - pytest fixtures
 
 A_ID, B_ID = "100000000000000001", "200000000000000002"  # the two Discord / Facebook users
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def daemon(request, emulators, tmp_path_factory, pg_template, stack_launcher):  # noqa: F811 - the fixture
+def daemon(request, emulators, tmp_path_factory, pg_template, stack_launcher):
     env = {"DISCORD_BOT_TOKEN": emulators["DISCORD"].bot_token}
     with stack_launcher(request.param, tmp_path_factory.mktemp("publish-targets"), emulators, pg_template,
                         env) as stack:
@@ -102,7 +101,7 @@ def _messages_in(dc, channel: str) -> list[str]:
     return [m["content"] for m in dc.records_of("messages") if m["channel_id"] == channel]
 
 
-def test_discord_publishes_only_into_a_server_the_account_is_in_and_manages(daemon, fresh_emulators):  # noqa: F811
+def test_discord_publishes_only_into_a_server_the_account_is_in_and_manages(daemon, fresh_emulators):
     dc = daemon.emulators["DISCORD"]
     _discord_servers(dc)
     user_a, on_a = _connect(daemon, "DISCORD", {"id": A_ID, "username": "alice"},
@@ -144,7 +143,7 @@ def test_discord_publishes_only_into_a_server_the_account_is_in_and_manages(daem
     assert dc.bot_token not in daemon.logs()
 
 
-def test_a_manager_who_is_not_the_owner_may_publish(daemon, fresh_emulators):  # noqa: F811
+def test_a_manager_who_is_not_the_owner_may_publish(daemon, fresh_emulators):
     dc = daemon.emulators["DISCORD"]
     _discord_servers(dc)
     dc.set_records("guilds", [{"id": COMMUNITY, "name": "B's community", "owner_id": B_ID,
@@ -155,7 +154,7 @@ def test_a_manager_who_is_not_the_owner_may_publish(daemon, fresh_emulators):  #
     assert len(_messages_in(dc, CHANNEL["community"])) == 1
 
 
-def test_a_discord_grant_without_guilds_cannot_publish_and_says_to_reconnect(daemon, fresh_emulators):  # noqa: F811
+def test_a_discord_grant_without_guilds_cannot_publish_and_says_to_reconnect(daemon, fresh_emulators):
     dc = daemon.emulators["DISCORD"]
     _discord_servers(dc)
     dc.withhold_next_grant("guilds")  # the user unticked "know what servers you're in"
@@ -180,7 +179,7 @@ def _slack_workspaces(sl) -> tuple[dict, dict]:
     return a, b
 
 
-def test_slack_posts_only_into_the_connected_workspace(daemon, fresh_emulators):  # noqa: F811
+def test_slack_posts_only_into_the_connected_workspace(daemon, fresh_emulators):
     sl = daemon.emulators["SLACK"]
     team_a, team_b = _slack_workspaces(sl)
     user_a, on_a = _connect(daemon, "SLACK", team_a, {"publishChannel": "general"})
@@ -205,7 +204,7 @@ def test_slack_posts_only_into_the_connected_workspace(daemon, fresh_emulators):
 PAGE_A, PAGE_B = "104000000000000011", "104000000000000022"
 
 
-def test_facebook_posts_only_to_a_page_of_the_users_own(daemon, fresh_emulators):  # noqa: F811
+def test_facebook_posts_only_to_a_page_of_the_users_own(daemon, fresh_emulators):
     fb = daemon.emulators["FACEBOOK"]
     fb.set_records("pages", [{"id": PAGE_A, "name": "A's page", "admins": [A_ID]},
                              {"id": PAGE_B, "name": "B's page", "admins": [B_ID]}])
@@ -224,7 +223,7 @@ def test_facebook_posts_only_to_a_page_of_the_users_own(daemon, fresh_emulators)
 
 # --- LinkedIn ---------------------------------------------------------------------------------------------
 
-def test_linkedin_posts_are_authored_by_the_connected_member_only(daemon, fresh_emulators):  # noqa: F811
+def test_linkedin_posts_are_authored_by_the_connected_member_only(daemon, fresh_emulators):
     li = daemon.emulators["LINKEDIN"]
     user_a, on_a = _connect(daemon, "LINKEDIN", {"sub": "memberAAAA", "name": "Alice"})
     user_b, _ = _connect(daemon, "LINKEDIN", {"sub": "memberBBBB", "name": "Bob"})

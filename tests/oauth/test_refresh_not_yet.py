@@ -19,14 +19,14 @@ import subprocess
 import uuid
 
 import pytest
-from conftest import NEXUSCTL
+from support.daemons import NEXUSCTL
 from test_health_flows import _more_checks, _stored
 
 UTC = dt.timezone.utc
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def stack(request, emulators, tmp_path_factory, pg_template, stack_launcher):  # noqa: F811
+def stack(request, emulators, tmp_path_factory, pg_template, stack_launcher):
     env = {"HEALTH_CHECK_INTERVAL": "1", "HEALTH_RECHECK": "1"}
     with stack_launcher(request.param, tmp_path_factory.mktemp("refresh-not-yet"), emulators, pg_template,
                         extra_env=env) as stack:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 import uuid
 
 from test_refresh_flows import _write, connected
+from support.waiting import wait_for
 
 
 def _expire_in(stack, seconds: int, *ids: str) -> None:
@@ -24,19 +24,12 @@ def _far(stack, integration: str) -> bool:
     return expires > dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)
 
 
-def _wait(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)  # polling what the daemon does on its own
-
-
 def test_a_token_about_to_expire_is_refreshed_by_the_daemon(stack, fresh_emulators):
     emu = stack.emulators["DISCORD"]
     user, integration = connected(stack, "DISCORD")
     before = emu.calls["refresh"]
     _expire_in(stack, 30, integration)
-    _wait(lambda: _far(stack, integration), 15, "the daemon's sweep")
+    wait_for(lambda: _far(stack, integration), 15, "the daemon's sweep")
     assert emu.calls["refresh"] == before + 1
     data = stack.api("GET", f"/integrations/{integration}", user=user).json()["data"]
     assert data["isActive"] is True
@@ -70,7 +63,7 @@ def test_daemons_refresh_200_expiring_integrations_with_200_provider_calls(stack
     before = emu.calls["refresh"]
     try:
         _expire_in(stack, 60, *ids)
-        _wait(lambda: sum(_far(stack, i) for i in ids) == 200, 120, "200 refreshes")
+        wait_for(lambda: sum(_far(stack, i) for i in ids) == 200, 120, "200 refreshes")
     finally:
         emu.delay("refresh", 0)
         if other is not None:

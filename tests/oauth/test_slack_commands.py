@@ -16,14 +16,14 @@ import time
 import uuid
 
 import pytest
-from emulators.fixtures import emulators, fresh_emulators  # noqa: F401 - pytest fixtures
 from emulators.testkit import CallbackSink
+from support.waiting import wait_for
 
 ROUTE = "/integrations/inbound/slack/commands"
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def daemon(request, emulators, tmp_path_factory, pg_template, stack_launcher):  # noqa: F811 - the fixture
+def daemon(request, emulators, tmp_path_factory, pg_template, stack_launcher):
     env = {"WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32"}
     with stack_launcher(request.param, tmp_path_factory.mktemp("slack-commands"), emulators, pg_template,
                         env) as stack:
@@ -45,17 +45,8 @@ def _commands_published(stack, integration: str | None = None) -> list[dict]:
     return [json.loads(d) if isinstance(d, str) else d for (d,) in rows]
 
 
-def _wait_for(predicate, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)  # polling the delivery worker's own progress
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_a_signed_command_is_answered_at_once_and_delivered_to_subscribed_webhooks(daemon,
-                                                                                  fresh_emulators):  # noqa: F811
+                                                                                  fresh_emulators):
     slack = daemon.emulators["SLACK"]
     user, integration = _connected_workspace(daemon, "T0CMDS0001")
     with CallbackSink(200) as sink:
@@ -75,14 +66,14 @@ def test_a_signed_command_is_answered_at_once_and_delivered_to_subscribed_webhoo
         assert event["channelId"] == "C0DEMO0001" and event["triggerId"]
         assert "responseUrl" not in event and "hooks.slack.com" not in json.dumps(event)
 
-        _wait_for(lambda: sink.received, 20, "the slack.command delivery")
+        wait_for(lambda: sink.received, 20, "the slack.command delivery")
         delivered = json.loads(sink.received[0][1])
     assert delivered["type"] == "slack.command"
     assert delivered["data"]["text"] == "publish weekly digest" and delivered["data"]["integrationId"] == integration
     assert "hooks.slack.com" not in json.dumps(delivered)
 
 
-def test_forged_stale_and_replayed_commands_are_refused_and_publish_nothing(daemon, fresh_emulators):  # noqa: F811
+def test_forged_stale_and_replayed_commands_are_refused_and_publish_nothing(daemon, fresh_emulators):
     slack = daemon.emulators["SLACK"]
     _user, integration = _connected_workspace(daemon, "T0CMDS0002")
     account = {**slack.account, "team_id": "T0CMDS0002"}
@@ -116,7 +107,7 @@ def test_forged_stale_and_replayed_commands_are_refused_and_publish_nothing(daem
 
 
 def test_a_workspace_nobody_connected_gets_a_polite_answer_and_nothing_is_published(daemon,
-                                                                                   fresh_emulators):  # noqa: F811
+                                                                                   fresh_emulators):
     slack = daemon.emulators["SLACK"]
     before = len(_commands_published(daemon))
     answer = slack.slash_command(daemon.base + ROUTE, "hello?", account={**slack.account, "team_id": "T0NOBODY99"})
@@ -126,7 +117,7 @@ def test_a_workspace_nobody_connected_gets_a_polite_answer_and_nothing_is_publis
     assert len(_commands_published(daemon)) == before
 
 
-def test_a_command_of_a_disconnected_workspace_is_not_published(daemon, fresh_emulators):  # noqa: F811
+def test_a_command_of_a_disconnected_workspace_is_not_published(daemon, fresh_emulators):
     slack = daemon.emulators["SLACK"]
     user, integration = _connected_workspace(daemon, "T0CMDS0003")
     deleted = daemon.api("DELETE", f"/integrations/{integration}", user=user)
@@ -137,7 +128,7 @@ def test_a_command_of_a_disconnected_workspace_is_not_published(daemon, fresh_em
     assert _commands_published(daemon, integration) == []
 
 
-def test_a_body_over_the_bound_or_not_a_form_is_refused(daemon, fresh_emulators):  # noqa: F811
+def test_a_body_over_the_bound_or_not_a_form_is_refused(daemon, fresh_emulators):
     slack = daemon.emulators["SLACK"]
     url = daemon.base + ROUTE
     big = slack.command_form("x" * 20000)
@@ -154,7 +145,7 @@ def test_a_body_over_the_bound_or_not_a_form_is_refused(daemon, fresh_emulators)
     assert "Traceback" not in daemon.logs()
 
 
-def test_slack_command_cannot_be_emitted_by_a_caller(daemon, fresh_emulators):  # noqa: F811
+def test_slack_command_cannot_be_emitted_by_a_caller(daemon, fresh_emulators):
     user, integration = _connected_workspace(daemon, "T0CMDS0004")
     answer = daemon.api("POST", f"/integrations/{integration}/events", user=user,
                         body={"type": "slack.command", "data": {"text": "forged"}})

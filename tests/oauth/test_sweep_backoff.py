@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 from test_refresh_flows import _write, age_instagram_token, connected
-from test_refresh_sweep import _expire_in, _far, _wait
+from test_refresh_sweep import _expire_in, _far
+from support.waiting import wait_for
 
 UTC = dt.timezone.utc
 NEXUSCTL = Path(sys.executable).parent / "nexusctl"
@@ -50,7 +51,7 @@ def _two_more_sweeps(stack) -> None:
                 "SELECT last_started_at, last_finished_at FROM job_runs WHERE name = 'token-refresh'")[0]
             return _ts(started) > mark and _ts(finished) is not None and _ts(finished) >= _ts(started)
 
-        _wait(swept, 20, "a whole sweep")
+        wait_for(swept, 20, "a whole sweep")
         mark = _ts(stack.sql("SELECT last_finished_at FROM job_runs WHERE name = 'token-refresh'")[0][0])
 
 
@@ -70,7 +71,7 @@ def test_a_refusing_provider_is_backed_off_and_a_success_resets_it(stack, fresh_
     before = emu.calls["refresh"]
     _expire_in(stack, 120, integration)
 
-    _wait(lambda: _state(stack, integration)[0] == 1, 15, "the first failed refresh")
+    wait_for(lambda: _state(stack, integration)[0] == 1, 15, "the first failed refresh")
     failures, retry_at, error = _state(stack, integration)
     wait = retry_at - dt.datetime.now(UTC)
     assert dt.timedelta(minutes=4) < wait <= dt.timedelta(minutes=5.5) and "503" in error
@@ -80,13 +81,13 @@ def test_a_refusing_provider_is_backed_off_and_a_success_resets_it(stack, fresh_
     assert shown["refreshFailures"] == 1 and shown["refreshRetryAt"] and shown["isActive"] is True
 
     _retry_now(stack, integration)
-    _wait(lambda: _state(stack, integration)[0] == 2, 15, "the second failed refresh")
+    wait_for(lambda: _state(stack, integration)[0] == 2, 15, "the second failed refresh")
     wait = _state(stack, integration)[1] - dt.datetime.now(UTC)
     assert dt.timedelta(minutes=8.5) < wait <= dt.timedelta(minutes=11)  # doubled
     assert emu.calls["refresh"] == before + 2
 
     _retry_now(stack, integration)  # the provider is back
-    _wait(lambda: _far(stack, integration), 15, "a successful refresh")
+    wait_for(lambda: _far(stack, integration), 15, "a successful refresh")
     assert _state(stack, integration) == (0, None, None)
     assert emu.calls["refresh"] == before + 3
     data = stack.api("GET", f"/integrations/{integration}", user=user).json()["data"]
@@ -119,7 +120,7 @@ def test_long_lived_tokens_are_renewed_days_ahead(stack, fresh_emulators):
         (expiry,) = stack.sql("SELECT expires_at FROM integrations WHERE id = %s", integration)[0]
         return _ts(expiry) > dt.datetime.now(UTC) + dt.timedelta(days=59)  # a fresh 60-day token
 
-    _wait(lambda: renewed(fb) and renewed(ig), 20, "both renewals")
+    wait_for(lambda: renewed(fb) and renewed(ig), 20, "both renewals")
     assert (facebook.calls["exchange"], instagram.calls["refresh"]) == (exchanges + 1, refreshes + 1)
     assert not _errors(stack, fb) and not _errors(stack, ig)
 
@@ -134,7 +135,7 @@ def test_a_token_without_a_refresh_token_is_warned_about_once_per_expiry(stack, 
     try:
         _expire_in(stack, 2 * 86400, integration)  # with its refresh token: not due, nothing to say
         _write(stack, "UPDATE integrations SET refresh_token = NULL WHERE id = %s", integration)
-        _wait(lambda: _errors(stack, integration), 15, "the expiry warning")
+        wait_for(lambda: _errors(stack, integration), 15, "the expiry warning")
         _two_more_sweeps(stack)
         (warning,) = _errors(stack, integration)
         assert warning["code"] == "TOKEN_EXPIRING" and warning["reason"] == "NO_REFRESH_TOKEN"
@@ -143,7 +144,7 @@ def test_a_token_without_a_refresh_token_is_warned_about_once_per_expiry(stack, 
         assert access_cipher not in json.dumps(warning)
         # A new expiry time (reconnected elsewhere, say) is warned about again, once.
         _expire_in(stack, 3 * 86400, integration)
-        _wait(lambda: len(_errors(stack, integration)) == 2, 15, "the second warning")
+        wait_for(lambda: len(_errors(stack, integration)) == 2, 15, "the second warning")
         _two_more_sweeps(stack)
         assert len(_errors(stack, integration)) == 2
     finally:
@@ -161,7 +162,7 @@ def test_a_long_lived_token_that_keeps_failing_is_warned_about(stack, fresh_emul
     # Two failures already (5 and 10 minutes of back-off behind it); the third makes it "cannot renew".
     _write(stack, "UPDATE integrations SET refresh_failures = 2 WHERE id = %s", integration)
     _expire_in(stack, 2 * 86400, integration)
-    _wait(lambda: _errors(stack, integration), 15, "the expiry warning")
+    wait_for(lambda: _errors(stack, integration), 15, "the expiry warning")
     (warning,) = _errors(stack, integration)
     assert (warning["code"], warning["reason"]) == ("TOKEN_EXPIRING", "REFRESH_FAILING")
     assert "3 times in a row" in warning["message"]

@@ -8,10 +8,10 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import pytest
+from support.waiting import wait_for
 
 from nexusctl.db.database import database_proxy
 from nexusctl.db.models import Integration, WebhookAttempt, WebhookDelivery
@@ -32,21 +32,14 @@ def delivered() -> int:
     return WebhookDelivery.select().where(WebhookDelivery.status == DeliveryStatus.DELIVERED).count()
 
 
-def wait_until(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)  # polling a condition the test observes
-
-
 def test_kill_9_during_a_batch_loses_nothing(database, daemons, receiver, keyring):
     sink = receiver(delay=0.05)  # slow enough that a batch is in flight when the daemon dies
     ids = queue(keyring, sink.url, 1000)
     first = daemons.start()
-    wait_until(lambda: sink.total() >= 150, 60, "the first daemon to get going")
+    wait_for(lambda: sink.total() >= 150, 60, "the first daemon to get going")
     daemons.kill9(first)
     daemons.start()
-    wait_until(lambda: delivered() == 1000, 120, "every delivery to be delivered")
+    wait_for(lambda: delivered() == 1000, 120, "every delivery to be delivered")
     assert set(sink.by_id) == ids  # nothing lost
     duplicates = sum(sink.by_id.values()) - len(ids)
     assert 0 <= duplicates <= 50  # at most the sends in flight at the kill (WEBHOOK_CONCURRENCY)
@@ -63,7 +56,7 @@ def test_two_daemons_on_one_postgres_attempt_each_delivery_once(pg_database, dae
     daemons.start()
     daemons.start()
     ids = queue(keyring, sink.url, 2000)  # both daemons are woken by the NOTIFY
-    wait_until(lambda: delivered() == 2000, 120, "every delivery to be delivered")
+    wait_for(lambda: delivered() == 2000, 120, "every delivery to be delivered")
     assert set(sink.by_id) == ids
     twice = [i for i, n in sink.by_id.items() if n > 1]
     detail = [(a.delivery_id, a.number, a.status_code, a.started_at) for a in

@@ -20,15 +20,14 @@ import datetime as dt
 import json
 import os
 import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
-from pathlib import Path
 
-import jwt
 import pytest
+from support.daemons import NEXUSCTL
+from support.tokens import mint
+from support.waiting import wait_for
 
 from nexusctl.db.database import database_proxy
 from nexusctl.db.models import Integration, WebhookAttempt, WebhookDelivery
@@ -43,11 +42,10 @@ JWT_SECRET = "key-rotation-test-secret-" + "x" * 32
 NEW = bytes(range(100, 132))
 COUNT = 40
 MISSING = "which this process does not have"
-NEXUSCTL = Path(sys.executable).parent / "nexusctl"
 
 
 def call(port: int, method: str, path: str, user) -> tuple[int, dict]:
-    token = jwt.encode({"sub": str(user), "exp": int(time.time()) + 600}, JWT_SECRET, algorithm="HS256")
+    token = mint(user, ttl=600, secret=JWT_SECRET)
     request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method, data=b"{}" if method == "POST"
                                      else None, headers={"Authorization": f"Bearer {token}",
                                                          "Content-Type": "application/json"})
@@ -56,13 +54,6 @@ def call(port: int, method: str, path: str, user) -> tuple[int, dict]:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
-
-
-def wait_until(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)  # polling a condition the test observes
 
 
 def test_a_daemon_left_on_the_old_key_hands_its_work_to_one_that_has_the_new(pg_database, daemons, receiver,
@@ -91,7 +82,7 @@ def test_a_daemon_left_on_the_old_key_hands_its_work_to_one_that_has_the_new(pg_
             deliveries.fan_out(integration, "media.created", {"i": i})
     ids = {str(d.id) for d in WebhookDelivery.select(WebhookDelivery.id)}
     # A alone: it meets the new key, gives the deliveries back and says so.
-    wait_until(lambda: MISSING in stale.log_path.read_text(), 30, "daemon A to say it lacks the new key")
+    wait_for(lambda: MISSING in stale.log_path.read_text(), 30, "daemon A to say it lacks the new key")
     assert WebhookDelivery.select().where((WebhookDelivery.attempts != 0) | WebhookDelivery.lease_until.is_null(False)
                                           | (WebhookDelivery.status != DeliveryStatus.PENDING)).count() == 0
 
@@ -102,7 +93,7 @@ def test_a_daemon_left_on_the_old_key_hands_its_work_to_one_that_has_the_new(pg_
             return exc.code, json.loads(exc.read())
         return None
 
-    wait_until(lambda: not_ready() is not None, 30, "daemon A's /ready to see the key mismatch")
+    wait_for(lambda: not_ready() is not None, 30, "daemon A's /ready to see the key mismatch")
     status, body = not_ready()
     assert status == 503 and body["error"]["code"] == "NOT_READY"
     assert new_kid in body["data"]["checks"]["encryption"] and new_kid in body["error"]["message"]
@@ -118,7 +109,7 @@ def test_a_daemon_left_on_the_old_key_hands_its_work_to_one_that_has_the_new(pg_
 
     # Daemon B has both keys: it delivers everything A gave back.
     rolled = daemons.start(ENCRYPTION_KEY=new_key, ENCRYPTION_OLD_KEYS=old_key)
-    wait_until(lambda: WebhookDelivery.select().where(WebhookDelivery.status == DeliveryStatus.DELIVERED).count()
+    wait_for(lambda: WebhookDelivery.select().where(WebhookDelivery.status == DeliveryStatus.DELIVERED).count()
                == COUNT, 60, "daemon B to deliver everything")
     assert set(sink.by_id) == ids and set(sink.by_id.values()) == {1}
     assert WebhookAttempt.select().count() == COUNT  # one attempt each: A burnt none

@@ -1,0 +1,14 @@
+"""Test support shared by every suite: one definition of each helper.
+
+Import it as ``support`` (tests/ is on sys.path through the root conftest, the
+same way ``pg_pool`` and ``emulators`` are reached):
+
+- ``support.ports``: ``free_port`` (for servers we do not bind ourselves) and ``closed_port``.
+- ``support.waiting``: ``wait_for``, polling a condition with a deadline.
+- ``support.tokens``: ``mint`` and ``auth_header``, HS256 bearer tokens as the daemon verifies them.
+- ``support.receivers``: webhook receivers on their own threads (counting, behaving, two-address).
+- ``support.servers``: a PostgreSQL cluster and a redis-server of the test's own.
+- ``support.daemons``: `nexusctl daemon` processes started ready and stopped for sure.
+- ``support.stack``: a daemon wired to the provider emulators on a fresh database (``launch_stack``).
+- ``support.fixtures``: the pytest fixtures several suites use, registered once by tests/conftest.py.
+"""

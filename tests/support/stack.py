@@ -1,0 +1,201 @@
+"""A real `nexusctl daemon` wired to the provider emulators, on a fresh SQLite or PostgreSQL database.
+
+``launch_stack(kind, work, emulators, pg_template)`` migrates a database
+(a SQLite file, or a clone of the session's PostgreSQL template), starts a
+daemon on it with every provider's endpoints pointed at the emulators
+(tests/emulators) and yields a ``Stack``. ``stack.connect(provider, user)``
+walks the whole browser journey: initiate (API) -> the provider's authorize
+page (emulator, consents) -> our callback (daemon) -> the frontend redirect,
+and returns the query the frontend receives.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import shutil
+import subprocess
+import urllib.parse
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from emulators.testkit import call
+
+from support.daemons import NEXUSCTL, launch, stop
+from support.ports import free_port
+from support.tokens import JWT_SECRET, mint
+
+FRONTEND = "http://app.nexus.test"
+ENCRYPTION_KEY = base64.b64encode(bytes(range(32, 64))).decode()
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+REDIS_URL = "redis://127.0.0.1:6379/15"
+
+
+@dataclass
+class Stack:
+    base: str
+    env: dict
+    database_url: str
+    log_path: Path
+    emulators: object
+    process: subprocess.Popen | None = None
+    extra: dict = field(default_factory=dict)
+
+    # --- the daemon's life -------------------------------------------------
+    def restart(self, probe: str = "/ready", **env) -> None:
+        """Stop the daemon(s) and start one on the same port (the URL providers return to) with ``env``
+        merged into its environment (a None value removes that variable); ``probe`` as in ``launch``."""
+        for process in [self.process, *self.extra.get("daemons", [])]:
+            if process is not None and process.poll() is None:
+                process.terminate()
+                process.wait(20)
+        self.env = {**{k: v for k, v in self.env.items() if k not in env},
+                    **{k: v for k, v in env.items() if v is not None}}
+        self.process = launch(self.env, int(self.env["PORT"]), self.log_path, probe)
+        self.extra.setdefault("daemons", []).append(self.process)
+
+    # --- HTTP against the daemon ------------------------------------------
+    def api(self, method: str, path: str, *, user=None, roles=(), body=None, headers=None, base=None):
+        hdrs = dict(headers or {})
+        if user is not None:
+            hdrs["Authorization"] = f"Bearer {mint(user, *roles)}"
+        return call(method, (base or self.base) + path, json_body=body, headers=hdrs)
+
+    def initiate(self, provider: str, user, **extra):
+        body = {"userId": str(user), "provider": provider, "redirectUri": f"{FRONTEND}/connected", **extra}
+        return self.api("POST", "/integrations/oauth/initiate", user=user, body=body)
+
+    def connect(self, provider: str, user, **extra) -> dict:
+        """The whole browser journey; returns the query our redirect gives the frontend."""
+        started = self.initiate(provider, user, **extra)
+        assert started.status == 200, started.text
+        url = started.json()["data"]["authorizationUrl"]
+        at_provider = call("GET", url)
+        assert at_provider.status == 302, (provider, at_provider.status, at_provider.text[:300])
+        back = at_provider.location
+        assert back.startswith(self.base + "/integrations/oauth/callback/"), back
+        final = call("GET", back)
+        assert final.status == 302, (provider, final.status, final.text[:300])
+        assert final.headers.get("Referrer-Policy") == "no-referrer"
+        assert final.location.startswith(f"{FRONTEND}/connected?"), final.location
+        return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(final.location).query))
+
+    # --- CLI against the same database --------------------------------------
+    def cli(self, *args, input: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([str(NEXUSCTL), *map(str, args)], env=self.env, input=input, capture_output=True,
+                              text=True, timeout=60)
+
+    def another_daemon(self):
+        """A second daemon on the same database (and Redis): the scale-out shape. Stop it with .terminate()
+        (the stack stops it at the end in any case)."""
+        port = free_port()
+        log_path = self.log_path.with_name(f"daemon-{port}.log")
+        process = launch({**self.env, "PORT": str(port)}, port, log_path)
+        self.extra.setdefault("daemons", []).append(process)
+        return f"http://127.0.0.1:{port}", process
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def sql(self, query: str, *params):
+        """Rows from the daemon's database (read-only checks)."""
+        if self.database_url.startswith("sqlite"):
+            import sqlite3
+
+            def native(value):  # peewee keeps UUIDs as 32 hex digits on SQLite
+                try:
+                    return uuid.UUID(str(value)).hex
+                except ValueError:
+                    return value
+
+            with sqlite3.connect(self.database_url.removeprefix("sqlite:///")) as conn:
+                return conn.execute(query.replace("%s", "?"), [native(p) for p in params]).fetchall()
+        import psycopg2
+
+        conn = psycopg2.connect(self.database_url)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(query, params)
+                return cur.fetchall()
+        finally:
+            conn.close()
+
+
+@contextlib.contextmanager
+def launch_stack(kind: str, work: Path, emulators, pg_template, extra_env: dict | None = None):
+    """A migrated database (SQLite file or PostgreSQL clone) and a daemon on it; yields the Stack."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "PYTHONPATH")}
+    env.update(emulators.env())
+    env.update(NODE_ENV="test", NEXUS_DATA_DIR=str(work / "data"), JWT_SECRET=JWT_SECRET,
+               ENCRYPTION_KEY=ENCRYPTION_KEY, PUBLIC_URL=f"http://127.0.0.1:{port}", FRONTEND_URL=FRONTEND,
+               PORT=str(port), REFRESH_SWEEP_INTERVAL="1",  # the daemons sweep every second (window 10 min)
+               SYNC_POLL_INTERVAL="1")
+    with _database(kind, work, pg_template) as url:
+        env["DATABASE_URL"] = url
+        if kind == "postgres":  # the scale-out shape: OAuth states in Redis
+            env["REDIS_URL"] = shared_redis_url()
+        env.update(extra_env or {})
+        subprocess.run([str(NEXUSCTL), "-q", "db", "migrate"], env=env, check=True, capture_output=True)
+        log_path = work / "daemon.log"
+        process = launch(env, port, log_path)
+        stack = Stack(f"http://127.0.0.1:{port}", env, url, log_path, emulators, process)
+        try:
+            yield stack
+        finally:
+            for proc in [process, *stack.extra.get("daemons", [])]:
+                stop(proc)
+
+
+def shared_redis_url() -> str:
+    """The test Redis (NEXUSCTL_TEST_REDIS_URL), checked to answer; skipped or failed like tests/conftest.py."""
+    import redis
+
+    url = os.environ.get("NEXUSCTL_TEST_REDIS_URL", REDIS_URL)
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except Exception as exc:  # noqa: BLE001
+        if "redis" in os.environ.get("NEXUSCTL_TEST_REQUIRE", ""):
+            pytest.fail(f"redis is required but unavailable: {exc}", pytrace=False)
+        pytest.skip(f"redis unavailable ({exc}); set NEXUSCTL_TEST_REDIS_URL")
+    return url
+
+
+class _database:
+    """A SQLite file, or a PostgreSQL clone of the session's migrated template."""
+
+    def __init__(self, kind, work: Path, pg_template):
+        self.kind, self.work, self.pg_template, self.name = kind, work, pg_template, None
+
+    def _admin(self):
+        import psycopg2
+
+        conn = psycopg2.connect(os.environ.get("NEXUSCTL_TEST_POSTGRES_URL", POSTGRES_URL), connect_timeout=3)
+        conn.autocommit = True
+        return conn
+
+    def __enter__(self) -> str:
+        if self.kind == "sqlite":
+            return f"sqlite:///{self.work / 'oauth.db'}"
+        if isinstance(self.pg_template, Exception):
+            if "postgres" in os.environ.get("NEXUSCTL_TEST_REQUIRE", ""):
+                pytest.fail(f"postgres is required but unavailable: {self.pg_template}", pytrace=False)
+            pytest.skip(f"postgres unavailable ({self.pg_template}); set NEXUSCTL_TEST_POSTGRES_URL")
+        self.name = f"nx_oauth_{uuid.uuid4().hex[:12]}"
+        admin = self._admin()  # not `with admin`: that opens a transaction, where CREATE DATABASE fails
+        with admin.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{self.name}" TEMPLATE "{self.pg_template}"')
+        admin.close()
+        base = urllib.parse.urlsplit(os.environ.get("NEXUSCTL_TEST_POSTGRES_URL", POSTGRES_URL))
+        return urllib.parse.urlunsplit(base._replace(path="/" + self.name))
+
+    def __exit__(self, *exc):
+        if self.name is not None:
+            admin = self._admin()
+            with admin.cursor() as cur:
+                cur.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+            admin.close()
+        shutil.rmtree(self.work / "data", ignore_errors=True)
