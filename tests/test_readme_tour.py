@@ -13,12 +13,12 @@ import contextlib
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,12 +26,6 @@ ROOT = Path(__file__).resolve().parents[1]
 def _tour_blocks() -> list[str]:
     section = (ROOT / "README.md").read_text().split("## First steps", 1)[1].split("\n## ", 1)[0]
     return re.findall(r"```sh\n(.+?)\n```", section, re.S)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_the_tour_has_the_five_steps():
@@ -60,7 +54,7 @@ def _setup_daemon(env: dict, port: int):
 @pytest.mark.skipif(shutil.which("curl") is None, reason="the tour uses curl")
 @pytest.mark.parametrize("setup_daemon", [False, True], ids=["alone", "set-up-daemon-still-running"])
 def test_the_first_steps_tour_runs(tmp_path, setup_daemon):
-    daemon_port, receiver_port, setup_port = _free_port(), _free_port(), _free_port()
+    daemon_port, receiver_port, setup_port = free_port(), free_port(), free_port()
     script = "set -euo pipefail\n" + "\n".join(_tour_blocks())
     script = script.replace("3018", str(daemon_port)).replace("9999", str(receiver_port))
     script = script.replace("3008", str(setup_port))  # the set-up daemon's port, if the tour were to use it

@@ -26,6 +26,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from support.ports import free_port
 
 NEXUSCTL = Path(sys.executable).parent / "nexusctl"
 DEADLINE_S = 15
@@ -101,7 +102,7 @@ def test_production_without_a_key_is_exit_3_and_creates_nothing(tmp_path):
     data = tmp_path / "prod-data"
     env = env_with(NEXUS_DATA_DIR=data, NODE_ENV="production", ENCRYPTION_KEY=None,
                    DATABASE_URL=f"sqlite:///{tmp_path / 'p.db'}")
-    for args in (["integrations", "list"], ["db", "migrate"], ["daemon", "--port", _free_port()]):
+    for args in (["integrations", "list"], ["db", "migrate"], ["daemon", "--port", free_port()]):
         proc = run(*args, env=env, timeout=30)
         assert proc.returncode == 3, proc.stderr
         line = one_error_line(proc)
@@ -133,12 +134,6 @@ def test_a_database_password_is_never_echoed(tmp_path):
 
 # --- the daemon -------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _get(url):
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
@@ -149,7 +144,7 @@ def _get(url):
 
 class Daemon:
     def __init__(self, env, *extra):
-        self.port = _free_port()
+        self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen([str(NEXUSCTL), "daemon", "--port", str(self.port), *extra], env=env,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -220,7 +215,7 @@ def unmigrated_url(request, tmp_path):
 
 
 def test_daemon_refuses_an_unmigrated_database_without_listening(unmigrated_url):
-    port = _free_port()
+    port = free_port()
     proc = run("daemon", "--port", port, env=env_with(DATABASE_URL=unmigrated_url), timeout=DEADLINE_S + 15)
     assert proc.returncode == 5, proc.stderr
     line = one_error_line(proc)
@@ -269,7 +264,7 @@ def test_python_dash_m_runs_the_same_cli():
 
 
 def test_daemon_refuses_an_unreachable_database(tmp_path):
-    proc = run("daemon", "--port", _free_port(), timeout=DEADLINE_S + 15,
+    proc = run("daemon", "--port", free_port(), timeout=DEADLINE_S + 15,
                env=env_with(DATABASE_URL="postgresql://postgres@127.0.0.1:5999/none"))
     assert proc.returncode == 4
     line = one_error_line(proc)
@@ -279,7 +274,7 @@ def test_daemon_refuses_an_unreachable_database(tmp_path):
 def test_production_daemon_refuses_to_serve_without_a_jwt_secret(tmp_path, sqlite_url):
     env = env_with(NODE_ENV="production", DATABASE_URL=sqlite_url, NEXUS_DATA_DIR=tmp_path / "prod",
                    FRONTEND_URL="https://app.example.com")
-    port = _free_port()
+    port = free_port()
     proc = run("daemon", "--port", port, env=env, timeout=DEADLINE_S + 15)
     assert proc.returncode == 3
     assert one_error_line(proc).startswith("error: CONFIG_ERROR: JWT_SECRET: required when NODE_ENV=production")
@@ -292,7 +287,7 @@ def test_production_daemon_refuses_development_defaults(tmp_path, sqlite_url, un
     data = tmp_path / "prod"
     values = dict(DATABASE_URL=sqlite_url, FRONTEND_URL="https://app.example.com") | {name: None for name in unset}
     env = env_with(NODE_ENV="production", JWT_SECRET="s" * 40, NEXUS_DATA_DIR=data, **values)
-    port = _free_port()
+    port = free_port()
     proc = run("daemon", "--port", port, env=env, timeout=DEADLINE_S + 15)
     assert proc.returncode == 3, proc.stderr
     line = one_error_line(proc)

@@ -20,6 +20,7 @@ import uuid
 
 import pytest
 from typer.testing import CliRunner
+from support.ports import free_port
 
 from nexusctl.db import migrate
 from nexusctl.db.models import Integration, Webhook
@@ -306,16 +307,13 @@ def test_without_the_old_key_nothing_is_rewritten(cli, under_old_key, monkeypatc
 def test_the_sqlite_file_and_its_companions_are_owner_only(tmp_path):
     """README's path: `nexusctl db migrate` on a fresh data dir, then the daemon (WAL and SHM), under umask 022."""
     import os
-    import socket
     import stat
     import time
     import urllib.request
 
     data = tmp_path / "fresh" / "data"
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL")}
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env.update(NEXUS_DATA_DIR=str(data), NODE_ENV="development", PORT=str(port))
     nexusctl = [sys.executable, "-m", "nexusctl"]
 

@@ -12,34 +12,23 @@ import base64
 import http.server
 import json
 import os
-import socket
 import sqlite3
-import subprocess
-import sys
 import threading
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
+from support import daemons
+from support.ports import free_port
 
 from nexusctl.cli.main import app
 from nexusctl.crypto import key_id
 
 OTHER_KEY = bytes(range(50, 82))
 SLACK_SECRET = "slack-client-secret-do-not-print"
-NEXUSCTL = Path(sys.executable).with_name("nexusctl")
 
 
 def b64(key: bytes) -> str:
     return base64.b64encode(key).decode()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(autouse=True)
@@ -353,25 +342,11 @@ def test_a_port_taken_by_something_else_fails(db_url, monkeypatch):
 
 def test_a_running_daemon_on_the_port_is_ok(sqlite_url, monkeypatch, tmp_path):
     monkeypatch.setenv("DATABASE_URL", sqlite_url)
-    port = os.environ["PORT"]
-    log = open(tmp_path / "daemon.log", "w")
-    daemon = subprocess.Popen([str(NEXUSCTL), "daemon", "--port", port], env=dict(os.environ), stdout=log,
-                              stderr=subprocess.STDOUT)
+    daemon = daemons.launch(dict(os.environ), int(os.environ["PORT"]), tmp_path / "daemon.log", probe="/health")
     try:
-        deadline = time.monotonic() + 30
-        while True:  # poll /health until the daemon answers
-            assert daemon.poll() is None, (tmp_path / "daemon.log").read_text()
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "daemon did not answer in 30 s"
-                time.sleep(0.1)
         result, findings = doctor()
     finally:
-        daemon.terminate()
-        daemon.wait(15)
-        log.close()
+        daemons.stop(daemon, 15)
     assert failed(result, findings) == []
     assert "a nexusctl daemon answers" in only(findings, "daemon-port")["detail"]
 

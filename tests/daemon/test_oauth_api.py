@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 
-import jwt
 import pytest
+from support.tokens import auth_header, configured_secret
 
 from nexusctl.daemon.app import create_app
 from nexusctl import config
@@ -15,9 +14,7 @@ USER = uuid.UUID("6f1c2a9e-0d4b-4f7e-9a51-2b8c3d4e5f60")
 
 
 def headers(sub=USER, **claims):
-    secret = config.jwt_signing_secret(config.load()).get()
-    return {"Authorization": "Bearer " + jwt.encode({"sub": str(sub), "exp": int(time.time()) + 60, **claims},
-                                                    secret, algorithm="HS256")}
+    return auth_header(sub, ttl=60, secret=configured_secret(), **claims)
 
 
 @pytest.fixture

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 import uuid
 
-import jwt
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from support.tokens import configured_secret, mint
 
 from nexusctl.daemon.app import create_app
 from nexusctl.daemon.observe import JsonFormatter
@@ -23,8 +22,7 @@ async def api(db_url, aiohttp_client):
 
 
 def _token(user):
-    secret = config.jwt_signing_secret(config.load()).get()
-    return jwt.encode({"sub": str(user), "exp": int(time.time()) + 60}, secret, algorithm="HS256")
+    return mint(user, ttl=60, secret=configured_secret())
 
 
 async def test_request_id_is_echoed_or_generated(api):

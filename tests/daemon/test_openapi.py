@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import http.client
 import json
-import socket
-import threading
-import time
 import uuid
 
-import jwt
 import pytest
-from aiohttp import web
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
+from support.receivers import ThreadedApp
+from support.tokens import configured_secret, mint
 
 from nexusctl.daemon import models_schema
 from nexusctl.daemon.app import ROUTES, create_app
@@ -86,29 +82,11 @@ def test_response_schemas_match_the_serializers(database, make_integration):
 
 # --- fuzzing a live server ---------------------------------------------------
 
-class LiveServer:
+class LiveServer(ThreadedApp):
+    """The daemon's app on a port of its own, for hypothesis to fuzz over real sockets."""
+
     def __init__(self):
-        self.loop = asyncio.new_event_loop()
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.ready = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-        assert self.ready.wait(20), "server did not start"
-
-    def _run(self):
-        asyncio.set_event_loop(self.loop)
-        self.runner = web.AppRunner(create_app(config.load()))
-        self.loop.run_until_complete(self.runner.setup())
-        self.loop.run_until_complete(web.TCPSite(self.runner, "127.0.0.1", self.port).start())
-        self.ready.set()
-        self.loop.run_forever()
-
-    def stop(self):
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(20)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(20)
+        super().__init__(lambda: create_app(config.load()), timeout=20)
 
     def request(self, method, path, body: bytes | None, headers: dict):
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=20)
@@ -129,12 +107,11 @@ def live(db_url, make_integration, monkeypatch):
     owner = uuid.uuid4()
     row = make_integration(user_id=owner)
     server = LiveServer()
-    secret = config.jwt_signing_secret(config.load()).get()
-    now = int(time.time())
+    secret = configured_secret()
     tokens = {
-        "owner": jwt.encode({"sub": str(owner), "exp": now + 3600}, secret, algorithm="HS256"),
-        "admin": jwt.encode({"sub": str(uuid.uuid4()), "roles": ["admin"], "exp": now + 3600}, secret, algorithm="HS256"),
-        "stranger": jwt.encode({"sub": str(uuid.uuid4()), "exp": now + 3600}, secret, algorithm="HS256"),
+        "owner": mint(owner, secret=secret),
+        "admin": mint(uuid.uuid4(), "admin", secret=secret),
+        "stranger": mint(uuid.uuid4(), secret=secret),
         "none": None,
         "garbage": "abc.def.ghi",
     }

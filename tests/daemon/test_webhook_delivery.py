@@ -11,10 +11,10 @@ import asyncio
 import time
 import uuid
 
-import jwt
 import pytest
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook as Verifier
+from support.tokens import auth_header, configured_secret
 
 from nexusctl.daemon.app import create_app
 from nexusctl.db.models import OutboxEvent, WebhookAttempt, WebhookDelivery
@@ -25,9 +25,7 @@ OWNER = uuid.UUID("6f1c2a9e-0d4b-4f7e-9a51-2b8c3d4e5f60")
 
 
 def auth(sub=OWNER, **claims):
-    secret = config.jwt_signing_secret(config.load()).get()
-    token = jwt.encode({"sub": str(sub), "exp": int(time.time()) + 300, **claims}, secret, algorithm="HS256")
-    return {"Authorization": f"Bearer {token}"}
+    return auth_header(sub, ttl=300, secret=configured_secret(), **claims)
 
 
 class Receiver:

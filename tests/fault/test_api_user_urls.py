@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import socket
 import time
 import urllib.parse
 import uuid
@@ -28,6 +27,7 @@ import pytest
 from api_fixtures import api, receiver  # noqa: F401 - pytest fixtures
 from apikit import ALLOWED_HOST, PUBLIC_ADDRESS, FakeDNS, bearer, call, frontend_redirect, query_of
 from support.stack import launch_stack
+from support.ports import closed_port
 
 INTERNAL_STORES = [
     ("http://127.0.0.1/", "loopback"),
@@ -64,12 +64,6 @@ def _error(response, field: str) -> str:
 def _initiate(daemon, provider: str, **extra):
     body = {"userId": str(daemon.world.owner), "provider": provider, "redirectUri": frontend_redirect(), **extra}
     return call("POST", f"{daemon.base}/integrations/oauth/initiate", headers=_owner(daemon), json_body=body)
-
-
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]  # nothing listens once the socket is closed
 
 
 def _emulator_port(daemon) -> int:
@@ -112,7 +106,7 @@ def test_a_store_name_rebound_to_loopback_gets_no_request_and_open_or_closed_por
     """Public when given, loopback at the callback: the who-am-I call is never made."""
     emu = api.stack.emulators["WOOCOMMERCE"]
     answers = {}
-    for name, port in (("open-store.fault.test", _emulator_port(api)), ("closed-store.fault.test", _closed_port())):
+    for name, port in (("open-store.fault.test", _emulator_port(api)), ("closed-store.fault.test", closed_port())):
         api.dns.set(name, PUBLIC_ADDRESS)  # nothing connects here: initiate only resolves
         state = _woo_start(api, f"http://{name}:{port}/woocommerce/shop.example")
         api.dns.set(name, "127.0.0.1")

@@ -1,7 +1,8 @@
 """Webhook receivers on threads of their own, for daemons running as other processes.
 
 - ``ThreadedApp``: an aiohttp application served from its own thread and event
-  loop on 127.0.0.1, bound to port 0 (the port is read back: no race).
+  loop on 127.0.0.1, bound to port 0 (the port is read back: no race); also
+  how a test serves the daemon's own app to an outside client.
 - ``CountingReceiver``: ``POST /hook``, counts requests by ``webhook-id``
   (optionally answering after ``delay`` seconds).
 - ``BehavingReceiver``: records (path, arrival time) per ``webhook-id`` and
@@ -25,21 +26,20 @@ from aiohttp import web
 
 
 class ThreadedApp:
-    """Serve ``routes(app)`` from a thread of its own; ``port`` is the one the OS gave."""
+    """Serve the aiohttp application ``make_app()`` from a thread of its own; ``port`` is the one the OS gave.
 
-    def __init__(self, routes) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.port = 0
+    ``make_app`` runs on that thread, inside its event loop (an app may need the loop when it is made)."""
+
+    def __init__(self, make_app, timeout: float = 10) -> None:
+        self.loop, self.port, self.timeout = asyncio.new_event_loop(), 0, timeout
         ready = threading.Event()
-        self.thread = threading.Thread(target=self._run, args=(routes, ready), daemon=True)
+        self.thread = threading.Thread(target=self._run, args=(make_app, ready), daemon=True)
         self.thread.start()
-        assert ready.wait(10), "receiver did not start"
+        assert ready.wait(timeout), "server did not start"
 
-    def _run(self, routes, ready: threading.Event) -> None:
+    def _run(self, make_app, ready: threading.Event) -> None:
         asyncio.set_event_loop(self.loop)
-        app = web.Application()
-        routes(app)
-        self.runner = web.AppRunner(app, access_log=None)
+        self.runner = web.AppRunner(make_app(), access_log=None)
         self.loop.run_until_complete(self.runner.setup())
         self.loop.run_until_complete(web.TCPSite(self.runner, "127.0.0.1", 0).start())
         self.port = self.runner.addresses[0][1]
@@ -47,9 +47,15 @@ class ThreadedApp:
         self.loop.run_forever()
 
     def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(self.timeout)
         self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
+        self.thread.join(self.timeout)
+
+
+def _app(method: str, path: str, handler) -> web.Application:
+    app = web.Application()
+    app.router.add_route(method, path, handler)
+    return app
 
 
 class CountingReceiver(ThreadedApp):
@@ -59,7 +65,7 @@ class CountingReceiver(ThreadedApp):
         self.delay = delay
         self.by_id: collections.Counter = collections.Counter()
         self.lock = threading.Lock()
-        super().__init__(lambda app: app.router.add_post("/hook", self._handle))
+        super().__init__(lambda: _app("POST", "/hook", self._handle))
 
     async def _handle(self, request: web.Request) -> web.Response:
         await request.read()
@@ -91,7 +97,7 @@ class BehavingReceiver(ThreadedApp):
         self.slow_seconds, self.slow_times = slow_seconds, slow_times
         self.seen: dict[str, list[tuple[str, float]]] = collections.defaultdict(list)  # id -> [(path, time)]
         self.lock = threading.Lock()
-        super().__init__(lambda app: app.router.add_post("/{behaviour}", self._handle))
+        super().__init__(lambda: _app("POST", "/{behaviour}", self._handle))
 
     async def _handle(self, request: web.Request) -> web.Response:
         await request.read()

@@ -6,8 +6,15 @@ import time
 
 import jwt
 
+from nexusctl import config
+
 # The secret of the daemons tests/oauth and tests/fault start (support.stack).
 JWT_SECRET = "oauth-suite-secret-" + "x" * 24
+
+
+def configured_secret() -> str:
+    """The JWT secret this test's environment configures: what an in-process daemon app verifies with."""
+    return config.jwt_signing_secret(config.load()).get()
 
 
 def mint(subject, *roles: str, ttl: int = 3600, secret: str = JWT_SECRET, algorithm: str = "HS256",

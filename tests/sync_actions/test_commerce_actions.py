@@ -7,6 +7,7 @@ import secrets
 
 import pytest
 from synckit import read_all
+from support.ports import closed_port
 
 from nexusctl.enums import Provider
 from nexusctl.errors import ProviderError, RateLimited, TokenExpired
@@ -213,7 +214,7 @@ def test_a_woocommerce_sync_never_reaches_a_store_on_an_internal_address(fresh_e
     emu.set_records("products", _woo_products(3))
     key, store = woo_key(fresh_emulators), fresh_emulators.woocommerce_store_url
     port = store.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1]
-    closed = _closed_port()
+    closed = closed_port()
     messages = []
     for tenant in (store, store.replace("127.0.0.1", "localhost"), f"http://127.0.0.1:{closed}/shop",
                    f"http://localhost:{closed}/shop"):
@@ -227,10 +228,3 @@ def test_a_woocommerce_sync_never_reaches_a_store_on_an_internal_address(fresh_e
     pages, _ = read_woo(fresh_emulators, "fetch_products", token=key, tenant=store, max_pages=1)
     assert pages[0].items and emu.calls["products"] == 1
 
-
-def _closed_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]  # closed again once the socket is
