@@ -57,6 +57,7 @@ from urllib.parse import urlencode
 from .base import Provider
 from .oauth2 import (
     AuthorizeSpec,
+    TokenGrants,
     auth_header,
     authorize,
     check_client,
@@ -71,7 +72,7 @@ from .oauth2 import (
 )
 
 
-class Zapier(Provider):
+class Zapier(TokenGrants, Provider):
     NAME = "ZAPIER"
     URLS = {
         "AUTH": "api.zapier.com/v2/authorize",
@@ -103,34 +104,22 @@ class Zapier(Provider):
     async def authorize(self, request):
         return await authorize(self, request, self.SPEC)
 
-    async def token(self, request):
-        form = await read_form(request)
-        grant_type = form.get("grant_type")
-        fault = await self.gate("refresh" if grant_type == "refresh_token" else "token")
-        if fault is not None:
-            return fault
+    def client_error(self, request, form):
         if check_client(self, client_auth(request, form), ("basic", "body")):
             return token_response({"error": "invalid_client"}, 401)
-        if grant_type == "authorization_code":
-            code, reason = redeem(self, form.get("code"), client_id=self.client_id,
-                                  redirect_uri=form.get("redirect_uri"))
-            if reason == "redirect":
-                return token_response({"error": "invalid_request", "error_description": "Mismatching redirect URI."},
-                                      400)
-            if reason != "ok":
-                return token_response({"error": "invalid_grant"}, 400)
-            grant = grant_for(self, code)
-            refresh = self.issue(grant, "refresh", None)
-        elif grant_type == "refresh_token":
-            old, status = self.status(form.get("refresh_token"), "refresh")
-            if status != "ok":
-                return token_response({"error": "invalid_grant"}, 400)
-            grant, refresh = old.grant, rotate(self, old)
-        else:
-            return token_response({"error": "unsupported_grant_type"}, 400)
-        access = self.issue(grant, "access", self.ACCESS_TTL)
-        return token_response({"access_token": access.value, "expires_in": self.ACCESS_TTL, "token_type": "Bearer",
-                               "scope": " ".join(grant.scope), "refresh_token": refresh.value})
+        return None
+
+    def redeem_code(self, request, form):
+        return redeem(self, form.get("code"), client_id=self.client_id, redirect_uri=form.get("redirect_uri"))
+
+    def code_error(self, code, reason, form):
+        if reason == "redirect":
+            return token_response({"error": "invalid_request", "error_description": "Mismatching redirect URI."}, 400)
+        return token_response({"error": "invalid_grant"}, 400)
+
+    def token_body(self, grant, access, refresh, grant_type):
+        return {"access_token": access.value, "expires_in": self.ACCESS_TTL, "token_type": "Bearer",
+                "scope": " ".join(grant.scope), "refresh_token": refresh.value}
 
     async def me(self, request):
         fault = await self.gate("whoami")
@@ -145,7 +134,6 @@ class Zapier(Provider):
         if "profile" not in token.grant.scope:
             return self.errors(403, "permission_denied", "PermissionDenied", "The token lacks the profile scope.")
         return json_response(dict(self.account))
-
 
     async def zaps(self, request):
         """``GET /v2/zaps``: ``limit`` (1-100, default 10) and ``offset``; ``links.next`` / ``links.prev`` are

@@ -52,12 +52,12 @@ from aiohttp import web
 from .base import Provider
 from .oauth2 import (
     AuthorizeSpec,
+    TokenGrants,
     auth_header,
     authorize,
     body_auth,
     check_client,
     client_auth,
-    grant_for,
     json_response,
     read_form,
     redeem,
@@ -67,7 +67,7 @@ from .oauth2 import (
 )
 
 
-class HubSpot(Provider):
+class HubSpot(TokenGrants, Provider):
     NAME = "HUBSPOT"
     URLS = {
         "AUTH": "app.hubspot.com/oauth/authorize",
@@ -113,38 +113,45 @@ class HubSpot(Provider):
     async def authorize(self, request):
         return await authorize(self, request, self.SPEC)
 
-    async def token(self, request):
-        form = await read_form(request)
-        grant_type = form.get("grant_type")
-        fault = await self.gate("refresh" if grant_type == "refresh_token" else "token")
-        if fault is not None:
-            return fault
-        if grant_type not in ("authorization_code", "refresh_token"):
-            return self.error("BAD_GRANT_TYPE", "missing or invalid grant_type")
+    GRANT_TYPE_FIRST = True
+
+    def unsupported_grant(self, grant_type):
+        return self.error("BAD_GRANT_TYPE", "missing or invalid grant_type")
+
+    def client_error(self, request, form):
         bad = check_client(self, body_auth(form), ("body",))  # an Authorization header is ignored
         if bad in ("method", "client_id"):
             return self.error("BAD_CLIENT_ID", "missing or unknown client id")
         if bad:
             return self.error("BAD_CLIENT_SECRET", "missing or invalid client secret")
-        if grant_type == "authorization_code":
-            code, reason = redeem(self, form.get("code"), client_id=form.get("client_id"),
-                                  redirect_uri=form.get("redirect_uri"), verifier=form.get("code_verifier"))
-            if reason == "redirect":
-                return self.error("BAD_REDIRECT_URI", "redirect_uri does not match initial auth code URL")
-            if reason.startswith("verifier"):
-                return self.error("BAD_AUTH_CODE", "code_verifier does not match the code_challenge")
-            if reason != "ok":
-                return self.error("BAD_AUTH_CODE", "missing or unknown auth code")
-            grant = grant_for(self, code)
-            refresh = self.issue(grant, "refresh", None, value="na1-" + _uuidish())
-        else:
-            refresh, status = self.status(form.get("refresh_token"), "refresh")
-            if status != "ok":
-                return self.error("BAD_REFRESH_TOKEN", "missing or unknown refresh token")
-            grant = refresh.grant
-        access = self.issue(grant, "access", self.ACCESS_TTL, value="CJ" + secrets.token_urlsafe(90))
-        return token_response({"token_type": "bearer", "refresh_token": refresh.value, "access_token": access.value,
-                               "expires_in": self.ACCESS_TTL})
+        return None
+
+    def redeem_code(self, request, form):
+        return redeem(self, form.get("code"), client_id=form.get("client_id"), redirect_uri=form.get("redirect_uri"),
+                      verifier=form.get("code_verifier"))
+
+    def code_error(self, code, reason, form):
+        if reason == "redirect":
+            return self.error("BAD_REDIRECT_URI", "redirect_uri does not match initial auth code URL")
+        if reason.startswith("verifier"):
+            return self.error("BAD_AUTH_CODE", "code_verifier does not match the code_challenge")
+        return self.error("BAD_AUTH_CODE", "missing or unknown auth code")
+
+    def first_refresh(self, grant):
+        return self.issue(grant, "refresh", None, value="na1-" + _uuidish())
+
+    def refresh_error(self, token, status, form):
+        return self.error("BAD_REFRESH_TOKEN", "missing or unknown refresh token")
+
+    def next_refresh(self, old):
+        return old  # HubSpot keeps the refresh token
+
+    def new_access(self, grant):
+        return self.issue(grant, "access", self.ACCESS_TTL, value="CJ" + secrets.token_urlsafe(90))
+
+    def token_body(self, grant, access, refresh, grant_type):
+        return {"token_type": "bearer", "refresh_token": refresh.value, "access_token": access.value,
+                "expires_in": self.ACCESS_TTL}
 
     async def revoke(self, request, value):
         fault = await self.gate("revoke")
@@ -176,7 +183,6 @@ class HubSpot(Provider):
             "expires_in": max(0, int(token.expires - self.now())), "user_id": acc.get("user_id"),
             "token_type": "access",
         })
-
 
     async def contacts(self, request):
         return await self._list(request, "contacts")
@@ -236,7 +242,7 @@ def _uuidish() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-class Salesforce(Provider):
+class Salesforce(TokenGrants, Provider):
     NAME = "SALESFORCE"
     INSTANCE = "na1.my.salesforce.com"
     URLS = {
@@ -289,7 +295,7 @@ class Salesforce(Provider):
     async def authorize(self, request):
         return await authorize(self, request, self.SPEC, deny_params=self.deny)
 
-    def _client_error(self, request, form):
+    def client_error(self, request, form):
         bad = check_client(self, body_auth(form), ("body",))  # an Authorization header is ignored
         if bad in ("method", "client_id"):
             return self.error("invalid_client_id", "client identifier invalid")
@@ -297,41 +303,40 @@ class Salesforce(Provider):
             return self.error("invalid_client", "invalid client credentials")
         return None
 
-    async def token(self, request):
-        form = await read_form(request)
-        grant_type = form.get("grant_type")
-        fault = await self.gate("refresh" if grant_type == "refresh_token" else "token")
-        if fault is not None:
-            return fault
-        if grant_type not in ("authorization_code", "refresh_token"):
-            return self.error("unsupported_grant_type", "grant type not supported")
-        error = self._client_error(request, form)
-        if error is not None:
-            return error
-        refresh = None
-        if grant_type == "authorization_code":
-            code, reason = redeem(self, form.get("code"), client_id=form.get("client_id"),
-                                  redirect_uri=form.get("redirect_uri"), verifier=form.get("code_verifier"))
-            if reason == "redirect":
-                return self.error("redirect_uri_mismatch", "redirect_uri must match configuration")
-            if reason.startswith("verifier"):
-                return self.error("invalid_grant", "invalid code verifier")
-            if reason == "expired":
-                return self.error("invalid_grant", "expired authorization code")
-            if reason != "ok":
-                return self.error("invalid_grant", "authentication failure")
-            grant = grant_for(self, code)
-            if not grant.scope or {"refresh_token", "offline_access", "full"} & set(grant.scope):
-                refresh = self.issue(grant, "refresh", None, value="5Aep" + secrets.token_urlsafe(64))
-        else:
-            old, status = self.status(form.get("refresh_token"), "refresh")
-            if status != "ok":
-                return self.error("invalid_grant", "expired access/refresh token")
-            grant = old.grant
-            if self.rotation:
-                refresh = rotate(self, old, value="5Aep" + secrets.token_urlsafe(64))
+    GRANT_TYPE_FIRST = True
+
+    def unsupported_grant(self, grant_type):
+        return self.error("unsupported_grant_type", "grant type not supported")
+
+    def redeem_code(self, request, form):
+        return redeem(self, form.get("code"), client_id=form.get("client_id"), redirect_uri=form.get("redirect_uri"),
+                      verifier=form.get("code_verifier"))
+
+    def code_error(self, code, reason, form):
+        if reason == "redirect":
+            return self.error("redirect_uri_mismatch", "redirect_uri must match configuration")
+        if reason.startswith("verifier"):
+            return self.error("invalid_grant", "invalid code verifier")
+        if reason == "expired":
+            return self.error("invalid_grant", "expired authorization code")
+        return self.error("invalid_grant", "authentication failure")
+
+    def first_refresh(self, grant):
+        if not grant.scope or {"refresh_token", "offline_access", "full"} & set(grant.scope):
+            return self.issue(grant, "refresh", None, value="5Aep" + secrets.token_urlsafe(64))
+        return None
+
+    def refresh_error(self, token, status, form):
+        return self.error("invalid_grant", "expired access/refresh token")
+
+    def next_refresh(self, old):
+        return rotate(self, old, value="5Aep" + secrets.token_urlsafe(64)) if self.rotation else None
+
+    def new_access(self, grant):
         org = self.account["organization_id"]
-        access = self.issue(grant, "access", self.ACCESS_TTL, value=f"{org}!AQ" + secrets.token_urlsafe(70))
+        return self.issue(grant, "access", self.ACCESS_TTL, value=f"{org}!AQ" + secrets.token_urlsafe(70))
+
+    def token_body(self, grant, access, refresh, grant_type):
         identity = self.identity_url()
         issued_at = str(int(self.now() * 1000))
         signature = base64.b64encode(hmac.new(self.client_secret.encode(), (identity + issued_at).encode(),
@@ -342,7 +347,7 @@ class Salesforce(Provider):
         body.update({"signature": signature, "scope": " ".join(grant.scope) or "api refresh_token",
                      "instance_url": f"{self.emu.base_url}/{self.prefix}/{self.INSTANCE}", "id": identity,
                      "token_type": "Bearer", "issued_at": issued_at})
-        return token_response(body)
+        return body
 
     async def introspect(self, request):
         form = await read_form(request)

@@ -73,14 +73,13 @@ from .comments import YouTubeComments
 from .youtube_upload import ResumableUploads
 from .oauth2 import (
     AuthorizeSpec,
+    TokenGrants,
     auth_header,
     authorize,
     check_client,
     client_auth,
-    grant_for,
     json_response,
     read_form,
-    redeem,
     token_response,
 )
 
@@ -92,7 +91,7 @@ USERINFO_SCOPES = {"openid", "email", "profile", "https://www.googleapis.com/aut
                    "https://www.googleapis.com/auth/userinfo.profile"}
 
 
-class Google(Provider):
+class Google(TokenGrants, Provider):
     URLS = {
         "AUTH": "accounts.google.com/o/oauth2/v2/auth",
         "TOKEN": "oauth2.googleapis.com/token",
@@ -129,14 +128,8 @@ class Google(Provider):
         return await authorize(self, request, self.SPEC, check=self._check,
                                data=lambda r: {"offline": r.query.get("access_type") == "offline"})
 
-    async def token(self, request):
-        form = await read_form(request)
-        grant_type = form.get("grant_type")
-        fault = await self.gate("refresh" if grant_type == "refresh_token" else "token")
-        if fault is not None:
-            return fault
-        auth = client_auth(request, form)
-        bad = check_client(self, auth, ("body", "basic"))
+    def client_error(self, request, form):
+        bad = check_client(self, client_auth(request, form), ("body", "basic"))
         if bad == "method":
             return token_response({"error": "invalid_request",
                                    "error_description": "Could not determine client ID from request."}, 400)
@@ -145,45 +138,55 @@ class Google(Provider):
                                    "error_description": "The OAuth client was not found."}, 401)
         if bad == "secret":
             return token_response({"error": "invalid_client", "error_description": "Unauthorized"}, 401)
-        if grant_type == "authorization_code":
-            return self._exchange(form, auth.client_id)
-        if grant_type == "refresh_token":
-            old, status = self.status(form.get("refresh_token"), "refresh")
-            if status != "ok":
-                return token_response({"error": "invalid_grant",
-                                       "error_description": "Token has been expired or revoked."}, 400)
-            access = self.issue(old.grant, "access", ACCESS_TTL, value="ya29." + secrets.token_urlsafe(80))
-            return token_response({"access_token": access.value, "expires_in": ACCESS_TTL,
-                                   "scope": " ".join(old.grant.scope), "token_type": "Bearer"})
+        return None
+
+    def unsupported_grant(self, grant_type):
         return token_response({"error": "unsupported_grant_type",
                                "error_description": f"Invalid grant_type: {grant_type}"}, 400)
 
-    def _exchange(self, form, client_id):
-        if not form.get("code"):
+    def redeem_code(self, request, form):
+        with self.lock:  # a verifier for a code made without a challenge is refused, the code left unused
+            pending = self.codes.get(form.get("code") or "")
+            if pending is not None and not pending.challenge and form.get("code_verifier"):
+                return pending, "verifier_not_needed"
+        return super().redeem_code(request, form)
+
+    def code_error(self, code, reason, form):
+        if reason == "missing":
             return token_response({"error": "invalid_request",
                                    "error_description": "Missing required parameter: code"}, 400)
-        with self.lock:
-            pending = self.codes.get(form["code"])
-            if pending is not None and not pending.challenge and form.get("code_verifier"):
-                return token_response({"error": "invalid_grant",
-                                       "error_description": "code_verifier or verifier is not needed."}, 400)
-        code, reason = redeem(self, form.get("code"), client_id=client_id, redirect_uri=form.get("redirect_uri"),
-                              verifier=form.get("code_verifier"))
+        if reason == "verifier_not_needed":
+            return token_response({"error": "invalid_grant",
+                                   "error_description": "code_verifier or verifier is not needed."}, 400)
         if reason == "redirect":
             return token_response({"error": "redirect_uri_mismatch", "error_description": "Bad Request"}, 400)
         if reason == "verifier_missing":
             return token_response({"error": "invalid_grant", "error_description": "Missing code verifier."}, 400)
         if reason.startswith("verifier"):
             return token_response({"error": "invalid_grant", "error_description": "Invalid code verifier."}, 400)
-        if reason != "ok":
-            return token_response({"error": "invalid_grant", "error_description": "Bad Request"}, 400)
-        grant = grant_for(self, code)
-        access = self.issue(grant, "access", ACCESS_TTL, value="ya29." + secrets.token_urlsafe(80))
+        return token_response({"error": "invalid_grant", "error_description": "Bad Request"}, 400)
+
+    def first_refresh(self, grant):
+        if grant.data.get("offline"):  # access_type=offline at the consent
+            return self.issue(grant, "refresh", None, value="1//0" + secrets.token_urlsafe(70))
+        return None
+
+    def refresh_error(self, token, status, form):
+        return token_response({"error": "invalid_grant",
+                               "error_description": "Token has been expired or revoked."}, 400)
+
+    def next_refresh(self, old):
+        return None  # Google keeps the refresh token and answers a refresh without one
+
+    def new_access(self, grant):
+        return self.issue(grant, "access", ACCESS_TTL, value="ya29." + secrets.token_urlsafe(80))
+
+    def token_body(self, grant, access, refresh, grant_type):
         body = {"access_token": access.value, "expires_in": ACCESS_TTL}
-        if code.data.get("offline"):
-            body["refresh_token"] = self.issue(grant, "refresh", None, value="1//0" + secrets.token_urlsafe(70)).value
+        if refresh is not None:
+            body["refresh_token"] = refresh.value
         body.update({"scope": " ".join(grant.scope), "token_type": "Bearer"})
-        return token_response(body)
+        return body
 
     async def revoke(self, request):
         form = await read_form(request)

@@ -321,3 +321,98 @@ def rotate(p: Provider, old, ttl: float | None = None, value: str | None = None,
 def revoke_token(p: Provider, token) -> None:
     """RFC 7009 default: a revoked refresh token takes its grant with it; an access token dies alone."""
     p.kill(token, grant=token.kind == "refresh")
+
+
+# --- token endpoint ---------------------------------------------------------
+
+class TokenGrants:
+    """The token endpoint's grant dispatch, shared by the providers whose endpoint follows RFC 6749
+    (§4.1.3 code exchange, §6 refresh); mixed into a ``Provider`` that overrides only where it differs.
+
+    ``token`` reads the parameters, plays the gate (``refresh`` for a refresh, ``token`` otherwise), checks
+    the client (before or after the grant type: ``GRANT_TYPE_FIRST``), then exchanges a code or a refresh
+    token and answers ``token_body``. The hooks, with their defaults:
+
+    - ``token_params``: the form; ``client_error``: None (no client check);
+    - ``unsupported_grant``: 400 ``unsupported_grant_type``;
+    - ``redeem_code``: the code bound to our client id, redirect URI and PKCE verifier;
+      ``code_error(code, reason, params)``: 400 ``invalid_grant``; ``code_grant``: ``grant_for``;
+      ``first_refresh``: a refresh token that never expires (None: none is issued);
+    - ``refresh_error(token, status, params)``: 400 ``invalid_grant``; ``next_refresh``: rotated
+      (return the old one to keep it, None to answer without one);
+    - ``new_access``: an access token of ``ACCESS_TTL`` seconds.
+    """
+
+    GRANT_TYPES = ("authorization_code", "refresh_token")
+    DEFAULT_GRANT_TYPE: str | None = None  # what a request naming no grant_type asks for
+    GRANT_TYPE_FIRST = False  # an unsupported grant type is refused before the client is checked
+
+    async def token(self, request):
+        params = await self.token_params(request)
+        grant_type = params.get("grant_type") or self.DEFAULT_GRANT_TYPE
+        fault = await self.gate("refresh" if grant_type == "refresh_token" else "token")
+        if fault is not None:
+            return fault
+        if self.GRANT_TYPE_FIRST and grant_type not in self.GRANT_TYPES:
+            return self.unsupported_grant(grant_type)
+        error = self.client_error(request, params)
+        if error is not None:
+            return error
+        if grant_type not in self.GRANT_TYPES:
+            return self.unsupported_grant(grant_type)
+        if grant_type == "authorization_code":
+            code, reason = self.redeem_code(request, params)
+            if reason != "ok":
+                return self.code_error(code, reason, params)
+            grant = self.code_grant(code)
+            refresh = self.first_refresh(grant)
+        else:
+            old, status = self.status(params.get("refresh_token"), "refresh")
+            if status != "ok":
+                return self.refresh_error(old, status, params)
+            grant, refresh = old.grant, self.next_refresh(old)
+        access = self.new_access(grant)
+        return token_response(self.token_body(grant, access, refresh, grant_type))
+
+    async def token_params(self, request) -> dict:
+        return await read_form(request)
+
+    def client_error(self, request, params) -> web.StreamResponse | None:
+        return None
+
+    def unsupported_grant(self, grant_type) -> web.StreamResponse:
+        return token_response({"error": "unsupported_grant_type"}, 400)
+
+    def redeem_code(self, request, params):
+        return redeem(self, params.get("code"), client_id=self.client_id, redirect_uri=params.get("redirect_uri"),
+                      verifier=params.get("code_verifier"))
+
+    def code_error(self, code, reason: str, params) -> web.StreamResponse:
+        return token_response({"error": "invalid_grant"}, 400)
+
+    def code_grant(self, code):
+        return grant_for(self, code)
+
+    def first_refresh(self, grant):
+        return self.issue(grant, "refresh", None)
+
+    def refresh_error(self, token, status: str, params) -> web.StreamResponse:
+        return token_response({"error": "invalid_grant"}, 400)
+
+    def next_refresh(self, old):
+        return rotate(self, old)
+
+    def new_access(self, grant):
+        return self.issue(grant, "access", self.ACCESS_TTL)
+
+    def token_body(self, grant, access, refresh, grant_type: str) -> dict:
+        raise NotImplementedError
+
+    async def client_call(self, request, endpoint: str):
+        """(params, refusal) of another client-authenticated call (revoke, introspect): ``endpoint``'s gate,
+        then ``client_error``; the refusal is None when the call may go on."""
+        params = await self.token_params(request)
+        fault = await self.gate(endpoint)
+        if fault is not None:
+            return params, fault
+        return params, self.client_error(request, params)

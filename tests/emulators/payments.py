@@ -48,6 +48,7 @@ from aiohttp import web
 from .base import Provider
 from .oauth2 import (
     AuthorizeSpec,
+    TokenGrants,
     auth_header,
     authorize,
     basic_credentials,
@@ -66,7 +67,7 @@ def _alnum(n: int) -> str:
     return "".join(secrets.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789") for _ in range(n))
 
 
-class Stripe(Provider):
+class Stripe(TokenGrants, Provider):
     NAME = "STRIPE"
     URLS = {
         "AUTH": "connect.stripe.com/oauth/authorize",
@@ -117,25 +118,18 @@ class Stripe(Provider):
     async def authorize(self, request):
         return await authorize(self, request, self.SPEC)
 
-    async def token(self, request):
-        form = await read_form(request)
-        grant_type = form.get("grant_type")
-        fault = await self.gate("refresh" if grant_type == "refresh_token" else "token")
-        if fault is not None:
-            return fault
-        error = self._key_error(self._secret_key(request, form))
-        if error is not None:
-            return error
-        if grant_type == "refresh_token":
-            refresh, status = self.status(form.get("refresh_token"), "refresh")
-            if status != "ok":
-                return self._grant_error(f"Refresh token does not exist: {form.get('refresh_token')}")
-            return self._tokens(refresh.grant, refresh)
-        if grant_type != "authorization_code":
-            return token_response({"error": "unsupported_grant_type",
-                                   "error_description": f"Unsupported grant type: {grant_type}"}, 400)
+    def client_error(self, request, form):
+        return self._key_error(self._secret_key(request, form))
+
+    def unsupported_grant(self, grant_type):
+        return token_response({"error": "unsupported_grant_type",
+                               "error_description": f"Unsupported grant type: {grant_type}"}, 400)
+
+    def redeem_code(self, request, form):
+        return redeem(self, form.get("code"), client_id=self.client_id, check_redirect=False)
+
+    def code_error(self, code, reason, form):
         value = form.get("code")
-        code, reason = redeem(self, value, client_id=self.client_id, check_redirect=False)
         if reason == "used":
             if code.grant is not None:
                 self.kill_grant(code.grant)
@@ -143,12 +137,21 @@ class Stripe(Provider):
                                      "code have been revoked.")
         if reason == "expired":
             return self._grant_error(f"Authorization code expired: {value}")
-        if reason != "ok":
-            return self._grant_error(f"Authorization code does not exist: {value}")
+        return self._grant_error(f"Authorization code does not exist: {value}")
+
+    def code_grant(self, code):
         grant = grant_for(self, code, account=self.account["id"])
         grant.scope = code.scope[:1] or ["read_only"]  # Standard accounts default to read_only
-        refresh = self.issue(grant, "refresh", None, value="rt_" + _alnum(40))
-        return self._tokens(grant, refresh)
+        return grant
+
+    def first_refresh(self, grant):
+        return self.issue(grant, "refresh", None, value="rt_" + _alnum(40))
+
+    def refresh_error(self, token, status, form):
+        return self._grant_error(f"Refresh token does not exist: {form.get('refresh_token')}")
+
+    def next_refresh(self, old):
+        return old  # Stripe's refresh tokens do not rotate
 
     def kill_grant(self, grant):
         with self.lock:
@@ -158,11 +161,13 @@ class Stripe(Provider):
     def _grant_error(description):
         return token_response({"error": "invalid_grant", "error_description": description}, 400)
 
-    def _tokens(self, grant, refresh):
-        access = self.issue(grant, "access", None, value="sk_test_" + _alnum(48))
-        return token_response({"access_token": access.value, "livemode": False, "refresh_token": refresh.value,
-                               "token_type": "bearer", "stripe_publishable_key": "pk_test_" + _alnum(48),
-                               "stripe_user_id": grant.data["account"], "scope": grant.scope[0]})
+    def new_access(self, grant):
+        return self.issue(grant, "access", None, value="sk_test_" + _alnum(48))
+
+    def token_body(self, grant, access, refresh, grant_type):
+        return {"access_token": access.value, "livemode": False, "refresh_token": refresh.value,
+                "token_type": "bearer", "stripe_publishable_key": "pk_test_" + _alnum(48),
+                "stripe_user_id": grant.data["account"], "scope": grant.scope[0]}
 
     async def deauthorize(self, request):
         form = await read_form(request)
@@ -267,7 +272,7 @@ def _api_error(status: int, message: str, code: str | None = None) -> web.Respon
                          else None)
 
 
-class PayPal(Provider):
+class PayPal(TokenGrants, Provider):
     NAME = "PAYPAL"
     URLS = {
         "AUTH": "www.paypal.com/signin/authorize",
@@ -308,51 +313,44 @@ class PayPal(Provider):
     async def authorize(self, request):
         return await authorize(self, request, self.SPEC)
 
-    def _client_error(self, request, form):
+    def client_error(self, request, form):
         if check_client(self, client_auth(request, form), ("basic",)):
             return token_response({"error": "invalid_client", "error_description": "Client Authentication failed"},
                                   401)
         return None
 
-    def _access(self, grant, refresh=None):
-        access = self.issue(grant, "access", self.ACCESS_TTL, value="A21AA" + secrets.token_urlsafe(80))
+    def new_access(self, grant):
+        return self.issue(grant, "access", self.ACCESS_TTL, value="A21AA" + secrets.token_urlsafe(80))
+
+    def token_body(self, grant, access, refresh, grant_type):
         nonce = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) + secrets.token_urlsafe(32)
         body = {"token_type": "Bearer", "expires_in": self.ACCESS_TTL}
         if refresh is not None:
             body["refresh_token"] = refresh.value
         body.update({"access_token": access.value, "scope": " ".join(grant.scope), "nonce": nonce})
-        return token_response(body)
+        return body
 
-    async def token(self, request):
-        form = await read_form(request)
-        grant_type = form.get("grant_type")
-        fault = await self.gate("refresh" if grant_type == "refresh_token" else "token")
-        if fault is not None:
-            return fault
-        error = self._client_error(request, form)
-        if error is not None:
-            return error
-        if grant_type == "authorization_code":
-            code, reason = redeem(self, form.get("code"), client_id=self.client_id, check_redirect=False)
-            if reason != "ok":
-                return token_response({"error": "invalid_grant", "error_description": "Invalid authorization code"},
-                                      400)
-            grant = grant_for(self, code)
-            return self._access(grant, self.issue(grant, "refresh", None, value="R23AA" + secrets.token_urlsafe(80)))
-        if grant_type == "refresh_token":
-            refresh, status = self.status(form.get("refresh_token"), "refresh")
-            if status != "ok":
-                return token_response({"error": "invalid_grant", "error_description": "Invalid refresh token"}, 400)
-            return self._access(refresh.grant)
+    def unsupported_grant(self, grant_type):
         return token_response({"error": "unsupported_grant_type",
                                "error_description": f"Grant type {grant_type} is not supported"}, 400)
 
+    def redeem_code(self, request, form):
+        return redeem(self, form.get("code"), client_id=self.client_id, check_redirect=False)
+
+    def code_error(self, code, reason, form):
+        return token_response({"error": "invalid_grant", "error_description": "Invalid authorization code"}, 400)
+
+    def first_refresh(self, grant):
+        return self.issue(grant, "refresh", None, value="R23AA" + secrets.token_urlsafe(80))
+
+    def refresh_error(self, token, status, form):
+        return token_response({"error": "invalid_grant", "error_description": "Invalid refresh token"}, 400)
+
+    def next_refresh(self, old):
+        return None  # a refresh answers an access token only
+
     async def terminate(self, request):
-        form = await read_form(request)
-        fault = await self.gate("revoke")
-        if fault is not None:
-            return fault
-        error = self._client_error(request, form)
+        form, error = await self.client_call(request, "revoke")
         if error is not None:
             return error
         token, _status = self.status(form.get("token"), ("access", "refresh"))

@@ -82,16 +82,14 @@ from aiohttp import web
 from .base import Provider
 from .oauth2 import (
     AuthorizeSpec,
+    TokenGrants,
     auth_header,
     authorize,
     check_client,
     client_auth,
-    grant_for,
     json_response,
-    read_form,
     redeem,
     revoke_token,
-    rotate,
     token_response,
 )
 
@@ -110,7 +108,7 @@ class TwitterMetrics:
             self.public_metrics = dict(self.PUBLIC_METRICS)
 
 
-class Twitter(TwitterMetrics, Provider):
+class Twitter(TwitterMetrics, TokenGrants, Provider):
     NAME = "TWITTER"
     URLS = {
         "AUTH": "x.com/i/oauth2/authorize",
@@ -158,57 +156,39 @@ class Twitter(TwitterMetrics, Provider):
     async def authorize(self, request):
         return await authorize(self, request, self.SPEC)
 
-    def _client_error(self, request, form):
+    def client_error(self, request, form):
         if check_client(self, client_auth(request, form), ("basic",)):
             return token_response({"error": "unauthorized_client",
                                    "error_description": "Missing valid authorization header"}, 401)
         return None
 
-    async def token(self, request):
-        form = await read_form(request)
-        grant_type = form.get("grant_type")
-        fault = await self.gate("refresh" if grant_type == "refresh_token" else "token")
-        if fault is not None:
-            return fault
-        error = self._client_error(request, form)
-        if error is not None:
-            return error
-        if grant_type == "authorization_code":
-            code, reason = redeem(self, form.get("code"), client_id=self.client_id,
-                                  redirect_uri=form.get("redirect_uri"), verifier=form.get("code_verifier"))
-            if reason == "redirect":
-                return self.invalid("Value passed for the redirect uri did not match the uri of the authorization "
-                                    "code.")
-            if reason.startswith("verifier"):
-                return self.invalid("Value passed for the code verifier was invalid.")
-            if reason != "ok":
-                return self.invalid()
-            grant = grant_for(self, code)
-            refresh = None
-            if "offline.access" in grant.scope:
-                refresh = self.issue(grant, "refresh", None)
-        elif grant_type == "refresh_token":
-            old, status = self.status(form.get("refresh_token"), "refresh")
-            if status == "rotated" and self.reuse_kills_family:
-                self.kill(old, grant=True)
-            if status != "ok":
-                return self.invalid()
-            grant, refresh = old.grant, rotate(self, old)
-        else:
-            return self.invalid(f"Unsupported grant_type {grant_type!r}.")
-        access = self.issue(grant, "access", self.ACCESS_TTL)
+    def unsupported_grant(self, grant_type):
+        return self.invalid(f"Unsupported grant_type {grant_type!r}.")
+
+    def code_error(self, code, reason, params):
+        if reason == "redirect":
+            return self.invalid("Value passed for the redirect uri did not match the uri of the authorization code.")
+        if reason.startswith("verifier"):
+            return self.invalid("Value passed for the code verifier was invalid.")
+        return self.invalid()
+
+    def first_refresh(self, grant):
+        return self.issue(grant, "refresh", None) if "offline.access" in grant.scope else None
+
+    def refresh_error(self, token, status, params):
+        if status == "rotated" and self.reuse_kills_family:  # a replayed refresh token: the family dies
+            self.kill(token, grant=True)
+        return self.invalid()
+
+    def token_body(self, grant, access, refresh, grant_type):
         body = {"token_type": "bearer", "expires_in": self.ACCESS_TTL, "access_token": access.value,
                 "scope": " ".join(grant.scope)}
         if refresh is not None:
             body["refresh_token"] = refresh.value
-        return token_response(body)
+        return body
 
     async def revoke(self, request):
-        form = await read_form(request)
-        fault = await self.gate("revoke")
-        if fault is not None:
-            return fault
-        error = self._client_error(request, form)
+        form, error = await self.client_call(request, "revoke")
         if error is not None:
             return error
         token, _status = self.status(form.get("token"), ("access", "refresh"))
@@ -231,7 +211,6 @@ class Twitter(TwitterMetrics, Provider):
         if "public_metrics" in fields:
             user["public_metrics"] = dict(self.public_metrics)
         return json_response({"data": user})
-
 
     async def create_tweet(self, request):
         """POST /2/tweets ``{"text"}``: needs ``tweet.write``; 201 ``{"data": {"id", "text"}}``; the same
@@ -356,7 +335,7 @@ class LinkedInPostAnalytics:
         return json_response({"paging": {"start": 0, "count": 10, "links": []}, "elements": [element]})
 
 
-class LinkedIn(LinkedInPostAnalytics, Provider):
+class LinkedIn(LinkedInPostAnalytics, TokenGrants, Provider):
     NAME = "LINKEDIN"
     URLS = {
         "AUTH": "www.linkedin.com/oauth/v2/authorization",
@@ -393,51 +372,41 @@ class LinkedIn(LinkedInPostAnalytics, Provider):
     async def authorize(self, request):
         return await authorize(self, request, self.SPEC)
 
-    def _client_error(self, request, form):
+    def client_error(self, request, form):
         if check_client(self, client_auth(request, form), ("body",)):
             return token_response({"error": "invalid_client", "error_description": "Client authentication failed"},
                                   401)
         return None
 
-    async def token(self, request):
-        form = await read_form(request)
-        grant_type = form.get("grant_type")
-        fault = await self.gate("refresh" if grant_type == "refresh_token" else "token")
-        if fault is not None:
-            return fault
-        error = self._client_error(request, form)
-        if error is not None:
-            return error
-        if grant_type == "authorization_code":
-            code, reason = redeem(self, form.get("code"), client_id=form.get("client_id"),
-                                  redirect_uri=form.get("redirect_uri"))
-            if reason != "ok":
-                return token_response({"error": "invalid_request", "error_description": (
-                    "Unable to retrieve access token: appid/redirect uri/code verifier does not match authorization "
-                    "code. Or authorization code expired. Or external member binding exists")}, 400)
-            grant = grant_for(self, code)
-            refresh = self.issue(grant, "refresh", self.REFRESH_TTL)
-        elif grant_type == "refresh_token":
-            refresh, status = self.status(form.get("refresh_token"), "refresh")
-            if status != "ok":
-                return token_response({"error": "invalid_grant", "error_description": (
-                    "The provided authorization grant or refresh token is invalid, expired or revoked.")}, 400)
-            grant = refresh.grant
-        else:
-            return token_response({"error": "unsupported_grant_type",
-                                   "error_description": f"grant_type {grant_type!r} is not supported"}, 400)
-        access = self.issue(grant, "access", self.ACCESS_TTL)
-        return token_response({
-            "access_token": access.value, "expires_in": self.ACCESS_TTL, "refresh_token": refresh.value,
-            "refresh_token_expires_in": max(0, round(refresh.expires - self.now())), "scope": ",".join(grant.scope),
-        })
+    def unsupported_grant(self, grant_type):
+        return token_response({"error": "unsupported_grant_type",
+                               "error_description": f"grant_type {grant_type!r} is not supported"}, 400)
+
+    def redeem_code(self, request, form):
+        return redeem(self, form.get("code"), client_id=form.get("client_id"), redirect_uri=form.get("redirect_uri"))
+
+    def code_error(self, code, reason, form):
+        return token_response({"error": "invalid_request", "error_description": (
+            "Unable to retrieve access token: appid/redirect uri/code verifier does not match authorization "
+            "code. Or authorization code expired. Or external member binding exists")}, 400)
+
+    def first_refresh(self, grant):
+        return self.issue(grant, "refresh", self.REFRESH_TTL)
+
+    def refresh_error(self, token, status, form):
+        return token_response({"error": "invalid_grant", "error_description": (
+            "The provided authorization grant or refresh token is invalid, expired or revoked.")}, 400)
+
+    def next_refresh(self, old):
+        return old  # LinkedIn keeps the refresh token (and its one-year expiry) across refreshes
+
+    def token_body(self, grant, access, refresh, grant_type):
+        return {"access_token": access.value, "expires_in": self.ACCESS_TTL, "refresh_token": refresh.value,
+                "refresh_token_expires_in": max(0, round(refresh.expires - self.now())),
+                "scope": ",".join(grant.scope)}
 
     async def revoke(self, request):
-        form = await read_form(request)
-        fault = await self.gate("revoke")
-        if fault is not None:
-            return fault
-        error = self._client_error(request, form)
+        form, error = await self.client_call(request, "revoke")
         if error is not None:
             return error
         token, _status = self.status(form.get("token"), ("access", "refresh"))
@@ -446,11 +415,7 @@ class LinkedIn(LinkedInPostAnalytics, Provider):
         return json_response({})
 
     async def introspect(self, request):
-        form = await read_form(request)
-        fault = await self.gate("introspect")
-        if fault is not None:
-            return fault
-        error = self._client_error(request, form)
+        form, error = await self.client_call(request, "introspect")
         if error is not None:
             return error
         token, status = self.status(form.get("token"), ("access", "refresh"))
@@ -474,7 +439,6 @@ class LinkedIn(LinkedInPostAnalytics, Provider):
             return json_response({"serviceErrorCode": 100, "code": "ACCESS_DENIED", "status": 403,
                                   "message": "Not enough permissions to access: userinfo.GET.NO_VERSION"}, 403)
         return json_response(dict(self.account_of(token)))
-
 
     @staticmethod
     def version_error(request):
@@ -627,7 +591,7 @@ def little_render(text: str) -> str:
     return "".join(out)
 
 
-class Discord(Provider):
+class Discord(TokenGrants, Provider):
     NAME = "DISCORD"
     URLS = {
         "AUTH": "discord.com/oauth2/authorize",
@@ -748,7 +712,7 @@ class Discord(Provider):
             self.records["webhooks"] = [h for h in self.records.get("webhooks", []) if h["id"] != webhook_id]
         return web.Response(status=204)
 
-    def _client_error(self, request, form):
+    def client_error(self, request, form):
         if check_client(self, client_auth(request, form), ("basic", "body")):
             return token_response({"error": "invalid_client"}, 401)
         return None
@@ -760,51 +724,30 @@ class Discord(Provider):
             body["error_description"] = description
         return token_response(body, 400)
 
-    async def token(self, request):
-        form = await read_form(request)
-        grant_type = form.get("grant_type")
-        fault = await self.gate("refresh" if grant_type == "refresh_token" else "token")
-        if fault is not None:
-            return fault
-        error = self._client_error(request, form)
-        if error is not None:
-            return error
-        if grant_type == "authorization_code":
-            code, reason = redeem(self, form.get("code"), client_id=self.client_id,
-                                  redirect_uri=form.get("redirect_uri"), verifier=form.get("code_verifier"))
-            if reason == "redirect":
-                return self.grant_error('Invalid "redirect_uri" in request.')
-            if reason == "verifier_invalid":
-                return token_response({"error": "invalid_request",
-                                       "error_description": "code_verifier must be 43 to 128 characters"}, 400)
-            if reason.startswith("verifier"):
-                return self.grant_error('Invalid "code_verifier" in request.')
-            if reason != "ok":
-                return self.grant_error('Invalid "code" in request.')
-            grant = grant_for(self, code)
-            refresh = self.issue(grant, "refresh", None)
-        elif grant_type == "refresh_token":
-            old, status = self.status(form.get("refresh_token"), "refresh")
-            if status != "ok":
-                return self.grant_error()
-            grant, refresh = old.grant, rotate(self, old)
-        else:
-            return token_response({"error": "unsupported_grant_type"}, 400)
-        access = self.issue(grant, "access", self.ACCESS_TTL)
+    def code_error(self, code, reason, form):
+        if reason == "redirect":
+            return self.grant_error('Invalid "redirect_uri" in request.')
+        if reason == "verifier_invalid":
+            return token_response({"error": "invalid_request",
+                                   "error_description": "code_verifier must be 43 to 128 characters"}, 400)
+        if reason.startswith("verifier"):
+            return self.grant_error('Invalid "code_verifier" in request.')
+        return self.grant_error('Invalid "code" in request.')
+
+    def refresh_error(self, token, status, form):
+        return self.grant_error()
+
+    def token_body(self, grant, access, refresh, grant_type):
         body = {"access_token": access.value, "token_type": "Bearer", "expires_in": self.ACCESS_TTL,
                 "refresh_token": refresh.value, "scope": " ".join(grant.scope)}
         # Only the code exchange makes a webhook (Discord: "returned in the oauth token response for
         # authorization code grants"); a refresh answers without one.
         if grant_type == "authorization_code" and self.WEBHOOK_SCOPE in grant.scope:
             body["webhook"] = self._new_webhook(grant.data.get("webhook_channel") or self.DEFAULT_WEBHOOK_CHANNEL)
-        return token_response(body)
+        return body
 
     async def revoke(self, request):
-        form = await read_form(request)
-        fault = await self.gate("revoke")
-        if fault is not None:
-            return fault
-        error = self._client_error(request, form)
+        form, error = await self.client_call(request, "revoke")
         if error is not None:
             return error
         token, _status = self.status(form.get("token"), ("access", "refresh"))

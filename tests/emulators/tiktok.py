@@ -78,6 +78,7 @@ from .base import Provider
 from .comments import TikTokComments
 from .oauth2 import (
     AuthorizeSpec,
+    TokenGrants,
     auth_header,
     authorize,
     check_client,
@@ -118,7 +119,7 @@ class TikTokStats:
         return None
 
 
-class TikTok(TikTokStats, TikTokComments, Provider):
+class TikTok(TikTokStats, TikTokComments, TokenGrants, Provider):
     NAME = "TIKTOK"
     URLS = {
         "AUTH": "www.tiktok.com/v2/auth/authorize/",
@@ -178,36 +179,41 @@ class TikTok(TikTokStats, TikTokComments, Provider):
     async def authorize(self, request):
         return await authorize(self, request, self.SPEC)
 
-    async def token(self, request):
-        form = await read_form(request)
-        grant_type = form.get("grant_type")
-        fault = await self.gate("refresh" if grant_type == "refresh_token" else "token")
-        if fault is not None:
-            return fault
+    def client_error(self, request, form):
         if not form:
             return self._error("invalid_request", "The request parameters are malformed.")
-        bad = check_client(self, client_auth(request, form, "client_key"), ("body",))
-        if bad:
+        if check_client(self, client_auth(request, form, "client_key"), ("body",)):
             return self._error("invalid_client", "Client key or secret is incorrect.")
-        if grant_type == "authorization_code":
-            code, reason = redeem(self, form.get("code"), client_id=form.get("client_key"),
-                                  redirect_uri=form.get("redirect_uri"))
-            if reason == "redirect":
-                return self._error("invalid_grant", "Redirect URI does not match the authorization request.")
-            if reason != "ok":
-                return self._error("invalid_grant", "Authorization code is expired or invalid.")
-            grant = grant_for(self, code, open_id=self.account.get("open_id"))
-            refresh = self.issue(grant, "refresh", REFRESH_TTL, value="rft." + secrets.token_hex(30))
-        elif grant_type == "refresh_token":
-            old, status = self.status(form.get("refresh_token"), "refresh")
-            if status != "ok":
-                return self._error("invalid_grant", "Refresh token is invalid or expired.")
-            refresh = rotate(self, old, REFRESH_TTL, value="rft." + secrets.token_hex(30))
-            grant = old.grant
-        else:
-            return self._error("unsupported_grant_type", f"Unsupported grant_type {grant_type!r}.")
-        access = self.issue(grant, "access", ACCESS_TTL, value="act." + secrets.token_hex(30))
-        return token_response({
+        return None
+
+    def unsupported_grant(self, grant_type):
+        return self._error("unsupported_grant_type", f"Unsupported grant_type {grant_type!r}.")
+
+    def redeem_code(self, request, form):
+        return redeem(self, form.get("code"), client_id=form.get("client_key"), redirect_uri=form.get("redirect_uri"))
+
+    def code_error(self, code, reason, form):
+        if reason == "redirect":
+            return self._error("invalid_grant", "Redirect URI does not match the authorization request.")
+        return self._error("invalid_grant", "Authorization code is expired or invalid.")
+
+    def code_grant(self, code):
+        return grant_for(self, code, open_id=self.account.get("open_id"))
+
+    def first_refresh(self, grant):
+        return self.issue(grant, "refresh", REFRESH_TTL, value="rft." + secrets.token_hex(30))
+
+    def refresh_error(self, token, status, form):
+        return self._error("invalid_grant", "Refresh token is invalid or expired.")
+
+    def next_refresh(self, old):
+        return rotate(self, old, REFRESH_TTL, value="rft." + secrets.token_hex(30))
+
+    def new_access(self, grant):
+        return self.issue(grant, "access", ACCESS_TTL, value="act." + secrets.token_hex(30))
+
+    def token_body(self, grant, access, refresh, grant_type):
+        return {
             "access_token": access.value,
             "expires_in": ACCESS_TTL,
             "open_id": grant.data.get("open_id"),
@@ -215,7 +221,7 @@ class TikTok(TikTokStats, TikTokComments, Provider):
             "refresh_token": refresh.value,
             "scope": ",".join(grant.scope),
             "token_type": "Bearer",
-        })
+        }
 
     async def revoke(self, request):
         form = await read_form(request)
