@@ -90,6 +90,7 @@ class Zapier(TokenGrants, Provider):
     ACCOUNT = {"id": 4120000, "full_name": "Demo Automator", "email": "zaps@example.com", "first_name": "Demo",
                "last_name": "Automator"}
     SPEC = AuthorizeSpec(scope_sep=" ", pkce="none", required=(("response_mode", "query"),))
+    CODE_VERIFIER = False
 
     @staticmethod
     def errors(status: int, code: str, title: str, detail: str, headers: dict | None = None):
@@ -108,9 +109,6 @@ class Zapier(TokenGrants, Provider):
         if check_client(self, client_auth(request, form), ("basic", "body")):
             return token_response({"error": "invalid_client"}, 401)
         return None
-
-    def redeem_code(self, request, form):
-        return redeem(self, form.get("code"), client_id=self.client_id, redirect_uri=form.get("redirect_uri"))
 
     def code_error(self, code, reason, form):
         if reason == "redirect":

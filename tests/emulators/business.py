@@ -60,7 +60,6 @@ from .oauth2 import (
     client_auth,
     json_response,
     read_form,
-    redeem,
     revoke_token,
     rotate,
     token_response,
@@ -91,6 +90,7 @@ class HubSpot(TokenGrants, Provider):
                "app_id": 456789}
     SPEC = AuthorizeSpec(response_type=None, scope_sep=" ", pkce="optional")
     ACCESS_TTL = 1800
+    CODE_CLIENT_PARAM = "client_id"
 
     def make_client_id(self) -> str:
         h = secrets.token_hex(16)
@@ -125,10 +125,6 @@ class HubSpot(TokenGrants, Provider):
         if bad:
             return self.error("BAD_CLIENT_SECRET", "missing or invalid client secret")
         return None
-
-    def redeem_code(self, request, form):
-        return redeem(self, form.get("code"), client_id=form.get("client_id"), redirect_uri=form.get("redirect_uri"),
-                      verifier=form.get("code_verifier"))
 
     def code_error(self, code, reason, form):
         if reason == "redirect":
@@ -269,6 +265,7 @@ class Salesforce(TokenGrants, Provider):
                "preferred_username": "admin@demo.example", "nickname": "admin", "email": "admin@demo.example",
                "email_verified": True}
     SPEC = AuthorizeSpec(scope_sep=" ", scope_required=False, pkce="optional")
+    CODE_CLIENT_PARAM = "client_id"
 
     def make_client_id(self) -> str:
         return "3MVG9" + secrets.token_urlsafe(60)[:80]
@@ -307,10 +304,6 @@ class Salesforce(TokenGrants, Provider):
 
     def unsupported_grant(self, grant_type):
         return self.error("unsupported_grant_type", "grant type not supported")
-
-    def redeem_code(self, request, form):
-        return redeem(self, form.get("code"), client_id=form.get("client_id"), redirect_uri=form.get("redirect_uri"),
-                      verifier=form.get("code_verifier"))
 
     def code_error(self, code, reason, form):
         if reason == "redirect":

@@ -335,7 +335,7 @@ class TokenGrants:
 
     - ``token_params``: the form; ``client_error``: None (no client check);
     - ``unsupported_grant``: 400 ``unsupported_grant_type``;
-    - ``redeem_code``: the code bound to our client id, redirect URI and PKCE verifier;
+    - ``redeem_code``: the code bound to the client, redirect URI and PKCE verifier (``CODE_*`` say which);
       ``code_error(code, reason, params)``: 400 ``invalid_grant``; ``code_grant``: ``grant_for``;
       ``first_refresh``: a refresh token that never expires (None: none is issued);
     - ``refresh_error(token, status, params)``: 400 ``invalid_grant``; ``next_refresh``: rotated
@@ -346,6 +346,9 @@ class TokenGrants:
     GRANT_TYPES = ("authorization_code", "refresh_token")
     DEFAULT_GRANT_TYPE: str | None = None  # what a request naming no grant_type asks for
     GRANT_TYPE_FIRST = False  # an unsupported grant type is refused before the client is checked
+    CODE_CLIENT_PARAM: str | None = None  # the code exchange's parameter naming the client (None: our id)
+    CODE_REDIRECT = True  # the code exchange must repeat the authorization request's redirect URI
+    CODE_VERIFIER = True  # the code exchange checks the PKCE verifier (False: a challenged code fails)
 
     async def token(self, request):
         params = await self.token_params(request)
@@ -384,8 +387,10 @@ class TokenGrants:
         return token_response({"error": "unsupported_grant_type"}, 400)
 
     def redeem_code(self, request, params):
-        return redeem(self, params.get("code"), client_id=self.client_id, redirect_uri=params.get("redirect_uri"),
-                      verifier=params.get("code_verifier"))
+        client_id = params.get(self.CODE_CLIENT_PARAM) if self.CODE_CLIENT_PARAM else self.client_id
+        return redeem(self, params.get("code"), client_id=client_id, redirect_uri=params.get("redirect_uri"),
+                      check_redirect=self.CODE_REDIRECT,
+                      verifier=params.get("code_verifier") if self.CODE_VERIFIER else None)
 
     def code_error(self, code, reason: str, params) -> web.StreamResponse:
         return token_response({"error": "invalid_grant"}, 400)

@@ -57,7 +57,6 @@ from .oauth2 import (
     grant_for,
     json_response,
     read_form,
-    redeem,
     revoke_token,
     token_response,
 )
@@ -87,6 +86,8 @@ class Stripe(TokenGrants, Provider):
                "settings": {"dashboard": {"display_name": "Demo Merchant"}}, "charges_enabled": True}
     SPEC = AuthorizeSpec(scope_sep=" ", scope_required=False, pkce="none",
                          allowed_scopes=frozenset({"read_write", "read_only"}))
+    CODE_REDIRECT = False  # Stripe does not check the redirect URI at the exchange
+    CODE_VERIFIER = False
 
     def make_client_id(self) -> str:
         return "ca_" + _alnum(32)
@@ -124,9 +125,6 @@ class Stripe(TokenGrants, Provider):
     def unsupported_grant(self, grant_type):
         return token_response({"error": "unsupported_grant_type",
                                "error_description": f"Unsupported grant type: {grant_type}"}, 400)
-
-    def redeem_code(self, request, form):
-        return redeem(self, form.get("code"), client_id=self.client_id, check_redirect=False)
 
     def code_error(self, code, reason, form):
         value = form.get("code")
@@ -297,6 +295,8 @@ class PayPal(TokenGrants, Provider):
     TRANSACTION_SEARCH_SCOPE = "https://uri.paypal.com/services/reporting/search/read"
     # Transaction Search on a connected merchant's account: only apps PayPal approved (partners).
     APPROVAL_ONLY = frozenset({TRANSACTION_SEARCH_SCOPE})
+    CODE_REDIRECT = False
+    CODE_VERIFIER = False
 
     def make_client_id(self) -> str:
         return "A" + _alnum(79)
@@ -333,9 +333,6 @@ class PayPal(TokenGrants, Provider):
     def unsupported_grant(self, grant_type):
         return token_response({"error": "unsupported_grant_type",
                                "error_description": f"Grant type {grant_type} is not supported"}, 400)
-
-    def redeem_code(self, request, form):
-        return redeem(self, form.get("code"), client_id=self.client_id, check_redirect=False)
 
     def code_error(self, code, reason, form):
         return token_response({"error": "invalid_grant", "error_description": "Invalid authorization code"}, 400)

@@ -88,7 +88,6 @@ from .oauth2 import (
     check_client,
     client_auth,
     json_response,
-    redeem,
     revoke_token,
     token_response,
 )
@@ -360,6 +359,8 @@ class LinkedIn(LinkedInPostAnalytics, TokenGrants, Provider):
     APPROVAL_ERROR = "unauthorized_scope_error"
     ACCESS_TTL = 5184000
     REFRESH_TTL = 31536000
+    CODE_CLIENT_PARAM = "client_id"
+    CODE_VERIFIER = False
 
     def make_client_id(self) -> str:
         return secrets.token_hex(7)
@@ -381,9 +382,6 @@ class LinkedIn(LinkedInPostAnalytics, TokenGrants, Provider):
     def unsupported_grant(self, grant_type):
         return token_response({"error": "unsupported_grant_type",
                                "error_description": f"grant_type {grant_type!r} is not supported"}, 400)
-
-    def redeem_code(self, request, form):
-        return redeem(self, form.get("code"), client_id=form.get("client_id"), redirect_uri=form.get("redirect_uri"))
 
     def code_error(self, code, reason, form):
         return token_response({"error": "invalid_request", "error_description": (

@@ -145,6 +145,8 @@ class TikTok(TikTokStats, TikTokComments, TokenGrants, Provider):
     }
     SPEC = AuthorizeSpec(client_param="client_key", scope_sep=",", pkce="none")
     error_status = 200
+    CODE_CLIENT_PARAM = "client_key"
+    CODE_VERIFIER = False
 
     def make_client_id(self) -> str:
         return "aw" + secrets.token_hex(8)
@@ -188,9 +190,6 @@ class TikTok(TikTokStats, TikTokComments, TokenGrants, Provider):
 
     def unsupported_grant(self, grant_type):
         return self._error("unsupported_grant_type", f"Unsupported grant_type {grant_type!r}.")
-
-    def redeem_code(self, request, form):
-        return redeem(self, form.get("code"), client_id=form.get("client_key"), redirect_uri=form.get("redirect_uri"))
 
     def code_error(self, code, reason, form):
         if reason == "redirect":
