@@ -1,7 +1,7 @@
 """Pytest fixtures for the provider emulators.
 
-Use them from any test module or conftest with
-``pytest_plugins = ["tests.emulators.fixtures"]`` (or import the fixtures).
+tests/conftest.py registers them once for every suite (``pytest_plugins``):
+request them by name, do not import them.
 
 - ``emulators``: one server for the whole session (started once, stopped at the end).
 - ``fresh_emulators``: the same server, reset before the test (clock, tokens,
