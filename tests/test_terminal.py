@@ -11,14 +11,13 @@ import select
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
+from support.daemons import NEXUSCTL
+from support.terminal import ANSI, piped_run, stderr_on_pty  # noqa: F401 - old names, kept for importers
 
 from nexusctl.cli.output import Output
 
-NEXUSCTL = Path(sys.executable).parent / "nexusctl"
-ANSI = "\x1b["
 
 
 class FakeTerminal(io.StringIO):
@@ -96,36 +95,6 @@ def test_delete_asks_on_a_terminal(db_url, make_integration, answer, kept):
 # --- colour and progress on a real terminal, and none in scripts ----------------
 
 SGR = re.compile(r"\x1b\[[0-9;]*m")  # colour and bold: what NO_COLOR turns off
-
-
-def stderr_on_pty(args, env) -> tuple[int, str, str]:
-    """Run nexusctl with stderr on a terminal and stdout piped; returns (code, stdout, screen)."""
-    leader, follower = pty.openpty()
-    proc = subprocess.Popen([str(NEXUSCTL), *map(str, args)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=follower, env=env, close_fds=True)
-    os.close(follower)
-    screen = b""
-    while True:  # until the child closes its end (EOF or EIO on Linux)
-        ready, _, _ = select.select([leader], [], [], 30)
-        if not ready:
-            proc.kill()
-            raise AssertionError(f"no output for 30 s: {screen!r}")
-        try:
-            chunk = os.read(leader, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        screen += chunk
-    stdout = proc.stdout.read().decode()
-    code = proc.wait(timeout=30)
-    os.close(leader)
-    return code, stdout, screen.decode(errors="replace")
-
-
-def piped_run(args, env) -> subprocess.CompletedProcess:
-    return subprocess.run([str(NEXUSCTL), *map(str, args)], capture_output=True, text=True, env=env, timeout=60,
-                          stdin=subprocess.DEVNULL)
 
 
 def terminal_env(**changes) -> dict:

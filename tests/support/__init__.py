@@ -9,6 +9,7 @@ same way ``pg_pool`` and ``emulators`` are reached):
 - ``support.receivers``: webhook receivers on their own threads (counting, behaving, two-address).
 - ``support.servers``: a PostgreSQL cluster and a redis-server of the test's own.
 - ``support.daemons``: `nexusctl daemon` processes started ready and stopped for sure.
+- ``support.terminal``: nexusctl with stderr on a pseudo-terminal (``stderr_on_pty``) or piped (``piped_run``).
 - ``support.stack``: a daemon wired to the provider emulators on a fresh database (``launch_stack``).
 - ``support.fixtures``: the pytest fixtures several suites use, registered once by tests/conftest.py.
 """
