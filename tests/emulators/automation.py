@@ -91,6 +91,7 @@ class Zapier(TokenGrants, Provider):
                "last_name": "Automator"}
     SPEC = AuthorizeSpec(scope_sep=" ", pkce="none", required=(("response_mode", "query"),))
     CODE_VERIFIER = False
+    CLIENT_METHODS = ("basic", "body")
 
     @staticmethod
     def errors(status: int, code: str, title: str, detail: str, headers: dict | None = None):
@@ -101,14 +102,6 @@ class Zapier(TokenGrants, Provider):
         headers = {"Retry-After": str(retry_after), "X-RateLimit-Limit": "60", "X-RateLimit-Remaining": "0"}
         return self.errors(429, "throttled", "Throttled",
                            f"Request was throttled. Expected available in {retry_after} seconds.", headers)
-
-    async def authorize(self, request):
-        return await authorize(self, request, self.SPEC)
-
-    def client_error(self, request, form):
-        if check_client(self, client_auth(request, form), ("basic", "body")):
-            return token_response({"error": "invalid_client"}, 401)
-        return None
 
     def code_error(self, code, reason, form):
         if reason == "redirect":

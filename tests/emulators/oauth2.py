@@ -329,11 +329,13 @@ class TokenGrants:
     """The token endpoint's grant dispatch, shared by the providers whose endpoint follows RFC 6749
     (§4.1.3 code exchange, §6 refresh); mixed into a ``Provider`` that overrides only where it differs.
 
-    ``token`` reads the parameters, plays the gate (``refresh`` for a refresh, ``token`` otherwise), checks
-    the client (before or after the grant type: ``GRANT_TYPE_FIRST``), then exchanges a code or a refresh
-    token and answers ``token_body``. The hooks, with their defaults:
+    ``authorize`` is the generic authorization endpoint with the provider's ``SPEC``. ``token`` reads the
+    parameters, plays the gate (``refresh`` for a refresh, ``token`` otherwise), checks the client (before or
+    after the grant type: ``GRANT_TYPE_FIRST``), then exchanges a code or a refresh token and answers
+    ``token_body``. The hooks, with their defaults:
 
-    - ``token_params``: the form; ``client_error``: None (no client check);
+    - ``token_params``: the form; ``client_error``: ``CLIENT_REFUSAL`` (401) unless the client authenticated
+      as ``CLIENT_METHODS`` allows;
     - ``unsupported_grant``: 400 ``unsupported_grant_type``;
     - ``redeem_code``: the code bound to the client, redirect URI and PKCE verifier (``CODE_*`` say which);
       ``code_error(code, reason, params)``: 400 ``invalid_grant``; ``code_grant``: ``grant_for``;
@@ -344,15 +346,16 @@ class TokenGrants:
     """
 
     GRANT_TYPES = ("authorization_code", "refresh_token")
-    DEFAULT_GRANT_TYPE: str | None = None  # what a request naming no grant_type asks for
     GRANT_TYPE_FIRST = False  # an unsupported grant type is refused before the client is checked
+    CLIENT_METHODS: tuple[str, ...] | None = None  # how the client may authenticate ("basic", "body"); None: any
+    CLIENT_REFUSAL: dict = {"error": "invalid_client"}  # the 401 answer's body when it does not
     CODE_CLIENT_PARAM: str | None = None  # the code exchange's parameter naming the client (None: our id)
     CODE_REDIRECT = True  # the code exchange must repeat the authorization request's redirect URI
     CODE_VERIFIER = True  # the code exchange checks the PKCE verifier (False: a challenged code fails)
 
     async def token(self, request):
         params = await self.token_params(request)
-        grant_type = params.get("grant_type") or self.DEFAULT_GRANT_TYPE
+        grant_type = params.get("grant_type")
         fault = await self.gate("refresh" if grant_type == "refresh_token" else "token")
         if fault is not None:
             return fault
@@ -377,10 +380,17 @@ class TokenGrants:
         access = self.new_access(grant)
         return token_response(self.token_body(grant, access, refresh, grant_type))
 
+    async def authorize(self, request):
+        return await authorize(self, request, self.SPEC)
+
     async def token_params(self, request) -> dict:
         return await read_form(request)
 
     def client_error(self, request, params) -> web.StreamResponse | None:
+        if self.CLIENT_METHODS is None:
+            return None
+        if check_client(self, client_auth(request, params), self.CLIENT_METHODS):
+            return token_response(dict(self.CLIENT_REFUSAL), 401)
         return None
 
     def unsupported_grant(self, grant_type) -> web.StreamResponse:

@@ -50,10 +50,7 @@ from .oauth2 import (
     AuthorizeSpec,
     TokenGrants,
     auth_header,
-    authorize,
     basic_credentials,
-    check_client,
-    client_auth,
     grant_for,
     json_response,
     read_form,
@@ -115,9 +112,6 @@ class Stripe(TokenGrants, Provider):
             return token_response({"error": "invalid_client",
                                    "error_description": f"Invalid API Key provided: {_masked(key)}"}, 401)
         return None
-
-    async def authorize(self, request):
-        return await authorize(self, request, self.SPEC)
 
     def client_error(self, request, form):
         return self._key_error(self._secret_key(request, form))
@@ -297,6 +291,8 @@ class PayPal(TokenGrants, Provider):
     APPROVAL_ONLY = frozenset({TRANSACTION_SEARCH_SCOPE})
     CODE_REDIRECT = False
     CODE_VERIFIER = False
+    CLIENT_METHODS = ("basic",)
+    CLIENT_REFUSAL = {"error": "invalid_client", "error_description": "Client Authentication failed"}
 
     def make_client_id(self) -> str:
         return "A" + _alnum(79)
@@ -309,15 +305,6 @@ class PayPal(TokenGrants, Provider):
                               "limiting.", "debug_id": secrets.token_hex(7),
                               "information_link": "https://developer.paypal.com/api/rest/reference/rate-limiting/"},
                              429)
-
-    async def authorize(self, request):
-        return await authorize(self, request, self.SPEC)
-
-    def client_error(self, request, form):
-        if check_client(self, client_auth(request, form), ("basic",)):
-            return token_response({"error": "invalid_client", "error_description": "Client Authentication failed"},
-                                  401)
-        return None
 
     def new_access(self, grant):
         return self.issue(grant, "access", self.ACCESS_TTL, value="A21AA" + secrets.token_urlsafe(80))

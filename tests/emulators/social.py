@@ -85,8 +85,6 @@ from .oauth2 import (
     TokenGrants,
     auth_header,
     authorize,
-    check_client,
-    client_auth,
     json_response,
     revoke_token,
     token_response,
@@ -127,6 +125,9 @@ class Twitter(TwitterMetrics, TokenGrants, Provider):
     SPEC = AuthorizeSpec(scope_sep=" ", pkce="required")
     ACCESS_TTL = 7200
     reuse_kills_family = True
+    CLIENT_METHODS = ("basic",)
+    CLIENT_REFUSAL = {"error": "unauthorized_client",
+                      "error_description": "Missing valid authorization header"}
 
     def make_client_id(self) -> str:
         return secrets.token_urlsafe(26)[:34]
@@ -151,15 +152,6 @@ class Twitter(TwitterMetrics, TokenGrants, Provider):
     @staticmethod
     def invalid(description: str = "Value passed for the token was invalid."):
         return token_response({"error": "invalid_request", "error_description": description}, 400)
-
-    async def authorize(self, request):
-        return await authorize(self, request, self.SPEC)
-
-    def client_error(self, request, form):
-        if check_client(self, client_auth(request, form), ("basic",)):
-            return token_response({"error": "unauthorized_client",
-                                   "error_description": "Missing valid authorization header"}, 401)
-        return None
 
     def unsupported_grant(self, grant_type):
         return self.invalid(f"Unsupported grant_type {grant_type!r}.")
@@ -361,6 +353,8 @@ class LinkedIn(LinkedInPostAnalytics, TokenGrants, Provider):
     REFRESH_TTL = 31536000
     CODE_CLIENT_PARAM = "client_id"
     CODE_VERIFIER = False
+    CLIENT_METHODS = ("body",)
+    CLIENT_REFUSAL = {"error": "invalid_client", "error_description": "Client authentication failed"}
 
     def make_client_id(self) -> str:
         return secrets.token_hex(7)
@@ -369,15 +363,6 @@ class LinkedIn(LinkedInPostAnalytics, TokenGrants, Provider):
         return json_response({"status": 429, "serviceErrorCode": 101, "code": "TOO_MANY_REQUESTS",
                               "message": "Resource level throttle APPLICATION DAY limit for calls to this resource "
                                          "is reached."}, 429)
-
-    async def authorize(self, request):
-        return await authorize(self, request, self.SPEC)
-
-    def client_error(self, request, form):
-        if check_client(self, client_auth(request, form), ("body",)):
-            return token_response({"error": "invalid_client", "error_description": "Client authentication failed"},
-                                  401)
-        return None
 
     def unsupported_grant(self, grant_type):
         return token_response({"error": "unsupported_grant_type",
@@ -615,6 +600,7 @@ class Discord(TokenGrants, Provider):
                "discriminator": "0"}
     SPEC = AuthorizeSpec(scope_sep=" ", pkce="optional")
     ACCESS_TTL = 604800
+    CLIENT_METHODS = ("basic", "body")
 
     def make_client_id(self) -> str:
         return "".join(secrets.choice("0123456789") for _ in range(19))
@@ -709,11 +695,6 @@ class Discord(TokenGrants, Provider):
         with self.lock:
             self.records["webhooks"] = [h for h in self.records.get("webhooks", []) if h["id"] != webhook_id]
         return web.Response(status=204)
-
-    def client_error(self, request, form):
-        if check_client(self, client_auth(request, form), ("basic", "body")):
-            return token_response({"error": "invalid_client"}, 401)
-        return None
 
     @staticmethod
     def grant_error(description: str | None = None):

@@ -178,9 +178,6 @@ class TikTok(TikTokStats, TikTokComments, TokenGrants, Provider):
         body = {"error": error, "error_description": description, "log_id": log_id()}
         return token_response(body, self.error_status)
 
-    async def authorize(self, request):
-        return await authorize(self, request, self.SPEC)
-
     def client_error(self, request, form):
         if not form:
             return self._error("invalid_request", "The request parameters are malformed.")
