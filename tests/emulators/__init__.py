@@ -7,7 +7,8 @@
         emu["TIKTOK"].fail_next("refresh", status=503)
 
 Every real URL ``https://{host}{path}`` is served at ``{emu.base_url}/{provider_lower}/{host}{path}``.
-The pytest fixture ``emulators`` (session-scoped) lives in ``tests.emulators.fixtures``.
+The pytest fixture ``emulators`` (session-scoped) lives in ``tests.emulators.fixtures``
+(registered once by tests/conftest.py).
 """
 
 from .base import Provider

@@ -1,6 +1,6 @@
 """Helpers for the API fault suite: callers, a seeded world, a fake DNS, a counting receiver.
 
-The daemons run as real processes (tests/oauth/conftest.py ``launch_stack``),
+The daemons run as real processes (tests/support/stack.py ``launch_stack``),
 so everything here talks HTTP, except the fake DNS: a ``sitecustomize`` put on
 the daemon's PYTHONPATH (test-only code, never in the product) that answers
 names under ``.fault.test`` (and ``.myshopify.com``, for shop hosts) from a JSON

@@ -1,7 +1,7 @@
 """A pending OAuth flow cannot be bent by whoever writes to its store, nor lost to a key rotation.
 
 On SQLite the stack keeps flows in the ``oauth_states`` table, on PostgreSQL in
-Redis (tests/oauth/conftest.py). The attacker here can write to that store and
+Redis (tests/support/stack.py). The attacker here can write to that store and
 wants a victim's callback to land on their URL or connect to their user. The
 daemon must instead refuse (a redirect to FRONTEND_URL with status=error) or
 finish the victim's own flow as it was started; never a 500, never the
@@ -22,7 +22,7 @@ from emulators.testkit import call
 from test_flow_security import at_provider, started
 
 EVIL = "https://evil.example/steal"
-FRONTEND = "http://app.nexus.test"  # the stack's FRONTEND_URL (tests/oauth/conftest.py)
+FRONTEND = "http://app.nexus.test"  # the stack's FRONTEND_URL (tests/support/stack.py)
 PARTNER = "http://partner.nexus.test"
 KEY_2 = base64.b64encode(bytes(range(64, 96))).decode()
 KEY_3 = base64.b64encode(bytes(range(96, 128))).decode()

@@ -9,7 +9,7 @@ import pytest
 from emulators.testkit import call
 from test_connect_providers import dump
 
-FRONTEND = "http://app.nexus.test"  # the stack's FRONTEND_URL (tests/oauth/conftest.py)
+FRONTEND = "http://app.nexus.test"  # the stack's FRONTEND_URL (tests/support/stack.py)
 
 
 def _query(url: str) -> dict:
