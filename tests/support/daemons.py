@@ -23,9 +23,12 @@ from support.ports import free_port
 NEXUSCTL = Path(sys.executable).parent / "nexusctl"
 
 
+_LOCAL = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never through a proxy from the environment
+
+
 def _answers(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:
+        with _LOCAL.open(url, timeout=2) as response:
             return response.status == 200
     except OSError:  # not listening yet, or not 200 (HTTPError is an OSError)
         return False
