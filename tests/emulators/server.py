@@ -152,6 +152,14 @@ class Emulators:
         with self._clock_lock:
             self._offset += seconds
 
+    def register_callback_base(self, public_url: str) -> None:
+        """Register a daemon's callback URLs (``{PUBLIC_URL}/integrations/oauth/callback/<provider>``) with
+        every emulated app, as an operator adds them in each provider's app settings. Only registered
+        redirect URIs pass the authorize endpoints."""
+        base = public_url.rstrip("/")
+        for name, provider in self.providers.items():
+            provider.register_redirect(f"{base}/integrations/oauth/callback/{name.lower()}")
+
     def env(self) -> dict[str, str]:
         if self.base_url is None:
             raise RuntimeError("start() the emulators first")

@@ -141,6 +141,21 @@ def test_authorize_refuses_bad_requests_without_redirecting(fresh_emulators, nam
     assert fresh_emulators[name].codes == {}
 
 
+@pytest.mark.parametrize("name", OAUTH)
+def test_authorize_refuses_a_redirect_uri_the_app_did_not_register(fresh_emulators, name):
+    url, good = authorize_request(fresh_emulators, name, challenge=pkce()[1] if name in PKCE else None)
+    for other in (REDIRECT + "/other", REDIRECT.replace("https:", "http:"), "https://evil.example/oauth/callback"):
+        resp = call("GET", url, params={**good, "redirect_uri": other})
+        assert resp.status == 400, (name, other, resp.status, resp.body[:200])
+        assert "Location" not in resp.headers and resp.json()["error"] == "redirect_uri_mismatch"
+    assert fresh_emulators[name].codes == {}
+    fresh_emulators[name].register_redirect(REDIRECT + "/other")  # registered in the app's settings: accepted
+    try:
+        assert call("GET", url, params={**good, "redirect_uri": REDIRECT + "/other"}).status == 302
+    finally:
+        fresh_emulators[name].unregister_redirect(REDIRECT + "/other")
+
+
 def test_twitter_requires_pkce(fresh_emulators):
     url, params = authorize_request(fresh_emulators, "TWITTER")
     assert call("GET", url, params=params).status == 400

@@ -172,6 +172,7 @@ def launch_stack(kind: str, work: Path, emulators, pg_template, extra_env: dict 
         if kind == "postgres":  # the scale-out shape: OAuth states in Redis
             env["REDIS_URL"] = _redis_url()
         env.update(extra_env or {})
+        emulators.register_callback_base(env["PUBLIC_URL"])  # the operator's step in each provider's app settings
         subprocess.run([str(NEXUSCTL), "-q", "db", "migrate"], env=env, check=True, capture_output=True)
         log_path = work / "daemon.log"
         process = _start(env, port, log_path)
