@@ -16,6 +16,8 @@ Quirks enforced:
   ``insufficientPermissions``), ``userinfo`` needs openid/email/profile;
 - YouTube throttling is 403 ``rateLimitExceeded`` "User-rate limit exceeded.
   Retry after <time>"; other endpoints answer 429 with Retry-After.
+- YouTube's daily project quota (tests/emulators/youtube_quota.py): units per call, 403 ``quotaExceeded``
+  once spent, reset at midnight Pacific (``set_daily_quota`` makes it small).
 - YouTube ``GET /youtube/v3/playlistItems?part=snippet&playlistId=&maxResults=&pageToken=``
   (``calls["playlistItems"]``, throttled like ``channels``): ``maxResults``
   0-50 (default 5), an opaque ``pageToken`` (400 ``invalidPageToken`` when
@@ -69,6 +71,7 @@ import time
 
 from .base import Provider
 from .youtube_upload import ResumableUploads
+from .youtube_quota import DailyQuota
 from .oauth2 import (
     AuthorizeSpec,
     auth_header,
@@ -206,7 +209,7 @@ def api_error(status: int, message: str, reason: str, domain: str = "global", ap
     return json_response({"error": error}, status, headers)
 
 
-class YouTube(ResumableUploads, Google):
+class YouTube(DailyQuota, ResumableUploads, Google):
     NAME = "YOUTUBE"
     URLS = {**Google.URLS, "API": "www.googleapis.com"}
     ROUTES = Google.BASE_ROUTES + ResumableUploads.UPLOAD_ROUTES + (
@@ -219,6 +222,7 @@ class YouTube(ResumableUploads, Google):
     def reset(self) -> None:
         super().reset()
         self.reset_uploads()
+        self.reset_quota()
 
     def rate_limited(self, endpoint, retry_after):
         if endpoint not in ("whoami", "playlistItems"):
