@@ -9,6 +9,7 @@ import datetime as dt
 import re
 import zoneinfo
 
+from nexusctl import clock
 from nexusctl.errors import OAuthFailed, ProviderError, RateLimited
 from providers.http import describe
 from providers.oauth2 import OAuth2Adapter
@@ -34,7 +35,7 @@ def google_throttle(reply) -> int | None | bool:
     if not found:
         return None
     when = dt.datetime.fromisoformat(found.group(1).replace("Z", "+00:00"))
-    return max(1, int((when - dt.datetime.now(dt.timezone.utc)).total_seconds() + 0.999))
+    return max(1, int((when - clock.now()).total_seconds() + 0.999))
 
 
 def google_quota_reset(reply, now: dt.datetime) -> dt.datetime | None:
@@ -51,7 +52,7 @@ def google_quota_reset(reply, now: dt.datetime) -> dt.datetime | None:
 
 class YouTube(OAuth2Adapter):
     def rate_limit(self, reply):
-        now = dt.datetime.now(dt.timezone.utc)
+        now = clock.now()
         reset = google_quota_reset(reply, now)
         if reset is not None:  # waiting a few seconds and asking again only spends calls until midnight Pacific
             raise RateLimited(f"{self.name}: the project's daily YouTube Data API quota is spent; it resets at "
