@@ -16,7 +16,6 @@ import urllib.parse
 import uuid
 
 import pytest
-from conftest import FRONTEND
 from emulators.testkit import call
 
 PROVIDERS = ["GOOGLE_ADS", "SLACK", "FACEBOOK", "HUBSPOT"]
@@ -62,7 +61,7 @@ def test_the_code_exchange_must_repeat_the_authorize_redirect_uri(stack, fresh_e
         stack.restart(PUBLIC_URL=elsewhere)  # the daemon's callback changes while the user is at the provider
         final = call("GET", at_provider.location)
         assert final.status == 302, final.text[:300]
-        assert final.location.startswith(f"{FRONTEND}/connected?"), final.location
+        assert final.location.startswith(f"{stack.env['FRONTEND_URL']}/connected?"), final.location
         query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(final.location).query))
         assert query["status"] == "error", query
         assert "integrationId" not in query
