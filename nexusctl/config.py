@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Mapping, NamedTuple
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
+from nexusctl import clock
 from nexusctl.enums import Provider
 from nexusctl.errors import ConfigError
 
@@ -200,6 +201,9 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate the settings; raise ConfigError naming the bad variable."""
     env = os.environ if env is None else env
     node_env = _node_env(env)
+    if node_env == "production" and env.get(clock.ENV, "").strip():
+        raise ConfigError(f"{clock.ENV}: a test facility that moves the service's clock; refused when "
+                          "NODE_ENV=production (unset it)")
     data_dir = default_data_dir(env)
     values = dict(
         node_env=node_env,
@@ -603,7 +607,7 @@ def variable_names() -> list[str]:
         "TOKEN_EXPIRY_WARNING", "RETENTION_DAYS",
         "EVENTS_STREAM", "EVENTS_STREAM_MAXLEN", "EVENTS_CONSUME_STREAMS", "EVENTS_CONSUMER_GROUP", "EVENTS_CLAIM_IDLE",
         "SYNC_RATE_LIMIT_BUDGET", "SYNC_POLL_INTERVAL", "DISCORD_BOT_TOKEN", "HEALTH_CHECK_INTERVAL", "HEALTH_RECHECK",
-        "SLACK_SIGNING_SECRET",
+        "SLACK_SIGNING_SECRET", "NEXUSCTL_CLOCK_FILE",
         "GOOGLE_ADS_DEVELOPER_TOKEN", "GOOGLE_ADS_LOGIN_CUSTOMER_ID",
     ]
     for provider in Provider:

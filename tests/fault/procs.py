@@ -198,7 +198,7 @@ class BehavingReceiver:
         self.slow_seconds, self.slow_times = slow_seconds, slow_times
         self.seen: dict[str, list[tuple[str, float]]] = collections.defaultdict(list)  # id -> [(path, time)]
         self.lock = threading.Lock()
-        self.port = free_port()
+        self.port = None  # bound to port 0 by _run, then read back: no port found free and taken meanwhile
         self.loop = asyncio.new_event_loop()
         ready = threading.Event()
         self.thread = threading.Thread(target=self._run, args=(ready,), daemon=True)
@@ -211,7 +211,8 @@ class BehavingReceiver:
         app.router.add_post("/{behaviour}", self._handle)
         self.runner = web.AppRunner(app, access_log=None)
         self.loop.run_until_complete(self.runner.setup())
-        self.loop.run_until_complete(web.TCPSite(self.runner, "127.0.0.1", self.port).start())
+        self.loop.run_until_complete(web.TCPSite(self.runner, "127.0.0.1", 0).start())
+        self.port = self.runner.addresses[0][1]
         ready.set()
         self.loop.run_forever()
 
@@ -259,10 +260,9 @@ def daemon_env(**extra: str) -> dict:
 
 def start_daemon(env: dict, work: Path) -> tuple[str, subprocess.Popen, Path]:
     """A `nexusctl daemon` on a free port, ready (GET /ready 200): (base URL, process, log path)."""
-    port = free_port()
-    log_path = work / f"daemon-{port}.log"
-    process = oauth_stack._start({**env, "PORT": str(port)}, port, log_path)
-    return f"http://127.0.0.1:{port}", process, log_path
+    port, process = oauth_stack.start_on_free_port(lambda port: {**env, "PORT": str(port)},
+                                                   lambda port: work / f"daemon-{port}.log")
+    return f"http://127.0.0.1:{port}", process, work / f"daemon-{port}.log"
 
 
 def stop_daemon(process: subprocess.Popen) -> None:

@@ -29,17 +29,22 @@ WHOLE = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
 def _start(env: dict, work, limit: int | None = None) -> tuple[int, subprocess.Popen, object]:
-    port = free_port()
-    log_path = work / f"daemon-{port}.log"
-
     def lower_file_limit():  # in the child, before exec: the daemon starts with this limit
         _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
 
-    with open(log_path, "w") as log:
-        process = subprocess.Popen([str(oauth_stack.NEXUSCTL), "daemon", "--port", str(port)],
-                                   env={**env, "PORT": str(port)}, stdout=log, stderr=subprocess.STDOUT,
-                                   preexec_fn=lower_file_limit if limit else None)
+    for _ in range(5):  # a port found free may be taken before the daemon binds it: then another one
+        port = free_port()
+        log_path = work / f"daemon-{port}.log"
+        with open(log_path, "w") as log:
+            process = subprocess.Popen([str(oauth_stack.NEXUSCTL), "daemon", "--port", str(port)],
+                                       env={**env, "PORT": str(port)}, stdout=log, stderr=subprocess.STDOUT,
+                                       preexec_fn=lower_file_limit if limit else None)
+        # Its own log says it bound the port (or why it exited): another server on that port proves nothing.
+        wait_for(lambda: process.poll() is not None or "daemon listening on" in log_path.read_text(), 30,
+                 "the daemon to listen or exit")
+        if process.poll() is None or "is already in use" not in log_path.read_text():
+            break
     wait_for(lambda: process.poll() is None and _health(port, 2), 30, "the daemon to answer /health")
     return port, process, log_path
 

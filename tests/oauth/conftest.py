@@ -105,9 +105,8 @@ class Stack:
     def another_daemon(self):
         """A second daemon on the same database (and Redis): the scale-out shape. Stop it with .terminate()
         (the stack stops it at the end in any case)."""
-        port = _free_port()
-        log_path = self.log_path.with_name(f"daemon-{port}.log")
-        process = _start({**self.env, "PORT": str(port)}, port, log_path)
+        port, process = start_on_free_port(lambda port: {**self.env, "PORT": str(port)},
+                                           lambda port: self.log_path.with_name(f"daemon-{port}.log"))
         self.extra.setdefault("daemons", []).append(process)
         return f"http://127.0.0.1:{port}", process
 
@@ -138,6 +137,24 @@ class Stack:
             conn.close()
 
 
+class PortTaken(RuntimeError):
+    """The daemon could not bind its port: something else took it after _free_port found it free."""
+
+
+def start_on_free_port(env_for, log_for, probe: str = "/ready", tries: int = 5) -> tuple[int, subprocess.Popen]:
+    """A daemon on a port found free, again on another one if something took that port before the daemon bound
+    it (the port must be known before the start: PUBLIC_URL names it). ``env_for(port)`` is its environment,
+    ``log_for(port)`` its log path. Returns (port, process)."""
+    for attempt in range(tries):
+        port = _free_port()
+        try:
+            return port, _start(env_for(port), port, log_for(port), probe)
+        except PortTaken:
+            if attempt == tries - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 def _start(env: dict, port: int, log_path: Path, probe: str = "/ready") -> subprocess.Popen:
     """A daemon, once ``probe`` answers 200 (``/health`` for one that is meant to be up but not ready)."""
     log = open(log_path, "w")
@@ -146,9 +163,14 @@ def _start(env: dict, port: int, log_path: Path, probe: str = "/ready") -> subpr
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"daemon exited: {log_path.read_text()[-2000:]}")
+            text = log_path.read_text()
+            if "is already in use" in text:
+                raise PortTaken(f"port {port} was taken before the daemon bound it")
+            raise RuntimeError(f"daemon exited: {text[-2000:]}")
         try:
-            if call("GET", f"http://127.0.0.1:{port}{probe}").status == 200:
+            # Ours, not whatever else answers on that port: the daemon's own log says it bound it.
+            if call("GET", f"http://127.0.0.1:{port}{probe}").status == 200 and (
+                    "daemon listening on" in log_path.read_text()):
                 return process
         except OSError:  # not listening yet
             pass
@@ -160,12 +182,11 @@ def _start(env: dict, port: int, log_path: Path, probe: str = "/ready") -> subpr
 @contextlib.contextmanager
 def launch_stack(kind: str, work: Path, emulators, pg_template, extra_env: dict | None = None):  # noqa: F811
     """A migrated database (SQLite file or PostgreSQL clone) and a daemon on it; yields the Stack."""
-    port = _free_port()
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "PYTHONPATH")}
     env.update(emulators.env())
     env.update(NODE_ENV="test", NEXUS_DATA_DIR=str(work / "data"), JWT_SECRET=JWT_SECRET,
-               ENCRYPTION_KEY=ENCRYPTION_KEY, PUBLIC_URL=f"http://127.0.0.1:{port}", FRONTEND_URL=FRONTEND,
-               PORT=str(port), REFRESH_SWEEP_INTERVAL="1",  # the daemons sweep every second (window 10 min)
+               ENCRYPTION_KEY=ENCRYPTION_KEY, FRONTEND_URL=FRONTEND,
+               REFRESH_SWEEP_INTERVAL="1",  # the daemons sweep every second (window 10 min)
                SYNC_POLL_INTERVAL="1")
     with _database(kind, work, pg_template) as url:
         env["DATABASE_URL"] = url
@@ -174,7 +195,15 @@ def launch_stack(kind: str, work: Path, emulators, pg_template, extra_env: dict 
         env.update(extra_env or {})
         subprocess.run([str(NEXUSCTL), "-q", "db", "migrate"], env=env, check=True, capture_output=True)
         log_path = work / "daemon.log"
-        process = _start(env, port, log_path)
+
+        def env_for(port: int) -> dict:
+            env["PORT"] = str(port)
+            if "PUBLIC_URL" not in (extra_env or {}):  # it follows the port unless the module sets its own
+                env["PUBLIC_URL"] = f"http://127.0.0.1:{port}"
+            emulators.register_callback_base(env["PUBLIC_URL"])  # the operator's step in each app's settings
+            return env
+
+        port, process = start_on_free_port(env_for, lambda port: log_path)
         stack = Stack(f"http://127.0.0.1:{port}", env, url, log_path, emulators, process)
         try:
             yield stack

@@ -10,6 +10,7 @@ from synckit import read_all
 
 from nexusctl.enums import Provider
 from nexusctl.errors import ProviderError, RateLimited, TokenExpired
+from providers.http import Reply, retry_after
 from providers.scopes import requested
 
 SHOP = "demo-shop.myshopify.com"
@@ -234,3 +235,9 @@ def _closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]  # closed again once the socket is
+
+
+def test_retry_after_in_decimal_seconds_as_shopify_rest_sends_it():
+    assert retry_after(Reply(429, {"Retry-After": "2.0"}, None)) == 2
+    assert retry_after(Reply(429, {"Retry-After": "0.5"}, None)) == 1  # rounded up: never sooner than asked
+    assert retry_after(Reply(429, {"Retry-After": "7"}, None)) == 7

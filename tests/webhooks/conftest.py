@@ -36,7 +36,7 @@ class Receiver:
         self.delay = delay
         self.by_id: collections.Counter = collections.Counter()
         self.lock = threading.Lock()
-        self.port = free_port()
+        self.port = None  # bound to port 0 by _run, then read back: no port found free and taken meanwhile
         self.loop = asyncio.new_event_loop()
         ready = threading.Event()
         self.thread = threading.Thread(target=self._run, args=(ready,), daemon=True)
@@ -49,7 +49,8 @@ class Receiver:
         app.router.add_post("/hook", self._handle)
         self.runner = web.AppRunner(app, access_log=None)
         self.loop.run_until_complete(self.runner.setup())
-        self.loop.run_until_complete(web.TCPSite(self.runner, "127.0.0.1", self.port).start())
+        self.loop.run_until_complete(web.TCPSite(self.runner, "127.0.0.1", 0).start())
+        self.port = self.runner.addresses[0][1]
         ready.set()
         self.loop.run_forever()
 
@@ -82,11 +83,15 @@ class Daemons:
     def start(self, **env: str) -> subprocess.Popen:
         """One more daemon; ``env`` adds to (or overrides) the shared environment for this one only.
         Its port is ``process.port`` and its log ``process.log_path``."""
-        port = free_port()
-        log = open(self.work / f"daemon-{port}.log", "w")
-        process = subprocess.Popen([str(NEXUSCTL), "daemon", "--port", str(port)],
-                                   env={**self.env, **env, "PORT": str(port)}, stdout=log, stderr=subprocess.STDOUT)
-        process.port, process.log_path = port, self.work / f"daemon-{port}.log"
+        for _ in range(5):  # a port found free may be taken before the daemon binds it: then another one
+            port = free_port()
+            log = open(self.work / f"daemon-{port}.log", "w")
+            process = subprocess.Popen([str(NEXUSCTL), "daemon", "--port", str(port)],
+                                       env={**self.env, **env, "PORT": str(port)}, stdout=log,
+                                       stderr=subprocess.STDOUT)
+            process.port, process.log_path = port, self.work / f"daemon-{port}.log"
+            if not self._port_taken(process):
+                break
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             assert process.poll() is None, (self.work / f"daemon-{port}.log").read_text()[-2000:]
@@ -97,6 +102,19 @@ class Daemons:
             except OSError:
                 time.sleep(0.1)  # polling a readiness probe
         raise AssertionError("daemon not ready in 30 s")
+
+    @staticmethod
+    def _port_taken(process) -> bool:
+        """True once the daemon exited saying its port is in use; False once it says it listens (its own log:
+        another process answering on that port proves nothing), or fails otherwise (the readiness loop says)."""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                return "is already in use" in process.log_path.read_text()
+            if "daemon listening on" in process.log_path.read_text():
+                return False
+            time.sleep(0.05)  # polling the daemon's log for its start-up line
+        return False
 
     def kill9(self, process) -> None:
         process.send_signal(signal.SIGKILL)
