@@ -92,6 +92,9 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     # file (the development key), which must not appear for a configuration that is refused anyway.
     for entry in sorted(later, key=lambda e: getattr(e.default, "creates_file", False)):
         values[entry.field] = _value(entry, entry.default(values, env))
+    if values["node_env"] == "production" and values["clock_file"]:
+        raise ConfigError("NEXUSCTL_CLOCK_FILE: a test facility that moves the service's clock; refused when "
+                          "NODE_ENV=production (unset it)")
     given = env.get("ENCRYPTION_KEY", "").strip()
     values["encryption_key_source"] = "ENCRYPTION_KEY" if given else str(values["data_dir"] / DEV_KEY_FILE)
     return Settings(**values)

@@ -257,6 +257,11 @@ TABLE = (
              "The Slack app's Signing Secret (Basic Information > App Credentials): verifies the slash commands Slack "
              "posts to `/integrations/inbound/slack/commands`. Unset: every command is refused "
              "(`PROVIDER_NOT_CONFIGURED`). Never logged.", secret=True),
+    Variable("NEXUSCTL_CLOCK_FILE", "clock_file", v.text, None,
+             "Test facility only: a file holding seconds added to the service's clock (token expiry, refresh windows, "
+             "schedules, stored timestamps), re-read when it changes, so tests move time for running daemons and the "
+             "provider emulators together. Refused when `NODE_ENV=production`; a daemon using it says so in its "
+             "start-up log and `/ready` (`checks.clock`)."),
     Variable("SYNC_POLL_INTERVAL", "sync_poll_seconds", v.duration, "30s",
              "How often the daemon starts syncs whose `metadata.syncSchedule` has come and recovers runs a dead "
              "process left."),

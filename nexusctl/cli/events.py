@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from nexusctl import clock
 from nexusctl.cli.context import out, state
 from nexusctl.cli.options import Cursor, Json, Limit, parse_json_object
 from nexusctl.core.paging import DEFAULT_LIMIT
@@ -44,7 +45,7 @@ def parse_since(text: str) -> dt.datetime:
 
     seconds = parse_duration(text)
     if seconds is not None:
-        return dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=seconds)
+        return clock.now() - dt.timedelta(seconds=seconds)
     try:
         moment = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
@@ -110,7 +111,7 @@ def tail_cmd(ctx: typer.Context, event_type: TypeFilter = None, integration: Int
             output.value(f"{row['occurredAt']}  {row['type']:<28} {row['integrationId'] or '-'}  "
                          f"{payload[:160]}")
 
-    seen, cursor = set(), (dt.datetime.now(dt.timezone.utc), None)
+    seen, cursor = set(), (clock.now(), None)
     for event in outbox.latest(last, event_type=event_type, integration_id=integration) if last else ():
         show(event)  # as they are loaded (a few MB at a time), not all --last of them first
         seen.add(event.id)

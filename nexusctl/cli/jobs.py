@@ -5,6 +5,7 @@ from typing import Annotated
 
 import typer
 
+from nexusctl import clock
 from nexusctl.cli.context import out, state
 from nexusctl.cli.options import Json
 
@@ -27,7 +28,7 @@ def list_cmd(ctx: typer.Context, as_json: Json = False) -> None:
 
     st = state(ctx)
     st.database()
-    now = dt.datetime.now(dt.timezone.utc)
+    now = clock.now()
     jobs = job_runs.listing(st.settings, now)
     if as_json:
         out(ctx).json(jobs)
@@ -58,7 +59,7 @@ def show_cmd(
     job_work.require(job)
     st = state(ctx)
     st.database()
-    now = dt.datetime.now(dt.timezone.utc)
+    now = clock.now()
     data = next(j for j in job_runs.listing(st.settings, now) if j["name"] == job)
     out(ctx).json(data) if as_json else out(ctx).record(data)
 

@@ -49,11 +49,12 @@ def stale_work(limit: int = 50) -> tuple[list, list]:
     now = utcnow()
     # Publish runs (queued by content.published) are this runner's to start at once; a PENDING sync is
     # only taken once its creator (the API route, `sync run`) has had ample time to start it itself.
-    # A deferred publish (the provider still processing its video) waits for its run_after.
-    publish = (IntegrationSyncLog.action == "publish") & (IntegrationSyncLog.run_after.is_null()
-                                                          | (IntegrationSyncLog.run_after <= now))
+    # A deferred run (a publish whose video the provider still processes, a sync waiting for a spent daily
+    # quota to reset) waits for its run_after.
+    due = IntegrationSyncLog.run_after.is_null() | (IntegrationSyncLog.run_after <= now)
+    publish = IntegrationSyncLog.action == "publish"
     pending = [i for (i,) in IntegrationSyncLog.select(IntegrationSyncLog.id).where(
-        (IntegrationSyncLog.status == SyncStatus.PENDING)
+        (IntegrationSyncLog.status == SyncStatus.PENDING) & due
         & (publish | ((IntegrationSyncLog.created_at < now - STALE_PENDING) & IntegrationSyncLog.action.in_(actions))))
         .order_by(IntegrationSyncLog.created_at).limit(limit).tuples()]
     # The grace covers the gap between a run's start (PENDING -> IN_PROGRESS, which sets updated_at) and its

@@ -15,7 +15,9 @@ in one transaction by nexusctl.core.sync_state.
   every item not seen is ``<resource>.deleted``.
 - Rate limits: the provider's wait is honoured and the page retried, as long
   as the total stays within the budget (SYNC_RATE_LIMIT_BUDGET); beyond it the
-  run ends FAILED with RATE_LIMITED and the next run resumes from its cursor.
+  run ends FAILED with RATE_LIMITED and the next run resumes from its cursor. A spent daily quota
+  (``quotaResetAt``: YouTube's) is not waited for in the run: the run goes back to PENDING until the reset
+  (``rateLimitedUntil`` in its metadata) and then resumes from its cursor.
 - A refused token is refreshed once (the single-flight refresh) and the page
   retried; a token about to expire is refreshed before the first call.
 - Cancelling (``nexusctl sync cancel``) stops the run after its current page.
@@ -113,6 +115,15 @@ async def _wait_out(exc: RateLimited, stats: dict, budget: float, what: str, *, 
     stats["rateLimitWaitedSeconds"] += wait
     log.info("%s: rate limited; waiting %.0f s", what, wait)
     await asyncio.sleep(wait)
+
+
+def _wait_for_quota(log_id, exc: RateLimited, stats: dict) -> IntegrationSyncLog:
+    """Back to PENDING until the provider's quota resets (the sync runner takes it then, and it resumes from its
+    cursor): rate limited, not failed, so the integration keeps its health and no retry spends calls before."""
+    reset = dt.datetime.fromisoformat(exc.details["quotaResetAt"].replace("Z", "+00:00"))
+    log.warning("sync %s: %s; the run waits for it", log_id, exc.message)
+    return sync_state.defer(log_id, reset, extra={**stats, "errorCode": exc.code, "rateLimitedUntil":
+                                                  exc.details["quotaResetAt"], "rateLimitReason": exc.message})
 
 
 async def _refreshed(svc, integration_id, api: SyncApi) -> tuple[Integration, SyncApi]:
@@ -221,6 +232,9 @@ async def _run(svc, log_id, *, progress=None, budget: float | None = None) -> In
                         break
                 break
             except RateLimited as exc:
+                if exc.details.get("quotaResetAt"):  # a spent daily quota: asking again before the reset only fails
+                    stats["providerCalls"] = api.calls
+                    return await svc.run(_wait_for_quota, log_id, exc, stats)
                 await _wait_out(exc, stats, budget, f"sync {log_id}", resumes=True)
             except TokenExpired:
                 if refreshed:

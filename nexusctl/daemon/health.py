@@ -12,6 +12,7 @@ from nexusctl.daemon.answers import error_body, json_response
 from nexusctl.db import migrate
 from nexusctl.db.database import check_connection, describe_error
 from nexusctl.daemon.keys import DB, REDIS, SERVICES, SETTINGS
+from nexusctl import clock
 
 REDIS_TIMEOUT = 2.0
 # The key ids in use are read at most this often (one small query per secret column): a daemon left on the
@@ -87,6 +88,9 @@ async def ready(request: web.Request) -> web.Response:
         except Exception as exc:
             checks["redis"] = "failing"
             failures.append(f"redis: unreachable ({type(exc).__name__})")
+
+    if (moved := clock.describe()) is not None:  # the test facility's offset clock is never silent
+        checks["clock"] = moved
 
     if failures:
         body = error_body("NOT_READY", "; ".join(failures), data={"status": "not ready", "checks": checks})

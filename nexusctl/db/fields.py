@@ -20,11 +20,14 @@ import json
 
 import peewee
 
+from nexusctl import clock
+
 UTC = dt.timezone.utc
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(UTC)
+    """The product's "now" (nexusctl.clock: the system clock unless a test moved it)."""
+    return clock.now()
 
 
 def as_utc(value: dt.datetime) -> dt.datetime:

@@ -14,6 +14,7 @@ import base64
 import asyncio
 import json
 import logging
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -124,6 +125,8 @@ def retry_after(reply: Reply) -> int | None:
     if value:
         if value.strip().isdigit():
             return int(value.strip())
+        if re.fullmatch(r"\d+\.\d+", value.strip()):  # Shopify REST sends "2.0"
+            return math.ceil(float(value.strip()))
         try:
             return max(0, int(parsedate_to_datetime(value).timestamp() - time.time()))
         except (TypeError, ValueError):

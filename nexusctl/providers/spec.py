@@ -17,6 +17,7 @@ import datetime as dt
 import enum
 from dataclasses import dataclass, field
 
+from nexusctl import clock
 from nexusctl.enums import Provider
 
 
@@ -122,7 +123,7 @@ def expires_at(expires_in, now: dt.datetime | None = None) -> dt.datetime | None
         return None
     if seconds <= 0:
         return None  # Mailchimp answers expires_in: 0 for "never"
-    return (now or dt.datetime.now(dt.timezone.utc)) + dt.timedelta(seconds=seconds)
+    return (now or clock.now()) + dt.timedelta(seconds=seconds)
 
 
 def split_scope(value, separator: str = " ") -> list[str]:

@@ -228,11 +228,22 @@ def test_every_publisher_that_asks_for_scopes_says_what_publishing_needs():
 
 def test_a_youtube_grant_without_upload_cannot_publish(database, make_integration):
     read_only = make_integration(provider=Provider.YOUTUBE, scope=["https://www.googleapis.com/auth/youtube.readonly",
-                                                                   "https://www.googleapis.com/auth/yt-analytics.readonly"])
+                                                                   "https://www.googleapis.com/auth/yt-analytics.readonly",
+                                                                   "https://www.googleapis.com/auth/youtube.force-ssl"])
     record = health_checks.check(read_only.id, **WINDOWS)
     assert record["status"] == "degraded" and record["scopes"]["missing"] == [
         "https://www.googleapis.com/auth/youtube.upload"]
     assert "publish" in record["reasons"][0]["message"]
+
+
+def test_a_youtube_grant_from_before_comments_names_their_scope(database, make_integration):
+    """A connection made before comments were asked for lacks youtube.force-ssl: health says which actions."""
+    old = make_integration(provider=Provider.YOUTUBE, scope=["https://www.googleapis.com/auth/youtube.readonly",
+                                                             "https://www.googleapis.com/auth/youtube.upload"])
+    record = health_checks.check(old.id, **WINDOWS)
+    assert record["status"] == "degraded"
+    assert record["scopes"]["missing"] == ["https://www.googleapis.com/auth/youtube.force-ssl"]
+    assert "fetch_comments" in record["reasons"][0]["message"] and "reply_comment" in record["reasons"][0]["message"]
 
 
 def test_gauges_count_by_provider_and_status(database, make_integration):

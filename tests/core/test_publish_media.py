@@ -68,12 +68,13 @@ def _instagram(env, make_integration, scope=IG_SCOPES, *, account_id=True, aged=
     facts = {"userId": ig.account["id"]}
     if account_id:
         facts["accountId"] = IG_USER  # what whoami stored: /me's user_id
-    if aged:  # old enough for ig_refresh_token, at Instagram and by the adapter's own count
-        env[2].advance_clock(25 * 3600)
-        facts["tokenIssuedAt"] = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=2)).isoformat()
+    if aged:
+        facts["tokenIssuedAt"] = utcnow().isoformat()  # what a connect stores: issued now
     user = uuid.uuid4()
     row = make_integration(user_id=user, provider=Provider.INSTAGRAM, access_token=token.value,
                            refresh_token=None, metadata={"provider": facts})
+    if aged:  # a day passes (the clock the product and the emulators share): old enough for ig_refresh_token
+        env[2].advance_clock(25 * 3600)
     return ig, user, row, token
 
 

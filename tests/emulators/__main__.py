@@ -11,12 +11,15 @@ SENDGRID_API_KEY (for `nexusctl integrations add SENDGRID --api-key-file -`),
 WOOCOMMERCE_STORE_URL (`integrations connect WOOCOMMERCE --store-url`) and
 SHOPIFY_SHOP (`--shop`). Every emulator starts with a few records of each kind
 it lists (tests.emulators.seed), so a sync reads something; `--empty` leaves
-them empty, as the test fixtures do.
+them empty, as the test fixtures do. Every app registers the daemon's callback
+URLs (`--public-url`, default `$PUBLIC_URL` or `http://localhost:$PORT`): an
+authorize request naming another redirect URI is refused, as providers do.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import signal
 import sys
@@ -46,10 +49,16 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--empty", action="store_true", help="no records: every list is empty")
+    parser.add_argument("--public-url", action="append", default=None, metavar="URL",
+                        help="the daemon's PUBLIC_URL whose callbacks every app registers (repeatable; "
+                             "default: $PUBLIC_URL, else the daemon's default http://localhost:$PORT)")
     args = parser.parse_args()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with Emulators(args.host, args.port) as emulators:
+        default = os.environ.get("PUBLIC_URL") or f"http://localhost:{os.environ.get('PORT') or 3008}"
+        for public_url in args.public_url or [default]:
+            emulators.register_callback_base(public_url)
         if not args.empty:
             seed(emulators)
         for name, value in sorted(tour_env(emulators).items()):

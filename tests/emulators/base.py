@@ -24,6 +24,10 @@ from typing import Any
 
 from aiohttp import web
 
+# The redirect URI every emulated app has registered from the start: the one the emulator-level tests use
+# (testkit.REDIRECT). A daemon's callback URLs are registered by Emulators.register_callback_base.
+APP_REDIRECT = "https://app.example.com/oauth/callback"
+
 
 @dataclass
 class Grant:
@@ -77,6 +81,7 @@ class Provider:
     # grant carries one unless the test approved the app first (``approve_scopes``, reset to none).
     APPROVAL_ONLY: frozenset = frozenset()
     APPROVAL_ERROR = "invalid_scope"  # the error the authorize redirect carries for an unapproved scope
+    REDIRECT_ERROR = "redirect_uri_mismatch"  # the error page's code for an unregistered redirect_uri (Google's)
 
     def __init__(self, emu):
         self.emu = emu
@@ -84,6 +89,9 @@ class Provider:
         self.lock = threading.RLock()
         self.client_id = self.make_client_id()
         self.client_secret = self.make_client_secret()
+        # The app's registered redirect URIs (its settings at the provider, like its credentials: reset keeps
+        # them). An authorize request naming another is refused (400 REDIRECT_ERROR, never redirected).
+        self.redirect_uris: set[str] = {APP_REDIRECT}
         self.reset()
 
     # --- identity of the app --------------------------------------------------
@@ -101,6 +109,20 @@ class Provider:
     def urls(self, base: str) -> dict[str, str]:
         root = f"{base}/{self.prefix}/"
         return {kind: root + tail for kind, tail in self.URLS.items()}
+
+    def register_redirect(self, *uris: str) -> None:
+        """Add redirect URIs to the app's settings at the provider."""
+        with self.lock:
+            self.redirect_uris |= set(uris)
+
+    def unregister_redirect(self, *uris: str) -> None:
+        with self.lock:
+            self.redirect_uris -= set(uris)
+
+    def redirect_registered(self, uri: str) -> bool:
+        """Exact match, as Google, Meta, Microsoft and most providers compare (no prefix, no wildcard)."""
+        with self.lock:
+            return uri in self.redirect_uris
 
     # --- state ----------------------------------------------------------------
 

@@ -23,7 +23,11 @@ SHOPIFY quirks enforced:
   ``products``, ``orders``, ``inventory`` (the ``shop`` query stays ``whoami``);
   orders created more than 60 days ago (emulator clock) are left out silently
   unless the grant has ``read_all_orders``, an approval-only scope;
-  a throttle's ``restoreRate`` makes (cost - available) / rate = Retry-After.
+  a throttle's ``restoreRate`` makes (cost - available) / rate = Retry-After;
+- query cost is a leaky bucket per shop (1000 points, 50/s back; ``set_query_bucket``): a connection
+  query requests ``first + 2`` points and, when the bucket holds fewer, answers ``THROTTLED`` with
+  ``extensions.cost.throttleStatus`` (and costs nothing); REST calls fill a 40-call bucket leaking 2/s
+  (``X-Shopify-Shop-Api-Call-Limit: n/40``; full: 429 ``Retry-After: 2.0``).
 
 WOOCOMMERCE quirks enforced (as ``WC_Auth`` does):
 - ``GET {store}/wc-auth/v1/authorize`` needs app_name, scope (read, write,
@@ -57,6 +61,7 @@ import hmac
 import html
 import itertools
 import json
+import math
 import re
 import secrets
 
@@ -122,6 +127,64 @@ class Shopify(Provider):
     APPROVAL_ONLY = frozenset({"read_all_orders"})
     RECENT_ORDERS_DAYS = 60
     INVALID = "[API] Invalid API key or access token (unrecognized login or wrong password)"
+    # Rate limits per shop and app (https://shopify.dev/docs/api/usage/rate-limits), standard plan: GraphQL a
+    # leaky bucket of 1000 cost points refilled at 50/s; REST a bucket of 40 calls leaking 2/s.
+    QUERY_BUCKET, QUERY_RESTORE = 1000.0, 50.0
+    REST_BUCKET, REST_LEAK = 40, 2.0
+
+    def reset(self) -> None:
+        super().reset()
+        with self.lock:
+            self.query_bucket, self.query_restore = self.QUERY_BUCKET, self.QUERY_RESTORE
+            self.rest_bucket, self.rest_leak = self.REST_BUCKET, self.REST_LEAK
+            self._points: dict[str, tuple[float, float]] = {}  # shop -> (available points, when)
+            self._rest: dict[str, tuple[float, float]] = {}  # shop -> (calls in the bucket, when)
+
+    def set_query_bucket(self, maximum: float, restore_rate: float | None = None) -> None:
+        """A smaller GraphQL bucket (tests): ``maximum`` points, refilled at ``restore_rate`` per second."""
+        with self.lock:
+            self.query_bucket = float(maximum)
+            self.query_restore = float(restore_rate or self.query_restore)
+            self._points.clear()
+
+    def set_rest_bucket(self, size: int, leak_rate: float | None = None) -> None:
+        with self.lock:
+            self.rest_bucket, self.rest_leak = int(size), float(leak_rate or self.rest_leak)
+            self._rest.clear()
+
+    def _spend(self, shop: str, requested: float) -> dict:
+        """Take ``requested`` points from the shop's bucket when it holds them: the cost extension, with
+        ``actualQueryCost`` None when it did not (the query is THROTTLED and costs nothing)."""
+        with self.lock:
+            now = self.now()
+            available, at = self._points.get(shop, (self.query_bucket, now))
+            available = min(self.query_bucket, available + (now - at) * self.query_restore)
+            served = requested <= available
+            if served:
+                available -= requested
+            else:
+                self.calls["throttled"] += 1
+            self._points[shop] = (available, now)
+            return {"requestedQueryCost": requested, "actualQueryCost": requested if served else None,
+                    "throttleStatus": {"maximumAvailable": self.query_bucket,
+                                       "currentlyAvailable": round(available, 3), "restoreRate": self.query_restore}}
+
+    def _throttled(self, cost: dict):
+        return json_response({"errors": [{"message": "Throttled", "extensions": {
+            "code": "THROTTLED", "documentation": "https://shopify.dev/api/usage/rate-limits"}}],
+            "extensions": {"cost": cost}})
+
+    def _rest_call(self, shop: str) -> tuple[bool, str]:
+        """(room for the call, X-Shopify-Shop-Api-Call-Limit): a full bucket refuses the call (429)."""
+        with self.lock:
+            now = self.now()
+            level, at = self._rest.get(shop, (0.0, now))
+            level = max(0.0, level - (now - at) * self.rest_leak)
+            room = level + 1 <= self.rest_bucket
+            if room:
+                level += 1
+            self._rest[shop] = (level, now)
+            return room, f"{math.ceil(level)}/{self.rest_bucket}"
 
     def make_client_id(self) -> str:
         return secrets.token_hex(16)
@@ -132,7 +195,7 @@ class Shopify(Provider):
     def rate_limited(self, endpoint, retry_after):
         if endpoint in self.GRAPHQL:  # GraphQL: HTTP 200 with a THROTTLED error and the cost extension
             cost = {"requestedQueryCost": 50, "actualQueryCost": None,
-                    "throttleStatus": {"maximumAvailable": 2000.0, "currentlyAvailable": 0,
+                    "throttleStatus": {"maximumAvailable": self.query_bucket, "currentlyAvailable": 0,
                                        "restoreRate": round(50 / max(retry_after, 1), 3)}}
             return json_response({"errors": [{"message": "Throttled", "extensions": {
                 "code": "THROTTLED", "documentation": "https://shopify.dev/api/usage/rate-limits"}}],
@@ -254,7 +317,8 @@ class Shopify(Provider):
                                               "extensions": {"code": "ACCESS_DENIED",
                                                              "documentation": "https://shopify.dev/api/usage/"
                                                                               "access-scopes"}}],
-                                  "data": None, "extensions": {"cost": self._cost(0)}})
+                                  "data": None, "extensions": {"cost": self._spend(token.grant.data.get("shop", ""),
+                                                                                   0.0)}})
         args = re.search(rf"\b{name}\s*\(([^)]*)\)", query).group(1)
 
         def arg(key):
@@ -280,18 +344,14 @@ class Shopify(Provider):
         if name == "orders" and "read_all_orders" not in token.grant.scope:  # older ones silently left out
             since = self.now() - self.RECENT_ORDERS_DAYS * 86400
             rows = [r for r in rows if _epoch(r.get("createdAt")) >= since]
+        cost = self._spend(token.grant.data.get("shop", ""), float(first + 2))
+        if cost["actualQueryCost"] is None:
+            return self._throttled(cost)
         nodes = rows[start:start + first]
         end = start + len(nodes) - 1
         info = {"hasNextPage": start + first < len(rows), "hasPreviousPage": start > 0,
                 "startCursor": _cursor(start) if nodes else None, "endCursor": _cursor(end) if nodes else None}
-        return json_response({"data": {name: {"pageInfo": info, "nodes": nodes}},
-                              "extensions": {"cost": self._cost(first + 2)}})
-
-    @staticmethod
-    def _cost(points, available=2000.0):
-        return {"requestedQueryCost": points, "actualQueryCost": points,
-                "throttleStatus": {"maximumAvailable": 2000.0, "currentlyAvailable": available - points,
-                                   "restoreRate": 100.0}}
+        return json_response({"data": {name: {"pageInfo": info, "nodes": nodes}}, "extensions": {"cost": cost}})
 
     async def rest_shop(self, request, shop):
         fault = await self.gate("shop")
@@ -299,9 +359,14 @@ class Shopify(Provider):
             return fault
         if self._api_token(request, shop) is None:
             return json_response({"errors": self.INVALID}, 401)
+        room, limit = self._rest_call(shop)
+        if not room:
+            return json_response({"errors": "Exceeded 2 calls per second for api client. Reduce request rates to "
+                                            "resume uninterrupted service."}, 429,
+                                 {"Retry-After": "2.0", "X-Shopify-Shop-Api-Call-Limit": limit})
         acc = self.account
         return json_response({"shop": {"name": acc.get("name"), "email": acc.get("email"), "myshopify_domain": shop}},
-                             headers={"X-Shopify-Shop-Api-Call-Limit": "1/40"})
+                             headers={"X-Shopify-Shop-Api-Call-Limit": limit})
 
     async def revoke(self, request, shop):
         fault = await self.gate("revoke")

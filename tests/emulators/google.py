@@ -16,6 +16,8 @@ Quirks enforced:
   ``insufficientPermissions``), ``userinfo`` needs openid/email/profile;
 - YouTube throttling is 403 ``rateLimitExceeded`` "User-rate limit exceeded.
   Retry after <time>"; other endpoints answer 429 with Retry-After.
+- YouTube's daily project quota (tests/emulators/youtube_quota.py): units per call, 403 ``quotaExceeded``
+  once spent, reset at midnight Pacific (``set_daily_quota`` makes it small).
 - YouTube ``GET /youtube/v3/playlistItems?part=snippet&playlistId=&maxResults=&pageToken=``
   (``calls["playlistItems"]``, throttled like ``channels``): ``maxResults``
   0-50 (default 5), an opaque ``pageToken`` (400 ``invalidPageToken`` when
@@ -71,6 +73,7 @@ import time
 from .base import Provider
 from .comments import YouTubeComments
 from .youtube_upload import ResumableUploads
+from .youtube_quota import DailyQuota
 from .oauth2 import (
     AuthorizeSpec,
     TokenGrants,
@@ -297,7 +300,7 @@ class YouTubeAnalytics:
                               "rows": [[self.analytics_totals.get(m, 0) for m in metrics]]})
 
 
-class YouTube(YouTubeAnalytics, YouTubeComments, ResumableUploads, Google):
+class YouTube(DailyQuota, YouTubeAnalytics, YouTubeComments, ResumableUploads, Google):
     NAME = "YOUTUBE"
     URLS = {**Google.URLS, "API": "www.googleapis.com", "ANALYTICS": "youtubeanalytics.googleapis.com"}
     ROUTES = Google.BASE_ROUTES + ResumableUploads.UPLOAD_ROUTES + YouTubeAnalytics.ANALYTICS_ROUTES + (
@@ -311,6 +314,7 @@ class YouTube(YouTubeAnalytics, YouTubeComments, ResumableUploads, Google):
     def reset(self) -> None:
         super().reset()
         self.reset_uploads()
+        self.reset_quota()
 
     def rate_limited(self, endpoint, retry_after):
         if endpoint not in ("whoami", "playlistItems"):

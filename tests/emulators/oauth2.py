@@ -6,7 +6,8 @@
   of ``withhold_next_grant``); a consent asking for an approval-only scope
   the app is not approved for is refused whole. A request that fails
   validation answers 400 and is never redirected (the redirect URI is not
-  trusted yet).
+  trusted yet); so does one whose redirect URI the app has not registered
+  (``Provider.redirect_uris``, exact match), as real providers refuse it.
 - ``redeem``: single-use, expiring codes bound to client, redirect URI and
   PKCE challenge (S256 only).
 - ``client_auth``: which client authentication a token request used (HTTP
@@ -205,6 +206,8 @@ def check_authorize(p: Provider, request: web.Request, spec: AuthorizeSpec) -> t
     redirect_uri = q.get("redirect_uri")
     if not valid_redirect_uri(redirect_uri):
         return f"missing or invalid redirect_uri {redirect_uri!r}", {}
+    if not p.redirect_registered(redirect_uri):
+        return f"{p.REDIRECT_ERROR}: redirect_uri {redirect_uri!r} is not registered for this app", {}
     state = q.get("state")
     if not state:
         return "missing state", {}
@@ -248,7 +251,8 @@ async def authorize(p: Provider, request: web.Request, spec: AuthorizeSpec, *, d
     if problem is None and check is not None:
         problem = check(request)
     if problem:
-        return json_response({"error": "invalid_request", "error_description": problem}, status=400)
+        error = p.REDIRECT_ERROR if problem.startswith(p.REDIRECT_ERROR + ":") else "invalid_request"
+        return json_response({"error": error, "error_description": problem}, status=400)
     refused = p.unapproved(req["scope"])
     if refused:  # an approval-only scope the app lacks: the provider refuses the whole consent
         return redirect(req["redirect_uri"], {

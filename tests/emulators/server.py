@@ -7,10 +7,12 @@ each ``Provider`` lists its routes as regexes over ``{host}{path}``.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import threading
 import time
 import traceback
+from pathlib import Path
 from typing import Self
 
 from aiohttp import web
@@ -39,11 +41,15 @@ class Emulators:
     a context manager. ``emu["TIKTOK"]`` is that provider's state and controls.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, clock_file: str | os.PathLike | None = None):
         self.host = host
         self._port = port
         self._clock_lock = threading.Lock()
         self._offset = 0.0
+        # The clock shared with the product (nexusctl.clock): env() hands NEXUSCTL_CLOCK_FILE to every daemon
+        # and CLI run on these emulators, and advance_clock moves both. Without it the clock is ours alone.
+        self.clock_file = Path(clock_file) if clock_file is not None else None
+        self._write_clock()
         self.errors: list[str] = []  # tracebacks of handler crashes (a bug in an emulator, never a client's)
         self.providers: dict[str, Provider] = {cls.NAME: cls(self) for cls in PROVIDERS}
         self._by_prefix = {p.prefix: p for p in self.providers.values()}
@@ -148,9 +154,26 @@ class Emulators:
             return time.time() + self._offset
 
     def advance_clock(self, seconds: float) -> None:
-        """Move the emulators' clock (token ages and expiries) forward."""
+        """Move the clock (token ages and expiries here; with a clock file, the product's "now" too) forward."""
         with self._clock_lock:
             self._offset += seconds
+            self._write_clock()
+
+    def _write_clock(self) -> None:
+        """The offset into the clock file, atomically (a new inode: readers see the change at their next stat)."""
+        if self.clock_file is None:
+            return
+        partial = self.clock_file.with_name(self.clock_file.name + ".partial")
+        partial.write_text(f"{self._offset!r}\n")
+        os.replace(partial, self.clock_file)
+
+    def register_callback_base(self, public_url: str) -> None:
+        """Register a daemon's callback URLs (``{PUBLIC_URL}/integrations/oauth/callback/<provider>``) with
+        every emulated app, as an operator adds them in each provider's app settings. Only registered
+        redirect URIs pass the authorize endpoints."""
+        base = public_url.rstrip("/")
+        for name, provider in self.providers.items():
+            provider.register_redirect(f"{base}/integrations/oauth/callback/{name.lower()}")
 
     def env(self) -> dict[str, str]:
         if self.base_url is None:
@@ -162,6 +185,8 @@ class Emulators:
             for kind, url in provider.urls(self.base_url).items():
                 out[f"{name}_{kind}_URL"] = url.rstrip("/") if kind == "API" else url
             out.update(provider.extra_env())
+        if self.clock_file is not None:
+            out["NEXUSCTL_CLOCK_FILE"] = str(self.clock_file)
         return out
 
     @property
@@ -175,6 +200,7 @@ class Emulators:
         """Back to a fresh start: clock, tokens, counters, controls, accounts. Credentials stay."""
         with self._clock_lock:
             self._offset = 0.0
+            self._write_clock()
         self.errors.clear()
         for provider in self.providers.values():
             provider.reset()

@@ -19,6 +19,8 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Self
 
+from .base import APP_REDIRECT as REDIRECT  # noqa: F401 - registered for every emulated app
+
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args, **kwargs):
@@ -85,7 +87,6 @@ def pkce() -> tuple[str, str]:
     return verifier, challenge
 
 
-REDIRECT = "https://app.example.com/oauth/callback"
 
 
 def consent(url: str, params: dict) -> dict[str, str]:

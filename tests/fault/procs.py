@@ -39,10 +39,9 @@ def daemon_env(**extra: str) -> dict:
 
 def start_daemon(env: dict, work: Path) -> tuple[str, subprocess.Popen, Path]:
     """A `nexusctl daemon` on a free port, ready (GET /ready 200): (base URL, process, log path)."""
-    port = free_port()
-    log_path = work / f"daemon-{port}.log"
-    process = daemons.launch({**env, "PORT": str(port)}, port, log_path)
-    return f"http://127.0.0.1:{port}", process, log_path
+    port, process = daemons.start_on_free_port(lambda port: {**env, "PORT": str(port)},
+                                               lambda port: work / f"daemon-{port}.log")
+    return f"http://127.0.0.1:{port}", process, work / f"daemon-{port}.log"
 
 
 def api(base: str, method: str, path: str, *, user=None, roles=(), body=None):
@@ -67,6 +66,7 @@ def sql(url: str, query: str, *params) -> list:
 # The sibling suites' conftests this module used to load by path, kept as names for tests written against
 # them: the same attributes, now tests/support's code.
 oauth_stack = types.SimpleNamespace(NEXUSCTL=daemons.NEXUSCTL, JWT_SECRET=JWT_SECRET, _start=daemons.launch,
+                                    start_on_free_port=daemons.start_on_free_port, PortTaken=daemons.PortTaken,
                                     call=call, launch_stack=launch_stack, token_for=mint)
 webhook_rig = types.SimpleNamespace(Receiver=CountingReceiver, Daemons=daemons.Daemons, free_port=free_port,
                                     NEXUSCTL=daemons.NEXUSCTL)

@@ -25,23 +25,21 @@ import pytest
 from procs import daemon_env
 from support import daemons
 from support.daemons import stop as stop_daemon
-from support.ports import free_port
 
 PARTIAL = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: "  # never finished
 WHOLE = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
 def _start(env: dict, work, limit: int | None = None) -> tuple[int, subprocess.Popen, object]:
-    port = free_port()
-    log_path = work / f"daemon-{port}.log"
-
     def lower_file_limit():  # in the child, before exec: the daemon starts with this limit
         _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
 
-    process = daemons.launch({**env, "PORT": str(port)}, port, log_path, probe="/health",
-                             preexec_fn=lower_file_limit if limit else None)
-    return port, process, log_path
+    # A port found free may be taken before the daemon binds it: then it starts again on another one.
+    port, process = daemons.start_on_free_port(lambda port: {**env, "PORT": str(port)},
+                                               lambda port: work / f"daemon-{port}.log", probe="/health",
+                                               preexec_fn=lower_file_limit if limit else None)
+    return port, process, work / f"daemon-{port}.log"
 
 
 def _health(port: int, timeout: float) -> bool:

@@ -37,13 +37,20 @@ def alive_tokens(emu) -> set[str]:
 
 
 def age_instagram_token(stack, integration_id: str) -> None:
-    """Instagram renews only tokens >= 24 h old: make ours (and the emulator's clock) a day older."""
-    (raw,) = stack.sql("SELECT metadata FROM integrations WHERE id = %s", integration_id)[0]
-    metadata = json.loads(raw) if isinstance(raw, str) else raw
-    day_ago = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=25)
-    metadata["provider"]["tokenIssuedAt"] = day_ago.isoformat()
-    _write(stack, "UPDATE integrations SET metadata = %s WHERE id = %s", json.dumps(metadata), integration_id)
+    """Instagram renews only tokens >= 24 h old: a day passes, for the daemon and the provider alike (the shared
+    clock, nexusctl.clock; the token keeps the issue time the daemon stored at connect)."""
     stack.emulators.advance_clock(25 * 3600)
+
+
+def expire_in(stack, seconds: float, integration_id: str) -> None:
+    """Time passes (the shared clock) until the integration's token expires in ``seconds``: the daemon's sweep
+    and the provider see the same hour, and the stored expiry stays what the provider's expires_in made it."""
+    (expires,) = stack.sql("SELECT expires_at FROM integrations WHERE id = %s", integration_id)[0]
+    if isinstance(expires, str):
+        expires = dt.datetime.fromisoformat(expires)
+    expires = expires if expires.tzinfo else expires.replace(tzinfo=dt.timezone.utc)
+    now = dt.datetime.fromtimestamp(stack.emulators.now(), dt.timezone.utc)
+    stack.emulators.advance_clock((expires - now).total_seconds() - seconds)
 
 
 def _write(stack, query, *params):

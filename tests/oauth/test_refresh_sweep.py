@@ -5,11 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from test_refresh_flows import _write, connected
+from test_refresh_flows import _write, connected, expire_in
 from support.waiting import wait_for
 
 
 def _expire_in(stack, seconds: int, *ids: str) -> None:
+    """Rewrites expires_at (still used by the back-off, progress and health tests: see expire_in, which lets
+    time pass on the shared clock instead, for new tests)."""
     when = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=seconds))
     value = when.isoformat(" ", "microseconds").replace("+00:00", "") if stack.database_url.startswith("sqlite") \
         else when
@@ -18,17 +20,20 @@ def _expire_in(stack, seconds: int, *ids: str) -> None:
 
 
 def _far(stack, integration: str) -> bool:
+    """The token expires more than a day from now (the shared clock's now: the daemon's and the provider's)."""
     (expires,) = stack.sql("SELECT expires_at FROM integrations WHERE id = %s", integration)[0]
     if isinstance(expires, str):
         expires = dt.datetime.fromisoformat(expires).replace(tzinfo=dt.timezone.utc)
-    return expires > dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)
+    return expires > dt.datetime.fromtimestamp(stack.emulators.now(), dt.timezone.utc) + dt.timedelta(days=1)
 
 
 def test_a_token_about_to_expire_is_refreshed_by_the_daemon(stack, fresh_emulators):
     emu = stack.emulators["DISCORD"]
     user, integration = connected(stack, "DISCORD")
     before = emu.calls["refresh"]
-    _expire_in(stack, 30, integration)
+    assert _far(stack, integration)  # a 7-day token
+    expire_in(stack, 30, integration)  # time passes: 30 s left
+    assert not _far(stack, integration)
     wait_for(lambda: _far(stack, integration), 15, "the daemon's sweep")
     assert emu.calls["refresh"] == before + 1
     data = stack.api("GET", f"/integrations/{integration}", user=user).json()["data"]
@@ -38,7 +43,7 @@ def test_a_token_about_to_expire_is_refreshed_by_the_daemon(stack, fresh_emulato
 def test_the_cli_sweeps_once_for_cron(stack, fresh_emulators):
     emu = stack.emulators["YOUTUBE"]
     _, integration = connected(stack, "YOUTUBE")
-    _expire_in(stack, 1800, integration)  # outside the daemons' 10-minute window
+    expire_in(stack, 1800, integration)  # time passes: 30 minutes left, outside the daemons' 10-minute window
     before = emu.calls["refresh"]
     swept = stack.cli("integrations", "refresh", "--expiring-within", "1h", "--json")
     assert swept.returncode == 0, swept.stderr
@@ -62,7 +67,9 @@ def test_daemons_refresh_200_expiring_integrations_with_200_provider_calls(stack
     emu.delay("refresh", 0.05)
     before = emu.calls["refresh"]
     try:
-        _expire_in(stack, 60, *ids)
+        # Time passes until the first one expires in a minute; the others, connected a little later, follow
+        # within the daemons' 10-minute window.
+        expire_in(stack, 60, ids[0])
         wait_for(lambda: sum(_far(stack, i) for i in ids) == 200, 120, "200 refreshes")
     finally:
         emu.delay("refresh", 0)

@@ -24,8 +24,7 @@ from pathlib import Path
 import pytest
 from emulators.testkit import call
 
-from support.daemons import NEXUSCTL, launch, stop
-from support.ports import free_port
+from support.daemons import NEXUSCTL, launch, start_on_free_port, stop
 from support.tokens import JWT_SECRET, mint
 
 FRONTEND = "http://app.nexus.test"
@@ -91,9 +90,8 @@ class Stack:
     def another_daemon(self):
         """A second daemon on the same database (and Redis): the scale-out shape. Stop it with .terminate()
         (the stack stops it at the end in any case)."""
-        port = free_port()
-        log_path = self.log_path.with_name(f"daemon-{port}.log")
-        process = launch({**self.env, "PORT": str(port)}, port, log_path)
+        port, process = start_on_free_port(lambda port: {**self.env, "PORT": str(port)},
+                                           lambda port: self.log_path.with_name(f"daemon-{port}.log"))
         self.extra.setdefault("daemons", []).append(process)
         return f"http://127.0.0.1:{port}", process
 
@@ -127,12 +125,11 @@ class Stack:
 @contextlib.contextmanager
 def launch_stack(kind: str, work: Path, emulators, pg_template, extra_env: dict | None = None):
     """A migrated database (SQLite file or PostgreSQL clone) and a daemon on it; yields the Stack."""
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "PYTHONPATH")}
     env.update(emulators.env())
     env.update(NODE_ENV="test", NEXUS_DATA_DIR=str(work / "data"), JWT_SECRET=JWT_SECRET,
-               ENCRYPTION_KEY=ENCRYPTION_KEY, PUBLIC_URL=f"http://127.0.0.1:{port}", FRONTEND_URL=FRONTEND,
-               PORT=str(port), REFRESH_SWEEP_INTERVAL="1",  # the daemons sweep every second (window 10 min)
+               ENCRYPTION_KEY=ENCRYPTION_KEY, FRONTEND_URL=FRONTEND,
+               REFRESH_SWEEP_INTERVAL="1",  # the daemons sweep every second (window 10 min)
                SYNC_POLL_INTERVAL="1")
     with _database(kind, work, pg_template) as url:
         env["DATABASE_URL"] = url
@@ -141,7 +138,15 @@ def launch_stack(kind: str, work: Path, emulators, pg_template, extra_env: dict 
         env.update(extra_env or {})
         subprocess.run([str(NEXUSCTL), "-q", "db", "migrate"], env=env, check=True, capture_output=True)
         log_path = work / "daemon.log"
-        process = launch(env, port, log_path)
+
+        def env_for(port: int) -> dict:
+            env["PORT"] = str(port)
+            if "PUBLIC_URL" not in (extra_env or {}):  # it follows the port unless the module sets its own
+                env["PUBLIC_URL"] = f"http://127.0.0.1:{port}"
+            emulators.register_callback_base(env["PUBLIC_URL"])  # the operator's step in each app's settings
+            return env
+
+        port, process = start_on_free_port(env_for, lambda port: log_path)
         stack = Stack(f"http://127.0.0.1:{port}", env, url, log_path, emulators, process)
         try:
             yield stack

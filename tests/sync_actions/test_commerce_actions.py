@@ -12,6 +12,7 @@ from support.ports import closed_port
 from nexusctl.enums import Provider
 from nexusctl.errors import ProviderError, RateLimited, TokenExpired
 from nexusctl.providers.scopes import requested
+from nexusctl.providers.http import Reply, retry_after
 
 SHOP = "demo-shop.myshopify.com"
 
@@ -228,3 +229,7 @@ def test_a_woocommerce_sync_never_reaches_a_store_on_an_internal_address(fresh_e
     pages, _ = read_woo(fresh_emulators, "fetch_products", token=key, tenant=store, max_pages=1)
     assert pages[0].items and emu.calls["products"] == 1
 
+def test_retry_after_in_decimal_seconds_as_shopify_rest_sends_it():
+    assert retry_after(Reply(429, {"Retry-After": "2.0"}, None)) == 2
+    assert retry_after(Reply(429, {"Retry-After": "0.5"}, None)) == 1  # rounded up: never sooner than asked
+    assert retry_after(Reply(429, {"Retry-After": "7"}, None)) == 7

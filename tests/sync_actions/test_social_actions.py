@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import zoneinfo
+
 import pytest
 from synckit import mint, read_all
 
 from nexusctl.errors import ProviderError, RateLimited, TokenExpired
+
+PACIFIC = zoneinfo.ZoneInfo("America/Los_Angeles")
 
 # --- TikTok -------------------------------------------------------------------------------------
 
@@ -230,13 +235,15 @@ def test_youtube_quota_and_rate_limits_are_rate_limited(fresh_emulators):
     with pytest.raises(RateLimited) as limited:
         read_all(fresh_emulators, "YOUTUBE", "fetch_posts", token=token)
     assert 85 <= limited.value.retry_after <= 91
-    quota = {"error": {"code": 403, "message": "The request cannot be completed because you have exceeded your "
-                       "<a href=\"/youtube/v3/getting-started#quota\">quota</a>.",
-                       "errors": [{"message": "quota", "domain": "youtube.quota", "reason": "quotaExceeded"}]}}
-    emu.fail_next("playlistItems", 403, quota)
-    with pytest.raises(RateLimited) as limited:
+    # The project's daily quota, spent (the emulator counts units: a list call costs 1): the wait is until the
+    # reset at midnight Pacific, which the error names (quotaResetAt).
+    emu.set_daily_quota(emu.quota_per_day - emu.quota_left())
+    with pytest.raises(RateLimited, match="quota is spent") as limited:
         read_all(fresh_emulators, "YOUTUBE", "fetch_posts", token=token)
-    assert limited.value.retry_after is None
+    now = dt.datetime.now(dt.timezone.utc)
+    reset = dt.datetime.combine(now.astimezone(PACIFIC).date() + dt.timedelta(days=1), dt.time(), PACIFIC)
+    assert limited.value.details["quotaResetAt"] == reset.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert abs(limited.value.retry_after - (reset - now).total_seconds()) < 5
 
 
 def test_youtube_errors(fresh_emulators):

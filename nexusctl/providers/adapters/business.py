@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from nexusctl import clock
 from nexusctl.errors import OAuthFailed, ProviderError, UsageProblem
 from nexusctl.providers.http import Reply
 from nexusctl.providers.oauth2 import OAuth2Adapter
@@ -50,7 +51,7 @@ class Salesforce(OAuth2Adapter):
         if isinstance(exp, (int, float)):
             tokens.expires_at = dt.datetime.fromtimestamp(exp, dt.timezone.utc)
         else:
-            tokens.expires_at = dt.datetime.now(dt.timezone.utc) + SALESFORCE_DEFAULT_SESSION
+            tokens.expires_at = clock.now() + SALESFORCE_DEFAULT_SESSION
         return tokens
 
     async def after_exchange(self, tokens: TokenSet, tenant) -> TokenSet:

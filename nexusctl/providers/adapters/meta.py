@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+from nexusctl import clock
 from nexusctl.errors import OAuthFailed, ProviderError
 from nexusctl.providers.http import describe
 from nexusctl.providers.oauth2 import OAuth2Adapter
@@ -25,7 +26,7 @@ IG_MIN_AGE = dt.timedelta(hours=24)
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return clock.now()
 
 
 class _Graph(OAuth2Adapter):

@@ -7,15 +7,20 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import zoneinfo
 
-from nexusctl.errors import OAuthFailed, ProviderError
+from nexusctl.errors import OAuthFailed, ProviderError, RateLimited
 from nexusctl.providers.http import describe
 from nexusctl.providers.oauth2 import OAuth2Adapter
 from nexusctl.providers.spec import Account, TokenSet
+from nexusctl import clock
 
 
 # Google API throttling sent as HTTP 403 (YouTube Data API): per-user rate and the daily project quota.
 GOOGLE_THROTTLE_REASONS = {"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded", "dailyLimitExceeded"}
+# The daily project quota: nothing gets through before it resets, at midnight Pacific time (Google's docs).
+GOOGLE_QUOTA_REASONS = {"quotaExceeded", "dailyLimitExceeded"}
+PACIFIC = zoneinfo.ZoneInfo("America/Los_Angeles")
 _RETRY_AFTER = re.compile(r"Retry after (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z)")
 
 
@@ -30,7 +35,19 @@ def google_throttle(reply) -> int | None | bool:
     if not found:
         return None
     when = dt.datetime.fromisoformat(found.group(1).replace("Z", "+00:00"))
-    return max(1, int((when - dt.datetime.now(dt.timezone.utc)).total_seconds() + 0.999))
+    return max(1, int((when - clock.now()).total_seconds() + 0.999))
+
+
+def google_quota_reset(reply, now: dt.datetime) -> dt.datetime | None:
+    """When the daily quota a 403 quotaExceeded says is spent comes back (next midnight Pacific), else None."""
+    if reply.status != 403:
+        return None
+    errors = reply.get("error", "errors") or []
+    if not any(isinstance(e, dict) and e.get("reason") in GOOGLE_QUOTA_REASONS for e in errors):
+        return None
+    local = now.astimezone(PACIFIC)
+    midnight = dt.datetime.combine(local.date() + dt.timedelta(days=1), dt.time(), PACIFIC)
+    return midnight.astimezone(dt.timezone.utc)
 
 
 YOUTUBE_ANALYTICS = "https://youtubeanalytics.googleapis.com"
@@ -44,6 +61,13 @@ class YouTube(OAuth2Adapter):
         return super().url(kind, tenant)
 
     def rate_limit(self, reply):
+        now = clock.now()
+        reset = google_quota_reset(reply, now)
+        if reset is not None:  # waiting a few seconds and asking again only spends calls until midnight Pacific
+            raise RateLimited(f"{self.name}: the project's daily YouTube Data API quota is spent; it resets at "
+                              f"{reset.strftime('%Y-%m-%dT%H:%M:%SZ')} (midnight Pacific)", provider=self.name,
+                              retry_after=max(1, int((reset - now).total_seconds() + 0.999)),
+                              quotaResetAt=reset.strftime("%Y-%m-%dT%H:%M:%SZ"))
         return google_throttle(reply)
 
     async def whoami(self, tokens: TokenSet, tenant) -> Account:

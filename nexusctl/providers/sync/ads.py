@@ -52,6 +52,7 @@ import datetime as dt
 import json
 from decimal import Decimal, InvalidOperation
 
+from nexusctl import clock
 from nexusctl.errors import ProviderError, ProviderNotConfigured, TokenExpired
 from nexusctl.providers.sync.base import Item, Page, SyncAction
 from nexusctl.providers.sync.graph import edges_of_each, graph_all
@@ -74,7 +75,7 @@ GOOGLE_STALE_TOKEN_CODES = {"INVALID_PAGE_TOKEN", "EXPIRED_PAGE_TOKEN"}
 
 
 def _today() -> dt.date:
-    return dt.datetime.now(dt.timezone.utc).date()
+    return clock.now().date()
 
 
 def insights_window() -> tuple[str, str]:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from nexusctl import clock
 from nexusctl.errors import ProviderError
 from nexusctl.providers.sync.base import Item, Page, SyncAction
 
@@ -74,7 +75,7 @@ async def paypal_transactions(api, resume):
     if resume and resume.get("from") and resume.get("until"):
         start, until, page = _time(resume["from"]), _time(resume["until"]), int(resume.get("page") or 1)
     else:
-        until = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+        until = clock.now().replace(microsecond=0)
         start, page = until - dt.timedelta(days=PAYPAL_LOOKBACK_DAYS), 1
     while True:
         end = min(start + PAYPAL_WINDOW, until)

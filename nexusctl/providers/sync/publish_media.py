@@ -7,7 +7,7 @@ import datetime as dt
 import logging
 from urllib.parse import urlsplit
 
-from nexusctl import ssrf
+from nexusctl import clock, ssrf
 from nexusctl.errors import NexusError, ProviderError, RateLimited, TokenExpired, UsageProblem
 from nexusctl.providers.catalog import CATALOG
 from nexusctl.providers.http import describe, may_have_sent
@@ -190,7 +190,7 @@ async def instagram(api, content: dict, metadata: dict) -> dict:
     check = _instagram_check((api.tokens.access_token,))
     user = await _instagram_user(api)
     # When the container was made, about: a published story is told from older ones by its time (no caption).
-    since = _when(pending.get("since")) or dt.datetime.now(dt.timezone.utc)
+    since = _when(pending.get("since")) or clock.now()
     if container:  # a deferred run: the container (a reel's, a video story's) exists, look at it once more
         if await _instagram_wait(api, container, check, (0,)) == "PUBLISHED":
             return await _already_published(api, user, container, check, content, since)  # never twice

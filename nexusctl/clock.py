@@ -1,0 +1,82 @@
+"""The product's wall clock: what "now" is for token expiry, refresh windows and sweeps, Instagram's 24 h rule,
+schedules and every timestamp the database keeps (``db.fields.utcnow``).
+
+By default it is the system clock. A TEST FACILITY moves it: with ``NEXUSCTL_CLOCK_FILE=/path`` set, the file
+holds an offset in seconds (a number, e.g. ``86400``) added to the system clock, re-read whenever the file
+changes (its mtime, size and inode are compared on every read: one ``stat``), so a test moves time for a
+running daemon, its CLI and the provider emulators (tests/emulators read the same file) at once, instead of
+rewriting columns. A missing or unreadable file means no offset.
+
+It can never be on in production: with ``NODE_ENV=production`` the setting is refused at start-up
+(``nexusctl.config``) and ignored here; a daemon started with it says so in its start-up log, and ``/ready``
+shows the offset (``checks.clock``) while there is one.
+
+Not for durations (use ``time.monotonic``), log timestamps, signatures checked by others (webhook signing,
+Slack's request timestamps) or JWT expiry: those stay on the system clock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+import time as _time
+
+ENV = "NEXUSCTL_CLOCK_FILE"
+UTC = dt.timezone.utc
+
+_lock = threading.Lock()
+_seen: tuple | None = None  # (path, mtime_ns, size, inode) of the last read
+_offset = 0.0
+
+
+def path() -> str | None:
+    """The clock file, when the test facility is on (never in production)."""
+    value = os.environ.get(ENV, "").strip()
+    if not value or os.environ.get("NODE_ENV", "").strip().lower() == "production":
+        return None
+    return value
+
+
+def offset() -> float:
+    """Seconds the product's clock is ahead of the system clock (0 unless the test facility is on)."""
+    global _seen, _offset
+    where = path()
+    if where is None:
+        return 0.0
+    try:
+        st = os.stat(where)
+    except OSError:
+        return 0.0
+    key = (where, st.st_mtime_ns, st.st_size, st.st_ino)
+    with _lock:
+        if key != _seen:
+            try:
+                with open(where, encoding="utf-8") as f:
+                    _offset = float(f.read().strip() or 0)
+            except (OSError, ValueError):
+                _offset = 0.0
+            _seen = key
+        return _offset
+
+
+def time() -> float:
+    """Epoch seconds, offset like ``now``."""
+    return _time.time() + offset()
+
+
+def now() -> dt.datetime:
+    """The current UTC time (aware), offset when the test facility is on."""
+    return dt.datetime.fromtimestamp(time(), UTC)
+
+
+def describe(*, always: bool = False) -> str | None:
+    """What the test facility does to the clock, else None: for the start-up log (``always``: whenever it is
+    on) and /ready (only while the clock is actually offset)."""
+    where = path()
+    if where is None:
+        return None
+    moved = offset()
+    if not moved and not always:
+        return None
+    return f"clock offset by {moved:+.0f} s ({ENV}={where}: a test facility, never for production)"

@@ -1,0 +1,55 @@
+"""nexusctl.clock: the system clock unless the test facility (NEXUSCTL_CLOCK_FILE) moves it; never in production."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from nexusctl import clock, config
+from nexusctl.errors import ConfigError
+
+
+def _write(path, text: str) -> None:
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    os.replace(partial, path)  # a new inode: the reader's stat sees the change even within one mtime tick
+
+
+def test_the_system_clock_by_default(monkeypatch):
+    monkeypatch.delenv(clock.ENV, raising=False)
+    assert clock.offset() == 0.0 and clock.describe(always=True) is None
+    before = time.time()
+    assert before <= clock.time() <= time.time()
+    assert clock.now().tzinfo is not None
+
+
+def test_the_clock_file_moves_now_and_is_read_again_when_it_changes(monkeypatch, tmp_path):
+    path = tmp_path / "offset"
+    monkeypatch.setenv(clock.ENV, str(path))
+    monkeypatch.setenv("NODE_ENV", "test")
+    assert clock.offset() == 0.0  # no file yet: no offset
+    _write(path, "86400\n")
+    assert clock.offset() == 86400.0
+    assert 86399 < clock.time() - time.time() < 86401
+    assert "+86400 s" in clock.describe() and clock.ENV in clock.describe()
+    _write(path, "-5.5\n")
+    assert clock.offset() == -5.5
+    _write(path, "0\n")
+    assert clock.describe() is None and "+0 s" in clock.describe(always=True)  # on, but not offset
+    _write(path, "not a number")
+    assert clock.offset() == 0.0
+
+
+def test_never_in_production(monkeypatch, tmp_path):
+    path = tmp_path / "offset"
+    _write(path, "3600")
+    monkeypatch.setenv(clock.ENV, str(path))
+    monkeypatch.setenv("NODE_ENV", "production")
+    assert clock.offset() == 0.0 and clock.describe(always=True) is None  # ignored even if something skipped config
+    env = {"NODE_ENV": "production", clock.ENV: str(path), "DATABASE_URL": "postgresql://db/x",
+           "FRONTEND_URL": "https://app.example.com", "ENCRYPTION_KEY": "A" * 43 + "=", "JWT_SECRET": "s" * 40}
+    with pytest.raises(ConfigError, match=f"{clock.ENV}: a test facility"):
+        config.load(env)
+    assert clock.ENV in config.variable_names()
