@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from test_refresh_flows import connected
-from test_refresh_sweep import _wait
+from support.waiting import wait_for as _wait
 
 from emulators.testkit import CallbackSink
 
