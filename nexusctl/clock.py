@@ -1,5 +1,5 @@
 """The product's wall clock: what "now" is for token expiry, refresh windows and sweeps, Instagram's 24 h rule,
-schedules and every timestamp the database keeps (``db.fields.utcnow``).
+schedules and every timestamp the database keeps (``nexusctl.db.fields.utcnow``).
 
 By default it is the system clock. A TEST FACILITY moves it: with ``NEXUSCTL_CLOCK_FILE=/path`` set, the file
 holds an offset in seconds (a number, e.g. ``86400``) added to the system clock, re-read whenever the file

@@ -6,14 +6,14 @@ refresh, sync runs, publishing, inbound events) as ``svc``:
 - ``settings``: the environment, validated once (``nexusctl.config.load``);
 - ``keyring``: the encryption keys that open tokens and secrets at rest (``nexusctl.crypto``);
 - ``run(fn, *args, **kwargs)``: database work. The daemon passes its database threads
-  (``daemon.dbexec.DbExecutor.run``), so the event loop never blocks on a query; the CLI passes
+  (``nexusctl.daemon.dbexec.DbExecutor.run``), so the event loop never blocks on a query; the CLI passes
   ``direct``, a plain call. Either way ``fn`` runs with the peewee database bound;
 - ``session`` and ``guarded``: the outbound HTTP sessions for provider calls; ``guarded`` goes through
   the SSRF guard (``nexusctl.ssrf``) and is used for hosts a user named (a WooCommerce store, a media URL);
 - ``redis``: the Redis client when REDIS_URL is set (OAuth states, the event bus), else None.
 
 ``opened()`` makes one and closes what it opened: the CLI's ``cli/flows.py`` and the daemon's
-cleanup context (``daemon/app.py``) both use it, so they cannot assemble it differently.
+cleanup context (``nexusctl/daemon/app.py``) both use it, so they cannot assemble it differently.
 """
 
 from __future__ import annotations

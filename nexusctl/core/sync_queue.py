@@ -1,6 +1,6 @@
 """The sync queue in the database: what is due, what a dead process left behind, and planning runs in bulk.
 
-The daemon's runner (``daemon.sync_runner``) polls these; ``nexusctl sync run --all`` plans with
+The daemon's runner (``nexusctl.daemon.sync_runner``) polls these; ``nexusctl sync run --all`` plans with
 ``plan_each`` too. Every claim is a conditional UPDATE, so several daemons share one queue safely.
 """
 

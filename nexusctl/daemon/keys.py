@@ -1,6 +1,6 @@
 """What the daemon keeps on its aiohttp application, one typed key each.
 
-Handlers read these (``request.app[SERVICES]``); ``daemon.app`` fills them in
+Handlers read these (``request.app[SERVICES]``); ``nexusctl.daemon.app`` fills them in
 its cleanup contexts. They live here, not in ``app.py``, so that a handler
 module can import them without importing the module that imports every
 handler (the cycle this file ends).
