@@ -8,6 +8,7 @@ import logging
 from aiohttp import web
 
 from daemon import api_events, api_health, api_inbound, api_integrations, api_oauth, api_sync, api_webhooks
+from daemon import api_proxy
 from daemon.auth import TokenVerifier
 from daemon.dbexec import DbExecutor
 from daemon.health import health, ready
@@ -44,6 +45,7 @@ ROUTES = [
     *api_sync.ROUTES,
     *api_health.ROUTES,
     *api_integrations.ROUTES,
+    *api_proxy.ROUTES,
 ]
 ROUTES += [
     Route("GET", "/openapi.json", openapi_handler, "This OpenAPI 3.1 document", "meta", public=True, envelope=False),
@@ -60,6 +62,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
     app[METRICS].collector(api_health.metrics_collector(app))
+    api_proxy.install(app)
     app[VERIFIER] = TokenVerifier(settings)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_redis)
