@@ -145,12 +145,15 @@ def note_refused(row_id, message: str) -> bool:
     failing renewal (REFRESH_FAILING, or TOKEN_EXPIRED once expired), checked again at once; the first such
     refusal since the last good refresh is an integration.error TOKEN_REFUSED. True when the event was new."""
     now = utcnow()
+    # Failing already (a refusal or a failed refresh since the last good refresh): said before, not again.
+    healthy = Integration.refresh_failed_at.is_null() | (Integration.refreshed_at.is_null(False)
+                                                         & (Integration.refresh_failed_at < Integration.refreshed_at))
     with database_proxy.atomic():
         first = Integration.update(refresh_failed_at=now, last_error=message, health_due_at=now).where(
-            (Integration.id == row_id) & ((Integration.last_error.is_null()) | (Integration.last_error != message))
-        ).execute()
+            (Integration.id == row_id) & healthy).execute()
         if not first:
-            Integration.update(refresh_failed_at=now, health_due_at=now).where(Integration.id == row_id).execute()
+            Integration.update(refresh_failed_at=now, last_error=message, health_due_at=now).where(
+                Integration.id == row_id).execute()
             return False
         events.record(events.ERROR, Integration.get_by_id(row_id), code="TOKEN_REFUSED", message=message)
     return True
