@@ -130,5 +130,6 @@ ERRORS = ("VALIDATION_ERROR", "INTEGRATION_NOT_FOUND", "INTEGRATION_INACTIVE", "
 ANSWER = {"description": "the provider's own answer (its status, its body)"}
 
 ROUTES = [Route(method, PATH, forward, SUMMARY.format(method=method, path="{path}"), "proxy", envelope=False,
-                content_type="*/*", data=ANSWER, errors=ERRORS, path_schemas={"path": {"type": "string"}})
+                content_type="*/*", data=ANSWER, errors=ERRORS, passthrough=True,
+                path_schemas={"path": {"type": "string"}})
           for method in proxy.METHODS]

@@ -120,6 +120,9 @@ def _responses(route) -> dict:
         codes.append("DATABASE_UNAVAILABLE")  # every route that reads or writes: the database (or Redis) is away
     if route.roles and "FORBIDDEN" not in codes:
         codes.append("FORBIDDEN")
+    if route.passthrough:
+        responses["default"] = {"description": "the provider's own answer, whatever its status",
+                                "content": {route.content_type: {"schema": route.data or {}}}}
     by_status: dict[int, list[str]] = {}
     for code in codes:
         by_status.setdefault(STATUS_OF[code], []).append(code)

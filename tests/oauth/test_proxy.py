@@ -251,7 +251,8 @@ def test_retries_wait_and_try_again_for_idempotent_calls_only(stack, fresh_emula
 # --- safe by construction ---------------------------------------------------------------------------------
 
 ESCAPES = [
-    "//evil.example/x", "/http://evil.example/x", "/https:/evil.example", "/https:evil.example", "/%2F%2Fevil.example/x",
+    "//evil.example/x", "/http://evil.example/x", "/https:/evil.example", "/https:evil.example",
+    "/%2F%2Fevil.example/x",
     "/%2f%2fevil.example", "/v10/%2e%2e/%2e%2e/x", "/v10/%2E%2E%2Fx", "/v10/..%2f..%2fx", "/v10/../../../x",
     "/..", "/v10/./users", "/v10\\users", "/%5cevil.example", "/@evil.example/x", "/user@evil.example/x",
     "/user%40evil.example/x", "/v10/%00/x", "/javascript:alert(1)", "/file:/etc/passwd",
@@ -278,8 +279,8 @@ def test_the_callers_credentials_cookies_and_hop_by_hop_headers_stay_behind(stac
     headers = {"Cookie": "session=caller-cookie", "Proxy-Authorization": "Basic Y2FsbGVyOnNlY3JldA==",
                "Connection": "X-Private-Hop", "X-Private-Hop": "hop-value", "X-Forwarded-For": "10.0.0.1",
                "Accept": "application/json", "X-Custom": "passes"}
-    status, answer_headers, body = raw_request(stack, "GET", f"/integrations/{integration}/proxy/services/oauth2/userinfo",
-                                               user=user, headers=headers)
+    target = f"/integrations/{integration}/proxy/services/oauth2/userinfo"
+    status, answer_headers, body = raw_request(stack, "GET", target, user=user, headers=headers)
     assert status == 200, body[:200]
     assert "Set-Cookie" not in answer_headers and "set-cookie" not in {k.lower() for k in answer_headers}
     assert answer_headers.get("X-Provider-Note") == "kept"
