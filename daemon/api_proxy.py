@@ -12,13 +12,19 @@ provider calls by provider, method and status (``nexus_proxy_calls_total``,
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections import defaultdict
 
+import aiohttp
 from aiohttp import web
 
+from daemon.observe import METRICS
 from daemon.routing import PRINCIPAL, Route
 from nexusctl.core import proxy
 from nexusctl.errors import Forbidden, PayloadTooLarge, UsageProblem
+
+log = logging.getLogger(__name__)
 
 PROXY_CALLS = web.AppKey("proxy_calls", dict)
 RETRIES_PARAM, RETRIES_HEADER = "retries", "X-Nexus-Retries"
@@ -86,8 +92,16 @@ async def forward(request: web.Request) -> web.StreamResponse:
         response.headers["X-Nexus-Provider"] = answer.provider
         response.headers["Cache-Control"] = "no-store"
         await response.prepare(request)
-        async for chunk in answer.chunks():
-            await response.write(chunk)
+        try:
+            async for chunk in answer.chunks():
+                await response.write(chunk)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            # The status went out already: the caller sees the answer end without its last chunk (truncated).
+            log.warning("proxy %s %s: the provider's answer broke off (%s)", answer.provider, request.method,
+                        type(exc).__name__)
+            if request.transport is not None:
+                request.transport.close()
+            return response
         await response.write_eof()
         return response
 
@@ -117,8 +131,6 @@ def metrics_collector(app: web.Application):
 def install(app: web.Application) -> None:
     """The per-process call counters and their /metrics lines."""
     app[PROXY_CALLS] = defaultdict(lambda: [0, 0.0])
-    from daemon.observe import METRICS
-
     app[METRICS].collector(metrics_collector(app))
 
 

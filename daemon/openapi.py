@@ -126,10 +126,17 @@ def _responses(route) -> dict:
     by_status: dict[int, list[str]] = {}
     for code in codes:
         by_status.setdefault(STATUS_OF[code], []).append(code)
+    error = {"$ref": "#/components/schemas/Error"}
     for status, names in sorted(by_status.items()):
+        if route.passthrough:  # the provider may answer this status too, with its own body and content type
+            responses[str(status)] = {
+                "description": f"{', '.join(names)}; or the provider's own answer with this status",
+                "content": {"*/*": {"schema": {"anyOf": [error, route.data or {}]}}},
+            }
+            continue
         responses[str(status)] = {
             "description": ", ".join(names),
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            "content": {"application/json": {"schema": error}},
         }
     return responses
 

@@ -17,13 +17,17 @@ and under its path.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 from dataclasses import dataclass, field
 
+import aiohttp
 from yarl import URL
 
 from nexusctl.enums import Provider
 from nexusctl.errors import ProviderError, ProviderNotConfigured, UsageProblem
+from providers.http import Reply, retry_after
 from providers.sync.base import SyncApi
 from providers.sync.registry import AUTH_HEADER
 
@@ -48,6 +52,10 @@ DROPPED_RESPONSE = frozenset(h.lower() for h in (
     "Set-Cookie", "Set-Cookie2", "Connection", "Keep-Alive", "TE", "Trailer", "Transfer-Encoding", "Upgrade",
     "Proxy-Connection", "Proxy-Authenticate", "Content-Length", "Content-Encoding", "Server", "Date",
     "Strict-Transport-Security", "Alt-Svc"))
+
+SNIFF_BYTES = 64 * 1024  # an error answer this small is read to find the provider's own throttling signal
+# Connecting is bounded; reading is bounded per chunk, not in total: a 200 MB export takes as long as it takes.
+TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10, sock_connect=10, sock_read=60)
 
 _SCHEME_LIKE = re.compile(r"^(?:[a-z][a-z0-9+.-]*:/|(?:https?|ftp|file|data|javascript|wss?|gopher|mailto):)", re.I)
 _ENCODED_BAD = re.compile(r"%(?:2e|2f|5c|00)", re.I)
@@ -144,3 +152,46 @@ def forwarded_request_headers(headers) -> dict:
 def returned_response_headers(headers) -> dict:
     named = {h.strip().lower() for h in headers.get("Connection", "").split(",") if h.strip()}
     return {k: v for k, v in headers.items() if k.lower() not in DROPPED_RESPONSE and k.lower() not in named}
+
+
+async def send(session: aiohttp.ClientSession, provider: str, method: str, url: URL, headers: dict,
+               body: bytes | None) -> aiohttp.ClientResponse:
+    """The provider's response, its body not read yet (the caller streams it and releases it); a host that
+    cannot be reached is PROVIDER_ERROR naming the host. Redirects are not followed: they come back as they are."""
+    try:
+        return await session.request(method, url, headers=headers, data=body, allow_redirects=False,
+                                     timeout=TIMEOUT)
+    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        raise ProviderError(f"{provider}: could not reach {url.host} ({type(exc).__name__})",
+                            provider=provider) from None
+
+
+async def sniff(response: aiohttp.ClientResponse) -> bytes:
+    """Up to SNIFF_BYTES of an error answer (the rest stays to be streamed)."""
+    length = response.content_length
+    if response.status < 400 or (length is not None and length > SNIFF_BYTES):
+        return b""
+    data = b""
+    while len(data) < SNIFF_BYTES:
+        chunk = await response.content.read(SNIFF_BYTES - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def throttle_wait(adapter, response, sniffed: bytes) -> int | None | bool:
+    """False when not throttled, else the seconds the provider asks for (None: unknown)."""
+    try:
+        body = json.loads(sniffed) if sniffed else None
+    except ValueError:
+        body = sniffed.decode("utf-8", "replace")
+    reply = Reply(response.status, dict(response.headers), body)
+    if response.status == 429:
+        return retry_after(reply)
+    if response.status < 400:
+        return False
+    try:
+        return adapter.rate_limit(reply)
+    except Exception:  # noqa: BLE001 - an odd error body must not turn a provider's answer into a 500
+        return False

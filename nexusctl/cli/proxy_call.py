@@ -57,7 +57,7 @@ def call_cmd(
     path: Annotated[str, typer.Argument(help="The provider path under its API base, e.g. /v10/users/@me.",
                                         show_default=False)],
     data: Annotated[str | None, typer.Option("--data", "-d", help="Request body: JSON, @FILE or - (stdin).")] = None,
-    query: Annotated[list[str] | None, typer.Option("--query", "-q", help="A query parameter, k=v (repeatable).")]
+    query: Annotated[list[str] | None, typer.Option("--query", help="A query parameter, k=v (repeatable).")]
     = None,
     header: Annotated[list[str] | None, typer.Option("--header", "-H", help="A request header, k:v (repeatable).")]
     = None,

@@ -34,13 +34,12 @@ import time
 from dataclasses import dataclass, field
 from typing import AsyncIterator
 
-import aiohttp
-
 from db.database import database_proxy
 from db.fields import utcnow
 from db.models import Integration
 from nexusctl.core import connections, events, refresh
-from nexusctl.errors import (IntegrationInactive, NexusError, ProviderError, RefreshFailed, UsageProblem)
+from nexusctl.errors import (IntegrationInactive, NexusError, PayloadTooLarge, ProviderError, RefreshFailed,
+                             UsageProblem)
 from providers import proxy as targets
 from providers.http import Reply, describe, retry_after
 from providers.registry import SPECS
@@ -55,10 +54,7 @@ MAX_RETRIES = 5
 RETRY_BUDGET = 60.0  # seconds of waiting, in all, that ``retries`` may spend
 UNKNOWN_WAIT = 10  # seconds, when a provider throttles without saying for how long
 EXPIRY_MARGIN = dt.timedelta(seconds=60)
-SNIFF_BYTES = 64 * 1024  # an error answer this small is read to find the provider's own throttling signal
 RETRIED_STATUSES = (502, 503, 504)
-# Connecting is bounded; reading is bounded per chunk, not in total: a 200 MB export takes as long as it takes.
-TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10, sock_connect=10, sock_read=60)
 _RENEWABLE = (RefreshStyle.STANDARD, RefreshStyle.ROTATING, RefreshStyle.FB_EXCHANGE, RefreshStyle.IG_REFRESH)
 
 
@@ -79,7 +75,7 @@ class Answer:
     provider: str
     status: int
     headers: dict
-    _response: aiohttp.ClientResponse | None = None
+    _response: object = None  # the aiohttp.ClientResponse still being read
     _prefix: bytes = b""  # what was read already (an error answer inspected for throttling)
     attempts: int = 1
 
@@ -98,8 +94,6 @@ def check_request(request: ProxyRequest) -> None:
     if not 0 <= request.retries <= MAX_RETRIES:
         raise UsageProblem(f"retries must be between 0 and {MAX_RETRIES}", field="retries")
     if request.body is not None and len(request.body) > MAX_BODY_BYTES:
-        from nexusctl.errors import PayloadTooLarge
-
         raise PayloadTooLarge(f"the request body is over {MAX_BODY_BYTES // (1024 * 1024)} MB")
     targets.check_path(request.path)
 
@@ -159,39 +153,6 @@ def note_refused(row_id, message: str) -> bool:
     return True
 
 
-async def _sniff(response: aiohttp.ClientResponse) -> bytes:
-    """Up to SNIFF_BYTES of an error answer (the rest stays to be streamed)."""
-    length = response.content_length
-    if response.status < 400 or (length is not None and length > SNIFF_BYTES):
-        return b""
-    data = b""
-    while len(data) < SNIFF_BYTES:
-        chunk = await response.content.read(SNIFF_BYTES - len(data))
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
-def _throttle_wait(adapter, response, sniffed: bytes) -> int | None | bool:
-    """False when not throttled, else the seconds the provider asks for (None: unknown)."""
-    import json
-
-    try:
-        body = json.loads(sniffed) if sniffed else None
-    except ValueError:
-        body = sniffed.decode("utf-8", "replace")
-    reply = Reply(response.status, dict(response.headers), body)
-    if response.status == 429:
-        return retry_after(reply)
-    if response.status < 400:
-        return False
-    try:
-        return adapter.rate_limit(reply)
-    except Exception:  # noqa: BLE001 - an odd error body must not turn a provider's answer into a 500
-        return False
-
-
 @contextlib.asynccontextmanager
 async def call(svc, integration_id, request: ProxyRequest, *, owner_id=None, observe=None):
     """Yields the provider's ``Answer``; ``observe(provider, method, status, seconds)`` after each provider call
@@ -214,17 +175,15 @@ async def call(svc, integration_id, request: ProxyRequest, *, owner_id=None, obs
         attempts += 1
         started = time.monotonic()
         try:
-            response = await session.request(request.method, url, headers=headers, data=request.body,
-                                             allow_redirects=False, timeout=TIMEOUT)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            response = await targets.send(session, provider, request.method, url, headers, request.body)
+        except ProviderError:
             _observe(observe, provider, request.method, 0, started, url)
             wait = 1.0
             if _retryable(request) and attempts <= request.retries and waited + wait <= RETRY_BUDGET:
                 waited += wait
                 await asyncio.sleep(wait)
                 continue
-            raise ProviderError(f"{provider}: could not reach {url.host} ({type(exc).__name__})",
-                                provider=provider) from None
+            raise
         try:
             _observe(observe, provider, request.method, response.status, started, url)
             if response.status == 401 and not refreshed and _renewable(row, tokens):
@@ -233,21 +192,22 @@ async def call(svc, integration_id, request: ProxyRequest, *, owner_id=None, obs
                 row, tokens = await _refreshed(svc, row, row.access_token)
                 continue
             if response.status == 401:
-                sniffed = await _sniff(response)
+                sniffed = await targets.sniff(response)
                 detail = describe(Reply(401, {}, sniffed.decode("utf-8", "replace")), target.secrets, ": ")
                 message = (f"{provider} refused the access token"
                            f"{' even after a refresh' if refreshed else ''} (HTTP 401)")
                 await svc.run(note_refused, row.id, message)
                 raise ProviderError(f"{message}{detail}; connect the integration again if this persists",
                                     provider=provider, status=401)
-            sniffed = await _sniff(response)
-            wait = _throttle_wait(adapter, response, sniffed)
+            sniffed = await targets.sniff(response)
+            wait = targets.throttle_wait(adapter, response, sniffed)
             status = response.status
             retry = wait is not False or status in RETRIED_STATUSES
             if retry:
-                seconds = float(UNKNOWN_WAIT if wait in (None, False) else wait)
-                if wait is False:
+                if wait is False:  # a 502-504: the provider's Retry-After if it gave one, else a second
                     seconds = float(retry_after(Reply(status, dict(response.headers), None)) or 1)
+                else:
+                    seconds = float(UNKNOWN_WAIT if wait is None else wait)
                 if _retryable(request) and attempts <= request.retries and waited + seconds <= RETRY_BUDGET:
                     response.release()
                     waited += seconds
