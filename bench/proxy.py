@@ -20,7 +20,6 @@ Rounds alternate them so machine noise hits all; the figure is proxy/direct (goa
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
 import sys

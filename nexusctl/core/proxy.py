@@ -127,7 +127,7 @@ async def _refreshed(svc, row, refused_cipher: str | None):
         raise ProviderError(f"{row.provider.value}: renewing the access token failed ({exc.message})",
                             provider=row.provider.value, id=str(row.id)) from None
     except NexusError as exc:
-        if exc.http_status == 409 or isinstance(exc, IntegrationInactive):
+        if exc.http_status in (409, 503):  # inactive; a key this process lacks, the database away: as they are
             raise
         raise ProviderError(f"{row.provider.value}: renewing the access token failed ({exc.message})",
                             provider=row.provider.value, id=str(row.id)) from None
