@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from common import ROOT  # noqa: E402
 
-SECTIONS = ("paths", "webhooks", "api", "refresh", "cli", "growth")
+SECTIONS = ("paths", "webhooks", "api", "refresh", "cli", "growth", "proxy")
 
 # Sizes: (full, quick).
 SIZES = {
@@ -47,6 +47,7 @@ SIZES = {
     "refresh": ({"--integrations": 10000, "--raw-seconds": 5}, {"--integrations": 500, "--raw-seconds": 2}),
     "cli": ({"--runs": 15}, {"--runs": 5}),
     "growth": ({"--sizes": "1000,100000,1000000", "--repeat": 50}, {"--sizes": "1000,10000,100000", "--repeat": 10}),
+    "proxy": ({"--seconds": 5, "--rounds": 2}, {"--seconds": 2, "--rounds": 1}),
 }
 
 
@@ -257,9 +258,23 @@ def growth(run: Runner) -> str:
     return "\n\n".join(out)
 
 
+def proxy(run: Runner) -> str:
+    import proxy as proxy_bench
+
+    out = [METHOD["proxy"]]
+    for kind, url in run.databases():
+        r = run.script("proxy", "proxy", url, label=kind.lower())
+        out.append(proxy_bench.markdown(r) if r else f"### {kind}\n\n**Failed** (see below).")
+        run.summary.append((f"Proxied GETs/s ({kind})", f"{r['proxyPerSecond']:.0f}" if r else "failed",
+                            f"direct to the emulator {r['directPerSecond']:.0f}" if r else "",
+                            f"{r['ratio']:.2f}" if r else ""))
+    return "\n\n".join(out)
+
+
 RUNNERS = {"paths": ("The paths users take (HTTP API, default settings)", paths),
            "webhooks": ("Webhook delivery", webhooks), "api": ("API reads", api),
-           "refresh": ("Token refresh", refresh), "cli": ("CLI", cli), "growth": ("Growth", growth)}
+           "refresh": ("Token refresh", refresh), "cli": ("CLI", cli), "growth": ("Growth", growth),
+           "proxy": ("Provider API proxy", proxy)}
 
 METHOD = {
     "paths": """`bench/real_paths.py`. A `nexusctl daemon` with default settings (only WEBHOOK_ALLOWED_NETWORKS
@@ -314,6 +329,11 @@ first page, a page from a cursor half-way down, the quiet webhook's first page) 
 `deliveries.claim(50)` (the worker's claim, rolled back after each call). **Baseline**: the same call
 at the smallest size. The plans are EXPLAIN (PostgreSQL) / EXPLAIN QUERY PLAN (SQLite) of the
 statements each call actually ran (captured from peewee's query log).""",
+    "proxy": """`bench/proxy.py`. The provider emulators (tests/emulators) in the benchmark's process; one Discord
+integration connected through the daemon's OAuth flow. A load generator in another process (aiohttp, 16
+concurrent) alternates rounds of GETs of the emulator's `/v10/users/@me` with the issued access token
+(**baseline**), the same path through `/integrations/:id/proxy/v10/users/@me` with a user JWT, and
+`GET /integrations/:id` of the same daemon (one authenticated row read, which every proxied call makes).""",
 }
 
 

@@ -20,6 +20,7 @@ error boundary (``nexusctl.cli.main``) and the daemon's error middleware.
     │   ├── SyncLogNotFound     SYNC_LOG_NOT_FOUND      404  exit 12
     │   └── DeliveryNotFound    DELIVERY_NOT_FOUND      404  exit 13
     ├── WebhookInactive         WEBHOOK_INACTIVE        409  exit 14
+    ├── IntegrationInactive     INTEGRATION_INACTIVE    409  exit 15
     ├── OAuthFailed             OAUTH_FAILED            400  exit 20
     ├── TokenExpired            TOKEN_EXPIRED           401  exit 21
     ├── RefreshFailed           REFRESH_FAILED          401  exit 22
@@ -157,6 +158,14 @@ class WebhookInactive(NexusError):
     code = "WEBHOOK_INACTIVE"
     http_status = 409
     exit_code = 14
+
+
+class IntegrationInactive(NexusError):
+    """The integration is inactive (deactivated, or its grant is gone): connect it again."""
+
+    code = "INTEGRATION_INACTIVE"
+    http_status = 409
+    exit_code = 15
 
 
 class OAuthFailed(NexusError):

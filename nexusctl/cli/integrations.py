@@ -162,10 +162,11 @@ def _describe(result: integrations.Deleted) -> str:
 
 
 def _register_connections() -> None:
-    from nexusctl.cli import connections, health
+    from nexusctl.cli import connections, health, proxy_call
 
     connections.register(app)
     health.register(app)
+    proxy_call.register(app)
 
 
 _register_connections()  # connect / add / refresh live in connections.py, health in health.py, under this group

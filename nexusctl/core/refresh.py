@@ -112,11 +112,14 @@ def check_refreshable(row: Integration, has_refresh_token: bool) -> None:
                             "again", id=str(row.id))
 
 
-async def refresh(svc, integration_id, *, owner_id=None) -> Integration:
-    """Refresh now; returns the row with its new expiry (or the one a concurrent refresher stored)."""
+async def refresh(svc, integration_id, *, owner_id=None, seen: str | None = None) -> Integration:
+    """Refresh now; returns the row with its new expiry (or the one a concurrent refresher stored).
+
+    ``seen``: the access token ciphertext the caller's refused call was made with (the API proxy); when the
+    stored one differs, someone refreshed since, and that token is used instead of refreshing again."""
     row, tokens = await _load(svc, integration_id, owner_id=owner_id)
     check_refreshable(row, bool(tokens.refresh_token))
-    seen = row.access_token  # ciphertext: changes only when tokens are written
+    seen = seen or row.access_token  # ciphertext: changes only when tokens are written
     for _ in range(MAX_ROUNDS):
         lease = uuid.uuid4()
         if await svc.run(_claim, row.id, lease):

@@ -7,8 +7,8 @@ import logging
 
 from aiohttp import web
 
-from nexusctl.daemon import (api_comments, api_events, api_health, api_inbound, api_integrations, api_oauth, api_sync,
-                    api_webhooks)
+from nexusctl.daemon import (api_comments, api_events, api_health, api_inbound, api_integrations, api_oauth,
+                             api_proxy, api_sync, api_webhooks)
 from nexusctl.daemon.auth import TokenVerifier
 from nexusctl.daemon.dbexec import DbExecutor
 from nexusctl.daemon.health import health, ready
@@ -39,6 +39,7 @@ ROUTES = [
     *api_comments.ROUTES,
     *api_health.ROUTES,
     *api_integrations.ROUTES,
+    *api_proxy.ROUTES,
 ]
 ROUTES += [
     Route("GET", "/openapi.json", openapi_handler, "This OpenAPI 3.1 document", "meta", public=True, envelope=False),

@@ -33,7 +33,14 @@ class DbExecutor:
 
     async def run(self, fn: Callable[..., T], *args, **kwargs) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(self._call, fn, *args, **kwargs))
+        try:
+            return await loop.run_in_executor(self._pool, functools.partial(self._call, fn, *args, **kwargs))
+        except RuntimeError as exc:
+            if "after shutdown" not in str(exc):
+                raise
+            # The daemon is stopping and its database threads are gone: a job or request still finishing meets
+            # an outage (one plain line where it is handled), not a bug with a traceback in the log.
+            raise DatabaseUnavailable("the daemon is stopping: its database connections are closed") from None
 
     def _call(self, fn, *args, **kwargs):
         # Each worker thread keeps its own connection open between calls

@@ -86,6 +86,11 @@ class Metrics:
         self.oauth = Counter("nexus_oauth_flows_total",
                              "OAuth connect flows by provider and outcome (started, connected, denied, failed, "
                              "bad_state).", ("provider", "outcome"), registry=registry)
+        self.proxy_calls = Counter("nexus_proxy_calls_total",
+                                   "Provider calls made through the API proxy, by provider, method and status "
+                                   "(0: unreachable).", ("provider", "method", "status"), registry=registry)
+        self.proxy_latency = Histogram("nexus_proxy_call_seconds", "Time to the provider's response headers, by "
+                                       "provider.", ("provider",), buckets=BUCKETS, registry=registry)
         # Read from the database at scrape time (see db_reader).
         self.integrations = Gauge("nexus_integrations",
                                   "Integrations by provider and health status (unknown: not checked yet).",
@@ -119,6 +124,10 @@ class Metrics:
     def provider_call(self, provider: str, status: str, seconds: float) -> None:
         self.provider_calls.labels(provider, status).inc()
         self.provider_latency.labels(provider).observe(seconds)
+
+    def proxy_call(self, provider: str, method: str, status: int, seconds: float) -> None:
+        self.proxy_calls.labels(provider, method, str(status)).inc()
+        self.proxy_latency.labels(provider).observe(seconds)
 
     def oauth_flow(self, provider: str, outcome: str) -> None:
         self.oauth.labels(provider, outcome).inc()

@@ -46,7 +46,7 @@ PAGING = {
 def document(routes) -> dict:
     paths: dict = {}
     for route in routes:
-        path = route.path
+        path = re.sub(r"{(\w+):[^}]*}", r"{\1}", route.path)  # {path:.*} (the proxy's tail) is {path}
         operation = {
             "summary": route.summary,
             "tags": [route.tag],
@@ -121,13 +121,23 @@ def _responses(route) -> dict:
         codes.append("DATABASE_UNAVAILABLE")  # every route that reads or writes: the database (or Redis) is away
     if route.roles and "FORBIDDEN" not in codes:
         codes.append("FORBIDDEN")
+    if route.passthrough:
+        responses["default"] = {"description": "the provider's own answer, whatever its status",
+                                "content": {route.content_type: {"schema": route.data or {}}}}
     by_status: dict[int, list[str]] = {}
     for code in codes:
         by_status.setdefault(STATUS_OF[code], []).append(code)
+    error = {"$ref": "#/components/schemas/Error"}
     for status, names in sorted(by_status.items()):
+        if route.passthrough:  # the provider may answer this status too, with its own body and content type
+            responses[str(status)] = {
+                "description": f"{', '.join(names)}; or the provider's own answer with this status",
+                "content": {"*/*": {"schema": {"anyOf": [error, route.data or {}]}}},
+            }
+            continue
         responses[str(status)] = {
             "description": ", ".join(names),
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            "content": {"application/json": {"schema": error}},
         }
     return responses
 

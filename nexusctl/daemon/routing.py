@@ -46,6 +46,7 @@ class Route:
     envelope: bool = True  # False: the body is returned as is (the OpenAPI document)
     content_type: str = "application/json"
     body_type: str = "application/json"  # what the body is sent as (Slack posts forms)
+    passthrough: bool = False  # True: answers with another server's status and body too (the API proxy)
 
 
 def add_routes(app: web.Application, routes: list[Route]) -> None:

@@ -98,11 +98,14 @@ def _requests(row_id, hook_id="h", delivery_id="d"):
             "POST", f"/integrations/{row_id}/comments/17900000000000001/replies", {"text": "thanks"}),
         ("POST", "/integrations/events/ingest"): ("POST", "/integrations/events/ingest", {
             "type": "content.published", "data": {"userId": str(OWNER), "contentId": "c-1"}}),
+        **{(method, PROXY): (method, f"/integrations/{row_id}/proxy/me", None)
+           for method in ("GET", "POST", "PUT", "PATCH", "DELETE")},
     }
 
 
+PROXY = "/integrations/{id}/proxy/{path:.*}"
 # These reach a provider, unreachable here: a caller who gets in sees PROVIDER_ERROR, not 200.
-REACHES_PROVIDER = {"/integrations/api-key", "/integrations/{id}/refresh"}
+REACHES_PROVIDER = {"/integrations/api-key", "/integrations/{id}/refresh", PROXY}
 # These refuse the fixture's integration past the auth check: its grant (["basic"]) lacks the comment scope.
 PAST_AUTH = {"/integrations/{id}/comments/{commentId}/replies": (403, "MISSING_SCOPES")}
 
@@ -134,6 +137,8 @@ async def test_authorization_matrix(api, owned, route, caller):
     token, expected = CALLERS[caller]
     if route[1] == "/integrations/events/ingest" and caller in ("owner", "other user"):
         expected = 403  # users cannot speak for the platform (user.deleted ...): service or admin only
+    if route[1] == PROXY and caller == "admin":
+        expected = "denied"  # the proxy acts as the user at their provider: the owner or the service role only
     headers = bearer(token() if callable(token) else token) if token else {}
     response = await api.request(method, path, json=body, headers=headers)
     payload = await response.json()

@@ -49,3 +49,12 @@ def test_a_database_that_is_gone_is_an_outage(pg_database):
         assert _run(executor, lambda: pg_database.execute_sql("SELECT 1").fetchone()) == (1,)  # reconnects
     finally:
         executor.close()
+
+
+def test_work_arriving_after_shutdown_is_an_outage_not_a_traceback(pg_database):
+    """A scheduled job or a request still finishing while the daemon stops meets closed database threads:
+    DatabaseUnavailable (one plain line where it is handled), not the pool's RuntimeError and its traceback."""
+    executor = DbExecutor(pg_database, 1)
+    executor.close()
+    with pytest.raises(DatabaseUnavailable, match="stopping"):
+        _run(executor, lambda: pg_database.execute_sql("SELECT 1").fetchone())

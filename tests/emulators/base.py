@@ -130,6 +130,7 @@ class Provider:
         """Forget every code, grant and token; clear controls; default account."""
         with self.lock:
             self.calls: collections.Counter = collections.Counter()
+            self.last_headers: dict = {}  # the headers of the last request that reached this provider
             self.account: dict = copy.deepcopy(self.ACCOUNT)
             self.codes: dict[str, Code] = {}
             self.tokens: dict[str, Token] = {}

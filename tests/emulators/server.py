@@ -135,6 +135,7 @@ class Emulators:
             if request.method not in methods:
                 method_seen = True
                 continue
+            provider.last_headers = dict(request.headers)  # what reached the provider (proxy tests read it)
             try:
                 return await getattr(provider, handler)(request, **match.groupdict())
             except Exception:  # noqa: BLE001 - an emulator bug: record it, answer 500

@@ -124,6 +124,13 @@ class SyncApi:
             return (token, key, secret, base64.b64encode(token.encode()).decode())
         return (token,)
 
+    def signed(self, headers: dict) -> dict:
+        """``headers`` with the integration's credentials added as the provider wants them (the API proxy)."""
+        return self._auth(headers)
+
+    def secret_values(self) -> tuple:
+        return self._secrets()
+
     async def request(self, method: str, path: str, *, params: dict | None = None, json_body: Any = None,
                       headers: dict | None = None, check=None, token: str | None = None,
                       secrets: tuple = ()) -> Reply:

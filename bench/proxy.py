@@ -1,0 +1,134 @@
+"""Benchmark: proxied GETs per second (`/integrations/:id/proxy/...`) against direct GETs to the same emulator.
+
+One run, one machine:
+
+1. The provider emulators of tests/emulators run in this process (their own thread and loop); one Discord
+   integration is connected through the daemon the way a browser does it (initiate, authorize, callback).
+2. direct - a load generator (another process, aiohttp, fixed concurrency and duration) GETs the
+            emulator's ``/v10/users/@me`` with the access token the emulator issued: the ceiling.
+3. proxy  - the same load generator GETs ``/integrations/:id/proxy/v10/users/@me`` from one
+            ``nexusctl daemon`` with a user JWT: the daemon checks the JWT, loads and decrypts the
+            integration, signs and streams the same emulator answer back.
+4. read   - ``GET /integrations/:id`` of the same daemon: one authenticated row read, what every proxied
+            call does before its provider call (the daemon's own ceiling for it).
+Rounds alternate them so machine noise hits all; the figure is proxy/direct (goal: >= 0.5).
+
+    .venv/bin/python bench/proxy.py --database-url postgresql://postgres@127.0.0.1:5432/bench_b
+    .venv/bin/python bench/proxy.py --seconds 3 --rounds 1        # SQLite in a temporary directory
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from api_read import load  # noqa: E402
+from common import NEXUSCTL, ROOT, base_env, free_port, is_postgres, wait_http, write_json  # noqa: E402
+
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+from emulators.server import Emulators  # noqa: E402
+from emulators.testkit import call  # noqa: E402
+
+FRONTEND = "http://app.bench.test"
+
+
+def connect(base: str, token: str, user: uuid.UUID) -> str:
+    """Discord, through the browser journey: the integration's id."""
+    started = call("POST", f"{base}/integrations/oauth/initiate", headers={"Authorization": f"Bearer {token}"},
+                   json_body={"userId": str(user), "provider": "DISCORD", "redirectUri": f"{FRONTEND}/done"})
+    at_provider = call("GET", started.json()["data"]["authorizationUrl"])
+    final = call("GET", at_provider.location)
+    query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(final.location).query))
+    if query.get("status") != "success":
+        raise RuntimeError(f"connecting failed: {final.location}")
+    return query["integrationId"]
+
+
+def run(database_url: str | None, seconds: float, rounds: int, concurrency: int) -> dict:
+    work = Path(tempfile.mkdtemp(prefix="nexus-bench-proxy-"))
+    emu = Emulators().start()
+    daemon = None
+    try:
+        env = base_env(work, database_url)
+        port = free_port()
+        env.update(emu.env(), PUBLIC_URL=f"http://127.0.0.1:{port}", FRONTEND_URL=FRONTEND, PORT=str(port),
+                   REFRESH_SWEEP_INTERVAL="3600", LOG_LEVEL="warning")
+        subprocess.run([str(NEXUSCTL), "-q", "db", "migrate"], env=env, check=True)
+        user = uuid.uuid4()
+        token = subprocess.run([str(NEXUSCTL), "token", "mint", "--user", str(user), "--ttl", "3600"], env=env,
+                               capture_output=True, text=True, check=True).stdout.strip()
+        daemon = subprocess.Popen([str(NEXUSCTL), "daemon", "--port", str(port)], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=open(work / "daemon.log", "w"))
+        base = f"http://127.0.0.1:{port}"
+        wait_http(base + "/health")
+        integration = connect(base, token, user)
+        discord = emu["DISCORD"]
+        (access,) = [value for value, t in discord.tokens.items() if t.kind == "access"]
+        direct_url = f"{emu.env()['DISCORD_API_URL']}/v10/users/@me"
+        proxy_url = f"{base}/integrations/{integration}/proxy/v10/users/@me"
+        load(proxy_url, token, concurrency, 1.0)  # warm up both paths
+        load(direct_url, access, concurrency, 1.0)
+        read_url = f"{base}/integrations/{integration}"
+        direct, proxied, read = [], [], []
+        for _ in range(rounds):
+            direct.append(load(direct_url, access, concurrency, seconds))
+            proxied.append(load(proxy_url, token, concurrency, seconds))
+            read.append(load(read_url, token, concurrency, seconds))
+    finally:
+        if daemon is not None:
+            daemon.terminate()
+            daemon.wait(20)
+        emu.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+    def rate(runs):
+        return sum(r["requests"] for r in runs) / sum(r["seconds"] for r in runs)
+
+    errors = sum(r["errors"] for r in direct + proxied + read)
+    return {"database": "PostgreSQL" if is_postgres(database_url) else "SQLite", "concurrency": concurrency,
+            "seconds": seconds, "rounds": rounds, "directPerSecond": round(rate(direct), 1),
+            "proxyPerSecond": round(rate(proxied), 1), "ratio": round(rate(proxied) / rate(direct), 3),
+            "proxyP50Ms": round(sorted(r["p50_ms"] for r in proxied)[len(proxied) // 2], 2),
+            "directP50Ms": round(sorted(r["p50_ms"] for r in direct)[len(direct) // 2], 2), "errors": errors,
+            "readPerSecond": round(rate(read), 1), "ratioToRead": round(rate(proxied) / rate(read), 3)}
+
+
+def markdown(result: dict) -> str:
+    return "\n".join([
+        f"### Provider API proxy ({result['database']})", "",
+        f"GET `/v10/users/@me` of the Discord emulator, {result['concurrency']} concurrent, "
+        f"{result['rounds']} x {result['seconds']:.0f} s each, alternating.", "",
+        "| Path | req/s | p50 ms |", "|---|---|---|",
+        f"| direct to the emulator | {result['directPerSecond']} | {result['directP50Ms']} |",
+        f"| through `/integrations/:id/proxy` | {result['proxyPerSecond']} | {result['proxyP50Ms']} |",
+        f"| `GET /integrations/:id` of the same daemon (one row read) | {result['readPerSecond']} | |",
+        "", f"Ratio proxy/direct: **{result['ratio']}** (goal >= 0.5); proxy / one row read: "
+        f"{result['ratioToRead']}; errors: {result['errors']}.", ""])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database-url", help="default: a SQLite file in a temporary directory")
+    parser.add_argument("--seconds", type=float, default=8.0, help="per measurement")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=2, help="alternating direct/proxy rounds")
+    parser.add_argument("--json", help="also write the figures here")
+    args = parser.parse_args()
+    started = time.monotonic()
+    result = run(args.database_url, args.seconds, args.rounds, args.concurrency)
+    result["wallSeconds"] = round(time.monotonic() - started, 1)
+    print(markdown(result))
+    write_json(args.json, result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,233 @@
+"""The provider API proxy: another service calls a provider's API through us, never holding a token.
+
+``call(svc, integration_id, request)`` is an async context manager yielding
+the provider's answer (status, headers, a stream of chunks) for the daemon's
+``/integrations/{id}/proxy/{path}`` and the CLI's ``integrations call``:
+
+- The path is joined to the integration's API base (providers.proxy.join,
+  which refuses every spelling that would leave it) and signed the provider's
+  way (providers.proxy.target); the caller's credentials, cookies and
+  hop-by-hop headers stay behind, the provider's ``Set-Cookie`` too.
+- A token that expires within EXPIRY_MARGIN is refreshed first; a 401 from the
+  provider gets one refresh (single-flight across callers and daemons:
+  nexusctl.core.refresh, told which token was refused so that twenty callers
+  refused at once refresh once) and one retry. A refresh that fails goes the
+  usual way (lastError, health, integration.error when the grant is gone)
+  and answers PROVIDER_ERROR (502), or INTEGRATION_INACTIVE (409) once the
+  grant is gone. A token still refused after that counts against the
+  integration's health (refresh_failed_at, lastError) like a failed refresh.
+- Throttling (429, and the provider-specific signals the syncs read from
+  error answers) comes back as 429 with ``Retry-After``; with ``retries`` an
+  idempotent call (GET, PUT, DELETE, or any with an Idempotency-Key) waits
+  and tries again, within RETRY_BUDGET seconds of waiting in all; 502-504
+  and unreachable hosts are retried the same way.
+- The answer is never held whole: the caller reads it chunk by chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import AsyncIterator
+
+from nexusctl.db.database import database_proxy
+from nexusctl.db.fields import utcnow
+from nexusctl.db.models import Integration
+from nexusctl.core import connections, events, refresh
+from nexusctl.errors import (IntegrationInactive, NexusError, PayloadTooLarge, ProviderError, RefreshFailed,
+                             UsageProblem)
+from nexusctl.providers import proxy as targets
+from nexusctl.providers.http import Reply, describe, retry_after
+from nexusctl.providers.registry import SPECS
+from nexusctl.providers.spec import NotYetRefreshable, RefreshStyle
+
+log = logging.getLogger(__name__)
+
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+IDEMPOTENT = frozenset({"GET", "PUT", "DELETE"})
+MAX_BODY_BYTES = 10 * 1024 * 1024
+MAX_RETRIES = 5
+RETRY_BUDGET = 60.0  # seconds of waiting, in all, that ``retries`` may spend
+UNKNOWN_WAIT = 10  # seconds, when a provider throttles without saying for how long
+EXPIRY_MARGIN = dt.timedelta(seconds=60)
+RETRIED_STATUSES = (502, 503, 504)
+_RENEWABLE = (RefreshStyle.STANDARD, RefreshStyle.ROTATING, RefreshStyle.FB_EXCHANGE, RefreshStyle.IG_REFRESH)
+
+
+@dataclass
+class ProxyRequest:
+    method: str
+    path: str  # percent-encoded, as on the wire: /v10/users/@me
+    query: str = ""  # percent-encoded, as on the wire, without our own parameters
+    headers: dict = field(default_factory=dict)
+    body: bytes | None = None
+    retries: int = 0
+
+
+@dataclass
+class Answer:
+    """The provider's answer: status, the headers that may go back, and the body as chunks."""
+
+    provider: str
+    status: int
+    headers: dict
+    _response: object = None  # the aiohttp.ClientResponse still being read
+    _prefix: bytes = b""  # what was read already (an error answer inspected for throttling)
+    attempts: int = 1
+
+    async def chunks(self, size: int = 65536) -> AsyncIterator[bytes]:
+        if self._prefix:
+            yield self._prefix
+        if self._response is not None:
+            async for chunk in self._response.content.iter_chunked(size):
+                yield chunk
+
+
+def check_request(request: ProxyRequest) -> None:
+    """Everything about the request that is wrong whatever the integration: a 400 before any lookup."""
+    if request.method not in METHODS:
+        raise UsageProblem(f"method must be one of {', '.join(METHODS)}", field="method")
+    if not 0 <= request.retries <= MAX_RETRIES:
+        raise UsageProblem(f"retries must be between 0 and {MAX_RETRIES}", field="retries")
+    if request.body is not None and len(request.body) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"the request body is over {MAX_BODY_BYTES // (1024 * 1024)} MB")
+    targets.check_path(request.path)
+
+
+def _retryable(request: ProxyRequest) -> bool:
+    return request.method in IDEMPOTENT or any(k.lower() == "idempotency-key" for k in request.headers)
+
+
+def _expiring(tokens) -> bool:
+    return tokens.expires_at is not None and tokens.expires_at <= utcnow() + EXPIRY_MARGIN
+
+
+def _renewable(row, tokens) -> bool:
+    style = SPECS[row.provider].refresh
+    return style in _RENEWABLE and (bool(tokens.refresh_token) or style not in (RefreshStyle.STANDARD,
+                                                                                RefreshStyle.ROTATING))
+
+
+async def _refreshed(svc, row, refused_cipher: str | None):
+    """Refresh (single-flight) and load the new tokens; failures as the caller should see them."""
+    try:
+        await refresh.refresh(svc, row.id, seen=refused_cipher)
+    except NotYetRefreshable:  # the current token is still the one to use
+        pass
+    except RefreshFailed as exc:
+        fresh = await svc.run(Integration.get_by_id, row.id)
+        if not fresh.is_active:
+            raise IntegrationInactive(f"{row.provider.value}: the access token could not be renewed and the "
+                                      f"integration was deactivated ({exc.message}); connect it again",
+                                      id=str(row.id)) from None
+        raise ProviderError(f"{row.provider.value}: renewing the access token failed ({exc.message})",
+                            provider=row.provider.value, id=str(row.id)) from None
+    except NexusError as exc:
+        if exc.http_status in (409, 503):  # inactive; a key this process lacks, the database away: as they are
+            raise
+        raise ProviderError(f"{row.provider.value}: renewing the access token failed ({exc.message})",
+                            provider=row.provider.value, id=str(row.id)) from None
+    return await svc.run(connections.load, svc.keyring, row.id)
+
+
+def note_refused(row_id, message: str) -> bool:
+    """The provider refused the token even after a refresh (or it cannot be refreshed): health sees it as a
+    failing renewal (REFRESH_FAILING, or TOKEN_EXPIRED once expired), checked again at once; the first such
+    refusal since the last good refresh is an integration.error TOKEN_REFUSED. True when the event was new."""
+    now = utcnow()
+    # Failing already (a refusal or a failed refresh since the last good refresh): said before, not again.
+    healthy = Integration.refresh_failed_at.is_null() | (Integration.refreshed_at.is_null(False)
+                                                         & (Integration.refresh_failed_at < Integration.refreshed_at))
+    with database_proxy.atomic():
+        first = Integration.update(refresh_failed_at=now, last_error=message, health_due_at=now).where(
+            (Integration.id == row_id) & healthy).execute()
+        if not first:
+            Integration.update(refresh_failed_at=now, last_error=message, health_due_at=now).where(
+                Integration.id == row_id).execute()
+            return False
+        events.record(events.ERROR, Integration.get_by_id(row_id), code="TOKEN_REFUSED", message=message)
+    return True
+
+
+@contextlib.asynccontextmanager
+async def call(svc, integration_id, request: ProxyRequest, *, owner_id=None, observe=None):
+    """Yields the provider's ``Answer``; ``observe(provider, method, status, seconds)`` after each provider call
+    (metrics). Raises NexusError for what never reached a usable answer."""
+    check_request(request)
+    row, tokens = await svc.run(connections.load, svc.keyring, integration_id, owner_id=owner_id)
+    provider = row.provider.value
+    if not row.is_active:
+        raise IntegrationInactive(f"integration {row.id} is inactive ({row.last_error or 'deactivated'}); connect "
+                                  "it again", id=str(row.id))
+    if _expiring(tokens) and _renewable(row, tokens):
+        row, tokens = await _refreshed(svc, row, None)
+    adapter = svc.adapter(row.provider)
+    refreshed, attempts, waited = False, 0, 0.0
+    while True:
+        target = targets.target(adapter, tokens, svc.settings)
+        url = targets.join(target.base, request.path, request.query)
+        session = adapter.guarded_session if adapter.user_supplied(str(url)) else adapter.session
+        headers = {**targets.forwarded_request_headers(request.headers), **target.headers}
+        attempts += 1
+        started = time.monotonic()
+        try:
+            response = await targets.send(session, provider, request.method, url, headers, request.body)
+        except ProviderError:
+            _observe(observe, provider, request.method, 0, started, url)
+            wait = 1.0
+            if _retryable(request) and attempts <= request.retries and waited + wait <= RETRY_BUDGET:
+                waited += wait
+                await asyncio.sleep(wait)
+                continue
+            raise
+        try:
+            _observe(observe, provider, request.method, response.status, started, url)
+            if response.status == 401 and not refreshed and _renewable(row, tokens):
+                response.release()
+                refreshed = True
+                row, tokens = await _refreshed(svc, row, row.access_token)
+                continue
+            if response.status == 401:
+                sniffed = await targets.sniff(response)
+                detail = describe(Reply(401, {}, sniffed.decode("utf-8", "replace")), target.secrets, ": ")
+                message = (f"{provider} refused the access token"
+                           f"{' even after a refresh' if refreshed else ''} (HTTP 401)")
+                await svc.run(note_refused, row.id, message)
+                raise ProviderError(f"{message}{detail}; connect the integration again if this persists",
+                                    provider=provider, status=401)
+            sniffed = await targets.sniff(response)
+            wait = targets.throttle_wait(adapter, response, sniffed)
+            status = response.status
+            retry = wait is not False or status in RETRIED_STATUSES
+            if retry:
+                if wait is False:  # a 502-504: the provider's Retry-After if it gave one, else a second
+                    seconds = float(retry_after(Reply(status, dict(response.headers), None)) or 1)
+                else:
+                    seconds = float(UNKNOWN_WAIT if wait is None else wait)
+                if _retryable(request) and attempts <= request.retries and waited + seconds <= RETRY_BUDGET:
+                    response.release()
+                    waited += seconds
+                    log.info("proxy %s %s: HTTP %s, retrying in %.0f s", provider, request.method, status, seconds)
+                    await asyncio.sleep(seconds)
+                    continue
+            answer_headers = targets.returned_response_headers(response.headers)
+            if wait is not False:
+                status = 429
+                answer_headers["Retry-After"] = str(int(UNKNOWN_WAIT if wait is None else wait))
+            yield Answer(provider, status, answer_headers, response, sniffed, attempts)
+            return
+        finally:
+            response.release()
+
+
+def _observe(observe, provider: str, method: str, status: int, started: float, url) -> None:
+    seconds = time.monotonic() - started
+    # Never the path's query string (it may carry anything), never a header: provider, method, host, status, time.
+    log.info("proxy call %s %s %s -> %s in %.0f ms", provider, method, url.host, status or "unreachable",
+             seconds * 1000)
+    if observe is not None:
+        observe(provider, method, status, seconds)

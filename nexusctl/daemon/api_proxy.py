@@ -1,0 +1,111 @@
+"""``/integrations/{id}/proxy/{path}``: a provider API call made for the caller (nexusctl.core.proxy).
+
+The request body is read up to 10 MB (PAYLOAD_TOO_LARGE beyond, without
+reading further); the provider's answer is streamed back chunk by chunk, its
+status and headers as the provider sent them (less cookies and hop-by-hop
+headers). Who may: the integration's owner, or a token with the ``service``
+role (another platform service); anyone else gets INTEGRATION_NOT_FOUND, as
+for every other route of one integration. ``/metrics`` counts the proxied
+provider calls by provider, method and status (``nexus_proxy_calls_total``,
+``nexus_proxy_call_seconds``); no path or query is ever a label.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aiohttp
+from aiohttp import web
+
+from nexusctl.daemon.observe import METRICS
+from nexusctl.daemon.routing import PRINCIPAL, Route
+from nexusctl.core import proxy
+from nexusctl.errors import Forbidden, PayloadTooLarge, UsageProblem
+from nexusctl.daemon.keys import SERVICES
+
+log = logging.getLogger(__name__)
+
+RETRIES_PARAM, RETRIES_HEADER = "retries", "X-Nexus-Retries"
+
+
+def _owner(request: web.Request):
+    principal = request[PRINCIPAL]
+    if "service" in principal.roles:
+        return None
+    if principal.user_id is None:
+        raise Forbidden("only the integration's owner or a token with the service role may call its provider")
+    return principal.user_id
+
+
+def _split(request: web.Request) -> tuple[str, str, int]:
+    """(the provider path as sent, the query less our own parameter, retries)."""
+    raw = request.rel_url.raw_path
+    parts = raw.split("/", 4)  # "", "integrations", id, "proxy", rest
+    path = "/" + (parts[4] if len(parts) > 4 else "")
+    kept, retries = [], request.headers.get(RETRIES_HEADER)
+    for pair in filter(None, request.rel_url.raw_query_string.split("&")):
+        if pair.split("=", 1)[0] == RETRIES_PARAM:
+            retries = pair.split("=", 1)[1] if "=" in pair else ""
+        else:
+            kept.append(pair)
+    if retries in (None, ""):
+        return path, "&".join(kept), 0
+    if not retries.isdigit():
+        raise UsageProblem(f"retries must be a whole number from 0 to {proxy.MAX_RETRIES}", field="retries")
+    return path, "&".join(kept), int(retries)
+
+
+async def _body(request: web.Request) -> bytes | None:
+    if request.content_length is not None and request.content_length > proxy.MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"the request body is over {proxy.MAX_BODY_BYTES // (1024 * 1024)} MB")
+    if not request.body_exists:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.content.iter_chunked(65536):
+        size += len(chunk)
+        if size > proxy.MAX_BODY_BYTES:
+            raise PayloadTooLarge(f"the request body is over {proxy.MAX_BODY_BYTES // (1024 * 1024)} MB")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def forward(request: web.Request) -> web.StreamResponse:
+
+    path, query, retries = _split(request)
+    call = proxy.ProxyRequest(request.method, path, query, dict(request.headers), None, retries)
+    proxy.check_request(call)  # a bad path is a 400 before the body is read or the integration looked up
+    call.body = await _body(request)
+    observe = request.app[METRICS].proxy_call
+
+    async with proxy.call(request.app[SERVICES], request.match_info["id"], call, owner_id=_owner(request),
+                          observe=observe) as answer:
+        response = web.StreamResponse(status=answer.status, headers=answer.headers)
+        response.headers["X-Nexus-Provider"] = answer.provider
+        response.headers["Cache-Control"] = "no-store"
+        await response.prepare(request)
+        try:
+            async for chunk in answer.chunks():
+                await response.write(chunk)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            # The status went out already: the caller sees the answer end without its last chunk (truncated).
+            log.warning("proxy %s %s: the provider's answer broke off (%s)", answer.provider, request.method,
+                        type(exc).__name__)
+            if request.transport is not None:
+                request.transport.close()
+            return response
+        await response.write_eof()
+        return response
+
+
+PATH = "/integrations/{id}/proxy/{path:.*}"
+SUMMARY = ("Call the integration's provider API with its credentials added: {method} {path} under the provider's "
+           "API base (see README, Provider API proxy); the provider's answer streamed back as it came")
+ERRORS = ("VALIDATION_ERROR", "INTEGRATION_NOT_FOUND", "INTEGRATION_INACTIVE", "PAYLOAD_TOO_LARGE", "RATE_LIMITED",
+          "PROVIDER_ERROR", "PROVIDER_NOT_CONFIGURED", "ENCRYPTION_KEY_MISSING", "FORBIDDEN")
+ANSWER = {"description": "the provider's own answer (its status, its body)"}
+
+ROUTES = [Route(method, PATH, forward, SUMMARY.format(method=method, path="{path}"), "proxy", envelope=False,
+                content_type="*/*", data=ANSWER, errors=ERRORS, passthrough=True,
+                path_schemas={"path": {"type": "string"}})
+          for method in proxy.METHODS]

@@ -1,0 +1,380 @@
+"""The provider API proxy through a real daemon, against the emulators, on SQLite and PostgreSQL.
+
+Connections are made the way users make them (the browser-style OAuth flow, SendGrid's API key); then
+another service calls ``/integrations/{id}/proxy/{path}`` with provider paths only. This module's daemon
+sweeps tokens hourly (not every second as the suite's default), so a token about to expire is still about
+to expire when the proxy sees it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import http.client
+import json
+import time
+import urllib.parse
+import uuid
+from pathlib import Path
+
+import jwt
+import pytest
+from emulators.testkit import call
+from test_connect_providers import tenant_of
+
+from nexusctl.enums import Provider
+
+# provider -> (method, path, query, expected (dotted key path -> predicate or value))
+WHOAMI = {
+    "TIKTOK": ("GET", "/v2/user/info/", "fields=open_id,display_name", "data.user.open_id"),
+    "INSTAGRAM": ("GET", "/me", "fields=user_id,username", "user_id"),
+    "FACEBOOK": ("GET", "/me", "fields=id,name", "id"),
+    "YOUTUBE": ("GET", "/youtube/v3/channels", "part=snippet&mine=true", "items.0.id"),
+    "TWITTER": ("GET", "/2/users/me", "", "data.id"),
+    "LINKEDIN": ("GET", "/v2/userinfo", "", "sub"),
+    "HUBSPOT": ("GET", "/account-info/v3/details", "", "portalId"),
+    "SALESFORCE": ("GET", "/services/oauth2/userinfo", "", "user_id"),
+    "SHOPIFY": ("GET", "/admin/api/2025-10/shop.json", "", "shop.myshopify_domain"),
+    "WOOCOMMERCE": ("GET", "/wp-json/", "", "name"),
+    "META_ADS": ("GET", "/me", "fields=id,name", "id"),
+    "GOOGLE_ADS": ("GET", "/customers:listAccessibleCustomers", "", "resourceNames"),
+    "TIKTOK_ADS": ("GET", "/open_api/v1.3/user/info/", "", "data.id"),
+    "MAILCHIMP": ("GET", "/3.0/", "", "account_id"),
+    "SENDGRID": ("GET", "/v3/user/username", "", "username"),
+    "STRIPE": ("GET", "/v1/account", "", "id"),
+    "PAYPAL": ("GET", "/v1/identity/openidconnect/userinfo", "schema=openid", "user_id"),
+    "ZAPIER": ("GET", "/v1/profiles/me", "", "id"),
+    "SLACK": ("POST", "/auth.test", "", "team_id"),
+    "DISCORD": ("GET", "/v10/users/@me", "", "id"),
+}
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def stack(request, emulators, tmp_path_factory, pg_template, stack_launcher):
+    env = {"WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32", "REFRESH_SWEEP_INTERVAL": "3600",
+           "GOOGLE_ADS_DEVELOPER_TOKEN": emulators["GOOGLE_ADS"].developer_token}
+    with stack_launcher(request.param, tmp_path_factory.mktemp("proxy-stack"), emulators, pg_template,
+                        extra_env=env) as stack:
+        yield stack
+
+
+def connected(stack, provider: str, user=None) -> tuple[uuid.UUID, str]:
+    user = user or uuid.uuid4()
+    if provider == "SENDGRID":
+        made = stack.api("POST", "/integrations/api-key", user=user,
+                         body={"userId": str(user), "provider": "SENDGRID", "apiKey": stack.emulators.sendgrid_key()})
+        assert made.status == 201, made.text
+        return user, made.json()["data"]["id"]
+    result = stack.connect(provider, user, **tenant_of(stack, provider))
+    assert result["status"] == "success", result
+    return user, result["integrationId"]
+
+
+def proxy(stack, integration: str, method: str, path: str, *, user=None, roles=(), query: str = "", body=None,
+          headers=None):
+    url = f"/integrations/{integration}/proxy{path}" + (f"?{query}" if query else "")
+    return stack.api(method, url, user=user, roles=roles, body=body, headers=headers)
+
+
+def dig(value, dotted: str):
+    for key in dotted.split("."):
+        value = value[int(key)] if isinstance(value, list) else value[key]
+    return value
+
+
+def bearer(stack, user, *roles) -> str:
+    claims = {"sub": str(user), "exp": int(time.time()) + 3600, **({"roles": list(roles)} if roles else {})}
+    return "Bearer " + jwt.encode(claims, stack.env["JWT_SECRET"], algorithm="HS256")
+
+
+def raw_request(stack, method: str, target: str, *, user, headers=None, body: bytes | None = None):
+    """A request whose target goes on the wire exactly as written (no client normalising it)."""
+    parts = urllib.parse.urlsplit(stack.base)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+    try:
+        conn.putrequest(method, target, skip_accept_encoding=True)
+        for name, value in {"Authorization": bearer(stack, user), **(headers or {})}.items():
+            conn.putheader(name, value)
+        if body is not None:
+            conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders()
+        if body is not None:
+            conn.send(body)
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        conn.close()
+
+
+# --- who am I, for each of the 20 ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("provider", [p.value for p in Provider])
+def test_who_am_i_through_the_proxy_for_every_provider(stack, provider):
+    user, integration = connected(stack, provider)
+    method, path, query, field = WHOAMI[provider]
+    got = proxy(stack, integration, method, path, user=user, query=query)
+    assert got.status == 200, (provider, got.status, got.text[:300])
+    assert dig(got.json(), field) not in (None, ""), (provider, got.text[:300])
+    assert got.headers.get("X-Nexus-Provider") == provider
+    assert "Set-Cookie" not in got.headers
+    # Another platform service (the service role) may call it too; the token it sent never reaches the provider.
+    service = proxy(stack, integration, method, path, user="content-service", roles=("service",), query=query)
+    assert service.status == 200, service.text[:300]
+
+
+# --- tokens handled for the caller ------------------------------------------------------------------------
+
+
+def test_a_token_about_to_expire_is_refreshed_before_the_call(stack, fresh_emulators, monkeypatch):
+    emu = stack.emulators["TWITTER"]
+    monkeypatch.setattr(emu, "ACCESS_TTL", 30)  # within the proxy's 60 s margin from the start
+    user, integration = connected(stack, "TWITTER")
+    before = emu.calls["refresh"]
+    got = proxy(stack, integration, "GET", "/2/users/me", user=user)
+    assert got.status == 200, got.text
+    assert emu.calls["refresh"] == before + 1  # refreshed first ...
+    assert emu.calls["whoami"] == 2  # ... so the provider saw one call now (and one at connect), no 401 and retry
+
+
+def kill_access_tokens(emu) -> None:
+    """The provider stops accepting the access tokens it issued (revoked on its side); refresh tokens live on."""
+    for token in list(emu.tokens.values()):
+        if token.kind == "access":
+            emu.kill(token)
+
+
+def test_twenty_concurrent_calls_refused_with_401_refresh_once_and_retry(stack, fresh_emulators):
+    emu = stack.emulators["DISCORD"]
+    user, integration = connected(stack, "DISCORD")
+    kill_access_tokens(emu)
+    emu.delay("refresh", 0.5)  # the refresh takes a while: the other callers are refused meanwhile and wait for it
+    before, calls_before = emu.calls["refresh"], emu.calls["whoami"]
+    with concurrent.futures.ThreadPoolExecutor(20) as pool:
+        answers = list(pool.map(lambda _: proxy(stack, integration, "GET", "/v10/users/@me", user=user), range(20)))
+    assert [a.status for a in answers] == [200] * 20, [a.text[:200] for a in answers if a.status != 200]
+    assert emu.calls["refresh"] - before == 1  # exactly one refresh at the provider
+    refused_and_retried = emu.calls["whoami"] - calls_before - 20
+    assert 1 < refused_and_retried <= 20  # each call refused at most once; several were, and waited for the one
+
+
+def test_a_refresh_refused_for_good_deactivates_and_answers_409(stack, fresh_emulators):
+    emu = stack.emulators["DISCORD"]
+    user, integration = connected(stack, "DISCORD")
+    emu.revoke_grants()  # the user removed the app: tokens and refresh token die
+    got = proxy(stack, integration, "GET", "/v10/users/@me", user=user)
+    assert got.status == 409 and got.json()["error"]["code"] == "INTEGRATION_INACTIVE", got.text
+    shown = stack.api("GET", f"/integrations/{integration}", user=user).json()["data"]
+    assert shown["isActive"] is False and shown["lastError"]
+    events = [t for (t,) in stack.sql("SELECT type FROM outbox_events WHERE integration_id = %s", integration)]
+    assert "integration.error" in events
+    again = proxy(stack, integration, "GET", "/v10/users/@me", user=user)  # no provider call for an inactive one
+    assert again.status == 409
+
+
+def test_a_refresh_that_fails_for_now_answers_502_and_keeps_the_integration(stack, fresh_emulators):
+    emu = stack.emulators["DISCORD"]
+    user, integration = connected(stack, "DISCORD")
+    kill_access_tokens(emu)
+    emu.fail_next("refresh", 503)
+    got = proxy(stack, integration, "GET", "/v10/users/@me", user=user)
+    assert got.status == 502 and got.json()["error"]["code"] == "PROVIDER_ERROR", got.text
+    assert "renewing the access token failed" in got.json()["error"]["message"]
+    shown = stack.api("GET", f"/integrations/{integration}", user=user).json()["data"]
+    assert shown["isActive"] is True and shown["lastError"]
+    health = stack.api("GET", f"/integrations/{integration}/health", user=user).json()["data"]
+    assert health["status"] != "healthy", health
+
+
+def test_a_token_refused_without_refresh_counts_toward_health(stack, fresh_emulators):
+    emu = stack.emulators["STRIPE"]  # Stripe tokens do not expire and cannot be refreshed
+    user, integration = connected(stack, "STRIPE")
+    assert stack.api("GET", f"/integrations/{integration}/health", user=user).json()["data"]["status"] == "healthy"
+    kill_access_tokens(emu)
+    got = proxy(stack, integration, "GET", "/v1/account", user=user)
+    assert got.status == 502 and "refused the access token" in got.json()["error"]["message"], got.text
+    health = stack.api("GET", f"/integrations/{integration}/health", user=user).json()["data"]
+    assert health["status"] in ("degraded", "broken"), health
+    def refusals():
+        rows = stack.sql("SELECT data FROM outbox_events WHERE integration_id = %s AND type = %s", integration,
+                         "integration.error")
+        return [r for (r,) in rows if "TOKEN_REFUSED" in str(r)]
+
+    assert len(refusals()) == 1
+    proxy(stack, integration, "GET", "/v1/account", user=user)  # the same refusal again: no second event
+    assert len(refusals()) == 1
+
+
+# --- provider limits ----------------------------------------------------------------------------------------
+
+
+def test_429_comes_back_with_retry_after(stack, fresh_emulators):
+    emu = stack.emulators["DISCORD"]
+    user, integration = connected(stack, "DISCORD")
+    emu.rate_limit_next("whoami", 7)
+    got = proxy(stack, integration, "GET", "/v10/users/@me", user=user)
+    assert got.status == 429 and got.headers.get("Retry-After") == "7", (got.status, dict(got.headers))
+
+
+def test_a_provider_throttle_signal_besides_429_comes_back_as_429(stack, fresh_emulators):
+    emu = stack.emulators["SALESFORCE"]  # the org's daily allowance: 403 REQUEST_LIMIT_EXCEEDED
+    user, integration = connected(stack, "SALESFORCE")
+    emu.fail_next("whoami", 403, [{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}])
+    got = proxy(stack, integration, "GET", "/services/oauth2/userinfo", user=user)
+    assert got.status == 429 and got.headers.get("Retry-After"), got.text
+    assert got.json()[0]["errorCode"] == "REQUEST_LIMIT_EXCEEDED"  # the provider's body, as it sent it
+
+
+def test_retries_wait_and_try_again_for_idempotent_calls_only(stack, fresh_emulators):
+    emu = stack.emulators["DISCORD"]
+    user, integration = connected(stack, "DISCORD")
+    emu.rate_limit_next("whoami", 1)
+    calls = emu.calls["whoami"]
+    got = proxy(stack, integration, "GET", "/v10/users/@me", user=user, query="retries=2")
+    assert got.status == 200, got.text
+    assert emu.calls["whoami"] - calls == 2  # throttled once, waited 1 s, then answered
+    # Beyond the budget (or retries): passed back at once.
+    emu.rate_limit_next("whoami", 3600)
+    waited = time.monotonic()
+    got = proxy(stack, integration, "GET", "/v10/users/@me", user=user, headers={"X-Nexus-Retries": "3"})
+    assert got.status == 429 and got.headers.get("Retry-After") == "3600" and time.monotonic() - waited < 10
+    # A POST (not idempotent, no Idempotency-Key) is not retried.
+    slack = stack.emulators["SLACK"]
+    user, integration = connected(stack, "SLACK")
+    slack.fail_next("whoami", 503)
+    calls = slack.calls["whoami"]
+    got = proxy(stack, integration, "POST", "/auth.test", user=user, query="retries=2")
+    assert got.status == 503 and slack.calls["whoami"] - calls == 1, got.text
+    bad = proxy(stack, integration, "GET", "/auth.test", user=user, query="retries=many")
+    assert bad.status == 400 and bad.json()["error"]["code"] == "VALIDATION_ERROR"
+
+
+# --- safe by construction ---------------------------------------------------------------------------------
+
+ESCAPES = [
+    "//evil.example/x", "/http://evil.example/x", "/https:/evil.example", "/https:evil.example",
+    "/%2F%2Fevil.example/x",
+    "/%2f%2fevil.example", "/v10/%2e%2e/%2e%2e/x", "/v10/%2E%2E%2Fx", "/v10/..%2f..%2fx", "/v10/../../../x",
+    "/..", "/v10/./users", "/v10\\users", "/%5cevil.example", "/@evil.example/x", "/user@evil.example/x",
+    "/user%40evil.example/x", "/v10/%00/x", "/javascript:alert(1)", "/file:/etc/passwd",
+]
+
+
+@pytest.mark.parametrize("escape", ESCAPES)
+def test_every_path_escape_spelling_is_refused(stack, escape):
+    user, integration = STATE.setdefault(stack.base, connected(stack, "DISCORD"))
+    status, _headers, body = raw_request(stack, "GET", f"/integrations/{integration}/proxy{escape}", user=user)
+    assert status == 400, (escape, status, body[:200])
+    error = json.loads(body)["error"]
+    assert error["code"] == "VALIDATION_ERROR" and "the provider path" in error["message"], error
+
+
+STATE: dict = {}
+
+
+def test_the_callers_credentials_cookies_and_hop_by_hop_headers_stay_behind(stack, fresh_emulators):
+    emu = stack.emulators["SALESFORCE"]
+    user, integration = connected(stack, "SALESFORCE")
+    emu.fail_next("whoami", 200, {"user_id": "005x"}, headers={"Set-Cookie": "BrowserId=abc123; Path=/; Secure",
+                                                                "X-Provider-Note": "kept"})
+    headers = {"Cookie": "session=caller-cookie", "Proxy-Authorization": "Basic Y2FsbGVyOnNlY3JldA==",
+               "Connection": "X-Private-Hop", "X-Private-Hop": "hop-value", "X-Forwarded-For": "10.0.0.1",
+               "Accept": "application/json", "X-Custom": "passes"}
+    target = f"/integrations/{integration}/proxy/services/oauth2/userinfo"
+    status, answer_headers, body = raw_request(stack, "GET", target, user=user, headers=headers)
+    assert status == 200, body[:200]
+    assert "Set-Cookie" not in answer_headers and "set-cookie" not in {k.lower() for k in answer_headers}
+    assert answer_headers.get("X-Provider-Note") == "kept"
+    seen = {k.lower(): v for k, v in emu.last_headers.items()}
+    assert seen["authorization"].startswith("Bearer ") and "caller" not in seen["authorization"]
+    assert bearer(stack, user).split()[1] not in json.dumps(seen)  # our caller's JWT never reaches the provider
+    for name in ("cookie", "proxy-authorization", "x-private-hop", "x-forwarded-for"):
+        assert name not in seen, name
+    assert seen.get("x-custom") == "passes" and seen.get("accept") == "application/json"
+
+
+def test_request_bodies_over_10_mb_are_refused(stack):
+    user, integration = connected(stack, "SLACK")
+    big = b"x" * (10 * 1024 * 1024 + 1)
+    status, _h, body = raw_request(stack, "POST", f"/integrations/{integration}/proxy/chat.postMessage", user=user,
+                                   headers={"Content-Type": "application/json"}, body=big)
+    assert status == 413 and json.loads(body)["error"]["code"] == "PAYLOAD_TOO_LARGE"
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_a_200_mb_answer_streams_with_flat_memory(stack, fresh_emulators):
+    emu = stack.emulators["SALESFORCE"]
+    user, integration = connected(stack, "SALESFORCE")
+    size = 200 * 1024 * 1024
+    file_id = emu.add_file(size)
+    pid = stack.process.pid
+    baseline = _rss_kib(pid)
+    parts = urllib.parse.urlsplit(stack.base)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+    conn.request("GET", f"/integrations/{integration}/proxy/services/data/v62.0/sobjects/ContentVersion/{file_id}"
+                        "/VersionData", headers={"Authorization": bearer(stack, user)})
+    response = conn.getresponse()
+    assert response.status == 200
+    received, peak = 0, baseline
+    while chunk := response.read(1024 * 1024):
+        received += len(chunk)
+        peak = max(peak, _rss_kib(pid))
+    conn.close()
+    assert received == size
+    # The daemon never holds the answer: its resident memory grows by a few buffers, not by 200 MB.
+    assert peak - baseline < 48 * 1024, (baseline, peak)
+    assert peak < 200 * 1024, peak
+
+
+# --- who may, and what operators see ---------------------------------------------------------------------
+
+
+def test_another_users_integration_is_refused(stack):
+    owner, integration = connected(stack, "DISCORD")
+    stranger = proxy(stack, integration, "GET", "/v10/users/@me", user=uuid.uuid4())
+    assert stranger.status == 404 and stranger.json()["error"]["code"] == "INTEGRATION_NOT_FOUND"
+    admin = proxy(stack, integration, "GET", "/v10/users/@me", user=uuid.uuid4(), roles=("admin",))
+    assert admin.status == 404  # reading every user's rows is not acting as them: that is the service role
+    anonymous = stack.api("GET", f"/integrations/{integration}/proxy/v10/users/@me")
+    assert anonymous.status == 401
+    assert proxy(stack, integration, "GET", "/v10/users/@me", user=owner).status == 200
+
+
+def test_logs_and_metrics_name_provider_method_status_never_query_or_token(stack, fresh_emulators):
+    emu = stack.emulators["DISCORD"]
+    user, integration = connected(stack, "DISCORD")
+    got = proxy(stack, integration, "GET", "/v10/users/@me", user=user, query="marker=q-secret-value-123")
+    assert got.status == 200
+    logs = stack.logs()
+    assert "proxy call DISCORD GET" in logs and "-> 200" in logs
+    assert "q-secret-value-123" not in logs
+    for token in emu.tokens:
+        assert token not in logs
+    metrics = call("GET", stack.base + "/metrics").text
+    assert 'nexus_proxy_calls_total{provider="DISCORD",method="GET",status="200"}' in metrics
+    assert 'nexus_proxy_call_seconds_count{provider="DISCORD"}' in metrics
+    assert "q-secret-value-123" not in metrics
+    assert 'route="/integrations/{id}/proxy/{path}"' in metrics  # one label for every proxied path
+
+
+def test_the_cli_calls_a_provider_through_the_same_core(stack, tmp_path):
+    user, integration = connected(stack, "SLACK")
+    done = stack.cli("integrations", "call", integration, "POST", "/auth.test", "--json")
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["status"] == 200 and answer["body"]["ok"] is True and answer["body"]["team_id"]
+    body = tmp_path / "message.json"
+    body.write_text(json.dumps({"channel": "C0DEMO0001", "text": "hello"}))
+    raw = stack.cli("integrations", "call", integration, "GET", "/conversations.list", "--query", "limit=5")
+    assert raw.returncode == 0 and json.loads(raw.stdout)["ok"] is True, raw.stderr
+    bad = stack.cli("integrations", "call", integration, "GET", "//evil.example/x")
+    assert bad.returncode == 2 and "VALIDATION_ERROR" in bad.stderr + bad.stdout
+    posted = stack.cli("integrations", "call", integration, "POST", "/chat.postMessage", "--data", f"@{body}",
+                       "--header", "X-Custom: yes", "--json")
+    assert posted.returncode == 0, posted.stderr
+    assert json.loads(posted.stdout)["status"] == 200
