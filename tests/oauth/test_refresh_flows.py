@@ -113,9 +113,9 @@ def test_tokens_that_never_expire_say_so(stack, fresh_emulators, provider):
 def test_twenty_concurrent_refreshes_make_one_provider_call(stack, fresh_emulators):
     emu = stack.emulators["DISCORD"]
     user, integration = connected(stack, "DISCORD")
-    # The winner's provider call is slow (3 s), so every other request, CLI processes included
-    # (about 1 s to start), arrives while it is in flight.
-    emu.delay("refresh", 3.0)
+    # The winner's provider call is slow (8 s), so every other request, CLI processes included
+    # (about 1 s to start, several on a loaded machine), arrives while it is in flight.
+    emu.delay("refresh", 8.0)
     before = emu.calls["refresh"]
     results: list = []
     barrier = threading.Barrier(22)
