@@ -1,5 +1,6 @@
 """`nexusctl integrations ...`: list, show, update and delete connections."""
 
+import sys
 from typing import Annotated
 
 import typer

@@ -239,7 +239,8 @@ def test_a_youtube_grant_without_upload_cannot_publish(database, make_integratio
 def test_a_youtube_grant_from_before_comments_names_their_scope(database, make_integration):
     """A connection made before comments were asked for lacks youtube.force-ssl: health says which actions."""
     old = make_integration(provider=Provider.YOUTUBE, scope=["https://www.googleapis.com/auth/youtube.readonly",
-                                                             "https://www.googleapis.com/auth/youtube.upload"])
+                                                             "https://www.googleapis.com/auth/youtube.upload",
+                                                             "https://www.googleapis.com/auth/yt-analytics.readonly"])
     record = health_checks.check(old.id, **WINDOWS)
     assert record["status"] == "degraded"
     assert record["scopes"]["missing"] == ["https://www.googleapis.com/auth/youtube.force-ssl"]

@@ -13,7 +13,6 @@ import datetime as dt
 import json
 import os
 import signal
-import time
 import uuid
 from pathlib import Path
 
@@ -136,7 +135,7 @@ def test_the_relay_survives_a_redis_restart_without_losing_or_reordering(bus, fr
         _emit(bus, integration, owner, n)
     assert _unpublished(bus) >= 30
     # The relay has tried against the stopped server and failed (it says so once): it must not drop anything.
-    _wait(lambda: "event relay: cannot publish" in bus.logs(), 20, "the relay to fail against the stopped Redis")
+    wait_for(lambda: "event relay: cannot publish" in bus.logs(), 20, "the relay to fail against the stopped Redis")
     assert _unpublished(bus) >= 30
     bus.extra["redis"].start()
 
