@@ -60,7 +60,9 @@ async def emit_batch(request: web.Request) -> web.Response:
 
 
 def _error(exc: NexusError) -> dict:
-    return {"error": {"code": exc.code, "message": exc.message}}
+    # Not found says which by the item's index alone: the answer echoes no integration id.
+    message = "the item's integration was not found" if exc.code == "INTEGRATION_NOT_FOUND" else exc.message
+    return {"error": {"code": exc.code, "message": message}}
 
 
 ROUTES = [
