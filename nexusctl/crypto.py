@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from nexusctl.errors import DecryptionFailed, KeyNotConfigured
+from nexusctl.config import decode_key
 
 VERSION = "nx1"
 NONCE_BYTES = 12
@@ -126,8 +127,6 @@ def key_id_prefix(stored: str) -> str | None:
 
 def keyring_from_settings(settings) -> Keyring:
     """Build the keyring from the validated settings (current key + old keys)."""
-    from nexusctl.config import decode_key
-
     current = decode_key(settings.encryption_key.get(), "ENCRYPTION_KEY")
     older = [decode_key(k.get(), "ENCRYPTION_OLD_KEYS") for k in settings.old_encryption_keys]
     return Keyring(current, older)

@@ -17,7 +17,8 @@ except SystemExit:
     pass
 group = dict.__getitem__(root.commands, "integrations")
 built = sorted(name for name, command in dict.items(group.commands) if command is not None)
-heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("aiohttp", "apscheduler", "redis", "daemon"))
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("aiohttp", "apscheduler", "redis")
+               or m.startswith(("nexusctl.daemon", "nexusctl.providers.sync", "nexusctl.providers.http")))
 other_groups = sorted(m for m in sys.modules if m.startswith("nexusctl.cli.") and m.rsplit(".", 1)[1] in (
     "webhooks", "events", "jobs", "sync", "database", "keys", "token", "providers"))
 unneeded = sorted(m for m in sys.modules if m in ("asyncio", "webbrowser", "rich.console", "rich.table", "cryptography"))

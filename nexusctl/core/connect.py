@@ -32,6 +32,7 @@ from nexusctl.providers.adapters.commerce import normalise_shop, normalise_store
 from nexusctl.providers.oauth2 import new_verifier
 from nexusctl.providers.registry import SPECS
 from nexusctl.providers.spec import ConnectKind, TokenSet
+from nexusctl.core import integrations
 
 log = logging.getLogger(__name__)
 
@@ -249,8 +250,6 @@ async def _release(svc: Runtime, row, tokens: TokenSet) -> bool:
 async def disconnect(svc: Runtime, integration_id, *, owner_id=None, dry_run: bool = False):
     """Revoke at the provider where it can (a failure is logged, not fatal), delete what the connection made
     there (a channel webhook; likewise), then delete."""
-    from nexusctl.core import integrations
-
     row, tokens = await svc.run(connections.load, svc.keyring, integration_id, owner_id=owner_id)
     revoked = None
     if not dry_run and SPECS[row.provider].can_revoke and tokens.access_token:

@@ -27,9 +27,13 @@ from nexusctl.db.database import database_proxy, is_postgres
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import Integration, Webhook, WebhookAttempt, WebhookDelivery
 from nexusctl.core.ids import parse_uuid
+from nexusctl.core.serializers import delivery_to_dict
+from nexusctl.core.webhook_rows import matches
+from nexusctl.core import webhook_rows
 from nexusctl.core.paging import Bulky, Page, bounded_page
 from nexusctl.enums import DeliveryStatus
 from nexusctl.errors import DeliveryNotFound, KeyNotConfigured, UsageProblem, WebhookInactive
+from nexusctl.db.secrets import unseal
 
 NOTIFY_CHANNEL = "nexus_deliveries"
 JITTER = 0.2
@@ -48,8 +52,6 @@ def payload_of(integration: Integration, event_type: str, data: dict, now: dt.da
 
 def fan_out(integration: Integration, event_type: str, data: dict) -> int:
     """Queue one delivery per matching active webhook; run inside the caller's transaction."""
-    from nexusctl.core.webhooks import matches
-
     hooks = [h for h in Webhook.select(Webhook.id, Webhook.events).where(
         (Webhook.integration == integration.id) & (Webhook.is_active == True))  # noqa: E712
         if matches(h.events, event_type)]
@@ -59,8 +61,6 @@ def fan_out(integration: Integration, event_type: str, data: dict) -> int:
 def fan_out_many(events, times) -> list[int]:
     """``fan_out`` for many events ((integration, type, data) each, queued at ``times``) with one webhook
     query and one insert; how many deliveries each queued. Inside the caller's transaction."""
-    from nexusctl.core.webhooks import matches
-
     hooks: dict = {}
     for hook in Webhook.select(Webhook.id, Webhook.integration, Webhook.events).where(
             Webhook.integration.in_(list({integration.id for integration, _, _ in events}))
@@ -110,10 +110,7 @@ def get(delivery_id, *, owner_id=None) -> WebhookDelivery:
 def page_with_attempts(webhook_id, *, status=None, limit=None, cursor=None, owner_id=None) -> tuple[Page, list]:
     """A page of a webhook's deliveries as dicts, each with its attempt log, bounded in bytes
     (paging.bounded_page: a payload over FIELD_BYTES is left out; ``get`` shows it)."""
-    from nexusctl.core import webhooks
-    from nexusctl.core.serializers import delivery_to_dict
-
-    hook = webhooks.get(webhook_id, owner_id=owner_id)
+    hook = webhook_rows.get(webhook_id, owner_id=owner_id)
     query = WebhookDelivery.select().where(WebhookDelivery.webhook == hook.id)
     if status is not None:
         query = query.where(WebhookDelivery.status == _status(status))
@@ -129,8 +126,6 @@ def page_with_attempts(webhook_id, *, status=None, limit=None, cursor=None, owne
 
 def get_with_attempts(delivery_id, *, owner_id=None) -> dict:
     """One delivery as a dict with its whole payload and attempt log (the list may leave the payload out)."""
-    from nexusctl.core.serializers import delivery_to_dict
-
     row = get(delivery_id, owner_id=owner_id)
     return delivery_to_dict(row, attempts_of([row])[row.id])
 
@@ -185,9 +180,7 @@ def replay(webhook_id, *, since: dt.datetime, status=None, owner_id=None, dry_ru
     after each, so the daemon starts sending the first ones while the rest are queued.
     ``dry_run`` only counts.
     """
-    from nexusctl.core import webhooks
-
-    hook = webhooks.get(webhook_id, owner_id=owner_id)
+    hook = webhook_rows.get(webhook_id, owner_id=owner_id)
     if not dry_run:
         refuse_inactive(hook, "a replay")
     where = (WebhookDelivery.webhook == hook.id) & (WebhookDelivery.created_at >= since)
@@ -381,8 +374,6 @@ SECRETS = SecretCache()
 def signing_for(keyring, webhook_ids) -> tuple[dict, dict]:
     """(url and signing secrets of each webhook, {webhook id: key id} of those whose secret is under a key
     ``keyring`` lacks), in one query (once per claimed batch)."""
-    from nexusctl.db.secrets import unseal
-
     signing, locked = {}, {}
     now = utcnow()
     for row in Webhook.select(Webhook.id, Webhook.url, Webhook.secret, Webhook.previous_secret,

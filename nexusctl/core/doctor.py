@@ -23,6 +23,8 @@ from urllib.parse import urlsplit
 from nexusctl import config
 from nexusctl.enums import Provider
 from nexusctl.errors import ConfigError
+from nexusctl.providers.registry import SPECS, adapter_for
+from nexusctl.providers.spec import ConnectKind
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 _VARIABLE = re.compile(r"^([A-Z][A-Z0-9_]*)\b")
@@ -151,8 +153,6 @@ def check_url(loaded: Loaded, name: str) -> Finding:
 
 def check_providers(loaded: Loaded) -> list[Finding]:
     """Each provider with credentials (or a refused variable): both halves present, endpoints absolute."""
-    from nexusctl.providers.registry import SPECS
-
     settings, findings = loaded.settings, []
     for provider in Provider:
         check = f"provider {provider.value}"
@@ -185,9 +185,6 @@ def _variables_of(provider: Provider) -> set[str]:
 
 
 def _endpoints(provider: Provider, settings: config.Settings) -> Finding:
-    from nexusctl.providers.registry import SPECS, adapter_for
-    from nexusctl.providers.spec import ConnectKind
-
     adapter = adapter_for(provider, settings)
     kinds = config.endpoint_kinds(provider)
     urls = {kind: adapter.url(kind, "shop.example.com") for kind in kinds}

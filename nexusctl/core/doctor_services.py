@@ -22,6 +22,16 @@ import peewee
 from nexusctl import config
 from nexusctl.core.doctor import FAIL, OK, WARN, Finding, Loaded
 from nexusctl.errors import NexusError
+from nexusctl.db import migrate
+from nexusctl.db.database import check_connection, open_database
+from nexusctl.db.database import bind
+from nexusctl.crypto import keyring_from_settings
+from nexusctl.db.secrets import unseal
+from nexusctl.errors import KeyNotConfigured
+from nexusctl.core.key_usage import missing_key_ids
+from nexusctl.db.models import Integration, OAuthState, Webhook
+from nexusctl.config import redact_url
+from nexusctl.core import doctor
 
 NETWORK_TIMEOUT = 2.0
 DAEMON_HOST = "127.0.0.1"  # `nexusctl daemon`'s default --host
@@ -29,9 +39,6 @@ DAEMON_HOST = "127.0.0.1"  # `nexusctl daemon`'s default --host
 
 def open_checked_database(loaded: Loaded) -> tuple[peewee.Database | None, list[Finding]]:
     """The database if it is reachable and migrated (else None), with the two findings."""
-    from nexusctl.db import migrate
-    from nexusctl.db.database import check_connection, open_database
-
     refused = loaded.error_for("DATABASE_URL", "DATABASE_POOL_SIZE")
     if refused:
         return None, [Finding("database", FAIL, refused[1], f"fix {refused[0]} (README: Configuration)"),
@@ -87,8 +94,6 @@ def check_encryption(loaded: Loaded, db: peewee.Database | None) -> Finding:
         return _not_checked("encryption", "the configuration")
     if db is None:
         return _not_checked("encryption", "the database")
-    from nexusctl.db.database import bind
-    from nexusctl.crypto import keyring_from_settings
 
     bind(db)
     keyring = keyring_from_settings(loaded.settings)
@@ -97,9 +102,7 @@ def check_encryption(loaded: Loaded, db: peewee.Database | None) -> Finding:
     if sample is None:
         return Finding("encryption", OK, f"key {keyring.current_kid} from {source}; no stored secret yet to try")
     row, column = sample
-    from nexusctl.db.secrets import unseal
 
-    from nexusctl.errors import KeyNotConfigured
 
     table = row._meta.table_name
     try:
@@ -110,7 +113,6 @@ def check_encryption(loaded: Loaded, db: peewee.Database | None) -> Finding:
         return Finding("encryption", FAIL, detail,
                        "set ENCRYPTION_KEY to the key this data was written with (the old one goes in "
                        "ENCRYPTION_OLD_KEYS during a rotation)")
-    from nexusctl.core.key_usage import missing_key_ids
 
     missing = sorted(missing_key_ids(keyring))
     if missing:  # the sample opened, but other values are under keys these settings lack: a rotation under way
@@ -124,8 +126,6 @@ def check_encryption(loaded: Loaded, db: peewee.Database | None) -> Finding:
 
 def _one_stored_secret():
     """One row holding an encrypted value, by primary key (cheap on any table size)."""
-    from nexusctl.db.models import Integration, OAuthState, Webhook
-
     for model, column in ((Integration, "access_token"), (Webhook, "secret"), (OAuthState, "secret")):
         field = getattr(model, column)
         row = model.select(model.id, field).where(field.is_null(False)).order_by(model.id).limit(1).first()
@@ -148,7 +148,6 @@ def check_redis(loaded: Loaded) -> Finding:
         return Finding("redis", OK, "not configured: OAuth states and events stay in the database")
     import redis
 
-    from nexusctl.config import redact_url
 
     label = redact_url(settings.redis_url.get())
     client = redis.Redis.from_url(settings.redis_url.get(), socket_connect_timeout=NETWORK_TIMEOUT,
@@ -213,8 +212,6 @@ def _close(db: peewee.Database) -> None:
 
 def diagnose(env) -> list[Finding]:
     """Every check, in the order an operator would fix things."""
-    from nexusctl.core import doctor
-
     loaded = doctor.load_settings(env)
     findings = doctor.check_config(loaded)
     db, database_findings = open_checked_database(loaded)

@@ -16,6 +16,7 @@ from typing import NamedTuple
 from nexusctl.db.database import database_proxy
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import Integration, OutboxEvent
+from nexusctl.core import deliveries
 from nexusctl.core.ids import parse_uuid
 from nexusctl.errors import IntegrationNotFound, NexusError, UsageProblem
 
@@ -26,6 +27,10 @@ REFRESHED = "integration.refreshed"
 SLACK_COMMAND = "slack.command"  # a slash command typed in a connected workspace (nexusctl.core.slack_commands)
 # Events that come from a provider through a verified route: nobody may emit them in a provider's name.
 FROM_PROVIDERS = (SLACK_COMMAND,)
+# The platform's events this service consumes (nexusctl.core.inbound handles them): nobody emits them here.
+USER_DELETED = "user.deleted"
+CONTENT_PUBLISHED = "content.published"
+PLATFORM_EVENTS = (USER_DELETED, CONTENT_PUBLISHED)
 
 
 class Subject(NamedTuple):
@@ -38,8 +43,6 @@ class Subject(NamedTuple):
 
 def record(event_type: str, integration: Integration, **data) -> OutboxEvent:
     """Write one event about ``integration`` (outbox + its webhooks); ``data`` must hold no secret."""
-    from nexusctl.core import deliveries
-
     # The subject comes last: ``data`` (which emit takes from a caller) cannot name another user or
     # integration, so nobody can publish an event about someone else's integration onto the bus.
     payload = {**data, "integrationId": str(integration.id), "userId": str(integration.user_id),
@@ -65,8 +68,6 @@ def check(event_type, data) -> None:
     if not isinstance(event_type, str) or len(event_type) > EVENT_TYPE_MAX or not EVENT_TYPE.fullmatch(event_type):
         raise UsageProblem(f"type must be an event name like media.created, at most {EVENT_TYPE_MAX} characters",
                            field="type")
-    from nexusctl.core.inbound import HANDLED as PLATFORM_EVENTS  # what the consumer acts on
-
     if event_type.startswith(("integration.", "webhook.")) or event_type in PLATFORM_EVENTS + FROM_PROVIDERS:
         # Emitted events reach the platform's event bus, which this service (user.deleted deletes a user's
         # integrations) and others consume: a caller must not be able to speak for the platform, nor for a
@@ -93,8 +94,6 @@ def emit_many(items) -> list:
     or None). Each one's answer, in order: the dict ``emit`` returns, or the NexusError that refused it (bad
     input, an integration that is not there or not the owner's); a refused one writes nothing and does not
     stop the others. A database error fails them all (nothing was committed)."""
-    from nexusctl.core import deliveries
-
     if len(items) > BATCH_MAX:
         raise UsageProblem(f"at most {BATCH_MAX} events at a time", field="events")
     outcomes: list = [None] * len(items)

@@ -23,6 +23,9 @@ from nexusctl.enums import DeliveryStatus, SyncStatus
 from nexusctl.providers import scopes as needed_scopes
 from nexusctl.providers.registry import SPECS
 from nexusctl.providers.spec import RefreshStyle
+from nexusctl.providers.sync.comments import REPLIERS
+from nexusctl.providers.sync.publish import PUBLISHERS
+from nexusctl.providers.sync.registry import actions_of
 
 HEALTHY, DEGRADED, BROKEN = "healthy", "degraded", "broken"
 RANK = {HEALTHY: 0, DEGRADED: 1, BROKEN: 2}
@@ -85,10 +88,6 @@ REPLY_COMMENT = "reply_comment"
 
 
 def capabilities_of_provider(provider) -> list[str]:
-    from nexusctl.providers.sync.comments import REPLIERS
-    from nexusctl.providers.sync.publish import PUBLISHERS
-    from nexusctl.providers.sync.registry import actions_of
-
     names = list(actions_of(provider))
     if provider.value in PUBLISHERS:
         names.append(PUBLISH)

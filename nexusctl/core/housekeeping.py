@@ -19,6 +19,7 @@ from nexusctl.db.database import database_proxy
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import ConsumedEvent, IntegrationSyncLog, OAuthState, WebhookDelivery
 from nexusctl.enums import DeliveryStatus, SyncStatus
+from nexusctl.core import outbox
 
 BATCH = 1000
 
@@ -38,8 +39,6 @@ def purge_expired_states() -> int:
 
 
 def purge_history(retention_days: int, *, keep_unpublished_events: bool = True) -> dict:
-    from nexusctl.core import outbox
-
     cutoff = utcnow() - dt.timedelta(days=retention_days)
     deliveries = _batched_delete(WebhookDelivery, (WebhookDelivery.created_at < cutoff) & WebhookDelivery.status.in_(
         [DeliveryStatus.DELIVERED, DeliveryStatus.FAILED]))

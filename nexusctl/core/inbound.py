@@ -34,6 +34,8 @@ import peewee
 from nexusctl.db.database import database_proxy
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import ConsumedEvent, Integration, IntegrationSyncLog, OAuthState
+from nexusctl.core.connect import disconnect
+from nexusctl.core.events import CONTENT_PUBLISHED, PLATFORM_EVENTS, USER_DELETED
 from nexusctl.core.storable import check_storable
 from nexusctl.core.sync_state import SKIPPED_PREFIX
 from nexusctl.enums import SyncStatus
@@ -43,9 +45,7 @@ from nexusctl.providers.sync.publish_media import FORMATS, STORY, cannot_take, c
 
 log = logging.getLogger(__name__)
 
-USER_DELETED = "user.deleted"
-CONTENT_PUBLISHED = "content.published"
-HANDLED = (USER_DELETED, CONTENT_PUBLISHED)
+HANDLED = PLATFORM_EVENTS  # user.deleted, content.published (named in core.events, which refuses them to emit)
 PUBLISH_CAPABILITIES = frozenset({"publish", "upload", "posts", "notifications", "webhooks"})
 PUBLISHERS = tuple(p for p, info in CATALOG.items() if PUBLISH_CAPABILITIES & set(info.capabilities))
 PAYLOAD_MAX_BYTES = 256 * 1024
@@ -154,8 +154,6 @@ def _finish_user_deleted(event: Inbound, user_id: uuid.UUID, outcome: dict) -> d
 
 
 async def _user_deleted(svc, event: Inbound) -> dict:
-    from nexusctl.core.connect import disconnect
-
     user_id = _user_id(event.payload)
     deleted, not_revoked, after = [], 0, None
     # Page by id: a user with many integrations is never loaded at once, and a retry after a

@@ -19,6 +19,7 @@ from nexusctl.core.paging import (
 )
 from nexusctl.enums import Provider
 from nexusctl.errors import IntegrationNotFound, UsageProblem
+from nexusctl.core.serializers import integration_to_dict
 
 NAME_MAX = 255
 SERVICE_METADATA = "provider"
@@ -53,8 +54,6 @@ def list_view(*, user_id=None, provider: str | Provider | None = None, is_active
     The hot path (the read route) runs one statement, written once per shape of filters and reused,
     reading only the shown columns as tuples (no model objects); a page that would pass the byte budget
     goes the general way of bounded_page, which trims it."""
-    from nexusctl.core.serializers import integration_to_dict
-
     limit = check_limit(limit)
     filters = {"user_id": user_id and parse_uuid(user_id, "userId"),
                "organization_id": organization_id and parse_uuid(organization_id, "organizationId"),

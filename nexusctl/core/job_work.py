@@ -13,13 +13,14 @@ import logging
 
 from nexusctl.core import job_runs
 from nexusctl.errors import UsageProblem
+from nexusctl.core import refresh
+from nexusctl.core import housekeeping as work
+from nexusctl.core import health_checks
 
 log = logging.getLogger(__name__)
 
 
 async def token_refresh(svc) -> dict:
-    from nexusctl.core import refresh
-
     settings = svc.settings
     # Full passes follow each other within one interval, so a burst of expiries is not left to lapse.
     counts = await refresh.drain(svc, dt.timedelta(seconds=settings.token_refresh_window),
@@ -32,8 +33,6 @@ async def token_refresh(svc) -> dict:
 
 
 async def housekeeping(svc) -> dict:
-    from nexusctl.core import housekeeping as work
-
     settings = svc.settings
     # Idempotent deletes in batches: two daemons running it at once just share the work.
     # With Redis a relay publishes the outbox: never purge an event it has not published yet.
@@ -43,8 +42,6 @@ async def housekeeping(svc) -> dict:
 
 
 async def integration_health(svc) -> dict:
-    from nexusctl.core import health_checks
-
     # A bounded batch of due checks per run; each status change is written with its event, once.
     counts = await svc.run(health_checks.check_due, **health_checks.windows(svc.settings))
     if counts["changed"]:

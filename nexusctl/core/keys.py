@@ -24,6 +24,8 @@ from nexusctl.db.models import ALL_MODELS
 from nexusctl.db.secrets import models_with_secrets, place_of
 from nexusctl.crypto import Keyring
 from nexusctl.errors import DecryptionFailed, KeyNotConfigured, RedisUnavailable
+from nexusctl.core.oauth_states import RedisStates
+from nexusctl.redisconn import open_client
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +107,6 @@ def rotate_redis_flows(settings, keyring: Keyring, report: RotationReport, *, dr
 
     from redis.exceptions import RedisError
 
-    from nexusctl.core.oauth_states import RedisStates
-    from nexusctl.redisconn import open_client
 
     async def run() -> tuple[int, int]:
         client = open_client(settings.redis_url.get(), socket_timeout=5)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import peewee
 
 from nexusctl.errors import UsageProblem
+from nexusctl.db.database import database_proxy, is_postgres
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
@@ -103,8 +104,6 @@ class Bulky:
 
 def json_bytes(column: peewee.Field):
     """The column's size as stored JSON text, measured by the database (jsonb on PostgreSQL, text on SQLite)."""
-    from nexusctl.db.database import database_proxy, is_postgres
-
     if is_postgres(database_proxy):
         return peewee.fn.octet_length(peewee.Cast(column, "text"))
     return peewee.fn.length(peewee.Cast(column, "blob"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 
 from nexusctl.errors import UsageProblem
+from nexusctl.config import parse_duration
 
 MIN_INTERVAL = 300.0
 KEY = "syncSchedule"
@@ -19,8 +20,6 @@ KEY = "syncSchedule"
 
 def next_run(schedule, after: dt.datetime) -> dt.datetime:
     """The first run time after ``after`` (UTC); UsageProblem naming the field if ``schedule`` is not one."""
-    from nexusctl.config import parse_duration
-
     if not isinstance(schedule, str) or not schedule.strip() or len(schedule) > 100:
         raise UsageProblem("metadata.syncSchedule must be an interval (1h, 30m) or a cron expression "
                            "('0 */6 * * *')", field=KEY)

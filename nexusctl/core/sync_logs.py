@@ -6,6 +6,10 @@ from nexusctl.db.models import IntegrationSyncLog
 from nexusctl.core import integrations
 from nexusctl.core.paging import Bulky, Page, bounded_page, newest_first
 from nexusctl.enums import SyncStatus
+from nexusctl.core.serializers import sync_log_to_dict
+from nexusctl.db.models import Integration
+from nexusctl.core.ids import parse_uuid
+from nexusctl.errors import SyncLogNotFound
 
 
 def _query(integration_id, status, owner_id):
@@ -25,8 +29,6 @@ def list_page(integration_id, *, status: str | None = None, limit: int | None = 
 def list_view(integration_id, *, status: str | None = None, limit: int | None = None,
               cursor: str | None = None, owner_id=None) -> Page:
     """``list_page`` as the API's and CLI's dicts, bounded in bytes (paging.bounded_page)."""
-    from nexusctl.core.serializers import sync_log_to_dict
-
     return bounded_page(_query(integration_id, status, owner_id), IntegrationSyncLog, limit, cursor,
                         bulky=Bulky(IntegrationSyncLog.metadata, "metadata"),
                         serialize=lambda rows: [sync_log_to_dict(r) for r in rows])
@@ -34,10 +36,6 @@ def list_view(integration_id, *, status: str | None = None, limit: int | None = 
 
 def get(log_id, *, owner_id=None) -> IntegrationSyncLog:
     """One sync log by id; a malformed id is VALIDATION_ERROR, an unknown one SYNC_LOG_NOT_FOUND."""
-    from nexusctl.db.models import Integration
-    from nexusctl.core.ids import parse_uuid
-    from nexusctl.errors import SyncLogNotFound
-
     log_uuid = parse_uuid(log_id, "logId")
     query = IntegrationSyncLog.select().join(Integration).where(IntegrationSyncLog.id == log_uuid)
     if owner_id is not None:

@@ -45,6 +45,12 @@ from nexusctl.errors import (KeyNotConfigured, NexusError, ProviderError, RateLi
 from nexusctl.providers import scopes as needed_scopes
 from nexusctl.providers.sync.base import SyncApi
 from nexusctl.providers.sync.registry import AUTH_HEADER, action_of
+from nexusctl.core import refresh
+from nexusctl.providers.spec import NotYetRefreshable
+from nexusctl.providers.sync.publish import PUBLISHERS
+from nexusctl.providers.sync.publish_common import NotReady
+from nexusctl.providers.sync.publish_media import cannot_take
+from nexusctl.providers.sync.publish_reconcile import RECONCILERS
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +93,6 @@ def _api(svc, row: Integration, tokens) -> SyncApi:
 
 
 async def _fresh_tokens(svc, integration_id, *, force: bool = False):
-    from nexusctl.core import refresh
-
-    from nexusctl.providers.spec import NotYetRefreshable
-
     row, tokens = await svc.run(connections.load, svc.keyring, integration_id)
     if force or (tokens.expires_at is not None and tokens.expires_at <= utcnow() + EXPIRY_MARGIN
                  and tokens.refresh_token):
@@ -291,11 +293,6 @@ async def _publish(svc, log: IntegrationSyncLog, row: Integration, tokens, stats
     """One post of the content a content.published event queued: at most one provider call that creates it
     (plus the waits and the single refresh a throttle or a refused token call for). A provider still
     processing the media (NotReady) defers the run: back to PENDING, looked at again later."""
-    from nexusctl.providers.sync.publish import PUBLISHERS
-    from nexusctl.providers.sync.publish_common import NotReady
-    from nexusctl.providers.sync.publish_media import cannot_take
-    from nexusctl.providers.sync.publish_reconcile import RECONCILERS
-
     publisher = PUBLISHERS.get(row.provider.value)
     if publisher is None:
         raise SyncFailed(f"publishing to {row.provider.value} is not built yet")

@@ -22,6 +22,7 @@ from nexusctl.db.models import Integration, IntegrationSyncLog, SyncCursor, Sync
 from nexusctl.core import events, snapshots
 from nexusctl.enums import SyncStatus
 from nexusctl.errors import NexusError, SyncNotStarted, UsageProblem
+from nexusctl.core import sync_logs
 
 SYNCED = "integration.synced"
 DELETE_BATCH = 500
@@ -258,8 +259,6 @@ def skip(log_id, reason: str) -> IntegrationSyncLog:
 
 def cancel(log_id, *, owner_id=None) -> IntegrationSyncLog:
     """Ask a run to stop: PENDING ones never start, IN_PROGRESS ones stop after their current page."""
-    from nexusctl.core import sync_logs
-
     log = sync_logs.get(log_id, owner_id=owner_id)
     log_uuid = log.id
     if log.status not in ACTIVE:

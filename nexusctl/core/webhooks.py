@@ -19,12 +19,15 @@ from nexusctl.db.database import database_proxy, retry_deadlocks
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import Integration, Webhook, WebhookDelivery
 from nexusctl.db.secrets import public_fields, seal, unseal
-from nexusctl.core import integrations, signing
+from nexusctl.core import deliveries, integrations, signing
+from nexusctl.core.webhook_rows import get, matches  # noqa: F401 - webhooks.get and .matches are the API's too
 from nexusctl.core.ids import parse_uuid
 from nexusctl.core.metadata import check_metadata
 from nexusctl.core.paging import Bulky, Page, bounded_page
 from nexusctl.crypto import Keyring
-from nexusctl.errors import UsageProblem, WebhookNotFound
+from nexusctl.errors import UsageProblem
+from nexusctl.core.serializers import webhook_to_dict
+from nexusctl import ssrf
 
 ROTATION_OVERLAP = dt.timedelta(hours=24)
 MAX_EVENTS = 50
@@ -46,29 +49,10 @@ def check_events(events) -> list[str]:
     return clean
 
 
-def matches(patterns, event_type: str) -> bool:
-    for pattern in patterns or ():
-        if pattern == "*" or pattern == event_type:
-            return True
-        if pattern.endswith(".*") and event_type.startswith(pattern[:-1]):
-            return True
-    return False
-
-
 def _check_url(url) -> str:
     if not isinstance(url, str) or not url.strip() or len(url) > URL_MAX:
         raise UsageProblem(f"url must be an http(s) URL of at most {URL_MAX} characters", field="url")
     return url.strip()
-
-
-def get(webhook_id, *, owner_id=None) -> Webhook:
-    row_id = parse_uuid(webhook_id, "webhookId")
-    query = (Webhook.select(*public_fields(Webhook), Integration.id, Integration.user_id).join(Integration)
-             .where(Webhook.id == row_id))
-    row = query.first()
-    if row is None or (owner_id is not None and row.integration.user_id != owner_id):
-        raise WebhookNotFound(f"webhook {row_id} not found", id=str(row_id))
-    return row
 
 
 def create(keyring: Keyring, *, integration_id, url, events, metadata=None, is_active=True,
@@ -87,8 +71,6 @@ def create(keyring: Keyring, *, integration_id, url, events, metadata=None, is_a
 
 def list_view(*, integration_id=None, owner_id=None, limit=None, cursor=None) -> Page:
     """Webhooks newest first as the API's and CLI's dicts, bounded in bytes (paging.bounded_page)."""
-    from nexusctl.core.serializers import webhook_to_dict
-
     return bounded_page(_query(integration_id, owner_id), Webhook, limit, cursor,
                         bulky=Bulky(Webhook.metadata, "metadata"), columns=public_fields(Webhook),
                         serialize=lambda rows: [webhook_to_dict(r) for r in rows])
@@ -153,8 +135,6 @@ def send_test(webhook_id, *, owner_id=None) -> tuple[Webhook, uuid.UUID]:
     Refused for an inactive webhook (the worker never sends to one, so the test would wait
     silently forever); like Stripe and Svix, a disabled endpoint gets nothing, tests included.
     """
-    from nexusctl.core import deliveries
-
     row = get(webhook_id, owner_id=owner_id)
     deliveries.refuse_inactive(row, "a test")
     integration = integrations.get(row.integration_id)
@@ -189,7 +169,5 @@ def signing_secrets(keyring: Keyring, row: Webhook, now: dt.datetime | None = No
 
 async def check_url_resolving(settings, url) -> str:
     """The SSRF rules, then one resolution: every address the name has must be allowed."""
-    from nexusctl import ssrf
-
     return await ssrf.check_url_resolving(url, production=settings.is_production,
                                           allowed_networks=settings.webhook_allowed_networks)

@@ -14,6 +14,8 @@ from nexusctl.core.paging import MAX_LIMIT
 from nexusctl.core.serializers import integration_to_dict
 from nexusctl.enums import Provider, SyncStatus
 from nexusctl.daemon.keys import SERVICES, SETTINGS
+from nexusctl.providers.catalog import CATALOG
+from nexusctl.providers.registry import SPECS
 
 PROVIDERS = tuple(p.value for p in Provider)
 PAGING = {"limit": Int(1, MAX_LIMIT, "rows per page"), "cursor": Str(max_length=512, description="from paging.nextCursor")}
@@ -65,10 +67,6 @@ async def list_sync_logs(request: web.Request) -> web.Response:
 
 
 async def providers(request: web.Request) -> web.Response:
-    from nexusctl.providers.catalog import CATALOG
-
-    from nexusctl.providers.registry import SPECS
-
     creds = request.app[SETTINGS].providers
     # SendGrid (API keys) and WooCommerce (store-granted keys) need no app credentials.
     return ok([info.to_dict(creds[p].configured or not SPECS[p].needs_credentials) for p, info in CATALOG.items()])

@@ -22,6 +22,12 @@ from nexusctl.db.database import bind, open_database
 from nexusctl import telemetry
 from nexusctl.config import Settings
 from nexusctl.core import activity
+from nexusctl.core import runtime
+from nexusctl.crypto import keyring_from_settings
+from nexusctl.daemon.delivery import DeliveryWorker
+from nexusctl.daemon.consumer import EventConsumer
+from nexusctl.daemon.relay import OutboxRelay
+from nexusctl.daemon.sync_runner import SyncRunner
 
 log = logging.getLogger(__name__)
 
@@ -117,9 +123,6 @@ async def _redis(app: web.Application):
 
 async def _services(app: web.Application):
     """The outbound HTTP sessions for provider calls (plain and SSRF-guarded), closed on shutdown."""
-    from nexusctl.core import runtime
-    from nexusctl.crypto import keyring_from_settings
-
     settings = app[SETTINGS]
     async with runtime.opened(settings, keyring_from_settings(settings), app[DB].run, redis=app[REDIS]) as opened:
         app[SERVICES] = opened
@@ -127,8 +130,6 @@ async def _services(app: web.Application):
 
 
 async def _delivery_worker(app: web.Application):
-    from nexusctl.daemon.delivery import DeliveryWorker
-
     worker = DeliveryWorker(app[SETTINGS], app[DB], app[SERVICES].keyring, app[METRICS])
     app[WORKER] = worker
     starting = asyncio.create_task(_when_listening(app, worker.start))
@@ -173,8 +174,6 @@ async def _event_bus(app: web.Application):
     if redis_client is None:
         yield
         return
-    from nexusctl.daemon.consumer import EventConsumer
-    from nexusctl.daemon.relay import OutboxRelay
 
     parts = [OutboxRelay(settings, app[DB], redis_client, app[METRICS])]
     if settings.events_consume_streams:
@@ -194,8 +193,6 @@ async def _event_bus(app: web.Application):
 
 
 async def _sync_runner(app: web.Application):
-    from nexusctl.daemon.sync_runner import SyncRunner
-
     runner = SyncRunner(app[SERVICES])
     app[SYNCS] = runner
     starting = asyncio.create_task(_when_listening(app, runner.start))

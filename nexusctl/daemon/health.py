@@ -13,6 +13,7 @@ from nexusctl.db import migrate
 from nexusctl.db.database import check_connection, describe_error
 from nexusctl.daemon.keys import DB, REDIS, SERVICES, SETTINGS
 from nexusctl import clock
+from nexusctl.core import key_usage
 
 REDIS_TIMEOUT = 2.0
 # The key ids in use are read at most this often (one small query per secret column): a daemon left on the
@@ -27,8 +28,6 @@ async def health(request: web.Request) -> web.Response:
 
 async def _missing_keys(request: web.Request, executor) -> frozenset:
     """Key ids of stored secrets that this daemon's keyring lacks (a rotation it was not restarted for), cached."""
-    from nexusctl.core import key_usage
-
     services = request.app.get(SERVICES)
     if services is None:  # still starting: nothing decrypts yet
         return frozenset()

@@ -13,6 +13,7 @@ from typing import Any
 
 from nexusctl.core import metadata
 from nexusctl.errors import UsageProblem
+from nexusctl.enums import Provider
 
 
 @dataclass(frozen=True)
@@ -200,15 +201,11 @@ class ProviderName:
     only: tuple[str, ...] | None = None
 
     def check(self, name: str, value: Any) -> str:
-        from nexusctl.enums import Provider
-
         if not isinstance(value, str):
             raise UsageProblem(f"{name} must be a string", field=name)
         return Provider.parse(value).value
 
     def openapi(self) -> dict:
-        from nexusctl.enums import Provider
-
         names = list(self.only) if self.only is not None else [p.value for p in Provider]
         return _described({"type": "string", "enum": names, "description": "case-insensitive"}, self.description)
 

@@ -12,6 +12,8 @@ from nexusctl.daemon.app import LISTENING, create_app
 from nexusctl.daemon.protocol import ACCEPT_BACKLOG, GuardedRequestHandler, connection_cap, install_accept_error_log
 from nexusctl import clock
 from nexusctl.errors import ListenFailed
+from nexusctl.daemon.observe import JsonFormatter
+from nexusctl.logtext import TextFormatter
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +91,6 @@ def _configure_logging(settings, *, quiet: bool) -> None:
     In text, control characters in logged values are escaped (nexusctl.logtext): a request path is logged
     percent-decoded, and ``%0a`` in it would otherwise start a forged line.
     """
-    from nexusctl.daemon.observe import JsonFormatter
-    from nexusctl.logtext import TextFormatter
-
     root = logging.getLogger()
     if not quiet and root.level > logging.INFO:
         root.setLevel(logging.INFO)

@@ -21,6 +21,7 @@ import logging
 
 from nexusctl.core.sync_queue import claim_scheduled, mark_interrupted, plan_each, stale_work
 from nexusctl.errors import DatabaseUnavailable
+from nexusctl.core import sync_runs
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +50,6 @@ class SyncRunner:
             task.add_done_callback(self._tasks.discard)
 
     async def _run(self, log_id) -> None:
-        from nexusctl.core import sync_runs
-
         async with self._gate:
             try:
                 await sync_runs.run(self._svc, log_id)
