@@ -1,0 +1,20 @@
+"""The layers hold: import-linter's contracts (pyproject.toml [tool.importlinter], drawn in docs/architecture.md).
+
+cli | daemon over core over providers | db over the kernel; no import cycle between the modules of a package;
+the CLI and the daemon reach the tables only through the core. A new import against them fails here, naming it.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_import_contracts_hold():
+    lint = Path(sys.executable).parent / "lint-imports"
+    result = subprocess.run([str(lint), "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    assert "3 kept, 0 broken" in result.stdout, result.stdout[-2000:]
