@@ -57,11 +57,11 @@ PLAIN = "import sys; sys.argv[0] = 'nexusctl'; from nexusctl.cli.main import mai
 
 def _seed(database_url: str, rows: int) -> None:
     """``rows`` integrations with sealed tokens, as a connected user would have."""
+    from nexusctl import config
+    from nexusctl.crypto import keyring_from_settings
     from nexusctl.db.database import bind, open_database
     from nexusctl.db.models import Integration
     from nexusctl.db.secrets import seal
-    from nexusctl import config
-    from nexusctl.crypto import keyring_from_settings
     from nexusctl.enums import Provider
 
     bind(open_database(database_url))

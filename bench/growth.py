@@ -39,7 +39,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    NEXUSCTL, ROOT, base_env, empty_tables, is_postgres, median, write_json,
+    NEXUSCTL,
+    ROOT,
+    base_env,
+    empty_tables,
+    is_postgres,
+    median,
+    write_json,
 )
 
 sys.path.insert(0, str(ROOT))
@@ -150,12 +156,12 @@ def run(database_url: str | None, sizes: list[int], repeat: int) -> dict:
     os.environ.update(env)
     subprocess.run([str(NEXUSCTL), "-q", "db", "migrate"], env=env, check=True)
 
-    from nexusctl.db.database import bind, open_database
-    from nexusctl.db.models import Integration
     from nexusctl import config
     from nexusctl.core import deliveries, webhooks
     from nexusctl.core.paging import encode_cursor
     from nexusctl.crypto import keyring_from_settings
+    from nexusctl.db.database import bind, open_database
+    from nexusctl.db.models import Integration
     from nexusctl.enums import DeliveryStatus, Provider
 
     postgres = is_postgres(database_url)

@@ -35,7 +35,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    NEXUSCTL, ROOT, CpuMeter, base_env, empty_tables, free_port, is_postgres, wait_http, write_json,
+    NEXUSCTL,
+    ROOT,
+    CpuMeter,
+    base_env,
+    empty_tables,
+    free_port,
+    is_postgres,
+    wait_http,
+    write_json,
 )
 
 sys.path.insert(0, str(ROOT))
@@ -240,10 +248,10 @@ class Setup:
         os.environ.update(self.env)
         subprocess.run([str(NEXUSCTL), "-q", "db", "migrate"], env=self.env, check=True)
         import nexusctl.db.models  # noqa: F401 - before bind(): its fields learn the database kind then
-        from nexusctl.db.database import bind, open_database
         from nexusctl import config
         from nexusctl.config import jwt_signing_secret
         from nexusctl.crypto import keyring_from_settings
+        from nexusctl.db.database import bind, open_database
 
         self.settings = config.load()
         self.jwt_key = jwt_signing_secret(self.settings).get()
@@ -329,8 +337,8 @@ def _deliver_phase(setup: Setup, server, base: str, integration, token: str, eve
 
 
 def run_emit(setup: Setup, args) -> dict:
-    from nexusctl.db.models import Integration
     from nexusctl.core import webhooks
+    from nexusctl.db.models import Integration
     from nexusctl.enums import Provider
 
     user = uuid.uuid4()

@@ -33,7 +33,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    NEXUSCTL, ROOT, CpuMeter, base_env, empty_tables, free_port, is_postgres, wait_http, write_json,
+    NEXUSCTL,
+    ROOT,
+    CpuMeter,
+    base_env,
+    empty_tables,
+    free_port,
+    is_postgres,
+    wait_http,
+    write_json,
 )
 
 sys.path.insert(0, str(ROOT))
@@ -96,10 +104,10 @@ async def raw_rate(url: str, client_id: str, secret: str, tokens: list[str], sec
 
 
 def seed(settings, tokens: list[str], expires: dt.datetime) -> None:
+    from nexusctl.crypto import keyring_from_settings
     from nexusctl.db.database import database_proxy
     from nexusctl.db.models import Integration
     from nexusctl.db.secrets import seal
-    from nexusctl.crypto import keyring_from_settings
     from nexusctl.enums import Provider
 
     ring = keyring_from_settings(settings)
@@ -128,9 +136,9 @@ def run(database_url: str | None, integrations: int, raw_seconds: float, timeout
         os.environ.update(env)
         subprocess.run([str(NEXUSCTL), "-q", "db", "migrate"], env=env, check=True)
 
+        from nexusctl import config
         from nexusctl.db.database import bind, open_database
         from nexusctl.db.models import Integration
-        from nexusctl import config
 
         settings = config.load()
         db = bind(open_database(database_url))

@@ -37,7 +37,14 @@ import peewee
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    NEXUSCTL, ROOT, empty_tables, free_port, is_postgres, percentile, wait_http, write_json,
+    NEXUSCTL,
+    ROOT,
+    empty_tables,
+    free_port,
+    is_postgres,
+    percentile,
+    wait_http,
+    write_json,
 )
 
 sys.path.insert(0, str(ROOT))
@@ -188,11 +195,11 @@ def run(args) -> dict:
     os.environ.update(env)
     subprocess.run([str(NEXUSCTL), "-q", "db", "migrate"], env=env, check=True)
 
-    from nexusctl.db.database import bind, open_database
-    from nexusctl.db.models import Integration
     from nexusctl import config
     from nexusctl.core import webhooks
     from nexusctl.crypto import keyring_from_settings
+    from nexusctl.db.database import bind, open_database
+    from nexusctl.db.models import Integration
     from nexusctl.enums import Provider
 
     settings = config.load()
@@ -291,8 +298,8 @@ def _failing_run(db, ring, integration_id, port: int, args) -> dict:
     """N/2 deliveries over ``receivers`` webhooks per round, in the order healthy, failing, failing, healthy
     (so a drift over the run, the machine's load or the tables' growth, weighs on both alike); a
     failing round has a share of the receivers answering 500. Healthy deliveries/s of each kind."""
-    from nexusctl.db.models import Webhook, WebhookAttempt, WebhookDelivery
     from nexusctl.core import webhooks
+    from nexusctl.db.models import Webhook, WebhookAttempt, WebhookDelivery
     from nexusctl.enums import DeliveryStatus
 
     failing = max(1, round(args.receivers * args.failing))

@@ -23,8 +23,8 @@ import os
 from dataclasses import dataclass
 from typing import Iterable
 
-from nexusctl.errors import DecryptionFailed, KeyNotConfigured
 from nexusctl.config import decode_key
+from nexusctl.errors import DecryptionFailed, KeyNotConfigured
 
 VERSION = "nx1"
 NONCE_BYTES = 12

@@ -19,7 +19,6 @@ from support.terminal import ANSI, piped_run, stderr_on_pty  # noqa: F401 - old 
 from nexusctl.cli.output import Output
 
 
-
 class FakeTerminal(io.StringIO):
     def isatty(self) -> bool:
         return True
@@ -123,10 +122,10 @@ def failed_deliveries(db_url, make_integration):
     import datetime as dt
     import uuid
 
+    from nexusctl import config
+    from nexusctl.crypto import keyring_from_settings
     from nexusctl.db.models import Webhook, WebhookDelivery
     from nexusctl.db.secrets import seal
-    from nexusctl.crypto import keyring_from_settings
-    from nexusctl import config
     from nexusctl.enums import DeliveryStatus
 
     integration = make_integration()
@@ -189,9 +188,9 @@ def test_replay_dry_run_counts_and_queues_nothing(failed_deliveries):
 def test_key_rotation_shows_a_bar_on_a_terminal_and_one_line_in_scripts(db_url, make_integration, monkeypatch):
     import base64
 
+    from nexusctl.crypto import Keyring
     from nexusctl.db.models import Integration
     from nexusctl.db.secrets import unseal
-    from nexusctl.crypto import Keyring
 
     old = os.environ["ENCRYPTION_KEY"]
     for _ in range(3):

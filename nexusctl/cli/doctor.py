@@ -3,6 +3,7 @@
 import os
 
 import typer
+
 from nexusctl.cli.context import out
 from nexusctl.cli.options import Json
 from nexusctl.errors import ChecksFailed

@@ -6,7 +6,17 @@ from typing import Annotated
 import typer
 
 from nexusctl.cli.context import out, state
-from nexusctl.cli.options import Cursor, DryRun, Json, Limit, confirmed, Organization, ProviderFilter, Yes, parse_json_object
+from nexusctl.cli.options import (
+    Cursor,
+    DryRun,
+    Json,
+    Limit,
+    Organization,
+    ProviderFilter,
+    Yes,
+    confirmed,
+    parse_json_object,
+)
 from nexusctl.core import integrations
 from nexusctl.core.paging import DEFAULT_LIMIT
 from nexusctl.core.serializers import integration_to_dict

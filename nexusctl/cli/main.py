@@ -17,7 +17,12 @@ from typer.core import TyperGroup
 from nexusctl import __version__
 from nexusctl.cli.context import State, out, state
 from nexusctl.cli.options import (
-    NO_COLOR_HELP, QUIET_HELP, VERBOSE_HELP, add_global_options, configure_logging, show_flags_without_a_type,
+    NO_COLOR_HELP,
+    QUIET_HELP,
+    VERBOSE_HELP,
+    add_global_options,
+    configure_logging,
+    show_flags_without_a_type,
 )
 from nexusctl.cli.output import Output
 from nexusctl.errors import NexusError

@@ -16,11 +16,10 @@ COLUMNS = [("provider", "PROVIDER"), ("displayName", "NAME"), ("category", "CATE
 
 def describe(settings, provider, *, full: bool = False) -> dict:
     from nexusctl.config import ENDPOINT_KINDS, EXTRA_ENDPOINT_KINDS
+    from nexusctl.providers import scopes
     from nexusctl.providers.catalog import CATALOG
     from nexusctl.providers.registry import SPECS, adapter_for
     from nexusctl.providers.spec import ConnectKind
-
-    from nexusctl.providers import scopes
 
     spec, creds = SPECS[provider], settings.providers[provider]
     configured = creds.configured or not spec.needs_credentials

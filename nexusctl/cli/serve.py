@@ -21,8 +21,8 @@ def daemon_cmd(
     """
     import os
 
-    from nexusctl.daemon.server import serve
     from nexusctl import config
+    from nexusctl.daemon.server import serve
 
     st = state(ctx)
     settings = st.settings  # refuse early: an invalid configuration,

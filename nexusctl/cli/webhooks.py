@@ -6,7 +6,7 @@ from typing import Annotated
 import typer
 
 from nexusctl.cli.context import out, state
-from nexusctl.cli.options import Cursor, DryRun, Json, Limit, confirmed, Yes, parse_json_object
+from nexusctl.cli.options import Cursor, DryRun, Json, Limit, Yes, confirmed, parse_json_object
 from nexusctl.core.paging import DEFAULT_LIMIT
 from nexusctl.errors import UsageProblem
 

@@ -16,10 +16,10 @@ from urllib.parse import urlsplit
 import peewee
 from peewee import SQL, fn
 
+from nexusctl.core import job_runs
 from nexusctl.db.database import database_proxy
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import Integration, IntegrationSyncLog, Webhook, WebhookAttempt, WebhookDelivery
-from nexusctl.core import job_runs
 from nexusctl.enums import DeliveryStatus, SyncStatus
 
 QUEUE_COUNT_CAP = 100_000  # a queue deeper than this shows as 100000 (the count stops there)

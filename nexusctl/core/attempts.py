@@ -21,10 +21,10 @@ from dataclasses import dataclass
 
 from peewee import Case, fn
 
+from nexusctl.core.deliveries import DISABLE_AFTER, RESPONSE_MAX, retry_delay
 from nexusctl.db.database import database_proxy, is_postgres
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import Integration, OutboxEvent, Webhook, WebhookAttempt, WebhookDelivery
-from nexusctl.core.deliveries import DISABLE_AFTER, RESPONSE_MAX, retry_delay
 from nexusctl.enums import DeliveryStatus
 
 THROTTLED = (429, 503)

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import logging
 
-from nexusctl.db.models import Integration
-
 from nexusctl.core import integrations, key_usage, sync_runs
 from nexusctl.core.health import REPLY_COMMENT
+from nexusctl.db.models import Integration
 from nexusctl.errors import SyncNotStarted, TokenExpired
 from nexusctl.providers import scopes as needed_scopes
 from nexusctl.providers.sync.comments import REPLIERS, check_reply

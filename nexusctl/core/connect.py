@@ -21,7 +21,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from nexusctl import ssrf, telemetry
 from nexusctl.config import Settings, origin_of
-from nexusctl.core import connections
+from nexusctl.core import connections, integrations
 from nexusctl.core.ids import parse_uuid
 from nexusctl.core.metadata import check_metadata
 from nexusctl.core.oauth_states import Flow, new_state
@@ -32,7 +32,6 @@ from nexusctl.providers.adapters.commerce import normalise_shop, normalise_store
 from nexusctl.providers.oauth2 import new_verifier
 from nexusctl.providers.registry import SPECS
 from nexusctl.providers.spec import ConnectKind, TokenSet
-from nexusctl.core import integrations
 
 log = logging.getLogger(__name__)
 

@@ -14,13 +14,13 @@ import uuid
 
 import peewee
 
+from nexusctl.core import events
+from nexusctl.core.ids import parse_uuid
+from nexusctl.crypto import Keyring
 from nexusctl.db.database import database_proxy, is_postgres
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import Integration
 from nexusctl.db.secrets import seal, unseal
-from nexusctl.core import events
-from nexusctl.core.ids import parse_uuid
-from nexusctl.crypto import Keyring
 from nexusctl.enums import Provider
 from nexusctl.errors import IntegrationNotFound
 from nexusctl.providers.spec import Account, TokenSet

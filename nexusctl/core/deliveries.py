@@ -23,17 +23,17 @@ from typing import Callable
 
 from peewee import Tuple, Value
 
+from nexusctl.core import webhook_rows
+from nexusctl.core.ids import parse_uuid
+from nexusctl.core.paging import Bulky, Page, bounded_page
+from nexusctl.core.serializers import delivery_to_dict
+from nexusctl.core.webhook_rows import matches
 from nexusctl.db.database import database_proxy, is_postgres
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import Integration, Webhook, WebhookAttempt, WebhookDelivery
-from nexusctl.core.ids import parse_uuid
-from nexusctl.core.serializers import delivery_to_dict
-from nexusctl.core.webhook_rows import matches
-from nexusctl.core import webhook_rows
-from nexusctl.core.paging import Bulky, Page, bounded_page
+from nexusctl.db.secrets import unseal
 from nexusctl.enums import DeliveryStatus
 from nexusctl.errors import DeliveryNotFound, KeyNotConfigured, UsageProblem, WebhookInactive
-from nexusctl.db.secrets import unseal
 
 NOTIFY_CHANNEL = "nexus_deliveries"
 JITTER = 0.2

@@ -20,18 +20,16 @@ from urllib.parse import unquote, urlsplit
 import peewee
 
 from nexusctl import config
-from nexusctl.core.doctor import FAIL, OK, WARN, Finding, Loaded
-from nexusctl.errors import NexusError
-from nexusctl.db import migrate
-from nexusctl.db.database import check_connection, open_database
-from nexusctl.db.database import bind
-from nexusctl.crypto import keyring_from_settings
-from nexusctl.db.secrets import unseal
-from nexusctl.errors import KeyNotConfigured
-from nexusctl.core.key_usage import missing_key_ids
-from nexusctl.db.models import Integration, OAuthState, Webhook
 from nexusctl.config import redact_url
 from nexusctl.core import doctor
+from nexusctl.core.doctor import FAIL, OK, WARN, Finding, Loaded
+from nexusctl.core.key_usage import missing_key_ids
+from nexusctl.crypto import keyring_from_settings
+from nexusctl.db import migrate
+from nexusctl.db.database import bind, check_connection, open_database
+from nexusctl.db.models import Integration, OAuthState, Webhook
+from nexusctl.db.secrets import unseal
+from nexusctl.errors import KeyNotConfigured, NexusError
 
 NETWORK_TIMEOUT = 2.0
 DAEMON_HOST = "127.0.0.1"  # `nexusctl daemon`'s default --host

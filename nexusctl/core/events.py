@@ -13,11 +13,11 @@ import re
 import uuid
 from typing import NamedTuple
 
+from nexusctl.core import deliveries
+from nexusctl.core.ids import parse_uuid
 from nexusctl.db.database import database_proxy
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import Integration, OutboxEvent
-from nexusctl.core import deliveries
-from nexusctl.core.ids import parse_uuid
 from nexusctl.errors import IntegrationNotFound, NexusError, UsageProblem
 
 CONNECTED = "integration.connected"

@@ -33,12 +33,12 @@ import uuid
 
 import peewee
 
-from nexusctl.db.database import database_proxy
-from nexusctl.db.fields import utcnow
-from nexusctl.db.models import Integration
 from nexusctl.core import events, health
 from nexusctl.core.ids import parse_uuid
 from nexusctl.core.paging import Page, check_limit
+from nexusctl.db.database import database_proxy
+from nexusctl.db.fields import utcnow
+from nexusctl.db.models import Integration
 from nexusctl.errors import IntegrationNotFound, UsageProblem
 
 RECOVERED = "integration.recovered"

@@ -15,11 +15,11 @@ import datetime as dt
 
 import peewee
 
+from nexusctl.core import outbox
 from nexusctl.db.database import database_proxy
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import ConsumedEvent, IntegrationSyncLog, OAuthState, WebhookDelivery
 from nexusctl.enums import DeliveryStatus, SyncStatus
-from nexusctl.core import outbox
 
 BATCH = 1000
 

@@ -31,13 +31,13 @@ from dataclasses import dataclass
 
 import peewee
 
-from nexusctl.db.database import database_proxy
-from nexusctl.db.fields import utcnow
-from nexusctl.db.models import ConsumedEvent, Integration, IntegrationSyncLog, OAuthState
 from nexusctl.core.connect import disconnect
 from nexusctl.core.events import CONTENT_PUBLISHED, PLATFORM_EVENTS, USER_DELETED
 from nexusctl.core.storable import check_storable
 from nexusctl.core.sync_state import SKIPPED_PREFIX
+from nexusctl.db.database import database_proxy
+from nexusctl.db.fields import utcnow
+from nexusctl.db.models import ConsumedEvent, Integration, IntegrationSyncLog, OAuthState
 from nexusctl.enums import SyncStatus
 from nexusctl.errors import IntegrationNotFound, UsageProblem
 from nexusctl.providers.catalog import CATALOG

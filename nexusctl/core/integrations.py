@@ -7,19 +7,27 @@ import functools
 import json
 from dataclasses import dataclass
 
-from nexusctl.db.database import database_proxy, is_postgres, retry_deadlocks
-from nexusctl.db.fields import utcnow
-from nexusctl.db.models import Integration, IntegrationSyncLog, Webhook, WebhookDelivery
-from nexusctl.db.secrets import public_fields
 from nexusctl.core import events, schedules
 from nexusctl.core.ids import parse_uuid
 from nexusctl.core.metadata import check_metadata
 from nexusctl.core.paging import (
-    FIELD_BYTES, PAGE_BYTES, Bulky, Page, bounded_page, check_limit, decode_cursor, encode_cursor, newest_first,
+    FIELD_BYTES,
+    PAGE_BYTES,
+    Bulky,
+    Page,
+    bounded_page,
+    check_limit,
+    decode_cursor,
+    encode_cursor,
+    newest_first,
 )
+from nexusctl.core.serializers import integration_to_dict
+from nexusctl.db.database import database_proxy, is_postgres, retry_deadlocks
+from nexusctl.db.fields import utcnow
+from nexusctl.db.models import Integration, IntegrationSyncLog, Webhook, WebhookDelivery
+from nexusctl.db.secrets import public_fields
 from nexusctl.enums import Provider
 from nexusctl.errors import IntegrationNotFound, UsageProblem
-from nexusctl.core.serializers import integration_to_dict
 
 NAME_MAX = 255
 SERVICE_METADATA = "provider"

@@ -11,11 +11,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from nexusctl.core import job_runs
-from nexusctl.errors import UsageProblem
-from nexusctl.core import refresh
+from nexusctl.core import health_checks, job_runs, refresh
 from nexusctl.core import housekeeping as work
-from nexusctl.core import health_checks
+from nexusctl.errors import UsageProblem
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ import threading
 
 from peewee import fn
 
+from nexusctl.crypto import VERSION, Keyring, key_id_prefix, missing_key_message
 from nexusctl.db.models import ALL_MODELS
 from nexusctl.db.secrets import models_with_secrets
-from nexusctl.crypto import VERSION, Keyring, key_id_prefix, missing_key_message
 from nexusctl.errors import KeyNotConfigured
 
 log = logging.getLogger(__name__)

@@ -19,12 +19,12 @@ from typing import Callable
 
 from peewee import fn
 
+from nexusctl.core.oauth_states import RedisStates
+from nexusctl.crypto import Keyring
 from nexusctl.db.database import database_proxy
 from nexusctl.db.models import ALL_MODELS
 from nexusctl.db.secrets import models_with_secrets, place_of
-from nexusctl.crypto import Keyring
 from nexusctl.errors import DecryptionFailed, KeyNotConfigured, RedisUnavailable
-from nexusctl.core.oauth_states import RedisStates
 from nexusctl.redisconn import open_client
 
 log = logging.getLogger(__name__)

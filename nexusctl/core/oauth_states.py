@@ -30,10 +30,10 @@ import secrets
 import uuid
 from dataclasses import dataclass, field
 
+from nexusctl.crypto import Keyring, Place
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import OAuthState
 from nexusctl.db.secrets import place_of, seal
-from nexusctl.crypto import Keyring, Place
 from nexusctl.enums import Provider
 from nexusctl.errors import DecryptionFailed, OAuthFailed
 

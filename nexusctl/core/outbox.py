@@ -13,9 +13,9 @@ import json
 import uuid
 from typing import Iterator
 
+from nexusctl.core import paging
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import OutboxEvent
-from nexusctl.core import paging
 from nexusctl.errors import UsageProblem
 
 TYPE_FILTER_MAX = 128

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import peewee
 
-from nexusctl.errors import UsageProblem
 from nexusctl.db.database import database_proxy, is_postgres
+from nexusctl.errors import UsageProblem
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000

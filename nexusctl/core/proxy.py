@@ -34,12 +34,11 @@ import time
 from dataclasses import dataclass, field
 from typing import AsyncIterator
 
+from nexusctl.core import connections, events, refresh
 from nexusctl.db.database import database_proxy
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import Integration
-from nexusctl.core import connections, events, refresh
-from nexusctl.errors import (IntegrationInactive, NexusError, PayloadTooLarge, ProviderError, RefreshFailed,
-                             UsageProblem)
+from nexusctl.errors import IntegrationInactive, NexusError, PayloadTooLarge, ProviderError, RefreshFailed, UsageProblem
 from nexusctl.providers import proxy as targets
 from nexusctl.providers.http import Reply, describe, retry_after
 from nexusctl.providers.registry import SPECS

@@ -32,11 +32,11 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from nexusctl import telemetry
+from nexusctl.core import connections, events, integrations, key_usage
 from nexusctl.db.database import database_proxy, is_postgres
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import Integration
-from nexusctl import telemetry
-from nexusctl.core import connections, events, integrations, key_usage
 from nexusctl.errors import KeyNotConfigured, NexusError, ProviderError, RefreshFailed, UsageProblem
 from nexusctl.providers.registry import SPECS
 from nexusctl.providers.spec import NotYetRefreshable, RefreshStyle

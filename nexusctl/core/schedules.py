@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from nexusctl.errors import UsageProblem
 from nexusctl.config import parse_duration
+from nexusctl.errors import UsageProblem
 
 MIN_INTERVAL = 300.0
 KEY = "syncSchedule"

@@ -34,10 +34,10 @@ from urllib.parse import parse_qsl
 
 import peewee
 
-from nexusctl.db.database import database_proxy
-from nexusctl.db.models import ConsumedEvent, Integration
 from nexusctl.core import events
 from nexusctl.core.storable import check_storable
+from nexusctl.db.database import database_proxy
+from nexusctl.db.models import ConsumedEvent, Integration
 from nexusctl.enums import Provider
 from nexusctl.errors import DatabaseUnavailable, ProviderNotConfigured, Unauthorized, UsageProblem
 

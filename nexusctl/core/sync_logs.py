@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from nexusctl.db.models import IntegrationSyncLog
 from nexusctl.core import integrations
-from nexusctl.core.paging import Bulky, Page, bounded_page, newest_first
-from nexusctl.enums import SyncStatus
-from nexusctl.core.serializers import sync_log_to_dict
-from nexusctl.db.models import Integration
 from nexusctl.core.ids import parse_uuid
+from nexusctl.core.paging import Bulky, Page, bounded_page, newest_first
+from nexusctl.core.serializers import sync_log_to_dict
+from nexusctl.db.models import Integration, IntegrationSyncLog
+from nexusctl.enums import SyncStatus
 from nexusctl.errors import SyncLogNotFound
 
 

@@ -35,22 +35,28 @@ import asyncio
 import datetime as dt
 import logging
 
+from nexusctl import telemetry
+from nexusctl.core import connections, integrations, key_usage, leases, refresh, sync_state
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import Integration, IntegrationSyncLog
-from nexusctl import telemetry
-from nexusctl.core import connections, integrations, key_usage, leases, sync_state
 from nexusctl.enums import SyncStatus
-from nexusctl.errors import (KeyNotConfigured, NexusError, ProviderError, RateLimited, SyncFailed, SyncNotStarted,
-                             TokenExpired)
+from nexusctl.errors import (
+    KeyNotConfigured,
+    NexusError,
+    ProviderError,
+    RateLimited,
+    SyncFailed,
+    SyncNotStarted,
+    TokenExpired,
+)
 from nexusctl.providers import scopes as needed_scopes
-from nexusctl.providers.sync.base import SyncApi
-from nexusctl.providers.sync.registry import AUTH_HEADER, action_of
-from nexusctl.core import refresh
 from nexusctl.providers.spec import NotYetRefreshable
+from nexusctl.providers.sync.base import SyncApi
 from nexusctl.providers.sync.publish import PUBLISHERS
 from nexusctl.providers.sync.publish_common import NotReady
 from nexusctl.providers.sync.publish_media import cannot_take
 from nexusctl.providers.sync.publish_reconcile import RECONCILERS
+from nexusctl.providers.sync.registry import AUTH_HEADER, action_of
 
 log = logging.getLogger(__name__)
 

@@ -16,13 +16,12 @@ import uuid
 
 from peewee import fn
 
+from nexusctl.core import events, snapshots, sync_logs
 from nexusctl.db.database import database_proxy
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import Integration, IntegrationSyncLog, SyncCursor, SyncedItem
-from nexusctl.core import events, snapshots
 from nexusctl.enums import SyncStatus
 from nexusctl.errors import NexusError, SyncNotStarted, UsageProblem
-from nexusctl.core import sync_logs
 
 SYNCED = "integration.synced"
 DELETE_BATCH = 500

@@ -15,19 +15,19 @@ import datetime as dt
 import re
 import uuid
 
+from nexusctl import ssrf
+from nexusctl.core import deliveries, integrations, signing
+from nexusctl.core.ids import parse_uuid
+from nexusctl.core.metadata import check_metadata
+from nexusctl.core.paging import Bulky, Page, bounded_page
+from nexusctl.core.serializers import webhook_to_dict
+from nexusctl.core.webhook_rows import get, matches  # noqa: F401 - webhooks.get and .matches are the API's too
+from nexusctl.crypto import Keyring
 from nexusctl.db.database import database_proxy, retry_deadlocks
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import Integration, Webhook, WebhookDelivery
 from nexusctl.db.secrets import public_fields, seal, unseal
-from nexusctl.core import deliveries, integrations, signing
-from nexusctl.core.webhook_rows import get, matches  # noqa: F401 - webhooks.get and .matches are the API's too
-from nexusctl.core.ids import parse_uuid
-from nexusctl.core.metadata import check_metadata
-from nexusctl.core.paging import Bulky, Page, bounded_page
-from nexusctl.crypto import Keyring
 from nexusctl.errors import UsageProblem
-from nexusctl.core.serializers import webhook_to_dict
-from nexusctl import ssrf
 
 ROTATION_OVERLAP = dt.timedelta(hours=24)
 MAX_EVENTS = 50

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from nexusctl.daemon.routing import Route, ok, owner_filter, read_body
-from nexusctl.daemon.schema import Body, Str
 from nexusctl.core import comments
 from nexusctl.daemon.keys import SERVICES
+from nexusctl.daemon.routing import Route, ok, owner_filter, read_body
+from nexusctl.daemon.schema import Body, Str
 
 REPLY = Body({"text": Str(max_length=10000, min_length=1, description="The reply (TikTok takes 150 characters, "
                                                                        "Instagram 2,200, Facebook 8,000, YouTube "

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from nexusctl.core import events, inbound
 from nexusctl.daemon import models_schema as out
+from nexusctl.daemon.keys import SERVICES
 from nexusctl.daemon.routing import Route, ok, owner_filter, read_body, run_db
 from nexusctl.daemon.schema import Body, Obj, ObjList, Str
-from nexusctl.core import events, inbound
 from nexusctl.errors import NexusError
-from nexusctl.daemon.keys import SERVICES
 
 INGEST = Body({"type": Str(enum=inbound.HANDLED, description="The platform events this service handles"), "data": Obj(),
                "id": Str(min_length=1, max_length=128, description="Your id for the event: sending it again is a no-op")},

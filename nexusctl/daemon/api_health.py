@@ -6,13 +6,13 @@ import logging
 
 from aiohttp import web
 
-from nexusctl.daemon import models_schema as out
-from nexusctl.daemon.routing import PRINCIPAL, Route, ok, owner_filter, read_query, run_db
-from nexusctl.daemon.schema import Int, Query, Str
 from nexusctl.core import health_checks
 from nexusctl.core.ids import parse_uuid
+from nexusctl.daemon import models_schema as out
 from nexusctl.daemon.keys import DB, SETTINGS
 from nexusctl.daemon.observe import METRICS
+from nexusctl.daemon.routing import PRINCIPAL, Route, ok, owner_filter, read_query, run_db
+from nexusctl.daemon.schema import Int, Query, Str
 
 log = logging.getLogger(__name__)
 

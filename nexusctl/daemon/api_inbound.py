@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from nexusctl.core import slack_commands
+from nexusctl.daemon.answers import json_response
+from nexusctl.daemon.keys import SERVICES
 from nexusctl.daemon.routing import Route, read_raw
 from nexusctl.daemon.schema import Body, Str
-from nexusctl.daemon.answers import json_response
-from nexusctl.core import slack_commands
 from nexusctl.errors import PayloadTooLarge
-from nexusctl.daemon.keys import SERVICES
 
 FORM = slack_commands.FORM
 # Documents what Slack sends (see Slack's "Enabling interactivity with Slash Commands"); extra fields are

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from nexusctl.daemon import models_schema as out
-from nexusctl.daemon.auth import Principal
-from nexusctl.daemon.routing import PRINCIPAL, Route, ok, owner_filter, read_body, read_query, run_db
-from nexusctl.daemon.schema import Body, Bool, Int, ProviderName, Query, Str, metadata_field
 from nexusctl.core import connect, integrations, sync_logs
 from nexusctl.core.ids import parse_uuid
 from nexusctl.core.paging import MAX_LIMIT
 from nexusctl.core.serializers import integration_to_dict
-from nexusctl.enums import Provider, SyncStatus
+from nexusctl.daemon import models_schema as out
+from nexusctl.daemon.auth import Principal
 from nexusctl.daemon.keys import SERVICES, SETTINGS
+from nexusctl.daemon.routing import PRINCIPAL, Route, ok, owner_filter, read_body, read_query, run_db
+from nexusctl.daemon.schema import Body, Bool, Int, ProviderName, Query, Str, metadata_field
+from nexusctl.enums import Provider, SyncStatus
 from nexusctl.providers.catalog import CATALOG
 from nexusctl.providers.registry import SPECS
 

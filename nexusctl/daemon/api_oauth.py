@@ -16,20 +16,20 @@ import json
 
 from aiohttp import web
 
+from nexusctl.core import connect, refresh
+from nexusctl.core.runtime import Runtime
+from nexusctl.core.serializers import integration_to_dict
+from nexusctl.core.storable import check_storable
 from nexusctl.daemon import models_schema as out
 from nexusctl.daemon.answers import error_body, json_response
+from nexusctl.daemon.keys import SERVICES
 from nexusctl.daemon.openapi import provider_param
 from nexusctl.daemon.routing import PRINCIPAL, Route, ok, owner_filter, read_body, read_raw
 from nexusctl.daemon.schema import Body, Int, ProviderName, Str, StrList, metadata_field
-from nexusctl.core import connect, refresh
-from nexusctl.core.serializers import integration_to_dict
-from nexusctl.core.storable import check_storable
 from nexusctl.enums import Provider
 from nexusctl.errors import NexusError, UsageProblem
 from nexusctl.providers.registry import SPECS
 from nexusctl.providers.spec import ConnectKind
-from nexusctl.core.runtime import Runtime
-from nexusctl.daemon.keys import SERVICES
 
 PROVIDERS = tuple(p.value for p in Provider)
 OPTIONAL_SCOPES = tuple(sorted({s for spec in SPECS.values() for s in spec.optional_scopes}))

@@ -18,11 +18,11 @@ import logging
 import aiohttp
 from aiohttp import web
 
+from nexusctl.core import proxy
+from nexusctl.daemon.keys import SERVICES
 from nexusctl.daemon.observe import METRICS
 from nexusctl.daemon.routing import PRINCIPAL, Route
-from nexusctl.core import proxy
 from nexusctl.errors import Forbidden, PayloadTooLarge, UsageProblem
-from nexusctl.daemon.keys import SERVICES
 
 log = logging.getLogger(__name__)
 

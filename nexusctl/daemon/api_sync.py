@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from nexusctl.daemon.models_schema import SYNC_LOG
-from nexusctl.daemon.routing import Route, ok, owner_filter, read_body, run_db
-from nexusctl.daemon.schema import Body, Bool, Str
 from nexusctl.core import sync_runs
 from nexusctl.core.serializers import sync_log_to_dict
 from nexusctl.daemon.keys import SERVICES, SYNCS
+from nexusctl.daemon.models_schema import SYNC_LOG
+from nexusctl.daemon.routing import Route, ok, owner_filter, read_body, run_db
+from nexusctl.daemon.schema import Body, Bool, Str
 
 START = Body({"action": Str(max_length=64, min_length=1, description="One action (fetch_posts ...); default: every action"),
               "full": Bool(description="Read everything again; vanished items become .deleted events")})

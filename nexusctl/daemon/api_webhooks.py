@@ -11,16 +11,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from nexusctl.daemon import emits
-from nexusctl.daemon import models_schema as out
-from nexusctl.daemon.routing import Route, ok, owner_filter, read_body, read_query, run_db
-from nexusctl.daemon.schema import Body, Bool, Int, Obj, Query, Str, StrList, metadata_field
 from nexusctl.core import deliveries, events, integrations, webhooks
 from nexusctl.core.paging import MAX_LIMIT
 from nexusctl.core.serializers import delivery_to_dict, webhook_to_dict
+from nexusctl.daemon import emits
+from nexusctl.daemon import models_schema as out
+from nexusctl.daemon.keys import DB, SERVICES, SETTINGS
+from nexusctl.daemon.routing import Route, ok, owner_filter, read_body, read_query, run_db
+from nexusctl.daemon.schema import Body, Bool, Int, Obj, Query, Str, StrList, metadata_field
 from nexusctl.enums import DeliveryStatus
 from nexusctl.errors import UsageProblem
-from nexusctl.daemon.keys import DB, SERVICES, SETTINGS
 
 PAGING = {"limit": Int(1, MAX_LIMIT, "rows per page"), "cursor": Str(max_length=512, description="from paging.nextCursor")}
 EVENTS = StrList(webhooks.MAX_EVENTS, "event names: exact (media.created), family (media.*) or all (*)",

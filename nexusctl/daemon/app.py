@@ -7,27 +7,36 @@ import logging
 
 from aiohttp import web
 
-from nexusctl.daemon import (api_comments, api_events, api_health, api_inbound, api_integrations, api_oauth,
-                             api_proxy, api_sync, api_webhooks)
+from nexusctl import telemetry
+from nexusctl.config import Settings
+from nexusctl.core import activity, runtime
+from nexusctl.crypto import keyring_from_settings
+from nexusctl.daemon import (
+    api_comments,
+    api_events,
+    api_health,
+    api_inbound,
+    api_integrations,
+    api_oauth,
+    api_proxy,
+    api_sync,
+    api_webhooks,
+)
 from nexusctl.daemon.auth import TokenVerifier
+from nexusctl.daemon.consumer import EventConsumer
 from nexusctl.daemon.dbexec import DbExecutor
+from nexusctl.daemon.delivery import DeliveryWorker
 from nexusctl.daemon.health import health, ready
-from nexusctl.daemon.keys import DB, LISTENING, REDIS, ROUTES as ROUTES_KEY, SERVICES, SETTINGS, SYNCS, VERIFIER, WORKER  # noqa: F401 - LISTENING: server.py sets it
+from nexusctl.daemon.keys import DB, LISTENING, REDIS, SERVICES, SETTINGS, SYNCS, VERIFIER, WORKER  # noqa: F401 - LISTENING: server.py sets it
+from nexusctl.daemon.keys import ROUTES as ROUTES_KEY
 from nexusctl.daemon.middleware import auth_middleware, error_middleware
 from nexusctl.daemon.models_schema import HEALTH
 from nexusctl.daemon.observe import METRICS, Metrics, metrics_handler, observe_middleware
 from nexusctl.daemon.openapi import openapi_handler
-from nexusctl.daemon.routing import BODY_TIMEOUT, Route, add_routes
-from nexusctl.db.database import bind, open_database
-from nexusctl import telemetry
-from nexusctl.config import Settings
-from nexusctl.core import activity
-from nexusctl.core import runtime
-from nexusctl.crypto import keyring_from_settings
-from nexusctl.daemon.delivery import DeliveryWorker
-from nexusctl.daemon.consumer import EventConsumer
 from nexusctl.daemon.relay import OutboxRelay
+from nexusctl.daemon.routing import BODY_TIMEOUT, Route, add_routes
 from nexusctl.daemon.sync_runner import SyncRunner
+from nexusctl.db.database import bind, open_database
 
 log = logging.getLogger(__name__)
 

@@ -20,10 +20,10 @@ import time
 
 import aiohttp
 
-from nexusctl.db.fields import utcnow
 from nexusctl import ssrf, telemetry
 from nexusctl.core import attempts, deliveries, key_usage, signing
 from nexusctl.core.attempts import Result
+from nexusctl.db.fields import utcnow
 from nexusctl.errors import DatabaseUnavailable, UsageProblem
 
 log = logging.getLogger(__name__)

@@ -8,12 +8,12 @@ import weakref
 
 from aiohttp import web
 
-from nexusctl.daemon.answers import error_body, json_response
-from nexusctl.db import migrate
-from nexusctl.db.database import check_connection, describe_error
-from nexusctl.daemon.keys import DB, REDIS, SERVICES, SETTINGS
 from nexusctl import clock
 from nexusctl.core import key_usage
+from nexusctl.daemon.answers import error_body, json_response
+from nexusctl.daemon.keys import DB, REDIS, SERVICES, SETTINGS
+from nexusctl.db import migrate
+from nexusctl.db.database import check_connection, describe_error
 
 REDIS_TIMEOUT = 2.0
 # The key ids in use are read at most this often (one small query per secret column): a daemon left on the

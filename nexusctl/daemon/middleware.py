@@ -11,10 +11,10 @@ import logging
 
 from aiohttp import web
 
-from nexusctl.errors import Forbidden, NexusError, RequestTimeout
 from nexusctl.daemon.answers import error_body, json_response
 from nexusctl.daemon.keys import VERIFIER
 from nexusctl.daemon.routing import PRINCIPAL, route_of
+from nexusctl.errors import Forbidden, NexusError, RequestTimeout
 
 log = logging.getLogger(__name__)
 

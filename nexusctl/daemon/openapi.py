@@ -10,11 +10,11 @@ import re
 
 from aiohttp import web
 
-from nexusctl.daemon.answers import json_response
 from nexusctl import __version__
+from nexusctl.daemon.answers import json_response
+from nexusctl.daemon.keys import ROUTES
 from nexusctl.enums import Provider
 from nexusctl.errors import all_error_classes
-from nexusctl.daemon.keys import ROUTES
 
 STATUS_OF = {cls.code: cls.http_status for cls in all_error_classes()}
 STATUS_OF.update({"NOT_READY": 503, "UNAUTHORIZED": 401, "NOT_FOUND": 404})

@@ -14,12 +14,12 @@ from typing import Awaitable, Callable
 
 from aiohttp import web
 
-from nexusctl.daemon.answers import json_response
-from nexusctl.daemon.schema import Body, Query
 from nexusctl.core.paging import Page
 from nexusctl.core.storable import check_storable
-from nexusctl.errors import RequestTimeout, UsageProblem
+from nexusctl.daemon.answers import json_response
 from nexusctl.daemon.keys import DB
+from nexusctl.daemon.schema import Body, Query
+from nexusctl.errors import RequestTimeout, UsageProblem
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 PRINCIPAL = web.RequestKey("principal", object)  # the verified caller (daemon.auth.Principal)

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nexusctl.core import metadata
-from nexusctl.errors import UsageProblem
 from nexusctl.enums import Provider
+from nexusctl.errors import UsageProblem
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,11 @@ import logging
 
 from aiohttp import web, web_server
 
-from nexusctl.daemon.app import LISTENING, create_app
-from nexusctl.daemon.protocol import ACCEPT_BACKLOG, GuardedRequestHandler, connection_cap, install_accept_error_log
 from nexusctl import clock
-from nexusctl.errors import ListenFailed
+from nexusctl.daemon.app import LISTENING, create_app
 from nexusctl.daemon.observe import JsonFormatter
+from nexusctl.daemon.protocol import ACCEPT_BACKLOG, GuardedRequestHandler, connection_cap, install_accept_error_log
+from nexusctl.errors import ListenFailed
 from nexusctl.logtext import TextFormatter
 
 log = logging.getLogger(__name__)

@@ -19,9 +19,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from nexusctl.core import sync_runs
 from nexusctl.core.sync_queue import claim_scheduled, mark_interrupted, plan_each, stale_work
 from nexusctl.errors import DatabaseUnavailable
-from nexusctl.core import sync_runs
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from typing import Iterator
 
 import peewee
 
-from nexusctl.db.fields import EncryptedTextField
 from nexusctl.crypto import Keyring, Place
+from nexusctl.db.fields import EncryptedTextField
 
 
 def place_of(row: peewee.Model, column: str) -> Place:

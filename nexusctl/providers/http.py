@@ -9,9 +9,9 @@ error texts are cut short and scrubbed of the values we sent.
 
 from __future__ import annotations
 
-import base64
-
 import asyncio
+import base64
+import contextlib
 import json
 import logging
 import math
@@ -20,8 +20,6 @@ import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
-
-import contextlib
 
 import aiohttp
 

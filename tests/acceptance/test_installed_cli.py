@@ -81,10 +81,10 @@ def test_fresh_development_machine_makes_one_key_and_keeps_it(tmp_path):
     assert key_file.read_text() == key
 
     # "The same key": a secret sealed with the key file's key is already current for the CLI.
+    from nexusctl.crypto import Keyring
     from nexusctl.db.database import open_database
     from nexusctl.db.models import Integration
     from nexusctl.db.secrets import seal
-    from nexusctl.crypto import Keyring
 
     db = open_database(f"sqlite:///{data / 'nexusctl.db'}")
     with db.bind_ctx([Integration]):

@@ -10,10 +10,10 @@ import uuid
 
 import pytest
 
+from nexusctl.crypto import Keyring
 from nexusctl.db import migrate
 from nexusctl.db.models import Integration, IntegrationSyncLog, OutboxEvent, Webhook, WebhookDelivery
 from nexusctl.db.secrets import seal, unseal
-from nexusctl.crypto import Keyring
 from nexusctl.enums import Provider, SyncStatus
 
 # This version's migrations, in order, from the directory the runner reads.

@@ -19,15 +19,15 @@ import sys
 import uuid
 
 import pytest
-from typer.testing import CliRunner
 from support.ports import free_port
+from typer.testing import CliRunner
 
-from nexusctl.db import migrate
-from nexusctl.db.models import Integration, Webhook
-from nexusctl.db.secrets import seal, unseal
 from nexusctl import __version__
 from nexusctl.cli.main import app
 from nexusctl.crypto import Keyring, key_id
+from nexusctl.db import migrate
+from nexusctl.db.models import Integration, Webhook
+from nexusctl.db.secrets import seal, unseal
 from nexusctl.enums import Provider
 
 # This version's migrations, in order, from the directory the runner reads.

@@ -16,9 +16,9 @@ import sqlite3
 import threading
 
 import pytest
-from typer.testing import CliRunner
 from support import daemons
 from support.ports import free_port
+from typer.testing import CliRunner
 
 from nexusctl.cli.main import app
 from nexusctl.crypto import key_id

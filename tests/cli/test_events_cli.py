@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from nexusctl.core import events
 from nexusctl.db.database import database_proxy
 from nexusctl.db.models import Integration, IntegrationSyncLog, OutboxEvent
-from nexusctl.core import events
 from nexusctl.enums import Provider
 
 UTC = dt.timezone.utc

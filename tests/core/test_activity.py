@@ -9,10 +9,10 @@ import uuid
 
 import pytest
 
-from nexusctl.db.fields import utcnow
-from nexusctl.db.models import Integration, IntegrationSyncLog, Webhook, WebhookAttempt, WebhookDelivery
 from nexusctl import config
 from nexusctl.core import activity
+from nexusctl.db.fields import utcnow
+from nexusctl.db.models import Integration, IntegrationSyncLog, Webhook, WebhookAttempt, WebhookDelivery
 from nexusctl.enums import DeliveryStatus, Provider, SyncStatus
 
 # Tables a full scan of is fine: one row per scheduled job.

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from nexusctl.db.fields import utcnow
-from nexusctl.db.models import OutboxEvent, Webhook, WebhookAttempt, WebhookDelivery
 from nexusctl.core import attempts, deliveries
 from nexusctl.core.attempts import Result
+from nexusctl.db.fields import utcnow
+from nexusctl.db.models import OutboxEvent, Webhook, WebhookAttempt, WebhookDelivery
 from nexusctl.enums import DeliveryStatus
 
 SCHEDULE = (5, 300)

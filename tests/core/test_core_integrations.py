@@ -15,9 +15,9 @@ import uuid
 
 import pytest
 
-from nexusctl.db.models import Integration, IntegrationSyncLog, OutboxEvent, Webhook, WebhookDelivery
 from nexusctl.core import integrations, sync_logs
 from nexusctl.core.paging import DEFAULT_LIMIT, MAX_LIMIT
+from nexusctl.db.models import Integration, IntegrationSyncLog, OutboxEvent, Webhook, WebhookDelivery
 from nexusctl.enums import Provider, SyncStatus
 from nexusctl.errors import IntegrationNotFound, InvalidProvider, UsageProblem
 

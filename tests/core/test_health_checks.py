@@ -11,9 +11,9 @@ import uuid
 
 import pytest
 
+from nexusctl.core import health, health_checks
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import Integration, OutboxEvent, Webhook, WebhookDelivery
-from nexusctl.core import health, health_checks
 from nexusctl.enums import Provider
 from nexusctl.errors import IntegrationNotFound, UsageProblem
 

@@ -6,11 +6,10 @@ import datetime as dt
 import json
 import uuid
 
-from nexusctl.db.fields import utcnow
+from nexusctl.core import events, housekeeping
 from nexusctl.db.database import database_proxy
+from nexusctl.db.fields import utcnow
 from nexusctl.db.models import IntegrationSyncLog, OAuthState, OutboxEvent, Webhook, WebhookAttempt, WebhookDelivery
-from nexusctl.core import events
-from nexusctl.core import housekeeping
 from nexusctl.enums import DeliveryStatus, Provider, SyncStatus
 
 

@@ -13,12 +13,12 @@ import os
 
 import aiohttp
 
-from nexusctl.db.fields import utcnow
-from nexusctl.db.models import Integration
-from nexusctl.db.secrets import seal
 from nexusctl.core import refresh
 from nexusctl.core.runtime import Runtime, direct
 from nexusctl.crypto import Keyring, key_id
+from nexusctl.db.fields import utcnow
+from nexusctl.db.models import Integration
+from nexusctl.db.secrets import seal
 from nexusctl.enums import Provider
 
 

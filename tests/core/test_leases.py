@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import threading
 
+from nexusctl.core import leases
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import Lease
-from nexusctl.core import leases
 
 
 def test_one_holder_at_a_time_and_a_dead_holders_lease_is_taken_over(database):

@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
-from nexusctl.db.models import IntegrationSyncLog
 from nexusctl.core import integrations, sync_logs
+from nexusctl.db.models import IntegrationSyncLog
 from nexusctl.enums import Provider, SyncStatus
 from nexusctl.errors import IntegrationNotFound, InvalidProvider, UsageProblem
 
@@ -143,9 +143,9 @@ def test_sync_log_integration_and_webhook_lists_end_at_the_byte_budget(database,
 
 def test_a_payload_over_the_field_bound_is_left_out_of_lists_but_not_of_its_own_view(database, make_integration,
                                                                                      keyring):
-    from nexusctl.db.models import WebhookDelivery
     from nexusctl.core import deliveries, webhooks
     from nexusctl.core.paging import FIELD_BYTES
+    from nexusctl.db.models import WebhookDelivery
 
     row = make_integration()
     hook, _secret = webhooks.create(keyring, integration_id=row.id, url="https://hooks.example.com/x", events=["*"])
@@ -161,8 +161,8 @@ def test_a_payload_over_the_field_bound_is_left_out_of_lists_but_not_of_its_own_
 
 
 def test_the_relay_loads_a_bounded_batch_of_event_data(database, make_integration):
-    from nexusctl.db.models import OutboxEvent
     from nexusctl.core import outbox
+    from nexusctl.db.models import OutboxEvent
 
     for n in range(30):
         OutboxEvent.create(type="media.created", data={"n": n, "blob": "e" * 250_000},

@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 
-from nexusctl.db.models import OAuthState
 from nexusctl.core.oauth_states import Flow, RedisStates, TableStates, new_state, state_hash
+from nexusctl.db.models import OAuthState
 from nexusctl.enums import Provider
 from nexusctl.errors import OAuthFailed
 from nexusctl.providers.oauth2 import challenge_of, new_verifier

@@ -18,12 +18,12 @@ import uuid
 import aiohttp
 import pytest
 
-from nexusctl.db.fields import utcnow
-from nexusctl.db.models import Integration
 from nexusctl import config
 from nexusctl.core import connections, inbound, sync_runs
 from nexusctl.core.runtime import Runtime, direct
 from nexusctl.crypto import keyring_from_settings
+from nexusctl.db.fields import utcnow
+from nexusctl.db.models import Integration
 from nexusctl.enums import Provider, SyncStatus
 from nexusctl.providers.sync import publish_media as publish  # IG_POLL_DELAYS lives there
 
@@ -252,9 +252,9 @@ def test_a_story_instagram_cannot_take_is_skipped_before_any_call(env, make_inte
 def test_a_deferred_reel_restarting_is_not_taken_for_an_interrupted_run(env, make_integration, monkeypatch):
     """Between a restarted run's start (IN_PROGRESS) and its taking the lease, another daemon's recovery pass
     must not mark it interrupted, however long ago the publish first started."""
+    from nexusctl.core import leases
     from nexusctl.core.sync_queue import mark_interrupted, stale_work
     from nexusctl.db.models import IntegrationSyncLog
-    from nexusctl.core import leases
 
     ig, user, row, _ = _instagram(env, make_integration)
     ig.reels_processing_polls = 50

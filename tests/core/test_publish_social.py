@@ -17,11 +17,11 @@ import uuid
 import aiohttp
 import pytest
 
-from nexusctl.db.models import Integration, IntegrationSyncLog, OutboxEvent
 from nexusctl import config
 from nexusctl.core import inbound, sync_runs
 from nexusctl.core.runtime import Runtime, direct
 from nexusctl.crypto import keyring_from_settings
+from nexusctl.db.models import Integration, IntegrationSyncLog, OutboxEvent
 from nexusctl.enums import Provider, SyncStatus
 
 CONTENT = {"contentId": "post-9", "title": "Our launch (beta) #1", "url": "https://nexus.test/p/9_a",

@@ -224,8 +224,8 @@ def test_memory_stays_flat_whatever_the_video_size(env, make_integration, media)
 
 
 def test_a_cancel_during_the_upload_stops_it_and_no_video_is_made(env, make_integration, media, monkeypatch):
-    from nexusctl.db.models import IntegrationSyncLog
     from nexusctl.core import sync_state
+    from nexusctl.db.models import IntegrationSyncLog
 
     yt, user, row = _youtube(env, make_integration)
     sent = []

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from nexusctl.db.models import Integration, Webhook
-from nexusctl.db.secrets import seal, unseal
 from nexusctl.core import keys
 from nexusctl.crypto import Keyring
+from nexusctl.db.models import Integration, Webhook
+from nexusctl.db.secrets import seal, unseal
 
 OLD = bytes(range(32))  # the conftest's ENCRYPTION_KEY: make_integration seals with it
 NEW = bytes(range(64, 96))

@@ -14,6 +14,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver
 
 from nexusctl import ssrf
+from nexusctl.errors import ConfigError, UsageProblem
 from nexusctl.ssrf import (
     BlockedAddress,
     GuardedResolver,
@@ -23,7 +24,6 @@ from nexusctl.ssrf import (
     parse_networks,
     resolve_checked,
 )
-from nexusctl.errors import ConfigError, UsageProblem
 
 LOCAL = parse_networks("127.0.0.1/32")
 

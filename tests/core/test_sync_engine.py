@@ -13,11 +13,11 @@ import asyncio
 import aiohttp
 import pytest
 
-from nexusctl.db.models import Integration, IntegrationSyncLog, OutboxEvent, SyncCursor, Webhook, WebhookDelivery
 from nexusctl import config
 from nexusctl.core import sync_runs, sync_state
 from nexusctl.core.runtime import Runtime, direct
 from nexusctl.crypto import keyring_from_settings
+from nexusctl.db.models import Integration, IntegrationSyncLog, OutboxEvent, SyncCursor, Webhook, WebhookDelivery
 from nexusctl.enums import Provider, SyncStatus
 from nexusctl.errors import SyncFailed
 from nexusctl.providers.scopes import requested
@@ -311,9 +311,9 @@ def test_a_run_that_meets_a_key_this_process_lacks_waits_for_one_that_has_it(env
     and the integration's health is not touched; a runner with the key then completes it."""
     import datetime as dt
 
+    from nexusctl.crypto import Keyring, key_id
     from nexusctl.db.fields import utcnow
     from nexusctl.db.secrets import seal
-    from nexusctl.crypto import Keyring, key_id
     from nexusctl.errors import KeyNotConfigured
 
     settings, keyring, _ = env

@@ -10,9 +10,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from nexusctl import config
 from nexusctl.daemon.app import ROUTES, create_app
 from nexusctl.db.models import Integration, IntegrationSyncLog, Webhook
-from nexusctl import config
 from nexusctl.enums import Provider, SyncStatus
 
 OWNER = uuid.UUID("6f1c2a9e-0d4b-4f7e-9a51-2b8c3d4e5f60")

@@ -6,10 +6,10 @@ import datetime as dt
 
 import pytest
 
-from nexusctl.daemon.app import DB, create_app
-from nexusctl.db.fields import utcnow
 from nexusctl import config
 from nexusctl.core import health_checks
+from nexusctl.daemon.app import DB, create_app
+from nexusctl.db.fields import utcnow
 from nexusctl.enums import Provider
 
 

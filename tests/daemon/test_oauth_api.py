@@ -7,8 +7,8 @@ import uuid
 import pytest
 from support.tokens import auth_header, configured_secret
 
-from nexusctl.daemon.app import create_app
 from nexusctl import config
+from nexusctl.daemon.app import create_app
 
 USER = uuid.UUID("6f1c2a9e-0d4b-4f7e-9a51-2b8c3d4e5f60")
 

@@ -10,9 +10,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from support.tokens import configured_secret, mint
 
+from nexusctl import config
 from nexusctl.daemon.app import create_app
 from nexusctl.daemon.observe import JsonFormatter
-from nexusctl import config
 from nexusctl.errors import ConfigError
 
 

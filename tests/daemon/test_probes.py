@@ -6,9 +6,9 @@ import time
 
 import pytest
 
+from nexusctl import config
 from nexusctl.daemon.app import create_app
 from nexusctl.db import migrate
-from nexusctl import config
 
 UNUSED_REDIS = "redis://127.0.0.1:6390/0"
 

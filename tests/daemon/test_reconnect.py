@@ -5,8 +5,8 @@ from __future__ import annotations
 import psycopg2
 import pytest
 
-from nexusctl.daemon.app import create_app
 from nexusctl import config
+from nexusctl.daemon.app import create_app
 
 
 @pytest.mark.postgres

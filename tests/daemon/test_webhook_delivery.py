@@ -16,9 +16,9 @@ from aiohttp import web
 from standardwebhooks.webhooks import Webhook as Verifier
 from support.tokens import auth_header, configured_secret
 
+from nexusctl import config
 from nexusctl.daemon.app import create_app
 from nexusctl.db.models import OutboxEvent, WebhookAttempt, WebhookDelivery
-from nexusctl import config
 from nexusctl.enums import DeliveryStatus, Provider
 
 OWNER = uuid.UUID("6f1c2a9e-0d4b-4f7e-9a51-2b8c3d4e5f60")

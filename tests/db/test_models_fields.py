@@ -19,12 +19,12 @@ import peewee
 import psycopg2
 import pytest
 
+from nexusctl.core import integrations
+from nexusctl.crypto import Keyring
 from nexusctl.db.database import bind, open_database
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import Integration, IntegrationSyncLog, OAuthState, Webhook, WebhookDelivery
 from nexusctl.db.secrets import seal, unseal
-from nexusctl.core import integrations
-from nexusctl.crypto import Keyring
 from nexusctl.enums import DeliveryStatus, Provider
 from nexusctl.errors import DecryptionFailed
 

@@ -63,8 +63,8 @@ GOOGLE_ADS API (googleads.googleapis.com/vNN: its API URL; userinfo is its USERI
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import binascii
+import datetime as dt
 import hashlib
 import re
 import secrets
@@ -72,8 +72,6 @@ import time
 
 from .base import Provider
 from .comments import YouTubeComments
-from .youtube_upload import ResumableUploads
-from .youtube_quota import DailyQuota
 from .oauth2 import (
     AuthorizeSpec,
     TokenGrants,
@@ -85,6 +83,8 @@ from .oauth2 import (
     read_form,
     token_response,
 )
+from .youtube_quota import DailyQuota
+from .youtube_upload import ResumableUploads
 
 ACCESS_TTL = 3599
 TOKEN_ROUTE = r"oauth2\.googleapis\.com/token|www\.googleapis\.com/oauth2/v[34]/token"

@@ -9,7 +9,6 @@ servers and receivers are tests/support's, as are ``emulators``,
 from __future__ import annotations
 
 import pytest
-
 from support.receivers import BehavingReceiver
 from support.servers import PrivatePostgres, PrivateRedis
 

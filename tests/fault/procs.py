@@ -15,17 +15,22 @@ from pathlib import Path
 
 from emulators.testkit import call
 from support import daemons
-from support.ports import free_port
-from support.receivers import CountingReceiver
-from support.stack import launch_stack
-from support.tokens import JWT_SECRET, mint
 
 # Old names, kept for tests that import them from here (the code lives in tests/support).
 from support.daemons import stop as stop_daemon  # noqa: F401
-from support.ports import closed_port  # noqa: F401
-from support.receivers import BehavingReceiver  # noqa: F401
+from support.ports import (
+    closed_port,  # noqa: F401
+    free_port,
+)
+from support.receivers import (
+    BehavingReceiver,  # noqa: F401
+    CountingReceiver,
+)
 from support.servers import PG_BIN, PrivatePostgres, PrivateRedis, require  # noqa: F401
+from support.stack import launch_stack
+from support.tokens import JWT_SECRET, mint
 from support.waiting import wait_for  # noqa: F401
+
 
 def daemon_env(**extra: str) -> dict:
     """The environment the test set up (clean_env: data dir, ENCRYPTION_KEY, NODE_ENV=test) plus ``extra``,

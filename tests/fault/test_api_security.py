@@ -25,9 +25,9 @@ import pytest
 from api_fixtures import api, receiver  # noqa: F401 - pytest fixtures
 from apikit import (
     ALLOWED_HOST,
-    FRONTEND,
     ELEVATED,
     FORBIDDEN_HOST,
+    FRONTEND,
     IDENTITIES,
     PUBLIC_ADDRESS,
     bearer,

@@ -26,8 +26,8 @@ import uuid
 import pytest
 from api_fixtures import api, receiver  # noqa: F401 - pytest fixtures
 from apikit import ALLOWED_HOST, PUBLIC_ADDRESS, FakeDNS, bearer, call, frontend_redirect, query_of
-from support.stack import launch_stack
 from support.ports import closed_port
+from support.stack import launch_stack
 
 INTERNAL_STORES = [
     ("http://127.0.0.1/", "loopback"),

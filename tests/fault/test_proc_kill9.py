@@ -28,9 +28,9 @@ from procs import daemon_env
 from support.daemons import Daemons
 from support.waiting import wait_for
 
+from nexusctl.core import deliveries, webhooks
 from nexusctl.db.database import bind, database_proxy, open_database
 from nexusctl.db.models import Integration, WebhookAttempt, WebhookDelivery
-from nexusctl.core import deliveries, webhooks
 from nexusctl.enums import DeliveryStatus, Provider
 
 CONCURRENCY = 50

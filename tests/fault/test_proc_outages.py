@@ -28,11 +28,10 @@ from support.daemons import NEXUSCTL
 from support.daemons import stop as stop_daemon
 from support.waiting import wait_for
 
+from nexusctl.core import webhooks
 from nexusctl.db.database import bind, open_database
 from nexusctl.db.models import Integration
-from nexusctl.core import webhooks
 from nexusctl.enums import Provider
-
 
 
 def _emit(base: str, integration: str, user, n: int):

@@ -25,8 +25,8 @@ from support.daemons import stop as stop_daemon
 from support.ports import closed_port
 from support.waiting import wait_for
 
-from nexusctl.db.models import Integration
 from nexusctl.core import webhooks
+from nexusctl.db.models import Integration
 from nexusctl.enums import Provider
 
 SCHEDULE = (1, 6, 2)

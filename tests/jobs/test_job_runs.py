@@ -7,9 +7,9 @@ import json
 
 from playhouse.migrations import Runner
 
+from nexusctl.core import job_runs, refresh
 from nexusctl.db import migrate
 from nexusctl.db.models import Integration, JobRun
-from nexusctl.core import job_runs, refresh
 from nexusctl.enums import Provider
 from nexusctl.errors import ProviderError
 

@@ -11,8 +11,11 @@ import pytest
 
 # Old names, kept for tests that import them from here (the code lives in tests/support).
 from emulators.testkit import call  # noqa: F401
-from support.daemons import NEXUSCTL  # noqa: F401
-from support.daemons import PortTaken, start_on_free_port  # noqa: F401
+from support.daemons import (  # noqa: F401
+    NEXUSCTL,  # noqa: F401
+    PortTaken,
+    start_on_free_port,
+)
 from support.daemons import launch as _start  # noqa: F401
 from support.ports import free_port as _free_port  # noqa: F401
 from support.stack import ENCRYPTION_KEY, FRONTEND, Stack, launch_stack  # noqa: F401

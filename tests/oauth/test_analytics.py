@@ -14,10 +14,9 @@ import json
 import time
 
 import pytest
-from test_sync_scopes import _connect, _sync
-
 from emulators.seed import seed
 from emulators.testkit import CallbackSink
+from test_sync_scopes import _connect, _sync
 
 G = "https://www.googleapis.com/auth/"
 POST_ANALYTICS = "r_member_postAnalytics"

@@ -10,9 +10,8 @@ import json
 import time
 import uuid
 
-from test_sync_scopes import _connect, _sync
-
 from emulators.testkit import CallbackSink
+from test_sync_scopes import _connect, _sync
 
 SSL = "https://www.googleapis.com/auth/youtube.force-ssl"
 

@@ -16,9 +16,8 @@ import uuid
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from test_publish_targets import _publish
-
 from emulators.testkit import call
+from test_publish_targets import _publish
 
 CHANNEL, GUILD = "910000000000000077", "900000000000000070"
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import subprocess
 import urllib.parse
 import uuid
 

@@ -15,13 +15,13 @@ import json
 import uuid
 
 import pytest
+from emulators.testkit import CallbackSink
 from jsonschema import Draft202012Validator
+from support.waiting import wait_for
 from test_refresh_flows import connected
 from test_refresh_sweep import _expire_in
 
 from nexusctl.daemon import models_schema
-from emulators.testkit import CallbackSink
-from support.waiting import wait_for
 
 UTC = dt.timezone.utc
 ADWORDS = "https://www.googleapis.com/auth/adwords"

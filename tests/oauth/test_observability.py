@@ -20,11 +20,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-from test_refresh_flows import connected
-from support.waiting import wait_for as _wait
-
 from emulators.testkit import CallbackSink
+from prometheus_client.parser import text_string_to_metric_families
+from support.waiting import wait_for as _wait
+from test_refresh_flows import connected
 
 NEXUSCTL = Path(sys.executable).parent / "nexusctl"
 

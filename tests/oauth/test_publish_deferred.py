@@ -14,7 +14,6 @@ import json
 import time
 import uuid
 
-
 VIDEO = {"type": "video", "url": "https://cdn.nexus.test/p/5/clip.mp4"}
 
 

@@ -16,7 +16,6 @@ import json
 import time
 import uuid
 
-
 IMAGE = {"type": "image", "url": "https://cdn.nexus.test/s/1/frame.jpg"}
 VIDEO = {"type": "video", "url": "https://cdn.nexus.test/s/1/clip.mp4"}
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
+from support.terminal import ANSI, piped_run, stderr_on_pty
 from test_refresh_flows import connected
 from test_refresh_sweep import _expire_in
-from support.terminal import ANSI, piped_run, stderr_on_pty
 
 
 def test_bulk_refresh_shows_a_bar_on_a_terminal_and_one_line_in_scripts(stack, fresh_emulators):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from test_refresh_flows import _write, connected, expire_in
 from support.waiting import wait_for
+from test_refresh_flows import _write, connected, expire_in
 
 
 def _expire_in(stack, seconds: int, *ids: str) -> None:

@@ -14,9 +14,9 @@ import sys
 import time
 from pathlib import Path
 
+from support.waiting import wait_for
 from test_refresh_flows import _write, age_instagram_token, connected
 from test_refresh_sweep import _expire_in, _far
-from support.waiting import wait_for
 
 UTC = dt.timezone.utc
 NEXUSCTL = Path(sys.executable).parent / "nexusctl"

@@ -6,13 +6,13 @@ import datetime as dt
 import secrets
 
 import pytest
-from synckit import read_all
 from support.ports import closed_port
+from synckit import read_all
 
 from nexusctl.enums import Provider
 from nexusctl.errors import ProviderError, RateLimited, TokenExpired
-from nexusctl.providers.scopes import requested
 from nexusctl.providers.http import Reply, retry_after
+from nexusctl.providers.scopes import requested
 
 SHOP = "demo-shop.myshopify.com"
 

@@ -5,6 +5,7 @@ turns on (<PROVIDER>_APPROVED_SCOPES), never one asked for by default."""
 from __future__ import annotations
 
 import pytest
+from synckit import settings_for
 
 from nexusctl import config
 from nexusctl.config import APPROVAL_SCOPES
@@ -14,7 +15,6 @@ from nexusctl.providers import scopes
 from nexusctl.providers.registry import SPECS
 from nexusctl.providers.sync.publish import PUBLISHERS
 from nexusctl.providers.sync.registry import actions_of
-from synckit import settings_for
 
 
 def _offered(provider: Provider) -> list[str]:

@@ -8,12 +8,12 @@ an account the emulator does not list for the connected user.
 from __future__ import annotations
 
 import pytest
+from emulators.seed import seed
 from synckit import mint, read_all
 from test_commerce_actions import LOCAL_STORE, SHOP, shopify_token, woo_key
 from test_crm_actions import sf_metadata
 from test_marketing_actions import mc_metadata
 
-from emulators.seed import seed
 from nexusctl.enums import Provider
 from nexusctl.providers.sync.registry import ACTIONS
 

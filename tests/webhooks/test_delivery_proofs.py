@@ -13,9 +13,9 @@ import uuid
 import pytest
 from support.waiting import wait_for
 
+from nexusctl.core import deliveries, webhooks
 from nexusctl.db.database import database_proxy
 from nexusctl.db.models import Integration, WebhookAttempt, WebhookDelivery
-from nexusctl.core import deliveries, webhooks
 from nexusctl.enums import DeliveryStatus, Provider
 
 

@@ -29,11 +29,11 @@ from support.daemons import NEXUSCTL
 from support.tokens import mint
 from support.waiting import wait_for
 
+from nexusctl.core import deliveries, webhooks
+from nexusctl.crypto import key_id
 from nexusctl.db.database import database_proxy
 from nexusctl.db.models import Integration, WebhookAttempt, WebhookDelivery
 from nexusctl.db.secrets import seal
-from nexusctl.core import deliveries, webhooks
-from nexusctl.crypto import key_id
 from nexusctl.enums import DeliveryStatus, Provider
 
 pytestmark = pytest.mark.postgres

@@ -13,9 +13,9 @@ import uuid
 import psycopg2
 import pytest
 
+from nexusctl.core import deliveries, webhooks
 from nexusctl.db.database import database_proxy, is_postgres
 from nexusctl.db.models import Integration
-from nexusctl.core import deliveries, webhooks
 from nexusctl.enums import Provider
 
 

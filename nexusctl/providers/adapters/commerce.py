@@ -10,7 +10,6 @@ import math
 import re
 from urllib.parse import urlencode, urlsplit
 
-
 from nexusctl import ssrf
 from nexusctl.errors import OAuthFailed, ProviderError, UsageProblem
 from nexusctl.providers.http import basic_auth, describe

@@ -9,12 +9,11 @@ import datetime as dt
 import re
 import zoneinfo
 
+from nexusctl import clock
 from nexusctl.errors import OAuthFailed, ProviderError, RateLimited
 from nexusctl.providers.http import describe
 from nexusctl.providers.oauth2 import OAuth2Adapter
 from nexusctl.providers.spec import Account, TokenSet
-from nexusctl import clock
-
 
 # Google API throttling sent as HTTP 403 (YouTube Data API): per-user rate and the daily project quota.
 GOOGLE_THROTTLE_REASONS = {"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded", "dailyLimitExceeded"}

@@ -5,9 +5,16 @@ from __future__ import annotations
 from nexusctl.errors import ProviderError, UsageProblem
 from nexusctl.providers.http import describe
 from nexusctl.providers.sync.graph import graph_all, graph_post_check
+from nexusctl.providers.sync.publish_common import (
+    LINKEDIN_MAX,
+    LITTLE_RESERVED,
+    TWEET_MAX,
+    URL_TOKEN,
+    _header,
+    compose,
+    creating,
+)
 from nexusctl.providers.sync.social import LINKEDIN_HEADERS
-from nexusctl.providers.sync.publish_common import (LINKEDIN_MAX, LITTLE_RESERVED,
-                                            TWEET_MAX, URL_TOKEN, _header, compose, creating)
 
 
 async def twitter(api, content: dict, metadata: dict) -> dict:

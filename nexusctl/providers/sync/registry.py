@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from nexusctl.enums import Provider
 from nexusctl.errors import UsageProblem
-from nexusctl.providers.sync import ads, analytics, automation, chat, comments, commerce, crm, marketing, payments, social
+from nexusctl.providers.sync import (
+    ads,
+    analytics,
+    automation,
+    chat,
+    comments,
+    commerce,
+    crm,
+    marketing,
+    payments,
+    social,
+)
 from nexusctl.providers.sync.base import SyncAction
 
 # How each provider wants its access token sent (the rest: Authorization: Bearer).
