@@ -1,4 +1,4 @@
-"""The aiohttp application factory: lifecycles in cleanup_ctx, no globals."""
+"""The aiohttp application factory: lifecycles in cleanup_ctx, no globals. The routes are in routes.py."""
 
 from __future__ import annotations
 
@@ -11,57 +11,24 @@ from nexusctl import telemetry
 from nexusctl.config import Settings
 from nexusctl.core import activity, runtime
 from nexusctl.crypto import keyring_from_settings
-from nexusctl.daemon import (
-    api_comments,
-    api_events,
-    api_health,
-    api_inbound,
-    api_integrations,
-    api_oauth,
-    api_proxy,
-    api_sync,
-    api_webhooks,
-)
+from nexusctl.daemon import api_health
 from nexusctl.daemon.auth import TokenVerifier
 from nexusctl.daemon.consumer import EventConsumer
 from nexusctl.daemon.dbexec import DbExecutor
 from nexusctl.daemon.delivery import DeliveryWorker
-from nexusctl.daemon.health import health, ready
 from nexusctl.daemon.keys import DB, LISTENING, REDIS, SERVICES, SETTINGS, SYNCS, VERIFIER, WORKER  # noqa: F401 - LISTENING: server.py sets it
 from nexusctl.daemon.keys import ROUTES as ROUTES_KEY
 from nexusctl.daemon.middleware import auth_middleware, error_middleware
-from nexusctl.daemon.models_schema import HEALTH
-from nexusctl.daemon.observe import METRICS, Metrics, metrics_handler, observe_middleware
-from nexusctl.daemon.openapi import openapi_handler
+from nexusctl.daemon.observe import METRICS, Metrics, observe_middleware
 from nexusctl.daemon.relay import OutboxRelay
-from nexusctl.daemon.routing import BODY_TIMEOUT, Route, add_routes
+from nexusctl.daemon.routes import ROUTES
+from nexusctl.daemon.routing import BODY_TIMEOUT, add_routes
 from nexusctl.daemon.sync_runner import SyncRunner
 from nexusctl.db.database import bind, open_database
 
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
-
-ROUTES = [
-    Route("GET", "/health", health, "The process is alive", "health", public=True, data=HEALTH),
-    Route("GET", "/ready", ready, "Database reachable and migrated, Redis reachable when configured", "health",
-          public=True, data=HEALTH, errors=("NOT_READY",)),
-    *api_oauth.ROUTES,
-    *api_webhooks.ROUTES,  # before /integrations/{id}: /integrations/webhooks is not an id
-    *api_events.ROUTES,
-    *api_inbound.ROUTES,
-    *api_sync.ROUTES,
-    *api_comments.ROUTES,
-    *api_health.ROUTES,
-    *api_integrations.ROUTES,
-    *api_proxy.ROUTES,
-]
-ROUTES += [
-    Route("GET", "/openapi.json", openapi_handler, "This OpenAPI 3.1 document", "meta", public=True, envelope=False),
-    Route("GET", "/metrics", metrics_handler, "Prometheus metrics (text format)", "meta", public=True,
-          envelope=False, content_type="text/plain"),
-]
-
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(

@@ -11,7 +11,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from nexusctl import config
-from nexusctl.daemon.app import ROUTES, create_app
+from nexusctl.daemon.app import create_app
+from nexusctl.daemon.routes import ROUTES
 from nexusctl.db.models import Integration, IntegrationSyncLog, Webhook
 from nexusctl.enums import Provider, SyncStatus
 

@@ -16,8 +16,9 @@ from support.tokens import configured_secret, mint
 from nexusctl import config
 from nexusctl.core.serializers import integration_to_dict, sync_log_to_dict
 from nexusctl.daemon import models_schema
-from nexusctl.daemon.app import ROUTES, create_app
+from nexusctl.daemon.app import create_app
 from nexusctl.daemon.openapi import document
+from nexusctl.daemon.routes import ROUTES
 
 DOC = document(ROUTES)
 

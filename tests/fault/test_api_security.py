@@ -38,8 +38,8 @@ from apikit import (
     wait_for,
 )
 
-from nexusctl.daemon.app import ROUTES
 from nexusctl.daemon.openapi import document
+from nexusctl.daemon.routes import ROUTES
 
 DOC = document(ROUTES)  # what the daemon serves (test_the_daemon_serves_this_document checks it)
 OPERATIONS = [(method.upper(), path) for path, ops in DOC["paths"].items() for method in ops]

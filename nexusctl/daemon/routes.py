@@ -1,0 +1,43 @@
+"""Every route of the daemon, in matching order: each resource's table (api_*.py), the probes and the document.
+
+One table registers the handlers, drives authentication and writes /openapi.json (daemon.routing.Route).
+"""
+
+from __future__ import annotations
+
+from nexusctl.daemon import (
+    api_comments,
+    api_events,
+    api_health,
+    api_inbound,
+    api_integrations,
+    api_oauth,
+    api_proxy,
+    api_sync,
+    api_webhooks,
+)
+from nexusctl.daemon.health import health, ready
+from nexusctl.daemon.models_schema import HEALTH
+from nexusctl.daemon.observe import metrics_handler
+from nexusctl.daemon.openapi import openapi_handler
+from nexusctl.daemon.routing import Route
+
+ROUTES = [
+    Route("GET", "/health", health, "The process is alive", "health", public=True, data=HEALTH),
+    Route("GET", "/ready", ready, "Database reachable and migrated, Redis reachable when configured", "health",
+          public=True, data=HEALTH, errors=("NOT_READY",)),
+    *api_oauth.ROUTES,
+    *api_webhooks.ROUTES,  # before /integrations/{id}: /integrations/webhooks is not an id
+    *api_events.ROUTES,
+    *api_inbound.ROUTES,
+    *api_sync.ROUTES,
+    *api_comments.ROUTES,
+    *api_health.ROUTES,
+    *api_integrations.ROUTES,
+    *api_proxy.ROUTES,
+]
+ROUTES += [
+    Route("GET", "/openapi.json", openapi_handler, "This OpenAPI 3.1 document", "meta", public=True, envelope=False),
+    Route("GET", "/metrics", metrics_handler, "Prometheus metrics (text format)", "meta", public=True,
+          envelope=False, content_type="text/plain"),
+]
