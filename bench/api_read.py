@@ -152,7 +152,8 @@ def main() -> None:
 | Route | requests/s | p50 ms | p99 ms | non-200 |
 |---|---|---|---|---|
 | GET /health | {h:.0f} | {health[-1]['p50_ms']:.1f} | {health[-1]['p99_ms']:.1f} | {sum(x['errors'] for x in health)} |
-| GET /integrations/user/:userId (20 rows) | {r:.0f} | {read[-1]['p50_ms']:.1f} | {read[-1]['p99_ms']:.1f} | {sum(x['errors'] for x in read)} |
+| GET /integrations/user/:userId (20 rows) | {r:.0f} | {read[-1]['p50_ms']:.1f} | {read[-1]['p99_ms']:.1f} \
+| {sum(x['errors'] for x in read)} |
 
 Ratio read/health: **{r / h:.2f}** (goal: >= 0.50 on PostgreSQL)""")
 

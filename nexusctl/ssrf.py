@@ -356,7 +356,8 @@ class GuardedResolver(AbstractResolver):
         self._allowed = _networks(allowed_networks)
         self._resolver = resolver if resolver is not None else DefaultResolver()
 
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
         if message := _numeric_host_problem(host):
             raise BlockedAddress(message)  # e.g. 0x7f.1, which getaddrinfo would accept
         if _parse(host) is not None and (why := _refusal(host, self._allowed)):
@@ -401,7 +402,8 @@ class GuardedConnector(aiohttp.TCPConnector):
                 raise BlockedAddress(f"{host} is {why}; refused by the SSRF policy")
         return await super()._resolve_host(host, port, traces=traces)
 
-    async def _wrap_create_connection(self, *args: Any, addr_infos: list[Any], req: Any, client_error: Any = aiohttp.ClientConnectorError, **kwargs: Any) -> Any:
+    async def _wrap_create_connection(self, *args: Any, addr_infos: list[Any], req: Any,
+                                      client_error: Any = aiohttp.ClientConnectorError, **kwargs: Any) -> Any:
         for info in addr_infos:
             address = str(info[4][0])
             why = _refusal(address, self._allowed)
@@ -409,9 +411,11 @@ class GuardedConnector(aiohttp.TCPConnector):
                 # The dialled address may come from DNS: not named (see the module's docstring).
                 raise client_error(req.connection_key, BlockedAddress(
                     f"{req.host} resolves to an address that is not allowed; refused by the SSRF policy"))
-        return await super()._wrap_create_connection(*args, addr_infos=addr_infos, req=req, client_error=client_error, **kwargs)
+        return await super()._wrap_create_connection(*args, addr_infos=addr_infos, req=req, client_error=client_error,
+                                                     **kwargs)
 
 
-def guarded_connector(allowed_networks: Iterable[Network | str] = (), *, limit: int = 100, limit_per_host: int = 0) -> aiohttp.TCPConnector:
+def guarded_connector(allowed_networks: Iterable[Network | str] = (), *, limit: int = 100,
+                      limit_per_host: int = 0) -> aiohttp.TCPConnector:
     """A connector whose every connection goes only to checked addresses (call inside a running loop)."""
     return GuardedConnector(allowed_networks, limit=limit, limit_per_host=limit_per_host)

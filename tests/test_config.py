@@ -83,7 +83,8 @@ def test_urlsafe_and_unpadded_keys_are_accepted():
         ("DATABASE_URL", "mysql://localhost/db", "DATABASE_URL: unsupported scheme 'mysql'"),
         ("DATABASE_URL", "not a url", "DATABASE_URL: unsupported scheme"),
         ("DATABASE_URL", "postgresql://localhost", "DATABASE_URL: postgresql://localhost names no database"),
-        ("DATABASE_URL", "postgresql://u:hunter2@h:99999/db", "DATABASE_URL: postgresql://u:***@h:99999/db has an invalid port"),
+        ("DATABASE_URL", "postgresql://u:hunter2@h:99999/db",
+         "DATABASE_URL: postgresql://u:***@h:99999/db has an invalid port"),
         ("DATABASE_URL", "sqlite://", "DATABASE_URL: sqlite URL has no file path"),
         ("DATABASE_URL", "postgresql://h/db?connect_timeout=soon", "DATABASE_URL: connect_timeout 'soon'"),
         ("DATABASE_POOL_SIZE", "-1", "DATABASE_POOL_SIZE: '-1' is not a positive whole number"),
@@ -91,7 +92,8 @@ def test_urlsafe_and_unpadded_keys_are_accepted():
         ("REDIS_URL", "redis://", "REDIS_URL: redis:// names no host"),
         ("ENCRYPTION_KEY", base64.b64encode(b"short").decode(), "ENCRYPTION_KEY: must encode exactly 32 bytes (got 5)"),
         ("ENCRYPTION_KEY", "!!!not-base64!!!", "ENCRYPTION_KEY: not valid base64"),
-        ("ENCRYPTION_OLD_KEYS", f"{GOOD_KEY},nope", "ENCRYPTION_OLD_KEYS (key #2): must encode exactly 32 bytes (got 3)"),
+        ("ENCRYPTION_OLD_KEYS", f"{GOOD_KEY},nope",
+         "ENCRYPTION_OLD_KEYS (key #2): must encode exactly 32 bytes (got 3)"),
         ("ENCRYPTION_OLD_KEYS", f"{GOOD_KEY},@@@@", "ENCRYPTION_OLD_KEYS (key #2): not valid base64"),
         ("FRONTEND_URL", "ftp://files", "FRONTEND_URL: 'ftp://files' is not an http(s) URL"),
         ("PUBLIC_URL", "nexus.example.com", "PUBLIC_URL: 'nexus.example.com' is not an http(s) URL"),
@@ -152,7 +154,8 @@ def test_a_refused_configuration_creates_no_key_file(tmp_path):
 
 
 def test_jwt_settings(tmp_path):
-    settings = config.load({"ENCRYPTION_KEY": GOOD_KEY, "JWT_SECRET": "x" * 40, "JWT_ISSUER": "iss", "JWT_AUDIENCE": "aud"})
+    settings = config.load({"ENCRYPTION_KEY": GOOD_KEY, "JWT_SECRET": "x" * 40, "JWT_ISSUER": "iss",
+                            "JWT_AUDIENCE": "aud"})
     assert settings.jwt_secret.get() == "x" * 40 and "x" * 40 not in repr(settings)
     assert (settings.jwt_issuer, settings.jwt_audience) == ("iss", "aud")
 
@@ -223,7 +226,8 @@ def test_each_default_is_the_documented_text_read_by_the_variables_own_parser(tm
             assert value == entry.parse(entry.default, entry.name) or entry.secret, entry.name
             if entry.default:
                 assert entry.default_text() == f"`{entry.default}`"
-    assert (settings.jwt_max_age, settings.token_expiry_warning, settings.webhook_timeout) == (86400.0, 7 * 86400.0, 15.0)
+    assert (settings.jwt_max_age, settings.token_expiry_warning, settings.webhook_timeout) == (
+        86400.0, 7 * 86400.0, 15.0)
 
 
 def test_setting_a_variable_changes_its_attribute():

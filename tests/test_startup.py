@@ -21,7 +21,8 @@ heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("aiohttp", "apsched
                or m.startswith(("nexusctl.daemon", "nexusctl.providers.sync", "nexusctl.providers.http")))
 other_groups = sorted(m for m in sys.modules if m.startswith("nexusctl.cli.") and m.rsplit(".", 1)[1] in (
     "webhooks", "events", "jobs", "sync", "database", "keys", "token", "providers"))
-unneeded = sorted(m for m in sys.modules if m in ("asyncio", "webbrowser", "rich.console", "rich.table", "cryptography"))
+unneeded = sorted(m for m in sys.modules \
+if m in ("asyncio", "webbrowser", "rich.console", "rich.table", "cryptography"))
 print(json.dumps([heavy, other_groups, unneeded, built]), file=sys.stderr)
 """
 

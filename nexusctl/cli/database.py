@@ -26,7 +26,8 @@ def migrate_cmd(ctx: typer.Context, as_json: Json = False) -> None:
     if as_json:
         out(ctx).json({"applied": applied, "database": st.settings.redacted_database_url()})
     elif applied:
-        out(ctx).success(f"Applied {len(applied)} migration(s) to {st.settings.redacted_database_url()}: {', '.join(applied)}")
+        out(ctx).success(f"Applied {len(applied)} migration(s) to {st.settings.redacted_database_url()}: "
+                         f"{', '.join(applied)}")
     else:
         out(ctx).info(f"Nothing to apply: {st.settings.redacted_database_url()} is up to date")
 
@@ -34,7 +35,8 @@ def migrate_cmd(ctx: typer.Context, as_json: Json = False) -> None:
 @app.command("status")
 def status_cmd(
     ctx: typer.Context,
-    check: Annotated[bool, typer.Option("--check", help="Exit 5 (SCHEMA_OUTDATED) if any migration is pending.")] = False,
+    check: Annotated[bool, typer.Option("--check",
+                                        help="Exit 5 (SCHEMA_OUTDATED) if any migration is pending.")] = False,
     as_json: Json = False,
 ) -> None:
     """Show which migrations are applied and which are pending.

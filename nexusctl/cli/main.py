@@ -201,7 +201,8 @@ def root(
 
 
 @app.command("version")
-def version_cmd(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+def version_cmd(ctx: typer.Context,
+                as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Print the nexusctl version.
 
     Example:  nexusctl version --json

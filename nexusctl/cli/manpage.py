@@ -136,7 +136,8 @@ def root_page(root: CommandDoc, exit_status: list[tuple[str, str]], environment:
              f"\\fB{PROG}\\fR \\fICOMMAND\\fR \\fB\\-\\-help\\fR prints the same help on the terminal.",
              ".SH OPTIONS", "These come before the command.", *_params(root.params), ".SH COMMANDS"]
     for group in groups:
-        body += [".TP", f"\\fB{esc(group.name)}\\fR", text(group.summary) + f" See \\fB{esc(_page_name(group))}\\fR(1)."]
+        body += [".TP", f"\\fB{esc(group.name)}\\fR",
+                 text(group.summary) + f" See \\fB{esc(_page_name(group))}\\fR(1)."]
         for sub in group.subcommands:
             body += [".RS", ".TP", f"\\fB{esc(sub.name)}\\fR", text(sub.summary), ".RE"]
     for leaf in leaves:
@@ -166,7 +167,8 @@ def group_page(group: CommandDoc, siblings: list[CommandDoc]) -> str:
     for paragraph in group.paragraphs:
         body += [".PP", text(paragraph)]
     body += [".PP", f"The global options of \\fB{PROG}\\fR(1) (\\fB\\-v\\fR, \\fB\\-q\\fR, \\fB\\-\\-no\\-color\\fR) "
-             "work before or after the group and command names; every command also takes \\fB\\-h\\fR, \\fB\\-\\-help\\fR.",
+             "work before or after the group and command names; every command also takes "
+             "\\fB\\-h\\fR, \\fB\\-\\-help\\fR.",
              ".SH COMMANDS"]
     for command in commands:
         body += _command_section(command)

@@ -112,8 +112,8 @@ def _apply(ctx: typer.Context, param: typer.CallbackParam, value) -> None:
 
 
 def _global_options_template(
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help=VERBOSE_HELP, callback=_apply, show_default=False,
-                                         expose_value=False, rich_help_panel=GLOBAL_PANEL)] = 0,
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help=VERBOSE_HELP, callback=_apply,
+                                         show_default=False, expose_value=False, rich_help_panel=GLOBAL_PANEL)] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP, callback=_apply, expose_value=False,
                                         rich_help_panel=GLOBAL_PANEL)] = False,
     no_color: Annotated[bool, typer.Option("--no-color", help=NO_COLOR_HELP, callback=_apply, expose_value=False,

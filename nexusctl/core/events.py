@@ -109,7 +109,7 @@ def emit_many(items) -> list:
     # What an event needs of its integration: who owns it and its provider (no tokens, no full row).
     found = {row[0]: row for row in Integration.select(Integration.id, Integration.user_id, Integration.provider)
              .where(Integration.id.in_(list(wanted))).tuples()}
-    events, fan = [], []
+    events = []
     for integration_id, indexes in wanted.items():
         row = found.get(integration_id)
         for index in indexes:

@@ -350,7 +350,8 @@ def _claim_sql(postgres: bool, since: bool) -> str:
             f'AND "expires_at" <= {mark}) OR ("provider" IN ({providers(_LONG_LIVED)}) AND "expires_at" <= {mark})) '
             + (f'AND ("refreshed_at" IS NULL OR "refreshed_at" < {mark}) ' if since else "")
             + f'AND ("refresh_lease_until" IS NULL OR "refresh_lease_until" < {mark}) '
-            f'RETURNING {", ".join(chr(34) + field.column_name + chr(34) for field in Integration._meta.sorted_fields)}')
+            'RETURNING '
+            + ", ".join(chr(34) + field.column_name + chr(34) for field in Integration._meta.sorted_fields))
 
 
 async def sweep(svc, window: dt.timedelta, *, lead: dt.timedelta | None = None, concurrency: int = 5,

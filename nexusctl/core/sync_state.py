@@ -38,8 +38,9 @@ def create(integration: Integration, action: str, *, full: bool, trigger: str, r
                    .where((IntegrationSyncLog.integration == integration.id) & (IntegrationSyncLog.action == action)
                           & IntegrationSyncLog.status.in_(ACTIVE)).first())
         if running is not None:
-            raise SyncNotStarted(f"a {action} sync of integration {integration.id} is already running (log {running.id}); "
-                             f"wait for it or `nexusctl sync cancel {running.id}`", syncLogId=str(running.id))
+            raise SyncNotStarted(f"a {action} sync of integration {integration.id} is already running "
+                                 f"(log {running.id}); "
+                                 f"wait for it or `nexusctl sync cancel {running.id}`", syncLogId=str(running.id))
         return IntegrationSyncLog.create(integration=integration.id, action=action, status=SyncStatus.PENDING,
                                          resource_type=resource_type, resource_id=resource_id,
                                          metadata={"full": full, "trigger": trigger})

@@ -19,7 +19,8 @@ from nexusctl.daemon.schema import Body, Obj, ObjList, Str
 from nexusctl.errors import NexusError
 
 INGEST = Body({"type": Str(enum=inbound.HANDLED, description="The platform events this service handles"), "data": Obj(),
-               "id": Str(min_length=1, max_length=128, description="Your id for the event: sending it again is a no-op")},
+               "id": Str(min_length=1, max_length=128,
+                         description="Your id for the event: sending it again is a no-op")},
               required=("type", "data"))
 OUTCOME = {"type": "object", "properties": {"type": {"type": "string"}, "key": {"type": "string"},
                                             "duplicate": {"type": "boolean"}}, "additionalProperties": True}

@@ -39,7 +39,8 @@ async def for_user(request: web.Request) -> web.Response:
 
 ROUTES = [
     Route("GET", "/integrations/user/{userId}/health", for_user,
-          "A user's integrations' last stored health, worst first (checkedAt says when; unknown: not checked yet)", "integrations",
+          "A user's integrations' last stored health, worst first (checkedAt says when; unknown: not checked yet)",
+          "integrations",
           query=Query({"status": Str(max_length=64, description="healthy, degraded, broken (comma-separated)"),
                        "limit": Int(1, health_checks.LIST_MAX, "rows per page"),
                        "cursor": Str(max_length=512, description="from paging.nextCursor")}),

@@ -18,9 +18,11 @@ from nexusctl.providers.catalog import CATALOG
 from nexusctl.providers.registry import SPECS
 
 PROVIDERS = tuple(p.value for p in Provider)
-PAGING = {"limit": Int(1, MAX_LIMIT, "rows per page"), "cursor": Str(max_length=512, description="from paging.nextCursor")}
+PAGING = {"limit": Int(1, MAX_LIMIT, "rows per page"),
+          "cursor": Str(max_length=512, description="from paging.nextCursor")}
 UPDATE = Body(
-    {"name": Str(max_length=255, min_length=1), "isActive": Bool(), "metadata": metadata_field("replaces the metadata")},
+    {"name": Str(max_length=255, min_length=1), "isActive": Bool(),
+     "metadata": metadata_field("replaces the metadata")},
     min_fields=1,
 )
 

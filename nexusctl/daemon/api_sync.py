@@ -11,7 +11,8 @@ from nexusctl.daemon.models_schema import SYNC_LOG
 from nexusctl.daemon.routing import Route, ok, owner_filter, read_body, run_db
 from nexusctl.daemon.schema import Body, Bool, Str
 
-START = Body({"action": Str(max_length=64, min_length=1, description="One action (fetch_posts ...); default: every action"),
+START = Body({"action": Str(max_length=64, min_length=1,
+                            description="One action (fetch_posts ...); default: every action"),
               "full": Bool(description="Read everything again; vanished items become .deleted events")})
 STARTED = {"type": "object", "properties": {"id": {"type": "string", "format": "uuid"},
                                             "syncLogs": {"type": "array", "items": SYNC_LOG}},

@@ -22,13 +22,15 @@ from nexusctl.daemon.schema import Body, Bool, Int, Obj, Query, Str, StrList, me
 from nexusctl.enums import DeliveryStatus
 from nexusctl.errors import UsageProblem
 
-PAGING = {"limit": Int(1, MAX_LIMIT, "rows per page"), "cursor": Str(max_length=512, description="from paging.nextCursor")}
+PAGING = {"limit": Int(1, MAX_LIMIT, "rows per page"),
+          "cursor": Str(max_length=512, description="from paging.nextCursor")}
 EVENTS = StrList(webhooks.MAX_EVENTS, "event names: exact (media.created), family (media.*) or all (*)",
                  Str(max_length=128, pattern=webhooks.EVENT_PATTERN,
                      hint="an event name like media.created, media.* or *"))
 CREATE = Body({"integrationId": Str(format="uuid"), "url": Str(max_length=2048), "events": EVENTS,
                "metadata": metadata_field(), "isActive": Bool()}, required=("integrationId", "url", "events"))
-UPDATE = Body({"url": Str(max_length=2048), "events": EVENTS, "metadata": metadata_field(), "isActive": Bool()}, min_fields=1)
+UPDATE = Body({"url": Str(max_length=2048), "events": EVENTS, "metadata": metadata_field(), "isActive": Bool()},
+              min_fields=1)
 EMIT = Body({"type": Str(max_length=events.EVENT_TYPE_MAX, pattern=events.EVENT_TYPE_PATTERN,
                          hint="an event name like media.created"),
              "data": Obj()}, required=("type",))
@@ -63,8 +65,8 @@ async def create(request: web.Request) -> web.Response:
 
 async def list_webhooks(request: web.Request) -> web.Response:
     q = read_query(request)
-    page = await run_db(request, webhooks.list_view, integration_id=q.get("integrationId"), owner_id=owner_filter(request),
-                     limit=q.get("limit"), cursor=q.get("cursor"))
+    page = await run_db(request, webhooks.list_view, integration_id=q.get("integrationId"),
+                        owner_id=owner_filter(request), limit=q.get("limit"), cursor=q.get("cursor"))
     return ok(page.items, page=page)
 
 
@@ -132,7 +134,8 @@ ROUTES = [
           body=CREATE, data=out.WEBHOOK_WITH_SECRET, status=201,
           errors=("VALIDATION_ERROR", "INTEGRATION_NOT_FOUND", "PAYLOAD_TOO_LARGE")),
     Route("GET", "/integrations/webhooks", list_webhooks, "Webhooks, newest first", "webhooks",
-          query=Query({"integrationId": Str(format="uuid"), **PAGING}), paged=True, data=out.list_of(out.listed(out.WEBHOOK, "metadata")),
+          query=Query({"integrationId": Str(format="uuid"), **PAGING}), paged=True,
+          data=out.list_of(out.listed(out.WEBHOOK, "metadata")),
           errors=("VALIDATION_ERROR",)),
     Route("GET", "/integrations/webhooks/{webhookId}", show, "One webhook (never its secret)", "webhooks",
           data=out.WEBHOOK, errors=_HOOK),

@@ -124,7 +124,8 @@ DELIVERY = {**_obj({
 })}
 DELIVERY["required"] = [k for k in DELIVERY["required"] if k != "attemptLog"]
 TEST_QUEUED = _obj({"webhookId": _UUID, "queued": {"type": "boolean"}, "event": {"type": "string"}})
-EMITTED = _obj({"id": _UUID, "type": {"type": "string"}, "integrationId": _UUID, "deliveriesQueued": {"type": "integer"}})
+EMITTED = _obj({"id": _UUID, "type": {"type": "string"}, "integrationId": _UUID,
+                "deliveriesQueued": {"type": "integer"}})
 # A batch's answer: one result per event, in order; an event refused alone carries its error instead.
 _EMIT_RESULT = {"type": "object", "required": ["index"], "additionalProperties": False, "properties": {
     "index": {"type": "integer"}, **EMITTED["properties"],

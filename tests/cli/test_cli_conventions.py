@@ -50,7 +50,8 @@ def _name(path) -> str:
 
 
 def _flags(command) -> set[str]:
-    return {opt for param in command.params for opt in getattr(param, "opts", []) + getattr(param, "secondary_opts", [])}
+    return {opt for param in command.params
+            for opt in getattr(param, "opts", []) + getattr(param, "secondary_opts", [])}
 
 
 def test_the_tree_is_walked():

@@ -82,7 +82,8 @@ def test_show_prints_the_record_without_tokens(cli, make_integration):
 
 def test_update(cli, make_integration):
     row = make_integration(name="before", metadata={"old": True})
-    result = cli("integrations", "update", row.id, "--name", "after", "--inactive", "--metadata", '{"team": "growth"}', "--json")
+    result = cli("integrations", "update", row.id, "--name", "after", "--inactive", "--metadata", '{"team": "growth"}',
+                 "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert (data["name"], data["isActive"], data["metadata"]) == ("after", False, {"team": "growth"})

@@ -106,7 +106,8 @@ def test_migrate_an_empty_database_then_use_it(run, empty_url):
     assert status.exit_code == 0
     body = json.loads(status.stdout)
     assert body["pending"] == MIGRATIONS
-    assert [(m["name"], m["applied"], m["appliedAt"]) for m in body["migrations"]] == [(n, False, None) for n in MIGRATIONS]
+    assert [(m["name"], m["applied"], m["appliedAt"]) for m in body["migrations"]] == [
+        (n, False, None) for n in MIGRATIONS]
     check = run("db", "status", "--check")
     assert check.exit_code == 5 and "SCHEMA_OUTDATED" in _error_line(check) and "nexusctl db migrate" in check.stderr
     first = run("db", "migrate")
@@ -278,7 +279,8 @@ def test_a_value_under_an_unconfigured_key_fails_the_run_but_not_the_others(cli,
         if plaintext is not None and (model, row_id, column) != stray_key:
             assert unseal(new_only, model.get_by_id(row_id), column) == plaintext
     again = cli("keys", "rotate", "--json")
-    assert again.exit_code == 30 and (json.loads(again.stdout)["rewritten"], json.loads(again.stdout)["failed"]) == (0, 1)
+    assert again.exit_code == 30 and (json.loads(again.stdout)["rewritten"],
+                                      json.loads(again.stdout)["failed"]) == (0, 1)
 
 
 def test_a_value_moved_from_another_row_is_refused(cli, under_old_key):

@@ -203,7 +203,8 @@ def test_show_json_matches_the_list_entry(cli, make_integration):
     shown = json.loads(result.stdout)
     assert set(shown) == INTEGRATION_KEYS
     assert shown == json.loads(cli("integrations", "list", "--json").stdout)[0]
-    assert (shown["tokenType"], shown["metadata"], shown["expiresAt"]) == ("Bearer", {"team": "growth"}, "2030-01-02T03:04:05Z")
+    assert (shown["tokenType"], shown["metadata"], shown["expiresAt"]) == (
+        "Bearer", {"team": "growth"}, "2030-01-02T03:04:05Z")
     _clean(result, "SHOW-AT")
     record = cli("integrations", "show", row.id)
     keys = [line.split()[0] for line in record.stdout.splitlines()]
@@ -389,7 +390,8 @@ def test_no_command_prints_a_token_and_the_database_holds_only_ciphertext(cli, m
         ["integrations", "list"], ["integrations", "list", "--json"], ["-vv", "integrations", "list"],
         ["integrations", "show", row.id], ["-vv", "integrations", "show", row.id, "--json"],
         ["-vv", "integrations", "update", row.id, "--name", "n", "--json"], ["sync", "logs", row.id, "--json"],
-        ["-vv", "sync", "logs", row.id], ["-vv", "db", "status", "--json"], ["-vv", "keys", "rotate", "--dry-run", "--json"],
+        ["-vv", "sync", "logs", row.id], ["-vv", "db", "status", "--json"],
+        ["-vv", "keys", "rotate", "--dry-run", "--json"],
         ["-vv", "integrations", "delete", row.id, "--dry-run", "--json"],
     ):
         result = cli(*args)

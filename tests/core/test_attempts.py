@@ -116,7 +116,7 @@ def test_a_throttled_answer_after_the_last_step_fails_the_delivery(database, mak
 def test_a_claim_takes_of_each_endpoint_only_what_fits_its_free_slots(database, make_integration):
     integration = make_integration()
     hot = Webhook.create(integration=integration, url="http://127.0.0.1:9/hot", events=["hot.*"])
-    calm = Webhook.create(integration=integration, url="http://127.0.0.1:9/calm", events=["calm.*"])
+    Webhook.create(integration=integration, url="http://127.0.0.1:9/calm", events=["calm.*"])
     for i in range(10):
         deliveries.fan_out(integration, "hot.event", {"i": i})
     deliveries.fan_out(integration, "calm.event", {})

@@ -283,7 +283,8 @@ def test_delete_reports_and_removes_the_children(database, make_integration):
     assert done.to_dict() == {"id": str(row.id), "deleted": True, "webhooksDeleted": 1,
                               "deliveriesDeleted": 2, "syncLogsDeleted": 1, "revoked": None}
     assert [r.id for r in Integration.select()] == [other.id]
-    assert (Webhook.select().count(), WebhookDelivery.select().count(), IntegrationSyncLog.select().count()) == (1, 2, 1)
+    assert (Webhook.select().count(), WebhookDelivery.select().count(),
+            IntegrationSyncLog.select().count()) == (1, 2, 1)
     [event] = disconnected(row)
     assert event.user_id == row.user_id and event.published_at is None
     assert disconnected(other) == []

@@ -22,9 +22,12 @@ def test_only_finished_history_past_retention_is_purged(database, make_integrati
     integration = make_integration()
     hook = Webhook.create(integration=integration, url="https://example.com/h")
     rows = {}
-    for name, status, days in [("old_delivered", DeliveryStatus.DELIVERED, 40), ("old_failed", DeliveryStatus.FAILED, 40),
-                               ("old_pending", DeliveryStatus.PENDING, 40), ("old_retrying", DeliveryStatus.RETRYING, 40),
-                               ("new_delivered", DeliveryStatus.DELIVERED, 5), ("old_delivered2", DeliveryStatus.DELIVERED, 31)]:
+    for name, status, days in [("old_delivered", DeliveryStatus.DELIVERED, 40),
+                               ("old_failed", DeliveryStatus.FAILED, 40),
+                               ("old_pending", DeliveryStatus.PENDING, 40),
+                               ("old_retrying", DeliveryStatus.RETRYING, 40),
+                               ("new_delivered", DeliveryStatus.DELIVERED, 5),
+                               ("old_delivered2", DeliveryStatus.DELIVERED, 31)]:
         rows[name] = WebhookDelivery.create(webhook=hook, event="e", payload={}, status=status)
         _old(WebhookDelivery, rows[name], days)
     WebhookAttempt.create(delivery=rows["old_delivered"], number=1, started_at=utcnow(), status_code=200)
@@ -51,7 +54,8 @@ def test_old_outbox_events_go_but_never_one_the_relay_has_not_published(database
         with database_proxy.atomic():
             made[name] = events.record("media.created", integration, name=name)
         OutboxEvent.update(created_at=utcnow() - dt.timedelta(days=days),
-                           published_at=utcnow() if published else None).where(OutboxEvent.id == made[name].id).execute()
+                           published_at=utcnow() if published else None).where(
+            OutboxEvent.id == made[name].id).execute()
     # With a relay (Redis) an unpublished event is still on its way: kept however old.
     assert housekeeping.purge_history(30, keep_unpublished_events=True)["events"] == 2
     assert {e.id for e in OutboxEvent.select()} == {made["old_unsent"].id, made["new_sent"].id}

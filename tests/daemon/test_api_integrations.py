@@ -185,7 +185,8 @@ async def test_list_filters_and_pages(api, make_integration):
     rows = [make_integration(user_id=OWNER, provider=Provider.SLACK if i % 2 else Provider.DISCORD,
                              is_active=i != 0) for i in range(5)]
     headers = bearer(sign())
-    response = await api.get(f"/integrations/user/{OWNER}", params={"provider": "SLACK", "isActive": "true"}, headers=headers)
+    response = await api.get(f"/integrations/user/{OWNER}", params={"provider": "SLACK", "isActive": "true"},
+                             headers=headers)
     body = await response.json()
     assert [d["id"] for d in body["data"]] == [str(rows[3].id), str(rows[1].id)]
     seen, cursor = [], None
@@ -212,7 +213,8 @@ async def test_responses_carry_the_spec_fields_and_never_a_token(api, make_integ
 async def test_patch_and_delete(api, owned):
     headers = bearer(sign())
     Webhook.create(integration=owned, url="https://example.com/h")
-    patched = await api.patch(f"/integrations/{owned.id}", json={"isActive": False, "metadata": {"a": 1}}, headers=headers)
+    patched = await api.patch(f"/integrations/{owned.id}", json={"isActive": False, "metadata": {"a": 1}},
+                              headers=headers)
     data = (await patched.json())["data"]
     assert patched.status == 200 and data["isActive"] is False and data["metadata"] == {"a": 1}
     deleted = await api.delete(f"/integrations/{owned.id}", headers=headers)
@@ -222,7 +224,8 @@ async def test_patch_and_delete(api, owned):
 
 
 async def test_sync_logs_route(api, owned):
-    response = await api.get(f"/integrations/{owned.id}/sync-logs", params={"status": "COMPLETED"}, headers=bearer(sign()))
+    response = await api.get(f"/integrations/{owned.id}/sync-logs", params={"status": "COMPLETED"},
+                             headers=bearer(sign()))
     body = await response.json()
     assert response.status == 200 and [d["action"] for d in body["data"]] == ["fetch_posts"]
     assert body["paging"]["hasMore"] is False
@@ -282,7 +285,8 @@ async def test_malformed_json_wrong_content_type_and_huge_bodies(api, owned):
     path = f"/integrations/{owned.id}"
     broken = await api.patch(path, data=b'{"name": ', headers={**headers, "Content-Type": "application/json"})
     assert broken.status == 400 and "not valid JSON" in (await broken.json())["error"]["message"]
-    form = await api.patch(path, data=b"name=x", headers={**headers, "Content-Type": "application/x-www-form-urlencoded"})
+    form = await api.patch(path, data=b"name=x",
+                           headers={**headers, "Content-Type": "application/x-www-form-urlencoded"})
     assert form.status == 400 and "Content-Type" in (await form.json())["error"]["message"]
     huge = await api.patch(path, data=b'{"name": "' + b"x" * (2 * 1024 * 1024) + b'"}',
                            headers={**headers, "Content-Type": "application/json"})
@@ -308,7 +312,8 @@ async def test_rs256_tokens_with_a_public_key(db_url, rsa_keys, monkeypatch, aio
     # Algorithm confusion: an HS256 token "signed" with the public key must not pass.
     forged = jwt.api_jws.PyJWS()
     forged._algorithms["HS256"].prepare_key = lambda key: key  # let PyJWT sign with PEM bytes, as an attacker would
-    token = forged.encode(b'{"sub": "%s", "exp": %d}' % (str(OWNER).encode(), int(time.time()) + 60), pem, algorithm="HS256")
+    token = forged.encode(b'{"sub": "%s", "exp": %d}' % (str(OWNER).encode(), int(time.time()) + 60), pem,
+                          algorithm="HS256")
     bad = await api.get(f"/integrations/user/{OWNER}", headers=bearer(token))
     assert bad.status == 401
 

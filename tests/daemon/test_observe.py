@@ -40,7 +40,8 @@ async def test_access_log_has_route_status_and_no_secrets(api, caplog):
     caplog.set_level(logging.INFO, logger="nexusctl.access")
     user = uuid.uuid4()
     token = _token(user)
-    await api.get(f"/integrations/user/{user}", params={"cursor": "SECRET-IN-QUERY"}, headers={"Authorization": f"Bearer {token}"})
+    await api.get(f"/integrations/user/{user}", params={"cursor": "SECRET-IN-QUERY"},
+                  headers={"Authorization": f"Bearer {token}"})
     records = [r for r in caplog.records if r.name == "nexusctl.access"]
     assert records, "no access log line"
     record = records[-1]

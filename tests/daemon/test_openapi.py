@@ -126,7 +126,8 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
     max_leaves=10,
 )
-segments = st.sampled_from(["{id}", "{owner}", "slack", "WOOCOMMERCE", "not-a-uuid", "00000000-0000-0000-0000-000000000000", "%00", "..", "ünï"])
+segments = st.sampled_from(["{id}", "{owner}", "slack", "WOOCOMMERCE", "not-a-uuid",
+                            "00000000-0000-0000-0000-000000000000", "%00", "..", "ünï"])
 bodies = st.one_of(
     st.none(),
     json_values.map(lambda v: json.dumps(v).encode()),
@@ -141,7 +142,8 @@ bodies = st.one_of(
 )
 queries = st.dictionaries(st.sampled_from(["provider", "isActive", "limit", "cursor", "status", "x", "state", "code",
                                            "error", "user_id", "success"]),
-                          st.text(alphabet=st.characters(codec="ascii", exclude_characters="&#%"), max_size=12), max_size=3)
+                          st.text(alphabet=st.characters(codec="ascii", exclude_characters="&#%"), max_size=12),
+                          max_size=3)
 
 
 def _expected_schema(method: str, template: str | None, status: int):

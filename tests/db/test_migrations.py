@@ -296,7 +296,8 @@ def test_0002_connections_down_then_up_round_trips(database):
     migrate.ensure_current(database)
     assert _schema(database) == before
     again = Integration.get_by_id(row.id)
-    assert (again.name, again.account_id, again.refresh_lease_until, again.refresh_lease_token) == ("kept", None, None, None)
+    assert (again.name, again.account_id, again.refresh_lease_until, again.refresh_lease_token) == (
+        "kept", None, None, None)
     assert Webhook.select().where(Webhook.integration == row.id).count() == 1
     assert IntegrationSyncLog.select().where(IntegrationSyncLog.integration == row.id).count() == 1
 

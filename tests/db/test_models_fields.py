@@ -147,7 +147,8 @@ def test_postgres_server_default_time_zone_does_not_shift_writes_or_reads(pg_dat
         assert again.expires_at == dt.datetime(2026, 3, 1, 0, 0, tzinfo=UTC) == again.last_sync_at
         assert again.expires_at.utcoffset() == dt.timedelta(0)
         # The pool's own sessions speak UTC, whatever the server's default is.
-        (text,) = tokyo.execute_sql("SELECT expires_at::text FROM integrations WHERE id = %s", (str(row.id),)).fetchone()
+        (text,) = tokyo.execute_sql("SELECT expires_at::text FROM integrations WHERE id = %s",
+                                    (str(row.id),)).fetchone()
         assert text == "2026-03-01 00:00:00+00"
     finally:
         tokyo.close_all()
@@ -246,7 +247,8 @@ def test_postgres_per_user_listing_uses_an_index(pg_database):
     logger.setLevel(logging.DEBUG)
     try:
         first = integrations.list_page(user_id=users[7])  # the real query, default limit 50 (+1)
-        integrations.list_page(user_id=users[7], limit=5, cursor=integrations.list_page(user_id=users[7], limit=5).next_cursor)
+        integrations.list_page(user_id=users[7], limit=5,
+                               cursor=integrations.list_page(user_id=users[7], limit=5).next_cursor)
     finally:
         logger.removeHandler(handler)
         logger.setLevel(old_level)

@@ -34,7 +34,8 @@ def url_of(postgres_url, pg_pool):
 def test_a_recycled_database_is_handed_out_again_without_the_rows(pg_pool, url_of):
     name = pg_pool.take()
     url = url_of(name)
-    _sql(url, "INSERT INTO job_runs (id, name, created_at, updated_at) VALUES (gen_random_uuid(), 'probe', now(), now())")
+    _sql(url, "INSERT INTO job_runs (id, name, created_at, updated_at) "
+              "VALUES (gen_random_uuid(), 'probe', now(), now())")
     idle_connection = psycopg2.connect(url)  # left open, as a crashed daemon's pool would be
     idle_connection.cursor().execute("SELECT 1")
     pg_pool.give_back(name)

@@ -15,7 +15,8 @@ from nexusctl.errors import DecryptionFailed
 UTC = dt.timezone.utc
 
 
-@pytest.mark.parametrize("metadata", [{}, {"a": {"b": [1, 2.5, None, True]}}, {"ünï": "cødé ✓", "q": "it's \"quoted\""}])
+@pytest.mark.parametrize("metadata", [{}, {"a": {"b": [1, 2.5, None, True]}},
+                                      {"ünï": "cødé ✓", "q": "it's \"quoted\""}])
 @pytest.mark.parametrize("scope", [[], ["basic"], ["a,b", "with space", "ü", '"q"', "{x}"]])
 def test_json_and_string_arrays_round_trip(database, scope, metadata):
     row = Integration.create(user_id=uuid.uuid4(), provider=Provider.HUBSPOT, name="n", scope=scope, metadata=metadata)

@@ -320,7 +320,8 @@ class InstagramInsights:
             return graph_error(f"(#100) The metric {metrics[0]} is not supported for this media type", 100)
         values = rows[media_id].get("insights") or {}
         return json_response({"data": [{"name": m, "period": "lifetime", "title": m,
-                                        "values": [{"value": values.get(m, 0)}], "id": f"{media_id}/insights/{m}/lifetime"}
+                                        "values": [{"value": values.get(m, 0)}],
+                                        "id": f"{media_id}/insights/{m}/lifetime"}
                                        for m in metrics]})
 
 
@@ -613,7 +614,8 @@ class Instagram(InstagramInsights, InstagramComments, Graph):
 
 class FacebookInsights:
     """Page and post insights (fetch_analytics), read with the page's own token from /me/accounts and
-    ``read_insights`` + ``pages_read_engagement`` (else HTTP 403 code 10): ``GET /{page-id}/insights?metric=...&period=day&since=&until=``
+    ``read_insights`` + ``pages_read_engagement`` (else HTTP 403 code 10): \
+``GET /{page-id}/insights?metric=...&period=day&since=&until=``
     (``calls["page_insights"]``; at most 93 days apart, at most 2 years back, else code 100) answers one value per
     day of the window, each the page row's ``insights[metric]`` (its daily value); ``GET /{post-id}/insights?
     metric=...`` (``calls["post_insights"]``) the lifetime values of the post row's ``insights``."""

@@ -50,7 +50,8 @@ def _records(emu, now: float) -> dict[str, dict[str, list[dict]]]:
             "channels": [{"id": str(91000000000000000 + i), "name": f"announcements-{i}",
                           "guild_id": str(90000000000000000 + i), "type": 0} for i in n],
         },
-        "TIKTOK": {"videos": [{"id": f"73{i:017d}", "title": f"Demo video {i}", "create_time": int(now) - (i + 1) * 3600,
+        "TIKTOK": {"videos": [{"id": f"73{i:017d}", "title": f"Demo video {i}",
+                               "create_time": int(now) - (i + 1) * 3600,
                                "share_url": f"https://www.tiktok.com/@demo.creator/video/73{i:017d}",
                                "view_count": 1000 * (i + 1)} for i in n]},
         "INSTAGRAM": {"media": [{"id": f"1789{i:012d}", "caption": f"Demo post {i}",
@@ -176,7 +177,8 @@ def _records(emu, now: float) -> dict[str, dict[str, list[dict]]]:
                              "categories": ["demo"], "send_at": None, "is_abtest": False,
                              "created_at": _iso(now - 30 * day), "updated_at": _iso(now - day)} for i in n],
         },
-        "STRIPE": {"charges": [{"id": f"ch_3Demo{i:08d}", "object": "charge", "amount": 100 * (i + 1), "currency": "usd",
+        "STRIPE": {"charges": [{"id": f"ch_3Demo{i:08d}", "object": "charge", "amount": 100 * (i + 1),
+                                "currency": "usd",
                                 "status": "succeeded", "paid": True, "captured": True, "refunded": False,
                                 "amount_refunded": 0, "disputed": False, "created": int(now) - (i + 1) * 3600,
                                 "customer": f"cus_demo{i}", "payment_intent": f"pi_demo{i}", "description": None,
@@ -194,7 +196,8 @@ def _records(emu, now: float) -> dict[str, dict[str, list[dict]]]:
                              "is_enabled": True, "last_successful_run_date": _iso(now - day),
                              "updated_at": _iso(now - 2 * day),
                              "links": {"html_editor": f"https://zapier.com/editor/{i}"},
-                             "steps": [{"action": {"app": {"title": "Gmail"}}}, {"action": {"app": {"title": "Slack"}}}]}
+                             "steps": [{"action": {"app": {"title": "Gmail"}}},
+                                       {"action": {"app": {"title": "Slack"}}}]}
                             for i in n]},
     }
 

@@ -548,7 +548,8 @@ LITTLE_RESERVED = set("\\|{}@[]()<>#*_~")
 
 def little_render(text: str) -> str:
     """What LinkedIn shows for "little" text: ``\\x`` is a literal x; a URL is linked whole; an unescaped
-    reserved character (outside a URL; ``#word`` is a hashtag) ends the text (LinkedIn cuts the post there without an error)."""
+    reserved character (outside a URL; ``#word`` is a hashtag) ends the text \
+(LinkedIn cuts the post there without an error)."""
     out, i = [], 0
     while i < len(text):
         if text.startswith(("http://", "https://"), i):
@@ -607,7 +608,8 @@ class Discord(TokenGrants, Provider):
 
     def rate_limited(self, endpoint, retry_after):
         headers = {"Retry-After": str(retry_after), "X-RateLimit-Limit": "5", "X-RateLimit-Remaining": "0",
-                   "X-RateLimit-Reset": f"{time.time() + retry_after:.3f}", "X-RateLimit-Reset-After": f"{retry_after:.3f}",
+                   "X-RateLimit-Reset": f"{time.time() + retry_after:.3f}",
+                   "X-RateLimit-Reset-After": f"{retry_after:.3f}",
                    "X-RateLimit-Bucket": secrets.token_hex(16), "X-RateLimit-Scope": "user"}
         return json_response({"message": "You are being rate limited.", "retry_after": float(retry_after),
                               "global": False}, 429, headers)

@@ -52,7 +52,8 @@ def test_a_video_insert_costs_1600_units(fresh_emulators):
     grant = yt.new_grant(["https://www.googleapis.com/auth/youtube.upload"])
     token = yt.issue(grant, "access", 3600).value
     yt.set_daily_quota(1599)
-    started = call("POST", api_url(emu, "YOUTUBE") + "/upload/youtube/v3/videos", params={"uploadType": "resumable", "part": "snippet,status"},
+    started = call("POST", api_url(emu, "YOUTUBE") + "/upload/youtube/v3/videos",
+                   params={"uploadType": "resumable", "part": "snippet,status"},
                    json_body={"snippet": {"title": "t"}, "status": {"privacyStatus": "private"}}, bearer=token,
                    headers={"X-Upload-Content-Length": "10", "X-Upload-Content-Type": "video/mp4"})
     assert started.status == 403 and started.json()["error"]["errors"][0]["reason"] == "quotaExceeded"

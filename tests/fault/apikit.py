@@ -171,6 +171,6 @@ def query_of(url: str) -> dict[str, str]:
     return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
 
 
-__all__ = ["call", "SYNC_ACTION", "mint", "bearer", "FakeDNS", "Receiver", "World", "seed_world", "api_stack", "wait_for",
-           "IDENTITIES", "ELEVATED", "ALLOWED_HOST", "FORBIDDEN_HOST", "PUBLIC_ADDRESS", "frontend_redirect",
-           "query_of"]
+__all__ = ["call", "SYNC_ACTION", "mint", "bearer", "FakeDNS", "Receiver", "World", "seed_world", "api_stack",
+           "wait_for", "IDENTITIES", "ELEVATED", "ALLOWED_HOST", "FORBIDDEN_HOST", "PUBLIC_ADDRESS",
+           "frontend_redirect", "query_of"]

@@ -81,7 +81,8 @@ def test_fuzzed_api_answers_match_the_document(api, tmp_path):  # noqa: F811
     answered = {(m.group(1), m.group(2)) for m in re.finditer(
         r'nexus_http_requests_total\{method="(\w+)",route="([^"]+)",status="([23]\d\d)"\}',
         call("GET", f"{api.base}/metrics").text)}
-    documented = {(method.upper(), path) for path, ops in call("GET", f"{api.base}/openapi.json").json()["paths"].items()
+    documented = {(method.upper(), path)
+                  for path, ops in call("GET", f"{api.base}/openapi.json").json()["paths"].items()
                   for method in ops}
     # Nor a Slack command, which needs Slack's signature (tests/oauth/test_slack_commands.py), nor a reply to a
     # comment, which needs a comment at TikTok, YouTube, Instagram or Facebook (the world's integration is

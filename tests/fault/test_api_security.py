@@ -303,7 +303,8 @@ def _emit(daemon, event: str) -> None:
 def _attempted(daemon, hook_id: str) -> dict:
     """The webhook's first delivery once its first attempt is over."""
     def done():
-        rows = call("GET", f"{daemon.base}/integrations/webhooks/{hook_id}/deliveries", headers=_owner(daemon)).json()["data"]
+        rows = call("GET", f"{daemon.base}/integrations/webhooks/{hook_id}/deliveries",
+                    headers=_owner(daemon)).json()["data"]
         return rows[0] if rows and rows[0]["attempts"] >= 1 and rows[0]["status"] != "PENDING" else None
     return wait_for(done, what=f"the first attempt of webhook {hook_id}")
 
@@ -373,16 +374,16 @@ def _connected(daemon, user: uuid.UUID) -> list:
     return listed.json()["data"]
 
 
-def _refused(api, response, mention: str = "") -> None:
+def _refused(daemon, response, mention: str = "") -> None:
     """No usable state: back to FRONTEND_URL with status=error&code=OAUTH_FAILED, as every other callback failure,
     never to a redirectUri the state names (it was not validated); why is in the daemon's log."""
     assert response.status == 302, (response.status, response.location, response.text[:300])
-    assert response.location.split("?")[0].rstrip("/") == FRONTEND and not response.location.startswith(frontend_redirect()), \
-        response.location
+    assert response.location.split("?")[0].rstrip("/") == FRONTEND and not response.location.startswith(
+        frontend_redirect()), response.location
     query = query_of(response.location)
     assert (query["status"], query["code"]) == ("error", "OAUTH_FAILED") and "integrationId" not in query, query
     assert response.headers.get("Referrer-Policy") == "no-referrer"
-    assert mention in api.stack.logs()
+    assert mention in daemon.stack.logs()
 
 
 def _error_redirect(response) -> dict:
@@ -553,8 +554,10 @@ UNSTORABLE = [
     ("POST", "/integrations/oauth/initiate", '{"userId": "{owner}", "provider": "DISCORD", '
      '"redirectUri": "http://app.nexus.test/x", "metadata": {"a": "\\udfff"}}', "surrogate"),
     # A control character in an API key went into the provider call's Authorization header: aiohttp refused it, 500.
-    ("POST", "/integrations/api-key", '{"userId": "{owner}", "provider": "SENDGRID", "apiKey": "SG.a\\u0001b"}', "apiKey"),
-    ("POST", "/integrations/api-key", '{"userId": "{owner}", "provider": "SENDGRID", "apiKey": "SG.a\\u007fb"}', "apiKey"),
+    ("POST", "/integrations/api-key",
+     '{"userId": "{owner}", "provider": "SENDGRID", "apiKey": "SG.a\\u0001b"}', "apiKey"),
+    ("POST", "/integrations/api-key",
+     '{"userId": "{owner}", "provider": "SENDGRID", "apiKey": "SG.a\\u007fb"}', "apiKey"),
     ("PATCH", "/integrations/{id}", '{"metadata": ' + "[" * 100000 + "]" * 100000 + "}", "not valid JSON"),
     ("PATCH", "/integrations/{id}", '{"metadata": ' + '{"a": ' * 100 + "1" + "}" * 100 + "}", "nested deeper"),
     # Numbers JSON cannot carry: Python's json.loads takes NaN and Infinity and reads 1e999 as inf (500s).
@@ -685,7 +688,8 @@ def _b64(raw: bytes) -> str:
 ], ids=["segments", "utf8", "json", "array", "base64"])
 def test_an_undecodable_bearer_token_gets_one_fixed_answer(api, token):  # noqa: F811
     """Whatever PyJWT's decoder said (codec, JSON, padding errors) stays out of the answer."""
-    answer = call("GET", f"{api.base}/integrations/user/{api.world.owner}", headers={"Authorization": f"Bearer {token}"})
+    answer = call("GET", f"{api.base}/integrations/user/{api.world.owner}",
+                  headers={"Authorization": f"Bearer {token}"})
     assert answer.status == 401
     assert answer.json()["error"] == {"code": "UNAUTHORIZED", "message": "invalid token: not a well-formed JWT"}
 

@@ -143,7 +143,8 @@ def test_comments_sync_with_events_and_replies_go_out_through_the_api_and_the_cl
         calls = emu.calls[replied]
         for body, status, code in (({"text": ""}, 400, "VALIDATION_ERROR"), ({"text": "x" * 10001}, 400,
                                                                              "VALIDATION_ERROR"),
-                                   ({}, 400, "VALIDATION_ERROR"), ({"text": "hi", "extra": 1}, 400, "VALIDATION_ERROR")):
+                                   ({}, 400, "VALIDATION_ERROR"),
+                                   ({"text": "hi", "extra": 1}, 400, "VALIDATION_ERROR")):
             refused = _reply(stack, integration, user, ids[1], body)
             assert (refused.status, refused.json()["error"]["code"]) == (status, code), (provider, refused.text)
         assert emu.calls[replied] == calls  # refused before asking the provider

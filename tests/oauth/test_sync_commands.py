@@ -117,7 +117,8 @@ def test_a_scheduled_sync_runs_by_itself_when_due(stack, fresh_emulators):
     assert metadata["provider"] == before["provider"] and metadata["team"] == "growth"
 
     _write(stack, "UPDATE integrations SET next_sync_at = %s WHERE id = %s",
-           "2020-01-01 00:00:00.000000" if stack.database_url.startswith("sqlite") else "2020-01-01T00:00:00Z", integration)
+           "2020-01-01 00:00:00.000000" if stack.database_url.startswith("sqlite") else "2020-01-01T00:00:00Z",
+           integration)
     deadline = time.monotonic() + 20
     while not [row for row in _logs(stack, integration, user) if row["status"] == "COMPLETED"]:
         assert time.monotonic() < deadline, "the daemon did not start the scheduled sync"

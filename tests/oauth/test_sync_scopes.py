@@ -86,7 +86,8 @@ def _channels(n):
 
 def _orders(ages):
     return [{"id": f"gid://shopify/Order/{i}", "name": f"#{1000 + i}",
-             "createdAt": _ago(age).strftime("%Y-%m-%dT%H:%M:%SZ"), "updatedAt": _ago(age).strftime("%Y-%m-%dT%H:%M:%SZ"),
+             "createdAt": _ago(age).strftime("%Y-%m-%dT%H:%M:%SZ"),
+             "updatedAt": _ago(age).strftime("%Y-%m-%dT%H:%M:%SZ"),
              "displayFinancialStatus": "PAID", "currentTotalPriceSet": {"shopMoney": {"amount": "1.00",
                                                                                       "currencyCode": "EUR"}}}
             for i, age in enumerate(ages)]

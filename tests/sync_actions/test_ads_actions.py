@@ -53,7 +53,8 @@ def test_meta_ads_resumes_and_maps_errors(fresh_emulators):
         read_all(fresh_emulators, "META_ADS", "fetch_campaigns", token=token)
     assert limited.value.retry_after == 300
     with pytest.raises(ProviderError, match="ads_read") as caught:  # code 200: the permission is missing
-        read_all(fresh_emulators, "META_ADS", "fetch_campaigns", token=mint(fresh_emulators, "META_ADS", ["business_management"]))
+        read_all(fresh_emulators, "META_ADS", "fetch_campaigns",
+                 token=mint(fresh_emulators, "META_ADS", ["business_management"]))
     assert not isinstance(caught.value, TokenExpired)
 
 

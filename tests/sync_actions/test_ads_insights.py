@@ -33,7 +33,8 @@ def test_metrics_are_volatile_they_do_not_change_the_fingerprint():
     one = Item("1", {**base, "insights": {"impressions": 10}}, volatile=("insights",))
     two = Item("1", {**base, "insights": {"impressions": 99}}, volatile=("insights",))
     assert one.fingerprint == two.fingerprint
-    assert Item("1", {**base, "status": "PAUSED", "insights": {}}, volatile=("insights",)).fingerprint != one.fingerprint
+    assert Item("1", {**base, "status": "PAUSED", "insights": {}},
+                volatile=("insights",)).fingerprint != one.fingerprint
     assert one.fingerprint == Item("1", dict(base)).fingerprint  # the metrics are all that is left out
     assert one.data["insights"] == {"impressions": 10}  # and they stay in the event payload
 
@@ -294,7 +295,8 @@ def test_google_ads_errors_never_show_the_developer_token(fresh_emulators):
     echo = {"error": {"code": 400, "message": "Request contains an invalid argument.", "status": "INVALID_ARGUMENT",
                       "details": [{"@type": "type.googleapis.com/google.ads.googleads.v26.errors.GoogleAdsFailure",
                                    "errors": [{"errorCode": {"queryError": "BAD_QUERY"},
-                                               "message": f"bad request with developer-token {emu.developer_token}"}]}]}}
+                                               "message": f"bad request with developer-token "
+                                                          f"{emu.developer_token}"}]}]}}
     emu.fail_next("search", 400, echo)
     with pytest.raises(ProviderError, match="queryError BAD_QUERY") as caught:
         read_all(fresh_emulators, "GOOGLE_ADS", "fetch_campaigns", token=token, env=_env(emu))

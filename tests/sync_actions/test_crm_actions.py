@@ -114,7 +114,8 @@ def test_salesforce_campaigns_and_errors(fresh_emulators):
     token, meta = mint(fresh_emulators, "SALESFORCE", ["api"]), sf_metadata(fresh_emulators)
     pages, calls = read_all(fresh_emulators, "SALESFORCE", "fetch_campaigns", token=token, metadata=meta)
     assert calls == 1 and len(pages) == 1 and pages[0].resume is None
-    assert [i.data["isActive"] for i in pages[0].items] == [True, False, True] and pages[0].items[2].data["contacts"] == 2
+    assert ([i.data["isActive"] for i in pages[0].items] == [True, False, True]
+            and pages[0].items[2].data["contacts"] == 2)
     with pytest.raises(TokenExpired):
         read_all(fresh_emulators, "SALESFORCE", "fetch_campaigns", token="00Dx!AQnot", metadata=meta)
     emu.rate_limit_next("query")

@@ -83,7 +83,8 @@ def test_paypal_walks_30_day_windows_page_by_page(fresh_emulators):
     assert pages[0].resume["page"] == 2 and pages[1].resume["page"] == 1 and pages[-1].resume is None
     windows = [[dt.datetime.fromisoformat(t) for t in p.meta["window"]] for p in pages]
     assert all(b - a <= dt.timedelta(days=31) for a, b in windows)  # the emulator refuses more, too
-    assert abs(windows[0][0] - start) <= dt.timedelta(seconds=5) and windows[2][0] == windows[1][1] + dt.timedelta(seconds=1)
+    assert (abs(windows[0][0] - start) <= dt.timedelta(seconds=5)
+            and windows[2][0] == windows[1][1] + dt.timedelta(seconds=1))
     assert abs(windows[-1][1] - now) <= dt.timedelta(seconds=5)
     assert pages[3].items[2].data["amount"] == {"amount": "702.00", "currency": "USD"}
     assert "payer_info" not in pages[3].items[2].data and pages[3].items[2].data["status"] == "S"

@@ -17,8 +17,8 @@ from test_marketing_actions import mc_metadata
 from nexusctl.enums import Provider
 from nexusctl.providers.sync.registry import ACTIONS
 
-# The scopes only apps the provider approved get (nexusctl/providers/scopes.py APPROVAL): the seeded run plays such an app,
-# as an operator who set <PROVIDER>_APPROVED_SCOPES would have; every other grant is what the service requests.
+# The scopes only apps the provider approved get (nexusctl/providers/scopes.py APPROVAL): the seeded run plays such
+# an app, as an operator who set <PROVIDER>_APPROVED_SCOPES would have; every other grant is what the service requests.
 APPROVED = {"LINKEDIN": ["r_member_social", "r_member_postAnalytics"], "PAYPAL": ["https://uri.paypal.com/services/reporting/search/read"]}
 
 

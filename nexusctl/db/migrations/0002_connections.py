@@ -59,5 +59,6 @@ def down(migrator, db):
         migrator.drop_column("oauth_states", "tenant"),
         migrator.drop_column("oauth_states", "secret"),
         migrator.drop_index("integrations", "integrations_user_id_provider_account_id"),
-        *(migrator.drop_column("integrations", c) for c in ("refresh_lease_token", "refresh_lease_until", "account_id")),
+        *(migrator.drop_column("integrations", c)
+          for c in ("refresh_lease_token", "refresh_lease_until", "account_id")),
     )

@@ -74,7 +74,8 @@ class Facebook(_Graph):
         return Account(str(reply.get("id")), str(reply.get("name") or reply.get("id")), {})
 
     async def revoke(self, tokens: TokenSet, tenant) -> None:
-        reply = await self.http("DELETE", self.url("REVOKE"), headers={"Authorization": f"Bearer {tokens.access_token}"},
+        reply = await self.http("DELETE", self.url("REVOKE"),
+                                headers={"Authorization": f"Bearer {tokens.access_token}"},
                                 secrets=(tokens.access_token,))
         if reply.status >= 400:
             raise ProviderError(f"{self.name}: revoke refused (HTTP {reply.status})"

@@ -275,7 +275,8 @@ def _google_ads_check(what: str, secrets: tuple, login: str | None):
             raise ProviderError("GOOGLE_ADS: the developer token of GOOGLE_ADS_DEVELOPER_TOKEN is approved for test "
                                 "accounts only (DEVELOPER_TOKEN_NOT_APPROVED); apply for Basic or Standard access",
                                 provider="GOOGLE_ADS", status=reply.status)
-        if login and code in ("CLIENT_CUSTOMER_ID_INVALID", "INVALID_LOGIN_CUSTOMER_ID_SERVING_CUSTOMER_ID_COMBINATION"):
+        if login and code in ("CLIENT_CUSTOMER_ID_INVALID",
+                              "INVALID_LOGIN_CUSTOMER_ID_SERVING_CUSTOMER_ID_COMBINATION"):
             raise ProviderNotConfigured(f"GOOGLE_ADS: the Google Ads API refused GOOGLE_ADS_LOGIN_CUSTOMER_ID "
                                         f"{login} ({code})", provider="GOOGLE_ADS")
         if code in GOOGLE_SKIP_CODES:

@@ -165,7 +165,8 @@ async def twitter_tweets(api, resume):
         reply = await api.get(f"2/users/{user}/tweets", params={
             "max_results": TWITTER_PAGE, "pagination_token": token, "tweet.fields": "created_at"},
             check=_twitter_check)
-        items = [Item(str(t["id"]), {"id": str(t["id"]), "text": _text(t.get("text")), "createdAt": t.get("created_at")})
+        items = [Item(str(t["id"]),
+                      {"id": str(t["id"]), "text": _text(t.get("text")), "createdAt": t.get("created_at")})
                  for t in reply.get("data") or [] if isinstance(t, dict) and t.get("id")]
         token = reply.get("meta", "next_token") or None
         yield Page(items, {"userId": user, "token": token} if token else None)
