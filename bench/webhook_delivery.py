@@ -39,6 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     NEXUSCTL,
     ROOT,
+    CpuMeter,
+    cpu_seconds,
     empty_tables,
     free_port,
     is_postgres,
@@ -81,47 +83,6 @@ async def raw_rate(url: str, concurrency: int, seconds: float, body: bytes) -> f
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         return done / (time.perf_counter() - started), done
-
-
-def cpu_seconds(pid: int) -> float:
-    """user + system CPU of a process (all its threads) so far, from /proc."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-class CpuMeter:
-    """CPU seconds spent by the daemon, its PostgreSQL backends and the receiver over a phase.
-
-    The backends are the bench database's connections (pg_stat_activity), so other
-    databases' load on the same server is not counted; a backend that ends during the
-    phase is missed (the daemon's pooled connections live as long as it does).
-    """
-
-    def __init__(self, db, postgres: bool, **pids: int) -> None:
-        self.db, self.postgres, self.pids = db, postgres, pids
-        self.start = self._sample()
-
-    def _backends(self) -> list[int]:
-        if not self.postgres:
-            return []  # SQLite works inside the daemon's process
-        return [r[0] for r in self.db.execute_sql(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")]
-
-    def _sample(self) -> dict:
-        sample = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
-        sample.update({f"pg:{pid}": cpu_seconds(pid) for pid in self._backends()})
-        return sample
-
-    def per_item_us(self, items: int) -> dict[str, float]:
-        end = self._sample()
-        used: dict[str, float] = {}
-        for key, value in end.items():
-            name = "postgres" if key.startswith("pg:") else key
-            used[name] = used.get(name, 0.0) + value - self.start.get(key, 0.0)
-        return {name: seconds / items * 1e6 for name, seconds in used.items()}
 
 
 EMITTER = r"""
@@ -232,7 +193,7 @@ def run(args) -> dict:
         _queue(db, [hook.id], args.deliveries)
         dport = free_port()
         daemon = _start_daemon(env, dport)
-        meter = CpuMeter(db, postgres, daemon=daemon.pid, receiver=receiver.pid)
+        meter = CpuMeter(db, daemon=daemon.pid, receiver=receiver.pid)
         _wait_delivered(args.deliveries, 600)
         out["durable_cpu_us"] = meter.per_item_us(args.deliveries)
         first, last = _window(db)
