@@ -88,8 +88,12 @@ for i in range({count}):
 
 
 def load(url: str, token: str, concurrency: int, seconds: float) -> dict:
-    out = subprocess.run([sys.executable, "-c", LOADGEN, url, token, str(concurrency), str(seconds)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", LOADGEN, url, token, str(concurrency), str(seconds)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout)
 
 
@@ -104,18 +108,28 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="nexus-bench-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "REDIS_", "JWT_"))}
-    env.update(NEXUS_DATA_DIR=str(work), NODE_ENV="test", JWT_SECRET=base64.b64encode(os.urandom(32)).decode(),
-               ENCRYPTION_KEY=base64.b64encode(os.urandom(32)).decode())
+    env.update(
+        NEXUS_DATA_DIR=str(work),
+        NODE_ENV="test",
+        JWT_SECRET=base64.b64encode(os.urandom(32)).decode(),
+        ENCRYPTION_KEY=base64.b64encode(os.urandom(32)).decode(),
+    )
     if args.database_url:
         env["DATABASE_URL"] = args.database_url
     subprocess.run([str(NEXUSCTL), "-q", "db", "migrate"], env=env, check=True)
     user = uuid.uuid4()
     seed(env, user, 20)
-    token = subprocess.run([str(NEXUSCTL), "token", "mint", "--user", str(user), "--ttl", "3600"], env=env,
-                           capture_output=True, text=True, check=True).stdout.strip()
+    token = subprocess.run(
+        [str(NEXUSCTL), "token", "mint", "--user", str(user), "--ttl", "3600"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     port = free_port()
-    daemon = subprocess.Popen([str(NEXUSCTL), "daemon", "--port", str(port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    daemon = subprocess.Popen(
+        [str(NEXUSCTL), "daemon", "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         base = f"http://127.0.0.1:{port}"
         for _ in range(100):
@@ -138,11 +152,23 @@ def main() -> None:
 
     h, r = rate(health), rate(read)
     kind = "PostgreSQL" if args.database_url and args.database_url.startswith("postgres") else "SQLite"
-    write_json(args.json, {"database": kind, "concurrency": args.concurrency, "rounds": args.rounds,
-                           "seconds": args.seconds, "health_per_s": h, "read_per_s": r, "ratio": r / h,
-                           "health_p50_ms": health[-1]["p50_ms"], "health_p99_ms": health[-1]["p99_ms"],
-                           "read_p50_ms": read[-1]["p50_ms"], "read_p99_ms": read[-1]["p99_ms"],
-                           "errors": sum(x["errors"] for x in health + read)})
+    write_json(
+        args.json,
+        {
+            "database": kind,
+            "concurrency": args.concurrency,
+            "rounds": args.rounds,
+            "seconds": args.seconds,
+            "health_per_s": h,
+            "read_per_s": r,
+            "ratio": r / h,
+            "health_p50_ms": health[-1]["p50_ms"],
+            "health_p99_ms": health[-1]["p99_ms"],
+            "read_p50_ms": read[-1]["p50_ms"],
+            "read_p99_ms": read[-1]["p99_ms"],
+            "errors": sum(x["errors"] for x in health + read),
+        },
+    )
     print(f"""## API read benchmark
 
 - Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; database: {kind}
@@ -151,9 +177,9 @@ def main() -> None:
 
 | Route | requests/s | p50 ms | p99 ms | non-200 |
 |---|---|---|---|---|
-| GET /health | {h:.0f} | {health[-1]['p50_ms']:.1f} | {health[-1]['p99_ms']:.1f} | {sum(x['errors'] for x in health)} |
-| GET /integrations/user/:userId (20 rows) | {r:.0f} | {read[-1]['p50_ms']:.1f} | {read[-1]['p99_ms']:.1f} \
-| {sum(x['errors'] for x in read)} |
+| GET /health | {h:.0f} | {health[-1]["p50_ms"]:.1f} | {health[-1]["p99_ms"]:.1f} | {sum(x["errors"] for x in health)} |
+| GET /integrations/user/:userId (20 rows) | {r:.0f} | {read[-1]["p50_ms"]:.1f} | {read[-1]["p99_ms"]:.1f} \
+| {sum(x["errors"] for x in read)} |
 
 Ratio read/health: **{r / h:.2f}** (goal: >= 0.50 on PostgreSQL)""")
 

@@ -95,21 +95,31 @@ def run(database_url: str | None, runs: int) -> dict:
             samples[name].append(_wall(argv, env))
     shutil.rmtree(work, ignore_errors=True)
     ms = {name: median(values) * 1000 for name, values in samples.items()}
-    return {"database": "PostgreSQL" if is_postgres(database_url) else "SQLite", "runs": runs, "median_ms": ms,
-            "min_ms": {name: min(values) * 1000 for name, values in samples.items()},
-            "ratios": {"nexusctl --help": ms["nexusctl --help"] / ms["hello --help"],
-                       "nexusctl integrations list --json": ms["nexusctl integrations list --json"]
-                       / ms["hello hello"]}}
+    return {
+        "database": "PostgreSQL" if is_postgres(database_url) else "SQLite",
+        "runs": runs,
+        "median_ms": ms,
+        "min_ms": {name: min(values) * 1000 for name, values in samples.items()},
+        "ratios": {
+            "nexusctl --help": ms["nexusctl --help"] / ms["hello --help"],
+            "nexusctl integrations list --json": ms["nexusctl integrations list --json"] / ms["hello hello"],
+        },
+    }
 
 
 def markdown(result: dict) -> str:
     ms, low = result["median_ms"], result["min_ms"]
     rows = [("nexusctl --help", "hello --help"), ("nexusctl integrations list --json", "hello hello")]
-    out = [f"| Command ({result['database']}, {result['runs']} fresh processes each) | median ms (min) "
-           "| hello-world Typer median ms (min) | ratio |", "|---|---|---|---|"]
+    out = [
+        f"| Command ({result['database']}, {result['runs']} fresh processes each) | median ms (min) "
+        "| hello-world Typer median ms (min) | ratio |",
+        "|---|---|---|---|",
+    ]
     for mine, base in rows:
-        out.append(f"| `{mine}` | {ms[mine]:.0f} ({low[mine]:.0f}) | `{base}`: {ms[base]:.0f} ({low[base]:.0f}) "
-                   f"| **{result['ratios'][mine]:.2f}** |")
+        out.append(
+            f"| `{mine}` | {ms[mine]:.0f} ({low[mine]:.0f}) | `{base}`: {ms[base]:.0f} ({low[base]:.0f}) "
+            f"| **{result['ratios'][mine]:.2f}** |"
+        )
     return "\n".join(out)
 
 

@@ -91,8 +91,13 @@ def _instructions(command: list[str], env: dict) -> int | None:
     valgrind = shutil.which("valgrind")
     if valgrind is None:
         return None
-    done = subprocess.run([valgrind, "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
-                           *command], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    done = subprocess.run(
+        [valgrind, "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null", *command],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     counts = [line.rsplit(":", 1)[1] for line in done.stderr.splitlines() if "I   refs:" in line]
     return int(counts[-1].replace(",", "")) if counts else None
 
@@ -113,8 +118,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="nexusctl-bench-") as tmp:
         database_url = f"sqlite:///{tmp}/bench.db"
         env = {key: value for key, value in os.environ.items() if not key.startswith(("NEXUS", "DATABASE_", "REDIS_"))}
-        env.update(DATABASE_URL=database_url, NEXUS_DATA_DIR=f"{tmp}/data", NODE_ENV="development",
-                   ENCRYPTION_KEY=base64.b64encode(os.urandom(32)).decode())
+        env.update(
+            DATABASE_URL=database_url,
+            NEXUS_DATA_DIR=f"{tmp}/data",
+            NODE_ENV="development",
+            ENCRYPTION_KEY=base64.b64encode(os.urandom(32)).decode(),
+        )
         env.pop("REDIS_URL", None)
         os.environ.update(env)
         subprocess.run([str(nexusctl), "-q", "db", "migrate"], env=env, check=True)
@@ -135,22 +144,33 @@ def main() -> None:
                 times[name].append(_time(command, env))
         counts = {name: _instructions(command, env) for name, command in commands.items()} if args.instructions else {}
 
-    print(f"{args.rounds} rounds, {args.rows} integrations, Python {sys.version.split()[0]}, {os.cpu_count()} cores, "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"{args.rounds} rounds, {args.rows} integrations, Python {sys.version.split()[0]}, {os.cpu_count()} cores, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
     for name, values in times.items():
         wall, cpu = [w for w, _ in values], [c for _, c in values]
-        print(f"  {name:<36} wall median {statistics.median(wall) * 1000:5.0f} ms (min {min(wall) * 1000:4.0f}, "
-              f"max {max(wall) * 1000:4.0f})   CPU median {statistics.median(cpu) * 1000:5.0f} ms")
+        print(
+            f"  {name:<36} wall median {statistics.median(wall) * 1000:5.0f} ms (min {min(wall) * 1000:4.0f}, "
+            f"max {max(wall) * 1000:4.0f})   CPU median {statistics.median(cpu) * 1000:5.0f} ms"
+        )
     (base_wall, base_cpu), (wall, cpu), (plain_wall, _) = (
-        (statistics.median(w for w, _ in v), statistics.median(c for _, c in v)) for v in times.values())
+        (statistics.median(w for w, _ in v), statistics.median(c for _, c in v)) for v in times.values()
+    )
     ratio = wall / base_wall
-    print(f"ratio (wall, median) {ratio:.2f}x   ratio (CPU, median) {cpu / base_cpu:.2f}x   "
-          f"goal <= {GOAL}x (wall): {'met' if ratio <= GOAL else 'NOT met'}   "
-          f"(via nexusctl.cli.main: {plain_wall / base_wall:.2f}x)")
+    print(
+        f"ratio (wall, median) {ratio:.2f}x   ratio (CPU, median) {cpu / base_cpu:.2f}x   "
+        f"goal <= {GOAL}x (wall): {'met' if ratio <= GOAL else 'NOT met'}   "
+        f"(via nexusctl.cli.main: {plain_wall / base_wall:.2f}x)"
+    )
     if counts:
         base = counts["hello-world Typer app"]
-        print("instructions (valgrind): " + "   ".join(
-            f"{name.strip()} {count / 1e6:.0f}M ({count / base:.2f}x)" for name, count in counts.items() if count))
+        print(
+            "instructions (valgrind): "
+            + "   ".join(
+                f"{name.strip()} {count / 1e6:.0f}M ({count / base:.2f}x)" for name, count in counts.items() if count
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -44,8 +44,9 @@ def wait_http(url: str, method: str = "GET", timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            urllib.request.urlopen(urllib.request.Request(url, method=method, data=b"{}" if method == "POST" else None),
-                                   timeout=1)
+            urllib.request.urlopen(
+                urllib.request.Request(url, method=method, data=b"{}" if method == "POST" else None), timeout=1
+            )
             return
         except urllib.error.HTTPError:
             return  # it answers
@@ -57,10 +58,18 @@ def wait_http(url: str, method: str = "GET", timeout: float = 20.0) -> None:
 
 def base_env(work: Path, database_url: str | None) -> dict:
     """A clean environment for nexusctl processes: no inherited database, Redis or webhook settings."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("DATABASE_URL", "REDIS_", "WEBHOOK_", "JWT_", "ENCRYPTION_"))}
-    env.update(NEXUS_DATA_DIR=str(work), NODE_ENV="test", JWT_SECRET="bench-" + "x" * 32,
-               ENCRYPTION_KEY=base64.b64encode(os.urandom(32)).decode(), PYTHONPATH=str(ROOT))
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DATABASE_URL", "REDIS_", "WEBHOOK_", "JWT_", "ENCRYPTION_"))
+    }
+    env.update(
+        NEXUS_DATA_DIR=str(work),
+        NODE_ENV="test",
+        JWT_SECRET="bench-" + "x" * 32,
+        ENCRYPTION_KEY=base64.b64encode(os.urandom(32)).decode(),
+        PYTHONPATH=str(ROOT),
+    )
     if database_url:
         env["DATABASE_URL"] = database_url
     return env
@@ -119,8 +128,12 @@ class CpuMeter:
     def _backends(self) -> list[int]:
         if self.db is None or not isinstance(self.db, peewee.PostgresqlDatabase):
             return []
-        return [r[0] for r in self.db.execute_sql(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")]
+        return [
+            r[0]
+            for r in self.db.execute_sql(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ]
 
     def _sample(self) -> dict:
         sample = {name: cpu_seconds(pid) for name, pid in self.pids.items()}

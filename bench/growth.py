@@ -92,17 +92,21 @@ def _pg_insert(db, hooks, start: int, end: int, base: dt.datetime) -> None:
         "%(base)s - g * interval '1 millisecond', "
         "CASE WHEN g %% 10 = 0 THEN NULL ELSE %(base)s - g * interval '1 millisecond' END "
         "FROM generate_series(%(start)s, %(end)s) AS g",
-        {"base": base, "hooks": [str(h) for h in hooks], "n": len(hooks), "start": start, "end": end})
+        {"base": base, "hooks": [str(h) for h in hooks], "n": len(hooks), "start": start, "end": end},
+    )
     db.execute_sql("VACUUM ANALYZE webhook_deliveries")  # as autovacuum would leave it: stats, visibility map
 
 
 def _sqlite_insert(db, hooks, start: int, end: int, base: dt.datetime) -> None:
     # Stored as the models store them: ids as 32 hex digits, timestamps as fixed-width UTC text.
     base_us = int(base.timestamp() * 1_000_000)
-    ts = "(strftime('%Y-%m-%d %H:%M:%S', (:base - g * 1000) / 1000000, 'unixepoch') || '.' || " \
-         "printf('%06d', (:base - g * 1000) % 1000000))"
+    ts = (
+        "(strftime('%Y-%m-%d %H:%M:%S', (:base - g * 1000) / 1000000, 'unixepoch') || '.' || "
+        "printf('%06d', (:base - g * 1000) % 1000000))"
+    )
     hook_case = "CASE g % {n} {whens} END".format(
-        n=len(hooks), whens=" ".join(f"WHEN {i} THEN '{h.hex}'" for i, h in enumerate(hooks)))
+        n=len(hooks), whens=" ".join(f"WHEN {i} THEN '{h.hex}'" for i, h in enumerate(hooks))
+    )
     now = base.replace(tzinfo=None).isoformat(" ", "microseconds")
     with db.atomic():
         db.execute_sql(
@@ -113,7 +117,8 @@ def _sqlite_insert(db, hooks, start: int, end: int, base: dt.datetime) -> None:
             f"json_object('type', 'media.created', 'data', json_object('i', g)), "
             f"CASE WHEN g % 10 = 0 THEN 'PENDING' ELSE 'DELIVERED' END, CASE WHEN g % 10 = 0 THEN 0 ELSE 1 END, "
             f"{ts}, CASE WHEN g % 10 = 0 THEN NULL ELSE {ts} END FROM s",
-            {"start": start, "end": end, "base": base_us, "now": now})
+            {"start": start, "end": end, "base": base_us, "now": now},
+        )
     db.execute_sql("ANALYZE")
 
 
@@ -169,22 +174,36 @@ def run(database_url: str | None, sizes: list[int], repeat: int) -> dict:
     db = bind(open_database(database_url))
     # A rerun measures only its own rows.
     empty_tables(db, "webhook_attempts", "webhook_deliveries", "webhooks", "outbox_events", "integrations")
-    integration = Integration.create(user_id="00000000-0000-4000-8000-000000000002", provider=Provider.SHOPIFY,
-                                     name="growth")
+    integration = Integration.create(
+        user_id="00000000-0000-4000-8000-000000000002", provider=Provider.SHOPIFY, name="growth"
+    )
     ring = keyring_from_settings(settings)
-    hooks = [webhooks.create(ring, integration_id=integration.id, url=f"http://127.0.0.1:9/hook/{i}",
-                             events=["*"])[0].id for i in range(WEBHOOKS)]
+    hooks = [
+        webhooks.create(ring, integration_id=integration.id, url=f"http://127.0.0.1:9/hook/{i}", events=["*"])[0].id
+        for i in range(WEBHOOKS)
+    ]
     base = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     insert = _pg_insert if postgres else _sqlite_insert
     # A quiet webhook: RARE deliveries, older than every other row, whatever the table's size. Its
     # page must not cost more as the busy webhooks' history grows.
-    rare = webhooks.create(ring, integration_id=integration.id, url="http://127.0.0.1:9/hook/rare",
-                           events=["*"])[0].id
+    rare = webhooks.create(ring, integration_id=integration.id, url="http://127.0.0.1:9/hook/rare", events=["*"])[0].id
     old = base - dt.timedelta(days=10)
-    deliveries.WebhookDelivery.insert_many([
-        {"id": uuid.uuid4(), "webhook": rare, "event": "media.created", "payload": {"i": i},
-         "status": DeliveryStatus.DELIVERED, "attempts": 1, "created_at": old - dt.timedelta(seconds=i),
-         "updated_at": old, "delivered_at": old - dt.timedelta(seconds=i)} for i in range(RARE)]).execute()
+    deliveries.WebhookDelivery.insert_many(
+        [
+            {
+                "id": uuid.uuid4(),
+                "webhook": rare,
+                "event": "media.created",
+                "payload": {"i": i},
+                "status": DeliveryStatus.DELIVERED,
+                "attempts": 1,
+                "created_at": old - dt.timedelta(seconds=i),
+                "updated_at": old,
+                "delivered_at": old - dt.timedelta(seconds=i),
+            }
+            for i in range(RARE)
+        ]
+    ).execute()
 
     results, have = [], 0
     hook = hooks[1]  # g % 10 == 1: DELIVERED rows only
@@ -194,11 +213,14 @@ def run(database_url: str | None, sizes: list[int], repeat: int) -> dict:
         inserted_s = time.perf_counter() - started
         have = size
         mine = size // WEBHOOKS
-        middle = (deliveries.WebhookDelivery.select(deliveries.WebhookDelivery.created_at,
-                                                    deliveries.WebhookDelivery.id)
-                  .where(deliveries.WebhookDelivery.webhook == hook)
-                  .order_by(deliveries.WebhookDelivery.created_at.desc(), deliveries.WebhookDelivery.id.desc())
-                  .offset(min(mine // 2, mine - PAGE - 1)).limit(1).first())
+        middle = (
+            deliveries.WebhookDelivery.select(deliveries.WebhookDelivery.created_at, deliveries.WebhookDelivery.id)
+            .where(deliveries.WebhookDelivery.webhook == hook)
+            .order_by(deliveries.WebhookDelivery.created_at.desc(), deliveries.WebhookDelivery.id.desc())
+            .offset(min(mine // 2, mine - PAGE - 1))
+            .limit(1)
+            .first()
+        )
         cursor = encode_cursor(middle)
 
         def first_page():
@@ -216,29 +238,45 @@ def run(database_url: str | None, sizes: list[int], repeat: int) -> dict:
                 txn.rollback()
 
         row = {"size": size, "insert_s": inserted_s}
-        for name, fn in (("list_first", first_page), ("list_deep", deep_page), ("list_quiet", quiet_page),
-                         ("claim", claim)):
+        for name, fn in (
+            ("list_first", first_page),
+            ("list_deep", deep_page),
+            ("list_quiet", quiet_page),
+            ("claim", claim),
+        ):
             row[f"{name}_ms"], row[f"{name}_median_ms"] = _timed(fn, repeat)
             row[f"{name}_plan"] = _explain(db, postgres, capture(fn))
         results.append(row)
-        print(f"growth {'pg' if postgres else 'sqlite'} {size:>9,}: insert {inserted_s:.1f} s, "
-              + ", ".join(f"{n} {row[n + '_ms']:.2f} ms" for n in MEASURES),
-              file=sys.stderr)
+        print(
+            f"growth {'pg' if postgres else 'sqlite'} {size:>9,}: insert {inserted_s:.1f} s, "
+            + ", ".join(f"{n} {row[n + '_ms']:.2f} ms" for n in MEASURES),
+            file=sys.stderr,
+        )
     db.close()
     shutil.rmtree(work, ignore_errors=True)  # the SQLite file is ~600 MB at 1M rows
-    return {"database": "PostgreSQL" if postgres else "SQLite", "repeat": repeat, "page": PAGE,
-            "webhooks": WEBHOOKS, "sizes": results}
+    return {
+        "database": "PostgreSQL" if postgres else "SQLite",
+        "repeat": repeat,
+        "page": PAGE,
+        "webhooks": WEBHOOKS,
+        "sizes": results,
+    }
 
 
 def markdown(result: dict) -> str:
     first = result["sizes"][0]
-    out = [f"Fastest of {result['repeat']} warm calls in ms (ratio to the smallest size; median of the calls).",
-           "",
-           f"| Deliveries ({result['database']}) | insert s | list: first page | list: page half-way down "
-           "| list: quiet webhook | claim 50 |", "|---|---|---|---|---|---|"]
+    out = [
+        f"Fastest of {result['repeat']} warm calls in ms (ratio to the smallest size; median of the calls).",
+        "",
+        f"| Deliveries ({result['database']}) | insert s | list: first page | list: page half-way down "
+        "| list: quiet webhook | claim 50 |",
+        "|---|---|---|---|---|---|",
+    ]
     for row in result["sizes"]:
-        cells = [f"{row[m + '_ms']:.2f} (**{row[m + '_ms'] / first[m + '_ms']:.2f}x**; median "
-                 f"{row[m + '_median_ms']:.2f})" for m in MEASURES]
+        cells = [
+            f"{row[m + '_ms']:.2f} (**{row[m + '_ms'] / first[m + '_ms']:.2f}x**; median {row[m + '_median_ms']:.2f})"
+            for m in MEASURES
+        ]
         out.append(f"| {row['size']:,} | {row['insert_s']:.1f} | " + " | ".join(cells) + " |")
     last = result["sizes"][-1]
     out.append("")

@@ -37,6 +37,7 @@ def _profiled_run(run):
             profile.disable()
             with _LOCK:
                 _DONE.append(profile)
+
     return wrapper
 
 

@@ -43,8 +43,12 @@ FRONTEND = "http://app.bench.test"
 
 def connect(base: str, token: str, user: uuid.UUID) -> str:
     """Discord, through the browser journey: the integration's id."""
-    started = call("POST", f"{base}/integrations/oauth/initiate", headers={"Authorization": f"Bearer {token}"},
-                   json_body={"userId": str(user), "provider": "DISCORD", "redirectUri": f"{FRONTEND}/done"})
+    started = call(
+        "POST",
+        f"{base}/integrations/oauth/initiate",
+        headers={"Authorization": f"Bearer {token}"},
+        json_body={"userId": str(user), "provider": "DISCORD", "redirectUri": f"{FRONTEND}/done"},
+    )
     at_provider = call("GET", started.json()["data"]["authorizationUrl"])
     final = call("GET", at_provider.location)
     query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(final.location).query))
@@ -60,14 +64,29 @@ def run(database_url: str | None, seconds: float, rounds: int, concurrency: int)
     try:
         env = base_env(work, database_url)
         port = free_port()
-        env.update(emu.env(), PUBLIC_URL=f"http://127.0.0.1:{port}", FRONTEND_URL=FRONTEND, PORT=str(port),
-                   REFRESH_SWEEP_INTERVAL="3600", LOG_LEVEL="warning")
+        env.update(
+            emu.env(),
+            PUBLIC_URL=f"http://127.0.0.1:{port}",
+            FRONTEND_URL=FRONTEND,
+            PORT=str(port),
+            REFRESH_SWEEP_INTERVAL="3600",
+            LOG_LEVEL="warning",
+        )
         subprocess.run([str(NEXUSCTL), "-q", "db", "migrate"], env=env, check=True)
         user = uuid.uuid4()
-        token = subprocess.run([str(NEXUSCTL), "token", "mint", "--user", str(user), "--ttl", "3600"], env=env,
-                               capture_output=True, text=True, check=True).stdout.strip()
-        daemon = subprocess.Popen([str(NEXUSCTL), "daemon", "--port", str(port)], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=open(work / "daemon.log", "w"))
+        token = subprocess.run(
+            [str(NEXUSCTL), "token", "mint", "--user", str(user), "--ttl", "3600"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        daemon = subprocess.Popen(
+            [str(NEXUSCTL), "daemon", "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(work / "daemon.log", "w"),
+        )
         base = f"http://127.0.0.1:{port}"
         wait_http(base + "/health")
         integration = connect(base, token, user)
@@ -94,25 +113,41 @@ def run(database_url: str | None, seconds: float, rounds: int, concurrency: int)
         return sum(r["requests"] for r in runs) / sum(r["seconds"] for r in runs)
 
     errors = sum(r["errors"] for r in direct + proxied + read)
-    return {"database": "PostgreSQL" if is_postgres(database_url) else "SQLite", "concurrency": concurrency,
-            "seconds": seconds, "rounds": rounds, "directPerSecond": round(rate(direct), 1),
-            "proxyPerSecond": round(rate(proxied), 1), "ratio": round(rate(proxied) / rate(direct), 3),
-            "proxyP50Ms": round(sorted(r["p50_ms"] for r in proxied)[len(proxied) // 2], 2),
-            "directP50Ms": round(sorted(r["p50_ms"] for r in direct)[len(direct) // 2], 2), "errors": errors,
-            "readPerSecond": round(rate(read), 1), "ratioToRead": round(rate(proxied) / rate(read), 3)}
+    return {
+        "database": "PostgreSQL" if is_postgres(database_url) else "SQLite",
+        "concurrency": concurrency,
+        "seconds": seconds,
+        "rounds": rounds,
+        "directPerSecond": round(rate(direct), 1),
+        "proxyPerSecond": round(rate(proxied), 1),
+        "ratio": round(rate(proxied) / rate(direct), 3),
+        "proxyP50Ms": round(sorted(r["p50_ms"] for r in proxied)[len(proxied) // 2], 2),
+        "directP50Ms": round(sorted(r["p50_ms"] for r in direct)[len(direct) // 2], 2),
+        "errors": errors,
+        "readPerSecond": round(rate(read), 1),
+        "ratioToRead": round(rate(proxied) / rate(read), 3),
+    }
 
 
 def markdown(result: dict) -> str:
-    return "\n".join([
-        f"### Provider API proxy ({result['database']})", "",
-        f"GET `/v10/users/@me` of the Discord emulator, {result['concurrency']} concurrent, "
-        f"{result['rounds']} x {result['seconds']:.0f} s each, alternating.", "",
-        "| Path | req/s | p50 ms |", "|---|---|---|",
-        f"| direct to the emulator | {result['directPerSecond']} | {result['directP50Ms']} |",
-        f"| through `/integrations/:id/proxy` | {result['proxyPerSecond']} | {result['proxyP50Ms']} |",
-        f"| `GET /integrations/:id` of the same daemon (one row read) | {result['readPerSecond']} | |",
-        "", f"Ratio proxy/direct: **{result['ratio']}** (goal >= 0.5); proxy / one row read: "
-        f"{result['ratioToRead']}; errors: {result['errors']}.", ""])
+    return "\n".join(
+        [
+            f"### Provider API proxy ({result['database']})",
+            "",
+            f"GET `/v10/users/@me` of the Discord emulator, {result['concurrency']} concurrent, "
+            f"{result['rounds']} x {result['seconds']:.0f} s each, alternating.",
+            "",
+            "| Path | req/s | p50 ms |",
+            "|---|---|---|",
+            f"| direct to the emulator | {result['directPerSecond']} | {result['directP50Ms']} |",
+            f"| through `/integrations/:id/proxy` | {result['proxyPerSecond']} | {result['proxyP50Ms']} |",
+            f"| `GET /integrations/:id` of the same daemon (one row read) | {result['readPerSecond']} | |",
+            "",
+            f"Ratio proxy/direct: **{result['ratio']}** (goal >= 0.5); proxy / one row read: "
+            f"{result['ratioToRead']}; errors: {result['errors']}.",
+            "",
+        ]
+    )
 
 
 def main() -> None:

@@ -231,8 +231,9 @@ def _get_json(url: str, method: str = "GET") -> dict:
 
 
 def _loadgen(*args, env) -> dict:
-    out = subprocess.run([sys.executable, "-c", LOADGEN, *map(str, args)], capture_output=True, text=True,
-                         env=env, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", LOADGEN, *map(str, args)], capture_output=True, text=True, env=env, check=True
+    )
     return json.loads(out.stdout)
 
 
@@ -243,8 +244,13 @@ class Setup:
         self.work = Path(tempfile.mkdtemp(prefix="nexus-bench-paths-"))
         self.url = database_url or f"sqlite:///{self.work}/paths.db"
         self.env = base_env(self.work, self.url)
-        self.env.update(WEBHOOK_ALLOWED_NETWORKS="127.0.0.1/32", EVENTS_CONSUME_STREAMS="none",
-                        SYNC_POLL_INTERVAL="1h", REFRESH_SWEEP_INTERVAL="1h", LOG_FORMAT="json")
+        self.env.update(
+            WEBHOOK_ALLOWED_NETWORKS="127.0.0.1/32",
+            EVENTS_CONSUME_STREAMS="none",
+            SYNC_POLL_INTERVAL="1h",
+            REFRESH_SWEEP_INTERVAL="1h",
+            LOG_FORMAT="json",
+        )
         os.environ.update(self.env)
         subprocess.run([str(NEXUSCTL), "-q", "db", "migrate"], env=self.env, check=True)
         import nexusctl.db.models  # noqa: F401 - before bind(): its fields learn the database kind then
@@ -257,8 +263,15 @@ class Setup:
         self.jwt_key = jwt_signing_secret(self.settings).get()
         self.ring = keyring_from_settings(self.settings)
         self.db = bind(open_database(self.url))
-        empty_tables(self.db, "webhook_attempts", "webhook_deliveries", "webhooks", "outbox_events",
-                     "integration_sync_logs", "integrations")
+        empty_tables(
+            self.db,
+            "webhook_attempts",
+            "webhook_deliveries",
+            "webhooks",
+            "outbox_events",
+            "integration_sync_logs",
+            "integrations",
+        )
         self.procs: list[subprocess.Popen] = []
         self.receiver_port = free_port()
         self.receiver = self.start(RECEIVER, self.receiver_port)
@@ -277,15 +290,24 @@ class Setup:
         if profile:
             command = [sys.executable, str(ROOT / "bench" / "profile_daemon.py")]
             env["NEXUS_PROFILE_OUT"] = profile
-        proc = subprocess.Popen([*command, "daemon", "--port", str(port)], env=env,
-                                stdout=subprocess.DEVNULL, stderr=open(self.work / "daemon.log", "a"))
+        proc = subprocess.Popen(
+            [*command, "daemon", "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.work / "daemon.log", "a"),
+        )
         self.procs.append(proc)
         wait_http(f"http://127.0.0.1:{port}/health")
         return proc, f"http://127.0.0.1:{port}"
 
     def token(self, user) -> str:
-        return subprocess.run([str(NEXUSCTL), "token", "mint", "--user", str(user), "--ttl", "7200"], env=self.env,
-                              capture_output=True, text=True, check=True).stdout.strip()
+        return subprocess.run(
+            [str(NEXUSCTL), "token", "mint", "--user", str(user), "--ttl", "7200"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
 
     def close(self) -> None:
         for proc in reversed(self.procs):
@@ -305,8 +327,9 @@ def seed_integrations(setup: Setup, user, count: int) -> list:
 
     providers, ids = list(Provider), []
     for i in range(count):
-        row = Integration(user_id=user, provider=providers[i % len(providers)], name=f"@bench{i}", scope=["a", "b"],
-                          metadata={"i": i})
+        row = Integration(
+            user_id=user, provider=providers[i % len(providers)], name=f"@bench{i}", scope=["a", "b"], metadata={"i": i}
+        )
         seal(setup.ring, row, "access_token", "bench-access")
         seal(setup.ring, row, "refresh_token", "bench-refresh")
         row.save(force_insert=True)
@@ -314,15 +337,26 @@ def seed_integrations(setup: Setup, user, count: int) -> list:
     return ids
 
 
-def _deliver_phase(setup: Setup, server, base: str, integration, token: str, events: int, expected: int,
-                   concurrency: int, rate: float = 0.0, timeout: float = 600.0) -> dict:
+def _deliver_phase(
+    setup: Setup,
+    server,
+    base: str,
+    integration,
+    token: str,
+    events: int,
+    expected: int,
+    concurrency: int,
+    rate: float = 0.0,
+    timeout: float = 600.0,
+) -> dict:
     """POST ``events`` events, wait until the receiver has ``expected`` deliveries; rate and CPU per delivery."""
     stats_url = f"http://127.0.0.1:{setup.receiver_port}"
     _get_json(stats_url + "/reset", "POST")
     meter = CpuMeter(setup.db if is_postgres(setup.url) else None, server=server.pid, receiver=setup.receiver.pid)
     started = time.time()
-    load = _loadgen("post", f"{base}/integrations/{integration}/events", token, concurrency, events, rate,
-                    env=setup.env)
+    load = _loadgen(
+        "post", f"{base}/integrations/{integration}/events", token, concurrency, events, rate, env=setup.env
+    )
     deadline = time.monotonic() + timeout
     while (stats := _get_json(stats_url + "/stats"))["count"] < expected:
         if time.monotonic() > deadline:
@@ -331,9 +365,18 @@ def _deliver_phase(setup: Setup, server, base: str, integration, token: str, eve
     cpu = meter.per_item_us(expected)
     cpu["loadgen"] = load["cpu"] / expected * 1e6
     elapsed = stats["last"] - started
-    return {"events": events, "deliveries": expected, "seconds": elapsed, "events_per_s": events / elapsed,
-            "deliveries_per_s": expected / elapsed, "post_errors": load["errors"], "post_seconds": load["seconds"],
-            "cpu_us": cpu, "p50_ms": stats["p50_ms"], "p99_ms": stats["p99_ms"]}
+    return {
+        "events": events,
+        "deliveries": expected,
+        "seconds": elapsed,
+        "events_per_s": events / elapsed,
+        "deliveries_per_s": expected / elapsed,
+        "post_errors": load["errors"],
+        "post_seconds": load["seconds"],
+        "cpu_us": cpu,
+        "p50_ms": stats["p50_ms"],
+        "p99_ms": stats["p99_ms"],
+    }
 
 
 def run_emit(setup: Setup, args) -> dict:
@@ -346,9 +389,10 @@ def run_emit(setup: Setup, args) -> dict:
     targets: dict = {}
     for fan in (1, 20):
         integration = Integration.create(user_id=user, provider=Provider.SHOPIFY, name=f"bench-{fan}")
-        targets[str(integration.id)] = [webhooks.create(setup.ring, integration_id=integration.id,
-                                                        url=f"{hook_base}/{fan}-{k}", events=["*"])
-                                        for k in range(fan)]
+        targets[str(integration.id)] = [
+            webhooks.create(setup.ring, integration_id=integration.id, url=f"{hook_base}/{fan}-{k}", events=["*"])
+            for k in range(fan)
+        ]
     one, twenty = list(targets)
     relay_hooks = {i: [[h.url, s] for h, s in hooks] for i, hooks in targets.items()}
     token = setup.token(user)
@@ -362,13 +406,24 @@ def run_emit(setup: Setup, args) -> dict:
     _deliver_phase(setup, daemon, base, one, token, 200, 200, args.concurrency)
     _deliver_phase(setup, relay, relay_base, one, token, 200, 200, args.concurrency)
     for name, integration, fan, events in (("one", one, 1, args.events), ("twenty", twenty, 20, args.events // 5)):
-        out[f"{name}_nexusctl"] = _deliver_phase(setup, daemon, base, integration, token, events, events * fan,
-                                                 args.concurrency)
-        out[f"{name}_relay"] = _deliver_phase(setup, relay, relay_base, integration, token, events, events * fan,
-                                              args.concurrency)
+        out[f"{name}_nexusctl"] = _deliver_phase(
+            setup, daemon, base, integration, token, events, events * fan, args.concurrency
+        )
+        out[f"{name}_relay"] = _deliver_phase(
+            setup, relay, relay_base, integration, token, events, events * fan, args.concurrency
+        )
     half = out["one_nexusctl"]["events_per_s"] / 2
-    out["latency_nexusctl"] = _deliver_phase(setup, daemon, base, one, token, int(half * args.latency_seconds),
-                                             int(half * args.latency_seconds), args.concurrency, rate=half)
+    out["latency_nexusctl"] = _deliver_phase(
+        setup,
+        daemon,
+        base,
+        one,
+        token,
+        int(half * args.latency_seconds),
+        int(half * args.latency_seconds),
+        args.concurrency,
+        rate=half,
+    )
     out["latency_nexusctl"]["target_per_s"] = half
     return out
 
@@ -381,8 +436,10 @@ def run_read(setup: Setup, args) -> dict:
     bare_port = free_port()
     bare = setup.start(BARE, bare_port, setup.jwt_key, setup.url)
     wait_http(f"http://127.0.0.1:{bare_port}/integrations/user/{user}")
-    targets = {"nexusctl": (daemon, f"{base}/integrations/user/{user}"),
-               "bare": (bare, f"http://127.0.0.1:{bare_port}/integrations/user/{user}")}
+    targets = {
+        "nexusctl": (daemon, f"{base}/integrations/user/{user}"),
+        "bare": (bare, f"http://127.0.0.1:{bare_port}/integrations/user/{user}"),
+    }
     same = [len(_get_json_auth(url, token)["data"]) for _, url in targets.values()]
     assert same == [20, 20], same
     for _, url in targets.values():  # warm up
@@ -397,10 +454,13 @@ def run_read(setup: Setup, args) -> dict:
     out = {}
     for name, loads in runs.items():
         requests = sum(r["requests"] for r in loads)
-        out[name] = {"per_s": requests / sum(r["seconds"] for r in loads), "p50_ms": loads[-1]["p50_ms"],
-                     "p99_ms": loads[-1]["p99_ms"], "errors": sum(r["errors"] for r in loads),
-                     "cpu_us": {k: sum(r["cpu_us"][k] * r["requests"] for r in loads) / requests
-                                for k in loads[0]["cpu_us"]}}
+        out[name] = {
+            "per_s": requests / sum(r["seconds"] for r in loads),
+            "p50_ms": loads[-1]["p50_ms"],
+            "p99_ms": loads[-1]["p99_ms"],
+            "errors": sum(r["errors"] for r in loads),
+            "cpu_us": {k: sum(r["cpu_us"][k] * r["requests"] for r in loads) / requests for k in loads[0]["cpu_us"]},
+        }
     daemon.terminate()
     daemon.wait(30)
     return out
@@ -427,35 +487,47 @@ def _server_cpu(cpu: dict) -> float:
 
 def markdown(result: dict) -> str:
     db = result["database"]
-    lines = [f"| Path ({db}) | nexusctl | baseline (same run) | ratio | CPU µs per op: nexusctl (server + PostgreSQL) "
-             "vs baseline |", "|---|---|---|---|---|"]
+    lines = [
+        f"| Path ({db}) | nexusctl | baseline (same run) | ratio | CPU µs per op: nexusctl (server + PostgreSQL) "
+        "vs baseline |",
+        "|---|---|---|---|---|",
+    ]
     emit = result.get("emit")
     if emit:
-        for name, label, unit in (("one", "events POSTed to `/integrations/:id/events`, one webhook, until received",
-                                   "events_per_s"),
-                                  ("twenty", "the same, 20 webhooks (deliveries/s)", "deliveries_per_s")):
+        for name, label, unit in (
+            ("one", "events POSTed to `/integrations/:id/events`, one webhook, until received", "events_per_s"),
+            ("twenty", "the same, 20 webhooks (deliveries/s)", "deliveries_per_s"),
+        ):
             n, r = emit[f"{name}_nexusctl"], emit[f"{name}_relay"]
-            lines.append(f"| {label} | {n[unit]:,.0f}/s | relay {r[unit]:,.0f}/s | **{n[unit] / r[unit]:.2f}** | "
-                         f"{_server_cpu(n['cpu_us']):,.0f} vs {_server_cpu(r['cpu_us']):,.0f} "
-                         f"({_server_cpu(n['cpu_us']) / max(_server_cpu(r['cpu_us']), 1):.1f}×) |")
+            lines.append(
+                f"| {label} | {n[unit]:,.0f}/s | relay {r[unit]:,.0f}/s | **{n[unit] / r[unit]:.2f}** | "
+                f"{_server_cpu(n['cpu_us']):,.0f} vs {_server_cpu(r['cpu_us']):,.0f} "
+                f"({_server_cpu(n['cpu_us']) / max(_server_cpu(r['cpu_us']), 1):.1f}×) |"
+            )
         lat = emit["latency_nexusctl"]
-        lines.append(f"| emit-to-received at {lat['target_per_s']:,.0f} events/s (half the one-webhook rate) | "
-                     f"p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms | | | |")
+        lines.append(
+            f"| emit-to-received at {lat['target_per_s']:,.0f} events/s (half the one-webhook rate) | "
+            f"p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms | | | |"
+        )
     read = result.get("read")
     if read:
         n, b = read["nexusctl"], read["bare"]
-        lines.append(f"| `GET /integrations/user/:id`, 20 integrations, {result['concurrency']} at once | "
-                     f"{n['per_s']:,.0f} req/s | bare aiohttp + PyJWT + driver {b['per_s']:,.0f} req/s | "
-                     f"**{n['per_s'] / b['per_s']:.2f}** | {_server_cpu(n['cpu_us']):,.0f} vs "
-                     f"{_server_cpu(b['cpu_us']):,.0f} |")
+        lines.append(
+            f"| `GET /integrations/user/:id`, 20 integrations, {result['concurrency']} at once | "
+            f"{n['per_s']:,.0f} req/s | bare aiohttp + PyJWT + driver {b['per_s']:,.0f} req/s | "
+            f"**{n['per_s'] / b['per_s']:.2f}** | {_server_cpu(n['cpu_us']):,.0f} vs "
+            f"{_server_cpu(b['cpu_us']):,.0f} |"
+        )
     refresh = result.get("refresh")
     if refresh:
-        lines.append(f"| refresh sweep, {refresh['integrations']:,} expiring integrations | "
-                     f"{refresh['sweep_per_s']:,.0f}/s | raw token POSTs {refresh['raw_per_s']:,.0f}/s "
-                     f"({refresh['concurrency']} at once) | **{refresh['ratio']:.2f}** | "
-                     f"daemon {refresh.get('daemon_cpu_us', float('nan')):,.0f} + PostgreSQL "
-                     f"{refresh.get('postgres_cpu_us', float('nan')):,.0f} vs raw client "
-                     f"{refresh.get('raw_cpu_us', float('nan')):,.0f} |")
+        lines.append(
+            f"| refresh sweep, {refresh['integrations']:,} expiring integrations | "
+            f"{refresh['sweep_per_s']:,.0f}/s | raw token POSTs {refresh['raw_per_s']:,.0f}/s "
+            f"({refresh['concurrency']} at once) | **{refresh['ratio']:.2f}** | "
+            f"daemon {refresh.get('daemon_cpu_us', float('nan')):,.0f} + PostgreSQL "
+            f"{refresh.get('postgres_cpu_us', float('nan')):,.0f} vs raw client "
+            f"{refresh.get('raw_cpu_us', float('nan')):,.0f} |"
+        )
     lines.append("")
     lines.append("CPU µs per operation, every process:")
     for part in ("emit", "read"):
@@ -477,12 +549,18 @@ def main() -> None:
     parser.add_argument("--refreshes", type=int, default=1000)
     parser.add_argument("--raw-seconds", type=float, default=4.0)
     parser.add_argument("--json", help="also write the figures here")
-    parser.add_argument("--profile", help="a directory: run the daemons under bench/profile_daemon.py and write "
-                                          "emit.txt and read.txt there (the sampler costs CPU: not for the figures)")
+    parser.add_argument(
+        "--profile",
+        help="a directory: run the daemons under bench/profile_daemon.py and write "
+        "emit.txt and read.txt there (the sampler costs CPU: not for the figures)",
+    )
     args = parser.parse_args()
     parts = set(args.only.split(","))
-    result: dict = {"database": "PostgreSQL" if is_postgres(args.database_url) else "SQLite",
-                    "concurrency": args.concurrency, "load_before": os.getloadavg()}
+    result: dict = {
+        "database": "PostgreSQL" if is_postgres(args.database_url) else "SQLite",
+        "concurrency": args.concurrency,
+        "load_before": os.getloadavg(),
+    }
     if parts & {"emit", "read"}:
         setup = Setup(args.database_url)
         try:

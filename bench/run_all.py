@@ -37,12 +37,28 @@ SECTIONS = ("paths", "webhooks", "api", "refresh", "cli", "growth", "proxy")
 
 # Sizes: (full, quick).
 SIZES = {
-    "paths": ({"--only": "emit,read", "--events": 3000, "--seconds": 5, "--rounds": 2, "--latency-seconds": 5},
-              {"--only": "emit,read", "--events": 600, "--seconds": 2, "--rounds": 1, "--latency-seconds": 2}),
-    "webhooks": ({"--deliveries": 20000, "--raw-seconds": 5, "--latency-seconds": 10, "--rate": 500,
-                  "--backlog": 1_000_000, "--backlog-seconds": 30},
-                 {"--deliveries": 2000, "--raw-seconds": 2, "--latency-seconds": 3, "--rate": 100,
-                  "--backlog": 20000, "--backlog-seconds": 5}),
+    "paths": (
+        {"--only": "emit,read", "--events": 3000, "--seconds": 5, "--rounds": 2, "--latency-seconds": 5},
+        {"--only": "emit,read", "--events": 600, "--seconds": 2, "--rounds": 1, "--latency-seconds": 2},
+    ),
+    "webhooks": (
+        {
+            "--deliveries": 20000,
+            "--raw-seconds": 5,
+            "--latency-seconds": 10,
+            "--rate": 500,
+            "--backlog": 1_000_000,
+            "--backlog-seconds": 30,
+        },
+        {
+            "--deliveries": 2000,
+            "--raw-seconds": 2,
+            "--latency-seconds": 3,
+            "--rate": 100,
+            "--backlog": 20000,
+            "--backlog-seconds": 5,
+        },
+    ),
     "api": ({"--seconds": 5, "--rounds": 2}, {"--seconds": 2, "--rounds": 1}),
     "refresh": ({"--integrations": 10000, "--raw-seconds": 5}, {"--integrations": 500, "--raw-seconds": 2}),
     "cli": ({"--runs": 15}, {"--runs": 5}),
@@ -82,16 +98,19 @@ def redis_version(url: str) -> str:
     try:
         import redis
 
-        return redis.Redis.from_url(url, socket_connect_timeout=2).info("server")["redis_version"] + \
-            " (reachable; no benchmark here uses Redis: every daemon runs without REDIS_URL)"
+        return (
+            redis.Redis.from_url(url, socket_connect_timeout=2).info("server")["redis_version"]
+            + " (reachable; no benchmark here uses Redis: every daemon runs without REDIS_URL)"
+        )
     except Exception as exc:  # noqa: BLE001
         return f"not reachable at {url} ({type(exc).__name__}); no benchmark here uses Redis"
 
 
 def git_commit() -> str:
     done = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True
+    ).stdout.strip()
     return (done.stdout.strip() or "unknown") + (" (with uncommitted changes)" if dirty else "")
 
 
@@ -102,8 +121,9 @@ class Runner:
         self.failures: list[str] = []
         self.loads: list[tuple[str, str, str, float]] = []
 
-    def script(self, name: str, section: str, database_url: str | None, extra: dict | None = None,
-               label: str = "") -> dict | None:
+    def script(
+        self, name: str, section: str, database_url: str | None, extra: dict | None = None, label: str = ""
+    ) -> dict | None:
         """Run bench/<name>.py with the section's sizes; its JSON figures, or None if it failed."""
         sizes = dict(SIZES[section][1 if self.args.quick else 0])
         sizes.update(extra or {})
@@ -132,6 +152,7 @@ class Runner:
 
 # --- sections: each returns Markdown ------------------------------------------------------------
 
+
 def paths(run: Runner) -> str:
     import real_paths
 
@@ -142,12 +163,23 @@ def paths(run: Runner) -> str:
         if r:
             for name, label in (("one", "one webhook"), ("twenty", "20 webhooks")):
                 n, b = r["emit"][f"{name}_nexusctl"], r["emit"][f"{name}_relay"]
-                run.summary.append((f"Events through the API until received, {label} ({kind}), deliveries/s",
-                                    f"{n['deliveries_per_s']:.0f}", f"relay {b['deliveries_per_s']:.0f}",
-                                    f"{n['deliveries_per_s'] / b['deliveries_per_s']:.2f}"))
+                run.summary.append(
+                    (
+                        f"Events through the API until received, {label} ({kind}), deliveries/s",
+                        f"{n['deliveries_per_s']:.0f}",
+                        f"relay {b['deliveries_per_s']:.0f}",
+                        f"{n['deliveries_per_s'] / b['deliveries_per_s']:.2f}",
+                    )
+                )
             n, b = r["read"]["nexusctl"], r["read"]["bare"]
-            run.summary.append((f"GET /integrations/user/:id req/s ({kind})", f"{n['per_s']:.0f}",
-                                f"bare handler {b['per_s']:.0f}", f"{n['per_s'] / b['per_s']:.2f}"))
+            run.summary.append(
+                (
+                    f"GET /integrations/user/:id req/s ({kind})",
+                    f"{n['per_s']:.0f}",
+                    f"bare handler {b['per_s']:.0f}",
+                    f"{n['per_s'] / b['per_s']:.2f}",
+                )
+            )
         else:
             run.summary.append((f"Real paths ({kind})", "failed", "", ""))
     return "\n\n".join(out)
@@ -167,34 +199,61 @@ def webhooks(run: Runner) -> str:
 def _summary_webhooks(kind: str, r: dict | None) -> list:
     if not r:
         return [(f"Webhook delivery ({kind})", "failed", "", "")]
-    rows = [(f"Durable deliveries/s ({kind})", f"{r['durable_per_s']:.0f}", f"raw POSTs/s {r['raw_per_s']:.0f}",
-             f"{r['ratio']:.2f}")]
+    rows = [
+        (
+            f"Durable deliveries/s ({kind})",
+            f"{r['durable_per_s']:.0f}",
+            f"raw POSTs/s {r['raw_per_s']:.0f}",
+            f"{r['ratio']:.2f}",
+        )
+    ]
     if "failing" in r:
         f = r["failing"]
-        rows.append((f"Healthy deliveries/s, 10% of receivers failing ({kind})",
-                     f"{f['failing']['healthy_per_s']:.0f}", f"all healthy {f['healthy']['healthy_per_s']:.0f}",
-                     f"{f['ratio']:.2f}"))
+        rows.append(
+            (
+                f"Healthy deliveries/s, 10% of receivers failing ({kind})",
+                f"{f['failing']['healthy_per_s']:.0f}",
+                f"all healthy {f['healthy']['healthy_per_s']:.0f}",
+                f"{f['ratio']:.2f}",
+            )
+        )
     if "latency" in r:
         lat = r["latency"]
-        rows.append((f"Emit-to-first-attempt p50 / p99 ({kind}, {lat['achieved_per_s']:.0f} events/s reached)",
-                     f"{lat['p50_ms']:.1f} / {lat['p99_ms']:.1f} ms", "", ""))
+        rows.append(
+            (
+                f"Emit-to-first-attempt p50 / p99 ({kind}, {lat['achieved_per_s']:.0f} events/s reached)",
+                f"{lat['p50_ms']:.1f} / {lat['p99_ms']:.1f} ms",
+                "",
+                "",
+            )
+        )
     return rows
 
 
 def api(run: Runner) -> str:
     out = [METHOD["api"]]
-    rows = ["| Database | /health req/s | read req/s | read p50 / p99 ms | non-200 | ratio read / health |",
-            "|---|---|---|---|---|---|"]
+    rows = [
+        "| Database | /health req/s | read req/s | read p50 / p99 ms | non-200 | ratio read / health |",
+        "|---|---|---|---|---|---|",
+    ]
     for kind, url in run.databases():
         r = run.script("api_read", "api", url, label=kind.lower())
         if r is None:
             rows.append(f"| {kind} | failed | | | | |")
             run.summary.append((f"API read req/s ({kind})", "failed", "", ""))
             continue
-        rows.append(f"| {kind} | {r['health_per_s']:.0f} | {r['read_per_s']:.0f} | {r['read_p50_ms']:.0f} / "
-                    f"{r['read_p99_ms']:.0f} | {r['errors']} | **{r['ratio']:.2f}** |")
-        run.summary.append((f"GET /integrations/user/:userId req/s ({kind})", f"{r['read_per_s']:.0f}",
-                            f"GET /health {r['health_per_s']:.0f}", f"{r['ratio']:.2f}"))
+        rows.append(
+            f"| {kind} | {r['health_per_s']:.0f} | {r['read_per_s']:.0f} | {r['read_p50_ms']:.0f} / "
+            f"{r['read_p99_ms']:.0f} | {r['errors']} | **{r['ratio']:.2f}** |"
+        )
+        run.summary.append(
+            (
+                f"GET /integrations/user/:userId req/s ({kind})",
+                f"{r['read_per_s']:.0f}",
+                f"GET /health {r['health_per_s']:.0f}",
+                f"{r['ratio']:.2f}",
+            )
+        )
     return "\n\n".join(out + ["\n".join(rows)])
 
 
@@ -205,9 +264,16 @@ def refresh(run: Runner) -> str:
     for kind, url in run.databases():
         r = run.script("token_refresh", "refresh", url, label=kind.lower())
         out.append(f"### {kind}\n\n" + (token_refresh.markdown(r) if r else "**Failed** (see below)."))
-        run.summary.append((f"Integrations refreshed by the sweep /s ({kind}, {r['integrations']:,})",
-                            f"{r['sweep_per_s']:.0f}", f"raw token POSTs/s {r['raw_per_s']:.0f}",
-                            f"{r['ratio']:.2f}") if r else (f"Token refresh ({kind})", "failed", "", ""))
+        run.summary.append(
+            (
+                f"Integrations refreshed by the sweep /s ({kind}, {r['integrations']:,})",
+                f"{r['sweep_per_s']:.0f}",
+                f"raw token POSTs/s {r['raw_per_s']:.0f}",
+                f"{r['ratio']:.2f}",
+            )
+            if r
+            else (f"Token refresh ({kind})", "failed", "", "")
+        )
     return "\n\n".join(out)
 
 
@@ -219,10 +285,15 @@ def cli(run: Runner) -> str:
     r = run.script("cli", "cli", None, extra)
     out.append(cli_bench.markdown(r) if r else "**Failed** (see below).")
     if r:
-        for name, base in (("nexusctl --help", "hello --help"),
-                           ("nexusctl integrations list --json", "hello hello")):
-            run.summary.append((f"`{name}` wall ms (SQLite)", f"{r['median_ms'][name]:.0f}",
-                                f"hello-world Typer {r['median_ms'][base]:.0f}", f"{r['ratios'][name]:.2f}"))
+        for name, base in (("nexusctl --help", "hello --help"), ("nexusctl integrations list --json", "hello hello")):
+            run.summary.append(
+                (
+                    f"`{name}` wall ms (SQLite)",
+                    f"{r['median_ms'][name]:.0f}",
+                    f"hello-world Typer {r['median_ms'][base]:.0f}",
+                    f"{r['ratios'][name]:.2f}",
+                )
+            )
     other = HERE / "cli_startup.py"
     if other.exists():  # the CLI start-up benchmark kept by the CLI's own work, when it is there
         argv = [sys.executable, str(other)]
@@ -232,8 +303,10 @@ def cli(run: Runner) -> str:
         before, started = load_average(), time.monotonic()
         done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
         run.loads.append(("cli_startup", before, load_average(), time.monotonic() - started))
-        out.append("#### bench/cli_startup.py\n\n" + (f"```\n{done.stdout.strip()}\n```" if done.returncode == 0
-                                                      else f"Failed (exit {done.returncode})."))
+        out.append(
+            "#### bench/cli_startup.py\n\n"
+            + (f"```\n{done.stdout.strip()}\n```" if done.returncode == 0 else f"Failed (exit {done.returncode}).")
+        )
     return "\n\n".join(out)
 
 
@@ -250,11 +323,19 @@ def growth(run: Runner) -> str:
         out.append(f"### {kind}\n\n" + (growth_bench.markdown(r) if r else "**Failed** (see below)."))
         if r:
             first, last = r["sizes"][0], r["sizes"][-1]
-            for key, name in (("list_first_ms", "list, first page"), ("list_quiet_ms", "list, quiet webhook"),
-                              ("claim_ms", "claim 50")):
-                run.summary.append((f"{name} at {last['size']:,} deliveries ({kind}), fastest call",
-                                    f"{last[key]:.2f} ms", f"at {first['size']:,}: {first[key]:.2f} ms",
-                                    f"{last[key] / first[key]:.2f}"))
+            for key, name in (
+                ("list_first_ms", "list, first page"),
+                ("list_quiet_ms", "list, quiet webhook"),
+                ("claim_ms", "claim 50"),
+            ):
+                run.summary.append(
+                    (
+                        f"{name} at {last['size']:,} deliveries ({kind}), fastest call",
+                        f"{last[key]:.2f} ms",
+                        f"at {first['size']:,}: {first[key]:.2f} ms",
+                        f"{last[key] / first[key]:.2f}",
+                    )
+                )
     return "\n\n".join(out)
 
 
@@ -265,16 +346,26 @@ def proxy(run: Runner) -> str:
     for kind, url in run.databases():
         r = run.script("proxy", "proxy", url, label=kind.lower())
         out.append(proxy_bench.markdown(r) if r else f"### {kind}\n\n**Failed** (see below).")
-        run.summary.append((f"Proxied GETs/s ({kind})", f"{r['proxyPerSecond']:.0f}" if r else "failed",
-                            f"direct to the emulator {r['directPerSecond']:.0f}" if r else "",
-                            f"{r['ratio']:.2f}" if r else ""))
+        run.summary.append(
+            (
+                f"Proxied GETs/s ({kind})",
+                f"{r['proxyPerSecond']:.0f}" if r else "failed",
+                f"direct to the emulator {r['directPerSecond']:.0f}" if r else "",
+                f"{r['ratio']:.2f}" if r else "",
+            )
+        )
     return "\n\n".join(out)
 
 
-RUNNERS = {"paths": ("The paths users take (HTTP API, default settings)", paths),
-           "webhooks": ("Webhook delivery", webhooks), "api": ("API reads", api),
-           "refresh": ("Token refresh", refresh), "cli": ("CLI", cli), "growth": ("Growth", growth),
-           "proxy": ("Provider API proxy", proxy)}
+RUNNERS = {
+    "paths": ("The paths users take (HTTP API, default settings)", paths),
+    "webhooks": ("Webhook delivery", webhooks),
+    "api": ("API reads", api),
+    "refresh": ("Token refresh", refresh),
+    "cli": ("CLI", cli),
+    "growth": ("Growth", growth),
+    "proxy": ("Provider API proxy", proxy),
+}
 
 METHOD = {
     "paths": """`bench/real_paths.py`. A `nexusctl daemon` with default settings (only WEBHOOK_ALLOWED_NETWORKS
@@ -337,11 +428,14 @@ concurrent) alternates rounds of GETs of the emulator's `/v10/users/@me` with th
 }
 
 
-def report(run: Runner, sections: dict, started: dt.datetime, load_before: str, load_after: str,
-           seconds: float) -> str:
+def report(run: Runner, sections: dict, started: dt.datetime, load_before: str, load_after: str, seconds: float) -> str:
     args = run.args
-    command = "bench/run_all.py" + (" --quick" if args.quick else "") + \
-        (f" --only {args.only}" if args.only else "") + (" --database-url <PostgreSQL>" if args.database_url else "")
+    command = (
+        "bench/run_all.py"
+        + (" --quick" if args.quick else "")
+        + (f" --only {args.only}" if args.only else "")
+        + (" --database-url <PostgreSQL>" if args.database_url else "")
+    )
     lines = [
         "# Benchmarks",
         "",
@@ -352,7 +446,8 @@ def report(run: Runner, sections: dict, started: dt.datetime, load_before: str, 
         "",
         "## Machine",
         "",
-        "| | |", "|---|---|",
+        "| | |",
+        "|---|---|",
         f"| Date (UTC) | {started:%Y-%m-%d %H:%M} |",
         f"| CPU | {cpu_model()}, {os.cpu_count()} cores ({platform.machine()}) |",
         f"| Load average (1, 5, 15 min) | before {load_before}; after {load_after} |",
@@ -364,13 +459,20 @@ def report(run: Runner, sections: dict, started: dt.datetime, load_before: str, 
         "Every process (daemon, database server, receiver, emulator, load generator) shares these cores. "
         "Load average before / after each benchmark:",
         "",
-        "| Benchmark | load before | load after | took s |", "|---|---|---|---|",
+        "| Benchmark | load before | load after | took s |",
+        "|---|---|---|---|",
         *[f"| {title} | {before} | {after} | {took:.0f} |" for title, before, after, took in run.loads],
     ]
     if args.note:
         lines += ["", args.note]
-    lines += ["", "## Summary", "", "| Measure | Result | Baseline (same run) | Ratio |", "|---|---|---|---|",
-              *[f"| {a} | {b} | {c} | {f'**{d}**' if d else ''} |" for a, b, c, d in run.summary]]
+    lines += [
+        "",
+        "## Summary",
+        "",
+        "| Measure | Result | Baseline (same run) | Ratio |",
+        "|---|---|---|---|",
+        *[f"| {a} | {b} | {c} | {f'**{d}**' if d else ''} |" for a, b, c, d in run.summary],
+    ]
     for key, body in sections.items():
         lines += ["", f"## {RUNNERS[key][0]}", "", body]
     if run.failures:
@@ -381,8 +483,11 @@ def report(run: Runner, sections: dict, started: dt.datetime, load_before: str, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--database-url", help="a PostgreSQL database for the benchmarks alone (emptied)")
-    parser.add_argument("--redis-url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
-                        help="only to report the server's version")
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"),
+        help="only to report the server's version",
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes: a couple of minutes")
     parser.add_argument("--only", help=f"comma-separated: {','.join(SECTIONS)}")
     parser.add_argument("--output", default=str(ROOT / "docs" / "benchmarks.md"))
@@ -411,8 +516,9 @@ def main() -> None:
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(text)
     shutil.rmtree(run.work, ignore_errors=True)
-    print(f"wrote {args.output}" + (f"; {len(run.failures)} benchmark(s) failed" if run.failures else ""),
-          file=sys.stderr)
+    print(
+        f"wrote {args.output}" + (f"; {len(run.failures)} benchmark(s) failed" if run.failures else ""), file=sys.stderr
+    )
     sys.exit(1 if run.failures else 0)
 
 

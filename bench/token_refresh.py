@@ -64,8 +64,13 @@ print(json.dumps(dict(yt.calls)))
 
 def start_emulator(work: Path, tokens: int):
     info = work / "emulator.json"
-    proc = subprocess.Popen([sys.executable, "-c", EMULATOR, str(info), str(tokens)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", EMULATOR, str(info), str(tokens)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     deadline = time.monotonic() + 60
     while not info.exists() or not info.stat().st_size:
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -86,18 +91,24 @@ async def raw_rate(url: str, client_id: str, secret: str, tokens: list[str], sec
     done, errors = 0, 0
     deadline = time.perf_counter() + seconds
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONCURRENCY)) as session:
+
         async def worker(k: int):
             nonlocal done, errors
             i = k
             while time.perf_counter() < deadline:
-                form = {"grant_type": "refresh_token", "refresh_token": tokens[i % len(tokens)],
-                        "client_id": client_id, "client_secret": secret}
+                form = {
+                    "grant_type": "refresh_token",
+                    "refresh_token": tokens[i % len(tokens)],
+                    "client_id": client_id,
+                    "client_secret": secret,
+                }
                 async with session.post(url, data=form) as response:
                     body = await response.json()
                     if response.status != 200 or "access_token" not in body:
                         errors += 1
                 done += 1
                 i += CONCURRENCY
+
         started = time.perf_counter()
         await asyncio.gather(*(worker(k) for k in range(CONCURRENCY)))
         return done / (time.perf_counter() - started), errors, done
@@ -113,15 +124,21 @@ def seed(settings, tokens: list[str], expires: dt.datetime) -> None:
     ring = keyring_from_settings(settings)
     rows = []
     for i, token in enumerate(tokens):
-        row = Integration(user_id=uuid.uuid4(), provider=Provider.YOUTUBE, name=f"bench{i}", account_id=str(i),
-                          scope=["https://www.googleapis.com/auth/youtube.readonly"], expires_at=expires,
-                          token_type="Bearer")
+        row = Integration(
+            user_id=uuid.uuid4(),
+            provider=Provider.YOUTUBE,
+            name=f"bench{i}",
+            account_id=str(i),
+            scope=["https://www.googleapis.com/auth/youtube.readonly"],
+            expires_at=expires,
+            token_type="Bearer",
+        )
         seal(ring, row, "access_token", f"ya29.expiring-{i}")
         seal(ring, row, "refresh_token", token)
         rows.append(dict(row.__data__))
     for start in range(0, len(rows), 500):
         with database_proxy.atomic():
-            Integration.insert_many(rows[start:start + 500]).execute()
+            Integration.insert_many(rows[start : start + 500]).execute()
 
 
 def run(database_url: str | None, integrations: int, raw_seconds: float, timeout: float) -> dict:
@@ -131,8 +148,14 @@ def run(database_url: str | None, integrations: int, raw_seconds: float, timeout
     daemon = None
     try:
         env = base_env(work, database_url)
-        env.update(info["env"], REFRESH_SWEEP_INTERVAL="0.2s", TOKEN_REFRESH_WINDOW="10m", LOG_FORMAT="json",
-                   EVENTS_CONSUME_STREAMS="none", SYNC_POLL_INTERVAL="1h")
+        env.update(
+            info["env"],
+            REFRESH_SWEEP_INTERVAL="0.2s",
+            TOKEN_REFRESH_WINDOW="10m",
+            LOG_FORMAT="json",
+            EVENTS_CONSUME_STREAMS="none",
+            SYNC_POLL_INTERVAL="1h",
+        )
         os.environ.update(env)
         subprocess.run([str(NEXUSCTL), "-q", "db", "migrate"], env=env, check=True)
 
@@ -142,13 +165,27 @@ def run(database_url: str | None, integrations: int, raw_seconds: float, timeout
 
         settings = config.load()
         db = bind(open_database(database_url))
-        empty_tables(db, "webhook_attempts", "webhook_deliveries", "webhooks", "outbox_events",
-                     "integration_sync_logs", "integrations")  # a rerun measures only its own rows
+        empty_tables(
+            db,
+            "webhook_attempts",
+            "webhook_deliveries",
+            "webhooks",
+            "outbox_events",
+            "integration_sync_logs",
+            "integrations",
+        )  # a rerun measures only its own rows
 
         env_yt = info["env"]
         raw_cpu = time.process_time()
-        raw, raw_errors, raw_done = asyncio.run(raw_rate(env_yt["YOUTUBE_TOKEN_URL"], env_yt["YOUTUBE_CLIENT_ID"],
-                                               env_yt["YOUTUBE_CLIENT_SECRET"], info["tokens"], raw_seconds))
+        raw, raw_errors, raw_done = asyncio.run(
+            raw_rate(
+                env_yt["YOUTUBE_TOKEN_URL"],
+                env_yt["YOUTUBE_CLIENT_ID"],
+                env_yt["YOUTUBE_CLIENT_SECRET"],
+                info["tokens"],
+                raw_seconds,
+            )
+        )
         raw_cpu_us = (time.process_time() - raw_cpu) / max(raw_done, 1) * 1e6
 
         expires = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=5)
@@ -158,21 +195,31 @@ def run(database_url: str | None, integrations: int, raw_seconds: float, timeout
 
         port = free_port()
         # NEXUS_PROFILE_OUT=FILE: the daemon runs under bench/profile_daemon.py (for a profile, not the figures).
-        command = ([sys.executable, str(ROOT / "bench" / "profile_daemon.py")] if os.environ.get("NEXUS_PROFILE_OUT")
-                   else [str(NEXUSCTL)])
-        daemon = subprocess.Popen([*command, "daemon", "--port", str(port)], env={**env, "PORT": str(port)},
-                                  stdout=subprocess.DEVNULL, stderr=open(work / "daemon.log", "w"))
+        command = (
+            [sys.executable, str(ROOT / "bench" / "profile_daemon.py")]
+            if os.environ.get("NEXUS_PROFILE_OUT")
+            else [str(NEXUSCTL)]
+        )
+        daemon = subprocess.Popen(
+            [*command, "daemon", "--port", str(port)],
+            env={**env, "PORT": str(port)},
+            stdout=subprocess.DEVNULL,
+            stderr=open(work / "daemon.log", "w"),
+        )
         wait_http(f"http://127.0.0.1:{port}/health")
         meter = CpuMeter(db, daemon=daemon.pid)  # from /health on: start-up is not a refresh
         far = expires + dt.timedelta(minutes=30)
         deadline = time.monotonic() + timeout
         while Integration.select().where(Integration.expires_at > far).count() < integrations:
             if time.monotonic() > deadline or daemon.poll() is not None:
-                raise RuntimeError(f"the sweep did not refresh {integrations} integrations in time "
-                                   f"(see {work / 'daemon.log'})")
+                raise RuntimeError(
+                    f"the sweep did not refresh {integrations} integrations in time (see {work / 'daemon.log'})"
+                )
             time.sleep(0.25)
-        first, last = (Integration.select(Integration.updated_at).order_by(order).scalar()
-                       for order in (Integration.updated_at.asc(), Integration.updated_at.desc()))
+        first, last = (
+            Integration.select(Integration.updated_at).order_by(order).scalar()
+            for order in (Integration.updated_at.asc(), Integration.updated_at.desc())
+        )
         sweep = integrations / max((last - first).total_seconds(), 1e-6)
         cpu = meter.per_item_us(integrations)
         failures = Integration.select().where(Integration.last_error.is_null(False)).count()
@@ -184,25 +231,40 @@ def run(database_url: str | None, integrations: int, raw_seconds: float, timeout
         calls = stop_emulator(emulator)
     sweep_calls = calls.get("refresh", 0) - raw_done  # one provider call per integration, no more
     shutil.rmtree(work, ignore_errors=True)  # kept when the run failed: daemon.log is there
-    return {"database": "PostgreSQL" if is_postgres(database_url) else "SQLite", "integrations": integrations,
-            "concurrency": CONCURRENCY, "raw_per_s": raw, "raw_errors": raw_errors, "sweep_per_s": sweep,
-            "ratio": sweep / raw, "sweep_seconds": (last - first).total_seconds(), "seed_seconds": seeded_s,
-            "sweep_provider_calls": sweep_calls, "failures": failures, "raw_cpu_us": raw_cpu_us,
-            "daemon_cpu_us": cpu["daemon"], "postgres_cpu_us": cpu.get("postgres", 0.0)}
+    return {
+        "database": "PostgreSQL" if is_postgres(database_url) else "SQLite",
+        "integrations": integrations,
+        "concurrency": CONCURRENCY,
+        "raw_per_s": raw,
+        "raw_errors": raw_errors,
+        "sweep_per_s": sweep,
+        "ratio": sweep / raw,
+        "sweep_seconds": (last - first).total_seconds(),
+        "seed_seconds": seeded_s,
+        "sweep_provider_calls": sweep_calls,
+        "failures": failures,
+        "raw_cpu_us": raw_cpu_us,
+        "daemon_cpu_us": cpu["daemon"],
+        "postgres_cpu_us": cpu.get("postgres", 0.0),
+    }
 
 
 def markdown(result: dict) -> str:
-    return "\n".join([
-        f"| Measure ({result['database']}) | Result |", "|---|---|",
-        f"| raw token-endpoint POSTs/s ({result['concurrency']} concurrent) | {result['raw_per_s']:.0f} "
-        f"({result['raw_errors']} errors) |",
-        f"| integrations refreshed by the daemon's sweep /s ({result['integrations']:,}, in "
-        f"{result['sweep_seconds']:.1f} s) | {result['sweep_per_s']:.0f} |",
-        f"| ratio sweep / raw | **{result['ratio']:.2f}** |",
-        f"| provider calls made by the sweep, failed refreshes | {result['sweep_provider_calls']:,}, "
-        f"{result['failures']} |",
-        f"| CPU µs per refresh: daemon, PostgreSQL; raw client per POST | {result['daemon_cpu_us']:,.0f}, "
-        f"{result['postgres_cpu_us']:,.0f}; {result['raw_cpu_us']:,.0f} |"])
+    return "\n".join(
+        [
+            f"| Measure ({result['database']}) | Result |",
+            "|---|---|",
+            f"| raw token-endpoint POSTs/s ({result['concurrency']} concurrent) | {result['raw_per_s']:.0f} "
+            f"({result['raw_errors']} errors) |",
+            f"| integrations refreshed by the daemon's sweep /s ({result['integrations']:,}, in "
+            f"{result['sweep_seconds']:.1f} s) | {result['sweep_per_s']:.0f} |",
+            f"| ratio sweep / raw | **{result['ratio']:.2f}** |",
+            f"| provider calls made by the sweep, failed refreshes | {result['sweep_provider_calls']:,}, "
+            f"{result['failures']} |",
+            f"| CPU µs per refresh: daemon, PostgreSQL; raw client per POST | {result['daemon_cpu_us']:,.0f}, "
+            f"{result['postgres_cpu_us']:,.0f}; {result['raw_cpu_us']:,.0f} |",
+        ]
+    )
 
 
 def main() -> None:

@@ -74,12 +74,14 @@ async def raw_rate(url: str, concurrency: int, seconds: float, body: bytes) -> f
     done = 0
     deadline = time.perf_counter() + seconds
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+
         async def worker():
             nonlocal done
             while time.perf_counter() < deadline:
                 async with session.post(url, data=body, headers={"content-type": "application/json"}) as r:
                     await r.read()
                 done += 1
+
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         return done / (time.perf_counter() - started), done
@@ -103,16 +105,31 @@ print(late)
 """
 
 
-def emit_at_rate(database_url: str, integration_id, rate: int, seconds: float, processes: int,
-                 env: dict) -> tuple[int, float]:
+def emit_at_rate(
+    database_url: str, integration_id, rate: int, seconds: float, processes: int, env: dict
+) -> tuple[int, float]:
     """Real ``core.events.emit`` calls (each its own committed transaction) from ``processes``
     processes, each at rate/processes on a shared schedule; the events emitted and the rate reached."""
     count = int(rate * seconds) // processes
     start = time.time() + 3.0  # every emitter imported and connected before the clock starts
-    procs = [subprocess.Popen([sys.executable, "-c", EMITTER, database_url, str(integration_id),
-                               str(rate / processes), str(count), str(start + k / rate)],
-                              env={**env, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, text=True)
-             for k in range(processes)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                EMITTER,
+                database_url,
+                str(integration_id),
+                str(rate / processes),
+                str(count),
+                str(start + k / rate),
+            ],
+            env={**env, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for k in range(processes)
+    ]
     for proc in procs:
         proc.communicate(timeout=seconds * 20 + 60)
         if proc.returncode:
@@ -122,8 +139,11 @@ def emit_at_rate(database_url: str, integration_id, rate: int, seconds: float, p
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--database-url", help="an empty database (it is migrated); default: a SQLite file in a "
-                                               "temporary directory (durable and failing-receiver runs only)")
+    parser.add_argument(
+        "--database-url",
+        help="an empty database (it is migrated); default: a SQLite file in a "
+        "temporary directory (durable and failing-receiver runs only)",
+    )
     parser.add_argument("--deliveries", type=int, default=20000)
     parser.add_argument("--rate", type=int, default=500, help="events per second for the latency run")
     parser.add_argument("--latency-seconds", type=float, default=10, help="0: no latency run")
@@ -132,10 +152,15 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--raw-seconds", type=float, default=5)
     parser.add_argument("--receivers", type=int, default=20, help="webhooks (receivers) of the failing-receiver run")
-    parser.add_argument("--failing", type=float, default=0.1, help="share of those receivers answering 500; "
-                                                                   "0: no failing-receiver run")
-    parser.add_argument("--emitters", type=int, default=4,
-                        help="emitter processes for the latency run (one Python loop cannot reach 500 emits/s)")
+    parser.add_argument(
+        "--failing", type=float, default=0.1, help="share of those receivers answering 500; 0: no failing-receiver run"
+    )
+    parser.add_argument(
+        "--emitters",
+        type=int,
+        default=4,
+        help="emitter processes for the latency run (one Python loop cannot reach 500 emits/s)",
+    )
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
     result = run(args)
@@ -148,11 +173,20 @@ def run(args) -> dict:
     database_url = args.database_url or f"sqlite:///{work}/hooks.db"
     postgres = is_postgres(database_url)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "REDIS_", "WEBHOOK_"))}
-    env.update(NEXUS_DATA_DIR=str(work), NODE_ENV="test", DATABASE_URL=database_url,
-               ENCRYPTION_KEY=base64.b64encode(os.urandom(32)).decode(), JWT_SECRET="bench-" + "x" * 32,
-               WEBHOOK_ALLOWED_NETWORKS="127.0.0.1/32", WEBHOOK_CONCURRENCY=str(args.concurrency),
-               WEBHOOK_CONCURRENCY_PER_ENDPOINT=str(args.concurrency), LOG_FORMAT="json",
-               EVENTS_CONSUME_STREAMS="none", SYNC_POLL_INTERVAL="1h", REFRESH_SWEEP_INTERVAL="1h")
+    env.update(
+        NEXUS_DATA_DIR=str(work),
+        NODE_ENV="test",
+        DATABASE_URL=database_url,
+        ENCRYPTION_KEY=base64.b64encode(os.urandom(32)).decode(),
+        JWT_SECRET="bench-" + "x" * 32,
+        WEBHOOK_ALLOWED_NETWORKS="127.0.0.1/32",
+        WEBHOOK_CONCURRENCY=str(args.concurrency),
+        WEBHOOK_CONCURRENCY_PER_ENDPOINT=str(args.concurrency),
+        LOG_FORMAT="json",
+        EVENTS_CONSUME_STREAMS="none",
+        SYNC_POLL_INTERVAL="1h",
+        REFRESH_SWEEP_INTERVAL="1h",
+    )
     os.environ.update(env)
     subprocess.run([str(NEXUSCTL), "-q", "db", "migrate"], env=env, check=True)
 
@@ -172,22 +206,31 @@ def run(args) -> dict:
     receiver = subprocess.Popen([sys.executable, "-c", RECEIVER, str(port)])
     url = f"http://127.0.0.1:{port}/hook"
     daemon = None
-    out: dict = {"database": "PostgreSQL" if postgres else "SQLite", "concurrency": args.concurrency,
-                 "deliveries": args.deliveries}
+    out: dict = {
+        "database": "PostgreSQL" if postgres else "SQLite",
+        "concurrency": args.concurrency,
+        "deliveries": args.deliveries,
+    }
     try:
         wait_http(url, "POST")
-        integration = Integration.create(user_id="00000000-0000-4000-8000-000000000001", provider=Provider.SHOPIFY,
-                                         name="bench")
+        integration = Integration.create(
+            user_id="00000000-0000-4000-8000-000000000001", provider=Provider.SHOPIFY, name="bench"
+        )
         hook, _ = webhooks.create(ring, integration_id=integration.id, url=url, events=["*"])
-        body = (b'{"type":"media.created","timestamp":"2026-11-25T00:00:00Z","data":{"integrationId":"'
-                + str(integration.id).encode() + b'","provider":"SHOPIFY","i":1}}')
+        body = (
+            b'{"type":"media.created","timestamp":"2026-11-25T00:00:00Z","data":{"integrationId":"'
+            + str(integration.id).encode()
+            + b'","provider":"SHOPIFY","i":1}}'
+        )
 
         # 1. raw POSTs into the receiver.
         client_cpu, receiver_cpu = time.process_time(), cpu_seconds(receiver.pid)
         raw, raw_count = asyncio.run(raw_rate(url, args.concurrency, args.raw_seconds, body))
         out["raw_per_s"] = raw
-        out["raw_cpu_us"] = {"client": (time.process_time() - client_cpu) / raw_count * 1e6,
-                             "receiver": (cpu_seconds(receiver.pid) - receiver_cpu) / raw_count * 1e6}
+        out["raw_cpu_us"] = {
+            "client": (time.process_time() - client_cpu) / raw_count * 1e6,
+            "receiver": (cpu_seconds(receiver.pid) - receiver_cpu) / raw_count * 1e6,
+        }
 
         # 2. durable: queue N, then one daemon sends them.
         _queue(db, [hook.id], args.deliveries)
@@ -207,14 +250,24 @@ def run(args) -> dict:
         # 4. latency at a fixed emit rate (PostgreSQL: the emitters are separate processes).
         if postgres and args.latency_seconds > 0:
             _clear(db)
-            count, achieved = emit_at_rate(database_url, integration.id, args.rate, args.latency_seconds,
-                                           args.emitters, env)
+            count, achieved = emit_at_rate(
+                database_url, integration.id, args.rate, args.latency_seconds, args.emitters, env
+            )
             _wait_delivered(count, 300)
-            lags = [float(row[0]) * 1000 for row in db.execute_sql(
-                "SELECT EXTRACT(EPOCH FROM (a.started_at - d.created_at)) FROM webhook_attempts a "
-                "JOIN webhook_deliveries d ON d.id = a.delivery_id WHERE a.number = 1").fetchall()]
-            out["latency"] = {"events": count, "achieved_per_s": achieved, "target_per_s": args.rate,
-                              "p50_ms": percentile(lags, 0.5), "p99_ms": percentile(lags, 0.99)}
+            lags = [
+                float(row[0]) * 1000
+                for row in db.execute_sql(
+                    "SELECT EXTRACT(EPOCH FROM (a.started_at - d.created_at)) FROM webhook_attempts a "
+                    "JOIN webhook_deliveries d ON d.id = a.delivery_id WHERE a.number = 1"
+                ).fetchall()
+            ]
+            out["latency"] = {
+                "events": count,
+                "achieved_per_s": achieved,
+                "target_per_s": args.rate,
+                "p50_ms": percentile(lags, 0.5),
+                "p99_ms": percentile(lags, 0.99),
+            }
 
         # 5. backlog memory (PostgreSQL: the backlog is inserted in one statement).
         if postgres and args.backlog > 0:
@@ -225,8 +278,12 @@ def run(args) -> dict:
             daemon = _start_daemon(env, dport)
             time.sleep(args.backlog_seconds)  # let it work through the backlog (a measurement window, not a wait)
             sent = db.execute_sql("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'DELIVERED'").fetchone()[0]
-            out["backlog"] = {"rows": args.backlog, "peak_rss_mb": _peak_rss_mb(daemon.pid),
-                              "seconds": args.backlog_seconds, "sent": sent}
+            out["backlog"] = {
+                "rows": args.backlog,
+                "peak_rss_mb": _peak_rss_mb(daemon.pid),
+                "seconds": args.backlog_seconds,
+                "sent": sent,
+            }
     finally:
         if daemon is not None:
             daemon.terminate()
@@ -239,8 +296,12 @@ def run(args) -> dict:
 
 
 def _start_daemon(env: dict, port: int):
-    daemon = subprocess.Popen([str(NEXUSCTL), "daemon", "--port", str(port)], env={**env, "PORT": str(port)},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    daemon = subprocess.Popen(
+        [str(NEXUSCTL), "daemon", "--port", str(port)],
+        env={**env, "PORT": str(port)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     wait_http(f"http://127.0.0.1:{port}/health")
     return daemon
 
@@ -265,8 +326,12 @@ def _failing_run(db, ring, integration_id, port: int, args) -> dict:
 
     failing = max(1, round(args.receivers * args.failing))
     per_round = max(args.deliveries // 2, args.receivers)
-    hooks = [webhooks.create(ring, integration_id=integration_id, url=f"http://127.0.0.1:{port}/hook/{i}",
-                             events=["*"])[0].id for i in range(args.receivers)]
+    hooks = [
+        webhooks.create(ring, integration_id=integration_id, url=f"http://127.0.0.1:{port}/hook/{i}", events=["*"])[
+            0
+        ].id
+        for i in range(args.receivers)
+    ]
     totals = {name: {"healthy_deliveries": 0, "seconds": 0.0, "failed_attempts": 0} for name in ("healthy", "failing")}
     for name in ("healthy", "failing", "failing", "healthy"):
         bad = failing if name == "failing" else 0
@@ -274,7 +339,8 @@ def _failing_run(db, ring, integration_id, port: int, args) -> dict:
         for i, hook_id in enumerate(hooks):
             path = "fail" if i < bad else "hook"
             Webhook.update(url=f"http://127.0.0.1:{port}/{path}/{i}", failing_since=None).where(
-                Webhook.id == hook_id).execute()
+                Webhook.id == hook_id
+            ).execute()
         time.sleep(1.5)  # the worker reads a webhook's URL once per claimed batch: let no batch span the switch
         _queue(db, hooks, per_round)
         healthy = sum(1 for k in range(per_round) if k % len(hooks) >= bad)
@@ -282,8 +348,12 @@ def _failing_run(db, ring, integration_id, port: int, args) -> dict:
         first, last = _window(db)
         totals[name]["healthy_deliveries"] += healthy
         totals[name]["seconds"] += max((last - first).total_seconds(), 1e-6)
-        totals[name]["failed_attempts"] += (WebhookAttempt.select().join(WebhookDelivery)
-                                            .where(WebhookDelivery.status != DeliveryStatus.DELIVERED).count())
+        totals[name]["failed_attempts"] += (
+            WebhookAttempt.select()
+            .join(WebhookDelivery)
+            .where(WebhookDelivery.status != DeliveryStatus.DELIVERED)
+            .count()
+        )
     for hook_id in hooks:
         Webhook.delete().where(Webhook.id == hook_id).execute()
     result = {"receivers": args.receivers, "failing_receivers": failing, "per_round": per_round}
@@ -324,41 +394,63 @@ def _queue(db, hook_ids, count: int) -> None:
             "attempts, next_attempt_at) SELECT gen_random_uuid(), now(), now(), (%s::uuid[])[1 + g %% %s], "
             "'media.created', jsonb_build_object('type', 'media.created', 'data', jsonb_build_object('i', g)), "
             f"'PENDING', 0, now() FROM generate_series(0, {int(count) - 1}) AS g",
-            ([str(h) for h in hook_ids], len(hook_ids)))
+            ([str(h) for h in hook_ids], len(hook_ids)),
+        )
         return
     now = utcnow()
-    rows = [{"id": uuid.uuid4(), "webhook": hook_ids[g % len(hook_ids)], "event": "media.created",
-             "payload": {"type": "media.created", "data": {"i": g}}, "status": DeliveryStatus.PENDING,
-             "attempts": 0, "next_attempt_at": now, "created_at": now, "updated_at": now} for g in range(count)]
+    rows = [
+        {
+            "id": uuid.uuid4(),
+            "webhook": hook_ids[g % len(hook_ids)],
+            "event": "media.created",
+            "payload": {"type": "media.created", "data": {"i": g}},
+            "status": DeliveryStatus.PENDING,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for g in range(count)
+    ]
     for start in range(0, count, 500):
         with db.atomic():
-            WebhookDelivery.insert_many(rows[start:start + 500]).execute()
+            WebhookDelivery.insert_many(rows[start : start + 500]).execute()
 
 
 def markdown(r: dict) -> str:
-    lines = [f"| Measure ({r['database']}, concurrency {r['concurrency']}) | Result |", "|---|---|",
-             f"| raw aiohttp POSTs/s | {r['raw_per_s']:.0f} |",
-             f"| durable deliveries/s ({r['deliveries']:,} queued, one daemon) | {r['durable_per_s']:.0f} |",
-             f"| ratio durable / raw | **{r['ratio']:.2f}** |"]
+    lines = [
+        f"| Measure ({r['database']}, concurrency {r['concurrency']}) | Result |",
+        "|---|---|",
+        f"| raw aiohttp POSTs/s | {r['raw_per_s']:.0f} |",
+        f"| durable deliveries/s ({r['deliveries']:,} queued, one daemon) | {r['durable_per_s']:.0f} |",
+        f"| ratio durable / raw | **{r['ratio']:.2f}** |",
+    ]
     if "failing" in r:
         f = r["failing"]
-        lines += [f"| healthy deliveries/s, {f['receivers']} receivers all healthy "
-                  f"| {f['healthy']['healthy_per_s']:.0f} |",
-                  f"| healthy deliveries/s, {f['failing_receivers']} of {f['receivers']} answering 500 "
-                  f"({f['failing']['failed_attempts']:,} failed attempts meanwhile) "
-                  f"| {f['failing']['healthy_per_s']:.0f} |",
-                  f"| ratio failing / all healthy | **{f['ratio']:.2f}** |"]
+        lines += [
+            f"| healthy deliveries/s, {f['receivers']} receivers all healthy | {f['healthy']['healthy_per_s']:.0f} |",
+            f"| healthy deliveries/s, {f['failing_receivers']} of {f['receivers']} answering 500 "
+            f"({f['failing']['failed_attempts']:,} failed attempts meanwhile) "
+            f"| {f['failing']['healthy_per_s']:.0f} |",
+            f"| ratio failing / all healthy | **{f['ratio']:.2f}** |",
+        ]
     if "latency" in r:
         lat = r["latency"]
-        lines.append(f"| emit-to-first-attempt at {lat['achieved_per_s']:.0f} events/s (aim {lat['target_per_s']}; "
-                     f"{lat['events']:,} events) | p50 {lat['p50_ms']:.1f} ms, p99 **{lat['p99_ms']:.1f} ms** |")
+        lines.append(
+            f"| emit-to-first-attempt at {lat['achieved_per_s']:.0f} events/s (aim {lat['target_per_s']}; "
+            f"{lat['events']:,} events) | p50 {lat['p50_ms']:.1f} ms, p99 **{lat['p99_ms']:.1f} ms** |"
+        )
     if "backlog" in r:
         b = r["backlog"]
-        lines.append(f"| daemon peak RSS with a {b['rows']:,} backlog ({b['seconds']:.0f} s, {b['sent']:,} sent) "
-                     f"| {b['peak_rss_mb']:.0f} MB |")
+        lines.append(
+            f"| daemon peak RSS with a {b['rows']:,} backlog ({b['seconds']:.0f} s, {b['sent']:,} sent) "
+            f"| {b['peak_rss_mb']:.0f} MB |"
+        )
     lines.append("")
-    lines.append(f"CPU per message (µs; user + system from /proc): raw {_fmt(r['raw_cpu_us'])}; "
-                 f"durable {_fmt(r['durable_cpu_us'])}.")
+    lines.append(
+        f"CPU per message (µs; user + system from /proc): raw {_fmt(r['raw_cpu_us'])}; "
+        f"durable {_fmt(r['durable_cpu_us'])}."
+    )
     return "\n".join(lines)
 
 
@@ -368,10 +460,12 @@ def _fmt(cpu: dict) -> str:
 
 def _insert_sql(count: int) -> str:
     # Set-based: a large backlog in one statement, as a burst of emits would leave it.
-    return ("INSERT INTO webhook_deliveries (id, created_at, updated_at, webhook_id, event, payload, status, attempts, "
-            "next_attempt_at) SELECT gen_random_uuid(), now(), now(), %s, 'media.created', "
-            "jsonb_build_object('type', 'media.created', 'data', jsonb_build_object('i', g)), 'PENDING', 0, now() "
-            f"FROM generate_series(1, {int(count)}) AS g")
+    return (
+        "INSERT INTO webhook_deliveries (id, created_at, updated_at, webhook_id, event, payload, status, attempts, "
+        "next_attempt_at) SELECT gen_random_uuid(), now(), now(), %s, 'media.created', "
+        "jsonb_build_object('type', 'media.created', 'data', jsonb_build_object('i', g)), 'PENDING', 0, now() "
+        f"FROM generate_series(1, {int(count)}) AS g"
+    )
 
 
 def _wait_delivered(count: int, timeout: float) -> None:

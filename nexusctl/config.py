@@ -93,8 +93,10 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     for entry in sorted(later, key=lambda e: getattr(e.default, "creates_file", False)):
         values[entry.field] = _value(entry, entry.default(values, env))
     if values["node_env"] == "production" and values["clock_file"]:
-        raise ConfigError("NEXUSCTL_CLOCK_FILE: a test facility that moves the service's clock; refused when "
-                          "NODE_ENV=production (unset it)")
+        raise ConfigError(
+            "NEXUSCTL_CLOCK_FILE: a test facility that moves the service's clock; refused when "
+            "NODE_ENV=production (unset it)"
+        )
     given = env.get("ENCRYPTION_KEY", "").strip()
     values["encryption_key_source"] = "ENCRYPTION_KEY" if given else str(values["data_dir"] / DEV_KEY_FILE)
     return Settings(**values)
@@ -138,8 +140,10 @@ def require_production_settings(env: Mapping[str, str]) -> None:
     """Refuse a production daemon whose DATABASE_URL or FRONTEND_URL would be a development default."""
     missing = missing_for_production(env)
     if missing:
-        raise ConfigError(f"{', '.join(missing)}: required when NODE_ENV=production (no development default: "
-                          "set DATABASE_URL=postgresql://... and FRONTEND_URL=https://...)")
+        raise ConfigError(
+            f"{', '.join(missing)}: required when NODE_ENV=production (no development default: "
+            "set DATABASE_URL=postgresql://... and FRONTEND_URL=https://...)"
+        )
 
 
 def jwt_signing_secret(settings: "Settings") -> Secret:

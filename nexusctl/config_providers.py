@@ -60,8 +60,11 @@ def endpoint_kinds(provider: Provider) -> tuple[str, ...]:
 
 def credential_variables(provider: Provider) -> list[str]:
     """The provider's client and endpoint variables (TIKTOK_CLIENT_ID is TikTok's, TIKTOK_ADS_CLIENT_ID is not)."""
-    return [f"{provider.value}_CLIENT_ID", f"{provider.value}_CLIENT_SECRET",
-            *(f"{provider.value}_{kind}_URL" for kind in endpoint_kinds(provider))]
+    return [
+        f"{provider.value}_CLIENT_ID",
+        f"{provider.value}_CLIENT_SECRET",
+        *(f"{provider.value}_{kind}_URL" for kind in endpoint_kinds(provider)),
+    ]
 
 
 def provider_variable_names() -> list[str]:
@@ -84,8 +87,9 @@ def load_providers(env: Mapping[str, str]) -> dict[Provider, ProviderCredentials
                 if parts.scheme not in ("http", "https") or not parts.hostname:
                     raise ConfigError(f"{name}: {value!r} is not an http(s) URL with a host")
                 endpoints[kind] = value.rstrip("/") if kind == "API" else value
-        creds[provider] = ProviderCredentials(client_id, Secret(secret) if secret else None, endpoints,
-                                              _approved_scopes(env, provider))
+        creds[provider] = ProviderCredentials(
+            client_id, Secret(secret) if secret else None, endpoints, _approved_scopes(env, provider)
+        )
     return creds
 
 
@@ -95,6 +99,8 @@ def _approved_scopes(env: Mapping[str, str], provider: Provider) -> tuple[str, .
     known = APPROVAL_SCOPES.get(provider, ())
     unknown = [s for s in given if s not in known]
     if unknown:
-        raise ConfigError(f"{name}: {', '.join(unknown)} is not a scope {provider.value} approves per app "
-                          f"(known: {', '.join(known) or 'none'})")
+        raise ConfigError(
+            f"{name}: {', '.join(unknown)} is not a scope {provider.value} approves per app "
+            f"(known: {', '.join(known) or 'none'})"
+        )
     return tuple(s for s in known if s in given)

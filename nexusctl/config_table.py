@@ -68,6 +68,7 @@ class Family(NamedTuple):
 
 # --- defaults that depend on other settings -------------------------------------------
 
+
 def default_data_dir(values: dict, env: Mapping[str, str]) -> str:
     xdg = env.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return str(Path(xdg) / "nexusctl")
@@ -122,160 +123,388 @@ def dev_secret(path: Path, generate, check) -> tuple[str, bool]:
 
 
 # Providers named in the docs, in the table's order (README's wording).
-_PROVIDER_NAMES = ("`TIKTOK`, `INSTAGRAM`, `FACEBOOK`, `YOUTUBE`, `TWITTER`, `LINKEDIN`, `HUBSPOT`, `SALESFORCE`, "
-                   "`SHOPIFY`, `WOOCOMMERCE`, `META_ADS`, `GOOGLE_ADS`, `TIKTOK_ADS`, `MAILCHIMP`, `SENDGRID`, "
-                   "`STRIPE`, `PAYPAL`, `ZAPIER`, `SLACK`, `DISCORD`")
+_PROVIDER_NAMES = (
+    "`TIKTOK`, `INSTAGRAM`, `FACEBOOK`, `YOUTUBE`, `TWITTER`, `LINKEDIN`, `HUBSPOT`, `SALESFORCE`, "
+    "`SHOPIFY`, `WOOCOMMERCE`, `META_ADS`, `GOOGLE_ADS`, `TIKTOK_ADS`, `MAILCHIMP`, `SENDGRID`, "
+    "`STRIPE`, `PAYPAL`, `ZAPIER`, `SLACK`, `DISCORD`"
+)
 
-PROVIDER_CREDENTIALS = Family("providers", provider_variable_names, load_providers, (
-    ("`<PROVIDER>_CLIENT_ID`, `<PROVIDER>_CLIENT_SECRET`", "unset",
-     f"OAuth client of each provider: {_PROVIDER_NAMES}. TikTok's is its client key, TikTok Ads' its app id and "
-     "secret, Stripe's `ca_…` client id and platform secret key. SendGrid (API keys) and WooCommerce (keys granted "
-     "by the store) need none."),
-    ("`<PROVIDER>_AUTH_URL`, `_TOKEN_URL`, `_API_URL`, `_REVOKE_URL`", "the provider's production endpoints",
-     "Override an endpoint: sandboxes (`PAYPAL_TOKEN_URL=https://api-m.sandbox.paypal.com/v1/oauth2/token`, "
-     "`SALESFORCE_AUTH_URL=https://test.salesforce.com/services/oauth2/authorize`) and emulators. Shopify URLs may "
-     "contain `{shop}`. `nexusctl providers show P` prints the effective ones."),
-    ("`GOOGLE_ADS_USERINFO_URL`", "`https://openidconnect.googleapis.com/v1/userinfo`",
-     "Google Ads' account lookup (OpenID userinfo). `GOOGLE_ADS_API_URL` is the Google Ads API itself "
-     "(`https://googleads.googleapis.com/v26`; the version is part of it), which its syncs read."),
-    ("`YOUTUBE_ANALYTICS_URL`", "`https://youtubeanalytics.googleapis.com`",
-     "The YouTube Analytics API's host (`fetch_analytics`), apart from `YOUTUBE_API_URL`, the Data API."),
-    ("`LINKEDIN_APPROVED_SCOPES`, `PAYPAL_APPROVED_SCOPES`, `SHOPIFY_APPROVED_SCOPES`", "unset",
-     "Approval-only scopes the provider granted this app, space- or comma-separated: `r_member_social` (LinkedIn "
-     "partners: `fetch_posts`), `r_member_postAnalytics` (LinkedIn partners: `fetch_analytics`), "
-     "`https://uri.paypal.com/services/reporting/search/read` (PayPal partners: "
-     "`fetch_transactions`), `read_all_orders` (Shopify: orders older than 60 days). Only then does the consent ask "
-     "for them (without the approval the provider refuses the whole consent); see the scopes table under Syncs. "
-     "Another value stops with `CONFIG_ERROR`."),
-))
+PROVIDER_CREDENTIALS = Family(
+    "providers",
+    provider_variable_names,
+    load_providers,
+    (
+        (
+            "`<PROVIDER>_CLIENT_ID`, `<PROVIDER>_CLIENT_SECRET`",
+            "unset",
+            f"OAuth client of each provider: {_PROVIDER_NAMES}. TikTok's is its client key, TikTok Ads' its app id "
+            "and secret, Stripe's `ca_…` client id and platform secret key. SendGrid (API keys) and WooCommerce (keys "
+            "granted by the store) need none.",
+        ),
+        (
+            "`<PROVIDER>_AUTH_URL`, `_TOKEN_URL`, `_API_URL`, `_REVOKE_URL`",
+            "the provider's production endpoints",
+            "Override an endpoint: sandboxes (`PAYPAL_TOKEN_URL=https://api-m.sandbox.paypal.com/v1/oauth2/token`, "
+            "`SALESFORCE_AUTH_URL=https://test.salesforce.com/services/oauth2/authorize`) and emulators. Shopify URLs "
+            "may contain `{shop}`. `nexusctl providers show P` prints the effective ones.",
+        ),
+        (
+            "`GOOGLE_ADS_USERINFO_URL`",
+            "`https://openidconnect.googleapis.com/v1/userinfo`",
+            "Google Ads' account lookup (OpenID userinfo). `GOOGLE_ADS_API_URL` is the Google Ads API itself "
+            "(`https://googleads.googleapis.com/v26`; the version is part of it), which its syncs read.",
+        ),
+        (
+            "`YOUTUBE_ANALYTICS_URL`",
+            "`https://youtubeanalytics.googleapis.com`",
+            "The YouTube Analytics API's host (`fetch_analytics`), apart from `YOUTUBE_API_URL`, the Data API.",
+        ),
+        (
+            "`LINKEDIN_APPROVED_SCOPES`, `PAYPAL_APPROVED_SCOPES`, `SHOPIFY_APPROVED_SCOPES`",
+            "unset",
+            "Approval-only scopes the provider granted this app, space- or comma-separated: `r_member_social` "
+            "(LinkedIn partners: `fetch_posts`), `r_member_postAnalytics` (LinkedIn partners: `fetch_analytics`), "
+            "`https://uri.paypal.com/services/reporting/search/read` (PayPal partners: "
+            "`fetch_transactions`), `read_all_orders` (Shopify: orders older than 60 days). Only then does the "
+            "consent ask for them (without the approval the provider refuses the whole consent); see the scopes "
+            "table under Syncs. Another value stops with `CONFIG_ERROR`.",
+        ),
+    ),
+)
 
 # Seconds after each failed attempt (Svix's open-source schedule): 8 attempts over ~27 h.
 DEFAULT_RETRY_SCHEDULE = "5,300,1800,7200,18000,36000,36000"
 
 TABLE = (
-    Variable("NODE_ENV", "node_env", v.node_env, "development",
-             "`development`, `production` or `test`. Production requires `ENCRYPTION_KEY`; the daemon also refuses to "
-             "start without `DATABASE_URL` and `FRONTEND_URL` (no development defaults), and warns without "
-             "`REDIS_URL`."),
+    Variable(
+        "NODE_ENV",
+        "node_env",
+        v.node_env,
+        "development",
+        "`development`, `production` or `test`. Production requires `ENCRYPTION_KEY`; the daemon also refuses to "
+        "start without `DATABASE_URL` and `FRONTEND_URL` (no development defaults), and warns without "
+        "`REDIS_URL`.",
+    ),
     Variable("PORT", "port", v.port, "3008", "Port of `nexusctl daemon` (`--port` overrides)."),
-    Variable("NEXUS_DATA_DIR", "data_dir", v.path, default_data_dir,
-             "Where the SQLite file and the development key live. A directory nexusctl creates is mode 0700; the "
-             "SQLite file it creates, and its `-wal`/`-shm`/journal files, 0600 (a file made by an older version keeps "
-             "its mode: `chmod 600` it).", shown="`$XDG_DATA_HOME/nexusctl` (`~/.local/share/nexusctl`)"),
-    Variable("DATABASE_URL", "database_url", v.database_url, default_database_url,
-             "`sqlite:///path.db` (`sqlite:////abs/path.db`) or `postgresql://user:pass@host:5432/db` (pooled). "
-             "Required in production.", shown="`sqlite:///<data dir>/nexusctl.db`", secret=True),
+    Variable(
+        "NEXUS_DATA_DIR",
+        "data_dir",
+        v.path,
+        default_data_dir,
+        "Where the SQLite file and the development key live. A directory nexusctl creates is mode 0700; the "
+        "SQLite file it creates, and its `-wal`/`-shm`/journal files, 0600 (a file made by an older version keeps "
+        "its mode: `chmod 600` it).",
+        shown="`$XDG_DATA_HOME/nexusctl` (`~/.local/share/nexusctl`)",
+    ),
+    Variable(
+        "DATABASE_URL",
+        "database_url",
+        v.database_url,
+        default_database_url,
+        "`sqlite:///path.db` (`sqlite:////abs/path.db`) or `postgresql://user:pass@host:5432/db` (pooled). "
+        "Required in production.",
+        shown="`sqlite:///<data dir>/nexusctl.db`",
+        secret=True,
+    ),
     Variable("DATABASE_POOL_SIZE", "database_pool_size", v.positive_int, "10", "PostgreSQL connections per process."),
-    Variable("REDIS_URL", "redis_url", v.redis_url, None,
-             "`redis://host:6379/0`. Unset: no Redis, everything in the database (in production a warning in the "
-             "daemon's log and in `doctor`).", secret=True),
-    Variable("ENCRYPTION_KEY", "encryption_key", v.encryption_key, development_encryption_key,
-             "Base64 of 32 random bytes (`nexusctl keys generate`). Without it in development, a key is generated "
-             "once into `<data dir>/encryption.key` (mode 0600) with a warning.",
-             shown="generated in development", secret=True),
-    Variable("ENCRYPTION_OLD_KEYS", "old_encryption_keys", v.old_keys, "",
-             "Comma-separated older keys that still decrypt (during a rotation).", secret=True),
-    Variable("FRONTEND_URL", "frontend_url", v.http_url, "http://localhost:3000",
-             "Frontend redirect base. Required in production."),
-    Variable("JWT_SECRET", "jwt_secret", v.text, None,
-             "HS256 secret shared with the user service. Without it (and without `JWT_PUBLIC_KEY`) in development, "
-             "one is generated into `<data dir>/jwt.secret` (mode 0600); production refuses to serve.",
-             shown="generated in development", secret=True, strip=False),
-    Variable("JWT_PUBLIC_KEY", "jwt_public_key", v.public_key, None,
-             "PEM text or a file path: verify RS256 (RSA) or ES256 (EC) tokens instead."),
+    Variable(
+        "REDIS_URL",
+        "redis_url",
+        v.redis_url,
+        None,
+        "`redis://host:6379/0`. Unset: no Redis, everything in the database (in production a warning in the "
+        "daemon's log and in `doctor`).",
+        secret=True,
+    ),
+    Variable(
+        "ENCRYPTION_KEY",
+        "encryption_key",
+        v.encryption_key,
+        development_encryption_key,
+        "Base64 of 32 random bytes (`nexusctl keys generate`). Without it in development, a key is generated "
+        "once into `<data dir>/encryption.key` (mode 0600) with a warning.",
+        shown="generated in development",
+        secret=True,
+    ),
+    Variable(
+        "ENCRYPTION_OLD_KEYS",
+        "old_encryption_keys",
+        v.old_keys,
+        "",
+        "Comma-separated older keys that still decrypt (during a rotation).",
+        secret=True,
+    ),
+    Variable(
+        "FRONTEND_URL",
+        "frontend_url",
+        v.http_url,
+        "http://localhost:3000",
+        "Frontend redirect base. Required in production.",
+    ),
+    Variable(
+        "JWT_SECRET",
+        "jwt_secret",
+        v.text,
+        None,
+        "HS256 secret shared with the user service. Without it (and without `JWT_PUBLIC_KEY`) in development, "
+        "one is generated into `<data dir>/jwt.secret` (mode 0600); production refuses to serve.",
+        shown="generated in development",
+        secret=True,
+        strip=False,
+    ),
+    Variable(
+        "JWT_PUBLIC_KEY",
+        "jwt_public_key",
+        v.public_key,
+        None,
+        "PEM text or a file path: verify RS256 (RSA) or ES256 (EC) tokens instead.",
+    ),
     Variable("JWT_ISSUER", "jwt_issuer", v.text, None, "When set, tokens must carry this `iss`."),
     Variable("JWT_AUDIENCE", "jwt_audience", v.text, None, "When set, tokens must carry this `aud`."),
-    Variable("JWT_MAX_AGE", "jwt_max_age", v.duration, "24h",
-             "Longest token lifetime accepted: a token whose `exp - iat` exceeds it is refused (401). A token without "
-             "`iat` is bounded by its `exp` alone. `nexusctl token mint --ttl` may not exceed it."),
-    Variable("LOG_FORMAT", "log_format", v.choice("text", "json"), "text",
-             "`json`: the daemon logs one JSON object per line (request logs carry `method`, `route`, `status`, "
-             "`duration_ms`, `request_id`)."),
+    Variable(
+        "JWT_MAX_AGE",
+        "jwt_max_age",
+        v.duration,
+        "24h",
+        "Longest token lifetime accepted: a token whose `exp - iat` exceeds it is refused (401). A token without "
+        "`iat` is bounded by its `exp` alone. `nexusctl token mint --ttl` may not exceed it.",
+    ),
+    Variable(
+        "LOG_FORMAT",
+        "log_format",
+        v.choice("text", "json"),
+        "text",
+        "`json`: the daemon logs one JSON object per line (request logs carry `method`, `route`, `status`, "
+        "`duration_ms`, `request_id`).",
+    ),
     PROVIDER_CREDENTIALS,
-    Variable("GOOGLE_ADS_DEVELOPER_TOKEN", "google_ads_developer_token", v.developer_token, None,
-             "The application's Google Ads developer token (API Center of the manager account), sent as "
-             "`developer-token` on every Google Ads API call and never shown. Without it `fetch_campaigns` of Google "
-             "Ads fails with `PROVIDER_NOT_CONFIGURED`.", secret=True),
-    Variable("GOOGLE_ADS_LOGIN_CUSTOMER_ID", "google_ads_login_customer_id", v.customer_id, None,
-             "10 digits (`123-456-7890` or `1234567890`): the manager account the Google Ads calls go through "
-             "(`login-customer-id`), when the users' accounts are reached through one."),
-    Variable("PUBLIC_URL", "public_url", v.http_url, default_public_url,
-             "Where providers send the browser back: the callback is "
-             "`{PUBLIC_URL}/integrations/oauth/callback/{provider}` (register it at each provider).",
-             shown="`http://localhost:<PORT>`"),
+    Variable(
+        "GOOGLE_ADS_DEVELOPER_TOKEN",
+        "google_ads_developer_token",
+        v.developer_token,
+        None,
+        "The application's Google Ads developer token (API Center of the manager account), sent as "
+        "`developer-token` on every Google Ads API call and never shown. Without it `fetch_campaigns` of Google "
+        "Ads fails with `PROVIDER_NOT_CONFIGURED`.",
+        secret=True,
+    ),
+    Variable(
+        "GOOGLE_ADS_LOGIN_CUSTOMER_ID",
+        "google_ads_login_customer_id",
+        v.customer_id,
+        None,
+        "10 digits (`123-456-7890` or `1234567890`): the manager account the Google Ads calls go through "
+        "(`login-customer-id`), when the users' accounts are reached through one.",
+    ),
+    Variable(
+        "PUBLIC_URL",
+        "public_url",
+        v.http_url,
+        default_public_url,
+        "Where providers send the browser back: the callback is "
+        "`{PUBLIC_URL}/integrations/oauth/callback/{provider}` (register it at each provider).",
+        shown="`http://localhost:<PORT>`",
+    ),
     Variable("WEBHOOK_TIMEOUT", "webhook_timeout", v.seconds, "15", "Seconds a receiver has to answer."),
-    Variable("HTTP_HEADER_TIMEOUT", "http_header_timeout", v.seconds, "10",
-             "Seconds a client has to send a request's line and headers once it connects (or starts its next request "
-             "on a kept-alive connection); slower connections are closed."),
-    Variable("HTTP_BODY_TIMEOUT", "http_body_timeout", v.seconds, "30",
-             "Seconds a request's body has to arrive once its headers have; a slower body is answered 408 "
-             "`REQUEST_TIMEOUT` and the connection closed."),
-    Variable("WEBHOOK_RETRY_SCHEDULE", "webhook_retry_schedule", v.schedule, DEFAULT_RETRY_SCHEDULE,
-             "Seconds to wait after each failed attempt (±20% jitter); after the last, the delivery is `FAILED`."),
-    Variable("WEBHOOK_ALLOWED_NETWORKS", "webhook_allowed_networks", v.networks, "",
-             "CIDRs exempt from the SSRF guard for every user-supplied URL, not only webhooks (development and tests, "
-             "e.g. `127.0.0.1/32` for a local receiver or WooCommerce store). Otherwise loopback, private, "
-             "link-local, metadata, multicast and reserved addresses are refused. See "
-             "[Outbound requests](#outbound-requests-the-ssrf-guard)."),
+    Variable(
+        "HTTP_HEADER_TIMEOUT",
+        "http_header_timeout",
+        v.seconds,
+        "10",
+        "Seconds a client has to send a request's line and headers once it connects (or starts its next request "
+        "on a kept-alive connection); slower connections are closed.",
+    ),
+    Variable(
+        "HTTP_BODY_TIMEOUT",
+        "http_body_timeout",
+        v.seconds,
+        "30",
+        "Seconds a request's body has to arrive once its headers have; a slower body is answered 408 "
+        "`REQUEST_TIMEOUT` and the connection closed.",
+    ),
+    Variable(
+        "WEBHOOK_RETRY_SCHEDULE",
+        "webhook_retry_schedule",
+        v.schedule,
+        DEFAULT_RETRY_SCHEDULE,
+        "Seconds to wait after each failed attempt (±20% jitter); after the last, the delivery is `FAILED`.",
+    ),
+    Variable(
+        "WEBHOOK_ALLOWED_NETWORKS",
+        "webhook_allowed_networks",
+        v.networks,
+        "",
+        "CIDRs exempt from the SSRF guard for every user-supplied URL, not only webhooks (development and tests, "
+        "e.g. `127.0.0.1/32` for a local receiver or WooCommerce store). Otherwise loopback, private, "
+        "link-local, metadata, multicast and reserved addresses are refused. See "
+        "[Outbound requests](#outbound-requests-the-ssrf-guard).",
+    ),
     Variable("WEBHOOK_CONCURRENCY", "webhook_concurrency", v.positive_int, "50", "Sends in flight per daemon."),
-    Variable("WEBHOOK_CONCURRENCY_PER_ENDPOINT", "webhook_concurrency_per_endpoint", v.positive_int, "16",
-             "Sends in flight per webhook (a slow receiver holds at most these, the others keep the rest; a fast one "
-             "is not held to a trickle)."),
-    Variable("TOKEN_REFRESH_WINDOW", "token_refresh_window", v.duration, "10m",
-             "The daemon refreshes tokens that expire within this (`600`, `90s`, `10m`, `1h`)."),
-    Variable("REFRESH_SWEEP_INTERVAL", "refresh_sweep_seconds", v.duration, "60s",
-             "How often the daemon looks for such tokens."),
-    Variable("REFRESH_SWEEP_BATCH", "refresh_sweep_batch", v.positive_int, "500",
-             "Integrations a sweep pass claims; a full pass is followed at once by the next (within one interval for "
-             "the daemon, until done for `integrations refresh --expiring-within`)."),
-    Variable("REFRESH_SWEEP_CONCURRENCY", "refresh_sweep_concurrency", v.positive_int, "5",
-             "Refreshes (provider calls) a sweep runs at once; raise it to refresh a large burst of expiring tokens "
-             "faster, as far as the providers keep up."),
-    Variable("TOKEN_EXPIRY_WARNING", "token_expiry_warning", v.duration, "7d",
-             "Facebook, Meta Ads and Instagram long-lived tokens (no refresh token) are renewed this long before they "
-             "expire; a token that cannot be renewed gets one `integration.error` (`TOKEN_EXPIRING`) this long ahead."),
-    Variable("RETENTION_DAYS", "retention_days", v.positive_int, "30",
-             "Finished deliveries (with their attempts), sync logs and outbox events older than this are purged "
-             "hourly; pending work and events not yet published never."),
-    Variable("EVENTS_STREAM", "events_stream", v.stream_name, "nexus.events",
-             "With `REDIS_URL`: the Redis Stream the daemon publishes its events to."),
-    Variable("EVENTS_STREAM_MAXLEN", "events_stream_maxlen", v.positive_int, "1000000",
-             "The stream is trimmed to about this many entries (`XADD MAXLEN ~`)."),
-    Variable("EVENTS_CONSUME_STREAMS", "events_consume_streams", v.stream_names, "nexus.events",
-             "Comma-separated streams the daemon reads `user.deleted` and `content.published` from; `none` turns the "
-             "consumer off."),
-    Variable("EVENTS_CONSUMER_GROUP", "events_consumer_group", v.stream_name, "nexusctl",
-             "The consumer group all daemons share (each daemon is one consumer, `host:pid`)."),
-    Variable("SYNC_RATE_LIMIT_BUDGET", "sync_rate_limit_budget", v.duration, "120s",
-             "How long one sync run may wait out provider rate limits; beyond it the run ends `FAILED` "
-             "(`RATE_LIMITED`) and the next run resumes from its cursor."),
-    Variable("DISCORD_BOT_TOKEN", "discord_bot_token", v.text, None,
-             "The Discord application's bot token: publishing to Discord posts to `metadata.publishChannel` as this "
-             "bot (add it to the server with the OAuth `bot` scope), only into a server the connected user is in and "
-             "manages.", secret=True),
-    Variable("SLACK_SIGNING_SECRET", "slack_signing_secret", v.text, None,
-             "The Slack app's Signing Secret (Basic Information > App Credentials): verifies the slash commands Slack "
-             "posts to `/integrations/inbound/slack/commands`. Unset: every command is refused "
-             "(`PROVIDER_NOT_CONFIGURED`). Never logged.", secret=True),
-    Variable("NEXUSCTL_CLOCK_FILE", "clock_file", v.text, None,
-             "Test facility only: a file holding seconds added to the service's clock (token expiry, refresh windows, "
-             "schedules, stored timestamps), re-read when it changes, so tests move time for running daemons and the "
-             "provider emulators together. Refused when `NODE_ENV=production`; a daemon using it says so in its "
-             "start-up log and `/ready` (`checks.clock`)."),
-    Variable("SYNC_POLL_INTERVAL", "sync_poll_seconds", v.duration, "30s",
-             "How often the daemon starts syncs whose `metadata.syncSchedule` has come and recovers runs a dead "
-             "process left."),
-    Variable("PUBLISH_PROCESSING_TIMEOUT", "publish_processing_seconds", v.duration, "15m",
-             "How long a publish run waits for the provider to process its video (an Instagram reel) before it ends "
-             "`FAILED`; meanwhile the run is deferred and looked at again."),
-    Variable("EVENTS_CLAIM_IDLE", "events_claim_idle", v.duration, "60s",
-             "An entry a dead consumer left unacknowledged this long is taken over by another daemon."),
-    Variable("ALLOWED_REDIRECT_ORIGINS", "allowed_redirect_origins", v.origins, "",
-             "Comma-separated origins (`https://app.example.com`) a connect flow may return to, besides "
-             "`FRONTEND_URL`'s origin. Any other `redirectUri` is refused."),
-    Variable("HEALTH_CHECK_INTERVAL", "health_check_seconds", v.duration, "60s",
-             "How often the daemon checks the integrations whose health check is due (at most 200 a run)."),
-    Variable("HEALTH_RECHECK", "health_recheck_seconds", v.duration, "15m",
-             "An integration nothing happened to is checked again after this (a refresh or sync outcome, a reconnect, "
-             "or an expiry coming within `TOKEN_EXPIRY_WARNING` makes it due sooner)."),
+    Variable(
+        "WEBHOOK_CONCURRENCY_PER_ENDPOINT",
+        "webhook_concurrency_per_endpoint",
+        v.positive_int,
+        "16",
+        "Sends in flight per webhook (a slow receiver holds at most these, the others keep the rest; a fast one "
+        "is not held to a trickle).",
+    ),
+    Variable(
+        "TOKEN_REFRESH_WINDOW",
+        "token_refresh_window",
+        v.duration,
+        "10m",
+        "The daemon refreshes tokens that expire within this (`600`, `90s`, `10m`, `1h`).",
+    ),
+    Variable(
+        "REFRESH_SWEEP_INTERVAL",
+        "refresh_sweep_seconds",
+        v.duration,
+        "60s",
+        "How often the daemon looks for such tokens.",
+    ),
+    Variable(
+        "REFRESH_SWEEP_BATCH",
+        "refresh_sweep_batch",
+        v.positive_int,
+        "500",
+        "Integrations a sweep pass claims; a full pass is followed at once by the next (within one interval for "
+        "the daemon, until done for `integrations refresh --expiring-within`).",
+    ),
+    Variable(
+        "REFRESH_SWEEP_CONCURRENCY",
+        "refresh_sweep_concurrency",
+        v.positive_int,
+        "5",
+        "Refreshes (provider calls) a sweep runs at once; raise it to refresh a large burst of expiring tokens "
+        "faster, as far as the providers keep up.",
+    ),
+    Variable(
+        "TOKEN_EXPIRY_WARNING",
+        "token_expiry_warning",
+        v.duration,
+        "7d",
+        "Facebook, Meta Ads and Instagram long-lived tokens (no refresh token) are renewed this long before they "
+        "expire; a token that cannot be renewed gets one `integration.error` (`TOKEN_EXPIRING`) this long ahead.",
+    ),
+    Variable(
+        "RETENTION_DAYS",
+        "retention_days",
+        v.positive_int,
+        "30",
+        "Finished deliveries (with their attempts), sync logs and outbox events older than this are purged "
+        "hourly; pending work and events not yet published never.",
+    ),
+    Variable(
+        "EVENTS_STREAM",
+        "events_stream",
+        v.stream_name,
+        "nexus.events",
+        "With `REDIS_URL`: the Redis Stream the daemon publishes its events to.",
+    ),
+    Variable(
+        "EVENTS_STREAM_MAXLEN",
+        "events_stream_maxlen",
+        v.positive_int,
+        "1000000",
+        "The stream is trimmed to about this many entries (`XADD MAXLEN ~`).",
+    ),
+    Variable(
+        "EVENTS_CONSUME_STREAMS",
+        "events_consume_streams",
+        v.stream_names,
+        "nexus.events",
+        "Comma-separated streams the daemon reads `user.deleted` and `content.published` from; `none` turns the "
+        "consumer off.",
+    ),
+    Variable(
+        "EVENTS_CONSUMER_GROUP",
+        "events_consumer_group",
+        v.stream_name,
+        "nexusctl",
+        "The consumer group all daemons share (each daemon is one consumer, `host:pid`).",
+    ),
+    Variable(
+        "SYNC_RATE_LIMIT_BUDGET",
+        "sync_rate_limit_budget",
+        v.duration,
+        "120s",
+        "How long one sync run may wait out provider rate limits; beyond it the run ends `FAILED` "
+        "(`RATE_LIMITED`) and the next run resumes from its cursor.",
+    ),
+    Variable(
+        "DISCORD_BOT_TOKEN",
+        "discord_bot_token",
+        v.text,
+        None,
+        "The Discord application's bot token: publishing to Discord posts to `metadata.publishChannel` as this "
+        "bot (add it to the server with the OAuth `bot` scope), only into a server the connected user is in and "
+        "manages.",
+        secret=True,
+    ),
+    Variable(
+        "SLACK_SIGNING_SECRET",
+        "slack_signing_secret",
+        v.text,
+        None,
+        "The Slack app's Signing Secret (Basic Information > App Credentials): verifies the slash commands Slack "
+        "posts to `/integrations/inbound/slack/commands`. Unset: every command is refused "
+        "(`PROVIDER_NOT_CONFIGURED`). Never logged.",
+        secret=True,
+    ),
+    Variable(
+        "NEXUSCTL_CLOCK_FILE",
+        "clock_file",
+        v.text,
+        None,
+        "Test facility only: a file holding seconds added to the service's clock (token expiry, refresh windows, "
+        "schedules, stored timestamps), re-read when it changes, so tests move time for running daemons and the "
+        "provider emulators together. Refused when `NODE_ENV=production`; a daemon using it says so in its "
+        "start-up log and `/ready` (`checks.clock`).",
+    ),
+    Variable(
+        "SYNC_POLL_INTERVAL",
+        "sync_poll_seconds",
+        v.duration,
+        "30s",
+        "How often the daemon starts syncs whose `metadata.syncSchedule` has come and recovers runs a dead "
+        "process left.",
+    ),
+    Variable(
+        "PUBLISH_PROCESSING_TIMEOUT",
+        "publish_processing_seconds",
+        v.duration,
+        "15m",
+        "How long a publish run waits for the provider to process its video (an Instagram reel) before it ends "
+        "`FAILED`; meanwhile the run is deferred and looked at again.",
+    ),
+    Variable(
+        "EVENTS_CLAIM_IDLE",
+        "events_claim_idle",
+        v.duration,
+        "60s",
+        "An entry a dead consumer left unacknowledged this long is taken over by another daemon.",
+    ),
+    Variable(
+        "ALLOWED_REDIRECT_ORIGINS",
+        "allowed_redirect_origins",
+        v.origins,
+        "",
+        "Comma-separated origins (`https://app.example.com`) a connect flow may return to, besides "
+        "`FRONTEND_URL`'s origin. Any other `redirectUri` is refused.",
+    ),
+    Variable(
+        "HEALTH_CHECK_INTERVAL",
+        "health_check_seconds",
+        v.duration,
+        "60s",
+        "How often the daemon checks the integrations whose health check is due (at most 200 a run).",
+    ),
+    Variable(
+        "HEALTH_RECHECK",
+        "health_recheck_seconds",
+        v.duration,
+        "15m",
+        "An integration nothing happened to is checked again after this (a refresh or sync outcome, a reconnect, "
+        "or an expiry coming within `TOKEN_EXPIRY_WARNING` makes it due sooner).",
+    ),
 )

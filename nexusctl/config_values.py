@@ -47,6 +47,7 @@ class Secret:
 
 # --- helpers other modules use too ------------------------------------------------------
 
+
 def redact_url(url: str) -> str:
     """The URL with any password replaced, safe for messages and logs."""
     parts = urlsplit(url)
@@ -64,9 +65,7 @@ def decode_key(value: str, variable: str) -> bytes:
     try:
         raw = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
     except (binascii.Error, ValueError):
-        raise ConfigError(
-            f"{variable}: not valid base64; generate a key with `nexusctl keys generate`"
-        ) from None
+        raise ConfigError(f"{variable}: not valid base64; generate a key with `nexusctl keys generate`") from None
     if len(raw) != KEY_BYTES:
         raise ConfigError(
             f"{variable}: must encode exactly {KEY_BYTES} bytes (got {len(raw)}); "
@@ -105,6 +104,7 @@ def origin_of(url: str) -> str:
 
 # --- parsers: (text, name) -> value --------------------------------------------------
 
+
 def text(value: str, name: str) -> str:
     return value
 
@@ -115,11 +115,13 @@ def path(value: str, name: str) -> Path:
 
 def choice(*choices: str):
     """A parser accepting one of ``choices`` (case-insensitive)."""
+
     def parse(value: str, name: str) -> str:
         value = value.lower()
         if value not in choices:
             raise ConfigError(f"{name}: {value!r} is not one of {', '.join(choices)}")
         return value
+
     parse.choices = choices
     return parse
 
@@ -179,9 +181,7 @@ def database_url(url: str, name: str) -> str:
         return url
     if parts.scheme in ("postgresql", "postgres"):
         if not parts.path.strip("/"):
-            raise ConfigError(
-                f"{name}: {redact_url(url)} names no database (use postgresql://user@host:5432/dbname)"
-            )
+            raise ConfigError(f"{name}: {redact_url(url)} names no database (use postgresql://user@host:5432/dbname)")
         try:
             parts.port  # noqa: B018 - raises on a bad port
         except ValueError:
@@ -252,8 +252,9 @@ def stream_names(value: str, name: str, allow_none: bool = True) -> tuple[str, .
         raise ConfigError(f"{name}: {value!r} must be one name")
     for item in names:
         if not item or len(item) > STREAM_NAME_MAX or any(ch.isspace() or not ch.isprintable() for ch in item):
-            raise ConfigError(f"{name}: {value!r} is not a list of names without spaces (at most "
-                              f"{STREAM_NAME_MAX} characters each)")
+            raise ConfigError(
+                f"{name}: {value!r} is not a list of names without spaces (at most {STREAM_NAME_MAX} characters each)"
+            )
     return names
 
 

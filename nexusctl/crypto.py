@@ -76,9 +76,7 @@ class Keyring:
 
     def encrypt(self, plaintext: str, place: Place) -> str:
         nonce = os.urandom(NONCE_BYTES)
-        sealed = self._ciphers[self.current_kid].encrypt(
-            nonce, plaintext.encode("utf-8"), place.aad(self.current_kid)
-        )
+        sealed = self._ciphers[self.current_kid].encrypt(nonce, plaintext.encode("utf-8"), place.aad(self.current_kid))
         body = base64.urlsafe_b64encode(nonce + sealed).decode("ascii").rstrip("=")
         return f"{self.current_prefix}{body}"
 
@@ -103,9 +101,7 @@ class Keyring:
     def key_id_of(self, stored: str, place: Place) -> str:
         parts = stored.split(".", 2)
         if len(parts) != 3 or parts[0] != VERSION or len(parts[1]) != 8:
-            raise DecryptionFailed(
-                f"{place.table}.{place.column} of {place.row_id} is not in a known encrypted format"
-            )
+            raise DecryptionFailed(f"{place.table}.{place.column} of {place.row_id} is not in a known encrypted format")
         return parts[1]
 
     def needs_rotation(self, stored: str | None) -> bool:
@@ -114,9 +110,11 @@ class Keyring:
 
 def missing_key_message(kid: str) -> str:
     """What to do about a value under a key this process lacks (no table or row names: it reaches API clients)."""
-    return (f"a stored secret is under encryption key {kid}, which this process does not have (a key rotation is "
-            "under way): restart it with the new ENCRYPTION_KEY and the previous key in ENCRYPTION_OLD_KEYS "
-            "(README: key rotation)")
+    return (
+        f"a stored secret is under encryption key {kid}, which this process does not have (a key rotation is "
+        "under way): restart it with the new ENCRYPTION_KEY and the previous key in ENCRYPTION_OLD_KEYS "
+        "(README: key rotation)"
+    )
 
 
 def key_id_prefix(stored: str) -> str | None:

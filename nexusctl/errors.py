@@ -292,6 +292,7 @@ class RequestTimeout(NexusError):
     http_status = 408
     exit_code = 43
 
+
 def all_error_classes() -> list[type[NexusError]]:
     """Every error class of this table, for docs and the exit-code table.
 

@@ -17,5 +17,6 @@ def open_client(url: str, *, socket_timeout: float = 2.0):
     from redis.exceptions import ConnectionError as RedisConnectionError
 
     retry = Retry(ExponentialBackoff(cap=0.5, base=0.05), 2, supported_errors=(RedisConnectionError,))
-    return aioredis.from_url(url, socket_connect_timeout=2, socket_timeout=socket_timeout, retry=retry,
-                             health_check_interval=30)
+    return aioredis.from_url(
+        url, socket_connect_timeout=2, socket_timeout=socket_timeout, retry=retry, health_check_interval=30
+    )

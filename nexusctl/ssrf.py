@@ -230,7 +230,7 @@ def authority_problem(url: str) -> str | None:
         end = authority.find("]")
         if end < 0:
             return "the IPv6 address has no closing ']'"
-        after = authority[end + 1:]
+        after = authority[end + 1 :]
         if after and not after.startswith(":"):
             return "nothing may follow the IPv6 address but a :port"
         port = after[1:]
@@ -247,9 +247,16 @@ def authority_problem(url: str) -> str | None:
     return None
 
 
-def check_url(url: str, *, production: bool, allowed_networks: Iterable[Network | str] = (),
-              field: str = WEBHOOK[0], label: str = WEBHOOK[1]) -> str:
+def check_url(
+    url: str,
+    *,
+    production: bool,
+    allowed_networks: Iterable[Network | str] = (),
+    field: str = WEBHOOK[0],
+    label: str = WEBHOOK[1],
+) -> str:
     """Static checks of a user-supplied URL (no DNS); returns it stripped or raises UsageProblem naming ``field``."""
+
     def problem(message: str) -> UsageProblem:
         return _problem(message, field, label)
 
@@ -300,8 +307,14 @@ def check_url(url: str, *, production: bool, allowed_networks: Iterable[Network 
     return url
 
 
-async def resolve_checked(host: str, port: int, allowed_networks: Iterable[Network | str] = (), *,
-                          field: str = WEBHOOK[0], label: str = WEBHOOK[1]) -> list[str]:
+async def resolve_checked(
+    host: str,
+    port: int,
+    allowed_networks: Iterable[Network | str] = (),
+    *,
+    field: str = WEBHOOK[0],
+    label: str = WEBHOOK[1],
+) -> list[str]:
     """Resolve ``host`` once; the allowed addresses, or UsageProblem if there are none.
 
     The message never says what the name resolved to (no mapping of internal DNS through our errors)."""
@@ -332,8 +345,14 @@ async def resolve_checked(host: str, port: int, allowed_networks: Iterable[Netwo
     return allowed
 
 
-async def check_url_resolving(url, *, production: bool, allowed_networks: Iterable[Network | str] = (),
-                              field: str = WEBHOOK[0], label: str = WEBHOOK[1]) -> str:
+async def check_url_resolving(
+    url,
+    *,
+    production: bool,
+    allowed_networks: Iterable[Network | str] = (),
+    field: str = WEBHOOK[0],
+    label: str = WEBHOOK[1],
+) -> str:
     """``check_url``, then one resolution of its host: every address the name has must be allowed.
 
     What is checked when a URL is given; the connection itself goes through ``guarded_connector``."""
@@ -356,8 +375,9 @@ class GuardedResolver(AbstractResolver):
         self._allowed = _networks(allowed_networks)
         self._resolver = resolver if resolver is not None else DefaultResolver()
 
-    async def resolve(self, host: str, port: int = 0,
-                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
         if message := _numeric_host_problem(host):
             raise BlockedAddress(message)  # e.g. 0x7f.1, which getaddrinfo would accept
         if _parse(host) is not None and (why := _refusal(host, self._allowed)):
@@ -402,20 +422,32 @@ class GuardedConnector(aiohttp.TCPConnector):
                 raise BlockedAddress(f"{host} is {why}; refused by the SSRF policy")
         return await super()._resolve_host(host, port, traces=traces)
 
-    async def _wrap_create_connection(self, *args: Any, addr_infos: list[Any], req: Any,
-                                      client_error: Any = aiohttp.ClientConnectorError, **kwargs: Any) -> Any:
+    async def _wrap_create_connection(
+        self,
+        *args: Any,
+        addr_infos: list[Any],
+        req: Any,
+        client_error: Any = aiohttp.ClientConnectorError,
+        **kwargs: Any,
+    ) -> Any:
         for info in addr_infos:
             address = str(info[4][0])
             why = _refusal(address, self._allowed)
             if why:
                 # The dialled address may come from DNS: not named (see the module's docstring).
-                raise client_error(req.connection_key, BlockedAddress(
-                    f"{req.host} resolves to an address that is not allowed; refused by the SSRF policy"))
-        return await super()._wrap_create_connection(*args, addr_infos=addr_infos, req=req, client_error=client_error,
-                                                     **kwargs)
+                raise client_error(
+                    req.connection_key,
+                    BlockedAddress(
+                        f"{req.host} resolves to an address that is not allowed; refused by the SSRF policy"
+                    ),
+                )
+        return await super()._wrap_create_connection(
+            *args, addr_infos=addr_infos, req=req, client_error=client_error, **kwargs
+        )
 
 
-def guarded_connector(allowed_networks: Iterable[Network | str] = (), *, limit: int = 100,
-                      limit_per_host: int = 0) -> aiohttp.TCPConnector:
+def guarded_connector(
+    allowed_networks: Iterable[Network | str] = (), *, limit: int = 100, limit_per_host: int = 0
+) -> aiohttp.TCPConnector:
     """A connector whose every connection goes only to checked addresses (call inside a running loop)."""
     return GuardedConnector(allowed_networks, limit=limit, limit_per_host=limit_per_host)

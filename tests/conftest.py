@@ -67,6 +67,7 @@ def clean_env(monkeypatch, tmp_path):
 
 # --- PostgreSQL ------------------------------------------------------------
 
+
 def _pg_url_for(dbname: str) -> str:
     parts = urlsplit(POSTGRES_URL)
     return urlunsplit(parts._replace(path="/" + dbname))
@@ -77,8 +78,12 @@ def _pg_admin():
 
     parts = urlsplit(POSTGRES_URL)
     conn = psycopg2.connect(
-        dbname=parts.path.lstrip("/"), host=parts.hostname, port=parts.port or 5432,
-        user=parts.username, password=parts.password, connect_timeout=3,
+        dbname=parts.path.lstrip("/"),
+        host=parts.hostname,
+        port=parts.port or 5432,
+        user=parts.username,
+        password=parts.password,
+        connect_timeout=3,
     )
     conn.autocommit = True
     return conn
@@ -171,6 +176,7 @@ def empty_postgres_url(pg_template):
 
 # --- SQLite ----------------------------------------------------------------
 
+
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("template") / "template.db"
@@ -186,6 +192,7 @@ def sqlite_url(sqlite_template, tmp_path) -> str:
 
 
 # --- Either ----------------------------------------------------------------
+
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_url(request, monkeypatch) -> str:
@@ -225,6 +232,7 @@ def keyring(settings):
 
 # --- Redis -----------------------------------------------------------------
 
+
 @pytest.fixture
 def redis_url():
     import redis
@@ -241,6 +249,7 @@ def redis_url():
 
 
 # --- Helpers ---------------------------------------------------------------
+
 
 @pytest.fixture
 def make_integration(database, keyring):
@@ -279,7 +288,6 @@ def cli(db_url):
         return runner.invoke(app, [str(a) for a in args], input=input, catch_exceptions=False)
 
     return invoke
-
 
 
 @pytest.fixture

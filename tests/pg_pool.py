@@ -91,8 +91,11 @@ class PostgresPool:
 
         try:
             with self._admin.cursor() as cur:  # what the test left connected (a daemon's pool) goes
-                cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                            "WHERE datname = %s AND pid <> pg_backend_pid()", (name,))
+                cur.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = %s AND pid <> pg_backend_pid()",
+                    (name,),
+                )
             conn = psycopg2.connect(self._url_for(name), connect_timeout=3)
         except psycopg2.Error:
             return False
@@ -101,8 +104,10 @@ class PostgresPool:
                 cur.execute("SET lock_timeout = '5s'")
                 if self._shape_of(name, conn) != self._shape:
                     return False
-                cur.execute("SELECT string_agg(format('%I', tablename), ', ') FROM pg_tables "
-                            "WHERE schemaname = 'public' AND tablename <> 'schema_migrations'")
+                cur.execute(
+                    "SELECT string_agg(format('%I', tablename), ', ') FROM pg_tables "
+                    "WHERE schemaname = 'public' AND tablename <> 'schema_migrations'"
+                )
                 cur.execute(f"TRUNCATE {cur.fetchone()[0]} RESTART IDENTITY CASCADE")
             conn.commit()
             return True

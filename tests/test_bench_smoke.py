@@ -13,25 +13,45 @@ RUN_ALL = ROOT / "bench" / "run_all.py"
 
 def test_run_all_writes_a_report_with_every_chosen_section(tmp_path):
     report = tmp_path / "benchmarks.md"
-    done = subprocess.run([sys.executable, str(RUN_ALL), "--quick", "--only", "growth,cli", "--growth-sizes",
-                           "1000,2000", "--cli-runs", "1", "--output", str(report)],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(RUN_ALL),
+            "--quick",
+            "--only",
+            "growth,cli",
+            "--growth-sizes",
+            "1000,2000",
+            "--cli-runs",
+            "1",
+            "--output",
+            str(report),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     text = report.read_text()
     for heading in ("# Benchmarks", "## Machine", "## Summary", "## CLI", "## Growth"):
         assert f"\n{heading}\n" in f"\n{text}", f"{heading} missing from the report"
     assert "## Failures" not in text
     assert re.search(r"\| Load average \(1, 5, 15 min\) \| before [\d.]+ [\d.]+ [\d.]+; after ", text)
-    assert re.search(r"\| `nexusctl --help` wall ms \(SQLite\) \| \d+ \| hello-world Typer \d+ \| \*\*[\d.]+\*\* \|",
-                     text)
+    assert re.search(
+        r"\| `nexusctl --help` wall ms \(SQLite\) \| \d+ \| hello-world Typer \d+ \| \*\*[\d.]+\*\* \|", text
+    )
     # The claim and the delivery list are answered from indexes, and the report shows which.
     assert re.search(r"claim: .*USING INDEX webhook_deliveries_next_attempt_at", text)
     assert re.search(r"list first: .*USING INDEX webhook_deliveries_webhook_id_created_at_id", text)
 
 
 def test_an_unknown_benchmark_is_refused_by_name(tmp_path):
-    done = subprocess.run([sys.executable, str(RUN_ALL), "--only", "growth,warp", "--output",
-                           str(tmp_path / "b.md")], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, str(RUN_ALL), "--only", "growth,warp", "--output", str(tmp_path / "b.md")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert "warp" in done.stderr
     assert not (tmp_path / "b.md").exists()
@@ -40,9 +60,27 @@ def test_an_unknown_benchmark_is_refused_by_name(tmp_path):
 def test_real_paths_runs_each_path_against_its_baseline(tmp_path):
     """bench/real_paths.py end to end on SQLite, tiny: every delivery arrives, both reads answer, CPU is read."""
     figures = tmp_path / "paths.json"
-    done = subprocess.run([sys.executable, str(ROOT / "bench" / "real_paths.py"), "--only", "emit,read",
-                           "--events", "40", "--seconds", "0.5", "--rounds", "1", "--latency-seconds", "1",
-                           "--json", str(figures)], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "real_paths.py"),
+            "--only",
+            "emit,read",
+            "--events",
+            "40",
+            "--seconds",
+            "0.5",
+            "--rounds",
+            "1",
+            "--latency-seconds",
+            "1",
+            "--json",
+            str(figures),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     import json
 

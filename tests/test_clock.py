@@ -48,8 +48,14 @@ def test_never_in_production(monkeypatch, tmp_path):
     monkeypatch.setenv(clock.ENV, str(path))
     monkeypatch.setenv("NODE_ENV", "production")
     assert clock.offset() == 0.0 and clock.describe(always=True) is None  # ignored even if something skipped config
-    env = {"NODE_ENV": "production", clock.ENV: str(path), "DATABASE_URL": "postgresql://db/x",
-           "FRONTEND_URL": "https://app.example.com", "ENCRYPTION_KEY": "A" * 43 + "=", "JWT_SECRET": "s" * 40}
+    env = {
+        "NODE_ENV": "production",
+        clock.ENV: str(path),
+        "DATABASE_URL": "postgresql://db/x",
+        "FRONTEND_URL": "https://app.example.com",
+        "ENCRYPTION_KEY": "A" * 43 + "=",
+        "JWT_SECRET": "s" * 40,
+    }
     with pytest.raises(ConfigError, match=f"{clock.ENV}: a test facility"):
         config.load(env)
     assert clock.ENV in config.variable_names()

@@ -29,7 +29,7 @@ def _env() -> dict:
 def _bash_complete(line: str) -> list[str]:
     """Complete `line` (the cursor at its end) in bash with the checked-in script."""
     script = f"""
-        source {COMPLETIONS / 'nexusctl.bash'}
+        source {COMPLETIONS / "nexusctl.bash"}
         spec=$(complete -p nexusctl) || exit 3
         read -ra COMP_WORDS <<< "$LINE"
         [[ "$LINE" == *" " ]] && COMP_WORDS+=("")
@@ -39,8 +39,13 @@ def _bash_complete(line: str) -> list[str]:
         "$func" nexusctl "${{COMP_WORDS[COMP_CWORD]}}" "${{COMP_WORDS[COMP_CWORD-1]}}"
         printf '%s\\n' "${{COMPREPLY[@]}}"
     """
-    result = subprocess.run(["bash", "--norc", "--noprofile", "-c", script], env={**_env(), "LINE": line},
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        ["bash", "--norc", "--noprofile", "-c", script],
+        env={**_env(), "LINE": line},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     return [w for w in result.stdout.splitlines() if w]
 
@@ -49,14 +54,17 @@ needs_bash = pytest.mark.skipif(not shutil.which("bash"), reason="bash is not in
 
 
 @needs_bash
-@pytest.mark.parametrize("line, expected", [
-    ("nexusctl integ", ["integrations"]),
-    ("nexusctl integrations list --pro", ["--provider"]),
-    ("nexusctl integrations list --provider INS", ["INSTAGRAM"]),
-    ("nexusctl sync logs 0b7f5d2c-8a41-4c4e-b2a7-3f9e1d6c5a10 --status FA", ["FAILED"]),
-    ("nexusctl do", ["doctor"]),
-    ("nexusctl webhooks rot", ["rotate-secret"]),
-])
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ("nexusctl integ", ["integrations"]),
+        ("nexusctl integrations list --pro", ["--provider"]),
+        ("nexusctl integrations list --provider INS", ["INSTAGRAM"]),
+        ("nexusctl sync logs 0b7f5d2c-8a41-4c4e-b2a7-3f9e1d6c5a10 --status FA", ["FAILED"]),
+        ("nexusctl do", ["doctor"]),
+        ("nexusctl webhooks rot", ["rotate-secret"]),
+    ],
+)
 def test_bash_completes(line, expected):
     assert _bash_complete(line) == expected
 
@@ -102,7 +110,8 @@ def test_fish_script_calls_nexusctl_with_a_protocol_it_answers():
     assert lines and lines[0].split("\t")[0] == "integrations"
     assert _protocol_call(script, "nexusctl integrations list --pro", **get_args).stdout.startswith("--provider\t")
     assert _protocol_call(script, "nexusctl integrations list --provider INS", **get_args).stdout.split() == [
-        "INSTAGRAM"]
+        "INSTAGRAM"
+    ]
     assert _protocol_call(script, "nexusctl integ", _TYPER_COMPLETE_FISH_ACTION="is-args").returncode == 0
 
 

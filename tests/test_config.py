@@ -83,8 +83,11 @@ def test_urlsafe_and_unpadded_keys_are_accepted():
         ("DATABASE_URL", "mysql://localhost/db", "DATABASE_URL: unsupported scheme 'mysql'"),
         ("DATABASE_URL", "not a url", "DATABASE_URL: unsupported scheme"),
         ("DATABASE_URL", "postgresql://localhost", "DATABASE_URL: postgresql://localhost names no database"),
-        ("DATABASE_URL", "postgresql://u:hunter2@h:99999/db",
-         "DATABASE_URL: postgresql://u:***@h:99999/db has an invalid port"),
+        (
+            "DATABASE_URL",
+            "postgresql://u:hunter2@h:99999/db",
+            "DATABASE_URL: postgresql://u:***@h:99999/db has an invalid port",
+        ),
         ("DATABASE_URL", "sqlite://", "DATABASE_URL: sqlite URL has no file path"),
         ("DATABASE_URL", "postgresql://h/db?connect_timeout=soon", "DATABASE_URL: connect_timeout 'soon'"),
         ("DATABASE_POOL_SIZE", "-1", "DATABASE_POOL_SIZE: '-1' is not a positive whole number"),
@@ -92,13 +95,19 @@ def test_urlsafe_and_unpadded_keys_are_accepted():
         ("REDIS_URL", "redis://", "REDIS_URL: redis:// names no host"),
         ("ENCRYPTION_KEY", base64.b64encode(b"short").decode(), "ENCRYPTION_KEY: must encode exactly 32 bytes (got 5)"),
         ("ENCRYPTION_KEY", "!!!not-base64!!!", "ENCRYPTION_KEY: not valid base64"),
-        ("ENCRYPTION_OLD_KEYS", f"{GOOD_KEY},nope",
-         "ENCRYPTION_OLD_KEYS (key #2): must encode exactly 32 bytes (got 3)"),
+        (
+            "ENCRYPTION_OLD_KEYS",
+            f"{GOOD_KEY},nope",
+            "ENCRYPTION_OLD_KEYS (key #2): must encode exactly 32 bytes (got 3)",
+        ),
         ("ENCRYPTION_OLD_KEYS", f"{GOOD_KEY},@@@@", "ENCRYPTION_OLD_KEYS (key #2): not valid base64"),
         ("FRONTEND_URL", "ftp://files", "FRONTEND_URL: 'ftp://files' is not an http(s) URL"),
         ("PUBLIC_URL", "nexus.example.com", "PUBLIC_URL: 'nexus.example.com' is not an http(s) URL"),
-        ("ALLOWED_REDIRECT_ORIGINS", "https://ok.example,https://x.example/path",
-         "ALLOWED_REDIRECT_ORIGINS: 'https://x.example/path' is not an origin"),
+        (
+            "ALLOWED_REDIRECT_ORIGINS",
+            "https://ok.example,https://x.example/path",
+            "ALLOWED_REDIRECT_ORIGINS: 'https://x.example/path' is not an origin",
+        ),
         ("SLACK_TOKEN_URL", "slack.local/token", "SLACK_TOKEN_URL: 'slack.local/token' is not an http(s) URL"),
         ("SHOPIFY_AUTH_URL", "file:///{shop}/x", "SHOPIFY_AUTH_URL:"),
     ],
@@ -142,8 +151,16 @@ def test_half_configured_provider_is_not_configured():
 
 def test_variable_names_cover_what_load_reads():
     names = config.variable_names()
-    for expected in ("NODE_ENV", "PORT", "DATABASE_URL", "REDIS_URL", "ENCRYPTION_KEY", "FRONTEND_URL",
-                     "TIKTOK_CLIENT_ID", "DISCORD_CLIENT_SECRET"):
+    for expected in (
+        "NODE_ENV",
+        "PORT",
+        "DATABASE_URL",
+        "REDIS_URL",
+        "ENCRYPTION_KEY",
+        "FRONTEND_URL",
+        "TIKTOK_CLIENT_ID",
+        "DISCORD_CLIENT_SECRET",
+    ):
         assert expected in names
 
 
@@ -154,16 +171,20 @@ def test_a_refused_configuration_creates_no_key_file(tmp_path):
 
 
 def test_jwt_settings(tmp_path):
-    settings = config.load({"ENCRYPTION_KEY": GOOD_KEY, "JWT_SECRET": "x" * 40, "JWT_ISSUER": "iss",
-                            "JWT_AUDIENCE": "aud"})
+    settings = config.load(
+        {"ENCRYPTION_KEY": GOOD_KEY, "JWT_SECRET": "x" * 40, "JWT_ISSUER": "iss", "JWT_AUDIENCE": "aud"}
+    )
     assert settings.jwt_secret.get() == "x" * 40 and "x" * 40 not in repr(settings)
     assert (settings.jwt_issuer, settings.jwt_audience) == ("iss", "aud")
 
 
-@pytest.mark.parametrize("value, fragment", [
-    ("-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----", "not a valid PEM public key"),
-    ("/no/such/key.pem", "neither a PEM key nor a readable file"),
-])
+@pytest.mark.parametrize(
+    "value, fragment",
+    [
+        ("-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----", "not a valid PEM public key"),
+        ("/no/such/key.pem", "neither a PEM key nor a readable file"),
+    ],
+)
 def test_bad_jwt_public_key(value, fragment):
     with pytest.raises(ConfigError) as info:
         config.load({"ENCRYPTION_KEY": GOOD_KEY, "JWT_PUBLIC_KEY": value})
@@ -184,23 +205,36 @@ def test_development_jwt_secret_is_made_once_and_production_requires_one(tmp_pat
 def test_public_url_follows_port_and_origins_are_normalised(tmp_path):
     base = {"NEXUS_DATA_DIR": str(tmp_path), "ENCRYPTION_KEY": GOOD_KEY}
     assert config.load({**base, "PORT": "4100"}).public_url == "http://localhost:4100"
-    settings = config.load({**base, "PUBLIC_URL": "https://nexus.example.com/",
-                            "ALLOWED_REDIRECT_ORIGINS": "https://App.Example.com:443, http://localhost:5173"})
+    settings = config.load(
+        {
+            **base,
+            "PUBLIC_URL": "https://nexus.example.com/",
+            "ALLOWED_REDIRECT_ORIGINS": "https://App.Example.com:443, http://localhost:5173",
+        }
+    )
     assert settings.public_url == "https://nexus.example.com"
     assert settings.allowed_redirect_origins == ("https://app.example.com", "http://localhost:5173")
 
 
 def test_provider_endpoint_overrides(tmp_path):
-    settings = config.load({"NEXUS_DATA_DIR": str(tmp_path), "ENCRYPTION_KEY": GOOD_KEY,
-                            "PAYPAL_TOKEN_URL": "https://api-m.sandbox.paypal.com/v1/oauth2/token",
-                            "SALESFORCE_AUTH_URL": "https://test.salesforce.com/services/oauth2/authorize",
-                            "SHOPIFY_API_URL": "http://127.0.0.1:9000/shopify/{shop}/"})
-    assert settings.providers[Provider.PAYPAL].endpoints == {"TOKEN": "https://api-m.sandbox.paypal.com/v1/oauth2/token"}
+    settings = config.load(
+        {
+            "NEXUS_DATA_DIR": str(tmp_path),
+            "ENCRYPTION_KEY": GOOD_KEY,
+            "PAYPAL_TOKEN_URL": "https://api-m.sandbox.paypal.com/v1/oauth2/token",
+            "SALESFORCE_AUTH_URL": "https://test.salesforce.com/services/oauth2/authorize",
+            "SHOPIFY_API_URL": "http://127.0.0.1:9000/shopify/{shop}/",
+        }
+    )
+    assert settings.providers[Provider.PAYPAL].endpoints == {
+        "TOKEN": "https://api-m.sandbox.paypal.com/v1/oauth2/token"
+    }
     assert settings.providers[Provider.SHOPIFY].endpoints["API"] == "http://127.0.0.1:9000/shopify/{shop}"
     assert settings.providers[Provider.SLACK].missing(Provider.SLACK) == ["SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET"]
 
 
 # --- The settings table (nexusctl/config_table.py) ---------------------------------------
+
 
 def test_each_setting_is_declared_once_and_settings_has_exactly_the_tables_attributes():
     from nexusctl.config_table import TABLE, Family
@@ -227,19 +261,34 @@ def test_each_default_is_the_documented_text_read_by_the_variables_own_parser(tm
             if entry.default:
                 assert entry.default_text() == f"`{entry.default}`"
     assert (settings.jwt_max_age, settings.token_expiry_warning, settings.webhook_timeout) == (
-        86400.0, 7 * 86400.0, 15.0)
+        86400.0,
+        7 * 86400.0,
+        15.0,
+    )
 
 
 def test_setting_a_variable_changes_its_attribute():
     """Every single variable reaches the attribute the table names (none is read and dropped)."""
     other_key = base64.b64encode(b"o" * 32).decode()
-    samples = {"NODE_ENV": "test", "PORT": "4001", "NEXUS_DATA_DIR": "/tmp/nexusctl-other",
-               "DATABASE_URL": "sqlite:////tmp/x.db", "REDIS_URL": "redis://h:6379/0", "ENCRYPTION_KEY": other_key,
-               "ENCRYPTION_OLD_KEYS": GOOD_KEY, "FRONTEND_URL": "https://f.example", "LOG_FORMAT": "json",
-               "PUBLIC_URL": "https://p.example", "WEBHOOK_RETRY_SCHEDULE": "1,2",
-               "WEBHOOK_ALLOWED_NETWORKS": "10.0.0.0/8", "ALLOWED_REDIRECT_ORIGINS": "https://o.example",
-               "EVENTS_STREAM": "s", "EVENTS_CONSUME_STREAMS": "none", "EVENTS_CONSUMER_GROUP": "g",
-               "GOOGLE_ADS_LOGIN_CUSTOMER_ID": "123-456-7890"}
+    samples = {
+        "NODE_ENV": "test",
+        "PORT": "4001",
+        "NEXUS_DATA_DIR": "/tmp/nexusctl-other",
+        "DATABASE_URL": "sqlite:////tmp/x.db",
+        "REDIS_URL": "redis://h:6379/0",
+        "ENCRYPTION_KEY": other_key,
+        "ENCRYPTION_OLD_KEYS": GOOD_KEY,
+        "FRONTEND_URL": "https://f.example",
+        "LOG_FORMAT": "json",
+        "PUBLIC_URL": "https://p.example",
+        "WEBHOOK_RETRY_SCHEDULE": "1,2",
+        "WEBHOOK_ALLOWED_NETWORKS": "10.0.0.0/8",
+        "ALLOWED_REDIRECT_ORIGINS": "https://o.example",
+        "EVENTS_STREAM": "s",
+        "EVENTS_CONSUME_STREAMS": "none",
+        "EVENTS_CONSUMER_GROUP": "g",
+        "GOOGLE_ADS_LOGIN_CUSTOMER_ID": "123-456-7890",
+    }
     base_env = {"ENCRYPTION_KEY": GOOD_KEY, "NEXUS_DATA_DIR": "/tmp/nexusctl-never-created"}
     base = config.load(base_env)
     for entry in config.variables():
@@ -251,8 +300,14 @@ def test_setting_a_variable_changes_its_attribute():
 
 
 # Values each parser refuses somewhere: plain text, and URLs with the secret in the password.
-SECRET_PROBES = ("s3cr3t-PROBE value\u00e9", "postgresql://u:PROBE@h:5432/", "redis://:PROBE@/0", "https://:PROBE@/",
-                 "sqlite:///?PROBE", "PROBE,PROBE")
+SECRET_PROBES = (
+    "s3cr3t-PROBE value\u00e9",
+    "postgresql://u:PROBE@h:5432/",
+    "redis://:PROBE@/0",
+    "https://:PROBE@/",
+    "sqlite:///?PROBE",
+    "PROBE,PROBE",
+)
 
 
 @pytest.mark.parametrize("name", [e.name for e in config.variables() if e.secret])

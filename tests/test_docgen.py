@@ -25,13 +25,21 @@ FIX = "run `python -m nexusctl.cli.docgen` and commit completions/, man/ and REA
 
 
 def _generate(into: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nexusctl.cli.docgen", "--root", str(into), *args],
-                          capture_output=True, text=True, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "nexusctl.cli.docgen", "--root", str(into), *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
 
 
 def _tree_files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes()
-            for d in ("completions", "man") if (root / d).is_dir() for p in sorted((root / d).iterdir())}
+    return {
+        str(p.relative_to(root)): p.read_bytes()
+        for d in ("completions", "man")
+        if (root / d).is_dir()
+        for p in sorted((root / d).iterdir())
+    }
 
 
 def test_checked_in_completions_and_man_pages_are_current(tmp_path):
@@ -41,8 +49,9 @@ def test_checked_in_completions_and_man_pages_are_current(tmp_path):
     assert set(fresh) == set(checked_in), f"files differ: {sorted(set(fresh) ^ set(checked_in))}; {FIX}"
     stale = [name for name in fresh if fresh[name] != checked_in[name]]
     assert stale == [], f"stale: {stale}; {FIX}"
-    assert (tmp_path / "README.md").read_text() == (ROOT / "README.md").read_text(), \
+    assert (tmp_path / "README.md").read_text() == (ROOT / "README.md").read_text(), (
         "README's configuration table is not the settings table's; " + FIX
+    )
 
 
 def test_readme_and_man_page_list_each_setting_with_its_default_from_the_settings_table():
@@ -135,8 +144,18 @@ def test_nexusctl_1_has_exit_status_and_environment_from_the_code():
     from nexusctl.enums import Provider
 
     text = _rendered(ROOT / "man" / "nexusctl.1")
-    for heading in ("NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "COMMANDS", "EXAMPLES", "EXIT STATUS",
-                    "ENVIRONMENT", "FILES", "SEE ALSO"):
+    for heading in (
+        "NAME",
+        "SYNOPSIS",
+        "DESCRIPTION",
+        "OPTIONS",
+        "COMMANDS",
+        "EXAMPLES",
+        "EXIT STATUS",
+        "ENVIRONMENT",
+        "FILES",
+        "SEE ALSO",
+    ):
         assert f"\n{heading}\n" in text, heading
     exit_status = text.split("\nEXIT STATUS\n", 1)[1].split("\nENVIRONMENT\n", 1)[0]
     for cls in errors.all_error_classes():
@@ -149,6 +168,7 @@ def test_nexusctl_1_has_exit_status_and_environment_from_the_code():
 
 
 # --- escaping and help parsing -------------------------------------------------
+
 
 def test_roff_escaping():
     assert manpage.esc("--dry-run") == "\\-\\-dry\\-run"
@@ -164,15 +184,21 @@ def test_roff_escaping():
 def test_a_help_text_starting_with_a_dot_cannot_become_a_request():
     from nexusctl.cli.doctree import CommandDoc, Param
 
-    command = CommandDoc(("nexusctl", "x"), ".so /etc/passwd", [".ex paragraph"], [".  example"],
-                         [Param(("--opt",), (), "OPT", ".TH fake")])
+    command = CommandDoc(
+        ("nexusctl", "x"),
+        ".so /etc/passwd",
+        [".ex paragraph"],
+        [".  example"],
+        [Param(("--opt",), (), "OPT", ".TH fake")],
+    )
     lines = manpage._command_section(command)
     assert not any(line.startswith((".so", ".ex", ".TH")) for line in lines)
 
 
 def test_parse_help_splits_summary_paragraphs_and_examples():
     summary, paragraphs, examples = parse_help(
-        "Do a thing\nacross two lines.\n\n\b\nMore words.\n\nExample:  nexusctl x --y\n  nexusctl x --z\n")
+        "Do a thing\nacross two lines.\n\n\b\nMore words.\n\nExample:  nexusctl x --y\n  nexusctl x --z\n"
+    )
     assert summary == "Do a thing across two lines."
     assert paragraphs == ["More words."]
     assert examples == ["nexusctl x --y", "nexusctl x --z"]

@@ -56,8 +56,9 @@ def test_no_merge_conflict_markers_are_left_in_the_repository():
 
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
     if not files:  # not a git checkout (an sdist): look at the docs and sources directly
-        files = [str(p.relative_to(ROOT)) for p in ROOT.rglob("*")
-                 if p.suffix in (".py", ".md") and ".venv" not in p.parts]
+        files = [
+            str(p.relative_to(ROOT)) for p in ROOT.rglob("*") if p.suffix in (".py", ".md") and ".venv" not in p.parts
+        ]
     marked = []
     for name in files:
         path = ROOT / name

@@ -17,8 +17,12 @@ PIP = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
 
 
 def _wheel(tmp_path: Path) -> Path:
-    built = subprocess.run([*PIP, "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"), str(ROOT)],
-                           capture_output=True, text=True, timeout=300)
+    built = subprocess.run(
+        [*PIP, "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert built.returncode == 0, built.stdout + built.stderr
     (wheel,) = (tmp_path / "dist").glob("nexusctl-*.whl")
     return wheel
@@ -35,15 +39,29 @@ def test_the_wheel_holds_one_top_level_package_with_its_migrations(tmp_path):
 
 def test_installed_beside_python_daemon_both_import(tmp_path):
     target = tmp_path / "site"
-    installed = subprocess.run([*PIP, "install", "-q", "--no-deps", "--target", str(target), str(_wheel(tmp_path)),
-                                "python-daemon"], capture_output=True, text=True, timeout=300)
+    installed = subprocess.run(
+        [*PIP, "install", "-q", "--no-deps", "--target", str(target), str(_wheel(tmp_path)), "python-daemon"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert installed.returncode == 0, installed.stdout + installed.stderr
     # Only the installed copies on the path first (this checkout's editable install comes after them).
-    probe = subprocess.run([sys.executable, "-c", (
-        "import daemon, nexusctl, nexusctl.daemon.app, nexusctl.db.migrate\n"
-        "print(daemon.DaemonContext.__module__, nexusctl.__file__)")],
-        env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}, cwd=tmp_path, capture_output=True, text=True,
-        timeout=60)
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import daemon, nexusctl, nexusctl.daemon.app, nexusctl.db.migrate\n"
+                "print(daemon.DaemonContext.__module__, nexusctl.__file__)"
+            ),
+        ],
+        env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert probe.returncode == 0, probe.stderr
     module, where = probe.stdout.split()
     assert module == "daemon.daemon" and where == str(target / "nexusctl" / "__init__.py"), probe.stdout

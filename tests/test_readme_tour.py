@@ -30,8 +30,13 @@ def _tour_blocks() -> list[str]:
 
 def test_the_tour_has_the_five_steps():
     text = "\n".join(_tour_blocks())
-    for step in ("nexusctl daemon", "nexusctl token mint", "nexusctl integrations connect",
-                 "nexusctl webhooks create", "nexusctl webhooks deliveries"):
+    for step in (
+        "nexusctl daemon",
+        "nexusctl token mint",
+        "nexusctl integrations connect",
+        "nexusctl webhooks create",
+        "nexusctl webhooks deliveries",
+    ):
         assert step in text
 
 
@@ -40,8 +45,9 @@ def _setup_daemon(env: dict, port: int):
     """The README's set-up command's daemon (`nexusctl db migrate && nexusctl daemon`), still running."""
     nexusctl = str(Path(sys.executable).parent / "nexusctl")
     subprocess.run([nexusctl, "db", "migrate"], env=env, check=True, capture_output=True, timeout=60)
-    daemon = subprocess.Popen([nexusctl, "daemon", "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, text=True)
+    daemon = subprocess.Popen(
+        [nexusctl, "daemon", "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     try:
         lines = iter(daemon.stderr.readline, "")  # it prints "listening on" once its socket is bound
         assert any("listening on" in line for line in lines), "the set-up daemon did not start"
@@ -64,8 +70,15 @@ def test_the_first_steps_tour_runs(tmp_path, setup_daemon):
     work = tmp_path / "work"
     work.mkdir()
     with _setup_daemon(env, setup_port) if setup_daemon else contextlib.nullcontext():
-        proc = subprocess.Popen(["bash", "-c", script], cwd=work, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        proc = subprocess.Popen(
+            ["bash", "-c", script],
+            cwd=work,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
         try:
             output, _ = proc.communicate(timeout=120)
         finally:

@@ -39,10 +39,12 @@ def test_integrations_list_imports_no_server_scheduler_or_redis(db_url):
 
 # --- The console script (nexusctl.cli.entry) --------------------------------
 
+
 def _imported_by(args: list[str]) -> tuple[subprocess.CompletedProcess, set[str]]:
     """Run `python -m nexusctl ARGS` (the console script's path) and list every module it imported."""
-    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "nexusctl", *args],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "nexusctl", *args], capture_output=True, text=True, timeout=60
+    )
     modules = {line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
     return result, modules
 
@@ -59,11 +61,13 @@ def test_the_console_script_reads_sqlite_without_loading_the_postgres_driver(db_
 
 
 def test_postgres_in_a_process_started_for_sqlite_is_a_clear_config_error():
-    probe = ("import sys; sys.modules['psycopg2'] = None\n"
-             "from nexusctl.db.database import open_database\n"
-             "from nexusctl.errors import ConfigError\n"
-             "try:\n    open_database('postgresql://postgres@127.0.0.1:5432/test')\n"
-             "except ConfigError as exc:\n    print(exc.code, exc.message)\n")
+    probe = (
+        "import sys; sys.modules['psycopg2'] = None\n"
+        "from nexusctl.db.database import open_database\n"
+        "from nexusctl.errors import ConfigError\n"
+        "try:\n    open_database('postgresql://postgres@127.0.0.1:5432/test')\n"
+        "except ConfigError as exc:\n    print(exc.code, exc.message)\n"
+    )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert result.stdout.startswith("CONFIG_ERROR DATABASE_URL: PostgreSQL needs psycopg2"), result.stderr
 
@@ -76,8 +80,9 @@ def test_the_console_script_exits_with_the_commands_code_and_all_its_output(db_u
     assert done.returncode == 0
     assert len(json.loads((tmp_path / "out.json").read_text())) == 20  # the whole document, flushed
 
-    usage = subprocess.run([sys.executable, "-m", "nexusctl", "integrations", "show", "nope"],
-                           capture_output=True, text=True, timeout=60)
+    usage = subprocess.run(
+        [sys.executable, "-m", "nexusctl", "integrations", "show", "nope"], capture_output=True, text=True, timeout=60
+    )
     assert usage.returncode == 2 and usage.stderr.startswith("error: VALIDATION_ERROR")
 
 
@@ -99,6 +104,9 @@ def test_command_signatures_hold_objects_not_strings():
             functions.append(typer_app.registered_callback.callback)
         apps += [group.typer_instance for group in typer_app.registered_groups]
     assert len(functions) > 40
-    stringly = [f"{fn.__module__}.{fn.__name__}" for fn in functions
-                if any(isinstance(a, str) for a in inspect.get_annotations(fn).values())]
+    stringly = [
+        f"{fn.__module__}.{fn.__name__}"
+        for fn in functions
+        if any(isinstance(a, str) for a in inspect.get_annotations(fn).values())
+    ]
     assert stringly == []

@@ -55,8 +55,9 @@ def test_piped_table_is_tab_separated(monkeypatch):
 def _run_on_pty(args, answer: str, env) -> tuple[int, str]:
     """Run nexusctl with a real terminal on stdin/stdout, answer its prompt."""
     leader, follower = pty.openpty()
-    proc = subprocess.Popen([str(NEXUSCTL), *args], stdin=follower, stdout=follower, stderr=follower,
-                            env=env, close_fds=True)
+    proc = subprocess.Popen(
+        [str(NEXUSCTL), *args], stdin=follower, stdout=follower, stderr=follower, env=env, close_fds=True
+    )
     os.close(follower)
     seen, deadline, answered = b"", time.monotonic() + 30, False
     while time.monotonic() < deadline:
@@ -133,11 +134,21 @@ def failed_deliveries(db_url, make_integration):
     seal(keyring_from_settings(config.load()), hook, "secret", "whsec-test")
     hook.save(force_insert=True)
     now = dt.datetime.now(dt.timezone.utc)
-    rows = [{"id": uuid.uuid4(), "webhook": hook.id, "event": "media.created", "payload": {"n": i},
-             "status": DeliveryStatus.FAILED, "next_attempt_at": None, "created_at": now, "updated_at": now}
-            for i in range(1203)]
+    rows = [
+        {
+            "id": uuid.uuid4(),
+            "webhook": hook.id,
+            "event": "media.created",
+            "payload": {"n": i},
+            "status": DeliveryStatus.FAILED,
+            "next_attempt_at": None,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for i in range(1203)
+    ]
     for start in range(0, len(rows), 200):
-        WebhookDelivery.insert_many(rows[start:start + 200]).execute()
+        WebhookDelivery.insert_many(rows[start : start + 200]).execute()
     return hook
 
 
@@ -173,14 +184,17 @@ def test_replay_dry_run_counts_and_queues_nothing(failed_deliveries):
     from nexusctl.db.models import WebhookDelivery
     from nexusctl.enums import DeliveryStatus
 
-    piped = piped_run(["webhooks", "replay", failed_deliveries.id, "--since", "2000-01-01T00:00:00Z", "--dry-run",
-                    "--json"], terminal_env())
+    piped = piped_run(
+        ["webhooks", "replay", failed_deliveries.id, "--since", "2000-01-01T00:00:00Z", "--dry-run", "--json"],
+        terminal_env(),
+    )
     assert piped.returncode == 0, piped.stderr
     assert json.loads(piped.stdout)["queued"] == 1203 and "Would queue 1203 deliveries again" in piped.stderr
     assert WebhookDelivery.select().where(WebhookDelivery.status == DeliveryStatus.FAILED).count() == 1203
     # Without --status every page still matches after its update: the keyset moves on, no row twice.
-    everything = piped_run(["webhooks", "replay", failed_deliveries.id, "--since", "2000-01-01T00:00:00Z", "--json"],
-                           terminal_env())
+    everything = piped_run(
+        ["webhooks", "replay", failed_deliveries.id, "--since", "2000-01-01T00:00:00Z", "--json"], terminal_env()
+    )
     assert json.loads(everything.stdout)["queued"] == 1203
     assert WebhookDelivery.select().where(WebhookDelivery.status == DeliveryStatus.PENDING).count() == 1203
 

@@ -12,8 +12,7 @@ from nexusctl.cli.options import Json, Organization, parse_json_object
 from nexusctl.core.serializers import integration_to_dict
 from nexusctl.errors import RefreshFailed, UsageProblem
 
-User = Annotated[str, typer.Option("--user", "-u", help="The user who owns the connection (UUID).",
-                                   show_default=False)]
+User = Annotated[str, typer.Option("--user", "-u", help="The user who owns the connection (UUID).", show_default=False)]
 Provider = Annotated[str, typer.Argument(help="Provider, e.g. SLACK.", show_default=False)]
 Metadata = Annotated[str | None, typer.Option("--metadata", help="JSON object kept on the integration.")]
 
@@ -22,14 +21,20 @@ def connect_cmd(
     ctx: typer.Context,
     provider: Provider,
     user: User,
-    redirect_uri: Annotated[str | None, typer.Option(
-        "--redirect-uri", help="Where the browser lands afterwards (default: FRONTEND_URL).")] = None,
+    redirect_uri: Annotated[
+        str | None, typer.Option("--redirect-uri", help="Where the browser lands afterwards (default: FRONTEND_URL).")
+    ] = None,
     shop: Annotated[str | None, typer.Option("--shop", help="SHOPIFY: the shop (demo.myshopify.com).")] = None,
     store_url: Annotated[str | None, typer.Option("--store-url", help="WOOCOMMERCE: the store's URL.")] = None,
     metadata: Metadata = None,
-    scope: Annotated[list[str] | None, typer.Option(
-        "--scope", help="An optional scope to ask for as well (repeatable): DISCORD webhook.incoming lets the "
-                        "user pick a channel to publish to through its webhook.")] = None,
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--scope",
+            help="An optional scope to ask for as well (repeatable): DISCORD webhook.incoming lets the "
+            "user pick a channel to publish to through its webhook.",
+        ),
+    ] = None,
     organization: Organization = None,
     open_browser: Annotated[bool, typer.Option("--open", help="Open the URL in a browser too.")] = False,
     as_json: Json = False,
@@ -45,15 +50,28 @@ def connect_cmd(
 
     parsed = parse_json_object(metadata, "metadata") if metadata is not None else None
     settings = state(ctx).settings
-    answer = run_flow(ctx, lambda svc: connect.initiate(
-        svc, user_id=user, provider=provider, redirect_uri=redirect_uri or settings.frontend_url,
-        metadata=parsed, shop=shop, store_url=store_url, scopes=scope, organization_id=organization))
+    answer = run_flow(
+        ctx,
+        lambda svc: connect.initiate(
+            svc,
+            user_id=user,
+            provider=provider,
+            redirect_uri=redirect_uri or settings.frontend_url,
+            metadata=parsed,
+            shop=shop,
+            store_url=store_url,
+            scopes=scope,
+            organization_id=organization,
+        ),
+    )
     if as_json:
         out(ctx).json(answer)
     else:
         out(ctx).value(answer["authorizationUrl"])
-        out(ctx).info(f"Open this URL to connect (valid 10 minutes, once). The provider returns to "
-                      f"{settings.public_url}/integrations/oauth/callback/..., so the daemon must be running.")
+        out(ctx).info(
+            f"Open this URL to connect (valid 10 minutes, once). The provider returns to "
+            f"{settings.public_url}/integrations/oauth/callback/..., so the daemon must be running."
+        )
     if open_browser:
         import webbrowser
 
@@ -64,9 +82,14 @@ def add_cmd(
     ctx: typer.Context,
     provider: Provider,
     user: User,
-    api_key_file: Annotated[Path, typer.Option(
-        "--api-key-file", help="File holding the API key; '-' reads standard input (never pass keys as flags).",
-        show_default=False)],
+    api_key_file: Annotated[
+        Path,
+        typer.Option(
+            "--api-key-file",
+            help="File holding the API key; '-' reads standard input (never pass keys as flags).",
+            show_default=False,
+        ),
+    ],
     metadata: Metadata = None,
     organization: Organization = None,
     as_json: Json = False,
@@ -79,8 +102,12 @@ def add_cmd(
 
     parsed = parse_json_object(metadata, "metadata") if metadata is not None else None
     key = _read_key(api_key_file)
-    row = run_flow(ctx, lambda svc: connect.connect_api_key(svc, user_id=user, provider=provider, api_key=key,
-                                                            metadata=parsed, organization_id=organization))
+    row = run_flow(
+        ctx,
+        lambda svc: connect.connect_api_key(
+            svc, user_id=user, provider=provider, api_key=key, metadata=parsed, organization_id=organization
+        ),
+    )
     data = integration_to_dict(row)
     out(ctx).success(f"Connected {data['provider']} ({data['name']}) as integration {data['id']}")
     out(ctx).json(data) if as_json else out(ctx).record(data)
@@ -100,9 +127,12 @@ def _read_key(path: Path) -> str:
 def refresh_cmd(
     ctx: typer.Context,
     integration_id: Annotated[str | None, typer.Argument(help="Integration id (UUID).", show_default=False)] = None,
-    expiring_within: Annotated[str | None, typer.Option(
-        "--expiring-within", help="Instead of one id: refresh every token expiring within this long (10m, 1h).")]
-    = None,
+    expiring_within: Annotated[
+        str | None,
+        typer.Option(
+            "--expiring-within", help="Instead of one id: refresh every token expiring within this long (10m, 1h)."
+        ),
+    ] = None,
     as_json: Json = False,
 ) -> None:
     """Refresh an integration's access token now, or sweep every token about to expire.
@@ -121,14 +151,21 @@ def refresh_cmd(
     if expiring_within is not None:
         seconds = parse_duration(expiring_within)
         if seconds is None:
-            raise UsageProblem(f"--expiring-within {expiring_within!r} is not a duration like 10m or 1h",
-                               field="expiring-within")
+            raise UsageProblem(
+                f"--expiring-within {expiring_within!r} is not a duration like 10m or 1h", field="expiring-within"
+            )
         with out(ctx).progress("refreshing tokens") as update:
-            counts = run_flow(ctx, lambda svc: refresh.drain(
-                svc, dt.timedelta(seconds=seconds), progress=lambda done, total: update(completed=done, total=total)))
-        out(ctx).success(f"Refreshed {counts['refreshed']}, failed {counts['failed']}, "
-                         f"skipped {counts['skipped']} (refreshed elsewhere meanwhile)"
-                         + (f", not refreshable yet {counts['notYet']}" if counts["notYet"] else ""))
+            counts = run_flow(
+                ctx,
+                lambda svc: refresh.drain(
+                    svc, dt.timedelta(seconds=seconds), progress=lambda done, total: update(completed=done, total=total)
+                ),
+            )
+        out(ctx).success(
+            f"Refreshed {counts['refreshed']}, failed {counts['failed']}, "
+            f"skipped {counts['skipped']} (refreshed elsewhere meanwhile)"
+            + (f", not refreshable yet {counts['notYet']}" if counts["notYet"] else "")
+        )
         if as_json:
             out(ctx).json(counts)
         if counts["failed"]:
@@ -137,11 +174,13 @@ def refresh_cmd(
     outcome = run_flow(ctx, lambda svc: refresh.refresh_now(svc, integration_id))
     data = integration_to_dict(outcome.row)
     if outcome.refreshed:
-        out(ctx).success(f"Refreshed integration {data['id']} ({data['provider']}); expires "
-                         f"{data['expiresAt'] or 'never'}")
+        out(ctx).success(
+            f"Refreshed integration {data['id']} ({data['provider']}); expires {data['expiresAt'] or 'never'}"
+        )
     else:  # not a failure: exit 0, the sweep renews it once it can
-        out(ctx).info(f"Not refreshed: {outcome.message}; the sweep renews it from "
-                      f"{outcome.to_dict()['refreshableAt']}")
+        out(ctx).info(
+            f"Not refreshed: {outcome.message}; the sweep renews it from {outcome.to_dict()['refreshableAt']}"
+        )
     out(ctx).json({**data, "refresh": outcome.to_dict()}) if as_json else out(ctx).record(data)
 
 

@@ -8,8 +8,11 @@ from nexusctl.cli.context import out, state
 from nexusctl.cli.options import Json
 from nexusctl.errors import SchemaBehind
 
-app = typer.Typer(help="The database schema: apply and inspect migrations.\n\n"
-                       "Example:  nexusctl db status --check || nexusctl db migrate", no_args_is_help=True)
+app = typer.Typer(
+    help="The database schema: apply and inspect migrations.\n\n"
+    "Example:  nexusctl db status --check || nexusctl db migrate",
+    no_args_is_help=True,
+)
 
 
 @app.command("migrate")
@@ -26,8 +29,9 @@ def migrate_cmd(ctx: typer.Context, as_json: Json = False) -> None:
     if as_json:
         out(ctx).json({"applied": applied, "database": st.settings.redacted_database_url()})
     elif applied:
-        out(ctx).success(f"Applied {len(applied)} migration(s) to {st.settings.redacted_database_url()}: "
-                         f"{', '.join(applied)}")
+        out(ctx).success(
+            f"Applied {len(applied)} migration(s) to {st.settings.redacted_database_url()}: {', '.join(applied)}"
+        )
     else:
         out(ctx).info(f"Nothing to apply: {st.settings.redacted_database_url()} is up to date")
 
@@ -35,8 +39,9 @@ def migrate_cmd(ctx: typer.Context, as_json: Json = False) -> None:
 @app.command("status")
 def status_cmd(
     ctx: typer.Context,
-    check: Annotated[bool, typer.Option("--check",
-                                        help="Exit 5 (SCHEMA_OUTDATED) if any migration is pending.")] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Exit 5 (SCHEMA_OUTDATED) if any migration is pending.")
+    ] = False,
     as_json: Json = False,
 ) -> None:
     """Show which migrations are applied and which are pending.

@@ -93,8 +93,14 @@ def _param(param, ctx) -> Param | None:
         return Param((metavar,), (), metavar, help_text, True, param.required, param.nargs == -1)
     takes_value = not (param.is_flag or param.count)
     metavar = (param.metavar or param.name.upper()) if takes_value else None
-    return Param(tuple(sorted(param.opts, key=len)), tuple(param.secondary_opts), metavar, help_text,
-                 required=param.required, many=param.multiple)
+    return Param(
+        tuple(sorted(param.opts, key=len)),
+        tuple(param.secondary_opts),
+        metavar,
+        help_text,
+        required=param.required,
+        many=param.multiple,
+    )
 
 
 def _doc(command, name: str, parent) -> CommandDoc:

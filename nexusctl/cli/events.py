@@ -15,14 +15,22 @@ from nexusctl.cli.options import Cursor, Json, Limit, parse_json_object
 from nexusctl.core.paging import DEFAULT_LIMIT
 from nexusctl.errors import UsageProblem
 
-app = typer.Typer(help="Platform events: what this service published (the outbox), emit to webhooks, "
-                       "ingest from other services.\n\nExample:  nexusctl events tail --type 'webhook.*'",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Platform events: what this service published (the outbox), emit to webhooks, "
+    "ingest from other services.\n\nExample:  nexusctl events tail --type 'webhook.*'",
+    no_args_is_help=True,
+)
 
-COLUMNS = [("occurredAt", "OCCURRED"), ("type", "TYPE"), ("integrationId", "INTEGRATION"), ("id", "ID"),
-           ("publishedAt", "PUBLISHED")]
-TypeFilter = Annotated[str | None, typer.Option("--type", "-t", help="Only this type (integration.connected) "
-                                                "or prefix (integration.*).")]
+COLUMNS = [
+    ("occurredAt", "OCCURRED"),
+    ("type", "TYPE"),
+    ("integrationId", "INTEGRATION"),
+    ("id", "ID"),
+    ("publishedAt", "PUBLISHED"),
+]
+TypeFilter = Annotated[
+    str | None, typer.Option("--type", "-t", help="Only this type (integration.connected) or prefix (integration.*).")
+]
 IntegrationFilter = Annotated[str | None, typer.Option("--integration", "-i", help="Only this integration's events.")]
 Data = Annotated[str, typer.Option("--data", help="JSON object, @FILE, or - for stdin.")]
 
@@ -49,17 +57,22 @@ def parse_since(text: str) -> dt.datetime:
     try:
         moment = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise UsageProblem(f"--since {text!r} is not a duration (1h, 30m, 2d) or an ISO time like "
-                           "2026-11-24T00:00:00Z", field="since") from None
+        raise UsageProblem(
+            f"--since {text!r} is not a duration (1h, 30m, 2d) or an ISO time like 2026-11-24T00:00:00Z", field="since"
+        ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
 
 
 @app.command("list")
-def list_cmd(ctx: typer.Context, event_type: TypeFilter = None,
-             since: Annotated[str | None, typer.Option("--since", help="Only events since: 1h, 2d or an ISO "
-                                                       "time.")] = None,
-             integration: IntegrationFilter = None, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None,
-             as_json: Json = False) -> None:
+def list_cmd(
+    ctx: typer.Context,
+    event_type: TypeFilter = None,
+    since: Annotated[str | None, typer.Option("--since", help="Only events since: 1h, 2d or an ISO time.")] = None,
+    integration: IntegrationFilter = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+    as_json: Json = False,
+) -> None:
     """Events this service published (the outbox), newest first; the record when there is no Redis.
 
     Example:  nexusctl events list --type integration.* --since 1h
@@ -68,8 +81,7 @@ def list_cmd(ctx: typer.Context, event_type: TypeFilter = None,
 
     moment = parse_since(since) if since else None
     state(ctx).database()
-    page = outbox.list_view(event_type=event_type, since=moment, integration_id=integration, limit=limit,
-                            cursor=cursor)
+    page = outbox.list_view(event_type=event_type, since=moment, integration_id=integration, limit=limit, cursor=cursor)
     rows = page.items
     out(ctx).json(rows) if as_json else out(ctx).table(rows, COLUMNS)
     if page.next_cursor:
@@ -77,14 +89,21 @@ def list_cmd(ctx: typer.Context, event_type: TypeFilter = None,
 
 
 @app.command("tail")
-def tail_cmd(ctx: typer.Context, event_type: TypeFilter = None, integration: IntegrationFilter = None,
-             last: Annotated[int, typer.Option("--last", min=0, max=1000, help="Events to show before "
-                                               "following.")] = 10,
-             exit_after: Annotated[int | None, typer.Option("--exit-after", min=1, help="Stop after this many new "
-                                                            "events (a script waiting for one).")] = None,
-             timeout: Annotated[str | None, typer.Option("--timeout", help="Give up after this long (30s, 5m); "
-                                                         "exit 1 if --exit-after was not reached.")] = None,
-             as_json: Json = False) -> None:
+def tail_cmd(
+    ctx: typer.Context,
+    event_type: TypeFilter = None,
+    integration: IntegrationFilter = None,
+    last: Annotated[int, typer.Option("--last", min=0, max=1000, help="Events to show before following.")] = 10,
+    exit_after: Annotated[
+        int | None,
+        typer.Option("--exit-after", min=1, help="Stop after this many new events (a script waiting for one)."),
+    ] = None,
+    timeout: Annotated[
+        str | None,
+        typer.Option("--timeout", help="Give up after this long (30s, 5m); exit 1 if --exit-after was not reached."),
+    ] = None,
+    as_json: Json = False,
+) -> None:
     """Print the latest events, then each new one as it is written (Ctrl-C stops).
 
     With --json, one JSON object per line.
@@ -108,8 +127,7 @@ def tail_cmd(ctx: typer.Context, event_type: TypeFilter = None, integration: Int
             output.value(json.dumps(row, ensure_ascii=False, separators=(",", ":")))
         else:
             payload = json.dumps(row["payload"], ensure_ascii=False, separators=(",", ":"))
-            output.value(f"{row['occurredAt']}  {row['type']:<28} {row['integrationId'] or '-'}  "
-                         f"{payload[:160]}")
+            output.value(f"{row['occurredAt']}  {row['type']:<28} {row['integrationId'] or '-'}  {payload[:160]}")
 
     seen, cursor = set(), (clock.now(), None)
     for event in outbox.latest(last, event_type=event_type, integration_id=integration) if last else ():
@@ -139,16 +157,26 @@ def tail_cmd(ctx: typer.Context, event_type: TypeFilter = None, integration: Int
 
 
 @app.command("emit")
-def emit_cmd(ctx: typer.Context,
-             integration_id: Annotated[str | None, typer.Argument(help="Integration id.", show_default=False)] = None,
-             event_type: Annotated[str | None, typer.Argument(help="Event name, e.g. media.created.",
-                                                              show_default=False)] = None,
-             data: Data = "{}",
-             file: Annotated[str | None, typer.Option("--file", "-f", help="Many events: a file of JSON lines "
-                                                      "(or - for stdin), each {\"integrationId\", \"type\", "
-                                                      "\"data\"}; sent in transactions of "
-                                                      "500.")] = None,
-             as_json: Json = False) -> None:
+def emit_cmd(
+    ctx: typer.Context,
+    integration_id: Annotated[str | None, typer.Argument(help="Integration id.", show_default=False)] = None,
+    event_type: Annotated[
+        str | None, typer.Argument(help="Event name, e.g. media.created.", show_default=False)
+    ] = None,
+    data: Data = "{}",
+    file: Annotated[
+        str | None,
+        typer.Option(
+            "--file",
+            "-f",
+            help="Many events: a file of JSON lines "
+            '(or - for stdin), each {"integrationId", "type", '
+            '"data"}; sent in transactions of '
+            "500.",
+        ),
+    ] = None,
+    as_json: Json = False,
+) -> None:
     """Emit an event: one delivery per matching webhook, queued atomically. With --file, many events.
 
     Example:  nexusctl events emit 0b7f5d2c-8a41-4c4e-b2a7-3f9e1d6c5a10 media.created --data '{"mediaId": "m1"}'
@@ -163,8 +191,10 @@ def emit_cmd(ctx: typer.Context,
         _emit_file(ctx, file, as_json)
         return
     if integration_id is None or event_type is None:
-        raise UsageProblem("give an integration id and an event type (or --file with JSON lines)",
-                           field="integration_id" if integration_id is None else "event_type")
+        raise UsageProblem(
+            "give an integration id and an event type (or --file with JSON lines)",
+            field="integration_id" if integration_id is None else "event_type",
+        )
     value = read_data(data)
     state(ctx).database()
     result = events.emit(integration_id, event_type, value)
@@ -229,8 +259,9 @@ def _emit_file(ctx: typer.Context, file: str, as_json: bool) -> None:
         if batch:
             flush(batch)
     results.sort(key=lambda r: r["line"])
-    out(ctx).success(f"Emitted {emitted} events: {queued} deliveries queued" + (f"; {refused} refused" if refused
-                                                                                 else ""))
+    out(ctx).success(
+        f"Emitted {emitted} events: {queued} deliveries queued" + (f"; {refused} refused" if refused else "")
+    )
     if as_json:
         out(ctx).json({"emitted": emitted, "deliveriesQueued": queued, "refused": refused, "results": results})
     if refused:
@@ -238,13 +269,15 @@ def _emit_file(ctx: typer.Context, file: str, as_json: bool) -> None:
 
 
 @app.command("ingest")
-def ingest_cmd(ctx: typer.Context,
-               event_type: Annotated[str, typer.Argument(help="user.deleted or content.published.",
-                                                         show_default=False)],
-               data: Data = "{}",
-               event_id: Annotated[str | None, typer.Option("--id", help="The event's id: ingesting the same id "
-                                                            "again changes nothing.")] = None,
-               as_json: Json = False) -> None:
+def ingest_cmd(
+    ctx: typer.Context,
+    event_type: Annotated[str, typer.Argument(help="user.deleted or content.published.", show_default=False)],
+    data: Data = "{}",
+    event_id: Annotated[
+        str | None, typer.Option("--id", help="The event's id: ingesting the same id again changes nothing.")
+    ] = None,
+    as_json: Json = False,
+) -> None:
     """Handle a platform event here, as the consumer group does with Redis (idempotent with --id).
 
     user.deleted {"userId"}: revoke and delete the user's integrations. content.published
@@ -273,13 +306,19 @@ def ingest_cmd(ctx: typer.Context,
     if outcome.get("duplicate"):
         out(ctx).success(f"{event_type} {event.key} was handled before: nothing changed")
     elif event_type == inbound.USER_DELETED:
-        out(ctx).success(f"Deleted {outcome['integrationsDeleted']} integrations of user {outcome['userId']}"
-                         + (f" ({outcome['revokeFailures']} could not be revoked at the provider)"
-                            if outcome["revokeFailures"] else ""))
+        out(ctx).success(
+            f"Deleted {outcome['integrationsDeleted']} integrations of user {outcome['userId']}"
+            + (
+                f" ({outcome['revokeFailures']} could not be revoked at the provider)"
+                if outcome["revokeFailures"]
+                else ""
+            )
+        )
     else:
         done = [i for i in outcome["syncLogs"] if i.get("status") == "COMPLETED"]
-        out(ctx).success(f"Published content {outcome['contentId']} to {len(done)} of {len(outcome['syncLogs'])} "
-                         "integrations")
+        out(ctx).success(
+            f"Published content {outcome['contentId']} to {len(done)} of {len(outcome['syncLogs'])} integrations"
+        )
         for item in outcome["syncLogs"]:
             if item.get("status") == "FAILED":
                 out(ctx).warn(f"{item['provider']} {item['integrationId']}: {item['error']}")

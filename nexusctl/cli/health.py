@@ -9,19 +9,29 @@ from nexusctl.cli.options import Cursor, Json, Limit
 from nexusctl.core.paging import DEFAULT_LIMIT
 from nexusctl.errors import RefreshFailed, UsageProblem
 
-COLUMNS = [("status", "STATUS"), ("provider", "PROVIDER"), ("name", "NAME"), ("integrationId", "ID"),
-           ("userId", "USER"), ("why", "REASONS"), ("checkedAt", "CHECKED")]
+COLUMNS = [
+    ("status", "STATUS"),
+    ("provider", "PROVIDER"),
+    ("name", "NAME"),
+    ("integrationId", "ID"),
+    ("userId", "USER"),
+    ("why", "REASONS"),
+    ("checkedAt", "CHECKED"),
+]
 # REFRESH_FAILED's exit code, as `integrations refresh --expiring-within` uses it: a connection needs a look.
 EXIT_BROKEN = RefreshFailed.exit_code
 
 
 def health_cmd(
     ctx: typer.Context,
-    integration_id: Annotated[str | None, typer.Argument(
-        help="One integration (UUID); without it, a list.", show_default=False)] = None,
+    integration_id: Annotated[
+        str | None, typer.Argument(help="One integration (UUID); without it, a list.", show_default=False)
+    ] = None,
     user: Annotated[str | None, typer.Option("--user", "-u", help="Only this user's integrations (UUID).")] = None,
-    status: Annotated[str | None, typer.Option(
-        "--status", "-s", help="Only these statuses, comma-separated: healthy, degraded, broken.")] = None,
+    status: Annotated[
+        str | None,
+        typer.Option("--status", "-s", help="Only these statuses, comma-separated: healthy, degraded, broken."),
+    ] = None,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
     as_json: Json = False,
@@ -55,8 +65,9 @@ def health_cmd(
     if as_json:
         out(ctx).json(page.items)
     else:
-        out(ctx).table([{**r, "why": "; ".join(x["message"] for x in r["reasons"]) or "-"} for r in page.items],
-                       COLUMNS)
+        out(ctx).table(
+            [{**r, "why": "; ".join(x["message"] for x in r["reasons"]) or "-"} for r in page.items], COLUMNS
+        )
     if page.next_cursor:
         out(ctx).info(f"more: add --cursor {page.next_cursor}")
     broken = sum(1 for r in page.items if r["status"] == "broken")

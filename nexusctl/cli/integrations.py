@@ -21,12 +21,21 @@ from nexusctl.core import integrations
 from nexusctl.core.paging import DEFAULT_LIMIT
 from nexusctl.core.serializers import integration_to_dict
 
-app = typer.Typer(help="Connected integrations (one per user and provider account).\n\n"
-                       "Example:  nexusctl integrations list --provider SLACK --json", no_args_is_help=True)
+app = typer.Typer(
+    help="Connected integrations (one per user and provider account).\n\n"
+    "Example:  nexusctl integrations list --provider SLACK --json",
+    no_args_is_help=True,
+)
 
 COLUMNS = [
-    ("id", "ID"), ("provider", "PROVIDER"), ("name", "NAME"), ("userId", "USER"),
-    ("isActive", "ACTIVE"), ("expiresAt", "EXPIRES"), ("lastSyncAt", "LAST SYNC"), ("lastError", "LAST ERROR"),
+    ("id", "ID"),
+    ("provider", "PROVIDER"),
+    ("name", "NAME"),
+    ("userId", "USER"),
+    ("isActive", "ACTIVE"),
+    ("expiresAt", "EXPIRES"),
+    ("lastSyncAt", "LAST SYNC"),
+    ("lastError", "LAST ERROR"),
 ]
 
 IntegrationId = Annotated[str, typer.Argument(help="Integration id (UUID).", show_default=False)]
@@ -49,8 +58,9 @@ def list_cmd(
     Example:  nexusctl integrations list --user 6f1c2a9e-0d4b-4f7e-9a51-2b8c3d4e5f60 --provider SLACK --active
     """
     state(ctx).database()
-    page = integrations.list_view(user_id=user, provider=provider, is_active=active, limit=limit, cursor=cursor,
-                                  organization_id=organization)
+    page = integrations.list_view(
+        user_id=user, provider=provider, is_active=active, limit=limit, cursor=cursor, organization_id=organization
+    )
     rows = page.items
     if as_json:
         out(ctx).json(rows)
@@ -99,9 +109,12 @@ def delete_cmd(
     integration_id: IntegrationId,
     yes: Yes = False,
     dry_run: DryRun = False,
-    revoke: Annotated[bool, typer.Option(
-        "--revoke/--no-revoke", help="Revoke the token at the provider first (a failure is reported, "
-        "not fatal).")] = True,
+    revoke: Annotated[
+        bool,
+        typer.Option(
+            "--revoke/--no-revoke", help="Revoke the token at the provider first (a failure is reported, not fatal)."
+        ),
+    ] = True,
     as_json: Json = False,
 ) -> None:
     """Revoke at the provider, then delete an integration with its webhooks, deliveries and sync logs.
@@ -139,11 +152,18 @@ def delete_cmd(
 def reply_cmd(
     ctx: typer.Context,
     integration_id: IntegrationId,
-    comment_id: Annotated[str, typer.Argument(help="The provider's comment id (a comment.created event's "
-                                                   "item.id).", show_default=False)],
+    comment_id: Annotated[
+        str, typer.Argument(help="The provider's comment id (a comment.created event's item.id).", show_default=False)
+    ],
     text: Annotated[str, typer.Argument(help="The reply; '-' reads it from stdin.", show_default=False)],
-    video: Annotated[str | None, typer.Option("--video", help="TikTok: the video the comment is on (the event's "
-                                              "item.postId); else looked up among the latest videos.")] = None,
+    video: Annotated[
+        str | None,
+        typer.Option(
+            "--video",
+            help="TikTok: the video the comment is on (the event's "
+            "item.postId); else looked up among the latest videos.",
+        ),
+    ] = None,
     as_json: Json = False,
 ) -> None:
     """Reply to a comment at the provider (TikTok, YouTube, Instagram, Facebook); prints the reply's id.

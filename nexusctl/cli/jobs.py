@@ -9,10 +9,18 @@ from nexusctl import clock
 from nexusctl.cli.context import out, state
 from nexusctl.cli.options import Json
 
-app = typer.Typer(help="The daemon's scheduled jobs: what they last did, or run one now.\n\n"
-                       "Example:  nexusctl jobs list", no_args_is_help=True)
-COLUMNS = [("name", "JOB"), ("schedule", "SCHEDULE"), ("lastRun", "LAST RUN"), ("result", "OUTCOME"),
-           ("nextRun", "NEXT RUN"), ("ranBy", "RAN BY")]
+app = typer.Typer(
+    help="The daemon's scheduled jobs: what they last did, or run one now.\n\nExample:  nexusctl jobs list",
+    no_args_is_help=True,
+)
+COLUMNS = [
+    ("name", "JOB"),
+    ("schedule", "SCHEDULE"),
+    ("lastRun", "LAST RUN"),
+    ("result", "OUTCOME"),
+    ("nextRun", "NEXT RUN"),
+    ("ranBy", "RAN BY"),
+]
 
 
 @app.command("list")
@@ -35,13 +43,15 @@ def list_cmd(ctx: typer.Context, as_json: Json = False) -> None:
         return
     out(ctx).table([_row(job, now) for job in jobs], COLUMNS)
     if all(job["daemon"] != "scheduled" for job in jobs):
-        out(ctx).info("No daemon is running these jobs: start `nexusctl daemon`, or run them with "
-                      "`nexusctl jobs run` from cron.")
+        out(ctx).info(
+            "No daemon is running these jobs: start `nexusctl daemon`, or run them with `nexusctl jobs run` from cron."
+        )
 
 
 # The jobs named by hand, so loading this module does not load the database layer.
-JobName = Annotated[str, typer.Argument(help="One of: token-refresh, housekeeping, integration-health.",
-                                        show_default=False)]
+JobName = Annotated[
+    str, typer.Argument(help="One of: token-refresh, housekeeping, integration-health.", show_default=False)
+]
 
 
 @app.command("show")
@@ -78,15 +88,24 @@ def _row(job: dict, now: dt.datetime) -> dict:
         upcoming = f"overdue since {_ago(job['nextRunAt'], now)} (daemon not running?)"
     else:
         upcoming = _ago(job["nextRunAt"], now)
-    return {"name": job["name"], "schedule": job["schedule"], "lastRun": last, "result": result,
-            "nextRun": upcoming, "ranBy": job["ranBy"]}
+    return {
+        "name": job["name"],
+        "schedule": job["schedule"],
+        "lastRun": last,
+        "result": result,
+        "nextRun": upcoming,
+        "ranBy": job["ranBy"],
+    }
 
 
 def _counts(counts) -> str:
     if not counts:
         return "ok"
-    return "ok: " + ", ".join(f"{value} {key}" for key, value in sorted(counts.items()) if isinstance(value, int)
-                              and not isinstance(value, bool) and key != "retentionDays")
+    return "ok: " + ", ".join(
+        f"{value} {key}"
+        for key, value in sorted(counts.items())
+        if isinstance(value, int) and not isinstance(value, bool) and key != "retentionDays"
+    )
 
 
 def _ago(stamp: str, now: dt.datetime) -> str:
@@ -135,15 +154,20 @@ def run_cmd(
         raise
     job_runs.finished(job, me, counts=counts)
     if job == "housekeeping":
-        out(ctx).success(f"Removed {counts['expiredStates']} expired OAuth states, {counts['deliveries']} deliveries "
-                         f"and {counts['syncLogs']} sync logs older than {counts['retentionDays']} days")
+        out(ctx).success(
+            f"Removed {counts['expiredStates']} expired OAuth states, {counts['deliveries']} deliveries "
+            f"and {counts['syncLogs']} sync logs older than {counts['retentionDays']} days"
+        )
     elif job == job_runs.INTEGRATION_HEALTH:
-        out(ctx).success(f"Checked {counts['checked']} integration(s) due a check: {counts['changed']} changed "
-                         f"status; {counts['healthy']} healthy, {counts['degraded']} degraded, "
-                         f"{counts['broken']} broken")
+        out(ctx).success(
+            f"Checked {counts['checked']} integration(s) due a check: {counts['changed']} changed "
+            f"status; {counts['healthy']} healthy, {counts['degraded']} degraded, "
+            f"{counts['broken']} broken"
+        )
     else:
-        out(ctx).success(f"Refreshed {counts['refreshed']}, failed {counts['failed']}, skipped {counts['skipped']}; "
-                         f"{counts['warned']} expiry warnings sent")
+        out(ctx).success(
+            f"Refreshed {counts['refreshed']}, failed {counts['failed']}, skipped {counts['skipped']}; "
+            f"{counts['warned']} expiry warnings sent"
+        )
     if as_json:
         out(ctx).json(counts)
-

@@ -8,8 +8,11 @@ from nexusctl.cli.context import out, state
 from nexusctl.cli.options import DryRun, Json
 from nexusctl.errors import DecryptionFailed
 
-app = typer.Typer(help="Encryption keys: generate new ones, re-encrypt under the current one.\n\n"
-                       "Example:  nexusctl keys rotate --dry-run", no_args_is_help=True)
+app = typer.Typer(
+    help="Encryption keys: generate new ones, re-encrypt under the current one.\n\n"
+    "Example:  nexusctl keys rotate --dry-run",
+    no_args_is_help=True,
+)
 
 
 @app.command("generate")
@@ -50,13 +53,16 @@ def rotate_cmd(
     # once however many of its columns are stale, as rotate reports its batches.
     total = keys.count_stale(keyring) if output.shows_progress else None
     with output.progress("checking" if dry_run else "re-encrypting", total=total) as update:
-        report = keys.rotate(keyring, dry_run=dry_run, batch_size=batch_size,
-                             progress=lambda rows: update(advance=rows))
+        report = keys.rotate(
+            keyring, dry_run=dry_run, batch_size=batch_size, progress=lambda rows: update(advance=rows)
+        )
         if st.settings.redis_url is not None:
             keys.rotate_redis_flows(st.settings, keyring, report, dry_run=dry_run)
     verb = "Would re-encrypt" if dry_run else "Re-encrypted"
-    output.success(f"{verb} {report.rewritten} secret(s) under key {report.key_id}"
-                   + (f", {report.failed} could not be decrypted" if report.failed else ""))
+    output.success(
+        f"{verb} {report.rewritten} secret(s) under key {report.key_id}"
+        + (f", {report.failed} could not be decrypted" if report.failed else "")
+    )
     if as_json:
         output.json({**report.to_dict(), "dryRun": dry_run})
     for message in report.failures:

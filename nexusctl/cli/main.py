@@ -42,8 +42,10 @@ class NexusGroup(TyperGroup):
         # Typer builds the click tree anew for each run; this is its last step.
         for command in self.commands.values():
             add_global_options(command)
-        self.commands = LazyCommands(self.commands, {name: functools.partial(_load_group, name)
-                                                     for name in LAZY_GROUPS if name not in self.commands})
+        self.commands = LazyCommands(
+            self.commands,
+            {name: functools.partial(_load_group, name) for name in LAZY_GROUPS if name not in self.commands},
+        )
 
     def invoke(self, ctx):
         try:
@@ -77,8 +79,7 @@ class NexusGroup(TyperGroup):
             if output.verbose:
                 output.err.print(traceback.format_exc(), markup=False)
             output.error(
-                f"INTERNAL_ERROR: unexpected {type(exc).__name__} "
-                "(run again with -v for the traceback, and report it)"
+                f"INTERNAL_ERROR: unexpected {type(exc).__name__} (run again with -v for the traceback, and report it)"
             )
             raise typer.Exit(EXIT_INTERNAL) from None
         finally:
@@ -117,10 +118,13 @@ def _load_group(name: str):
     group.name = name
     add_global_options(group)
     nested = dict(group.commands)  # sub-groups, after the commands as typer orders them
-    group.commands = LazyCommands({}, {
-        info.name or get_command_name(info.callback.__name__): functools.partial(_build_command, sub_app, info)
-        for info in sub_app.registered_commands
-    })
+    group.commands = LazyCommands(
+        {},
+        {
+            info.name or get_command_name(info.callback.__name__): functools.partial(_build_command, sub_app, info)
+            for info in sub_app.registered_commands
+        },
+    )
     group.commands.update(nested)
     return group
 
@@ -128,8 +132,9 @@ def _load_group(name: str):
 def _build_command(sub_app: typer.Typer, info):
     from typer.main import get_command_from_info
 
-    command = get_command_from_info(info, pretty_exceptions_short=sub_app.pretty_exceptions_short,
-                                    rich_markup_mode=sub_app.rich_markup_mode)
+    command = get_command_from_info(
+        info, pretty_exceptions_short=sub_app.pretty_exceptions_short, rich_markup_mode=sub_app.rich_markup_mode
+    )
     add_global_options(command)
     return command
 
@@ -201,8 +206,9 @@ def root(
 
 
 @app.command("version")
-def version_cmd(ctx: typer.Context,
-                as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+def version_cmd(
+    ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False
+) -> None:
     """Print the nexusctl version.
 
     Example:  nexusctl version --json

@@ -28,22 +28,25 @@ Limit = Annotated[
     int,
     typer.Option("--limit", "-n", min=1, max=MAX_LIMIT, help=f"Rows per page (1-{MAX_LIMIT})."),
 ]
-Cursor = Annotated[
-    str | None, typer.Option("--cursor", help="Continue after the page that printed this cursor.")
-]
+Cursor = Annotated[str | None, typer.Option("--cursor", help="Continue after the page that printed this cursor.")]
 Organization = Annotated[
-    str | None, typer.Option("--organization", help="The owner organization (UUID), the spec's organizationId.",
-                             show_default=False)
+    str | None,
+    typer.Option(
+        "--organization", help="The owner organization (UUID), the spec's organizationId.", show_default=False
+    ),
 ]
 ProviderFilter = Annotated[
     str | None,
-    typer.Option("--provider", "-p", help="Only this provider (e.g. INSTAGRAM).",
-                 autocompletion=_complete_provider),
+    typer.Option("--provider", "-p", help="Only this provider (e.g. INSTAGRAM).", autocompletion=_complete_provider),
 ]
 SyncStatusFilter = Annotated[
     str | None,
-    typer.Option("--status", "-s", help="Only this status (PENDING, IN_PROGRESS, COMPLETED, FAILED, CANCELLED).",
-                 autocompletion=_complete_sync_status),
+    typer.Option(
+        "--status",
+        "-s",
+        help="Only this status (PENDING, IN_PROGRESS, COMPLETED, FAILED, CANCELLED).",
+        autocompletion=_complete_sync_status,
+    ),
 ]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Say what would change, change nothing.")]
@@ -112,12 +115,31 @@ def _apply(ctx: typer.Context, param: typer.CallbackParam, value) -> None:
 
 
 def _global_options_template(
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help=VERBOSE_HELP, callback=_apply,
-                                         show_default=False, expose_value=False, rich_help_panel=GLOBAL_PANEL)] = 0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help=QUIET_HELP, callback=_apply, expose_value=False,
-                                        rich_help_panel=GLOBAL_PANEL)] = False,
-    no_color: Annotated[bool, typer.Option("--no-color", help=NO_COLOR_HELP, callback=_apply, expose_value=False,
-                                           rich_help_panel=GLOBAL_PANEL)] = False,
+    verbose: Annotated[
+        int,
+        typer.Option(
+            "--verbose",
+            "-v",
+            count=True,
+            help=VERBOSE_HELP,
+            callback=_apply,
+            show_default=False,
+            expose_value=False,
+            rich_help_panel=GLOBAL_PANEL,
+        ),
+    ] = 0,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet", "-q", help=QUIET_HELP, callback=_apply, expose_value=False, rich_help_panel=GLOBAL_PANEL
+        ),
+    ] = False,
+    no_color: Annotated[
+        bool,
+        typer.Option(
+            "--no-color", help=NO_COLOR_HELP, callback=_apply, expose_value=False, rich_help_panel=GLOBAL_PANEL
+        ),
+    ] = False,
 ) -> None:
     """Only here so typer builds the three options once, the way it builds every other."""
 
@@ -166,4 +188,3 @@ def confirmed(ctx: typer.Context, question: str) -> bool:
         return True
     out(ctx).info("Nothing deleted.")
     return False
-

@@ -105,10 +105,14 @@ class Output:
         with Progress(*columns, console=self.err, transient=True) as bar:
             task = bar.add_task(description, total=total)
 
-            def update(advance: int = 0, completed: int | None = None, total: int | None = None,
-                       description: str | None = None) -> None:
-                changes = {k: v for k, v in (("completed", completed), ("total", total),
-                                              ("description", description)) if v is not None}
+            def update(
+                advance: int = 0, completed: int | None = None, total: int | None = None, description: str | None = None
+            ) -> None:
+                changes = {
+                    k: v
+                    for k, v in (("completed", completed), ("total", total), ("description", description))
+                    if v is not None
+                }
                 bar.update(task, advance=advance or None, **changes)
 
             yield update

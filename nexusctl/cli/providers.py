@@ -7,11 +7,21 @@ import typer
 from nexusctl.cli.context import out, state
 from nexusctl.cli.options import Json
 
-app = typer.Typer(help="The 20 providers: capabilities, scopes, endpoints, configured or not.\n\n"
-                       "Example:  nexusctl providers show SLACK", no_args_is_help=True)
+app = typer.Typer(
+    help="The 20 providers: capabilities, scopes, endpoints, configured or not.\n\n"
+    "Example:  nexusctl providers show SLACK",
+    no_args_is_help=True,
+)
 
-COLUMNS = [("provider", "PROVIDER"), ("displayName", "NAME"), ("category", "CATEGORY"), ("connect", "CONNECT"),
-           ("refresh", "REFRESH"), ("configured", "CONFIGURED"), ("capabilities", "CAPABILITIES")]
+COLUMNS = [
+    ("provider", "PROVIDER"),
+    ("displayName", "NAME"),
+    ("category", "CATEGORY"),
+    ("connect", "CONNECT"),
+    ("refresh", "REFRESH"),
+    ("configured", "CONFIGURED"),
+    ("capabilities", "CAPABILITIES"),
+]
 
 
 def describe(settings, provider, *, full: bool = False) -> dict:
@@ -23,17 +33,22 @@ def describe(settings, provider, *, full: bool = False) -> dict:
 
     spec, creds = SPECS[provider], settings.providers[provider]
     configured = creds.configured or not spec.needs_credentials
-    data = {**CATALOG[provider].to_dict(configured), **spec.to_dict(),
-            "scopes": list(scopes.requested(provider, creds.approved_scopes))}  # what the consent asks for
+    data = {
+        **CATALOG[provider].to_dict(configured),
+        **spec.to_dict(),
+        "scopes": list(scopes.requested(provider, creds.approved_scopes)),
+    }  # what the consent asks for
     if full:
         data["actionScopes"] = _action_scopes(provider, creds.approved_scopes)
         adapter = adapter_for(provider, settings)
         data["missing"] = [] if configured else creds.missing(provider)
         # An API-key provider (SendGrid) never sends a browser back: there is no callback to register.
         data["callbackUrl"] = None if spec.kind is ConnectKind.API_KEY else adapter.redirect_uri
-        data["endpoints"] = {kind.lower(): {"url": adapter.url(kind, "{shop}"), "overridden": kind in creds.endpoints}
-                             for kind in ENDPOINT_KINDS + EXTRA_ENDPOINT_KINDS.get(provider, ())
-                             if adapter.url(kind, "{shop}")}
+        data["endpoints"] = {
+            kind.lower(): {"url": adapter.url(kind, "{shop}"), "overridden": kind in creds.endpoints}
+            for kind in ENDPOINT_KINDS + EXTRA_ENDPOINT_KINDS.get(provider, ())
+            if adapter.url(kind, "{shop}")
+        }
     return data
 
 

@@ -54,15 +54,17 @@ def call_cmd(
     ctx: typer.Context,
     integration_id: Annotated[str, typer.Argument(help="Integration id (UUID).", show_default=False)],
     method: Annotated[str, typer.Argument(help="GET, POST, PUT, PATCH or DELETE.", show_default=False)],
-    path: Annotated[str, typer.Argument(help="The provider path under its API base, e.g. /v10/users/@me.",
-                                        show_default=False)],
+    path: Annotated[
+        str, typer.Argument(help="The provider path under its API base, e.g. /v10/users/@me.", show_default=False)
+    ],
     data: Annotated[str | None, typer.Option("--data", "-d", help="Request body: JSON, @FILE or - (stdin).")] = None,
-    query: Annotated[list[str] | None, typer.Option("--query", help="A query parameter, k=v (repeatable).")]
-    = None,
-    header: Annotated[list[str] | None, typer.Option("--header", "-H", help="A request header, k:v (repeatable).")]
-    = None,
-    retries: Annotated[int, typer.Option("--retries", min=0, max=5,
-                                         help="Retry an idempotent call this many times when throttled.")] = 0,
+    query: Annotated[list[str] | None, typer.Option("--query", help="A query parameter, k=v (repeatable).")] = None,
+    header: Annotated[
+        list[str] | None, typer.Option("--header", "-H", help="A request header, k:v (repeatable).")
+    ] = None,
+    retries: Annotated[
+        int, typer.Option("--retries", min=0, max=5, help="Retry an idempotent call this many times when throttled.")
+    ] = 0,
     as_json: Json = False,
 ) -> None:
     """Call the integration's provider API with its credentials added (refreshed first when due).
@@ -83,8 +85,9 @@ def call_cmd(
     if content_type and not any(k.lower() == "content-type" for k in headers):
         headers["Content-Type"] = content_type
     encoded_path = quote(path if path.startswith("/") else "/" + path, safe="/@:,;=+!$&'()*~-._%")
-    request = proxy.ProxyRequest(method.upper(), encoded_path, urlencode(_pairs(query or [], "=", "--query")),
-                                 headers, body, retries)
+    request = proxy.ProxyRequest(
+        method.upper(), encoded_path, urlencode(_pairs(query or [], "=", "--query")), headers, body, retries
+    )
     proxy.check_request(request)  # a bad path or method is a usage error before the database is opened
 
     async def flow(svc):

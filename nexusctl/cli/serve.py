@@ -10,8 +10,9 @@ from nexusctl.cli.context import out, state
 def daemon_cmd(
     ctx: typer.Context,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int | None, typer.Option("--port", min=1, max=65535,
-                                             help="Port (default: PORT, else 3008).")] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", min=1, max=65535, help="Port (default: PORT, else 3008).")
+    ] = None,
 ) -> None:
     """Run the service: HTTP API on PORT, until SIGTERM or Ctrl-C.
 

@@ -11,12 +11,21 @@ from nexusctl.core import sync_logs
 from nexusctl.core.paging import DEFAULT_LIMIT
 from nexusctl.core.serializers import sync_log_to_dict
 
-app = typer.Typer(help="Provider data syncs and their logs.\n\nExample:  nexusctl sync list "
-                       "0b7f5d2c-8a41-4c4e-b2a7-3f9e1d6c5a10 --status FAILED", no_args_is_help=True)
+app = typer.Typer(
+    help="Provider data syncs and their logs.\n\nExample:  nexusctl sync list "
+    "0b7f5d2c-8a41-4c4e-b2a7-3f9e1d6c5a10 --status FAILED",
+    no_args_is_help=True,
+)
 
 COLUMNS = [
-    ("id", "ID"), ("action", "ACTION"), ("status", "STATUS"), ("itemsProcessed", "ITEMS"),
-    ("itemsFailed", "FAILED"), ("startedAt", "STARTED"), ("completedAt", "COMPLETED"), ("error", "ERROR"),
+    ("id", "ID"),
+    ("action", "ACTION"),
+    ("status", "STATUS"),
+    ("itemsProcessed", "ITEMS"),
+    ("itemsFailed", "FAILED"),
+    ("startedAt", "STARTED"),
+    ("completedAt", "COMPLETED"),
+    ("error", "ERROR"),
 ]
 
 
@@ -62,14 +71,21 @@ def show_cmd(
     out(ctx).json(data) if as_json else out(ctx).record(data)
 
 
-RUN_COLUMNS = [("status", "STATUS"), ("integrationId", "INTEGRATION"), ("action", "ACTION"),
-               ("itemsProcessed", "ITEMS"), ("error", "ERROR")]
+RUN_COLUMNS = [
+    ("status", "STATUS"),
+    ("integrationId", "INTEGRATION"),
+    ("action", "ACTION"),
+    ("itemsProcessed", "ITEMS"),
+    ("error", "ERROR"),
+]
 
 
 def _summary(row: dict) -> str:
     meta = row["metadata"]
-    counts = f"{row['itemsProcessed']} items ({meta.get('created', 0)} new, {meta.get('updated', 0)} changed, " \
-             f"{meta.get('deleted', 0)} gone) in {meta.get('pages', 0)} pages"
+    counts = (
+        f"{row['itemsProcessed']} items ({meta.get('created', 0)} new, {meta.get('updated', 0)} changed, "
+        f"{meta.get('deleted', 0)} gone) in {meta.get('pages', 0)} pages"
+    )
     took = f", {meta['durationMs'] / 1000:.1f} s" if "durationMs" in meta else ""
     line = f"{row['status']:<10} {row['integrationId']}  {row['action']:<16} {counts}{took}"
     return line + (f"  {row['error']}" if row["error"] else "")
@@ -87,8 +103,9 @@ def _run_logs(ctx, logs, *, show_progress: bool) -> list[dict]:
             if show_progress:
                 from rich.progress import Progress, SpinnerColumn, TextColumn
 
-                with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=output.err,
-                              transient=True) as bar:
+                with Progress(
+                    SpinnerColumn(), TextColumn("{task.description}"), console=output.err, transient=True
+                ) as bar:
                     task = bar.add_task(f"{log.action}: starting", total=None)
                     seen = {"items": 0, "pages": 0}
 
@@ -122,14 +139,20 @@ def _finish(ctx, rows: list[dict], as_json: bool) -> None:
 @app.command("run")
 def run_cmd(
     ctx: typer.Context,
-    integration_id: Annotated[str | None, typer.Argument(help="Integration id (UUID); or --all.",
-                                                         show_default=False)] = None,
-    action: Annotated[str | None, typer.Option("--action", "-a", help="One action (e.g. fetch_posts); "
-                                               "default: every action of the provider.")] = None,
-    full: Annotated[bool, typer.Option("--full", help="Read everything again; items no longer there become "
-                                       "<resource>.deleted events.")] = False,
-    all_: Annotated[bool, typer.Option("--all", help="Every active integration with sync actions (the cron "
-                                       "entry).")] = False,
+    integration_id: Annotated[
+        str | None, typer.Argument(help="Integration id (UUID); or --all.", show_default=False)
+    ] = None,
+    action: Annotated[
+        str | None,
+        typer.Option("--action", "-a", help="One action (e.g. fetch_posts); default: every action of the provider."),
+    ] = None,
+    full: Annotated[
+        bool,
+        typer.Option("--full", help="Read everything again; items no longer there become <resource>.deleted events."),
+    ] = False,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Every active integration with sync actions (the cron entry).")
+    ] = False,
     provider: ProviderFilter = None,
     as_json: Json = False,
 ) -> None:

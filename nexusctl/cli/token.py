@@ -9,8 +9,11 @@ from nexusctl.cli.options import Json
 from nexusctl.core.ids import parse_uuid
 from nexusctl.errors import UsageProblem
 
-app = typer.Typer(help="Bearer tokens (JWT) for the daemon's API.\n\n"
-                       "Example:  nexusctl token mint --role admin --subject ops --ttl 600", no_args_is_help=True)
+app = typer.Typer(
+    help="Bearer tokens (JWT) for the daemon's API.\n\n"
+    "Example:  nexusctl token mint --role admin --subject ops --ttl 600",
+    no_args_is_help=True,
+)
 
 ROLES = ("admin", "service")
 
@@ -21,8 +24,9 @@ def mint_cmd(
     user: Annotated[str | None, typer.Option("--user", "-u", help="The user (UUID) the token acts as.")] = None,
     role: Annotated[list[str] | None, typer.Option("--role", "-r", help="admin or service; repeatable.")] = None,
     subject: Annotated[str | None, typer.Option("--subject", help="Subject of a service token without --user.")] = None,
-    ttl: Annotated[int, typer.Option("--ttl", min=1, max=31 * 24 * 3600,
-                                     help="Lifetime in seconds (at most JWT_MAX_AGE).")] = 3600,
+    ttl: Annotated[
+        int, typer.Option("--ttl", min=1, max=31 * 24 * 3600, help="Lifetime in seconds (at most JWT_MAX_AGE).")
+    ] = 3600,
     as_json: Json = False,
 ) -> None:
     """Print a JWT signed with JWT_SECRET (or the development secret); --json adds its subject, roles, expiry.
@@ -45,8 +49,9 @@ def mint_cmd(
         raise UsageProblem("give --user ID, or --role with --subject NAME for a service token", field="user")
     settings = state(ctx).settings
     if ttl > settings.jwt_max_age:  # the daemon would refuse it: say so now, not at the first request
-        raise UsageProblem(f"--ttl {ttl} exceeds JWT_MAX_AGE ({int(settings.jwt_max_age)} s), "
-                           "which the daemon enforces", field="ttl")
+        raise UsageProblem(
+            f"--ttl {ttl} exceeds JWT_MAX_AGE ({int(settings.jwt_max_age)} s), which the daemon enforces", field="ttl"
+        )
     token = mint(settings, subject=sub, roles=roles, ttl_seconds=ttl)
     if not as_json:
         out(ctx).value(token)

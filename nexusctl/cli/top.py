@@ -13,8 +13,9 @@ from nexusctl.cli.options import Json
 from nexusctl.errors import UsageProblem
 
 Once = Annotated[bool, typer.Option("--once", help="Print one frame and exit (for scripts and pipes).")]
-Interval = Annotated[float, typer.Option("--interval", min=0.2, max=60.0,
-                                         help="Seconds between refreshes of the live view.")]
+Interval = Annotated[
+    float, typer.Option("--interval", min=0.2, max=60.0, help="Seconds between refreshes of the live view.")
+]
 
 
 def top_cmd(ctx: typer.Context, once: Once = False, as_json: Json = False, interval: Interval = 1.0) -> None:

@@ -44,8 +44,10 @@ def print_frame(console: Console, snap: dict) -> None:
 def run_live(console: Console, read: Callable[[], dict], interval: float) -> None:
     """Redraw every ``interval`` seconds until q. The database is read between key checks, never while a
     key waits: q answers within one read."""
-    with _cbreak(sys.stdin) as keys, Live(console=console, screen=True, auto_refresh=False,
-                                          redirect_stdout=False, redirect_stderr=False) as live:
+    with (
+        _cbreak(sys.stdin) as keys,
+        Live(console=console, screen=True, auto_refresh=False, redirect_stdout=False, redirect_stderr=False) as live,
+    ):
         while True:
             live.update(frame(read(), console.size.width), refresh=True)
             deadline = time.monotonic() + interval
@@ -78,6 +80,7 @@ def _cbreak(stream) -> Iterator[Callable[[float], str | None]]:
 
 # --- one frame -------------------------------------------------------------------
 
+
 def frame(snap: dict, width: int) -> Group:
     now = _parse(snap["at"])
     title = Text.assemble(("nexusctl top", "bold"), f"  {now:%Y-%m-%d %H:%M:%S}Z  ", ("q quits", "dim"))
@@ -93,8 +96,16 @@ def frame(snap: dict, width: int) -> Group:
 
 
 def _section(title: str, *columns: str) -> Table:
-    table = Table(title=title, title_justify="left", title_style="bold", box=box.SIMPLE_HEAD, expand=True,
-                  show_edge=False, pad_edge=False, padding=(0, 1))
+    table = Table(
+        title=title,
+        title_justify="left",
+        title_style="bold",
+        box=box.SIMPLE_HEAD,
+        expand=True,
+        show_edge=False,
+        pad_edge=False,
+        padding=(0, 1),
+    )
     for column in columns:
         # Ids whole (they are what `nexusctl webhooks show` takes), headers never cut: the free text gives way.
         table.add_column(column, overflow="ellipsis", no_wrap=True, min_width=36 if column in IDS else len(column))
@@ -103,8 +114,9 @@ def _section(title: str, *columns: str) -> Table:
 
 def _deliveries(snap: dict) -> Table:
     rate = snap["deliveries"]
-    table = _section(f"Deliveries: {rate['perSecond']:g}/s (last {rate['windowSeconds']:g} s)", "OUTCOME",
-                     "ATTEMPTS", "PER SECOND")
+    table = _section(
+        f"Deliveries: {rate['perSecond']:g}/s (last {rate['windowSeconds']:g} s)", "OUTCOME", "ATTEMPTS", "PER SECOND"
+    )
     for outcome, count in rate["outcomes"].items():
         style = "green" if outcome == "ok" else ("red" if count else None)
         table.add_row(Text(outcome, style=style), str(count), f"{count / rate['windowSeconds']:g}")
@@ -141,9 +153,14 @@ def _health(snap: dict, now: dt.datetime) -> Table:
     styles = {"healthy": "green", "degraded": "yellow", "broken": "red", "unknown": "dim"}
     summary = "  ".join(f"{name} {count(value)}" for name, value in health["byStatus"].items())
     table = _section(f"Integrations: {summary}", "NAME", "PROVIDER", "TOKEN EXPIRES", "INTEGRATION")
-    table.title = Text.assemble(("Integrations: ", "bold"), *[
-        part for name, value in health["byStatus"].items()
-        for part in ((f"{name} {count(value)}", styles[name]), ("  ", None))])
+    table.title = Text.assemble(
+        ("Integrations: ", "bold"),
+        *[
+            part
+            for name, value in health["byStatus"].items()
+            for part in ((f"{name} {count(value)}", styles[name]), ("  ", None))
+        ],
+    )
     for row in health["expiringSoonest"]:
         table.add_row(row["name"], row["provider"], _ago(row["expiresAt"], now), row["integrationId"])
     table.caption = f"tokens expiring within 24 h: {count(health['expiringWithin24h'])} (the soonest above)"
@@ -165,8 +182,9 @@ def _jobs(snap: dict, now: dt.datetime) -> Table:
         last = _ago(job["lastFinishedAt"], now) if job["lastFinishedAt"] else "never"
         outcome = job["outcome"] or "-"
         upcoming = _ago(job["nextRunAt"], now) if job["daemon"] == "scheduled" else job["daemon"]
-        table.add_row(job["name"], job["state"], last,
-                      Text(outcome, style="red" if outcome == "failed" else None), upcoming)
+        table.add_row(
+            job["name"], job["state"], last, Text(outcome, style="red" if outcome == "failed" else None), upcoming
+        )
     return table
 
 

@@ -10,21 +10,44 @@ from nexusctl.cli.options import Cursor, DryRun, Json, Limit, Yes, confirmed, pa
 from nexusctl.core.paging import DEFAULT_LIMIT
 from nexusctl.errors import UsageProblem
 
-app = typer.Typer(help="Outbound webhooks: endpoints, secrets, deliveries.\n\n"
-                       "Example:  nexusctl webhooks list --integration 0b7f5d2c-8a41-4c4e-b2a7-3f9e1d6c5a10",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Outbound webhooks: endpoints, secrets, deliveries.\n\n"
+    "Example:  nexusctl webhooks list --integration 0b7f5d2c-8a41-4c4e-b2a7-3f9e1d6c5a10",
+    no_args_is_help=True,
+)
 
-COLUMNS = [("id", "ID"), ("integrationId", "INTEGRATION"), ("url", "URL"), ("events", "EVENTS"),
-           ("isActive", "ACTIVE"), ("lastTriggeredAt", "LAST TRIGGERED")]
-DELIVERY_COLUMNS = [("id", "ID"), ("event", "EVENT"), ("status", "STATUS"), ("attempts", "ATTEMPTS"),
-                    ("error", "ERROR"), ("nextAttemptAt", "NEXT ATTEMPT"), ("createdAt", "CREATED")]
+COLUMNS = [
+    ("id", "ID"),
+    ("integrationId", "INTEGRATION"),
+    ("url", "URL"),
+    ("events", "EVENTS"),
+    ("isActive", "ACTIVE"),
+    ("lastTriggeredAt", "LAST TRIGGERED"),
+]
+DELIVERY_COLUMNS = [
+    ("id", "ID"),
+    ("event", "EVENT"),
+    ("status", "STATUS"),
+    ("attempts", "ATTEMPTS"),
+    ("error", "ERROR"),
+    ("nextAttemptAt", "NEXT ATTEMPT"),
+    ("createdAt", "CREATED"),
+]
 WebhookId = Annotated[str, typer.Argument(help="Webhook id (UUID).", show_default=False)]
-Events = Annotated[list[str] | None, typer.Option("--event", "-e", help="Event to subscribe to (repeatable): "
-                                                  "media.created, media.* or *.")]
+Events = Annotated[
+    list[str] | None,
+    typer.Option("--event", "-e", help="Event to subscribe to (repeatable): media.created, media.* or *."),
+]
 # Required on create, as the API requires ``events``: leaving it out must not quietly mean everything.
-RequiredEvents = Annotated[list[str], typer.Option("--event", "-e", help="Event to subscribe to (repeatable): "
-                                                   "media.created, media.*, or '*' for everything.",
-                                                   show_default=False)]
+RequiredEvents = Annotated[
+    list[str],
+    typer.Option(
+        "--event",
+        "-e",
+        help="Event to subscribe to (repeatable): media.created, media.*, or '*' for everything.",
+        show_default=False,
+    ),
+]
 
 
 def _db(ctx):
@@ -46,14 +69,14 @@ def _show(ctx, data: dict, as_json: bool) -> None:
 
 
 @app.command("create")
-def create_cmd(ctx: typer.Context,
-               integration: Annotated[str, typer.Option("--integration", "-i", help="Integration id.",
-                                                        show_default=False)],
-               url: Annotated[str, typer.Option("--url", help="Receiver URL (https in production).",
-                                                show_default=False)],
-               events: RequiredEvents,
-               metadata: Annotated[str | None, typer.Option("--metadata", help="JSON object.")] = None,
-               as_json: Json = False) -> None:
+def create_cmd(
+    ctx: typer.Context,
+    integration: Annotated[str, typer.Option("--integration", "-i", help="Integration id.", show_default=False)],
+    url: Annotated[str, typer.Option("--url", help="Receiver URL (https in production).", show_default=False)],
+    events: RequiredEvents,
+    metadata: Annotated[str | None, typer.Option("--metadata", help="JSON object.")] = None,
+    as_json: Json = False,
+) -> None:
     """Create a webhook; prints its signing secret once (store it now).
 
     Example:  nexusctl webhooks create --integration 0b7f5d2c-8a41-4c4e-b2a7-3f9e1d6c5a10 \
@@ -63,18 +86,25 @@ def create_cmd(ctx: typer.Context,
     from nexusctl.core.serializers import webhook_to_dict
 
     st = _db(ctx)
-    row, secret = webhooks.create(st.keyring, integration_id=integration, url=_checked_url(ctx, url),
-                                  events=list(events),
-                                  metadata=parse_json_object(metadata, "metadata") if metadata else None)
+    row, secret = webhooks.create(
+        st.keyring,
+        integration_id=integration,
+        url=_checked_url(ctx, url),
+        events=list(events),
+        metadata=parse_json_object(metadata, "metadata") if metadata else None,
+    )
     out(ctx).success(f"Created webhook {row.id}; its secret is shown this once")
     _show(ctx, webhook_to_dict(row, secret), as_json)
 
 
 @app.command("list")
-def list_cmd(ctx: typer.Context,
-             integration: Annotated[str | None, typer.Option("--integration", "-i", help="Only this integration.")]
-             = None,
-             limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None, as_json: Json = False) -> None:
+def list_cmd(
+    ctx: typer.Context,
+    integration: Annotated[str | None, typer.Option("--integration", "-i", help="Only this integration.")] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+    as_json: Json = False,
+) -> None:
     """List webhooks, newest first.
 
     Example:  nexusctl webhooks list --integration 0b7f5d2c-8a41-4c4e-b2a7-3f9e1d6c5a10
@@ -103,12 +133,16 @@ def show_cmd(ctx: typer.Context, webhook_id: WebhookId, as_json: Json = False) -
 
 
 @app.command("update")
-def update_cmd(ctx: typer.Context, webhook_id: WebhookId,
-               url: Annotated[str | None, typer.Option("--url", help="New receiver URL.")] = None,
-               events: Events = None,
-               active: Annotated[bool | None, typer.Option("--active/--inactive", help="Enable or disable.",
-                                                           show_default=False)] = None,
-               as_json: Json = False) -> None:
+def update_cmd(
+    ctx: typer.Context,
+    webhook_id: WebhookId,
+    url: Annotated[str | None, typer.Option("--url", help="New receiver URL.")] = None,
+    events: Events = None,
+    active: Annotated[
+        bool | None, typer.Option("--active/--inactive", help="Enable or disable.", show_default=False)
+    ] = None,
+    as_json: Json = False,
+) -> None:
     """Change a webhook's URL, events or active flag (re-enabling clears its failure window).
 
     Example:  nexusctl webhooks update 3c1d9f7e-2b6a-4d8e-9f10-5a7b3c2d1e0f --active -e 'order.*'
@@ -117,14 +151,19 @@ def update_cmd(ctx: typer.Context, webhook_id: WebhookId,
     from nexusctl.core.serializers import webhook_to_dict
 
     _db(ctx)
-    row = webhooks.update(webhook_id, url=_checked_url(ctx, url) if url else None,
-                          events=list(events) if events else None, is_active=active)
+    row = webhooks.update(
+        webhook_id,
+        url=_checked_url(ctx, url) if url else None,
+        events=list(events) if events else None,
+        is_active=active,
+    )
     _show(ctx, webhook_to_dict(row), as_json)
 
 
 @app.command("delete")
-def delete_cmd(ctx: typer.Context, webhook_id: WebhookId, yes: Yes = False, dry_run: DryRun = False,
-               as_json: Json = False) -> None:
+def delete_cmd(
+    ctx: typer.Context, webhook_id: WebhookId, yes: Yes = False, dry_run: DryRun = False, as_json: Json = False
+) -> None:
     """Delete a webhook and its delivery log.
 
     Asks first on a terminal; in scripts pass --yes. --dry-run says what would go.
@@ -151,10 +190,16 @@ def delete_cmd(ctx: typer.Context, webhook_id: WebhookId, yes: Yes = False, dry_
 
 
 @app.command("deliveries")
-def deliveries_cmd(ctx: typer.Context, webhook_id: WebhookId,
-                   status: Annotated[str | None, typer.Option("--status", "-s", help="PENDING, RETRYING, "
-                                                              "DELIVERED or FAILED.")] = None,
-                   limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None, as_json: Json = False) -> None:
+def deliveries_cmd(
+    ctx: typer.Context,
+    webhook_id: WebhookId,
+    status: Annotated[
+        str | None, typer.Option("--status", "-s", help="PENDING, RETRYING, DELIVERED or FAILED.")
+    ] = None,
+    limit: Limit = DEFAULT_LIMIT,
+    cursor: Cursor = None,
+    as_json: Json = False,
+) -> None:
     """A webhook's deliveries, newest first; --json adds every attempt.
 
     Example:  nexusctl webhooks deliveries 3c1d9f7e-2b6a-4d8e-9f10-5a7b3c2d1e0f --status FAILED --json
@@ -202,9 +247,11 @@ def rotate_cmd(ctx: typer.Context, webhook_id: WebhookId, as_json: Json = False)
 
 
 @app.command("redeliver")
-def redeliver_cmd(ctx: typer.Context,
-                  delivery_id: Annotated[str, typer.Argument(help="Delivery id.", show_default=False)],
-                  as_json: Json = False) -> None:
+def redeliver_cmd(
+    ctx: typer.Context,
+    delivery_id: Annotated[str, typer.Argument(help="Delivery id.", show_default=False)],
+    as_json: Json = False,
+) -> None:
     """Send one delivery again now (same webhook-id).
 
     Example:  nexusctl webhooks redeliver 7e2a1c3b-9d8f-4e6a-b5c4-0f1e2d3c4b5a --json
@@ -223,13 +270,14 @@ REPLAY_BATCH = 500
 
 
 @app.command("replay")
-def replay_cmd(ctx: typer.Context, webhook_id: WebhookId,
-               since: Annotated[str, typer.Option("--since", help="ISO time, e.g. 2026-11-24T00:00:00Z.",
-                                                  show_default=False)],
-               status: Annotated[str | None, typer.Option("--status", "-s", help="Only this status (e.g. FAILED).")]
-               = None,
-               dry_run: DryRun = False,
-               as_json: Json = False) -> None:
+def replay_cmd(
+    ctx: typer.Context,
+    webhook_id: WebhookId,
+    since: Annotated[str, typer.Option("--since", help="ISO time, e.g. 2026-11-24T00:00:00Z.", show_default=False)],
+    status: Annotated[str | None, typer.Option("--status", "-s", help="Only this status (e.g. FAILED).")] = None,
+    dry_run: DryRun = False,
+    as_json: Json = False,
+) -> None:
     """Queue again every delivery of a webhook created since a time (a progress bar on a terminal).
 
     Example:  nexusctl webhooks replay 3c1d9f7e-2b6a-4d8e-9f10-5a7b3c2d1e0f --since 2026-11-24T00:00:00Z --status FAILED
@@ -248,11 +296,13 @@ def replay_cmd(ctx: typer.Context, webhook_id: WebhookId,
         count = deliveries.replay(webhook_id, since=moment, status=status, dry_run=True)
         output.info(f"Would queue {count} deliveries again")
     else:
-        total = deliveries.replay(webhook_id, since=moment, status=status, dry_run=True) \
-            if output.shows_progress else None
+        total = (
+            deliveries.replay(webhook_id, since=moment, status=status, dry_run=True) if output.shows_progress else None
+        )
         with output.progress("queueing deliveries", total=total) as update:
-            count = deliveries.replay(webhook_id, since=moment, status=status, batch_size=REPLAY_BATCH,
-                                      progress=lambda n: update(advance=n))
+            count = deliveries.replay(
+                webhook_id, since=moment, status=status, batch_size=REPLAY_BATCH, progress=lambda n: update(advance=n)
+            )
         output.success(f"Queued {count} deliveries again")
     if as_json:
         from nexusctl.core.ids import parse_uuid

@@ -48,13 +48,22 @@ def queue(now: dt.datetime | None = None) -> list[dict]:
     now = now or utcnow()
     rows = []
     for status in QUEUED:
-        depth = _capped_count(WebhookDelivery.select(SQL("1")).where(WebhookDelivery.status == status),
-                              QUEUE_COUNT_CAP)
-        oldest = (WebhookDelivery.select(WebhookDelivery.next_attempt_at)
-                  .where(_QUEUED_SQL & (WebhookDelivery.status == status) & (WebhookDelivery.next_attempt_at <= now))
-                  .order_by(WebhookDelivery.next_attempt_at).limit(1).scalar())
-        rows.append({"status": status.value, "depth": depth, "capped": depth >= QUEUE_COUNT_CAP,
-                     "oldestDueSeconds": round((now - oldest).total_seconds(), 3) if oldest else 0.0})
+        depth = _capped_count(WebhookDelivery.select(SQL("1")).where(WebhookDelivery.status == status), QUEUE_COUNT_CAP)
+        oldest = (
+            WebhookDelivery.select(WebhookDelivery.next_attempt_at)
+            .where(_QUEUED_SQL & (WebhookDelivery.status == status) & (WebhookDelivery.next_attempt_at <= now))
+            .order_by(WebhookDelivery.next_attempt_at)
+            .limit(1)
+            .scalar()
+        )
+        rows.append(
+            {
+                "status": status.value,
+                "depth": depth,
+                "capped": depth >= QUEUE_COUNT_CAP,
+                "oldestDueSeconds": round((now - oldest).total_seconds(), 3) if oldest else 0.0,
+            }
+        )
     return rows
 
 
@@ -67,44 +76,80 @@ def deliveries_rate(now: dt.datetime | None = None) -> dict:
     """Attempts over the last RATE_WINDOW by outcome (ok: 2xx, http_error: another status, no_answer:
     timeout, refused, connection error) and per second."""
     now = now or utcnow()
-    inner = (WebhookAttempt.select(_attempt_outcome().alias("outcome"))
-             .where(WebhookAttempt.started_at > now - RATE_WINDOW).limit(WINDOW_CAP).alias("recent"))
-    counts = dict(peewee.Select([inner], [inner.c.outcome, fn.COUNT(SQL("*"))]).group_by(inner.c.outcome)
-                  .bind(database_proxy).tuples())
+    inner = (
+        WebhookAttempt.select(_attempt_outcome().alias("outcome"))
+        .where(WebhookAttempt.started_at > now - RATE_WINDOW)
+        .limit(WINDOW_CAP)
+        .alias("recent")
+    )
+    counts = dict(
+        peewee.Select([inner], [inner.c.outcome, fn.COUNT(SQL("*"))])
+        .group_by(inner.c.outcome)
+        .bind(database_proxy)
+        .tuples()
+    )
     outcomes = {name: counts.get(name, 0) for name in ("ok", "http_error", "no_answer")}
     seconds = RATE_WINDOW.total_seconds()
-    return {"windowSeconds": seconds, "outcomes": outcomes,
-            "perSecond": round(sum(outcomes.values()) / seconds, 2),
-            "okPerSecond": round(outcomes["ok"] / seconds, 2)}
+    return {
+        "windowSeconds": seconds,
+        "outcomes": outcomes,
+        "perSecond": round(sum(outcomes.values()) / seconds, 2),
+        "okPerSecond": round(outcomes["ok"] / seconds, 2),
+    }
 
 
 def failing_endpoints(now: dt.datetime | None = None, limit: int = LIST_LIMIT) -> list[dict]:
     """The webhooks with the most failed attempts over the last FAILING_WINDOW, most first. Only the URL's
     host is shown: a receiver's path or query may carry a token."""
     now = now or utcnow()
-    failed = (WebhookAttempt.select(WebhookDelivery.webhook.alias("webhook_id"))
-              .join(WebhookDelivery, on=(WebhookAttempt.delivery == WebhookDelivery.id))
-              .where((WebhookAttempt.started_at > now - FAILING_WINDOW)
-                     & (WebhookAttempt.status_code.is_null() | (WebhookAttempt.status_code < 200)
-                        | (WebhookAttempt.status_code >= 300)))
-              .limit(WINDOW_CAP).alias("failed"))
+    failed = (
+        WebhookAttempt.select(WebhookDelivery.webhook.alias("webhook_id"))
+        .join(WebhookDelivery, on=(WebhookAttempt.delivery == WebhookDelivery.id))
+        .where(
+            (WebhookAttempt.started_at > now - FAILING_WINDOW)
+            & (
+                WebhookAttempt.status_code.is_null()
+                | (WebhookAttempt.status_code < 200)
+                | (WebhookAttempt.status_code >= 300)
+            )
+        )
+        .limit(WINDOW_CAP)
+        .alias("failed")
+    )
     count = fn.COUNT(SQL("*"))
     # Raw tuples: the ids as the database spells them (32 hex digits on SQLite), made UUIDs here.
-    top = [(uuid.UUID(str(w)), n) for w, n in
-           peewee.Select([failed], [failed.c.webhook_id, count]).group_by(failed.c.webhook_id)
-           .order_by(count.desc()).limit(limit).bind(database_proxy).tuples()]
+    top = [
+        (uuid.UUID(str(w)), n)
+        for w, n in peewee.Select([failed], [failed.c.webhook_id, count])
+        .group_by(failed.c.webhook_id)
+        .order_by(count.desc())
+        .limit(limit)
+        .bind(database_proxy)
+        .tuples()
+    ]
     if not top:
         return []
-    hooks = {h.id: h for h in Webhook.select(Webhook.id, Webhook.url, Webhook.is_active, Webhook.failing_since,
-                                                  Webhook.integration).where(Webhook.id.in_([w for w, _ in top]))}
+    hooks = {
+        h.id: h
+        for h in Webhook.select(
+            Webhook.id, Webhook.url, Webhook.is_active, Webhook.failing_since, Webhook.integration
+        ).where(Webhook.id.in_([w for w, _ in top]))
+    }
     rows = []
     for webhook_id, failures in top:
         hook = hooks.get(webhook_id)
         if hook is None:  # deleted meanwhile
             continue
-        rows.append({"webhookId": str(hook.id), "integrationId": str(hook.integration_id),
-                     "host": urlsplit(hook.url).hostname or "?", "failures": failures, "active": hook.is_active,
-                     "failingSince": _iso(hook.failing_since)})
+        rows.append(
+            {
+                "webhookId": str(hook.id),
+                "integrationId": str(hook.integration_id),
+                "host": urlsplit(hook.url).hostname or "?",
+                "failures": failures,
+                "active": hook.is_active,
+                "failingSince": _iso(hook.failing_since),
+            }
+        )
     return rows
 
 
@@ -117,42 +162,77 @@ def health(now: dt.datetime | None = None) -> dict:
         if rank == 0:  # rank 0 holds the never-checked rows too (status NULL): told apart on the index's rows
             where &= Integration.health_status.is_null(False)
         by_status[name] = _capped_count(Integration.select(SQL("1")).where(where), COUNT_CAP)
-    by_status["unknown"] = _capped_count(Integration.select(SQL("1")).where(
-        (Integration.health_rank == 0) & Integration.health_status.is_null()), COUNT_CAP)
+    by_status["unknown"] = _capped_count(
+        Integration.select(SQL("1")).where((Integration.health_rank == 0) & Integration.health_status.is_null()),
+        COUNT_CAP,
+    )
     # `is_active` bare, as the partial index's condition is written: SQLite then uses it.
-    expiring = (Integration.is_active & (Integration.expires_at > now)
-                & (Integration.expires_at <= now + EXPIRING_WITHIN))
-    soonest = (Integration.select(Integration.id, Integration.provider, Integration.name, Integration.expires_at)
-               .where(expiring).order_by(Integration.expires_at).limit(LIST_LIMIT))
-    return {"byStatus": by_status, "countCap": COUNT_CAP,
-            "expiringWithin24h": _capped_count(Integration.select(SQL("1")).where(expiring), COUNT_CAP),
-            "expiringSoonest": [{"integrationId": str(r.id), "provider": r.provider.value, "name": r.name,
-                                 "expiresAt": _iso(r.expires_at)} for r in soonest]}
+    expiring = (
+        Integration.is_active & (Integration.expires_at > now) & (Integration.expires_at <= now + EXPIRING_WITHIN)
+    )
+    soonest = (
+        Integration.select(Integration.id, Integration.provider, Integration.name, Integration.expires_at)
+        .where(expiring)
+        .order_by(Integration.expires_at)
+        .limit(LIST_LIMIT)
+    )
+    return {
+        "byStatus": by_status,
+        "countCap": COUNT_CAP,
+        "expiringWithin24h": _capped_count(Integration.select(SQL("1")).where(expiring), COUNT_CAP),
+        "expiringSoonest": [
+            {"integrationId": str(r.id), "provider": r.provider.value, "name": r.name, "expiresAt": _iso(r.expires_at)}
+            for r in soonest
+        ],
+    }
 
 
 def syncs_in_progress(now: dt.datetime | None = None, limit: int = LIST_LIMIT) -> dict:
     """Sync runs IN_PROGRESS (up to COUNT_CAP), the longest-running first."""
     now = now or utcnow()
     running = IntegrationSyncLog.status == SyncStatus.IN_PROGRESS
-    rows = (IntegrationSyncLog.select(IntegrationSyncLog.id, IntegrationSyncLog.integration, IntegrationSyncLog.action,
-                                      IntegrationSyncLog.items_processed, IntegrationSyncLog.started_at,
-                                      IntegrationSyncLog.created_at)
-            .where(running).order_by(IntegrationSyncLog.created_at).limit(limit))
-    return {"count": _capped_count(IntegrationSyncLog.select(SQL("1")).where(running), COUNT_CAP),
-            "oldest": [{"id": str(r.id), "integrationId": str(r.integration_id), "action": r.action,
-                        "itemsProcessed": r.items_processed, "startedAt": _iso(r.started_at),
-                        "runningSeconds": round((now - (r.started_at or r.created_at)).total_seconds(), 1)}
-                       for r in rows]}
+    rows = (
+        IntegrationSyncLog.select(
+            IntegrationSyncLog.id,
+            IntegrationSyncLog.integration,
+            IntegrationSyncLog.action,
+            IntegrationSyncLog.items_processed,
+            IntegrationSyncLog.started_at,
+            IntegrationSyncLog.created_at,
+        )
+        .where(running)
+        .order_by(IntegrationSyncLog.created_at)
+        .limit(limit)
+    )
+    return {
+        "count": _capped_count(IntegrationSyncLog.select(SQL("1")).where(running), COUNT_CAP),
+        "oldest": [
+            {
+                "id": str(r.id),
+                "integrationId": str(r.integration_id),
+                "action": r.action,
+                "itemsProcessed": r.items_processed,
+                "startedAt": _iso(r.started_at),
+                "runningSeconds": round((now - (r.started_at or r.created_at)).total_seconds(), 1),
+            }
+            for r in rows
+        ],
+    }
 
 
 def snapshot(settings, now: dt.datetime | None = None) -> dict:
     """One frame of `nexusctl top` (and `top --json`)."""
     now = now or utcnow()
-    return {"at": _iso(now), "deliveries": deliveries_rate(now), "queue": queue(now),
-            "failingEndpoints": failing_endpoints(now), "integrations": health(now),
-            "syncs": syncs_in_progress(now),
-            # One row per job (a handful): bounded by the number of jobs.
-            "jobs": job_runs.listing(settings, now)}
+    return {
+        "at": _iso(now),
+        "deliveries": deliveries_rate(now),
+        "queue": queue(now),
+        "failingEndpoints": failing_endpoints(now),
+        "integrations": health(now),
+        "syncs": syncs_in_progress(now),
+        # One row per job (a handful): bounded by the number of jobs.
+        "jobs": job_runs.listing(settings, now),
+    }
 
 
 def _iso(value: dt.datetime | None) -> str | None:

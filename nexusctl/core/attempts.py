@@ -54,10 +54,17 @@ def record_many(batch: list, schedule: tuple[int, ...]) -> list[str]:
     if not batch:
         return []
     with database_proxy.atomic():
-        hooks = {h.id: h for h in Webhook.select(Webhook.id, Webhook.integration, Webhook.failing_since)
-                 .where(Webhook.id.in_(list({c.webhook_id for c, _ in batch})))}
-        users = dict(Integration.select(Integration.id, Integration.user_id).where(
-            Integration.id.in_(list({h.integration_id for h in hooks.values()}))).tuples())
+        hooks = {
+            h.id: h
+            for h in Webhook.select(Webhook.id, Webhook.integration, Webhook.failing_since).where(
+                Webhook.id.in_(list({c.webhook_id for c, _ in batch}))
+            )
+        }
+        users = dict(
+            Integration.select(Integration.id, Integration.user_id)
+            .where(Integration.id.in_(list({h.integration_id for h in hooks.values()})))
+            .tuples()
+        )
         planned = []  # (claimed, result, outcome, delivery update, events)
         for claimed, result in batch:
             hook = hooks.get(claimed.webhook_id)
@@ -65,8 +72,12 @@ def record_many(batch: list, schedule: tuple[int, ...]) -> list[str]:
                 continue
             number, code = claimed.attempts + 1, result.status_code
             response = {"status": code, "body": (result.body or "")[:RESPONSE_MAX]} if code is not None else None
-            base = {"webhookId": str(hook.id), "deliveryId": str(claimed.id), "event": claimed.event,
-                    "attempts": number}
+            base = {
+                "webhookId": str(hook.id),
+                "deliveryId": str(claimed.id),
+                "event": claimed.event,
+                "attempts": number,
+            }
             delivered_at = next_at = error = None
             events, disable = [], None
             if code is not None and 200 <= code < 300:
@@ -95,9 +106,18 @@ def record_many(batch: list, schedule: tuple[int, ...]) -> list[str]:
             if claimed.id not in held:
                 continue
             outcomes[claimed.id] = outcome
-            attempt_rows.append((uuid.uuid4(), claimed.id, claimed.attempts + 1, result.started_at,
-                                 result.status_code, result.duration_ms, result.error,
-                                 (result.body or "")[:RESPONSE_MAX] or None))
+            attempt_rows.append(
+                (
+                    uuid.uuid4(),
+                    claimed.id,
+                    claimed.attempts + 1,
+                    result.started_at,
+                    result.status_code,
+                    result.duration_ms,
+                    result.error,
+                    (result.body or "")[:RESPONSE_MAX] or None,
+                )
+            )
             events.extend(row_events)
             if outcome == "delivered":
                 succeeded.add(claimed.webhook_id)
@@ -121,7 +141,8 @@ def record_many(batch: list, schedule: tuple[int, ...]) -> list[str]:
         else:
             failing_since = None
         Webhook.update(last_triggered_at=now, failing_since=failing_since).where(
-            Webhook.id.in_(list(succeeded | failing))).execute()
+            Webhook.id.in_(list(succeeded | failing))
+        ).execute()
         for hook_id, reason in disable.items():
             if hook_id not in succeeded:
                 _disable(hooks[hook_id], reason, None)
@@ -147,8 +168,15 @@ def wait_after(schedule: tuple[int, ...], attempts: int, code: int | None, retry
 
 def _outbox(event_type: str, hook: Webhook, users: dict, data: dict, now) -> dict:
     # Outbox only (for the bus): fanning webhook.* out to webhooks could loop forever.
-    return {"id": uuid.uuid4(), "created_at": now, "updated_at": now, "type": event_type,
-            "user_id": users.get(hook.integration_id), "integration_id": hook.integration_id, "data": data}
+    return {
+        "id": uuid.uuid4(),
+        "created_at": now,
+        "updated_at": now,
+        "type": event_type,
+        "user_id": users.get(hook.integration_id),
+        "integration_id": hook.integration_id,
+        "data": data,
+    }
 
 
 _PG_UPDATE = """UPDATE "webhook_deliveries" AS d SET "status" = v.status, "attempts" = v.attempts,
@@ -169,19 +197,31 @@ def _update_deliveries(rows: list) -> set:
         # One statement for the batch (arrays in, ids out): no per-row round trip or plan.
         columns = list(zip(*rows, strict=True))
         status, number, response, error, delivered_at, next_at, now, ids, leases = columns
-        cursor = database_proxy.execute_sql(_PG_UPDATE, (
-            now[0], [str(i) for i in ids], [str(t) for t in leases], [s.value for s in status], list(number),
-            [None if r is None else json.dumps(r) for r in response], list(error), list(delivered_at),
-            list(next_at)))
+        cursor = database_proxy.execute_sql(
+            _PG_UPDATE,
+            (
+                now[0],
+                [str(i) for i in ids],
+                [str(t) for t in leases],
+                [s.value for s in status],
+                list(number),
+                [None if r is None else json.dumps(r) for r in response],
+                list(error),
+                list(delivered_at),
+                list(next_at),
+            ),
+        )
         return {r[0] if isinstance(r[0], uuid.UUID) else uuid.UUID(str(r[0])) for r in cursor.fetchall()}
     # SQLite: the transaction holds the write lock (BEGIN IMMEDIATE), so read-then-write is atomic.
     held = dict(f.select(f.id, f.lease_token).where(f.id.in_([r[7] for r in rows])).tuples())
     rows = [r for r in rows if held.get(r[7]) == r[8]]
     columns = [f.status, f.attempts, f.response, f.error, f.delivered_at, f.next_attempt_at, f.updated_at]
     mark = database_proxy.param
-    sql = (f'UPDATE "{f._meta.table_name}" SET '
-           + ", ".join(f'"{c.column_name}" = {mark}' for c in columns)
-           + f', "lease_until" = NULL, "lease_token" = NULL WHERE "id" = {mark} AND "lease_token" = {mark}')
+    sql = (
+        f'UPDATE "{f._meta.table_name}" SET '
+        + ", ".join(f'"{c.column_name}" = {mark}' for c in columns)
+        + f', "lease_until" = NULL, "lease_token" = NULL WHERE "id" = {mark} AND "lease_token" = {mark}'
+    )
 
     def value(column, v):
         if column is f.response:  # JSON as text
@@ -210,23 +250,43 @@ def _insert_attempts(rows: list, now) -> None:
     """rows: (id, delivery_id, number, started_at, status_code, duration_ms, error, response_body)."""
     if is_postgres(database_proxy):
         ids, delivery_ids, number, started, code, duration, error, body = zip(*rows, strict=True)
-        database_proxy.execute_sql(_PG_ATTEMPTS, (now, now, [str(i) for i in ids], [str(i) for i in delivery_ids],
-                                                  list(number), list(started), list(code), list(duration),
-                                                  list(error), list(body)))
+        database_proxy.execute_sql(
+            _PG_ATTEMPTS,
+            (
+                now,
+                now,
+                [str(i) for i in ids],
+                [str(i) for i in delivery_ids],
+                list(number),
+                list(started),
+                list(code),
+                list(duration),
+                list(error),
+                list(body),
+            ),
+        )
         return
     keys = ("id", "delivery", "number", "started_at", "status_code", "duration_ms", "error", "response_body")
-    WebhookAttempt.insert_many([{**dict(zip(keys, r, strict=True)), "created_at": now, "updated_at": now}
-                                for r in rows]).execute()
+    WebhookAttempt.insert_many(
+        [{**dict(zip(keys, r, strict=True)), "created_at": now, "updated_at": now} for r in rows]
+    ).execute()
 
 
 def _insert_events(events: list) -> None:
     if is_postgres(database_proxy):
         now = events[0]["created_at"]
-        database_proxy.execute_sql(_PG_EVENTS, (
-            now, now, [str(e["id"]) for e in events], [e["type"] for e in events],
-            [None if e["user_id"] is None else str(e["user_id"]) for e in events],
-            [None if e["integration_id"] is None else str(e["integration_id"]) for e in events],
-            [json.dumps(e["data"]) for e in events]))
+        database_proxy.execute_sql(
+            _PG_EVENTS,
+            (
+                now,
+                now,
+                [str(e["id"]) for e in events],
+                [e["type"] for e in events],
+                [None if e["user_id"] is None else str(e["user_id"]) for e in events],
+                [None if e["integration_id"] is None else str(e["integration_id"]) for e in events],
+                [json.dumps(e["data"]) for e in events],
+            ),
+        )
         return
     OutboxEvent.insert_many(events).execute()
 
@@ -237,14 +297,29 @@ def _disable(hook: Webhook, reason: str, delivery_id=None) -> None:
     # Its other queued deliveries would never be sent (the worker skips inactive webhooks) and would count as
     # RETRYING forever: they end FAILED with the reason, for a replay once the webhook is enabled again. One
     # another worker is sending right now (its lease holds) is left to that worker's result.
-    WebhookDelivery.update(status=DeliveryStatus.FAILED, error=f"webhook disabled: {reason}"[:500],
-                           next_attempt_at=None, lease_until=None, lease_token=None, updated_at=now).where(
+    WebhookDelivery.update(
+        status=DeliveryStatus.FAILED,
+        error=f"webhook disabled: {reason}"[:500],
+        next_attempt_at=None,
+        lease_until=None,
+        lease_token=None,
+        updated_at=now,
+    ).where(
         (WebhookDelivery.webhook == hook.id)
         & WebhookDelivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.RETRYING])
-        & (WebhookDelivery.lease_until.is_null() | (WebhookDelivery.lease_until < now))).execute()
+        & (WebhookDelivery.lease_until.is_null() | (WebhookDelivery.lease_until < now))
+    ).execute()
     integration = Integration.get_or_none(Integration.id == hook.integration_id)
     if integration is not None:
-        OutboxEvent.create(type="integration.error", user_id=integration.user_id, integration_id=integration.id,
-                           data={"integrationId": str(integration.id), "webhookId": str(hook.id),
-                                 "code": "WEBHOOK_DISABLED", "message": f"webhook disabled: {reason}",
-                                 "deliveryId": str(delivery_id) if delivery_id else None})
+        OutboxEvent.create(
+            type="integration.error",
+            user_id=integration.user_id,
+            integration_id=integration.id,
+            data={
+                "integrationId": str(integration.id),
+                "webhookId": str(hook.id),
+                "code": "WEBHOOK_DISABLED",
+                "message": f"webhook disabled: {reason}",
+                "deliveryId": str(delivery_id) if delivery_id else None,
+            },
+        )

@@ -27,8 +27,11 @@ def _load(integration_id, owner_id, keyring):
     if keyring is not None:
         key_usage.require_keys(keyring, Integration, integration.id, ("access_token", "refresh_token"))
     if not integration.is_active:
-        raise SyncNotStarted(f"integration {integration.id} is inactive ({integration.last_error or 'disconnected'}); "
-                             "reconnect it first", id=str(integration.id))
+        raise SyncNotStarted(
+            f"integration {integration.id} is inactive ({integration.last_error or 'disconnected'}); "
+            "reconnect it first",
+            id=str(integration.id),
+        )
     return integration
 
 

@@ -49,8 +49,9 @@ def check_redirect(settings: Settings, redirect_uri) -> str:
         raise UsageProblem("redirectUri must be an http(s) URL without credentials", field="redirectUri")
     allowed = {origin_of(settings.frontend_url), *settings.allowed_redirect_origins}
     if origin_of(redirect_uri) not in allowed:
-        raise UsageProblem("redirectUri is not on an allowed origin (FRONTEND_URL or ALLOWED_REDIRECT_ORIGINS)",
-                           field="redirectUri")
+        raise UsageProblem(
+            "redirectUri is not on an allowed origin (FRONTEND_URL or ALLOWED_REDIRECT_ORIGINS)", field="redirectUri"
+        )
     return redirect_uri.strip()
 
 
@@ -67,8 +68,9 @@ def _configured(settings: Settings, provider: Provider) -> None:
     spec = SPECS[provider]
     if spec.needs_credentials and not settings.providers[provider].configured:
         missing = settings.providers[provider].missing(provider)
-        raise ProviderNotConfigured(f"{provider.value} is not configured: set {' and '.join(missing)}",
-                                    provider=provider.value)
+        raise ProviderNotConfigured(
+            f"{provider.value} is not configured: set {' and '.join(missing)}", provider=provider.value
+        )
 
 
 def _optional_scopes(provider: Provider, scopes) -> tuple[str, ...]:
@@ -86,8 +88,18 @@ def _organization(organization_id) -> uuid.UUID | None:
     return None if organization_id is None else parse_uuid(organization_id, "organizationId")
 
 
-async def initiate(svc: Runtime, *, user_id, provider, redirect_uri, metadata=None, shop=None,
-                   store_url=None, scopes=None, organization_id=None) -> dict:
+async def initiate(
+    svc: Runtime,
+    *,
+    user_id,
+    provider,
+    redirect_uri,
+    metadata=None,
+    shop=None,
+    store_url=None,
+    scopes=None,
+    organization_id=None,
+) -> dict:
     """Start a connection; answers the spec's {authorizationUrl, state}. ``scopes``: optional scopes to ask for
     as well (see ProviderSpec.optional_scopes). ``organization_id`` (the spec's organizationId) is kept on the
     integration the callback makes."""
@@ -96,8 +108,11 @@ async def initiate(svc: Runtime, *, user_id, provider, redirect_uri, metadata=No
     organization_id = _organization(organization_id)
     spec = SPECS[provider]
     if spec.kind is ConnectKind.API_KEY:
-        raise UsageProblem(f"{provider.value} connects with an API key: POST /integrations/api-key "
-                           f"or `nexusctl integrations add {provider.value}`", field="provider")
+        raise UsageProblem(
+            f"{provider.value} connects with an API key: POST /integrations/api-key "
+            f"or `nexusctl integrations add {provider.value}`",
+            field="provider",
+        )
     _configured(svc.settings, provider)
     redirect_uri = check_redirect(svc.settings, redirect_uri)
     metadata = _check_metadata(metadata)
@@ -106,8 +121,15 @@ async def initiate(svc: Runtime, *, user_id, provider, redirect_uri, metadata=No
     tenant = await _checked_tenant(svc.settings, adapter, spec.tenant, shop=shop, store_url=store_url)
     state = new_state()
     verifier = new_verifier() if spec.pkce else None
-    flow = Flow(provider, user_id, redirect_uri, metadata, tenant, {"verifier": verifier} if verifier else {},
-                organization_id=organization_id)
+    flow = Flow(
+        provider,
+        user_id,
+        redirect_uri,
+        metadata,
+        tenant,
+        {"verifier": verifier} if verifier else {},
+        organization_id=organization_id,
+    )
     await svc.states("save", state, flow)
     url = adapter.authorization_url(state, verifier, tenant, extra_scopes=extra_scopes)
     telemetry.oauth_flow(provider.value, "started")
@@ -124,13 +146,15 @@ async def _checked_tenant(settings: Settings, adapter, kind, *, shop, store_url)
         tenant = normalise_shop(shop)
         token_url = adapter.url("TOKEN", tenant)
         if token_url and adapter.user_supplied(token_url):
-            await ssrf.check_url_resolving(token_url, production=settings.is_production, allowed_networks=allowed,
-                                           field="shop", label="shop")
+            await ssrf.check_url_resolving(
+                token_url, production=settings.is_production, allowed_networks=allowed, field="shop", label="shop"
+            )
         return tenant
     if kind == "storeUrl":
         tenant = normalise_store(store_url, production=settings.is_production, allowed_networks=allowed)
-        return await ssrf.check_url_resolving(tenant, production=settings.is_production, allowed_networks=allowed,
-                                              field="storeUrl", label="storeUrl")
+        return await ssrf.check_url_resolving(
+            tenant, production=settings.is_production, allowed_networks=allowed, field="storeUrl", label="storeUrl"
+        )
     return None
 
 
@@ -185,18 +209,34 @@ async def _finish(svc: Runtime, provider: Provider, flow: Flow, query):
         keys = flow.secret.get("keys")
         if not keys:
             raise OAuthFailed("WOOCOMMERCE: the store never sent the keys")
-        tokens = TokenSet(access_token=f"{keys['consumer_key']}:{keys['consumer_secret']}", token_type="Basic",
-                          scope=[str(keys.get("key_permissions") or "read_write")],
-                          metadata={"keyId": keys.get("key_id")})
+        tokens = TokenSet(
+            access_token=f"{keys['consumer_key']}:{keys['consumer_secret']}",
+            token_type="Basic",
+            scope=[str(keys.get("key_permissions") or "read_write")],
+            metadata={"keyId": keys.get("key_id")},
+        )
     else:
         adapter.check_callback(query, flow.tenant)
         tokens = await adapter.exchange(query, flow.secret.get("verifier"), flow.tenant)
     account = await adapter.whoami(tokens, flow.tenant)
-    row, reconnected = await svc.run(connections.save, svc.keyring, user_id=flow.user_id, provider=provider,
-                                     account=account, tokens=tokens, metadata=flow.metadata, tenant=flow.tenant,
-                                     organization_id=flow.organization_id)
-    log.info("connected %s integration %s for user %s%s", provider.value, row.id, flow.user_id,
-             " (reconnected)" if reconnected else "")
+    row, reconnected = await svc.run(
+        connections.save,
+        svc.keyring,
+        user_id=flow.user_id,
+        provider=provider,
+        account=account,
+        tokens=tokens,
+        metadata=flow.metadata,
+        tenant=flow.tenant,
+        organization_id=flow.organization_id,
+    )
+    log.info(
+        "connected %s integration %s for user %s%s",
+        provider.value,
+        row.id,
+        flow.user_id,
+        " (reconnected)" if reconnected else "",
+    )
     if row.replaced_webhook is not None:  # a reconnect made a new channel webhook: the old one goes
         await _release(svc, row, row.replaced_webhook)
     return row
@@ -210,8 +250,12 @@ async def receive_keys(svc: Runtime, body) -> None:
     key, secret = body.get("consumer_key"), body.get("consumer_secret")
     if not isinstance(state, str) or not isinstance(key, str) or not isinstance(secret, str) or not key or not secret:
         raise UsageProblem("expected user_id, consumer_key and consumer_secret")
-    keys = {"consumer_key": key, "consumer_secret": secret, "key_id": body.get("key_id"),
-            "key_permissions": body.get("key_permissions")}
+    keys = {
+        "consumer_key": key,
+        "consumer_secret": secret,
+        "key_id": body.get("key_id"),
+        "key_permissions": body.get("key_permissions"),
+    }
     await svc.states("attach_keys", state, Provider.WOOCOMMERCE, keys)
 
 
@@ -219,8 +263,7 @@ async def connect_api_key(svc: Runtime, *, user_id, provider, api_key, metadata=
     """SendGrid: check the key with a who-am-I call, then store it encrypted."""
     provider = Provider.parse(provider)
     if SPECS[provider].kind is not ConnectKind.API_KEY:
-        raise UsageProblem(f"{provider.value} does not connect with an API key; use the OAuth flow",
-                           field="provider")
+        raise UsageProblem(f"{provider.value} does not connect with an API key; use the OAuth flow", field="provider")
     user_id = parse_uuid(user_id, "userId")
     organization_id = _organization(organization_id)
     # Printable and one word: the key goes into an Authorization header, where a control character
@@ -230,8 +273,16 @@ async def connect_api_key(svc: Runtime, *, user_id, provider, api_key, metadata=
         raise UsageProblem("apiKey must be a single non-empty key", field="apiKey")
     tokens = TokenSet(access_token=key, token_type="Bearer")
     account = await svc.adapter(provider).whoami(tokens, None)
-    row, _ = await svc.run(connections.save, svc.keyring, user_id=user_id, provider=provider, account=account,
-                           tokens=tokens, metadata=_check_metadata(metadata), organization_id=organization_id)
+    row, _ = await svc.run(
+        connections.save,
+        svc.keyring,
+        user_id=user_id,
+        provider=provider,
+        account=account,
+        tokens=tokens,
+        metadata=_check_metadata(metadata),
+        organization_id=organization_id,
+    )
     return row
 
 
@@ -241,8 +292,12 @@ async def _release(svc: Runtime, row, tokens: TokenSet) -> bool:
         await svc.adapter(row.provider).release(tokens, tokens.metadata.get("tenant"))
         return True
     except NexusError as exc:
-        log.warning("removing the %s channel webhook of integration %s failed (going on): %s", row.provider.value,
-                    row.id, exc.message)
+        log.warning(
+            "removing the %s channel webhook of integration %s failed (going on): %s",
+            row.provider.value,
+            row.id,
+            exc.message,
+        )
         return False
 
 
@@ -257,8 +312,9 @@ async def disconnect(svc: Runtime, integration_id, *, owner_id=None, dry_run: bo
             revoked = True
         except NexusError as exc:
             revoked = False
-            log.warning("revoking %s integration %s failed (deleting anyway): %s", row.provider.value, row.id,
-                        exc.message)
+            log.warning(
+                "revoking %s integration %s failed (deleting anyway): %s", row.provider.value, row.id, exc.message
+            )
     if not dry_run and tokens.webhook_token:
         await _release(svc, row, tokens)
     return await svc.run(integrations.delete, row.id, owner_id=owner_id, dry_run=dry_run, revoked=revoked)

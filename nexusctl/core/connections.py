@@ -33,9 +33,17 @@ def _seal_tokens(keyring: Keyring, row: Integration, tokens: TokenSet) -> None:
     seal(keyring, row, "refresh_token", tokens.refresh_token)
 
 
-def save(keyring: Keyring, *, user_id: uuid.UUID, provider: Provider, account: Account, tokens: TokenSet,
-         metadata: dict | None = None, tenant: str | None = None,
-         organization_id: uuid.UUID | None = None) -> tuple[Integration, bool]:
+def save(
+    keyring: Keyring,
+    *,
+    user_id: uuid.UUID,
+    provider: Provider,
+    account: Account,
+    tokens: TokenSet,
+    metadata: dict | None = None,
+    tenant: str | None = None,
+    organization_id: uuid.UUID | None = None,
+) -> tuple[Integration, bool]:
     """Insert or update the integration of this provider account; returns (row, reconnected). A reconnect without
     ``organization_id`` keeps the one the integration has."""
     provider_facts = {**tokens.metadata, **account.metadata, "accountId": account.account_id}
@@ -49,11 +57,15 @@ def save(keyring: Keyring, *, user_id: uuid.UUID, provider: Provider, account: A
         return _save(keyring, user_id, provider, account, tokens, metadata, provider_facts, organization_id)
 
 
-def _save(keyring, user_id, provider, account, tokens, metadata, provider_facts,
-          organization_id=None) -> tuple[Integration, bool]:
+def _save(
+    keyring, user_id, provider, account, tokens, metadata, provider_facts, organization_id=None
+) -> tuple[Integration, bool]:
     with database_proxy.atomic():
-        query = Integration.select().where((Integration.user_id == user_id) & (Integration.provider == provider)
-                                           & (Integration.account_id == account.account_id))
+        query = Integration.select().where(
+            (Integration.user_id == user_id)
+            & (Integration.provider == provider)
+            & (Integration.account_id == account.account_id)
+        )
         row = (query.for_update() if is_postgres(database_proxy) else query).first()
         reconnected = row is not None
         if row is None:
@@ -91,8 +103,9 @@ def _previous_webhook(keyring: Keyring, row: Integration, provider_facts: dict) 
     old = ((row.metadata or {}).get("provider") or {}).get("webhook") or {}
     if not row.channel_webhook_token or not old.get("id") or old["id"] == provider_facts["webhook"]["id"]:
         return None
-    return TokenSet(access_token="", metadata={"webhook": old},
-                    webhook_token=unseal(keyring, row, "channel_webhook_token"))
+    return TokenSet(
+        access_token="", metadata={"webhook": old}, webhook_token=unseal(keyring, row, "channel_webhook_token")
+    )
 
 
 def load(keyring: Keyring, integration_id, *, owner_id=None) -> tuple[Integration, TokenSet]:
@@ -105,29 +118,54 @@ def load(keyring: Keyring, integration_id, *, owner_id=None) -> tuple[Integratio
 
 
 def tokens_of(keyring: Keyring, row: Integration) -> TokenSet:
-    return TokenSet(access_token=unseal(keyring, row, "access_token") or "",
-                    refresh_token=unseal(keyring, row, "refresh_token"), token_type=row.token_type,
-                    expires_at=row.expires_at, scope=list(row.scope or []),
-                    metadata=dict((row.metadata or {}).get("provider") or {}),
-                    webhook_token=unseal(keyring, row, "channel_webhook_token"))
+    return TokenSet(
+        access_token=unseal(keyring, row, "access_token") or "",
+        refresh_token=unseal(keyring, row, "refresh_token"),
+        token_type=row.token_type,
+        expires_at=row.expires_at,
+        scope=list(row.scope or []),
+        metadata=dict((row.metadata or {}).get("provider") or {}),
+        webhook_token=unseal(keyring, row, "channel_webhook_token"),
+    )
 
 
-def store_refreshed(keyring: Keyring, row: Integration, tokens: TokenSet, lease: uuid.UUID,
-                    also: dict | None = None) -> bool:
+def store_refreshed(
+    keyring: Keyring, row: Integration, tokens: TokenSet, lease: uuid.UUID, also: dict | None = None
+) -> bool:
     """Write refreshed tokens if ``lease`` still holds (fencing); access and rotated refresh token together.
     ``also``: more column values for the same UPDATE (the refresh's failure bookkeeping)."""
     _seal_tokens(keyring, row, tokens)
-    metadata = {**(row.metadata or {}), "provider": {**((row.metadata or {}).get("provider") or {}),
-                                                     **{k: v for k, v in tokens.metadata.items() if v is not None}}}
+    metadata = {
+        **(row.metadata or {}),
+        "provider": {
+            **((row.metadata or {}).get("provider") or {}),
+            **{k: v for k, v in tokens.metadata.items() if v is not None},
+        },
+    }
     with database_proxy.atomic():
-        updated = (Integration.update(access_token=row.access_token, refresh_token=row.refresh_token,
-                                      expires_at=tokens.expires_at, token_type=tokens.token_type,
-                                      scope=tokens.scope or list(row.scope or []), metadata=metadata,
-                                      last_error=None, updated_at=utcnow(), refresh_lease_until=None,
-                                      refresh_lease_token=None, refreshed_at=utcnow(), health_due_at=utcnow(),
-                                      **(also or {}))
-                   .where((Integration.id == row.id) & (Integration.refresh_lease_token == lease)).execute())
+        updated = (
+            Integration.update(
+                access_token=row.access_token,
+                refresh_token=row.refresh_token,
+                expires_at=tokens.expires_at,
+                token_type=tokens.token_type,
+                scope=tokens.scope or list(row.scope or []),
+                metadata=metadata,
+                last_error=None,
+                updated_at=utcnow(),
+                refresh_lease_until=None,
+                refresh_lease_token=None,
+                refreshed_at=utcnow(),
+                health_due_at=utcnow(),
+                **(also or {}),
+            )
+            .where((Integration.id == row.id) & (Integration.refresh_lease_token == lease))
+            .execute()
+        )
         if updated:
-            events.record(events.REFRESHED, row, expiresAt=tokens.expires_at.isoformat().replace("+00:00", "Z")
-                          if tokens.expires_at else None)
+            events.record(
+                events.REFRESHED,
+                row,
+                expiresAt=tokens.expires_at.isoformat().replace("+00:00", "Z") if tokens.expires_at else None,
+            )
     return updated == 1

@@ -45,16 +45,23 @@ LISTENERS: list = []
 
 
 def payload_of(integration: Integration, event_type: str, data: dict, now: dt.datetime | None = None) -> dict:
-    envelope = {**(data or {}), "integrationId": str(integration.id),  # data cannot rename the subject
-                "provider": integration.provider.value if integration.provider else None}
+    envelope = {
+        **(data or {}),
+        "integrationId": str(integration.id),  # data cannot rename the subject
+        "provider": integration.provider.value if integration.provider else None,
+    }
     return {"type": event_type, "timestamp": (now or utcnow()).isoformat().replace("+00:00", "Z"), "data": envelope}
 
 
 def fan_out(integration: Integration, event_type: str, data: dict) -> int:
     """Queue one delivery per matching active webhook; run inside the caller's transaction."""
-    hooks = [h for h in Webhook.select(Webhook.id, Webhook.events).where(
-        (Webhook.integration == integration.id) & (Webhook.is_active == True))  # noqa: E712
-        if matches(h.events, event_type)]
+    hooks = [
+        h
+        for h in Webhook.select(Webhook.id, Webhook.events).where(
+            (Webhook.integration == integration.id) & (Webhook.is_active == True)  # noqa: E712
+        )
+        if matches(h.events, event_type)
+    ]
     return len(queue(integration, event_type, data, hooks))
 
 
@@ -62,21 +69,36 @@ def fan_out_many(events, times) -> list[int]:
     """``fan_out`` for many events ((integration, type, data) each, queued at ``times``) with one webhook
     query and one insert; how many deliveries each queued. Inside the caller's transaction."""
     hooks: dict = {}
-    for hook in Webhook.select(Webhook.id, Webhook.integration, Webhook.events).where(
+    for hook in (
+        Webhook.select(Webhook.id, Webhook.integration, Webhook.events)
+        .where(
             Webhook.integration.in_(list({integration.id for integration, _, _ in events}))
-            & (Webhook.is_active == True)).tuples():  # noqa: E712
+            & (Webhook.is_active == True)  # noqa: E712
+        )
+        .tuples()
+    ):
         hooks.setdefault(hook[1], []).append(hook)
     rows, counts = [], []
     for (integration, event_type, data), now in zip(events, times, strict=True):
         targets = [hook for hook in hooks.get(integration.id, ()) if matches(hook[2], event_type)]
         payload = payload_of(integration, event_type, data, now) if targets else None
-        rows += [{"id": uuid.uuid4(), "webhook": hook[0], "event": event_type, "payload": payload,
-                  "next_attempt_at": now, "status": DeliveryStatus.PENDING, "created_at": now, "updated_at": now}
-                 for hook in targets]
+        rows += [
+            {
+                "id": uuid.uuid4(),
+                "webhook": hook[0],
+                "event": event_type,
+                "payload": payload,
+                "next_attempt_at": now,
+                "status": DeliveryStatus.PENDING,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for hook in targets
+        ]
         counts.append(len(targets))
     if rows:
         for start in range(0, len(rows), 1000):  # bounded statements (SQLite's variable limit among them)
-            WebhookDelivery.insert_many(rows[start:start + 1000]).execute()
+            WebhookDelivery.insert_many(rows[start : start + 1000]).execute()
         _notify()
     return counts
 
@@ -87,8 +109,19 @@ def queue(integration: Integration, event_type: str, data: dict, hooks) -> list[
         return []
     now = utcnow()
     payload = payload_of(integration, event_type, data, now)
-    rows = [{"id": uuid.uuid4(), "webhook": h.id, "event": event_type, "payload": payload, "next_attempt_at": now,
-             "status": DeliveryStatus.PENDING, "created_at": now, "updated_at": now} for h in hooks]
+    rows = [
+        {
+            "id": uuid.uuid4(),
+            "webhook": h.id,
+            "event": event_type,
+            "payload": payload,
+            "next_attempt_at": now,
+            "status": DeliveryStatus.PENDING,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for h in hooks
+    ]
     WebhookDelivery.insert_many(rows).execute()
     _notify()
     return [row["id"] for row in rows]
@@ -96,12 +129,18 @@ def queue(integration: Integration, event_type: str, data: dict, hooks) -> list[
 
 # --- reading --------------------------------------------------------------
 
+
 def get(delivery_id, *, owner_id=None) -> WebhookDelivery:
     row_id = parse_uuid(delivery_id, "deliveryId")
-    row = (WebhookDelivery.select(WebhookDelivery, Webhook.id, Webhook.is_active, Webhook.disabled_reason,
-                                  Integration.id, Integration.user_id)
-           .join(Webhook).join(Integration)
-           .where(WebhookDelivery.id == row_id).first())
+    row = (
+        WebhookDelivery.select(
+            WebhookDelivery, Webhook.id, Webhook.is_active, Webhook.disabled_reason, Integration.id, Integration.user_id
+        )
+        .join(Webhook)
+        .join(Integration)
+        .where(WebhookDelivery.id == row_id)
+        .first()
+    )
     if row is None or (owner_id is not None and row.webhook.integration.user_id != owner_id):
         raise DeliveryNotFound(f"delivery {row_id} not found", id=str(row_id))
     return row
@@ -119,8 +158,9 @@ def page_with_attempts(webhook_id, *, status=None, limit=None, cursor=None, owne
         log = attempts_of(rows)
         return [delivery_to_dict(d, log[d.id]) for d in rows]
 
-    page = bounded_page(query, WebhookDelivery, limit, cursor, bulky=Bulky(WebhookDelivery.payload, "payload"),
-                        serialize=serialize)
+    page = bounded_page(
+        query, WebhookDelivery, limit, cursor, bulky=Bulky(WebhookDelivery.payload, "payload"), serialize=serialize
+    )
     return page, page.items
 
 
@@ -135,8 +175,7 @@ def attempts_of(deliveries) -> dict:
     ids = [d.id for d in deliveries]
     found: dict = {i: [] for i in ids}
     if ids:
-        for attempt in WebhookAttempt.select().where(WebhookAttempt.delivery.in_(ids)).order_by(
-                WebhookAttempt.number):
+        for attempt in WebhookAttempt.select().where(WebhookAttempt.delivery.in_(ids)).order_by(WebhookAttempt.number):
             found[attempt.delivery_id].append(attempt)
     return found
 
@@ -145,34 +184,47 @@ def _status(value) -> DeliveryStatus:
     try:
         return DeliveryStatus(str(value).upper())
     except ValueError:
-        raise UsageProblem(f"status must be one of: {', '.join(s.value for s in DeliveryStatus)}",
-                           field="status") from None
+        raise UsageProblem(
+            f"status must be one of: {', '.join(s.value for s in DeliveryStatus)}", field="status"
+        ) from None
 
 
 # --- operator actions ---------------------------------------------------------
+
 
 def refuse_inactive(hook: Webhook, what: str) -> None:
     """WebhookInactive for a disabled webhook: the worker never sends to one, so a test, redelivery or
     replay queued to it would wait silently until someone enables it (Svix and Stripe refuse these too)."""
     if not hook.is_active:
         why = f" ({hook.disabled_reason})" if hook.disabled_reason else ""
-        raise WebhookInactive(f"webhook {hook.id} is inactive{why}: enable it before {what} "
-                              f"(nexusctl webhooks update {hook.id} --active, or PATCH isActive: true)",
-                              id=str(hook.id))
+        raise WebhookInactive(
+            f"webhook {hook.id} is inactive{why}: enable it before {what} "
+            f"(nexusctl webhooks update {hook.id} --active, or PATCH isActive: true)",
+            id=str(hook.id),
+        )
 
 
 def redeliver(delivery_id, *, owner_id=None) -> WebhookDelivery:
     """Send again now, with the same webhook-id (receivers that saw it may skip it)."""
     row = get(delivery_id, owner_id=owner_id)
     refuse_inactive(row.webhook, "a redelivery")
-    WebhookDelivery.update(status=DeliveryStatus.PENDING, next_attempt_at=utcnow(), lease_until=None,
-                           lease_token=None, updated_at=utcnow()).where(WebhookDelivery.id == row.id).execute()
+    WebhookDelivery.update(
+        status=DeliveryStatus.PENDING, next_attempt_at=utcnow(), lease_until=None, lease_token=None, updated_at=utcnow()
+    ).where(WebhookDelivery.id == row.id).execute()
     _notify()
     return get(row.id)
 
 
-def replay(webhook_id, *, since: dt.datetime, status=None, owner_id=None, dry_run: bool = False,
-           batch_size: int | None = None, progress: Callable[[int], None] | None = None) -> int:
+def replay(
+    webhook_id,
+    *,
+    since: dt.datetime,
+    status=None,
+    owner_id=None,
+    dry_run: bool = False,
+    batch_size: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> int:
     """Queue again every delivery of a webhook created since ``since``; returns how many.
 
     One set-based UPDATE by default. With ``batch_size`` it goes in pages along the
@@ -194,12 +246,20 @@ def replay(webhook_id, *, since: dt.datetime, status=None, owner_id=None, dry_ru
         return count
     count, after = 0, None
     while True:
-        page = (WebhookDelivery.select(WebhookDelivery.created_at, WebhookDelivery.id).where(where)
-                .order_by(WebhookDelivery.created_at, WebhookDelivery.id).limit(batch_size))
+        page = (
+            WebhookDelivery.select(WebhookDelivery.created_at, WebhookDelivery.id)
+            .where(where)
+            .order_by(WebhookDelivery.created_at, WebhookDelivery.id)
+            .limit(batch_size)
+        )
         if after is not None:
-            page = page.where(Tuple(WebhookDelivery.created_at, WebhookDelivery.id) > Tuple(
-                Value(after[0], converter=WebhookDelivery.created_at.db_value),
-                Value(after[1], converter=WebhookDelivery.id.db_value)))
+            page = page.where(
+                Tuple(WebhookDelivery.created_at, WebhookDelivery.id)
+                > Tuple(
+                    Value(after[0], converter=WebhookDelivery.created_at.db_value),
+                    Value(after[1], converter=WebhookDelivery.id.db_value),
+                )
+            )
         keys = list(page.tuples())
         if not keys:
             return count
@@ -212,8 +272,17 @@ def replay(webhook_id, *, since: dt.datetime, status=None, owner_id=None, dry_ru
 
 
 def _requeue(where) -> int:
-    return WebhookDelivery.update(status=DeliveryStatus.PENDING, next_attempt_at=utcnow(), lease_until=None,
-                                  lease_token=None, updated_at=utcnow()).where(where).execute()
+    return (
+        WebhookDelivery.update(
+            status=DeliveryStatus.PENDING,
+            next_attempt_at=utcnow(),
+            lease_until=None,
+            lease_token=None,
+            updated_at=utcnow(),
+        )
+        .where(where)
+        .execute()
+    )
 
 
 def _notify() -> None:
@@ -224,6 +293,7 @@ def _notify() -> None:
 
 
 # --- the worker's side --------------------------------------------------------
+
 
 @dataclass
 class Claimed:
@@ -270,8 +340,9 @@ FROM locked WHERE t."id" = locked."id"
 RETURNING t.id, t.webhook_id, t.event, t.payload, t.attempts, t.created_at"""
 
 
-def claim(limit: int, lease_seconds: float, exclude=(), *, rooms: dict | None = None,
-          cap: int | None = None) -> list[Claimed]:
+def claim(
+    limit: int, lease_seconds: float, exclude=(), *, rooms: dict | None = None, cap: int | None = None
+) -> list[Claimed]:
     """Lease up to ``limit`` due deliveries of active webhooks (not of the ``exclude`` ones), at most
     ``rooms[webhook id]`` of a webhook named there and at most ``cap`` of any other (None: no cap)."""
     now, lease = utcnow(), uuid.uuid4()
@@ -284,25 +355,52 @@ def claim(limit: int, lease_seconds: float, exclude=(), *, rooms: dict | None = 
         # being claimed. The status list is literal so the partial index on next_attempt_at matches.
         until = now + dt.timedelta(seconds=lease_seconds)
         with database_proxy.atomic():
-            rows = database_proxy.execute_sql(_PG_CLAIM, {
-                "until": until, "lease": str(lease), "now": now, "limit": int(limit), "cap": cap,
-                "exclude": [str(w) for w in exclude], "busy": [str(w) for w in rooms],
-                "rooms": [int(n) for n in rooms.values()]}).fetchall()
-        return [Claimed(_uuid(r[0]), _uuid(r[1]), r[2], r[3] if isinstance(r[3], dict) else json.loads(r[3]), r[4],
-                        lease, WebhookDelivery.created_at.python_value(r[5])) for r in rows]
+            rows = database_proxy.execute_sql(
+                _PG_CLAIM,
+                {
+                    "until": until,
+                    "lease": str(lease),
+                    "now": now,
+                    "limit": int(limit),
+                    "cap": cap,
+                    "exclude": [str(w) for w in exclude],
+                    "busy": [str(w) for w in rooms],
+                    "rooms": [int(n) for n in rooms.values()],
+                },
+            ).fetchall()
+        return [
+            Claimed(
+                _uuid(r[0]),
+                _uuid(r[1]),
+                r[2],
+                r[3] if isinstance(r[3], dict) else json.loads(r[3]),
+                r[4],
+                lease,
+                WebhookDelivery.created_at.python_value(r[5]),
+            )
+            for r in rows
+        ]
     # The statuses as literals, not parameters: SQLite uses a partial index only when the query's
     # WHERE names its condition's constants, and without it the claim sorted every due row
     # (1.1 s per claim with 100,000 due of 1,000,000; bench/growth.py).
     from peewee import SQL
 
     statuses = [SQL(f"'{status.value}'") for status in DUE]
-    claimable = (WebhookDelivery.status.in_(statuses) & (WebhookDelivery.next_attempt_at <= now)
-                 & (WebhookDelivery.lease_until.is_null() | (WebhookDelivery.lease_until < now)))
+    claimable = (
+        WebhookDelivery.status.in_(statuses)
+        & (WebhookDelivery.next_attempt_at <= now)
+        & (WebhookDelivery.lease_until.is_null() | (WebhookDelivery.lease_until < now))
+    )
     if exclude:  # endpoints this worker already sends to at their cap
         claimable &= WebhookDelivery.webhook.not_in(list(exclude))
-    head = list(WebhookDelivery.select(WebhookDelivery.id, WebhookDelivery.webhook).join(Webhook)
-                .where(claimable & (Webhook.is_active == True))  # noqa: E712
-                .order_by(WebhookDelivery.next_attempt_at).limit(limit).tuples())
+    head = list(
+        WebhookDelivery.select(WebhookDelivery.id, WebhookDelivery.webhook)
+        .join(Webhook)
+        .where(claimable & (Webhook.is_active == True))  # noqa: E712
+        .order_by(WebhookDelivery.next_attempt_at)
+        .limit(limit)
+        .tuples()
+    )
     if not head:
         return []  # SQLite: don't take the write lock every poll when nothing is due
     room = collections.Counter({_uuid(w): n for w, n in rooms.items()})
@@ -316,13 +414,31 @@ def claim(limit: int, lease_seconds: float, exclude=(), *, rooms: dict | None = 
         return []  # every due endpoint is at its cap: no write lock taken
     until = now + dt.timedelta(seconds=lease_seconds)
     with database_proxy.atomic():
-        query = (WebhookDelivery.update(lease_until=until, lease_token=lease)
-                 .where(WebhookDelivery.id.in_(picked) & claimable)  # and again on the row as updated
-                 .returning(WebhookDelivery.id, WebhookDelivery.webhook, WebhookDelivery.event,
-                            WebhookDelivery.payload, WebhookDelivery.attempts, WebhookDelivery.created_at))
+        query = (
+            WebhookDelivery.update(lease_until=until, lease_token=lease)
+            .where(WebhookDelivery.id.in_(picked) & claimable)  # and again on the row as updated
+            .returning(
+                WebhookDelivery.id,
+                WebhookDelivery.webhook,
+                WebhookDelivery.event,
+                WebhookDelivery.payload,
+                WebhookDelivery.attempts,
+                WebhookDelivery.created_at,
+            )
+        )
         rows = list(query.tuples().execute())
-    return [Claimed(_uuid(r[0]), _uuid(r[1]), r[2], WebhookDelivery.payload.python_value(r[3]), r[4], lease,
-                    WebhookDelivery.created_at.python_value(r[5])) for r in rows]
+    return [
+        Claimed(
+            _uuid(r[0]),
+            _uuid(r[1]),
+            r[2],
+            WebhookDelivery.payload.python_value(r[3]),
+            r[4],
+            lease,
+            WebhookDelivery.created_at.python_value(r[5]),
+        )
+        for r in rows
+    ]
 
 
 def _uuid(value) -> uuid.UUID:
@@ -376,17 +492,18 @@ def signing_for(keyring, webhook_ids) -> tuple[dict, dict]:
     ``keyring`` lacks), in one query (once per claimed batch)."""
     signing, locked = {}, {}
     now = utcnow()
-    for row in Webhook.select(Webhook.id, Webhook.url, Webhook.secret, Webhook.previous_secret,
-                              Webhook.previous_secret_expires_at).where(Webhook.id.in_(list(set(webhook_ids)))):
+    for row in Webhook.select(
+        Webhook.id, Webhook.url, Webhook.secret, Webhook.previous_secret, Webhook.previous_secret_expires_at
+    ).where(Webhook.id.in_(list(set(webhook_ids)))):
         # As webhooks.signing_secrets: the previous secret signs too while the rotation's overlap lasts.
-        overlap = bool(row.previous_secret and row.previous_secret_expires_at
-                       and row.previous_secret_expires_at > now)
+        overlap = bool(row.previous_secret and row.previous_secret_expires_at and row.previous_secret_expires_at > now)
         key = (keyring, row.id, row.secret, row.previous_secret if overlap else None)
         secrets = SECRETS.get(key)
         if secrets is None:
             try:
-                secrets = [unseal(keyring, row, "secret")] + ([unseal(keyring, row, "previous_secret")]
-                                                               if overlap else [])
+                secrets = [unseal(keyring, row, "secret")] + (
+                    [unseal(keyring, row, "previous_secret")] if overlap else []
+                )
             except KeyNotConfigured as exc:  # a rotation this process was not restarted for
                 locked[row.id] = exc.details["keyId"]
                 continue
@@ -400,5 +517,5 @@ def release(items: list[Claimed]) -> None:
     """Give claimed deliveries back untouched (more than their endpoint may take at once)."""
     for lease in {c.lease for c in items}:
         WebhookDelivery.update(lease_until=None, lease_token=None).where(
-            WebhookDelivery.id.in_([c.id for c in items if c.lease == lease])
-            & (WebhookDelivery.lease_token == lease)).execute()
+            WebhookDelivery.id.in_([c.id for c in items if c.lease == lease]) & (WebhookDelivery.lease_token == lease)
+        ).execute()

@@ -30,9 +30,16 @@ OK, WARN, FAIL = "ok", "warn", "fail"
 _VARIABLE = re.compile(r"^([A-Z][A-Z0-9_]*)\b")
 # Variables some other check reports (with its own hint), so `config` leaves them out. Every other
 # variable of the settings table (config_table.TABLE) is reported by `config` when load() refuses it.
-OWNED = {"DATABASE_URL": "database", "DATABASE_POOL_SIZE": "database", "REDIS_URL": "redis",
-         "ENCRYPTION_KEY": "encryption", "ENCRYPTION_OLD_KEYS": "encryption", "PUBLIC_URL": "public-url",
-         "FRONTEND_URL": "frontend-url", "PORT": "daemon-port"}
+OWNED = {
+    "DATABASE_URL": "database",
+    "DATABASE_POOL_SIZE": "database",
+    "REDIS_URL": "redis",
+    "ENCRYPTION_KEY": "encryption",
+    "ENCRYPTION_OLD_KEYS": "encryption",
+    "PUBLIC_URL": "public-url",
+    "FRONTEND_URL": "frontend-url",
+    "PORT": "daemon-port",
+}
 
 
 @dataclass(frozen=True)
@@ -89,8 +96,14 @@ def check_config(loaded: Loaded) -> list[Finding]:
     settings = loaded.settings
     if settings is None:
         if not findings:
-            findings.append(Finding("config", FAIL, "the configuration cannot be loaded",
-                                    "fix the variables named above (README: Configuration)"))
+            findings.append(
+                Finding(
+                    "config",
+                    FAIL,
+                    "the configuration cannot be loaded",
+                    "fix the variables named above (README: Configuration)",
+                )
+            )
         return findings
     if settings.is_production:
         findings += _production(settings)
@@ -111,11 +124,23 @@ def _production(settings: config.Settings) -> list[Finding]:
     """What NODE_ENV=production needs beyond valid values (ENCRYPTION_KEY: the encryption check)."""
     findings = []
     if settings.jwt_secret is None and settings.jwt_public_key is None:
-        findings.append(Finding("config", FAIL, "JWT_SECRET: not set, and NODE_ENV=production refuses a generated one",
-                                "set JWT_SECRET (shared with the user service) or JWT_PUBLIC_KEY"))
+        findings.append(
+            Finding(
+                "config",
+                FAIL,
+                "JWT_SECRET: not set, and NODE_ENV=production refuses a generated one",
+                "set JWT_SECRET (shared with the user service) or JWT_PUBLIC_KEY",
+            )
+        )
     if settings.webhook_allowed_networks:
-        findings.append(Finding("config", WARN, "WEBHOOK_ALLOWED_NETWORKS exempts addresses from the SSRF guard "
-                                "in production", "unset WEBHOOK_ALLOWED_NETWORKS unless a receiver really is there"))
+        findings.append(
+            Finding(
+                "config",
+                WARN,
+                "WEBHOOK_ALLOWED_NETWORKS exempts addresses from the SSRF guard in production",
+                "unset WEBHOOK_ALLOWED_NETWORKS unless a receiver really is there",
+            )
+        )
     return findings
 
 
@@ -123,31 +148,51 @@ def check_url(loaded: Loaded, name: str) -> Finding:
     """PUBLIC_URL / FRONTEND_URL: absolute http(s), https in production, nothing after the path."""
     check = name.lower().replace("_", "-")
     example = "https://nexus.example.com" if name == "PUBLIC_URL" else "https://app.example.com"
-    default = (f"http://localhost:{loaded.settings.port if loaded.settings else 3008}" if name == "PUBLIC_URL"
-               else "http://localhost:3000")
+    default = (
+        f"http://localhost:{loaded.settings.port if loaded.settings else 3008}"
+        if name == "PUBLIC_URL"
+        else "http://localhost:3000"
+    )
     if name in config.missing_for_production(loaded.env):
-        return Finding(check, FAIL, f"{name}: not set, and NODE_ENV=production has no default (the daemon "
-                       "refuses to start)", f"set {name} to a full URL such as {example}")
+        return Finding(
+            check,
+            FAIL,
+            f"{name}: not set, and NODE_ENV=production has no default (the daemon refuses to start)",
+            f"set {name} to a full URL such as {example}",
+        )
     value = loaded.env.get(name, "").strip() or default
-    role = ("providers send the browser back to {value}/integrations/oauth/callback/<provider>"
-            if name == "PUBLIC_URL" else "the default place users land after connecting")
+    role = (
+        "providers send the browser back to {value}/integrations/oauth/callback/<provider>"
+        if name == "PUBLIC_URL"
+        else "the default place users land after connecting"
+    )
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        return Finding(check, FAIL, f"{name}={value!r} is not an absolute http(s) URL",
-                       f"set {name} to a full URL such as {example}")
+        return Finding(
+            check,
+            FAIL,
+            f"{name}={value!r} is not an absolute http(s) URL",
+            f"set {name} to a full URL such as {example}",
+        )
     production = bool(loaded.settings and loaded.settings.is_production)
     if production and parts.scheme != "https":
         return Finding(check, FAIL, f"{name} is http in production", f"serve it over https and set {name}=https://...")
     if parts.query or parts.fragment:
-        return Finding(check, FAIL, f"{name} has a query or fragment ({value})",
-                       f"set {name} to scheme://host[:port][/path] only")
+        return Finding(
+            check, FAIL, f"{name} has a query or fragment ({value})", f"set {name} to scheme://host[:port][/path] only"
+        )
     if name == "PUBLIC_URL" and parts.path.strip("/"):
-        return Finding(check, WARN, f"{name} has a path ({parts.path}); callbacks go to "
-                       f"{value.rstrip('/')}/integrations/oauth/callback/<provider>",
-                       "fine behind a proxy that strips the prefix; otherwise drop the path")
+        return Finding(
+            check,
+            WARN,
+            f"{name} has a path ({parts.path}); callbacks go to "
+            f"{value.rstrip('/')}/integrations/oauth/callback/<provider>",
+            "fine behind a proxy that strips the prefix; otherwise drop the path",
+        )
     if production and parts.hostname in ("localhost", "127.0.0.1", "::1"):
-        return Finding(check, WARN, f"{name} points at {parts.hostname} in production",
-                       f"set {name} to the public address")
+        return Finding(
+            check, WARN, f"{name} points at {parts.hostname} in production", f"set {name} to the public address"
+        )
     return Finding(check, OK, f"{value.rstrip('/')} ({role.format(value=value.rstrip('/'))})")
 
 
@@ -167,15 +212,26 @@ def check_providers(loaded: Loaded) -> list[Finding]:
             continue
         missing = creds.missing(provider)
         if missing and SPECS[provider].needs_credentials:
-            findings.append(Finding(check, FAIL, f"{' and '.join(missing)} not set (the other half is)",
-                                    f"set {missing[0]} from the provider's developer console, or unset both"))
+            findings.append(
+                Finding(
+                    check,
+                    FAIL,
+                    f"{' and '.join(missing)} not set (the other half is)",
+                    f"set {missing[0]} from the provider's developer console, or unset both",
+                )
+            )
             continue
         finding = _endpoints(provider, settings)
         findings.append(_companion(provider, settings, finding) if finding.status == OK else finding)
     if settings is not None and not findings:
-        findings.append(Finding("providers", WARN, "no provider has credentials: only SENDGRID and WOOCOMMERCE "
-                                "can connect", "set <PROVIDER>_CLIENT_ID and _CLIENT_SECRET "
-                                "(`nexusctl providers show P` names them)"))
+        findings.append(
+            Finding(
+                "providers",
+                WARN,
+                "no provider has credentials: only SENDGRID and WOOCOMMERCE can connect",
+                "set <PROVIDER>_CLIENT_ID and _CLIENT_SECRET (`nexusctl providers show P` names them)",
+            )
+        )
     return findings
 
 
@@ -192,24 +248,39 @@ def _endpoints(provider: Provider, settings: config.Settings) -> Finding:
     bad = [k for k, u in urls.items() if urlsplit(u).scheme not in ("http", "https") or not urlsplit(u).hostname]
     check = f"provider {provider.value}"
     if bad:
-        return Finding(check, FAIL, f"endpoint(s) {', '.join(bad)} not absolute http(s) URLs",
-                       f"fix {provider.value}_<KIND>_URL (`nexusctl providers show {provider.value}`)")
+        return Finding(
+            check,
+            FAIL,
+            f"endpoint(s) {', '.join(bad)} not absolute http(s) URLs",
+            f"fix {provider.value}_<KIND>_URL (`nexusctl providers show {provider.value}`)",
+        )
     plain = [k for k in urls if k in settings.providers[provider].endpoints and urls[k].startswith("http:")]
     if settings.is_production and plain:
-        return Finding(check, WARN, f"endpoint override(s) {', '.join(plain)} are http in production",
-                       f"use https for {provider.value}_{plain[0]}_URL, or unset it")
+        return Finding(
+            check,
+            WARN,
+            f"endpoint override(s) {', '.join(plain)} are http in production",
+            f"use https for {provider.value}_{plain[0]}_URL, or unset it",
+        )
     if SPECS[provider].kind is ConnectKind.API_KEY:  # the user pastes a key: no browser comes back
-        return Finding(check, OK, f"{len(urls)} endpoint(s) well formed; connects with each user's API key "
-                       "(no OAuth callback)")
+        return Finding(
+            check, OK, f"{len(urls)} endpoint(s) well formed; connects with each user's API key (no OAuth callback)"
+        )
     return Finding(check, OK, f"credentials set, {len(urls)} endpoint(s) well formed, callback {adapter.redirect_uri}")
 
 
 # Providers whose connections work but one feature needs an application-wide token as well.
 _COMPANIONS = {
-    Provider.GOOGLE_ADS: ("google_ads_developer_token", "GOOGLE_ADS_DEVELOPER_TOKEN",
-                          "fetch_campaigns fails with PROVIDER_NOT_CONFIGURED"),
-    Provider.DISCORD: ("discord_bot_token", "DISCORD_BOT_TOKEN",
-                       "publishing to Discord as the bot fails (a channel webhook still posts)"),
+    Provider.GOOGLE_ADS: (
+        "google_ads_developer_token",
+        "GOOGLE_ADS_DEVELOPER_TOKEN",
+        "fetch_campaigns fails with PROVIDER_NOT_CONFIGURED",
+    ),
+    Provider.DISCORD: (
+        "discord_bot_token",
+        "DISCORD_BOT_TOKEN",
+        "publishing to Discord as the bot fails (a channel webhook still posts)",
+    ),
     Provider.SLACK: ("slack_signing_secret", "SLACK_SIGNING_SECRET", "Slack's slash commands are refused"),
 }
 

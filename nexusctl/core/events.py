@@ -45,10 +45,15 @@ def record(event_type: str, integration: Integration, **data) -> OutboxEvent:
     """Write one event about ``integration`` (outbox + its webhooks); ``data`` must hold no secret."""
     # The subject comes last: ``data`` (which emit takes from a caller) cannot name another user or
     # integration, so nobody can publish an event about someone else's integration onto the bus.
-    payload = {**data, "integrationId": str(integration.id), "userId": str(integration.user_id),
-               "provider": integration.provider.value if integration.provider else None}
-    event = OutboxEvent.create(type=event_type, user_id=integration.user_id, integration_id=integration.id,
-                               data=payload)
+    payload = {
+        **data,
+        "integrationId": str(integration.id),
+        "userId": str(integration.user_id),
+        "provider": integration.provider.value if integration.provider else None,
+    }
+    event = OutboxEvent.create(
+        type=event_type, user_id=integration.user_id, integration_id=integration.id, data=payload
+    )
     # Not integration.disconnected: its webhooks go with it.
     event.deliveries_queued = deliveries.fan_out(integration, event_type, data) if event_type != DISCONNECTED else 0
     return event
@@ -66,15 +71,19 @@ BATCH_MAX = 500  # events per emit_many (the batch route and `events emit --file
 def check(event_type, data) -> None:
     """Refuse an event a caller may not emit (UsageProblem naming the field)."""
     if not isinstance(event_type, str) or len(event_type) > EVENT_TYPE_MAX or not EVENT_TYPE.fullmatch(event_type):
-        raise UsageProblem(f"type must be an event name like media.created, at most {EVENT_TYPE_MAX} characters",
-                           field="type")
+        raise UsageProblem(
+            f"type must be an event name like media.created, at most {EVENT_TYPE_MAX} characters", field="type"
+        )
     if event_type.startswith(("integration.", "webhook.")) or event_type in PLATFORM_EVENTS + FROM_PROVIDERS:
         # Emitted events reach the platform's event bus, which this service (user.deleted deletes a user's
         # integrations) and others consume: a caller must not be able to speak for the platform, nor for a
         # provider (a forged slack.command would look like a verified one).
-        raise UsageProblem(f"{event_type} is reserved: integration.* and webhook.* are this service's own "
-                           f"events, {' and '.join(PLATFORM_EVENTS)} come from the platform, "
-                           f"{', '.join(FROM_PROVIDERS)} from providers", field="type")
+        raise UsageProblem(
+            f"{event_type} is reserved: integration.* and webhook.* are this service's own "
+            f"events, {' and '.join(PLATFORM_EVENTS)} come from the platform, "
+            f"{', '.join(FROM_PROVIDERS)} from providers",
+            field="type",
+        )
     if not isinstance(data, dict):
         raise UsageProblem("data must be a JSON object", field="data")
     if len(json.dumps(data)) > DATA_MAX_BYTES:
@@ -107,16 +116,19 @@ def emit_many(items) -> list:
     if not wanted:
         return outcomes
     # What an event needs of its integration: who owns it and its provider (no tokens, no full row).
-    found = {row[0]: row for row in Integration.select(Integration.id, Integration.user_id, Integration.provider)
-             .where(Integration.id.in_(list(wanted))).tuples()}
+    found = {
+        row[0]: row
+        for row in Integration.select(Integration.id, Integration.user_id, Integration.provider)
+        .where(Integration.id.in_(list(wanted)))
+        .tuples()
+    }
     events = []
     for integration_id, indexes in wanted.items():
         row = found.get(integration_id)
         for index in indexes:
             owner = items[index][3]
             if row is None or (owner is not None and row[1] != owner):
-                outcomes[index] = IntegrationNotFound(f"integration {integration_id} not found",
-                                                      id=str(integration_id))
+                outcomes[index] = IntegrationNotFound(f"integration {integration_id} not found", id=str(integration_id))
                 continue
             _, event_type, data, _ = items[index]
             events.append((index, Subject(*row), event_type, data))
@@ -127,14 +139,32 @@ def emit_many(items) -> list:
     times = [start + dt.timedelta(microseconds=k) for k in range(len(events))]
     with database_proxy.atomic():
         # The subject comes last: ``data`` (which a caller gives) cannot name another user or integration.
-        rows = [{"id": uuid.uuid4(), "type": event_type, "user_id": subject.user_id, "integration_id": subject.id,
-                 "data": {**data, "integrationId": str(subject.id), "userId": str(subject.user_id),
-                          "provider": subject.provider.value if subject.provider else None},
-                 "created_at": at, "updated_at": at} for (_, subject, event_type, data), at in zip(events, times)]
+        rows = [
+            {
+                "id": uuid.uuid4(),
+                "type": event_type,
+                "user_id": subject.user_id,
+                "integration_id": subject.id,
+                "data": {
+                    **data,
+                    "integrationId": str(subject.id),
+                    "userId": str(subject.user_id),
+                    "provider": subject.provider.value if subject.provider else None,
+                },
+                "created_at": at,
+                "updated_at": at,
+            }
+            for (_, subject, event_type, data), at in zip(events, times)
+        ]
         OutboxEvent.insert_many(rows).execute()
-        queued = deliveries.fan_out_many([(subject, event_type, data) for _, subject, event_type, data in events],
-                                         times)
+        queued = deliveries.fan_out_many(
+            [(subject, event_type, data) for _, subject, event_type, data in events], times
+        )
     for (index, subject, event_type, _), row, count in zip(events, rows, queued, strict=True):
-        outcomes[index] = {"id": str(row["id"]), "type": event_type, "integrationId": str(subject.id),
-                           "deliveriesQueued": count}
+        outcomes[index] = {
+            "id": str(row["id"]),
+            "type": event_type,
+            "integrationId": str(subject.id),
+            "deliveriesQueued": count,
+        }
     return outcomes

@@ -84,6 +84,7 @@ def capabilities_of(row: Integration) -> list[str]:
     """What the integration does: its provider's sync actions, and publishing where the provider can."""
     return capabilities_of_provider(row.provider)
 
+
 REPLY_COMMENT = "reply_comment"
 
 
@@ -98,8 +99,11 @@ def capabilities_of_provider(provider) -> list[str]:
 
 def load(row_id) -> tuple[Integration, bool] | None:
     """The row (never shown: its ciphertexts stay in memory) and whether it holds a refresh token."""
-    row = Integration.select(Integration, Integration.refresh_token.is_null(False).alias("has_rt")).where(
-        Integration.id == row_id).first()
+    row = (
+        Integration.select(Integration, Integration.refresh_token.is_null(False).alias("has_rt"))
+        .where(Integration.id == row_id)
+        .first()
+    )
     return None if row is None else (row, bool(row.has_rt))
 
 
@@ -107,56 +111,94 @@ def facts(row: Integration, has_refresh_token: bool, now: dt.datetime, approved=
     """``approved``: the provider's approval-only scopes the operator configured (asked for, so required too)."""
     provider_facts = (row.metadata or {}).get("provider") or {}
     capabilities = capabilities_of(row)
-    found = Facts(row, has_refresh_token, _parse(provider_facts.get("refreshTokenExpiresAt")),
-                  granted=list(row.scope or []),
-                  required=needed_scopes.required(row.provider, capabilities, approved))
+    found = Facts(
+        row,
+        has_refresh_token,
+        _parse(provider_facts.get("refreshTokenExpiresAt")),
+        granted=list(row.scope or []),
+        required=needed_scopes.required(row.provider, capabilities, approved),
+    )
     found.syncs = [s for s in (_last_run(row.id, name) for name in capabilities) if s is not None]
     limited = [s for s in found.syncs if s["rateLimitWaits"] or s["errorCode"] == "RATE_LIMITED"]
     if limited:
         last = max(limited, key=lambda s: s["at"])
-        found.last_rate_limit = {"at": last["at"], "action": last["action"], "waits": last["rateLimitWaits"],
-                                 "runFailed": last["errorCode"] == "RATE_LIMITED"}
+        found.last_rate_limit = {
+            "at": last["at"],
+            "action": last["action"],
+            "waits": last["rateLimitWaits"],
+            "runFailed": last["errorCode"] == "RATE_LIMITED",
+        }
     found.webhooks = _webhooks(row.id, now)
     return found
 
 
 def _last_run(integration_id, action: str) -> dict | None:
     """The last finished run of one action: one probe of (integration_id, action, created_at)."""
-    log = (IntegrationSyncLog.select(IntegrationSyncLog.status, IntegrationSyncLog.error, IntegrationSyncLog.metadata,
-                                     IntegrationSyncLog.completed_at, IntegrationSyncLog.created_at)
-           .where((IntegrationSyncLog.integration == integration_id) & (IntegrationSyncLog.action == action)
-                  & IntegrationSyncLog.status.in_([SyncStatus.COMPLETED, SyncStatus.FAILED]))
-           .order_by(IntegrationSyncLog.created_at.desc()).limit(1).first())
+    log = (
+        IntegrationSyncLog.select(
+            IntegrationSyncLog.status,
+            IntegrationSyncLog.error,
+            IntegrationSyncLog.metadata,
+            IntegrationSyncLog.completed_at,
+            IntegrationSyncLog.created_at,
+        )
+        .where(
+            (IntegrationSyncLog.integration == integration_id)
+            & (IntegrationSyncLog.action == action)
+            & IntegrationSyncLog.status.in_([SyncStatus.COMPLETED, SyncStatus.FAILED])
+        )
+        .order_by(IntegrationSyncLog.created_at.desc())
+        .limit(1)
+        .first()
+    )
     if log is None:
         return None
     meta = log.metadata or {}
-    return {"action": action, "status": log.status.value, "at": _iso(log.completed_at or log.created_at),
-            "error": log.error if log.status == SyncStatus.FAILED else None,
-            "errorCode": meta.get("errorCode") if log.status == SyncStatus.FAILED else None,
-            "rateLimitWaits": int(meta.get("rateLimitWaits") or 0)}
+    return {
+        "action": action,
+        "status": log.status.value,
+        "at": _iso(log.completed_at or log.created_at),
+        "error": log.error if log.status == SyncStatus.FAILED else None,
+        "errorCode": meta.get("errorCode") if log.status == SyncStatus.FAILED else None,
+        "rateLimitWaits": int(meta.get("rateLimitWaits") or 0),
+    }
 
 
 def _webhooks(integration_id, now: dt.datetime) -> dict:
     """Deliveries of the last 24 h by outcome: a range of (webhook_id, created_at, id) per webhook."""
-    hooks = list(Webhook.select(Webhook.id, Webhook.is_active, Webhook.disabled_reason)
-                 .where(Webhook.integration == integration_id).tuples())
+    hooks = list(
+        Webhook.select(Webhook.id, Webhook.is_active, Webhook.disabled_reason)
+        .where(Webhook.integration == integration_id)
+        .tuples()
+    )
     counts = {s: 0 for s in DeliveryStatus}
     if hooks:
-        query = (WebhookDelivery.select(WebhookDelivery.status, peewee.fn.COUNT(WebhookDelivery.id))
-                 .where(WebhookDelivery.webhook.in_([h[0] for h in hooks])
-                        & (WebhookDelivery.created_at >= now - WEBHOOK_WINDOW))
-                 .group_by(WebhookDelivery.status).tuples())
+        query = (
+            WebhookDelivery.select(WebhookDelivery.status, peewee.fn.COUNT(WebhookDelivery.id))
+            .where(
+                WebhookDelivery.webhook.in_([h[0] for h in hooks])
+                & (WebhookDelivery.created_at >= now - WEBHOOK_WINDOW)
+            )
+            .group_by(WebhookDelivery.status)
+            .tuples()
+        )
         for status, count in query:
             counts[DeliveryStatus(status)] = count
     tried = counts[DeliveryStatus.DELIVERED] + counts[DeliveryStatus.FAILED] + counts[DeliveryStatus.RETRYING]
-    return {"webhooks": len(hooks), "disabled": sum(1 for h in hooks if not h[1] and h[2]),
-            "deliveries24h": sum(counts.values()), "delivered": counts[DeliveryStatus.DELIVERED],
-            "failed": counts[DeliveryStatus.FAILED], "retrying": counts[DeliveryStatus.RETRYING],
-            "pending": counts[DeliveryStatus.PENDING],
-            "successRate": round(counts[DeliveryStatus.DELIVERED] / tried, 4) if tried else None}
+    return {
+        "webhooks": len(hooks),
+        "disabled": sum(1 for h in hooks if not h[1] and h[2]),
+        "deliveries24h": sum(counts.values()),
+        "delivered": counts[DeliveryStatus.DELIVERED],
+        "failed": counts[DeliveryStatus.FAILED],
+        "retrying": counts[DeliveryStatus.RETRYING],
+        "pending": counts[DeliveryStatus.PENDING],
+        "successRate": round(counts[DeliveryStatus.DELIVERED] / tried, 4) if tried else None,
+    }
 
 
 # --- the judgment ----------------------------------------------------------------
+
 
 def renewable(row: Integration, has_refresh_token: bool) -> bool:
     """Can the service get a new access token by itself (before this one expires)?"""
@@ -176,11 +218,17 @@ def judge(f: Facts, now: dt.datetime, lead: dt.timedelta) -> tuple[str, list[Rea
         reasons.append(Reason(code, severity, message))
 
     if not row.is_active:
-        add("INACTIVE", BROKEN, f"the integration is inactive ({row.last_error or 'deactivated'}): connect it again"
-            if row.last_error else "the integration is deactivated: activate it or connect it again")
+        add(
+            "INACTIVE",
+            BROKEN,
+            f"the integration is inactive ({row.last_error or 'deactivated'}): connect it again"
+            if row.last_error
+            else "the integration is deactivated: activate it or connect it again",
+        )
     expires = row.expires_at
-    can_renew = renewable(row, f.has_refresh_token) and (SPECS[row.provider].refresh not in _LONG_LIVED
-                                                         or expires is None or expires > now)
+    can_renew = renewable(row, f.has_refresh_token) and (
+        SPECS[row.provider].refresh not in _LONG_LIVED or expires is None or expires > now
+    )
     failing = refresh_failing(row)
     tries = max(row.refresh_failures or 0, 1)
     last = f": {row.last_error}" if row.last_error else ""
@@ -188,23 +236,36 @@ def judge(f: Facts, now: dt.datetime, lead: dt.timedelta) -> tuple[str, list[Rea
         why = "renewing it keeps failing" if can_renew else "it cannot be renewed"
         add("TOKEN_EXPIRED", BROKEN, f"the access token expired at {_iso(expires)} and {why}: connect it again")
     elif row.is_active and failing:
-        add("REFRESH_FAILING", DEGRADED, f"the last token refresh failed at {_iso(row.refresh_failed_at)} "
-            f"({tries} failure(s) in a row){last}")
+        add(
+            "REFRESH_FAILING",
+            DEGRADED,
+            f"the last token refresh failed at {_iso(row.refresh_failed_at)} ({tries} failure(s) in a row){last}",
+        )
     if row.is_active and expires is not None and now < expires <= now + lead and not can_renew:
-        add("TOKEN_EXPIRING", DEGRADED, f"the access token expires at {_iso(expires)} and cannot be renewed "
-            "by the service: connect it again before then")
+        add(
+            "TOKEN_EXPIRING",
+            DEGRADED,
+            f"the access token expires at {_iso(expires)} and cannot be renewed "
+            "by the service: connect it again before then",
+        )
     rt_expiry = f.refresh_token_expires_at
     if row.is_active and f.has_refresh_token and rt_expiry is not None and rt_expiry <= now + lead:
         dead = rt_expiry <= now
         severity = BROKEN if dead and (expires is None or expires <= now) else DEGRADED
-        add("REFRESH_TOKEN_EXPIRED" if dead else "REFRESH_TOKEN_EXPIRING", severity,
+        add(
+            "REFRESH_TOKEN_EXPIRED" if dead else "REFRESH_TOKEN_EXPIRING",
+            severity,
             f"the refresh token {'expired' if dead else 'expires'} at {_iso(rt_expiry)}: connect it again "
-            "to keep the connection renewing")
+            "to keep the connection renewing",
+        )
     missing = f.missing_scopes
     if missing:
         uses = sorted(c for c, s in f.required.items() if set(s) & set(missing))
-        add("MISSING_SCOPES", DEGRADED, f"not granted: {', '.join(missing)} (needed for {', '.join(uses)}); "
-            "connect it again and allow them")
+        add(
+            "MISSING_SCOPES",
+            DEGRADED,
+            f"not granted: {', '.join(missing)} (needed for {', '.join(uses)}); connect it again and allow them",
+        )
     for run in f.syncs:
         if run["status"] == SyncStatus.FAILED.value:
             # A run refused for a missing scope says which (an approval-only one is not in f.required).
@@ -217,8 +278,11 @@ def judge(f: Facts, now: dt.datetime, lead: dt.timedelta) -> tuple[str, list[Rea
     if rate is not None and rate < WEBHOOK_MIN_SUCCESS:
         failing_now = hooks["failed"] + hooks["retrying"]
         tried = hooks["delivered"] + failing_now
-        add("WEBHOOKS_FAILING", DEGRADED, f"{failing_now} of {tried} webhook deliveries in the last 24 h failed "
-            f"({rate:.0%} delivered)")
+        add(
+            "WEBHOOKS_FAILING",
+            DEGRADED,
+            f"{failing_now} of {tried} webhook deliveries in the last 24 h failed ({rate:.0%} delivered)",
+        )
     reasons.sort(key=lambda r: -RANK[r.severity])
     status = max((r.severity for r in reasons), key=RANK.__getitem__, default=HEALTHY)
     return status, reasons
@@ -241,17 +305,33 @@ def record(f: Facts, status: str, reasons: list[Reason], checked_at: dt.datetime
     if row.refreshed_at or row.refresh_failed_at:
         outcome = "failed" if refresh_failing(row) else "succeeded"
     return {
-        "integrationId": str(row.id), "userId": str(row.user_id), "provider": row.provider.value, "name": row.name,
-        "isActive": row.is_active, "status": status, "reasons": [r.to_dict() for r in reasons],
+        "integrationId": str(row.id),
+        "userId": str(row.user_id),
+        "provider": row.provider.value,
+        "name": row.name,
+        "isActive": row.is_active,
+        "status": status,
+        "reasons": [r.to_dict() for r in reasons],
         "checkedAt": _iso(checked_at),
-        "token": {"expiresAt": _iso(row.expires_at), "renewable": renewable(row, f.has_refresh_token),
-                  "refreshTokenExpiresAt": _iso(f.refresh_token_expires_at)},
-        "refresh": {"lastSucceededAt": _iso(row.refreshed_at), "lastFailedAt": _iso(row.refresh_failed_at),
-                    "lastOutcome": outcome, "consecutiveFailures": row.refresh_failures or 0,
-                    "retryAt": _iso(row.refresh_retry_at)},
+        "token": {
+            "expiresAt": _iso(row.expires_at),
+            "renewable": renewable(row, f.has_refresh_token),
+            "refreshTokenExpiresAt": _iso(f.refresh_token_expires_at),
+        },
+        "refresh": {
+            "lastSucceededAt": _iso(row.refreshed_at),
+            "lastFailedAt": _iso(row.refresh_failed_at),
+            "lastOutcome": outcome,
+            "consecutiveFailures": row.refresh_failures or 0,
+            "retryAt": _iso(row.refresh_retry_at),
+        },
         "syncs": [{k: v for k, v in s.items() if k != "errorCode"} for s in f.syncs],
         "webhooks": f.webhooks,
-        "scopes": {"granted": f.granted, "required": sorted({s for v in f.required.values() for s in v}),
-                   "missing": f.missing_scopes, "reported": bool(f.granted)},
+        "scopes": {
+            "granted": f.granted,
+            "required": sorted({s for v in f.required.values() for s in v}),
+            "missing": f.missing_scopes,
+            "reported": bool(f.granted),
+        },
         "lastRateLimit": f.last_rate_limit,
     }

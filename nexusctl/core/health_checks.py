@@ -48,9 +48,11 @@ BATCH = 200  # integrations per run of the health job
 def windows(settings) -> dict:
     """The settings a check needs: ``lead`` (TOKEN_EXPIRY_WARNING), ``recheck`` (HEALTH_RECHECK) and ``approved``
     (<PROVIDER>_APPROVED_SCOPES: approval-only scopes the service asks for, so a grant lacking one lacks a scope)."""
-    return {"lead": dt.timedelta(seconds=settings.token_expiry_warning),
-            "recheck": dt.timedelta(seconds=settings.health_recheck_seconds),
-            "approved": {p: c.approved_scopes for p, c in settings.providers.items() if c.approved_scopes}}
+    return {
+        "lead": dt.timedelta(seconds=settings.token_expiry_warning),
+        "recheck": dt.timedelta(seconds=settings.health_recheck_seconds),
+        "approved": {p: c.approved_scopes for p, c in settings.providers.items() if c.approved_scopes},
+    }
 
 
 def check(integration_id, *, lead: dt.timedelta, recheck: dt.timedelta, owner_id=None, approved=None) -> dict:
@@ -70,12 +72,15 @@ def _check_loaded(row: Integration, has_refresh_token: bool, *, lead, recheck, a
     return health.record(found, status, reasons, now)
 
 
-def store(row: Integration, status: str, reasons: list[health.Reason], now: dt.datetime,
-          due: dt.datetime) -> bool:
+def store(row: Integration, status: str, reasons: list[health.Reason], now: dt.datetime, due: dt.datetime) -> bool:
     """Write the check's outcome; True when the status changed (and was announced, in the same transaction)."""
-    values = {Integration.health_status: status, Integration.health_rank: health.RANK[status],
-              Integration.health_reasons: [r.to_dict() for r in reasons], Integration.health_checked_at: now,
-              Integration.health_due_at: due}
+    values = {
+        Integration.health_status: status,
+        Integration.health_rank: health.RANK[status],
+        Integration.health_reasons: [r.to_dict() for r in reasons],
+        Integration.health_checked_at: now,
+        Integration.health_due_at: due,
+    }
     mine = Integration.id == row.id
     with database_proxy.atomic():
         previous = Integration.select(Integration.health_status).where(mine).scalar()
@@ -94,15 +99,22 @@ def _announce(row: Integration, previous: str | None, status: str, reasons: list
     message = "; ".join(r.message for r in reasons)
     if status == health.HEALTHY:
         if previous is not None:
-            events.record(RECOVERED, row, status=status, previousStatus=previous,
-                          message=f"healthy again (was {previous})")
+            events.record(
+                RECOVERED, row, status=status, previousStatus=previous, message=f"healthy again (was {previous})"
+            )
         return
-    events.record(events.ERROR, row, code=f"INTEGRATION_{status.upper()}", status=status, previousStatus=previous,
-                  reasons=[r.to_dict() for r in reasons], message=message)
+    events.record(
+        events.ERROR,
+        row,
+        code=f"INTEGRATION_{status.upper()}",
+        status=status,
+        previousStatus=previous,
+        reasons=[r.to_dict() for r in reasons],
+        message=message,
+    )
 
 
-def check_due(*, lead: dt.timedelta, recheck: dt.timedelta, limit: int = BATCH, user_id=None,
-              approved=None) -> dict:
+def check_due(*, lead: dt.timedelta, recheck: dt.timedelta, limit: int = BATCH, user_id=None, approved=None) -> dict:
     """Check the integrations whose next check is due (oldest first, at most ``limit``); returns counts."""
     now = utcnow()
     query = Integration.select(Integration.id).where(Integration.health_due_at <= now)
@@ -123,6 +135,7 @@ def check_due(*, lead: dt.timedelta, recheck: dt.timedelta, limit: int = BATCH, 
 
 # --- listing: the stored statuses, worst first, one keyset page at a time -------------
 
+
 def parse_statuses(value) -> list[str] | None:
     """``degraded,broken`` -> ["degraded", "broken"]; None or empty: every status."""
     if value is None or (isinstance(value, str) and not value.strip()):
@@ -131,8 +144,9 @@ def parse_statuses(value) -> list[str] | None:
     statuses = [str(s).strip().lower() for s in items if str(s).strip()]
     wrong = [s for s in statuses if s not in health.STATUSES]
     if wrong:
-        raise UsageProblem(f"status must be among {', '.join(health.STATUSES)} (got {', '.join(wrong)})",
-                           field="status")
+        raise UsageProblem(
+            f"status must be among {', '.join(health.STATUSES)} (got {', '.join(wrong)})", field="status"
+        )
     return statuses
 
 
@@ -164,15 +178,24 @@ def list_page(*, user_id=None, statuses=None, limit=None, cursor=None) -> Page:
         query = query.where(Integration.user_id == user_id)
     if statuses is not None:
         # The rank narrows the index range; the status leaves out never-checked rows (rank 0, status NULL).
-        query = query.where(Integration.health_rank.in_([health.RANK[s] for s in statuses])
-                            & Integration.health_status.in_(statuses))
+        query = query.where(
+            Integration.health_rank.in_([health.RANK[s] for s in statuses]) & Integration.health_status.in_(statuses)
+        )
     if cursor:
         rank, created, row_id = _decode(cursor)
-        query = query.where(peewee.Tuple(Integration.health_rank, Integration.created_at, Integration.id)
-                            < peewee.Tuple(rank, peewee.Value(created, converter=Integration.created_at.db_value),
-                                           peewee.Value(row_id, converter=Integration.id.db_value)))
-    rows = list(query.order_by(Integration.health_rank.desc(), Integration.created_at.desc(),
-                               Integration.id.desc()).limit(limit + 1))
+        query = query.where(
+            peewee.Tuple(Integration.health_rank, Integration.created_at, Integration.id)
+            < peewee.Tuple(
+                rank,
+                peewee.Value(created, converter=Integration.created_at.db_value),
+                peewee.Value(row_id, converter=Integration.id.db_value),
+            )
+        )
+    rows = list(
+        query.order_by(Integration.health_rank.desc(), Integration.created_at.desc(), Integration.id.desc()).limit(
+            limit + 1
+        )
+    )
     more = len(rows) > limit
     rows = rows[:limit]
     return Page([summary(row) for row in rows], _encode(rows[-1]) if more and rows else None, limit)
@@ -180,30 +203,58 @@ def list_page(*, user_id=None, statuses=None, limit=None, cursor=None) -> Page:
 
 LIST_MAX = 100  # rows per page of the health list
 UNKNOWN = "unknown"  # never checked yet: the health job takes it on its next run (health_due_at)
-_SUMMARY_FIELDS = (Integration.id, Integration.user_id, Integration.provider, Integration.name, Integration.is_active,
-                   Integration.health_status, Integration.health_rank, Integration.health_reasons,
-                   Integration.health_checked_at, Integration.health_due_at, Integration.created_at)
+_SUMMARY_FIELDS = (
+    Integration.id,
+    Integration.user_id,
+    Integration.provider,
+    Integration.name,
+    Integration.is_active,
+    Integration.health_status,
+    Integration.health_rank,
+    Integration.health_reasons,
+    Integration.health_checked_at,
+    Integration.health_due_at,
+    Integration.created_at,
+)
 
 
 def summary(row: Integration) -> dict:
     """What the last check stored, with when it ran (``checkedAt``) and when the next is due (``nextCheckAt``)."""
-    return {"integrationId": str(row.id), "userId": str(row.user_id), "provider": row.provider.value,
-            "name": row.name, "isActive": row.is_active, "status": row.health_status or UNKNOWN,
-            "reasons": list(row.health_reasons or []), "checkedAt": health._iso(row.health_checked_at),
-            "nextCheckAt": health._iso(row.health_due_at)}
+    return {
+        "integrationId": str(row.id),
+        "userId": str(row.user_id),
+        "provider": row.provider.value,
+        "name": row.name,
+        "isActive": row.is_active,
+        "status": row.health_status or UNKNOWN,
+        "reasons": list(row.health_reasons or []),
+        "checkedAt": health._iso(row.health_checked_at),
+        "nextCheckAt": health._iso(row.health_due_at),
+    }
 
 
 # --- gauges ------------------------------------------------------------------------------
+
 
 def gauges(now: dt.datetime | None = None) -> dict:
     """For /metrics, two aggregate queries: integrations by provider and stored status (``unknown``: never
     checked), and active tokens expiring within 24 hours (the partial index on expires_at)."""
     now = now or utcnow()
-    by_status = [(provider.value if hasattr(provider, "value") else provider, status or "unknown", count)
-                 for provider, status, count in
-                 Integration.select(Integration.provider, Integration.health_status, peewee.fn.COUNT(Integration.id))
-                 .group_by(Integration.provider, Integration.health_status).tuples()]
-    expiring = (Integration.select().where((Integration.is_active == True)  # noqa: E712
-                                           & (Integration.expires_at > now)
-                                           & (Integration.expires_at <= now + dt.timedelta(hours=24))).count())
+    by_status = [
+        (provider.value if hasattr(provider, "value") else provider, status or "unknown", count)
+        for provider, status, count in Integration.select(
+            Integration.provider, Integration.health_status, peewee.fn.COUNT(Integration.id)
+        )
+        .group_by(Integration.provider, Integration.health_status)
+        .tuples()
+    ]
+    expiring = (
+        Integration.select()
+        .where(
+            (Integration.is_active == True)  # noqa: E712
+            & (Integration.expires_at > now)
+            & (Integration.expires_at <= now + dt.timedelta(hours=24))
+        )
+        .count()
+    )
     return {"byStatus": by_status, "expiringWithin24h": expiring}

@@ -40,10 +40,16 @@ def purge_expired_states() -> int:
 
 def purge_history(retention_days: int, *, keep_unpublished_events: bool = True) -> dict:
     cutoff = utcnow() - dt.timedelta(days=retention_days)
-    deliveries = _batched_delete(WebhookDelivery, (WebhookDelivery.created_at < cutoff) & WebhookDelivery.status.in_(
-        [DeliveryStatus.DELIVERED, DeliveryStatus.FAILED]))
-    sync_logs = _batched_delete(IntegrationSyncLog, (IntegrationSyncLog.created_at < cutoff) & IntegrationSyncLog.status
-                                .in_([SyncStatus.COMPLETED, SyncStatus.FAILED, SyncStatus.CANCELLED]))
+    deliveries = _batched_delete(
+        WebhookDelivery,
+        (WebhookDelivery.created_at < cutoff)
+        & WebhookDelivery.status.in_([DeliveryStatus.DELIVERED, DeliveryStatus.FAILED]),
+    )
+    sync_logs = _batched_delete(
+        IntegrationSyncLog,
+        (IntegrationSyncLog.created_at < cutoff)
+        & IntegrationSyncLog.status.in_([SyncStatus.COMPLETED, SyncStatus.FAILED, SyncStatus.CANCELLED]),
+    )
     events = outbox.purge(cutoff, BATCH, keep_unpublished=keep_unpublished_events)
     _batched_delete(ConsumedEvent, ConsumedEvent.created_at < cutoff)
     return {"deliveries": deliveries, "syncLogs": sync_logs, "events": events}
@@ -54,6 +60,8 @@ def run(retention_days: int, *, keep_unpublished_events: bool = True) -> dict:
 
     ``keep_unpublished_events``: True when a relay publishes the outbox (REDIS_URL set).
     """
-    return {"expiredStates": purge_expired_states(),
-            **purge_history(retention_days, keep_unpublished_events=keep_unpublished_events),
-            "retentionDays": retention_days}
+    return {
+        "expiredStates": purge_expired_states(),
+        **purge_history(retention_days, keep_unpublished_events=keep_unpublished_events),
+        "retentionDays": retention_days,
+    }

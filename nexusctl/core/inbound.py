@@ -81,11 +81,13 @@ def from_stream(stream: str, entry_id: str, fields: dict[str, str]) -> Inbound:
     return make(event_type, payload, event_id=fields.get("id") or entry_id, source=stream, entry_id=entry_id)
 
 
-def make(event_type, payload, *, event_id: str | None = None, source: str = "ingest",
-         entry_id: str | None = None) -> Inbound:
+def make(
+    event_type, payload, *, event_id: str | None = None, source: str = "ingest", entry_id: str | None = None
+) -> Inbound:
     if not isinstance(event_type, str) or event_type not in HANDLED:
-        raise UsageProblem(f"unknown event type {str(event_type)[:64]!r}; this service handles: {', '.join(HANDLED)}",
-                           field="type")
+        raise UsageProblem(
+            f"unknown event type {str(event_type)[:64]!r}; this service handles: {', '.join(HANDLED)}", field="type"
+        )
     if not isinstance(payload, dict):
         raise UsageProblem("payload must be a JSON object", field="data")
     check_storable(payload, "data")
@@ -112,8 +114,9 @@ def _done(event: Inbound, outcome: dict) -> bool:
     """Record ``event`` as handled (inside the caller's transaction); False if someone else just did."""
     try:
         with database_proxy.atomic():  # a savepoint: a lost race must not undo the caller's work
-            ConsumedEvent.create(key=event.key, stream=event.stream, entry_id=event.entry_id, type=event.type,
-                                 outcome=outcome)
+            ConsumedEvent.create(
+                key=event.key, stream=event.stream, entry_id=event.entry_id, type=event.type, outcome=outcome
+            )
         return True
     except peewee.IntegrityError:
         return False
@@ -137,6 +140,7 @@ async def handle(svc, event: Inbound) -> dict:
 
 
 # --- user.deleted -------------------------------------------------------------------
+
 
 def _integration_ids(user_id: uuid.UUID, after) -> list[uuid.UUID]:
     query = Integration.select(Integration.id).where(Integration.user_id == user_id)
@@ -167,12 +171,17 @@ async def _user_deleted(svc, event: Inbound) -> dict:
             deleted.append(str(integration_id))
             not_revoked += result.revoked is False
         after = ids[-1]
-    outcome = {"userId": str(user_id), "integrationsDeleted": len(deleted), "integrationIds": deleted,
-               "revokeFailures": not_revoked}
+    outcome = {
+        "userId": str(user_id),
+        "integrationsDeleted": len(deleted),
+        "integrationIds": deleted,
+        "revokeFailures": not_revoked,
+    }
     return await svc.run(_finish_user_deleted, event, user_id, outcome)
 
 
 # --- content.published ----------------------------------------------------------------
+
 
 def _content(payload: dict) -> dict:
     content_id = payload.get("contentId")
@@ -204,9 +213,12 @@ def _content_published(event: Inbound) -> dict:
     with database_proxy.atomic():
         if (previous := _seen(event.key)) is not None:
             return {**previous, "duplicate": True}
-        targets = list(Integration.select(Integration.id, Integration.provider).where(
-            (Integration.user_id == user_id) & Integration.is_active & Integration.provider.in_(PUBLISHERS))
-            .order_by(Integration.created_at).limit(1000))
+        targets = list(
+            Integration.select(Integration.id, Integration.provider)
+            .where((Integration.user_id == user_id) & Integration.is_active & Integration.provider.in_(PUBLISHERS))
+            .order_by(Integration.created_at)
+            .limit(1000)
+        )
         logs = []
         now = utcnow()
         for integration in targets:
@@ -216,12 +228,22 @@ def _content_published(event: Inbound) -> dict:
                 meta.update(skipped=True, skipReason=reason)
                 state = {"status": SyncStatus.CANCELLED, "error": f"{SKIPPED_PREFIX}{reason}", "completed_at": now}
             row = IntegrationSyncLog.create(
-                integration=integration.id, action="publish", resource_type="content",
-                resource_id=content["contentId"], metadata=meta, **state)
-            logs.append({"integrationId": str(integration.id), "provider": integration.provider.value,
-                         "syncLogId": str(row.id), **({"skipped": reason} if reason else {})})
+                integration=integration.id,
+                action="publish",
+                resource_type="content",
+                resource_id=content["contentId"],
+                metadata=meta,
+                **state,
+            )
+            logs.append(
+                {
+                    "integrationId": str(integration.id),
+                    "provider": integration.provider.value,
+                    "syncLogId": str(row.id),
+                    **({"skipped": reason} if reason else {}),
+                }
+            )
         outcome = {"userId": str(user_id), "contentId": content["contentId"], "syncLogs": logs}
         if not _done(event, outcome):
             raise _LostRace()
     return outcome
-

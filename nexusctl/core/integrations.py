@@ -55,17 +55,27 @@ def list_page(
     return newest_first(_query(user_id, provider, is_active, organization_id), Integration, limit, cursor)
 
 
-def list_view(*, user_id=None, provider: str | Provider | None = None, is_active: bool | None = None,
-              limit: int | None = None, cursor: str | None = None, organization_id=None) -> Page:
+def list_view(
+    *,
+    user_id=None,
+    provider: str | Provider | None = None,
+    is_active: bool | None = None,
+    limit: int | None = None,
+    cursor: str | None = None,
+    organization_id=None,
+) -> Page:
     """``list_page`` as the API's and CLI's dicts, bounded in bytes (paging.bounded_page).
 
     The hot path (the read route) runs one statement, written once per shape of filters and reused,
     reading only the shown columns as tuples (no model objects); a page that would pass the byte budget
     goes the general way of bounded_page, which trims it."""
     limit = check_limit(limit)
-    filters = {"user_id": user_id and parse_uuid(user_id, "userId"),
-               "organization_id": organization_id and parse_uuid(organization_id, "organizationId"),
-               "provider": Provider.parse(provider) if provider is not None else None, "is_active": is_active}
+    filters = {
+        "user_id": user_id and parse_uuid(user_id, "userId"),
+        "organization_id": organization_id and parse_uuid(organization_id, "organizationId"),
+        "provider": Provider.parse(provider) if provider is not None else None,
+        "is_active": is_active,
+    }
     filters = {name: value for name, value in filters.items() if value is not None}
     after = decode_cursor(cursor) if cursor else None
     postgres = is_postgres(database_proxy)
@@ -83,16 +93,37 @@ def list_view(*, user_id=None, provider: str | Provider | None = None, is_active
             data["metadata"], data["metadataOmitted"] = None, True
         items.append(data)
     if len(json.dumps(items, default=str)) + len(items) > PAGE_BYTES:  # rare: let the general path trim it
-        return bounded_page(_query(user_id, provider, is_active, organization_id), Integration, limit, cursor,
-                            bulky=Bulky(Integration.metadata, "metadata"), columns=public_fields(Integration),
-                            serialize=lambda rows: [integration_to_dict(r) for r in rows])
+        return bounded_page(
+            _query(user_id, provider, is_active, organization_id),
+            Integration,
+            limit,
+            cursor,
+            bulky=Bulky(Integration.metadata, "metadata"),
+            columns=public_fields(Integration),
+            serialize=lambda rows: [integration_to_dict(r) for r in rows],
+        )
     return Page(items, encode_cursor(last) if more and last is not None else None, limit)
 
 
 # What a listed integration shows (serializers.integration_to_dict), in this order.
-_LIST_FIELDS = ("id", "user_id", "organization_id", "provider", "name", "is_active", "token_type", "expires_at",
-                "scope", "metadata", "last_sync_at", "last_error", "refresh_failures", "refresh_retry_at",
-                "created_at", "updated_at")
+_LIST_FIELDS = (
+    "id",
+    "user_id",
+    "organization_id",
+    "provider",
+    "name",
+    "is_active",
+    "token_type",
+    "expires_at",
+    "scope",
+    "metadata",
+    "last_sync_at",
+    "last_error",
+    "refresh_failures",
+    "refresh_retry_at",
+    "created_at",
+    "updated_at",
+)
 _Listed = collections.namedtuple("_Listed", _LIST_FIELDS)
 _LIST_CONVERTERS = tuple(getattr(Integration, name).python_value for name in _LIST_FIELDS)
 
@@ -101,15 +132,19 @@ _LIST_CONVERTERS = tuple(getattr(Integration, name).python_value for name in _LI
 def _list_sql(postgres: bool, filters: tuple[str, ...], after: bool) -> str:
     """The list statement for one shape of filters, written once (peewee built it on every request)."""
     mark = "%s" if postgres else "?"
-    size = ('octet_length(CAST("metadata" AS text))' if postgres else 'length(CAST("metadata" AS blob))')
-    columns = [f'CASE WHEN {size} <= {FIELD_BYTES} THEN "metadata" END' if name == "metadata" else f'"{name}"'
-               for name in _LIST_FIELDS]
+    size = 'octet_length(CAST("metadata" AS text))' if postgres else 'length(CAST("metadata" AS blob))'
+    columns = [
+        f'CASE WHEN {size} <= {FIELD_BYTES} THEN "metadata" END' if name == "metadata" else f'"{name}"'
+        for name in _LIST_FIELDS
+    ]
     where = [f'"{name}" = {mark}' for name in filters]
     if after:
         where.append(f'("created_at", "id") < ({mark}, {mark})')
-    return (f'SELECT {", ".join(columns)}, {size} FROM "integrations"'
-            + (f' WHERE {" AND ".join(where)}' if where else "")
-            + f' ORDER BY "created_at" DESC, "id" DESC LIMIT {mark}')
+    return (
+        f'SELECT {", ".join(columns)}, {size} FROM "integrations"'
+        + (f" WHERE {' AND '.join(where)}" if where else "")
+        + f' ORDER BY "created_at" DESC, "id" DESC LIMIT {mark}'
+    )
 
 
 def _query(user_id, provider, is_active, organization_id=None):
@@ -202,4 +237,3 @@ def _delete(row: Integration, dry_run: bool, revoked: bool | None) -> Deleted:
                 raise IntegrationNotFound(f"integration {row.id} not found", id=str(row.id))
             events.record(events.DISCONNECTED, row, name=row.name, revoked=revoked)
     return Deleted(row, *counts, revoked=revoked)
-

@@ -45,17 +45,22 @@ def every(seconds: float) -> str:
 
 def schedules(settings) -> dict[str, str]:
     """The jobs this version runs, with the schedule this configuration gives them."""
-    return {TOKEN_REFRESH: every(settings.refresh_sweep_seconds), HOUSEKEEPING: every(HOUSEKEEPING_EVERY),
-            INTEGRATION_HEALTH: every(settings.health_check_seconds)}
+    return {
+        TOKEN_REFRESH: every(settings.refresh_sweep_seconds),
+        HOUSEKEEPING: every(HOUSEKEEPING_EVERY),
+        INTEGRATION_HEALTH: every(settings.health_check_seconds),
+    }
 
 
 def _upsert(name: str, **values) -> None:
     now = utcnow()
     values["updated_at"] = now
     row = {"id": uuid.uuid4(), "name": name, "created_at": now, **values}
-    (JobRun.insert(row)
-     .on_conflict(conflict_target=[JobRun.name], update={getattr(JobRun, k): v for k, v in values.items()})
-     .execute())
+    (
+        JobRun.insert(row)
+        .on_conflict(conflict_target=[JobRun.name], update={getattr(JobRun, k): v for k, v in values.items()})
+        .execute()
+    )
 
 
 def scheduled(name: str, schedule: str, next_run_at: dt.datetime | None, by: str) -> None:
@@ -71,11 +76,22 @@ def started(name: str, by: str, next_run_at: dt.datetime | None = None) -> dt.da
     return changes["last_started_at"]
 
 
-def finished(name: str, by: str, *, counts: dict | None = None, error: BaseException | None = None,
-             next_run_at: dt.datetime | None = None) -> None:
+def finished(
+    name: str,
+    by: str,
+    *,
+    counts: dict | None = None,
+    error: BaseException | None = None,
+    next_run_at: dt.datetime | None = None,
+) -> None:
     """Record the outcome: ``counts`` of a run that worked, or the ``error`` that stopped it."""
-    changes = {"last_finished_at": utcnow(), "ran_by": by, "outcome": "failed" if error else "ok",
-               "message": describe(error) if error else None, "counts": counts if not error else None}
+    changes = {
+        "last_finished_at": utcnow(),
+        "ran_by": by,
+        "outcome": "failed" if error else "ok",
+        "message": describe(error) if error else None,
+        "counts": counts if not error else None,
+    }
     if next_run_at is not None:
         changes["next_run_at"] = next_run_at
     _upsert(name, **changes)
@@ -106,8 +122,9 @@ def _iso(value: dt.datetime | None) -> str | None:
 def _entry(name: str, row: JobRun | None, configured: str | None, now: dt.datetime) -> dict:
     started_at = row.last_started_at if row else None
     finished_at = row.last_finished_at if row else None
-    running = bool(started_at and (finished_at is None or started_at > finished_at)
-                   and now - started_at < RUN_GIVEN_UP_AFTER)
+    running = bool(
+        started_at and (finished_at is None or started_at > finished_at) and now - started_at < RUN_GIVEN_UP_AFTER
+    )
     next_run = row.next_run_at if row else None
     if next_run is None:
         daemon = "not running"

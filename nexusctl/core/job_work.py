@@ -21,12 +21,16 @@ log = logging.getLogger(__name__)
 async def token_refresh(svc) -> dict:
     settings = svc.settings
     # Full passes follow each other within one interval, so a burst of expiries is not left to lapse.
-    counts = await refresh.drain(svc, dt.timedelta(seconds=settings.token_refresh_window),
-                                 seconds=settings.refresh_sweep_seconds)
+    counts = await refresh.drain(
+        svc, dt.timedelta(seconds=settings.token_refresh_window), seconds=settings.refresh_sweep_seconds
+    )
     if counts["refreshed"] or counts["failed"] or counts["warned"]:
-        log.info("token refresh sweep: %(refreshed)d refreshed, %(failed)d failed, %(skipped)d skipped, "
-                 "%(notYet)d not refreshable yet, "
-                 "%(warned)d expiry warnings", counts)
+        log.info(
+            "token refresh sweep: %(refreshed)d refreshed, %(failed)d failed, %(skipped)d skipped, "
+            "%(notYet)d not refreshable yet, "
+            "%(warned)d expiry warnings",
+            counts,
+        )
     return counts
 
 
@@ -47,8 +51,11 @@ async def integration_health(svc) -> dict:
     return counts
 
 
-WORK = {job_runs.TOKEN_REFRESH: token_refresh, job_runs.HOUSEKEEPING: housekeeping,
-        job_runs.INTEGRATION_HEALTH: integration_health}
+WORK = {
+    job_runs.TOKEN_REFRESH: token_refresh,
+    job_runs.HOUSEKEEPING: housekeeping,
+    job_runs.INTEGRATION_HEALTH: integration_health,
+}
 NAMES = tuple(WORK)
 
 

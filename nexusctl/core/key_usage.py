@@ -42,9 +42,11 @@ def missing_key_ids(keyring: Keyring, models=ALL_MODELS) -> set[str]:
         for column in columns:
             field = getattr(model, column)
             kid = fn.SUBSTR(field, _PREFIX + 1, _KID)
-            query = (model.select(kid.alias("kid")).distinct()
-                     .where(field.is_null(False) & (fn.SUBSTR(field, 1, _PREFIX) == f"{VERSION}.")
-                            & kid.not_in(known)))
+            query = (
+                model.select(kid.alias("kid"))
+                .distinct()
+                .where(field.is_null(False) & (fn.SUBSTR(field, 1, _PREFIX) == f"{VERSION}.") & kid.not_in(known))
+            )
             missing.update(row for (row,) in query.tuples())
     return missing
 
@@ -55,8 +57,9 @@ def warn_once(kid: str, what: str) -> bool:
         if kid in _warned:
             return False
         _warned.add(kid)
-    log.warning("%s: %s; until then this daemon leaves that work to daemons that have the key",
-                what, missing_key_message(kid))
+    log.warning(
+        "%s: %s; until then this daemon leaves that work to daemons that have the key", what, missing_key_message(kid)
+    )
     return True
 
 

@@ -55,12 +55,9 @@ def _stale(model, columns, keyring: Keyring):
     prefix = keyring.current_prefix
     # SUBSTR compares exactly (LIKE/ILIKE would fold case on some engines).
     conditions = [
-        getattr(model, c).is_null(False) & (fn.SUBSTR(getattr(model, c), 1, len(prefix)) != prefix)
-        for c in columns
+        getattr(model, c).is_null(False) & (fn.SUBSTR(getattr(model, c), 1, len(prefix)) != prefix) for c in columns
     ]
-    return model.select(model.id, *[getattr(model, c) for c in columns]).where(
-        reduce(operator.or_, conditions)
-    )
+    return model.select(model.id, *[getattr(model, c) for c in columns]).where(reduce(operator.or_, conditions))
 
 
 def count_stale(keyring: Keyring, models=ALL_MODELS) -> int:
@@ -107,7 +104,6 @@ def rotate_redis_flows(settings, keyring: Keyring, report: RotationReport, *, dr
 
     from redis.exceptions import RedisError
 
-
     async def run() -> tuple[int, int]:
         client = open_client(settings.redis_url.get(), socket_timeout=5)
         try:
@@ -118,15 +114,17 @@ def rotate_redis_flows(settings, keyring: Keyring, report: RotationReport, *, dr
     try:
         rewritten, failed = asyncio.run(run())
     except RedisError as exc:
-        raise RedisUnavailable(f"Redis (where pending OAuth flows live) is unreachable: {type(exc).__name__}; "
-                                  "check REDIS_URL") from None
+        raise RedisUnavailable(
+            f"Redis (where pending OAuth flows live) is unreachable: {type(exc).__name__}; check REDIS_URL"
+        ) from None
     if rewritten:
         report.by_table[REDIS_FLOWS] = rewritten
         report.rewritten += rewritten
     if failed:
         report.failed += failed
-        report.failures.append(f"{failed} pending OAuth flow(s) in Redis are under no configured key "
-                               "(they expire within 10 minutes)")
+        report.failures.append(
+            f"{failed} pending OAuth flow(s) in Redis are under no configured key (they expire within 10 minutes)"
+        )
 
 
 def _rotate_row(keyring, model, row, columns, report, dry_run) -> int:
@@ -144,7 +142,9 @@ def _rotate_row(keyring, model, row, columns, report, dry_run) -> int:
                 report.failures.append(
                     f"{place.table}.{place.column} of {place.row_id} is encrypted with key {exc.details['keyId']}, "
                     "which is not configured (add it to ENCRYPTION_OLD_KEYS)"
-                    if isinstance(exc, KeyNotConfigured) else exc.message)
+                    if isinstance(exc, KeyNotConfigured)
+                    else exc.message
+                )
             continue
         changes[getattr(model, column)] = keyring.encrypt(plaintext, place)
         guards.append(getattr(model, column) == stored)

@@ -26,14 +26,19 @@ def acquire(name: str, holder: str, ttl_seconds: float) -> bool:
 
 def _renew_or_take(name: str, holder: str, ttl_seconds: float) -> bool:
     now = utcnow()
-    return Lease.update(holder=holder, until=now + dt.timedelta(seconds=ttl_seconds), updated_at=now).where(
-        (Lease.name == name) & ((Lease.holder == holder) | (Lease.until <= now))).execute() == 1
+    return (
+        Lease.update(holder=holder, until=now + dt.timedelta(seconds=ttl_seconds), updated_at=now)
+        .where((Lease.name == name) & ((Lease.holder == holder) | (Lease.until <= now)))
+        .execute()
+        == 1
+    )
 
 
 def release(name: str, holder: str) -> None:
     """Give the lease up now (a clean shutdown), so another daemon need not wait for it to expire."""
     Lease.update(until=utcnow() - dt.timedelta(seconds=1)).where(
-        (Lease.name == name) & (Lease.holder == holder)).execute()
+        (Lease.name == name) & (Lease.holder == holder)
+    ).execute()
 
 
 def holder_of(name: str) -> tuple[str, dt.datetime] | None:

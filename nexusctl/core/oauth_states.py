@@ -44,8 +44,9 @@ RECORD_VERSION = 2  # 1: plain JSON beside an encrypted secret (before the whole
 # Deletes the key only if it still holds what the caller read and checked.
 _COMPARE_AND_DELETE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 # Replaces the value only if unchanged since read, keeping the TTL (WooCommerce's keys, key rotation).
-_COMPARE_AND_SET = ("if redis.call('GET', KEYS[1]) == ARGV[1] then "
-                    "return redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL') end return 0")
+_COMPARE_AND_SET = (
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL') end return 0"
+)
 
 
 def new_state() -> str:
@@ -84,12 +85,20 @@ class Flow:
         return f"Flow(provider={self.provider.value}, user_id={self.user_id}, tenant={self.tenant!r})"
 
     def to_json(self, digest: str) -> str:
-        return json.dumps({
-            "v": RECORD_VERSION, "state": digest, "provider": self.provider.value, "userId": str(self.user_id),
-            "redirectUri": self.redirect_uri, "metadata": self.metadata, "tenant": self.tenant,
-            "expiresAt": self.expires_at.isoformat(), "secret": self.secret,
-            "organizationId": str(self.organization_id) if self.organization_id else None,
-        })
+        return json.dumps(
+            {
+                "v": RECORD_VERSION,
+                "state": digest,
+                "provider": self.provider.value,
+                "userId": str(self.user_id),
+                "redirectUri": self.redirect_uri,
+                "metadata": self.metadata,
+                "tenant": self.tenant,
+                "expiresAt": self.expires_at.isoformat(),
+                "secret": self.secret,
+                "organizationId": str(self.organization_id) if self.organization_id else None,
+            }
+        )
 
     @classmethod
     def from_json(cls, plaintext: str, digest: str) -> Flow:
@@ -98,10 +107,16 @@ class Flow:
             if data.get("v") != RECORD_VERSION or data.get("state") != digest:
                 raise ValueError("not a sealed flow of this state")
             organization = data.get("organizationId")  # absent in flows sealed before it existed
-            return cls(Provider(data["provider"]), uuid.UUID(data["userId"]), str(data["redirectUri"]),
-                       dict(data["metadata"]), data["tenant"], dict(data["secret"]),
-                       dt.datetime.fromisoformat(data["expiresAt"]),
-                       uuid.UUID(organization) if organization else None)
+            return cls(
+                Provider(data["provider"]),
+                uuid.UUID(data["userId"]),
+                str(data["redirectUri"]),
+                dict(data["metadata"]),
+                data["tenant"],
+                dict(data["secret"]),
+                dt.datetime.fromisoformat(data["expiresAt"]),
+                uuid.UUID(organization) if organization else None,
+            )
         except (ValueError, KeyError, TypeError, AttributeError):
             raise StateUnreadable("the connection attempt cannot be read: start it again") from None
 
@@ -133,8 +148,16 @@ class TableStates:
         flow.expires_at = utcnow() + STATE_TTL
         digest = state_hash(state)
         # redirect_uri/metadata/tenant live only in the sealed record; the plain columns are for housekeeping.
-        row = OAuthState(id=row_id_of(digest), state=digest, provider=flow.provider, user_id=flow.user_id,
-                         redirect_uri="", metadata={}, tenant=None, expires_at=flow.expires_at)
+        row = OAuthState(
+            id=row_id_of(digest),
+            state=digest,
+            provider=flow.provider,
+            user_id=flow.user_id,
+            redirect_uri="",
+            metadata={},
+            tenant=None,
+            expires_at=flow.expires_at,
+        )
         seal(self.keyring, row, "secret", flow.to_json(digest))
         row.save(force_insert=True)
 
@@ -166,8 +189,11 @@ class TableStates:
         flow.secret["keys"] = keys
         read = row.secret
         seal(self.keyring, row, "secret", flow.to_json(row.state))
-        updated = OAuthState.update(secret=row.secret, updated_at=utcnow()).where(
-            (OAuthState.id == row.id) & (OAuthState.secret == read)).execute()
+        updated = (
+            OAuthState.update(secret=row.secret, updated_at=utcnow())
+            .where((OAuthState.id == row.id) & (OAuthState.secret == read))
+            .execute()
+        )
         _check(flow if updated == 1 else None, provider)
 
     def purge_expired(self) -> int:
@@ -199,8 +225,9 @@ class RedisStates:
     async def save(self, state: str, flow: Flow) -> None:
         flow.expires_at = utcnow() + STATE_TTL
         digest = state_hash(state)
-        await self.client.set(REDIS_PREFIX + digest, self._seal(digest, flow),
-                              ex=int(STATE_TTL.total_seconds()), nx=True)
+        await self.client.set(
+            REDIS_PREFIX + digest, self._seal(digest, flow), ex=int(STATE_TTL.total_seconds()), nx=True
+        )
 
     async def peek(self, state: str, provider: Provider) -> Flow:
         return _check((await self._read(state))[2], provider)

@@ -27,8 +27,13 @@ def unpublished(limit: int, max_bytes: int = RELAY_BYTES) -> tuple[list[OutboxEv
     and about ``max_bytes`` of data (at least one); and whether that bound, not the backlog, ended the batch."""
     oldest = (OutboxEvent.created_at, OutboxEvent.id)
     waiting = OutboxEvent.published_at.is_null()
-    sizes = list(OutboxEvent.select(OutboxEvent.id, paging.json_bytes(OutboxEvent.data)).where(waiting)
-                 .order_by(*oldest).limit(limit).tuples())
+    sizes = list(
+        OutboxEvent.select(OutboxEvent.id, paging.json_bytes(OutboxEvent.data))
+        .where(waiting)
+        .order_by(*oldest)
+        .limit(limit)
+        .tuples()
+    )
     ids, total = [], 0
     for event_id, size in sizes:
         if ids and total + (size or 0) > max_bytes:
@@ -42,8 +47,11 @@ def unpublished(limit: int, max_bytes: int = RELAY_BYTES) -> tuple[list[OutboxEv
 
 
 def mark_published(ids: list[uuid.UUID]) -> int:
-    return OutboxEvent.update(published_at=utcnow()).where(
-        OutboxEvent.id.in_(ids) & OutboxEvent.published_at.is_null()).execute()
+    return (
+        OutboxEvent.update(published_at=utcnow())
+        .where(OutboxEvent.id.in_(ids) & OutboxEvent.published_at.is_null())
+        .execute()
+    )
 
 
 def backlog() -> int:
@@ -53,16 +61,24 @@ def backlog() -> int:
 
 def stream_fields(event: OutboxEvent) -> dict[str, str]:
     """The entry the relay appends to EVENTS_STREAM: id, type, occurredAt, payload (JSON)."""
-    return {"id": str(event.id), "type": event.type, "occurredAt": _iso(event.created_at),
-            "payload": json.dumps(event.data, separators=(",", ":"), default=str)}
+    return {
+        "id": str(event.id),
+        "type": event.type,
+        "occurredAt": _iso(event.created_at),
+        "payload": json.dumps(event.data, separators=(",", ":"), default=str),
+    }
 
 
 def to_dict(event: OutboxEvent) -> dict:
-    return {"id": str(event.id), "type": event.type, "occurredAt": _iso(event.created_at),
-            "integrationId": str(event.integration_id) if event.integration_id else None,
-            "userId": str(event.user_id) if event.user_id else None,
-            "publishedAt": _iso(event.published_at) if event.published_at else None,
-            "payload": event.data}
+    return {
+        "id": str(event.id),
+        "type": event.type,
+        "occurredAt": _iso(event.created_at),
+        "integrationId": str(event.integration_id) if event.integration_id else None,
+        "userId": str(event.user_id) if event.user_id else None,
+        "publishedAt": _iso(event.published_at) if event.published_at else None,
+        "payload": event.data,
+    }
 
 
 def _iso(when: dt.datetime) -> str:
@@ -72,8 +88,9 @@ def _iso(when: dt.datetime) -> str:
 def _filters(query, event_type: str | None, since: dt.datetime | None, integration_id):
     if event_type:
         if len(event_type) > TYPE_FILTER_MAX or not all(ch.isalnum() or ch in "._*" for ch in event_type):
-            raise UsageProblem("type must be an event name (integration.connected) or a prefix (integration.*)",
-                               field="type")
+            raise UsageProblem(
+                "type must be an event name (integration.connected) or a prefix (integration.*)", field="type"
+            )
         if event_type.endswith(".*") and "*" not in event_type[:-2]:
             query = query.where(OutboxEvent.type.startswith(event_type[:-1]))
         elif "*" in event_type:
@@ -91,17 +108,35 @@ def _filters(query, event_type: str | None, since: dt.datetime | None, integrati
     return query
 
 
-def list_view(*, event_type: str | None = None, since: dt.datetime | None = None, integration_id=None,
-              limit: int | None = None, cursor: str | None = None) -> paging.Page:
+def list_view(
+    *,
+    event_type: str | None = None,
+    since: dt.datetime | None = None,
+    integration_id=None,
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> paging.Page:
     """Events newest first as `events list`'s dicts, one keyset page at a time, bounded in bytes
     (paging.bounded_page)."""
     query = _filters(OutboxEvent.select(), event_type, since, integration_id)
-    return paging.bounded_page(query, OutboxEvent, limit, cursor, bulky=paging.Bulky(OutboxEvent.data, "payload"),
-                               serialize=lambda rows: [to_dict(r) for r in rows])
+    return paging.bounded_page(
+        query,
+        OutboxEvent,
+        limit,
+        cursor,
+        bulky=paging.Bulky(OutboxEvent.data, "payload"),
+        serialize=lambda rows: [to_dict(r) for r in rows],
+    )
 
 
-def newer_than(after: tuple[dt.datetime, uuid.UUID] | None, *, event_type: str | None = None, integration_id=None,
-               overlap: dt.timedelta = dt.timedelta(seconds=5), limit: int = 500) -> Iterator[OutboxEvent]:
+def newer_than(
+    after: tuple[dt.datetime, uuid.UUID] | None,
+    *,
+    event_type: str | None = None,
+    integration_id=None,
+    overlap: dt.timedelta = dt.timedelta(seconds=5),
+    limit: int = 500,
+) -> Iterator[OutboxEvent]:
     """Events written since ``after`` (oldest first), for `events tail`, loaded a few MB at a time.
 
     Rows carry the writer's clock and commit in any order, so a row may become
@@ -122,8 +157,9 @@ def latest(count: int, *, event_type: str | None = None, integration_id=None) ->
 
 
 def _sizes(query, order, limit: int) -> list[tuple]:
-    return list(query.select(OutboxEvent.id, paging.json_bytes(OutboxEvent.data)).order_by(*order).limit(limit)
-                .tuples())
+    return list(
+        query.select(OutboxEvent.id, paging.json_bytes(OutboxEvent.data)).order_by(*order).limit(limit).tuples()
+    )
 
 
 def _in_chunks(sizes: list[tuple], max_bytes: int = RELAY_BYTES) -> Iterator[OutboxEvent]:
@@ -150,4 +186,3 @@ def purge(cutoff: dt.datetime, batch: int, *, keep_unpublished: bool) -> int:
         if not ids:
             return total
         total += OutboxEvent.delete().where(OutboxEvent.id.in_(ids)).execute()
-

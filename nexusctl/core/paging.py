@@ -62,7 +62,8 @@ def _after(query: peewee.ModelSelect, model, cursor: str | None) -> peewee.Model
         return query
     created, row_id = decode_cursor(cursor)
     return query.where(
-        peewee.Tuple(model.created_at, model.id) < peewee.Tuple(
+        peewee.Tuple(model.created_at, model.id)
+        < peewee.Tuple(
             peewee.Value(created, converter=model.created_at.db_value),
             peewee.Value(row_id, converter=model.id.db_value),
         )
@@ -109,8 +110,17 @@ def json_bytes(column: peewee.Field):
     return peewee.fn.length(peewee.Cast(column, "blob"))
 
 
-def bounded_page(query: peewee.ModelSelect, model, limit: int | None, cursor: str | None, *, bulky: Bulky,
-                 serialize, columns=None, budget: int = PAGE_BYTES) -> Page:
+def bounded_page(
+    query: peewee.ModelSelect,
+    model,
+    limit: int | None,
+    cursor: str | None,
+    *,
+    bulky: Bulky,
+    serialize,
+    columns=None,
+    budget: int = PAGE_BYTES,
+) -> Page:
     """A page of ``query``'s rows newest first, as the dicts ``serialize(rows)`` makes, within ``budget``.
 
     ``columns``: what to load (default every column); ``serialize`` takes a list of rows and returns their
@@ -119,8 +129,9 @@ def bounded_page(query: peewee.ModelSelect, model, limit: int | None, cursor: st
     limit = check_limit(limit)
     query = _after(query, model, cursor)
     order = (model.created_at.desc(), model.id.desc())
-    sizes = list(query.select(model.id, json_bytes(bulky.column), model.created_at).order_by(*order)
-                 .limit(limit + 1).tuples())
+    sizes = list(
+        query.select(model.id, json_bytes(bulky.column), model.created_at).order_by(*order).limit(limit + 1).tuples()
+    )
     planned, cost = [], 0
     for row_id, size, _created in sizes[:limit]:
         whole = (size or 0) <= FIELD_BYTES
@@ -133,7 +144,7 @@ def bounded_page(query: peewee.ModelSelect, model, limit: int | None, cursor: st
     lean = [c for c in columns if c is not bulky.column]
     items, spent, last, cut = [], 0, None, False
     for start in range(0, len(planned), LOAD_ROWS):
-        chunk = planned[start:start + LOAD_ROWS]
+        chunk = planned[start : start + LOAD_ROWS]
         omitted = {i for i, whole in chunk if not whole}
         rows = _load(query, model, columns, [i for i, whole in chunk if whole])
         rows.update(_load(query, model, lean, list(omitted)))

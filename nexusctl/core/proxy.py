@@ -107,8 +107,9 @@ def _expiring(tokens) -> bool:
 
 def _renewable(row, tokens) -> bool:
     style = SPECS[row.provider].refresh
-    return style in _RENEWABLE and (bool(tokens.refresh_token) or style not in (RefreshStyle.STANDARD,
-                                                                                RefreshStyle.ROTATING))
+    return style in _RENEWABLE and (
+        bool(tokens.refresh_token) or style not in (RefreshStyle.STANDARD, RefreshStyle.ROTATING)
+    )
 
 
 async def _refreshed(svc, row, refused_cipher: str | None):
@@ -120,16 +121,24 @@ async def _refreshed(svc, row, refused_cipher: str | None):
     except RefreshFailed as exc:
         fresh = await svc.run(Integration.get_by_id, row.id)
         if not fresh.is_active:
-            raise IntegrationInactive(f"{row.provider.value}: the access token could not be renewed and the "
-                                      f"integration was deactivated ({exc.message}); connect it again",
-                                      id=str(row.id)) from None
-        raise ProviderError(f"{row.provider.value}: renewing the access token failed ({exc.message})",
-                            provider=row.provider.value, id=str(row.id)) from None
+            raise IntegrationInactive(
+                f"{row.provider.value}: the access token could not be renewed and the "
+                f"integration was deactivated ({exc.message}); connect it again",
+                id=str(row.id),
+            ) from None
+        raise ProviderError(
+            f"{row.provider.value}: renewing the access token failed ({exc.message})",
+            provider=row.provider.value,
+            id=str(row.id),
+        ) from None
     except NexusError as exc:
         if exc.http_status in (409, 503):  # inactive; a key this process lacks, the database away: as they are
             raise
-        raise ProviderError(f"{row.provider.value}: renewing the access token failed ({exc.message})",
-                            provider=row.provider.value, id=str(row.id)) from None
+        raise ProviderError(
+            f"{row.provider.value}: renewing the access token failed ({exc.message})",
+            provider=row.provider.value,
+            id=str(row.id),
+        ) from None
     return await svc.run(connections.load, svc.keyring, row.id)
 
 
@@ -139,14 +148,19 @@ def note_refused(row_id, message: str) -> bool:
     refusal since the last good refresh is an integration.error TOKEN_REFUSED. True when the event was new."""
     now = utcnow()
     # Failing already (a refusal or a failed refresh since the last good refresh): said before, not again.
-    healthy = Integration.refresh_failed_at.is_null() | (Integration.refreshed_at.is_null(False)
-                                                         & (Integration.refresh_failed_at < Integration.refreshed_at))
+    healthy = Integration.refresh_failed_at.is_null() | (
+        Integration.refreshed_at.is_null(False) & (Integration.refresh_failed_at < Integration.refreshed_at)
+    )
     with database_proxy.atomic():
-        first = Integration.update(refresh_failed_at=now, last_error=message, health_due_at=now).where(
-            (Integration.id == row_id) & healthy).execute()
+        first = (
+            Integration.update(refresh_failed_at=now, last_error=message, health_due_at=now)
+            .where((Integration.id == row_id) & healthy)
+            .execute()
+        )
         if not first:
             Integration.update(refresh_failed_at=now, last_error=message, health_due_at=now).where(
-                Integration.id == row_id).execute()
+                Integration.id == row_id
+            ).execute()
             return False
         events.record(events.ERROR, Integration.get_by_id(row_id), code="TOKEN_REFUSED", message=message)
     return True
@@ -160,8 +174,9 @@ async def call(svc, integration_id, request: ProxyRequest, *, owner_id=None, obs
     row, tokens = await svc.run(connections.load, svc.keyring, integration_id, owner_id=owner_id)
     provider = row.provider.value
     if not row.is_active:
-        raise IntegrationInactive(f"integration {row.id} is inactive ({row.last_error or 'deactivated'}); connect "
-                                  "it again", id=str(row.id))
+        raise IntegrationInactive(
+            f"integration {row.id} is inactive ({row.last_error or 'deactivated'}); connect it again", id=str(row.id)
+        )
     if _expiring(tokens) and _renewable(row, tokens):
         row, tokens = await _refreshed(svc, row, None)
     adapter = svc.adapter(row.provider)
@@ -193,11 +208,13 @@ async def call(svc, integration_id, request: ProxyRequest, *, owner_id=None, obs
             if response.status == 401:
                 sniffed = await targets.sniff(response)
                 detail = describe(Reply(401, {}, sniffed.decode("utf-8", "replace")), target.secrets, ": ")
-                message = (f"{provider} refused the access token"
-                           f"{' even after a refresh' if refreshed else ''} (HTTP 401)")
+                message = (
+                    f"{provider} refused the access token{' even after a refresh' if refreshed else ''} (HTTP 401)"
+                )
                 await svc.run(note_refused, row.id, message)
-                raise ProviderError(f"{message}{detail}; connect the integration again if this persists",
-                                    provider=provider, status=401)
+                raise ProviderError(
+                    f"{message}{detail}; connect the integration again if this persists", provider=provider, status=401
+                )
             sniffed = await targets.sniff(response)
             wait = targets.throttle_wait(adapter, response, sniffed)
             status = response.status
@@ -226,7 +243,8 @@ async def call(svc, integration_id, request: ProxyRequest, *, owner_id=None, obs
 def _observe(observe, provider: str, method: str, status: int, started: float, url) -> None:
     seconds = time.monotonic() - started
     # Never the path's query string (it may carry anything), never a header: provider, method, host, status, time.
-    log.info("proxy call %s %s %s -> %s in %.0f ms", provider, method, url.host, status or "unreachable",
-             seconds * 1000)
+    log.info(
+        "proxy call %s %s %s -> %s in %.0f ms", provider, method, url.host, status or "unreachable", seconds * 1000
+    )
     if observe is not None:
         observe(provider, method, status, seconds)

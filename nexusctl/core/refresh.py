@@ -54,27 +54,47 @@ def _free(now):
 def _claim(row_id: uuid.UUID, lease: uuid.UUID) -> bool:
     now = utcnow()
     free = _free(now)
-    return Integration.update(refresh_lease_until=now + LEASE, refresh_lease_token=lease).where(
-        (Integration.id == row_id) & free).execute() == 1
+    return (
+        Integration.update(refresh_lease_until=now + LEASE, refresh_lease_token=lease)
+        .where((Integration.id == row_id) & free)
+        .execute()
+        == 1
+    )
 
 
 def _lease_of(row_id: uuid.UUID):
-    row = (Integration.select(Integration.refresh_lease_until, Integration.access_token, Integration.is_active,
-                              Integration.refresh_lease_token).where(Integration.id == row_id).tuples().first())
+    row = (
+        Integration.select(
+            Integration.refresh_lease_until,
+            Integration.access_token,
+            Integration.is_active,
+            Integration.refresh_lease_token,
+        )
+        .where(Integration.id == row_id)
+        .tuples()
+        .first()
+    )
     if row is None:
         return None
     until, token, active, holder = row
     return (None if holder is None else until), token, active
 
 
-def _release(row_id: uuid.UUID, lease: uuid.UUID, error: str | None = None, *, back_off: bool = False,
-             retry_after: int | None = None) -> None:
+def _release(
+    row_id: uuid.UUID,
+    lease: uuid.UUID,
+    error: str | None = None,
+    *,
+    back_off: bool = False,
+    retry_after: int | None = None,
+) -> None:
     """Give the lease back; ``back_off`` (the sweep's failures) also counts the failure and sets the next try."""
     changes = {Integration.refresh_lease_until: None, Integration.refresh_lease_token: None}
     if error is not None:
         now = utcnow()
-        changes.update({Integration.last_error: error, Integration.refresh_failed_at: now,
-                        Integration.health_due_at: now})  # the health check looks again at once
+        changes.update(
+            {Integration.last_error: error, Integration.refresh_failed_at: now, Integration.health_due_at: now}
+        )  # the health check looks again at once
     fenced = (Integration.id == row_id) & (Integration.refresh_lease_token == lease)
     with database_proxy.atomic():
         if back_off:
@@ -90,26 +110,36 @@ def _not_yet(row_id: uuid.UUID, lease: uuid.UUID, refreshable_at: dt.datetime) -
     """Give the lease back and come back when the token becomes refreshable: no error, no failure counted,
     health untouched."""
     Integration.update(refresh_lease_until=None, refresh_lease_token=None, refresh_retry_at=refreshable_at).where(
-        (Integration.id == row_id) & (Integration.refresh_lease_token == lease)).execute()
+        (Integration.id == row_id) & (Integration.refresh_lease_token == lease)
+    ).execute()
 
 
 def _deactivate(row: Integration, lease: uuid.UUID, error: str) -> None:
     with database_proxy.atomic():
-        Integration.update(is_active=False, last_error=error, updated_at=utcnow(), refresh_lease_until=None,
-                           refresh_lease_token=None, refresh_failed_at=utcnow(), health_due_at=utcnow()).where(
-            Integration.id == row.id).execute()
+        Integration.update(
+            is_active=False,
+            last_error=error,
+            updated_at=utcnow(),
+            refresh_lease_until=None,
+            refresh_lease_token=None,
+            refresh_failed_at=utcnow(),
+            health_due_at=utcnow(),
+        ).where(Integration.id == row.id).execute()
         events.record(events.ERROR, row, code="REFRESH_FAILED", message=error)
 
 
 def check_refreshable(row: Integration, has_refresh_token: bool) -> None:
     spec = SPECS[row.provider]
     if spec.refresh is RefreshStyle.NONE or (
-            spec.refresh in (RefreshStyle.STANDARD, RefreshStyle.ROTATING) and not has_refresh_token
-            and row.expires_at is None):
+        spec.refresh in (RefreshStyle.STANDARD, RefreshStyle.ROTATING)
+        and not has_refresh_token
+        and row.expires_at is None
+    ):
         raise UsageProblem(f"{row.provider.value} tokens of this connection do not expire: nothing to refresh")
     if not row.is_active:
-        raise RefreshFailed(f"integration {row.id} is inactive ({row.last_error or 'disconnected'}): connect it "
-                            "again", id=str(row.id))
+        raise RefreshFailed(
+            f"integration {row.id} is inactive ({row.last_error or 'disconnected'}): connect it again", id=str(row.id)
+        )
 
 
 async def refresh(svc, integration_id, *, owner_id=None, seen: str | None = None) -> Integration:
@@ -146,8 +176,11 @@ class Outcome:
 
     def to_dict(self) -> dict:
         when = self.refreshable_at
-        return {"refreshed": self.refreshed, "message": self.message,
-                "refreshableAt": when.isoformat().replace("+00:00", "Z") if when else None}
+        return {
+            "refreshed": self.refreshed,
+            "message": self.message,
+            "refreshableAt": when.isoformat().replace("+00:00", "Z") if when else None,
+        }
 
 
 async def refresh_now(svc, integration_id, *, owner_id=None) -> Outcome:
@@ -180,8 +213,9 @@ async def _wait_for_lease(svc, row_id: uuid.UUID):
     return await svc.run(_lease_of, row_id)
 
 
-async def _refresh_holding(svc, row_id: uuid.UUID, lease: uuid.UUID, seen: str | None, *,
-                           renew_by: dt.datetime | None = None, loaded=None) -> Integration:
+async def _refresh_holding(
+    svc, row_id: uuid.UUID, lease: uuid.UUID, seen: str | None, *, renew_by: dt.datetime | None = None, loaded=None
+) -> Integration:
     """Refresh while holding ``lease``. ``renew_by`` (the sweep's): failures back off, and a long-lived
     token whose renewal still expires before ``renew_by`` counts as a failure too; the sweep's claim
     hands over the row and tokens it read (``loaded``), and it gets back the row as read (nothing reloaded)."""
@@ -214,14 +248,19 @@ async def _refresh_holding(svc, row_id: uuid.UUID, lease: uuid.UUID, seen: str |
         raise
     except NexusError as exc:
         telemetry.refresh(row.provider.value, "error")
-        await svc.run(_release, row_id, lease, exc.message, back_off=sweeping,
-                      retry_after=getattr(exc, "retry_after", None))
+        await svc.run(
+            _release, row_id, lease, exc.message, back_off=sweeping, retry_after=getattr(exc, "retry_after", None)
+        )
         raise
     except BaseException:
         await asyncio.shield(svc.run(_release, row_id, lease))
         raise
-    stale = (sweeping and SPECS[row.provider].refresh in LONG_LIVED and fresh.expires_at is not None
-             and fresh.expires_at <= renew_by)
+    stale = (
+        sweeping
+        and SPECS[row.provider].refresh in LONG_LIVED
+        and fresh.expires_at is not None
+        and fresh.expires_at <= renew_by
+    )
     # The failure bookkeeping goes in the same fenced UPDATE as the tokens (one transaction with the event).
     if not await svc.run(connections.store_refreshed, svc.keyring, row, fresh, lease, _settled(row, stale)):
         raise ProviderError("the refresh took longer than its lease; another refresher took over", id=str(row_id))
@@ -286,27 +325,46 @@ def _due(now: dt.datetime, window: dt.timedelta, lead: dt.timedelta, since: dt.d
     """Active, renewable, expiring within its style's lead, not backing off (and not refreshed ``since``)."""
     # A bare is_active (so SQLite can match the partial index (expires_at) WHERE is_active) and the outer
     # bound on expires_at that both branches imply. SQLite's planner still prefers the provider index here.
-    due = (Integration.is_active & (Integration.expires_at <= now + max(window, lead))
-           & (Integration.refresh_retry_at.is_null() | (Integration.refresh_retry_at <= now))
-           & ((Integration.provider.in_(_WITH_REFRESH_TOKEN) & Integration.refresh_token.is_null(False)
-               & (Integration.expires_at <= now + window))
-              | (Integration.provider.in_(_LONG_LIVED) & (Integration.expires_at <= now + max(window, lead)))))
+    due = (
+        Integration.is_active
+        & (Integration.expires_at <= now + max(window, lead))
+        & (Integration.refresh_retry_at.is_null() | (Integration.refresh_retry_at <= now))
+        & (
+            (
+                Integration.provider.in_(_WITH_REFRESH_TOKEN)
+                & Integration.refresh_token.is_null(False)
+                & (Integration.expires_at <= now + window)
+            )
+            | (Integration.provider.in_(_LONG_LIVED) & (Integration.expires_at <= now + max(window, lead)))
+        )
+    )
     if since is not None:
         due &= Integration.refreshed_at.is_null() | (Integration.refreshed_at < since)
     return due
 
 
-def expiring(window: dt.timedelta, limit: int, lead: dt.timedelta = dt.timedelta(0),
-             since: dt.datetime | None = None) -> list[uuid.UUID]:
+def expiring(
+    window: dt.timedelta, limit: int, lead: dt.timedelta = dt.timedelta(0), since: dt.datetime | None = None
+) -> list[uuid.UUID]:
     """Integrations due for a refresh (see ``_due``) that nobody is refreshing, soonest first."""
     now = utcnow()
-    query = (Integration.select(Integration.id).where(_due(now, window, lead, since) & _free(now))
-             .order_by(Integration.expires_at).limit(limit))
+    query = (
+        Integration.select(Integration.id)
+        .where(_due(now, window, lead, since) & _free(now))
+        .order_by(Integration.expires_at)
+        .limit(limit)
+    )
     return [row_id for (row_id,) in query.tuples()]
 
 
-def _claim_expiring(keyring, row_id: uuid.UUID, lease: uuid.UUID, window: dt.timedelta, lead: dt.timedelta,
-                    since: dt.datetime | None = None):
+def _claim_expiring(
+    keyring,
+    row_id: uuid.UUID,
+    lease: uuid.UUID,
+    window: dt.timedelta,
+    lead: dt.timedelta,
+    since: dt.datetime | None = None,
+):
     """Lease the integration and read it (row and tokens) in one statement; None if it is no longer due.
     Tokens under a key this process lacks: the lease is given back and KeyNotConfigured raised."""
     # Claimed only while still due: another daemon that just refreshed it moved expires_at on
@@ -315,8 +373,15 @@ def _claim_expiring(keyring, row_id: uuid.UUID, lease: uuid.UUID, window: dt.tim
     now = utcnow()
     stamp = Integration.expires_at.db_value
     postgres = is_postgres(database_proxy)
-    params = [stamp(now + LEASE), Integration.refresh_lease_token.db_value(lease), Integration.id.db_value(row_id),
-              stamp(now + max(window, lead)), stamp(now), stamp(now + window), stamp(now + max(window, lead))]
+    params = [
+        stamp(now + LEASE),
+        Integration.refresh_lease_token.db_value(lease),
+        Integration.id.db_value(row_id),
+        stamp(now + max(window, lead)),
+        stamp(now),
+        stamp(now + window),
+        stamp(now + max(window, lead)),
+    ]
     if since is not None:
         params.append(stamp(since))
     cursor = database_proxy.execute_sql(_claim_sql(postgres, since is not None), [*params, stamp(now)])
@@ -343,19 +408,28 @@ def _claim_sql(postgres: bool, since: bool) -> str:
     def providers(names) -> str:
         return ", ".join(f"'{p.value}'" for p in names)
 
-    return (f'UPDATE "integrations" SET "refresh_lease_until" = {mark}, "refresh_lease_token" = {mark} '
-            f'WHERE "id" = {mark} AND "is_active" AND "expires_at" <= {mark} '
-            f'AND ("refresh_retry_at" IS NULL OR "refresh_retry_at" <= {mark}) '
-            f'AND (("provider" IN ({providers(_WITH_REFRESH_TOKEN)}) AND "refresh_token" IS NOT NULL '
-            f'AND "expires_at" <= {mark}) OR ("provider" IN ({providers(_LONG_LIVED)}) AND "expires_at" <= {mark})) '
-            + (f'AND ("refreshed_at" IS NULL OR "refreshed_at" < {mark}) ' if since else "")
-            + f'AND ("refresh_lease_until" IS NULL OR "refresh_lease_until" < {mark}) '
-            'RETURNING '
-            + ", ".join(chr(34) + field.column_name + chr(34) for field in Integration._meta.sorted_fields))
+    return (
+        f'UPDATE "integrations" SET "refresh_lease_until" = {mark}, "refresh_lease_token" = {mark} '
+        f'WHERE "id" = {mark} AND "is_active" AND "expires_at" <= {mark} '
+        f'AND ("refresh_retry_at" IS NULL OR "refresh_retry_at" <= {mark}) '
+        f'AND (("provider" IN ({providers(_WITH_REFRESH_TOKEN)}) AND "refresh_token" IS NOT NULL '
+        f'AND "expires_at" <= {mark}) OR ("provider" IN ({providers(_LONG_LIVED)}) AND "expires_at" <= {mark})) '
+        + (f'AND ("refreshed_at" IS NULL OR "refreshed_at" < {mark}) ' if since else "")
+        + f'AND ("refresh_lease_until" IS NULL OR "refresh_lease_until" < {mark}) '
+        "RETURNING " + ", ".join(chr(34) + field.column_name + chr(34) for field in Integration._meta.sorted_fields)
+    )
 
 
-async def sweep(svc, window: dt.timedelta, *, lead: dt.timedelta | None = None, concurrency: int = 5,
-                limit: int = 500, progress=None, since: dt.datetime | None = None) -> dict:
+async def sweep(
+    svc,
+    window: dt.timedelta,
+    *,
+    lead: dt.timedelta | None = None,
+    concurrency: int = 5,
+    limit: int = 500,
+    progress=None,
+    since: dt.datetime | None = None,
+) -> dict:
     """One pass: refresh what is due (each integration once, across daemons), then warn about what cannot be.
 
     ``lead`` (default TOKEN_EXPIRY_WARNING) is how far ahead long-lived tokens are renewed and
@@ -380,8 +454,7 @@ async def sweep(svc, window: dt.timedelta, *, lead: dt.timedelta | None = None, 
                 counts["skipped"] += 1
                 return
             try:
-                await _refresh_holding(svc, row_id, lease, None, renew_by=utcnow() + max(window, lead),
-                                       loaded=loaded)
+                await _refresh_holding(svc, row_id, lease, None, renew_by=utcnow() + max(window, lead), loaded=loaded)
                 counts["refreshed"] += 1
             except NotYetRefreshable:
                 counts["notYet"] += 1
@@ -421,9 +494,16 @@ async def drain(svc, window: dt.timedelta, *, seconds: float | None = None, prog
     start = utcnow()  # each integration once per drain, even when its new token expires within the window too
     while True:
         before = total["refreshed"] + total["failed"] + total["skipped"] + total["notYet"]
-        counts = await sweep(svc, window, limit=batch, since=start, concurrency=svc.settings.refresh_sweep_concurrency,
-                             progress=None if progress is None else
-                             (lambda done, due, before=before: progress(before + done, before + due)))
+        counts = await sweep(
+            svc,
+            window,
+            limit=batch,
+            since=start,
+            concurrency=svc.settings.refresh_sweep_concurrency,
+            progress=None
+            if progress is None
+            else (lambda done, due, before=before: progress(before + done, before + due)),
+        )
         for key in total:
             total[key] += counts[key]
         if counts["refreshed"] + counts["failed"] + counts["skipped"] + counts["notYet"] < batch:
@@ -433,8 +513,12 @@ async def drain(svc, window: dt.timedelta, *, seconds: float | None = None, prog
 
 
 def _back_off_state(row_id: uuid.UUID) -> str:
-    row = (Integration.select(Integration.refresh_failures, Integration.refresh_retry_at, Integration.is_active)
-           .where(Integration.id == row_id).tuples().first())
+    row = (
+        Integration.select(Integration.refresh_failures, Integration.refresh_retry_at, Integration.is_active)
+        .where(Integration.id == row_id)
+        .tuples()
+        .first()
+    )
     if row is None or not row[2]:
         return "no further tries (deactivated)"
     failures, retry_at, _ = row
@@ -446,14 +530,20 @@ def _back_off_state(row_id: uuid.UUID) -> str:
 
 # --- warnings: tokens that will lapse -----------------------------------------
 
+
 def _unrenewable(now: dt.datetime, lead: dt.timedelta):
     """Active, expiring within ``lead``, not yet warned about for this expiry, and not renewable."""
-    return (Integration.is_active & Integration.expires_at.is_null(False)  # bare: SQLite then uses the partial index
-            & (Integration.expires_at <= now + lead)
-            & (Integration.expiry_warned_for.is_null() | (Integration.expiry_warned_for != Integration.expires_at))
-            & (Integration.provider.in_(_NOT_RENEWABLE)
-               | (Integration.provider.in_(_WITH_REFRESH_TOKEN) & Integration.refresh_token.is_null())
-               | (Integration.refresh_failures >= WARN_AFTER_FAILURES)))
+    return (
+        Integration.is_active
+        & Integration.expires_at.is_null(False)  # bare: SQLite then uses the partial index
+        & (Integration.expires_at <= now + lead)
+        & (Integration.expiry_warned_for.is_null() | (Integration.expiry_warned_for != Integration.expires_at))
+        & (
+            Integration.provider.in_(_NOT_RENEWABLE)
+            | (Integration.provider.in_(_WITH_REFRESH_TOKEN) & Integration.refresh_token.is_null())
+            | (Integration.refresh_failures >= WARN_AFTER_FAILURES)
+        )
+    )
 
 
 def _why(row: Integration) -> tuple[str, str]:
@@ -463,28 +553,50 @@ def _why(row: Integration) -> tuple[str, str]:
     if style in (RefreshStyle.STANDARD, RefreshStyle.ROTATING) and row.refresh_token is None:
         return "NO_REFRESH_TOKEN", "the provider issued no refresh token: connect it again"
     last = f" (last: {row.last_error})" if row.last_error else ""
-    return "REFRESH_FAILING", (f"renewing it has failed {row.refresh_failures} times in a row{last}; it is retried "
-                               "with back-off, or connect it again")
+    return "REFRESH_FAILING", (
+        f"renewing it has failed {row.refresh_failures} times in a row{last}; it is retried "
+        "with back-off, or connect it again"
+    )
 
 
 def warn_expiring(lead: dt.timedelta, limit: int = 500) -> int:
     """One ``integration.error`` TOKEN_EXPIRING per unrenewable token and expiry time; returns how many."""
     now = utcnow()
-    candidates = [row_id for (row_id,) in Integration.select(Integration.id).where(_unrenewable(now, lead))
-                  .order_by(Integration.expires_at).limit(limit).tuples()]
+    candidates = [
+        row_id
+        for (row_id,) in Integration.select(Integration.id)
+        .where(_unrenewable(now, lead))
+        .order_by(Integration.expires_at)
+        .limit(limit)
+        .tuples()
+    ]
     warned = 0
     for row_id in candidates:
         with database_proxy.atomic():
             # The UPDATE is the claim: of several daemons, one warns.
-            if not Integration.update(expiry_warned_for=Integration.expires_at).where(
-                    (Integration.id == row_id) & _unrenewable(now, lead)).execute():
+            if (
+                not Integration.update(expiry_warned_for=Integration.expires_at)
+                .where((Integration.id == row_id) & _unrenewable(now, lead))
+                .execute()
+            ):
                 continue
             row = Integration.get_by_id(row_id)
             reason, message = _why(row)
             code = "TOKEN_EXPIRING" if row.expires_at > now else "TOKEN_EXPIRED"
-            events.record(events.ERROR, row, code=code, expiresAt=row.expires_at.isoformat().replace("+00:00", "Z"),
-                          reason=reason, message=message)
+            events.record(
+                events.ERROR,
+                row,
+                code=code,
+                expiresAt=row.expires_at.isoformat().replace("+00:00", "Z"),
+                reason=reason,
+                message=message,
+            )
         warned += 1
-        log.warning("integration %s (%s): token expires %s and cannot be renewed: %s", row_id, row.provider.value,
-                    row.expires_at.isoformat(), message)
+        log.warning(
+            "integration %s (%s): token expires %s and cannot be renewed: %s",
+            row_id,
+            row.provider.value,
+            row.expires_at.isoformat(),
+            message,
+        )
     return warned

@@ -50,8 +50,9 @@ class Runtime:
             try:
                 return await getattr(RedisStates(self.keyring, self.redis), method)(*args)
             except RedisError as exc:
-                raise RedisUnavailable(f"Redis (where OAuth states live) is unreachable: {type(exc).__name__}; "
-                                          "check REDIS_URL") from None
+                raise RedisUnavailable(
+                    f"Redis (where OAuth states live) is unreachable: {type(exc).__name__}; check REDIS_URL"
+                ) from None
         return await self.run(getattr(TableStates(self.keyring), method), *args)
 
 

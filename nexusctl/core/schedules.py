@@ -21,25 +21,31 @@ KEY = "syncSchedule"
 def next_run(schedule, after: dt.datetime) -> dt.datetime:
     """The first run time after ``after`` (UTC); UsageProblem naming the field if ``schedule`` is not one."""
     if not isinstance(schedule, str) or not schedule.strip() or len(schedule) > 100:
-        raise UsageProblem("metadata.syncSchedule must be an interval (1h, 30m) or a cron expression "
-                           "('0 */6 * * *')", field=KEY)
+        raise UsageProblem(
+            "metadata.syncSchedule must be an interval (1h, 30m) or a cron expression ('0 */6 * * *')", field=KEY
+        )
     text = schedule.strip()
     seconds = parse_duration(text)
     if seconds is not None:
         if seconds < MIN_INTERVAL:
-            raise UsageProblem(f"metadata.syncSchedule: an interval must be at least {MIN_INTERVAL / 60:.0f} "
-                               "minutes", field=KEY)
+            raise UsageProblem(
+                f"metadata.syncSchedule: an interval must be at least {MIN_INTERVAL / 60:.0f} minutes", field=KEY
+            )
         return after + dt.timedelta(seconds=seconds)
     if len(text.split()) != 5:
-        raise UsageProblem(f"metadata.syncSchedule: {text!r} is neither an interval (1h, 30m) nor a five-field "
-                           "cron expression ('0 */6 * * *')", field=KEY)
+        raise UsageProblem(
+            f"metadata.syncSchedule: {text!r} is neither an interval (1h, 30m) nor a five-field "
+            "cron expression ('0 */6 * * *')",
+            field=KEY,
+        )
     from apscheduler.triggers.cron import CronTrigger
 
     try:
         trigger = CronTrigger.from_crontab(text, timezone=dt.timezone.utc)
     except ValueError as exc:
-        raise UsageProblem(f"metadata.syncSchedule: {text!r} is not a valid cron expression ({exc})",
-                           field=KEY) from None
+        raise UsageProblem(
+            f"metadata.syncSchedule: {text!r} is not a valid cron expression ({exc})", field=KEY
+        ) from None
     return trigger.get_next_fire_time(None, after)
 
 

@@ -23,7 +23,7 @@ def new_secret() -> str:
 
 
 def key_of(secret: str) -> bytes:
-    text = secret[len(PREFIX):] if secret.startswith(PREFIX) else secret
+    text = secret[len(PREFIX) :] if secret.startswith(PREFIX) else secret
     return base64.b64decode(text + "=" * (-len(text) % 4))
 
 

@@ -53,11 +53,22 @@ REPLAY_KEY_PREFIX = "slack.command:"
 _TIMESTAMP = re.compile(r"\d{1,12}")
 _SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
 # What the event carries, as the API names it. response_url is deliberately absent (see above).
-PUBLISHED = {"command": "command", "text": "text", "team_domain": "teamDomain", "enterprise_id": "enterpriseId",
-             "channel_id": "channelId", "channel_name": "channelName", "user_id": "slackUserId",
-             "user_name": "slackUserName", "api_app_id": "apiAppId", "trigger_id": "triggerId"}
-NOT_CONNECTED = ("This Slack workspace is not connected to Nexus yet, so the command was not run. "
-                 "Connect it from the Nexus app, then try again.")
+PUBLISHED = {
+    "command": "command",
+    "text": "text",
+    "team_domain": "teamDomain",
+    "enterprise_id": "enterpriseId",
+    "channel_id": "channelId",
+    "channel_name": "channelName",
+    "user_id": "slackUserId",
+    "user_name": "slackUserName",
+    "api_app_id": "apiAppId",
+    "trigger_id": "triggerId",
+}
+NOT_CONNECTED = (
+    "This Slack workspace is not connected to Nexus yet, so the command was not run. "
+    "Connect it from the Nexus app, then try again."
+)
 
 
 def signature_of(secret: str, timestamp: str, body: bytes) -> str:
@@ -106,13 +117,21 @@ def event_data(form: dict[str, str]) -> dict:
     return data
 
 
-async def receive(svc, *, timestamp: str | None, signature: str | None, body: bytes, content_type: str = FORM,
-                  now: float | None = None) -> dict:
+async def receive(
+    svc,
+    *,
+    timestamp: str | None,
+    signature: str | None,
+    body: bytes,
+    content_type: str = FORM,
+    now: float | None = None,
+) -> dict:
     """Handle one slash command; returns Slack's answer (ephemeral JSON)."""
     secret = svc.settings.slack_signing_secret
     if secret is None:
-        raise ProviderNotConfigured("SLACK_SIGNING_SECRET is not set: slash commands cannot be verified",
-                                    provider=Provider.SLACK.value)
+        raise ProviderNotConfigured(
+            "SLACK_SIGNING_SECRET is not set: slash commands cannot be verified", provider=Provider.SLACK.value
+        )
     signature = verify(secret.get(), timestamp, signature, body, now)  # first: others learn nothing more
     if content_type != FORM:
         raise UsageProblem(f"a slash command is a form ({FORM})", field="Content-Type")
@@ -123,8 +142,12 @@ async def receive(svc, *, timestamp: str | None, signature: str | None, body: by
     else:
         replay_key = REPLAY_KEY_PREFIX + signature
     published = await svc.run(_publish, event_data(form), replay_key)
-    log.info("slack command %s from workspace %s: %s", form["command"][:64], form["team_id"],
-             f"published to {published} integration(s)" if published else "workspace not connected, not published")
+    log.info(
+        "slack command %s from workspace %s: %s",
+        form["command"][:64],
+        form["team_id"],
+        f"published to {published} integration(s)" if published else "workspace not connected, not published",
+    )
     if not published:
         return {"response_type": "ephemeral", "text": NOT_CONNECTED}
     return {"response_type": "ephemeral", "text": f"Got it: {form['command'][:64]} is on its way."}
@@ -136,8 +159,9 @@ async def _remember_in_redis(client, signature: str) -> None:
     try:
         fresh = await client.set(REDIS_PREFIX + signature, "1", nx=True, ex=REMEMBER_SECONDS)
     except RedisError as exc:
-        raise DatabaseUnavailable(f"Redis (where seen Slack requests are kept) is unreachable: "
-                                  f"{type(exc).__name__}") from None
+        raise DatabaseUnavailable(
+            f"Redis (where seen Slack requests are kept) is unreachable: {type(exc).__name__}"
+        ) from None
     if not fresh:
         raise Unauthorized("this Slack request was already received: refused as a replay")
 
@@ -148,13 +172,21 @@ def _publish(data: dict, replay_key: str | None) -> int:
         if replay_key is not None:
             try:
                 with database_proxy.atomic():
-                    ConsumedEvent.create(key=replay_key, stream="slack", type=events.SLACK_COMMAND,
-                                         outcome={"teamId": data["teamId"]})
+                    ConsumedEvent.create(
+                        key=replay_key, stream="slack", type=events.SLACK_COMMAND, outcome={"teamId": data["teamId"]}
+                    )
             except peewee.IntegrityError:
                 raise Unauthorized("this Slack request was already received: refused as a replay") from None
-        targets = list(Integration.select(Integration.id, Integration.user_id, Integration.provider).where(
-            (Integration.provider == Provider.SLACK) & (Integration.account_id == data["teamId"])
-            & Integration.is_active).order_by(Integration.created_at).limit(100))
+        targets = list(
+            Integration.select(Integration.id, Integration.user_id, Integration.provider)
+            .where(
+                (Integration.provider == Provider.SLACK)
+                & (Integration.account_id == data["teamId"])
+                & Integration.is_active
+            )
+            .order_by(Integration.created_at)
+            .limit(100)
+        )
         for integration in targets:
             events.record(events.SLACK_COMMAND, integration, **data)
     return len(targets)

@@ -36,16 +36,27 @@ def _metrics(values: dict) -> dict:
 
 
 def _post(post: dict) -> dict:
-    return {"id": _text(post.get("id")), "createdAt": _text(post.get("createdAt")), "title": _text(post.get("title")),
-            "url": _text(post.get("url")), "metrics": _metrics(post.get("metrics") or {})}
+    return {
+        "id": _text(post.get("id")),
+        "createdAt": _text(post.get("createdAt")),
+        "title": _text(post.get("title")),
+        "url": _text(post.get("url")),
+        "metrics": _metrics(post.get("metrics") or {}),
+    }
 
 
 def event_data(report, *, action: str, log_id) -> dict:
     """The ``analytics.fetched`` payload's data (the engine adds integrationId, userId, provider)."""
     posts = [_post(p) for p in report.posts[:POSTS_MAX]]
-    return {"action": action, "syncLogId": str(log_id), "account": _metrics(report.account or {}),
-            "posts": posts, "postCount": len(posts), "window": _metrics(report.window) if report.window else None,
-            "notes": [_text(n) for n in report.notes[:NOTES_MAX]]}
+    return {
+        "action": action,
+        "syncLogId": str(log_id),
+        "account": _metrics(report.account or {}),
+        "posts": posts,
+        "postCount": len(posts),
+        "window": _metrics(report.window) if report.window else None,
+        "notes": [_text(n) for n in report.notes[:NOTES_MAX]],
+    }
 
 
 def summary(report) -> dict:
@@ -55,6 +66,10 @@ def summary(report) -> dict:
         for name, value in (post.get("metrics") or {}).items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 totals[name] = totals.get(name, 0) + value
-    return {"account": _metrics(report.account or {}), "posts": min(len(report.posts), POSTS_MAX),
-            "postTotals": _metrics(totals), "window": _metrics(report.window) if report.window else None,
-            "notes": [_text(n) for n in report.notes[:NOTES_MAX]]}
+    return {
+        "account": _metrics(report.account or {}),
+        "posts": min(len(report.posts), POSTS_MAX),
+        "postTotals": _metrics(totals),
+        "window": _metrics(report.window) if report.window else None,
+        "notes": [_text(n) for n in report.notes[:NOTES_MAX]],
+    }

@@ -26,8 +26,10 @@ def check_storable(value, field: str) -> None:
         if isinstance(item, str):
             _check_text(item, field)
         elif isinstance(item, float) and not math.isfinite(item):
-            raise UsageProblem(f"{field} contains a number JSON cannot carry (NaN, Infinity or out of range, "
-                               "such as 1e999)", field=field)
+            raise UsageProblem(
+                f"{field} contains a number JSON cannot carry (NaN, Infinity or out of range, such as 1e999)",
+                field=field,
+            )
         elif isinstance(item, dict | list):
             if depth >= MAX_DEPTH:
                 raise UsageProblem(f"{field} is nested deeper than {MAX_DEPTH} levels", field=field)
@@ -45,5 +47,6 @@ def _check_text(text: str, field: str) -> None:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise UsageProblem(f"{field} contains an unpaired surrogate (\\ud800-\\udfff), which is not valid Unicode",
-                           field=field) from None
+        raise UsageProblem(
+            f"{field} contains an unpaired surrogate (\\ud800-\\udfff), which is not valid Unicode", field=field
+        ) from None

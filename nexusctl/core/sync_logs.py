@@ -19,18 +19,25 @@ def _query(integration_id, status, owner_id):
     return query
 
 
-def list_page(integration_id, *, status: str | None = None, limit: int | None = None,
-              cursor: str | None = None, owner_id=None) -> Page:
+def list_page(
+    integration_id, *, status: str | None = None, limit: int | None = None, cursor: str | None = None, owner_id=None
+) -> Page:
     """An integration's sync logs, newest first; unknown integration is INTEGRATION_NOT_FOUND."""
     return newest_first(_query(integration_id, status, owner_id), IntegrationSyncLog, limit, cursor)
 
 
-def list_view(integration_id, *, status: str | None = None, limit: int | None = None,
-              cursor: str | None = None, owner_id=None) -> Page:
+def list_view(
+    integration_id, *, status: str | None = None, limit: int | None = None, cursor: str | None = None, owner_id=None
+) -> Page:
     """``list_page`` as the API's and CLI's dicts, bounded in bytes (paging.bounded_page)."""
-    return bounded_page(_query(integration_id, status, owner_id), IntegrationSyncLog, limit, cursor,
-                        bulky=Bulky(IntegrationSyncLog.metadata, "metadata"),
-                        serialize=lambda rows: [sync_log_to_dict(r) for r in rows])
+    return bounded_page(
+        _query(integration_id, status, owner_id),
+        IntegrationSyncLog,
+        limit,
+        cursor,
+        bulky=Bulky(IntegrationSyncLog.metadata, "metadata"),
+        serialize=lambda rows: [sync_log_to_dict(r) for r in rows],
+    )
 
 
 def get(log_id, *, owner_id=None) -> IntegrationSyncLog:

@@ -26,9 +26,12 @@ START_GRACE = dt.timedelta(seconds=60)  # a run just (re)started has this long t
 def claim_scheduled(limit: int = 50) -> list:
     """Integrations whose scheduled sync is due, each claimed by moving its next time on."""
     now = utcnow()
-    due = list(Integration.select(Integration.id, Integration.next_sync_at, Integration.metadata).where(
-        Integration.next_sync_at.is_null(False) & (Integration.next_sync_at <= now) & Integration.is_active)
-        .order_by(Integration.next_sync_at).limit(limit))
+    due = list(
+        Integration.select(Integration.id, Integration.next_sync_at, Integration.metadata)
+        .where(Integration.next_sync_at.is_null(False) & (Integration.next_sync_at <= now) & Integration.is_active)
+        .order_by(Integration.next_sync_at)
+        .limit(limit)
+    )
     claimed = []
     for row in due:
         try:
@@ -36,8 +39,11 @@ def claim_scheduled(limit: int = 50) -> list:
         except Exception:  # noqa: BLE001 - a schedule that no longer parses: stop scheduling it
             upcoming = None
         # Still due? Then this daemon moves it on and runs it; another daemon's update finds it in the future.
-        moved = Integration.update(next_sync_at=upcoming).where(
-            (Integration.id == row.id) & (Integration.next_sync_at <= now)).execute()
+        moved = (
+            Integration.update(next_sync_at=upcoming)
+            .where((Integration.id == row.id) & (Integration.next_sync_at <= now))
+            .execute()
+        )
         if moved:
             claimed.append(row.id)
     return claimed
@@ -53,20 +59,47 @@ def stale_work(limit: int = 50) -> tuple[list, list]:
     # quota to reset) waits for its run_after.
     due = IntegrationSyncLog.run_after.is_null() | (IntegrationSyncLog.run_after <= now)
     publish = IntegrationSyncLog.action == "publish"
-    pending = [i for (i,) in IntegrationSyncLog.select(IntegrationSyncLog.id).where(
-        (IntegrationSyncLog.status == SyncStatus.PENDING) & due
-        & (publish | ((IntegrationSyncLog.created_at < now - STALE_PENDING) & IntegrationSyncLog.action.in_(actions))))
-        .order_by(IntegrationSyncLog.created_at).limit(limit).tuples()]
+    pending = [
+        i
+        for (i,) in IntegrationSyncLog.select(IntegrationSyncLog.id)
+        .where(
+            (IntegrationSyncLog.status == SyncStatus.PENDING)
+            & due
+            & (
+                publish
+                | ((IntegrationSyncLog.created_at < now - STALE_PENDING) & IntegrationSyncLog.action.in_(actions))
+            )
+        )
+        .order_by(IntegrationSyncLog.created_at)
+        .limit(limit)
+        .tuples()
+    ]
     # The grace covers the gap between a run's start (PENDING -> IN_PROGRESS, which sets updated_at) and its
     # taking the lease. It counts from updated_at, not started_at: a deferred publish keeps its first
     # started_at (its durationMs spans the whole publish), so it would have no grace when it restarts.
-    running = list(IntegrationSyncLog.select(IntegrationSyncLog.id, IntegrationSyncLog.integration,
-                                             IntegrationSyncLog.action, IntegrationSyncLog.started_at).where(
-        (IntegrationSyncLog.status == SyncStatus.IN_PROGRESS)
-        & (IntegrationSyncLog.updated_at < now - START_GRACE)).limit(limit))
+    running = list(
+        IntegrationSyncLog.select(
+            IntegrationSyncLog.id,
+            IntegrationSyncLog.integration,
+            IntegrationSyncLog.action,
+            IntegrationSyncLog.started_at,
+        )
+        .where(
+            (IntegrationSyncLog.status == SyncStatus.IN_PROGRESS) & (IntegrationSyncLog.updated_at < now - START_GRACE)
+        )
+        .limit(limit)
+    )
     named = [(f"sync:{row.integration_id}:{row.action}", row) for row in running]
-    held = {name: (holder, until) for name, holder, until in Lease.select(Lease.name, Lease.holder, Lease.until)
-            .where(Lease.name.in_([name for name, _ in named])).tuples()} if named else {}
+    held = (
+        {
+            name: (holder, until)
+            for name, holder, until in Lease.select(Lease.name, Lease.holder, Lease.until)
+            .where(Lease.name.in_([name for name, _ in named]))
+            .tuples()
+        }
+        if named
+        else {}
+    )
     # One read for all of them; a log is orphaned unless its own run still holds the lease.
     orphans = [row for name, row in named if held.get(name, (None, now))[1] <= now or held[name][0] != str(row.id)]
     return pending, orphans
@@ -78,16 +111,26 @@ def mark_interrupted(orphans) -> None:
     for row in orphans:
         log.warning("sync %s (%s) was interrupted (its process stopped); marked FAILED", row.id, row.action)
         if row.action == "publish":
-            sync_state.fail(row.id, row.integration_id, SyncFailed(
-                "interrupted: the process publishing it stopped mid-way, so the post may have been made; check "
-                "the account before publishing this content again"), extra={"mayHavePosted": True})
+            sync_state.fail(
+                row.id,
+                row.integration_id,
+                SyncFailed(
+                    "interrupted: the process publishing it stopped mid-way, so the post may have been made; check "
+                    "the account before publishing this content again"
+                ),
+                extra={"mayHavePosted": True},
+            )
         else:
-            sync_state.fail(row.id, row.integration_id, SyncFailed("interrupted: the process running it stopped; "
-                                                                   "the next run resumes from its cursor"))
+            sync_state.fail(
+                row.id,
+                row.integration_id,
+                SyncFailed("interrupted: the process running it stopped; the next run resumes from its cursor"),
+            )
 
 
-def plan_each(integration_ids, action: str | None, *, full: bool = False, trigger: str,
-              skipped: Callable[[object, str], None]) -> list:
+def plan_each(
+    integration_ids, action: str | None, *, full: bool = False, trigger: str, skipped: Callable[[object, str], None]
+) -> list:
     """Sync logs planned for each integration; one that cannot be planned now (its previous run still going,
     no such action, deleted meanwhile) is reported to ``skipped(id, why)`` and the others go on."""
     logs = []
@@ -108,8 +151,12 @@ def active_with_actions(provider: str | None, action: str | None, *, page: int =
         providers = [p for p in providers if p == wanted]
     after = None
     while True:
-        query = (Integration.select(Integration.id).where(Integration.is_active & Integration.provider.in_(providers))
-                 .order_by(Integration.id).limit(page))
+        query = (
+            Integration.select(Integration.id)
+            .where(Integration.is_active & Integration.provider.in_(providers))
+            .order_by(Integration.id)
+            .limit(page)
+        )
         if after is not None:
             query = query.where(Integration.id > after)
         ids = [i for (i,) in query.tuples()]

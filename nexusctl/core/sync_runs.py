@@ -74,35 +74,47 @@ KEY_MISSING_DELAY = 30.0
 DEFER_DELAYS = (5.0, 10.0, 20.0, 30.0, 60.0)
 
 
-def plan(integration_id, action: str | None, *, full: bool = False, trigger: str = "cli",
-         owner_id=None, keyring=None) -> list[IntegrationSyncLog]:
+def plan(
+    integration_id, action: str | None, *, full: bool = False, trigger: str = "cli", owner_id=None, keyring=None
+) -> list[IntegrationSyncLog]:
     """PENDING logs for one action (or each action of the provider): what `sync run` and the API start. With
     ``keyring``, tokens under a key it lacks (a rotation this process missed) refuse the start."""
     integration = integrations.get(integration_id, owner_id=owner_id)
     if keyring is not None:
         key_usage.require_keys(keyring, Integration, integration.id, ("access_token", "refresh_token"))
     if not integration.is_active:
-        raise SyncNotStarted(f"integration {integration.id} is inactive ({integration.last_error or 'disconnected'}); "
-                         "reconnect it first", id=str(integration.id))
+        raise SyncNotStarted(
+            f"integration {integration.id} is inactive ({integration.last_error or 'disconnected'}); "
+            "reconnect it first",
+            id=str(integration.id),
+        )
     # The spec's resourceType / resourceId: what the action fetches, and from which account (the provider's id
     # for it; the integration's own id when the provider gave none).
     account = integration.account_id or str(integration.id)
-    return [sync_state.create(integration, a.name, full=full, trigger=trigger, resource_type=a.resource,
-                              resource_id=account)
-            for a in action_of(integration.provider, action)]
+    return [
+        sync_state.create(
+            integration, a.name, full=full, trigger=trigger, resource_type=a.resource, resource_id=account
+        )
+        for a in action_of(integration.provider, action)
+    ]
 
 
 def _api(svc, row: Integration, tokens) -> SyncApi:
-    api = SyncApi(svc.adapter(row.provider), tokens, tokens.metadata.get("tenant"),
-                  auth_header=AUTH_HEADER.get(row.provider, "bearer"))
+    api = SyncApi(
+        svc.adapter(row.provider),
+        tokens,
+        tokens.metadata.get("tenant"),
+        auth_header=AUTH_HEADER.get(row.provider, "bearer"),
+    )
     api.settings = svc.settings  # publishers that post as the application (Discord's bot) read its credentials
     return api
 
 
 async def _fresh_tokens(svc, integration_id, *, force: bool = False):
     row, tokens = await svc.run(connections.load, svc.keyring, integration_id)
-    if force or (tokens.expires_at is not None and tokens.expires_at <= utcnow() + EXPIRY_MARGIN
-                 and tokens.refresh_token):
+    if force or (
+        tokens.expires_at is not None and tokens.expires_at <= utcnow() + EXPIRY_MARGIN and tokens.refresh_token
+    ):
         try:
             await refresh.refresh(svc, integration_id)
         except NotYetRefreshable:  # the current token is still the one to use
@@ -118,8 +130,11 @@ async def _wait_out(exc: RateLimited, stats: dict, budget: float, what: str, *, 
     if stats["rateLimitWaitedSeconds"] + wait > budget:
         if not resumes:
             raise exc
-        raise RateLimited(f"{exc.message}; the wait ({wait:.0f} s) is beyond the run's budget of {budget:.0f} s: "
-                          "the next run resumes from here", **exc.details) from None
+        raise RateLimited(
+            f"{exc.message}; the wait ({wait:.0f} s) is beyond the run's budget of {budget:.0f} s: "
+            "the next run resumes from here",
+            **exc.details,
+        ) from None
     stats["rateLimitWaits"] += 1
     stats["rateLimitWaitedSeconds"] += wait
     log.info("%s: rate limited; waiting %.0f s", what, wait)
@@ -131,8 +146,16 @@ def _wait_for_quota(log_id, exc: RateLimited, stats: dict) -> IntegrationSyncLog
     cursor): rate limited, not failed, so the integration keeps its health and no retry spends calls before."""
     reset = dt.datetime.fromisoformat(exc.details["quotaResetAt"].replace("Z", "+00:00"))
     log.warning("sync %s: %s; the run waits for it", log_id, exc.message)
-    return sync_state.defer(log_id, reset, extra={**stats, "errorCode": exc.code, "rateLimitedUntil":
-                                                  exc.details["quotaResetAt"], "rateLimitReason": exc.message})
+    return sync_state.defer(
+        log_id,
+        reset,
+        extra={
+            **stats,
+            "errorCode": exc.code,
+            "rateLimitedUntil": exc.details["quotaResetAt"],
+            "rateLimitReason": exc.message,
+        },
+    )
 
 
 async def _refreshed(svc, integration_id, api: SyncApi) -> tuple[Integration, SyncApi]:
@@ -148,8 +171,9 @@ class _Cancelled(Exception):
 
 
 def _lease_lost(log_id) -> SyncFailed:
-    return SyncFailed(f"publish {log_id} lost its run lease (another process took the run over or marked it "
-                      "interrupted): stopped")
+    return SyncFailed(
+        f"publish {log_id} lost its run lease (another process took the run over or marked it interrupted): stopped"
+    )
 
 
 async def _keep_lease(svc, lock: str, holder: str, lost: asyncio.Event) -> None:
@@ -229,14 +253,27 @@ async def _run(svc, log_id, *, progress=None, budget: float | None = None) -> In
                     if await svc.run(sync_state.is_cancelled, log_id):
                         stats["providerCalls"] = api.calls
                         return await svc.run(IntegrationSyncLog.get_by_id, log_id)
-                    counts = await svc.run(sync_state.apply_page, log_id, integration_id, name, page.items,
-                                           page.resume, {"resource": action.resource})
+                    counts = await svc.run(
+                        sync_state.apply_page,
+                        log_id,
+                        integration_id,
+                        name,
+                        page.items,
+                        page.resume,
+                        {"resource": action.resource},
+                    )
                     resume = page.resume
                     await svc.run(leases.acquire, lock, holder, LEASE_SECONDS)
                     if progress is not None:
                         progress(len(page.items), counts)
-                    if (not full and action.newest_first and stats["resumedFrom"] is None and page.items
-                            and not counts["created"] and not counts["updated"]):
+                    if (
+                        not full
+                        and action.newest_first
+                        and stats["resumedFrom"] is None
+                        and page.items
+                        and not counts["created"]
+                        and not counts["updated"]
+                    ):
                         early = True  # everything older was seen before
                         break
                 break
@@ -257,8 +294,12 @@ async def _run(svc, log_id, *, progress=None, budget: float | None = None) -> In
         return await svc.run(IntegrationSyncLog.get_by_id, log_id)
     except KeyNotConfigured as exc:  # neither the run's nor the integration's failure: left for a daemon with the key
         key_usage.warn_once(exc.details["keyId"], f"sync {log_id} ({name})")
-        return await svc.run(sync_state.defer, log_id, utcnow() + dt.timedelta(seconds=KEY_MISSING_DELAY),
-                             extra={"waitingForKey": exc.details["keyId"]})
+        return await svc.run(
+            sync_state.defer,
+            log_id,
+            utcnow() + dt.timedelta(seconds=KEY_MISSING_DELAY),
+            extra={"waitingForKey": exc.details["keyId"]},
+        )
     except NexusError as exc:
         if api is not None:
             stats["providerCalls"] = api.calls
@@ -266,8 +307,9 @@ async def _run(svc, log_id, *, progress=None, budget: float | None = None) -> In
         return await svc.run(sync_state.fail, log_id, integration_id, exc, extra=stats)
     except Exception:  # noqa: BLE001 - a bug must not leave the log IN_PROGRESS forever
         log.exception("sync %s (%s) crashed", log_id, name)
-        return await svc.run(sync_state.fail, log_id, integration_id, SyncFailed("unexpected error (see the log)"),
-                             extra=stats)
+        return await svc.run(
+            sync_state.fail, log_id, integration_id, SyncFailed("unexpected error (see the log)"), extra=stats
+        )
     finally:
         await svc.run(leases.release, lock, holder)
 
@@ -291,12 +333,12 @@ async def _snapshot(svc, log_id, integration_id, row: Integration, tokens, actio
                 row, api = await _refreshed(svc, integration_id, api)
     finally:
         stats["providerCalls"] = api.calls
-    return await svc.run(sync_state.finish_snapshot, log_id, integration_id, action.name, action.resource, report,
-                         extra=stats)
+    return await svc.run(
+        sync_state.finish_snapshot, log_id, integration_id, action.name, action.resource, report, extra=stats
+    )
 
 
-async def _publish(svc, log: IntegrationSyncLog, row: Integration, tokens, stats: dict, budget: float,
-                   heartbeat=None):
+async def _publish(svc, log: IntegrationSyncLog, row: Integration, tokens, stats: dict, budget: float, heartbeat=None):
     """One post of the content a content.published event queued: at most one provider call that creates it
     (plus the waits and the single refresh a throttle or a refused token call for). A provider still
     processing the media (NotReady) defers the run: back to PENDING, looked at again later."""
@@ -347,16 +389,20 @@ async def _publish(svc, log: IntegrationSyncLog, row: Integration, tokens, stats
                 f"post may have been made{': it is not among the latest posts yet' if looked else ''}; check "
                 "the account before publishing this content again"
                 f"{' (a re-publish looks it up first)' if reconcile else ''}",
-                provider=row.provider.value, mayHavePosted=True) from None
+                provider=row.provider.value,
+                mayHavePosted=True,
+            ) from None
     return await _published(svc, log, row, api, result, stats)
 
 
 def _refresh_in_place(svc, integration_id, api: SyncApi):
     """A refresh hook for a publisher that must not start over (an upload session under way): a new access token
     on this same API handle (single-flight, so concurrent expiries refresh once)."""
+
     async def refresh() -> None:
         _row, tokens = await _fresh_tokens(svc, integration_id, force=True)
         api.tokens = tokens
+
     return refresh
 
 
@@ -385,9 +431,11 @@ async def _defer(svc, entry: IntegrationSyncLog, row: Integration, exc, stats: d
     checks = int(previous.get("checks") or 0) + 1
     waited = (now - since).total_seconds()
     if waited >= limit:
-        raise ProviderError(f"{row.provider.value}: {exc.message}, {waited / 60:.1f} min after the first look "
-                            f"(PUBLISH_PROCESSING_TIMEOUT is {limit / 60:.1f} min): gave up, nothing was published",
-                            provider=row.provider.value)
+        raise ProviderError(
+            f"{row.provider.value}: {exc.message}, {waited / 60:.1f} min after the first look "
+            f"(PUBLISH_PROCESSING_TIMEOUT is {limit / 60:.1f} min): gave up, nothing was published",
+            provider=row.provider.value,
+        )
     delay = dt.timedelta(seconds=DEFER_DELAYS[min(checks - 1, len(DEFER_DELAYS) - 1)])
     run_after = min(now + delay, since + dt.timedelta(seconds=limit))
     pending = {**exc.state, "since": since.isoformat().replace("+00:00", "Z"), "checks": checks, "reason": exc.message}
@@ -398,4 +446,3 @@ async def _defer(svc, entry: IntegrationSyncLog, row: Integration, exc, stats: d
 
 def logs_of(log_ids) -> list[IntegrationSyncLog]:
     return list(IntegrationSyncLog.select().where(IntegrationSyncLog.id.in_(list(log_ids))))
-

@@ -24,8 +24,11 @@ def matches(patterns, event_type: str) -> bool:
 
 def get(webhook_id, *, owner_id=None) -> Webhook:
     row_id = parse_uuid(webhook_id, "webhookId")
-    query = (Webhook.select(*public_fields(Webhook), Integration.id, Integration.user_id).join(Integration)
-             .where(Webhook.id == row_id))
+    query = (
+        Webhook.select(*public_fields(Webhook), Integration.id, Integration.user_id)
+        .join(Integration)
+        .where(Webhook.id == row_id)
+    )
     row = query.first()
     if row is None or (owner_id is not None and row.integration.user_id != owner_id):
         raise WebhookNotFound(f"webhook {row_id} not found", id=str(row_id))

@@ -42,8 +42,9 @@ def check_events(events) -> list[str]:
     clean = []
     for name in events:
         if not isinstance(name, str) or len(name) > 128 or not _EVENT.fullmatch(name):
-            raise UsageProblem(f"events: {name!r} is not an event name like media.created, media.* or *",
-                               field="events")
+            raise UsageProblem(
+                f"events: {name!r} is not an event name like media.created, media.* or *", field="events"
+            )
         if name not in clean:
             clean.append(name)
     return clean
@@ -55,14 +56,20 @@ def _check_url(url) -> str:
     return url.strip()
 
 
-def create(keyring: Keyring, *, integration_id, url, events, metadata=None, is_active=True,
-           owner_id=None) -> tuple[Webhook, str]:
+def create(
+    keyring: Keyring, *, integration_id, url, events, metadata=None, is_active=True, owner_id=None
+) -> tuple[Webhook, str]:
     """A new webhook and its secret (shown now, never again)."""
     integration = integrations.get(integration_id, owner_id=owner_id)
     if metadata is not None:
         check_metadata(metadata)
-    row = Webhook(integration=integration.id, url=_check_url(url), events=check_events(events),
-                  metadata=metadata or {}, is_active=bool(is_active))
+    row = Webhook(
+        integration=integration.id,
+        url=_check_url(url),
+        events=check_events(events),
+        metadata=metadata or {},
+        is_active=bool(is_active),
+    )
     secret = signing.new_secret()
     seal(keyring, row, "secret", secret)  # row.id is set at construction: the AAD binds it
     row.save(force_insert=True)
@@ -71,9 +78,15 @@ def create(keyring: Keyring, *, integration_id, url, events, metadata=None, is_a
 
 def list_view(*, integration_id=None, owner_id=None, limit=None, cursor=None) -> Page:
     """Webhooks newest first as the API's and CLI's dicts, bounded in bytes (paging.bounded_page)."""
-    return bounded_page(_query(integration_id, owner_id), Webhook, limit, cursor,
-                        bulky=Bulky(Webhook.metadata, "metadata"), columns=public_fields(Webhook),
-                        serialize=lambda rows: [webhook_to_dict(r) for r in rows])
+    return bounded_page(
+        _query(integration_id, owner_id),
+        Webhook,
+        limit,
+        cursor,
+        bulky=Bulky(Webhook.metadata, "metadata"),
+        columns=public_fields(Webhook),
+        serialize=lambda rows: [webhook_to_dict(r) for r in rows],
+    )
 
 
 def _query(integration_id, owner_id):
@@ -128,7 +141,6 @@ def delete_preview(webhook_id, *, owner_id=None) -> tuple[Webhook, int]:
     return row, WebhookDelivery.select().where(WebhookDelivery.webhook == row.id).count()
 
 
-
 def send_test(webhook_id, *, owner_id=None) -> tuple[Webhook, uuid.UUID]:
     """Queue a ``webhook.test`` event to this webhook alone, whatever it subscribes to; the delivery's id.
 
@@ -139,8 +151,7 @@ def send_test(webhook_id, *, owner_id=None) -> tuple[Webhook, uuid.UUID]:
     deliveries.refuse_inactive(row, "a test")
     integration = integrations.get(row.integration_id)
     with database_proxy.atomic():
-        (delivery_id,) = deliveries.queue(integration, "webhook.test", {"webhookId": str(row.id), "test": True},
-                                          [row])
+        (delivery_id,) = deliveries.queue(integration, "webhook.test", {"webhookId": str(row.id), "test": True}, [row])
     return row, delivery_id
 
 
@@ -153,9 +164,12 @@ def rotate_secret(keyring: Keyring, webhook_id, *, owner_id=None) -> tuple[Webho
         secret = signing.new_secret()
         seal(keyring, row, "secret", secret)
         seal(keyring, row, "previous_secret", old)
-        Webhook.update(secret=row.secret, previous_secret=row.previous_secret,
-                       previous_secret_expires_at=utcnow() + ROTATION_OVERLAP, updated_at=utcnow()).where(
-            Webhook.id == row.id).execute()
+        Webhook.update(
+            secret=row.secret,
+            previous_secret=row.previous_secret,
+            previous_secret_expires_at=utcnow() + ROTATION_OVERLAP,
+            updated_at=utcnow(),
+        ).where(Webhook.id == row.id).execute()
     return get(row.id), secret
 
 
@@ -169,5 +183,6 @@ def signing_secrets(keyring: Keyring, row: Webhook, now: dt.datetime | None = No
 
 async def check_url_resolving(settings, url) -> str:
     """The SSRF rules, then one resolution: every address the name has must be allowed."""
-    return await ssrf.check_url_resolving(url, production=settings.is_production,
-                                          allowed_networks=settings.webhook_allowed_networks)
+    return await ssrf.check_url_resolving(
+        url, production=settings.is_production, allowed_networks=settings.webhook_allowed_networks
+    )

@@ -18,12 +18,19 @@ from nexusctl.daemon.routing import Route, ok, owner_filter, read_body, run_db
 from nexusctl.daemon.schema import Body, Obj, ObjList, Str
 from nexusctl.errors import NexusError
 
-INGEST = Body({"type": Str(enum=inbound.HANDLED, description="The platform events this service handles"), "data": Obj(),
-               "id": Str(min_length=1, max_length=128,
-                         description="Your id for the event: sending it again is a no-op")},
-              required=("type", "data"))
-OUTCOME = {"type": "object", "properties": {"type": {"type": "string"}, "key": {"type": "string"},
-                                            "duplicate": {"type": "boolean"}}, "additionalProperties": True}
+INGEST = Body(
+    {
+        "type": Str(enum=inbound.HANDLED, description="The platform events this service handles"),
+        "data": Obj(),
+        "id": Str(min_length=1, max_length=128, description="Your id for the event: sending it again is a no-op"),
+    },
+    required=("type", "data"),
+)
+OUTCOME = {
+    "type": "object",
+    "properties": {"type": {"type": "string"}, "key": {"type": "string"}, "duplicate": {"type": "boolean"}},
+    "additionalProperties": True,
+}
 
 
 async def ingest(request: web.Request) -> web.Response:
@@ -33,12 +40,20 @@ async def ingest(request: web.Request) -> web.Response:
     return ok(await inbound.handle(request.app[SERVICES], event))
 
 
-EMIT_ITEM = Body({"integrationId": Str(format="uuid"),
-                  "type": Str(max_length=events.EVENT_TYPE_MAX, pattern=events.EVENT_TYPE_PATTERN,
-                              hint="an event name like media.created"),
-                  "data": Obj()}, required=("integrationId", "type"))
-EMIT_BATCH = Body({"events": ObjList(events.BATCH_MAX, EMIT_ITEM,
-                                     f"1-{events.BATCH_MAX} events; the body at most 1 MiB")}, required=("events",))
+EMIT_ITEM = Body(
+    {
+        "integrationId": Str(format="uuid"),
+        "type": Str(
+            max_length=events.EVENT_TYPE_MAX, pattern=events.EVENT_TYPE_PATTERN, hint="an event name like media.created"
+        ),
+        "data": Obj(),
+    },
+    required=("integrationId", "type"),
+)
+EMIT_BATCH = Body(
+    {"events": ObjList(events.BATCH_MAX, EMIT_ITEM, f"1-{events.BATCH_MAX} events; the body at most 1 MiB")},
+    required=("events",),
+)
 
 
 async def emit_batch(request: web.Request) -> web.Response:
@@ -54,8 +69,10 @@ async def emit_batch(request: web.Request) -> web.Response:
         items.append((index, (item["integrationId"], item["type"], item.get("data", {}), owner)))
     outcomes = await run_db(request, events.emit_many, [item for _, item in items]) if items else []
     answered = {**refused, **{index: outcome for (index, _), outcome in zip(items, outcomes, strict=True)}}
-    results = [{"index": index, **(_error(answered[index]) if isinstance(answered[index], Exception)
-                                   else answered[index])} for index in range(len(body["events"]))]
+    results = [
+        {"index": index, **(_error(answered[index]) if isinstance(answered[index], Exception) else answered[index])}
+        for index in range(len(body["events"]))
+    ]
     accepted = sum(1 for r in results if "error" not in r)
     return ok({"accepted": accepted, "refused": len(results) - accepted, "results": results}, status=202)
 
@@ -67,12 +84,27 @@ def _error(exc: NexusError) -> dict:
 
 
 ROUTES = [
-    Route("POST", "/integrations/events", emit_batch,
-          f"Emit up to {events.BATCH_MAX} events to their integrations' webhooks in one transaction; each is "
-          "answered in order, a refused one with its error", "events", body=EMIT_BATCH, data=out.EMITTED_BATCH,
-          status=202, errors=("VALIDATION_ERROR", "PAYLOAD_TOO_LARGE")),
-    Route("POST", "/integrations/events/ingest", ingest,
-          "Handle a platform event (user.deleted, content.published) once; service role", "events",
-          roles=("service", "admin"), body=INGEST, data=OUTCOME,
-          errors=("VALIDATION_ERROR", "FORBIDDEN", "PAYLOAD_TOO_LARGE")),
+    Route(
+        "POST",
+        "/integrations/events",
+        emit_batch,
+        f"Emit up to {events.BATCH_MAX} events to their integrations' webhooks in one transaction; each is "
+        "answered in order, a refused one with its error",
+        "events",
+        body=EMIT_BATCH,
+        data=out.EMITTED_BATCH,
+        status=202,
+        errors=("VALIDATION_ERROR", "PAYLOAD_TOO_LARGE"),
+    ),
+    Route(
+        "POST",
+        "/integrations/events/ingest",
+        ingest,
+        "Handle a platform event (user.deleted, content.published) once; service role",
+        "events",
+        roles=("service", "admin"),
+        body=INGEST,
+        data=OUTCOME,
+        errors=("VALIDATION_ERROR", "FORBIDDEN", "PAYLOAD_TOO_LARGE"),
+    ),
 ]

@@ -23,8 +23,9 @@ def _windows(request: web.Request) -> dict:
 
 
 async def one(request: web.Request) -> web.Response:
-    record = await run_db(request, health_checks.check, request.match_info["id"], owner_id=owner_filter(request),
-                          **_windows(request))
+    record = await run_db(
+        request, health_checks.check, request.match_info["id"], owner_id=owner_filter(request), **_windows(request)
+    )
     return ok(record)
 
 
@@ -32,22 +33,44 @@ async def for_user(request: web.Request) -> web.Response:
     user_id = parse_uuid(request.match_info["userId"], "userId")
     request[PRINCIPAL].require_user(user_id)
     q = read_query(request)
-    page = await run_db(request, health_checks.list_page, user_id=user_id, statuses=q.get("status"),
-                        limit=q.get("limit"), cursor=q.get("cursor"))
+    page = await run_db(
+        request,
+        health_checks.list_page,
+        user_id=user_id,
+        statuses=q.get("status"),
+        limit=q.get("limit"),
+        cursor=q.get("cursor"),
+    )
     return ok(page.items, page=page)
 
 
 ROUTES = [
-    Route("GET", "/integrations/user/{userId}/health", for_user,
-          "A user's integrations' last stored health, worst first (checkedAt says when; unknown: not checked yet)",
-          "integrations",
-          query=Query({"status": Str(max_length=64, description="healthy, degraded, broken (comma-separated)"),
-                       "limit": Int(1, health_checks.LIST_MAX, "rows per page"),
-                       "cursor": Str(max_length=512, description="from paging.nextCursor")}),
-          paged=True, data=out.list_of(out.HEALTH_SUMMARY), errors=("VALIDATION_ERROR", "FORBIDDEN")),
-    Route("GET", "/integrations/{id}/health", one,
-          "One integration's health: status, reasons and what they come from", "integrations",
-          data=out.HEALTH_RECORD, errors=("INTEGRATION_NOT_FOUND", "VALIDATION_ERROR")),
+    Route(
+        "GET",
+        "/integrations/user/{userId}/health",
+        for_user,
+        "A user's integrations' last stored health, worst first (checkedAt says when; unknown: not checked yet)",
+        "integrations",
+        query=Query(
+            {
+                "status": Str(max_length=64, description="healthy, degraded, broken (comma-separated)"),
+                "limit": Int(1, health_checks.LIST_MAX, "rows per page"),
+                "cursor": Str(max_length=512, description="from paging.nextCursor"),
+            }
+        ),
+        paged=True,
+        data=out.list_of(out.HEALTH_SUMMARY),
+        errors=("VALIDATION_ERROR", "FORBIDDEN"),
+    ),
+    Route(
+        "GET",
+        "/integrations/{id}/health",
+        one,
+        "One integration's health: status, reasons and what they come from",
+        "integrations",
+        data=out.HEALTH_RECORD,
+        errors=("INTEGRATION_NOT_FOUND", "VALIDATION_ERROR"),
+    ),
 ]
 
 

@@ -19,17 +19,31 @@ from nexusctl.errors import PayloadTooLarge
 FORM = slack_commands.FORM
 # Documents what Slack sends (see Slack's "Enabling interactivity with Slash Commands"); extra fields are
 # tolerated, and response_url is never kept or published.
-COMMAND = Body({
-    "team_id": Str(max_length=64, description="the workspace: the command is published to its Slack integrations"),
-    "team_domain": Str(max_length=255), "enterprise_id": Str(max_length=64), "channel_id": Str(max_length=64),
-    "channel_name": Str(max_length=255), "user_id": Str(max_length=64), "user_name": Str(max_length=255),
-    "command": Str(max_length=64, description="e.g. /nexus"), "text": Str(max_length=4000),
-    "api_app_id": Str(max_length=64), "is_enterprise_install": Str(max_length=8),
-    "trigger_id": Str(max_length=255), "response_url": Str(max_length=2048, description="dropped: a capability URL"),
-}, required=("team_id", "command"))
+COMMAND = Body(
+    {
+        "team_id": Str(max_length=64, description="the workspace: the command is published to its Slack integrations"),
+        "team_domain": Str(max_length=255),
+        "enterprise_id": Str(max_length=64),
+        "channel_id": Str(max_length=64),
+        "channel_name": Str(max_length=255),
+        "user_id": Str(max_length=64),
+        "user_name": Str(max_length=255),
+        "command": Str(max_length=64, description="e.g. /nexus"),
+        "text": Str(max_length=4000),
+        "api_app_id": Str(max_length=64),
+        "is_enterprise_install": Str(max_length=8),
+        "trigger_id": Str(max_length=255),
+        "response_url": Str(max_length=2048, description="dropped: a capability URL"),
+    },
+    required=("team_id", "command"),
+)
 # Slack's answer to a command: shown only to the user who typed it.
-ANSWER = {"type": "object", "required": ["response_type", "text"], "additionalProperties": False,
-          "properties": {"response_type": {"const": "ephemeral"}, "text": {"type": "string"}}}
+ANSWER = {
+    "type": "object",
+    "required": ["response_type", "text"],
+    "additionalProperties": False,
+    "properties": {"response_type": {"const": "ephemeral"}, "text": {"type": "string"}},
+}
 
 
 async def slack_command(request: web.Request) -> web.Response:
@@ -40,16 +54,30 @@ async def slack_command(request: web.Request) -> web.Response:
     if len(body) > slack_commands.BODY_MAX_BYTES:
         raise PayloadTooLarge(f"a slash command is at most {slack_commands.BODY_MAX_BYTES // 1024} KB")
     headers = request.headers
-    answer = await slack_commands.receive(request.app[SERVICES], timestamp=headers.get("X-Slack-Request-Timestamp"),
-                                          signature=headers.get("X-Slack-Signature"), body=body,
-                                          content_type=request.content_type)
+    answer = await slack_commands.receive(
+        request.app[SERVICES],
+        timestamp=headers.get("X-Slack-Request-Timestamp"),
+        signature=headers.get("X-Slack-Signature"),
+        body=body,
+        content_type=request.content_type,
+    )
     return json_response(answer)
 
 
 ROUTES = [
-    Route("POST", "/integrations/inbound/slack/commands", slack_command,
-          "Slack slash commands (the command's Request URL): verified with SLACK_SIGNING_SECRET "
-          "(X-Slack-Signature, X-Slack-Request-Timestamp), published as slack.command; answers Slack's "
-          "ephemeral JSON", "inbound", public=True, body=COMMAND, body_type=FORM, envelope=False, data=ANSWER,
-          errors=("UNAUTHORIZED", "VALIDATION_ERROR", "PROVIDER_NOT_CONFIGURED", "PAYLOAD_TOO_LARGE")),
+    Route(
+        "POST",
+        "/integrations/inbound/slack/commands",
+        slack_command,
+        "Slack slash commands (the command's Request URL): verified with SLACK_SIGNING_SECRET "
+        "(X-Slack-Signature, X-Slack-Request-Timestamp), published as slack.command; answers Slack's "
+        "ephemeral JSON",
+        "inbound",
+        public=True,
+        body=COMMAND,
+        body_type=FORM,
+        envelope=False,
+        data=ANSWER,
+        errors=("UNAUTHORIZED", "VALIDATION_ERROR", "PROVIDER_NOT_CONFIGURED", "PAYLOAD_TOO_LARGE"),
+    ),
 ]

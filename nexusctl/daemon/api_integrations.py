@@ -18,11 +18,16 @@ from nexusctl.providers.catalog import CATALOG
 from nexusctl.providers.registry import SPECS
 
 PROVIDERS = tuple(p.value for p in Provider)
-PAGING = {"limit": Int(1, MAX_LIMIT, "rows per page"),
-          "cursor": Str(max_length=512, description="from paging.nextCursor")}
+PAGING = {
+    "limit": Int(1, MAX_LIMIT, "rows per page"),
+    "cursor": Str(max_length=512, description="from paging.nextCursor"),
+}
 UPDATE = Body(
-    {"name": Str(max_length=255, min_length=1), "isActive": Bool(),
-     "metadata": metadata_field("replaces the metadata")},
+    {
+        "name": Str(max_length=255, min_length=1),
+        "isActive": Bool(),
+        "metadata": metadata_field("replaces the metadata"),
+    },
     min_fields=1,
 )
 
@@ -35,9 +40,16 @@ async def list_for_user(request: web.Request) -> web.Response:
     user_id = parse_uuid(request.match_info["userId"], "userId")
     _caller(request).require_user(user_id)
     q = read_query(request)
-    page = await run_db(request, integrations.list_view, user_id=user_id, provider=q.get("provider"),
-                     is_active=q.get("isActive"), limit=q.get("limit"), cursor=q.get("cursor"),
-                     organization_id=q.get("organizationId"))
+    page = await run_db(
+        request,
+        integrations.list_view,
+        user_id=user_id,
+        provider=q.get("provider"),
+        is_active=q.get("isActive"),
+        limit=q.get("limit"),
+        cursor=q.get("cursor"),
+        organization_id=q.get("organizationId"),
+    )
     return ok(page.items, page=page)
 
 
@@ -48,23 +60,36 @@ async def show(request: web.Request) -> web.Response:
 
 async def update(request: web.Request) -> web.Response:
     body = await read_body(request, UPDATE)
-    row = await run_db(request, integrations.update, request.match_info["id"], name=body.get("name"),
-                    is_active=body.get("isActive"), metadata=body.get("metadata"), owner_id=owner_filter(request))
+    row = await run_db(
+        request,
+        integrations.update,
+        request.match_info["id"],
+        name=body.get("name"),
+        is_active=body.get("isActive"),
+        metadata=body.get("metadata"),
+        owner_id=owner_filter(request),
+    )
     return ok(integration_to_dict(row))
 
 
 async def delete(request: web.Request) -> web.Response:
 
     # Revokes at the provider first (a failed revoke is logged, not fatal).
-    result = await connect.disconnect(request.app[SERVICES], request.match_info["id"],
-                                      owner_id=owner_filter(request))
+    result = await connect.disconnect(request.app[SERVICES], request.match_info["id"], owner_id=owner_filter(request))
     return ok(result.to_dict())
 
 
 async def list_sync_logs(request: web.Request) -> web.Response:
     q = read_query(request)
-    page = await run_db(request, sync_logs.list_view, request.match_info["id"], status=q.get("status"),
-                     limit=q.get("limit"), cursor=q.get("cursor"), owner_id=owner_filter(request))
+    page = await run_db(
+        request,
+        sync_logs.list_view,
+        request.match_info["id"],
+        status=q.get("status"),
+        limit=q.get("limit"),
+        cursor=q.get("cursor"),
+        owner_id=owner_filter(request),
+    )
     return ok(page.items, page=page)
 
 
@@ -77,20 +102,69 @@ async def providers(request: web.Request) -> web.Response:
 _ID = ("INTEGRATION_NOT_FOUND", "VALIDATION_ERROR")
 
 ROUTES = [
-    Route("GET", "/integrations/providers", providers, "The 20 providers, their capabilities, configured or not",
-          "providers", data=out.list_of(out.PROVIDER)),
-    Route("GET", "/integrations/user/{userId}", list_for_user, "A user's integrations, newest first", "integrations",
-          query=Query({"provider": ProviderName(), "isActive": Bool(),
-                       "organizationId": Str(format="uuid", description="only this organization's"), **PAGING}),
-          paged=True, data=out.list_of(out.listed(out.INTEGRATION, "metadata")),
-          errors=("VALIDATION_ERROR", "INVALID_PROVIDER", "FORBIDDEN")),
-    Route("GET", "/integrations/{id}", show, "One integration (never its tokens)", "integrations", data=out.INTEGRATION,
-          errors=_ID),
-    Route("PATCH", "/integrations/{id}", update, "Rename, (de)activate, or replace metadata", "integrations",
-          body=UPDATE, data=out.INTEGRATION, errors=_ID + ("PAYLOAD_TOO_LARGE",)),
-    Route("DELETE", "/integrations/{id}", delete, "Delete with its webhooks, deliveries and sync logs",
-          "integrations", data=out.DELETED, errors=_ID),
-    Route("GET", "/integrations/{id}/sync-logs", list_sync_logs, "Sync history, newest first", "sync",
-          query=Query({"status": Str(enum=tuple(s.value for s in SyncStatus)), **PAGING}), paged=True,
-          data=out.list_of(out.listed(out.SYNC_LOG, "metadata")), errors=_ID),
+    Route(
+        "GET",
+        "/integrations/providers",
+        providers,
+        "The 20 providers, their capabilities, configured or not",
+        "providers",
+        data=out.list_of(out.PROVIDER),
+    ),
+    Route(
+        "GET",
+        "/integrations/user/{userId}",
+        list_for_user,
+        "A user's integrations, newest first",
+        "integrations",
+        query=Query(
+            {
+                "provider": ProviderName(),
+                "isActive": Bool(),
+                "organizationId": Str(format="uuid", description="only this organization's"),
+                **PAGING,
+            }
+        ),
+        paged=True,
+        data=out.list_of(out.listed(out.INTEGRATION, "metadata")),
+        errors=("VALIDATION_ERROR", "INVALID_PROVIDER", "FORBIDDEN"),
+    ),
+    Route(
+        "GET",
+        "/integrations/{id}",
+        show,
+        "One integration (never its tokens)",
+        "integrations",
+        data=out.INTEGRATION,
+        errors=_ID,
+    ),
+    Route(
+        "PATCH",
+        "/integrations/{id}",
+        update,
+        "Rename, (de)activate, or replace metadata",
+        "integrations",
+        body=UPDATE,
+        data=out.INTEGRATION,
+        errors=_ID + ("PAYLOAD_TOO_LARGE",),
+    ),
+    Route(
+        "DELETE",
+        "/integrations/{id}",
+        delete,
+        "Delete with its webhooks, deliveries and sync logs",
+        "integrations",
+        data=out.DELETED,
+        errors=_ID,
+    ),
+    Route(
+        "GET",
+        "/integrations/{id}/sync-logs",
+        list_sync_logs,
+        "Sync history, newest first",
+        "sync",
+        query=Query({"status": Str(enum=tuple(s.value for s in SyncStatus)), **PAGING}),
+        paged=True,
+        data=out.list_of(out.listed(out.SYNC_LOG, "metadata")),
+        errors=_ID,
+    ),
 ]

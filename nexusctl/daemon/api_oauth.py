@@ -36,29 +36,44 @@ OPTIONAL_SCOPES = tuple(sorted({s for spec in SPECS.values() for s in spec.optio
 NO_LEAK_HEADERS = {"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
 
 ORGANIZATION = Str(format="uuid", description="the owner organization, kept on the integration (lists filter by it)")
-INITIATE = Body({
-    "userId": Str(format="uuid"),
-    "provider": ProviderName(),
-    "redirectUri": Str(max_length=2048, description="where to send the browser afterwards (allowed origins only)"),
-    "metadata": metadata_field("kept on the integration"),
-    "shop": Str(max_length=255, description="SHOPIFY: the shop, e.g. demo.myshopify.com"),
-    "storeUrl": Str(max_length=2048, description="WOOCOMMERCE: the store's URL"),
-    "scopes": StrList(5, "optional scopes to ask for as well: DISCORD webhook.incoming (the user picks a channel "
-                         "and publishing posts there through the channel webhook)",
-                      Str(max_length=64, enum=OPTIONAL_SCOPES)),
-    "organizationId": ORGANIZATION,
-}, required=("userId", "provider", "redirectUri"))
-API_KEY = Body({
-    "userId": Str(format="uuid"),
-    "provider": ProviderName(only=tuple(p.value for p, spec in SPECS.items() if spec.kind is ConnectKind.API_KEY)),
-    "apiKey": Str(max_length=512, min_length=1),
-    "metadata": metadata_field("kept on the integration"),
-    "organizationId": ORGANIZATION,
-}, required=("userId", "provider", "apiKey"))
-KEYS = Body({  # documents what WooCommerce sends; extra fields are tolerated
-    "key_id": Int(), "user_id": Str(max_length=128), "consumer_key": Str(max_length=256),
-    "consumer_secret": Str(max_length=256), "key_permissions": Str(max_length=32),
-}, required=("user_id", "consumer_key", "consumer_secret"))
+INITIATE = Body(
+    {
+        "userId": Str(format="uuid"),
+        "provider": ProviderName(),
+        "redirectUri": Str(max_length=2048, description="where to send the browser afterwards (allowed origins only)"),
+        "metadata": metadata_field("kept on the integration"),
+        "shop": Str(max_length=255, description="SHOPIFY: the shop, e.g. demo.myshopify.com"),
+        "storeUrl": Str(max_length=2048, description="WOOCOMMERCE: the store's URL"),
+        "scopes": StrList(
+            5,
+            "optional scopes to ask for as well: DISCORD webhook.incoming (the user picks a channel "
+            "and publishing posts there through the channel webhook)",
+            Str(max_length=64, enum=OPTIONAL_SCOPES),
+        ),
+        "organizationId": ORGANIZATION,
+    },
+    required=("userId", "provider", "redirectUri"),
+)
+API_KEY = Body(
+    {
+        "userId": Str(format="uuid"),
+        "provider": ProviderName(only=tuple(p.value for p, spec in SPECS.items() if spec.kind is ConnectKind.API_KEY)),
+        "apiKey": Str(max_length=512, min_length=1),
+        "metadata": metadata_field("kept on the integration"),
+        "organizationId": ORGANIZATION,
+    },
+    required=("userId", "provider", "apiKey"),
+)
+KEYS = Body(
+    {  # documents what WooCommerce sends; extra fields are tolerated
+        "key_id": Int(),
+        "user_id": Str(max_length=128),
+        "consumer_key": Str(max_length=256),
+        "consumer_secret": Str(max_length=256),
+        "key_permissions": Str(max_length=32),
+    },
+    required=("user_id", "consumer_key", "consumer_secret"),
+)
 
 
 def _svc(request: web.Request) -> Runtime:
@@ -69,10 +84,17 @@ def _svc(request: web.Request) -> Runtime:
 async def initiate(request: web.Request) -> web.Response:
     body = await read_body(request, INITIATE)
     request[PRINCIPAL].require_user(body["userId"])
-    answer = await connect.initiate(_svc(request), user_id=body["userId"], provider=body["provider"],
-                                    redirect_uri=body["redirectUri"], metadata=body.get("metadata"),
-                                    shop=body.get("shop"), store_url=body.get("storeUrl"), scopes=body.get("scopes"),
-                                    organization_id=body.get("organizationId"))
+    answer = await connect.initiate(
+        _svc(request),
+        user_id=body["userId"],
+        provider=body["provider"],
+        redirect_uri=body["redirectUri"],
+        metadata=body.get("metadata"),
+        shop=body.get("shop"),
+        store_url=body.get("storeUrl"),
+        scopes=body.get("scopes"),
+        organization_id=body.get("organizationId"),
+    )
     return ok(answer)
 
 
@@ -101,9 +123,14 @@ async def woocommerce_keys(request: web.Request) -> web.Response:
 async def connect_api_key(request: web.Request) -> web.Response:
     body = await read_body(request, API_KEY)
     request[PRINCIPAL].require_user(body["userId"])
-    row = await connect.connect_api_key(_svc(request), user_id=body["userId"], provider=body["provider"],
-                                        api_key=body["apiKey"], metadata=body.get("metadata"),
-                                        organization_id=body.get("organizationId"))
+    row = await connect.connect_api_key(
+        _svc(request),
+        user_id=body["userId"],
+        provider=body["provider"],
+        api_key=body["apiKey"],
+        metadata=body.get("metadata"),
+        organization_id=body.get("organizationId"),
+    )
     return ok(integration_to_dict(row), status=201)
 
 
@@ -113,24 +140,79 @@ async def refresh_tokens(request: web.Request) -> web.Response:
 
 
 ROUTES = [
-    Route("POST", "/integrations/oauth/initiate", initiate, "Start connecting a provider account", "oauth",
-          body=INITIATE, data=out.INITIATED,
-          errors=("VALIDATION_ERROR", "INVALID_PROVIDER", "PROVIDER_NOT_CONFIGURED", "FORBIDDEN", "PAYLOAD_TOO_LARGE",
-                  "DATABASE_UNAVAILABLE", "REDIS_UNAVAILABLE")),
-    Route("GET", "/integrations/oauth/callback/{provider}", oauth_callback,
-          "Where the provider sends the browser back; redirects to the caller's redirectUri", "oauth", public=True,
-          status=302, envelope=False, errors=("INVALID_PROVIDER", "DATABASE_UNAVAILABLE")),
-    Route("POST", "/integrations/oauth/callback/{provider}/keys", woocommerce_keys,
-          "WooCommerce delivers the granted REST keys here (server to server)", "oauth", public=True, body=KEYS,
-          path_schemas={"provider": provider_param(Provider.WOOCOMMERCE)},
-          data=out.RECEIVED, errors=("VALIDATION_ERROR", "OAUTH_FAILED", "INVALID_PROVIDER", "PAYLOAD_TOO_LARGE")),
-    Route("POST", "/integrations/api-key", connect_api_key, "Connect a provider that uses API keys (SendGrid)",
-          "oauth", body=API_KEY, data=out.INTEGRATION, status=201,
-          errors=("VALIDATION_ERROR", "INVALID_PROVIDER", "FORBIDDEN", "PROVIDER_ERROR", "RATE_LIMITED",
-                  "PAYLOAD_TOO_LARGE")),
-    Route("POST", "/integrations/{id}/refresh", refresh_tokens,
-          "Refresh the access token now (refresh.refreshed false: the provider renews it only later)", "oauth",
-          data=out.REFRESHED,
-          errors=("VALIDATION_ERROR", "INTEGRATION_NOT_FOUND", "REFRESH_FAILED", "PROVIDER_ERROR", "RATE_LIMITED",
-                  "ENCRYPTION_KEY_MISSING")),
+    Route(
+        "POST",
+        "/integrations/oauth/initiate",
+        initiate,
+        "Start connecting a provider account",
+        "oauth",
+        body=INITIATE,
+        data=out.INITIATED,
+        errors=(
+            "VALIDATION_ERROR",
+            "INVALID_PROVIDER",
+            "PROVIDER_NOT_CONFIGURED",
+            "FORBIDDEN",
+            "PAYLOAD_TOO_LARGE",
+            "DATABASE_UNAVAILABLE",
+            "REDIS_UNAVAILABLE",
+        ),
+    ),
+    Route(
+        "GET",
+        "/integrations/oauth/callback/{provider}",
+        oauth_callback,
+        "Where the provider sends the browser back; redirects to the caller's redirectUri",
+        "oauth",
+        public=True,
+        status=302,
+        envelope=False,
+        errors=("INVALID_PROVIDER", "DATABASE_UNAVAILABLE"),
+    ),
+    Route(
+        "POST",
+        "/integrations/oauth/callback/{provider}/keys",
+        woocommerce_keys,
+        "WooCommerce delivers the granted REST keys here (server to server)",
+        "oauth",
+        public=True,
+        body=KEYS,
+        path_schemas={"provider": provider_param(Provider.WOOCOMMERCE)},
+        data=out.RECEIVED,
+        errors=("VALIDATION_ERROR", "OAUTH_FAILED", "INVALID_PROVIDER", "PAYLOAD_TOO_LARGE"),
+    ),
+    Route(
+        "POST",
+        "/integrations/api-key",
+        connect_api_key,
+        "Connect a provider that uses API keys (SendGrid)",
+        "oauth",
+        body=API_KEY,
+        data=out.INTEGRATION,
+        status=201,
+        errors=(
+            "VALIDATION_ERROR",
+            "INVALID_PROVIDER",
+            "FORBIDDEN",
+            "PROVIDER_ERROR",
+            "RATE_LIMITED",
+            "PAYLOAD_TOO_LARGE",
+        ),
+    ),
+    Route(
+        "POST",
+        "/integrations/{id}/refresh",
+        refresh_tokens,
+        "Refresh the access token now (refresh.refreshed false: the provider renews it only later)",
+        "oauth",
+        data=out.REFRESHED,
+        errors=(
+            "VALIDATION_ERROR",
+            "INTEGRATION_NOT_FOUND",
+            "REFRESH_FAILED",
+            "PROVIDER_ERROR",
+            "RATE_LIMITED",
+            "ENCRYPTION_KEY_MISSING",
+        ),
+    ),
 ]

@@ -78,8 +78,9 @@ async def forward(request: web.Request) -> web.StreamResponse:
     call.body = await _body(request)
     observe = request.app[METRICS].proxy_call
 
-    async with proxy.call(request.app[SERVICES], request.match_info["id"], call, owner_id=_owner(request),
-                          observe=observe) as answer:
+    async with proxy.call(
+        request.app[SERVICES], request.match_info["id"], call, owner_id=_owner(request), observe=observe
+    ) as answer:
         response = web.StreamResponse(status=answer.status, headers=answer.headers)
         response.headers["X-Nexus-Provider"] = answer.provider
         response.headers["Cache-Control"] = "no-store"
@@ -89,8 +90,9 @@ async def forward(request: web.Request) -> web.StreamResponse:
                 await response.write(chunk)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             # The status went out already: the caller sees the answer end without its last chunk (truncated).
-            log.warning("proxy %s %s: the provider's answer broke off (%s)", answer.provider, request.method,
-                        type(exc).__name__)
+            log.warning(
+                "proxy %s %s: the provider's answer broke off (%s)", answer.provider, request.method, type(exc).__name__
+            )
             if request.transport is not None:
                 request.transport.close()
             return response
@@ -99,13 +101,36 @@ async def forward(request: web.Request) -> web.StreamResponse:
 
 
 PATH = "/integrations/{id}/proxy/{path:.*}"
-SUMMARY = ("Call the integration's provider API with its credentials added: {method} {path} under the provider's "
-           "API base (see README, Provider API proxy); the provider's answer streamed back as it came")
-ERRORS = ("VALIDATION_ERROR", "INTEGRATION_NOT_FOUND", "INTEGRATION_INACTIVE", "PAYLOAD_TOO_LARGE", "RATE_LIMITED",
-          "PROVIDER_ERROR", "PROVIDER_NOT_CONFIGURED", "ENCRYPTION_KEY_MISSING", "FORBIDDEN")
+SUMMARY = (
+    "Call the integration's provider API with its credentials added: {method} {path} under the provider's "
+    "API base (see README, Provider API proxy); the provider's answer streamed back as it came"
+)
+ERRORS = (
+    "VALIDATION_ERROR",
+    "INTEGRATION_NOT_FOUND",
+    "INTEGRATION_INACTIVE",
+    "PAYLOAD_TOO_LARGE",
+    "RATE_LIMITED",
+    "PROVIDER_ERROR",
+    "PROVIDER_NOT_CONFIGURED",
+    "ENCRYPTION_KEY_MISSING",
+    "FORBIDDEN",
+)
 ANSWER = {"description": "the provider's own answer (its status, its body)"}
 
-ROUTES = [Route(method, PATH, forward, SUMMARY.format(method=method, path="{path}"), "proxy", envelope=False,
-                content_type="*/*", data=ANSWER, errors=ERRORS, passthrough=True,
-                path_schemas={"path": {"type": "string"}})
-          for method in proxy.METHODS]
+ROUTES = [
+    Route(
+        method,
+        PATH,
+        forward,
+        SUMMARY.format(method=method, path="{path}"),
+        "proxy",
+        envelope=False,
+        content_type="*/*",
+        data=ANSWER,
+        errors=ERRORS,
+        passthrough=True,
+        path_schemas={"path": {"type": "string"}},
+    )
+    for method in proxy.METHODS
+]

@@ -11,26 +11,47 @@ from nexusctl.daemon.models_schema import SYNC_LOG
 from nexusctl.daemon.routing import Route, ok, owner_filter, read_body, run_db
 from nexusctl.daemon.schema import Body, Bool, Str
 
-START = Body({"action": Str(max_length=64, min_length=1,
-                            description="One action (fetch_posts ...); default: every action"),
-              "full": Bool(description="Read everything again; vanished items become .deleted events")})
-STARTED = {"type": "object", "properties": {"id": {"type": "string", "format": "uuid"},
-                                            "syncLogs": {"type": "array", "items": SYNC_LOG}},
-           "required": ["id", "syncLogs"]}
+START = Body(
+    {
+        "action": Str(max_length=64, min_length=1, description="One action (fetch_posts ...); default: every action"),
+        "full": Bool(description="Read everything again; vanished items become .deleted events"),
+    }
+)
+STARTED = {
+    "type": "object",
+    "properties": {"id": {"type": "string", "format": "uuid"}, "syncLogs": {"type": "array", "items": SYNC_LOG}},
+    "required": ["id", "syncLogs"],
+}
 
 
 async def start_sync(request: web.Request) -> web.Response:
 
     body = await read_body(request, START) if request.can_read_body else {}
-    logs = await run_db(request, sync_runs.plan, request.match_info["id"], body.get("action"),
-                        full=bool(body.get("full")), trigger="api", owner_id=owner_filter(request),
-                        keyring=request.app[SERVICES].keyring)
+    logs = await run_db(
+        request,
+        sync_runs.plan,
+        request.match_info["id"],
+        body.get("action"),
+        full=bool(body.get("full")),
+        trigger="api",
+        owner_id=owner_filter(request),
+        keyring=request.app[SERVICES].keyring,
+    )
     request.app[SYNCS].submit([row.id for row in logs])
     return ok({"id": str(logs[0].id), "syncLogs": [sync_log_to_dict(row) for row in logs]}, status=202)
 
 
 ROUTES = [
-    Route("POST", "/integrations/{id}/sync", start_sync, "Start a sync (202 with the sync log id); poll "
-          "GET /integrations/{id}/sync-logs", "sync", body=START, body_required=False, data=STARTED, status=202,
-          errors=("VALIDATION_ERROR", "INTEGRATION_NOT_FOUND", "SYNC_NOT_STARTED", "ENCRYPTION_KEY_MISSING")),
+    Route(
+        "POST",
+        "/integrations/{id}/sync",
+        start_sync,
+        "Start a sync (202 with the sync log id); poll GET /integrations/{id}/sync-logs",
+        "sync",
+        body=START,
+        body_required=False,
+        data=STARTED,
+        status=202,
+        errors=("VALIDATION_ERROR", "INTEGRATION_NOT_FOUND", "SYNC_NOT_STARTED", "ENCRYPTION_KEY_MISSING"),
+    ),
 ]

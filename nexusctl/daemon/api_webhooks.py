@@ -22,18 +22,37 @@ from nexusctl.daemon.schema import Body, Bool, Int, Obj, Query, Str, StrList, me
 from nexusctl.enums import DeliveryStatus
 from nexusctl.errors import UsageProblem
 
-PAGING = {"limit": Int(1, MAX_LIMIT, "rows per page"),
-          "cursor": Str(max_length=512, description="from paging.nextCursor")}
-EVENTS = StrList(webhooks.MAX_EVENTS, "event names: exact (media.created), family (media.*) or all (*)",
-                 Str(max_length=128, pattern=webhooks.EVENT_PATTERN,
-                     hint="an event name like media.created, media.* or *"))
-CREATE = Body({"integrationId": Str(format="uuid"), "url": Str(max_length=2048), "events": EVENTS,
-               "metadata": metadata_field(), "isActive": Bool()}, required=("integrationId", "url", "events"))
-UPDATE = Body({"url": Str(max_length=2048), "events": EVENTS, "metadata": metadata_field(), "isActive": Bool()},
-              min_fields=1)
-EMIT = Body({"type": Str(max_length=events.EVENT_TYPE_MAX, pattern=events.EVENT_TYPE_PATTERN,
-                         hint="an event name like media.created"),
-             "data": Obj()}, required=("type",))
+PAGING = {
+    "limit": Int(1, MAX_LIMIT, "rows per page"),
+    "cursor": Str(max_length=512, description="from paging.nextCursor"),
+}
+EVENTS = StrList(
+    webhooks.MAX_EVENTS,
+    "event names: exact (media.created), family (media.*) or all (*)",
+    Str(max_length=128, pattern=webhooks.EVENT_PATTERN, hint="an event name like media.created, media.* or *"),
+)
+CREATE = Body(
+    {
+        "integrationId": Str(format="uuid"),
+        "url": Str(max_length=2048),
+        "events": EVENTS,
+        "metadata": metadata_field(),
+        "isActive": Bool(),
+    },
+    required=("integrationId", "url", "events"),
+)
+UPDATE = Body(
+    {"url": Str(max_length=2048), "events": EVENTS, "metadata": metadata_field(), "isActive": Bool()}, min_fields=1
+)
+EMIT = Body(
+    {
+        "type": Str(
+            max_length=events.EVENT_TYPE_MAX, pattern=events.EVENT_TYPE_PATTERN, hint="an event name like media.created"
+        ),
+        "data": Obj(),
+    },
+    required=("type",),
+)
 
 
 def _keyring(request):
@@ -57,16 +76,30 @@ async def create(request: web.Request) -> web.Response:
     # Ownership before the URL check: someone else's integration id is a 404, never a way to probe addresses.
     await run_db(request, integrations.get, body["integrationId"], owner_id=owner_filter(request))
     url = await webhooks.check_url_resolving(_settings(request), body["url"])
-    row, secret = await run_db(request, webhooks.create, _keyring(request), integration_id=body["integrationId"],
-                            url=url, events=_events_list(body["events"]), metadata=body.get("metadata"),
-                            is_active=body.get("isActive", True), owner_id=owner_filter(request))
+    row, secret = await run_db(
+        request,
+        webhooks.create,
+        _keyring(request),
+        integration_id=body["integrationId"],
+        url=url,
+        events=_events_list(body["events"]),
+        metadata=body.get("metadata"),
+        is_active=body.get("isActive", True),
+        owner_id=owner_filter(request),
+    )
     return ok(webhook_to_dict(row, secret), status=201)
 
 
 async def list_webhooks(request: web.Request) -> web.Response:
     q = read_query(request)
-    page = await run_db(request, webhooks.list_view, integration_id=q.get("integrationId"),
-                        owner_id=owner_filter(request), limit=q.get("limit"), cursor=q.get("cursor"))
+    page = await run_db(
+        request,
+        webhooks.list_view,
+        integration_id=q.get("integrationId"),
+        owner_id=owner_filter(request),
+        limit=q.get("limit"),
+        cursor=q.get("cursor"),
+    )
     return ok(page.items, page=page)
 
 
@@ -79,9 +112,16 @@ async def update(request: web.Request) -> web.Response:
     body = await read_body(request, UPDATE)
     await run_db(request, webhooks.get, request.match_info["webhookId"], owner_id=owner_filter(request))  # see create
     url = await webhooks.check_url_resolving(_settings(request), body["url"]) if "url" in body else None
-    row = await run_db(request, webhooks.update, request.match_info["webhookId"], url=url,
-                    events=_events_list(body.get("events")), is_active=body.get("isActive"),
-                    metadata=body.get("metadata"), owner_id=owner_filter(request))
+    row = await run_db(
+        request,
+        webhooks.update,
+        request.match_info["webhookId"],
+        url=url,
+        events=_events_list(body.get("events")),
+        is_active=body.get("isActive"),
+        metadata=body.get("metadata"),
+        owner_id=owner_filter(request),
+    )
     return ok(webhook_to_dict(row))
 
 
@@ -91,26 +131,41 @@ async def delete(request: web.Request) -> web.Response:
 
 async def list_deliveries(request: web.Request) -> web.Response:
     q = read_query(request)
-    page, data = await run_db(request, deliveries.page_with_attempts, request.match_info["webhookId"],
-                              status=q.get("status"), limit=q.get("limit"), cursor=q.get("cursor"),
-                              owner_id=owner_filter(request))
+    page, data = await run_db(
+        request,
+        deliveries.page_with_attempts,
+        request.match_info["webhookId"],
+        status=q.get("status"),
+        limit=q.get("limit"),
+        cursor=q.get("cursor"),
+        owner_id=owner_filter(request),
+    )
     return ok(data, page=page)
 
 
 async def show_delivery(request: web.Request) -> web.Response:
-    return ok(await run_db(request, deliveries.get_with_attempts, request.match_info["deliveryId"],
-                           owner_id=owner_filter(request)))
+    return ok(
+        await run_db(
+            request, deliveries.get_with_attempts, request.match_info["deliveryId"], owner_id=owner_filter(request)
+        )
+    )
 
 
 async def send_test(request: web.Request) -> web.Response:
-    hook, _delivery = await run_db(request, webhooks.send_test, request.match_info["webhookId"],
-                                   owner_id=owner_filter(request))
+    hook, _delivery = await run_db(
+        request, webhooks.send_test, request.match_info["webhookId"], owner_id=owner_filter(request)
+    )
     return ok({"webhookId": str(hook.id), "queued": True, "event": "webhook.test"}, status=202)
 
 
 async def rotate_secret(request: web.Request) -> web.Response:
-    row, secret = await run_db(request, webhooks.rotate_secret, _keyring(request), request.match_info["webhookId"],
-                            owner_id=owner_filter(request))
+    row, secret = await run_db(
+        request,
+        webhooks.rotate_secret,
+        _keyring(request),
+        request.match_info["webhookId"],
+        owner_id=owner_filter(request),
+    )
     return ok(webhook_to_dict(row, secret))
 
 
@@ -123,43 +178,123 @@ async def emit(request: web.Request) -> web.Response:
 
     body = await read_body(request, EMIT)
     # Concurrent emits share one transaction and commit (daemon.emits); answered once this one is durable.
-    result = await emits.batcher(request.app[DB]).emit(request.match_info["id"], body["type"], body.get("data", {}),
-                                                       owner_filter(request))
+    result = await emits.batcher(request.app[DB]).emit(
+        request.match_info["id"], body["type"], body.get("data", {}), owner_filter(request)
+    )
     return ok(result, status=202)
 
 
 _HOOK = ("WEBHOOK_NOT_FOUND", "VALIDATION_ERROR")
 ROUTES = [
-    Route("POST", "/integrations/webhooks", create, "Create a webhook (the answer shows its secret, once)", "webhooks",
-          body=CREATE, data=out.WEBHOOK_WITH_SECRET, status=201,
-          errors=("VALIDATION_ERROR", "INTEGRATION_NOT_FOUND", "PAYLOAD_TOO_LARGE")),
-    Route("GET", "/integrations/webhooks", list_webhooks, "Webhooks, newest first", "webhooks",
-          query=Query({"integrationId": Str(format="uuid"), **PAGING}), paged=True,
-          data=out.list_of(out.listed(out.WEBHOOK, "metadata")),
-          errors=("VALIDATION_ERROR",)),
-    Route("GET", "/integrations/webhooks/{webhookId}", show, "One webhook (never its secret)", "webhooks",
-          data=out.WEBHOOK, errors=_HOOK),
-    Route("PATCH", "/integrations/webhooks/{webhookId}", update, "Change url, events, metadata or isActive",
-          "webhooks", body=UPDATE, data=out.WEBHOOK, errors=_HOOK + ("PAYLOAD_TOO_LARGE",)),
-    Route("DELETE", "/integrations/webhooks/{webhookId}", delete, "Delete a webhook and its deliveries", "webhooks",
-          data=out.WEBHOOK_DELETED, errors=_HOOK),
-    Route("GET", "/integrations/webhooks/{webhookId}/deliveries", list_deliveries,
-          "Delivery history with every attempt, newest first; a page holds at most 1 MiB of deliveries (then "
-          "ends early with nextCursor), and a payload over 512 KiB is null with payloadOmitted", "webhooks",
-          query=Query({"status": Str(enum=tuple(s.value for s in DeliveryStatus)), **PAGING}), paged=True,
-          data=out.list_of(out.listed(out.DELIVERY, "payload")), errors=_HOOK),
-    Route("GET", "/integrations/webhooks/deliveries/{deliveryId}", show_delivery,
-          "One delivery with its whole payload and every attempt", "webhooks", data=out.DELIVERY,
-          errors=("DELIVERY_NOT_FOUND", "VALIDATION_ERROR")),
-    Route("POST", "/integrations/webhooks/{webhookId}/test", send_test, "Send a webhook.test event", "webhooks",
-          data=out.TEST_QUEUED, status=202, errors=_HOOK + ("WEBHOOK_INACTIVE",)),
-    Route("POST", "/integrations/webhooks/{webhookId}/rotate-secret", rotate_secret,
-          "New secret (shown once); the old one also signs for 24 h", "webhooks", data=out.WEBHOOK_WITH_SECRET,
-          errors=_HOOK),
-    Route("POST", "/integrations/webhooks/deliveries/{deliveryId}/redeliver", redeliver,
-          "Send a delivery again now (same webhook-id)", "webhooks", data=out.DELIVERY, status=202,
-          errors=("DELIVERY_NOT_FOUND", "VALIDATION_ERROR", "WEBHOOK_INACTIVE")),
-    Route("POST", "/integrations/{id}/events", emit, "Emit an event to the integration's webhooks", "webhooks",
-          body=EMIT, data=out.EMITTED, status=202,
-          errors=("VALIDATION_ERROR", "INTEGRATION_NOT_FOUND", "PAYLOAD_TOO_LARGE")),
+    Route(
+        "POST",
+        "/integrations/webhooks",
+        create,
+        "Create a webhook (the answer shows its secret, once)",
+        "webhooks",
+        body=CREATE,
+        data=out.WEBHOOK_WITH_SECRET,
+        status=201,
+        errors=("VALIDATION_ERROR", "INTEGRATION_NOT_FOUND", "PAYLOAD_TOO_LARGE"),
+    ),
+    Route(
+        "GET",
+        "/integrations/webhooks",
+        list_webhooks,
+        "Webhooks, newest first",
+        "webhooks",
+        query=Query({"integrationId": Str(format="uuid"), **PAGING}),
+        paged=True,
+        data=out.list_of(out.listed(out.WEBHOOK, "metadata")),
+        errors=("VALIDATION_ERROR",),
+    ),
+    Route(
+        "GET",
+        "/integrations/webhooks/{webhookId}",
+        show,
+        "One webhook (never its secret)",
+        "webhooks",
+        data=out.WEBHOOK,
+        errors=_HOOK,
+    ),
+    Route(
+        "PATCH",
+        "/integrations/webhooks/{webhookId}",
+        update,
+        "Change url, events, metadata or isActive",
+        "webhooks",
+        body=UPDATE,
+        data=out.WEBHOOK,
+        errors=_HOOK + ("PAYLOAD_TOO_LARGE",),
+    ),
+    Route(
+        "DELETE",
+        "/integrations/webhooks/{webhookId}",
+        delete,
+        "Delete a webhook and its deliveries",
+        "webhooks",
+        data=out.WEBHOOK_DELETED,
+        errors=_HOOK,
+    ),
+    Route(
+        "GET",
+        "/integrations/webhooks/{webhookId}/deliveries",
+        list_deliveries,
+        "Delivery history with every attempt, newest first; a page holds at most 1 MiB of deliveries (then "
+        "ends early with nextCursor), and a payload over 512 KiB is null with payloadOmitted",
+        "webhooks",
+        query=Query({"status": Str(enum=tuple(s.value for s in DeliveryStatus)), **PAGING}),
+        paged=True,
+        data=out.list_of(out.listed(out.DELIVERY, "payload")),
+        errors=_HOOK,
+    ),
+    Route(
+        "GET",
+        "/integrations/webhooks/deliveries/{deliveryId}",
+        show_delivery,
+        "One delivery with its whole payload and every attempt",
+        "webhooks",
+        data=out.DELIVERY,
+        errors=("DELIVERY_NOT_FOUND", "VALIDATION_ERROR"),
+    ),
+    Route(
+        "POST",
+        "/integrations/webhooks/{webhookId}/test",
+        send_test,
+        "Send a webhook.test event",
+        "webhooks",
+        data=out.TEST_QUEUED,
+        status=202,
+        errors=_HOOK + ("WEBHOOK_INACTIVE",),
+    ),
+    Route(
+        "POST",
+        "/integrations/webhooks/{webhookId}/rotate-secret",
+        rotate_secret,
+        "New secret (shown once); the old one also signs for 24 h",
+        "webhooks",
+        data=out.WEBHOOK_WITH_SECRET,
+        errors=_HOOK,
+    ),
+    Route(
+        "POST",
+        "/integrations/webhooks/deliveries/{deliveryId}/redeliver",
+        redeliver,
+        "Send a delivery again now (same webhook-id)",
+        "webhooks",
+        data=out.DELIVERY,
+        status=202,
+        errors=("DELIVERY_NOT_FOUND", "VALIDATION_ERROR", "WEBHOOK_INACTIVE"),
+    ),
+    Route(
+        "POST",
+        "/integrations/{id}/events",
+        emit,
+        "Emit an event to the integration's webhooks",
+        "webhooks",
+        body=EMIT,
+        data=out.EMITTED,
+        status=202,
+        errors=("VALIDATION_ERROR", "INTEGRATION_NOT_FOUND", "PAYLOAD_TOO_LARGE"),
+    ),
 ]

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 1024 * 1024
 
+
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         middlewares=[observe_middleware, error_middleware, auth_middleware],
@@ -84,8 +85,10 @@ async def _redis(app: web.Application):
     settings = app[SETTINGS]
     if settings.redis_url is None:
         if settings.is_production:  # the spec requires Redis; running without it is allowed but said
-            log.warning("REDIS_URL is not set in production: OAuth states and events stay in "
-                        "the database (the spec requires Redis; set REDIS_URL=redis://host:6379/0)")
+            log.warning(
+                "REDIS_URL is not set in production: OAuth states and events stay in "
+                "the database (the spec requires Redis; set REDIS_URL=redis://host:6379/0)"
+            )
         app[REDIS] = None
         yield
         return

@@ -98,8 +98,9 @@ class TokenVerifier:
 def _check_lifetime(claims: dict, max_age: float) -> None:
     iat, exp = claims.get("iat"), claims["exp"]  # PyJWT checked both are numbers (iat when present)
     if iat is not None and exp - iat > max_age:
-        raise Unauthorized(f"invalid token: its lifetime (exp - iat = {int(exp - iat)} s) exceeds "
-                           f"JWT_MAX_AGE ({int(max_age)} s)")
+        raise Unauthorized(
+            f"invalid token: its lifetime (exp - iat = {int(exp - iat)} s) exceeds JWT_MAX_AGE ({int(max_age)} s)"
+        )
 
 
 def _principal(claims: dict) -> Principal:

@@ -102,16 +102,18 @@ class EventConsumer:
         """Take over stale entries, then read new ones (waiting up to ``block_ms``); entries handled."""
         done = 0
         for stream in self._streams:
-            _next, entries, *_ = await self._redis.xautoclaim(stream, self._group, self.name, self._idle_ms,
-                                                              start_id="0-0", count=COUNT)
+            _next, entries, *_ = await self._redis.xautoclaim(
+                stream, self._group, self.name, self._idle_ms, start_id="0-0", count=COUNT
+            )
             for entry_id, fields in entries:
                 if fields and await self._given_up(stream, entry_id, fields):
                     continue
                 if fields:  # None: trimmed from the stream while pending
                     log.info("event consumer: took over %s %s from a stalled consumer", stream, _text(entry_id))
                 done += await self._one(stream, entry_id, fields)
-        reply = await self._redis.xreadgroup(self._group, self.name, {s: ">" for s in self._streams}, count=COUNT,
-                                             block=block_ms)
+        reply = await self._redis.xreadgroup(
+            self._group, self.name, {s: ">" for s in self._streams}, count=COUNT, block=block_ms
+        )
         for stream, entries in reply or []:
             for entry_id, fields in entries:
                 done += await self._one(_text(stream), entry_id, fields)
@@ -132,8 +134,13 @@ class EventConsumer:
         pending = await self._redis.xpending_range(stream, self._group, min=entry_id, max=entry_id, count=1)
         if not pending or pending[0]["times_delivered"] < MAX_DELIVERIES:
             return False
-        log.error("event consumer: %s %s (%s) failed %d times; acknowledged without success", stream,
-                  _text(entry_id), _text(fields.get(b"type", fields.get("type", b"?"))), pending[0]["times_delivered"])
+        log.error(
+            "event consumer: %s %s (%s) failed %d times; acknowledged without success",
+            stream,
+            _text(entry_id),
+            _text(fields.get(b"type", fields.get("type", b"?"))),
+            pending[0]["times_delivered"],
+        )
         await self._redis.xack(stream, self._group, entry_id)
         return True
 
@@ -153,8 +160,13 @@ class EventConsumer:
         except (DatabaseUnavailable, peewee.OperationalError, peewee.InterfaceError):
             raise  # may pass: leave it pending, the claim brings it back
         except NexusError as exc:
-            log.warning("event consumer: %s %s (%s) cannot be handled: %s; acknowledged", stream, entry,
-                        fields.get("type"), exc.message)
+            log.warning(
+                "event consumer: %s %s (%s) cannot be handled: %s; acknowledged",
+                stream,
+                entry,
+                fields.get("type"),
+                exc.message,
+            )
             await self._redis.xack(stream, self._group, entry_id)
             return 0
         finally:

@@ -64,20 +64,26 @@ class DeliveryWorker:
         # the database work is shared between deliveries.
         self.counts = collections.Counter()
         if metrics is not None:
-            for name, help_text in (("claims", "Claim statements run by the delivery worker."),
-                                    ("claimed", "Deliveries claimed by the delivery worker."),
-                                    ("record_batches", "Transactions recording delivery outcomes."),
-                                    ("recorded", "Delivery outcomes recorded.")):
+            for name, help_text in (
+                ("claims", "Claim statements run by the delivery worker."),
+                ("claimed", "Deliveries claimed by the delivery worker."),
+                ("record_batches", "Transactions recording delivery outcomes."),
+                ("recorded", "Delivery outcomes recorded."),
+            ):
                 metrics.counter_from(f"nexus_webhook_{name}_total", help_text, lambda name=name: self.counts[name])
 
     # --- lifecycle -----------------------------------------------------------
 
     async def start(self) -> None:
-        connector = ssrf.guarded_connector(self.settings.webhook_allowed_networks,
-                                           limit=self.settings.webhook_concurrency)
-        self.session = aiohttp.ClientSession(connector=connector, trust_env=False,
-                                             timeout=aiohttp.ClientTimeout(total=self.settings.webhook_timeout),
-                                             headers={"User-Agent": "nexusctl-webhooks"})
+        connector = ssrf.guarded_connector(
+            self.settings.webhook_allowed_networks, limit=self.settings.webhook_concurrency
+        )
+        self.session = aiohttp.ClientSession(
+            connector=connector,
+            trust_env=False,
+            timeout=aiohttp.ClientTimeout(total=self.settings.webhook_timeout),
+            headers={"User-Agent": "nexusctl-webhooks"},
+        )
         loop = asyncio.get_running_loop()
         self._listener = lambda: loop.call_soon_threadsafe(self.wake.set)
         deliveries.LISTENERS.append(self._listener)
@@ -95,8 +101,9 @@ class DeliveryWorker:
             conn.autocommit = True
             conn.cursor().execute(f"LISTEN {deliveries.NOTIFY_CHANNEL}")
         except psycopg2.Error as exc:
-            log.warning("delivery worker: LISTEN unavailable (%s); polling every %.0f s", type(exc).__name__,
-                        POLL_SECONDS)
+            log.warning(
+                "delivery worker: LISTEN unavailable (%s); polling every %.0f s", type(exc).__name__, POLL_SECONDS
+            )
             return
 
         fd = conn.fileno()
@@ -158,8 +165,9 @@ class DeliveryWorker:
                     # Each endpoint is claimed only what its free slots can send now (the claim counts
                     # per endpoint): a busy endpoint's deliveries are not claimed to be handed back.
                     rooms = {w: cap - n for w, n in self.inflight.items() if n < cap}
-                    claimed, signing, locked = await self.db.run(_claim_and_sign, self.keyring,
-                                                                 min(self.free, 100), lease, busy, rooms, cap)
+                    claimed, signing, locked = await self.db.run(
+                        _claim_and_sign, self.keyring, min(self.free, 100), lease, busy, rooms, cap
+                    )
                     self.counts["claims"] += 1
                     self.counts["claimed"] += len(claimed)
                     self._leave_locked(locked, now)
@@ -168,8 +176,9 @@ class DeliveryWorker:
                 if claimed:
                     # The URL rules, once per webhook per batch (not per send); the connector
                     # still checks every address it connects to.
-                    signing = {hook_id: (url, secrets, self._refusal(url))
-                               for hook_id, (url, secrets) in signing.items()}
+                    signing = {
+                        hook_id: (url, secrets, self._refusal(url)) for hook_id, (url, secrets) in signing.items()
+                    }
                 for item in claimed:
                     self.free -= 1
                     task = asyncio.create_task(self._send(item, signing.get(item.webhook_id)))
@@ -180,8 +189,7 @@ class DeliveryWorker:
                     continue  # there may be more due right now (for other endpoints)
             except DatabaseUnavailable as exc:  # an outage: one line when it starts and one when it ends
                 if not self.db_away:
-                    log.warning("delivery worker: cannot claim (%s); retrying every %.0f s", exc.message,
-                                POLL_SECONDS)
+                    log.warning("delivery worker: cannot claim (%s); retrying every %.0f s", exc.message, POLL_SECONDS)
                 self.db_away = True
             except Exception:  # noqa: BLE001 - keep the worker alive whatever happened
                 log.exception("delivery worker: claiming failed; retrying in %.0f s", POLL_SECONDS)
@@ -221,8 +229,12 @@ class DeliveryWorker:
         try:
             outcome = await self._record(item, result)
         except DatabaseUnavailable as exc:
-            log.warning("delivery %s: attempt %d not recorded (%s); it is sent again once its lease expires",
-                        item.id, item.attempts + 1, exc.message)
+            log.warning(
+                "delivery %s: attempt %d not recorded (%s); it is sent again once its lease expires",
+                item.id,
+                item.attempts + 1,
+                exc.message,
+            )
             return
         except Exception:  # noqa: BLE001 - the lease will expire and the attempt is made again
             log.exception("delivery %s: recording the attempt failed", item.id)
@@ -231,8 +243,15 @@ class DeliveryWorker:
         telemetry.delivery_attempt(outcome)
         if item.attempts == 0 and item.created_at is not None:
             telemetry.emit_to_attempt((result.started_at - item.created_at).total_seconds())
-        log.info("delivery %s (%s) attempt %d -> %s %s in %d ms", item.id, item.event, item.attempts + 1,
-                 result.status_code or "-", outcome, result.duration_ms)
+        log.info(
+            "delivery %s (%s) attempt %d -> %s %s in %d ms",
+            item.id,
+            item.event,
+            item.attempts + 1,
+            result.status_code or "-",
+            outcome,
+            result.duration_ms,
+        )
 
     async def _record(self, item, result) -> str:
         """Queue the outcome for the next batched write; resolves once it is committed."""
@@ -254,8 +273,9 @@ class DeliveryWorker:
             self.flush_now.clear()
             batch, self.to_record = self.to_record[:RECORD_BATCH], self.to_record[RECORD_BATCH:]
             try:
-                outcomes = await self.db.run(attempts.record_many, [(i, r) for i, r, _ in batch],
-                                             self.settings.webhook_retry_schedule)
+                outcomes = await self.db.run(
+                    attempts.record_many, [(i, r) for i, r, _ in batch], self.settings.webhook_retry_schedule
+                )
             except Exception as exc:  # noqa: BLE001 - handed to each sender, which logs it
                 for _, _, future in batch:
                     if not future.done():
@@ -278,8 +298,9 @@ class DeliveryWorker:
             async with self.session.post(url, data=body, headers=headers, allow_redirects=False) as response:
                 preview = await response.content.read(BODY_PREVIEW)
                 retry_after = _retry_after(response.headers.get("Retry-After"))
-                return done(status_code=response.status, body=preview.decode("utf-8", "replace"),
-                            retry_after=retry_after)
+                return done(
+                    status_code=response.status, body=preview.decode("utf-8", "replace"), retry_after=retry_after
+                )
         except asyncio.TimeoutError:
             return done(error=f"timed out after {self.settings.webhook_timeout:g} s")
         except ssrf.BlockedAddress as exc:
@@ -297,8 +318,9 @@ class DeliveryWorker:
 
     def _refusal(self, url: str) -> str | None:
         try:
-            ssrf.check_url(url, production=self.settings.is_production,
-                           allowed_networks=self.settings.webhook_allowed_networks)
+            ssrf.check_url(
+                url, production=self.settings.is_production, allowed_networks=self.settings.webhook_allowed_networks
+            )
         except UsageProblem as exc:
             return f"{type(exc).__name__}: {str(exc)[:200]}"
         return None

@@ -34,7 +34,7 @@ class EmitBatcher:
 
     async def _drain(self) -> None:
         while self.waiting:
-            batch, self.waiting = self.waiting[:events.BATCH_MAX], self.waiting[events.BATCH_MAX:]
+            batch, self.waiting = self.waiting[: events.BATCH_MAX], self.waiting[events.BATCH_MAX :]
             try:
                 outcomes = await self.db.run(events.emit_many, [item for item, _ in batch])
             except Exception as exc:  # noqa: BLE001 - each caller raises it (a 503 when the database is away)

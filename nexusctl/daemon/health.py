@@ -64,9 +64,11 @@ async def ready(request: web.Request) -> web.Response:
             missing = await _missing_keys(request, executor)
             if missing:
                 checks["encryption"] = f"missing key(s) {', '.join(sorted(missing))}"
-                failures.append(f"encryption: stored secrets are under key(s) {', '.join(sorted(missing))} that this "
-                                "daemon does not have; restart it with the new ENCRYPTION_KEY and the previous key "
-                                "in ENCRYPTION_OLD_KEYS")
+                failures.append(
+                    f"encryption: stored secrets are under key(s) {', '.join(sorted(missing))} that this "
+                    "daemon does not have; restart it with the new ENCRYPTION_KEY and the previous key "
+                    "in ENCRYPTION_OLD_KEYS"
+                )
             else:
                 checks["encryption"] = "ok"
     except Exception as exc:  # any failure to reach the database means not ready

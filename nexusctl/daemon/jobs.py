@@ -34,17 +34,32 @@ def start_scheduler(settings, services) -> AsyncIOScheduler:
         return lambda: job_work.WORK[name](services)
 
     # What each job does is nexusctl.core.job_work's (shared with `nexusctl jobs run`); when is here.
-    jobs = [(job_runs.TOKEN_REFRESH, work(job_runs.TOKEN_REFRESH), settings.refresh_sweep_seconds, now),
-            (job_runs.HOUSEKEEPING, work(job_runs.HOUSEKEEPING), job_runs.HOUSEKEEPING_EVERY,
-             now + dt.timedelta(minutes=1)),
-            (job_runs.INTEGRATION_HEALTH, work(job_runs.INTEGRATION_HEALTH), settings.health_check_seconds, now)]
+    jobs = [
+        (job_runs.TOKEN_REFRESH, work(job_runs.TOKEN_REFRESH), settings.refresh_sweep_seconds, now),
+        (
+            job_runs.HOUSEKEEPING,
+            work(job_runs.HOUSEKEEPING),
+            job_runs.HOUSEKEEPING_EVERY,
+            now + dt.timedelta(minutes=1),
+        ),
+        (job_runs.INTEGRATION_HEALTH, work(job_runs.INTEGRATION_HEALTH), settings.health_check_seconds, now),
+    ]
     for name, job, seconds, first in jobs:
-        scheduler.add_job(_recorded(scheduler, services, me, name, job), "interval", seconds=seconds, id=name,
-                          name=name, max_instances=1, coalesce=True, next_run_time=first)
+        scheduler.add_job(
+            _recorded(scheduler, services, me, name, job),
+            "interval",
+            seconds=seconds,
+            id=name,
+            name=name,
+            max_instances=1,
+            coalesce=True,
+            next_run_time=first,
+        )
     scheduler.start()
     # Held on the scheduler so the task is not collected before it has written.
     scheduler.nexus_announced = asyncio.get_running_loop().create_task(
-        _announce(scheduler, services, me, [(name, seconds) for name, _, seconds, _ in jobs]))
+        _announce(scheduler, services, me, [(name, seconds) for name, _, seconds, _ in jobs])
+    )
     return scheduler
 
 

@@ -69,49 +69,99 @@ class Metrics:
         ProcessCollector(registry=registry)  # process_resident_memory_bytes, cpu, open fds (Linux)
         PlatformCollector(registry=registry)
         GCCollector(registry=registry)
-        self.requests = Counter("nexus_http_requests_total", "HTTP requests by route and status.",
-                                ("method", "route", "status"), registry=registry)
-        self.latency = Histogram("nexus_http_request_duration_seconds", "Time to answer, by route.",
-                                 ("method", "route"), buckets=BUCKETS, registry=registry)
-        self.attempts = Counter("nexus_delivery_attempts_total",
-                                "Webhook delivery attempts by outcome (delivered, retrying, failed, disabled, lost).",
-                                ("outcome",), registry=registry)
-        self.lag = Histogram("nexus_delivery_emit_to_attempt_seconds",
-                             "Time from an event's emit to its delivery's first attempt.",
-                             buckets=LAG_BUCKETS, registry=registry)
-        self.refreshes = Counter("nexus_token_refreshes_total",
-                                 "Token refreshes by provider and outcome (refreshed, not_yet, failed, revoked, "
-                                 "error, not_extended).", ("provider", "outcome"), registry=registry)
-        self.syncs = Counter("nexus_sync_runs_total",
-                             "Finished sync runs by action and outcome (completed, failed, cancelled, deferred).",
-                             ("action", "outcome"), registry=registry)
-        self.provider_calls = Counter("nexus_provider_requests_total",
-                                      "Calls to providers' APIs by provider and HTTP status (error: no answer).",
-                                      ("provider", "status"), registry=registry)
-        self.provider_latency = Histogram("nexus_provider_request_duration_seconds",
-                                          "Time a provider's API took to answer, by provider.", ("provider",),
-                                          buckets=BUCKETS, registry=registry)
-        self.oauth = Counter("nexus_oauth_flows_total",
-                             "OAuth connect flows by provider and outcome (started, connected, denied, failed, "
-                             "bad_state).", ("provider", "outcome"), registry=registry)
-        self.proxy_calls = Counter("nexus_proxy_calls_total",
-                                   "Provider calls made through the API proxy, by provider, method and status "
-                                   "(0: unreachable).", ("provider", "method", "status"), registry=registry)
-        self.proxy_latency = Histogram("nexus_proxy_call_seconds", "Time to the provider's response headers, by "
-                                       "provider.", ("provider",), buckets=BUCKETS, registry=registry)
+        self.requests = Counter(
+            "nexus_http_requests_total",
+            "HTTP requests by route and status.",
+            ("method", "route", "status"),
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "nexus_http_request_duration_seconds",
+            "Time to answer, by route.",
+            ("method", "route"),
+            buckets=BUCKETS,
+            registry=registry,
+        )
+        self.attempts = Counter(
+            "nexus_delivery_attempts_total",
+            "Webhook delivery attempts by outcome (delivered, retrying, failed, disabled, lost).",
+            ("outcome",),
+            registry=registry,
+        )
+        self.lag = Histogram(
+            "nexus_delivery_emit_to_attempt_seconds",
+            "Time from an event's emit to its delivery's first attempt.",
+            buckets=LAG_BUCKETS,
+            registry=registry,
+        )
+        self.refreshes = Counter(
+            "nexus_token_refreshes_total",
+            "Token refreshes by provider and outcome (refreshed, not_yet, failed, revoked, error, not_extended).",
+            ("provider", "outcome"),
+            registry=registry,
+        )
+        self.syncs = Counter(
+            "nexus_sync_runs_total",
+            "Finished sync runs by action and outcome (completed, failed, cancelled, deferred).",
+            ("action", "outcome"),
+            registry=registry,
+        )
+        self.provider_calls = Counter(
+            "nexus_provider_requests_total",
+            "Calls to providers' APIs by provider and HTTP status (error: no answer).",
+            ("provider", "status"),
+            registry=registry,
+        )
+        self.provider_latency = Histogram(
+            "nexus_provider_request_duration_seconds",
+            "Time a provider's API took to answer, by provider.",
+            ("provider",),
+            buckets=BUCKETS,
+            registry=registry,
+        )
+        self.oauth = Counter(
+            "nexus_oauth_flows_total",
+            "OAuth connect flows by provider and outcome (started, connected, denied, failed, bad_state).",
+            ("provider", "outcome"),
+            registry=registry,
+        )
+        self.proxy_calls = Counter(
+            "nexus_proxy_calls_total",
+            "Provider calls made through the API proxy, by provider, method and status (0: unreachable).",
+            ("provider", "method", "status"),
+            registry=registry,
+        )
+        self.proxy_latency = Histogram(
+            "nexus_proxy_call_seconds",
+            "Time to the provider's response headers, by provider.",
+            ("provider",),
+            buckets=BUCKETS,
+            registry=registry,
+        )
         # Read from the database at scrape time (see db_reader).
-        self.integrations = Gauge("nexus_integrations",
-                                  "Integrations by provider and health status (unknown: not checked yet).",
-                                  ("provider", "status"), registry=registry)
-        self.tokens_expiring = Gauge("nexus_tokens_expiring_24h",
-                                     "Active integrations whose access token expires within 24 hours.",
-                                     registry=registry)
-        self.queue_depth = Gauge("nexus_delivery_queue_depth",
-                                 "Deliveries waiting to be sent, by status (counted up to a cap: "
-                                 "nexusctl.core.activity.QUEUE_COUNT_CAP).", ("status",), registry=registry)
-        self.queue_oldest = Gauge("nexus_delivery_queue_oldest_due_age_seconds",
-                                  "How long the longest-waiting due delivery has been due, by status (0: none due).",
-                                  ("status",), registry=registry)
+        self.integrations = Gauge(
+            "nexus_integrations",
+            "Integrations by provider and health status (unknown: not checked yet).",
+            ("provider", "status"),
+            registry=registry,
+        )
+        self.tokens_expiring = Gauge(
+            "nexus_tokens_expiring_24h",
+            "Active integrations whose access token expires within 24 hours.",
+            registry=registry,
+        )
+        self.queue_depth = Gauge(
+            "nexus_delivery_queue_depth",
+            "Deliveries waiting to be sent, by status (counted up to a cap: nexusctl.core.activity.QUEUE_COUNT_CAP).",
+            ("status",),
+            registry=registry,
+        )
+        self.queue_oldest = Gauge(
+            "nexus_delivery_queue_oldest_due_age_seconds",
+            "How long the longest-waiting due delivery has been due, by status (0: none due).",
+            ("status",),
+            registry=registry,
+        )
         self.totals = _Totals()
         registry.register(self.totals)
         self.readers: list[Callable[[], Awaitable[None]]] = []
@@ -200,16 +250,29 @@ async def observe_middleware(request: web.Request, handler):
         request.app[METRICS].observe(request.method, route, status, elapsed)
         log.info(
             "%s %s %s %.1fms",
-            request.method, request.path if route != "unmatched" else "(unmatched)", status, elapsed * 1000,
-            extra={"action": "http_request", "method": request.method, "route": route, "status": status,
-                   "duration_ms": round(elapsed * 1000, 2), "request_id": request_id},
+            request.method,
+            request.path if route != "unmatched" else "(unmatched)",
+            status,
+            elapsed * 1000,
+            extra={
+                "action": "http_request",
+                "method": request.method,
+                "route": route,
+                "status": status,
+                "duration_ms": round(elapsed * 1000, 2),
+                "request_id": request_id,
+            },
         )
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
     # text/plain is the exposition format 0.0.4 (prometheus_client.CONTENT_TYPE_LATEST adds version=0.0.4).
-    return web.Response(body=await request.app[METRICS].render_all(), content_type="text/plain", charset="utf-8",
-                        headers={"X-Content-Type-Options": "nosniff"})
+    return web.Response(
+        body=await request.app[METRICS].render_all(),
+        content_type="text/plain",
+        charset="utf-8",
+        headers={"X-Content-Type-Options": "nosniff"},
+    )
 
 
 class JsonFormatter(logging.Formatter):

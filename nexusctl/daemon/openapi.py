@@ -75,16 +75,20 @@ def document(routes) -> dict:
 
 
 def _path_params(path: str, schemas: dict) -> list[dict]:
-    return [{"name": name, "in": "path", "required": True,
-             "schema": schemas.get(name) or _PATH_SCHEMAS.get(name, _UUID)}
-            for name in re.findall(r"{(\w+)}", path)]
+    return [
+        {"name": name, "in": "path", "required": True, "schema": schemas.get(name) or _PATH_SCHEMAS.get(name, _UUID)}
+        for name in re.findall(r"{(\w+)}", path)
+    ]
 
 
 def provider_param(*providers) -> dict:
     """A provider in a path: callback URLs name it in lower case (as registered at the provider); any case works."""
     names = [p.value for p in providers] or [p.value for p in Provider]
-    return {"type": "string", "enum": [case(n) for n in names for case in (str.lower, str)],
-            "description": "a provider, any case"}
+    return {
+        "type": "string",
+        "enum": [case(n) for n in names for case in (str.lower, str)],
+        "description": "a provider, any case",
+    }
 
 
 _UUID = {"type": "string", "format": "uuid"}
@@ -94,36 +98,54 @@ _PATH_SCHEMAS = {"provider": provider_param()}
 def _query_params(route) -> list[dict]:
     if route.query is None:
         return []
-    return [{"name": name, "in": "query", "required": False, "schema": spec.openapi()}
-            for name, spec in route.query.params.items()]
+    return [
+        {"name": name, "in": "query", "required": False, "schema": spec.openapi()}
+        for name, spec in route.query.params.items()
+    ]
 
 
 def _responses(route) -> dict:
     if not route.envelope:
         # Not the envelope: the document itself, metrics text, or a provider's own format (route.data, if given).
-        success: dict = route.data or ({"type": "object"} if route.content_type == "application/json"
-                                       else {"type": "string"})
+        success: dict = route.data or (
+            {"type": "object"} if route.content_type == "application/json" else {"type": "string"}
+        )
     else:
-        success = {"type": "object", "required": ["success", "data"],
-                   "properties": {"success": {"const": True}, "data": route.data or {}}}
+        success = {
+            "type": "object",
+            "required": ["success", "data"],
+            "properties": {"success": {"const": True}, "data": route.data or {}},
+        }
     if route.paged:
         success["properties"]["paging"] = {"$ref": "#/components/schemas/Paging"}
         success["required"].append("paging")
     if 300 <= route.status < 400:
-        responses = {str(route.status): {"description": "redirect", "headers": {
-            "Location": {"description": "the caller's redirectUri with status=success&integrationId=... "
-                                        "or status=error&code=...", "schema": {"type": "string"}}}}}
+        responses = {
+            str(route.status): {
+                "description": "redirect",
+                "headers": {
+                    "Location": {
+                        "description": "the caller's redirectUri with status=success&integrationId=... "
+                        "or status=error&code=...",
+                        "schema": {"type": "string"},
+                    }
+                },
+            }
+        }
     else:
-        responses = {str(route.status): {"description": "success",
-                                         "content": {route.content_type: {"schema": success}}}}
+        responses = {
+            str(route.status): {"description": "success", "content": {route.content_type: {"schema": success}}}
+        }
     codes = list(route.errors) + ([] if route.public else ["UNAUTHORIZED"])
     if route.tag not in ("health", "meta") and "DATABASE_UNAVAILABLE" not in codes:
         codes.append("DATABASE_UNAVAILABLE")  # every route that reads or writes: the database (or Redis) is away
     if route.roles and "FORBIDDEN" not in codes:
         codes.append("FORBIDDEN")
     if route.passthrough:
-        responses["default"] = {"description": "the provider's own answer, whatever its status",
-                                "content": {route.content_type: {"schema": route.data or {}}}}
+        responses["default"] = {
+            "description": "the provider's own answer, whatever its status",
+            "content": {route.content_type: {"schema": route.data or {}}},
+        }
     by_status: dict[int, list[str]] = {}
     for code in codes:
         by_status.setdefault(STATUS_OF[code], []).append(code)

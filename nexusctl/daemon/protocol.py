@@ -71,10 +71,15 @@ def install_accept_error_log(loop) -> None:
     def handler(the_loop, context):
         if context.get("message") == "socket.accept() out of system resource":
             error = context.get("exception")
-            throttle(lambda count: log.warning(
-                "cannot accept connections: %s (%d time(s) since the last such line; the file limit is %d: "
-                "raise LimitNOFILE)", getattr(error, "strerror", None) or type(error).__name__, count,
-                resource.getrlimit(resource.RLIMIT_NOFILE)[0]))
+            throttle(
+                lambda count: log.warning(
+                    "cannot accept connections: %s (%d time(s) since the last such line; the file limit is %d: "
+                    "raise LimitNOFILE)",
+                    getattr(error, "strerror", None) or type(error).__name__,
+                    count,
+                    resource.getrlimit(resource.RLIMIT_NOFILE)[0],
+                )
+            )
             return
         if previous is not None:
             previous(the_loop, context)
@@ -90,8 +95,9 @@ _CAP_REACHED = Throttled()
 class GuardedRequestHandler(web_protocol.RequestHandler):
     """aiohttp's protocol handler with the header deadline, the connection cap and JSON error answers."""
 
-    def __init__(self, manager, *, header_timeout: float | None = None, max_connections: int | None = None,
-                 **kwargs) -> None:
+    def __init__(
+        self, manager, *, header_timeout: float | None = None, max_connections: int | None = None, **kwargs
+    ) -> None:
         super().__init__(manager, **kwargs)
         self._header_timeout = header_timeout
         self._max_connections = max_connections
@@ -153,9 +159,14 @@ class GuardedRequestHandler(web_protocol.RequestHandler):
             return  # the rest are closing already
         idle = [c for c in open_ones if c is not self and isinstance(c, GuardedRequestHandler) and c.idle]
         victim = min(idle, key=lambda c: c.last_active) if idle else self  # all busy: refuse the newcomer
-        _CAP_REACHED(lambda count: log.warning(
-            "%d connections open, the cap under the file limit: closing the longest-idle ones to admit new ones "
-            "(%d time(s) since the last such line)", self._max_connections, count))
+        _CAP_REACHED(
+            lambda count: log.warning(
+                "%d connections open, the cap under the file limit: closing the longest-idle ones to admit new ones "
+                "(%d time(s) since the last such line)",
+                self._max_connections,
+                count,
+            )
+        )
         victim.force_close()
 
     # --- JSON error answers ---------------------------------------------------------------
@@ -164,8 +175,11 @@ class GuardedRequestHandler(web_protocol.RequestHandler):
         """What aiohttp answers itself (a request line over 8190 bytes, a NUL in a header) in the API's
         JSON error body, as from every route, not text/plain."""
         plain = super().handle_error(request, status, exc, message)  # logs; raises if a response went out
-        code, text = (("INTERNAL_ERROR", "internal error") if plain.status >= 500 else
-                      ("VALIDATION_ERROR", "malformed HTTP request (a line too long, or bytes HTTP does not allow)"))
+        code, text = (
+            ("INTERNAL_ERROR", "internal error")
+            if plain.status >= 500
+            else ("VALIDATION_ERROR", "malformed HTTP request (a line too long, or bytes HTTP does not allow)")
+        )
         answer = json_response(error_body(code, text), status=plain.status)
         answer.force_close()
         return answer

@@ -41,10 +41,13 @@ class OutboxRelay:
         self._stopping = asyncio.Event()
         self._more = False  # the last batch was cut by its bounds: more is waiting, go on at once
         self._renew_at = 0.0  # loop time after which the lease is renewed (half its life): an idle relay
-        self.published = 0    # writes the lease row every few seconds, not on every 0.25 s look
+        self.published = 0  # writes the lease row every few seconds, not on every 0.25 s look
         if metrics is not None:
-            metrics.counter_from("nexus_events_published_total",
-                                 "Outbox events this daemon published to the stream.", lambda: self.published)
+            metrics.counter_from(
+                "nexus_events_published_total",
+                "Outbox events this daemon published to the stream.",
+                lambda: self.published,
+            )
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")

@@ -24,8 +24,16 @@ from nexusctl.daemon.routing import Route
 
 ROUTES = [
     Route("GET", "/health", health, "The process is alive", "health", public=True, data=HEALTH),
-    Route("GET", "/ready", ready, "Database reachable and migrated, Redis reachable when configured", "health",
-          public=True, data=HEALTH, errors=("NOT_READY",)),
+    Route(
+        "GET",
+        "/ready",
+        ready,
+        "Database reachable and migrated, Redis reachable when configured",
+        "health",
+        public=True,
+        data=HEALTH,
+        errors=("NOT_READY",),
+    ),
     *api_oauth.ROUTES,
     *api_webhooks.ROUTES,  # before /integrations/{id}: /integrations/webhooks is not an id
     *api_events.ROUTES,
@@ -38,6 +46,14 @@ ROUTES = [
 ]
 ROUTES += [
     Route("GET", "/openapi.json", openapi_handler, "This OpenAPI 3.1 document", "meta", public=True, envelope=False),
-    Route("GET", "/metrics", metrics_handler, "Prometheus metrics (text format)", "meta", public=True,
-          envelope=False, content_type="text/plain"),
+    Route(
+        "GET",
+        "/metrics",
+        metrics_handler,
+        "Prometheus metrics (text format)",
+        "meta",
+        public=True,
+        envelope=False,
+        content_type="text/plain",
+    ),
 ]

@@ -85,8 +85,9 @@ async def read_raw(request: web.Request) -> bytes:
         async with asyncio.timeout(request.app.get(BODY_TIMEOUT)):
             return await request.read()  # over client_max_size: 413 PAYLOAD_TOO_LARGE
     except TimeoutError:
-        raise RequestTimeout(f"the request body did not arrive within {request.app.get(BODY_TIMEOUT):g} s "
-                             "(HTTP_BODY_TIMEOUT)") from None
+        raise RequestTimeout(
+            f"the request body did not arrive within {request.app.get(BODY_TIMEOUT):g} s (HTTP_BODY_TIMEOUT)"
+        ) from None
 
 
 async def read_body(request: web.Request, schema: Body) -> dict:

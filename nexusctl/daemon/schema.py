@@ -231,8 +231,9 @@ class StrList:
         return value
 
     def openapi(self) -> dict:
-        return _described({"type": "array", "items": self.item.openapi(), "minItems": 1,
-                           "maxItems": self.max_items}, self.description)
+        return _described(
+            {"type": "array", "items": self.item.openapi(), "minItems": 1, "maxItems": self.max_items}, self.description
+        )
 
 
 @dataclass(frozen=True)
@@ -253,8 +254,11 @@ class ObjList:
     def openapi(self) -> dict:
         # Items are documented as objects only: one that breaks the item's rules is answered in the
         # batch's results (its error), not with a 400 for the whole request.
-        item = {"type": "object", "description": "checked on its own against: "
-                + ", ".join(f"{name} ({'required' if name in self.item.required else 'optional'})"
-                            for name in self.item.fields)}
-        return _described({"type": "array", "items": item, "minItems": 1, "maxItems": self.max_items},
-                          self.description)
+        item = {
+            "type": "object",
+            "description": "checked on its own against: "
+            + ", ".join(
+                f"{name} ({'required' if name in self.item.required else 'optional'})" for name in self.item.fields
+            ),
+        }
+        return _described({"type": "array", "items": item, "minItems": 1, "maxItems": self.max_items}, self.description)

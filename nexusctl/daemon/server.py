@@ -31,6 +31,7 @@ def serve(settings, *, host: str, port: int, output) -> None:
         if (moved := clock.describe(always=True)) is not None:  # a test facility: never silent
             log.warning("%s", moved)
         listening.set()  # now the worker and the scheduler may start
+
     summary = f"({settings.database_kind}, redis {'on' if settings.redis_url else 'off'}, {settings.node_env})"
     # Our protocol handler (daemon.protocol): JSON error answers for what aiohttp cannot parse, the header
     # deadline and the connection cap under the file limit. aiohttp's Server makes its handlers from this name.
@@ -57,8 +58,9 @@ def serve(settings, *, host: str, port: int, output) -> None:
         )
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            raise ListenFailed(f"port {port} on {host} is already in use (another daemon?); "
-                               "pick another with --port N or PORT=N") from None
+            raise ListenFailed(
+                f"port {port} on {host} is already in use (another daemon?); pick another with --port N or PORT=N"
+            ) from None
         raise ListenFailed(f"cannot listen on {host}:{port}: {exc.strerror or type(exc).__name__}") from None
     output.info("nexusctl daemon stopped")
 
@@ -78,8 +80,10 @@ class MalformedRequestFilter(logging.Filter):
         error = record.exc_info[1] if record.exc_info else None
         if isinstance(error, HttpProcessingError):
             remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
-            record.msg, record.args = "malformed HTTP request from %s refused with 400 (%s)", (
-                remote, type(error).__name__)
+            record.msg, record.args = (
+                "malformed HTTP request from %s refused with 400 (%s)",
+                (remote, type(error).__name__),
+            )
             record.levelno, record.levelname = logging.WARNING, logging.getLevelName(logging.WARNING)
             record.exc_info, record.exc_text = None, None
         return True

@@ -26,6 +26,8 @@ from nexusctl.errors import DatabaseUnavailable
 log = logging.getLogger(__name__)
 
 SYNC_CONCURRENCY = 4
+
+
 class SyncRunner:
     def __init__(self, services) -> None:
         self._svc = services
@@ -65,8 +67,12 @@ class SyncRunner:
                 self.submit(pending)
                 due = await self._svc.run(claim_scheduled)
                 if due:
-                    self.submit([row.id for row in await self._svc.run(plan_each, due, None, trigger="schedule",
-                                                                     skipped=_skipped)])
+                    self.submit(
+                        [
+                            row.id
+                            for row in await self._svc.run(plan_each, due, None, trigger="schedule", skipped=_skipped)
+                        ]
+                    )
             except DatabaseUnavailable as exc:  # an outage: one line per pass, no stack
                 log.warning("sync recovery pass failed: %s", exc.message)
             except Exception:  # noqa: BLE001 - whatever it was, try again next round

@@ -80,8 +80,10 @@ def open_database(url: str, pool_size: int = 10) -> peewee.Database:
         return NexusSqliteDatabase(path, pragmas=SQLITE_PRAGMAS)
     if peewee.psycopg2 is None:
         # Not installed, or kept out by nexusctl.cli.entry in a process started for SQLite.
-        raise ConfigError("DATABASE_URL: PostgreSQL needs psycopg2, which this process has not loaded "
-                          "(install psycopg2-binary; a `nexusctl` started with a SQLite DATABASE_URL never loads it)")
+        raise ConfigError(
+            "DATABASE_URL: PostgreSQL needs psycopg2, which this process has not loaded "
+            "(install psycopg2-binary; a `nexusctl` started with a SQLite DATABASE_URL never loads it)"
+        )
     options = dict(parse_qsl(parts.query))
     return NexusPostgresDatabase(
         unquote(parts.path.lstrip("/")),

@@ -44,8 +44,9 @@ class MigrationStatus:
             "name": self.name,
             "applied": self.applied_at is not None,
             # playhouse records local time without a zone: shown in UTC with Z, as every other timestamp.
-            "appliedAt": (self.applied_at.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-                          if self.applied_at else None),
+            "appliedAt": (
+                self.applied_at.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if self.applied_at else None
+            ),
             "known": self.known,
         }
 
@@ -70,10 +71,7 @@ def _applied_names(db: peewee.Database) -> set[str]:
 
 
 def status(db: peewee.Database) -> list[MigrationStatus]:
-    return [
-        MigrationStatus(m.name, m.applied, m.path is not None)
-        for m in _runner(db).status()
-    ]
+    return [MigrationStatus(m.name, m.applied, m.path is not None) for m in _runner(db).status()]
 
 
 def pending(db: peewee.Database) -> list[str]:
@@ -124,7 +122,6 @@ def ensure_current(db: peewee.Database) -> None:
     unknown = sorted(applied.difference(known))
     if unknown:
         log.warning(
-            "the database has migrations this version does not know (%s): "
-            "it was migrated by a newer nexusctl",
+            "the database has migrations this version does not know (%s): it was migrated by a newer nexusctl",
             ", ".join(unknown),
         )

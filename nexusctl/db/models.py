@@ -106,9 +106,7 @@ class Webhook(BaseModel):
 
 
 class WebhookDelivery(BaseModel):
-    webhook = peewee.ForeignKeyField(
-        Webhook, backref="deliveries", on_delete="CASCADE", column_name="webhook_id"
-    )
+    webhook = peewee.ForeignKeyField(Webhook, backref="deliveries", on_delete="CASCADE", column_name="webhook_id")
     event = peewee.CharField(max_length=255)
     payload = peewee.JSONField()
     status = EnumField(DeliveryStatus, max_length=16, default=DeliveryStatus.PENDING, index=True)
@@ -144,8 +142,10 @@ class WebhookAttempt(BaseModel):
 
     class Meta:
         table_name = "webhook_attempts"
-        indexes = ((("delivery_id", "number"), False),
-                   (("started_at",), False))  # `nexusctl top` reads recent attempts (0013)
+        indexes = (
+            (("delivery_id", "number"), False),
+            (("started_at",), False),
+        )  # `nexusctl top` reads recent attempts (0013)
 
 
 class IntegrationSyncLog(BaseModel):
@@ -167,8 +167,11 @@ class IntegrationSyncLog(BaseModel):
     class Meta:
         table_name = "integration_sync_logs"
         # A log listing is per integration, newest first; the daemon picks PENDING runs by status.
-        indexes = ((("integration_id", "created_at", "id"), False), (("status", "created_at"), False),
-                   (("integration_id", "action", "created_at"), False))  # the last run per action (0009)
+        indexes = (
+            (("integration_id", "created_at", "id"), False),
+            (("status", "created_at"), False),
+            (("integration_id", "action", "created_at"), False),
+        )  # the last run per action (0009)
 
 
 class SyncCursor(BaseModel):
@@ -194,8 +197,10 @@ class SyncedItem(BaseModel):
 
     class Meta:
         table_name = "synced_items"
-        indexes = ((("integration_id", "action", "external_id"), True),
-                   (("integration_id", "action", "seen_run"), False))
+        indexes = (
+            (("integration_id", "action", "external_id"), True),
+            (("integration_id", "action", "seen_run"), False),
+        )
 
 
 class OAuthState(BaseModel):
@@ -274,5 +279,17 @@ class JobRun(BaseModel):
         table_name = "job_runs"
 
 
-ALL_MODELS = [Integration, Webhook, WebhookDelivery, WebhookAttempt, IntegrationSyncLog, OAuthState, OutboxEvent,
-              JobRun, ConsumedEvent, Lease, SyncCursor, SyncedItem]
+ALL_MODELS = [
+    Integration,
+    Webhook,
+    WebhookDelivery,
+    WebhookAttempt,
+    IntegrationSyncLog,
+    OAuthState,
+    OutboxEvent,
+    JobRun,
+    ConsumedEvent,
+    Lease,
+    SyncCursor,
+    SyncedItem,
+]

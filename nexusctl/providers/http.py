@@ -37,9 +37,12 @@ async def provider_sessions(allowed_networks=()):
     """The process's two outbound sessions: one for operator-configured provider hosts, and one whose
     connector dials only addresses the SSRF guard let through, for hosts a user named (a WooCommerce
     store, a Shopify shop). Each keeps its connections alive across calls."""
-    async with aiohttp.ClientSession(trust_env=False, headers={"User-Agent": "nexusctl"}) as session, \
-            aiohttp.ClientSession(connector=ssrf.guarded_connector(allowed_networks), trust_env=False,
-                                  headers={"User-Agent": "nexusctl"}) as guarded:
+    async with (
+        aiohttp.ClientSession(trust_env=False, headers={"User-Agent": "nexusctl"}) as session,
+        aiohttp.ClientSession(
+            connector=ssrf.guarded_connector(allowed_networks), trust_env=False, headers={"User-Agent": "nexusctl"}
+        ) as guarded,
+    ):
         yield session, guarded
 
 
@@ -62,8 +65,16 @@ class Reply:
         return value
 
 
-async def call(session: aiohttp.ClientSession, provider: str, method: str, url: str, *,
-               secrets: tuple = (), timeout: aiohttp.ClientTimeout = TIMEOUT, **kwargs) -> Reply:
+async def call(
+    session: aiohttp.ClientSession,
+    provider: str,
+    method: str,
+    url: str,
+    *,
+    secrets: tuple = (),
+    timeout: aiohttp.ClientTimeout = TIMEOUT,
+    **kwargs,
+) -> Reply:
     """Make the request; raise ProviderError / RateLimited, else return the Reply.
 
     A failure after the request may have reached the provider (a timeout, a dropped connection, a 5xx) carries
@@ -86,8 +97,11 @@ async def call(session: aiohttp.ClientSession, provider: str, method: str, url: 
         # Refused before connecting (DNS, connection refused, TLS): the provider never saw the request.
         unsent = isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
         telemetry.provider_call(provider, "error", time.monotonic() - started)
-        raise ProviderError(f"{provider}: could not reach {host} ({type(exc).__name__})", provider=provider,
-                            **({} if unsent else {"sent": True})) from None
+        raise ProviderError(
+            f"{provider}: could not reach {host} ({type(exc).__name__})",
+            provider=provider,
+            **({} if unsent else {"sent": True}),
+        ) from None
     elapsed = time.monotonic() - started
     telemetry.provider_call(provider, str(status), elapsed)
     log.info("provider call %s %s %s -> %s in %.0f ms", provider, method, host, status, elapsed * 1000)
@@ -99,11 +113,14 @@ async def call(session: aiohttp.ClientSession, provider: str, method: str, url: 
         body = raw.decode("utf-8", "replace")
     reply = Reply(status, headers, body)
     if status == 429:
-        raise RateLimited(f"{provider}: rate limited by {host}", provider=provider,
-                          retry_after=retry_after(reply))
+        raise RateLimited(f"{provider}: rate limited by {host}", provider=provider, retry_after=retry_after(reply))
     if status >= 500:
-        raise ProviderError(f"{provider}: {host} answered HTTP {status}{describe(reply, secrets, ': ')}",
-                            provider=provider, status=status, sent=True)
+        raise ProviderError(
+            f"{provider}: {host} answered HTTP {status}{describe(reply, secrets, ': ')}",
+            provider=provider,
+            status=status,
+            sent=True,
+        )
     return reply
 
 

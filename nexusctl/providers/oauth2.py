@@ -25,10 +25,19 @@ from nexusctl.providers.http import Reply, basic_auth, call, describe
 from nexusctl.providers.spec import Account, ProviderSpec, TokenSet, expires_at, split_scope
 
 # Error codes that mean the grant itself is gone: the user must connect again.
-DEAD_GRANT_ERRORS = frozenset({
-    "invalid_grant", "invalid_token", "token_revoked", "invalid_refresh_token", "expired_token",
-    "token_expired", "refresh_token_expired", "BAD_REFRESH_TOKEN", "account_inactive",
-})
+DEAD_GRANT_ERRORS = frozenset(
+    {
+        "invalid_grant",
+        "invalid_token",
+        "token_revoked",
+        "invalid_refresh_token",
+        "expired_token",
+        "token_expired",
+        "refresh_token_expired",
+        "BAD_REFRESH_TOKEN",
+        "account_inactive",
+    }
+)
 
 
 def new_verifier() -> str:
@@ -48,8 +57,9 @@ class OAuth2Adapter:
     # user-supplied host gets a session of its own per call.
     guarded_session: aiohttp.ClientSession | None = None
 
-    def __init__(self, spec: ProviderSpec, creds: ProviderCredentials, session: aiohttp.ClientSession | None,
-                 public_url: str) -> None:
+    def __init__(
+        self, spec: ProviderSpec, creds: ProviderCredentials, session: aiohttp.ClientSession | None, public_url: str
+    ) -> None:
         self.spec = spec
         self.creds = creds
         self.session = session
@@ -66,8 +76,12 @@ class OAuth2Adapter:
 
     def url(self, kind: str, tenant: str | None = None) -> str | None:
         """An endpoint: the <PROVIDER>_<KIND>_URL override, else the spec's default."""
-        default = {"AUTH": self.spec.auth_url, "TOKEN": self.spec.token_url, "API": self.spec.api_url,
-                   "REVOKE": self.spec.revoke_url}[kind]
+        default = {
+            "AUTH": self.spec.auth_url,
+            "TOKEN": self.spec.token_url,
+            "API": self.spec.api_url,
+            "REVOKE": self.spec.revoke_url,
+        }[kind]
         value = self.creds.endpoints.get(kind, default)
         if value and "{shop}" in value:
             value = value.replace("{shop}", tenant or "")
@@ -79,8 +93,9 @@ class OAuth2Adapter:
 
     # --- connect ------------------------------------------------------------
 
-    def authorization_url(self, state: str, verifier: str | None, tenant: str | None = None,
-                          extra_scopes: tuple[str, ...] = ()) -> str:
+    def authorization_url(
+        self, state: str, verifier: str | None, tenant: str | None = None, extra_scopes: tuple[str, ...] = ()
+    ) -> str:
         """``extra_scopes``: some of the spec's optional scopes, asked for this once."""
         params = {
             self.spec.client_id_param: self.creds.client_id or "",
@@ -125,8 +140,10 @@ class OAuth2Adapter:
 
     async def refresh(self, tokens: TokenSet, tenant: str | None) -> TokenSet:
         if not tokens.refresh_token:
-            raise RefreshFailed(f"{self.name}: this connection has no refresh token; connect it again "
-                                "when the access token expires", dead=False)
+            raise RefreshFailed(
+                f"{self.name}: this connection has no refresh token; connect it again when the access token expires",
+                dead=False,
+            )
         form = {"grant_type": "refresh_token", "refresh_token": tokens.refresh_token}
         reply = await self.token_request(form, tenant, secrets=(tokens.refresh_token,))
         fresh = self.parse_tokens(reply, "refresh", secrets=(tokens.refresh_token,))
@@ -168,8 +185,9 @@ class OAuth2Adapter:
         # unreachable host ("could not reach ..."), the same whether a port is open or not.
         if self.guarded_session is not None:
             return await call(self.guarded_session, self.name, method, url, secrets=secrets, **kwargs)
-        async with aiohttp.ClientSession(connector=ssrf.guarded_connector(self.allowed_networks), trust_env=False,
-                                         headers={"User-Agent": "nexusctl"}) as guarded:  # as the shared session
+        async with aiohttp.ClientSession(
+            connector=ssrf.guarded_connector(self.allowed_networks), trust_env=False, headers={"User-Agent": "nexusctl"}
+        ) as guarded:  # as the shared session
             return await call(guarded, self.name, method, url, secrets=secrets, **kwargs)
 
     def _client_auth(self, form: dict) -> dict:
@@ -185,8 +203,9 @@ class OAuth2Adapter:
         kwargs = self._client_auth(form)
         secret = self.creds.client_secret.get() if self.creds.client_secret else None
         headers = {"Accept": "application/json", **kwargs.pop("headers", {})}
-        return await self.http("POST", self.url("TOKEN", tenant), data=form, headers=headers,
-                               secrets=secrets + (secret,), **kwargs)
+        return await self.http(
+            "POST", self.url("TOKEN", tenant), data=form, headers=headers, secrets=secrets + (secret,), **kwargs
+        )
 
     def token_error(self, reply: Reply) -> str | None:
         """The provider's error code if the reply is an error, else None."""
@@ -248,8 +267,7 @@ class OAuth2Adapter:
             tokens.metadata["refreshTokenExpiresAt"] = refresh_expiry.isoformat().replace("+00:00", "Z")
         return tokens
 
-    async def api_json(self, method: str, url: str, tokens: TokenSet, *, header: str = "bearer",
-                       **kwargs) -> Reply:
+    async def api_json(self, method: str, url: str, tokens: TokenSet, *, header: str = "bearer", **kwargs) -> Reply:
         """An API call with the access token; a refused token is OAUTH_FAILED naming the call."""
         headers = dict(kwargs.pop("headers", {}) or {})
         if header == "bearer":
@@ -259,8 +277,11 @@ class OAuth2Adapter:
         reply = await self.http(method, url, headers=headers, secrets=(tokens.access_token,), **kwargs)
         self._check_throttle(reply)
         if reply.status >= 400:
-            raise OAuthFailed(f"{self.name}: the account lookup was refused (HTTP {reply.status})"
-                              f"{describe(reply, (tokens.access_token,), ': ')}", provider=self.name)
+            raise OAuthFailed(
+                f"{self.name}: the account lookup was refused (HTTP {reply.status})"
+                f"{describe(reply, (tokens.access_token,), ': ')}",
+                provider=self.name,
+            )
         return reply
 
 

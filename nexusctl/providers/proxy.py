@@ -41,17 +41,62 @@ BASES = {
 
 # Never forwarded from the caller: their credentials, cookies, hop-by-hop headers (RFC 9110 7.6.1), what the
 # HTTP client sets itself, and every header a provider reads credentials from (the caller cannot replace ours).
-DROPPED_REQUEST = frozenset(h.lower() for h in (
-    "Authorization", "Proxy-Authorization", "Cookie", "Cookie2", "Host", "Connection", "Keep-Alive", "TE", "Trailer",
-    "Transfer-Encoding", "Upgrade", "Proxy-Connection", "Content-Length", "Accept-Encoding", "Expect", "Forwarded",
-    "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-IP", "X-Request-Id", "X-Nexus-Retries",
-    "X-Shopify-Access-Token", "Access-Token", "developer-token", "login-customer-id", "Origin", "Referer"))
+DROPPED_REQUEST = frozenset(
+    h.lower()
+    for h in (
+        "Authorization",
+        "Proxy-Authorization",
+        "Cookie",
+        "Cookie2",
+        "Host",
+        "Connection",
+        "Keep-Alive",
+        "TE",
+        "Trailer",
+        "Transfer-Encoding",
+        "Upgrade",
+        "Proxy-Connection",
+        "Content-Length",
+        "Accept-Encoding",
+        "Expect",
+        "Forwarded",
+        "X-Forwarded-For",
+        "X-Forwarded-Host",
+        "X-Forwarded-Proto",
+        "X-Real-IP",
+        "X-Request-Id",
+        "X-Nexus-Retries",
+        "X-Shopify-Access-Token",
+        "Access-Token",
+        "developer-token",
+        "login-customer-id",
+        "Origin",
+        "Referer",
+    )
+)
 # Never passed back: the provider's cookies, hop-by-hop headers, and what our own response framing sets (the
 # client decoded any Content-Encoding, and the body is streamed with chunked framing).
-DROPPED_RESPONSE = frozenset(h.lower() for h in (
-    "Set-Cookie", "Set-Cookie2", "Connection", "Keep-Alive", "TE", "Trailer", "Transfer-Encoding", "Upgrade",
-    "Proxy-Connection", "Proxy-Authenticate", "Content-Length", "Content-Encoding", "Server", "Date",
-    "Strict-Transport-Security", "Alt-Svc"))
+DROPPED_RESPONSE = frozenset(
+    h.lower()
+    for h in (
+        "Set-Cookie",
+        "Set-Cookie2",
+        "Connection",
+        "Keep-Alive",
+        "TE",
+        "Trailer",
+        "Transfer-Encoding",
+        "Upgrade",
+        "Proxy-Connection",
+        "Proxy-Authenticate",
+        "Content-Length",
+        "Content-Encoding",
+        "Server",
+        "Date",
+        "Strict-Transport-Security",
+        "Alt-Svc",
+    )
+)
 
 SNIFF_BYTES = 64 * 1024  # an error answer this small is read to find the provider's own throttling signal
 # Connecting is bounded; reading is bounded per chunk, not in total: a 200 MB export takes as long as it takes.
@@ -82,15 +127,20 @@ def target(adapter, tokens, settings) -> Target:
     else:
         base = adapter.url("API", tenant)
     if not base:
-        raise ProviderError(f"{provider.value}: the integration has no API base URL "
-                            f"({BASES.get(provider, 'the API URL')}); connect it again", provider=provider.value)
+        raise ProviderError(
+            f"{provider.value}: the integration has no API base URL "
+            f"({BASES.get(provider, 'the API URL')}); connect it again",
+            provider=provider.value,
+        )
     api = SyncApi(adapter, tokens, tenant, auth_header=AUTH_HEADER.get(provider, "bearer"))
     headers, secrets = api.signed({}), api.secret_values()
     if provider is Provider.GOOGLE_ADS:
         developer = getattr(settings, "google_ads_developer_token", None)
         if developer is None:
-            raise ProviderNotConfigured("GOOGLE_ADS calls need the application's developer token: set "
-                                        "GOOGLE_ADS_DEVELOPER_TOKEN", provider="GOOGLE_ADS")
+            raise ProviderNotConfigured(
+                "GOOGLE_ADS calls need the application's developer token: set GOOGLE_ADS_DEVELOPER_TOKEN",
+                provider="GOOGLE_ADS",
+            )
         headers["developer-token"] = developer.get()
         secrets += (developer.get(),)
         login = getattr(settings, "google_ads_login_customer_id", None)
@@ -105,8 +155,9 @@ def check_path(raw: str) -> str:
         raw = "/" + raw
 
     def refuse(why: str):
-        raise UsageProblem(f"the provider path {why}: give a path under the provider's API base, such as "
-                           "/v1/account", field="path")
+        raise UsageProblem(
+            f"the provider path {why}: give a path under the provider's API base, such as /v1/account", field="path"
+        )
 
     if raw.startswith("//"):
         refuse("starts with // (a host)")
@@ -137,8 +188,12 @@ def join(base: str, raw_path: str, raw_query: str = "") -> URL:
     start = URL(base, encoded=False)
     url = URL(str(start) + path + (f"?{raw_query}" if raw_query else ""), encoded=True)
     prefix = start.raw_path.rstrip("/")
-    if (url.scheme, url.host, url.port) != (start.scheme, start.host, start.port) or url.user or url.password \
-            or not (url.raw_path == prefix or url.raw_path.startswith(prefix + "/")):
+    if (
+        (url.scheme, url.host, url.port) != (start.scheme, start.host, start.port)
+        or url.user
+        or url.password
+        or not (url.raw_path == prefix or url.raw_path.startswith(prefix + "/"))
+    ):
         raise UsageProblem("the provider path leaves the provider's API base", field="path")
     return url
 
@@ -154,16 +209,17 @@ def returned_response_headers(headers) -> dict:
     return {k: v for k, v in headers.items() if k.lower() not in DROPPED_RESPONSE and k.lower() not in named}
 
 
-async def send(session: aiohttp.ClientSession, provider: str, method: str, url: URL, headers: dict,
-               body: bytes | None) -> aiohttp.ClientResponse:
+async def send(
+    session: aiohttp.ClientSession, provider: str, method: str, url: URL, headers: dict, body: bytes | None
+) -> aiohttp.ClientResponse:
     """The provider's response, its body not read yet (the caller streams it and releases it); a host that
     cannot be reached is PROVIDER_ERROR naming the host. Redirects are not followed: they come back as they are."""
     try:
-        return await session.request(method, url, headers=headers, data=body, allow_redirects=False,
-                                     timeout=TIMEOUT)
+        return await session.request(method, url, headers=headers, data=body, allow_redirects=False, timeout=TIMEOUT)
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-        raise ProviderError(f"{provider}: could not reach {url.host} ({type(exc).__name__})",
-                            provider=provider) from None
+        raise ProviderError(
+            f"{provider}: could not reach {url.host} ({type(exc).__name__})", provider=provider
+        ) from None
 
 
 async def sniff(response: aiohttp.ClientResponse) -> bytes:

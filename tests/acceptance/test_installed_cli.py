@@ -60,6 +60,7 @@ def test_installed_script_is_the_one_under_test():
 
 # --- a fresh machine ----------------------------------------------------------
 
+
 def test_fresh_development_machine_makes_one_key_and_keeps_it(tmp_path):
     data = tmp_path / "fresh-data"
     env = env_with(NEXUS_DATA_DIR=data, NODE_ENV="development", ENCRYPTION_KEY=None, DATABASE_URL=None)
@@ -100,8 +101,9 @@ def test_fresh_development_machine_makes_one_key_and_keeps_it(tmp_path):
 
 def test_production_without_a_key_is_exit_3_and_creates_nothing(tmp_path):
     data = tmp_path / "prod-data"
-    env = env_with(NEXUS_DATA_DIR=data, NODE_ENV="production", ENCRYPTION_KEY=None,
-                   DATABASE_URL=f"sqlite:///{tmp_path / 'p.db'}")
+    env = env_with(
+        NEXUS_DATA_DIR=data, NODE_ENV="production", ENCRYPTION_KEY=None, DATABASE_URL=f"sqlite:///{tmp_path / 'p.db'}"
+    )
     for args in (["integrations", "list"], ["db", "migrate"], ["daemon", "--port", free_port()]):
         proc = run(*args, env=env, timeout=30)
         assert proc.returncode == 3, proc.stderr
@@ -110,11 +112,20 @@ def test_production_without_a_key_is_exit_3_and_creates_nothing(tmp_path):
     assert not (data / "encryption.key").exists()
 
 
-@pytest.mark.parametrize("variable, value", [
-    ("PORT", "abc"), ("PORT", "70000"), ("DATABASE_URL", "mysql://x"), ("DATABASE_URL", "sqlite://"),
-    ("ENCRYPTION_KEY", "short"), ("ENCRYPTION_KEY", "c2VjcmV0LXZhbHVlLTEyMw=="), ("NODE_ENV", "staging"),
-    ("ENCRYPTION_OLD_KEYS", "b2xkLXNlY3JldC12YWx1ZQ=="), ("DATABASE_POOL_SIZE", "0"),
-])
+@pytest.mark.parametrize(
+    "variable, value",
+    [
+        ("PORT", "abc"),
+        ("PORT", "70000"),
+        ("DATABASE_URL", "mysql://x"),
+        ("DATABASE_URL", "sqlite://"),
+        ("ENCRYPTION_KEY", "short"),
+        ("ENCRYPTION_KEY", "c2VjcmV0LXZhbHVlLTEyMw=="),
+        ("NODE_ENV", "staging"),
+        ("ENCRYPTION_OLD_KEYS", "b2xkLXNlY3JldC12YWx1ZQ=="),
+        ("DATABASE_POOL_SIZE", "0"),
+    ],
+)
 @pytest.mark.parametrize("command", [["integrations", "list"], ["daemon"]], ids=["list", "daemon"])
 def test_bad_configuration_is_exit_3_naming_the_variable(tmp_path, variable, value, command):
     env = env_with(**{"DATABASE_URL": f"sqlite:///{tmp_path / 'c.db'}", variable: value})
@@ -134,6 +145,7 @@ def test_a_database_password_is_never_echoed(tmp_path):
 
 # --- the daemon -------------------------------------------------------------------
 
+
 def _get(url):
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
@@ -146,8 +158,13 @@ class Daemon:
     def __init__(self, env, *extra):
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen([str(NEXUSCTL), "daemon", "--port", str(self.port), *extra], env=env,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [str(NEXUSCTL), "daemon", "--port", str(self.port), *extra],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     def poll(self, path):
         """GET path as soon as the daemon answers; fails at the deadline or if the daemon dies."""
@@ -198,8 +215,13 @@ def test_daemon_serves_probes_then_stops_cleanly(daemons, db_url, sig):
     assert daemon.poll("/health") == (200, {"success": True, "data": {"status": "ok"}})
     status, body = daemon.poll("/ready")
     assert status == 200, body
-    assert body == {"success": True, "data": {"status": "ready", "checks": {
-        "database": "ok", "migrations": "ok", "encryption": "ok", "redis": "not configured"}}}
+    assert body == {
+        "success": True,
+        "data": {
+            "status": "ready",
+            "checks": {"database": "ok", "migrations": "ok", "encryption": "ok", "redis": "not configured"},
+        },
+    }
     code, stdout, stderr = daemon.stop(sig)
     assert code == 0, stderr
     assert f"listening on http://127.0.0.1:{daemon.port}" in stderr and "stopped" in stderr
@@ -247,8 +269,13 @@ def test_a_port_in_use_is_a_clear_error(sqlite_url):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        proc = run("daemon", "--port", port, env=env_with(DATABASE_URL=sqlite_url, JWT_SECRET="s" * 40),
-                   timeout=DEADLINE_S + 15)
+        proc = run(
+            "daemon",
+            "--port",
+            port,
+            env=env_with(DATABASE_URL=sqlite_url, JWT_SECRET="s" * 40),
+            timeout=DEADLINE_S + 15,
+        )
     assert proc.returncode not in (0, 1)
     line = one_error_line(proc)
     assert str(port) in line and "INTERNAL_ERROR" not in line and "listening on" not in proc.stderr
@@ -258,22 +285,32 @@ def test_a_port_in_use_is_a_clear_error(sqlite_url):
 
 
 def test_python_dash_m_runs_the_same_cli():
-    proc = subprocess.run([sys.executable, "-m", "nexusctl", "version", "--json"], capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "nexusctl", "version", "--json"], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0 and json.loads(proc.stdout)["version"]
 
 
 def test_daemon_refuses_an_unreachable_database(tmp_path):
-    proc = run("daemon", "--port", free_port(), timeout=DEADLINE_S + 15,
-               env=env_with(DATABASE_URL="postgresql://postgres@127.0.0.1:5999/none"))
+    proc = run(
+        "daemon",
+        "--port",
+        free_port(),
+        timeout=DEADLINE_S + 15,
+        env=env_with(DATABASE_URL="postgresql://postgres@127.0.0.1:5999/none"),
+    )
     assert proc.returncode == 4
     line = one_error_line(proc)
     assert line.startswith("error: DATABASE_UNAVAILABLE: ") and "5999" in line
 
 
 def test_production_daemon_refuses_to_serve_without_a_jwt_secret(tmp_path, sqlite_url):
-    env = env_with(NODE_ENV="production", DATABASE_URL=sqlite_url, NEXUS_DATA_DIR=tmp_path / "prod",
-                   FRONTEND_URL="https://app.example.com")
+    env = env_with(
+        NODE_ENV="production",
+        DATABASE_URL=sqlite_url,
+        NEXUS_DATA_DIR=tmp_path / "prod",
+        FRONTEND_URL="https://app.example.com",
+    )
     port = free_port()
     proc = run("daemon", "--port", port, env=env, timeout=DEADLINE_S + 15)
     assert proc.returncode == 3
@@ -296,8 +333,13 @@ def test_production_daemon_refuses_development_defaults(tmp_path, sqlite_url, un
 
 
 def test_production_daemon_without_redis_warns_in_its_log(daemons, sqlite_url):
-    env = env_with(NODE_ENV="production", JWT_SECRET="s" * 40, DATABASE_URL=sqlite_url,
-                   FRONTEND_URL="https://app.example.com", REDIS_URL=None)
+    env = env_with(
+        NODE_ENV="production",
+        JWT_SECRET="s" * 40,
+        DATABASE_URL=sqlite_url,
+        FRONTEND_URL="https://app.example.com",
+        REDIS_URL=None,
+    )
     daemon = daemons(env)
     assert daemon.poll("/health")[0] == 200  # it runs: Redis is a warning, not a refusal
     code, _, stderr = daemon.stop()

@@ -18,8 +18,9 @@ def local_receivers(monkeypatch):
 
 
 def _hook(cli, integration) -> dict:
-    made = cli("webhooks", "create", "--integration", integration.id, "--url", "http://127.0.0.1:9/hook", "-e", "*",
-               "--json")
+    made = cli(
+        "webhooks", "create", "--integration", integration.id, "--url", "http://127.0.0.1:9/hook", "-e", "*", "--json"
+    )
     assert made.exit_code == 0, made.stderr
     return json.loads(made.stdout)
 

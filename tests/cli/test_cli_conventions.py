@@ -50,8 +50,9 @@ def _name(path) -> str:
 
 
 def _flags(command) -> set[str]:
-    return {opt for param in command.params
-            for opt in getattr(param, "opts", []) + getattr(param, "secondary_opts", [])}
+    return {
+        opt for param in command.params for opt in getattr(param, "opts", []) + getattr(param, "secondary_opts", [])
+    }
 
 
 def test_the_tree_is_walked():
@@ -144,13 +145,16 @@ def test_quiet_after_the_subcommand_silences_stderr(cli, make_integration):
         assert quiet.stderr == "" and len(json.loads(quiet.stdout)) == 1
 
 
-@pytest.mark.parametrize("args, level", [
-    (["providers", "list", "--json"], logging.WARNING),
-    (["providers", "list", "--json", "-v"], logging.INFO),
-    (["providers", "list", "--json", "-vv"], logging.DEBUG),
-    (["providers", "-v", "list", "--json", "-v"], logging.DEBUG),  # counts add up across levels
-    (["-v", "providers", "list", "--json", "-q"], logging.ERROR),  # quiet wins
-])
+@pytest.mark.parametrize(
+    "args, level",
+    [
+        (["providers", "list", "--json"], logging.WARNING),
+        (["providers", "list", "--json", "-v"], logging.INFO),
+        (["providers", "list", "--json", "-vv"], logging.DEBUG),
+        (["providers", "-v", "list", "--json", "-v"], logging.DEBUG),  # counts add up across levels
+        (["-v", "providers", "list", "--json", "-q"], logging.ERROR),  # quiet wins
+    ],
+)
 def test_verbose_after_the_subcommand_sets_the_log_level(cli, args, level):
     result = cli(*args)
     assert result.exit_code == 0, result.output

@@ -51,18 +51,25 @@ def test_active_filter(cli, make_integration):
     assert [i["id"] for i in json.loads(cli("integrations", "list", "--active", "--json").stdout)] == [str(on.id)]
 
 
-@pytest.mark.parametrize("args, code, exit_code", [
-    (["integrations", "list", "--provider", "myspace"], "INVALID_PROVIDER", 2),
-    (["integrations", "list", "--user", "bob"], "VALIDATION_ERROR", 2),
-    (["integrations", "list", "--cursor", "zzz"], "VALIDATION_ERROR", 2),
-    (["integrations", "list", "--limit", "0"], "VALIDATION_ERROR", 2),
-    (["integrations", "show", "not-a-uuid"], "VALIDATION_ERROR", 2),
-    (["integrations", "show", "00000000-0000-0000-0000-000000000000"], "INTEGRATION_NOT_FOUND", 10),
-    (["integrations", "update", "00000000-0000-0000-0000-000000000000", "--name", "x"], "INTEGRATION_NOT_FOUND", 10),
-    (["integrations", "delete", "00000000-0000-0000-0000-000000000000", "--yes"], "INTEGRATION_NOT_FOUND", 10),
-    (["sync", "logs", "00000000-0000-0000-0000-000000000000"], "INTEGRATION_NOT_FOUND", 10),
-    (["sync", "logs", "nope"], "VALIDATION_ERROR", 2),
-])
+@pytest.mark.parametrize(
+    "args, code, exit_code",
+    [
+        (["integrations", "list", "--provider", "myspace"], "INVALID_PROVIDER", 2),
+        (["integrations", "list", "--user", "bob"], "VALIDATION_ERROR", 2),
+        (["integrations", "list", "--cursor", "zzz"], "VALIDATION_ERROR", 2),
+        (["integrations", "list", "--limit", "0"], "VALIDATION_ERROR", 2),
+        (["integrations", "show", "not-a-uuid"], "VALIDATION_ERROR", 2),
+        (["integrations", "show", "00000000-0000-0000-0000-000000000000"], "INTEGRATION_NOT_FOUND", 10),
+        (
+            ["integrations", "update", "00000000-0000-0000-0000-000000000000", "--name", "x"],
+            "INTEGRATION_NOT_FOUND",
+            10,
+        ),
+        (["integrations", "delete", "00000000-0000-0000-0000-000000000000", "--yes"], "INTEGRATION_NOT_FOUND", 10),
+        (["sync", "logs", "00000000-0000-0000-0000-000000000000"], "INTEGRATION_NOT_FOUND", 10),
+        (["sync", "logs", "nope"], "VALIDATION_ERROR", 2),
+    ],
+)
 def test_errors_are_one_line_with_the_code(cli, args, code, exit_code):
     result = cli(*args)
     assert result.exit_code == exit_code, result.output
@@ -82,8 +89,9 @@ def test_show_prints_the_record_without_tokens(cli, make_integration):
 
 def test_update(cli, make_integration):
     row = make_integration(name="before", metadata={"old": True})
-    result = cli("integrations", "update", row.id, "--name", "after", "--inactive", "--metadata", '{"team": "growth"}',
-                 "--json")
+    result = cli(
+        "integrations", "update", row.id, "--name", "after", "--inactive", "--metadata", '{"team": "growth"}', "--json"
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert (data["name"], data["isActive"], data["metadata"]) == ("after", False, {"team": "growth"})
@@ -91,11 +99,14 @@ def test_update(cli, make_integration):
     assert "Updated integration" in result.stderr
 
 
-@pytest.mark.parametrize("extra, fragment", [
-    (["--metadata", "{bad json"], "metadata is not valid JSON"),
-    (["--metadata", "[1, 2]"], "metadata must be a JSON object"),
-    ([], "nothing to update"),
-])
+@pytest.mark.parametrize(
+    "extra, fragment",
+    [
+        (["--metadata", "{bad json"], "metadata is not valid JSON"),
+        (["--metadata", "[1, 2]"], "metadata must be a JSON object"),
+        ([], "nothing to update"),
+    ],
+)
 def test_update_rejects_bad_input_and_changes_nothing(cli, make_integration, extra, fragment):
     row = make_integration(name="same")
     result = cli("integrations", "update", row.id, *extra)
@@ -118,9 +129,11 @@ def test_delete_needs_yes_without_a_terminal(cli, make_integration):
 
 def _disconnected(row) -> int:
     """How many integration.disconnected events the outbox holds for this integration."""
-    return (OutboxEvent.select()
-            .where((OutboxEvent.type == "integration.disconnected") & (OutboxEvent.integration_id == row.id))
-            .count())
+    return (
+        OutboxEvent.select()
+        .where((OutboxEvent.type == "integration.disconnected") & (OutboxEvent.integration_id == row.id))
+        .count()
+    )
 
 
 def test_delete_dry_run_then_yes(cli, make_integration):
@@ -132,8 +145,14 @@ def test_delete_dry_run_then_yes(cli, make_integration):
     assert _disconnected(row) == 0  # a dry run records nothing
     done = cli("integrations", "delete", row.id, "--yes", "--json")
     assert done.exit_code == 0, done.output
-    assert json.loads(done.stdout) == {"id": str(row.id), "deleted": True, "webhooksDeleted": 1,
-                                       "deliveriesDeleted": 1, "syncLogsDeleted": 1, "revoked": False}
+    assert json.loads(done.stdout) == {
+        "id": str(row.id),
+        "deleted": True,
+        "webhooksDeleted": 1,
+        "deliveriesDeleted": 1,
+        "syncLogsDeleted": 1,
+        "revoked": False,
+    }
     # The provider (a closed port in tests) could not confirm the revoke: said, and deleted anyway.
     assert "did not confirm the revocation" in done.stderr
     assert Integration.select().count() == Webhook.select().count() == IntegrationSyncLog.select().count() == 0
@@ -207,20 +226,28 @@ def test_version(cli):
 def test_no_command_leaks_a_token(cli, make_integration):
     row = make_integration(access_token="LEAK-CANARY-A", refresh_token="LEAK-CANARY-R")
     IntegrationSyncLog.create(integration=row, action="fetch_posts")
-    outputs = [cli(*args).output for args in (
-        ["integrations", "list"], ["integrations", "list", "--json"], ["integrations", "show", row.id],
-        ["integrations", "show", row.id, "--json"], ["sync", "logs", row.id, "--json"],
-        ["-vv", "integrations", "update", row.id, "--name", "n", "--json"],
-        ["-vv", "keys", "rotate", "--dry-run"], ["integrations", "delete", row.id, "--yes", "--json"],
-    )]
+    outputs = [
+        cli(*args).output
+        for args in (
+            ["integrations", "list"],
+            ["integrations", "list", "--json"],
+            ["integrations", "show", row.id],
+            ["integrations", "show", row.id, "--json"],
+            ["sync", "logs", row.id, "--json"],
+            ["-vv", "integrations", "update", row.id, "--name", "n", "--json"],
+            ["-vv", "keys", "rotate", "--dry-run"],
+            ["integrations", "delete", row.id, "--yes", "--json"],
+        )
+    ]
     assert not [o for o in outputs if "LEAK-CANARY" in o or "nx1." in o]
 
 
 def test_providers_show_lists_each_actions_scopes_and_what_the_consent_asks(cli, monkeypatch):
     plain = json.loads(cli("providers", "show", "LINKEDIN", "--json").stdout)
     assert "r_member_social" not in plain["scopes"] and "w_member_social" in plain["scopes"]
-    assert plain["actionScopes"]["fetch_posts"].startswith("r_member_social (approval-only: set "
-                                                           "LINKEDIN_APPROVED_SCOPES")
+    assert plain["actionScopes"]["fetch_posts"].startswith(
+        "r_member_social (approval-only: set LINKEDIN_APPROVED_SCOPES"
+    )
     monkeypatch.setenv("LINKEDIN_APPROVED_SCOPES", "r_member_social")
     approved = json.loads(cli("providers", "show", "LINKEDIN", "--json").stdout)
     assert "r_member_social" in approved["scopes"] and approved["actionScopes"]["fetch_posts"] == "r_member_social"

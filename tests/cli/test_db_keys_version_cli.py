@@ -35,9 +35,13 @@ MIGRATIONS = sorted(p.stem for p in migrate.MIGRATIONS_DIR.glob("[0-9]*.py"))
 OLD, NEW, STRANGER = bytes(range(100, 132)), bytes(range(140, 172)), bytes(range(180, 212))
 SOME_ID = "00000000-0000-0000-0000-000000000000"
 DATA_COMMANDS = [
-    ["integrations", "list"], ["integrations", "list", "--json"], ["integrations", "show", SOME_ID],
-    ["integrations", "update", SOME_ID, "--name", "x"], ["integrations", "delete", SOME_ID, "--yes"],
-    ["sync", "logs", SOME_ID], ["keys", "rotate"],
+    ["integrations", "list"],
+    ["integrations", "list", "--json"],
+    ["integrations", "show", SOME_ID],
+    ["integrations", "update", SOME_ID, "--name", "x"],
+    ["integrations", "delete", SOME_ID, "--yes"],
+    ["sync", "logs", SOME_ID],
+    ["keys", "rotate"],
 ]
 
 
@@ -60,6 +64,7 @@ def _error_line(result) -> str:
 
 
 # --- db ----------------------------------------------------------------------
+
 
 def test_status_of_a_migrated_database(cli, db_url):
     result = cli("db", "status", "--json")
@@ -107,7 +112,8 @@ def test_migrate_an_empty_database_then_use_it(run, empty_url):
     body = json.loads(status.stdout)
     assert body["pending"] == MIGRATIONS
     assert [(m["name"], m["applied"], m["appliedAt"]) for m in body["migrations"]] == [
-        (n, False, None) for n in MIGRATIONS]
+        (n, False, None) for n in MIGRATIONS
+    ]
     check = run("db", "status", "--check")
     assert check.exit_code == 5 and "SCHEMA_OUTDATED" in _error_line(check) and "nexusctl db migrate" in check.stderr
     first = run("db", "migrate")
@@ -178,6 +184,7 @@ def test_an_unreachable_database_is_exit_4_without_the_password(run, monkeypatch
 
 # --- keys generate -----------------------------------------------------------
 
+
 def test_generate_prints_one_new_32_byte_key(run, monkeypatch):
     # No database and no valid configuration is needed to make a key.
     monkeypatch.setenv("NODE_ENV", "staging")
@@ -197,6 +204,7 @@ def test_a_generated_key_is_accepted_as_encryption_key(run, monkeypatch, tmp_pat
 
 
 # --- keys rotate -------------------------------------------------------------
+
 
 @pytest.fixture
 def under_old_key(database, monkeypatch):
@@ -227,8 +235,14 @@ def test_rotate_dry_run_counts_and_changes_nothing(cli, under_old_key):
     before = _stored(under_old_key)
     result = cli("keys", "rotate", "--dry-run", "--json")
     assert result.exit_code == 0, result.stderr
-    assert json.loads(result.stdout) == {"currentKeyId": key_id(NEW), "rewritten": 8, "failed": 0, "failures": [],
-                                         "byTable": {"integrations": 6, "webhooks": 2}, "dryRun": True}
+    assert json.loads(result.stdout) == {
+        "currentKeyId": key_id(NEW),
+        "rewritten": 8,
+        "failed": 0,
+        "failures": [],
+        "byTable": {"integrations": 6, "webhooks": 2},
+        "dryRun": True,
+    }
     text = cli("keys", "rotate", "--dry-run")
     assert text.stdout == "" and f"Would re-encrypt 8 secret(s) under key {key_id(NEW)}" in text.stderr
     assert _stored(under_old_key) == before
@@ -279,8 +293,10 @@ def test_a_value_under_an_unconfigured_key_fails_the_run_but_not_the_others(cli,
         if plaintext is not None and (model, row_id, column) != stray_key:
             assert unseal(new_only, model.get_by_id(row_id), column) == plaintext
     again = cli("keys", "rotate", "--json")
-    assert again.exit_code == 30 and (json.loads(again.stdout)["rewritten"],
-                                      json.loads(again.stdout)["failed"]) == (0, 1)
+    assert again.exit_code == 30 and (json.loads(again.stdout)["rewritten"], json.loads(again.stdout)["failed"]) == (
+        0,
+        1,
+    )
 
 
 def test_a_value_moved_from_another_row_is_refused(cli, under_old_key):
@@ -324,8 +340,9 @@ def test_the_sqlite_file_and_its_companions_are_owner_only(tmp_path):
 
     previous = os.umask(0o022)  # the usual default: what the files got before
     try:
-        migrated = subprocess.run([*nexusctl, "-q", "db", "migrate"], env=env, capture_output=True, text=True,
-                                  timeout=120)
+        migrated = subprocess.run(
+            [*nexusctl, "-q", "db", "migrate"], env=env, capture_output=True, text=True, timeout=120
+        )
         assert migrated.returncode == 0, migrated.stderr
         after_migrate = modes()
         daemon = subprocess.Popen([*nexusctl, "daemon"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -351,6 +368,7 @@ def test_the_sqlite_file_and_its_companions_are_owner_only(tmp_path):
 
 # --- version -----------------------------------------------------------------
 
+
 def test_version_everywhere_agrees(run, monkeypatch):
     monkeypatch.setenv("NODE_ENV", "staging")  # a broken configuration does not matter
     assert importlib.metadata.version("nexusctl") == __version__
@@ -363,8 +381,9 @@ def test_version_everywhere_agrees(run, monkeypatch):
 
 
 def test_python_dash_m_is_the_same_cli():
-    proc = subprocess.run([sys.executable, "-m", "nexusctl", "version", "--json"], capture_output=True, text=True,
-                          timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "nexusctl", "version", "--json"], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["version"] == __version__
     flag = subprocess.run([sys.executable, "-m", "nexusctl", "--version"], capture_output=True, text=True, timeout=60)

@@ -74,13 +74,23 @@ def assert_no_secret(text: str, *secrets: str) -> None:
 
 # --- healthy -------------------------------------------------------------------
 
+
 def test_a_healthy_setup_passes_with_every_check(db_url, make_integration, redis_url, monkeypatch):
     monkeypatch.setenv("REDIS_URL", redis_url)
     make_integration(access_token="at-never-printed")
     result, findings = doctor()
     assert failed(result, findings) == [], findings
-    assert [f["check"] for f in findings] == ["config", "database", "migrations", "encryption", "redis",
-                                              "provider SLACK", "public-url", "frontend-url", "daemon-port"]
+    assert [f["check"] for f in findings] == [
+        "config",
+        "database",
+        "migrations",
+        "encryption",
+        "redis",
+        "provider SLACK",
+        "public-url",
+        "frontend-url",
+        "daemon-port",
+    ]
     assert all(f["status"] == "ok" for f in findings), findings
     assert "decrypts integrations.access_token" in only(findings, "encryption")["detail"]
     assert "answers PING" in only(findings, "redis")["detail"]
@@ -120,6 +130,7 @@ def test_no_provider_configured_is_a_warning_and_exit_0(db_url, monkeypatch):
 
 
 # --- each failure, for real ------------------------------------------------------
+
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def unmigrated_url(request, tmp_path, monkeypatch):
@@ -191,9 +202,12 @@ def test_a_wrong_encryption_key_for_stored_data_fails(db_url, make_integration, 
 
 def test_a_stored_value_that_is_no_ciphertext_fails_without_a_crash(db_url, make_integration, database):
     row = make_integration(access_token="at-never-printed")
-    database.execute_sql("UPDATE integrations SET access_token = 'not-a-ciphertext' WHERE id = %s"
-                         if database.param == "%s" else "UPDATE integrations SET access_token = 'not-a-ciphertext' "
-                         "WHERE id = ?", (row.id.hex if database.param == "?" else str(row.id),))
+    database.execute_sql(
+        "UPDATE integrations SET access_token = 'not-a-ciphertext' WHERE id = %s"
+        if database.param == "%s"
+        else "UPDATE integrations SET access_token = 'not-a-ciphertext' WHERE id = ?",
+        (row.id.hex if database.param == "?" else str(row.id),),
+    )
     result, findings = doctor()
     assert failed(result, findings) == ["encryption"]
     encryption = only(findings, "encryption")
@@ -206,8 +220,11 @@ def test_a_webhook_secret_is_tried_when_there_is_no_integration_token(db_url, ma
 
     row = make_integration()
     monkeypatch.setenv("WEBHOOK_ALLOWED_NETWORKS", "127.0.0.1/32")
-    webhook = CliRunner().invoke(app, ["webhooks", "create", "--integration", str(row.id), "--url",
-                                       "http://127.0.0.1:9/hook", "-e", "*", "--json"], catch_exceptions=False)
+    webhook = CliRunner().invoke(
+        app,
+        ["webhooks", "create", "--integration", str(row.id), "--url", "http://127.0.0.1:9/hook", "-e", "*", "--json"],
+        catch_exceptions=False,
+    )
     assert webhook.exit_code == 0, webhook.stderr
     Integration.update(access_token=None, refresh_token=None).execute()
     assert Webhook.select().count() == 1

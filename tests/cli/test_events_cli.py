@@ -47,8 +47,14 @@ def history(make_integration):
     """Six events of two integrations an hour apart (oldest first), ending now."""
     first, second = make_integration(), make_integration(provider=Provider.DISCORD)
     now = dt.datetime.now(UTC)
-    kinds = [(first, "integration.connected"), (second, "integration.connected"), (first, "media.created"),
-             (first, "integration.refreshed"), (second, "integration.error"), (first, "media.created")]
+    kinds = [
+        (first, "integration.connected"),
+        (second, "integration.connected"),
+        (first, "media.created"),
+        (first, "integration.refreshed"),
+        (second, "integration.error"),
+        (first, "media.created"),
+    ]
     rows = [_record(i, kind, now - dt.timedelta(hours=5 - n), n=n) for n, (i, kind) in enumerate(kinds)]
     return first, second, rows
 
@@ -68,8 +74,12 @@ def test_list_is_newest_first_and_filters_by_type_prefix_time_and_integration(cl
         return [(i["type"], i["payload"]["n"]) for i in json.loads(result.stdout)]
 
     assert types("--type", "media.created") == [("media.created", 5), ("media.created", 2)]
-    assert types("--type", "integration.*") == [("integration.error", 4), ("integration.refreshed", 3),
-                                                 ("integration.connected", 1), ("integration.connected", 0)]
+    assert types("--type", "integration.*") == [
+        ("integration.error", 4),
+        ("integration.refreshed", 3),
+        ("integration.connected", 1),
+        ("integration.connected", 0),
+    ]
     assert [n for _, n in types("--since", "150m")] == [5, 4, 3]
     since = (rows[4].created_at - dt.timedelta(seconds=1)).isoformat()
     assert [n for _, n in types("--since", since)] == [5, 4]
@@ -85,12 +95,15 @@ def test_list_pages_with_a_cursor(cli, history):
     assert ids == [str(r.id) for r in reversed(rows)]
 
 
-@pytest.mark.parametrize("args, message", [
-    (("--type", "media*.x"), "wildcard is only allowed at the end"),
-    (("--type", "a b"), "type must be an event name"),
-    (("--since", "yesterday"), "is not a duration (1h, 30m, 2d) or an ISO time"),
-    (("--integration", "nope"), "integration must be a UUID"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--type", "media*.x"), "wildcard is only allowed at the end"),
+        (("--type", "a b"), "type must be an event name"),
+        (("--since", "yesterday"), "is not a duration (1h, 30m, 2d) or an ISO time"),
+        (("--integration", "nope"), "integration must be a UUID"),
+    ],
+)
 def test_list_refuses_bad_filters_with_one_line(cli, database, args, message):
     result = cli("events", "list", *args)
     assert result.exit_code == 2
@@ -99,8 +112,13 @@ def test_list_refuses_bad_filters_with_one_line(cli, database, args, message):
 
 def test_tail_prints_the_latest_then_follows_new_events(history, db_url):
     first, _, rows = history
-    tail = subprocess.Popen([str(NEXUSCTL), "events", "tail", "--last", "2", "--exit-after", "2", "--timeout", "30s",
-                             "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ)
+    tail = subprocess.Popen(
+        [str(NEXUSCTL), "events", "tail", "--last", "2", "--exit-after", "2", "--timeout", "30s", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ,
+    )
     try:
         shown = [json.loads(tail.stdout.readline()) for _ in range(2)]  # blocks until printed
         assert [s["id"] for s in shown] == [str(rows[4].id), str(rows[5].id)]
@@ -155,21 +173,27 @@ def test_ingest_content_published_queues_publish_runs_for_capable_integrations(c
     logs = list(IntegrationSyncLog.select())
     # Run at once (no daemon needed); the Discord integration names no channel, and the run says so.
     assert [(str(log.integration_id), log.action, log.status.value, log.resource_id) for log in logs] == [
-        (str(discord.id), "publish", "FAILED", "c-9")]
+        (str(discord.id), "publish", "FAILED", "c-9")
+    ]
     assert logs[0].metadata["content"] == {"contentId": "c-9", "title": "Hello"}
     (item,) = json.loads(result.stdout)["syncLogs"]
     assert item["syncLogId"] == str(logs[0].id) and "metadata.publishChannel" in item["error"]
     assert "Published content c-9 to 0 of 1 integrations" in result.stderr
 
 
-@pytest.mark.parametrize("args, message", [
-    (("user.created", "--data", "{}"), "unknown event type 'user.created'"),
-    (("user.deleted", "--data", "{oops"), "data is not valid JSON"),
-    (("user.deleted", "--data", "[]"), "data must be a JSON object"),
-    (("user.deleted", "--data", '{"userId": "x"}'), "payload.userId must be a UUID"),
-    (("content.published", "--data", '{"userId": "6f1c2a9e-3b4d-4e5f-8a7b-9c0d1e2f3a4b"}'),
-     "payload.contentId is required"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("user.created", "--data", "{}"), "unknown event type 'user.created'"),
+        (("user.deleted", "--data", "{oops"), "data is not valid JSON"),
+        (("user.deleted", "--data", "[]"), "data must be a JSON object"),
+        (("user.deleted", "--data", '{"userId": "x"}'), "payload.userId must be a UUID"),
+        (
+            ("content.published", "--data", '{"userId": "6f1c2a9e-3b4d-4e5f-8a7b-9c0d1e2f3a4b"}'),
+            "payload.contentId is required",
+        ),
+    ],
+)
 def test_ingest_refuses_bad_events_with_one_line(cli, database, args, message):
     result = cli("events", "ingest", *args)
     assert result.exit_code == 2, result.stdout + result.stderr

@@ -31,8 +31,12 @@ def test_lists_worst_first_and_exits_22_when_one_is_broken(cli, make_integration
     assert "1 broken integration(s) listed" in result.stderr
     # The change was announced once, by the check; listing again announces nothing.
     cli("integrations", "health", "--user", user)
-    assert OutboxEvent.select().where((OutboxEvent.integration_id == broken.id)
-                                      & (OutboxEvent.type == "integration.error")).count() == 1
+    assert (
+        OutboxEvent.select()
+        .where((OutboxEvent.integration_id == broken.id) & (OutboxEvent.type == "integration.error"))
+        .count()
+        == 1
+    )
 
     only_healthy = cli("integrations", "health", "--user", user, "--status", "healthy", "--json")
     assert only_healthy.exit_code == 0, only_healthy.stderr

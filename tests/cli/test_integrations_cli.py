@@ -21,8 +21,22 @@ from nexusctl.db.secrets import seal
 from nexusctl.enums import Provider
 
 INTEGRATION_KEYS = {
-    "id", "userId", "organizationId", "provider", "name", "isActive", "tokenType", "expiresAt",
-    "scope", "metadata", "lastSyncAt", "lastError", "refreshFailures", "refreshRetryAt", "createdAt", "updatedAt",
+    "id",
+    "userId",
+    "organizationId",
+    "provider",
+    "name",
+    "isActive",
+    "tokenType",
+    "expiresAt",
+    "scope",
+    "metadata",
+    "lastSyncAt",
+    "lastError",
+    "refreshFailures",
+    "refreshRetryAt",
+    "createdAt",
+    "updatedAt",
 }
 HEADER = "ID\tPROVIDER\tNAME\tUSER\tACTIVE\tEXPIRES\tLAST SYNC\tLAST ERROR"
 MISSING = "00000000-0000-0000-0000-000000000000"
@@ -58,9 +72,15 @@ def _ids(result) -> list[str]:
 
 # --- list --------------------------------------------------------------------
 
+
 def test_list_json_is_the_api_shape_without_tokens(cli, make_integration):
-    row = make_integration(provider=Provider.INSTAGRAM, name="@maker", scope=["basic", "publish_content"],
-                           access_token="AT-plaintext-1", refresh_token="RT-plaintext-1")
+    row = make_integration(
+        provider=Provider.INSTAGRAM,
+        name="@maker",
+        scope=["basic", "publish_content"],
+        access_token="AT-plaintext-1",
+        refresh_token="RT-plaintext-1",
+    )
     result = cli("integrations", "list", "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
@@ -95,15 +115,18 @@ def population(make_integration):
     return alice, bob, {name: str(row.id) for name, row in rows.items()}
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["--user", "ALICE"], {"a_slack", "a_slack_off", "a_discord"}),
-    (["--provider", "SLACK"], {"a_slack", "a_slack_off", "b_slack"}),
-    (["--active"], {"a_slack", "a_discord", "b_slack"}),
-    (["--inactive"], {"a_slack_off", "b_discord_off"}),
-    (["--user", "BOB", "--provider", "discord", "--inactive"], {"b_discord_off"}),
-    (["-u", "ALICE", "-p", "Slack", "--active"], {"a_slack"}),
-    (["--user", "BOB", "--provider", "INSTAGRAM"], set()),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--user", "ALICE"], {"a_slack", "a_slack_off", "a_discord"}),
+        (["--provider", "SLACK"], {"a_slack", "a_slack_off", "b_slack"}),
+        (["--active"], {"a_slack", "a_discord", "b_slack"}),
+        (["--inactive"], {"a_slack_off", "b_discord_off"}),
+        (["--user", "BOB", "--provider", "discord", "--inactive"], {"b_discord_off"}),
+        (["-u", "ALICE", "-p", "Slack", "--active"], {"a_slack"}),
+        (["--user", "BOB", "--provider", "INSTAGRAM"], set()),
+    ],
+)
 def test_list_filters(cli, population, args, expected):
     alice, bob, ids = population
     args = [{"ALICE": alice, "BOB": bob}.get(a, a) for a in args]
@@ -152,21 +175,24 @@ def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-@pytest.mark.parametrize("args, code", [
-    (["--provider", "myspace"], "INVALID_PROVIDER"),
-    (["--provider", ""], "INVALID_PROVIDER"),
-    (["--user", "bob"], "VALIDATION_ERROR"),
-    (["--user", "1234"], "VALIDATION_ERROR"),
-    (["--cursor", "zzz"], "VALIDATION_ERROR"),
-    (["--cursor", _b64(b"null")], "VALIDATION_ERROR"),
-    (["--cursor", _b64(b'["yesterday", "x"]')], "VALIDATION_ERROR"),
-    (["--cursor", _b64(b'["2024-01-01T00:00:00+00:00", "not-a-uuid"]')], "VALIDATION_ERROR"),
-    (["--cursor", _b64(b'[1, 2, 3]')], "VALIDATION_ERROR"),
-    (["--cursor", _b64(b"\xff\xfe\x00")], "VALIDATION_ERROR"),
-    (["--limit", "0"], "VALIDATION_ERROR"),
-    (["--limit", "1001"], "VALIDATION_ERROR"),
-    (["--limit", "ten"], "VALIDATION_ERROR"),
-])
+@pytest.mark.parametrize(
+    "args, code",
+    [
+        (["--provider", "myspace"], "INVALID_PROVIDER"),
+        (["--provider", ""], "INVALID_PROVIDER"),
+        (["--user", "bob"], "VALIDATION_ERROR"),
+        (["--user", "1234"], "VALIDATION_ERROR"),
+        (["--cursor", "zzz"], "VALIDATION_ERROR"),
+        (["--cursor", _b64(b"null")], "VALIDATION_ERROR"),
+        (["--cursor", _b64(b'["yesterday", "x"]')], "VALIDATION_ERROR"),
+        (["--cursor", _b64(b'["2024-01-01T00:00:00+00:00", "not-a-uuid"]')], "VALIDATION_ERROR"),
+        (["--cursor", _b64(b"[1, 2, 3]")], "VALIDATION_ERROR"),
+        (["--cursor", _b64(b"\xff\xfe\x00")], "VALIDATION_ERROR"),
+        (["--limit", "0"], "VALIDATION_ERROR"),
+        (["--limit", "1001"], "VALIDATION_ERROR"),
+        (["--limit", "ten"], "VALIDATION_ERROR"),
+    ],
+)
 def test_list_rejects_bad_input_with_exit_2(cli, make_integration, args, code):
     make_integration()
     result = cli("integrations", "list", *args)
@@ -188,23 +214,31 @@ def test_piped_table_is_tab_separated_with_a_header(cli, make_integration):
 
 
 def test_piped_table_keeps_one_line_per_row_when_a_value_has_a_newline(cli, make_integration):
-    make_integration(last_error="HTTP 401\n{\"error\": \"invalid_token\"}")
+    make_integration(last_error='HTTP 401\n{"error": "invalid_token"}')
     lines = cli("integrations", "list").stdout.splitlines()
     assert len(lines) == 2 and all(len(line.split("\t")) == 8 for line in lines)
 
 
 # --- show --------------------------------------------------------------------
 
+
 def test_show_json_matches_the_list_entry(cli, make_integration):
-    row = make_integration(metadata={"team": "growth"}, token_type="Bearer", access_token="SHOW-AT",
-                           expires_at=dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc))
+    row = make_integration(
+        metadata={"team": "growth"},
+        token_type="Bearer",
+        access_token="SHOW-AT",
+        expires_at=dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc),
+    )
     result = cli("integrations", "show", row.id, "--json")
     assert result.exit_code == 0, result.stderr
     shown = json.loads(result.stdout)
     assert set(shown) == INTEGRATION_KEYS
     assert shown == json.loads(cli("integrations", "list", "--json").stdout)[0]
     assert (shown["tokenType"], shown["metadata"], shown["expiresAt"]) == (
-        "Bearer", {"team": "growth"}, "2030-01-02T03:04:05Z")
+        "Bearer",
+        {"team": "growth"},
+        "2030-01-02T03:04:05Z",
+    )
     _clean(result, "SHOW-AT")
     record = cli("integrations", "show", row.id)
     keys = [line.split()[0] for line in record.stdout.splitlines()]
@@ -230,6 +264,7 @@ def test_show_unknown_is_10_and_a_bad_id_is_2(cli, make_integration):
 
 # --- update ------------------------------------------------------------------
 
+
 def test_update_name_active_and_metadata_replaced_whole(cli, make_integration):
     row = make_integration(name="before", metadata={"a": 1, "b": {"c": 2}})
     before = json.loads(cli("integrations", "show", row.id, "--json").stdout)
@@ -240,8 +275,9 @@ def test_update_name_active_and_metadata_replaced_whole(cli, make_integration):
     assert data["updatedAt"] > before["updatedAt"] and data["createdAt"] == before["createdAt"]
     off = json.loads(cli("integrations", "update", row.id, "--inactive", "--json").stdout)
     assert off["isActive"] is False and off["name"] == "after" and off["updatedAt"] > data["updatedAt"]
-    meta = json.loads(cli("integrations", "update", row.id, "--active", "--metadata", '{"team": "größe", "n": [1]}',
-                          "--json").stdout)
+    meta = json.loads(
+        cli("integrations", "update", row.id, "--active", "--metadata", '{"team": "größe", "n": [1]}', "--json").stdout
+    )
     assert meta["metadata"] == {"team": "größe", "n": [1]} and meta["isActive"] is True
     assert json.loads(cli("integrations", "show", row.id, "--json").stdout) == meta  # it was stored
     stored = Integration.get_by_id(row.id)
@@ -258,17 +294,20 @@ def test_update_without_json_reports_on_stderr_and_prints_the_record(cli, make_i
     _clean(result, "UPD-AT")
 
 
-@pytest.mark.parametrize("extra, fragment", [
-    (["--metadata", "{bad json"], "metadata"),
-    (["--metadata", "[1, 2]"], "metadata must be a JSON object"),
-    (["--metadata", "null"], "metadata must be a JSON object"),
-    (["--metadata", '"text"'], "metadata must be a JSON object"),
-    (["--metadata", ""], "metadata"),
-    (["--name", ""], "name"),
-    (["--name", "   "], "name"),
-    (["--name", "x" * 256], "name"),
-    ([], "nothing to update"),
-])
+@pytest.mark.parametrize(
+    "extra, fragment",
+    [
+        (["--metadata", "{bad json"], "metadata"),
+        (["--metadata", "[1, 2]"], "metadata must be a JSON object"),
+        (["--metadata", "null"], "metadata must be a JSON object"),
+        (["--metadata", '"text"'], "metadata must be a JSON object"),
+        (["--metadata", ""], "metadata"),
+        (["--name", ""], "name"),
+        (["--name", "   "], "name"),
+        (["--name", "x" * 256], "name"),
+        ([], "nothing to update"),
+    ],
+)
 def test_update_rejects_bad_input_and_changes_nothing(cli, make_integration, extra, fragment):
     row = make_integration(name="same", metadata={"keep": True})
     before = json.loads(cli("integrations", "show", row.id, "--json").stdout)
@@ -287,6 +326,7 @@ def test_update_unknown_is_10_and_bad_id_is_2(cli):
 
 
 # --- delete ------------------------------------------------------------------
+
 
 @pytest.fixture
 def family(make_integration, keyring):
@@ -312,15 +352,21 @@ def family(make_integration, keyring):
 
 
 def _counts():
-    return (Integration.select().count(), Webhook.select().count(),
-            WebhookDelivery.select().count(), IntegrationSyncLog.select().count())
+    return (
+        Integration.select().count(),
+        Webhook.select().count(),
+        WebhookDelivery.select().count(),
+        IntegrationSyncLog.select().count(),
+    )
 
 
 def _disconnected(row) -> int:
     """How many integration.disconnected events the outbox holds for this integration."""
-    return (OutboxEvent.select()
-            .where((OutboxEvent.type == "integration.disconnected") & (OutboxEvent.integration_id == row.id))
-            .count())
+    return (
+        OutboxEvent.select()
+        .where((OutboxEvent.type == "integration.disconnected") & (OutboxEvent.integration_id == row.id))
+        .count()
+    )
 
 
 def test_delete_without_yes_and_without_a_terminal_refuses(cli, family):
@@ -337,8 +383,15 @@ def test_delete_dry_run_reports_counts_and_keeps_everything(cli, family):
     assert f"Would delete integration {doomed.id}" in text.stderr
     assert "2 webhook(s), 3 deliveries and 2 sync log(s)" in text.stderr
     as_json = cli("integrations", "delete", doomed.id, "--dry-run", "--yes", "--json")
-    assert json.loads(as_json.stdout) == {"id": str(doomed.id), "deleted": False, "dryRun": True, "webhooksDeleted": 2,
-                                          "deliveriesDeleted": 3, "syncLogsDeleted": 2, "revoked": None}
+    assert json.loads(as_json.stdout) == {
+        "id": str(doomed.id),
+        "deleted": False,
+        "dryRun": True,
+        "webhooksDeleted": 2,
+        "deliveriesDeleted": 3,
+        "syncLogsDeleted": 2,
+        "revoked": None,
+    }
     assert _counts() == (2, 4, 6, 4)
     assert _disconnected(doomed) == _disconnected(bystander) == 0  # a dry run records no event
 
@@ -347,8 +400,14 @@ def test_delete_yes_cascades_to_its_rows_only(cli, family):
     doomed, bystander = family
     result = cli("integrations", "delete", doomed.id, "--yes", "--json")
     assert result.exit_code == 0, result.stderr
-    assert json.loads(result.stdout) == {"id": str(doomed.id), "deleted": True, "webhooksDeleted": 2,
-                                         "deliveriesDeleted": 3, "syncLogsDeleted": 2, "revoked": False}
+    assert json.loads(result.stdout) == {
+        "id": str(doomed.id),
+        "deleted": True,
+        "webhooksDeleted": 2,
+        "deliveriesDeleted": 3,
+        "syncLogsDeleted": 2,
+        "revoked": False,
+    }
     assert f"Deleted integration {doomed.id}" in result.stderr
     _clean(result, "whsec_doomed")
     assert _counts() == (1, 2, 3, 2)
@@ -378,8 +437,10 @@ def test_delete_bad_or_unknown_id(cli, family):
 
 # --- secrets never leave the database ------------------------------------------
 
-def test_no_command_prints_a_token_and_the_database_holds_only_ciphertext(cli, make_integration, keyring, db_url,
-                                                                          database):
+
+def test_no_command_prints_a_token_and_the_database_holds_only_ciphertext(
+    cli, make_integration, keyring, db_url, database
+):
     canaries = ["CANARY-ACCESS-7f3a", "CANARY-REFRESH-7f3a", "CANARY-WHSEC-7f3a"]
     row = make_integration(access_token=canaries[0], refresh_token=canaries[1], last_error="boom")
     hook = Webhook(integration=row, url="https://example.com/h")
@@ -387,10 +448,15 @@ def test_no_command_prints_a_token_and_the_database_holds_only_ciphertext(cli, m
     hook.save(force_insert=True)
     IntegrationSyncLog.create(integration=row, action="fetch_posts", error="boom")
     for args in (
-        ["integrations", "list"], ["integrations", "list", "--json"], ["-vv", "integrations", "list"],
-        ["integrations", "show", row.id], ["-vv", "integrations", "show", row.id, "--json"],
-        ["-vv", "integrations", "update", row.id, "--name", "n", "--json"], ["sync", "logs", row.id, "--json"],
-        ["-vv", "sync", "logs", row.id], ["-vv", "db", "status", "--json"],
+        ["integrations", "list"],
+        ["integrations", "list", "--json"],
+        ["-vv", "integrations", "list"],
+        ["integrations", "show", row.id],
+        ["-vv", "integrations", "show", row.id, "--json"],
+        ["-vv", "integrations", "update", row.id, "--name", "n", "--json"],
+        ["sync", "logs", row.id, "--json"],
+        ["-vv", "sync", "logs", row.id],
+        ["-vv", "db", "status", "--json"],
         ["-vv", "keys", "rotate", "--dry-run", "--json"],
         ["-vv", "integrations", "delete", row.id, "--dry-run", "--json"],
     ):
@@ -402,8 +468,10 @@ def test_no_command_prints_a_token_and_the_database_holds_only_ciphertext(cli, m
         raw = b"".join(open(p, "rb").read() for p in (path, path + "-wal") if os.path.exists(p))
         assert b"nx1." in raw  # the ciphertext is there, so this is the right file
     else:
-        raw = "".join(database.execute_sql(f"SELECT row_to_json(t)::text FROM {table} t").fetchone()[0]
-                      for table in ("integrations", "webhooks")).encode()
+        raw = "".join(
+            database.execute_sql(f"SELECT row_to_json(t)::text FROM {table} t").fetchone()[0]
+            for table in ("integrations", "webhooks")
+        ).encode()
         assert raw.count(b"nx1.") == 3
     for plain in canaries:
         assert plain.encode() not in raw

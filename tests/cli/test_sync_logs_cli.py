@@ -20,8 +20,21 @@ UTC = dt.timezone.utc
 T0 = dt.datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 MISSING = "00000000-0000-0000-0000-000000000000"
 LOG_KEYS = {
-    "id", "integrationId", "action", "resourceType", "resourceId", "status", "itemsProcessed", "itemsFailed",
-    "error", "metadata", "startedAt", "completedAt", "runAfter", "createdAt", "updatedAt",
+    "id",
+    "integrationId",
+    "action",
+    "resourceType",
+    "resourceId",
+    "status",
+    "itemsProcessed",
+    "itemsFailed",
+    "error",
+    "metadata",
+    "startedAt",
+    "completedAt",
+    "runAfter",
+    "createdAt",
+    "updatedAt",
 }
 HEADER = "ID\tACTION\tSTATUS\tITEMS\tFAILED\tSTARTED\tCOMPLETED\tERROR"
 
@@ -48,17 +61,32 @@ def _cursor(result) -> str | None:
 def history(make_integration):
     """Six logs of one integration, created a minute apart (oldest first), and a neighbour's logs."""
     row = make_integration()
-    statuses = [SyncStatus.COMPLETED, SyncStatus.FAILED, SyncStatus.IN_PROGRESS,
-                SyncStatus.COMPLETED, SyncStatus.FAILED, SyncStatus.CANCELLED]
+    statuses = [
+        SyncStatus.COMPLETED,
+        SyncStatus.FAILED,
+        SyncStatus.IN_PROGRESS,
+        SyncStatus.COMPLETED,
+        SyncStatus.FAILED,
+        SyncStatus.CANCELLED,
+    ]
     logs = [
-        IntegrationSyncLog.create(integration=row, action=f"step-{i}", status=status, items_processed=i,
-                                  created_at=T0 + dt.timedelta(minutes=i))
+        IntegrationSyncLog.create(
+            integration=row,
+            action=f"step-{i}",
+            status=status,
+            items_processed=i,
+            created_at=T0 + dt.timedelta(minutes=i),
+        )
         for i, status in enumerate(statuses)
     ]
     neighbour = make_integration()
     for i in range(3):
-        IntegrationSyncLog.create(integration=neighbour, action="other", status=SyncStatus.FAILED,
-                                  created_at=T0 + dt.timedelta(minutes=i, seconds=30))
+        IntegrationSyncLog.create(
+            integration=neighbour,
+            action="other",
+            status=SyncStatus.FAILED,
+            created_at=T0 + dt.timedelta(minutes=i, seconds=30),
+        )
     return row, logs
 
 
@@ -75,10 +103,16 @@ def test_status_filter_ignores_case(cli, history, spelling):
     assert {item["status"] for item in json.loads(found.stdout)} == {"FAILED"}
 
 
-@pytest.mark.parametrize("flag, status, expected", [
-    ("--status", "in_progress", [2]), ("--status", "PENDING", []), ("--status", "cancelled", [5]),
-    ("--status", "completed", [3, 0]), ("-s", "Completed", [3, 0]),
-])
+@pytest.mark.parametrize(
+    "flag, status, expected",
+    [
+        ("--status", "in_progress", [2]),
+        ("--status", "PENDING", []),
+        ("--status", "cancelled", [5]),
+        ("--status", "completed", [3, 0]),
+        ("-s", "Completed", [3, 0]),
+    ],
+)
 def test_each_status_filters_exactly(cli, history, flag, status, expected):
     row, logs = history
     assert _ids(cli("sync", "logs", row.id, flag, status, "--json")) == [str(logs[i].id) for i in expected]
@@ -131,20 +165,37 @@ def test_json_is_the_api_shape(cli, make_integration):
     row = make_integration()
     started = dt.datetime(2024, 5, 1, 14, 0, 0, 250000, tzinfo=dt.timezone(dt.timedelta(hours=2)))
     log = IntegrationSyncLog.create(
-        integration=row, action="fetch_posts", resource_type="post", resource_id="17895695668004550",
-        status=SyncStatus.FAILED, items_processed=40, items_failed=2, error="rate limited",
-        metadata={"page": 3, "cursor": "abc"}, started_at=started,
+        integration=row,
+        action="fetch_posts",
+        resource_type="post",
+        resource_id="17895695668004550",
+        status=SyncStatus.FAILED,
+        items_processed=40,
+        items_failed=2,
+        error="rate limited",
+        metadata={"page": 3, "cursor": "abc"},
+        started_at=started,
     )
     result = cli("sync", "logs", row.id, "--json")
     assert result.exit_code == 0, result.stderr
     [item] = json.loads(result.stdout)
     assert set(item) == LOG_KEYS
     assert item == {
-        "id": str(log.id), "integrationId": str(row.id), "action": "fetch_posts", "resourceType": "post",
-        "resourceId": "17895695668004550", "status": "FAILED", "itemsProcessed": 40, "itemsFailed": 2,
-        "error": "rate limited", "metadata": {"page": 3, "cursor": "abc"},
+        "id": str(log.id),
+        "integrationId": str(row.id),
+        "action": "fetch_posts",
+        "resourceType": "post",
+        "resourceId": "17895695668004550",
+        "status": "FAILED",
+        "itemsProcessed": 40,
+        "itemsFailed": 2,
+        "error": "rate limited",
+        "metadata": {"page": 3, "cursor": "abc"},
         "startedAt": "2024-05-01T12:00:00.250000Z",  # shown in UTC whatever zone it was written in
-        "completedAt": None, "runAfter": None, "createdAt": item["createdAt"], "updatedAt": item["updatedAt"],
+        "completedAt": None,
+        "runAfter": None,
+        "createdAt": item["createdAt"],
+        "updatedAt": item["updatedAt"],
     }
     assert item["createdAt"].endswith("Z") and item["updatedAt"].endswith("Z")
     assert "nx1." not in result.stdout + result.stderr
@@ -167,21 +218,36 @@ def test_no_logs_is_an_empty_array_and_a_bare_header(cli, make_integration):
 
 def test_piped_table_is_tab_separated(cli, make_integration):
     row = make_integration()
-    log = IntegrationSyncLog.create(integration=row, action="fetch_posts", status=SyncStatus.COMPLETED,
-                                    items_processed=7, items_failed=1, started_at=T0,
-                                    completed_at=T0 + dt.timedelta(seconds=5))
+    log = IntegrationSyncLog.create(
+        integration=row,
+        action="fetch_posts",
+        status=SyncStatus.COMPLETED,
+        items_processed=7,
+        items_failed=1,
+        started_at=T0,
+        completed_at=T0 + dt.timedelta(seconds=5),
+    )
     result = cli("sync", "logs", row.id)
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     assert lines[0] == HEADER and len(lines) == 2
-    assert lines[1].split("\t") == [str(log.id), "fetch_posts", "COMPLETED", "7", "1", "2024-05-01T12:00:00Z",
-                                    "2024-05-01T12:00:05Z", "-"]
+    assert lines[1].split("\t") == [
+        str(log.id),
+        "fetch_posts",
+        "COMPLETED",
+        "7",
+        "1",
+        "2024-05-01T12:00:00Z",
+        "2024-05-01T12:00:05Z",
+        "-",
+    ]
 
 
 def test_piped_table_keeps_one_line_per_log_when_the_error_has_newlines(cli, make_integration):
     row = make_integration()
-    IntegrationSyncLog.create(integration=row, action="fetch_posts", status=SyncStatus.FAILED,
-                              error="Provider said:\nHTTP 500\nretry later")
+    IntegrationSyncLog.create(
+        integration=row, action="fetch_posts", status=SyncStatus.FAILED, error="Provider said:\nHTTP 500\nretry later"
+    )
     lines = cli("sync", "logs", row.id).stdout.splitlines()
     assert len(lines) == 2 and len(lines[1].split("\t")) == 8
 

@@ -83,8 +83,10 @@ def test_redeliver_and_replay_to_an_inactive_webhook_are_refused(cli, make_integ
     delivery = WebhookDelivery.get()
     WebhookDelivery.update(status=DeliveryStatus.FAILED).execute()
     assert cli("webhooks", "update", hook["id"], "--inactive").exit_code == 0
-    for refused in (cli("webhooks", "redeliver", delivery.id),
-                    cli("webhooks", "replay", hook["id"], "--since", "2000-01-01T00:00:00Z")):
+    for refused in (
+        cli("webhooks", "redeliver", delivery.id),
+        cli("webhooks", "replay", hook["id"], "--since", "2000-01-01T00:00:00Z"),
+    ):
         assert refused.exit_code == 14, refused.stderr  # WEBHOOK_INACTIVE
         assert "WEBHOOK_INACTIVE" in refused.stderr and "--active" in refused.stderr, refused.stderr
     assert WebhookDelivery.get().status == DeliveryStatus.FAILED  # nothing queued to wait forever
@@ -126,8 +128,12 @@ def test_emit_reads_data_from_a_file_or_stdin(cli, make_integration, tmp_path):
     path = tmp_path / "event.json"
     path.write_text('{"mediaId": "from-file"}')
     assert cli("events", "emit", integration.id, "media.created", "--data", f"@{path}").exit_code == 0
-    assert cli("events", "emit", integration.id, "media.created", "--data", "-",
-               input='{"mediaId": "from-stdin"}').exit_code == 0
+    assert (
+        cli(
+            "events", "emit", integration.id, "media.created", "--data", "-", input='{"mediaId": "from-stdin"}'
+        ).exit_code
+        == 0
+    )
     missing = cli("events", "emit", integration.id, "media.created", "--data", "@/nonexistent.json")
     assert missing.exit_code == 2 and "cannot read" in missing.stderr
     ids = sorted(d.payload["data"]["mediaId"] for d in WebhookDelivery.select())

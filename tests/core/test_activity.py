@@ -22,21 +22,48 @@ SMALL = {"job_runs"}
 def _world():
     """Rows of every kind the snapshot reads (EXPLAIN needs tables with something in them)."""
     now = utcnow()
-    row = Integration.create(user_id=uuid.uuid4(), provider=Provider.SLACK, name="acme", health_status="degraded",
-                             health_rank=1, expires_at=now + dt.timedelta(hours=2))
+    row = Integration.create(
+        user_id=uuid.uuid4(),
+        provider=Provider.SLACK,
+        name="acme",
+        health_status="degraded",
+        health_rank=1,
+        expires_at=now + dt.timedelta(hours=2),
+    )
     Integration.create(user_id=uuid.uuid4(), provider=Provider.DISCORD, name="never checked")
-    hook = Webhook.create(integration=row, url="https://hooks.example.com/secret-path?token=abc", secret=None,
-                          failing_since=now - dt.timedelta(minutes=3))
-    due = WebhookDelivery.create(webhook=hook, event="media.created", payload={}, status=DeliveryStatus.RETRYING,
-                                 attempts=1, next_attempt_at=now - dt.timedelta(seconds=30))
-    WebhookDelivery.create(webhook=hook, event="media.created", payload={}, status=DeliveryStatus.PENDING,
-                           next_attempt_at=now + dt.timedelta(minutes=1))
+    hook = Webhook.create(
+        integration=row,
+        url="https://hooks.example.com/secret-path?token=abc",
+        secret=None,
+        failing_since=now - dt.timedelta(minutes=3),
+    )
+    due = WebhookDelivery.create(
+        webhook=hook,
+        event="media.created",
+        payload={},
+        status=DeliveryStatus.RETRYING,
+        attempts=1,
+        next_attempt_at=now - dt.timedelta(seconds=30),
+    )
+    WebhookDelivery.create(
+        webhook=hook,
+        event="media.created",
+        payload={},
+        status=DeliveryStatus.PENDING,
+        next_attempt_at=now + dt.timedelta(minutes=1),
+    )
     WebhookAttempt.create(delivery=due, number=1, started_at=now - dt.timedelta(seconds=2), status_code=500)
-    WebhookAttempt.create(delivery=due, number=2, started_at=now - dt.timedelta(seconds=1), status_code=None,
-                          error="timed out")
+    WebhookAttempt.create(
+        delivery=due, number=2, started_at=now - dt.timedelta(seconds=1), status_code=None, error="timed out"
+    )
     WebhookAttempt.create(delivery=due, number=3, started_at=now - dt.timedelta(hours=1), status_code=200)
-    IntegrationSyncLog.create(integration=row, action="fetch_channels", status=SyncStatus.IN_PROGRESS,
-                              started_at=now - dt.timedelta(seconds=90), items_processed=40)
+    IntegrationSyncLog.create(
+        integration=row,
+        action="fetch_channels",
+        status=SyncStatus.IN_PROGRESS,
+        started_at=now - dt.timedelta(seconds=90),
+        items_processed=40,
+    )
     return row, hook, now
 
 
@@ -62,8 +89,9 @@ def test_counts_stop_at_their_cap(database, monkeypatch):
     _world()
     hook = Webhook.get()
     for _ in range(3):
-        WebhookDelivery.create(webhook=hook, event="e.x", payload={}, status=DeliveryStatus.PENDING,
-                               next_attempt_at=utcnow())
+        WebhookDelivery.create(
+            webhook=hook, event="e.x", payload={}, status=DeliveryStatus.PENDING, next_attempt_at=utcnow()
+        )
     monkeypatch.setattr(activity, "QUEUE_COUNT_CAP", 2)
     pending = next(q for q in activity.queue() if q["status"] == "PENDING")
     assert (pending["depth"], pending["capped"]) == (2, True)
@@ -109,8 +137,11 @@ def test_every_query_of_a_snapshot_reads_an_index(database, db_url):
         if postgres:
             scanned = set(re.findall(r"Seq Scan on (\w+)", plan))
         else:  # "SCAN capped" is the bounded subquery; "SCAN t USING ... INDEX" is an index scan
-            scanned = {aliases.get(m, m) for m in re.findall(r"^SCAN (\w+)$", plan, re.M)} - {"capped", "recent",
-                                                                                               "failed"}
+            scanned = {aliases.get(m, m) for m in re.findall(r"^SCAN (\w+)$", plan, re.M)} - {
+                "capped",
+                "recent",
+                "failed",
+            }
         assert not scanned - SMALL, f"{sql}\n{plan}"
 
 
@@ -124,7 +155,9 @@ def test_the_recent_attempts_range_is_an_index_range_on_a_large_table(pg_databas
     pg_database.execute_sql(
         "INSERT INTO webhook_attempts (id, created_at, updated_at, delivery_id, number, started_at, status_code) "
         "SELECT gen_random_uuid(), now(), now(), %s, g, %s - (g * interval '1 second'), 200 "
-        "FROM generate_series(1, 100000) g", (str(delivery.id), now))
+        "FROM generate_series(1, 100000) g",
+        (str(delivery.id), now),
+    )
     pg_database.execute_sql("ANALYZE webhook_attempts")
     statements = _Statements()
     logger = logging.getLogger("peewee")

@@ -35,8 +35,14 @@ def test_a_lost_lease_records_nothing(database, make_integration):
 
 def test_a_batch_applies_each_rule(database, make_integration):
     _, claimed = _queued(make_integration, 3)
-    outcomes = attempts.record_many([(claimed[0], _result(200, body="ok")), (claimed[1], _result(500)),
-                                     (claimed[2], _result(None, error="timed out after 15 s"))], SCHEDULE)
+    outcomes = attempts.record_many(
+        [
+            (claimed[0], _result(200, body="ok")),
+            (claimed[1], _result(500)),
+            (claimed[2], _result(None, error="timed out after 15 s")),
+        ],
+        SCHEDULE,
+    )
     assert outcomes == ["delivered", "retrying", "retrying"]
     by_id = {d.id: d for d in WebhookDelivery.select()}
     assert by_id[claimed[0].id].status == DeliveryStatus.DELIVERED and by_id[claimed[0].id].response["body"] == "ok"
@@ -94,9 +100,14 @@ def test_one_batch_for_two_webhooks_sets_each_ones_failure_window(database, make
 
 def test_a_throttled_answer_waits_the_step_at_least_and_twice_it_at_most(database, make_integration):
     _, claimed = _queued(make_integration, 3)
-    outcomes = attempts.record_many([(claimed[0], _result(429, retry_after=0)),
-                                     (claimed[1], _result(503, retry_after=86400)),
-                                     (claimed[2], _result(429))], SCHEDULE)
+    outcomes = attempts.record_many(
+        [
+            (claimed[0], _result(429, retry_after=0)),
+            (claimed[1], _result(503, retry_after=86400)),
+            (claimed[2], _result(429)),
+        ],
+        SCHEDULE,
+    )
     assert outcomes == ["retrying"] * 3
     waits = {d.id: (d.next_attempt_at - d.updated_at).total_seconds() for d in WebhookDelivery.select()}
     assert 5 <= waits[claimed[0].id] <= 6  # never before the schedule's 5 s, whatever Retry-After says
@@ -134,8 +145,9 @@ def test_a_claim_takes_of_each_endpoint_only_what_fits_its_free_slots(database, 
 def test_signing_secrets_are_opened_once_and_a_rotation_is_seen_at_once(database, make_integration, keyring):
     from nexusctl.core import webhooks
 
-    hook, secret = webhooks.create(keyring, integration_id=make_integration().id, url="http://127.0.0.1:9/h",
-                                   events=["*"])
+    hook, secret = webhooks.create(
+        keyring, integration_id=make_integration().id, url="http://127.0.0.1:9/h", events=["*"]
+    )
     deliveries.SECRETS.clear()
     assert deliveries.signing_for(keyring, [hook.id])[0][hook.id] == (hook.url, [secret])
     assert deliveries.signing_for(keyring, [hook.id])[0][hook.id] == (hook.url, [secret])  # from the cache

@@ -32,8 +32,11 @@ def _walk(fetch, limit):
         page = fetch(limit=limit, cursor=cursor)
         pages.append([row.id for row in page.items])
         assert page.limit == limit
-        assert page.paging() == {"limit": limit, "nextCursor": page.next_cursor,
-                                 "hasMore": page.next_cursor is not None}
+        assert page.paging() == {
+            "limit": limit,
+            "nextCursor": page.next_cursor,
+            "hasMore": page.next_cursor is not None,
+        }
         if page.next_cursor is None:
             return pages
         cursor = page.next_cursor
@@ -49,6 +52,7 @@ def _cursor(payload) -> str:
 
 
 # --- Paging ------------------------------------------------------------------
+
 
 def test_integration_pages_cover_every_row_once_newest_first_with_ties(database, make_integration):
     # 10 rows share one instant, 6 share another, the rest are distinct.
@@ -106,9 +110,15 @@ def test_sync_log_pages_cover_every_row_once_with_ties(database, make_integratio
 def test_sync_log_status_filter_and_owner(database, make_integration):
     user = uuid.uuid4()
     owner = make_integration(user_id=user)
-    logs = [IntegrationSyncLog.create(integration=owner, action="a", created_at=T0 + dt.timedelta(seconds=i),
-                                      status=SyncStatus.FAILED if i % 3 == 0 else SyncStatus.COMPLETED)
-            for i in range(9)]
+    logs = [
+        IntegrationSyncLog.create(
+            integration=owner,
+            action="a",
+            created_at=T0 + dt.timedelta(seconds=i),
+            status=SyncStatus.FAILED if i % 3 == 0 else SyncStatus.COMPLETED,
+        )
+        for i in range(9)
+    ]
     failed = [r.id for r in reversed(logs) if r.status == SyncStatus.FAILED]
     assert [r.id for r in sync_logs.list_page(str(owner.id), status=" failed ").items] == failed
     assert len(sync_logs.list_page(owner.id, owner_id=user).items) == 9
@@ -140,11 +150,21 @@ def test_bad_limit_on_sync_logs(database, make_integration):
     assert info.value.details["field"] == "limit"
 
 
-@pytest.mark.parametrize("cursor", [
-    "garbage", "!!!!", "é", _cursor(None), _cursor([1, 2]), _cursor({"a": 1}), _cursor("xy"),
-    _cursor(["not a date", str(uuid.uuid4())]), _cursor([T0.isoformat(), "not-a-uuid"]),
-    _cursor([T0.isoformat(), str(uuid.uuid4()), "extra"]),
-])
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "garbage",
+        "!!!!",
+        "é",
+        _cursor(None),
+        _cursor([1, 2]),
+        _cursor({"a": 1}),
+        _cursor("xy"),
+        _cursor(["not a date", str(uuid.uuid4())]),
+        _cursor([T0.isoformat(), "not-a-uuid"]),
+        _cursor([T0.isoformat(), str(uuid.uuid4()), "extra"]),
+    ],
+)
 def test_garbage_cursors_are_usage_problems(database, make_integration, cursor):
     row = make_integration()
     for fetch in (integrations.list_page, lambda **kw: sync_logs.list_page(row.id, **kw)):
@@ -161,11 +181,13 @@ def test_out_of_range_cursor_dates_are_usage_problems(database, stamp):
 
 # --- Filters -----------------------------------------------------------------
 
+
 def test_filters_by_user_provider_and_active(database, make_integration):
     user = uuid.uuid4()
     slack = make_integration(user_id=user, provider=Provider.SLACK, created_at=T0)
-    ig_off = make_integration(user_id=user, provider=Provider.INSTAGRAM, is_active=False,
-                              created_at=T0 + dt.timedelta(seconds=1))
+    ig_off = make_integration(
+        user_id=user, provider=Provider.INSTAGRAM, is_active=False, created_at=T0 + dt.timedelta(seconds=1)
+    )
     ig_on = make_integration(user_id=user, provider=Provider.INSTAGRAM, created_at=T0 + dt.timedelta(seconds=2))
     stranger = make_integration(provider=Provider.INSTAGRAM, created_at=T0 + dt.timedelta(seconds=3))
 
@@ -201,6 +223,7 @@ def test_bad_filters_are_usage_problems(database):
 
 # --- get / update / delete ---------------------------------------------------
 
+
 @pytest.mark.parametrize("bad", ["12", "", "not-a-uuid", None, 42])
 def test_get_with_a_non_uuid_is_a_usage_problem(database, bad):
     with pytest.raises(UsageProblem) as info:
@@ -219,11 +242,19 @@ def test_get_unknown_or_someone_elses_is_not_found(database, make_integration):
     assert integrations.get(str(row.id), owner_id=row.user_id).id == row.id
 
 
-@pytest.mark.parametrize("changes, field", [
-    ({"name": ""}, "name"), ({"name": "   "}, "name"), ({"name": "x" * 256}, "name"), ({"name": 7}, "name"),
-    ({"metadata": ["a"]}, "metadata"), ({"metadata": "{}"}, "metadata"),
-    ({"is_active": "yes"}, "isActive"), ({"is_active": 1}, "isActive"),
-])
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        ({"name": ""}, "name"),
+        ({"name": "   "}, "name"),
+        ({"name": "x" * 256}, "name"),
+        ({"name": 7}, "name"),
+        ({"metadata": ["a"]}, "metadata"),
+        ({"metadata": "{}"}, "metadata"),
+        ({"is_active": "yes"}, "isActive"),
+        ({"is_active": 1}, "isActive"),
+    ],
+)
 def test_update_validation_names_the_field_and_changes_nothing(database, make_integration, changes, field):
     row = make_integration(name="keep", metadata={"k": 1})
     with pytest.raises(UsageProblem) as info:
@@ -272,19 +303,31 @@ def test_delete_reports_and_removes_the_children(database, make_integration):
         IntegrationSyncLog.create(integration=owner, action="a")
 
     def disconnected(integration):
-        return list(OutboxEvent.select().where((OutboxEvent.type == "integration.disconnected")
-                                               & (OutboxEvent.integration_id == integration.id)))
+        return list(
+            OutboxEvent.select().where(
+                (OutboxEvent.type == "integration.disconnected") & (OutboxEvent.integration_id == integration.id)
+            )
+        )
 
     preview = integrations.delete(row.id, dry_run=True)
     assert (preview.webhooks, preview.deliveries, preview.sync_logs) == (1, 2, 1)
     assert Integration.select().count() == 2
     assert disconnected(row) == []  # a dry run records nothing
     done = integrations.delete(str(row.id))
-    assert done.to_dict() == {"id": str(row.id), "deleted": True, "webhooksDeleted": 1,
-                              "deliveriesDeleted": 2, "syncLogsDeleted": 1, "revoked": None}
+    assert done.to_dict() == {
+        "id": str(row.id),
+        "deleted": True,
+        "webhooksDeleted": 1,
+        "deliveriesDeleted": 2,
+        "syncLogsDeleted": 1,
+        "revoked": None,
+    }
     assert [r.id for r in Integration.select()] == [other.id]
-    assert (Webhook.select().count(), WebhookDelivery.select().count(),
-            IntegrationSyncLog.select().count()) == (1, 2, 1)
+    assert (Webhook.select().count(), WebhookDelivery.select().count(), IntegrationSyncLog.select().count()) == (
+        1,
+        2,
+        1,
+    )
     [event] = disconnected(row)
     assert event.user_id == row.user_id and event.published_at is None
     assert disconnected(other) == []

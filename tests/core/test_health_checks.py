@@ -30,8 +30,14 @@ def _codes(record: dict) -> list[str]:
 
 
 def _changes(row_id) -> list[tuple[str, str]]:
-    rows = OutboxEvent.select().where((OutboxEvent.integration_id == row_id) & OutboxEvent.type.in_(
-        ["integration.error", "integration.recovered"])).order_by(OutboxEvent.created_at, OutboxEvent.id)
+    rows = (
+        OutboxEvent.select()
+        .where(
+            (OutboxEvent.integration_id == row_id)
+            & OutboxEvent.type.in_(["integration.error", "integration.recovered"])
+        )
+        .order_by(OutboxEvent.created_at, OutboxEvent.id)
+    )
     return [(e.type, e.data["status"]) for e in rows]
 
 
@@ -43,15 +49,30 @@ def test_expiry_reasons(database, make_integration):
         (dict(provider=Provider.YOUTUBE, refresh_token=None, expires_at=_in(days=2)), "degraded", ["TOKEN_EXPIRING"]),
         # Expired but renewable, and no refresh has failed: renewed on its next use.
         (dict(provider=Provider.DISCORD, expires_at=_in(minutes=-5)), "healthy", []),
-        (dict(provider=Provider.TIKTOK, expires_at=_in(hours=2),
-              metadata={"provider": {"refreshTokenExpiresAt": _in(days=3).isoformat()}}),
-         "degraded", ["REFRESH_TOKEN_EXPIRING"]),
-        (dict(provider=Provider.TIKTOK, expires_at=_in(hours=-2),
-              metadata={"provider": {"refreshTokenExpiresAt": _in(days=-1).isoformat()}}),
-         "broken", ["REFRESH_TOKEN_EXPIRED"]),
+        (
+            dict(
+                provider=Provider.TIKTOK,
+                expires_at=_in(hours=2),
+                metadata={"provider": {"refreshTokenExpiresAt": _in(days=3).isoformat()}},
+            ),
+            "degraded",
+            ["REFRESH_TOKEN_EXPIRING"],
+        ),
+        (
+            dict(
+                provider=Provider.TIKTOK,
+                expires_at=_in(hours=-2),
+                metadata={"provider": {"refreshTokenExpiresAt": _in(days=-1).isoformat()}},
+            ),
+            "broken",
+            ["REFRESH_TOKEN_EXPIRED"],
+        ),
         (dict(provider=Provider.MAILCHIMP, refresh_token=None, expires_at=None), "healthy", []),
-        (dict(provider=Provider.SLACK, is_active=False, last_error="SLACK refused the refresh: invalid_grant"),
-         "broken", ["INACTIVE"]),
+        (
+            dict(provider=Provider.SLACK, is_active=False, last_error="SLACK refused the refresh: invalid_grant"),
+            "broken",
+            ["INACTIVE"],
+        ),
     ]
     for fields, status, codes in cases:
         row = make_integration(**fields)
@@ -71,8 +92,9 @@ def test_missing_scopes_count_only_what_was_asked_for_and_reported(database, mak
     older = make_integration(provider=Provider.TWITTER, scope=["tweet.read", "users.read", "offline.access"])
     record = health_checks.check(older.id, **WINDOWS)
     assert record["status"] == "degraded" and record["scopes"]["missing"] == ["tweet.write"]
-    twitter = make_integration(provider=Provider.TWITTER,
-                               scope=["tweet.read", "tweet.write", "users.read", "offline.access"])
+    twitter = make_integration(
+        provider=Provider.TWITTER, scope=["tweet.read", "tweet.write", "users.read", "offline.access"]
+    )
     assert health_checks.check(twitter.id, **WINDOWS)["status"] == "healthy"
 
 
@@ -149,10 +171,16 @@ def test_due_checks_are_a_bounded_batch_and_then_wait(database, make_integration
 
 def test_the_listing_is_worst_first_and_pages_by_keyset(database, make_integration):
     user = uuid.uuid4()
-    made = {"broken": [make_integration(user_id=user, is_active=False) for _ in range(2)],
-            "degraded": [make_integration(user_id=user, provider=Provider.YOUTUBE, refresh_token=None,
-                                          expires_at=_in(days=1), scope=[]) for _ in range(2)],
-            "healthy": [make_integration(user_id=user) for _ in range(3)]}
+    made = {
+        "broken": [make_integration(user_id=user, is_active=False) for _ in range(2)],
+        "degraded": [
+            make_integration(
+                user_id=user, provider=Provider.YOUTUBE, refresh_token=None, expires_at=_in(days=1), scope=[]
+            )
+            for _ in range(2)
+        ],
+        "healthy": [make_integration(user_id=user) for _ in range(3)],
+    }
     health_checks.check_due(**WINDOWS)  # what the daemon's integration-health job does
     seen, cursor = [], None
     while True:
@@ -227,20 +255,31 @@ def test_every_publisher_that_asks_for_scopes_says_what_publishing_needs():
 
 
 def test_a_youtube_grant_without_upload_cannot_publish(database, make_integration):
-    read_only = make_integration(provider=Provider.YOUTUBE, scope=["https://www.googleapis.com/auth/youtube.readonly",
-                                                                   "https://www.googleapis.com/auth/yt-analytics.readonly",
-                                                                   "https://www.googleapis.com/auth/youtube.force-ssl"])
+    read_only = make_integration(
+        provider=Provider.YOUTUBE,
+        scope=[
+            "https://www.googleapis.com/auth/youtube.readonly",
+            "https://www.googleapis.com/auth/yt-analytics.readonly",
+            "https://www.googleapis.com/auth/youtube.force-ssl",
+        ],
+    )
     record = health_checks.check(read_only.id, **WINDOWS)
     assert record["status"] == "degraded" and record["scopes"]["missing"] == [
-        "https://www.googleapis.com/auth/youtube.upload"]
+        "https://www.googleapis.com/auth/youtube.upload"
+    ]
     assert "publish" in record["reasons"][0]["message"]
 
 
 def test_a_youtube_grant_from_before_comments_names_their_scope(database, make_integration):
     """A connection made before comments were asked for lacks youtube.force-ssl: health says which actions."""
-    old = make_integration(provider=Provider.YOUTUBE, scope=["https://www.googleapis.com/auth/youtube.readonly",
-                                                             "https://www.googleapis.com/auth/youtube.upload",
-                                                             "https://www.googleapis.com/auth/yt-analytics.readonly"])
+    old = make_integration(
+        provider=Provider.YOUTUBE,
+        scope=[
+            "https://www.googleapis.com/auth/youtube.readonly",
+            "https://www.googleapis.com/auth/youtube.upload",
+            "https://www.googleapis.com/auth/yt-analytics.readonly",
+        ],
+    )
     record = health_checks.check(old.id, **WINDOWS)
     assert record["status"] == "degraded"
     assert record["scopes"]["missing"] == ["https://www.googleapis.com/auth/youtube.force-ssl"]
@@ -257,8 +296,12 @@ def test_gauges_count_by_provider_and_status(database, make_integration):
     assert ("SLACK", "unknown", 2) in before["byStatus"]
     health_checks.check_due(**WINDOWS)
     after = health_checks.gauges()
-    assert sorted(after["byStatus"]) == [("DISCORD", "broken", 1), ("DISCORD", "healthy", 2),
-                                         ("SLACK", "broken", 1), ("SLACK", "healthy", 1)]
+    assert sorted(after["byStatus"]) == [
+        ("DISCORD", "broken", 1),
+        ("DISCORD", "healthy", 2),
+        ("SLACK", "broken", 1),
+        ("SLACK", "healthy", 1),
+    ]
     assert after["expiringWithin24h"] == 1  # active, within 24 h
 
 
@@ -266,8 +309,13 @@ def test_delivery_outcomes_of_the_last_day_only(database, make_integration):
     row = make_integration(provider=Provider.SLACK)
     hook = Webhook.create(integration=row, url="https://example.com/h", secret=None)
     old = utcnow() - dt.timedelta(hours=25)
-    for status, created in [("FAILED", old), ("FAILED", old), ("DELIVERED", utcnow()), ("RETRYING", utcnow()),
-                            ("PENDING", utcnow())]:
+    for status, created in [
+        ("FAILED", old),
+        ("FAILED", old),
+        ("DELIVERED", utcnow()),
+        ("RETRYING", utcnow()),
+        ("PENDING", utcnow()),
+    ]:
         WebhookDelivery.create(webhook=hook, event="media.created", payload={}, status=status, created_at=created)
     found = health.facts(row, True, utcnow()).webhooks
     assert (found["deliveries24h"], found["delivered"], found["retrying"], found["successRate"]) == (3, 1, 1, 0.5)
@@ -278,19 +326,19 @@ def test_the_deliveries_query_uses_an_index_on_a_large_table(pg_database):
     """200,000 deliveries over 1,000 webhooks of 500 integrations: the 24-hour count of one integration's
     webhooks is a range of (webhook_id, created_at, id) per webhook, not a scan of the day's deliveries."""
     rows = [Integration.create(user_id=uuid.uuid4(), provider=Provider.SLACK, name="x") for _ in range(500)]
-    hooks = [Webhook.create(integration=rows[i % 500], url="https://example.com/h", secret=None)
-             for i in range(1000)]
+    hooks = [Webhook.create(integration=rows[i % 500], url="https://example.com/h", secret=None) for i in range(1000)]
     ids = ",".join(f"'{h.id}'" for h in hooks)
     pg_database.execute_sql(
         "INSERT INTO webhook_deliveries (id, created_at, updated_at, webhook_id, event, payload, status, attempts) "
         "SELECT gen_random_uuid(), now() - mod(g, 2880) * interval '1 minute', now(), "
         f"(ARRAY[{ids}]::uuid[])[1 + mod(g, 1000)], 'media.created', '{{}}', "
-        "(ARRAY['DELIVERED','FAILED','RETRYING','PENDING'])[1 + mod(g, 4)], 1 FROM generate_series(1, 200000) g")
+        "(ARRAY['DELIVERED','FAILED','RETRYING','PENDING'])[1 + mod(g, 4)], 1 FROM generate_series(1, 200000) g"
+    )
     pg_database.execute_sql("ANALYZE webhook_deliveries")
     mine = [h.id for h in hooks if h.integration_id == rows[0].id]
-    query = (WebhookDelivery.select(WebhookDelivery.status)
-             .where(WebhookDelivery.webhook.in_(mine)
-                    & (WebhookDelivery.created_at >= utcnow() - health.WEBHOOK_WINDOW)))
+    query = WebhookDelivery.select(WebhookDelivery.status).where(
+        WebhookDelivery.webhook.in_(mine) & (WebhookDelivery.created_at >= utcnow() - health.WEBHOOK_WINDOW)
+    )
     sql, params = query.sql()
     plan = "\n".join(r[0] for r in pg_database.execute_sql("EXPLAIN " + sql, params).fetchall())
     assert "webhook_deliveries_webhook_id_created_at_id" in plan and "Seq Scan" not in plan, plan

@@ -22,18 +22,23 @@ def test_only_finished_history_past_retention_is_purged(database, make_integrati
     integration = make_integration()
     hook = Webhook.create(integration=integration, url="https://example.com/h")
     rows = {}
-    for name, status, days in [("old_delivered", DeliveryStatus.DELIVERED, 40),
-                               ("old_failed", DeliveryStatus.FAILED, 40),
-                               ("old_pending", DeliveryStatus.PENDING, 40),
-                               ("old_retrying", DeliveryStatus.RETRYING, 40),
-                               ("new_delivered", DeliveryStatus.DELIVERED, 5),
-                               ("old_delivered2", DeliveryStatus.DELIVERED, 31)]:
+    for name, status, days in [
+        ("old_delivered", DeliveryStatus.DELIVERED, 40),
+        ("old_failed", DeliveryStatus.FAILED, 40),
+        ("old_pending", DeliveryStatus.PENDING, 40),
+        ("old_retrying", DeliveryStatus.RETRYING, 40),
+        ("new_delivered", DeliveryStatus.DELIVERED, 5),
+        ("old_delivered2", DeliveryStatus.DELIVERED, 31),
+    ]:
         rows[name] = WebhookDelivery.create(webhook=hook, event="e", payload={}, status=status)
         _old(WebhookDelivery, rows[name], days)
     WebhookAttempt.create(delivery=rows["old_delivered"], number=1, started_at=utcnow(), status_code=200)
     logs = {}
-    for name, status, days in [("old_done", SyncStatus.COMPLETED, 40), ("old_running", SyncStatus.IN_PROGRESS, 40),
-                               ("new_done", SyncStatus.COMPLETED, 1)]:
+    for name, status, days in [
+        ("old_done", SyncStatus.COMPLETED, 40),
+        ("old_running", SyncStatus.IN_PROGRESS, 40),
+        ("new_done", SyncStatus.COMPLETED, 1),
+    ]:
         logs[name] = IntegrationSyncLog.create(integration=integration, action="fetch", status=status)
         _old(IntegrationSyncLog, logs[name], days)
     counts = housekeeping.purge_history(30)
@@ -49,13 +54,17 @@ def test_old_outbox_events_go_but_never_one_the_relay_has_not_published(database
     monkeypatch.setattr(housekeeping, "BATCH", 2)
     integration = make_integration()
     made = {}
-    for name, days, published in [("old_sent", 40, True), ("old_sent2", 35, True), ("old_unsent", 40, False),
-                                  ("new_sent", 3, True)]:
+    for name, days, published in [
+        ("old_sent", 40, True),
+        ("old_sent2", 35, True),
+        ("old_unsent", 40, False),
+        ("new_sent", 3, True),
+    ]:
         with database_proxy.atomic():
             made[name] = events.record("media.created", integration, name=name)
-        OutboxEvent.update(created_at=utcnow() - dt.timedelta(days=days),
-                           published_at=utcnow() if published else None).where(
-            OutboxEvent.id == made[name].id).execute()
+        OutboxEvent.update(
+            created_at=utcnow() - dt.timedelta(days=days), published_at=utcnow() if published else None
+        ).where(OutboxEvent.id == made[name].id).execute()
     # With a relay (Redis) an unpublished event is still on its way: kept however old.
     assert housekeeping.purge_history(30, keep_unpublished_events=True)["events"] == 2
     assert {e.id for e in OutboxEvent.select()} == {made["old_unsent"].id, made["new_sent"].id}
@@ -67,8 +76,13 @@ def test_old_outbox_events_go_but_never_one_the_relay_has_not_published(database
 def test_expired_states_are_removed(database):
     now = utcnow()
     for minutes in (-5, -1, 5):
-        OAuthState.create(state=uuid.uuid4().hex, provider=Provider.SLACK, user_id=uuid.uuid4(),
-                          redirect_uri="http://localhost:3000/x", expires_at=now + dt.timedelta(minutes=minutes))
+        OAuthState.create(
+            state=uuid.uuid4().hex,
+            provider=Provider.SLACK,
+            user_id=uuid.uuid4(),
+            redirect_uri="http://localhost:3000/x",
+            expires_at=now + dt.timedelta(minutes=minutes),
+        )
     assert housekeeping.purge_expired_states() == 2
     assert OAuthState.select().count() == 1
 
@@ -78,8 +92,18 @@ def test_jobs_run_from_the_cli(cli, make_integration):
     assert bad.exit_code == 2 and "housekeeping" in bad.stderr
     done = cli("jobs", "run", "housekeeping", "--json")
     assert done.exit_code == 0, done.stderr
-    assert json.loads(done.stdout) == {"expiredStates": 0, "deliveries": 0, "syncLogs": 0, "events": 0,
-                                         "retentionDays": 30}
+    assert json.loads(done.stdout) == {
+        "expiredStates": 0,
+        "deliveries": 0,
+        "syncLogs": 0,
+        "events": 0,
+        "retentionDays": 30,
+    }
     swept = cli("jobs", "run", "token-refresh", "--json")
-    assert swept.exit_code == 0 and json.loads(swept.stdout) == {"refreshed": 0, "failed": 0, "skipped": 0,
-                                                                   "notYet": 0, "warned": 0}
+    assert swept.exit_code == 0 and json.loads(swept.stdout) == {
+        "refreshed": 0,
+        "failed": 0,
+        "skipped": 0,
+        "notYet": 0,
+        "warned": 0,
+    }

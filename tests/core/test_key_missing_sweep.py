@@ -22,10 +22,10 @@ from nexusctl.db.secrets import seal
 from nexusctl.enums import Provider
 
 
-def test_a_sweep_without_the_new_key_skips_the_integration_and_says_so_once(settings, keyring, make_integration,
-                                                                            caplog):
-    rows = [make_integration(provider=Provider.SLACK, expires_at=utcnow() + dt.timedelta(minutes=2))
-            for _ in range(2)]
+def test_a_sweep_without_the_new_key_skips_the_integration_and_says_so_once(
+    settings, keyring, make_integration, caplog
+):
+    rows = [make_integration(provider=Provider.SLACK, expires_at=utcnow() + dt.timedelta(minutes=2)) for _ in range(2)]
     new = os.urandom(32)  # a key id no earlier test of this process has been warned about
     rotated = Keyring(new, [bytes(range(32))])
     for row in rows:
@@ -43,8 +43,13 @@ def test_a_sweep_without_the_new_key_skips_the_integration_and_says_so_once(sett
         assert (counts["skipped"], counts["failed"], counts["refreshed"]) == (2, 0, 0)
     for row in rows:
         after = Integration.get_by_id(row.id)
-        assert (after.is_active, after.last_error, after.refresh_failures, after.refresh_retry_at,
-                after.refresh_lease_until) == (True, None, 0, None, None)
+        assert (
+            after.is_active,
+            after.last_error,
+            after.refresh_failures,
+            after.refresh_retry_at,
+            after.refresh_lease_until,
+        ) == (True, None, 0, None, None)
     warnings = [r.getMessage() for r in caplog.records if key_id(new) in r.getMessage()]
     assert len(warnings) == 1 and "ENCRYPTION_OLD_KEYS" in warnings[0]  # one, for four meetings
     assert not any(r.exc_info for r in caplog.records)

@@ -26,8 +26,10 @@ def _walk(fetch, limit):
 
 
 def test_pages_cover_every_row_once_newest_first_even_with_equal_timestamps(database, make_integration):
-    rows = [make_integration(created_at=SAME_MOMENT if i % 3 == 0 else SAME_MOMENT + dt.timedelta(seconds=i))
-            for i in range(25)]
+    rows = [
+        make_integration(created_at=SAME_MOMENT if i % 3 == 0 else SAME_MOMENT + dt.timedelta(seconds=i))
+        for i in range(25)
+    ]
     seen = _walk(integrations.list_page, 4)
     expected = [r.id for r in sorted(rows, key=lambda r: (r.created_at, str(r.id)), reverse=True)]
     assert len(seen) == len(set(seen)) == 25
@@ -59,10 +61,15 @@ def test_bad_cursor(database):
     assert info.value.details["field"] == "cursor"
 
 
-@pytest.mark.parametrize("changes, field", [
-    ({"name": ""}, "name"), ({"name": "x" * 256}, "name"), ({"metadata": ["a"]}, "metadata"),
-    ({"is_active": "yes"}, "isActive"),
-])
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        ({"name": ""}, "name"),
+        ({"name": "x" * 256}, "name"),
+        ({"metadata": ["a"]}, "metadata"),
+        ({"is_active": "yes"}, "isActive"),
+    ],
+)
 def test_update_validation(database, make_integration, changes, field):
     row = make_integration()
     with pytest.raises(UsageProblem) as info:
@@ -88,9 +95,15 @@ def test_get_errors(database):
 
 def test_sync_logs_newest_first_with_status_filter(database, make_integration):
     row = make_integration()
-    logs = [IntegrationSyncLog.create(integration=row, action="fetch_posts",
-                                      status=SyncStatus.FAILED if i % 2 else SyncStatus.COMPLETED,
-                                      created_at=SAME_MOMENT + dt.timedelta(minutes=i)) for i in range(6)]
+    logs = [
+        IntegrationSyncLog.create(
+            integration=row,
+            action="fetch_posts",
+            status=SyncStatus.FAILED if i % 2 else SyncStatus.COMPLETED,
+            created_at=SAME_MOMENT + dt.timedelta(minutes=i),
+        )
+        for i in range(6)
+    ]
     assert [r.id for r in sync_logs.list_page(row.id).items] == [r.id for r in reversed(logs)]
     assert [r.id for r in sync_logs.list_page(row.id, status="failed").items] == [logs[5].id, logs[3].id, logs[1].id]
     assert _walk(lambda **kw: sync_logs.list_page(row.id, **kw), 4) == [r.id for r in reversed(logs)]
@@ -101,6 +114,7 @@ def test_sync_logs_newest_first_with_status_filter(database, make_integration):
 
 
 # --- pages bounded in bytes (paging.bounded_page) ------------------------------------------
+
 
 def _walk_view(fetch, limit=1000):
     """Every page of a list_view: (rows, the size of each page's rows as JSON)."""
@@ -124,9 +138,16 @@ def test_sync_log_integration_and_webhook_lists_end_at_the_byte_budget(database,
     row = make_integration(metadata={"note": "i" * 200_000})
     for n in range(2):
         make_integration(user_id=row.user_id, metadata={"note": str(n) * 200_000})
-    logs = [IntegrationSyncLog.create(integration=row, action="fetch_posts", status=SyncStatus.COMPLETED,
-                                      metadata={"blob": "m" * 300_000, "n": i},
-                                      created_at=SAME_MOMENT + dt.timedelta(minutes=i)) for i in range(9)]
+    logs = [
+        IntegrationSyncLog.create(
+            integration=row,
+            action="fetch_posts",
+            status=SyncStatus.COMPLETED,
+            metadata={"blob": "m" * 300_000, "n": i},
+            created_at=SAME_MOMENT + dt.timedelta(minutes=i),
+        )
+        for i in range(9)
+    ]
     listed, sizes = _walk_view(lambda **kw: sync_logs.list_view(row.id, **kw))
     assert [r["id"] for r in listed] == [str(r.id) for r in reversed(logs)]
     assert all(r["metadata"]["blob"] == "m" * 300_000 for r in listed)
@@ -135,24 +156,37 @@ def test_sync_log_integration_and_webhook_lists_end_at_the_byte_budget(database,
     listed, sizes = _walk_view(lambda **kw: integrations.list_view(user_id=row.user_id, **kw), limit=2)
     assert len(listed) == 3 and len(sizes) == 2  # the limit still counts
 
-    hooks = [webhooks.create(keyring, integration_id=row.id, url="https://hooks.example.com/x", events=["*"])[0]
-             for _ in range(3)]
+    hooks = [
+        webhooks.create(keyring, integration_id=row.id, url="https://hooks.example.com/x", events=["*"])[0]
+        for _ in range(3)
+    ]
     listed, sizes = _walk_view(lambda **kw: webhooks.list_view(integration_id=row.id, **kw))
     assert sorted(r["id"] for r in listed) == sorted(str(h.id) for h in hooks) and "secret" not in listed[0]
 
 
-def test_a_payload_over_the_field_bound_is_left_out_of_lists_but_not_of_its_own_view(database, make_integration,
-                                                                                     keyring):
+def test_a_payload_over_the_field_bound_is_left_out_of_lists_but_not_of_its_own_view(
+    database, make_integration, keyring
+):
     from nexusctl.core import deliveries, webhooks
     from nexusctl.core.paging import FIELD_BYTES
     from nexusctl.db.models import WebhookDelivery
 
     row = make_integration()
     hook, _secret = webhooks.create(keyring, integration_id=row.id, url="https://hooks.example.com/x", events=["*"])
-    huge = WebhookDelivery.create(webhook=hook, event="media.created", payload={"blob": "h" * (FIELD_BYTES + 1)},
-                                  status="PENDING", created_at=SAME_MOMENT)
-    small = WebhookDelivery.create(webhook=hook, event="media.created", payload={"n": 1}, status="PENDING",
-                                   created_at=SAME_MOMENT + dt.timedelta(seconds=1))
+    huge = WebhookDelivery.create(
+        webhook=hook,
+        event="media.created",
+        payload={"blob": "h" * (FIELD_BYTES + 1)},
+        status="PENDING",
+        created_at=SAME_MOMENT,
+    )
+    small = WebhookDelivery.create(
+        webhook=hook,
+        event="media.created",
+        payload={"n": 1},
+        status="PENDING",
+        created_at=SAME_MOMENT + dt.timedelta(seconds=1),
+    )
     page, rows = deliveries.page_with_attempts(hook.id, limit=10)
     assert [r["id"] for r in rows] == [str(small.id), str(huge.id)] and page.next_cursor is None
     assert rows[0]["payload"] == {"n": 1} and "payloadOmitted" not in rows[0]
@@ -165,8 +199,9 @@ def test_the_relay_loads_a_bounded_batch_of_event_data(database, make_integratio
     from nexusctl.db.models import OutboxEvent
 
     for n in range(30):
-        OutboxEvent.create(type="media.created", data={"n": n, "blob": "e" * 250_000},
-                           created_at=SAME_MOMENT + dt.timedelta(seconds=n))
+        OutboxEvent.create(
+            type="media.created", data={"n": n, "blob": "e" * 250_000}, created_at=SAME_MOMENT + dt.timedelta(seconds=n)
+        )
     batch, more = outbox.unpublished(500)
     assert [e.data["n"] for e in batch] == list(range(len(batch))) and more
     assert 1 <= len(batch) <= outbox.RELAY_BYTES // 250_000
@@ -175,15 +210,23 @@ def test_the_relay_loads_a_bounded_batch_of_event_data(database, make_integratio
     assert [e.data["n"] for e in rest] == list(range(len(batch), 30)) and not more
 
 
-def test_a_page_whose_rows_were_all_deleted_meanwhile_still_leads_on_to_the_rest(database, make_integration,
-                                                                                 monkeypatch):
+def test_a_page_whose_rows_were_all_deleted_meanwhile_still_leads_on_to_the_rest(
+    database, make_integration, monkeypatch
+):
     """A page is planned (ids and sizes), then loaded: rows deleted in between are skipped. When that is every
     planned row, the empty page must still carry a cursor, else the rows behind them look like the list's end."""
     from nexusctl.core import paging
 
     row = make_integration()
-    logs = [IntegrationSyncLog.create(integration=row, action="fetch_posts", status=SyncStatus.COMPLETED,
-                                      created_at=SAME_MOMENT + dt.timedelta(minutes=i)) for i in range(5)]
+    logs = [
+        IntegrationSyncLog.create(
+            integration=row,
+            action="fetch_posts",
+            status=SyncStatus.COMPLETED,
+            created_at=SAME_MOMENT + dt.timedelta(minutes=i),
+        )
+        for i in range(5)
+    ]
     load, raced = paging._load, []
 
     def load_after_a_concurrent_delete(query, model, columns, ids):

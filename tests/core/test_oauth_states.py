@@ -23,8 +23,9 @@ def test_pkce_matches_the_rfc_7636_test_vector():
 
 
 def _flow(**extra) -> Flow:
-    return Flow(Provider.SLACK, uuid.uuid4(), "http://localhost:3000/x", {"a": 1}, None,
-                {"verifier": "v" * 43}, **extra)
+    return Flow(
+        Provider.SLACK, uuid.uuid4(), "http://localhost:3000/x", {"a": 1}, None, {"verifier": "v" * 43}, **extra
+    )
 
 
 def test_table_state_round_trip_is_encrypted_and_single_use(database, keyring):
@@ -45,7 +46,8 @@ def test_table_state_expired_or_cross_provider_fails(database, keyring):
     states.save(old, _flow())
     states.save(other, _flow())
     OAuthState.update(expires_at=dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)).where(
-        OAuthState.state == state_hash(old)).execute()
+        OAuthState.state == state_hash(old)
+    ).execute()
     with pytest.raises(OAuthFailed, match="expired"):
         states.take(old, Provider.SLACK)
     with pytest.raises(OAuthFailed, match="another provider"):
@@ -90,8 +92,7 @@ def test_redis_state_is_single_use_with_a_ttl(redis_url, keyring):
         key = "nexusctl:oauth-state:" + state_hash(state)
         assert 0 < await client.ttl(key) <= 600
         assert b"v" * 43 not in await client.get(key)
-        results = await asyncio.gather(*(states.take(state, Provider.SLACK) for _ in range(5)),
-                                       return_exceptions=True)
+        results = await asyncio.gather(*(states.take(state, Provider.SLACK) for _ in range(5)), return_exceptions=True)
         await client.aclose()
         return results
 
@@ -112,7 +113,8 @@ def test_table_flow_is_sealed_plain_columns_are_not_trusted_and_a_moved_record_d
     assert row.redirect_uri == "" and row.metadata == {}  # only in the sealed record
     evil = uuid.uuid4()
     OAuthState.update(redirect_uri="https://evil.example/x", user_id=evil, metadata={"a": 2}).where(
-        OAuthState.id == row.id).execute()
+        OAuthState.id == row.id
+    ).execute()
     flow = states.peek(victim, Provider.SLACK)
     assert (flow.redirect_uri, flow.metadata, flow.user_id) == ("http://localhost:3000/x", {"a": 1}, row.user_id)
     sealed = OAuthState.get(OAuthState.state == state_hash(attacker)).secret
@@ -124,4 +126,3 @@ def test_table_flow_is_sealed_plain_columns_are_not_trusted_and_a_moved_record_d
     OAuthState.update(state=state_hash(victim)).where(OAuthState.state == state_hash(attacker)).execute()
     with pytest.raises(StateUnreadable):
         states.take(victim, Provider.SLACK)
-

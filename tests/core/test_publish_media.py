@@ -29,8 +29,13 @@ from nexusctl.providers.sync import publish_media as publish  # IG_POLL_DELAYS l
 
 IMAGE = {"type": "image", "url": "https://cdn.nexus.test/p/9/cover.jpg"}
 VIDEO = {"type": "video", "url": "https://cdn.nexus.test/p/9/clip.mp4"}
-CONTENT = {"contentId": "post-9", "title": "Our launch (beta) #1", "url": "https://nexus.test/p/9_a",
-           "description": "What is new", "media": [IMAGE]}
+CONTENT = {
+    "contentId": "post-9",
+    "title": "Our launch (beta) #1",
+    "url": "https://nexus.test/p/9_a",
+    "description": "What is new",
+    "media": [IMAGE],
+}
 IG_SCOPES = ["instagram_business_basic", "instagram_business_content_publish"]
 IG_USER = "17841405793187218"
 TT_SCOPES = ["user.info.basic", "video.list", "video.publish"]
@@ -52,8 +57,9 @@ def _publish(env, user, content=None) -> dict:
     async def main():
         async with aiohttp.ClientSession(trust_env=False) as session:
             svc = Runtime(settings, keyring, session, direct, None)
-            outcome = await inbound.handle(svc, inbound.make("content.published",
-                                                             {**(content or CONTENT), "userId": str(user)}))
+            outcome = await inbound.handle(
+                svc, inbound.make("content.published", {**(content or CONTENT), "userId": str(user)})
+            )
             return [await sync_runs.run(svc, log["syncLogId"]) for log in outcome["syncLogs"]]
 
     return {row.integration_id: row for row in asyncio.run(main())}
@@ -71,8 +77,13 @@ def _instagram(env, make_integration, scope=IG_SCOPES, *, account_id=True, aged=
     if aged:
         facts["tokenIssuedAt"] = utcnow().isoformat()  # what a connect stores: issued now
     user = uuid.uuid4()
-    row = make_integration(user_id=user, provider=Provider.INSTAGRAM, access_token=token.value,
-                           refresh_token=None, metadata={"provider": facts})
+    row = make_integration(
+        user_id=user,
+        provider=Provider.INSTAGRAM,
+        access_token=token.value,
+        refresh_token=None,
+        metadata={"provider": facts},
+    )
     if aged:  # a day passes (the clock the product and the emulators share): old enough for ig_refresh_token
         env[2].advance_clock(25 * 3600)
     return ig, user, row, token
@@ -100,8 +111,9 @@ def test_an_instagram_video_is_a_reel_polled_until_finished(env, make_integratio
     ig, user, row, _ = _instagram(env, make_integration, account_id=False)
     ig.reels_processing_polls = 2
     long_title = "x" * 3000
-    log = _publish(env, user, {**CONTENT, "title": long_title, "media": [{"type": "text", "url": "https://a.b/c"},
-                                                                         VIDEO, IMAGE]})[row.id]
+    log = _publish(
+        env, user, {**CONTENT, "title": long_title, "media": [{"type": "text", "url": "https://a.b/c"}, VIDEO, IMAGE]}
+    )[row.id]
     assert log.status == SyncStatus.COMPLETED, log.error
     (media,) = ig.records_of("media")
     assert media["media_type"] == "VIDEO" and media["media_product_type"] == "REELS"
@@ -124,6 +136,7 @@ def test_an_instagram_reel_in_error_publishes_nothing(env, make_integration):
 
 def _run_again(env, log_id, settings=None):
     """The daemon's next look at a deferred publish log (its run_after is the runner's business)."""
+
     async def main():
         async with aiohttp.ClientSession(trust_env=False) as session:
             svc = Runtime(settings or env[0], env[1], session, direct, None)
@@ -178,8 +191,7 @@ def test_a_reel_is_given_up_after_the_processing_timeout_or_on_error(env, make_i
     assert ig.calls["media_publish"] == 0 and ig.records_of("media") == []
 
 
-def test_a_deferred_reel_whose_container_is_already_published_completes_without_posting_again(env,
-                                                                                            make_integration):
+def test_a_deferred_reel_whose_container_is_already_published_completes_without_posting_again(env, make_integration):
     ig, user, row, _ = _instagram(env, make_integration)
     ig.reels_processing_polls = 50
     log = _publish(env, user, {**CONTENT, "media": [VIDEO]})[row.id]
@@ -189,14 +201,22 @@ def test_a_deferred_reel_whose_container_is_already_published_completes_without_
     # Meanwhile the container got published (an earlier media_publish whose answer never came back): the post
     # exists at Instagram, first among the account's media, as the emulator's media_publish would put it.
     box["status_code"] = "PUBLISHED"
-    ig.records.setdefault("media", []).insert(0, {
-        "id": "18000000000000077", "caption": box["caption"] or None, "media_type": "VIDEO",
-        "media_product_type": "REELS", "media_url": box["url"], "container_id": container,
-        "permalink": "https://www.instagram.com/p/x/", "timestamp": "2026-01-01T00:00:00+0000"})
+    ig.records.setdefault("media", []).insert(
+        0,
+        {
+            "id": "18000000000000077",
+            "caption": box["caption"] or None,
+            "media_type": "VIDEO",
+            "media_product_type": "REELS",
+            "media_url": box["url"],
+            "container_id": container,
+            "permalink": "https://www.instagram.com/p/x/",
+            "timestamp": "2026-01-01T00:00:00+0000",
+        },
+    )
     log = _run_again(env, log.id)
     assert log.status == SyncStatus.COMPLETED, log.error  # not FAILED: the post is there
-    assert log.metadata["result"] == {"mediaId": "18000000000000077", "containerId": container,
-                                      "reconciled": True}
+    assert log.metadata["result"] == {"mediaId": "18000000000000077", "containerId": container, "reconciled": True}
     assert ig.calls["media_publish"] == 0 and len(ig.records_of("media")) == 1  # never published again
     assert "mayHavePosted" not in log.metadata
 
@@ -228,14 +248,14 @@ def test_a_deferred_story_already_published_is_told_from_older_stories_by_its_ti
     # Meanwhile an earlier media_publish (its answer lost) published the container: the story is the newest of
     # the account's stories; yesterday's story is older than the container and is not taken for it.
     ig.containers[container]["status_code"] = "PUBLISHED"
-    ig.records.setdefault("stories", []).append({"id": "18100000000000001", "media_type": "IMAGE",
-                                                  "timestamp": "2020-01-01T00:00:00+0000"})
+    ig.records.setdefault("stories", []).append(
+        {"id": "18100000000000001", "media_type": "IMAGE", "timestamp": "2020-01-01T00:00:00+0000"}
+    )
     with ig.lock:
         story_id = ig._publish_story(ig.containers[container], container)
     log = _run_again(env, log.id)
     assert log.status == SyncStatus.COMPLETED, log.error
-    assert log.metadata["result"] == {"mediaId": story_id, "containerId": container, "reconciled": True,
-                                      "story": True}
+    assert log.metadata["result"] == {"mediaId": story_id, "containerId": container, "reconciled": True, "story": True}
     assert ig.calls["media_publish"] == 0 and len(ig.records_of("stories")) == 2  # never published again
 
 
@@ -297,9 +317,14 @@ def test_a_text_only_publish_queued_before_this_release_is_skipped_when_it_runs(
 
     ig, _user, row, _ = _instagram(env, make_integration)
     content = {"contentId": "post-13", "title": "Just words"}
-    log = IntegrationSyncLog.create(integration=row.id, action="publish", resource_type="content",
-                                    resource_id="post-13", status=SyncStatus.PENDING,
-                                    metadata={"trigger": "content.published", "content": content})
+    log = IntegrationSyncLog.create(
+        integration=row.id,
+        action="publish",
+        resource_type="content",
+        resource_id="post-13",
+        status=SyncStatus.PENDING,
+        metadata={"trigger": "content.published", "content": content},
+    )
     done = _run_again(env, log.id)
     assert done.status == SyncStatus.CANCELLED and done.error.startswith("skipped: Instagram cannot post text only")
     assert sum(ig.calls.values()) == 0 and Integration.get_by_id(row.id).last_error is None
@@ -316,8 +341,18 @@ def test_instagram_without_the_publish_permission_fails_naming_it(env, make_inte
 
 def test_a_refused_instagram_token_is_refreshed_once_and_the_post_made_once(env, make_integration):
     ig, user, row, token = _instagram(env, make_integration, aged=True)
-    ig.fail_next("create_media", 400, {"error": {"message": "Error validating access token: Session has expired.",
-                                                 "code": 190, "error_subcode": 463, "type": "OAuthException"}})
+    ig.fail_next(
+        "create_media",
+        400,
+        {
+            "error": {
+                "message": "Error validating access token: Session has expired.",
+                "code": 190,
+                "error_subcode": 463,
+                "type": "OAuthException",
+            }
+        },
+    )
     log = _publish(env, user)[row.id]
     assert log.status == SyncStatus.COMPLETED, log.error
     assert ig.calls["refresh"] == 1 and ig.calls["create_media"] == 2 and ig.calls["media_publish"] == 1
@@ -335,8 +370,13 @@ def _tiktok(env, make_integration, scope=TT_SCOPES, metadata=None):
     access = tt.issue(grant, "access", 86400, value="act." + uuid.uuid4().hex)
     refresh = tt.issue(grant, "refresh", 31536000, value="rft." + uuid.uuid4().hex)
     user = uuid.uuid4()
-    row = make_integration(user_id=user, provider=Provider.TIKTOK, access_token=access.value,
-                           refresh_token=refresh.value, metadata=metadata or {})
+    row = make_integration(
+        user_id=user,
+        provider=Provider.TIKTOK,
+        access_token=access.value,
+        refresh_token=refresh.value,
+        metadata=metadata or {},
+    )
     return tt, user, row, access
 
 
@@ -345,12 +385,19 @@ def test_a_tiktok_direct_post_pulls_the_video_as_self_only_by_default(env, make_
     log = _publish(env, user, {**CONTENT, "media": [IMAGE, VIDEO]})[row.id]
     assert log.status == SyncStatus.COMPLETED, log.error
     (post,) = tt.records_of("publishes")
-    assert log.metadata["result"] == {"publishId": post["publish_id"], "privacyLevel": "SELF_ONLY",
-                                      "status": "PROCESSING_DOWNLOAD"}
+    assert log.metadata["result"] == {
+        "publishId": post["publish_id"],
+        "privacyLevel": "SELF_ONLY",
+        "status": "PROCESSING_DOWNLOAD",
+    }
     assert post["source_info"] == {"source": "PULL_FROM_URL", "video_url": VIDEO["url"]}
-    assert post["post_info"] == {"title": "Our launch (beta) #1\nhttps://nexus.test/p/9_a",
-                                 "privacy_level": "SELF_ONLY", "disable_comment": False, "disable_duet": False,
-                                 "disable_stitch": True}  # the creator's own stitch setting
+    assert post["post_info"] == {
+        "title": "Our launch (beta) #1\nhttps://nexus.test/p/9_a",
+        "privacy_level": "SELF_ONLY",
+        "disable_comment": False,
+        "disable_duet": False,
+        "disable_stitch": True,
+    }  # the creator's own stitch setting
     assert tt.calls["creator_info"] == 1 and tt.calls["publish_init"] == 1 and tt.calls["publish_status"] == 1
 
 
@@ -397,8 +444,14 @@ def test_tiktok_without_video_publish_fails_naming_the_scope(env, make_integrati
 
 def test_a_refused_tiktok_token_is_refreshed_once_and_the_video_posted_once(env, make_integration):
     tt, user, row, access = _tiktok(env, make_integration)
-    refused = {"data": {}, "error": {"code": "access_token_invalid", "message": "The access token is invalid or "
-                                     "not found in the request.", "log_id": "2024"}}
+    refused = {
+        "data": {},
+        "error": {
+            "code": "access_token_invalid",
+            "message": "The access token is invalid or not found in the request.",
+            "log_id": "2024",
+        },
+    }
     tt.fail_next("publish_init", 401, refused)
     log = _publish(env, user, {**CONTENT, "media": [VIDEO]})[row.id]
     assert log.status == SyncStatus.COMPLETED, log.error

@@ -24,8 +24,12 @@ from nexusctl.crypto import keyring_from_settings
 from nexusctl.db.models import Integration, IntegrationSyncLog, OutboxEvent
 from nexusctl.enums import Provider, SyncStatus
 
-CONTENT = {"contentId": "post-9", "title": "Our launch (beta) #1", "url": "https://nexus.test/p/9_a",
-           "description": "What is new"}
+CONTENT = {
+    "contentId": "post-9",
+    "title": "Our launch (beta) #1",
+    "url": "https://nexus.test/p/9_a",
+    "description": "What is new",
+}
 FB_SCOPES = ["public_profile", "pages_show_list", "pages_read_engagement", "pages_manage_posts"]
 
 
@@ -44,8 +48,9 @@ def _publish(env, user, content=None, *, budget=None) -> dict:
     async def main():
         async with aiohttp.ClientSession(trust_env=False) as session:
             svc = Runtime(settings, keyring, session, direct, None)
-            outcome = await inbound.handle(svc, inbound.make("content.published",
-                                                             {**(content or CONTENT), "userId": str(user)}))
+            outcome = await inbound.handle(
+                svc, inbound.make("content.published", {**(content or CONTENT), "userId": str(user)})
+            )
             return [await sync_runs.run(svc, log["syncLogId"], budget=budget) for log in outcome["syncLogs"]]
 
     return {row.integration_id: row for row in asyncio.run(main())}
@@ -59,8 +64,9 @@ def _linkedin(env, make_integration, scope=("openid", "profile", "w_member_socia
     grant = li.new_grant(list(scope))
     access, refresh = li.issue(grant, "access", li.ACCESS_TTL), li.issue(grant, "refresh", li.REFRESH_TTL)
     user = uuid.uuid4()
-    row = make_integration(user_id=user, provider=Provider.LINKEDIN, access_token=access.value,
-                           refresh_token=refresh.value)
+    row = make_integration(
+        user_id=user, provider=Provider.LINKEDIN, access_token=access.value, refresh_token=refresh.value
+    )
     return li, user, row, access
 
 
@@ -71,14 +77,18 @@ def test_a_linkedin_post_is_made_once_as_the_member_with_an_article(env, make_in
     (post,) = li.records_of("posts")
     assert log.metadata["result"] == {"postUrn": post["id"]} and post["id"].startswith("urn:li:share:")
     assert post["author"] == "urn:li:person:782bbtaQ" and post["visibility"] == "PUBLIC"
-    assert post["distribution"] == {"feedDistribution": "MAIN_FEED", "targetEntities": [],
-                                    "thirdPartyDistributionChannels": []}
+    assert post["distribution"] == {
+        "feedDistribution": "MAIN_FEED",
+        "targetEntities": [],
+        "thirdPartyDistributionChannels": [],
+    }
     assert post["lifecycleState"] == "PUBLISHED" and post["isReshareDisabledByAuthor"] is False
     # The little text format: reserved characters escaped, so LinkedIn shows the whole text (and the URL whole).
     assert post["commentary"] == "Our launch \\(beta\\) \\#1\nhttps://nexus.test/p/9_a"
     assert post["text"] == "Our launch (beta) #1\nhttps://nexus.test/p/9_a"
-    assert post["content"] == {"article": {"source": "https://nexus.test/p/9_a", "title": "Our launch (beta) #1",
-                                           "description": "What is new"}}
+    assert post["content"] == {
+        "article": {"source": "https://nexus.test/p/9_a", "title": "Our launch (beta) #1", "description": "What is new"}
+    }
     assert li.calls["create_post"] == 1 and log.items_processed == 1
 
     # Without a URL it is a text-only post.
@@ -124,8 +134,13 @@ def _facebook(env, make_integration, pages=1, scope=FB_SCOPES, metadata=None):
     fb.set_records("pages", _pages(pages))
     user_token = fb.issue(fb.new_grant(list(scope)), "access", 5184000, value="EAAB" + uuid.uuid4().hex, long=True)
     user = uuid.uuid4()
-    row = make_integration(user_id=user, provider=Provider.FACEBOOK, access_token=user_token.value,
-                           refresh_token=None, metadata=metadata or {})
+    row = make_integration(
+        user_id=user,
+        provider=Provider.FACEBOOK,
+        access_token=user_token.value,
+        refresh_token=None,
+        metadata=metadata or {},
+    )
     return fb, user, row, user_token
 
 
@@ -145,8 +160,11 @@ def test_a_facebook_post_goes_to_the_only_page_with_its_page_token(env, make_int
     assert log.status == SyncStatus.COMPLETED, log.error
     (post,) = fb.records_of("posts")
     assert log.metadata["result"] == {"postId": post["id"]} and post["id"].startswith("104000000000000_")
-    assert (post["page_id"], post["message"], post["link"]) == ("104000000000000", "Our launch (beta) #1",
-                                                               "https://nexus.test/p/9_a")
+    assert (post["page_id"], post["message"], post["link"]) == (
+        "104000000000000",
+        "Our launch (beta) #1",
+        "https://nexus.test/p/9_a",
+    )
     assert fb.calls["feed"] == 1 and fb.calls["accounts"] == 1
     page_token = fb.page_token(user_token, "104000000000000")  # the one /me/accounts gave
     assert page_token != user_token.value
@@ -176,8 +194,9 @@ def test_facebook_with_two_pages_needs_publish_page_id(env, make_integration):
 
 def test_facebook_without_pages_manage_posts_fails_with_graphs_message(env, make_integration, caplog):
     caplog.set_level(logging.DEBUG)
-    fb, user, row, user_token = _facebook(env, make_integration,
-                                          scope=["public_profile", "pages_show_list", "pages_read_engagement"])
+    fb, user, row, user_token = _facebook(
+        env, make_integration, scope=["public_profile", "pages_show_list", "pages_read_engagement"]
+    )
     log = _publish(env, user)[row.id]
     assert log.status == SyncStatus.FAILED and log.error.startswith("PROVIDER_ERROR: FACEBOOK")
     assert "(#200) If posting to a group" in log.error and "pages_manage_posts" in log.error
@@ -191,8 +210,11 @@ def test_a_graph_error_echoing_the_page_token_is_scrubbed(env, make_integration,
     caplog.set_level(logging.DEBUG)
     fb, user, row, user_token = _facebook(env, make_integration)
     page_token = fb.page_token(user_token, "104000000000000")
-    fb.fail_next("feed", 403, {"error": {"message": f"(#10) Token {page_token} cannot post here", "code": 10,
-                                         "type": "OAuthException"}})
+    fb.fail_next(
+        "feed",
+        403,
+        {"error": {"message": f"(#10) Token {page_token} cannot post here", "code": 10, "type": "OAuthException"}},
+    )
     log = _publish(env, user)[row.id]
     assert log.status == SyncStatus.FAILED and "(#10) Token *** cannot post here" in log.error
     _nowhere(page_token, log, Integration.get_by_id(row.id))
@@ -201,8 +223,18 @@ def test_a_graph_error_echoing_the_page_token_is_scrubbed(env, make_integration,
 
 def test_facebook_dead_page_token_refreshes_once_and_throttling_waits(env, make_integration):
     fb, user, row, _ = _facebook(env, make_integration)
-    fb.fail_next("feed", 400, {"error": {"message": "Error validating access token: Session has expired.",
-                                         "code": 190, "error_subcode": 463, "type": "OAuthException"}})
+    fb.fail_next(
+        "feed",
+        400,
+        {
+            "error": {
+                "message": "Error validating access token: Session has expired.",
+                "code": 190,
+                "error_subcode": 463,
+                "type": "OAuthException",
+            }
+        },
+    )
     log = _publish(env, user)[row.id]
     assert log.status == SyncStatus.COMPLETED, log.error
     assert fb.calls["exchange"] == 1 and fb.calls["feed"] == 2 and len(fb.records_of("posts")) == 1
@@ -218,8 +250,12 @@ def test_linkedin_and_facebook_are_both_queued_for_one_user(env, make_integratio
     li, user, on_li, _ = _linkedin(env, make_integration)
     fb = env[2]["FACEBOOK"]
     fb.set_records("pages", _pages(1))
-    on_fb = make_integration(user_id=user, provider=Provider.FACEBOOK, refresh_token=None,
-                             access_token=fb.issue(fb.new_grant(FB_SCOPES), "access", None, long=True).value)
+    on_fb = make_integration(
+        user_id=user,
+        provider=Provider.FACEBOOK,
+        refresh_token=None,
+        access_token=fb.issue(fb.new_grant(FB_SCOPES), "access", None, long=True).value,
+    )
     runs = _publish(env, user)
     assert {runs[on_li.id].status, runs[on_fb.id].status} == {SyncStatus.COMPLETED}
     assert IntegrationSyncLog.select().where(IntegrationSyncLog.action == "publish").count() == 2

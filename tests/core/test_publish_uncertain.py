@@ -45,8 +45,11 @@ def _publish(env, user, content=None, event_id=None):
     async def main():
         async with aiohttp.ClientSession(trust_env=False) as session:
             svc = Runtime(settings, keyring, session, direct, None)
-            event = inbound.make("content.published", {**(content or CONTENT), "userId": str(user)},
-                                 event_id=event_id or uuid.uuid4().hex)
+            event = inbound.make(
+                "content.published",
+                {**(content or CONTENT), "userId": str(user)},
+                event_id=event_id or uuid.uuid4().hex,
+            )
             outcome = await inbound.handle(svc, event)
             return [await sync_runs.run(svc, log["syncLogId"]) for log in outcome["syncLogs"]]
 
@@ -90,9 +93,18 @@ def test_an_x_post_not_found_fails_as_may_have_posted_and_a_re_publish_looks_fir
 def test_an_older_post_of_the_same_link_is_not_taken_for_the_lost_one(env, make_integration):
     x, user = _x(env, make_integration)
     week_ago = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() - 7 * 86400))
-    x.set_records("tweets", [{"id": "1700000000000000001", "text": "Shared last week https://t.co/abc",
-                              "edit_history_tweet_ids": ["1700000000000000001"], "created_at": week_ago,
-                              "entities": {"urls": [{"expanded_url": CONTENT["url"]}]}}])
+    x.set_records(
+        "tweets",
+        [
+            {
+                "id": "1700000000000000001",
+                "text": "Shared last week https://t.co/abc",
+                "edit_history_tweet_ids": ["1700000000000000001"],
+                "created_at": week_ago,
+                "entities": {"urls": [{"expanded_url": CONTENT["url"]}]},
+            }
+        ],
+    )
     x.fail_next("create_tweet", 502)  # nothing made this time
     log = _publish(env, user)
     # The week-old tweet with the same link is not this post: the run says the post may exist, not "found".
@@ -126,8 +138,12 @@ def test_a_re_publish_after_an_unverified_post_finds_it_instead_of_posting_twice
 def test_a_facebook_page_post_whose_answer_was_lost_is_found_on_the_page(env, make_integration):
     fb = env[2]["FACEBOOK"]
     fb.set_records("pages", [{"id": "104000000000001", "name": "Page"}])
-    token = fb.issue(fb.new_grant(["public_profile", "pages_show_list", "pages_read_engagement",
-                                   "pages_manage_posts"]), "access", 5184000, value="EAAB" + uuid.uuid4().hex)
+    token = fb.issue(
+        fb.new_grant(["public_profile", "pages_show_list", "pages_read_engagement", "pages_manage_posts"]),
+        "access",
+        5184000,
+        value="EAAB" + uuid.uuid4().hex,
+    )
     user = uuid.uuid4()
     make_integration(user_id=user, provider=Provider.FACEBOOK, access_token=token.value, refresh_token=None)
     fb.lose_next_answer("feed")
@@ -139,18 +155,27 @@ def test_a_facebook_page_post_whose_answer_was_lost_is_found_on_the_page(env, ma
 
 def test_instagram_asks_the_container_whether_it_was_published(env, make_integration):
     ig = env[2]["INSTAGRAM"]
-    token = ig.issue(ig.new_grant(["instagram_business_basic", "instagram_business_content_publish"]), "access",
-                     5184000, value="IGAA" + uuid.uuid4().hex, long=True)
+    token = ig.issue(
+        ig.new_grant(["instagram_business_basic", "instagram_business_content_publish"]),
+        "access",
+        5184000,
+        value="IGAA" + uuid.uuid4().hex,
+        long=True,
+    )
     user = uuid.uuid4()
-    make_integration(user_id=user, provider=Provider.INSTAGRAM, access_token=token.value, refresh_token=None,
-                     metadata={"provider": {"userId": ig.account["id"], "accountId": "17841405793187218"}})
+    make_integration(
+        user_id=user,
+        provider=Provider.INSTAGRAM,
+        access_token=token.value,
+        refresh_token=None,
+        metadata={"provider": {"userId": ig.account["id"], "accountId": "17841405793187218"}},
+    )
     content = {**CONTENT, "media": [{"type": "image", "url": "https://cdn.nexus.test/9.jpg"}]}
     ig.lose_next_answer("media_publish")  # published, answer lost: the container says PUBLISHED
     log = _publish(env, user, content)
     assert log.status == SyncStatus.COMPLETED, log.error
     (media,) = ig.records_of("media")
-    assert log.metadata["result"] == {"mediaId": media["id"], "containerId": media["container_id"],
-                                      "reconciled": True}
+    assert log.metadata["result"] == {"mediaId": media["id"], "containerId": media["container_id"], "reconciled": True}
     assert ig.calls["media_publish"] == 1
 
     ig.fail_next("media_publish", 502)  # nothing published: the container is FINISHED, published now, once
@@ -164,8 +189,12 @@ def test_linkedin_without_a_lookup_says_the_post_may_exist_and_a_clean_refusal_d
     li = env[2]["LINKEDIN"]
     grant = li.new_grant(["openid", "profile", "w_member_social"])
     user = uuid.uuid4()
-    make_integration(user_id=user, provider=Provider.LINKEDIN, access_token=li.issue(grant, "access", 3600).value,
-                     refresh_token=li.issue(grant, "refresh", 86400).value)
+    make_integration(
+        user_id=user,
+        provider=Provider.LINKEDIN,
+        access_token=li.issue(grant, "access", 3600).value,
+        refresh_token=li.issue(grant, "refresh", 86400).value,
+    )
     li.fail_next("create_post", 504)
     log = _publish(env, user)
     assert log.status == SyncStatus.FAILED and log.metadata["mayHavePosted"] is True, log.error
@@ -190,7 +219,8 @@ def test_a_publish_whose_process_died_may_have_posted_and_a_re_publish_looks_fir
     (log,) = IntegrationSyncLog.select()
     long_ago = utcnow() - dt.timedelta(minutes=3)
     IntegrationSyncLog.update(status=SyncStatus.IN_PROGRESS, started_at=long_ago, updated_at=long_ago).where(
-        IntegrationSyncLog.id == log.id).execute()  # as if its process died before recording the post
+        IntegrationSyncLog.id == log.id
+    ).execute()  # as if its process died before recording the post
     _pending, orphans = stale_work()
     assert [o.id for o in orphans] == [log.id]
     mark_interrupted(orphans)

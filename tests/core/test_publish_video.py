@@ -71,15 +71,25 @@ def _youtube(env, make_integration, scope=(READ, UPLOAD), metadata=None):
     access = yt.issue(grant, "access", 3599, value="ya29." + uuid.uuid4().hex)
     refresh = yt.issue(grant, "refresh", None, value="1//0" + uuid.uuid4().hex)
     user = uuid.uuid4()
-    row = make_integration(user_id=user, provider=Provider.YOUTUBE, access_token=access.value,
-                           refresh_token=refresh.value, metadata=metadata or {})
+    row = make_integration(
+        user_id=user,
+        provider=Provider.YOUTUBE,
+        access_token=access.value,
+        refresh_token=refresh.value,
+        metadata=metadata or {},
+    )
     return yt, user, row
 
 
 def _content(url, **extra):
-    return {"contentId": f"post-{uuid.uuid4().hex[:6]}", "title": "Our <launch> film", "url": "https://nexus.test/p/9",
-            "description": "What is new", "media": [{"type": "image", "url": "https://cdn.nexus.test/a.jpg"},
-                                                    {"type": "video", "url": url}], **extra}
+    return {
+        "contentId": f"post-{uuid.uuid4().hex[:6]}",
+        "title": "Our <launch> film",
+        "url": "https://nexus.test/p/9",
+        "description": "What is new",
+        "media": [{"type": "image", "url": "https://cdn.nexus.test/a.jpg"}, {"type": "video", "url": url}],
+        **extra,
+    }
 
 
 def test_a_multi_chunk_upload_completes_with_the_video_id(env, make_integration, media):
@@ -102,8 +112,9 @@ def test_an_unaudited_project_asking_public_gets_a_private_video(env, make_integ
     yt, user, row = _youtube(env, make_integration, metadata={"publishPrivacyStatus": "public"})
     log = _publish(env, user, _content(media.url("pub", CHUNK)))[row.id]
     assert log.status == SyncStatus.COMPLETED, log.error
-    assert yt.records_of("videos")[0]["askedPrivacy"] == "public" and log.metadata["result"]["privacyStatus"] == \
-        "private"
+    assert (
+        yt.records_of("videos")[0]["askedPrivacy"] == "public" and log.metadata["result"]["privacyStatus"] == "private"
+    )
     yt.audited = True
     log = _publish(env, user, _content(media.url("pub2", CHUNK)))[row.id]
     assert log.metadata["result"]["privacyStatus"] == "public"
@@ -172,10 +183,13 @@ def test_a_token_without_youtube_upload_fails_naming_the_scope(env, make_integra
 def test_hostile_media_urls_are_refused_before_any_byte_moves(env, make_integration, media, fresh_emulators):
     yt, user, row = _youtube(env, make_integration)
     port = fresh_emulators.base_url.rsplit(":", 1)[1]
-    for url, why in [(f"http://127.0.0.1:{port}/youtube/x.mp4", "loopback"),
-                     ("http://169.254.169.254/latest/meta-data/x.mp4", "metadata"),
-                     ("http://localhost/x.mp4", "loopback"), ("http://10.0.0.7/x.mp4", "private"),
-                     ("http://2130706433/x.mp4", "non-canonical")]:
+    for url, why in [
+        (f"http://127.0.0.1:{port}/youtube/x.mp4", "loopback"),
+        ("http://169.254.169.254/latest/meta-data/x.mp4", "metadata"),
+        ("http://localhost/x.mp4", "loopback"),
+        ("http://10.0.0.7/x.mp4", "private"),
+        ("http://2130706433/x.mp4", "non-canonical"),
+    ]:
         # Refused when given (the content.published event), so no publish run is even queued.
         with pytest.raises(UsageProblem) as refused:
             _publish(env, user, _content(url))
@@ -235,8 +249,9 @@ def test_a_cancel_during_the_upload_stops_it_and_no_video_is_made(env, make_inte
         reply = await real_put(api, session_uri, body, content_range)
         sent.append(content_range)
         if len(sent) == 2:  # the operator runs `nexusctl sync cancel LOG_ID` while the upload is under way
-            running = IntegrationSyncLog.get((IntegrationSyncLog.integration == row.id)
-                                             & (IntegrationSyncLog.status == SyncStatus.IN_PROGRESS))
+            running = IntegrationSyncLog.get(
+                (IntegrationSyncLog.integration == row.id) & (IntegrationSyncLog.status == SyncStatus.IN_PROGRESS)
+            )
             sync_state.cancel(running.id)
         return reply
 
@@ -254,8 +269,9 @@ def _lock(row) -> str:
     return f"sync:{row.id}:publish"
 
 
-def test_a_token_expiring_mid_upload_is_refreshed_and_the_same_session_resumed(env, make_integration, media,
-                                                                              monkeypatch):
+def test_a_token_expiring_mid_upload_is_refreshed_and_the_same_session_resumed(
+    env, make_integration, media, monkeypatch
+):
     yt, user, row = _youtube(env, make_integration)
     sent, real_put = [], publish_video._put
 
@@ -339,8 +355,14 @@ def test_a_run_recovery_marked_interrupted_stops_and_stays_failed(env, make_inte
         reply = await real_put(api, session_uri, body, content_range)
         sent.append(content_range)
         if len(sent) == (2 if when == "mid-upload" else 1):  # the lease lapsed; another daemon's recovery pass:
-            mark_interrupted(list(IntegrationSyncLog.select().where(
-                (IntegrationSyncLog.integration == row.id) & (IntegrationSyncLog.status == SyncStatus.IN_PROGRESS))))
+            mark_interrupted(
+                list(
+                    IntegrationSyncLog.select().where(
+                        (IntegrationSyncLog.integration == row.id)
+                        & (IntegrationSyncLog.status == SyncStatus.IN_PROGRESS)
+                    )
+                )
+            )
         return reply
 
     monkeypatch.setattr(publish_video, "_put", put_then_recovery_strikes)
@@ -367,7 +389,8 @@ def test_a_run_whose_lease_another_process_took_stops_uploading(env, make_integr
         sent.append(content_range)
         if len(sent) == 2:
             Lease.update(holder="another-run", until=utcnow() + dt.timedelta(minutes=5)).where(
-                Lease.name == _lock(row)).execute()
+                Lease.name == _lock(row)
+            ).execute()
         return reply
 
     monkeypatch.setattr(publish_video, "_put", put_then_lease_taken)

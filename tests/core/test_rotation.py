@@ -67,7 +67,8 @@ def test_an_interrupted_rotation_resumes_where_it_stopped(seeded):
         keys.rotate(ring, batch_size=2, progress=stop_after_first)
     done_first = sum(
         getattr((Webhook if column == "secret" else Integration).get_by_id(row_id), column).startswith(
-            ring.current_prefix)
+            ring.current_prefix
+        )
         for row_id, column in seeded
     )
     assert 0 < done_first < 12

@@ -9,10 +9,20 @@ from nexusctl.providers.sync.base import Report
 
 
 def _report(posts: int, title: str = "t") -> Report:
-    return Report({"followers": 10, "name": "x" * 5000, "flag": True},
-                  [{"id": str(i), "createdAt": "2026-12-01T00:00:00Z", "title": title,
-                    "metrics": {"views": i, "likes": 2, "label": "n/a"}} for i in range(posts)],
-                  {"since": "2026-11-01", "until": "2026-11-28"}, ["a note"] * 20)
+    return Report(
+        {"followers": 10, "name": "x" * 5000, "flag": True},
+        [
+            {
+                "id": str(i),
+                "createdAt": "2026-12-01T00:00:00Z",
+                "title": title,
+                "metrics": {"views": i, "likes": 2, "label": "n/a"},
+            }
+            for i in range(posts)
+        ],
+        {"since": "2026-11-01", "until": "2026-11-28"},
+        ["a note"] * 20,
+    )
 
 
 def test_the_event_carries_at_most_the_50_latest_posts_and_cut_strings():

@@ -186,14 +186,17 @@ def test_https_is_required_in_production():
         check_url("http://example.com/hook", production=True)
 
 
-@pytest.mark.parametrize(("url", "reason"), [
-    ("https://example.com:1_0/", "the port '1_0' is not a number"),  # yarl reads 10, urllib.parse raises
-    ("https://example.com:８０/", "the port '８０' is not a number"),  # fullwidth: int() accepts it
-    ("https://example.com:99999/", "not a valid URL"),
-    ("https://example.com:-1/", "not a valid URL"),
-    ("https://[::1/", "not a valid URL"),  # unclosed IPv6 host
-    ("https://[2606:4700::1]x/", "not a valid URL"),
-])
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("https://example.com:1_0/", "the port '1_0' is not a number"),  # yarl reads 10, urllib.parse raises
+        ("https://example.com:８０/", "the port '８０' is not a number"),  # fullwidth: int() accepts it
+        ("https://example.com:99999/", "not a valid URL"),
+        ("https://example.com:-1/", "not a valid URL"),
+        ("https://[::1/", "not a valid URL"),  # unclosed IPv6 host
+        ("https://[2606:4700::1]x/", "not a valid URL"),
+    ],
+)
 def test_odd_ports_and_hosts_are_refused_naming_the_field(url, reason):
     with pytest.raises(UsageProblem) as caught:
         check_url(url, production=False, field="storeUrl", label="storeUrl")
@@ -201,12 +204,20 @@ def test_odd_ports_and_hosts_are_refused_naming_the_field(url, reason):
     assert caught.value.message.startswith("storeUrl refused: ")
 
 
-@pytest.mark.parametrize(("url", "problem"), [
-    ("http://h:1_0/", "the port '1_0' is not a number"), ("http://h:８０/", "the port '８０' is not a number"),
-    ("http://h:99999/", "the port 99999 is out of range (1-65535)"), ("http://[::1", "no closing ']'"),
-    ("http://[::1]x/", "nothing may follow"), ("http://h]/", "bracket"),
-    ("http://h:443/a:b?c=:d#:e", None), ("http://[::1]:8080/", None), ("https://h/", None),
-])
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("http://h:1_0/", "the port '1_0' is not a number"),
+        ("http://h:８０/", "the port '８０' is not a number"),
+        ("http://h:99999/", "the port 99999 is out of range (1-65535)"),
+        ("http://[::1", "no closing ']'"),
+        ("http://[::1]x/", "nothing may follow"),
+        ("http://h]/", "bracket"),
+        ("http://h:443/a:b?c=:d#:e", None),
+        ("http://[::1]:8080/", None),
+        ("https://h/", None),
+    ],
+)
 def test_authority_problem(url, problem):
     found = ssrf.authority_problem(url)
     assert (found is None) if problem is None else (problem in found), found
@@ -350,7 +361,8 @@ async def test_real_request_is_refused_unless_allowed(receiver, host):
     assert isinstance(caught.value.os_error, BlockedAddress)
     # An IP literal is named for what it is; a name's addresses are not told (no DNS mapping through errors).
     assert ("loopback" if host == "127.0.0.1" else "resolves to an address that is not allowed") in str(
-        caught.value.os_error)
+        caught.value.os_error
+    )
     assert hits == []
 
     assert await _post(f"http://{host}:{port}/hook", guarded_connector(LOCAL)) == 200

@@ -55,8 +55,11 @@ def _run(env, integration, action=None, *, full=False, progress=None, budget=Non
 
 
 def _events(integration, event_type) -> int:
-    return OutboxEvent.select().where((OutboxEvent.integration_id == integration.id)
-                                      & (OutboxEvent.type == event_type)).count()
+    return (
+        OutboxEvent.select()
+        .where((OutboxEvent.integration_id == integration.id) & (OutboxEvent.type == event_type))
+        .count()
+    )
 
 
 def test_a_run_records_changes_once_and_a_full_run_finds_what_is_gone(env, make_integration):
@@ -66,7 +69,11 @@ def test_a_run_records_changes_once_and_a_full_run_finds_what_is_gone(env, make_
 
     first = _run(env, integration)
     assert (first.status, first.items_processed, first.metadata["pages"], first.metadata["created"]) == (
-        SyncStatus.COMPLETED, 450, 3, 450)
+        SyncStatus.COMPLETED,
+        450,
+        3,
+        450,
+    )
     assert _events(integration, "channel.created") == 450 and _events(integration, "integration.synced") == 1
     assert Integration.get_by_id(integration.id).last_sync_at is not None
 
@@ -88,9 +95,12 @@ def test_a_run_records_changes_once_and_a_full_run_finds_what_is_gone(env, make_
     updated = OutboxEvent.get(OutboxEvent.type == "channel.updated")
     assert updated.data["item"]["name"] == "renamed" and updated.data["provider"] == "SLACK"
     # Each change is queued to the webhook that subscribed to channel.*, in the page's transaction.
-    queued = {event: WebhookDelivery.select().where((WebhookDelivery.webhook == hook.id)
-                                                    & (WebhookDelivery.event == event)).count()
-              for event in ("channel.created", "channel.updated", "channel.deleted", "integration.synced")}
+    queued = {
+        event: WebhookDelivery.select()
+        .where((WebhookDelivery.webhook == hook.id) & (WebhookDelivery.event == event))
+        .count()
+        for event in ("channel.created", "channel.updated", "channel.deleted", "integration.synced")
+    }
     assert queued == {"channel.created": 451, "channel.updated": 1, "channel.deleted": 2, "integration.synced": 0}
     payload = WebhookDelivery.get(WebhookDelivery.event == "channel.deleted").payload
     assert payload["type"] == "channel.deleted" and payload["data"]["externalId"] in ("C00000020", "C00000021")
@@ -138,8 +148,7 @@ def test_a_token_refused_midway_is_refreshed_once_and_the_page_retried(env, make
     grant = discord.new_grant(["identify", "guilds"])
     access = discord.issue(grant, "access", 3600)
     refresh = discord.issue(grant, "refresh", None)
-    integration = make_integration(provider=Provider.DISCORD, access_token=access.value,
-                                   refresh_token=refresh.value)
+    integration = make_integration(provider=Provider.DISCORD, access_token=access.value, refresh_token=refresh.value)
     discord.set_records("guilds", [{"id": str(1000 + i), "name": f"g{i}"} for i in range(450)])
 
     def progress(items, counts):
@@ -245,19 +254,32 @@ def test_published_content_is_posted_once_to_each_capable_integration(env, make_
     user = uuid.uuid4()
     slack, x = emu["SLACK"], emu["TWITTER"]
     slack.set_records("channels", _channels(3))
-    on_slack = make_integration(user_id=user, provider=Provider.SLACK, refresh_token=None,
-                                access_token=slack.issue(slack.new_grant(["chat:write"]), "access", None).value,
-                                metadata={"publishChannel": "chan-2"})
-    on_x = make_integration(user_id=user, provider=Provider.TWITTER, refresh_token=None,
-                            access_token=x.issue(x.new_grant(["tweet.write"]), "access", 3600).value)
+    on_slack = make_integration(
+        user_id=user,
+        provider=Provider.SLACK,
+        refresh_token=None,
+        access_token=slack.issue(slack.new_grant(["chat:write"]), "access", None).value,
+        metadata={"publishChannel": "chan-2"},
+    )
+    on_x = make_integration(
+        user_id=user,
+        provider=Provider.TWITTER,
+        refresh_token=None,
+        access_token=x.issue(x.new_grant(["tweet.write"]), "access", 3600).value,
+    )
     no_channel = make_integration(user_id=user, provider=Provider.SLACK, refresh_token=None, access_token="unused")
     video_only = make_integration(user_id=user, provider=Provider.YOUTUBE)
     content = {"userId": str(user), "contentId": "post-9", "title": "Our launch", "url": "https://nexus.test/p/9"}
 
     runs = _ingest_and_run(env, content)
     assert runs[on_slack.id].status == SyncStatus.COMPLETED and runs[on_x.id].status == SyncStatus.COMPLETED
-    assert slack.records_of("messages") == [{"channel": "C00000002", "text": "Our launch\nhttps://nexus.test/p/9",
-                                              "ts": runs[on_slack.id].metadata["result"]["ts"]}]
+    assert slack.records_of("messages") == [
+        {
+            "channel": "C00000002",
+            "text": "Our launch\nhttps://nexus.test/p/9",
+            "ts": runs[on_slack.id].metadata["result"]["ts"],
+        }
+    ]
     assert [p["text"] for p in x.records_of("posted")] == ["Our launch\nhttps://nexus.test/p/9"]
     assert runs[on_x.id].metadata["result"]["postId"] == x.records_of("posted")[0]["id"]
     assert "publishChannel" in runs[no_channel.id].error and runs[no_channel.id].status == SyncStatus.FAILED
@@ -278,15 +300,20 @@ def test_discord_posts_as_the_bot_and_says_what_is_missing(env, make_integration
     discord = emu["DISCORD"]
     me = discord.account["id"]
     discord.set_records("guilds", [{"id": "555000000", "name": "Ours", "owner_id": me, "members": {me: "0"}}])
-    discord.set_records("channels", [{"id": "555000111", "name": "announcements", "guild_id": "555000000"},
-                                     {"id": "555000222", "name": "locked", "guild_id": "555000000",
-                                      "botCanPost": False}])
+    discord.set_records(
+        "channels",
+        [
+            {"id": "555000111", "name": "announcements", "guild_id": "555000000"},
+            {"id": "555000222", "name": "locked", "guild_id": "555000000", "botCanPost": False},
+        ],
+    )
     user = uuid.uuid4()
 
     def connected(channel):
         token = discord.issue(discord.new_grant(["identify", "guilds"]), "access", 3600).value
-        return make_integration(user_id=user, provider=Provider.DISCORD, access_token=token,
-                                metadata={"publishChannel": channel})
+        return make_integration(
+            user_id=user, provider=Provider.DISCORD, access_token=token, metadata={"publishChannel": channel}
+        )
 
     posting, locked = connected("555000111"), connected("555000222")
     content = {"userId": str(user), "contentId": "post-3", "title": "Hello Discord", "url": "https://nexus.test/3"}
@@ -299,8 +326,11 @@ def test_discord_posts_as_the_bot_and_says_what_is_missing(env, make_integration
     runs = _ingest_and_run(with_bot, {**content, "contentId": "post-4"})
     assert runs[posting.id].status == SyncStatus.COMPLETED
     (message,) = discord.records_of("messages")
-    assert message == {"id": runs[posting.id].metadata["result"]["messageId"], "channel_id": "555000111",
-                       "content": "Hello Discord\nhttps://nexus.test/3"}
+    assert message == {
+        "id": runs[posting.id].metadata["result"]["messageId"],
+        "channel_id": "555000111",
+        "content": "Hello Discord\nhttps://nexus.test/3",
+    }
     assert runs[locked.id].status == SyncStatus.FAILED and "may not post in that channel" in runs[locked.id].error
     stored = " ".join(str(r.error) + str(r.metadata) for r in IntegrationSyncLog.select())
     assert discord.bot_token not in stored
@@ -322,8 +352,12 @@ def test_a_run_that_meets_a_key_this_process_lacks_waits_for_one_that_has_it(env
     new = bytes(range(50, 82))
     rotated = Keyring(new, [bytes(range(32))])  # what `keys rotate` ran with: the new key, the old one kept
     row = Integration.get_by_id(integration.id)
-    seal(rotated, row, "access_token", slack.issue(slack.new_grant(list(requested(Provider.SLACK))), "access",
-                                                   None).value)
+    seal(
+        rotated,
+        row,
+        "access_token",
+        slack.issue(slack.new_grant(list(requested(Provider.SLACK))), "access", None).value,
+    )
     row.save()
 
     async def main(with_keyring):

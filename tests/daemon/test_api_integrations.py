@@ -53,32 +53,52 @@ def owned(make_integration, keyring):
     seal(keyring, hook, "secret", "whsec_" + "A" * 43)
     hook.save(force_insert=True)
     row.hook_id = hook.id
-    row.delivery_id = WebhookDelivery.create(webhook=hook, event="media.created", payload={"a": 1},
-                                             status="FAILED").id
+    row.delivery_id = WebhookDelivery.create(webhook=hook, event="media.created", payload={"a": 1}, status="FAILED").id
     return row
 
 
 def _requests(row_id, hook_id="h", delivery_id="d"):
     """One request per protected route, as its owner would make it."""
     return {
-        ("POST", "/integrations/webhooks"): ("POST", "/integrations/webhooks", {
-            "integrationId": str(row_id), "url": "http://127.0.0.1:9/x", "events": ["*"]}),
+        ("POST", "/integrations/webhooks"): (
+            "POST",
+            "/integrations/webhooks",
+            {"integrationId": str(row_id), "url": "http://127.0.0.1:9/x", "events": ["*"]},
+        ),
         ("GET", "/integrations/webhooks"): ("GET", f"/integrations/webhooks?integrationId={row_id}", None),
         ("GET", "/integrations/webhooks/{webhookId}"): ("GET", f"/integrations/webhooks/{hook_id}", None),
-        ("PATCH", "/integrations/webhooks/{webhookId}"): ("PATCH", f"/integrations/webhooks/{hook_id}",
-                                                         {"events": ["media.created"]}),
+        ("PATCH", "/integrations/webhooks/{webhookId}"): (
+            "PATCH",
+            f"/integrations/webhooks/{hook_id}",
+            {"events": ["media.created"]},
+        ),
         ("DELETE", "/integrations/webhooks/{webhookId}"): ("DELETE", f"/integrations/webhooks/{hook_id}", None),
         ("GET", "/integrations/webhooks/{webhookId}/deliveries"): (
-            "GET", f"/integrations/webhooks/{hook_id}/deliveries", None),
+            "GET",
+            f"/integrations/webhooks/{hook_id}/deliveries",
+            None,
+        ),
         ("POST", "/integrations/webhooks/{webhookId}/test"): ("POST", f"/integrations/webhooks/{hook_id}/test", None),
         ("POST", "/integrations/webhooks/{webhookId}/rotate-secret"): (
-            "POST", f"/integrations/webhooks/{hook_id}/rotate-secret", None),
+            "POST",
+            f"/integrations/webhooks/{hook_id}/rotate-secret",
+            None,
+        ),
         ("GET", "/integrations/webhooks/deliveries/{deliveryId}"): (
-            "GET", f"/integrations/webhooks/deliveries/{delivery_id}", None),
+            "GET",
+            f"/integrations/webhooks/deliveries/{delivery_id}",
+            None,
+        ),
         ("POST", "/integrations/webhooks/deliveries/{deliveryId}/redeliver"): (
-            "POST", f"/integrations/webhooks/deliveries/{delivery_id}/redeliver", None),
-        ("POST", "/integrations/{id}/events"): ("POST", f"/integrations/{row_id}/events",
-                                                {"type": "media.created", "data": {}}),
+            "POST",
+            f"/integrations/webhooks/deliveries/{delivery_id}/redeliver",
+            None,
+        ),
+        ("POST", "/integrations/{id}/events"): (
+            "POST",
+            f"/integrations/{row_id}/events",
+            {"type": "media.created", "data": {}},
+        ),
         ("GET", "/integrations/providers"): ("GET", "/integrations/providers", None),
         ("GET", "/integrations/user/{userId}"): ("GET", f"/integrations/user/{OWNER}", None),
         ("GET", "/integrations/{id}"): ("GET", f"/integrations/{row_id}", None),
@@ -87,20 +107,37 @@ def _requests(row_id, hook_id="h", delivery_id="d"):
         ("GET", "/integrations/{id}/sync-logs"): ("GET", f"/integrations/{row_id}/sync-logs", None),
         ("GET", "/integrations/{id}/health"): ("GET", f"/integrations/{row_id}/health", None),
         ("GET", "/integrations/user/{userId}/health"): ("GET", f"/integrations/user/{OWNER}/health", None),
-        ("POST", "/integrations/oauth/initiate"): ("POST", "/integrations/oauth/initiate", {
-            "userId": str(OWNER), "provider": "SLACK", "redirectUri": "http://localhost:3000/connected"}),
-        ("POST", "/integrations/api-key"): ("POST", "/integrations/api-key", {
-            "userId": str(OWNER), "provider": "SENDGRID", "apiKey": "SG.matrix.key"}),
+        ("POST", "/integrations/oauth/initiate"): (
+            "POST",
+            "/integrations/oauth/initiate",
+            {"userId": str(OWNER), "provider": "SLACK", "redirectUri": "http://localhost:3000/connected"},
+        ),
+        ("POST", "/integrations/api-key"): (
+            "POST",
+            "/integrations/api-key",
+            {"userId": str(OWNER), "provider": "SENDGRID", "apiKey": "SG.matrix.key"},
+        ),
         ("POST", "/integrations/{id}/refresh"): ("POST", f"/integrations/{row_id}/refresh", None),
         ("POST", "/integrations/{id}/sync"): ("POST", f"/integrations/{row_id}/sync", {"action": "fetch_posts"}),
-        ("POST", "/integrations/events"): ("POST", "/integrations/events", {
-            "events": [{"integrationId": str(row_id), "type": "media.created"}]}),
+        ("POST", "/integrations/events"): (
+            "POST",
+            "/integrations/events",
+            {"events": [{"integrationId": str(row_id), "type": "media.created"}]},
+        ),
         ("POST", "/integrations/{id}/comments/{commentId}/replies"): (
-            "POST", f"/integrations/{row_id}/comments/17900000000000001/replies", {"text": "thanks"}),
-        ("POST", "/integrations/events/ingest"): ("POST", "/integrations/events/ingest", {
-            "type": "content.published", "data": {"userId": str(OWNER), "contentId": "c-1"}}),
-        **{(method, PROXY): (method, f"/integrations/{row_id}/proxy/me", None)
-           for method in ("GET", "POST", "PUT", "PATCH", "DELETE")},
+            "POST",
+            f"/integrations/{row_id}/comments/17900000000000001/replies",
+            {"text": "thanks"},
+        ),
+        ("POST", "/integrations/events/ingest"): (
+            "POST",
+            "/integrations/events/ingest",
+            {"type": "content.published", "data": {"userId": str(OWNER), "contentId": "c-1"}},
+        ),
+        **{
+            (method, PROXY): (method, f"/integrations/{row_id}/proxy/me", None)
+            for method in ("GET", "POST", "PUT", "PATCH", "DELETE")
+        },
     }
 
 
@@ -157,8 +194,12 @@ async def test_authorization_matrix(api, owned, route, caller):
             expected = 200  # not user data
         elif route == ("GET", "/integrations/webhooks"):
             expected = 200  # a list: someone else's webhooks are simply not in it
-        elif route[1] in ("/integrations/user/{userId}", "/integrations/user/{userId}/health",
-                          "/integrations/oauth/initiate", "/integrations/api-key"):
+        elif route[1] in (
+            "/integrations/user/{userId}",
+            "/integrations/user/{userId}/health",
+            "/integrations/oauth/initiate",
+            "/integrations/api-key",
+        ):
             expected = 403  # naming another user
         else:
             expected = 404  # someone else's integration does not exist for you
@@ -171,8 +212,11 @@ async def test_authorization_matrix(api, owned, route, caller):
     if expected == 200 and response.status in (201, 202):
         expected = response.status  # created / queued
     if expected == 404 and "webhook" in route[1]:
-        assert response.status == 404 and payload["error"]["code"] in ("WEBHOOK_NOT_FOUND", "DELIVERY_NOT_FOUND",
-                                                                      "INTEGRATION_NOT_FOUND"), payload
+        assert response.status == 404 and payload["error"]["code"] in (
+            "WEBHOOK_NOT_FOUND",
+            "DELIVERY_NOT_FOUND",
+            "INTEGRATION_NOT_FOUND",
+        ), payload
         return
     assert response.status == expected, payload
     assert payload["success"] is (expected in (200, 201, 202))
@@ -182,11 +226,14 @@ async def test_authorization_matrix(api, owned, route, caller):
 
 
 async def test_list_filters_and_pages(api, make_integration):
-    rows = [make_integration(user_id=OWNER, provider=Provider.SLACK if i % 2 else Provider.DISCORD,
-                             is_active=i != 0) for i in range(5)]
+    rows = [
+        make_integration(user_id=OWNER, provider=Provider.SLACK if i % 2 else Provider.DISCORD, is_active=i != 0)
+        for i in range(5)
+    ]
     headers = bearer(sign())
-    response = await api.get(f"/integrations/user/{OWNER}", params={"provider": "SLACK", "isActive": "true"},
-                             headers=headers)
+    response = await api.get(
+        f"/integrations/user/{OWNER}", params={"provider": "SLACK", "isActive": "true"}, headers=headers
+    )
     body = await response.json()
     assert [d["id"] for d in body["data"]] == [str(rows[3].id), str(rows[1].id)]
     seen, cursor = [], None
@@ -205,16 +252,29 @@ async def test_responses_carry_the_spec_fields_and_never_a_token(api, make_integ
     response = await api.get(f"/integrations/{row.id}", headers=bearer(sign()))
     text = await response.text()
     data = (await response.json())["data"]
-    assert {"id", "userId", "organizationId", "provider", "name", "isActive", "scope", "metadata",
-            "lastSyncAt", "lastError", "expiresAt", "tokenType"} <= set(data)
+    assert {
+        "id",
+        "userId",
+        "organizationId",
+        "provider",
+        "name",
+        "isActive",
+        "scope",
+        "metadata",
+        "lastSyncAt",
+        "lastError",
+        "expiresAt",
+        "tokenType",
+    } <= set(data)
     assert "API-LEAK" not in text and "nx1." not in text and "accessToken" not in text
 
 
 async def test_patch_and_delete(api, owned):
     headers = bearer(sign())
     Webhook.create(integration=owned, url="https://example.com/h")
-    patched = await api.patch(f"/integrations/{owned.id}", json={"isActive": False, "metadata": {"a": 1}},
-                              headers=headers)
+    patched = await api.patch(
+        f"/integrations/{owned.id}", json={"isActive": False, "metadata": {"a": 1}}, headers=headers
+    )
     data = (await patched.json())["data"]
     assert patched.status == 200 and data["isActive"] is False and data["metadata"] == {"a": 1}
     deleted = await api.delete(f"/integrations/{owned.id}", headers=headers)
@@ -224,8 +284,9 @@ async def test_patch_and_delete(api, owned):
 
 
 async def test_sync_logs_route(api, owned):
-    response = await api.get(f"/integrations/{owned.id}/sync-logs", params={"status": "COMPLETED"},
-                             headers=bearer(sign()))
+    response = await api.get(
+        f"/integrations/{owned.id}/sync-logs", params={"status": "COMPLETED"}, headers=bearer(sign())
+    )
     body = await response.json()
     assert response.status == 200 and [d["action"] for d in body["data"]] == ["fetch_posts"]
     assert body["paging"]["hasMore"] is False
@@ -245,8 +306,12 @@ async def test_providers_route_says_which_are_configured(db_url, monkeypatch, ai
     assert slack["slack.command"]["capability"] == "commands" and slack["slack.command"]["scopes"] == ["commands"]
     assert "/integrations/inbound/slack/commands" in slack["slack.command"]["how"]
     discord = {a["name"]: a for a in data["DISCORD"]["actions"]}
-    assert discord["publish.webhook"] == {**discord["publish.webhook"], "capability": "webhooks",
-                                          "scopes": ["webhook.incoming"], "optional": True}
+    assert discord["publish.webhook"] == {
+        **discord["publish.webhook"],
+        "capability": "webhooks",
+        "scopes": ["webhook.incoming"],
+        "optional": True,
+    }
     assert data["SHOPIFY"]["actions"] == []
     assert "shh-secret" not in text
 
@@ -285,11 +350,15 @@ async def test_malformed_json_wrong_content_type_and_huge_bodies(api, owned):
     path = f"/integrations/{owned.id}"
     broken = await api.patch(path, data=b'{"name": ', headers={**headers, "Content-Type": "application/json"})
     assert broken.status == 400 and "not valid JSON" in (await broken.json())["error"]["message"]
-    form = await api.patch(path, data=b"name=x",
-                           headers={**headers, "Content-Type": "application/x-www-form-urlencoded"})
+    form = await api.patch(
+        path, data=b"name=x", headers={**headers, "Content-Type": "application/x-www-form-urlencoded"}
+    )
     assert form.status == 400 and "Content-Type" in (await form.json())["error"]["message"]
-    huge = await api.patch(path, data=b'{"name": "' + b"x" * (2 * 1024 * 1024) + b'"}',
-                           headers={**headers, "Content-Type": "application/json"})
+    huge = await api.patch(
+        path,
+        data=b'{"name": "' + b"x" * (2 * 1024 * 1024) + b'"}',
+        headers={**headers, "Content-Type": "application/json"},
+    )
     assert huge.status == 413 and (await huge.json())["error"]["code"] == "PAYLOAD_TOO_LARGE"
     assert Integration.get_by_id(owned.id).name == "@owner"
 
@@ -312,8 +381,9 @@ async def test_rs256_tokens_with_a_public_key(db_url, rsa_keys, monkeypatch, aio
     # Algorithm confusion: an HS256 token "signed" with the public key must not pass.
     forged = jwt.api_jws.PyJWS()
     forged._algorithms["HS256"].prepare_key = lambda key: key  # let PyJWT sign with PEM bytes, as an attacker would
-    token = forged.encode(b'{"sub": "%s", "exp": %d}' % (str(OWNER).encode(), int(time.time()) + 60), pem,
-                          algorithm="HS256")
+    token = forged.encode(
+        b'{"sub": "%s", "exp": %d}' % (str(OWNER).encode(), int(time.time()) + 60), pem, algorithm="HS256"
+    )
     bad = await api.get(f"/integrations/user/{OWNER}", headers=bearer(token))
     assert bad.status == 401
 
@@ -326,9 +396,11 @@ async def test_issuer_and_audience_are_enforced_when_set(db_url, monkeypatch, ai
     path = f"/integrations/user/{OWNER}"
     right = sign(key="s" * 40, iss="https://users.nexus", aud="integration-service")
     assert (await api.get(path, headers=bearer(right))).status == 200
-    for wrong in (sign(key="s" * 40, iss="https://evil", aud="integration-service"),
-                  sign(key="s" * 40, iss="https://users.nexus", aud="billing"),
-                  sign(key="s" * 40)):
+    for wrong in (
+        sign(key="s" * 40, iss="https://evil", aud="integration-service"),
+        sign(key="s" * 40, iss="https://users.nexus", aud="billing"),
+        sign(key="s" * 40),
+    ):
         assert (await api.get(path, headers=bearer(wrong))).status == 401
 
 
@@ -357,12 +429,14 @@ async def test_lenient_claims_are_refused(api, case):
 async def test_strict_claims_still_let_the_callers_in(api):
     path = f"/integrations/user/{OWNER}"
     now = int(time.time())
-    for token in (sign(),  # canonical sub, iat + 5 min
-                  sign(iat=None, exp=now + 365 * 86400),  # no iat: its exp alone bounds it (documented)
-                  sign(iat=now, exp=now + 86400),  # exactly JWT_MAX_AGE
-                  sign(roles=[]),
-                  sign(sub="content-service", roles=["service"]),  # a service token names itself
-                  sign(sub=str(STRANGER), roles=["admin", "other"])):
+    for token in (
+        sign(),  # canonical sub, iat + 5 min
+        sign(iat=None, exp=now + 365 * 86400),  # no iat: its exp alone bounds it (documented)
+        sign(iat=now, exp=now + 86400),  # exactly JWT_MAX_AGE
+        sign(roles=[]),
+        sign(sub="content-service", roles=["service"]),  # a service token names itself
+        sign(sub=str(STRANGER), roles=["admin", "other"]),
+    ):
         response = await api.get(path, headers=bearer(token))
         assert response.status == 200, await response.text()
 
@@ -412,8 +486,14 @@ def test_listed_actions_need_the_scopes_the_health_check_knows():
             if set(action.scopes) & approval:
                 assert "approval-only" in action.how, (provider, action.name)
     # The social providers advertising analytics have the action (the ad platforms' is fetch_campaigns' insights).
-    for provider in (Provider.TIKTOK, Provider.INSTAGRAM, Provider.FACEBOOK, Provider.YOUTUBE, Provider.TWITTER,
-                     Provider.LINKEDIN):
+    for provider in (
+        Provider.TIKTOK,
+        Provider.INSTAGRAM,
+        Provider.FACEBOOK,
+        Provider.YOUTUBE,
+        Provider.TWITTER,
+        Provider.LINKEDIN,
+    ):
         assert "fetch_analytics" in actions_of(provider), provider
         assert "fetch_analytics" in [a.name for a in ACTIONS[provider]], provider
     from nexusctl.providers.sync.comments import REPLIERS

@@ -23,6 +23,7 @@ def _run(executor, fn):
 def test_a_statement_timeout_is_not_reported_as_an_outage(pg_database):
     executor = DbExecutor(pg_database, 2)
     try:
+
         def slow():
             pg_database.execute_sql("SET statement_timeout = 50")
             try:
@@ -41,6 +42,7 @@ def test_a_statement_timeout_is_not_reported_as_an_outage(pg_database):
 def test_a_database_that_is_gone_is_an_outage(pg_database):
     executor = DbExecutor(pg_database, 1)
     try:
+
         def killed():
             pg_database.execute_sql("SELECT pg_terminate_backend(pg_backend_pid())")
 

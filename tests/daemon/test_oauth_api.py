@@ -43,8 +43,12 @@ async def test_allowed_origins_widen_the_redirect_allow_list(db_url, aiohttp_cli
     monkeypatch.setenv("DISCORD_CLIENT_SECRET", "s3cr3t-value")
     monkeypatch.setenv("ALLOWED_REDIRECT_ORIGINS", "https://admin.example.com")
     api = await aiohttp_client(create_app(config.load()))
-    for uri, status in (("https://admin.example.com/done", 200), ("http://localhost:3000/ok", 200),
-                        ("https://admin.example.com.evil.io/done", 400), ("http://admin.example.com/done", 400)):
+    for uri, status in (
+        ("https://admin.example.com/done", 200),
+        ("http://localhost:3000/ok", 200),
+        ("https://admin.example.com.evil.io/done", 400),
+        ("http://admin.example.com/done", 400),
+    ):
         body = {"userId": str(USER), "provider": "DISCORD", "redirectUri": uri}
         answer = await api.post("/integrations/oauth/initiate", json=body, headers=headers())
         text = await answer.text()
@@ -53,9 +57,11 @@ async def test_allowed_origins_widen_the_redirect_allow_list(db_url, aiohttp_cli
 
 
 async def test_api_key_route_refuses_oauth_providers_and_bad_keys(api):
-    cases = [({"userId": str(USER), "provider": "SLACK", "apiKey": "x"}, "OAuth flow"),
-             ({"userId": str(USER), "provider": "SENDGRID", "apiKey": "two words"}, "apiKey"),
-             ({"userId": str(USER), "provider": "SENDGRID"}, "apiKey is required")]
+    cases = [
+        ({"userId": str(USER), "provider": "SLACK", "apiKey": "x"}, "OAuth flow"),
+        ({"userId": str(USER), "provider": "SENDGRID", "apiKey": "two words"}, "apiKey"),
+        ({"userId": str(USER), "provider": "SENDGRID"}, "apiKey is required"),
+    ]
     for body, mention in cases:
         answer = await api.post("/integrations/api-key", json=body, headers=headers())
         payload = await answer.json()
@@ -63,8 +69,13 @@ async def test_api_key_route_refuses_oauth_providers_and_bad_keys(api):
 
 
 async def test_woocommerce_key_delivery_with_an_unknown_state_is_refused(api):
-    body = {"key_id": 1, "user_id": "nope", "consumer_key": "ck_x", "consumer_secret": "cs_y",
-            "key_permissions": "read_write"}
+    body = {
+        "key_id": 1,
+        "user_id": "nope",
+        "consumer_key": "ck_x",
+        "consumer_secret": "cs_y",
+        "key_permissions": "read_write",
+    }
     answer = await api.post("/integrations/oauth/callback/woocommerce/keys", json=body)
     payload = await answer.json()
     assert answer.status == 400 and payload["error"]["code"] == "OAUTH_FAILED"

@@ -40,8 +40,9 @@ async def test_access_log_has_route_status_and_no_secrets(api, caplog):
     caplog.set_level(logging.INFO, logger="nexusctl.access")
     user = uuid.uuid4()
     token = _token(user)
-    await api.get(f"/integrations/user/{user}", params={"cursor": "SECRET-IN-QUERY"},
-                  headers={"Authorization": f"Bearer {token}"})
+    await api.get(
+        f"/integrations/user/{user}", params={"cursor": "SECRET-IN-QUERY"}, headers={"Authorization": f"Bearer {token}"}
+    )
     records = [r for r in caplog.records if r.name == "nexusctl.access"]
     assert records, "no access log line"
     record = records[-1]
@@ -63,9 +64,13 @@ async def test_metrics_count_requests_by_route_template(api):
     assert 'nexus_http_requests_total{method="GET",route="/integrations/user/{userId}",status="403"} 1' in text
     assert 'route="unmatched",status="404"} 1' in text
     assert 'nexus_http_request_duration_seconds_count{method="GET",route="/integrations/user/{userId}"} 4' in text
-    buckets = {sample.labels["le"]: sample.value for family in text_string_to_metric_families(text)
-               for sample in family.samples if sample.name == "nexus_http_request_duration_seconds_bucket"
-               and sample.labels["route"] == "/integrations/user/{userId}"}
+    buckets = {
+        sample.labels["le"]: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "nexus_http_request_duration_seconds_bucket"
+        and sample.labels["route"] == "/integrations/user/{userId}"
+    }
     assert buckets["+Inf"] == 4 and sorted(buckets.values()) == list(buckets.values())  # cumulative
     assert str(user) not in text  # labels are templates, not ids
 

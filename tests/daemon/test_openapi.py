@@ -55,8 +55,12 @@ def test_every_registered_route_is_described(db_url):
                 assert "Location" in first["headers"], (method, path)
                 continue
             success = next(iter(first["content"].values()))["schema"]
-            if path not in ("/openapi.json", "/metrics", "/integrations/inbound/slack/commands",
-                            "/integrations/{id}/proxy/{path}"):  # own formats (the proxy: the provider's)
+            if path not in (
+                "/openapi.json",
+                "/metrics",
+                "/integrations/inbound/slack/commands",
+                "/integrations/{id}/proxy/{path}",
+            ):  # own formats (the proxy: the provider's)
                 assert success["properties"]["data"], f"{method} {path} has no data schema"
 
 
@@ -83,6 +87,7 @@ def test_response_schemas_match_the_serializers(database, make_integration):
 
 
 # --- fuzzing a live server ---------------------------------------------------
+
 
 class LiveServer(ThreadedApp):
     """The daemon's app on a port of its own, for hypothesis to fuzz over real sockets."""
@@ -126,24 +131,45 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
     max_leaves=10,
 )
-segments = st.sampled_from(["{id}", "{owner}", "slack", "WOOCOMMERCE", "not-a-uuid",
-                            "00000000-0000-0000-0000-000000000000", "%00", "..", "ünï"])
+segments = st.sampled_from(
+    [
+        "{id}",
+        "{owner}",
+        "slack",
+        "WOOCOMMERCE",
+        "not-a-uuid",
+        "00000000-0000-0000-0000-000000000000",
+        "%00",
+        "..",
+        "ünï",
+    ]
+)
 bodies = st.one_of(
     st.none(),
     json_values.map(lambda v: json.dumps(v).encode()),
-    st.fixed_dictionaries({}, optional={"userId": st.sampled_from(["{owner}", "x"]) | json_values,
-                                        "provider": st.sampled_from(["SLACK", "SENDGRID", "SHOPIFY", "x"]),
-                                        "redirectUri": st.sampled_from(["http://localhost:3000/x",
-                                                                        "https://evil.example/x", "//evil"]),
-                                        "user_id": json_values, "consumer_key": json_values,
-                                        "name": json_values, "isActive": json_values, "metadata": json_values,
-                                         "extra": json_values}).map(lambda v: json.dumps(v).encode()),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "userId": st.sampled_from(["{owner}", "x"]) | json_values,
+            "provider": st.sampled_from(["SLACK", "SENDGRID", "SHOPIFY", "x"]),
+            "redirectUri": st.sampled_from(["http://localhost:3000/x", "https://evil.example/x", "//evil"]),
+            "user_id": json_values,
+            "consumer_key": json_values,
+            "name": json_values,
+            "isActive": json_values,
+            "metadata": json_values,
+            "extra": json_values,
+        },
+    ).map(lambda v: json.dumps(v).encode()),
     st.binary(max_size=64),
 )
-queries = st.dictionaries(st.sampled_from(["provider", "isActive", "limit", "cursor", "status", "x", "state", "code",
-                                           "error", "user_id", "success"]),
-                          st.text(alphabet=st.characters(codec="ascii", exclude_characters="&#%"), max_size=12),
-                          max_size=3)
+queries = st.dictionaries(
+    st.sampled_from(
+        ["provider", "isActive", "limit", "cursor", "status", "x", "state", "code", "error", "user_id", "success"]
+    ),
+    st.text(alphabet=st.characters(codec="ascii", exclude_characters="&#%"), max_size=12),
+    max_size=3,
+)
 
 
 def _expected_schema(method: str, template: str | None, status: int):
@@ -155,16 +181,24 @@ def _expected_schema(method: str, template: str | None, status: int):
 
 
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(route=st.sampled_from(ROUTES), segment=segments, body=bodies, query=queries,
-       who=st.sampled_from(["owner", "admin", "stranger", "none", "garbage"]),
-       content_type=st.sampled_from(["application/json", "text/plain", None]))
+@given(
+    route=st.sampled_from(ROUTES),
+    segment=segments,
+    body=bodies,
+    query=queries,
+    who=st.sampled_from(["owner", "admin", "stranger", "none", "garbage"]),
+    content_type=st.sampled_from(["application/json", "text/plain", None]),
+)
 def test_fuzzed_requests_never_get_a_5xx_and_match_the_document(live, route, segment, body, query, who, content_type):
     from urllib.parse import quote, urlencode
 
     server, ids, tokens = live
     value = segment.format(**ids)
-    path = (route.path.replace("{id}", quote(value, safe="")).replace("{userId}", quote(value, safe=""))
-            .replace("{provider}", quote(value, safe="")))
+    path = (
+        route.path.replace("{id}", quote(value, safe=""))
+        .replace("{userId}", quote(value, safe=""))
+        .replace("{provider}", quote(value, safe=""))
+    )
     if query:
         path += "?" + urlencode(query)
     headers = {}

@@ -26,14 +26,21 @@ async def test_health_answers(db_url, aiohttp_client):
 async def test_ready_on_a_migrated_database(db_url, aiohttp_client):
     status, body = await _get(aiohttp_client)
     assert status == 200 and body["success"] is True
-    assert body["data"]["checks"] == {"database": "ok", "migrations": "ok", "encryption": "ok",
-                                      "redis": "not configured"}
+    assert body["data"]["checks"] == {
+        "database": "ok",
+        "migrations": "ok",
+        "encryption": "ok",
+        "redis": "not configured",
+    }
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def unmigrated_url(request, tmp_path, monkeypatch):
-    url = (f"sqlite:///{tmp_path / 'empty.db'}" if request.param == "sqlite"
-           else request.getfixturevalue("empty_postgres_url"))
+    url = (
+        f"sqlite:///{tmp_path / 'empty.db'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("empty_postgres_url")
+    )
     monkeypatch.setenv("DATABASE_URL", url)
     return url
 

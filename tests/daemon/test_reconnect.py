@@ -18,9 +18,10 @@ async def test_ready_recovers_after_the_server_kills_our_connections(postgres_ur
     admin = psycopg2.connect(postgres_url)
     admin.autocommit = True
     with admin.cursor() as cur:
-        cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = %s AND pid <> pg_backend_pid()",
-                    (dbname,))
+        cur.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+            (dbname,),
+        )
         killed = cur.rowcount
     admin.close()
     assert killed >= 1

@@ -81,16 +81,20 @@ async def env(db_url, aiohttp_client, aiohttp_server, monkeypatch, make_integrat
 
 
 async def _create(api, integration, url, events=("media.*",)):
-    answer = await api.post("/integrations/webhooks", json={"integrationId": str(integration.id), "url": url,
-                                                            "events": list(events)}, headers=auth())
+    answer = await api.post(
+        "/integrations/webhooks",
+        json={"integrationId": str(integration.id), "url": url, "events": list(events)},
+        headers=auth(),
+    )
     body = await answer.json()
     assert answer.status == 201, body
     return body["data"]
 
 
 async def _emit(api, integration, event_type="media.created", data=None):
-    answer = await api.post(f"/integrations/{integration.id}/events", json={"type": event_type, "data": data or {}},
-                            headers=auth())
+    answer = await api.post(
+        f"/integrations/{integration.id}/events", json={"type": event_type, "data": data or {}}, headers=auth()
+    )
     body = await answer.json()
     assert answer.status == 202, body
     return body["data"]
@@ -139,8 +143,10 @@ async def test_wildcards_pick_the_webhooks(env):
     other = await _create(api, integration, f"{base}/hook", ["order.created"])
     assert (await _emit(api, integration, "media.created"))["deliveriesQueued"] == 3
     assert (await _emit(api, integration, "media.deleted"))["deliveriesQueued"] == 2
-    counts = {h["id"]: WebhookDelivery.select().where(WebhookDelivery.webhook == uuid.UUID(h["id"])).count()
-              for h in (exact, family, everything, other)}
+    counts = {
+        h["id"]: WebhookDelivery.select().where(WebhookDelivery.webhook == uuid.UUID(h["id"])).count()
+        for h in (exact, family, everything, other)
+    }
     assert counts == {exact["id"]: 1, family["id"]: 2, everything["id"]: 2, other["id"]: 0}
 
 
@@ -198,8 +204,10 @@ async def test_throttling_counts_against_the_schedule_and_ends_failed(env, retry
     (row,) = await _settled(WebhookDelivery.webhook == uuid.UUID(hook["id"]))
     assert row.status == DeliveryStatus.FAILED and row.attempts == 3 and row.error == "HTTP 429"
     assert len(receiver.received) == 3
-    started = [a.started_at for a in WebhookAttempt.select().where(WebhookAttempt.delivery == row.id)
-               .order_by(WebhookAttempt.number)]
+    started = [
+        a.started_at
+        for a in WebhookAttempt.select().where(WebhookAttempt.delivery == row.id).order_by(WebhookAttempt.number)
+    ]
     waits = [(later - earlier).total_seconds() for earlier, later in zip(started, started[1:])]
     assert waits[0] >= 1 and waits[1] >= 2, waits  # the schedule's steps, whatever Retry-After said
     (failed,) = OutboxEvent.select().where(OutboxEvent.type == "webhook.failed")
@@ -271,16 +279,25 @@ async def test_test_event_to_an_inactive_webhook_is_refused(env):
 
 async def test_ssrf_and_bad_input_are_refused(env):
     api, _, _, integration = env
-    for url, mention in (("http://169.254.169.254/latest", "metadata"), ("http://10.0.0.5/x", "private"),
-                         ("ftp://x.example/", "http"), ("http://0x7f.0.0.1/", "non-canonical")):
-        answer = await api.post("/integrations/webhooks", json={"integrationId": str(integration.id), "url": url,
-                                                                "events": ["*"]}, headers=auth())
+    for url, mention in (
+        ("http://169.254.169.254/latest", "metadata"),
+        ("http://10.0.0.5/x", "private"),
+        ("ftp://x.example/", "http"),
+        ("http://0x7f.0.0.1/", "non-canonical"),
+    ):
+        answer = await api.post(
+            "/integrations/webhooks",
+            json={"integrationId": str(integration.id), "url": url, "events": ["*"]},
+            headers=auth(),
+        )
         payload = await answer.json()
         assert answer.status == 400 and payload["error"]["code"] == "VALIDATION_ERROR", (url, payload)
         assert mention in payload["error"]["message"], payload
-    bad_events = await api.post("/integrations/webhooks", json={"integrationId": str(integration.id),
-                                                                "url": "http://127.0.0.1:9/x", "events": ["Bad Name"]},
-                                headers=auth())
+    bad_events = await api.post(
+        "/integrations/webhooks",
+        json={"integrationId": str(integration.id), "url": "http://127.0.0.1:9/x", "events": ["Bad Name"]},
+        headers=auth(),
+    )
     assert bad_events.status == 400 and "events" in (await bad_events.json())["error"]["message"]
 
 
@@ -288,10 +305,12 @@ async def test_someone_elses_webhook_does_not_exist_for_you(env):
     api, _, base, integration = env
     hook = await _create(api, integration, f"{base}/hook")
     stranger = auth(sub=uuid.uuid4())
-    for method, path in (("GET", f"/integrations/webhooks/{hook['id']}"),
-                         ("DELETE", f"/integrations/webhooks/{hook['id']}"),
-                         ("GET", f"/integrations/webhooks/{hook['id']}/deliveries"),
-                         ("POST", f"/integrations/webhooks/{hook['id']}/rotate-secret")):
+    for method, path in (
+        ("GET", f"/integrations/webhooks/{hook['id']}"),
+        ("DELETE", f"/integrations/webhooks/{hook['id']}"),
+        ("GET", f"/integrations/webhooks/{hook['id']}/deliveries"),
+        ("POST", f"/integrations/webhooks/{hook['id']}/rotate-secret"),
+    ):
         answer = await api.request(method, path, headers=stranger)
         assert answer.status == 404 and (await answer.json())["error"]["code"] == "WEBHOOK_NOT_FOUND"
     listed = await (await api.get("/integrations/webhooks", headers=stranger)).json()
@@ -342,8 +361,13 @@ async def test_one_slow_receiver_does_not_starve_the_others(two_receivers):
     for _ in range(8):
         await _emit(api, integration, "fast.event")
     await _settled(WebhookDelivery.webhook == uuid.UUID(fast["id"]), timeout=10)
-    slow_done = WebhookDelivery.select().where((WebhookDelivery.webhook == uuid.UUID(slow["id"]))
-                                               & (WebhookDelivery.status == DeliveryStatus.DELIVERED)).count()
+    slow_done = (
+        WebhookDelivery.select()
+        .where(
+            (WebhookDelivery.webhook == uuid.UUID(slow["id"])) & (WebhookDelivery.status == DeliveryStatus.DELIVERED)
+        )
+        .count()
+    )
     assert len(seen["fast"]) == 8 and slow_done < 8
     # Every fast delivery arrived before the first slow answer (1 s): the slow endpoint held only its 2 slots.
     assert max(seen["fast"]) - started < 0.9, max(seen["fast"]) - started
@@ -386,11 +410,13 @@ async def test_a_batch_of_events_answers_each_in_order(env):
     api, receiver, base, integration = env
     await _create(api, integration, f"{base}/hook", ["media.*"])
     strangers = await _create_for_stranger(api, env)
-    batch = [{"integrationId": str(integration.id), "type": "media.created", "data": {"n": 1}},
-             {"integrationId": str(integration.id), "type": "integration.connected"},  # reserved
-             {"integrationId": strangers, "type": "media.created"},  # not the caller's
-             {"integrationId": str(integration.id), "type": "media.deleted", "extra": 1},  # unknown field
-             {"integrationId": str(integration.id), "type": "order.created"}]  # no matching webhook
+    batch = [
+        {"integrationId": str(integration.id), "type": "media.created", "data": {"n": 1}},
+        {"integrationId": str(integration.id), "type": "integration.connected"},  # reserved
+        {"integrationId": strangers, "type": "media.created"},  # not the caller's
+        {"integrationId": str(integration.id), "type": "media.deleted", "extra": 1},  # unknown field
+        {"integrationId": str(integration.id), "type": "order.created"},
+    ]  # no matching webhook
     answer = await api.post("/integrations/events", json={"events": batch}, headers=auth())
     body = await answer.json()
     assert answer.status == 202, body
@@ -398,8 +424,11 @@ async def test_a_batch_of_events_answers_each_in_order(env):
     assert [r["index"] for r in results] == [0, 1, 2, 3, 4]
     assert body["data"]["accepted"] == 2 and body["data"]["refused"] == 3
     assert results[0]["deliveriesQueued"] == 1 and results[4]["deliveriesQueued"] == 0
-    assert [results[i]["error"]["code"] for i in (1, 2, 3)] == ["VALIDATION_ERROR", "INTEGRATION_NOT_FOUND",
-                                                                 "VALIDATION_ERROR"]
+    assert [results[i]["error"]["code"] for i in (1, 2, 3)] == [
+        "VALIDATION_ERROR",
+        "INTEGRATION_NOT_FOUND",
+        "VALIDATION_ERROR",
+    ]
     assert OutboxEvent.select().where(OutboxEvent.type.in_(["media.created", "order.created"])).count() == 2
     await receiver.wait_for(1)
 

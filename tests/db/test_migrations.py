@@ -83,14 +83,26 @@ def _columns(db, table):
 
 # --- What ships -------------------------------------------------------------
 
+
 def test_this_version_ships_these_migrations():
-    assert MIGRATIONS == ["0001_initial", "0002_connections", "0003_webhook_delivery", "0004_refresh_sweep",
-                          "0005_job_runs", "0006_event_bus", "0008_sync",
-                          "0009_integration_health", "0010_publish_deferral", "0011_channel_webhook",
-                          "0012_organization_listing", "0013_live_view"]
+    assert MIGRATIONS == [
+        "0001_initial",
+        "0002_connections",
+        "0003_webhook_delivery",
+        "0004_refresh_sweep",
+        "0005_job_runs",
+        "0006_event_bus",
+        "0008_sync",
+        "0009_integration_health",
+        "0010_publish_deferral",
+        "0011_channel_webhook",
+        "0012_organization_listing",
+        "0013_live_view",
+    ]
 
 
 # --- Empty database --------------------------------------------------------
+
 
 def test_an_empty_database_has_everything_pending_and_is_refused(empty_db):
     assert migrate.pending(empty_db) == MIGRATIONS
@@ -122,6 +134,7 @@ def test_migrate_applies_once_then_nothing(empty_db):
 
 # --- A new migration file --------------------------------------------------
 
+
 def test_a_new_migration_file_makes_the_database_behind(database, monkeypatch, tmp_path):
     _code_with(monkeypatch, tmp_path, **{PROBE_NAME: PROBE})
     assert migrate.pending(database) == [PROBE_NAME]
@@ -137,7 +150,8 @@ def test_a_new_migration_file_makes_the_database_behind(database, monkeypatch, t
     assert migrate.pending(database) == [] and migrate.migrate(database) == []
     migrate.ensure_current(database)
     assert [(s.name, s.applied_at is not None) for s in migrate.status(database)] == [
-        (name, True) for name in [*MIGRATIONS, PROBE_NAME]]
+        (name, True) for name in [*MIGRATIONS, PROBE_NAME]
+    ]
     # The existing data is still there and usable.
     Integration.create(user_id="00000000-0000-0000-0000-000000000001", provider=Provider.SLACK, name="after")
     assert Integration.select().count() == 1
@@ -168,6 +182,7 @@ def test_a_database_migrated_by_newer_code_still_runs_with_a_warning(database, c
 
 
 # --- Concurrency -----------------------------------------------------------
+
 
 def _migrate_in_threads(url, n=3):
     results, errors = [], []
@@ -246,6 +261,7 @@ def test_concurrent_migrate_on_sqlite_applies_once(tmp_path, monkeypatch):
 
 # --- 0002_connections: down() then up() -------------------------------------
 
+
 def _schema(db):
     """Every nexusctl table's columns, indexes and foreign keys, comparable as a whole."""
     return {
@@ -297,7 +313,11 @@ def test_0002_connections_down_then_up_round_trips(database):
     assert _schema(database) == before
     again = Integration.get_by_id(row.id)
     assert (again.name, again.account_id, again.refresh_lease_until, again.refresh_lease_token) == (
-        "kept", None, None, None)
+        "kept",
+        None,
+        None,
+        None,
+    )
     assert Webhook.select().where(Webhook.integration == row.id).count() == 1
     assert IntegrationSyncLog.select().where(IntegrationSyncLog.integration == row.id).count() == 1
 
@@ -321,8 +341,12 @@ def test_0003_webhook_delivery_down_then_up_round_trips(database):
 
 
 def test_0011_channel_webhook_down_then_up_round_trips(database):
-    row = Integration.create(user_id="00000000-0000-0000-0000-000000000011", provider=Provider.DISCORD,
-                             name="kept", channel_webhook_token="v1:sealed")
+    row = Integration.create(
+        user_id="00000000-0000-0000-0000-000000000011",
+        provider=Provider.DISCORD,
+        name="kept",
+        channel_webhook_token="v1:sealed",
+    )
     before = _schema(database)
     runner = Runner(database, str(migrate.MIGRATIONS_DIR), table_name=migrate.HISTORY_TABLE)
     undone = _down_through(runner, "0011_channel_webhook")
@@ -337,8 +361,7 @@ def test_0010_publish_deferral_down_then_up_round_trips(database):
     from nexusctl.db.fields import utcnow
     from nexusctl.db.models import IntegrationSyncLog
 
-    row = Integration.create(user_id="00000000-0000-0000-0000-000000000010", provider=Provider.INSTAGRAM,
-                             name="kept")
+    row = Integration.create(user_id="00000000-0000-0000-0000-000000000010", provider=Provider.INSTAGRAM, name="kept")
     IntegrationSyncLog.create(integration=row, action="publish", run_after=utcnow())
     before = _schema(database)
     runner = Runner(database, str(migrate.MIGRATIONS_DIR), table_name=migrate.HISTORY_TABLE)
@@ -352,8 +375,14 @@ def test_0010_publish_deferral_down_then_up_round_trips(database):
 
 
 def test_0009_integration_health_down_then_up_round_trips(database):
-    row = Integration.create(user_id="00000000-0000-0000-0000-000000000009", provider=Provider.SLACK, name="kept",
-                             health_status="broken", health_rank=2, health_reasons=[{"code": "INACTIVE"}])
+    row = Integration.create(
+        user_id="00000000-0000-0000-0000-000000000009",
+        provider=Provider.SLACK,
+        name="kept",
+        health_status="broken",
+        health_rank=2,
+        health_reasons=[{"code": "INACTIVE"}],
+    )
     before = _schema(database)
     runner = Runner(database, str(migrate.MIGRATIONS_DIR), table_name=migrate.HISTORY_TABLE)
     undone = _down_through(runner, "0009_integration_health")
@@ -368,6 +397,7 @@ def test_0009_integration_health_down_then_up_round_trips(database):
 
 
 # --- Models vs migration ---------------------------------------------------
+
 
 def test_every_model_matches_the_migrated_table(database):
     for model in ALL_MODELS:
@@ -388,8 +418,9 @@ def _model_indexes(model):
         elif field.index or isinstance(field, peewee.ForeignKeyField):
             expected.add(((field.column_name,), False))
     for columns, unique in model._meta.indexes:
-        expected.add((tuple(model._meta.fields[c].column_name if c in model._meta.fields else c
-                            for c in columns), unique))
+        expected.add(
+            (tuple(model._meta.fields[c].column_name if c in model._meta.fields else c for c in columns), unique)
+        )
     return expected
 
 
@@ -400,6 +431,9 @@ def test_every_model_index_and_foreign_key_is_in_the_migrated_table(database):
         in_db = {(tuple(i.columns), i.unique) for i in database.get_indexes(table)} - {((pk,), True)}
         assert in_db == _model_indexes(model), table
         fks = {(fk.column, fk.dest_table, (fk.on_delete or "").upper()) for fk in database.get_foreign_keys(table)}
-        expected = {(f.column_name, f.rel_model._meta.table_name, (f.on_delete or "").upper())
-                    for f in model._meta.sorted_fields if isinstance(f, peewee.ForeignKeyField)}
+        expected = {
+            (f.column_name, f.rel_model._meta.table_name, (f.on_delete or "").upper())
+            for f in model._meta.sorted_fields
+            if isinstance(f, peewee.ForeignKeyField)
+        }
         assert fks == expected, table

@@ -41,24 +41,31 @@ def _new(**fields) -> Integration:
 
 # --- JSON and string arrays ------------------------------------------------
 
-@pytest.mark.parametrize("metadata", [
-    {},
-    {"nested": {"list": [1, 2.5, None, True, {"deep": ["x"]}]}, "none": None},
-    {"ünïcødé": "日本語 ✓ 🎉", "quote": 'it\'s "q"', "backslash": "a\\b", "nl": "a\nb"},
-    {"empty": {}, "emptylist": [], "zero": 0, "false": False, "big": 2**53},
-])
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {},
+        {"nested": {"list": [1, 2.5, None, True, {"deep": ["x"]}]}, "none": None},
+        {"ünïcødé": "日本語 ✓ 🎉", "quote": 'it\'s "q"', "backslash": "a\\b", "nl": "a\nb"},
+        {"empty": {}, "emptylist": [], "zero": 0, "false": False, "big": 2**53},
+    ],
+)
 def test_metadata_json_round_trips(database, metadata):
     row = _new(metadata=metadata)
     assert Integration.get_by_id(row.id).metadata == metadata
 
 
-@pytest.mark.parametrize("scope", [
-    [],
-    ["read"],
-    ["read", "write", "admin", "users:read", "a.b/c"],
-    ["ünï", "日本", "🎉"],
-    ["a,b", 'say "hi"', "it's", "{braces}", "back\\slash", "NULL", "", " padded "],
-])
+@pytest.mark.parametrize(
+    "scope",
+    [
+        [],
+        ["read"],
+        ["read", "write", "admin", "users:read", "a.b/c"],
+        ["ünï", "日本", "🎉"],
+        ["a,b", 'say "hi"', "it's", "{braces}", "back\\slash", "NULL", "", " padded "],
+    ],
+)
 def test_scope_string_array_round_trips(database, scope):
     row = _new(scope=scope)
     assert Integration.get_by_id(row.id).scope == scope
@@ -69,13 +76,20 @@ def test_scope_string_array_round_trips(database, scope):
 @pytest.mark.postgres
 def test_postgres_columns_have_native_types(pg_database):
     expected = {
-        ("integrations", "id"): "uuid", ("integrations", "user_id"): "uuid",
-        ("integrations", "organization_id"): "uuid", ("integrations", "metadata"): "jsonb",
-        ("integrations", "scope"): "_text", ("integrations", "created_at"): "timestamptz",
-        ("integrations", "updated_at"): "timestamptz", ("integrations", "expires_at"): "timestamptz",
-        ("webhooks", "events"): "_text", ("webhooks", "integration_id"): "uuid",
-        ("webhook_deliveries", "payload"): "jsonb", ("webhook_deliveries", "response"): "jsonb",
-        ("integration_sync_logs", "started_at"): "timestamptz", ("oauth_states", "expires_at"): "timestamptz",
+        ("integrations", "id"): "uuid",
+        ("integrations", "user_id"): "uuid",
+        ("integrations", "organization_id"): "uuid",
+        ("integrations", "metadata"): "jsonb",
+        ("integrations", "scope"): "_text",
+        ("integrations", "created_at"): "timestamptz",
+        ("integrations", "updated_at"): "timestamptz",
+        ("integrations", "expires_at"): "timestamptz",
+        ("webhooks", "events"): "_text",
+        ("webhooks", "integration_id"): "uuid",
+        ("webhook_deliveries", "payload"): "jsonb",
+        ("webhook_deliveries", "response"): "jsonb",
+        ("integration_sync_logs", "started_at"): "timestamptz",
+        ("oauth_states", "expires_at"): "timestamptz",
     }
     rows = pg_database.execute_sql(
         "SELECT table_name, column_name, udt_name FROM information_schema.columns WHERE table_schema = 'public'"
@@ -93,9 +107,11 @@ def test_postgres_columns_have_native_types(pg_database):
 
 # --- Timestamps ------------------------------------------------------------
 
+
 def test_aware_and_naive_datetimes_are_one_utc_instant(database):
-    row = _new(expires_at=dt.datetime(2026, 1, 1, 12, 0, 0, 123456, tzinfo=PLUS5),
-               last_sync_at=dt.datetime(2026, 1, 1, 12, 0))  # naive: taken as UTC
+    row = _new(
+        expires_at=dt.datetime(2026, 1, 1, 12, 0, 0, 123456, tzinfo=PLUS5), last_sync_at=dt.datetime(2026, 1, 1, 12, 0)
+    )  # naive: taken as UTC
     again = Integration.get_by_id(row.id)
     assert again.expires_at == dt.datetime(2026, 1, 1, 7, 0, 0, 123456, tzinfo=UTC)
     assert again.expires_at.tzinfo is not None and again.expires_at.utcoffset() == dt.timedelta(0)
@@ -147,8 +163,9 @@ def test_postgres_server_default_time_zone_does_not_shift_writes_or_reads(pg_dat
         assert again.expires_at == dt.datetime(2026, 3, 1, 0, 0, tzinfo=UTC) == again.last_sync_at
         assert again.expires_at.utcoffset() == dt.timedelta(0)
         # The pool's own sessions speak UTC, whatever the server's default is.
-        (text,) = tokyo.execute_sql("SELECT expires_at::text FROM integrations WHERE id = %s",
-                                    (str(row.id),)).fetchone()
+        (text,) = tokyo.execute_sql(
+            "SELECT expires_at::text FROM integrations WHERE id = %s", (str(row.id),)
+        ).fetchone()
         assert text == "2026-03-01 00:00:00+00"
     finally:
         tokyo.close_all()
@@ -198,25 +215,33 @@ def test_uuid_ids_exist_before_insert(database, keyring):
 
 # --- Indexes ---------------------------------------------------------------
 
-@pytest.mark.parametrize("table, columns, unique", [
-    ("integrations", ["user_id"], False),
-    ("integrations", ["provider"], False),
-    ("integrations", ["organization_id"], False),
-    ("webhooks", ["integration_id"], False),
-    ("webhook_deliveries", ["webhook_id"], False),
-    ("webhook_deliveries", ["status"], False),
-    ("webhook_deliveries", ["created_at"], False),
-    ("oauth_states", ["state"], True),
-    ("oauth_states", ["expires_at"], False),
-])
+
+@pytest.mark.parametrize(
+    "table, columns, unique",
+    [
+        ("integrations", ["user_id"], False),
+        ("integrations", ["provider"], False),
+        ("integrations", ["organization_id"], False),
+        ("webhooks", ["integration_id"], False),
+        ("webhook_deliveries", ["webhook_id"], False),
+        ("webhook_deliveries", ["status"], False),
+        ("webhook_deliveries", ["created_at"], False),
+        ("oauth_states", ["state"], True),
+        ("oauth_states", ["expires_at"], False),
+    ],
+)
 def test_spec_index_exists(database, table, columns, unique):
     found = [(i.columns, i.unique) for i in database.get_indexes(table)]
     assert (columns, unique) in found, found
 
 
 def test_oauth_state_is_unique(database):
-    values = dict(provider=Provider.SLACK, user_id=uuid.uuid4(), redirect_uri="https://app/cb",
-                  expires_at=utcnow() + dt.timedelta(minutes=10))
+    values = dict(
+        provider=Provider.SLACK,
+        user_id=uuid.uuid4(),
+        redirect_uri="https://app/cb",
+        expires_at=utcnow() + dt.timedelta(minutes=10),
+    )
     OAuthState.create(state="s-1", **values)
     with pytest.raises(peewee.IntegrityError):
         with database.atomic():
@@ -227,11 +252,18 @@ def test_oauth_state_is_unique(database):
 def test_postgres_per_user_listing_uses_an_index(pg_database):
     users = [uuid.uuid4() for _ in range(300)]
     base = dt.datetime(2026, 1, 1, tzinfo=UTC)
-    rows = [{"user_id": users[i % 300], "provider": Provider.SLACK, "name": f"n{i}",
-             "created_at": base + dt.timedelta(seconds=i)} for i in range(6000)]
+    rows = [
+        {
+            "user_id": users[i % 300],
+            "provider": Provider.SLACK,
+            "name": f"n{i}",
+            "created_at": base + dt.timedelta(seconds=i),
+        }
+        for i in range(6000)
+    ]
     with pg_database.atomic():
         for start in range(0, len(rows), 1000):
-            Integration.insert_many(rows[start:start + 1000]).execute()
+            Integration.insert_many(rows[start : start + 1000]).execute()
     pg_database.execute_sql("ANALYZE integrations")
 
     statements = []
@@ -247,8 +279,9 @@ def test_postgres_per_user_listing_uses_an_index(pg_database):
     logger.setLevel(logging.DEBUG)
     try:
         first = integrations.list_page(user_id=users[7])  # the real query, default limit 50 (+1)
-        integrations.list_page(user_id=users[7], limit=5,
-                               cursor=integrations.list_page(user_id=users[7], limit=5).next_cursor)
+        integrations.list_page(
+            user_id=users[7], limit=5, cursor=integrations.list_page(user_id=users[7], limit=5).next_cursor
+        )
     finally:
         logger.removeHandler(handler)
         logger.setLevel(old_level)
@@ -261,6 +294,7 @@ def test_postgres_per_user_listing_uses_an_index(pg_database):
 
 
 # --- Cascades and foreign keys ---------------------------------------------
+
 
 def test_deleting_an_integration_deletes_its_webhooks_deliveries_and_sync_logs(database, make_integration):
     doomed, kept = make_integration(), make_integration()
@@ -285,6 +319,7 @@ def test_foreign_keys_are_enforced(database):
 
 
 # --- Sealed secrets --------------------------------------------------------
+
 
 def test_seal_and_unseal_round_trip(database, keyring, make_integration):
     row = make_integration(access_token="tok-ünï-✓", refresh_token=None)

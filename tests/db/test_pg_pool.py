@@ -34,8 +34,9 @@ def url_of(postgres_url, pg_pool):
 def test_a_recycled_database_is_handed_out_again_without_the_rows(pg_pool, url_of):
     name = pg_pool.take()
     url = url_of(name)
-    _sql(url, "INSERT INTO job_runs (id, name, created_at, updated_at) "
-              "VALUES (gen_random_uuid(), 'probe', now(), now())")
+    _sql(
+        url, "INSERT INTO job_runs (id, name, created_at, updated_at) VALUES (gen_random_uuid(), 'probe', now(), now())"
+    )
     idle_connection = psycopg2.connect(url)  # left open, as a crashed daemon's pool would be
     idle_connection.cursor().execute("SELECT 1")
     pg_pool.give_back(name)
@@ -46,13 +47,16 @@ def test_a_recycled_database_is_handed_out_again_without_the_rows(pg_pool, url_o
     pg_pool.give_back(name)
 
 
-@pytest.mark.parametrize("change", [
-    "ALTER TABLE integrations ADD COLUMN probe TEXT",
-    "CREATE INDEX probe_idx ON integrations (name)",
-    "CREATE TABLE probe (id INT)",
-    "INSERT INTO schema_migrations (name, applied) VALUES ('0099_probe', now())",
-    "ALTER DATABASE \"{name}\" SET timezone TO 'Asia/Tokyo'",
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        "ALTER TABLE integrations ADD COLUMN probe TEXT",
+        "CREATE INDEX probe_idx ON integrations (name)",
+        "CREATE TABLE probe (id INT)",
+        "INSERT INTO schema_migrations (name, applied) VALUES ('0099_probe', now())",
+        "ALTER DATABASE \"{name}\" SET timezone TO 'Asia/Tokyo'",
+    ],
+)
 def test_a_database_whose_schema_changed_is_dropped_not_recycled(pg_pool, url_of, change):
     name = pg_pool.take()
     _sql(url_of(name), change.format(name=name))

@@ -15,8 +15,7 @@ from nexusctl.errors import DecryptionFailed
 UTC = dt.timezone.utc
 
 
-@pytest.mark.parametrize("metadata", [{}, {"a": {"b": [1, 2.5, None, True]}},
-                                      {"ünï": "cødé ✓", "q": "it's \"quoted\""}])
+@pytest.mark.parametrize("metadata", [{}, {"a": {"b": [1, 2.5, None, True]}}, {"ünï": "cødé ✓", "q": 'it\'s "quoted"'}])
 @pytest.mark.parametrize("scope", [[], ["basic"], ["a,b", "with space", "ü", '"q"', "{x}"]])
 def test_json_and_string_arrays_round_trip(database, scope, metadata):
     row = Integration.create(user_id=uuid.uuid4(), provider=Provider.HUBSPOT, name="n", scope=scope, metadata=metadata)
@@ -38,9 +37,13 @@ def test_postgres_uses_native_types(pg_database):
 
 def test_timestamps_are_stored_and_read_as_utc(database):
     plus5 = dt.timezone(dt.timedelta(hours=5))
-    row = Integration.create(user_id=uuid.uuid4(), provider=Provider.SLACK, name="t",
-                             expires_at=dt.datetime(2026, 1, 1, 12, 0, tzinfo=plus5),
-                             last_sync_at=dt.datetime(2026, 1, 1, 12, 0))  # naive = UTC
+    row = Integration.create(
+        user_id=uuid.uuid4(),
+        provider=Provider.SLACK,
+        name="t",
+        expires_at=dt.datetime(2026, 1, 1, 12, 0, tzinfo=plus5),
+        last_sync_at=dt.datetime(2026, 1, 1, 12, 0),
+    )  # naive = UTC
     again = Integration.get_by_id(row.id)
     assert again.expires_at == dt.datetime(2026, 1, 1, 7, 0, tzinfo=UTC)
     assert again.expires_at.utcoffset() == dt.timedelta(0)
@@ -50,8 +53,9 @@ def test_timestamps_are_stored_and_read_as_utc(database):
 
 @pytest.mark.postgres
 def test_postgres_session_time_zone_does_not_change_the_instant(pg_database):
-    row = Integration.create(user_id=uuid.uuid4(), provider=Provider.SLACK, name="t",
-                             expires_at=dt.datetime(2026, 3, 1, 0, 0, tzinfo=UTC))
+    row = Integration.create(
+        user_id=uuid.uuid4(), provider=Provider.SLACK, name="t", expires_at=dt.datetime(2026, 3, 1, 0, 0, tzinfo=UTC)
+    )
     pg_database.execute_sql("SET TIME ZONE 'Asia/Tokyo'")
     (stored,) = pg_database.execute_sql("SELECT expires_at FROM integrations WHERE id = %s", (str(row.id),)).fetchone()
     assert stored == dt.datetime(2026, 3, 1, 0, 0, tzinfo=UTC)
@@ -60,10 +64,15 @@ def test_postgres_session_time_zone_does_not_change_the_instant(pg_database):
 
 def test_time_comparisons_are_chronological_across_offsets(database):
     minus8 = dt.timezone(dt.timedelta(hours=-8))
-    early = Integration.create(user_id=uuid.uuid4(), provider=Provider.SLACK, name="early",
-                               expires_at=dt.datetime(2026, 1, 1, 20, 0, tzinfo=minus8))  # 04:00Z on the 2nd
-    late = Integration.create(user_id=uuid.uuid4(), provider=Provider.SLACK, name="late",
-                              expires_at=dt.datetime(2026, 1, 2, 5, 0, tzinfo=UTC))
+    early = Integration.create(
+        user_id=uuid.uuid4(),
+        provider=Provider.SLACK,
+        name="early",
+        expires_at=dt.datetime(2026, 1, 1, 20, 0, tzinfo=minus8),
+    )  # 04:00Z on the 2nd
+    late = Integration.create(
+        user_id=uuid.uuid4(), provider=Provider.SLACK, name="late", expires_at=dt.datetime(2026, 1, 2, 5, 0, tzinfo=UTC)
+    )
     ordered = [r.name for r in Integration.select().order_by(Integration.expires_at)]
     assert ordered == ["early", "late"]
     cut = dt.datetime(2026, 1, 2, 4, 30, tzinfo=UTC)
@@ -86,17 +95,20 @@ def _index_columns(database, table):
     return {(tuple(i.columns), i.unique) for i in database.get_indexes(table)}
 
 
-@pytest.mark.parametrize("table, columns, unique", [
-    ("integrations", ("user_id",), False),
-    ("integrations", ("provider",), False),
-    ("integrations", ("organization_id",), False),
-    ("webhooks", ("integration_id",), False),
-    ("webhook_deliveries", ("webhook_id",), False),
-    ("webhook_deliveries", ("status",), False),
-    ("webhook_deliveries", ("created_at",), False),
-    ("oauth_states", ("state",), True),
-    ("oauth_states", ("expires_at",), False),
-])
+@pytest.mark.parametrize(
+    "table, columns, unique",
+    [
+        ("integrations", ("user_id",), False),
+        ("integrations", ("provider",), False),
+        ("integrations", ("organization_id",), False),
+        ("webhooks", ("integration_id",), False),
+        ("webhook_deliveries", ("webhook_id",), False),
+        ("webhook_deliveries", ("status",), False),
+        ("webhook_deliveries", ("created_at",), False),
+        ("oauth_states", ("state",), True),
+        ("oauth_states", ("expires_at",), False),
+    ],
+)
 def test_the_spec_indexes_exist(database, table, columns, unique):
     assert (columns, unique) in _index_columns(database, table)
 
@@ -150,10 +162,14 @@ def test_user_listing_query_uses_an_index_on_postgres(pg_database):
     rows = [{"user_id": users[i % 200], "provider": Provider.SLACK, "name": f"n{i}"} for i in range(5000)]
     with pg_database.atomic():
         for start in range(0, len(rows), 1000):
-            Integration.insert_many(rows[start:start + 1000]).execute()
+            Integration.insert_many(rows[start : start + 1000]).execute()
     pg_database.execute_sql("ANALYZE integrations")
-    query = (Integration.select().where(Integration.user_id == users[7])
-             .order_by(Integration.created_at.desc(), Integration.id.desc()).limit(51))
+    query = (
+        Integration.select()
+        .where(Integration.user_id == users[7])
+        .order_by(Integration.created_at.desc(), Integration.id.desc())
+        .limit(51)
+    )
     sql, params = query.sql()
     plan = "\n".join(r[0] for r in pg_database.execute_sql("EXPLAIN " + sql, params).fetchall())
     assert "Index" in plan, plan

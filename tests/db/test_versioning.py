@@ -27,8 +27,11 @@ def up(migrator, db):
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def empty_db(request, tmp_path):
-    url = (f"sqlite:///{tmp_path / 'empty.db'}" if request.param == "sqlite"
-           else request.getfixturevalue("empty_postgres_url"))
+    url = (
+        f"sqlite:///{tmp_path / 'empty.db'}"
+        if request.param == "sqlite"
+        else request.getfixturevalue("empty_postgres_url")
+    )
     db = open_database(url)
     yield db
     db.close()

@@ -49,9 +49,14 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--empty", action="store_true", help="no records: every list is empty")
-    parser.add_argument("--public-url", action="append", default=None, metavar="URL",
-                        help="the daemon's PUBLIC_URL whose callbacks every app registers (repeatable; "
-                             "default: $PUBLIC_URL, else the daemon's default http://localhost:$PORT)")
+    parser.add_argument(
+        "--public-url",
+        action="append",
+        default=None,
+        metavar="URL",
+        help="the daemon's PUBLIC_URL whose callbacks every app registers (repeatable; "
+        "default: $PUBLIC_URL, else the daemon's default http://localhost:$PORT)",
+    )
     args = parser.parse_args()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -88,21 +88,32 @@ class Zapier(TokenGrants, Provider):
     )
     CODE_TTL = 120
     ACCESS_TTL = 36000
-    ACCOUNT = {"id": 4120000, "full_name": "Demo Automator", "email": "zaps@example.com", "first_name": "Demo",
-               "last_name": "Automator"}
+    ACCOUNT = {
+        "id": 4120000,
+        "full_name": "Demo Automator",
+        "email": "zaps@example.com",
+        "first_name": "Demo",
+        "last_name": "Automator",
+    }
     SPEC = AuthorizeSpec(scope_sep=" ", pkce="none", required=(("response_mode", "query"),))
     CODE_VERIFIER = False
     CLIENT_METHODS = ("basic", "body")
 
     @staticmethod
     def errors(status: int, code: str, title: str, detail: str, headers: dict | None = None):
-        return json_response({"errors": [{"status": str(status), "code": code, "title": title, "detail": detail}]},
-                             status, headers)
+        return json_response(
+            {"errors": [{"status": str(status), "code": code, "title": title, "detail": detail}]}, status, headers
+        )
 
     def rate_limited(self, endpoint, retry_after):
         headers = {"Retry-After": str(retry_after), "X-RateLimit-Limit": "60", "X-RateLimit-Remaining": "0"}
-        return self.errors(429, "throttled", "Throttled",
-                           f"Request was throttled. Expected available in {retry_after} seconds.", headers)
+        return self.errors(
+            429,
+            "throttled",
+            "Throttled",
+            f"Request was throttled. Expected available in {retry_after} seconds.",
+            headers,
+        )
 
     def code_error(self, code, reason, form):
         if reason == "redirect":
@@ -110,8 +121,13 @@ class Zapier(TokenGrants, Provider):
         return token_response({"error": "invalid_grant"}, 400)
 
     def token_body(self, grant, access, refresh, grant_type):
-        return {"access_token": access.value, "expires_in": self.ACCESS_TTL, "token_type": "Bearer",
-                "scope": " ".join(grant.scope), "refresh_token": refresh.value}
+        return {
+            "access_token": access.value,
+            "expires_in": self.ACCESS_TTL,
+            "token_type": "Bearer",
+            "scope": " ".join(grant.scope),
+            "refresh_token": refresh.value,
+        }
 
     async def me(self, request):
         fault = await self.gate("whoami")
@@ -119,10 +135,12 @@ class Zapier(TokenGrants, Provider):
             return fault
         token, status = self.status(auth_header(request), "access")
         if status != "ok":
-            detail = ("Authentication credentials were not provided." if status == "missing"
-                      else "Invalid or expired token.")
-            return self.errors(401, "not_authenticated", "NotAuthenticated", detail,
-                               {"WWW-Authenticate": 'Bearer realm="api"'})
+            detail = (
+                "Authentication credentials were not provided." if status == "missing" else "Invalid or expired token."
+            )
+            return self.errors(
+                401, "not_authenticated", "NotAuthenticated", detail, {"WWW-Authenticate": 'Bearer realm="api"'}
+            )
         if "profile" not in token.grant.scope:
             return self.errors(403, "permission_denied", "PermissionDenied", "The token lacks the profile scope.")
         return json_response(dict(self.account))
@@ -136,10 +154,12 @@ class Zapier(TokenGrants, Provider):
             return fault
         token, status = self.status(auth_header(request), "access")
         if status != "ok":
-            detail = ("Authentication credentials were not provided." if status == "missing"
-                      else "Invalid or expired token.")
-            return self.errors(401, "not_authenticated", "NotAuthenticated", detail,
-                               {"WWW-Authenticate": 'Bearer realm="api"'})
+            detail = (
+                "Authentication credentials were not provided." if status == "missing" else "Invalid or expired token."
+            )
+            return self.errors(
+                401, "not_authenticated", "NotAuthenticated", detail, {"WWW-Authenticate": 'Bearer realm="api"'}
+            )
         if not {"zap", "zap:all"} & set(token.grant.scope):
             return self.errors(403, "permission_denied", "PermissionDenied", "The token lacks the zap scope.")
         try:
@@ -150,10 +170,17 @@ class Zapier(TokenGrants, Provider):
             return self.errors(400, "invalid", "ValidationError", "limit must be 1-100 and offset not negative")
         rows = self.records_of("zaps")
         here = f"{self.emu.base_url}/{self.prefix}/api.zapier.com/v2/zaps"
-        links = {"next": f"{here}?limit={limit}&offset={offset + limit}" if offset + limit < len(rows) else None,
-                 "prev": f"{here}?limit={limit}&offset={max(0, offset - limit)}" if offset > 0 else None}
-        return json_response({"links": links, "meta": {"count": len(rows), "limit": limit, "offset": offset},
-                              "data": rows[offset:offset + limit]})
+        links = {
+            "next": f"{here}?limit={limit}&offset={offset + limit}" if offset + limit < len(rows) else None,
+            "prev": f"{here}?limit={limit}&offset={max(0, offset - limit)}" if offset > 0 else None,
+        }
+        return json_response(
+            {
+                "links": links,
+                "meta": {"count": len(rows), "limit": limit, "offset": offset},
+                "data": rows[offset : offset + limit],
+            }
+        )
 
 
 COMMAND_TIMEOUT = 3.0  # Slack shows the user "operation_timeout" when the app answers later
@@ -192,9 +219,17 @@ class Slack(Provider):
     )
     ROTATION = True
     ROTATING_TTL = 43200
-    ACCOUNT = {"team_id": "T0DEMO1234", "team": "Demo Team", "url": "https://demo-team.slack.com/",
-               "app_id": "A0DEMO1234", "bot_user_id": "U0BOT12345", "bot_user": "nexus-bot", "bot_id": "B0DEMO1234",
-               "user_id": "U0DEMO1234", "user": "demo.user"}
+    ACCOUNT = {
+        "team_id": "T0DEMO1234",
+        "team": "Demo Team",
+        "url": "https://demo-team.slack.com/",
+        "app_id": "A0DEMO1234",
+        "bot_user_id": "U0BOT12345",
+        "bot_user": "nexus-bot",
+        "bot_id": "B0DEMO1234",
+        "user_id": "U0DEMO1234",
+        "user": "demo.user",
+    }
     SPEC = AuthorizeSpec(response_type=None, scope_sep=",", scope_required=False, pkce="none")
 
     def make_client_id(self) -> str:
@@ -217,8 +252,13 @@ class Slack(Provider):
         return parse_scope(request.query.get("user_scope"), ",")[1]
 
     async def authorize(self, request):
-        return await authorize(self, request, self.SPEC, check=self._check,
-                               data=lambda r: {"user_scope": parse_scope(r.query.get("user_scope"), ",")[0]})
+        return await authorize(
+            self,
+            request,
+            self.SPEC,
+            check=self._check,
+            data=lambda r: {"user_scope": parse_scope(r.query.get("user_scope"), ",")[0]},
+        )
 
     def _access(self, grant, kind: str, rotating: bool):
         letter = "b" if kind == "bot" else "p"
@@ -236,8 +276,7 @@ class Slack(Provider):
 
     def _describe(self, grant, kind, access, refresh) -> dict:
         scope = grant.scope if kind == "bot" else grant.data.get("user_scope", [])
-        out = {"scope": ",".join(scope), "access_token": access.value,
-               "token_type": "bot" if kind == "bot" else "user"}
+        out = {"scope": ",".join(scope), "access_token": access.value, "token_type": "bot" if kind == "bot" else "user"}
         if refresh is not None:
             out.update({"refresh_token": refresh.value, "expires_in": self.ROTATING_TTL})
         return out
@@ -265,8 +304,13 @@ class Slack(Provider):
             body = {**common, "authed_user": {"id": acc["user_id"]}, **self._describe(old.grant, kind, access, refresh)}
             if kind == "bot":
                 body["bot_user_id"] = acc["bot_user_id"]
-            body.update({"team": {"id": acc["team_id"], "name": acc["team"]}, "enterprise": None,
-                         "is_enterprise_install": False})
+            body.update(
+                {
+                    "team": {"id": acc["team_id"], "name": acc["team"]},
+                    "enterprise": None,
+                    "is_enterprise_install": False,
+                }
+            )
             return token_response(body)
         if grant_type != "authorization_code":
             return self.fail("invalid_grant_type")
@@ -286,12 +330,19 @@ class Slack(Provider):
         body["authed_user"] = authed
         if grant.scope:
             bot = self._describe(grant, "bot", *self._pair(grant, "bot"))
-            body.update({"scope": bot.pop("scope"), "token_type": "bot", "access_token": bot.pop("access_token"),
-                         "bot_user_id": acc["bot_user_id"]})
+            body.update(
+                {
+                    "scope": bot.pop("scope"),
+                    "token_type": "bot",
+                    "access_token": bot.pop("access_token"),
+                    "bot_user_id": acc["bot_user_id"],
+                }
+            )
             bot.pop("token_type")
             body.update(bot)
-        body.update({"team": {"id": acc["team_id"], "name": acc["team"]}, "enterprise": None,
-                     "is_enterprise_install": False})
+        body.update(
+            {"team": {"id": acc["team_id"], "name": acc["team"]}, "enterprise": None, "is_enterprise_install": False}
+        )
         return token_response(body)
 
     async def _token_of(self, request):
@@ -300,8 +351,11 @@ class Slack(Provider):
         return self.status(value, "access"), form
 
     def _auth_error(self, status: str):
-        return self.fail({"missing": "not_authed", "expired": "token_expired",
-                          "revoked": "token_revoked"}.get(status, "invalid_auth"))
+        return self.fail(
+            {"missing": "not_authed", "expired": "token_expired", "revoked": "token_revoked"}.get(
+                status, "invalid_auth"
+            )
+        )
 
     async def auth_test(self, request):
         (token, status), _ = await self._token_of(request)
@@ -342,15 +396,23 @@ class Slack(Provider):
         user = token.data.get("who") == "user"
         granted = token.grant.data.get("user_scope", []) if user else token.grant.scope
         types = [t for t in str(args.get("types") or "public_channel").split(",") if t]
-        needs = {"public_channel": "channels:read", "private_channel": "groups:read", "mpim": "mpim:read",
-                 "im": "im:read"}
+        needs = {
+            "public_channel": "channels:read",
+            "private_channel": "groups:read",
+            "mpim": "mpim:read",
+            "im": "im:read",
+        }
         lacking = [needs[t] for t in types if t in needs and needs[t] not in granted]
         if lacking:  # Slack answers which scope the token needs and which it has
-            return json_response({"ok": False, "error": "missing_scope", "needed": ",".join(lacking),
-                                  "provided": ",".join(granted)})
-        rows = [c for c in self.channels_of(token)
-                if ("private_channel" if c.get("is_private") else "public_channel") in types]
-        page = rows[start:start + limit]
+            return json_response(
+                {"ok": False, "error": "missing_scope", "needed": ",".join(lacking), "provided": ",".join(granted)}
+            )
+        rows = [
+            c
+            for c in self.channels_of(token)
+            if ("private_channel" if c.get("is_private") else "public_channel") in types
+        ]
+        page = rows[start : start + limit]
         more = start + limit < len(rows)
         next_cursor = base64.b64encode(f"team:{start + limit}".encode()).decode() if more else ""
         return json_response({"ok": True, "channels": page, "response_metadata": {"next_cursor": next_cursor}})
@@ -375,8 +437,14 @@ class Slack(Provider):
             return self._auth_error(status)
         if "chat:write" not in token.grant.scope:
             return json_response({"ok": False, "error": "missing_scope", "needed": "chat:write"})
-        channel = next((c for c in self.channels_of(token)
-                        if args.get("channel") in (c.get("id"), c.get("name"), "#" + str(c.get("name")))), None)
+        channel = next(
+            (
+                c
+                for c in self.channels_of(token)
+                if args.get("channel") in (c.get("id"), c.get("name"), "#" + str(c.get("name")))
+            ),
+            None,
+        )
         if channel is None:
             return self.fail("channel_not_found")
         if not str(args.get("text") or "").strip():
@@ -385,8 +453,14 @@ class Slack(Provider):
             messages = self.records.setdefault("messages", [])
             ts = f"{1700000000 + len(messages)}.000100"
             messages.append({"channel": channel["id"], "text": args["text"], "ts": ts})
-        return json_response({"ok": True, "channel": channel["id"], "ts": ts,
-                              "message": {"type": "message", "text": args["text"], "ts": ts}})
+        return json_response(
+            {
+                "ok": True,
+                "channel": channel["id"],
+                "ts": ts,
+                "message": {"type": "message", "text": args["text"], "ts": ts},
+            }
+        )
 
     # --- slash commands: Slack calls the app ---------------------------------------------------------------
 
@@ -400,27 +474,41 @@ class Slack(Provider):
     def extra_env(self) -> dict[str, str]:
         return {"SLACK_SIGNING_SECRET": self.signing_secret}
 
-    def command_form(self, text: str = "", *, command: str = "/nexus", account: dict | None = None,
-                     **fields) -> bytes:
+    def command_form(self, text: str = "", *, command: str = "/nexus", account: dict | None = None, **fields) -> bytes:
         """The form Slack posts for a slash command typed in ``account``'s workspace (default: the default
         account's), by its user, in a channel of it; ``fields`` add or replace fields."""
         acc = account or self.account
-        form = {"token": "gIkuvaNzQIHg97ATvDxqgjtO", "team_id": acc["team_id"],
-                "team_domain": acc["url"].split("//")[-1].split(".")[0], "channel_id": "C0DEMO0001",
-                "channel_name": "general", "user_id": acc["user_id"], "user_name": acc["user"],
-                "command": command, "text": text, "api_app_id": acc["app_id"], "is_enterprise_install": "false",
-                "response_url": f"https://hooks.slack.com/commands/{acc['team_id']}/1234/{secrets.token_urlsafe(18)}",
-                "trigger_id": f"13345224609.738474920.{secrets.token_hex(16)}", **fields}
+        form = {
+            "token": "gIkuvaNzQIHg97ATvDxqgjtO",
+            "team_id": acc["team_id"],
+            "team_domain": acc["url"].split("//")[-1].split(".")[0],
+            "channel_id": "C0DEMO0001",
+            "channel_name": "general",
+            "user_id": acc["user_id"],
+            "user_name": acc["user"],
+            "command": command,
+            "text": text,
+            "api_app_id": acc["app_id"],
+            "is_enterprise_install": "false",
+            "response_url": f"https://hooks.slack.com/commands/{acc['team_id']}/1234/{secrets.token_urlsafe(18)}",
+            "trigger_id": f"13345224609.738474920.{secrets.token_hex(16)}",
+            **fields,
+        }
         return urlencode(form).encode()
 
     def sign(self, body: bytes, timestamp: int | None = None, secret: str | None = None) -> dict[str, str]:
         """The headers Slack adds: X-Slack-Request-Timestamp and X-Slack-Signature (v0, HMAC-SHA256 of
         ``v0:{timestamp}:{body}`` with the signing secret), timestamp now by the emulators' clock."""
         stamp = str(int(self.now()) if timestamp is None else timestamp)
-        digest = hmac.new((secret or self.signing_secret).encode(), b"v0:" + stamp.encode() + b":" + body,
-                          hashlib.sha256).hexdigest()
-        return {"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": f"v0={digest}",
-                "Content-Type": "application/x-www-form-urlencoded", "User-Agent": SLACKBOT}
+        digest = hmac.new(
+            (secret or self.signing_secret).encode(), b"v0:" + stamp.encode() + b":" + body, hashlib.sha256
+        ).hexdigest()
+        return {
+            "X-Slack-Request-Timestamp": stamp,
+            "X-Slack-Signature": f"v0={digest}",
+            "Content-Type": "application/x-www-form-urlencoded",
+            "User-Agent": SLACKBOT,
+        }
 
     def send_command(self, url: str, body: bytes, headers: dict[str, str]) -> SlackAnswer:
         """POST the command as Slack does, giving up after 3 s as Slack does (then the user sees

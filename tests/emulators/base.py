@@ -306,8 +306,12 @@ class Provider:
         with self.lock:
             now = self.now()
             token = Token(
-                value=value or secrets.token_urlsafe(32), kind=kind, grant=grant, issued=now,
-                expires=None if ttl is None else now + ttl, data=data,
+                value=value or secrets.token_urlsafe(32),
+                kind=kind,
+                grant=grant,
+                issued=now,
+                expires=None if ttl is None else now + ttl,
+                data=data,
             )
             self.tokens[token.value] = token
             return token
@@ -336,13 +340,30 @@ class Provider:
             if grant:
                 token.grant.alive = False
 
-    def new_code(self, *, client_id: str, redirect_uri: str, scope: list[str], challenge: str | None = None,
-                 method: str | None = None, value: str | None = None, **data) -> Code:
+    def new_code(
+        self,
+        *,
+        client_id: str,
+        redirect_uri: str,
+        scope: list[str],
+        challenge: str | None = None,
+        method: str | None = None,
+        value: str | None = None,
+        **data,
+    ) -> Code:
         with self.lock:
             now = self.now()
-            code = Code(value=value or secrets.token_urlsafe(24), client_id=client_id, redirect_uri=redirect_uri,
-                        scope=list(scope), issued=now, expires=now + self.CODE_TTL, challenge=challenge,
-                        method=method, data=data)
+            code = Code(
+                value=value or secrets.token_urlsafe(24),
+                client_id=client_id,
+                redirect_uri=redirect_uri,
+                scope=list(scope),
+                issued=now,
+                expires=now + self.CODE_TTL,
+                challenge=challenge,
+                method=method,
+                data=data,
+            )
             self.codes[code.value] = code
             return code
 

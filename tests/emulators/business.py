@@ -84,11 +84,21 @@ class HubSpot(TokenGrants, Provider):
         ("GET", r"api\.hubapi\.com/account-info/v3/details", "account_details"),
     )
     # list endpoint -> (records kind, scope it needs, properties sent when none are asked for)
-    LISTS = {"contacts": ("contacts", "crm.objects.contacts.read", ("createdate", "email", "firstname",
-                                                                    "hs_object_id", "lastmodifieddate", "lastname")),
-             "campaigns": ("campaigns", "marketing.campaigns.read", ())}
-    ACCOUNT = {"user": "admin@demo.example", "user_id": 1234567, "hub_id": 62515, "hub_domain": "demo.hubspot.com",
-               "app_id": 456789}
+    LISTS = {
+        "contacts": (
+            "contacts",
+            "crm.objects.contacts.read",
+            ("createdate", "email", "firstname", "hs_object_id", "lastmodifieddate", "lastname"),
+        ),
+        "campaigns": ("campaigns", "marketing.campaigns.read", ()),
+    }
+    ACCOUNT = {
+        "user": "admin@demo.example",
+        "user_id": 1234567,
+        "hub_id": 62515,
+        "hub_domain": "demo.hubspot.com",
+        "app_id": 456789,
+    }
     SPEC = AuthorizeSpec(response_type=None, scope_sep=" ", pkce="optional")
     ACCESS_TTL = 1800
     CODE_CLIENT_PARAM = "client_id"
@@ -105,10 +115,18 @@ class HubSpot(TokenGrants, Provider):
         return json_response({"status": status, "message": message, "correlationId": secrets.token_hex(16)}, http)
 
     def rate_limited(self, endpoint, retry_after):
-        body = {"status": "error", "message": "You have reached your ten_secondly_rolling limit.",
-                "errorType": "RATE_LIMIT", "correlationId": secrets.token_hex(16), "policyName": "TEN_SECONDLY_ROLLING"}
-        headers = {"X-HubSpot-RateLimit-Interval-Milliseconds": "10000", "X-HubSpot-RateLimit-Max": "100",
-                   "X-HubSpot-RateLimit-Remaining": "0"}
+        body = {
+            "status": "error",
+            "message": "You have reached your ten_secondly_rolling limit.",
+            "errorType": "RATE_LIMIT",
+            "correlationId": secrets.token_hex(16),
+            "policyName": "TEN_SECONDLY_ROLLING",
+        }
+        headers = {
+            "X-HubSpot-RateLimit-Interval-Milliseconds": "10000",
+            "X-HubSpot-RateLimit-Max": "100",
+            "X-HubSpot-RateLimit-Remaining": "0",
+        }
         return json_response(body, 429, headers)
 
     async def authorize(self, request):
@@ -147,8 +165,12 @@ class HubSpot(TokenGrants, Provider):
         return self.issue(grant, "access", self.ACCESS_TTL, value="CJ" + secrets.token_urlsafe(90))
 
     def token_body(self, grant, access, refresh, grant_type):
-        return {"token_type": "bearer", "refresh_token": refresh.value, "access_token": access.value,
-                "expires_in": self.ACCESS_TTL}
+        return {
+            "token_type": "bearer",
+            "refresh_token": refresh.value,
+            "access_token": access.value,
+            "expires_in": self.ACCESS_TTL,
+        }
 
     async def revoke(self, request, value):
         fault = await self.gate("revoke")
@@ -166,20 +188,39 @@ class HubSpot(TokenGrants, Provider):
             return fault
         token, status = self.status(value, "access")
         if status == "expired":
-            return json_response({"status": "error", "category": "EXPIRED_AUTHENTICATION",
-                                  "message": "The OAuth token used to make this call expired.",
-                                  "correlationId": secrets.token_hex(16)}, 401)
+            return json_response(
+                {
+                    "status": "error",
+                    "category": "EXPIRED_AUTHENTICATION",
+                    "message": "The OAuth token used to make this call expired.",
+                    "correlationId": secrets.token_hex(16),
+                },
+                401,
+            )
         if status != "ok":
-            return json_response({"status": "error", "category": "INVALID_AUTHENTICATION",
-                                  "message": "Authentication credentials not found.",
-                                  "correlationId": secrets.token_hex(16)}, 401)
+            return json_response(
+                {
+                    "status": "error",
+                    "category": "INVALID_AUTHENTICATION",
+                    "message": "Authentication credentials not found.",
+                    "correlationId": secrets.token_hex(16),
+                },
+                401,
+            )
         acc = self.account
-        return json_response({
-            "token": token.value, "user": acc.get("user"), "hub_domain": acc.get("hub_domain"),
-            "scopes": list(token.grant.scope), "hub_id": acc.get("hub_id"), "app_id": acc.get("app_id"),
-            "expires_in": max(0, int(token.expires - self.now())), "user_id": acc.get("user_id"),
-            "token_type": "access",
-        })
+        return json_response(
+            {
+                "token": token.value,
+                "user": acc.get("user"),
+                "hub_domain": acc.get("hub_domain"),
+                "scopes": list(token.grant.scope),
+                "hub_id": acc.get("hub_id"),
+                "app_id": acc.get("app_id"),
+                "expires_in": max(0, int(token.expires - self.now())),
+                "user_id": acc.get("user_id"),
+                "token_type": "access",
+            }
+        )
 
     async def account_details(self, request):
         """``GET /account-info/v3/details`` (Account Information API, any scope): the portal's id and settings."""
@@ -189,13 +230,29 @@ class HubSpot(TokenGrants, Provider):
         _token, status = self.status(auth_header(request), "access")
         if status != "ok":
             category = "EXPIRED_AUTHENTICATION" if status == "expired" else "INVALID_AUTHENTICATION"
-            return json_response({"status": "error", "category": category, "message": "Authentication credentials "
-                                  "not found.", "correlationId": secrets.token_hex(16)}, 401)
+            return json_response(
+                {
+                    "status": "error",
+                    "category": category,
+                    "message": "Authentication credentials not found.",
+                    "correlationId": secrets.token_hex(16),
+                },
+                401,
+            )
         acc = self.account
-        return json_response({"portalId": acc.get("hub_id"), "accountType": "STANDARD", "timeZone": "US/Eastern",
-                              "companyCurrency": "USD", "additionalCurrencies": [], "utcOffset": "-05:00",
-                              "utcOffsetMilliseconds": -18000000, "uiDomain": "app.hubspot.com",
-                              "dataHostingLocation": "na1"})
+        return json_response(
+            {
+                "portalId": acc.get("hub_id"),
+                "accountType": "STANDARD",
+                "timeZone": "US/Eastern",
+                "companyCurrency": "USD",
+                "additionalCurrencies": [],
+                "utcOffset": "-05:00",
+                "utcOffsetMilliseconds": -18000000,
+                "uiDomain": "app.hubspot.com",
+                "dataHostingLocation": "na1",
+            }
+        )
 
     async def contacts(self, request):
         return await self._list(request, "contacts")
@@ -213,32 +270,60 @@ class HubSpot(TokenGrants, Provider):
         kind, scope, defaults = self.LISTS[endpoint]
         token, status = self.status(auth_header(request), "access")
         if status == "expired":
-            return json_response({"status": "error", "category": "EXPIRED_AUTHENTICATION",
-                                  "message": "The OAuth token used to make this call expired.",
-                                  "correlationId": secrets.token_hex(16)}, 401)
+            return json_response(
+                {
+                    "status": "error",
+                    "category": "EXPIRED_AUTHENTICATION",
+                    "message": "The OAuth token used to make this call expired.",
+                    "correlationId": secrets.token_hex(16),
+                },
+                401,
+            )
         if status != "ok":
-            return json_response({"status": "error", "category": "INVALID_AUTHENTICATION",
-                                  "message": "Authentication credentials not found. This API supports OAuth 2.0 "
-                                             "authentication.", "correlationId": secrets.token_hex(16)}, 401)
+            return json_response(
+                {
+                    "status": "error",
+                    "category": "INVALID_AUTHENTICATION",
+                    "message": "Authentication credentials not found. This API supports OAuth 2.0 authentication.",
+                    "correlationId": secrets.token_hex(16),
+                },
+                401,
+            )
         if scope not in token.grant.scope:
-            return json_response({"status": "error", "category": "MISSING_SCOPES",
-                                  "message": "This app hasn't been granted all required scopes to make this call.",
-                                  "correlationId": secrets.token_hex(16),
-                                  "errors": [{"message": "One or more of the following scopes are required.",
-                                              "context": {"requiredGranularScopes": [scope]}}]}, 403)
+            return json_response(
+                {
+                    "status": "error",
+                    "category": "MISSING_SCOPES",
+                    "message": "This app hasn't been granted all required scopes to make this call.",
+                    "correlationId": secrets.token_hex(16),
+                    "errors": [
+                        {
+                            "message": "One or more of the following scopes are required.",
+                            "context": {"requiredGranularScopes": [scope]},
+                        }
+                    ],
+                },
+                403,
+            )
         q = request.query
         try:
             limit, start = int(q.get("limit", 10)), int(q.get("after") or 0)
         except ValueError:
             limit = start = -1
         if not 1 <= limit <= 100 or start < 0:
-            return json_response({"status": "error", "category": "VALIDATION_ERROR",
-                                  "message": "limit must be 1-100 and after a paging cursor",
-                                  "correlationId": secrets.token_hex(16)}, 400)
+            return json_response(
+                {
+                    "status": "error",
+                    "category": "VALIDATION_ERROR",
+                    "message": "limit must be 1-100 and after a paging cursor",
+                    "correlationId": secrets.token_hex(16),
+                },
+                400,
+            )
         wanted = [p for p in q.get("properties", "").split(",") if p] or list(defaults)
         rows = self.records_of(kind)
         page = []
-        for row in rows[start:start + limit]:
+        for row in rows[start : start + limit]:
             props = row.get("properties") or {}
             page.append({**row, "properties": {p: props.get(p) for p in wanted} if wanted else props})
         body = {"results": page}
@@ -272,17 +357,26 @@ class Salesforce(TokenGrants, Provider):
         ("GET|POST", rf"(?:{HOSTS})/services/oauth2/userinfo", "userinfo"),
         ("GET|POST", rf"(?:{HOSTS})/services/oauth2/revoke", "revoke"),
         ("GET", r"na1\.my\.salesforce\.com/services/data/v(?P<version>\d+\.\d)/query/?", "query"),
-        ("GET", r"na1\.my\.salesforce\.com/services/data/v(?P<version>\d+\.\d)/sobjects/ContentVersion/"
-                r"(?P<version_id>068\w{12,15})/VersionData", "version_data"),
-        ("GET", r"na1\.my\.salesforce\.com/services/data/v(?P<version>\d+\.\d)/query/(?P<locator>[^/]+)",
-         "query_more"),
+        (
+            "GET",
+            r"na1\.my\.salesforce\.com/services/data/v(?P<version>\d+\.\d)/sobjects/ContentVersion/"
+            r"(?P<version_id>068\w{12,15})/VersionData",
+            "version_data",
+        ),
+        ("GET", r"na1\.my\.salesforce\.com/services/data/v(?P<version>\d+\.\d)/query/(?P<locator>[^/]+)", "query_more"),
     )
     SOBJECTS = {"Contact": "contacts", "Campaign": "campaigns"}  # SOQL object -> records kind
     ROTATION = False
     ACCESS_TTL = 7200
-    ACCOUNT = {"user_id": "005Dn000001DemoA", "organization_id": "00DDn000000DemoA", "name": "Demo Admin",
-               "preferred_username": "admin@demo.example", "nickname": "admin", "email": "admin@demo.example",
-               "email_verified": True}
+    ACCOUNT = {
+        "user_id": "005Dn000001DemoA",
+        "organization_id": "00DDn000000DemoA",
+        "name": "Demo Admin",
+        "preferred_username": "admin@demo.example",
+        "nickname": "admin",
+        "email": "admin@demo.example",
+        "email_verified": True,
+    }
     SPEC = AuthorizeSpec(scope_sep=" ", scope_required=False, pkce="optional")
     CODE_CLIENT_PARAM = "client_id"
 
@@ -293,8 +387,11 @@ class Salesforce(TokenGrants, Provider):
         return "".join(secrets.choice("0123456789ABCDEF") for _ in range(64))
 
     def rate_limited(self, endpoint, retry_after):
-        return json_response([{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}],
-                             403, {"Sforce-Limit-Info": "api-usage=15000/15000"})
+        return json_response(
+            [{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}],
+            403,
+            {"Sforce-Limit-Info": "api-usage=15000/15000"},
+        )
 
     @staticmethod
     def error(error: str, description: str, status: int = 400) -> web.Response:
@@ -305,8 +402,10 @@ class Salesforce(TokenGrants, Provider):
         return {"error": error, "error_description": "end-user denied authorization", "state": state}
 
     def identity_url(self) -> str:
-        return (f"{self.emu.base_url}/{self.prefix}/login.salesforce.com/id/"
-                f"{self.account['organization_id']}/{self.account['user_id']}")
+        return (
+            f"{self.emu.base_url}/{self.prefix}/login.salesforce.com/id/"
+            f"{self.account['organization_id']}/{self.account['user_id']}"
+        )
 
     async def authorize(self, request):
         return await authorize(self, request, self.SPEC, deny_params=self.deny)
@@ -351,14 +450,22 @@ class Salesforce(TokenGrants, Provider):
     def token_body(self, grant, access, refresh, grant_type):
         identity = self.identity_url()
         issued_at = str(int(self.now() * 1000))
-        signature = base64.b64encode(hmac.new(self.client_secret.encode(), (identity + issued_at).encode(),
-                                              hashlib.sha256).digest()).decode()
+        signature = base64.b64encode(
+            hmac.new(self.client_secret.encode(), (identity + issued_at).encode(), hashlib.sha256).digest()
+        ).decode()
         body = {"access_token": access.value}
         if refresh is not None:
             body["refresh_token"] = refresh.value
-        body.update({"signature": signature, "scope": " ".join(grant.scope) or "api refresh_token",
-                     "instance_url": f"{self.emu.base_url}/{self.prefix}/{self.INSTANCE}", "id": identity,
-                     "token_type": "Bearer", "issued_at": issued_at})
+        body.update(
+            {
+                "signature": signature,
+                "scope": " ".join(grant.scope) or "api refresh_token",
+                "instance_url": f"{self.emu.base_url}/{self.prefix}/{self.INSTANCE}",
+                "id": identity,
+                "token_type": "Bearer",
+                "issued_at": issued_at,
+            }
+        )
         return body
 
     async def introspect(self, request):
@@ -371,10 +478,16 @@ class Salesforce(TokenGrants, Provider):
         token, status = self.status(form.get("token"), ("access", "refresh"))
         if status != "ok":
             return json_response({"active": False})
-        body = {"active": True, "scope": " ".join(token.grant.scope), "client_id": self.client_id,
-                "username": self.account.get("preferred_username"), "sub": self.identity_url(),
-                "token_type": "access_token" if token.kind == "access" else "refresh_token",
-                "iat": int(token.issued), "nbf": int(token.issued)}
+        body = {
+            "active": True,
+            "scope": " ".join(token.grant.scope),
+            "client_id": self.client_id,
+            "username": self.account.get("preferred_username"),
+            "sub": self.identity_url(),
+            "token_type": "access_token" if token.kind == "access" else "refresh_token",
+            "iat": int(token.issued),
+            "nbf": int(token.issued),
+        }
         if token.expires is not None:
             body["exp"] = int(token.expires)
         return json_response(body)
@@ -406,9 +519,16 @@ class Salesforce(TokenGrants, Provider):
         if (org, user) != (self.account["organization_id"], self.account["user_id"]):
             return web.Response(status=404, text="Bad_Id")
         acc = self.account
-        return json_response({"id": self.identity_url(), "user_id": acc["user_id"],
-                              "organization_id": acc["organization_id"], "username": acc.get("preferred_username"),
-                              "display_name": acc.get("name"), "email": acc.get("email")})
+        return json_response(
+            {
+                "id": self.identity_url(),
+                "user_id": acc["user_id"],
+                "organization_id": acc["organization_id"],
+                "username": acc.get("preferred_username"),
+                "display_name": acc.get("name"),
+                "email": acc.get("email"),
+            }
+        )
 
     def reset(self) -> None:
         super().reset()
@@ -435,13 +555,12 @@ class Salesforce(TokenGrants, Provider):
             size = self.files.get(version_id)
         if size is None:
             return self.api_error(404, "NOT_FOUND", "The requested resource does not exist")
-        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream",
-                                               "Content-Length": str(size)})
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)})
         await response.prepare(request)
         block = bytes(range(256)) * 4096  # 1 MiB
         left = size
         while left > 0:
-            await response.write(block[:min(left, len(block))])
+            await response.write(block[: min(left, len(block))])
             left -= len(block)
         await response.write_eof()
         return response
@@ -457,8 +576,11 @@ class Salesforce(TokenGrants, Provider):
         return None
 
     def _batch(self, request) -> int:
-        options = dict(part.strip().split("=", 1) for part in request.headers.get("Sforce-Query-Options", "").split(",")
-                       if "=" in part)
+        options = dict(
+            part.strip().split("=", 1)
+            for part in request.headers.get("Sforce-Query-Options", "").split(",")
+            if "=" in part
+        )
         try:
             return min(max(int(options.get("batchSize", 2000)), 200), 2000)
         except ValueError:
@@ -466,7 +588,7 @@ class Salesforce(TokenGrants, Provider):
 
     def _records_page(self, request, version, rows, offset):
         size = self._batch(request)
-        page = rows[offset:offset + size]
+        page = rows[offset : offset + size]
         body = {"totalSize": len(rows), "done": offset + size >= len(rows), "records": page}
         if not body["done"]:
             locator = f"01g{secrets.token_hex(7).upper()}-{offset + size}"
@@ -497,11 +619,18 @@ class Salesforce(TokenGrants, Provider):
         for row in self.records_of(kind):
             missing = [f for f in fields if f not in row]
             if missing:
-                return self.api_error(400, "INVALID_FIELD", f"No such column '{missing[0]}' on entity "
-                                                            f"'{match.group(2)}'.")
-            rows.append({"attributes": {"type": match.group(2), "url": f"/services/data/v{version}/sobjects/"
-                                                                       f"{match.group(2)}/{row['Id']}"},
-                         **{f: row[f] for f in fields}})
+                return self.api_error(
+                    400, "INVALID_FIELD", f"No such column '{missing[0]}' on entity '{match.group(2)}'."
+                )
+            rows.append(
+                {
+                    "attributes": {
+                        "type": match.group(2),
+                        "url": f"/services/data/v{version}/sobjects/{match.group(2)}/{row['Id']}",
+                    },
+                    **{f: row[f] for f in fields},
+                }
+            )
         return self._records_page(request, version, rows, 0)
 
     async def query_more(self, request, version, locator):

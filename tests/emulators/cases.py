@@ -33,8 +33,26 @@ SCOPES = {
 SCOPE_SEP = {name: ("," if "," in scope else " ") for name, scope in SCOPES.items()}
 SCOPE_EITHER = {"INSTAGRAM", "FACEBOOK", "META_ADS"}  # Meta accepts comma or space
 PKCE = {"FACEBOOK", "META_ADS", "YOUTUBE", "GOOGLE_ADS", "TWITTER", "HUBSPOT", "SALESFORCE", "DISCORD"}
-OAUTH = ["TIKTOK", "INSTAGRAM", "FACEBOOK", "YOUTUBE", "TWITTER", "LINKEDIN", "HUBSPOT", "SALESFORCE", "SHOPIFY",
-         "META_ADS", "GOOGLE_ADS", "TIKTOK_ADS", "MAILCHIMP", "STRIPE", "PAYPAL", "ZAPIER", "SLACK", "DISCORD"]
+OAUTH = [
+    "TIKTOK",
+    "INSTAGRAM",
+    "FACEBOOK",
+    "YOUTUBE",
+    "TWITTER",
+    "LINKEDIN",
+    "HUBSPOT",
+    "SALESFORCE",
+    "SHOPIFY",
+    "META_ADS",
+    "GOOGLE_ADS",
+    "TIKTOK_ADS",
+    "MAILCHIMP",
+    "STRIPE",
+    "PAYPAL",
+    "ZAPIER",
+    "SLACK",
+    "DISCORD",
+]
 # Providers whose token request repeats redirect_uri and checks it.
 CHECKS_REDIRECT = set(OAUTH) - {"SHOPIFY", "TIKTOK_ADS", "STRIPE", "PAYPAL"}
 
@@ -80,13 +98,19 @@ def start(emu, name: str, state: str = "state-123") -> tuple[dict, str | None]:
     return consent(url, params), verifier
 
 
-def exchange(emu, name: str, query: dict, verifier: str | None = None, *, redirect_uri: str = REDIRECT,
-             secret: str | None = None) -> Resp:
+def exchange(
+    emu, name: str, query: dict, verifier: str | None = None, *, redirect_uri: str = REDIRECT, secret: str | None = None
+) -> Resp:
     p = emu[name]
     cid, secret = p.client_id, secret if secret is not None else p.client_secret
     url, code = token_url(emu, name), query.get("code")
-    form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri,
-            "client_id": cid, "client_secret": secret}
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": redirect_uri,
+        "client_id": cid,
+        "client_secret": secret,
+    }
     if verifier:
         form["code_verifier"] = verifier
     if name == "TIKTOK":

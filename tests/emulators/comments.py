@@ -57,12 +57,18 @@ class CommentControls:
 
     def delete_comment(self, comment_id: str) -> None:
         with self.lock:
-            self.records["comments"] = [r for r in self.records.get("comments", [])
-                                        if str(r[self.COMMENT_KEY]) != str(comment_id)]
+            self.records["comments"] = [
+                r for r in self.records.get("comments", []) if str(r[self.COMMENT_KEY]) != str(comment_id)
+            ]
 
     def replies_to(self, comment_id: str) -> list[dict]:
-        parent = "parent_comment_id" if self.COMMENT_KEY == "comment_id" else \
-            "parentId" if self.NAME == "YOUTUBE" else "parent_id"
+        parent = (
+            "parent_comment_id"
+            if self.COMMENT_KEY == "comment_id"
+            else "parentId"
+            if self.NAME == "YOUTUBE"
+            else "parent_id"
+        )
         return [r for r in self.records_of("comments") if str(r.get(parent)) == str(comment_id)]
 
     def _add_comment(self, row: dict) -> None:
@@ -81,19 +87,35 @@ class TikTokComments(CommentControls):
         ("POST", r"open\.tiktokapis\.com/v2/comment/list/", "comment_list"),
         ("POST", r"open\.tiktokapis\.com/v2/comment/reply/", "comment_reply"),
     )
-    COMMENT_FIELDS = {"comment_id", "video_id", "text", "likes", "replies", "create_time", "username",
-                      "display_name", "parent_comment_id", "liked", "pinned", "status", "owner"}
+    COMMENT_FIELDS = {
+        "comment_id",
+        "video_id",
+        "text",
+        "likes",
+        "replies",
+        "create_time",
+        "username",
+        "display_name",
+        "parent_comment_id",
+        "liked",
+        "pinned",
+        "status",
+        "owner",
+    }
     REPLY_MAX = 150
 
     def _commenter(self, request, scope: str):
         token, status = self.status(auth_header(request), "access")
         if status != "ok":
-            return None, self._api_error(401, "access_token_invalid",
-                                         "The access token is invalid or not found in the request.")
+            return None, self._api_error(
+                401, "access_token_invalid", "The access token is invalid or not found in the request."
+            )
         if scope not in token.grant.scope:
-            return None, self._api_error(401, "scope_not_authorized",
-                                         "The user did not authorize the scope required for completing this "
-                                         "request.")
+            return None, self._api_error(
+                401,
+                "scope_not_authorized",
+                "The user did not authorize the scope required for completing this request.",
+            )
         return token, None
 
     def _video_ids(self) -> set[str]:
@@ -117,11 +139,17 @@ class TikTokComments(CommentControls):
             return self._api_error(400, "invalid_params", f"video_id {video!r} is not one of the user's videos")
         if not isinstance(size, int) or not 1 <= size <= 50 or not isinstance(cursor, int) or cursor < 0:
             return self._api_error(400, "invalid_params", "max_count must be 1-50 and cursor an offset >= 0")
-        rows = [r for r in self.records_of("comments") if str(r["video_id"]) == video and
-                not r.get("parent_comment_id")]
-        page = rows[cursor:cursor + size]
-        return self._ok({"comments": [{f: r[f] for f in fields if f in r} for r in page],
-                         "cursor": cursor + len(page), "has_more": cursor + len(page) < len(rows)})
+        rows = [
+            r for r in self.records_of("comments") if str(r["video_id"]) == video and not r.get("parent_comment_id")
+        ]
+        page = rows[cursor : cursor + size]
+        return self._ok(
+            {
+                "comments": [{f: r[f] for f in fields if f in r} for r in page],
+                "cursor": cursor + len(page),
+                "has_more": cursor + len(page) < len(rows),
+            }
+        )
 
     async def comment_reply(self, request):
         body = await read_json(request)
@@ -136,14 +164,25 @@ class TikTokComments(CommentControls):
         video, comment, text = str(body.get("video_id") or ""), str(body.get("comment_id") or ""), body.get("text")
         if not isinstance(text, str) or not 1 <= len(text) <= self.REPLY_MAX:
             return self._api_error(400, "invalid_params", f"text must be 1-{self.REPLY_MAX} characters")
-        if not any(str(r["comment_id"]) == comment and str(r["video_id"]) == video
-                   for r in self.records_of("comments")):
+        if not any(
+            str(r["comment_id"]) == comment and str(r["video_id"]) == video for r in self.records_of("comments")
+        ):
             return self._api_error(404, "comment_not_found", f"comment {comment!r} is not on video {video!r}")
         reply_id = str(7400000000000000000 + secrets.randbelow(10**15))
-        self._add_comment({"comment_id": reply_id, "video_id": video, "text": text, "likes": 0, "replies": 0,
-                           "create_time": int(self.now()), "username": "demo.creator",
-                           "display_name": self.account.get("display_name"), "parent_comment_id": comment,
-                           "owner": True})
+        self._add_comment(
+            {
+                "comment_id": reply_id,
+                "video_id": video,
+                "text": text,
+                "likes": 0,
+                "replies": 0,
+                "create_time": int(self.now()),
+                "username": "demo.creator",
+                "display_name": self.account.get("display_name"),
+                "parent_comment_id": comment,
+                "owner": True,
+            }
+        )
         return self._ok({"comment_id": reply_id, "video_id": video, "text": text})
 
 
@@ -156,9 +195,13 @@ def _graph_refusal(message: str, code: int, status: int = 400, type_: str = "OAu
 
 
 def _missing(object_id: str):
-    return _graph_refusal(f"(#100) Object with ID '{object_id}' does not exist, cannot be loaded due to missing "
-                          "permissions, or does not support this operation", 100, error_subcode=33,
-                          type_="GraphMethodException")
+    return _graph_refusal(
+        f"(#100) Object with ID '{object_id}' does not exist, cannot be loaded due to missing "
+        "permissions, or does not support this operation",
+        100,
+        error_subcode=33,
+        type_="GraphMethodException",
+    )
 
 
 async def _graph_args(request) -> dict:
@@ -212,9 +255,17 @@ class InstagramComments(CommentControls):
         if not isinstance(message, str) or not message.strip() or len(message) > 2200:
             return _graph_refusal("(#100) The parameter message is required (at most 2,200 characters)", 100)
         reply_id = str(17900000000000000 + secrets.randbelow(10**14))
-        self._add_comment({"id": reply_id, "media_id": parent["media_id"], "text": message,
-                           "timestamp": _iso(self.now(), "%Y-%m-%dT%H:%M:%S+0000"),
-                           "username": self.account.get("username"), "like_count": 0, "parent_id": comment_id})
+        self._add_comment(
+            {
+                "id": reply_id,
+                "media_id": parent["media_id"],
+                "text": message,
+                "timestamp": _iso(self.now(), "%Y-%m-%dT%H:%M:%S+0000"),
+                "username": self.account.get("username"),
+                "like_count": 0,
+                "parent_id": comment_id,
+            }
+        )
         return json_response({"id": reply_id})
 
 
@@ -242,27 +293,37 @@ class FacebookComments(CommentControls):
             if page is None or token.data.get("page_id") != page:
                 return _missing(object_id)
             if "pages_read_user_content" not in token.grant.scope:
-                return _graph_refusal("(#10) This endpoint requires the 'pages_read_user_content' permission", 10,
-                                      403)
-            rows = [c for c in self.records_of("comments") if str(c["post_id"]) == object_id and
-                    not c.get("parent_id")]
+                return _graph_refusal("(#10) This endpoint requires the 'pages_read_user_content' permission", 10, 403)
+            rows = [c for c in self.records_of("comments") if str(c["post_id"]) == object_id and not c.get("parent_id")]
             return self.list_edge(request, rows)
         parent = next((c for c in self.records_of("comments") if str(c["id"]) == object_id), None)
         if parent is None or token.data.get("page_id") != self._page_of_post(str(parent["post_id"])):
             return _missing(object_id)
         if "pages_manage_engagement" not in token.grant.scope:
-            return _graph_refusal("(#200) Replying to a comment requires the pages_manage_engagement permission "
-                                  "with a page access token", 200, 403)
+            return _graph_refusal(
+                "(#200) Replying to a comment requires the pages_manage_engagement permission with a page access token",
+                200,
+                403,
+            )
         message = args.get("message")
         if not isinstance(message, str) or not message.strip() or len(message) > 8000:
             return _graph_refusal("(#100) Missing message or attachment", 100)
         reply_id = f"{parent['post_id'].split('_')[1]}_{secrets.randbelow(10**12)}"
-        page_name = next((p.get("name") for p in self.records_of("pages")
-                          if str(p["id"]) == token.data.get("page_id")), None)
-        self._add_comment({"id": reply_id, "post_id": parent["post_id"], "message": message,
-                           "created_time": _iso(self.now(), "%Y-%m-%dT%H:%M:%S+0000"),
-                           "from": {"id": token.data.get("page_id"), "name": page_name}, "like_count": 0,
-                           "comment_count": 0, "parent_id": object_id})
+        page_name = next(
+            (p.get("name") for p in self.records_of("pages") if str(p["id"]) == token.data.get("page_id")), None
+        )
+        self._add_comment(
+            {
+                "id": reply_id,
+                "post_id": parent["post_id"],
+                "message": message,
+                "created_time": _iso(self.now(), "%Y-%m-%dT%H:%M:%S+0000"),
+                "from": {"id": token.data.get("page_id"), "name": page_name},
+                "like_count": 0,
+                "comment_count": 0,
+                "parent_id": object_id,
+            }
+        )
         return json_response({"id": reply_id})
 
 
@@ -270,8 +331,7 @@ class FacebookComments(CommentControls):
 
 
 def _youtube_error(status: int, message: str, reason: str, domain: str = "global"):
-    error = {"code": status, "message": message, "errors": [{"message": message, "domain": domain,
-                                                             "reason": reason}]}
+    error = {"code": status, "message": message, "errors": [{"message": message, "domain": domain, "reason": reason}]}
     return json_response({"error": error}, status)
 
 
@@ -292,18 +352,34 @@ class YouTubeComments(CommentControls):
         return None
 
     def _thread(self, row: dict, parts: list[str]) -> dict:
-        top = {"kind": "youtube#comment", "etag": secrets.token_urlsafe(8), "id": row["id"],
-               "snippet": {"channelId": self.account.get("id"), "videoId": row["videoId"],
-                           "textDisplay": row["textOriginal"], "textOriginal": row["textOriginal"],
-                           "authorDisplayName": row.get("authorDisplayName"),
-                           "authorChannelId": {"value": row.get("authorChannelId")},
-                           "canRate": True, "viewerRating": "none", "likeCount": row.get("likeCount", 0),
-                           "publishedAt": row.get("publishedAt"), "updatedAt": row.get("updatedAt")}}
+        top = {
+            "kind": "youtube#comment",
+            "etag": secrets.token_urlsafe(8),
+            "id": row["id"],
+            "snippet": {
+                "channelId": self.account.get("id"),
+                "videoId": row["videoId"],
+                "textDisplay": row["textOriginal"],
+                "textOriginal": row["textOriginal"],
+                "authorDisplayName": row.get("authorDisplayName"),
+                "authorChannelId": {"value": row.get("authorChannelId")},
+                "canRate": True,
+                "viewerRating": "none",
+                "likeCount": row.get("likeCount", 0),
+                "publishedAt": row.get("publishedAt"),
+                "updatedAt": row.get("updatedAt"),
+            },
+        }
         thread = {"kind": "youtube#commentThread", "etag": secrets.token_urlsafe(8), "id": row["id"]}
         if "snippet" in parts:
-            thread["snippet"] = {"channelId": self.account.get("id"), "videoId": row["videoId"],
-                                 "topLevelComment": top, "canReply": True,
-                                 "totalReplyCount": row.get("totalReplyCount", 0), "isPublic": True}
+            thread["snippet"] = {
+                "channelId": self.account.get("id"),
+                "videoId": row["videoId"],
+                "topLevelComment": top,
+                "canReply": True,
+                "totalReplyCount": row.get("totalReplyCount", 0),
+                "isPublic": True,
+            }
         return thread
 
     async def comment_threads(self, request):
@@ -318,29 +394,43 @@ class YouTubeComments(CommentControls):
         if not parts or not set(parts) <= {"id", "snippet", "replies"}:
             return _youtube_error(400, "'part' must name commentThread parts", "invalidPart", "youtube.part")
         rows = [r for r in self.records_of("comments") if not r.get("parentId")]
-        videos = {str(((u.get("snippet") or {}).get("resourceId") or {}).get("videoId"))
-                  for u in self.records_of("uploads")}
+        videos = {
+            str(((u.get("snippet") or {}).get("resourceId") or {}).get("videoId")) for u in self.records_of("uploads")
+        }
         if q.get("videoId"):
             if q["videoId"] not in videos:
-                return _youtube_error(404, "The video identified by the videoId parameter could not be found.",
-                                      "videoNotFound", "youtube.commentThread")
+                return _youtube_error(
+                    404,
+                    "The video identified by the videoId parameter could not be found.",
+                    "videoNotFound",
+                    "youtube.commentThread",
+                )
             rows = [r for r in rows if r["videoId"] == q["videoId"]]
         elif q.get("allThreadsRelatedToChannelId") != self.account.get("id"):
-            return _youtube_error(400, "No filter selected. Expected one of: videoId, allThreadsRelatedToChannelId, "
-                                  "id", "missingRequiredParameter", "youtube.parameter")
+            return _youtube_error(
+                400,
+                "No filter selected. Expected one of: videoId, allThreadsRelatedToChannelId, id",
+                "missingRequiredParameter",
+                "youtube.parameter",
+            )
         try:
             size = int(q.get("maxResults", 20))
             start = int(base64.urlsafe_b64decode(q["pageToken"]).decode().split(":")[1]) if q.get("pageToken") else 0
         except (ValueError, IndexError, UnicodeDecodeError, binascii.Error):
-            return _youtube_error(400, "The request specifies an invalid page token.", "invalidPageToken",
-                                  "youtube.parameter")
+            return _youtube_error(
+                400, "The request specifies an invalid page token.", "invalidPageToken", "youtube.parameter"
+            )
         if not 1 <= size <= 100:
-            return _youtube_error(400, "Invalid value for maxResults: must be 1 to 100", "invalidParameter",
-                                  "youtube.parameter")
-        page = rows[start:start + size]
-        body = {"kind": "youtube#commentThreadListResponse", "etag": secrets.token_urlsafe(8),
-                "pageInfo": {"totalResults": len(page), "resultsPerPage": size},
-                "items": [self._thread(r, parts) for r in page]}
+            return _youtube_error(
+                400, "Invalid value for maxResults: must be 1 to 100", "invalidParameter", "youtube.parameter"
+            )
+        page = rows[start : start + size]
+        body = {
+            "kind": "youtube#commentThreadListResponse",
+            "etag": secrets.token_urlsafe(8),
+            "pageInfo": {"totalResults": len(page), "resultsPerPage": size},
+            "items": [self._thread(r, parts) for r in page],
+        }
         if start + size < len(rows):
             body["nextPageToken"] = base64.urlsafe_b64encode(f"ct:{start + size}".encode()).decode()
         return json_response(body)
@@ -357,8 +447,9 @@ class YouTubeComments(CommentControls):
             return _youtube_error(400, "'part' must be snippet", "invalidPart", "youtube.part")
         snippet = (body or {}).get("snippet") if isinstance(body, dict) else None
         if not isinstance(snippet, dict) or not snippet.get("parentId"):
-            return _youtube_error(400, "The comment must have a parentId (a reply).", "parentIdMissing",
-                                  "youtube.comment")
+            return _youtube_error(
+                400, "The comment must have a parentId (a reply).", "parentIdMissing", "youtube.comment"
+            )
         text = snippet.get("textOriginal")
         if not isinstance(text, str) or not text.strip():
             return _youtube_error(400, "The comment is empty.", "commentTextRequired", "youtube.comment")
@@ -366,20 +457,46 @@ class YouTubeComments(CommentControls):
             return _youtube_error(400, "The comment is too long.", "commentTextTooLong", "youtube.comment")
         parent_id = str(snippet["parentId"])
         with self.lock:
-            parent = next((r for r in self.records.get("comments", []) if r["id"] == parent_id and
-                           not r.get("parentId")), None)
+            parent = next(
+                (r for r in self.records.get("comments", []) if r["id"] == parent_id and not r.get("parentId")), None
+            )
             if parent is not None:
                 parent["totalReplyCount"] = parent.get("totalReplyCount", 0) + 1
         if parent is None:
-            return _youtube_error(404, "The comment identified by the parentId parameter could not be found.",
-                                  "commentNotFound", "youtube.comment")
+            return _youtube_error(
+                404,
+                "The comment identified by the parentId parameter could not be found.",
+                "commentNotFound",
+                "youtube.comment",
+            )
         now = _iso(self.now())
         reply_id = f"{parent_id}.{secrets.token_urlsafe(12)}"
-        self._add_comment({"id": reply_id, "videoId": parent["videoId"], "textOriginal": text,
-                           "authorDisplayName": self.account.get("title"), "authorChannelId": self.account.get("id"),
-                           "likeCount": 0, "publishedAt": now, "updatedAt": now, "parentId": parent_id})
-        return json_response({"kind": "youtube#comment", "etag": secrets.token_urlsafe(8), "id": reply_id,
-                              "snippet": {"parentId": parent_id, "textOriginal": text, "textDisplay": text,
-                                          "authorDisplayName": self.account.get("title"),
-                                          "publishedAt": now, "updatedAt": now, "likeCount": 0}})
-
+        self._add_comment(
+            {
+                "id": reply_id,
+                "videoId": parent["videoId"],
+                "textOriginal": text,
+                "authorDisplayName": self.account.get("title"),
+                "authorChannelId": self.account.get("id"),
+                "likeCount": 0,
+                "publishedAt": now,
+                "updatedAt": now,
+                "parentId": parent_id,
+            }
+        )
+        return json_response(
+            {
+                "kind": "youtube#comment",
+                "etag": secrets.token_urlsafe(8),
+                "id": reply_id,
+                "snippet": {
+                    "parentId": parent_id,
+                    "textOriginal": text,
+                    "textDisplay": text,
+                    "authorDisplayName": self.account.get("title"),
+                    "publishedAt": now,
+                    "updatedAt": now,
+                    "likeCount": 0,
+                },
+            }
+        )

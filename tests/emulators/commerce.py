@@ -116,12 +116,19 @@ class Shopify(Provider):
         ("GET", rf"{SHOP}/admin/api/(?:\d{{4}}-\d{{2}}|unstable)/shop\.json", "rest_shop"),
         ("DELETE", rf"{SHOP}/admin/api_permissions/current\.json", "revoke"),
     )
-    ACCOUNT = {"id": "gid://shopify/Shop/548380009", "name": "Demo Shop", "email": "owner@demo.example",
-               "currencyCode": "USD"}
+    ACCOUNT = {
+        "id": "gid://shopify/Shop/548380009",
+        "name": "Demo Shop",
+        "email": "owner@demo.example",
+        "currencyCode": "USD",
+    }
     SPEC = AuthorizeSpec(response_type=None, scope_sep=",", pkce="none")
     # GraphQL connections served from records: field -> (endpoint = records kind, scope it needs)
-    CONNECTIONS = {"products": ("products", "read_products"), "orders": ("orders", "read_orders"),
-                   "inventoryItems": ("inventory", "read_inventory")}
+    CONNECTIONS = {
+        "products": ("products", "read_products"),
+        "orders": ("orders", "read_orders"),
+        "inventoryItems": ("inventory", "read_inventory"),
+    }
     GRAPHQL = ("whoami", "products", "orders", "inventory")
     # Orders older than 60 days: only with read_all_orders, which Shopify grants to apps it approved.
     APPROVAL_ONLY = frozenset({"read_all_orders"})
@@ -165,14 +172,31 @@ class Shopify(Provider):
             else:
                 self.calls["throttled"] += 1
             self._points[shop] = (available, now)
-            return {"requestedQueryCost": requested, "actualQueryCost": requested if served else None,
-                    "throttleStatus": {"maximumAvailable": self.query_bucket,
-                                       "currentlyAvailable": round(available, 3), "restoreRate": self.query_restore}}
+            return {
+                "requestedQueryCost": requested,
+                "actualQueryCost": requested if served else None,
+                "throttleStatus": {
+                    "maximumAvailable": self.query_bucket,
+                    "currentlyAvailable": round(available, 3),
+                    "restoreRate": self.query_restore,
+                },
+            }
 
     def _throttled(self, cost: dict):
-        return json_response({"errors": [{"message": "Throttled", "extensions": {
-            "code": "THROTTLED", "documentation": "https://shopify.dev/api/usage/rate-limits"}}],
-            "extensions": {"cost": cost}})
+        return json_response(
+            {
+                "errors": [
+                    {
+                        "message": "Throttled",
+                        "extensions": {
+                            "code": "THROTTLED",
+                            "documentation": "https://shopify.dev/api/usage/rate-limits",
+                        },
+                    }
+                ],
+                "extensions": {"cost": cost},
+            }
+        )
 
     def _rest_call(self, shop: str) -> tuple[bool, str]:
         """(room for the call, X-Shopify-Shop-Api-Call-Limit): a full bucket refuses the call (429)."""
@@ -194,21 +218,47 @@ class Shopify(Provider):
 
     def rate_limited(self, endpoint, retry_after):
         if endpoint in self.GRAPHQL:  # GraphQL: HTTP 200 with a THROTTLED error and the cost extension
-            cost = {"requestedQueryCost": 50, "actualQueryCost": None,
-                    "throttleStatus": {"maximumAvailable": self.query_bucket, "currentlyAvailable": 0,
-                                       "restoreRate": round(50 / max(retry_after, 1), 3)}}
-            return json_response({"errors": [{"message": "Throttled", "extensions": {
-                "code": "THROTTLED", "documentation": "https://shopify.dev/api/usage/rate-limits"}}],
-                "extensions": {"cost": cost}})
-        return json_response({"errors": "Exceeded 2 calls per second for api client. Reduce request rates to "
-                                        "resume uninterrupted service."}, 429,
-                             {"Retry-After": str(retry_after), "X-Shopify-Shop-Api-Call-Limit": "40/40"})
+            cost = {
+                "requestedQueryCost": 50,
+                "actualQueryCost": None,
+                "throttleStatus": {
+                    "maximumAvailable": self.query_bucket,
+                    "currentlyAvailable": 0,
+                    "restoreRate": round(50 / max(retry_after, 1), 3),
+                },
+            }
+            return json_response(
+                {
+                    "errors": [
+                        {
+                            "message": "Throttled",
+                            "extensions": {
+                                "code": "THROTTLED",
+                                "documentation": "https://shopify.dev/api/usage/rate-limits",
+                            },
+                        }
+                    ],
+                    "extensions": {"cost": cost},
+                }
+            )
+        return json_response(
+            {
+                "errors": "Exceeded 2 calls per second for api client. Reduce request rates to "
+                "resume uninterrupted service."
+            },
+            429,
+            {"Retry-After": str(retry_after), "X-Shopify-Shop-Api-Call-Limit": "40/40"},
+        )
 
     async def authorize(self, request, shop):
         def extra(code, _request):
-            params = {"code": code.value, "host": base64.b64encode(
-                f"admin.shopify.com/store/{shop.split('.')[0]}".encode()).decode().rstrip("="),
-                "shop": shop, "state": _request.query["state"], "timestamp": str(int(self.now()))}
+            params = {
+                "code": code.value,
+                "host": base64.b64encode(f"admin.shopify.com/store/{shop.split('.')[0]}".encode()).decode().rstrip("="),
+                "shop": shop,
+                "state": _request.query["state"],
+                "timestamp": str(int(self.now())),
+            }
             return {"hmac": shopify_hmac(self.client_secret, params), **params}
 
         def check(_request):
@@ -254,9 +304,15 @@ class Shopify(Provider):
         refresh = self.issue(grant, "refresh", REFRESH_TTL, value="shprt_" + secrets.token_hex(16))
         with self.lock:
             grant.data["current"] = refresh.value
-        return token_response({"access_token": access.value, "scope": ",".join(grant.scope),
-                               "expires_in": ACCESS_TTL, "refresh_token": refresh.value,
-                               "refresh_token_expires_in": REFRESH_TTL})
+        return token_response(
+            {
+                "access_token": access.value,
+                "scope": ",".join(grant.scope),
+                "expires_in": ACCESS_TTL,
+                "refresh_token": refresh.value,
+                "refresh_token_expires_in": REFRESH_TTL,
+            }
+        )
 
     def _refresh(self, value, shop):
         token, status = self.status(value, "refresh")
@@ -297,8 +353,16 @@ class Shopify(Provider):
             return self._connection(connection.group(1), query, body.get("variables") or {}, token)
         match = re.search(r"\bshop\s*\{([^{}]*)\}", query)
         if not match:
-            return json_response({"errors": [{"message": "The emulator answers only `{ shop { ... } }` and "
-                                                         "connection (products, orders, inventoryItems) queries"}]})
+            return json_response(
+                {
+                    "errors": [
+                        {
+                            "message": "The emulator answers only `{ shop { ... } }` and "
+                            "connection (products, orders, inventoryItems) queries"
+                        }
+                    ]
+                }
+            )
         node = {**self.account, "myshopifyDomain": shop}
         fields = re.findall(r"[A-Za-z_]\w*", match.group(1))
         unknown = [f for f in fields if f not in node]
@@ -311,14 +375,23 @@ class Shopify(Provider):
         literal arguments; nodes are the records as set (``set_records(kind, nodes)``) in that order."""
         endpoint, scope = self.CONNECTIONS[name]
         if scope not in token.grant.scope:
-            return json_response({"errors": [{"message": f"Access denied for {name} field. Required access: "
-                                                         f"`{scope}` access scope.",
-                                              "locations": [{"line": 2, "column": 3}], "path": [name],
-                                              "extensions": {"code": "ACCESS_DENIED",
-                                                             "documentation": "https://shopify.dev/api/usage/"
-                                                                              "access-scopes"}}],
-                                  "data": None, "extensions": {"cost": self._spend(token.grant.data.get("shop", ""),
-                                                                                   0.0)}})
+            return json_response(
+                {
+                    "errors": [
+                        {
+                            "message": f"Access denied for {name} field. Required access: `{scope}` access scope.",
+                            "locations": [{"line": 2, "column": 3}],
+                            "path": [name],
+                            "extensions": {
+                                "code": "ACCESS_DENIED",
+                                "documentation": "https://shopify.dev/api/usage/access-scopes",
+                            },
+                        }
+                    ],
+                    "data": None,
+                    "extensions": {"cost": self._spend(token.grant.data.get("shop", ""), 0.0)},
+                }
+            )
         args = re.search(rf"\b{name}\s*\(([^)]*)\)", query).group(1)
 
         def arg(key):
@@ -335,11 +408,24 @@ class Shopify(Provider):
             first = int(first)
             start = int(base64.b64decode(after).decode().removeprefix("cursor:")) + 1 if after else 0
         except (TypeError, ValueError, UnicodeDecodeError):
-            return json_response({"errors": [{"message": "Invalid cursor or `first` argument",
-                                              "extensions": {"code": "BAD_USER_INPUT"}}]})
+            return json_response(
+                {
+                    "errors": [
+                        {"message": "Invalid cursor or `first` argument", "extensions": {"code": "BAD_USER_INPUT"}}
+                    ]
+                }
+            )
         if not 1 <= first <= 250:
-            return json_response({"errors": [{"message": "The first argument must be between 1 and 250",
-                                              "extensions": {"code": "BAD_USER_INPUT"}}]})
+            return json_response(
+                {
+                    "errors": [
+                        {
+                            "message": "The first argument must be between 1 and 250",
+                            "extensions": {"code": "BAD_USER_INPUT"},
+                        }
+                    ]
+                }
+            )
         rows = self.records_of(endpoint)
         if name == "orders" and "read_all_orders" not in token.grant.scope:  # older ones silently left out
             since = self.now() - self.RECENT_ORDERS_DAYS * 86400
@@ -347,10 +433,14 @@ class Shopify(Provider):
         cost = self._spend(token.grant.data.get("shop", ""), float(first + 2))
         if cost["actualQueryCost"] is None:
             return self._throttled(cost)
-        nodes = rows[start:start + first]
+        nodes = rows[start : start + first]
         end = start + len(nodes) - 1
-        info = {"hasNextPage": start + first < len(rows), "hasPreviousPage": start > 0,
-                "startCursor": _cursor(start) if nodes else None, "endCursor": _cursor(end) if nodes else None}
+        info = {
+            "hasNextPage": start + first < len(rows),
+            "hasPreviousPage": start > 0,
+            "startCursor": _cursor(start) if nodes else None,
+            "endCursor": _cursor(end) if nodes else None,
+        }
         return json_response({"data": {name: {"pageInfo": info, "nodes": nodes}}, "extensions": {"cost": cost}})
 
     async def rest_shop(self, request, shop):
@@ -361,12 +451,19 @@ class Shopify(Provider):
             return json_response({"errors": self.INVALID}, 401)
         room, limit = self._rest_call(shop)
         if not room:
-            return json_response({"errors": "Exceeded 2 calls per second for api client. Reduce request rates to "
-                                            "resume uninterrupted service."}, 429,
-                                 {"Retry-After": "2.0", "X-Shopify-Shop-Api-Call-Limit": limit})
+            return json_response(
+                {
+                    "errors": "Exceeded 2 calls per second for api client. Reduce request rates to "
+                    "resume uninterrupted service."
+                },
+                429,
+                {"Retry-After": "2.0", "X-Shopify-Shop-Api-Call-Limit": limit},
+            )
         acc = self.account
-        return json_response({"shop": {"name": acc.get("name"), "email": acc.get("email"), "myshopify_domain": shop}},
-                             headers={"X-Shopify-Shop-Api-Call-Limit": limit})
+        return json_response(
+            {"shop": {"name": acc.get("name"), "email": acc.get("email"), "myshopify_domain": shop}},
+            headers={"X-Shopify-Shop-Api-Call-Limit": limit},
+        )
 
     async def revoke(self, request, shop):
         fault = await self.gate("revoke")
@@ -387,8 +484,12 @@ class WooCommerce(Provider):
         ("GET", r"shop\.example/wp-json/?", "index"),
         ("GET", r"shop\.example/wp-json/wc/v3/(?P<kind>products|orders)", "wc_list"),
     )
-    ACCOUNT = {"name": "Demo Woo Store", "description": "Just another WooCommerce store", "timezone_string": "UTC",
-               "gmt_offset": 0}
+    ACCOUNT = {
+        "name": "Demo Woo Store",
+        "description": "Just another WooCommerce store",
+        "timezone_string": "UTC",
+        "gmt_offset": 0,
+    }
 
     def reset(self) -> None:
         super().reset()
@@ -409,8 +510,11 @@ class WooCommerce(Provider):
 
     @staticmethod
     def wp_die(message: str) -> web.Response:
-        return web.Response(status=401, content_type="text/html",
-                            text=f"<html><body><p>Error: {html.escape(message)}.</p></body></html>")
+        return web.Response(
+            status=401,
+            content_type="text/html",
+            text=f"<html><body><p>Error: {html.escape(message)}.</p></body></html>",
+        )
 
     async def authorize(self, request):
         fault = await self.gate("authorize")
@@ -427,32 +531,49 @@ class WooCommerce(Provider):
                 return self.wp_die(f"The {q[name]} is not a valid URL")
         # The real store insists on an https callback_url; the emulator has no TLS, so http is accepted.
         if self.take_deny():
-            return web.Response(status=302, headers={"Location": add_query(q["return_url"], {
-                "success": 0, "user_id": q["user_id"]})})
+            return web.Response(
+                status=302, headers={"Location": add_query(q["return_url"], {"success": 0, "user_id": q["user_id"]})}
+            )
         grant = self.new_grant([q["scope"]], app_name=q["app_name"])
-        key = self.issue(grant, "access", None, value="ck_" + secrets.token_hex(20),
-                         secret="cs_" + secrets.token_hex(20), key_id=next(self._key_ids))
-        payload = {"key_id": key.data["key_id"], "user_id": q["user_id"], "consumer_key": key.value,
-                   "consumer_secret": key.data["secret"], "key_permissions": q["scope"]}
+        key = self.issue(
+            grant,
+            "access",
+            None,
+            value="ck_" + secrets.token_hex(20),
+            secret="cs_" + secrets.token_hex(20),
+            key_id=next(self._key_ids),
+        )
+        payload = {
+            "key_id": key.data["key_id"],
+            "user_id": q["user_id"],
+            "consumer_key": key.value,
+            "consumer_secret": key.data["secret"],
+            "key_permissions": q["scope"],
+        }
         fault = await self.gate("keys")  # the store creating and delivering the key
         if fault is not None:
             with self.lock:
                 self.tokens.pop(key.value, None)
             return fault
         try:
-            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session, session.post(
-                    q["callback_url"], data=json.dumps(payload).encode(),
-                    headers={"Content-Type": "application/json;charset=UTF-8"}) as resp:
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session,
+                session.post(
+                    q["callback_url"],
+                    data=json.dumps(payload).encode(),
+                    headers={"Content-Type": "application/json;charset=UTF-8"},
+                ) as resp,
+            ):
                 delivered = resp.status == 200  # WooCommerce: `200 !== code` is a failure, even 201/204
         except (aiohttp.ClientError, OSError, TimeoutError):
             delivered = False
         if not delivered:
             with self.lock:
                 self.tokens.pop(key.value, None)
-            return self.wp_die("An error occurred in the request and at the time were unable to send the "
-                               "consumer data")
-        return web.Response(status=302, headers={"Location": add_query(q["return_url"], {
-            "success": 1, "user_id": q["user_id"]})})
+            return self.wp_die("An error occurred in the request and at the time were unable to send the consumer data")
+        return web.Response(
+            status=302, headers={"Location": add_query(q["return_url"], {"success": 1, "user_id": q["user_id"]})}
+        )
 
     async def index(self, request):
         fault = await self.gate("whoami")
@@ -461,9 +582,16 @@ class WooCommerce(Provider):
         error = self._key_error(request)
         if error is not None:
             return error
-        return json_response({**self.account, "url": self.store_url, "home": self.store_url,
-                              "namespaces": ["oembed/1.0", "wc/v1", "wc/v2", "wc/v3", "wc/store/v1", "wp/v2"],
-                              "authentication": [], "routes": {}})
+        return json_response(
+            {
+                **self.account,
+                "url": self.store_url,
+                "home": self.store_url,
+                "namespaces": ["oembed/1.0", "wc/v1", "wc/v2", "wc/v3", "wc/store/v1", "wp/v2"],
+                "authentication": [],
+                "routes": {},
+            }
+        )
 
     async def wc_list(self, request, kind):
         """GET /wp-json/wc/v3/{products,orders}: ``per_page`` (1-100, default 10) and ``page`` (from 1);
@@ -481,10 +609,17 @@ class WooCommerce(Provider):
         except ValueError:
             per_page = page = 0
         if not 1 <= per_page <= 100 or page < 1:
-            return json_response({"code": "rest_invalid_param", "message": "Invalid parameter(s): per_page, page",
-                                  "data": {"status": 400, "params": {"per_page": "per_page must be between 1 "
-                                                                                 "(inclusive) and 100 (inclusive)"}}},
-                                 400)
+            return json_response(
+                {
+                    "code": "rest_invalid_param",
+                    "message": "Invalid parameter(s): per_page, page",
+                    "data": {
+                        "status": 400,
+                        "params": {"per_page": "per_page must be between 1 (inclusive) and 100 (inclusive)"},
+                    },
+                },
+                400,
+            )
         rows = self.records_of(kind)
         if q.get("orderby") == "id":
             rows.sort(key=lambda r: int(r["id"]), reverse=q.get("order", "desc") == "desc")
@@ -492,9 +627,14 @@ class WooCommerce(Provider):
             rows.reverse()
         total_pages = max(1, -(-len(rows) // per_page)) if rows else 0
         if page > max(total_pages, 1):
-            return json_response({"code": "rest_post_invalid_page_number",
-                                  "message": "The page number requested is larger than the number of pages "
-                                             "available.", "data": {"status": 400}}, 400)
+            return json_response(
+                {
+                    "code": "rest_post_invalid_page_number",
+                    "message": "The page number requested is larger than the number of pages available.",
+                    "data": {"status": 400},
+                },
+                400,
+            )
         links = []
         base = f"{self.store_url}/wp-json/wc/v3/{kind}"
         others = "&".join(f"{k}={v}" for k, v in q.items() if k != "page")
@@ -505,7 +645,7 @@ class WooCommerce(Provider):
         headers = {"X-WP-Total": str(len(rows)), "X-WP-TotalPages": str(total_pages)}
         if links:
             headers["Link"] = ", ".join(links)
-        return json_response(rows[(page - 1) * per_page:page * per_page], headers=headers)
+        return json_response(rows[(page - 1) * per_page : page * per_page], headers=headers)
 
     def _key_error(self, request):
         creds = basic_credentials(request)

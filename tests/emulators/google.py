@@ -88,10 +88,17 @@ from .youtube_upload import ResumableUploads
 
 ACCESS_TTL = 3599
 TOKEN_ROUTE = r"oauth2\.googleapis\.com/token|www\.googleapis\.com/oauth2/v[34]/token"
-YOUTUBE_SCOPES = {f"https://www.googleapis.com/auth/{s}" for s in
-                  ("youtube", "youtube.readonly", "youtube.force-ssl", "youtubepartner")}
-USERINFO_SCOPES = {"openid", "email", "profile", "https://www.googleapis.com/auth/userinfo.email",
-                   "https://www.googleapis.com/auth/userinfo.profile"}
+YOUTUBE_SCOPES = {
+    f"https://www.googleapis.com/auth/{s}"
+    for s in ("youtube", "youtube.readonly", "youtube.force-ssl", "youtubepartner")
+}
+USERINFO_SCOPES = {
+    "openid",
+    "email",
+    "profile",
+    "https://www.googleapis.com/auth/userinfo.email",
+    "https://www.googleapis.com/auth/userinfo.profile",
+}
 
 
 class Google(TokenGrants, Provider):
@@ -114,8 +121,11 @@ class Google(TokenGrants, Provider):
         return "GOCSPX-" + secrets.token_urlsafe(21)
 
     def rate_limited(self, endpoint, retry_after):
-        return json_response({"error": "rate_limit_exceeded", "error_description": "Rate limit exceeded."}, 429,
-                             {"Retry-After": str(retry_after)})
+        return json_response(
+            {"error": "rate_limit_exceeded", "error_description": "Rate limit exceeded."},
+            429,
+            {"Retry-After": str(retry_after)},
+        )
 
     @staticmethod
     def _check(request):
@@ -128,24 +138,32 @@ class Google(TokenGrants, Provider):
         return None
 
     async def authorize(self, request):
-        return await authorize(self, request, self.SPEC, check=self._check,
-                               data=lambda r: {"offline": r.query.get("access_type") == "offline"})
+        return await authorize(
+            self,
+            request,
+            self.SPEC,
+            check=self._check,
+            data=lambda r: {"offline": r.query.get("access_type") == "offline"},
+        )
 
     def client_error(self, request, form):
         bad = check_client(self, client_auth(request, form), ("body", "basic"))
         if bad == "method":
-            return token_response({"error": "invalid_request",
-                                   "error_description": "Could not determine client ID from request."}, 400)
+            return token_response(
+                {"error": "invalid_request", "error_description": "Could not determine client ID from request."}, 400
+            )
         if bad == "client_id":
-            return token_response({"error": "invalid_client",
-                                   "error_description": "The OAuth client was not found."}, 401)
+            return token_response(
+                {"error": "invalid_client", "error_description": "The OAuth client was not found."}, 401
+            )
         if bad == "secret":
             return token_response({"error": "invalid_client", "error_description": "Unauthorized"}, 401)
         return None
 
     def unsupported_grant(self, grant_type):
-        return token_response({"error": "unsupported_grant_type",
-                               "error_description": f"Invalid grant_type: {grant_type}"}, 400)
+        return token_response(
+            {"error": "unsupported_grant_type", "error_description": f"Invalid grant_type: {grant_type}"}, 400
+        )
 
     def redeem_code(self, request, form):
         with self.lock:  # a verifier for a code made without a challenge is refused, the code left unused
@@ -156,11 +174,13 @@ class Google(TokenGrants, Provider):
 
     def code_error(self, code, reason, form):
         if reason == "missing":
-            return token_response({"error": "invalid_request",
-                                   "error_description": "Missing required parameter: code"}, 400)
+            return token_response(
+                {"error": "invalid_request", "error_description": "Missing required parameter: code"}, 400
+            )
         if reason == "verifier_not_needed":
-            return token_response({"error": "invalid_grant",
-                                   "error_description": "code_verifier or verifier is not needed."}, 400)
+            return token_response(
+                {"error": "invalid_grant", "error_description": "code_verifier or verifier is not needed."}, 400
+            )
         if reason == "redirect":
             return token_response({"error": "redirect_uri_mismatch", "error_description": "Bad Request"}, 400)
         if reason == "verifier_missing":
@@ -175,8 +195,9 @@ class Google(TokenGrants, Provider):
         return None
 
     def refresh_error(self, token, status, form):
-        return token_response({"error": "invalid_grant",
-                               "error_description": "Token has been expired or revoked."}, 400)
+        return token_response(
+            {"error": "invalid_grant", "error_description": "Token has been expired or revoked."}, 400
+        )
 
     def next_refresh(self, old):
         return None  # Google keeps the refresh token and answers a refresh without one
@@ -206,8 +227,14 @@ class Google(TokenGrants, Provider):
         return self.status(auth_header(request), "access")
 
 
-def api_error(status: int, message: str, reason: str, domain: str = "global", api_status: str | None = None,
-              headers: dict | None = None):
+def api_error(
+    status: int,
+    message: str,
+    reason: str,
+    domain: str = "global",
+    api_status: str | None = None,
+    headers: dict | None = None,
+):
     error = {"code": status, "message": message, "errors": [{"message": message, "domain": domain, "reason": reason}]}
     if api_status:
         error["status"] = api_status
@@ -224,10 +251,21 @@ class YouTubeAnalytics:
       ``YYYY-MM-DD`` with start <= end and a known metric list (else 400 ``badRequest``); answers one row of
       ``analytics_totals`` in the asked order. ``analytics_requests`` keeps each call's query for tests."""
 
-    ANALYTICS_SCOPES = {"https://www.googleapis.com/auth/yt-analytics.readonly",
-                        "https://www.googleapis.com/auth/yt-analytics-monetary.readonly"}
-    ANALYTICS_METRICS = {"views", "likes", "dislikes", "comments", "shares", "subscribersGained", "subscribersLost",
-                         "estimatedMinutesWatched", "averageViewDuration"}
+    ANALYTICS_SCOPES = {
+        "https://www.googleapis.com/auth/yt-analytics.readonly",
+        "https://www.googleapis.com/auth/yt-analytics-monetary.readonly",
+    }
+    ANALYTICS_METRICS = {
+        "views",
+        "likes",
+        "dislikes",
+        "comments",
+        "shares",
+        "subscribersGained",
+        "subscribersLost",
+        "estimatedMinutesWatched",
+        "averageViewDuration",
+    }
     ANALYTICS_ROUTES = (
         ("GET", r"www\.googleapis\.com/youtube/v3/videos", "videos"),
         ("GET", r"youtubeanalytics\.googleapis\.com/v2/reports", "analytics_reports"),
@@ -236,11 +274,23 @@ class YouTubeAnalytics:
     def reset(self) -> None:
         super().reset()
         with self.lock:
-            self.channel_statistics = {"viewCount": "54321", "subscriberCount": "777", "hiddenSubscriberCount": False,
-                                       "videoCount": "3"}
-            self.analytics_totals = {"views": 2400, "likes": 180, "dislikes": 2, "comments": 25, "shares": 14,
-                                     "subscribersGained": 40, "subscribersLost": 3, "estimatedMinutesWatched": 5100,
-                                     "averageViewDuration": 95}
+            self.channel_statistics = {
+                "viewCount": "54321",
+                "subscriberCount": "777",
+                "hiddenSubscriberCount": False,
+                "videoCount": "3",
+            }
+            self.analytics_totals = {
+                "views": 2400,
+                "likes": 180,
+                "dislikes": 2,
+                "comments": 25,
+                "shares": 14,
+                "subscribersGained": 40,
+                "subscribersLost": 3,
+                "estimatedMinutesWatched": 5100,
+                "averageViewDuration": 95,
+            }
             self.analytics_requests: list[dict] = []
 
     async def videos(self, request):
@@ -252,19 +302,39 @@ class YouTubeAnalytics:
             return error
         parts = [p for p in request.query.get("part", "").split(",") if p]
         if not parts or not set(parts) <= {"id", "snippet", "statistics", "contentDetails", "status"}:
-            return api_error(400, "'part' is required and must name video resource parts", "invalidPart",
-                             domain="youtube.part")
+            return api_error(
+                400, "'part' is required and must name video resource parts", "invalidPart", domain="youtube.part"
+            )
         ids = [i for i in request.query.get("id", "").split(",") if i]
         if not ids:
-            return api_error(400, "No filter selected. Expected one of: id, myRating, chart",
-                             "missingRequiredParameter", domain="youtube.parameter")
+            return api_error(
+                400,
+                "No filter selected. Expected one of: id, myRating, chart",
+                "missingRequiredParameter",
+                domain="youtube.parameter",
+            )
         if len(ids) > 50:
-            return api_error(400, "The request specifies more than 50 video ids", "invalidParameter",
-                             domain="youtube.parameter")
-        items = [{"kind": "youtube#video", "etag": secrets.token_urlsafe(12), "id": v["id"],
-                  **{p: v[p] for p in parts if p in v}} for v in self.records_of("videos") if v["id"] in ids]
-        return json_response({"kind": "youtube#videoListResponse", "etag": secrets.token_urlsafe(12), "items": items,
-                              "pageInfo": {"totalResults": len(items), "resultsPerPage": len(items)}})
+            return api_error(
+                400, "The request specifies more than 50 video ids", "invalidParameter", domain="youtube.parameter"
+            )
+        items = [
+            {
+                "kind": "youtube#video",
+                "etag": secrets.token_urlsafe(12),
+                "id": v["id"],
+                **{p: v[p] for p in parts if p in v},
+            }
+            for v in self.records_of("videos")
+            if v["id"] in ids
+        ]
+        return json_response(
+            {
+                "kind": "youtube#videoListResponse",
+                "etag": secrets.token_urlsafe(12),
+                "items": items,
+                "pageInfo": {"totalResults": len(items), "resultsPerPage": len(items)},
+            }
+        )
 
     async def analytics_reports(self, request):
         fault = await self.gate("analytics")
@@ -272,11 +342,16 @@ class YouTubeAnalytics:
             return fault
         token, status = self.bearer_status(request)
         if status != "ok":
-            return api_error(401, "Request had invalid authentication credentials.", "authError",
-                             api_status="UNAUTHENTICATED")
+            return api_error(
+                401, "Request had invalid authentication credentials.", "authError", api_status="UNAUTHENTICATED"
+            )
         if not set(token.grant.scope) & self.ANALYTICS_SCOPES:
-            return api_error(403, "Request had insufficient authentication scopes.", "insufficientPermissions",
-                             api_status="PERMISSION_DENIED")
+            return api_error(
+                403,
+                "Request had insufficient authentication scopes.",
+                "insufficientPermissions",
+                api_status="PERMISSION_DENIED",
+            )
         q = request.query
         with self.lock:
             self.analytics_requests.append(dict(q))
@@ -285,27 +360,38 @@ class YouTubeAnalytics:
         try:
             start, end = (dt.date.fromisoformat(q.get(k, "")) for k in ("startDate", "endDate"))
         except ValueError:
-            return api_error(400, "startDate and endDate are required, as YYYY-MM-DD", "badRequest",
-                             api_status="INVALID_ARGUMENT")
+            return api_error(
+                400, "startDate and endDate are required, as YYYY-MM-DD", "badRequest", api_status="INVALID_ARGUMENT"
+            )
         if start > end:
-            return api_error(400, "The start date must be on or before the end date", "badRequest",
-                             api_status="INVALID_ARGUMENT")
+            return api_error(
+                400, "The start date must be on or before the end date", "badRequest", api_status="INVALID_ARGUMENT"
+            )
         metrics = [m for m in q.get("metrics", "").split(",") if m]
         if not metrics or not set(metrics) <= self.ANALYTICS_METRICS:
-            return api_error(400, f"Unknown identifier in metrics: {q.get('metrics')}", "badRequest",
-                             api_status="INVALID_ARGUMENT")
-        return json_response({"kind": "youtubeAnalytics#resultTable",
-                              "columnHeaders": [{"name": m, "columnType": "METRIC", "dataType": "INTEGER"}
-                                                for m in metrics],
-                              "rows": [[self.analytics_totals.get(m, 0) for m in metrics]]})
+            return api_error(
+                400, f"Unknown identifier in metrics: {q.get('metrics')}", "badRequest", api_status="INVALID_ARGUMENT"
+            )
+        return json_response(
+            {
+                "kind": "youtubeAnalytics#resultTable",
+                "columnHeaders": [{"name": m, "columnType": "METRIC", "dataType": "INTEGER"} for m in metrics],
+                "rows": [[self.analytics_totals.get(m, 0) for m in metrics]],
+            }
+        )
 
 
 class YouTube(DailyQuota, YouTubeAnalytics, YouTubeComments, ResumableUploads, Google):
     NAME = "YOUTUBE"
     URLS = {**Google.URLS, "API": "www.googleapis.com", "ANALYTICS": "youtubeanalytics.googleapis.com"}
-    ROUTES = Google.BASE_ROUTES + ResumableUploads.UPLOAD_ROUTES + YouTubeAnalytics.ANALYTICS_ROUTES + (
-        ("GET", r"www\.googleapis\.com/youtube/v3/channels", "channels"),
-        ("GET", r"www\.googleapis\.com/youtube/v3/playlistItems", "playlist_items"),
+    ROUTES = (
+        Google.BASE_ROUTES
+        + ResumableUploads.UPLOAD_ROUTES
+        + YouTubeAnalytics.ANALYTICS_ROUTES
+        + (
+            ("GET", r"www\.googleapis\.com/youtube/v3/channels", "channels"),
+            ("GET", r"www\.googleapis\.com/youtube/v3/playlistItems", "playlist_items"),
+        )
     )
     ROUTES += YouTubeComments.COMMENT_ROUTES
     ACCOUNT = {"id": "UCdemo0000000000000000ch", "title": "Demo Channel", "uploads": "UUdemo0000000000000000ch"}
@@ -320,21 +406,33 @@ class YouTube(DailyQuota, YouTubeAnalytics, YouTubeComments, ResumableUploads, G
         if endpoint not in ("whoami", "playlistItems"):
             return super().rate_limited(endpoint, retry_after)
         when = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() + retry_after))
-        return api_error(403, f"User-rate limit exceeded. Retry after {when}", "rateLimitExceeded",
-                         domain="usageLimits", api_status="PERMISSION_DENIED")
+        return api_error(
+            403,
+            f"User-rate limit exceeded. Retry after {when}",
+            "rateLimitExceeded",
+            domain="usageLimits",
+            api_status="PERMISSION_DENIED",
+        )
 
     def youtube_token(self, request):
         """None for a valid token with a YouTube scope, else the error answer."""
         token, status = self.bearer_status(request)
         if status != "ok":
-            return api_error(401, "Request had invalid authentication credentials. Expected OAuth 2 access token, "
-                             "login cookie or other valid authentication credential.", "authError",
-                             api_status="UNAUTHENTICATED",
-                             headers={"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/", '
-                                                          'error="invalid_token"'})
+            return api_error(
+                401,
+                "Request had invalid authentication credentials. Expected OAuth 2 access token, "
+                "login cookie or other valid authentication credential.",
+                "authError",
+                api_status="UNAUTHENTICATED",
+                headers={"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/", error="invalid_token"'},
+            )
         if not set(token.grant.scope) & YOUTUBE_SCOPES:
-            return api_error(403, "Request had insufficient authentication scopes.", "insufficientPermissions",
-                             api_status="PERMISSION_DENIED")
+            return api_error(
+                403,
+                "Request had insufficient authentication scopes.",
+                "insufficientPermissions",
+                api_status="PERMISSION_DENIED",
+            )
         return None
 
     async def playlist_items(self, request):
@@ -347,30 +445,48 @@ class YouTube(DailyQuota, YouTubeAnalytics, YouTubeComments, ResumableUploads, G
         q = request.query
         parts = [p for p in q.get("part", "").split(",") if p]
         if not parts or not set(parts) <= {"id", "snippet", "contentDetails", "status"}:
-            return api_error(400, "'part' is required and must name playlistItem resource parts", "invalidPart",
-                             domain="youtube.part")
+            return api_error(
+                400,
+                "'part' is required and must name playlistItem resource parts",
+                "invalidPart",
+                domain="youtube.part",
+            )
         if not q.get("playlistId"):
-            return api_error(400, "No filter selected. Expected one of: id, playlistId", "missingRequiredParameter",
-                             domain="youtube.parameter")
+            return api_error(
+                400,
+                "No filter selected. Expected one of: id, playlistId",
+                "missingRequiredParameter",
+                domain="youtube.parameter",
+            )
         if q["playlistId"] != self.account.get("uploads"):
-            return api_error(404, "The playlist identified with the request's playlistId parameter cannot be "
-                                  "found.", "playlistNotFound", domain="youtube.playlistItem")
+            return api_error(
+                404,
+                "The playlist identified with the request's playlistId parameter cannot be found.",
+                "playlistNotFound",
+                domain="youtube.playlistItem",
+            )
         try:
             size = int(q.get("maxResults", 5))
             start = int(q["pageToken"][2:-3]) if q.get("pageToken") else 0
             if q.get("pageToken") and not (q["pageToken"].startswith("EA") and q["pageToken"].endswith("QAA")):
                 raise ValueError
         except ValueError:
-            return api_error(400, "The request specifies an invalid page token.", "invalidPageToken",
-                             domain="youtube.parameter")
+            return api_error(
+                400, "The request specifies an invalid page token.", "invalidPageToken", domain="youtube.parameter"
+            )
         if not 0 <= size <= 50:
-            return api_error(400, "Invalid value for maxResults: must be 0 to 50", "invalidParameter",
-                             domain="youtube.parameter")
+            return api_error(
+                400, "Invalid value for maxResults: must be 0 to 50", "invalidParameter", domain="youtube.parameter"
+            )
         rows = self.records_of("uploads")
-        page = rows[start:start + size]
+        page = rows[start : start + size]
         items = [{k: v for k, v in r.items() if k in ("kind", "etag", "id") or k in parts} for r in page]
-        body = {"kind": "youtube#playlistItemListResponse", "etag": secrets.token_urlsafe(12), "items": items,
-                "pageInfo": {"totalResults": len(rows), "resultsPerPage": size}}
+        body = {
+            "kind": "youtube#playlistItemListResponse",
+            "etag": secrets.token_urlsafe(12),
+            "items": items,
+            "pageInfo": {"totalResults": len(rows), "resultsPerPage": size},
+        }
         if start + size < len(rows) and size:
             body["nextPageToken"] = f"EA{start + size}QAA"
         if start:
@@ -386,66 +502,128 @@ class YouTube(DailyQuota, YouTubeAnalytics, YouTubeComments, ResumableUploads, G
             return error
         parts = [p for p in request.query.get("part", "").split(",") if p]
         if not parts or not set(parts) <= self.PARTS:
-            return api_error(400, "'part' is required and must name channel resource parts", "invalidPart",
-                             domain="youtube.part")
+            return api_error(
+                400, "'part' is required and must name channel resource parts", "invalidPart", domain="youtube.part"
+            )
         if request.query.get("mine") != "true":
-            return api_error(400, "No filter selected. Expected one of: mine, id, forUsername, ...",
-                             "missingRequiredParameter", domain="youtube.parameter")
+            return api_error(
+                400,
+                "No filter selected. Expected one of: mine, id, forUsername, ...",
+                "missingRequiredParameter",
+                domain="youtube.parameter",
+            )
         acc = self.account
         item = {"kind": "youtube#channel", "etag": secrets.token_urlsafe(12), "id": acc["id"]}
         if "snippet" in parts:
-            item["snippet"] = {"title": acc.get("title", acc.get("name")), "description": "",
-                               "customUrl": "@demo", "publishedAt": "2015-01-01T00:00:00Z"}
+            item["snippet"] = {
+                "title": acc.get("title", acc.get("name")),
+                "description": "",
+                "customUrl": "@demo",
+                "publishedAt": "2015-01-01T00:00:00Z",
+            }
         if "contentDetails" in parts:
             item["contentDetails"] = {"relatedPlaylists": {"likes": "", "uploads": acc.get("uploads", "")}}
         if "statistics" in parts:
             item["statistics"] = dict(self.channel_statistics)
-        return json_response({"kind": "youtube#channelListResponse", "etag": secrets.token_urlsafe(12),
-                              "pageInfo": {"totalResults": 1, "resultsPerPage": 5}, "items": [item]})
+        return json_response(
+            {
+                "kind": "youtube#channelListResponse",
+                "etag": secrets.token_urlsafe(12),
+                "pageInfo": {"totalResults": 1, "resultsPerPage": 5},
+                "items": [item],
+            }
+        )
 
 
 ADS_VERSION = "v26"
-GAQL = re.compile(r"\s*SELECT\s+(?P<fields>.+?)\s+FROM\s+(?P<resource>[a-z_]+)(?:\s+WHERE\s+(?P<where>.+?))?"
-                  r"(?:\s+ORDER\s+BY\s+(?P<order>[a-z_.]+(?:\s+(?:ASC|DESC))?))?\s*", re.I | re.S)
-GAQL_DATE = re.compile(r"segments\.date\s+(?:BETWEEN\s+'(?P<since>\d{4}-\d\d-\d\d)'\s+AND\s+"
-                       r"'(?P<until>\d{4}-\d\d-\d\d)'|DURING\s+(?P<during>[A-Z_0-9]+))\s*", re.I)
-CAMPAIGN_FIELDS = {"campaign.id": "id", "campaign.name": "name", "campaign.status": "status",
-                   "campaign.resource_name": "resourceName",
-                   "campaign.advertising_channel_type": "advertisingChannelType",
-                   "campaign.start_date": "startDate", "campaign.end_date": "endDate"}
-METRIC_FIELDS = {"metrics.impressions": "impressions", "metrics.clicks": "clicks",
-                 "metrics.cost_micros": "costMicros", "metrics.conversions": "conversions",
-                 "metrics.ctr": "ctr", "metrics.average_cpc": "averageCpc"}
+GAQL = re.compile(
+    r"\s*SELECT\s+(?P<fields>.+?)\s+FROM\s+(?P<resource>[a-z_]+)(?:\s+WHERE\s+(?P<where>.+?))?"
+    r"(?:\s+ORDER\s+BY\s+(?P<order>[a-z_.]+(?:\s+(?:ASC|DESC))?))?\s*",
+    re.I | re.S,
+)
+GAQL_DATE = re.compile(
+    r"segments\.date\s+(?:BETWEEN\s+'(?P<since>\d{4}-\d\d-\d\d)'\s+AND\s+"
+    r"'(?P<until>\d{4}-\d\d-\d\d)'|DURING\s+(?P<during>[A-Z_0-9]+))\s*",
+    re.I,
+)
+CAMPAIGN_FIELDS = {
+    "campaign.id": "id",
+    "campaign.name": "name",
+    "campaign.status": "status",
+    "campaign.resource_name": "resourceName",
+    "campaign.advertising_channel_type": "advertisingChannelType",
+    "campaign.start_date": "startDate",
+    "campaign.end_date": "endDate",
+}
+METRIC_FIELDS = {
+    "metrics.impressions": "impressions",
+    "metrics.clicks": "clicks",
+    "metrics.cost_micros": "costMicros",
+    "metrics.conversions": "conversions",
+    "metrics.ctr": "ctr",
+    "metrics.average_cpc": "averageCpc",
+}
 INT64_METRICS = {"impressions", "clicks", "costMicros"}  # int64: strings in REST JSON
-DURING = {"TODAY", "YESTERDAY", "LAST_7_DAYS", "LAST_14_DAYS", "LAST_30_DAYS", "LAST_BUSINESS_WEEK",
-          "THIS_MONTH", "LAST_MONTH", "THIS_WEEK_SUN_TODAY", "THIS_WEEK_MON_TODAY", "LAST_WEEK_SUN_SAT",
-          "LAST_WEEK_MON_SUN"}
+DURING = {
+    "TODAY",
+    "YESTERDAY",
+    "LAST_7_DAYS",
+    "LAST_14_DAYS",
+    "LAST_30_DAYS",
+    "LAST_BUSINESS_WEEK",
+    "THIS_MONTH",
+    "LAST_MONTH",
+    "THIS_WEEK_SUN_TODAY",
+    "THIS_WEEK_MON_TODAY",
+    "LAST_WEEK_SUN_SAT",
+    "LAST_WEEK_MON_SUN",
+}
 
 
-def ads_error(status: int, api_status: str, message: str, kind: str | None = None, code: str | None = None,
-              detail: str | None = None, headers: dict | None = None, extra: dict | None = None):
+def ads_error(
+    status: int,
+    api_status: str,
+    message: str,
+    kind: str | None = None,
+    code: str | None = None,
+    detail: str | None = None,
+    headers: dict | None = None,
+    extra: dict | None = None,
+):
     """A Google Ads API error: the google.rpc.Status with a GoogleAdsFailure in its details."""
     error: dict = {"code": status, "message": message, "status": api_status}
     if kind:
         failure = {"errorCode": {kind: code}, "message": detail or message}
         if extra:
             failure.update(extra)
-        error["details"] = [{"@type": f"type.googleapis.com/google.ads.googleads.{ADS_VERSION}.errors.GoogleAdsFailure",
-                             "errors": [failure], "requestId": secrets.token_urlsafe(16)}]
+        error["details"] = [
+            {
+                "@type": f"type.googleapis.com/google.ads.googleads.{ADS_VERSION}.errors.GoogleAdsFailure",
+                "errors": [failure],
+                "requestId": secrets.token_urlsafe(16),
+            }
+        ]
     return json_response({"error": error}, status, headers)
 
 
 class GoogleAds(Google):
     NAME = "GOOGLE_ADS"
-    URLS = {**Google.URLS, "API": f"googleads.googleapis.com/{ADS_VERSION}",
-            "USERINFO": "openidconnect.googleapis.com/v1/userinfo"}
+    URLS = {
+        **Google.URLS,
+        "API": f"googleads.googleapis.com/{ADS_VERSION}",
+        "USERINFO": "openidconnect.googleapis.com/v1/userinfo",
+    }
     ROUTES = Google.BASE_ROUTES + (
         ("GET", r"openidconnect\.googleapis\.com/v1/userinfo|www\.googleapis\.com/oauth2/v3/userinfo", "userinfo"),
         ("GET", r"googleads\.googleapis\.com/v\d+/customers:listAccessibleCustomers", "accessible_customers"),
         ("POST", r"googleads\.googleapis\.com/v\d+/customers/(?P<customer_id>[^/]+)/googleAds:search", "search"),
     )
-    ACCOUNT = {"sub": "110248495921238986420", "name": "Demo Marketer", "email": "ads@example.com",
-               "email_verified": True}
+    ACCOUNT = {
+        "sub": "110248495921238986420",
+        "name": "Demo Marketer",
+        "email": "ads@example.com",
+        "email_verified": True,
+    }
     ADS_SCOPE = "https://www.googleapis.com/auth/adwords"
 
     def __init__(self, emu):
@@ -460,37 +638,78 @@ class GoogleAds(Google):
 
     def rate_limited(self, endpoint, retry_after):
         if endpoint in ("search", "customers"):
-            return ads_error(429, "RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota).",
-                             "quotaError", "RESOURCE_EXHAUSTED", "Too many requests. Retry in "
-                             f"{retry_after} seconds.", extra={"details": {"quotaErrorDetails": {
-                                 "rateScope": "DEVELOPER", "rateName": "Number of operations for basic access",
-                                 "retryDelay": f"{retry_after}s"}}})
+            return ads_error(
+                429,
+                "RESOURCE_EXHAUSTED",
+                "Resource has been exhausted (e.g. check quota).",
+                "quotaError",
+                "RESOURCE_EXHAUSTED",
+                f"Too many requests. Retry in {retry_after} seconds.",
+                extra={
+                    "details": {
+                        "quotaErrorDetails": {
+                            "rateScope": "DEVELOPER",
+                            "rateName": "Number of operations for basic access",
+                            "retryDelay": f"{retry_after}s",
+                        }
+                    }
+                },
+            )
         if endpoint != "whoami":
             return super().rate_limited(endpoint, retry_after)
-        return json_response({"error": {"code": 429, "message": "Resource has been exhausted (e.g. check quota).",
-                                        "status": "RESOURCE_EXHAUSTED"}}, 429, {"Retry-After": str(retry_after)})
+        return json_response(
+            {
+                "error": {
+                    "code": 429,
+                    "message": "Resource has been exhausted (e.g. check quota).",
+                    "status": "RESOURCE_EXHAUSTED",
+                }
+            },
+            429,
+            {"Retry-After": str(retry_after)},
+        )
 
     def ads_caller(self, request):
         """None when the OAuth token, its scope and the developer-token header are good, else the error answer."""
         token, status = self.bearer_status(request)
         if status != "ok":
-            return ads_error(401, "UNAUTHENTICATED", "Request had invalid authentication credentials. Expected "
-                             "OAuth 2 access token, login cookie or other valid authentication credential.")
+            return ads_error(
+                401,
+                "UNAUTHENTICATED",
+                "Request had invalid authentication credentials. Expected "
+                "OAuth 2 access token, login cookie or other valid authentication credential.",
+            )
         if self.ADS_SCOPE not in token.grant.scope:
             return ads_error(403, "PERMISSION_DENIED", "Request had insufficient authentication scopes.")
         developer = request.headers.get("developer-token")
         if not developer:
-            return ads_error(400, "INVALID_ARGUMENT", "Request contains an invalid argument.", "requestError",
-                             "DEVELOPER_TOKEN_PARAMETER_MISSING",
-                             "The developer-token parameter is required for all requests.")
+            return ads_error(
+                400,
+                "INVALID_ARGUMENT",
+                "Request contains an invalid argument.",
+                "requestError",
+                "DEVELOPER_TOKEN_PARAMETER_MISSING",
+                "The developer-token parameter is required for all requests.",
+            )
         if developer != self.developer_token:
-            return ads_error(401, "UNAUTHENTICATED", "Request is missing required authentication credential.",
-                             "authenticationError", "DEVELOPER_TOKEN_INVALID", "The developer token is not valid.")
+            return ads_error(
+                401,
+                "UNAUTHENTICATED",
+                "Request is missing required authentication credential.",
+                "authenticationError",
+                "DEVELOPER_TOKEN_INVALID",
+                "The developer token is not valid.",
+            )
         login = request.headers.get("login-customer-id")
         if login is not None and not re.fullmatch(r"\d{10}", login):
-            return ads_error(400, "INVALID_ARGUMENT", "Request contains an invalid argument.",
-                             "authenticationError", "CLIENT_CUSTOMER_ID_INVALID",
-                             "Invalid customer ID 'login-customer-id'.")
+            return ads_error(
+                400,
+                "INVALID_ARGUMENT",
+                "Request contains an invalid argument.",
+                "authenticationError",
+                "CLIENT_CUSTOMER_ID_INVALID",
+                "Invalid customer ID 'login-customer-id'.",
+            )
         return None
 
     async def accessible_customers(self, request):
@@ -553,48 +772,97 @@ class GoogleAds(Google):
         if not isinstance(body, dict):
             return ads_error(400, "INVALID_ARGUMENT", "Invalid JSON payload received.")
         with self.lock:
-            self.searches.append({"customer": customer_id, "body": dict(body),
-                                  "login": request.headers.get("login-customer-id")})
+            self.searches.append(
+                {"customer": customer_id, "body": dict(body), "login": request.headers.get("login-customer-id")}
+            )
         if "pageSize" in body or "page_size" in body:
-            return ads_error(400, "INVALID_ARGUMENT", "Request contains an invalid argument.", "requestError",
-                             "PAGE_SIZE_NOT_SUPPORTED", "Setting the page size is not supported. Search Responses "
-                             "will have fixed page size of '10000' rows.")
+            return ads_error(
+                400,
+                "INVALID_ARGUMENT",
+                "Request contains an invalid argument.",
+                "requestError",
+                "PAGE_SIZE_NOT_SUPPORTED",
+                "Setting the page size is not supported. Search Responses will have fixed page size of '10000' rows.",
+            )
         if not customer_id.isdigit() or len(customer_id) != 10:
-            return ads_error(400, "INVALID_ARGUMENT", "Request contains an invalid argument.",
-                             "requestError", "INVALID_CUSTOMER_ID", "Invalid customer ID.")
+            return ads_error(
+                400,
+                "INVALID_ARGUMENT",
+                "Request contains an invalid argument.",
+                "requestError",
+                "INVALID_CUSTOMER_ID",
+                "Invalid customer ID.",
+            )
         customers = {str(c["id"]): c for c in self.records_of("customers")}
         customer = customers.get(customer_id)
         if customer is None:
-            return ads_error(403, "PERMISSION_DENIED", "The caller does not have permission", "authorizationError",
-                             "USER_PERMISSION_DENIED", "User doesn't have permission to access customer. Note: If "
-                             "you're accessing a client customer, the manager's customer id must be set in the "
-                             "'login-customer-id' header.")
+            return ads_error(
+                403,
+                "PERMISSION_DENIED",
+                "The caller does not have permission",
+                "authorizationError",
+                "USER_PERMISSION_DENIED",
+                "User doesn't have permission to access customer. Note: If "
+                "you're accessing a client customer, the manager's customer id must be set in the "
+                "'login-customer-id' header.",
+            )
         if self.test_access_only and not customer.get("test_account"):
-            return ads_error(403, "PERMISSION_DENIED", "The caller does not have permission", "authorizationError",
-                             "DEVELOPER_TOKEN_NOT_APPROVED", "The developer token is only approved for use with "
-                             "test accounts. To access non-test accounts, apply for Basic or Standard access.")
+            return ads_error(
+                403,
+                "PERMISSION_DENIED",
+                "The caller does not have permission",
+                "authorizationError",
+                "DEVELOPER_TOKEN_NOT_APPROVED",
+                "The developer token is only approved for use with "
+                "test accounts. To access non-test accounts, apply for Basic or Standard access.",
+            )
         query = body.get("query")
         fields, problem = self._parse(query if isinstance(query, str) else "")
         if problem:
-            return ads_error(400, "INVALID_ARGUMENT", "Request contains an invalid argument.", "queryError",
-                             "BAD_QUERY" if "SELECT ..." in problem else "UNRECOGNIZED_FIELD"
-                             if "unrecognized" in problem else "INVALID_VALUE_WITH_DURING_OPERATOR"
-                             if "range name" in problem else "PROHIBITED_RESOURCE_TYPE_IN_FROM_CLAUSE"
-                             if "FROM" in problem else "BAD_VALUE_IN_WHERE_CLAUSE", problem)
+            return ads_error(
+                400,
+                "INVALID_ARGUMENT",
+                "Request contains an invalid argument.",
+                "queryError",
+                "BAD_QUERY"
+                if "SELECT ..." in problem
+                else "UNRECOGNIZED_FIELD"
+                if "unrecognized" in problem
+                else "INVALID_VALUE_WITH_DURING_OPERATOR"
+                if "range name" in problem
+                else "PROHIBITED_RESOURCE_TYPE_IN_FROM_CLAUSE"
+                if "FROM" in problem
+                else "BAD_VALUE_IN_WHERE_CLAUSE",
+                problem,
+            )
         if customer.get("manager") and any(f in METRIC_FIELDS for f in fields):
-            return ads_error(400, "INVALID_ARGUMENT", "Request contains an invalid argument.", "queryError",
-                             "REQUESTED_METRICS_FOR_MANAGER", "Metrics cannot be requested for a manager account. "
-                             "To retrieve metrics, issue separate requests against each client account under the "
-                             "manager account.")
+            return ads_error(
+                400,
+                "INVALID_ARGUMENT",
+                "Request contains an invalid argument.",
+                "queryError",
+                "REQUESTED_METRICS_FOR_MANAGER",
+                "Metrics cannot be requested for a manager account. "
+                "To retrieve metrics, issue separate requests against each client account under the "
+                "manager account.",
+            )
         start = 0
         if body.get("pageToken"):
             start = self._offset(customer_id, query, str(body["pageToken"]))
             if start is None:
-                return ads_error(400, "INVALID_ARGUMENT", "Request contains an invalid argument.", "requestError",
-                                 "INVALID_PAGE_TOKEN", "Page token is invalid.")
-        rows = sorted((c for c in self.records_of("campaigns") if str(c.get("customer_id")) == customer_id),
-                      key=lambda c: int(c["id"]))
-        page = rows[start:start + self.page_size]
+                return ads_error(
+                    400,
+                    "INVALID_ARGUMENT",
+                    "Request contains an invalid argument.",
+                    "requestError",
+                    "INVALID_PAGE_TOKEN",
+                    "Page token is invalid.",
+                )
+        rows = sorted(
+            (c for c in self.records_of("campaigns") if str(c.get("customer_id")) == customer_id),
+            key=lambda c: int(c["id"]),
+        )
+        page = rows[start : start + self.page_size]
         results = []
         for row in page:
             campaign = {"resourceName": f"customers/{customer_id}/campaigns/{row['id']}"}
@@ -613,8 +881,10 @@ class GoogleAds(Google):
             if any(f in METRIC_FIELDS for f in fields):
                 result["metrics"] = metrics
             results.append(result)
-        answer: dict = {"results": results,
-                        "fieldMask": ",".join(re.sub(r"_([a-z])", lambda m: m[1].upper(), f) for f in fields)}
+        answer: dict = {
+            "results": results,
+            "fieldMask": ",".join(re.sub(r"_([a-z])", lambda m: m[1].upper(), f) for f in fields),
+        }
         if start + len(page) < len(rows):
             answer["nextPageToken"] = self._page_token(customer_id, query, start + len(page))
         if not results:
@@ -628,11 +898,17 @@ class GoogleAds(Google):
             return fault
         token, status = self.bearer_status(request)
         if status != "ok":
-            return json_response({"error": "invalid_request", "error_description": "Invalid Credentials"}, 401,
-                                 {"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/", '
-                                                      'error="invalid_token"'})
+            return json_response(
+                {"error": "invalid_request", "error_description": "Invalid Credentials"},
+                401,
+                {"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/", error="invalid_token"'},
+            )
         if not set(token.grant.scope) & USERINFO_SCOPES:
-            return json_response({"error": "insufficient_scope",
-                                  "error_description": "Insufficient Permission: needs openid, email or profile"},
-                                 403)
+            return json_response(
+                {
+                    "error": "insufficient_scope",
+                    "error_description": "Insufficient Permission: needs openid, email or profile",
+                },
+                403,
+            )
         return json_response(dict(self.account))

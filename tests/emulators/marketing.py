@@ -55,8 +55,9 @@ PROBLEM = "https://mailchimp.com/developer/marketing/docs/errors/"
 
 
 def _problem(status: int, title: str, detail: str):
-    return json_response({"type": PROBLEM, "title": title, "status": status, "detail": detail,
-                          "instance": str(uuid.uuid4())}, status)
+    return json_response(
+        {"type": PROBLEM, "title": title, "status": status, "detail": detail, "instance": str(uuid.uuid4())}, status
+    )
 
 
 class Mailchimp(Provider):
@@ -73,9 +74,17 @@ class Mailchimp(Provider):
         ("GET", r"(?P<dc>[a-z]+\d+)\.api\.mailchimp\.com/3\.0/?", "root"),
         ("GET", r"(?P<dc>[a-z]+\d+)\.api\.mailchimp\.com/3\.0/(?P<kind>lists|campaigns)/?", "collection"),
     )
-    ACCOUNT = {"dc": "us19", "account_id": "8d3a3db4d97663a9074efcc16", "account_name": "Demo Newsletter",
-               "user_id": 41234567, "login_id": 41234567, "login_name": "demo_owner",
-               "login_email": "owner@demo.example", "email": "owner@demo.example", "role": "owner"}
+    ACCOUNT = {
+        "dc": "us19",
+        "account_id": "8d3a3db4d97663a9074efcc16",
+        "account_name": "Demo Newsletter",
+        "user_id": 41234567,
+        "login_id": 41234567,
+        "login_name": "demo_owner",
+        "login_email": "owner@demo.example",
+        "email": "owner@demo.example",
+        "role": "owner",
+    }
     SPEC = AuthorizeSpec(scope_sep=None, pkce="none")
 
     def make_client_id(self) -> str:
@@ -96,16 +105,16 @@ class Mailchimp(Provider):
         if fault is not None:
             return fault
         if check_client(self, client_auth(request, form), ("body",)):
-            return token_response({"error": "invalid_client", "error_description": "Invalid client credentials"},
-                                  401)
+            return token_response({"error": "invalid_client", "error_description": "Invalid client credentials"}, 401)
         if form.get("grant_type") != "authorization_code":
-            return token_response({"error": "unsupported_grant_type",
-                                   "error_description": "Only authorization_code is supported"}, 400)
-        code, reason = redeem(self, form.get("code"), client_id=form.get("client_id"),
-                              redirect_uri=form.get("redirect_uri"))
+            return token_response(
+                {"error": "unsupported_grant_type", "error_description": "Only authorization_code is supported"}, 400
+            )
+        code, reason = redeem(
+            self, form.get("code"), client_id=form.get("client_id"), redirect_uri=form.get("redirect_uri")
+        )
         if reason != "ok":
-            return token_response({"error": "invalid_grant", "error_description": "Invalid authorization code"},
-                                  400)
+            return token_response({"error": "invalid_grant", "error_description": "Invalid authorization code"}, 400)
         token = self.issue(grant_for(self, code), "access", None, value=secrets.token_hex(16))
         return token_response({"access_token": token.value, "expires_in": 0, "scope": None})
 
@@ -115,26 +124,44 @@ class Mailchimp(Provider):
             return fault
         _token, status = self.status(auth_header(request, "OAuth"), "access")
         if status != "ok":
-            return json_response({"error": "invalid_token",
-                                  "error_description": "send the token as 'Authorization: OAuth <token>'"
-                                  if auth_header(request, "Bearer") else "invalid or revoked token"}, 401)
+            return json_response(
+                {
+                    "error": "invalid_token",
+                    "error_description": "send the token as 'Authorization: OAuth <token>'"
+                    if auth_header(request, "Bearer")
+                    else "invalid or revoked token",
+                },
+                401,
+            )
         acc = self.account
-        return json_response({
-            "dc": acc["dc"], "role": acc.get("role"), "accountname": acc.get("account_name"),
-            "user_id": acc.get("user_id"),
-            "login": {"email": acc.get("login_email"), "avatar": None, "login_id": acc.get("login_id"),
-                      "login_name": acc.get("login_name"), "login_email": acc.get("login_email")},
-            "login_url": "https://login.mailchimp.com",
-            "api_endpoint": f"{self.emu.base_url}/{self.prefix}/{acc['dc']}.api.mailchimp.com",
-        })
+        return json_response(
+            {
+                "dc": acc["dc"],
+                "role": acc.get("role"),
+                "accountname": acc.get("account_name"),
+                "user_id": acc.get("user_id"),
+                "login": {
+                    "email": acc.get("login_email"),
+                    "avatar": None,
+                    "login_id": acc.get("login_id"),
+                    "login_name": acc.get("login_name"),
+                    "login_email": acc.get("login_email"),
+                },
+                "login_url": "https://login.mailchimp.com",
+                "api_endpoint": f"{self.emu.base_url}/{self.prefix}/{acc['dc']}.api.mailchimp.com",
+            }
+        )
 
     def _api_error(self, request, dc):
         basic = basic_credentials(request)
         value = auth_header(request, "Bearer") or auth_header(request, "OAuth") or (basic[1] if basic else None)
         _token, status = self.status(value, "access")
         if status != "ok" or dc != self.account["dc"]:
-            return _problem(401, "API Key Invalid",
-                            "Your API key may be invalid, or you've attempted to access the wrong datacenter.")
+            return _problem(
+                401,
+                "API Key Invalid",
+                "Your API key may be invalid, or you've attempted to access the wrong datacenter.",
+            )
         return None
 
     async def collection(self, request, dc, kind):
@@ -156,8 +183,13 @@ class Mailchimp(Provider):
         rows = self.records_of(kind)
         if q.get("sort_field"):
             rows.sort(key=lambda r: str(r.get(q["sort_field"]) or ""), reverse=q.get("sort_dir") == "DESC")
-        return json_response({kind: rows[offset:offset + count], "total_items": len(rows),
-                              "_links": [{"rel": "self", "href": str(request.url), "method": "GET"}]})
+        return json_response(
+            {
+                kind: rows[offset : offset + count],
+                "total_items": len(rows),
+                "_links": [{"rel": "self", "href": str(request.url), "method": "GET"}],
+            }
+        )
 
     async def root(self, request, dc):
         fault = await self.gate("whoami")
@@ -167,9 +199,16 @@ class Mailchimp(Provider):
         if error is not None:
             return error
         acc = self.account
-        return json_response({"account_id": acc.get("account_id"), "login_id": str(acc.get("login_id")),
-                              "account_name": acc.get("account_name"), "email": acc.get("email"),
-                              "username": acc.get("login_name"), "role": acc.get("role")})
+        return json_response(
+            {
+                "account_id": acc.get("account_id"),
+                "login_id": str(acc.get("login_id")),
+                "account_name": acc.get("account_name"),
+                "email": acc.get("email"),
+                "username": acc.get("login_name"),
+                "role": acc.get("role"),
+            }
+        )
 
 
 class SendGrid(Provider):
@@ -181,9 +220,21 @@ class SendGrid(Provider):
         ("GET", r"api\.sendgrid\.com/v3/marketing/(?P<kind>lists|singlesends)", "marketing_list"),
     )
     PAGE_MAX = {"lists": 1000, "singlesends": 100}
-    ACCOUNT = {"username": "demo_sender", "user_id": 1234567, "first_name": "Demo", "last_name": "Sender",
-               "company": "Demo Co", "address": "1 Main St", "address2": "", "city": "Denver", "state": "CO",
-               "zip": "80202", "country": "US", "phone": "+1 555 0100", "website": "https://demo.example"}
+    ACCOUNT = {
+        "username": "demo_sender",
+        "user_id": 1234567,
+        "first_name": "Demo",
+        "last_name": "Sender",
+        "company": "Demo Co",
+        "address": "1 Main St",
+        "address2": "",
+        "city": "Denver",
+        "state": "CO",
+        "zip": "80202",
+        "country": "US",
+        "phone": "+1 555 0100",
+        "website": "https://demo.example",
+    }
 
     def make_client_id(self) -> str:
         return "sendgrid-api-key"  # SendGrid has no OAuth app; the user pastes an API key
@@ -197,13 +248,17 @@ class SendGrid(Provider):
         with self.lock:
             if self._key is None or not self.valid_access(self._key):
                 key_id, secret = secrets.token_urlsafe(16)[:22], secrets.token_urlsafe(32)[:43]
-                self._key = self.issue(self.new_grant(["full_access"]), "access", None,
-                                       value=f"SG.{key_id}.{secret}").value
+                self._key = self.issue(
+                    self.new_grant(["full_access"]), "access", None, value=f"SG.{key_id}.{secret}"
+                ).value
             return self._key
 
     def rate_limited(self, endpoint, retry_after):
-        headers = {"X-RateLimit-Limit": "600", "X-RateLimit-Remaining": "0",
-                   "X-RateLimit-Reset": str(int(time.time() + retry_after))}
+        headers = {
+            "X-RateLimit-Limit": "600",
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": str(int(time.time() + retry_after)),
+        }
         return json_response({"errors": [{"field": None, "message": "too many requests"}]}, 429, headers)
 
     async def _authorized(self, request, endpoint):
@@ -230,20 +285,26 @@ class SendGrid(Provider):
         q = request.query
         try:
             size = int(q.get("page_size", 100))
-            start = int(base64.urlsafe_b64decode(q["page_token"]).decode().removeprefix("o:")) if q.get(
-                "page_token") else 0
+            start = (
+                int(base64.urlsafe_b64decode(q["page_token"]).decode().removeprefix("o:")) if q.get("page_token") else 0
+            )
         except (ValueError, UnicodeDecodeError):
             return json_response({"errors": [{"field": "page_token", "message": "invalid page token"}]}, 400)
         if not 1 <= size <= self.PAGE_MAX[kind]:
-            return json_response({"errors": [{"field": "page_size", "message": (
-                f"page_size should be between 1 and {self.PAGE_MAX[kind]}")}]}, 400)
+            return json_response(
+                {
+                    "errors": [
+                        {"field": "page_size", "message": (f"page_size should be between 1 and {self.PAGE_MAX[kind]}")}
+                    ]
+                },
+                400,
+            )
         rows = self.records_of(kind)
         here = f"{self.emu.base_url}/{self.prefix}/api.sendgrid.com/v3/marketing/{kind}?page_size={size}"
-        meta = {"self": here + (f"&page_token={q['page_token']}" if q.get("page_token") else ""),
-                "count": len(rows)}
+        meta = {"self": here + (f"&page_token={q['page_token']}" if q.get("page_token") else ""), "count": len(rows)}
         if start + size < len(rows):
             meta["next"] = f"{here}&page_token={base64.urlsafe_b64encode(f'o:{start + size}'.encode()).decode()}"
-        return json_response({"result": rows[start:start + size], "_metadata": meta})
+        return json_response({"result": rows[start : start + size], "_metadata": meta})
 
     async def profile(self, request):
         error = await self._authorized(request, "profile")

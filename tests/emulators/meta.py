@@ -112,8 +112,15 @@ DAY = 86400
 VERSION = r"(?:v\d+\.\d+/)?"
 
 
-def graph_error(message: str, code: int, status: int = 400, subcode: int | None = None,
-                type_: str = "OAuthException", headers: dict | None = None, **extra) -> web.Response:
+def graph_error(
+    message: str,
+    code: int,
+    status: int = 400,
+    subcode: int | None = None,
+    type_: str = "OAuthException",
+    headers: dict | None = None,
+    **extra,
+) -> web.Response:
     error = {"message": message, "type": type_, "code": code}
     if subcode is not None:
         error["error_subcode"] = subcode
@@ -139,24 +146,31 @@ class Graph(Provider):
 
     def rate_limited(self, endpoint, retry_after):
         usage = json.dumps({"call_count": 100, "total_cputime": 25, "total_time": 100})
-        return graph_error("(#4) Application request limit reached", 4, status=403, type_="OAuthException",
-                           headers={"X-App-Usage": usage}, is_transient=True)
+        return graph_error(
+            "(#4) Application request limit reached",
+            4,
+            status=403,
+            type_="OAuthException",
+            headers={"X-App-Usage": usage},
+            is_transient=True,
+        )
 
     @staticmethod
     def deny(error, state):
-        return {"error": error, "error_reason": "user_denied", "error_description": "Permissions error",
-                "state": state}
+        return {"error": error, "error_reason": "user_denied", "error_description": "Permissions error", "state": state}
 
     def token_error(self, token, status: str) -> web.Response:
         if status == "missing":
-            return graph_error("An active access token must be used to query information about the current user.",
-                               2500)
+            return graph_error("An active access token must be used to query information about the current user.", 2500)
         if status == "expired":
             when = time.strftime("%A, %d-%b-%y %H:%M:%S UTC", time.gmtime(token.expires))
             return graph_error(f"Error validating access token: Session has expired on {when}.", 190, subcode=463)
         if status in ("revoked", "rotated"):
-            return graph_error(f"Error validating access token: The user has not authorized application "
-                               f"{self.client_id}.", 190, subcode=458)
+            return graph_error(
+                f"Error validating access token: The user has not authorized application {self.client_id}.",
+                190,
+                subcode=458,
+            )
         return graph_error("Invalid OAuth access token - Cannot parse access token", 190)
 
     @staticmethod
@@ -174,25 +188,30 @@ class Graph(Provider):
         fields = [f for f in request.query.get("fields", "id").split(",") if f]
         unknown = [f for f in fields if f not in account]
         if unknown:
-            return graph_error(f"(#100) Tried accessing nonexisting field ({unknown[0]}) on node type (User)",
-                               100, type_="OAuthException")
+            return graph_error(
+                f"(#100) Tried accessing nonexisting field ({unknown[0]}) on node type (User)",
+                100,
+                type_="OAuthException",
+            )
         node = {f: account[f] for f in fields}
         node["id"] = account["id"]
         return json_response(node)
-
 
     def list_edge(self, request, rows: list[dict], *, max_limit: int = 100) -> web.Response:
         """One page of a Graph edge: cursor paging over ``rows`` (the cursor is an opaque offset)."""
         try:
             limit = int(request.query.get("limit", 25))
-            start = int(base64.urlsafe_b64decode(request.query["after"]).decode().split(":")[1]) \
-                if request.query.get("after") else 0
+            start = (
+                int(base64.urlsafe_b64decode(request.query["after"]).decode().split(":")[1])
+                if request.query.get("after")
+                else 0
+            )
         except (ValueError, IndexError, UnicodeDecodeError, binascii.Error):
             return graph_error("(#100) Invalid cursor or limit", 100)
         if not 1 <= limit <= max_limit:
             return graph_error(f"(#100) The limit must be between 1 and {max_limit}", 100)
         fields = [f for f in request.query.get("fields", "id").split(",") if f]
-        page = rows[start:start + limit]
+        page = rows[start : start + limit]
         data = [{**{f: r[f] for f in fields if f in r}, "id": r["id"]} for r in page]
         body: dict = {"data": data}
         if page:
@@ -229,8 +248,9 @@ def window_error(query, max_days: int, now: float):
     if since is None or until is None or since >= until:
         return graph_error("(#100) since and until must be UNIX timestamps, since before until", 100)
     if until - since > max_days * DAY:
-        return graph_error(f"(#100) There cannot be more than {max_days} days ({max_days * DAY} s) between since "
-                           "and until", 100)
+        return graph_error(
+            f"(#100) There cannot be more than {max_days} days ({max_days * DAY} s) between since and until", 100
+        )
     if since < now - 2 * 365 * DAY:
         return graph_error("(#100) since cannot be more than 2 years ago", 100)
     return None
@@ -246,8 +266,19 @@ class InstagramInsights:
     ``followers_count``, ``follows_count``, ``media_count``."""
 
     INSIGHTS_SCOPE = "instagram_business_manage_insights"
-    ACCOUNT_METRICS = {"reach", "views", "accounts_engaged", "total_interactions", "likes", "comments", "shares",
-                       "saves", "replies", "follows_and_unfollows", "profile_links_taps"}
+    ACCOUNT_METRICS = {
+        "reach",
+        "views",
+        "accounts_engaged",
+        "total_interactions",
+        "likes",
+        "comments",
+        "shares",
+        "saves",
+        "replies",
+        "follows_and_unfollows",
+        "profile_links_taps",
+    }
     MEDIA_METRICS = {"views", "reach", "saved", "shares", "total_interactions", "likes", "comments"}
     INSIGHT_ROUTES = (
         ("GET", rf"graph\.instagram\.com/{VERSION}me/insights", "account_insights_edge"),
@@ -258,9 +289,16 @@ class InstagramInsights:
         super().reset()
         with self.lock:
             self.account.update(followers_count=4321, follows_count=99, media_count=3)
-            self.account_insights = {"reach": 5000, "views": 12000, "accounts_engaged": 300,
-                                     "total_interactions": 450, "likes": 400, "comments": 30, "shares": 12,
-                                     "saves": 8}
+            self.account_insights = {
+                "reach": 5000,
+                "views": 12000,
+                "accounts_engaged": 300,
+                "total_interactions": 450,
+                "likes": 400,
+                "comments": 30,
+                "shares": 12,
+                "saves": 8,
+            }
             self.unsupported_media: set[str] = set()
 
     def _insights_token(self, request):
@@ -276,8 +314,10 @@ class InstagramInsights:
             return None, graph_error("(#100) The parameter metric is required", 100)
         unknown = [m for m in metrics if m not in known]
         if unknown:
-            return None, graph_error(f"(#100) metric[0] must be one of the following values: {', '.join(sorted(known))}"
-                                     f" (got {unknown[0]})", 100)
+            return None, graph_error(
+                f"(#100) metric[0] must be one of the following values: {', '.join(sorted(known))} (got {unknown[0]})",
+                100,
+            )
         return metrics, None
 
     async def account_insights_edge(self, request):
@@ -296,9 +336,17 @@ class InstagramInsights:
         if error is not None:
             return error
         user = self.account_of(token)["user_id"]
-        data = [{"name": m, "period": "day", "title": m, "description": m,
-                 "total_value": {"value": self.account_insights.get(m, 0)}, "id": f"{user}/insights/{m}/day"}
-                for m in metrics]
+        data = [
+            {
+                "name": m,
+                "period": "day",
+                "title": m,
+                "description": m,
+                "total_value": {"value": self.account_insights.get(m, 0)},
+                "id": f"{user}/insights/{m}/day",
+            }
+            for m in metrics
+        ]
         return json_response({"data": data})
 
     async def media_insights_edge(self, request, media_id):
@@ -310,19 +358,33 @@ class InstagramInsights:
             return error
         rows = {str(m["id"]): m for m in self.records_of("media")}
         if media_id not in rows:
-            return graph_error(f"(#100) Object with ID '{media_id}' does not exist, cannot be loaded due to missing "
-                               "permissions, or does not support this operation", 100, subcode=33,
-                               type_="GraphMethodException")
+            return graph_error(
+                f"(#100) Object with ID '{media_id}' does not exist, cannot be loaded due to missing "
+                "permissions, or does not support this operation",
+                100,
+                subcode=33,
+                type_="GraphMethodException",
+            )
         metrics, error = self._metrics(request, self.MEDIA_METRICS)
         if error is not None:
             return error
         if media_id in self.unsupported_media:
             return graph_error(f"(#100) The metric {metrics[0]} is not supported for this media type", 100)
         values = rows[media_id].get("insights") or {}
-        return json_response({"data": [{"name": m, "period": "lifetime", "title": m,
-                                        "values": [{"value": values.get(m, 0)}],
-                                        "id": f"{media_id}/insights/{m}/lifetime"}
-                                       for m in metrics]})
+        return json_response(
+            {
+                "data": [
+                    {
+                        "name": m,
+                        "period": "lifetime",
+                        "title": m,
+                        "values": [{"value": values.get(m, 0)}],
+                        "id": f"{media_id}/insights/{m}/lifetime",
+                    }
+                    for m in metrics
+                ]
+            }
+        )
 
 
 class Instagram(InstagramInsights, InstagramComments, Graph):
@@ -381,19 +443,23 @@ class Instagram(InstagramInsights, InstagramComments, Graph):
             return self.ig_error("Error validating client secret.")
         if form.get("grant_type") != "authorization_code":
             return self.ig_error("Invalid grant_type")
-        code, reason = redeem(self, form.get("code"), client_id=form.get("client_id"),
-                              redirect_uri=form.get("redirect_uri"))
+        code, reason = redeem(
+            self, form.get("code"), client_id=form.get("client_id"), redirect_uri=form.get("redirect_uri")
+        )
         if reason == "redirect":
-            return self.ig_error("Error validating verification code. Please make sure your redirect_uri is "
-                                 "identical to the one you used in the OAuth dialog request")
+            return self.ig_error(
+                "Error validating verification code. Please make sure your redirect_uri is "
+                "identical to the one you used in the OAuth dialog request"
+            )
         if reason == "expired":
             return self.ig_error("This authorization code has expired.")
         if reason != "ok":
             return self.ig_error("Matching code was not found or was already used")
         grant = grant_for(self, code)
         token = self.issue(grant, "access", SHORT_IG, value="IGAA" + secrets.token_urlsafe(40), long=False)
-        return token_response({"access_token": token.value, "user_id": int(self.account["id"]),
-                               "permissions": list(grant.scope)})
+        return token_response(
+            {"access_token": token.value, "user_id": int(self.account["id"]), "permissions": list(grant.scope)}
+        )
 
     async def exchange(self, request):
         q = request.query
@@ -423,16 +489,21 @@ class Instagram(InstagramInsights, InstagramComments, Graph):
         if status != "ok":
             return self.token_error(token, status)
         if not token.data.get("long"):
-            return graph_error("Error validating access token: a short-lived token cannot be refreshed; "
-                               "exchange it for a long-lived token first", 190)
+            return graph_error(
+                "Error validating access token: a short-lived token cannot be refreshed; "
+                "exchange it for a long-lived token first",
+                190,
+            )
         age = self.now() - token.issued
         if age < DAY:
             hours = math.floor(age / 3600)
-            return graph_error(f"Error validating access token: the long-lived token is {hours} h old; "
-                               "it can be refreshed once it is at least 24 hours old", 190)
+            return graph_error(
+                f"Error validating access token: the long-lived token is {hours} h old; "
+                "it can be refreshed once it is at least 24 hours old",
+                190,
+            )
         new = self.issue(token.grant, "access", LONG_TTL, value="IGAA" + secrets.token_urlsafe(60), long=True)
         return token_response({"access_token": new.value, "token_type": "bearer", "expires_in": LONG_TTL})
-
 
     async def media(self, request):
         fault = await self.gate("media")
@@ -458,9 +529,13 @@ class Instagram(InstagramInsights, InstagramComments, Graph):
         if status != "ok":
             return None, self.token_error(token, status)
         if ig_id != self.account["user_id"]:
-            return None, graph_error(f"(#100) Object with ID '{ig_id}' does not exist, cannot be loaded due to "
-                                     "missing permissions, or does not support this operation", 100, subcode=33,
-                                     type_="GraphMethodException")
+            return None, graph_error(
+                f"(#100) Object with ID '{ig_id}' does not exist, cannot be loaded due to "
+                "missing permissions, or does not support this operation",
+                100,
+                subcode=33,
+                type_="GraphMethodException",
+            )
         if self.PUBLISH_SCOPE not in token.grant.scope:
             return None, graph_error(self.NO_PERMISSION, 10, status=403)
         return token, None
@@ -491,23 +566,28 @@ class Instagram(InstagramInsights, InstagramComments, Graph):
                 return story
             url, polls, outcome, needed = *story, "image_url or video_url"
         elif media_type == "VIDEO":
-            return graph_error("(#100) The VIDEO media type is no longer supported for feed videos: use REELS",
-                               100)
+            return graph_error("(#100) The VIDEO media type is no longer supported for feed videos: use REELS", 100)
         else:
-            return graph_error(f"(#100) media_type {media_type} is not served by the emulator (IMAGE, REELS, "
-                               "STORIES)", 100)
+            return graph_error(
+                f"(#100) media_type {media_type} is not served by the emulator (IMAGE, REELS, STORIES)", 100
+            )
         if not url:
             return graph_error(f"(#100) The parameter {needed} is required", 100)
         if not url.startswith(("http://", "https://")):
-            return graph_error("(#9004) Only photo or video can be accepted as media type.", 9004,
-                               subcode=2207052)
+            return graph_error("(#9004) Only photo or video can be accepted as media type.", 9004, subcode=2207052)
         with self.lock:
             container_id = str(17900000000000000 + len(self.containers) + 1)
             self.containers[container_id] = {
-                "id": container_id, "media_type": media_type, "url": url, "caption": caption,
+                "id": container_id,
+                "media_type": media_type,
+                "url": url,
+                "caption": caption,
                 "video": media_type == "REELS" or (media_type == "STORIES" and url == args.get("video_url")),
-                "status_code": "IN_PROGRESS" if polls else "FINISHED", "polls_left": polls,
-                "outcome": outcome if polls else "FINISHED", "created": self.now()}
+                "status_code": "IN_PROGRESS" if polls else "FINISHED",
+                "polls_left": polls,
+                "outcome": outcome if polls else "FINISHED",
+                "created": self.now(),
+            }
         return json_response({"id": container_id})
 
     def _story_media(self, args: dict, caption: str):
@@ -534,20 +614,26 @@ class Instagram(InstagramInsights, InstagramComments, Graph):
         with self.lock:
             box = self.containers.get(container_id)
             if box is None:
-                return graph_error(f"(#100) Object with ID '{container_id}' does not exist, cannot be loaded due "
-                                   "to missing permissions, or does not support this operation", 100,
-                                   subcode=33, type_="GraphMethodException")
+                return graph_error(
+                    f"(#100) Object with ID '{container_id}' does not exist, cannot be loaded due "
+                    "to missing permissions, or does not support this operation",
+                    100,
+                    subcode=33,
+                    type_="GraphMethodException",
+                )
             if box["status_code"] == "IN_PROGRESS":
                 if box["polls_left"] > 0:
                     box["polls_left"] -= 1
                 else:
                     box["status_code"] = box["outcome"]
             code = box["status_code"]
-        status = {"FINISHED": "Finished: Media has been uploaded and it is ready to be published.",
-                  "IN_PROGRESS": "In Progress: Media is still being processed.",
-                  "PUBLISHED": "Published: Media has been successfully published.",
-                  "ERROR": "Error: Media upload has failed with error code 2207026",
-                  "EXPIRED": "Expired: the container was not published within 24 hours."}[code]
+        status = {
+            "FINISHED": "Finished: Media has been uploaded and it is ready to be published.",
+            "IN_PROGRESS": "In Progress: Media is still being processed.",
+            "PUBLISHED": "Published: Media has been successfully published.",
+            "ERROR": "Error: Media upload has failed with error code 2207026",
+            "EXPIRED": "Expired: the container was not published within 24 hours.",
+        }[code]
         node = {"status_code": code, "status": status, "id": container_id}
         fields = [f for f in request.query.get("fields", "id").split(",") if f]
         return json_response({f: node[f] for f in fields + ["id"] if f in node})
@@ -566,35 +652,55 @@ class Instagram(InstagramInsights, InstagramComments, Graph):
         with self.lock:
             box = self.containers.get(creation_id)
             if box is None:
-                return graph_error("(#100) The parameter creation_id is required and must be a media container "
-                                   "of this user", 100)
+                return graph_error(
+                    "(#100) The parameter creation_id is required and must be a media container of this user", 100
+                )
             if box["status_code"] == "PUBLISHED":
                 return graph_error("(#9007) The media has already been published", 9007, subcode=2207020)
             if box["status_code"] != "FINISHED":
-                return graph_error("(#9007) Media ID is not available: the media is not ready for publishing, "
-                                   "please wait for a moment", 9007, subcode=2207027)
+                return graph_error(
+                    "(#9007) Media ID is not available: the media is not ready for publishing, "
+                    "please wait for a moment",
+                    9007,
+                    subcode=2207027,
+                )
             box["status_code"] = "PUBLISHED"
             if box["media_type"] == "STORIES":  # stories are not in /me/media: /{ig-user-id}/stories lists them
                 media_id = self._publish_story(box, creation_id)
                 return self.answer("media_publish", json_response({"id": media_id}))
             rows = self.records.setdefault("media", [])
             media_id = str(18000000000000000 + len(rows) + 1)
-            rows.insert(0, {"id": media_id, "caption": box["caption"] or None,
-                            "media_type": "VIDEO" if box["media_type"] == "REELS" else "IMAGE",
-                            "media_product_type": "REELS" if box["media_type"] == "REELS" else "FEED",
-                            "media_url": box["url"], "container_id": creation_id,
-                            "permalink": f"https://www.instagram.com/p/{secrets.token_urlsafe(8)}/",
-                            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(self.now()))})
+            rows.insert(
+                0,
+                {
+                    "id": media_id,
+                    "caption": box["caption"] or None,
+                    "media_type": "VIDEO" if box["media_type"] == "REELS" else "IMAGE",
+                    "media_product_type": "REELS" if box["media_type"] == "REELS" else "FEED",
+                    "media_url": box["url"],
+                    "container_id": creation_id,
+                    "permalink": f"https://www.instagram.com/p/{secrets.token_urlsafe(8)}/",
+                    "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(self.now())),
+                },
+            )
         return self.answer("media_publish", json_response({"id": media_id}))
 
     def _publish_story(self, box: dict, creation_id: str) -> str:
         """Record a published story (the caller holds the lock); its media id."""
         rows = self.records.setdefault("stories", [])
         media_id = str(18100000000000000 + len(rows) + 1)
-        rows.insert(0, {"id": media_id, "media_type": "VIDEO" if box["video"] else "IMAGE",
-                        "media_product_type": "STORY", "media_url": box["url"], "container_id": creation_id,
-                        "permalink": f"https://www.instagram.com/stories/demo.creator/{media_id}/",
-                        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(self.now()))})
+        rows.insert(
+            0,
+            {
+                "id": media_id,
+                "media_type": "VIDEO" if box["video"] else "IMAGE",
+                "media_product_type": "STORY",
+                "media_url": box["url"],
+                "container_id": creation_id,
+                "permalink": f"https://www.instagram.com/stories/demo.creator/{media_id}/",
+                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(self.now())),
+            },
+        )
         return media_id
 
     async def stories(self, request, ig_id):
@@ -606,9 +712,13 @@ class Instagram(InstagramInsights, InstagramComments, Graph):
         if error is not None:
             return error
         if ig_id != self.account["user_id"]:
-            return graph_error(f"(#100) Object with ID '{ig_id}' does not exist, cannot be loaded due to missing "
-                               "permissions, or does not support this operation", 100, subcode=33,
-                               type_="GraphMethodException")
+            return graph_error(
+                f"(#100) Object with ID '{ig_id}' does not exist, cannot be loaded due to missing "
+                "permissions, or does not support this operation",
+                100,
+                subcode=33,
+                type_="GraphMethodException",
+            )
         return self.list_edge(request, self.records_of("stories"))
 
 
@@ -621,8 +731,14 @@ class FacebookInsights:
     metric=...`` (``calls["post_insights"]``) the lifetime values of the post row's ``insights``."""
 
     INSIGHTS_SCOPES = {"read_insights", "pages_read_engagement"}
-    PAGE_METRICS = {"page_impressions", "page_impressions_unique", "page_post_engagements", "page_follows",
-                    "page_daily_follows_unique", "page_views_total"}
+    PAGE_METRICS = {
+        "page_impressions",
+        "page_impressions_unique",
+        "page_post_engagements",
+        "page_follows",
+        "page_daily_follows_unique",
+        "page_views_total",
+    }
     POST_METRICS = {"post_impressions", "post_impressions_unique", "post_clicks", "post_reactions_by_type_total"}
     INSIGHT_ROUTES = (
         ("GET", rf"graph\.facebook\.com/{VERSION}(?P<page_id>\d+)/insights", "page_insights_edge"),
@@ -632,16 +748,21 @@ class FacebookInsights:
 
     def _page_insights_token(self, request, page_id: str):
         token, error = self.user_token(request)
-        if error is None and (token.data.get("page_id") != page_id
-                              or not self.INSIGHTS_SCOPES <= set(token.grant.scope)):
+        if error is None and (
+            token.data.get("page_id") != page_id or not self.INSIGHTS_SCOPES <= set(token.grant.scope)
+        ):
             error = graph_error(self.INSIGHTS_DENIED, 10, status=403)
         return error
 
     @staticmethod
     def _missing(object_id: str):
-        return graph_error(f"(#100) Object with ID '{object_id}' does not exist, cannot be loaded due to missing "
-                           "permissions, or does not support this operation", 100, subcode=33,
-                           type_="GraphMethodException")
+        return graph_error(
+            f"(#100) Object with ID '{object_id}' does not exist, cannot be loaded due to missing "
+            "permissions, or does not support this operation",
+            100,
+            subcode=33,
+            type_="GraphMethodException",
+        )
 
     async def page_insights_edge(self, request, page_id):
         fault = await self.gate("page_insights")
@@ -664,10 +785,21 @@ class FacebookInsights:
         since, until = int(request.query["since"]), int(request.query["until"])
         days = range(since + DAY, until + 1, DAY)
         daily = pages[page_id].get("insights") or {}
-        return json_response({"data": [{"name": m, "period": "day", "title": m, "description": m,
-                                        "values": [{"value": daily.get(m, 0), "end_time": _graph_time(t)}
-                                                   for t in days],
-                                        "id": f"{page_id}/insights/{m}/day"} for m in metrics]})
+        return json_response(
+            {
+                "data": [
+                    {
+                        "name": m,
+                        "period": "day",
+                        "title": m,
+                        "description": m,
+                        "values": [{"value": daily.get(m, 0), "end_time": _graph_time(t)} for t in days],
+                        "id": f"{page_id}/insights/{m}/day",
+                    }
+                    for m in metrics
+                ]
+            }
+        )
 
     async def post_insights_edge(self, request, post_id):
         fault = await self.gate("post_insights")
@@ -683,10 +815,21 @@ class FacebookInsights:
         if error is not None:
             return error
         values = posts[post_id].get("insights") or {}
-        return json_response({"data": [{"name": m, "period": "lifetime", "title": m,
-                                        # reactions by type is a map ({"like": n, "love": m}); the others numbers
-                                        "values": [{"value": values.get(m, {} if m.endswith("by_type_total") else 0)}],
-                                        "id": f"{post_id}/insights/{m}/lifetime"} for m in metrics]})
+        return json_response(
+            {
+                "data": [
+                    {
+                        "name": m,
+                        "period": "lifetime",
+                        "title": m,
+                        # reactions by type is a map ({"like": n, "love": m}); the others numbers
+                        "values": [{"value": values.get(m, {} if m.endswith("by_type_total") else 0)}],
+                        "id": f"{post_id}/insights/{m}/lifetime",
+                    }
+                    for m in metrics
+                ]
+            }
+        )
 
 
 class Facebook(FacebookInsights, FacebookComments, Graph):
@@ -703,19 +846,25 @@ class Facebook(FacebookInsights, FacebookComments, Graph):
         ("GET", rf"graph\.facebook\.com/{VERSION}me", "me"),
         ("DELETE", rf"graph\.facebook\.com/{VERSION}me/permissions", "revoke"),
     )
-    ROUTES = BASE_ROUTES + (
-        ("GET", rf"graph\.facebook\.com/{VERSION}me/accounts", "accounts"),
-        ("GET", rf"graph\.facebook\.com/{VERSION}(?P<page_id>\d+)/posts", "posts"),
-        ("POST", rf"graph\.facebook\.com/{VERSION}(?P<page_id>\d+)/feed", "feed"),
-    ) + FacebookInsights.INSIGHT_ROUTES
+    ROUTES = (
+        BASE_ROUTES
+        + (
+            ("GET", rf"graph\.facebook\.com/{VERSION}me/accounts", "accounts"),
+            ("GET", rf"graph\.facebook\.com/{VERSION}(?P<page_id>\d+)/posts", "posts"),
+            ("POST", rf"graph\.facebook\.com/{VERSION}(?P<page_id>\d+)/feed", "feed"),
+        )
+        + FacebookInsights.INSIGHT_ROUTES
+    )
     ROUTES += FacebookComments.COMMENT_ROUTES
     ACCOUNT = {"id": "10223456789012345", "name": "Demo Person"}
     PUBLISH_SCOPES = {"pages_manage_posts", "pages_read_engagement"}
-    FEED_DENIED = ("(#200) If posting to a group, requires app being installed in the group, and either "
-                   "publish_to_groups permission with user token, or both pages_read_engagement and "
-                   "pages_manage_posts permission with page token; If posting to a page, requires both "
-                   "pages_read_engagement and pages_manage_posts as an admin with sufficient administrative "
-                   "permission")
+    FEED_DENIED = (
+        "(#200) If posting to a group, requires app being installed in the group, and either "
+        "publish_to_groups permission with user token, or both pages_read_engagement and "
+        "pages_manage_posts permission with page token; If posting to a page, requires both "
+        "pages_read_engagement and pages_manage_posts as an admin with sufficient administrative "
+        "permission"
+    )
 
     def reset(self) -> None:
         super().reset()
@@ -730,12 +879,17 @@ class Facebook(FacebookInsights, FacebookComments, Graph):
             value = self.page_tokens.get(key)
             if value is not None and self.status(value, "access")[1] == "ok":
                 return value
-            ttl = None if user_token.data.get("long") or user_token.expires is None else \
-                max(1.0, user_token.expires - self.now())
-            token = self.issue(user_token.grant, "access", ttl, value="EAAP" + secrets.token_urlsafe(60),
-                               page_id=page_id)
+            ttl = (
+                None
+                if user_token.data.get("long") or user_token.expires is None
+                else max(1.0, user_token.expires - self.now())
+            )
+            token = self.issue(
+                user_token.grant, "access", ttl, value="EAAP" + secrets.token_urlsafe(60), page_id=page_id
+            )
             self.page_tokens[key] = token.value
             return token.value
+
     SPEC = AuthorizeSpec(response_type_optional=True, scope_sep="either", scope_required=False, pkce="optional")
 
     async def authorize(self, request):
@@ -763,11 +917,20 @@ class Facebook(FacebookInsights, FacebookComments, Graph):
             return token_response({"access_token": new.value, "token_type": "bearer", "expires_in": LONG_TTL})
         if params.get("grant_type") not in (None, "authorization_code"):
             return graph_error(f"Unsupported grant_type {params.get('grant_type')!r}", 100)
-        code, reason = redeem(self, params.get("code"), client_id=params.get("client_id"),
-                              redirect_uri=params.get("redirect_uri"), verifier=params.get("code_verifier"))
+        code, reason = redeem(
+            self,
+            params.get("code"),
+            client_id=params.get("client_id"),
+            redirect_uri=params.get("redirect_uri"),
+            verifier=params.get("code_verifier"),
+        )
         if reason == "redirect":
-            return graph_error("Error validating verification code. Please make sure your redirect_uri is "
-                               "identical to the one you used in the OAuth dialog request", 100, subcode=36008)
+            return graph_error(
+                "Error validating verification code. Please make sure your redirect_uri is "
+                "identical to the one you used in the OAuth dialog request",
+                100,
+                subcode=36008,
+            )
         if reason == "used":
             return graph_error("This authorization code has been used.", 100, subcode=36009)
         if reason == "expired":
@@ -789,7 +952,6 @@ class Facebook(FacebookInsights, FacebookComments, Graph):
             return self.token_error(token, status)
         self.kill(token, grant=True)
         return json_response({"success": True})
-
 
     async def accounts(self, request):
         fault = await self.gate("accounts")
@@ -825,9 +987,13 @@ class Facebook(FacebookInsights, FacebookComments, Graph):
         if status != "ok":
             return self.token_error(token, status)
         if page_id not in {str(p["id"]) for p in self.records_of("pages")}:
-            return graph_error(f"(#100) Object with ID '{page_id}' does not exist, cannot be loaded due to "
-                               "missing permissions, or does not support this operation", 100, subcode=33,
-                               type_="GraphMethodException")
+            return graph_error(
+                f"(#100) Object with ID '{page_id}' does not exist, cannot be loaded due to "
+                "missing permissions, or does not support this operation",
+                100,
+                subcode=33,
+                type_="GraphMethodException",
+            )
         if token.data.get("page_id") != page_id or not self.PUBLISH_SCOPES <= set(token.grant.scope):
             return graph_error(self.FEED_DENIED, 200, status=403)
         message, link = str(args.get("message") or ""), str(args.get("link") or "")
@@ -839,8 +1005,16 @@ class Facebook(FacebookInsights, FacebookComments, Graph):
             rows = self.records.setdefault("posts", [])
             post_id = f"{page_id}_{122100000000000000 + len(rows)}"
             created = time.strftime("%Y-%m-%dT%H:%M:%S+0000", time.gmtime(self.now()))
-            rows.insert(0, {"id": post_id, "page_id": page_id, "message": message or None, "link": link or None,
-                            "created_time": created})
+            rows.insert(
+                0,
+                {
+                    "id": post_id,
+                    "page_id": page_id,
+                    "message": message or None,
+                    "link": link or None,
+                    "created_time": created,
+                },
+            )
         return self.answer("feed", json_response({"id": post_id}))
 
     async def posts(self, request, page_id):
@@ -853,13 +1027,19 @@ class Facebook(FacebookInsights, FacebookComments, Graph):
         if error is not None:
             return error
         if page_id not in {str(p["id"]) for p in self.records_of("pages")}:
-            return graph_error(f"(#100) Object with ID '{page_id}' does not exist, cannot be loaded due to "
-                               "missing permissions, or does not support this operation", 100, subcode=33,
-                               type_="GraphMethodException")
+            return graph_error(
+                f"(#100) Object with ID '{page_id}' does not exist, cannot be loaded due to "
+                "missing permissions, or does not support this operation",
+                100,
+                subcode=33,
+                type_="GraphMethodException",
+            )
         if token.data.get("page_id") != page_id:
-            return graph_error("(#10) This endpoint requires the 'pages_read_engagement' permission or the 'Page "
-                               "Public Content Access' feature: read a page's posts with its page access token",
-                               10)
+            return graph_error(
+                "(#10) This endpoint requires the 'pages_read_engagement' permission or the 'Page "
+                "Public Content Access' feature: read a page's posts with its page access token",
+                10,
+            )
         return self.list_edge(request, [p for p in self.records_of("posts") if str(p.get("page_id")) == page_id])
 
 
@@ -871,15 +1051,50 @@ class MetaAds(Facebook):
     )
     ADS_SCOPES = {"ads_read", "ads_management"}
     ACCOUNT = {"id": "10229876543210987", "name": "Demo Advertiser"}
-    DATE_PRESETS = {"today", "yesterday", "this_month", "last_month", "this_quarter", "maximum", "data_maximum",
-                    "last_3d", "last_7d", "last_14d", "last_28d", "last_30d", "last_90d", "last_week_mon_sun",
-                    "last_week_sun_sat", "last_quarter", "last_year", "this_week_mon_today",
-                    "this_week_sun_today", "this_year"}
-    INSIGHTS_FIELDS = {"impressions", "clicks", "spend", "reach", "ctr", "cpc", "cpm", "cpp", "frequency",
-                       "unique_clicks", "actions", "account_id", "campaign_id", "campaign_name", "date_start",
-                       "date_stop"}
-    INSIGHTS_EXPANSION = re.compile(r"insights(?:\.date_preset\((?P<preset>[a-z0-9_]+)\))?"
-                                    r"(?:\{(?P<fields>[a-z_,]*)\})?")
+    DATE_PRESETS = {
+        "today",
+        "yesterday",
+        "this_month",
+        "last_month",
+        "this_quarter",
+        "maximum",
+        "data_maximum",
+        "last_3d",
+        "last_7d",
+        "last_14d",
+        "last_28d",
+        "last_30d",
+        "last_90d",
+        "last_week_mon_sun",
+        "last_week_sun_sat",
+        "last_quarter",
+        "last_year",
+        "this_week_mon_today",
+        "this_week_sun_today",
+        "this_year",
+    }
+    INSIGHTS_FIELDS = {
+        "impressions",
+        "clicks",
+        "spend",
+        "reach",
+        "ctr",
+        "cpc",
+        "cpm",
+        "cpp",
+        "frequency",
+        "unique_clicks",
+        "actions",
+        "account_id",
+        "campaign_id",
+        "campaign_name",
+        "date_start",
+        "date_stop",
+    }
+    INSIGHTS_EXPANSION = re.compile(
+        r"insights(?:\.date_preset\((?P<preset>[a-z0-9_]+)\))?"
+        r"(?:\{(?P<fields>[a-z_,]*)\})?"
+    )
 
     def reset(self) -> None:
         super().reset()
@@ -911,10 +1126,25 @@ class MetaAds(Facebook):
 
     def rate_limited(self, endpoint, retry_after):
         minutes = max(1, math.ceil(retry_after / 60))
-        usage = {"act_1234567890": [{"type": "ads_management", "call_count": 100, "total_cputime": 40,
-                                     "total_time": 60, "estimated_time_to_regain_access": minutes}]}
-        return graph_error("(#17) User request limit reached", 17, status=400, subcode=2446079,
-                           headers={"X-Business-Use-Case-Usage": json.dumps(usage)}, is_transient=True)
+        usage = {
+            "act_1234567890": [
+                {
+                    "type": "ads_management",
+                    "call_count": 100,
+                    "total_cputime": 40,
+                    "total_time": 60,
+                    "estimated_time_to_regain_access": minutes,
+                }
+            ]
+        }
+        return graph_error(
+            "(#17) User request limit reached",
+            17,
+            status=400,
+            subcode=2446079,
+            headers={"X-Business-Use-Case-Usage": json.dumps(usage)},
+            is_transient=True,
+        )
 
     def ads_token(self, request):
         token, error = self.user_token(request)
@@ -936,9 +1166,13 @@ class MetaAds(Facebook):
         if error is not None:
             return error
         if f"act_{account_id}" not in {a["id"] for a in self.records_of("adaccounts")}:
-            return graph_error(f"(#100) Object with ID 'act_{account_id}' does not exist, cannot be loaded due "
-                               "to missing permissions, or does not support this operation", 100, subcode=33,
-                               type_="GraphMethodException")
+            return graph_error(
+                f"(#100) Object with ID 'act_{account_id}' does not exist, cannot be loaded due "
+                "to missing permissions, or does not support this operation",
+                100,
+                subcode=33,
+                type_="GraphMethodException",
+            )
         rows = [c for c in self.records_of("campaigns") if str(c.get("account_id")) == account_id]
         raw = request.query.get("fields", "id")
         with self.lock:
@@ -950,18 +1184,26 @@ class MetaAds(Facebook):
                 continue
             match = self.INSIGHTS_EXPANSION.fullmatch(field)
             if match is None:
-                return graph_error(f"(#100) Unsupported field expansion {field!r} on the insights edge (the "
-                                   "emulator knows date_preset(...) and {fields})", 100)
+                return graph_error(
+                    f"(#100) Unsupported field expansion {field!r} on the insights edge (the "
+                    "emulator knows date_preset(...) and {fields})",
+                    100,
+                )
             preset = match["preset"] or "last_30d"
             if preset not in self.DATE_PRESETS:
-                return graph_error(f"(#100) date_preset must be one of the following values: "
-                                   f"{', '.join(sorted(self.DATE_PRESETS))}", 100)
+                return graph_error(
+                    f"(#100) date_preset must be one of the following values: {', '.join(sorted(self.DATE_PRESETS))}",
+                    100,
+                )
             asked = [f for f in (match["fields"] or "impressions,spend").split(",") if f]
             unknown = [f for f in asked if f not in self.INSIGHTS_FIELDS]
             if unknown:
-                return graph_error(f"(#100) {unknown[0]} is not valid for fields param. please check "
-                                   "https://developers.facebook.com/docs/marketing-api/reference/ads-insights/ "
-                                   "for all valid values", 100)
+                return graph_error(
+                    f"(#100) {unknown[0]} is not valid for fields param. please check "
+                    "https://developers.facebook.com/docs/marketing-api/reference/ads-insights/ "
+                    "for all valid values",
+                    100,
+                )
             insights = (preset, asked)
         if insights is not None:
             preset, asked = insights
@@ -975,8 +1217,10 @@ class MetaAds(Facebook):
                 if stat is not None:
                     data = {f: str(stat[f]) for f in asked if f in stat and f not in ("date_start", "date_stop")}
                     data.update(date_start=since, date_stop=until)
-                    campaign["insights"] = {"data": [data], "paging": {"cursors": {"before": "MAZDZD",
-                                                                                   "after": "MAZDZD"}}}
+                    campaign["insights"] = {
+                        "data": [data],
+                        "paging": {"cursors": {"before": "MAZDZD", "after": "MAZDZD"}},
+                    }
             fields.append("insights")
         query = {**request.query, "fields": ",".join(fields)}
         return self.list_edge(request.clone(rel_url=request.rel_url.with_query(query)), rows, max_limit=500)

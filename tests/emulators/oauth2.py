@@ -45,6 +45,7 @@ def s256(verifier: str) -> str:
 
 # --- HTTP helpers -----------------------------------------------------------
 
+
 def add_query(url: str, params: dict) -> str:
     """Append params to url with ``?`` or ``&`` as needed, keeping its own query untouched."""
     parts = urlsplit(url)
@@ -65,8 +66,7 @@ def valid_redirect_uri(uri: str | None) -> bool:
 
 
 def json_response(body, status: int = 200, headers: dict | None = None) -> web.Response:
-    return web.Response(status=status, body=json.dumps(body).encode(), headers=headers,
-                        content_type="application/json")
+    return web.Response(status=status, body=json.dumps(body).encode(), headers=headers, content_type="application/json")
 
 
 def token_response(body, status: int = 200, headers: dict | None = None) -> web.Response:
@@ -124,8 +124,9 @@ class ClientAuth:
     malformed: bool = False
 
 
-def client_auth(request: web.Request, params: dict, id_param: str = "client_id",
-                secret_param: str = "client_secret") -> ClientAuth:
+def client_auth(
+    request: web.Request, params: dict, id_param: str = "client_id", secret_param: str = "client_secret"
+) -> ClientAuth:
     basic = basic_credentials(request)
     body_id, body_secret = params.get(id_param), params.get(secret_param)
     if basic is False:
@@ -156,6 +157,7 @@ def check_client(p: Provider, auth: ClientAuth, accepts: tuple[str, ...]) -> str
 
 
 # --- authorization endpoint -------------------------------------------------
+
 
 @dataclass(frozen=True)
 class AuthorizeSpec:
@@ -237,12 +239,26 @@ def check_authorize(p: Provider, request: web.Request, spec: AuthorizeSpec) -> t
                 return "code_challenge is not a base64url SHA-256 digest", {}
         elif method:
             return "code_challenge_method without code_challenge", {}
-    return None, {"client_id": client_id, "redirect_uri": redirect_uri, "state": state, "scope": scope,
-                  "challenge": challenge, "method": method if challenge else None}
+    return None, {
+        "client_id": client_id,
+        "redirect_uri": redirect_uri,
+        "state": state,
+        "scope": scope,
+        "challenge": challenge,
+        "method": method if challenge else None,
+    }
 
 
-async def authorize(p: Provider, request: web.Request, spec: AuthorizeSpec, *, data=None,
-                    extra_params=None, deny_params=None, check=None) -> web.StreamResponse:
+async def authorize(
+    p: Provider,
+    request: web.Request,
+    spec: AuthorizeSpec,
+    *,
+    data=None,
+    extra_params=None,
+    deny_params=None,
+    check=None,
+) -> web.StreamResponse:
     """The whole authorization endpoint: gate, validate, deny or consent, 302."""
     fault = await p.gate("authorize")
     if fault is not None:
@@ -255,22 +271,35 @@ async def authorize(p: Provider, request: web.Request, spec: AuthorizeSpec, *, d
         return json_response({"error": error, "error_description": problem}, status=400)
     refused = p.unapproved(req["scope"])
     if refused:  # an approval-only scope the app lacks: the provider refuses the whole consent
-        return redirect(req["redirect_uri"], {
-            "error": p.APPROVAL_ERROR, "state": req["state"],
-            "error_description": f"Scope {', '.join(refused)} is not authorized for your application"})
+        return redirect(
+            req["redirect_uri"],
+            {
+                "error": p.APPROVAL_ERROR,
+                "state": req["state"],
+                "error_description": f"Scope {', '.join(refused)} is not authorized for your application",
+            },
+        )
     denied = p.take_deny()
     if denied:
-        params = deny_params(denied, req["state"]) if deny_params else {
-            "error": denied, "error_description": "The user denied the request.", "state": req["state"]}
+        params = (
+            deny_params(denied, req["state"])
+            if deny_params
+            else {"error": denied, "error_description": "The user denied the request.", "state": req["state"]}
+        )
         return redirect(req["redirect_uri"], params)
     withheld = p.take_withheld()
     extra = dict(data(request) if callable(data) else (data or {}))
     account = p.take_sign_in()
     if account is not None:  # a test's sign_in_as: the grant made from this code acts for that account
         extra["account"] = account
-    code = p.new_code(client_id=req["client_id"], redirect_uri=req["redirect_uri"],
-                      scope=[s for s in req["scope"] if s not in withheld],
-                      challenge=req["challenge"], method=req["method"], **extra)
+    code = p.new_code(
+        client_id=req["client_id"],
+        redirect_uri=req["redirect_uri"],
+        scope=[s for s in req["scope"] if s not in withheld],
+        challenge=req["challenge"],
+        method=req["method"],
+        **extra,
+    )
     params = {name: code.value for name in spec.code_params}
     params["state"] = req["state"]
     if extra_params is not None:
@@ -280,8 +309,16 @@ async def authorize(p: Provider, request: web.Request, spec: AuthorizeSpec, *, d
 
 # --- codes ------------------------------------------------------------------
 
-def redeem(p: Provider, value: str | None, *, client_id: str | None, redirect_uri: str | None = None,
-           check_redirect: bool = True, verifier: str | None = None) -> tuple[Code | None, str]:
+
+def redeem(
+    p: Provider,
+    value: str | None,
+    *,
+    client_id: str | None,
+    redirect_uri: str | None = None,
+    check_redirect: bool = True,
+    verifier: str | None = None,
+) -> tuple[Code | None, str]:
     """Consume a code. Reasons: ok, missing, unknown, used, expired, client, redirect,
     verifier_missing, verifier_invalid, verifier_mismatch. Only "ok" marks it used."""
     if not value:
@@ -328,6 +365,7 @@ def revoke_token(p: Provider, token) -> None:
 
 
 # --- token endpoint ---------------------------------------------------------
+
 
 class TokenGrants:
     """The token endpoint's grant dispatch, shared by the providers whose endpoint follows RFC 6749
@@ -402,9 +440,14 @@ class TokenGrants:
 
     def redeem_code(self, request, params):
         client_id = params.get(self.CODE_CLIENT_PARAM) if self.CODE_CLIENT_PARAM else self.client_id
-        return redeem(self, params.get("code"), client_id=client_id, redirect_uri=params.get("redirect_uri"),
-                      check_redirect=self.CODE_REDIRECT,
-                      verifier=params.get("code_verifier") if self.CODE_VERIFIER else None)
+        return redeem(
+            self,
+            params.get("code"),
+            client_id=client_id,
+            redirect_uri=params.get("redirect_uri"),
+            check_redirect=self.CODE_REDIRECT,
+            verifier=params.get("code_verifier") if self.CODE_VERIFIER else None,
+        )
 
     def code_error(self, code, reason: str, params) -> web.StreamResponse:
         return token_response({"error": "invalid_grant"}, 400)

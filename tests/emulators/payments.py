@@ -78,11 +78,18 @@ class Stripe(TokenGrants, Provider):
         ("GET", r"api\.stripe\.com/v1/account", "account_info"),
         ("GET", r"api\.stripe\.com/v1/charges", "charges"),
     )
-    ACCOUNT = {"id": "acct_1DemoConnected0", "object": "account", "email": "merchant@example.com",
-               "country": "US", "business_profile": {"name": "Demo Merchant"},
-               "settings": {"dashboard": {"display_name": "Demo Merchant"}}, "charges_enabled": True}
-    SPEC = AuthorizeSpec(scope_sep=" ", scope_required=False, pkce="none",
-                         allowed_scopes=frozenset({"read_write", "read_only"}))
+    ACCOUNT = {
+        "id": "acct_1DemoConnected0",
+        "object": "account",
+        "email": "merchant@example.com",
+        "country": "US",
+        "business_profile": {"name": "Demo Merchant"},
+        "settings": {"dashboard": {"display_name": "Demo Merchant"}},
+        "charges_enabled": True,
+    }
+    SPEC = AuthorizeSpec(
+        scope_sep=" ", scope_required=False, pkce="none", allowed_scopes=frozenset({"read_write", "read_only"})
+    )
     CODE_REDIRECT = False  # Stripe does not check the redirect URI at the exchange
     CODE_VERIFIER = False
 
@@ -93,9 +100,19 @@ class Stripe(TokenGrants, Provider):
         return "sk_test_" + _alnum(48)
 
     def rate_limited(self, endpoint, retry_after):
-        return json_response({"error": {"code": "rate_limit", "type": "invalid_request_error", "message": (
-            "Too many requests hit the API too quickly. We recommend an exponential backoff of your requests.")}},
-            429)
+        return json_response(
+            {
+                "error": {
+                    "code": "rate_limit",
+                    "type": "invalid_request_error",
+                    "message": (
+                        "Too many requests hit the API too quickly. "
+                        "We recommend an exponential backoff of your requests."
+                    ),
+                }
+            },
+            429,
+        )
 
     def _secret_key(self, request, form) -> str | None:
         basic = basic_credentials(request)
@@ -105,28 +122,38 @@ class Stripe(TokenGrants, Provider):
 
     def _key_error(self, key):
         if not key:
-            return token_response({"error": "invalid_client", "error_description": (
-                "No authentication was provided. Send your secret API key using the Authorization header, or as "
-                "a client_secret POST parameter.")}, 401)
+            return token_response(
+                {
+                    "error": "invalid_client",
+                    "error_description": (
+                        "No authentication was provided. Send your secret API key using the Authorization header, "
+                        "or as a client_secret POST parameter."
+                    ),
+                },
+                401,
+            )
         if key != self.client_secret:
-            return token_response({"error": "invalid_client",
-                                   "error_description": f"Invalid API Key provided: {_masked(key)}"}, 401)
+            return token_response(
+                {"error": "invalid_client", "error_description": f"Invalid API Key provided: {_masked(key)}"}, 401
+            )
         return None
 
     def client_error(self, request, form):
         return self._key_error(self._secret_key(request, form))
 
     def unsupported_grant(self, grant_type):
-        return token_response({"error": "unsupported_grant_type",
-                               "error_description": f"Unsupported grant type: {grant_type}"}, 400)
+        return token_response(
+            {"error": "unsupported_grant_type", "error_description": f"Unsupported grant type: {grant_type}"}, 400
+        )
 
     def code_error(self, code, reason, form):
         value = form.get("code")
         if reason == "used":
             if code.grant is not None:
                 self.kill_grant(code.grant)
-            return self._grant_error("This authorization code has already been used. All tokens issued with this "
-                                     "code have been revoked.")
+            return self._grant_error(
+                "This authorization code has already been used. All tokens issued with this code have been revoked."
+            )
         if reason == "expired":
             return self._grant_error(f"Authorization code expired: {value}")
         return self._grant_error(f"Authorization code does not exist: {value}")
@@ -157,9 +184,15 @@ class Stripe(TokenGrants, Provider):
         return self.issue(grant, "access", None, value="sk_test_" + _alnum(48))
 
     def token_body(self, grant, access, refresh, grant_type):
-        return {"access_token": access.value, "livemode": False, "refresh_token": refresh.value,
-                "token_type": "bearer", "stripe_publishable_key": "pk_test_" + _alnum(48),
-                "stripe_user_id": grant.data["account"], "scope": grant.scope[0]}
+        return {
+            "access_token": access.value,
+            "livemode": False,
+            "refresh_token": refresh.value,
+            "token_type": "bearer",
+            "stripe_publishable_key": "pk_test_" + _alnum(48),
+            "stripe_user_id": grant.data["account"],
+            "scope": grant.scope[0],
+        }
 
     async def deauthorize(self, request):
         form = await read_form(request)
@@ -173,9 +206,16 @@ class Stripe(TokenGrants, Provider):
         with self.lock:
             grants = [g for g in self.grants if g.alive and g.data.get("account") == account]
         if form.get("client_id") != self.client_id or not grants:
-            return token_response({"error": "invalid_client", "error_description": (
-                f"This application is not connected to stripe account {account}, or that account does not "
-                "exist.")}, 401)
+            return token_response(
+                {
+                    "error": "invalid_client",
+                    "error_description": (
+                        f"This application is not connected to stripe account {account}, or that account does not "
+                        "exist."
+                    ),
+                },
+                401,
+            )
         for grant in grants:
             self.kill_grant(grant)
         return json_response({"stripe_user_id": account})
@@ -195,24 +235,40 @@ class Stripe(TokenGrants, Provider):
         except ValueError:
             limit = 0
         if not 1 <= limit <= 100:
-            return json_response({"error": {"code": "parameter_invalid_integer", "param": "limit", "type":
-                                            "invalid_request_error", "message": (
-                                                "Invalid integer: limit must be between 1 and 100")}}, 400)
+            return json_response(
+                {
+                    "error": {
+                        "code": "parameter_invalid_integer",
+                        "param": "limit",
+                        "type": "invalid_request_error",
+                        "message": ("Invalid integer: limit must be between 1 and 100"),
+                    }
+                },
+                400,
+            )
         rows = self.records_of("charges")
         ids = [r["id"] for r in rows]
         start, end = 0, len(rows)
         for param in ("starting_after", "ending_before"):
             if q.get(param) and q[param] not in ids:
-                return json_response({"error": {"code": "resource_missing", "param": param, "type":
-                                                "invalid_request_error",
-                                                "message": f"No such charge: '{q[param]}'"}}, 400)
+                return json_response(
+                    {
+                        "error": {
+                            "code": "resource_missing",
+                            "param": param,
+                            "type": "invalid_request_error",
+                            "message": f"No such charge: '{q[param]}'",
+                        }
+                    },
+                    400,
+                )
         if q.get("starting_after"):
             start = ids.index(q["starting_after"]) + 1
-            page = rows[start:start + limit]
+            page = rows[start : start + limit]
             more = start + limit < end
         elif q.get("ending_before"):
             end = ids.index(q["ending_before"])
-            page = rows[max(0, end - limit):end]
+            page = rows[max(0, end - limit) : end]
             more = end - limit > 0
         else:
             page, more = rows[:limit], limit < end
@@ -222,17 +278,24 @@ class Stripe(TokenGrants, Provider):
         basic = basic_credentials(request)
         key = basic[0] if basic else auth_header(request)
         if not key:
-            return _api_error(401, "You did not provide an API key. You need to provide your API key in the "
-                                   "Authorization header, using Bearer auth (e.g. 'Authorization: Bearer "
-                                   "YOUR_SECRET_KEY').")
+            return _api_error(
+                401,
+                "You did not provide an API key. You need to provide your API key in the "
+                "Authorization header, using Bearer auth (e.g. 'Authorization: Bearer "
+                "YOUR_SECRET_KEY').",
+            )
         if key == self.client_secret and request.headers.get("Stripe-Account"):
             with self.lock:
-                connected = any(g.alive and g.data.get("account") == request.headers["Stripe-Account"]
-                                for g in self.grants)
+                connected = any(
+                    g.alive and g.data.get("account") == request.headers["Stripe-Account"] for g in self.grants
+                )
             if not connected:
-                return _api_error(403, "The provided key does not have access to account "
-                                       f"'{request.headers['Stripe-Account']}' (or that account does not exist).",
-                                  code="account_invalid")
+                return _api_error(
+                    403,
+                    "The provided key does not have access to account "
+                    f"'{request.headers['Stripe-Account']}' (or that account does not exist).",
+                    code="account_invalid",
+                )
             return None
         _token, status = self.status(key, "access")
         if status in ("revoked", "expired"):
@@ -260,8 +323,9 @@ def _api_error(status: int, message: str, code: str | None = None) -> web.Respon
     error = {"message": message, "type": "invalid_request_error"}
     if code:
         error["code"] = code
-    return json_response({"error": error}, status, {"WWW-Authenticate": 'Basic realm="Stripe"'} if status == 401
-                         else None)
+    return json_response(
+        {"error": error}, status, {"WWW-Authenticate": 'Basic realm="Stripe"'} if status == 401 else None
+    )
 
 
 class PayPal(TokenGrants, Provider):
@@ -282,9 +346,13 @@ class PayPal(TokenGrants, Provider):
         ("GET", rf"{API}/v1/reporting/transactions", "transactions"),
     )
     ACCESS_TTL = 28800
-    ACCOUNT = {"user_id": "https://www.paypal.com/webapps/auth/identity/user/mWq6_1sU85v5EG9yHdPxJRrhGHrnMJ-1PQKtX6pcsmA",
-               "sub": "https://www.paypal.com/webapps/auth/identity/user/mWq6_1sU85v5EG9yHdPxJRrhGHrnMJ-1PQKtX6pcsmA",
-               "name": "Demo Buyer", "email": "buyer@example.com", "payer_id": "WDJJHEBZ4X2LY"}
+    ACCOUNT = {
+        "user_id": "https://www.paypal.com/webapps/auth/identity/user/mWq6_1sU85v5EG9yHdPxJRrhGHrnMJ-1PQKtX6pcsmA",
+        "sub": "https://www.paypal.com/webapps/auth/identity/user/mWq6_1sU85v5EG9yHdPxJRrhGHrnMJ-1PQKtX6pcsmA",
+        "name": "Demo Buyer",
+        "email": "buyer@example.com",
+        "payer_id": "WDJJHEBZ4X2LY",
+    }
     SPEC = AuthorizeSpec(scope_sep=" ", pkce="none")
     TRANSACTION_SEARCH_SCOPE = "https://uri.paypal.com/services/reporting/search/read"
     # Transaction Search on a connected merchant's account: only apps PayPal approved (partners).
@@ -301,10 +369,15 @@ class PayPal(TokenGrants, Provider):
         return "E" + _alnum(79)
 
     def rate_limited(self, endpoint, retry_after):
-        return json_response({"name": "RATE_LIMIT_REACHED", "message": "Too many requests. Blocked due to rate "
-                              "limiting.", "debug_id": secrets.token_hex(7),
-                              "information_link": "https://developer.paypal.com/api/rest/reference/rate-limiting/"},
-                             429)
+        return json_response(
+            {
+                "name": "RATE_LIMIT_REACHED",
+                "message": "Too many requests. Blocked due to rate limiting.",
+                "debug_id": secrets.token_hex(7),
+                "information_link": "https://developer.paypal.com/api/rest/reference/rate-limiting/",
+            },
+            429,
+        )
 
     def new_access(self, grant):
         return self.issue(grant, "access", self.ACCESS_TTL, value="A21AA" + secrets.token_urlsafe(80))
@@ -318,8 +391,9 @@ class PayPal(TokenGrants, Provider):
         return body
 
     def unsupported_grant(self, grant_type):
-        return token_response({"error": "unsupported_grant_type",
-                               "error_description": f"Grant type {grant_type} is not supported"}, 400)
+        return token_response(
+            {"error": "unsupported_grant_type", "error_description": f"Grant type {grant_type} is not supported"}, 400
+        )
 
     def code_error(self, code, reason, form):
         return token_response({"error": "invalid_grant", "error_description": "Invalid authorization code"}, 400)
@@ -348,23 +422,40 @@ class PayPal(TokenGrants, Provider):
             return fault
         value = auth_header(request)
         if not value:
-            return json_response({"name": "AUTHENTICATION_FAILURE", "message": (
-                "Authentication failed due to invalid authentication credentials or a missing Authorization "
-                "header."), "links": [{"href": "https://developer.paypal.com/docs/api/overview/#error",
-                                       "rel": "information_link"}]}, 401)
+            return json_response(
+                {
+                    "name": "AUTHENTICATION_FAILURE",
+                    "message": (
+                        "Authentication failed due to invalid authentication credentials or a missing Authorization "
+                        "header."
+                    ),
+                    "links": [
+                        {"href": "https://developer.paypal.com/docs/api/overview/#error", "rel": "information_link"}
+                    ],
+                },
+                401,
+            )
         _token, status = self.status(value, "access")
         if status != "ok":
-            return json_response({"error": "invalid_token", "error_description": "Access Token not found in cache"},
-                                 401)
+            return json_response(
+                {"error": "invalid_token", "error_description": "Access Token not found in cache"}, 401
+            )
         expected = "openid" if flavour == "openidconnect" else "paypalv1.1"
         if request.query.get("schema") != expected:
-            return json_response({"name": "INVALID_REQUEST", "message": f"schema must be {expected}",
-                                  "debug_id": secrets.token_hex(7)}, 400)
+            return json_response(
+                {"name": "INVALID_REQUEST", "message": f"schema must be {expected}", "debug_id": secrets.token_hex(7)},
+                400,
+            )
         acc = self.account
         if flavour == "oauth2":
-            return json_response({"user_id": acc.get("user_id"), "name": acc.get("name"),
-                                  "payer_id": acc.get("payer_id"),
-                                  "emails": [{"value": acc.get("email"), "primary": True, "confirmed": True}]})
+            return json_response(
+                {
+                    "user_id": acc.get("user_id"),
+                    "name": acc.get("name"),
+                    "payer_id": acc.get("payer_id"),
+                    "emails": [{"value": acc.get("email"), "primary": True, "confirmed": True}],
+                }
+            )
         return json_response(dict(acc))
 
     async def transactions(self, request):
@@ -378,20 +469,37 @@ class PayPal(TokenGrants, Provider):
             return fault
         token, status = self.status(auth_header(request), "access")
         if status != "ok":
-            return json_response({"error": "invalid_token", "error_description": "Access Token not found in cache"},
-                                 401)
+            return json_response(
+                {"error": "invalid_token", "error_description": "Access Token not found in cache"}, 401
+            )
         if self.TRANSACTION_SEARCH_SCOPE not in token.grant.scope:
-            return json_response({"name": "NOT_AUTHORIZED", "message": "Authorization failed due to insufficient "
-                                  "permissions.", "debug_id": secrets.token_hex(7), "details": [{
-                                      "issue": "PERMISSION_DENIED", "description": "You do not have permission to "
-                                      "access or perform operations on this resource."}]}, 403)
+            return json_response(
+                {
+                    "name": "NOT_AUTHORIZED",
+                    "message": "Authorization failed due to insufficient permissions.",
+                    "debug_id": secrets.token_hex(7),
+                    "details": [
+                        {
+                            "issue": "PERMISSION_DENIED",
+                            "description": "You do not have permission to "
+                            "access or perform operations on this resource.",
+                        }
+                    ],
+                },
+                403,
+            )
         q = request.query
 
         def invalid(field, issue):
-            return json_response({"name": "INVALID_REQUEST", "message": "Request is not well-formed, syntactically "
-                                  "incorrect, or violates schema.", "debug_id": secrets.token_hex(7),
-                                  "details": [{"field": field, "value": q.get(field, ""), "location": "query",
-                                               "issue": issue}]}, 400)
+            return json_response(
+                {
+                    "name": "INVALID_REQUEST",
+                    "message": "Request is not well-formed, syntactically incorrect, or violates schema.",
+                    "debug_id": secrets.token_hex(7),
+                    "details": [{"field": field, "value": q.get(field, ""), "location": "query", "issue": issue}],
+                },
+                400,
+            )
 
         try:
             start, end = (datetime.datetime.fromisoformat(q[k]) for k in ("start_date", "end_date"))
@@ -409,14 +517,25 @@ class PayPal(TokenGrants, Provider):
             size = page = 0
         if not 1 <= size <= 500 or page < 1:
             return invalid("page_size", "page_size must be 1-500 and page at least 1")
-        rows = [r for r in self.records_of("transactions")
-                if start <= datetime.datetime.fromisoformat(r["transaction_info"]["transaction_initiation_date"])
-                <= end]
+        rows = [
+            r
+            for r in self.records_of("transactions")
+            if start <= datetime.datetime.fromisoformat(r["transaction_info"]["transaction_initiation_date"]) <= end
+        ]
         total_pages = -(-len(rows) // size)
         links = [{"href": str(request.url), "rel": "self", "method": "GET"}]
-        return json_response({"transaction_details": rows[(page - 1) * size:page * size],
-                              "account_number": "WDJJHEBZ4X2LY", "start_date": q["start_date"],
-                              "end_date": q["end_date"],
-                              "last_refreshed_datetime": datetime.datetime.now(datetime.timezone.utc).strftime(
-                                  "%Y-%m-%dT%H:%M:%S+0000"), "page": page, "total_items": len(rows),
-                              "total_pages": total_pages, "links": links})
+        return json_response(
+            {
+                "transaction_details": rows[(page - 1) * size : page * size],
+                "account_number": "WDJJHEBZ4X2LY",
+                "start_date": q["start_date"],
+                "end_date": q["end_date"],
+                "last_refreshed_datetime": datetime.datetime.now(datetime.timezone.utc).strftime(
+                    "%Y-%m-%dT%H:%M:%S+0000"
+                ),
+                "page": page,
+                "total_items": len(rows),
+                "total_pages": total_pages,
+                "links": links,
+            }
+        )

@@ -29,8 +29,26 @@ from .social import Discord, LinkedIn, Twitter
 from .tiktok import TikTok, TikTokAds
 
 PROVIDERS: tuple[type[Provider], ...] = (
-    TikTok, Instagram, Facebook, YouTube, Twitter, LinkedIn, HubSpot, Salesforce, Shopify, WooCommerce,
-    MetaAds, GoogleAds, TikTokAds, Mailchimp, SendGrid, Stripe, PayPal, Zapier, Slack, Discord,
+    TikTok,
+    Instagram,
+    Facebook,
+    YouTube,
+    Twitter,
+    LinkedIn,
+    HubSpot,
+    Salesforce,
+    Shopify,
+    WooCommerce,
+    MetaAds,
+    GoogleAds,
+    TikTokAds,
+    Mailchimp,
+    SendGrid,
+    Stripe,
+    PayPal,
+    Zapier,
+    Slack,
+    Discord,
 )
 
 

@@ -96,8 +96,13 @@ class TwitterMetrics:
     account's, settable); each tweet's ``public_metrics`` is its ``tweets`` record's own field, served
     when ``tweet.fields`` asks for it."""
 
-    PUBLIC_METRICS = {"followers_count": 2500, "following_count": 180, "tweet_count": 3, "listed_count": 7,
-                      "like_count": 640}
+    PUBLIC_METRICS = {
+        "followers_count": 2500,
+        "following_count": 180,
+        "tweet_count": 3,
+        "listed_count": 7,
+        "like_count": 640,
+    }
 
     def reset(self) -> None:
         super().reset()
@@ -126,8 +131,7 @@ class Twitter(TwitterMetrics, TokenGrants, Provider):
     ACCESS_TTL = 7200
     reuse_kills_family = True
     CLIENT_METHODS = ("basic",)
-    CLIENT_REFUSAL = {"error": "unauthorized_client",
-                      "error_description": "Missing valid authorization header"}
+    CLIENT_REFUSAL = {"error": "unauthorized_client", "error_description": "Missing valid authorization header"}
 
     def make_client_id(self) -> str:
         return secrets.token_urlsafe(26)[:34]
@@ -141,12 +145,16 @@ class Twitter(TwitterMetrics, TokenGrants, Provider):
 
     @staticmethod
     def problem(status: int, title: str, detail: str, headers: dict | None = None):
-        return json_response({"title": title, "type": "about:blank", "status": status, "detail": detail},
-                             status, headers)
+        return json_response(
+            {"title": title, "type": "about:blank", "status": status, "detail": detail}, status, headers
+        )
 
     def rate_limited(self, endpoint, retry_after):
-        headers = {"x-rate-limit-limit": "75", "x-rate-limit-remaining": "0",
-                   "x-rate-limit-reset": str(int(time.time() + retry_after))}
+        headers = {
+            "x-rate-limit-limit": "75",
+            "x-rate-limit-remaining": "0",
+            "x-rate-limit-reset": str(int(time.time() + retry_after)),
+        }
         return self.problem(429, "Too Many Requests", "Too Many Requests", headers)
 
     @staticmethod
@@ -172,8 +180,12 @@ class Twitter(TwitterMetrics, TokenGrants, Provider):
         return self.invalid()
 
     def token_body(self, grant, access, refresh, grant_type):
-        body = {"token_type": "bearer", "expires_in": self.ACCESS_TTL, "access_token": access.value,
-                "scope": " ".join(grant.scope)}
+        body = {
+            "token_type": "bearer",
+            "expires_in": self.ACCESS_TTL,
+            "access_token": access.value,
+            "scope": " ".join(grant.scope),
+        }
         if refresh is not None:
             body["refresh_token"] = refresh.value
         return body
@@ -224,17 +236,19 @@ class Twitter(TwitterMetrics, TokenGrants, Provider):
         with self.lock:
             posted = self.records.setdefault("posted", [])
             if any(p["text"] == text for p in posted):
-                return self.problem(403, "Forbidden",
-                                    "You are not allowed to create a Tweet with duplicate content.")
+                return self.problem(403, "Forbidden", "You are not allowed to create a Tweet with duplicate content.")
             tweet = {"id": str(1800000000000000000 + len(posted)), "text": text}
             posted.append(tweet)
             # The user's timeline shows it first (what GET /2/users/{id}/tweets serves), with the
             # created_at X gives when tweet.fields asks for it.
             made = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(self.now()))
-            self.records.setdefault("tweets", []).insert(0, {**tweet, "edit_history_tweet_ids": [tweet["id"]],
-                                                             "created_at": made})
-        return self.answer("create_tweet", json_response(
-            {"data": {"id": tweet["id"], "text": text, "edit_history_tweet_ids": [tweet["id"]]}}, 201))
+            self.records.setdefault("tweets", []).insert(
+                0, {**tweet, "edit_history_tweet_ids": [tweet["id"]], "created_at": made}
+            )
+        return self.answer(
+            "create_tweet",
+            json_response({"data": {"id": tweet["id"], "text": text, "edit_history_tweet_ids": [tweet["id"]]}}, 201),
+        )
 
     async def tweets(self, request, user_id):
         fault = await self.gate("tweets")
@@ -248,22 +262,28 @@ class Twitter(TwitterMetrics, TokenGrants, Provider):
         q = request.query
         try:
             size = int(q.get("max_results", 10))
-            start = int(q["pagination_token"][len("7140dibdnow9c7btw"):], 36) if q.get("pagination_token") else 0
+            start = int(q["pagination_token"][len("7140dibdnow9c7btw") :], 36) if q.get("pagination_token") else 0
             if q.get("pagination_token") and not q["pagination_token"].startswith("7140dibdnow9c7btw"):
                 raise ValueError
         except ValueError:
             return self.problem(400, "Invalid Request", "One or more parameters to your request was invalid.")
         if not 5 <= size <= 100:
-            return self.problem(400, "Invalid Request", f"The `max_results` query parameter value [{size}] is not "
-                                                        "between 5 and 100")
+            return self.problem(
+                400, "Invalid Request", f"The `max_results` query parameter value [{size}] is not between 5 and 100"
+            )
         fields = [f for f in q.get("tweet.fields", "").split(",") if f]
         rows = self.records_of("tweets") if user_id == self.account["id"] else []
-        page = rows[start:start + size]
+        page = rows[start : start + size]
         meta: dict = {"result_count": len(page)}
         body: dict = {"meta": meta}
         if page:
-            body["data"] = [{**{k: t[k] for k in ("id", "text", "edit_history_tweet_ids") if k in t},
-                             **{f: t[f] for f in fields if f in t}} for t in page]
+            body["data"] = [
+                {
+                    **{k: t[k] for k in ("id", "text", "edit_history_tweet_ids") if k in t},
+                    **{f: t[f] for f in fields if f in t},
+                }
+                for t in page
+            ]
             meta.update(newest_id=page[0]["id"], oldest_id=page[-1]["id"])
         if start + size < len(rows):
             meta["next_token"] = "7140dibdnow9c7btw" + _base36(start + size)
@@ -296,8 +316,13 @@ class LinkedInPostAnalytics:
     def reset(self) -> None:
         super().reset()
         with self.lock:
-            self.post_analytics = {"IMPRESSION": 8800, "MEMBERS_REACHED": 3100, "REACTION": 240, "COMMENT": 31,
-                                   "RESHARE": 9}
+            self.post_analytics = {
+                "IMPRESSION": 8800,
+                "MEMBERS_REACHED": 3100,
+                "REACTION": 240,
+                "COMMENT": 31,
+                "RESHARE": 9,
+            }
 
     async def member_post_analytics(self, request):
         fault = await self.gate("post_analytics")
@@ -310,18 +335,37 @@ class LinkedInPostAnalytics:
         if wrong is not None:
             return wrong
         if self.ANALYTICS_SCOPE not in token.grant.scope:
-            return json_response({"serviceErrorCode": 100, "code": "ACCESS_DENIED", "status": 403, "message":
-                                  "Not enough permissions to access: memberCreatorPostAnalytics.FINDER-me.20251001"},
-                                 403)
+            return json_response(
+                {
+                    "serviceErrorCode": 100,
+                    "code": "ACCESS_DENIED",
+                    "status": 403,
+                    "message": "Not enough permissions to access: memberCreatorPostAnalytics.FINDER-me.20251001",
+                },
+                403,
+            )
         q = request.query
         metric, aggregation = q.get("queryType"), q.get("aggregation", "TOTAL")
         if q.get("q") != "me" or metric not in self.post_analytics or aggregation not in ("TOTAL", "DAILY"):
-            return json_response({"status": 400, "code": "ILLEGAL_ARGUMENT", "message":
-                                  "q=me, a queryType among " + ", ".join(self.post_analytics) +
-                                  " and aggregation TOTAL or DAILY are required"}, 400)
+            return json_response(
+                {
+                    "status": 400,
+                    "code": "ILLEGAL_ARGUMENT",
+                    "message": "q=me, a queryType among "
+                    + ", ".join(self.post_analytics)
+                    + " and aggregation TOTAL or DAILY are required",
+                },
+                400,
+            )
         if metric == "MEMBERS_REACHED" and aggregation == "DAILY":
-            return json_response({"status": 400, "code": "ILLEGAL_ARGUMENT",
-                                  "message": "MEMBERS_REACHED does not support DAILY aggregation"}, 400)
+            return json_response(
+                {
+                    "status": 400,
+                    "code": "ILLEGAL_ARGUMENT",
+                    "message": "MEMBERS_REACHED does not support DAILY aggregation",
+                },
+                400,
+            )
         element = {"count": self.post_analytics[metric], "metricType": {self.METRIC_TYPE: metric}}
         return json_response({"paging": {"start": 0, "count": 10, "links": []}, "elements": [element]})
 
@@ -343,8 +387,15 @@ class LinkedIn(LinkedInPostAnalytics, TokenGrants, Provider):
         ("GET", r"api\.linkedin\.com/rest/posts", "posts"),
         ("POST", r"api\.linkedin\.com/rest/posts", "create_post"),
     ) + LinkedInPostAnalytics.ANALYTICS_ROUTES
-    ACCOUNT = {"sub": "782bbtaQ", "name": "Demo Member", "given_name": "Demo", "family_name": "Member",
-               "email": "member@example.com", "email_verified": True, "locale": {"country": "US", "language": "en"}}
+    ACCOUNT = {
+        "sub": "782bbtaQ",
+        "name": "Demo Member",
+        "given_name": "Demo",
+        "family_name": "Member",
+        "email": "member@example.com",
+        "email_verified": True,
+        "locale": {"country": "US", "language": "en"},
+    }
     SPEC = AuthorizeSpec(scope_sep=" ", pkce="none")
     # Community Management API (reading a member's posts): partners only; others get unauthorized_scope_error.
     APPROVAL_ONLY = frozenset({"r_member_social", "r_member_postAnalytics"})  # the latter: post analytics
@@ -360,33 +411,58 @@ class LinkedIn(LinkedInPostAnalytics, TokenGrants, Provider):
         return secrets.token_hex(7)
 
     def rate_limited(self, endpoint, retry_after):
-        return json_response({"status": 429, "serviceErrorCode": 101, "code": "TOO_MANY_REQUESTS",
-                              "message": "Resource level throttle APPLICATION DAY limit for calls to this resource "
-                                         "is reached."}, 429)
+        return json_response(
+            {
+                "status": 429,
+                "serviceErrorCode": 101,
+                "code": "TOO_MANY_REQUESTS",
+                "message": "Resource level throttle APPLICATION DAY limit for calls to this resource is reached.",
+            },
+            429,
+        )
 
     def unsupported_grant(self, grant_type):
-        return token_response({"error": "unsupported_grant_type",
-                               "error_description": f"grant_type {grant_type!r} is not supported"}, 400)
+        return token_response(
+            {"error": "unsupported_grant_type", "error_description": f"grant_type {grant_type!r} is not supported"}, 400
+        )
 
     def code_error(self, code, reason, form):
-        return token_response({"error": "invalid_request", "error_description": (
-            "Unable to retrieve access token: appid/redirect uri/code verifier does not match authorization "
-            "code. Or authorization code expired. Or external member binding exists")}, 400)
+        return token_response(
+            {
+                "error": "invalid_request",
+                "error_description": (
+                    "Unable to retrieve access token: appid/redirect uri/code verifier does not match authorization "
+                    "code. Or authorization code expired. Or external member binding exists"
+                ),
+            },
+            400,
+        )
 
     def first_refresh(self, grant):
         return self.issue(grant, "refresh", self.REFRESH_TTL)
 
     def refresh_error(self, token, status, form):
-        return token_response({"error": "invalid_grant", "error_description": (
-            "The provided authorization grant or refresh token is invalid, expired or revoked.")}, 400)
+        return token_response(
+            {
+                "error": "invalid_grant",
+                "error_description": (
+                    "The provided authorization grant or refresh token is invalid, expired or revoked."
+                ),
+            },
+            400,
+        )
 
     def next_refresh(self, old):
         return old  # LinkedIn keeps the refresh token (and its one-year expiry) across refreshes
 
     def token_body(self, grant, access, refresh, grant_type):
-        return {"access_token": access.value, "expires_in": self.ACCESS_TTL, "refresh_token": refresh.value,
-                "refresh_token_expires_in": max(0, round(refresh.expires - self.now())),
-                "scope": ",".join(grant.scope)}
+        return {
+            "access_token": access.value,
+            "expires_in": self.ACCESS_TTL,
+            "refresh_token": refresh.value,
+            "refresh_token_expires_in": max(0, round(refresh.expires - self.now())),
+            "scope": ",".join(grant.scope),
+        }
 
     async def revoke(self, request):
         form, error = await self.client_call(request, "revoke")
@@ -404,9 +480,18 @@ class LinkedIn(LinkedInPostAnalytics, TokenGrants, Provider):
         token, status = self.status(form.get("token"), ("access", "refresh"))
         if status != "ok":
             return json_response({"active": False})
-        return json_response({"active": True, "client_id": self.client_id, "authorized_at": int(token.grant.created),
-                              "created_at": int(token.issued), "status": "active", "expires_at": int(token.expires),
-                              "scope": ",".join(token.grant.scope), "auth_type": "3L"})
+        return json_response(
+            {
+                "active": True,
+                "client_id": self.client_id,
+                "authorized_at": int(token.grant.created),
+                "created_at": int(token.issued),
+                "status": "active",
+                "expires_at": int(token.expires),
+                "scope": ",".join(token.grant.scope),
+                "auth_type": "3L",
+            }
+        )
 
     async def userinfo(self, request):
         fault = await self.gate("whoami")
@@ -414,13 +499,21 @@ class LinkedIn(LinkedInPostAnalytics, TokenGrants, Provider):
             return fault
         token, status = self.status(auth_header(request), "access")
         if status != "ok":
-            code, message = {"expired": (65601, "The token used in the request has expired"),
-                             "revoked": (65602, "The token used in the request has been revoked by the user")
-                             }.get(status, (65600, "Invalid access token"))
+            code, message = {
+                "expired": (65601, "The token used in the request has expired"),
+                "revoked": (65602, "The token used in the request has been revoked by the user"),
+            }.get(status, (65600, "Invalid access token"))
             return json_response({"serviceErrorCode": code, "message": message, "status": 401}, 401)
         if "openid" not in token.grant.scope:
-            return json_response({"serviceErrorCode": 100, "code": "ACCESS_DENIED", "status": 403,
-                                  "message": "Not enough permissions to access: userinfo.GET.NO_VERSION"}, 403)
+            return json_response(
+                {
+                    "serviceErrorCode": 100,
+                    "code": "ACCESS_DENIED",
+                    "status": 403,
+                    "message": "Not enough permissions to access: userinfo.GET.NO_VERSION",
+                },
+                403,
+            )
         return json_response(dict(self.account_of(token)))
 
     @staticmethod
@@ -428,20 +521,36 @@ class LinkedIn(LinkedInPostAnalytics, TokenGrants, Provider):
         """The versioned /rest API's header checks (LinkedIn-Version YYYYMM, Rest.li 2.0.0)."""
         version = request.headers.get("LinkedIn-Version", "")
         if not version:
-            return json_response({"status": 400, "code": "VERSION_MISSING", "message": "A version must be present. "
-                                  "Please specify a version by adding the LinkedIn-Version header."}, 400)
+            return json_response(
+                {
+                    "status": 400,
+                    "code": "VERSION_MISSING",
+                    "message": "A version must be present. "
+                    "Please specify a version by adding the LinkedIn-Version header.",
+                },
+                400,
+            )
         if not (len(version) == 6 and version.isdigit()):
-            return json_response({"status": 426, "code": "NONEXISTENT_VERSION",
-                                  "message": f"Requested version {version} is not active"}, 426)
+            return json_response(
+                {"status": 426, "code": "NONEXISTENT_VERSION", "message": f"Requested version {version} is not active"},
+                426,
+            )
         if request.headers.get("X-Restli-Protocol-Version") != "2.0.0":
-            return json_response({"status": 400, "code": "ILLEGAL_ARGUMENT", "message": "This endpoint needs "
-                                  "Rest.li protocol 2.0.0 (X-Restli-Protocol-Version)"}, 400)
+            return json_response(
+                {
+                    "status": 400,
+                    "code": "ILLEGAL_ARGUMENT",
+                    "message": "This endpoint needs Rest.li protocol 2.0.0 (X-Restli-Protocol-Version)",
+                },
+                400,
+            )
         return None
 
     @staticmethod
     def invalid(field: str, why: str):
-        return json_response({"status": 422, "code": "UNPROCESSABLE_ENTITY", "message": (
-            f"ERROR :: /{field} :: {why}")}, 422)
+        return json_response(
+            {"status": 422, "code": "UNPROCESSABLE_ENTITY", "message": (f"ERROR :: /{field} :: {why}")}, 422
+        )
 
     async def create_post(self, request):
         """POST /rest/posts: a member post; needs ``w_member_social``, the version headers, the member's own
@@ -458,8 +567,15 @@ class LinkedIn(LinkedInPostAnalytics, TokenGrants, Provider):
         if wrong is not None:
             return wrong
         if "w_member_social" not in token.grant.scope:
-            return json_response({"serviceErrorCode": 100, "code": "ACCESS_DENIED", "status": 403, "message":
-                                  "Not enough permissions to access: partnerApiPostsExternal.CREATE.20251001"}, 403)
+            return json_response(
+                {
+                    "serviceErrorCode": 100,
+                    "code": "ACCESS_DENIED",
+                    "status": 403,
+                    "message": "Not enough permissions to access: partnerApiPostsExternal.CREATE.20251001",
+                },
+                403,
+            )
         try:
             post = await request.json()
         except ValueError:
@@ -470,14 +586,22 @@ class LinkedIn(LinkedInPostAnalytics, TokenGrants, Provider):
         if not post.get("author"):
             return self.invalid("author", "field is required but not found and has no default value")
         if post["author"] != me:
-            return json_response({"serviceErrorCode": 100, "code": "ACCESS_DENIED", "status": 403, "message":
-                                  f"Member {me} is not permitted to create a post as author {post['author']}"}, 403)
+            return json_response(
+                {
+                    "serviceErrorCode": 100,
+                    "code": "ACCESS_DENIED",
+                    "status": 403,
+                    "message": f"Member {me} is not permitted to create a post as author {post['author']}",
+                },
+                403,
+            )
         if post.get("visibility") not in ("PUBLIC", "CONNECTIONS", "LOGGED_IN"):
             return self.invalid("visibility", "must be one of PUBLIC, CONNECTIONS, LOGGED_IN")
         distribution = post.get("distribution")
         if not isinstance(distribution, dict) or distribution.get("feedDistribution") not in ("MAIN_FEED", "NONE"):
-            return self.invalid("distribution/feedDistribution", "field is required but not found and has no "
-                                "default value")
+            return self.invalid(
+                "distribution/feedDistribution", "field is required but not found and has no default value"
+            )
         if post.get("lifecycleState") not in ("PUBLISHED", "DRAFT"):
             return self.invalid("lifecycleState", "must be PUBLISHED or DRAFT")
         commentary = post.get("commentary", "")
@@ -489,8 +613,7 @@ class LinkedIn(LinkedInPostAnalytics, TokenGrants, Provider):
             if not isinstance(source, str) or not source.startswith(("http://", "https://")):
                 return self.invalid("content/article/source", "must be an http(s) URL")
             if not article.get("title"):
-                return self.invalid("content/article/title", "field is required but not found and has no "
-                                    "default value")
+                return self.invalid("content/article/title", "field is required but not found and has no default value")
         elif not commentary.strip():
             return self.invalid("commentary", "a post needs commentary or content")
         now = int(self.now() * 1000)
@@ -498,14 +621,27 @@ class LinkedIn(LinkedInPostAnalytics, TokenGrants, Provider):
             rows = self.records.setdefault("posts", [])
             if any(r.get("author") == me and r.get("commentary") == commentary for r in rows):
                 dup = next(r["id"] for r in rows if r.get("author") == me and r.get("commentary") == commentary)
-                return json_response({"status": 422, "code": "DUPLICATE_POST",
-                                      "message": f"Content is a duplicate of {dup}"}, 422)
+                return json_response(
+                    {"status": 422, "code": "DUPLICATE_POST", "message": f"Content is a duplicate of {dup}"}, 422
+                )
             urn = f"urn:li:share:{7300000000000000000 + len(rows)}"
-            rows.insert(0, {"id": urn, "author": me, "commentary": commentary, "text": little_render(commentary),
-                            "visibility": post["visibility"], "distribution": distribution,
-                            "lifecycleState": post["lifecycleState"], "content": post.get("content"),
-                            "isReshareDisabledByAuthor": bool(post.get("isReshareDisabledByAuthor")),
-                            "createdAt": now, "publishedAt": now, "lastModifiedAt": now})
+            rows.insert(
+                0,
+                {
+                    "id": urn,
+                    "author": me,
+                    "commentary": commentary,
+                    "text": little_render(commentary),
+                    "visibility": post["visibility"],
+                    "distribution": distribution,
+                    "lifecycleState": post["lifecycleState"],
+                    "content": post.get("content"),
+                    "isReshareDisabledByAuthor": bool(post.get("isReshareDisabledByAuthor")),
+                    "createdAt": now,
+                    "publishedAt": now,
+                    "lastModifiedAt": now,
+                },
+            )
         return web.Response(status=201, headers={"x-restli-id": urn, "x-linkedin-id": urn})
 
     async def posts(self, request):
@@ -520,27 +656,44 @@ class LinkedIn(LinkedInPostAnalytics, TokenGrants, Provider):
             return wrong
         q = request.query
         if q.get("q") != "author" or not q.get("author"):
-            return json_response({"status": 400, "code": "ILLEGAL_ARGUMENT",
-                                  "message": "q=author and author are required"}, 400)
+            return json_response(
+                {"status": 400, "code": "ILLEGAL_ARGUMENT", "message": "q=author and author are required"}, 400
+            )
         me = f"urn:li:person:{self.account_of(token)['sub']}"
         if "r_member_social" not in token.grant.scope or q["author"] != me:
-            return json_response({"serviceErrorCode": 100, "code": "ACCESS_DENIED", "status": 403, "message":
-                                  "Not enough permissions to access: partnerApiPostsExternal.FINDER-author.20251001"},
-                                 403)
+            return json_response(
+                {
+                    "serviceErrorCode": 100,
+                    "code": "ACCESS_DENIED",
+                    "status": 403,
+                    "message": "Not enough permissions to access: partnerApiPostsExternal.FINDER-author.20251001",
+                },
+                403,
+            )
         try:
             start, count = int(q.get("start", 0)), int(q.get("count", 10))
         except ValueError:
             return json_response({"status": 400, "code": "ILLEGAL_ARGUMENT", "message": "bad start or count"}, 400)
         if start < 0 or not 1 <= count <= 100:
-            return json_response({"status": 400, "code": "ILLEGAL_ARGUMENT",
-                                  "message": "start must be >= 0 and count between 1 and 100"}, 400)
+            return json_response(
+                {
+                    "status": 400,
+                    "code": "ILLEGAL_ARGUMENT",
+                    "message": "start must be >= 0 and count between 1 and 100",
+                },
+                400,
+            )
         rows = [r for r in self.records_of("posts") if r.get("author") == me]
         paging: dict = {"start": start, "count": count, "links": [], "total": len(rows)}
         if start + count < len(rows):
-            paging["links"].append({"type": "application/json", "rel": "next",
-                                    "href": f"/rest/posts?q=author&author={q['author']}&start={start + count}"
-                                            f"&count={count}"})
-        return json_response({"elements": rows[start:start + count], "paging": paging})
+            paging["links"].append(
+                {
+                    "type": "application/json",
+                    "rel": "next",
+                    "href": f"/rest/posts?q=author&author={q['author']}&start={start + count}&count={count}",
+                }
+            )
+        return json_response({"elements": rows[start : start + count], "paging": paging})
 
 
 LITTLE_RESERVED = set("\\|{}@[]()<>#*_~")
@@ -597,8 +750,13 @@ class Discord(TokenGrants, Provider):
     )
     WEBHOOK_SCOPE = "webhook.incoming"
     DEFAULT_WEBHOOK_CHANNEL = {"id": "345626669224982402", "guild_id": "290926792226357250"}
-    ACCOUNT = {"id": "80351110224678912", "username": "demo", "global_name": "Demo User", "avatar": None,
-               "discriminator": "0"}
+    ACCOUNT = {
+        "id": "80351110224678912",
+        "username": "demo",
+        "global_name": "Demo User",
+        "avatar": None,
+        "discriminator": "0",
+    }
     SPEC = AuthorizeSpec(scope_sep=" ", pkce="optional")
     ACCESS_TTL = 604800
     CLIENT_METHODS = ("basic", "body")
@@ -607,12 +765,18 @@ class Discord(TokenGrants, Provider):
         return "".join(secrets.choice("0123456789") for _ in range(19))
 
     def rate_limited(self, endpoint, retry_after):
-        headers = {"Retry-After": str(retry_after), "X-RateLimit-Limit": "5", "X-RateLimit-Remaining": "0",
-                   "X-RateLimit-Reset": f"{time.time() + retry_after:.3f}",
-                   "X-RateLimit-Reset-After": f"{retry_after:.3f}",
-                   "X-RateLimit-Bucket": secrets.token_hex(16), "X-RateLimit-Scope": "user"}
-        return json_response({"message": "You are being rate limited.", "retry_after": float(retry_after),
-                              "global": False}, 429, headers)
+        headers = {
+            "Retry-After": str(retry_after),
+            "X-RateLimit-Limit": "5",
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": f"{time.time() + retry_after:.3f}",
+            "X-RateLimit-Reset-After": f"{retry_after:.3f}",
+            "X-RateLimit-Bucket": secrets.token_hex(16),
+            "X-RateLimit-Scope": "user",
+        }
+        return json_response(
+            {"message": "You are being rate limited.", "retry_after": float(retry_after), "global": False}, 429, headers
+        )
 
     def reset(self) -> None:
         super().reset()
@@ -644,8 +808,16 @@ class Discord(TokenGrants, Provider):
             hooks = self.records.setdefault("webhooks", [])
             hook_id = str(1300000000000000000 + len(hooks) + secrets.randbelow(10**6) * 100)
             token = secrets.token_urlsafe(51)
-            hook = {"id": hook_id, "token": token, "channel_id": channel["id"], "guild_id": channel.get("guild_id"),
-                    "name": "Nexus", "type": 1, "avatar": None, "application_id": self.client_id}
+            hook = {
+                "id": hook_id,
+                "token": token,
+                "channel_id": channel["id"],
+                "guild_id": channel.get("guild_id"),
+                "name": "Nexus",
+                "type": 1,
+                "avatar": None,
+                "application_id": self.client_id,
+            }
             hooks.append(hook)
         return {**hook, "url": f"{self.emu.base_url}/{self.prefix}/discord.com/api/webhooks/{hook_id}/{token}"}
 
@@ -668,8 +840,12 @@ class Discord(TokenGrants, Provider):
             return None, json_response({"message": "Invalid Form Body", "code": 50035}, 400)
         with self.lock:
             messages = self.records.setdefault("messages", [])
-            message = {"id": str(1200000000000000000 + len(messages)), "channel_id": channel_id, "content": content,
-                       **extra}
+            message = {
+                "id": str(1200000000000000000 + len(messages)),
+                "channel_id": channel_id,
+                "content": content,
+                **extra,
+            }
             messages.append(message)
         return message, None
 
@@ -709,8 +885,9 @@ class Discord(TokenGrants, Provider):
         if reason == "redirect":
             return self.grant_error('Invalid "redirect_uri" in request.')
         if reason == "verifier_invalid":
-            return token_response({"error": "invalid_request",
-                                   "error_description": "code_verifier must be 43 to 128 characters"}, 400)
+            return token_response(
+                {"error": "invalid_request", "error_description": "code_verifier must be 43 to 128 characters"}, 400
+            )
         if reason.startswith("verifier"):
             return self.grant_error('Invalid "code_verifier" in request.')
         return self.grant_error('Invalid "code" in request.')
@@ -719,8 +896,13 @@ class Discord(TokenGrants, Provider):
         return self.grant_error()
 
     def token_body(self, grant, access, refresh, grant_type):
-        body = {"access_token": access.value, "token_type": "Bearer", "expires_in": self.ACCESS_TTL,
-                "refresh_token": refresh.value, "scope": " ".join(grant.scope)}
+        body = {
+            "access_token": access.value,
+            "token_type": "Bearer",
+            "expires_in": self.ACCESS_TTL,
+            "refresh_token": refresh.value,
+            "scope": " ".join(grant.scope),
+        }
         # Only the code exchange makes a webhook (Discord: "returned in the oauth token response for
         # authorization code grants"); a refresh answers without one.
         if grant_type == "authorization_code" and self.WEBHOOK_SCOPE in grant.scope:
@@ -767,8 +949,15 @@ class Discord(TokenGrants, Provider):
         channel, refused = self._bot_channel(request, channel_id)
         if refused is not None:
             return refused
-        body = {"id": str(channel["id"]), "type": channel.get("type", 0), "name": channel.get("name"),
-                "position": 0, "permission_overwrites": [], "nsfw": False, "parent_id": None}
+        body = {
+            "id": str(channel["id"]),
+            "type": channel.get("type", 0),
+            "name": channel.get("name"),
+            "position": 0,
+            "permission_overwrites": [],
+            "nsfw": False,
+            "parent_id": None,
+        }
         if channel.get("guild_id") is not None:
             body["guild_id"] = str(channel["guild_id"])
         return json_response(body)
@@ -807,8 +996,14 @@ class Discord(TokenGrants, Provider):
         if "members" not in guild:
             return {k: v for k, v in guild.items() if k not in ("bot", "owner_id")}
         owner = user is not None and str(guild.get("owner_id")) == user
-        return {"id": str(guild["id"]), "name": guild.get("name"), "icon": None, "owner": owner,
-                "permissions": str(guild["members"].get(user, "0")) if user else "0", "features": []}
+        return {
+            "id": str(guild["id"]),
+            "name": guild.get("name"),
+            "icon": None,
+            "owner": owner,
+            "permissions": str(guild["members"].get(user, "0")) if user else "0",
+            "features": [],
+        }
 
     async def guilds(self, request):
         """GET /users/@me/guilds: ``limit`` (1-200, default 200) and ``after`` (a guild id, a snowflake):

@@ -22,7 +22,9 @@ def test_instagram_insights_windows_permission_and_metrics(fresh_emulators):
     ask = {"metric": "reach,views", "period": "day", "metric_type": "total_value"}
     ok = call("GET", url, params={**ask, "since": now - 30 * DAY, "until": now}, bearer=token)
     assert ok.status == 200 and [m["total_value"]["value"] for m in ok.json()["data"]] == [
-        emu.account_insights["reach"], emu.account_insights["views"]]
+        emu.account_insights["reach"],
+        emu.account_insights["views"],
+    ]
     over = call("GET", url, params={**ask, "since": now - 31 * DAY, "until": now}, bearer=token)
     assert over.status == 400 and over.json()["error"]["code"] == 100 and "30 days" in over.json()["error"]["message"]
     old = call("GET", url, params={**ask, "since": now - 800 * DAY, "until": now - 790 * DAY}, bearer=token)
@@ -88,6 +90,11 @@ def test_linkedin_post_analytics_is_for_approved_apps(fresh_emulators):
     token = _token(emu, "openid", "r_member_postAnalytics")
     ok = call("GET", url, params=ask, headers=headers, bearer=token).json()
     assert ok["elements"][0]["count"] == emu.post_analytics["IMPRESSION"]
-    daily = call("GET", url, params={**ask, "queryType": "MEMBERS_REACHED", "aggregation": "DAILY"}, headers=headers,
-                 bearer=token)
+    daily = call(
+        "GET",
+        url,
+        params={**ask, "queryType": "MEMBERS_REACHED", "aggregation": "DAILY"},
+        headers=headers,
+        bearer=token,
+    )
     assert daily.status == 400

@@ -19,20 +19,28 @@ def test_tiktok_comment_list_pages_and_refuses_without_the_scope(fresh_emulators
     url = emu.env()["TIKTOK_API_URL"] + "/v2/comment/list/"
     video = p.records_of("comments")[0]["video_id"]
     token = _token(p, "video.list", "comment.list")
-    first = call("POST", url, params={"fields": "comment_id,text"}, json_body={"video_id": video, "max_count": 2},
-                 bearer=token).json()
+    first = call(
+        "POST", url, params={"fields": "comment_id,text"}, json_body={"video_id": video, "max_count": 2}, bearer=token
+    ).json()
     assert first["error"]["code"] == "ok" and len(first["data"]["comments"]) == 2 and first["data"]["has_more"]
-    rest = call("POST", url, params={"fields": "comment_id,text"},
-                json_body={"video_id": video, "max_count": 2, "cursor": first["data"]["cursor"]}, bearer=token).json()
+    rest = call(
+        "POST",
+        url,
+        params={"fields": "comment_id,text"},
+        json_body={"video_id": video, "max_count": 2, "cursor": first["data"]["cursor"]},
+        bearer=token,
+    ).json()
     assert len(rest["data"]["comments"]) == 1 and rest["data"]["has_more"] is False
     assert set(first["data"]["comments"][0]) == {"comment_id", "text"}
-    bad = call("POST", url, params={"fields": "comment_id"}, json_body={"video_id": video, "max_count": 51},
-               bearer=token)
+    bad = call(
+        "POST", url, params={"fields": "comment_id"}, json_body={"video_id": video, "max_count": 51}, bearer=token
+    )
     assert bad.status == 400 and bad.json()["error"]["code"] == "invalid_params"
     unknown = call("POST", url, params={"fields": "comment_id"}, json_body={"video_id": "1"}, bearer=token)
     assert unknown.status == 400 and unknown.json()["error"]["code"] == "invalid_params"
-    refused = call("POST", url, params={"fields": "comment_id"}, json_body={"video_id": video},
-                   bearer=_token(p, "video.list"))
+    refused = call(
+        "POST", url, params={"fields": "comment_id"}, json_body={"video_id": video}, bearer=_token(p, "video.list")
+    )
     assert refused.status == 401 and refused.json()["error"]["code"] == "scope_not_authorized"
 
 
@@ -42,8 +50,10 @@ def test_tiktok_reply_needs_the_manage_scope_the_comments_video_and_short_text(f
     url = emu.env()["TIKTOK_API_URL"] + "/v2/comment/reply/"
     comment = p.records_of("comments")[0]
     body = {"video_id": comment["video_id"], "comment_id": comment["comment_id"], "text": "thanks"}
-    assert call("POST", url, json_body=body, bearer=_token(p, "comment.list")).json()["error"]["code"] == \
-        "scope_not_authorized"
+    assert (
+        call("POST", url, json_body=body, bearer=_token(p, "comment.list")).json()["error"]["code"]
+        == "scope_not_authorized"
+    )
     token = _token(p, "comment.list.manage")
     wrong = call("POST", url, json_body={**body, "video_id": "1"}, bearer=token)
     assert wrong.status == 404 and wrong.json()["error"]["code"] == "comment_not_found"
@@ -61,23 +71,34 @@ def test_youtube_comment_threads_page_and_insert_needs_force_ssl(fresh_emulators
     refused = call("GET", f"{api}/commentThreads", params={"part": "snippet", "videoId": video}, bearer=readonly)
     assert refused.status == 403 and refused.json()["error"]["errors"][0]["reason"] == "insufficientPermissions"
     token = _token(p, SSL)
-    page = call("GET", f"{api}/commentThreads", params={"part": "snippet", "videoId": video, "maxResults": 2},
-                bearer=token).json()
+    page = call(
+        "GET", f"{api}/commentThreads", params={"part": "snippet", "videoId": video, "maxResults": 2}, bearer=token
+    ).json()
     assert len(page["items"]) == 2 and page["nextPageToken"]
     assert page["items"][0]["snippet"]["topLevelComment"]["snippet"]["videoId"] == video
-    rest = call("GET", f"{api}/commentThreads", params={"part": "snippet", "videoId": video, "maxResults": 2,
-                                                        "pageToken": page["nextPageToken"]}, bearer=token).json()
+    rest = call(
+        "GET",
+        f"{api}/commentThreads",
+        params={"part": "snippet", "videoId": video, "maxResults": 2, "pageToken": page["nextPageToken"]},
+        bearer=token,
+    ).json()
     assert len(rest["items"]) == 1 and "nextPageToken" not in rest
-    bad = call("GET", f"{api}/commentThreads", params={"part": "snippet", "videoId": video, "pageToken": "zz"},
-               bearer=token)
+    bad = call(
+        "GET", f"{api}/commentThreads", params={"part": "snippet", "videoId": video, "pageToken": "zz"}, bearer=token
+    )
     assert bad.status == 400 and bad.json()["error"]["errors"][0]["reason"] == "invalidPageToken"
     gone = call("GET", f"{api}/commentThreads", params={"part": "snippet", "videoId": "nope"}, bearer=token)
     assert gone.status == 404 and gone.json()["error"]["errors"][0]["reason"] == "videoNotFound"
     parent = page["items"][0]["id"]
     insert = {"snippet": {"parentId": parent, "textOriginal": "thanks"}}
     assert call("POST", f"{api}/comments", params={"part": "snippet"}, json_body=insert, bearer=readonly).status == 403
-    missing = call("POST", f"{api}/comments", params={"part": "snippet"}, bearer=token,
-                   json_body={"snippet": {"parentId": "nope", "textOriginal": "hi"}})
+    missing = call(
+        "POST",
+        f"{api}/comments",
+        params={"part": "snippet"},
+        bearer=token,
+        json_body={"snippet": {"parentId": "nope", "textOriginal": "hi"}},
+    )
     assert missing.status == 404 and missing.json()["error"]["errors"][0]["reason"] == "commentNotFound"
     made = call("POST", f"{api}/comments", params={"part": "snippet"}, json_body=insert, bearer=token).json()
     assert made["snippet"]["parentId"] == parent and [r["id"] for r in p.replies_to(parent)] == [made["id"]]
@@ -94,8 +115,9 @@ def test_instagram_comments_and_replies_need_manage_comments(fresh_emulators):
     refused = call("GET", f"{api}/{comment['media_id']}/comments", bearer=basic)
     assert refused.status == 403 and refused.json()["error"]["code"] == 10
     token = _token(p, "instagram_business_basic", "instagram_business_manage_comments")
-    listed = call("GET", f"{api}/{comment['media_id']}/comments", params={"fields": "id,text", "limit": 2},
-                  bearer=token).json()
+    listed = call(
+        "GET", f"{api}/{comment['media_id']}/comments", params={"fields": "id,text", "limit": 2}, bearer=token
+    ).json()
     assert len(listed["data"]) == 2 and listed["paging"]["next"]
     assert call("POST", f"{api}/{comment['id']}/replies", params={"message": "hi"}, bearer=basic).status == 403
     made = call("POST", f"{api}/{comment['id']}/replies", params={"message": "thanks"}, bearer=token).json()["id"]
@@ -117,11 +139,13 @@ def test_facebook_comments_want_the_posts_page_token_and_the_scopes(fresh_emulat
     assert refused.status == 403 and refused.json()["error"]["code"] == 10
     reply = call("POST", f"{api}/{comment['id']}/comments", form={"message": "hi"}, bearer=page_token)
     assert reply.status == 403 and reply.json()["error"]["code"] == 200
-    full = p.issue(p.new_grant(["pages_show_list", "pages_read_user_content", "pages_manage_engagement"]), "access",
-                   3600)
+    full = p.issue(
+        p.new_grant(["pages_show_list", "pages_read_user_content", "pages_manage_engagement"]), "access", 3600
+    )
     token = p.page_token(full, "101")
-    listed = call("GET", f"{api}/{comment['post_id']}/comments", params={"fields": "id,message,from"},
-                  bearer=token).json()
+    listed = call(
+        "GET", f"{api}/{comment['post_id']}/comments", params={"fields": "id,message,from"}, bearer=token
+    ).json()
     assert len(listed["data"]) == 3 and listed["data"][0]["from"]["name"]
     made = call("POST", f"{api}/{comment['id']}/comments", form={"message": "thanks"}, bearer=token).json()["id"]
     assert [r["id"] for r in p.replies_to(comment["id"])] == [made]

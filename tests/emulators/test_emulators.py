@@ -29,13 +29,33 @@ from .cases import (
 )
 from .testkit import REDIRECT, basic, call, pkce
 
-ALL = ["TIKTOK", "INSTAGRAM", "FACEBOOK", "YOUTUBE", "TWITTER", "LINKEDIN", "HUBSPOT", "SALESFORCE", "SHOPIFY",
-       "WOOCOMMERCE", "META_ADS", "GOOGLE_ADS", "TIKTOK_ADS", "MAILCHIMP", "SENDGRID", "STRIPE", "PAYPAL", "ZAPIER",
-       "SLACK", "DISCORD"]
+ALL = [
+    "TIKTOK",
+    "INSTAGRAM",
+    "FACEBOOK",
+    "YOUTUBE",
+    "TWITTER",
+    "LINKEDIN",
+    "HUBSPOT",
+    "SALESFORCE",
+    "SHOPIFY",
+    "WOOCOMMERCE",
+    "META_ADS",
+    "GOOGLE_ADS",
+    "TIKTOK_ADS",
+    "MAILCHIMP",
+    "SENDGRID",
+    "STRIPE",
+    "PAYPAL",
+    "ZAPIER",
+    "SLACK",
+    "DISCORD",
+]
 NO_REVOKE = {"INSTAGRAM", "SALESFORCE", "WOOCOMMERCE", "MAILCHIMP", "SENDGRID", "ZAPIER"}
 
 
 # --- interface ----------------------------------------------------------------
+
 
 def test_env_names_follow_the_contract(emulators):
     env = emulators.env()
@@ -110,6 +130,7 @@ def test_unknown_routes_and_methods(emulators):
 
 # --- authorize strictness (every OAuth provider) --------------------------------
 
+
 @pytest.mark.parametrize("name", OAUTH)
 def test_authorize_consents_with_code_and_state(fresh_emulators, name):
     query, _ = start(fresh_emulators, name, state="xyz")
@@ -166,8 +187,9 @@ def test_twitter_requires_pkce(fresh_emulators):
 @pytest.mark.parametrize("name", OAUTH)
 def test_deny_next_authorize_redirects_with_the_error(fresh_emulators, name):
     fresh_emulators[name].deny_next_authorize()
-    url, params = authorize_request(fresh_emulators, name, state="s-deny",
-                                    challenge=pkce()[1] if name in PKCE else None)
+    url, params = authorize_request(
+        fresh_emulators, name, state="s-deny", challenge=pkce()[1] if name in PKCE else None
+    )
     resp = call("GET", url, params=params)
     assert resp.status == 302 and resp.location.startswith(REDIRECT)
     query = resp.redirect_params()
@@ -177,6 +199,7 @@ def test_deny_next_authorize_redirects_with_the_error(fresh_emulators, name):
 
 
 # --- codes (every OAuth provider) ------------------------------------------------
+
 
 @pytest.mark.parametrize("name", OAUTH)
 def test_codes_are_single_use(fresh_emulators, name):
@@ -225,17 +248,27 @@ def test_pkce_verifier_must_match(fresh_emulators, name):
 
 # --- fault controls ------------------------------------------------------------
 
+
 def _whoami(emu, name):
     """(method, url, endpoint) of the provider's identity call (no token needed for fault tests)."""
     base, api = emu.base_url, (lambda: api_url(emu, name))
     table = {
-        "TIKTOK": ("GET", "/v2/user/info/?fields=open_id"), "INSTAGRAM": ("GET", "/me"), "FACEBOOK": ("GET", "/me"),
-        "META_ADS": ("GET", "/me"), "YOUTUBE": ("GET", "/youtube/v3/channels?part=snippet&mine=true"),
-        "TWITTER": ("GET", "/2/users/me"), "LINKEDIN": ("GET", "/v2/userinfo"),
-        "HUBSPOT": ("GET", "/oauth/v1/access-tokens/nope"), "SHOPIFY": ("POST", "/admin/api/2025-10/graphql.json"),
-        "TIKTOK_ADS": ("GET", "/open_api/v1.3/user/info/"), "SENDGRID": ("GET", "/v3/user/username"),
-        "STRIPE": ("GET", "/v1/account"), "PAYPAL": ("GET", "/v1/identity/openidconnect/userinfo?schema=openid"),
-        "ZAPIER": ("GET", "/v1/profiles/me"), "SLACK": ("POST", "/auth.test"), "DISCORD": ("GET", "/v10/users/@me"),
+        "TIKTOK": ("GET", "/v2/user/info/?fields=open_id"),
+        "INSTAGRAM": ("GET", "/me"),
+        "FACEBOOK": ("GET", "/me"),
+        "META_ADS": ("GET", "/me"),
+        "YOUTUBE": ("GET", "/youtube/v3/channels?part=snippet&mine=true"),
+        "TWITTER": ("GET", "/2/users/me"),
+        "LINKEDIN": ("GET", "/v2/userinfo"),
+        "HUBSPOT": ("GET", "/oauth/v1/access-tokens/nope"),
+        "SHOPIFY": ("POST", "/admin/api/2025-10/graphql.json"),
+        "TIKTOK_ADS": ("GET", "/open_api/v1.3/user/info/"),
+        "SENDGRID": ("GET", "/v3/user/username"),
+        "STRIPE": ("GET", "/v1/account"),
+        "PAYPAL": ("GET", "/v1/identity/openidconnect/userinfo?schema=openid"),
+        "ZAPIER": ("GET", "/v1/profiles/me"),
+        "SLACK": ("POST", "/auth.test"),
+        "DISCORD": ("GET", "/v10/users/@me"),
         "MAILCHIMP": ("GET", "/oauth2/metadata"),
     }
     if name == "SALESFORCE":
@@ -253,8 +286,12 @@ RATE_LIMIT_FORMS = {
     "INSTAGRAM": (403, lambda b, h: b["error"]["code"] == 4),
     "FACEBOOK": (403, lambda b, h: b["error"]["code"] == 4 and "X-App-Usage" in h),
     "META_ADS": (400, lambda b, h: b["error"]["code"] == 17 and "X-Business-Use-Case-Usage" in h),
-    "YOUTUBE": (403, lambda b, h: b["error"]["errors"][0]["reason"] == "rateLimitExceeded"
-                and "Retry after" in b["error"]["message"]),
+    "YOUTUBE": (
+        403,
+        lambda b, h: (
+            b["error"]["errors"][0]["reason"] == "rateLimitExceeded" and "Retry after" in b["error"]["message"]
+        ),
+    ),
     "GOOGLE_ADS": (429, lambda b, h: b["error"]["status"] == "RESOURCE_EXHAUSTED" and h["Retry-After"] == "30"),
     "TWITTER": (429, lambda b, h: b["status"] == 429 and int(h["x-rate-limit-reset"]) > time.time()),
     "LINKEDIN": (429, lambda b, h: b["status"] == 429),
@@ -317,8 +354,12 @@ def test_revoke_grants_kills_every_token(fresh_emulators):
     assert p.valid_access(tokens["access_token"]) and p.valid_refresh(tokens["refresh_token"])
     p.revoke_grants()
     assert not p.valid_access(tokens["access_token"]) and not p.valid_refresh(tokens["refresh_token"])
-    resp = call("POST", emu.env()["DISCORD_TOKEN_URL"], auth=(p.client_id, p.client_secret),
-                form={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]})
+    resp = call(
+        "POST",
+        emu.env()["DISCORD_TOKEN_URL"],
+        auth=(p.client_id, p.client_secret),
+        form={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+    )
     assert (resp.status, resp.json()) == (400, {"error": "invalid_grant"})
 
 
@@ -342,9 +383,13 @@ async def test_delay_makes_concurrent_refreshes_overlap(fresh_emulators):
     p.delay("refresh", 3.0)
     headers = {"Authorization": basic(p.client_id, p.client_secret)}
     async with aiohttp.ClientSession() as session:
+
         async def one():
-            async with session.post(emu.env()["DISCORD_TOKEN_URL"], headers=headers,
-                                    data={"grant_type": "refresh_token", "refresh_token": refresh}) as resp:
+            async with session.post(
+                emu.env()["DISCORD_TOKEN_URL"],
+                headers=headers,
+                data={"grant_type": "refresh_token", "refresh_token": refresh},
+            ) as resp:
                 return resp.status, await resp.json()
 
         began = time.monotonic()

@@ -11,6 +11,7 @@ from .testkit import REDIRECT, call, consent
 
 # --- HubSpot ------------------------------------------------------------------------
 
+
 def test_hubspot_flow(fresh_emulators):
     emu, p = fresh_emulators, fresh_emulators["HUBSPOT"]
     env = emu.env()
@@ -21,8 +22,12 @@ def test_hubspot_flow(fresh_emulators):
     info = call("GET", env["HUBSPOT_API_URL"] + "/oauth/v1/access-tokens/" + tokens["access_token"]).json()
     assert info["hub_domain"] == "demo.hubspot.com" and info["hub_id"] == 62515 and info["user"]
     assert info["token"] == tokens["access_token"] and "crm.objects.contacts.read" in info["scopes"]
-    form = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"], "client_id": p.client_id,
-            "client_secret": p.client_secret}
+    form = {
+        "grant_type": "refresh_token",
+        "refresh_token": tokens["refresh_token"],
+        "client_id": p.client_id,
+        "client_secret": p.client_secret,
+    }
     refreshed = call("POST", env["HUBSPOT_TOKEN_URL"], form=form).json()
     assert refreshed["refresh_token"] == tokens["refresh_token"]  # not rotated
     assert call("POST", env["HUBSPOT_TOKEN_URL"], form=form).status == 200
@@ -37,9 +42,17 @@ def test_hubspot_flow(fresh_emulators):
 def test_hubspot_wants_everything_in_the_body(fresh_emulators):
     emu, p = fresh_emulators, fresh_emulators["HUBSPOT"]
     query, verifier = start(emu, "HUBSPOT")
-    basic = call("POST", token_url(emu, "HUBSPOT"), auth=(p.client_id, p.client_secret), form={
-        "grant_type": "authorization_code", "code": query["code"], "redirect_uri": REDIRECT,
-        "code_verifier": verifier})
+    basic = call(
+        "POST",
+        token_url(emu, "HUBSPOT"),
+        auth=(p.client_id, p.client_secret),
+        form={
+            "grant_type": "authorization_code",
+            "code": query["code"],
+            "redirect_uri": REDIRECT,
+            "code_verifier": verifier,
+        },
+    )
     assert basic.status == 400 and basic.json()["status"] == "BAD_CLIENT_ID"
     wrong_redirect = exchange(emu, "HUBSPOT", query, verifier, redirect_uri="https://elsewhere.example/cb")
     assert wrong_redirect.json()["status"] == "BAD_REDIRECT_URI"
@@ -49,21 +62,34 @@ def test_hubspot_wants_everything_in_the_body(fresh_emulators):
 
 # --- Salesforce -------------------------------------------------------------------------
 
+
 def test_salesforce_flow_without_rotation(fresh_emulators):
     emu, p = fresh_emulators, fresh_emulators["SALESFORCE"]
     query, verifier = start(emu, "SALESFORCE")
     tokens = exchange(emu, "SALESFORCE", query, verifier).json()
-    assert set(tokens) == {"access_token", "refresh_token", "signature", "scope", "instance_url", "id",
-                           "token_type", "issued_at"}
+    assert set(tokens) == {
+        "access_token",
+        "refresh_token",
+        "signature",
+        "scope",
+        "instance_url",
+        "id",
+        "token_type",
+        "issued_at",
+    }
     instance = tokens["instance_url"]
     assert instance == f"{emu.base_url}/salesforce/na1.my.salesforce.com"
     assert tokens["issued_at"].isdigit() and len(tokens["issued_at"]) == 13
-    expected = base64.b64encode(hmac.new(p.client_secret.encode(), (tokens["id"] + tokens["issued_at"]).encode(),
-                                         hashlib.sha256).digest()).decode()
+    expected = base64.b64encode(
+        hmac.new(p.client_secret.encode(), (tokens["id"] + tokens["issued_at"]).encode(), hashlib.sha256).digest()
+    ).decode()
     assert tokens["signature"] == expected
     creds = {"client_id": p.client_id, "client_secret": p.client_secret}
-    intro = call("POST", instance + "/services/oauth2/introspect",
-                 form={"token": tokens["access_token"], "token_type_hint": "access_token", **creds}).json()
+    intro = call(
+        "POST",
+        instance + "/services/oauth2/introspect",
+        form={"token": tokens["access_token"], "token_type_hint": "access_token", **creds},
+    ).json()
     assert intro["active"] is True and intro["exp"] > intro["iat"] and intro["scope"] == "api refresh_token"
     assert p.calls["introspect"] == 1
     user = call("GET", instance + "/services/oauth2/userinfo", bearer=tokens["access_token"]).json()
@@ -80,8 +106,10 @@ def test_salesforce_flow_without_rotation(fresh_emulators):
     assert (stale.status, stale.text) == (403, "Bad_OAuth_Token")
     assert call("POST", instance + "/services/oauth2/revoke", form={"token": tokens["refresh_token"]}).status == 200
     dead = call("POST", token_url(emu, "SALESFORCE"), form=form)
-    assert (dead.status, dead.json()) == (400, {"error": "invalid_grant",
-                                                "error_description": "expired access/refresh token"})
+    assert (dead.status, dead.json()) == (
+        400,
+        {"error": "invalid_grant", "error_description": "expired access/refresh token"},
+    )
 
 
 def test_salesforce_rotation_setting(fresh_emulators):
@@ -89,17 +117,26 @@ def test_salesforce_rotation_setting(fresh_emulators):
     p.rotation = True
     query, verifier = start(emu, "SALESFORCE")
     tokens = exchange(emu, "SALESFORCE", query, verifier).json()
-    form = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"], "client_id": p.client_id,
-            "client_secret": p.client_secret}
+    form = {
+        "grant_type": "refresh_token",
+        "refresh_token": tokens["refresh_token"],
+        "client_id": p.client_id,
+        "client_secret": p.client_secret,
+    }
     new = call("POST", token_url(emu, "SALESFORCE"), form=form).json()
     assert new["refresh_token"] != tokens["refresh_token"]
     assert call("POST", token_url(emu, "SALESFORCE"), form=form).json()["error"] == "invalid_grant"
-    basic = call("POST", token_url(emu, "SALESFORCE"), auth=(p.client_id, p.client_secret),
-                 form={"grant_type": "refresh_token", "refresh_token": new["refresh_token"]})
+    basic = call(
+        "POST",
+        token_url(emu, "SALESFORCE"),
+        auth=(p.client_id, p.client_secret),
+        form={"grant_type": "refresh_token", "refresh_token": new["refresh_token"]},
+    )
     assert basic.json()["error"] == "invalid_client_id"
 
 
 # --- Zapier ---------------------------------------------------------------------------
+
 
 def test_zapier_flow(fresh_emulators):
     emu, p = fresh_emulators, fresh_emulators["ZAPIER"]
@@ -134,6 +171,7 @@ def test_zapier_codes_live_two_minutes(fresh_emulators):
 
 # --- Slack ----------------------------------------------------------------------------
 
+
 def test_slack_flow_with_rotation(fresh_emulators):
     emu, p = fresh_emulators, fresh_emulators["SLACK"]
     env = emu.env()
@@ -145,8 +183,12 @@ def test_slack_flow_with_rotation(fresh_emulators):
     assert body["authed_user"] == {"id": "U0DEMO1234"} and body["scope"] == "chat:write,channels:read"
     test = call("POST", env["SLACK_API_URL"] + "/auth.test", bearer=body["access_token"]).json()
     assert test["ok"] and test["user_id"] == "U0BOT12345" and test["bot_id"] == "B0DEMO1234"
-    refresh = {"grant_type": "refresh_token", "refresh_token": body["refresh_token"], "client_id": p.client_id,
-               "client_secret": p.client_secret}
+    refresh = {
+        "grant_type": "refresh_token",
+        "refresh_token": body["refresh_token"],
+        "client_id": p.client_id,
+        "client_secret": p.client_secret,
+    }
     new = call("POST", env["SLACK_TOKEN_URL"], form=refresh).json()
     assert new["ok"] and new["refresh_token"] != body["refresh_token"] and new["expires_in"] == 43200
     old = call("POST", env["SLACK_TOKEN_URL"], form=refresh)
@@ -181,10 +223,13 @@ def test_slack_errors_are_http_200(fresh_emulators):
     emu, p = fresh_emulators, fresh_emulators["SLACK"]
     url = token_url(emu, "SLACK")
     query, _ = start(emu, "SLACK")
-    form = {"code": query["code"], "client_id": p.client_id, "client_secret": p.client_secret,
-            "redirect_uri": REDIRECT}
-    for changes, error in [({"client_secret": "x"}, "bad_client_secret"), ({"client_id": "1.2"}, "invalid_client_id"),
-                           ({"code": "nope"}, "invalid_code"), ({"redirect_uri": REDIRECT + "/x"}, "bad_redirect_uri")]:
+    form = {"code": query["code"], "client_id": p.client_id, "client_secret": p.client_secret, "redirect_uri": REDIRECT}
+    for changes, error in [
+        ({"client_secret": "x"}, "bad_client_secret"),
+        ({"client_id": "1.2"}, "invalid_client_id"),
+        ({"code": "nope"}, "invalid_code"),
+        ({"redirect_uri": REDIRECT + "/x"}, "bad_redirect_uri"),
+    ]:
         resp = call("POST", url, form={**form, **changes})
         assert (resp.status, resp.json()) == (200, {"ok": False, "error": error})
     assert call("POST", url, form=form).json()["ok"] is True
@@ -193,6 +238,7 @@ def test_slack_errors_are_http_200(fresh_emulators):
 
 
 # --- Mailchimp ------------------------------------------------------------------------
+
 
 def test_mailchimp_flow_and_datacenter_discovery(fresh_emulators):
     emu, p = fresh_emulators, fresh_emulators["MAILCHIMP"]
@@ -217,12 +263,12 @@ def test_mailchimp_flow_and_datacenter_discovery(fresh_emulators):
 
 # --- SendGrid -------------------------------------------------------------------------
 
+
 def test_sendgrid_api_keys(fresh_emulators):
     emu, p = fresh_emulators, fresh_emulators["SENDGRID"]
     api = emu.env()["SENDGRID_API_URL"]
     key = emu.sendgrid_key()
-    assert call("GET", api + "/v3/user/username", bearer=key).json() == {"username": "demo_sender",
-                                                                         "user_id": 1234567}
+    assert call("GET", api + "/v3/user/username", bearer=key).json() == {"username": "demo_sender", "user_id": 1234567}
     profile = call("GET", api + "/v3/user/profile", bearer=key).json()
     assert profile["company"] == "Demo Co" and "username" not in profile
     for bad in ("SG.nope.nope", None):
@@ -237,9 +283,14 @@ def test_sendgrid_api_keys(fresh_emulators):
 def test_slack_tokens_act_in_their_own_workspace_only(fresh_emulators):
     emu, p = fresh_emulators, fresh_emulators["SLACK"]
     api = emu.env()["SLACK_API_URL"]
-    p.set_records("channels", [{"id": "C0A", "name": "general", "context_team_id": "T0A"},
-                               {"id": "C0B", "name": "general", "context_team_id": "T0B"},
-                               {"id": "C0BPLANS", "name": "plans", "context_team_id": "T0B"}])
+    p.set_records(
+        "channels",
+        [
+            {"id": "C0A", "name": "general", "context_team_id": "T0A"},
+            {"id": "C0B", "name": "general", "context_team_id": "T0B"},
+            {"id": "C0BPLANS", "name": "plans", "context_team_id": "T0B"},
+        ],
+    )
     p.sign_in_as(team_id="T0A", team="Team A")
     body = exchange(emu, "SLACK", *start(emu, "SLACK")).json()
     assert body["team"] == {"id": "T0A", "name": "Team A"}
@@ -252,6 +303,10 @@ def test_slack_tokens_act_in_their_own_workspace_only(fresh_emulators):
         assert refused.json() == {"ok": False, "error": "channel_not_found"}
     sent = call("POST", api + "/chat.postMessage", bearer=token, json_body={"channel": "general", "text": "x"})
     assert sent.json()["channel"] == "C0A" and [m["channel"] for m in p.records_of("messages")] == ["C0A"]
-    refresh = {"grant_type": "refresh_token", "refresh_token": body["refresh_token"], "client_id": p.client_id,
-               "client_secret": p.client_secret}
+    refresh = {
+        "grant_type": "refresh_token",
+        "refresh_token": body["refresh_token"],
+        "client_id": p.client_id,
+        "client_secret": p.client_secret,
+    }
     assert call("POST", emu.env()["SLACK_TOKEN_URL"], form=refresh).json()["team"]["id"] == "T0A"

@@ -16,6 +16,7 @@ SHOP_QUERY = {"query": "{ shop { name myshopifyDomain } }"}
 
 # --- Shopify ----------------------------------------------------------------------------
 
+
 def test_shopify_redirect_hmac_verifies(fresh_emulators):
     emu, p = fresh_emulators, fresh_emulators["SHOPIFY"]
     query, _ = start(emu, "SHOPIFY")
@@ -39,13 +40,27 @@ def test_shopify_flow_with_expiring_tokens(fresh_emulators):
     bearer = call("POST", api + GRAPHQL, json_body=SHOP_QUERY, bearer=tokens["access_token"])
     assert bearer.status == 401 and "Invalid API key or access token" in bearer.json()["errors"]
     other_shop = api.replace(SHOP, "other.myshopify.com")
-    assert call("POST", other_shop + GRAPHQL, json_body=SHOP_QUERY,
-                headers={"X-Shopify-Access-Token": tokens["access_token"]}).status == 401
+    assert (
+        call(
+            "POST",
+            other_shop + GRAPHQL,
+            json_body=SHOP_QUERY,
+            headers={"X-Shopify-Access-Token": tokens["access_token"]},
+        ).status
+        == 401
+    )
 
     def refresh(value):
-        return call("POST", token_url(emu, "SHOPIFY"), form={
-            "client_id": p.client_id, "client_secret": p.client_secret, "grant_type": "refresh_token",
-            "refresh_token": value})
+        return call(
+            "POST",
+            token_url(emu, "SHOPIFY"),
+            form={
+                "client_id": p.client_id,
+                "client_secret": p.client_secret,
+                "grant_type": "refresh_token",
+                "refresh_token": value,
+            },
+        )
 
     r0 = tokens["refresh_token"]
     first = refresh(r0).json()
@@ -56,14 +71,25 @@ def test_shopify_flow_with_expiring_tokens(fresh_emulators):
     dead = refresh(r0)
     assert dead.status == 400 and dead.json()["error"] == "invalid_grant"
     emu.advance_clock(3601)
-    assert call("POST", api + GRAPHQL, json_body=SHOP_QUERY,
-                headers={"X-Shopify-Access-Token": second["access_token"]}).status == 401
+    assert (
+        call(
+            "POST", api + GRAPHQL, json_body=SHOP_QUERY, headers={"X-Shopify-Access-Token": second["access_token"]}
+        ).status
+        == 401
+    )
     third = refresh(second["refresh_token"]).json()
-    revoke = call("DELETE", env["SHOPIFY_REVOKE_URL"].replace("{shop}", SHOP),
-                  headers={"X-Shopify-Access-Token": third["access_token"]})
+    revoke = call(
+        "DELETE",
+        env["SHOPIFY_REVOKE_URL"].replace("{shop}", SHOP),
+        headers={"X-Shopify-Access-Token": third["access_token"]},
+    )
     assert (revoke.status, revoke.json()) == (200, {})
-    assert call("POST", api + GRAPHQL, json_body=SHOP_QUERY,
-                headers={"X-Shopify-Access-Token": third["access_token"]}).status == 401
+    assert (
+        call(
+            "POST", api + GRAPHQL, json_body=SHOP_QUERY, headers={"X-Shopify-Access-Token": third["access_token"]}
+        ).status
+        == 401
+    )
     assert refresh(third["refresh_token"]).status == 400
 
 
@@ -102,9 +128,16 @@ def test_shopify_rest_rate_limit_uses_retry_after(fresh_emulators):
 
 # --- WooCommerce --------------------------------------------------------------------------
 
+
 def _wc_authorize(emu, callback_url, return_url="https://app.example.com/woo/done?conn=7", **extra):
-    params = {"app_name": "Nexus", "scope": "read_write", "user_id": "conn-42", "return_url": return_url,
-              "callback_url": callback_url, **extra}
+    params = {
+        "app_name": "Nexus",
+        "scope": "read_write",
+        "user_id": "conn-42",
+        "return_url": return_url,
+        "callback_url": callback_url,
+        **extra,
+    }
     return call("GET", emu.woocommerce_store_url + "/wc-auth/v1/authorize", params=params)
 
 
@@ -127,8 +160,12 @@ def test_woocommerce_posts_keys_then_redirects(fresh_emulators):
     assert bad.status == 401 and bad.json()["data"] == {"status": 401}
     assert call("GET", index).json()["code"] == "woocommerce_rest_cannot_view"
     emu.advance_clock(10 * 365 * 86400)  # keys never expire
-    assert call("GET", index, params={"consumer_key": keys["consumer_key"],
-                                      "consumer_secret": keys["consumer_secret"]}).status == 200
+    assert (
+        call(
+            "GET", index, params={"consumer_key": keys["consumer_key"], "consumer_secret": keys["consumer_secret"]}
+        ).status
+        == 200
+    )
     p.revoke_grants()
     assert call("GET", index, auth=(keys["consumer_key"], keys["consumer_secret"])).status == 401
 
@@ -161,14 +198,22 @@ def test_woocommerce_validation_and_denial(fresh_emulators):
 
 # --- Stripe -------------------------------------------------------------------------------
 
+
 def test_stripe_flow(fresh_emulators):
     emu, p = fresh_emulators, fresh_emulators["STRIPE"]
     env = emu.env()
     query, _ = start(emu, "STRIPE")
     assert query["code"]
     tokens = exchange(emu, "STRIPE", query).json()
-    assert set(tokens) == {"access_token", "livemode", "refresh_token", "token_type", "stripe_publishable_key",
-                           "stripe_user_id", "scope"}
+    assert set(tokens) == {
+        "access_token",
+        "livemode",
+        "refresh_token",
+        "token_type",
+        "stripe_publishable_key",
+        "stripe_user_id",
+        "scope",
+    }
     assert tokens["livemode"] is False and tokens["stripe_user_id"] == p.account["id"]
     assert tokens["scope"] == "read_write" and tokens["stripe_publishable_key"].startswith("pk_test_")
     account_url = env["STRIPE_API_URL"] + "/v1/account"
@@ -177,16 +222,27 @@ def test_stripe_flow(fresh_emulators):
     assert account["settings"]["dashboard"]["display_name"] == "Demo Merchant"
     via_platform = call("GET", account_url, bearer=p.client_secret, headers={"Stripe-Account": p.account["id"]})
     assert via_platform.status == 200
-    refreshed = call("POST", token_url(emu, "STRIPE"), auth=(p.client_secret, ""), form={
-        "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}).json()
+    refreshed = call(
+        "POST",
+        token_url(emu, "STRIPE"),
+        auth=(p.client_secret, ""),
+        form={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+    ).json()
     assert refreshed["refresh_token"] == tokens["refresh_token"]
-    deauth = call("POST", env["STRIPE_REVOKE_URL"], auth=(p.client_secret, ""),
-                  form={"client_id": p.client_id, "stripe_user_id": tokens["stripe_user_id"]})
+    deauth = call(
+        "POST",
+        env["STRIPE_REVOKE_URL"],
+        auth=(p.client_secret, ""),
+        form={"client_id": p.client_id, "stripe_user_id": tokens["stripe_user_id"]},
+    )
     assert deauth.json() == {"stripe_user_id": p.account["id"]}
     dead = call("GET", account_url, bearer=refreshed["access_token"])
     assert dead.status == 401 and dead.json()["error"]["code"] == "api_key_expired"
-    again = call("POST", env["STRIPE_REVOKE_URL"], form={"client_id": p.client_id, "client_secret": p.client_secret,
-                                                         "stripe_user_id": tokens["stripe_user_id"]})
+    again = call(
+        "POST",
+        env["STRIPE_REVOKE_URL"],
+        form={"client_id": p.client_id, "client_secret": p.client_secret, "stripe_user_id": tokens["stripe_user_id"]},
+    )
     assert again.status == 401 and again.json()["error"] == "invalid_client"
 
 
@@ -205,12 +261,21 @@ def test_stripe_code_reuse_revokes_its_tokens(fresh_emulators):
 
 # --- PayPal -------------------------------------------------------------------------------
 
+
 def test_paypal_flow(fresh_emulators):
     emu, p = fresh_emulators, fresh_emulators["PAYPAL"]
     env = emu.env()
     query, _ = start(emu, "PAYPAL")
-    in_body = call("POST", env["PAYPAL_TOKEN_URL"], form={"grant_type": "authorization_code", "code": query["code"],
-                                                          "client_id": p.client_id, "client_secret": p.client_secret})
+    in_body = call(
+        "POST",
+        env["PAYPAL_TOKEN_URL"],
+        form={
+            "grant_type": "authorization_code",
+            "code": query["code"],
+            "client_id": p.client_id,
+            "client_secret": p.client_secret,
+        },
+    )
     assert (in_body.status, in_body.json()["error"]) == (401, "invalid_client")
     tokens = exchange(emu, "PAYPAL", query).json()
     assert set(tokens) == {"token_type", "expires_in", "refresh_token", "access_token", "scope", "nonce"}
@@ -222,8 +287,12 @@ def test_paypal_flow(fresh_emulators):
     new = call("POST", env["PAYPAL_TOKEN_URL"], form=refresh, auth=(p.client_id, p.client_secret)).json()
     assert "refresh_token" not in new and new["access_token"] != tokens["access_token"]
     assert p.valid_refresh(tokens["refresh_token"])
-    terminate = call("POST", env["PAYPAL_REVOKE_URL"], auth=(p.client_id, p.client_secret),
-                     form={"token": tokens["refresh_token"], "token_type_hint": "REFRESH_TOKEN"})
+    terminate = call(
+        "POST",
+        env["PAYPAL_REVOKE_URL"],
+        auth=(p.client_id, p.client_secret),
+        form={"token": tokens["refresh_token"], "token_type_hint": "REFRESH_TOKEN"},
+    )
     assert terminate.status == 200
     assert call("GET", userinfo, params={"schema": "openid"}, bearer=new["access_token"]).status == 401
     dead = call("POST", env["PAYPAL_TOKEN_URL"], form=refresh, auth=(p.client_id, p.client_secret))

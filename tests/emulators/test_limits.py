@@ -9,8 +9,10 @@ from .testkit import call
 from .youtube_quota import PACIFIC
 
 GRAPHQL = "/admin/api/2025-10/graphql.json"
-PRODUCTS = {"query": "query P($first: Int!) { products(first: $first) { pageInfo { hasNextPage endCursor } "
-                     "nodes { id } } }", "variables": {"first": 50}}
+PRODUCTS = {
+    "query": "query P($first: Int!) { products(first: $first) { pageInfo { hasNextPage endCursor } nodes { id } } }",
+    "variables": {"first": 50},
+}
 
 
 def _youtube_token(emu) -> str:
@@ -19,8 +21,12 @@ def _youtube_token(emu) -> str:
 
 
 def _channels(emu, token):
-    return call("GET", api_url(emu, "YOUTUBE") + "/youtube/v3/channels", params={"part": "snippet", "mine": "true"},
-                bearer=token)
+    return call(
+        "GET",
+        api_url(emu, "YOUTUBE") + "/youtube/v3/channels",
+        params={"part": "snippet", "mine": "true"},
+        bearer=token,
+    )
 
 
 def test_youtube_counts_quota_units_per_day_and_resets_at_midnight_pacific(fresh_emulators):
@@ -30,13 +36,18 @@ def test_youtube_counts_quota_units_per_day_and_resets_at_midnight_pacific(fresh
     yt.set_daily_quota(3)
     for _ in range(3):  # a list call costs 1 unit
         assert _channels(emu, token).status == 200
-    assert call("GET", api_url(emu, "YOUTUBE") + "/youtube/v3/channels", params={"part": "snippet"},
-                bearer=token).status == 403  # even an invalid request is refused once the quota is spent
+    assert (
+        call("GET", api_url(emu, "YOUTUBE") + "/youtube/v3/channels", params={"part": "snippet"}, bearer=token).status
+        == 403
+    )  # even an invalid request is refused once the quota is spent
     spent = _channels(emu, token)
     assert spent.status == 403
     error = spent.json()["error"]
     assert (error["code"], error["errors"][0]["reason"], error["errors"][0]["domain"]) == (
-        403, "quotaExceeded", "youtube.quota")
+        403,
+        "quotaExceeded",
+        "youtube.quota",
+    )
     assert yt.quota_left() == 0
     # The quota comes back at the next midnight in Pacific time, not 24 h after the first call.
     now = dt.datetime.fromtimestamp(emu.now(), PACIFIC)
@@ -52,10 +63,14 @@ def test_a_video_insert_costs_1600_units(fresh_emulators):
     grant = yt.new_grant(["https://www.googleapis.com/auth/youtube.upload"])
     token = yt.issue(grant, "access", 3600).value
     yt.set_daily_quota(1599)
-    started = call("POST", api_url(emu, "YOUTUBE") + "/upload/youtube/v3/videos",
-                   params={"uploadType": "resumable", "part": "snippet,status"},
-                   json_body={"snippet": {"title": "t"}, "status": {"privacyStatus": "private"}}, bearer=token,
-                   headers={"X-Upload-Content-Length": "10", "X-Upload-Content-Type": "video/mp4"})
+    started = call(
+        "POST",
+        api_url(emu, "YOUTUBE") + "/upload/youtube/v3/videos",
+        params={"uploadType": "resumable", "part": "snippet,status"},
+        json_body={"snippet": {"title": "t"}, "status": {"privacyStatus": "private"}},
+        bearer=token,
+        headers={"X-Upload-Content-Length": "10", "X-Upload-Content-Type": "video/mp4"},
+    )
     assert started.status == 403 and started.json()["error"]["errors"][0]["reason"] == "quotaExceeded"
     assert yt.quota_left() == 1599  # a refused request costs nothing
 
@@ -90,6 +105,5 @@ def test_shopify_rest_call_limit_bucket(fresh_emulators):
     assert [r.headers["X-Shopify-Shop-Api-Call-Limit"] for r in limits] == ["1/3", "2/3", "3/3", "3/3"]
     assert limits[-1].headers["Retry-After"] == "2.0"
     emu.advance_clock(1000)  # leaked out (the 1 h token still valid)
-    assert call("GET", url, headers={"X-Shopify-Access-Token": token}).headers[
-        "X-Shopify-Shop-Api-Call-Limit"] == "1/3"
+    assert call("GET", url, headers={"X-Shopify-Access-Token": token}).headers["X-Shopify-Shop-Api-Call-Limit"] == "1/3"
     assert SHOP in url

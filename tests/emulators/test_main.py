@@ -29,11 +29,18 @@ USER = str(uuid.uuid4())
 @pytest.fixture
 def running(clean_env, tmp_path):
     """Start the emulators as `python -m tests.emulators > emulators.env`; returns its exports as a dict."""
+
     def start(*args):
         out = tmp_path / "emulators.env"
         with out.open("w") as stdout:
-            proc = subprocess.Popen([sys.executable, "-m", "tests.emulators", *args], cwd=ROOT, stdout=stdout,
-                                    stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "tests.emulators", *args],
+                cwd=ROOT,
+                stdout=stdout,
+                stderr=subprocess.PIPE,
+                text=True,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+            )
         started.append(proc)
         # It flushes every export line, then says where it serves on stderr.
         assert "provider emulators on http://" in proc.stderr.readline()
@@ -58,8 +65,15 @@ def _cli(*args, env):
 
 def test_it_prints_what_each_providers_tour_needs(running):
     exports = running()
-    for name in ("SENDGRID_API_KEY", "WOOCOMMERCE_STORE_URL", "GOOGLE_ADS_DEVELOPER_TOKEN", "DISCORD_BOT_TOKEN",
-                 "SHOPIFY_SHOP", "SLACK_CLIENT_ID", "STRIPE_TOKEN_URL"):
+    for name in (
+        "SENDGRID_API_KEY",
+        "WOOCOMMERCE_STORE_URL",
+        "GOOGLE_ADS_DEVELOPER_TOKEN",
+        "DISCORD_BOT_TOKEN",
+        "SHOPIFY_SHOP",
+        "SLACK_CLIENT_ID",
+        "STRIPE_TOKEN_URL",
+    ):
         assert exports.get(name), name
     assert exports["SENDGRID_API_KEY"].startswith("SG.")
     # The store URL is the emulated store: its key-granting page answers there (WordPress's error page
@@ -80,8 +94,7 @@ def test_a_manual_sync_after_connecting_reads_records(running, sqlite_url, tmp_p
     env = {**os.environ, **exports, "DATABASE_URL": sqlite_url, "NEXUS_DATA_DIR": str(tmp_path / "data")}
     key_file = tmp_path / "key.txt"
     key_file.write_text(exports["SENDGRID_API_KEY"])
-    added = _cli("integrations", "add", "SENDGRID", "--user", USER, "--api-key-file", str(key_file), "--json",
-                 env=env)
+    added = _cli("integrations", "add", "SENDGRID", "--user", USER, "--api-key-file", str(key_file), "--json", env=env)
     assert added.returncode == 0, added.stderr
     runs = _synced(env, json.loads(added.stdout)["id"])
     assert {r["action"] for r in runs} == {"fetch_lists", "fetch_campaigns"}
@@ -93,7 +106,6 @@ def test_empty_keeps_every_list_empty(running, sqlite_url, tmp_path):
     env = {**os.environ, **exports, "DATABASE_URL": sqlite_url, "NEXUS_DATA_DIR": str(tmp_path / "data")}
     key_file = tmp_path / "key.txt"
     key_file.write_text(exports["SENDGRID_API_KEY"])
-    added = _cli("integrations", "add", "SENDGRID", "--user", USER, "--api-key-file", str(key_file), "--json",
-                 env=env)
+    added = _cli("integrations", "add", "SENDGRID", "--user", USER, "--api-key-file", str(key_file), "--json", env=env)
     assert added.returncode == 0, added.stderr
     assert [r["itemsProcessed"] for r in _synced(env, json.loads(added.stdout)["id"])] == [0, 0]

@@ -57,9 +57,18 @@ def basic(client_id: str, secret: str) -> str:
     return "Basic " + base64.b64encode(raw.encode()).decode()
 
 
-def call(method: str, url: str, *, params: dict | None = None, form: dict | None = None, json_body=None,
-         headers: dict | None = None, auth: tuple[str, str] | None = None, bearer: str | None = None,
-         data: bytes | None = None) -> Resp:
+def call(
+    method: str,
+    url: str,
+    *,
+    params: dict | None = None,
+    form: dict | None = None,
+    json_body=None,
+    headers: dict | None = None,
+    auth: tuple[str, str] | None = None,
+    bearer: str | None = None,
+    data: bytes | None = None,
+) -> Resp:
     if params:
         url += ("&" if "?" in url else "?") + urllib.parse.urlencode(params)
     hdrs = dict(headers or {})
@@ -85,8 +94,6 @@ def pkce() -> tuple[str, str]:
     verifier = secrets.token_urlsafe(48)
     challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
     return verifier, challenge
-
-
 
 
 def consent(url: str, params: dict) -> dict[str, str]:

@@ -114,8 +114,11 @@ class TikTokStats:
     def stats_refused(self, token, fields):
         """The error for stats fields asked without user.info.stats, else None."""
         if set(fields) & self.STATS_FIELDS and "user.info.stats" not in token.grant.scope:
-            return self._api_error(401, "scope_not_authorized",
-                                   "The user did not authorize the scope required for completing this request.")
+            return self._api_error(
+                401,
+                "scope_not_authorized",
+                "The user did not authorize the scope required for completing this request.",
+            )
         return None
 
 
@@ -151,12 +154,16 @@ class TikTok(TikTokStats, TikTokComments, TokenGrants, Provider):
     def make_client_id(self) -> str:
         return "aw" + secrets.token_hex(8)
 
-    CREATOR = {"creator_avatar_url": "https://p16-sign.tiktokcdn.com/demo-avatar.jpeg",
-               "creator_username": "demo.creator", "creator_nickname": "Demo Creator",
-               "privacy_level_options": ["PUBLIC_TO_EVERYONE", "MUTUAL_FOLLOW_FRIENDS", "FOLLOWER_OF_CREATOR",
-                                         "SELF_ONLY"],
-               "comment_disabled": False, "duet_disabled": False, "stitch_disabled": True,
-               "max_video_post_duration_sec": 600}
+    CREATOR = {
+        "creator_avatar_url": "https://p16-sign.tiktokcdn.com/demo-avatar.jpeg",
+        "creator_username": "demo.creator",
+        "creator_nickname": "Demo Creator",
+        "privacy_level_options": ["PUBLIC_TO_EVERYONE", "MUTUAL_FOLLOW_FRIENDS", "FOLLOWER_OF_CREATOR", "SELF_ONLY"],
+        "comment_disabled": False,
+        "duet_disabled": False,
+        "stitch_disabled": True,
+        "max_video_post_duration_sec": 600,
+    }
     TITLE_MAX = 2200  # UTF-16 code units
 
     def reset(self) -> None:
@@ -169,9 +176,13 @@ class TikTok(TikTokStats, TikTokComments, TokenGrants, Provider):
             self.publish_status_after_init = "PROCESSING_DOWNLOAD"
 
     def rate_limited(self, endpoint, retry_after):
-        body = {"error": {"code": "rate_limit_exceeded",
-                          "message": "The API rate limit was exceeded. Please try again later.",
-                          "log_id": log_id()}}
+        body = {
+            "error": {
+                "code": "rate_limit_exceeded",
+                "message": "The API rate limit was exceeded. Please try again later.",
+                "log_id": log_id(),
+            }
+        }
         return json_response(body, 429, {"x-ratelimit-reset": str(int(time.time() + retry_after))})
 
     def _error(self, error: str, description: str) -> web.Response:
@@ -238,14 +249,18 @@ class TikTok(TikTokStats, TikTokComments, TokenGrants, Provider):
             return fault
         token, status = self.status(auth_header(request), "access")
         if status != "ok":
-            return self._api_error(401, "access_token_invalid",
-                                   "The access token is invalid or not found in the request.")
+            return self._api_error(
+                401, "access_token_invalid", "The access token is invalid or not found in the request."
+            )
         fields = [f for f in request.query.get("fields", "").split(",") if f]
         if not fields:
             return self._api_error(400, "invalid_params", "fields is required")
         if "user.info.basic" not in token.grant.scope:
-            return self._api_error(401, "scope_not_authorized",
-                                   "The user did not authorize the scope required for completing this request.")
+            return self._api_error(
+                401,
+                "scope_not_authorized",
+                "The user did not authorize the scope required for completing this request.",
+            )
         refused = self.stats_refused(token, fields)
         if refused is not None:
             return refused
@@ -258,9 +273,23 @@ class TikTok(TikTokStats, TikTokComments, TokenGrants, Provider):
     def _api_error(self, status: int, code: str, message: str) -> web.Response:
         return json_response({"data": {}, "error": {"code": code, "message": message, "log_id": log_id()}}, status)
 
-    VIDEO_FIELDS = {"id", "create_time", "cover_image_url", "share_url", "video_description", "duration",
-                    "height", "width", "title", "embed_html", "embed_link", "like_count", "comment_count",
-                    "share_count", "view_count"}
+    VIDEO_FIELDS = {
+        "id",
+        "create_time",
+        "cover_image_url",
+        "share_url",
+        "video_description",
+        "duration",
+        "height",
+        "width",
+        "title",
+        "embed_html",
+        "embed_link",
+        "like_count",
+        "comment_count",
+        "share_count",
+        "view_count",
+    }
 
     async def video_list(self, request):
         body = await read_json(request)
@@ -269,17 +298,22 @@ class TikTok(TikTokStats, TikTokComments, TokenGrants, Provider):
             return fault
         token, status = self.status(auth_header(request), "access")
         if status != "ok":
-            return self._api_error(401, "access_token_invalid",
-                                   "The access token is invalid or not found in the request.")
+            return self._api_error(
+                401, "access_token_invalid", "The access token is invalid or not found in the request."
+            )
         if "video.list" not in token.grant.scope:
-            return self._api_error(401, "scope_not_authorized",
-                                   "The user did not authorize the scope required for completing this request.")
+            return self._api_error(
+                401,
+                "scope_not_authorized",
+                "The user did not authorize the scope required for completing this request.",
+            )
         fields = [f for f in request.query.get("fields", "").split(",") if f]
         if not fields or not set(fields) <= self.VIDEO_FIELDS:
             return self._api_error(400, "invalid_params", f"invalid fields {fields}")
         if body is None:
-            return self._api_error(400, "invalid_params", "the request body must be JSON (Content-Type: "
-                                                          "application/json)")
+            return self._api_error(
+                400, "invalid_params", "the request body must be JSON (Content-Type: application/json)"
+            )
         max_count, cursor = body.get("max_count", 10), body.get("cursor")
         if not isinstance(max_count, int) or not 1 <= max_count <= 20:
             return self._api_error(400, "invalid_params", "max_count must be between 1 and 20")
@@ -289,21 +323,27 @@ class TikTok(TikTokStats, TikTokComments, TokenGrants, Provider):
         page = rows[:max_count]
         videos = [{f: v[f] for f in fields if f in v} for v in page]
         next_cursor = int(page[-1]["create_time"]) * 1000 if page else (cursor or 0)
-        return json_response({"data": {"videos": videos, "cursor": next_cursor, "has_more": len(rows) > max_count},
-                              "error": {"code": "ok", "message": "", "log_id": log_id()}})
-
+        return json_response(
+            {
+                "data": {"videos": videos, "cursor": next_cursor, "has_more": len(rows) > max_count},
+                "error": {"code": "ok", "message": "", "log_id": log_id()},
+            }
+        )
 
     # --- Content Posting API (direct post, PULL_FROM_URL) -----------------------------------------
 
     def _poster(self, request, scopes: tuple[str, ...] = ("video.publish",)):
         token, status = self.status(auth_header(request), "access")
         if status != "ok":
-            return None, self._api_error(401, "access_token_invalid",
-                                         "The access token is invalid or not found in the request.")
+            return None, self._api_error(
+                401, "access_token_invalid", "The access token is invalid or not found in the request."
+            )
         if not set(scopes) & set(token.grant.scope):
-            return None, self._api_error(401, "scope_not_authorized",
-                                         "The user did not authorize the scope required for completing this "
-                                         "request.")
+            return None, self._api_error(
+                401,
+                "scope_not_authorized",
+                "The user did not authorize the scope required for completing this request.",
+            )
         return token, None
 
     @staticmethod
@@ -343,35 +383,59 @@ class TikTok(TikTokStats, TikTokComments, TokenGrants, Provider):
             return self._api_error(400, "invalid_params", "post_info and source_info are required")
         title = post.get("title") or ""
         if not isinstance(title, str) or len(title.encode("utf-16-le")) // 2 > self.TITLE_MAX:
-            return self._api_error(400, "invalid_params", f"post_info.title must be at most {self.TITLE_MAX} "
-                                                          "UTF-16 runes")
-        for flag in ("disable_duet", "disable_comment", "disable_stitch", "brand_content_toggle",
-                     "brand_organic_toggle", "is_aigc"):
+            return self._api_error(
+                400, "invalid_params", f"post_info.title must be at most {self.TITLE_MAX} UTF-16 runes"
+            )
+        for flag in (
+            "disable_duet",
+            "disable_comment",
+            "disable_stitch",
+            "brand_content_toggle",
+            "brand_organic_toggle",
+            "is_aigc",
+        ):
             if flag in post and not isinstance(post[flag], bool):
                 return self._api_error(400, "invalid_params", f"post_info.{flag} must be a boolean")
         with self.lock:
-            options, audited, prefixes = list(self.creator["privacy_level_options"]), self.audited, \
-                self.verified_url_prefixes
+            options, audited, prefixes = (
+                list(self.creator["privacy_level_options"]),
+                self.audited,
+                self.verified_url_prefixes,
+            )
         level = post.get("privacy_level")
         if level not in options:
-            return self._api_error(400, "privacy_level_option_mismatch",
-                                   f"privacy_level {level!r} is not one of the creator's options {options}")
+            return self._api_error(
+                400,
+                "privacy_level_option_mismatch",
+                f"privacy_level {level!r} is not one of the creator's options {options}",
+            )
         if not audited and level != "SELF_ONLY":
-            return self._api_error(403, "unaudited_client_can_only_post_to_private_accounts",
-                                   "Unaudited clients can only post with the SELF_ONLY privacy level.")
+            return self._api_error(
+                403,
+                "unaudited_client_can_only_post_to_private_accounts",
+                "Unaudited clients can only post with the SELF_ONLY privacy level.",
+            )
         if source.get("source") != "PULL_FROM_URL":
             return self._api_error(400, "invalid_params", "the emulator serves source PULL_FROM_URL only")
         url = source.get("video_url")
         if not isinstance(url, str) or not url.startswith("https://"):
             return self._api_error(400, "invalid_params", "source_info.video_url must be an https URL")
         if prefixes is not None and not any(url.startswith(p) for p in prefixes):
-            return self._api_error(403, "url_ownership_unverified",
-                                   "The video URL's domain or URL prefix is not verified for this app.")
+            return self._api_error(
+                403, "url_ownership_unverified", "The video URL's domain or URL prefix is not verified for this app."
+            )
         with self.lock:
             rows = self.records.setdefault("publishes", [])
             publish_id = f"v_pub_url~v2-1.{7400000000000000000 + len(rows) + 1}"
-            rows.append({"publish_id": publish_id, "post_info": dict(post), "source_info": dict(source),
-                         "status": self.publish_status_after_init, "created": self.now()})
+            rows.append(
+                {
+                    "publish_id": publish_id,
+                    "post_info": dict(post),
+                    "source_info": dict(source),
+                    "status": self.publish_status_after_init,
+                    "created": self.now(),
+                }
+            )
         return self._ok({"publish_id": publish_id})
 
     async def publish_status(self, request):
@@ -414,12 +478,27 @@ class TikTokAds(Provider):
     )
     REPORT_TYPES = {"BASIC", "AUDIENCE", "PLAYABLE_MATERIAL", "CATALOG", "BC", "TT_SHOP"}
     DATA_LEVELS = {"AUCTION_ADVERTISER", "AUCTION_CAMPAIGN", "AUCTION_ADGROUP", "AUCTION_AD"}
-    REPORT_METRICS = {"spend", "impressions", "clicks", "ctr", "cpc", "cpm", "reach", "frequency", "conversion",
-                      "cost_per_conversion", "conversion_rate", "result", "cost_per_result", "video_play_actions"}
+    REPORT_METRICS = {
+        "spend",
+        "impressions",
+        "clicks",
+        "ctr",
+        "cpc",
+        "cpm",
+        "reach",
+        "frequency",
+        "conversion",
+        "cost_per_conversion",
+        "conversion_rate",
+        "result",
+        "cost_per_result",
+        "video_play_actions",
+    }
     CODE_TTL = 3600
     ACCOUNT = {"id": "7012345678901234567", "display_name": "Demo Advertiser", "email": "ads@example.com"}
-    SPEC = AuthorizeSpec(client_param="app_id", response_type=None, scope_sep=None, pkce="none",
-                         code_params=("auth_code", "code"))
+    SPEC = AuthorizeSpec(
+        client_param="app_id", response_type=None, scope_sep=None, pkce="none", code_params=("auth_code", "code")
+    )
 
     def make_client_id(self) -> str:
         return "7" + "".join(secrets.choice("0123456789") for _ in range(18))
@@ -435,8 +514,9 @@ class TikTokAds(Provider):
 
     @staticmethod
     def envelope(code: int = 0, message: str = "OK", data=None) -> web.Response:
-        return json_response({"code": code, "message": message, "request_id": log_id(),
-                              "data": {} if data is None else data})
+        return json_response(
+            {"code": code, "message": message, "request_id": log_id(), "data": {} if data is None else data}
+        )
 
     def rate_limited(self, endpoint, retry_after):
         return self.envelope(40100, "Requests made too frequently. Please try again later.")
@@ -450,14 +530,16 @@ class TikTokAds(Provider):
         if fault is not None:
             return None, fault
         if body is None:
-            return None, self.envelope(40002, "Parameter error: the request body must be JSON "
-                                              "(Content-Type: application/json).")
+            return None, self.envelope(
+                40002, "Parameter error: the request body must be JSON (Content-Type: application/json)."
+            )
         missing = [f for f in fields if not body.get(f)]
         if missing:
             return None, self.envelope(40002, f"Missing required field(s): {', '.join(missing)}.")
         if str(body["app_id"]) != self.client_id or body["secret"] != self.client_secret:
-            return None, self.envelope(40101, "Invalid parameter values for authentication: "
-                                              "app_id and secret do not match.")
+            return None, self.envelope(
+                40101, "Invalid parameter values for authentication: app_id and secret do not match."
+            )
         return body, None
 
     async def token(self, request):
@@ -466,12 +548,20 @@ class TikTokAds(Provider):
             return error
         code, reason = redeem(self, body["auth_code"], client_id=str(body["app_id"]), check_redirect=False)
         if reason != "ok":
-            return self.envelope(40110, "The auth_code is invalid, expired or already used. "
-                                        "Please re-authorize and try again with a new auth_code.")
+            return self.envelope(
+                40110,
+                "The auth_code is invalid, expired or already used. "
+                "Please re-authorize and try again with a new auth_code.",
+            )
         grant = grant_for(self, code)
         access = self.issue(grant, "access", None, value=secrets.token_hex(20))
-        return self.envelope(data={"access_token": access.value, "advertiser_ids": list(self.advertiser_ids),
-                                   "scope": list(self.scope_ids)})
+        return self.envelope(
+            data={
+                "access_token": access.value,
+                "advertiser_ids": list(self.advertiser_ids),
+                "scope": list(self.scope_ids),
+            }
+        )
 
     async def revoke(self, request):
         body, error = await self._json_credentials(request, "revoke", ("app_id", "secret", "access_token"))
@@ -489,8 +579,7 @@ class TikTokAds(Provider):
             return fault
         value = request.headers.get("Access-Token")
         if not value:
-            return self.envelope(40104, "Access token is null, you should set it in http header "
-                                        "with key Access-Token.")
+            return self.envelope(40104, "Access token is null, you should set it in http header with key Access-Token.")
         _token, status = self.status(value, "access")
         if status != "ok":
             return self.envelope(40105, "Access token is incorrect or has been revoked.")
@@ -502,8 +591,7 @@ class TikTokAds(Provider):
             return fault
         value = request.headers.get("Access-Token")
         if not value:
-            return self.envelope(40104, "Access token is null, you should set it in http header "
-                                        "with key Access-Token.")
+            return self.envelope(40104, "Access token is null, you should set it in http header with key Access-Token.")
         _token, status = self.status(value, "access")
         if status != "ok":
             return self.envelope(40105, "Access token is incorrect or has been revoked.")
@@ -521,9 +609,12 @@ class TikTokAds(Provider):
             return self.envelope(40002, "page must be >= 1 and page_size between 1 and 1000.")
         rows = [c for c in self.records_of("campaigns") if str(c.get("advertiser_id")) == advertiser]
         total_page = (len(rows) + size - 1) // size
-        return self.envelope(data={"list": rows[(page - 1) * size: page * size],
-                                   "page_info": {"page": page, "page_size": size, "total_number": len(rows),
-                                                 "total_page": total_page}})
+        return self.envelope(
+            data={
+                "list": rows[(page - 1) * size : page * size],
+                "page_info": {"page": page, "page_size": size, "total_number": len(rows), "total_page": total_page},
+            }
+        )
 
     async def report(self, request):
         """Synchronous report (BASIC, AUCTION_CAMPAIGN by campaign_id): list parameters JSON-encoded in the query."""
@@ -532,8 +623,7 @@ class TikTokAds(Provider):
             return fault
         value = request.headers.get("Access-Token")
         if not value:
-            return self.envelope(40104, "Access token is null, you should set it in http header "
-                                        "with key Access-Token.")
+            return self.envelope(40104, "Access token is null, you should set it in http header with key Access-Token.")
         _token, status = self.status(value, "access")
         if status != "ok":
             return self.envelope(40105, "Access token is incorrect or has been revoked.")
@@ -555,8 +645,7 @@ class TikTokAds(Provider):
             filtering = json.loads(q.get("filtering") or "[]")
             page, size = int(q.get("page", 1)), int(q.get("page_size", 10))
         except ValueError:
-            return self.envelope(40002, "dimensions, metrics and filtering must be JSON; page and page_size "
-                                        "integers.")
+            return self.envelope(40002, "dimensions, metrics and filtering must be JSON; page and page_size integers.")
         if not isinstance(dimensions, list) or not dimensions:
             return self.envelope(40002, "dimensions: Missing data for required field.")
         if q["report_type"] != "BASIC" or q["data_level"] != "AUCTION_CAMPAIGN" or dimensions != ["campaign_id"]:
@@ -572,8 +661,9 @@ class TikTokAds(Provider):
                 since = dt.date.fromisoformat(q.get("start_date") or "")
                 until = dt.date.fromisoformat(q.get("end_date") or "")
             except ValueError:
-                return self.envelope(40002, "start_date and end_date are required (YYYY-MM-DD) unless "
-                                            "query_lifetime is true.")
+                return self.envelope(
+                    40002, "start_date and end_date are required (YYYY-MM-DD) unless query_lifetime is true."
+                )
             if since > until:
                 return self.envelope(40002, "start_date must be earlier than or equal to end_date.")
             if (until - since).days >= 365:
@@ -582,10 +672,15 @@ class TikTokAds(Provider):
         if not isinstance(filtering, list):
             return self.envelope(40002, "filtering: must be a list of {field_name, filter_type, filter_value}.")
         for rule in filtering:
-            if not isinstance(rule, dict) or rule.get("field_name") != "campaign_ids" \
-                    or rule.get("filter_type") != "IN" or not isinstance(rule.get("filter_value"), str):
-                return self.envelope(40002, f"filtering: invalid filter {rule!r} (the emulator knows "
-                                            "campaign_ids IN '[...]')")
+            if (
+                not isinstance(rule, dict)
+                or rule.get("field_name") != "campaign_ids"
+                or rule.get("filter_type") != "IN"
+                or not isinstance(rule.get("filter_value"), str)
+            ):
+                return self.envelope(
+                    40002, f"filtering: invalid filter {rule!r} (the emulator knows campaign_ids IN '[...]')"
+                )
             try:
                 ids = json.loads(rule["filter_value"])
             except ValueError:
@@ -593,11 +688,22 @@ class TikTokAds(Provider):
             if not isinstance(ids, list) or len(ids) > 100:
                 return self.envelope(40002, "filtering: campaign_ids takes a list of at most 100 ids.")
             wanted = {str(i) for i in ids}
-        rows = [r for r in self.records_of("reports") if str(r.get("advertiser_id")) == advertiser
-                and (wanted is None or str(r.get("campaign_id")) in wanted)]
+        rows = [
+            r
+            for r in self.records_of("reports")
+            if str(r.get("advertiser_id")) == advertiser and (wanted is None or str(r.get("campaign_id")) in wanted)
+        ]
         total_page = max(1, (len(rows) + size - 1) // size)
-        out = [{"dimensions": {"campaign_id": str(r["campaign_id"])},
-                "metrics": {m: str((r.get("metrics") or {}).get(m, "0")) for m in metrics}}
-               for r in rows[(page - 1) * size: page * size]]
-        return self.envelope(data={"list": out, "page_info": {"page": page, "page_size": size,
-                                                              "total_number": len(rows), "total_page": total_page}})
+        out = [
+            {
+                "dimensions": {"campaign_id": str(r["campaign_id"])},
+                "metrics": {m: str((r.get("metrics") or {}).get(m, "0")) for m in metrics},
+            }
+            for r in rows[(page - 1) * size : page * size]
+        ]
+        return self.envelope(
+            data={
+                "list": out,
+                "page_info": {"page": page, "page_size": size, "total_number": len(rows), "total_page": total_page},
+            }
+        )

@@ -20,10 +20,11 @@ PACIFIC = zoneinfo.ZoneInfo("America/Los_Angeles")
 DEFAULT_QUOTA = 10_000
 # Gate names that are not Data API calls (OAuth) cost nothing; any other costs 1 unless listed.
 FREE = frozenset({"authorize", "token", "refresh", "revoke", "upload_chunk"})
-COSTS = {"upload_start": 1600, "comment_insert": 50, "comment_reply": 50, "comment_update": 50,
-         "comment_delete": 50}
-QUOTA_MESSAGE = ("The request cannot be completed because you have exceeded your "
-                 '<a href="/youtube/v3/getting-started#quota">quota</a>.')
+COSTS = {"upload_start": 1600, "comment_insert": 50, "comment_reply": 50, "comment_update": 50, "comment_delete": 50}
+QUOTA_MESSAGE = (
+    "The request cannot be completed because you have exceeded your "
+    '<a href="/youtube/v3/getting-started#quota">quota</a>.'
+)
 
 
 class DailyQuota:
@@ -53,7 +54,17 @@ class DailyQuota:
             day = self.quota_day()
             used = self.quota_used.get(day, 0)
             if used + cost > self.quota_per_day:
-                return json_response({"error": {"code": 403, "message": QUOTA_MESSAGE, "errors": [
-                    {"message": QUOTA_MESSAGE, "domain": "youtube.quota", "reason": "quotaExceeded"}]}}, 403)
+                return json_response(
+                    {
+                        "error": {
+                            "code": 403,
+                            "message": QUOTA_MESSAGE,
+                            "errors": [
+                                {"message": QUOTA_MESSAGE, "domain": "youtube.quota", "reason": "quotaExceeded"}
+                            ],
+                        }
+                    },
+                    403,
+                )
             self.quota_used[day] = used + cost
         return None

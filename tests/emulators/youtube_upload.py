@@ -48,8 +48,9 @@ from aiohttp import web
 from .oauth2 import json_response
 
 QUANTUM = 256 * 1024
-UPLOAD_SCOPES = {f"https://www.googleapis.com/auth/{s}" for s in
-                 ("youtube", "youtube.upload", "youtube.force-ssl", "youtubepartner")}
+UPLOAD_SCOPES = {
+    f"https://www.googleapis.com/auth/{s}" for s in ("youtube", "youtube.upload", "youtube.force-ssl", "youtubepartner")
+}
 PRIVACY = {"private", "unlisted", "public"}
 _RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 
@@ -86,12 +87,14 @@ class ResumableUploads:
         if status != "ok":
             return self._error(401, "Request had invalid authentication credentials.", "authError", "global")
         if not set(token.grant.scope) & UPLOAD_SCOPES:
-            return self._error(403, "Request had insufficient authentication scopes.", "insufficientPermissions",
-                               "global")
+            return self._error(
+                403, "Request had insufficient authentication scopes.", "insufficientPermissions", "global"
+            )
         q = request.query
         if q.get("uploadType") != "resumable":
-            return self._error(400, "The emulator serves resumable uploads only (uploadType=resumable)",
-                               "invalidParameter", "global")
+            return self._error(
+                400, "The emulator serves resumable uploads only (uploadType=resumable)", "invalidParameter", "global"
+            )
         parts = {p for p in q.get("part", "").split(",") if p}
         try:
             resource = json.loads(body) if body else {}
@@ -100,34 +103,51 @@ class ResumableUploads:
             return self._error(400, "Invalid JSON body or X-Upload-Content-Length", "parseError", "global")
         kind = request.headers.get("X-Upload-Content-Type", "")
         if size <= 0 or not (kind.startswith("video/") or kind == "application/octet-stream"):
-            return self._error(400, "X-Upload-Content-Length and a video X-Upload-Content-Type are required",
-                               "invalidParameter", "global")
+            return self._error(
+                400,
+                "X-Upload-Content-Length and a video X-Upload-Content-Type are required",
+                "invalidParameter",
+                "global",
+            )
         if not isinstance(resource, dict) or not {"snippet", "status"} <= parts or not set(resource) <= parts:
-            return self._error(400, "'part' must name every part the resource sets (snippet,status)", "invalidPart",
-                               "youtube.part")
+            return self._error(
+                400, "'part' must name every part the resource sets (snippet,status)", "invalidPart", "youtube.part"
+            )
         title = str((resource.get("snippet") or {}).get("title") or "")
         description = str((resource.get("snippet") or {}).get("description") or "")
         if not title.strip() or len(title) > 100 or re.search(r"[<>]", title):
             return self._error(400, "The request metadata specifies an invalid video title.", "invalidTitle")
         if len(description.encode()) > 5000 or re.search(r"[<>]", description):
-            return self._error(400, "The request metadata specifies an invalid video description.",
-                               "invalidDescription")
+            return self._error(
+                400, "The request metadata specifies an invalid video description.", "invalidDescription"
+            )
         privacy = (resource.get("status") or {}).get("privacyStatus", "public")
         if privacy not in PRIVACY:
             return self._error(400, "The request metadata is invalid.", "invalidVideoMetadata")
         upload_id = "AEnB2U" + secrets.token_urlsafe(24)
         with self.lock:
             self.upload_sessions[upload_id] = {
-                "id": upload_id, "total": size, "received": 0, "digest": hashlib.sha256(), "video": None,
-                "snippet": {"title": title, "description": description}, "asked": privacy,
-                "privacy": privacy if self.audited else "private", "chunks": 0}
+                "id": upload_id,
+                "total": size,
+                "received": 0,
+                "digest": hashlib.sha256(),
+                "video": None,
+                "snippet": {"title": title, "description": description},
+                "asked": privacy,
+                "privacy": privacy if self.audited else "private",
+                "chunks": 0,
+            }
         location = request.url.with_query({"uploadType": "resumable", "upload_id": upload_id})
         return web.Response(status=200, headers={"Location": str(location)})
 
     def _video(self, box) -> dict:
-        return {"kind": "youtube#video", "etag": secrets.token_urlsafe(12), "id": box["video"],
-                "snippet": {**box["snippet"], "channelId": self.account["id"]},
-                "status": {"uploadStatus": "uploaded", "privacyStatus": box["privacy"]}}
+        return {
+            "kind": "youtube#video",
+            "etag": secrets.token_urlsafe(12),
+            "id": box["video"],
+            "snippet": {**box["snippet"], "channelId": self.account["id"]},
+            "status": {"uploadStatus": "uploaded", "privacyStatus": box["privacy"]},
+        }
 
     def _incomplete(self, box):
         headers = {"Range": f"bytes=0-{box['received'] - 1}"} if box["received"] else {}
@@ -154,21 +174,31 @@ class ResumableUploads:
                 return json_response(self._video(box), 200) if box["video"] else self._incomplete(box)
             found = _RANGE.fullmatch(header)
             if found is None or int(found[3]) != box["total"]:
-                return self._error(400, f"Invalid Content-Range {header!r} for an upload of {box['total']} bytes",
-                                   "badContent", "global")
+                return self._error(
+                    400,
+                    f"Invalid Content-Range {header!r} for an upload of {box['total']} bytes",
+                    "badContent",
+                    "global",
+                )
             first, last = int(found[1]), int(found[2])
             if last < first or last >= box["total"] or len(body) != last - first + 1:
-                return self._error(400, f"Content-Range {header!r} does not match the {len(body)}-byte body",
-                                   "badContent", "global")
+                return self._error(
+                    400, f"Content-Range {header!r} does not match the {len(body)}-byte body", "badContent", "global"
+                )
             if box["video"]:  # a repeated last chunk (a client retrying a lost answer): the video again
                 return json_response(self._video(box), 200)
             if first > box["received"]:
-                return self._error(400, f"Content-Range {header!r} leaves a gap after the {box['received']} "
-                                   "bytes received", "badContent", "global")
+                return self._error(
+                    400,
+                    f"Content-Range {header!r} leaves a gap after the {box['received']} bytes received",
+                    "badContent",
+                    "global",
+                )
             if last + 1 < box["total"] and len(body) % QUANTUM:
-                return self._error(400, "Every chunk but the last must be a multiple of 256 KiB", "badContent",
-                                   "global")
-            body = memoryview(body)[box["received"] - first:]  # bytes it already has are ignored
+                return self._error(
+                    400, "Every chunk but the last must be a multiple of 256 KiB", "badContent", "global"
+                )
+            body = memoryview(body)[box["received"] - first :]  # bytes it already has are ignored
             box["overlap"] = box.get("overlap", 0) + (box["received"] - first)
             keep, mode = self._interrupts.popleft() if self._interrupts else (None, None)
             kept = body if keep is None else body[:keep]
@@ -178,12 +208,21 @@ class ResumableUploads:
             if box["received"] == box["total"]:
                 box["video"] = secrets.token_urlsafe(8).replace("-", "x").replace("_", "y")[:11]
                 rows = self.records.setdefault("videos", [])
-                rows.insert(0, {"id": box["video"], "bytes": box["total"], "sha256": box["digest"].hexdigest(),
-                                "title": box["snippet"]["title"], "description": box["snippet"]["description"],
-                                "privacyStatus": box["privacy"], "askedPrivacy": box["asked"],
-                                "session": box["id"], "publishedAt": time.strftime(
-                                    "%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.now()))})
-            answer = (json_response(self._video(box), 201) if box["video"] else self._incomplete(box))
+                rows.insert(
+                    0,
+                    {
+                        "id": box["video"],
+                        "bytes": box["total"],
+                        "sha256": box["digest"].hexdigest(),
+                        "title": box["snippet"]["title"],
+                        "description": box["snippet"]["description"],
+                        "privacyStatus": box["privacy"],
+                        "askedPrivacy": box["asked"],
+                        "session": box["id"],
+                        "publishedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.now())),
+                    },
+                )
+            answer = json_response(self._video(box), 201) if box["video"] else self._incomplete(box)
         if mode == "drop":  # the bytes are kept, the answer never comes: the connection is cut
             request.transport.abort()
             return web.Response(status=500)  # never reaches the client

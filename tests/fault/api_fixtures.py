@@ -37,6 +37,7 @@ def receiver():
 
 @pytest.fixture(scope="module", params=DB_KINDS)
 def api(request, emulators, tmp_path_factory, pg_template, receiver):
-    with api_stack(request.param, tmp_path_factory.mktemp(f"api-{request.param}"), emulators, pg_template,
-                   receiver) as (stack, dns):
+    with api_stack(
+        request.param, tmp_path_factory.mktemp(f"api-{request.param}"), emulators, pg_template, receiver
+    ) as (stack, dns):
         yield Api(stack, dns, receiver, seed_world(stack, receiver), request.param)

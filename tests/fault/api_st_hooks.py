@@ -52,19 +52,30 @@ def _token(subject: str, *roles: str) -> str:
 
 
 def _api(method: str, path: str, owner: str, body: dict) -> dict:
-    request = urllib.request.Request(WORLD["base"] + path, method=method, data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json",
-                                              "Authorization": f"Bearer {_token(owner)}"})
+    request = urllib.request.Request(
+        WORLD["base"] + path,
+        method=method,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {_token(owner)}"},
+    )
     with _OPENER.open(request, timeout=30) as response:
         return json.loads(response.read())["data"]
 
 
 def _fresh_rows(owner: str) -> dict[str, str]:
     """A SendGrid integration with one webhook, for one DELETE or PATCH to change."""
-    integration = _api("POST", "/integrations/api-key", owner,
-                       {"userId": owner, "provider": "SENDGRID", "apiKey": WORLD["sendgridKey"]})["id"]
-    webhook = _api("POST", "/integrations/webhooks", owner,
-                   {"integrationId": integration, "url": WORLD["receiverUrl"], "events": ["*"]})["id"]
+    integration = _api(
+        "POST",
+        "/integrations/api-key",
+        owner,
+        {"userId": owner, "provider": "SENDGRID", "apiKey": WORLD["sendgridKey"]},
+    )["id"]
+    webhook = _api(
+        "POST",
+        "/integrations/webhooks",
+        owner,
+        {"integrationId": integration, "url": WORLD["receiverUrl"], "events": ["*"]},
+    )["id"]
     return {"id": integration, "webhookId": webhook}
 
 
@@ -101,8 +112,11 @@ def before_call(context, case, kwargs):
     # A stateful sequence (create, then use what was created) is one user's: the owner all along.
     stateful = "stateful" in str(getattr(getattr(getattr(case, "meta", None), "phase", None), "name", "")).lower()
     operation = (case.method.upper(), case.path)
-    first = (not stateful and operation not in _SEEN
-             and not any(_negative(case, where) for where in ("path", "query", "body")))
+    first = (
+        not stateful
+        and operation not in _SEEN
+        and not any(_negative(case, where) for where in ("path", "query", "body"))
+    )
     if first:
         _SEEN.add(operation)
     caller = "owner" if stateful or first else rnd.choice(CALLERS)
@@ -125,9 +139,15 @@ def before_call(context, case, kwargs):
     if isinstance(case.body, dict) and not _negative(case, "body") and (first or rnd.random() < REAL):
         # Values that pass the checks a schema cannot state (an allowed redirect origin, a working key,
         # a receiver the daemon may reach, a payload the event handlers accept).
-        known = {"integrationId": WORLD["rows"]["id"], "userId": owner, "apiKey": WORLD["sendgridKey"],
-                 "redirectUri": WORLD["redirectUri"], "url": WORLD["receiverUrl"], "action": WORLD["syncAction"],
-                 "data": {"userId": str(uuid.UUID(int=rnd.getrandbits(128), version=4))}}
+        known = {
+            "integrationId": WORLD["rows"]["id"],
+            "userId": owner,
+            "apiKey": WORLD["sendgridKey"],
+            "redirectUri": WORLD["redirectUri"],
+            "url": WORLD["receiverUrl"],
+            "action": WORLD["syncAction"],
+            "data": {"userId": str(uuid.UUID(int=rnd.getrandbits(128), version=4))},
+        }
         for name, value in known.items():
             if name in case.body:
                 case.body[name] = value
@@ -135,15 +155,30 @@ def before_call(context, case, kwargs):
     if isinstance(data, dict) and data.get("userId") == WORLD["owner"]:  # user.deleted of the world's owner
         data["userId"] = str(uuid.UUID(int=rnd.getrandbits(128), version=4))
     headers.pop("Authorization", None)
-    headers["Authorization"] = "Bearer " + {
-        "owner": lambda: _token(owner),
-        "other": lambda: _token(str(uuid.uuid4())),
-        "service": lambda: _token("content-service", "service"),
-        "admin": lambda: _token(str(uuid.uuid4()), "admin"),
-    }[caller]()
+    headers["Authorization"] = (
+        "Bearer "
+        + {
+            "owner": lambda: _token(owner),
+            "other": lambda: _token(str(uuid.uuid4())),
+            "service": lambda: _token("content-service", "service"),
+            "admin": lambda: _token(str(uuid.uuid4()), "admin"),
+        }[caller]()
+    )
     headers[MARK] = caller
     case.headers = headers
     if os.environ.get("FAULT_TRACE"):
         with open(os.environ["FAULT_TRACE"], "a") as trace:
-            trace.write(json.dumps([case.method, case.path, caller, case.path_parameters, repr(case.body)[:80],
-                                    _negative(case, "path"), str(getattr(case.meta, "phase", ""))[:60]]) + "\n")
+            trace.write(
+                json.dumps(
+                    [
+                        case.method,
+                        case.path,
+                        caller,
+                        case.path_parameters,
+                        repr(case.body)[:80],
+                        _negative(case, "path"),
+                        str(getattr(case.meta, "phase", ""))[:60],
+                    ]
+                )
+                + "\n"
+            )

@@ -109,6 +109,7 @@ class FakeDNS:
 
 # --- receiver ----------------------------------------------------------------
 
+
 class Receiver(TwoAddressReceiver):
     """One port on 127.0.0.77 (allowed) and 127.0.0.1 (forbidden); ``/redirect/<rest>`` bounces to loopback."""
 
@@ -118,12 +119,18 @@ class Receiver(TwoAddressReceiver):
 
 # --- the stack and its data ------------------------------------------------------
 
+
 @contextlib.contextmanager
 def api_stack(kind: str, work: Path, emulators, pg_template, receiver: Receiver):
     """A daemon on a fresh database with the fake DNS and only 127.0.0.77 allowed; yields (stack, dns)."""
     dns = FakeDNS(work)
-    env = {**dns.env(), "WEBHOOK_ALLOWED_NETWORKS": f"{ALLOWED_HOST}/32", "WEBHOOK_TIMEOUT": "2",
-           "WEBHOOK_RETRY_SCHEDULE": "3600", "LOG_FORMAT": "text"}
+    env = {
+        **dns.env(),
+        "WEBHOOK_ALLOWED_NETWORKS": f"{ALLOWED_HOST}/32",
+        "WEBHOOK_TIMEOUT": "2",
+        "WEBHOOK_RETRY_SCHEDULE": "3600",
+        "LOG_FORMAT": "text",
+    }
     with launch_stack(kind, work, emulators, pg_template, extra_env=env) as stack:
         yield stack, dns
 
@@ -140,10 +147,15 @@ class World:
     extra: dict = field(default_factory=dict)
 
     def path_value(self, name: str) -> str:
-        return {"id": self.integration, "webhookId": self.webhook, "deliveryId": self.delivery,
-                "userId": str(self.owner), "provider": "discord",
-                # The world's integration is Discord's, which has no comments: see test_api_security's _expected.
-                "commentId": "UgzMatrixComment01"}[name]
+        return {
+            "id": self.integration,
+            "webhookId": self.webhook,
+            "deliveryId": self.delivery,
+            "userId": str(self.owner),
+            "provider": "discord",
+            # The world's integration is Discord's, which has no comments: see test_api_security's _expected.
+            "commentId": "UgzMatrixComment01",
+        }[name]
 
 
 def seed_world(stack, receiver: Receiver, owner: uuid.UUID | None = None) -> World:
@@ -151,12 +163,20 @@ def seed_world(stack, receiver: Receiver, owner: uuid.UUID | None = None) -> Wor
     connected = stack.connect("DISCORD", owner)
     assert connected["status"] == "success", connected
     integration = connected["integrationId"]
-    hook = stack.api("POST", "/integrations/webhooks", user=owner,
-                     body={"integrationId": integration, "url": receiver.url(), "events": ["media.*"]})
+    hook = stack.api(
+        "POST",
+        "/integrations/webhooks",
+        user=owner,
+        body={"integrationId": integration, "url": receiver.url(), "events": ["media.*"]},
+    )
     assert hook.status == 201, hook.text
     webhook = hook.json()["data"]["id"]
-    emitted = stack.api("POST", f"/integrations/{integration}/events", user=owner,
-                        body={"type": "media.created", "data": {"seed": True}})
+    emitted = stack.api(
+        "POST",
+        f"/integrations/{integration}/events",
+        user=owner,
+        body={"type": "media.created", "data": {"seed": True}},
+    )
     assert emitted.status == 202 and emitted.json()["data"]["deliveriesQueued"] == 1, emitted.text
     listed = stack.api("GET", f"/integrations/webhooks/{webhook}/deliveries", user=owner)
     delivery = listed.json()["data"][0]["id"]
@@ -171,6 +191,22 @@ def query_of(url: str) -> dict[str, str]:
     return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
 
 
-__all__ = ["call", "SYNC_ACTION", "mint", "bearer", "FakeDNS", "Receiver", "World", "seed_world", "api_stack",
-           "wait_for", "IDENTITIES", "ELEVATED", "ALLOWED_HOST", "FORBIDDEN_HOST", "PUBLIC_ADDRESS",
-           "frontend_redirect", "query_of"]
+__all__ = [
+    "call",
+    "SYNC_ACTION",
+    "mint",
+    "bearer",
+    "FakeDNS",
+    "Receiver",
+    "World",
+    "seed_world",
+    "api_stack",
+    "wait_for",
+    "IDENTITIES",
+    "ELEVATED",
+    "ALLOWED_HOST",
+    "FORBIDDEN_HOST",
+    "PUBLIC_ADDRESS",
+    "frontend_redirect",
+    "query_of",
+]

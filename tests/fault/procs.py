@@ -36,16 +36,16 @@ def daemon_env(**extra: str) -> dict:
     """The environment the test set up (clean_env: data dir, ENCRYPTION_KEY, NODE_ENV=test) plus ``extra``,
     with the JWT secret tests/oauth mints tokens with."""
     env = dict(os.environ)
-    env.update(JWT_SECRET=JWT_SECRET, WEBHOOK_ALLOWED_NETWORKS="127.0.0.1/32", LOG_FORMAT="text",
-               WEBHOOK_TIMEOUT="1")
+    env.update(JWT_SECRET=JWT_SECRET, WEBHOOK_ALLOWED_NETWORKS="127.0.0.1/32", LOG_FORMAT="text", WEBHOOK_TIMEOUT="1")
     env.update(extra)
     return env
 
 
 def start_daemon(env: dict, work: Path) -> tuple[str, subprocess.Popen, Path]:
     """A `nexusctl daemon` on a free port, ready (GET /ready 200): (base URL, process, log path)."""
-    port, process = daemons.start_on_free_port(lambda port: {**env, "PORT": str(port)},
-                                               lambda port: work / f"daemon-{port}.log")
+    port, process = daemons.start_on_free_port(
+        lambda port: {**env, "PORT": str(port)}, lambda port: work / f"daemon-{port}.log"
+    )
     return f"http://127.0.0.1:{port}", process, work / f"daemon-{port}.log"
 
 
@@ -70,8 +70,16 @@ def sql(url: str, query: str, *params) -> list:
 
 # The sibling suites' conftests this module used to load by path, kept as names for tests written against
 # them: the same attributes, now tests/support's code.
-oauth_stack = types.SimpleNamespace(NEXUSCTL=daemons.NEXUSCTL, JWT_SECRET=JWT_SECRET, _start=daemons.launch,
-                                    start_on_free_port=daemons.start_on_free_port, PortTaken=daemons.PortTaken,
-                                    call=call, launch_stack=launch_stack, token_for=mint)
-webhook_rig = types.SimpleNamespace(Receiver=CountingReceiver, Daemons=daemons.Daemons, free_port=free_port,
-                                    NEXUSCTL=daemons.NEXUSCTL)
+oauth_stack = types.SimpleNamespace(
+    NEXUSCTL=daemons.NEXUSCTL,
+    JWT_SECRET=JWT_SECRET,
+    _start=daemons.launch,
+    start_on_free_port=daemons.start_on_free_port,
+    PortTaken=daemons.PortTaken,
+    call=call,
+    launch_stack=launch_stack,
+    token_for=mint,
+)
+webhook_rig = types.SimpleNamespace(
+    Receiver=CountingReceiver, Daemons=daemons.Daemons, free_port=free_port, NEXUSCTL=daemons.NEXUSCTL
+)

@@ -40,16 +40,23 @@ def big(api):  # noqa: F811
     world = seed_world(api.stack, api.receiver)
     headers = bearer("owner", world.owner, world.other)
     for n in range(EVENTS):
-        emitted = call("POST", f"{api.base}/integrations/{world.integration}/events", headers=headers,
-                       json_body={"type": "media.created", "data": {"n": n, "blob": chr(97 + n % 26) * BLOB}})
+        emitted = call(
+            "POST",
+            f"{api.base}/integrations/{world.integration}/events",
+            headers=headers,
+            json_body={"type": "media.created", "data": {"n": n, "blob": chr(97 + n % 26) * BLOB}},
+        )
         assert emitted.status == 202 and emitted.json()["data"]["deliveriesQueued"] == 1, emitted.text
     return world, headers
 
 
 def _page(api, world, headers, limit=1000, cursor=None):  # noqa: F811
     query = {"limit": limit, **({"cursor": cursor} if cursor else {})}
-    answer = call("GET", f"{api.base}/integrations/webhooks/{world.webhook}/deliveries?"
-                         f"{urllib.parse.urlencode(query)}", headers=headers)
+    answer = call(
+        "GET",
+        f"{api.base}/integrations/webhooks/{world.webhook}/deliveries?{urllib.parse.urlencode(query)}",
+        headers=headers,
+    )
     assert answer.status == 200, answer.text[:300]
     return answer
 
@@ -144,11 +151,31 @@ def test_events_tail_prints_a_thousand_large_events_without_holding_them_all(api
     import sys
 
     world, _headers = big
-    tail = subprocess.run([sys.executable, "-c", _PEAK_RSS_OF_CLI, "events", "tail", "--integration", world.integration,
-                           "--type", "media.created", "--last", "1000", "--json", "--timeout", "1s"],
-                          env=api.stack.env, capture_output=True, text=True, timeout=120)
+    tail = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _PEAK_RSS_OF_CLI,
+            "events",
+            "tail",
+            "--integration",
+            world.integration,
+            "--type",
+            "media.created",
+            "--last",
+            "1000",
+            "--json",
+            "--timeout",
+            "1s",
+        ],
+        env=api.stack.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     printed = [json.loads(line) for line in tail.stdout.splitlines() if line.strip()]
-    assert sorted(row["payload"]["n"] for row in printed if "n" in row["payload"]) == list(range(EVENTS)), \
-        tail.stderr[-500:]
+    assert sorted(row["payload"]["n"] for row in printed if "n" in row["payload"]) == list(range(EVENTS)), tail.stderr[
+        -500:
+    ]
     peak_kb = int(tail.stderr.rsplit("peak-rss-kb ", 1)[1].split()[0])
     assert peak_kb < CLI_RSS_LIMIT_KB, f"events tail peaked at {peak_kb // 1024} MB"

@@ -35,7 +35,8 @@ ST = Path(sys.executable).parent / "st"
 CHECKS = os.environ.get("FUZZ_CHECKS") or (
     "not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,"
     "response_schema_conformance,negative_data_rejection,missing_required_header,use_after_free,"
-    "ensure_resource_availability")
+    "ensure_resource_availability"
+)
 # Cases per operation and phase: SQLite gets the larger share, PostgreSQL (with Redis) repeats the run smaller.
 MAX_EXAMPLES = {"sqlite": 30, "postgres": 15}
 MIN_CASES = {"sqlite": 1200, "postgres": 900}
@@ -52,46 +53,88 @@ expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413", "41
 
 def test_fuzzed_api_answers_match_the_document(api, tmp_path):  # noqa: F811
     world = tmp_path / "world.json"
-    world.write_text(json.dumps({
-        "base": api.base, "jwtSecret": JWT_SECRET, "owner": str(api.world.owner),
-        "rows": {name: api.world.path_value(name) for name in ("id", "webhookId", "deliveryId", "userId", "provider")},
-        "sendgridKey": api.stack.emulators.sendgrid_key(), "receiverUrl": api.receiver.url(path="/fuzz"),
-        "redirectUri": frontend_redirect(), "syncAction": SYNC_ACTION,
-    }))
+    world.write_text(
+        json.dumps(
+            {
+                "base": api.base,
+                "jwtSecret": JWT_SECRET,
+                "owner": str(api.world.owner),
+                "rows": {
+                    name: api.world.path_value(name) for name in ("id", "webhookId", "deliveryId", "userId", "provider")
+                },
+                "sendgridKey": api.stack.emulators.sendgrid_key(),
+                "receiverUrl": api.receiver.url(path="/fuzz"),
+                "redirectUri": frontend_redirect(),
+                "syncAction": SYNC_ACTION,
+            }
+        )
+    )
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL")}
-    env.update(SCHEMATHESIS_HOOKS="api_st_hooks", FAULT_WORLD=str(world), NO_COLOR="1", COLUMNS="200",
-               FAULT_TRACE=os.environ.get("FAULT_TRACE", ""),
-               PYTHONPATH=os.pathsep.join([str(HERE), str(HERE.parent)]))
+    env.update(
+        SCHEMATHESIS_HOOKS="api_st_hooks",
+        FAULT_WORLD=str(world),
+        NO_COLOR="1",
+        COLUMNS="200",
+        FAULT_TRACE=os.environ.get("FAULT_TRACE", ""),
+        PYTHONPATH=os.pathsep.join([str(HERE), str(HERE.parent)]),
+    )
     (tmp_path / "schemathesis.toml").write_text(CONFIG)
-    command = [str(ST), "--config-file", str(tmp_path / "schemathesis.toml"), "run", f"{api.base}/openapi.json",
-               "--checks", CHECKS,
-               "--max-examples", str(MAX_EXAMPLES[api.kind]), "--phases", "examples,coverage,fuzzing,stateful",
-               "--max-failures", "20", "--request-timeout", "20", "--no-color"]
+    command = [
+        str(ST),
+        "--config-file",
+        str(tmp_path / "schemathesis.toml"),
+        "run",
+        f"{api.base}/openapi.json",
+        "--checks",
+        CHECKS,
+        "--max-examples",
+        str(MAX_EXAMPLES[api.kind]),
+        "--phases",
+        "examples,coverage,fuzzing,stateful",
+        "--max-failures",
+        "20",
+        "--request-timeout",
+        "20",
+        "--no-color",
+    ]
     if SEED != "random":
         command += ["--seed", SEED]
     run = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     output = run.stdout + run.stderr
-    print(output[output.find("FAILURES" if run.returncode else "WARNINGS"):])  # with -s or -rP
+    print(output[output.find("FAILURES" if run.returncode else "WARNINGS") :])  # with -s or -rP
     assert run.returncode == 0, output[-20000:]
     generated = re.search(r"(\d+) generated", output)
     assert generated and int(generated.group(1)) >= MIN_CASES[api.kind], output[-3000:]
     assert "Traceback" not in api.stack.logs(), api.stack.logs()[-5000:]
     # Not only refusals: every operation answered with success at least once (the callbacks
     # need a state only a real browser flow has: tests/oauth and test_api_security.py cover them).
-    answered = {(m.group(1), m.group(2)) for m in re.finditer(
-        r'nexus_http_requests_total\{method="(\w+)",route="([^"]+)",status="([23]\d\d)"\}',
-        call("GET", f"{api.base}/metrics").text)}
-    documented = {(method.upper(), path)
-                  for path, ops in call("GET", f"{api.base}/openapi.json").json()["paths"].items()
-                  for method in ops}
+    answered = {
+        (m.group(1), m.group(2))
+        for m in re.finditer(
+            r'nexus_http_requests_total\{method="(\w+)",route="([^"]+)",status="([23]\d\d)"\}',
+            call("GET", f"{api.base}/metrics").text,
+        )
+    }
+    documented = {
+        (method.upper(), path)
+        for path, ops in call("GET", f"{api.base}/openapi.json").json()["paths"].items()
+        for method in ops
+    }
     # Nor a Slack command, which needs Slack's signature (tests/oauth/test_slack_commands.py), nor a reply to a
     # comment, which needs a comment at TikTok, YouTube, Instagram or Facebook (the world's integration is
     # Discord's: tests/oauth/test_comments.py replies through the API and the CLI).
     # Nor the provider API proxy: a success is the provider's answer to a path it has, which a generated path
     # is not (tests/oauth/test_proxy.py calls real ones for every provider; test_api_security.py's matrix too).
     proxy = {(method, "/integrations/{id}/proxy/{path}") for method in ("GET", "POST", "PUT", "PATCH", "DELETE")}
-    never = documented - answered - proxy - {("GET", "/integrations/oauth/callback/{provider}"),
-                                             ("POST", "/integrations/oauth/callback/{provider}/keys"),
-                                             ("POST", "/integrations/inbound/slack/commands"),
-                                             ("POST", "/integrations/{id}/comments/{commentId}/replies")}
+    never = (
+        documented
+        - answered
+        - proxy
+        - {
+            ("GET", "/integrations/oauth/callback/{provider}"),
+            ("POST", "/integrations/oauth/callback/{provider}/keys"),
+            ("POST", "/integrations/inbound/slack/commands"),
+            ("POST", "/integrations/{id}/comments/{commentId}/replies"),
+        }
+    )
     assert not never, f"never answered with success: {sorted(never)}"

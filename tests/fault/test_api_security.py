@@ -58,6 +58,7 @@ def test_the_daemon_serves_this_document(api):  # noqa: F811
 
 # --- authorization matrix ------------------------------------------------------------------
 
+
 def _values(daemon, world) -> dict:
     """A valid value for each request field the API has, by name (what a real caller would send)."""
     return {
@@ -70,7 +71,9 @@ def _values(daemon, world) -> dict:
         "name": "renamed by the matrix",
         "data": {"userId": str(uuid.uuid4())},  # ingest: a user with nothing to delete
         "type": "media.created",  # unless the field has an enum (ingest), see _value
-        "user_id": "x" * 43, "consumer_key": "ck_matrix", "consumer_secret": "cs_matrix",  # an unknown state
+        "user_id": "x" * 43,
+        "consumer_key": "ck_matrix",
+        "consumer_secret": "cs_matrix",  # an unknown state
     }
 
 
@@ -82,8 +85,9 @@ def _value(name: str, schema: dict, values: dict):
     if name in values:
         return values[name]
     kind = schema.get("type")
-    return {"string": "x", "integer": schema.get("minimum", 1), "boolean": True, "object": {},
-            "array": ["x"]}.get(kind if isinstance(kind, str) else "string")
+    return {"string": "x", "integer": schema.get("minimum", 1), "boolean": True, "object": {}, "array": ["x"]}.get(
+        kind if isinstance(kind, str) else "string"
+    )
 
 
 def _body(operation: dict, values: dict):
@@ -97,8 +101,7 @@ def _body(operation: dict, values: dict):
 
 
 def _roles(operation: dict) -> set[str]:
-    return {role for requirement in operation.get("security", []) for scopes in requirement.values()
-            for role in scopes}
+    return {role for requirement in operation.get("security", []) for scopes in requirement.values() for role in scopes}
 
 
 def _success(operation: dict) -> int:
@@ -107,8 +110,11 @@ def _success(operation: dict) -> int:
 
 def _send(daemon, world, method: str, path: str, who: str):
     operation = DOC["paths"][path][method.lower()]
-    url = daemon.base + re.sub(r"{(\w+)}", lambda m: PROXY_PATH if m.group(1) == "path" else urllib.parse.quote(
-        world.path_value(m.group(1)), safe=""), path)
+    url = daemon.base + re.sub(
+        r"{(\w+)}",
+        lambda m: PROXY_PATH if m.group(1) == "path" else urllib.parse.quote(world.path_value(m.group(1)), safe=""),
+        path,
+    )
     body = _body(operation, _values(daemon, world))
     return call(method, url, json_body=body, headers=bearer(who, world.owner, world.other)), body
 
@@ -170,9 +176,14 @@ def test_authorization_matrix(api, method, path):  # noqa: F811
             if leaked:
                 wrong.append(f"other: the owner's rows {leaked} are in the answer")
         if who == "other" and method == "DELETE":  # refused, so the owner's row is still there
-            still = call("GET", api.base + path.replace("{id}", shared.integration).replace(
-                "{webhookId}", shared.webhook).replace("{path}", PROXY_PATH),
-                headers=bearer("owner", shared.owner, shared.other))
+            still = call(
+                "GET",
+                api.base
+                + path.replace("{id}", shared.integration)
+                .replace("{webhookId}", shared.webhook)
+                .replace("{path}", PROXY_PATH),
+                headers=bearer("owner", shared.owner, shared.other),
+            )
             if still.status != 200:
                 wrong.append(f"other: after the refused DELETE the owner gets {still.status}")
     assert not wrong, f"{method} {path}:\n  " + "\n  ".join(wrong)
@@ -260,10 +271,18 @@ def test_hostile_webhook_urls_are_refused_on_create_and_update(api):  # noqa: F8
     before = call("GET", f"{api.base}/integrations/webhooks/{api.world.webhook}", headers=_owner(api)).json()["data"]
     wrong = []
     for url, why in _hostile(api):
-        made = call("POST", f"{api.base}/integrations/webhooks", headers=_owner(api),
-                    json_body={"integrationId": api.world.integration, "url": url, "events": ["*"]})
-        changed = call("PATCH", f"{api.base}/integrations/webhooks/{api.world.webhook}", headers=_owner(api),
-                       json_body={"url": url})
+        made = call(
+            "POST",
+            f"{api.base}/integrations/webhooks",
+            headers=_owner(api),
+            json_body={"integrationId": api.world.integration, "url": url, "events": ["*"]},
+        )
+        changed = call(
+            "PATCH",
+            f"{api.base}/integrations/webhooks/{api.world.webhook}",
+            headers=_owner(api),
+            json_body={"url": url},
+        )
         for verb, response in (("create", made), ("update", changed)):
             error = response.json().get("error") or {}
             if response.status != 400 or error.get("code") != "VALIDATION_ERROR" or why not in error.get("message", ""):
@@ -271,8 +290,9 @@ def test_hostile_webhook_urls_are_refused_on_create_and_update(api):  # noqa: F8
     assert not wrong, "\n".join(wrong)
     after = call("GET", f"{api.base}/integrations/webhooks/{api.world.webhook}", headers=_owner(api)).json()["data"]
     assert after["url"] == before["url"]
-    listed = call("GET", f"{api.base}/integrations/webhooks?integrationId={api.world.integration}",
-                  headers=_owner(api)).json()["data"]
+    listed = call(
+        "GET", f"{api.base}/integrations/webhooks?integrationId={api.world.integration}", headers=_owner(api)
+    ).json()["data"]
     assert [hook["id"] for hook in listed] == [api.world.webhook]  # nothing hostile was stored
     assert api.receiver.paths(FORBIDDEN_HOST) == []
 
@@ -281,31 +301,46 @@ def test_the_allowed_address_and_names_resolving_to_it_are_accepted(api):  # noq
     """The control: the same requests with an address the daemon may reach get through."""
     api.dns.set("good.fault.test", ALLOWED_HOST)
     for url in (api.receiver.url(path="/control"), f"http://good.fault.test:{api.receiver.port}/control"):
-        made = call("POST", f"{api.base}/integrations/webhooks", headers=_owner(api),
-                    json_body={"integrationId": api.world.integration, "url": url, "events": ["ssrf.control"]})
+        made = call(
+            "POST",
+            f"{api.base}/integrations/webhooks",
+            headers=_owner(api),
+            json_body={"integrationId": api.world.integration, "url": url, "events": ["ssrf.control"]},
+        )
         assert made.status == 201, made.text
         call("DELETE", f"{api.base}/integrations/webhooks/{made.json()['data']['id']}", headers=_owner(api))
 
 
 def _hook(daemon, url: str, event: str) -> str:
-    made = call("POST", f"{daemon.base}/integrations/webhooks", headers=_owner(daemon),
-                json_body={"integrationId": daemon.world.integration, "url": url, "events": [event]})
+    made = call(
+        "POST",
+        f"{daemon.base}/integrations/webhooks",
+        headers=_owner(daemon),
+        json_body={"integrationId": daemon.world.integration, "url": url, "events": [event]},
+    )
     assert made.status == 201, made.text
     return made.json()["data"]["id"]
 
 
 def _emit(daemon, event: str) -> None:
-    emitted = call("POST", f"{daemon.base}/integrations/{daemon.world.integration}/events", headers=_owner(daemon),
-                   json_body={"type": event, "data": {}})
+    emitted = call(
+        "POST",
+        f"{daemon.base}/integrations/{daemon.world.integration}/events",
+        headers=_owner(daemon),
+        json_body={"type": event, "data": {}},
+    )
     assert emitted.status == 202, emitted.text
 
 
 def _attempted(daemon, hook_id: str) -> dict:
     """The webhook's first delivery once its first attempt is over."""
+
     def done():
-        rows = call("GET", f"{daemon.base}/integrations/webhooks/{hook_id}/deliveries",
-                    headers=_owner(daemon)).json()["data"]
+        rows = call("GET", f"{daemon.base}/integrations/webhooks/{hook_id}/deliveries", headers=_owner(daemon)).json()[
+            "data"
+        ]
         return rows[0] if rows and rows[0]["attempts"] >= 1 and rows[0]["status"] != "PENDING" else None
+
     return wait_for(done, what=f"the first attempt of webhook {hook_id}")
 
 
@@ -355,6 +390,7 @@ def test_a_redirect_to_loopback_is_not_followed(api):  # noqa: F811
 
 # --- OAuth state ---------------------------------------------------------------------------
 
+
 def _start(daemon, provider: str, user: uuid.UUID) -> dict:
     answer = daemon.stack.initiate(provider, user)
     assert answer.status == 200, answer.text
@@ -379,7 +415,8 @@ def _refused(daemon, response, mention: str = "") -> None:
     never to a redirectUri the state names (it was not validated); why is in the daemon's log."""
     assert response.status == 302, (response.status, response.location, response.text[:300])
     assert response.location.split("?")[0].rstrip("/") == FRONTEND and not response.location.startswith(
-        frontend_redirect()), response.location
+        frontend_redirect()
+    ), response.location
     query = query_of(response.location)
     assert (query["status"], query["code"]) == ("error", "OAUTH_FAILED") and "integrationId" not in query, query
     assert response.headers.get("Referrer-Policy") == "no-referrer"
@@ -389,7 +426,10 @@ def _refused(daemon, response, mention: str = "") -> None:
 def _error_redirect(response) -> dict:
     """A usable state but a failed connection: back to the caller's redirectUri with status=error."""
     assert response.status == 302 and response.location.startswith(frontend_redirect() + "?"), (
-        response.status, response.location, response.text[:300])
+        response.status,
+        response.location,
+        response.text[:300],
+    )
     query = query_of(response.location)
     assert query["status"] == "error" and "integrationId" not in query, query
     return query
@@ -398,8 +438,9 @@ def _error_redirect(response) -> dict:
 def _with_query(url: str, **changes) -> str:
     parts = urllib.parse.urlsplit(url)
     query = {**dict(urllib.parse.parse_qsl(parts.query)), **changes}
-    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(
-        {k: v for k, v in query.items() if v is not None})))
+    return urllib.parse.urlunsplit(
+        parts._replace(query=urllib.parse.urlencode({k: v for k, v in query.items() if v is not None}))
+    )
 
 
 def test_a_replayed_state_is_refused(api):  # noqa: F811
@@ -433,8 +474,9 @@ def _expire(daemon, state: str) -> None:
         import sqlite3
 
         with sqlite3.connect(daemon.stack.database_url.removeprefix("sqlite:///")) as conn:
-            changed = conn.execute("UPDATE oauth_states SET expires_at = '2000-01-01 00:00:00.000000' WHERE state = ?",
-                                   (digest,)).rowcount
+            changed = conn.execute(
+                "UPDATE oauth_states SET expires_at = '2000-01-01 00:00:00.000000' WHERE state = ?", (digest,)
+            ).rowcount
         assert changed == 1
 
 
@@ -469,8 +511,9 @@ def test_a_state_from_another_users_flow_does_not_connect_either(api):  # noqa: 
     assert _connected(api, alice) == [] and _connected(api, bob) == []
 
 
-@pytest.mark.parametrize("state", ["x" * 43, "", " ", "%00", "../../etc/passwd", "é" * 20, "a" * 4000,
-                                   "' OR 1=1 --", "null"])
+@pytest.mark.parametrize(
+    "state", ["x" * 43, "", " ", "%00", "../../etc/passwd", "é" * 20, "a" * 4000, "' OR 1=1 --", "null"]
+)
 def test_unknown_or_garbage_states_are_refused(api, state):  # noqa: F811
     user = uuid.uuid4()
     callback = _consent(_start(api, "DISCORD", user))
@@ -491,49 +534,81 @@ def test_a_callback_without_a_code_or_without_a_state_connects_nothing(api):  # 
 
 # --- malformed HTTP ------------------------------------------------------------------------
 
+
 def test_unparsable_http_is_a_400_and_one_log_line_without_the_request(api):  # noqa: F811
     token = bearer("owner", api.world.owner, api.world.other)["Authorization"]
     host, port = urllib.parse.urlsplit(api.base).hostname, urllib.parse.urlsplit(api.base).port
-    for raw in (f"GET /health HTTP/1.1\r\nHost: x\r\nAuthorization: {token}\x00\r\n\r\n".encode(),
-                b"GET /he alth HTTP/1.1\r\nHost: x\r\n\r\n", b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03"):
+    for raw in (
+        f"GET /health HTTP/1.1\r\nHost: x\r\nAuthorization: {token}\x00\r\n\r\n".encode(),
+        b"GET /he alth HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03",
+    ):
         with socket.create_connection((host, port), timeout=10) as conn:
             conn.sendall(raw)
             status_line = conn.recv(200).split(b"\r\n", 1)[0]
             assert status_line.split()[1:2] == [b"400"], (raw[:40], status_line)
     # A request line longer than aiohttp reads (8190 bytes) gets the API's JSON error, as every route answers.
     user = api.world.owner
-    long = call("GET", f"{api.base}/integrations/user/{user}/health?cursor={'x' * 9000}",
-                headers=bearer("owner", api.world.owner, api.world.other))
+    long = call(
+        "GET",
+        f"{api.base}/integrations/user/{user}/health?cursor={'x' * 9000}",
+        headers=bearer("owner", api.world.owner, api.world.other),
+    )
     assert long.status == 400 and long.headers["Content-Type"].startswith("application/json"), long.text
     assert long.json()["error"]["code"] == "VALIDATION_ERROR" and long.json()["success"] is False
     # aiohttp itself logs a first request that is not HTTP at all (TLS) at DEBUG only.
-    log = wait_for(lambda: (text := api.stack.logs()).count("malformed HTTP request") >= 2 and text,
-                   what="the log lines")
+    log = wait_for(
+        lambda: (text := api.stack.logs()).count("malformed HTTP request") >= 2 and text, what="the log lines"
+    )
     assert "Traceback" not in log and token.split()[1] not in log
 
 
 # --- emitted events cannot speak for the platform ------------------------------------------
 
-@pytest.mark.parametrize("event", ["user.deleted", "content.published", "integration.connected",
-                                   "integration.disconnected", "webhook.delivered", "slack.command"])
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        "user.deleted",
+        "content.published",
+        "integration.connected",
+        "integration.disconnected",
+        "webhook.delivered",
+        "slack.command",
+    ],
+)
 def test_an_emitted_event_cannot_take_a_reserved_name(api, event):  # noqa: F811
     """Found by the fuzzer on PostgreSQL: POST /integrations/{id}/events with type user.deleted was relayed
     to the event bus, and this service's own consumer deleted the user's integrations; with
     data.userId it named any other user."""
     victim = seed_world(api.stack, api.receiver)
-    emitted = call("POST", f"{api.base}/integrations/{api.world.integration}/events", headers=_owner(api),
-                   json_body={"type": event, "data": {"userId": str(victim.owner)}})
+    emitted = call(
+        "POST",
+        f"{api.base}/integrations/{api.world.integration}/events",
+        headers=_owner(api),
+        json_body={"type": event, "data": {"userId": str(victim.owner)}},
+    )
     assert emitted.status == 400, emitted.text
     assert emitted.json()["error"]["code"] == "VALIDATION_ERROR" and "reserved" in emitted.json()["error"]["message"]
-    assert call("GET", f"{api.base}/integrations/{victim.integration}",
-                headers=bearer("owner", victim.owner, victim.other)).status == 200
+    assert (
+        call(
+            "GET", f"{api.base}/integrations/{victim.integration}", headers=bearer("owner", victim.owner, victim.other)
+        ).status
+        == 200
+    )
 
 
 def test_an_emitted_event_is_about_the_callers_own_integration(api):  # noqa: F811
     victim = seed_world(api.stack, api.receiver)
-    emitted = call("POST", f"{api.base}/integrations/{api.world.integration}/events", headers=_owner(api),
-                   json_body={"type": "spoof.attempt", "data": {"userId": str(victim.owner),
-                                                                "integrationId": victim.integration, "x": 1}})
+    emitted = call(
+        "POST",
+        f"{api.base}/integrations/{api.world.integration}/events",
+        headers=_owner(api),
+        json_body={
+            "type": "spoof.attempt",
+            "data": {"userId": str(victim.owner), "integrationId": victim.integration, "x": 1},
+        },
+    )
     assert emitted.status == 202, emitted.text
     (data,) = api.stack.sql("SELECT data FROM outbox_events WHERE id = %s", emitted.json()["data"]["id"])[0:1][0]
     data = json.loads(data) if isinstance(data, str) else data
@@ -551,13 +626,26 @@ UNSTORABLE = [
     ("PATCH", "/integrations/{id}", r'{"metadata": {"a": ["\ud800"]}}', "surrogate"),
     ("PATCH", "/integrations/webhooks/{webhookId}", r'{"metadata": {"a": "\u0000"}}', "NUL"),
     ("POST", "/integrations/{id}/events", r'{"type": "media.created", "data": {"caption": "\u0000"}}', "NUL"),
-    ("POST", "/integrations/oauth/initiate", '{"userId": "{owner}", "provider": "DISCORD", '
-     '"redirectUri": "http://app.nexus.test/x", "metadata": {"a": "\\udfff"}}', "surrogate"),
+    (
+        "POST",
+        "/integrations/oauth/initiate",
+        '{"userId": "{owner}", "provider": "DISCORD", '
+        '"redirectUri": "http://app.nexus.test/x", "metadata": {"a": "\\udfff"}}',
+        "surrogate",
+    ),
     # A control character in an API key went into the provider call's Authorization header: aiohttp refused it, 500.
-    ("POST", "/integrations/api-key",
-     '{"userId": "{owner}", "provider": "SENDGRID", "apiKey": "SG.a\\u0001b"}', "apiKey"),
-    ("POST", "/integrations/api-key",
-     '{"userId": "{owner}", "provider": "SENDGRID", "apiKey": "SG.a\\u007fb"}', "apiKey"),
+    (
+        "POST",
+        "/integrations/api-key",
+        '{"userId": "{owner}", "provider": "SENDGRID", "apiKey": "SG.a\\u0001b"}',
+        "apiKey",
+    ),
+    (
+        "POST",
+        "/integrations/api-key",
+        '{"userId": "{owner}", "provider": "SENDGRID", "apiKey": "SG.a\\u007fb"}',
+        "apiKey",
+    ),
     ("PATCH", "/integrations/{id}", '{"metadata": ' + "[" * 100000 + "]" * 100000 + "}", "not valid JSON"),
     ("PATCH", "/integrations/{id}", '{"metadata": ' + '{"a": ' * 100 + "1" + "}" * 100 + "}", "nested deeper"),
     # Numbers JSON cannot carry: Python's json.loads takes NaN and Infinity and reads 1e999 as inf (500s).
@@ -567,15 +655,25 @@ UNSTORABLE = [
     ("POST", "/integrations/{id}/events", '{"type": "media.created", "data": {"n": 1e999}}', "data contains a number"),
     ("POST", "/integrations/{id}/events", '{"type": "media.created", "data": {"n": -1e999}}', "data contains a number"),
     ("POST", "/integrations/events/ingest", '{"type": "user.deleted", "data": {"n": NaN}}', "data contains a number"),
-    ("POST", "/integrations/oauth/callback/woocommerce/keys", '{"key_id": Infinity, "user_id": "x"}',
-     "body contains a number"),
-    ("POST", "/integrations/oauth/initiate", '{"userId": "{owner}", "provider": "DISCORD", '
-     '"redirectUri": "http://app.nexus.test/x", "metadata": {"n": 1E400}}', "metadata contains a number"),
+    (
+        "POST",
+        "/integrations/oauth/callback/woocommerce/keys",
+        '{"key_id": Infinity, "user_id": "x"}',
+        "body contains a number",
+    ),
+    (
+        "POST",
+        "/integrations/oauth/initiate",
+        '{"userId": "{owner}", "provider": "DISCORD", '
+        '"redirectUri": "http://app.nexus.test/x", "metadata": {"n": 1E400}}',
+        "metadata contains a number",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("method", "path", "raw", "mention"), UNSTORABLE,
-                         ids=[f"{m} {p} {why}" for m, p, _, why in UNSTORABLE])
+@pytest.mark.parametrize(
+    ("method", "path", "raw", "mention"), UNSTORABLE, ids=[f"{m} {p} {why}" for m, p, _, why in UNSTORABLE]
+)
 def test_text_that_cannot_be_stored_or_sent_is_a_400(api, method, path, raw, mention):  # noqa: F811
     url = api.base + re.sub(r"{(\w+)}", lambda m: api.world.path_value(m.group(1)), path)
     body = raw.replace("{owner}", str(api.world.owner)).encode()
@@ -590,6 +688,7 @@ def test_text_that_cannot_be_stored_or_sent_is_a_400(api, method, path, raw, men
 
 # --- deletes racing the delivery worker ----------------------------------------------------
 
+
 @pytest.mark.parametrize("target", ["integration", "webhook"])
 def test_deleting_while_deliveries_are_recorded_never_fails(api, target):  # noqa: F811
     """Found by the fuzzer on PostgreSQL: a DELETE that cascaded integration -> webhooks -> deliveries
@@ -598,15 +697,27 @@ def test_deleting_while_deliveries_are_recorded_never_fails(api, target):  # noq
     for round_ in range(12):  # it failed in 3 of 25 rounds before the fix
         owner = str(uuid.uuid4())
         headers = bearer("owner", owner, uuid.uuid4())
-        made = call("POST", f"{api.base}/integrations/api-key", headers=headers,
-                    json_body={"userId": owner, "provider": "SENDGRID", "apiKey": api.stack.emulators.sendgrid_key()})
+        made = call(
+            "POST",
+            f"{api.base}/integrations/api-key",
+            headers=headers,
+            json_body={"userId": owner, "provider": "SENDGRID", "apiKey": api.stack.emulators.sendgrid_key()},
+        )
         integration = made.json()["data"]["id"]
         path = f"/race/{api.kind}/{target}/{round_}"
-        hook = call("POST", f"{api.base}/integrations/webhooks", headers=headers, json_body={
-            "integrationId": integration, "url": api.receiver.url(path=path), "events": ["*"]}).json()["data"]["id"]
+        hook = call(
+            "POST",
+            f"{api.base}/integrations/webhooks",
+            headers=headers,
+            json_body={"integrationId": integration, "url": api.receiver.url(path=path), "events": ["*"]},
+        ).json()["data"]["id"]
         for n in range(8):
-            call("POST", f"{api.base}/integrations/{integration}/events", headers=headers,
-                 json_body={"type": "race.test", "data": {"n": n}})
+            call(
+                "POST",
+                f"{api.base}/integrations/{integration}/events",
+                headers=headers,
+                json_body={"type": "race.test", "data": {"n": n}},
+            )
         wait_for(lambda: path in api.receiver.paths(), what="a delivery in flight")  # noqa: B023
         url = f"/integrations/{integration}" if target == "integration" else f"/integrations/webhooks/{hook}"
         deleted = call("DELETE", api.base + url, headers=headers)
@@ -679,23 +790,37 @@ def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-@pytest.mark.parametrize("token", [
-    "abc",  # one segment
-    f"{_b64(bytes([0xFF, 0xFE]))}.e30.x",  # a header that is not UTF-8
-    f"{_b64(b'not json')}.e30.x",  # a header that is not JSON
-    f"{_b64(b'[1]')}.e30.x",  # JSON, not an object
-    _b64(b'{"alg":"HS256"}') + "." + _b64(bytes([0xFF])) + ".%%%",  # a payload and signature that are not base64
-], ids=["segments", "utf8", "json", "array", "base64"])
+@pytest.mark.parametrize(
+    "token",
+    [
+        "abc",  # one segment
+        f"{_b64(bytes([0xFF, 0xFE]))}.e30.x",  # a header that is not UTF-8
+        f"{_b64(b'not json')}.e30.x",  # a header that is not JSON
+        f"{_b64(b'[1]')}.e30.x",  # JSON, not an object
+        _b64(b'{"alg":"HS256"}') + "." + _b64(bytes([0xFF])) + ".%%%",  # a payload and signature that are not base64
+    ],
+    ids=["segments", "utf8", "json", "array", "base64"],
+)
 def test_an_undecodable_bearer_token_gets_one_fixed_answer(api, token):  # noqa: F811
     """Whatever PyJWT's decoder said (codec, JSON, padding errors) stays out of the answer."""
-    answer = call("GET", f"{api.base}/integrations/user/{api.world.owner}",
-                  headers={"Authorization": f"Bearer {token}"})
+    answer = call(
+        "GET", f"{api.base}/integrations/user/{api.world.owner}", headers={"Authorization": f"Bearer {token}"}
+    )
     assert answer.status == 401
     assert answer.json()["error"] == {"code": "UNAUTHORIZED", "message": "invalid token: not a well-formed JWT"}
 
 
-@pytest.mark.parametrize("path", ["/integrations/user/{owner}", "/integrations/user/{owner}?limit=1",
-                                  "/integrations/webhooks", "/integrations/{integration}", "/health", "/ready"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/integrations/user/{owner}",
+        "/integrations/user/{owner}?limit=1",
+        "/integrations/webhooks",
+        "/integrations/{integration}",
+        "/health",
+        "/ready",
+    ],
+)
 def test_an_unknown_query_parameter_is_ignored(api, path):  # noqa: F811
     """A cache-buster (`?_=...`, as jQuery adds) or a tracking parameter changes nothing: same status, same data."""
     world = api.world
@@ -708,22 +833,33 @@ def test_an_unknown_query_parameter_is_ignored(api, path):  # noqa: F811
     assert busted.json()["data"] == plain.json()["data"]
 
 
-@pytest.mark.parametrize("method, path, body", [
-    ("GET", "/health", None), ("GET", "/ready", None), ("GET", "/integrations/user/{owner}", None),
-    ("GET", "/integrations/no-such-route/x", None), ("GET", "/integrations/{integration}?limit=x", None),
-    ("POST", "/integrations/oauth/initiate", b"{"),
-])
+@pytest.mark.parametrize(
+    "method, path, body",
+    [
+        ("GET", "/health", None),
+        ("GET", "/ready", None),
+        ("GET", "/integrations/user/{owner}", None),
+        ("GET", "/integrations/no-such-route/x", None),
+        ("GET", "/integrations/{integration}?limit=x", None),
+        ("POST", "/integrations/oauth/initiate", b"{"),
+    ],
+)
 def test_every_json_answer_ends_with_a_newline(api, method, path, body):  # noqa: F811
     """/health, /ready, data and errors alike: `curl` output leaves the prompt on its own line."""
     world = api.world
     url = api.base + path.format(owner=world.owner, integration=world.integration)
-    answer = call(method, url, headers={**bearer("owner", world.owner, world.other),
-                                        "Content-Type": "application/json"}, data=body)
+    answer = call(
+        method,
+        url,
+        headers={**bearer("owner", world.owner, world.other), "Content-Type": "application/json"},
+        data=body,
+    )
     assert answer.headers.get("Content-Type", "").startswith("application/json")
     assert answer.body.endswith(b"}\n") and json.loads(answer.body) is not None
 
 
 # --- the text log cannot be forged ------------------------------------------------------------
+
 
 def test_control_characters_in_a_request_path_are_escaped_in_the_text_log(api):  # noqa: F811
     """The path is logged percent-decoded: %0a was a real newline (a forged log line), %1b a terminal escape."""
@@ -732,8 +868,10 @@ def test_control_characters_in_a_request_path_are_escaped_in_the_text_log(api): 
     path = f"/integrations/{marker}%0a" + urllib.parse.quote(forged, safe="") + "%0d%1b[2J%c2%85%e2%80%a8end"
     answer = call("GET", api.base + path, headers=_owner(api))
     assert answer.status == 400, answer.text  # not a UUID
-    lines = wait_for(lambda: [line for line in api.stack.logs().splitlines() if marker in line] or None,
-                     what="the request's log line")
+    lines = wait_for(
+        lambda: [line for line in api.stack.logs().splitlines() if marker in line] or None,
+        what="the request's log line",
+    )
     assert len(lines) == 1, lines  # one request, one line: nothing after the newline became a line of its own
     (line,) = lines
     assert f"{marker}\\x0a{forged}\\x0d\\x1b[2J\\x85\\u2028end" in line, line
@@ -745,8 +883,11 @@ def test_control_characters_in_a_request_path_are_escaped_in_the_text_log(api): 
 MANY_KEYS = {f"k{i}": i for i in range(51)}
 HUGE_VALUE = {"note": "x" * (16 * 1024)}
 METADATA_WRITES = [
-    ("POST", "/integrations/oauth/initiate", {"userId": "{owner}", "provider": "DISCORD",
-                                             "redirectUri": "http://app.nexus.test/x"}),
+    (
+        "POST",
+        "/integrations/oauth/initiate",
+        {"userId": "{owner}", "provider": "DISCORD", "redirectUri": "http://app.nexus.test/x"},
+    ),
     ("POST", "/integrations/api-key", {"userId": "{owner}", "provider": "SENDGRID", "apiKey": "{sendgrid}"}),
     ("PATCH", "/integrations/{id}", {}),
     ("POST", "/integrations/webhooks", {"integrationId": "{id}", "url": "{hook}", "events": ["media.*"]}),
@@ -755,16 +896,23 @@ METADATA_WRITES = [
 
 
 def _metadata_write(api, method, path, body, metadata):  # noqa: F811
-    fill = {"{owner}": str(api.world.owner), "{id}": api.world.integration, "{hook}": api.receiver.url(),
-            "{sendgrid}": api.stack.emulators.sendgrid_key()}
+    fill = {
+        "{owner}": str(api.world.owner),
+        "{id}": api.world.integration,
+        "{hook}": api.receiver.url(),
+        "{sendgrid}": api.stack.emulators.sendgrid_key(),
+    }
     body = {k: fill.get(v, v) if isinstance(v, str) else v for k, v in body.items()}
     url = api.base + re.sub(r"{(\w+)}", lambda m: api.world.path_value(m.group(1)), path)
     return call(method, url, json_body={**body, "metadata": metadata}, headers=_owner(api))
 
 
 @pytest.mark.parametrize(("method", "path", "body"), METADATA_WRITES, ids=[f"{m} {p}" for m, p, _ in METADATA_WRITES])
-@pytest.mark.parametrize("metadata", [MANY_KEYS, HUGE_VALUE, {"a": [{"b": "x" * 9000}, "y" * 9000]}],
-                         ids=["51 keys", "one 16 KB value", "nested 18 KB"])
+@pytest.mark.parametrize(
+    "metadata",
+    [MANY_KEYS, HUGE_VALUE, {"a": [{"b": "x" * 9000}, "y" * 9000]}],
+    ids=["51 keys", "one 16 KB value", "nested 18 KB"],
+)
 def test_metadata_over_its_bound_is_a_413_on_every_write(api, method, path, body, metadata):  # noqa: F811
     answer = _metadata_write(api, method, path, body, metadata)
     assert answer.status == 413, (answer.status, answer.text[:300])
@@ -797,6 +945,7 @@ def test_an_oauth_flow_with_oversized_metadata_leaves_no_pending_flow(api):  # n
         def flows() -> int:
             with sqlite3.connect(path) as conn:
                 return conn.execute("SELECT COUNT(*) FROM oauth_states").fetchone()[0]
+
     before = flows()
     assert _metadata_write(api, *METADATA_WRITES[0], {"small": 1}).status == 200 and flows() == before + 1
     answer = _metadata_write(api, *METADATA_WRITES[0], HUGE_VALUE)

@@ -72,14 +72,20 @@ def _emulator_port(daemon) -> int:
 
 # --- WooCommerce storeUrl -------------------------------------------------------------------
 
+
 def test_an_internal_store_url_is_refused_when_given(api):  # noqa: F811
     api.dns.set("inside.fault.test", "10.0.0.5")
     wrong = []
     for url, why in INTERNAL_STORES:
         answer = _initiate(api, "WOOCOMMERCE", storeUrl=url)
         error = (answer.json().get("error") or {}) if answer.status != 200 else {}
-        if answer.status != 400 or error.get("code") != "VALIDATION_ERROR" or "storeUrl" not in error.get(
-                "message", "") or why not in error.get("message", "") or "10.0.0.5" in error.get("message", ""):
+        if (
+            answer.status != 400
+            or error.get("code") != "VALIDATION_ERROR"
+            or "storeUrl" not in error.get("message", "")
+            or why not in error.get("message", "")
+            or "10.0.0.5" in error.get("message", "")
+        ):
             wrong.append(f"{url}: {answer.status} {answer.text[:200]} (expected 400 storeUrl '{why}')")
     assert not wrong, "\n".join(wrong)
 
@@ -93,8 +99,13 @@ def _woo_start(daemon, store_url: str) -> str:
 
 def _woo_finish(daemon, state: str) -> dict:
     """The store delivering keys, then the browser back at our callback: the query the frontend gets."""
-    keys = {"key_id": 7, "user_id": state, "consumer_key": "ck_" + "a" * 40, "consumer_secret": "cs_" + "b" * 40,
-            "key_permissions": "read_write"}
+    keys = {
+        "key_id": 7,
+        "user_id": state,
+        "consumer_key": "ck_" + "a" * 40,
+        "consumer_secret": "cs_" + "b" * 40,
+        "key_permissions": "read_write",
+    }
     delivered = call("POST", f"{daemon.base}/integrations/oauth/callback/woocommerce/keys", json_body=keys)
     assert delivered.status < 300, delivered.text
     back = call("GET", f"{daemon.base}/integrations/oauth/callback/woocommerce?success=1&user_id={state}")
@@ -120,6 +131,7 @@ def test_a_store_name_rebound_to_loopback_gets_no_request_and_open_or_closed_por
 
 # --- Shopify shop ---------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def shop_daemon(emulators, tmp_path_factory, pg_template):  # noqa: F811
     """A daemon whose Shopify endpoints put the shop in the host (as the defaults, https://{shop}/...), on
@@ -128,8 +140,11 @@ def shop_daemon(emulators, tmp_path_factory, pg_template):  # noqa: F811
     dns = FakeDNS(work)
     base = emulators.base_url
     port = urllib.parse.urlsplit(base).port
-    env = {name: value.replace(f"{base}/", f"http://{{shop}}:{port}/") for name, value in emulators.env().items()
-           if name.startswith("SHOPIFY_") and name.endswith("_URL")}
+    env = {
+        name: value.replace(f"{base}/", f"http://{{shop}}:{port}/")
+        for name, value in emulators.env().items()
+        if name.startswith("SHOPIFY_") and name.endswith("_URL")
+    }
     env.update(dns.env(), WEBHOOK_ALLOWED_NETWORKS=f"{ALLOWED_HOST}/32", LOG_FORMAT="text")
     with launch_stack("sqlite", work, emulators, pg_template, extra_env=env) as stack:
         yield stack, dns
@@ -138,8 +153,11 @@ def shop_daemon(emulators, tmp_path_factory, pg_template):  # noqa: F811
 def test_an_internal_shop_host_is_refused_when_given(shop_daemon):
     stack, dns = shop_daemon
     user = uuid.uuid4()
-    for shop, address in (("inside.myshopify.com", "127.0.0.1"), ("meta.myshopify.com", "169.254.169.254"),
-                          ("lan.myshopify.com", "10.0.0.5")):
+    for shop, address in (
+        ("inside.myshopify.com", "127.0.0.1"),
+        ("meta.myshopify.com", "169.254.169.254"),
+        ("lan.myshopify.com", "10.0.0.5"),
+    ):
         dns.set(shop, address)
         answer = stack.initiate("SHOPIFY", user, shop=shop)
         message = _error(answer, "shop")
@@ -169,28 +187,50 @@ def test_a_shop_host_rebound_to_loopback_gets_no_token_request(shop_daemon):
 
 # --- media URLs -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1/a.jpg", "http://[::1]/v.mp4", "http://2130706433/a.jpg",
-                                 "http://localhost/a.jpg", "http://169.254.169.254/a.jpg", "https://10.0.0.9/v.mp4",
-                                 "http://[::ffff:7f00:1]/a.jpg"])
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/a.jpg",
+        "http://[::1]/v.mp4",
+        "http://2130706433/a.jpg",
+        "http://localhost/a.jpg",
+        "http://169.254.169.254/a.jpg",
+        "https://10.0.0.9/v.mp4",
+        "http://[::ffff:7f00:1]/a.jpg",
+    ],
+)
 def test_an_internal_media_url_is_refused_when_ingested(api, url):  # noqa: F811
     service = bearer("service", api.world.owner, api.world.other)
     content = {"userId": str(uuid.uuid4()), "contentId": "c-" + uuid.uuid4().hex, "title": "Launch"}
-    refused = call("POST", f"{api.base}/integrations/events/ingest", headers=service,
-                   json_body={"type": "content.published", "data": {**content, "media": [{"type": "image",
-                                                                                           "url": url}]}})
+    refused = call(
+        "POST",
+        f"{api.base}/integrations/events/ingest",
+        headers=service,
+        json_body={"type": "content.published", "data": {**content, "media": [{"type": "image", "url": url}]}},
+    )
     _error(refused, "media")
     # The control: a public media URL is taken (this user has no integration, so nothing is queued).
-    taken = call("POST", f"{api.base}/integrations/events/ingest", headers=service,
-                 json_body={"type": "content.published",
-                            "data": {**content, "media": [{"type": "image", "url": "https://cdn.fault.test/a.jpg"}]}})
+    taken = call(
+        "POST",
+        f"{api.base}/integrations/events/ingest",
+        headers=service,
+        json_body={
+            "type": "content.published",
+            "data": {**content, "media": [{"type": "image", "url": "https://cdn.fault.test/a.jpg"}]},
+        },
+    )
     assert taken.status == 200, taken.text
 
 
 # --- odd ports and hosts: 400s naming the field, never 500s -----------------------------------
 
+
 def _odd(host: str, path: str) -> list[str]:
-    return [f"http://{host}{authority}{path}" for authority in BAD_AUTHORITIES] + [f"http://[::1{path}",
-                                                                                  f"http://[::1{path}:80"]
+    return [f"http://{host}{authority}{path}" for authority in BAD_AUTHORITIES] + [
+        f"http://[::1{path}",
+        f"http://[::1{path}:80",
+    ]
 
 
 def test_odd_ports_and_unclosed_ipv6_hosts_are_400s_naming_the_field(api):  # noqa: F811
@@ -203,43 +243,65 @@ def test_odd_ports_and_unclosed_ipv6_hosts_are_400s_naming_the_field(api):  # no
 
     for url in _odd("app.nexus.test", "/connected"):
         body = {"userId": str(api.world.owner), "provider": "DISCORD", "redirectUri": url}
-        expect(f"redirectUri {url!r}", call("POST", f"{api.base}/integrations/oauth/initiate", headers=_owner(api),
-                                            json_body=body), "redirectUri")
+        expect(
+            f"redirectUri {url!r}",
+            call("POST", f"{api.base}/integrations/oauth/initiate", headers=_owner(api), json_body=body),
+            "redirectUri",
+        )
     for url in _odd("shop.fault.test", "/"):
         expect(f"storeUrl {url!r}", _initiate(api, "WOOCOMMERCE", storeUrl=url), "storeUrl")
     for shop in ("https://[::1", "https://[::1/admin"):  # a port is dropped with the rest of the URL
         expect(f"shop {shop!r}", _initiate(api, "SHOPIFY", shop=shop), "shop")
     for url in _odd(ALLOWED_HOST, "/hook"):
-        made = call("POST", f"{api.base}/integrations/webhooks", headers=_owner(api),
-                    json_body={"integrationId": api.world.integration, "url": url, "events": ["*"]})
+        made = call(
+            "POST",
+            f"{api.base}/integrations/webhooks",
+            headers=_owner(api),
+            json_body={"integrationId": api.world.integration, "url": url, "events": ["*"]},
+        )
         expect(f"create url {url!r}", made, "URL")
-        changed = call("PATCH", f"{api.base}/integrations/webhooks/{api.world.webhook}", headers=_owner(api),
-                       json_body={"url": url})
+        changed = call(
+            "PATCH",
+            f"{api.base}/integrations/webhooks/{api.world.webhook}",
+            headers=_owner(api),
+            json_body={"url": url},
+        )
         expect(f"update url {url!r}", changed, "URL")
     assert not wrong, "\n".join(wrong)
 
 
 # --- webhooks: ownership first, no resolved addresses -----------------------------------------
 
+
 def test_another_users_ids_are_not_found_before_any_url_check(api):  # noqa: F811
     stranger = bearer("other", api.world.owner, api.world.other)
     api.dns.set("internal-db.fault.test", "10.1.2.3")
     for url in ("http://10.0.0.5/hook", "http://internal-db.fault.test/hook", "http://[::1/hook"):
-        made = call("POST", f"{api.base}/integrations/webhooks", headers=stranger,
-                    json_body={"integrationId": api.world.integration, "url": url, "events": ["*"]})
+        made = call(
+            "POST",
+            f"{api.base}/integrations/webhooks",
+            headers=stranger,
+            json_body={"integrationId": api.world.integration, "url": url, "events": ["*"]},
+        )
         assert made.status == 404 and made.json()["error"]["code"] == "INTEGRATION_NOT_FOUND", made.text
-        changed = call("PATCH", f"{api.base}/integrations/webhooks/{api.world.webhook}", headers=stranger,
-                       json_body={"url": url})
+        changed = call(
+            "PATCH", f"{api.base}/integrations/webhooks/{api.world.webhook}", headers=stranger, json_body={"url": url}
+        )
         assert changed.status == 404 and changed.json()["error"]["code"] == "WEBHOOK_NOT_FOUND", changed.text
 
 
 def test_a_name_resolving_inside_is_refused_without_saying_where(api):  # noqa: F811
     api.dns.set("internal-db.fault.test", "10.1.2.3")
     url = "http://internal-db.fault.test/hook"
-    made = call("POST", f"{api.base}/integrations/webhooks", headers=_owner(api),
-                json_body={"integrationId": api.world.integration, "url": url, "events": ["*"]})
-    changed = call("PATCH", f"{api.base}/integrations/webhooks/{api.world.webhook}", headers=_owner(api),
-                   json_body={"url": url})
+    made = call(
+        "POST",
+        f"{api.base}/integrations/webhooks",
+        headers=_owner(api),
+        json_body={"integrationId": api.world.integration, "url": url, "events": ["*"]},
+    )
+    changed = call(
+        "PATCH", f"{api.base}/integrations/webhooks/{api.world.webhook}", headers=_owner(api), json_body={"url": url}
+    )
     for response in (made, changed):
         message = _error(response, "URL")
         assert "internal-db.fault.test" in message and "not allowed" in message, message

@@ -36,9 +36,12 @@ def _start(env: dict, work, limit: int | None = None) -> tuple[int, subprocess.P
         resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
 
     # A port found free may be taken before the daemon binds it: then it starts again on another one.
-    port, process = daemons.start_on_free_port(lambda port: {**env, "PORT": str(port)},
-                                               lambda port: work / f"daemon-{port}.log", probe="/health",
-                                               preexec_fn=lower_file_limit if limit else None)
+    port, process = daemons.start_on_free_port(
+        lambda port: {**env, "PORT": str(port)},
+        lambda port: work / f"daemon-{port}.log",
+        probe="/health",
+        preexec_fn=lower_file_limit if limit else None,
+    )
     return port, process, work / f"daemon-{port}.log"
 
 
@@ -60,8 +63,9 @@ def _read_response(conn: socket.socket) -> bytes:
             return data
         data += chunk
     head, body = data.split(b"\r\n\r\n", 1)
-    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                      if line.lower().startswith(b"content-length")))
+    length = int(
+        next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+    )
     while len(body) < length:
         body += conn.recv(4096)
     return data
@@ -116,9 +120,10 @@ def test_a_trickled_body_is_answered_408_and_its_connection_closed(db_url, datab
     try:
         conn = socket.create_connection(("127.0.0.1", port), timeout=10)
         # Whole headers (the header deadline is met), then 10 of the 1,000 body bytes announced, then nothing.
-        conn.sendall(b"POST /integrations/inbound/slack/commands HTTP/1.1\r\nHost: x\r\n"
-                     b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\n"
-                     + b"text=hello")
+        conn.sendall(
+            b"POST /integrations/inbound/slack/commands HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\n" + b"text=hello"
+        )
         sent = time.monotonic()
         assert _health(port, 2)  # served meanwhile
         answer = _read_response(conn)

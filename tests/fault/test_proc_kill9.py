@@ -64,8 +64,12 @@ def _delivered() -> int:
 
 def _leases() -> set[tuple[str, str]]:
     """(delivery, lease token) of every delivery claimed and not yet recorded."""
-    return {(str(i), str(t)) for i, t in WebhookDelivery.select(WebhookDelivery.id, WebhookDelivery.lease_token)
-            .where(WebhookDelivery.lease_token.is_null(False)).tuples()}
+    return {
+        (str(i), str(t))
+        for i, t in WebhookDelivery.select(WebhookDelivery.id, WebhookDelivery.lease_token)
+        .where(WebhookDelivery.lease_token.is_null(False))
+        .tuples()
+    }
 
 
 def _kill_run(keyring, receiver, work, *, total: int, hooks: int, kills: int) -> None:
@@ -75,8 +79,15 @@ def _kill_run(keyring, receiver, work, *, total: int, hooks: int, kills: int) ->
     sink = receiver(delay=0.05)  # some latency, so sends are in flight most of the time
     ids = _queue(keyring, sink.url, total, hooks)
     # A short retry schedule: an attempt that times out on a loaded machine is retried in about a second.
-    rig = Daemons(daemon_env(WEBHOOK_CONCURRENCY=str(CONCURRENCY), WEBHOOK_CONCURRENCY_PER_ENDPOINT="4",
-                                         WEBHOOK_TIMEOUT="2", WEBHOOK_RETRY_SCHEDULE="1,1,1,1,1,1"), work)
+    rig = Daemons(
+        daemon_env(
+            WEBHOOK_CONCURRENCY=str(CONCURRENCY),
+            WEBHOOK_CONCURRENCY_PER_ENDPOINT="4",
+            WEBHOOK_TIMEOUT="2",
+            WEBHOOK_RETRY_SCHEDULE="1,1,1,1,1,1",
+        ),
+        work,
+    )
     leased_at_kill: list[set[str]] = []
     seen: set[tuple[str, str]] = set()
     started = time.monotonic()
@@ -101,8 +112,10 @@ def _kill_run(keyring, receiver, work, *, total: int, hooks: int, kills: int) ->
         wait_for(lambda: _delivered() == total, 180, f"all {total} deliveries to be DELIVERED (seed {seed})")
     finally:
         rig.stop_all()
-    print(f"kill -9 run: {total} deliveries, {kills} kills, {time.monotonic() - started:.1f} s, "
-          f"{sum(len(s) for s in leased_at_kill)} leased at the kills, {sink.total() - total} duplicates")
+    print(
+        f"kill -9 run: {total} deliveries, {kills} kills, {time.monotonic() - started:.1f} s, "
+        f"{sum(len(s) for s in leased_at_kill)} leased at the kills, {sink.total() - total} duplicates"
+    )
 
     assert WebhookDelivery.select().where(WebhookDelivery.status != DeliveryStatus.DELIVERED).count() == 0
     assert set(sink.by_id) == ids, f"lost webhook-ids (seed {seed})"

@@ -35,8 +35,9 @@ from nexusctl.enums import Provider
 
 
 def _emit(base: str, integration: str, user, n: int):
-    return api(base, "POST", f"/integrations/{integration}/events", user=user,
-               body={"type": "media.created", "data": {"n": n}})
+    return api(
+        base, "POST", f"/integrations/{integration}/events", user=user, body={"type": "media.created", "data": {"n": n}}
+    )
 
 
 def _ready(base: str):
@@ -63,8 +64,13 @@ def _setup(url: str, keyring, hook_urls: list[str]) -> tuple[str, uuid.UUID]:
 @pytest.mark.postgres
 def test_postgres_restarted_mid_run_loses_nothing(private_postgres, keyring, receiver, tmp_path):
     url = private_postgres.create_database("nexus")
-    env = daemon_env(DATABASE_URL=url, WEBHOOK_TIMEOUT="1", WEBHOOK_RETRY_SCHEDULE="1,1,1,1,1,1,1,1,1,1",
-                     SYNC_POLL_INTERVAL="1", REFRESH_SWEEP_INTERVAL="1")  # every loop of the daemon meets the outage
+    env = daemon_env(
+        DATABASE_URL=url,
+        WEBHOOK_TIMEOUT="1",
+        WEBHOOK_RETRY_SCHEDULE="1,1,1,1,1,1,1,1,1,1",
+        SYNC_POLL_INTERVAL="1",
+        REFRESH_SWEEP_INTERVAL="1",
+    )  # every loop of the daemon meets the outage
     migrated = subprocess.run([str(NEXUSCTL), "-q", "db", "migrate"], env=env, capture_output=True, text=True)
     assert migrated.returncode == 0, migrated.stderr
     sink = receiver(delay=0.5)  # slow enough that sends are in flight when the server goes
@@ -76,8 +82,9 @@ def test_postgres_restarted_mid_run_loses_nothing(private_postgres, keyring, rec
         wait_for(lambda: sink.total() >= 8, 30, "the first deliveries to reach the receiver")
 
         private_postgres.stop("immediate")
-        down = wait_for(lambda: (r := _ready(base)) is not None and r.status == 503 and r, 15,
-                        "/ready to report the database")
+        down = wait_for(
+            lambda: (r := _ready(base)) is not None and r.status == 503 and r, 15, "/ready to report the database"
+        )
         body = down.json()
         assert body["error"]["code"] == "NOT_READY" and body["data"]["checks"]["database"] == "failing", body
         assert body["error"]["message"].startswith("database: "), body
@@ -121,8 +128,7 @@ def test_postgres_restarted_mid_run_loses_nothing(private_postgres, keyring, rec
 
 
 @pytest.mark.redis
-def test_redis_killed_and_restarted(stack_launcher, emulators, fresh_emulators, pg_template, private_redis,
-                                    tmp_path):
+def test_redis_killed_and_restarted(stack_launcher, emulators, fresh_emulators, pg_template, private_redis, tmp_path):
     env = {"REDIS_URL": private_redis.url, "EVENTS_CONSUME_STREAMS": "none"}
     with stack_launcher("sqlite", tmp_path, emulators, pg_template, env) as stack:
         user = uuid.uuid4()
@@ -141,8 +147,9 @@ def test_redis_killed_and_restarted(stack_launcher, emulators, fresh_emulators, 
         assert started.status == 200, started.text
 
         private_redis.kill9()
-        down = wait_for(lambda: (r := _ready(stack.base)) is not None and r.status == 503 and r, 15,
-                        "/ready to report Redis")
+        down = wait_for(
+            lambda: (r := _ready(stack.base)) is not None and r.status == 503 and r, 15, "/ready to report Redis"
+        )
         assert down.json()["data"]["checks"]["redis"] == "failing", down.text
         refused = stack.initiate("DISCORD", uuid.uuid4())
         assert refused.status == 503, (refused.status, refused.text)

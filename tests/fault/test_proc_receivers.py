@@ -52,8 +52,10 @@ def _check_schedule(attempt_log: list[dict], what: str) -> None:
     for step, gap in enumerate(_gaps(attempt_log)):
         base = SCHEDULE[step]
         low, high = base * (1 - JITTER) - 0.05, base * (1 + JITTER) + POLL + SLACK
-        assert low <= gap <= high, f"{what}: retry {step + 1} came {gap:.2f} s after the attempt, not in " \
-                                   f"[{low:.2f}, {high:.2f}] (schedule {SCHEDULE}, ±{JITTER:.0%})"
+        assert low <= gap <= high, (
+            f"{what}: retry {step + 1} came {gap:.2f} s after the attempt, not in "
+            f"[{low:.2f}, {high:.2f}] (schedule {SCHEDULE}, ±{JITTER:.0%})"
+        )
 
 
 def _deliveries(base: str, user, hook_id: str) -> list[dict]:
@@ -62,20 +64,29 @@ def _deliveries(base: str, user, hook_id: str) -> list[dict]:
     return response.json()["data"]
 
 
-def test_flapping_slow_and_refusing_receivers_are_retried_on_schedule(db_url, database, keyring, behaving_receiver,
-                                                                       tmp_path):
+def test_flapping_slow_and_refusing_receivers_are_retried_on_schedule(
+    db_url, database, keyring, behaving_receiver, tmp_path
+):
     user = uuid.uuid4()
     integration = Integration.create(user_id=user, provider=Provider.SHOPIFY, name="shop")
     hooks = {}
-    for name, url in (("flap", behaving_receiver.url("flap")), ("slow", behaving_receiver.url("slow")),
-                      ("refused", f"http://127.0.0.1:{closed_port()}/hook")):
+    for name, url in (
+        ("flap", behaving_receiver.url("flap")),
+        ("slow", behaving_receiver.url("slow")),
+        ("refused", f"http://127.0.0.1:{closed_port()}/hook"),
+    ):
         hooks[name] = str(webhooks.create(keyring, integration_id=integration.id, url=url, events=["*"])[0].id)
     env = daemon_env(WEBHOOK_TIMEOUT="1", WEBHOOK_RETRY_SCHEDULE=",".join(map(str, SCHEDULE)))
     base, daemon, _ = start_daemon(env, tmp_path)
     try:
         for n in range(3):
-            emitted = api(base, "POST", f"/integrations/{integration.id}/events", user=user,
-                          body={"type": "media.created", "data": {"n": n}})
+            emitted = api(
+                base,
+                "POST",
+                f"/integrations/{integration.id}/events",
+                user=user,
+                body={"type": "media.created", "data": {"n": n}},
+            )
             assert emitted.status == 202 and emitted.json()["data"]["deliveriesQueued"] == 3, emitted.text
 
         def settled():

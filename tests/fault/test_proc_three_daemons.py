@@ -57,15 +57,27 @@ def test_each_delivery_is_sent_once(three, fresh_emulators, tmp_path):
         user = uuid.uuid4()
         (integration,) = _connect_discord(three, 1, user)
         for _ in range(10):
-            made = three.api("POST", "/integrations/webhooks", user=user,
-                             body={"integrationId": integration, "url": sink.url, "events": ["media.*"]})
+            made = three.api(
+                "POST",
+                "/integrations/webhooks",
+                user=user,
+                body={"integrationId": integration, "url": sink.url, "events": ["media.*"]},
+            )
             assert made.status == 201, made.text
         for n in range(150):  # 150 events x 10 webhooks, through the three daemons in turn
-            emitted = three.api("POST", f"/integrations/{integration}/events", user=user,
-                                base=three.extra["bases"][n % 3], body={"type": "media.created", "data": {"n": n}})
+            emitted = three.api(
+                "POST",
+                f"/integrations/{integration}/events",
+                user=user,
+                base=three.extra["bases"][n % 3],
+                body={"type": "media.created", "data": {"n": n}},
+            )
             assert emitted.status == 202 and emitted.json()["data"]["deliveriesQueued"] == 10, emitted.text
-        wait_for(lambda: _count(three, "SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'DELIVERED'") == 1500,
-                 90, "1,500 deliveries to be DELIVERED")
+        wait_for(
+            lambda: _count(three, "SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'DELIVERED'") == 1500,
+            90,
+            "1,500 deliveries to be DELIVERED",
+        )
     finally:
         sink.stop()
     ids = {str(i) for (i,) in three.sql("SELECT id FROM webhook_deliveries")}
@@ -117,29 +129,40 @@ def test_each_token_is_refreshed_once(three, fresh_emulators):
 
 def test_each_scheduled_sync_runs_once(three, fresh_emulators):
     emu = three.emulators["DISCORD"]
-    emu.set_records("guilds", [{"id": str(10**17 + i), "name": f"guild-{i}", "owner": False, "permissions": "0"}
-                               for i in range(5)])
+    emu.set_records(
+        "guilds", [{"id": str(10**17 + i), "name": f"guild-{i}", "owner": False, "permissions": "0"} for i in range(5)]
+    )
     user = uuid.uuid4()
     ids = _connect_discord(three, 8, user)
     for integration in ids:
-        patched = three.api("PATCH", f"/integrations/{integration}", user=user,
-                            body={"metadata": {"syncSchedule": "1h"}})
+        patched = three.api(
+            "PATCH", f"/integrations/{integration}", user=user, body={"metadata": {"syncSchedule": "1h"}}
+        )
         assert patched.status == 200, patched.text
     before = emu.calls["guilds"]
-    _write(three, "UPDATE integrations SET next_sync_at = %s WHERE id = ANY(%s::uuid[])",
-           dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc), ids)  # all due at once, for all three runners
+    _write(
+        three,
+        "UPDATE integrations SET next_sync_at = %s WHERE id = ANY(%s::uuid[])",
+        dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc),
+        ids,
+    )  # all due at once, for all three runners
 
     def completed() -> int:
-        return _count(three, "SELECT COUNT(*) FROM integration_sync_logs WHERE integration_id = ANY(%s::uuid[]) "
-                             "AND status = 'COMPLETED'", ids)
+        return _count(
+            three,
+            "SELECT COUNT(*) FROM integration_sync_logs WHERE integration_id = ANY(%s::uuid[]) "
+            "AND status = 'COMPLETED'",
+            ids,
+        )
 
     wait_for(lambda: completed() == 8, 60, "the eight scheduled syncs to complete")
     # "Once" is also "not again": give every runner three more passes (SYNC_POLL_INTERVAL=1), in which a
     # second claim of the same slot would start another run. Nothing positive marks a pass that found
     # nothing due, so this is a bounded observation window, not a wait for something to happen.
     time.sleep(3)
-    rows = three.sql("SELECT integration_id, status, metadata FROM integration_sync_logs "
-                     "WHERE integration_id = ANY(%s::uuid[])", ids)
+    rows = three.sql(
+        "SELECT integration_id, status, metadata FROM integration_sync_logs WHERE integration_id = ANY(%s::uuid[])", ids
+    )
     assert sorted(str(i) for i, _, _ in rows) == sorted(ids), rows  # one log per integration
     assert all(status == "COMPLETED" and meta["trigger"] == "schedule" for _, status, meta in rows), rows
     assert emu.calls["guilds"] == before + 8  # one list call each (five guilds fit one page)

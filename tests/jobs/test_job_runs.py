@@ -25,8 +25,13 @@ def test_0005_moves_the_old_back_off_out_of_the_lease_and_round_trips(database):
     until = dt.datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
     user = "00000000-0000-0000-0000-000000000001"
     Integration.create(user_id=user, provider=Provider.SLACK, name="backing off", refresh_lease_until=until)
-    Integration.create(user_id=user, provider=Provider.SLACK, name="leased", refresh_lease_until=until,
-                       refresh_lease_token="00000000-0000-0000-0000-0000000000ff")
+    Integration.create(
+        user_id=user,
+        provider=Provider.SLACK,
+        name="leased",
+        refresh_lease_until=until,
+        refresh_lease_token="00000000-0000-0000-0000-0000000000ff",
+    )
     runner = Runner(database, str(migrate.MIGRATIONS_DIR), table_name=migrate.HISTORY_TABLE)
     undone = []
     while "0005_job_runs" not in undone:  # later migrations first, newest first
@@ -50,7 +55,8 @@ def test_a_fresh_database_lists_every_job_as_never_run_and_unscheduled(database,
     assert [(j["name"], j["schedule"], j["state"], j["daemon"]) for j in jobs] == [
         ("token-refresh", "every 60s", "never run", "not running"),
         ("housekeeping", "every 1h", "never run", "not running"),
-        ("integration-health", "every 60s", "never run", "not running")]
+        ("integration-health", "every 60s", "never run", "not running"),
+    ]
 
 
 def test_the_daemon_view_scheduled_running_overdue(database, settings):
@@ -74,7 +80,12 @@ def test_runs_are_recorded_by_upsert_and_the_last_writer_wins(database, settings
     assert JobRun.select().count() == 1
     job = _job(settings, None, "housekeeping")
     assert (job["outcome"], job["counts"], job["ranBy"], job["scheduledBy"], job["nextRunAt"]) == (
-        "ok", {"deliveries": 3}, "host-b:2", "host-c:3", "2030-01-02T00:00:00Z")
+        "ok",
+        {"deliveries": 3},
+        "host-b:2",
+        "host-c:3",
+        "2030-01-02T00:00:00Z",
+    )
     job_runs.finished("housekeeping", "host-b:2", error=RuntimeError("postgresql://u:hunter2@db/x is down"))
     job = _job(settings, None, "housekeeping")
     assert job["outcome"] == "failed" and job["counts"] is None
@@ -101,8 +112,13 @@ def test_jobs_run_records_its_run_and_jobs_list_shows_it(cli):
     assert again.exit_code == 0, again.stderr
     housekeeping = next(j for j in json.loads(again.stdout) if j["name"] == "housekeeping")
     assert housekeeping["outcome"] == "ok" and housekeeping["state"] == "idle"
-    assert housekeeping["counts"] == {"expiredStates": 0, "deliveries": 0, "syncLogs": 0, "events": 0,
-                                       "retentionDays": 30}
+    assert housekeeping["counts"] == {
+        "expiredStates": 0,
+        "deliveries": 0,
+        "syncLogs": 0,
+        "events": 0,
+        "retentionDays": 30,
+    }
     assert housekeeping["ranBy"].endswith("(nexusctl jobs run)") and housekeeping["nextRunAt"] is None
     row = next(line.split("\t") for line in cli("jobs", "list").stdout.splitlines() if line.startswith("housekeeping"))
     assert row[3] == "ok: 0 deliveries, 0 events, 0 expiredStates, 0 syncLogs" and row[4] == "daemon not running"
@@ -124,7 +140,8 @@ def test_the_back_off_doubles_from_5_minutes_to_a_6_hour_cap_within_10_percent()
 def test_an_integration_shows_its_back_off(cli, make_integration):
     row = make_integration(provider=Provider.DISCORD)
     Integration.update(refresh_failures=2, refresh_retry_at=dt.datetime(2030, 1, 1, tzinfo=UTC)).where(
-        Integration.id == row.id).execute()
+        Integration.id == row.id
+    ).execute()
     shown = cli("integrations", "show", row.id, "--json")
     assert shown.exit_code == 0, shown.stderr
     data = json.loads(shown.stdout)
@@ -162,4 +179,3 @@ def test_the_cli_and_the_daemon_share_one_job_registry(cli, settings):
     refused = cli("jobs", "run", "nap-time")
     assert refused.exit_code == 2 and "integration-health" in refused.stderr
     assert cli("jobs", "show", "nap-time").exit_code == 2
-

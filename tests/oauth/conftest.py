@@ -28,6 +28,7 @@ def stack(request, emulators, tmp_path_factory, pg_template):
     # The WooCommerce store a user names is the emulator on 127.0.0.1: a user-supplied URL, so the SSRF
     # guard refuses it unless the allow-list admits it, as a developer's local store would need.
     local = {"WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32"}
-    with launch_stack(request.param, tmp_path_factory.mktemp("oauth-stack"), emulators, pg_template,
-                      extra_env=local) as stack:
+    with launch_stack(
+        request.param, tmp_path_factory.mktemp("oauth-stack"), emulators, pg_template, extra_env=local
+    ) as stack:
         yield stack

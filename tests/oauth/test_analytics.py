@@ -44,32 +44,73 @@ def _received(sink, integration: str, event: str, count: int = 1, timeout: float
 def _expected(emu, provider: str) -> tuple[dict, list[dict]]:
     """(some account metrics, each post's id and some metrics) as the seeded emulator serves them."""
     if provider == "TIKTOK":
-        return ({"followers": emu.stats["follower_count"], "likes": emu.stats["likes_count"]},
-                [{"id": v["id"], "views": v["view_count"], "likes": v["like_count"], "shares": v["share_count"]}
-                 for v in emu.records_of("videos")])
+        return (
+            {"followers": emu.stats["follower_count"], "likes": emu.stats["likes_count"]},
+            [
+                {"id": v["id"], "views": v["view_count"], "likes": v["like_count"], "shares": v["share_count"]}
+                for v in emu.records_of("videos")
+            ],
+        )
     if provider == "INSTAGRAM":
-        return ({"followers": emu.account["followers_count"], "reach": emu.account_insights["reach"],
-                 "views": emu.account_insights["views"]},
-                [{"id": m["id"], "likes": m["like_count"], "views": m["insights"]["views"],
-                  "reach": m["insights"]["reach"]} for m in emu.records_of("media")])
+        return (
+            {
+                "followers": emu.account["followers_count"],
+                "reach": emu.account_insights["reach"],
+                "views": emu.account_insights["views"],
+            },
+            [
+                {
+                    "id": m["id"],
+                    "likes": m["like_count"],
+                    "views": m["insights"]["views"],
+                    "reach": m["insights"]["reach"],
+                }
+                for m in emu.records_of("media")
+            ],
+        )
     if provider == "FACEBOOK":
         page = emu.records_of("pages")[0]
-        return ({"followers": page["followers_count"],  # daily values summed over the 28-day window
-                 "page_impressions": 28 * page["insights"]["page_impressions"]},
-                [{"id": p["id"], "impressions": p["insights"]["post_impressions"],
-                  "reactions": sum(p["insights"]["post_reactions_by_type_total"].values())}
-                 for p in emu.records_of("posts")])
+        return (
+            {
+                "followers": page["followers_count"],  # daily values summed over the 28-day window
+                "page_impressions": 28 * page["insights"]["page_impressions"],
+            },
+            [
+                {
+                    "id": p["id"],
+                    "impressions": p["insights"]["post_impressions"],
+                    "reactions": sum(p["insights"]["post_reactions_by_type_total"].values()),
+                }
+                for p in emu.records_of("posts")
+            ],
+        )
     if provider == "YOUTUBE":
         stats = {v["id"]: v["statistics"] for v in emu.records_of("videos")}
-        return ({"subscribers": int(emu.channel_statistics["subscriberCount"]),
-                 "views": int(emu.channel_statistics["viewCount"])},
-                [{"id": u["snippet"]["resourceId"]["videoId"],
-                  "views": int(stats[u["snippet"]["resourceId"]["videoId"]]["viewCount"])}
-                 for u in emu.records_of("uploads")])
+        return (
+            {
+                "subscribers": int(emu.channel_statistics["subscriberCount"]),
+                "views": int(emu.channel_statistics["viewCount"]),
+            },
+            [
+                {
+                    "id": u["snippet"]["resourceId"]["videoId"],
+                    "views": int(stats[u["snippet"]["resourceId"]["videoId"]]["viewCount"]),
+                }
+                for u in emu.records_of("uploads")
+            ],
+        )
     if provider == "TWITTER":
-        return ({"followers": emu.public_metrics["followers_count"]},
-                [{"id": t["id"], "impressions": t["public_metrics"]["impression_count"],
-                  "likes": t["public_metrics"]["like_count"]} for t in emu.records_of("tweets")])
+        return (
+            {"followers": emu.public_metrics["followers_count"]},
+            [
+                {
+                    "id": t["id"],
+                    "impressions": t["public_metrics"]["impression_count"],
+                    "likes": t["public_metrics"]["like_count"],
+                }
+                for t in emu.records_of("tweets")
+            ],
+        )
     return {"impressions": emu.post_analytics["IMPRESSION"], "reactions": emu.post_analytics["REACTION"]}, []
 
 
@@ -83,14 +124,21 @@ def test_each_provider_reports_its_metrics_in_the_log_and_an_analytics_event(sta
         for provider in PROVIDERS:
             emu = stack.emulators[provider]
             user, integration = _connect(stack, provider)
-            hook = stack.api("POST", "/integrations/webhooks", user=user, body={
-                "integrationId": integration, "url": sink.url, "events": ["analytics.fetched", "media.*"]})
+            hook = stack.api(
+                "POST",
+                "/integrations/webhooks",
+                user=user,
+                body={"integrationId": integration, "url": sink.url, "events": ["analytics.fetched", "media.*"]},
+            )
             assert hook.status == 201, hook.text
             account, posts = _expected(emu, provider)
 
             log = _sync(stack, integration, user, "fetch_analytics")
-            assert (log["status"], log["itemsProcessed"], log["resourceType"]) == ("COMPLETED", len(posts),
-                                                                                   "analytics"), (provider, log)
+            assert (log["status"], log["itemsProcessed"], log["resourceType"]) == (
+                "COMPLETED",
+                len(posts),
+                "analytics",
+            ), (provider, log)
             summary = log["metadata"]["summary"]
             assert {k: summary["account"][k] for k in account} == account, (provider, summary)
             assert summary["posts"] == len(posts)
@@ -99,8 +147,10 @@ def test_each_provider_reports_its_metrics_in_the_log_and_an_analytics_event(sta
             data = event["data"]
             assert (data["action"], data["syncLogId"], data["provider"]) == ("fetch_analytics", log["id"], provider)
             assert {k: data["account"][k] for k in account} == account, (provider, data["account"])
-            got = [{"id": p["id"], **{k: p["metrics"][k] for k in want if k != "id"}}
-                   for p, want in zip(data["posts"], posts)]
+            got = [
+                {"id": p["id"], **{k: p["metrics"][k] for k in want if k != "id"}}
+                for p, want in zip(data["posts"], posts)
+            ]
             assert got == posts and data["postCount"] == len(posts), (provider, data["posts"])
             if provider == "LINKEDIN":
                 assert data["notes"] and "per-post" in data["notes"][0]
@@ -109,8 +159,9 @@ def test_each_provider_reports_its_metrics_in_the_log_and_an_analytics_event(sta
             runs_before = len(_received(sink, integration, "analytics.fetched"))
             assert _sync(stack, integration, user, "fetch_analytics")["status"] == "COMPLETED"
             assert len(_received(sink, integration, "analytics.fetched", runs_before + 1)) == runs_before + 1
-            media = stack.sql("SELECT COUNT(*) FROM outbox_events WHERE integration_id = %s AND type LIKE 'media.%%'",
-                              integration)[0][0]
+            media = stack.sql(
+                "SELECT COUNT(*) FROM outbox_events WHERE integration_id = %s AND type LIKE 'media.%%'", integration
+            )[0][0]
             assert media == 0, provider
 
 
@@ -130,8 +181,13 @@ def test_windows_follow_each_providers_rules(stack, fresh_emulators):
 
 
 # provider -> the analytics scope a user may untick at the consent
-UNTICKED = {"TIKTOK": "user.info.stats", "INSTAGRAM": "instagram_business_manage_insights",
-            "FACEBOOK": "read_insights", "YOUTUBE": G + "yt-analytics.readonly", "LINKEDIN": POST_ANALYTICS}
+UNTICKED = {
+    "TIKTOK": "user.info.stats",
+    "INSTAGRAM": "instagram_business_manage_insights",
+    "FACEBOOK": "read_insights",
+    "YOUTUBE": G + "yt-analytics.readonly",
+    "LINKEDIN": POST_ANALYTICS,
+}
 
 
 def test_a_grant_without_the_analytics_scope_fails_with_missing_scopes(stack, fresh_emulators):
@@ -169,9 +225,13 @@ def test_a_scope_removed_at_the_provider_is_refused_there_and_named(stack, fresh
 
 # provider -> (the emulator endpoint that throttles once, its calls in a run, an endpoint read before it)
 # Graph's throttle (code 4) says no wait: the engine waits its default 10 s for Instagram.
-THROTTLED = {"TIKTOK": ("videos", 1, "whoami"), "YOUTUBE": ("analytics", 1, "whoami"),
-             "INSTAGRAM": ("insights", 1, "whoami"),
-             "TWITTER": ("tweets", 1, "whoami"), "LINKEDIN": ("post_analytics", 5, None)}  # one call per metric
+THROTTLED = {
+    "TIKTOK": ("videos", 1, "whoami"),
+    "YOUTUBE": ("analytics", 1, "whoami"),
+    "INSTAGRAM": ("insights", 1, "whoami"),
+    "TWITTER": ("tweets", 1, "whoami"),
+    "LINKEDIN": ("post_analytics", 5, None),
+}  # one call per metric
 
 
 def test_a_throttle_is_waited_out_and_what_was_read_is_not_read_again(stack, fresh_emulators):

@@ -27,46 +27,132 @@ def _wait(condition, timeout: float, what: str):
 def _tiktok(emu, n):
     now = int(time.time())
     video = "7300000000000000001"
-    emu.set_records("videos", [{"id": video, "title": "launch", "create_time": now - 3600,
-                                "share_url": f"https://www.tiktok.com/@demo/video/{video}"}])
-    emu.set_records("comments", [{"comment_id": f"74{i:017d}", "video_id": video, "text": f"nice {i}", "likes": i,
-                                  "replies": 0, "create_time": now - i, "username": f"fan{i}",
-                                  "display_name": f"Fan {i}", "parent_comment_id": None} for i in range(n)])
+    emu.set_records(
+        "videos",
+        [
+            {
+                "id": video,
+                "title": "launch",
+                "create_time": now - 3600,
+                "share_url": f"https://www.tiktok.com/@demo/video/{video}",
+            }
+        ],
+    )
+    emu.set_records(
+        "comments",
+        [
+            {
+                "comment_id": f"74{i:017d}",
+                "video_id": video,
+                "text": f"nice {i}",
+                "likes": i,
+                "replies": 0,
+                "create_time": now - i,
+                "username": f"fan{i}",
+                "display_name": f"Fan {i}",
+                "parent_comment_id": None,
+            }
+            for i in range(n)
+        ],
+    )
     return [f"74{i:017d}" for i in range(n)], video
 
 
 def _youtube(emu, n):
     uploads, channel = emu.account["uploads"], emu.account["id"]
-    emu.set_records("uploads", [{"kind": "youtube#playlistItem", "etag": "e", "id": "UExpi00001", "snippet": {
-        "publishedAt": "2026-11-01T00:00:00Z", "channelId": channel, "title": "launch", "description": "",
-        "playlistId": uploads, "position": 0, "resourceId": {"kind": "youtube#video", "videoId": "vidLaunch01"}}}])
-    emu.set_records("comments", [{"id": f"UgzC{i:06d}", "videoId": "vidLaunch01", "textOriginal": f"first {i}",
-                                  "authorDisplayName": f"Viewer {i}", "authorChannelId": f"UCv{i:06d}",
-                                  "likeCount": i, "publishedAt": "2026-11-02T00:00:00Z",
-                                  "updatedAt": "2026-11-02T00:00:00Z", "totalReplyCount": 0} for i in range(n)])
+    emu.set_records(
+        "uploads",
+        [
+            {
+                "kind": "youtube#playlistItem",
+                "etag": "e",
+                "id": "UExpi00001",
+                "snippet": {
+                    "publishedAt": "2026-11-01T00:00:00Z",
+                    "channelId": channel,
+                    "title": "launch",
+                    "description": "",
+                    "playlistId": uploads,
+                    "position": 0,
+                    "resourceId": {"kind": "youtube#video", "videoId": "vidLaunch01"},
+                },
+            }
+        ],
+    )
+    emu.set_records(
+        "comments",
+        [
+            {
+                "id": f"UgzC{i:06d}",
+                "videoId": "vidLaunch01",
+                "textOriginal": f"first {i}",
+                "authorDisplayName": f"Viewer {i}",
+                "authorChannelId": f"UCv{i:06d}",
+                "likeCount": i,
+                "publishedAt": "2026-11-02T00:00:00Z",
+                "updatedAt": "2026-11-02T00:00:00Z",
+                "totalReplyCount": 0,
+            }
+            for i in range(n)
+        ],
+    )
     return [f"UgzC{i:06d}" for i in range(n)], "vidLaunch01"
 
 
 def _instagram(emu, n):
-    emu.set_records("media", [{"id": "17890000000000001", "caption": "launch", "media_type": "IMAGE",
-                               "permalink": "https://www.instagram.com/p/launch/",
-                               "timestamp": "2026-11-01T00:00:00+0000"}])
-    emu.set_records("comments", [{"id": f"1790{i:012d}", "media_id": "17890000000000001", "text": f"love {i}",
-                                  "timestamp": "2026-11-02T00:00:00+0000", "username": f"fan{i}", "like_count": i}
-                                 for i in range(n)])
+    emu.set_records(
+        "media",
+        [
+            {
+                "id": "17890000000000001",
+                "caption": "launch",
+                "media_type": "IMAGE",
+                "permalink": "https://www.instagram.com/p/launch/",
+                "timestamp": "2026-11-01T00:00:00+0000",
+            }
+        ],
+    )
+    emu.set_records(
+        "comments",
+        [
+            {
+                "id": f"1790{i:012d}",
+                "media_id": "17890000000000001",
+                "text": f"love {i}",
+                "timestamp": "2026-11-02T00:00:00+0000",
+                "username": f"fan{i}",
+                "like_count": i,
+            }
+            for i in range(n)
+        ],
+    )
     return [f"1790{i:012d}" for i in range(n)], "17890000000000001"
 
 
 def _facebook(emu, n):
     emu.set_records("pages", [{"id": "101", "name": "Demo Page"}, {"id": "202", "name": "Other Page"}])
-    emu.set_records("posts", [{"id": "202_1", "page_id": "202", "message": "other",
-                               "created_time": "2026-11-01T00:00:00+0000"},
-                              {"id": "101_1", "page_id": "101", "message": "launch",
-                               "created_time": "2026-11-01T00:00:00+0000"}])
-    emu.set_records("comments", [{"id": f"1_{500 + i}", "post_id": "101_1", "message": f"great {i}",
-                                  "created_time": "2026-11-02T00:00:00+0000", "from": {"id": str(700 + i),
-                                                                                       "name": f"Fan {i}"},
-                                  "like_count": i, "comment_count": 0} for i in range(n)])
+    emu.set_records(
+        "posts",
+        [
+            {"id": "202_1", "page_id": "202", "message": "other", "created_time": "2026-11-01T00:00:00+0000"},
+            {"id": "101_1", "page_id": "101", "message": "launch", "created_time": "2026-11-01T00:00:00+0000"},
+        ],
+    )
+    emu.set_records(
+        "comments",
+        [
+            {
+                "id": f"1_{500 + i}",
+                "post_id": "101_1",
+                "message": f"great {i}",
+                "created_time": "2026-11-02T00:00:00+0000",
+                "from": {"id": str(700 + i), "name": f"Fan {i}"},
+                "like_count": i,
+                "comment_count": 0,
+            }
+            for i in range(n)
+        ],
+    )
     return [f"1_{500 + i}" for i in range(n)], "101_1"
 
 
@@ -75,10 +161,24 @@ def _facebook(emu, n):
 CASES = {
     "TIKTOK": (_tiktok, 60, "comment_list", "comment_reply", "text", "comment.list", "comment.list.manage"),
     "YOUTUBE": (_youtube, 120, "commentThreads", "comment_insert", "textOriginal", SSL, SSL),
-    "INSTAGRAM": (_instagram, 105, "comments", "comment_reply", "text", "instagram_business_manage_comments",
-                  "instagram_business_manage_comments"),
-    "FACEBOOK": (_facebook, 4, "comments", "comment_reply", "message", "pages_read_user_content",
-                 "pages_manage_engagement"),
+    "INSTAGRAM": (
+        _instagram,
+        105,
+        "comments",
+        "comment_reply",
+        "text",
+        "instagram_business_manage_comments",
+        "instagram_business_manage_comments",
+    ),
+    "FACEBOOK": (
+        _facebook,
+        4,
+        "comments",
+        "comment_reply",
+        "message",
+        "pages_read_user_content",
+        "pages_manage_engagement",
+    ),
 }
 
 
@@ -97,17 +197,26 @@ def test_comments_sync_with_events_and_replies_go_out_through_the_api_and_the_cl
         ids, post = seed(emu, n)
         user, integration = _connect(stack, provider)
         with CallbackSink(200) as sink:
-            hook = stack.api("POST", "/integrations/webhooks", user=user,
-                             body={"integrationId": integration, "url": sink.url, "events": ["comment.*"]})
+            hook = stack.api(
+                "POST",
+                "/integrations/webhooks",
+                user=user,
+                body={"integrationId": integration, "url": sink.url, "events": ["comment.*"]},
+            )
             assert hook.status == 201, hook.text
 
             log = _sync(stack, integration, user, "fetch_comments")
-            assert (log["status"], log["itemsProcessed"], log["metadata"]["created"]) == ("COMPLETED", n, n), \
-                (provider, log)
+            assert (log["status"], log["itemsProcessed"], log["metadata"]["created"]) == ("COMPLETED", n, n), (
+                provider,
+                log,
+            )
             assert log["resourceType"] == "comment", log
             assert emu.calls[listed] >= (2 if n > 50 else 1), provider  # every page of the video's comments
-            created = _wait(lambda: len(_events(sink, "comment.created")) >= n and _events(sink, "comment.created"),
-                            20, f"{provider} comment.created")
+            created = _wait(
+                lambda: len(_events(sink, "comment.created")) >= n and _events(sink, "comment.created"),
+                20,
+                f"{provider} comment.created",
+            )
             assert {e["externalId"] for e in created} == set(ids), provider
             item = next(e["item"] for e in created if e["externalId"] == ids[1])
             assert item["postId"] == post and item["author"] and item["text"] and item["createdAt"], item
@@ -117,8 +226,9 @@ def test_comments_sync_with_events_and_replies_go_out_through_the_api_and_the_cl
             emu.delete_comment(ids[2])
             log = _sync(stack, integration, user, "fetch_comments")  # incremental: sees the edit
             assert (log["status"], log["metadata"]["updated"], log["metadata"]["created"]) == ("COMPLETED", 1, 0), log
-            full = stack.api("POST", f"/integrations/{integration}/sync", user=user,
-                             body={"action": "fetch_comments", "full": True})
+            full = stack.api(
+                "POST", f"/integrations/{integration}/sync", user=user, body={"action": "fetch_comments", "full": True}
+            )
             assert full.status == 202, full.text
             updated = _wait(lambda: _events(sink, "comment.updated"), 20, f"{provider} comment.updated")
             assert [(e["externalId"], e["item"]["text"]) for e in updated] == [(ids[0], "edited by its author")]
@@ -141,10 +251,12 @@ def test_comments_sync_with_events_and_replies_go_out_through_the_api_and_the_cl
         assert str(made["comment_id" if provider == "TIKTOK" else "id"]) in by_cli.stdout
 
         calls = emu.calls[replied]
-        for body, status, code in (({"text": ""}, 400, "VALIDATION_ERROR"), ({"text": "x" * 10001}, 400,
-                                                                             "VALIDATION_ERROR"),
-                                   ({}, 400, "VALIDATION_ERROR"),
-                                   ({"text": "hi", "extra": 1}, 400, "VALIDATION_ERROR")):
+        for body, status, code in (
+            ({"text": ""}, 400, "VALIDATION_ERROR"),
+            ({"text": "x" * 10001}, 400, "VALIDATION_ERROR"),
+            ({}, 400, "VALIDATION_ERROR"),
+            ({"text": "hi", "extra": 1}, 400, "VALIDATION_ERROR"),
+        ):
             refused = _reply(stack, integration, user, ids[1], body)
             assert (refused.status, refused.json()["error"]["code"]) == (status, code), (provider, refused.text)
         assert emu.calls[replied] == calls  # refused before asking the provider
@@ -152,8 +264,13 @@ def test_comments_sync_with_events_and_replies_go_out_through_the_api_and_the_cl
         assert (unknown.status, unknown.json()["error"]["code"]) == (404, "NOT_FOUND"), (provider, unknown.text)
         stranger = _reply(stack, integration, uuid.uuid4(), ids[1], {"text": "not mine"})
         assert (stranger.status, stranger.json()["error"]["code"]) == (404, "INTEGRATION_NOT_FOUND")
-        service = stack.api("POST", f"/integrations/{integration}/comments/{ids[1]}/replies", user="content-service",
-                            roles=("service",), body={"text": "From the service"})
+        service = stack.api(
+            "POST",
+            f"/integrations/{integration}/comments/{ids[1]}/replies",
+            user="content-service",
+            roles=("service",),
+            body={"text": "From the service"},
+        )
         assert service.status == 201, service.text
 
 
@@ -187,8 +304,10 @@ def test_a_grant_without_the_comment_scopes_fails_with_missing_scopes(stack, fre
         ids, _post = seed(emu, 3)
         user, integration = _connect(stack, provider, without=tuple({read, write}))
         log = _sync(stack, integration, user, "fetch_comments")
-        assert log["status"] == "FAILED" and log["error"].startswith("MISSING_SCOPES: ") and read in log["error"], \
-            (provider, log)
+        assert log["status"] == "FAILED" and log["error"].startswith("MISSING_SCOPES: ") and read in log["error"], (
+            provider,
+            log,
+        )
         refused = _reply(stack, integration, user, ids[0], {"text": "hi"})
         assert (refused.status, refused.json()["error"]["code"]) == (403, "MISSING_SCOPES"), refused.text
         assert write in refused.json()["error"]["message"]

@@ -72,20 +72,26 @@ def test_reconnecting_the_same_account_updates_the_integration(stack):
     assert first == second
     listed = stack.api("GET", f"/integrations/user/{user}", user=user).json()["data"]
     assert [d["id"] for d in listed] == [first]
-    events = stack.sql("SELECT data FROM outbox_events WHERE integration_id = %s AND type = %s", first,
-                       "integration.connected")
+    events = stack.sql(
+        "SELECT data FROM outbox_events WHERE integration_id = %s AND type = %s", first, "integration.connected"
+    )
     assert len(events) == 2
 
 
 def test_sendgrid_connects_with_an_api_key(stack):
     user = uuid.uuid4()
     key = stack.emulators.sendgrid_key()
-    made = stack.api("POST", "/integrations/api-key", user=user,
-                     body={"userId": str(user), "provider": "SENDGRID", "apiKey": key})
+    made = stack.api(
+        "POST", "/integrations/api-key", user=user, body={"userId": str(user), "provider": "SENDGRID", "apiKey": key}
+    )
     assert made.status == 201, made.text
     assert made.json()["data"]["provider"] == "SENDGRID" and key not in made.text
-    bad = stack.api("POST", "/integrations/api-key", user=user,
-                    body={"userId": str(user), "provider": "SENDGRID", "apiKey": "SG.wrong.key"})
+    bad = stack.api(
+        "POST",
+        "/integrations/api-key",
+        user=user,
+        body={"userId": str(user), "provider": "SENDGRID", "apiKey": "SG.wrong.key"},
+    )
     assert bad.status == 400 and bad.json()["error"]["code"] == "VALIDATION_ERROR"
     assert "apiKey" in bad.json()["error"]["message"] or "key" in bad.json()["error"]["message"]
     assert key not in dump(stack) and key not in stack.logs()
@@ -107,8 +113,9 @@ def test_sendgrid_from_the_cli_reads_the_key_from_a_file_or_stdin(stack, tmp_pat
 
 def test_the_cli_prints_an_authorization_url_the_daemon_completes(stack):
     user = uuid.uuid4()
-    printed = stack.cli("integrations", "connect", "SLACK", "--user", user,
-                        "--redirect-uri", "http://app.nexus.test/cli-done")
+    printed = stack.cli(
+        "integrations", "connect", "SLACK", "--user", user, "--redirect-uri", "http://app.nexus.test/cli-done"
+    )
     assert printed.returncode == 0, printed.stderr
     url = printed.stdout.strip()
     at_provider = call("GET", url)

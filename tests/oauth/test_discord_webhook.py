@@ -68,7 +68,11 @@ def test_the_webhook_is_stored_encrypted_and_shown_without_its_token(daemon, fre
     shown = daemon.api("GET", f"/integrations/{integration}", user=user)
     assert shown.status == 200, shown.text
     assert shown.json()["data"]["metadata"]["provider"]["webhook"] == {
-        "id": hook["id"], "channelId": CHANNEL, "guildId": GUILD, "name": "Nexus"}
+        "id": hook["id"],
+        "channelId": CHANNEL,
+        "guildId": GUILD,
+        "name": "Nexus",
+    }
     assert "webhook.incoming" in shown.json()["data"]["scope"]
     assert hook["token"] not in shown.text and hook["token"] not in daemon.logs()
 
@@ -90,8 +94,10 @@ def test_publishing_goes_through_the_webhook_without_the_bot(daemon, fresh_emula
 def test_a_webhook_deleted_in_discord_fails_the_publish_saying_so(daemon, fresh_emulators):
     dc = daemon.emulators["DISCORD"]
     user, _integration, hook = _connect_with_webhook(daemon)
-    assert call("DELETE", f"{dc.emu.base_url}/discord/discord.com/api/v10/webhooks/{hook['id']}/{hook['token']}"
-                ).status == 204  # the user removes it in the channel's settings
+    assert (
+        call("DELETE", f"{dc.emu.base_url}/discord/discord.com/api/v10/webhooks/{hook['id']}/{hook['token']}").status
+        == 204
+    )  # the user removes it in the channel's settings
     status, _metadata, error = _publish(daemon, user, "into the void")
     assert status == "FAILED" and "channel webhook" in error and "reconnect" in error, error
     assert hook["token"] not in error
@@ -140,8 +146,17 @@ def test_reconnecting_with_a_new_webhook_deletes_the_old_one_and_without_keeps_i
 def test_the_cli_asks_for_the_webhook_and_lists_the_capability(daemon, fresh_emulators):
     dc = daemon.emulators["DISCORD"]
     dc.choose_webhook_channel(CHANNEL, GUILD)
-    printed = daemon.cli("integrations", "connect", "DISCORD", "--user", uuid.uuid4(), "--scope", "webhook.incoming",
-                         "--redirect-uri", "http://app.nexus.test/cli-done")
+    printed = daemon.cli(
+        "integrations",
+        "connect",
+        "DISCORD",
+        "--user",
+        uuid.uuid4(),
+        "--scope",
+        "webhook.incoming",
+        "--redirect-uri",
+        "http://app.nexus.test/cli-done",
+    )
     assert printed.returncode == 0, printed.stderr
     at_provider = call("GET", printed.stdout.strip())
     assert at_provider.status == 302, at_provider.text

@@ -53,14 +53,16 @@ def _connected(stack, provider: str, user=None) -> str:
 
 
 def _emit(stack, integration: str, user, n: int) -> None:
-    response = stack.api("POST", f"/integrations/{integration}/events", user=user,
-                         body={"type": "media.created", "data": {"n": n}})
+    response = stack.api(
+        "POST", f"/integrations/{integration}/events", user=user, body={"type": "media.created", "data": {"n": n}}
+    )
     assert response.status == 202, response.text
 
 
 def _owner(stack, integration: str) -> str:
     return stack.api("GET", f"/integrations/{integration}", roles=("admin",), user=uuid.uuid4()).json()["data"][
-        "userId"]
+        "userId"
+    ]
 
 
 def _unpublished(stack) -> int:
@@ -85,9 +87,19 @@ def _numbers_in_stream_order(stack, integration: str) -> list[int]:
 def _xadd(stack, event_type: str, payload, event_id: str | None = None) -> tuple[str, str]:
     event_id = event_id or f"evt-{uuid.uuid4()}"
     raw = payload if isinstance(payload, str) else json.dumps(payload)
-    entry = stack.extra["redis"].client().xadd(STREAM, {
-        "id": event_id, "type": event_type, "occurredAt": dt.datetime.now(dt.timezone.utc).isoformat(),
-        "payload": raw})
+    entry = (
+        stack.extra["redis"]
+        .client()
+        .xadd(
+            STREAM,
+            {
+                "id": event_id,
+                "type": event_type,
+                "occurredAt": dt.datetime.now(dt.timezone.utc).isoformat(),
+                "payload": raw,
+            },
+        )
+    )
     return event_id, entry
 
 
@@ -160,8 +172,13 @@ def test_with_two_daemons_each_event_is_published_once_in_order(bus, fresh_emula
         bases.append(base)
     try:
         for n in range(40):  # through both daemons' APIs, alternately
-            response = bus.api("POST", f"/integrations/{integration}/events", user=owner, base=bases[n % len(bases)],
-                               body={"type": "media.created", "data": {"n": n}})
+            response = bus.api(
+                "POST",
+                f"/integrations/{integration}/events",
+                user=owner,
+                base=bases[n % len(bases)],
+                body={"type": "media.created", "data": {"n": n}},
+            )
             assert response.status == 202, response.text
         wait_for(lambda: _unpublished(bus) == 0, 20, "the relay to publish")
     finally:
@@ -180,8 +197,12 @@ def test_user_deleted_on_the_stream_removes_the_users_integrations(bus, fresh_em
     user, bystander = uuid.uuid4(), uuid.uuid4()
     doomed = [_connected(bus, "DISCORD", user), _connected(bus, "SLACK", user)]
     kept = _connected(bus, "DISCORD", bystander)
-    hook = bus.api("POST", "/integrations/webhooks", user=user, body={
-        "integrationId": doomed[0], "url": "http://127.0.0.1:9/hook", "events": ["*"]})
+    hook = bus.api(
+        "POST",
+        "/integrations/webhooks",
+        user=user,
+        body={"integrationId": doomed[0], "url": "http://127.0.0.1:9/hook", "events": ["*"]},
+    )
     assert hook.status == 201, hook.text
     _emit(bus, doomed[0], user, 1)  # a pending delivery to an endpoint that refuses
     revokes = {p: bus.emulators[p].calls["revoke"] for p in ("DISCORD", "SLACK")}
@@ -194,34 +215,50 @@ def test_user_deleted_on_the_stream_removes_the_users_integrations(bus, fresh_em
     assert _count(bus, "SELECT COUNT(*) FROM webhooks WHERE integration_id = %s", doomed[0]) == 0
     assert _count(bus, "SELECT COUNT(*) FROM webhook_deliveries") == 0
     for integration in doomed:
-        assert _count(bus, "SELECT COUNT(*) FROM outbox_events WHERE type = 'integration.disconnected' "
-                           "AND integration_id = %s", integration) == 1
+        assert (
+            _count(
+                bus,
+                "SELECT COUNT(*) FROM outbox_events WHERE type = 'integration.disconnected' AND integration_id = %s",
+                integration,
+            )
+            == 1
+        )
     assert {p: bus.emulators[p].calls["revoke"] - n for p, n in revokes.items()} == {"DISCORD": 1, "SLACK": 1}
 
     # The same event again (a redelivery): nothing more happens, and it is acknowledged.
     _, again = _xadd(bus, "user.deleted", {"userId": str(user)}, event_id)
     wait_for(lambda: _consumed_up_to(bus, again), 20, "the consumer to acknowledge the duplicate")
     assert _count(bus, "SELECT COUNT(*) FROM consumed_events WHERE key = %s", f"{STREAM}:{event_id}") == 1
-    assert _count(bus, "SELECT COUNT(*) FROM outbox_events WHERE type = 'integration.disconnected' "
-                       "AND user_id = %s", user) == 2
+    assert (
+        _count(bus, "SELECT COUNT(*) FROM outbox_events WHERE type = 'integration.disconnected' AND user_id = %s", user)
+        == 2
+    )
     wait_for(lambda: _unpublished(bus) == 0, 20, "the disconnects to reach the stream")
-    published = [json.loads(f["payload"])["integrationId"] for _, f in _stream(bus)
-                 if f["type"] == "integration.disconnected"]
+    published = [
+        json.loads(f["payload"])["integrationId"] for _, f in _stream(bus) if f["type"] == "integration.disconnected"
+    ]
     assert set(doomed) <= set(published)
 
 
 def test_content_published_queues_a_publish_run_per_capable_integration(bus, fresh_emulators):
     user = uuid.uuid4()
     discord, hubspot = _connected(bus, "DISCORD", user), _connected(bus, "HUBSPOT", user)
-    content = {"userId": str(user), "contentId": "post-77", "title": "Launch", "url": "https://nexus.test/p/77",
-               "media": [{"type": "image", "url": "https://cdn.nexus.test/77.jpg"}]}
+    content = {
+        "userId": str(user),
+        "contentId": "post-77",
+        "title": "Launch",
+        "url": "https://nexus.test/p/77",
+        "media": [{"type": "image", "url": "https://cdn.nexus.test/77.jpg"}],
+    }
     event_id, entry = _xadd(bus, "content.published", content)
     wait_for(lambda: _consumed_up_to(bus, entry), 20, "the consumer to handle content.published")
     _, again = _xadd(bus, "content.published", content, event_id)
     wait_for(lambda: _consumed_up_to(bus, again), 20, "the consumer to acknowledge the duplicate")
 
-    rows = bus.sql("SELECT integration_id, action, status, resource_id, metadata FROM integration_sync_logs "
-                   "WHERE resource_id = 'post-77'")
+    rows = bus.sql(
+        "SELECT integration_id, action, status, resource_id, metadata FROM integration_sync_logs "
+        "WHERE resource_id = 'post-77'"
+    )
     assert len(rows) == 1  # Discord can post; HubSpot cannot; the duplicate added nothing
     integration_id, action, status, resource_id, metadata = rows[0]
     assert str(uuid.UUID(str(integration_id))) == discord and hubspot != discord
@@ -256,9 +293,12 @@ def test_ingest_route_runs_the_same_handlers_for_a_service(bus, fresh_emulators)
     assert first.json()["data"]["integrationIds"] == [integration] and not first.json()["data"].get("duplicate")
     again = bus.api("POST", "/integrations/events/ingest", user=uuid.uuid4(), roles=("service",), body=body)
     assert again.status == 200 and again.json()["data"]["duplicate"] is True
-    for bad, where in [({"type": "user.created", "data": {}}, "type"), ({"type": "user.deleted", "data": []}, "data"),
-                       ({"type": "user.deleted", "data": {"userId": 5}}, "userId"),
-                       ({"type": "user.deleted", "data": {}, "extra": 1}, "extra")]:
+    for bad, where in [
+        ({"type": "user.created", "data": {}}, "type"),
+        ({"type": "user.deleted", "data": []}, "data"),
+        ({"type": "user.deleted", "data": {"userId": 5}}, "userId"),
+        ({"type": "user.deleted", "data": {}, "extra": 1}, "extra"),
+    ]:
         response = bus.api("POST", "/integrations/events/ingest", user=uuid.uuid4(), roles=("service",), body=bad)
         assert response.status == 400, (bad, response.text)
         error = response.json()["error"]
@@ -290,7 +330,13 @@ def test_a_consumer_killed_mid_event_leaves_it_to_another(bus, fresh_emulators):
         emulator.delay("revoke", 0)
     assert _count(bus, "SELECT COUNT(*) FROM integrations WHERE user_id = %s", user) == 0
     for integration in doomed:
-        assert _count(bus, "SELECT COUNT(*) FROM outbox_events WHERE type = 'integration.disconnected' "
-                           "AND integration_id = %s", integration) == 1
+        assert (
+            _count(
+                bus,
+                "SELECT COUNT(*) FROM outbox_events WHERE type = 'integration.disconnected' AND integration_id = %s",
+                integration,
+            )
+            == 1
+        )
     other_log = Path(bus.log_path).with_name(f"daemon-{base.rsplit(':', 1)[1]}.log").read_text()
     assert "took over" in other_log

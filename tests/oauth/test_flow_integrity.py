@@ -81,12 +81,19 @@ def test_a_pending_flow_rewritten_in_its_store_never_redirects_to_the_attacker(s
             record = json.loads(stored)  # a readable record: edit its fields
         except ValueError:
             record = {"secret": stored}  # an opaque one: forge a readable record around it
-        record.update(provider="SLACK", userId=str(attacker), redirectUri=EVIL, metadata={}, tenant=None,
-                      expiresAt="2999-01-01T00:00:00+00:00")
+        record.update(
+            provider="SLACK",
+            userId=str(attacker),
+            redirectUri=EVIL,
+            metadata={},
+            tenant=None,
+            expiresAt="2999-01-01T00:00:00+00:00",
+        )
         client.set(PREFIX + digest, json.dumps(record), keepttl=True)
     else:
-        _write_sql(stack, "UPDATE oauth_states SET redirect_uri = ?, user_id = ? WHERE state = ?",
-                   EVIL, attacker, digest)
+        _write_sql(
+            stack, "UPDATE oauth_states SET redirect_uri = ?, user_id = ? WHERE state = ?", EVIL, attacker, digest
+        )
     final = call("GET", callback)
     assert final.status == 302, (final.status, final.text[:300])
     assert not final.location.startswith(EVIL), final.location
@@ -145,8 +152,9 @@ def test_another_providers_callback_leaves_the_state_to_the_right_one(stack, fre
 
 
 @pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def test_pending_flows_survive_a_key_rotation_and_dropping_the_old_key(kind, emulators, tmp_path, pg_template,
-                                                                      stack_launcher):
+def test_pending_flows_survive_a_key_rotation_and_dropping_the_old_key(
+    kind, emulators, tmp_path, pg_template, stack_launcher
+):
     with stack_launcher(kind, tmp_path, emulators, pg_template, {"ALLOWED_REDIRECT_ORIGINS": PARTNER}) as stack:
         if "REDIS_URL" in stack.env:
             _redis(stack).flushdb()  # other stacks' leftovers, under keys this test does not configure

@@ -34,8 +34,9 @@ def _refused_to_frontend(response, provider: str) -> None:
     """No usable state: the browser goes back to FRONTEND_URL with status=error (never to a redirectUri the
     state would name), as for every other callback failure."""
     assert response.status == 302, (response.status, response.text[:300])
-    assert response.location.startswith(FRONTEND + "?") or response.location.startswith(FRONTEND + "/?"), \
+    assert response.location.startswith(FRONTEND + "?") or response.location.startswith(FRONTEND + "/?"), (
         response.location
+    )
     assert _query(response.location) == {"status": "error", "code": "OAUTH_FAILED", "provider": provider}
     assert response.headers.get("Referrer-Policy") == "no-referrer"
     assert response.headers.get("Cache-Control") == "no-store"
@@ -124,12 +125,24 @@ def test_a_tampered_shopify_callback_is_refused(stack, fresh_emulators):
     assert final.status == 302 and _query(final.location)["code"] == "OAUTH_FAILED"
 
 
-@pytest.mark.parametrize("redirect", ["https://evil.example/steal", "http://app.nexus.test.evil.example/x",
-                                      "javascript:alert(1)", "//evil.example/x", "http://user:pw@app.nexus.test/x"])
+@pytest.mark.parametrize(
+    "redirect",
+    [
+        "https://evil.example/steal",
+        "http://app.nexus.test.evil.example/x",
+        "javascript:alert(1)",
+        "//evil.example/x",
+        "http://user:pw@app.nexus.test/x",
+    ],
+)
 def test_no_open_redirector(stack, redirect):
     user = uuid.uuid4()
-    answer = stack.api("POST", "/integrations/oauth/initiate", user=user,
-                       body={"userId": str(user), "provider": "SLACK", "redirectUri": redirect})
+    answer = stack.api(
+        "POST",
+        "/integrations/oauth/initiate",
+        user=user,
+        body={"userId": str(user), "provider": "SLACK", "redirectUri": redirect},
+    )
     assert answer.status == 400 and "redirectUri" in answer.json()["error"]["message"]
 
 
@@ -154,8 +167,9 @@ def test_initiate_bad_input(stack):
             assert answer.json()["error"]["code"] == "INVALID_PROVIDER"
     other = stack.api("POST", "/integrations/oauth/initiate", user=uuid.uuid4(), body=ok_body)
     assert other.status == 403
-    service = stack.api("POST", "/integrations/oauth/initiate", user="content-service", roles=("service",),
-                        body=ok_body)
+    service = stack.api(
+        "POST", "/integrations/oauth/initiate", user="content-service", roles=("service",), body=ok_body
+    )
     assert service.status == 200
 
 

@@ -29,10 +29,15 @@ ADWORDS = "https://www.googleapis.com/auth/adwords"
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def stack(request, emulators, tmp_path_factory, pg_template, stack_launcher):
-    env = {"HEALTH_CHECK_INTERVAL": "1", "HEALTH_RECHECK": "1", "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32",
-           "WEBHOOK_RETRY_SCHEDULE": "1,1,1,1,1"}
-    with stack_launcher(request.param, tmp_path_factory.mktemp("health-stack"), emulators, pg_template,
-                        extra_env=env) as stack:
+    env = {
+        "HEALTH_CHECK_INTERVAL": "1",
+        "HEALTH_RECHECK": "1",
+        "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32",
+        "WEBHOOK_RETRY_SCHEDULE": "1,1,1,1,1",
+    }
+    with stack_launcher(
+        request.param, tmp_path_factory.mktemp("health-stack"), emulators, pg_template, extra_env=env
+    ) as stack:
         yield stack
 
 
@@ -49,8 +54,11 @@ def _stored(stack, integration) -> str | None:
 
 def _changes(stack, integration) -> list[tuple[str, str]]:
     """The status-change events of one integration, oldest first: (type, status)."""
-    rows = stack.sql("SELECT type, data FROM outbox_events WHERE integration_id = %s AND type IN "
-                     "('integration.error', 'integration.recovered') ORDER BY created_at, id", integration)
+    rows = stack.sql(
+        "SELECT type, data FROM outbox_events WHERE integration_id = %s AND type IN "
+        "('integration.error', 'integration.recovered') ORDER BY created_at, id",
+        integration,
+    )
     out = []
     for kind, data in rows:
         data = json.loads(data) if isinstance(data, str) else data
@@ -61,6 +69,7 @@ def _changes(stack, integration) -> list[tuple[str, str]]:
 
 def _more_checks(stack, count: int = 2) -> None:
     """Wait until the daemon's health job has run ``count`` more times (job_runs, written by the daemon)."""
+
     def finished():
         (value,) = stack.sql("SELECT last_finished_at FROM job_runs WHERE name = 'integration-health'")[0]
         return value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(value).replace(tzinfo=UTC)
@@ -97,8 +106,11 @@ def test_a_refusing_provider_degrades_then_breaks_and_a_refresh_recovers(stack, 
     assert refreshed.status == 200, refreshed.text
     wait_for(lambda: _stored(stack, integration) == "healthy", 20, "healthy after a successful refresh")
     _more_checks(stack)
-    assert _changes(stack, integration) == [("integration.error", "degraded"), ("integration.error", "broken"),
-                                            ("integration.recovered", "healthy")]
+    assert _changes(stack, integration) == [
+        ("integration.error", "degraded"),
+        ("integration.error", "broken"),
+        ("integration.recovered", "healthy"),
+    ]
     assert _health(stack, integration, user)["refresh"]["lastOutcome"] == "succeeded"
 
 
@@ -124,14 +136,22 @@ def test_a_dead_grant_is_broken_at_once(stack, fresh_emulators):
 def test_a_receiver_that_starts_failing_degrades_and_recovers(stack, fresh_emulators):
     user, integration = connected(stack, "SLACK")
     with CallbackSink(200) as sink:
-        hook = stack.api("POST", "/integrations/webhooks", user=user,
-                         body={"integrationId": integration, "url": sink.url, "events": ["media.*"]})
+        hook = stack.api(
+            "POST",
+            "/integrations/webhooks",
+            user=user,
+            body={"integrationId": integration, "url": sink.url, "events": ["media.*"]},
+        )
         assert hook.status == 201, hook.text
 
         def emit(n):
             for i in range(n):
-                sent = stack.api("POST", f"/integrations/{integration}/events", user=user,
-                                 body={"type": "media.created", "data": {"mediaId": f"m{i}"}})
+                sent = stack.api(
+                    "POST",
+                    f"/integrations/{integration}/events",
+                    user=user,
+                    body={"type": "media.created", "data": {"mediaId": f"m{i}"}},
+                )
                 assert sent.status == 202, sent.text
 
         emit(2)
@@ -168,8 +188,11 @@ def test_fewer_scopes_granted_or_one_revoked_later_shows_as_missing(stack, fresh
     assert stack.api("POST", f"/integrations/{integration}/refresh", user=user).status == 200
     wait_for(lambda: _stored(stack, integration) == "degraded", 20, "degraded after the revocation")
     assert _health(stack, integration, user)["scopes"]["missing"] == [ADWORDS]
-    assert _changes(stack, integration) == [("integration.error", "degraded"), ("integration.recovered", "healthy"),
-                                            ("integration.error", "degraded")]
+    assert _changes(stack, integration) == [
+        ("integration.error", "degraded"),
+        ("integration.recovered", "healthy"),
+        ("integration.error", "degraded"),
+    ]
 
 
 def test_only_the_owner_or_an_elevated_role_sees_health(stack, fresh_emulators):
@@ -234,11 +257,16 @@ def test_a_rate_limited_sync_degrades_and_the_next_good_run_recovers(stack, fres
 def test_a_webhook_disabled_by_its_receiver_degrades(stack, fresh_emulators):
     user, integration = connected(stack, "SLACK")
     with CallbackSink(410) as sink:  # Gone: the webhook is disabled at once
-        hook = stack.api("POST", "/integrations/webhooks", user=user,
-                         body={"integrationId": integration, "url": sink.url, "events": ["*"]})
+        hook = stack.api(
+            "POST",
+            "/integrations/webhooks",
+            user=user,
+            body={"integrationId": integration, "url": sink.url, "events": ["*"]},
+        )
         assert hook.status == 201, hook.text
-        sent = stack.api("POST", f"/integrations/{integration}/events", user=user,
-                         body={"type": "media.created", "data": {}})
+        sent = stack.api(
+            "POST", f"/integrations/{integration}/events", user=user, body={"type": "media.created", "data": {}}
+        )
         assert sent.status == 202
         wait_for(lambda: _stored(stack, integration) == "degraded", 20, "degraded by the disabled webhook")
     codes = {r["code"] for r in _health(stack, integration, user)["reasons"]}

@@ -32,8 +32,9 @@ NEXUSCTL = Path(sys.executable).parent / "nexusctl"
 def stack(request, emulators, tmp_path_factory, pg_template, stack_launcher):  # noqa: F811
     # A failed delivery is tried again 2 s later; its webhook disabled by then, it waits, due.
     env = {"WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32", "WEBHOOK_RETRY_SCHEDULE": "2,2,2,2,2"}
-    with stack_launcher(request.param, tmp_path_factory.mktemp("observability"), emulators, pg_template,
-                        extra_env=env) as stack:
+    with stack_launcher(
+        request.param, tmp_path_factory.mktemp("observability"), emulators, pg_template, extra_env=env
+    ) as stack:
         yield stack
 
 
@@ -69,14 +70,24 @@ def test_metrics_move_with_real_work_and_parse(stack, fresh_emulators):
     before, _ = _scrape(stack)
     user, integration = connected(stack, "SLACK")  # the browser flow: initiate, consent, callback
     with CallbackSink(200) as sink:
-        hook = stack.api("POST", "/integrations/webhooks", user=user,
-                         body={"integrationId": integration, "url": sink.url, "events": ["media.*"]})
+        hook = stack.api(
+            "POST",
+            "/integrations/webhooks",
+            user=user,
+            body={"integrationId": integration, "url": sink.url, "events": ["media.*"]},
+        )
         assert hook.status == 201, hook.text
         _emit(stack, integration, user)
         _wait(lambda: sink.received, 20, "the delivery")
         # The attempt is counted once recorded, a moment after the receiver answered.
-        _wait(lambda: _value(_scrape(stack)[0], "nexus_delivery_attempts_total", outcome="delivered")
-              > _value(before, "nexus_delivery_attempts_total", outcome="delivered"), 20, "the attempt counted")
+        _wait(
+            lambda: (
+                _value(_scrape(stack)[0], "nexus_delivery_attempts_total", outcome="delivered")
+                > _value(before, "nexus_delivery_attempts_total", outcome="delivered")
+            ),
+            20,
+            "the attempt counted",
+        )
     stack.emulators["SLACK"].set_records("channels", [{"id": f"C{i:08d}", "name": f"c{i}"} for i in range(30)])
     started = stack.api("POST", f"/integrations/{integration}/sync", user=user, body={"action": "fetch_channels"})
     assert started.status == 202, started.text
@@ -98,7 +109,8 @@ def test_metrics_move_with_real_work_and_parse(stack, fresh_emulators):
     assert moved("nexus_token_refreshes_total", provider="DISCORD", outcome="refreshed") == 1
     # The token exchanges, the account look-ups, the channel pages and the refresh went to the emulators.
     assert _sum(after, "nexus_provider_requests_total", provider="SLACK") > _sum(
-        before, "nexus_provider_requests_total", provider="SLACK")
+        before, "nexus_provider_requests_total", provider="SLACK"
+    )
     assert moved("nexus_provider_request_duration_seconds_count", provider="DISCORD") >= 2  # exchange and refresh
     assert moved("nexus_http_requests_total", method="POST", route="/integrations/{id}/events", status="202") == 1
     assert moved("nexus_webhook_recorded_total") >= 1 and moved("nexus_webhook_claimed_total") >= 1
@@ -143,6 +155,7 @@ def test_each_daemon_answers_its_own_figures(stack, fresh_emulators):
         theirs, _ = _scrape(stack, base=other)
         assert _value(mine, "nexus_oauth_flows_total", provider="DISCORD", outcome="connected") >= 1
         assert _value(theirs, "nexus_oauth_flows_total", provider="DISCORD", outcome="connected") == 0
+
         def gauges(base=None):
             return {k: v for k, v in _scrape(stack, base)[0].items() if k[0] == "nexus_integrations"}
 
@@ -157,21 +170,35 @@ def test_each_daemon_answers_its_own_figures(stack, fresh_emulators):
 
 # --- nexusctl top ----------------------------------------------------------------
 
+
 def _a_receiver_left_failing(stack) -> tuple[str, str]:
     """A delivery that failed once and waits, due, for a webhook since disabled: RETRYING, its due age growing."""
     user, integration = connected(stack, "SLACK")
     with CallbackSink(500) as sink:
-        hook = stack.api("POST", "/integrations/webhooks", user=user,
-                         body={"integrationId": integration, "url": sink.url, "events": ["media.*"]})
+        hook = stack.api(
+            "POST",
+            "/integrations/webhooks",
+            user=user,
+            body={"integrationId": integration, "url": sink.url, "events": ["media.*"]},
+        )
         assert hook.status == 201, hook.text
         hook_id = hook.json()["data"]["id"]
         _emit(stack, integration, user)
         _wait(lambda: sink.received, 20, "the first attempt")
         paused = stack.api("PATCH", f"/integrations/webhooks/{hook_id}", user=user, body={"isActive": False})
         assert paused.status == 200, paused.text
-    _wait(lambda: stack.sql("SELECT COUNT(*) FROM webhook_deliveries d JOIN webhook_attempts a ON a.delivery_id = d.id "
-                            "WHERE d.status = 'RETRYING' AND d.webhook_id = %s", hook_id)[0][0] >= 1, 20,
-          "the failed attempt recorded")
+    _wait(
+        lambda: (
+            stack.sql(
+                "SELECT COUNT(*) FROM webhook_deliveries d JOIN webhook_attempts a ON a.delivery_id = d.id "
+                "WHERE d.status = 'RETRYING' AND d.webhook_id = %s",
+                hook_id,
+            )[0][0]
+            >= 1
+        ),
+        20,
+        "the failed attempt recorded",
+    )
     return hook_id, integration
 
 
@@ -199,8 +226,9 @@ def test_top_once_and_json_show_the_real_figures(stack, fresh_emulators):
     assert re.search(r"^RETRYING\s+[1-9]\d*\s", text, re.M), text
     assert re.search(rf"^127\.0\.0\.1 \(disabled\)\s+[1-9]\d*\s.*{hook_id[:8]}", text, re.M), text
     assert re.search(r"^integration-health\s+(idle|running)\s", text, re.M), text
-    no_tty = subprocess.run([str(NEXUSCTL), "top"], env=stack.env, capture_output=True, text=True, timeout=60,
-                            stdin=subprocess.DEVNULL)
+    no_tty = subprocess.run(
+        [str(NEXUSCTL), "top"], env=stack.env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+    )
     assert no_tty.returncode == 2 and "VALIDATION_ERROR" in no_tty.stderr and "--once" in no_tty.stderr
 
 
@@ -212,8 +240,14 @@ class Tmux:
         self.work, self.env = work, {**env, "TERM": "xterm-256color"}
 
     def tmux(self, *args) -> str:
-        return subprocess.run(["tmux", "-L", self.socket, "-f", "/dev/null", *args], env=self.env,
-                              capture_output=True, text=True, timeout=20, check=True).stdout
+        return subprocess.run(
+            ["tmux", "-L", self.socket, "-f", "/dev/null", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout
 
     def start(self, command: str) -> None:
         script = self.work / f"run-{self.socket}.sh"
@@ -221,10 +255,12 @@ class Tmux:
         # catches SIGINT (Ctrl-C goes to the whole foreground group) so it lives to write them; a caught
         # signal is reset for the command it runs, which gets Ctrl-C as from an interactive shell.
         # Each file appears whole (written aside, then renamed): a reader never sees one half written.
-        script.write_text(f"trap 'true' INT\nstty -a > {self.work}/stty-before\n{command}\n"
-                          f"echo $? > {self.work}/exit-code.tmp\nstty -a > {self.work}/stty-after.tmp\n"
-                          f"mv {self.work}/stty-after.tmp {self.work}/stty-after\n"
-                          f"mv {self.work}/exit-code.tmp {self.work}/exit-code\nsleep 60\n")
+        script.write_text(
+            f"trap 'true' INT\nstty -a > {self.work}/stty-before\n{command}\n"
+            f"echo $? > {self.work}/exit-code.tmp\nstty -a > {self.work}/stty-after.tmp\n"
+            f"mv {self.work}/stty-after.tmp {self.work}/stty-after\n"
+            f"mv {self.work}/exit-code.tmp {self.work}/exit-code\nsleep 60\n"
+        )
         self.tmux("new-session", "-d", "-s", "top", "-x", "140", "-y", "50", f"sh {shlex.quote(str(script))}")
 
     def screen(self) -> str:

@@ -45,8 +45,12 @@ def test_an_organization_given_at_initiate_is_kept_shown_and_filtered_by(stack, 
 
 def test_an_api_key_connection_takes_an_organization_too(stack, fresh_emulators):
     user, acme = uuid.uuid4(), uuid.uuid4()
-    body = {"userId": str(user), "provider": "SENDGRID", "apiKey": stack.emulators.sendgrid_key(),
-            "organizationId": str(acme)}
+    body = {
+        "userId": str(user),
+        "provider": "SENDGRID",
+        "apiKey": stack.emulators.sendgrid_key(),
+        "organizationId": str(acme),
+    }
     answer = stack.api("POST", "/integrations/api-key", user=user, body=body)
     assert answer.status == 201, answer.text
     assert answer.json()["data"]["organizationId"] == str(acme)

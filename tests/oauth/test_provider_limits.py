@@ -57,16 +57,37 @@ def _health(stack, integration, user) -> dict:
 
 
 def _products(n):
-    return [{"id": f"gid://shopify/Product/{i}", "title": f"Shirt {i}", "handle": f"shirt-{i}", "status": "ACTIVE",
-             "createdAt": "2026-03-01T00:00:00Z", "updatedAt": "2026-03-02T00:00:00Z"} for i in range(n)]
+    return [
+        {
+            "id": f"gid://shopify/Product/{i}",
+            "title": f"Shirt {i}",
+            "handle": f"shirt-{i}",
+            "status": "ACTIVE",
+            "createdAt": "2026-03-01T00:00:00Z",
+            "updatedAt": "2026-03-02T00:00:00Z",
+        }
+        for i in range(n)
+    ]
 
 
 def _uploads(n):
-    return [{"kind": "youtube#playlistItem", "etag": f"e{i}", "id": f"UExpi{i:05d}",
-             "snippet": {"publishedAt": f"2026-11-{1 + i % 28:02d}T12:00:00Z", "channelId": "UCdemo0000000000000000ch",
-                         "title": f"upload {i}", "description": f"about {i}", "playlistId": "UUdemo0000000000000000ch",
-                         "position": i, "resourceId": {"kind": "youtube#video", "videoId": f"vid{i:08d}"}}}
-            for i in range(n)]
+    return [
+        {
+            "kind": "youtube#playlistItem",
+            "etag": f"e{i}",
+            "id": f"UExpi{i:05d}",
+            "snippet": {
+                "publishedAt": f"2026-11-{1 + i % 28:02d}T12:00:00Z",
+                "channelId": "UCdemo0000000000000000ch",
+                "title": f"upload {i}",
+                "description": f"about {i}",
+                "playlistId": "UUdemo0000000000000000ch",
+                "position": i,
+                "resourceId": {"kind": "youtube#video", "videoId": f"vid{i:08d}"},
+            },
+        }
+        for i in range(n)
+    ]
 
 
 def _next_pacific_midnight(now: dt.datetime) -> dt.datetime:
@@ -82,8 +103,9 @@ def test_shopify_throttled_by_query_cost_waits_per_throttle_status_and_completes
     emu.set_records("products", _products(600))
     user, integration = _connect(stack, "SHOPIFY")
     emu.set_query_bucket(260, 100)
-    log = _log_when(stack, integration, user, _start_sync(stack, integration, user, "fetch_products"), _finished,
-                    "the run ends")
+    log = _log_when(
+        stack, integration, user, _start_sync(stack, integration, user, "fetch_products"), _finished, "the run ends"
+    )
     assert (log["status"], log["itemsProcessed"]) == ("COMPLETED", 600), log
     throttled = emu.calls["throttled"]
     # 3 pages served, every refusal retried after one wait (how many refusals and how long each wait was depend
@@ -101,8 +123,14 @@ def test_youtube_quota_spent_the_run_waits_for_the_reset_without_a_failure_storm
     emu.set_daily_quota(emu.quota_per_day - emu.quota_left() + 3)  # the channel lookup and two pages
     before = dt.datetime.now(dt.timezone.utc)
     log_id = _start_sync(stack, integration, user, "fetch_posts")
-    log = _log_when(stack, integration, user, log_id, lambda row: "rateLimitedUntil" in row["metadata"],
-                    "the run waits for the quota")
+    log = _log_when(
+        stack,
+        integration,
+        user,
+        log_id,
+        lambda row: "rateLimitedUntil" in row["metadata"],
+        "the run waits for the quota",
+    )
     assert log["status"] == "PENDING", log
     assert log["itemsProcessed"] == 100  # the two pages read before the quota ran out are kept
     meta = log["metadata"]

@@ -50,18 +50,26 @@ WHOAMI = {
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def stack(request, emulators, tmp_path_factory, pg_template, stack_launcher):
-    env = {"WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32", "REFRESH_SWEEP_INTERVAL": "3600",
-           "GOOGLE_ADS_DEVELOPER_TOKEN": emulators["GOOGLE_ADS"].developer_token}
-    with stack_launcher(request.param, tmp_path_factory.mktemp("proxy-stack"), emulators, pg_template,
-                        extra_env=env) as stack:
+    env = {
+        "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32",
+        "REFRESH_SWEEP_INTERVAL": "3600",
+        "GOOGLE_ADS_DEVELOPER_TOKEN": emulators["GOOGLE_ADS"].developer_token,
+    }
+    with stack_launcher(
+        request.param, tmp_path_factory.mktemp("proxy-stack"), emulators, pg_template, extra_env=env
+    ) as stack:
         yield stack
 
 
 def connected(stack, provider: str, user=None) -> tuple[uuid.UUID, str]:
     user = user or uuid.uuid4()
     if provider == "SENDGRID":
-        made = stack.api("POST", "/integrations/api-key", user=user,
-                         body={"userId": str(user), "provider": "SENDGRID", "apiKey": stack.emulators.sendgrid_key()})
+        made = stack.api(
+            "POST",
+            "/integrations/api-key",
+            user=user,
+            body={"userId": str(user), "provider": "SENDGRID", "apiKey": stack.emulators.sendgrid_key()},
+        )
         assert made.status == 201, made.text
         return user, made.json()["data"]["id"]
     result = stack.connect(provider, user, **tenant_of(stack, provider))
@@ -69,8 +77,9 @@ def connected(stack, provider: str, user=None) -> tuple[uuid.UUID, str]:
     return user, result["integrationId"]
 
 
-def proxy(stack, integration: str, method: str, path: str, *, user=None, roles=(), query: str = "", body=None,
-          headers=None):
+def proxy(
+    stack, integration: str, method: str, path: str, *, user=None, roles=(), query: str = "", body=None, headers=None
+):
     url = f"/integrations/{integration}/proxy{path}" + (f"?{query}" if query else "")
     return stack.api(method, url, user=user, roles=roles, body=body, headers=headers)
 
@@ -194,9 +203,11 @@ def test_a_token_refused_without_refresh_counts_toward_health(stack, fresh_emula
     assert got.status == 502 and "refused the access token" in got.json()["error"]["message"], got.text
     health = stack.api("GET", f"/integrations/{integration}/health", user=user).json()["data"]
     assert health["status"] in ("degraded", "broken"), health
+
     def refusals():
-        rows = stack.sql("SELECT data FROM outbox_events WHERE integration_id = %s AND type = %s", integration,
-                         "integration.error")
+        rows = stack.sql(
+            "SELECT data FROM outbox_events WHERE integration_id = %s AND type = %s", integration, "integration.error"
+        )
         return [r for (r,) in rows if "TOKEN_REFUSED" in str(r)]
 
     assert len(refusals()) == 1
@@ -251,11 +262,26 @@ def test_retries_wait_and_try_again_for_idempotent_calls_only(stack, fresh_emula
 # --- safe by construction ---------------------------------------------------------------------------------
 
 ESCAPES = [
-    "//evil.example/x", "/http://evil.example/x", "/https:/evil.example", "/https:evil.example",
+    "//evil.example/x",
+    "/http://evil.example/x",
+    "/https:/evil.example",
+    "/https:evil.example",
     "/%2F%2Fevil.example/x",
-    "/%2f%2fevil.example", "/v10/%2e%2e/%2e%2e/x", "/v10/%2E%2E%2Fx", "/v10/..%2f..%2fx", "/v10/../../../x",
-    "/..", "/v10/./users", "/v10\\users", "/%5cevil.example", "/@evil.example/x", "/user@evil.example/x",
-    "/user%40evil.example/x", "/v10/%00/x", "/javascript:alert(1)", "/file:/etc/passwd",
+    "/%2f%2fevil.example",
+    "/v10/%2e%2e/%2e%2e/x",
+    "/v10/%2E%2E%2Fx",
+    "/v10/..%2f..%2fx",
+    "/v10/../../../x",
+    "/..",
+    "/v10/./users",
+    "/v10\\users",
+    "/%5cevil.example",
+    "/@evil.example/x",
+    "/user@evil.example/x",
+    "/user%40evil.example/x",
+    "/v10/%00/x",
+    "/javascript:alert(1)",
+    "/file:/etc/passwd",
 ]
 
 
@@ -274,11 +300,21 @@ STATE: dict = {}
 def test_the_callers_credentials_cookies_and_hop_by_hop_headers_stay_behind(stack, fresh_emulators):
     emu = stack.emulators["SALESFORCE"]
     user, integration = connected(stack, "SALESFORCE")
-    emu.fail_next("whoami", 200, {"user_id": "005x"}, headers={"Set-Cookie": "BrowserId=abc123; Path=/; Secure",
-                                                                "X-Provider-Note": "kept"})
-    headers = {"Cookie": "session=caller-cookie", "Proxy-Authorization": "Basic Y2FsbGVyOnNlY3JldA==",
-               "Connection": "X-Private-Hop", "X-Private-Hop": "hop-value", "X-Forwarded-For": "10.0.0.1",
-               "Accept": "application/json", "X-Custom": "passes"}
+    emu.fail_next(
+        "whoami",
+        200,
+        {"user_id": "005x"},
+        headers={"Set-Cookie": "BrowserId=abc123; Path=/; Secure", "X-Provider-Note": "kept"},
+    )
+    headers = {
+        "Cookie": "session=caller-cookie",
+        "Proxy-Authorization": "Basic Y2FsbGVyOnNlY3JldA==",
+        "Connection": "X-Private-Hop",
+        "X-Private-Hop": "hop-value",
+        "X-Forwarded-For": "10.0.0.1",
+        "Accept": "application/json",
+        "X-Custom": "passes",
+    }
     target = f"/integrations/{integration}/proxy/services/oauth2/userinfo"
     status, answer_headers, body = raw_request(stack, "GET", target, user=user, headers=headers)
     assert status == 200, body[:200]
@@ -295,8 +331,14 @@ def test_the_callers_credentials_cookies_and_hop_by_hop_headers_stay_behind(stac
 def test_request_bodies_over_10_mb_are_refused(stack):
     user, integration = connected(stack, "SLACK")
     big = b"x" * (10 * 1024 * 1024 + 1)
-    status, _h, body = raw_request(stack, "POST", f"/integrations/{integration}/proxy/chat.postMessage", user=user,
-                                   headers={"Content-Type": "application/json"}, body=big)
+    status, _h, body = raw_request(
+        stack,
+        "POST",
+        f"/integrations/{integration}/proxy/chat.postMessage",
+        user=user,
+        headers={"Content-Type": "application/json"},
+        body=big,
+    )
     assert status == 413 and json.loads(body)["error"]["code"] == "PAYLOAD_TOO_LARGE"
 
 
@@ -316,8 +358,11 @@ def test_a_200_mb_answer_streams_with_flat_memory(stack, fresh_emulators):
     baseline = _rss_kib(pid)
     parts = urllib.parse.urlsplit(stack.base)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
-    conn.request("GET", f"/integrations/{integration}/proxy/services/data/v62.0/sobjects/ContentVersion/{file_id}"
-                        "/VersionData", headers={"Authorization": bearer(stack, user)})
+    conn.request(
+        "GET",
+        f"/integrations/{integration}/proxy/services/data/v62.0/sobjects/ContentVersion/{file_id}/VersionData",
+        headers={"Authorization": bearer(stack, user)},
+    )
     response = conn.getresponse()
     assert response.status == 200
     received, peak = 0, baseline
@@ -374,7 +419,17 @@ def test_the_cli_calls_a_provider_through_the_same_core(stack, tmp_path):
     assert raw.returncode == 0 and json.loads(raw.stdout)["ok"] is True, raw.stderr
     bad = stack.cli("integrations", "call", integration, "GET", "//evil.example/x")
     assert bad.returncode == 2 and "VALIDATION_ERROR" in bad.stderr + bad.stdout
-    posted = stack.cli("integrations", "call", integration, "POST", "/chat.postMessage", "--data", f"@{body}",
-                       "--header", "X-Custom: yes", "--json")
+    posted = stack.cli(
+        "integrations",
+        "call",
+        integration,
+        "POST",
+        "/chat.postMessage",
+        "--data",
+        f"@{body}",
+        "--header",
+        "X-Custom: yes",
+        "--json",
+    )
     assert posted.returncode == 0, posted.stderr
     assert json.loads(posted.stdout)["status"] == 200

@@ -18,8 +18,9 @@ VIDEO = {"type": "video", "url": "https://cdn.nexus.test/p/5/clip.mp4"}
 
 
 def _log(stack, content_id: str):
-    rows = stack.sql("SELECT status, run_after, metadata, error FROM integration_sync_logs WHERE resource_id = %s",
-                     content_id)
+    rows = stack.sql(
+        "SELECT status, run_after, metadata, error FROM integration_sync_logs WHERE resource_id = %s", content_id
+    )
     if not rows:
         return None
     status, run_after, metadata, error = rows[0]
@@ -44,13 +45,17 @@ def test_a_reel_still_processing_is_published_by_the_daemon_later_once(stack, fr
     # 4 reads in the first run (~5 s), all IN_PROGRESS; the deferred run's first read is FINISHED.
     ig.reels_processing_polls = len((0.5, 1.0, 1.5, 2.0))
     content_id = f"reel-{uuid.uuid4().hex[:8]}"
-    body = {"type": "content.published", "id": f"evt-{content_id}",
-            "data": {"userId": str(user), "contentId": content_id, "title": "Slow reel", "media": [VIDEO]}}
+    body = {
+        "type": "content.published",
+        "id": f"evt-{content_id}",
+        "data": {"userId": str(user), "contentId": content_id, "title": "Slow reel", "media": [VIDEO]},
+    }
     answer = stack.api("POST", "/integrations/events/ingest", user=uuid.uuid4(), roles=("service",), body=body)
     assert answer.status == 200, answer.text
 
-    status, run_after, metadata, error = _wait_for(stack, content_id, lambda s: s[0] != "IN_PROGRESS"
-                                                   and s[2].get("pending"), 30)
+    status, run_after, metadata, error = _wait_for(
+        stack, content_id, lambda s: s[0] != "IN_PROGRESS" and s[2].get("pending"), 30
+    )
     assert status == "PENDING" and run_after is not None and error is None, (status, error)
     (container,) = ig.containers
     assert metadata["pending"]["containerId"] == container and metadata["pending"]["checks"] == 1

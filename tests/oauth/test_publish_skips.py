@@ -17,23 +17,32 @@ import uuid
 import pytest
 from test_health_flows import _more_checks, _stored
 
-SKIPPED = {"TIKTOK": "TikTok posts videos only", "YOUTUBE": "YouTube takes videos only",
-           "INSTAGRAM": "Instagram cannot post text only"}
+SKIPPED = {
+    "TIKTOK": "TikTok posts videos only",
+    "YOUTUBE": "YouTube takes videos only",
+    "INSTAGRAM": "Instagram cannot post text only",
+}
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def stack(request, emulators, tmp_path_factory, pg_template, stack_launcher):
     env = {"HEALTH_CHECK_INTERVAL": "1", "HEALTH_RECHECK": "1"}
-    with stack_launcher(request.param, tmp_path_factory.mktemp("publish-skips"), emulators, pg_template,
-                        extra_env=env) as stack:
+    with stack_launcher(
+        request.param, tmp_path_factory.mktemp("publish-skips"), emulators, pg_template, extra_env=env
+    ) as stack:
         yield stack
 
 
 def _logs(stack, content_id: str) -> dict[str, tuple]:
-    rows = stack.sql("SELECT i.provider, l.status, l.error, l.metadata FROM integration_sync_logs l JOIN integrations "
-                     "i ON i.id = l.integration_id WHERE l.resource_id = %s", content_id)
-    return {provider: (status, error, json.loads(meta) if isinstance(meta, str) else meta)
-            for provider, status, error, meta in rows}
+    rows = stack.sql(
+        "SELECT i.provider, l.status, l.error, l.metadata FROM integration_sync_logs l JOIN integrations "
+        "i ON i.id = l.integration_id WHERE l.resource_id = %s",
+        content_id,
+    )
+    return {
+        provider: (status, error, json.loads(meta) if isinstance(meta, str) else meta)
+        for provider, status, error, meta in rows
+    }
 
 
 def test_text_only_content_skips_the_video_platforms_and_posts_to_x(stack, fresh_emulators):
@@ -49,9 +58,16 @@ def test_text_only_content_skips_the_video_platforms_and_posts_to_x(stack, fresh
     calls = {p: sum(stack.emulators[p].calls.values()) for p in SKIPPED}
 
     content_id = f"c-{uuid.uuid4().hex[:10]}"
-    body = {"type": "content.published", "id": f"evt-{content_id}",
-            "data": {"userId": str(user), "contentId": content_id, "title": "Words only",
-                     "url": f"https://nexus.test/p/{content_id}"}}
+    body = {
+        "type": "content.published",
+        "id": f"evt-{content_id}",
+        "data": {
+            "userId": str(user),
+            "contentId": content_id,
+            "title": "Words only",
+            "url": f"https://nexus.test/p/{content_id}",
+        },
+    }
     answer = stack.api("POST", "/integrations/events/ingest", user=uuid.uuid4(), roles=("service",), body=body)
     assert answer.status == 200, answer.text
     queued = {log["provider"]: log for log in answer.json()["data"]["syncLogs"]}
@@ -67,7 +83,8 @@ def test_text_only_content_skips_the_video_platforms_and_posts_to_x(stack, fresh
     logs = _logs(stack, content_id)
     assert logs["TWITTER"][0] == "COMPLETED", logs["TWITTER"]
     assert [p["text"] for p in stack.emulators["TWITTER"].records_of("posted")] == [
-        f"Words only\nhttps://nexus.test/p/{content_id}"]
+        f"Words only\nhttps://nexus.test/p/{content_id}"
+    ]
     for provider, words in SKIPPED.items():
         status, error, meta = logs[provider]
         assert status == "CANCELLED" and error.startswith("skipped: ") and words in error, logs[provider]
@@ -77,8 +94,9 @@ def test_text_only_content_skips_the_video_platforms_and_posts_to_x(stack, fresh
     _more_checks(stack)  # the health job has looked at them since
     for provider, integration in ids.items():
         assert _stored(stack, integration) == "healthy", provider
-        errors = stack.sql("SELECT data FROM outbox_events WHERE integration_id = %s AND type = 'integration.error'",
-                           integration)
+        errors = stack.sql(
+            "SELECT data FROM outbox_events WHERE integration_id = %s AND type = 'integration.error'", integration
+        )
         assert errors == [], (provider, errors)
         shown = stack.api("GET", f"/integrations/{integration}", user=user).json()["data"]
         assert shown["lastError"] is None, (provider, shown["lastError"])

@@ -21,15 +21,23 @@ VIDEO = {"type": "video", "url": "https://cdn.nexus.test/s/1/clip.mp4"}
 
 
 def _logs(stack, content_id: str) -> dict[str, tuple]:
-    rows = stack.sql("SELECT i.provider, l.status, l.error, l.metadata FROM integration_sync_logs l JOIN integrations "
-                     "i ON i.id = l.integration_id WHERE l.resource_id = %s", content_id)
-    return {provider: (status, error, json.loads(meta) if isinstance(meta, str) else meta)
-            for provider, status, error, meta in rows}
+    rows = stack.sql(
+        "SELECT i.provider, l.status, l.error, l.metadata FROM integration_sync_logs l JOIN integrations "
+        "i ON i.id = l.integration_id WHERE l.resource_id = %s",
+        content_id,
+    )
+    return {
+        provider: (status, error, json.loads(meta) if isinstance(meta, str) else meta)
+        for provider, status, error, meta in rows
+    }
 
 
 def _ingest(stack, user, content_id: str, **data):
-    body = {"type": "content.published", "id": f"evt-{content_id}",
-            "data": {"userId": str(user), "contentId": content_id, **data}}
+    body = {
+        "type": "content.published",
+        "id": f"evt-{content_id}",
+        "data": {"userId": str(user), "contentId": content_id, **data},
+    }
     return stack.api("POST", "/integrations/events/ingest", user=uuid.uuid4(), roles=("service",), body=body)
 
 
@@ -90,8 +98,12 @@ def test_a_story_whose_publish_answer_is_lost_is_reconciled_not_posted_twice(sta
     status, error, meta = _story(stack, user, media=[IMAGE])
     assert status == "COMPLETED", error
     (story,) = ig.records_of("stories")  # one story, found among the account's stories
-    assert meta["result"] == {"mediaId": story["id"], "containerId": story["container_id"], "reconciled": True,
-                              "story": True}
+    assert meta["result"] == {
+        "mediaId": story["id"],
+        "containerId": story["container_id"],
+        "reconciled": True,
+        "story": True,
+    }
     assert ig.calls["media_publish"] == 1 and ig.calls["stories"] == 1
 
     ig.fail_next("media_publish", 502)  # not published this time: the FINISHED container is published now, once

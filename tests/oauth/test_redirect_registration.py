@@ -32,8 +32,7 @@ def elsewhere(stack):
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
-def test_a_callback_the_app_did_not_register_is_refused_at_the_provider(stack, fresh_emulators, elsewhere,
-                                                                        provider):
+def test_a_callback_the_app_did_not_register_is_refused_at_the_provider(stack, fresh_emulators, elsewhere, provider):
     stack.restart(PUBLIC_URL=elsewhere)
     emu = stack.emulators[provider]
     user = uuid.uuid4()

@@ -14,8 +14,23 @@ import uuid
 import pytest
 from test_connect_providers import tenant_of
 
-REFRESHABLE = ["TIKTOK", "INSTAGRAM", "FACEBOOK", "YOUTUBE", "TWITTER", "LINKEDIN", "HUBSPOT", "SALESFORCE",
-               "SHOPIFY", "META_ADS", "GOOGLE_ADS", "PAYPAL", "ZAPIER", "SLACK", "DISCORD"]
+REFRESHABLE = [
+    "TIKTOK",
+    "INSTAGRAM",
+    "FACEBOOK",
+    "YOUTUBE",
+    "TWITTER",
+    "LINKEDIN",
+    "HUBSPOT",
+    "SALESFORCE",
+    "SHOPIFY",
+    "META_ADS",
+    "GOOGLE_ADS",
+    "PAYPAL",
+    "ZAPIER",
+    "SLACK",
+    "DISCORD",
+]
 ROTATING = {"TIKTOK", "TWITTER", "SHOPIFY", "ZAPIER", "SLACK", "DISCORD"}
 NEVER_EXPIRE = ["WOOCOMMERCE", "TIKTOK_ADS", "MAILCHIMP", "STRIPE"]
 
@@ -33,7 +48,8 @@ def alive_refresh_tokens(emu) -> set[str]:
 
 def alive_tokens(emu) -> set[str]:
     return {v for v, t in emu.tokens.items() if emu.valid_refresh(v) if t.kind == "refresh"} | {
-        v for v, t in emu.tokens.items() if t.kind != "refresh" and emu.valid_access(v)}
+        v for v, t in emu.tokens.items() if t.kind != "refresh" and emu.valid_access(v)
+    }
 
 
 def age_instagram_token(stack, integration_id: str) -> None:
@@ -199,11 +215,14 @@ def test_outage_is_provider_error_and_keeps_the_integration(stack, fresh_emulato
     assert stack.api("POST", f"/integrations/{integration}/refresh", user=user).status == 200  # lease released
 
 
-@pytest.mark.parametrize("provider, endpoint, hint", [
-    ("DISCORD", "refresh", True),  # HTTP 429 + Retry-After
-    ("META_ADS", "exchange", True),  # Graph code 17 on HTTP 400, wait in X-Business-Use-Case-Usage
-    ("FACEBOOK", "exchange", False),  # Graph code 4 on HTTP 403, no wait given
-])
+@pytest.mark.parametrize(
+    "provider, endpoint, hint",
+    [
+        ("DISCORD", "refresh", True),  # HTTP 429 + Retry-After
+        ("META_ADS", "exchange", True),  # Graph code 17 on HTTP 400, wait in X-Business-Use-Case-Usage
+        ("FACEBOOK", "exchange", False),  # Graph code 4 on HTTP 403, no wait given
+    ],
+)
 def test_rate_limit_is_429_with_retry_after(stack, fresh_emulators, provider, endpoint, hint):
     emu = stack.emulators[provider]
     user, integration = connected(stack, provider)

@@ -28,8 +28,9 @@ UTC = dt.timezone.utc
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def stack(request, emulators, tmp_path_factory, pg_template, stack_launcher):
     env = {"HEALTH_CHECK_INTERVAL": "1", "HEALTH_RECHECK": "1"}
-    with stack_launcher(request.param, tmp_path_factory.mktemp("refresh-not-yet"), emulators, pg_template,
-                        extra_env=env) as stack:
+    with stack_launcher(
+        request.param, tmp_path_factory.mktemp("refresh-not-yet"), emulators, pg_template, extra_env=env
+    ) as stack:
         yield stack
 
 
@@ -49,9 +50,13 @@ def test_a_young_instagram_token_is_not_yet_refreshable_and_nothing_degrades(sta
     calls = emu.calls["refresh"]
 
     # The sweep (cron's form), with a lead that makes the 60-day token due: not yet, not a failure.
-    sweep = subprocess.run([str(NEXUSCTL), "integrations", "refresh", "--expiring-within", "1m", "--json"],
-                           env={**stack.env, "TOKEN_EXPIRY_WARNING": "61d"}, capture_output=True, text=True,
-                           timeout=60)
+    sweep = subprocess.run(
+        [str(NEXUSCTL), "integrations", "refresh", "--expiring-within", "1m", "--json"],
+        env={**stack.env, "TOKEN_EXPIRY_WARNING": "61d"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert sweep.returncode == 0, sweep.stderr
     assert json.loads(sweep.stdout) == {"refreshed": 0, "failed": 0, "skipped": 0, "notYet": 1, "warned": 0}
     assert "not refreshable yet 1" in sweep.stderr
@@ -78,6 +83,7 @@ def test_a_young_instagram_token_is_not_yet_refreshable_and_nothing_degrades(sta
     assert _stored(stack, integration) == "healthy"
     live = stack.api("GET", f"/integrations/{integration}/health", user=user).json()["data"]
     assert live["status"] == "healthy" and live["refresh"]["lastFailedAt"] is None, live
-    errors = stack.sql("SELECT data FROM outbox_events WHERE integration_id = %s AND type = 'integration.error'",
-                       integration)
+    errors = stack.sql(
+        "SELECT data FROM outbox_events WHERE integration_id = %s AND type = 'integration.error'", integration
+    )
     assert errors == []

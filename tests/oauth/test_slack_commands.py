@@ -25,8 +25,7 @@ ROUTE = "/integrations/inbound/slack/commands"
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def daemon(request, emulators, tmp_path_factory, pg_template, stack_launcher):
     env = {"WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32"}
-    with stack_launcher(request.param, tmp_path_factory.mktemp("slack-commands"), emulators, pg_template,
-                        env) as stack:
+    with stack_launcher(request.param, tmp_path_factory.mktemp("slack-commands"), emulators, pg_template, env) as stack:
         yield stack
 
 
@@ -39,23 +38,30 @@ def _connected_workspace(stack, team_id: str) -> tuple[uuid.UUID, str]:
 
 
 def _commands_published(stack, integration: str | None = None) -> list[dict]:
-    rows = stack.sql("SELECT data FROM outbox_events WHERE type = 'slack.command'"
-                     + (" AND integration_id = %s" if integration else "") + " ORDER BY created_at",
-                     *([integration] if integration else []))
+    rows = stack.sql(
+        "SELECT data FROM outbox_events WHERE type = 'slack.command'"
+        + (" AND integration_id = %s" if integration else "")
+        + " ORDER BY created_at",
+        *([integration] if integration else []),
+    )
     return [json.loads(d) if isinstance(d, str) else d for (d,) in rows]
 
 
-def test_a_signed_command_is_answered_at_once_and_delivered_to_subscribed_webhooks(daemon,
-                                                                                  fresh_emulators):
+def test_a_signed_command_is_answered_at_once_and_delivered_to_subscribed_webhooks(daemon, fresh_emulators):
     slack = daemon.emulators["SLACK"]
     user, integration = _connected_workspace(daemon, "T0CMDS0001")
     with CallbackSink(200) as sink:
-        hook = daemon.api("POST", "/integrations/webhooks", user=user,
-                          body={"integrationId": integration, "url": sink.url, "events": ["slack.command"]})
+        hook = daemon.api(
+            "POST",
+            "/integrations/webhooks",
+            user=user,
+            body={"integrationId": integration, "url": sink.url, "events": ["slack.command"]},
+        )
         assert hook.status == 201, hook.text
 
-        answer = slack.slash_command(daemon.base + ROUTE, "publish weekly digest",
-                                     account={**slack.account, "team_id": "T0CMDS0001"})
+        answer = slack.slash_command(
+            daemon.base + ROUTE, "publish weekly digest", account={**slack.account, "team_id": "T0CMDS0001"}
+        )
         assert not answer.timed_out and answer.status == 200, (answer.status, answer.body)
         assert answer.seconds < 3.0
         assert answer.json()["response_type"] == "ephemeral" and "/nexus" in answer.json()["text"]
@@ -106,8 +112,7 @@ def test_forged_stale_and_replayed_commands_are_refused_and_publish_nothing(daem
     assert slack.signing_secret not in daemon.logs()
 
 
-def test_a_workspace_nobody_connected_gets_a_polite_answer_and_nothing_is_published(daemon,
-                                                                                   fresh_emulators):
+def test_a_workspace_nobody_connected_gets_a_polite_answer_and_nothing_is_published(daemon, fresh_emulators):
     slack = daemon.emulators["SLACK"]
     before = len(_commands_published(daemon))
     answer = slack.slash_command(daemon.base + ROUTE, "hello?", account={**slack.account, "team_id": "T0NOBODY99"})
@@ -122,8 +127,9 @@ def test_a_command_of_a_disconnected_workspace_is_not_published(daemon, fresh_em
     user, integration = _connected_workspace(daemon, "T0CMDS0003")
     deleted = daemon.api("DELETE", f"/integrations/{integration}", user=user)
     assert deleted.status == 200, deleted.text
-    answer = slack.slash_command(daemon.base + ROUTE, "still there?",
-                                 account={**slack.account, "team_id": "T0CMDS0003"})
+    answer = slack.slash_command(
+        daemon.base + ROUTE, "still there?", account={**slack.account, "team_id": "T0CMDS0003"}
+    )
     assert answer.status == 200 and "not connected" in answer.json()["text"], answer.body
     assert _commands_published(daemon, integration) == []
 
@@ -138,8 +144,13 @@ def test_a_body_over_the_bound_or_not_a_form_is_refused(daemon, fresh_emulators)
     answer = slack.send_command(url, as_json, {**slack.sign(as_json), "Content-Type": "application/json"})
     assert answer.status == 400 and answer.json()["error"]["code"] == "VALIDATION_ERROR", answer.body
     # Signed, but not a command this service can read: a 400 naming what is wrong, never a 500.
-    for odd in (b"team_id=T1&command=%2Fnexus&text=%FF%FE", b"team_id=T1&command=%2Fnexus&text=a%00b",
-                b"command=%2Fnexus&text=no+team", b"team_id=T1&command=nexus", b"&".join([b"f=1"] * 60)):
+    for odd in (
+        b"team_id=T1&command=%2Fnexus&text=%FF%FE",
+        b"team_id=T1&command=%2Fnexus&text=a%00b",
+        b"command=%2Fnexus&text=no+team",
+        b"team_id=T1&command=nexus",
+        b"&".join([b"f=1"] * 60),
+    ):
         answer = slack.send_command(url, odd, slack.sign(odd))
         assert answer.status == 400 and answer.json()["error"]["code"] == "VALIDATION_ERROR", (odd, answer.body)
     assert "Traceback" not in daemon.logs()
@@ -147,6 +158,10 @@ def test_a_body_over_the_bound_or_not_a_form_is_refused(daemon, fresh_emulators)
 
 def test_slack_command_cannot_be_emitted_by_a_caller(daemon, fresh_emulators):
     user, integration = _connected_workspace(daemon, "T0CMDS0004")
-    answer = daemon.api("POST", f"/integrations/{integration}/events", user=user,
-                        body={"type": "slack.command", "data": {"text": "forged"}})
+    answer = daemon.api(
+        "POST",
+        f"/integrations/{integration}/events",
+        user=user,
+        body={"type": "slack.command", "data": {"text": "forged"}},
+    )
     assert answer.status == 400 and answer.json()["error"]["code"] == "VALIDATION_ERROR", answer.text

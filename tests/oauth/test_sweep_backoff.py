@@ -30,15 +30,17 @@ def _ts(value):
 
 def _state(stack, integration: str) -> tuple:
     failures, retry_at, error = stack.sql(
-        "SELECT refresh_failures, refresh_retry_at, last_error FROM integrations WHERE id = %s", integration)[0]
+        "SELECT refresh_failures, refresh_retry_at, last_error FROM integrations WHERE id = %s", integration
+    )[0]
     return failures, _ts(retry_at), error
 
 
 def _retry_now(stack, integration: str) -> None:
     """The back-off has passed."""
     past = dt.datetime.now(UTC) - dt.timedelta(seconds=1)
-    value = past.isoformat(" ", "microseconds").replace("+00:00", "") if stack.database_url.startswith("sqlite") \
-        else past
+    value = (
+        past.isoformat(" ", "microseconds").replace("+00:00", "") if stack.database_url.startswith("sqlite") else past
+    )
     _write(stack, "UPDATE integrations SET refresh_retry_at = %s WHERE id = %s", value, integration)
 
 
@@ -46,9 +48,11 @@ def _two_more_sweeps(stack) -> None:
     """Wait until two whole sweeps have started and finished after now (job_runs, written by the daemons)."""
     mark = dt.datetime.now(UTC)
     for _ in range(2):
+
         def swept(mark=mark):
             started, finished = stack.sql(
-                "SELECT last_started_at, last_finished_at FROM job_runs WHERE name = 'token-refresh'")[0]
+                "SELECT last_started_at, last_finished_at FROM job_runs WHERE name = 'token-refresh'"
+            )[0]
             return _ts(started) > mark and _ts(finished) is not None and _ts(finished) >= _ts(started)
 
         wait_for(swept, 20, "a whole sweep")
@@ -56,8 +60,9 @@ def _two_more_sweeps(stack) -> None:
 
 
 def _errors(stack, integration: str) -> list[dict]:
-    rows = stack.sql("SELECT data FROM outbox_events WHERE integration_id = %s AND type = 'integration.error'",
-                     integration)
+    rows = stack.sql(
+        "SELECT data FROM outbox_events WHERE integration_id = %s AND type = 'integration.error'", integration
+    )
     found = [json.loads(d) if isinstance(d, str) else d for (d,) in rows]
     # The health job's status changes are integration.error too (INTEGRATION_DEGRADED ...): not warnings.
     return [d for d in found if not str(d.get("code", "")).startswith("INTEGRATION_")]
@@ -97,10 +102,12 @@ def test_a_refusing_provider_is_backed_off_and_a_success_resets_it(stack, fresh_
 def test_a_reconnect_ends_the_back_off(stack, fresh_emulators):
     user, integration = connected(stack, "DISCORD")
     later = dt.datetime.now(UTC) + dt.timedelta(hours=6)
-    value = later.isoformat(" ", "microseconds").replace("+00:00", "") if stack.database_url.startswith("sqlite") \
-        else later
-    _write(stack, "UPDATE integrations SET refresh_failures = 4, refresh_retry_at = %s WHERE id = %s", value,
-           integration)
+    value = (
+        later.isoformat(" ", "microseconds").replace("+00:00", "") if stack.database_url.startswith("sqlite") else later
+    )
+    _write(
+        stack, "UPDATE integrations SET refresh_failures = 4, refresh_retry_at = %s WHERE id = %s", value, integration
+    )
     again = stack.connect("DISCORD", user)  # the user connects the same account again: new tokens
     assert again["status"] == "success" and again["integrationId"] == integration
     # The old tokens' failures say nothing about the new ones: the sweep must not wait six hours.
@@ -179,8 +186,13 @@ def test_a_renewal_that_does_not_extend_counts_as_a_failure(stack, fresh_emulato
     env = {**stack.env, "TOKEN_EXPIRY_WARNING": "61d"}
 
     def sweep():
-        return subprocess.run([str(NEXUSCTL), "integrations", "refresh", "--expiring-within", "1m", "--json"],
-                              env=env, capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [str(NEXUSCTL), "integrations", "refresh", "--expiring-within", "1m", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     calls = emu.calls["exchange"]
     first = sweep()

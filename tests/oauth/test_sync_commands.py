@@ -55,8 +55,11 @@ def test_the_api_starts_a_sync_the_daemon_runs(stack, fresh_emulators):
 
 def test_the_api_refuses_bad_starts(stack, fresh_emulators):
     user, integration = _connected(stack, "SLACK")
-    cases = [({"action": "fetch_posts"}, 400, "has no action 'fetch_posts'"), ({"full": "yes"}, 400, "full"),
-             ({"actions": []}, 400, "unknown field")]
+    cases = [
+        ({"action": "fetch_posts"}, 400, "has no action 'fetch_posts'"),
+        ({"full": "yes"}, 400, "full"),
+        ({"actions": []}, 400, "unknown field"),
+    ]
     for body, status, text in cases:
         response = stack.api("POST", f"/integrations/{integration}/sync", user=user, body=body)
         assert response.status == status and text in response.text, (body, response.text)
@@ -93,11 +96,13 @@ def test_cli_sync_run_one_and_all_with_exit_codes(stack, fresh_emulators):
 
 def test_cli_sync_refuses_bad_input_with_one_line(stack, fresh_emulators):
     _, slack = _connected(stack, "SLACK")
-    for args, text in [(("sync", "run"), "give an integration id or --all"),
-                       (("sync", "run", slack, "--action", "nope"), "has no action 'nope'"),
-                       (("sync", "run", slack, "--provider", "SLACK"), "--provider goes with --all"),
-                       (("sync", "cancel", "not-a-uuid"), "logId must be a UUID"),
-                       (("sync", "cancel", str(uuid.uuid4())), "not found")]:
+    for args, text in [
+        (("sync", "run"), "give an integration id or --all"),
+        (("sync", "run", slack, "--action", "nope"), "has no action 'nope'"),
+        (("sync", "run", slack, "--provider", "SLACK"), "--provider goes with --all"),
+        (("sync", "cancel", "not-a-uuid"), "logId must be a UUID"),
+        (("sync", "cancel", str(uuid.uuid4())), "not found"),
+    ]:
         result = stack.cli(*args)
         assert result.returncode != 0 and text in result.stderr, (args, result.stderr)
         assert "Traceback" not in result.stderr
@@ -109,16 +114,23 @@ def test_a_scheduled_sync_runs_by_itself_when_due(stack, fresh_emulators):
     before = stack.api("GET", f"/integrations/{integration}", user=user).json()["data"]["metadata"]
     bad = stack.api("PATCH", f"/integrations/{integration}", user=user, body={"metadata": {"syncSchedule": "1m"}})
     assert bad.status == 400 and "at least 5 minutes" in bad.text
-    patched = stack.api("PATCH", f"/integrations/{integration}", user=user,
-                        body={"metadata": {"syncSchedule": "1h", "team": "growth", "provider": {"tenant": "evil"}}})
+    patched = stack.api(
+        "PATCH",
+        f"/integrations/{integration}",
+        user=user,
+        body={"metadata": {"syncSchedule": "1h", "team": "growth", "provider": {"tenant": "evil"}}},
+    )
     assert patched.status == 200, patched.text
     metadata = patched.json()["data"]["metadata"]
     # The provider facts the service keeps are not the client's to change.
     assert metadata["provider"] == before["provider"] and metadata["team"] == "growth"
 
-    _write(stack, "UPDATE integrations SET next_sync_at = %s WHERE id = %s",
-           "2020-01-01 00:00:00.000000" if stack.database_url.startswith("sqlite") else "2020-01-01T00:00:00Z",
-           integration)
+    _write(
+        stack,
+        "UPDATE integrations SET next_sync_at = %s WHERE id = %s",
+        "2020-01-01 00:00:00.000000" if stack.database_url.startswith("sqlite") else "2020-01-01T00:00:00Z",
+        integration,
+    )
     deadline = time.monotonic() + 20
     while not [row for row in _logs(stack, integration, user) if row["status"] == "COMPLETED"]:
         assert time.monotonic() < deadline, "the daemon did not start the scheduled sync"

@@ -16,8 +16,11 @@ import uuid
 from test_connect_providers import tenant_of
 
 SEARCH = "https://uri.paypal.com/services/reporting/search/read"
-APPROVED = {"LINKEDIN_APPROVED_SCOPES": "r_member_social", "PAYPAL_APPROVED_SCOPES": SEARCH,
-            "SHOPIFY_APPROVED_SCOPES": "read_all_orders"}
+APPROVED = {
+    "LINKEDIN_APPROVED_SCOPES": "r_member_social",
+    "PAYPAL_APPROVED_SCOPES": SEARCH,
+    "SHOPIFY_APPROVED_SCOPES": "read_all_orders",
+}
 APPROVAL_AT_EMULATOR = {"LINKEDIN": "r_member_social", "PAYPAL": SEARCH, "SHOPIFY": "read_all_orders"}
 UTC = dt.timezone.utc
 
@@ -63,21 +66,46 @@ def _ago(days: float) -> dt.datetime:
 
 
 def _paypal(n):
-    return [{"transaction_info": {"transaction_id": f"5TY05013RG{i:07d}", "transaction_event_code": "T0006",
-                                  "transaction_initiation_date": _ago(1 + i).strftime("%Y-%m-%dT%H:%M:%S+0000"),
-                                  "transaction_amount": {"currency_code": "USD", "value": f"{i}.00"},
-                                  "transaction_status": "S"}} for i in range(n)]
+    return [
+        {
+            "transaction_info": {
+                "transaction_id": f"5TY05013RG{i:07d}",
+                "transaction_event_code": "T0006",
+                "transaction_initiation_date": _ago(1 + i).strftime("%Y-%m-%dT%H:%M:%S+0000"),
+                "transaction_amount": {"currency_code": "USD", "value": f"{i}.00"},
+                "transaction_status": "S",
+            }
+        }
+        for i in range(n)
+    ]
 
 
 def _campaigns(n):
-    return [{"id": f"8c4e{i:04d}-0000-4000-8000-000000000000", "properties": {"hs_name": f"Spring {i}"},
-             "createdAt": "2026-03-01T00:00:00Z", "updatedAt": "2026-03-02T00:00:00Z"} for i in range(n)]
+    return [
+        {
+            "id": f"8c4e{i:04d}-0000-4000-8000-000000000000",
+            "properties": {"hs_name": f"Spring {i}"},
+            "createdAt": "2026-03-01T00:00:00Z",
+            "updatedAt": "2026-03-02T00:00:00Z",
+        }
+        for i in range(n)
+    ]
 
 
 def _posts(n):
-    return [{"id": f"urn:li:share:7{i:018d}", "author": "urn:li:person:782bbtaQ", "commentary": f"hello {i}",
-             "visibility": "PUBLIC", "lifecycleState": "PUBLISHED", "createdAt": 1763000000000 - i,
-             "publishedAt": 1763000000000 - i, "lastModifiedAt": 1763000000000 - i} for i in range(n)]
+    return [
+        {
+            "id": f"urn:li:share:7{i:018d}",
+            "author": "urn:li:person:782bbtaQ",
+            "commentary": f"hello {i}",
+            "visibility": "PUBLIC",
+            "lifecycleState": "PUBLISHED",
+            "createdAt": 1763000000000 - i,
+            "publishedAt": 1763000000000 - i,
+            "lastModifiedAt": 1763000000000 - i,
+        }
+        for i in range(n)
+    ]
 
 
 def _channels(n):
@@ -85,12 +113,17 @@ def _channels(n):
 
 
 def _orders(ages):
-    return [{"id": f"gid://shopify/Order/{i}", "name": f"#{1000 + i}",
-             "createdAt": _ago(age).strftime("%Y-%m-%dT%H:%M:%SZ"),
-             "updatedAt": _ago(age).strftime("%Y-%m-%dT%H:%M:%SZ"),
-             "displayFinancialStatus": "PAID", "currentTotalPriceSet": {"shopMoney": {"amount": "1.00",
-                                                                                      "currencyCode": "EUR"}}}
-            for i, age in enumerate(ages)]
+    return [
+        {
+            "id": f"gid://shopify/Order/{i}",
+            "name": f"#{1000 + i}",
+            "createdAt": _ago(age).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "updatedAt": _ago(age).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "displayFinancialStatus": "PAID",
+            "currentTotalPriceSet": {"shopMoney": {"amount": "1.00", "currencyCode": "EUR"}},
+        }
+        for i, age in enumerate(ages)
+    ]
 
 
 # provider -> (action, emulator records kind, rows, emulator endpoint counter, the scope a user may untick)
@@ -112,8 +145,11 @@ def test_each_action_completes_on_a_fresh_connection_with_the_requested_scopes(s
         emu.set_records(kind, rows)
         user, integration = _connect(stack, provider)
         log = _sync(stack, integration, user, action)
-        assert (log["status"], log["itemsProcessed"], log["metadata"]["created"]) == ("COMPLETED", len(rows),
-                                                                                      len(rows)), (provider, log)
+        assert (log["status"], log["itemsProcessed"], log["metadata"]["created"]) == (
+            "COMPLETED",
+            len(rows),
+            len(rows),
+        ), (provider, log)
         assert emu.calls[endpoint] >= 1, provider  # read from the provider, not from somewhere else
         if provider == "SLACK":  # the private channels came too (groups:read)
             assert len([r for r in rows if r["is_private"]]) == 4

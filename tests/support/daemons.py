@@ -48,8 +48,13 @@ def launch(env: dict, port: int, log_path: Path, probe: str = "/ready", preexec_
     exited because the port is in use. ``preexec_fn`` runs in the child before exec (e.g. to lower its file
     limit)."""
     with open(log_path, "w") as log:
-        process = subprocess.Popen([str(NEXUSCTL), "daemon", "--port", str(port)], env=env, stdout=log,
-                                   stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
+        process = subprocess.Popen(
+            [str(NEXUSCTL), "daemon", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=preexec_fn,
+        )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -64,8 +69,9 @@ def launch(env: dict, port: int, log_path: Path, probe: str = "/ready", preexec_
     raise RuntimeError(f"daemon not ready in 30 s: {log_path.read_text()[-2000:]}")
 
 
-def start_on_free_port(env_for, log_for, probe: str = "/ready", tries: int = 5,
-                       preexec_fn=None) -> tuple[int, subprocess.Popen]:
+def start_on_free_port(
+    env_for, log_for, probe: str = "/ready", tries: int = 5, preexec_fn=None
+) -> tuple[int, subprocess.Popen]:
     """A daemon on a port found free, again on another one if something took that port before the daemon bound
     it (the port must be known before the start: PUBLIC_URL names it). ``env_for(port)`` is its environment,
     ``log_for(port)`` its log path; ``probe`` and ``preexec_fn`` as in ``launch``. Returns (port, process)."""
@@ -100,8 +106,9 @@ class Daemons:
     def start(self, **env: str) -> subprocess.Popen:
         """One more daemon; ``env`` adds to (or overrides) the shared environment for this one only.
         Its port is ``process.port`` and its log ``process.log_path``."""
-        port, process = start_on_free_port(lambda port: {**self.env, **env, "PORT": str(port)},
-                                           lambda port: self.work / f"daemon-{port}.log")
+        port, process = start_on_free_port(
+            lambda port: {**self.env, **env, "PORT": str(port)}, lambda port: self.work / f"daemon-{port}.log"
+        )
         process.port, process.log_path = port, self.work / f"daemon-{port}.log"
         self.running.append(process)
         return process

@@ -137,8 +137,7 @@ class TwoAddressReceiver:
             def do_POST(self):
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with receiver.lock:
-                    receiver.hits.append((self.server.server_address[0], self.headers.get("webhook-id", ""),
-                                          self.path))
+                    receiver.hits.append((self.server.server_address[0], self.headers.get("webhook-id", ""), self.path))
                 if self.path.startswith("/redirect/"):
                     self.send_response(302)
                     self.send_header("Location", receiver.url(forbidden, self.path.removeprefix("/redirect")))

@@ -45,12 +45,18 @@ class PrivatePostgres:
         shutil.chown(self.root, "postgres")
         self.data = self.root / "data"
         self.port = free_port()  # pg_ctl takes the port on its command line
-        self._as_postgres(PG_BIN / "initdb", "-D", self.data, "-A", "trust", "-U", "postgres", "--no-sync",
-                          "-E", "UTF8")
+        self._as_postgres(
+            PG_BIN / "initdb", "-D", self.data, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"
+        )
 
     def _as_postgres(self, *argv, check: bool = True) -> subprocess.CompletedProcess:
-        return subprocess.run(["runuser", "-u", "postgres", "--", *map(str, argv)], capture_output=True, text=True,
-                              timeout=60, check=check)
+        return subprocess.run(
+            ["runuser", "-u", "postgres", "--", *map(str, argv)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=check,
+        )
 
     def url(self, dbname: str = "postgres") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{dbname}"
@@ -58,14 +64,25 @@ class PrivatePostgres:
     def start(self) -> None:
         # fsync off: a test cluster, and the point is the daemon's view of a restart, not the disk's.
         options = f"-p {self.port} -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=100"
-        done = self._as_postgres(PG_BIN / "pg_ctl", "-D", self.data, "-o", options, "-l", self.root / "server.log",
-                                 "-w", "-t", "30", "start", check=False)
+        done = self._as_postgres(
+            PG_BIN / "pg_ctl",
+            "-D",
+            self.data,
+            "-o",
+            options,
+            "-l",
+            self.root / "server.log",
+            "-w",
+            "-t",
+            "30",
+            "start",
+            check=False,
+        )
         assert done.returncode == 0, done.stdout + done.stderr + self.log()
 
     def stop(self, mode: str = "immediate") -> None:
         """``immediate`` is a crash as far as clients can tell: every connection drops without goodbye."""
-        done = self._as_postgres(PG_BIN / "pg_ctl", "-D", self.data, "-m", mode, "-w", "-t", "30", "stop",
-                                 check=False)
+        done = self._as_postgres(PG_BIN / "pg_ctl", "-D", self.data, "-m", mode, "-w", "-t", "30", "stop", check=False)
         assert done.returncode == 0, done.stdout + done.stderr
 
     def running(self) -> bool:
@@ -106,8 +123,24 @@ class PrivateRedis:
         # appendfsync always: whatever Redis acknowledged is on disk, so a kill -9 loses none of it
         # (what the relay published must still be in the stream after the restart).
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
-             "--appendfsync", "always", "--dir", str(self.work)], stdout=log, stderr=subprocess.STDOUT)
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--dir",
+                str(self.work),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         log.close()
         wait_for(self._up, 15, "the private redis-server to answer")
 

@@ -51,8 +51,10 @@ class Stack:
             if process is not None and process.poll() is None:
                 process.terminate()
                 process.wait(20)
-        self.env = {**{k: v for k, v in self.env.items() if k not in env},
-                    **{k: v for k, v in env.items() if v is not None}}
+        self.env = {
+            **{k: v for k, v in self.env.items() if k not in env},
+            **{k: v for k, v in env.items() if v is not None},
+        }
         self.process = launch(self.env, int(self.env["PORT"]), self.log_path, probe)
         self.extra.setdefault("daemons", []).append(self.process)
 
@@ -84,14 +86,16 @@ class Stack:
 
     # --- CLI against the same database --------------------------------------
     def cli(self, *args, input: str | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run([str(NEXUSCTL), *map(str, args)], env=self.env, input=input, capture_output=True,
-                              text=True, timeout=60)
+        return subprocess.run(
+            [str(NEXUSCTL), *map(str, args)], env=self.env, input=input, capture_output=True, text=True, timeout=60
+        )
 
     def another_daemon(self):
         """A second daemon on the same database (and Redis): the scale-out shape. Stop it with .terminate()
         (the stack stops it at the end in any case)."""
-        port, process = start_on_free_port(lambda port: {**self.env, "PORT": str(port)},
-                                           lambda port: self.log_path.with_name(f"daemon-{port}.log"))
+        port, process = start_on_free_port(
+            lambda port: {**self.env, "PORT": str(port)}, lambda port: self.log_path.with_name(f"daemon-{port}.log")
+        )
         self.extra.setdefault("daemons", []).append(process)
         return f"http://127.0.0.1:{port}", process
 
@@ -127,10 +131,15 @@ def launch_stack(kind: str, work: Path, emulators, pg_template, extra_env: dict 
     """A migrated database (SQLite file or PostgreSQL clone) and a daemon on it; yields the Stack."""
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "PYTHONPATH")}
     env.update(emulators.env())
-    env.update(NODE_ENV="test", NEXUS_DATA_DIR=str(work / "data"), JWT_SECRET=JWT_SECRET,
-               ENCRYPTION_KEY=ENCRYPTION_KEY, FRONTEND_URL=FRONTEND,
-               REFRESH_SWEEP_INTERVAL="1",  # the daemons sweep every second (window 10 min)
-               SYNC_POLL_INTERVAL="1")
+    env.update(
+        NODE_ENV="test",
+        NEXUS_DATA_DIR=str(work / "data"),
+        JWT_SECRET=JWT_SECRET,
+        ENCRYPTION_KEY=ENCRYPTION_KEY,
+        FRONTEND_URL=FRONTEND,
+        REFRESH_SWEEP_INTERVAL="1",  # the daemons sweep every second (window 10 min)
+        SYNC_POLL_INTERVAL="1",
+    )
     with _database(kind, work, pg_template) as url:
         env["DATABASE_URL"] = url
         if kind == "postgres":  # the scale-out shape: OAuth states in Redis

@@ -15,8 +15,14 @@ ANSI = "\x1b["  # the start of every escape sequence: none may reach a pipe
 def stderr_on_pty(args, env) -> tuple[int, str, str]:
     """Run nexusctl with stderr on a terminal and stdout piped; returns (code, stdout, screen)."""
     leader, follower = pty.openpty()
-    proc = subprocess.Popen([str(NEXUSCTL), *map(str, args)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=follower, env=env, close_fds=True)
+    proc = subprocess.Popen(
+        [str(NEXUSCTL), *map(str, args)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        env=env,
+        close_fds=True,
+    )
     os.close(follower)
     screen = b""
     while True:  # until the child closes its end (EOF or EIO on Linux)
@@ -38,5 +44,6 @@ def stderr_on_pty(args, env) -> tuple[int, str, str]:
 
 
 def piped_run(args, env) -> subprocess.CompletedProcess:
-    return subprocess.run([str(NEXUSCTL), *map(str, args)], capture_output=True, text=True, env=env, timeout=60,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [str(NEXUSCTL), *map(str, args)], capture_output=True, text=True, env=env, timeout=60, stdin=subprocess.DEVNULL
+    )

@@ -17,8 +17,7 @@ def configured_secret() -> str:
     return config.jwt_signing_secret(config.load()).get()
 
 
-def mint(subject, *roles: str, ttl: int = 3600, secret: str = JWT_SECRET, algorithm: str = "HS256",
-         **claims) -> str:
+def mint(subject, *roles: str, ttl: int = 3600, secret: str = JWT_SECRET, algorithm: str = "HS256", **claims) -> str:
     """A token for ``subject`` with ``roles`` (none: no ``roles`` claim), expiring in ``ttl`` seconds
     (negative: already expired); ``claims`` add to or override the standard ones."""
     body = {"sub": str(subject), "exp": int(time.time()) + ttl}

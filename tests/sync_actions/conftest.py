@@ -1,2 +1,1 @@
 """The provider emulators, for every sync action test here."""
-

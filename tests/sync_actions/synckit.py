@@ -48,8 +48,12 @@ async def _collect(emulators, provider, action, token, tenant, metadata, resume,
     settings = settings_for(emulators, env)
     async with aiohttp.ClientSession(trust_env=False) as session:
         adapter = adapter_for(Provider(provider), settings, session)
-        api = SyncApi(adapter, TokenSet(access_token=token, metadata=dict(metadata or {})), tenant,
-                      auth_header=AUTH_HEADER.get(Provider(provider), "bearer"))
+        api = SyncApi(
+            adapter,
+            TokenSet(access_token=token, metadata=dict(metadata or {})),
+            tenant,
+            auth_header=AUTH_HEADER.get(Provider(provider), "bearer"),
+        )
         api.settings = settings  # as the engine does (application credentials: bot and developer tokens)
         (act,) = action_of(Provider(provider), action)
         if act.report is not None:  # a snapshot (fetch_analytics): its one report stands for the pages
@@ -62,9 +66,18 @@ async def _collect(emulators, provider, action, token, tenant, metadata, resume,
         return pages, api.calls
 
 
-def read_all(emulators, provider: str, action: str, *, token: str, tenant: str | None = None,
-             metadata: dict | None = None, resume: dict | None = None, max_pages: int | None = None,
-             env: dict | None = None):
+def read_all(
+    emulators,
+    provider: str,
+    action: str,
+    *,
+    token: str,
+    tenant: str | None = None,
+    metadata: dict | None = None,
+    resume: dict | None = None,
+    max_pages: int | None = None,
+    env: dict | None = None,
+):
     """(pages, calls made); for a snapshot action ([its Report], calls made). ``env``: variables to add to (None:
     remove from) the emulators' configuration."""
     return asyncio.run(_collect(emulators, provider, action, token, tenant, metadata, resume, max_pages, env))

@@ -9,15 +9,27 @@ from nexusctl.errors import ProviderError, ProviderNotConfigured, RateLimited, T
 
 # --- Meta Ads -----------------------------------------------------------------------------------
 
-ACCOUNTS = [{"id": "act_111", "account_id": "111", "name": "Main"}, {"id": "act_222", "account_id": "222",
-                                                                      "name": "Second"}]
+ACCOUNTS = [
+    {"id": "act_111", "account_id": "111", "name": "Main"},
+    {"id": "act_222", "account_id": "222", "name": "Second"},
+]
 
 
 def _meta_campaigns():
-    rows = [{"id": f"2385{i:010d}", "account_id": "111", "name": f"camp {i}", "status": "ACTIVE" if i % 2 else
-             "PAUSED", "effective_status": "ACTIVE", "objective": "OUTCOME_SALES", "daily_budget": str(1000 + i),
-             "created_time": "2026-09-01T00:00:00+0000", "updated_time": "2026-11-01T00:00:00+0000"}
-            for i in range(130)]
+    rows = [
+        {
+            "id": f"2385{i:010d}",
+            "account_id": "111",
+            "name": f"camp {i}",
+            "status": "ACTIVE" if i % 2 else "PAUSED",
+            "effective_status": "ACTIVE",
+            "objective": "OUTCOME_SALES",
+            "daily_budget": str(1000 + i),
+            "created_time": "2026-09-01T00:00:00+0000",
+            "updated_time": "2026-11-01T00:00:00+0000",
+        }
+        for i in range(130)
+    ]
     rows += [{"id": f"2386{i:010d}", "account_id": "222", "name": f"other {i}", "status": "ACTIVE"} for i in range(7)]
     return rows
 
@@ -53,8 +65,12 @@ def test_meta_ads_resumes_and_maps_errors(fresh_emulators):
         read_all(fresh_emulators, "META_ADS", "fetch_campaigns", token=token)
     assert limited.value.retry_after == 300
     with pytest.raises(ProviderError, match="ads_read") as caught:  # code 200: the permission is missing
-        read_all(fresh_emulators, "META_ADS", "fetch_campaigns",
-                 token=mint(fresh_emulators, "META_ADS", ["business_management"]))
+        read_all(
+            fresh_emulators,
+            "META_ADS",
+            "fetch_campaigns",
+            token=mint(fresh_emulators, "META_ADS", ["business_management"]),
+        )
     assert not isinstance(caught.value, TokenExpired)
 
 
@@ -64,10 +80,21 @@ ADV1, ADV2 = "7000000000000000001", "7000000000000000002"
 
 
 def _tiktok_campaigns():
-    rows = [{"campaign_id": f"17{i:017d}", "advertiser_id": ADV1, "campaign_name": f"tt {i}",
-             "objective_type": "TRAFFIC", "operation_status": "ENABLE", "secondary_status": "CAMPAIGN_STATUS_ENABLE",
-             "budget": 50.0 + i, "budget_mode": "BUDGET_MODE_DAY", "create_time": "2026-10-01 10:00:00",
-             "modify_time": "2026-10-02 10:00:00"} for i in range(250)]
+    rows = [
+        {
+            "campaign_id": f"17{i:017d}",
+            "advertiser_id": ADV1,
+            "campaign_name": f"tt {i}",
+            "objective_type": "TRAFFIC",
+            "operation_status": "ENABLE",
+            "secondary_status": "CAMPAIGN_STATUS_ENABLE",
+            "budget": 50.0 + i,
+            "budget_mode": "BUDGET_MODE_DAY",
+            "create_time": "2026-10-01 10:00:00",
+            "modify_time": "2026-10-02 10:00:00",
+        }
+        for i in range(250)
+    ]
     rows += [{"campaign_id": f"18{i:017d}", "advertiser_id": ADV2, "campaign_name": f"b {i}"} for i in range(3)]
     rows += [{"campaign_id": "1900", "advertiser_id": "7999", "campaign_name": "not ours"}]
     return rows
@@ -84,22 +111,40 @@ def test_tiktok_ads_reads_every_advertisers_campaigns_page_by_page(fresh_emulato
     assert 4 == emu.calls["campaigns"] == emu.calls["report"] and calls == 8  # one report per page (insights)
     assert [len(p.items) for p in pages] == [100, 100, 50, 3]
     assert [i.external_id for p in pages for i in p.items] == [c["campaign_id"] for c in _tiktok_campaigns()[:-1]]
-    assert [p.resume for p in pages] == [{"advertiser": ADV1, "page": 2}, {"advertiser": ADV1, "page": 3},
-                                         {"advertiser": ADV2, "page": 1}, None]
+    assert [p.resume for p in pages] == [
+        {"advertiser": ADV1, "page": 2},
+        {"advertiser": ADV1, "page": 3},
+        {"advertiser": ADV2, "page": 1},
+        None,
+    ]
     data = dict(pages[0].items[1].data)
     assert data.pop("insights")["impressions"] == 0  # no report rows: zeros (tests/sync_actions/test_ads_insights.py)
     assert data == {
-        "id": "1700000000000000001", "advertiserId": ADV1, "name": "tt 1", "objective": "TRAFFIC", "status": "ENABLE",
-        "secondaryStatus": "CAMPAIGN_STATUS_ENABLE", "budget": 51.0, "budgetMode": "BUDGET_MODE_DAY",
-        "createTime": "2026-10-01 10:00:00", "modifyTime": "2026-10-02 10:00:00"}
+        "id": "1700000000000000001",
+        "advertiserId": ADV1,
+        "name": "tt 1",
+        "objective": "TRAFFIC",
+        "status": "ENABLE",
+        "secondaryStatus": "CAMPAIGN_STATUS_ENABLE",
+        "budget": 51.0,
+        "budgetMode": "BUDGET_MODE_DAY",
+        "createTime": "2026-10-01 10:00:00",
+        "modifyTime": "2026-10-02 10:00:00",
+    }
 
 
 def test_tiktok_ads_resumes_at_the_stored_advertiser_and_page(fresh_emulators):
     emu = fresh_emulators["TIKTOK_ADS"]
     emu.set_records("campaigns", _tiktok_campaigns())
     token = mint(fresh_emulators, "TIKTOK_ADS", [])
-    rest, calls = read_all(fresh_emulators, "TIKTOK_ADS", "fetch_campaigns", token=token, metadata=META,
-                           resume={"advertiser": ADV1, "page": 3})
+    rest, calls = read_all(
+        fresh_emulators,
+        "TIKTOK_ADS",
+        "fetch_campaigns",
+        token=token,
+        metadata=META,
+        resume={"advertiser": ADV1, "page": 3},
+    )
     assert calls == 4 and [len(p.items) for p in rest] == [50, 3]  # campaign/get + report per page
     assert rest[0].items[0].external_id == "1700000000000000200"
 

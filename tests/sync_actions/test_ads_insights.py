@@ -33,28 +33,42 @@ def test_metrics_are_volatile_they_do_not_change_the_fingerprint():
     one = Item("1", {**base, "insights": {"impressions": 10}}, volatile=("insights",))
     two = Item("1", {**base, "insights": {"impressions": 99}}, volatile=("insights",))
     assert one.fingerprint == two.fingerprint
-    assert Item("1", {**base, "status": "PAUSED", "insights": {}},
-                volatile=("insights",)).fingerprint != one.fingerprint
+    assert (
+        Item("1", {**base, "status": "PAUSED", "insights": {}}, volatile=("insights",)).fingerprint != one.fingerprint
+    )
     assert one.fingerprint == Item("1", dict(base)).fingerprint  # the metrics are all that is left out
     assert one.data["insights"] == {"impressions": 10}  # and they stay in the event payload
 
 
 # --- Meta Ads -----------------------------------------------------------------------------------
 
-ACCOUNTS = [{"id": "act_111", "account_id": "111", "name": "Main"},
-            {"id": "act_222", "account_id": "222", "name": "Second"}]
+ACCOUNTS = [
+    {"id": "act_111", "account_id": "111", "name": "Main"},
+    {"id": "act_222", "account_id": "222", "name": "Second"},
+]
 
 
 def _meta_campaigns():
     rows = [{"id": f"2385{i:010d}", "account_id": "111", "name": f"camp {i}", "status": "ACTIVE"} for i in range(130)]
-    return rows + [{"id": f"2386{i:010d}", "account_id": "222", "name": f"other {i}", "status": "ACTIVE"}
-                   for i in range(7)]
+    return rows + [
+        {"id": f"2386{i:010d}", "account_id": "222", "name": f"other {i}", "status": "ACTIVE"} for i in range(7)
+    ]
 
 
 def _meta_insights():
     """Delivery for every third campaign of act_111 and the first of act_222; numbers tell the campaign."""
-    rows = [{"campaign_id": f"2385{i:010d}", "impressions": 1000 + i, "clicks": 10 + i, "spend": f"{i}.50",
-             "reach": 800 + i, "ctr": "1.25", "cpc": "0.33"} for i in range(0, 130, 3)]
+    rows = [
+        {
+            "campaign_id": f"2385{i:010d}",
+            "impressions": 1000 + i,
+            "clicks": 10 + i,
+            "spend": f"{i}.50",
+            "reach": 800 + i,
+            "ctr": "1.25",
+            "cpc": "0.33",
+        }
+        for i in range(0, 130, 3)
+    ]
     rows.append({"campaign_id": "23860000000000", "impressions": 5, "clicks": 1, "spend": "0.07", "reach": 4})
     rows.append({"campaign_id": "23850000000001", "date_preset": "last_7d", "impressions": 1})  # another window
     return rows
@@ -69,8 +83,10 @@ def test_meta_ads_campaigns_carry_their_insights_without_extra_calls(fresh_emula
     pages, calls = read_all(fresh_emulators, "META_ADS", "fetch_campaigns", token=token)
     assert calls == 4 and emu.calls["adaccounts"] == 1 and emu.calls["campaigns"] == 3  # no insights calls
     assert [len(p.items) for p in pages] == [100, 30, 7]
-    assert all("insights.date_preset(last_30d){impressions,clicks,spend,reach,ctr,cpc,date_start,date_stop}" in f
-               for f in emu.campaign_fields)
+    assert all(
+        "insights.date_preset(last_30d){impressions,clicks,spend,reach,ctr,cpc,date_start,date_stop}" in f
+        for f in emu.campaign_fields
+    )
     items = {i.external_id: i for p in pages for i in p.items}
     since, until = emu.preset_dates("last_30d")
     for i in range(130):
@@ -79,8 +95,12 @@ def test_meta_ads_campaigns_carry_their_insights_without_extra_calls(fresh_emula
         got = item.data["insights"]
         assert got["window"] == {"since": since, "until": until, "days": 30, "preset": "last_30d"} or i % 3
         if i % 3 == 0:  # on pages 1 and 2: the right numbers on the right campaign
-            assert (got["impressions"], got["clicks"], got["spend"], got["reach"]) == (1000 + i, 10 + i, f"{i}.50",
-                                                                                      800 + i)
+            assert (got["impressions"], got["clicks"], got["spend"], got["reach"]) == (
+                1000 + i,
+                10 + i,
+                f"{i}.50",
+                800 + i,
+            )
             assert got["ctr"] == 1.25 and got["cpc"] == "0.33"
         else:  # no delivery in the window (campaign 1's last_7d row is not last_30d's)
             assert (got["impressions"], got["clicks"], got["spend"], got["reach"]) == (0, 0, "0", 0)
@@ -95,8 +115,10 @@ def test_meta_ads_emulator_refuses_a_bad_insights_expansion(fresh_emulators):
     emu.set_records("adaccounts", ACCOUNTS)
     token = mint(fresh_emulators, "META_ADS", ["ads_read"])
     base = fresh_emulators.env()["META_ADS_API_URL"]
-    for fields, message in (("id,insights.date_preset(last_31d){clicks}", "date_preset must be one of"),
-                            ("id,insights{clicks,bogus}", "bogus is not valid for fields param")):
+    for fields, message in (
+        ("id,insights.date_preset(last_31d){clicks}", "date_preset must be one of"),
+        ("id,insights{clicks,bogus}", "bogus is not valid for fields param"),
+    ):
         url = f"{base}/act_111/campaigns?fields={urllib.request.quote(fields)}"
         request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
         with pytest.raises(urllib.error.HTTPError) as caught:
@@ -117,9 +139,22 @@ def _tiktok_campaigns():
 
 
 def _tiktok_reports():
-    rows = [{"advertiser_id": ADV1, "campaign_id": f"17{i:017d}",
-             "metrics": {"spend": f"{i}.25", "impressions": 100 + i, "clicks": i, "ctr": "2.5", "cpc": "0.10",
-                         "reach": 90 + i, "conversion": i // 10}} for i in range(0, 150, 2)]
+    rows = [
+        {
+            "advertiser_id": ADV1,
+            "campaign_id": f"17{i:017d}",
+            "metrics": {
+                "spend": f"{i}.25",
+                "impressions": 100 + i,
+                "clicks": i,
+                "ctr": "2.5",
+                "cpc": "0.10",
+                "reach": 90 + i,
+                "conversion": i // 10,
+            },
+        }
+        for i in range(0, 150, 2)
+    ]
     rows.append({"advertiser_id": ADV2, "campaign_id": f"18{2:017d}", "metrics": {"spend": "3", "impressions": 7}})
     return rows
 
@@ -147,7 +182,12 @@ def test_tiktok_ads_one_report_per_page_for_that_pages_campaigns(fresh_emulators
         assert got["window"] == {"since": SINCE, "until": UNTIL, "days": 30}
         if i % 2 == 0:
             assert (got["spend"], got["impressions"], got["clicks"], got["reach"], got["conversions"]) == (
-                f"{i}.25", 100 + i, i, 90 + i, i // 10)
+                f"{i}.25",
+                100 + i,
+                i,
+                90 + i,
+                i // 10,
+            )
             assert got["ctr"] == 2.5 and got["cpc"] == "0.10"
         else:
             assert (got["spend"], got["impressions"], got["clicks"]) == ("0", 0, 0)
@@ -181,11 +221,20 @@ CUST_A, CUST_B, MANAGER = "1234567890", "2345678901", "9999999999"
 def _google(emu, *, page_size=3):
     emu.page_size = page_size
     emu.set_records("customers", [{"id": CUST_B}, {"id": MANAGER, "manager": True}, {"id": CUST_A}])
-    rows = [{"customer_id": CUST_A, "id": 100 + i, "name": f"search {i}", "status": "ENABLED",
-             "metrics": {"impressions": 1000 * i, "clicks": 10 * i, "costMicros": 1_250_000 * i,
-                         "conversions": i / 2}} for i in range(7)]
-    rows += [{"customer_id": CUST_B, "id": 500 + i, "name": f"pmax {i}", "status": "PAUSED",
-              "metrics": {"impressions": 3}} for i in range(2)]
+    rows = [
+        {
+            "customer_id": CUST_A,
+            "id": 100 + i,
+            "name": f"search {i}",
+            "status": "ENABLED",
+            "metrics": {"impressions": 1000 * i, "clicks": 10 * i, "costMicros": 1_250_000 * i, "conversions": i / 2},
+        }
+        for i in range(7)
+    ]
+    rows += [
+        {"customer_id": CUST_B, "id": 500 + i, "name": f"pmax {i}", "status": "PAUSED", "metrics": {"impressions": 3}}
+        for i in range(2)
+    ]
     emu.set_records("campaigns", rows)
 
 
@@ -217,8 +266,14 @@ def test_google_ads_pages_every_customers_campaigns_with_metrics_and_no_page_siz
     five = items[5].data
     assert five["customerId"] == CUST_A and five["name"] == "search 5" and five["status"] == "ENABLED"
     assert five["resourceName"] == f"customers/{CUST_A}/campaigns/105"
-    assert five["insights"] == {"window": {"since": SINCE, "until": UNTIL, "days": 30}, "impressions": 5000,
-                                "clicks": 50, "spend": "6.25", "costMicros": 6_250_000, "conversions": 2.5}
+    assert five["insights"] == {
+        "window": {"since": SINCE, "until": UNTIL, "days": 30},
+        "impressions": 5000,
+        "clicks": 50,
+        "spend": "6.25",
+        "costMicros": 6_250_000,
+        "conversions": 2.5,
+    }
     assert items[0].data["insights"]["impressions"] == 0 and items[0].data["insights"]["spend"] == "0"
     assert items[7].data["insights"]["impressions"] == 3 and items[7].volatile == ("insights",)
     assert all(s["login"] is None for s in emu.searches)
@@ -230,8 +285,9 @@ def test_google_ads_resumes_with_the_stored_page_token_and_window(fresh_emulator
     token = mint(fresh_emulators, "GOOGLE_ADS", ADWORDS)
     first, _ = read_all(fresh_emulators, "GOOGLE_ADS", "fetch_campaigns", token=token, env=_env(emu), max_pages=1)
     monkeypatch.setattr(ads, "_today", lambda: TODAY + dt.timedelta(days=2))  # resumed two days later
-    rest, _ = read_all(fresh_emulators, "GOOGLE_ADS", "fetch_campaigns", token=token, env=_env(emu),
-                       resume=first[0].resume)
+    rest, _ = read_all(
+        fresh_emulators, "GOOGLE_ADS", "fetch_campaigns", token=token, env=_env(emu), resume=first[0].resume
+    )
     assert [len(p.items) for p in rest] == [3, 1, 2, 0] and rest[0].items[0].external_id == "103"
     assert f"BETWEEN '{SINCE}' AND '{UNTIL}'" in emu.searches[1]["body"]["query"]  # same query for the token
     # a page token the API no longer takes: that customer again from its first page, on a fresh window
@@ -244,8 +300,13 @@ def test_google_ads_sends_the_login_customer_id_and_validates_it(fresh_emulators
     emu = fresh_emulators["GOOGLE_ADS"]
     _google(emu)
     token = mint(fresh_emulators, "GOOGLE_ADS", ADWORDS)
-    read_all(fresh_emulators, "GOOGLE_ADS", "fetch_campaigns", token=token,
-             env=_env(emu, GOOGLE_ADS_LOGIN_CUSTOMER_ID="999-999-9999"))
+    read_all(
+        fresh_emulators,
+        "GOOGLE_ADS",
+        "fetch_campaigns",
+        token=token,
+        env=_env(emu, GOOGLE_ADS_LOGIN_CUSTOMER_ID="999-999-9999"),
+    )
     assert {s["login"] for s in emu.searches} == {MANAGER}
     for bad in ("12345", "123-456-789a", "12345678901"):
         with pytest.raises(ConfigError, match="GOOGLE_ADS_LOGIN_CUSTOMER_ID"):
@@ -253,8 +314,9 @@ def test_google_ads_sends_the_login_customer_id_and_validates_it(fresh_emulators
     assert "GOOGLE_ADS_DEVELOPER_TOKEN" in config.variable_names()
     assert "GOOGLE_ADS_LOGIN_CUSTOMER_ID" in config.variable_names()
     assert "GOOGLE_ADS_USERINFO_URL" in config.variable_names()
-    settings = config.load({"GOOGLE_ADS_DEVELOPER_TOKEN": "dev-Secret-123", "NODE_ENV": "test",
-                            "ENCRYPTION_KEY": "A" * 43 + "="})
+    settings = config.load(
+        {"GOOGLE_ADS_DEVELOPER_TOKEN": "dev-Secret-123", "NODE_ENV": "test", "ENCRYPTION_KEY": "A" * 43 + "="}
+    )
     assert "dev-Secret-123" not in repr(settings)
 
 
@@ -267,8 +329,9 @@ def test_google_ads_developer_token_missing_or_refused_names_the_variable(fresh_
     assert emu.calls["customers"] == 0
     wrong = "wrong-dev-token-4711"
     with pytest.raises(ProviderNotConfigured, match="GOOGLE_ADS_DEVELOPER_TOKEN.*DEVELOPER_TOKEN_INVALID") as caught:
-        read_all(fresh_emulators, "GOOGLE_ADS", "fetch_campaigns", token=token,
-                 env={"GOOGLE_ADS_DEVELOPER_TOKEN": wrong})
+        read_all(
+            fresh_emulators, "GOOGLE_ADS", "fetch_campaigns", token=token, env={"GOOGLE_ADS_DEVELOPER_TOKEN": wrong}
+        )
     assert wrong not in str(caught.value)
     emu.test_access_only = True
     with pytest.raises(ProviderError, match="test accounts only") as caught:
@@ -292,11 +355,24 @@ def test_google_ads_errors_never_show_the_developer_token(fresh_emulators):
     emu = fresh_emulators["GOOGLE_ADS"]
     _google(emu)
     token = mint(fresh_emulators, "GOOGLE_ADS", ADWORDS)
-    echo = {"error": {"code": 400, "message": "Request contains an invalid argument.", "status": "INVALID_ARGUMENT",
-                      "details": [{"@type": "type.googleapis.com/google.ads.googleads.v26.errors.GoogleAdsFailure",
-                                   "errors": [{"errorCode": {"queryError": "BAD_QUERY"},
-                                               "message": f"bad request with developer-token "
-                                                          f"{emu.developer_token}"}]}]}}
+    echo = {
+        "error": {
+            "code": 400,
+            "message": "Request contains an invalid argument.",
+            "status": "INVALID_ARGUMENT",
+            "details": [
+                {
+                    "@type": "type.googleapis.com/google.ads.googleads.v26.errors.GoogleAdsFailure",
+                    "errors": [
+                        {
+                            "errorCode": {"queryError": "BAD_QUERY"},
+                            "message": f"bad request with developer-token {emu.developer_token}",
+                        }
+                    ],
+                }
+            ],
+        }
+    }
     emu.fail_next("search", 400, echo)
     with pytest.raises(ProviderError, match="queryError BAD_QUERY") as caught:
         read_all(fresh_emulators, "GOOGLE_ADS", "fetch_campaigns", token=token, env=_env(emu))
@@ -316,9 +392,16 @@ def test_google_ads_emulator_refuses_page_size(fresh_emulators):
     token = mint(fresh_emulators, "GOOGLE_ADS", ADWORDS)
     url = f"{fresh_emulators.env()['GOOGLE_ADS_API_URL']}/customers/{CUST_A}/googleAds:search"
     body = json.dumps({"query": "SELECT campaign.id FROM campaign", "pageSize": 100}).encode()
-    request = urllib.request.Request(url, data=body, method="POST", headers={
-        "Authorization": f"Bearer {token}", "developer-token": emu.developer_token,
-        "Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url,
+        data=body,
+        method="POST",
+        headers={
+            "Authorization": f"Bearer {token}",
+            "developer-token": emu.developer_token,
+            "Content-Type": "application/json",
+        },
+    )
     with pytest.raises(urllib.error.HTTPError) as caught:
         urllib.request.urlopen(request)
     error = json.loads(caught.value.read())["error"]

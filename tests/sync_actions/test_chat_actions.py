@@ -9,8 +9,16 @@ from nexusctl.errors import MissingScopes, ProviderError, RateLimited, TokenExpi
 
 
 def _channels(n):
-    return [{"id": f"C{i:08d}", "name": f"chan-{i}", "is_private": i % 5 == 0, "num_members": i,
-             "topic": {"value": f"topic {i}"}} for i in range(n)]
+    return [
+        {
+            "id": f"C{i:08d}",
+            "name": f"chan-{i}",
+            "is_private": i % 5 == 0,
+            "num_members": i,
+            "topic": {"value": f"topic {i}"},
+        }
+        for i in range(n)
+    ]
 
 
 def test_slack_reads_every_channel_across_cursor_pages(fresh_emulators):
@@ -41,8 +49,10 @@ def test_slack_errors_in_a_200_answer_are_errors(fresh_emulators):
 
 
 def test_discord_pages_guilds_with_the_snowflake_after_cursor(fresh_emulators):
-    guilds = [{"id": str(80351110224678912 + i * 7), "name": f"guild {i}", "owner": i == 3, "permissions": "2147483647"}
-              for i in range(401)]
+    guilds = [
+        {"id": str(80351110224678912 + i * 7), "name": f"guild {i}", "owner": i == 3, "permissions": "2147483647"}
+        for i in range(401)
+    ]
     fresh_emulators["DISCORD"].set_records("guilds", list(reversed(guilds)))  # the API sorts by id itself
     token = mint(fresh_emulators, "DISCORD", ["identify", "guilds"])
     pages, calls = read_all(fresh_emulators, "DISCORD", "fetch_channels", token=token)
@@ -63,8 +73,12 @@ def test_slack_private_channels_need_groups_read(fresh_emulators):
     fresh_emulators["SLACK"].set_records("channels", _channels(10))
     # A grant without groups:read (the user's workspace policy dropped it): Slack names the scope it needs.
     with pytest.raises(MissingScopes) as caught:
-        read_all(fresh_emulators, "SLACK", "fetch_channels",
-                 token=mint(fresh_emulators, "SLACK", ["channels:read", "chat:write", "team:read"]))
+        read_all(
+            fresh_emulators,
+            "SLACK",
+            "fetch_channels",
+            token=mint(fresh_emulators, "SLACK", ["channels:read", "chat:write", "team:read"]),
+        )
     assert caught.value.details["scopes"] == ["groups:read"] and "groups:read" in caught.value.message
     pages, _ = read_all(fresh_emulators, "SLACK", "fetch_channels", token=mint(fresh_emulators, "SLACK"))
     assert [i.data["isPrivate"] for i in pages[0].items].count(True) == 2  # channels 0 and 5

@@ -31,17 +31,29 @@ def _ago(days: float) -> str:
 
 
 def _products(n):
-    return [{"id": f"gid://shopify/Product/{1000 + i}", "title": f"Product {i}", "handle": f"product-{i}",
-             "status": "ACTIVE" if i % 3 else "DRAFT", "vendor": "Acme", "productType": "Widget",
-             "tags": [f"t{i % 4}"], "totalInventory": i * 2, "createdAt": "2026-01-01T00:00:00Z",
-             "updatedAt": f"2026-02-{1 + i % 28:02d}T00:00:00Z", "descriptionHtml": "<p>" + "x" * 500 + "</p>"}
-            for i in range(n)]
+    return [
+        {
+            "id": f"gid://shopify/Product/{1000 + i}",
+            "title": f"Product {i}",
+            "handle": f"product-{i}",
+            "status": "ACTIVE" if i % 3 else "DRAFT",
+            "vendor": "Acme",
+            "productType": "Widget",
+            "tags": [f"t{i % 4}"],
+            "totalInventory": i * 2,
+            "createdAt": "2026-01-01T00:00:00Z",
+            "updatedAt": f"2026-02-{1 + i % 28:02d}T00:00:00Z",
+            "descriptionHtml": "<p>" + "x" * 500 + "</p>",
+        }
+        for i in range(n)
+    ]
 
 
 def test_shopify_products_read_every_page_in_order(fresh_emulators):
     fresh_emulators["SHOPIFY"].set_records("products", _products(520))
-    pages, calls = read_all(fresh_emulators, "SHOPIFY", "fetch_products", token=shopify_token(fresh_emulators),
-                            tenant=SHOP)
+    pages, calls = read_all(
+        fresh_emulators, "SHOPIFY", "fetch_products", token=shopify_token(fresh_emulators), tenant=SHOP
+    )
     assert calls == 3 and fresh_emulators["SHOPIFY"].calls["products"] == 3
     assert [len(p.items) for p in pages] == [250, 250, 20]
     assert [i.external_id for p in pages for i in p.items] == [f"gid://shopify/Product/{1000 + i}" for i in range(520)]
@@ -52,10 +64,19 @@ def test_shopify_products_read_every_page_in_order(fresh_emulators):
 
 
 def _orders(ages):
-    return [{"id": f"gid://shopify/Order/{i}", "name": f"#{1000 + i}", "createdAt": _ago(age), "updatedAt": _ago(age),
-             "cancelledAt": None, "displayFinancialStatus": "PAID", "displayFulfillmentStatus": "UNFULFILLED",
-             "currentTotalPriceSet": {"shopMoney": {"amount": "1.00", "currencyCode": "EUR"}}}
-            for i, age in enumerate(ages)]
+    return [
+        {
+            "id": f"gid://shopify/Order/{i}",
+            "name": f"#{1000 + i}",
+            "createdAt": _ago(age),
+            "updatedAt": _ago(age),
+            "cancelledAt": None,
+            "displayFinancialStatus": "PAID",
+            "displayFulfillmentStatus": "UNFULFILLED",
+            "currentTotalPriceSet": {"shopMoney": {"amount": "1.00", "currencyCode": "EUR"}},
+        }
+        for i, age in enumerate(ages)
+    ]
 
 
 def test_shopify_orders_older_than_60_days_need_the_approved_read_all_orders(fresh_emulators):
@@ -74,29 +95,58 @@ def test_shopify_products_resume_after_a_stored_cursor(fresh_emulators):
     fresh_emulators["SHOPIFY"].set_records("products", _products(520))
     token = shopify_token(fresh_emulators)
     first, _ = read_all(fresh_emulators, "SHOPIFY", "fetch_products", token=token, tenant=SHOP, max_pages=1)
-    rest, calls = read_all(fresh_emulators, "SHOPIFY", "fetch_products", token=token, tenant=SHOP,
-                           resume=first[0].resume)
+    rest, calls = read_all(
+        fresh_emulators, "SHOPIFY", "fetch_products", token=token, tenant=SHOP, resume=first[0].resume
+    )
     assert calls == 2 and [len(p.items) for p in rest] == [250, 20]
     assert rest[0].items[0].external_id == "gid://shopify/Product/1250"
 
 
 def test_shopify_orders_and_inventory(fresh_emulators):
     emu = fresh_emulators["SHOPIFY"]
-    emu.set_records("orders", [{"id": f"gid://shopify/Order/{i}", "name": f"#{1000 + i}",
-                                "createdAt": _ago(5), "updatedAt": _ago(4),
-                                "cancelledAt": None, "displayFinancialStatus": "PAID",
-                                "displayFulfillmentStatus": "UNFULFILLED",
-                                "currentTotalPriceSet": {"shopMoney": {"amount": f"{i}.50", "currencyCode": "EUR"}}}
-                               for i in range(1, 151)])
+    emu.set_records(
+        "orders",
+        [
+            {
+                "id": f"gid://shopify/Order/{i}",
+                "name": f"#{1000 + i}",
+                "createdAt": _ago(5),
+                "updatedAt": _ago(4),
+                "cancelledAt": None,
+                "displayFinancialStatus": "PAID",
+                "displayFulfillmentStatus": "UNFULFILLED",
+                "currentTotalPriceSet": {"shopMoney": {"amount": f"{i}.50", "currencyCode": "EUR"}},
+            }
+            for i in range(1, 151)
+        ],
+    )
     locations = [{"id": f"gid://shopify/Location/{j}", "name": f"Store {j}"} for j in range(12)]
-    emu.set_records("inventory", [{"id": f"gid://shopify/InventoryItem/{i}", "sku": f"SKU-{i}", "tracked": True,
-                                   "createdAt": "2026-01-01T00:00:00Z", "updatedAt": "2026-01-02T00:00:00Z",
-                                   "inventoryLevels": {"pageInfo": {"hasNextPage": i == 0},
-                                                       "nodes": [{"location": loc, "quantities": [
-                                                           {"name": "available", "quantity": i},
-                                                           {"name": "on_hand", "quantity": i + 1}]}
-                                                           for loc in locations[:10 if i == 0 else 2]]}}
-                                  for i in range(45)])
+    emu.set_records(
+        "inventory",
+        [
+            {
+                "id": f"gid://shopify/InventoryItem/{i}",
+                "sku": f"SKU-{i}",
+                "tracked": True,
+                "createdAt": "2026-01-01T00:00:00Z",
+                "updatedAt": "2026-01-02T00:00:00Z",
+                "inventoryLevels": {
+                    "pageInfo": {"hasNextPage": i == 0},
+                    "nodes": [
+                        {
+                            "location": loc,
+                            "quantities": [
+                                {"name": "available", "quantity": i},
+                                {"name": "on_hand", "quantity": i + 1},
+                            ],
+                        }
+                        for loc in locations[: 10 if i == 0 else 2]
+                    ],
+                },
+            }
+            for i in range(45)
+        ],
+    )
     token = shopify_token(fresh_emulators)
     orders, calls = read_all(fresh_emulators, "SHOPIFY", "fetch_orders", token=token, tenant=SHOP)
     assert calls == 2 and [len(p.items) for p in orders] == [100, 50] and orders[-1].resume is None
@@ -106,8 +156,12 @@ def test_shopify_orders_and_inventory(fresh_emulators):
     assert calls == 3 and [len(p.items) for p in inventory] == [20, 20, 5]
     first, later = inventory[0].items[0].data, inventory[2].items[4].data
     assert first["levelsTruncated"] is True and len(first["levels"]) == 10
-    assert later["sku"] == "SKU-44" and later["levels"][1] == {"locationId": "gid://shopify/Location/1",
-                                                               "location": "Store 1", "available": 44, "onHand": 45}
+    assert later["sku"] == "SKU-44" and later["levels"][1] == {
+        "locationId": "gid://shopify/Location/1",
+        "location": "Store 1",
+        "available": 44,
+        "onHand": 45,
+    }
     assert "levelsTruncated" not in later
 
 
@@ -117,11 +171,21 @@ def test_shopify_refused_token_missing_scope_and_throttling(fresh_emulators):
     with pytest.raises(TokenExpired):
         read_all(fresh_emulators, "SHOPIFY", "fetch_products", token="shpat_" + "0" * 32, tenant=SHOP)
     with pytest.raises(TokenExpired):  # a token of another shop is refused the same way
-        read_all(fresh_emulators, "SHOPIFY", "fetch_products",
-                 token=shopify_token(fresh_emulators, shop="other.myshopify.com"), tenant=SHOP)
+        read_all(
+            fresh_emulators,
+            "SHOPIFY",
+            "fetch_products",
+            token=shopify_token(fresh_emulators, shop="other.myshopify.com"),
+            tenant=SHOP,
+        )
     with pytest.raises(ProviderError) as caught:
-        read_all(fresh_emulators, "SHOPIFY", "fetch_orders", token=shopify_token(fresh_emulators, ["read_products"]),
-                 tenant=SHOP)
+        read_all(
+            fresh_emulators,
+            "SHOPIFY",
+            "fetch_orders",
+            token=shopify_token(fresh_emulators, ["read_products"]),
+            tenant=SHOP,
+        )
     assert "read_orders" in caught.value.message and "ACCESS_DENIED" in caught.value.message
     assert not isinstance(caught.value, (TokenExpired, RateLimited))
     emu.rate_limit_next("products", retry_after=7)
@@ -155,18 +219,31 @@ def read_woo(emulators, action, *, env=LOCAL_STORE, **kwargs):
 
 def _woo_products(n):
     # Stored newest first, as the store lists them by default: ids descending.
-    return [{"id": 10 + i, "name": f"Woo {i}", "slug": f"woo-{i}", "sku": f"W{i}", "type": "simple",
-             "status": "publish", "price": f"{i}.00", "regular_price": f"{i}.00", "sale_price": "",
-             "stock_status": "instock", "stock_quantity": i, "date_created_gmt": "2026-01-01T00:00:00",
-             "date_modified_gmt": "2026-01-02T00:00:00", "description": "y" * 3000}
-            for i in reversed(range(230))]
+    return [
+        {
+            "id": 10 + i,
+            "name": f"Woo {i}",
+            "slug": f"woo-{i}",
+            "sku": f"W{i}",
+            "type": "simple",
+            "status": "publish",
+            "price": f"{i}.00",
+            "regular_price": f"{i}.00",
+            "sale_price": "",
+            "stock_status": "instock",
+            "stock_quantity": i,
+            "date_created_gmt": "2026-01-01T00:00:00",
+            "date_modified_gmt": "2026-01-02T00:00:00",
+            "description": "y" * 3000,
+        }
+        for i in reversed(range(230))
+    ]
 
 
 def test_woocommerce_products_every_page_by_id_with_basic_keys(fresh_emulators):
     fresh_emulators["WOOCOMMERCE"].set_records("products", _woo_products(230))
     store = fresh_emulators.woocommerce_store_url
-    pages, calls = read_woo(fresh_emulators, "fetch_products", token=woo_key(fresh_emulators),
-                            tenant=store)
+    pages, calls = read_woo(fresh_emulators, "fetch_products", token=woo_key(fresh_emulators), tenant=store)
     assert calls == 3 and fresh_emulators["WOOCOMMERCE"].calls["products"] == 3
     assert [len(p.items) for p in pages] == [100, 100, 30]
     assert [i.external_id for p in pages for i in p.items] == [str(10 + i) for i in range(230)]
@@ -176,13 +253,26 @@ def test_woocommerce_products_every_page_by_id_with_basic_keys(fresh_emulators):
 
 
 def test_woocommerce_orders_resume_from_a_page_number(fresh_emulators):
-    fresh_emulators["WOOCOMMERCE"].set_records("orders", [
-        {"id": 500 - i, "number": str(500 - i), "status": "processing", "currency": "EUR", "total": "9.99",
-         "customer_id": 3, "line_items": [{"id": 1}, {"id": 2}], "date_created_gmt": "2026-01-01T00:00:00",
-         "date_modified_gmt": "2026-01-01T00:00:00", "date_paid_gmt": None} for i in range(250)])
+    fresh_emulators["WOOCOMMERCE"].set_records(
+        "orders",
+        [
+            {
+                "id": 500 - i,
+                "number": str(500 - i),
+                "status": "processing",
+                "currency": "EUR",
+                "total": "9.99",
+                "customer_id": 3,
+                "line_items": [{"id": 1}, {"id": 2}],
+                "date_created_gmt": "2026-01-01T00:00:00",
+                "date_modified_gmt": "2026-01-01T00:00:00",
+                "date_paid_gmt": None,
+            }
+            for i in range(250)
+        ],
+    )
     store, key = fresh_emulators.woocommerce_store_url, woo_key(fresh_emulators)
-    rest, calls = read_woo(fresh_emulators, "fetch_orders", token=key, tenant=store,
-                           resume={"page": 2})
+    rest, calls = read_woo(fresh_emulators, "fetch_orders", token=key, tenant=store, resume={"page": 2})
     assert calls == 2 and [len(p.items) for p in rest] == [100, 50] and rest[-1].resume is None
     assert rest[0].items[0].external_id == "351" and rest[0].items[0].data["items"] == 2
     empty, calls = read_woo(fresh_emulators, "fetch_products", token=key, tenant=store)
@@ -193,15 +283,21 @@ def test_woocommerce_refused_keys_throttling_and_errors(fresh_emulators):
     store, key = fresh_emulators.woocommerce_store_url, woo_key(fresh_emulators)
     fresh_emulators["WOOCOMMERCE"].set_records("products", _woo_products(5))
     with pytest.raises(TokenExpired) as refused:
-        read_woo(fresh_emulators, "fetch_products", token=key.split(":")[0] + ":cs_wrong",
-                 tenant=store)
+        read_woo(fresh_emulators, "fetch_products", token=key.split(":")[0] + ":cs_wrong", tenant=store)
     assert "cs_wrong" not in refused.value.message
     fresh_emulators["WOOCOMMERCE"].rate_limit_next("products", retry_after=12)
     with pytest.raises(RateLimited) as limited:
         read_woo(fresh_emulators, "fetch_products", token=key, tenant=store)
     assert limited.value.retry_after == 12
-    fresh_emulators["WOOCOMMERCE"].fail_next("orders", 404, {"code": "rest_no_route", "message": (
-        "No route was found matching the URL and request method."), "data": {"status": 404}})
+    fresh_emulators["WOOCOMMERCE"].fail_next(
+        "orders",
+        404,
+        {
+            "code": "rest_no_route",
+            "message": ("No route was found matching the URL and request method."),
+            "data": {"status": 404},
+        },
+    )
     with pytest.raises(ProviderError) as caught:
         read_woo(fresh_emulators, "fetch_orders", token=key, tenant=store)
     assert "404" in caught.value.message and "rest_no_route" in caught.value.message
@@ -217,8 +313,12 @@ def test_a_woocommerce_sync_never_reaches_a_store_on_an_internal_address(fresh_e
     port = store.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1]
     closed = closed_port()
     messages = []
-    for tenant in (store, store.replace("127.0.0.1", "localhost"), f"http://127.0.0.1:{closed}/shop",
-                   f"http://localhost:{closed}/shop"):
+    for tenant in (
+        store,
+        store.replace("127.0.0.1", "localhost"),
+        f"http://127.0.0.1:{closed}/shop",
+        f"http://localhost:{closed}/shop",
+    ):
         with pytest.raises(ProviderError) as refused:
             read_woo(fresh_emulators, "fetch_products", token=key, tenant=tenant, env=None)
         messages.append(refused.value.message.replace(port, "PORT").replace(str(closed), "PORT"))
@@ -228,6 +328,7 @@ def test_a_woocommerce_sync_never_reaches_a_store_on_an_internal_address(fresh_e
     # The control: allow-listed, the same sync reads the store.
     pages, _ = read_woo(fresh_emulators, "fetch_products", token=key, tenant=store, max_pages=1)
     assert pages[0].items and emu.calls["products"] == 1
+
 
 def test_retry_after_in_decimal_seconds_as_shopify_rest_sends_it():
     assert retry_after(Reply(429, {"Retry-After": "2.0"}, None)) == 2

@@ -19,7 +19,10 @@ from nexusctl.providers.sync.registry import ACTIONS
 
 # The scopes only apps the provider approved get (nexusctl/providers/scopes.py APPROVAL): the seeded run plays such
 # an app, as an operator who set <PROVIDER>_APPROVED_SCOPES would have; every other grant is what the service requests.
-APPROVED = {"LINKEDIN": ["r_member_social", "r_member_postAnalytics"], "PAYPAL": ["https://uri.paypal.com/services/reporting/search/read"]}
+APPROVED = {
+    "LINKEDIN": ["r_member_social", "r_member_postAnalytics"],
+    "PAYPAL": ["https://uri.paypal.com/services/reporting/search/read"],
+}
 
 
 def _connection(emu, provider: str) -> dict:
@@ -30,9 +33,12 @@ def _connection(emu, provider: str) -> dict:
         return {"token": woo_key(emu), "tenant": emu.woocommerce_store_url, "env": LOCAL_STORE}
     if provider == "SENDGRID":
         return {"token": emu.sendgrid_key()}
-    extra = {"SALESFORCE": {"metadata": sf_metadata(emu)}, "MAILCHIMP": {"metadata": mc_metadata(emu)},
-             "TIKTOK_ADS": {"metadata": {"advertiserIds": emu["TIKTOK_ADS"].advertiser_ids}},
-             "GOOGLE_ADS": {"env": {"GOOGLE_ADS_DEVELOPER_TOKEN": emu["GOOGLE_ADS"].developer_token}}}
+    extra = {
+        "SALESFORCE": {"metadata": sf_metadata(emu)},
+        "MAILCHIMP": {"metadata": mc_metadata(emu)},
+        "TIKTOK_ADS": {"metadata": {"advertiserIds": emu["TIKTOK_ADS"].advertiser_ids}},
+        "GOOGLE_ADS": {"env": {"GOOGLE_ADS_DEVELOPER_TOKEN": emu["GOOGLE_ADS"].developer_token}},
+    }
     if provider in APPROVED:
         emu[provider].approve_scopes(*APPROVED[provider])
     return {"token": mint(emu, provider), **extra.get(provider, {})}

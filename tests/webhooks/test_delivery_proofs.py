@@ -59,8 +59,10 @@ def test_two_daemons_on_one_postgres_attempt_each_delivery_once(pg_database, dae
     wait_for(lambda: delivered() == 2000, 120, "every delivery to be delivered")
     assert set(sink.by_id) == ids
     twice = [i for i, n in sink.by_id.items() if n > 1]
-    detail = [(a.delivery_id, a.number, a.status_code, a.started_at) for a in
-              WebhookAttempt.select().where(WebhookAttempt.delivery.in_(twice[:3]))]
+    detail = [
+        (a.delivery_id, a.number, a.status_code, a.started_at)
+        for a in WebhookAttempt.select().where(WebhookAttempt.delivery.in_(twice[:3]))
+    ]
     assert set(sink.by_id.values()) == {1}, (len(twice), detail)  # each webhook-id arrived exactly once
     assert WebhookAttempt.select().count() == 2000
     per_daemon = [path.read_text().count(" attempt 1 -> 200 delivered") for path in daemons.work.glob("daemon-*.log")]

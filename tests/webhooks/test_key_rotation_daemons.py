@@ -46,9 +46,12 @@ MISSING = "which this process does not have"
 
 def call(port: int, method: str, path: str, user) -> tuple[int, dict]:
     token = mint(user, ttl=600, secret=JWT_SECRET)
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method, data=b"{}" if method == "POST"
-                                     else None, headers={"Authorization": f"Bearer {token}",
-                                                         "Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}",
+        method=method,
+        data=b"{}" if method == "POST" else None,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read())
@@ -56,14 +59,17 @@ def call(port: int, method: str, path: str, user) -> tuple[int, dict]:
         return exc.code, json.loads(exc.read())
 
 
-def test_a_daemon_left_on_the_old_key_hands_its_work_to_one_that_has_the_new(pg_database, daemons, receiver,
-                                                                            keyring):
+def test_a_daemon_left_on_the_old_key_hands_its_work_to_one_that_has_the_new(pg_database, daemons, receiver, keyring):
     old_key, new_key = os.environ["ENCRYPTION_KEY"], base64.b64encode(NEW).decode()
     new_kid = key_id(NEW)
     sink = receiver()
     user = uuid.uuid4()
-    integration = Integration(user_id=user, provider=Provider.SLACK, name="@someone",
-                              expires_at=dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1))
+    integration = Integration(
+        user_id=user,
+        provider=Provider.SLACK,
+        name="@someone",
+        expires_at=dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1),
+    )
     seal(keyring, integration, "access_token", "at-plain")
     seal(keyring, integration, "refresh_token", "rt-plain")
     integration.save(force_insert=True)
@@ -72,8 +78,13 @@ def test_a_daemon_left_on_the_old_key_hands_its_work_to_one_that_has_the_new(pg_
     daemons.env["JWT_SECRET"] = JWT_SECRET
     stale = daemons.start(ENCRYPTION_KEY=old_key)  # daemon A: only the old key, as before the rollout
 
-    rotated = subprocess.run([str(NEXUSCTL), "keys", "rotate", "--json"], capture_output=True, text=True, timeout=60,
-                             env={**os.environ, "ENCRYPTION_KEY": new_key, "ENCRYPTION_OLD_KEYS": old_key})
+    rotated = subprocess.run(
+        [str(NEXUSCTL), "keys", "rotate", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "ENCRYPTION_KEY": new_key, "ENCRYPTION_OLD_KEYS": old_key},
+    )
     assert rotated.returncode == 0, rotated.stderr
     assert json.loads(rotated.stdout)["rewritten"] == 3  # two tokens and the webhook secret
 
@@ -83,8 +94,16 @@ def test_a_daemon_left_on_the_old_key_hands_its_work_to_one_that_has_the_new(pg_
     ids = {str(d.id) for d in WebhookDelivery.select(WebhookDelivery.id)}
     # A alone: it meets the new key, gives the deliveries back and says so.
     wait_for(lambda: MISSING in stale.log_path.read_text(), 30, "daemon A to say it lacks the new key")
-    assert WebhookDelivery.select().where((WebhookDelivery.attempts != 0) | WebhookDelivery.lease_until.is_null(False)
-                                          | (WebhookDelivery.status != DeliveryStatus.PENDING)).count() == 0
+    assert (
+        WebhookDelivery.select()
+        .where(
+            (WebhookDelivery.attempts != 0)
+            | WebhookDelivery.lease_until.is_null(False)
+            | (WebhookDelivery.status != DeliveryStatus.PENDING)
+        )
+        .count()
+        == 0
+    )
 
     def not_ready():
         try:
@@ -98,8 +117,10 @@ def test_a_daemon_left_on_the_old_key_hands_its_work_to_one_that_has_the_new(pg_
     assert status == 503 and body["error"]["code"] == "NOT_READY"
     assert new_kid in body["data"]["checks"]["encryption"] and new_kid in body["error"]["message"]
 
-    for method, path in (("POST", f"/integrations/{integration.id}/refresh"),
-                         ("POST", f"/integrations/{integration.id}/sync")):
+    for method, path in (
+        ("POST", f"/integrations/{integration.id}/refresh"),
+        ("POST", f"/integrations/{integration.id}/sync"),
+    ):
         status, body = call(stale.port, method, path, user)
         assert status == 503 and body["error"]["code"] == "ENCRYPTION_KEY_MISSING", (path, body)
         assert new_kid in body["error"]["message"] and "ENCRYPTION_KEY" in body["error"]["message"]
@@ -109,8 +130,11 @@ def test_a_daemon_left_on_the_old_key_hands_its_work_to_one_that_has_the_new(pg_
 
     # Daemon B has both keys: it delivers everything A gave back.
     rolled = daemons.start(ENCRYPTION_KEY=new_key, ENCRYPTION_OLD_KEYS=old_key)
-    wait_for(lambda: WebhookDelivery.select().where(WebhookDelivery.status == DeliveryStatus.DELIVERED).count()
-               == COUNT, 60, "daemon B to deliver everything")
+    wait_for(
+        lambda: WebhookDelivery.select().where(WebhookDelivery.status == DeliveryStatus.DELIVERED).count() == COUNT,
+        60,
+        "daemon B to deliver everything",
+    )
     assert set(sink.by_id) == ids and set(sink.by_id.values()) == {1}
     assert WebhookAttempt.select().count() == COUNT  # one attempt each: A burnt none
     assert rolled.log_path.read_text().count(" attempt 1 -> 200 delivered") == COUNT
@@ -119,14 +143,24 @@ def test_a_daemon_left_on_the_old_key_hands_its_work_to_one_that_has_the_new(pg_
     assert "Traceback" not in log_a and "claiming failed" not in log_a and "attempt 1 ->" not in log_a
     assert "DECRYPTION_FAILED" not in log_a
 
-    doctor = subprocess.run([str(NEXUSCTL), "doctor", "--json"], capture_output=True, text=True, timeout=60,
-                            env={**os.environ, "ENCRYPTION_KEY": old_key})
+    doctor = subprocess.run(
+        [str(NEXUSCTL), "doctor", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "ENCRYPTION_KEY": old_key},
+    )
     (encryption,) = [f for f in json.loads(doctor.stdout) if f["check"] == "encryption"]
     assert encryption["status"] == "fail" and new_kid in encryption["detail"], encryption
     assert "ENCRYPTION_OLD_KEYS" in encryption["hint"]
     # With both keys (B's settings) the doctor is content, and so is a daemon with them.
-    doctor = subprocess.run([str(NEXUSCTL), "doctor", "--json"], capture_output=True, text=True, timeout=60,
-                            env={**os.environ, "ENCRYPTION_KEY": new_key, "ENCRYPTION_OLD_KEYS": old_key})
+    doctor = subprocess.run(
+        [str(NEXUSCTL), "doctor", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "ENCRYPTION_KEY": new_key, "ENCRYPTION_OLD_KEYS": old_key},
+    )
     (encryption,) = [f for f in json.loads(doctor.stdout) if f["check"] == "encryption"]
     assert encryption["status"] == "ok", encryption
     assert urllib.request.urlopen(f"http://127.0.0.1:{rolled.port}/ready", timeout=5).status == 200

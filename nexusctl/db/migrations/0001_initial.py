@@ -3,6 +3,7 @@
 A frozen copy of the models as they were at this migration: it must never
 import db.models, so later model changes cannot rewrite history.
 """
+
 import uuid
 
 from peewee import BooleanField, CharField, ForeignKeyField, IntegerField, JSONField, Model, TextField, UUIDField

@@ -13,6 +13,7 @@ secrets on oauth_states, and the event outbox.
 
 Frozen field definitions: never import db.models here.
 """
+
 import uuid
 
 from peewee import CharField, JSONField, Model, TextField, UUIDField
@@ -59,6 +60,8 @@ def down(migrator, db):
         migrator.drop_column("oauth_states", "tenant"),
         migrator.drop_column("oauth_states", "secret"),
         migrator.drop_index("integrations", "integrations_user_id_provider_account_id"),
-        *(migrator.drop_column("integrations", c)
-          for c in ("refresh_lease_token", "refresh_lease_until", "account_id")),
+        *(
+            migrator.drop_column("integrations", c)
+            for c in ("refresh_lease_token", "refresh_lease_until", "account_id")
+        ),
     )

@@ -13,6 +13,7 @@
 
 Frozen field definitions: never import db.models here.
 """
+
 import uuid
 
 from peewee import SQL, ForeignKeyField, IntegerField, Model, TextField, UUIDField
@@ -55,8 +56,7 @@ def up(migrator, db):
         migrator.add_column("webhook_deliveries", "lease_token", UUIDField(null=True)),
         # The claim: the earliest due rows among PENDING/RETRYING. Partial, so a backlog of a
         # million is an index range scan that stops after the batch, not a scan and sort of all.
-        migrator.add_index("webhook_deliveries", ("next_attempt_at",),
-                           where=SQL("status IN ('PENDING', 'RETRYING')")),
+        migrator.add_index("webhook_deliveries", ("next_attempt_at",), where=SQL("status IN ('PENDING', 'RETRYING')")),
         # A webhook's delivery log, newest first (keyset paging).
         migrator.add_index("webhook_deliveries", ("webhook_id", "created_at", "id")),
         migrator.add_column("webhooks", "previous_secret", EncryptedTextField(null=True)),
@@ -73,6 +73,8 @@ def down(migrator, db):
         migrator.drop_index("webhook_deliveries", "webhook_deliveries_webhook_id_created_at_id"),
         migrator.drop_index("webhook_deliveries", "webhook_deliveries_next_attempt_at"),
         *(migrator.drop_column("webhook_deliveries", c) for c in ("lease_token", "lease_until", "next_attempt_at")),
-        *(migrator.drop_column("webhooks", c) for c in ("disabled_reason", "failing_since",
-                                                       "previous_secret_expires_at", "previous_secret")),
+        *(
+            migrator.drop_column("webhooks", c)
+            for c in ("disabled_reason", "failing_since", "previous_secret_expires_at", "previous_secret")
+        ),
     )

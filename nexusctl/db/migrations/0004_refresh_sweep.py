@@ -5,6 +5,7 @@ is an index range scan however many integrations there are.
 
 Frozen definitions: never import db.models here.
 """
+
 from peewee import SQL
 
 

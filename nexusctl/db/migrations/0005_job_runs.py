@@ -13,6 +13,7 @@
 
 Frozen field definitions: never import db.models here.
 """
+
 import uuid
 
 from peewee import CharField, IntegerField, JSONField, Model, TextField, UUIDField
@@ -50,12 +51,18 @@ def up(migrator, db):
         migrator.add_column("integrations", "expiry_warned_for", UTCDateTimeField(null=True)),
     )
     # The old back-off: a lease nobody holds. Keep its time as the retry time.
-    db.execute_sql("UPDATE integrations SET refresh_retry_at = refresh_lease_until, refresh_lease_until = NULL "
-                   "WHERE refresh_lease_token IS NULL AND refresh_lease_until IS NOT NULL")
+    db.execute_sql(
+        "UPDATE integrations SET refresh_retry_at = refresh_lease_until, refresh_lease_until = NULL "
+        "WHERE refresh_lease_token IS NULL AND refresh_lease_until IS NOT NULL"
+    )
     db.create_tables([_job_runs(db)])
 
 
 def down(migrator, db):
     db.drop_tables([_job_runs(db)])
-    migrator.migrate(*(migrator.drop_column("integrations", c)
-                       for c in ("expiry_warned_for", "refresh_retry_at", "refresh_failures")))
+    migrator.migrate(
+        *(
+            migrator.drop_column("integrations", c)
+            for c in ("expiry_warned_for", "refresh_retry_at", "refresh_failures")
+        )
+    )

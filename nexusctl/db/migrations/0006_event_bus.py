@@ -15,6 +15,7 @@
 
 Frozen definitions: never import db.models here.
 """
+
 import uuid
 
 from peewee import CharField, JSONField, Model, UUIDField
@@ -54,8 +55,9 @@ def _tables(db):
 
 def up(migrator, db):
     db.create_tables(_tables(db))
-    db.execute_sql('CREATE INDEX "outbox_events_unpublished" ON "outbox_events" ("created_at", "id") '
-                   "WHERE published_at IS NULL")
+    db.execute_sql(
+        'CREATE INDEX "outbox_events_unpublished" ON "outbox_events" ("created_at", "id") WHERE published_at IS NULL'
+    )
     migrator.migrate(
         migrator.drop_index("outbox_events", "outboxevent_published_at_created_at"),  # named by 0002
         migrator.add_index("outbox_events", ("created_at", "id")),
@@ -69,6 +71,7 @@ def down(migrator, db):
         migrator.drop_index("outbox_events", "outbox_events_created_at_id"),
         migrator.drop_index("outbox_events", "outbox_events_unpublished"),
     )
-    db.execute_sql('CREATE INDEX "outboxevent_published_at_created_at" ON "outbox_events" ("published_at", '
-                   '"created_at")')  # as 0002 named it
+    db.execute_sql(
+        'CREATE INDEX "outboxevent_published_at_created_at" ON "outbox_events" ("published_at", "created_at")'
+    )  # as 0002 named it
     db.drop_tables(_tables(db))

@@ -13,6 +13,7 @@
 
 Frozen definitions: never import db.models here.
 """
+
 import uuid
 
 from peewee import SQL, CharField, ForeignKeyField, JSONField, Model, UUIDField
@@ -54,8 +55,10 @@ def _tables(db):
         class Meta:
             database = db
             table_name = "synced_items"
-            indexes = ((("integration_id", "action", "external_id"), True),
-                       (("integration_id", "action", "seen_run"), False))
+            indexes = (
+                (("integration_id", "action", "external_id"), True),
+                (("integration_id", "action", "seen_run"), False),
+            )
 
     return SyncCursor, SyncedItem
 

@@ -15,6 +15,7 @@
 
 Frozen definitions: never import db.models here.
 """
+
 from peewee import CharField, IntegerField, JSONField
 
 from nexusctl.db.fields import UTCDateTimeField, utcnow

@@ -8,6 +8,7 @@
 
 Frozen definitions: never import db.models here.
 """
+
 from nexusctl.db.fields import UTCDateTimeField
 
 

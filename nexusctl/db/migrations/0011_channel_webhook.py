@@ -7,6 +7,7 @@
 
 Frozen definitions: never import db.models here.
 """
+
 from nexusctl.db.fields import EncryptedTextField
 
 

@@ -40,11 +40,19 @@ class Salesforce(OAuth2Adapter):
 
     async def _expiry(self, tokens: TokenSet) -> TokenSet:
         secret = self.creds.client_secret.get() if self.creds.client_secret else ""
-        form = {"token": tokens.access_token, "token_type_hint": "access_token",
-                "client_id": self.creds.client_id or "", "client_secret": secret}
+        form = {
+            "token": tokens.access_token,
+            "token_type_hint": "access_token",
+            "client_id": self.creds.client_id or "",
+            "client_secret": secret,
+        }
         try:
-            reply = await self.http("POST", f"{self.instance(tokens)}/services/oauth2/introspect", data=form,
-                                    secrets=(tokens.access_token, secret))
+            reply = await self.http(
+                "POST",
+                f"{self.instance(tokens)}/services/oauth2/introspect",
+                data=form,
+                secrets=(tokens.access_token, secret),
+            )
             exp = reply.get("exp") if reply.status == 200 and reply.get("active") else None
         except ProviderError:
             exp = None
@@ -64,13 +72,17 @@ class Salesforce(OAuth2Adapter):
         reply = await self.api_json("GET", f"{self.instance(tokens)}/services/oauth2/userinfo", tokens)
         if not reply.get("user_id"):
             raise OAuthFailed("SALESFORCE: the userinfo answer has no user_id")
-        return Account(str(reply.get("user_id")), str(reply.get("name") or reply.get("preferred_username")),
-                       {"organizationId": reply.get("organization_id")})
+        return Account(
+            str(reply.get("user_id")),
+            str(reply.get("name") or reply.get("preferred_username")),
+            {"organizationId": reply.get("organization_id")},
+        )
 
     async def revoke(self, tokens: TokenSet, tenant) -> None:
         token = tokens.refresh_token or tokens.access_token
-        reply = await self.http("POST", f"{self.instance(tokens)}/services/oauth2/revoke", data={"token": token},
-                                secrets=(token,))
+        reply = await self.http(
+            "POST", f"{self.instance(tokens)}/services/oauth2/revoke", data={"token": token}, secrets=(token,)
+        )
         if reply.status >= 400:
             raise ProviderError(f"SALESFORCE: revoke refused (HTTP {reply.status})")
 
@@ -78,13 +90,20 @@ class Salesforce(OAuth2Adapter):
 class Mailchimp(OAuth2Adapter):
     async def after_exchange(self, tokens: TokenSet, tenant) -> TokenSet:
         # The data centre (and so the API host) is only known from the metadata call.
-        reply = await self.http("GET", f"{self.url('API')}/oauth2/metadata",
-                                headers={"Authorization": f"OAuth {tokens.access_token}"},
-                                secrets=(tokens.access_token,))
+        reply = await self.http(
+            "GET",
+            f"{self.url('API')}/oauth2/metadata",
+            headers={"Authorization": f"OAuth {tokens.access_token}"},
+            secrets=(tokens.access_token,),
+        )
         if reply.status >= 400 or not reply.get("api_endpoint"):
             raise OAuthFailed(f"MAILCHIMP: the metadata lookup failed (HTTP {reply.status})")
-        tokens.metadata.update(dc=reply.get("dc"), apiEndpoint=reply.get("api_endpoint"),
-                               accountName=reply.get("accountname"), mailchimpUserId=reply.get("user_id"))
+        tokens.metadata.update(
+            dc=reply.get("dc"),
+            apiEndpoint=reply.get("api_endpoint"),
+            accountName=reply.get("accountname"),
+            mailchimpUserId=reply.get("user_id"),
+        )
         return tokens
 
     async def whoami(self, tokens: TokenSet, tenant) -> Account:
@@ -96,9 +115,12 @@ class SendGrid(OAuth2Adapter):
     """API keys: nothing to exchange or refresh; the key is checked with a who-am-I call."""
 
     async def whoami(self, tokens: TokenSet, tenant) -> Account:
-        reply = await self.http("GET", f"{self.url('API')}/v3/user/username",
-                                headers={"Authorization": f"Bearer {tokens.access_token}"},
-                                secrets=(tokens.access_token,))
+        reply = await self.http(
+            "GET",
+            f"{self.url('API')}/v3/user/username",
+            headers={"Authorization": f"Bearer {tokens.access_token}"},
+            secrets=(tokens.access_token,),
+        )
         if reply.status in (401, 403):
             raise UsageProblem("SendGrid refused this API key (check it and its permissions)", field="apiKey")
         if reply.status >= 400 or reply.get("user_id") is None:
@@ -126,8 +148,13 @@ class Slack(OAuth2Adapter):
         tokens.token_type = str(body.get("token_type") or "bot")
         tokens.expires_at = expires_at(body.get("expires_in"))
         team = body.get("team") or {}
-        tokens.metadata.update(teamId=team.get("id"), teamName=team.get("name"), botUserId=body.get("bot_user_id"),
-                               appId=body.get("app_id"), authedUserId=(body.get("authed_user") or {}).get("id"))
+        tokens.metadata.update(
+            teamId=team.get("id"),
+            teamName=team.get("name"),
+            botUserId=body.get("bot_user_id"),
+            appId=body.get("app_id"),
+            authedUserId=(body.get("authed_user") or {}).get("id"),
+        )
         return tokens
 
     async def whoami(self, tokens: TokenSet, tenant) -> Account:
@@ -135,11 +162,16 @@ class Slack(OAuth2Adapter):
         if reply.get("ok") is not True:
             raise OAuthFailed(f"SLACK: auth.test failed ({reply.get('error')})")
         team = reply.get("team_id") or tokens.metadata.get("teamId")
-        return Account(str(team), str(reply.get("team") or tokens.metadata.get("teamName") or team),
-                       {"url": reply.get("url")})
+        return Account(
+            str(team), str(reply.get("team") or tokens.metadata.get("teamName") or team), {"url": reply.get("url")}
+        )
 
     async def revoke(self, tokens: TokenSet, tenant) -> None:
-        reply = await self.http("POST", self.url("REVOKE"), headers={"Authorization": f"Bearer {tokens.access_token}"},
-                                secrets=(tokens.access_token,))
+        reply = await self.http(
+            "POST",
+            self.url("REVOKE"),
+            headers={"Authorization": f"Bearer {tokens.access_token}"},
+            secrets=(tokens.access_token,),
+        )
         if self.token_error(reply) is not None:
             raise ProviderError(f"SLACK: auth.revoke failed ({reply.get('error')})")

@@ -59,18 +59,24 @@ class Shopify(OAuth2Adapter):
         # The default endpoints (https://{shop}/...) put the user's shop in the host; an operator's
         # SHOPIFY_*_URL on another host (a proxy, the emulators) is theirs. A shop is always *.myshopify.com.
         return (urlsplit(url).hostname or "").endswith(".myshopify.com")
+
     def rate_limit(self, reply):
         # GraphQL throttling comes as HTTP 200 with errors[].extensions.code == THROTTLED; the cost extension
         # says how many points the query needs, how many are available and how fast they come back.
         errors = reply.get("errors") if isinstance(reply.body, dict) else None
-        if isinstance(errors, list) and any(isinstance(e, dict) and (e.get("extensions") or {}).get("code")
-                                            == "THROTTLED" for e in errors):
+        if isinstance(errors, list) and any(
+            isinstance(e, dict) and (e.get("extensions") or {}).get("code") == "THROTTLED" for e in errors
+        ):
             return throttle_wait(reply.get("extensions", "cost"))
         return False
 
     def authorization_url(self, state: str, verifier, tenant=None, extra_scopes=()) -> str:
-        params = {"client_id": self.creds.client_id or "", "scope": ",".join(self.scopes),
-                  "redirect_uri": self.redirect_uri, "state": state}
+        params = {
+            "client_id": self.creds.client_id or "",
+            "scope": ",".join(self.scopes),
+            "redirect_uri": self.redirect_uri,
+            "state": state,
+        }
         return f"{self.url('AUTH', tenant)}?{urlencode(params)}"
 
     def check_callback(self, query, tenant) -> None:
@@ -91,8 +97,13 @@ class Shopify(OAuth2Adapter):
             body.update(code=form["code"], expiring="1")  # expiring offline tokens (mandatory from 2027)
         else:
             body.update(grant_type="refresh_token", refresh_token=form["refresh_token"])
-        return await self.http("POST", self.url("TOKEN", tenant), data=body, headers={"Accept": "application/json"},
-                               secrets=secrets + (secret,))
+        return await self.http(
+            "POST",
+            self.url("TOKEN", tenant),
+            data=body,
+            headers={"Accept": "application/json"},
+            secrets=secrets + (secret,),
+        )
 
     def tokens_from(self, body: dict) -> TokenSet:
         tokens = super().tokens_from(body)
@@ -103,16 +114,20 @@ class Shopify(OAuth2Adapter):
 
     async def whoami(self, tokens: TokenSet, tenant) -> Account:
         url = f"{self.url('API', tenant)}/admin/api/{SHOPIFY_API_VERSION}/graphql.json"
-        reply = await self.api_json("POST", url, tokens, header="X-Shopify-Access-Token",
-                                    json={"query": "{ shop { name myshopifyDomain } }"})
+        reply = await self.api_json(
+            "POST", url, tokens, header="X-Shopify-Access-Token", json={"query": "{ shop { name myshopifyDomain } }"}
+        )
         shop = reply.get("data", "shop") or {}
         domain = shop.get("myshopifyDomain") or tenant
         return Account(str(domain), str(shop.get("name") or domain), {"shop": tenant})
 
     async def revoke(self, tokens: TokenSet, tenant) -> None:
-        reply = await self.http("DELETE", self.url("REVOKE", tenant),
-                                headers={"X-Shopify-Access-Token": tokens.access_token},
-                                secrets=(tokens.access_token,))
+        reply = await self.http(
+            "DELETE",
+            self.url("REVOKE", tenant),
+            headers={"X-Shopify-Access-Token": tokens.access_token},
+            secrets=(tokens.access_token,),
+        )
         if reply.status >= 400:
             raise ProviderError(f"SHOPIFY: uninstall refused (HTTP {reply.status})")
 
@@ -130,8 +145,9 @@ def normalise_store(value, *, production: bool, allowed_networks=()) -> str:
         need = "an https URL" if production else "an http(s) URL"
         raise UsageProblem(f"storeUrl must be {need} of the store, without query or credentials", field="storeUrl")
     field, label = STORE_URL
-    return ssrf.check_url(text, production=production, allowed_networks=allowed_networks, field=field,
-                          label=label).rstrip("/")
+    return ssrf.check_url(
+        text, production=production, allowed_networks=allowed_networks, field=field, label=label
+    ).rstrip("/")
 
 
 class WooCommerce(OAuth2Adapter):
@@ -145,14 +161,20 @@ class WooCommerce(OAuth2Adapter):
         return f"{self.redirect_uri}/keys"
 
     def authorization_url(self, state: str, verifier, tenant=None, extra_scopes=()) -> str:
-        params = {"app_name": "NEXUS", "scope": "read_write", "user_id": state,
-                  "return_url": self.redirect_uri, "callback_url": self.keys_url}
+        params = {
+            "app_name": "NEXUS",
+            "scope": "read_write",
+            "user_id": state,
+            "return_url": self.redirect_uri,
+            "callback_url": self.keys_url,
+        }
         return f"{tenant}/wc-auth/v1/authorize?{urlencode(params)}"
 
     async def whoami(self, tokens: TokenSet, tenant) -> Account:
         key, _, secret = tokens.access_token.partition(":")
-        reply = await self.http("GET", f"{tenant}/wp-json/", headers={"Authorization": basic_auth(key, secret)},
-                                secrets=(key, secret))
+        reply = await self.http(
+            "GET", f"{tenant}/wp-json/", headers={"Authorization": basic_auth(key, secret)}, secrets=(key, secret)
+        )
         if reply.status >= 400:
             raise OAuthFailed(f"WOOCOMMERCE: the store refused the new keys (HTTP {reply.status})")
         host = urlsplit(tenant).hostname or tenant
@@ -165,8 +187,11 @@ class WooCommerce(OAuth2Adapter):
 class Stripe(OAuth2Adapter):
     def tokens_from(self, body: dict) -> TokenSet:
         tokens = super().tokens_from(body)
-        for key, name in (("stripe_user_id", "stripeUserId"), ("stripe_publishable_key", "publishableKey"),
-                          ("livemode", "livemode")):
+        for key, name in (
+            ("stripe_user_id", "stripeUserId"),
+            ("stripe_publishable_key", "publishableKey"),
+            ("livemode", "livemode"),
+        ):
             if key in body:
                 tokens.metadata[name] = body[key]
         return tokens
@@ -176,8 +201,12 @@ class Stripe(OAuth2Adapter):
         account = reply.get("id") or tokens.metadata.get("stripeUserId")
         if not account:
             raise OAuthFailed("STRIPE: the account answer has no id")
-        name = (reply.get("business_profile", "name") or reply.get("settings", "dashboard", "display_name")
-                or reply.get("email") or account)
+        name = (
+            reply.get("business_profile", "name")
+            or reply.get("settings", "dashboard", "display_name")
+            or reply.get("email")
+            or account
+        )
         return Account(str(account), str(name), {})
 
     async def revoke(self, tokens: TokenSet, tenant) -> None:
@@ -185,8 +214,12 @@ class Stripe(OAuth2Adapter):
         if not account:
             return
         secret = self.creds.client_secret.get() if self.creds.client_secret else ""
-        reply = await self.http("POST", self.url("REVOKE"), data={"client_id": self.creds.client_id or "",
-                                                                  "stripe_user_id": account},
-                                headers={"Authorization": basic_auth(secret, "")}, secrets=(secret,))
+        reply = await self.http(
+            "POST",
+            self.url("REVOKE"),
+            data={"client_id": self.creds.client_id or "", "stripe_user_id": account},
+            headers={"Authorization": basic_auth(secret, "")},
+            secrets=(secret,),
+        )
         if reply.status >= 400:
             raise ProviderError(f"STRIPE: deauthorize refused (HTTP {reply.status}){describe(reply, (secret,), ': ')}")

@@ -53,8 +53,12 @@ class _Graph(OAuth2Adapter):
 class Facebook(_Graph):
     async def _fb_exchange(self, current: TokenSet, phase: str) -> TokenSet:
         secret = self.creds.client_secret.get() if self.creds.client_secret else ""
-        params = {"grant_type": "fb_exchange_token", "client_id": self.creds.client_id or "",
-                  "client_secret": secret, "fb_exchange_token": current.access_token}
+        params = {
+            "grant_type": "fb_exchange_token",
+            "client_id": self.creds.client_id or "",
+            "client_secret": secret,
+            "fb_exchange_token": current.access_token,
+        }
         reply = await self.http("GET", self.url("TOKEN"), params=params, secrets=(current.access_token, secret))
         fresh = self.parse_tokens(reply, phase, secrets=(current.access_token,))
         fresh.metadata = {**current.metadata}
@@ -74,12 +78,16 @@ class Facebook(_Graph):
         return Account(str(reply.get("id")), str(reply.get("name") or reply.get("id")), {})
 
     async def revoke(self, tokens: TokenSet, tenant) -> None:
-        reply = await self.http("DELETE", self.url("REVOKE"),
-                                headers={"Authorization": f"Bearer {tokens.access_token}"},
-                                secrets=(tokens.access_token,))
+        reply = await self.http(
+            "DELETE",
+            self.url("REVOKE"),
+            headers={"Authorization": f"Bearer {tokens.access_token}"},
+            secrets=(tokens.access_token,),
+        )
         if reply.status >= 400:
-            raise ProviderError(f"{self.name}: revoke refused (HTTP {reply.status})"
-                                f"{describe(reply, (tokens.access_token,), ': ')}")
+            raise ProviderError(
+                f"{self.name}: revoke refused (HTTP {reply.status}){describe(reply, (tokens.access_token,), ': ')}"
+            )
 
 
 class Instagram(_Graph):
@@ -99,8 +107,12 @@ class Instagram(_Graph):
         return value if isinstance(value, list) else [s for s in str(value).split(",") if s]
 
     async def _graph_token(self, path: str, params: dict, current: TokenSet, phase: str) -> TokenSet:
-        reply = await self.http("GET", f"{self.url('API')}{path}", params=params,
-                                secrets=(current.access_token, params.get("client_secret")))
+        reply = await self.http(
+            "GET",
+            f"{self.url('API')}{path}",
+            params=params,
+            secrets=(current.access_token, params.get("client_secret")),
+        )
         fresh = self.parse_tokens(reply, phase, secrets=(current.access_token,))
         fresh.scope = fresh.scope or current.scope
         fresh.metadata = {**current.metadata, **fresh.metadata}
@@ -118,8 +130,11 @@ class Instagram(_Graph):
             ready = dt.datetime.fromisoformat(issued) + IG_MIN_AGE
             if _now() < ready:
                 hours = int((ready - _now()).total_seconds() // 3600) + 1
-                raise NotYetRefreshable(f"INSTAGRAM renews a token only once it is 24 h old: not refreshed, the "
-                                        f"current token is still valid; refreshable in about {hours} h", ready)
+                raise NotYetRefreshable(
+                    f"INSTAGRAM renews a token only once it is 24 h old: not refreshed, the "
+                    f"current token is still valid; refreshable in about {hours} h",
+                    ready,
+                )
         params = {"grant_type": "ig_refresh_token", "access_token": tokens.access_token}
         return await self._graph_token("/refresh_access_token", params, tokens, "refresh")
 

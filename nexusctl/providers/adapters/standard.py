@@ -63,21 +63,31 @@ class YouTube(OAuth2Adapter):
         now = clock.now()
         reset = google_quota_reset(reply, now)
         if reset is not None:  # waiting a few seconds and asking again only spends calls until midnight Pacific
-            raise RateLimited(f"{self.name}: the project's daily YouTube Data API quota is spent; it resets at "
-                              f"{reset.strftime('%Y-%m-%dT%H:%M:%SZ')} (midnight Pacific)", provider=self.name,
-                              retry_after=max(1, int((reset - now).total_seconds() + 0.999)),
-                              quotaResetAt=reset.strftime("%Y-%m-%dT%H:%M:%SZ"))
+            raise RateLimited(
+                f"{self.name}: the project's daily YouTube Data API quota is spent; it resets at "
+                f"{reset.strftime('%Y-%m-%dT%H:%M:%SZ')} (midnight Pacific)",
+                provider=self.name,
+                retry_after=max(1, int((reset - now).total_seconds() + 0.999)),
+                quotaResetAt=reset.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            )
         return google_throttle(reply)
 
     async def whoami(self, tokens: TokenSet, tenant) -> Account:
-        reply = await self.api_json("GET", f"{self.url('API')}/youtube/v3/channels", tokens,
-                                    params={"part": "snippet,contentDetails", "mine": "true"})
+        reply = await self.api_json(
+            "GET",
+            f"{self.url('API')}/youtube/v3/channels",
+            tokens,
+            params={"part": "snippet,contentDetails", "mine": "true"},
+        )
         channel = reply.get("items", 0)
         if not isinstance(channel, dict):
             raise OAuthFailed("YOUTUBE: this Google account has no YouTube channel")
         uploads = reply.get("items", 0, "contentDetails", "relatedPlaylists", "uploads")
-        return Account(str(channel.get("id")), str(reply.get("items", 0, "snippet", "title") or channel.get("id")),
-                       {"channelId": channel.get("id"), "uploadsPlaylistId": uploads})
+        return Account(
+            str(channel.get("id")),
+            str(reply.get("items", 0, "snippet", "title") or channel.get("id")),
+            {"channelId": channel.get("id"), "uploadsPlaylistId": uploads},
+        )
 
     async def revoke(self, tokens: TokenSet, tenant) -> None:
         # Google's revoke takes the token alone (no client authentication).
@@ -109,13 +119,17 @@ class GoogleAds(YouTube):
 
 class Twitter(OAuth2Adapter):
     async def whoami(self, tokens: TokenSet, tenant) -> Account:
-        reply = await self.api_json("GET", f"{self.url('API')}/2/users/me", tokens,
-                                    params={"user.fields": "username,name"})
+        reply = await self.api_json(
+            "GET", f"{self.url('API')}/2/users/me", tokens, params={"user.fields": "username,name"}
+        )
         user = reply.get("data") or {}
         if not user.get("id"):
             raise OAuthFailed("TWITTER: the users/me answer has no id")
-        return Account(str(user["id"]), f"@{user.get('username')}" if user.get("username") else str(user["id"]),
-                       {"username": user.get("username")})
+        return Account(
+            str(user["id"]),
+            f"@{user.get('username')}" if user.get("username") else str(user["id"]),
+            {"username": user.get("username")},
+        )
 
     def is_dead_grant(self, reply, error: str) -> bool:
         # X answers a reused (rotated-away) refresh token with invalid_request.
@@ -142,8 +156,9 @@ class HubSpot(OAuth2Adapter):
             # The token answer lists no scopes; the token information does: kept with the connection, so health
             # and the sync engine see what was granted (a portal whose tier lacks a scope grants without it).
             tokens.scope = [str(s) for s in granted]
-        return Account(str(hub_id), str(reply.get("hub_domain") or hub_id),
-                       {"hubId": hub_id, "hubDomain": reply.get("hub_domain")})
+        return Account(
+            str(hub_id), str(reply.get("hub_domain") or hub_id), {"hubId": hub_id, "hubDomain": reply.get("hub_domain")}
+        )
 
     async def revoke(self, tokens: TokenSet, tenant) -> None:
         if not tokens.refresh_token:
@@ -156,8 +171,9 @@ class HubSpot(OAuth2Adapter):
 
 class PayPal(OAuth2Adapter):
     async def whoami(self, tokens: TokenSet, tenant) -> Account:
-        reply = await self.api_json("GET", f"{self.url('API')}/v1/identity/openidconnect/userinfo", tokens,
-                                    params={"schema": "openid"})
+        reply = await self.api_json(
+            "GET", f"{self.url('API')}/v1/identity/openidconnect/userinfo", tokens, params={"schema": "openid"}
+        )
         user_id = reply.get("user_id") or reply.get("payer_id")
         if not user_id:
             raise OAuthFailed("PAYPAL: the userinfo answer has no user_id")
@@ -183,8 +199,12 @@ class Discord(OAuth2Adapter):
         webhook = body.get("webhook")
         if isinstance(webhook, dict) and webhook.get("id") and webhook.get("token"):
             tokens.webhook_token = str(webhook["token"])
-            tokens.metadata["webhook"] = {"id": str(webhook["id"]), "channelId": _str(webhook.get("channel_id")),
-                                          "guildId": _str(webhook.get("guild_id")), "name": webhook.get("name")}
+            tokens.metadata["webhook"] = {
+                "id": str(webhook["id"]),
+                "channelId": _str(webhook.get("channel_id")),
+                "guildId": _str(webhook.get("guild_id")),
+                "name": webhook.get("name"),
+            }
         return tokens
 
     def webhook_url(self, webhook_id: str, token: str) -> str:
@@ -196,19 +216,26 @@ class Discord(OAuth2Adapter):
         webhook_id = (tokens.metadata.get("webhook") or {}).get("id")
         if not webhook_id or not tokens.webhook_token:
             return
-        reply = await self.http("DELETE", self.webhook_url(webhook_id, tokens.webhook_token),
-                                secrets=(tokens.webhook_token,))
+        reply = await self.http(
+            "DELETE", self.webhook_url(webhook_id, tokens.webhook_token), secrets=(tokens.webhook_token,)
+        )
         if reply.status >= 400 and reply.status != 404:
-            raise ProviderError(f"DISCORD: deleting the channel webhook {webhook_id} answered HTTP {reply.status}"
-                                f"{describe(reply, (tokens.webhook_token,), ': ')}", provider="DISCORD",
-                                status=reply.status)
+            raise ProviderError(
+                f"DISCORD: deleting the channel webhook {webhook_id} answered HTTP {reply.status}"
+                f"{describe(reply, (tokens.webhook_token,), ': ')}",
+                provider="DISCORD",
+                status=reply.status,
+            )
 
     async def whoami(self, tokens: TokenSet, tenant) -> Account:
         reply = await self.api_json("GET", f"{self.url('API')}/v10/users/@me", tokens)
         if not reply.get("id"):
             raise OAuthFailed("DISCORD: the users/@me answer has no id")
-        return Account(str(reply.get("id")), str(reply.get("global_name") or reply.get("username")),
-                       {"username": reply.get("username")})
+        return Account(
+            str(reply.get("id")),
+            str(reply.get("global_name") or reply.get("username")),
+            {"username": reply.get("username")},
+        )
 
 
 def _str(value) -> str | None:

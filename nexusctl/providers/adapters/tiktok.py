@@ -25,13 +25,17 @@ class TikTok(OAuth2Adapter):
         return tokens
 
     async def whoami(self, tokens: TokenSet, tenant) -> Account:
-        reply = await self.api_json("GET", f"{self.url('API')}/v2/user/info/", tokens,
-                                    params={"fields": "open_id,display_name,avatar_url"})
+        reply = await self.api_json(
+            "GET", f"{self.url('API')}/v2/user/info/", tokens, params={"fields": "open_id,display_name,avatar_url"}
+        )
         user = reply.get("data", "user") or {}
         if reply.get("error", "code", default="ok") != "ok" or not user.get("open_id"):
             raise OAuthFailed("TIKTOK: the user info answer has no open_id")
-        return Account(str(user["open_id"]), str(user.get("display_name") or user["open_id"]),
-                       {"avatarUrl": user.get("avatar_url")})
+        return Account(
+            str(user["open_id"]),
+            str(user.get("display_name") or user["open_id"]),
+            {"avatarUrl": user.get("avatar_url")},
+        )
 
 
 class TikTokAds(OAuth2Adapter):
@@ -46,8 +50,10 @@ class TikTokAds(OAuth2Adapter):
         return code
 
     def _app(self) -> dict:
-        return {"app_id": self.creds.client_id or "",
-                "secret": self.creds.client_secret.get() if self.creds.client_secret else ""}
+        return {
+            "app_id": self.creds.client_id or "",
+            "secret": self.creds.client_secret.get() if self.creds.client_secret else "",
+        }
 
     async def token_request(self, form: dict, tenant, *, secrets: tuple = ()) -> Reply:
         body = {**self._app(), "auth_code": form.get("code")}
@@ -66,13 +72,15 @@ class TikTokAds(OAuth2Adapter):
         data = body.get("data") or {}
         if not data.get("access_token"):
             raise ProviderError("TIKTOK_ADS: the token answer has no data.access_token")
-        return TokenSet(access_token=data["access_token"], token_type="Bearer",
-                        scope=[str(s) for s in split_scope(data.get("scope"), ",")],
-                        metadata={"advertiserIds": [str(a) for a in data.get("advertiser_ids") or []]})
+        return TokenSet(
+            access_token=data["access_token"],
+            token_type="Bearer",
+            scope=[str(s) for s in split_scope(data.get("scope"), ",")],
+            metadata={"advertiserIds": [str(a) for a in data.get("advertiser_ids") or []]},
+        )
 
     async def whoami(self, tokens: TokenSet, tenant) -> Account:
-        reply = await self.api_json("GET", f"{self.url('API')}/open_api/v1.3/user/info/", tokens,
-                                    header="Access-Token")
+        reply = await self.api_json("GET", f"{self.url('API')}/open_api/v1.3/user/info/", tokens, header="Access-Token")
         user = reply.get("data") or {}
         if reply.get("code") != 0 or not user.get("id"):
             raise OAuthFailed(f"TIKTOK_ADS: the user info lookup failed (code {reply.get('code')})")
@@ -80,7 +88,8 @@ class TikTokAds(OAuth2Adapter):
 
     async def revoke(self, tokens: TokenSet, tenant) -> None:
         body = {**self._app(), "access_token": tokens.access_token}
-        reply = await self.http("POST", self.url("REVOKE"), json=body,
-                                secrets=(tokens.access_token, self._app()["secret"]))
+        reply = await self.http(
+            "POST", self.url("REVOKE"), json=body, secrets=(tokens.access_token, self._app()["secret"])
+        )
         if self.token_error(reply) is not None:
             raise ProviderError(f"TIKTOK_ADS: revoke refused (code {reply.get('code')})")

@@ -79,8 +79,13 @@ def _title(value) -> str | None:
 
 
 def _post(post_id, created, title, metrics: dict, url=None) -> dict:
-    return {"id": str(post_id), "createdAt": created, "title": _title(title), "url": url,
-            "metrics": {k: _num(v) for k, v in metrics.items()}}
+    return {
+        "id": str(post_id),
+        "createdAt": created,
+        "title": _title(title),
+        "url": url,
+        "metrics": {k: _num(v) for k, v in metrics.items()},
+    }
 
 
 async def once(got: dict, key: str, read):
@@ -106,8 +111,13 @@ def _epoch(day: dt.date) -> int:
 def _refused(provider: str, what: str, scope: str, status: int | None = None) -> MissingScopes:
     """The provider refused a call for a permission the grant lacks (one the user removed at the provider later,
     or a grant that lists no scopes, such as Facebook's): MISSING_SCOPES, as when the grant shows it."""
-    return MissingScopes(f"{provider}: {what} was refused: this connection lacks {scope}; connect it again and "
-                         "allow it", scopes=[scope], action="fetch_analytics", provider=provider, status=status)
+    return MissingScopes(
+        f"{provider}: {what} was refused: this connection lacks {scope}; connect it again and allow it",
+        scopes=[scope],
+        action="fetch_analytics",
+        provider=provider,
+        status=status,
+    )
 
 
 # --- TikTok -------------------------------------------------------------------------------------
@@ -123,15 +133,23 @@ def _tiktok_check(scope: str, what: str):
             raise _refused("TIKTOK", what, scope, reply.status)
         if reply.status < 400 and code not in (None, "ok"):
             raise ProviderError(f"TIKTOK: {what} failed{describe(reply, (), ': ')}", provider="TIKTOK")
+
     return check
 
 
 async def _tiktok_account(api) -> dict:
-    reply = await api.get("v2/user/info/", params={"fields": TIKTOK_USER_FIELDS},
-                          check=_tiktok_check("user.info.stats", "user/info (stats)"))
+    reply = await api.get(
+        "v2/user/info/",
+        params={"fields": TIKTOK_USER_FIELDS},
+        check=_tiktok_check("user.info.stats", "user/info (stats)"),
+    )
     user = reply.get("data", "user") or {}
-    return {"followers": _num(user.get("follower_count")), "following": _num(user.get("following_count")),
-            "likes": _num(user.get("likes_count")), "videos": _num(user.get("video_count"))}
+    return {
+        "followers": _num(user.get("follower_count")),
+        "following": _num(user.get("following_count")),
+        "likes": _num(user.get("likes_count")),
+        "videos": _num(user.get("video_count")),
+    }
 
 
 async def _tiktok_videos(api) -> list[dict]:
@@ -140,14 +158,29 @@ async def _tiktok_videos(api) -> list[dict]:
         body = {"max_count": min(TIKTOK_PAGE, POSTS_MAX - len(posts))}
         if cursor is not None:
             body["cursor"] = cursor
-        reply = await api.post("v2/video/list/", params={"fields": TIKTOK_VIDEO_FIELDS}, json_body=body,
-                               check=_tiktok_check("video.list", "video/list"))
+        reply = await api.post(
+            "v2/video/list/",
+            params={"fields": TIKTOK_VIDEO_FIELDS},
+            json_body=body,
+            check=_tiktok_check("video.list", "video/list"),
+        )
         data = reply.get("data") or {}
         for v in data.get("videos") or []:
             if isinstance(v, dict) and v.get("id"):
-                posts.append(_post(v["id"], v.get("create_time"), v.get("title"), {
-                    "views": v.get("view_count"), "likes": v.get("like_count"),
-                    "comments": v.get("comment_count"), "shares": v.get("share_count")}, v.get("share_url")))
+                posts.append(
+                    _post(
+                        v["id"],
+                        v.get("create_time"),
+                        v.get("title"),
+                        {
+                            "views": v.get("view_count"),
+                            "likes": v.get("like_count"),
+                            "comments": v.get("comment_count"),
+                            "shares": v.get("share_count"),
+                        },
+                        v.get("share_url"),
+                    )
+                )
         cursor = data.get("cursor")
         if not data.get("has_more") or cursor is None:
             break
@@ -177,6 +210,7 @@ def _insights_check(provider: str, scope: str, *, unsupported_ok: bool = False):
             raise _refused(provider, "reading insights", scope, reply.status)
         if unsupported_ok and reply.status == 400 and code == 100:
             raise _Unsupported
+
     return check
 
 
@@ -199,30 +233,50 @@ def _graph_metrics(reply, *, daily_sum: bool = False) -> dict:
 
 
 async def _instagram_profile(api) -> dict:
-    profile = await api.get("me", params={"fields": "user_id,username,followers_count,follows_count,media_count"},
-                            check=graph_check("INSTAGRAM"))
-    return {"followers": _num(profile.get("followers_count")), "follows": _num(profile.get("follows_count")),
-            "media": _num(profile.get("media_count"))}
+    profile = await api.get(
+        "me",
+        params={"fields": "user_id,username,followers_count,follows_count,media_count"},
+        check=graph_check("INSTAGRAM"),
+    )
+    return {
+        "followers": _num(profile.get("followers_count")),
+        "follows": _num(profile.get("follows_count")),
+        "media": _num(profile.get("media_count")),
+    }
 
 
 async def _instagram_insights(api, since: dt.date, until: dt.date) -> dict:
-    reply = await api.get("me/insights", check=_insights_check("INSTAGRAM", "instagram_business_manage_insights"),
-                          params={"metric": INSTAGRAM_ACCOUNT_METRICS, "period": "day", "metric_type": "total_value",
-                                  "since": _epoch(since), "until": _epoch(until + dt.timedelta(days=1))})
+    reply = await api.get(
+        "me/insights",
+        check=_insights_check("INSTAGRAM", "instagram_business_manage_insights"),
+        params={
+            "metric": INSTAGRAM_ACCOUNT_METRICS,
+            "period": "day",
+            "metric_type": "total_value",
+            "since": _epoch(since),
+            "until": _epoch(until + dt.timedelta(days=1)),
+        },
+    )
     return _graph_metrics(reply)
 
 
 async def _instagram_media(api) -> list[dict]:
-    rows, _after = await graph_edge(api, "me/media", {
-        "fields": "id,caption,media_type,timestamp,permalink,like_count,comments_count", "limit": POSTS_MAX},
-        None, "INSTAGRAM")
+    rows, _after = await graph_edge(
+        api,
+        "me/media",
+        {"fields": "id,caption,media_type,timestamp,permalink,like_count,comments_count", "limit": POSTS_MAX},
+        None,
+        "INSTAGRAM",
+    )
     return rows[:POSTS_MAX]
 
 
 async def instagram_report(api, got: dict) -> Report:
     since, until = _days_window()
-    account = {**await once(got, "profile", lambda: _instagram_profile(api)),
-               **await once(got, "account", lambda: _instagram_insights(api, since, until))}
+    account = {
+        **await once(got, "profile", lambda: _instagram_profile(api)),
+        **await once(got, "account", lambda: _instagram_insights(api, since, until)),
+    }
     media = await once(got, "media", lambda: _instagram_media(api))
     insights = got.setdefault("insights", {})
     check = _insights_check("INSTAGRAM", "instagram_business_manage_insights", unsupported_ok=True)
@@ -241,37 +295,72 @@ async def instagram_report(api, got: dict) -> Report:
     skipped = [m["id"] for m in media if insights[m["id"]] is None]
     if skipped:
         notes.append(f"{len(skipped)} media report no insights for these metrics (Instagram answered code 100)")
-    return Report(account, posts, {"since": since.isoformat(), "until": until.isoformat(), "period": "day",
-                                   "metrics": INSTAGRAM_ACCOUNT_METRICS.split(",")}, notes)
+    return Report(
+        account,
+        posts,
+        {
+            "since": since.isoformat(),
+            "until": until.isoformat(),
+            "period": "day",
+            "metrics": INSTAGRAM_ACCOUNT_METRICS.split(","),
+        },
+        notes,
+    )
 
 
 async def _facebook_page(api, page: dict, since: dt.date, until: dt.date) -> dict:
     token = page.get("access_token") or None
-    reply = await api.get(f"{page['id']}/insights", token=token, check=_insights_check("FACEBOOK", "read_insights"),
-                          params={"metric": FACEBOOK_PAGE_METRICS, "period": "day", "since": _epoch(since),
-                                  "until": _epoch(until + dt.timedelta(days=1))})
-    return {"id": str(page["id"]), "name": page.get("name"), "followers": _num(page.get("followers_count")),
-            **_graph_metrics(reply, daily_sum=True)}
+    reply = await api.get(
+        f"{page['id']}/insights",
+        token=token,
+        check=_insights_check("FACEBOOK", "read_insights"),
+        params={
+            "metric": FACEBOOK_PAGE_METRICS,
+            "period": "day",
+            "since": _epoch(since),
+            "until": _epoch(until + dt.timedelta(days=1)),
+        },
+    )
+    return {
+        "id": str(page["id"]),
+        "name": page.get("name"),
+        "followers": _num(page.get("followers_count")),
+        **_graph_metrics(reply, daily_sum=True),
+    }
 
 
 async def _facebook_posts(api, page: dict) -> list[dict]:
-    rows, _after = await graph_edge(api, f"{page['id']}/posts", {
-        "fields": "id,message,created_time,permalink_url", "limit": POSTS_MAX}, None, "FACEBOOK",
-        page.get("access_token") or None)
+    rows, _after = await graph_edge(
+        api,
+        f"{page['id']}/posts",
+        {"fields": "id,message,created_time,permalink_url", "limit": POSTS_MAX},
+        None,
+        "FACEBOOK",
+        page.get("access_token") or None,
+    )
     return [{**r, "page": str(page["id"])} for r in rows]
 
 
 def _facebook_post_metrics(insights: dict | None) -> dict:
-    named = {"post_impressions": "impressions", "post_impressions_unique": "reach", "post_clicks": "clicks",
-             "post_reactions_by_type_total": "reactions"}
+    named = {
+        "post_impressions": "impressions",
+        "post_impressions_unique": "reach",
+        "post_clicks": "clicks",
+        "post_reactions_by_type_total": "reactions",
+    }
     return {named.get(k, k): v for k, v in (insights or {}).items()}
 
 
 async def facebook_report(api, got: dict) -> Report:
     since, until = _days_window()
     # The pages and their tokens live in this run's memory only (``got``), never in the log or the event.
-    pages = await once(got, "pages", lambda: graph_all(api, "me/accounts", {
-        "fields": "id,name,access_token,followers_count", "limit": 100}, "FACEBOOK"))
+    pages = await once(
+        got,
+        "pages",
+        lambda: graph_all(
+            api, "me/accounts", {"fields": "id,name,access_token,followers_count", "limit": 100}, "FACEBOOK"
+        ),
+    )
     pages = pages[:PAGES_MAX]
     by_id = {str(p["id"]): p for p in pages}
     measured = got.setdefault("pageMetrics", {})
@@ -281,15 +370,19 @@ async def facebook_report(api, got: dict) -> Report:
             measured[str(page["id"])] = await _facebook_page(api, page, since, until)
         if str(page["id"]) not in listed:
             listed[str(page["id"])] = await _facebook_posts(api, page)
-    recent = sorted((p for rows in listed.values() for p in rows), key=lambda p: str(p.get("created_time") or ""),
-                    reverse=True)[:POSTS_MAX]
+    recent = sorted(
+        (p for rows in listed.values() for p in rows), key=lambda p: str(p.get("created_time") or ""), reverse=True
+    )[:POSTS_MAX]
     insights = got.setdefault("insights", {})
     for post in recent:
         if post["id"] not in insights:
             try:
-                reply = await api.get(f"{post['id']}/insights", token=by_id[post["page"]].get("access_token") or None,
-                                      params={"metric": FACEBOOK_POST_METRICS},
-                                      check=_insights_check("FACEBOOK", "read_insights", unsupported_ok=True))
+                reply = await api.get(
+                    f"{post['id']}/insights",
+                    token=by_id[post["page"]].get("access_token") or None,
+                    params={"metric": FACEBOOK_POST_METRICS},
+                    check=_insights_check("FACEBOOK", "read_insights", unsupported_ok=True),
+                )
                 insights[post["id"]] = _graph_metrics(reply)
             except _Unsupported:
                 insights[post["id"]] = None
@@ -299,12 +392,28 @@ async def facebook_report(api, got: dict) -> Report:
         for key, value in row.items():
             if key not in ("id", "name") and isinstance(value, (int, float)):
                 totals[key] = totals.get(key, 0) + value
-    posts = [_post(p["id"], p.get("created_time"), p.get("message"), _facebook_post_metrics(insights[p["id"]]),
-                   p.get("permalink_url")) for p in recent]
+    posts = [
+        _post(
+            p["id"],
+            p.get("created_time"),
+            p.get("message"),
+            _facebook_post_metrics(insights[p["id"]]),
+            p.get("permalink_url"),
+        )
+        for p in recent
+    ]
     notes = [] if pages else ["the user manages no Facebook page"]
-    return Report({**totals, "pages": page_rows}, posts, {
-        "since": since.isoformat(), "until": until.isoformat(), "period": "day",
-        "metrics": FACEBOOK_PAGE_METRICS.split(",")}, notes)
+    return Report(
+        {**totals, "pages": page_rows},
+        posts,
+        {
+            "since": since.isoformat(),
+            "until": until.isoformat(),
+            "period": "day",
+            "metrics": FACEBOOK_PAGE_METRICS.split(","),
+        },
+        notes,
+    )
 
 
 # --- YouTube ------------------------------------------------------------------------------------
@@ -313,15 +422,20 @@ async def facebook_report(api, got: dict) -> Report:
 def _youtube_check(scope: str, what: str):
     def check(reply) -> None:
         errors = reply.get("error", "errors") or []
-        if reply.status == 403 and any(isinstance(e, dict) and e.get("reason") == "insufficientPermissions"
-                                       for e in errors):
+        if reply.status == 403 and any(
+            isinstance(e, dict) and e.get("reason") == "insufficientPermissions" for e in errors
+        ):
             raise _refused("YOUTUBE", what, scope, 403)
+
     return check
 
 
 async def _youtube_channel(api) -> dict:
-    reply = await api.get("youtube/v3/channels", params={"part": "statistics,contentDetails", "mine": "true"},
-                          check=_youtube_check(_G + "youtube.readonly", "channels"))
+    reply = await api.get(
+        "youtube/v3/channels",
+        params={"part": "statistics,contentDetails", "mine": "true"},
+        check=_youtube_check(_G + "youtube.readonly", "channels"),
+    )
     channel = reply.get("items", 0)
     if not isinstance(channel, dict):
         raise ProviderError("YOUTUBE: this account has no channel", provider="YOUTUBE")
@@ -329,8 +443,9 @@ async def _youtube_channel(api) -> dict:
 
 
 async def _youtube_uploads(api, playlist: str) -> list[dict]:
-    reply = await api.get("youtube/v3/playlistItems", params={"part": "snippet", "playlistId": playlist,
-                                                              "maxResults": POSTS_MAX})
+    reply = await api.get(
+        "youtube/v3/playlistItems", params={"part": "snippet", "playlistId": playlist, "maxResults": POSTS_MAX}
+    )
     out = []
     for row in reply.get("items") or []:
         snippet = (row or {}).get("snippet") if isinstance(row, dict) else None
@@ -343,18 +458,28 @@ async def _youtube_uploads(api, playlist: str) -> list[dict]:
 async def _youtube_statistics(api, ids: list[str]) -> dict:
     if not ids:
         return {}
-    reply = await api.get("youtube/v3/videos", params={"part": "statistics", "id": ",".join(ids),
-                                                       "maxResults": POSTS_MAX},
-                          check=_youtube_check(_G + "youtube.readonly", "videos"))
-    return {str(v["id"]): v.get("statistics") or {} for v in reply.get("items") or []
-            if isinstance(v, dict) and v.get("id")}
+    reply = await api.get(
+        "youtube/v3/videos",
+        params={"part": "statistics", "id": ",".join(ids), "maxResults": POSTS_MAX},
+        check=_youtube_check(_G + "youtube.readonly", "videos"),
+    )
+    return {
+        str(v["id"]): v.get("statistics") or {} for v in reply.get("items") or [] if isinstance(v, dict) and v.get("id")
+    }
 
 
 async def _youtube_analytics(api, since: dt.date, until: dt.date) -> dict:
     base = (api.adapter.url("ANALYTICS") or "").rstrip("/")
-    reply = await api.get(f"{base}/v2/reports", check=_youtube_check(_G + "yt-analytics.readonly", "reports"),
-                          params={"ids": "channel==MINE", "startDate": since.isoformat(), "endDate": until.isoformat(),
-                                  "metrics": YOUTUBE_METRICS})
+    reply = await api.get(
+        f"{base}/v2/reports",
+        check=_youtube_check(_G + "yt-analytics.readonly", "reports"),
+        params={
+            "ids": "channel==MINE",
+            "startDate": since.isoformat(),
+            "endDate": until.isoformat(),
+            "metrics": YOUTUBE_METRICS,
+        },
+    )
     names = [str(h.get("name")) for h in reply.get("columnHeaders") or [] if isinstance(h, dict)]
     rows = reply.get("rows") or []
     values = rows[0] if rows and isinstance(rows[0], list) else [None] * len(names)
@@ -369,18 +494,38 @@ async def youtube_report(api, got: dict) -> Report:
     playlist = ((channel.get("contentDetails") or {}).get("relatedPlaylists") or {}).get("uploads")
     uploads = await once(got, "uploads", lambda: _youtube_uploads(api, playlist)) if playlist else []
     statistics = await once(got, "statistics", lambda: _youtube_statistics(api, [u["id"] for u in uploads]))
-    account = {"views": _num(stats.get("viewCount")), "videos": _num(stats.get("videoCount")),
-               "subscribers": None if stats.get("hiddenSubscriberCount") else _num(stats.get("subscriberCount")),
-               "window": window}
+    account = {
+        "views": _num(stats.get("viewCount")),
+        "videos": _num(stats.get("videoCount")),
+        "subscribers": None if stats.get("hiddenSubscriberCount") else _num(stats.get("subscriberCount")),
+        "window": window,
+    }
     posts = []
     for upload in uploads:
         counts = statistics.get(upload["id"], {})  # a video the Data API no longer shows: no counts
-        posts.append(_post(upload["id"], upload.get("publishedAt"), upload.get("title"), {
-            "views": counts.get("viewCount"), "likes": counts.get("likeCount"),
-            "comments": counts.get("commentCount")}, f"https://www.youtube.com/watch?v={upload['id']}"))
-    return Report(account, posts, {"since": since.isoformat(), "until": until.isoformat(),
-                                   "metrics": YOUTUBE_METRICS.split(","),
-                                   "lagDays": YOUTUBE_LAG_DAYS})
+        posts.append(
+            _post(
+                upload["id"],
+                upload.get("publishedAt"),
+                upload.get("title"),
+                {
+                    "views": counts.get("viewCount"),
+                    "likes": counts.get("likeCount"),
+                    "comments": counts.get("commentCount"),
+                },
+                f"https://www.youtube.com/watch?v={upload['id']}",
+            )
+        )
+    return Report(
+        account,
+        posts,
+        {
+            "since": since.isoformat(),
+            "until": until.isoformat(),
+            "metrics": YOUTUBE_METRICS.split(","),
+            "lagDays": YOUTUBE_LAG_DAYS,
+        },
+    )
 
 
 # --- X (Twitter) --------------------------------------------------------------------------------
@@ -391,9 +536,14 @@ def _twitter_check(reply) -> None:
         return
     detail = describe(reply, (), ": ")
     if "scope" in detail.lower():  # X names the scopes in the problem's detail
-        raise MissingScopes(f"TWITTER: the API refused the call{detail}; this connection needs tweet.read and "
-                            "users.read: connect it again and allow them", scopes=["tweet.read", "users.read"],
-                            action="fetch_analytics", provider="TWITTER", status=403)
+        raise MissingScopes(
+            f"TWITTER: the API refused the call{detail}; this connection needs tweet.read and "
+            "users.read: connect it again and allow them",
+            scopes=["tweet.read", "users.read"],
+            action="fetch_analytics",
+            provider="TWITTER",
+            status=403,
+        )
     raise ProviderError(f"TWITTER: the API refused the call (HTTP 403){detail}", provider="TWITTER", status=403)
 
 
@@ -406,8 +556,11 @@ async def _twitter_me(api) -> dict:
 
 
 async def _twitter_tweets(api, user_id: str) -> list[dict]:
-    reply = await api.get(f"2/users/{user_id}/tweets", check=_twitter_check, params={
-        "max_results": POSTS_MAX, "tweet.fields": "public_metrics,created_at"})
+    reply = await api.get(
+        f"2/users/{user_id}/tweets",
+        check=_twitter_check,
+        params={"max_results": POSTS_MAX, "tweet.fields": "public_metrics,created_at"},
+    )
     return [t for t in reply.get("data") or [] if isinstance(t, dict) and t.get("id")][:POSTS_MAX]
 
 
@@ -415,16 +568,32 @@ async def twitter_report(api, got: dict) -> Report:
     me = await once(got, "me", lambda: _twitter_me(api))
     tweets = await once(got, "tweets", lambda: _twitter_tweets(api, str(me["id"])))
     m = me.get("public_metrics") or {}
-    account = {"followers": _num(m.get("followers_count")), "following": _num(m.get("following_count")),
-               "posts": _num(m.get("tweet_count")), "listed": _num(m.get("listed_count")),
-               "likes": _num(m.get("like_count"))}
+    account = {
+        "followers": _num(m.get("followers_count")),
+        "following": _num(m.get("following_count")),
+        "posts": _num(m.get("tweet_count")),
+        "listed": _num(m.get("listed_count")),
+        "likes": _num(m.get("like_count")),
+    }
     posts = []
     for t in tweets:
         p = t.get("public_metrics") or {}
-        posts.append(_post(t["id"], t.get("created_at"), t.get("text"), {
-            "impressions": p.get("impression_count"), "likes": p.get("like_count"),
-            "replies": p.get("reply_count"), "reposts": p.get("retweet_count"), "quotes": p.get("quote_count"),
-            "bookmarks": p.get("bookmark_count")}, f"https://x.com/i/web/status/{t['id']}"))
+        posts.append(
+            _post(
+                t["id"],
+                t.get("created_at"),
+                t.get("text"),
+                {
+                    "impressions": p.get("impression_count"),
+                    "likes": p.get("like_count"),
+                    "replies": p.get("reply_count"),
+                    "reposts": p.get("retweet_count"),
+                    "quotes": p.get("quote_count"),
+                    "bookmarks": p.get("bookmark_count"),
+                },
+                f"https://x.com/i/web/status/{t['id']}",
+            )
+        )
     return Report(account, posts)
 
 
@@ -437,8 +606,12 @@ def _linkedin_check(reply) -> None:
 
 
 async def _linkedin_metric(api, metric: str):
-    reply = await api.get("rest/memberCreatorPostAnalytics", headers=LINKEDIN_HEADERS, check=_linkedin_check,
-                          params={"q": "me", "queryType": metric, "aggregation": "TOTAL"})
+    reply = await api.get(
+        "rest/memberCreatorPostAnalytics",
+        headers=LINKEDIN_HEADERS,
+        check=_linkedin_check,
+        params={"q": "me", "queryType": metric, "aggregation": "TOTAL"},
+    )
     elements = [e for e in reply.get("elements") or [] if isinstance(e, dict)]
     return _num(elements[0].get("count")) if elements else 0
 
@@ -448,11 +621,23 @@ async def linkedin_report(api, got: dict) -> Report:
     for metric in LINKEDIN_METRICS:
         if metric not in account:
             account[metric] = await _linkedin_metric(api, metric)
-    named = {"impressions": account["IMPRESSION"], "membersReached": account["MEMBERS_REACHED"],
-             "reactions": account["REACTION"], "comments": account["COMMENT"], "reshares": account["RESHARE"]}
-    return Report(named, [], None, ["LinkedIn reports per-post statistics only per post and metric (q=entity), "
-                                    "which also needs r_member_social: the account's totals over all its posts "
-                                    "are given instead"])
+    named = {
+        "impressions": account["IMPRESSION"],
+        "membersReached": account["MEMBERS_REACHED"],
+        "reactions": account["REACTION"],
+        "comments": account["COMMENT"],
+        "reshares": account["RESHARE"],
+    }
+    return Report(
+        named,
+        [],
+        None,
+        [
+            "LinkedIn reports per-post statistics only per post and metric (q=entity), "
+            "which also needs r_member_social: the account's totals over all its posts "
+            "are given instead"
+        ],
+    )
 
 
 def _action(report, description: str) -> SyncAction:
@@ -460,17 +645,46 @@ def _action(report, description: str) -> SyncAction:
 
 
 ACTIONS = {
-    "TIKTOK": [_action(tiktok_report, "Followers, likes and videos (user/info stats) and the latest videos' views, "
-                                      "likes, comments, shares (lifetime)")],
-    "INSTAGRAM": [_action(instagram_report, "Followers and the last 28 days' reach, views, interactions "
-                                            "(/me/insights); the latest media's likes, comments and insights")],
-    "FACEBOOK": [_action(facebook_report, "Each page's followers and last 28 days' impressions and engagements "
-                                          "(page insights); the latest posts' impressions, clicks, reactions")],
-    "YOUTUBE": [_action(youtube_report, "Channel views, subscribers and videos; the 28 days ending 2 days ago "
-                                        "(YouTube Analytics); the latest uploads' views, likes, comments")],
-    "TWITTER": [_action(twitter_report, "The user's public metrics and the latest posts' impressions, likes, "
-                                        "replies, reposts, quotes, bookmarks")],
-    "LINKEDIN": [_action(linkedin_report, "The member's impressions, members reached, reactions, comments and "
-                                          "reshares over all posts (partners only: r_member_postAnalytics); no "
-                                          "per-post figures")],
+    "TIKTOK": [
+        _action(
+            tiktok_report,
+            "Followers, likes and videos (user/info stats) and the latest videos' views, "
+            "likes, comments, shares (lifetime)",
+        )
+    ],
+    "INSTAGRAM": [
+        _action(
+            instagram_report,
+            "Followers and the last 28 days' reach, views, interactions "
+            "(/me/insights); the latest media's likes, comments and insights",
+        )
+    ],
+    "FACEBOOK": [
+        _action(
+            facebook_report,
+            "Each page's followers and last 28 days' impressions and engagements "
+            "(page insights); the latest posts' impressions, clicks, reactions",
+        )
+    ],
+    "YOUTUBE": [
+        _action(
+            youtube_report,
+            "Channel views, subscribers and videos; the 28 days ending 2 days ago "
+            "(YouTube Analytics); the latest uploads' views, likes, comments",
+        )
+    ],
+    "TWITTER": [
+        _action(
+            twitter_report,
+            "The user's public metrics and the latest posts' impressions, likes, replies, reposts, quotes, bookmarks",
+        )
+    ],
+    "LINKEDIN": [
+        _action(
+            linkedin_report,
+            "The member's impressions, members reached, reactions, comments and "
+            "reshares over all posts (partners only: r_member_postAnalytics); no "
+            "per-post figures",
+        )
+    ],
 }

@@ -33,8 +33,9 @@ async def zapier_zaps(api, resume):
             offset = int(given) if given and given.isdigit() else offset + len(rows)
         else:
             following = None
-        yield Page(items, {"offset": offset} if following else None, meta={"count": (body.get("meta") or {})
-                                                                          .get("count")})
+        yield Page(
+            items, {"offset": offset} if following else None, meta={"count": (body.get("meta") or {}).get("count")}
+        )
         if not following:
             return
 
@@ -48,10 +49,19 @@ def _zap(z: dict) -> Item:
         title = app.get("title") if isinstance(app, dict) else None
         if title and title not in apps:
             apps.append(title)
-    return Item(str(z["id"]), {"id": str(z["id"]), "title": z.get("title"), "enabled": z.get("is_enabled"),
-                               "lastSuccessfulRunAt": z.get("last_successful_run_date"),
-                               "updatedAt": z.get("updated_at"), "steps": len(steps), "apps": apps,
-                               "url": (z.get("links") or {}).get("html_editor")})
+    return Item(
+        str(z["id"]),
+        {
+            "id": str(z["id"]),
+            "title": z.get("title"),
+            "enabled": z.get("is_enabled"),
+            "lastSuccessfulRunAt": z.get("last_successful_run_date"),
+            "updatedAt": z.get("updated_at"),
+            "steps": len(steps),
+            "apps": apps,
+            "url": (z.get("links") or {}).get("html_editor"),
+        },
+    )
 
 
 ACTIONS = {

@@ -82,8 +82,9 @@ class Report:
 class SyncApi:
     """One integration's view of its provider's API (the adapter does the HTTP)."""
 
-    def __init__(self, adapter, tokens, tenant: str | None, *, auth_header: str = "bearer",
-                 base_url: str | None = None) -> None:
+    def __init__(
+        self, adapter, tokens, tenant: str | None, *, auth_header: str = "bearer", base_url: str | None = None
+    ) -> None:
         self.adapter, self.tokens, self.tenant = adapter, tokens, tenant
         self.auth_header = auth_header
         self.base = (base_url or adapter.url("API", tenant) or "").rstrip("/")
@@ -132,9 +133,18 @@ class SyncApi:
     def secret_values(self) -> tuple:
         return self._secrets()
 
-    async def request(self, method: str, path: str, *, params: dict | None = None, json_body: Any = None,
-                      headers: dict | None = None, check=None, token: str | None = None,
-                      secrets: tuple = ()) -> Reply:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict | None = None,
+        json_body: Any = None,
+        headers: dict | None = None,
+        check=None,
+        token: str | None = None,
+        secrets: tuple = (),
+    ) -> Reply:
         """``check(reply)``, when given, reads the provider's own error shapes first (it may raise, e.g. a
         Graph code 190 on HTTP 400 as TokenExpired) before the generic 401 / 4xx handling below.
 
@@ -155,8 +165,12 @@ class SyncApi:
         if reply.status == 401:
             raise TokenExpired(f"{self.adapter.name}: the access token was refused", provider=self.adapter.name)
         if reply.status >= 400:
-            raise ProviderError(f"{self.adapter.name}: {method} {path.split('?')[0]} answered HTTP {reply.status}"
-                                f"{describe(reply, secrets, ': ')}", provider=self.adapter.name, status=reply.status)
+            raise ProviderError(
+                f"{self.adapter.name}: {method} {path.split('?')[0]} answered HTTP {reply.status}"
+                f"{describe(reply, secrets, ': ')}",
+                provider=self.adapter.name,
+                status=reply.status,
+            )
         return reply
 
     async def get(self, path: str, **kwargs) -> Reply:

@@ -58,8 +58,12 @@ TEXT_LIMIT = 2000
 YOUTUBE_SSL = "https://www.googleapis.com/auth/youtube.force-ssl"
 # The longest reply each provider takes (characters): TikTok 150, Instagram 2,200, Facebook 8,000, YouTube 10,000.
 REPLY_MAX = {"TIKTOK": 150, "INSTAGRAM": 2200, "FACEBOOK": 8000, "YOUTUBE": 10000}
-REPLY_SCOPES = {"TIKTOK": ("comment.list.manage",), "INSTAGRAM": ("instagram_business_manage_comments",),
-                "FACEBOOK": ("pages_show_list", "pages_manage_engagement"), "YOUTUBE": (YOUTUBE_SSL,)}
+REPLY_SCOPES = {
+    "TIKTOK": ("comment.list.manage",),
+    "INSTAGRAM": ("instagram_business_manage_comments",),
+    "FACEBOOK": ("pages_show_list", "pages_manage_engagement"),
+    "YOUTUBE": (YOUTUBE_SSL,),
+}
 
 
 def _text(value) -> str | None:
@@ -67,9 +71,12 @@ def _text(value) -> str | None:
 
 
 def _refused(provider: str, action: str, scopes: tuple[str, ...], reply, secrets=()) -> MissingScopes:
-    return MissingScopes(f"{provider} refused {action}{_said(reply, secrets)}: it needs {', '.join(scopes)}, not "
-                         "granted to this connection: connect it again and allow it", scopes=list(scopes),
-                         action=action)
+    return MissingScopes(
+        f"{provider} refused {action}{_said(reply, secrets)}: it needs {', '.join(scopes)}, not "
+        "granted to this connection: connect it again and allow it",
+        scopes=list(scopes),
+        action=action,
+    )
 
 
 def _said(reply, secrets=()) -> str:
@@ -111,6 +118,7 @@ def _youtube_check(action: str, scopes: tuple[str, ...]):
             raise _refused("YOUTUBE", action, scopes, reply)
         if reply.status == 404 and action == "reply_comment":
             raise NotFound("YOUTUBE has no comment with that id (commentNotFound)", provider="YOUTUBE")
+
     return check
 
 
@@ -120,25 +128,36 @@ async def _youtube_videos(api) -> list[dict]:
     uploads = channel.get("items", 0, "contentDetails", "relatedPlaylists", "uploads")
     if not uploads:
         raise ProviderError("YOUTUBE: this account has no channel (no uploads playlist)", provider="YOUTUBE")
-    reply = await api.get("youtube/v3/playlistItems", params={"part": "snippet", "playlistId": uploads,
-                                                              "maxResults": RECENT}, check=check)
-    ids = [((r.get("snippet") or {}).get("resourceId") or {}).get("videoId") for r in reply.get("items") or []
-           if isinstance(r, dict)]
+    reply = await api.get(
+        "youtube/v3/playlistItems", params={"part": "snippet", "playlistId": uploads, "maxResults": RECENT}, check=check
+    )
+    ids = [
+        ((r.get("snippet") or {}).get("resourceId") or {}).get("videoId")
+        for r in reply.get("items") or []
+        if isinstance(r, dict)
+    ]
     return [{"id": str(v)} for v in ids if v]
 
 
 def _youtube_item(thread: dict) -> Item | None:
-    top = ((thread.get("snippet") or {}).get("topLevelComment") or {})
+    top = (thread.get("snippet") or {}).get("topLevelComment") or {}
     snippet = top.get("snippet") or {}
     if not top.get("id"):
         return None
-    return Item(str(top["id"]), {"id": str(top["id"]), "postId": snippet.get("videoId"),
-                                 "author": snippet.get("authorDisplayName"),
-                                 "authorChannelId": (snippet.get("authorChannelId") or {}).get("value"),
-                                 "text": _text(snippet.get("textOriginal") or snippet.get("textDisplay")),
-                                 "createdAt": snippet.get("publishedAt"), "updatedAt": snippet.get("updatedAt"),
-                                 "likeCount": snippet.get("likeCount"),
-                                 "replyCount": (thread.get("snippet") or {}).get("totalReplyCount")})
+    return Item(
+        str(top["id"]),
+        {
+            "id": str(top["id"]),
+            "postId": snippet.get("videoId"),
+            "author": snippet.get("authorDisplayName"),
+            "authorChannelId": (snippet.get("authorChannelId") or {}).get("value"),
+            "text": _text(snippet.get("textOriginal") or snippet.get("textDisplay")),
+            "createdAt": snippet.get("publishedAt"),
+            "updatedAt": snippet.get("updatedAt"),
+            "likeCount": snippet.get("likeCount"),
+            "replyCount": (thread.get("snippet") or {}).get("totalReplyCount"),
+        },
+    )
 
 
 async def youtube_comments(api, resume):
@@ -146,9 +165,17 @@ async def youtube_comments(api, resume):
     check = _youtube_check("fetch_comments", (YOUTUBE_SSL,))
 
     async def page_of(video, token):
-        reply = await api.get("youtube/v3/commentThreads", params={
-            "part": "snippet", "videoId": video["id"], "maxResults": YOUTUBE_PAGE, "pageToken": token,
-            "textFormat": "plainText"}, check=check)
+        reply = await api.get(
+            "youtube/v3/commentThreads",
+            params={
+                "part": "snippet",
+                "videoId": video["id"],
+                "maxResults": YOUTUBE_PAGE,
+                "pageToken": token,
+                "textFormat": "plainText",
+            },
+            check=check,
+        )
         items = [i for i in map(_youtube_item, [t for t in reply.get("items") or [] if isinstance(t, dict)]) if i]
         return items, (reply.get("nextPageToken") or None)
 
@@ -157,9 +184,12 @@ async def youtube_comments(api, resume):
 
 
 async def youtube_reply(api, comment_id: str, text: str, _hint: dict) -> dict:
-    reply = await api.post("youtube/v3/comments", params={"part": "snippet"},
-                           json_body={"snippet": {"parentId": comment_id, "textOriginal": text}},
-                           check=_youtube_check("reply_comment", (YOUTUBE_SSL,)))
+    reply = await api.post(
+        "youtube/v3/comments",
+        params={"part": "snippet"},
+        json_body={"snippet": {"parentId": comment_id, "textOriginal": text}},
+        check=_youtube_check("reply_comment", (YOUTUBE_SSL,)),
+    )
     if not reply.get("id"):
         raise ProviderError("YOUTUBE: the reply was not confirmed (no id in the answer)", provider="YOUTUBE")
     return {"replyId": str(reply.get("id"))}
@@ -178,12 +208,17 @@ def _graph_check(provider: str, action: str, scopes: tuple[str, ...], secrets=()
             raise _refused(provider, action, scopes, reply, secrets)
         if reply.status >= 400 and code == 100 and action == "reply_comment":
             raise NotFound(f"{provider} has no comment with that id{_said(reply, secrets)}", provider=provider)
+
     return check
 
 
 async def _graph_pages(api, path, params, cursor, provider, scopes, token=None):
-    reply = await api.get(path, params={**params, "after": cursor}, token=token,
-                          check=_graph_check(provider, "fetch_comments", scopes, (token,) if token else ()))
+    reply = await api.get(
+        path,
+        params={**params, "after": cursor},
+        token=token,
+        check=_graph_check(provider, "fetch_comments", scopes, (token,) if token else ()),
+    )
     rows = [r for r in reply.get("data") or [] if isinstance(r, dict) and r.get("id")]
     after = reply.get("paging", "cursors", "after")
     return rows, (str(after) if reply.get("paging", "next") and after else None)
@@ -196,20 +231,39 @@ async def instagram_comments(api, resume):
     media, _ = await graph_edge(api, "me/media", {"fields": "id,timestamp", "limit": RECENT}, None, "INSTAGRAM")
 
     async def page_of(post, cursor):
-        rows, after = await _graph_pages(api, f"{post['id']}/comments",
-                                         {"fields": "id,text,timestamp,username,like_count", "limit": GRAPH_PAGE},
-                                         cursor, "INSTAGRAM", INSTAGRAM_SCOPES)
-        return [Item(str(c["id"]), {"id": str(c["id"]), "postId": str(post["id"]), "author": c.get("username"),
-                                    "text": _text(c.get("text")), "createdAt": c.get("timestamp"),
-                                    "likeCount": c.get("like_count")}) for c in rows], after
+        rows, after = await _graph_pages(
+            api,
+            f"{post['id']}/comments",
+            {"fields": "id,text,timestamp,username,like_count", "limit": GRAPH_PAGE},
+            cursor,
+            "INSTAGRAM",
+            INSTAGRAM_SCOPES,
+        )
+        return [
+            Item(
+                str(c["id"]),
+                {
+                    "id": str(c["id"]),
+                    "postId": str(post["id"]),
+                    "author": c.get("username"),
+                    "text": _text(c.get("text")),
+                    "createdAt": c.get("timestamp"),
+                    "likeCount": c.get("like_count"),
+                },
+            )
+            for c in rows
+        ], after
 
     async for page in each_container(resume, media, page_of):
         yield page
 
 
 async def instagram_reply(api, comment_id: str, text: str, _hint: dict) -> dict:
-    reply = await api.post(f"{comment_id}/replies", params={"message": text},
-                           check=_graph_check("INSTAGRAM", "reply_comment", REPLY_SCOPES["INSTAGRAM"]))
+    reply = await api.post(
+        f"{comment_id}/replies",
+        params={"message": text},
+        check=_graph_check("INSTAGRAM", "reply_comment", REPLY_SCOPES["INSTAGRAM"]),
+    )
     if not reply.get("id"):
         raise ProviderError("INSTAGRAM: the reply was not confirmed (no id in the answer)", provider="INSTAGRAM")
     return {"replyId": str(reply.get("id"))}
@@ -227,18 +281,43 @@ async def facebook_comments(api, resume):
     posts = []
     for page in await _facebook_pages(api):
         token = page.get("access_token") or None
-        rows, _ = await _graph_pages(api, f"{page['id']}/posts", {"fields": "id,created_time", "limit": RECENT},
-                                     None, "FACEBOOK", FACEBOOK_SCOPES, token)
+        rows, _ = await _graph_pages(
+            api,
+            f"{page['id']}/posts",
+            {"fields": "id,created_time", "limit": RECENT},
+            None,
+            "FACEBOOK",
+            FACEBOOK_SCOPES,
+            token,
+        )
         posts += [{"id": str(p["id"]), "pageId": str(page["id"]), "token": token} for p in rows]
 
     async def page_of(post, cursor):
-        rows, after = await _graph_pages(api, f"{post['id']}/comments", {
-            "fields": "id,message,created_time,from,like_count,comment_count", "limit": GRAPH_PAGE}, cursor,
-            "FACEBOOK", FACEBOOK_SCOPES, post["token"])
-        return [Item(str(c["id"]), {"id": str(c["id"]), "postId": post["id"], "pageId": post["pageId"],
-                                    "author": (c.get("from") or {}).get("name"), "text": _text(c.get("message")),
-                                    "createdAt": c.get("created_time"), "likeCount": c.get("like_count"),
-                                    "replyCount": c.get("comment_count")}) for c in rows], after
+        rows, after = await _graph_pages(
+            api,
+            f"{post['id']}/comments",
+            {"fields": "id,message,created_time,from,like_count,comment_count", "limit": GRAPH_PAGE},
+            cursor,
+            "FACEBOOK",
+            FACEBOOK_SCOPES,
+            post["token"],
+        )
+        return [
+            Item(
+                str(c["id"]),
+                {
+                    "id": str(c["id"]),
+                    "postId": post["id"],
+                    "pageId": post["pageId"],
+                    "author": (c.get("from") or {}).get("name"),
+                    "text": _text(c.get("message")),
+                    "createdAt": c.get("created_time"),
+                    "likeCount": c.get("like_count"),
+                    "replyCount": c.get("comment_count"),
+                },
+            )
+            for c in rows
+        ], after
 
     async for page in each_container(resume, posts, page_of):
         yield page
@@ -249,9 +328,12 @@ async def facebook_reply(api, comment_id: str, text: str, _hint: dict) -> dict:
     for page in await _facebook_pages(api):
         token = page.get("access_token") or None
         try:
-            reply = await api.post(f"{comment_id}/comments", params={"message": text}, token=token,
-                                   check=_graph_check("FACEBOOK", "reply_comment", REPLY_SCOPES["FACEBOOK"],
-                                                      (token,)))
+            reply = await api.post(
+                f"{comment_id}/comments",
+                params={"message": text},
+                token=token,
+                check=_graph_check("FACEBOOK", "reply_comment", REPLY_SCOPES["FACEBOOK"], (token,)),
+            )
         except NotFound:  # (#100): not this page's comment; the next page may have it
             continue
         except MissingScopes as exc:  # this page's token may not reply here: another page's may
@@ -279,14 +361,22 @@ def _tiktok_check(action: str, scopes: tuple[str, ...]):
             raise NotFound(f"TIKTOK has no such comment{_said(reply)}", provider="TIKTOK")
         if reply.status < 400 and code not in (None, "ok"):
             raise ProviderError(f"TIKTOK: {action} failed{describe(reply, (), ': ')}", provider="TIKTOK")
+
     return check
 
 
 async def _tiktok_videos(api) -> list[dict]:
-    reply = await api.post("v2/video/list/", params={"fields": "id,create_time"}, json_body={"max_count": RECENT},
-                           check=_tiktok_check("fetch_comments", ("video.list",)))
-    return [{"id": str(v["id"])} for v in (reply.get("data") or {}).get("videos") or []
-            if isinstance(v, dict) and v.get("id")]
+    reply = await api.post(
+        "v2/video/list/",
+        params={"fields": "id,create_time"},
+        json_body={"max_count": RECENT},
+        check=_tiktok_check("fetch_comments", ("video.list",)),
+    )
+    return [
+        {"id": str(v["id"])}
+        for v in (reply.get("data") or {}).get("videos") or []
+        if isinstance(v, dict) and v.get("id")
+    ]
 
 
 async def tiktok_comments(api, resume):
@@ -300,11 +390,23 @@ async def tiktok_comments(api, resume):
         reply = await api.post("v2/comment/list/", params={"fields": TIKTOK_FIELDS}, json_body=body, check=check)
         data = reply.get("data") or {}
         rows = [c for c in data.get("comments") or [] if isinstance(c, dict) and c.get("comment_id")]
-        items = [Item(str(c["comment_id"]), {
-            "id": str(c["comment_id"]), "postId": str(c.get("video_id") or video["id"]),
-            "author": c.get("display_name") or c.get("username"), "username": c.get("username"),
-            "text": _text(c.get("text")), "createdAt": c.get("create_time"), "likeCount": c.get("likes"),
-            "replyCount": c.get("replies")}) for c in rows if not c.get("parent_comment_id")]
+        items = [
+            Item(
+                str(c["comment_id"]),
+                {
+                    "id": str(c["comment_id"]),
+                    "postId": str(c.get("video_id") or video["id"]),
+                    "author": c.get("display_name") or c.get("username"),
+                    "username": c.get("username"),
+                    "text": _text(c.get("text")),
+                    "createdAt": c.get("create_time"),
+                    "likeCount": c.get("likes"),
+                    "replyCount": c.get("replies"),
+                },
+            )
+            for c in rows
+            if not c.get("parent_comment_id")
+        ]
         more = bool(data.get("has_more")) and data.get("cursor") is not None
         return items, (data.get("cursor") if more else None)
 
@@ -317,49 +419,77 @@ async def _tiktok_video_of(api, comment_id: str) -> str:
         for item in page.items:
             if item.external_id == comment_id:
                 return item.data["postId"]
-    raise NotFound(f"TIKTOK: no comment {comment_id} on the account's {RECENT} latest videos; pass its videoId",
-                   provider="TIKTOK")
+    raise NotFound(
+        f"TIKTOK: no comment {comment_id} on the account's {RECENT} latest videos; pass its videoId", provider="TIKTOK"
+    )
 
 
 async def tiktok_reply(api, comment_id: str, text: str, hint: dict) -> dict:
     video = hint.get("videoId") or await _tiktok_video_of(api, comment_id)
-    reply = await api.post("v2/comment/reply/", json_body={"video_id": video, "comment_id": comment_id, "text": text},
-                           check=_tiktok_check("reply_comment", REPLY_SCOPES["TIKTOK"]))
+    reply = await api.post(
+        "v2/comment/reply/",
+        json_body={"video_id": video, "comment_id": comment_id, "text": text},
+        check=_tiktok_check("reply_comment", REPLY_SCOPES["TIKTOK"]),
+    )
     reply_id = (reply.get("data") or {}).get("comment_id")
     if not reply_id:
         raise ProviderError("TIKTOK: the reply was not confirmed (no comment_id in the answer)", provider="TIKTOK")
     return {"replyId": str(reply_id), "videoId": str(video)}
 
 
-REPLIERS = {"TIKTOK": tiktok_reply, "INSTAGRAM": instagram_reply, "FACEBOOK": facebook_reply,
-            "YOUTUBE": youtube_reply}
+REPLIERS = {"TIKTOK": tiktok_reply, "INSTAGRAM": instagram_reply, "FACEBOOK": facebook_reply, "YOUTUBE": youtube_reply}
 
 
 def check_reply(provider: str, comment_id, text) -> tuple[str, str]:
     """The comment id and text, or VALIDATION_ERROR: a provider that has comments, a plain id, text it takes."""
     if provider not in REPLIERS:
-        raise UsageProblem(f"{provider} has no comments to reply to (comments: {', '.join(REPLIERS)})",
-                           field="provider")
+        raise UsageProblem(
+            f"{provider} has no comments to reply to (comments: {', '.join(REPLIERS)})", field="provider"
+        )
     comment_id = str(comment_id or "").strip()
     if not comment_id or len(comment_id) > 255 or not all(c.isalnum() or c in "_-.:" for c in comment_id):
-        raise UsageProblem("commentId must be the provider's comment id (letters, digits, _ - . :)",
-                           field="commentId")
+        raise UsageProblem("commentId must be the provider's comment id (letters, digits, _ - . :)", field="commentId")
     text = text if isinstance(text, str) else ""
     if not text.strip():
         raise UsageProblem("text is required", field="text")
     if len(text) > REPLY_MAX[provider]:
-        raise UsageProblem(f"text is {len(text)} characters; {provider} takes at most {REPLY_MAX[provider]}",
-                           field="text")
+        raise UsageProblem(
+            f"text is {len(text)} characters; {provider} takes at most {REPLY_MAX[provider]}", field="text"
+        )
     return comment_id, text
 
 
 ACTIONS = {
-    "TIKTOK": [SyncAction("fetch_comments", "comment", tiktok_comments,
-                          description=f"Comments on the {RECENT} latest videos (video/list, comment/list)")],
-    "INSTAGRAM": [SyncAction("fetch_comments", "comment", instagram_comments,
-                             description=f"Comments on the {RECENT} latest media (/me/media, /{{media}}/comments)")],
-    "FACEBOOK": [SyncAction("fetch_comments", "comment", facebook_comments,
-                            description=f"Comments on each page's {RECENT} latest posts (/{{post}}/comments)")],
-    "YOUTUBE": [SyncAction("fetch_comments", "comment", youtube_comments,
-                           description=f"Comments on the {RECENT} latest uploads (commentThreads?videoId=)")],
+    "TIKTOK": [
+        SyncAction(
+            "fetch_comments",
+            "comment",
+            tiktok_comments,
+            description=f"Comments on the {RECENT} latest videos (video/list, comment/list)",
+        )
+    ],
+    "INSTAGRAM": [
+        SyncAction(
+            "fetch_comments",
+            "comment",
+            instagram_comments,
+            description=f"Comments on the {RECENT} latest media (/me/media, /{{media}}/comments)",
+        )
+    ],
+    "FACEBOOK": [
+        SyncAction(
+            "fetch_comments",
+            "comment",
+            facebook_comments,
+            description=f"Comments on each page's {RECENT} latest posts (/{{post}}/comments)",
+        )
+    ],
+    "YOUTUBE": [
+        SyncAction(
+            "fetch_comments",
+            "comment",
+            youtube_comments,
+            description=f"Comments on the {RECENT} latest uploads (commentThreads?videoId=)",
+        )
+    ],
 }

@@ -36,12 +36,15 @@ _CONNECTION = """query Sync($first: Int!, $after: String) {
 }"""
 
 PRODUCT_FIELDS = "id title handle status vendor productType tags totalInventory createdAt updatedAt"
-ORDER_FIELDS = ("id name createdAt updatedAt cancelledAt displayFinancialStatus displayFulfillmentStatus "
-                "currentTotalPriceSet { shopMoney { amount currencyCode } }")
+ORDER_FIELDS = (
+    "id name createdAt updatedAt cancelledAt displayFinancialStatus displayFulfillmentStatus "
+    "currentTotalPriceSet { shopMoney { amount currencyCode } }"
+)
 INVENTORY_LEVELS = 10
-INVENTORY_FIELDS = ("id sku tracked createdAt updatedAt inventoryLevels(first: %d) { pageInfo { hasNextPage } "
-                    "nodes { location { id name } quantities(names: [\"available\", \"on_hand\"]) { name quantity } } }"
-                    % INVENTORY_LEVELS)
+INVENTORY_FIELDS = (
+    "id sku tracked createdAt updatedAt inventoryLevels(first: %d) { pageInfo { hasNextPage } "
+    'nodes { location { id name } quantities(names: ["available", "on_hand"]) { name quantity } } }' % INVENTORY_LEVELS
+)
 
 
 def _shopify_data(reply, connection: str) -> dict:
@@ -50,9 +53,11 @@ def _shopify_data(reply, connection: str) -> dict:
     if errors:
         first = errors[0] if isinstance(errors, list) and errors else errors
         message = first.get("message") if isinstance(first, dict) else str(first)
-        code = ((first.get("extensions") or {}).get("code") if isinstance(first, dict) else None)
-        raise ProviderError(f"SHOPIFY: the {connection} query failed: {str(message)[:200]}"
-                            f"{f' ({code})' if code else ''}", provider="SHOPIFY")
+        code = (first.get("extensions") or {}).get("code") if isinstance(first, dict) else None
+        raise ProviderError(
+            f"SHOPIFY: the {connection} query failed: {str(message)[:200]}{f' ({code})' if code else ''}",
+            provider="SHOPIFY",
+        )
     data = (body.get("data") or {}).get(connection)
     if not isinstance(data, dict):
         raise ProviderError(f"SHOPIFY: the {connection} query answered without data", provider="SHOPIFY")
@@ -65,8 +70,9 @@ def _shopify_pages(connection: str, fields: str, first: int, to_item):
     async def pages(api, resume):
         after = (resume or {}).get("cursor")
         while True:
-            reply = await api.post(SHOPIFY_GRAPHQL, json_body={"query": query,
-                                                               "variables": {"first": first, "after": after}})
+            reply = await api.post(
+                SHOPIFY_GRAPHQL, json_body={"query": query, "variables": {"first": first, "after": after}}
+            )
             data = _shopify_data(reply, connection)
             items = [to_item(n) for n in data.get("nodes") or [] if isinstance(n, dict) and n.get("id")]
             info = data.get("pageInfo") or {}
@@ -84,19 +90,37 @@ def _money(value) -> dict | None:
 
 
 def _product(n: dict) -> Item:
-    return Item(str(n["id"]), {"id": n["id"], "title": n.get("title"), "handle": n.get("handle"),
-                               "status": n.get("status"), "vendor": n.get("vendor"),
-                               "productType": n.get("productType"), "tags": n.get("tags") or [],
-                               "totalInventory": n.get("totalInventory"), "createdAt": n.get("createdAt"),
-                               "updatedAt": n.get("updatedAt")})
+    return Item(
+        str(n["id"]),
+        {
+            "id": n["id"],
+            "title": n.get("title"),
+            "handle": n.get("handle"),
+            "status": n.get("status"),
+            "vendor": n.get("vendor"),
+            "productType": n.get("productType"),
+            "tags": n.get("tags") or [],
+            "totalInventory": n.get("totalInventory"),
+            "createdAt": n.get("createdAt"),
+            "updatedAt": n.get("updatedAt"),
+        },
+    )
 
 
 def _order(n: dict) -> Item:
-    return Item(str(n["id"]), {"id": n["id"], "name": n.get("name"), "createdAt": n.get("createdAt"),
-                               "updatedAt": n.get("updatedAt"), "cancelledAt": n.get("cancelledAt"),
-                               "financialStatus": n.get("displayFinancialStatus"),
-                               "fulfillmentStatus": n.get("displayFulfillmentStatus"),
-                               "total": _money(n.get("currentTotalPriceSet"))})
+    return Item(
+        str(n["id"]),
+        {
+            "id": n["id"],
+            "name": n.get("name"),
+            "createdAt": n.get("createdAt"),
+            "updatedAt": n.get("updatedAt"),
+            "cancelledAt": n.get("cancelledAt"),
+            "financialStatus": n.get("displayFinancialStatus"),
+            "fulfillmentStatus": n.get("displayFulfillmentStatus"),
+            "total": _money(n.get("currentTotalPriceSet")),
+        },
+    )
 
 
 def _inventory_item(n: dict) -> Item:
@@ -107,10 +131,22 @@ def _inventory_item(n: dict) -> Item:
             continue
         location = level.get("location") or {}
         quantities = {q.get("name"): q.get("quantity") for q in level.get("quantities") or [] if isinstance(q, dict)}
-        levels.append({"locationId": location.get("id"), "location": location.get("name"),
-                       "available": quantities.get("available"), "onHand": quantities.get("on_hand")})
-    data = {"id": n["id"], "sku": n.get("sku"), "tracked": n.get("tracked"), "createdAt": n.get("createdAt"),
-            "updatedAt": n.get("updatedAt"), "levels": levels}
+        levels.append(
+            {
+                "locationId": location.get("id"),
+                "location": location.get("name"),
+                "available": quantities.get("available"),
+                "onHand": quantities.get("on_hand"),
+            }
+        )
+    data = {
+        "id": n["id"],
+        "sku": n.get("sku"),
+        "tracked": n.get("tracked"),
+        "createdAt": n.get("createdAt"),
+        "updatedAt": n.get("updatedAt"),
+        "levels": levels,
+    }
     if (levels_conn.get("pageInfo") or {}).get("hasNextPage"):
         data["levelsTruncated"] = True  # more than INVENTORY_LEVELS locations: only the first ones are here
     return Item(str(n["id"]), data)
@@ -136,11 +172,12 @@ def _woo_pages(kind: str, to_item):
             raise ProviderError("WOOCOMMERCE: the integration has no store URL", provider="WOOCOMMERCE")
         page = int((resume or {}).get("page") or 1)
         while True:
-            reply = await api.get(f"{store}/wp-json/wc/v3/{kind}", params={
-                "per_page": WOO_PAGE, "page": page, "orderby": "id", "order": "asc"})
+            reply = await api.get(
+                f"{store}/wp-json/wc/v3/{kind}",
+                params={"per_page": WOO_PAGE, "page": page, "orderby": "id", "order": "asc"},
+            )
             if not isinstance(reply.body, list):
-                raise ProviderError(f"WOOCOMMERCE: {kind} answered something other than a list",
-                                    provider="WOOCOMMERCE")
+                raise ProviderError(f"WOOCOMMERCE: {kind} answered something other than a list", provider="WOOCOMMERCE")
             items = [to_item(r) for r in reply.body if isinstance(r, dict) and r.get("id") is not None]
             more = bool(reply.body) and _has_next(reply, page)
             yield Page(items, {"page": page + 1} if more else None)
@@ -152,35 +189,74 @@ def _woo_pages(kind: str, to_item):
 
 
 def _woo_product(r: dict) -> Item:
-    return Item(str(r["id"]), {"id": r["id"], "name": r.get("name"), "slug": r.get("slug"), "sku": r.get("sku"),
-                               "type": r.get("type"), "status": r.get("status"), "price": r.get("price"),
-                               "regularPrice": r.get("regular_price"), "salePrice": r.get("sale_price"),
-                               "stockStatus": r.get("stock_status"), "stockQuantity": r.get("stock_quantity"),
-                               "createdAt": r.get("date_created_gmt"), "updatedAt": r.get("date_modified_gmt")})
+    return Item(
+        str(r["id"]),
+        {
+            "id": r["id"],
+            "name": r.get("name"),
+            "slug": r.get("slug"),
+            "sku": r.get("sku"),
+            "type": r.get("type"),
+            "status": r.get("status"),
+            "price": r.get("price"),
+            "regularPrice": r.get("regular_price"),
+            "salePrice": r.get("sale_price"),
+            "stockStatus": r.get("stock_status"),
+            "stockQuantity": r.get("stock_quantity"),
+            "createdAt": r.get("date_created_gmt"),
+            "updatedAt": r.get("date_modified_gmt"),
+        },
+    )
 
 
 def _woo_order(r: dict) -> Item:
-    return Item(str(r["id"]), {"id": r["id"], "number": r.get("number"), "status": r.get("status"),
-                               "currency": r.get("currency"), "total": r.get("total"),
-                               "customerId": r.get("customer_id"), "items": len(r.get("line_items") or []),
-                               "createdAt": r.get("date_created_gmt"), "updatedAt": r.get("date_modified_gmt"),
-                               "paidAt": r.get("date_paid_gmt")})
+    return Item(
+        str(r["id"]),
+        {
+            "id": r["id"],
+            "number": r.get("number"),
+            "status": r.get("status"),
+            "currency": r.get("currency"),
+            "total": r.get("total"),
+            "customerId": r.get("customer_id"),
+            "items": len(r.get("line_items") or []),
+            "createdAt": r.get("date_created_gmt"),
+            "updatedAt": r.get("date_modified_gmt"),
+            "paidAt": r.get("date_paid_gmt"),
+        },
+    )
 
 
 ACTIONS = {
     "SHOPIFY": [
-        SyncAction("fetch_products", "product", _shopify_pages("products", PRODUCT_FIELDS, 250, _product),
-                   description="Products (GraphQL products connection)"),
-        SyncAction("fetch_orders", "order", _shopify_pages("orders", ORDER_FIELDS, 100, _order),
-                   description="Orders (GraphQL orders connection; older than 60 days needs read_all_orders)"),
-        SyncAction("fetch_inventory", "inventory_item",
-                   _shopify_pages("inventoryItems", INVENTORY_FIELDS, 20, _inventory_item),
-                   description=f"Inventory items with their levels at up to {INVENTORY_LEVELS} locations"),
+        SyncAction(
+            "fetch_products",
+            "product",
+            _shopify_pages("products", PRODUCT_FIELDS, 250, _product),
+            description="Products (GraphQL products connection)",
+        ),
+        SyncAction(
+            "fetch_orders",
+            "order",
+            _shopify_pages("orders", ORDER_FIELDS, 100, _order),
+            description="Orders (GraphQL orders connection; older than 60 days needs read_all_orders)",
+        ),
+        SyncAction(
+            "fetch_inventory",
+            "inventory_item",
+            _shopify_pages("inventoryItems", INVENTORY_FIELDS, 20, _inventory_item),
+            description=f"Inventory items with their levels at up to {INVENTORY_LEVELS} locations",
+        ),
     ],
     "WOOCOMMERCE": [
-        SyncAction("fetch_products", "product", _woo_pages("products", _woo_product),
-                   description="Products (wc/v3/products, by id)"),
-        SyncAction("fetch_orders", "order", _woo_pages("orders", _woo_order),
-                   description="Orders (wc/v3/orders, by id)"),
+        SyncAction(
+            "fetch_products",
+            "product",
+            _woo_pages("products", _woo_product),
+            description="Products (wc/v3/products, by id)",
+        ),
+        SyncAction(
+            "fetch_orders", "order", _woo_pages("orders", _woo_order), description="Orders (wc/v3/orders, by id)"
+        ),
     ],
 }

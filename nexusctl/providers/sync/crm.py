@@ -30,34 +30,56 @@ from nexusctl.providers.sync.base import Item, Page, SyncAction
 
 HUBSPOT_PAGE = 100  # the CRM and campaigns APIs' maximum limit
 HUBSPOT_CONTACT_PROPERTIES = ("email", "firstname", "lastname", "phone", "company", "jobtitle", "lifecyclestage")
-HUBSPOT_CAMPAIGN_PROPERTIES = ("hs_name", "hs_campaign_status", "hs_start_date", "hs_end_date", "hs_owner",
-                               "hs_currency_code", "hs_audience")
+HUBSPOT_CAMPAIGN_PROPERTIES = (
+    "hs_name",
+    "hs_campaign_status",
+    "hs_start_date",
+    "hs_end_date",
+    "hs_owner",
+    "hs_currency_code",
+    "hs_audience",
+)
 
 SALESFORCE_API_VERSION = "62.0"
 SALESFORCE_BATCH = 2000  # Sforce-Query-Options batchSize: 200-2000 (Salesforce may still send fewer)
-SALESFORCE_CONTACT = ("SELECT Id, FirstName, LastName, Email, Phone, Title, AccountId, CreatedDate, "
-                      "LastModifiedDate FROM Contact")
-SALESFORCE_CAMPAIGN = ("SELECT Id, Name, Type, Status, IsActive, StartDate, EndDate, NumberOfContacts, "
-                       "NumberOfLeads, CreatedDate, LastModifiedDate FROM Campaign")
+SALESFORCE_CONTACT = (
+    "SELECT Id, FirstName, LastName, Email, Phone, Title, AccountId, CreatedDate, LastModifiedDate FROM Contact"
+)
+SALESFORCE_CAMPAIGN = (
+    "SELECT Id, Name, Type, Status, IsActive, StartDate, EndDate, NumberOfContacts, "
+    "NumberOfLeads, CreatedDate, LastModifiedDate FROM Campaign"
+)
 
 
 def _hubspot_scopes(reply) -> None:
     body = reply.body if isinstance(reply.body, dict) else {}
     if reply.status != 403 or body.get("category") != "MISSING_SCOPES":
         return
-    needed = sorted({str(s) for e in body.get("errors") or [] if isinstance(e, dict)
-                     for s in ((e.get("context") or {}).get("requiredGranularScopes") or [])})
-    raise MissingScopes(f"HUBSPOT refused the call: not granted {', '.join(needed) or 'a required scope'}; connect "
-                        "it again and allow it (some scopes need a HubSpot tier the portal may not have)",
-                        scopes=needed, provider="HUBSPOT")
+    needed = sorted(
+        {
+            str(s)
+            for e in body.get("errors") or []
+            if isinstance(e, dict)
+            for s in ((e.get("context") or {}).get("requiredGranularScopes") or [])
+        }
+    )
+    raise MissingScopes(
+        f"HUBSPOT refused the call: not granted {', '.join(needed) or 'a required scope'}; connect "
+        "it again and allow it (some scopes need a HubSpot tier the portal may not have)",
+        scopes=needed,
+        provider="HUBSPOT",
+    )
 
 
 def _hubspot_pages(path: str, properties: tuple[str, ...], to_item):
     async def pages(api, resume):
         after = (resume or {}).get("after")
         while True:
-            reply = await api.get(path, params={"limit": HUBSPOT_PAGE, "after": after,
-                                                "properties": ",".join(properties)}, check=_hubspot_scopes)
+            reply = await api.get(
+                path,
+                params={"limit": HUBSPOT_PAGE, "after": after, "properties": ",".join(properties)},
+                check=_hubspot_scopes,
+            )
             body = reply.body if isinstance(reply.body, dict) else {}
             if not isinstance(body.get("results"), list):
                 raise ProviderError(f"HUBSPOT: {path} answered without results", provider="HUBSPOT")
@@ -73,8 +95,12 @@ def _hubspot_pages(path: str, properties: tuple[str, ...], to_item):
 def _hubspot_item(properties: tuple[str, ...], names: dict[str, str]):
     def to_item(r: dict) -> Item:
         props = r.get("properties") or {}
-        data = {"id": str(r["id"]), **{names.get(p, p): props.get(p) for p in properties},
-                "createdAt": r.get("createdAt"), "updatedAt": r.get("updatedAt")}
+        data = {
+            "id": str(r["id"]),
+            **{names.get(p, p): props.get(p) for p in properties},
+            "createdAt": r.get("createdAt"),
+            "updatedAt": r.get("updatedAt"),
+        }
         if r.get("archived"):
             data["archived"] = True
         return Item(str(r["id"]), data)
@@ -121,32 +147,85 @@ def _salesforce_item(fields: dict[str, str]):
     return to_item
 
 
-_SF_CONTACT = {"Id": "id", "FirstName": "firstName", "LastName": "lastName", "Email": "email", "Phone": "phone",
-               "Title": "title", "AccountId": "accountId", "CreatedDate": "createdAt",
-               "LastModifiedDate": "updatedAt"}
-_SF_CAMPAIGN = {"Id": "id", "Name": "name", "Type": "type", "Status": "status", "IsActive": "isActive",
-                "StartDate": "startDate", "EndDate": "endDate", "NumberOfContacts": "contacts",
-                "NumberOfLeads": "leads", "CreatedDate": "createdAt", "LastModifiedDate": "updatedAt"}
+_SF_CONTACT = {
+    "Id": "id",
+    "FirstName": "firstName",
+    "LastName": "lastName",
+    "Email": "email",
+    "Phone": "phone",
+    "Title": "title",
+    "AccountId": "accountId",
+    "CreatedDate": "createdAt",
+    "LastModifiedDate": "updatedAt",
+}
+_SF_CAMPAIGN = {
+    "Id": "id",
+    "Name": "name",
+    "Type": "type",
+    "Status": "status",
+    "IsActive": "isActive",
+    "StartDate": "startDate",
+    "EndDate": "endDate",
+    "NumberOfContacts": "contacts",
+    "NumberOfLeads": "leads",
+    "CreatedDate": "createdAt",
+    "LastModifiedDate": "updatedAt",
+}
 
 ACTIONS = {
     "HUBSPOT": [
-        SyncAction("fetch_contacts", "contact", _hubspot_pages(
-            "crm/v3/objects/contacts", HUBSPOT_CONTACT_PROPERTIES, _hubspot_item(HUBSPOT_CONTACT_PROPERTIES, {
-                "firstname": "firstName", "lastname": "lastName", "jobtitle": "jobTitle",
-                "lifecyclestage": "lifecycleStage"})),
-                   description="Contacts (crm/v3/objects/contacts)"),
-        SyncAction("fetch_campaigns", "campaign", _hubspot_pages(
-            "marketing/v3/campaigns", HUBSPOT_CAMPAIGN_PROPERTIES, _hubspot_item(HUBSPOT_CAMPAIGN_PROPERTIES, {
-                "hs_name": "name", "hs_campaign_status": "status", "hs_start_date": "startDate",
-                "hs_end_date": "endDate", "hs_owner": "owner", "hs_currency_code": "currency",
-                "hs_audience": "audience"})),
-                   description="Marketing campaigns (marketing/v3/campaigns)"),
+        SyncAction(
+            "fetch_contacts",
+            "contact",
+            _hubspot_pages(
+                "crm/v3/objects/contacts",
+                HUBSPOT_CONTACT_PROPERTIES,
+                _hubspot_item(
+                    HUBSPOT_CONTACT_PROPERTIES,
+                    {
+                        "firstname": "firstName",
+                        "lastname": "lastName",
+                        "jobtitle": "jobTitle",
+                        "lifecyclestage": "lifecycleStage",
+                    },
+                ),
+            ),
+            description="Contacts (crm/v3/objects/contacts)",
+        ),
+        SyncAction(
+            "fetch_campaigns",
+            "campaign",
+            _hubspot_pages(
+                "marketing/v3/campaigns",
+                HUBSPOT_CAMPAIGN_PROPERTIES,
+                _hubspot_item(
+                    HUBSPOT_CAMPAIGN_PROPERTIES,
+                    {
+                        "hs_name": "name",
+                        "hs_campaign_status": "status",
+                        "hs_start_date": "startDate",
+                        "hs_end_date": "endDate",
+                        "hs_owner": "owner",
+                        "hs_currency_code": "currency",
+                        "hs_audience": "audience",
+                    },
+                ),
+            ),
+            description="Marketing campaigns (marketing/v3/campaigns)",
+        ),
     ],
     "SALESFORCE": [
-        SyncAction("fetch_contacts", "contact", _salesforce_pages(SALESFORCE_CONTACT, _salesforce_item(_SF_CONTACT)),
-                   description="Contacts (SOQL on Contact)"),
-        SyncAction("fetch_campaigns", "campaign",
-                   _salesforce_pages(SALESFORCE_CAMPAIGN, _salesforce_item(_SF_CAMPAIGN)),
-                   description="Campaigns (SOQL on Campaign)"),
+        SyncAction(
+            "fetch_contacts",
+            "contact",
+            _salesforce_pages(SALESFORCE_CONTACT, _salesforce_item(_SF_CONTACT)),
+            description="Contacts (SOQL on Contact)",
+        ),
+        SyncAction(
+            "fetch_campaigns",
+            "campaign",
+            _salesforce_pages(SALESFORCE_CAMPAIGN, _salesforce_item(_SF_CAMPAIGN)),
+            description="Campaigns (SOQL on Campaign)",
+        ),
     ],
 }

@@ -22,9 +22,12 @@ GRAPH_PERMISSION_CODES = {10, 200}
 def graph_check(provider: str):
     def check(reply) -> None:
         if reply.status >= 400 and reply.get("error", "code") in GRAPH_DEAD_CODES:
-            raise TokenExpired(f"{provider}: the access token was refused (Graph error "
-                               f"{reply.get('error', 'code')}/{reply.get('error', 'error_subcode', default='-')})",
-                               provider=provider)
+            raise TokenExpired(
+                f"{provider}: the access token was refused (Graph error "
+                f"{reply.get('error', 'code')}/{reply.get('error', 'error_subcode', default='-')})",
+                provider=provider,
+            )
+
     return check
 
 
@@ -36,8 +39,12 @@ def graph_post_check(provider: str, secrets: tuple, refused: str, needs: str):
     def check(reply) -> None:
         dead(reply)  # code 190/102: TokenExpired (throttling codes were turned into RateLimited before)
         if reply.status >= 400 and reply.get("error", "code") in GRAPH_PERMISSION_CODES:
-            raise ProviderError(f"{provider}: {refused}{describe(reply, secrets, ': ')}; {needs}",
-                                provider=provider, status=reply.status)
+            raise ProviderError(
+                f"{provider}: {refused}{describe(reply, secrets, ': ')}; {needs}",
+                provider=provider,
+                status=reply.status,
+            )
+
     return check
 
 
@@ -72,8 +79,9 @@ def _start(containers: list[dict], resume: dict | None) -> tuple[int, str | None
     return min(int(resume.get("index") or 0), len(containers)), None
 
 
-async def edges_of_each(api, resume, containers: list[dict], path_of, params: dict, provider: str, item_of,
-                        token_of=None):
+async def edges_of_each(
+    api, resume, containers: list[dict], path_of, params: dict, provider: str, item_of, token_of=None
+):
     """Pages of one edge for each container in turn (a user's pages' posts, ad accounts' campaigns).
 
     ``resume`` is ``{"container": id, "index": i, "after": cursor}``: the container being read (its id and
@@ -86,8 +94,9 @@ async def edges_of_each(api, resume, containers: list[dict], path_of, params: di
         return
     while index < len(containers):
         container = containers[index]
-        rows, after = await graph_edge(api, path_of(container), params, after, provider,
-                                       token_of(container) if token_of else None)
+        rows, after = await graph_edge(
+            api, path_of(container), params, after, provider, token_of(container) if token_of else None
+        )
         items = [item_of(container, r) for r in rows]
         if after is None:
             index += 1

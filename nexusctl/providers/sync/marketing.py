@@ -32,12 +32,15 @@ def _mailchimp_pages(kind: str, sort_field: str, to_item):
     async def pages(api, resume):
         endpoint = str(api.metadata.get("apiEndpoint") or "").rstrip("/")
         if not endpoint:
-            raise ProviderError("MAILCHIMP: the integration has no apiEndpoint (data centre); connect it again",
-                                provider="MAILCHIMP")
+            raise ProviderError(
+                "MAILCHIMP: the integration has no apiEndpoint (data centre); connect it again", provider="MAILCHIMP"
+            )
         offset = int((resume or {}).get("offset") or 0)
         while True:
-            reply = await api.get(f"{endpoint}/3.0/{kind}", params={
-                "count": MAILCHIMP_PAGE, "offset": offset, "sort_field": sort_field, "sort_dir": "ASC"})
+            reply = await api.get(
+                f"{endpoint}/3.0/{kind}",
+                params={"count": MAILCHIMP_PAGE, "offset": offset, "sort_field": sort_field, "sort_dir": "ASC"},
+            )
             body = reply.body if isinstance(reply.body, dict) else {}
             rows = body.get(kind)
             if not isinstance(rows, list):
@@ -55,19 +58,39 @@ def _mailchimp_pages(kind: str, sort_field: str, to_item):
 
 def _mailchimp_list(r: dict) -> Item:
     stats = r.get("stats") or {}
-    return Item(str(r["id"]), {"id": r["id"], "webId": r.get("web_id"), "name": r.get("name"),
-                               "createdAt": r.get("date_created"), "visibility": r.get("visibility"),
-                               "members": stats.get("member_count"), "unsubscribed": stats.get("unsubscribe_count"),
-                               "cleaned": stats.get("cleaned_count"), "lastSubAt": stats.get("last_sub_date")})
+    return Item(
+        str(r["id"]),
+        {
+            "id": r["id"],
+            "webId": r.get("web_id"),
+            "name": r.get("name"),
+            "createdAt": r.get("date_created"),
+            "visibility": r.get("visibility"),
+            "members": stats.get("member_count"),
+            "unsubscribed": stats.get("unsubscribe_count"),
+            "cleaned": stats.get("cleaned_count"),
+            "lastSubAt": stats.get("last_sub_date"),
+        },
+    )
 
 
 def _mailchimp_campaign(r: dict) -> Item:
     settings, recipients = r.get("settings") or {}, r.get("recipients") or {}
-    return Item(str(r["id"]), {"id": r["id"], "webId": r.get("web_id"), "type": r.get("type"),
-                               "status": r.get("status"), "title": settings.get("title"),
-                               "subject": settings.get("subject_line"), "listId": recipients.get("list_id"),
-                               "createdAt": r.get("create_time"), "sentAt": r.get("send_time") or None,
-                               "emailsSent": r.get("emails_sent")})
+    return Item(
+        str(r["id"]),
+        {
+            "id": r["id"],
+            "webId": r.get("web_id"),
+            "type": r.get("type"),
+            "status": r.get("status"),
+            "title": settings.get("title"),
+            "subject": settings.get("subject_line"),
+            "listId": recipients.get("list_id"),
+            "createdAt": r.get("create_time"),
+            "sentAt": r.get("send_time") or None,
+            "emailsSent": r.get("emails_sent"),
+        },
+    )
 
 
 def _sendgrid_pages(path: str, size: int, to_item):
@@ -82,8 +105,11 @@ def _sendgrid_pages(path: str, size: int, to_item):
             items = [to_item(r) for r in rows if isinstance(r, dict) and r.get("id")]
             following = (body.get("_metadata") or {}).get("next")
             token = (parse_qs(urlsplit(following).query).get("page_token") or [None])[0] if following else None
-            yield Page(items, {"pageToken": token} if token else None, meta={"count": (body.get("_metadata") or {})
-                                                                             .get("count")})
+            yield Page(
+                items,
+                {"pageToken": token} if token else None,
+                meta={"count": (body.get("_metadata") or {}).get("count")},
+            )
             if not token:
                 return
 
@@ -95,24 +121,48 @@ def _sendgrid_list(r: dict) -> Item:
 
 
 def _sendgrid_singlesend(r: dict) -> Item:
-    return Item(str(r["id"]), {"id": r["id"], "name": r.get("name"), "status": r.get("status"),
-                               "categories": r.get("categories") or [], "sendAt": r.get("send_at"),
-                               "abTest": r.get("is_abtest", False), "createdAt": r.get("created_at"),
-                               "updatedAt": r.get("updated_at")})
+    return Item(
+        str(r["id"]),
+        {
+            "id": r["id"],
+            "name": r.get("name"),
+            "status": r.get("status"),
+            "categories": r.get("categories") or [],
+            "sendAt": r.get("send_at"),
+            "abTest": r.get("is_abtest", False),
+            "createdAt": r.get("created_at"),
+            "updatedAt": r.get("updated_at"),
+        },
+    )
 
 
 ACTIONS = {
     "MAILCHIMP": [
-        SyncAction("fetch_lists", "list", _mailchimp_pages("lists", "date_created", _mailchimp_list),
-                   description="Audiences (3.0/lists)"),
-        SyncAction("fetch_campaigns", "campaign", _mailchimp_pages("campaigns", "create_time", _mailchimp_campaign),
-                   description="Campaigns (3.0/campaigns)"),
+        SyncAction(
+            "fetch_lists",
+            "list",
+            _mailchimp_pages("lists", "date_created", _mailchimp_list),
+            description="Audiences (3.0/lists)",
+        ),
+        SyncAction(
+            "fetch_campaigns",
+            "campaign",
+            _mailchimp_pages("campaigns", "create_time", _mailchimp_campaign),
+            description="Campaigns (3.0/campaigns)",
+        ),
     ],
     "SENDGRID": [
-        SyncAction("fetch_lists", "list", _sendgrid_pages("v3/marketing/lists", SENDGRID_LISTS_PAGE, _sendgrid_list),
-                   description="Marketing contact lists (v3/marketing/lists)"),
-        SyncAction("fetch_campaigns", "campaign", _sendgrid_pages("v3/marketing/singlesends",
-                                                                  SENDGRID_SINGLESENDS_PAGE, _sendgrid_singlesend),
-                   description="Single Sends, the Marketing Campaigns emails (v3/marketing/singlesends)"),
+        SyncAction(
+            "fetch_lists",
+            "list",
+            _sendgrid_pages("v3/marketing/lists", SENDGRID_LISTS_PAGE, _sendgrid_list),
+            description="Marketing contact lists (v3/marketing/lists)",
+        ),
+        SyncAction(
+            "fetch_campaigns",
+            "campaign",
+            _sendgrid_pages("v3/marketing/singlesends", SENDGRID_SINGLESENDS_PAGE, _sendgrid_singlesend),
+            description="Single Sends, the Marketing Campaigns emails (v3/marketing/singlesends)",
+        ),
     ],
 }

@@ -54,13 +54,27 @@ async def stripe_charges(api, resume):
 
 def _charge(c: dict) -> Item:
     outcome = c.get("outcome") or {}
-    return Item(str(c["id"]), {"id": c["id"], "amount": c.get("amount"), "currency": c.get("currency"),
-                               "status": c.get("status"), "paid": c.get("paid"), "captured": c.get("captured"),
-                               "refunded": c.get("refunded"), "amountRefunded": c.get("amount_refunded"),
-                               "disputed": c.get("disputed"), "created": c.get("created"),
-                               "customer": c.get("customer"), "paymentIntent": c.get("payment_intent"),
-                               "description": c.get("description"), "failureCode": c.get("failure_code"),
-                               "outcome": outcome.get("type"), "livemode": c.get("livemode")})
+    return Item(
+        str(c["id"]),
+        {
+            "id": c["id"],
+            "amount": c.get("amount"),
+            "currency": c.get("currency"),
+            "status": c.get("status"),
+            "paid": c.get("paid"),
+            "captured": c.get("captured"),
+            "refunded": c.get("refunded"),
+            "amountRefunded": c.get("amount_refunded"),
+            "disputed": c.get("disputed"),
+            "created": c.get("created"),
+            "customer": c.get("customer"),
+            "paymentIntent": c.get("payment_intent"),
+            "description": c.get("description"),
+            "failureCode": c.get("failure_code"),
+            "outcome": outcome.get("type"),
+            "livemode": c.get("livemode"),
+        },
+    )
 
 
 def _time(value: str) -> dt.datetime:
@@ -79,17 +93,29 @@ async def paypal_transactions(api, resume):
         start, page = until - dt.timedelta(days=PAYPAL_LOOKBACK_DAYS), 1
     while True:
         end = min(start + PAYPAL_WINDOW, until)
-        reply = await api.get("v1/reporting/transactions", params={
-            "start_date": _text(start), "end_date": _text(end), "fields": "transaction_info",
-            "page_size": PAYPAL_PAGE, "page": page})
+        reply = await api.get(
+            "v1/reporting/transactions",
+            params={
+                "start_date": _text(start),
+                "end_date": _text(end),
+                "fields": "transaction_info",
+                "page_size": PAYPAL_PAGE,
+                "page": page,
+            },
+        )
         body = reply.body if isinstance(reply.body, dict) else {}
         rows = body.get("transaction_details")
         if not isinstance(rows, list):
-            raise ProviderError("PAYPAL: /v1/reporting/transactions answered without transaction_details",
-                                provider="PAYPAL")
-        items = [_transaction(r["transaction_info"]) for r in rows
-                 if isinstance(r, dict) and isinstance(r.get("transaction_info"), dict)
-                 and r["transaction_info"].get("transaction_id")]
+            raise ProviderError(
+                "PAYPAL: /v1/reporting/transactions answered without transaction_details", provider="PAYPAL"
+            )
+        items = [
+            _transaction(r["transaction_info"])
+            for r in rows
+            if isinstance(r, dict)
+            and isinstance(r.get("transaction_info"), dict)
+            and r["transaction_info"].get("transaction_id")
+        ]
         total_pages = body.get("total_pages") if isinstance(body.get("total_pages"), int) else 0
         if rows and page < total_pages:
             following = {"from": _text(start), "until": _text(until), "page": page + 1}
@@ -109,17 +135,38 @@ def _money(value) -> dict | None:
 
 def _transaction(t: dict) -> Item:
     code = t.get("transaction_event_code") or ""
-    return Item(f"{t['transaction_id']}:{code}" if code else str(t["transaction_id"]), {
-        "id": t["transaction_id"], "eventCode": code or None, "status": t.get("transaction_status"),
-        "amount": _money(t.get("transaction_amount")), "fee": _money(t.get("fee_amount")),
-        "initiatedAt": t.get("transaction_initiation_date"), "updatedAt": t.get("transaction_updated_date"),
-        "invoiceId": t.get("invoice_id"), "referenceId": t.get("paypal_reference_id")})
+    return Item(
+        f"{t['transaction_id']}:{code}" if code else str(t["transaction_id"]),
+        {
+            "id": t["transaction_id"],
+            "eventCode": code or None,
+            "status": t.get("transaction_status"),
+            "amount": _money(t.get("transaction_amount")),
+            "fee": _money(t.get("fee_amount")),
+            "initiatedAt": t.get("transaction_initiation_date"),
+            "updatedAt": t.get("transaction_updated_date"),
+            "invoiceId": t.get("invoice_id"),
+            "referenceId": t.get("paypal_reference_id"),
+        },
+    )
 
 
 ACTIONS = {
-    "STRIPE": [SyncAction("fetch_charges", "charge", stripe_charges, newest_first=True,
-                          description="Charges (v1/charges, newest first)")],
-    "PAYPAL": [SyncAction("fetch_transactions", "transaction", paypal_transactions,
-                          description=f"Transactions of the last {PAYPAL_LOOKBACK_DAYS} days (Transaction Search, "
-                                      "30-day windows)")],
+    "STRIPE": [
+        SyncAction(
+            "fetch_charges",
+            "charge",
+            stripe_charges,
+            newest_first=True,
+            description="Charges (v1/charges, newest first)",
+        )
+    ],
+    "PAYPAL": [
+        SyncAction(
+            "fetch_transactions",
+            "transaction",
+            paypal_transactions,
+            description=f"Transactions of the last {PAYPAL_LOOKBACK_DAYS} days (Transaction Search, 30-day windows)",
+        )
+    ],
 }

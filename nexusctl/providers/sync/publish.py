@@ -89,6 +89,13 @@ from nexusctl.providers.sync.publish_video import youtube
 
 __all__ = ["PUBLISHERS", "compose"]
 
-PUBLISHERS = {"SLACK": slack, "TWITTER": twitter, "DISCORD": discord, "LINKEDIN": linkedin, "FACEBOOK": facebook,
-              "INSTAGRAM": instagram, "TIKTOK": tiktok, "YOUTUBE": youtube}
-
+PUBLISHERS = {
+    "SLACK": slack,
+    "TWITTER": twitter,
+    "DISCORD": discord,
+    "LINKEDIN": linkedin,
+    "FACEBOOK": facebook,
+    "INSTAGRAM": instagram,
+    "TIKTOK": tiktok,
+    "YOUTUBE": youtube,
+}

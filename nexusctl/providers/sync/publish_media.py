@@ -47,8 +47,10 @@ def media_of(content: dict) -> list[dict]:
 
 # What a provider needs in the content before it can post anything: text alone goes to the others.
 NEEDS_MEDIA = {
-    "INSTAGRAM": (("image", "video"), "Instagram cannot post text only: the content has no image or video in its "
-                                      "media"),
+    "INSTAGRAM": (
+        ("image", "video"),
+        "Instagram cannot post text only: the content has no image or video in its media",
+    ),
     "TIKTOK": (("video",), "TikTok posts videos only: the content has no video in its media"),
     "YOUTUBE": (("video",), "YouTube takes videos only: the content has no video in its media"),
 }
@@ -74,8 +76,10 @@ def story_refusal(media: list[dict]) -> str | None:
     if not media:
         return "An Instagram story is one image or one video: the content has no image or video in its media"
     if len(media) > 1:
-        return (f"An Instagram story is one image or one video: the content has {len(media)} in its media "
-                "(publish each as its own story)")
+        return (
+            f"An Instagram story is one image or one video: the content has {len(media)} in its media "
+            "(publish each as its own story)"
+        )
     return None
 
 
@@ -84,8 +88,10 @@ def cannot_take(provider: str, content: dict) -> str | None:
     the integration), or None when it can try."""
     if is_story(content):
         if provider not in STORY_PROVIDERS:
-            return (f"{_display(provider)} has no stories: content with format story is published to "
-                    f"{', '.join(_display(p) for p in STORY_PROVIDERS)} only")
+            return (
+                f"{_display(provider)} has no stories: content with format story is published to "
+                f"{', '.join(_display(p) for p in STORY_PROVIDERS)} only"
+            )
         return story_refusal(media_of(content))
     needs = NEEDS_MEDIA.get(provider)
     if needs is None or any(item["kind"] in needs[0] for item in media_of(content)):
@@ -104,8 +110,7 @@ def check_media_urls(content: dict, allowed_networks=()) -> None:
     for item in items:
         url = item.get("url") if isinstance(item, dict) else item
         if isinstance(url, str) and url.strip().lower().startswith(("http://", "https://")):
-            ssrf.check_url(url, production=False, allowed_networks=allowed_networks, field="media",
-                           label="media URL")
+            ssrf.check_url(url, production=False, allowed_networks=allowed_networks, field="media", label="media URL")
 
 
 def _caption(content: dict, limit: int) -> str:
@@ -123,9 +128,13 @@ IG_POLL_DELAYS = (0.5, 1.0, 1.5, 2.0)
 
 
 def _instagram_check(secrets: tuple):
-    return graph_post_check("INSTAGRAM", secrets, "the post was refused",
-                            "posting needs the instagram_business_content_publish permission on a professional "
-                            "(business or creator) account: reconnect Instagram")
+    return graph_post_check(
+        "INSTAGRAM",
+        secrets,
+        "the post was refused",
+        "posting needs the instagram_business_content_publish permission on a professional "
+        "(business or creator) account: reconnect Instagram",
+    )
 
 
 async def _instagram_user(api) -> str:
@@ -140,9 +149,11 @@ async def _instagram_user(api) -> str:
 
 
 def _container_failed(container: str, code: str, status) -> ProviderError:
-    return ProviderError(f"INSTAGRAM: Instagram could not process the video (container {container} is "
-                         f"{code}{': ' + str(status)[:200] if status else ''}); nothing was published",
-                         provider="INSTAGRAM")
+    return ProviderError(
+        f"INSTAGRAM: Instagram could not process the video (container {container} is "
+        f"{code}{': ' + str(status)[:200] if status else ''}); nothing was published",
+        provider="INSTAGRAM",
+    )
 
 
 async def _instagram_wait(api, container: str, check, delays) -> str:
@@ -160,8 +171,9 @@ async def _instagram_wait(api, container: str, check, delays) -> str:
             raise _container_failed(container, code, status)
         if code not in ("IN_PROGRESS", None):
             break
-    raise NotReady(f"the video container {container} is still {code or 'not ready'} at Instagram",
-                   {"containerId": container})
+    raise NotReady(
+        f"the video container {container} is still {code or 'not ready'} at Instagram", {"containerId": container}
+    )
 
 
 def _container_body(item: dict, content: dict, story: bool) -> dict:
@@ -181,9 +193,11 @@ async def instagram(api, content: dict, metadata: dict) -> dict:
     media = media_of(content)
     story = is_story(content)
     if not container and not media:
-        raise UsageProblem("Instagram cannot post text only: the content needs an image or a video in its "
-                           "media (an item with a url and a type image or video, or an image/video file URL)",
-                           field="media")
+        raise UsageProblem(
+            "Instagram cannot post text only: the content needs an image or a video in its "
+            "media (an item with a url and a type image or video, or an image/video file URL)",
+            field="media",
+        )
     if not container and story and (reason := story_refusal(media)):
         raise UsageProblem(reason, field="media")
     check_media_urls(content, api.allowed_networks)  # checked at ingest too: this covers contents queued before
@@ -199,8 +213,9 @@ async def instagram(api, content: dict, metadata: dict) -> dict:
         body = _container_body(item, content, story)
         container = str((await api.post(f"{user}/media", json_body=body, check=check)).get("id") or "")
         if not container:
-            raise ProviderError("INSTAGRAM: the media container was not created (no id in the answer)",
-                                provider="INSTAGRAM")
+            raise ProviderError(
+                "INSTAGRAM: the media container was not created (no id in the answer)", provider="INSTAGRAM"
+            )
         if item["kind"] == "video" and await _instagram_wait(api, container, check, IG_POLL_DELAYS) == "PUBLISHED":
             return await _already_published(api, user, container, check, content, since)
     try:
@@ -222,8 +237,10 @@ def _when(stamp) -> dt.datetime | None:
 def _published(reply, container: str, story: bool = False) -> dict:
     media_id = reply.get("id") if isinstance(reply.body, dict) else None
     if not media_id:
-        raise ProviderError(f"INSTAGRAM: the post was not confirmed (no id in the media_publish answer for "
-                            f"container {container})", provider="INSTAGRAM")
+        raise ProviderError(
+            f"INSTAGRAM: the post was not confirmed (no id in the media_publish answer for container {container})",
+            provider="INSTAGRAM",
+        )
     return {"mediaId": str(media_id), "containerId": container, **({"story": True} if story else {})}
 
 
@@ -231,8 +248,11 @@ async def _published_story_id(api, user: str, check, since: dt.datetime) -> str 
     """A story has no caption and is not in /me/media: the account's stories made since the container was
     (less a minute for clocks that disagree); the id when exactly one is, else None (the lookup cannot tell)."""
     latest = await api.get(f"{user}/stories", params={"fields": "id,timestamp", "limit": 10}, check=check)
-    made = [str(s["id"]) for s in latest.get("data") or []
-            if isinstance(s, dict) and s.get("id") and made_since(s.get("timestamp"), since)]
+    made = [
+        str(s["id"])
+        for s in latest.get("data") or []
+        if isinstance(s, dict) and s.get("id") and made_since(s.get("timestamp"), since)
+    ]
     return made[0] if len(made) == 1 else None
 
 
@@ -246,8 +266,10 @@ async def _already_published(api, user: str, container: str, check, content: dic
             media_id = await _published_story_id(api, user, check, since)
         else:
             latest = await api.get("me/media", params={"fields": "id,caption", "limit": 10}, check=check)
-            media_id = next((str(m["id"]) for m in latest.get("data") or []
-                             if isinstance(m, dict) and m.get("caption") == caption), None)
+            media_id = next(
+                (str(m["id"]) for m in latest.get("data") or [] if isinstance(m, dict) and m.get("caption") == caption),
+                None,
+            )
     except (TokenExpired, RateLimited):
         raise  # the engine refreshes or waits and calls again, which finds the container PUBLISHED again
     except NexusError as exc:  # the post exists whether or not its id can be read now
@@ -256,8 +278,9 @@ async def _already_published(api, user: str, container: str, check, content: dic
     return {"mediaId": media_id, "containerId": container, "reconciled": True, **({"story": True} if story else {})}
 
 
-async def _after_lost_publish(api, user: str, container: str, check, exc: ProviderError, content: dict,
-                              since: dt.datetime) -> dict:
+async def _after_lost_publish(
+    api, user: str, container: str, check, exc: ProviderError, content: dict, since: dt.datetime
+) -> dict:
     """media_publish got no clean answer. Instagram publishes a container at most once, so its status tells:
     PUBLISHED, it is done (the media id found among the latest posts by caption, or the stories); FINISHED, it
     was not, and publishing it now cannot make a second post. Otherwise the post may exist: say so."""
@@ -266,8 +289,7 @@ async def _after_lost_publish(api, user: str, container: str, check, exc: Provid
         if code == "PUBLISHED":
             return await _already_published(api, user, container, check, content, since)
         if code == "FINISHED":
-            reply = await creating(api.post(f"{user}/media_publish", json_body={"creation_id": container},
-                                            check=check))
+            reply = await creating(api.post(f"{user}/media_publish", json_body={"creation_id": container}, check=check))
             return {**_published(reply, container, is_story(content)), "reconciled": True}
     except NexusError as again:  # a refused token or throttling here must not make the engine post anew
         if again.details.get("mayHavePosted"):
@@ -285,39 +307,58 @@ def _tiktok_post_check(reply) -> None:
     token and throttling, which SyncApi and the adapter handle) carry TikTok's code and message."""
     code = reply.get("error", "code")
     if reply.status == 401 and code == "scope_not_authorized":
-        raise ProviderError("TIKTOK: the user did not grant the video.publish scope (posting); reconnect TikTok "
-                            "asking for it", provider="TIKTOK", status=401)
+        raise ProviderError(
+            "TIKTOK: the user did not grant the video.publish scope (posting); reconnect TikTok asking for it",
+            provider="TIKTOK",
+            status=401,
+        )
     if reply.status in (401, 429):
         return
     if reply.status >= 400 or code not in (None, "ok"):
-        raise ProviderError(f"TIKTOK: the post was refused{describe(reply, (), ': ')}", provider="TIKTOK",
-                            status=reply.status)
+        raise ProviderError(
+            f"TIKTOK: the post was refused{describe(reply, (), ': ')}", provider="TIKTOK", status=reply.status
+        )
 
 
 async def tiktok(api, content: dict, metadata: dict) -> dict:
     video = next((m for m in media_of(content) if m["kind"] == "video"), None)
     if video is None:
-        raise UsageProblem("TikTok posts a video: the content has no video in its media (an item with a url and "
-                           "type video, or a video file URL)", field="media")
+        raise UsageProblem(
+            "TikTok posts a video: the content has no video in its media (an item with a url and "
+            "type video, or a video file URL)",
+            field="media",
+        )
     if not video["url"].startswith("https://"):
         raise UsageProblem("TikTok pulls the video from an https URL only", field="media")
     check_media_urls(content, api.allowed_networks)  # as for Instagram
-    creator = (await api.post("v2/post/publish/creator_info/query/", json_body={},
-                              check=_tiktok_post_check)).get("data") or {}
+    creator = (await api.post("v2/post/publish/creator_info/query/", json_body={}, check=_tiktok_post_check)).get(
+        "data"
+    ) or {}
     options = [str(o) for o in creator.get("privacy_level_options") or []]
     wanted = str(metadata.get("publishPrivacyLevel") or "").strip().upper()
     level = wanted or TIKTOK_DEFAULT_PRIVACY
     if level not in options:
         where = f"metadata.publishPrivacyLevel {wanted}" if wanted else f"the default {level}"
-        raise UsageProblem(f"{where} is not a privacy level this TikTok creator allows (they allow: "
-                           f"{', '.join(options) or 'none'}); set the integration's metadata.publishPrivacyLevel "
-                           "to one of them", field="metadata.publishPrivacyLevel")
-    post = {"title": _caption(content, TIKTOK_TITLE_MAX), "privacy_level": level,
-            "disable_comment": bool(creator.get("comment_disabled")),
-            "disable_duet": bool(creator.get("duet_disabled")),
-            "disable_stitch": bool(creator.get("stitch_disabled"))}
-    reply = await creating(api.post("v2/post/publish/video/init/", check=_tiktok_post_check, json_body={
-        "post_info": post, "source_info": {"source": "PULL_FROM_URL", "video_url": video["url"]}}))
+        raise UsageProblem(
+            f"{where} is not a privacy level this TikTok creator allows (they allow: "
+            f"{', '.join(options) or 'none'}); set the integration's metadata.publishPrivacyLevel "
+            "to one of them",
+            field="metadata.publishPrivacyLevel",
+        )
+    post = {
+        "title": _caption(content, TIKTOK_TITLE_MAX),
+        "privacy_level": level,
+        "disable_comment": bool(creator.get("comment_disabled")),
+        "disable_duet": bool(creator.get("duet_disabled")),
+        "disable_stitch": bool(creator.get("stitch_disabled")),
+    }
+    reply = await creating(
+        api.post(
+            "v2/post/publish/video/init/",
+            check=_tiktok_post_check,
+            json_body={"post_info": post, "source_info": {"source": "PULL_FROM_URL", "video_url": video["url"]}},
+        )
+    )
     publish_id = reply.get("data", "publish_id")
     if not publish_id:
         raise ProviderError("TIKTOK: the post was not confirmed (no publish_id in the answer)", provider="TIKTOK")
@@ -325,13 +366,16 @@ async def tiktok(api, content: dict, metadata: dict) -> dict:
     # The post is accepted: a refused token or throttling here must not fail the run (the engine would call
     # the publisher again and post the video twice), so the status is best effort.
     try:
-        status = await api.post("v2/post/publish/status/fetch/", json_body={"publish_id": publish_id},
-                                check=_tiktok_post_check)
+        status = await api.post(
+            "v2/post/publish/status/fetch/", json_body={"publish_id": publish_id}, check=_tiktok_post_check
+        )
         result["status"] = status.get("data", "status")
     except NexusError:
         return result
     if result["status"] == "FAILED":  # TikTok gave up already (e.g. it could not download the video)
-        raise ProviderError(f"TIKTOK: the post {publish_id} failed at TikTok: "
-                            f"{str(status.get('data', 'fail_reason') or 'no reason given')[:200]}",
-                            provider="TIKTOK")
+        raise ProviderError(
+            f"TIKTOK: the post {publish_id} failed at TikTok: "
+            f"{str(status.get('data', 'fail_reason') or 'no reason given')[:200]}",
+            provider="TIKTOK",
+        )
     return result

@@ -27,16 +27,21 @@ async def twitter(api, content: dict, metadata: dict) -> dict:
 
 def little_text(text: str) -> str:
     """Plain text as LinkedIn "little" text: reserved characters escaped; URLs left whole (LinkedIn links them)."""
-    return "".join(part if URL_TOKEN.fullmatch(part) else LITTLE_RESERVED.sub(r"\\\1", part)
-                   for part in URL_TOKEN.split(text))
+    return "".join(
+        part if URL_TOKEN.fullmatch(part) else LITTLE_RESERVED.sub(r"\\\1", part) for part in URL_TOKEN.split(text)
+    )
 
 
 def _linkedin_check(secrets: tuple):
     def check(reply) -> None:
         if reply.status == 403:
-            raise ProviderError(f"LINKEDIN: the post was refused (HTTP 403){describe(reply, secrets, ': ')}; "
-                                "posting needs the w_member_social scope: reconnect LinkedIn", provider="LINKEDIN",
-                                status=403)
+            raise ProviderError(
+                f"LINKEDIN: the post was refused (HTTP 403){describe(reply, secrets, ': ')}; "
+                "posting needs the w_member_social scope: reconnect LinkedIn",
+                provider="LINKEDIN",
+                status=403,
+            )
+
     return check
 
 
@@ -47,10 +52,14 @@ async def linkedin(api, content: dict, metadata: dict) -> dict:
     text = little_text(compose(content, LINKEDIN_MAX))
     if len(text) > LINKEDIN_MAX:  # the escapes made it longer: cut the title further
         text = little_text(compose(content, 2 * LINKEDIN_MAX - len(text)))
-    body: dict = {"author": f"urn:li:person:{sub}", "commentary": text, "visibility": "PUBLIC",
-                  "distribution": {"feedDistribution": "MAIN_FEED", "targetEntities": [],
-                                   "thirdPartyDistributionChannels": []},
-                  "lifecycleState": "PUBLISHED", "isReshareDisabledByAuthor": False}
+    body: dict = {
+        "author": f"urn:li:person:{sub}",
+        "commentary": text,
+        "visibility": "PUBLIC",
+        "distribution": {"feedDistribution": "MAIN_FEED", "targetEntities": [], "thirdPartyDistributionChannels": []},
+        "lifecycleState": "PUBLISHED",
+        "isReshareDisabledByAuthor": False,
+    }
     url = (content.get("url") or "").strip()
     if url:
         # The Posts API does not scrape the link: the card shows what is sent (title is required).
@@ -58,19 +67,25 @@ async def linkedin(api, content: dict, metadata: dict) -> dict:
         if (content.get("description") or "").strip():
             article["description"] = content["description"].strip()
         body["content"] = {"article": article}
-    reply = await creating(api.post("rest/posts", json_body=body, headers=LINKEDIN_HEADERS,
-                                    check=_linkedin_check((api.tokens.access_token,))))
+    reply = await creating(
+        api.post(
+            "rest/posts", json_body=body, headers=LINKEDIN_HEADERS, check=_linkedin_check((api.tokens.access_token,))
+        )
+    )
     urn = _header(reply, "x-restli-id") or (reply.get("id") if isinstance(reply.body, dict) else None)
     if not urn:
-        raise ProviderError("LINKEDIN: the post was not confirmed (no x-restli-id in the answer)",
-                            provider="LINKEDIN")
+        raise ProviderError("LINKEDIN: the post was not confirmed (no x-restli-id in the answer)", provider="LINKEDIN")
     return {"postUrn": urn}
 
 
 def _facebook_check(secrets: tuple):
-    return graph_post_check("FACEBOOK", secrets, "the page refused the post",
-                            "posting needs the pages_manage_posts and pages_read_engagement permissions and a page "
-                            "role that can create content: reconnect Facebook")
+    return graph_post_check(
+        "FACEBOOK",
+        secrets,
+        "the page refused the post",
+        "posting needs the pages_manage_posts and pages_read_engagement permissions and a page "
+        "role that can create content: reconnect Facebook",
+    )
 
 
 async def facebook_page(api, metadata: dict) -> tuple[str, str]:
@@ -80,22 +95,32 @@ async def facebook_page(api, metadata: dict) -> tuple[str, str]:
     if wanted:
         page = next((p for p in pages if str(p["id"]) == wanted), None)
         if page is None:
-            raise UsageProblem(f"metadata.publishPageId {wanted} is not a page this Facebook user manages (their "
-                               f"pages: {', '.join(str(p['id']) for p in pages) or 'none'})",
-                               field="metadata.publishPageId")
+            raise UsageProblem(
+                f"metadata.publishPageId {wanted} is not a page this Facebook user manages (their "
+                f"pages: {', '.join(str(p['id']) for p in pages) or 'none'})",
+                field="metadata.publishPageId",
+            )
     elif len(pages) == 1:
         page = pages[0]
     elif not pages:
-        raise UsageProblem("this Facebook user manages no page (or did not grant pages_show_list): there is "
-                           "nowhere to publish", field="metadata.publishPageId")
+        raise UsageProblem(
+            "this Facebook user manages no page (or did not grant pages_show_list): there is nowhere to publish",
+            field="metadata.publishPageId",
+        )
     else:
-        raise UsageProblem(f"this Facebook user manages {len(pages)} pages: set the integration's "
-                           f"metadata.publishPageId to the one to publish to "
-                           f"({', '.join(str(p['id']) for p in pages)})", field="metadata.publishPageId")
+        raise UsageProblem(
+            f"this Facebook user manages {len(pages)} pages: set the integration's "
+            f"metadata.publishPageId to the one to publish to "
+            f"({', '.join(str(p['id']) for p in pages)})",
+            field="metadata.publishPageId",
+        )
     page_token = page.get("access_token")
     if not page_token:
-        raise ProviderError(f"FACEBOOK: /me/accounts gave no access token for page {page['id']}: the user needs "
-                            "a role on it that can create content", provider="FACEBOOK")
+        raise ProviderError(
+            f"FACEBOOK: /me/accounts gave no access token for page {page['id']}: the user needs "
+            "a role on it that can create content",
+            provider="FACEBOOK",
+        )
     return str(page["id"]), page_token
 
 
@@ -106,8 +131,9 @@ async def facebook(api, content: dict, metadata: dict) -> dict:
     if not message and not url:
         compose(content)  # raises the usual "nothing to post"
     body = {k: v for k, v in (("message", message), ("link", url)) if v}
-    reply = await creating(api.post(f"{page_id}/feed", json_body=body, token=page_token,
-                                    check=_facebook_check((page_token,))))
+    reply = await creating(
+        api.post(f"{page_id}/feed", json_body=body, token=page_token, check=_facebook_check((page_token,)))
+    )
     post_id = reply.get("id") if isinstance(reply.body, dict) else None
     if not post_id:
         raise ProviderError("FACEBOOK: the post was not confirmed (no id in the answer)", provider="FACEBOOK")

@@ -37,12 +37,12 @@ async def twitter(api, content: dict, metadata: dict, since: dt.datetime | None 
     me = (await api.get("2/users/me")).get("data", "id")
     if not me:
         return None
-    reply = await api.get(f"2/users/{me}/tweets", params={"max_results": LATEST,
-                                                               "tweet.fields": "entities,created_at"})
+    reply = await api.get(f"2/users/{me}/tweets", params={"max_results": LATEST, "tweet.fields": "entities,created_at"})
     text, url = compose(content, TWEET_MAX), (content.get("url") or "").strip()
     for tweet in reply.get("data") or []:
-        expanded = {u.get("expanded_url") for u in (tweet.get("entities") or {}).get("urls") or []
-                    if isinstance(u, dict)}
+        expanded = {
+            u.get("expanded_url") for u in (tweet.get("entities") or {}).get("urls") or [] if isinstance(u, dict)
+        }
         if made_since(tweet.get("created_at"), since) and (tweet.get("text") == text or (url and url in expanded)):
             return {"postId": str(tweet["id"])}
     return None
@@ -50,8 +50,12 @@ async def twitter(api, content: dict, metadata: dict, since: dt.datetime | None 
 
 async def facebook(api, content: dict, metadata: dict, since: dt.datetime | None = None) -> dict | None:
     page_id, page_token = await facebook_page(api, metadata)
-    reply = await api.get(f"{page_id}/posts", params={"fields": "id,message,link,created_time", "limit": LATEST},
-                          token=page_token, check=graph_check("FACEBOOK"))
+    reply = await api.get(
+        f"{page_id}/posts",
+        params={"fields": "id,message,link,created_time", "limit": LATEST},
+        token=page_token,
+        check=graph_check("FACEBOOK"),
+    )
     url = (content.get("url") or "").strip()
     message = (content.get("title") or content.get("description") or "").strip()
     for post in reply.get("data") or []:

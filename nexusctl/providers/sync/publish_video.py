@@ -44,7 +44,7 @@ QUANTUM = 256 * 1024  # YouTube's chunk unit
 CHUNK_BYTES = 32 * QUANTUM  # 8 MiB per PUT: one such buffer per upload in memory
 CHUNK_RETRIES = 5  # interruptions in a row (no chunk through in between) before giving up
 RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 16.0)
-MAX_VIDEO_BYTES = 256 * 1024 ** 3  # YouTube's limit (256 GB)
+MAX_VIDEO_BYTES = 256 * 1024**3  # YouTube's limit (256 GB)
 CHUNK_TIMEOUT = aiohttp.ClientTimeout(total=300, connect=10)
 MEDIA_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10, sock_read=60)
 TITLE_MAX, DESCRIPTION_MAX = 100, 5000  # characters; YouTube refuses < and > in both
@@ -63,18 +63,22 @@ class Window:
 
     async def take(self, offset: int, size: int) -> bytes:
         if offset < self.start:
-            raise SyncFailed(f"YouTube asked to resume the upload at byte {offset}, before what was already "
-                             f"streamed ({self.start}); the upload cannot go back")
+            raise SyncFailed(
+                f"YouTube asked to resume the upload at byte {offset}, before what was already "
+                f"streamed ({self.start}); the upload cannot go back"
+            )
         if offset - self.start > len(self.buffer):  # YouTube has more than was sent: skip it in the stream
             await self._skip(offset - self.start - len(self.buffer))
             self.start, self.buffer = offset, bytearray()
-        del self.buffer[:offset - self.start]
+        del self.buffer[: offset - self.start]
         self.start = offset
         while len(self.buffer) < size:
             piece = await self._read(size - len(self.buffer))
             if not piece:
-                raise UsageProblem(f"the video's URL ended after {self.start + len(self.buffer)} bytes, before its "
-                                   "Content-Length", field="media")
+                raise UsageProblem(
+                    f"the video's URL ended after {self.start + len(self.buffer)} bytes, before its Content-Length",
+                    field="media",
+                )
             self.buffer += piece
             self.peak = max(self.peak, len(self.buffer))
         with memoryview(self.buffer) as view:  # one copy: the chunk that is sent
@@ -84,8 +88,9 @@ class Window:
         try:
             return await self.stream.read(min(most, QUANTUM))
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise SyncFailed(f"reading the video from its URL failed ({type(exc).__name__}); nothing was "
-                             "published") from None
+            raise SyncFailed(
+                f"reading the video from its URL failed ({type(exc).__name__}); nothing was published"
+            ) from None
 
     async def _skip(self, count: int) -> None:
         while count > 0:
@@ -100,22 +105,30 @@ def _resource(content: dict, metadata: dict) -> dict:
         return re.sub(r"[<>]", "", text or "").strip()[:limit]
 
     title = clean(content.get("title") or "", TITLE_MAX) or clean(content.get("contentId") or "", TITLE_MAX)
-    description = "\n\n".join(p for p in (clean(content.get("description") or "", DESCRIPTION_MAX),
-                                          (content.get("url") or "").strip()) if p)[:DESCRIPTION_MAX]
+    description = "\n\n".join(
+        p for p in (clean(content.get("description") or "", DESCRIPTION_MAX), (content.get("url") or "").strip()) if p
+    )[:DESCRIPTION_MAX]
     privacy = str(metadata.get("publishPrivacyStatus") or "private").strip().lower()
     if privacy not in PRIVACY:
-        raise UsageProblem(f"metadata.publishPrivacyStatus must be one of {', '.join(PRIVACY)} (got {privacy!r})",
-                           field="metadata.publishPrivacyStatus")
-    return {"snippet": {"title": title, "description": description},
-            "status": {"privacyStatus": privacy, "selfDeclaredMadeForKids": False}}
+        raise UsageProblem(
+            f"metadata.publishPrivacyStatus must be one of {', '.join(PRIVACY)} (got {privacy!r})",
+            field="metadata.publishPrivacyStatus",
+        )
+    return {
+        "snippet": {"title": title, "description": description},
+        "status": {"privacyStatus": privacy, "selfDeclaredMadeForKids": False},
+    }
 
 
 def _youtube_check(reply) -> None:
     reasons = {e.get("reason") for e in reply.get("error", "errors") or [] if isinstance(e, dict)}
     if reply.status == 403 and reasons & {"insufficientPermissions", "forbidden"}:
-        raise ProviderError(f"YOUTUBE: the upload was refused{describe(reply, (), ': ')}; uploading needs the "
-                            "https://www.googleapis.com/auth/youtube.upload scope: reconnect YouTube",
-                            provider="YOUTUBE", status=403)
+        raise ProviderError(
+            f"YOUTUBE: the upload was refused{describe(reply, (), ': ')}; uploading needs the "
+            "https://www.googleapis.com/auth/youtube.upload scope: reconnect YouTube",
+            provider="YOUTUBE",
+            status=403,
+        )
 
 
 def _media_problem(message: str) -> UsageProblem:
@@ -134,19 +147,26 @@ async def _open_media(session: aiohttp.ClientSession, url: str, allowed: tuple):
     except aiohttp.ClientConnectorError as exc:
         if isinstance(exc.os_error, ssrf.BlockedAddress):
             raise _media_problem(str(exc.os_error)) from None
-        raise ProviderError(f"YOUTUBE: could not fetch the video from {urlsplit(url).hostname} "
-                            f"({type(exc).__name__})", provider="YOUTUBE") from None
+        raise ProviderError(
+            f"YOUTUBE: could not fetch the video from {urlsplit(url).hostname} ({type(exc).__name__})",
+            provider="YOUTUBE",
+        ) from None
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-        raise ProviderError(f"YOUTUBE: could not fetch the video from {urlsplit(url).hostname} "
-                            f"({type(exc).__name__})", provider="YOUTUBE") from None
+        raise ProviderError(
+            f"YOUTUBE: could not fetch the video from {urlsplit(url).hostname} ({type(exc).__name__})",
+            provider="YOUTUBE",
+        ) from None
     if response.status != 200:
         response.close()
         raise ProviderError(f"YOUTUBE: the video's URL answered HTTP {response.status}", provider="YOUTUBE")
     size = response.content_length
     if not size or size > MAX_VIDEO_BYTES:
         response.close()
-        raise _media_problem("its answer has no Content-Length (the upload must know the size)" if not size
-                             else f"the video is {size} bytes, more than YouTube takes ({MAX_VIDEO_BYTES})")
+        raise _media_problem(
+            "its answer has no Content-Length (the upload must know the size)"
+            if not size
+            else f"the video is {size} bytes, more than YouTube takes ({MAX_VIDEO_BYTES})"
+        )
     kind = (response.content_type or "").lower()
     return response, size, kind if kind.startswith("video/") else "application/octet-stream"
 
@@ -154,8 +174,9 @@ async def _open_media(session: aiohttp.ClientSession, url: str, allowed: tuple):
 async def _put(api, session_uri: str, body: bytes, content_range: str):
     api.calls += 1
     headers = api._auth({"Content-Range": content_range, "Content-Type": "application/octet-stream"})
-    reply = await api.adapter.http("PUT", session_uri, data=body, headers=headers, secrets=api._secrets(),
-                                   timeout=CHUNK_TIMEOUT)
+    reply = await api.adapter.http(
+        "PUT", session_uri, data=body, headers=headers, secrets=api._secrets(), timeout=CHUNK_TIMEOUT
+    )
     if reply.status == 401:
         raise TokenExpired("YOUTUBE: the access token was refused during the upload", provider="YOUTUBE")
     return reply
@@ -192,8 +213,12 @@ async def _refresh(api, exc: TokenExpired, sent_last: bool) -> None:
 
 def _abandoned(why: str, sent_last: bool) -> ProviderError:
     """The upload given up over its token; once the last byte went, the video may exist."""
-    return ProviderError(f"YOUTUBE: the access token {why}; the upload was abandoned", provider="YOUTUBE",
-                         status=401, **({"mayHavePosted": True} if sent_last else {}))
+    return ProviderError(
+        f"YOUTUBE: the access token {why}; the upload was abandoned",
+        provider="YOUTUBE",
+        status=401,
+        **({"mayHavePosted": True} if sent_last else {}),
+    )
 
 
 async def _upload(api, session_uri: str, window: Window, total: int, stats: dict):
@@ -239,37 +264,52 @@ async def _upload(api, session_uri: str, window: Window, total: int, stats: dict
         if reply.status in (200, 201):
             return reply
         if reply.status == 404:
-            raise ProviderError("YOUTUBE: the upload session expired (HTTP 404) before the video was complete; "
-                                "nothing was published", provider="YOUTUBE", status=404)
+            raise ProviderError(
+                "YOUTUBE: the upload session expired (HTTP 404) before the video was complete; nothing was published",
+                provider="YOUTUBE",
+                status=404,
+            )
         if reply.status != 308:
-            raise ProviderError(f"YOUTUBE: the upload session answered HTTP {reply.status}"
-                                f"{describe(reply, api._secrets(), ': ')}", provider="YOUTUBE", status=reply.status)
+            raise ProviderError(
+                f"YOUTUBE: the upload session answered HTTP {reply.status}{describe(reply, api._secrets(), ': ')}",
+                provider="YOUTUBE",
+                status=reply.status,
+            )
         offset = _received(reply)
 
 
 async def youtube(api, content: dict, metadata: dict) -> dict:
     video = next((m for m in media_of(content) if m["kind"] == "video"), None)
     if video is None:
-        raise UsageProblem("YouTube takes a video: the content has no video in its media (an item with a url and "
-                           "type video, or a video file URL)", field="media")
+        raise UsageProblem(
+            "YouTube takes a video: the content has no video in its media (an item with a url and "
+            "type video, or a video file URL)",
+            field="media",
+        )
     resource = _resource(content, metadata)
     allowed = api.allowed_networks
     stats = {"chunks": 0, "resumes": 0}
     connector = ssrf.guarded_connector(allowed)
-    async with aiohttp.ClientSession(connector=connector, trust_env=False, timeout=MEDIA_TIMEOUT,
-                                     headers={"User-Agent": "nexusctl-publish"}) as media:
+    async with aiohttp.ClientSession(
+        connector=connector, trust_env=False, timeout=MEDIA_TIMEOUT, headers={"User-Agent": "nexusctl-publish"}
+    ) as media:
         response, total, kind = await _open_media(media, video["url"], allowed)
         try:
-            start = await api.request("POST", UPLOAD_PATH, params={"uploadType": "resumable",
-                                                                   "part": "snippet,status"},
-                                      json_body=resource, check=_youtube_check,
-                                      headers={"X-Upload-Content-Length": str(total),
-                                               "X-Upload-Content-Type": kind})
+            start = await api.request(
+                "POST",
+                UPLOAD_PATH,
+                params={"uploadType": "resumable", "part": "snippet,status"},
+                json_body=resource,
+                check=_youtube_check,
+                headers={"X-Upload-Content-Length": str(total), "X-Upload-Content-Type": kind},
+            )
             session_uri = _header(start, "location") or ""
             own, given = urlsplit(api.url(UPLOAD_PATH)), urlsplit(session_uri)
             if (given.scheme, given.netloc) != (own.scheme, own.netloc):  # the token goes there: same origin only
-                raise ProviderError("YOUTUBE: the upload was not started (no upload session URI on YouTube's host "
-                                    "in the answer)", provider="YOUTUBE")
+                raise ProviderError(
+                    "YOUTUBE: the upload was not started (no upload session URI on YouTube's host in the answer)",
+                    provider="YOUTUBE",
+                )
             window = Window(response.content)
             reply = await _upload(api, session_uri, window, total, stats)
         finally:
@@ -277,6 +317,11 @@ async def youtube(api, content: dict, metadata: dict) -> dict:
     video_id = reply.get("id") if isinstance(reply.body, dict) else None
     if not video_id:
         raise ProviderError("YOUTUBE: the upload ended without a video id in the answer", provider="YOUTUBE")
-    return {"videoId": str(video_id), "privacyStatus": reply.get("status", "privacyStatus"),
-            "uploadStatus": reply.get("status", "uploadStatus"), "bytes": total, **stats,
-            "peakBufferedBytes": window.peak}
+    return {
+        "videoId": str(video_id),
+        "privacyStatus": reply.get("status", "privacyStatus"),
+        "uploadStatus": reply.get("status", "uploadStatus"),
+        "bytes": total,
+        **stats,
+        "peakBufferedBytes": window.peak,
+    }

@@ -19,8 +19,11 @@ from nexusctl.providers.sync import (
 from nexusctl.providers.sync.base import SyncAction
 
 # How each provider wants its access token sent (the rest: Authorization: Bearer).
-AUTH_HEADER = {Provider.SHOPIFY: "X-Shopify-Access-Token", Provider.TIKTOK_ADS: "Access-Token",
-               Provider.WOOCOMMERCE: "basic"}  # WooCommerce: the consumer key and secret as HTTP Basic
+AUTH_HEADER = {
+    Provider.SHOPIFY: "X-Shopify-Access-Token",
+    Provider.TIKTOK_ADS: "Access-Token",
+    Provider.WOOCOMMERCE: "basic",
+}  # WooCommerce: the consumer key and secret as HTTP Basic
 
 ACTIONS: dict[Provider, dict[str, SyncAction]] = {}
 for module in (chat, social, analytics, comments, ads, commerce, crm, marketing, payments, automation):
