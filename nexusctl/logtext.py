@@ -33,7 +33,9 @@ class TextFormatter(logging.Formatter):
     """
 
     def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
-        return escape_control(super().formatMessage(record))
+        text = escape_control(super().formatMessage(record))
+        trace_id = getattr(record, "trace_id", None)  # set while traces are on (nexusctl.daemon.traces)
+        return f"{text} trace_id={trace_id}" if trace_id else text
 
     def formatException(self, ei) -> str:  # noqa: N802 - logging's name
         return _CONTROL_BUT_NEWLINE.sub(_escape, super().formatException(ei))

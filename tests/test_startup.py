@@ -1,4 +1,4 @@
-"""Read commands start fast: they must not import the server, scheduler or Redis."""
+"""Read commands start fast: they must not import the server, scheduler, Redis or OpenTelemetry."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ except SystemExit:
     pass
 group = dict.__getitem__(root.commands, "integrations")
 built = sorted(name for name, command in dict.items(group.commands) if command is not None)
-heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("aiohttp", "apscheduler", "redis")
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("aiohttp", "apscheduler", "redis", "opentelemetry")
                or m.startswith(("nexusctl.daemon", "nexusctl.providers.sync", "nexusctl.providers.http")))
 other_groups = sorted(m for m in sys.modules if m.startswith("nexusctl.cli.") and m.rsplit(".", 1)[1] in (
     "webhooks", "events", "jobs", "sync", "database", "keys", "token", "providers"))

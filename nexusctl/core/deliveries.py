@@ -23,6 +23,7 @@ from typing import Callable
 
 from peewee import Tuple, Value
 
+from nexusctl import tracing
 from nexusctl.core import webhook_rows
 from nexusctl.core.ids import parse_uuid
 from nexusctl.core.paging import Bulky, Page, bounded_page
@@ -65,9 +66,12 @@ def fan_out(integration: Integration, event_type: str, data: dict) -> int:
     return len(queue(integration, event_type, data, hooks))
 
 
-def fan_out_many(events, times) -> list[int]:
+def fan_out_many(events, times, trace_parents=None) -> list[int]:
     """``fan_out`` for many events ((integration, type, data) each, queued at ``times``) with one webhook
-    query and one insert; how many deliveries each queued. Inside the caller's transaction."""
+    query and one insert; how many deliveries each queued. Inside the caller's transaction.
+    ``trace_parents``: each event's emitter's trace context (None: the current one's, if traces are on)."""
+    if trace_parents is None:
+        trace_parents = [tracing.current_traceparent()] * len(events)
     hooks: dict = {}
     for hook in (
         Webhook.select(Webhook.id, Webhook.integration, Webhook.events)
@@ -79,7 +83,7 @@ def fan_out_many(events, times) -> list[int]:
     ):
         hooks.setdefault(hook[1], []).append(hook)
     rows, counts = [], []
-    for (integration, event_type, data), now in zip(events, times, strict=True):
+    for (integration, event_type, data), now, parent in zip(events, times, trace_parents, strict=True):
         targets = [hook for hook in hooks.get(integration.id, ()) if matches(hook[2], event_type)]
         payload = payload_of(integration, event_type, data, now) if targets else None
         rows += [
@@ -92,6 +96,7 @@ def fan_out_many(events, times) -> list[int]:
                 "status": DeliveryStatus.PENDING,
                 "created_at": now,
                 "updated_at": now,
+                "trace_parent": parent,
             }
             for hook in targets
         ]
@@ -109,6 +114,7 @@ def queue(integration: Integration, event_type: str, data: dict, hooks) -> list[
         return []
     now = utcnow()
     payload = payload_of(integration, event_type, data, now)
+    parent = tracing.current_traceparent()
     rows = [
         {
             "id": uuid.uuid4(),
@@ -119,6 +125,7 @@ def queue(integration: Integration, event_type: str, data: dict, hooks) -> list[
             "status": DeliveryStatus.PENDING,
             "created_at": now,
             "updated_at": now,
+            "trace_parent": parent,
         }
         for h in hooks
     ]
@@ -304,6 +311,7 @@ class Claimed:
     attempts: int
     lease: uuid.UUID
     created_at: dt.datetime | None = None  # when the event queued it: /metrics' emit-to-attempt latency
+    trace_parent: str | None = None  # the emitting request's trace context: the attempt's span is its child
 
 
 # The due rows at the head of the queue (read, not locked), each endpoint's first ``room`` of them (its free
@@ -337,7 +345,7 @@ UPDATE "webhook_deliveries" AS t SET "lease_until" = %(until)s, "lease_token" = 
 FROM locked WHERE t."id" = locked."id"
   AND t."status" IN ('PENDING', 'RETRYING') AND t."next_attempt_at" <= %(now)s
   AND (t."lease_until" IS NULL OR t."lease_until" < %(now)s)
-RETURNING t.id, t.webhook_id, t.event, t.payload, t.attempts, t.created_at"""
+RETURNING t.id, t.webhook_id, t.event, t.payload, t.attempts, t.created_at, t.trace_parent"""
 
 
 def claim(
@@ -377,6 +385,7 @@ def claim(
                 r[4],
                 lease,
                 WebhookDelivery.created_at.python_value(r[5]),
+                r[6],
             )
             for r in rows
         ]
@@ -424,6 +433,7 @@ def claim(
                 WebhookDelivery.payload,
                 WebhookDelivery.attempts,
                 WebhookDelivery.created_at,
+                WebhookDelivery.trace_parent,
             )
         )
         rows = list(query.tuples().execute())
@@ -436,6 +446,7 @@ def claim(
             r[4],
             lease,
             WebhookDelivery.created_at.python_value(r[5]),
+            r[6],
         )
         for r in rows
     ]

@@ -13,6 +13,7 @@ import re
 import uuid
 from typing import NamedTuple
 
+from nexusctl import tracing
 from nexusctl.core import deliveries
 from nexusctl.core.ids import parse_uuid
 from nexusctl.db.database import database_proxy
@@ -52,7 +53,11 @@ def record(event_type: str, integration: Integration, **data) -> OutboxEvent:
         "provider": integration.provider.value if integration.provider else None,
     }
     event = OutboxEvent.create(
-        type=event_type, user_id=integration.user_id, integration_id=integration.id, data=payload
+        type=event_type,
+        user_id=integration.user_id,
+        integration_id=integration.id,
+        data=payload,
+        trace_parent=tracing.current_traceparent(),
     )
     # Not integration.disconnected: its webhooks go with it.
     event.deliveries_queued = deliveries.fan_out(integration, event_type, data) if event_type != DISCONNECTED else 0
@@ -100,14 +105,14 @@ def emit(integration_id, event_type, data, *, owner_id=None) -> dict:
 
 def emit_many(items) -> list:
     """Several events in one transaction and one commit: ``items`` are (integration id, type, data, owner id
-    or None). Each one's answer, in order: the dict ``emit`` returns, or the NexusError that refused it (bad
-    input, an integration that is not there or not the owner's); a refused one writes nothing and does not
-    stop the others. A database error fails them all (nothing was committed)."""
+    or None[, the emitter's W3C traceparent]). Each one's answer, in order: the dict ``emit`` returns, or the
+    NexusError that refused it (bad input, an integration that is not there or not the owner's); a refused
+    one writes nothing and does not stop the others. A database error fails them all (nothing was committed)."""
     if len(items) > BATCH_MAX:
         raise UsageProblem(f"at most {BATCH_MAX} events at a time", field="events")
     outcomes: list = [None] * len(items)
     wanted: dict = {}
-    for index, (integration_id, event_type, data, _owner) in enumerate(items):
+    for index, (integration_id, event_type, data, *_) in enumerate(items):
         try:
             check(event_type, data)
             wanted.setdefault(parse_uuid(integration_id, "integrationId"), []).append(index)
@@ -130,13 +135,15 @@ def emit_many(items) -> list:
             if row is None or (owner is not None and row[1] != owner):
                 outcomes[index] = IntegrationNotFound(f"integration {integration_id} not found", id=str(integration_id))
                 continue
-            _, event_type, data, _ = items[index]
+            _, event_type, data, *_ = items[index]
             events.append((index, Subject(*row), event_type, data))
     if not events:
         return outcomes
     # One microsecond apart: readers that go by (created_at, id), the relay among them, keep the given order.
     start = utcnow()
     times = [start + dt.timedelta(microseconds=k) for k in range(len(events))]
+    here = tracing.current_traceparent()
+    parents = [items[index][4] if len(items[index]) > 4 else here for index, *_ in events]
     with database_proxy.atomic():
         # The subject comes last: ``data`` (which a caller gives) cannot name another user or integration.
         rows = [
@@ -153,12 +160,13 @@ def emit_many(items) -> list:
                 },
                 "created_at": at,
                 "updated_at": at,
+                "trace_parent": parent,
             }
-            for (_, subject, event_type, data), at in zip(events, times)
+            for (_, subject, event_type, data), at, parent in zip(events, times, parents)
         ]
         OutboxEvent.insert_many(rows).execute()
         queued = deliveries.fan_out_many(
-            [(subject, event_type, data) for _, subject, event_type, data in events], times
+            [(subject, event_type, data) for _, subject, event_type, data in events], times, parents
         )
     for (index, subject, event_type, _), row, count in zip(events, rows, queued, strict=True):
         outcomes[index] = {

@@ -32,7 +32,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from nexusctl import telemetry
+from nexusctl import telemetry, tracing
 from nexusctl.core import connections, events, integrations, key_usage
 from nexusctl.db.database import database_proxy, is_postgres
 from nexusctl.db.fields import utcnow
@@ -214,6 +214,16 @@ async def _wait_for_lease(svc, row_id: uuid.UUID):
 
 
 async def _refresh_holding(
+    svc, row_id: uuid.UUID, lease: uuid.UUID, seen: str | None, *, renew_by: dt.datetime | None = None, loaded=None
+) -> Integration:
+    if not tracing.enabled():
+        return await _refresh_leased(svc, row_id, lease, seen, renew_by=renew_by, loaded=loaded)
+    trigger = "sweep" if renew_by is not None else "request"
+    with tracing.span("token refresh", {"nexus.integration.id": str(row_id), "nexus.refresh.trigger": trigger}):
+        return await _refresh_leased(svc, row_id, lease, seen, renew_by=renew_by, loaded=loaded)
+
+
+async def _refresh_leased(
     svc, row_id: uuid.UUID, lease: uuid.UUID, seen: str | None, *, renew_by: dt.datetime | None = None, loaded=None
 ) -> Integration:
     """Refresh while holding ``lease``. ``renew_by`` (the sweep's): failures back off, and a long-lived

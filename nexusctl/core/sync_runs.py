@@ -36,7 +36,7 @@ import asyncio
 import datetime as dt
 import logging
 
-from nexusctl import telemetry
+from nexusctl import telemetry, tracing
 from nexusctl.core import connections, integrations, key_usage, leases, refresh, sync_state
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import Integration, IntegrationSyncLog
@@ -190,10 +190,13 @@ async def _keep_lease(svc, lock: str, holder: str, lost: asyncio.Event) -> None:
 
 async def run(svc, log_id, *, progress=None, budget: float | None = None) -> IntegrationSyncLog:
     """Execute a PENDING log to its end state; never raises for a provider's failure (the log says it)."""
-    entry = await _run(svc, log_id, progress=progress, budget=budget)
-    # A deferred run is back to PENDING: it is counted again when it runs.
-    outcome = "deferred" if entry.status == SyncStatus.PENDING else entry.status.value.lower()
-    telemetry.sync_run(entry.action, outcome)
+    with tracing.span("sync run", {"nexus.sync_log.id": str(log_id)}) as span:
+        entry = await _run(svc, log_id, progress=progress, budget=budget)
+        # A deferred run is back to PENDING: it is counted again when it runs.
+        outcome = "deferred" if entry.status == SyncStatus.PENDING else entry.status.value.lower()
+        telemetry.sync_run(entry.action, outcome)
+        span.set_attribute("nexus.sync.action", entry.action)
+        span.set_attribute("nexus.sync.outcome", outcome)
     return entry
 
 

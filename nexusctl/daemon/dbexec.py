@@ -8,6 +8,7 @@ holding its own connection for its lifetime.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import select
 import threading
@@ -16,6 +17,7 @@ from typing import Callable, TypeVar
 
 import peewee
 
+from nexusctl import tracing
 from nexusctl.db.database import describe_error, is_postgres
 from nexusctl.errors import DatabaseUnavailable
 
@@ -34,7 +36,10 @@ class DbExecutor:
     async def run(self, fn: Callable[..., T], *args, **kwargs) -> T:
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._pool, functools.partial(self._call, fn, *args, **kwargs))
+            call = functools.partial(self._call, fn, *args, **kwargs)
+            if tracing.enabled():  # the caller's span goes along to the thread (events record its context)
+                call = functools.partial(contextvars.copy_context().run, call)
+            return await loop.run_in_executor(self._pool, call)
         except RuntimeError as exc:
             if "after shutdown" not in str(exc):
                 raise

@@ -17,10 +17,11 @@ import collections
 import json
 import logging
 import time
+from urllib.parse import urlsplit
 
 import aiohttp
 
-from nexusctl import ssrf, telemetry
+from nexusctl import ssrf, telemetry, tracing
 from nexusctl.core import attempts, deliveries, key_usage, signing
 from nexusctl.core.attempts import Result
 from nexusctl.db.fields import utcnow
@@ -220,6 +221,26 @@ class DeliveryWorker:
         if signing is None:  # webhook deleted meanwhile: its deliveries went with it (cascade)
             log.info("delivery %s: webhook %s is gone", item.id, item.webhook_id)
             return
+        if not tracing.enabled():
+            return await self._attempt(item, signing, None)
+        # The attempt's span is a child of the request (or job) that emitted the event: its context was
+        # stored with the delivery row. The receiver is named by its host only: its path may carry a token.
+        with tracing.span(
+            "webhook delivery attempt",
+            {
+                "nexus.delivery.id": str(item.id),
+                "nexus.webhook.id": str(item.webhook_id),
+                "nexus.event.type": item.event,
+                "nexus.delivery.attempt": item.attempts + 1,
+                "server.address": urlsplit(signing[0]).hostname or "?",
+                "http.request.method": "POST",
+            },
+            parent=item.trace_parent,
+            kind=tracing.CLIENT,
+        ) as span:
+            return await self._attempt(item, signing, span)
+
+    async def _attempt(self, item: deliveries.Claimed, signing, span) -> None:
         url, secrets, refusal = signing
         if refusal is not None:  # e.g. an http URL once NODE_ENV=production
             result = Result(started_at=utcnow(), duration_ms=0, error=refusal)
@@ -241,6 +262,10 @@ class DeliveryWorker:
             return
         self.sent += 1
         telemetry.delivery_attempt(outcome)
+        if span is not None:
+            span.set_attribute("nexus.delivery.outcome", outcome)
+            if result.status_code:
+                span.set_attribute("http.response.status_code", result.status_code)
         if item.attempts == 0 and item.created_at is not None:
             telemetry.emit_to_attempt((result.started_at - item.created_at).total_seconds())
         log.info(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 
+from nexusctl import tracing
 from nexusctl.core import events
 
 # One batcher per database executor (one per daemon; tests run several apps in one process).
@@ -27,7 +28,9 @@ class EmitBatcher:
 
     async def emit(self, integration_id, event_type, data, owner_id) -> dict:
         future = asyncio.get_running_loop().create_future()
-        self.waiting.append(((integration_id, event_type, data, owner_id), future))
+        # The batch runs in another task: each event takes its own request's trace context along.
+        item = (integration_id, event_type, data, owner_id, tracing.current_traceparent())
+        self.waiting.append((item, future))
         if self.drainer is None or self.drainer.done():
             self.drainer = asyncio.create_task(self._drain())
         return await future

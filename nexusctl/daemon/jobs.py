@@ -19,6 +19,7 @@ import logging
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from nexusctl import tracing
 from nexusctl.core import job_runs, job_work
 from nexusctl.errors import DatabaseUnavailable
 
@@ -90,6 +91,11 @@ def _recorded(scheduler, services, me: str, name: str, work):
 
 
 async def _run_recorded(scheduler, services, me: str, name: str, work) -> None:
+    with tracing.span(f"job {name}", {"nexus.job": name}):  # a no-op unless traces are on
+        await _run_job(scheduler, services, me, name, work)
+
+
+async def _run_job(scheduler, services, me: str, name: str, work) -> None:
     # APScheduler has already worked out the next run when it starts this one.
     await _record(services, job_runs.started, name, me, _next_run(scheduler, name))
     try:

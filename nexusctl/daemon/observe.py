@@ -32,6 +32,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily
 
+from nexusctl import tracing
+
 log = logging.getLogger("nexusctl.access")
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -233,6 +235,21 @@ async def observe_middleware(request: web.Request, handler):
     incoming = request.headers.get("X-Request-Id", "")
     request_id = incoming if _VALID_ID.match(incoming) else uuid.uuid4().hex
     request[REQUEST_ID] = request_id
+    if not tracing.enabled():
+        return await _observed(request, handler, request_id, None)
+    # A span per request, named by the route template (never the raw path nor its query string), the child
+    # of the caller's `traceparent` when it sent one.
+    route = _route_label(request)
+    with tracing.span(
+        f"{request.method} {route}" if route != "unmatched" else request.method,
+        {"http.request.method": request.method, "http.route": route, "nexus.request_id": request_id},
+        parent=request.headers,
+        kind=tracing.SERVER,
+    ) as span:
+        return await _observed(request, handler, request_id, span)
+
+
+async def _observed(request: web.Request, handler, request_id: str, span):
     started = time.perf_counter()
     status = 500
     try:
@@ -248,6 +265,8 @@ async def observe_middleware(request: web.Request, handler):
         elapsed = time.perf_counter() - started
         route = _route_label(request)
         request.app[METRICS].observe(request.method, route, status, elapsed)
+        if span is not None:
+            span.set_attribute("http.response.status_code", status)
         log.info(
             "%s %s %s %.1fms",
             request.method,
@@ -278,7 +297,7 @@ async def metrics_handler(request: web.Request) -> web.Response:
 class JsonFormatter(logging.Formatter):
     """LOG_FORMAT=json: one JSON object per line with the record's structured extras."""
 
-    FIELDS = ("action", "method", "route", "status", "duration_ms", "request_id")
+    FIELDS = ("action", "method", "route", "status", "duration_ms", "request_id", "trace_id", "span_id")
     converter = time.gmtime  # timestamps in UTC
 
     def format(self, record: logging.LogRecord) -> str:

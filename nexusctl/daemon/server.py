@@ -9,6 +9,7 @@ import logging
 from aiohttp import web, web_server
 
 from nexusctl import clock
+from nexusctl.daemon import traces
 from nexusctl.daemon.app import LISTENING, create_app
 from nexusctl.daemon.observe import JsonFormatter
 from nexusctl.daemon.protocol import ACCEPT_BACKLOG, GuardedRequestHandler, connection_cap, install_accept_error_log
@@ -22,6 +23,7 @@ SHUTDOWN_TIMEOUT = 10.0  # seconds in-flight requests get after SIGTERM
 
 def serve(settings, *, host: str, port: int, output) -> None:
     _configure_logging(settings, quiet=output.quiet)
+    stop_traces = traces.setup()  # None unless OTEL_EXPORTER_OTLP_ENDPOINT is set
     app = create_app(settings)
     listening = asyncio.Event()
     app[LISTENING] = listening
@@ -62,6 +64,9 @@ def serve(settings, *, host: str, port: int, output) -> None:
                 f"port {port} on {host} is already in use (another daemon?); pick another with --port N or PORT=N"
             ) from None
         raise ListenFailed(f"cannot listen on {host}:{port}: {exc.strerror or type(exc).__name__}") from None
+    finally:
+        if stop_traces is not None:
+            stop_traces()  # the spans still queued are exported before the process leaves
     output.info("nexusctl daemon stopped")
 
 

@@ -117,6 +117,8 @@ class WebhookDelivery(BaseModel):
     next_attempt_at = UTCDateTimeField(null=True)
     lease_until = UTCDateTimeField(null=True)
     lease_token = peewee.UUIDField(null=True)
+    # The emitting request's (or job's) trace context, a W3C traceparent, while traces are on (migration 0014).
+    trace_parent = peewee.CharField(max_length=64, null=True)
 
     class Meta:
         table_name = "webhook_deliveries"
@@ -225,6 +227,7 @@ class OutboxEvent(BaseModel):
     integration_id = peewee.UUIDField(null=True)
     data = peewee.JSONField(default=dict)
     published_at = UTCDateTimeField(null=True)
+    trace_parent = peewee.CharField(max_length=64, null=True)  # as on webhook_deliveries (migration 0014)
 
     class Meta:
         table_name = "outbox_events"

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from nexusctl import ssrf, telemetry
+from nexusctl import ssrf, telemetry, tracing
 from nexusctl.errors import ProviderError, RateLimited
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,27 @@ async def call(
     ``sent=True`` in its details: a "create" call that failed so may still have created (see ``may_have_sent``).
     ``timeout``: for calls that carry a large body (an upload chunk)."""
     host = urlsplit(url).hostname or "?"
+    if not tracing.enabled():
+        return await _call(session, provider, method, url, host, secrets, timeout, kwargs)
+    # The span names the provider, the method and the host: never the path or query (they may carry a token).
+    with tracing.span(
+        f"{provider} {method}",
+        {"nexus.provider": provider, "http.request.method": method, "server.address": host},
+        kind=tracing.CLIENT,
+    ) as span:
+        try:
+            reply = await _call(session, provider, method, url, host, secrets, timeout, kwargs)
+        except (ProviderError, RateLimited) as exc:
+            if isinstance(exc.details.get("status"), int):
+                span.set_attribute("http.response.status_code", exc.details["status"])
+            elif isinstance(exc, RateLimited):
+                span.set_attribute("http.response.status_code", 429)
+            raise
+        span.set_attribute("http.response.status_code", reply.status)
+        return reply
+
+
+async def _call(session, provider: str, method: str, url: str, host: str, secrets: tuple, timeout, kwargs) -> Reply:
     started = time.monotonic()
     try:
         async with session.request(method, url, timeout=timeout, allow_redirects=False, **kwargs) as response:
