@@ -133,8 +133,9 @@ ACTIONS: dict[Provider, tuple[Action, ...]] = {
     Provider.FACEBOOK: (
         _analytics(
             ("pages_show_list", "pages_read_engagement", "read_insights"),
-            "each page's followers and last 28 days' impressions and engagements (read with the page's own "
-            "token) and the 50 latest posts' impressions, reach, clicks, reactions",
+            "each page's followers and last 28 days' views (page_media_view), viewers and engagements (read with "
+            "the page's own token) and the 50 latest posts' views (post_media_view), viewers, clicks, reactions; "
+            "Meta retired the impressions metrics on 2025-11-15",
         ),
         Action(
             "reply_comment",

@@ -73,12 +73,12 @@ def _expected(emu, provider: str) -> tuple[dict, list[dict]]:
         return (
             {
                 "followers": page["followers_count"],  # daily values summed over the 28-day window
-                "page_impressions": 28 * page["insights"]["page_impressions"],
+                "page_media_view": 28 * page["insights"]["page_media_view"],
             },
             [
                 {
                     "id": p["id"],
-                    "impressions": p["insights"]["post_impressions"],
+                    "views": p["insights"]["post_media_view"],
                     "reactions": sum(p["insights"]["post_reactions_by_type_total"].values()),
                 }
                 for p in emu.records_of("posts")
