@@ -36,7 +36,7 @@ def describe(settings, provider, *, full: bool = False) -> dict:
     data = {
         **CATALOG[provider].to_dict(configured),
         **spec.to_dict(),
-        "scopes": list(scopes.requested(provider, creds.approved_scopes)),
+        "scopes": list(scopes.requested(provider, creds.approved_scopes, getattr(settings, "tiktok_app", None))),
     }  # what the consent asks for
     if full:
         data["actionScopes"] = _action_scopes(provider, creds.approved_scopes)

@@ -102,19 +102,35 @@ _REPLY = (
 )
 
 
+# TikTok's comments are in TikTok API for Business only (its Login Kit / Display API has none).
+_TIKTOK_BUSINESS = (
+    "Needs a TikTok API for Business app (TIKTOK_APP=business; Login Kit has no comment endpoints) and a TikTok "
+    "business account connected through it: "
+)
+
+
 # The capabilities that are more than a list sync: how each is reached and what it needs.
 ACTIONS: dict[Provider, tuple[Action, ...]] = {
     Provider.TIKTOK: (
         _analytics(
             ("user.info.stats", "video.list"),
             "the account's followers, following, likes, videos and its 50 latest videos' views, likes, "
-            "comments, shares (lifetime)",
+            "comments, shares (lifetime); a Login Kit app (TIKTOK_APP=login_kit, the default)",
+        ),
+        Action(
+            "fetch_comments",
+            "comments",
+            ("video.list", "comment.list"),
+            _TIKTOK_BUSINESS + "fetch_comments reads the comments on the 20 latest videos (business/video/list, "
+            "business/comment/list)",
         ),
         Action(
             "reply_comment",
             "comments",
             ("comment.list.manage",),
-            _REPLY + "TikTok's comment reply (comment_id, video_id, text <= 150 characters)",
+            _TIKTOK_BUSINESS
+            + _REPLY
+            + "business/comment/reply/create (business_id, video_id, comment_id, text <= 150 characters)",
         ),
     ),
     Provider.INSTAGRAM: (

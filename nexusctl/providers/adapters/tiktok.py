@@ -22,6 +22,11 @@ from nexusctl.providers.spec import Account, TokenSet, split_scope
 
 
 class TikTok(OAuth2Adapter):
+    def url(self, kind: str, tenant: str | None = None) -> str | None:
+        if kind == "BUSINESS":  # TikTok API for Business (TIKTOK_BUSINESS_URL): see TikTokBusiness
+            return self.creds.endpoints.get("BUSINESS", BUSINESS_API).rstrip("/")
+        return super().url(kind, tenant)
+
     def tokens_from(self, body: dict) -> TokenSet:
         tokens = super().tokens_from(body)
         if body.get("open_id"):
