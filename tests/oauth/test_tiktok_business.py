@@ -154,3 +154,26 @@ def test_providers_show_says_what_tiktok_comments_need(stack):
     for name in ("fetch_comments", "reply_comment"):
         assert "TikTok API for Business" in actions[name]["how"] and "business account" in actions[name]["how"]
     assert data["endpoints"]["business"]["overridden"] is True
+
+
+def test_content_published_skips_a_business_connection_which_does_not_publish(stack, fresh_emulators):
+    """Publishing is Login Kit's Content Posting API: a video for a TikTok API for Business connection is skipped
+    (CANCELLED with the reason, no call, no integration error), not failed."""
+    user, integration = _connect(stack, "TIKTOK")
+    content_id = f"c-{uuid.uuid4().hex[:10]}"
+    body = {
+        "type": "content.published",
+        "id": f"evt-{content_id}",
+        "data": {
+            "userId": str(user),
+            "contentId": content_id,
+            "title": "A video",
+            "url": f"https://nexus.test/p/{content_id}",
+            "media": [{"type": "video", "url": "https://cdn.example.com/v.mp4"}],
+        },
+    }
+    answer = stack.api("POST", "/integrations/events/ingest", user=uuid.uuid4(), roles=("service",), body=body)
+    assert answer.status == 200, answer.text
+    (queued,) = answer.json()["data"]["syncLogs"]
+    assert queued["integrationId"] == integration and "TikTok API for Business" in queued["skipped"], queued
+    assert stack.emulators["TIKTOK"].calls["creator_info"] == 0 and stack.emulators["TIKTOK"].calls["publish_init"] == 0
