@@ -177,3 +177,13 @@ def test_content_published_skips_a_business_connection_which_does_not_publish(st
     (queued,) = answer.json()["data"]["syncLogs"]
     assert queued["integrationId"] == integration and "TikTok API for Business" in queued["skipped"], queued
     assert stack.emulators["TIKTOK"].calls["creator_info"] == 0 and stack.emulators["TIKTOK"].calls["publish_init"] == 0
+
+
+def test_the_api_proxy_reaches_the_business_api_with_the_access_token_header(stack, fresh_emulators):
+    user, integration = _connect(stack, "TIKTOK")
+    open_id = stack.emulators["TIKTOK"].account["open_id"]
+    query = urllib.parse.urlencode({"business_id": open_id, "fields": '["display_name"]'})
+    answer = stack.api("GET", f"/integrations/{integration}/proxy/open_api/v1.3/business/get/?{query}", user=user)
+    assert answer.status == 200, answer.text
+    body = answer.json()
+    assert body["code"] == 0 and body["data"]["display_name"] == stack.emulators["TIKTOK"].account["display_name"]
