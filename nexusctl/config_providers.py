@@ -18,7 +18,13 @@ ENDPOINT_KINDS = ("AUTH", "TOKEN", "API", "REVOKE")
 # Endpoints only some providers have, overridable the same way (<PROVIDER>_<KIND>_URL): Google Ads' API is
 # googleads.googleapis.com (GOOGLE_ADS_API_URL), so its who-am-I (OpenID userinfo) has a URL of its own.
 # YouTube Analytics is youtubeanalytics.googleapis.com, apart from the Data API (YOUTUBE_ANALYTICS_URL).
-EXTRA_ENDPOINT_KINDS = {Provider.GOOGLE_ADS: ("USERINFO",), Provider.YOUTUBE: ("ANALYTICS",)}
+# TikTok API for Business (TIKTOK_APP=business) is business-api.tiktok.com, apart from Login Kit's hosts
+# (TIKTOK_BUSINESS_URL): its tt_user/oauth2 token endpoints and its business/ API (comments).
+EXTRA_ENDPOINT_KINDS = {
+    Provider.GOOGLE_ADS: ("USERINFO",),
+    Provider.YOUTUBE: ("ANALYTICS",),
+    Provider.TIKTOK: ("BUSINESS",),
+}
 # Scopes a provider grants only to apps it approved (partner programmes, per-app reviews): the service asks
 # for one only when the operator says the app has it (<PROVIDER>_APPROVED_SCOPES), since asking without the
 # approval makes the provider refuse the whole consent. Why each needs approval: nexusctl/providers/scopes.py.

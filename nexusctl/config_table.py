@@ -155,6 +155,12 @@ PROVIDER_CREDENTIALS = Family(
             "(`https://googleads.googleapis.com/v26`; the version is part of it), which its syncs read.",
         ),
         (
+            "`TIKTOK_BUSINESS_URL`",
+            "`https://business-api.tiktok.com`",
+            "TikTok API for Business (with `TIKTOK_APP=business`): its `open_api/v1.3/tt_user/oauth2/` token "
+            "endpoints and its `business/` API, where TikTok's comment endpoints are.",
+        ),
+        (
             "`YOUTUBE_ANALYTICS_URL`",
             "`https://youtubeanalytics.googleapis.com`",
             "The YouTube Analytics API's host (`fetch_analytics`), apart from `YOUTUBE_API_URL`, the Data API.",
@@ -430,6 +436,19 @@ TABLE = (
         "120s",
         "How long one sync run may wait out provider rate limits; beyond it the run ends `FAILED` "
         "(`RATE_LIMITED`) and the next run resumes from its cursor.",
+    ),
+    Variable(
+        "TIKTOK_APP",
+        "tiktok_app",
+        v.choice("login_kit", "business"),
+        "login_kit",
+        "What kind of TikTok app `TIKTOK_CLIENT_ID` is. `login_kit`: a TikTok for Developers app (Login Kit, "
+        "Display and Content Posting APIs at open.tiktokapis.com): posts, analytics and publishing, no comments "
+        "(that API has none). `business`: a TikTok API for Business app (TikTok Accounts API): a TikTok business "
+        "account authorizes at the same www.tiktok.com consent, tokens come from business-api.tiktok.com's "
+        "`tt_user/oauth2/token/` (`TIKTOK_BUSINESS_URL`), and the connection offers comments (`fetch_comments`, "
+        "replies; scopes `video.list`, `comment.list`, `comment.list.manage`) but not the Login Kit actions. "
+        "Changing it needs the TikTok connections made again.",
     ),
     Variable(
         "DISCORD_BOT_TOKEN",

@@ -288,6 +288,7 @@ def test_setting_a_variable_changes_its_attribute():
         "EVENTS_CONSUME_STREAMS": "none",
         "EVENTS_CONSUMER_GROUP": "g",
         "GOOGLE_ADS_LOGIN_CUSTOMER_ID": "123-456-7890",
+        "TIKTOK_APP": "business",
     }
     base_env = {"ENCRYPTION_KEY": GOOD_KEY, "NEXUS_DATA_DIR": "/tmp/nexusctl-never-created"}
     base = config.load(base_env)

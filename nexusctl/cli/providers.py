@@ -36,7 +36,7 @@ def describe(settings, provider, *, full: bool = False) -> dict:
     data = {
         **CATALOG[provider].to_dict(configured),
         **spec.to_dict(),
-        "scopes": list(scopes.requested(provider, creds.approved_scopes)),
+        "scopes": list(scopes.requested(provider, creds.approved_scopes, getattr(settings, "tiktok_app", None))),
     }  # what the consent asks for
     if full:
         data["actionScopes"] = _action_scopes(provider, creds.approved_scopes)
@@ -55,7 +55,9 @@ def describe(settings, provider, *, full: bool = False) -> dict:
 def _action_scopes(provider, approved) -> dict[str, str]:
     """Each sync action (and publish) -> the scopes it needs; an approval-only one not configured says so."""
     from nexusctl.core.health import capabilities_of_provider
+    from nexusctl.enums import Provider
     from nexusctl.providers import scopes
+    from nexusctl.providers.adapters.tiktok import BUSINESS_ONLY, LOGIN_KIT_ONLY
 
     out = {}
     for action in capabilities_of_provider(provider):
@@ -64,6 +66,10 @@ def _action_scopes(provider, approved) -> dict[str, str]:
         text = " ".join(needed) or "-"
         if waiting:
             text += f" (approval-only: set {provider.value}_APPROVED_SCOPES once {provider.value} approved the app)"
+        if provider is Provider.TIKTOK and action in BUSINESS_ONLY:
+            text += " (a TikTok API for Business app, TIKTOK_APP=business, and a TikTok business account)"
+        elif provider is Provider.TIKTOK and action in LOGIN_KIT_ONLY:
+            text += " (a Login Kit app, TIKTOK_APP=login_kit)"
         widening = scopes.WIDENING.get(provider, {}).get(action)
         if widening and widening[0] not in approved:
             text += f" (without {widening[0]}: {widening[1].split(':')[0]})"

@@ -16,6 +16,7 @@ from nexusctl.core.health import REPLY_COMMENT
 from nexusctl.db.models import Integration
 from nexusctl.errors import SyncNotStarted, TokenExpired
 from nexusctl.providers import scopes as needed_scopes
+from nexusctl.providers.adapters.tiktok import unavailable
 from nexusctl.providers.sync.comments import REPLIERS, check_reply
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,9 @@ async def reply(svc, integration_id, comment_id, text, *, owner_id=None, video_i
     provider = integration.provider
     comment_id, text = check_reply(provider.value, comment_id, text)
     approved = svc.settings.providers[provider].approved_scopes
+    refused = unavailable(provider.value, REPLY_COMMENT, (integration.metadata or {}).get("provider"))
+    if refused is not None:
+        raise refused
     refused = needed_scopes.refusal(provider, REPLY_COMMENT, integration.scope or [], approved)
     if refused is not None:
         raise refused

@@ -21,6 +21,8 @@ import peewee
 from nexusctl.db.models import Integration, IntegrationSyncLog, Webhook, WebhookDelivery
 from nexusctl.enums import DeliveryStatus, SyncStatus
 from nexusctl.providers import scopes as needed_scopes
+from nexusctl.providers.adapters.tiktok import business_connection
+from nexusctl.providers.adapters.tiktok import unavailable as tiktok_unavailable
 from nexusctl.providers.registry import SPECS
 from nexusctl.providers.spec import RefreshStyle
 from nexusctl.providers.sync.comments import REPLIERS
@@ -81,8 +83,12 @@ def _parse(value) -> dt.datetime | None:
 
 
 def capabilities_of(row: Integration) -> list[str]:
-    """What the integration does: its provider's sync actions, and publishing where the provider can."""
-    return capabilities_of_provider(row.provider)
+    """What the integration does: its provider's sync actions, and publishing where the provider can (a TikTok
+    connection: those of the kind of TikTok app it was made with)."""
+    facts = (row.metadata or {}).get("provider") or {}
+    return [
+        c for c in capabilities_of_provider(row.provider) if tiktok_unavailable(row.provider.value, c, facts) is None
+    ]
 
 
 REPLY_COMMENT = "reply_comment"
@@ -116,7 +122,9 @@ def facts(row: Integration, has_refresh_token: bool, now: dt.datetime, approved=
         has_refresh_token,
         _parse(provider_facts.get("refreshTokenExpiresAt")),
         granted=list(row.scope or []),
-        required=needed_scopes.required(row.provider, capabilities, approved),
+        required=needed_scopes.required(
+            row.provider, capabilities, approved, "business" if business_connection(provider_facts) else None
+        ),
     )
     found.syncs = [s for s in (_last_run(row.id, name) for name in capabilities) if s is not None]
     limited = [s for s in found.syncs if s["rateLimitWaits"] or s["errorCode"] == "RATE_LIMITED"]

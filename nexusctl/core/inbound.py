@@ -40,6 +40,7 @@ from nexusctl.db.fields import utcnow
 from nexusctl.db.models import ConsumedEvent, Integration, IntegrationSyncLog, OAuthState
 from nexusctl.enums import SyncStatus
 from nexusctl.errors import IntegrationNotFound, UsageProblem
+from nexusctl.providers.adapters.tiktok import unavailable as tiktok_unavailable
 from nexusctl.providers.catalog import CATALOG
 from nexusctl.providers.sync.publish_media import FORMATS, STORY, cannot_take, check_media_urls
 
@@ -207,6 +208,12 @@ def _content(payload: dict) -> dict:
     return content
 
 
+def _not_this_kind(provider: str, facts) -> str | None:
+    """Why this connection does not publish at all: a TikTok API for Business one (Login Kit posts)."""
+    refused = tiktok_unavailable(provider, "publish", facts)
+    return None if refused is None else "a TikTok API for Business connection (TIKTOK_APP=business) does not publish"
+
+
 def _content_published(event: Inbound) -> dict:
     user_id = _user_id(event.payload)
     content = _content(event.payload)
@@ -214,7 +221,7 @@ def _content_published(event: Inbound) -> dict:
         if (previous := _seen(event.key)) is not None:
             return {**previous, "duplicate": True}
         targets = list(
-            Integration.select(Integration.id, Integration.provider)
+            Integration.select(Integration.id, Integration.provider, Integration.metadata)
             .where((Integration.user_id == user_id) & Integration.is_active & Integration.provider.in_(PUBLISHERS))
             .order_by(Integration.created_at)
             .limit(1000)
@@ -224,7 +231,10 @@ def _content_published(event: Inbound) -> dict:
         for integration in targets:
             meta = {"trigger": CONTENT_PUBLISHED, "event": event.key, "content": content}
             state = {"status": SyncStatus.PENDING}
-            if reason := cannot_take(integration.provider.value, content):
+            facts = (integration.metadata or {}).get("provider")
+            if reason := _not_this_kind(integration.provider.value, facts) or cannot_take(
+                integration.provider.value, content
+            ):
                 meta.update(skipped=True, skipReason=reason)
                 state = {"status": SyncStatus.CANCELLED, "error": f"{SKIPPED_PREFIX}{reason}", "completed_at": now}
             row = IntegrationSyncLog.create(

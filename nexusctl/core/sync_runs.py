@@ -51,6 +51,7 @@ from nexusctl.errors import (
     TokenExpired,
 )
 from nexusctl.providers import scopes as needed_scopes
+from nexusctl.providers.adapters.tiktok import unavailable
 from nexusctl.providers.spec import NotYetRefreshable
 from nexusctl.providers.sync.base import SyncApi
 from nexusctl.providers.sync.publish import PUBLISHERS
@@ -91,11 +92,15 @@ def plan(
     # The spec's resourceType / resourceId: what the action fetches, and from which account (the provider's id
     # for it; the integration's own id when the provider gave none).
     account = integration.account_id or str(integration.id)
+    facts = (integration.metadata or {}).get("provider") or {}
+    if action is not None and (refused := unavailable(integration.provider.value, action, facts)) is not None:
+        raise refused  # a TikTok connection offers what its kind of TikTok app can do
     return [
         sync_state.create(
             integration, a.name, full=full, trigger=trigger, resource_type=a.resource, resource_id=account
         )
         for a in action_of(integration.provider, action)
+        if unavailable(integration.provider.value, a.name, facts) is None
     ]
 
 
@@ -104,7 +109,8 @@ def _api(svc, row: Integration, tokens) -> SyncApi:
         svc.adapter(row.provider),
         tokens,
         tokens.metadata.get("tenant"),
-        auth_header=AUTH_HEADER.get(row.provider, "bearer"),
+        # A TikTok API for Business connection's adapter sends its token as Access-Token (adapters.tiktok).
+        auth_header=getattr(svc.adapter(row.provider), "api_header", None) or AUTH_HEADER.get(row.provider, "bearer"),
     )
     api.settings = svc.settings  # publishers that post as the application (Discord's bot) read its credentials
     return api
@@ -216,6 +222,9 @@ async def _run(svc, log_id, *, progress=None, budget: float | None = None) -> In
     api = None
     try:
         row, tokens = await _fresh_tokens(svc, integration_id)
+        refused = unavailable(row.provider.value, name, (row.metadata or {}).get("provider"))
+        if refused is not None:  # planned before the connection was made again with another kind of TikTok app
+            raise refused
         if name == PUBLISH:
             lost = asyncio.Event()
 

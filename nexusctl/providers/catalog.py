@@ -102,19 +102,35 @@ _REPLY = (
 )
 
 
+# TikTok's comments are in TikTok API for Business only (its Login Kit / Display API has none).
+_TIKTOK_BUSINESS = (
+    "Needs a TikTok API for Business app (TIKTOK_APP=business; Login Kit has no comment endpoints) and a TikTok "
+    "business account connected through it: "
+)
+
+
 # The capabilities that are more than a list sync: how each is reached and what it needs.
 ACTIONS: dict[Provider, tuple[Action, ...]] = {
     Provider.TIKTOK: (
         _analytics(
             ("user.info.stats", "video.list"),
             "the account's followers, following, likes, videos and its 50 latest videos' views, likes, "
-            "comments, shares (lifetime)",
+            "comments, shares (lifetime); a Login Kit app (TIKTOK_APP=login_kit, the default)",
+        ),
+        Action(
+            "fetch_comments",
+            "comments",
+            ("video.list", "comment.list"),
+            _TIKTOK_BUSINESS + "fetch_comments reads the comments on the 20 latest videos (business/video/list, "
+            "business/comment/list)",
         ),
         Action(
             "reply_comment",
             "comments",
             ("comment.list.manage",),
-            _REPLY + "TikTok's comment reply (comment_id, video_id, text <= 150 characters)",
+            _TIKTOK_BUSINESS
+            + _REPLY
+            + "business/comment/reply/create (business_id, video_id, comment_id, text <= 150 characters)",
         ),
     ),
     Provider.INSTAGRAM: (
@@ -133,8 +149,9 @@ ACTIONS: dict[Provider, tuple[Action, ...]] = {
     Provider.FACEBOOK: (
         _analytics(
             ("pages_show_list", "pages_read_engagement", "read_insights"),
-            "each page's followers and last 28 days' impressions and engagements (read with the page's own "
-            "token) and the 50 latest posts' impressions, reach, clicks, reactions",
+            "each page's followers and last 28 days' views (page_media_view), viewers and engagements (read with "
+            "the page's own token) and the 50 latest posts' views (post_media_view), viewers, clicks, reactions; "
+            "Meta retired the impressions metrics on 2025-11-15",
         ),
         Action(
             "reply_comment",

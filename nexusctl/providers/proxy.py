@@ -132,7 +132,8 @@ def target(adapter, tokens, settings) -> Target:
             f"({BASES.get(provider, 'the API URL')}); connect it again",
             provider=provider.value,
         )
-    api = SyncApi(adapter, tokens, tenant, auth_header=AUTH_HEADER.get(provider, "bearer"))
+    auth_header = getattr(adapter, "api_header", None) or AUTH_HEADER.get(provider, "bearer")  # TikTok for Business
+    api = SyncApi(adapter, tokens, tenant, auth_header=auth_header)
     headers, secrets = api.signed({}), api.secret_values()
     if provider is Provider.GOOGLE_ADS:
         developer = getattr(settings, "google_ads_developer_token", None)

@@ -25,21 +25,16 @@ _FB_API = "https://graph.facebook.com/v22.0"
 SPECS: dict[Provider, ProviderSpec] = {
     s.provider: s
     for s in [
-        # client_key instead of client_id; refresh tokens rotate (the old one dies).
+        # client_key instead of client_id; refresh tokens rotate (the old one dies). These are the Login Kit
+        # app's endpoints and scopes; TIKTOK_APP=business makes it a TikTok API for Business app
+        # (adapters.tiktok.TikTokBusiness: business-api.tiktok.com, comments).
         ProviderSpec(
             Provider.TIKTOK,
             auth_url="https://www.tiktok.com/v2/auth/authorize/",
             token_url="https://open.tiktokapis.com/v2/oauth/token/",
             api_url="https://open.tiktokapis.com",
             revoke_url="https://open.tiktokapis.com/v2/oauth/revoke/",
-            scopes=(
-                "user.info.basic",
-                "user.info.stats",
-                "video.list",
-                "video.publish",
-                "comment.list",
-                "comment.list.manage",
-            ),
+            scopes=tiktok.LOGIN_KIT_SCOPES,
             scope_separator=",",
             client_id_param="client_key",
             refresh=R.ROTATING,
@@ -276,7 +271,10 @@ ADAPTERS: dict[Provider, type[OAuth2Adapter]] = {
 def adapter_for(provider: Provider, settings, session=None, guarded_session=None) -> OAuth2Adapter:
     """The adapter of ``provider`` with the configured credentials and endpoint overrides; user-supplied
     hosts go through ``guarded_session`` (providers.http.provider_sessions)."""
-    adapter = ADAPTERS[provider](SPECS[provider], settings.providers[provider], session, settings.public_url)
+    kind = ADAPTERS[provider]
+    if provider is Provider.TIKTOK and getattr(settings, "tiktok_app", "login_kit") == "business":
+        kind = tiktok.TikTokBusiness
+    adapter = kind(SPECS[provider], settings.providers[provider], session, settings.public_url)
     adapter.allowed_networks = settings.webhook_allowed_networks  # one SSRF allow-list for every user-supplied URL
     adapter.guarded_session = guarded_session
     return adapter

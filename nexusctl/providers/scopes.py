@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from nexusctl.enums import Provider
 from nexusctl.errors import MissingScopes
+from nexusctl.providers.adapters.tiktok import BUSINESS_SCOPES
 from nexusctl.providers.registry import SPECS
 
 _G = "https://www.googleapis.com/auth/"
@@ -154,8 +155,11 @@ def effective(provider: Provider, granted) -> set[str]:
     return out
 
 
-def requested(provider: Provider, approved=()) -> tuple[str, ...]:
-    """The scopes the service asks for: the spec's, and the approval-only ones the operator says the app has."""
+def requested(provider: Provider, approved=(), app: str | None = None) -> tuple[str, ...]:
+    """The scopes the service asks for: the spec's, and the approval-only ones the operator says the app has.
+    ``app``: ``business`` for a TikTok API for Business app (TIKTOK_APP), whose consent asks for its own."""
+    if provider is Provider.TIKTOK and app == "business":
+        return BUSINESS_SCOPES
     extra = tuple(s for s in APPROVAL.get(provider, {}) if s in approved)
     return tuple(SPECS[provider].scopes) + extra
 
@@ -192,9 +196,9 @@ def refusal(provider: Provider, action: str, granted, approved=()) -> MissingSco
     )
 
 
-def required(provider: Provider, capabilities, approved=()) -> dict[str, tuple[str, ...]]:
+def required(provider: Provider, capabilities, approved=(), app: str | None = None) -> dict[str, tuple[str, ...]]:
     """capability -> the scopes it needs that the service asks for, for the given capabilities (and account)."""
-    asked = set(requested(provider, approved))
+    asked = set(requested(provider, approved, app))
     needs = NEEDS.get(provider, {})
     out = {}
     for capability in ("account", *capabilities):

@@ -5,13 +5,17 @@ reply made through the API is added there with its parent (``replies_to(id)`` fi
 with ``edit_comment(id, **fields)`` and ``delete_comment(id)``. Each refuses a token without the scope as its
 provider does:
 
-- TIKTOK (the shape nexusctl/providers/sync/comments.py documents): ``POST /v2/comment/list/?fields=`` (``calls
-  ["comment_list"]``, scope ``comment.list``) ``{video_id, max_count 1-50 (default 20), cursor (an offset)}``
-  answering ``data {comments, cursor, has_more}`` (top-level comments of that video, one of ``records_of
-  ("videos")``, else 400 ``invalid_params``); ``POST /v2/comment/reply/`` (``calls["comment_reply"]``, scope
-  ``comment.list.manage``) ``{video_id, comment_id, text (1-150)}`` answering ``data.comment_id`` (404
-  ``comment_not_found`` for a comment not on that video). Rows: ``comment_id, video_id, text, likes, replies,
-  create_time (epoch s), username, display_name, parent_comment_id``. No scope: 401 ``scope_not_authorized``.
+- TIKTOK (TikTok API for Business, ``business-api.tiktok.com/open_api/v1.3/business/``; Login Kit's
+  open.tiktokapis.com has no comment endpoints): ``GET comment/list/?business_id=&video_id=&max_count=1-30
+  (default 20)&cursor=`` (``calls["comment_list"]``, scope ``comment.list``) answering ``data {comments,
+  cursor, has_more}`` (top-level comments of that video, one of ``records_of("videos")``, else 40002);
+  ``POST comment/reply/create/`` JSON ``{business_id, video_id, comment_id, text (1-150)}``
+  (``calls["comment_reply"]``, scope ``comment.list.manage``) answering ``data {comment_id, video_id,
+  create_time, text}`` (40002 for a comment not on that video). Every answer is HTTP 200 ``{code, message,
+  request_id, data}``; the token goes in ``Access-Token`` (none: 40104; unknown, revoked, expired or a Login
+  Kit token: 40105), a scope not granted or a ``business_id`` not the token's account is 40001. Rows:
+  ``comment_id, video_id, user_id, text, likes, replies, create_time (epoch s), username, display_name,
+  parent_comment_id, status, owner``.
 - INSTAGRAM: ``GET /{media-id}/comments`` (``calls["comments"]``; top-level comments, Graph cursor paging) and
   ``POST /{comment-id}/replies?message=`` (``calls["comment_reply"]``; a top-level comment only), both with
   ``instagram_business_manage_comments``, else Graph (#10) code 10. Rows: ``id, media_id, text, timestamp,
@@ -36,7 +40,7 @@ import binascii
 import secrets
 import time
 
-from .oauth2 import auth_header, json_response, read_json
+from .oauth2 import json_response, read_json
 
 FORCE_SSL = "https://www.googleapis.com/auth/youtube.force-ssl"
 
@@ -80,72 +84,43 @@ class CommentControls:
 
 
 class TikTokComments(CommentControls):
-    """Mixed into the TikTok emulator (``_api_error``, ``_ok``, ``status``, ``gate`` come from there)."""
+    """Mixed into the TikTok emulator (``business_caller``, ``business_envelope``, ``gate`` come from there)."""
 
     COMMENT_KEY = "comment_id"
     COMMENT_ROUTES = (
-        ("POST", r"open\.tiktokapis\.com/v2/comment/list/", "comment_list"),
-        ("POST", r"open\.tiktokapis\.com/v2/comment/reply/", "comment_reply"),
+        ("GET", r"business-api\.tiktok\.com/open_api/v1\.3/business/comment/list/", "comment_list"),
+        ("POST", r"business-api\.tiktok\.com/open_api/v1\.3/business/comment/reply/create/", "comment_reply"),
     )
-    COMMENT_FIELDS = {
-        "comment_id",
-        "video_id",
-        "text",
-        "likes",
-        "replies",
-        "create_time",
-        "username",
-        "display_name",
-        "parent_comment_id",
-        "liked",
-        "pinned",
-        "status",
-        "owner",
-    }
     REPLY_MAX = 150
-
-    def _commenter(self, request, scope: str):
-        token, status = self.status(auth_header(request), "access")
-        if status != "ok":
-            return None, self._api_error(
-                401, "access_token_invalid", "The access token is invalid or not found in the request."
-            )
-        if scope not in token.grant.scope:
-            return None, self._api_error(
-                401,
-                "scope_not_authorized",
-                "The user did not authorize the scope required for completing this request.",
-            )
-        return token, None
+    COMMENT_PAGE_MAX = 30
 
     def _video_ids(self) -> set[str]:
         return {str(v["id"]) for v in self.records_of("videos")}
 
     async def comment_list(self, request):
-        body = await read_json(request)
         fault = await self.gate("comment_list")
         if fault is not None:
             return fault
-        _token, error = self._commenter(request, "comment.list")
+        q = request.query
+        _token, error = self.business_caller(request, "comment.list", q.get("business_id"))
         if error is not None:
             return error
-        fields = [f for f in request.query.get("fields", "").split(",") if f]
-        if not fields or not set(fields) <= self.COMMENT_FIELDS:
-            return self._api_error(400, "invalid_params", f"invalid fields {fields}")
-        if body is None:
-            return self._api_error(400, "invalid_params", "the request body must be JSON")
-        video, size, cursor = str(body.get("video_id") or ""), body.get("max_count", 20), body.get("cursor", 0)
+        video = q.get("video_id") or ""
         if video not in self._video_ids():
-            return self._api_error(400, "invalid_params", f"video_id {video!r} is not one of the user's videos")
-        if not isinstance(size, int) or not 1 <= size <= 50 or not isinstance(cursor, int) or cursor < 0:
-            return self._api_error(400, "invalid_params", "max_count must be 1-50 and cursor an offset >= 0")
+            return self.business_envelope(40002, f"Invalid video_id: {video!r} is not a video of this account.")
+        try:
+            size, cursor = int(q.get("max_count", "20")), int(q.get("cursor", "0"))
+        except ValueError:
+            return self.business_envelope(40002, "max_count and cursor must be integers.")
+        if not 1 <= size <= self.COMMENT_PAGE_MAX or cursor < 0:
+            return self.business_envelope(40002, f"max_count must be 1-{self.COMMENT_PAGE_MAX}, cursor >= 0.")
         rows = [
             r for r in self.records_of("comments") if str(r["video_id"]) == video and not r.get("parent_comment_id")
         ]
         page = rows[cursor : cursor + size]
-        return self._ok(
-            {
-                "comments": [{f: r[f] for f in fields if f in r} for r in page],
+        return self.business_envelope(
+            data={
+                "comments": [dict(r) for r in page],
                 "cursor": cursor + len(page),
                 "has_more": cursor + len(page) < len(rows),
             }
@@ -156,34 +131,39 @@ class TikTokComments(CommentControls):
         fault = await self.gate("comment_reply")
         if fault is not None:
             return fault
-        _token, error = self._commenter(request, "comment.list.manage")
+        if body is None:
+            return self.business_envelope(40002, "The request body must be JSON (Content-Type: application/json).")
+        _token, error = self.business_caller(request, "comment.list.manage", body.get("business_id"))
         if error is not None:
             return error
-        if body is None:
-            return self._api_error(400, "invalid_params", "the request body must be JSON")
         video, comment, text = str(body.get("video_id") or ""), str(body.get("comment_id") or ""), body.get("text")
         if not isinstance(text, str) or not 1 <= len(text) <= self.REPLY_MAX:
-            return self._api_error(400, "invalid_params", f"text must be 1-{self.REPLY_MAX} characters")
+            return self.business_envelope(40002, f"text must be 1-{self.REPLY_MAX} characters.")
         if not any(
             str(r["comment_id"]) == comment and str(r["video_id"]) == video for r in self.records_of("comments")
         ):
-            return self._api_error(404, "comment_not_found", f"comment {comment!r} is not on video {video!r}")
+            return self.business_envelope(40002, f"Invalid comment_id: {comment!r} is not a comment on {video!r}.")
         reply_id = str(7400000000000000000 + secrets.randbelow(10**15))
+        created = int(self.now())
         self._add_comment(
             {
                 "comment_id": reply_id,
                 "video_id": video,
+                "user_id": "owner",
                 "text": text,
                 "likes": 0,
                 "replies": 0,
-                "create_time": int(self.now()),
+                "create_time": str(created),
                 "username": "demo.creator",
                 "display_name": self.account.get("display_name"),
                 "parent_comment_id": comment,
+                "status": "PUBLIC",
                 "owner": True,
             }
         )
-        return self._ok({"comment_id": reply_id, "video_id": video, "text": text})
+        return self.business_envelope(
+            data={"comment_id": reply_id, "video_id": video, "create_time": created, "text": text}
+        )
 
 
 # --- Instagram and Facebook (Graph) ----------------------------------------------------------

@@ -728,18 +728,58 @@ class FacebookInsights:
 ``GET /{page-id}/insights?metric=...&period=day&since=&until=``
     (``calls["page_insights"]``; at most 93 days apart, at most 2 years back, else code 100) answers one value per
     day of the window, each the page row's ``insights[metric]`` (its daily value); ``GET /{post-id}/insights?
-    metric=...`` (``calls["post_insights"]``) the lifetime values of the post row's ``insights``."""
+    metric=...`` (``calls["post_insights"]``) the lifetime values of the post row's ``insights``. The impressions
+    metrics Meta retired for every API version (``page_impressions*``, ``post_impressions*``, ``page_fans``: on
+    2025-06-15 and 2025-11-15, replaced by the views metrics ``page_media_view``, ``post_media_view`` and the
+    viewers ``*_total_media_view_unique``) are refused as Graph does: HTTP 400 code 100 "The value must be a
+    valid insights metric"."""
 
     INSIGHTS_SCOPES = {"read_insights", "pages_read_engagement"}
     PAGE_METRICS = {
-        "page_impressions",
-        "page_impressions_unique",
+        "page_media_view",
+        "page_total_media_view_unique",
         "page_post_engagements",
         "page_follows",
         "page_daily_follows_unique",
         "page_views_total",
     }
-    POST_METRICS = {"post_impressions", "post_impressions_unique", "post_clicks", "post_reactions_by_type_total"}
+    POST_METRICS = {
+        "post_media_view",
+        "post_total_media_view_unique",
+        "post_clicks",
+        "post_reactions_by_type_total",
+    }
+    # Retired for all API versions (developers.facebook.com/docs/platforminsights/page/deprecated-metrics).
+    RETIRED_METRICS = (
+        "page_impressions",
+        "page_impressions_unique",
+        "page_impressions_paid",
+        "page_impressions_organic_v2",
+        "page_impressions_viral",
+        "page_impressions_nonviral",
+        "page_posts_impressions",
+        "page_posts_impressions_unique",
+        "page_fans",
+        "post_impressions",
+        "post_impressions_unique",
+        "post_impressions_paid",
+        "post_impressions_organic",
+        "post_impressions_fan",
+        "post_impressions_viral",
+        "post_impressions_nonviral",
+    )
+
+    @classmethod
+    def _live_metrics(cls, request, known: set):
+        """The asked metrics, or Graph's refusal: a retired one is "not a valid insights metric"."""
+        asked = [m for m in request.query.get("metric", "").split(",") if m]
+        retired = [
+            m for m in asked if m in cls.RETIRED_METRICS or m.startswith(("page_impressions", "post_impressions"))
+        ]
+        if retired:
+            return None, graph_error("(#100) The value must be a valid insights metric", 100)
+        return InstagramInsights._metrics(request, known)
+
     INSIGHT_ROUTES = (
         ("GET", rf"graph\.facebook\.com/{VERSION}(?P<page_id>\d+)/insights", "page_insights_edge"),
         ("GET", rf"graph\.facebook\.com/{VERSION}(?P<post_id>\d+_\d+)/insights", "post_insights_edge"),
@@ -774,7 +814,7 @@ class FacebookInsights:
         error = self._page_insights_token(request, page_id)
         if error is not None:
             return error
-        metrics, error = InstagramInsights._metrics(request, self.PAGE_METRICS)
+        metrics, error = self._live_metrics(request, self.PAGE_METRICS)
         if error is not None:
             return error
         if request.query.get("period") != "day":
@@ -811,7 +851,7 @@ class FacebookInsights:
         error = self._page_insights_token(request, str(posts[post_id].get("page_id")))
         if error is not None:
             return error
-        metrics, error = InstagramInsights._metrics(request, self.POST_METRICS)
+        metrics, error = self._live_metrics(request, self.POST_METRICS)
         if error is not None:
             return error
         values = posts[post_id].get("insights") or {}

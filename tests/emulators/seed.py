@@ -536,7 +536,7 @@ def _add_metrics(emu) -> None:
         "pages",
         lambda _i, _r: {
             "followers_count": 1500,
-            "insights": {"page_impressions": 120, "page_impressions_unique": 90, "page_post_engagements": 15},
+            "insights": {"page_media_view": 120, "page_total_media_view_unique": 90, "page_post_engagements": 15},
         },
     )
     extend(
@@ -544,8 +544,8 @@ def _add_metrics(emu) -> None:
         "posts",
         lambda i, _r: {
             "insights": {
-                "post_impressions": 400 + i,
-                "post_impressions_unique": 300 + i,
+                "post_media_view": 400 + i,
+                "post_total_media_view_unique": 300 + i,
                 "post_clicks": 20 + i,
                 "post_reactions_by_type_total": {"like": 10 + i, "love": i},
             }

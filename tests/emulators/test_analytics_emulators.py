@@ -38,13 +38,17 @@ def test_instagram_insights_windows_permission_and_metrics(fresh_emulators):
 
 def test_facebook_page_insights_need_the_page_token_and_read_insights_within_93_days(fresh_emulators):
     emu, env = fresh_emulators["FACEBOOK"], fresh_emulators.env()
-    emu.set_records("pages", [{"id": "101", "name": "P", "insights": {"page_impressions": 7}}])
+    emu.set_records("pages", [{"id": "101", "name": "P", "insights": {"page_media_view": 7}}])
     url, now = env["FACEBOOK_API_URL"] + "/101/insights", int(time.time())
     scopes = ("pages_show_list", "pages_read_engagement", "read_insights")
     page = _token(emu, *scopes, page_id="101")
-    ask = {"metric": "page_impressions", "period": "day"}
+    ask = {"metric": "page_media_view", "period": "day"}
     ok = call("GET", url, params={**ask, "since": now - 3 * DAY, "until": now}, bearer=page)
     assert ok.status == 200 and [v["value"] for v in ok.json()["data"][0]["values"]] == [7, 7, 7]
+    for retired in ("page_impressions", "page_impressions_unique", "page_media_view,page_impressions"):
+        gone = call("GET", url, params={**ask, "metric": retired, "since": now - DAY, "until": now}, bearer=page)
+        assert gone.status == 400 and gone.json()["error"]["code"] == 100, gone.text
+        assert "valid insights metric" in gone.json()["error"]["message"]
     over = call("GET", url, params={**ask, "since": now - 94 * DAY, "until": now}, bearer=page)
     assert over.status == 400 and "93 days" in over.json()["error"]["message"]
     user = _token(emu, *scopes)  # a user token, not the page's

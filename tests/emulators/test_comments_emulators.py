@@ -13,53 +13,78 @@ def _token(p, *scopes: str, **data) -> str:
     return p.issue(p.new_grant(list(scopes)), "access", 3600, **data).value
 
 
-def test_tiktok_comment_list_pages_and_refuses_without_the_scope(fresh_emulators):
+def _business(p, *scopes: str) -> tuple[str, str]:
+    """A TikTok API for Business token of the default account, and its business_id."""
+    open_id = p.account["open_id"]
+    return p.issue(p.new_grant(list(scopes), open_id=open_id, api="business"), "access", 3600).value, open_id
+
+
+def test_tiktok_comments_are_on_the_business_api_only(fresh_emulators):
     emu, p = fresh_emulators, fresh_emulators["TIKTOK"]
     seed(emu)
-    url = emu.env()["TIKTOK_API_URL"] + "/v2/comment/list/"
+    base = emu.env()["TIKTOK_BUSINESS_URL"].rstrip("/") + "/open_api/v1.3/business"
     video = p.records_of("comments")[0]["video_id"]
-    token = _token(p, "video.list", "comment.list")
-    first = call(
-        "POST", url, params={"fields": "comment_id,text"}, json_body={"video_id": video, "max_count": 2}, bearer=token
-    ).json()
-    assert first["error"]["code"] == "ok" and len(first["data"]["comments"]) == 2 and first["data"]["has_more"]
+    token, business_id = _business(p, "video.list", "comment.list")
+    ask = {"business_id": business_id, "video_id": video, "max_count": 2}
+    first = call("GET", base + "/comment/list/", params=ask, headers={"Access-Token": token}).json()
+    assert first["code"] == 0 and len(first["data"]["comments"]) == 2 and first["data"]["has_more"], first
     rest = call(
-        "POST",
-        url,
-        params={"fields": "comment_id,text"},
-        json_body={"video_id": video, "max_count": 2, "cursor": first["data"]["cursor"]},
-        bearer=token,
+        "GET",
+        base + "/comment/list/",
+        params={**ask, "cursor": first["data"]["cursor"]},
+        headers={"Access-Token": token},
     ).json()
     assert len(rest["data"]["comments"]) == 1 and rest["data"]["has_more"] is False
-    assert set(first["data"]["comments"][0]) == {"comment_id", "text"}
-    bad = call(
-        "POST", url, params={"fields": "comment_id"}, json_body={"video_id": video, "max_count": 51}, bearer=token
+    assert {"comment_id", "video_id", "text", "likes", "replies", "create_time"} <= set(first["data"]["comments"][0])
+    videos = call(
+        "GET",
+        base + "/video/list/",
+        params={"business_id": business_id, "fields": '["item_id","create_time"]'},
+        headers={"Access-Token": token},
+    ).json()
+    assert video in [v["item_id"] for v in videos["data"]["videos"]], videos
+
+    def code(params, access=token):
+        return call("GET", base + "/comment/list/", params=params, headers={"Access-Token": access} if access else {})
+
+    assert code({**ask, "max_count": 31}).json()["code"] == 40002  # 30 at most
+    assert code({**ask, "video_id": "1"}).json()["code"] == 40002  # not the account's video
+    assert code({**ask, "business_id": "-000another"}).json()["code"] == 40001  # another account's id
+    assert code(ask, access=None).json()["code"] == 40104  # no Access-Token
+    assert code(ask, access="act.forged").json()["code"] == 40105
+    login_kit = p.issue(p.new_grant(["video.list", "comment.list"], open_id=business_id), "access", 3600).value
+    assert code(ask, access=login_kit).json()["code"] == 40105  # a Login Kit token is not a Business API one
+    no_scope, _ = _business(p, "video.list")
+    refused = code(ask, access=no_scope).json()
+    assert refused["code"] == 40001 and "comment.list" in refused["message"], refused
+    # ... and Login Kit's host has no comment endpoint, and takes no Business API token
+    assert call("POST", emu.env()["TIKTOK_API_URL"] + "/v2/comment/list/", json_body={}, bearer=token).status == 404
+    listed = call(
+        "POST", emu.env()["TIKTOK_API_URL"] + "/v2/video/list/", params={"fields": "id"}, json_body={}, bearer=token
     )
-    assert bad.status == 400 and bad.json()["error"]["code"] == "invalid_params"
-    unknown = call("POST", url, params={"fields": "comment_id"}, json_body={"video_id": "1"}, bearer=token)
-    assert unknown.status == 400 and unknown.json()["error"]["code"] == "invalid_params"
-    refused = call(
-        "POST", url, params={"fields": "comment_id"}, json_body={"video_id": video}, bearer=_token(p, "video.list")
-    )
-    assert refused.status == 401 and refused.json()["error"]["code"] == "scope_not_authorized"
+    assert listed.status == 401 and listed.json()["error"]["code"] == "access_token_invalid"
 
 
 def test_tiktok_reply_needs_the_manage_scope_the_comments_video_and_short_text(fresh_emulators):
     emu, p = fresh_emulators, fresh_emulators["TIKTOK"]
     seed(emu)
-    url = emu.env()["TIKTOK_API_URL"] + "/v2/comment/reply/"
+    url = emu.env()["TIKTOK_BUSINESS_URL"].rstrip("/") + "/open_api/v1.3/business/comment/reply/create/"
     comment = p.records_of("comments")[0]
-    body = {"video_id": comment["video_id"], "comment_id": comment["comment_id"], "text": "thanks"}
+    reader, business_id = _business(p, "comment.list")
+    body = {"business_id": business_id, "video_id": comment["video_id"], "comment_id": comment["comment_id"]}
+    body["text"] = "thanks"
+    assert call("POST", url, json_body=body, headers={"Access-Token": reader}).json()["code"] == 40001
+    token, _ = _business(p, "comment.list.manage")
     assert (
-        call("POST", url, json_body=body, bearer=_token(p, "comment.list")).json()["error"]["code"]
-        == "scope_not_authorized"
+        call("POST", url, json_body={**body, "video_id": "1"}, headers={"Access-Token": token}).json()["code"] == 40002
     )
-    token = _token(p, "comment.list.manage")
-    wrong = call("POST", url, json_body={**body, "video_id": "1"}, bearer=token)
-    assert wrong.status == 404 and wrong.json()["error"]["code"] == "comment_not_found"
-    assert call("POST", url, json_body={**body, "text": "x" * 151}, bearer=token).status == 400
-    made = call("POST", url, json_body=body, bearer=token).json()["data"]["comment_id"]
-    assert [r["comment_id"] for r in p.replies_to(comment["comment_id"])] == [made]
+    assert (
+        call("POST", url, json_body={**body, "text": "x" * 151}, headers={"Access-Token": token}).json()["code"]
+        == 40002
+    )
+    made = call("POST", url, json_body=body, headers={"Access-Token": token}).json()
+    assert made["code"] == 0, made
+    assert [r["comment_id"] for r in p.replies_to(comment["comment_id"])] == [made["data"]["comment_id"]]
 
 
 def test_youtube_comment_threads_page_and_insert_needs_force_ssl(fresh_emulators):

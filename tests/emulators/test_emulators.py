@@ -72,6 +72,7 @@ def test_env_names_follow_the_contract(emulators):
             expected.add(f"{name}_REVOKE_URL")
     expected.add("GOOGLE_ADS_USERINFO_URL")  # its API URL is the Google Ads API; who-am-I is OpenID userinfo
     expected.add("YOUTUBE_ANALYTICS_URL")  # YouTube Analytics (fetch_analytics) has its own host
+    expected.add("TIKTOK_BUSINESS_URL")  # TikTok API for Business (TIKTOK_APP=business: comments)
     expected.add("SLACK_SIGNING_SECRET")  # Slack signs the slash commands it sends the app with it
     expected.add("NEXUSCTL_CLOCK_FILE")  # the clock the product shares with the emulators (advance_clock)
     assert set(env) == expected

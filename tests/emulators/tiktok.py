@@ -1,4 +1,4 @@
-"""TikTok Login Kit (TIKTOK) and TikTok API for Business (TIKTOK_ADS).
+"""TikTok Login Kit and TikTok API for Business "TikTok Accounts" (TIKTOK), TikTok Marketing API (TIKTOK_ADS).
 
 TIKTOK quirks enforced:
 - the client id parameter is ``client_key`` (authorize and token), scopes are
@@ -30,6 +30,28 @@ TIKTOK quirks enforced:
   ``records_of("publishes")`` with status ``publish_status_after_init``;
   ``POST /v2/post/publish/status/fetch/`` (``calls["publish_status"]``)
   answers that status.
+
+TIKTOK as a TikTok API for Business app (``TikTokAccounts``, on the
+``business-api.tiktok.com`` host, env ``TIKTOK_BUSINESS_URL``):
+- the same www.tiktok.com consent; the code is redeemed at
+  ``POST /open_api/v1.3/tt_user/oauth2/token/`` with a JSON body ``{client_id,
+  client_secret, grant_type: authorization_code, auth_code, redirect_uri}``,
+  refreshed at ``tt_user/oauth2/refresh_token/`` ``{client_id, client_secret,
+  grant_type: refresh_token, refresh_token}`` (rotating) and revoked at
+  ``tt_user/oauth2/revoke/``; answers are HTTP 200 ``{code, message,
+  request_id, data}``: ``data {access_token, expires_in, open_id,
+  refresh_token, refresh_token_expires_in, scope, token_type}``; errors 40002
+  (parameters, a form body), 40101 (client), 40131 (code expired, used or
+  unknown), 40105 (refresh token); such tokens work only on the Business API,
+  and Login Kit tokens only on open.tiktokapis.com (the other answers 40105 /
+  401 ``access_token_invalid``);
+- the API wants ``Access-Token`` (none: 40104, bad: 40105) and the account's
+  ``open_id`` as ``business_id`` (another account's: 40001); a scope not
+  granted is 40001. ``GET business/get/?business_id=&fields=`` (scope
+  ``user.info.basic``) answers ``username, display_name, profile_image``;
+  ``GET business/video/list/?business_id=&fields=["item_id",...]&max_count=
+  1-20&cursor=`` (``calls["business_videos"]``, scope ``video.list``) the
+  ``videos`` records as ``item_id``; comments: tests/emulators/comments.py.
 
 TIKTOK_ADS quirks enforced:
 - authorize takes ``app_id``, ``state``, ``redirect_uri`` and redirects with
@@ -122,13 +144,160 @@ class TikTokStats:
         return None
 
 
-class TikTok(TikTokStats, TikTokComments, TokenGrants, Provider):
+class TikTokAccounts:
+    """TikTok API for Business ("TikTok Accounts"): its token endpoints and account API (see the module doc)."""
+
+    BUSINESS = r"business-api\.tiktok\.com/open_api/v1\.3/"
+    BUSINESS_ROUTES = (
+        ("POST", BUSINESS + r"tt_user/oauth2/token/", "business_token"),
+        ("POST", BUSINESS + r"tt_user/oauth2/refresh_token/", "business_refresh"),
+        ("POST", BUSINESS + r"tt_user/oauth2/revoke/", "business_revoke"),
+        ("GET", BUSINESS + r"business/get/", "business_get"),
+        ("GET", BUSINESS + r"business/video/list/", "business_video_list"),
+    )
+
+    @staticmethod
+    def business_envelope(code: int = 0, message: str = "OK", data=None):
+        return json_response(
+            {"code": code, "message": message, "request_id": log_id(), "data": {} if data is None else data}
+        )
+
+    def business_caller(self, request, scope: str, business_id):
+        """(token, None) or (None, the Business API's refusal): Access-Token, the scope, the business_id."""
+        value = request.headers.get("Access-Token")
+        if not value:
+            return None, self.business_envelope(
+                40104, "Access token is null, you should set it in http header with key Access-Token."
+            )
+        token, status = self.status(value, "access")
+        if status != "ok" or token.grant.data.get("api") != "business":
+            return None, self.business_envelope(40105, "Access token is incorrect or has been revoked.")
+        if not business_id:
+            return None, self.business_envelope(40002, "business_id is required.")
+        if str(business_id) != str(token.grant.data.get("open_id")):
+            return None, self.business_envelope(40001, "No permission to operate the TikTok account of business_id.")
+        if scope not in token.grant.scope:
+            return None, self.business_envelope(
+                40001, f"Permission denied: the TikTok account did not authorize the scope {scope}."
+            )
+        return token, None
+
+    async def _business_app(self, request, endpoint: str, fields: tuple[str, ...]):
+        body = await read_json(request)
+        fault = await self.gate(endpoint)
+        if fault is not None:
+            return None, fault
+        if body is None:
+            return None, self.business_envelope(
+                40002, "Parameter error: the request body must be JSON (Content-Type: application/json)."
+            )
+        missing = [f for f in fields if not body.get(f)]
+        if missing:
+            return None, self.business_envelope(40002, f"Missing required field(s): {', '.join(missing)}.")
+        if str(body["client_id"]) != self.client_id or body["client_secret"] != self.client_secret:
+            return None, self.business_envelope(40101, "Invalid client_id or client_secret.")
+        return body, None
+
+    def _business_tokens(self, grant, refresh):
+        access = self.issue(grant, "access", ACCESS_TTL, value="act." + secrets.token_hex(30))
+        return self.business_envelope(
+            data={
+                "access_token": access.value,
+                "expires_in": ACCESS_TTL,
+                "open_id": grant.data.get("open_id"),
+                "refresh_token": refresh.value,
+                "refresh_token_expires_in": REFRESH_TTL,
+                "scope": ",".join(grant.scope),
+                "token_type": "Bearer",
+            }
+        )
+
+    async def business_token(self, request):
+        body, error = await self._business_app(
+            request, "token", ("client_id", "client_secret", "grant_type", "auth_code", "redirect_uri")
+        )
+        if error is not None:
+            return error
+        if body["grant_type"] != "authorization_code":
+            return self.business_envelope(40002, "grant_type must be authorization_code.")
+        code, reason = redeem(
+            self, body["auth_code"], client_id=str(body["client_id"]), redirect_uri=body["redirect_uri"]
+        )
+        if reason != "ok":
+            return self.business_envelope(40131, "Authorization code is expired.")
+        grant = grant_for(self, code, open_id=self.account.get("open_id"), api="business")
+        refresh = self.issue(grant, "refresh", REFRESH_TTL, value="rft." + secrets.token_hex(30))
+        return self._business_tokens(grant, refresh)
+
+    async def business_refresh(self, request):
+        body, error = await self._business_app(
+            request, "refresh", ("client_id", "client_secret", "grant_type", "refresh_token")
+        )
+        if error is not None:
+            return error
+        if body["grant_type"] != "refresh_token":
+            return self.business_envelope(40002, "grant_type must be refresh_token.")
+        old, status = self.status(body["refresh_token"], "refresh")
+        if status != "ok" or old.grant.data.get("api") != "business":
+            return self.business_envelope(40105, "Refresh token is incorrect or has been revoked.")
+        return self._business_tokens(old.grant, rotate(self, old, REFRESH_TTL, value="rft." + secrets.token_hex(30)))
+
+    async def business_revoke(self, request):
+        body, error = await self._business_app(request, "revoke", ("client_id", "client_secret", "access_token"))
+        if error is not None:
+            return error
+        token, status = self.status(body["access_token"], "access")
+        if status != "ok" or token.grant.data.get("api") != "business":
+            return self.business_envelope(40105, "Access token is incorrect or has been revoked.")
+        self.kill(token, grant=True)
+        return self.business_envelope()
+
+    async def business_get(self, request):
+        fault = await self.gate("whoami")
+        if fault is not None:
+            return fault
+        _token, error = self.business_caller(request, "user.info.basic", request.query.get("business_id"))
+        if error is not None:
+            return error
+        user = {
+            "username": "demo.creator",
+            "display_name": self.account.get("display_name"),
+            "profile_image": self.account.get("avatar_url"),
+        }
+        return self.business_envelope(data=user)
+
+    async def business_video_list(self, request):
+        fault = await self.gate("business_videos")
+        if fault is not None:
+            return fault
+        q = request.query
+        _token, error = self.business_caller(request, "video.list", q.get("business_id"))
+        if error is not None:
+            return error
+        try:
+            fields = json.loads(q.get("fields") or '["item_id"]')
+            size, cursor = int(q.get("max_count", "20")), int(q.get("cursor", "0"))
+        except ValueError:
+            return self.business_envelope(40002, "fields must be a JSON list; max_count and cursor integers.")
+        if not isinstance(fields, list) or not 1 <= size <= 20 or cursor < 0:
+            return self.business_envelope(40002, "fields must be a JSON list, max_count 1-20, cursor >= 0.")
+        rows = self.records_of("videos")
+        page = rows[cursor : cursor + size]
+        named = {"item_id": "id", "create_time": "create_time", "caption": "title", "share_url": "share_url"}
+        videos = [{f: v.get(named.get(f, f)) for f in fields} for v in page]
+        return self.business_envelope(
+            data={"videos": videos, "cursor": cursor + len(page), "has_more": cursor + len(page) < len(rows)}
+        )
+
+
+class TikTok(TikTokStats, TikTokComments, TikTokAccounts, TokenGrants, Provider):
     NAME = "TIKTOK"
     URLS = {
         "AUTH": "www.tiktok.com/v2/auth/authorize/",
         "TOKEN": "open.tiktokapis.com/v2/oauth/token/",
         "API": "open.tiktokapis.com",
         "REVOKE": "open.tiktokapis.com/v2/oauth/revoke/",
+        "BUSINESS": "business-api.tiktok.com",
     }
     ROUTES = (
         ("GET", r"www\.tiktok\.com/v2/auth/authorize/", "authorize"),
@@ -140,7 +309,7 @@ class TikTok(TikTokStats, TikTokComments, TokenGrants, Provider):
         ("POST", r"open\.tiktokapis\.com/v2/post/publish/video/init/", "publish_init"),
         ("POST", r"open\.tiktokapis\.com/v2/post/publish/status/fetch/", "publish_status"),
     )
-    ROUTES += TikTokComments.COMMENT_ROUTES
+    ROUTES += TikTokAccounts.BUSINESS_ROUTES + TikTokComments.COMMENT_ROUTES
     ACCOUNT = {
         "open_id": "-000OR8pXT0bH1rUQhVA0AHfRGwV6yfJTgRo",
         "display_name": "Demo Creator",
@@ -247,7 +416,7 @@ class TikTok(TikTokStats, TikTokComments, TokenGrants, Provider):
         fault = await self.gate("whoami")
         if fault is not None:
             return fault
-        token, status = self.status(auth_header(request), "access")
+        token, status = self.login_kit_status(request)
         if status != "ok":
             return self._api_error(
                 401, "access_token_invalid", "The access token is invalid or not found in the request."
@@ -269,6 +438,13 @@ class TikTok(TikTokStats, TikTokComments, TokenGrants, Provider):
         known = {**self.account, **self.stats}
         user = {f: known[f] for f in fields if f in known}
         return json_response({"data": {"user": user}, "error": {"code": "ok", "message": "", "log_id": log_id()}})
+
+    def login_kit_status(self, request):
+        """The bearer token's status on open.tiktokapis.com: a TikTok API for Business token is not one."""
+        token, status = self.status(auth_header(request), "access")
+        if status == "ok" and token.grant.data.get("api") == "business":
+            return token, "unknown"
+        return token, status
 
     def _api_error(self, status: int, code: str, message: str) -> web.Response:
         return json_response({"data": {}, "error": {"code": code, "message": message, "log_id": log_id()}}, status)
@@ -296,7 +472,7 @@ class TikTok(TikTokStats, TikTokComments, TokenGrants, Provider):
         fault = await self.gate("videos")
         if fault is not None:
             return fault
-        token, status = self.status(auth_header(request), "access")
+        token, status = self.login_kit_status(request)
         if status != "ok":
             return self._api_error(
                 401, "access_token_invalid", "The access token is invalid or not found in the request."
@@ -333,7 +509,7 @@ class TikTok(TikTokStats, TikTokComments, TokenGrants, Provider):
     # --- Content Posting API (direct post, PULL_FROM_URL) -----------------------------------------
 
     def _poster(self, request, scopes: tuple[str, ...] = ("video.publish",)):
-        token, status = self.status(auth_header(request), "access")
+        token, status = self.login_kit_status(request)
         if status != "ok":
             return None, self._api_error(
                 401, "access_token_invalid", "The access token is invalid or not found in the request."

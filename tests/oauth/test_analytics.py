@@ -73,12 +73,12 @@ def _expected(emu, provider: str) -> tuple[dict, list[dict]]:
         return (
             {
                 "followers": page["followers_count"],  # daily values summed over the 28-day window
-                "page_impressions": 28 * page["insights"]["page_impressions"],
+                "page_media_view": 28 * page["insights"]["page_media_view"],
             },
             [
                 {
                     "id": p["id"],
-                    "impressions": p["insights"]["post_impressions"],
+                    "views": p["insights"]["post_media_view"],
                     "reactions": sum(p["insights"]["post_reactions_by_type_total"].values()),
                 }
                 for p in emu.records_of("posts")
@@ -260,7 +260,9 @@ def test_the_cli_runs_it_and_providers_show_lists_its_scopes(stack, fresh_emulat
     shown = stack.cli("providers", "show", provider, "--json")
     assert shown.returncode == 0, shown.stderr
     data = json.loads(shown.stdout)
-    assert data["actionScopes"]["fetch_analytics"] == "user.info.stats video.list"
+    assert (
+        data["actionScopes"]["fetch_analytics"] == "user.info.stats video.list (a Login Kit app, TIKTOK_APP=login_kit)"
+    )
     assert "user.info.stats" in data["scopes"]
     assert [a for a in data["actions"] if a["name"] == "fetch_analytics" and a["capability"] == "analytics"]
     user, integration = _connect(stack, provider)

@@ -1,8 +1,9 @@
-"""Comments on TikTok, YouTube, Instagram and Facebook, through the daemon on a fresh connection made with the
-scopes the service requests: ``fetch_comments`` syncs them (comment.created / .updated / .deleted delivered to a
-webhook, the provider's paging followed), a reply goes through the API (201 with the provider's reply id) and
-the CLI and is seen at the emulator; bad input, unknown comments, providers without comments and grants without
-the comment scopes are clear 4xx answers (MISSING_SCOPES naming the scope)."""
+"""Comments on YouTube, Instagram and Facebook (TikTok's: test_tiktok_business.py), through the daemon on a
+fresh connection made with the scopes the service requests: ``fetch_comments`` syncs them (comment.created /
+.updated / .deleted delivered to a webhook, the provider's paging followed), a reply goes through the API (201
+with the provider's reply id) and the CLI and is seen at the emulator; bad input, unknown comments, providers
+without comments and grants without the comment scopes are clear 4xx answers (MISSING_SCOPES naming the scope).
+A Login Kit TikTok connection has no comments (VALIDATION_ERROR naming TikTok API for Business)"""
 
 from __future__ import annotations
 
@@ -159,7 +160,6 @@ def _facebook(emu, n):
 # provider -> (seed, comments (paging: over one page where the page size allows), list endpoint, reply endpoint,
 #              the text field an edit changes, the scopes a user may untick for reading / replying)
 CASES = {
-    "TIKTOK": (_tiktok, 60, "comment_list", "comment_reply", "text", "comment.list", "comment.list.manage"),
     "YOUTUBE": (_youtube, 120, "commentThreads", "comment_insert", "textOriginal", SSL, SSL),
     "INSTAGRAM": (
         _instagram,
@@ -275,18 +275,43 @@ def test_comments_sync_with_events_and_replies_go_out_through_the_api_and_the_cl
 
 
 def test_a_reply_too_long_for_the_provider_is_refused_before_the_call(stack, fresh_emulators):
-    ids, _video = _tiktok(stack.emulators["TIKTOK"], 2)
-    user, integration = _connect(stack, "TIKTOK")
-    refused = _reply(stack, integration, user, ids[0], {"text": "y" * 151})
+    ids, _post = _instagram(stack.emulators["INSTAGRAM"], 2)
+    user, integration = _connect(stack, "INSTAGRAM")
+    refused = _reply(stack, integration, user, ids[0], {"text": "y" * 2201})
     assert (refused.status, refused.json()["error"]["code"]) == (400, "VALIDATION_ERROR")
-    assert "150" in refused.json()["error"]["message"]
-    assert stack.emulators["TIKTOK"].calls["comment_reply"] == 0
+    assert "2200" in refused.json()["error"]["message"]
+    assert stack.emulators["INSTAGRAM"].calls["comment_reply"] == 0
     bad_id = _reply(stack, integration, user, "a%20b", {"text": "hi"})
     assert (bad_id.status, bad_id.json()["error"]["code"]) == (400, "VALIDATION_ERROR"), bad_id.text
     by_cli = stack.cli("integrations", "reply", integration, ids[0], "")
-    assert by_cli.returncode == 2 and "text" in by_cli.stderr + by_cli.stdout, (by_cli.stdout, by_cli.stderr)
-    with_video = _reply(stack, integration, user, ids[0], {"text": "hi", "videoId": _video})
-    assert with_video.status == 201 and stack.emulators["TIKTOK"].calls["comment_list"] == 0  # no lookup needed
+    assert by_cli.returncode == 2 and "text" in by_cli.stdout + by_cli.stderr, (by_cli.stdout, by_cli.stderr)
+
+
+def test_a_login_kit_tiktok_connection_has_no_comments_and_says_what_they_need(stack, fresh_emulators):
+    """TikTok's Login Kit / Display API has no comment endpoints: a connection made with a Login Kit app (the
+    default TIKTOK_APP) is neither asked for nor offered comments; the refusal names TikTok API for Business."""
+    emu = stack.emulators["TIKTOK"]
+    ids, video = _tiktok(emu, 2)
+    user, integration = _connect(stack, "TIKTOK")
+    granted = stack.api("GET", f"/integrations/{integration}", user=user).json()["data"]["scope"]
+    assert not {"comment.list", "comment.list.manage"} & set(granted), granted  # never asked at the consent
+    for answer in (
+        stack.api("POST", f"/integrations/{integration}/sync", user=user, body={"action": "fetch_comments"}),
+        _reply(stack, integration, user, ids[0], {"text": "hi", "videoId": video}),
+    ):
+        assert (answer.status, answer.json()["error"]["code"]) == (400, "VALIDATION_ERROR"), answer.text
+        assert "TikTok API for Business" in answer.json()["error"]["message"]
+        assert "TIKTOK_APP=business" in answer.json()["error"]["message"]
+    everything = stack.api("POST", f"/integrations/{integration}/sync", user=user, body={})
+    assert everything.status == 202, everything.text
+    assert "fetch_comments" not in [log["action"] for log in everything.json()["data"]["syncLogs"]]
+    assert emu.calls["comment_list"] == 0 and emu.calls["comment_reply"] == 0
+    health = stack.api("GET", f"/integrations/{integration}/health", user=user).json()["data"]
+    assert health["scopes"]["missing"] == [], health
+    shown = json.loads(stack.cli("providers", "show", "TIKTOK", "--json").stdout)
+    assert not {"comment.list", "comment.list.manage"} & set(shown["scopes"]), shown["scopes"]
+    (reply,) = [a for a in shown["actions"] if a["name"] == "reply_comment"]
+    assert "TikTok API for Business" in reply["how"] and reply["scopes"] == ["comment.list.manage"]
 
 
 def test_a_provider_without_comments_is_a_validation_error(stack, fresh_emulators):

@@ -15,6 +15,7 @@ from test_crm_actions import sf_metadata
 from test_marketing_actions import mc_metadata
 
 from nexusctl.enums import Provider
+from nexusctl.providers.adapters.tiktok import BUSINESS_ONLY, BUSINESS_SCOPES
 from nexusctl.providers.sync.registry import ACTIONS
 
 # The scopes only apps the provider approved get (nexusctl/providers/scopes.py APPROVAL): the seeded run plays such
@@ -25,8 +26,16 @@ APPROVED = {
 }
 
 
-def _connection(emu, provider: str) -> dict:
+def _connection(emu, provider: str, action: str) -> dict:
     """What read_all needs to act as a connected integration of this provider."""
+    if provider == "TIKTOK" and action in BUSINESS_ONLY:  # a TikTok API for Business connection (TIKTOK_APP)
+        tiktok, open_id = emu["TIKTOK"], emu["TIKTOK"].account["open_id"]
+        grant = tiktok.new_grant(list(BUSINESS_SCOPES), open_id=open_id, api="business")
+        return {
+            "token": tiktok.issue(grant, "access", 3600).value,
+            "metadata": {"openId": open_id, "tiktokApp": "business"},
+            "env": {"TIKTOK_APP": "business"},
+        }
     if provider == "SHOPIFY":
         return {"token": shopify_token(emu), "tenant": SHOP}
     if provider == "WOOCOMMERCE":
@@ -47,7 +56,7 @@ def _connection(emu, provider: str) -> dict:
 @pytest.mark.parametrize("provider, action", [(p.value, a) for p, actions in ACTIONS.items() for a in actions])
 def test_every_action_reads_seeded_records(fresh_emulators, provider, action):
     seed(fresh_emulators)
-    pages, _ = read_all(fresh_emulators, provider, action, **_connection(fresh_emulators, provider))
+    pages, _ = read_all(fresh_emulators, provider, action, **_connection(fresh_emulators, provider, action))
     if ACTIONS[Provider(provider)][action].report is not None:  # a snapshot: metrics of the account and its posts
         (report,) = pages
         assert [v for v in report.account.values() if v], report.account

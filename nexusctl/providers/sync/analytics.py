@@ -14,10 +14,13 @@ per item (no ``media.updated`` for a new like). At most ``POSTS_MAX`` recent pos
   views,reach,saved,shares,total_interactions`` (lifetime). A metric a media type does not support (Graph code
   100) leaves that post's insights out, with a note.
 - FACEBOOK: every page of ``/me/accounts`` (its ``followers_count``), read with that page's own token (never
-  stored): ``GET /{page-id}/insights?metric=page_impressions,page_impressions_unique,page_post_engagements&
+  stored): ``GET /{page-id}/insights?metric=page_media_view,page_total_media_view_unique,page_post_engagements&
   period=day&since=&until=`` (scope ``read_insights``; daily values summed over the window, at most 93 days
-  apart: ``WINDOW_DAYS``) and its posts' ``GET /{post-id}/insights?metric=post_impressions,
-  post_impressions_unique,post_clicks,post_reactions_by_type_total`` (lifetime).
+  apart: ``WINDOW_DAYS``) and its posts' ``GET /{post-id}/insights?metric=post_media_view,
+  post_total_media_view_unique,post_clicks,post_reactions_by_type_total`` (lifetime). Views, not impressions:
+  Meta retired the impressions metrics of Page Insights for every API version on 2025-11-15 (the ``_unique``
+  ones on 2025-06-15), answering them with an invalid-metric error; ``page_media_view`` / ``post_media_view``
+  (views) and ``page_total_media_view_unique`` / ``post_total_media_view_unique`` (viewers) replace them.
 - YOUTUBE: Data API ``channels?part=statistics&mine=true`` (lifetime views, subscribers, videos) and
   ``videos?part=statistics&id=...`` for the latest uploads (scope ``youtube.readonly``); YouTube Analytics API
   ``GET youtubeanalytics.googleapis.com/v2/reports?ids=channel==MINE&metrics=views,likes,comments,shares,
@@ -52,8 +55,8 @@ WINDOW_DAYS = 28  # windowed metrics cover the last 28 days (within Instagram's 
 YOUTUBE_LAG_DAYS = 2  # YouTube Analytics data is complete about two days later
 INSTAGRAM_ACCOUNT_METRICS = "reach,views,accounts_engaged,total_interactions,likes,comments,shares,saves"
 INSTAGRAM_MEDIA_METRICS = "views,reach,saved,shares,total_interactions"
-FACEBOOK_PAGE_METRICS = "page_impressions,page_impressions_unique,page_post_engagements"
-FACEBOOK_POST_METRICS = "post_impressions,post_impressions_unique,post_clicks,post_reactions_by_type_total"
+FACEBOOK_PAGE_METRICS = "page_media_view,page_total_media_view_unique,page_post_engagements"
+FACEBOOK_POST_METRICS = "post_media_view,post_total_media_view_unique,post_clicks,post_reactions_by_type_total"
 YOUTUBE_METRICS = "views,likes,comments,shares,subscribersGained,subscribersLost,estimatedMinutesWatched"
 LINKEDIN_METRICS = ("IMPRESSION", "MEMBERS_REACHED", "REACTION", "COMMENT", "RESHARE")
 _G = "https://www.googleapis.com/auth/"
@@ -343,8 +346,8 @@ async def _facebook_posts(api, page: dict) -> list[dict]:
 
 def _facebook_post_metrics(insights: dict | None) -> dict:
     named = {
-        "post_impressions": "impressions",
-        "post_impressions_unique": "reach",
+        "post_media_view": "views",
+        "post_total_media_view_unique": "viewers",
         "post_clicks": "clicks",
         "post_reactions_by_type_total": "reactions",
     }
@@ -662,8 +665,8 @@ ACTIONS = {
     "FACEBOOK": [
         _action(
             facebook_report,
-            "Each page's followers and last 28 days' impressions and engagements "
-            "(page insights); the latest posts' impressions, clicks, reactions",
+            "Each page's followers and last 28 days' views, viewers and engagements "
+            "(page insights); the latest posts' views, viewers, clicks, reactions",
         )
     ],
     "YOUTUBE": [

@@ -26,34 +26,30 @@ provider offers them. The resume state is ``{"container", "index",
   /{comment-id}/comments`` ``message`` with the token of the page whose post
   it is (``pages_manage_engagement``); the pages are tried in turn, a Graph
   (#100) "does not exist" / (#10) / (#200) from one page meaning "not this page's".
-- TIKTOK: TikTok documents comment listing and replying for a creator's own
-  videos only in its API for Business (Accounts API: ``business/comment/list/``
-  and ``business/comment/reply/create/``, scopes ``comment.list`` and
-  ``comment.list.manage``, granted at the same www.tiktok.com consent). The
-  TIKTOK connection holds a Login Kit token for open.tiktokapis.com, so this
-  follows that API's v2 conventions (``fields`` query, JSON body, ``{data,
-  error{code,message,log_id}}``, ``cursor`` / ``has_more``) with the Accounts
-  API's request and comment fields: ``POST /v2/comment/list/`` ``{video_id,
-  max_count <= 50, cursor}`` answering ``data.comments`` (``comment_id,
-  video_id, text, likes, replies, create_time, username, display_name,
-  parent_comment_id``), and ``POST /v2/comment/reply/`` ``{video_id,
-  comment_id, text}`` answering ``data.comment_id``. A missing scope is 401
-  ``scope_not_authorized``. The reply needs the comment's video: taken from
-  the caller (``videoId``, each comment event's ``item.postId``) or looked up
-  among the recent videos' comments.
+- TIKTOK (TikTok API for Business, "TikTok Accounts": a connection made with TIKTOK_APP=business; TikTok's
+  Login Kit / Display API has no comment endpoints): on business-api.tiktok.com, the token in an
+  ``Access-Token`` header and the account's ``open_id`` as ``business_id``. ``GET open_api/v1.3/business/video/
+  list/?business_id=&fields=["item_id","create_time"]&max_count=20`` (scope ``video.list``), then ``GET
+  .../business/comment/list/?business_id=&video_id=&max_count=30&cursor=`` (scope ``comment.list``; ``data
+  {comments[{comment_id, video_id, user_id, username, display_name, text, likes, replies, create_time,
+  parent_comment_id, status, owner}], cursor, has_more}``). Reply: ``POST .../business/comment/reply/create/``
+  ``{business_id, video_id, comment_id, text <= 150}`` (scope ``comment.list.manage``) answering
+  ``data.comment_id``. Every answer is HTTP 200 ``{code, message, request_id, data}``; ``code`` 40001 is a
+  permission (scope) refusal, 40104 / 40105 a missing or refused token, 40100 the rate limit, 40002 a bad
+  parameter (an unknown comment or video on a reply). The reply needs the comment's video: taken from the
+  caller (``videoId``, each comment event's ``item.postId``) or looked up among the recent videos' comments.
 """
 
 from __future__ import annotations
 
-from nexusctl.errors import MissingScopes, NotFound, ProviderError, UsageProblem
+from nexusctl.errors import MissingScopes, NotFound, ProviderError, TokenExpired, UsageProblem
 from nexusctl.providers.http import describe
-from nexusctl.providers.sync.base import Item, Page, SyncAction
+from nexusctl.providers.sync.base import Item, Page, SyncAction, SyncApi
 from nexusctl.providers.sync.graph import GRAPH_PERMISSION_CODES, graph_all, graph_check, graph_edge
 
 RECENT = 20  # the account's latest videos / posts whose comments a run reads
 YOUTUBE_PAGE = 100  # commentThreads' maximum maxResults
 GRAPH_PAGE = 100
-TIKTOK_PAGE = 50
 TEXT_LIMIT = 2000
 YOUTUBE_SSL = "https://www.googleapis.com/auth/youtube.force-ssl"
 # The longest reply each provider takes (characters): TikTok 150, Instagram 2,200, Facebook 8,000, YouTube 10,000.
@@ -347,47 +343,73 @@ async def facebook_reply(api, comment_id: str, text: str, _hint: dict) -> dict:
     raise NotFound("FACEBOOK: none of the pages this connection manages has that comment", provider="FACEBOOK")
 
 
-# --- TikTok -------------------------------------------------------------------------------------
+# --- TikTok (API for Business) -----------------------------------------------------------------
 
-TIKTOK_FIELDS = "comment_id,video_id,text,likes,replies,create_time,username,display_name,parent_comment_id"
+TIKTOK_BUSINESS = "open_api/v1.3/business"
+TIKTOK_PAGE = 30  # business/comment/list/'s largest max_count
+TIKTOK_VIDEO_PAGE = 20  # business/video/list/'s largest max_count
+
+
+def _tiktok_api(api) -> SyncApi:
+    """The connection's view of the Business API: business-api.tiktok.com (TIKTOK_BUSINESS_URL), the token as
+    Access-Token (only a connection made with TIKTOK_APP=business gets here: adapters.tiktok.unavailable)."""
+    if api.auth_header == "Access-Token" and api.base == api.adapter.url("BUSINESS"):
+        return api
+    return SyncApi(
+        api.adapter, api.tokens, api.tenant, auth_header="Access-Token", base_url=api.adapter.url("BUSINESS")
+    )
+
+
+def _business_id(api) -> str:
+    business_id = api.metadata.get("openId")
+    if not business_id:
+        raise ProviderError("TIKTOK: the connection has no open_id (business_id); connect it again", provider="TIKTOK")
+    return str(business_id)
 
 
 def _tiktok_check(action: str, scopes: tuple[str, ...]):
     def check(reply) -> None:
-        code = reply.get("error", "code")
-        if code == "scope_not_authorized":
+        code = reply.get("code") if isinstance(reply.body, dict) else None
+        if code == 40001:
             raise _refused("TIKTOK", action, scopes, reply)
-        if code in ("comment_not_found", "video_not_found") and action == "reply_comment":
+        if code in (40104, 40105):
+            raise TokenExpired("TIKTOK: the access token was refused", provider="TIKTOK")
+        if code == 40002 and action == "reply_comment":
             raise NotFound(f"TIKTOK has no such comment{_said(reply)}", provider="TIKTOK")
-        if reply.status < 400 and code not in (None, "ok"):
+        if reply.status < 400 and code not in (None, 0):
             raise ProviderError(f"TIKTOK: {action} failed{describe(reply, (), ': ')}", provider="TIKTOK")
 
     return check
 
 
 async def _tiktok_videos(api) -> list[dict]:
-    reply = await api.post(
-        "v2/video/list/",
-        params={"fields": "id,create_time"},
-        json_body={"max_count": RECENT},
+    reply = await api.get(
+        f"{TIKTOK_BUSINESS}/video/list/",
+        params={
+            "business_id": _business_id(api),
+            "fields": '["item_id","create_time"]',
+            "max_count": min(RECENT, TIKTOK_VIDEO_PAGE),
+        },
         check=_tiktok_check("fetch_comments", ("video.list",)),
     )
     return [
-        {"id": str(v["id"])}
+        {"id": str(v["item_id"])}
         for v in (reply.get("data") or {}).get("videos") or []
-        if isinstance(v, dict) and v.get("id")
+        if isinstance(v, dict) and v.get("item_id")
     ]
 
 
 async def tiktok_comments(api, resume):
+    api = _tiktok_api(api)
     videos = await _tiktok_videos(api)
     check = _tiktok_check("fetch_comments", ("comment.list",))
+    business_id = _business_id(api)
 
     async def page_of(video, cursor):
-        body = {"video_id": video["id"], "max_count": TIKTOK_PAGE}
+        params = {"business_id": business_id, "video_id": video["id"], "max_count": TIKTOK_PAGE}
         if cursor is not None:
-            body["cursor"] = cursor
-        reply = await api.post("v2/comment/list/", params={"fields": TIKTOK_FIELDS}, json_body=body, check=check)
+            params["cursor"] = cursor
+        reply = await api.get(f"{TIKTOK_BUSINESS}/comment/list/", params=params, check=check)
         data = reply.get("data") or {}
         rows = [c for c in data.get("comments") or [] if isinstance(c, dict) and c.get("comment_id")]
         items = [
@@ -425,10 +447,11 @@ async def _tiktok_video_of(api, comment_id: str) -> str:
 
 
 async def tiktok_reply(api, comment_id: str, text: str, hint: dict) -> dict:
+    api = _tiktok_api(api)
     video = hint.get("videoId") or await _tiktok_video_of(api, comment_id)
     reply = await api.post(
-        "v2/comment/reply/",
-        json_body={"video_id": video, "comment_id": comment_id, "text": text},
+        f"{TIKTOK_BUSINESS}/comment/reply/create/",
+        json_body={"business_id": _business_id(api), "video_id": str(video), "comment_id": comment_id, "text": text},
         check=_tiktok_check("reply_comment", REPLY_SCOPES["TIKTOK"]),
     )
     reply_id = (reply.get("data") or {}).get("comment_id")
@@ -465,7 +488,8 @@ ACTIONS = {
             "fetch_comments",
             "comment",
             tiktok_comments,
-            description=f"Comments on the {RECENT} latest videos (video/list, comment/list)",
+            description=f"Comments on the {RECENT} latest videos (TikTok API for Business: business/video/list, "
+            "business/comment/list; TIKTOK_APP=business)",
         )
     ],
     "INSTAGRAM": [
