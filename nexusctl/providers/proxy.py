@@ -26,8 +26,8 @@ import aiohttp
 from yarl import URL
 
 from nexusctl.enums import Provider
-from nexusctl.errors import ProviderError, ProviderNotConfigured, UsageProblem
-from nexusctl.providers.http import Reply, retry_after
+from nexusctl.errors import ProviderError, ProviderNotConfigured, RateLimited, UsageProblem
+from nexusctl.providers.http import Reply, exhausted_wait, retry_after
 from nexusctl.providers.sync.base import SyncApi
 from nexusctl.providers.sync.registry import AUTH_HEADER
 
@@ -249,5 +249,12 @@ def throttle_wait(adapter, response, sniffed: bytes) -> int | None | bool:
         return False
     try:
         return adapter.rate_limit(reply)
+    except RateLimited as exc:  # YouTube's spent daily quota: the wait until its reset
+        return exc.retry_after
     except Exception:  # noqa: BLE001 - an odd error body must not turn a provider's answer into a 500
         return False
+
+
+def exhausted_wait_of(response) -> int | None:
+    """An answer that spent the window's last call (X-RateLimit-Remaining: 0): seconds until it resets."""
+    return exhausted_wait(response.headers)
