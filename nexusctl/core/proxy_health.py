@@ -43,9 +43,7 @@ def worth_writing(row, outcome: str) -> bool:
     if outcome == OK:
         return row.proxy_failed_at is not None
     return (
-        row.proxy_error_code != outcome
-        or row.proxy_failed_at is None
-        or row.proxy_failed_at < utcnow() - REWRITE_AFTER
+        row.proxy_error_code != outcome or row.proxy_failed_at is None or row.proxy_failed_at < utcnow() - REWRITE_AFTER
     )
 
 
