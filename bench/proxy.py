@@ -60,7 +60,7 @@ def connect(base: str, token: str, user: uuid.UUID) -> str:
     return query["integrationId"]
 
 
-def run(database_url: str | None, seconds: float, rounds: int, concurrency: int) -> dict:
+def run(database_url: str | None, seconds: float, rounds: int, concurrency: int, redis_url: str | None = None) -> dict:
     work = Path(tempfile.mkdtemp(prefix="nexus-bench-proxy-"))
     emu = Emulators().start()
     daemon = None
@@ -75,6 +75,8 @@ def run(database_url: str | None, seconds: float, rounds: int, concurrency: int)
             REFRESH_SWEEP_INTERVAL="3600",
             LOG_LEVEL="warning",
         )
+        if redis_url:  # the scale-out shape: the rate budget (and OAuth states) in Redis
+            env["REDIS_URL"] = redis_url
         emu.register_callback_base(f"http://127.0.0.1:{port}")  # the emulators accept only registered redirects
         subprocess.run([str(NEXUSCTL), "-q", "db", "migrate"], env=env, check=True)
         user = uuid.uuid4()
@@ -131,7 +133,7 @@ def run(database_url: str | None, seconds: float, rounds: int, concurrency: int)
         return {n: round(sum(s.get(n, 0.0) for s in cpu[phase]) / len(cpu[phase]), 1) for n in names}
 
     return {
-        "database": "PostgreSQL" if is_postgres(database_url) else "SQLite",
+        "database": ("PostgreSQL" if is_postgres(database_url) else "SQLite") + (" + Redis" if redis_url else ""),
         "concurrency": concurrency,
         "seconds": seconds,
         "rounds": rounds,
@@ -197,10 +199,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="per measurement")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=2, help="alternating direct/proxy rounds")
+    parser.add_argument("--redis-url", help="REDIS_URL for the daemon (default: none)")
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
     started = time.monotonic()
-    result = run(args.database_url, args.seconds, args.rounds, args.concurrency)
+    result = run(args.database_url, args.seconds, args.rounds, args.concurrency, args.redis_url)
     result["wallSeconds"] = round(time.monotonic() - started, 1)
     print(markdown(result))
     write_json(args.json, result)

@@ -88,6 +88,27 @@ class Answer:
     _prefix: bytes = b""  # what was read already (an error answer inspected for throttling)
     attempts: int = 1
 
+    async def whole(self, limit: int) -> bytes | None:
+        """The body at once when the provider said it is at most ``limit`` bytes (one write back instead of a
+        streamed answer: most API answers); None for a longer or unsized one, which ``chunks`` streams (what this
+        read took stays for it, so nothing is lost or read twice)."""
+        response = self._response
+        if response is None:
+            return self._prefix
+        length = response.content_length
+        if length is None or length > limit:
+            return None
+        data, cap = self._prefix, 4 * limit  # a compressed answer grows when decoded: never hold more than this
+        while True:
+            chunk = await response.content.readany()
+            if not chunk:
+                self._response = None
+                return data
+            data += chunk
+            if len(data) > cap:
+                self._prefix = data
+                return None
+
     async def chunks(self, size: int = 65536) -> AsyncIterator[bytes]:
         if self._prefix:
             yield self._prefix

@@ -13,7 +13,12 @@ Where it lives: in Redis when REDIS_URL is set (one key per integration,
 ``nexus:ratelimit:<id>``, holding the end of the wait as epoch seconds of the
 product clock, expiring with it), so several daemons and the CLI share it;
 otherwise in this process (the embedded default: one daemon on SQLite). A
-later, longer wait extends it; a shorter one never shortens it. Redis being
+later, longer wait extends it; a shorter one never shortens it. A wait is
+seen at once by the process that was told it; another process reads Redis
+at most once per RECHECK (1 s) per integration while there is no wait, so it
+sees a new one within that second (the proxy's token cache has the same
+bound, nexusctl.core.proxy_cache), and one Redis read per call is not the
+proxy's cost. Redis being
 away never fails a call: the budget is advice, the provider stays the judge.
 """
 
@@ -22,12 +27,14 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 
 from nexusctl import clock
 
 log = logging.getLogger(__name__)
 
 PREFIX = "nexus:ratelimit:"
+RECHECK = 1.0  # seconds a "no wait" read from Redis is trusted: how late this process sees another's wait
 MAX_WAIT = 24 * 3600  # a wait longer than a day is not kept (a daily quota resets within one)
 _LOCAL_MAX = 50_000  # in-process entries kept at most (expired ones are dropped first)
 
@@ -41,6 +48,7 @@ return 1
 """
 
 _local: dict[str, float] = {}
+_checked: dict[str, tuple[float]] = {}  # id -> (monotonic time until which Redis's "no wait" is trusted,)
 _lock = threading.Lock()
 
 
@@ -60,9 +68,13 @@ async def wait_for(svc, integration_id) -> int | None:
     key = str(integration_id)
     with _lock:
         local = _local.get(key)
+        checked = _checked.get(key)
     left = _remaining(local)
     if left is not None or svc.redis is None:
         return left
+    now = time.monotonic()
+    if checked is not None and checked[0] > now:  # Redis said "go ahead" less than RECHECK seconds ago
+        return None
     from redis.exceptions import RedisError  # only where Redis is configured
 
     try:
@@ -70,7 +82,15 @@ async def wait_for(svc, integration_id) -> int | None:
     except RedisError as exc:
         log.warning("rate budget: Redis unreachable (%s); calling the provider", type(exc).__name__)
         return None
-    return _remaining(float(value)) if value else None
+    left = _remaining(float(value)) if value else None
+    with _lock:
+        if left is None:
+            _checked[key] = (now + RECHECK,)
+            if len(_checked) > _LOCAL_MAX:
+                _checked.clear()
+        else:  # another process's wait, kept here too: no Redis read until it ends
+            _local[key] = max(_local.get(key, 0.0), float(value))
+    return left
 
 
 async def note(svc, integration_id, seconds: float | None, *, reason: str = "") -> None:
@@ -96,12 +116,6 @@ async def note(svc, integration_id, seconds: float | None, *, reason: str = "") 
         await svc.redis.eval(_EXTEND, 1, PREFIX + key, repr(until), max(1, math.ceil(seconds)))
     except RedisError as exc:
         log.warning("rate budget: Redis unreachable (%s); the wait is kept in this process only", type(exc).__name__)
-
-
-def forget_local() -> None:
-    """Drop this process's waits (tests of one process; Redis keys expire by themselves)."""
-    with _lock:
-        _local.clear()
 
 
 class Gate:
