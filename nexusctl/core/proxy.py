@@ -269,8 +269,9 @@ async def call(svc, integration_id, request: ProxyRequest, *, owner_id=None, obs
                 raise ProviderError(
                     f"{message}{detail}; connect the integration again if this persists", provider=provider, status=401
                 )
-            sniffed = await targets.sniff(response)
-            wait = targets.throttle_wait(adapter, response, sniffed)
+            ok_too = targets.throttles_in_ok(adapter, response)
+            sniffed = await targets.sniff(response, ok_too=ok_too)
+            wait = targets.throttle_wait(adapter, response, sniffed, ok_too=ok_too)
             status = response.status
             if wait is not False:  # kept for the integration's other callers (syncs, proxied calls, other daemons)
                 await rate_budget.note(svc, row.id, UNKNOWN_WAIT if wait is None else wait, reason="proxy")

@@ -570,3 +570,23 @@ def test_a_disconnected_or_deactivated_integration_is_refused_at_once_and_by_oth
         assert time.monotonic() - started < 2.5
         got = proxy(stack, integration, "GET", "/v10/users/@me", user=user)
         assert code in got.json()["error"]["code"], got.text
+
+
+def test_shopifys_graphql_throttle_answered_200_is_a_429_and_kept_for_the_syncs(stack, fresh_emulators):
+    emu = stack.emulators["SHOPIFY"]
+    user, integration = connected(stack, "SHOPIFY")
+    path = "/admin/api/2025-10/graphql.json"
+    good = proxy(stack, integration, "POST", path, user=user, body={"query": "{ shop { name } }"})
+    assert good.status == 200 and good.json()["data"]["shop"]["name"], good.text
+    emu.rate_limit_next("whoami", 3)  # HTTP 200 THROTTLED, the cost bucket refilling in 3 s
+    got = proxy(stack, integration, "POST", path, user=user, body={"query": "{ shop { name } }"})
+    assert got.status == 429 and got.headers["Retry-After"] == "3", (got.status, got.text)
+    assert got.json()["errors"][0]["extensions"]["code"] == "THROTTLED"  # the provider's own body
+    products = emu.calls["products"]
+    assert _sync(stack, integration, user, "fetch_products") == "COMPLETED"  # waited out (within its budget)
+    (meta,) = stack.sql(
+        "SELECT metadata FROM integration_sync_logs WHERE integration_id = %s ORDER BY created_at DESC LIMIT 1",
+        integration,
+    )[0]
+    meta = json.loads(meta) if isinstance(meta, str) else meta
+    assert meta["rateLimitWaits"] >= 1 and emu.calls["products"] > products, meta
