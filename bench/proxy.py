@@ -20,6 +20,7 @@ Rounds alternate them so machine noise hits all; the figure is proxy/direct (goa
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -31,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from api_read import load  # noqa: E402
-from common import NEXUSCTL, ROOT, base_env, free_port, is_postgres, wait_http, write_json  # noqa: E402
+from common import NEXUSCTL, ROOT, CpuMeter, base_env, free_port, is_postgres, wait_http, write_json  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
@@ -50,6 +51,8 @@ def connect(base: str, token: str, user: uuid.UUID) -> str:
         json_body={"userId": str(user), "provider": "DISCORD", "redirectUri": f"{FRONTEND}/done"},
     )
     at_provider = call("GET", started.json()["data"]["authorizationUrl"])
+    if not at_provider.location:
+        raise RuntimeError(f"authorizing failed: {at_provider.status} {at_provider.text[:300]}")
     final = call("GET", at_provider.location)
     query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(final.location).query))
     if query.get("status") != "success":
@@ -57,7 +60,7 @@ def connect(base: str, token: str, user: uuid.UUID) -> str:
     return query["integrationId"]
 
 
-def run(database_url: str | None, seconds: float, rounds: int, concurrency: int) -> dict:
+def run(database_url: str | None, seconds: float, rounds: int, concurrency: int, redis_url: str | None = None) -> dict:
     work = Path(tempfile.mkdtemp(prefix="nexus-bench-proxy-"))
     emu = Emulators().start()
     daemon = None
@@ -72,6 +75,9 @@ def run(database_url: str | None, seconds: float, rounds: int, concurrency: int)
             REFRESH_SWEEP_INTERVAL="3600",
             LOG_LEVEL="warning",
         )
+        if redis_url:  # the scale-out shape: the rate budget (and OAuth states) in Redis
+            env["REDIS_URL"] = redis_url
+        emu.register_callback_base(f"http://127.0.0.1:{port}")  # the emulators accept only registered redirects
         subprocess.run([str(NEXUSCTL), "-q", "db", "migrate"], env=env, check=True)
         user = uuid.uuid4()
         token = subprocess.run(
@@ -98,10 +104,18 @@ def run(database_url: str | None, seconds: float, rounds: int, concurrency: int)
         load(direct_url, access, concurrency, 1.0)
         read_url = f"{base}/integrations/{integration}"
         direct, proxied, read = [], [], []
+        cpu = {"direct": [], "proxy": []}
+        db = _database(database_url)
         for _ in range(rounds):
+            meter = CpuMeter(db, daemon=daemon.pid, emulator=os.getpid())
             direct.append(load(direct_url, access, concurrency, seconds))
+            cpu["direct"].append(meter.per_item_us(direct[-1]["requests"]))
+            meter = CpuMeter(db, daemon=daemon.pid, emulator=os.getpid())
             proxied.append(load(proxy_url, token, concurrency, seconds))
+            cpu["proxy"].append(meter.per_item_us(proxied[-1]["requests"]))
             read.append(load(read_url, token, concurrency, seconds))
+        if db is not None:
+            db.close()
     finally:
         if daemon is not None:
             daemon.terminate()
@@ -113,8 +127,13 @@ def run(database_url: str | None, seconds: float, rounds: int, concurrency: int)
         return sum(r["requests"] for r in runs) / sum(r["seconds"] for r in runs)
 
     errors = sum(r["errors"] for r in direct + proxied + read)
+
+    def cpu_per_call(phase):
+        names = sorted({n for sample in cpu[phase] for n in sample})
+        return {n: round(sum(s.get(n, 0.0) for s in cpu[phase]) / len(cpu[phase]), 1) for n in names}
+
     return {
-        "database": "PostgreSQL" if is_postgres(database_url) else "SQLite",
+        "database": ("PostgreSQL" if is_postgres(database_url) else "SQLite") + (" + Redis" if redis_url else ""),
         "concurrency": concurrency,
         "seconds": seconds,
         "rounds": rounds,
@@ -126,7 +145,21 @@ def run(database_url: str | None, seconds: float, rounds: int, concurrency: int)
         "errors": errors,
         "readPerSecond": round(rate(read), 1),
         "ratioToRead": round(rate(proxied) / rate(read), 3),
+        "cpuUsPerCall": {"direct": cpu_per_call("direct"), "proxy": cpu_per_call("proxy")},
+        "loadAverage": round(os.getloadavg()[0], 1),
     }
+
+
+def _database(url: str | None):
+    """A connection for CpuMeter to find the bench database's PostgreSQL backends (None on SQLite)."""
+    if not is_postgres(url):
+        return None
+    import peewee
+
+    parts = urllib.parse.urlsplit(url)
+    return peewee.PostgresqlDatabase(
+        parts.path.lstrip("/"), user=parts.username, password=parts.password, host=parts.hostname, port=parts.port
+    )
 
 
 def markdown(result: dict) -> str:
@@ -146,6 +179,16 @@ def markdown(result: dict) -> str:
             f"Ratio proxy/direct: **{result['ratio']}** (goal >= 0.5); proxy / one row read: "
             f"{result['ratioToRead']}; errors: {result['errors']}.",
             "",
+            "CPU per call (microseconds, by process; `emulator` is the benchmark's own process, which also runs the "
+            "emulators' loop):",
+            "",
+            *(
+                f"- {phase}: " + ", ".join(f"{n} {us}" for n, us in result["cpuUsPerCall"][phase].items())
+                for phase in ("direct", "proxy")
+            ),
+            "",
+            f"Load average at the end: {result['loadAverage']}.",
+            "",
         ]
     )
 
@@ -156,10 +199,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="per measurement")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=2, help="alternating direct/proxy rounds")
+    parser.add_argument("--redis-url", help="REDIS_URL for the daemon (default: none)")
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
     started = time.monotonic()
-    result = run(args.database_url, args.seconds, args.rounds, args.concurrency)
+    result = run(args.database_url, args.seconds, args.rounds, args.concurrency, args.redis_url)
     result["wallSeconds"] = round(time.monotonic() - started, 1)
     print(markdown(result))
     write_json(args.json, result)

@@ -424,7 +424,8 @@ statements each call actually ran (captured from peewee's query log).""",
 integration connected through the daemon's OAuth flow. A load generator in another process (aiohttp, 16
 concurrent) alternates rounds of GETs of the emulator's `/v10/users/@me` with the issued access token
 (**baseline**), the same path through `/integrations/:id/proxy/v10/users/@me` with a user JWT, and
-`GET /integrations/:id` of the same daemon (one authenticated row read, which every proxied call makes).""",
+`GET /integrations/:id` of the same daemon (one authenticated row read, which a proxied call
+makes once a second per integration).""",
 }
 
 

@@ -4,8 +4,9 @@
 with an indexed query: the token's expiry (and the refresh token's, where the
 provider says), the last refresh and its outcome, consecutive refresh failures,
 the last run of each sync action, webhook deliveries of the last 24 hours,
-the granted scopes against what its capabilities need, and the last
-rate-limit a sync met. ``judge`` turns them into ``healthy``, ``degraded``
+the granted scopes against what its capabilities need, the last
+rate-limit a sync met, and the last proxied call the provider throttled or
+failed (nexusctl.core.proxy_health). ``judge`` turns them into ``healthy``, ``degraded``
 (works, but needs attention) or ``broken`` (cannot call the provider), with
 reasons in plain words. Storing the status and announcing its changes is
 nexusctl.core.health_checks.
@@ -279,6 +280,14 @@ def judge(f: Facts, now: dt.datetime, lead: dt.timedelta) -> tuple[str, list[Rea
             # A run refused for a missing scope says which (an approval-only one is not in f.required).
             code = run["errorCode"] if run["errorCode"] in ("RATE_LIMITED", "MISSING_SCOPES") else "SYNC_FAILED"
             add(code, DEGRADED, f"the last {run['action']} run failed at {run['at']}: {run['error']}")
+    if row.is_active and row.proxy_failed_at is not None:  # the last proxied call failed (core.proxy_health)
+        throttled = row.proxy_error_code == "RATE_LIMITED"
+        add(
+            "PROXY_RATE_LIMITED" if throttled else "PROXY_FAILING",
+            DEGRADED,
+            f"the last proxied provider call {'was rate limited' if throttled else 'failed'} at "
+            f"{_iso(row.proxy_failed_at)}: {row.proxy_error}",
+        )
     hooks = f.webhooks
     if hooks.get("disabled"):
         add("WEBHOOK_DISABLED", DEGRADED, f"{hooks['disabled']} webhook(s) disabled after failing deliveries")

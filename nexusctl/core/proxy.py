@@ -34,11 +34,21 @@ import time
 from dataclasses import dataclass, field
 from typing import AsyncIterator
 
-from nexusctl.core import connections, events, refresh
+from nexusctl.core import connections, events, proxy_cache, proxy_health, rate_budget, refresh
+from nexusctl.core.ids import parse_uuid
 from nexusctl.db.database import database_proxy
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import Integration
-from nexusctl.errors import IntegrationInactive, NexusError, PayloadTooLarge, ProviderError, RefreshFailed, UsageProblem
+from nexusctl.errors import (
+    IntegrationInactive,
+    IntegrationNotFound,
+    NexusError,
+    PayloadTooLarge,
+    ProviderError,
+    RateLimited,
+    RefreshFailed,
+    UsageProblem,
+)
 from nexusctl.providers import proxy as targets
 from nexusctl.providers.http import Reply, describe, retry_after
 from nexusctl.providers.registry import SPECS
@@ -78,6 +88,27 @@ class Answer:
     _prefix: bytes = b""  # what was read already (an error answer inspected for throttling)
     attempts: int = 1
 
+    async def whole(self, limit: int) -> bytes | None:
+        """The body at once when the provider said it is at most ``limit`` bytes (one write back instead of a
+        streamed answer: most API answers); None for a longer or unsized one, which ``chunks`` streams (what this
+        read took stays for it, so nothing is lost or read twice)."""
+        response = self._response
+        if response is None:
+            return self._prefix
+        length = response.content_length
+        if length is None or length > limit:
+            return None
+        data, cap = self._prefix, 4 * limit  # a compressed answer grows when decoded: never hold more than this
+        while True:
+            chunk = await response.content.readany()
+            if not chunk:
+                self._response = None
+                return data
+            data += chunk
+            if len(data) > cap:
+                self._prefix = data
+                return None
+
     async def chunks(self, size: int = 65536) -> AsyncIterator[bytes]:
         if self._prefix:
             yield self._prefix
@@ -114,6 +145,7 @@ def _renewable(row, tokens) -> bool:
 
 async def _refreshed(svc, row, refused_cipher: str | None):
     """Refresh (single-flight) and load the new tokens; failures as the caller should see them."""
+    proxy_cache.forget(row.id)
     try:
         await refresh.refresh(svc, row.id, seen=refused_cipher)
     except NotYetRefreshable:  # the current token is still the one to use
@@ -139,7 +171,11 @@ async def _refreshed(svc, row, refused_cipher: str | None):
             provider=row.provider.value,
             id=str(row.id),
         ) from None
-    return await svc.run(connections.load, svc.keyring, row.id)
+    key = str(row.id)
+    seen = proxy_cache.generation(key)
+    row, tokens = await svc.run(connections.load, svc.keyring, key)
+    proxy_cache.put(key, row, tokens, seen)
+    return row, tokens
 
 
 def note_refused(row_id, message: str) -> bool:
@@ -171,7 +207,7 @@ async def call(svc, integration_id, request: ProxyRequest, *, owner_id=None, obs
     """Yields the provider's ``Answer``; ``observe(provider, method, status, seconds)`` after each provider call
     (metrics). Raises NexusError for what never reached a usable answer."""
     check_request(request)
-    row, tokens = await svc.run(connections.load, svc.keyring, integration_id, owner_id=owner_id)
+    row, tokens = await _load(svc, integration_id, owner_id)
     provider = row.provider.value
     if not row.is_active:
         raise IntegrationInactive(
@@ -182,6 +218,21 @@ async def call(svc, integration_id, request: ProxyRequest, *, owner_id=None, obs
     adapter = svc.adapter(row.provider)
     refreshed, attempts, waited = False, 0, 0.0
     while True:
+        budget_wait = await rate_budget.wait_for(svc, row.id)
+        if budget_wait:  # the provider told a sync (or another proxied call, here or elsewhere) to wait
+            if _retryable(request) and attempts < request.retries and waited + budget_wait <= RETRY_BUDGET:
+                attempts += 1
+                waited += budget_wait
+                await asyncio.sleep(budget_wait)
+                continue
+            _observe(observe, provider, request.method, 429, time.monotonic(), None, called=False)
+            await _note_health(svc, row, 429, f"{provider}: rate limited (waiting {budget_wait} s)")
+            raise RateLimited(
+                f"{provider}: rate limited; the provider asked this integration's callers to wait "
+                f"{budget_wait} s more (not called)",
+                provider=provider,
+                retry_after=budget_wait,
+            )
         target = targets.target(adapter, tokens, svc.settings)
         url = targets.join(target.base, request.path, request.query)
         session = adapter.guarded_session if adapter.user_supplied(str(url)) else adapter.session
@@ -190,19 +241,21 @@ async def call(svc, integration_id, request: ProxyRequest, *, owner_id=None, obs
         started = time.monotonic()
         try:
             response = await targets.send(session, provider, request.method, url, headers, request.body)
-        except ProviderError:
+        except ProviderError as exc:
             _observe(observe, provider, request.method, 0, started, url)
             wait = 1.0
             if _retryable(request) and attempts <= request.retries and waited + wait <= RETRY_BUDGET:
                 waited += wait
                 await asyncio.sleep(wait)
                 continue
+            await _note_health(svc, row, 0, exc.message)
             raise
         try:
             _observe(observe, provider, request.method, response.status, started, url)
             if response.status == 401 and not refreshed and _renewable(row, tokens):
                 response.release()
                 refreshed = True
+                proxy_cache.forget(row.id)
                 row, tokens = await _refreshed(svc, row, row.access_token)
                 continue
             if response.status == 401:
@@ -211,13 +264,21 @@ async def call(svc, integration_id, request: ProxyRequest, *, owner_id=None, obs
                 message = (
                     f"{provider} refused the access token{' even after a refresh' if refreshed else ''} (HTTP 401)"
                 )
+                proxy_cache.forget(row.id)
                 await svc.run(note_refused, row.id, message)
                 raise ProviderError(
                     f"{message}{detail}; connect the integration again if this persists", provider=provider, status=401
                 )
-            sniffed = await targets.sniff(response)
-            wait = targets.throttle_wait(adapter, response, sniffed)
+            ok_too = targets.throttles_in_ok(adapter, response)
+            sniffed = await targets.sniff(response, ok_too=ok_too)
+            wait = targets.throttle_wait(adapter, response, sniffed, ok_too=ok_too)
             status = response.status
+            if wait is not False:  # kept for the integration's other callers (syncs, proxied calls, other daemons)
+                await rate_budget.note(svc, row.id, UNKNOWN_WAIT if wait is None else wait, reason="proxy")
+            else:
+                exhausted = targets.exhausted_wait_of(response)  # X-RateLimit-Remaining: 0 with a reset
+                if exhausted:
+                    await rate_budget.note(svc, row.id, exhausted, reason="proxy: none remaining")
             retry = wait is not False or status in RETRIED_STATUSES
             if retry:
                 if wait is False:  # a 502-504: the provider's Retry-After if it gave one, else a second
@@ -234,17 +295,48 @@ async def call(svc, integration_id, request: ProxyRequest, *, owner_id=None, obs
             if wait is not False:
                 status = 429
                 answer_headers["Retry-After"] = str(int(UNKNOWN_WAIT if wait is None else wait))
+            await _note_health(svc, row, status, f"{provider} answered HTTP {response.status} to a proxied call")
             yield Answer(provider, status, answer_headers, response, sniffed, attempts)
             return
         finally:
             response.release()
 
 
-def _observe(observe, provider: str, method: str, status: int, started: float, url) -> None:
+async def _load(svc, integration_id, owner_id):
+    """The row and its tokens: from this process's cache (core.proxy_cache: at most TTL old, dropped at once on
+    this process's own changes), else read and decrypted once and kept."""
+    key = str(parse_uuid(integration_id, "integrationId"))
+    cached = proxy_cache.get(key)
+    if cached is None:
+        seen = proxy_cache.generation(key)
+        row, tokens = await svc.run(connections.load, svc.keyring, key)
+        proxy_cache.put(key, row, tokens, seen)
+    else:
+        row, tokens = cached
+    if owner_id is not None and row.user_id != owner_id:
+        raise IntegrationNotFound(f"integration {key} not found", id=key)
+    return row, tokens
+
+
+async def _note_health(svc, row, status: int, message: str) -> None:
+    """A proxied call's outcome as integration health sees it (proxy_health.record): throttling, a provider
+    failure (5xx) or an unreachable provider degrade it, a good answer clears that; a caller's own 4xx is
+    neither. Written only when it changes what is recorded (at most every few seconds under a storm)."""
+    outcome = proxy_health.outcome_of(status)
+    if outcome is None or not proxy_health.worth_writing(row, outcome):
+        return
+    await svc.run(proxy_health.record, row.id, outcome, message)
+    proxy_health.remember(row, outcome, message)
+
+
+def _observe(observe, provider: str, method: str, status: int, started: float, url, *, called: bool = True) -> None:
     seconds = time.monotonic() - started
     # Never the path's query string (it may carry anything), never a header: provider, method, host, status, time.
-    log.info(
-        "proxy call %s %s %s -> %s in %.0f ms", provider, method, url.host, status or "unreachable", seconds * 1000
-    )
+    if called:
+        log.info(
+            "proxy call %s %s %s -> %s in %.0f ms", provider, method, url.host, status or "unreachable", seconds * 1000
+        )
+    else:
+        log.info("proxy call %s %s -> 429 without calling the provider (rate budget)", provider, method)
     if observe is not None:
         observe(provider, method, status, seconds)

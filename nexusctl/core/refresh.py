@@ -33,7 +33,7 @@ import uuid
 from dataclasses import dataclass
 
 from nexusctl import telemetry, tracing
-from nexusctl.core import connections, events, integrations, key_usage
+from nexusctl.core import connections, events, integrations, key_usage, proxy_cache
 from nexusctl.db.database import database_proxy, is_postgres
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import Integration
@@ -274,6 +274,7 @@ async def _refresh_leased(
     # The failure bookkeeping goes in the same fenced UPDATE as the tokens (one transaction with the event).
     if not await svc.run(connections.store_refreshed, svc.keyring, row, fresh, lease, _settled(row, stale)):
         raise ProviderError("the refresh took longer than its lease; another refresher took over", id=str(row_id))
+    proxy_cache.forget(row_id)  # the API proxy of this process uses the new token from its next call
     telemetry.refresh(row.provider.value, "not_extended" if stale else "refreshed")
     if stale:
         await svc.run(_note_error, row_id, NOT_EXTENDED)

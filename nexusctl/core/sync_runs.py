@@ -18,7 +18,9 @@ in one transaction by nexusctl.core.sync_state.
   as the total stays within the budget (SYNC_RATE_LIMIT_BUDGET); beyond it the
   run ends FAILED with RATE_LIMITED and the next run resumes from its cursor. A spent daily quota
   (``quotaResetAt``: YouTube's) is not waited for in the run: the run goes back to PENDING until the reset
-  (``rateLimitedUntil`` in its metadata) and then resumes from its cursor.
+  (``rateLimitedUntil`` in its metadata) and then resumes from its cursor. The waits are the integration's,
+  shared with the API proxy (nexusctl.core.rate_budget): a wait the proxy was told is kept by the run before
+  its next call, and a wait the run is told makes proxied calls answer 429 until it ends.
 - A refused token is refreshed once (the single-flight refresh) and the page
   retried; a token about to expire is refreshed before the first call.
 - Cancelling (``nexusctl sync cancel``) stops the run after its current page.
@@ -37,7 +39,7 @@ import datetime as dt
 import logging
 
 from nexusctl import telemetry, tracing
-from nexusctl.core import connections, integrations, key_usage, leases, refresh, sync_state
+from nexusctl.core import connections, integrations, key_usage, leases, rate_budget, refresh, sync_state
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import Integration, IntegrationSyncLog
 from nexusctl.enums import SyncStatus
@@ -113,6 +115,7 @@ def _api(svc, row: Integration, tokens) -> SyncApi:
         auth_header=getattr(svc.adapter(row.provider), "api_header", None) or AUTH_HEADER.get(row.provider, "bearer"),
     )
     api.settings = svc.settings  # publishers that post as the application (Discord's bot) read its credentials
+    api.budget = rate_budget.Gate(svc, row.id)  # the provider's waits, shared with the API proxy
     return api
 
 

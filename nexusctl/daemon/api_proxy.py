@@ -22,11 +22,12 @@ from nexusctl.core import proxy
 from nexusctl.daemon.keys import SERVICES
 from nexusctl.daemon.observe import METRICS
 from nexusctl.daemon.routing import PRINCIPAL, Route
-from nexusctl.errors import Forbidden, PayloadTooLarge, UsageProblem
+from nexusctl.errors import Forbidden, PayloadTooLarge, ProviderError, UsageProblem
 
 log = logging.getLogger(__name__)
 
 RETRIES_PARAM, RETRIES_HEADER = "retries", "X-Nexus-Retries"
+WHOLE_BYTES = 64 * 1024  # answers the provider sized at most this go back in one write; longer ones are streamed
 
 
 def _owner(request: web.Request):
@@ -81,6 +82,17 @@ async def forward(request: web.Request) -> web.StreamResponse:
     async with proxy.call(
         request.app[SERVICES], request.match_info["id"], call, owner_id=_owner(request), observe=observe
     ) as answer:
+        try:
+            whole = await answer.whole(WHOLE_BYTES)
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            raise ProviderError(
+                f"{answer.provider}: the answer broke off before it was read", provider=answer.provider
+            ) from None
+        if whole is not None:  # a small answer goes back in one write (headers and body together)
+            small = web.Response(status=answer.status, headers=answer.headers, body=whole)
+            small.headers["X-Nexus-Provider"] = answer.provider
+            small.headers["Cache-Control"] = "no-store"
+            return small
         response = web.StreamResponse(status=answer.status, headers=answer.headers)
         response.headers["X-Nexus-Provider"] = answer.provider
         response.headers["Cache-Control"] = "no-store"

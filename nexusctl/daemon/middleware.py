@@ -11,6 +11,7 @@ import logging
 
 from aiohttp import web
 
+from nexusctl.core import proxy_cache
 from nexusctl.daemon.answers import error_body, json_response
 from nexusctl.daemon.keys import VERIFIER
 from nexusctl.daemon.routing import PRINCIPAL, route_of
@@ -19,6 +20,17 @@ from nexusctl.errors import Forbidden, NexusError, RequestTimeout
 log = logging.getLogger(__name__)
 
 _HTTP_CODES = {400: "VALIDATION_ERROR", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}
+
+
+_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _changes_an_integration(request: web.Request) -> str | None:
+    """The id of the integration a request may change (``/integrations/{id}...`` other than a read or a proxied
+    provider call), whose cached tokens (core.proxy_cache) this process must stop using at once."""
+    if request.method in _READS or not request.path.startswith("/integrations/") or "/proxy/" in request.path:
+        return None
+    return request.match_info.get("id")
 
 
 @web.middleware
@@ -40,6 +52,9 @@ async def error_middleware(request: web.Request, handler):
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.rel_url.path)
         return json_response(error_body("INTERNAL_ERROR", "internal error"), status=500)
+    finally:
+        if (changed := _changes_an_integration(request)) is not None:
+            proxy_cache.forget(changed)
 
 
 def _allow(exc: web.HTTPException) -> dict:

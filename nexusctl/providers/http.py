@@ -177,6 +177,21 @@ def retry_after(reply: Reply) -> int | None:
     return None
 
 
+def exhausted_wait(headers) -> int | None:
+    """A successful answer that says no call is left in the window (``X-RateLimit-Remaining: 0``, or
+    ``X-Rate-Limit-Remaining``) and when it resets: the seconds until then, else None."""
+    reply = Reply(0, dict(headers), None)
+    remaining = _header(reply, "X-RateLimit-Remaining") or _header(reply, "X-Rate-Limit-Remaining")
+    if remaining is None or remaining.strip() != "0":
+        return None
+    seconds = retry_after(reply)
+    if seconds is None:
+        reset = _header(reply, "X-RateLimit-Reset-After") or _header(reply, "RateLimit-Reset")
+        if reset and re.fullmatch(r"\d+(\.\d+)?", reset.strip()):  # Discord's and the IETF draft's: seconds
+            seconds = math.ceil(float(reset.strip()))
+    return seconds or None
+
+
 def _header(reply: Reply, name: str) -> str | None:
     lower = name.lower()
     for key, value in reply.headers.items():

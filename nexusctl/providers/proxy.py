@@ -26,8 +26,8 @@ import aiohttp
 from yarl import URL
 
 from nexusctl.enums import Provider
-from nexusctl.errors import ProviderError, ProviderNotConfigured, UsageProblem
-from nexusctl.providers.http import Reply, retry_after
+from nexusctl.errors import ProviderError, ProviderNotConfigured, RateLimited, UsageProblem
+from nexusctl.providers.http import Reply, exhausted_wait, retry_after
 from nexusctl.providers.sync.base import SyncApi
 from nexusctl.providers.sync.registry import AUTH_HEADER
 
@@ -223,10 +223,21 @@ async def send(
         ) from None
 
 
-async def sniff(response: aiohttp.ClientResponse) -> bytes:
-    """Up to SNIFF_BYTES of an error answer (the rest stays to be streamed)."""
+def throttles_in_ok(adapter, response) -> bool:
+    """A provider that throttles with a successful status (Shopify's GraphQL: HTTP 200 THROTTLED), on a JSON
+    answer: read it like an error answer."""
+    return (
+        getattr(adapter, "THROTTLES_IN_OK", False)
+        and 200 <= response.status < 300
+        and "json" in (response.headers.get("Content-Type") or "")
+    )
+
+
+async def sniff(response: aiohttp.ClientResponse, *, ok_too: bool = False) -> bytes:
+    """Up to SNIFF_BYTES of an error answer (``ok_too``: of a successful one too; the rest stays to be
+    streamed)."""
     length = response.content_length
-    if response.status < 400 or (length is not None and length > SNIFF_BYTES):
+    if (response.status < 400 and not ok_too) or (length is not None and length > SNIFF_BYTES):
         return b""
     data = b""
     while len(data) < SNIFF_BYTES:
@@ -237,8 +248,9 @@ async def sniff(response: aiohttp.ClientResponse) -> bytes:
     return data
 
 
-def throttle_wait(adapter, response, sniffed: bytes) -> int | None | bool:
-    """False when not throttled, else the seconds the provider asks for (None: unknown)."""
+def throttle_wait(adapter, response, sniffed: bytes, *, ok_too: bool = False) -> int | None | bool:
+    """False when not throttled, else the seconds the provider asks for (None: unknown). ``ok_too``: a
+    successful answer may say so too (throttles_in_ok)."""
     try:
         body = json.loads(sniffed) if sniffed else None
     except ValueError:
@@ -246,9 +258,16 @@ def throttle_wait(adapter, response, sniffed: bytes) -> int | None | bool:
     reply = Reply(response.status, dict(response.headers), body)
     if response.status == 429:
         return retry_after(reply)
-    if response.status < 400:
+    if response.status < 400 and not (ok_too and sniffed):
         return False
     try:
         return adapter.rate_limit(reply)
+    except RateLimited as exc:  # YouTube's spent daily quota: the wait until its reset
+        return exc.retry_after
     except Exception:  # noqa: BLE001 - an odd error body must not turn a provider's answer into a 500
         return False
+
+
+def exhausted_wait_of(response) -> int | None:
+    """An answer that spent the window's last call (X-RateLimit-Remaining: 0): seconds until it resets."""
+    return exhausted_wait(response.headers)

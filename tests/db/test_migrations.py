@@ -99,6 +99,7 @@ def test_this_version_ships_these_migrations():
         "0012_organization_listing",
         "0013_live_view",
         "0014_trace_context",
+        "0016_proxy_health",
     ]
 
 
@@ -351,7 +352,13 @@ def test_0011_channel_webhook_down_then_up_round_trips(database):
     before = _schema(database)
     runner = Runner(database, str(migrate.MIGRATIONS_DIR), table_name=migrate.HISTORY_TABLE)
     undone = _down_through(runner, "0011_channel_webhook")
-    assert undone == ["0014_trace_context", "0013_live_view", "0012_organization_listing", "0011_channel_webhook"]
+    assert undone == [
+        "0016_proxy_health",
+        "0014_trace_context",
+        "0013_live_view",
+        "0012_organization_listing",
+        "0011_channel_webhook",
+    ]
     assert "channel_webhook_token" not in _columns(database, "integrations")
     assert migrate.migrate(database) == undone[::-1]
     assert _schema(database) == before

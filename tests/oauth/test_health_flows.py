@@ -249,6 +249,7 @@ def test_a_rate_limited_sync_degrades_and_the_next_good_run_recovers(stack, fres
     record = _health(stack, integration, user)
     assert [r["code"] for r in record["reasons"]] == ["RATE_LIMITED"] and record["lastRateLimit"]["runFailed"]
 
+    fresh_emulators.advance_clock(3601)  # the provider's wait is over (kept in the integration's rate budget)
     assert _sync(stack, integration, user, "fetch_channels") == "COMPLETED"
     wait_for(lambda: _stored(stack, integration) == "healthy", 20, "healthy after a good run")
     assert _changes(stack, integration) == [("integration.error", "degraded"), ("integration.recovered", "healthy")]

@@ -19,6 +19,7 @@ from pathlib import Path
 import jwt
 import pytest
 from emulators.testkit import call
+from support.waiting import wait_for
 from test_connect_providers import tenant_of
 
 from nexusctl.enums import Provider
@@ -433,3 +434,159 @@ def test_the_cli_calls_a_provider_through_the_same_core(stack, tmp_path):
     )
     assert posted.returncode == 0, posted.stderr
     assert json.loads(posted.stdout)["status"] == 200
+
+
+# --- one rate budget per integration, shared with the syncs -------------------------------------------------
+
+
+def _sync(stack, integration, user, action, base=None) -> str:
+    started = stack.api("POST", f"/integrations/{integration}/sync", user=user, body={"action": action}, base=base)
+    assert started.status == 202, started.text
+    log_id = started.json()["data"]["id"]
+
+    def finished():
+        (status,) = stack.sql("SELECT status FROM integration_sync_logs WHERE id = %s", log_id)[0]
+        return status in ("COMPLETED", "FAILED")
+
+    wait_for(finished, 30, f"the {action} run")
+    return stack.sql("SELECT status FROM integration_sync_logs WHERE id = %s", log_id)[0][0]
+
+
+def test_a_wait_a_sync_was_told_answers_proxied_calls_429_without_calling_the_provider(stack, fresh_emulators):
+    emu = stack.emulators["SLACK"]
+    emu.set_records("channels", [{"id": "C1", "name": "general"}])
+    user, integration = connected(stack, "SLACK")
+    emu.rate_limit_next("conversations.list", retry_after=3600)  # beyond the run's budget: the run stops
+    assert _sync(stack, integration, user, "fetch_channels") == "FAILED"
+    calls = emu.calls["whoami"]
+    got = proxy(stack, integration, "POST", "/auth.test", user=user)
+    assert got.status == 429 and got.json()["error"]["code"] == "RATE_LIMITED", got.text
+    assert 3500 < int(got.headers["Retry-After"]) <= 3600, got.headers
+    assert emu.calls["whoami"] == calls  # the provider was not called
+    # Another integration of the same provider has its own budget.
+    other_user, other = connected(stack, "SLACK")
+    assert proxy(stack, other, "POST", "/auth.test", user=other_user).status == 200
+    calls = emu.calls["whoami"]
+    # The scale-out shape (PostgreSQL + Redis): another daemon keeps the same wait.
+    if "REDIS_URL" in stack.env:
+        base, _process = stack.another_daemon()
+        there = stack.api("POST", f"/integrations/{integration}/proxy/auth.test", user=user, base=base)
+        assert there.status == 429 and int(there.headers["Retry-After"]) > 3500, there.text
+        assert emu.calls["whoami"] == calls
+    fresh_emulators.advance_clock(3601)  # the wait is over (the clock the daemons and the emulators share)
+    calls = emu.calls["whoami"]
+    assert proxy(stack, integration, "POST", "/auth.test", user=user).status == 200
+    assert emu.calls["whoami"] == calls + 1
+
+
+def test_a_wait_the_proxy_was_told_is_kept_by_the_syncs(stack, fresh_emulators):
+    emu = stack.emulators["SLACK"]
+    emu.set_records("channels", [{"id": "C1", "name": "general"}])
+    user, integration = connected(stack, "SLACK")
+    emu.rate_limit_next("conversations.list", retry_after=3600)
+    got = proxy(stack, integration, "GET", "/conversations.list", user=user)
+    assert got.status == 429 and got.headers["Retry-After"] == "3600", got.text
+    listed = emu.calls["conversations.list"]
+    assert _sync(stack, integration, user, "fetch_channels") == "FAILED"  # the wait is beyond the run's budget
+    (error,) = stack.sql(
+        "SELECT error FROM integration_sync_logs WHERE integration_id = %s ORDER BY created_at DESC LIMIT 1",
+        integration,
+    )[0]
+    assert "rate limited" in error, error
+    assert emu.calls["conversations.list"] == listed  # the sync did not call the provider either
+    fresh_emulators.advance_clock(3601)
+    assert _sync(stack, integration, user, "fetch_channels") == "COMPLETED"
+
+
+def test_a_short_wait_the_proxy_was_told_is_waited_out_by_a_sync(stack, fresh_emulators):
+    emu = stack.emulators["SLACK"]
+    emu.set_records("channels", [{"id": "C1", "name": "general"}])
+    user, integration = connected(stack, "SLACK")
+    emu.rate_limit_next("whoami", retry_after=2)
+    assert proxy(stack, integration, "POST", "/auth.test", user=user).status == 429
+    assert _sync(stack, integration, user, "fetch_channels") == "COMPLETED"
+    (meta,) = stack.sql(
+        "SELECT metadata FROM integration_sync_logs WHERE integration_id = %s ORDER BY created_at DESC LIMIT 1",
+        integration,
+    )[0]
+    meta = json.loads(meta) if isinstance(meta, str) else meta
+    assert meta["rateLimitWaits"] == 1 and meta["rateLimitWaitedSeconds"] >= 1, meta  # waited, within its budget
+
+
+# --- proxied calls count toward health ----------------------------------------------------------------------
+
+
+def _health(stack, integration, user) -> dict:
+    return stack.api("GET", f"/integrations/{integration}/health", user=user).json()["data"]
+
+
+def test_proxied_throttling_and_provider_failures_degrade_health_until_a_good_answer(stack, fresh_emulators):
+    emu = stack.emulators["DISCORD"]
+    user, integration = connected(stack, "DISCORD")
+    assert _health(stack, integration, user)["status"] == "healthy"
+    # The caller's own mistakes (a path the provider does not have, a bad request) are not the integration's.
+    assert proxy(stack, integration, "GET", "/v10/no-such-thing", user=user).status == 404
+    emu.fail_next("whoami", 400, {"message": "bad request", "code": 50035})
+    assert proxy(stack, integration, "GET", "/v10/users/@me", user=user).status == 400
+    assert _health(stack, integration, user)["status"] == "healthy"
+    emu.fail_next("whoami", 503)
+    assert proxy(stack, integration, "GET", "/v10/users/@me", user=user).status == 503
+    record = _health(stack, integration, user)
+    assert record["status"] == "degraded" and [r["code"] for r in record["reasons"]] == ["PROXY_FAILING"], record
+    assert proxy(stack, integration, "GET", "/v10/users/@me", user=user).status == 200
+    assert _health(stack, integration, user)["status"] == "healthy"
+    emu.rate_limit_next("whoami", 2)
+    assert proxy(stack, integration, "GET", "/v10/users/@me", user=user).status == 429
+    record = _health(stack, integration, user)
+    assert [r["code"] for r in record["reasons"]] == ["PROXY_RATE_LIMITED"], record
+    fresh_emulators.advance_clock(3)
+    assert proxy(stack, integration, "GET", "/v10/users/@me", user=user).status == 200
+    assert _health(stack, integration, user)["status"] == "healthy"
+
+
+# --- the integration cache ----------------------------------------------------------------------------------
+
+
+def test_a_disconnected_or_deactivated_integration_is_refused_at_once_and_by_other_daemons(stack, fresh_emulators):
+    user, integration = connected(stack, "DISCORD")
+    assert proxy(stack, integration, "GET", "/v10/users/@me", user=user).status == 200  # cached now
+    deactivated = stack.api("PATCH", f"/integrations/{integration}", user=user, body={"isActive": False})
+    assert deactivated.status == 200, deactivated.text
+    got = proxy(stack, integration, "GET", "/v10/users/@me", user=user)
+    assert got.status == 409 and got.json()["error"]["code"] == "INTEGRATION_INACTIVE", got.text
+    # Another process (the CLI) deactivates, then deletes, one this daemon has cached: refused within the
+    # cache's second (core.proxy_cache.TTL).
+    for command, code in ((("update", "--inactive"), "INTEGRATION_INACTIVE"), (("delete", "--yes"), "NOT_FOUND")):
+        user, integration = connected(stack, "DISCORD")
+        assert proxy(stack, integration, "GET", "/v10/users/@me", user=user).status == 200
+        done = stack.cli("integrations", command[0], integration, command[1])
+        assert done.returncode == 0, done.stderr
+        started = time.monotonic()
+        wait_for(
+            lambda: proxy(stack, integration, "GET", "/v10/users/@me", user=user).status in (404, 409),
+            3,
+            "the change seen by the daemon",
+        )
+        assert time.monotonic() - started < 2.5
+        got = proxy(stack, integration, "GET", "/v10/users/@me", user=user)
+        assert code in got.json()["error"]["code"], got.text
+
+
+def test_shopifys_graphql_throttle_answered_200_is_a_429_and_kept_for_the_syncs(stack, fresh_emulators):
+    emu = stack.emulators["SHOPIFY"]
+    user, integration = connected(stack, "SHOPIFY")
+    path = "/admin/api/2025-10/graphql.json"
+    good = proxy(stack, integration, "POST", path, user=user, body={"query": "{ shop { name } }"})
+    assert good.status == 200 and good.json()["data"]["shop"]["name"], good.text
+    emu.rate_limit_next("whoami", 3)  # HTTP 200 THROTTLED, the cost bucket refilling in 3 s
+    got = proxy(stack, integration, "POST", path, user=user, body={"query": "{ shop { name } }"})
+    assert got.status == 429 and got.headers["Retry-After"] == "3", (got.status, got.text)
+    assert got.json()["errors"][0]["extensions"]["code"] == "THROTTLED"  # the provider's own body
+    products = emu.calls["products"]
+    assert _sync(stack, integration, user, "fetch_products") == "COMPLETED"  # waited out (within its budget)
+    (meta,) = stack.sql(
+        "SELECT metadata FROM integration_sync_logs WHERE integration_id = %s ORDER BY created_at DESC LIMIT 1",
+        integration,
+    )[0]
+    meta = json.loads(meta) if isinstance(meta, str) else meta
+    assert meta["rateLimitWaits"] >= 1 and emu.calls["products"] > products, meta

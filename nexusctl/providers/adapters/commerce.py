@@ -55,6 +55,8 @@ def throttle_wait(cost) -> int | None:
 
 
 class Shopify(OAuth2Adapter):
+    THROTTLES_IN_OK = True  # GraphQL throttling is HTTP 200 (the API proxy reads such answers too)
+
     def user_supplied(self, url: str) -> bool:
         # The default endpoints (https://{shop}/...) put the user's shop in the host; an operator's
         # SHOPIFY_*_URL on another host (a proxy, the emulators) is theirs. A shop is always *.myshopify.com.

@@ -24,8 +24,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
-from nexusctl.errors import ProviderError, TokenExpired
-from nexusctl.providers.http import Reply, describe
+from nexusctl.errors import ProviderError, RateLimited, TokenExpired
+from nexusctl.providers.http import Reply, describe, exhausted_wait
 
 
 @dataclass
@@ -93,6 +93,9 @@ class SyncApi:
         self.pending: dict | None = None  # a deferred publish run's state (publish_common.NotReady), else None
         self.heartbeat = None  # set by the engine: a long publish (an upload) awaits it now and then
         self.refresh = None  # set by the engine: a new access token in place, for an upload that cannot restart
+        # Set by the engine: the integration's rate-limit budget, shared with the API proxy (core.rate_budget.Gate):
+        # a wait another caller was told to keep is kept here too, and a wait this run is told is kept for them.
+        self.budget = None
 
     @property
     def allowed_networks(self) -> tuple:
@@ -156,10 +159,23 @@ class SyncApi:
             kwargs["params"] = {k: str(v) for k, v in params.items() if v is not None}
         if json_body is not None:
             kwargs["json"] = json_body
+        if self.budget is not None and (wait := await self.budget.wait_for()):
+            raise RateLimited(
+                f"{self.adapter.name}: rate limited (the provider asked this integration's callers to wait)",
+                provider=self.adapter.name,
+                retry_after=wait,
+            )
         self.calls += 1
         secrets = self._secrets() + ((token,) if token else ()) + tuple(s for s in secrets if s)
-        reply = await self.adapter.http(method, self.url(path), secrets=secrets, **kwargs)
-        self.adapter._check_throttle(reply)  # provider-specific signals besides 429 (handled in http.call)
+        try:
+            reply = await self.adapter.http(method, self.url(path), secrets=secrets, **kwargs)
+            self.adapter._check_throttle(reply)  # provider-specific signals besides 429 (handled in http.call)
+        except RateLimited as exc:
+            if self.budget is not None:
+                await self.budget.note(exc.retry_after, "sync")
+            raise
+        if self.budget is not None and (spent := exhausted_wait(reply.headers)):
+            await self.budget.note(spent, "sync: none remaining")  # this answer stands; the next call waits
         if check is not None:
             check(reply)
         if reply.status == 401:

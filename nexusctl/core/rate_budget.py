@@ -1,0 +1,131 @@
+"""One rate-limit budget per integration, shared by the API proxy and the syncs.
+
+When a provider says "wait" to any call made for an integration (a 429 with
+``Retry-After``, or its own signal: Salesforce's REQUEST_LIMIT_EXCEEDED,
+Shopify's THROTTLED cost bucket, YouTube's quotaExceeded, Graph's codes,
+``X-RateLimit-Remaining: 0`` with a reset ...), ``note`` records until when.
+Before calling that provider again for the same integration, the proxy and
+the sync engine ask ``wait_for``: while the wait lasts, a proxied call answers
+429 with ``Retry-After`` without calling the provider, and a sync waits it out
+(within its run's budget) as if the provider had throttled it.
+
+Where it lives: in Redis when REDIS_URL is set (one key per integration,
+``nexus:ratelimit:<id>``, holding the end of the wait as epoch seconds of the
+product clock, expiring with it), so several daemons and the CLI share it;
+otherwise in this process (the embedded default: one daemon on SQLite). A
+later, longer wait extends it; a shorter one never shortens it. A wait is
+seen at once by the process that was told it; another process reads Redis
+at most once per RECHECK (1 s) per integration while there is no wait, so it
+sees a new one within that second (the proxy's token cache has the same
+bound, nexusctl.core.proxy_cache), and one Redis read per call is not the
+proxy's cost. Redis being
+away never fails a call: the budget is advice, the provider stays the judge.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+
+from nexusctl import clock
+
+log = logging.getLogger(__name__)
+
+PREFIX = "nexus:ratelimit:"
+RECHECK = 1.0  # seconds a "no wait" read from Redis is trusted: how late this process sees another's wait
+MAX_WAIT = 24 * 3600  # a wait longer than a day is not kept (a daily quota resets within one)
+_LOCAL_MAX = 50_000  # in-process entries kept at most (expired ones are dropped first)
+
+# Keep the later end: SET only when there is none or it is earlier; the key expires when the wait ends.
+_EXTEND = """
+local current = redis.call('GET', KEYS[1])
+if (not current) or tonumber(current) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+end
+return 1
+"""
+
+_local: dict[str, float] = {}
+_checked: dict[str, tuple[float]] = {}  # id -> (monotonic time until which Redis's "no wait" is trusted,)
+_lock = threading.Lock()
+
+
+def _now() -> float:
+    return clock.time()
+
+
+def _remaining(until: float | None) -> int | None:
+    if until is None:
+        return None
+    left = until - _now()
+    return math.ceil(left) if left > 0 else None
+
+
+async def wait_for(svc, integration_id) -> int | None:
+    """Seconds still to wait before calling this integration's provider (None: go ahead)."""
+    key = str(integration_id)
+    with _lock:
+        local = _local.get(key)
+        checked = _checked.get(key)
+    left = _remaining(local)
+    if left is not None or svc.redis is None:
+        return left
+    now = time.monotonic()
+    if checked is not None and checked[0] > now:  # Redis said "go ahead" less than RECHECK seconds ago
+        return None
+    from redis.exceptions import RedisError  # only where Redis is configured
+
+    try:
+        value = await svc.redis.get(PREFIX + key)
+    except RedisError as exc:
+        log.warning("rate budget: Redis unreachable (%s); calling the provider", type(exc).__name__)
+        return None
+    left = _remaining(float(value)) if value else None
+    with _lock:
+        if left is None:
+            _checked[key] = (now + RECHECK,)
+            if len(_checked) > _LOCAL_MAX:
+                _checked.clear()
+        else:  # another process's wait, kept here too: no Redis read until it ends
+            _local[key] = max(_local.get(key, 0.0), float(value))
+    return left
+
+
+async def note(svc, integration_id, seconds: float | None, *, reason: str = "") -> None:
+    """The provider asked this integration's callers to wait ``seconds`` (from now)."""
+    if seconds is None or seconds <= 0:
+        return
+    seconds = min(float(seconds), MAX_WAIT)
+    until = _now() + seconds
+    key = str(integration_id)
+    with _lock:
+        if _local.get(key, 0.0) < until:
+            _local[key] = until
+        if len(_local) > _LOCAL_MAX:
+            now = _now()
+            for stale in [k for k, v in _local.items() if v <= now]:
+                del _local[stale]
+    log.info("rate budget: integration %s waits %.0f s%s", key, seconds, f" ({reason})" if reason else "")
+    if svc.redis is None:
+        return
+    from redis.exceptions import RedisError
+
+    try:
+        await svc.redis.eval(_EXTEND, 1, PREFIX + key, repr(until), max(1, math.ceil(seconds)))
+    except RedisError as exc:
+        log.warning("rate budget: Redis unreachable (%s); the wait is kept in this process only", type(exc).__name__)
+
+
+class Gate:
+    """The budget of one integration as a sync run sees it (set on its SyncApi as ``api.budget``)."""
+
+    def __init__(self, svc, integration_id) -> None:
+        self.svc, self.integration_id = svc, integration_id
+
+    async def wait_for(self) -> int | None:
+        return await wait_for(self.svc, self.integration_id)
+
+    async def note(self, seconds: float | None, reason: str = "") -> None:
+        await note(self.svc, self.integration_id, seconds, reason=reason)

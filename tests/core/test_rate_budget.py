@@ -1,0 +1,66 @@
+"""The per-integration rate budget (nexusctl.core.rate_budget): kept in the process, or shared through Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import types
+import uuid
+
+from nexusctl.core import rate_budget
+from nexusctl.providers.http import exhausted_wait
+
+
+def _forget_process_state() -> None:
+    """What another process knows: nothing of this one's waits."""
+    rate_budget._local.clear()
+    rate_budget._checked.clear()
+
+
+def test_a_wait_is_kept_extended_never_shortened_and_per_integration():
+    svc = types.SimpleNamespace(redis=None)
+    one, two = uuid.uuid4(), uuid.uuid4()
+
+    async def go():
+        assert await rate_budget.wait_for(svc, one) is None
+        await rate_budget.note(svc, one, 30)
+        assert 29 <= await rate_budget.wait_for(svc, one) <= 30
+        await rate_budget.note(svc, one, 5)  # a shorter wait told later does not shorten it
+        assert await rate_budget.wait_for(svc, one) >= 29
+        await rate_budget.note(svc, one, 120)
+        assert await rate_budget.wait_for(svc, one) > 100
+        assert await rate_budget.wait_for(svc, two) is None
+
+    asyncio.run(go())
+
+
+def test_through_redis_another_process_sees_the_wait(redis_url):
+    from nexusctl.redisconn import open_client
+
+    one = uuid.uuid4()
+
+    async def go():
+        client = open_client(redis_url)
+        try:
+            svc = types.SimpleNamespace(redis=client)
+            assert await rate_budget.wait_for(svc, one) is None  # read from Redis: none
+            _forget_process_state()
+            await rate_budget.note(svc, one, 60)
+            _forget_process_state()  # as seen from another daemon
+            assert 59 <= await rate_budget.wait_for(svc, one) <= 60
+            await rate_budget.note(svc, one, 10)  # shorter: Redis keeps the later end
+            _forget_process_state()
+            assert await rate_budget.wait_for(svc, one) >= 59
+            ttl = await client.ttl(rate_budget.PREFIX + str(one))
+            assert 0 < ttl <= 60  # the key goes away with the wait
+        finally:
+            await client.aclose()
+
+    asyncio.run(go())
+
+
+def test_an_answer_with_no_call_left_asks_to_wait_until_the_reset():
+    assert exhausted_wait({"X-RateLimit-Remaining": "0", "Retry-After": "12"}) == 12
+    assert exhausted_wait({"x-ratelimit-remaining": "0", "X-RateLimit-Reset-After": "1.5"}) == 2  # Discord's
+    assert exhausted_wait({"X-RateLimit-Remaining": "3", "Retry-After": "12"}) is None
+    assert exhausted_wait({"X-RateLimit-Remaining": "0"}) is None  # no reset given: nothing to keep
+    assert exhausted_wait({}) is None
