@@ -284,8 +284,7 @@ def ingest_cmd(
     {"userId", "contentId", "title", "url", "media", "format"}: a publish run per capable integration, run
     now ("format": "story" publishes one image or video as an Instagram story).
 
-    Example:  nexusctl events ingest user.deleted --data '{"userId": "6f1c2a9e-3b4d-4e5f-8a7b-9c0d1e2f3a4b"}' \
---id evt-42
+    Example:  nexusctl events ingest user.deleted --data '{"userId": "6f1c2a9e-3b4d-4e5f-8a7b-9c0d1e2f3a4b"}' --id e-42
     """
     from nexusctl.cli.flows import run_flow
     from nexusctl.core import inbound

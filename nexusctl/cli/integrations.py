@@ -92,8 +92,7 @@ def update_cmd(
 ) -> None:
     """Rename, (de)activate, or replace the metadata of an integration.
 
-    Example:  nexusctl integrations update 0b7f5d2c-8a41-4c4e-b2a7-3f9e1d6c5a10 --inactive \
---metadata '{"team": "growth"}'
+    Example:  nexusctl integrations update 0b7f5d2c-8a41-4c4e-b2a7-3f9e1d6c5a10 --inactive --metadata '{"team": "ads"}'
     """
     parsed = parse_json_object(metadata, "metadata") if metadata is not None else None
     state(ctx).database()

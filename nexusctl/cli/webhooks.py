@@ -79,8 +79,7 @@ def create_cmd(
 ) -> None:
     """Create a webhook; prints its signing secret once (store it now).
 
-    Example:  nexusctl webhooks create --integration 0b7f5d2c-8a41-4c4e-b2a7-3f9e1d6c5a10 \
---url https://hooks.example.com/nexus -e 'media.*'
+    Example:  nexusctl webhooks create -i 0b7f5d2c-8a41-4c4e-b2a7-3f9e1d6c5a10 --url https://example.com/in -e 'media.*'
     """
     from nexusctl.core import webhooks
     from nexusctl.core.serializers import webhook_to_dict

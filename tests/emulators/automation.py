@@ -29,9 +29,9 @@ SLACK quirks enforced:
   default account's). ``conversations.list`` lists the token's workspace
   only, the ``types`` asked for (default public_channel; a row is private
   with ``is_private``), each type needing its scope (public ``channels:read``,
-  private ``groups:read``, else ``missing_scope`` with ``needed``), \
-and ``chat.postMessage`` to a channel of another workspace (by id or
-  name) answers ``channel_not_found``, as Slack does for a bot token.
+  private ``groups:read``, else ``missing_scope`` with ``needed``), and
+  ``chat.postMessage`` to a channel of another workspace (by id or name)
+  answers ``channel_not_found``, as Slack does for a bot token.
 - slash commands (Slack calling the app): ``slash_command(url, text)`` posts the
   form Slack posts, signed with the app's ``signing_secret`` (``X-Slack-Signature``
   ``v0=`` hex HMAC-SHA256 of ``v0:{timestamp}:{body}``), and gives up after 3 s

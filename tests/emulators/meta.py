@@ -724,8 +724,8 @@ class Instagram(InstagramInsights, InstagramComments, Graph):
 
 class FacebookInsights:
     """Page and post insights (fetch_analytics), read with the page's own token from /me/accounts and
-    ``read_insights`` + ``pages_read_engagement`` (else HTTP 403 code 10): \
-``GET /{page-id}/insights?metric=...&period=day&since=&until=``
+    ``read_insights`` + ``pages_read_engagement`` (else HTTP 403 code 10):
+    ``GET /{page-id}/insights?metric=...&period=day&since=&until=``
     (``calls["page_insights"]``; at most 93 days apart, at most 2 years back, else code 100) answers one value per
     day of the window, each the page row's ``insights[metric]`` (its daily value); ``GET /{post-id}/insights?
     metric=...`` (``calls["post_insights"]``) the lifetime values of the post row's ``insights``."""
