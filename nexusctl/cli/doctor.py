@@ -20,6 +20,7 @@ def doctor_cmd(ctx: typer.Context, as_json: Json = False) -> None:
 
     Example:  nexusctl doctor --json
     """
+    # start-up: rich loads only for terminal output
     from rich.text import Text
 
     from nexusctl.core.doctor_services import diagnose

@@ -5,6 +5,7 @@ from typing import Annotated
 
 import typer
 
+from nexusctl.cli import connections, health, proxy_call
 from nexusctl.cli.context import out, state
 from nexusctl.cli.options import (
     Cursor,
@@ -134,6 +135,7 @@ def delete_cmd(
             return
         integration_id = preview.integration.id
     if revoke:
+        # start-up: only this command needs it
         from nexusctl.cli.flows import run_flow
         from nexusctl.core import connect
 
@@ -171,6 +173,7 @@ def reply_cmd(
 
     Example:  nexusctl integrations reply 0b7f5d2c-8a41-4c4e-b2a7-3f9e1d6c5a10 UgzN2xl6tQ-demo "Thanks for watching!"
     """
+    # start-up: only this command needs it
     from nexusctl.cli.flows import run_flow
     from nexusctl.core import comments
 
@@ -193,8 +196,6 @@ def _describe(result: integrations.Deleted) -> str:
 
 
 def _register_connections() -> None:
-    from nexusctl.cli import connections, health, proxy_call
-
     connections.register(app)
     health.register(app)
     proxy_call.register(app)
