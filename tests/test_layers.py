@@ -1,5 +1,6 @@
 """The layers and the lint hold: import-linter's contracts (pyproject.toml [tool.importlinter], drawn in
-docs/architecture.md), ruff's checks and ruff's format ([tool.ruff]).
+docs/architecture.md), ruff's checks and ruff's format ([tool.ruff]), and the rule that an import inside a
+function is there for start-up speed and says so.
 
 cli | daemon over core over providers | db over the kernel; no import cycle between the modules of a package;
 the CLI and the daemon reach the tables only through the core. A new import against them fails here, naming it.
