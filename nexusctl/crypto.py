@@ -53,7 +53,7 @@ class Keyring:
     def __init__(self, current: bytes, older: Iterable[bytes] = ()) -> None:
         if len(current) != 32:
             raise ValueError("AES-256 needs a 32-byte key")
-        # Imported here: commands that only read rows (`integrations list`) start without it.
+        # Imported here, for start-up speed: commands that only read rows (`integrations list`) start without it.
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
         self.current_kid = key_id(current)
@@ -85,6 +85,7 @@ class Keyring:
         cipher = self._ciphers.get(kid)
         if cipher is None:
             raise KeyNotConfigured(missing_key_message(kid), keyId=kid)
+        # start-up: cryptography loads only when a key is used
         from cryptography.exceptions import InvalidTag
 
         body = stored.split(".", 2)[2]

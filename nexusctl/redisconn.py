@@ -11,6 +11,7 @@ def open_client(url: str, *, socket_timeout: float = 2.0):
     back). Retrying a connection error twice on a fresh socket hides that, and
     only that: timeouts are not retried, so a slow command is not sent twice.
     """
+    # start-up: redis loads only where Redis is used
     import redis.asyncio as aioredis
     from redis.asyncio.retry import Retry
     from redis.backoff import ExponentialBackoff

@@ -1,5 +1,6 @@
 """`nexusctl integrations connect | add | refresh`: connecting from the operator's shell."""
 
+import datetime as dt
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -46,6 +47,7 @@ def connect_cmd(
 
     Example:  nexusctl integrations connect SLACK --user 6f1c2a9e-0d4b-4f7e-9a51-2b8c3d4e5f60 --open
     """
+    # start-up: only this command needs it
     from nexusctl.core import connect
 
     parsed = parse_json_object(metadata, "metadata") if metadata is not None else None
@@ -73,6 +75,7 @@ def connect_cmd(
             f"{settings.public_url}/integrations/oauth/callback/..., so the daemon must be running."
         )
     if open_browser:
+        # start-up: only this command opens a browser
         import webbrowser
 
         webbrowser.open(answer["authorizationUrl"])
@@ -98,6 +101,7 @@ def add_cmd(
 
     Example:  nexusctl integrations add SENDGRID --user 6f1c2a9e-0d4b-4f7e-9a51-2b8c3d4e5f60 --api-key-file key.txt
     """
+    # start-up: only this command needs it
     from nexusctl.core import connect
 
     parsed = parse_json_object(metadata, "metadata") if metadata is not None else None
@@ -141,8 +145,7 @@ def refresh_cmd(
 
     Example:  nexusctl integrations refresh --expiring-within 1h
     """
-    import datetime as dt
-
+    # start-up: only this command needs it
     from nexusctl.config import parse_duration
     from nexusctl.core import refresh
 

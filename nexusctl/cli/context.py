@@ -21,12 +21,14 @@ class State:
 
     @cached_property
     def settings(self):
+        # start-up: loaded on first use (`--help` and `version` never use it)
         from nexusctl import config
 
         return config.load()
 
     @cached_property
     def keyring(self):
+        # start-up: loaded on first use (`--help` and `version` never use it)
         from nexusctl.crypto import keyring_from_settings
 
         return keyring_from_settings(self.settings)
@@ -34,6 +36,7 @@ class State:
     def database(self, *, require_current_schema: bool = True) -> peewee.Database:
         """Open and bind the database; refuse one whose schema is behind."""
         if self._database is None:
+            # start-up: loaded on first use (`--help` and `version` never use it)
             from nexusctl.db import migrate
             from nexusctl.db.database import bind, check_connection, open_database
 

@@ -21,6 +21,7 @@ def migrate_cmd(ctx: typer.Context, as_json: Json = False) -> None:
 
     Example:  nexusctl db migrate
     """
+    # start-up: only this command needs it
     from nexusctl.db import migrate
 
     st = state(ctx)
@@ -48,6 +49,7 @@ def status_cmd(
 
     Example:  nexusctl db status --check || nexusctl db migrate
     """
+    # start-up: only this command needs it
     from nexusctl.db import migrate
 
     st = state(ctx)

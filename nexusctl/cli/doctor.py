@@ -20,28 +20,29 @@ def doctor_cmd(ctx: typer.Context, as_json: Json = False) -> None:
 
     Example:  nexusctl doctor --json
     """
+    # start-up: rich loads only for terminal output
     from rich.text import Text
 
-    from nexusctl.core.doctor import FAIL, WARN
     from nexusctl.core.doctor_services import diagnose
+    from nexusctl.core.readiness import WARN
 
     findings = diagnose(os.environ)
     output = out(ctx)
     if as_json:
-        output.json([f.to_dict() for f in findings])
+        output.json([{"check": f.name, "status": f.outcome, "detail": f.message, "hint": f.hint} for f in findings])
     else:
-        width = max(len(f.check) for f in findings)
+        width = max(len(f.name) for f in findings)
         for finding in findings:
-            line = Text(f"{finding.status:<4}  ", style=_STYLE[finding.status])
-            line.append(f"{finding.check:<{width}}  {finding.detail}")
+            line = Text(f"{finding.outcome:<4}  ", style=_STYLE[finding.outcome])
+            line.append(f"{finding.name:<{width}}  {finding.message}")
             if finding.hint:
                 line.append(f" -> {finding.hint}", style="dim")
             if output.stdout_is_terminal:
                 output.out.print(line, soft_wrap=True)
             else:
                 output.value(line.plain)
-    failed = [f.check for f in findings if f.status == FAIL]
-    warned = sum(1 for f in findings if f.status == WARN)
+    failed = [f.name for f in findings if f.failed]
+    warned = sum(1 for f in findings if f.outcome == WARN)
     if failed:
         raise ChecksFailed(f"{len(failed)} check(s) failed: {', '.join(dict.fromkeys(failed))}")
     output.info("all checks passed" + (f" ({warned} warning(s))" if warned else ""))

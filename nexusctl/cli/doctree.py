@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typer import _click  # typer vendors click: these are the objects `--help` walks
 from typer.main import get_command
 
+from nexusctl.cli.main import app
+
 PROG = "nexusctl"
 
 
@@ -118,6 +120,4 @@ def _doc(command, name: str, parent) -> CommandDoc:
 
 def command_tree() -> CommandDoc:
     """The whole `nexusctl` tree, in the order `--help` lists it."""
-    from nexusctl.cli.main import app
-
     return _doc(get_command(app), PROG, None)

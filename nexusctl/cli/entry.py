@@ -17,8 +17,10 @@ joining them.
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
+import threading
 from typing import Mapping
 
 EXIT_BROKEN_PIPE = 141  # as nexusctl.cli.main, not imported here: this module loads first
@@ -29,6 +31,7 @@ def main() -> None:
         # None in sys.modules makes `import psycopg2` raise ImportError, which
         # peewee takes as "not installed"; db.database refuses PostgreSQL then.
         sys.modules.setdefault("psycopg2", None)
+    # start-up: after the psycopg2 block above, so a SQLite process never loads the PostgreSQL driver
     from nexusctl.cli.main import main as run
 
     try:
@@ -47,9 +50,6 @@ def uses_sqlite(env: Mapping[str, str]) -> bool:
 
 def leave(code) -> None:
     """Exit with ``code`` (as SystemExit takes it) without the interpreter's teardown."""
-    import atexit
-    import threading
-
     if threading.active_count() > 1:
         sys.exit(code)
     if code is None:

@@ -49,6 +49,7 @@ def read_data(data: str) -> dict:
 
 def parse_since(text: str) -> dt.datetime:
     """`1h`, `30m`, `2d` (that long ago) or an ISO time (`2026-11-24T00:00:00Z`)."""
+    # start-up: only this command needs it
     from nexusctl.config import parse_duration
 
     seconds = parse_duration(text)
@@ -77,6 +78,7 @@ def list_cmd(
 
     Example:  nexusctl events list --type integration.* --since 1h
     """
+    # start-up: only this command needs it
     from nexusctl.core import outbox
 
     moment = parse_since(since) if since else None
@@ -110,6 +112,7 @@ def tail_cmd(
 
     Example:  nexusctl events tail --type webhook.* --json
     """
+    # start-up: only this command needs it
     from nexusctl.config import parse_duration
     from nexusctl.core import outbox
 
@@ -182,6 +185,7 @@ def emit_cmd(
     Example:  nexusctl events emit 0b7f5d2c-8a41-4c4e-b2a7-3f9e1d6c5a10 media.created --data '{"mediaId": "m1"}'
     Example:  nexusctl events emit --file events.ndjson
     """
+    # start-up: only this command needs it
     from nexusctl.core import events
 
     if file is not None:
@@ -209,6 +213,7 @@ LINE_MAX = 1024 * 1024  # bytes of one JSON line (an event's data is at most 256
 def _emit_file(ctx: typer.Context, file: str, as_json: bool) -> None:
     """Each JSON line an event; batches of events.BATCH_MAX in one transaction each; a bad line is reported
     with its line number and the others go. Exit status 1 when any was refused."""
+    # start-up: only this command needs it
     from nexusctl.core import events
 
     try:
@@ -284,15 +289,16 @@ def ingest_cmd(
     {"userId", "contentId", "title", "url", "media", "format"}: a publish run per capable integration, run
     now ("format": "story" publishes one image or video as an Instagram story).
 
-    Example:  nexusctl events ingest user.deleted --data '{"userId": "6f1c2a9e-3b4d-4e5f-8a7b-9c0d1e2f3a4b"}' \
---id evt-42
+    Example:  nexusctl events ingest user.deleted --data '{"userId": "6f1c2a9e-3b4d-4e5f-8a7b-9c0d1e2f3a4b"}' --id e-42
     """
+    # start-up: only this command needs it
     from nexusctl.cli.flows import run_flow
     from nexusctl.core import inbound
 
     event = inbound.make(event_type, read_data(data), event_id=event_id)
 
     async def flow(svc):
+        # start-up: only this command needs it
         from nexusctl.core import sync_runs
 
         outcome = await inbound.handle(svc, event)

@@ -12,16 +12,18 @@ from nexusctl.cli.context import state
 
 def run_flow(ctx: typer.Context, flow):
     """``await flow(services)`` with everything a flow needs; returns its result."""
-    import asyncio  # here, not at the top: read commands start without it (and ssl)
+    import asyncio  # here, not at the top, for start-up speed: read commands start without it (and ssl)
 
     st = state(ctx)
     st.database()
 
     async def main():
+        # start-up: loaded only when a command runs a flow
         from nexusctl.core import runtime
 
         redis = None
         if st.settings.redis_url is not None:
+            # start-up: redis loads only where Redis is used
             from nexusctl.redisconn import open_client
 
             redis = open_client(st.settings.redis_url.get(), socket_timeout=5)

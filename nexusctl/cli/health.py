@@ -47,6 +47,7 @@ def health_cmd(
 
     Example:  nexusctl integrations health --status degraded,broken --json
     """
+    # start-up: only this command needs it
     from nexusctl.core import health_checks
 
     if integration_id is not None and (user is not None or status is not None or cursor is not None):

@@ -5,6 +5,7 @@ from typing import Annotated
 
 import typer
 
+from nexusctl.cli import connections, health, proxy_call
 from nexusctl.cli.context import out, state
 from nexusctl.cli.options import (
     Cursor,
@@ -92,8 +93,7 @@ def update_cmd(
 ) -> None:
     """Rename, (de)activate, or replace the metadata of an integration.
 
-    Example:  nexusctl integrations update 0b7f5d2c-8a41-4c4e-b2a7-3f9e1d6c5a10 --inactive \
---metadata '{"team": "growth"}'
+    Example:  nexusctl integrations update 0b7f5d2c-8a41-4c4e-b2a7-3f9e1d6c5a10 --inactive --metadata '{"team": "ads"}'
     """
     parsed = parse_json_object(metadata, "metadata") if metadata is not None else None
     state(ctx).database()
@@ -135,6 +135,7 @@ def delete_cmd(
             return
         integration_id = preview.integration.id
     if revoke:
+        # start-up: only this command needs it
         from nexusctl.cli.flows import run_flow
         from nexusctl.core import connect
 
@@ -172,6 +173,7 @@ def reply_cmd(
 
     Example:  nexusctl integrations reply 0b7f5d2c-8a41-4c4e-b2a7-3f9e1d6c5a10 UgzN2xl6tQ-demo "Thanks for watching!"
     """
+    # start-up: only this command needs it
     from nexusctl.cli.flows import run_flow
     from nexusctl.core import comments
 
@@ -194,8 +196,6 @@ def _describe(result: integrations.Deleted) -> str:
 
 
 def _register_connections() -> None:
-    from nexusctl.cli import connections, health, proxy_call
-
     connections.register(app)
     health.register(app)
     proxy_call.register(app)

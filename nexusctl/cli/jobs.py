@@ -32,6 +32,7 @@ def list_cmd(ctx: typer.Context, as_json: Json = False) -> None:
 
     Example:  nexusctl jobs list --json
     """
+    # start-up: only this command needs it
     from nexusctl.core import job_runs
 
     st = state(ctx)
@@ -64,6 +65,7 @@ def show_cmd(
 
     Example:  nexusctl jobs show token-refresh --json
     """
+    # start-up: only this command needs it
     from nexusctl.core import job_runs, job_work
 
     job_work.require(job)
@@ -139,6 +141,7 @@ def run_cmd(
 
     Example:  nexusctl jobs run housekeeping --json
     """
+    # start-up: only this command needs it
     from nexusctl.cli.flows import run_flow
     from nexusctl.core import job_runs, job_work
 

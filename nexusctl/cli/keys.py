@@ -23,6 +23,7 @@ def generate_cmd(ctx: typer.Context, as_json: Json = False) -> None:
 
     Example:  export ENCRYPTION_KEY="$(nexusctl keys generate)"
     """
+    # start-up: only this command needs it
     from nexusctl.config import generate_key
 
     key = generate_key()
@@ -43,6 +44,7 @@ def rotate_cmd(
 
     Example:  ENCRYPTION_OLD_KEYS="$OLD" ENCRYPTION_KEY="$NEW" nexusctl keys rotate
     """
+    # start-up: only this command needs it
     from nexusctl.core import keys
 
     st = state(ctx)

@@ -6,15 +6,22 @@ exit code (see ``nexusctl.errors``). Anything else is a bug: one line, the
 traceback only with ``-v``, and never local variables (they may hold secrets).
 """
 
+import copy
 import functools
+import importlib
+import os
+import platform
 import sys
 import traceback
 from typing import Annotated
 
+import peewee
 import typer
 from typer.core import TyperGroup
+from typer.main import get_command_from_info, get_command_name, get_group
 
 from nexusctl import __version__
+from nexusctl.cli import doctor, serve, top
 from nexusctl.cli.context import State, out, state
 from nexusctl.cli.options import (
     NO_COLOR_HELP,
@@ -69,8 +76,6 @@ class NexusGroup(TyperGroup):
             raise typer.Exit(EXIT_INTERRUPTED) from None
         except BrokenPipeError:
             # `nexusctl ... | head`: the reader left; stop quietly like other Unix tools.
-            import os
-
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush cannot fail again
             raise typer.Exit(EXIT_BROKEN_PIPE) from None
@@ -104,11 +109,6 @@ LAZY_GROUPS = {
 
 def _load_group(name: str):
     """Build group ``name``; each of its commands is built when used (all of them for help)."""
-    import copy
-    import importlib
-
-    from typer.main import get_command_name, get_group
-
     sub_app = importlib.import_module(LAZY_GROUPS[name]).app
     # Typer builds every command of a group at once (signatures, annotations, options):
     # `integrations list` would pay for the eleven commands it does not run.
@@ -130,8 +130,6 @@ def _load_group(name: str):
 
 
 def _build_command(sub_app: typer.Typer, info):
-    from typer.main import get_command_from_info
-
     command = get_command_from_info(
         info, pretty_exceptions_short=sub_app.pretty_exceptions_short, rich_markup_mode=sub_app.rich_markup_mode
     )
@@ -213,10 +211,6 @@ def version_cmd(
 
     Example:  nexusctl version --json
     """
-    import platform
-
-    import peewee
-
     info = {"version": __version__, "python": platform.python_version(), "peewee": peewee.__version__}
     if as_json:
         out(ctx).json(info)
@@ -226,8 +220,6 @@ def version_cmd(
 
 def _register() -> None:
     """Commands built with the root; the groups come from LAZY_GROUPS when used."""
-    from nexusctl.cli import doctor, serve, top
-
     serve.register(app)
     doctor.register(app)
     top.register(app)

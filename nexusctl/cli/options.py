@@ -6,6 +6,7 @@ import sys
 from typing import Annotated
 
 import typer
+from typer.core import TyperOption
 
 from nexusctl.cli.context import out
 from nexusctl.core.paging import DEFAULT_LIMIT, MAX_LIMIT
@@ -154,8 +155,6 @@ def show_flags_without_a_type() -> None:
     they took a value (`--json true`). There is no per-command hook for it (typer makes the --help
     option itself), so this is done once, on typer's option class, before any help is drawn.
     """
-    from typer.core import TyperOption
-
     original = TyperOption.display_type_rich
     if getattr(original, "_nexusctl", False):
         return

@@ -60,6 +60,7 @@ class Output:
         self.__dict__.pop("err", None)
 
     def _console(self, stream, **options):
+        # start-up: rich loads only for terminal output
         from rich.console import Console
 
         # color_system=None drops every escape code (bold too), not just colours. Rich
@@ -99,6 +100,7 @@ class Output:
         if not self.shows_progress:
             yield lambda **_: None
             return
+        # start-up: rich loads only for terminal output
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
@@ -131,6 +133,7 @@ class Output:
                 self.stdout.write("\t".join(_one_line(_cell(row.get(k))) for k, _ in columns) + "\n")
             self.stdout.flush()
             return
+        # start-up: rich loads only for terminal output
         from rich.table import Table
         from rich.text import Text
 
@@ -147,6 +150,7 @@ class Output:
         for key, value in data.items():
             line = f"{key.ljust(width)}  {_one_line(_cell(value))}"
             if self.stdout_is_terminal:
+                # start-up: rich loads only for terminal output
                 from rich.text import Text
 
                 self.out.print(Text(line))
@@ -166,6 +170,7 @@ class Output:
             self.stderr.write(message + "\n")
             self.stderr.flush()
             return
+        # start-up: rich loads only for terminal output
         from rich.text import Text
 
         self.err.print(Text(message, style=style or ""))

@@ -25,6 +25,7 @@ COLUMNS = [
 
 
 def describe(settings, provider, *, full: bool = False) -> dict:
+    # start-up: only this command needs it
     from nexusctl.config import ENDPOINT_KINDS, EXTRA_ENDPOINT_KINDS
     from nexusctl.providers import scopes
     from nexusctl.providers.catalog import CATALOG
@@ -54,6 +55,7 @@ def describe(settings, provider, *, full: bool = False) -> dict:
 
 def _action_scopes(provider, approved) -> dict[str, str]:
     """Each sync action (and publish) -> the scopes it needs; an approval-only one not configured says so."""
+    # start-up: only this command needs it
     from nexusctl.core.health import capabilities_of_provider
     from nexusctl.enums import Provider
     from nexusctl.providers import scopes
@@ -83,6 +85,7 @@ def list_cmd(ctx: typer.Context, as_json: Json = False) -> None:
 
     Example:  nexusctl providers list --json
     """
+    # start-up: only this command needs it
     from nexusctl.enums import Provider
 
     rows = [describe(state(ctx).settings, p) for p in Provider]
@@ -99,6 +102,7 @@ def show_cmd(
 
     Example:  nexusctl providers show SHOPIFY
     """
+    # start-up: only this command needs it
     from nexusctl.enums import Provider
 
     data = describe(state(ctx).settings, Provider.parse(provider), full=True)

@@ -1,8 +1,10 @@
 """`nexusctl integrations call`: one provider API call with the integration's credentials (the API proxy's core)."""
 
+import json
 import sys
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import quote, urlencode
 
 import typer
 
@@ -16,8 +18,6 @@ MAX_JSON_BODY = 10 * 1024 * 1024  # --json holds the answer to print it as one d
 
 def _data(value: str | None) -> tuple[bytes | None, str | None]:
     """(the body, its Content-Type) from --data: a JSON text, @FILE, or - for stdin."""
-    import json
-
     if value is None:
         return None, None
     if value == "-":
@@ -74,9 +74,8 @@ def call_cmd(
 
     Example:  nexusctl integrations call 1b9d6bcd-bbfd-4b2d-9b5d-ab8dfbbd4bed GET /v10/users/@me --json
     """
+    # start-up: asyncio (and ssl) load only for the commands that run a flow
     import asyncio
-    import json
-    from urllib.parse import quote, urlencode
 
     from nexusctl.core import proxy
 

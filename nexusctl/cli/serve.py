@@ -1,5 +1,6 @@
 """`nexusctl daemon`: run the HTTP API, OAuth callback, worker and jobs."""
 
+import os
 from typing import Annotated
 
 import typer
@@ -21,8 +22,7 @@ def daemon_cmd(
 
     Example:  nexusctl daemon --host 0.0.0.0 --port 3008
     """
-    import os
-
+    # start-up: only this command needs it
     from nexusctl import config
     from nexusctl.daemon.server import serve
 

@@ -92,6 +92,7 @@ def _summary(row: dict) -> str:
 
 
 def _run_logs(ctx, logs, *, show_progress: bool) -> list[dict]:
+    # start-up: only this command needs it
     from nexusctl.cli.flows import run_flow
     from nexusctl.core import sync_runs
 
@@ -101,6 +102,7 @@ def _run_logs(ctx, logs, *, show_progress: bool) -> list[dict]:
         done = []
         for log in logs:
             if show_progress:
+                # start-up: rich loads only for terminal output
                 from rich.progress import Progress, SpinnerColumn, TextColumn
 
                 with Progress(
@@ -163,6 +165,7 @@ def run_cmd(
 
     Example:  nexusctl sync run --all --provider SLACK --json
     """
+    # start-up: only this command needs it
     from nexusctl.core import sync_runs
     from nexusctl.errors import UsageProblem
 
@@ -182,6 +185,7 @@ def run_cmd(
 
 
 def _plan_all(provider: str | None, action: str | None, full: bool):
+    # start-up: only this command needs it
     from nexusctl.core import sync_queue
 
     def skipped(_integration_id, why: str) -> None:  # already running: say so, go on with the others
@@ -203,6 +207,7 @@ def cancel_cmd(
 
     Example:  nexusctl sync cancel 5d0c2e7a-1f3b-4c8d-9e6f-7a8b9c0d1e2f
     """
+    # start-up: only this command needs it
     from nexusctl.core import sync_state
 
     state(ctx).database()

@@ -1,5 +1,6 @@
 """`nexusctl token mint`: a bearer token for local use and scripts."""
 
+import datetime as dt
 from typing import Annotated
 
 import typer
@@ -35,6 +36,7 @@ def mint_cmd(
 
     Example:  TOKEN="$(nexusctl token mint --user 6f1c2a9e-0d4b-4f7e-9a51-2b8c3d4e5f60 --ttl 600)"
     """
+    # start-up: only this command needs it
     from nexusctl.daemon.auth import mint
 
     roles = sorted(set(role or []))
@@ -56,8 +58,8 @@ def mint_cmd(
     if not as_json:
         out(ctx).value(token)
         return
-    import datetime as dt
 
+    # start-up: only this command signs a token
     import jwt
 
     claims = jwt.decode(token, options={"verify_signature": False})  # our own token: read back its expiry

@@ -28,6 +28,7 @@ def top_cmd(ctx: typer.Context, once: Once = False, as_json: Json = False, inter
 
     Example:  nexusctl top --once
     """
+    # start-up: only this command needs it
     from nexusctl.core import activity
 
     st = state(ctx)
@@ -35,6 +36,7 @@ def top_cmd(ctx: typer.Context, once: Once = False, as_json: Json = False, inter
     if as_json:
         out(ctx).json(activity.snapshot(st.settings))
         return
+    # start-up: only this command needs it
     from nexusctl.cli import top_view
 
     output = out(ctx)

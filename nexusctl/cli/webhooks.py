@@ -57,6 +57,7 @@ def _db(ctx):
 
 
 def _checked_url(ctx, url: str) -> str:
+    # start-up: asyncio (and ssl) load only for the commands that run a flow
     import asyncio
 
     from nexusctl.core.webhooks import check_url_resolving
@@ -79,9 +80,9 @@ def create_cmd(
 ) -> None:
     """Create a webhook; prints its signing secret once (store it now).
 
-    Example:  nexusctl webhooks create --integration 0b7f5d2c-8a41-4c4e-b2a7-3f9e1d6c5a10 \
---url https://hooks.example.com/nexus -e 'media.*'
+    Example:  nexusctl webhooks create -i 0b7f5d2c-8a41-4c4e-b2a7-3f9e1d6c5a10 --url https://example.com/in -e 'media.*'
     """
+    # start-up: only this command needs it
     from nexusctl.core import webhooks
     from nexusctl.core.serializers import webhook_to_dict
 
@@ -109,6 +110,7 @@ def list_cmd(
 
     Example:  nexusctl webhooks list --integration 0b7f5d2c-8a41-4c4e-b2a7-3f9e1d6c5a10
     """
+    # start-up: only this command needs it
     from nexusctl.core import webhooks
 
     _db(ctx)
@@ -125,6 +127,7 @@ def show_cmd(ctx: typer.Context, webhook_id: WebhookId, as_json: Json = False) -
 
     Example:  nexusctl webhooks show 3c1d9f7e-2b6a-4d8e-9f10-5a7b3c2d1e0f
     """
+    # start-up: only this command needs it
     from nexusctl.core import webhooks
     from nexusctl.core.serializers import webhook_to_dict
 
@@ -147,6 +150,7 @@ def update_cmd(
 
     Example:  nexusctl webhooks update 3c1d9f7e-2b6a-4d8e-9f10-5a7b3c2d1e0f --active -e 'order.*'
     """
+    # start-up: only this command needs it
     from nexusctl.core import webhooks
     from nexusctl.core.serializers import webhook_to_dict
 
@@ -170,6 +174,7 @@ def delete_cmd(
 
     Example:  nexusctl webhooks delete 3c1d9f7e-2b6a-4d8e-9f10-5a7b3c2d1e0f --yes
     """
+    # start-up: only this command needs it
     from nexusctl.core import webhooks
 
     _db(ctx)
@@ -204,6 +209,7 @@ def deliveries_cmd(
 
     Example:  nexusctl webhooks deliveries 3c1d9f7e-2b6a-4d8e-9f10-5a7b3c2d1e0f --status FAILED --json
     """
+    # start-up: only this command needs it
     from nexusctl.core import deliveries
 
     _db(ctx)
@@ -221,6 +227,7 @@ def test_cmd(ctx: typer.Context, webhook_id: WebhookId, as_json: Json = False) -
 
     Example:  nexusctl webhooks test 3c1d9f7e-2b6a-4d8e-9f10-5a7b3c2d1e0f --json
     """
+    # start-up: only this command needs it
     from nexusctl.core import deliveries, webhooks
     from nexusctl.core.serializers import delivery_to_dict
 
@@ -237,6 +244,7 @@ def rotate_cmd(ctx: typer.Context, webhook_id: WebhookId, as_json: Json = False)
 
     Example:  nexusctl webhooks rotate-secret 3c1d9f7e-2b6a-4d8e-9f10-5a7b3c2d1e0f
     """
+    # start-up: only this command needs it
     from nexusctl.core import webhooks
     from nexusctl.core.serializers import webhook_to_dict
 
@@ -256,6 +264,7 @@ def redeliver_cmd(
 
     Example:  nexusctl webhooks redeliver 7e2a1c3b-9d8f-4e6a-b5c4-0f1e2d3c4b5a --json
     """
+    # start-up: only this command needs it
     from nexusctl.core import deliveries
     from nexusctl.core.serializers import delivery_to_dict
 
@@ -282,6 +291,7 @@ def replay_cmd(
 
     Example:  nexusctl webhooks replay 3c1d9f7e-2b6a-4d8e-9f10-5a7b3c2d1e0f --since 2026-11-24T00:00:00Z --status FAILED
     """
+    # start-up: only this command needs it
     from nexusctl.core import deliveries
 
     try:
@@ -305,6 +315,7 @@ def replay_cmd(
             )
         output.success(f"Queued {count} deliveries again")
     if as_json:
+        # start-up: only this command needs it
         from nexusctl.core.ids import parse_uuid
 
         output.json({"webhookId": str(parse_uuid(webhook_id, "webhookId")), "queued": count, "dryRun": dry_run})

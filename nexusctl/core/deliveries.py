@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Callable
 
-from peewee import Tuple, Value
+from peewee import SQL, Tuple, Value
 
 from nexusctl import tracing
 from nexusctl.core import webhook_rows
@@ -392,8 +392,6 @@ def claim(
     # The statuses as literals, not parameters: SQLite uses a partial index only when the query's
     # WHERE names its condition's constants, and without it the claim sorted every due row
     # (1.1 s per claim with 100,000 due of 1,000,000; bench/growth.py).
-    from peewee import SQL
-
     statuses = [SQL(f"'{status.value}'") for status in DUE]
     claimable = (
         WebhookDelivery.status.in_(statuses)

@@ -1,6 +1,6 @@
 """`nexusctl doctor`: is this installation able to run, and if not, what to change.
 
-Each check returns ``Finding`` lines (check, status, detail, hint). The
+Each check returns ``Check`` lines (nexusctl.core.readiness: name, outcome, message, hint). The
 configuration is read with ``config.load`` itself, repeatedly: each time it
 refuses a variable, that variable is recorded and dropped, so one run names
 every bad variable instead of only the first, and the other checks still run on
@@ -16,17 +16,17 @@ details name variables, hosts, row ids and key ids only.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Mapping
 from urllib.parse import urlsplit
 
 from nexusctl import config
+from nexusctl.core.readiness import FAIL, OK, WARN, Check
 from nexusctl.enums import Provider
 from nexusctl.errors import ConfigError
 from nexusctl.providers.registry import SPECS, adapter_for
 from nexusctl.providers.spec import ConnectKind
 
-OK, WARN, FAIL = "ok", "warn", "fail"
 _VARIABLE = re.compile(r"^([A-Z][A-Z0-9_]*)\b")
 # Variables some other check reports (with its own hint), so `config` leaves them out. Every other
 # variable of the settings table (config_table.TABLE) is reported by `config` when load() refuses it.
@@ -40,17 +40,6 @@ OWNED = {
     "FRONTEND_URL": "frontend-url",
     "PORT": "daemon-port",
 }
-
-
-@dataclass(frozen=True)
-class Finding:
-    check: str
-    status: str  # ok, warn or fail
-    detail: str
-    hint: str = ""  # how to fix it; empty when ok
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
@@ -89,15 +78,15 @@ def load_settings(env: Mapping[str, str]) -> Loaded:
     return Loaded(None, errors, env, placeholder)
 
 
-def check_config(loaded: Loaded) -> list[Finding]:
+def check_config(loaded: Loaded) -> list[Check]:
     provider_variables = set().union(*(_variables_of(p) for p in Provider))
     own = {n: m for n, m in loaded.errors.items() if n not in OWNED and n not in provider_variables}
-    findings = [Finding("config", FAIL, message, _config_hint(name)) for name, message in own.items()]
+    findings = [Check("config", FAIL, message, _config_hint(name)) for name, message in own.items()]
     settings = loaded.settings
     if settings is None:
         if not findings:
             findings.append(
-                Finding(
+                Check(
                     "config",
                     FAIL,
                     "the configuration cannot be loaded",
@@ -110,7 +99,7 @@ def check_config(loaded: Loaded) -> list[Finding]:
     if not findings:
         count = sum(1 for n in config.variable_names() if loaded.env.get(n, "").strip())
         validity = f"{len(loaded.errors)} refused, see below" if loaded.errors else "all valid"
-        findings.append(Finding("config", OK, f"{count} variable(s) set, {validity} (NODE_ENV={settings.node_env})"))
+        findings.append(Check("config", OK, f"{count} variable(s) set, {validity} (NODE_ENV={settings.node_env})"))
     return findings
 
 
@@ -120,12 +109,12 @@ def _config_hint(name: str) -> str:
     return f"fix or unset {name} (README: Configuration lists each variable and its form)"
 
 
-def _production(settings: config.Settings) -> list[Finding]:
+def _production(settings: config.Settings) -> list[Check]:
     """What NODE_ENV=production needs beyond valid values (ENCRYPTION_KEY: the encryption check)."""
     findings = []
     if settings.jwt_secret is None and settings.jwt_public_key is None:
         findings.append(
-            Finding(
+            Check(
                 "config",
                 FAIL,
                 "JWT_SECRET: not set, and NODE_ENV=production refuses a generated one",
@@ -134,7 +123,7 @@ def _production(settings: config.Settings) -> list[Finding]:
         )
     if settings.webhook_allowed_networks:
         findings.append(
-            Finding(
+            Check(
                 "config",
                 WARN,
                 "WEBHOOK_ALLOWED_NETWORKS exempts addresses from the SSRF guard in production",
@@ -144,7 +133,7 @@ def _production(settings: config.Settings) -> list[Finding]:
     return findings
 
 
-def check_url(loaded: Loaded, name: str) -> Finding:
+def check_url(loaded: Loaded, name: str) -> Check:
     """PUBLIC_URL / FRONTEND_URL: absolute http(s), https in production, nothing after the path."""
     check = name.lower().replace("_", "-")
     example = "https://nexus.example.com" if name == "PUBLIC_URL" else "https://app.example.com"
@@ -154,7 +143,7 @@ def check_url(loaded: Loaded, name: str) -> Finding:
         else "http://localhost:3000"
     )
     if name in config.missing_for_production(loaded.env):
-        return Finding(
+        return Check(
             check,
             FAIL,
             f"{name}: not set, and NODE_ENV=production has no default (the daemon refuses to start)",
@@ -168,7 +157,7 @@ def check_url(loaded: Loaded, name: str) -> Finding:
     )
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        return Finding(
+        return Check(
             check,
             FAIL,
             f"{name}={value!r} is not an absolute http(s) URL",
@@ -176,13 +165,13 @@ def check_url(loaded: Loaded, name: str) -> Finding:
         )
     production = bool(loaded.settings and loaded.settings.is_production)
     if production and parts.scheme != "https":
-        return Finding(check, FAIL, f"{name} is http in production", f"serve it over https and set {name}=https://...")
+        return Check(check, FAIL, f"{name} is http in production", f"serve it over https and set {name}=https://...")
     if parts.query or parts.fragment:
-        return Finding(
+        return Check(
             check, FAIL, f"{name} has a query or fragment ({value})", f"set {name} to scheme://host[:port][/path] only"
         )
     if name == "PUBLIC_URL" and parts.path.strip("/"):
-        return Finding(
+        return Check(
             check,
             WARN,
             f"{name} has a path ({parts.path}); callbacks go to "
@@ -190,20 +179,20 @@ def check_url(loaded: Loaded, name: str) -> Finding:
             "fine behind a proxy that strips the prefix; otherwise drop the path",
         )
     if production and parts.hostname in ("localhost", "127.0.0.1", "::1"):
-        return Finding(
+        return Check(
             check, WARN, f"{name} points at {parts.hostname} in production", f"set {name} to the public address"
         )
-    return Finding(check, OK, f"{value.rstrip('/')} ({role.format(value=value.rstrip('/'))})")
+    return Check(check, OK, f"{value.rstrip('/')} ({role.format(value=value.rstrip('/'))})")
 
 
-def check_providers(loaded: Loaded) -> list[Finding]:
+def check_providers(loaded: Loaded) -> list[Check]:
     """Each provider with credentials (or a refused variable): both halves present, endpoints absolute."""
     settings, findings = loaded.settings, []
     for provider in Provider:
         check = f"provider {provider.value}"
         refused = [(n, m) for n, m in loaded.errors.items() if n in _variables_of(provider)]
         if refused:
-            findings += [Finding(check, FAIL, m, f"fix or unset {n} (an http(s) URL with a host)") for n, m in refused]
+            findings += [Check(check, FAIL, m, f"fix or unset {n} (an http(s) URL with a host)") for n, m in refused]
             continue
         if settings is None:
             continue
@@ -213,7 +202,7 @@ def check_providers(loaded: Loaded) -> list[Finding]:
         missing = creds.missing(provider)
         if missing and SPECS[provider].needs_credentials:
             findings.append(
-                Finding(
+                Check(
                     check,
                     FAIL,
                     f"{' and '.join(missing)} not set (the other half is)",
@@ -222,10 +211,10 @@ def check_providers(loaded: Loaded) -> list[Finding]:
             )
             continue
         finding = _endpoints(provider, settings)
-        findings.append(_companion(provider, settings, finding) if finding.status == OK else finding)
+        findings.append(_companion(provider, settings, finding) if finding.outcome == OK else finding)
     if settings is not None and not findings:
         findings.append(
-            Finding(
+            Check(
                 "providers",
                 WARN,
                 "no provider has credentials: only SENDGRID and WOOCOMMERCE can connect",
@@ -240,7 +229,7 @@ def _variables_of(provider: Provider) -> set[str]:
     return set(config.credential_variables(provider))
 
 
-def _endpoints(provider: Provider, settings: config.Settings) -> Finding:
+def _endpoints(provider: Provider, settings: config.Settings) -> Check:
     adapter = adapter_for(provider, settings)
     kinds = config.endpoint_kinds(provider)
     urls = {kind: adapter.url(kind, "shop.example.com") for kind in kinds}
@@ -248,7 +237,7 @@ def _endpoints(provider: Provider, settings: config.Settings) -> Finding:
     bad = [k for k, u in urls.items() if urlsplit(u).scheme not in ("http", "https") or not urlsplit(u).hostname]
     check = f"provider {provider.value}"
     if bad:
-        return Finding(
+        return Check(
             check,
             FAIL,
             f"endpoint(s) {', '.join(bad)} not absolute http(s) URLs",
@@ -256,17 +245,17 @@ def _endpoints(provider: Provider, settings: config.Settings) -> Finding:
         )
     plain = [k for k in urls if k in settings.providers[provider].endpoints and urls[k].startswith("http:")]
     if settings.is_production and plain:
-        return Finding(
+        return Check(
             check,
             WARN,
             f"endpoint override(s) {', '.join(plain)} are http in production",
             f"use https for {provider.value}_{plain[0]}_URL, or unset it",
         )
     if SPECS[provider].kind is ConnectKind.API_KEY:  # the user pastes a key: no browser comes back
-        return Finding(
+        return Check(
             check, OK, f"{len(urls)} endpoint(s) well formed; connects with each user's API key (no OAuth callback)"
         )
-    return Finding(check, OK, f"credentials set, {len(urls)} endpoint(s) well formed, callback {adapter.redirect_uri}")
+    return Check(check, OK, f"credentials set, {len(urls)} endpoint(s) well formed, callback {adapter.redirect_uri}")
 
 
 # Providers whose connections work but one feature needs an application-wide token as well.
@@ -285,14 +274,14 @@ _COMPANIONS = {
 }
 
 
-def _companion(provider: Provider, settings: config.Settings, ok: Finding) -> Finding:
+def _companion(provider: Provider, settings: config.Settings, ok: Check) -> Check:
     if provider not in _COMPANIONS:
         return ok
     attribute, variable, effect = _COMPANIONS[provider]
     if getattr(settings, attribute) is not None:
         return ok
-    return Finding(ok.check, WARN, f"credentials set, {variable} not set: {effect}", f"set {variable}")
+    return Check(ok.name, WARN, f"credentials set, {variable} not set: {effect}", f"set {variable}")
 
 
-def exit_failed(findings: list[Finding]) -> bool:
-    return any(f.status == FAIL for f in findings)
+def exit_failed(findings: list[Check]) -> bool:
+    return any(f.failed for f in findings)

@@ -8,6 +8,7 @@ keeps only whether it worked: the plaintext is never returned or printed.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import http.client
 import json
@@ -21,12 +22,12 @@ import peewee
 
 from nexusctl import config
 from nexusctl.config import redact_url
-from nexusctl.core import doctor
-from nexusctl.core.doctor import FAIL, OK, WARN, Finding, Loaded
+from nexusctl.core import doctor, readiness
+from nexusctl.core.doctor import Loaded
 from nexusctl.core.key_usage import missing_key_ids
+from nexusctl.core.readiness import FAIL, OK, Check, not_checked
 from nexusctl.crypto import keyring_from_settings
-from nexusctl.db import migrate
-from nexusctl.db.database import bind, check_connection, open_database
+from nexusctl.db.database import bind, open_database
 from nexusctl.db.models import Integration, OAuthState, Webhook
 from nexusctl.db.secrets import unseal
 from nexusctl.errors import KeyNotConfigured, NexusError
@@ -35,26 +36,26 @@ NETWORK_TIMEOUT = 2.0
 DAEMON_HOST = "127.0.0.1"  # `nexusctl daemon`'s default --host
 
 
-def open_checked_database(loaded: Loaded) -> tuple[peewee.Database | None, list[Finding]]:
+def open_checked_database(loaded: Loaded) -> tuple[peewee.Database | None, list[Check]]:
     """The database if it is reachable and migrated (else None), with the two findings."""
     refused = loaded.error_for("DATABASE_URL", "DATABASE_POOL_SIZE")
     if refused:
         return None, [
-            Finding("database", FAIL, refused[1], f"fix {refused[0]} (README: Configuration)"),
-            _not_checked("migrations", "the database"),
+            Check("database", FAIL, refused[1], f"fix {refused[0]} (README: Configuration)"),
+            not_checked("migrations", "the database"),
         ]
     settings = loaded.settings
     if settings is None:
-        return None, [_not_checked("database", "the configuration")]
+        return None, [not_checked("database", "the configuration")]
     if "DATABASE_URL" in config.missing_for_production(loaded.env):
         return None, [
-            Finding(
+            Check(
                 "database",
                 FAIL,
                 "DATABASE_URL: not set, and NODE_ENV=production has no default (the daemon refuses to start)",
                 "set DATABASE_URL=postgresql://user@host:5432/dbname",
             ),
-            _not_checked("migrations", "the database"),
+            not_checked("migrations", "the database"),
         ]
     label = settings.redacted_database_url()
     url = settings.database_url.get()
@@ -62,50 +63,23 @@ def open_checked_database(loaded: Loaded) -> tuple[peewee.Database | None, list[
         path = unquote(urlsplit(url).path[1:])
         if path != ":memory:" and not Path(path).exists():
             return None, [
-                Finding(
+                Check(
                     "database",
                     FAIL,
                     f"{label}: the file does not exist yet",
                     "run `nexusctl db migrate` (it creates the file), or fix DATABASE_URL",
                 ),
-                _not_checked("migrations", "the database"),
+                not_checked("migrations", "the database"),
             ]
     db = open_database(url, 1)
-    try:
-        check_connection(db, label)
-    except NexusError as exc:
-        _close(db)
-        return None, [
-            Finding(
-                "database", FAIL, exc.message, "start the database server, or fix DATABASE_URL (host, port, name, user)"
-            ),
-            _not_checked("migrations", "the database"),
-        ]
-    findings = [Finding("database", OK, f"{label} reachable")]
-    rows = migrate.status(db)
-    pending = [m.name for m in rows if m.known and m.applied_at is None]
-    unknown = [m.name for m in rows if not m.known]
-    if pending:
-        known = sum(1 for m in rows if m.known)
-        what = "no nexusctl schema yet" if len(pending) == known else f"{len(pending)} of {known} migrations pending"
-        findings.append(Finding("migrations", FAIL, f"{what} ({', '.join(pending)})", "run `nexusctl db migrate`"))
+    findings = readiness.probe_database(db, label)
+    if any(f.failed for f in findings):
         _close(db)
         return None, findings
-    if unknown:
-        findings.append(
-            Finding(
-                "migrations",
-                WARN,
-                f"applied by a newer nexusctl: {', '.join(unknown)}",
-                "upgrade this nexusctl to the version that migrated the database",
-            )
-        )
-    else:
-        findings.append(Finding("migrations", OK, f"all {len(rows)} applied"))
     return db, findings
 
 
-def check_encryption(loaded: Loaded, db: peewee.Database | None) -> Finding:
+def check_encryption(loaded: Loaded, db: peewee.Database | None) -> Check:
     refused = loaded.error_for("ENCRYPTION_KEY", "ENCRYPTION_OLD_KEYS")
     if refused:
         hint = (
@@ -113,18 +87,18 @@ def check_encryption(loaded: Loaded, db: peewee.Database | None) -> Finding:
             if "required" in refused[1]
             else f"set {refused[0]} to base64 of 32 bytes (`nexusctl keys generate`)"
         )
-        return Finding("encryption", FAIL, refused[1], hint)
+        return Check("encryption", FAIL, refused[1], hint)
     if loaded.settings is None or loaded.placeholder_key:
-        return _not_checked("encryption", "the configuration")
+        return not_checked("encryption", "the configuration")
     if db is None:
-        return _not_checked("encryption", "the database")
+        return not_checked("encryption", "the database")
 
     bind(db)
     keyring = keyring_from_settings(loaded.settings)
     source = loaded.settings.encryption_key_source
     sample = _one_stored_secret()
     if sample is None:
-        return Finding("encryption", OK, f"key {keyring.current_kid} from {source}; no stored secret yet to try")
+        return Check("encryption", OK, f"key {keyring.current_kid} from {source}; no stored secret yet to try")
     row, column = sample
 
     table = row._meta.table_name
@@ -136,7 +110,7 @@ def check_encryption(loaded: Loaded, db: peewee.Database | None) -> Finding:
             if isinstance(exc, KeyNotConfigured)
             else exc.message
         )
-        return Finding(
+        return Check(
             "encryption",
             FAIL,
             detail,
@@ -144,17 +118,11 @@ def check_encryption(loaded: Loaded, db: peewee.Database | None) -> Finding:
             "ENCRYPTION_OLD_KEYS during a rotation)",
         )
 
-    missing = sorted(missing_key_ids(keyring))
-    if missing:  # the sample opened, but other values are under keys these settings lack: a rotation under way
-        return Finding(
-            "encryption",
-            FAIL,
-            f"stored secrets are under key(s) {', '.join(missing)}, which these settings do not have "
-            f"(they have {', '.join(sorted(keyring.key_ids))}): a daemon with them cannot use those values",
-            "give every daemon the new ENCRYPTION_KEY and the previous key in ENCRYPTION_OLD_KEYS, then "
-            "restart it (README: key rotation)",
-        )
-    return Finding("encryption", OK, f"key {keyring.current_kid} from {source} decrypts {table}.{column} of {row.id}")
+    return readiness.check_keys(
+        missing_key_ids(keyring),
+        keyring.key_ids,
+        f"key {keyring.current_kid} from {source} decrypts {table}.{column} of {row.id}",
+    )
 
 
 def _one_stored_secret():
@@ -167,23 +135,16 @@ def _one_stored_secret():
     return None
 
 
-def check_redis(loaded: Loaded) -> Finding:
+def check_redis(loaded: Loaded) -> Check:
     refused = loaded.error_for("REDIS_URL")
     if refused:
-        return Finding("redis", FAIL, refused[1], "set REDIS_URL=redis://host:6379/0, or unset it to run without")
+        return Check("redis", FAIL, refused[1], "set REDIS_URL=redis://host:6379/0, or unset it to run without")
     settings = loaded.settings
     if settings is None:
-        return _not_checked("redis", "the configuration")
+        return not_checked("redis", "the configuration")
     if settings.redis_url is None:
-        if settings.is_production:  # allowed, but the spec requires Redis in production
-            return Finding(
-                "redis",
-                WARN,
-                "REDIS_URL not set in production: OAuth states and events stay in the database",
-                "set REDIS_URL=redis://host:6379/0 (the spec requires Redis in production)",
-            )
-        return Finding("redis", OK, "not configured: OAuth states and events stay in the database")
-    import redis
+        return readiness.check_redis(None, production=settings.is_production)
+    import redis  # here, not at the top: start-up speed of the other commands (redis is only needed here)
 
     label = redact_url(settings.redis_url.get())
     client = redis.Redis.from_url(
@@ -191,26 +152,20 @@ def check_redis(loaded: Loaded) -> Finding:
     )
     try:
         client.ping()
-    except Exception as exc:  # noqa: BLE001 - any failure means "not usable"
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        return Finding(
-            "redis",
-            FAIL,
-            f"cannot reach {label}: {reason}",
-            "start Redis, fix REDIS_URL, or unset it to run without Redis",
-        )
+    except Exception as exc:  # noqa: BLE001 - any failure means "not usable": the core words it
+        return readiness.check_redis(label, exc)
     finally:
         client.close()
-    return Finding("redis", OK, f"{label} answers PING")
+    return readiness.check_redis(label)
 
 
-def check_daemon_port(loaded: Loaded) -> Finding:
+def check_daemon_port(loaded: Loaded) -> Check:
     """PORT free for `nexusctl daemon`, or taken by a daemon answering /health."""
     refused = loaded.error_for("PORT")
     if refused:
-        return Finding("daemon-port", FAIL, refused[1], "set PORT to a number from 1 to 65535")
+        return Check("daemon-port", FAIL, refused[1], "set PORT to a number from 1 to 65535")
     if loaded.settings is None:
-        return _not_checked("daemon-port", "the configuration")
+        return not_checked("daemon-port", "the configuration")
     port = loaded.settings.port
     address = f"{DAEMON_HOST}:{port}"
     probe = socket.socket()
@@ -218,10 +173,10 @@ def check_daemon_port(loaded: Loaded) -> Finding:
     probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         probe.bind((DAEMON_HOST, port))
-        return Finding("daemon-port", OK, f"{address} is free for `nexusctl daemon` (no daemon running here)")
+        return Check("daemon-port", OK, f"{address} is free for `nexusctl daemon` (no daemon running here)")
     except OSError as exc:
         if exc.errno != errno.EADDRINUSE:
-            return Finding(
+            return Check(
                 "daemon-port",
                 FAIL,
                 f"cannot listen on {address}: {exc.strerror}",
@@ -230,8 +185,8 @@ def check_daemon_port(loaded: Loaded) -> Finding:
     finally:
         probe.close()
     if _daemon_answers(f"http://{address}/health"):
-        return Finding("daemon-port", OK, f"a nexusctl daemon answers on {address}")
-    return Finding(
+        return Check("daemon-port", OK, f"a nexusctl daemon answers on {address}")
+    return Check(
         "daemon-port",
         FAIL,
         f"{address} is taken by something that is not the nexusctl daemon",
@@ -249,28 +204,33 @@ def _daemon_answers(url: str) -> bool:
     return isinstance(body, dict) and body.get("success") is True and (body.get("data") or {}).get("status") == "ok"
 
 
-def _not_checked(check: str, because: str) -> Finding:
-    return Finding(check, WARN, f"not checked: {because} is not usable (see above)", "fix the failure above first")
-
-
 def _close(db: peewee.Database) -> None:
     db.close()
     if hasattr(db, "close_all"):
         db.close_all()
 
 
-def diagnose(env) -> list[Finding]:
-    """Every check, in the order an operator would fix things."""
+def diagnose(env) -> list[Check]:
+    """Every check, in the order an operator would fix things (the readiness checks composed by the core)."""
     loaded = doctor.load_settings(env)
     findings = doctor.check_config(loaded)
-    db, database_findings = open_checked_database(loaded)
+    opened: list[peewee.Database | None] = [None]
+
+    async def database() -> list[Check]:
+        opened[0], database_findings = open_checked_database(loaded)
+        return database_findings
+
+    async def encryption(usable: bool) -> Check:
+        return check_encryption(loaded, opened[0] if usable else None)
+
+    async def redis() -> Check:
+        return check_redis(loaded)
+
     try:
-        findings += database_findings
-        findings.append(check_encryption(loaded, db))
+        findings += asyncio.run(readiness.compose(database, encryption, redis))
     finally:
-        if db is not None:
-            _close(db)
-    findings.append(check_redis(loaded))
+        if opened[0] is not None:
+            _close(opened[0])
     findings += doctor.check_providers(loaded)
     findings += [doctor.check_url(loaded, "PUBLIC_URL"), doctor.check_url(loaded, "FRONTEND_URL")]
     findings.append(check_daemon_port(loaded))

@@ -100,6 +100,7 @@ REDIS_FLOWS = "oauth_states (Redis)"
 
 def rotate_redis_flows(settings, keyring: Keyring, report: RotationReport, *, dry_run: bool = False) -> None:
     """Re-encrypt the pending OAuth flows kept in Redis; adds to ``report``."""
+    # start-up: asyncio and redis load only to rotate the flows kept in Redis
     import asyncio
 
     from redis.exceptions import RedisError

@@ -45,6 +45,7 @@ class Runtime:
 
     async def states(self, method: str, *args):
         if self.redis is not None:
+            # start-up: redis loads only where Redis is used
             from redis.exceptions import RedisError
 
             try:

@@ -38,6 +38,7 @@ def next_run(schedule, after: dt.datetime) -> dt.datetime:
             "cron expression ('0 */6 * * *')",
             field=KEY,
         )
+    # start-up: APScheduler loads only for a cron schedule
     from apscheduler.triggers.cron import CronTrigger
 
     try:

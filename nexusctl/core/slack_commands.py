@@ -154,6 +154,7 @@ async def receive(
 
 
 async def _remember_in_redis(client, signature: str) -> None:
+    # start-up: redis loads only where Redis is used
     from redis.exceptions import RedisError
 
     try:

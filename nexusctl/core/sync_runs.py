@@ -6,9 +6,9 @@ renewed after every page and released at the end (a run that dies lets it
 expire). A publish renews it every LEASE_SECONDS / 3 in the background (an
 upload's retries and slow chunks included) and stops once it is lost or
 recovery marked the run interrupted; ``finish`` completes only a run still
-IN_PROGRESS, so neither a cancel nor recovery's FAILED is overwritten. \
-Pages come from the provider's action (nexusctl/providers/sync), each applied
-in one transaction by nexusctl.core.sync_state.
+IN_PROGRESS, so neither a cancel nor recovery's FAILED is overwritten. Pages
+come from the provider's action (nexusctl/providers/sync), each applied in one
+transaction by nexusctl.core.sync_state.
 
 - Incremental (default): resumes where a run that stopped early left off;
   for lists that are newest first, stops at the first page with nothing new

@@ -92,7 +92,7 @@ async def _redis(app: web.Application):
         app[REDIS] = None
         yield
         return
-    from nexusctl.redisconn import open_client  # imports redis: only the daemon, and only when configured
+    from nexusctl.redisconn import open_client  # start-up: redis loads only with REDIS_URL set
 
     client = open_client(settings.redis_url.get())
     app[REDIS] = client
@@ -132,7 +132,7 @@ async def _stop(starting: asyncio.Task, stop) -> None:
 
 
 async def _jobs(app: web.Application):
-    from nexusctl.daemon.jobs import start_scheduler  # APScheduler only in the daemon
+    from nexusctl.daemon.jobs import start_scheduler  # start-up: APScheduler loads with the scheduler
 
     scheduler = []
 

@@ -57,6 +57,7 @@ class Principal:
 class TokenVerifier:
     def __init__(self, settings: Settings) -> None:
         if settings.jwt_public_key:
+            # start-up: cryptography loads only with JWT_PUBLIC_KEY set (the CLI's `token mint` imports this)
             from cryptography.hazmat.primitives.asymmetric import rsa
             from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
@@ -144,8 +145,6 @@ def _principal(claims: dict) -> Principal:
 
 def mint(settings: Settings, *, subject: str, roles: list[str], ttl_seconds: int) -> str:
     """An HS256 token signed with the configured (or development) secret."""
-    import time
-
     if settings.jwt_public_key and settings.jwt_secret is None:
         raise ConfigError(
             "JWT_SECRET: not set; with JWT_PUBLIC_KEY the tokens are minted by the user service, not here"

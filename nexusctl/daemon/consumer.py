@@ -62,6 +62,7 @@ class EventConsumer:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def _ensure_groups(self) -> None:
+        # start-up: redis loads only where Redis is used
         from redis.exceptions import ResponseError
 
         for stream in self._streams:

@@ -95,6 +95,7 @@ class DeliveryWorker:
 
     def _listen(self, loop) -> None:
         """LISTEN on a connection of its own: other processes' commits wake us at once."""
+        # start-up: psycopg2 loads only on PostgreSQL
         import psycopg2
 
         try:

@@ -7,6 +7,7 @@ import errno
 import logging
 
 from aiohttp import web, web_server
+from aiohttp.http_exceptions import HttpProcessingError
 
 from nexusctl import clock
 from nexusctl.daemon import traces
@@ -80,8 +81,6 @@ class MalformedRequestFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        from aiohttp.http_exceptions import HttpProcessingError
-
         error = record.exc_info[1] if record.exc_info else None
         if isinstance(error, HttpProcessingError):
             remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"

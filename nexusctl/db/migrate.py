@@ -52,8 +52,8 @@ class MigrationStatus:
 
 
 def _runner(db: peewee.Database):
-    # Imported here: playhouse.migrations (with the schema migrator and argparse) is only
-    # needed to list or apply migrations, not for the check every other command makes.
+    # Imported here: playhouse.migrations (with the schema migrator and argparse) is only needed to list or
+    # apply migrations, not for the check every other command makes (start-up speed).
     from playhouse.migrations import Runner
 
     return Runner(db, str(MIGRATIONS_DIR), table_name=HISTORY_TABLE)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
-from nexusctl.core import keys
-from nexusctl.crypto import Keyring
-from nexusctl.db.models import Integration, Webhook
-from nexusctl.db.secrets import seal, unseal
+from nexusctl.core import key_usage, keys
+from nexusctl.crypto import Keyring, key_id
+from nexusctl.db.models import ALL_MODELS, Integration, Webhook
+from nexusctl.db.secrets import models_with_secrets, seal, unseal
 
 OLD = bytes(range(32))  # the conftest's ENCRYPTION_KEY: make_integration seals with it
 NEW = bytes(range(64, 96))
@@ -116,3 +118,25 @@ def test_a_channel_webhook_token_is_rotated_with_the_other_secrets(database, mak
     stored = Integration.get_by_id(row.id)
     assert stored.channel_webhook_token.startswith(Keyring(NEW).current_prefix)
     assert unseal(Keyring(NEW), stored, "channel_webhook_token") == "webhook-token-dc"
+
+
+def test_the_key_sweep_of_ready_reads_bounded_steps_and_sees_a_rotation_within_two_passes(seeded, caplog):
+    """/ready's KeySweep: each step reads at most ``rows`` rows of each table with secrets, by primary key (a
+    LIMIT query, never a scan), and what it answers follows the table a pass behind at most."""
+    sweep, daemon_on_new = key_usage.KeySweep(rows=2), Keyring(NEW)  # a daemon given only the new key
+    with caplog.at_level(logging.DEBUG, logger="peewee"):
+        assert sweep.missing(daemon_on_new) == {key_id(OLD)}  # the first two rows already tell
+    selects = [r.getMessage() for r in caplog.records if "SELECT" in r.getMessage()]
+    tables = [model for model, _ in models_with_secrets(ALL_MODELS)]
+    assert len(selects) == len(tables) and all("LIMIT" in q and "ORDER BY" in q for q in selects), selects
+
+    keys.rotate(Keyring(NEW, [OLD]))  # mid-pass: rows 1-2 of each table were seen under the old key
+    answers = [sweep.missing(daemon_on_new) for _ in range(5)]  # 5 rows a table: a pass is 3 steps
+    assert answers == [{key_id(OLD)}] * 4 + [set()]  # the pass under way, then a clean one
+
+    stranger = Keyring(STRANGER)
+    row = Integration.select().order_by(Integration.id.desc()).first()  # the last row a pass reaches
+    seal(stranger, row, "access_token", "written by a daemon on another key")
+    row.save()
+    assert [sweep.missing(daemon_on_new) for _ in range(3)][-1] == {key_id(STRANGER)}
+    assert key_usage.missing_key_ids(daemon_on_new) == {key_id(STRANGER)}  # doctor's full read agrees

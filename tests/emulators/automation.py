@@ -29,9 +29,9 @@ SLACK quirks enforced:
   default account's). ``conversations.list`` lists the token's workspace
   only, the ``types`` asked for (default public_channel; a row is private
   with ``is_private``), each type needing its scope (public ``channels:read``,
-  private ``groups:read``, else ``missing_scope`` with ``needed``), \
-and ``chat.postMessage`` to a channel of another workspace (by id or
-  name) answers ``channel_not_found``, as Slack does for a bot token.
+  private ``groups:read``, else ``missing_scope`` with ``needed``), and
+  ``chat.postMessage`` to a channel of another workspace (by id or name)
+  answers ``channel_not_found``, as Slack does for a bot token.
 - slash commands (Slack calling the app): ``slash_command(url, text)`` posts the
   form Slack posts, signed with the app's ``signing_secret`` (``X-Slack-Signature``
   ``v0=`` hex HMAC-SHA256 of ``v0:{timestamp}:{body}``), and gives up after 3 s
@@ -67,7 +67,6 @@ from .oauth2 import (
     json_response,
     parse_scope,
     read_form,
-    redeem,
     rotate,
     token_response,
 )
@@ -129,39 +128,29 @@ class Zapier(TokenGrants, Provider):
             "refresh_token": refresh.value,
         }
 
+    def token_refused(self, endpoint, token, status):
+        detail = "Authentication credentials were not provided." if status == "missing" else "Invalid or expired token."
+        return self.errors(
+            401, "not_authenticated", "NotAuthenticated", detail, {"WWW-Authenticate": 'Bearer realm="api"'}
+        )
+
+    def scope_refused(self, endpoint, token):
+        scope = "profile" if endpoint == "whoami" else "zap"
+        return self.errors(403, "permission_denied", "PermissionDenied", f"The token lacks the {scope} scope.")
+
     async def me(self, request):
-        fault = await self.gate("whoami")
-        if fault is not None:
-            return fault
-        token, status = self.status(auth_header(request), "access")
-        if status != "ok":
-            detail = (
-                "Authentication credentials were not provided." if status == "missing" else "Invalid or expired token."
-            )
-            return self.errors(
-                401, "not_authenticated", "NotAuthenticated", detail, {"WWW-Authenticate": 'Bearer realm="api"'}
-            )
-        if "profile" not in token.grant.scope:
-            return self.errors(403, "permission_denied", "PermissionDenied", "The token lacks the profile scope.")
+        token, refusal = await self.api_token(request, "whoami", "profile")
+        if refusal is not None:
+            return refusal
         return json_response(dict(self.account))
 
     async def zaps(self, request):
         """``GET /v2/zaps``: ``limit`` (1-100, default 10) and ``offset``; ``links.next`` / ``links.prev`` are
         full URLs (null at the ends), ``meta`` ``{count, limit, offset}``; needs the ``zap`` (or ``zap:all``)
         scope; rows from ``records_of("zaps")`` in the order set."""
-        fault = await self.gate("zaps")
-        if fault is not None:
-            return fault
-        token, status = self.status(auth_header(request), "access")
-        if status != "ok":
-            detail = (
-                "Authentication credentials were not provided." if status == "missing" else "Invalid or expired token."
-            )
-            return self.errors(
-                401, "not_authenticated", "NotAuthenticated", detail, {"WWW-Authenticate": 'Bearer realm="api"'}
-            )
-        if not {"zap", "zap:all"} & set(token.grant.scope):
-            return self.errors(403, "permission_denied", "PermissionDenied", "The token lacks the zap scope.")
+        token, refusal = await self.api_token(request, "zaps", {"zap", "zap:all"})
+        if refusal is not None:
+            return refusal
         try:
             limit, offset = int(request.query.get("limit", 10)), int(request.query.get("offset", 0))
         except ValueError:
@@ -201,7 +190,7 @@ class SlackAnswer:
         return json.loads(self.body)
 
 
-class Slack(Provider):
+class Slack(TokenGrants, Provider):
     NAME = "SLACK"
     URLS = {
         "AUTH": "slack.com/oauth/v2/authorize",
@@ -281,53 +270,36 @@ class Slack(Provider):
             out.update({"refresh_token": refresh.value, "expires_in": self.ROTATING_TTL})
         return out
 
-    async def token(self, request):
-        form = await read_form(request)
-        grant_type = form.get("grant_type") or "authorization_code"
-        fault = await self.gate("refresh" if grant_type == "refresh_token" else "token")
-        if fault is not None:
-            return fault
-        bad = check_client(self, client_auth(request, form), ("basic", "body"))
+    # oauth.v2.access: HTTP 200 always, errors as {ok: false, error}; the client by Basic or in the form.
+    GRANT_TYPE_DEFAULT = "authorization_code"
+
+    def client_error(self, request, params):
+        bad = check_client(self, client_auth(request, params), ("basic", "body"))
         if bad in ("method", "client_id"):
             return self.fail("invalid_client_id")
-        if bad:
-            return self.fail("bad_client_secret")
-        common = {"ok": True, "app_id": self.account["app_id"]}
-        if grant_type == "refresh_token":
-            old, status = self.status(form.get("refresh_token"), "refresh")
-            if status != "ok":
-                return self.fail("invalid_refresh_token")
-            acc = self.account_of(old)
-            kind = old.data["who"]
-            refresh = rotate(self, old, value="xoxe-1-" + secrets.token_urlsafe(60), who=kind)
-            access = self._access(old.grant, kind, rotating=True)
-            body = {**common, "authed_user": {"id": acc["user_id"]}, **self._describe(old.grant, kind, access, refresh)}
-            if kind == "bot":
-                body["bot_user_id"] = acc["bot_user_id"]
-            body.update(
-                {
-                    "team": {"id": acc["team_id"], "name": acc["team"]},
-                    "enterprise": None,
-                    "is_enterprise_install": False,
-                }
-            )
-            return token_response(body)
-        if grant_type != "authorization_code":
-            return self.fail("invalid_grant_type")
-        code, reason = redeem(self, form.get("code"), client_id=self.client_id, redirect_uri=form.get("redirect_uri"))
-        if reason == "used":
-            return self.fail("code_already_used")
-        if reason == "redirect":
-            return self.fail("bad_redirect_uri")
-        if reason != "ok":
-            return self.fail("invalid_code")
+        return self.fail("bad_client_secret") if bad else None
+
+    def unsupported_grant(self, grant_type):
+        return self.fail("invalid_grant_type")
+
+    def code_error(self, code, reason, params):
+        return self.fail({"used": "code_already_used", "redirect": "bad_redirect_uri"}.get(reason, "invalid_code"))
+
+    def refresh_error(self, token, status, params):
+        return self.fail("invalid_refresh_token")
+
+    def _answer(self, acc, **body) -> dict:
+        team = {"team": {"id": acc["team_id"], "name": acc["team"]}, "enterprise": None, "is_enterprise_install": False}
+        return {"ok": True, "app_id": self.account["app_id"], **body, **team}
+
+    def exchange_code(self, request, code, params):
+        """A bot token for ``scope`` and a user token for ``user_scope``, each with its refresh token."""
         grant = grant_for(self, code)
         acc = grant.data.get("account") or self.account
-        body = dict(common)
         authed = {"id": acc["user_id"]}
         if grant.data.get("user_scope"):
             authed.update(self._describe(grant, "user", *self._pair(grant, "user")))
-        body["authed_user"] = authed
+        body = {"authed_user": authed}
         if grant.scope:
             bot = self._describe(grant, "bot", *self._pair(grant, "bot"))
             body.update(
@@ -340,10 +312,18 @@ class Slack(Provider):
             )
             bot.pop("token_type")
             body.update(bot)
-        body.update(
-            {"team": {"id": acc["team_id"], "name": acc["team"]}, "enterprise": None, "is_enterprise_install": False}
-        )
-        return token_response(body)
+        return self._answer(acc, **body)
+
+    def exchange_refresh(self, request, old, params):
+        """The bot's or the user's pair, rotated (the refresh token is single-use)."""
+        acc = self.account_of(old)
+        kind = old.data["who"]
+        refresh = rotate(self, old, value="xoxe-1-" + secrets.token_urlsafe(60), who=kind)
+        access = self._access(old.grant, kind, rotating=True)
+        body = {"authed_user": {"id": acc["user_id"]}, **self._describe(old.grant, kind, access, refresh)}
+        if kind == "bot":
+            body["bot_user_id"] = acc["bot_user_id"]
+        return self._answer(acc, **body)
 
     async def _token_of(self, request):
         form = await read_form(request)

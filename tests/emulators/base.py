@@ -29,6 +29,14 @@ from aiohttp import web
 APP_REDIRECT = "https://app.example.com/oauth/callback"
 
 
+def auth_header(request: web.Request, scheme: str = "Bearer") -> str | None:
+    """The credential after ``Authorization: <scheme> `` (scheme is case-insensitive)."""
+    name, _, value = request.headers.get("Authorization", "").partition(" ")
+    if name.lower() == scheme.lower() and value.strip():
+        return value.strip()
+    return None
+
+
 @dataclass
 class Grant:
     """One user consent: every token minted from it dies with it."""
@@ -332,6 +340,37 @@ class Provider:
             if token.expires is not None and self.now() >= token.expires:
                 return token, "expired"
             return token, "ok"
+
+    # --- API calls: the preamble every handler shares ------------------------------------------------
+
+    async def api_token(self, request, endpoint: str, scope: str | set | frozenset | None = None, *, carried=None):
+        """The preamble of an API handler: ``endpoint``'s gate (faults, rate limits, quotas), then the call's
+        access token (``bearer_of``, or ``carried`` where the provider takes it elsewhere) valid and, given
+        ``scope`` (one scope, or a set of which any will do), granted it. ``(token, None)`` to go on; else
+        ``(token or None, answer)``: the gate's fault or the provider's refusal in its own words
+        (``token_refused``, ``scope_refused``)."""
+        fault = await self.gate(endpoint)
+        if fault is not None:
+            return None, fault
+        token, status = self.status(self.bearer_of(request) if carried is None else carried, "access")
+        if status != "ok":
+            return None, self.token_refused(endpoint, token, status)
+        wanted = {scope} if isinstance(scope, str) else scope
+        if wanted and not set(token.grant.scope) & set(wanted):
+            return token, self.scope_refused(endpoint, token)
+        return token, None
+
+    def bearer_of(self, request) -> str | None:
+        """The access token an API call carries: ``Authorization: Bearer`` unless the provider says otherwise."""
+        return auth_header(request)
+
+    def token_refused(self, endpoint: str, token: Token | None, status: str) -> web.StreamResponse:
+        """The answer to a call of ``endpoint`` without a valid access token (``status`` says why)."""
+        return web.json_response({"error": "invalid_token"}, status=401)
+
+    def scope_refused(self, endpoint: str, token: Token) -> web.StreamResponse:
+        """The answer to a call of ``endpoint`` whose token lacks the scope it needs."""
+        return web.json_response({"error": "insufficient_scope"}, status=403)
 
     def kill(self, token: Token, *, grant: bool = False, rotated: bool = False) -> None:
         with self.lock:

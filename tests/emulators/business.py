@@ -53,7 +53,6 @@ from .base import Provider
 from .oauth2 import (
     AuthorizeSpec,
     TokenGrants,
-    auth_header,
     authorize,
     body_auth,
     check_client,
@@ -183,30 +182,9 @@ class HubSpot(TokenGrants, Provider):
         return web.Response(status=204)
 
     async def whoami(self, request, value):
-        fault = await self.gate("whoami")
-        if fault is not None:
-            return fault
-        token, status = self.status(value, "access")
-        if status == "expired":
-            return json_response(
-                {
-                    "status": "error",
-                    "category": "EXPIRED_AUTHENTICATION",
-                    "message": "The OAuth token used to make this call expired.",
-                    "correlationId": secrets.token_hex(16),
-                },
-                401,
-            )
-        if status != "ok":
-            return json_response(
-                {
-                    "status": "error",
-                    "category": "INVALID_AUTHENTICATION",
-                    "message": "Authentication credentials not found.",
-                    "correlationId": secrets.token_hex(16),
-                },
-                401,
-            )
+        token, refusal = await self.api_token(request, "whoami", carried=value)  # the token is in the path
+        if refusal is not None:
+            return refusal
         acc = self.account
         return json_response(
             {
@@ -224,21 +202,9 @@ class HubSpot(TokenGrants, Provider):
 
     async def account_details(self, request):
         """``GET /account-info/v3/details`` (Account Information API, any scope): the portal's id and settings."""
-        fault = await self.gate("account")
-        if fault is not None:
-            return fault
-        _token, status = self.status(auth_header(request), "access")
-        if status != "ok":
-            category = "EXPIRED_AUTHENTICATION" if status == "expired" else "INVALID_AUTHENTICATION"
-            return json_response(
-                {
-                    "status": "error",
-                    "category": category,
-                    "message": "Authentication credentials not found.",
-                    "correlationId": secrets.token_hex(16),
-                },
-                401,
-            )
+        _token, refusal = await self.api_token(request, "account")
+        if refusal is not None:
+            return refusal
         acc = self.account
         return json_response(
             {
@@ -254,6 +220,34 @@ class HubSpot(TokenGrants, Provider):
             }
         )
 
+    # Every HubSpot API refuses a call the same way: 401 (expired or not a token), 403 MISSING_SCOPES.
+    def token_refused(self, endpoint, token, status):
+        if status == "expired":
+            return self.api_refusal(401, "EXPIRED_AUTHENTICATION", "The OAuth token used to make this call expired.")
+        return self.api_refusal(
+            401,
+            "INVALID_AUTHENTICATION",
+            "Authentication credentials not found. This API supports OAuth 2.0 authentication.",
+        )
+
+    def scope_refused(self, endpoint, token):
+        return self.api_refusal(
+            403,
+            "MISSING_SCOPES",
+            "This app hasn't been granted all required scopes to make this call.",
+            errors=[
+                {
+                    "message": "One or more of the following scopes are required.",
+                    "context": {"requiredGranularScopes": [self.LISTS[endpoint][1]]},
+                }
+            ],
+        )
+
+    @staticmethod
+    def api_refusal(status: int, category: str, message: str, **extra):
+        body = {"status": "error", "category": category, "message": message, "correlationId": secrets.token_hex(16)}
+        return json_response({**body, **extra}, status)
+
     async def contacts(self, request):
         return await self._list(request, "contacts")
 
@@ -264,62 +258,17 @@ class HubSpot(TokenGrants, Provider):
         """CRM-style list: ``limit`` (1-100, default 10), ``after`` (the ``paging.next.after`` of the previous
         page), ``properties`` (comma-separated; only those come back). Records as set: ``{id, properties,
         createdAt, updatedAt, archived}``, in that order."""
-        fault = await self.gate(endpoint)
-        if fault is not None:
-            return fault
         kind, scope, defaults = self.LISTS[endpoint]
-        token, status = self.status(auth_header(request), "access")
-        if status == "expired":
-            return json_response(
-                {
-                    "status": "error",
-                    "category": "EXPIRED_AUTHENTICATION",
-                    "message": "The OAuth token used to make this call expired.",
-                    "correlationId": secrets.token_hex(16),
-                },
-                401,
-            )
-        if status != "ok":
-            return json_response(
-                {
-                    "status": "error",
-                    "category": "INVALID_AUTHENTICATION",
-                    "message": "Authentication credentials not found. This API supports OAuth 2.0 authentication.",
-                    "correlationId": secrets.token_hex(16),
-                },
-                401,
-            )
-        if scope not in token.grant.scope:
-            return json_response(
-                {
-                    "status": "error",
-                    "category": "MISSING_SCOPES",
-                    "message": "This app hasn't been granted all required scopes to make this call.",
-                    "correlationId": secrets.token_hex(16),
-                    "errors": [
-                        {
-                            "message": "One or more of the following scopes are required.",
-                            "context": {"requiredGranularScopes": [scope]},
-                        }
-                    ],
-                },
-                403,
-            )
+        _token, refusal = await self.api_token(request, endpoint, scope)
+        if refusal is not None:
+            return refusal
         q = request.query
         try:
             limit, start = int(q.get("limit", 10)), int(q.get("after") or 0)
         except ValueError:
             limit = start = -1
         if not 1 <= limit <= 100 or start < 0:
-            return json_response(
-                {
-                    "status": "error",
-                    "category": "VALIDATION_ERROR",
-                    "message": "limit must be 1-100 and after a paging cursor",
-                    "correlationId": secrets.token_hex(16),
-                },
-                400,
-            )
+            return self.api_refusal(400, "VALIDATION_ERROR", "limit must be 1-100 and after a paging cursor")
         wanted = [p for p in q.get("properties", "").split(",") if p] or list(defaults)
         rows = self.records_of(kind)
         page = []
@@ -492,30 +441,21 @@ class Salesforce(TokenGrants, Provider):
             body["exp"] = int(token.expires)
         return json_response(body)
 
-    def _bearer_error(self, request):
-        _token, status = self.status(auth_header(request), "access")
-        if status == "missing":
-            return web.Response(status=403, text="Missing_OAuth_Token")
-        if status != "ok":
-            return web.Response(status=403, text="Bad_OAuth_Token")
-        return None
+    def token_refused(self, endpoint, token, status):
+        if endpoint == "whoami":  # the identity service answers in plain text
+            return web.Response(status=403, text="Missing_OAuth_Token" if status == "missing" else "Bad_OAuth_Token")
+        return self.api_error(401, "INVALID_SESSION_ID", "Session expired or invalid")  # the REST API
 
     async def userinfo(self, request):
-        fault = await self.gate("whoami")
-        if fault is not None:
-            return fault
-        error = self._bearer_error(request)
-        if error is not None:
-            return error
+        _token, refusal = await self.api_token(request, "whoami")
+        if refusal is not None:
+            return refusal
         return json_response({"sub": self.identity_url(), **self.account})
 
     async def identity(self, request, org, user):
-        fault = await self.gate("whoami")
-        if fault is not None:
-            return fault
-        error = self._bearer_error(request)
-        if error is not None:
-            return error
+        _token, refusal = await self.api_token(request, "whoami")
+        if refusal is not None:
+            return refusal
         if (org, user) != (self.account["organization_id"], self.account["user_id"]):
             return web.Response(status=404, text="Bad_Id")
         acc = self.account
@@ -545,12 +485,9 @@ class Salesforce(TokenGrants, Provider):
     async def version_data(self, request, version, version_id):
         """``GET .../sobjects/ContentVersion/{id}/VersionData``: the file's bytes (application/octet-stream),
         written in 1 MiB chunks as they are made."""
-        fault = await self.gate("blob")
-        if fault is not None:
-            return fault
-        error = self._session_error(request)
-        if error is not None:
-            return error
+        _token, refusal = await self.api_token(request, "blob")
+        if refusal is not None:
+            return refusal
         with self.lock:
             size = self.files.get(version_id)
         if size is None:
@@ -568,12 +505,6 @@ class Salesforce(TokenGrants, Provider):
     @staticmethod
     def api_error(status: int, code: str, message: str):
         return json_response([{"message": message, "errorCode": code}], status)
-
-    def _session_error(self, request):
-        _token, status = self.status(auth_header(request), "access")
-        if status != "ok":
-            return self.api_error(401, "INVALID_SESSION_ID", "Session expired or invalid")
-        return None
 
     def _batch(self, request) -> int:
         options = dict(
@@ -602,12 +533,9 @@ class Salesforce(TokenGrants, Provider):
         ``records_of("contacts" | "campaigns")`` (rows keyed by API field names, ``Id`` included); the batch
         size comes from ``Sforce-Query-Options: batchSize=`` (200-2000, default 2000); ``nextRecordsUrl``
         while ``done`` is false."""
-        fault = await self.gate("query")
-        if fault is not None:
-            return fault
-        error = self._session_error(request)
-        if error is not None:
-            return error
+        _token, refusal = await self.api_token(request, "query")
+        if refusal is not None:
+            return refusal
         match = re.fullmatch(r"\s*SELECT\s+(.+?)\s+FROM\s+(\w+)\s*", request.query.get("q", ""), re.I | re.S)
         if match is None:
             return self.api_error(400, "MALFORMED_QUERY", "unexpected token: the emulator reads SELECT ... FROM X")
@@ -634,12 +562,9 @@ class Salesforce(TokenGrants, Provider):
         return self._records_page(request, version, rows, 0)
 
     async def query_more(self, request, version, locator):
-        fault = await self.gate("query")
-        if fault is not None:
-            return fault
-        error = self._session_error(request)
-        if error is not None:
-            return error
+        _token, refusal = await self.api_token(request, "query")
+        if refusal is not None:
+            return refusal
         with self.lock:
             known = self.locators.get(locator)
         if known is None:

@@ -40,6 +40,7 @@ import binascii
 import secrets
 import time
 
+from .graph import graph_error, missing_object
 from .oauth2 import json_response, read_json
 
 FORCE_SSL = "https://www.googleapis.com/auth/youtube.force-ssl"
@@ -169,21 +170,6 @@ class TikTokComments(CommentControls):
 # --- Instagram and Facebook (Graph) ----------------------------------------------------------
 
 
-def _graph_refusal(message: str, code: int, status: int = 400, type_: str = "OAuthException", **extra):
-    error = {"message": message, "type": type_, "code": code, **extra, "fbtrace_id": secrets.token_urlsafe(8)}
-    return json_response({"error": error}, status)
-
-
-def _missing(object_id: str):
-    return _graph_refusal(
-        f"(#100) Object with ID '{object_id}' does not exist, cannot be loaded due to missing "
-        "permissions, or does not support this operation",
-        100,
-        error_subcode=33,
-        type_="GraphMethodException",
-    )
-
-
 async def _graph_args(request) -> dict:
     args = dict(request.query)
     if request.content_type == "application/json":
@@ -195,45 +181,34 @@ async def _graph_args(request) -> dict:
 
 
 class InstagramComments(CommentControls):
-    """Mixed into the Instagram emulator (``user_token``, ``list_edge``, ``gate``)."""
+    """Mixed into the Instagram emulator (``api_token``, ``list_edge``)."""
 
     SCOPE = "instagram_business_manage_comments"
     COMMENT_ROUTES = (
         ("GET", r"graph\.instagram\.com/(?:v\d+\.\d+/)?(?P<media_id>\d+)/comments", "media_comments"),
         ("POST", r"graph\.instagram\.com/(?:v\d+\.\d+/)?(?P<comment_id>\d+)/replies", "comment_replies"),
     )
-    DENIED = "(#10) Application does not have permission for this action"
 
     async def media_comments(self, request, media_id):
-        fault = await self.gate("comments")
-        if fault is not None:
-            return fault
-        token, error = self.user_token(request)
-        if error is not None:
-            return error
-        if self.SCOPE not in token.grant.scope:
-            return _graph_refusal(self.DENIED, 10, 403)
+        _token, refusal = await self.api_token(request, "comments", self.SCOPE)
+        if refusal is not None:
+            return refusal
         if media_id not in {str(m["id"]) for m in self.records_of("media")}:
-            return _missing(media_id)
+            return missing_object(media_id)
         rows = [c for c in self.records_of("comments") if str(c["media_id"]) == media_id and not c.get("parent_id")]
         return self.list_edge(request, rows)
 
     async def comment_replies(self, request, comment_id):
         args = await _graph_args(request)
-        fault = await self.gate("comment_reply")
-        if fault is not None:
-            return fault
-        token, error = self.user_token(request)
-        if error is not None:
-            return error
-        if self.SCOPE not in token.grant.scope:
-            return _graph_refusal(self.DENIED, 10, 403)
+        _token, refusal = await self.api_token(request, "comment_reply", self.SCOPE)
+        if refusal is not None:
+            return refusal
         parent = next((c for c in self.records_of("comments") if str(c["id"]) == comment_id), None)
         if parent is None or parent.get("parent_id"):
-            return _missing(comment_id)
+            return missing_object(comment_id)
         message = args.get("message")
         if not isinstance(message, str) or not message.strip() or len(message) > 2200:
-            return _graph_refusal("(#100) The parameter message is required (at most 2,200 characters)", 100)
+            return graph_error("(#100) The parameter message is required (at most 2,200 characters)", 100)
         reply_id = str(17900000000000000 + secrets.randbelow(10**14))
         self._add_comment(
             {
@@ -250,7 +225,7 @@ class InstagramComments(CommentControls):
 
 
 class FacebookComments(CommentControls):
-    """Mixed into the Facebook emulator (``user_token``, ``list_edge``, ``gate``, page tokens)."""
+    """Mixed into the Facebook emulator (``api_token``, ``request_token``, ``list_edge``, page tokens)."""
 
     COMMENT_ROUTES = (
         ("GET|POST", r"graph\.facebook\.com/(?:v\d+\.\d+/)?(?P<object_id>\d+_\d+)/comments", "object_comments"),
@@ -262,32 +237,31 @@ class FacebookComments(CommentControls):
 
     async def object_comments(self, request, object_id):
         args = await _graph_args(request) if request.method == "POST" else {}
-        fault = await self.gate("comments" if request.method == "GET" else "comment_reply")
-        if fault is not None:
-            return fault
-        token, status = self.status(self.request_token(request) or args.get("access_token"), "access")
-        if status != "ok":
-            return self.token_error(token, status)
+        endpoint = "comments" if request.method == "GET" else "comment_reply"
+        carried = self.request_token(request) or args.get("access_token")  # a POST may carry it in its body
+        token, refusal = await self.api_token(request, endpoint, carried=carried)
+        if refusal is not None:
+            return refusal
         if request.method == "GET":
             page = self._page_of_post(object_id)
             if page is None or token.data.get("page_id") != page:
-                return _missing(object_id)
+                return missing_object(object_id)
             if "pages_read_user_content" not in token.grant.scope:
-                return _graph_refusal("(#10) This endpoint requires the 'pages_read_user_content' permission", 10, 403)
+                return graph_error("(#10) This endpoint requires the 'pages_read_user_content' permission", 10, 403)
             rows = [c for c in self.records_of("comments") if str(c["post_id"]) == object_id and not c.get("parent_id")]
             return self.list_edge(request, rows)
         parent = next((c for c in self.records_of("comments") if str(c["id"]) == object_id), None)
         if parent is None or token.data.get("page_id") != self._page_of_post(str(parent["post_id"])):
-            return _missing(object_id)
+            return missing_object(object_id)
         if "pages_manage_engagement" not in token.grant.scope:
-            return _graph_refusal(
+            return graph_error(
                 "(#200) Replying to a comment requires the pages_manage_engagement permission with a page access token",
                 200,
                 403,
             )
         message = args.get("message")
         if not isinstance(message, str) or not message.strip() or len(message) > 8000:
-            return _graph_refusal("(#100) Missing message or attachment", 100)
+            return graph_error("(#100) Missing message or attachment", 100)
         reply_id = f"{parent['post_id'].split('_')[1]}_{secrets.randbelow(10**12)}"
         page_name = next(
             (p.get("name") for p in self.records_of("pages") if str(p["id"]) == token.data.get("page_id")), None
@@ -316,20 +290,12 @@ def _youtube_error(status: int, message: str, reason: str, domain: str = "global
 
 
 class YouTubeComments(CommentControls):
-    """Mixed into the YouTube emulator (``bearer_status``, ``gate``, ``account``)."""
+    """Mixed into the YouTube emulator (``api_token``, ``account``)."""
 
     COMMENT_ROUTES = (
         ("GET", r"www\.googleapis\.com/youtube/v3/commentThreads", "comment_threads"),
         ("POST", r"www\.googleapis\.com/youtube/v3/comments", "comment_insert"),
     )
-
-    def _commenter(self, request):
-        token, status = self.bearer_status(request)
-        if status != "ok":
-            return _youtube_error(401, "Request had invalid authentication credentials.", "authError")
-        if FORCE_SSL not in token.grant.scope:
-            return _youtube_error(403, "Request had insufficient authentication scopes.", "insufficientPermissions")
-        return None
 
     def _thread(self, row: dict, parts: list[str]) -> dict:
         top = {
@@ -363,12 +329,9 @@ class YouTubeComments(CommentControls):
         return thread
 
     async def comment_threads(self, request):
-        fault = await self.gate("commentThreads")
-        if fault is not None:
-            return fault
-        error = self._commenter(request)
-        if error is not None:
-            return error
+        _token, refusal = await self.api_token(request, "commentThreads", FORCE_SSL)
+        if refusal is not None:
+            return refusal
         q = request.query
         parts = [p for p in q.get("part", "").split(",") if p]
         if not parts or not set(parts) <= {"id", "snippet", "replies"}:
@@ -417,12 +380,9 @@ class YouTubeComments(CommentControls):
 
     async def comment_insert(self, request):
         body = await read_json(request)
-        fault = await self.gate("comment_insert")
-        if fault is not None:
-            return fault
-        error = self._commenter(request)
-        if error is not None:
-            return error
+        _token, refusal = await self.api_token(request, "comment_insert", FORCE_SSL)
+        if refusal is not None:
+            return refusal
         if request.query.get("part") != "snippet":
             return _youtube_error(400, "'part' must be snippet", "invalidPart", "youtube.part")
         snippet = (body or {}).get("snippet") if isinstance(body, dict) else None

@@ -71,6 +71,7 @@ from aiohttp import web
 from .base import Provider
 from .oauth2 import (
     AuthorizeSpec,
+    TokenGrants,
     add_query,
     authorize,
     basic_credentials,
@@ -78,12 +79,12 @@ from .oauth2 import (
     json_response,
     read_form,
     read_json,
-    redeem,
     token_response,
     valid_redirect_uri,
 )
 
 SHOP = r"(?P<shop>[a-zA-Z0-9][a-zA-Z0-9\-]*\.myshopify\.com)"
+REQUEST_SHOP = web.RequestKey("shop", str)  # the shop whose token endpoint a request reached
 ACCESS_TTL = 3600
 REFRESH_TTL = 7776000
 
@@ -101,7 +102,7 @@ def _epoch(value) -> float:
     return datetime.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp() if value else 0.0
 
 
-class Shopify(Provider):
+class Shopify(TokenGrants, Provider):
     NAME = "SHOPIFY"
     URLS = {
         "AUTH": "{shop}/admin/oauth/authorize",
@@ -227,20 +228,7 @@ class Shopify(Provider):
                     "restoreRate": round(50 / max(retry_after, 1), 3),
                 },
             }
-            return json_response(
-                {
-                    "errors": [
-                        {
-                            "message": "Throttled",
-                            "extensions": {
-                                "code": "THROTTLED",
-                                "documentation": "https://shopify.dev/api/usage/rate-limits",
-                            },
-                        }
-                    ],
-                    "extensions": {"cost": cost},
-                }
-            )
+            return self._throttled(cost)
         return json_response(
             {
                 "errors": "Exceeded 2 calls per second for api client. Reduce request rates to "
@@ -270,55 +258,72 @@ class Shopify(Provider):
     def _error(self, error: str, description: str, status: int = 400):
         return token_response({"error": error, "error_description": description}, status)
 
+    # The token endpoint is the shop's own (/admin/oauth/access_token), JSON or form, the client always in
+    # the body; no grant type means the code exchange, and a code only opens at the shop it was made for.
+    GRANT_TYPE_DEFAULT = "authorization_code"
+    CODE_CLIENT_PARAM = "client_id"
+    CODE_REDIRECT = False
+    CODE_VERIFIER = False
+    CODE_REFUSED = "The authorization code was not found or was already used"
+
     async def token(self, request, shop):
+        request[REQUEST_SHOP] = shop
+        return await super().token(request)
+
+    async def token_params(self, request):
         params = await read_json(request)
         if params is None:
             params = await read_form(request)
-        params = {k: str(v) for k, v in params.items()}
-        grant_type = params.get("grant_type")
-        fault = await self.gate("refresh" if grant_type == "refresh_token" else "token")
-        if fault is not None:
-            return fault
+        return {k: str(v) for k, v in params.items()}
+
+    def client_error(self, request, params):
         if params.get("client_id") != self.client_id or params.get("client_secret") != self.client_secret:
             return self._error("invalid_client", "Client credentials are invalid")
-        if grant_type == "refresh_token":
-            return self._refresh(params.get("refresh_token"), shop)
-        if grant_type not in (None, "authorization_code"):
-            return self._error("unsupported_grant_type", f"Unsupported grant_type {grant_type}")
+        return None
+
+    def unsupported_grant(self, grant_type):
+        return self._error("unsupported_grant_type", f"Unsupported grant_type {grant_type}")
+
+    def redeem_code(self, request, params):
         with self.lock:
             pending = self.codes.get(params.get("code") or "")
-            wrong_shop = pending is not None and pending.data.get("shop") != shop
-        if wrong_shop:
-            return self._error("invalid_request", "The authorization code was not found or was already used")
-        code, reason = redeem(self, params.get("code"), client_id=params.get("client_id"), check_redirect=False)
-        if reason != "ok":
-            return self._error("invalid_request", "The authorization code was not found or was already used")
+            if pending is not None and pending.data.get("shop") != request[REQUEST_SHOP]:
+                return pending, "shop"
+        return super().redeem_code(request, params)
+
+    def code_error(self, code, reason, params):
+        return self._error("invalid_request", self.CODE_REFUSED)
+
+    def exchange_code(self, request, code, params):
+        """An offline token that never expires, or (``expiring=1``) an expiring pair."""
         grant = grant_for(self, code)
         if params.get("expiring") in ("1", "true"):
             return self._pair(grant)
         access = self.issue(grant, "access", None, value="shpat_" + secrets.token_hex(16))
-        return token_response({"access_token": access.value, "scope": ",".join(grant.scope)})
+        return {"access_token": access.value, "scope": ",".join(grant.scope)}
+
+    def refresh_error(self, token, status, params):
+        return self._error("invalid_grant", "The refresh token is invalid, expired or revoked.")
 
     def _pair(self, grant):
         access = self.issue(grant, "access", ACCESS_TTL, value="shpat_" + secrets.token_hex(16))
         refresh = self.issue(grant, "refresh", REFRESH_TTL, value="shprt_" + secrets.token_hex(16))
         with self.lock:
             grant.data["current"] = refresh.value
-        return token_response(
-            {
-                "access_token": access.value,
-                "scope": ",".join(grant.scope),
-                "expires_in": ACCESS_TTL,
-                "refresh_token": refresh.value,
-                "refresh_token_expires_in": REFRESH_TTL,
-            }
-        )
+        return {
+            "access_token": access.value,
+            "scope": ",".join(grant.scope),
+            "expires_in": ACCESS_TTL,
+            "refresh_token": refresh.value,
+            "refresh_token_expires_in": REFRESH_TTL,
+        }
 
-    def _refresh(self, value, shop):
-        token, status = self.status(value, "refresh")
-        if status != "ok" or token.grant.data.get("shop") != shop:
-            return self._error("invalid_grant", "The refresh token is invalid, expired or revoked.")
-        grant = token.grant
+    def exchange_refresh(self, request, token, params):
+        """Shopify's rotation: a refresh token works until its successor is used, so a lost answer can be
+        retried with the previous one (which supersedes the unused successor)."""
+        if token.grant.data.get("shop") != request[REQUEST_SHOP]:
+            return self.refresh_error(token, "shop", params)
+        value, grant = token.value, token.grant
         with self.lock:
             current, previous = grant.data.get("current"), grant.data.get("previous")
             if value == current:
@@ -328,7 +333,7 @@ class Shopify(Provider):
             elif value == previous and current in self.tokens:  # successor never used: it is superseded
                 self.kill(self.tokens[current], rotated=True)
             else:
-                return self._error("invalid_grant", "The refresh token is invalid, expired or revoked.")
+                return self.refresh_error(token, "superseded", params)
         return self._pair(grant)
 
     def _api_token(self, request, shop):

@@ -226,6 +226,26 @@ class Google(TokenGrants, Provider):
     def bearer_status(self, request):
         return self.status(auth_header(request), "access")
 
+    # Google's OpenID Connect answers (userinfo); each API family says it its own way (YouTube, Google Ads).
+    def token_refused(self, endpoint, token, status):
+        return json_response(
+            {"error": "invalid_request", "error_description": "Invalid Credentials"},
+            401,
+            {"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/", error="invalid_token"'},
+        )
+
+    def scope_refused(self, endpoint, token):
+        return json_response(
+            {
+                "error": "insufficient_scope",
+                "error_description": "Insufficient Permission: needs openid, email or profile",
+            },
+            403,
+        )
+
+
+USERINFO_REFUSAL = "Insufficient Permission: needs openid, email or profile"
+
 
 def api_error(
     status: int,
@@ -294,12 +314,9 @@ class YouTubeAnalytics:
             self.analytics_requests: list[dict] = []
 
     async def videos(self, request):
-        fault = await self.gate("videos")
-        if fault is not None:
-            return fault
-        error = self.youtube_token(request)
-        if error is not None:
-            return error
+        _token, refusal = await self.api_token(request, "videos", YOUTUBE_SCOPES)
+        if refusal is not None:
+            return refusal
         parts = [p for p in request.query.get("part", "").split(",") if p]
         if not parts or not set(parts) <= {"id", "snippet", "statistics", "contentDetails", "status"}:
             return api_error(
@@ -337,21 +354,9 @@ class YouTubeAnalytics:
         )
 
     async def analytics_reports(self, request):
-        fault = await self.gate("analytics")
-        if fault is not None:
-            return fault
-        token, status = self.bearer_status(request)
-        if status != "ok":
-            return api_error(
-                401, "Request had invalid authentication credentials.", "authError", api_status="UNAUTHENTICATED"
-            )
-        if not set(token.grant.scope) & self.ANALYTICS_SCOPES:
-            return api_error(
-                403,
-                "Request had insufficient authentication scopes.",
-                "insufficientPermissions",
-                api_status="PERMISSION_DENIED",
-            )
+        _token, refusal = await self.api_token(request, "analytics", self.ANALYTICS_SCOPES)
+        if refusal is not None:
+            return refusal
         q = request.query
         with self.lock:
             self.analytics_requests.append(dict(q))
@@ -414,34 +419,29 @@ class YouTube(DailyQuota, YouTubeAnalytics, YouTubeComments, ResumableUploads, G
             api_status="PERMISSION_DENIED",
         )
 
-    def youtube_token(self, request):
-        """None for a valid token with a YouTube scope, else the error answer."""
-        token, status = self.bearer_status(request)
-        if status != "ok":
-            return api_error(
-                401,
-                "Request had invalid authentication credentials. Expected OAuth 2 access token, "
-                "login cookie or other valid authentication credential.",
-                "authError",
-                api_status="UNAUTHENTICATED",
-                headers={"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/", error="invalid_token"'},
-            )
-        if not set(token.grant.scope) & YOUTUBE_SCOPES:
-            return api_error(
-                403,
-                "Request had insufficient authentication scopes.",
-                "insufficientPermissions",
-                api_status="PERMISSION_DENIED",
-            )
-        return None
+    # Every YouTube API (Data, Analytics, uploads, comments) refuses a call the same way.
+    def token_refused(self, endpoint, token, status):
+        return api_error(
+            401,
+            "Request had invalid authentication credentials. Expected OAuth 2 access token, "
+            "login cookie or other valid authentication credential.",
+            "authError",
+            api_status="UNAUTHENTICATED",
+            headers={"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/", error="invalid_token"'},
+        )
+
+    def scope_refused(self, endpoint, token):
+        return api_error(
+            403,
+            "Request had insufficient authentication scopes.",
+            "insufficientPermissions",
+            api_status="PERMISSION_DENIED",
+        )
 
     async def playlist_items(self, request):
-        fault = await self.gate("playlistItems")
-        if fault is not None:
-            return fault
-        error = self.youtube_token(request)
-        if error is not None:
-            return error
+        _token, refusal = await self.api_token(request, "playlistItems", YOUTUBE_SCOPES)
+        if refusal is not None:
+            return refusal
         q = request.query
         parts = [p for p in q.get("part", "").split(",") if p]
         if not parts or not set(parts) <= {"id", "snippet", "contentDetails", "status"}:
@@ -494,12 +494,9 @@ class YouTube(DailyQuota, YouTubeAnalytics, YouTubeComments, ResumableUploads, G
         return json_response(body)
 
     async def channels(self, request):
-        fault = await self.gate("whoami")
-        if fault is not None:
-            return fault
-        error = self.youtube_token(request)
-        if error is not None:
-            return error
+        _token, refusal = await self.api_token(request, "whoami", YOUTUBE_SCOPES)
+        if refusal is not None:
+            return refusal
         parts = [p for p in request.query.get("part", "").split(",") if p]
         if not parts or not set(parts) <= self.PARTS:
             return api_error(
@@ -669,18 +666,26 @@ class GoogleAds(Google):
             {"Retry-After": str(retry_after)},
         )
 
-    def ads_caller(self, request):
+    def token_refused(self, endpoint, token, status):
+        if endpoint == "whoami":  # userinfo: Google's OpenID Connect answer
+            return super().token_refused(endpoint, token, status)
+        return ads_error(
+            401,
+            "UNAUTHENTICATED",
+            "Request had invalid authentication credentials. Expected "
+            "OAuth 2 access token, login cookie or other valid authentication credential.",
+        )
+
+    def scope_refused(self, endpoint, token):
+        if endpoint == "whoami":
+            return super().scope_refused(endpoint, token)
+        return ads_error(403, "PERMISSION_DENIED", "Request had insufficient authentication scopes.")
+
+    async def ads_caller(self, request, endpoint: str):
         """None when the OAuth token, its scope and the developer-token header are good, else the error answer."""
-        token, status = self.bearer_status(request)
-        if status != "ok":
-            return ads_error(
-                401,
-                "UNAUTHENTICATED",
-                "Request had invalid authentication credentials. Expected "
-                "OAuth 2 access token, login cookie or other valid authentication credential.",
-            )
-        if self.ADS_SCOPE not in token.grant.scope:
-            return ads_error(403, "PERMISSION_DENIED", "Request had insufficient authentication scopes.")
+        _token, refusal = await self.api_token(request, endpoint, self.ADS_SCOPE)
+        if refusal is not None:
+            return refusal
         developer = request.headers.get("developer-token")
         if not developer:
             return ads_error(
@@ -713,12 +718,9 @@ class GoogleAds(Google):
         return None
 
     async def accessible_customers(self, request):
-        fault = await self.gate("customers")
-        if fault is not None:
-            return fault
-        error = self.ads_caller(request)
-        if error is not None:
-            return error
+        refusal = await self.ads_caller(request, "customers")
+        if refusal is not None:
+            return refusal
         return json_response({"resourceNames": [f"customers/{c['id']}" for c in self.records_of("customers")]})
 
     @staticmethod
@@ -763,12 +765,9 @@ class GoogleAds(Google):
             body = await request.json()
         except (ValueError, UnicodeDecodeError):
             body = None
-        fault = await self.gate("search")
-        if fault is not None:
-            return fault
-        error = self.ads_caller(request)
-        if error is not None:
-            return error
+        refusal = await self.ads_caller(request, "search")
+        if refusal is not None:
+            return refusal
         if not isinstance(body, dict):
             return ads_error(400, "INVALID_ARGUMENT", "Invalid JSON payload received.")
         with self.lock:
@@ -893,22 +892,5 @@ class GoogleAds(Google):
         return json_response(answer)
 
     async def userinfo(self, request):
-        fault = await self.gate("whoami")
-        if fault is not None:
-            return fault
-        token, status = self.bearer_status(request)
-        if status != "ok":
-            return json_response(
-                {"error": "invalid_request", "error_description": "Invalid Credentials"},
-                401,
-                {"WWW-Authenticate": 'Bearer realm="https://accounts.google.com/", error="invalid_token"'},
-            )
-        if not set(token.grant.scope) & USERINFO_SCOPES:
-            return json_response(
-                {
-                    "error": "insufficient_scope",
-                    "error_description": "Insufficient Permission: needs openid, email or profile",
-                },
-                403,
-            )
-        return json_response(dict(self.account))
+        _token, refusal = await self.api_token(request, "whoami", USERINFO_SCOPES)
+        return refusal or json_response(dict(self.account))

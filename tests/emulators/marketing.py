@@ -39,15 +39,10 @@ import uuid
 from .base import Provider
 from .oauth2 import (
     AuthorizeSpec,
+    TokenGrants,
     auth_header,
-    authorize,
     basic_credentials,
-    check_client,
-    client_auth,
-    grant_for,
     json_response,
-    read_form,
-    redeem,
     token_response,
 )
 
@@ -60,7 +55,7 @@ def _problem(status: int, title: str, detail: str):
     )
 
 
-class Mailchimp(Provider):
+class Mailchimp(TokenGrants, Provider):
     NAME = "MAILCHIMP"
     URLS = {
         "AUTH": "login.mailchimp.com/oauth2/authorize",
@@ -96,27 +91,30 @@ class Mailchimp(Provider):
     def rate_limited(self, endpoint, retry_after):
         return _problem(429, "Too Many Requests", "You have exceeded the limit of 10 simultaneous connections.")
 
-    async def authorize(self, request):
-        return await authorize(self, request, self.SPEC)
+    # Code exchange only: Mailchimp's tokens never expire, so there is nothing to refresh.
+    GRANT_TYPES = ("authorization_code",)
+    GATES: dict = {}
+    CLIENT_METHODS = ("body",)
+    CLIENT_REFUSAL = {"error": "invalid_client", "error_description": "Invalid client credentials"}
+    CODE_CLIENT_PARAM = "client_id"
+    CODE_VERIFIER = False
 
-    async def token(self, request):
-        form = await read_form(request)
-        fault = await self.gate("token")
-        if fault is not None:
-            return fault
-        if check_client(self, client_auth(request, form), ("body",)):
-            return token_response({"error": "invalid_client", "error_description": "Invalid client credentials"}, 401)
-        if form.get("grant_type") != "authorization_code":
-            return token_response(
-                {"error": "unsupported_grant_type", "error_description": "Only authorization_code is supported"}, 400
-            )
-        code, reason = redeem(
-            self, form.get("code"), client_id=form.get("client_id"), redirect_uri=form.get("redirect_uri")
+    def unsupported_grant(self, grant_type):
+        return token_response(
+            {"error": "unsupported_grant_type", "error_description": "Only authorization_code is supported"}, 400
         )
-        if reason != "ok":
-            return token_response({"error": "invalid_grant", "error_description": "Invalid authorization code"}, 400)
-        token = self.issue(grant_for(self, code), "access", None, value=secrets.token_hex(16))
-        return token_response({"access_token": token.value, "expires_in": 0, "scope": None})
+
+    def code_error(self, code, reason, params):
+        return token_response({"error": "invalid_grant", "error_description": "Invalid authorization code"}, 400)
+
+    def first_refresh(self, grant):
+        return None
+
+    def new_access(self, grant):
+        return self.issue(grant, "access", None, value=secrets.token_hex(16))
+
+    def token_body(self, grant, access, refresh, grant_type):
+        return {"access_token": access.value, "expires_in": 0, "scope": None}
 
     async def metadata(self, request):
         fault = await self.gate("metadata")

@@ -91,17 +91,17 @@ from aiohttp import web
 
 from .base import Provider
 from .comments import FacebookComments, InstagramComments
+from .graph import graph_error, missing_object
 from .oauth2 import (
     AuthorizeSpec,
+    TokenGrants,
     auth_header,
     authorize,
     check_client,
     client_auth,
-    grant_for,
     json_response,
     read_form,
     read_json,
-    redeem,
     token_response,
 )
 
@@ -112,30 +112,11 @@ DAY = 86400
 VERSION = r"(?:v\d+\.\d+/)?"
 
 
-def graph_error(
-    message: str,
-    code: int,
-    status: int = 400,
-    subcode: int | None = None,
-    type_: str = "OAuthException",
-    headers: dict | None = None,
-    **extra,
-) -> web.Response:
-    error = {"message": message, "type": type_, "code": code}
-    if subcode is not None:
-        error["error_subcode"] = subcode
-    error.update(extra)
-    error["fbtrace_id"] = secrets.token_urlsafe(8)
-    if code == 190:
-        headers = {"WWW-Authenticate": f'OAuth "Facebook Platform" "invalid_token" "{message}"', **(headers or {})}
-    return json_response({"error": error}, status, headers)
-
-
 def _cursor(offset: int) -> str:
     return base64.urlsafe_b64encode(f"offset:{offset}".encode()).decode()
 
 
-class Graph(Provider):
+class Graph(TokenGrants, Provider):
     """What Instagram, Facebook and Meta Ads share: Graph errors, token checks, /me."""
 
     def make_client_id(self) -> str:
@@ -222,6 +203,27 @@ class Graph(Provider):
                 body["paging"]["next"] = str(request.url.with_query(query))
         return json_response(body)
 
+    # The token endpoints' common ground (Instagram's and Facebook's differ in the rest): the client names itself
+    # in the parameters, and no refresh token is issued (long-lived tokens come from an exchange).
+    CODE_CLIENT_PARAM = "client_id"
+    REDIRECT_MISMATCH = (
+        "Error validating verification code. Please make sure your redirect_uri is "
+        "identical to the one you used in the OAuth dialog request"
+    )
+
+    def first_refresh(self, grant):
+        return None
+
+    # What api_token (tests/emulators/base.py) needs: where Graph reads the token, and its refusals.
+    def bearer_of(self, request):
+        return self.request_token(request)
+
+    def token_refused(self, endpoint, token, status):
+        return self.token_error(token, status)
+
+    def scope_refused(self, endpoint, token):
+        return graph_error("(#10) Application does not have permission for this action", 10, status=403)
+
     def user_token(self, request):
         """(token, None) for a valid user token, else (None, the Graph error answer)."""
         token, status = self.status(self.request_token(request), "access")
@@ -301,12 +303,6 @@ class InstagramInsights:
             }
             self.unsupported_media: set[str] = set()
 
-    def _insights_token(self, request):
-        token, error = self.user_token(request)
-        if error is None and self.INSIGHTS_SCOPE not in token.grant.scope:
-            error = graph_error(self.NO_PERMISSION, 10, status=403)
-        return token, error
-
     @staticmethod
     def _metrics(request, known: set):
         metrics = [m for m in request.query.get("metric", "").split(",") if m]
@@ -321,12 +317,9 @@ class InstagramInsights:
         return metrics, None
 
     async def account_insights_edge(self, request):
-        fault = await self.gate("insights")
-        if fault is not None:
-            return fault
-        token, error = self._insights_token(request)
-        if error is not None:
-            return error
+        token, refusal = await self.api_token(request, "insights", self.INSIGHTS_SCOPE)
+        if refusal is not None:
+            return refusal
         metrics, error = self._metrics(request, self.ACCOUNT_METRICS)
         if error is not None:
             return error
@@ -350,21 +343,12 @@ class InstagramInsights:
         return json_response({"data": data})
 
     async def media_insights_edge(self, request, media_id):
-        fault = await self.gate("media_insights")
-        if fault is not None:
-            return fault
-        _token, error = self._insights_token(request)
-        if error is not None:
-            return error
+        _token, refusal = await self.api_token(request, "media_insights", self.INSIGHTS_SCOPE)
+        if refusal is not None:
+            return refusal
         rows = {str(m["id"]): m for m in self.records_of("media")}
         if media_id not in rows:
-            return graph_error(
-                f"(#100) Object with ID '{media_id}' does not exist, cannot be loaded due to missing "
-                "permissions, or does not support this operation",
-                100,
-                subcode=33,
-                type_="GraphMethodException",
-            )
+            return missing_object(media_id)
         metrics, error = self._metrics(request, self.MEDIA_METRICS)
         if error is not None:
             return error
@@ -431,35 +415,33 @@ class Instagram(InstagramInsights, InstagramComments, Graph):
     def ig_error(message: str) -> web.Response:
         return token_response({"error_type": "OAuthException", "code": 400, "error_message": message}, 400)
 
-    async def token(self, request):
-        form = await read_form(request)
-        fault = await self.gate("token")
-        if fault is not None:
-            return fault
-        bad = check_client(self, client_auth(request, form), ("body",))
+    # api.instagram.com/oauth/access_token: the code exchange only (long-lived tokens come from
+    # graph.instagram.com's ``exchange``), the client in the form, errors in Instagram's own shape.
+    GRANT_TYPES = ("authorization_code",)
+    GATES: dict = {}
+    CODE_VERIFIER = False
+
+    def client_error(self, request, params):
+        bad = check_client(self, client_auth(request, params), ("body",))
         if bad in ("method", "client_id"):
             return self.ig_error("Invalid platform app")
-        if bad == "secret":
-            return self.ig_error("Error validating client secret.")
-        if form.get("grant_type") != "authorization_code":
-            return self.ig_error("Invalid grant_type")
-        code, reason = redeem(
-            self, form.get("code"), client_id=form.get("client_id"), redirect_uri=form.get("redirect_uri")
-        )
+        return self.ig_error("Error validating client secret.") if bad == "secret" else None
+
+    def unsupported_grant(self, grant_type):
+        return self.ig_error("Invalid grant_type")
+
+    def code_error(self, code, reason, params):
         if reason == "redirect":
-            return self.ig_error(
-                "Error validating verification code. Please make sure your redirect_uri is "
-                "identical to the one you used in the OAuth dialog request"
-            )
+            return self.ig_error(self.REDIRECT_MISMATCH)
         if reason == "expired":
             return self.ig_error("This authorization code has expired.")
-        if reason != "ok":
-            return self.ig_error("Matching code was not found or was already used")
-        grant = grant_for(self, code)
-        token = self.issue(grant, "access", SHORT_IG, value="IGAA" + secrets.token_urlsafe(40), long=False)
-        return token_response(
-            {"access_token": token.value, "user_id": int(self.account["id"]), "permissions": list(grant.scope)}
-        )
+        return self.ig_error("Matching code was not found or was already used")
+
+    def new_access(self, grant):
+        return self.issue(grant, "access", SHORT_IG, value="IGAA" + secrets.token_urlsafe(40), long=False)
+
+    def token_body(self, grant, access, refresh, grant_type):
+        return {"access_token": access.value, "user_id": int(self.account["id"]), "permissions": list(grant.scope)}
 
     async def exchange(self, request):
         q = request.query
@@ -724,8 +706,8 @@ class Instagram(InstagramInsights, InstagramComments, Graph):
 
 class FacebookInsights:
     """Page and post insights (fetch_analytics), read with the page's own token from /me/accounts and
-    ``read_insights`` + ``pages_read_engagement`` (else HTTP 403 code 10): \
-``GET /{page-id}/insights?metric=...&period=day&since=&until=``
+    ``read_insights`` + ``pages_read_engagement`` (else HTTP 403 code 10):
+    ``GET /{page-id}/insights?metric=...&period=day&since=&until=``
     (``calls["page_insights"]``; at most 93 days apart, at most 2 years back, else code 100) answers one value per
     day of the window, each the page row's ``insights[metric]`` (its daily value); ``GET /{post-id}/insights?
     metric=...`` (``calls["post_insights"]``) the lifetime values of the post row's ``insights``. The impressions
@@ -794,23 +776,13 @@ class FacebookInsights:
             error = graph_error(self.INSIGHTS_DENIED, 10, status=403)
         return error
 
-    @staticmethod
-    def _missing(object_id: str):
-        return graph_error(
-            f"(#100) Object with ID '{object_id}' does not exist, cannot be loaded due to missing "
-            "permissions, or does not support this operation",
-            100,
-            subcode=33,
-            type_="GraphMethodException",
-        )
-
     async def page_insights_edge(self, request, page_id):
         fault = await self.gate("page_insights")
         if fault is not None:
             return fault
         pages = {str(p["id"]): p for p in self.records_of("pages")}
         if page_id not in pages:
-            return self._missing(page_id)
+            return missing_object(page_id)
         error = self._page_insights_token(request, page_id)
         if error is not None:
             return error
@@ -847,7 +819,7 @@ class FacebookInsights:
             return fault
         posts = {str(p["id"]): p for p in self.records_of("posts")}
         if post_id not in posts:
-            return self._missing(post_id)
+            return missing_object(post_id)
         error = self._page_insights_token(request, str(posts[post_id].get("page_id")))
         if error is not None:
             return error
@@ -935,53 +907,50 @@ class Facebook(FacebookInsights, FacebookComments, Graph):
     async def authorize(self, request):
         return await authorize(self, request, self.SPEC, deny_params=self.deny)
 
-    async def token(self, request):
-        params = dict(request.query)
-        params.update(await read_form(request))
-        exchange = params.get("grant_type") == "fb_exchange_token"
-        fault = await self.gate("exchange" if exchange else "token")
-        if fault is not None:
-            return fault
+    # graph.facebook.com/oauth/access_token, GET or POST: the code exchange (a short-lived token) and
+    # fb_exchange_token (short-lived for long-lived); the client in the parameters; Graph errors.
+    GRANT_TYPES = ("authorization_code", "fb_exchange_token")
+    GRANT_TYPE_DEFAULT = "authorization_code"
+    GATES = {"fb_exchange_token": "exchange"}
+
+    async def token_params(self, request):
+        return {**request.query, **await read_form(request)}
+
+    def client_error(self, request, params):
         bad = check_client(self, client_auth(request, params), ("body",))
         if bad == "method" and not params.get("client_id"):
             return graph_error("Missing client_id parameter.", 101)
         if bad in ("method", "client_id"):
             return graph_error("Error validating application. Invalid application ID.", 101)
-        if bad == "secret":
-            return graph_error("Error validating client secret.", 1)
-        if exchange:
-            token, status = self.status(params.get("fb_exchange_token"), "access")
-            if status != "ok":
-                return self.token_error(token, status)
-            new = self.issue(token.grant, "access", LONG_TTL, value="EAAB" + secrets.token_urlsafe(60), long=True)
-            return token_response({"access_token": new.value, "token_type": "bearer", "expires_in": LONG_TTL})
-        if params.get("grant_type") not in (None, "authorization_code"):
-            return graph_error(f"Unsupported grant_type {params.get('grant_type')!r}", 100)
-        code, reason = redeem(
-            self,
-            params.get("code"),
-            client_id=params.get("client_id"),
-            redirect_uri=params.get("redirect_uri"),
-            verifier=params.get("code_verifier"),
-        )
+        return graph_error("Error validating client secret.", 1) if bad == "secret" else None
+
+    def unsupported_grant(self, grant_type):
+        return graph_error(f"Unsupported grant_type {grant_type!r}", 100)
+
+    def code_error(self, code, reason, params):
         if reason == "redirect":
-            return graph_error(
-                "Error validating verification code. Please make sure your redirect_uri is "
-                "identical to the one you used in the OAuth dialog request",
-                100,
-                subcode=36008,
-            )
+            return graph_error(self.REDIRECT_MISMATCH, 100, subcode=36008)
         if reason == "used":
             return graph_error("This authorization code has been used.", 100, subcode=36009)
         if reason == "expired":
             return graph_error("This authorization code has expired.", 100, subcode=36007)
         if reason.startswith("verifier"):
             return graph_error("Invalid code verifier.", 100)
-        if reason != "ok":
-            return graph_error("Invalid verification code format.", 100)
-        grant = grant_for(self, code)
-        token = self.issue(grant, "access", SHORT_FB, value="EAAB" + secrets.token_urlsafe(40), long=False)
-        return token_response({"access_token": token.value, "token_type": "bearer", "expires_in": SHORT_FB})
+        return graph_error("Invalid verification code format.", 100)
+
+    def new_access(self, grant):
+        return self.issue(grant, "access", SHORT_FB, value="EAAB" + secrets.token_urlsafe(40), long=False)
+
+    def token_body(self, grant, access, refresh, grant_type):
+        return {"access_token": access.value, "token_type": "bearer", "expires_in": SHORT_FB}
+
+    def exchange_other(self, request, grant_type, params):
+        """fb_exchange_token: a valid short-lived user token for a 60-day one."""
+        token, status = self.status(params.get("fb_exchange_token"), "access")
+        if status != "ok":
+            return self.token_error(token, status)
+        new = self.issue(token.grant, "access", LONG_TTL, value="EAAB" + secrets.token_urlsafe(60), long=True)
+        return {"access_token": new.value, "token_type": "bearer", "expires_in": LONG_TTL}
 
     async def revoke(self, request):
         fault = await self.gate("revoke")

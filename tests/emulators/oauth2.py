@@ -28,7 +28,7 @@ from urllib.parse import unquote_plus, urlencode, urlsplit, urlunsplit
 
 from aiohttp import web
 
-from .base import Code, Provider
+from .base import Code, Provider, auth_header  # noqa: F401 - auth_header is imported from here too
 
 VERIFIER_RE = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
 CHALLENGE_RE = re.compile(r"[A-Za-z0-9\-_]{43}")  # base64url(SHA-256) without padding
@@ -90,14 +90,6 @@ async def read_json(request: web.Request) -> dict | None:
     except (ValueError, UnicodeDecodeError):
         return None
     return body if isinstance(body, dict) else None
-
-
-def auth_header(request: web.Request, scheme: str = "Bearer") -> str | None:
-    """The credential after ``Authorization: <scheme> `` (scheme is case-insensitive)."""
-    name, _, value = request.headers.get("Authorization", "").partition(" ")
-    if name.lower() == scheme.lower() and value.strip():
-        return value.strip()
-    return None
 
 
 def basic_credentials(request: web.Request) -> tuple[str, str] | None | bool:
@@ -368,37 +360,47 @@ def revoke_token(p: Provider, token) -> None:
 
 
 class TokenGrants:
-    """The token endpoint's grant dispatch, shared by the providers whose endpoint follows RFC 6749
-    (§4.1.3 code exchange, §6 refresh); mixed into a ``Provider`` that overrides only where it differs.
+    """The token endpoint's grant dispatch, shared by every emulator with a token endpoint (RFC 6749 §4.1.3 code
+    exchange, §6 refresh, and a provider's own grants); mixed into a ``Provider`` that overrides only where
+    its provider differs.
 
     ``authorize`` is the generic authorization endpoint with the provider's ``SPEC``. ``token`` reads the
-    parameters, plays the gate (``refresh`` for a refresh, ``token`` otherwise), checks the client (before or
-    after the grant type: ``GRANT_TYPE_FIRST``), then exchanges a code or a refresh token and answers
-    ``token_body``. The hooks, with their defaults:
+    parameters, plays the gate (``GATES`` by grant type, else ``token``), checks the client (before or after
+    the grant type: ``GRANT_TYPE_FIRST``), then exchanges a code (``exchange_code``), a refresh token
+    (``exchange_refresh``) or the provider's own grant (``exchange_other``) and answers what that returned
+    (a dict as a no-store token response, or a finished response). The hooks, with their defaults:
 
-    - ``token_params``: the form; ``client_error``: ``CLIENT_REFUSAL`` (401) unless the client authenticated
-      as ``CLIENT_METHODS`` allows;
+    - ``token_params``: the form (it may answer None for a body not in the provider's format: then
+      ``client_error`` refuses it); ``GRANT_TYPE_DEFAULT``: the grant type of a request naming none;
+      ``client_error``: ``CLIENT_REFUSAL`` (401) unless the client authenticated as ``CLIENT_METHODS`` allows;
     - ``unsupported_grant``: 400 ``unsupported_grant_type``;
     - ``redeem_code``: the code bound to the client, redirect URI and PKCE verifier (``CODE_*`` say which);
-      ``code_error(code, reason, params)``: 400 ``invalid_grant``; ``code_grant``: ``grant_for``;
-      ``first_refresh``: a refresh token that never expires (None: none is issued);
-    - ``refresh_error(token, status, params)``: 400 ``invalid_grant``; ``next_refresh``: rotated
-      (return the old one to keep it, None to answer without one);
+      ``code_error(code, reason, params)``: 400 ``invalid_grant``; ``exchange_code``: ``code_grant``
+      (``grant_for``), ``first_refresh`` (a refresh token that never expires; None: none is issued),
+      ``new_access`` and ``token_body``;
+    - ``refresh_error(token, status, params)``: 400 ``invalid_grant``; ``exchange_refresh``: ``next_refresh``
+      (rotated; return the old one to keep it, None to answer without one), ``new_access`` and ``token_body``;
     - ``new_access``: an access token of ``ACCESS_TTL`` seconds.
+
+    A provider whose token route has parameters (Shopify's shop) keeps them in the request's storage for its
+    hooks (``request[REQUEST_SHOP]``).
     """
 
     GRANT_TYPES = ("authorization_code", "refresh_token")
     GRANT_TYPE_FIRST = False  # an unsupported grant type is refused before the client is checked
     CLIENT_METHODS: tuple[str, ...] | None = None  # how the client may authenticate ("basic", "body"); None: any
     CLIENT_REFUSAL: dict = {"error": "invalid_client"}  # the 401 answer's body when it does not
+    CODE_PARAM = "code"  # the code exchange's parameter holding the code
     CODE_CLIENT_PARAM: str | None = None  # the code exchange's parameter naming the client (None: our id)
     CODE_REDIRECT = True  # the code exchange must repeat the authorization request's redirect URI
     CODE_VERIFIER = True  # the code exchange checks the PKCE verifier (False: a challenged code fails)
+    GRANT_TYPE_DEFAULT: str | None = None  # the grant type of a request that names none (None: unsupported)
+    GATES = {"refresh_token": "refresh"}  # the gate a grant type plays (any other: "token")
 
     async def token(self, request):
         params = await self.token_params(request)
-        grant_type = params.get("grant_type")
-        fault = await self.gate("refresh" if grant_type == "refresh_token" else "token")
+        grant_type = (params or {}).get("grant_type", self.GRANT_TYPE_DEFAULT)
+        fault = await self.gate(self.GATES.get(grant_type, "token"))
         if fault is not None:
             return fault
         if self.GRANT_TYPE_FIRST and grant_type not in self.GRANT_TYPES:
@@ -410,17 +412,31 @@ class TokenGrants:
             return self.unsupported_grant(grant_type)
         if grant_type == "authorization_code":
             code, reason = self.redeem_code(request, params)
-            if reason != "ok":
-                return self.code_error(code, reason, params)
-            grant = self.code_grant(code)
-            refresh = self.first_refresh(grant)
-        else:
+            answer = (
+                self.exchange_code(request, code, params) if reason == "ok" else self.code_error(code, reason, params)
+            )
+        elif grant_type == "refresh_token":
             old, status = self.status(params.get("refresh_token"), "refresh")
-            if status != "ok":
-                return self.refresh_error(old, status, params)
-            grant, refresh = old.grant, self.next_refresh(old)
-        access = self.new_access(grant)
-        return token_response(self.token_body(grant, access, refresh, grant_type))
+            answer = (
+                self.exchange_refresh(request, old, params)
+                if status == "ok"
+                else self.refresh_error(old, status, params)
+            )
+        else:
+            answer = self.exchange_other(request, grant_type, params)
+        return answer if isinstance(answer, web.StreamResponse) else token_response(answer)
+
+    def exchange_code(self, request, code, params) -> dict | web.StreamResponse:
+        grant = self.code_grant(code)
+        refresh = self.first_refresh(grant)
+        return self.token_body(grant, self.new_access(grant), refresh, "authorization_code")
+
+    def exchange_refresh(self, request, old, params) -> dict | web.StreamResponse:
+        grant, refresh = old.grant, self.next_refresh(old)
+        return self.token_body(grant, self.new_access(grant), refresh, "refresh_token")
+
+    def exchange_other(self, request, grant_type: str, params) -> dict | web.StreamResponse:
+        raise NotImplementedError(f"{type(self).__name__} lists grant type {grant_type} without exchanging it")
 
     async def authorize(self, request):
         return await authorize(self, request, self.SPEC)
@@ -442,7 +458,7 @@ class TokenGrants:
         client_id = params.get(self.CODE_CLIENT_PARAM) if self.CODE_CLIENT_PARAM else self.client_id
         return redeem(
             self,
-            params.get("code"),
+            params.get(self.CODE_PARAM),
             client_id=client_id,
             redirect_uri=params.get("redirect_uri"),
             check_redirect=self.CODE_REDIRECT,

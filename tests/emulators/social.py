@@ -701,8 +701,8 @@ LITTLE_RESERVED = set("\\|{}@[]()<>#*_~")
 
 def little_render(text: str) -> str:
     """What LinkedIn shows for "little" text: ``\\x`` is a literal x; a URL is linked whole; an unescaped
-    reserved character (outside a URL; ``#word`` is a hashtag) ends the text \
-(LinkedIn cuts the post there without an error)."""
+    reserved character (outside a URL; ``#word`` is a hashtag) ends the text (LinkedIn cuts the post there
+    without an error)."""
     out, i = [], 0
     while i < len(text):
         if text.startswith(("http://", "https://"), i):

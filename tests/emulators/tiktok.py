@@ -102,7 +102,6 @@ from .oauth2 import (
     AuthorizeSpec,
     TokenGrants,
     auth_header,
-    authorize,
     check_client,
     client_auth,
     grant_for,
@@ -636,7 +635,7 @@ class TikTok(TikTokStats, TikTokComments, TikTokAccounts, TokenGrants, Provider)
         return self._ok(data)
 
 
-class TikTokAds(Provider):
+class TikTokAds(TokenGrants, Provider):
     NAME = "TIKTOK_ADS"
     URLS = {
         "AUTH": "business-api.tiktok.com/portal/auth",
@@ -697,40 +696,42 @@ class TikTokAds(Provider):
     def rate_limited(self, endpoint, retry_after):
         return self.envelope(40100, "Requests made too frequently. Please try again later.")
 
-    async def authorize(self, request):
-        return await authorize(self, request, self.SPEC)
+    # The token endpoint takes JSON (app_id, secret, auth_code: no grant type, no redirect URI) and answers in
+    # TikTok for Business's envelope, HTTP 200 whatever the outcome; so does revoke.
+    GRANT_TYPES = ("authorization_code",)
+    CODE_PARAM = "auth_code"
+    CODE_REDIRECT = False
+    CODE_VERIFIER = False
+    REQUIRED = {"token": ("app_id", "secret", "auth_code"), "revoke": ("app_id", "secret", "access_token")}
 
-    async def _json_credentials(self, request, endpoint: str, fields: tuple[str, ...]):
-        body = await read_json(request)
-        fault = await self.gate(endpoint)
-        if fault is not None:
-            return None, fault
-        if body is None:
-            return None, self.envelope(
+    async def token_params(self, request):
+        body = await read_json(request)  # None: not JSON, refused by client_error
+        return None if body is None else {**body, "grant_type": "authorization_code"}  # its one grant, always
+
+    def client_error(self, request, params, endpoint: str = "token"):
+        if params is None:
+            return self.envelope(
                 40002, "Parameter error: the request body must be JSON (Content-Type: application/json)."
             )
-        missing = [f for f in fields if not body.get(f)]
+        missing = [f for f in self.REQUIRED[endpoint] if not params.get(f)]
         if missing:
-            return None, self.envelope(40002, f"Missing required field(s): {', '.join(missing)}.")
-        if str(body["app_id"]) != self.client_id or body["secret"] != self.client_secret:
-            return None, self.envelope(
-                40101, "Invalid parameter values for authentication: app_id and secret do not match."
-            )
-        return body, None
+            return self.envelope(40002, f"Missing required field(s): {', '.join(missing)}.")
+        if str(params["app_id"]) != self.client_id or params["secret"] != self.client_secret:
+            return self.envelope(40101, "Invalid parameter values for authentication: app_id and secret do not match.")
+        return None
 
-    async def token(self, request):
-        body, error = await self._json_credentials(request, "token", ("app_id", "secret", "auth_code"))
-        if error is not None:
-            return error
-        code, reason = redeem(self, body["auth_code"], client_id=str(body["app_id"]), check_redirect=False)
-        if reason != "ok":
-            return self.envelope(
-                40110,
-                "The auth_code is invalid, expired or already used. "
-                "Please re-authorize and try again with a new auth_code.",
-            )
-        grant = grant_for(self, code)
-        access = self.issue(grant, "access", None, value=secrets.token_hex(20))
+    def redeem_code(self, request, params):
+        return redeem(self, params["auth_code"], client_id=str(params["app_id"]), check_redirect=False)
+
+    def code_error(self, code, reason, params):
+        return self.envelope(
+            40110,
+            "The auth_code is invalid, expired or already used. "
+            "Please re-authorize and try again with a new auth_code.",
+        )
+
+    def exchange_code(self, request, code, params):
+        access = self.issue(grant_for(self, code), "access", None, value=secrets.token_hex(20))
         return self.envelope(
             data={
                 "access_token": access.value,
@@ -740,7 +741,11 @@ class TikTokAds(Provider):
         )
 
     async def revoke(self, request):
-        body, error = await self._json_credentials(request, "revoke", ("app_id", "secret", "access_token"))
+        body = await self.token_params(request)
+        fault = await self.gate("revoke")
+        if fault is not None:
+            return fault
+        error = self.client_error(request, body, "revoke")
         if error is not None:
             return error
         token, status = self.status(body["access_token"], "access")
@@ -749,28 +754,25 @@ class TikTokAds(Provider):
         self.kill(token, grant=True)
         return self.envelope()
 
-    async def user_info(self, request):
-        fault = await self.gate("whoami")
-        if fault is not None:
-            return fault
-        value = request.headers.get("Access-Token")
-        if not value:
+    # API calls carry the token in an Access-Token header and are refused in the envelope, HTTP 200.
+    def bearer_of(self, request):
+        return request.headers.get("Access-Token")
+
+    def token_refused(self, endpoint, token, status):
+        if status == "missing":
             return self.envelope(40104, "Access token is null, you should set it in http header with key Access-Token.")
-        _token, status = self.status(value, "access")
-        if status != "ok":
-            return self.envelope(40105, "Access token is incorrect or has been revoked.")
+        return self.envelope(40105, "Access token is incorrect or has been revoked.")
+
+    async def user_info(self, request):
+        _token, refusal = await self.api_token(request, "whoami")
+        if refusal is not None:
+            return refusal
         return self.envelope(data=dict(self.account))
 
     async def campaigns(self, request):
-        fault = await self.gate("campaigns")
-        if fault is not None:
-            return fault
-        value = request.headers.get("Access-Token")
-        if not value:
-            return self.envelope(40104, "Access token is null, you should set it in http header with key Access-Token.")
-        _token, status = self.status(value, "access")
-        if status != "ok":
-            return self.envelope(40105, "Access token is incorrect or has been revoked.")
+        _token, refusal = await self.api_token(request, "campaigns")
+        if refusal is not None:
+            return refusal
         q = request.query
         advertiser = q.get("advertiser_id")
         if not advertiser:
@@ -794,15 +796,9 @@ class TikTokAds(Provider):
 
     async def report(self, request):
         """Synchronous report (BASIC, AUCTION_CAMPAIGN by campaign_id): list parameters JSON-encoded in the query."""
-        fault = await self.gate("report")
-        if fault is not None:
-            return fault
-        value = request.headers.get("Access-Token")
-        if not value:
-            return self.envelope(40104, "Access token is null, you should set it in http header with key Access-Token.")
-        _token, status = self.status(value, "access")
-        if status != "ok":
-            return self.envelope(40105, "Access token is incorrect or has been revoked.")
+        _token, refusal = await self.api_token(request, "report")
+        if refusal is not None:
+            return refusal
         q = dict(request.query)
         with self.lock:
             self.report_requests.append(q)

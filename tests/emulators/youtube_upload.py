@@ -80,16 +80,9 @@ class ResumableUploads:
 
     async def upload_start(self, request):
         body = await request.read()
-        fault = await self.gate("upload_start")
-        if fault is not None:
-            return fault
-        token, status = self.bearer_status(request)
-        if status != "ok":
-            return self._error(401, "Request had invalid authentication credentials.", "authError", "global")
-        if not set(token.grant.scope) & UPLOAD_SCOPES:
-            return self._error(
-                403, "Request had insufficient authentication scopes.", "insufficientPermissions", "global"
-            )
+        token, refusal = await self.api_token(request, "upload_start", UPLOAD_SCOPES)
+        if refusal is not None:
+            return refusal
         q = request.query
         if q.get("uploadType") != "resumable":
             return self._error(

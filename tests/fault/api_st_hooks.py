@@ -15,9 +15,9 @@ addresses), so Hypothesis can replay and shrink a failure, except for one rule:
 the first positive case of each operation is always the owner's, on real rows
 with the known values, so every operation answers with success at least once
 whatever the draw (Hypothesis may generate a single distinct case for a route
-whose only input is an id, and one unlucky draw then made it a 404 all run). \
-The world comes from the JSON file in $FAULT_WORLD;
-FAULT_TRACE=<file> (passed on by the test) appends one JSON line per case.
+whose only input is an id, and one unlucky draw then made it a 404 all run).
+The world comes from the JSON file in $FAULT_WORLD; FAULT_TRACE=<file> (passed
+on by the test) appends one JSON line per case.
 """
 
 from __future__ import annotations

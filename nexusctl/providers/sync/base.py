@@ -10,10 +10,10 @@ changed (fingerprints), emits the events and writes the sync log.
 
 ``SyncApi`` makes the calls: the integration's access token in the header the
 provider wants (``bearer``, ``oauth``, a header name, or ``basic`` for a
-``key:secret`` pair such as WooCommerce's consumer key and secret), its per-tenant base URL, \
-and the provider's throttling signals
-turned into ``RateLimited`` (with the wait when the provider says) and a
-refused token into ``TokenExpired`` (the engine refreshes once and retries).
+``key:secret`` pair such as WooCommerce's consumer key and secret), its
+per-tenant base URL, and the provider's throttling signals turned into
+``RateLimited`` (with the wait when the provider says) and a refused token into
+``TokenExpired`` (the engine refreshes once and retries).
 """
 
 from __future__ import annotations
