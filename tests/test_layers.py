@@ -52,12 +52,17 @@ def _function_level_imports(tree: ast.AST):
     return sorted(set(found), key=lambda n: n.lineno)
 
 
+def _gives_a_reason(comment: str) -> bool:
+    return "start-up" in comment or "optional extra" in comment
+
+
 def test_every_function_level_import_says_it_is_for_start_up_speed():
-    """An import inside a function is for start-up speed only (a command, or a module the CLI loads, leaves a
-    costly module until it is needed), and says so: a comment naming "start-up" on its line, on the line above,
-    or above the run of imports it belongs to. No other reason is allowed: an import that dodges a cycle is a
-    layering fault (import-linter sees function-level imports too, so such a cycle fails the contracts above),
-    and one with no reason belongs at the top of the module."""
+    """An import inside a function is for start-up speed (a command, or a module the CLI loads, leaves a
+    costly module until it is needed) or of an optional extra that may not be installed (the otel extra), and
+    says so: a comment naming "start-up" or "optional extra" on its line, on the line above, or above the run of
+    imports it belongs to. No other reason is allowed: an import that dodges a cycle is a layering fault
+    (import-linter sees function-level imports too, so such a cycle fails the contracts above), and one with no
+    reason belongs at the top of the module."""
     unexplained = []
     for path in sorted((ROOT / "nexusctl").rglob("*.py")):
         lines = path.read_text().splitlines()
@@ -65,14 +70,14 @@ def test_every_function_level_import_says_it_is_for_start_up_speed():
         ending_at = {node.end_lineno: node for node in imports}
         explained: set[int] = set()
         for node in imports:
-            if "start-up" in lines[node.lineno - 1].partition("#")[2]:
+            if _gives_a_reason(lines[node.lineno - 1].partition("#")[2]):
                 explained.add(node.lineno)
                 continue
             above = node.lineno - 1
             while above > 0 and not lines[above - 1].strip():
                 above -= 1
             previous = lines[above - 1].strip() if above else ""
-            if previous.startswith("#") and "start-up" in previous:
+            if previous.startswith("#") and _gives_a_reason(previous):
                 explained.add(node.lineno)
             elif above in ending_at and ending_at[above].lineno in explained:  # the run of imports it is in
                 explained.add(node.lineno)

@@ -75,7 +75,7 @@ async def wait_for(svc, integration_id) -> int | None:
     now = time.monotonic()
     if checked is not None and checked[0] > now:  # Redis said "go ahead" less than RECHECK seconds ago
         return None
-    from redis.exceptions import RedisError  # only where Redis is configured
+    from redis.exceptions import RedisError  # start-up: the CLI's sync runs load this module; redis only with Redis
 
     try:
         value = await svc.redis.get(PREFIX + key)
@@ -110,7 +110,7 @@ async def note(svc, integration_id, seconds: float | None, *, reason: str = "") 
     log.info("rate budget: integration %s waits %.0f s%s", key, seconds, f" ({reason})" if reason else "")
     if svc.redis is None:
         return
-    from redis.exceptions import RedisError
+    from redis.exceptions import RedisError  # start-up: as in check()
 
     try:
         await svc.redis.eval(_EXTEND, 1, PREFIX + key, repr(until), max(1, math.ceil(seconds)))

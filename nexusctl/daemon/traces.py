@@ -26,6 +26,7 @@ def setup() -> Callable[[], None] | None:
     if not (os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")):
         return None
     try:
+        # the otel optional extra, imported only when traces are asked for
         from opentelemetry import trace
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.resources import SERVICE_NAME, Resource
@@ -59,6 +60,7 @@ class OtelTracer:
     """nexusctl.tracing's Tracer over an SDK tracer."""
 
     def __init__(self, tracer) -> None:
+        # the otel optional extra: setup() has checked it is installed
         from opentelemetry import propagate, trace
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
