@@ -18,6 +18,7 @@ import peewee
 from nexusctl.core import events
 from nexusctl.core.ids import parse_uuid
 from nexusctl.crypto import Keyring
+from nexusctl.db import statements
 from nexusctl.db.database import database_proxy, is_postgres
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import Integration
@@ -169,11 +170,8 @@ def store_refreshed(
         **(also or {}),
     }
     with database_proxy.atomic():
-        updated = (
-            Integration.update(**values)
-            .where((Integration.id == row.id) & (Integration.refresh_lease_token == lease))
-            .execute()
-        )
+        # Written out (db.statements): peewee building this UPDATE was the largest part of a refresh's CPU.
+        updated = statements.update(Integration, values, {"id": row.id, "refresh_lease_token": lease})
         if updated:
             events.record(
                 events.REFRESHED,
@@ -183,7 +181,7 @@ def store_refreshed(
             if health and not (sorted(scope) == sorted(read_scope) and health(_as_stored(row, values), row)):
                 # Granted scopes changed (a check judges them against what the capabilities need), or the
                 # refresh cannot say: a check looks at once.
-                Integration.update(health_due_at=now).where(Integration.id == row.id).execute()
+                statements.update(Integration, {"health_due_at": now}, {"id": row.id})
     return updated == 1
 
 

@@ -19,7 +19,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from peewee import Tuple, Value
 
@@ -55,14 +55,17 @@ def payload_of(integration: Integration, event_type: str, data: dict, now: dt.da
 
 def fan_out(integration: Integration, event_type: str, data: dict) -> int:
     """Queue one delivery per matching active webhook; run inside the caller's transaction."""
-    hooks = [
-        h
-        for h in Webhook.select(Webhook.id, Webhook.events).where(
-            (Webhook.integration == integration.id) & (Webhook.is_active == True)  # noqa: E712
-        )
-        if matches(h.events, event_type)
-    ]
+    # Written out (peewee built this SELECT anew on every event: a tenth of a refresh's CPU in the sweep).
+    rows = database_proxy.execute_sql(
+        f'SELECT "id", "events" FROM "webhooks" WHERE "integration_id" = {database_proxy.param} AND "is_active"',
+        [Webhook.integration.db_value(integration.id)],
+    ).fetchall()
+    hooks = [_Hook(_uuid(i)) for i, events in rows if matches(Webhook.events.python_value(events), event_type)]
     return len(queue(integration, event_type, data, hooks))
+
+
+class _Hook(NamedTuple):
+    id: uuid.UUID
 
 
 def fan_out_many(events, times) -> list[int]:

@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 from nexusctl.core import deliveries
 from nexusctl.core.ids import parse_uuid
+from nexusctl.db import statements
 from nexusctl.db.database import database_proxy
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import Integration, OutboxEvent
@@ -51,9 +52,8 @@ def record(event_type: str, integration: Integration, **data) -> OutboxEvent:
         "userId": str(integration.user_id),
         "provider": integration.provider.value if integration.provider else None,
     }
-    event = OutboxEvent.create(
-        type=event_type, user_id=integration.user_id, integration_id=integration.id, data=payload
-    )
+    event = OutboxEvent(type=event_type, user_id=integration.user_id, integration_id=integration.id, data=payload)
+    statements.insert(event)  # written out: peewee's Model.create built the INSERT anew each time
     # Not integration.disconnected: its webhooks go with it.
     event.deliveries_queued = deliveries.fan_out(integration, event_type, data) if event_type != DISCONNECTED else 0
     return event

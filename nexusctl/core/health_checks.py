@@ -45,6 +45,7 @@ import peewee
 from nexusctl.core import events, health
 from nexusctl.core.ids import parse_uuid
 from nexusctl.core.paging import Page, check_limit
+from nexusctl.db import statements
 from nexusctl.db.database import database_proxy
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import Integration
@@ -140,18 +141,15 @@ def after_refresh(row: Integration, read: Integration, *, lead: dt.timedelta, re
     kept = [health.Reason(**r) for r in read.health_reasons or () if r.get("code") not in health.ROW_CODES]
     status, reasons = health.verdict(health.row_reasons(found, now, lead) + kept)
     due = min([checked_at + recheck, *health.expiry_moments(found, now, lead)])
-    same = (Integration.id == row.id) & (Integration.health_status == previous)
-    if not (
-        Integration.update(
-            {
-                Integration.health_status: status,
-                Integration.health_rank: health.RANK[status],
-                Integration.health_reasons: [r.to_dict() for r in reasons],
-                Integration.health_due_at: due,
-            }
-        )
-        .where(same & (Integration.health_checked_at == checked_at))
-        .execute()
+    if not statements.update(
+        Integration,
+        {
+            "health_status": status,
+            "health_rank": health.RANK[status],
+            "health_reasons": [r.to_dict() for r in reasons],
+            "health_due_at": due,
+        },
+        {"id": row.id, "health_status": previous, "health_checked_at": checked_at},
     ):
         return False
     if status != previous:
