@@ -523,7 +523,7 @@ TABLE = (
         "health_recheck_seconds",
         v.duration,
         "15m",
-        "An integration nothing happened to is checked again after this (a refresh or sync outcome, a reconnect, "
-        "or an expiry coming within `TOKEN_EXPIRY_WARNING` makes it due sooner).",
+        "An integration nothing happened to is checked again after this (a failed refresh, a sync outcome, "
+        "a reconnect, or an expiry coming within `TOKEN_EXPIRY_WARNING` makes it due sooner).",
     ),
 )

@@ -16,6 +16,7 @@ from typing import NamedTuple
 from nexusctl import tracing
 from nexusctl.core import deliveries
 from nexusctl.core.ids import parse_uuid
+from nexusctl.db import statements
 from nexusctl.db.database import database_proxy
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import Integration, OutboxEvent
@@ -52,13 +53,14 @@ def record(event_type: str, integration: Integration, **data) -> OutboxEvent:
         "userId": str(integration.user_id),
         "provider": integration.provider.value if integration.provider else None,
     }
-    event = OutboxEvent.create(
+    event = OutboxEvent(
         type=event_type,
         user_id=integration.user_id,
         integration_id=integration.id,
         data=payload,
         trace_parent=tracing.current_traceparent(),
     )
+    statements.insert(event)  # written out: peewee's Model.create built the INSERT anew each time
     # Not integration.disconnected: its webhooks go with it.
     event.deliveries_queued = deliveries.fan_out(integration, event_type, data) if event_type != DISCONNECTED else 0
     return event

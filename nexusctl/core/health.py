@@ -219,8 +219,74 @@ def refresh_failing(row: Integration) -> bool:
     return row.refresh_failed_at is not None and (row.refreshed_at is None or row.refresh_failed_at > row.refreshed_at)
 
 
+# The reasons judged from the integration's row alone (its token, its expiry and its refresh outcome): a
+# refresh changes these and nothing else, so it re-judges them itself (health_checks.after_refresh).
+ROW_CODES = frozenset(
+    {
+        "INACTIVE",
+        "TOKEN_EXPIRED",
+        "REFRESH_FAILING",
+        "TOKEN_EXPIRING",
+        "REFRESH_TOKEN_EXPIRED",
+        "REFRESH_TOKEN_EXPIRING",
+    }
+)
+
+
 def judge(f: Facts, now: dt.datetime, lead: dt.timedelta) -> tuple[str, list[Reason]]:
     """The status and its reasons, worst first. ``lead``: how far ahead an expiry needs attention."""
+    reasons = row_reasons(f, now, lead)
+
+    def add(code, severity, message):
+        reasons.append(Reason(code, severity, message))
+
+    missing = f.missing_scopes
+    if missing:
+        uses = sorted(c for c, s in f.required.items() if set(s) & set(missing))
+        add(
+            "MISSING_SCOPES",
+            DEGRADED,
+            f"not granted: {', '.join(missing)} (needed for {', '.join(uses)}); connect it again and allow them",
+        )
+    for run in f.syncs:
+        if run["status"] == SyncStatus.FAILED.value:
+            # A run refused for a missing scope says which (an approval-only one is not in f.required).
+            code = run["errorCode"] if run["errorCode"] in ("RATE_LIMITED", "MISSING_SCOPES") else "SYNC_FAILED"
+            add(code, DEGRADED, f"the last {run['action']} run failed at {run['at']}: {run['error']}")
+    row = f.row
+    if row.is_active and row.proxy_failed_at is not None:  # the last proxied call failed (core.proxy_health)
+        throttled = row.proxy_error_code == "RATE_LIMITED"
+        add(
+            "PROXY_RATE_LIMITED" if throttled else "PROXY_FAILING",
+            DEGRADED,
+            f"the last proxied provider call {'was rate limited' if throttled else 'failed'} at "
+            f"{_iso(row.proxy_failed_at)}: {row.proxy_error}",
+        )
+    hooks = f.webhooks
+    if hooks.get("disabled"):
+        add("WEBHOOK_DISABLED", DEGRADED, f"{hooks['disabled']} webhook(s) disabled after failing deliveries")
+    rate = hooks.get("successRate")
+    if rate is not None and rate < WEBHOOK_MIN_SUCCESS:
+        failing_now = hooks["failed"] + hooks["retrying"]
+        tried = hooks["delivered"] + failing_now
+        add(
+            "WEBHOOKS_FAILING",
+            DEGRADED,
+            f"{failing_now} of {tried} webhook deliveries in the last 24 h failed ({rate:.0%} delivered)",
+        )
+    return verdict(reasons)
+
+
+def verdict(reasons: list[Reason]) -> tuple[str, list[Reason]]:
+    """The status the reasons make, and the reasons worst first (a stable sort: same severity, same order)."""
+    reasons.sort(key=lambda r: -RANK[r.severity])
+    status = max((r.severity for r in reasons), key=RANK.__getitem__, default=HEALTHY)
+    return status, reasons
+
+
+def row_reasons(f: Facts, now: dt.datetime, lead: dt.timedelta) -> list[Reason]:
+    """The reasons of ``ROW_CODES``: what the row itself says (``f.row``, ``f.has_refresh_token`` and
+    ``f.refresh_token_expires_at``; no query), in ``judge``'s order."""
     row, reasons = f.row, []
 
     def add(code, severity, message):
@@ -267,52 +333,28 @@ def judge(f: Facts, now: dt.datetime, lead: dt.timedelta) -> tuple[str, list[Rea
             f"the refresh token {'expired' if dead else 'expires'} at {_iso(rt_expiry)}: connect it again "
             "to keep the connection renewing",
         )
-    missing = f.missing_scopes
-    if missing:
-        uses = sorted(c for c, s in f.required.items() if set(s) & set(missing))
-        add(
-            "MISSING_SCOPES",
-            DEGRADED,
-            f"not granted: {', '.join(missing)} (needed for {', '.join(uses)}); connect it again and allow them",
-        )
-    for run in f.syncs:
-        if run["status"] == SyncStatus.FAILED.value:
-            # A run refused for a missing scope says which (an approval-only one is not in f.required).
-            code = run["errorCode"] if run["errorCode"] in ("RATE_LIMITED", "MISSING_SCOPES") else "SYNC_FAILED"
-            add(code, DEGRADED, f"the last {run['action']} run failed at {run['at']}: {run['error']}")
-    if row.is_active and row.proxy_failed_at is not None:  # the last proxied call failed (core.proxy_health)
-        throttled = row.proxy_error_code == "RATE_LIMITED"
-        add(
-            "PROXY_RATE_LIMITED" if throttled else "PROXY_FAILING",
-            DEGRADED,
-            f"the last proxied provider call {'was rate limited' if throttled else 'failed'} at "
-            f"{_iso(row.proxy_failed_at)}: {row.proxy_error}",
-        )
-    hooks = f.webhooks
-    if hooks.get("disabled"):
-        add("WEBHOOK_DISABLED", DEGRADED, f"{hooks['disabled']} webhook(s) disabled after failing deliveries")
-    rate = hooks.get("successRate")
-    if rate is not None and rate < WEBHOOK_MIN_SUCCESS:
-        failing_now = hooks["failed"] + hooks["retrying"]
-        tried = hooks["delivered"] + failing_now
-        add(
-            "WEBHOOKS_FAILING",
-            DEGRADED,
-            f"{failing_now} of {tried} webhook deliveries in the last 24 h failed ({rate:.0%} delivered)",
-        )
-    reasons.sort(key=lambda r: -RANK[r.severity])
-    status = max((r.severity for r in reasons), key=RANK.__getitem__, default=HEALTHY)
-    return status, reasons
+    return reasons
 
 
 def next_check(f: Facts, now: dt.datetime, lead: dt.timedelta, recheck: dt.timedelta) -> dt.datetime:
     """When the status could next change by time alone (an expiry comes within ``lead``, or passes),
     or ``recheck`` from now, whichever is sooner."""
-    moments = [now + recheck]
+    return min([now + recheck, *expiry_moments(f, now, lead)])
+
+
+def expiry_moments(f: Facts, now: dt.datetime, lead: dt.timedelta) -> list[dt.datetime]:
+    """The moments after ``now`` when the row's reasons could change by time alone (an expiry comes within
+    ``lead``, or passes)."""
+    moments = []
     for when in (f.row.expires_at, f.refresh_token_expires_at):
         if when is not None:
             moments += [t for t in (when - lead, when) if t > now]
-    return min(moments)
+    return moments
+
+
+def refresh_token_expiry(row: Integration) -> dt.datetime | None:
+    """The refresh token's expiry where the provider said it (``metadata.provider.refreshTokenExpiresAt``)."""
+    return _parse(((row.metadata or {}).get("provider") or {}).get("refreshTokenExpiresAt"))
 
 
 def record(f: Facts, status: str, reasons: list[Reason], checked_at: dt.datetime) -> dict:

@@ -15,9 +15,18 @@ announces it; the others find nothing to change.
 A first check that finds an integration healthy announces nothing.
 
 ``check_due`` is the daemon's job: a bounded batch of integrations whose next
-check is due, oldest first, through the ``health_due_at`` index. A refresh
-or sync outcome and a (re)connect make an integration due at once; otherwise
-it is looked at again after ``recheck`` or when an expiry comes into view.
+check is due, oldest first, through the ``health_due_at`` index. A failed
+refresh, a sync outcome and a (re)connect make an integration due at once;
+otherwise it is looked at again after ``recheck`` or when an expiry comes into
+view.
+
+A successful refresh needs no check of its own (``after_refresh``): it proves the
+token works and changes only what the row says (the reasons of
+``health.ROW_CODES``: expiry, refresh outcome), so it re-judges those from the
+stored row, keeps the other stored reasons (scopes, syncs, webhooks: judged at the
+last check, ``checkedAt``), and stores the status and its change event in the
+refresh's own transaction, as a check would have. Never checked yet, a change of
+granted scopes, or a check that ran meanwhile: it schedules a check as before.
 
 ``list_page`` only reads what the checks stored (one indexed query per page): a
 list that re-checked every row it showed cost ~6 queries and a write
@@ -36,6 +45,7 @@ import peewee
 from nexusctl.core import events, health
 from nexusctl.core.ids import parse_uuid
 from nexusctl.core.paging import Page, check_limit
+from nexusctl.db import statements
 from nexusctl.db.database import database_proxy
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import Integration
@@ -112,6 +122,39 @@ def _announce(row: Integration, previous: str | None, status: str, reasons: list
         reasons=[r.to_dict() for r in reasons],
         message=message,
     )
+
+
+def after_refresh(row: Integration, read: Integration, *, lead: dt.timedelta, recheck: dt.timedelta) -> bool:
+    """Store the health a successful refresh leaves, inside the refresh's transaction after its fenced UPDATE;
+    False when it cannot say (the caller then schedules a check). ``row``: the integration as now stored (the
+    new expiry, the refresh outcome), ``read``: its health columns as read by the refresh's claim or load.
+
+    The row's reasons are judged again; the others stay as the last check stored them; the next check is
+    when the last one said, or sooner if the new expiry comes into view (the old expiry no longer counts).
+    The UPDATE is conditional on the status and check time read, so a check that ran since wins (and this
+    asks for another)."""
+    previous, checked_at = read.health_status, read.health_checked_at
+    if previous is None or checked_at is None:  # never checked: the first check judges everything
+        return False
+    now = utcnow()
+    found = health.Facts(row, row.refresh_token is not None, health.refresh_token_expiry(row))
+    kept = [health.Reason(**r) for r in read.health_reasons or () if r.get("code") not in health.ROW_CODES]
+    status, reasons = health.verdict(health.row_reasons(found, now, lead) + kept)
+    due = min([checked_at + recheck, *health.expiry_moments(found, now, lead)])
+    if not statements.update(
+        Integration,
+        {
+            "health_status": status,
+            "health_rank": health.RANK[status],
+            "health_reasons": [r.to_dict() for r in reasons],
+            "health_due_at": due,
+        },
+        {"id": row.id, "health_status": previous, "health_checked_at": checked_at},
+    ):
+        return False
+    if status != previous:
+        _announce(row, previous, status, reasons)
+    return True
 
 
 def check_due(*, lead: dt.timedelta, recheck: dt.timedelta, limit: int = BATCH, user_id=None, approved=None) -> dict:

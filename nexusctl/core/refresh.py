@@ -33,7 +33,7 @@ import uuid
 from dataclasses import dataclass
 
 from nexusctl import telemetry, tracing
-from nexusctl.core import connections, events, integrations, key_usage, proxy_cache
+from nexusctl.core import connections, events, health_checks, integrations, key_usage, proxy_cache
 from nexusctl.db.database import database_proxy, is_postgres
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import Integration
@@ -271,8 +271,10 @@ async def _refresh_leased(
         and fresh.expires_at is not None
         and fresh.expires_at <= renew_by
     )
-    # The failure bookkeeping goes in the same fenced UPDATE as the tokens (one transaction with the event).
-    if not await svc.run(connections.store_refreshed, svc.keyring, row, fresh, lease, _settled(row, stale)):
+    # The failure bookkeeping goes in the same fenced UPDATE as the tokens (one transaction with the event),
+    # and so does the health a successful refresh leaves (no separate check; a stale one is checked).
+    health = None if stale else _health_after(svc.settings)
+    if not await svc.run(connections.store_refreshed, svc.keyring, row, fresh, lease, _settled(row, stale), health):
         raise ProviderError("the refresh took longer than its lease; another refresher took over", id=str(row_id))
     proxy_cache.forget(row_id)  # the API proxy of this process uses the new token from its next call
     telemetry.refresh(row.provider.value, "not_extended" if stale else "refreshed")
@@ -284,6 +286,15 @@ async def _refresh_leased(
         return row  # the sweep only counts it: no second full load
     fresh_row, _ = await svc.run(connections.load, svc.keyring, row_id)
     return fresh_row
+
+
+def _health_after(settings):
+    """health_checks.after_refresh with this process's windows (TOKEN_EXPIRY_WARNING, HEALTH_RECHECK)."""
+    return functools.partial(
+        health_checks.after_refresh,
+        lead=dt.timedelta(seconds=settings.token_expiry_warning),
+        recheck=dt.timedelta(seconds=settings.health_recheck_seconds),
+    )
 
 
 # --- the sweep: refresh before expiry ------------------------------------------

@@ -8,6 +8,18 @@ one slow receiver cannot take every slot. It wakes when a delivery is queued
 polls once a second as the safety net. Requests go through the SSRF-guarded
 connector (each connection only to checked addresses), never follow
 redirects and time out after ``WEBHOOK_TIMEOUT``.
+
+Leases: a claim leases its deliveries for ``2 x WEBHOOK_TIMEOUT + 5`` s, and
+while a delivery is held here (its send waiting to start, in flight, or its
+outcome waiting for its commit) the lease is renewed: every fifth of the lease
+(on the product's clock) one statement moves on every held lease at once,
+fenced by each claim's token, so however loaded the machine, another daemon
+never finds a live daemon's delivery expired and sends it again. A renewal
+that finds a lease taken over (this daemon stalled or lost the database for
+longer than the lease) marks it lost: a send not started yet is abandoned, a
+finished one is not recorded as this daemon's. A send does not start on a lease
+with less than ``WEBHOOK_TIMEOUT`` + 1 s left (renewals failing), so a lease
+cannot run out under a send this daemon just started.
 """
 
 from __future__ import annotations
@@ -21,7 +33,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from nexusctl import ssrf, telemetry, tracing
+from nexusctl import clock, ssrf, telemetry, tracing
 from nexusctl.core import attempts, deliveries, key_usage, signing
 from nexusctl.core.attempts import Result
 from nexusctl.db.fields import utcnow
@@ -36,6 +48,7 @@ LOCKED_SECONDS = 30.0
 RECORD_BATCH = 100  # outcomes per transaction
 RECORD_WINDOW = 0.005  # seconds an outcome may wait for others to share its commit
 BODY_PREVIEW = 4096
+RENEW_FRACTION = 5  # leases are renewed this many times per lease length
 
 
 class DeliveryWorker:
@@ -45,6 +58,13 @@ class DeliveryWorker:
         self.keyring = keyring
         self.metrics = metrics
         self.free = settings.webhook_concurrency
+        # Long enough for a send to time out and be recorded; short enough that a crashed
+        # daemon's claims come back soon (default 35 s). Renewed while held (``_renew_loop``).
+        self.lease = 2 * settings.webhook_timeout + 5
+        # Deliveries claimed and not yet recorded or abandoned, by id: the leases the renewals keep.
+        # At most WEBHOOK_CONCURRENCY (a claim takes only free slots; a slot is freed once recorded).
+        self.held: dict = {}
+        self.renewing = False  # the last renewal failed (the database away): one warning per outage
         # Sends in flight per webhook. A webhook at its cap is left out of the next claim, and the
         # claim takes of each webhook only what fits under its cap: a slow receiver never holds
         # more than its share of the slots, so it cannot starve the others.
@@ -70,6 +90,8 @@ class DeliveryWorker:
                 ("claimed", "Deliveries claimed by the delivery worker."),
                 ("record_batches", "Transactions recording delivery outcomes."),
                 ("recorded", "Delivery outcomes recorded."),
+                ("lease_renewals", "Statements renewing the leases of held deliveries (one per interval)."),
+                ("leases_lost", "Held deliveries whose lease another worker took over."),
             ):
                 metrics.counter_from(f"nexus_webhook_{name}_total", help_text, lambda name=name: self.counts[name])
 
@@ -92,6 +114,7 @@ class DeliveryWorker:
         if self.settings.database_kind == "postgresql":
             self._listen(loop)
         self.loop_task = asyncio.create_task(self._loop(), name="delivery-worker")
+        self.renew_task = asyncio.create_task(self._renew_loop(), name="delivery-leases")
 
     def _listen(self, loop) -> None:
         """LISTEN on a connection of its own: other processes' commits wake us at once."""
@@ -131,6 +154,8 @@ class DeliveryWorker:
         await asyncio.gather(self.loop_task, return_exceptions=True)
         if self.tasks:
             await asyncio.wait(self.tasks, timeout=grace)
+        self.renew_task.cancel()  # after the sends: their leases are renewed while they finish
+        await asyncio.gather(self.renew_task, return_exceptions=True)
         if self.session is not None:
             await self.session.close()
         if self._listener in deliveries.LISTENERS:
@@ -146,9 +171,7 @@ class DeliveryWorker:
     # --- the loop ------------------------------------------------------------
 
     async def _loop(self) -> None:
-        # Long enough for a send to time out and be recorded; short enough that a crashed
-        # daemon's claims come back soon (default 35 s).
-        lease = 2 * self.settings.webhook_timeout + 5
+        lease = self.lease
         relisten_at = 0.0
         while not self.stopping:
             if self.settings.database_kind == "postgresql" and self._pg is None and time.monotonic() >= relisten_at:
@@ -175,6 +198,7 @@ class DeliveryWorker:
                     self._leave_locked(locked, now)
                 for item in claimed:
                     self.inflight[item.webhook_id] += 1
+                    self.held[item.id] = item
                 if claimed:
                     # The URL rules, once per webhook per batch (not per send); the connector
                     # still checks every address it connects to.
@@ -204,6 +228,65 @@ class DeliveryWorker:
             except asyncio.TimeoutError:
                 pass
 
+    # --- leases --------------------------------------------------------------
+
+    async def _renew_loop(self) -> None:
+        """Renew the held leases every fifth of the lease, on the product's clock (a test that moves it
+        moves the renewals with it), looking every second at most."""
+        interval = self.lease / RENEW_FRACTION
+        tick = min(1.0, interval / 2)
+        due = clock.time() + interval
+        while True:
+            await asyncio.sleep(tick)
+            if clock.time() < due:
+                continue
+            due = clock.time() + interval
+            if self.held:
+                await self._renew()
+
+    async def _renew(self) -> None:
+        """One statement for every held lease; a lease found taken over marks its delivery lost."""
+        items = list(self.held.values())
+        try:
+            kept, expires = await self.db.run(deliveries.renew, [(i.id, i.lease) for i in items], self.lease)
+        except Exception as exc:  # noqa: BLE001 - the sends check their lease before starting
+            if not self.renewing:
+                log.warning(
+                    "delivery worker: cannot renew %d lease(s) (%s); sends whose lease runs low are left to the "
+                    "next claim",
+                    len(items),
+                    getattr(exc, "message", type(exc).__name__),
+                )
+            self.renewing = True
+            return
+        if self.renewing:
+            log.info("delivery worker: renewing leases again")
+        self.renewing = False
+        self.counts["lease_renewals"] += 1
+        for item in items:
+            if item.id in kept:
+                item.expires = max(item.expires, expires)
+            elif self.held.get(item.id) is item and not item.recording and not item.lost:
+                # Not ours any more: it expired (this daemon stalled or lost the database) and another worker
+                # claimed it. An outcome already queued for its commit is left to the record's own fence.
+                item.lost = True
+                self.counts["leases_lost"] += 1
+                log.warning("delivery %s: lease lost to another worker; this daemon will not record it", item.id)
+
+    def _may_start(self, item: deliveries.Claimed) -> bool:
+        """Whether the lease holds long enough for a whole send (WEBHOOK_TIMEOUT) and then some."""
+        if item.lost:
+            return False
+        left = item.expires - clock.time()
+        if left < self.settings.webhook_timeout + 1:
+            log.warning(
+                "delivery %s: lease has %.0f s left and could not be renewed; not sent, left to the next claim",
+                item.id,
+                max(left, 0),
+            )
+            return False
+        return True
+
     def _leave_locked(self, locked: dict, now: float) -> None:
         """Their deliveries went back untouched (no attempt counted): leave those webhooks out for a while."""
         for webhook_id, kid in locked.items():
@@ -219,6 +302,15 @@ class DeliveryWorker:
         self.wake.set()  # a slot is free: claim more
 
     async def _send(self, item: deliveries.Claimed, signing) -> None:
+        try:
+            await self._send_held(item, signing)
+        finally:
+            if self.held.get(item.id) is item:
+                del self.held[item.id]
+
+    async def _send_held(self, item: deliveries.Claimed, signing) -> None:
+        if not self._may_start(item):
+            return
         if signing is None:  # webhook deleted meanwhile: its deliveries went with it (cascade)
             log.info("delivery %s: webhook %s is gone", item.id, item.webhook_id)
             return
@@ -248,6 +340,12 @@ class DeliveryWorker:
         else:
             body = json.dumps(item.payload, separators=(",", ":"), ensure_ascii=False).encode()
             result = await self._post(url, secrets, str(item.id), body)
+        if item.lost:  # another worker holds it now and sends it itself: its outcome is that worker's to record
+            log.warning(
+                "delivery %s: attempt %d not recorded: the lease was lost while sending", item.id, item.attempts + 1
+            )
+            return
+        item.recording = True
         try:
             outcome = await self._record(item, result)
         except DatabaseUnavailable as exc:

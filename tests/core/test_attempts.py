@@ -153,3 +153,26 @@ def test_signing_secrets_are_opened_once_and_a_rotation_is_seen_at_once(database
     assert deliveries.signing_for(keyring, [hook.id])[0][hook.id] == (hook.url, [secret])  # from the cache
     _, new_secret = webhooks.rotate_secret(keyring, hook.id)
     assert deliveries.signing_for(keyring, [hook.id])[0][hook.id] == (hook.url, [new_secret, secret])
+
+
+def test_a_renewal_moves_on_only_the_leases_still_held(database, make_integration, monkeypatch, tmp_path):
+    from nexusctl import clock
+
+    _, claimed = _queued(make_integration, 3)  # leased for 30 s
+    offset = tmp_path / "clock"
+    offset.write_text("60")  # the product's clock a minute on: every lease has run out
+    monkeypatch.setenv(clock.ENV, str(offset))
+    (taken,) = deliveries.claim(1, 30)  # another worker claims one of them
+    kept, until = deliveries.renew([(c.id, c.lease) for c in claimed], 30)
+    assert kept == {c.id for c in claimed} - {taken.id}  # one statement: the held ones move on, the taken one not
+    leases = {
+        i: (t, u)
+        for i, t, u in WebhookDelivery.select(
+            WebhookDelivery.id, WebhookDelivery.lease_token, WebhookDelivery.lease_until
+        ).tuples()
+    }
+    assert all(abs(leases[i][1].timestamp() - until) < 0.001 for i in kept)
+    assert leases[taken.id][0] == taken.lease  # the other worker's lease is untouched
+    lost = next(c for c in claimed if c.id == taken.id)
+    assert attempts.record_many([(lost, _result(200))], SCHEDULE) == ["lost"]
+    assert deliveries.renew([], 30)[0] == set()

@@ -114,6 +114,46 @@ def test_a_refusing_provider_degrades_then_breaks_and_a_refresh_recovers(stack, 
     assert _health(stack, integration, user)["refresh"]["lastOutcome"] == "succeeded"
 
 
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def unhurried(request, emulators, tmp_path_factory, pg_template, stack_launcher):
+    """A health job every second, but HEALTH_RECHECK at its default (15 min): nothing is checked again
+    unless something asks for it."""
+    env = {"HEALTH_CHECK_INTERVAL": "1"}
+    with stack_launcher(
+        request.param, tmp_path_factory.mktemp("health-unhurried"), emulators, pg_template, extra_env=env
+    ) as stack:
+        yield stack
+
+
+def _checked_at(stack, integration) -> str:
+    (value,) = stack.sql("SELECT health_checked_at FROM integrations WHERE id = %s", integration)[0]
+    return str(value)
+
+
+def test_a_successful_refresh_records_the_health_it_leaves_without_a_check(unhurried, fresh_emulators):
+    stack, emu = unhurried, unhurried.emulators["DISCORD"]
+    user, integration = connected(stack, "DISCORD")
+    wait_for(lambda: _stored(stack, integration) == "healthy", 20, "the first check of the new connection")
+    emu.fail_next("refresh", status=503)
+    assert stack.api("POST", f"/integrations/{integration}/refresh", user=user).status >= 500
+    wait_for(lambda: _stored(stack, integration) == "degraded", 20, "the check the failed refresh asks for")
+    checked = _checked_at(stack, integration)
+
+    refreshed = stack.api("POST", f"/integrations/{integration}/refresh", user=user)
+    assert refreshed.status == 200, refreshed.text
+    # Stored and announced with the refresh itself (its transaction), not by a later check.
+    assert _stored(stack, integration) == "healthy"
+    assert _changes(stack, integration) == [("integration.error", "degraded"), ("integration.recovered", "healthy")]
+    _more_checks(stack)
+    assert _checked_at(stack, integration) == checked  # the health job was not asked to look again
+    assert _changes(stack, integration)[-1] == ("integration.recovered", "healthy")  # announced once
+    (reasons,) = stack.sql("SELECT health_reasons FROM integrations WHERE id = %s", integration)[0]
+    assert (json.loads(reasons) if isinstance(reasons, str) else reasons) == []
+    record = _health(stack, integration, user)  # a live check agrees
+    assert record["status"] == "healthy" and record["refresh"]["lastOutcome"] == "succeeded"
+    assert len(_changes(stack, integration)) == 2
+
+
 def test_a_dead_grant_is_broken_at_once(stack, fresh_emulators):
     emu = stack.emulators["DISCORD"]
     user, integration = connected(stack, "DISCORD")

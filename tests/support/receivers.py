@@ -5,6 +5,9 @@
   how a test serves the daemon's own app to an outside client.
 - ``CountingReceiver``: ``POST /hook``, counts requests by ``webhook-id``
   (optionally answering after ``delay`` seconds).
+- ``HoldingReceiver``: ``POST /hook``, counts requests by ``webhook-id`` as
+  they arrive and holds every answer until ``release()`` (a receiver slower
+  than any lease, for as long as the test needs).
 - ``BehavingReceiver``: records (path, arrival time) per ``webhook-id`` and
   answers per path: ``/ok``, ``/flap`` (500 then 200, alternately, per id) or
   ``/slow`` (slower than WEBHOOK_TIMEOUT for the first attempts of each id).
@@ -82,6 +85,46 @@ class CountingReceiver(ThreadedApp):
     def total(self) -> int:
         with self.lock:
             return sum(self.by_id.values())
+
+
+class HoldingReceiver(ThreadedApp):
+    """``POST /hook``: counts each request by ``webhook-id`` when it arrives (``by_id``) and answers 200 only
+    once ``release()`` was called (at once after that)."""
+
+    def __init__(self) -> None:
+        self.by_id: collections.Counter = collections.Counter()
+        self.lock = threading.Lock()
+        super().__init__(self._make)
+
+    def _make(self) -> web.Application:
+        self.gate = asyncio.Event()  # made on the server's loop
+        return _app("POST", "/hook", self._handle)
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        await request.read()
+        with self.lock:
+            self.by_id[request.headers["webhook-id"]] += 1
+        await self.gate.wait()
+        return web.Response(text="ok")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def total(self) -> int:
+        with self.lock:
+            return sum(self.by_id.values())
+
+    def counts(self) -> dict:
+        with self.lock:
+            return dict(self.by_id)
+
+    def release(self) -> None:
+        self.loop.call_soon_threadsafe(self.gate.set)
+
+    def stop(self) -> None:
+        self.release()
+        super().stop()
 
 
 class BehavingReceiver(ThreadedApp):
