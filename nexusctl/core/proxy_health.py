@@ -1,4 +1,4 @@
-"""Proxied provider calls as integration health sees them (migration 0016).
+"""Proxied provider calls as integration health sees them (migration 0015).
 
 A proxied call the provider throttled (429, or its own throttling signal, or a
 wait the integration's rate budget still keeps) is ``RATE_LIMITED``; a 5xx or

@@ -69,7 +69,7 @@ class Integration(BaseModel):
     health_due_at = UTCDateTimeField(default=utcnow)
     refreshed_at = UTCDateTimeField(null=True)
     refresh_failed_at = UTCDateTimeField(null=True)
-    # The last proxied call the provider throttled or failed, until a later one is answered (migration 0016).
+    # The last proxied call the provider throttled or failed, until a later one is answered (migration 0015).
     proxy_failed_at = UTCDateTimeField(null=True)
     proxy_error_code = peewee.CharField(max_length=32, null=True)
     proxy_error = peewee.TextField(null=True)

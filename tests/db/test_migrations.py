@@ -99,7 +99,7 @@ def test_this_version_ships_these_migrations():
         "0012_organization_listing",
         "0013_live_view",
         "0014_trace_context",
-        "0016_proxy_health",
+        "0015_proxy_health",
     ]
 
 
@@ -353,7 +353,7 @@ def test_0011_channel_webhook_down_then_up_round_trips(database):
     runner = Runner(database, str(migrate.MIGRATIONS_DIR), table_name=migrate.HISTORY_TABLE)
     undone = _down_through(runner, "0011_channel_webhook")
     assert undone == [
-        "0016_proxy_health",
+        "0015_proxy_health",
         "0014_trace_context",
         "0013_live_view",
         "0012_organization_listing",
