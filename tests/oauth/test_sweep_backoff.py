@@ -187,13 +187,7 @@ def test_a_renewal_that_does_not_extend_counts_as_a_failure(stack, fresh_emulato
     """From cron, with a lead longer than Facebook's 60 days: the renewal cannot get the token out of it."""
     emu = stack.emulators["FACEBOOK"]
     _, integration = connected(stack, "FACEBOOK")
-    # Only this one: the operator deactivates the module's other integrations (the CLI, as they would).
-    listed = stack.cli("integrations", "list", "--active", "--limit", "1000", "--json")
-    assert listed.returncode == 0, listed.stderr
-    for row in json.loads(listed.stdout):
-        if row["id"] != integration:
-            done = stack.cli("integrations", "update", row["id"], "--inactive")
-            assert done.returncode == 0, done.stderr
+    stack.deactivate_others(integration)  # only this one (the operator, with the CLI)
     env = {**stack.env, "TOKEN_EXPIRY_WARNING": "61d"}
 
     def sweep():

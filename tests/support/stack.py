@@ -99,6 +99,18 @@ class Stack:
         self.extra.setdefault("daemons", []).append(process)
         return f"http://127.0.0.1:{port}", process
 
+    def deactivate_others(self, *keep: str) -> None:
+        """Deactivate every active integration but ``keep`` (the module's earlier tests' ones), as an operator
+        does with the CLI: a sweep or a count then sees only the test's own."""
+        import json
+
+        listed = self.cli("integrations", "list", "--active", "--limit", "1000", "--json")
+        assert listed.returncode == 0, listed.stderr
+        for row in json.loads(listed.stdout):
+            if row["id"] not in keep:
+                done = self.cli("integrations", "update", row["id"], "--inactive")
+                assert done.returncode == 0, done.stderr
+
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
