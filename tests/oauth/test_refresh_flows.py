@@ -6,12 +6,12 @@ the emulator knows was issued to this test's connection.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import threading
 import uuid
 
 import pytest
+from support import clock
 from test_connect_providers import tenant_of
 
 REFRESHABLE = [
@@ -59,14 +59,8 @@ def age_instagram_token(stack, integration_id: str) -> None:
 
 
 def expire_in(stack, seconds: float, integration_id: str) -> None:
-    """Time passes (the shared clock) until the integration's token expires in ``seconds``: the daemon's sweep
-    and the provider see the same hour, and the stored expiry stays what the provider's expires_in made it."""
-    (expires,) = stack.sql("SELECT expires_at FROM integrations WHERE id = %s", integration_id)[0]
-    if isinstance(expires, str):
-        expires = dt.datetime.fromisoformat(expires)
-    expires = expires if expires.tzinfo else expires.replace(tzinfo=dt.timezone.utc)
-    now = dt.datetime.fromtimestamp(stack.emulators.now(), dt.timezone.utc)
-    stack.emulators.advance_clock((expires - now).total_seconds() - seconds)
+    """Time passes (the shared clock) until the integration's token expires in ``seconds``: support.clock's."""
+    clock.expire_in(stack, seconds, integration_id)
 
 
 def _write(stack, query, *params):

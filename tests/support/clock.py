@@ -40,3 +40,11 @@ def moved(emulators, seconds: float):
         yield
     finally:
         emulators.advance_clock(-seconds)
+
+
+def expire_in(stack, seconds: float, integration_id: str) -> None:
+    """Time passes until the integration's token expires in ``seconds`` (negative: it lapsed that long ago):
+    the daemons' sweep and the provider see the same hour, and the stored expiry stays what the provider's
+    expires_in made it."""
+    (expires,) = stack.sql("SELECT expires_at FROM integrations WHERE id = %s", integration_id)[0]
+    stack.emulators.advance_clock((aware(expires) - now(stack.emulators)).total_seconds() - seconds)
