@@ -109,8 +109,10 @@ def test_each_token_is_refreshed_once(three, fresh_emulators):
         wait_for(refreshed, 60, "the three sweeps to refresh 30 tokens")
         assert emu.calls["refresh"] == before + 30, "a token was refreshed more than once"
 
-        # The same five integrations refreshed through the three APIs at once: one provider call each.
-        emu.delay("refresh", 1.0)
+        # The same five integrations refreshed through the three APIs at once: one provider call each. The five
+        # winners' calls are held until the ten others wait for them (their daemons' logs say so).
+        emu.delay("refresh", 0)
+        emu.hold("refresh")
         before = emu.calls["refresh"]
         results, barrier = [], threading.Barrier(15)
         user = three.api("GET", f"/integrations/{ids[0]}", user=uuid.uuid4(), roles=("admin",)).json()["data"]["userId"]
@@ -122,9 +124,15 @@ def test_each_token_is_refreshed_once(three, fresh_emulators):
         threads = [threading.Thread(target=hit, args=(i, b)) for i in ids[:5] for b in three.extra["bases"]]
         for t in threads:
             t.start()
+        wait_for(
+            lambda: three.waiting_refreshes(*ids[:5]) == 10 and emu.calls["refresh"] == before + 5,
+            50,  # within the winners' 60 s leases
+            "five provider calls in flight and ten refreshes waiting for them",
+        )
+    finally:
+        emu.release("refresh")
         for t in threads:
             t.join(60)
-    finally:
         emu.delay("refresh", 0)
     assert [r.status for r in results] == [200] * 15, [r.text for r in results if r.status != 200]
     assert emu.calls["refresh"] == before + 5
