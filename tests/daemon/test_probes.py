@@ -7,6 +7,7 @@ import socket
 import threading
 
 import pytest
+from support.ports import closed_port
 
 from nexusctl import config
 from nexusctl.daemon.app import create_app
@@ -76,10 +77,11 @@ async def test_ready_fails_while_migrations_are_pending(unmigrated_url, aiohttp_
 
 @pytest.mark.postgres
 async def test_ready_fails_cleanly_when_the_database_is_unreachable(monkeypatch, pg_template, aiohttp_client):
-    monkeypatch.setenv("DATABASE_URL", "postgresql://postgres@127.0.0.1:5999/nowhere?connect_timeout=1")
+    port = closed_port()
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://postgres@127.0.0.1:{port}/nowhere?connect_timeout=1")
     status, body = await _get(aiohttp_client)
     assert status == 503 and body["data"]["checks"]["database"] == "failing"
-    assert "5999" in body["error"]["message"]
+    assert str(port) in body["error"]["message"]
 
 
 async def test_ready_fails_when_redis_is_down(db_url, monkeypatch, aiohttp_client):
