@@ -82,7 +82,11 @@ def test_a_refusing_provider_is_backed_off_and_a_success_resets_it(stack, fresh_
     _two_more_sweeps(stack)
     assert emu.calls["refresh"] == before + 1  # the sweeps since left it alone
     shown = json.loads(stack.cli("integrations", "show", integration, "--json").stdout)
-    assert shown["refreshFailures"] == 1 and shown["refreshRetryAt"] and shown["isActive"] is True
+    assert shown["refreshFailures"] == 1 and shown["isActive"] is True
+    assert (
+        shown["refreshRetryAt"].endswith("Z")
+        and abs(clock.aware(shown["refreshRetryAt"]) - retry_at).total_seconds() < 1
+    )
 
     _retry_now(stack, integration)  # the token has lapsed by now: the sweep still renews it
     wait_for(lambda: _state(stack, integration)[0] == 2, 15, "the second failed refresh")
