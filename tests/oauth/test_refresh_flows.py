@@ -66,29 +66,6 @@ def expire_in(stack, seconds: float, integration_id: str) -> None:
     clock.expire_in(stack, seconds, integration_id)
 
 
-def _write(stack, query, *params):
-    if stack.database_url.startswith("sqlite"):
-        import sqlite3
-
-        with sqlite3.connect(stack.database_url.removeprefix("sqlite:///")) as conn:
-            conn.execute(query.replace("%s", "?"), [uuid.UUID(p).hex if _is_uuid(p) else p for p in params])
-        return
-    import psycopg2
-
-    conn = psycopg2.connect(stack.database_url)
-    with conn, conn.cursor() as cur:
-        cur.execute(query, params)
-    conn.close()
-
-
-def _is_uuid(value) -> bool:
-    try:
-        uuid.UUID(str(value))
-        return True
-    except ValueError:
-        return False
-
-
 @pytest.mark.parametrize("provider", REFRESHABLE)
 def test_every_refreshable_provider_refreshes(stack, fresh_emulators, provider):
     emu = stack.emulators[provider]
