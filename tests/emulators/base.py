@@ -4,7 +4,10 @@ A ``Provider`` subclass is one emulated provider: its routes (regexes over
 ``{real_host}{real_path}``), its handlers and its quirks. This base class
 holds what all of them share: credentials, issued codes/grants/tokens, the
 call counter and the fault controls a test drives (``fail_next``,
-``rate_limit_next``, ``delay``, ``deny_next_authorize``, ``revoke_grants``).
+``rate_limit_next``, ``delay``, ``hold``/``release``, ``deny_next_authorize``,
+``revoke_grants``). ``hold`` keeps calls of an endpoint in flight until the
+test releases them: for "while this call is under way" without a delay hoped
+long enough.
 
 Threading: handlers run on the emulator's event-loop thread, controls are
 called from the test's thread. Every read-modify-write of state happens under
