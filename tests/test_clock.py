@@ -59,3 +59,18 @@ def test_never_in_production(monkeypatch, tmp_path):
     with pytest.raises(ConfigError, match=f"{clock.ENV}: a test facility"):
         config.load(env)
     assert clock.ENV in config.variable_names()
+
+
+def test_analytics_reporting_windows_end_on_the_product_clock(monkeypatch, tmp_path):
+    """The providers' reporting windows (analytics) end "today" by the product's clock, as the emulators see it."""
+    import datetime as dt
+
+    from nexusctl.providers.sync import analytics
+
+    path = tmp_path / "offset"
+    _write(path, str(10 * 86400))
+    monkeypatch.setenv(clock.ENV, str(path))
+    monkeypatch.setenv("NODE_ENV", "test")
+    since, until = analytics._days_window()
+    assert until == (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=10)).date()
+    assert since == until - dt.timedelta(days=analytics.WINDOW_DAYS - 1)

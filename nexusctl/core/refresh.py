@@ -150,10 +150,14 @@ async def refresh(svc, integration_id, *, owner_id=None, seen: str | None = None
     row, tokens = await _load(svc, integration_id, owner_id=owner_id)
     check_refreshable(row, bool(tokens.refresh_token))
     seen = seen or row.access_token  # ciphertext: changes only when tokens are written
-    for _ in range(MAX_ROUNDS):
+    for round_ in range(MAX_ROUNDS):
         lease = uuid.uuid4()
         if await svc.run(_claim, row.id, lease):
             return await _refresh_holding(svc, row.id, lease, seen)
+        if round_ == 0:  # says why this refresh takes as long as another one's provider call
+            log.info(
+                "refresh of %s %s: another refresh is under way; waiting for its result", row.provider.value, row.id
+            )
         state = await _wait_for_lease(svc, row.id)
         if state is None:
             break

@@ -172,7 +172,7 @@ async def _event_bus(app: web.Application):
 
 
 async def _sync_runner(app: web.Application):
-    runner = SyncRunner(app[SERVICES])
+    runner = SyncRunner(app[SERVICES], app[METRICS])
     app[SYNCS] = runner
     starting = asyncio.create_task(_when_listening(app, runner.start))
     yield

@@ -29,12 +29,17 @@ SYNC_CONCURRENCY = 4
 
 
 class SyncRunner:
-    def __init__(self, services) -> None:
+    def __init__(self, services, metrics=None) -> None:
         self._svc = services
         self._interval = services.settings.sync_poll_seconds
         self._gate = asyncio.Semaphore(SYNC_CONCURRENCY)
         self._tasks: set[asyncio.Task] = set()
         self._loop_task: asyncio.Task | None = None
+        self.polls = 0  # passes finished (claims made, runs started): the runner is alive and polling
+        if metrics is not None:
+            metrics.counter_from(
+                "nexus_sync_polls_total", "Passes of the sync runner over the queue and schedules.", lambda: self.polls
+            )
 
     async def start(self) -> None:
         self._loop_task = asyncio.create_task(self._recover_forever(), name="sync-recovery")
@@ -77,6 +82,7 @@ class SyncRunner:
                 log.warning("sync recovery pass failed: %s", exc.message)
             except Exception:  # noqa: BLE001 - whatever it was, try again next round
                 log.warning("sync recovery pass failed", exc_info=True)
+            self.polls += 1
             await asyncio.sleep(self._interval)
 
 

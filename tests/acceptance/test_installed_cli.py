@@ -26,7 +26,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from support.ports import free_port
+from support.ports import closed_port, free_port
 
 NEXUSCTL = Path(sys.executable).parent / "nexusctl"
 DEADLINE_S = 15
@@ -246,7 +246,7 @@ def test_daemon_refuses_an_unmigrated_database_without_listening(unmigrated_url)
 
 
 def test_ready_is_503_when_redis_is_unreachable(daemons, db_url):
-    daemon = daemons(env_with(REDIS_URL="redis://127.0.0.1:6390/0"))
+    daemon = daemons(env_with(REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0"))
     assert daemon.poll("/health")[0] == 200  # alive, just not ready
     status, body = daemon.poll("/ready")
     assert status == 503
@@ -292,16 +292,17 @@ def test_python_dash_m_runs_the_same_cli():
 
 
 def test_daemon_refuses_an_unreachable_database(tmp_path):
+    port = closed_port()
     proc = run(
         "daemon",
         "--port",
         free_port(),
         timeout=DEADLINE_S + 15,
-        env=env_with(DATABASE_URL="postgresql://postgres@127.0.0.1:5999/none"),
+        env=env_with(DATABASE_URL=f"postgresql://postgres@127.0.0.1:{port}/none"),
     )
     assert proc.returncode == 4
     line = one_error_line(proc)
-    assert line.startswith("error: DATABASE_UNAVAILABLE: ") and "5999" in line
+    assert line.startswith("error: DATABASE_UNAVAILABLE: ") and str(port) in line
 
 
 def test_production_daemon_refuses_to_serve_without_a_jwt_secret(tmp_path, sqlite_url):

@@ -19,7 +19,7 @@ import sys
 import uuid
 
 import pytest
-from support.ports import free_port
+from support.ports import closed_port, free_port
 from typer.testing import CliRunner
 
 from nexusctl import __version__
@@ -173,12 +173,13 @@ def test_status_never_shows_the_database_password(run, postgres_url, monkeypatch
 
 
 def test_an_unreachable_database_is_exit_4_without_the_password(run, monkeypatch):
-    monkeypatch.setenv("DATABASE_URL", "postgresql://postgres:pw-Sekr1t@127.0.0.1:5999/none?connect_timeout=2")
+    port = closed_port()
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://postgres:pw-Sekr1t@127.0.0.1:{port}/none?connect_timeout=2")
     for args in (["db", "status"], ["db", "migrate"], ["integrations", "list"]):
         result = run(*args)
         assert result.exit_code == 4, result.stderr
         line = _error_line(result)
-        assert line.startswith("error: DATABASE_UNAVAILABLE: ") and "5999" in line
+        assert line.startswith("error: DATABASE_UNAVAILABLE: ") and str(port) in line
         assert "pw-Sekr1t" not in result.stdout + result.stderr
 
 

@@ -17,7 +17,7 @@ import threading
 
 import pytest
 from support import daemons
-from support.ports import free_port
+from support.ports import closed_port, free_port
 from typer.testing import CliRunner
 
 from nexusctl.cli.main import app
@@ -159,7 +159,7 @@ def test_an_unreachable_database_fails_without_its_password(kind, monkeypatch, t
     if kind == "sqlite":
         url = f"sqlite:///{tmp_path / 'nowhere' / 'nexusctl.db'}"
     else:
-        url = f"postgresql://postgres:pw-never-printed@127.0.0.1:{free_port()}/nexus"
+        url = f"postgresql://postgres:pw-never-printed@127.0.0.1:{closed_port()}/nexus"
     monkeypatch.setenv("DATABASE_URL", url)
     result, findings = doctor()
     assert failed(result, findings) == ["database"]
@@ -181,7 +181,7 @@ def test_the_database_password_is_never_printed(postgres_url, monkeypatch):
 
 
 def test_redis_on_a_closed_port_fails(db_url, monkeypatch):
-    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/9")
+    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{closed_port()}/9")
     result, findings = doctor()
     assert failed(result, findings) == ["redis"]
     redis = only(findings, "redis")

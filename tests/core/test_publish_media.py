@@ -134,6 +134,13 @@ def test_an_instagram_reel_in_error_publishes_nothing(env, make_integration):
     assert ig.calls["media_publish"] == 0 and ig.records_of("media") == []
 
 
+def _assert_deferred(log, seconds: float, before) -> None:
+    """``log`` waits ``seconds`` from when the run deferred it: a moment between ``before`` (taken just before the
+    run) and now, whatever the machine's speed (no absolute window around "now")."""
+    delay = dt.timedelta(seconds=seconds)
+    assert log.run_after is not None and before + delay <= log.run_after <= utcnow() + delay, (log.run_after, before)
+
+
 def _run_again(env, log_id, settings=None):
     """The daemon's next look at a deferred publish log (its run_after is the runner's business)."""
 
@@ -148,17 +155,19 @@ def _run_again(env, log_id, settings=None):
 def test_a_reel_still_processing_is_deferred_then_published_once(env, make_integration):
     ig, user, row, _ = _instagram(env, make_integration)
     ig.reels_processing_polls = 50  # longer than the first run looks
+    before = utcnow()
     log = _publish(env, user, {**CONTENT, "media": [VIDEO]})[row.id]
     assert log.status == SyncStatus.PENDING and log.error is None, log.error  # deferred, not failed
     (container,) = ig.containers
     pending = log.metadata["pending"]
     assert pending["containerId"] == container and pending["checks"] == 1 and "still IN_PROGRESS" in pending["reason"]
-    assert log.run_after is not None and 4 <= (log.run_after - utcnow()).total_seconds() <= 5.5
+    _assert_deferred(log, 5, before)
     assert ig.calls["container_status"] == len(publish.IG_POLL_DELAYS) and ig.calls["media_publish"] == 0
 
+    before = utcnow()
     log = _run_again(env, log.id)  # still processing: one status read, deferred a little longer
     assert log.status == SyncStatus.PENDING and log.metadata["pending"]["checks"] == 2
-    assert 9 <= (log.run_after - utcnow()).total_seconds() <= 10.5
+    _assert_deferred(log, 10, before)
     assert log.metadata["pending"]["since"] == pending["since"]  # the deadline counts from the first look
     assert ig.calls["container_status"] == len(publish.IG_POLL_DELAYS) + 1
 
@@ -470,9 +479,11 @@ def test_a_publish_meeting_another_publish_of_its_integration_waits_its_turn(env
 
     ig, user, row, _ = _instagram(env, make_integration)
     assert leases.acquire(f"sync:{row.id}:publish", "another-run", 60)  # a post to this integration is being made
+    before = utcnow()
     log = _publish(env, user)[row.id]
     assert log.status == SyncStatus.PENDING and log.error is None, log.error  # not FAILED: it goes next
-    assert 4 <= (log.run_after - utcnow()).total_seconds() <= 5.5 and sum(ig.calls.values()) == 0
+    _assert_deferred(log, 5, before)
+    assert sum(ig.calls.values()) == 0
     leases.release(f"sync:{row.id}:publish", "another-run")
     log = _run_again(env, log.id)
     assert log.status == SyncStatus.COMPLETED, log.error

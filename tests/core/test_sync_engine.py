@@ -169,15 +169,20 @@ def test_two_runs_of_one_action_never_overlap(env, make_integration):
         sync_runs.plan(integration.id, "fetch_channels")
     # Two logs anyway (two processes racing past the check): the run lease lets one through.
     other = IntegrationSyncLog.create(integration=integration.id, action="fetch_channels", status=SyncStatus.PENDING)
-    slack.delay("conversations.list", 0.5)
+    slack.hold("conversations.list")  # the first run's first page is held at Slack: it holds the run lease
     settings, keyring, _ = env
 
     async def both():
         async with aiohttp.ClientSession(trust_env=False) as session:
             svc = Runtime(settings, keyring, session, direct, None)
             first = asyncio.create_task(sync_runs.run(svc, pending.id))
-            await asyncio.sleep(0.2)
-            return await asyncio.gather(first, sync_runs.run(svc, other.id))
+            while not slack.calls["conversations.list"]:  # the first run is at Slack (it took the lease before)
+                await asyncio.sleep(0.01)
+            try:
+                second = await sync_runs.run(svc, other.id)  # meanwhile: refused by the lease, not run
+            finally:
+                slack.release("conversations.list")
+            return [await first, second]
 
     results = sorted(r.status.value for r in asyncio.run(both()))
     assert results == ["COMPLETED", "FAILED"]

@@ -321,11 +321,12 @@ async def test_someone_elses_webhook_does_not_exist_for_you(env):
 async def two_receivers(db_url, aiohttp_client, aiohttp_server, monkeypatch, make_integration, request):
     """A slow receiver and a fast one, with few sending slots (6 in all, 2 per endpoint)."""
     seen = {"slow": [], "fast": []}
+    answer_slow = asyncio.Event()  # the slow receiver answers once the test says so (set at the end in any case)
 
     async def slow(request):
         await request.read()
         seen["slow"].append(time.monotonic())
-        await asyncio.sleep(1.0)
+        await answer_slow.wait()
         return web.Response(text="ok")
 
     async def fast(request):
@@ -348,34 +349,35 @@ async def two_receivers(db_url, aiohttp_client, aiohttp_server, monkeypatch, mak
     monkeypatch.setenv("WEBHOOK_TIMEOUT", str(getattr(request, "param", 3)))
     monkeypatch.setenv("WEBHOOK_RETRY_SCHEDULE", "60")
     api = await aiohttp_client(create_app(config.load()))
-    return api, f"http://127.0.0.1:{server.port}", make_integration(user_id=OWNER), seen
+    try:
+        yield api, f"http://127.0.0.1:{server.port}", make_integration(user_id=OWNER), seen, answer_slow
+    finally:
+        answer_slow.set()
 
 
+@pytest.mark.parametrize("two_receivers", [30], indirect=True)  # the slow requests outlast the test's wait
 async def test_one_slow_receiver_does_not_starve_the_others(two_receivers):
-    api, base, integration, seen = two_receivers
+    api, base, integration, seen, answer_slow = two_receivers
     slow = await _create(api, integration, f"{base}/slow", ["slow.*"])
     fast = await _create(api, integration, f"{base}/fast", ["fast.*"])
     for _ in range(8):  # the slow ones first: without a per-endpoint cap they would take every slot
         await _emit(api, integration, "slow.event")
-    started = time.monotonic()
     for _ in range(8):
         await _emit(api, integration, "fast.event")
-    await _settled(WebhookDelivery.webhook == uuid.UUID(fast["id"]), timeout=10)
-    slow_done = (
-        WebhookDelivery.select()
-        .where(
-            (WebhookDelivery.webhook == uuid.UUID(slow["id"])) & (WebhookDelivery.status == DeliveryStatus.DELIVERED)
-        )
-        .count()
-    )
-    assert len(seen["fast"]) == 8 and slow_done < 8
-    # Every fast delivery arrived before the first slow answer (1 s): the slow endpoint held only its 2 slots.
-    assert max(seen["fast"]) - started < 0.9, max(seen["fast"]) - started
+    # The slow receiver has not answered yet (it answers when told): every fast delivery still got through, so
+    # the slow endpoint held only its 2 slots, however long anything took on this machine.
+    await _settled(WebhookDelivery.webhook == uuid.UUID(fast["id"]), timeout=20)
+    slow_rows = WebhookDelivery.select().where(WebhookDelivery.webhook == uuid.UUID(slow["id"]))
+    assert len(seen["fast"]) == 8 and len(seen["slow"]) == 2, seen
+    assert not [r for r in slow_rows if r.status == DeliveryStatus.DELIVERED]
+    answer_slow.set()
+    await _settled(WebhookDelivery.webhook == uuid.UUID(slow["id"]), timeout=20)
+    assert len(seen["slow"]) == 8
 
 
 @pytest.mark.parametrize("two_receivers", [0.5], indirect=True)
 async def test_a_receiver_that_never_answers_times_out(two_receivers):
-    api, base, integration, _ = two_receivers
+    api, base, integration, _, _ = two_receivers
     hook = await _create(api, integration, f"{base}/hang", ["*"])
     await _emit(api, integration, "media.created")
     deadline = time.monotonic() + 10
@@ -387,7 +389,7 @@ async def test_a_receiver_that_never_answers_times_out(two_receivers):
     assert row.status == DeliveryStatus.RETRYING and row.error == "timed out after 0.5 s"
     log = await (await api.get(f"/integrations/webhooks/{hook['id']}/deliveries", headers=auth())).json()
     attempt = log["data"][0]["attemptLog"][0]
-    assert attempt["statusCode"] is None and 450 <= attempt["durationMs"] < 2000
+    assert attempt["statusCode"] is None and 450 <= attempt["durationMs"] < 10_000  # cut off, not the 10 s answer
 
 
 async def test_concurrent_emits_share_commits_and_each_answer_is_durable(env):

@@ -4,7 +4,10 @@ A ``Provider`` subclass is one emulated provider: its routes (regexes over
 ``{real_host}{real_path}``), its handlers and its quirks. This base class
 holds what all of them share: credentials, issued codes/grants/tokens, the
 call counter and the fault controls a test drives (``fail_next``,
-``rate_limit_next``, ``delay``, ``deny_next_authorize``, ``revoke_grants``).
+``rate_limit_next``, ``delay``, ``hold``/``release``, ``deny_next_authorize``,
+``revoke_grants``). ``hold`` keeps calls of an endpoint in flight until the
+test releases them: for "while this call is under way" without a delay hoped
+long enough.
 
 Threading: handlers run on the emulator's event-loop thread, controls are
 called from the test's thread. Every read-modify-write of state happens under
@@ -159,6 +162,9 @@ class Provider:
             self._delay: dict[str, float] = {}
             self._deny: collections.deque = collections.deque()
             self._lose: dict[str, collections.deque] = collections.defaultdict(collections.deque)
+            for held in getattr(self, "_held", {}).values():
+                held.set()  # a held call goes on: nothing stays stuck past a reset
+            self._held: dict[str, threading.Event] = {}
 
     def now(self) -> float:
         return self.emu.now()
@@ -274,6 +280,18 @@ class Provider:
             else:
                 self._delay.pop(endpoint, None)
 
+    def hold(self, endpoint: str) -> None:
+        """Calls of ``endpoint`` (counted as they arrive) wait until ``release``: a provider call in flight for
+        as long as the test needs, instead of a delay it hopes is long enough."""
+        with self.lock:
+            self._held.setdefault(endpoint, threading.Event())
+
+    def release(self, endpoint: str) -> None:
+        with self.lock:
+            held = self._held.pop(endpoint, None)
+        if held is not None:
+            held.set()
+
     # --- used by handlers -----------------------------------------------------
 
     async def gate(self, endpoint: str) -> web.StreamResponse | None:
@@ -281,6 +299,9 @@ class Provider:
         with self.lock:
             self.calls[endpoint] += 1
             wait = self._delay.get(endpoint, 0.0)
+            held = self._held.get(endpoint)
+        while held is not None and not held.is_set():
+            await asyncio.sleep(0.01)  # held until the test releases it (or resets the emulators)
         if wait:
             await asyncio.sleep(wait)
         with self.lock:

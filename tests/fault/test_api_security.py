@@ -13,8 +13,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
 import json
 import re
 import socket
@@ -37,7 +35,9 @@ from apikit import (
     seed_world,
     wait_for,
 )
+from support import clock
 
+from nexusctl.core.oauth_states import STATE_TTL
 from nexusctl.daemon.openapi import document
 from nexusctl.daemon.routes import ROUTES
 
@@ -452,40 +452,14 @@ def test_a_replayed_state_is_refused(api):  # noqa: F811
     assert len(_connected(api, user)) == 1
 
 
-def _expire(daemon, state: str) -> None:
-    digest = hashlib.sha256(state.encode()).hexdigest()
-    if "REDIS_URL" in daemon.stack.env:  # the record keeps its TTL; its own expiry says it is over
-        import redis
-
-        from nexusctl.config import decode_key
-        from nexusctl.core.oauth_states import RedisStates
-        from nexusctl.crypto import Keyring
-
-        # The record is sealed: only a holder of ENCRYPTION_KEY (this test) can change its expiry.
-        keyring = Keyring(decode_key(daemon.stack.env["ENCRYPTION_KEY"], "ENCRYPTION_KEY"))
-        place = RedisStates.place(digest)
-        client = redis.Redis.from_url(daemon.stack.env["REDIS_URL"])
-        key = "nexusctl:oauth-state:" + digest
-        record = json.loads(keyring.decrypt(client.get(key).decode(), place))
-        record["expiresAt"] = dt.datetime.fromisoformat(record["expiresAt"]).replace(year=2000).isoformat()
-        assert client.set(key, keyring.encrypt(json.dumps(record), place), keepttl=True, xx=True)
-        client.close()
-    else:
-        import sqlite3
-
-        with sqlite3.connect(daemon.stack.database_url.removeprefix("sqlite:///")) as conn:
-            changed = conn.execute(
-                "UPDATE oauth_states SET expires_at = '2000-01-01 00:00:00.000000' WHERE state = ?", (digest,)
-            ).rowcount
-        assert changed == 1
-
-
 def test_an_expired_state_is_refused(api):  # noqa: F811
     user = uuid.uuid4()
     data = _start(api, "DISCORD", user)
     callback = _consent(data)
-    _expire(api, data["state"])
-    _refused(api, call("GET", callback), "expired")
+    # The user comes back after the state's ten minutes: time passes on the clock the daemon shares with the
+    # emulators (in Redis the record outlives its TTL's wall-clock seconds; its own expiry says it is over).
+    with clock.moved(api.stack.emulators, STATE_TTL.total_seconds() + 60):
+        _refused(api, call("GET", callback), "expired")
     assert _connected(api, user) == []
 
 
@@ -734,9 +708,9 @@ def test_a_deadlock_victim_is_run_again(pg_database, postgres_url):
     Which side PostgreSQL aborts depends on whose deadlock check runs first (each backend checks
     deadlock_timeout after it began to wait). The adversary's session waits 10 s before checking, so we
     are the victim unless the machine stalls for seconds; either way each transaction's effect lands at
-    most once, ours exactly once, and when we were the victim we ran again."""
+    most once, ours exactly once, and when we were the victim we ran again. The adversary takes its second
+    lock only once PostgreSQL shows our session waiting for a lock (pg_stat_activity), not after a sleep."""
     import threading
-    import time
 
     import psycopg2
     from psycopg2 import errors as pg_errors
@@ -745,9 +719,16 @@ def test_a_deadlock_victim_is_run_again(pg_database, postgres_url):
 
     pg_database.execute_sql("CREATE TABLE fault_locks (id int PRIMARY KEY, n int)")
     pg_database.execute_sql("INSERT INTO fault_locks VALUES (1, 0), (2, 0)")
-    other = psycopg2.connect(postgres_url)
-    holds_one, we_wait = threading.Event(), threading.Event()
+    other, watcher = psycopg2.connect(postgres_url), psycopg2.connect(postgres_url)
+    watcher.autocommit = True
+    holds_one, holds_two = threading.Event(), threading.Event()
+    ours: list[int] = []  # our session's backend pid
     adversary_lost = []
+
+    def waiting_for_a_lock() -> bool:
+        with watcher.cursor() as cur:
+            cur.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", ours)
+            return cur.fetchone() == ("Lock",)
 
     def adversary():  # locks 1, then 2: the opposite order, and it starts waiting after us
         try:
@@ -755,8 +736,8 @@ def test_a_deadlock_victim_is_run_again(pg_database, postgres_url):
                 cur.execute("SET LOCAL deadlock_timeout = '10s'")  # we check first: we are the victim
                 cur.execute("UPDATE fault_locks SET n = n + 1 WHERE id = 1")
                 holds_one.set()
-                we_wait.wait(10)
-                time.sleep(0.3)
+                holds_two.wait(10)
+                wait_for(waiting_for_a_lock, 10, "our session to wait for row 1")
                 cur.execute("UPDATE fault_locks SET n = n + 1 WHERE id = 2")
         except pg_errors.DeadlockDetected:
             adversary_lost.append(True)  # PostgreSQL picked the adversary after all: rolled back
@@ -768,8 +749,9 @@ def test_a_deadlock_victim_is_run_again(pg_database, postgres_url):
         with pg_database.atomic():
             pg_database.execute_sql("UPDATE fault_locks SET n = n + 10 WHERE id = 2")
             if len(tries) == 1:
+                ours.append(pg_database.execute_sql("SELECT pg_backend_pid()").fetchone()[0])
                 holds_one.wait(10)
-                we_wait.set()
+                holds_two.set()
             pg_database.execute_sql("UPDATE fault_locks SET n = n + 10 WHERE id = 1")
 
     thread = threading.Thread(target=adversary)
@@ -777,6 +759,7 @@ def test_a_deadlock_victim_is_run_again(pg_database, postgres_url):
     retry_deadlocks(transaction)
     thread.join(15)
     other.close()
+    watcher.close()
     rows = pg_database.execute_sql("SELECT n FROM fault_locks ORDER BY id").fetchall()
     if adversary_lost:  # we won the deadlock: ran once, the adversary's effect is gone
         assert len(tries) == 1 and rows == [(10,), (10,)]

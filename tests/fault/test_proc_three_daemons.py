@@ -7,18 +7,19 @@
   sweeps (every second), and the same integrations refreshed through all
   three APIs at once: the emulator counts one refresh call per refresh.
 - Scheduled syncs: eight integrations whose ``syncSchedule`` fell due at
-  once, raced for by three sync runners (polling every second): one sync
-  log each, one list call each at the emulator.
+  once (the hour passes on the shared clock), raced for by three sync
+  runners (polling every second): one sync log each, one list call each at
+  the emulator, and none more after two further passes of every runner.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import threading
-import time
 import uuid
 
 import pytest
+from support import clock
 from support.receivers import CountingReceiver
 from support.waiting import wait_for
 
@@ -93,21 +94,25 @@ def test_each_delivery_is_sent_once(three, fresh_emulators, tmp_path):
 def test_each_token_is_refreshed_once(three, fresh_emulators):
     emu = three.emulators["DISCORD"]
     ids = _connect_discord(three, 30)
+    three.deactivate_others(*ids)  # the test before's token is not this count's (the operator, with the CLI)
     emu.delay("refresh", 0.05)  # each provider call takes a moment, so the sweeps overlap
     before = emu.calls["refresh"]
-    soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=60)  # inside the 10-minute window
     try:
-        _write(three, "UPDATE integrations SET expires_at = %s WHERE id = ANY(%s::uuid[])", soon, ids)
+        # Time passes (the shared clock) until the first expires in a minute; the others, connected a little
+        # later, follow within the 10-minute window.
+        clock.expire_in(three, 60, ids[0])
 
         def refreshed():
             rows = three.sql("SELECT expires_at FROM integrations WHERE id = ANY(%s::uuid[])", ids)
-            return all(e > soon + dt.timedelta(hours=1) for (e,) in rows)
+            return all(e > clock.now(three.emulators) + dt.timedelta(days=1) for (e,) in rows)  # new 7-day tokens
 
         wait_for(refreshed, 60, "the three sweeps to refresh 30 tokens")
         assert emu.calls["refresh"] == before + 30, "a token was refreshed more than once"
 
-        # The same five integrations refreshed through the three APIs at once: one provider call each.
-        emu.delay("refresh", 1.0)
+        # The same five integrations refreshed through the three APIs at once: one provider call each. The five
+        # winners' calls are held until the ten others wait for them (their daemons' logs say so).
+        emu.delay("refresh", 0)
+        emu.hold("refresh")
         before = emu.calls["refresh"]
         results, barrier = [], threading.Barrier(15)
         user = three.api("GET", f"/integrations/{ids[0]}", user=uuid.uuid4(), roles=("admin",)).json()["data"]["userId"]
@@ -119,9 +124,15 @@ def test_each_token_is_refreshed_once(three, fresh_emulators):
         threads = [threading.Thread(target=hit, args=(i, b)) for i in ids[:5] for b in three.extra["bases"]]
         for t in threads:
             t.start()
+        wait_for(
+            lambda: three.waiting_refreshes(*ids[:5]) == 10 and emu.calls["refresh"] == before + 5,
+            50,  # within the winners' 60 s leases
+            "five provider calls in flight and ten refreshes waiting for them",
+        )
+    finally:
+        emu.release("refresh")
         for t in threads:
             t.join(60)
-    finally:
         emu.delay("refresh", 0)
     assert [r.status for r in results] == [200] * 15, [r.text for r in results if r.status != 200]
     assert emu.calls["refresh"] == before + 5
@@ -140,12 +151,8 @@ def test_each_scheduled_sync_runs_once(three, fresh_emulators):
         )
         assert patched.status == 200, patched.text
     before = emu.calls["guilds"]
-    _write(
-        three,
-        "UPDATE integrations SET next_sync_at = %s WHERE id = ANY(%s::uuid[])",
-        dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc),
-        ids,
-    )  # all due at once, for all three runners
+    latest = max(n for (n,) in three.sql("SELECT next_sync_at FROM integrations WHERE id = ANY(%s::uuid[])", ids))
+    clock.pass_until(three.emulators, latest)  # the hour passes: all eight due at once, for all three runners
 
     def completed() -> int:
         return _count(
@@ -156,10 +163,15 @@ def test_each_scheduled_sync_runs_once(three, fresh_emulators):
         )
 
     wait_for(lambda: completed() == 8, 60, "the eight scheduled syncs to complete")
-    # "Once" is also "not again": give every runner three more passes (SYNC_POLL_INTERVAL=1), in which a
-    # second claim of the same slot would start another run. Nothing positive marks a pass that found
-    # nothing due, so this is a bounded observation window, not a wait for something to happen.
-    time.sleep(3)
+    # "Once" is also "not again": every runner makes two more passes (its count on its /metrics; the second
+    # began after the eighth run completed), in which a second claim of the same slot would start another run.
+    bases = three.extra["bases"]
+    polls = [_polls(three, base) for base in bases]
+    wait_for(
+        lambda: all(_polls(three, base) >= n + 2 for base, n in zip(bases, polls)),
+        30,
+        "two more passes of every daemon's sync runner",
+    )
     rows = three.sql(
         "SELECT integration_id, status, metadata FROM integration_sync_logs WHERE integration_id = ANY(%s::uuid[])", ids
     )
@@ -167,15 +179,11 @@ def test_each_scheduled_sync_runs_once(three, fresh_emulators):
     assert all(status == "COMPLETED" and meta["trigger"] == "schedule" for _, status, meta in rows), rows
     assert emu.calls["guilds"] == before + 8  # one list call each (five guilds fit one page)
     upcoming = three.sql("SELECT next_sync_at FROM integrations WHERE id = ANY(%s::uuid[])", ids)
-    assert all(n > dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=50) for (n,) in upcoming)
+    assert all(n > clock.now(three.emulators) + dt.timedelta(minutes=50) for (n,) in upcoming)
 
 
-def _write(stack, query: str, *params) -> None:
-    import psycopg2
-
-    conn = psycopg2.connect(stack.database_url)
-    try:
-        with conn, conn.cursor() as cur:
-            cur.execute(query, params)
-    finally:
-        conn.close()
+def _polls(stack, base: str) -> float:
+    """How many passes that daemon's sync runner has finished (nexus_sync_polls_total on its /metrics)."""
+    text = stack.api("GET", "/metrics", base=base).text
+    (line,) = [line for line in text.splitlines() if line.startswith("nexus_sync_polls_total ")]
+    return float(line.split()[1])

@@ -310,7 +310,7 @@ def test_a_consumer_killed_mid_event_leaves_it_to_another(bus, fresh_emulators):
     user = uuid.uuid4()
     doomed = [_connected(bus, "DISCORD", user), _connected(bus, "SLACK", user)]
     emulator = bus.emulators["DISCORD"]
-    emulator.delay("revoke", 30)  # the first daemon hangs in the revoke call, mid-event
+    emulator.hold("revoke")  # the first daemon hangs in the revoke call, mid-event, until it is killed
     try:
         before = emulator.calls["revoke"]
         _, entry = _xadd(bus, "user.deleted", {"userId": str(user)})
@@ -319,7 +319,7 @@ def test_a_consumer_killed_mid_event_leaves_it_to_another(bus, fresh_emulators):
         assert pending and pending[0]["consumer"].endswith(f":{bus.process.pid}")
         os.kill(bus.process.pid, signal.SIGKILL)
         bus.process.wait(10)
-        emulator.delay("revoke", 0)
+        emulator.release("revoke")
         # Whatever was finished before the kill stays finished (the Slack one, if it came first); the
         # Discord integration, whose revoke hung, is still there.
         assert _count(bus, "SELECT COUNT(*) FROM integrations WHERE id = %s", doomed[0]) == 1
@@ -327,7 +327,7 @@ def test_a_consumer_killed_mid_event_leaves_it_to_another(bus, fresh_emulators):
         base, other = bus.another_daemon()
         wait_for(lambda: _consumed_up_to(bus, entry), 30, "another daemon to claim and finish the event")
     finally:
-        emulator.delay("revoke", 0)
+        emulator.release("revoke")
     assert _count(bus, "SELECT COUNT(*) FROM integrations WHERE user_id = %s", user) == 0
     for integration in doomed:
         assert (

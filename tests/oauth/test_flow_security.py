@@ -7,7 +7,10 @@ import uuid
 
 import pytest
 from emulators.testkit import call
+from support import clock
 from test_connect_providers import dump
+
+from nexusctl.core.oauth_states import STATE_TTL
 
 FRONTEND = "http://app.nexus.test"  # the stack's FRONTEND_URL (tests/support/stack.py)
 
@@ -75,16 +78,10 @@ def test_states_live_in_redis_when_configured_else_in_the_table(stack, fresh_emu
 def test_an_expired_state_fails(stack, fresh_emulators):
     _, data = started(stack)
     callback = at_provider(data["authorizationUrl"])
-    if "REDIS_URL" in stack.env:
-        import redis
-
-        redis.Redis.from_url(stack.env["REDIS_URL"]).flushdb()  # the TTL ran out
-    else:
-        import sqlite3
-
-        with sqlite3.connect(stack.database_url.removeprefix("sqlite:///")) as conn:
-            conn.execute("UPDATE oauth_states SET expires_at = '2000-01-01 00:00:00.000000'")
-    _refused_to_frontend(call("GET", callback), "SLACK")
+    # The user comes back after the state's ten minutes (the shared clock: the daemon's "now" moves on; in Redis
+    # the record outlives its TTL's wall-clock seconds, and its own expiry says it is over).
+    with clock.moved(stack.emulators, STATE_TTL.total_seconds() + 60):
+        _refused_to_frontend(call("GET", callback), "SLACK")
 
 
 def test_a_state_from_another_provider_or_unknown_fails(stack, fresh_emulators):

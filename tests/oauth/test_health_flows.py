@@ -18,8 +18,7 @@ import pytest
 from emulators.testkit import CallbackSink
 from jsonschema import Draft202012Validator
 from support.waiting import wait_for
-from test_refresh_flows import connected
-from test_refresh_sweep import _expire_in
+from test_refresh_flows import connected, expire_in
 
 from nexusctl.daemon import models_schema
 
@@ -85,14 +84,14 @@ def test_a_refusing_provider_degrades_then_breaks_and_a_refresh_recovers(stack, 
     assert _health(stack, integration, user)["status"] == "healthy"
 
     emu.fail_next("refresh", status=503)
-    _expire_in(stack, 120, integration)  # inside the sweep's window: the daemon tries, the provider refuses
+    expire_in(stack, 120, integration)  # time passes into the sweep's window: the daemon tries, the provider refuses
     wait_for(lambda: _stored(stack, integration) == "degraded", 20, "degraded after the failed refresh")
     record = _health(stack, integration, user)
     assert [r["code"] for r in record["reasons"]] == ["REFRESH_FAILING"]
     assert "503" in record["reasons"][0]["message"] and record["refresh"]["lastOutcome"] == "failed"
     assert record["refresh"]["consecutiveFailures"] == 1 and record["token"]["renewable"] is True
 
-    _expire_in(stack, -60, integration)  # the token lapses while the sweep backs off
+    expire_in(stack, -60, integration)  # time passes: the token lapses while the sweep backs off (5 minutes)
     wait_for(lambda: _stored(stack, integration) == "broken", 20, "broken once the token has expired")
     codes = [r["code"] for r in _health(stack, integration, user)["reasons"]]
     assert codes == ["TOKEN_EXPIRED"]

@@ -6,12 +6,15 @@ the emulator knows was issued to this test's connection.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
+import subprocess
 import threading
 import uuid
 
 import pytest
+from support import clock
+from support.stack import NEXUSCTL, REFRESH_WAITS
+from support.waiting import wait_for
 from test_connect_providers import tenant_of
 
 REFRESHABLE = [
@@ -59,37 +62,8 @@ def age_instagram_token(stack, integration_id: str) -> None:
 
 
 def expire_in(stack, seconds: float, integration_id: str) -> None:
-    """Time passes (the shared clock) until the integration's token expires in ``seconds``: the daemon's sweep
-    and the provider see the same hour, and the stored expiry stays what the provider's expires_in made it."""
-    (expires,) = stack.sql("SELECT expires_at FROM integrations WHERE id = %s", integration_id)[0]
-    if isinstance(expires, str):
-        expires = dt.datetime.fromisoformat(expires)
-    expires = expires if expires.tzinfo else expires.replace(tzinfo=dt.timezone.utc)
-    now = dt.datetime.fromtimestamp(stack.emulators.now(), dt.timezone.utc)
-    stack.emulators.advance_clock((expires - now).total_seconds() - seconds)
-
-
-def _write(stack, query, *params):
-    if stack.database_url.startswith("sqlite"):
-        import sqlite3
-
-        with sqlite3.connect(stack.database_url.removeprefix("sqlite:///")) as conn:
-            conn.execute(query.replace("%s", "?"), [uuid.UUID(p).hex if _is_uuid(p) else p for p in params])
-        return
-    import psycopg2
-
-    conn = psycopg2.connect(stack.database_url)
-    with conn, conn.cursor() as cur:
-        cur.execute(query, params)
-    conn.close()
-
-
-def _is_uuid(value) -> bool:
-    try:
-        uuid.UUID(str(value))
-        return True
-    except ValueError:
-        return False
+    """Time passes (the shared clock) until the integration's token expires in ``seconds``: support.clock's."""
+    clock.expire_in(stack, seconds, integration_id)
 
 
 @pytest.mark.parametrize("provider", REFRESHABLE)
@@ -129,36 +103,59 @@ def test_tokens_that_never_expire_say_so(stack, fresh_emulators, provider):
 def test_twenty_concurrent_refreshes_make_one_provider_call(stack, fresh_emulators):
     emu = stack.emulators["DISCORD"]
     user, integration = connected(stack, "DISCORD")
-    # The winner's provider call is slow (8 s), so every other request, CLI processes included
-    # (about 1 s to start, several on a loaded machine), arrives while it is in flight.
-    emu.delay("refresh", 8.0)
+    # The winner's provider call is held until every other request (two CLI processes among them, however long
+    # they take to start) has read the tokens and waits for it, as each says in its log: concurrent for sure,
+    # on any machine, rather than a delay hoped long enough.
+    emu.hold("refresh")
     before = emu.calls["refresh"]
     results: list = []
-    barrier = threading.Barrier(22)
+    barrier = threading.Barrier(20)
 
     def api_refresh():
         barrier.wait()
         results.append(stack.api("POST", f"/integrations/{integration}/refresh", user=user))
 
-    def cli_refresh():
-        barrier.wait()
-        results.append(stack.cli("integrations", "refresh", integration, "--json"))
+    clis = [
+        subprocess.Popen(
+            [str(NEXUSCTL), "-v", "integrations", "refresh", integration, "--json"],
+            env=stack.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    said: list[str] = []  # the CLIs' stderr lines, as they come
+
+    def read(process):
+        for line in process.stderr:
+            said.append(line)
 
     threads = [threading.Thread(target=api_refresh) for _ in range(20)]
-    threads += [threading.Thread(target=cli_refresh) for _ in range(2)]
+    threads += [threading.Thread(target=read, args=(p,)) for p in clis]
     try:
         for t in threads:
             t.start()
+        wait_for(
+            lambda: (
+                stack.waiting_refreshes(integration) + sum(REFRESH_WAITS in line for line in said) == 21
+                and emu.calls["refresh"] == before + 1
+            ),
+            50,  # within the winner's 60 s lease
+            "one provider call in flight and 21 refreshes waiting for it",
+        )
+    finally:
+        emu.release("refresh")
         for t in threads:
             t.join(90)
-    finally:
-        emu.delay("refresh", 0)
+        for p in clis:
+            p.wait(30)
     assert emu.calls["refresh"] == before + 1
-    api = [r for r in results if hasattr(r, "status")]
-    cli = [r for r in results if hasattr(r, "returncode")]
+    api = results
     assert len(api) == 20 and all(r.status == 200 for r in api), [r.text for r in api if r.status != 200]
-    assert len(cli) == 2 and all(r.returncode == 0 for r in cli), [r.stderr for r in cli]
-    expiries = {r.json()["data"]["expiresAt"] for r in api} | {json.loads(r.stdout)["expiresAt"] for r in cli}
+    assert all(p.returncode == 0 for p in clis), said
+    outputs = [json.loads(p.stdout.read()) for p in clis]
+    expiries = {r.json()["data"]["expiresAt"] for r in api} | {o["expiresAt"] for o in outputs}
     assert len(expiries) == 1  # everyone got the one new token's expiry
     assert len(alive_refresh_tokens(emu)) == 1
 
@@ -167,7 +164,7 @@ def test_two_daemons_sharing_the_database_make_one_provider_call(stack, fresh_em
     emu = stack.emulators["TIKTOK"]
     user, integration = connected(stack, "TIKTOK")
     other_base, other = stack.another_daemon()
-    emu.delay("refresh", 1.0)
+    emu.hold("refresh")  # until the fifteen others wait for the one under way (their daemons' logs say so)
     before = emu.calls["refresh"]
     results, barrier = [], threading.Barrier(16)
 
@@ -179,10 +176,15 @@ def test_two_daemons_sharing_the_database_make_one_provider_call(stack, fresh_em
     try:
         for t in threads:
             t.start()
+        wait_for(
+            lambda: stack.waiting_refreshes(integration) == 15 and emu.calls["refresh"] == before + 1,
+            50,  # within the winner's 60 s lease
+            "one provider call in flight and 15 refreshes waiting for it",
+        )
+    finally:
+        emu.release("refresh")
         for t in threads:
             t.join(60)
-    finally:
-        emu.delay("refresh", 0)
         other.terminate()
         other.wait(20)
     assert emu.calls["refresh"] == before + 1

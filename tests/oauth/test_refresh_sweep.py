@@ -6,18 +6,7 @@ import datetime as dt
 import uuid
 
 from support.waiting import wait_for
-from test_refresh_flows import _write, connected, expire_in
-
-
-def _expire_in(stack, seconds: int, *ids: str) -> None:
-    """Rewrites expires_at (still used by the back-off, progress and health tests: see expire_in, which lets
-    time pass on the shared clock instead, for new tests)."""
-    when = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=seconds)
-    value = (
-        when.isoformat(" ", "microseconds").replace("+00:00", "") if stack.database_url.startswith("sqlite") else when
-    )
-    for integration in ids:
-        _write(stack, "UPDATE integrations SET expires_at = %s WHERE id = %s", value, integration)
+from test_refresh_flows import connected, expire_in
 
 
 def _far(stack, integration: str) -> bool:

@@ -112,6 +112,21 @@ def test_forged_stale_and_replayed_commands_are_refused_and_publish_nothing(daem
     assert slack.signing_secret not in daemon.logs()
 
 
+def test_a_command_is_verified_on_the_system_clock_whatever_the_shared_clock_says(daemon, fresh_emulators):
+    """Slack's request timestamps are checked against the system clock (nexusctl.clock): a day moved on the
+    shared clock (token expiries, schedules) neither ages Slack's requests nor lets a stale one through."""
+    slack = daemon.emulators["SLACK"]
+    _user, integration = _connected_workspace(daemon, "T0CMDS0005")
+    account = {**slack.account, "team_id": "T0CMDS0005"}
+    daemon.emulators.advance_clock(86400)
+    body = slack.command_form("a day later", account=account)
+    answered = slack.send_command(daemon.base + ROUTE, body, slack.sign(body))
+    assert answered.status == 200, answered.body
+    body = slack.command_form("still stale", account=account)
+    stale = slack.send_command(daemon.base + ROUTE, body, slack.sign(body, timestamp=int(time.time()) - 301))
+    assert stale.status == 401 and "5 minutes" in stale.json()["error"]["message"], stale.body
+
+
 def test_a_workspace_nobody_connected_gets_a_polite_answer_and_nothing_is_published(daemon, fresh_emulators):
     slack = daemon.emulators["SLACK"]
     before = len(_commands_published(daemon))

@@ -1,8 +1,10 @@
 """The sweep against real daemons and the emulators: back-off, long-lived renewal, expiry warnings, job_runs.
 
 The stack's daemons sweep every second (TOKEN_REFRESH_WINDOW 10 min,
-TOKEN_EXPIRY_WARNING 7 days). "The back-off passes" is done by moving
-refresh_retry_at into the past, not by waiting minutes.
+TOKEN_EXPIRY_WARNING 7 days). Time passes on the clock the daemons, their CLI
+and the emulators share (support.clock): "the back-off passes" is the clock
+moved past the stored retry time, failures are the provider refusing, never
+rows rewritten.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ import sys
 import time
 from pathlib import Path
 
+from support import clock
 from support.waiting import wait_for
-from test_refresh_flows import _write, age_instagram_token, connected
-from test_refresh_sweep import _expire_in, _far
+from test_refresh_flows import age_instagram_token, connected, expire_in
+from test_refresh_sweep import _far
 
 UTC = dt.timezone.utc
 NEXUSCTL = Path(sys.executable).parent / "nexusctl"
@@ -36,17 +39,13 @@ def _state(stack, integration: str) -> tuple:
 
 
 def _retry_now(stack, integration: str) -> None:
-    """The back-off has passed."""
-    past = dt.datetime.now(UTC) - dt.timedelta(seconds=1)
-    value = (
-        past.isoformat(" ", "microseconds").replace("+00:00", "") if stack.database_url.startswith("sqlite") else past
-    )
-    _write(stack, "UPDATE integrations SET refresh_retry_at = %s WHERE id = %s", value, integration)
+    """The back-off passes: time moves on (the shared clock) until just after the stored retry time."""
+    clock.pass_until(stack.emulators, _state(stack, integration)[1])
 
 
 def _two_more_sweeps(stack) -> None:
     """Wait until two whole sweeps have started and finished after now (job_runs, written by the daemons)."""
-    mark = dt.datetime.now(UTC)
+    mark = clock.now(stack.emulators)  # job_runs times are the daemons' (shared) clock's
     for _ in range(2):
 
         def swept(mark=mark):
@@ -74,20 +73,24 @@ def test_a_refusing_provider_is_backed_off_and_a_success_resets_it(stack, fresh_
     emu.fail_next("refresh", status=503)
     emu.fail_next("refresh", status=503)
     before = emu.calls["refresh"]
-    _expire_in(stack, 120, integration)
+    expire_in(stack, 120, integration)  # time passes: two minutes left, inside the sweep's window
 
     wait_for(lambda: _state(stack, integration)[0] == 1, 15, "the first failed refresh")
     failures, retry_at, error = _state(stack, integration)
-    wait = retry_at - dt.datetime.now(UTC)
+    wait = retry_at - clock.now(stack.emulators)
     assert dt.timedelta(minutes=4) < wait <= dt.timedelta(minutes=5.5) and "503" in error
     _two_more_sweeps(stack)
     assert emu.calls["refresh"] == before + 1  # the sweeps since left it alone
     shown = json.loads(stack.cli("integrations", "show", integration, "--json").stdout)
-    assert shown["refreshFailures"] == 1 and shown["refreshRetryAt"] and shown["isActive"] is True
+    assert shown["refreshFailures"] == 1 and shown["isActive"] is True
+    assert (
+        shown["refreshRetryAt"].endswith("Z")
+        and abs(clock.aware(shown["refreshRetryAt"]) - retry_at).total_seconds() < 1
+    )
 
-    _retry_now(stack, integration)
+    _retry_now(stack, integration)  # the token has lapsed by now: the sweep still renews it
     wait_for(lambda: _state(stack, integration)[0] == 2, 15, "the second failed refresh")
-    wait = _state(stack, integration)[1] - dt.datetime.now(UTC)
+    wait = _state(stack, integration)[1] - clock.now(stack.emulators)
     assert dt.timedelta(minutes=8.5) < wait <= dt.timedelta(minutes=11)  # doubled
     assert emu.calls["refresh"] == before + 2
 
@@ -101,16 +104,13 @@ def test_a_refusing_provider_is_backed_off_and_a_success_resets_it(stack, fresh_
 
 def test_a_reconnect_ends_the_back_off(stack, fresh_emulators):
     user, integration = connected(stack, "DISCORD")
-    later = dt.datetime.now(UTC) + dt.timedelta(hours=6)
-    value = (
-        later.isoformat(" ", "microseconds").replace("+00:00", "") if stack.database_url.startswith("sqlite") else later
-    )
-    _write(
-        stack, "UPDATE integrations SET refresh_failures = 4, refresh_retry_at = %s WHERE id = %s", value, integration
-    )
+    stack.emulators["DISCORD"].fail_next("refresh", status=503)
+    expire_in(stack, 120, integration)  # the sweep tries, the provider refuses: backing off
+    wait_for(lambda: _state(stack, integration)[0] == 1, 15, "a failed refresh")
+    assert _state(stack, integration)[1] > clock.now(stack.emulators)
     again = stack.connect("DISCORD", user)  # the user connects the same account again: new tokens
     assert again["status"] == "success" and again["integrationId"] == integration
-    # The old tokens' failures say nothing about the new ones: the sweep must not wait six hours.
+    # The old tokens' failures say nothing about the new ones: the sweep must not wait out the back-off.
     assert _state(stack, integration)[:2] == (0, None)
 
 
@@ -120,12 +120,13 @@ def test_long_lived_tokens_are_renewed_days_ahead(stack, fresh_emulators):
     _, ig = connected(stack, "INSTAGRAM")
     age_instagram_token(stack, ig)
     exchanges, refreshes = facebook.calls["exchange"], instagram.calls["refresh"]
-    # Three days left: far outside the 10-minute window, inside the 7-day lead.
-    _expire_in(stack, 3 * 86400, fb, ig)
+    # Time passes until three days are left (both 60-day tokens, connected seconds apart): far outside the
+    # 10-minute window, inside the 7-day lead.
+    expire_in(stack, 3 * 86400, fb)
 
     def renewed(integration):
         (expiry,) = stack.sql("SELECT expires_at FROM integrations WHERE id = %s", integration)[0]
-        return _ts(expiry) > dt.datetime.now(UTC) + dt.timedelta(days=59)  # a fresh 60-day token
+        return _ts(expiry) > clock.now(stack.emulators) + dt.timedelta(days=59)  # a fresh 60-day token
 
     wait_for(lambda: renewed(fb) and renewed(ig), 20, "both renewals")
     assert (facebook.calls["exchange"], instagram.calls["refresh"]) == (exchanges + 1, refreshes + 1)
@@ -133,24 +134,28 @@ def test_long_lived_tokens_are_renewed_days_ahead(stack, fresh_emulators):
 
 
 def test_a_token_without_a_refresh_token_is_warned_about_once_per_expiry(stack, fresh_emulators):
+    """X issues a refresh token only with offline.access; a user who unticks it gets a two-hour token that
+    nothing can renew: the daemons warn once (two of them on PostgreSQL), and again for the next token."""
     postgres = stack.database_url.startswith("postgres")
-    emu = stack.emulators["YOUTUBE"]
-    _, integration = connected(stack, "YOUTUBE")
-    (access_cipher,) = stack.sql("SELECT access_token FROM integrations WHERE id = %s", integration)[0]
+    emu = stack.emulators["TWITTER"]
     other = stack.another_daemon()[1] if postgres else None  # two daemons: still one warning
     calls = emu.calls["refresh"]
     try:
-        _expire_in(stack, 2 * 86400, integration)  # with its refresh token: not due, nothing to say
-        _write(stack, "UPDATE integrations SET refresh_token = NULL WHERE id = %s", integration)
+        emu.withhold_next_grant("offline.access")
+        user, integration = connected(stack, "TWITTER")
+        (access_cipher,) = stack.sql("SELECT access_token FROM integrations WHERE id = %s", integration)[0]
+        assert stack.sql("SELECT refresh_token FROM integrations WHERE id = %s", integration)[0][0] is None
         wait_for(lambda: _errors(stack, integration), 15, "the expiry warning")
         _two_more_sweeps(stack)
         (warning,) = _errors(stack, integration)
         assert warning["code"] == "TOKEN_EXPIRING" and warning["reason"] == "NO_REFRESH_TOKEN"
         assert warning["integrationId"] == integration and "connect it again" in warning["message"]
-        assert _ts(warning["expiresAt"].replace("Z", "")) > dt.datetime.now(UTC) + dt.timedelta(days=1)
+        shown = stack.api("GET", f"/integrations/{integration}", user=user).json()["data"]
+        assert abs(clock.aware(warning["expiresAt"]) - clock.aware(shown["expiresAt"])) < dt.timedelta(seconds=1)
         assert access_cipher not in json.dumps(warning)
-        # A new expiry time (reconnected elsewhere, say) is warned about again, once.
-        _expire_in(stack, 3 * 86400, integration)
+        # A new token (the user connected again, still without offline.access) is warned about again, once.
+        emu.withhold_next_grant("offline.access")
+        assert stack.connect("TWITTER", user)["integrationId"] == integration
         wait_for(lambda: len(_errors(stack, integration)) == 2, 15, "the second warning")
         _two_more_sweeps(stack)
         assert len(_errors(stack, integration)) == 2
@@ -165,24 +170,28 @@ def test_a_long_lived_token_that_keeps_failing_is_warned_about(stack, fresh_emul
     emu = stack.emulators["INSTAGRAM"]
     _, integration = connected(stack, "INSTAGRAM")
     age_instagram_token(stack, integration)
-    emu.fail_next("refresh", status=500)
-    # Two failures already (5 and 10 minutes of back-off behind it); the third makes it "cannot renew".
-    _write(stack, "UPDATE integrations SET refresh_failures = 2 WHERE id = %s", integration)
-    _expire_in(stack, 2 * 86400, integration)
+    for _ in range(3):
+        emu.fail_next("refresh", status=500)
+    expire_in(stack, 2 * 86400, integration)  # two days left: inside the 7-day lead, the sweep renews
+    # Two failures (5 and 10 minutes of back-off, which time passes through); the third makes it "cannot renew".
+    for failures in (1, 2):
+        wait_for(lambda n=failures: _state(stack, integration)[0] == n, 15, f"failed renewal {failures}")
+        assert not _errors(stack, integration)
+        _retry_now(stack, integration)
     wait_for(lambda: _errors(stack, integration), 15, "the expiry warning")
     (warning,) = _errors(stack, integration)
     assert (warning["code"], warning["reason"]) == ("TOKEN_EXPIRING", "REFRESH_FAILING")
     assert "3 times in a row" in warning["message"]
     assert _state(stack, integration)[0] == 3
     (expiry,) = stack.sql("SELECT expires_at FROM integrations WHERE id = %s", integration)[0]
-    assert _ts(expiry) < dt.datetime.now(UTC) + dt.timedelta(days=3)  # not renewed
+    assert _ts(expiry) < clock.now(stack.emulators) + dt.timedelta(days=3)  # not renewed
 
 
 def test_a_renewal_that_does_not_extend_counts_as_a_failure(stack, fresh_emulators):
     """From cron, with a lead longer than Facebook's 60 days: the renewal cannot get the token out of it."""
     emu = stack.emulators["FACEBOOK"]
     _, integration = connected(stack, "FACEBOOK")
-    _write(stack, "UPDATE integrations SET is_active = %s WHERE id <> %s", False, integration)  # only this one
+    stack.deactivate_others(integration)  # only this one (the operator, with the CLI)
     env = {**stack.env, "TOKEN_EXPIRY_WARNING": "61d"}
 
     def sweep():
@@ -199,7 +208,7 @@ def test_a_renewal_that_does_not_extend_counts_as_a_failure(stack, fresh_emulato
     assert first.returncode == 22, first.stderr  # REFRESH_FAILED: something needs a look
     assert json.loads(first.stdout)["failed"] == 1 and emu.calls["exchange"] == calls + 1
     failures, retry_at, error = _state(stack, integration)
-    assert failures == 1 and retry_at > dt.datetime.now(UTC) and "without extending" in error
+    assert failures == 1 and retry_at > clock.now(stack.emulators) and "without extending" in error
     second = sweep()  # backing off: no second call
     assert second.returncode == 0 and json.loads(second.stdout)["refreshed"] == 0
     assert emu.calls["exchange"] == calls + 1

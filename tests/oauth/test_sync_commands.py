@@ -7,12 +7,14 @@ endpoints.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 import uuid
 
+from support import clock
+from support.waiting import wait_for
 from test_connect_providers import tenant_of
-from test_refresh_flows import _write
 
 
 def _connected(stack, provider: str, user=None):
@@ -68,10 +70,11 @@ def test_the_api_refuses_bad_starts(stack, fresh_emulators):
 
 
 def test_cli_sync_run_one_and_all_with_exit_codes(stack, fresh_emulators):
-    # Earlier tests' connections hold tokens the reset emulators no longer know: out of --all's way.
-    _write(stack, "DELETE FROM integrations")
     _, slack = _connected(stack, "SLACK")
     _, discord = _connected(stack, "DISCORD")
+    # Earlier tests' connections hold tokens the reset emulators no longer know: the operator deactivates them
+    # (the CLI), out of --all's way.
+    stack.deactivate_others(slack, discord)
     stack.emulators["SLACK"].set_records("channels", _channels(30))
     stack.emulators["DISCORD"].set_records("guilds", [{"id": str(10 + i), "name": f"g{i}"} for i in range(5)])
 
@@ -125,17 +128,16 @@ def test_a_scheduled_sync_runs_by_itself_when_due(stack, fresh_emulators):
     # The provider facts the service keeps are not the client's to change.
     assert metadata["provider"] == before["provider"] and metadata["team"] == "growth"
 
-    _write(
-        stack,
-        "UPDATE integrations SET next_sync_at = %s WHERE id = %s",
-        "2020-01-01 00:00:00.000000" if stack.database_url.startswith("sqlite") else "2020-01-01T00:00:00Z",
-        integration,
+    assert not _logs(stack, integration, user)  # not due yet: an hour from the change
+    (scheduled,) = stack.sql("SELECT next_sync_at FROM integrations WHERE id = %s", integration)[0]
+    clock.pass_until(stack.emulators, scheduled)  # the hour passes (the clock the daemon shares)
+    wait_for(
+        lambda: [row for row in _logs(stack, integration, user) if row["status"] == "COMPLETED"],
+        20,
+        "the daemon to run the scheduled sync",
     )
-    deadline = time.monotonic() + 20
-    while not [row for row in _logs(stack, integration, user) if row["status"] == "COMPLETED"]:
-        assert time.monotonic() < deadline, "the daemon did not start the scheduled sync"
-        time.sleep(0.2)  # polling what the daemon does on its own
     (log,) = _logs(stack, integration, user)
     assert log["metadata"]["trigger"] == "schedule" and log["itemsProcessed"] == 12
     (upcoming,) = stack.sql("SELECT next_sync_at FROM integrations WHERE id = %s", integration)[0]
-    assert str(upcoming) > "2026"  # moved on by an hour from now, not left in the past
+    # Moved on by an hour from the run, not left in the past.
+    assert clock.aware(upcoming) > clock.now(stack.emulators) + dt.timedelta(minutes=50)

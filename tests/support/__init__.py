@@ -5,6 +5,7 @@ same way ``pg_pool`` and ``emulators`` are reached):
 
 - ``support.ports``: ``free_port`` (for servers we do not bind ourselves) and ``closed_port``.
 - ``support.waiting``: ``wait_for``, polling a condition with a deadline.
+- ``support.clock``: the shared clock (``now``, ``pass_until``, ``moved``): time moves for daemons and emulators.
 - ``support.tokens``: ``mint`` and ``auth_header``, HS256 bearer tokens as the daemon verifies them.
 - ``support.receivers``: webhook receivers on their own threads (counting, behaving, two-address).
 - ``support.servers``: a PostgreSQL cluster and a redis-server of the test's own.

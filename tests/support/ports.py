@@ -4,7 +4,9 @@ A server the test starts in-process should bind port 0 and read its port back
 (``support.receivers`` do). ``free_port`` is for servers started as another
 process with the port on their command line (daemons, redis-server,
 PostgreSQL): the port is released before that process binds it, a small race
-accepted because those servers cannot report a port of their own choosing.
+accepted because those servers cannot report a port of their own choosing
+(``support.daemons.start_on_free_port`` starts again on another port when a
+daemon finds its port taken). ``closed_port`` keeps its port bound, unlistened.
 """
 
 from __future__ import annotations
@@ -19,6 +21,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+_HELD: list[socket.socket] = []  # the closed ports' sockets, open for the whole test session
+
+
 def closed_port() -> int:
-    """A port nothing listens on (bound then released: connections to it are refused)."""
-    return free_port()
+    """A port nothing listens on, for good: bound by this process and never listened on, so connections to it
+    are refused and nobody else can take it meanwhile (a port found free and released could be)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    _HELD.append(s)
+    return s.getsockname()[1]

@@ -31,6 +31,7 @@ FRONTEND = "http://app.nexus.test"
 ENCRYPTION_KEY = base64.b64encode(bytes(range(32, 64))).decode()
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 REDIS_URL = "redis://127.0.0.1:6379/15"
+REFRESH_WAITS = "another refresh is under way; waiting for its result"  # nexusctl.core.refresh's log line
 
 
 @dataclass
@@ -98,6 +99,27 @@ class Stack:
         )
         self.extra.setdefault("daemons", []).append(process)
         return f"http://127.0.0.1:{port}", process
+
+    def deactivate_others(self, *keep: str) -> None:
+        """Deactivate every active integration but ``keep`` (the module's earlier tests' ones), as an operator
+        does with the CLI: a sweep or a count then sees only the test's own."""
+        import json
+
+        listed = self.cli("integrations", "list", "--active", "--limit", "1000", "--json")
+        assert listed.returncode == 0, listed.stderr
+        for row in json.loads(listed.stdout):
+            if row["id"] not in keep:
+                done = self.cli("integrations", "update", row["id"], "--inactive")
+                assert done.returncode == 0, done.stderr
+
+    def waiting_refreshes(self, *integration_ids: str) -> int:
+        """How many refreshes of these integrations, in every daemon of the stack, found another one under way
+        and wait for its result (each says so once in its daemon's log)."""
+        count = 0
+        for path in [self.log_path, *sorted(self.log_path.parent.glob("daemon-*.log"))]:
+            text = path.read_text(errors="replace") if path.exists() else ""
+            count += sum(text.count(f" {i}: {REFRESH_WAITS}") for i in integration_ids)
+        return count
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from nexusctl import clock
 from nexusctl.errors import MissingScopes, ProviderError
 from nexusctl.providers.http import describe
 from nexusctl.providers.sync.base import Report, SyncAction
@@ -99,7 +100,7 @@ async def once(got: dict, key: str, read):
 
 
 def _today() -> dt.date:
-    return dt.datetime.now(dt.timezone.utc).date()
+    return clock.now().date()  # the product's clock (the system's in production): reporting windows end today
 
 
 def _days_window(lag: int = 0) -> tuple[dt.date, dt.date]:

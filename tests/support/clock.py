@@ -1,0 +1,50 @@
+"""The shared clock from a test's side: what "now" is for the daemons, their CLI and the emulators, and moving it.
+
+The session's emulators own the clock file (tests/emulators/fixtures.py); every daemon and CLI run on them reads
+it (nexusctl.clock). Tests move time with these helpers instead of rewriting timestamps in the database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+
+UTC = dt.timezone.utc
+
+
+def now(emulators) -> dt.datetime:
+    """The shared clock's now (aware UTC): the daemon's, the CLI's and the providers'."""
+    return dt.datetime.fromtimestamp(emulators.now(), UTC)
+
+
+def aware(value) -> dt.datetime | None:
+    """A timestamp as read from SQLite (text, naive UTC) or PostgreSQL (aware): aware UTC."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def pass_until(emulators, when, margin: float = 1.0) -> None:
+    """Time passes until ``margin`` seconds after ``when`` (a stored timestamp: a retry time, an expiry)."""
+    emulators.advance_clock(max(0.0, (aware(when) - now(emulators)).total_seconds() + margin))
+
+
+@contextlib.contextmanager
+def moved(emulators, seconds: float):
+    """Time passes by ``seconds`` for the block, then goes back: for tests without ``fresh_emulators``
+    (which resets the clock), so the tests after them run on the clock they expect."""
+    emulators.advance_clock(seconds)
+    try:
+        yield
+    finally:
+        emulators.advance_clock(-seconds)
+
+
+def expire_in(stack, seconds: float, integration_id: str) -> None:
+    """Time passes until the integration's token expires in ``seconds`` (negative: it lapsed that long ago):
+    the daemons' sweep and the provider see the same hour, and the stored expiry stays what the provider's
+    expires_in made it."""
+    (expires,) = stack.sql("SELECT expires_at FROM integrations WHERE id = %s", integration_id)[0]
+    stack.emulators.advance_clock((aware(expires) - now(stack.emulators)).total_seconds() - seconds)
