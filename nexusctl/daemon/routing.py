@@ -54,6 +54,9 @@ def add_routes(app: web.Application, routes: list[Route]) -> None:
     for route in routes:
         route.handler.route = route  # read by the auth middleware
         app.router.add_route(route.method, route.path, route.handler)
+        for model in (route.body, route.query):  # built at start-up, not by the first request that needs one
+            if model is not None:
+                adapter(model)
 
 
 def route_of(request: web.Request) -> Route | None:
