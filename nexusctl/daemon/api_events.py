@@ -9,60 +9,67 @@ checked on its own (a refused one is answered with its error, the others go).
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
 from aiohttp import web
+from pydantic import Field, with_config
+from typing_extensions import Required, TypedDict
 
 from nexusctl.core import events, inbound
-from nexusctl.daemon import models_schema as out
+from nexusctl.daemon import responses as out
+from nexusctl.daemon.fields import BODY, Id, Matching, OneOf, Text
 from nexusctl.daemon.keys import SERVICES
-from nexusctl.daemon.routing import Route, ok, owner_filter, read_body, run_db
-from nexusctl.daemon.schema import Body, Obj, ObjList, Str
+from nexusctl.daemon.routing import Route, ok, owner_filter, read_body, run_db, validate
 from nexusctl.errors import NexusError
 
-INGEST = Body(
-    {
-        "type": Str(enum=inbound.HANDLED, description="The platform events this service handles"),
-        "data": Obj(),
-        "id": Str(min_length=1, max_length=128, description="Your id for the event: sending it again is a no-op"),
-    },
-    required=("type", "data"),
-)
-OUTCOME = {
-    "type": "object",
-    "properties": {"type": {"type": "string"}, "key": {"type": "string"}, "duplicate": {"type": "boolean"}},
-    "additionalProperties": True,
-}
+
+@with_config(BODY)
+class Ingest(TypedDict, total=False):
+    type: Required[OneOf(inbound.HANDLED, "The platform events this service handles")]
+    data: Required[dict[str, Any]]
+    id: Text(min_length=1, max_length=128, description="Your id for the event: sending it again is a no-op")
 
 
 async def ingest(request: web.Request) -> web.Response:
 
-    body = await read_body(request, INGEST)
+    body = await read_body(request, Ingest)
     event = inbound.make(body["type"], body["data"], event_id=body.get("id"))
     return ok(await inbound.handle(request.app[SERVICES], event))
 
 
-EMIT_ITEM = Body(
-    {
-        "integrationId": Str(format="uuid"),
-        "type": Str(
-            max_length=events.EVENT_TYPE_MAX, pattern=events.EVENT_TYPE_PATTERN, hint="an event name like media.created"
+@with_config(BODY)
+class EmitItem(TypedDict, total=False):
+    integrationId: Required[Id]
+    type: Required[
+        Matching(events.EVENT_TYPE_PATTERN, "an event name like media.created", max_length=events.EVENT_TYPE_MAX)
+    ]
+    data: dict[str, Any]
+
+
+# Items are documented as objects only: one that breaks EmitItem's rules is answered in the batch's results
+# (its error), not with a 400 for the whole request.
+_ITEM = "checked on its own against: integrationId (required), type (required), data (optional)"
+
+
+@with_config(BODY)
+class EmitBatch(TypedDict):
+    events: Annotated[
+        list[Annotated[dict[str, Any], Field(description=_ITEM)]],
+        Field(
+            min_length=1,
+            max_length=events.BATCH_MAX,
+            description=f"1-{events.BATCH_MAX} events; the body at most 1 MiB",
         ),
-        "data": Obj(),
-    },
-    required=("integrationId", "type"),
-)
-EMIT_BATCH = Body(
-    {"events": ObjList(events.BATCH_MAX, EMIT_ITEM, f"1-{events.BATCH_MAX} events; the body at most 1 MiB")},
-    required=("events",),
-)
+    ]
 
 
 async def emit_batch(request: web.Request) -> web.Response:
-    body = await read_body(request, EMIT_BATCH)
+    body = await read_body(request, EmitBatch)
     owner = owner_filter(request)
     items, refused = [], {}
     for index, item in enumerate(body["events"]):
         try:
-            item = EMIT_ITEM.validate(item)
+            item = validate(EmitItem, item)
         except NexusError as exc:
             refused[index] = exc
             continue
@@ -91,8 +98,8 @@ ROUTES = [
         f"Emit up to {events.BATCH_MAX} events to their integrations' webhooks in one transaction; each is "
         "answered in order, a refused one with its error",
         "events",
-        body=EMIT_BATCH,
-        data=out.EMITTED_BATCH,
+        body=EmitBatch,
+        data=out.EmittedBatch,
         status=202,
         errors=("VALIDATION_ERROR", "PAYLOAD_TOO_LARGE"),
     ),
@@ -103,8 +110,8 @@ ROUTES = [
         "Handle a platform event (user.deleted, content.published) once; service role",
         "events",
         roles=("service", "admin"),
-        body=INGEST,
-        data=OUTCOME,
+        body=Ingest,
+        data=out.Outcome,
         errors=("VALIDATION_ERROR", "FORBIDDEN", "PAYLOAD_TOO_LARGE"),
     ),
 ]

@@ -5,16 +5,25 @@ from __future__ import annotations
 import logging
 
 from aiohttp import web
+from pydantic import with_config
+from typing_extensions import TypedDict
 
 from nexusctl.core import health_checks
 from nexusctl.core.ids import parse_uuid
-from nexusctl.daemon import models_schema as out
+from nexusctl.daemon import responses as out
+from nexusctl.daemon.fields import QUERY, QueryInt, Text
 from nexusctl.daemon.keys import DB, SETTINGS
 from nexusctl.daemon.observe import METRICS
 from nexusctl.daemon.routing import PRINCIPAL, Route, ok, owner_filter, read_query, run_db
-from nexusctl.daemon.schema import Int, Query, Str
 
 log = logging.getLogger(__name__)
+
+
+@with_config(QUERY)
+class HealthQuery(TypedDict, total=False):
+    status: Text(max_length=64, description="healthy, degraded, broken (comma-separated)")
+    limit: QueryInt(1, health_checks.LIST_MAX, "rows per page")
+    cursor: Text(max_length=512, description="from paging.nextCursor")
 
 
 def _windows(request: web.Request) -> dict:
@@ -51,15 +60,9 @@ ROUTES = [
         for_user,
         "A user's integrations' last stored health, worst first (checkedAt says when; unknown: not checked yet)",
         "integrations",
-        query=Query(
-            {
-                "status": Str(max_length=64, description="healthy, degraded, broken (comma-separated)"),
-                "limit": Int(1, health_checks.LIST_MAX, "rows per page"),
-                "cursor": Str(max_length=512, description="from paging.nextCursor"),
-            }
-        ),
+        query=HealthQuery,
         paged=True,
-        data=out.list_of(out.HEALTH_SUMMARY),
+        data=list[out.HealthSummary],
         errors=("VALIDATION_ERROR", "FORBIDDEN"),
     ),
     Route(
@@ -68,7 +71,7 @@ ROUTES = [
         one,
         "One integration's health: status, reasons and what they come from",
         "integrations",
-        data=out.HEALTH_RECORD,
+        data=out.HealthRecord,
         errors=("INTEGRATION_NOT_FOUND", "VALIDATION_ERROR"),
     ),
 ]

@@ -8,42 +8,39 @@ own format, not the API envelope: Slack shows ``text`` to the user.
 from __future__ import annotations
 
 from aiohttp import web
+from pydantic import with_config
+from typing_extensions import Required, TypedDict
 
 from nexusctl.core import slack_commands
+from nexusctl.daemon import responses as out
 from nexusctl.daemon.answers import json_response
+from nexusctl.daemon.fields import BODY, Text
 from nexusctl.daemon.keys import SERVICES
 from nexusctl.daemon.routing import Route, read_raw
-from nexusctl.daemon.schema import Body, Str
 from nexusctl.errors import PayloadTooLarge
 
 FORM = slack_commands.FORM
+
+
 # Documents what Slack sends (see Slack's "Enabling interactivity with Slash Commands"); extra fields are
 # tolerated, and response_url is never kept or published.
-COMMAND = Body(
-    {
-        "team_id": Str(max_length=64, description="the workspace: the command is published to its Slack integrations"),
-        "team_domain": Str(max_length=255),
-        "enterprise_id": Str(max_length=64),
-        "channel_id": Str(max_length=64),
-        "channel_name": Str(max_length=255),
-        "user_id": Str(max_length=64),
-        "user_name": Str(max_length=255),
-        "command": Str(max_length=64, description="e.g. /nexus"),
-        "text": Str(max_length=4000),
-        "api_app_id": Str(max_length=64),
-        "is_enterprise_install": Str(max_length=8),
-        "trigger_id": Str(max_length=255),
-        "response_url": Str(max_length=2048, description="dropped: a capability URL"),
-    },
-    required=("team_id", "command"),
-)
-# Slack's answer to a command: shown only to the user who typed it.
-ANSWER = {
-    "type": "object",
-    "required": ["response_type", "text"],
-    "additionalProperties": False,
-    "properties": {"response_type": {"const": "ephemeral"}, "text": {"type": "string"}},
-}
+@with_config(BODY)
+class SlackCommand(TypedDict, total=False):
+    team_id: Required[
+        Text(max_length=64, description="the workspace: the command is published to its Slack integrations")
+    ]
+    team_domain: Text(max_length=255)
+    enterprise_id: Text(max_length=64)
+    channel_id: Text(max_length=64)
+    channel_name: Text(max_length=255)
+    user_id: Text(max_length=64)
+    user_name: Text(max_length=255)
+    command: Required[Text(max_length=64, description="e.g. /nexus")]
+    text: Text(max_length=4000)
+    api_app_id: Text(max_length=64)
+    is_enterprise_install: Text(max_length=8)
+    trigger_id: Text(max_length=255)
+    response_url: Text(max_length=2048, description="dropped: a capability URL")
 
 
 async def slack_command(request: web.Request) -> web.Response:
@@ -74,10 +71,10 @@ ROUTES = [
         "ephemeral JSON",
         "inbound",
         public=True,
-        body=COMMAND,
+        body=SlackCommand,
         body_type=FORM,
         envelope=False,
-        data=ANSWER,
+        data=out.SlackAnswer,
         errors=("UNAUTHORIZED", "VALIDATION_ERROR", "PROVIDER_NOT_CONFIGURED", "PAYLOAD_TOO_LARGE"),
     ),
 ]

@@ -2,34 +2,58 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from aiohttp import web
+from pydantic import Field, with_config
+from typing_extensions import TypedDict
 
 from nexusctl.core import connect, integrations, sync_logs
 from nexusctl.core.ids import parse_uuid
-from nexusctl.core.paging import MAX_LIMIT
 from nexusctl.core.serializers import integration_to_dict
-from nexusctl.daemon import models_schema as out
+from nexusctl.daemon import responses as out
 from nexusctl.daemon.auth import Principal
+from nexusctl.daemon.fields import (
+    BODY,
+    QUERY,
+    AtLeastOne,
+    Id,
+    Metadata,
+    OneOf,
+    PagingQuery,
+    ProviderName,
+    QueryBool,
+    Text,
+)
 from nexusctl.daemon.keys import SERVICES, SETTINGS
 from nexusctl.daemon.routing import PRINCIPAL, Route, ok, owner_filter, read_body, read_query, run_db
-from nexusctl.daemon.schema import Body, Bool, Int, ProviderName, Query, Str, metadata_field
 from nexusctl.enums import Provider, SyncStatus
 from nexusctl.providers.catalog import CATALOG
 from nexusctl.providers.registry import SPECS
 
 PROVIDERS = tuple(p.value for p in Provider)
-PAGING = {
-    "limit": Int(1, MAX_LIMIT, "rows per page"),
-    "cursor": Str(max_length=512, description="from paging.nextCursor"),
-}
-UPDATE = Body(
-    {
-        "name": Str(max_length=255, min_length=1),
-        "isActive": Bool(),
-        "metadata": metadata_field("replaces the metadata"),
-    },
-    min_fields=1,
-)
+
+
+@with_config(QUERY)
+class IntegrationsQuery(PagingQuery, total=False):
+    provider: ProviderName()
+    isActive: QueryBool
+    organizationId: Annotated[Id, Field(description="only this organization's")]
+
+
+@with_config(QUERY)
+class SyncLogsQuery(PagingQuery, total=False):
+    status: OneOf(s.value for s in SyncStatus)
+
+
+@with_config(BODY)
+class Update(TypedDict, total=False):
+    name: Text(max_length=255, min_length=1)
+    isActive: bool
+    metadata: Metadata("replaces the metadata")
+
+
+UPDATE = AtLeastOne(Update)
 
 
 def _caller(request: web.Request) -> Principal:
@@ -108,7 +132,7 @@ ROUTES = [
         providers,
         "The 20 providers, their capabilities, configured or not",
         "providers",
-        data=out.list_of(out.PROVIDER),
+        data=list[out.ProviderInfo],
     ),
     Route(
         "GET",
@@ -116,16 +140,9 @@ ROUTES = [
         list_for_user,
         "A user's integrations, newest first",
         "integrations",
-        query=Query(
-            {
-                "provider": ProviderName(),
-                "isActive": Bool(),
-                "organizationId": Str(format="uuid", description="only this organization's"),
-                **PAGING,
-            }
-        ),
+        query=IntegrationsQuery,
         paged=True,
-        data=out.list_of(out.listed(out.INTEGRATION, "metadata")),
+        data=list[out.IntegrationListed],
         errors=("VALIDATION_ERROR", "INVALID_PROVIDER", "FORBIDDEN"),
     ),
     Route(
@@ -134,7 +151,7 @@ ROUTES = [
         show,
         "One integration (never its tokens)",
         "integrations",
-        data=out.INTEGRATION,
+        data=out.Integration,
         errors=_ID,
     ),
     Route(
@@ -144,7 +161,7 @@ ROUTES = [
         "Rename, (de)activate, or replace metadata",
         "integrations",
         body=UPDATE,
-        data=out.INTEGRATION,
+        data=out.Integration,
         errors=_ID + ("PAYLOAD_TOO_LARGE",),
     ),
     Route(
@@ -153,7 +170,7 @@ ROUTES = [
         delete,
         "Delete with its webhooks, deliveries and sync logs",
         "integrations",
-        data=out.DELETED,
+        data=out.Deleted,
         errors=_ID,
     ),
     Route(
@@ -162,9 +179,9 @@ ROUTES = [
         list_sync_logs,
         "Sync history, newest first",
         "sync",
-        query=Query({"status": Str(enum=tuple(s.value for s in SyncStatus)), **PAGING}),
+        query=SyncLogsQuery,
         paged=True,
-        data=out.list_of(out.listed(out.SYNC_LOG, "metadata")),
+        data=list[out.SyncLogListed],
         errors=_ID,
     ),
 ]

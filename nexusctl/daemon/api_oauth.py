@@ -13,19 +13,22 @@ store (503) gets an error body.
 from __future__ import annotations
 
 import json
+from typing import Annotated
 
 from aiohttp import web
+from pydantic import Field, with_config
+from typing_extensions import Required, TypedDict
 
 from nexusctl.core import connect, refresh
 from nexusctl.core.runtime import Runtime
 from nexusctl.core.serializers import integration_to_dict
 from nexusctl.core.storable import check_storable
-from nexusctl.daemon import models_schema as out
+from nexusctl.daemon import responses as out
 from nexusctl.daemon.answers import error_body, json_response
+from nexusctl.daemon.fields import BODY, Id, Metadata, OneOf, ProviderName, Text
 from nexusctl.daemon.keys import SERVICES
 from nexusctl.daemon.openapi import provider_param
 from nexusctl.daemon.routing import PRINCIPAL, Route, ok, owner_filter, read_body, read_raw
-from nexusctl.daemon.schema import Body, Int, ProviderName, Str, StrList, metadata_field
 from nexusctl.enums import Provider
 from nexusctl.errors import NexusError, UsageProblem
 from nexusctl.providers.registry import SPECS
@@ -35,45 +38,50 @@ PROVIDERS = tuple(p.value for p in Provider)
 OPTIONAL_SCOPES = tuple(sorted({s for spec in SPECS.values() for s in spec.optional_scopes}))
 NO_LEAK_HEADERS = {"Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
 
-ORGANIZATION = Str(format="uuid", description="the owner organization, kept on the integration (lists filter by it)")
-INITIATE = Body(
-    {
-        "userId": Str(format="uuid"),
-        "provider": ProviderName(),
-        "redirectUri": Str(max_length=2048, description="where to send the browser afterwards (allowed origins only)"),
-        "metadata": metadata_field("kept on the integration"),
-        "shop": Str(max_length=255, description="SHOPIFY: the shop, e.g. demo.myshopify.com"),
-        "storeUrl": Str(max_length=2048, description="WOOCOMMERCE: the store's URL"),
-        "scopes": StrList(
-            5,
-            "optional scopes to ask for as well: DISCORD webhook.incoming (the user picks a channel "
+Organization = Annotated[Id, Field(description="the owner organization, kept on the integration (lists filter by it)")]
+API_KEY_PROVIDERS = tuple(p for p, spec in SPECS.items() if spec.kind is ConnectKind.API_KEY)
+
+
+@with_config(BODY)
+class Initiate(TypedDict, total=False):
+    userId: Required[Id]
+    provider: Required[ProviderName()]
+    redirectUri: Required[
+        Text(max_length=2048, description="where to send the browser afterwards (allowed origins only)")
+    ]
+    metadata: Metadata("kept on the integration")
+    shop: Text(max_length=255, description="SHOPIFY: the shop, e.g. demo.myshopify.com")
+    storeUrl: Text(max_length=2048, description="WOOCOMMERCE: the store's URL")
+    scopes: Annotated[
+        list[OneOf(OPTIONAL_SCOPES)],
+        Field(
+            min_length=1,
+            max_length=5,
+            description="optional scopes to ask for as well: DISCORD webhook.incoming (the user picks a channel "
             "and publishing posts there through the channel webhook)",
-            Str(max_length=64, enum=OPTIONAL_SCOPES),
         ),
-        "organizationId": ORGANIZATION,
-    },
-    required=("userId", "provider", "redirectUri"),
-)
-API_KEY = Body(
-    {
-        "userId": Str(format="uuid"),
-        "provider": ProviderName(only=tuple(p.value for p, spec in SPECS.items() if spec.kind is ConnectKind.API_KEY)),
-        "apiKey": Str(max_length=512, min_length=1),
-        "metadata": metadata_field("kept on the integration"),
-        "organizationId": ORGANIZATION,
-    },
-    required=("userId", "provider", "apiKey"),
-)
-KEYS = Body(
-    {  # documents what WooCommerce sends; extra fields are tolerated
-        "key_id": Int(),
-        "user_id": Str(max_length=128),
-        "consumer_key": Str(max_length=256),
-        "consumer_secret": Str(max_length=256),
-        "key_permissions": Str(max_length=32),
-    },
-    required=("user_id", "consumer_key", "consumer_secret"),
-)
+    ]
+    organizationId: Organization
+
+
+@with_config(BODY)
+class ApiKey(TypedDict, total=False):
+    userId: Required[Id]
+    provider: Required[ProviderName(only=API_KEY_PROVIDERS)]
+    apiKey: Required[Text(max_length=512, min_length=1)]
+    metadata: Metadata("kept on the integration")
+    organizationId: Organization
+
+
+@with_config(BODY)
+class WooCommerceKeys(TypedDict, total=False):
+    """Documents what WooCommerce sends; the route reads it leniently (extra fields are tolerated)."""
+
+    key_id: int
+    user_id: Required[Text(max_length=128)]
+    consumer_key: Required[Text(max_length=256)]
+    consumer_secret: Required[Text(max_length=256)]
+    key_permissions: Text(max_length=32)
 
 
 def _svc(request: web.Request) -> Runtime:
@@ -82,7 +90,7 @@ def _svc(request: web.Request) -> Runtime:
 
 
 async def initiate(request: web.Request) -> web.Response:
-    body = await read_body(request, INITIATE)
+    body = await read_body(request, Initiate)
     request[PRINCIPAL].require_user(body["userId"])
     answer = await connect.initiate(
         _svc(request),
@@ -121,7 +129,7 @@ async def woocommerce_keys(request: web.Request) -> web.Response:
 
 
 async def connect_api_key(request: web.Request) -> web.Response:
-    body = await read_body(request, API_KEY)
+    body = await read_body(request, ApiKey)
     request[PRINCIPAL].require_user(body["userId"])
     row = await connect.connect_api_key(
         _svc(request),
@@ -146,8 +154,8 @@ ROUTES = [
         initiate,
         "Start connecting a provider account",
         "oauth",
-        body=INITIATE,
-        data=out.INITIATED,
+        body=Initiate,
+        data=out.Initiated,
         errors=(
             "VALIDATION_ERROR",
             "INVALID_PROVIDER",
@@ -176,9 +184,9 @@ ROUTES = [
         "WooCommerce delivers the granted REST keys here (server to server)",
         "oauth",
         public=True,
-        body=KEYS,
-        path_schemas={"provider": provider_param(Provider.WOOCOMMERCE)},
-        data=out.RECEIVED,
+        body=WooCommerceKeys,
+        path_params={"provider": provider_param(Provider.WOOCOMMERCE)},
+        data=out.Received,
         errors=("VALIDATION_ERROR", "OAUTH_FAILED", "INVALID_PROVIDER", "PAYLOAD_TOO_LARGE"),
     ),
     Route(
@@ -187,8 +195,8 @@ ROUTES = [
         connect_api_key,
         "Connect a provider that uses API keys (SendGrid)",
         "oauth",
-        body=API_KEY,
-        data=out.INTEGRATION,
+        body=ApiKey,
+        data=out.Integration,
         status=201,
         errors=(
             "VALIDATION_ERROR",
@@ -205,7 +213,7 @@ ROUTES = [
         refresh_tokens,
         "Refresh the access token now (refresh.refreshed false: the provider renews it only later)",
         "oauth",
-        data=out.REFRESHED,
+        data=out.Refreshed,
         errors=(
             "VALIDATION_ERROR",
             "INTEGRATION_NOT_FOUND",

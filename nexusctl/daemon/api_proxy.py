@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Annotated, Any
 
 import aiohttp
 from aiohttp import web
+from pydantic import Field
 
 from nexusctl.core import proxy
 from nexusctl.daemon.keys import SERVICES
@@ -128,7 +130,7 @@ ERRORS = (
     "ENCRYPTION_KEY_MISSING",
     "FORBIDDEN",
 )
-ANSWER = {"description": "the provider's own answer (its status, its body)"}
+ANSWER = Annotated[Any, Field(description="the provider's own answer (its status, its body)")]
 
 ROUTES = [
     Route(
@@ -142,7 +144,7 @@ ROUTES = [
         data=ANSWER,
         errors=ERRORS,
         passthrough=True,
-        path_schemas={"path": {"type": "string"}},
+        path_params={"path": str},
     )
     for method in proxy.METHODS
 ]

@@ -9,50 +9,69 @@ ids), and again by the worker at connect time.
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
 from aiohttp import web
+from pydantic import Field, with_config
+from typing_extensions import Required, TypedDict
 
 from nexusctl.core import deliveries, events, integrations, webhooks
-from nexusctl.core.paging import MAX_LIMIT
 from nexusctl.core.serializers import delivery_to_dict, webhook_to_dict
 from nexusctl.daemon import emits
-from nexusctl.daemon import models_schema as out
+from nexusctl.daemon import responses as out
+from nexusctl.daemon.fields import BODY, QUERY, AtLeastOne, Id, Matching, Metadata, OneOf, PagingQuery, Text
 from nexusctl.daemon.keys import DB, SERVICES, SETTINGS
 from nexusctl.daemon.routing import Route, ok, owner_filter, read_body, read_query, run_db
-from nexusctl.daemon.schema import Body, Bool, Int, Obj, Query, Str, StrList, metadata_field
 from nexusctl.enums import DeliveryStatus
 from nexusctl.errors import UsageProblem
 
-PAGING = {
-    "limit": Int(1, MAX_LIMIT, "rows per page"),
-    "cursor": Str(max_length=512, description="from paging.nextCursor"),
-}
-EVENTS = StrList(
-    webhooks.MAX_EVENTS,
-    "event names: exact (media.created), family (media.*) or all (*)",
-    Str(max_length=128, pattern=webhooks.EVENT_PATTERN, hint="an event name like media.created, media.* or *"),
-)
-CREATE = Body(
-    {
-        "integrationId": Str(format="uuid"),
-        "url": Str(max_length=2048),
-        "events": EVENTS,
-        "metadata": metadata_field(),
-        "isActive": Bool(),
-    },
-    required=("integrationId", "url", "events"),
-)
-UPDATE = Body(
-    {"url": Str(max_length=2048), "events": EVENTS, "metadata": metadata_field(), "isActive": Bool()}, min_fields=1
-)
-EMIT = Body(
-    {
-        "type": Str(
-            max_length=events.EVENT_TYPE_MAX, pattern=events.EVENT_TYPE_PATTERN, hint="an event name like media.created"
-        ),
-        "data": Obj(),
-    },
-    required=("type",),
-)
+EventFilter = Matching(webhooks.EVENT_PATTERN, "an event name like media.created, media.* or *", max_length=128)
+Events = Annotated[
+    list[EventFilter],
+    Field(
+        min_length=1,
+        max_length=webhooks.MAX_EVENTS,
+        description="event names: exact (media.created), family (media.*) or all (*)",
+    ),
+]
+EventType = Matching(events.EVENT_TYPE_PATTERN, "an event name like media.created", max_length=events.EVENT_TYPE_MAX)
+Url = Text(max_length=2048)
+
+
+@with_config(QUERY)
+class WebhooksQuery(PagingQuery, total=False):
+    integrationId: Id
+
+
+@with_config(QUERY)
+class DeliveriesQuery(PagingQuery, total=False):
+    status: OneOf(s.value for s in DeliveryStatus)
+
+
+@with_config(BODY)
+class Create(TypedDict, total=False):
+    integrationId: Required[Id]
+    url: Required[Url]
+    events: Required[Events]
+    metadata: Metadata()
+    isActive: bool
+
+
+@with_config(BODY)
+class Update(TypedDict, total=False):
+    url: Url
+    events: Events
+    metadata: Metadata()
+    isActive: bool
+
+
+@with_config(BODY)
+class Emit(TypedDict, total=False):
+    type: Required[EventType]
+    data: dict[str, Any]
+
+
+CREATE, UPDATE, EMIT = Create, AtLeastOne(Update), Emit
 
 
 def _keyring(request):
@@ -193,7 +212,7 @@ ROUTES = [
         "Create a webhook (the answer shows its secret, once)",
         "webhooks",
         body=CREATE,
-        data=out.WEBHOOK_WITH_SECRET,
+        data=out.WebhookWithSecret,
         status=201,
         errors=("VALIDATION_ERROR", "INTEGRATION_NOT_FOUND", "PAYLOAD_TOO_LARGE"),
     ),
@@ -203,9 +222,9 @@ ROUTES = [
         list_webhooks,
         "Webhooks, newest first",
         "webhooks",
-        query=Query({"integrationId": Str(format="uuid"), **PAGING}),
+        query=WebhooksQuery,
         paged=True,
-        data=out.list_of(out.listed(out.WEBHOOK, "metadata")),
+        data=list[out.WebhookListed],
         errors=("VALIDATION_ERROR",),
     ),
     Route(
@@ -214,7 +233,7 @@ ROUTES = [
         show,
         "One webhook (never its secret)",
         "webhooks",
-        data=out.WEBHOOK,
+        data=out.Webhook,
         errors=_HOOK,
     ),
     Route(
@@ -224,7 +243,7 @@ ROUTES = [
         "Change url, events, metadata or isActive",
         "webhooks",
         body=UPDATE,
-        data=out.WEBHOOK,
+        data=out.Webhook,
         errors=_HOOK + ("PAYLOAD_TOO_LARGE",),
     ),
     Route(
@@ -233,7 +252,7 @@ ROUTES = [
         delete,
         "Delete a webhook and its deliveries",
         "webhooks",
-        data=out.WEBHOOK_DELETED,
+        data=out.WebhookDeleted,
         errors=_HOOK,
     ),
     Route(
@@ -243,9 +262,9 @@ ROUTES = [
         "Delivery history with every attempt, newest first; a page holds at most 1 MiB of deliveries (then "
         "ends early with nextCursor), and a payload over 512 KiB is null with payloadOmitted",
         "webhooks",
-        query=Query({"status": Str(enum=tuple(s.value for s in DeliveryStatus)), **PAGING}),
+        query=DeliveriesQuery,
         paged=True,
-        data=out.list_of(out.listed(out.DELIVERY, "payload")),
+        data=list[out.DeliveryListed],
         errors=_HOOK,
     ),
     Route(
@@ -254,7 +273,7 @@ ROUTES = [
         show_delivery,
         "One delivery with its whole payload and every attempt",
         "webhooks",
-        data=out.DELIVERY,
+        data=out.Delivery,
         errors=("DELIVERY_NOT_FOUND", "VALIDATION_ERROR"),
     ),
     Route(
@@ -263,7 +282,7 @@ ROUTES = [
         send_test,
         "Send a webhook.test event",
         "webhooks",
-        data=out.TEST_QUEUED,
+        data=out.WebhookTestQueued,
         status=202,
         errors=_HOOK + ("WEBHOOK_INACTIVE",),
     ),
@@ -273,7 +292,7 @@ ROUTES = [
         rotate_secret,
         "New secret (shown once); the old one also signs for 24 h",
         "webhooks",
-        data=out.WEBHOOK_WITH_SECRET,
+        data=out.WebhookWithSecret,
         errors=_HOOK,
     ),
     Route(
@@ -282,7 +301,7 @@ ROUTES = [
         redeliver,
         "Send a delivery again now (same webhook-id)",
         "webhooks",
-        data=out.DELIVERY,
+        data=out.Delivery,
         status=202,
         errors=("DELIVERY_NOT_FOUND", "VALIDATION_ERROR", "WEBHOOK_INACTIVE"),
     ),
@@ -293,7 +312,7 @@ ROUTES = [
         "Emit an event to the integration's webhooks",
         "webhooks",
         body=EMIT,
-        data=out.EMITTED,
+        data=out.Emitted,
         status=202,
         errors=("VALIDATION_ERROR", "INTEGRATION_NOT_FOUND", "PAYLOAD_TOO_LARGE"),
     ),

@@ -17,13 +17,13 @@ from nexusctl.daemon import (
     api_webhooks,
 )
 from nexusctl.daemon.health import health, ready
-from nexusctl.daemon.models_schema import HEALTH
 from nexusctl.daemon.observe import metrics_handler
 from nexusctl.daemon.openapi import openapi_handler
+from nexusctl.daemon.responses import Health
 from nexusctl.daemon.routing import Route
 
 ROUTES = [
-    Route("GET", "/health", health, "The process is alive", "health", public=True, data=HEALTH),
+    Route("GET", "/health", health, "The process is alive", "health", public=True, data=Health),
     Route(
         "GET",
         "/ready",
@@ -31,7 +31,7 @@ ROUTES = [
         "Database reachable and migrated, Redis reachable when configured",
         "health",
         public=True,
-        data=HEALTH,
+        data=Health,
         errors=("NOT_READY",),
     ),
     *api_oauth.ROUTES,

@@ -10,15 +10,16 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import dataclass
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 from aiohttp import web
+from pydantic import TypeAdapter, ValidationError
 
 from nexusctl.core.paging import Page
 from nexusctl.core.storable import check_storable
 from nexusctl.daemon.answers import json_response
+from nexusctl.daemon.fields import usage_problem
 from nexusctl.daemon.keys import DB
-from nexusctl.daemon.schema import Body, Query
 from nexusctl.errors import RequestTimeout, UsageProblem
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -35,11 +36,11 @@ class Route:
     tag: str
     public: bool = False
     roles: tuple[str, ...] = ()  # non-empty: only tokens with one of these roles (else 403 FORBIDDEN)
-    body: Body | None = None
+    body: Any = None  # the request body's model (a TypedDict of nexusctl.daemon.fields' types)
     body_required: bool = True  # False: the body may be left out entirely (POST .../sync)
-    path_schemas: dict | None = None  # JSON Schemas of path parameters that differ from the default
-    query: Query | None = None
-    data: dict | None = None  # JSON Schema of the envelope's data
+    path_params: dict | None = None  # types of path parameters that differ from the default (a UUID)
+    query: Any = None  # the query string's model
+    data: Any = None  # the envelope's data: a model of nexusctl.daemon.responses (or a list of one)
     errors: tuple[str, ...] = ()
     paged: bool = False
     status: int = 200
@@ -53,6 +54,9 @@ def add_routes(app: web.Application, routes: list[Route]) -> None:
     for route in routes:
         route.handler.route = route  # read by the auth middleware
         app.router.add_route(route.method, route.path, route.handler)
+        for model in (route.body, route.query):  # built at start-up, not by the first request that needs one
+            if model is not None:
+                adapter(model)
 
 
 def route_of(request: web.Request) -> Route | None:
@@ -90,21 +94,57 @@ async def read_raw(request: web.Request) -> bytes:
         ) from None
 
 
-async def read_body(request: web.Request, schema: Body) -> dict:
-    """The JSON body, validated: malformed JSON, wrong type or unknown fields are 400s."""
+_ADAPTERS: dict[int, tuple[Any, TypeAdapter]] = {}  # by id: an Annotated model need not be hashable
+
+
+def adapter(model) -> TypeAdapter:
+    """pydantic's validator of ``model`` (a module-level model), built once per process."""
+    found = _ADAPTERS.get(id(model))
+    if found is None:
+        found = _ADAPTERS[id(model)] = (model, TypeAdapter(model))
+    return found[1]
+
+
+def validate(model, value: Any) -> dict:
+    """``value`` (parsed JSON) checked against ``model``: a bad value is VALIDATION_ERROR naming its field."""
+    try:
+        return adapter(model).validate_python(value)
+    except ValidationError as exc:
+        raise usage_problem(exc) from None
+
+
+async def read_body(request: web.Request, model) -> dict:
+    """The JSON body, validated against ``model`` from the raw bytes: malformed JSON, a wrong type, an unknown
+    field or text no database can store (nexusctl.core.storable) is a 400 naming the field."""
     if request.content_type != "application/json":
         raise UsageProblem("the body must be JSON (Content-Type: application/json)", field="Content-Type")
     raw = await read_raw(request)
     try:
-        value = json.loads(raw)
+        value = adapter(model).validate_json(raw)
+    except ValidationError as exc:
+        if exc.errors(include_url=False)[0]["type"] != "json_invalid":
+            raise usage_problem(exc) from None
+        # pydantic's parser refuses what Python's reads (a lone surrogate; nesting over 200): say what is wrong.
+        value = _parsed(raw)
+        if isinstance(value, dict):
+            for name, item in value.items():
+                check_storable(item, name)
+        raise UsageProblem("the body is not valid JSON") from None
+    for name, item in value.items():
+        check_storable(item, name)
+    return value
+
+
+def _parsed(raw: bytes):
+    try:
+        return json.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: [[[[... too deep
         raise UsageProblem(f"the body is not valid JSON ({exc.__class__.__name__})") from None
-    if isinstance(value, dict):
-        for name, item in value.items():
-            check_storable(item, name)
-    return schema.validate(value)
 
 
 def read_query(request: web.Request) -> dict:
     route = route_of(request)
-    return route.query.validate(request.query) if route and route.query else {}
+    if route is None or route.query is None or not request.query:
+        return {}
+    query = request.query
+    return validate(route.query, {name: query.getone(name) for name in route.query.__annotations__ if name in query})

@@ -80,6 +80,8 @@ def _values(daemon, world) -> dict:
 def _value(name: str, schema: dict, values: dict):
     if "enum" in schema:
         return schema["enum"][0]
+    if "const" in schema:  # a one-value enum, as pydantic writes it (the API-key providers: SENDGRID)
+        return schema["const"]
     if schema.get("type") == "array" and schema.get("items", {}).get("type") == "object":  # a batch of events
         return [{"integrationId": values["integrationId"], "type": values["type"]}]
     if name in values:

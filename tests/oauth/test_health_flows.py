@@ -17,10 +17,11 @@ import uuid
 import pytest
 from emulators.testkit import CallbackSink
 from jsonschema import Draft202012Validator
+from pydantic import TypeAdapter
 from support.waiting import wait_for
 from test_refresh_flows import connected, expire_in
 
-from nexusctl.daemon import models_schema
+from nexusctl.daemon import responses
 
 UTC = dt.timezone.utc
 ADWORDS = "https://www.googleapis.com/auth/adwords"
@@ -43,7 +44,9 @@ def stack(request, emulators, tmp_path_factory, pg_template, stack_launcher):
 def _health(stack, integration, user):
     answer = stack.api("GET", f"/integrations/{integration}/health", user=user)
     assert answer.status == 200, answer.text
-    Draft202012Validator(models_schema.HEALTH_RECORD).validate(answer.json()["data"])  # what OpenAPI says
+    Draft202012Validator(TypeAdapter(responses.HealthRecord).json_schema()).validate(
+        answer.json()["data"]
+    )  # what OpenAPI says
     return answer.json()["data"]
 
 
@@ -248,7 +251,7 @@ def test_only_the_owner_or_an_elevated_role_sees_health(stack, fresh_emulators):
     # The list shows what the daemon's integration-health job stored: wait for it, not for the list.
     wait_for(lambda: _stored(stack, integration) == "healthy", 20, "checked by the daemon's job")
     [listed] = stack.api("GET", f"/integrations/user/{user}/health", user=user).json()["data"]
-    Draft202012Validator(models_schema.HEALTH_SUMMARY).validate(listed)  # what OpenAPI says
+    Draft202012Validator(TypeAdapter(responses.HealthSummary).json_schema()).validate(listed)  # what OpenAPI says
     assert listed["status"] == "healthy" and listed["checkedAt"] and listed["nextCheckAt"]
     too_many = stack.api("GET", f"/integrations/user/{user}/health?limit=101", user=user)
     assert too_many.status == 400 and too_many.json()["error"]["code"] == "VALIDATION_ERROR"
