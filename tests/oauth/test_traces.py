@@ -160,7 +160,12 @@ def test_one_trace_runs_from_the_emit_to_the_delivery_attempt(stack, receiver, f
         lambda: receiver.named("token refresh", **{"nexus.integration.id": integration}), 20, "the refresh span"
     )
     assert any(s["parent_id"] == refresh["span_id"] and s["name"] == "SLACK POST" for s in receiver.spans)
-    (sync,) = wait_for(lambda: receiver.named("sync run", **{"nexus.sync.outcome": "completed"}), 30, "the sync span")
+    log_id = started.json()["data"]["id"]  # this run's (the receiver keeps the other database's spans too)
+    (sync,) = wait_for(
+        lambda: receiver.named("sync run", **{"nexus.sync.outcome": "completed", "nexus.sync_log.id": log_id}),
+        30,
+        "the sync span",
+    )
     assert sync["attributes"]["nexus.sync.action"] == "fetch_channels"
     assert any(s["parent_id"] == sync["span_id"] and s["name"].startswith("SLACK ") for s in receiver.spans)
     wait_for(lambda: receiver.named("job token-refresh"), 20, "a scheduled job's span")
