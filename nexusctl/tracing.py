@@ -28,6 +28,7 @@ class Tracer(Protocol):
     ) -> AbstractContextManager: ...
     def traceparent(self) -> str | None: ...
     def log_ids(self) -> tuple[str, str] | None: ...
+    def mark_error(self, span, description: str) -> None: ...
 
 
 class _NoSpan:
@@ -74,3 +75,9 @@ def log_ids() -> tuple[str, str] | None:
     if _tracer is None:
         return None
     return _tracer.log_ids()
+
+
+def mark_error(span, description: str) -> None:
+    """The span's operation failed though no exception left it (a request answered 5xx): its status is ERROR."""
+    if _tracer is not None and span is not _NO_SPAN:
+        _tracer.mark_error(span, description)

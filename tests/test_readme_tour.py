@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.ports import free_port
+from support.ports import held_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,7 +60,12 @@ def _setup_daemon(env: dict, port: int):
 @pytest.mark.skipif(shutil.which("curl") is None, reason="the tour uses curl")
 @pytest.mark.parametrize("setup_daemon", [False, True], ids=["alone", "set-up-daemon-still-running"])
 def test_the_first_steps_tour_runs(tmp_path, setup_daemon):
-    daemon_port, receiver_port, setup_port = free_port(), free_port(), free_port()
+    # The ports stay held until the tour has ended: nothing else on the machine is given them meanwhile.
+    with held_ports(3) as (daemon_port, receiver_port, setup_port):
+        _run_the_tour(tmp_path, setup_daemon, daemon_port, receiver_port, setup_port)
+
+
+def _run_the_tour(tmp_path, setup_daemon, daemon_port, receiver_port, setup_port):
     script = "set -euo pipefail\n" + "\n".join(_tour_blocks())
     script = script.replace("3018", str(daemon_port)).replace("9999", str(receiver_port))
     script = script.replace("3008", str(setup_port))  # the set-up daemon's port, if the tour were to use it

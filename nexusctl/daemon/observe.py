@@ -267,6 +267,8 @@ async def _observed(request: web.Request, handler, request_id: str, span):
         request.app[METRICS].observe(request.method, route, status, elapsed)
         if span is not None:
             span.set_attribute("http.response.status_code", status)
+            if status >= 500:  # OpenTelemetry's HTTP conventions: a server span fails on 5xx only
+                tracing.mark_error(span, f"HTTP {status}")
         log.info(
             "%s %s %s %.1fms",
             request.method,

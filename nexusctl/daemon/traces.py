@@ -96,6 +96,9 @@ class OtelTracer:
         ) as span:
             yield span
 
+    def mark_error(self, span, description: str) -> None:
+        span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, description))
+
     def traceparent(self) -> str | None:
         carrier: dict = {}
         self._w3c.inject(carrier)

@@ -60,6 +60,7 @@ class OtlpReceiver(ThreadedApp):
                                 "span_id": span.span_id.hex(),
                                 "parent_id": span.parent_span_id.hex(),
                                 "kind": span.kind,
+                                "status": span.status.code,  # 0 unset, 1 ok, 2 error
                                 "attributes": _attributes(span.attributes),
                                 "events": [_attributes(event.attributes) for event in span.events],
                                 "links": [(link.trace_id.hex(), link.span_id.hex()) for link in span.links],
@@ -169,6 +170,19 @@ def test_one_trace_runs_from_the_emit_to_the_delivery_attempt(stack, receiver, f
     assert sync["attributes"]["nexus.sync.action"] == "fetch_channels"
     assert any(s["parent_id"] == sync["span_id"] and s["name"].startswith("SLACK ") for s in receiver.spans)
     wait_for(lambda: receiver.named("job token-refresh"), 20, "a scheduled job's span")
+    # A request answered 5xx (the provider's 503 passed through the proxy) is a failed span; a 2xx is not.
+    stack.emulators["SLACK"].fail_next("whoami", 503)
+    proxied = stack.api("POST", f"/integrations/{integration}/proxy/auth.test", user=user)
+    assert proxied.status == 503, proxied.text
+    (failed,) = wait_for(
+        lambda: [
+            s for s in receiver.spans if s["kind"] == 2 and s["attributes"].get("http.response.status_code") == 503
+        ],
+        20,
+        "the proxied request's span",
+    )
+    assert failed["status"] == 2 and failed["name"].startswith("POST /integrations/{id}/proxy")
+    assert request_span["status"] == 0
     callbacks = receiver.named("GET /integrations/oauth/callback/{provider}")
     assert callbacks and all(
         s["attributes"]["http.route"] == "/integrations/oauth/callback/{provider}" for s in callbacks

@@ -7,10 +7,15 @@ PostgreSQL): the port is released before that process binds it, a small race
 accepted because those servers cannot report a port of their own choosing
 (``support.daemons.start_on_free_port`` starts again on another port when a
 daemon finds its port taken). ``closed_port`` keeps its port bound, unlistened.
+``held_ports`` closes that race for a script that binds ports later: they stay
+bound with SO_REUSEADDR and unlistened, so only a server that sets
+SO_REUSEADDR itself (aiohttp, asyncio, Python's http.server: the servers the
+tests start) can take them, and no other process is given them meanwhile.
 """
 
 from __future__ import annotations
 
+import contextlib
 import socket
 
 
@@ -31,3 +36,20 @@ def closed_port() -> int:
     s.bind(("127.0.0.1", 0))
     _HELD.append(s)
     return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def held_ports(count: int):
+    """``count`` ports kept from other processes until the block ends, yet free for the servers the block
+    starts on them (Linux lets sockets that all set SO_REUSEADDR share a port while at most one listens)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        yield [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
