@@ -172,16 +172,21 @@ def test_one_trace_runs_from_the_emit_to_the_delivery_attempt(stack, receiver, f
     wait_for(lambda: receiver.named("job token-refresh"), 20, "a scheduled job's span")
     # A request answered 5xx (the provider's 503 passed through the proxy) is a failed span; a 2xx is not.
     stack.emulators["SLACK"].fail_next("whoami", 503)
-    proxied = stack.api("POST", f"/integrations/{integration}/proxy/auth.test", user=user)
+    proxied_trace = secrets.token_hex(16)
+    proxied = stack.api(
+        "POST",
+        f"/integrations/{integration}/proxy/auth.test",
+        user=user,
+        headers={"traceparent": f"00-{proxied_trace}-{secrets.token_hex(8)}-01"},
+    )
     assert proxied.status == 503, proxied.text
     (failed,) = wait_for(
-        lambda: [
-            s for s in receiver.spans if s["kind"] == 2 and s["attributes"].get("http.response.status_code") == 503
-        ],
+        lambda: [s for s in receiver.spans if s["trace_id"] == proxied_trace and s["kind"] == 2],
         20,
         "the proxied request's span",
     )
-    assert failed["status"] == 2 and failed["name"].startswith("POST /integrations/{id}/proxy")
+    assert failed["attributes"]["http.response.status_code"] == 503 and failed["status"] == 2  # ERROR
+    assert failed["name"].startswith("POST /integrations/{id}/proxy")
     assert request_span["status"] == 0
     callbacks = receiver.named("GET /integrations/oauth/callback/{provider}")
     assert callbacks and all(
