@@ -141,6 +141,8 @@ def after_refresh(row: Integration, read: Integration, *, lead: dt.timedelta, re
     kept = [health.Reason(**r) for r in read.health_reasons or () if r.get("code") not in health.ROW_CODES]
     status, reasons = health.verdict(health.row_reasons(found, now, lead) + kept)
     due = min([checked_at + recheck, *health.expiry_moments(found, now, lead)])
+    if read.health_due_at is not None:  # a check asked for already (a failed sync, a proxied 5xx) stays asked for
+        due = min(due, read.health_due_at)
     if not statements.update(
         Integration,
         {
@@ -149,7 +151,10 @@ def after_refresh(row: Integration, read: Integration, *, lead: dt.timedelta, re
             "health_reasons": [r.to_dict() for r in reasons],
             "health_due_at": due,
         },
-        {"id": row.id, "health_status": previous, "health_checked_at": checked_at},
+        # Fenced on the due date read too: a check asked for while the provider was called (a failed sync, a
+        # proxied 5xx) is not pushed back; the caller then asks for one itself.
+        {"id": row.id, "health_status": previous, "health_checked_at": checked_at}
+        | ({} if read.health_due_at is None else {"health_due_at": read.health_due_at}),
     ):
         return False
     if status != previous:

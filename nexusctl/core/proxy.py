@@ -325,7 +325,13 @@ async def _note_health(svc, row, status: int, message: str) -> None:
     outcome = proxy_health.outcome_of(status)
     if outcome is None or not proxy_health.worth_writing(row, outcome):
         return
-    await svc.run(proxy_health.record, row.id, outcome, message)
+    try:
+        await svc.run(proxy_health.record, row.id, outcome, message)
+    except Exception as exc:  # noqa: BLE001 - bookkeeping never fails the call: the provider has answered
+        # (a POST has done its work; failing it here would make the caller send it again). Not remembered, so
+        # the next call writes it.
+        log.warning("proxy: integration %s health not recorded (%s)", row.id, type(exc).__name__)
+        return
     proxy_health.remember(row, outcome, message)
 
 

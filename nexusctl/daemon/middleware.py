@@ -8,6 +8,7 @@ with a bare INTERNAL_ERROR: no exception text reaches the client.
 from __future__ import annotations
 
 import logging
+import uuid
 
 from aiohttp import web
 
@@ -30,7 +31,12 @@ def _changes_an_integration(request: web.Request) -> str | None:
     provider call), whose cached tokens (core.proxy_cache) this process must stop using at once."""
     if request.method in _READS or not request.path.startswith("/integrations/") or "/proxy/" in request.path:
         return None
-    return request.match_info.get("id")
+    if request.get(PRINCIPAL) is None:  # not let in: it changed nothing (and strangers cannot churn the cache)
+        return None
+    try:
+        return str(uuid.UUID(request.match_info.get("id", "")))  # the cache's own spelling of the id
+    except ValueError:
+        return None
 
 
 @web.middleware

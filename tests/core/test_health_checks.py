@@ -344,3 +344,27 @@ def test_the_deliveries_query_uses_an_index_on_a_large_table(pg_database):
     assert "webhook_deliveries_webhook_id_created_at_id" in plan and "Seq Scan" not in plan, plan
     # Its 2 webhooks have 400 deliveries over two days, 200 of them within the last 24 hours.
     assert health.facts(Integration.get_by_id(rows[0].id), True, utcnow()).webhooks["deliveries24h"] == 200
+
+
+def test_a_successful_refresh_never_puts_off_a_check_something_asked_for(database, make_integration):
+    """after_refresh stores the health a refresh leaves; a check already asked for (a proxied 5xx, a failed sync
+    set health_due_at to now) must still run soon, before or during the refresh alike."""
+    from nexusctl.core import proxy_health
+
+    row = make_integration(expires_at=_in(days=30))
+    health_checks.check(row.id, **WINDOWS)  # checked: the next check in 15 minutes
+    # Asked for before the refresh read the row: the refresh keeps the due date.
+    proxy_health.record(row.id, proxy_health.PROVIDER_ERROR, "SLACK answered HTTP 503 to a proxied call")
+    read = Integration.get_by_id(row.id)
+    assert read.health_due_at <= utcnow()
+    assert health_checks.after_refresh(Integration.get_by_id(row.id), read, **WINDOWS) is True
+    assert Integration.get_by_id(row.id).health_due_at <= utcnow()
+    assert health_checks.check_due(**WINDOWS)["checked"] == 1  # the health job looks at it now
+
+    # Asked for while the provider was called (after the refresh read the row): the refresh does not write
+    # over it, and says so (its caller then asks for a check itself).
+    read = Integration.get_by_id(row.id)
+    assert read.health_due_at > utcnow()
+    proxy_health.record(row.id, proxy_health.RATE_LIMITED, "SLACK answered HTTP 429 to a proxied call")
+    assert health_checks.after_refresh(Integration.get_by_id(row.id), read, **WINDOWS) is False
+    assert Integration.get_by_id(row.id).health_due_at <= utcnow()
