@@ -89,26 +89,28 @@ def fan_out_many(events, times, trace_parents=None) -> list[int]:
     for (integration, event_type, data), now, parent in zip(events, times, trace_parents, strict=True):
         targets = [hook for hook in hooks.get(integration.id, ()) if matches(hook[2], event_type)]
         payload = payload_of(integration, event_type, data, now) if targets else None
-        rows += [
-            {
-                "id": uuid.uuid4(),
-                "webhook": hook[0],
-                "event": event_type,
-                "payload": payload,
-                "next_attempt_at": now,
-                "status": DeliveryStatus.PENDING,
-                "created_at": now,
-                "updated_at": now,
-                "trace_parent": parent,
-            }
-            for hook in targets
-        ]
+        rows += [_pending(hook[0], event_type, payload, now, parent) for hook in targets]
         counts.append(len(targets))
     if rows:
         for start in range(0, len(rows), 1000):  # bounded statements (SQLite's variable limit among them)
             WebhookDelivery.insert_many(rows[start : start + 1000]).execute()
         _notify()
     return counts
+
+
+def _pending(webhook_id, event_type: str, payload: dict, now: dt.datetime, trace_parent: str | None) -> dict:
+    """A new delivery's row, due at once."""
+    return {
+        "id": uuid.uuid4(),
+        "webhook": webhook_id,
+        "event": event_type,
+        "payload": payload,
+        "next_attempt_at": now,
+        "status": DeliveryStatus.PENDING,
+        "created_at": now,
+        "updated_at": now,
+        "trace_parent": trace_parent,
+    }
 
 
 def queue(integration: Integration, event_type: str, data: dict, hooks) -> list[uuid.UUID]:
@@ -118,20 +120,7 @@ def queue(integration: Integration, event_type: str, data: dict, hooks) -> list[
     now = utcnow()
     payload = payload_of(integration, event_type, data, now)
     parent = tracing.current_traceparent()
-    rows = [
-        {
-            "id": uuid.uuid4(),
-            "webhook": h.id,
-            "event": event_type,
-            "payload": payload,
-            "next_attempt_at": now,
-            "status": DeliveryStatus.PENDING,
-            "created_at": now,
-            "updated_at": now,
-            "trace_parent": parent,
-        }
-        for h in hooks
-    ]
+    rows = [_pending(h.id, event_type, payload, now, parent) for h in hooks]
     WebhookDelivery.insert_many(rows).execute()
     _notify()
     return [row["id"] for row in rows]

@@ -107,6 +107,9 @@ async def note(svc, integration_id, seconds: float | None, *, reason: str = "") 
             now = _now()
             for stale in [k for k, v in _local.items() if v <= now]:
                 del _local[stale]
+            if len(_local) > _LOCAL_MAX:  # still over with every wait live: the soonest to end go first
+                for soonest in sorted(_local, key=_local.__getitem__)[: len(_local) - _LOCAL_MAX]:
+                    del _local[soonest]
     log.info("rate budget: integration %s waits %.0f s%s", key, seconds, f" ({reason})" if reason else "")
     if svc.redis is None:
         return

@@ -64,3 +64,24 @@ def test_an_answer_with_no_call_left_asks_to_wait_until_the_reset():
     assert exhausted_wait({"X-RateLimit-Remaining": "3", "Retry-After": "12"}) is None
     assert exhausted_wait({"X-RateLimit-Remaining": "0"}) is None  # no reset given: nothing to keep
     assert exhausted_wait({}) is None
+
+
+def test_the_process_keeps_a_bounded_number_of_waits_the_longest_first(monkeypatch):
+    """Throttled integrations beyond the bound: memory stays bounded, and the waits dropped are the soonest to
+    end (a call made after one is dropped meets the provider's own refusal, and the wait is noted again)."""
+    monkeypatch.setattr(rate_budget, "_LOCAL_MAX", 10)
+    _forget_process_state()
+    svc = types.SimpleNamespace(redis=None)
+    ids = [uuid.uuid4() for _ in range(25)]
+
+    async def go():
+        for seconds, integration in enumerate(ids, start=100):  # all live; later ones wait longer
+            await rate_budget.note(svc, integration, seconds)
+        assert len(rate_budget._local) <= 10
+        assert await rate_budget.wait_for(svc, ids[-1]) > 100  # the longest waits are kept
+        assert await rate_budget.wait_for(svc, ids[0]) is None
+
+    try:
+        asyncio.run(go())
+    finally:
+        _forget_process_state()
