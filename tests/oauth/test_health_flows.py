@@ -18,6 +18,7 @@ import pytest
 from emulators.testkit import CallbackSink
 from jsonschema import Draft202012Validator
 from pydantic import TypeAdapter
+from support.stack import run_sync
 from support.waiting import wait_for
 from test_refresh_flows import connected, expire_in
 
@@ -262,37 +263,24 @@ def test_only_the_owner_or_an_elevated_role_sees_health(stack, fresh_emulators):
     assert "access_token" not in text and "refresh_token" not in text
 
 
-def _sync(stack, integration, user, action) -> dict:
-    started = stack.api("POST", f"/integrations/{integration}/sync", user=user, body={"action": action})
-    assert started.status == 202, started.text
-    log_id = started.json()["data"]["id"]
-
-    def finished():
-        (status,) = stack.sql("SELECT status FROM integration_sync_logs WHERE id = %s", log_id)[0]
-        return status in ("COMPLETED", "FAILED")
-
-    wait_for(finished, 30, f"the {action} run")
-    return stack.sql("SELECT status FROM integration_sync_logs WHERE id = %s", log_id)[0][0]
-
-
 def test_a_rate_limited_sync_degrades_and_the_next_good_run_recovers(stack, fresh_emulators):
     emu = stack.emulators["SLACK"]
     emu.set_records("channels", [{"id": "C1", "name": "general"}])
     user, integration = connected(stack, "SLACK")
     emu.rate_limit_next("conversations.list", retry_after=1)  # waited out within the run's budget
-    assert _sync(stack, integration, user, "fetch_channels") == "COMPLETED"
+    assert run_sync(stack, integration, user, "fetch_channels") == "COMPLETED"
     record = _health(stack, integration, user)
     assert record["status"] == "healthy" and record["lastRateLimit"]["waits"] == 1
     assert record["lastRateLimit"]["runFailed"] is False and record["syncs"][0]["status"] == "COMPLETED"
 
     emu.rate_limit_next("conversations.list", retry_after=3600)  # beyond SYNC_RATE_LIMIT_BUDGET: the run stops
-    assert _sync(stack, integration, user, "fetch_channels") == "FAILED"
+    assert run_sync(stack, integration, user, "fetch_channels") == "FAILED"
     wait_for(lambda: _stored(stack, integration) == "degraded", 20, "degraded by the rate-limited run")
     record = _health(stack, integration, user)
     assert [r["code"] for r in record["reasons"]] == ["RATE_LIMITED"] and record["lastRateLimit"]["runFailed"]
 
     fresh_emulators.advance_clock(3601)  # the provider's wait is over (kept in the integration's rate budget)
-    assert _sync(stack, integration, user, "fetch_channels") == "COMPLETED"
+    assert run_sync(stack, integration, user, "fetch_channels") == "COMPLETED"
     wait_for(lambda: _stored(stack, integration) == "healthy", 20, "healthy after a good run")
     assert _changes(stack, integration) == [("integration.error", "degraded"), ("integration.recovered", "healthy")]
 

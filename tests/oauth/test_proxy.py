@@ -19,6 +19,7 @@ from pathlib import Path
 import jwt
 import pytest
 from emulators.testkit import call
+from support.stack import run_sync
 from support.waiting import wait_for
 from test_connect_providers import tenant_of
 
@@ -449,25 +450,12 @@ def test_the_cli_calls_a_provider_through_the_same_core(stack, tmp_path):
 # --- one rate budget per integration, shared with the syncs -------------------------------------------------
 
 
-def _sync(stack, integration, user, action, base=None) -> str:
-    started = stack.api("POST", f"/integrations/{integration}/sync", user=user, body={"action": action}, base=base)
-    assert started.status == 202, started.text
-    log_id = started.json()["data"]["id"]
-
-    def finished():
-        (status,) = stack.sql("SELECT status FROM integration_sync_logs WHERE id = %s", log_id)[0]
-        return status in ("COMPLETED", "FAILED")
-
-    wait_for(finished, 30, f"the {action} run")
-    return stack.sql("SELECT status FROM integration_sync_logs WHERE id = %s", log_id)[0][0]
-
-
 def test_a_wait_a_sync_was_told_answers_proxied_calls_429_without_calling_the_provider(stack, fresh_emulators):
     emu = stack.emulators["SLACK"]
     emu.set_records("channels", [{"id": "C1", "name": "general"}])
     user, integration = connected(stack, "SLACK")
     emu.rate_limit_next("conversations.list", retry_after=3600)  # beyond the run's budget: the run stops
-    assert _sync(stack, integration, user, "fetch_channels") == "FAILED"
+    assert run_sync(stack, integration, user, "fetch_channels") == "FAILED"
     calls = emu.calls["whoami"]
     got = proxy(stack, integration, "POST", "/auth.test", user=user)
     assert got.status == 429 and got.json()["error"]["code"] == "RATE_LIMITED", got.text
@@ -497,7 +485,7 @@ def test_a_wait_the_proxy_was_told_is_kept_by_the_syncs(stack, fresh_emulators):
     got = proxy(stack, integration, "GET", "/conversations.list", user=user)
     assert got.status == 429 and got.headers["Retry-After"] == "3600", got.text
     listed = emu.calls["conversations.list"]
-    assert _sync(stack, integration, user, "fetch_channels") == "FAILED"  # the wait is beyond the run's budget
+    assert run_sync(stack, integration, user, "fetch_channels") == "FAILED"  # the wait is beyond the run's budget
     (error,) = stack.sql(
         "SELECT error FROM integration_sync_logs WHERE integration_id = %s ORDER BY created_at DESC LIMIT 1",
         integration,
@@ -505,7 +493,7 @@ def test_a_wait_the_proxy_was_told_is_kept_by_the_syncs(stack, fresh_emulators):
     assert "rate limited" in error, error
     assert emu.calls["conversations.list"] == listed  # the sync did not call the provider either
     fresh_emulators.advance_clock(3601)
-    assert _sync(stack, integration, user, "fetch_channels") == "COMPLETED"
+    assert run_sync(stack, integration, user, "fetch_channels") == "COMPLETED"
 
 
 def test_a_short_wait_the_proxy_was_told_is_waited_out_by_a_sync(stack, fresh_emulators):
@@ -514,7 +502,7 @@ def test_a_short_wait_the_proxy_was_told_is_waited_out_by_a_sync(stack, fresh_em
     user, integration = connected(stack, "SLACK")
     emu.rate_limit_next("whoami", retry_after=2)
     assert proxy(stack, integration, "POST", "/auth.test", user=user).status == 429
-    assert _sync(stack, integration, user, "fetch_channels") == "COMPLETED"
+    assert run_sync(stack, integration, user, "fetch_channels") == "COMPLETED"
     (meta,) = stack.sql(
         "SELECT metadata FROM integration_sync_logs WHERE integration_id = %s ORDER BY created_at DESC LIMIT 1",
         integration,
@@ -593,7 +581,7 @@ def test_shopifys_graphql_throttle_answered_200_is_a_429_and_kept_for_the_syncs(
     assert got.status == 429 and got.headers["Retry-After"] == "3", (got.status, got.text)
     assert got.json()["errors"][0]["extensions"]["code"] == "THROTTLED"  # the provider's own body
     products = emu.calls["products"]
-    assert _sync(stack, integration, user, "fetch_products") == "COMPLETED"  # waited out (within its budget)
+    assert run_sync(stack, integration, user, "fetch_products") == "COMPLETED"  # waited out (within its budget)
     (meta,) = stack.sql(
         "SELECT metadata FROM integration_sync_logs WHERE integration_id = %s ORDER BY created_at DESC LIMIT 1",
         integration,

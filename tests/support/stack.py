@@ -26,6 +26,7 @@ from emulators.testkit import call
 
 from support.daemons import NEXUSCTL, launch, start_on_free_port, stop
 from support.tokens import JWT_SECRET, mint
+from support.waiting import wait_for
 
 FRONTEND = "http://app.nexus.test"
 ENCRYPTION_KEY = base64.b64encode(bytes(range(32, 64))).decode()
@@ -235,3 +236,17 @@ class _database:
                 cur.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
             admin.close()
         shutil.rmtree(self.work / "data", ignore_errors=True)
+
+
+def run_sync(stack, integration, user, action, base=None) -> str:
+    """Start ``action`` on the integration through the API (as its owner) and wait for its sync log to end;
+    the status it ended with (COMPLETED or FAILED)."""
+    started = stack.api("POST", f"/integrations/{integration}/sync", user=user, body={"action": action}, base=base)
+    assert started.status == 202, started.text
+    log_id = started.json()["data"]["id"]
+
+    def ended():
+        return stack.sql("SELECT status FROM integration_sync_logs WHERE id = %s", log_id)[0][0]
+
+    wait_for(lambda: ended() in ("COMPLETED", "FAILED"), 30, f"the {action} run")
+    return ended()
