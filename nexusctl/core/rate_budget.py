@@ -9,32 +9,46 @@ the sync engine ask ``wait_for``: while the wait lasts, a proxied call answers
 429 with ``Retry-After`` without calling the provider, and a sync waits it out
 (within its run's budget) as if the provider had throttled it.
 
-Where it lives: in Redis when REDIS_URL is set (one key per integration,
-``nexus:ratelimit:<id>``, holding the end of the wait as epoch seconds of the
-product clock, expiring with it), so several daemons and the CLI share it;
-otherwise in this process (the embedded default: one daemon on SQLite). A
-later, longer wait extends it; a shorter one never shortens it. A wait is
-seen at once by the process that was told it; another process reads Redis
-at most once per RECHECK (1 s) per integration while there is no wait, so it
-sees a new one within that second (the proxy's token cache has the same
-bound, nexusctl.core.proxy_cache), and one Redis read per call is not the
-proxy's cost. Redis being
-away never fails a call: the budget is advice, the provider stays the judge.
+Where it lives, so that every process calling for the integration sees it:
+
+- with REDIS_URL, in Redis (one key per integration, ``nexus:ratelimit:<id>``,
+  holding the end of the wait as epoch seconds of the product clock, expiring
+  with it), so several daemons and the CLI share it;
+- otherwise in the database (``rate_waits``, one row per integration holding
+  the end of the wait on the product clock; migration 0016), so a CLI
+  ``nexusctl sync run`` and the daemon on the embedded SQLite default (or on
+  PostgreSQL without Redis) see each other's waits. A row is written only
+  when a provider says wait, and ended rows go with the next write.
+
+A later, longer wait extends it; a shorter one never shortens it. A wait is
+seen at once by the process that was told it (kept in this process too: no
+read while it lasts); another process reads Redis or the table at most once
+per RECHECK (1 s) per integration while there is no wait, so it sees a new
+one within that second (the proxy's token cache has the same bound,
+nexusctl.core.proxy_cache), and one read per call is not the proxy's cost.
+Redis or the database being away never fails a call: the budget is advice,
+the provider stays the judge.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import math
 import threading
 import time
 
+import peewee
+
 from nexusctl import clock
+from nexusctl.db.fields import utcnow
+from nexusctl.db.models import RateWait
+from nexusctl.errors import NexusError
 
 log = logging.getLogger(__name__)
 
 PREFIX = "nexus:ratelimit:"
-RECHECK = 1.0  # seconds a "no wait" read from Redis is trusted: how late this process sees another's wait
+RECHECK = 1.0  # seconds a "no wait" read from Redis or the table is trusted: how late this process sees another's wait
 MAX_WAIT = 24 * 3600  # a wait longer than a day is not kept (a daily quota resets within one)
 _LOCAL_MAX = 50_000  # in-process entries kept at most (expired ones are dropped first)
 
@@ -48,7 +62,7 @@ return 1
 """
 
 _local: dict[str, float] = {}
-_checked: dict[str, tuple[float]] = {}  # id -> (monotonic time until which Redis's "no wait" is trusted,)
+_checked: dict[str, tuple[float]] = {}  # id -> (monotonic time until which the shared "no wait" is trusted,)
 _lock = threading.Lock()
 
 
@@ -70,11 +84,24 @@ async def wait_for(svc, integration_id) -> int | None:
         local = _local.get(key)
         checked = _checked.get(key)
     left = _remaining(local)
-    if left is not None or svc.redis is None:
+    if left is not None:
         return left
     now = time.monotonic()
-    if checked is not None and checked[0] > now:  # Redis said "go ahead" less than RECHECK seconds ago
+    if checked is not None and checked[0] > now:  # the shared budget said "go ahead" less than RECHECK s ago
         return None
+    until = await (_redis_until(svc, key) if svc.redis is not None else _table_until(svc, key))
+    left = _remaining(until)
+    with _lock:
+        if left is None:
+            _checked[key] = (now + RECHECK,)
+            if len(_checked) > _LOCAL_MAX:
+                _checked.clear()
+        else:  # another process's wait, kept here too: no shared read until it ends
+            _local[key] = max(_local.get(key, 0.0), until)
+    return left
+
+
+async def _redis_until(svc, key: str) -> float | None:
     from redis.exceptions import RedisError  # start-up: the CLI's sync runs load this module; redis only with Redis
 
     try:
@@ -82,15 +109,33 @@ async def wait_for(svc, integration_id) -> int | None:
     except RedisError as exc:
         log.warning("rate budget: Redis unreachable (%s); calling the provider", type(exc).__name__)
         return None
-    left = _remaining(float(value)) if value else None
-    with _lock:
-        if left is None:
-            _checked[key] = (now + RECHECK,)
-            if len(_checked) > _LOCAL_MAX:
-                _checked.clear()
-        else:  # another process's wait, kept here too: no Redis read until it ends
-            _local[key] = max(_local.get(key, 0.0), float(value))
-    return left
+    return float(value) if value else None
+
+
+async def _table_until(svc, key: str) -> float | None:
+    try:
+        return await svc.run(_read_row, key)
+    except (peewee.PeeweeException, NexusError) as exc:
+        log.warning("rate budget: the database is unavailable (%s); calling the provider", type(exc).__name__)
+        return None
+
+
+def _read_row(key: str) -> float | None:
+    row = RateWait.select(RateWait.until).where(RateWait.integration_id == key).tuples().first()
+    return None if row is None else row[0].timestamp()
+
+
+def _write_row(key: str, until: float) -> None:
+    """Keep the later end (a conditional upsert, so two processes noting at once keep the longer wait); ended
+    waits of any integration go (by the index on ``until``): the table holds live waits only."""
+    now = utcnow()
+    end = dt.datetime.fromtimestamp(until, dt.timezone.utc)
+    RateWait.delete().where(RateWait.until <= now).execute()
+    RateWait.insert(integration_id=key, until=end, updated_at=now).on_conflict(
+        conflict_target=[RateWait.integration_id],
+        update={RateWait.until: peewee.EXCLUDED.until, RateWait.updated_at: peewee.EXCLUDED.updated_at},
+        where=(RateWait.until < peewee.EXCLUDED.until),
+    ).execute()
 
 
 async def note(svc, integration_id, seconds: float | None, *, reason: str = "") -> None:
@@ -112,8 +157,15 @@ async def note(svc, integration_id, seconds: float | None, *, reason: str = "") 
                     del _local[soonest]
     log.info("rate budget: integration %s waits %.0f s%s", key, seconds, f" ({reason})" if reason else "")
     if svc.redis is None:
+        try:
+            await svc.run(_write_row, key, until)
+        except (peewee.PeeweeException, NexusError) as exc:
+            log.warning(
+                "rate budget: the database is unavailable (%s); the wait is kept in this process only",
+                type(exc).__name__,
+            )
         return
-    from redis.exceptions import RedisError  # start-up: as in check()
+    from redis.exceptions import RedisError  # start-up: as in _redis_until()
 
     try:
         await svc.redis.eval(_EXTEND, 1, PREFIX + key, repr(until), max(1, math.ceil(seconds)))

@@ -268,6 +268,18 @@ class Lease(peewee.Model):
         table_name = "leases"
 
 
+class RateWait(peewee.Model):
+    """Until when a provider asked an integration's callers to wait (core.rate_budget, without Redis)."""
+
+    integration_id = peewee.UUIDField(primary_key=True)
+    until = UTCDateTimeField(index=True)  # the product clock
+    updated_at = UTCDateTimeField(default=utcnow)
+
+    class Meta:
+        database = database_proxy
+        table_name = "rate_waits"
+
+
 class JobRun(BaseModel):
     """What a scheduled job last did: one row per job, shared by every daemon (last writer wins)."""
 
@@ -299,4 +311,5 @@ ALL_MODELS = [
     Lease,
     SyncCursor,
     SyncedItem,
+    RateWait,
 ]

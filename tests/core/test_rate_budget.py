@@ -1,4 +1,5 @@
-"""The per-integration rate budget (nexusctl.core.rate_budget): kept in the process, or shared through Redis."""
+"""The per-integration rate budget (nexusctl.core.rate_budget): kept in the process, and shared through the
+database (no Redis: SQLite and PostgreSQL) or through Redis."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import types
 import uuid
 
 from nexusctl.core import rate_budget
+from nexusctl.core.runtime import direct
+from nexusctl.db.models import RateWait
 from nexusctl.providers.http import exhausted_wait
 
 
@@ -16,8 +19,8 @@ def _forget_process_state() -> None:
     rate_budget._checked.clear()
 
 
-def test_a_wait_is_kept_extended_never_shortened_and_per_integration():
-    svc = types.SimpleNamespace(redis=None)
+def test_a_wait_is_kept_extended_never_shortened_and_per_integration(database):
+    svc = types.SimpleNamespace(redis=None, run=direct)
     one, two = uuid.uuid4(), uuid.uuid4()
 
     async def go():
@@ -66,12 +69,12 @@ def test_an_answer_with_no_call_left_asks_to_wait_until_the_reset():
     assert exhausted_wait({}) is None
 
 
-def test_the_process_keeps_a_bounded_number_of_waits_the_longest_first(monkeypatch):
+def test_the_process_keeps_a_bounded_number_of_waits_the_longest_first(monkeypatch, database):
     """Throttled integrations beyond the bound: memory stays bounded, and the waits dropped are the soonest to
     end (a call made after one is dropped meets the provider's own refusal, and the wait is noted again)."""
     monkeypatch.setattr(rate_budget, "_LOCAL_MAX", 10)
     _forget_process_state()
-    svc = types.SimpleNamespace(redis=None)
+    svc = types.SimpleNamespace(redis=None, run=direct)
     ids = [uuid.uuid4() for _ in range(25)]
 
     async def go():
@@ -79,9 +82,57 @@ def test_the_process_keeps_a_bounded_number_of_waits_the_longest_first(monkeypat
             await rate_budget.note(svc, integration, seconds)
         assert len(rate_budget._local) <= 10
         assert await rate_budget.wait_for(svc, ids[-1]) > 100  # the longest waits are kept
-        assert await rate_budget.wait_for(svc, ids[0]) is None
+        assert 100 <= await rate_budget.wait_for(svc, ids[0]) <= 100  # dropped here, read again from the table
 
     try:
         asyncio.run(go())
     finally:
         _forget_process_state()
+
+
+def test_without_redis_another_process_sees_the_wait_through_the_database(database):
+    """What the CLI's sync run and the daemon share on SQLite, or on PostgreSQL without REDIS_URL: one row per
+    integration holding the later end, read once a second at most while there is no wait."""
+    svc = types.SimpleNamespace(redis=None, run=direct)
+    one, two = uuid.uuid4(), uuid.uuid4()
+
+    async def go():
+        _forget_process_state()
+        assert await rate_budget.wait_for(svc, one) is None  # read from the table: none, trusted for RECHECK
+        await rate_budget.note(svc, two, 60)
+        _forget_process_state()  # as seen from another process
+        assert 59 <= await rate_budget.wait_for(svc, two) <= 60
+        await rate_budget.note(svc, two, 10)  # shorter: the table keeps the later end
+        _forget_process_state()
+        assert await rate_budget.wait_for(svc, two) >= 59
+        assert RateWait.select().count() == 1  # written only when a provider said wait
+
+    asyncio.run(go())
+
+
+def test_a_no_wait_answer_is_trusted_for_a_second_and_a_database_error_never_fails_a_call(database, monkeypatch):
+    reads = []
+    one = uuid.uuid4()
+
+    async def counting(fn, *args):
+        reads.append(fn.__name__)
+        return fn(*args)
+
+    svc = types.SimpleNamespace(redis=None, run=counting)
+
+    async def go():
+        _forget_process_state()
+        for _ in range(50):
+            assert await rate_budget.wait_for(svc, one) is None
+        assert reads == ["_read_row"]  # one read for fifty calls
+
+        async def broken(fn, *args):
+            raise rate_budget.peewee.OperationalError("database is locked")
+
+        svc.run = broken
+        _forget_process_state()
+        assert await rate_budget.wait_for(svc, one) is None  # advice only: the call goes ahead
+        await rate_budget.note(svc, one, 30)  # kept in this process at least
+        assert await rate_budget.wait_for(svc, one) >= 29
+
+    asyncio.run(go())

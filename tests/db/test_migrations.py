@@ -100,6 +100,7 @@ def test_this_version_ships_these_migrations():
         "0013_live_view",
         "0014_trace_context",
         "0015_proxy_health",
+        "0016_rate_waits",
     ]
 
 
@@ -353,6 +354,7 @@ def test_0011_channel_webhook_down_then_up_round_trips(database):
     runner = Runner(database, str(migrate.MIGRATIONS_DIR), table_name=migrate.HISTORY_TABLE)
     undone = _down_through(runner, "0011_channel_webhook")
     assert undone == [
+        "0016_rate_waits",
         "0015_proxy_health",
         "0014_trace_context",
         "0013_live_view",

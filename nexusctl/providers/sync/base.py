@@ -13,7 +13,12 @@ provider wants (``bearer``, ``oauth``, a header name, or ``basic`` for a
 ``key:secret`` pair such as WooCommerce's consumer key and secret), its
 per-tenant base URL, and the provider's throttling signals turned into
 ``RateLimited`` (with the wait when the provider says) and a refused token into
-``TokenExpired`` (the engine refreshes once and retries).
+``TokenExpired`` (the engine refreshes once and retries). Every call asks the
+integration's rate budget first (``api.budget``, nexusctl.core.rate_budget):
+while a wait told to any caller lasts, ``BudgetWait`` is raised without calling
+the provider; a wait the provider tells this call is noted there. Calls a
+publisher makes outside ``request`` (the Discord bot, a channel webhook, an
+upload's chunks) go through ``raw`` for the same.
 """
 
 from __future__ import annotations
@@ -26,6 +31,11 @@ from typing import Any, AsyncIterator
 
 from nexusctl.errors import ProviderError, RateLimited, TokenExpired
 from nexusctl.providers.http import Reply, describe, exhausted_wait
+
+
+class BudgetWait(RateLimited):
+    """The integration's rate budget holds a wait (told to the proxy, a sync, another process): nothing was sent
+    to the provider. The engine defers a run whose budget the wait is beyond, instead of failing it."""
 
 
 @dataclass
@@ -159,23 +169,10 @@ class SyncApi:
             kwargs["params"] = {k: str(v) for k, v in params.items() if v is not None}
         if json_body is not None:
             kwargs["json"] = json_body
-        if self.budget is not None and (wait := await self.budget.wait_for()):
-            raise RateLimited(
-                f"{self.adapter.name}: rate limited (the provider asked this integration's callers to wait)",
-                provider=self.adapter.name,
-                retry_after=wait,
-            )
+        await self.ask_budget()
         self.calls += 1
         secrets = self._secrets() + ((token,) if token else ()) + tuple(s for s in secrets if s)
-        try:
-            reply = await self.adapter.http(method, self.url(path), secrets=secrets, **kwargs)
-            self.adapter._check_throttle(reply)  # provider-specific signals besides 429 (handled in http.call)
-        except RateLimited as exc:
-            if self.budget is not None:
-                await self.budget.note(exc.retry_after, "sync")
-            raise
-        if self.budget is not None and (spent := exhausted_wait(reply.headers)):
-            await self.budget.note(spent, "sync: none remaining")  # this answer stands; the next call waits
+        reply = await self._heard(self.adapter.http(method, self.url(path), secrets=secrets, **kwargs))
         if check is not None:
             check(reply)
         if reply.status == 401:
@@ -188,6 +185,36 @@ class SyncApi:
                 status=reply.status,
             )
         return reply
+
+    async def ask_budget(self) -> None:
+        """BudgetWait while the provider's wait, told to any caller for this integration, lasts."""
+        if self.budget is not None and (wait := await self.budget.wait_for()):
+            raise BudgetWait(
+                f"{self.adapter.name}: rate limited (the provider asked this integration's callers to wait)",
+                provider=self.adapter.name,
+                retry_after=wait,
+            )
+
+    async def _heard(self, call) -> Reply:
+        """Await the provider call; its throttle (429, the provider's own signals) is noted in the budget and
+        raised as RateLimited, and an answer that says no call is left is noted for the next one."""
+        try:
+            reply = await call
+            self.adapter._check_throttle(reply)  # provider-specific signals besides 429 (handled in http.call)
+        except RateLimited as exc:
+            if self.budget is not None:
+                await self.budget.note(exc.retry_after, "sync")
+            raise
+        if self.budget is not None and (spent := exhausted_wait(reply.headers)):
+            await self.budget.note(spent, "sync: none remaining")  # this answer stands; the next call waits
+        return reply
+
+    async def raw(self, method: str, url: str, **kwargs) -> Reply:
+        """A call made with the adapter's HTTP directly (headers and secrets as the caller gives them), counted
+        and under the budget like ``request``: asked first, the provider's waits noted."""
+        await self.ask_budget()
+        self.calls += 1
+        return await self._heard(self.adapter.http(method, url, **kwargs))
 
     async def get(self, path: str, **kwargs) -> Reply:
         return await self.request("GET", path, **kwargs)

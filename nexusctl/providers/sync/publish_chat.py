@@ -60,15 +60,14 @@ ADMINISTRATOR, MANAGE_GUILD = 1 << 3, 1 << 5
 
 
 async def _as_bot(api, bot: str, method: str, path: str, **kwargs):
-    reply = await api.adapter.http(
+    # Under the integration's rate budget like every publisher's call (SyncApi.raw): asked first, waits noted.
+    reply = await api.raw(
         method,
         api.url(f"v10/{path}"),
         secrets=(bot,),
         headers={"Authorization": f"Bot {bot}", "Accept": "application/json"},
         **kwargs,
     )
-    api.calls += 1
-    api.adapter._check_throttle(reply)
     if reply.status == 401:
         raise ProviderError(
             f"DISCORD: the bot token (DISCORD_BOT_TOKEN) was refused{describe(reply, (bot,), ': ')}",
@@ -144,7 +143,7 @@ async def _through_webhook(api, content: dict) -> dict:
     token is the authority to post there. ``wait=true`` makes Discord answer with the message (its id)."""
     webhook, token = api.metadata["webhook"], api.tokens.webhook_token
     reply = await creating(
-        api.adapter.http(
+        api.raw(
             "POST",
             api.adapter.webhook_url(webhook["id"], token) + "?wait=true",
             secrets=(token,),
@@ -152,8 +151,6 @@ async def _through_webhook(api, content: dict) -> dict:
             headers={"Accept": "application/json"},
         )
     )
-    api.calls += 1
-    api.adapter._check_throttle(reply)
     if reply.status in (401, 404):  # 10015 Unknown Webhook, 50027 Invalid Webhook Token: deleted in Discord
         raise ProviderError(
             f"DISCORD: the channel webhook {webhook['id']} is gone (deleted in the channel's "

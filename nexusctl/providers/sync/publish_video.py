@@ -172,11 +172,10 @@ async def _open_media(session: aiohttp.ClientSession, url: str, allowed: tuple):
 
 
 async def _put(api, session_uri: str, body: bytes, content_range: str):
-    api.calls += 1
+    """One chunk (or a status query), under the integration's rate budget: a wait someone was told is a
+    RateLimited here before anything is sent, which ``_upload`` waits out and resumes like a throttled chunk."""
     headers = api._auth({"Content-Range": content_range, "Content-Type": "application/octet-stream"})
-    reply = await api.adapter.http(
-        "PUT", session_uri, data=body, headers=headers, secrets=api._secrets(), timeout=CHUNK_TIMEOUT
-    )
+    reply = await api.raw("PUT", session_uri, data=body, headers=headers, secrets=api._secrets(), timeout=CHUNK_TIMEOUT)
     if reply.status == 401:
         raise TokenExpired("YOUTUBE: the access token was refused during the upload", provider="YOUTUBE")
     return reply
