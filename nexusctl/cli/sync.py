@@ -88,6 +88,8 @@ def _summary(row: dict) -> str:
     )
     took = f", {meta['durationMs'] / 1000:.1f} s" if "durationMs" in meta else ""
     line = f"{row['status']:<10} {row['integrationId']}  {row['action']:<16} {counts}{took}"
+    if row["status"] == "PENDING" and meta.get("rateLimitedUntil"):  # deferred (core.sync_runs), not failed
+        return f"{line}  deferred until {meta['rateLimitedUntil']}: {meta.get('rateLimitReason', 'rate limited')}"
     return line + (f"  {row['error']}" if row["error"] else "")
 
 

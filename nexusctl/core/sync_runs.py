@@ -19,8 +19,13 @@ transaction by nexusctl.core.sync_state.
   run ends FAILED with RATE_LIMITED and the next run resumes from its cursor. A spent daily quota
   (``quotaResetAt``: YouTube's) is not waited for in the run: the run goes back to PENDING until the reset
   (``rateLimitedUntil`` in its metadata) and then resumes from its cursor. The waits are the integration's,
-  shared with the API proxy (nexusctl.core.rate_budget): a wait the proxy was told is kept by the run before
-  its next call, and a wait the run is told makes proxied calls answer 429 until it ends.
+  shared with the API proxy and every other process (nexusctl.core.rate_budget): a wait the proxy or another
+  run was told is kept by the run before its next call (nothing sent: BudgetWait), and a wait the run is told
+  makes proxied calls answer 429 until it ends. A kept wait beyond what is left of the run's budget defers
+  the run like a spent quota: back to PENDING until the wait ends (``rateLimitedUntil``, ``rateLimitReason``),
+  taken again then by the daemon's sync runner and resumed from its cursor; not a failure, so the
+  integration's health is not touched. A publish is deferred the same way (its "may have posted" look-up
+  unchanged); a snapshot reads afresh when taken again.
 - A refused token is refreshed once (the single-flight refresh) and the page
   retried; a token about to expire is refreshed before the first call.
 - Cancelling (``nexusctl sync cancel``) stops the run after its current page.
@@ -55,7 +60,7 @@ from nexusctl.errors import (
 from nexusctl.providers import scopes as needed_scopes
 from nexusctl.providers.adapters.tiktok import unavailable
 from nexusctl.providers.spec import NotYetRefreshable
-from nexusctl.providers.sync.base import SyncApi
+from nexusctl.providers.sync.base import BudgetWait, SyncApi
 from nexusctl.providers.sync.publish import PUBLISHERS
 from nexusctl.providers.sync.publish_common import NotReady
 from nexusctl.providers.sync.publish_media import cannot_take
@@ -150,18 +155,35 @@ async def _wait_out(exc: RateLimited, stats: dict, budget: float, what: str, *, 
     await asyncio.sleep(wait)
 
 
+def _beyond_budget(exc: RateLimited, stats: dict, budget: float) -> bool:
+    """A wait the integration's budget holds (nothing was sent) that the run's budget cannot wait out."""
+    wait = float(exc.retry_after if exc.retry_after is not None else UNKNOWN_WAIT)
+    return isinstance(exc, BudgetWait) and stats["rateLimitWaitedSeconds"] + wait > budget
+
+
 def _wait_for_quota(log_id, exc: RateLimited, stats: dict) -> IntegrationSyncLog:
     """Back to PENDING until the provider's quota resets (the sync runner takes it then, and it resumes from its
     cursor): rate limited, not failed, so the integration keeps its health and no retry spends calls before."""
     reset = dt.datetime.fromisoformat(exc.details["quotaResetAt"].replace("Z", "+00:00"))
-    log.warning("sync %s: %s; the run waits for it", log_id, exc.message)
+    return _rate_deferred(log_id, exc, stats, reset)
+
+
+def _wait_for_budget(log_id, exc: BudgetWait, stats: dict) -> IntegrationSyncLog:
+    """Back to PENDING until the wait the integration's budget holds ends (the sync runner takes it then), as
+    for a spent quota: the provider was not even called, so neither a failure nor a call spent before it ends."""
+    return _rate_deferred(log_id, exc, stats, utcnow() + dt.timedelta(seconds=float(exc.retry_after or 0) + 1))
+
+
+def _rate_deferred(log_id, exc: RateLimited, stats: dict, until: dt.datetime) -> IntegrationSyncLog:
+    until = until.astimezone(dt.timezone.utc).replace(microsecond=0)
+    log.warning("sync %s: %s; the run waits until %s", log_id, exc.message, until.isoformat())
     return sync_state.defer(
         log_id,
-        reset,
+        until,
         extra={
             **stats,
             "errorCode": exc.code,
-            "rateLimitedUntil": exc.details["quotaResetAt"],
+            "rateLimitedUntil": until.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "rateLimitReason": exc.message,
         },
     )
@@ -296,6 +318,9 @@ async def _run(svc, log_id, *, progress=None, budget: float | None = None) -> In
                 if exc.details.get("quotaResetAt"):  # a spent daily quota: asking again before the reset only fails
                     stats["providerCalls"] = api.calls
                     return await svc.run(_wait_for_quota, log_id, exc, stats)
+                if _beyond_budget(exc, stats, budget):  # a wait someone else was told, longer than this run may wait
+                    stats["providerCalls"] = api.calls
+                    return await svc.run(_wait_for_budget, log_id, exc, stats)
                 await _wait_out(exc, stats, budget, f"sync {log_id}", resumes=True)
             except TokenExpired:
                 if refreshed:
@@ -340,6 +365,9 @@ async def _snapshot(svc, log_id, integration_id, row: Integration, tokens, actio
                 report = await action.report(api, got)
                 break
             except RateLimited as exc:
+                if _beyond_budget(exc, stats, budget):
+                    stats["providerCalls"] = api.calls
+                    return await svc.run(_wait_for_budget, log_id, exc, stats)
                 await _wait_out(exc, stats, budget, f"sync {log_id}", resumes=False)
             except TokenExpired:
                 if refreshed:
@@ -385,6 +413,12 @@ async def _publish(svc, log: IntegrationSyncLog, row: Integration, tokens, stats
             stats["providerCalls"] = api.calls
             return await _defer(svc, log, row, exc, stats)
         except RateLimited as exc:
+            if exc.details.get("mayHavePosted"):  # the last byte of an upload went: the look-up below, not a retry
+                result = await _may_have_posted(reconcile, api, content, own, attempt, exc, row, stats)
+                break
+            if _beyond_budget(exc, stats, budget):  # nothing sent: tried again once the wait ends
+                stats["providerCalls"] = api.calls
+                return await svc.run(_wait_for_budget, log.id, exc, stats)
             await _wait_out(exc, stats, budget, f"publish {log.id}", resumes=False)
         except TokenExpired:
             if refreshed:
@@ -394,20 +428,26 @@ async def _publish(svc, log: IntegrationSyncLog, row: Integration, tokens, stats
         except NexusError as exc:
             if not exc.details.get("mayHavePosted"):
                 raise
-            found, looked = await _look_up(reconcile, api, content, own, attempt) if reconcile else (None, False)
-            if found is not None:
-                result = {**found, "reconciled": True}
-                break
-            stats.update(providerCalls=api.calls, mayHavePosted=True)
-            raise ProviderError(
-                f"{exc.message}. The request reached {row.provider.value} but no clean answer came back, so the "
-                f"post may have been made{': it is not among the latest posts yet' if looked else ''}; check "
-                "the account before publishing this content again"
-                f"{' (a re-publish looks it up first)' if reconcile else ''}",
-                provider=row.provider.value,
-                mayHavePosted=True,
-            ) from None
+            result = await _may_have_posted(reconcile, api, content, own, attempt, exc, row, stats)
+            break
     return await _published(svc, log, row, api, result, stats)
+
+
+async def _may_have_posted(reconcile, api: SyncApi, content: dict, own: dict, attempt, exc, row, stats: dict):
+    """The post found among those made since ``attempt`` (the publish completes with it), else the failure
+    saying the post may exist."""
+    found, looked = await _look_up(reconcile, api, content, own, attempt) if reconcile else (None, False)
+    if found is not None:
+        return {**found, "reconciled": True}
+    stats.update(providerCalls=api.calls, mayHavePosted=True)
+    raise ProviderError(
+        f"{exc.message}. The request reached {row.provider.value} but no clean answer came back, so the "
+        f"post may have been made{': it is not among the latest posts yet' if looked else ''}; check "
+        "the account before publishing this content again"
+        f"{' (a re-publish looks it up first)' if reconcile else ''}",
+        provider=row.provider.value,
+        mayHavePosted=True,
+    ) from None
 
 
 def _refresh_in_place(svc, integration_id, api: SyncApi):

@@ -19,7 +19,7 @@ from pathlib import Path
 import jwt
 import pytest
 from emulators.testkit import call
-from support.stack import run_sync
+from support.stack import run_sync, sync_log_end
 from support.waiting import wait_for
 from test_connect_providers import tenant_of
 
@@ -477,7 +477,9 @@ def test_a_wait_a_sync_was_told_answers_proxied_calls_429_without_calling_the_pr
     assert emu.calls["whoami"] == calls + 1
 
 
-def test_a_wait_the_proxy_was_told_is_kept_by_the_syncs(stack, fresh_emulators):
+def test_a_wait_the_proxy_was_told_defers_a_sync_until_it_ends(stack, fresh_emulators):
+    """A wait longer than the run's budget (SYNC_RATE_LIMIT_BUDGET): the run goes back to PENDING until the
+    wait ends (not FAILED: the provider was not even called), and the daemon's sync runner takes it then."""
     emu = stack.emulators["SLACK"]
     emu.set_records("channels", [{"id": "C1", "name": "general"}])
     user, integration = connected(stack, "SLACK")
@@ -485,15 +487,22 @@ def test_a_wait_the_proxy_was_told_is_kept_by_the_syncs(stack, fresh_emulators):
     got = proxy(stack, integration, "GET", "/conversations.list", user=user)
     assert got.status == 429 and got.headers["Retry-After"] == "3600", got.text
     listed = emu.calls["conversations.list"]
-    assert run_sync(stack, integration, user, "fetch_channels") == "FAILED"  # the wait is beyond the run's budget
-    (error,) = stack.sql(
-        "SELECT error FROM integration_sync_logs WHERE integration_id = %s ORDER BY created_at DESC LIMIT 1",
-        integration,
-    )[0]
-    assert "rate limited" in error, error
+    started = stack.api("POST", f"/integrations/{integration}/sync", user=user, body={"action": "fetch_channels"})
+    log_id = started.json()["data"]["id"]
+    assert sync_log_end(stack, log_id) == "DEFERRED"
+    logs = stack.api("GET", f"/integrations/{integration}/sync-logs", user=user).json()["data"]
+    (shown,) = [row for row in logs if row["id"] == log_id]
+    assert shown["status"] == "PENDING" and shown["error"] is None, shown
+    meta = shown["metadata"]
+    assert meta["errorCode"] == "RATE_LIMITED" and "asked this integration's callers to wait" in meta["rateLimitReason"]
+    until = meta["rateLimitedUntil"]
+    assert shown["runAfter"].startswith(until[:16]), shown
     assert emu.calls["conversations.list"] == listed  # the sync did not call the provider either
-    fresh_emulators.advance_clock(3601)
-    assert run_sync(stack, integration, user, "fetch_channels") == "COMPLETED"
+    reasons = [r["code"] for r in _health(stack, integration, user)["reasons"]]
+    assert reasons == ["PROXY_RATE_LIMITED"], reasons  # the proxied 429's; the deferred run adds none
+    fresh_emulators.advance_clock(3602)  # the wait is over: the daemon's runner takes the run again
+    assert sync_log_end(stack, log_id, timeout=60, ends=("COMPLETED", "FAILED")) == "COMPLETED"
+    assert emu.calls["conversations.list"] == listed + 1
 
 
 def test_a_short_wait_the_proxy_was_told_is_waited_out_by_a_sync(stack, fresh_emulators):

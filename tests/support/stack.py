@@ -168,6 +168,8 @@ def launch_stack(kind: str, work: Path, emulators, pg_template, extra_env: dict 
         if kind == "postgres":  # the scale-out shape: OAuth states in Redis
             env["REDIS_URL"] = shared_redis_url()
         env.update(extra_env or {})
+        for name in [k for k, v in env.items() if v is None]:  # a None in extra_env removes it (REDIS_URL)
+            del env[name]
         subprocess.run([str(NEXUSCTL), "-q", "db", "migrate"], env=env, check=True, capture_output=True)
         log_path = work / "daemon.log"
 
@@ -240,13 +242,22 @@ class _database:
 
 def run_sync(stack, integration, user, action, base=None) -> str:
     """Start ``action`` on the integration through the API (as its owner) and wait for its sync log to end;
-    the status it ended with (COMPLETED or FAILED)."""
+    the status it ended with (COMPLETED or FAILED), or DEFERRED: back to PENDING until a time (run_after) set
+    by the run, which the daemon's sync runner takes it again at."""
     started = stack.api("POST", f"/integrations/{integration}/sync", user=user, body={"action": action}, base=base)
     assert started.status == 202, started.text
-    log_id = started.json()["data"]["id"]
+    return sync_log_end(stack, started.json()["data"]["id"], action)
+
+
+def sync_log_end(
+    stack, log_id, what: str = "sync", timeout: float = 30, ends=("COMPLETED", "FAILED", "DEFERRED")
+) -> str:
+    """Wait for one sync log to end (COMPLETED, FAILED or DEFERRED, as in ``run_sync``; a deferred one's next
+    end: ``ends`` without DEFERRED); that status."""
 
     def ended():
-        return stack.sql("SELECT status FROM integration_sync_logs WHERE id = %s", log_id)[0][0]
+        status, run_after = stack.sql("SELECT status, run_after FROM integration_sync_logs WHERE id = %s", log_id)[0]
+        return "DEFERRED" if status == "PENDING" and run_after is not None else status
 
-    wait_for(lambda: ended() in ("COMPLETED", "FAILED"), 30, f"the {action} run")
+    wait_for(lambda: ended() in ends, timeout, f"the {what} run")
     return ended()
