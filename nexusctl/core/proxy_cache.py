@@ -11,7 +11,13 @@ How stale an entry may be, and why:
   deactivate, reconnect, settings), every token written by a refresh
   (nexusctl.core.refresh) and every refusal or refresh the proxy itself meets
   drop the entry (``forget``); a load that began before such a drop does not
-  put its older row back (a generation per id).
+  put its older row back: it records what ``generation`` said when it began
+  (a counter per id, under a global epoch) and ``put`` keeps its row only if
+  that is unchanged. The per-id counters matter only while a load is in
+  flight, so past 4 x MAX_ENTRIES of them they are all dropped at once; the
+  epoch moves on then (and on ``clear``), so a load in flight across that
+  drop is discarded too, rather than taking its id's counter back to zero for
+  a match.
 - Changes made by another daemon or the CLI (a disconnect, a deactivation, a
   refresh, ``keys rotate``) are seen within TTL seconds (1 s): the entry is
   read again from the database after that. One read per integration per second
@@ -37,6 +43,7 @@ MAX_ENTRIES = 10_000
 
 _entries: OrderedDict = OrderedDict()  # id -> (expires (monotonic), row, tokens)
 _generation: dict[str, int] = {}
+_epoch = 0  # moved on whenever _generation is dropped whole: a load begun before never matches again
 _lock = threading.Lock()
 
 
@@ -53,16 +60,17 @@ def get(integration_id: str):
         return entry[1], entry[2]
 
 
-def generation(integration_id: str) -> int:
+def generation(integration_id: str) -> tuple[int, int]:
+    """What a load records before it reads the row, for ``put``: (epoch, this id's counter)."""
     with _lock:
-        return _generation.get(integration_id, 0)
+        return _epoch, _generation.get(integration_id, 0)
 
 
-def put(integration_id: str, row, tokens, seen_generation: int) -> None:
+def put(integration_id: str, row, tokens, seen_generation: tuple[int, int]) -> None:
     """Keep (row, tokens) unless the entry was dropped since the load that read them began."""
     now = time.monotonic()
     with _lock:
-        if _generation.get(integration_id, 0) != seen_generation:
+        if (_epoch, _generation.get(integration_id, 0)) != seen_generation:
             return
         _entries.pop(integration_id, None)
         _entries[integration_id] = (now + TTL, row, tokens)
@@ -75,16 +83,20 @@ def put(integration_id: str, row, tokens, seen_generation: int) -> None:
 
 def forget(integration_id) -> None:
     """This process changed the integration: the next proxied call reads it again."""
+    global _epoch
     key = str(integration_id)
     with _lock:
         _entries.pop(key, None)
         _generation[key] = _generation.get(key, 0) + 1
-        if len(_generation) > 4 * MAX_ENTRIES:  # generations only matter while a load is in flight
+        if len(_generation) > 4 * MAX_ENTRIES:  # counters only matter while a load is in flight
             _generation.clear()
             _entries.clear()
+            _epoch += 1  # every load in flight now is discarded by put
 
 
 def clear() -> None:
+    global _epoch
     with _lock:
         _entries.clear()
         _generation.clear()
+        _epoch += 1
