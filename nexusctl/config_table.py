@@ -435,7 +435,9 @@ TABLE = (
         v.duration,
         "120s",
         "How long one sync run may wait out provider rate limits; beyond it the run ends `FAILED` "
-        "(`RATE_LIMITED`) and the next run resumes from its cursor.",
+        "(`RATE_LIMITED`) and the next run resumes from its cursor. A wait the integration's rate budget already "
+        "holds (told to the API proxy or another run) that is longer defers the run instead: `PENDING` until the "
+        "wait ends, then taken by the daemon's sync runner.",
     ),
     Variable(
         "TIKTOK_APP",

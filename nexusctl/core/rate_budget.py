@@ -5,9 +5,10 @@ When a provider says "wait" to any call made for an integration (a 429 with
 Shopify's THROTTLED cost bucket, YouTube's quotaExceeded, Graph's codes,
 ``X-RateLimit-Remaining: 0`` with a reset ...), ``note`` records until when.
 Before calling that provider again for the same integration, the proxy and
-the sync engine ask ``wait_for``: while the wait lasts, a proxied call answers
-429 with ``Retry-After`` without calling the provider, and a sync waits it out
-(within its run's budget) as if the provider had throttled it.
+the sync engine (syncs and publishers alike, through SyncApi) ask ``wait_for``:
+while the wait lasts, a proxied call answers 429 with ``Retry-After`` without
+calling the provider, and a run waits it out within its budget or, beyond it,
+goes back to PENDING until the wait ends (nexusctl.core.sync_runs).
 
 Where it lives, so that every process calling for the integration sees it:
 
