@@ -163,7 +163,8 @@ def run_cmd(
     """Sync now: read the provider's data, record a sync log, emit change events.
 
     Exit code 24 when any run failed, 28 when every failure was a missing scope (one line per run; --json for
-    scripts).
+    scripts). A run deferred by a provider's wait (longer than SYNC_RATE_LIMIT_BUDGET) is PENDING, says until
+    when, and is not a failure: the daemon's sync runner takes it when the wait ends.
 
     Example:  nexusctl sync run --all --provider SLACK --json
     """
