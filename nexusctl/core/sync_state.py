@@ -39,10 +39,19 @@ def create(
     resource_id: str | None = None,
 ) -> IntegrationSyncLog:
     """A PENDING run; refused while a run of the same action is pending or in progress. ``resource_type`` is what
-    the action fetches (its events' resource), ``resource_id`` whose (the connected account)."""
+    the action fetches (its events' resource), ``resource_id`` whose (the connected account).
+
+    A run deferred until a provider's wait ends (``run_after``, core.sync_runs) is that pending run: once its
+    time has come it is returned to be run now (it resumes from its cursor), so `nexusctl sync run` from cron
+    takes it without a daemon; before, the refusal says until when."""
     with database_proxy.atomic():
         running = (
-            IntegrationSyncLog.select(IntegrationSyncLog.id)
+            IntegrationSyncLog.select(
+                IntegrationSyncLog.id,
+                IntegrationSyncLog.status,
+                IntegrationSyncLog.run_after,
+                IntegrationSyncLog.action,
+            )
             .where(
                 (IntegrationSyncLog.integration == integration.id)
                 & (IntegrationSyncLog.action == action)
@@ -50,6 +59,16 @@ def create(
             )
             .first()
         )
+        deferred = running is not None and running.status == SyncStatus.PENDING and running.run_after is not None
+        if deferred and running.run_after <= utcnow():
+            return IntegrationSyncLog.get_by_id(running.id)
+        if deferred:
+            raise SyncNotStarted(
+                f"a {action} sync of integration {integration.id} is deferred until "
+                f"{running.run_after.strftime('%Y-%m-%dT%H:%M:%SZ')} (log {running.id}), when the provider's "
+                f"wait ends; it runs then, or `nexusctl sync cancel {running.id}`",
+                syncLogId=str(running.id),
+            )
         if running is not None:
             raise SyncNotStarted(
                 f"a {action} sync of integration {integration.id} is already running "

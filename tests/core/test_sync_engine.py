@@ -12,14 +12,15 @@ import asyncio
 
 import aiohttp
 import pytest
+from support.clock import pass_until
 
 from nexusctl import config
-from nexusctl.core import sync_runs, sync_state
+from nexusctl.core import rate_budget, sync_runs, sync_state
 from nexusctl.core.runtime import Runtime, direct
 from nexusctl.crypto import keyring_from_settings
 from nexusctl.db.models import Integration, IntegrationSyncLog, OutboxEvent, SyncCursor, Webhook, WebhookDelivery
 from nexusctl.enums import Provider, SyncStatus
-from nexusctl.errors import SyncFailed
+from nexusctl.errors import SyncFailed, SyncNotStarted
 from nexusctl.providers.scopes import requested
 
 
@@ -140,6 +141,37 @@ def test_a_rate_limit_beyond_the_budget_fails_and_the_next_run_resumes(env, make
     assert resumed.status == SyncStatus.COMPLETED and resumed.items_processed == 250
     assert slack.calls["conversations.list"] - before == 2  # pages two and three, not the first again
     assert _events(integration, "channel.created") == 450 and SyncCursor.select().count() == 0
+
+
+def test_a_wait_the_budget_holds_defers_the_run_and_the_next_sync_run_takes_it_when_it_ends(env, make_integration):
+    """Another process (the daemon's proxy) was told to wait 10 minutes: the run calls nothing and goes back to
+    PENDING until then, a `sync run` before then says until when, and one after it runs that same log."""
+    settings, keyring, emu = env
+    integration, slack = _slack(env, make_integration)
+    slack.set_records("channels", _channels(450))
+    svc = Runtime(settings, keyring, None, direct, None)
+    asyncio.run(rate_budget.note(svc, integration.id, 600, reason="proxy"))
+    rate_budget._local.clear()  # what this process knows comes from the table, as for another process
+    rate_budget._checked.clear()
+
+    deferred = _run(env, integration)
+    assert (deferred.status, deferred.error, deferred.items_processed) == (SyncStatus.PENDING, None, 0)
+    assert deferred.metadata["errorCode"] == "RATE_LIMITED" and deferred.metadata["rateLimitedUntil"]
+    assert slack.calls["conversations.list"] == 0
+    assert Integration.get_by_id(integration.id).last_error is None  # not a failure
+    with pytest.raises(SyncNotStarted, match="deferred until"):
+        sync_runs.plan(integration.id, "fetch_channels")
+
+    pass_until(emu, deferred.run_after)
+    (again,) = sync_runs.plan(integration.id, "fetch_channels")
+    assert again.id == deferred.id  # the deferred run itself, not a second one
+
+    async def run_it():
+        async with aiohttp.ClientSession(trust_env=False) as session:
+            return await sync_runs.run(Runtime(settings, keyring, session, direct, None), again.id)
+
+    done = asyncio.run(run_it())
+    assert (done.status, done.items_processed) == (SyncStatus.COMPLETED, 450)
 
 
 def test_a_token_refused_midway_is_refreshed_once_and_the_page_retried(env, make_integration):
