@@ -176,7 +176,7 @@ def _wait_for_budget(log_id, exc: BudgetWait, stats: dict) -> IntegrationSyncLog
 
 def _rate_deferred(log_id, exc: RateLimited, stats: dict, until: dt.datetime) -> IntegrationSyncLog:
     until = until.astimezone(dt.timezone.utc).replace(microsecond=0)
-    log.warning("sync %s: %s; the run waits until %s", log_id, exc.message, until.isoformat())
+    log.warning("run %s: %s; it waits until %s", log_id, exc.message, until.isoformat())
     return sync_state.defer(
         log_id,
         until,
