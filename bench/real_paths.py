@@ -196,7 +196,7 @@ async def main():
                     pause = started + i / rate - time.perf_counter()
                     if pause > 0:
                         await asyncio.sleep(pause)
-                body = {"type": "media.created", "data": {"i": i, "t": time.time()}}
+                body = {"type": "post.created", "data": {"i": i, "t": time.time()}}
                 async with session.post(url, json=body, headers=headers) as response:
                     await response.read()
                     if response.status != 202:

@@ -100,7 +100,7 @@ for i in range(count):
         time.sleep(pause)
     else:
         late += 1
-    events.emit(integration, "media.created", {"i": i})
+    events.emit(integration, "post.created", {"i": i})
 print(late)
 """
 
@@ -218,7 +218,7 @@ def run(args) -> dict:
         )
         hook, _ = webhooks.create(ring, integration_id=integration.id, url=url, events=["*"])
         body = (
-            b'{"type":"media.created","timestamp":"2026-11-25T00:00:00Z","data":{"integrationId":"'
+            b'{"type":"post.created","timestamp":"2026-11-25T00:00:00Z","data":{"integrationId":"'
             + str(integration.id).encode()
             + b'","provider":"SHOPIFY","i":1}}'
         )
@@ -392,7 +392,7 @@ def _queue(db, hook_ids, count: int) -> None:
         db.execute_sql(
             "INSERT INTO webhook_deliveries (id, created_at, updated_at, webhook_id, event, payload, status, "
             "attempts, next_attempt_at) SELECT gen_random_uuid(), now(), now(), (%s::uuid[])[1 + g %% %s], "
-            "'media.created', jsonb_build_object('type', 'media.created', 'data', jsonb_build_object('i', g)), "
+            "'post.created', jsonb_build_object('type', 'post.created', 'data', jsonb_build_object('i', g)), "
             f"'PENDING', 0, now() FROM generate_series(0, {int(count) - 1}) AS g",
             ([str(h) for h in hook_ids], len(hook_ids)),
         )
@@ -402,8 +402,8 @@ def _queue(db, hook_ids, count: int) -> None:
         {
             "id": uuid.uuid4(),
             "webhook": hook_ids[g % len(hook_ids)],
-            "event": "media.created",
-            "payload": {"type": "media.created", "data": {"i": g}},
+            "event": "post.created",
+            "payload": {"type": "post.created", "data": {"i": g}},
             "status": DeliveryStatus.PENDING,
             "attempts": 0,
             "next_attempt_at": now,
@@ -462,8 +462,8 @@ def _insert_sql(count: int) -> str:
     # Set-based: a large backlog in one statement, as a burst of emits would leave it.
     return (
         "INSERT INTO webhook_deliveries (id, created_at, updated_at, webhook_id, event, payload, status, attempts, "
-        "next_attempt_at) SELECT gen_random_uuid(), now(), now(), %s, 'media.created', "
-        "jsonb_build_object('type', 'media.created', 'data', jsonb_build_object('i', g)), 'PENDING', 0, now() "
+        "next_attempt_at) SELECT gen_random_uuid(), now(), now(), %s, 'post.created', "
+        "jsonb_build_object('type', 'post.created', 'data', jsonb_build_object('i', g)), 'PENDING', 0, now() "
         f"FROM generate_series(1, {int(count)}) AS g"
     )
 

@@ -18,8 +18,8 @@ ENDPOINT_KINDS = ("AUTH", "TOKEN", "API", "REVOKE")
 # Endpoints only some providers have, overridable the same way (<PROVIDER>_<KIND>_URL): Google Ads' API is
 # googleads.googleapis.com (GOOGLE_ADS_API_URL), so its who-am-I (OpenID userinfo) has a URL of its own.
 # YouTube Analytics is youtubeanalytics.googleapis.com, apart from the Data API (YOUTUBE_ANALYTICS_URL).
-# TikTok API for Business (TIKTOK_APP=business) is business-api.tiktok.com, apart from Login Kit's hosts
-# (TIKTOK_BUSINESS_URL): its tt_user/oauth2 token endpoints and its business/ API (comments).
+# TikTok API for Business (a connection with tiktokApp business) is business-api.tiktok.com, apart from Login Kit's
+# hosts (TIKTOK_BUSINESS_URL): its tt_user/oauth2 token endpoints and its business/ API (comments).
 EXTRA_ENDPOINT_KINDS = {
     Provider.GOOGLE_ADS: ("USERINFO",),
     Provider.YOUTUBE: ("ANALYTICS",),

@@ -157,8 +157,8 @@ PROVIDER_CREDENTIALS = Family(
         (
             "`TIKTOK_BUSINESS_URL`",
             "`https://business-api.tiktok.com`",
-            "TikTok API for Business (with `TIKTOK_APP=business`): its `open_api/v1.3/tt_user/oauth2/` token "
-            "endpoints and its `business/` API, where TikTok's comment endpoints are.",
+            "TikTok API for Business (connections with `tiktokApp` `business`): its `open_api/v1.3/tt_user/oauth2/` "
+            "token endpoints and its `business/` API, where TikTok's comment endpoints are.",
         ),
         (
             "`YOUTUBE_ANALYTICS_URL`",
@@ -444,13 +444,15 @@ TABLE = (
         "tiktok_app",
         v.choice("login_kit", "business"),
         "login_kit",
-        "What kind of TikTok app `TIKTOK_CLIENT_ID` is. `login_kit`: a TikTok for Developers app (Login Kit, "
-        "Display and Content Posting APIs at open.tiktokapis.com): posts, analytics and publishing, no comments "
-        "(that API has none). `business`: a TikTok API for Business app (TikTok Accounts API): a TikTok business "
-        "account authorizes at the same www.tiktok.com consent, tokens come from business-api.tiktok.com's "
-        "`tt_user/oauth2/token/` (`TIKTOK_BUSINESS_URL`), and the connection offers comments (`fetch_comments`, "
-        "replies; scopes `video.list`, `comment.list`, `comment.list.manage`) but not the Login Kit actions. "
-        "Changing it needs the TikTok connections made again.",
+        "The kind of TikTok app a new TikTok connection is made with when the caller does not choose one "
+        "(`metadata.provider.tiktokApp` at initiate, `integrations connect --tiktok-app`). `login_kit`: a TikTok "
+        "for Developers app (Login Kit, Display and Content Posting APIs at open.tiktokapis.com): posts, analytics "
+        "and publishing, no comments (that API has none). `business`: a TikTok API for Business app (TikTok "
+        "Accounts API): a TikTok business account authorizes at the same www.tiktok.com consent, tokens come from "
+        "business-api.tiktok.com's `tt_user/oauth2/token/` (`TIKTOK_BUSINESS_URL`), and the connection offers "
+        "comments (`fetch_comments`, replies; scopes `video.list`, `comment.list`, `comment.list.manage`) but not "
+        "the Login Kit actions. Each connection keeps the kind it was made with (`metadata.provider.tiktokApp`), "
+        "so both kinds live side by side and changing this touches no existing connection.",
     ),
     Variable(
         "DISCORD_BOT_TOKEN",

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from nexusctl import enums
 from nexusctl.cli.context import out, state
 from nexusctl.cli.flows import run_flow
 from nexusctl.cli.options import Json, Organization, parse_json_object
@@ -37,6 +38,15 @@ def connect_cmd(
         ),
     ] = None,
     organization: Organization = None,
+    tiktok_app: Annotated[
+        str | None,
+        typer.Option(
+            "--tiktok-app",
+            help="TIKTOK: the kind of TikTok app to connect with: login_kit (posts, analytics, publishing) or "
+            "business (a TikTok API for Business app: comments); default TIKTOK_APP. Same as "
+            'metadata {"provider": {"tiktokApp": ...}}.',
+        ),
+    ] = None,
     open_browser: Annotated[bool, typer.Option("--open", help="Open the URL in a browser too.")] = False,
     as_json: Json = False,
 ) -> None:
@@ -51,6 +61,10 @@ def connect_cmd(
     from nexusctl.core import connect
 
     parsed = parse_json_object(metadata, "metadata") if metadata is not None else None
+    if tiktok_app is not None:  # checked by core (connect.initiate) like the API's metadata.provider.tiktokApp
+        if enums.Provider.parse(provider) is not enums.Provider.TIKTOK:
+            raise UsageProblem("--tiktok-app is for TIKTOK connections only", field="tiktokApp")
+        parsed = {**(parsed or {}), "provider": {"tiktokApp": tiktok_app}}
     settings = state(ctx).settings
     answer = run_flow(
         ctx,

@@ -164,7 +164,10 @@ def emit_cmd(
     ctx: typer.Context,
     integration_id: Annotated[str | None, typer.Argument(help="Integration id.", show_default=False)] = None,
     event_type: Annotated[
-        str | None, typer.Argument(help="Event name, e.g. media.created.", show_default=False)
+        str | None,
+        typer.Argument(
+            help="Event name, e.g. post.created (not one of this service's own families).", show_default=False
+        ),
     ] = None,
     data: Data = "{}",
     file: Annotated[
@@ -182,7 +185,13 @@ def emit_cmd(
 ) -> None:
     """Emit an event: one delivery per matching webhook, queued atomically. With --file, many events.
 
-    Example:  nexusctl events emit 0b7f5d2c-8a41-4c4e-b2a7-3f9e1d6c5a10 media.created --data '{"mediaId": "m1"}'
+    The events only this service writes cannot be emitted: integration.*, webhook.*, sync.*, the families its
+    syncs write (media.*, comment.*, analytics.*, order.* ...), user.deleted, content.published, slack.command.
+
+    The events only this service writes cannot be emitted (integration.*, webhook.*, sync.*, the families its
+    syncs write such as media.*, comment.*, analytics.*; user.deleted, content.published, slack.command).
+
+    Example:  nexusctl events emit 0b7f5d2c-8a41-4c4e-b2a7-3f9e1d6c5a10 post.created --data '{"postId": "p1"}'
     Example:  nexusctl events emit --file events.ndjson
     """
     # start-up: only this command needs it

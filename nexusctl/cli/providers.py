@@ -38,9 +38,11 @@ def describe(settings, provider, *, full: bool = False) -> dict:
         **CATALOG[provider].to_dict(configured),
         **spec.to_dict(),
         "scopes": list(scopes.requested(provider, creds.approved_scopes, getattr(settings, "tiktok_app", None))),
-    }  # what the consent asks for
+    }  # what the consent asks for (TIKTOK: that of TIKTOK_APP's kind of app; tiktokApps has both)
     if full:
         data["actionScopes"] = _action_scopes(provider, creds.approved_scopes)
+        if provider.value == "TIKTOK":
+            data["tiktokApps"] = _tiktok_apps(settings, creds.approved_scopes)
         adapter = adapter_for(provider, settings)
         data["missing"] = [] if configured else creds.missing(provider)
         # An API-key provider (SendGrid) never sends a browser back: there is no callback to register.
@@ -69,14 +71,39 @@ def _action_scopes(provider, approved) -> dict[str, str]:
         if waiting:
             text += f" (approval-only: set {provider.value}_APPROVED_SCOPES once {provider.value} approved the app)"
         if provider is Provider.TIKTOK and action in BUSINESS_ONLY:
-            text += " (a TikTok API for Business app, TIKTOK_APP=business, and a TikTok business account)"
+            text += " (a TikTok API for Business connection, tiktokApp business, and a TikTok business account)"
         elif provider is Provider.TIKTOK and action in LOGIN_KIT_ONLY:
-            text += " (a Login Kit app, TIKTOK_APP=login_kit)"
+            text += " (a connection made with a Login Kit app, tiktokApp login_kit)"
         widening = scopes.WIDENING.get(provider, {}).get(action)
         if widening and widening[0] not in approved:
             text += f" (without {widening[0]}: {widening[1].split(':')[0]})"
         out[action] = text
     return out
+
+
+def _tiktok_apps(settings, approved) -> dict:
+    """TikTok's two kinds of app, side by side: each connection is made with one (metadata.provider.tiktokApp at
+    initiate, `integrations connect --tiktok-app`), TIKTOK_APP being the default; what each asks for and offers."""
+    # start-up: only this command needs them
+    from nexusctl.enums import Provider
+    from nexusctl.providers import scopes
+    from nexusctl.providers.adapters.tiktok import APPS, BUSINESS, BUSINESS_ONLY, LOGIN_KIT_ONLY
+    from nexusctl.providers.registry import adapter_for
+
+    default = getattr(settings, "tiktok_app", None)
+    apps = {}
+    for app in APPS:
+        adapter = adapter_for(Provider.TIKTOK, settings, tiktok_app=app)
+        refused = LOGIN_KIT_ONLY if app == BUSINESS else BUSINESS_ONLY
+        apps[app] = {
+            "default": app == default,
+            "scopes": list(scopes.requested(Provider.TIKTOK, approved, app)),
+            "actions": [a for a in BUSINESS_ONLY + LOGIN_KIT_ONLY if a not in refused],
+            "tokenUrl": adapter.url("TOKEN"),
+            "apiUrl": adapter.url("API"),
+            "apiHeader": getattr(adapter, "api_header", None) or "Authorization: Bearer",
+        }
+    return apps
 
 
 @app.command("list")

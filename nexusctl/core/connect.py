@@ -28,6 +28,7 @@ from nexusctl.core.oauth_states import Flow, new_state
 from nexusctl.core.runtime import Runtime
 from nexusctl.enums import Provider
 from nexusctl.errors import NexusError, OAuthFailed, ProviderNotConfigured, UsageProblem
+from nexusctl.providers.adapters import tiktok
 from nexusctl.providers.adapters.commerce import normalise_shop, normalise_store
 from nexusctl.providers.oauth2 import new_verifier
 from nexusctl.providers.registry import SPECS
@@ -62,6 +63,33 @@ def _check_metadata(metadata) -> dict:
     if "provider" in metadata:
         raise UsageProblem("metadata.provider is reserved for the provider's facts", field="metadata")
     return metadata
+
+
+def _connection_metadata(settings: Settings, provider: Provider, metadata) -> dict:
+    """The caller's metadata for a new connection. TikTok's may hold ``provider: {tiktokApp}``, the one provider
+    fact a caller chooses: the kind of TikTok app to connect with (default TIKTOK_APP). It rides in the OAuth
+    state (the callback redeems the code where that kind's tokens come from) and the callback's provider facts
+    replace it, stamped by the adapter of that kind."""
+    if provider is not Provider.TIKTOK or not isinstance(metadata, dict) or "provider" not in metadata:
+        metadata = _check_metadata(metadata)
+        if provider is Provider.TIKTOK:
+            return {**metadata, "provider": {"tiktokApp": tiktok.chosen_app(None, settings.tiktok_app)}}
+        return metadata
+    facts = metadata["provider"]
+    if not isinstance(facts, dict) or set(facts) - {"tiktokApp"}:
+        raise UsageProblem(
+            "metadata.provider is reserved for the provider's facts; TIKTOK takes only metadata.provider.tiktokApp "
+            f"({' or '.join(tiktok.APPS)})",
+            field="metadata.provider",
+        )
+    rest = _check_metadata({k: v for k, v in metadata.items() if k != "provider"})
+    return {**rest, "provider": {"tiktokApp": tiktok.chosen_app(facts.get("tiktokApp"), settings.tiktok_app)}}
+
+
+def _tiktok_app_of(flow: Flow) -> str | None:
+    """The kind of TikTok app a flow was started with (None: a flow sealed before the kind was chosen per
+    connection, whose default is TIKTOK_APP's, as then)."""
+    return ((flow.metadata or {}).get("provider") or {}).get("tiktokApp")
 
 
 def _configured(settings: Settings, provider: Provider) -> None:
@@ -115,8 +143,8 @@ async def initiate(
         )
     _configured(svc.settings, provider)
     redirect_uri = check_redirect(svc.settings, redirect_uri)
-    metadata = _check_metadata(metadata)
-    adapter = svc.adapter(provider)
+    metadata = _connection_metadata(svc.settings, provider, metadata)
+    adapter = svc.adapter(provider, tiktok_app=((metadata.get("provider") or {}).get("tiktokApp")))
     extra_scopes = _optional_scopes(provider, scopes)
     tenant = await _checked_tenant(svc.settings, adapter, spec.tenant, shop=shop, store_url=store_url)
     state = new_state()
@@ -204,7 +232,7 @@ async def callback(svc: Runtime, provider, query) -> str:
 
 
 async def _finish(svc: Runtime, provider: Provider, flow: Flow, query):
-    adapter = svc.adapter(provider)
+    adapter = svc.adapter(provider, tiktok_app=_tiktok_app_of(flow))
     if SPECS[provider].kind is ConnectKind.KEY_GRANT:
         keys = flow.secret.get("keys")
         if not keys:
@@ -289,7 +317,7 @@ async def connect_api_key(svc: Runtime, *, user_id, provider, api_key, metadata=
 async def _release(svc: Runtime, row, tokens: TokenSet) -> bool:
     """Best effort: delete what the connection made at the provider (Discord's channel webhook); never blocks."""
     try:
-        await svc.adapter(row.provider).release(tokens, tokens.metadata.get("tenant"))
+        await svc.adapter_of(row).release(tokens, tokens.metadata.get("tenant"))
         return True
     except NexusError as exc:
         log.warning(
@@ -308,7 +336,7 @@ async def disconnect(svc: Runtime, integration_id, *, owner_id=None, dry_run: bo
     revoked = None
     if not dry_run and SPECS[row.provider].can_revoke and tokens.access_token:
         try:
-            await svc.adapter(row.provider).revoke(tokens, tokens.metadata.get("tenant"))
+            await svc.adapter_of(row).revoke(tokens, tokens.metadata.get("tenant"))
             revoked = True
         except NexusError as exc:
             revoked = False

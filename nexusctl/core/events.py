@@ -33,6 +33,27 @@ FROM_PROVIDERS = (SLACK_COMMAND,)
 USER_DELETED = "user.deleted"
 CONTENT_PUBLISHED = "content.published"
 PLATFORM_EVENTS = (USER_DELETED, CONTENT_PUBLISHED)
+# The families of events only this service writes: its own (integration.*, webhook.*, sync.*) and what its syncs
+# report of a provider's resources (<resource>.created/.updated/.deleted, analytics.fetched): the resources of the
+# sync actions (providers.sync.registry; tests/core/test_event_types.py keeps the two the same). Nobody emits
+# them: a subscriber to media.* or comment.* trusts that they are what a sync saw at the provider.
+OWN_FAMILIES = ("integration", "webhook", "sync")
+SYNC_RESOURCES = (
+    "analytics",
+    "campaign",
+    "channel",
+    "charge",
+    "comment",
+    "contact",
+    "guild",
+    "inventory_item",
+    "list",
+    "media",
+    "order",
+    "product",
+    "transaction",
+    "zap",
+)
 
 
 class Subject(NamedTuple):
@@ -79,22 +100,38 @@ def check(event_type, data) -> None:
     """Refuse an event a caller may not emit (UsageProblem naming the field)."""
     if not isinstance(event_type, str) or len(event_type) > EVENT_TYPE_MAX or not EVENT_TYPE.fullmatch(event_type):
         raise UsageProblem(
-            f"type must be an event name like media.created, at most {EVENT_TYPE_MAX} characters", field="type"
+            f"type must be an event name like post.created, at most {EVENT_TYPE_MAX} characters", field="type"
         )
-    if event_type.startswith(("integration.", "webhook.")) or event_type in PLATFORM_EVENTS + FROM_PROVIDERS:
-        # Emitted events reach the platform's event bus, which this service (user.deleted deletes a user's
-        # integrations) and others consume: a caller must not be able to speak for the platform, nor for a
-        # provider (a forged slack.command would look like a verified one).
-        raise UsageProblem(
-            f"{event_type} is reserved: integration.* and webhook.* are this service's own "
-            f"events, {' and '.join(PLATFORM_EVENTS)} come from the platform, "
-            f"{', '.join(FROM_PROVIDERS)} from providers",
-            field="type",
-        )
+    if (why := reserved(event_type)) is not None:
+        # Emitted events reach the platform's event bus and the webhooks, which this service (user.deleted deletes
+        # a user's integrations) and others consume: a caller must not be able to speak for this service, for the
+        # platform, nor for a provider (a forged slack.command or comment.created would look like a real one).
+        raise UsageProblem(f"type {event_type} is reserved, it cannot be emitted: {why}", field="type")
     if not isinstance(data, dict):
         raise UsageProblem("data must be a JSON object", field="data")
     if len(json.dumps(data)) > DATA_MAX_BYTES:
         raise UsageProblem(f"data is over {DATA_MAX_BYTES // 1024} KB", field="data")
+
+
+# What a caller may emit, as the API says it (the reserved families are refused by ``check``, naming them).
+EMITTABLE = "an event name like post.created, not of this service's own families (media.*, comment.*, ...)"
+
+
+def reserved(event_type: str) -> str | None:
+    """Why a caller may not emit ``event_type`` (None: it may)."""
+    family = event_type.split(".", 1)[0]
+    if family in OWN_FAMILIES:
+        return f"{family}.* events are this service's own"
+    if family in SYNC_RESOURCES:
+        return (
+            f"{family}.* events are this service's own, written by its syncs from what they read at the provider "
+            f"(reserved families: {', '.join(f + '.*' for f in OWN_FAMILIES + SYNC_RESOURCES)})"
+        )
+    if event_type in PLATFORM_EVENTS:
+        return f"{event_type} comes from the platform (POST /integrations/events/ingest or `nexusctl events ingest`)"
+    if event_type in FROM_PROVIDERS:
+        return f"{event_type} comes from the provider, through a verified route"
+    return None
 
 
 def emit(integration_id, event_type, data, *, owner_id=None) -> dict:

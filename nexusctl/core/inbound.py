@@ -211,7 +211,7 @@ def _content(payload: dict) -> dict:
 def _not_this_kind(provider: str, facts) -> str | None:
     """Why this connection does not publish at all: a TikTok API for Business one (Login Kit posts)."""
     refused = tiktok_unavailable(provider, "publish", facts)
-    return None if refused is None else "a TikTok API for Business connection (TIKTOK_APP=business) does not publish"
+    return None if refused is None else "a TikTok API for Business connection (tiktokApp business) does not publish"
 
 
 def _content_published(event: Inbound) -> dict:

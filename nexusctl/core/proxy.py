@@ -215,7 +215,7 @@ async def call(svc, integration_id, request: ProxyRequest, *, owner_id=None, obs
         )
     if _expiring(tokens) and _renewable(row, tokens):
         row, tokens = await _refreshed(svc, row, None)
-    adapter = svc.adapter(row.provider)
+    adapter = svc.adapter_of(row)
     refreshed, attempts, waited = False, 0, 0.0
     while True:
         budget_wait = await rate_budget.wait_for(svc, row.id)

@@ -242,7 +242,7 @@ async def _refresh_leased(
     if seen is not None and row.access_token != seen:  # a refresh finished between our read and our claim
         await svc.run(_release, row_id, lease)
         return row
-    adapter = svc.adapter(row.provider)
+    adapter = svc.adapter_of(row)
     tenant = tokens.metadata.get("tenant")
     started = time.monotonic()
     try:

@@ -27,6 +27,7 @@ from nexusctl.core.oauth_states import RedisStates, TableStates
 from nexusctl.crypto import Keyring
 from nexusctl.enums import Provider
 from nexusctl.errors import RedisUnavailable
+from nexusctl.providers.adapters import tiktok
 from nexusctl.providers.http import provider_sessions
 from nexusctl.providers.registry import adapter_for
 
@@ -40,8 +41,15 @@ class Runtime:
     redis: Any = None  # redis.asyncio client, when REDIS_URL is set
     guarded: Any = None  # aiohttp.ClientSession through the SSRF guard, for hosts a user named
 
-    def adapter(self, provider: Provider):
-        return adapter_for(provider, self.settings, self.session, self.guarded)
+    def adapter(self, provider: Provider, *, tiktok_app: str | None = None):
+        """The provider's adapter; ``tiktok_app`` names the kind of TikTok app (None: TIKTOK_APP's). For an
+        existing connection use ``adapter_of``, which follows the connection rather than the setting."""
+        return adapter_for(provider, self.settings, self.session, self.guarded, tiktok_app=tiktok_app)
+
+    def adapter_of(self, row):
+        """The adapter for one connection (an Integration row): a TikTok one is of the kind it was made with."""
+        app = tiktok.app_of((row.metadata or {}).get("provider")) if row.provider is Provider.TIKTOK else None
+        return self.adapter(row.provider, tiktok_app=app)
 
     async def states(self, method: str, *args):
         if self.redis is not None:

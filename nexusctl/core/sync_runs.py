@@ -112,12 +112,13 @@ def plan(
 
 
 def _api(svc, row: Integration, tokens) -> SyncApi:
+    adapter = svc.adapter_of(row)  # a TikTok connection's: of the kind of TikTok app it was made with
     api = SyncApi(
-        svc.adapter(row.provider),
+        adapter,
         tokens,
         tokens.metadata.get("tenant"),
         # A TikTok API for Business connection's adapter sends its token as Access-Token (adapters.tiktok).
-        auth_header=getattr(svc.adapter(row.provider), "api_header", None) or AUTH_HEADER.get(row.provider, "bearer"),
+        auth_header=getattr(adapter, "api_header", None) or AUTH_HEADER.get(row.provider, "bearer"),
     )
     api.settings = svc.settings  # publishers that post as the application (Discord's bot) read its credentials
     api.budget = rate_budget.Gate(svc, row.id)  # the provider's waits, shared with the API proxy

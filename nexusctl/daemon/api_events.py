@@ -40,9 +40,7 @@ async def ingest(request: web.Request) -> web.Response:
 @with_config(BODY)
 class EmitItem(TypedDict, total=False):
     integrationId: Required[Id]
-    type: Required[
-        Matching(events.EVENT_TYPE_PATTERN, "an event name like media.created", max_length=events.EVENT_TYPE_MAX)
-    ]
+    type: Required[Matching(events.EVENT_TYPE_PATTERN, events.EMITTABLE, max_length=events.EVENT_TYPE_MAX)]
     data: dict[str, Any]
 
 

@@ -49,7 +49,11 @@ class Initiate(TypedDict, total=False):
     redirectUri: Required[
         Text(max_length=2048, description="where to send the browser afterwards (allowed origins only)")
     ]
-    metadata: Metadata("kept on the integration")
+    metadata: Metadata(
+        "kept on the integration; metadata.provider is the provider's facts, except TIKTOK's "
+        "metadata.provider.tiktokApp: login_kit (posts, analytics, publishing) or business (a TikTok API for "
+        "Business app: comments), default TIKTOK_APP"
+    )
     shop: Text(max_length=255, description="SHOPIFY: the shop, e.g. demo.myshopify.com")
     storeUrl: Text(max_length=2048, description="WOOCOMMERCE: the store's URL")
     scopes: Annotated[

@@ -34,7 +34,7 @@ Events = Annotated[
         description="event names: exact (media.created), family (media.*) or all (*)",
     ),
 ]
-EventType = Matching(events.EVENT_TYPE_PATTERN, "an event name like media.created", max_length=events.EVENT_TYPE_MAX)
+EventType = Matching(events.EVENT_TYPE_PATTERN, events.EMITTABLE, max_length=events.EVENT_TYPE_MAX)
 Url = Text(max_length=2048)
 
 

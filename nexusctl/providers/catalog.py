@@ -104,8 +104,9 @@ _REPLY = (
 
 # TikTok's comments are in TikTok API for Business only (its Login Kit / Display API has none).
 _TIKTOK_BUSINESS = (
-    "Needs a TikTok API for Business app (TIKTOK_APP=business; Login Kit has no comment endpoints) and a TikTok "
-    "business account connected through it: "
+    "Needs a connection made with a TikTok API for Business app (tiktokApp business: metadata.provider.tiktokApp "
+    "at initiate or --tiktok-app, default TIKTOK_APP; Login Kit has no comment endpoints) and a TikTok business "
+    "account: "
 )
 
 
@@ -115,7 +116,7 @@ ACTIONS: dict[Provider, tuple[Action, ...]] = {
         _analytics(
             ("user.info.stats", "video.list"),
             "the account's followers, following, likes, videos and its 50 latest videos' views, likes, "
-            "comments, shares (lifetime); a Login Kit app (TIKTOK_APP=login_kit, the default)",
+            "comments, shares (lifetime); a connection made with a Login Kit app (tiktokApp login_kit)",
         ),
         Action(
             "fetch_comments",

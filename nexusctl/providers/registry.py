@@ -26,8 +26,8 @@ SPECS: dict[Provider, ProviderSpec] = {
     s.provider: s
     for s in [
         # client_key instead of client_id; refresh tokens rotate (the old one dies). These are the Login Kit
-        # app's endpoints and scopes; TIKTOK_APP=business makes it a TikTok API for Business app
-        # (adapters.tiktok.TikTokBusiness: business-api.tiktok.com, comments).
+        # app's endpoints and scopes; a connection made with a TikTok API for Business app (tiktokApp business)
+        # gets adapters.tiktok.TikTokBusiness (business-api.tiktok.com, comments).
         ProviderSpec(
             Provider.TIKTOK,
             auth_url="https://www.tiktok.com/v2/auth/authorize/",
@@ -268,11 +268,15 @@ ADAPTERS: dict[Provider, type[OAuth2Adapter]] = {
 }
 
 
-def adapter_for(provider: Provider, settings, session=None, guarded_session=None) -> OAuth2Adapter:
+def adapter_for(
+    provider: Provider, settings, session=None, guarded_session=None, *, tiktok_app: str | None = None
+) -> OAuth2Adapter:
     """The adapter of ``provider`` with the configured credentials and endpoint overrides; user-supplied
-    hosts go through ``guarded_session`` (providers.http.provider_sessions)."""
+    hosts go through ``guarded_session`` (providers.http.provider_sessions). ``tiktok_app``: the kind of TikTok
+    app (tiktok.APPS) of the connection at hand; None is the deployment's default (TIKTOK_APP)."""
     kind = ADAPTERS[provider]
-    if provider is Provider.TIKTOK and getattr(settings, "tiktok_app", "login_kit") == "business":
+    app = tiktok_app or getattr(settings, "tiktok_app", None) or tiktok.LOGIN_KIT
+    if provider is Provider.TIKTOK and app == tiktok.BUSINESS:
         kind = tiktok.TikTokBusiness
     adapter = kind(SPECS[provider], settings.providers[provider], session, settings.public_url)
     adapter.allowed_networks = settings.webhook_allowed_networks  # one SSRF allow-list for every user-supplied URL

@@ -157,7 +157,7 @@ def effective(provider: Provider, granted) -> set[str]:
 
 def requested(provider: Provider, approved=(), app: str | None = None) -> tuple[str, ...]:
     """The scopes the service asks for: the spec's, and the approval-only ones the operator says the app has.
-    ``app``: ``business`` for a TikTok API for Business app (TIKTOK_APP), whose consent asks for its own."""
+    ``app``: ``business`` for a TikTok API for Business connection (tiktokApp), whose consent asks for its own."""
     if provider is Provider.TIKTOK and app == "business":
         return BUSINESS_SCOPES
     extra = tuple(s for s in APPROVAL.get(provider, {}) if s in approved)

@@ -17,7 +17,7 @@ def local_receivers(monkeypatch):
 
 def _create(cli, integration, *events):
     args = ["webhooks", "create", "--integration", integration.id, "--url", "http://127.0.0.1:9/hook", "--json"]
-    for event in events or ("media.*",):
+    for event in events or ("post.*",):
         args += ["-e", event]
     made = cli(*args)
     assert made.exit_code == 0, made.stderr
@@ -26,25 +26,25 @@ def _create(cli, integration, *events):
 
 def test_create_shows_the_secret_once_and_emit_queues_deliveries(cli, make_integration):
     integration = make_integration()
-    hook = _create(cli, integration, "media.*")
-    assert hook["secret"].startswith("whsec_") and hook["events"] == ["media.*"]
+    hook = _create(cli, integration, "post.*")
+    assert hook["secret"].startswith("whsec_") and hook["events"] == ["post.*"]
     shown = cli("webhooks", "show", hook["id"], "--json")
     assert shown.exit_code == 0 and hook["secret"] not in shown.stdout
-    emitted = cli("events", "emit", integration.id, "media.created", "--data", '{"mediaId": "m1"}', "--json")
+    emitted = cli("events", "emit", integration.id, "post.created", "--data", '{"mediaId": "m1"}', "--json")
     assert emitted.exit_code == 0, emitted.stderr
     assert json.loads(emitted.stdout)["deliveriesQueued"] == 1
-    skipped = cli("events", "emit", integration.id, "order.created", "--json")
+    skipped = cli("events", "emit", integration.id, "review.created", "--json")
     assert json.loads(skipped.stdout)["deliveriesQueued"] == 0
     listed = cli("webhooks", "deliveries", hook["id"], "--json")
     rows = json.loads(listed.stdout)
-    assert [r["event"] for r in rows] == ["media.created"] and rows[0]["status"] == "PENDING"
+    assert [r["event"] for r in rows] == ["post.created"] and rows[0]["status"] == "PENDING"
     assert rows[0]["payload"]["data"]["mediaId"] == "m1"
 
 
 def test_emit_from_a_file_of_json_lines_answers_each_line(cli, make_integration, tmp_path):
     integration = make_integration()
-    _create(cli, integration, "media.*")
-    lines = [{"integrationId": str(integration.id), "type": "media.created", "data": {"n": n}} for n in range(3)]
+    _create(cli, integration, "post.*")
+    lines = [{"integrationId": str(integration.id), "type": "post.created", "data": {"n": n}} for n in range(3)]
     lines.insert(1, {"integrationId": str(integration.id), "type": "webhook.delivered"})  # reserved
     text = "\n".join(json.dumps(line) for line in lines) + "\nnot json\n\n"
     path = tmp_path / "events.ndjson"
@@ -57,14 +57,14 @@ def test_emit_from_a_file_of_json_lines_answers_each_line(cli, make_integration,
     assert summary["results"][1]["error"]["code"] == "VALIDATION_ERROR" and "line 5" in emitted.stderr
     payloads = sorted(d.payload["data"]["n"] for d in WebhookDelivery.select())
     assert payloads == [0, 1, 2]
-    assert cli("events", "emit", "--file", str(path), integration.id, "media.created").exit_code == 2
+    assert cli("events", "emit", "--file", str(path), integration.id, "post.created").exit_code == 2
     assert cli("events", "emit").exit_code == 2
 
 
 def test_replay_and_redeliver_requeue(cli, make_integration):
     integration = make_integration()
     hook = _create(cli, integration, "*")
-    cli("events", "emit", integration.id, "media.created")
+    cli("events", "emit", integration.id, "post.created")
     WebhookDelivery.update(status=DeliveryStatus.FAILED).execute()
     replayed = cli("webhooks", "replay", hook["id"], "--since", "2000-01-01T00:00:00Z", "--status", "FAILED")
     assert replayed.exit_code == 0 and "Queued 1 deliveries again" in replayed.stderr
@@ -79,7 +79,7 @@ def test_replay_and_redeliver_requeue(cli, make_integration):
 def test_redeliver_and_replay_to_an_inactive_webhook_are_refused(cli, make_integration):
     integration = make_integration()
     hook = _create(cli, integration, "*")
-    cli("events", "emit", integration.id, "media.created")
+    cli("events", "emit", integration.id, "post.created")
     delivery = WebhookDelivery.get()
     WebhookDelivery.update(status=DeliveryStatus.FAILED).execute()
     assert cli("webhooks", "update", hook["id"], "--inactive").exit_code == 0
@@ -117,9 +117,13 @@ def test_bad_input(cli, make_integration):
         bad = cli("webhooks", "create", "--integration", integration.id, "--url", url, "-e", "*")
         assert bad.exit_code == 2 and "VALIDATION_ERROR" in bad.stderr, (url, bad.stderr)
     assert cli("events", "emit", integration.id, "Not A Type").exit_code == 2
-    assert cli("events", "emit", integration.id, "media.created", "--data", "[1]").exit_code == 2
-    assert cli("events", "emit", "not-a-uuid", "media.created").exit_code == 2
-    assert OutboxEvent.select().where(OutboxEvent.type == "media.created").count() == 0
+    assert cli("events", "emit", integration.id, "post.created", "--data", "[1]").exit_code == 2
+    assert cli("events", "emit", "not-a-uuid", "post.created").exit_code == 2
+    assert OutboxEvent.select().where(OutboxEvent.type == "post.created").count() == 0
+    for forged in ("analytics.fetched", "comment.created", "media.created", "integration.synced"):
+        refused = cli("events", "emit", integration.id, forged)
+        assert refused.exit_code == 2 and forged in refused.stderr and "VALIDATION_ERROR" in refused.stderr, forged
+        assert OutboxEvent.select().where(OutboxEvent.type == forged).count() == 0
 
 
 def test_emit_reads_data_from_a_file_or_stdin(cli, make_integration, tmp_path):
@@ -127,14 +131,14 @@ def test_emit_reads_data_from_a_file_or_stdin(cli, make_integration, tmp_path):
     _create(cli, integration, "*")
     path = tmp_path / "event.json"
     path.write_text('{"mediaId": "from-file"}')
-    assert cli("events", "emit", integration.id, "media.created", "--data", f"@{path}").exit_code == 0
+    assert cli("events", "emit", integration.id, "post.created", "--data", f"@{path}").exit_code == 0
     assert (
         cli(
-            "events", "emit", integration.id, "media.created", "--data", "-", input='{"mediaId": "from-stdin"}'
+            "events", "emit", integration.id, "post.created", "--data", "-", input='{"mediaId": "from-stdin"}'
         ).exit_code
         == 0
     )
-    missing = cli("events", "emit", integration.id, "media.created", "--data", "@/nonexistent.json")
+    missing = cli("events", "emit", integration.id, "post.created", "--data", "@/nonexistent.json")
     assert missing.exit_code == 2 and "cannot read" in missing.stderr
     ids = sorted(d.payload["data"]["mediaId"] for d in WebhookDelivery.select())
     assert ids == ["from-file", "from-stdin"]

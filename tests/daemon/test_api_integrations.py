@@ -49,11 +49,11 @@ def owned(make_integration, keyring):
 
     row = make_integration(user_id=OWNER, provider=Provider.INSTAGRAM, name="@owner", scope=["basic"])
     IntegrationSyncLog.create(integration=row, action="fetch_posts", status=SyncStatus.COMPLETED)
-    hook = Webhook(integration=row, url="http://127.0.0.1:9/hook", events=["media.*"])
+    hook = Webhook(integration=row, url="http://127.0.0.1:9/hook", events=["post.*"])
     seal(keyring, hook, "secret", "whsec_" + "A" * 43)
     hook.save(force_insert=True)
     row.hook_id = hook.id
-    row.delivery_id = WebhookDelivery.create(webhook=hook, event="media.created", payload={"a": 1}, status="FAILED").id
+    row.delivery_id = WebhookDelivery.create(webhook=hook, event="post.created", payload={"a": 1}, status="FAILED").id
     return row
 
 
@@ -70,7 +70,7 @@ def _requests(row_id, hook_id="h", delivery_id="d"):
         ("PATCH", "/integrations/webhooks/{webhookId}"): (
             "PATCH",
             f"/integrations/webhooks/{hook_id}",
-            {"events": ["media.created"]},
+            {"events": ["post.created"]},
         ),
         ("DELETE", "/integrations/webhooks/{webhookId}"): ("DELETE", f"/integrations/webhooks/{hook_id}", None),
         ("GET", "/integrations/webhooks/{webhookId}/deliveries"): (
@@ -97,7 +97,7 @@ def _requests(row_id, hook_id="h", delivery_id="d"):
         ("POST", "/integrations/{id}/events"): (
             "POST",
             f"/integrations/{row_id}/events",
-            {"type": "media.created", "data": {}},
+            {"type": "post.created", "data": {}},
         ),
         ("GET", "/integrations/providers"): ("GET", "/integrations/providers", None),
         ("GET", "/integrations/user/{userId}"): ("GET", f"/integrations/user/{OWNER}", None),
@@ -122,7 +122,7 @@ def _requests(row_id, hook_id="h", delivery_id="d"):
         ("POST", "/integrations/events"): (
             "POST",
             "/integrations/events",
-            {"events": [{"integrationId": str(row_id), "type": "media.created"}]},
+            {"events": [{"integrationId": str(row_id), "type": "post.created"}]},
         ),
         ("POST", "/integrations/{id}/comments/{commentId}/replies"): (
             "POST",

@@ -263,5 +263,5 @@ def _valid(field: dict):
     if field.get("type") == "array":
         return [_valid(field["items"])] if field["items"].get("type") != "object" else [{}]
     if "pattern" in field:
-        return "media.created"
+        return "post.created"
     return {"string": "x", "object": {}, "boolean": True}[field["type"]]

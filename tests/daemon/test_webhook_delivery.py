@@ -80,7 +80,7 @@ async def env(db_url, aiohttp_client, aiohttp_server, monkeypatch, make_integrat
     return api, receiver, f"http://127.0.0.1:{server.port}", integration
 
 
-async def _create(api, integration, url, events=("media.*",)):
+async def _create(api, integration, url, events=("post.*",)):
     answer = await api.post(
         "/integrations/webhooks",
         json={"integrationId": str(integration.id), "url": url, "events": list(events)},
@@ -91,7 +91,7 @@ async def _create(api, integration, url, events=("media.*",)):
     return body["data"]
 
 
-async def _emit(api, integration, event_type="media.created", data=None):
+async def _emit(api, integration, event_type="post.created", data=None):
     answer = await api.post(
         f"/integrations/{integration.id}/events", json={"type": event_type, "data": data or {}}, headers=auth()
     )
@@ -116,7 +116,7 @@ async def test_emit_delivers_a_signed_payload_the_reference_library_verifies(env
     hook = await _create(api, integration, f"{base}/hook")
     assert hook["secret"].startswith("whsec_")
     receiver.secrets = [hook["secret"]]
-    emitted = await _emit(api, integration, "media.created", {"mediaId": "m1"})
+    emitted = await _emit(api, integration, "post.created", {"mediaId": "m1"})
     assert emitted["deliveriesQueued"] == 1
     await receiver.wait_for(1)
     got = receiver.received[0]
@@ -124,7 +124,7 @@ async def test_emit_delivers_a_signed_payload_the_reference_library_verifies(env
     import json
 
     payload = json.loads(got["body"])
-    assert payload["type"] == "media.created" and payload["data"]["mediaId"] == "m1"
+    assert payload["type"] == "post.created" and payload["data"]["mediaId"] == "m1"
     assert payload["data"]["integrationId"] == str(integration.id) and payload["data"]["provider"] == "SHOPIFY"
     (row,) = await _settled(WebhookDelivery.webhook == uuid.UUID(hook["id"]))
     assert row.status == DeliveryStatus.DELIVERED and row.attempts == 1 and row.delivered_at
@@ -137,12 +137,12 @@ async def test_emit_delivers_a_signed_payload_the_reference_library_verifies(env
 
 async def test_wildcards_pick_the_webhooks(env):
     api, receiver, base, integration = env
-    exact = await _create(api, integration, f"{base}/hook", ["media.created"])
-    family = await _create(api, integration, f"{base}/hook", ["media.*"])
+    exact = await _create(api, integration, f"{base}/hook", ["post.created"])
+    family = await _create(api, integration, f"{base}/hook", ["post.*"])
     everything = await _create(api, integration, f"{base}/hook", ["*"])
-    other = await _create(api, integration, f"{base}/hook", ["order.created"])
-    assert (await _emit(api, integration, "media.created"))["deliveriesQueued"] == 3
-    assert (await _emit(api, integration, "media.deleted"))["deliveriesQueued"] == 2
+    other = await _create(api, integration, f"{base}/hook", ["review.created"])
+    assert (await _emit(api, integration, "post.created"))["deliveriesQueued"] == 3
+    assert (await _emit(api, integration, "post.deleted"))["deliveriesQueued"] == 2
     counts = {
         h["id"]: WebhookDelivery.select().where(WebhookDelivery.webhook == uuid.UUID(h["id"])).count()
         for h in (exact, family, everything, other)
@@ -254,7 +254,7 @@ async def test_rotation_signs_with_both_secrets(env):
 
 async def test_test_event_and_redeliver(env):
     api, receiver, base, integration = env
-    hook = await _create(api, integration, f"{base}/hook", ["order.created"])
+    hook = await _create(api, integration, f"{base}/hook", ["review.created"])
     answer = await api.post(f"/integrations/webhooks/{hook['id']}/test", headers=auth())
     assert answer.status == 202, await answer.text()
     (row,) = await _settled(WebhookDelivery.webhook == uuid.UUID(hook["id"]))
@@ -379,7 +379,7 @@ async def test_one_slow_receiver_does_not_starve_the_others(two_receivers):
 async def test_a_receiver_that_never_answers_times_out(two_receivers):
     api, base, integration, _, _ = two_receivers
     hook = await _create(api, integration, f"{base}/hang", ["*"])
-    await _emit(api, integration, "media.created")
+    await _emit(api, integration, "post.created")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         row = WebhookDelivery.get(WebhookDelivery.webhook == uuid.UUID(hook["id"]))
@@ -398,26 +398,26 @@ async def test_concurrent_emits_share_commits_and_each_answer_is_durable(env):
 
     api, receiver, base, integration = env
     await _create(api, integration, f"{base}/hook", ["*"])
-    answers = await asyncio.gather(*(_emit(api, integration, "media.created", {"i": i}) for i in range(30)))
+    answers = await asyncio.gather(*(_emit(api, integration, "post.created", {"i": i}) for i in range(30)))
     assert [a["deliveriesQueued"] for a in answers] == [1] * 30
     # Every answer names an event that is committed (a 202 means durable), each with its own delivery.
     ids = {uuid.UUID(a["id"]) for a in answers}
-    assert {e.id for e in OutboxEvent.select().where(OutboxEvent.type == "media.created")} == ids
-    assert WebhookDelivery.select().where(WebhookDelivery.event == "media.created").count() == 30
+    assert {e.id for e in OutboxEvent.select().where(OutboxEvent.type == "post.created")} == ids
+    assert WebhookDelivery.select().where(WebhookDelivery.event == "post.created").count() == 30
     assert emits.batcher(api.server.app[DB]).batches < 30  # they shared transactions
     await receiver.wait_for(30)
 
 
 async def test_a_batch_of_events_answers_each_in_order(env):
     api, receiver, base, integration = env
-    await _create(api, integration, f"{base}/hook", ["media.*"])
+    await _create(api, integration, f"{base}/hook", ["post.*"])
     strangers = await _create_for_stranger(api, env)
     batch = [
-        {"integrationId": str(integration.id), "type": "media.created", "data": {"n": 1}},
+        {"integrationId": str(integration.id), "type": "post.created", "data": {"n": 1}},
         {"integrationId": str(integration.id), "type": "integration.connected"},  # reserved
-        {"integrationId": strangers, "type": "media.created"},  # not the caller's
-        {"integrationId": str(integration.id), "type": "media.deleted", "extra": 1},  # unknown field
-        {"integrationId": str(integration.id), "type": "order.created"},
+        {"integrationId": strangers, "type": "post.created"},  # not the caller's
+        {"integrationId": str(integration.id), "type": "post.deleted", "extra": 1},  # unknown field
+        {"integrationId": str(integration.id), "type": "review.created"},
     ]  # no matching webhook
     answer = await api.post("/integrations/events", json={"events": batch}, headers=auth())
     body = await answer.json()
@@ -431,7 +431,7 @@ async def test_a_batch_of_events_answers_each_in_order(env):
         "INTEGRATION_NOT_FOUND",
         "VALIDATION_ERROR",
     ]
-    assert OutboxEvent.select().where(OutboxEvent.type.in_(["media.created", "order.created"])).count() == 2
+    assert OutboxEvent.select().where(OutboxEvent.type.in_(["post.created", "review.created"])).count() == 2
     await receiver.wait_for(1)
 
 
@@ -442,8 +442,34 @@ async def _create_for_stranger(api, env):
     return str(row.id)
 
 
-@pytest.mark.parametrize("events", [[], "nope", [1], [{"type": "media.created"}] * 501])
+@pytest.mark.parametrize("events", [[], "nope", [1], [{"type": "post.created"}] * 501])
 async def test_a_batch_that_is_empty_too_long_or_not_a_list_is_refused(env, events):
     api, *_ = env
     answer = await api.post("/integrations/events", json={"events": events}, headers=auth())
     assert answer.status == 400 and (await answer.json())["error"]["code"] == "VALIDATION_ERROR"
+
+
+@pytest.mark.parametrize("event_type", ["analytics.fetched", "comment.created", "media.updated", "sync.completed"])
+async def test_what_only_the_service_writes_cannot_be_emitted_on_either_route(env, event_type):
+    """A caller forging a sync's event (a comment the provider never had, metrics it never reported) onto the bus
+    and the webhooks: refused by the single route and, alone, in a batch; nothing written, nothing queued."""
+    api, _receiver, base, integration = env
+    await _create(api, integration, f"{base}/hook", ["*"])
+    one = await api.post(
+        f"/integrations/{integration.id}/events", json={"type": event_type, "data": {}}, headers=auth()
+    )
+    body = await one.json()
+    assert (one.status, body["error"]["code"]) == (400, "VALIDATION_ERROR"), body
+    assert event_type in body["error"]["message"] and "reserved" in body["error"]["message"], body
+    batch = [
+        {"integrationId": str(integration.id), "type": event_type, "data": {}},
+        {"integrationId": str(integration.id), "type": "post.created", "data": {}},
+    ]
+    answer = await api.post("/integrations/events", json={"events": batch}, headers=auth())
+    body = await answer.json()
+    assert answer.status == 202, body
+    refused, accepted = body["data"]["results"]
+    assert refused["error"]["code"] == "VALIDATION_ERROR" and event_type in refused["error"]["message"], refused
+    assert accepted["deliveriesQueued"] == 1
+    assert OutboxEvent.select().where(OutboxEvent.type == event_type).count() == 0
+    assert WebhookDelivery.select().where(WebhookDelivery.event == event_type).count() == 0

@@ -44,7 +44,8 @@ TIKTOK as a TikTok API for Business app (``TikTokAccounts``, on the
   (parameters, a form body), 40101 (client), 40131 (code expired, used or
   unknown), 40105 (refresh token); such tokens work only on the Business API,
   and Login Kit tokens only on open.tiktokapis.com (the other answers 40105 /
-  401 ``access_token_invalid``);
+  401 ``access_token_invalid``; a business refresh token at Login Kit's
+  ``/v2/oauth/token/`` is 400 ``invalid_grant``);
 - the API wants ``Access-Token`` (none: 40104, bad: 40105) and the account's
   ``open_id`` as ``business_id`` (another account's: 40001); a scope not
   granted is 40001. ``GET business/get/?business_id=&fields=`` (scope
@@ -380,6 +381,13 @@ class TikTok(TikTokStats, TikTokComments, TikTokAccounts, TokenGrants, Provider)
 
     def refresh_error(self, token, status, form):
         return self._error("invalid_grant", "Refresh token is invalid or expired.")
+
+    def exchange_refresh(self, request, old, params):
+        """Login Kit's token endpoint does not know a TikTok API for Business refresh token (those rotate at
+        tt_user/oauth2/refresh_token/): a service refreshing a business connection here fails as it would."""
+        if old.grant.data.get("api") == "business":
+            return self.refresh_error(old, "unknown", params)
+        return super().exchange_refresh(request, old, params)
 
     def next_refresh(self, old):
         return rotate(self, old, REFRESH_TTL, value="rft." + secrets.token_hex(30))

@@ -167,7 +167,7 @@ def seed_world(stack, receiver: Receiver, owner: uuid.UUID | None = None) -> Wor
         "POST",
         "/integrations/webhooks",
         user=owner,
-        body={"integrationId": integration, "url": receiver.url(), "events": ["media.*"]},
+        body={"integrationId": integration, "url": receiver.url(), "events": ["post.*"]},
     )
     assert hook.status == 201, hook.text
     webhook = hook.json()["data"]["id"]
@@ -175,7 +175,7 @@ def seed_world(stack, receiver: Receiver, owner: uuid.UUID | None = None) -> Wor
         "POST",
         f"/integrations/{integration}/events",
         user=owner,
-        body={"type": "media.created", "data": {"seed": True}},
+        body={"type": "post.created", "data": {"seed": True}},
     )
     assert emitted.status == 202 and emitted.json()["data"]["deliveriesQueued"] == 1, emitted.text
     listed = stack.api("GET", f"/integrations/webhooks/{webhook}/deliveries", user=owner)

@@ -44,7 +44,7 @@ def big(api):  # noqa: F811
             "POST",
             f"{api.base}/integrations/{world.integration}/events",
             headers=headers,
-            json_body={"type": "media.created", "data": {"n": n, "blob": chr(97 + n % 26) * BLOB}},
+            json_body={"type": "post.created", "data": {"n": n, "blob": chr(97 + n % 26) * BLOB}},
         )
         assert emitted.status == 202 and emitted.json()["data"]["deliveriesQueued"] == 1, emitted.text
     return world, headers
@@ -123,7 +123,7 @@ def test_the_cli_events_list_is_bounded_the_same_way(api, big):  # noqa: F811
     assert listed.returncode == 0, listed.stderr[-500:]
     assert len(listed.stdout.encode()) <= PAGE_BYTES + ENVELOPE, len(listed.stdout)
     rows = json.loads(listed.stdout)
-    assert any(row["type"] == "media.created" and len(row["payload"]["blob"]) == BLOB for row in rows), rows[:1]
+    assert any(row["type"] == "post.created" and len(row["payload"]["blob"]) == BLOB for row in rows), rows[:1]
     assert "more: add --cursor" in listed.stderr
 
 
@@ -161,7 +161,7 @@ def test_events_tail_prints_a_thousand_large_events_without_holding_them_all(api
             "--integration",
             world.integration,
             "--type",
-            "media.created",
+            "post.created",
             "--last",
             "1000",
             "--json",

@@ -67,10 +67,10 @@ def _values(daemon, world) -> dict:
         "redirectUri": frontend_redirect(),
         "apiKey": daemon.stack.emulators.sendgrid_key(),
         "url": daemon.receiver.url(path="/matrix"),
-        "events": ["media.*"],
+        "events": ["post.*"],
         "name": "renamed by the matrix",
         "data": {"userId": str(uuid.uuid4())},  # ingest: a user with nothing to delete
-        "type": "media.created",  # unless the field has an enum (ingest), see _value
+        "type": "post.created",  # unless the field has an enum (ingest), see _value
         "user_id": "x" * 43,
         "consumer_key": "ck_matrix",
         "consumer_secret": "cs_matrix",  # an unknown state
@@ -601,7 +601,7 @@ UNSTORABLE = [
     ("PATCH", "/integrations/{id}", r'{"name": "x\u0000"}', "NUL"),
     ("PATCH", "/integrations/{id}", r'{"metadata": {"a": ["\ud800"]}}', "surrogate"),
     ("PATCH", "/integrations/webhooks/{webhookId}", r'{"metadata": {"a": "\u0000"}}', "NUL"),
-    ("POST", "/integrations/{id}/events", r'{"type": "media.created", "data": {"caption": "\u0000"}}', "NUL"),
+    ("POST", "/integrations/{id}/events", r'{"type": "post.created", "data": {"caption": "\u0000"}}', "NUL"),
     (
         "POST",
         "/integrations/oauth/initiate",
@@ -628,8 +628,8 @@ UNSTORABLE = [
     ("PATCH", "/integrations/{id}", '{"metadata": {"a": NaN}}', "metadata contains a number"),
     ("PATCH", "/integrations/{id}", '{"metadata": {"a": [1, Infinity]}}', "metadata contains a number"),
     ("PATCH", "/integrations/webhooks/{webhookId}", '{"metadata": {"a": -Infinity}}', "metadata contains a number"),
-    ("POST", "/integrations/{id}/events", '{"type": "media.created", "data": {"n": 1e999}}', "data contains a number"),
-    ("POST", "/integrations/{id}/events", '{"type": "media.created", "data": {"n": -1e999}}', "data contains a number"),
+    ("POST", "/integrations/{id}/events", '{"type": "post.created", "data": {"n": 1e999}}', "data contains a number"),
+    ("POST", "/integrations/{id}/events", '{"type": "post.created", "data": {"n": -1e999}}', "data contains a number"),
     ("POST", "/integrations/events/ingest", '{"type": "user.deleted", "data": {"n": NaN}}', "data contains a number"),
     (
         "POST",
@@ -875,7 +875,7 @@ METADATA_WRITES = [
     ),
     ("POST", "/integrations/api-key", {"userId": "{owner}", "provider": "SENDGRID", "apiKey": "{sendgrid}"}),
     ("PATCH", "/integrations/{id}", {}),
-    ("POST", "/integrations/webhooks", {"integrationId": "{id}", "url": "{hook}", "events": ["media.*"]}),
+    ("POST", "/integrations/webhooks", {"integrationId": "{id}", "url": "{hook}", "events": ["post.*"]}),
     ("PATCH", "/integrations/webhooks/{webhookId}", {}),
 ]
 

@@ -36,7 +36,7 @@ from nexusctl.enums import Provider
 
 def _emit(base: str, integration: str, user, n: int):
     return api(
-        base, "POST", f"/integrations/{integration}/events", user=user, body={"type": "media.created", "data": {"n": n}}
+        base, "POST", f"/integrations/{integration}/events", user=user, body={"type": "post.created", "data": {"n": n}}
     )
 
 
@@ -173,7 +173,7 @@ def test_redis_killed_and_restarted(stack_launcher, emulators, fresh_emulators, 
         assert outbox <= {fields["id"] for _, fields in entries}, "an event never reached the stream"
         numbers, seen = [], set()
         for _, fields in entries:
-            if fields["type"] == "media.created" and fields["id"] not in seen:
+            if fields["type"] == "post.created" and fields["id"] not in seen:
                 seen.add(fields["id"])
                 numbers.append(json.loads(fields["payload"])["n"])
         assert numbers == list(range(30))  # in the order they were written, none lost

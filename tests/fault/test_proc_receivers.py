@@ -90,7 +90,7 @@ def test_flapping_slow_and_refusing_receivers_are_retried_on_schedule(
                 "POST",
                 f"/integrations/{integration.id}/events",
                 user=user,
-                body={"type": "media.created", "data": {"n": n}},
+                body={"type": "post.created", "data": {"n": n}},
             )
             assert emitted.status == 202 and emitted.json()["data"]["deliveriesQueued"] == 3, emitted.text
 

@@ -62,7 +62,7 @@ def test_each_delivery_is_sent_once(three, fresh_emulators, tmp_path):
                 "POST",
                 "/integrations/webhooks",
                 user=user,
-                body={"integrationId": integration, "url": sink.url, "events": ["media.*"]},
+                body={"integrationId": integration, "url": sink.url, "events": ["post.*"]},
             )
             assert made.status == 201, made.text
         for n in range(150):  # 150 events x 10 webhooks, through the three daemons in turn
@@ -71,7 +71,7 @@ def test_each_delivery_is_sent_once(three, fresh_emulators, tmp_path):
                 f"/integrations/{integration}/events",
                 user=user,
                 base=three.extra["bases"][n % 3],
-                body={"type": "media.created", "data": {"n": n}},
+                body={"type": "post.created", "data": {"n": n}},
             )
             assert emitted.status == 202 and emitted.json()["data"]["deliveriesQueued"] == 10, emitted.text
         wait_for(

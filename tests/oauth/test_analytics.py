@@ -261,7 +261,8 @@ def test_the_cli_runs_it_and_providers_show_lists_its_scopes(stack, fresh_emulat
     assert shown.returncode == 0, shown.stderr
     data = json.loads(shown.stdout)
     assert (
-        data["actionScopes"]["fetch_analytics"] == "user.info.stats video.list (a Login Kit app, TIKTOK_APP=login_kit)"
+        data["actionScopes"]["fetch_analytics"]
+        == "user.info.stats video.list (a connection made with a Login Kit app, tiktokApp login_kit)"
     )
     assert "user.info.stats" in data["scopes"]
     assert [a for a in data["actions"] if a["name"] == "fetch_analytics" and a["capability"] == "analytics"]

@@ -289,7 +289,8 @@ def test_a_reply_too_long_for_the_provider_is_refused_before_the_call(stack, fre
 
 def test_a_login_kit_tiktok_connection_has_no_comments_and_says_what_they_need(stack, fresh_emulators):
     """TikTok's Login Kit / Display API has no comment endpoints: a connection made with a Login Kit app (the
-    default TIKTOK_APP) is neither asked for nor offered comments; the refusal names TikTok API for Business."""
+    default TIKTOK_APP, no tiktokApp asked) is neither asked for nor offered comments; the refusal names TikTok
+    API for Business."""
     emu = stack.emulators["TIKTOK"]
     ids, video = _tiktok(emu, 2)
     user, integration = _connect(stack, "TIKTOK")
@@ -301,7 +302,7 @@ def test_a_login_kit_tiktok_connection_has_no_comments_and_says_what_they_need(s
     ):
         assert (answer.status, answer.json()["error"]["code"]) == (400, "VALIDATION_ERROR"), answer.text
         assert "TikTok API for Business" in answer.json()["error"]["message"]
-        assert "TIKTOK_APP=business" in answer.json()["error"]["message"]
+        assert "metadata.provider.tiktokApp=business" in answer.json()["error"]["message"]
     everything = stack.api("POST", f"/integrations/{integration}/sync", user=user, body={})
     assert everything.status == 202, everything.text
     assert "fetch_comments" not in [log["action"] for log in everything.json()["data"]["syncLogs"]]

@@ -54,7 +54,7 @@ def _connected(stack, provider: str, user=None) -> str:
 
 def _emit(stack, integration: str, user, n: int) -> None:
     response = stack.api(
-        "POST", f"/integrations/{integration}/events", user=user, body={"type": "media.created", "data": {"n": n}}
+        "POST", f"/integrations/{integration}/events", user=user, body={"type": "post.created", "data": {"n": n}}
     )
     assert response.status == 202, response.text
 
@@ -74,11 +74,11 @@ def _stream(stack) -> list[tuple[str, dict]]:
 
 
 def _numbers_in_stream_order(stack, integration: str) -> list[int]:
-    """The ``n`` of each media.created of ``integration``, first occurrence of each event id only."""
+    """The ``n`` of each post.created of ``integration``, first occurrence of each event id only."""
     seen, numbers = set(), []
     for _entry, fields in _stream(stack):
         payload = json.loads(fields["payload"])
-        if fields["type"] == "media.created" and payload["integrationId"] == integration and fields["id"] not in seen:
+        if fields["type"] == "post.created" and payload["integrationId"] == integration and fields["id"] not in seen:
             seen.add(fields["id"])
             numbers.append(payload["n"])
     return numbers
@@ -177,7 +177,7 @@ def test_with_two_daemons_each_event_is_published_once_in_order(bus, fresh_emula
                 f"/integrations/{integration}/events",
                 user=owner,
                 base=bases[n % len(bases)],
-                body={"type": "media.created", "data": {"n": n}},
+                body={"type": "post.created", "data": {"n": n}},
             )
             assert response.status == 202, response.text
         wait_for(lambda: _unpublished(bus) == 0, 20, "the relay to publish")
@@ -271,7 +271,7 @@ def test_content_published_queues_a_publish_run_per_capable_integration(bus, fre
 def test_an_entry_that_can_never_be_handled_is_acknowledged_and_the_consumer_goes_on(bus, fresh_emulators):
     _, broken = _xadd(bus, "user.deleted", "{not json")
     _, no_user = _xadd(bus, "user.deleted", {"userId": "nobody"})
-    _, foreign = _xadd(bus, "media.liked", {"anything": 1})  # not ours: acknowledged untouched
+    _, foreign = _xadd(bus, "post.liked", {"anything": 1})  # not ours: acknowledged untouched
     user = uuid.uuid4()
     integration = _connected(bus, "DISCORD", user)
     _, good = _xadd(bus, "user.deleted", {"userId": str(user)})

@@ -183,7 +183,7 @@ def test_a_receiver_that_starts_failing_degrades_and_recovers(stack, fresh_emula
             "POST",
             "/integrations/webhooks",
             user=user,
-            body={"integrationId": integration, "url": sink.url, "events": ["media.*"]},
+            body={"integrationId": integration, "url": sink.url, "events": ["post.*"]},
         )
         assert hook.status == 201, hook.text
 
@@ -193,7 +193,7 @@ def test_a_receiver_that_starts_failing_degrades_and_recovers(stack, fresh_emula
                     "POST",
                     f"/integrations/{integration}/events",
                     user=user,
-                    body={"type": "media.created", "data": {"mediaId": f"m{i}"}},
+                    body={"type": "post.created", "data": {"mediaId": f"m{i}"}},
                 )
                 assert sent.status == 202, sent.text
 
@@ -296,7 +296,7 @@ def test_a_webhook_disabled_by_its_receiver_degrades(stack, fresh_emulators):
         )
         assert hook.status == 201, hook.text
         sent = stack.api(
-            "POST", f"/integrations/{integration}/events", user=user, body={"type": "media.created", "data": {}}
+            "POST", f"/integrations/{integration}/events", user=user, body={"type": "post.created", "data": {}}
         )
         assert sent.status == 202
         wait_for(lambda: _stored(stack, integration) == "degraded", 20, "degraded by the disabled webhook")

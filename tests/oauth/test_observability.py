@@ -56,7 +56,7 @@ def _sum(samples: dict, name: str, **labels) -> float:
     return sum(v for (n, ls), v in samples.items() if n == name and all((k, w) in ls for k, w in labels.items()))
 
 
-def _emit(stack, integration, user, event="media.created"):
+def _emit(stack, integration, user, event="post.created"):
     sent = stack.api("POST", f"/integrations/{integration}/events", user=user, body={"type": event, "data": {}})
     assert sent.status == 202, sent.text
 
@@ -75,7 +75,7 @@ def test_metrics_move_with_real_work_and_parse(stack, fresh_emulators):
             "POST",
             "/integrations/webhooks",
             user=user,
-            body={"integrationId": integration, "url": sink.url, "events": ["media.*"]},
+            body={"integrationId": integration, "url": sink.url, "events": ["post.*"]},
         )
         assert hook.status == 201, hook.text
         _emit(stack, integration, user)
@@ -187,7 +187,7 @@ def _a_receiver_left_failing(stack) -> tuple[str, str]:
             "POST",
             "/integrations/webhooks",
             user=user,
-            body={"integrationId": integration, "url": sink.url, "events": ["media.*"]},
+            body={"integrationId": integration, "url": sink.url, "events": ["post.*"]},
         )
         assert hook.status == 201, hook.text
         hook_id = hook.json()["data"]["id"]

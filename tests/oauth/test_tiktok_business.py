@@ -1,10 +1,11 @@
-"""TikTok comments through a TikTok API for Business app (TIKTOK_APP=business), on a daemon whose TikTok app is
-one: a fresh connection made in the browser with the scopes the service asks for, its code redeemed at
-business-api.tiktok.com's tt_user/oauth2/token/, ``fetch_comments`` syncing comment.created events from
-business/comment/list/, replies through the API and the CLI landing at business/comment/reply/create/, the
-refresh rotating at tt_user/oauth2/refresh_token/; the emulator refuses Login Kit tokens there, foreign
-business ids and missing scopes as TikTok does, and the daemon reads those refusals as such. The same daemon's
-catalog says what TikTok comments need; Login Kit actions are refused on such a connection."""
+"""TikTok comments through a TikTok API for Business app, on a daemon whose default TikTok app is one
+(TIKTOK_APP=business; test_tiktok_apps.py has both kinds side by side): a fresh connection made in the browser with
+the scopes the service asks for, its code redeemed at business-api.tiktok.com's tt_user/oauth2/token/,
+``fetch_comments`` syncing comment.created events from business/comment/list/, replies through the API and the CLI
+landing at business/comment/reply/create/, the refresh rotating at tt_user/oauth2/refresh_token/; the emulator
+refuses Login Kit tokens there, foreign business ids and missing scopes as TikTok does, and the daemon reads those
+refusals as such. The same daemon's catalog says what TikTok comments need; Login Kit actions are refused on such a
+connection."""
 
 from __future__ import annotations
 
@@ -85,7 +86,7 @@ def test_a_business_connection_syncs_comments_and_replies_through_the_business_a
     for action in ("fetch_posts", "fetch_analytics"):
         refused = stack.api("POST", f"/integrations/{integration}/sync", user=user, body={"action": action})
         assert (refused.status, refused.json()["error"]["code"]) == (400, "VALIDATION_ERROR"), refused.text
-        assert "TIKTOK_APP=business" in refused.json()["error"]["message"]
+        assert "tiktokApp=login_kit" in refused.json()["error"]["message"]
     assert emu.calls["videos"] == 0 and emu.calls["whoami"] == 1  # Login Kit's video/list never; business/get once
     health = stack.api("GET", f"/integrations/{integration}/health", user=user).json()["data"]
     assert health["scopes"]["missing"] == [], health

@@ -115,7 +115,7 @@ def test_one_trace_runs_from_the_emit_to_the_delivery_attempt(stack, receiver, f
             "POST",
             "/integrations/webhooks",
             user=user,
-            body={"integrationId": integration, "url": f"{sink.url}/{path_token}", "events": ["media.*"]},
+            body={"integrationId": integration, "url": f"{sink.url}/{path_token}", "events": ["post.*"]},
         )
         assert hook.status == 201, hook.text
         trace_id, caller_span = secrets.token_hex(16), secrets.token_hex(8)
@@ -124,7 +124,7 @@ def test_one_trace_runs_from_the_emit_to_the_delivery_attempt(stack, receiver, f
             "POST",
             f"/integrations/{integration}/events?probe={query_secret}",
             user=user,
-            body={"type": "media.created", "data": {"n": 1}},
+            body={"type": "post.created", "data": {"n": 1}},
             headers={"traceparent": f"00-{trace_id}-{caller_span}-01"},
         )
         assert sent.status == 202, sent.text
@@ -144,7 +144,7 @@ def test_one_trace_runs_from_the_emit_to_the_delivery_attempt(stack, receiver, f
     # The attempt's span: the request's child through the outbox row, naming the receiver by its host only.
     (attempt,) = attempts
     assert attempt["parent_id"] == request_span["span_id"]
-    assert attempt["attributes"]["nexus.event.type"] == "media.created"
+    assert attempt["attributes"]["nexus.event.type"] == "post.created"
     assert attempt["attributes"]["nexus.delivery.outcome"] == "delivered"
     assert attempt["attributes"]["http.response.status_code"] == 200
     assert attempt["attributes"]["server.address"] == "127.0.0.1"

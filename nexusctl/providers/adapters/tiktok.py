@@ -1,10 +1,14 @@
 """TikTok (Login Kit v2, or TikTok API for Business "TikTok Accounts") and TikTok Ads (Business API).
 
-TikTok calls the client id ``client_key`` and rotates refresh tokens. With
-``TIKTOK_APP=business`` the TikTok app is a TikTok API for Business app
-(``TikTokBusiness``): the same www.tiktok.com consent, but the code is redeemed
-at business-api.tiktok.com's ``tt_user/oauth2/token/`` and the token is sent
-as ``Access-Token`` to the Business API, whose comment endpoints need it. TikTok
+TikTok calls the client id ``client_key`` and rotates refresh tokens. Each TikTok
+connection is made with one kind of TikTok app (``APPS``), chosen at initiate
+(``metadata.provider.tiktokApp``, default ``TIKTOK_APP``) and kept in the
+connection's provider facts (``tiktokApp``), which every later use reads
+(``app_of``; registry.adapter_for picks the adapter). A Login Kit app is
+``TikTok``; a TikTok API for Business app is ``TikTokBusiness``: the same
+www.tiktok.com consent, but the code is redeemed at business-api.tiktok.com's
+``tt_user/oauth2/token/`` and the token is sent as ``Access-Token`` to the
+Business API, whose comment endpoints need it. TikTok
 Ads is its own world: ``app_id`` on the authorize URL, a JSON token request
 ``{app_id, secret, auth_code}``, the answer wrapped in ``data``, errors as
 HTTP 200 with ``code != 0``, the token sent as an ``Access-Token`` header,
@@ -29,6 +33,7 @@ class TikTok(OAuth2Adapter):
 
     def tokens_from(self, body: dict) -> TokenSet:
         tokens = super().tokens_from(body)
+        tokens.metadata["tiktokApp"] = LOGIN_KIT
         if body.get("open_id"):
             tokens.metadata["openId"] = body["open_id"]
         return tokens
@@ -47,6 +52,9 @@ class TikTok(OAuth2Adapter):
         )
 
 
+# The two kinds of TikTok app a connection can be made with (metadata.provider.tiktokApp at initiate).
+LOGIN_KIT, BUSINESS = "login_kit", "business"
+APPS = (LOGIN_KIT, BUSINESS)
 BUSINESS_API = "https://business-api.tiktok.com"
 BUSINESS_V = "open_api/v1.3"
 # What a TikTok API for Business app asks for: the account (business/get/), its videos (business/video/list/)
@@ -58,9 +66,29 @@ BUSINESS_ONLY = ("fetch_comments", "reply_comment")
 LOGIN_KIT_ONLY = ("fetch_posts", "fetch_analytics", "publish")
 
 
+def app_of(facts) -> str:
+    """The kind of TikTok app a connection was made with, from its provider facts. A connection made before the
+    kind was recorded for Login Kit too has none: only TikTokBusiness ever stamped it, so none is Login Kit."""
+    return BUSINESS if (facts or {}).get("tiktokApp") == BUSINESS else LOGIN_KIT
+
+
 def business_connection(metadata) -> bool:
-    """Whether a TIKTOK connection's token is a TikTok API for Business one (made with TIKTOK_APP=business)."""
-    return (metadata or {}).get("tiktokApp") == "business"
+    """Whether a TIKTOK connection's token is a TikTok API for Business one (made with tiktokApp business)."""
+    return app_of(metadata) == BUSINESS
+
+
+def chosen_app(value, default: str) -> str:
+    """The kind of TikTok app asked for at initiate (``metadata.provider.tiktokApp``), else the deployment's
+    default (TIKTOK_APP); anything but one of APPS is a VALIDATION_ERROR."""
+    if value is None:
+        return default
+    if value not in APPS:
+        raise UsageProblem(
+            f"metadata.provider.tiktokApp must be one of {', '.join(APPS)} (login_kit: posts, analytics, publishing;"
+            " business: a TikTok API for Business app, comments)",
+            field="metadata.provider.tiktokApp",
+        )
+    return value
 
 
 def unavailable(provider: str, action: str, metadata) -> UsageProblem | None:
@@ -70,15 +98,17 @@ def unavailable(provider: str, action: str, metadata) -> UsageProblem | None:
     if business_connection(metadata) and action in LOGIN_KIT_ONLY:
         return UsageProblem(
             f"TIKTOK {action} uses TikTok's Login Kit API (open.tiktokapis.com); this connection was made with a "
-            "TikTok API for Business app (TIKTOK_APP=business), whose token that API does not take",
+            "TikTok API for Business app (tiktokApp business), whose token that API does not take. Connect "
+            "TikTok again with metadata.provider.tiktokApp=login_kit (CLI: --tiktok-app login_kit) for it",
             field="action",
         )
     if not business_connection(metadata) and action in BUSINESS_ONLY:
         return UsageProblem(
             f"TIKTOK {action}: TikTok offers comments only in its API for Business (business-api.tiktok.com, "
             "a TikTok business account, scopes comment.list / comment.list.manage); this connection was made "
-            "with a Login Kit app, which has no comment endpoints. Set TIKTOK_APP=business with a TikTok API for "
-            "Business app and connect again",
+            "with a Login Kit app (tiktokApp login_kit), which has no comment endpoints. Connect TikTok again "
+            "through the TikTok API for Business app: metadata.provider.tiktokApp=business at initiate (CLI: "
+            "--tiktok-app business)",
             field="action",
         )
     return None
@@ -142,7 +172,7 @@ class TikTokBusiness(TikTok):
         if not isinstance(data, dict) or not data.get("access_token"):
             raise ProviderError("TIKTOK: the token answer has no data.access_token")
         tokens = OAuth2Adapter.tokens_from(self, data)
-        tokens.metadata["tiktokApp"] = "business"
+        tokens.metadata["tiktokApp"] = BUSINESS
         if data.get("open_id"):
             tokens.metadata["openId"] = str(data["open_id"])
         return tokens

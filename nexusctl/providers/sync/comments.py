@@ -26,7 +26,7 @@ provider offers them. The resume state is ``{"container", "index",
   /{comment-id}/comments`` ``message`` with the token of the page whose post
   it is (``pages_manage_engagement``); the pages are tried in turn, a Graph
   (#100) "does not exist" / (#10) / (#200) from one page meaning "not this page's".
-- TIKTOK (TikTok API for Business, "TikTok Accounts": a connection made with TIKTOK_APP=business; TikTok's
+- TIKTOK (TikTok API for Business, "TikTok Accounts": a connection made with tiktokApp business; TikTok's
   Login Kit / Display API has no comment endpoints): on business-api.tiktok.com, the token in an
   ``Access-Token`` header and the account's ``open_id`` as ``business_id``. ``GET open_api/v1.3/business/video/
   list/?business_id=&fields=["item_id","create_time"]&max_count=20`` (scope ``video.list``), then ``GET
@@ -352,7 +352,7 @@ TIKTOK_VIDEO_PAGE = 20  # business/video/list/'s largest max_count
 
 def _tiktok_api(api) -> SyncApi:
     """The connection's view of the Business API: business-api.tiktok.com (TIKTOK_BUSINESS_URL), the token as
-    Access-Token (only a connection made with TIKTOK_APP=business gets here: adapters.tiktok.unavailable)."""
+    Access-Token (only a connection made with tiktokApp business gets here: adapters.tiktok.unavailable)."""
     if api.auth_header == "Access-Token" and api.base == api.adapter.url("BUSINESS"):
         return api
     return SyncApi(
@@ -489,7 +489,7 @@ ACTIONS = {
             "comment",
             tiktok_comments,
             description=f"Comments on the {RECENT} latest videos (TikTok API for Business: business/video/list, "
-            "business/comment/list; TIKTOK_APP=business)",
+            "business/comment/list; a connection made with tiktokApp business)",
         )
     ],
     "INSTAGRAM": [
