@@ -50,7 +50,7 @@ from common import (  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 
-CONCURRENCY = 5  # REFRESH_SWEEP_CONCURRENCY's default, what the daemon uses
+CONCURRENCY = 5  # REFRESH_SWEEP_CONCURRENCY's default; --concurrency sets both the daemon's and the raw client's
 
 EMULATOR = r"""
 import json, sys
@@ -89,12 +89,14 @@ def stop_emulator(proc) -> dict:
     return json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
 
 
-async def raw_rate(url: str, client_id: str, secret: str, tokens: list[str], seconds: float) -> tuple[float, int, int]:
+async def raw_rate(
+    url: str, client_id: str, secret: str, tokens: list[str], seconds: float, concurrency: int = CONCURRENCY
+) -> tuple[float, int, int]:
     import aiohttp
 
     done, errors = 0, 0
     deadline = time.perf_counter() + seconds
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONCURRENCY)) as session:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
 
         async def worker(k: int):
             nonlocal done, errors
@@ -111,10 +113,10 @@ async def raw_rate(url: str, client_id: str, secret: str, tokens: list[str], sec
                     if response.status != 200 or "access_token" not in body:
                         errors += 1
                 done += 1
-                i += CONCURRENCY
+                i += concurrency
 
         started = time.perf_counter()
-        await asyncio.gather(*(worker(k) for k in range(CONCURRENCY)))
+        await asyncio.gather(*(worker(k) for k in range(concurrency)))
         return done / (time.perf_counter() - started), errors, done
 
 
@@ -151,7 +153,9 @@ def seed(settings, tokens: list[str], expires: dt.datetime) -> None:
             Integration.insert_many(rows[start : start + 500]).execute()
 
 
-def run(database_url: str | None, integrations: int, raw_seconds: float, timeout: float) -> dict:
+def run(
+    database_url: str | None, integrations: int, raw_seconds: float, timeout: float, concurrency: int = CONCURRENCY
+) -> dict:
     work = Path(tempfile.mkdtemp(prefix="nexus-bench-refresh-"))
     database_url = database_url or f"sqlite:///{work}/refresh.db"
     emulator, info = start_emulator(work, integrations)
@@ -166,6 +170,7 @@ def run(database_url: str | None, integrations: int, raw_seconds: float, timeout
             EVENTS_CONSUME_STREAMS="none",
             SYNC_POLL_INTERVAL="1h",
             HEALTH_CHECK_INTERVAL="1s",
+            REFRESH_SWEEP_CONCURRENCY=str(concurrency),
         )
         os.environ.update(env)
         subprocess.run([str(NEXUSCTL), "-q", "db", "migrate"], env=env, check=True)
@@ -195,6 +200,7 @@ def run(database_url: str | None, integrations: int, raw_seconds: float, timeout
                 env_yt["YOUTUBE_CLIENT_SECRET"],
                 info["tokens"],
                 raw_seconds,
+                concurrency,
             )
         )
         raw_cpu_us = (time.process_time() - raw_cpu) / max(raw_done, 1) * 1e6
@@ -250,7 +256,7 @@ def run(database_url: str | None, integrations: int, raw_seconds: float, timeout
     return {
         "database": "PostgreSQL" if is_postgres(database_url) else "SQLite",
         "integrations": integrations,
-        "concurrency": CONCURRENCY,
+        "concurrency": concurrency,
         "raw_per_s": raw,
         "raw_errors": raw_errors,
         "sweep_per_s": sweep,
@@ -289,9 +295,12 @@ def main() -> None:
     parser.add_argument("--integrations", type=int, default=10_000)
     parser.add_argument("--raw-seconds", type=float, default=5.0)
     parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument(
+        "--concurrency", type=int, default=CONCURRENCY, help="REFRESH_SWEEP_CONCURRENCY and the raw client's"
+    )
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
-    result = run(args.database_url, args.integrations, args.raw_seconds, args.timeout)
+    result = run(args.database_url, args.integrations, args.raw_seconds, args.timeout, args.concurrency)
     write_json(args.json, result)
     print(markdown(result))
 

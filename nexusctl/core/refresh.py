@@ -414,7 +414,8 @@ def _claim_expiring(
     found = cursor.fetchone()
     if found is None:
         return None
-    row = Integration(**{name: convert(value) for (name, convert), value in zip(_COLUMNS, found)})
+    row = Integration(__no_default__=1)  # every column is set: no defaults, no setattr per field
+    row.__data__ = {name: convert(value) for (name, convert), value in zip(_COLUMNS, found)}
     try:
         return row, connections.tokens_of(keyring, row)
     except KeyNotConfigured as exc:

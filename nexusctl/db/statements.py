@@ -16,7 +16,8 @@ import peewee
 from nexusctl.db.database import database_proxy
 
 
-def _value(field: peewee.Field, value):
+def param(field: peewee.Field, value):
+    """``value`` as ``field`` hands it to the driver (a statement's parameter)."""
     if isinstance(field, peewee.JSONField):  # its db_value wraps for peewee's own statements only
         return None if value is None else json.dumps(value)
     return field.db_value(value)
@@ -41,7 +42,7 @@ def update(model, values: dict, where: dict) -> int:
     """``UPDATE model SET values WHERE each of where equals``; how many rows it changed."""
     fields = model._meta.fields
     sql = _update_sql(model, tuple(values), tuple(where), database_proxy.param)
-    params = [_value(fields[n], v) for n, v in values.items()] + [_value(fields[n], v) for n, v in where.items()]
+    params = [param(fields[n], v) for n, v in values.items()] + [param(fields[n], v) for n, v in where.items()]
     return database_proxy.execute_sql(sql, params).rowcount
 
 
@@ -50,4 +51,4 @@ def insert(instance: peewee.Model) -> None:
     model, data = type(instance), instance.__data__
     fields = model._meta.fields
     sql = _insert_sql(model, tuple(data), database_proxy.param)
-    database_proxy.execute_sql(sql, [_value(fields[n], v) for n, v in data.items()])
+    database_proxy.execute_sql(sql, [param(fields[n], v) for n, v in data.items()])
