@@ -23,8 +23,8 @@ from nexusctl.core.ids import parse_uuid
 from nexusctl.crypto import Keyring
 from nexusctl.db import statements
 from nexusctl.db.database import database_proxy, is_postgres
-from nexusctl.db.fields import utcnow
-from nexusctl.db.models import Integration
+from nexusctl.db.fields import UTCDateTimeField, utcnow
+from nexusctl.db.models import Integration, OutboxEvent
 from nexusctl.db.secrets import seal, unseal
 from nexusctl.enums import Provider
 from nexusctl.errors import IntegrationNotFound
@@ -172,15 +172,17 @@ def store_refreshed(
     }
     # A change of granted scopes is judged by a check (against what the capabilities need), not here.
     plan = health(_as_stored(row, values), row) if health and sorted(scope) == sorted(read_scope) else None
+    expires = tokens.expires_at.isoformat().replace("+00:00", "Z") if tokens.expires_at else None
+    if is_postgres(database_proxy) and (plan is None or plan.status == plan.previous):
+        # The common case (no webhook, no status change to announce) in one autocommitted statement.
+        held = _store_alone(row, lease, values, plan, now, events.outbox_row(events.REFRESHED, row, expiresAt=expires))
+        if held is not _HAS_WEBHOOKS:
+            return held is not None
     with database_proxy.atomic():
         held = _update_refreshed(row.id, lease, values, plan, now)
         if held is None:
             return False  # the lease is gone: another refresher took over
-        events.record(
-            events.REFRESHED,
-            row,
-            expiresAt=tokens.expires_at.isoformat().replace("+00:00", "Z") if tokens.expires_at else None,
-        )
+        events.record(events.REFRESHED, row, expiresAt=expires)
         if held:
             plan.announce(row)
     return True
@@ -190,6 +192,57 @@ def _update_refreshed(row_id, lease, values: dict, plan: AfterRefresh | None, no
     """The fenced UPDATE of a refresh, health included: None when the lease no longer holds, else whether
     ``plan``'s health was stored (False: none planned, or the health columns changed since they were read,
     and a check is asked for instead)."""
+    sql = _refreshed_sql(
+        tuple(values), None if plan is None else tuple(plan.fence), is_postgres(database_proxy), database_proxy.param
+    )
+    found = database_proxy.execute_sql(sql, _refreshed_params(row_id, lease, values, plan, now)).fetchone()
+    return None if found is None else bool(found[0]) and plan is not None
+
+
+_HAS_WEBHOOKS = object()
+_PG_TYPES = {
+    peewee.UUIDField: "uuid",
+    peewee.JSONField: "jsonb",
+    UTCDateTimeField: "timestamptz",
+}  # of INSERT ... SELECT's placeholders
+
+
+def _store_alone(row: Integration, lease, values: dict, plan: AfterRefresh | None, now, event) -> object:
+    """PostgreSQL: the fenced UPDATE and its outbox event in one autocommitted statement (one round trip
+    instead of BEGIN, UPDATE, INSERT, webhook SELECT, COMMIT), written only when the integration has no
+    active webhook; ``_HAS_WEBHOOKS`` (nothing written) when it has one: the caller's transaction then
+    queues their deliveries too. Else as ``_update_refreshed``."""
+    fields = Integration._meta.fields
+    outbox = type(event)._meta.fields
+    sql = _alone_sql(tuple(values), None if plan is None else tuple(plan.fence), tuple(event.__data__))
+    params = [
+        statements.param(fields["id"], row.id),
+        *_refreshed_params(row.id, lease, values, plan, now),
+        *(statements.param(outbox[name], value) for name, value in event.__data__.items()),
+    ]
+    held, webhooks = database_proxy.execute_sql(sql, params).fetchone()
+    if webhooks:
+        return _HAS_WEBHOOKS
+    return None if held is None else bool(held) and plan is not None
+
+
+@functools.lru_cache(maxsize=16)
+def _alone_sql(names: tuple, fence: tuple | None, event_columns: tuple) -> str:
+    update = _refreshed_sql(names, fence, True, "%s").replace(
+        " RETURNING ", ' AND NOT EXISTS (SELECT 1 FROM "hooks") RETURNING ', 1
+    )
+    fields = OutboxEvent._meta.fields
+    casts = [f"CAST(%s AS {_PG_TYPES.get(type(fields[name]), 'text')})" for name in event_columns]
+    columns = ", ".join(f'"{fields[name].column_name}"' for name in event_columns)
+    return (
+        'WITH "hooks" AS (SELECT 1 FROM "webhooks" WHERE "integration_id" = %s AND "is_active" LIMIT 1), '
+        f'"stored" AS ({update} AS "held"), '
+        f'"event" AS (INSERT INTO "outbox_events" ({columns}) SELECT {", ".join(casts)} FROM "stored") '
+        'SELECT (SELECT "held" FROM "stored"), EXISTS (SELECT 1 FROM "hooks")'
+    )
+
+
+def _refreshed_params(row_id, lease, values: dict, plan: AfterRefresh | None, now) -> list:
     fields = Integration._meta.fields
     params = [statements.param(fields[name], value) for name, value in values.items()]
     if plan is None:
@@ -204,11 +257,7 @@ def _update_refreshed(row_id, lease, values: dict, plan: AfterRefresh | None, no
     params += [statements.param(fields["id"], row_id), statements.param(fields["refresh_lease_token"], lease)]
     if plan is not None:
         params.append(statements.param(fields["health_due_at"], plan.values["health_due_at"]))
-    sql = _refreshed_sql(
-        tuple(values), None if plan is None else tuple(plan.fence), is_postgres(database_proxy), database_proxy.param
-    )
-    found = database_proxy.execute_sql(sql, params).fetchone()
-    return None if found is None else bool(found[0]) and plan is not None
+    return params
 
 
 @functools.lru_cache(maxsize=16)
