@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import uuid
 from typing import Callable
 
@@ -220,7 +221,7 @@ def _store_alone(row: Integration, lease, values: dict, plan: AfterRefresh | Non
         *_refreshed_params(row.id, lease, values, plan, now),
         *(statements.param(outbox[name], value) for name, value in event.__data__.items()),
     ]
-    held, webhooks = database_proxy.execute_sql(sql, params).fetchone()
+    held, webhooks = statements.run(_prepared_name(sql), sql, params).fetchone()
     if webhooks:
         return _HAS_WEBHOOKS
     return None if held is None else bool(held) and plan is not None
@@ -240,6 +241,11 @@ def _alone_sql(names: tuple, fence: tuple | None, event_columns: tuple) -> str:
         f'"event" AS (INSERT INTO "outbox_events" ({columns}) SELECT {", ".join(casts)} FROM "stored") '
         'SELECT (SELECT "held" FROM "stored"), EXISTS (SELECT 1 FROM "hooks")'
     )
+
+
+@functools.lru_cache(maxsize=16)
+def _prepared_name(sql: str) -> str:
+    return "nexus_refreshed_" + hashlib.sha1(sql.encode()).hexdigest()[:16]
 
 
 def _refreshed_params(row_id, lease, values: dict, plan: AfterRefresh | None, now) -> list:
@@ -281,7 +287,8 @@ def _refreshed_sql(names: tuple, fence: tuple | None, postgres: bool, mark: str)
             f"{column(name)} = CASE WHEN {held} THEN {typed(name)} ELSE {column(name)} END"
             for name in ("health_status", "health_rank", "health_reasons")
         ]
-        sets.append(f'"health_due_at" = CASE WHEN {held} THEN {mark} ELSE {mark} END')
+        stamp = f"CAST({mark} AS timestamptz)" if postgres else mark  # typed for PREPARE
+        sets.append(f'"health_due_at" = CASE WHEN {held} THEN {stamp} ELSE {stamp} END')
         returning = f'"health_due_at" = {mark}'
     return (
         f'UPDATE "integrations" SET {", ".join(sets)} WHERE "id" = {mark} AND "refresh_lease_token" = {mark} '

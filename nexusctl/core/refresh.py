@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 from nexusctl import telemetry, tracing
 from nexusctl.core import connections, events, health_checks, integrations, key_usage, proxy_cache
+from nexusctl.db import statements
 from nexusctl.db.database import database_proxy, is_postgres
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import Integration
@@ -410,7 +411,8 @@ def _claim_expiring(
     ]
     if since is not None:
         params.append(stamp(since))
-    cursor = database_proxy.execute_sql(_claim_sql(postgres, since is not None), [*params, stamp(now)])
+    sql = _claim_sql(postgres, since is not None)
+    cursor = statements.run(f"nexus_claim_{int(since is not None)}", sql, [*params, stamp(now)])
     found = cursor.fetchone()
     if found is None:
         return None
