@@ -5,7 +5,8 @@ One run, one machine:
 1. The provider emulators of tests/emulators (the same ``Emulators`` server the tests start) run in
    their own process; they issue N YouTube (Google) refresh tokens.
 2. raw   - aiohttp POSTs ``grant_type=refresh_token`` to the emulator's token endpoint, with those
-           tokens, at the sweep's concurrency (5), for a fixed time: the provider's ceiling here.
+           tokens, at the sweep's concurrency (5; --concurrency), for a fixed time: the provider's ceiling here.
+           --provider-latency makes the token endpoint answer as slowly as a real provider does.
 3. sweep - N integrations holding those tokens (sealed as the service seals them), all expiring
            within TOKEN_REFRESH_WINDOW, then one ``nexusctl daemon`` refreshes them with its scheduled
            sweep (REFRESH_SWEEP_INTERVAL shortened to 0.2 s so the passes follow each other; 500
@@ -59,6 +60,7 @@ emu = Emulators().start()
 yt = emu["YOUTUBE"]
 grant = yt.new_grant(["https://www.googleapis.com/auth/youtube.readonly"])
 tokens = [yt.issue(grant, "refresh", None).value for _ in range(int(sys.argv[2]))]
+yt.delay("refresh", float(sys.argv[3]))  # a real provider's answer takes this long (0: at once)
 with open(sys.argv[1], "w") as out:
     json.dump({"env": emu.env(), "tokens": tokens, "base": emu.base_url}, out)
 sys.stdin.read()  # serve until the bench closes our stdin
@@ -66,10 +68,10 @@ print(json.dumps(dict(yt.calls)))
 """
 
 
-def start_emulator(work: Path, tokens: int):
+def start_emulator(work: Path, tokens: int, latency: float = 0.0):
     info = work / "emulator.json"
     proc = subprocess.Popen(
-        [sys.executable, "-c", EMULATOR, str(info), str(tokens)],
+        [sys.executable, "-c", EMULATOR, str(info), str(tokens), str(latency)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -154,11 +156,16 @@ def seed(settings, tokens: list[str], expires: dt.datetime) -> None:
 
 
 def run(
-    database_url: str | None, integrations: int, raw_seconds: float, timeout: float, concurrency: int = CONCURRENCY
+    database_url: str | None,
+    integrations: int,
+    raw_seconds: float,
+    timeout: float,
+    concurrency: int = CONCURRENCY,
+    latency: float = 0.0,
 ) -> dict:
     work = Path(tempfile.mkdtemp(prefix="nexus-bench-refresh-"))
     database_url = database_url or f"sqlite:///{work}/refresh.db"
-    emulator, info = start_emulator(work, integrations)
+    emulator, info = start_emulator(work, integrations, latency)
     daemon = None
     try:
         env = base_env(work, database_url)
@@ -257,6 +264,7 @@ def run(
         "database": "PostgreSQL" if is_postgres(database_url) else "SQLite",
         "integrations": integrations,
         "concurrency": concurrency,
+        "provider_latency_s": latency,
         "raw_per_s": raw,
         "raw_errors": raw_errors,
         "sweep_per_s": sweep,
@@ -298,9 +306,17 @@ def main() -> None:
     parser.add_argument(
         "--concurrency", type=int, default=CONCURRENCY, help="REFRESH_SWEEP_CONCURRENCY and the raw client's"
     )
+    parser.add_argument(
+        "--provider-latency",
+        type=float,
+        default=0.0,
+        help="seconds the emulator's token endpoint takes to answer (a real provider's tens to hundreds of ms)",
+    )
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
-    result = run(args.database_url, args.integrations, args.raw_seconds, args.timeout, args.concurrency)
+    result = run(
+        args.database_url, args.integrations, args.raw_seconds, args.timeout, args.concurrency, args.provider_latency
+    )
     write_json(args.json, result)
     print(markdown(result))
 
