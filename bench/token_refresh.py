@@ -5,7 +5,8 @@ One run, one machine:
 1. The provider emulators of tests/emulators (the same ``Emulators`` server the tests start) run in
    their own process; they issue N YouTube (Google) refresh tokens.
 2. raw   - aiohttp POSTs ``grant_type=refresh_token`` to the emulator's token endpoint, with those
-           tokens, at the sweep's concurrency (5), for a fixed time: the provider's ceiling here.
+           tokens, at the sweep's concurrency (5; --concurrency), for a fixed time: the provider's ceiling here.
+           --provider-latency makes the token endpoint answer as slowly as a real provider does.
 3. sweep - N integrations holding those tokens (sealed as the service seals them), all expiring
            within TOKEN_REFRESH_WINDOW, then one ``nexusctl daemon`` refreshes them with its scheduled
            sweep (REFRESH_SWEEP_INTERVAL shortened to 0.2 s so the passes follow each other; 500
@@ -50,7 +51,7 @@ from common import (  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 
-CONCURRENCY = 5  # REFRESH_SWEEP_CONCURRENCY's default, what the daemon uses
+CONCURRENCY = 5  # REFRESH_SWEEP_CONCURRENCY's default; --concurrency sets both the daemon's and the raw client's
 
 EMULATOR = r"""
 import json, sys
@@ -59,6 +60,7 @@ emu = Emulators().start()
 yt = emu["YOUTUBE"]
 grant = yt.new_grant(["https://www.googleapis.com/auth/youtube.readonly"])
 tokens = [yt.issue(grant, "refresh", None).value for _ in range(int(sys.argv[2]))]
+yt.delay("refresh", float(sys.argv[3]))  # a real provider's answer takes this long (0: at once)
 with open(sys.argv[1], "w") as out:
     json.dump({"env": emu.env(), "tokens": tokens, "base": emu.base_url}, out)
 sys.stdin.read()  # serve until the bench closes our stdin
@@ -66,10 +68,10 @@ print(json.dumps(dict(yt.calls)))
 """
 
 
-def start_emulator(work: Path, tokens: int):
+def start_emulator(work: Path, tokens: int, latency: float = 0.0):
     info = work / "emulator.json"
     proc = subprocess.Popen(
-        [sys.executable, "-c", EMULATOR, str(info), str(tokens)],
+        [sys.executable, "-c", EMULATOR, str(info), str(tokens), str(latency)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -89,12 +91,14 @@ def stop_emulator(proc) -> dict:
     return json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
 
 
-async def raw_rate(url: str, client_id: str, secret: str, tokens: list[str], seconds: float) -> tuple[float, int, int]:
+async def raw_rate(
+    url: str, client_id: str, secret: str, tokens: list[str], seconds: float, concurrency: int = CONCURRENCY
+) -> tuple[float, int, int]:
     import aiohttp
 
     done, errors = 0, 0
     deadline = time.perf_counter() + seconds
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONCURRENCY)) as session:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
 
         async def worker(k: int):
             nonlocal done, errors
@@ -111,10 +115,10 @@ async def raw_rate(url: str, client_id: str, secret: str, tokens: list[str], sec
                     if response.status != 200 or "access_token" not in body:
                         errors += 1
                 done += 1
-                i += CONCURRENCY
+                i += concurrency
 
         started = time.perf_counter()
-        await asyncio.gather(*(worker(k) for k in range(CONCURRENCY)))
+        await asyncio.gather(*(worker(k) for k in range(concurrency)))
         return done / (time.perf_counter() - started), errors, done
 
 
@@ -151,10 +155,17 @@ def seed(settings, tokens: list[str], expires: dt.datetime) -> None:
             Integration.insert_many(rows[start : start + 500]).execute()
 
 
-def run(database_url: str | None, integrations: int, raw_seconds: float, timeout: float) -> dict:
+def run(
+    database_url: str | None,
+    integrations: int,
+    raw_seconds: float,
+    timeout: float,
+    concurrency: int = CONCURRENCY,
+    latency: float = 0.0,
+) -> dict:
     work = Path(tempfile.mkdtemp(prefix="nexus-bench-refresh-"))
     database_url = database_url or f"sqlite:///{work}/refresh.db"
-    emulator, info = start_emulator(work, integrations)
+    emulator, info = start_emulator(work, integrations, latency)
     daemon = None
     try:
         env = base_env(work, database_url)
@@ -166,6 +177,7 @@ def run(database_url: str | None, integrations: int, raw_seconds: float, timeout
             EVENTS_CONSUME_STREAMS="none",
             SYNC_POLL_INTERVAL="1h",
             HEALTH_CHECK_INTERVAL="1s",
+            REFRESH_SWEEP_CONCURRENCY=str(concurrency),
         )
         os.environ.update(env)
         subprocess.run([str(NEXUSCTL), "-q", "db", "migrate"], env=env, check=True)
@@ -195,6 +207,7 @@ def run(database_url: str | None, integrations: int, raw_seconds: float, timeout
                 env_yt["YOUTUBE_CLIENT_SECRET"],
                 info["tokens"],
                 raw_seconds,
+                concurrency,
             )
         )
         raw_cpu_us = (time.process_time() - raw_cpu) / max(raw_done, 1) * 1e6
@@ -250,7 +263,8 @@ def run(database_url: str | None, integrations: int, raw_seconds: float, timeout
     return {
         "database": "PostgreSQL" if is_postgres(database_url) else "SQLite",
         "integrations": integrations,
-        "concurrency": CONCURRENCY,
+        "concurrency": concurrency,
+        "provider_latency_s": latency,
         "raw_per_s": raw,
         "raw_errors": raw_errors,
         "sweep_per_s": sweep,
@@ -289,9 +303,20 @@ def main() -> None:
     parser.add_argument("--integrations", type=int, default=10_000)
     parser.add_argument("--raw-seconds", type=float, default=5.0)
     parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument(
+        "--concurrency", type=int, default=CONCURRENCY, help="REFRESH_SWEEP_CONCURRENCY and the raw client's"
+    )
+    parser.add_argument(
+        "--provider-latency",
+        type=float,
+        default=0.0,
+        help="seconds the emulator's token endpoint takes to answer (a real provider's tens to hundreds of ms)",
+    )
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
-    result = run(args.database_url, args.integrations, args.raw_seconds, args.timeout)
+    result = run(
+        args.database_url, args.integrations, args.raw_seconds, args.timeout, args.concurrency, args.provider_latency
+    )
     write_json(args.json, result)
     print(markdown(result))
 

@@ -10,18 +10,22 @@ same transaction.
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
+import hashlib
 import uuid
 from typing import Callable
 
 import peewee
 
 from nexusctl.core import events
+from nexusctl.core.health_checks import AfterRefresh
 from nexusctl.core.ids import parse_uuid
 from nexusctl.crypto import Keyring
 from nexusctl.db import statements
 from nexusctl.db.database import database_proxy, is_postgres
-from nexusctl.db.fields import utcnow
-from nexusctl.db.models import Integration
+from nexusctl.db.fields import UTCDateTimeField, utcnow
+from nexusctl.db.models import Integration, OutboxEvent
 from nexusctl.db.secrets import seal, unseal
 from nexusctl.enums import Provider
 from nexusctl.errors import IntegrationNotFound
@@ -137,20 +141,19 @@ def store_refreshed(
     tokens: TokenSet,
     lease: uuid.UUID,
     also: dict | None = None,
-    health: Callable[[Integration, Integration], bool] | None = None,
+    health: Callable[[Integration, Integration], AfterRefresh | None] | None = None,
 ) -> bool:
     """Write refreshed tokens if ``lease`` still holds (fencing); access and rotated refresh token together.
     ``also``: more column values for the same UPDATE (the refresh's failure bookkeeping). ``health(stored,
-    read)``: stores the health the refresh leaves in the same transaction (health_checks.after_refresh: the
-    row as now stored, and as read); without it, or when it cannot say, a health check is scheduled."""
+    read)``: the health the refresh leaves (health_checks.after_refresh: the row as now stored, and as read),
+    stored by the same UPDATE where the health columns are still as read; without it, when it cannot say, or
+    when they changed meanwhile, a health check is asked for at once. One transaction with the event."""
     read_scope = list(row.scope or [])
     _seal_tokens(keyring, row, tokens)
+    provider_facts = (row.metadata or {}).get("provider") or {}
     metadata = {
         **(row.metadata or {}),
-        "provider": {
-            **((row.metadata or {}).get("provider") or {}),
-            **{k: v for k, v in tokens.metadata.items() if v is not None},
-        },
+        "provider": {**provider_facts, **{k: v for k, v in tokens.metadata.items() if v is not None}},
     }
     now = utcnow()
     scope = tokens.scope or read_scope
@@ -166,28 +169,135 @@ def store_refreshed(
         "refresh_lease_until": None,
         "refresh_lease_token": None,
         "refreshed_at": now,
-        **({} if health else {"health_due_at": now}),
         **(also or {}),
     }
+    # A change of granted scopes is judged by a check (against what the capabilities need), not here.
+    plan = health(_as_stored(row, values), row) if health and sorted(scope) == sorted(read_scope) else None
+    expires = tokens.expires_at.isoformat().replace("+00:00", "Z") if tokens.expires_at else None
+    if is_postgres(database_proxy) and (plan is None or plan.status == plan.previous):
+        # The common case (no webhook, no status change to announce) in one autocommitted statement.
+        held = _store_alone(row, lease, values, plan, now, events.outbox_row(events.REFRESHED, row, expiresAt=expires))
+        if held is not _HAS_WEBHOOKS:
+            return held is not None
     with database_proxy.atomic():
-        # Written out (db.statements): peewee building this UPDATE was the largest part of a refresh's CPU.
-        updated = statements.update(Integration, values, {"id": row.id, "refresh_lease_token": lease})
-        if updated:
-            events.record(
-                events.REFRESHED,
-                row,
-                expiresAt=tokens.expires_at.isoformat().replace("+00:00", "Z") if tokens.expires_at else None,
-            )
-            if health and not (sorted(scope) == sorted(read_scope) and health(_as_stored(row, values), row)):
-                # Granted scopes changed (a check judges them against what the capabilities need), or the
-                # refresh cannot say: a check looks at once.
-                statements.update(Integration, {"health_due_at": now}, {"id": row.id})
-    return updated == 1
+        held = _update_refreshed(row.id, lease, values, plan, now)
+        if held is None:
+            return False  # the lease is gone: another refresher took over
+        events.record(events.REFRESHED, row, expiresAt=expires)
+        if held:
+            plan.announce(row)
+    return True
+
+
+def _update_refreshed(row_id, lease, values: dict, plan: AfterRefresh | None, now) -> bool | None:
+    """The fenced UPDATE of a refresh, health included: None when the lease no longer holds, else whether
+    ``plan``'s health was stored (False: none planned, or the health columns changed since they were read,
+    and a check is asked for instead)."""
+    sql = _refreshed_sql(
+        tuple(values), None if plan is None else tuple(plan.fence), is_postgres(database_proxy), database_proxy.param
+    )
+    found = database_proxy.execute_sql(sql, _refreshed_params(row_id, lease, values, plan, now)).fetchone()
+    return None if found is None else bool(found[0]) and plan is not None
+
+
+_HAS_WEBHOOKS = object()
+_PG_TYPES = {
+    peewee.UUIDField: "uuid",
+    peewee.JSONField: "jsonb",
+    UTCDateTimeField: "timestamptz",
+}  # of INSERT ... SELECT's placeholders
+
+
+def _store_alone(row: Integration, lease, values: dict, plan: AfterRefresh | None, now, event) -> object:
+    """PostgreSQL: the fenced UPDATE and its outbox event in one autocommitted statement (one round trip
+    instead of BEGIN, UPDATE, INSERT, webhook SELECT, COMMIT), written only when the integration has no
+    active webhook; ``_HAS_WEBHOOKS`` (nothing written) when it has one: the caller's transaction then
+    queues their deliveries too. Else as ``_update_refreshed``."""
+    fields = Integration._meta.fields
+    outbox = type(event)._meta.fields
+    sql = _alone_sql(tuple(values), None if plan is None else tuple(plan.fence), tuple(event.__data__))
+    params = [
+        statements.param(fields["id"], row.id),
+        *_refreshed_params(row.id, lease, values, plan, now),
+        *(statements.param(outbox[name], value) for name, value in event.__data__.items()),
+    ]
+    held, webhooks = statements.run(_prepared_name(sql), sql, params).fetchone()
+    if webhooks:
+        return _HAS_WEBHOOKS
+    return None if held is None else bool(held) and plan is not None
+
+
+@functools.lru_cache(maxsize=16)
+def _alone_sql(names: tuple, fence: tuple | None, event_columns: tuple) -> str:
+    update = _refreshed_sql(names, fence, True, "%s").replace(
+        " RETURNING ", ' AND NOT EXISTS (SELECT 1 FROM "hooks") RETURNING ', 1
+    )
+    fields = OutboxEvent._meta.fields
+    casts = [f"CAST(%s AS {_PG_TYPES.get(type(fields[name]), 'text')})" for name in event_columns]
+    columns = ", ".join(f'"{fields[name].column_name}"' for name in event_columns)
+    return (
+        'WITH "hooks" AS (SELECT 1 FROM "webhooks" WHERE "integration_id" = %s AND "is_active" LIMIT 1), '
+        f'"stored" AS ({update} AS "held"), '
+        f'"event" AS (INSERT INTO "outbox_events" ({columns}) SELECT {", ".join(casts)} FROM "stored") '
+        'SELECT (SELECT "held" FROM "stored"), EXISTS (SELECT 1 FROM "hooks")'
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _prepared_name(sql: str) -> str:
+    return "nexus_refreshed_" + hashlib.sha1(sql.encode()).hexdigest()[:16]
+
+
+def _refreshed_params(row_id, lease, values: dict, plan: AfterRefresh | None, now) -> list:
+    fields = Integration._meta.fields
+    params = [statements.param(fields[name], value) for name, value in values.items()]
+    if plan is None:
+        params.append(statements.param(fields["health_due_at"], now))
+    else:
+        fence = [statements.param(fields[name], value) for name, value in plan.fence.items()]
+        for name, value in plan.values.items():
+            params += [*fence, statements.param(fields[name], value)]
+        # A check at once when the fence fails: a moment other than the planned one, so RETURNING tells them apart.
+        ask = now if now != plan.values["health_due_at"] else now + dt.timedelta(microseconds=1)
+        params.append(statements.param(fields["health_due_at"], ask))
+    params += [statements.param(fields["id"], row_id), statements.param(fields["refresh_lease_token"], lease)]
+    if plan is not None:
+        params.append(statements.param(fields["health_due_at"], plan.values["health_due_at"]))
+    return params
+
+
+@functools.lru_cache(maxsize=16)
+def _refreshed_sql(names: tuple, fence: tuple | None, postgres: bool, mark: str) -> str:
+    """``_update_refreshed``'s statement, written out once per shape (peewee rebuilt it on every refresh)."""
+    fields = Integration._meta.fields
+
+    def column(name: str) -> str:
+        return f'"{fields[name].column_name}"'
+
+    def typed(name: str) -> str:  # a CASE of placeholders needs its type on PostgreSQL
+        return f"CAST({mark} AS jsonb)" if postgres and isinstance(fields[name], peewee.JSONField) else mark
+
+    sets = [f"{column(name)} = {typed(name)}" for name in names]
+    if fence is None:
+        sets.append(f'"health_due_at" = {mark}')
+        returning = "TRUE" if postgres else "1"
+    else:
+        held = " AND ".join(f"{column(name)} = {mark}" for name in fence)
+        sets += [
+            f"{column(name)} = CASE WHEN {held} THEN {typed(name)} ELSE {column(name)} END"
+            for name in ("health_status", "health_rank", "health_reasons")
+        ]
+        stamp = f"CAST({mark} AS timestamptz)" if postgres else mark  # typed for PREPARE
+        sets.append(f'"health_due_at" = CASE WHEN {held} THEN {stamp} ELSE {stamp} END')
+        returning = f'"health_due_at" = {mark}'
+    return (
+        f'UPDATE "integrations" SET {", ".join(sets)} WHERE "id" = {mark} AND "refresh_lease_token" = {mark} '
+        f"RETURNING {returning}"
+    )
 
 
 def _as_stored(row: Integration, values: dict) -> Integration:
-    """A copy of ``row`` with ``values`` (column name: value) as the UPDATE just wrote them."""
-    stored = Integration(**row.__data__)
-    for name, value in values.items():
-        setattr(stored, name, value)
+    """A copy of ``row`` with ``values`` (column name: value) as the UPDATE writes them."""
+    stored = Integration(__no_default__=1)
+    stored.__data__ = {**row.__data__, **values}
     return stored

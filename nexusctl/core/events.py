@@ -64,8 +64,8 @@ class Subject(NamedTuple):
     provider: object
 
 
-def record(event_type: str, integration: Integration, **data) -> OutboxEvent:
-    """Write one event about ``integration`` (outbox + its webhooks); ``data`` must hold no secret."""
+def outbox_row(event_type: str, integration: Integration, **data) -> OutboxEvent:
+    """``record``'s outbox row, not yet written (for a caller that writes it in a statement of its own)."""
     # The subject comes last: ``data`` (which emit takes from a caller) cannot name another user or
     # integration, so nobody can publish an event about someone else's integration onto the bus.
     payload = {
@@ -74,13 +74,18 @@ def record(event_type: str, integration: Integration, **data) -> OutboxEvent:
         "userId": str(integration.user_id),
         "provider": integration.provider.value if integration.provider else None,
     }
-    event = OutboxEvent(
+    return OutboxEvent(
         type=event_type,
         user_id=integration.user_id,
         integration_id=integration.id,
         data=payload,
         trace_parent=tracing.current_traceparent(),
     )
+
+
+def record(event_type: str, integration: Integration, **data) -> OutboxEvent:
+    """Write one event about ``integration`` (outbox + its webhooks); ``data`` must hold no secret."""
+    event = outbox_row(event_type, integration, **data)
     statements.insert(event)  # written out: peewee's Model.create built the INSERT anew each time
     # Not integration.disconnected: its webhooks go with it.
     event.deliveries_queued = deliveries.fan_out(integration, event_type, data) if event_type != DISCONNECTED else 0

@@ -39,13 +39,13 @@ import base64
 import datetime as dt
 import json
 import uuid
+from dataclasses import dataclass
 
 import peewee
 
 from nexusctl.core import events, health
 from nexusctl.core.ids import parse_uuid
 from nexusctl.core.paging import Page, check_limit
-from nexusctl.db import statements
 from nexusctl.db.database import database_proxy
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import Integration
@@ -124,18 +124,38 @@ def _announce(row: Integration, previous: str | None, status: str, reasons: list
     )
 
 
-def after_refresh(row: Integration, read: Integration, *, lead: dt.timedelta, recheck: dt.timedelta) -> bool:
-    """Store the health a successful refresh leaves, inside the refresh's transaction after its fenced UPDATE;
-    False when it cannot say (the caller then schedules a check). ``row``: the integration as now stored (the
-    new expiry, the refresh outcome), ``read``: its health columns as read by the refresh's claim or load.
+@dataclass(frozen=True)
+class AfterRefresh:
+    """The health a successful refresh leaves (``after_refresh``), for the refresh's own fenced UPDATE to store
+    (``connections.store_refreshed``): ``values`` (column: value) when the health columns still hold ``fence``
+    (as the refresh read them), else a check is asked for at once. Then ``announce`` in the same transaction."""
+
+    previous: str
+    status: str
+    reasons: tuple
+    values: dict
+    fence: dict
+
+    def announce(self, row: Integration) -> None:
+        if self.status != self.previous:
+            _announce(row, self.previous, self.status, list(self.reasons))
+
+
+def after_refresh(
+    row: Integration, read: Integration, *, lead: dt.timedelta, recheck: dt.timedelta
+) -> AfterRefresh | None:
+    """The health a successful refresh leaves (stored by the refresh's UPDATE, not here); None when it cannot
+    say (the refresh then asks for a check). ``row``: the integration as the refresh stores it (the new
+    expiry, the refresh outcome), ``read``: its health columns as read by the refresh's claim or load.
 
     The row's reasons are judged again; the others stay as the last check stored them; the next check is
     when the last one said, or sooner if the new expiry comes into view (the old expiry no longer counts).
-    The UPDATE is conditional on the status and check time read, so a check that ran since wins (and this
-    asks for another)."""
+    The values are stored only where the status, check time and due date are still as read, so a check that
+    ran since wins, and a check asked for while the provider was called (a failed sync, a proxied 5xx) is
+    not pushed back: the refresh then asks for one itself."""
     previous, checked_at = read.health_status, read.health_checked_at
     if previous is None or checked_at is None:  # never checked: the first check judges everything
-        return False
+        return None
     now = utcnow()
     found = health.Facts(row, row.refresh_token is not None, health.refresh_token_expiry(row))
     kept = [health.Reason(**r) for r in read.health_reasons or () if r.get("code") not in health.ROW_CODES]
@@ -143,23 +163,19 @@ def after_refresh(row: Integration, read: Integration, *, lead: dt.timedelta, re
     due = min([checked_at + recheck, *health.expiry_moments(found, now, lead)])
     if read.health_due_at is not None:  # a check asked for already (a failed sync, a proxied 5xx) stays asked for
         due = min(due, read.health_due_at)
-    if not statements.update(
-        Integration,
+    return AfterRefresh(
+        previous,
+        status,
+        tuple(reasons),
         {
             "health_status": status,
             "health_rank": health.RANK[status],
             "health_reasons": [r.to_dict() for r in reasons],
             "health_due_at": due,
         },
-        # Fenced on the due date read too: a check asked for while the provider was called (a failed sync, a
-        # proxied 5xx) is not pushed back; the caller then asks for one itself.
-        {"id": row.id, "health_status": previous, "health_checked_at": checked_at}
+        {"health_status": previous, "health_checked_at": checked_at}
         | ({} if read.health_due_at is None else {"health_due_at": read.health_due_at}),
-    ):
-        return False
-    if status != previous:
-        _announce(row, previous, status, reasons)
-    return True
+    )
 
 
 def check_due(*, lead: dt.timedelta, recheck: dt.timedelta, limit: int = BATCH, user_id=None, approved=None) -> dict:

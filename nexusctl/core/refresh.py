@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 from nexusctl import telemetry, tracing
 from nexusctl.core import connections, events, health_checks, integrations, key_usage, proxy_cache
+from nexusctl.db import statements
 from nexusctl.db.database import database_proxy, is_postgres
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import Integration
@@ -410,11 +411,13 @@ def _claim_expiring(
     ]
     if since is not None:
         params.append(stamp(since))
-    cursor = database_proxy.execute_sql(_claim_sql(postgres, since is not None), [*params, stamp(now)])
+    sql = _claim_sql(postgres, since is not None)
+    cursor = statements.run(f"nexus_claim_{int(since is not None)}", sql, [*params, stamp(now)])
     found = cursor.fetchone()
     if found is None:
         return None
-    row = Integration(**{name: convert(value) for (name, convert), value in zip(_COLUMNS, found)})
+    row = Integration(__no_default__=1)  # every column is set: no defaults, no setattr per field
+    row.__data__ = {name: convert(value) for (name, convert), value in zip(_COLUMNS, found)}
     try:
         return row, connections.tokens_of(keyring, row)
     except KeyNotConfigured as exc:
@@ -466,30 +469,28 @@ async def sweep(
         lead = dt.timedelta(seconds=svc.settings.token_expiry_warning)
     # skipped: refreshed elsewhere meanwhile; notYet: the provider renews it only later (not a failure)
     counts = {"refreshed": 0, "failed": 0, "skipped": 0, "notYet": 0, "warned": 0}
-    gate = asyncio.Semaphore(concurrency)
 
     async def one(row_id):
-        async with gate:
-            lease = uuid.uuid4()
-            try:
-                loaded = await svc.run(_claim_expiring, svc.keyring, row_id, lease, window, lead, since)
-            except KeyNotConfigured:  # said once (key_usage); a daemon that has the key refreshes it
-                counts["skipped"] += 1
-                return
-            if loaded is None:
-                counts["skipped"] += 1
-                return
-            try:
-                await _refresh_holding(svc, row_id, lease, None, renew_by=utcnow() + max(window, lead), loaded=loaded)
-                counts["refreshed"] += 1
-            except NotYetRefreshable:
-                counts["notYet"] += 1
-            except KeyNotConfigured:  # said once (key_usage); a daemon that has the key refreshes it
-                counts["skipped"] += 1
-            except NexusError as exc:
-                counts["failed"] += 1
-                state = await svc.run(_back_off_state, row_id)
-                log.warning("refresh sweep: integration %s failed (%s); %s", row_id, exc.code, state)
+        lease = uuid.uuid4()
+        try:
+            loaded = await svc.run(_claim_expiring, svc.keyring, row_id, lease, window, lead, since)
+        except KeyNotConfigured:  # said once (key_usage); a daemon that has the key refreshes it
+            counts["skipped"] += 1
+            return
+        if loaded is None:
+            counts["skipped"] += 1
+            return
+        try:
+            await _refresh_holding(svc, row_id, lease, None, renew_by=utcnow() + max(window, lead), loaded=loaded)
+            counts["refreshed"] += 1
+        except NotYetRefreshable:
+            counts["notYet"] += 1
+        except KeyNotConfigured:  # said once (key_usage); a daemon that has the key refreshes it
+            counts["skipped"] += 1
+        except NexusError as exc:
+            counts["failed"] += 1
+            state = await svc.run(_back_off_state, row_id)
+            log.warning("refresh sweep: integration %s failed (%s); %s", row_id, exc.code, state)
 
     due = await svc.run(expiring, window, limit, lead, since)
     done = 0
@@ -503,7 +504,13 @@ async def sweep(
 
     if progress:
         progress(0, len(due))
-    await asyncio.gather(*(counted(row_id) for row_id in due))
+    pending = iter(due)
+
+    async def worker():  # ``concurrency`` of these take the due ones in turn: not a task per due one
+        for row_id in pending:
+            await counted(row_id)
+
+    await asyncio.gather(*(worker() for _ in range(min(concurrency, len(due)))))
     counts["warned"] = await svc.run(warn_expiring, lead, limit)
     return counts
 

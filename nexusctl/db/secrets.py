@@ -6,6 +6,7 @@ opens in the place it was written for.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Iterator
 
@@ -49,6 +50,11 @@ def models_with_secrets(models) -> Iterator[tuple[type[peewee.Model], list[str]]
             yield model, columns
 
 
+@functools.lru_cache(maxsize=None)
+def _secret_names(model: type[peewee.Model]) -> frozenset:
+    return frozenset(secret_columns(model))  # once per model: this check runs on every seal and unseal
+
+
 def _check_secret_column(row: peewee.Model, column: str) -> None:
-    if column not in secret_columns(type(row)):
+    if column not in _secret_names(type(row)):
         raise ValueError(f"{type(row).__name__}.{column} is not an encrypted column")

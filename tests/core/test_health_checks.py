@@ -346,25 +346,46 @@ def test_the_deliveries_query_uses_an_index_on_a_large_table(pg_database):
     assert health.facts(Integration.get_by_id(rows[0].id), True, utcnow()).webhooks["deliveries24h"] == 200
 
 
-def test_a_successful_refresh_never_puts_off_a_check_something_asked_for(database, make_integration):
-    """after_refresh stores the health a refresh leaves; a check already asked for (a proxied 5xx, a failed sync
-    set health_due_at to now) must still run soon, before or during the refresh alike."""
-    from nexusctl.core import proxy_health
+def test_a_successful_refresh_never_puts_off_a_check_something_asked_for(database, make_integration, keyring):
+    """The refresh's fenced UPDATE stores the health it leaves (after_refresh plans it); a check already asked
+    for (a proxied 5xx, a failed sync set health_due_at to now) must still run soon, before or during the
+    refresh alike."""
+    import functools
+
+    from nexusctl.core import connections, proxy_health, refresh
+    from nexusctl.providers.spec import TokenSet
 
     row = make_integration(expires_at=_in(days=30))
     health_checks.check(row.id, **WINDOWS)  # checked: the next check in 15 minutes
+    plan = functools.partial(health_checks.after_refresh, **WINDOWS)
+
+    def store(read) -> None:  # as the refresh does: its lease taken before the provider call, tokens stored after
+        lease = uuid.uuid4()
+        assert refresh._claim(row.id, lease)
+        read.refresh_lease_token = lease
+        fresh = TokenSet(access_token="at-new", refresh_token="rt-new", expires_at=_in(days=30))
+        assert connections.store_refreshed(keyring, read, fresh, lease, None, plan)
+
     # Asked for before the refresh read the row: the refresh keeps the due date.
     proxy_health.record(row.id, proxy_health.PROVIDER_ERROR, "SLACK answered HTTP 503 to a proxied call")
     read = Integration.get_by_id(row.id)
     assert read.health_due_at <= utcnow()
-    assert health_checks.after_refresh(Integration.get_by_id(row.id), read, **WINDOWS) is True
+    assert plan(Integration.get_by_id(row.id), read).values["health_due_at"] == read.health_due_at
+    store(read)
     assert Integration.get_by_id(row.id).health_due_at <= utcnow()
     assert health_checks.check_due(**WINDOWS)["checked"] == 1  # the health job looks at it now
 
     # Asked for while the provider was called (after the refresh read the row): the refresh does not write
-    # over it, and says so (its caller then asks for a check itself).
+    # over it (its UPDATE is fenced on the health columns as read) and asks for a check itself.
     read = Integration.get_by_id(row.id)
     assert read.health_due_at > utcnow()
     proxy_health.record(row.id, proxy_health.RATE_LIMITED, "SLACK answered HTTP 429 to a proxied call")
-    assert health_checks.after_refresh(Integration.get_by_id(row.id), read, **WINDOWS) is False
-    assert Integration.get_by_id(row.id).health_due_at <= utcnow()
+    store(read)
+    stored = Integration.get_by_id(row.id)
+    assert stored.health_due_at <= utcnow() and stored.expires_at > _in(days=29)
+
+    # Nothing asked meanwhile: the health it planned is stored, the next check when the last one said.
+    health_checks.check(row.id, **WINDOWS)
+    read = Integration.get_by_id(row.id)
+    store(read)
+    assert Integration.get_by_id(row.id).health_due_at == read.health_due_at > utcnow()

@@ -12,6 +12,7 @@ import threading
 import uuid
 
 import pytest
+from emulators.testkit import CallbackSink
 from support import clock
 from support.stack import NEXUSCTL, REFRESH_WAITS
 from support.waiting import wait_for
@@ -91,6 +92,35 @@ def test_every_refreshable_provider_refreshes(stack, fresh_emulators, provider):
         assert before_refresh and not (before_refresh & alive_refresh_tokens(emu))
     events = [t for (t,) in stack.sql("SELECT type FROM outbox_events WHERE integration_id = %s", integration)]
     assert "integration.refreshed" in events
+
+
+def test_a_refresh_queues_its_event_to_the_webhooks_that_want_it(stack, fresh_emulators):
+    """With a webhook on the integration the store takes its transaction path (PostgreSQL writes the refresh
+    without one when there is none): the event once, one delivery to the webhook subscribed to it, none to
+    the other."""
+    user, integration = connected(stack, "DISCORD")
+    with CallbackSink(200) as sink:
+        hooks = {}
+        for events in (["integration.refreshed"], ["media.*"]):
+            made = stack.api(
+                "POST",
+                "/integrations/webhooks",
+                user=user,
+                body={"integrationId": integration, "url": sink.url, "events": events},
+            )
+            assert made.status == 201, made.text
+            hooks[events[0]] = made.json()["data"]["id"]
+        answer = stack.api("POST", f"/integrations/{integration}/refresh", user=user)
+        assert answer.status == 200, answer.text
+    refreshed = stack.sql(
+        "SELECT id FROM outbox_events WHERE integration_id = %s AND type = 'integration.refreshed'", integration
+    )
+    assert len(refreshed) == 1
+    queued = stack.sql("SELECT webhook_id, event FROM webhook_deliveries WHERE event = 'integration.refreshed'")
+    queued = [(str(uuid.UUID(str(w))), e) for w, e in queued]
+    assert [(w, e) for w, e in queued if w in hooks.values()] == [
+        (hooks["integration.refreshed"], "integration.refreshed")
+    ]
 
 
 @pytest.mark.parametrize("provider", NEVER_EXPIRE)
