@@ -1,0 +1,209 @@
+"""Lists read lean: the shown columns as tuples, by statements written once per shape of filters.
+
+The list routes are the daemon's hottest reads (docs/benchmarks.md, issue 19). Through peewee every request
+paid for composing its SELECT, a model object per row and each field's converter (``python_value``: a UUID
+object, an aware datetime), which together cost more than the database. A ``Listing`` names a table's shown
+columns and how each is read (``Kind``); ``read`` runs the statement for one shape of filters, written once
+(lru_cache), and returns each row's values already as JSON wants them (UUIDs and times as text, ``...Z``), for
+the list's serializer (``nexusctl.core.serializers.*_row``) to name.
+
+Bounds stay those of ``paging.bounded_page``: the bulky column is measured by the database and left out over
+FIELD_BYTES (null, with ``<key>Omitted: true``); a page over PAGE_BYTES is for the caller to hand to
+``bounded_page``, which trims it (``newest_first``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import uuid
+from dataclasses import dataclass
+
+from nexusctl.core.paging import FIELD_BYTES, PAGE_BYTES, Page, check_limit, decode_cursor, encode_key
+from nexusctl.db.database import database_proxy, is_postgres
+
+# How a column is read. On PostgreSQL UUIDs and times are read as text (psycopg2 would make UUID and
+# datetime objects only for them to be written back as text); JSON and arrays as the driver parses them.
+UUID, TIME, JSON, ARRAY, BOOL, RAW = "uuid", "time", "json", "array", "bool", "raw"
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What a list shows of one table: ``columns`` as (name, kind), in the order its serializer reads them."""
+
+    table: str
+    columns: tuple[tuple[str, str], ...]
+    bulky: str | None = None  # the column that can be large: left out of lists over FIELD_BYTES
+    bulky_key: str | None = None  # its key in the row's dict
+    join: str = ""  # e.g. the parent table, for an owner filter (aliases: t the listed table, p the parent)
+
+    def index(self, name: str) -> int:
+        return [column for column, _kind in self.columns].index(name)
+
+
+def _pg_time(text: str | None) -> str | None:
+    """PostgreSQL's timestamptz text in a UTC session ('2026-05-01 12:00:00.5+00') as isoformat() + Z writes it
+    ('2026-05-01T12:00:00.500000Z': six digits, none when whole seconds)."""
+    if text is None:
+        return None
+    if not text.endswith("+00"):  # not a UTC session: let datetime say it
+        return _utc(dt.datetime.fromisoformat(text))
+    if len(text) == 22:  # whole seconds
+        return f"{text[:10]}T{text[11:19]}Z"
+    return f"{text[:10]}T{text[11:-3]:0<15}Z"
+
+
+def _sqlite_time(text: str | None) -> str | None:
+    """UTCDateTimeField's SQLite text (UTC, naive, microseconds) as isoformat() + Z writes it."""
+    if text is None:
+        return None
+    return _utc(dt.datetime.fromisoformat(text))
+
+
+def _utc(moment: dt.datetime) -> str:
+    if moment.tzinfo is None:
+        return moment.isoformat() + "Z"
+    return moment.astimezone(dt.timezone.utc).replace(tzinfo=None).isoformat() + "Z"
+
+
+def _sqlite_uuid(value):
+    """peewee keeps SQLite UUIDs as 32 hex digits."""
+    if value is None:
+        return None
+    if len(value) == 32:
+        return f"{value[:8]}-{value[8:12]}-{value[12:16]}-{value[16:20]}-{value[20:]}"
+    return str(uuid.UUID(str(value)))
+
+
+def _sqlite_json(value):
+    return json.loads(value) if isinstance(value, (str, bytes)) else value
+
+
+def _sqlite_bool(value):
+    return None if value is None else bool(value)
+
+
+# (SQL for the column, converter or None) per kind; {} is the qualified column.
+_POSTGRES = {UUID: ("CAST({} AS text)", None), TIME: ("CAST({} AS text)", _pg_time)}
+_SQLITE = {UUID: ("{}", _sqlite_uuid), TIME: ("{}", _sqlite_time), JSON: ("{}", _sqlite_json)}
+_SQLITE[ARRAY], _SQLITE[BOOL] = _SQLITE[JSON], ("{}", _sqlite_bool)
+
+
+def columns_sql(listing: Listing, postgres: bool) -> list[str]:
+    """The SELECT's columns: each as its kind is read; the bulky one only up to a size given as the first
+    parameter (else NULL), then its size."""
+    kinds = _POSTGRES if postgres else _SQLITE
+    columns = [kinds.get(kind, ("{}", None))[0].format(f't."{name}"') for name, kind in listing.columns]
+    if listing.bulky:
+        size = _size_sql(listing, postgres)
+        at = listing.index(listing.bulky)
+        columns[at] = f"CASE WHEN {size} <= ? THEN {columns[at]} END"
+        columns.append(size)
+    return columns
+
+
+def _size_sql(listing: Listing, postgres: bool) -> str:
+    """The bulky column's size as stored JSON text, measured by the database (as paging.json_bytes)."""
+    bulky = f't."{listing.bulky}"'
+    return f"octet_length(CAST({bulky} AS text))" if postgres else f"length(CAST({bulky} AS blob))"
+
+
+@functools.lru_cache(maxsize=256)
+def statement(listing: Listing, postgres: bool, where: tuple[str, ...], order: tuple[str, ...], after: bool) -> str:
+    """The SELECT for one shape of filters (``where``: SQL with ? marks), newest first by ``order``; with
+    ``after``, only rows before the cursor's values. Written once per shape: peewee built it on every request."""
+    conditions = list(where)
+    if after:
+        keys = ", ".join(f't."{name}"' for name in order)
+        conditions.append(f"({keys}) < ({', '.join('?' * len(order))})")
+    sql = (
+        f'SELECT {", ".join(columns_sql(listing, postgres))} FROM "{listing.table}" AS t {listing.join}'
+        + (f" WHERE {' AND '.join(conditions)}" if conditions else "")
+        + " ORDER BY "
+        + ", ".join(f't."{name}" DESC' for name in order)
+        + " LIMIT ?"
+    )
+    return placeholders(sql, postgres)
+
+
+def placeholders(sql: str, postgres: bool) -> str:
+    """``sql`` with psycopg2's marks on PostgreSQL (written with ?, sqlite3's)."""
+    return sql.replace("?", "%s") if postgres else sql
+
+
+@functools.lru_cache(maxsize=64)
+def _converters(listing: Listing, postgres: bool) -> tuple[tuple[int, object], ...]:
+    kinds = _POSTGRES if postgres else _SQLITE
+    found = ((i, kinds.get(kind, ("{}", None))[1]) for i, (_name, kind) in enumerate(listing.columns))
+    return tuple((i, convert) for i, convert in found if convert is not None)
+
+
+def converted(listing: Listing, rows, postgres: bool) -> list[list]:
+    """Rows read by ``columns_sql`` as lists of JSON-ready values."""
+    converters = _converters(listing, postgres)
+    out = []
+    for row in rows:
+        values = list(row)
+        for i, convert in converters:
+            values[i] = convert(values[i])
+        out.append(values)
+    return out
+
+
+def read(
+    listing: Listing,
+    where: dict[str, list],
+    limit: int,
+    *,
+    order=("created_at", "id"),
+    after: list | None = None,
+    bulky_bytes: int = FIELD_BYTES,
+) -> tuple[list[list], bool]:
+    """Up to ``limit`` rows as lists of JSON-ready values (the columns, then the bulky column's size if there is
+    one: the value itself is read only up to ``bulky_bytes``), and whether more follow. ``where``: SQL with ?
+    marks -> its parameters (database values); ``after``: the cursor's values (database values) for ``order``."""
+    postgres = is_postgres(database_proxy)
+    sql = statement(listing, postgres, tuple(where), tuple(order), after is not None)
+    params = [value for values in where.values() for value in values]
+    first = [bulky_bytes] if listing.bulky else []
+    rows = database_proxy.execute_sql(sql, [*first, *params, *(after or ()), limit + 1]).fetchall()
+    return converted(listing, rows[:limit], postgres), len(rows) > limit
+
+
+def newest_first(listing: Listing, model, where: dict[str, list], limit, cursor, *, serialize, general) -> Page:
+    """A page of ``listing`` newest first (created_at, id), as ``serialize(rows)`` makes the rows' dicts (from
+    ``read``'s lists, in order), bounded as paging.bounded_page bounds it; ``general()``: the same page the
+    general way (bounded_page).
+
+    That way is taken for a page that may pass PAGE_BYTES (bounded_page trims it): the bulky column is read
+    here only up to PAGE_BYTES / (limit + 1) a row, so what this path loads stays about one page's worth."""
+    limit = check_limit(limit)
+    after = None
+    if cursor:
+        created, row_id = decode_cursor(cursor)
+        after = [model.created_at.db_value(created), model.id.db_value(row_id)]
+    share = min(FIELD_BYTES, PAGE_BYTES // (limit + 1))
+    rows, more = read(listing, where, limit, after=after, bulky_bytes=share)
+    omitted = []
+    if listing.bulky:
+        for i, values in enumerate(rows):
+            size = values[-1]
+            if size is not None and size > share:
+                if size <= FIELD_BYTES:  # shown whole in a list, but more than this path reads
+                    return general()
+                omitted.append(i)
+    items = serialize(rows)
+    for i in omitted:  # left out of lists, as bounded_page does
+        items[i][listing.bulky_key], items[i][f"{listing.bulky_key}Omitted"] = None, True
+    if _over_budget(rows, items):
+        return general()
+    if not (more and rows):
+        return Page(items, None, limit)
+    last = rows[-1]
+    return Page(items, encode_key(last[listing.index("created_at")], last[listing.index("id")]), limit)
+
+
+def _over_budget(rows: list[list], items: list[dict]) -> bool:
+    """Whether the page may pass PAGE_BYTES: measured as JSON only when a cheap bound says it might."""
+    return len(json.dumps(items, default=str)) + len(items) > PAGE_BYTES
