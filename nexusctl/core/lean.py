@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from nexusctl.core.paging import FIELD_BYTES, PAGE_BYTES, Page, check_limit, decode_cursor, encode_key
 from nexusctl.db.database import database_proxy, is_postgres
 
-# How a column is read. On PostgreSQL UUIDs and times are read as text (psycopg2 would make UUID and
-# datetime objects only for them to be written back as text); JSON and arrays as the driver parses them.
+# How a column is read. On PostgreSQL UUIDs, times and JSON are read as text (psycopg2 would make UUID and
+# datetime objects only for them to be written back as text); arrays as the driver parses them (in C).
 UUID, TIME, JSON, ARRAY, BOOL, RAW = "uuid", "time", "json", "array", "bool", "raw"
 
 
@@ -47,18 +47,28 @@ def _pg_time(text: str | None) -> str | None:
     ('2026-05-01T12:00:00.500000Z': six digits, none when whole seconds)."""
     if text is None:
         return None
-    if not text.endswith("+00"):  # not a UTC session: let datetime say it
-        return _utc(dt.datetime.fromisoformat(text))
-    if len(text) == 22:  # whole seconds
-        return f"{text[:10]}T{text[11:19]}Z"
-    return f"{text[:10]}T{text[11:-3]:0<15}Z"
+    if text.endswith("+00"):
+        if len(text) in (22, 29):  # whole seconds, or six digits of them: only the separators differ
+            return text.replace(" ", "T").replace("+00", "Z")
+        return f"{text[:10]}T{text[11:-3]:0<15}Z"  # PostgreSQL leaves out a fraction's trailing zeros
+    return _utc(dt.datetime.fromisoformat(text))  # not a UTC session: let datetime say it
 
 
 def _sqlite_time(text: str | None) -> str | None:
-    """UTCDateTimeField's SQLite text (UTC, naive, microseconds) as isoformat() + Z writes it."""
+    """UTCDateTimeField's SQLite text (UTC, naive, six digits of seconds) as isoformat() + Z writes it."""
     if text is None:
         return None
+    if len(text) == 26 and text[10] == " ":
+        return f"{text[:10]}T{text[11:19]}Z" if text.endswith(".000000") else f"{text[:10]}T{text[11:]}Z"
     return _utc(dt.datetime.fromisoformat(text))
+
+
+def _pg_json(text: str | None):
+    """jsonb read as text (psycopg2's own decoding is a Python call per value too); the empty object, most
+    rows' metadata, without a parse."""
+    if text is None:
+        return None
+    return {} if text == "{}" else json.loads(text)
 
 
 def _utc(moment: dt.datetime) -> str:
@@ -85,7 +95,11 @@ def _sqlite_bool(value):
 
 
 # (SQL for the column, converter or None) per kind; {} is the qualified column.
-_POSTGRES = {UUID: ("CAST({} AS text)", None), TIME: ("CAST({} AS text)", _pg_time)}
+_POSTGRES = {
+    UUID: ("CAST({} AS text)", None),
+    TIME: ("CAST({} AS text)", _pg_time),
+    JSON: ("CAST({} AS text)", _pg_json),
+}
 _SQLITE = {UUID: ("{}", _sqlite_uuid), TIME: ("{}", _sqlite_time), JSON: ("{}", _sqlite_json)}
 _SQLITE[ARRAY], _SQLITE[BOOL] = _SQLITE[JSON], ("{}", _sqlite_bool)
 
