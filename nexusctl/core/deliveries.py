@@ -184,7 +184,9 @@ def page_with_attempts(webhook_id, *, status=None, limit=None, cursor=None, owne
     return page, page.items
 
 
-_LISTED = lean.Listing("webhook_deliveries", DELIVERY_COLUMNS, bulky="payload", bulky_key="payload")
+_LISTED = lean.Listing(
+    "webhook_deliveries", DELIVERY_COLUMNS, bulky="payload", bulky_key="payload", nested="attemptLog"
+)
 _ATTEMPTS = lean.Listing("webhook_attempts", ATTEMPT_COLUMNS)
 
 
