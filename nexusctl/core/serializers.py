@@ -150,7 +150,7 @@ def integration_row(v) -> dict:
         "isActive": v[5],
         "tokenType": v[6],
         "expiresAt": v[7],
-        "scope": list(v[8] or []),
+        "scope": v[8] or [],  # a list of its own: the driver made it for this row
         "metadata": v[9] or {},
         "lastSyncAt": v[10],
         "lastError": v[11],
@@ -219,7 +219,7 @@ def webhook_row(v) -> dict:
         "id": v[0],
         "integrationId": v[1],
         "url": v[2],
-        "events": list(v[3] or []),
+        "events": v[3] or [],  # a list of its own: the driver made it for this row
         "isActive": v[4],
         "lastTriggeredAt": v[5],
         "metadata": v[6] or {},
