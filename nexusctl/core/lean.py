@@ -28,7 +28,7 @@ from nexusctl.db.database import database_proxy, is_postgres
 UUID, TIME, JSON, ARRAY, BOOL, RAW = "uuid", "time", "json", "array", "bool", "raw"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq=False: hashed by identity, a cheap key for the caches below per request
 class Listing:
     """What a list shows of one table: ``columns`` as (name, kind), in the order its serializer reads them."""
 
@@ -40,7 +40,12 @@ class Listing:
     nested: str | None = None  # a list the serializer adds to each row's dict (a delivery's attemptLog)
 
     def index(self, name: str) -> int:
-        return [column for column, _kind in self.columns].index(name)
+        return _index(self, name)
+
+
+@functools.lru_cache(maxsize=256)
+def _index(listing: Listing, name: str) -> int:
+    return [column for column, _kind in listing.columns].index(name)
 
 
 def _pg_time(text: str | None) -> str | None:
