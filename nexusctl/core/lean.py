@@ -3,13 +3,14 @@
 The list routes are the daemon's hottest reads (docs/benchmarks.md, issue 19). Through peewee every request
 paid for composing its SELECT, a model object per row and each field's converter (``python_value``: a UUID
 object, an aware datetime), which together cost more than the database. A ``Listing`` names a table's shown
-columns and how each is read (``Kind``); ``read`` runs the statement for one shape of filters, written once
-(lru_cache), and returns each row's values already as JSON wants them (UUIDs and times as text, ``...Z``), for
-the list's serializer (``nexusctl.core.serializers.*_row``) to name.
+columns and how each is read (UUID, TIME, JSON, ...); ``read`` runs the statement for one shape of filters,
+written once (lru_cache), and returns each row's values already as JSON wants them (UUIDs and times as text,
+``...Z``), for the list's serializer (``nexusctl.core.serializers.*_row``) to name.
 
-Bounds stay those of ``paging.bounded_page``: the bulky column is measured by the database and left out over
-FIELD_BYTES (null, with ``<key>Omitted: true``); a page over PAGE_BYTES is for the caller to hand to
-``bounded_page``, which trims it (``newest_first``).
+Bounds stay those of ``paging.bounded_page`` (``newest_first``): the bulky column is measured by the database,
+left out over FIELD_BYTES (null, with ``<key>Omitted: true``) and read only up to a page's share of
+PAGE_BYTES; a page that may pass PAGE_BYTES, or holds a bulky value over its share, goes the general way
+(``bounded_page``, which trims it).
 """
 
 from __future__ import annotations
@@ -227,7 +228,7 @@ def newest_first(listing: Listing, model, where: dict[str, list], limit, cursor,
 # --- what a page costs as JSON, bounded cheaply ----------------------------------------------------------
 #
 # Measuring every page with json.dumps cost about as much as writing the answer (8% of the read route's CPU,
-# py-spy). A bound from the values' kinds and the database's measure of the bulky column is a fifth of that;
+# py-spy). A bound from the values' kinds and the database's measure of the bulky column costs under half;
 # a page is measured only when the bound passes PAGE_BYTES. A bound because json.dumps (ensure_ascii, as
 # bounded_page measures) writes a character in at most 12 bytes (an astral one: two \u escapes) and a byte of
 # stored JSON text in at most 6 (a control character).
