@@ -58,14 +58,14 @@ def test_an_unknown_benchmark_is_refused_by_name(tmp_path):
 
 
 def test_real_paths_runs_each_path_against_its_baseline(tmp_path):
-    """bench/real_paths.py end to end on SQLite, tiny: every delivery arrives, both reads answer, CPU is read."""
+    """bench/real_paths.py end to end on SQLite, tiny: every delivery arrives, the reads answer, CPU is read."""
     figures = tmp_path / "paths.json"
     done = subprocess.run(
         [
             sys.executable,
             str(ROOT / "bench" / "real_paths.py"),
             "--only",
-            "emit,read",
+            "emit,read,deliveries",
             "--events",
             "40",
             "--seconds",
@@ -89,5 +89,6 @@ def test_real_paths_runs_each_path_against_its_baseline(tmp_path):
         run = result["emit"][name]
         assert run["post_errors"] == 0 and run["deliveries_per_s"] > 0 and run["cpu_us"]["server"] > 0, run
     assert result["emit"]["twenty_nexusctl"]["deliveries"] == 20 * result["emit"]["twenty_nexusctl"]["events"]
-    assert result["read"]["nexusctl"]["errors"] == 0 and result["read"]["bare"]["errors"] == 0
+    for read in ("read", "deliveries"):
+        assert result[read]["nexusctl"]["errors"] == 0 and result[read]["bare"]["errors"] == 0, result[read]
     assert "| events POSTed to `/integrations/:id/events`, one webhook" in done.stdout

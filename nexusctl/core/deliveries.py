@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import functools
 import json
 import random
 import threading
@@ -24,10 +25,16 @@ from typing import Callable, NamedTuple
 from peewee import SQL, Tuple, Value
 
 from nexusctl import tracing
-from nexusctl.core import webhook_rows
+from nexusctl.core import lean, webhook_rows
 from nexusctl.core.ids import parse_uuid
-from nexusctl.core.paging import Bulky, Page, bounded_page
-from nexusctl.core.serializers import delivery_to_dict
+from nexusctl.core.paging import LOAD_ROWS, Bulky, Page, bounded_page, check_limit
+from nexusctl.core.serializers import (
+    ATTEMPT_COLUMNS,
+    DELIVERY_COLUMNS,
+    attempt_row,
+    delivery_row,
+    delivery_to_dict,
+)
 from nexusctl.core.webhook_rows import matches
 from nexusctl.db.database import database_proxy, is_postgres
 from nexusctl.db.fields import utcnow
@@ -147,20 +154,61 @@ def get(delivery_id, *, owner_id=None) -> WebhookDelivery:
 
 def page_with_attempts(webhook_id, *, status=None, limit=None, cursor=None, owner_id=None) -> tuple[Page, list]:
     """A page of a webhook's deliveries as dicts, each with its attempt log, bounded in bytes
-    (paging.bounded_page: a payload over FIELD_BYTES is left out; ``get`` shows it)."""
-    hook = webhook_rows.get(webhook_id, owner_id=owner_id)
-    query = WebhookDelivery.select().where(WebhookDelivery.webhook == hook.id)
+    (paging.bounded_page: a payload over FIELD_BYTES is left out; ``get`` shows it).
+
+    Read lean (nexusctl.core.lean: the shown columns as tuples, one statement per shape of filters, the page's
+    attempts in one more); a page of more than LOAD_ROWS goes the general way, which loads attempts in chunks."""
+    hook_id = webhook_rows.owner_of(webhook_id, owner_id=owner_id)
+    where = {'t."webhook_id" = ?': [WebhookDelivery.webhook.db_value(hook_id)]}
     if status is not None:
-        query = query.where(WebhookDelivery.status == _status(status))
+        where['t."status" = ?'] = [WebhookDelivery.status.db_value(_status(status))]
 
-    def serialize(rows):
-        log = attempts_of(rows)
-        return [delivery_to_dict(d, log[d.id]) for d in rows]
+    def general() -> Page:
+        query = WebhookDelivery.select().where(WebhookDelivery.webhook == hook_id)
+        if status is not None:
+            query = query.where(WebhookDelivery.status == _status(status))
 
-    page = bounded_page(
-        query, WebhookDelivery, limit, cursor, bulky=Bulky(WebhookDelivery.payload, "payload"), serialize=serialize
-    )
+        def serialize(rows):
+            log = attempts_of(rows)
+            return [delivery_to_dict(d, log[d.id]) for d in rows]
+
+        bulky = Bulky(WebhookDelivery.payload, "payload")
+        return bounded_page(query, WebhookDelivery, limit, cursor, bulky=bulky, serialize=serialize)
+
+    if check_limit(limit) > LOAD_ROWS:
+        page = general()
+    else:
+        page = lean.newest_first(
+            _LISTED, WebhookDelivery, where, limit, cursor, serialize=_with_attempts, general=general
+        )
     return page, page.items
+
+
+_LISTED = lean.Listing(
+    "webhook_deliveries", DELIVERY_COLUMNS, bulky="payload", bulky_key="payload", nested="attemptLog"
+)
+_ATTEMPTS = lean.Listing("webhook_attempts", ATTEMPT_COLUMNS)
+
+
+def _with_attempts(rows: list[list]) -> list[dict]:
+    """Deliveries read lean, each with its attempts oldest first, read in one statement for the page."""
+    found: dict = {values[0]: [] for values in rows}
+    if found:
+        postgres = is_postgres(database_proxy)
+        ids = list(found) if postgres else json.dumps([i.replace("-", "") for i in found])
+        attempts = database_proxy.execute_sql(_attempts_sql(postgres), [ids]).fetchall()
+        for values in lean.converted(_ATTEMPTS, attempts, postgres):
+            found[values[0]].append(attempt_row(values))
+    return [delivery_row(values, found[values[0]]) for values in rows]
+
+
+@functools.lru_cache(maxsize=2)
+def _attempts_sql(postgres: bool) -> str:
+    # One parameter whatever the page's size: an array on PostgreSQL, a JSON array on SQLite.
+    ids = "= ANY(CAST(? AS uuid[]))" if postgres else "IN (SELECT value FROM json_each(?))"
+    columns = ", ".join(lean.columns_sql(_ATTEMPTS, postgres))
+    sql = f'SELECT {columns} FROM "webhook_attempts" AS t WHERE t."delivery_id" {ids} ORDER BY t."number"'
+    return lean.placeholders(sql, postgres)
 
 
 def get_with_attempts(delivery_id, *, owner_id=None) -> dict:

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 import peewee
 
-from nexusctl.core import events, health
+from nexusctl.core import events, health, lean
 from nexusctl.core.ids import parse_uuid
 from nexusctl.core.paging import Page, check_limit
 from nexusctl.db.database import database_proxy
@@ -214,11 +214,6 @@ def parse_statuses(value) -> list[str] | None:
     return statuses
 
 
-def _encode(row: Integration) -> str:
-    raw = json.dumps([row.health_rank, row.created_at.isoformat(), str(row.id)]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
 def _decode(cursor: str) -> tuple[int, dt.datetime, uuid.UUID]:
     try:
         rank, created, row_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
@@ -232,54 +227,67 @@ def list_page(*, user_id=None, statuses=None, limit=None, cursor=None) -> Page:
 
     The daemon's integration-health job (``check_due``) keeps the stored status fresh;
     a never-checked integration shows ``unknown``. The live check of one integration
-    is ``check``."""
+    is ``check``. Read lean (nexusctl.core.lean: the shown columns as tuples, one
+    statement per shape of filters)."""
     limit = check_limit(limit, LIST_MAX)
     statuses = parse_statuses(statuses)
+    where = {}
     if user_id is not None:
-        user_id = parse_uuid(user_id, "userId")
-    query = Integration.select(*_SUMMARY_FIELDS)
-    if user_id is not None:
-        query = query.where(Integration.user_id == user_id)
+        where['t."user_id" = ?'] = [Integration.user_id.db_value(parse_uuid(user_id, "userId"))]
     if statuses is not None:
         # The rank narrows the index range; the status leaves out never-checked rows (rank 0, status NULL).
-        query = query.where(
-            Integration.health_rank.in_([health.RANK[s] for s in statuses]) & Integration.health_status.in_(statuses)
-        )
+        statuses = sorted(set(statuses))
+        ranks = sorted({health.RANK[s] for s in statuses})
+        marks = ", ".join("?" * len(ranks)), ", ".join("?" * len(statuses))
+        where[f't."health_rank" IN ({marks[0]}) AND t."health_status" IN ({marks[1]})'] = [*ranks, *statuses]
+    after = None
     if cursor:
         rank, created, row_id = _decode(cursor)
-        query = query.where(
-            peewee.Tuple(Integration.health_rank, Integration.created_at, Integration.id)
-            < peewee.Tuple(
-                rank,
-                peewee.Value(created, converter=Integration.created_at.db_value),
-                peewee.Value(row_id, converter=Integration.id.db_value),
-            )
-        )
-    rows = list(
-        query.order_by(Integration.health_rank.desc(), Integration.created_at.desc(), Integration.id.desc()).limit(
-            limit + 1
-        )
-    )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return Page([summary(row) for row in rows], _encode(rows[-1]) if more and rows else None, limit)
+        after = [rank, Integration.created_at.db_value(created), Integration.id.db_value(row_id)]
+    rows, more = lean.read(_LISTED, where, limit, order=("health_rank", "created_at", "id"), after=after)
+    items = [_summary_row(values) for values in rows]
+    return Page(items, _encode_key(rows[-1]) if more and rows else None, limit)
+
+
+def _summary_row(v) -> dict:
+    """``summary`` of a row read lean (_SUMMARY_COLUMNS)."""
+    return {
+        "integrationId": v[0],
+        "userId": v[1],
+        "provider": v[2],
+        "name": v[3],
+        "isActive": v[4],
+        "status": v[5] or UNKNOWN,
+        "reasons": list(v[7] or []),
+        "checkedAt": v[8],
+        "nextCheckAt": v[9],
+    }
+
+
+def _encode_key(v) -> str:
+    """``_encode`` of a row read lean: its created_at as the API writes it (...Z)."""
+    raw = json.dumps([v[6], v[10][:-1] + "+00:00", v[0]]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 LIST_MAX = 100  # rows per page of the health list
 UNKNOWN = "unknown"  # never checked yet: the health job takes it on its next run (health_due_at)
-_SUMMARY_FIELDS = (
-    Integration.id,
-    Integration.user_id,
-    Integration.provider,
-    Integration.name,
-    Integration.is_active,
-    Integration.health_status,
-    Integration.health_rank,
-    Integration.health_reasons,
-    Integration.health_checked_at,
-    Integration.health_due_at,
-    Integration.created_at,
+
+
+_SUMMARY_COLUMNS = (
+    ("id", "uuid"),
+    ("user_id", "uuid"),
+    ("provider", "raw"),
+    ("name", "raw"),
+    ("is_active", "bool"),
+    ("health_status", "raw"),
+    ("health_rank", "raw"),
+    ("health_reasons", "json"),
+    ("health_checked_at", "time"),
+    ("health_due_at", "time"),
+    ("created_at", "time"),
 )
+_LISTED = lean.Listing("integrations", _SUMMARY_COLUMNS)
 
 
 def summary(row: Integration) -> dict:

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import collections
 import functools
-import json
 from dataclasses import dataclass
 
-from nexusctl.core import events, schedules
+from nexusctl.core import events, lean, schedules
 from nexusctl.core.ids import parse_uuid
 from nexusctl.core.metadata import check_metadata
-from nexusctl.core.paging import (
-    FIELD_BYTES,
-    PAGE_BYTES,
-    Bulky,
-    Page,
-    bounded_page,
-    check_limit,
-    decode_cursor,
-    encode_cursor,
-    newest_first,
-)
-from nexusctl.core.serializers import integration_to_dict
+from nexusctl.core.paging import Bulky, Page, bounded_page, check_limit, newest_first
+from nexusctl.core.serializers import INTEGRATION_COLUMNS, integration_row, integration_to_dict
 from nexusctl.db.database import database_proxy, is_postgres, retry_deadlocks
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import Integration, IntegrationSyncLog, Webhook, WebhookDelivery
@@ -41,6 +29,23 @@ def get(integration_id, *, owner_id=None) -> Integration:
     if row is None or (owner_id is not None and row.user_id != owner_id):
         raise IntegrationNotFound(f"integration {row_id} not found", id=str(row_id))
     return row
+
+
+def owner_of(integration_id, *, owner_id=None):
+    """The integration's id (a UUID) if it exists and, with ``owner_id``, is theirs; else INTEGRATION_NOT_FOUND.
+    What a list under an integration checks first, by one lean statement (no model object)."""
+    row_id = parse_uuid(integration_id, "integrationId")
+    found = database_proxy.execute_sql(
+        _owner_sql(is_postgres(database_proxy)), [Integration.id.db_value(row_id)]
+    ).fetchone()
+    if found is None or (owner_id is not None and Integration.user_id.python_value(found[0]) != owner_id):
+        raise IntegrationNotFound(f"integration {row_id} not found", id=str(row_id))
+    return row_id
+
+
+@functools.lru_cache(maxsize=2)
+def _owner_sql(postgres: bool) -> str:
+    return f'SELECT "user_id" FROM "integrations" WHERE "id" = {"%s" if postgres else "?"}'
 
 
 def list_page(
@@ -66,34 +71,28 @@ def list_view(
 ) -> Page:
     """``list_page`` as the API's and CLI's dicts, bounded in bytes (paging.bounded_page).
 
-    The hot path (the read route) runs one statement, written once per shape of filters and reused,
-    reading only the shown columns as tuples (no model objects); a page that would pass the byte budget
-    goes the general way of bounded_page, which trims it."""
-    limit = check_limit(limit)
+    The hot path (the read route) reads only the shown columns as tuples, by one statement per shape of filters
+    (nexusctl.core.lean); a page that would pass the byte budget goes the general way of bounded_page."""
+    check_limit(limit)
     filters = {
         "user_id": user_id and parse_uuid(user_id, "userId"),
         "organization_id": organization_id and parse_uuid(organization_id, "organizationId"),
         "provider": Provider.parse(provider) if provider is not None else None,
         "is_active": is_active,
     }
-    filters = {name: value for name, value in filters.items() if value is not None}
-    after = decode_cursor(cursor) if cursor else None
-    postgres = is_postgres(database_proxy)
-    sql = _list_sql(postgres, tuple(filters), after is not None)
-    params = [getattr(Integration, name).db_value(value) for name, value in filters.items()]
-    if after is not None:
-        params += [Integration.created_at.db_value(after[0]), Integration.id.db_value(after[1])]
-    rows = database_proxy.execute_sql(sql, [*params, limit + 1]).fetchall()
-    more = len(rows) > limit
-    items, last = [], None
-    for values in rows[:limit]:
-        last = _Listed(*(convert(v) for convert, v in zip(_LIST_CONVERTERS, values[:-1])))
-        data = integration_to_dict(last)
-        if values[-1] is not None and values[-1] > FIELD_BYTES:  # left out of lists, as bounded_page does
-            data["metadata"], data["metadataOmitted"] = None, True
-        items.append(data)
-    if len(json.dumps(items, default=str)) + len(items) > PAGE_BYTES:  # rare: let the general path trim it
-        return bounded_page(
+    where = {
+        f't."{name}" = ?': [getattr(Integration, name).db_value(value)]
+        for name, value in filters.items()
+        if value is not None
+    }
+    return lean.newest_first(
+        _LISTED,
+        Integration,
+        where,
+        limit,
+        cursor,
+        serialize=lambda rows: [integration_row(values) for values in rows],
+        general=lambda: bounded_page(
             _query(user_id, provider, is_active, organization_id),
             Integration,
             limit,
@@ -101,50 +100,11 @@ def list_view(
             bulky=Bulky(Integration.metadata, "metadata"),
             columns=public_fields(Integration),
             serialize=lambda rows: [integration_to_dict(r) for r in rows],
-        )
-    return Page(items, encode_cursor(last) if more and last is not None else None, limit)
-
-
-# What a listed integration shows (serializers.integration_to_dict), in this order.
-_LIST_FIELDS = (
-    "id",
-    "user_id",
-    "organization_id",
-    "provider",
-    "name",
-    "is_active",
-    "token_type",
-    "expires_at",
-    "scope",
-    "metadata",
-    "last_sync_at",
-    "last_error",
-    "refresh_failures",
-    "refresh_retry_at",
-    "created_at",
-    "updated_at",
-)
-_Listed = collections.namedtuple("_Listed", _LIST_FIELDS)
-_LIST_CONVERTERS = tuple(getattr(Integration, name).python_value for name in _LIST_FIELDS)
-
-
-@functools.lru_cache(maxsize=64)
-def _list_sql(postgres: bool, filters: tuple[str, ...], after: bool) -> str:
-    """The list statement for one shape of filters, written once (peewee built it on every request)."""
-    mark = "%s" if postgres else "?"
-    size = 'octet_length(CAST("metadata" AS text))' if postgres else 'length(CAST("metadata" AS blob))'
-    columns = [
-        f'CASE WHEN {size} <= {FIELD_BYTES} THEN "metadata" END' if name == "metadata" else f'"{name}"'
-        for name in _LIST_FIELDS
-    ]
-    where = [f'"{name}" = {mark}' for name in filters]
-    if after:
-        where.append(f'("created_at", "id") < ({mark}, {mark})')
-    return (
-        f'SELECT {", ".join(columns)}, {size} FROM "integrations"'
-        + (f" WHERE {' AND '.join(where)}" if where else "")
-        + f' ORDER BY "created_at" DESC, "id" DESC LIMIT {mark}'
+        ),
     )
+
+
+_LISTED = lean.Listing("integrations", INTEGRATION_COLUMNS, bulky="metadata", bulky_key="metadata")
 
 
 def _query(user_id, provider, is_active, organization_id=None):

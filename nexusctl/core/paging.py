@@ -45,6 +45,13 @@ def encode_cursor(row) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+def encode_key(created_at: str, row_id: str) -> str:
+    """``encode_cursor`` of a row read lean (nexusctl.core.lean): its created_at as the API writes it (...Z)."""
+    created = created_at[:-1] + "+00:00" if created_at.endswith("Z") else created_at
+    raw = json.dumps([created, row_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
 def decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))

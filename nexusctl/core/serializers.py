@@ -113,3 +113,173 @@ def delivery_to_dict(row, attempts=None) -> dict:
     if attempts is not None:
         data["attemptLog"] = [attempt_to_dict(a) for a in attempts]
     return data
+
+
+# --- rows read lean (nexusctl.core.lean): the same dicts from a list's tuple of JSON-ready values ----------------
+#
+# Each *_COLUMNS is what its list reads, in order; *_row names them as the *_to_dict above does
+# (tests/core/test_lean_lists.py holds the two to the same output).
+
+INTEGRATION_COLUMNS = (
+    ("id", "uuid"),
+    ("user_id", "uuid"),
+    ("organization_id", "uuid"),
+    ("provider", "raw"),
+    ("name", "raw"),
+    ("is_active", "bool"),
+    ("token_type", "raw"),
+    ("expires_at", "time"),
+    ("scope", "array"),
+    ("metadata", "json"),
+    ("last_sync_at", "time"),
+    ("last_error", "raw"),
+    ("refresh_failures", "raw"),
+    ("refresh_retry_at", "time"),
+    ("created_at", "time"),
+    ("updated_at", "time"),
+)
+
+
+def integration_row(v) -> dict:
+    return {
+        "id": v[0],
+        "userId": v[1],
+        "organizationId": v[2],
+        "provider": v[3],
+        "name": v[4],
+        "isActive": v[5],
+        "tokenType": v[6],
+        "expiresAt": v[7],
+        "scope": v[8] or [],  # a list of its own: the driver made it for this row
+        "metadata": v[9] or {},
+        "lastSyncAt": v[10],
+        "lastError": v[11],
+        "refreshFailures": v[12] or 0,
+        "refreshRetryAt": v[13],
+        "createdAt": v[14],
+        "updatedAt": v[15],
+    }
+
+
+SYNC_LOG_COLUMNS = (
+    ("id", "uuid"),
+    ("integration_id", "uuid"),
+    ("action", "raw"),
+    ("resource_type", "raw"),
+    ("resource_id", "raw"),
+    ("status", "raw"),
+    ("items_processed", "raw"),
+    ("items_failed", "raw"),
+    ("error", "raw"),
+    ("metadata", "json"),
+    ("started_at", "time"),
+    ("completed_at", "time"),
+    ("run_after", "time"),
+    ("created_at", "time"),
+    ("updated_at", "time"),
+)
+
+
+def sync_log_row(v) -> dict:
+    return {
+        "id": v[0],
+        "integrationId": v[1],
+        "action": v[2],
+        "resourceType": v[3],
+        "resourceId": v[4],
+        "status": v[5],
+        "itemsProcessed": v[6],
+        "itemsFailed": v[7],
+        "error": v[8],
+        "metadata": v[9] or {},
+        "startedAt": v[10],
+        "completedAt": v[11],
+        "runAfter": v[12],
+        "createdAt": v[13],
+        "updatedAt": v[14],
+    }
+
+
+WEBHOOK_COLUMNS = (
+    ("id", "uuid"),
+    ("integration_id", "uuid"),
+    ("url", "raw"),
+    ("events", "array"),
+    ("is_active", "bool"),
+    ("last_triggered_at", "time"),
+    ("metadata", "json"),
+    ("disabled_reason", "raw"),
+    ("created_at", "time"),
+    ("updated_at", "time"),
+)
+
+
+def webhook_row(v) -> dict:
+    return {
+        "id": v[0],
+        "integrationId": v[1],
+        "url": v[2],
+        "events": v[3] or [],  # a list of its own: the driver made it for this row
+        "isActive": v[4],
+        "lastTriggeredAt": v[5],
+        "metadata": v[6] or {},
+        "disabledReason": v[7],
+        "createdAt": v[8],
+        "updatedAt": v[9],
+    }
+
+
+DELIVERY_COLUMNS = (
+    ("id", "uuid"),
+    ("webhook_id", "uuid"),
+    ("event", "raw"),
+    ("payload", "json"),
+    ("status", "raw"),
+    ("attempts", "raw"),
+    ("response", "json"),
+    ("error", "raw"),
+    ("delivered_at", "time"),
+    ("next_attempt_at", "time"),
+    ("created_at", "time"),
+    ("updated_at", "time"),
+)
+
+
+def delivery_row(v, attempts: list[dict]) -> dict:
+    return {
+        "id": v[0],
+        "webhookId": v[1],
+        "event": v[2],
+        "payload": v[3],
+        "status": v[4],
+        "attempts": v[5],
+        "response": v[6],
+        "error": v[7],
+        "deliveredAt": v[8],
+        "nextAttemptAt": v[9],
+        "createdAt": v[10],
+        "updatedAt": v[11],
+        "attemptLog": attempts,
+    }
+
+
+ATTEMPT_COLUMNS = (
+    ("delivery_id", "uuid"),
+    ("number", "raw"),
+    ("started_at", "time"),
+    ("status_code", "raw"),
+    ("duration_ms", "raw"),
+    ("error", "raw"),
+    ("response_body", "raw"),
+)
+
+
+def attempt_row(v) -> dict:
+    return {
+        "number": v[1],
+        "startedAt": v[2],
+        "statusCode": v[3],
+        "durationMs": v[4],
+        "error": v[5],
+        "responseBody": v[6],
+    }

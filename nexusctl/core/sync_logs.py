@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from nexusctl.core import integrations
+from nexusctl.core import integrations, lean
 from nexusctl.core.ids import parse_uuid
 from nexusctl.core.paging import Bulky, Page, bounded_page, newest_first
-from nexusctl.core.serializers import sync_log_to_dict
+from nexusctl.core.serializers import SYNC_LOG_COLUMNS, sync_log_row, sync_log_to_dict
 from nexusctl.db.models import Integration, IntegrationSyncLog
 from nexusctl.enums import SyncStatus
 from nexusctl.errors import SyncLogNotFound
@@ -29,15 +29,31 @@ def list_page(
 def list_view(
     integration_id, *, status: str | None = None, limit: int | None = None, cursor: str | None = None, owner_id=None
 ) -> Page:
-    """``list_page`` as the API's and CLI's dicts, bounded in bytes (paging.bounded_page)."""
-    return bounded_page(
-        _query(integration_id, status, owner_id),
+    """``list_page`` as the API's and CLI's dicts, bounded in bytes (paging.bounded_page), read lean
+    (nexusctl.core.lean: the shown columns as tuples, one statement per shape of filters)."""
+    integration = integrations.owner_of(integration_id, owner_id=owner_id)
+    where = {'t."integration_id" = ?': [IntegrationSyncLog.integration.db_value(integration)]}
+    if status is not None:
+        where['t."status" = ?'] = [IntegrationSyncLog.status.db_value(SyncStatus.parse(status))]
+    return lean.newest_first(
+        _LISTED,
         IntegrationSyncLog,
+        where,
         limit,
         cursor,
-        bulky=Bulky(IntegrationSyncLog.metadata, "metadata"),
-        serialize=lambda rows: [sync_log_to_dict(r) for r in rows],
+        serialize=lambda rows: [sync_log_row(values) for values in rows],
+        general=lambda: bounded_page(
+            _query(integration_id, status, owner_id),
+            IntegrationSyncLog,
+            limit,
+            cursor,
+            bulky=Bulky(IntegrationSyncLog.metadata, "metadata"),
+            serialize=lambda rows: [sync_log_to_dict(r) for r in rows],
+        ),
     )
+
+
+_LISTED = lean.Listing("integration_sync_logs", SYNC_LOG_COLUMNS, bulky="metadata", bulky_key="metadata")
 
 
 def get(log_id, *, owner_id=None) -> IntegrationSyncLog:

@@ -16,11 +16,11 @@ import re
 import uuid
 
 from nexusctl import ssrf
-from nexusctl.core import deliveries, integrations, signing
+from nexusctl.core import deliveries, integrations, lean, signing
 from nexusctl.core.ids import parse_uuid
 from nexusctl.core.metadata import check_metadata
 from nexusctl.core.paging import Bulky, Page, bounded_page
-from nexusctl.core.serializers import webhook_to_dict
+from nexusctl.core.serializers import WEBHOOK_COLUMNS, webhook_row, webhook_to_dict
 from nexusctl.core.webhook_rows import get, matches  # noqa: F401 - webhooks.get and .matches are the API's too
 from nexusctl.crypto import Keyring
 from nexusctl.db.database import database_proxy, retry_deadlocks
@@ -77,16 +77,42 @@ def create(
 
 
 def list_view(*, integration_id=None, owner_id=None, limit=None, cursor=None) -> Page:
-    """Webhooks newest first as the API's and CLI's dicts, bounded in bytes (paging.bounded_page)."""
-    return bounded_page(
-        _query(integration_id, owner_id),
+    """Webhooks newest first as the API's and CLI's dicts, bounded in bytes (paging.bounded_page), read lean
+    (nexusctl.core.lean: the shown columns as tuples, one statement per shape of filters)."""
+    where = {}
+    if integration_id is not None:
+        row_id = parse_uuid(integration_id, "integrationId")
+        where['t."integration_id" = ?'] = [Webhook.integration.db_value(row_id)]
+    if owner_id is not None:
+        where['p."user_id" = ?'] = [Integration.user_id.db_value(owner_id)]
+    return lean.newest_first(
+        _OWNED if owner_id is not None else _LISTED,
         Webhook,
+        where,
         limit,
         cursor,
-        bulky=Bulky(Webhook.metadata, "metadata"),
-        columns=public_fields(Webhook),
-        serialize=lambda rows: [webhook_to_dict(r) for r in rows],
+        serialize=lambda rows: [webhook_row(values) for values in rows],
+        general=lambda: bounded_page(
+            _query(integration_id, owner_id),
+            Webhook,
+            limit,
+            cursor,
+            bulky=Bulky(Webhook.metadata, "metadata"),
+            columns=public_fields(Webhook),
+            serialize=lambda rows: [webhook_to_dict(r) for r in rows],
+        ),
     )
+
+
+_LISTED = lean.Listing("webhooks", WEBHOOK_COLUMNS, bulky="metadata", bulky_key="metadata")
+# The owner's only: through the webhook's integration.
+_OWNED = lean.Listing(
+    "webhooks",
+    WEBHOOK_COLUMNS,
+    bulky="metadata",
+    bulky_key="metadata",
+    join='JOIN "integrations" AS p ON p."id" = t."integration_id"',
+)
 
 
 def _query(integration_id, owner_id):
