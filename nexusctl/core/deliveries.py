@@ -29,6 +29,7 @@ from nexusctl.core.ids import parse_uuid
 from nexusctl.core.paging import Bulky, Page, bounded_page
 from nexusctl.core.serializers import delivery_to_dict
 from nexusctl.core.webhook_rows import matches
+from nexusctl.db import statements
 from nexusctl.db.database import database_proxy, is_postgres
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import Integration, Webhook, WebhookAttempt, WebhookDelivery
@@ -76,41 +77,42 @@ def fan_out_many(events, times, trace_parents=None) -> list[int]:
     if trace_parents is None:
         trace_parents = [tracing.current_traceparent()] * len(events)
     hooks: dict = {}
-    for hook in (
-        Webhook.select(Webhook.id, Webhook.integration, Webhook.events)
-        .where(
-            Webhook.integration.in_(list({integration.id for integration, _, _ in events}))
-            & (Webhook.is_active == True)  # noqa: E712
-        )
-        .tuples()
-    ):
-        hooks.setdefault(hook[1], []).append(hook)
+    # Written out (peewee built this SELECT anew on every batch).
+    where, params = statements.in_list(Webhook.integration, list({integration.id for integration, _, _ in events}))
+    for hook_id, integration_id, patterns in database_proxy.execute_sql(
+        f'SELECT "id", "integration_id", "events" FROM "webhooks" WHERE {where} AND "is_active"', params
+    ).fetchall():
+        hooks.setdefault(_uuid(integration_id), []).append((hook_id, Webhook.events.python_value(patterns)))
     rows, counts = [], []
     for (integration, event_type, data), now, parent in zip(events, times, trace_parents, strict=True):
-        targets = [hook for hook in hooks.get(integration.id, ()) if matches(hook[2], event_type)]
+        targets = [hook_id for hook_id, patterns in hooks.get(integration.id, ()) if matches(patterns, event_type)]
         payload = payload_of(integration, event_type, data, now) if targets else None
-        rows += [_pending(hook[0], event_type, payload, now, parent) for hook in targets]
+        rows += [_pending(hook_id, event_type, payload, now, parent) for hook_id in targets]
         counts.append(len(targets))
     if rows:
-        for start in range(0, len(rows), 1000):  # bounded statements (SQLite's variable limit among them)
-            WebhookDelivery.insert_many(rows[start : start + 1000]).execute()
+        statements.insert_many(WebhookDelivery, PENDING_COLUMNS, rows)
         _notify()
     return counts
 
 
-def _pending(webhook_id, event_type: str, payload: dict, now: dt.datetime, trace_parent: str | None) -> dict:
-    """A new delivery's row, due at once."""
-    return {
-        "id": uuid.uuid4(),
-        "webhook": webhook_id,
-        "event": event_type,
-        "payload": payload,
-        "next_attempt_at": now,
-        "status": DeliveryStatus.PENDING,
-        "created_at": now,
-        "updated_at": now,
-        "trace_parent": trace_parent,
-    }
+# A new delivery's row (``_pending``), due at once.
+PENDING_COLUMNS = (
+    "id",
+    "webhook",
+    "event",
+    "payload",
+    "next_attempt_at",
+    "status",
+    "attempts",
+    "created_at",
+    "updated_at",
+    "trace_parent",
+)
+
+
+def _pending(webhook_id, event_type: str, payload: dict, now: dt.datetime, trace_parent: str | None) -> tuple:
+    """A new delivery's row (PENDING_COLUMNS), due at once."""
+    return (uuid.uuid4(), webhook_id, event_type, payload, now, DeliveryStatus.PENDING, 0, now, now, trace_parent)
 
 
 def queue(integration: Integration, event_type: str, data: dict, hooks) -> list[uuid.UUID]:
@@ -121,9 +123,9 @@ def queue(integration: Integration, event_type: str, data: dict, hooks) -> list[
     payload = payload_of(integration, event_type, data, now)
     parent = tracing.current_traceparent()
     rows = [_pending(h.id, event_type, payload, now, parent) for h in hooks]
-    WebhookDelivery.insert_many(rows).execute()
+    statements.insert_many(WebhookDelivery, PENDING_COLUMNS, rows)
     _notify()
-    return [row["id"] for row in rows]
+    return [row[0] for row in rows]
 
 
 # --- reading --------------------------------------------------------------
