@@ -70,19 +70,22 @@ class _Hook(NamedTuple):
     id: uuid.UUID
 
 
-def fan_out_many(events, times, trace_parents=None) -> list[int]:
+def fan_out_many(events, times, trace_parents=None, hooks: dict | None = None) -> list[int]:
     """``fan_out`` for many events ((integration, type, data) each, queued at ``times``) with one webhook
     query and one insert; how many deliveries each queued. Inside the caller's transaction.
-    ``trace_parents``: each event's emitter's trace context (None: the current one's, if traces are on)."""
+    ``trace_parents``: each event's emitter's trace context (None: the current one's, if traces are on).
+    ``hooks``: each integration's active webhooks as (id, event patterns), when the caller read them already."""
     if trace_parents is None:
         trace_parents = [tracing.current_traceparent()] * len(events)
-    hooks: dict = {}
-    # Written out (peewee built this SELECT anew on every batch).
-    where, params = statements.in_list(Webhook.integration, list({integration.id for integration, _, _ in events}))
-    for hook_id, integration_id, patterns in database_proxy.execute_sql(
-        f'SELECT "id", "integration_id", "events" FROM "webhooks" WHERE {where} AND "is_active"', params
-    ).fetchall():
-        hooks.setdefault(_uuid(integration_id), []).append((hook_id, Webhook.events.python_value(patterns)))
+    if hooks is None:
+        hooks = {}
+        # Written out (peewee built this SELECT anew on every batch).
+        ids = list({integration.id for integration, _, _ in events})
+        where, params = statements.in_list(Webhook.integration, ids)
+        for hook_id, integration_id, patterns in database_proxy.execute_sql(
+            f'SELECT "id", "integration_id", "events" FROM "webhooks" WHERE {where} AND "is_active"', params
+        ).fetchall():
+            hooks.setdefault(_uuid(integration_id), []).append((hook_id, Webhook.events.python_value(patterns)))
     rows, counts = [], []
     for (integration, event_type, data), now, parent in zip(events, times, trace_parents, strict=True):
         targets = [hook_id for hook_id, patterns in hooks.get(integration.id, ()) if matches(patterns, event_type)]
