@@ -50,6 +50,8 @@ RECORD_WINDOW = 0.005  # seconds an outcome may wait for others to share its com
 BODY_PREVIEW = 4096
 RENEW_FRACTION = 5  # leases are renewed this many times per lease length
 REFUSALS_KEPT = 4096  # webhook URLs whose static check's verdict is kept
+# A delivery's body, compact (json.dumps with these options would build a new encoder for every send).
+_BODY = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 class DeliveryWorker:
@@ -346,7 +348,7 @@ class DeliveryWorker:
         if refusal is not None:  # e.g. an http URL once NODE_ENV=production
             result = Result(started_at=utcnow(), duration_ms=0, error=refusal)
         else:
-            body = json.dumps(item.payload, separators=(",", ":"), ensure_ascii=False).encode()
+            body = _BODY(item.payload).encode()
             result = await self._post(url, secrets, str(item.id), body)
         if item.lost:  # another worker holds it now and sends it itself: its outcome is that worker's to record
             log.warning(
