@@ -546,24 +546,32 @@ def signing_for(keyring, webhook_ids) -> tuple[dict, dict]:
     ``keyring`` lacks), in one query (once per claimed batch)."""
     signing, locked = {}, {}
     now = utcnow()
-    for row in Webhook.select(
-        Webhook.id, Webhook.url, Webhook.secret, Webhook.previous_secret, Webhook.previous_secret_expires_at
-    ).where(Webhook.id.in_(list(set(webhook_ids)))):
+    # Written out (peewee built this SELECT anew on every claim); a model row is made only to open a secret.
+    where, params = statements.in_list(Webhook.id, list(set(webhook_ids)))
+    for hook_id, url, secret, previous, previous_until in database_proxy.execute_sql(
+        f'SELECT "id", "url", "secret", "previous_secret", "previous_secret_expires_at" FROM "webhooks" WHERE {where}',
+        params,
+    ).fetchall():
+        hook_id, previous_until = (
+            Webhook.id.python_value(hook_id),
+            Webhook.previous_secret_expires_at.python_value(previous_until),
+        )
         # As webhooks.signing_secrets: the previous secret signs too while the rotation's overlap lasts.
-        overlap = bool(row.previous_secret and row.previous_secret_expires_at and row.previous_secret_expires_at > now)
-        key = (keyring, row.id, row.secret, row.previous_secret if overlap else None)
+        overlap = bool(previous and previous_until and previous_until > now)
+        key = (keyring, hook_id, secret, previous if overlap else None)
         secrets = SECRETS.get(key)
         if secrets is None:
+            row = Webhook(id=hook_id, url=url, secret=secret, previous_secret=previous)
             try:
                 secrets = [unseal(keyring, row, "secret")] + (
                     [unseal(keyring, row, "previous_secret")] if overlap else []
                 )
             except KeyNotConfigured as exc:  # a rotation this process was not restarted for
-                locked[row.id] = exc.details["keyId"]
+                locked[hook_id] = exc.details["keyId"]
                 continue
             secrets = [s for s in secrets if s]
             SECRETS.put(key, secrets)
-        signing[row.id] = (row.url, secrets)
+        signing[hook_id] = (url, secrets)
     return signing, locked
 
 
