@@ -15,13 +15,14 @@ Every write is fenced by the claim's lease token: a worker whose lease ran out
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import uuid
 from dataclasses import dataclass
-
-from peewee import Case, fn
+from typing import NamedTuple
 
 from nexusctl.core.deliveries import DISABLE_AFTER, RESPONSE_MAX, retry_delay
+from nexusctl.db import statements
 from nexusctl.db.database import database_proxy, is_postgres
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import Integration, OutboxEvent, Webhook, WebhookAttempt, WebhookDelivery
@@ -54,17 +55,8 @@ def record_many(batch: list, schedule: tuple[int, ...]) -> list[str]:
     if not batch:
         return []
     with database_proxy.atomic():
-        hooks = {
-            h.id: h
-            for h in Webhook.select(Webhook.id, Webhook.integration, Webhook.failing_since).where(
-                Webhook.id.in_(list({c.webhook_id for c, _ in batch}))
-            )
-        }
-        users = dict(
-            Integration.select(Integration.id, Integration.user_id)
-            .where(Integration.id.in_(list({h.integration_id for h in hooks.values()})))
-            .tuples()
-        )
+        hooks = _hooks({c.webhook_id for c, _ in batch})
+        users = {h.integration_id: h.user_id for h in hooks.values()}
         planned = []  # (claimed, result, outcome, delivery update, events)
         for claimed, result in batch:
             hook = hooks.get(claimed.webhook_id)
@@ -127,22 +119,12 @@ def record_many(batch: list, schedule: tuple[int, ...]) -> list[str]:
                     disable.setdefault(claimed.webhook_id, reason)
         if not attempt_rows:
             return [outcomes[c.id] for c, _ in batch]
-        _insert_attempts(attempt_rows, now)
-        if events:
-            _insert_events(events)
+        statements.insert_many(WebhookAttempt, ATTEMPT_COLUMNS, [(*row, now, now) for row in attempt_rows])
+        statements.insert_many(OutboxEvent, EVENT_COLUMNS, events)
         # The webhooks' rows last and in one statement: two writers' batches for one webhook
         # wait on each other's row lock here, so it is held for the shortest time before the
         # commit, and one statement locks its rows in one (index) order, so they never deadlock.
-        still_failing = fn.COALESCE(Webhook.failing_since, now)
-        if not succeeded:
-            failing_since = still_failing
-        elif failing - succeeded:
-            failing_since = Case(None, [(Webhook.id.in_(list(succeeded)), None)], still_failing)
-        else:
-            failing_since = None
-        Webhook.update(last_triggered_at=now, failing_since=failing_since).where(
-            Webhook.id.in_(list(succeeded | failing))
-        ).execute()
+        _touch_webhooks(succeeded, failing, now)
         for hook_id, reason in disable.items():
             if hook_id not in succeeded:
                 _disable(hooks[hook_id], reason, None)
@@ -166,17 +148,69 @@ def wait_after(schedule: tuple[int, ...], attempts: int, code: int | None, retry
     return float(min(max(scheduled, step, retry_after or 0), 2 * step))
 
 
-def _outbox(event_type: str, hook: Webhook, users: dict, data: dict, now) -> dict:
-    # Outbox only (for the bus): fanning webhook.* out to webhooks could loop forever.
-    return {
-        "id": uuid.uuid4(),
-        "created_at": now,
-        "updated_at": now,
-        "type": event_type,
-        "user_id": users.get(hook.integration_id),
-        "integration_id": hook.integration_id,
-        "data": data,
-    }
+EVENT_COLUMNS = ("id", "created_at", "updated_at", "type", "user_id", "integration_id", "data")
+ATTEMPT_COLUMNS = (
+    "id",
+    "delivery",
+    "number",
+    "started_at",
+    "status_code",
+    "duration_ms",
+    "error",
+    "response_body",
+    "created_at",
+    "updated_at",
+)
+
+
+def _outbox(event_type: str, hook, users: dict, data: dict, now) -> tuple:
+    """An outbox row (EVENT_COLUMNS). Outbox only (for the bus): fanning webhook.* out to webhooks could loop
+    forever."""
+    return (uuid.uuid4(), now, now, event_type, users.get(hook.integration_id), hook.integration_id, data)
+
+
+class _Hook(NamedTuple):
+    """What recording needs of a webhook (and of its integration: the user its events are about)."""
+
+    id: uuid.UUID
+    integration_id: uuid.UUID
+    failing_since: dt.datetime | None
+    user_id: uuid.UUID
+
+
+def _hooks(ids: set) -> dict:
+    """The webhooks of a batch by id, with their integrations' user ids: one written-out SELECT (peewee built
+    two anew on every batch)."""
+    where, params = statements.in_list(Webhook.id, list(ids))
+    rows = database_proxy.execute_sql(
+        'SELECT w."id", w."integration_id", w."failing_since", i."user_id" FROM "webhooks" AS w '
+        f'JOIN "integrations" AS i ON i."id" = w."integration_id" WHERE w.{where}',
+        params,
+    ).fetchall()
+    found = (
+        _Hook(
+            Webhook.id.python_value(w),
+            Webhook.id.python_value(n),
+            Webhook.failing_since.python_value(f),
+            Integration.user_id.python_value(u),
+        )
+        for w, n, f, u in rows
+    )
+    return {hook.id: hook for hook in found}
+
+
+def _touch_webhooks(succeeded: set, failing: set, now) -> None:
+    """last_triggered_at = now on every webhook of the batch; failing_since cleared on those with a success,
+    set (if not set yet) on the others. One statement, written out."""
+    touched, touched_params = statements.in_list(Webhook.id, list(succeeded | failing))
+    cleared, cleared_params = statements.in_list(Webhook.id, list(succeeded))
+    mark = database_proxy.param
+    stamp = Webhook.last_triggered_at.db_value(now)
+    database_proxy.execute_sql(
+        f'UPDATE "webhooks" SET "last_triggered_at" = {mark}, "failing_since" = CASE WHEN {cleared} THEN NULL '
+        f'ELSE COALESCE("failing_since", {mark}) END WHERE {touched}',
+        [stamp, *cleared_params, stamp, *touched_params],
+    )
 
 
 _PG_UPDATE = """UPDATE "webhook_deliveries" AS d SET "status" = v.status, "attempts" = v.attempts,
@@ -213,82 +247,31 @@ def _update_deliveries(rows: list) -> set:
         )
         return {r[0] if isinstance(r[0], uuid.UUID) else uuid.UUID(str(r[0])) for r in cursor.fetchall()}
     # SQLite: the transaction holds the write lock (BEGIN IMMEDIATE), so read-then-write is atomic.
-    held = dict(f.select(f.id, f.lease_token).where(f.id.in_([r[7] for r in rows])).tuples())
+    where, params = statements.in_list(f.id, [r[7] for r in rows])
+    held = {
+        f.id.python_value(i): f.lease_token.python_value(t)
+        for i, t in database_proxy.execute_sql(
+            f'SELECT "id", "lease_token" FROM "webhook_deliveries" WHERE {where}', params
+        ).fetchall()
+    }
     rows = [r for r in rows if held.get(r[7]) == r[8]]
-    columns = [f.status, f.attempts, f.response, f.error, f.delivered_at, f.next_attempt_at, f.updated_at]
-    mark = database_proxy.param
-    sql = (
-        f'UPDATE "{f._meta.table_name}" SET '
-        + ", ".join(f'"{c.column_name}" = {mark}' for c in columns)
-        + f', "lease_until" = NULL, "lease_token" = NULL WHERE "id" = {mark} AND "lease_token" = {mark}'
-    )
-
-    def value(column, v):
-        if column is f.response:  # JSON as text
-            return None if v is None else json.dumps(v)
-        return column.db_value(v)
-
-    params = [tuple(value(c, v) for c, v in zip([*columns, f.id, f.lease_token], row, strict=True)) for row in rows]
+    sql, convert = _sqlite_update()
+    params = [tuple(c(v) for c, v in zip(convert, row, strict=True)) for row in rows]
     database_proxy.cursor().executemany(sql, params)
     return {r[7] for r in rows}
 
 
-_PG_ATTEMPTS = """INSERT INTO "webhook_attempts" ("id", "created_at", "updated_at", "delivery_id", "number",
- "started_at", "status_code", "duration_ms", "error", "response_body")
-SELECT v.id, %s, %s, v.delivery_id, v.number, v.started_at, v.status_code, v.duration_ms, v.error, v.body
-FROM unnest(%s::uuid[], %s::uuid[], %s::int[], %s::timestamptz[], %s::int[], %s::int[], %s::text[], %s::text[])
- AS v(id, delivery_id, number, started_at, status_code, duration_ms, error, body)"""
-
-_PG_EVENTS = """INSERT INTO "outbox_events" ("id", "created_at", "updated_at", "type", "user_id", "integration_id",
- "data")
-SELECT v.id, %s, %s, v.type, v.user_id, v.integration_id, v.data
-FROM unnest(%s::uuid[], %s::varchar[], %s::uuid[], %s::uuid[], %s::jsonb[]) AS v(id, type, user_id, integration_id,
- data)"""
-
-
-def _insert_attempts(rows: list, now) -> None:
-    """rows: (id, delivery_id, number, started_at, status_code, duration_ms, error, response_body)."""
-    if is_postgres(database_proxy):
-        ids, delivery_ids, number, started, code, duration, error, body = zip(*rows, strict=True)
-        database_proxy.execute_sql(
-            _PG_ATTEMPTS,
-            (
-                now,
-                now,
-                [str(i) for i in ids],
-                [str(i) for i in delivery_ids],
-                list(number),
-                list(started),
-                list(code),
-                list(duration),
-                list(error),
-                list(body),
-            ),
-        )
-        return
-    keys = ("id", "delivery", "number", "started_at", "status_code", "duration_ms", "error", "response_body")
-    WebhookAttempt.insert_many(
-        [{**dict(zip(keys, r, strict=True)), "created_at": now, "updated_at": now} for r in rows]
-    ).execute()
-
-
-def _insert_events(events: list) -> None:
-    if is_postgres(database_proxy):
-        now = events[0]["created_at"]
-        database_proxy.execute_sql(
-            _PG_EVENTS,
-            (
-                now,
-                now,
-                [str(e["id"]) for e in events],
-                [e["type"] for e in events],
-                [None if e["user_id"] is None else str(e["user_id"]) for e in events],
-                [None if e["integration_id"] is None else str(e["integration_id"]) for e in events],
-                [json.dumps(e["data"]) for e in events],
-            ),
-        )
-        return
-    OutboxEvent.insert_many(events).execute()
+@functools.lru_cache(maxsize=1)
+def _sqlite_update() -> tuple[str, tuple]:
+    """SQLite's fenced UPDATE of one delivery (the rows of _update_deliveries) and each value's conversion."""
+    f = WebhookDelivery
+    columns = [f.status, f.attempts, f.response, f.error, f.delivered_at, f.next_attempt_at, f.updated_at]
+    sql = (
+        'UPDATE "webhook_deliveries" SET '
+        + ", ".join(f'"{c.column_name}" = ?' for c in columns)
+        + ', "lease_until" = NULL, "lease_token" = NULL WHERE "id" = ? AND "lease_token" = ?'
+    )
+    return sql, tuple(statements.converter(c) for c in [*columns, f.id, f.lease_token])
 
 
 def _disable(hook: Webhook, reason: str, delivery_id=None) -> None:

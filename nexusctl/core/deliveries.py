@@ -36,6 +36,7 @@ from nexusctl.core.serializers import (
     delivery_to_dict,
 )
 from nexusctl.core.webhook_rows import matches
+from nexusctl.db import statements
 from nexusctl.db.database import database_proxy, is_postgres
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import Integration, Webhook, WebhookAttempt, WebhookDelivery
@@ -76,48 +77,52 @@ class _Hook(NamedTuple):
     id: uuid.UUID
 
 
-def fan_out_many(events, times, trace_parents=None) -> list[int]:
+def fan_out_many(events, times, trace_parents=None, hooks: dict | None = None) -> list[int]:
     """``fan_out`` for many events ((integration, type, data) each, queued at ``times``) with one webhook
     query and one insert; how many deliveries each queued. Inside the caller's transaction.
-    ``trace_parents``: each event's emitter's trace context (None: the current one's, if traces are on)."""
+    ``trace_parents``: each event's emitter's trace context (None: the current one's, if traces are on).
+    ``hooks``: each integration's active webhooks as (id, event patterns), when the caller read them already."""
     if trace_parents is None:
         trace_parents = [tracing.current_traceparent()] * len(events)
-    hooks: dict = {}
-    for hook in (
-        Webhook.select(Webhook.id, Webhook.integration, Webhook.events)
-        .where(
-            Webhook.integration.in_(list({integration.id for integration, _, _ in events}))
-            & (Webhook.is_active == True)  # noqa: E712
-        )
-        .tuples()
-    ):
-        hooks.setdefault(hook[1], []).append(hook)
+    if hooks is None:
+        hooks = {}
+        # Written out (peewee built this SELECT anew on every batch).
+        ids = list({integration.id for integration, _, _ in events})
+        where, params = statements.in_list(Webhook.integration, ids)
+        for hook_id, integration_id, patterns in database_proxy.execute_sql(
+            f'SELECT "id", "integration_id", "events" FROM "webhooks" WHERE {where} AND "is_active"', params
+        ).fetchall():
+            hooks.setdefault(_uuid(integration_id), []).append((hook_id, Webhook.events.python_value(patterns)))
     rows, counts = [], []
     for (integration, event_type, data), now, parent in zip(events, times, trace_parents, strict=True):
-        targets = [hook for hook in hooks.get(integration.id, ()) if matches(hook[2], event_type)]
+        targets = [hook_id for hook_id, patterns in hooks.get(integration.id, ()) if matches(patterns, event_type)]
         payload = payload_of(integration, event_type, data, now) if targets else None
-        rows += [_pending(hook[0], event_type, payload, now, parent) for hook in targets]
+        rows += [_pending(hook_id, event_type, payload, now, parent) for hook_id in targets]
         counts.append(len(targets))
     if rows:
-        for start in range(0, len(rows), 1000):  # bounded statements (SQLite's variable limit among them)
-            WebhookDelivery.insert_many(rows[start : start + 1000]).execute()
+        statements.insert_many(WebhookDelivery, PENDING_COLUMNS, rows)
         _notify()
     return counts
 
 
-def _pending(webhook_id, event_type: str, payload: dict, now: dt.datetime, trace_parent: str | None) -> dict:
-    """A new delivery's row, due at once."""
-    return {
-        "id": uuid.uuid4(),
-        "webhook": webhook_id,
-        "event": event_type,
-        "payload": payload,
-        "next_attempt_at": now,
-        "status": DeliveryStatus.PENDING,
-        "created_at": now,
-        "updated_at": now,
-        "trace_parent": trace_parent,
-    }
+# A new delivery's row (``_pending``), due at once.
+PENDING_COLUMNS = (
+    "id",
+    "webhook",
+    "event",
+    "payload",
+    "next_attempt_at",
+    "status",
+    "attempts",
+    "created_at",
+    "updated_at",
+    "trace_parent",
+)
+
+
+def _pending(webhook_id, event_type: str, payload: dict, now: dt.datetime, trace_parent: str | None) -> tuple:
+    """A new delivery's row (PENDING_COLUMNS), due at once."""
+    return (uuid.uuid4(), webhook_id, event_type, payload, now, DeliveryStatus.PENDING, 0, now, now, trace_parent)
 
 
 def queue(integration: Integration, event_type: str, data: dict, hooks) -> list[uuid.UUID]:
@@ -128,9 +133,9 @@ def queue(integration: Integration, event_type: str, data: dict, hooks) -> list[
     payload = payload_of(integration, event_type, data, now)
     parent = tracing.current_traceparent()
     rows = [_pending(h.id, event_type, payload, now, parent) for h in hooks]
-    WebhookDelivery.insert_many(rows).execute()
+    statements.insert_many(WebhookDelivery, PENDING_COLUMNS, rows)
     _notify()
-    return [row["id"] for row in rows]
+    return [row[0] for row in rows]
 
 
 # --- reading --------------------------------------------------------------
@@ -589,24 +594,32 @@ def signing_for(keyring, webhook_ids) -> tuple[dict, dict]:
     ``keyring`` lacks), in one query (once per claimed batch)."""
     signing, locked = {}, {}
     now = utcnow()
-    for row in Webhook.select(
-        Webhook.id, Webhook.url, Webhook.secret, Webhook.previous_secret, Webhook.previous_secret_expires_at
-    ).where(Webhook.id.in_(list(set(webhook_ids)))):
+    # Written out (peewee built this SELECT anew on every claim); a model row is made only to open a secret.
+    where, params = statements.in_list(Webhook.id, list(set(webhook_ids)))
+    for hook_id, url, secret, previous, previous_until in database_proxy.execute_sql(
+        f'SELECT "id", "url", "secret", "previous_secret", "previous_secret_expires_at" FROM "webhooks" WHERE {where}',
+        params,
+    ).fetchall():
+        hook_id, previous_until = (
+            Webhook.id.python_value(hook_id),
+            Webhook.previous_secret_expires_at.python_value(previous_until),
+        )
         # As webhooks.signing_secrets: the previous secret signs too while the rotation's overlap lasts.
-        overlap = bool(row.previous_secret and row.previous_secret_expires_at and row.previous_secret_expires_at > now)
-        key = (keyring, row.id, row.secret, row.previous_secret if overlap else None)
+        overlap = bool(previous and previous_until and previous_until > now)
+        key = (keyring, hook_id, secret, previous if overlap else None)
         secrets = SECRETS.get(key)
         if secrets is None:
+            row = Webhook(id=hook_id, url=url, secret=secret, previous_secret=previous)
             try:
                 secrets = [unseal(keyring, row, "secret")] + (
                     [unseal(keyring, row, "previous_secret")] if overlap else []
                 )
             except KeyNotConfigured as exc:  # a rotation this process was not restarted for
-                locked[row.id] = exc.details["keyId"]
+                locked[hook_id] = exc.details["keyId"]
                 continue
             secrets = [s for s in secrets if s]
             SECRETS.put(key, secrets)
-        signing[row.id] = (row.url, secrets)
+        signing[hook_id] = (url, secrets)
     return signing, locked
 
 

@@ -49,6 +49,9 @@ RECORD_BATCH = 100  # outcomes per transaction
 RECORD_WINDOW = 0.005  # seconds an outcome may wait for others to share its commit
 BODY_PREVIEW = 4096
 RENEW_FRACTION = 5  # leases are renewed this many times per lease length
+REFUSALS_KEPT = 4096  # webhook URLs whose static check's verdict is kept
+# A delivery's body, compact (json.dumps with these options would build a new encoder for every send).
+_BODY = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 class DeliveryWorker:
@@ -81,6 +84,10 @@ class DeliveryWorker:
         self.to_record: list = []
         self.flush_now = asyncio.Event()
         self.flusher: asyncio.Task | None = None
+        # check_url's verdict per webhook URL: static rules of the text alone (no DNS; the connector checks
+        # every address it connects to, rebinding included), so the verdict cannot change while the settings
+        # that shape it (production, WEBHOOK_ALLOWED_NETWORKS) stay those of this worker. Bounded.
+        self.refusals: dict[str, str | None] = {}
         # Totals since start, on /metrics: the mean claim and record batch sizes show how far
         # the database work is shared between deliveries.
         self.counts = collections.Counter()
@@ -103,6 +110,9 @@ class DeliveryWorker:
         )
         self.session = aiohttp.ClientSession(
             connector=connector,
+            # No cookies: one receiver's Set-Cookie must never ride along on the next delivery to its host
+            # (another user's webhook may live there), and a jar costs every send a filter and an update.
+            cookie_jar=aiohttp.DummyCookieJar(),
             trust_env=False,
             timeout=aiohttp.ClientTimeout(total=self.settings.webhook_timeout),
             headers={"User-Agent": "nexusctl-webhooks"},
@@ -338,7 +348,7 @@ class DeliveryWorker:
         if refusal is not None:  # e.g. an http URL once NODE_ENV=production
             result = Result(started_at=utcnow(), duration_ms=0, error=refusal)
         else:
-            body = json.dumps(item.payload, separators=(",", ":"), ensure_ascii=False).encode()
+            body = _BODY(item.payload).encode()
             result = await self._post(url, secrets, str(item.id), body)
         if item.lost:  # another worker holds it now and sends it itself: its outcome is that worker's to record
             log.warning(
@@ -441,6 +451,16 @@ class DeliveryWorker:
             return done(error=f"{type(exc).__name__}: {str(exc)[:200]}")
 
     def _refusal(self, url: str) -> str | None:
+        try:
+            return self.refusals[url]
+        except KeyError:
+            pass
+        if len(self.refusals) >= REFUSALS_KEPT:
+            self.refusals.clear()
+        self.refusals[url] = refusal = self._check(url)
+        return refusal
+
+    def _check(self, url: str) -> str | None:
         try:
             ssrf.check_url(
                 url, production=self.settings.is_production, allowed_networks=self.settings.webhook_allowed_networks

@@ -307,15 +307,26 @@ class JsonFormatter(logging.Formatter):
 
     FIELDS = ("action", "method", "route", "status", "duration_ms", "request_id", "trace_id", "span_id")
     converter = time.gmtime  # timestamps in UTC
+    # Built once: json.dumps with a non-default option builds a new encoder for every line (two log lines
+    # per delivered event: its request's and its delivery's).
+    _encode = json.JSONEncoder(ensure_ascii=False).encode
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._second: tuple[int, str] = (-1, "")  # the last whole second formatted, and its text
 
     def format(self, record: logging.LogRecord) -> str:
+        second = int(record.created)
+        if second != self._second[0]:  # strftime once a second, not once a line
+            self._second = (second, self.formatTime(record, "%Y-%m-%dT%H:%M:%S"))
         entry = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "time": f"{self._second[1]}.{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
         }
-        entry.update({k: getattr(record, k) for k in self.FIELDS if hasattr(record, k)})
+        extras = record.__dict__
+        entry.update({k: extras[k] for k in self.FIELDS if k in extras})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
+        return self._encode(entry)

@@ -1,9 +1,15 @@
 """Written-out statements for hot paths: the SQL text built once per shape, values converted by the models' fields.
 
 peewee builds a statement's SQL anew on every execution (its ``sql()`` walk was most of the refresh sweep's
-CPU, bench/token_refresh.py). These take a model, column values by field name and equality conditions,
-cache the text per (model, columns, conditions, placeholder) and run it with ``execute_sql``: the same
-statement on SQLite and PostgreSQL, the same conversions (``Field.db_value``; JSON as text, which both take).
+CPU, bench/token_refresh.py, and of the emit and record batches' CPU, bench/real_paths.py). These take a
+model, column values by field name and equality conditions, cache the text per (model, columns,
+conditions, placeholder) and run it with ``execute_sql``: the same statement on SQLite and PostgreSQL, the
+same conversions (``Field.db_value``; JSON as text, which both take).
+
+Many rows at once (``insert_many``): on PostgreSQL one ``INSERT ... SELECT * FROM unnest(%s::uuid[], ...)``,
+each column one array parameter, so the text is the same whatever the batch's size; on SQLite the
+one-row INSERT through ``executemany`` (one prepared statement for the batch). ``in_list`` is the
+matching ``IN`` for a list of values.
 """
 
 from __future__ import annotations
@@ -20,6 +26,18 @@ import peewee
 from nexusctl.db.database import database_proxy, is_postgres
 
 log = logging.getLogger(__name__)
+CHUNK = 1000  # rows per statement of insert_many: bounded statements whatever the batch
+# PostgreSQL's array type for a column of each of the models' field types (insert_many's unnest).
+_ARRAY_TYPES = {
+    "UUID": "uuid",
+    "VARCHAR": "text",
+    "TEXT": "text",
+    "INT": "int",
+    "BIGINT": "bigint",
+    "BOOL": "bool",
+    "TIMESTAMPTZ": "timestamptz",
+    "JSON": "jsonb",
+}
 
 
 def param(field: peewee.Field, value):
@@ -95,3 +113,50 @@ def run(name: str, sql: str, params: list):
         _off = True
         log.warning("prepared statements are lost between calls (a connection pooler?): not preparing any more")
         return database_proxy.execute_sql(sql, params)
+
+
+def converter(field: peewee.Field):
+    """How a value of ``field`` is passed as a parameter (JSON as text)."""
+    if isinstance(field, peewee.JSONField):
+        return lambda value: None if value is None else json.dumps(value)
+    return field.db_value
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_many_sql(model, names: tuple, postgres: bool) -> tuple[str, tuple]:
+    fields = [model._meta.fields[n] for n in names]
+    columns = ", ".join(f'"{f.column_name}"' for f in fields)
+    table = model._meta.table_name
+    if postgres:
+        arrays = ", ".join(f"%s::{_ARRAY_TYPES[f.field_type]}[]" for f in fields)
+        sql = f'INSERT INTO "{table}" ({columns}) SELECT * FROM unnest({arrays})'
+    else:
+        sql = f'INSERT INTO "{table}" ({columns}) VALUES ({", ".join(["?"] * len(fields))})'
+    return sql, tuple(converter(f) for f in fields)
+
+
+def insert_many(model, names: tuple, rows: list) -> None:
+    """INSERT ``rows`` (tuples of values in the order of the field ``names``) into ``model``'s table, with
+    the fields' conversions: one statement per CHUNK rows on PostgreSQL, one prepared one on SQLite."""
+    if not rows:
+        return
+    postgres = is_postgres(database_proxy)
+    sql, convert = _insert_many_sql(model, names, postgres)
+    for start in range(0, len(rows), CHUNK):
+        part = rows[start : start + CHUNK]
+        if postgres:
+            columns = zip(*part, strict=True)
+            database_proxy.execute_sql(sql, [[c(v) for v in column] for c, column in zip(convert, columns)])
+        else:
+            cursor = database_proxy.cursor()
+            cursor.executemany(sql, [tuple(c(v) for c, v in zip(convert, row, strict=True)) for row in part])
+
+
+def in_list(field: peewee.Field, values) -> tuple[str, list]:
+    """``"column" IN (...)`` for ``values`` (converted by ``field``) and its parameters: ``= ANY(%s)`` with one
+    array on PostgreSQL (the same text for any count), a placeholder each on SQLite."""
+    column = f'"{field.column_name}"'
+    convert = converter(field)
+    if is_postgres(database_proxy):
+        return f"{column} = ANY(%s::{_ARRAY_TYPES[field.field_type]}[])", [[convert(v) for v in values]]
+    return f"{column} IN ({', '.join(['?'] * len(values))})", [convert(v) for v in values]

@@ -175,6 +175,19 @@ async def test_recovers_after_failures(env):
     assert OutboxEvent.select().where(OutboxEvent.type == "webhook.delivered").count() == 1
 
 
+async def test_a_receivers_cookie_never_rides_along_on_later_deliveries(env):
+    # Another user's webhook may live on the same host: what one receiver sets is not sent to anyone.
+    api, receiver, base, integration = env
+    # By name: aiohttp's default jar ignores cookies of IP-address hosts, so 127.0.0.1 would not show it.
+    await _create(api, integration, base.replace("127.0.0.1", "localhost") + "/hook")
+    receiver.script = [(200, {"Set-Cookie": "session=theirs; Path=/"})]
+    await _emit(api, integration)
+    await receiver.wait_for(1)
+    await _emit(api, integration)
+    await receiver.wait_for(2)
+    assert [r["headers"].get("cookie") for r in receiver.received] == [None, None]
+
+
 async def test_410_disables_the_webhook(env):
     api, receiver, base, integration = env
     hook = await _create(api, integration, f"{base}/hook")
