@@ -22,14 +22,14 @@ def test_an_emit_batch_writes_every_event_and_delivery_with_its_columns(database
     one = make_integration(provider=Provider.SHOPIFY)
     two = make_integration(provider=Provider.SLACK)
     all_hook = Webhook.create(integration=one, url="http://127.0.0.1:9/a", events=["*"])
-    media_hook = Webhook.create(integration=one, url="http://127.0.0.1:9/b", events=["media.*"])
+    media_hook = Webhook.create(integration=one, url="http://127.0.0.1:9/b", events=["post.*"])
     Webhook.create(integration=one, url="http://127.0.0.1:9/c", events=["*"], is_active=False)
-    other_hook = Webhook.create(integration=two, url="http://127.0.0.1:9/d", events=["order.created"])
+    other_hook = Webhook.create(integration=two, url="http://127.0.0.1:9/d", events=["note.created"])
     items = [
-        (one.id, "media.created", {"n": 1, "integrationId": "forged"}, None, PARENT),
-        (two.id, "order.created", {"n": 2}, two.user_id),
-        (one.id, "order.created", {"n": 3, "nested": {"a": [1, None, "é"]}}, one.user_id),
-        (two.id, "order.created", {"n": 4}, uuid.uuid4()),  # not this user's: refused alone
+        (one.id, "post.created", {"n": 1, "integrationId": "forged"}, None, PARENT),
+        (two.id, "note.created", {"n": 2}, two.user_id),
+        (one.id, "note.created", {"n": 3, "nested": {"a": [1, None, "é"]}}, one.user_id),
+        (two.id, "note.created", {"n": 4}, uuid.uuid4()),  # not this user's: refused alone
         (one.id, "integration.connected", {}, None),  # reserved: refused alone
     ]
     before = utcnow()
@@ -55,10 +55,10 @@ def test_an_emit_batch_writes_every_event_and_delivery_with_its_columns(database
     queued = list(WebhookDelivery.select().order_by(WebhookDelivery.created_at, WebhookDelivery.webhook))
     assert sorted((d.webhook_id, d.event) for d in queued) == sorted(
         [
-            (all_hook.id, "media.created"),
-            (media_hook.id, "media.created"),
-            (other_hook.id, "order.created"),
-            (all_hook.id, "order.created"),
+            (all_hook.id, "post.created"),
+            (media_hook.id, "post.created"),
+            (other_hook.id, "note.created"),
+            (all_hook.id, "note.created"),
         ]
     )
     for delivery in queued:
@@ -70,7 +70,7 @@ def test_an_emit_batch_writes_every_event_and_delivery_with_its_columns(database
     first = next(d for d in queued if d.webhook_id == media_hook.id)
     assert first.payload["data"] == {"n": 1, "integrationId": str(one.id), "provider": "SHOPIFY"}
     assert first.trace_parent == PARENT
-    nested = next(d for d in queued if d.webhook_id == all_hook.id and d.event == "order.created")
+    nested = next(d for d in queued if d.webhook_id == all_hook.id and d.event == "note.created")
     assert nested.payload["data"]["nested"] == {"a": [1, None, "é"]}
 
 
@@ -79,7 +79,7 @@ def test_a_record_batch_writes_every_outcome_attempt_event_and_webhook_state(dat
     ok_hook = Webhook.create(integration=integration, url="http://127.0.0.1:9/ok", events=["*"])
     bad_hook = Webhook.create(integration=integration, url="http://127.0.0.1:9/bad", events=["*"])
     for n in range(3):
-        deliveries.fan_out(integration, "media.created", {"n": n})
+        deliveries.fan_out(integration, "post.created", {"n": n})
     claimed = deliveries.claim(10, 30)
     assert len(claimed) == 6
     started = utcnow()
