@@ -283,6 +283,15 @@ TABLE = (
         "`json`: the daemon logs one JSON object per line (request logs carry `method`, `route`, `status`, "
         "`duration_ms`, `request_id`).",
     ),
+    Variable(
+        "NEXUSCTL_EVENT_LOOP",
+        "event_loop",
+        v.choice("uvloop", "asyncio"),
+        "uvloop",
+        "The daemon's event loop: `uvloop` (libuv's, less CPU per request; asyncio's own where uvloop is not "
+        "installed, as on Windows) or `asyncio` (the standard library's, e.g. to rule the loop out when "
+        "debugging).",
+    ),
     PROVIDER_CREDENTIALS,
     Variable(
         "GOOGLE_ADS_DEVELOPER_TOKEN",
