@@ -5,6 +5,7 @@ one emulator, one database, one Discord integration (connected through the first
 ``nexusctl daemon`` per variant, each given its own PYTHONPATH (e.g. a ``git archive`` of main) and/or
 environment. Rounds alternate the variants (and direct GETs of the emulator, the baseline), reversing
 the order every other round; each variant's CPU per call is read from /proc (user and system apart).
+``--read N`` measures ``GET /integrations/user/:id`` of N connected integrations instead (the read route).
 
     git archive main nexusctl | tar -x -C /tmp/main-src
     .venv/bin/python bench/proxy_ab.py --database-url postgresql://postgres@127.0.0.1:5432/bench_b \\
@@ -41,13 +42,22 @@ def variant(text: str) -> tuple[str, str, dict]:
     return name, path, dict(item.split("=", 1) for item in envs.split(",") if item)
 
 
-def run(database_url: str | None, variants: list, seconds: float, rounds: int, concurrency: int) -> dict:
+def run(
+    database_url: str | None,
+    variants: list,
+    seconds: float,
+    rounds: int,
+    concurrency: int,
+    read: int = 0,
+    pool: int = 3,
+) -> dict:
     work = Path(tempfile.mkdtemp(prefix="nexus-bench-proxy-ab-"))
     emu = Emulators().start()
     daemons: dict[str, subprocess.Popen] = {}
     try:
         env = base_env(work, database_url)
-        env.update(emu.env(), FRONTEND_URL=FRONTEND, REFRESH_SWEEP_INTERVAL="3600")
+        # Several daemons share one PostgreSQL server (and its max_connections) with whatever else runs there.
+        env.update(emu.env(), FRONTEND_URL=FRONTEND, REFRESH_SWEEP_INTERVAL="3600", DATABASE_POOL_SIZE=str(pool))
         ports = {name: free_port() for name, _, _ in variants}
         for port in ports.values():
             emu.register_callback_base(f"http://127.0.0.1:{port}")
@@ -73,11 +83,15 @@ def run(database_url: str | None, variants: list, seconds: float, rounds: int, c
             )
         for name in daemons:
             wait_http(f"http://127.0.0.1:{ports[name]}/health")
-        integration = connect(f"http://127.0.0.1:{ports[variants[0][0]]}", token, user)
-        (access,) = [value for value, t in emu["DISCORD"].tokens.items() if t.kind == "access"]
+        first = f"http://127.0.0.1:{ports[variants[0][0]]}"
+        integration = connect(first, token, user)
+        for _ in range(read - 1):  # --read N: the user's list is N rows
+            connect(first, token, user)
+        access = [value for value, t in emu["DISCORD"].tokens.items() if t.kind == "access"][0]
         urls = {"direct": (f"{emu.env()['DISCORD_API_URL']}/v10/users/@me", access)}
         for name in daemons:
-            urls[name] = (f"http://127.0.0.1:{ports[name]}/integrations/{integration}/proxy/v10/users/@me", token)
+            path = f"/integrations/user/{user}" if read else f"/integrations/{integration}/proxy/v10/users/@me"
+            urls[name] = (f"http://127.0.0.1:{ports[name]}{path}", token)
         for url, credential in urls.values():
             load(url, credential, concurrency, 1.0)  # warm up
         totals = {name: {"requests": 0, "seconds": 0.0, "errors": 0, "user": 0.0, "system": 0.0} for name in urls}
@@ -110,15 +124,21 @@ def run(database_url: str | None, variants: list, seconds: float, rounds: int, c
             "cpuUs": round((t["user"] + t["system"]) / calls * 1e6, 1),
             "errors": t["errors"],
         }
-    return {"variants": result, "rounds": rounds, "seconds": seconds, "loadAverage": round(os.getloadavg()[0], 1)}
+    return {
+        "path": f"GET /integrations/user/:id ({read} rows)" if read else "GET /integrations/:id/proxy/v10/users/@me",
+        "variants": result,
+        "rounds": rounds,
+        "seconds": seconds,
+        "loadAverage": round(os.getloadavg()[0], 1),
+    }
 
 
 def markdown(result: dict) -> str:
     lines = [
-        f"{result['rounds']} alternating rounds of {result['seconds']:g} s; load average at the end "
+        f"{result['path']}: {result['rounds']} alternating rounds of {result['seconds']:g} s; load average at the end "
         f"{result['loadAverage']}. CPU per call of the daemon (direct: of the emulators' process).",
         "",
-        "| variant | req/s | CPU µs per call (user + system) |",
+        "| variant | req/s | daemon CPU µs per call (user + system) |",
         "|---|---|---|",
     ]
     for name, r in result["variants"].items():
@@ -133,9 +153,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="per round and variant")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--read", type=int, default=0, help="N: measure GET /integrations/user/:id of N rows instead")
+    parser.add_argument("--pool", type=int, default=3, help="DATABASE_POOL_SIZE of each daemon")
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
-    result = run(args.database_url, [variant(v) for v in args.variants], args.seconds, args.rounds, args.concurrency)
+    variants = [variant(v) for v in args.variants]
+    result = run(args.database_url, variants, args.seconds, args.rounds, args.concurrency, args.read, args.pool)
     print(markdown(result))
     write_json(args.json, result)
 
