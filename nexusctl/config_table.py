@@ -286,11 +286,12 @@ TABLE = (
     Variable(
         "NEXUSCTL_EVENT_LOOP",
         "event_loop",
-        v.choice("uvloop", "asyncio"),
-        "uvloop",
-        "The daemon's event loop: `uvloop` (libuv's, less CPU per request; asyncio's own where uvloop is not "
-        "installed, as on Windows) or `asyncio` (the standard library's, e.g. to rule the loop out when "
-        "debugging).",
+        v.choice("asyncio", "uvloop"),
+        "asyncio",
+        "The daemon's event loop: `asyncio` (the standard library's) or `uvloop` (libuv's; asyncio's where uvloop "
+        "is not installed, as on Windows). uvloop saved no measurable CPU on the proxy and read routes "
+        "(docs/benchmarks.md), and when the process runs out of files it drains the accept queue silently "
+        "instead of pausing and logging `cannot accept connections`.",
     ),
     PROVIDER_CREDENTIALS,
     Variable(

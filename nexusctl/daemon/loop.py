@@ -1,10 +1,16 @@
-"""The daemon's event loop: uvloop where it is installed, asyncio's own otherwise or when asked.
+"""The daemon's event loop: asyncio's own, or uvloop when NEXUSCTL_EVENT_LOOP=uvloop and it is installed.
 
-uvloop runs asyncio's API on libuv: the same code, less CPU per socket operation for aiohttp's server
-and its client alike (docs/benchmarks.md, the loop and JSON change). Nothing in the daemon depends on
-the selector loop's specifics: signal handlers (run_app), ``add_reader`` (the delivery worker's
-PostgreSQL LISTEN), the exception handler (daemon.protocol) and thread executors (daemon.dbexec) are
-all asyncio API that uvloop implements. ``NEXUSCTL_EVENT_LOOP=asyncio`` turns it off.
+uvloop runs asyncio's API on libuv. Nothing in the daemon needs the selector loop for its API: signal
+handlers (run_app), ``add_reader`` (the delivery worker's PostgreSQL LISTEN), the exception handler
+(daemon.protocol) and thread executors (daemon.dbexec) all work on both (tests/daemon/test_loop.py).
+It is not the default because (docs/benchmarks.md, branch ``speed``):
+
+- side by side with asyncio's loop it saved no measurable CPU per proxied call or API read: aiohttp's
+  own protocol code, which uvloop does not touch, is most of a request;
+- out of file descriptors, asyncio's loop pauses accepting for a second and daemon.protocol logs one
+  throttled ``cannot accept connections`` line; libuv drains the accept queue with a reserve
+  descriptor and says nothing, and an accept error that reaches uvloop's listen callback closes the
+  listening socket without a word.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 def new_event_loop(choice: str) -> asyncio.AbstractEventLoop:
-    """A new loop of the kind ``choice`` names (``uvloop`` or ``asyncio``); asyncio's when uvloop is absent."""
+    """A new loop of the kind ``choice`` names (``asyncio`` or ``uvloop``); asyncio's when uvloop is absent."""
     if choice == "uvloop":
         try:
             # optional extra: uvloop is a dependency only where it is built (not on Windows)

@@ -1,4 +1,4 @@
-"""The daemon's event loop: uvloop where installed, asyncio's own when asked or when uvloop is absent."""
+"""The daemon's event loop: asyncio's own by default, uvloop when asked and installed."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 
+from nexusctl import config
 from nexusctl.daemon.loop import kind, new_event_loop
 
 
@@ -18,9 +19,10 @@ def _made(choice: str) -> str:
         loop.close()
 
 
-def test_uvloop_by_default_where_installed_and_asyncio_when_asked():
-    assert _made("uvloop") == "uvloop"  # a dependency on Linux (pyproject: every platform but Windows)
+def test_asyncio_by_default_and_uvloop_when_asked():
+    assert config.load({"NEXUS_DATA_DIR": "/tmp/nexusctl-never-created"}).event_loop == "asyncio"
     assert _made("asyncio") == "asyncio"
+    assert _made("uvloop") == "uvloop"  # a dependency on Linux (pyproject: every platform but Windows)
 
 
 def test_without_uvloop_the_daemon_runs_asyncios_loop(monkeypatch, caplog):
