@@ -40,7 +40,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_http(url: str, method: str = "GET", timeout: float = 20.0) -> None:
+def wait_http(url: str, method: str = "GET", timeout: float = 90.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:

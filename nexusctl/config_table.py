@@ -283,6 +283,16 @@ TABLE = (
         "`json`: the daemon logs one JSON object per line (request logs carry `method`, `route`, `status`, "
         "`duration_ms`, `request_id`).",
     ),
+    Variable(
+        "NEXUSCTL_EVENT_LOOP",
+        "event_loop",
+        v.choice("asyncio", "uvloop"),
+        "asyncio",
+        "The daemon's event loop: `asyncio` (the standard library's) or `uvloop` (libuv's; asyncio's where uvloop "
+        "is not installed, as on Windows). uvloop saved no measurable CPU on the proxy and read routes "
+        "(docs/benchmarks.md), and when the process runs out of files it drains the accept queue silently "
+        "instead of pausing and logging `cannot accept connections`.",
+    ),
     PROVIDER_CREDENTIALS,
     Variable(
         "GOOGLE_ADS_DEVELOPER_TOKEN",

@@ -280,6 +280,7 @@ def test_setting_a_variable_changes_its_attribute():
         "ENCRYPTION_OLD_KEYS": GOOD_KEY,
         "FRONTEND_URL": "https://f.example",
         "LOG_FORMAT": "json",
+        "NEXUSCTL_EVENT_LOOP": "uvloop",
         "PUBLIC_URL": "https://p.example",
         "WEBHOOK_RETRY_SCHEDULE": "1,2",
         "WEBHOOK_ALLOWED_NETWORKS": "10.0.0.0/8",

@@ -307,14 +307,40 @@ async def _load(svc, integration_id, owner_id):
     this process's own changes), else read and decrypted once and kept."""
     key = str(parse_uuid(integration_id, "integrationId"))
     cached = proxy_cache.get(key)
-    if cached is None:
-        seen = proxy_cache.generation(key)
-        row, tokens = await svc.run(connections.load, svc.keyring, key)
-        proxy_cache.put(key, row, tokens, seen)
-    else:
-        row, tokens = cached
+    row, tokens = cached if cached is not None else await _read_once(svc, key)
     if owner_id is not None and row.user_id != owner_id:
         raise IntegrationNotFound(f"integration {key} not found", id=key)
+    return row, tokens
+
+
+# Reads in flight, by (services, id): (the cache generation they started at, the shared task). When an entry
+# expires under load, every caller in that instant missed it and read the row itself (sixteen reads and
+# decryptions on the database threads for sixteen concurrent callers, each second): now they share one.
+_READING: dict[tuple[int, str], tuple[int, asyncio.Future]] = {}
+
+
+async def _read_once(svc, key: str):
+    """(row, tokens) read and decrypted once for all the callers that need them now; kept in the cache. A read
+    that began before this process changed the integration (proxy_cache.forget) is not joined."""
+    slot, seen = (id(svc), key), proxy_cache.generation(key)
+    pending = _READING.get(slot)
+    if pending is None or pending[0] != seen or pending[1].get_loop() is not asyncio.get_running_loop():
+        task = asyncio.ensure_future(_read(svc, key, seen))
+        pending = _READING[slot] = (seen, task)
+
+        def done(_task, mine=pending) -> None:
+            if _READING.get(slot) is mine:
+                del _READING[slot]
+            if not _task.cancelled():
+                _task.exception()  # seen here: when every caller has gone, asyncio would log it as never retrieved
+
+        task.add_done_callback(done)
+    return await asyncio.shield(pending[1])  # one caller cancelled does not cancel the others' read
+
+
+async def _read(svc, key: str, seen: int):
+    row, tokens = await svc.run(connections.load, svc.keyring, key)
+    proxy_cache.put(key, row, tokens, seen)
     return row, tokens
 
 

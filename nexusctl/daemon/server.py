@@ -12,6 +12,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from nexusctl import clock
 from nexusctl.daemon import traces
 from nexusctl.daemon.app import LISTENING, create_app
+from nexusctl.daemon.loop import kind, new_event_loop
 from nexusctl.daemon.observe import JsonFormatter
 from nexusctl.daemon.protocol import ACCEPT_BACKLOG, GuardedRequestHandler, connection_cap, install_accept_error_log
 from nexusctl.errors import ListenFailed
@@ -35,11 +36,13 @@ def serve(settings, *, host: str, port: int, output) -> None:
             log.warning("%s", moved)
         listening.set()  # now the worker and the scheduler may start
 
-    summary = f"({settings.database_kind}, redis {'on' if settings.redis_url else 'off'}, {settings.node_env})"
+    loop = new_event_loop(settings.event_loop)
+    summary = (
+        f"({settings.database_kind}, redis {'on' if settings.redis_url else 'off'}, {settings.node_env}, {kind(loop)})"
+    )
     # Our protocol handler (daemon.protocol): JSON error answers for what aiohttp cannot parse, the header
     # deadline and the connection cap under the file limit. aiohttp's Server makes its handlers from this name.
     web_server.RequestHandler = GuardedRequestHandler
-    loop = asyncio.new_event_loop()
     install_accept_error_log(loop)
     try:
         web.run_app(

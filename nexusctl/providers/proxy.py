@@ -178,7 +178,7 @@ def check_path(raw: str) -> str:
     if _SCHEME_LIKE.match(first):
         refuse("starts with a scheme")
     segments = raw.split("/")
-    if any(s in (".", "..") for s in segments):
+    if "." in segments or ".." in segments:
         refuse("contains . or .. segments")
     return raw
 
@@ -251,6 +251,8 @@ async def sniff(response: aiohttp.ClientResponse, *, ok_too: bool = False) -> by
 def throttle_wait(adapter, response, sniffed: bytes, *, ok_too: bool = False) -> int | None | bool:
     """False when not throttled, else the seconds the provider asks for (None: unknown). ``ok_too``: a
     successful answer may say so too (throttles_in_ok)."""
+    if response.status < 400 and not (ok_too and sniffed):
+        return False  # most answers: nothing to parse
     try:
         body = json.loads(sniffed) if sniffed else None
     except ValueError:
@@ -258,8 +260,6 @@ def throttle_wait(adapter, response, sniffed: bytes, *, ok_too: bool = False) ->
     reply = Reply(response.status, dict(response.headers), body)
     if response.status == 429:
         return retry_after(reply)
-    if response.status < 400 and not (ok_too and sniffed):
-        return False
     try:
         return adapter.rate_limit(reply)
     except RateLimited as exc:  # YouTube's spent daily quota: the wait until its reset

@@ -80,6 +80,17 @@ def _fake_getaddrinfo(host, port, *args, **kwargs):
 
 
 socket.getaddrinfo = _fake_getaddrinfo
+
+try:  # the daemon's loop (nexusctl.daemon.loop): uvloop resolves in libuv, never through socket.getaddrinfo
+    import uvloop
+except ImportError:
+    pass
+else:
+
+    async def _loop_getaddrinfo(self, host, port, *, family=0, type=0, proto=0, flags=0):
+        return await self.run_in_executor(None, _fake_getaddrinfo, host, port, family, type, proto, flags)
+
+    uvloop.Loop.getaddrinfo = _loop_getaddrinfo
 '''
 
 
