@@ -32,16 +32,21 @@ MAX_REPLY_BYTES = 2 * 1024 * 1024
 TIMEOUT = aiohttp.ClientTimeout(total=20, connect=10)
 
 
+def session_options() -> dict:
+    """What every outbound provider session is opened with: no proxy from the environment, no cookies kept."""
+    return {"trust_env": False, "headers": {"User-Agent": "nexusctl"}, "cookie_jar": aiohttp.DummyCookieJar()}
+
+
 @contextlib.asynccontextmanager
 async def provider_sessions(allowed_networks=()):
     """The process's two outbound sessions: one for operator-configured provider hosts, and one whose
     connector dials only addresses the SSRF guard let through, for hosts a user named (a WooCommerce
     store, a Shopify shop). Each keeps its connections alive across calls."""
+    # No cookie jar: the sessions are shared by every integration's calls, so a provider's Set-Cookie answered
+    # to one user's call must never ride along on another user's (providers authenticate by header, not cookie).
     async with (
-        aiohttp.ClientSession(trust_env=False, headers={"User-Agent": "nexusctl"}) as session,
-        aiohttp.ClientSession(
-            connector=ssrf.guarded_connector(allowed_networks), trust_env=False, headers={"User-Agent": "nexusctl"}
-        ) as guarded,
+        aiohttp.ClientSession(**session_options()) as session,
+        aiohttp.ClientSession(connector=ssrf.guarded_connector(allowed_networks), **session_options()) as guarded,
     ):
         yield session, guarded
 

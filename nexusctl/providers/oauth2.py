@@ -21,7 +21,7 @@ import aiohttp
 from nexusctl import ssrf
 from nexusctl.config import ProviderCredentials
 from nexusctl.errors import OAuthFailed, ProviderError, RateLimited, RefreshFailed
-from nexusctl.providers.http import Reply, basic_auth, call, describe
+from nexusctl.providers.http import Reply, basic_auth, call, describe, session_options
 from nexusctl.providers.spec import Account, ProviderSpec, TokenSet, expires_at, split_scope
 
 # Error codes that mean the grant itself is gone: the user must connect again.
@@ -186,7 +186,7 @@ class OAuth2Adapter:
         if self.guarded_session is not None:
             return await call(self.guarded_session, self.name, method, url, secrets=secrets, **kwargs)
         async with aiohttp.ClientSession(
-            connector=ssrf.guarded_connector(self.allowed_networks), trust_env=False, headers={"User-Agent": "nexusctl"}
+            connector=ssrf.guarded_connector(self.allowed_networks), **session_options()
         ) as guarded:  # as the shared session
             return await call(guarded, self.name, method, url, secrets=secrets, **kwargs)
 

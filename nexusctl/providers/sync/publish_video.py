@@ -290,7 +290,11 @@ async def youtube(api, content: dict, metadata: dict) -> dict:
     stats = {"chunks": 0, "resumes": 0}
     connector = ssrf.guarded_connector(allowed)
     async with aiohttp.ClientSession(
-        connector=connector, trust_env=False, timeout=MEDIA_TIMEOUT, headers={"User-Agent": "nexusctl-publish"}
+        connector=connector,
+        trust_env=False,
+        timeout=MEDIA_TIMEOUT,
+        headers={"User-Agent": "nexusctl-publish"},
+        cookie_jar=aiohttp.DummyCookieJar(),  # a media host's cookies are nobody's business on the next fetch
     ) as media:
         response, total, kind = await _open_media(media, video["url"], allowed)
         try:
