@@ -11,12 +11,17 @@ import select
 import subprocess
 import sys
 import time
+import uuid
 
 import pytest
 from support.daemons import NEXUSCTL
+from support.daemons import stop as stop_daemon
+from support.ports import closed_port
 from support.terminal import ANSI, piped_run, stderr_on_pty  # noqa: F401 - old names, kept for importers
+from support.waiting import wait_for
 
 from nexusctl.cli.output import Output
+from nexusctl.cli.webhooks import REPLAY_BATCH
 
 
 class FakeTerminal(io.StringIO):
@@ -117,86 +122,103 @@ def test_error_lines_are_coloured_only_on_a_terminal_without_no_color(db_url):
     assert piped.returncode == 2 and ANSI not in piped.stderr and piped.stderr.startswith("error: VALIDATION_ERROR")
 
 
-@pytest.fixture
-def failed_deliveries(db_url, make_integration):
-    """A webhook with 1,203 FAILED deliveries: three pages of the replay's batches of 500, and a bit."""
-    import datetime as dt
-    import uuid
+# One more than a replay batch: the replay crosses a page boundary (a row counted twice or skipped there shows in
+# the count), as a replay of thousands does, for the cost of 501 failing deliveries rather than 1,203.
+FAILED_COUNT = REPLAY_BATCH + 1
+SINCE = "2000-01-01T00:00:00Z"
 
-    from nexusctl import config
-    from nexusctl.crypto import keyring_from_settings
-    from nexusctl.db.models import Webhook, WebhookDelivery
-    from nexusctl.db.secrets import seal
-    from nexusctl.enums import DeliveryStatus
 
-    integration = make_integration()
-    hook = Webhook(integration=integration, url="https://example.com/h", events=["*"])
-    seal(keyring_from_settings(config.load()), hook, "secret", "whsec-test")
-    hook.save(force_insert=True)
-    now = dt.datetime.now(dt.timezone.utc)
-    rows = [
-        {
-            "id": uuid.uuid4(),
-            "webhook": hook.id,
-            "event": "media.created",
-            "payload": {"n": i},
-            "status": DeliveryStatus.FAILED,
-            "next_attempt_at": None,
-            "created_at": now,
-            "updated_at": now,
-        }
-        for i in range(1203)
-    ]
-    for start in range(0, len(rows), 200):
-        WebhookDelivery.insert_many(rows[start : start + 200]).execute()
-    return hook
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def failed_deliveries(request, emulators, tmp_path_factory, pg_template, stack_launcher):
+    """Two webhooks of a user whose receivers are gone (closed ports), each with FAILED_COUNT FAILED deliveries,
+    reached as users reach them: a connect through the emulators, the webhooks made through the API, the events
+    emitted in bulk (`nexusctl events emit --file`) and the daemon's own attempts (one immediate retry,
+    WEBHOOK_RETRY_SCHEDULE=0, then FAILED). Then the daemon stops, so what a replay queues stays queued for the
+    test to see. One webhook per test ("bar", "dry-run"): neither sees what the other's replays did.
+
+    Yields (stack, {test: webhook id}, the CLI's environment on a terminal)."""
+    settings = {
+        "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32",
+        "WEBHOOK_RETRY_SCHEDULE": "0",
+        "WEBHOOK_CONCURRENCY": "100",  # many sends at once to one receiver: the failures take seconds
+        "WEBHOOK_CONCURRENCY_PER_ENDPOINT": "100",
+    }
+    work = tmp_path_factory.mktemp("replay")
+    with stack_launcher(request.param, work, emulators, pg_template, settings) as stack:
+        user = uuid.uuid4()
+        connected = stack.connect("DISCORD", user)
+        assert connected["status"] == "success", connected
+        integration = connected["integrationId"]
+        hooks = {}
+        for name in ("bar", "dry-run"):
+            url = f"http://127.0.0.1:{closed_port()}/hook"
+            made = stack.api(
+                "POST",
+                "/integrations/webhooks",
+                user=user,
+                body={"integrationId": integration, "url": url, "events": ["media.*"]},
+            )
+            assert made.status == 201, made.text
+            hooks[name] = made.json()["data"]["id"]
+        events = work / "events.ndjson"
+        line = {"integrationId": integration, "type": "media.created"}
+        events.write_text("".join(json.dumps({**line, "data": {"n": n}}) + "\n" for n in range(FAILED_COUNT)))
+        emitted = stack.cli("events", "emit", "--file", events)
+        assert emitted.returncode == 0, emitted.stderr
+        for hook in hooks.values():
+            wait_for(
+                lambda hook=hook: statuses(stack, hook) == {"FAILED": FAILED_COUNT},
+                60,
+                f"{FAILED_COUNT} deliveries to fail at a gone receiver",
+                interval=0.2,
+            )
+        stop_daemon(stack.process)
+        yield stack, hooks, {**stack.env, "TERM": "xterm-256color", "COLUMNS": "100"}
+
+
+def statuses(stack, hook: str) -> dict:
+    rows = stack.sql("SELECT status, COUNT(*) FROM webhook_deliveries WHERE webhook_id = %s GROUP BY status", hook)
+    return dict(rows)
 
 
 def test_replay_shows_a_bar_on_a_terminal_and_one_line_in_scripts(failed_deliveries):
-    from nexusctl.db.models import WebhookDelivery
-    from nexusctl.enums import DeliveryStatus
-
-    args = ["webhooks", "replay", failed_deliveries.id, "--since", "2000-01-01T00:00:00Z", "--status", "FAILED"]
-    code, stdout, screen = stderr_on_pty([*args, "--json"], terminal_env())
+    stack, hooks, env = failed_deliveries
+    hook = hooks["bar"]
+    failed = ["webhooks", "replay", hook, "--since", SINCE, "--status", "FAILED"]
+    code, stdout, screen = stderr_on_pty([*failed, "--json"], env)
     assert code == 0, screen
-    assert "queueing deliveries" in screen and "/1203" in screen  # the bar, with its total
-    assert "Queued 1203 deliveries again" in screen
-    assert json.loads(stdout) == {"webhookId": str(failed_deliveries.id), "queued": 1203, "dryRun": False}
-    assert WebhookDelivery.select().where(WebhookDelivery.status == DeliveryStatus.PENDING).count() == 1203
+    assert "queueing deliveries" in screen and f"/{FAILED_COUNT}" in screen  # the bar, with its total
+    assert f"Queued {FAILED_COUNT} deliveries again" in screen
+    assert json.loads(stdout) == {"webhookId": hook, "queued": FAILED_COUNT, "dryRun": False}
+    assert statuses(stack, hook) == {"PENDING": FAILED_COUNT}
 
-    WebhookDelivery.update(status=DeliveryStatus.FAILED).execute()
-    code, _, screen = stderr_on_pty(args, terminal_env(NO_COLOR="1"))
-    assert code == 0 and "queueing deliveries" in screen and "Queued 1203" in screen
+    # Queued again, whatever their status now (no --status): the same count each time.
+    every = failed[:-2]
+    code, _, screen = stderr_on_pty(every, {**env, "NO_COLOR": "1"})
+    assert code == 0 and "queueing deliveries" in screen and f"Queued {FAILED_COUNT}" in screen
     assert not SGR.search(screen)  # the bar still moves, without colour
 
-    WebhookDelivery.update(status=DeliveryStatus.FAILED).execute()
-    piped = piped_run(args, terminal_env())
+    piped = piped_run(every, env)
     assert piped.returncode == 0 and piped.stdout == ""
-    assert piped.stderr == "Queued 1203 deliveries again\n"  # the summary alone: no bar, no escapes
+    assert piped.stderr == f"Queued {FAILED_COUNT} deliveries again\n"  # the summary alone: no bar, no escapes
 
-    WebhookDelivery.update(status=DeliveryStatus.FAILED).execute()
-    code, stdout, screen = stderr_on_pty([*args, "-q"], terminal_env())
+    code, stdout, screen = stderr_on_pty([*every, "-q"], env)
     assert code == 0 and screen == "" and stdout == ""  # -q: nothing at all, even on a terminal
-    assert WebhookDelivery.select().where(WebhookDelivery.status == DeliveryStatus.PENDING).count() == 1203
+    assert statuses(stack, hook) == {"PENDING": FAILED_COUNT}
 
 
 def test_replay_dry_run_counts_and_queues_nothing(failed_deliveries):
-    from nexusctl.db.models import WebhookDelivery
-    from nexusctl.enums import DeliveryStatus
-
-    piped = piped_run(
-        ["webhooks", "replay", failed_deliveries.id, "--since", "2000-01-01T00:00:00Z", "--dry-run", "--json"],
-        terminal_env(),
-    )
+    stack, hooks, env = failed_deliveries
+    hook = hooks["dry-run"]
+    piped = piped_run(["webhooks", "replay", hook, "--since", SINCE, "--status", "FAILED", "--dry-run", "--json"], env)
     assert piped.returncode == 0, piped.stderr
-    assert json.loads(piped.stdout)["queued"] == 1203 and "Would queue 1203 deliveries again" in piped.stderr
-    assert WebhookDelivery.select().where(WebhookDelivery.status == DeliveryStatus.FAILED).count() == 1203
+    assert json.loads(piped.stdout)["queued"] == FAILED_COUNT
+    assert f"Would queue {FAILED_COUNT} deliveries again" in piped.stderr
+    assert statuses(stack, hook) == {"FAILED": FAILED_COUNT}
     # Without --status every page still matches after its update: the keyset moves on, no row twice.
-    everything = piped_run(
-        ["webhooks", "replay", failed_deliveries.id, "--since", "2000-01-01T00:00:00Z", "--json"], terminal_env()
-    )
-    assert json.loads(everything.stdout)["queued"] == 1203
-    assert WebhookDelivery.select().where(WebhookDelivery.status == DeliveryStatus.PENDING).count() == 1203
+    everything = piped_run(["webhooks", "replay", hook, "--since", SINCE, "--json"], env)
+    assert json.loads(everything.stdout)["queued"] == FAILED_COUNT
+    assert statuses(stack, hook) == {"PENDING": FAILED_COUNT}
 
 
 def test_key_rotation_shows_a_bar_on_a_terminal_and_one_line_in_scripts(db_url, make_integration, monkeypatch):

@@ -19,7 +19,7 @@ import logging
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from nexusctl import tracing
+from nexusctl import clock, tracing
 from nexusctl.core import job_runs, job_work
 from nexusctl.errors import DatabaseUnavailable
 
@@ -65,8 +65,12 @@ def start_scheduler(settings, services) -> AsyncIOScheduler:
 
 
 def _next_run(scheduler: AsyncIOScheduler, name: str) -> dt.datetime | None:
+    """When the job runs next, on the product's clock like every stored time (the scheduler keeps the system
+    clock's: under the test facility's offset, `jobs list` would otherwise call every job overdue)."""
     job = scheduler.get_job(name)
-    return job.next_run_time if job is not None else None
+    if job is None or job.next_run_time is None:
+        return None
+    return job.next_run_time + dt.timedelta(seconds=clock.offset())
 
 
 async def _announce(scheduler, services, me: str, jobs) -> None:

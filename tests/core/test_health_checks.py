@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from nexusctl.core import health, health_checks
+from nexusctl.core import health, health_checks, integrations
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import Integration, OutboxEvent, Webhook, WebhookDelivery
 from nexusctl.enums import Provider
@@ -126,7 +126,7 @@ def test_a_change_is_announced_once_and_recovery_too(database, make_integration)
 def test_concurrent_checkers_announce_a_change_once(database, make_integration, db_url):
     row = make_integration(provider=Provider.DISCORD)
     health_checks.check(row.id, **WINDOWS)
-    Integration.update(is_active=False).where(Integration.id == row.id).execute()
+    integrations.update(row.id, is_active=False)  # as PATCH isActive: false does
     barrier, errors = threading.Barrier(6), []
 
     def checker():
@@ -215,7 +215,7 @@ def test_the_listing_reads_what_was_stored_and_writes_nothing(database, make_int
     checked_at = Integration.get_by_id(row.id).health_checked_at
     # It breaks after its last check: the list shows the stored status (with when it was checked) until the
     # next check, announces nothing and writes nothing; the single-integration check sees it at once.
-    Integration.update(is_active=False).where(Integration.id == row.id).execute()
+    integrations.update(row.id, is_active=False)  # as PATCH isActive: false does
     [listed] = health_checks.list_page(user_id=user).items
     assert listed["status"] == "healthy" and listed["checkedAt"] == health._iso(checked_at)
     assert Integration.get_by_id(row.id).health_checked_at == checked_at and _changes(row.id) == []

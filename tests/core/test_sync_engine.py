@@ -15,7 +15,7 @@ import pytest
 from support.clock import pass_until
 
 from nexusctl import config
-from nexusctl.core import rate_budget, sync_runs, sync_state
+from nexusctl.core import integrations, rate_budget, sync_runs, sync_state
 from nexusctl.core.runtime import Runtime, direct
 from nexusctl.crypto import keyring_from_settings
 from nexusctl.db.models import Integration, IntegrationSyncLog, OutboxEvent, SyncCursor, Webhook, WebhookDelivery
@@ -262,7 +262,7 @@ def test_an_inactive_integration_or_unknown_action_is_refused(env, make_integrat
     integration, _ = _slack(env, make_integration)
     with pytest.raises(Exception, match="has no action 'fetch_posts'; it has: fetch_channels"):
         sync_runs.plan(integration.id, "fetch_posts")
-    Integration.update(is_active=False, last_error="revoked").where(Integration.id == integration.id).execute()
+    integrations.update(integration.id, is_active=False)  # as PATCH isActive: false does
     with pytest.raises(SyncFailed, match="is inactive"):
         sync_runs.plan(integration.id, None)
 

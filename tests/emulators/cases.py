@@ -8,6 +8,9 @@ provider wants (its client-id parameter, body vs Basic, form vs JSON);
 
 from __future__ import annotations
 
+from nexusctl.providers.registry import SPECS
+from nexusctl.providers.spec import ConnectKind
+
 from .testkit import REDIRECT, Resp, call, consent, pkce
 
 SHOP = "demo.myshopify.com"
@@ -33,26 +36,9 @@ SCOPES = {
 SCOPE_SEP = {name: ("," if "," in scope else " ") for name, scope in SCOPES.items()}
 SCOPE_EITHER = {"INSTAGRAM", "FACEBOOK", "META_ADS"}  # Meta accepts comma or space
 PKCE = {"FACEBOOK", "META_ADS", "YOUTUBE", "GOOGLE_ADS", "TWITTER", "HUBSPOT", "SALESFORCE", "DISCORD"}
-OAUTH = [
-    "TIKTOK",
-    "INSTAGRAM",
-    "FACEBOOK",
-    "YOUTUBE",
-    "TWITTER",
-    "LINKEDIN",
-    "HUBSPOT",
-    "SALESFORCE",
-    "SHOPIFY",
-    "META_ADS",
-    "GOOGLE_ADS",
-    "TIKTOK_ADS",
-    "MAILCHIMP",
-    "STRIPE",
-    "PAYPAL",
-    "ZAPIER",
-    "SLACK",
-    "DISCORD",
-]
+# Every provider connected by an OAuth code flow, from the service's provider specs: a new provider is covered
+# here without anyone remembering to list it.
+OAUTH = [provider.value for provider, spec in SPECS.items() if spec.kind is ConnectKind.OAUTH2]
 # Providers whose token request repeats redirect_uri and checks it.
 CHECKS_REDIRECT = set(OAUTH) - {"SHOPIFY", "TIKTOK_ADS", "STRIPE", "PAYPAL"}
 

@@ -410,7 +410,7 @@ class YouTube(DailyQuota, YouTubeAnalytics, YouTubeComments, ResumableUploads, G
     def rate_limited(self, endpoint, retry_after):
         if endpoint not in ("whoami", "playlistItems"):
             return super().rate_limited(endpoint, retry_after)
-        when = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() + retry_after))
+        when = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(self.now() + retry_after))
         return api_error(
             403,
             f"User-rate limit exceeded. Retry after {when}",

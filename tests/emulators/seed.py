@@ -12,14 +12,13 @@ member, the X user, the YouTube channel's uploads, the TikTok Ads advertisers.
 from __future__ import annotations
 
 import datetime as dt
-import time
 
 COUNT = 3  # rows per kind: enough to see a list, few enough to read
 
 
 def seed(emu) -> None:
     """Fill every emulator of ``emu`` (an ``Emulators``) with a few records of each kind it lists."""
-    now = time.time()
+    now = emu.now()  # the shared clock: earlier tests may have moved it on
     for provider, kinds in _records(emu, now).items():
         for kind, rows in kinds.items():
             emu[provider].set_records(kind, rows)

@@ -172,8 +172,19 @@ class Emulators:
         with self._clock_lock:
             return time.time() + self._offset
 
+    @property
+    def offset(self) -> float:
+        """Seconds the shared clock is ahead of the system clock (what the clock file holds)."""
+        with self._clock_lock:
+            return self._offset
+
     def advance_clock(self, seconds: float) -> None:
-        """Move the clock (token ages and expiries here; with a clock file, the product's "now" too) forward."""
+        """Move the clock (token ages and expiries here; with a clock file, the product's "now" too) forward.
+
+        Never back: daemons and tests keep timestamps from earlier "nows" (leases, retry times, expiries), and a
+        clock going backwards would make them lie in the future."""
+        if seconds < 0:
+            raise ValueError(f"the shared clock only moves forward (asked to move {seconds:+g} s)")
         with self._clock_lock:
             self._offset += seconds
             self._write_clock()
@@ -216,10 +227,9 @@ class Emulators:
         return self.providers["SENDGRID"].key()
 
     def reset(self) -> None:
-        """Back to a fresh start: clock, tokens, counters, controls, accounts. Credentials stay."""
-        with self._clock_lock:
-            self._offset = 0.0
-            self._write_clock()
+        """Back to a fresh start: tokens, counters, controls, accounts. Credentials stay, and so does the clock:
+        time never goes back (``advance_clock``), so a test sees whatever "now" the tests before it left and
+        reads it from ``support.clock.now`` rather than from the system clock."""
         self.errors.clear()
         for provider in self.providers.values():
             provider.reset()

@@ -3,8 +3,6 @@ span or too far back, a missing permission, a bad metric; and answer the documen
 
 from __future__ import annotations
 
-import time
-
 from .testkit import call
 
 DAY = 86400
@@ -17,7 +15,10 @@ def _token(emu, *scope: str, **data) -> str:
 
 def test_instagram_insights_windows_permission_and_metrics(fresh_emulators):
     emu, env = fresh_emulators["INSTAGRAM"], fresh_emulators.env()
-    url, now = env["INSTAGRAM_API_URL"] + "/me/insights", int(time.time())
+    url, now = (
+        env["INSTAGRAM_API_URL"] + "/me/insights",
+        int(fresh_emulators.now()),
+    )  # the shared clock, which earlier tests may have moved on
     token = _token(emu, "instagram_business_basic", IG_INSIGHTS)
     ask = {"metric": "reach,views", "period": "day", "metric_type": "total_value"}
     ok = call("GET", url, params={**ask, "since": now - 30 * DAY, "until": now}, bearer=token)
@@ -39,7 +40,10 @@ def test_instagram_insights_windows_permission_and_metrics(fresh_emulators):
 def test_facebook_page_insights_need_the_page_token_and_read_insights_within_93_days(fresh_emulators):
     emu, env = fresh_emulators["FACEBOOK"], fresh_emulators.env()
     emu.set_records("pages", [{"id": "101", "name": "P", "insights": {"page_media_view": 7}}])
-    url, now = env["FACEBOOK_API_URL"] + "/101/insights", int(time.time())
+    url, now = (
+        env["FACEBOOK_API_URL"] + "/101/insights",
+        int(fresh_emulators.now()),
+    )  # the shared clock, which earlier tests may have moved on
     scopes = ("pages_show_list", "pages_read_engagement", "read_insights")
     page = _token(emu, *scopes, page_id="101")
     ask = {"metric": "page_media_view", "period": "day"}

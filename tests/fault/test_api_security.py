@@ -35,7 +35,6 @@ from apikit import (
     seed_world,
     wait_for,
 )
-from support import clock
 
 from nexusctl.core.oauth_states import STATE_TTL
 from nexusctl.daemon.openapi import document
@@ -460,8 +459,8 @@ def test_an_expired_state_is_refused(api):  # noqa: F811
     callback = _consent(data)
     # The user comes back after the state's ten minutes: time passes on the clock the daemon shares with the
     # emulators (in Redis the record outlives its TTL's wall-clock seconds; its own expiry says it is over).
-    with clock.moved(api.stack.emulators, STATE_TTL.total_seconds() + 60):
-        _refused(api, call("GET", callback), "expired")
+    api.stack.emulators.advance_clock(STATE_TTL.total_seconds() + 60)
+    _refused(api, call("GET", callback), "expired")
     assert _connected(api, user) == []
 
 

@@ -28,6 +28,8 @@ from support.daemons import stop as stop_daemon
 
 PARTIAL = b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: "  # never finished
 WHOLE = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+CLOSE_DEADLINE = 30  # seconds a close (after a 1 s timeout) may take on a loaded machine before the test fails
+HEALTH_DEADLINE = 10  # seconds /health may take to answer, however loaded the machine: a deadline, not a latency
 
 
 def _start(env: dict, work, limit: int | None = None) -> tuple[int, subprocess.Popen, object]:
@@ -71,7 +73,10 @@ def _read_response(conn: socket.socket) -> bytes:
     return data
 
 
-def _closed_by_peer(conn: socket.socket) -> bool:
+def _closed_within(conn: socket.socket, deadline: float) -> bool:
+    """Whether the daemon closes ``conn`` (EOF or reset) within ``deadline`` seconds: a wait on that condition,
+    returning as soon as it happens."""
+    conn.settimeout(deadline)
     try:
         return conn.recv(1) == b""
     except ConnectionResetError:
@@ -92,7 +97,7 @@ def test_half_sent_requests_are_dropped_after_the_header_timeout(db_url, databas
         assert _read_response(kept_alive).startswith(b"HTTP/1.1 200")
         kept_alive.sendall(PARTIAL)  # the next request on the kept-alive connection, never finished
         next_sent = time.monotonic()
-        assert _health(port, 2)  # served meanwhile
+        assert _health(port, HEALTH_DEADLINE)  # served meanwhile
 
         # A slow but honest client: its headers in pieces, all within the timeout.
         with socket.create_connection(("127.0.0.1", port), timeout=10) as slow:
@@ -101,16 +106,14 @@ def test_half_sent_requests_are_dropped_after_the_header_timeout(db_url, databas
                 time.sleep(0.2)  # pacing the client, within the 1 s it has
             assert _read_response(slow).startswith(b"HTTP/1.1 200")
 
-        for conn in idle:
-            conn.settimeout(max(0.1, sent + 6 - time.monotonic()))
-            assert _closed_by_peer(conn), "a half-sent request was still open 6 s after it was sent"
-        closed_after = time.monotonic() - sent
-        kept_alive.settimeout(max(0.1, next_sent + 6 - time.monotonic()))
-        assert _closed_by_peer(kept_alive), "the half-sent next request was still open 6 s after it was sent"
-        assert 0.9 <= closed_after < 6, closed_after
+        # Closed by the daemon, and not before the client's second was up. The deadline only bounds the wait: far
+        # from the 1 s timeout on any machine, and far below aiohttp's own 75 s idle close, which would pass too.
+        for conn in [*idle, kept_alive]:
+            assert _closed_within(conn, CLOSE_DEADLINE), f"a half-sent request still open after {CLOSE_DEADLINE} s"
+        assert time.monotonic() - sent >= 0.9 and time.monotonic() - next_sent >= 0.9
         for conn in idle + [kept_alive]:
             conn.close()
-        assert _health(port, 2)
+        assert _health(port, HEALTH_DEADLINE)
     finally:
         stop_daemon(daemon)
 
@@ -125,16 +128,15 @@ def test_a_trickled_body_is_answered_408_and_its_connection_closed(db_url, datab
             b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\n" + b"text=hello"
         )
         sent = time.monotonic()
-        assert _health(port, 2)  # served meanwhile
+        assert _health(port, HEALTH_DEADLINE)  # served meanwhile
+        conn.settimeout(CLOSE_DEADLINE)  # a deadline for the answer, not a bound on its latency
         answer = _read_response(conn)
-        waited = time.monotonic() - sent
+        assert time.monotonic() - sent >= 0.9  # not before the body's second was up
         assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
         assert b'"REQUEST_TIMEOUT"' in answer and b"HTTP_BODY_TIMEOUT" in answer, answer
-        assert 0.9 <= waited < 6, waited
-        conn.settimeout(5)
-        assert _closed_by_peer(conn), "the connection of a timed-out body was kept open"
+        assert _closed_within(conn, CLOSE_DEADLINE), "the connection of a timed-out body was kept open"
         conn.close()
-        assert _health(port, 2)
+        assert _health(port, HEALTH_DEADLINE)
     finally:
         stop_daemon(daemon)
 
@@ -161,7 +163,7 @@ def test_more_idle_sockets_than_the_file_limit_leave_health_answering(db_url, da
                 continue
             idle.append(conn)
         assert len(idle) > limit, f"only {len(idle)} connections opened"
-        answered = [_health(port, 2) for _ in range(5)]
+        answered = [_health(port, HEALTH_DEADLINE) for _ in range(5)]
         assert all(answered), answered
         assert daemon.poll() is None
     finally:

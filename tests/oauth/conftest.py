@@ -23,6 +23,15 @@ from support.tokens import JWT_SECRET  # noqa: F401
 from support.tokens import mint as token_for  # noqa: F401
 
 
+@pytest.fixture(autouse=True)
+def _earlier_connections_inactive(request):
+    """A test on reset emulators (``fresh_emulators``) and a module's daemon (``stack``) starts without the
+    connections earlier tests made there (``Stack.deactivate_earlier``): the emulators forgot their tokens, and
+    the shared clock, which never goes back, would bring them into the sweep with this test's."""
+    if "fresh_emulators" in request.fixturenames and "stack" in request.fixturenames:
+        request.getfixturevalue("stack").deactivate_earlier()
+
+
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def stack(request, emulators, tmp_path_factory, pg_template):
     # The WooCommerce store a user names is the emulator on 127.0.0.1: a user-supplied URL, so the SSRF

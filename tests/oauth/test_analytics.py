@@ -16,6 +16,7 @@ import time
 import pytest
 from emulators.seed import seed
 from emulators.testkit import CallbackSink
+from support import clock
 from test_sync_scopes import _connect, _sync
 
 G = "https://www.googleapis.com/auth/"
@@ -172,7 +173,7 @@ def test_windows_follow_each_providers_rules(stack, fresh_emulators):
     user, integration = _connect(stack, "YOUTUBE")
     assert _sync(stack, integration, user, "fetch_analytics")["status"] == "COMPLETED"
     (asked,) = stack.emulators["YOUTUBE"].analytics_requests
-    today = dt.datetime.now(dt.timezone.utc).date()
+    today = clock.now(stack.emulators).date()  # the shared clock's day, which earlier tests may have moved on
     end, start = dt.date.fromisoformat(asked["endDate"]), dt.date.fromisoformat(asked["startDate"])
     assert end in (today - dt.timedelta(days=2), today - dt.timedelta(days=1)) and (end - start).days == 27
     user, integration = _connect(stack, "INSTAGRAM")

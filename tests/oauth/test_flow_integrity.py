@@ -6,6 +6,11 @@ wants a victim's callback to land on their URL or connect to their user. The
 daemon must instead refuse (a redirect to FRONTEND_URL with status=error) or
 finish the victim's own flow as it was started; never a 500, never the
 attacker's URL.
+
+The store is rewritten here on purpose, and only here: each rewrite is the attacker with the database (or Redis),
+a state no user can reach. Expired, replayed and crossed states are reached the way users reach them, through
+the shared clock and the callbacks (test_flow_security.py, tests/fault/test_api_security.py, and
+``test_another_providers_callback_leaves_the_state_to_the_right_one`` below).
 """
 
 from __future__ import annotations
@@ -74,6 +79,7 @@ def test_a_pending_flow_rewritten_in_its_store_never_redirects_to_the_attacker(s
     _, data = started(stack, "SLACK", user=victim)
     callback = at_provider(data["authorizationUrl"])
     digest = _digest(data["state"])
+    # The attacker with the store: the victim's pending flow now names the attacker's user and URL.
     if "REDIS_URL" in stack.env:
         client = _redis(stack)
         stored = client.get(PREFIX + digest).decode()
@@ -112,6 +118,7 @@ def test_a_sealed_flow_moved_under_another_state_does_not_open(stack, fresh_emul
     _, mine = started(stack, "SLACK", user=attacker)  # a genuine flow of the attacker's, to transplant
     callback = at_provider(theirs["authorizationUrl"])
     victim_digest, attacker_digest = _digest(theirs["state"]), _digest(mine["state"])
+    # The attacker with the store copies their own sealed record over the victim's.
     if "REDIS_URL" in stack.env:
         client = _redis(stack)
         client.set(PREFIX + victim_digest, client.get(PREFIX + attacker_digest), keepttl=True)
@@ -127,6 +134,7 @@ def test_a_garbled_state_record_lands_on_the_frontend_error_not_a_500(stack, fre
     _, data = started(stack, "DISCORD", user=user)
     callback = at_provider(data["authorizationUrl"])
     digest = _digest(data["state"])
+    # Someone with the store (or a torn write) leaves a record that no key opens.
     if "REDIS_URL" in stack.env:
         _redis(stack).set(PREFIX + digest, b"nx1.00000000.AAAA", keepttl=True)
     else:

@@ -7,7 +7,6 @@ import uuid
 
 import pytest
 from emulators.testkit import call
-from support import clock
 from test_connect_providers import dump
 
 from nexusctl.core.oauth_states import STATE_TTL
@@ -80,8 +79,8 @@ def test_an_expired_state_fails(stack, fresh_emulators):
     callback = at_provider(data["authorizationUrl"])
     # The user comes back after the state's ten minutes (the shared clock: the daemon's "now" moves on; in Redis
     # the record outlives its TTL's wall-clock seconds, and its own expiry says it is over).
-    with clock.moved(stack.emulators, STATE_TTL.total_seconds() + 60):
-        _refused_to_frontend(call("GET", callback), "SLACK")
+    stack.emulators.advance_clock(STATE_TTL.total_seconds() + 60)
+    _refused_to_frontend(call("GET", callback), "SLACK")
 
 
 def test_a_state_from_another_provider_or_unknown_fails(stack, fresh_emulators):

@@ -13,6 +13,7 @@ import datetime as dt
 import time
 import uuid
 
+from support import clock
 from test_connect_providers import tenant_of
 
 SEARCH = "https://uri.paypal.com/services/reporting/search/read"
@@ -61,17 +62,18 @@ def _health(stack, integration, user) -> dict:
     return answer.json()["data"]
 
 
-def _ago(days: float) -> dt.datetime:
-    return dt.datetime.now(UTC).replace(microsecond=0) - dt.timedelta(days=days)
+def _ago(days: float, now: dt.datetime) -> dt.datetime:
+    """``days`` before ``now``: the shared clock's (support.clock.now), which earlier tests may have moved on."""
+    return now.replace(microsecond=0) - dt.timedelta(days=days)
 
 
-def _paypal(n):
+def _paypal(n, now):
     return [
         {
             "transaction_info": {
                 "transaction_id": f"5TY05013RG{i:07d}",
                 "transaction_event_code": "T0006",
-                "transaction_initiation_date": _ago(1 + i).strftime("%Y-%m-%dT%H:%M:%S+0000"),
+                "transaction_initiation_date": _ago(1 + i, now).strftime("%Y-%m-%dT%H:%M:%S+0000"),
                 "transaction_amount": {"currency_code": "USD", "value": f"{i}.00"},
                 "transaction_status": "S",
             }
@@ -112,13 +114,13 @@ def _channels(n):
     return [{"id": f"C{i:08d}", "name": f"chan-{i}", "is_private": i % 3 == 0} for i in range(n)]
 
 
-def _orders(ages):
+def _orders(ages, now):
     return [
         {
             "id": f"gid://shopify/Order/{i}",
             "name": f"#{1000 + i}",
-            "createdAt": _ago(age).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "updatedAt": _ago(age).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "createdAt": _ago(age, now).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "updatedAt": _ago(age, now).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "displayFinancialStatus": "PAID",
             "currentTotalPriceSet": {"shopMoney": {"amount": "1.00", "currencyCode": "EUR"}},
         }
@@ -126,20 +128,21 @@ def _orders(ages):
     ]
 
 
-# provider -> (action, emulator records kind, rows, emulator endpoint counter, the scope a user may untick)
+# provider -> (action, emulator records kind, rows at a "now", emulator endpoint counter, the scope a user may untick)
 CASES = {
-    "PAYPAL": ("fetch_transactions", "transactions", _paypal(7), "transactions", SEARCH),
-    "HUBSPOT": ("fetch_campaigns", "campaigns", _campaigns(12), "campaigns", "marketing.campaigns.read"),
-    "LINKEDIN": ("fetch_posts", "posts", _posts(9), "posts", "r_member_social"),
-    "SLACK": ("fetch_channels", "channels", _channels(10), "conversations.list", "groups:read"),
-    "SHOPIFY": ("fetch_orders", "orders", _orders([1, 20, 50]), "orders", "read_orders"),
+    "PAYPAL": ("fetch_transactions", "transactions", lambda now: _paypal(7, now), "transactions", SEARCH),
+    "HUBSPOT": ("fetch_campaigns", "campaigns", lambda now: _campaigns(12), "campaigns", "marketing.campaigns.read"),
+    "LINKEDIN": ("fetch_posts", "posts", lambda now: _posts(9), "posts", "r_member_social"),
+    "SLACK": ("fetch_channels", "channels", lambda now: _channels(10), "conversations.list", "groups:read"),
+    "SHOPIFY": ("fetch_orders", "orders", lambda now: _orders([1, 20, 50], now), "orders", "read_orders"),
 }
 
 
 def test_each_action_completes_on_a_fresh_connection_with_the_requested_scopes(stack, fresh_emulators):
     _operator_approval(stack, True)
-    for provider, (action, kind, rows, endpoint, _scope) in CASES.items():
+    for provider, (action, kind, rows_at, endpoint, _scope) in CASES.items():
         emu = stack.emulators[provider]
+        rows = rows_at(clock.now(stack.emulators))
         if provider in APPROVAL_AT_EMULATOR:
             emu.approve_scopes(APPROVAL_AT_EMULATOR[provider])  # the operator's app is approved there
         emu.set_records(kind, rows)
@@ -159,8 +162,9 @@ def test_each_action_completes_on_a_fresh_connection_with_the_requested_scopes(s
 
 def test_a_grant_without_a_needed_scope_fails_with_missing_scopes_and_health_names_it(stack, fresh_emulators):
     _operator_approval(stack, True)
-    for provider, (action, kind, rows, endpoint, scope) in CASES.items():
+    for provider, (action, kind, rows_at, endpoint, scope) in CASES.items():
         emu = stack.emulators[provider]
+        rows = rows_at(clock.now(stack.emulators))
         if provider in APPROVAL_AT_EMULATOR:
             emu.approve_scopes(APPROVAL_AT_EMULATOR[provider])
         emu.set_records(kind, rows)
@@ -180,8 +184,8 @@ def test_a_grant_without_a_needed_scope_fails_with_missing_scopes_and_health_nam
 def test_without_the_providers_approval_the_action_says_what_to_do(stack, fresh_emulators):
     _operator_approval(stack, False)
     for provider, scope in (("LINKEDIN", "r_member_social"), ("PAYPAL", SEARCH)):
-        action, kind, rows, endpoint, _ = CASES[provider]
-        stack.emulators[provider].set_records(kind, rows)
+        action, kind, rows_at, endpoint, _ = CASES[provider]
+        stack.emulators[provider].set_records(kind, rows_at(clock.now(stack.emulators)))
         user, integration = _connect(stack, provider)  # the consent does not ask for the partner-only scope
         log = _sync(stack, integration, user, action)
         assert log["status"] == "FAILED" and log["error"].startswith("MISSING_SCOPES: "), log
@@ -207,7 +211,7 @@ def test_an_operator_claiming_an_approval_the_app_lacks_gets_the_consent_refused
 def test_shopify_orders_beyond_60_days_only_with_the_approved_scope_and_the_log_says_so(stack, fresh_emulators):
     _operator_approval(stack, False)
     emu = stack.emulators["SHOPIFY"]
-    emu.set_records("orders", _orders([1, 30, 59, 61, 300]))
+    emu.set_records("orders", _orders([1, 30, 59, 61, 300], clock.now(stack.emulators)))
     user, integration = _connect(stack, "SHOPIFY")
     log = _sync(stack, integration, user, "fetch_orders")
     assert (log["status"], log["itemsProcessed"]) == ("COMPLETED", 3), log

@@ -1,12 +1,12 @@
 """The shared clock from a test's side: what "now" is for the daemons, their CLI and the emulators, and moving it.
 
 The session's emulators own the clock file (tests/emulators/fixtures.py); every daemon and CLI run on them reads
-it (nexusctl.clock). Tests move time with these helpers instead of rewriting timestamps in the database.
+it (nexusctl.clock). Tests move time with these helpers instead of rewriting timestamps in the database. Time
+only moves forward, also across ``fresh_emulators``' resets: read "now" here, never from the system clock.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 
 UTC = dt.timezone.utc
@@ -29,17 +29,6 @@ def aware(value) -> dt.datetime | None:
 def pass_until(emulators, when, margin: float = 1.0) -> None:
     """Time passes until ``margin`` seconds after ``when`` (a stored timestamp: a retry time, an expiry)."""
     emulators.advance_clock(max(0.0, (aware(when) - now(emulators)).total_seconds() + margin))
-
-
-@contextlib.contextmanager
-def moved(emulators, seconds: float):
-    """Time passes by ``seconds`` for the block, then goes back: for tests without ``fresh_emulators``
-    (which resets the clock), so the tests after them run on the clock they expect."""
-    emulators.advance_clock(seconds)
-    try:
-        yield
-    finally:
-        emulators.advance_clock(-seconds)
 
 
 def expire_in(stack, seconds: float, integration_id: str) -> None:

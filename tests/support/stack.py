@@ -84,7 +84,18 @@ class Stack:
         assert final.status == 302, (provider, final.status, final.text[:300])
         assert final.headers.get("Referrer-Policy") == "no-referrer"
         assert final.location.startswith(f"{FRONTEND}/connected?"), final.location
-        return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(final.location).query))
+        query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(final.location).query))
+        if query.get("integrationId"):
+            self.extra.setdefault("connected", {})[query["integrationId"]] = user
+        return query
+
+    def deactivate_earlier(self) -> None:
+        """Deactivate, through the API as their owners, the connections ``connect`` made before: a test on reset
+        emulators starts without them. Time only moves forward, so their tokens would come into the daemons'
+        sweep with this test's, and the sweep, the health checks and the provider's counters would see them."""
+        for integration, user in self.extra.pop("connected", {}).items():
+            answer = self.api("PATCH", f"/integrations/{integration}", user=user, body={"isActive": False})
+            assert answer.status in (200, 404), answer.text  # 404: the test deleted it
 
     # --- CLI against the same database --------------------------------------
     def cli(self, *args, input: str | None = None) -> subprocess.CompletedProcess:

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import os
 
 import aiohttp
 
-from nexusctl import config
+from nexusctl import clock, config
 from nexusctl.enums import Provider
 from nexusctl.providers.registry import adapter_for
 from nexusctl.providers.scopes import requested
@@ -79,5 +81,20 @@ def read_all(
     env: dict | None = None,
 ):
     """(pages, calls made); for a snapshot action ([its Report], calls made). ``env``: variables to add to (None:
-    remove from) the emulators' configuration."""
-    return asyncio.run(_collect(emulators, provider, action, token, tenant, metadata, resume, max_pages, env))
+    remove from) the emulators' configuration. The product reads "now" from the clock it shares with the
+    emulators (NEXUSCTL_CLOCK_FILE), as a daemon on them does: windows and cut-offs agree with the provider's."""
+    with _shared_clock(emulators):
+        return asyncio.run(_collect(emulators, provider, action, token, tenant, metadata, resume, max_pages, env))
+
+
+@contextlib.contextmanager
+def _shared_clock(emulators):
+    name, before = clock.ENV, os.environ.get(clock.ENV)
+    os.environ[name] = str(emulators.clock_file)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before

@@ -6,6 +6,7 @@ import datetime as dt
 import secrets
 
 import pytest
+from support import clock
 from support.ports import closed_port
 from synckit import read_all
 
@@ -26,8 +27,9 @@ def shopify_token(emulators, scope=None, shop=SHOP) -> str:
     return emu.issue(emu.new_grant(scope, shop=shop), "access", 3600, value="shpat_" + secrets.token_hex(16)).value
 
 
-def _ago(days: float) -> str:
-    return (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _ago(days: float, emulators) -> str:
+    """``days`` before the shared clock's now (earlier tests may have moved it on)."""
+    return (clock.now(emulators) - dt.timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _products(n):
@@ -63,13 +65,13 @@ def test_shopify_products_read_every_page_in_order(fresh_emulators):
     assert item.data["totalInventory"] == 506 and "descriptionHtml" not in item.data
 
 
-def _orders(ages):
+def _orders(ages, emulators):
     return [
         {
             "id": f"gid://shopify/Order/{i}",
             "name": f"#{1000 + i}",
-            "createdAt": _ago(age),
-            "updatedAt": _ago(age),
+            "createdAt": _ago(age, emulators),
+            "updatedAt": _ago(age, emulators),
             "cancelledAt": None,
             "displayFinancialStatus": "PAID",
             "displayFulfillmentStatus": "UNFULFILLED",
@@ -81,7 +83,7 @@ def _orders(ages):
 
 def test_shopify_orders_older_than_60_days_need_the_approved_read_all_orders(fresh_emulators):
     emu = fresh_emulators["SHOPIFY"]
-    emu.set_records("orders", _orders([1, 30, 59, 61, 200]))
+    emu.set_records("orders", _orders([1, 30, 59, 61, 200], fresh_emulators))
     recent, _ = read_all(fresh_emulators, "SHOPIFY", "fetch_orders", token=shopify_token(fresh_emulators), tenant=SHOP)
     assert [i.data["name"] for p in recent for i in p.items] == ["#1000", "#1001", "#1002"]  # Shopify's silent cut
     with pytest.raises(ValueError, match="approve"):  # Shopify grants it only to apps it approved
@@ -110,8 +112,8 @@ def test_shopify_orders_and_inventory(fresh_emulators):
             {
                 "id": f"gid://shopify/Order/{i}",
                 "name": f"#{1000 + i}",
-                "createdAt": _ago(5),
-                "updatedAt": _ago(4),
+                "createdAt": _ago(5, fresh_emulators),
+                "updatedAt": _ago(4, fresh_emulators),
                 "cancelledAt": None,
                 "displayFinancialStatus": "PAID",
                 "displayFulfillmentStatus": "UNFULFILLED",

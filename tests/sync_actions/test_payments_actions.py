@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from support import clock
 from synckit import mint, read_all
 
 from nexusctl.errors import ProviderError, RateLimited, TokenExpired
@@ -95,7 +96,7 @@ def _paypal_rows(times):
 
 
 def test_paypal_walks_30_day_windows_page_by_page(fresh_emulators):
-    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    now = clock.now(fresh_emulators).replace(microsecond=0)  # the shared clock, the product's and PayPal's
     start = now - dt.timedelta(days=payments.PAYPAL_LOOKBACK_DAYS)
     # 700 in the first 30-day window (two pages), none in the second, 3 in the third, one too old
     times = (
@@ -122,7 +123,7 @@ def test_paypal_walks_30_day_windows_page_by_page(fresh_emulators):
 
 
 def test_paypal_resumes_inside_a_window_and_reports_errors(fresh_emulators):
-    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    now = clock.now(fresh_emulators).replace(microsecond=0)  # the shared clock, the product's and PayPal's
     start = now - dt.timedelta(days=20)
     fresh_emulators["PAYPAL"].set_records(
         "transactions", _paypal_rows([start + dt.timedelta(minutes=i) for i in range(1200)])

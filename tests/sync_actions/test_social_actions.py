@@ -6,6 +6,7 @@ import datetime as dt
 import zoneinfo
 
 import pytest
+from support import clock
 from synckit import mint, read_all
 
 from nexusctl.errors import ProviderError, RateLimited, TokenExpired
@@ -314,7 +315,7 @@ def test_youtube_quota_and_rate_limits_are_rate_limited(fresh_emulators):
     emu.set_daily_quota(emu.quota_per_day - emu.quota_left())
     with pytest.raises(RateLimited, match="quota is spent") as limited:
         read_all(fresh_emulators, "YOUTUBE", "fetch_posts", token=token)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = clock.now(fresh_emulators)  # the shared clock, the product's and YouTube's
     reset = dt.datetime.combine(now.astimezone(PACIFIC).date() + dt.timedelta(days=1), dt.time(), PACIFIC)
     assert limited.value.details["quotaResetAt"] == reset.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert abs(limited.value.retry_after - (reset - now).total_seconds()) < 5
