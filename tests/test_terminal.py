@@ -156,12 +156,12 @@ def failed_deliveries(request, emulators, tmp_path_factory, pg_template, stack_l
                 "POST",
                 "/integrations/webhooks",
                 user=user,
-                body={"integrationId": integration, "url": url, "events": ["media.*"]},
+                body={"integrationId": integration, "url": url, "events": ["post.*"]},
             )
             assert made.status == 201, made.text
             hooks[name] = made.json()["data"]["id"]
         events = work / "events.ndjson"
-        line = {"integrationId": integration, "type": "media.created"}
+        line = {"integrationId": integration, "type": "post.created"}
         events.write_text("".join(json.dumps({**line, "data": {"n": n}}) + "\n" for n in range(FAILED_COUNT)))
         emitted = stack.cli("events", "emit", "--file", events)
         assert emitted.returncode == 0, emitted.stderr
