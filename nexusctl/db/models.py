@@ -34,8 +34,9 @@ class BaseModel(peewee.Model):
 
 
 class Integration(BaseModel):
-    user_id = peewee.UUIDField(index=True)
-    organization_id = peewee.UUIDField(null=True, index=True)
+    # user_id and organization_id lead the composite indexes below (a single-column one each was dropped, 0017).
+    user_id = peewee.UUIDField()
+    organization_id = peewee.UUIDField(null=True)
     provider = EnumField(Provider, max_length=32, index=True)
     name = peewee.CharField(max_length=255)
     is_active = peewee.BooleanField(default=True)
@@ -110,7 +111,10 @@ class Webhook(BaseModel):
 
 
 class WebhookDelivery(BaseModel):
-    webhook = peewee.ForeignKeyField(Webhook, backref="deliveries", on_delete="CASCADE", column_name="webhook_id")
+    # Not indexed alone: (webhook_id, created_at, id) serves the lookups and the cascading delete (0017).
+    webhook = peewee.ForeignKeyField(
+        Webhook, backref="deliveries", on_delete="CASCADE", column_name="webhook_id", index=False
+    )
     event = peewee.CharField(max_length=255)
     payload = peewee.JSONField()
     status = EnumField(DeliveryStatus, max_length=16, default=DeliveryStatus.PENDING, index=True)
@@ -136,8 +140,9 @@ class WebhookDelivery(BaseModel):
 class WebhookAttempt(BaseModel):
     """One try at sending a delivery: what the receiver answered, how long it took."""
 
+    # Not indexed alone: (delivery_id, number) serves the lookups and the cascading delete (0017).
     delivery = peewee.ForeignKeyField(
-        WebhookDelivery, backref="attempt_log", on_delete="CASCADE", column_name="delivery_id"
+        WebhookDelivery, backref="attempt_log", on_delete="CASCADE", column_name="delivery_id", index=False
     )
     number = peewee.IntegerField()
     started_at = UTCDateTimeField()

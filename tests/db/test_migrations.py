@@ -101,6 +101,7 @@ def test_this_version_ships_these_migrations():
         "0014_trace_context",
         "0015_proxy_health",
         "0016_rate_waits",
+        "0017_lean_indexes",
     ]
 
 
@@ -354,6 +355,7 @@ def test_0011_channel_webhook_down_then_up_round_trips(database):
     runner = Runner(database, str(migrate.MIGRATIONS_DIR), table_name=migrate.HISTORY_TABLE)
     undone = _down_through(runner, "0011_channel_webhook")
     assert undone == [
+        "0017_lean_indexes",
         "0016_rate_waits",
         "0015_proxy_health",
         "0014_trace_context",
@@ -406,6 +408,37 @@ def test_0009_integration_health_down_then_up_round_trips(database):
     assert again.health_status is None and again.health_rank == 0 and again.health_due_at is not None
 
 
+def _fillfactors(db) -> dict:
+    rows = db.execute_sql(
+        "SELECT relname, reloptions FROM pg_class WHERE relname IN ('integrations', 'webhook_deliveries')"
+    ).fetchall()
+    return {name: options for name, options in rows}
+
+
+def test_0017_lean_indexes_down_then_up_round_trips(database):
+    single = {
+        "integrations": {("user_id",), ("organization_id",)},
+        "webhook_deliveries": {("webhook_id",)},
+        "webhook_attempts": {("delivery_id",)},
+    }
+
+    def singles(table):
+        return {tuple(i.columns) for i in database.get_indexes(table)} & single[table]
+
+    postgres = isinstance(database, peewee.PostgresqlDatabase)
+    assert all(not singles(table) for table in single)  # each column still leads a composite index
+    if postgres:
+        assert _fillfactors(database) == {t: ["fillfactor=80"] for t in ("integrations", "webhook_deliveries")}
+    before = _schema(database)
+    runner = Runner(database, str(migrate.MIGRATIONS_DIR), table_name=migrate.HISTORY_TABLE)
+    assert _down_through(runner, "0017_lean_indexes") == ["0017_lean_indexes"]
+    assert all(singles(table) == single[table] for table in single)
+    if postgres:
+        assert _fillfactors(database) == {"integrations": None, "webhook_deliveries": None}
+    assert migrate.migrate(database) == ["0017_lean_indexes"]
+    assert _schema(database) == before
+
+
 # --- Models vs migration ---------------------------------------------------
 
 
@@ -425,7 +458,7 @@ def _model_indexes(model):
     for field in model._meta.sorted_fields:
         if field.unique:
             expected.add(((field.column_name,), True))
-        elif field.index or isinstance(field, peewee.ForeignKeyField):
+        elif field.index:  # a foreign key is indexed unless it says index=False
             expected.add(((field.column_name,), False))
     for columns, unique in model._meta.indexes:
         expected.add(

@@ -110,7 +110,13 @@ def _index_columns(database, table):
     ],
 )
 def test_the_spec_indexes_exist(database, table, columns, unique):
-    assert (columns, unique) in _index_columns(database, table)
+    # A non-unique one may lead a composite index (0017 dropped the single-column ones that repeated one):
+    # lookups by the column read it the same.
+    indexed = _index_columns(database, table)
+    if unique:
+        assert (columns, unique) in indexed
+    else:
+        assert any(found[: len(columns)] == columns for found, _ in indexed), indexed
 
 
 def test_models_match_the_migrated_schema(database):
