@@ -13,6 +13,7 @@ import json
 import uuid
 
 import pytest
+from support.clock import pass_until
 from support.stack import sync_log_end
 from support.waiting import wait_for
 from test_discord_webhook import _connect_with_webhook
@@ -65,6 +66,24 @@ def test_a_wait_the_daemon_was_told_defers_a_cli_sync_run_which_the_daemon_runs_
 
     fresh_emulators.advance_clock(3602)  # the wait is over: the daemon's sync runner takes the CLI's run
     assert sync_log_end(stack, log_id, timeout=60, ends=("COMPLETED", "FAILED")) == "COMPLETED"
+    assert emu.calls["conversations.list"] == listed + 1
+
+
+def test_a_short_deferral_is_taken_by_the_daemon_as_soon_as_its_wait_ends(stack, fresh_emulators):
+    """A run deferred for less than the 2 minutes the runner leaves a fresh PENDING run to its creator
+    (sync_queue.STALE_PENDING) is taken once its runAfter has passed, not once it is 2 minutes old."""
+    emu, user, integration = _slack(stack)
+    emu.rate_limit_next("conversations.list", retry_after=30)
+    assert proxy(stack, integration, "GET", "/conversations.list", user=user).status == 429
+    listed = emu.calls["conversations.list"]
+    # An operator's shorter run budget: the 30 s wait is beyond it, so the run is deferred, not waited out.
+    ran = stack.cli("sync", "run", integration, "--action", "fetch_channels", env={"SYNC_RATE_LIMIT_BUDGET": "5s"})
+    assert ran.returncode == 0 and "deferred until" in ran.stdout, ran.stdout + ran.stderr
+    ((log_id, status, run_after, _meta, _error),) = _rows(stack, integration)
+    assert status == "PENDING" and run_after is not None
+
+    pass_until(fresh_emulators, run_after)  # about 32 s on: the run is far younger than 2 minutes
+    assert sync_log_end(stack, log_id, timeout=20, ends=("COMPLETED", "FAILED")) == "COMPLETED"
     assert emu.calls["conversations.list"] == listed + 1
 
 

@@ -87,9 +87,15 @@ class Stack:
         return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(final.location).query))
 
     # --- CLI against the same database --------------------------------------
-    def cli(self, *args, input: str | None = None) -> subprocess.CompletedProcess:
+    def cli(self, *args, input: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+        """`nexusctl ARGS` on the stack's database; ``env`` adds settings for this run only."""
         return subprocess.run(
-            [str(NEXUSCTL), *map(str, args)], env=self.env, input=input, capture_output=True, text=True, timeout=60
+            [str(NEXUSCTL), *map(str, args)],
+            env={**self.env, **(env or {})},
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
 
     def another_daemon(self):
