@@ -94,6 +94,7 @@ def test_jobs_run_from_the_cli(cli, make_integration):
     assert done.exit_code == 0, done.stderr
     assert json.loads(done.stdout) == {
         "expiredStates": 0,
+        "endedRateWaits": 0,
         "deliveries": 0,
         "syncLogs": 0,
         "events": 0,

@@ -121,6 +121,7 @@ def test_jobs_run_records_its_run_and_jobs_list_shows_it(cli):
     assert housekeeping["outcome"] == "ok" and housekeeping["state"] == "idle"
     assert housekeeping["counts"] == {
         "expiredStates": 0,
+        "endedRateWaits": 0,
         "deliveries": 0,
         "syncLogs": 0,
         "events": 0,
@@ -128,7 +129,10 @@ def test_jobs_run_records_its_run_and_jobs_list_shows_it(cli):
     }
     assert housekeeping["ranBy"].endswith("(nexusctl jobs run)") and housekeeping["nextRunAt"] is None
     row = next(line.split("\t") for line in cli("jobs", "list").stdout.splitlines() if line.startswith("housekeeping"))
-    assert row[3] == "ok: 0 deliveries, 0 events, 0 expiredStates, 0 syncLogs" and row[4] == "daemon not running"
+    assert (
+        row[3] == "ok: 0 deliveries, 0 endedRateWaits, 0 events, 0 expiredStates, 0 syncLogs"
+        and row[4] == "daemon not running"
+    )
 
 
 def test_the_back_off_doubles_from_5_minutes_to_a_6_hour_cap_within_10_percent():

@@ -145,3 +145,24 @@ def test_a_publish_asks_the_budget_is_deferred_by_its_wait_and_notes_the_provide
     got = proxy(stack, integration, "GET", "/v10/users/@me", user=user)
     assert got.status == 429 and int(got.headers["Retry-After"]) > 3500, got.text
     assert dc.calls["whoami"] == calls
+
+
+def test_housekeeping_removes_a_wait_once_it_has_ended(stack, fresh_emulators):
+    """An ended wait of an integration no provider throttles again is not left in rate_waits for ever: the
+    housekeeping job (hourly in the daemon, `nexusctl jobs run housekeeping`) removes it, and only once ended."""
+    emu, user, integration = _slack(stack)
+    emu.rate_limit_next("conversations.list", retry_after=60)
+    assert proxy(stack, integration, "GET", "/conversations.list", user=user).status == 429
+
+    def waits() -> int:
+        return stack.sql("SELECT COUNT(*) FROM rate_waits WHERE integration_id = %s", integration)[0][0]
+
+    assert waits() == 1
+    kept = stack.cli("jobs", "run", "housekeeping", "--json")
+    assert kept.returncode == 0 and waits() == 1, kept.stderr  # still waiting: kept
+    fresh_emulators.advance_clock(61)
+    done = stack.cli("jobs", "run", "housekeeping", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["endedRateWaits"] >= 1 and waits() == 0
+    said = stack.cli("jobs", "run", "housekeeping")
+    assert "0 ended rate-limit waits" in said.stdout + said.stderr, said
