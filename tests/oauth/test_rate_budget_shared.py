@@ -141,6 +141,8 @@ def test_a_publish_asks_the_budget_is_deferred_by_its_wait_and_notes_the_provide
     dc.rate_limit_next("execute_webhook", 3600)
     status, _metadata, error = _publish(stack, user, "Throttled")
     assert status == "FAILED" and error.startswith("RATE_LIMITED"), error  # the provider refused this one
+    # Logged as told to a publisher (a sync's are "(sync)", the proxy's "(proxy)").
+    assert f"rate budget: integration {integration} waits 3600 s (publish)" in stack.logs(), stack.logs()[-3000:]
     calls = dc.calls["whoami"]
     got = proxy(stack, integration, "GET", "/v10/users/@me", user=user)
     assert got.status == 429 and int(got.headers["Retry-After"]) > 3500, got.text
