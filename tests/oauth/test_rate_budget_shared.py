@@ -93,14 +93,16 @@ def test_a_wait_a_cli_run_was_told_answers_the_daemons_proxied_calls_429(stack, 
     emu.rate_limit_next("conversations.list", retry_after=3600)
     ran = stack.cli("sync", "run", integration, "--action", "fetch_channels", "--json")
     assert ran.returncode == 24 and json.loads(ran.stdout)[0]["status"] == "FAILED", ran.stdout  # the provider's
-    calls = emu.calls["whoami"]
-    # The daemon trusts its "no wait" read for a second (rate_budget.RECHECK), then reads the CLI's wait.
+    # The daemon trusts its "no wait" read for a second (rate_budget.RECHECK), then reads the CLI's wait (calls
+    # within that second, when the CLI run was quicker than it, still reach the provider).
     got = wait_for(
         lambda: (answer := proxy(stack, integration, "POST", "/auth.test", user=user)).status == 429 and answer,
         5,
         "the CLI's wait seen by the daemon",
     )
     assert 3500 < int(got.headers["Retry-After"]) <= 3600, got.headers
+    calls = emu.calls["whoami"]
+    assert proxy(stack, integration, "POST", "/auth.test", user=user).status == 429
     assert emu.calls["whoami"] == calls  # the provider was not called
     fresh_emulators.advance_clock(3601)
     assert proxy(stack, integration, "POST", "/auth.test", user=user).status == 200
