@@ -19,7 +19,8 @@ Where it lives, so that every process calling for the integration sees it:
   the end of the wait on the product clock; migration 0016), so a CLI
   ``nexusctl sync run`` and the daemon on the embedded SQLite default (or on
   PostgreSQL without Redis) see each other's waits. A row is written only
-  when a provider says wait, and ended rows go with the next write.
+  when a provider says wait; ended rows go with the next write, and the
+  hourly housekeeping removes those no write came after (in batches).
 
 A later, longer wait extends it; a shorter one never shortens it. A wait is
 seen at once by the process that was told it (kept in this process too: no
