@@ -7,6 +7,11 @@ changes (its mtime, size and inode are compared on every read: one ``stat``), so
 running daemon, its CLI and the provider emulators (tests/emulators read the same file) at once, instead of
 rewriting columns. A missing or unreadable file means no offset.
 
+The setting itself (NEXUSCTL_CLOCK_FILE, and NODE_ENV) is read from the environment once, at the first use: a
+process gets it at start and never changes it, and the lookup on every ``now()`` was about 2% of the delivery
+path's CPU. A test that sets or unsets it within its own process calls ``reload()`` (tests/support/clock.py
+``use_file``; tests/conftest.py reloads before every test).
+
 It can never be on in production: with ``NODE_ENV=production`` the setting is refused at start-up
 (``nexusctl.config``) and ignored here; a daemon started with it says so in its start-up log, and ``/ready``
 shows the offset (``checks.clock``) while there is one.
@@ -28,14 +33,30 @@ UTC = dt.timezone.utc
 _lock = threading.Lock()
 _seen: tuple | None = None  # (path, mtime_ns, size, inode) of the last read
 _offset = 0.0
+_UNREAD = object()
+_setting: object = _UNREAD  # the clock file's path, or None (off), once read from the environment
 
 
-def path() -> str | None:
-    """The clock file, when the test facility is on (never in production)."""
+def _from_environment() -> str | None:
     value = os.environ.get(ENV, "").strip()
     if not value or os.environ.get("NODE_ENV", "").strip().lower() == "production":
         return None
     return value
+
+
+def reload() -> None:
+    """Read the setting from the environment again at the next use (tests that change it in their process)."""
+    global _setting
+    _setting = _UNREAD
+
+
+def path() -> str | None:
+    """The clock file, when the test facility is on (never in production)."""
+    global _setting
+    setting = _setting
+    if setting is _UNREAD:
+        setting = _setting = _from_environment()
+    return setting
 
 
 def offset() -> float:

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from nexusctl import clock as product_clock
 from nexusctl import config
 
 TEST_KEY = base64.b64encode(bytes(range(32))).decode()
@@ -62,6 +63,7 @@ def clean_env(monkeypatch, tmp_path):
     monkeypatch.setenv("NEXUS_DATA_DIR", str(data_dir))
     monkeypatch.setenv("ENCRYPTION_KEY", TEST_KEY)
     monkeypatch.setenv("NODE_ENV", "test")
+    product_clock.reload()  # the product's clock reads its setting once per process: this test's environment
     yield data_dir
 
 

@@ -19,6 +19,7 @@ def _write(path, text: str) -> None:
 
 def test_the_system_clock_by_default(monkeypatch):
     monkeypatch.delenv(clock.ENV, raising=False)
+    clock.reload()
     assert clock.offset() == 0.0 and clock.describe(always=True) is None
     before = time.time()
     assert before <= clock.time() <= time.time()
@@ -29,6 +30,7 @@ def test_the_clock_file_moves_now_and_is_read_again_when_it_changes(monkeypatch,
     path = tmp_path / "offset"
     monkeypatch.setenv(clock.ENV, str(path))
     monkeypatch.setenv("NODE_ENV", "test")
+    clock.reload()
     assert clock.offset() == 0.0  # no file yet: no offset
     _write(path, "86400\n")
     assert clock.offset() == 86400.0
@@ -42,11 +44,29 @@ def test_the_clock_file_moves_now_and_is_read_again_when_it_changes(monkeypatch,
     assert clock.offset() == 0.0
 
 
+def test_the_setting_is_read_once_per_process_the_file_whenever_it_changes(monkeypatch, tmp_path):
+    """The environment is read at the first use (a lookup per now() was ~2% of the delivery path's CPU): a
+    process gets NEXUSCTL_CLOCK_FILE at start; a test changing it in its own process reloads."""
+    path = tmp_path / "offset"
+    _write(path, "60")
+    monkeypatch.setenv(clock.ENV, str(path))
+    monkeypatch.setenv("NODE_ENV", "test")
+    clock.reload()
+    assert clock.offset() == 60.0
+    monkeypatch.delenv(clock.ENV)  # not seen until reload(): the setting was read
+    assert clock.offset() == 60.0
+    _write(path, "120")  # the file, though, is re-read when it changes
+    assert clock.offset() == 120.0
+    clock.reload()
+    assert clock.offset() == 0.0 and clock.path() is None
+
+
 def test_never_in_production(monkeypatch, tmp_path):
     path = tmp_path / "offset"
     _write(path, "3600")
     monkeypatch.setenv(clock.ENV, str(path))
     monkeypatch.setenv("NODE_ENV", "production")
+    clock.reload()
     assert clock.offset() == 0.0 and clock.describe(always=True) is None  # ignored even if something skipped config
     env = {
         "NODE_ENV": "production",
@@ -71,6 +91,7 @@ def test_analytics_reporting_windows_end_on_the_product_clock(monkeypatch, tmp_p
     _write(path, str(10 * 86400))
     monkeypatch.setenv(clock.ENV, str(path))
     monkeypatch.setenv("NODE_ENV", "test")
+    clock.reload()
     since, until = analytics._days_window()
     assert until == (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=10)).date()
     assert since == until - dt.timedelta(days=analytics.WINDOW_DAYS - 1)

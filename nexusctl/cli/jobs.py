@@ -135,8 +135,8 @@ def run_cmd(
     """Run one job now, doing what the daemon's run does: token-refresh, housekeeping or integration-health.
 
     token-refresh refreshes the tokens due (passes back to back, for at most
-    REFRESH_SWEEP_INTERVAL); housekeeping drops expired OAuth states and history
-    past RETENTION_DAYS; integration-health checks a batch of integrations whose
+    REFRESH_SWEEP_INTERVAL); housekeeping drops expired OAuth states, ended
+    rate-limit waits and history past RETENTION_DAYS; integration-health checks a batch of integrations whose
     check is due. The run is recorded, so `nexusctl jobs list` shows it.
 
     Example:  nexusctl jobs run housekeeping --json
@@ -158,7 +158,8 @@ def run_cmd(
     job_runs.finished(job, me, counts=counts)
     if job == "housekeeping":
         out(ctx).success(
-            f"Removed {counts['expiredStates']} expired OAuth states, {counts['deliveries']} deliveries "
+            f"Removed {counts['expiredStates']} expired OAuth states, {counts['endedRateWaits']} ended rate-limit "
+            f"waits, {counts['deliveries']} deliveries "
             f"and {counts['syncLogs']} sync logs older than {counts['retentionDays']} days"
         )
     elif job == job_runs.INTEGRATION_HEALTH:

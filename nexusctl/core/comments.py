@@ -50,7 +50,7 @@ async def reply(svc, integration_id, comment_id, text, *, owner_id=None, video_i
         raise refused
     replier = REPLIERS[provider.value]
     row, tokens = await sync_runs._fresh_tokens(svc, integration.id)
-    api = sync_runs._api(svc, row, tokens)
+    api = sync_runs._api(svc, row, tokens, "reply")
     hint = {"videoId": video_id} if video_id else {}
     try:
         result = await replier(api, comment_id, text, hint)

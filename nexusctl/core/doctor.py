@@ -24,6 +24,7 @@ from nexusctl import config
 from nexusctl.core.readiness import FAIL, OK, WARN, Check
 from nexusctl.enums import Provider
 from nexusctl.errors import ConfigError
+from nexusctl.providers.adapters import tiktok
 from nexusctl.providers.registry import SPECS, adapter_for
 from nexusctl.providers.spec import ConnectKind
 
@@ -229,11 +230,31 @@ def _variables_of(provider: Provider) -> set[str]:
     return set(config.credential_variables(provider))
 
 
+def _endpoint_urls(provider: Provider, settings: config.Settings) -> dict[str, str]:
+    """Every endpoint a connection of ``provider`` may use, by kind. TikTok's are those of both kinds of TikTok
+    app: each connection keeps the kind it was made with (metadata.provider.tiktokApp), whatever TIKTOK_APP says
+    now, so a Login Kit connection uses TIKTOK_API_URL even where TIKTOK_APP=business. A kind whose URL differs
+    between them is named with the app's (``TOKEN (business)``)."""
+    apps = tiktok.APPS if provider is Provider.TIKTOK else (None,)
+    found: dict[str, dict[str, str]] = {}  # kind -> app -> URL
+    for app in apps:
+        adapter = adapter_for(provider, settings, tiktok_app=app)
+        for kind in config.endpoint_kinds(provider):
+            url = adapter.url(kind, "shop.example.com")
+            if url and "{" not in url:  # {instance_url}: known only per connection
+                found.setdefault(kind, {})[app] = url
+    urls = {}
+    for kind, by_app in found.items():
+        if len(set(by_app.values())) == 1:
+            urls[kind] = next(iter(by_app.values()))
+        else:
+            urls.update({f"{kind} ({app})": url for app, url in by_app.items()})
+    return urls
+
+
 def _endpoints(provider: Provider, settings: config.Settings) -> Check:
     adapter = adapter_for(provider, settings)
-    kinds = config.endpoint_kinds(provider)
-    urls = {kind: adapter.url(kind, "shop.example.com") for kind in kinds}
-    urls = {k: u for k, u in urls.items() if u and "{" not in u}  # {instance_url}: known only per connection
+    urls = _endpoint_urls(provider, settings)
     bad = [k for k, u in urls.items() if urlsplit(u).scheme not in ("http", "https") or not urlsplit(u).hostname]
     check = f"provider {provider.value}"
     if bad:
@@ -243,7 +264,10 @@ def _endpoints(provider: Provider, settings: config.Settings) -> Check:
             f"endpoint(s) {', '.join(bad)} not absolute http(s) URLs",
             f"fix {provider.value}_<KIND>_URL (`nexusctl providers show {provider.value}`)",
         )
-    plain = [k for k in urls if k in settings.providers[provider].endpoints and urls[k].startswith("http:")]
+    # The overrides themselves (each is used by some connection: TikTok's by one kind of app or both), not the
+    # URLs made from them, so the hint names the variable to change.
+    overrides = settings.providers[provider].endpoints
+    plain = [k for k in config.endpoint_kinds(provider) if overrides.get(k, "").startswith("http:")]
     if settings.is_production and plain:
         return Check(
             check,
@@ -255,7 +279,10 @@ def _endpoints(provider: Provider, settings: config.Settings) -> Check:
         return Check(
             check, OK, f"{len(urls)} endpoint(s) well formed; connects with each user's API key (no OAuth callback)"
         )
-    return Check(check, OK, f"credentials set, {len(urls)} endpoint(s) well formed, callback {adapter.redirect_uri}")
+    both = " (of both kinds of TikTok app, login_kit and business)" if provider is Provider.TIKTOK else ""
+    return Check(
+        check, OK, f"credentials set, {len(urls)} endpoint(s) well formed{both}, callback {adapter.redirect_uri}"
+    )
 
 
 # Providers whose connections work but one feature needs an application-wide token as well.

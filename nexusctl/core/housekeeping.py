@@ -1,4 +1,4 @@
-"""Housekeeping: expired OAuth states, and history older than RETENTION_DAYS.
+"""Housekeeping: expired OAuth states, ended rate-limit waits, and history older than RETENTION_DAYS.
 
 Deletes go in batches of ``BATCH`` rows (select ids, delete those), so a first
 run over years of history never holds one huge transaction or lock. Only
@@ -18,24 +18,33 @@ import peewee
 from nexusctl.core import outbox
 from nexusctl.db.database import database_proxy
 from nexusctl.db.fields import utcnow
-from nexusctl.db.models import ConsumedEvent, IntegrationSyncLog, OAuthState, WebhookDelivery
+from nexusctl.db.models import ConsumedEvent, IntegrationSyncLog, OAuthState, RateWait, WebhookDelivery
 from nexusctl.enums import DeliveryStatus, SyncStatus
 
 BATCH = 1000
 
 
 def _batched_delete(model: type[peewee.Model], where) -> int:
+    """Rows matching ``where``, BATCH at a time by primary key (``id``, or rate_waits' ``integration_id``). The
+    delete repeats the condition: a row changed since it was selected (a wait extended meanwhile) stays."""
+    key = model._meta.primary_key
     total = 0
     while True:
         with database_proxy.atomic():
-            ids = [row_id for (row_id,) in model.select(model.id).where(where).limit(BATCH).tuples()]
+            ids = [row_id for (row_id,) in model.select(key).where(where).limit(BATCH).tuples()]
             if not ids:
                 return total
-            total += model.delete().where(model.id.in_(ids)).execute()
+            total += model.delete().where(key.in_(ids) & where).execute()
 
 
 def purge_expired_states() -> int:
     return _batched_delete(OAuthState, OAuthState.expires_at <= utcnow())
+
+
+def purge_ended_waits() -> int:
+    """Rate-limit waits that have ended (rate_waits, without Redis): by the index on ``until``. The next wait
+    written removes them too, but an integration no provider throttles again would otherwise keep its row."""
+    return _batched_delete(RateWait, RateWait.until <= utcnow())
 
 
 def purge_history(retention_days: int, *, keep_unpublished_events: bool = True) -> dict:
@@ -62,6 +71,7 @@ def run(retention_days: int, *, keep_unpublished_events: bool = True) -> dict:
     """
     return {
         "expiredStates": purge_expired_states(),
+        "endedRateWaits": purge_ended_waits(),
         **purge_history(retention_days, keep_unpublished_events=keep_unpublished_events),
         "retentionDays": retention_days,
     }

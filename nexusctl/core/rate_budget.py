@@ -19,7 +19,8 @@ Where it lives, so that every process calling for the integration sees it:
   the end of the wait on the product clock; migration 0016), so a CLI
   ``nexusctl sync run`` and the daemon on the embedded SQLite default (or on
   PostgreSQL without Redis) see each other's waits. A row is written only
-  when a provider says wait, and ended rows go with the next write.
+  when a provider says wait; ended rows go with the next write, and the
+  hourly housekeeping removes those no write came after (in batches).
 
 A later, longer wait extends it; a shorter one never shortens it. A wait is
 seen at once by the process that was told it (kept in this process too: no
@@ -175,13 +176,16 @@ async def note(svc, integration_id, seconds: float | None, *, reason: str = "") 
 
 
 class Gate:
-    """The budget of one integration as a sync run sees it (set on its SyncApi as ``api.budget``)."""
+    """The budget of one integration as a sync run sees it (set on its SyncApi as ``api.budget``). ``caller``
+    says in the log who was told a wait: ``sync``, ``publish`` or ``reply`` (a comment reply)."""
 
-    def __init__(self, svc, integration_id) -> None:
-        self.svc, self.integration_id = svc, integration_id
+    def __init__(self, svc, integration_id, caller: str = "sync") -> None:
+        self.svc, self.integration_id, self.caller = svc, integration_id, caller
 
     async def wait_for(self) -> int | None:
         return await wait_for(self.svc, self.integration_id)
 
-    async def note(self, seconds: float | None, reason: str = "") -> None:
+    async def note(self, seconds: float | None, detail: str = "") -> None:
+        """``detail``, if any, follows the caller in the logged reason (``sync: none remaining``)."""
+        reason = f"{self.caller}: {detail}" if detail else self.caller
         await note(self.svc, self.integration_id, seconds, reason=reason)

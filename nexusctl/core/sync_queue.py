@@ -56,8 +56,12 @@ def stale_work(limit: int = 50) -> tuple[list, list]:
     # Publish runs (queued by content.published) are this runner's to start at once; a PENDING sync is
     # only taken once its creator (the API route, `sync run`) has had ample time to start it itself.
     # A deferred run (a publish whose video the provider still processes, a sync waiting for a spent daily
-    # quota to reset) waits for its run_after.
+    # quota to reset or for a wait the rate budget holds) waits for its run_after, and is taken as soon as
+    # that has passed, however young: it was started once already (only an IN_PROGRESS run is deferred, and
+    # starting clears run_after), so no creator is still about to start it. A `sync run` that picks up the
+    # same due run (sync_state.create) races the runner on the conditional start, which one of them wins.
     due = IntegrationSyncLog.run_after.is_null() | (IntegrationSyncLog.run_after <= now)
+    deferred = IntegrationSyncLog.run_after.is_null(False)
     publish = IntegrationSyncLog.action == "publish"
     pending = [
         i
@@ -67,7 +71,10 @@ def stale_work(limit: int = 50) -> tuple[list, list]:
             & due
             & (
                 publish
-                | ((IntegrationSyncLog.created_at < now - STALE_PENDING) & IntegrationSyncLog.action.in_(actions))
+                | (
+                    (deferred | (IntegrationSyncLog.created_at < now - STALE_PENDING))
+                    & IntegrationSyncLog.action.in_(actions)
+                )
             )
         )
         .order_by(IntegrationSyncLog.created_at)

@@ -111,7 +111,8 @@ def plan(
     ]
 
 
-def _api(svc, row: Integration, tokens) -> SyncApi:
+def _api(svc, row: Integration, tokens, caller: str = "sync") -> SyncApi:
+    """``caller``: who the provider's waits are logged as told to (rate_budget.Gate): sync, publish, reply."""
     adapter = svc.adapter_of(row)  # a TikTok connection's: of the kind of TikTok app it was made with
     api = SyncApi(
         adapter,
@@ -121,7 +122,7 @@ def _api(svc, row: Integration, tokens) -> SyncApi:
         auth_header=getattr(adapter, "api_header", None) or AUTH_HEADER.get(row.provider, "bearer"),
     )
     api.settings = svc.settings  # publishers that post as the application (Discord's bot) read its credentials
-    api.budget = rate_budget.Gate(svc, row.id)  # the provider's waits, shared with the API proxy
+    api.budget = rate_budget.Gate(svc, row.id, caller)  # the provider's waits, shared with the API proxy
     return api
 
 
@@ -193,7 +194,7 @@ def _rate_deferred(log_id, exc: RateLimited, stats: dict, until: dt.datetime) ->
 async def _refreshed(svc, integration_id, api: SyncApi) -> tuple[Integration, SyncApi]:
     """After a refused token: refresh (single-flight) and a new API handle that keeps counting calls."""
     row, tokens = await _fresh_tokens(svc, integration_id, force=True)
-    fresh = _api(svc, row, tokens)
+    fresh = _api(svc, row, tokens, api.budget.caller if api.budget is not None else "sync")
     fresh.calls = api.calls
     return row, fresh
 
@@ -394,7 +395,7 @@ async def _publish(svc, log: IntegrationSyncLog, row: Integration, tokens, stats
     if not (log.metadata or {}).get("pending") and (reason := cannot_take(row.provider.value, content)):
         return await svc.run(sync_state.skip, log.id, reason)
     own = {k: v for k, v in (row.metadata or {}).items() if k != "provider"}
-    api, refreshed = _api(svc, row, tokens), False
+    api, refreshed = _api(svc, row, tokens, "publish"), False
     reconcile = RECONCILERS.get(row.provider.value)
     earlier = None
     if reconcile is not None and not (log.metadata or {}).get("pending") and content.get("contentId"):

@@ -3,7 +3,9 @@
 ``submit(log_ids)`` runs PENDING logs in the background (at most
 SYNC_CONCURRENCY at once). Every SYNC_POLL_INTERVAL the runner also looks for
 work a dead process left behind: PENDING logs older than STALE_PENDING (the
-process that created them died before starting them) are run here, and
+process that created them died before starting them) are run here, as are
+deferred runs whose run_after has passed (a rate-limit wait or a quota reset
+over: taken at once, whatever their age), and
 IN_PROGRESS logs whose run lease has expired are marked FAILED ("interrupted")
 so their next run resumes from the stored cursor. Starting a log is a
 conditional PENDING -> IN_PROGRESS update, so two daemons never run one log.

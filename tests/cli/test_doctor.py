@@ -379,3 +379,36 @@ def test_slack_without_its_signing_secret_is_a_warning(db_url, monkeypatch):
     result, findings = doctor()
     assert only(findings, "provider SLACK")["status"] == "ok"
     assert_no_secret(result.stdout, "signing-secret-never-printed")
+
+
+def test_tiktok_endpoints_of_both_kinds_of_app_are_checked_whatever_tiktok_app_says(db_url, monkeypatch):
+    """Each TikTok connection keeps the kind of app it was made with (metadata.provider.tiktokApp), so the
+    endpoints of both kinds are in use whatever TIKTOK_APP (the default for new connections) says."""
+    monkeypatch.setenv("TIKTOK_CLIENT_ID", "tiktok-client-key")
+    monkeypatch.setenv("TIKTOK_CLIENT_SECRET", "tiktok-secret-never-printed")
+    result, findings = doctor()
+    tiktok = only(findings, "provider TIKTOK")
+    assert tiktok["status"] == "ok" and "both kinds of TikTok app" in tiktok["detail"], tiktok
+
+    monkeypatch.setenv("NODE_ENV", "production")
+    monkeypatch.setenv("PUBLIC_URL", "https://nexus.example.com")
+    monkeypatch.setenv("FRONTEND_URL", "https://app.example.com")
+    monkeypatch.setenv("JWT_SECRET", "jwt-secret-never-printed")
+    for kind in ("AUTH", "TOKEN", "API", "REVOKE"):  # clean_env's closed local port is http
+        monkeypatch.setenv(f"TIKTOK_{kind}_URL", f"https://tiktok.example.com/{kind.lower()}")
+    assert only(doctor()[1], "provider TIKTOK")["status"] == "ok"
+    monkeypatch.setenv("TIKTOK_APP", "business")
+    # The Login Kit API, which the Login Kit connections made before TIKTOK_APP changed still call.
+    monkeypatch.setenv("TIKTOK_API_URL", "http://open.tiktok.internal")
+    result, findings = doctor()
+    tiktok = only(findings, "provider TIKTOK")
+    assert tiktok["status"] == "warn" and "override(s) API are http" in tiktok["detail"], tiktok
+    assert tiktok["hint"] == "use https for TIKTOK_API_URL, or unset it"
+
+    monkeypatch.setenv("TIKTOK_API_URL", "https://open.tiktok.internal")
+    monkeypatch.setenv("TIKTOK_APP", "login_kit")
+    monkeypatch.setenv("TIKTOK_BUSINESS_URL", "http://business.tiktok.internal")  # the business connections'
+    result, findings = doctor()
+    tiktok = only(findings, "provider TIKTOK")
+    assert tiktok["status"] == "warn" and tiktok["hint"] == "use https for TIKTOK_BUSINESS_URL, or unset it", tiktok
+    assert_no_secret(result.stdout, "tiktok-secret-never-printed", "jwt-secret-never-printed")

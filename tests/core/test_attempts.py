@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from support import clock as shared_clock
+
 from nexusctl.core import attempts, deliveries
 from nexusctl.core.attempts import Result
 from nexusctl.db.fields import utcnow
@@ -156,12 +158,10 @@ def test_signing_secrets_are_opened_once_and_a_rotation_is_seen_at_once(database
 
 
 def test_a_renewal_moves_on_only_the_leases_still_held(database, make_integration, monkeypatch, tmp_path):
-    from nexusctl import clock
-
     _, claimed = _queued(make_integration, 3)  # leased for 30 s
     offset = tmp_path / "clock"
     offset.write_text("60")  # the product's clock a minute on: every lease has run out
-    monkeypatch.setenv(clock.ENV, str(offset))
+    shared_clock.use_file(monkeypatch, offset)
     (taken,) = deliveries.claim(1, 30)  # another worker claims one of them
     kept, until = deliveries.renew([(c.id, c.lease) for c in claimed], 30)
     assert kept == {c.id for c in claimed} - {taken.id}  # one statement: the held ones move on, the taken one not

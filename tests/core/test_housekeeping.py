@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
+import types
 import uuid
 
-from nexusctl.core import events, housekeeping
+from support import clock as shared_clock
+
+from nexusctl.core import events, housekeeping, rate_budget
+from nexusctl.core.runtime import direct
 from nexusctl.db.database import database_proxy
 from nexusctl.db.fields import utcnow
-from nexusctl.db.models import IntegrationSyncLog, OAuthState, OutboxEvent, Webhook, WebhookAttempt, WebhookDelivery
+from nexusctl.db.models import (
+    IntegrationSyncLog,
+    OAuthState,
+    OutboxEvent,
+    RateWait,
+    Webhook,
+    WebhookAttempt,
+    WebhookDelivery,
+)
 from nexusctl.enums import DeliveryStatus, Provider, SyncStatus
 
 
@@ -94,6 +107,7 @@ def test_jobs_run_from_the_cli(cli, make_integration):
     assert done.exit_code == 0, done.stderr
     assert json.loads(done.stdout) == {
         "expiredStates": 0,
+        "endedRateWaits": 0,
         "deliveries": 0,
         "syncLogs": 0,
         "events": 0,
@@ -107,3 +121,24 @@ def test_jobs_run_from_the_cli(cli, make_integration):
         "notYet": 0,
         "warned": 0,
     }
+
+
+def test_ended_rate_waits_go_in_batches_and_live_ones_stay(database, monkeypatch, tmp_path):
+    """rate_waits (the budget without Redis) has no id column: batches go by its primary key, integration_id."""
+    monkeypatch.setattr(housekeeping, "BATCH", 2)  # several batches
+    svc = types.SimpleNamespace(redis=None, run=direct)
+    ended, live = [uuid.uuid4() for _ in range(5)], [uuid.uuid4() for _ in range(2)]
+
+    async def note_waits():
+        for integration in ended:
+            await rate_budget.note(svc, integration, 30)
+        for integration in live:
+            await rate_budget.note(svc, integration, 3600)
+
+    asyncio.run(note_waits())
+    offset = tmp_path / "clock"
+    offset.write_text("60")  # the product's clock a minute on: the 30 s waits are over
+    shared_clock.use_file(monkeypatch, offset)
+    assert housekeeping.run(30)["endedRateWaits"] == 5
+    assert {row.integration_id for row in RateWait.select()} == set(live)
+    assert housekeeping.purge_ended_waits() == 0

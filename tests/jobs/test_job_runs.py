@@ -7,8 +7,8 @@ import json
 import time
 
 from playhouse.migrations import Runner
+from support import clock as shared_clock
 
-from nexusctl import clock
 from nexusctl.core import job_runs, refresh
 from nexusctl.db import migrate
 from nexusctl.db.models import Integration, JobRun
@@ -71,9 +71,9 @@ def test_the_daemon_view_scheduled_running_overdue(database, settings, monkeypat
     # product's clock (the shared clock's file, as the daemon would read it), and has not finished.
     offset = tmp_path / "clock"
     offset.write_text(repr((now + dt.timedelta(minutes=1)).timestamp() - time.time()))
-    monkeypatch.setenv(clock.ENV, str(offset))
+    shared_clock.use_file(monkeypatch, offset)
     job_runs.started("token-refresh", "host-a:1")
-    monkeypatch.delenv(clock.ENV)
+    shared_clock.stop_using(monkeypatch)
     running = _job(settings, now + dt.timedelta(minutes=10), "token-refresh")
     assert (running["state"], running["daemon"]) == ("running", "scheduled")
     assert _job(settings, now + dt.timedelta(hours=2), "token-refresh")["daemon"] == "overdue"
@@ -121,6 +121,7 @@ def test_jobs_run_records_its_run_and_jobs_list_shows_it(cli):
     assert housekeeping["outcome"] == "ok" and housekeeping["state"] == "idle"
     assert housekeeping["counts"] == {
         "expiredStates": 0,
+        "endedRateWaits": 0,
         "deliveries": 0,
         "syncLogs": 0,
         "events": 0,
@@ -128,7 +129,10 @@ def test_jobs_run_records_its_run_and_jobs_list_shows_it(cli):
     }
     assert housekeeping["ranBy"].endswith("(nexusctl jobs run)") and housekeeping["nextRunAt"] is None
     row = next(line.split("\t") for line in cli("jobs", "list").stdout.splitlines() if line.startswith("housekeeping"))
-    assert row[3] == "ok: 0 deliveries, 0 events, 0 expiredStates, 0 syncLogs" and row[4] == "daemon not running"
+    assert (
+        row[3] == "ok: 0 deliveries, 0 endedRateWaits, 0 events, 0 expiredStates, 0 syncLogs"
+        and row[4] == "daemon not running"
+    )
 
 
 def test_the_back_off_doubles_from_5_minutes_to_a_6_hour_cap_within_10_percent():

@@ -13,6 +13,7 @@ import json
 import uuid
 
 import pytest
+from support.clock import pass_until
 from support.stack import sync_log_end
 from support.waiting import wait_for
 from test_discord_webhook import _connect_with_webhook
@@ -68,20 +69,40 @@ def test_a_wait_the_daemon_was_told_defers_a_cli_sync_run_which_the_daemon_runs_
     assert emu.calls["conversations.list"] == listed + 1
 
 
+def test_a_short_deferral_is_taken_by_the_daemon_as_soon_as_its_wait_ends(stack, fresh_emulators):
+    """A run deferred for less than the 2 minutes the runner leaves a fresh PENDING run to its creator
+    (sync_queue.STALE_PENDING) is taken once its runAfter has passed, not once it is 2 minutes old."""
+    emu, user, integration = _slack(stack)
+    emu.rate_limit_next("conversations.list", retry_after=30)
+    assert proxy(stack, integration, "GET", "/conversations.list", user=user).status == 429
+    listed = emu.calls["conversations.list"]
+    # An operator's shorter run budget: the 30 s wait is beyond it, so the run is deferred, not waited out.
+    ran = stack.cli("sync", "run", integration, "--action", "fetch_channels", env={"SYNC_RATE_LIMIT_BUDGET": "5s"})
+    assert ran.returncode == 0 and "deferred until" in ran.stdout, ran.stdout + ran.stderr
+    ((log_id, status, run_after, _meta, _error),) = _rows(stack, integration)
+    assert status == "PENDING" and run_after is not None
+
+    pass_until(fresh_emulators, run_after)  # about 32 s on: the run is far younger than 2 minutes
+    assert sync_log_end(stack, log_id, timeout=20, ends=("COMPLETED", "FAILED")) == "COMPLETED"
+    assert emu.calls["conversations.list"] == listed + 1
+
+
 def test_a_wait_a_cli_run_was_told_answers_the_daemons_proxied_calls_429(stack, fresh_emulators):
     emu, user, integration = _slack(stack)
     assert proxy(stack, integration, "POST", "/auth.test", user=user).status == 200  # the daemon read: no wait
     emu.rate_limit_next("conversations.list", retry_after=3600)
     ran = stack.cli("sync", "run", integration, "--action", "fetch_channels", "--json")
     assert ran.returncode == 24 and json.loads(ran.stdout)[0]["status"] == "FAILED", ran.stdout  # the provider's
-    calls = emu.calls["whoami"]
-    # The daemon trusts its "no wait" read for a second (rate_budget.RECHECK), then reads the CLI's wait.
+    # The daemon trusts its "no wait" read for a second (rate_budget.RECHECK), then reads the CLI's wait (calls
+    # within that second, when the CLI run was quicker than it, still reach the provider).
     got = wait_for(
         lambda: (answer := proxy(stack, integration, "POST", "/auth.test", user=user)).status == 429 and answer,
         5,
         "the CLI's wait seen by the daemon",
     )
     assert 3500 < int(got.headers["Retry-After"]) <= 3600, got.headers
+    calls = emu.calls["whoami"]
+    assert proxy(stack, integration, "POST", "/auth.test", user=user).status == 429
     assert emu.calls["whoami"] == calls  # the provider was not called
     fresh_emulators.advance_clock(3601)
     assert proxy(stack, integration, "POST", "/auth.test", user=user).status == 200
@@ -122,7 +143,30 @@ def test_a_publish_asks_the_budget_is_deferred_by_its_wait_and_notes_the_provide
     dc.rate_limit_next("execute_webhook", 3600)
     status, _metadata, error = _publish(stack, user, "Throttled")
     assert status == "FAILED" and error.startswith("RATE_LIMITED"), error  # the provider refused this one
+    # Logged as told to a publisher (a sync's are "(sync)", the proxy's "(proxy)").
+    assert f"rate budget: integration {integration} waits 3600 s (publish)" in stack.logs(), stack.logs()[-3000:]
     calls = dc.calls["whoami"]
     got = proxy(stack, integration, "GET", "/v10/users/@me", user=user)
     assert got.status == 429 and int(got.headers["Retry-After"]) > 3500, got.text
     assert dc.calls["whoami"] == calls
+
+
+def test_housekeeping_removes_a_wait_once_it_has_ended(stack, fresh_emulators):
+    """An ended wait of an integration no provider throttles again is not left in rate_waits for ever: the
+    housekeeping job (hourly in the daemon, `nexusctl jobs run housekeeping`) removes it, and only once ended."""
+    emu, user, integration = _slack(stack)
+    emu.rate_limit_next("conversations.list", retry_after=60)
+    assert proxy(stack, integration, "GET", "/conversations.list", user=user).status == 429
+
+    def waits() -> int:
+        return stack.sql("SELECT COUNT(*) FROM rate_waits WHERE integration_id = %s", integration)[0][0]
+
+    assert waits() == 1
+    kept = stack.cli("jobs", "run", "housekeeping", "--json")
+    assert kept.returncode == 0 and waits() == 1, kept.stderr  # still waiting: kept
+    fresh_emulators.advance_clock(61)
+    done = stack.cli("jobs", "run", "housekeeping", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["endedRateWaits"] >= 1 and waits() == 0
+    said = stack.cli("jobs", "run", "housekeeping")
+    assert "0 ended rate-limit waits" in said.stdout + said.stderr, said

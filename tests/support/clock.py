@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from nexusctl import clock as product_clock
+
 UTC = dt.timezone.utc
 
 
@@ -37,3 +39,16 @@ def expire_in(stack, seconds: float, integration_id: str) -> None:
     expires_in made it."""
     (expires,) = stack.sql("SELECT expires_at FROM integrations WHERE id = %s", integration_id)[0]
     stack.emulators.advance_clock((aware(expires) - now(stack.emulators)).total_seconds() - seconds)
+
+
+def use_file(monkeypatch, path) -> None:
+    """The product's clock in this test's own process reads ``path`` (daemons and CLI runs get the setting in
+    their environment). nexusctl.clock reads the setting once per process, so it is read again here."""
+    monkeypatch.setenv(product_clock.ENV, str(path))
+    product_clock.reload()
+
+
+def stop_using(monkeypatch) -> None:
+    """The product's clock in this process is the system clock again."""
+    monkeypatch.delenv(product_clock.ENV, raising=False)
+    product_clock.reload()

@@ -98,9 +98,15 @@ class Stack:
             assert answer.status in (200, 404), answer.text  # 404: the test deleted it
 
     # --- CLI against the same database --------------------------------------
-    def cli(self, *args, input: str | None = None) -> subprocess.CompletedProcess:
+    def cli(self, *args, input: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+        """`nexusctl ARGS` on the stack's database; ``env`` adds settings for this run only."""
         return subprocess.run(
-            [str(NEXUSCTL), *map(str, args)], env=self.env, input=input, capture_output=True, text=True, timeout=60
+            [str(NEXUSCTL), *map(str, args)],
+            env={**self.env, **(env or {})},
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
 
     def another_daemon(self):

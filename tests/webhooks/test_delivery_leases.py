@@ -17,6 +17,7 @@ import signal
 import uuid
 
 import pytest
+from support import clock as shared_clock
 from support.receivers import HoldingReceiver
 from support.waiting import wait_for
 
@@ -54,7 +55,7 @@ def moved_clock(tmp_path, monkeypatch, daemons):
     path = tmp_path / "clock-offset"
     path.write_text("0")
     daemons.env[clock.ENV] = str(path)
-    monkeypatch.setenv(clock.ENV, str(path))
+    shared_clock.use_file(monkeypatch, path)
 
     def advance(seconds: float) -> None:
         offset = float(path.read_text()) + seconds

@@ -203,10 +203,10 @@ class SyncApi:
             self.adapter._check_throttle(reply)  # provider-specific signals besides 429 (handled in http.call)
         except RateLimited as exc:
             if self.budget is not None:
-                await self.budget.note(exc.retry_after, "sync")
+                await self.budget.note(exc.retry_after)
             raise
         if self.budget is not None and (spent := exhausted_wait(reply.headers)):
-            await self.budget.note(spent, "sync: none remaining")  # this answer stands; the next call waits
+            await self.budget.note(spent, "none remaining")  # this answer stands; the next call waits
         return reply
 
     async def raw(self, method: str, url: str, **kwargs) -> Reply:
