@@ -106,4 +106,4 @@ def _run_the_tour(tmp_path, setup_daemon, daemon_port, receiver_port, setup_port
     assert "webhook.delivered" in output
     assert re.search(r"post\.created\s+DELIVERED\s+1", output) and re.search(r"webhook\.test\s+DELIVERED\s+1", output)
     received = (work / "received.log").read_text()
-    assert '"type":"webhook.test"' in received and '"mediaId":"m1"' in received
+    assert '"type":"webhook.test"' in received and '"postId":"p1"' in received
