@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 
+from support import clock as shared_clock
+
 from nexusctl.core import leases
-from nexusctl.db.fields import utcnow
-from nexusctl.db.models import Lease
 
 
-def test_one_holder_at_a_time_and_a_dead_holders_lease_is_taken_over(database):
+def test_one_holder_at_a_time_and_a_dead_holders_lease_is_taken_over(database, monkeypatch, tmp_path):
+    advance = shared_clock.own_file(monkeypatch, tmp_path / "clock")
     assert leases.acquire("relay", "daemon-a", 30)
     assert not leases.acquire("relay", "daemon-b", 30)  # held
     assert leases.acquire("relay", "daemon-a", 30)  # a renewal
     assert leases.holder_of("relay")[0] == "daemon-a"
     # daemon-a dies: it stops renewing, the lease runs out, daemon-b takes over.
-    Lease.update(until=utcnow() - dt.timedelta(seconds=1)).where(Lease.name == "relay").execute()
+    advance(29)
+    assert not leases.acquire("relay", "daemon-b", 30)  # not run out yet
+    advance(2)
     assert leases.acquire("relay", "daemon-b", 30)
     assert not leases.acquire("relay", "daemon-a", 30)
 

@@ -8,6 +8,8 @@ only moves forward, also across ``fresh_emulators``' resets: read "now" here, ne
 from __future__ import annotations
 
 import datetime as dt
+import os
+from pathlib import Path
 
 from nexusctl import clock as product_clock
 
@@ -52,3 +54,22 @@ def stop_using(monkeypatch) -> None:
     """The product's clock in this process is the system clock again."""
     monkeypatch.delenv(product_clock.ENV, raising=False)
     product_clock.reload()
+
+
+def own_file(monkeypatch, path):
+    """A clock of this test's own, for tests without emulators: the product's clock in this process (and the CLI
+    runs it starts) reads ``path``, at no offset yet. Returns ``advance(seconds)``, which moves it forward."""
+    path = Path(path)
+    moved = [0.0]
+
+    def advance(seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError(f"the shared clock only moves forward (asked to move {seconds:+g} s)")
+        moved[0] += seconds
+        staged = path.with_name(path.name + ".partial")
+        staged.write_text(f"{moved[0]!r}\n")
+        os.replace(staged, path)  # a new inode: every reader sees the change at its next look
+
+    advance(0)
+    use_file(monkeypatch, path)
+    return advance
