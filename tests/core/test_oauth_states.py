@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import threading
 import uuid
 
 import pytest
+from support import clock as shared_clock
 
 from nexusctl.core.oauth_states import Flow, RedisStates, TableStates, new_state, state_hash
 from nexusctl.db.models import OAuthState
@@ -40,14 +40,14 @@ def test_table_state_round_trip_is_encrypted_and_single_use(database, keyring):
         states.take(state, Provider.SLACK)
 
 
-def test_table_state_expired_or_cross_provider_fails(database, keyring):
+def test_table_state_expired_or_cross_provider_fails(database, keyring, monkeypatch, tmp_path):
+    advance = shared_clock.own_file(monkeypatch, tmp_path / "clock")
     states = TableStates(keyring)
     old, other = new_state(), new_state()
     states.save(old, _flow())
+    advance(300)
     states.save(other, _flow())
-    OAuthState.update(expires_at=dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)).where(
-        OAuthState.state == state_hash(old)
-    ).execute()
+    advance(301)  # the first one's ten minutes are over, the other's not
     with pytest.raises(OAuthFailed, match="expired"):
         states.take(old, Provider.SLACK)
     with pytest.raises(OAuthFailed, match="another provider"):
