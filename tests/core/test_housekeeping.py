@@ -10,7 +10,7 @@ import uuid
 
 from support import clock as shared_clock
 
-from nexusctl.core import events, housekeeping, rate_budget
+from nexusctl.core import events, housekeeping, outbox, rate_budget
 from nexusctl.core.runtime import direct
 from nexusctl.db.database import database_proxy
 from nexusctl.db.fields import utcnow
@@ -25,35 +25,50 @@ from nexusctl.db.models import (
 )
 from nexusctl.enums import DeliveryStatus, Provider, SyncStatus
 
-
-def _old(model, row, days):
-    model.update(created_at=utcnow() - dt.timedelta(days=days)).where(model.id == row.id).execute()
+DAY = 86400.0
 
 
-def test_only_finished_history_past_retention_is_purged(database, make_integration, monkeypatch):
+def _aged(advance, made: dict) -> dict:
+    """Make each ``name: (days, make)`` so that it is ``days`` old at the end: the oldest first, the shared clock
+    moving forward in between (a row's created_at is the product's "now" when it is made). {name: row}."""
+    rows, age = {}, max(days for days, _ in made.values())
+    for name, (days, make) in sorted(made.items(), key=lambda item: -item[1][0]):
+        advance((age - days) * DAY)
+        age = days
+        rows[name] = make()
+    advance(age * DAY)
+    return rows
+
+
+def test_only_finished_history_past_retention_is_purged(database, make_integration, monkeypatch, tmp_path):
     monkeypatch.setattr(housekeeping, "BATCH", 2)  # several batches
+    advance = shared_clock.own_file(monkeypatch, tmp_path / "clock")
     integration = make_integration()
     hook = Webhook.create(integration=integration, url="https://example.com/h")
-    rows = {}
-    for name, status, days in [
-        ("old_delivered", DeliveryStatus.DELIVERED, 40),
-        ("old_failed", DeliveryStatus.FAILED, 40),
-        ("old_pending", DeliveryStatus.PENDING, 40),
-        ("old_retrying", DeliveryStatus.RETRYING, 40),
-        ("new_delivered", DeliveryStatus.DELIVERED, 5),
-        ("old_delivered2", DeliveryStatus.DELIVERED, 31),
-    ]:
-        rows[name] = WebhookDelivery.create(webhook=hook, event="e", payload={}, status=status)
-        _old(WebhookDelivery, rows[name], days)
+
+    def delivery(status):
+        return lambda: WebhookDelivery.create(webhook=hook, event="e", payload={}, status=status)
+
+    def log(status):
+        return lambda: IntegrationSyncLog.create(integration=integration, action="fetch", status=status)
+
+    made = _aged(
+        advance,
+        {
+            "old_delivered": (40, delivery(DeliveryStatus.DELIVERED)),
+            "old_failed": (40, delivery(DeliveryStatus.FAILED)),
+            "old_pending": (40, delivery(DeliveryStatus.PENDING)),
+            "old_retrying": (40, delivery(DeliveryStatus.RETRYING)),
+            "new_delivered": (5, delivery(DeliveryStatus.DELIVERED)),
+            "old_delivered2": (31, delivery(DeliveryStatus.DELIVERED)),
+            "old_done": (40, log(SyncStatus.COMPLETED)),
+            "old_running": (40, log(SyncStatus.IN_PROGRESS)),
+            "new_done": (1, log(SyncStatus.COMPLETED)),
+        },
+    )
+    rows = {name: row for name, row in made.items() if isinstance(row, WebhookDelivery)}
+    logs = {name: row for name, row in made.items() if isinstance(row, IntegrationSyncLog)}
     WebhookAttempt.create(delivery=rows["old_delivered"], number=1, started_at=utcnow(), status_code=200)
-    logs = {}
-    for name, status, days in [
-        ("old_done", SyncStatus.COMPLETED, 40),
-        ("old_running", SyncStatus.IN_PROGRESS, 40),
-        ("new_done", SyncStatus.COMPLETED, 1),
-    ]:
-        logs[name] = IntegrationSyncLog.create(integration=integration, action="fetch", status=status)
-        _old(IntegrationSyncLog, logs[name], days)
     counts = housekeeping.purge_history(30)
     assert counts == {"deliveries": 3, "syncLogs": 1, "events": 0}
     left = {d.id for d in WebhookDelivery.select()}
@@ -63,21 +78,32 @@ def test_only_finished_history_past_retention_is_purged(database, make_integrati
     assert housekeeping.purge_history(30) == {"deliveries": 0, "syncLogs": 0, "events": 0}  # idempotent
 
 
-def test_old_outbox_events_go_but_never_one_the_relay_has_not_published(database, make_integration, monkeypatch):
+def test_old_outbox_events_go_but_never_one_the_relay_has_not_published(
+    database, make_integration, monkeypatch, tmp_path
+):
     monkeypatch.setattr(housekeeping, "BATCH", 2)
+    advance = shared_clock.own_file(monkeypatch, tmp_path / "clock")
     integration = make_integration()
-    made = {}
-    for name, days, published in [
-        ("old_sent", 40, True),
-        ("old_sent2", 35, True),
-        ("old_unsent", 40, False),
-        ("new_sent", 3, True),
-    ]:
-        with database_proxy.atomic():
-            made[name] = events.record("media.created", integration, name=name)
-        OutboxEvent.update(
-            created_at=utcnow() - dt.timedelta(days=days), published_at=utcnow() if published else None
-        ).where(OutboxEvent.id == made[name].id).execute()
+
+    def event(name, published):
+        def make():
+            with database_proxy.atomic():
+                row = events.record("media.created", integration, name=name)
+            if published:
+                outbox.mark_published([row.id])  # what the relay does once the stream has it
+            return row
+
+        return make
+
+    made = _aged(
+        advance,
+        {
+            "old_sent": (40, event("old_sent", True)),
+            "old_sent2": (35, event("old_sent2", True)),
+            "old_unsent": (40, event("old_unsent", False)),
+            "new_sent": (3, event("new_sent", True)),
+        },
+    )
     # With a relay (Redis) an unpublished event is still on its way: kept however old.
     assert housekeeping.purge_history(30, keep_unpublished_events=True)["events"] == 2
     assert {e.id for e in OutboxEvent.select()} == {made["old_unsent"].id, made["new_sent"].id}
