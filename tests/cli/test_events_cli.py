@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from support import clock as shared_clock
 
 from nexusctl.core import events
 from nexusctl.db.database import database_proxy
@@ -33,20 +34,16 @@ def _error_line(result) -> str:
     return lines[0]
 
 
-def _record(integration, event_type: str, when: dt.datetime | None = None, **data) -> OutboxEvent:
+def _record(integration, event_type: str, **data) -> OutboxEvent:
     with database_proxy.atomic():
-        row = events.record(event_type, integration, **data)
-    if when is not None:
-        OutboxEvent.update(created_at=when).where(OutboxEvent.id == row.id).execute()
-        row.created_at = when
-    return row
+        return events.record(event_type, integration, **data)
 
 
 @pytest.fixture
-def history(make_integration):
-    """Six events of two integrations an hour apart (oldest first), ending now."""
+def history(make_integration, monkeypatch, tmp_path):
+    """Six events of two integrations an hour apart on the shared clock (oldest first), ending now."""
+    advance = shared_clock.own_file(monkeypatch, tmp_path / "clock")  # `events tail` runs get it too
     first, second = make_integration(), make_integration(provider=Provider.DISCORD)
-    now = dt.datetime.now(UTC)
     kinds = [
         (first, "integration.connected"),
         (second, "integration.connected"),
@@ -55,7 +52,11 @@ def history(make_integration):
         (second, "integration.error"),
         (first, "media.created"),
     ]
-    rows = [_record(i, kind, now - dt.timedelta(hours=5 - n), n=n) for n, (i, kind) in enumerate(kinds)]
+    rows = []
+    for n, (integration, kind) in enumerate(kinds):
+        if n:
+            advance(3600)
+        rows.append(_record(integration, kind, n=n))
     return first, second, rows
 
 
