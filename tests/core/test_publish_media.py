@@ -17,6 +17,7 @@ import uuid
 
 import aiohttp
 import pytest
+from support import clock as shared_clock
 
 from nexusctl import config
 from nexusctl.core import connections, inbound, sync_runs
@@ -45,6 +46,7 @@ TT_SCOPES = ["user.info.basic", "video.list", "video.publish"]
 def env(database, fresh_emulators, monkeypatch):
     for name, value in fresh_emulators.env().items():
         monkeypatch.setenv(name, value)
+    shared_clock.use_file(monkeypatch, fresh_emulators.clock_file)  # this process's product clock is theirs too
     monkeypatch.setattr(publish, "IG_POLL_DELAYS", (0.01,) * 4)  # same number of reads, no waiting
     settings = config.load()
     return settings, keyring_from_settings(settings), fresh_emulators
@@ -283,14 +285,13 @@ def test_a_deferred_reel_restarting_is_not_taken_for_an_interrupted_run(env, mak
     must not mark it interrupted, however long ago the publish first started."""
     from nexusctl.core import leases
     from nexusctl.core.sync_queue import mark_interrupted, stale_work
-    from nexusctl.db.models import IntegrationSyncLog
 
     ig, user, row, _ = _instagram(env, make_integration)
     ig.reels_processing_polls = 50
     log = _publish(env, user, {**CONTENT, "media": [VIDEO]})[row.id]
     assert log.status == SyncStatus.PENDING, log.error
-    first_start = utcnow() - dt.timedelta(minutes=10)  # the reel has been processing for ten minutes
-    IntegrationSyncLog.update(started_at=first_start).where(IntegrationSyncLog.id == log.id).execute()
+    first_start = log.started_at
+    env[2].advance_clock(10 * 60)  # the reel has been processing for ten minutes (the shared clock)
     ig.containers[log.metadata["pending"]["containerId"]]["polls_left"] = 0
     seen, real_acquire = [], leases.acquire
 
