@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import types
 import uuid
@@ -11,6 +10,7 @@ import uuid
 from support import clock as shared_clock
 
 from nexusctl.core import events, housekeeping, outbox, rate_budget
+from nexusctl.core.oauth_states import Flow, TableStates, new_state
 from nexusctl.core.runtime import direct
 from nexusctl.db.database import database_proxy
 from nexusctl.db.fields import utcnow
@@ -112,16 +112,12 @@ def test_old_outbox_events_go_but_never_one_the_relay_has_not_published(
     assert {e.id for e in OutboxEvent.select()} == {made["new_sent"].id}
 
 
-def test_expired_states_are_removed(database):
-    now = utcnow()
-    for minutes in (-5, -1, 5):
-        OAuthState.create(
-            state=uuid.uuid4().hex,
-            provider=Provider.SLACK,
-            user_id=uuid.uuid4(),
-            redirect_uri="http://localhost:3000/x",
-            expires_at=now + dt.timedelta(minutes=minutes),
-        )
+def test_expired_states_are_removed(database, keyring, monkeypatch, tmp_path):
+    advance = shared_clock.own_file(monkeypatch, tmp_path / "clock")
+    states = TableStates(keyring)
+    for minutes_before_the_next in (4, 6, 5):  # each lasts 10 minutes: expired 5 and 1 minute ago, one left 5
+        states.save(new_state(), Flow(Provider.SLACK, uuid.uuid4(), "http://localhost:3000/x", {}, None, {}))
+        advance(minutes_before_the_next * 60)
     assert housekeeping.purge_expired_states() == 2
     assert OAuthState.select().count() == 1
 
