@@ -23,7 +23,6 @@ from nexusctl.db.database import database_proxy
 from nexusctl.db.models import Integration, IntegrationSyncLog, OutboxEvent
 from nexusctl.enums import Provider
 
-UTC = dt.timezone.utc
 NEXUSCTL = Path(sys.executable).parent / "nexusctl"
 
 
