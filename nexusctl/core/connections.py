@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import hashlib
 import uuid
 from typing import Callable
 
@@ -221,7 +220,7 @@ def _store_alone(row: Integration, lease, values: dict, plan: AfterRefresh | Non
         *_refreshed_params(row.id, lease, values, plan, now),
         *(statements.param(outbox[name], value) for name, value in event.__data__.items()),
     ]
-    held, webhooks = statements.run(_prepared_name(sql), sql, params).fetchone()
+    held, webhooks = statements.run("nexus_refreshed", sql, params).fetchone()
     if webhooks:
         return _HAS_WEBHOOKS
     return None if held is None else bool(held) and plan is not None
@@ -241,11 +240,6 @@ def _alone_sql(names: tuple, fence: tuple | None, event_columns: tuple) -> str:
         f'"event" AS (INSERT INTO "outbox_events" ({columns}) SELECT {", ".join(casts)} FROM "stored") '
         'SELECT (SELECT "held" FROM "stored"), EXISTS (SELECT 1 FROM "hooks")'
     )
-
-
-@functools.lru_cache(maxsize=16)
-def _prepared_name(sql: str) -> str:
-    return "nexus_refreshed_" + hashlib.sha1(sql.encode()).hexdigest()[:16]
 
 
 def _refreshed_params(row_id, lease, values: dict, plan: AfterRefresh | None, now) -> list:

@@ -15,6 +15,7 @@ matching ``IN`` for a list of values.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import re
@@ -83,35 +84,47 @@ def insert(instance: peewee.Model) -> None:
 # PostgreSQL plans a statement sent as text on every execution: 0.3-0.4 ms of its CPU for the refresh's
 # claim and store, about as much as executing them (EXPLAIN ANALYZE). A statement PREPAREd once per
 # connection and run with EXECUTE is planned once (a generic plan after five runs). A connection pooler
-# that moves a session's statements between server connections (PgBouncer's transaction pooling before
-# 1.21) loses them: the first "prepared statement does not exist" turns preparing off for this process.
+# that shares server connections between clients (PgBouncer's transaction or statement pooling, which
+# tracks protocol-level prepared statements at most, never SQL PREPARE) breaks this both ways: a name
+# prepared here is missing on the next server connection ("does not exist"), or one prepared by another
+# client is already there ("already exists"). Any failure of PREPARE or EXECUTE for either reason turns
+# preparing off for this process and runs the statement as text: never a failed refresh (a refresh's
+# store runs after the provider has rotated the tokens). Each name carries a hash of its text, so two
+# versions of nexusctl behind one pooler never run each other's statement under one name.
 
 _prepared: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # connection -> names prepared on it
 _lock = threading.Lock()
 _off = False
 _MARK = re.compile(r"%s")
+_LOST = {"26000", "42P05"}  # invalid_sql_statement_name (missing), duplicate_prepared_statement (already there)
+
+
+@functools.lru_cache(maxsize=256)
+def _prepared_name(prefix: str, sql: str) -> str:
+    return f"{prefix}_{hashlib.sha1(sql.encode()).hexdigest()[:16]}"
 
 
 def run(name: str, sql: str, params: list):
     """``execute_sql(sql, params)`` (autocommitted, outside a transaction); on PostgreSQL prepared as ``name``
-    once per connection and run with EXECUTE. ``name``: one per statement text (the caller's cache key)."""
+    (with a hash of ``sql``) once per connection and run with EXECUTE."""
     global _off
     if _off or not is_postgres(database_proxy) or database_proxy.in_transaction():
         return database_proxy.execute_sql(sql, params)
+    name = _prepared_name(name, sql)
     connection = database_proxy.connection()
     with _lock:
         names = _prepared.setdefault(connection, set())
-    if name not in names:
-        numbered = iter(range(1, sql.count("%s") + 1))
-        database_proxy.execute_sql(f"PREPARE {name} AS " + _MARK.sub(lambda _: f"${next(numbered)}", sql))
-        names.add(name)
     try:
+        if name not in names:
+            numbered = iter(range(1, sql.count("%s") + 1))
+            database_proxy.execute_sql(f"PREPARE {name} AS " + _MARK.sub(lambda _: f"${next(numbered)}", sql))
+            names.add(name)
         return database_proxy.execute_sql(f"EXECUTE {name}({', '.join(['%s'] * len(params))})", params)
     except peewee.DatabaseError as exc:
-        if getattr(exc.__context__, "pgcode", None) != "26000":  # invalid_sql_statement_name (psycopg2's, wrapped)
+        if getattr(exc.__context__, "pgcode", None) not in _LOST:  # psycopg2's error, wrapped by peewee
             raise
         _off = True
-        log.warning("prepared statements are lost between calls (a connection pooler?): not preparing any more")
+        log.warning("prepared statements are not kept between calls (a connection pooler?): not preparing any more")
         return database_proxy.execute_sql(sql, params)
 
 

@@ -25,8 +25,8 @@ def test_run_gives_the_same_answers_on_both_databases(database):
 
 
 def test_a_pooler_that_loses_prepared_statements_turns_preparing_off(pg_database, monkeypatch):
-    """PgBouncer's transaction pooling (before 1.21) runs EXECUTE on a server connection that never saw the
-    PREPARE: the call still answers, and the process stops preparing."""
+    """A pooler sharing server connections (PgBouncer's transaction pooling) runs EXECUTE on a server
+    connection that never saw the PREPARE: the call still answers, and the process stops preparing."""
     monkeypatch.setattr(statements, "_off", False)
     row = _row()
     sql = SQL_NAMED.format(mark="%s")
@@ -36,3 +36,22 @@ def test_a_pooler_that_loses_prepared_statements_turns_preparing_off(pg_database
     assert statements._off is True
     assert pg_database.execute_sql("SELECT count(*) FROM pg_prepared_statements").fetchone() == (0,)
     assert statements.run("nexus_test_lost", sql, [row.id]).fetchone() == ("@someone",)
+
+
+def test_a_name_another_client_prepared_on_a_shared_connection_never_fails_the_call(pg_database, monkeypatch):
+    """Behind a pooler, this process's first PREPARE can land on a server connection where another client
+    (another daemon, another version) already prepared that name: the call answers as text, preparing stops."""
+    monkeypatch.setattr(statements, "_off", False)
+    row = _row()
+    sql = SQL_NAMED.format(mark="%s")
+    name = statements._prepared_name("nexus_test_taken", sql)
+    pg_database.execute_sql(f"PREPARE {name} AS SELECT 'another client''s statement'")  # the pooler's leftover
+    assert statements.run("nexus_test_taken", sql, [row.id]).fetchone() == ("@someone",)
+    assert statements._off is True
+
+
+def test_each_prepared_name_carries_its_statements_text():
+    """Two versions behind one pooler never run each other's statement under one name."""
+    assert statements._prepared_name("nexus_claim_0", "SELECT 1") != statements._prepared_name(
+        "nexus_claim_0", "SELECT 2"
+    )
