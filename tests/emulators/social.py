@@ -977,7 +977,12 @@ class Discord(TokenGrants, Provider):
         message, refused = await self._post_message(request, channel_id)
         if refused is not None:
             return refused
-        return json_response({**message, "type": 0, "author": {"id": "1100000000000000001", "bot": True}})
+        # The bot's per-channel message bucket, spent by this post (Discord reports the window's last call
+        # with Remaining 0 and Reset-After): the bot's own limit, not the connected user's token's.
+        headers = {"X-RateLimit-Limit": "1", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset-After": "1.5"}
+        response = json_response({**message, "type": 0, "author": {"id": "1100000000000000001", "bot": True}})
+        response.headers.update(headers)
+        return response
 
     def _guilds_of(self, request):
         """(the servers the caller is in, as partial guilds, None), or (None, the 401 answer)."""

@@ -137,6 +137,9 @@ def test_discord_publishes_only_into_a_server_the_account_is_in_and_manages(daem
     status, metadata, error = _publish(daemon, user_a, "A's own news")
     assert status == "COMPLETED", error
     assert _messages_in(dc, CHANNEL["A"]) == [f"A's own news\nhttps://nexus.test/p/{metadata['content']['contentId']}"]
+    # The bot's spent message bucket (Remaining 0) is the bot's limit, not A's: A's own calls go on at once.
+    me = daemon.api("GET", f"/integrations/{on_a}/proxy/v10/users/@me", user=user_a)
+    assert me.status == 200, me.text
 
     # A aims at B's channel: the bot is in B's server and could post there, but A is not.
     _aim(daemon, user_a, on_a, {"publishChannel": CHANNEL["B"]})

@@ -195,9 +195,10 @@ class SyncApi:
                 retry_after=wait,
             )
 
-    async def _heard(self, call) -> Reply:
+    async def _heard(self, call, *, note_exhausted: bool = True) -> Reply:
         """Await the provider call; its throttle (429, the provider's own signals) is noted in the budget and
-        raised as RateLimited, and an answer that says no call is left is noted for the next one."""
+        raised as RateLimited, and (``note_exhausted``) an answer that says no call is left is noted for the
+        next one."""
         try:
             reply = await call
             self.adapter._check_throttle(reply)  # provider-specific signals besides 429 (handled in http.call)
@@ -205,16 +206,19 @@ class SyncApi:
             if self.budget is not None:
                 await self.budget.note(exc.retry_after)
             raise
-        if self.budget is not None and (spent := exhausted_wait(reply.headers)):
+        if note_exhausted and self.budget is not None and (spent := exhausted_wait(reply.headers)):
             await self.budget.note(spent, "none remaining")  # this answer stands; the next call waits
         return reply
 
     async def raw(self, method: str, url: str, **kwargs) -> Reply:
         """A call made with the adapter's HTTP directly (headers and secrets as the caller gives them), counted
-        and under the budget like ``request``: asked first, the provider's waits noted."""
+        and under the budget like ``request``: asked first, the provider's throttles noted. A "none remaining"
+        answer is not noted: these calls may use another credential than the integration's token (Discord's
+        bot, a channel webhook), whose per-route limits routinely read 0 remaining and are not this
+        integration's budget."""
         await self.ask_budget()
         self.calls += 1
-        return await self._heard(self.adapter.http(method, url, **kwargs))
+        return await self._heard(self.adapter.http(method, url, **kwargs), note_exhausted=False)
 
     async def get(self, path: str, **kwargs) -> Reply:
         return await self.request("GET", path, **kwargs)
