@@ -188,9 +188,6 @@ def emit_cmd(
     The events only this service writes cannot be emitted: integration.*, webhook.*, sync.*, the families its
     syncs write (media.*, comment.*, analytics.*, order.* ...), user.deleted, content.published, slack.command.
 
-    The events only this service writes cannot be emitted (integration.*, webhook.*, sync.*, the families its
-    syncs write such as media.*, comment.*, analytics.*; user.deleted, content.published, slack.command).
-
     Example:  nexusctl events emit 0b7f5d2c-8a41-4c4e-b2a7-3f9e1d6c5a10 post.created --data '{"postId": "p1"}'
     Example:  nexusctl events emit --file events.ndjson
     """

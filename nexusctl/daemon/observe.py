@@ -338,10 +338,11 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         second = int(record.created)
-        if second != self._second[0]:  # strftime once a second, not once a line
-            self._second = (second, self.formatTime(record, "%Y-%m-%dT%H:%M:%S"))
+        cached = self._second  # read once: another thread's line may replace it meanwhile
+        if second != cached[0]:  # strftime once a second, not once a line
+            cached = self._second = (second, self.formatTime(record, "%Y-%m-%dT%H:%M:%S"))
         entry = {
-            "time": f"{self._second[1]}.{int(record.msecs):03d}Z",
+            "time": f"{cached[1]}.{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
