@@ -57,20 +57,8 @@ def test_text_only_content_skips_the_video_platforms_and_posts_to_x(stack, fresh
         assert live["status"] == "healthy", (provider, live["reasons"])
     calls = {p: sum(stack.emulators[p].calls.values()) for p in SKIPPED}
 
-    content_id = f"c-{uuid.uuid4().hex[:10]}"
-    body = {
-        "type": "content.published",
-        "id": f"evt-{content_id}",
-        "data": {
-            "userId": str(user),
-            "contentId": content_id,
-            "title": "Words only",
-            "url": f"https://nexus.test/p/{content_id}",
-        },
-    }
-    answer = stack.api("POST", "/integrations/events/ingest", user=uuid.uuid4(), roles=("service",), body=body)
-    assert answer.status == 200, answer.text
-    queued = {log["provider"]: log for log in answer.json()["data"]["syncLogs"]}
+    content_id, data = stack.ingest_content(user, "Words only")
+    queued = {log["provider"]: log for log in data["syncLogs"]}
     assert set(queued) == set(ids)
     for provider, words in SKIPPED.items():
         assert words in queued[provider]["skipped"], queued[provider]

@@ -56,19 +56,7 @@ def _aim(stack, user, integration: str, metadata: dict) -> None:
 
 def _publish(stack, user, title: str) -> tuple[str, dict, str | None]:
     """content.published for ``user``; waits for its publish log to end: (status, metadata, error)."""
-    content_id = f"c-{uuid.uuid4().hex[:10]}"
-    body = {
-        "type": "content.published",
-        "id": f"evt-{content_id}",
-        "data": {
-            "userId": str(user),
-            "contentId": content_id,
-            "title": title,
-            "url": f"https://nexus.test/p/{content_id}",
-        },
-    }
-    answer = stack.api("POST", "/integrations/events/ingest", user=uuid.uuid4(), roles=("service",), body=body)
-    assert answer.status == 200, answer.text
+    content_id, _ = stack.ingest_content(user, title)
     deadline, seen = time.monotonic() + 30, None
     while time.monotonic() < deadline:
         rows = stack.sql("SELECT status, metadata, error FROM integration_sync_logs WHERE resource_id = %s", content_id)

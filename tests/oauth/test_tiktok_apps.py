@@ -119,21 +119,10 @@ def test_a_login_kit_and_a_business_connection_live_side_by_side(stack, fresh_em
 
     # publishing: a video for the business connection's user is skipped with the reason, the Login Kit one's not
     for user, skipped in ((biz_user, True), (kit_user, False)):
-        content_id = f"c-{uuid.uuid4().hex[:10]}"
-        body = {
-            "type": "content.published",
-            "id": f"evt-{content_id}",
-            "data": {
-                "userId": str(user),
-                "contentId": content_id,
-                "title": "A video",
-                "url": f"https://nexus.test/p/{content_id}",
-                "media": [{"type": "video", "url": "https://cdn.example.com/v.mp4"}],
-            },
-        }
-        answer = stack.api("POST", "/integrations/events/ingest", user=uuid.uuid4(), roles=("service",), body=body)
-        assert answer.status == 200, answer.text
-        (queued,) = answer.json()["data"]["syncLogs"]
+        _, data = stack.ingest_content(
+            user, "A video", media=[{"type": "video", "url": "https://cdn.example.com/v.mp4"}]
+        )
+        (queued,) = data["syncLogs"]
         assert ("TikTok API for Business" in (queued.get("skipped") or "")) is skipped, queued
         if not skipped:  # the Login Kit connection's goes to TikTok's Content Posting API: wait for it to end
             log = _wait_log(stack, kit, kit_user, lambda row: row["action"] == "publish")

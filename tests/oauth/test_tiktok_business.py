@@ -161,21 +161,8 @@ def test_content_published_skips_a_business_connection_which_does_not_publish(st
     """Publishing is Login Kit's Content Posting API: a video for a TikTok API for Business connection is skipped
     (CANCELLED with the reason, no call, no integration error), not failed."""
     user, integration = _connect(stack, "TIKTOK")
-    content_id = f"c-{uuid.uuid4().hex[:10]}"
-    body = {
-        "type": "content.published",
-        "id": f"evt-{content_id}",
-        "data": {
-            "userId": str(user),
-            "contentId": content_id,
-            "title": "A video",
-            "url": f"https://nexus.test/p/{content_id}",
-            "media": [{"type": "video", "url": "https://cdn.example.com/v.mp4"}],
-        },
-    }
-    answer = stack.api("POST", "/integrations/events/ingest", user=uuid.uuid4(), roles=("service",), body=body)
-    assert answer.status == 200, answer.text
-    (queued,) = answer.json()["data"]["syncLogs"]
+    _, data = stack.ingest_content(user, "A video", media=[{"type": "video", "url": "https://cdn.example.com/v.mp4"}])
+    (queued,) = data["syncLogs"]
     assert queued["integrationId"] == integration and "TikTok API for Business" in queued["skipped"], queued
     assert stack.emulators["TIKTOK"].calls["creator_info"] == 0 and stack.emulators["TIKTOK"].calls["publish_init"] == 0
 

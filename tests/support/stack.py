@@ -67,6 +67,23 @@ class Stack:
             hdrs["Authorization"] = f"Bearer {mint(user, *roles)}"
         return call(method, (base or self.base) + path, json_body=body, headers=hdrs)
 
+    def ingest_content(self, user, title: str, media: list | None = None) -> tuple[str, dict]:
+        """The platform's ``content.published`` for ``user`` through the ingest route (as the service role);
+        (its content id, the answer's data: the publish logs queued)."""
+        content_id = f"c-{uuid.uuid4().hex[:10]}"
+        data = {
+            "userId": str(user),
+            "contentId": content_id,
+            "title": title,
+            "url": f"https://nexus.test/p/{content_id}",
+        }
+        if media is not None:
+            data["media"] = media
+        body = {"type": "content.published", "id": f"evt-{content_id}", "data": data}
+        answer = self.api("POST", "/integrations/events/ingest", user=uuid.uuid4(), roles=("service",), body=body)
+        assert answer.status == 200, answer.text
+        return content_id, answer.json()["data"]
+
     def initiate(self, provider: str, user, **extra):
         body = {"userId": str(user), "provider": provider, "redirectUri": f"{FRONTEND}/connected", **extra}
         return self.api("POST", "/integrations/oauth/initiate", user=user, body=body)
