@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from nexusctl import ssrf, telemetry, tracing
+from nexusctl import clock, ssrf, telemetry, tracing
 from nexusctl.errors import ProviderError, RateLimited
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,8 @@ def basic_auth(user: str, password: str) -> str:
 
 
 def retry_after(reply: Reply) -> int | None:
-    """Seconds from Retry-After (seconds or a date), X-RateLimit-Reset (epoch) or a JSON retry_after."""
+    """Seconds from Retry-After (seconds or a date), X-RateLimit-Reset (epoch) or a JSON retry_after. A date or
+    an epoch is counted from the product's clock (nexusctl.clock), like every wait and "now" the service keeps."""
     value = _header(reply, "Retry-After")
     if value:
         if value.strip().isdigit():
@@ -169,13 +170,13 @@ def retry_after(reply: Reply) -> int | None:
         if re.fullmatch(r"\d+\.\d+", value.strip()):  # Shopify REST sends "2.0"
             return math.ceil(float(value.strip()))
         try:
-            return max(0, int(parsedate_to_datetime(value).timestamp() - time.time()))
+            return max(0, int(parsedate_to_datetime(value).timestamp() - clock.time()))
         except (TypeError, ValueError):
             pass
     for name in ("x-rate-limit-reset", "X-RateLimit-Reset"):
         reset = _header(reply, name)
         if reset and reset.strip().isdigit():
-            return max(0, int(reset) - int(time.time()))
+            return max(0, int(reset) - int(clock.time()))
     seconds = reply.get("retry_after")
     if isinstance(seconds, (int, float)):
         return max(1, int(seconds + 0.999))

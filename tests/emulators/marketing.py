@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import base64
 import secrets
-import time
 import uuid
 
 from .base import Provider
@@ -255,7 +254,7 @@ class SendGrid(Provider):
         headers = {
             "X-RateLimit-Limit": "600",
             "X-RateLimit-Remaining": "0",
-            "X-RateLimit-Reset": str(int(time.time() + retry_after)),
+            "X-RateLimit-Reset": str(int(self.now() + retry_after)),
         }
         return json_response({"errors": [{"field": None, "message": "too many requests"}]}, 429, headers)
 

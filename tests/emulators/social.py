@@ -153,7 +153,7 @@ class Twitter(TwitterMetrics, TokenGrants, Provider):
         headers = {
             "x-rate-limit-limit": "75",
             "x-rate-limit-remaining": "0",
-            "x-rate-limit-reset": str(int(time.time() + retry_after)),
+            "x-rate-limit-reset": str(int(self.now() + retry_after)),
         }
         return self.problem(429, "Too Many Requests", "Too Many Requests", headers)
 
@@ -769,7 +769,7 @@ class Discord(TokenGrants, Provider):
             "Retry-After": str(retry_after),
             "X-RateLimit-Limit": "5",
             "X-RateLimit-Remaining": "0",
-            "X-RateLimit-Reset": f"{time.time() + retry_after:.3f}",
+            "X-RateLimit-Reset": f"{self.now() + retry_after:.3f}",
             "X-RateLimit-Reset-After": f"{retry_after:.3f}",
             "X-RateLimit-Bucket": secrets.token_hex(16),
             "X-RateLimit-Scope": "user",

@@ -93,7 +93,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
-import time
 
 from aiohttp import web
 
@@ -352,7 +351,7 @@ class TikTok(TikTokStats, TikTokComments, TikTokAccounts, TokenGrants, Provider)
                 "log_id": log_id(),
             }
         }
-        return json_response(body, 429, {"x-ratelimit-reset": str(int(time.time() + retry_after))})
+        return json_response(body, 429, {"x-ratelimit-reset": str(int(self.now() + retry_after))})
 
     def _error(self, error: str, description: str) -> web.Response:
         body = {"error": error, "error_description": description, "log_id": log_id()}

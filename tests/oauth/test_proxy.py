@@ -238,6 +238,20 @@ def test_429_comes_back_with_retry_after(stack, fresh_emulators):
     assert got.status == 429 and got.headers.get("Retry-After") == "7", (got.status, dict(got.headers))
 
 
+@pytest.mark.parametrize("provider", ["TIKTOK", "TWITTER"])
+def test_a_reset_time_the_provider_sends_is_counted_from_the_shared_clock(stack, fresh_emulators, provider):
+    """TikTok's x-ratelimit-reset and X's x-rate-limit-reset are epoch seconds of the provider's clock, which is
+    the product's (the shared test clock, moved here an hour past the system clock): the wait is the 7 s the
+    provider meant, not those 7 s plus the hour the clock was moved."""
+    fresh_emulators.advance_clock(3600)
+    emu = stack.emulators[provider]
+    user, integration = connected(stack, provider)
+    method, path, query, _field = WHOAMI[provider]
+    emu.rate_limit_next("whoami", 7)
+    got = proxy(stack, integration, method, path, user=user, query=query)
+    assert got.status == 429 and 5 <= int(got.headers["Retry-After"]) <= 7, (got.status, dict(got.headers))
+
+
 def test_a_provider_throttle_signal_besides_429_comes_back_as_429(stack, fresh_emulators):
     emu = stack.emulators["SALESFORCE"]  # the org's daily allowance: 403 REQUEST_LIMIT_EXCEEDED
     user, integration = connected(stack, "SALESFORCE")
