@@ -1,6 +1,7 @@
 """The provider credentials: a family of variables, the same few for every provider.
 
-``<PROVIDER>_CLIENT_ID`` / ``_CLIENT_SECRET`` (the OAuth client), ``<PROVIDER>_<KIND>_URL``
+``<PROVIDER>_CLIENT_ID`` / ``_CLIENT_SECRET`` (the OAuth client; a provider with several kinds of app has one
+client per kind, ``<PROVIDER>_<APP>_CLIENT_ID`` / ``_CLIENT_SECRET``: ``APP_CLIENTS``), ``<PROVIDER>_<KIND>_URL``
 (endpoint overrides: sandboxes, emulators) and ``<PROVIDER>_APPROVED_SCOPES`` (scopes the
 provider grants only to apps it approved). The settings table holds the family as one
 entry (``config_table.PROVIDER_CREDENTIALS``) whose names and loader are here.
@@ -25,6 +26,12 @@ EXTRA_ENDPOINT_KINDS = {
     Provider.YOUTUBE: ("ANALYTICS",),
     Provider.TIKTOK: ("BUSINESS",),
 }
+# Providers whose connections are made with one of several kinds of app, each registered apart at the provider
+# with its own credentials: <PROVIDER>_<APP>_CLIENT_ID / _CLIENT_SECRET. TikTok's Login Kit app (TIKTOK_CLIENT_ID,
+# its client key) and its TikTok API for Business app (TIKTOK_BUSINESS_CLIENT_ID / _SECRET: that app's id and
+# secret) are two apps: a connection made with tiktokApp business uses the latter's for its consent, code
+# exchange, refreshes and revocation.
+APP_CLIENTS = {Provider.TIKTOK: ("BUSINESS",)}
 # Scopes a provider grants only to apps it approved (partner programmes, per-app reviews): the service asks
 # for one only when the operator says the app has it (<PROVIDER>_APPROVED_SCOPES), since asking without the
 # approval makes the provider refuse the whole consent. Why each needs approval: nexusctl/providers/scopes.py.
@@ -45,18 +52,33 @@ class ProviderCredentials(NamedTuple):
     endpoints: Mapping[str, str] = MappingProxyType({})
     # <PROVIDER>_APPROVED_SCOPES: approval-only scopes (APPROVAL_SCOPES) the provider granted this app.
     approved_scopes: tuple[str, ...] = ()
+    # The client of each other kind of app (APP_CLIENTS), by its name ("BUSINESS"): credentials of their own, the
+    # same endpoint overrides and approvals.
+    apps: Mapping[str, object] = MappingProxyType({})
+    # The variables' prefix when it is not the provider's name (an app's client: TIKTOK_BUSINESS).
+    prefix: str | None = None
 
     @property
     def configured(self) -> bool:
         return bool(self.client_id and self.client_secret)
 
+    @property
+    def any_configured(self) -> bool:
+        """Whether some kind of app of the provider can connect (TikTok: Login Kit's client or Business's)."""
+        return self.configured or any(app.configured for app in self.apps.values())
+
+    def of_app(self, app: str | None) -> "ProviderCredentials":
+        """The client of the kind of app ``app`` (APP_CLIENTS, any case); this one for None or the main app."""
+        return self.apps.get((app or "").upper(), self)
+
     def missing(self, provider: Provider) -> list[str]:
-        """The variables still to set before this provider can connect."""
+        """The variables still to set before this provider (this kind of app of it) can connect."""
+        prefix = self.prefix or provider.value
         names = []
         if not self.client_id:
-            names.append(f"{provider.value}_CLIENT_ID")
+            names.append(f"{prefix}_CLIENT_ID")
         if not self.client_secret:
-            names.append(f"{provider.value}_CLIENT_SECRET")
+            names.append(f"{prefix}_CLIENT_SECRET")
         return names
 
 
@@ -69,6 +91,11 @@ def credential_variables(provider: Provider) -> list[str]:
     return [
         f"{provider.value}_CLIENT_ID",
         f"{provider.value}_CLIENT_SECRET",
+        *(
+            f"{provider.value}_{app}_CLIENT_{half}"
+            for app in APP_CLIENTS.get(provider, ())
+            for half in ("ID", "SECRET")
+        ),
         *(f"{provider.value}_{kind}_URL" for kind in endpoint_kinds(provider)),
     ]
 
@@ -82,8 +109,6 @@ def provider_variable_names() -> list[str]:
 def load_providers(env: Mapping[str, str]) -> dict[Provider, ProviderCredentials]:
     creds = {}
     for provider in Provider:
-        client_id = env.get(f"{provider.value}_CLIENT_ID", "").strip() or None
-        secret = env.get(f"{provider.value}_CLIENT_SECRET", "").strip() or None
         endpoints = {}
         for kind in endpoint_kinds(provider):
             name = f"{provider.value}_{kind}_URL"
@@ -93,10 +118,21 @@ def load_providers(env: Mapping[str, str]) -> dict[Provider, ProviderCredentials
                 if parts.scheme not in ("http", "https") or not parts.hostname:
                     raise ConfigError(f"{name}: {value!r} is not an http(s) URL with a host")
                 endpoints[kind] = value.rstrip("/") if kind == "API" else value
-        creds[provider] = ProviderCredentials(
-            client_id, Secret(secret) if secret else None, endpoints, _approved_scopes(env, provider)
-        )
+        approved = _approved_scopes(env, provider)
+        apps = {}
+        for app in APP_CLIENTS.get(provider, ()):
+            prefix = f"{provider.value}_{app}"
+            app_id, app_secret = _client(env, prefix)
+            apps[app] = ProviderCredentials(app_id, app_secret, endpoints, approved, prefix=prefix)
+        client_id, secret = _client(env, provider.value)
+        creds[provider] = ProviderCredentials(client_id, secret, endpoints, approved, MappingProxyType(apps))
     return creds
+
+
+def _client(env: Mapping[str, str], prefix: str) -> tuple[str | None, Secret | None]:
+    client_id = env.get(f"{prefix}_CLIENT_ID", "").strip() or None
+    secret = env.get(f"{prefix}_CLIENT_SECRET", "").strip() or None
+    return client_id, Secret(secret) if secret else None
 
 
 def _approved_scopes(env: Mapping[str, str], provider: Provider) -> tuple[str, ...]:

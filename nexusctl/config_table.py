@@ -161,6 +161,15 @@ PROVIDER_CREDENTIALS = Family(
             "token endpoints and its `business/` API, where TikTok's comment endpoints are.",
         ),
         (
+            "`TIKTOK_BUSINESS_CLIENT_ID`, `TIKTOK_BUSINESS_CLIENT_SECRET`",
+            "unset",
+            "The TikTok API for Business app's id and secret (TikTok for Business developer portal), apart from "
+            "`TIKTOK_CLIENT_ID` / `_SECRET`, the Login Kit app's client key and secret: they are two apps at TikTok. "
+            "Connections with `tiktokApp` `business` use it for their consent, code exchange, refreshes and "
+            "revocation; without it such a connect is refused with `PROVIDER_NOT_CONFIGURED` naming it, as a Login "
+            "Kit connect is without `TIKTOK_CLIENT_ID`.",
+        ),
+        (
             "`YOUTUBE_ANALYTICS_URL`",
             "`https://youtubeanalytics.googleapis.com`",
             "The YouTube Analytics API's host (`fetch_analytics`), apart from `YOUTUBE_API_URL`, the Data API.",
@@ -458,10 +467,12 @@ TABLE = (
         "(`metadata.provider.tiktokApp` at initiate, `integrations connect --tiktok-app`). `login_kit`: a TikTok "
         "for Developers app (Login Kit, Display and Content Posting APIs at open.tiktokapis.com): posts, analytics "
         "and publishing, no comments (that API has none). `business`: a TikTok API for Business app (TikTok "
-        "Accounts API): a TikTok business account authorizes at the same www.tiktok.com consent, tokens come from "
+        "Accounts API, its own client: `TIKTOK_BUSINESS_CLIENT_ID` / `_SECRET`): a TikTok business account "
+        "authorizes at the same www.tiktok.com consent, tokens come from "
         "business-api.tiktok.com's `tt_user/oauth2/token/` (`TIKTOK_BUSINESS_URL`), and the connection offers "
         "comments (`fetch_comments`, replies; scopes `video.list`, `comment.list`, `comment.list.manage`) but not "
-        "the Login Kit actions. Each connection keeps the kind it was made with (`metadata.provider.tiktokApp`), "
+        "the Login Kit actions. A connect with a kind whose client is unset is refused with `PROVIDER_NOT_CONFIGURED`. "
+        "Each connection keeps the kind it was made with (`metadata.provider.tiktokApp`), "
         "so both kinds live side by side and changing this touches no existing connection.",
     ),
     Variable(

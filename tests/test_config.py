@@ -159,9 +159,31 @@ def test_variable_names_cover_what_load_reads():
         "ENCRYPTION_KEY",
         "FRONTEND_URL",
         "TIKTOK_CLIENT_ID",
+        "TIKTOK_BUSINESS_CLIENT_ID",  # TikTok's other kind of app: an app of its own, with its own credentials
+        "TIKTOK_BUSINESS_CLIENT_SECRET",
         "DISCORD_CLIENT_SECRET",
     ):
         assert expected in names
+
+
+def test_tiktoks_two_kinds_of_app_have_a_client_each():
+    settings = config.load(
+        {
+            "ENCRYPTION_KEY": GOOD_KEY,
+            "TIKTOK_CLIENT_ID": "awkit",
+            "TIKTOK_CLIENT_SECRET": "kit-secret",
+            "TIKTOK_BUSINESS_CLIENT_ID": "7000000000000000001",
+            "TIKTOK_BUSINESS_CLIENT_SECRET": "business-secret",
+        }
+    )
+    creds = settings.providers[Provider.TIKTOK]
+    assert (creds.client_id, creds.client_secret.get()) == ("awkit", "kit-secret")
+    business = creds.of_app("business")
+    assert (business.client_id, business.client_secret.get()) == ("7000000000000000001", "business-secret")
+    assert business.endpoints == creds.endpoints and creds.of_app("login_kit") is creds
+    unset = config.load({"ENCRYPTION_KEY": GOOD_KEY, "TIKTOK_CLIENT_ID": "awkit", "TIKTOK_CLIENT_SECRET": "s"})
+    missing = unset.providers[Provider.TIKTOK].of_app("business").missing(Provider.TIKTOK)
+    assert missing == ["TIKTOK_BUSINESS_CLIENT_ID", "TIKTOK_BUSINESS_CLIENT_SECRET"]
 
 
 def test_a_refused_configuration_creates_no_key_file(tmp_path):

@@ -33,7 +33,7 @@ def describe(settings, provider, *, full: bool = False) -> dict:
     from nexusctl.providers.spec import ConnectKind
 
     spec, creds = SPECS[provider], settings.providers[provider]
-    configured = creds.configured or not spec.needs_credentials
+    configured = creds.any_configured or not spec.needs_credentials
     data = {
         **CATALOG[provider].to_dict(configured),
         **spec.to_dict(),
@@ -44,7 +44,7 @@ def describe(settings, provider, *, full: bool = False) -> dict:
         if provider.value == "TIKTOK":
             data["tiktokApps"] = _tiktok_apps(settings, creds.approved_scopes)
         adapter = adapter_for(provider, settings)
-        data["missing"] = [] if configured else creds.missing(provider)
+        data["missing"] = [] if configured else creds.missing(provider)  # TIKTOK: tiktokApps has each kind's
         # An API-key provider (SendGrid) never sends a browser back: there is no callback to register.
         data["callbackUrl"] = None if spec.kind is ConnectKind.API_KEY else adapter.redirect_uri
         data["endpoints"] = {
@@ -97,6 +97,9 @@ def _tiktok_apps(settings, approved) -> dict:
         refused = LOGIN_KIT_ONLY if app == BUSINESS else BUSINESS_ONLY
         apps[app] = {
             "default": app == default,
+            # Each kind is an app of its own at TikTok: TIKTOK_CLIENT_ID / TIKTOK_BUSINESS_CLIENT_ID and secrets.
+            "configured": adapter.creds.configured,
+            "missing": adapter.creds.missing(Provider.TIKTOK),
             "scopes": list(scopes.requested(Provider.TIKTOK, approved, app)),
             "actions": [a for a in BUSINESS_ONLY + LOGIN_KIT_ONLY if a not in refused],
             "tokenUrl": adapter.url("TOKEN"),

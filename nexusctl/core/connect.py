@@ -92,12 +92,17 @@ def _tiktok_app_of(flow: Flow) -> str | None:
     return ((flow.metadata or {}).get("provider") or {}).get("tiktokApp")
 
 
-def _configured(settings: Settings, provider: Provider) -> None:
+def _configured(settings: Settings, provider: Provider, app: str | None = None) -> None:
+    """PROVIDER_NOT_CONFIGURED, naming the variables to set, unless the client the connection would use is set:
+    for TikTok, that of the kind of app chosen (``app``), each kind being an app of its own at TikTok with its own
+    credentials, so a kind without them is refused here rather than by TikTok at the code exchange."""
     spec = SPECS[provider]
-    if spec.needs_credentials and not settings.providers[provider].configured:
-        missing = settings.providers[provider].missing(provider)
+    creds = settings.providers[provider].of_app(app if provider is Provider.TIKTOK else None)
+    if spec.needs_credentials and not creds.configured:
+        missing = creds.missing(provider)
+        kind = " (a TikTok API for Business app, tiktokApp business)" if creds.prefix else ""
         raise ProviderNotConfigured(
-            f"{provider.value} is not configured: set {' and '.join(missing)}", provider=provider.value
+            f"{provider.value}{kind} is not configured: set {' and '.join(missing)}", provider=provider.value
         )
 
 
@@ -141,10 +146,15 @@ async def initiate(
             f"or `nexusctl integrations add {provider.value}`",
             field="provider",
         )
-    _configured(svc.settings, provider)
+    app = None
+    if provider is Provider.TIKTOK:  # the kind of TikTok app chosen decides which client must be set
+        metadata = _connection_metadata(svc.settings, provider, metadata)
+        app = metadata["provider"]["tiktokApp"]
+    _configured(svc.settings, provider, app)
     redirect_uri = check_redirect(svc.settings, redirect_uri)
-    metadata = _connection_metadata(svc.settings, provider, metadata)
-    adapter = svc.adapter(provider, tiktok_app=((metadata.get("provider") or {}).get("tiktokApp")))
+    if provider is not Provider.TIKTOK:
+        metadata = _connection_metadata(svc.settings, provider, metadata)
+    adapter = svc.adapter(provider, tiktok_app=app)
     extra_scopes = _optional_scopes(provider, scopes)
     tenant = await _checked_tenant(svc.settings, adapter, spec.tenant, shop=shop, store_url=store_url)
     state = new_state()

@@ -198,20 +198,25 @@ def check_providers(loaded: Loaded) -> list[Check]:
         if settings is None:
             continue
         creds = settings.providers[provider]
-        if not (creds.client_id or creds.client_secret):
+        # The provider's client and, for TikTok, that of its other kind of app (TIKTOK_BUSINESS_CLIENT_ID / _SECRET).
+        clients = [creds, *creds.apps.values()]
+        if not any(c.client_id or c.client_secret for c in clients):
             continue
-        missing = creds.missing(provider)
-        if missing and SPECS[provider].needs_credentials:
-            findings.append(
+        halves = [c.missing(provider) for c in clients if (c.client_id or c.client_secret) and c.missing(provider)]
+        if halves and SPECS[provider].needs_credentials:
+            findings += [
                 Check(
                     check,
                     FAIL,
                     f"{' and '.join(missing)} not set (the other half is)",
                     f"set {missing[0]} from the provider's developer console, or unset both",
                 )
-            )
+                for missing in halves
+            ]
             continue
         finding = _endpoints(provider, settings)
+        if finding.outcome == OK and provider is Provider.TIKTOK:
+            finding = _tiktok_clients(settings, finding)
         findings.append(_companion(provider, settings, finding) if finding.outcome == OK else finding)
     if settings is not None and not findings:
         findings.append(
@@ -223,6 +228,29 @@ def check_providers(loaded: Loaded) -> list[Check]:
             )
         )
     return findings
+
+
+def _tiktok_clients(settings: config.Settings, ok: Check) -> Check:
+    """Which kinds of TikTok app can connect: each is an app of its own at TikTok, with its own client (Login Kit:
+    TIKTOK_CLIENT_ID / _SECRET; TikTok API for Business: TIKTOK_BUSINESS_CLIENT_ID / _SECRET), and a connect with
+    a kind whose client is unset is refused (PROVIDER_NOT_CONFIGURED). A warning when that is TIKTOK_APP's kind,
+    the one a connect gets when it chooses none."""
+    creds = settings.providers[Provider.TIKTOK]
+    unset = {app: creds.of_app(app).missing(Provider.TIKTOK) for app in tiktok.APPS}
+    unset = {app: names for app, names in unset.items() if names}
+    default = settings.tiktok_app
+    if default in unset:
+        return Check(
+            ok.name,
+            WARN,
+            f"TIKTOK_APP is {default} but that kind of TikTok app has no client: a TikTok connect that chooses no "
+            f"kind is refused (PROVIDER_NOT_CONFIGURED)",
+            f"set {' and '.join(unset[default])}, or set TIKTOK_APP to the kind whose client is set",
+        )
+    if unset:
+        ((app, names),) = unset.items()
+        return Check(ok.name, OK, f"{ok.message}; {app} connections refused until {' and '.join(names)} are set")
+    return ok
 
 
 def _variables_of(provider: Provider) -> set[str]:

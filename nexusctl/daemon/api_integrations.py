@@ -119,8 +119,9 @@ async def list_sync_logs(request: web.Request) -> web.Response:
 
 async def providers(request: web.Request) -> web.Response:
     creds = request.app[SETTINGS].providers
-    # SendGrid (API keys) and WooCommerce (store-granted keys) need no app credentials.
-    return ok([info.to_dict(creds[p].configured or not SPECS[p].needs_credentials) for p, info in CATALOG.items()])
+    # SendGrid (API keys) and WooCommerce (store-granted keys) need no app credentials; TikTok connects with
+    # either kind of app whose client is set.
+    return ok([info.to_dict(creds[p].any_configured or not SPECS[p].needs_credentials) for p, info in CATALOG.items()])
 
 
 _ID = ("INTEGRATION_NOT_FOUND", "VALIDATION_ERROR")

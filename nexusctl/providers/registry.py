@@ -274,11 +274,13 @@ def adapter_for(
     """The adapter of ``provider`` with the configured credentials and endpoint overrides; user-supplied
     hosts go through ``guarded_session`` (providers.http.provider_sessions). ``tiktok_app``: the kind of TikTok
     app (tiktok.APPS) of the connection at hand; None is the deployment's default (TIKTOK_APP)."""
-    kind = ADAPTERS[provider]
+    kind, creds = ADAPTERS[provider], settings.providers[provider]
     app = tiktok_app or getattr(settings, "tiktok_app", None) or tiktok.LOGIN_KIT
     if provider is Provider.TIKTOK and app == tiktok.BUSINESS:
-        kind = tiktok.TikTokBusiness
-    adapter = kind(SPECS[provider], settings.providers[provider], session, settings.public_url)
+        # A TikTok API for Business app is an app of its own at TikTok: its client (TIKTOK_BUSINESS_CLIENT_ID /
+        # _SECRET) signs its consent, code exchange, refreshes and revocation.
+        kind, creds = tiktok.TikTokBusiness, creds.of_app(tiktok.BUSINESS)
+    adapter = kind(SPECS[provider], creds, session, settings.public_url)
     adapter.allowed_networks = settings.webhook_allowed_networks  # one SSRF allow-list for every user-supplied URL
     adapter.guarded_session = guarded_session
     return adapter

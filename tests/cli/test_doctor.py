@@ -412,3 +412,32 @@ def test_tiktok_endpoints_of_both_kinds_of_app_are_checked_whatever_tiktok_app_s
     tiktok = only(findings, "provider TIKTOK")
     assert tiktok["status"] == "warn" and tiktok["hint"] == "use https for TIKTOK_BUSINESS_URL, or unset it", tiktok
     assert_no_secret(result.stdout, "tiktok-secret-never-printed", "jwt-secret-never-printed")
+
+
+def test_tiktoks_business_app_has_credentials_of_its_own_which_doctor_checks(db_url, monkeypatch):
+    """The TikTok API for Business app is an app of its own at TikTok (TIKTOK_BUSINESS_CLIENT_ID / _SECRET, apart
+    from the Login Kit app's TIKTOK_CLIENT_ID / _SECRET): half of it set fails; TIKTOK_APP naming a kind without
+    its client is a warning (a connect choosing no kind is refused); either kind alone is a configured TikTok."""
+    monkeypatch.setenv("TIKTOK_BUSINESS_CLIENT_ID", "7000000000000000001")
+    result, findings = doctor()
+    assert failed(result, findings) == ["provider TIKTOK"]
+    tiktok = only(findings, "provider TIKTOK")
+    assert tiktok["detail"] == "TIKTOK_BUSINESS_CLIENT_SECRET not set (the other half is)", tiktok
+    assert tiktok["hint"].startswith("set TIKTOK_BUSINESS_CLIENT_SECRET"), tiktok
+
+    monkeypatch.setenv("TIKTOK_BUSINESS_CLIENT_SECRET", "business-secret-never-printed")
+    result, findings = doctor()
+    tiktok = only(findings, "provider TIKTOK")  # business only, TIKTOK_APP's default login_kit without a client
+    assert tiktok["status"] == "warn" and "TIKTOK_APP is login_kit" in tiktok["detail"], tiktok
+    assert tiktok["hint"].startswith("set TIKTOK_CLIENT_ID and TIKTOK_CLIENT_SECRET"), tiktok
+    monkeypatch.setenv("TIKTOK_APP", "business")
+    tiktok = only(doctor()[1], "provider TIKTOK")
+    assert tiktok["status"] == "ok", tiktok
+    assert "login_kit connections refused until TIKTOK_CLIENT_ID and TIKTOK_CLIENT_SECRET are set" in tiktok["detail"]
+
+    monkeypatch.setenv("TIKTOK_CLIENT_ID", "tiktok-client-key")
+    monkeypatch.setenv("TIKTOK_CLIENT_SECRET", "tiktok-secret-never-printed")
+    result, findings = doctor()
+    tiktok = only(findings, "provider TIKTOK")
+    assert tiktok["status"] == "ok" and "refused" not in tiktok["detail"], tiktok
+    assert_no_secret(result.stdout, "business-secret-never-printed", "tiktok-secret-never-printed")

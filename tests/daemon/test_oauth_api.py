@@ -30,6 +30,27 @@ async def test_an_unconfigured_provider_names_the_missing_variables(api):
     assert "TIKTOK_CLIENT_ID" in payload["error"]["message"] and "TIKTOK_CLIENT_SECRET" in payload["error"]["message"]
 
 
+async def test_a_tiktok_kind_without_its_own_app_credentials_is_refused_up_front(db_url, aiohttp_client, monkeypatch):
+    """TikTok's Login Kit app and TikTok API for Business app are two apps with credentials of their own: Login
+    Kit's being set does not make a business connect possible (TikTok would refuse its code exchange)."""
+    monkeypatch.setenv("TIKTOK_CLIENT_ID", "awlogin")
+    monkeypatch.setenv("TIKTOK_CLIENT_SECRET", "login-kit-secret")
+    api = await aiohttp_client(create_app(config.load()))
+    body = {"userId": str(USER), "provider": "TIKTOK", "redirectUri": "http://localhost:3000/x"}
+    business = {**body, "metadata": {"provider": {"tiktokApp": "business"}}}
+    answer = await api.post("/integrations/oauth/initiate", json=business, headers=headers())
+    payload = await answer.json()
+    assert answer.status == 400 and payload["error"]["code"] == "PROVIDER_NOT_CONFIGURED", payload
+    assert payload["error"]["message"] == (
+        "TIKTOK (a TikTok API for Business app, tiktokApp business) is not configured: set "
+        "TIKTOK_BUSINESS_CLIENT_ID and TIKTOK_BUSINESS_CLIENT_SECRET"
+    )
+    assert "login-kit-secret" not in await answer.text()
+    kit = await api.post("/integrations/oauth/initiate", json=body, headers=headers())
+    assert kit.status == 200, await kit.text()
+    assert "client_key=awlogin" in (await kit.json())["data"]["authorizationUrl"]
+
+
 async def test_half_configured_names_only_what_is_missing(db_url, aiohttp_client, monkeypatch):
     monkeypatch.setenv("DISCORD_CLIENT_ID", "123")
     api = await aiohttp_client(create_app(config.load()))

@@ -110,6 +110,10 @@ class Provider:
     def make_client_id(self) -> str:
         return f"{self.prefix}-client-{secrets.token_hex(6)}"
 
+    def knows_client(self, client_id: str | None) -> bool:
+        """Whether ``client_id`` is one of the provider's registered apps (its authorize endpoint takes it)."""
+        return client_id == self.client_id
+
     def make_client_secret(self) -> str:
         return secrets.token_urlsafe(24)
 

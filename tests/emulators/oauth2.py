@@ -189,7 +189,7 @@ def check_authorize(p: Provider, request: web.Request, spec: AuthorizeSpec) -> t
     client_id = q.get(spec.client_param)
     if not client_id:
         return f"missing {spec.client_param}", {}
-    if client_id != p.client_id:
+    if not p.knows_client(client_id):
         return f"unknown {spec.client_param} {client_id!r}", {}
     if spec.response_type is not None:
         rt = q.get("response_type")

@@ -73,6 +73,8 @@ def test_env_names_follow_the_contract(emulators):
     expected.add("GOOGLE_ADS_USERINFO_URL")  # its API URL is the Google Ads API; who-am-I is OpenID userinfo
     expected.add("YOUTUBE_ANALYTICS_URL")  # YouTube Analytics (fetch_analytics) has its own host
     expected.add("TIKTOK_BUSINESS_URL")  # TikTok API for Business (TIKTOK_APP=business: comments)
+    # ... an app of its own at TikTok, with its own credentials (its app id and secret)
+    expected |= {"TIKTOK_BUSINESS_CLIENT_ID", "TIKTOK_BUSINESS_CLIENT_SECRET"}
     expected.add("SLACK_SIGNING_SECRET")  # Slack signs the slash commands it sends the app with it
     expected.add("NEXUSCTL_CLOCK_FILE")  # the clock the product shares with the emulators (advance_clock)
     assert set(env) == expected

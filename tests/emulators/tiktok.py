@@ -33,6 +33,13 @@ TIKTOK quirks enforced:
 
 TIKTOK as a TikTok API for Business app (``TikTokAccounts``, on the
 ``business-api.tiktok.com`` host, env ``TIKTOK_BUSINESS_URL``):
+- it is an app of its own, registered apart from the Login Kit app, with its
+  own credentials (``business_client_id`` / ``business_client_secret``, env
+  ``TIKTOK_BUSINESS_CLIENT_ID`` / ``_SECRET``); the consent takes either app's
+  client key, each app only the scopes of its kind (a Login Kit app asking for
+  ``comment.list``, or a Business app for ``video.publish``, is refused), and
+  each app's token endpoints refuse the other app's client (40101 here,
+  ``invalid_client`` at Login Kit's) and codes issued to it;
 - the same www.tiktok.com consent; the code is redeemed at
   ``POST /open_api/v1.3/tt_user/oauth2/token/`` with a JSON body ``{client_id,
   client_secret, grant_type: authorization_code, auth_code, redirect_uri}``,
@@ -102,6 +109,7 @@ from .oauth2 import (
     AuthorizeSpec,
     TokenGrants,
     auth_header,
+    authorize,
     check_client,
     client_auth,
     grant_for,
@@ -193,7 +201,8 @@ class TikTokAccounts:
         missing = [f for f in fields if not body.get(f)]
         if missing:
             return None, self.business_envelope(40002, f"Missing required field(s): {', '.join(missing)}.")
-        if str(body["client_id"]) != self.client_id or body["client_secret"] != self.client_secret:
+        # The TikTok API for Business app's own client: the Login Kit app's client key is another app's.
+        if str(body["client_id"]) != self.business_client_id or body["client_secret"] != self.business_client_secret:
             return None, self.business_envelope(40101, "Invalid client_id or client_secret.")
         return body, None
 
@@ -319,8 +328,41 @@ class TikTok(TikTokStats, TikTokComments, TikTokAccounts, TokenGrants, Provider)
     CODE_CLIENT_PARAM = "client_key"
     CODE_VERIFIER = False
 
+    # Each kind of app may ask only for its own products' scopes (those the other kind alone has are refused).
+    LOGIN_KIT_ONLY_SCOPES = frozenset({"user.info.stats", "video.publish", "video.upload"})
+    BUSINESS_ONLY_SCOPES = frozenset({"comment.list", "comment.list.manage"})
+
+    def __init__(self, emu):
+        # The TikTok API for Business app: another app at TikTok, with a numeric app id and a secret of its own.
+        self.business_client_id = str(7 * 10**18 + secrets.randbelow(10**18))
+        self.business_client_secret = secrets.token_hex(20)
+        super().__init__(emu)
+
     def make_client_id(self) -> str:
         return "aw" + secrets.token_hex(8)
+
+    def knows_client(self, client_id) -> bool:
+        return client_id in (self.client_id, self.business_client_id)
+
+    def extra_env(self) -> dict[str, str]:
+        return {
+            "TIKTOK_BUSINESS_CLIENT_ID": self.business_client_id,
+            "TIKTOK_BUSINESS_CLIENT_SECRET": self.business_client_secret,
+        }
+
+    async def authorize(self, request):
+        return await authorize(self, request, self.SPEC, check=self._scopes_of_the_app)
+
+    def _scopes_of_the_app(self, request):
+        """The other kind of app's scopes are not among those this app's products grant."""
+        business = request.query.get("client_key") == self.business_client_id
+        foreign = self.LOGIN_KIT_ONLY_SCOPES if business else self.BUSINESS_ONLY_SCOPES
+        asked = set((request.query.get("scope") or "").split(","))
+        wrong = sorted(asked & foreign)
+        if wrong:
+            kind = "TikTok API for Business" if business else "Login Kit"
+            return f"invalid scope {wrong}: not a scope of this {kind} app"
+        return None
 
     CREATOR = {
         "creator_avatar_url": "https://p16-sign.tiktokcdn.com/demo-avatar.jpeg",

@@ -74,9 +74,11 @@ def test_a_login_kit_and_a_business_connection_live_side_by_side(stack, fresh_em
     assert asked.status == 200, asked.text
     consent = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(asked.json()["data"]["authorizationUrl"]).query))
     assert set(consent["scope"].split(",")) == BUSINESS_SCOPES, consent
+    assert consent["client_key"] == emu.business_client_id, consent  # the Business app's own (TIKTOK_BUSINESS_...)
     default = stack.initiate("TIKTOK", uuid.uuid4())
     consent = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(default.json()["data"]["authorizationUrl"]).query))
     assert set(consent["scope"].split(",")) == LOGIN_KIT_SCOPES, consent  # TIKTOK_APP's kind (login_kit)
+    assert consent["client_key"] == emu.client_id, consent  # the Login Kit app's client key (TIKTOK_CLIENT_ID)
 
     kit_user, kit = _connect(stack)
     biz_user, biz = _connect(stack, metadata={**BUSINESS, "team": "social"})
@@ -208,3 +210,39 @@ def test_providers_show_lists_both_kinds(stack):
     assert apps["business"]["tokenUrl"].endswith("/open_api/v1.3/tt_user/oauth2/token/"), apps["business"]
     assert apps["login_kit"]["tokenUrl"].endswith("/v2/oauth/token/"), apps["login_kit"]
     assert set(apps["login_kit"]["actions"]) == {"fetch_posts", "fetch_analytics", "publish"}
+
+
+def test_a_kind_whose_app_credentials_are_unset_is_refused_up_front(stack, fresh_emulators):
+    """Each kind of TikTok app is an app of its own at TikTok with its own credentials (Login Kit: TIKTOK_CLIENT_ID /
+    _SECRET; TikTok API for Business: TIKTOK_BUSINESS_CLIENT_ID / _SECRET). A connect with a kind whose credentials
+    are not set is refused at initiate, as an unconfigured provider is (PROVIDER_NOT_CONFIGURED, naming them),
+    instead of a consent whose code exchange TikTok would refuse; the other kind still connects."""
+    user = uuid.uuid4()
+    unset = {"TIKTOK_BUSINESS_CLIENT_ID": "", "TIKTOK_BUSINESS_CLIENT_SECRET": ""}
+    refused = _cli(stack, "integrations", "connect", "TIKTOK", "--user", user, "--tiktok-app", "business", **unset)
+    assert refused.returncode == 26 and "PROVIDER_NOT_CONFIGURED" in refused.stderr, (refused.stdout, refused.stderr)
+    assert "TIKTOK_BUSINESS_CLIENT_ID and TIKTOK_BUSINESS_CLIENT_SECRET" in refused.stderr, refused.stderr
+    assert "http" not in refused.stdout, refused.stdout  # no consent URL to open
+    # ... and TIKTOK_APP=business makes it the default kind: the same refusal for a connect that chooses none.
+    default = _cli(stack, "integrations", "connect", "TIKTOK", "--user", user, TIKTOK_APP="business", **unset)
+    assert default.returncode == 26 and "TIKTOK_BUSINESS_CLIENT_SECRET" in default.stderr, default.stderr
+    half = _cli(
+        stack, "integrations", "connect", "TIKTOK", "--user", user, "--tiktok-app", "business",
+        TIKTOK_BUSINESS_CLIENT_SECRET="",
+    )  # fmt: skip
+    assert half.returncode == 26 and "set TIKTOK_BUSINESS_CLIENT_SECRET" in half.stderr, half.stderr
+    assert "TIKTOK_BUSINESS_CLIENT_ID" not in half.stderr, half.stderr  # only what is missing
+    # The Login Kit app, whose credentials are set, connects as ever; and the other way round.
+    kit = _cli(stack, "integrations", "connect", "TIKTOK", "--user", user, "--tiktok-app", "login_kit", **unset)
+    assert kit.returncode == 0, kit.stderr
+    no_kit = {"TIKTOK_CLIENT_ID": "", "TIKTOK_CLIENT_SECRET": ""}
+    refused = _cli(stack, "integrations", "connect", "TIKTOK", "--user", user, "--tiktok-app", "login_kit", **no_kit)
+    assert refused.returncode == 26 and "TIKTOK_CLIENT_ID and TIKTOK_CLIENT_SECRET" in refused.stderr, refused.stderr
+    business = _cli(stack, "integrations", "connect", "TIKTOK", "--user", user, "--tiktok-app", "business", **no_kit)
+    assert business.returncode == 0, business.stderr
+    consent = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(business.stdout.strip().splitlines()[0]).query))
+    assert consent["client_key"] == stack.emulators["TIKTOK"].business_client_id, consent
+    shown = json.loads(_cli(stack, "providers", "show", "TIKTOK", "--json", **unset).stdout)
+    assert shown["configured"] is True and shown["tiktokApps"]["login_kit"]["configured"] is True, shown
+    assert shown["tiktokApps"]["business"]["configured"] is False, shown["tiktokApps"]
+    assert shown["tiktokApps"]["business"]["missing"] == list(unset), shown["tiktokApps"]
