@@ -511,7 +511,9 @@ TABLE = (
         v.duration,
         "30s",
         "How often the daemon starts syncs whose `metadata.syncSchedule` has come and recovers runs a dead "
-        "process left.",
+        "process left. A deferred run (`PENDING` with `runAfter`: a rate-limit wait, a video still processing) "
+        "does not wait for it: the daemon's sync runner wakes at the earliest `runAfter` it knows of (its own "
+        "deferrals, and those in the database as of its last pass).",
     ),
     Variable(
         "PUBLISH_PROCESSING_TIMEOUT",

@@ -112,6 +112,23 @@ def stale_work(limit: int = 50) -> tuple[list, list]:
     return pending, orphans
 
 
+def next_deferred():
+    """The earliest run_after still to come among the deferred runs ``stale_work`` takes once due (None: none):
+    when the daemon's runner should look again, rather than at its next SYNC_POLL_INTERVAL pass."""
+    actions = {name for by_name in ACTIONS.values() for name in by_name}
+    first = (
+        IntegrationSyncLog.select(IntegrationSyncLog.run_after)
+        .where(
+            (IntegrationSyncLog.status == SyncStatus.PENDING)
+            & (IntegrationSyncLog.run_after > utcnow())
+            & ((IntegrationSyncLog.action == "publish") | IntegrationSyncLog.action.in_(actions))
+        )
+        .order_by(IntegrationSyncLog.run_after)
+        .first()
+    )
+    return None if first is None else first.run_after
+
+
 def mark_interrupted(orphans) -> None:
     """FAILED, for runs whose process died. A sync resumes from its cursor next time; a publish may have made
     its post before the process died, so it is marked mayHavePosted (a re-publish to X or Facebook looks first)."""
