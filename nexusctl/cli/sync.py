@@ -123,17 +123,52 @@ def _run_logs(ctx, logs, *, show_progress: bool) -> list[dict]:
                 done.append(await sync_runs.run(svc, log.id))
         return done
 
-    return [sync_log_to_dict(row) for row in run_flow(ctx, flow)]
+    return [
+        {**sync_log_to_dict(row), TAKEN: True} if sync_runs.taken_elsewhere(row) else sync_log_to_dict(row)
+        for row in run_flow(ctx, flow)
+    ]
 
 
-def _finish(ctx, rows: list[dict], as_json: bool) -> None:
+# Marks a run another process started first (sync_runs.taken_elsewhere): its log's status is that process's.
+TAKEN = "_takenElsewhere"
+
+
+def _taken(row: dict) -> str:
+    """What to say of a run another process started between this one's planning it and starting it (the daemon's
+    sync runner or another `sync run` taking the same due deferred run): not a status of ours to report."""
+    return (
+        f"another process took sync {row['id']} ({row['action']} of integration {row['integrationId']}) before this "
+        f"one could start it, so it did not run here; it is {row['status']} there: `nexusctl sync show {row['id']}`"
+    )
+
+
+def _finish(ctx, rows: list[dict], as_json: bool, *, skip_taken: bool = False) -> None:
+    """The runs' lines (or JSON). A run another process took is said on stderr and left out: with --all it is
+    skipped like a run still going at planning time (exit 0); for one integration it is SYNC_NOT_STARTED (27),
+    as when that run was already going when this one planned."""
+    # start-up: only this command needs it
+    from nexusctl.errors import SyncNotStarted
+
     output = out(ctx)
+    taken = [row for row in rows if row.get(TAKEN)]
+    rows = [row for row in rows if not row.get(TAKEN)]
     if as_json:
         output.json(rows)
     else:
         for row in rows:
             output.value(_summary(row))
     failed = [row for row in rows if row["status"] == "FAILED"]
+    if skip_taken:
+        for row in taken:
+            sys.stderr.write(f"skipped: {_taken(row)}\n")
+    elif taken and not failed:
+        first = taken[0]
+        for row in taken[1:]:
+            output.error(_taken(row))
+        raise SyncNotStarted(_taken(first), syncLogId=first["id"])
+    else:
+        for row in taken:
+            output.error(_taken(row))
     if failed:
         output.error(f"{len(failed)} of {len(rows)} sync runs failed")
         scopes_only = all((row["metadata"] or {}).get("errorCode") == "MISSING_SCOPES" for row in failed)
@@ -164,7 +199,9 @@ def run_cmd(
 
     Exit code 24 when any run failed, 28 when every failure was a missing scope (one line per run; --json for
     scripts). A run deferred by a provider's wait (longer than SYNC_RATE_LIMIT_BUDGET) is PENDING, says until
-    when, and is not a failure: the daemon's sync runner takes it when the wait ends.
+    when, and is not a failure: the daemon's sync runner takes it when the wait ends. A run another process (the
+    daemon's sync runner, another `sync run`) started first is not run here, and says so with its id: skipped with
+    --all, else exit code 27 (SYNC_NOT_STARTED), as when it was already running.
 
     Example:  nexusctl sync run --all --provider SLACK --json
     """
@@ -184,7 +221,7 @@ def run_cmd(
     else:
         logs = sync_runs.plan(integration_id, action, full=full, trigger="cli")
     rows = _run_logs(ctx, logs, show_progress=out(ctx).shows_progress)
-    _finish(ctx, rows, as_json)
+    _finish(ctx, rows, as_json, skip_taken=all_)
 
 
 def _plan_all(provider: str | None, action: str | None, full: bool):

@@ -225,6 +225,9 @@ async def run(svc, log_id, *, progress=None, budget: float | None = None) -> Int
     """Execute a PENDING log to its end state; never raises for a provider's failure (the log says it)."""
     with tracing.span("sync run", {"nexus.sync_log.id": str(log_id)}) as span:
         entry = await _run(svc, log_id, progress=progress, budget=budget)
+        if taken_elsewhere(entry):  # another process runs it (and counts it): nothing was run here
+            span.set_attribute("nexus.sync.outcome", "taken_elsewhere")
+            return entry
         # A deferred run is back to PENDING: it is counted again when it runs.
         outcome = "deferred" if entry.status == SyncStatus.PENDING else entry.status.value.lower()
         telemetry.sync_run(entry.action, outcome)
@@ -233,11 +236,20 @@ async def run(svc, log_id, *, progress=None, budget: float | None = None) -> Int
     return entry
 
 
+def taken_elsewhere(entry: IntegrationSyncLog) -> bool:
+    """Whether ``run`` found its log already started by another process (the daemon's sync runner, another
+    `nexusctl sync run` picking up the same due deferred run): the conditional start (PENDING -> IN_PROGRESS)
+    is theirs, so the log's status is that process's run, not this one's."""
+    return bool(getattr(entry, "taken_elsewhere", False))
+
+
 async def _run(svc, log_id, *, progress=None, budget: float | None = None) -> IntegrationSyncLog:
     budget = svc.settings.sync_rate_limit_budget if budget is None else budget
     started = await svc.run(sync_state.start, log_id)
-    if started is None:  # cancelled before it started
-        return await svc.run(IntegrationSyncLog.get_by_id, log_id)
+    if started is None:  # cancelled before it started, or another process started it first
+        entry = await svc.run(IntegrationSyncLog.get_by_id, log_id)
+        entry.taken_elsewhere = entry.status != SyncStatus.CANCELLED
+        return entry
     integration_id, name = started.integration_id, started.action
     lock, holder = f"sync:{integration_id}:{name}", str(log_id)
     stats = {"rateLimitWaits": 0, "rateLimitWaitedSeconds": 0.0, "providerCalls": 0}
