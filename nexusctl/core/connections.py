@@ -321,7 +321,9 @@ def _store_alone_many(group: list) -> dict:
         for column, value in zip(columns, row, strict=True):
             column.append(value if value is None or isinstance(value, str) else _as_text(value))
     sql = _alone_many_sql(names, event_columns)
-    found = statements.run("nexus_refreshed_many", sql, [*columns, columns[0]]).fetchall()
+    inputs = 2 + len(names) + 8
+    params = [*columns[:inputs], columns[0], *columns[inputs:]]  # the input, the ids (webhooks), the events
+    found = statements.run("nexus_refreshed_many", sql, params).fetchall()
     held = {uuid.UUID(str(row_id)): stored for row_id, stored in found}
     done = {}
     for row_id in ids:
