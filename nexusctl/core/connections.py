@@ -26,7 +26,7 @@ from nexusctl.core.ids import parse_uuid
 from nexusctl.crypto import Keyring
 from nexusctl.db import statements
 from nexusctl.db.database import database_proxy, is_postgres
-from nexusctl.db.fields import StringArrayField, UTCDateTimeField, utcnow
+from nexusctl.db.fields import EnumField, StringArrayField, UTCDateTimeField, as_utc, utcnow
 from nexusctl.db.models import Integration, OutboxEvent
 from nexusctl.db.secrets import seal, unseal
 from nexusctl.enums import Provider
@@ -293,33 +293,33 @@ def _store_alone_many(group: list) -> dict:
         raise ValueError("one refresh per integration per batch")
     first, first_event = group[0]
     names, event_columns = tuple(first.values), tuple(first_event.__data__)
-    fields, outbox = Integration._meta.fields, OutboxEvent._meta.fields
-    columns: list[list] = [[], []]  # id, lease
-    columns += [[] for _ in names]
-    columns += [[] for _ in range(8)]  # health: fence (status, checked, due), plan (status, rank, reasons, due), ask
-    columns += [[] for _ in event_columns]
+    fields = Integration._meta.fields
+    value_text, event_text = _texts(names), _texts(event_columns, OutboxEvent)
+    stamp = _text_of(fields["health_due_at"])
+    rows = []
     for one, event in group:
         plan = one.plan
-        row = [statements.param(fields["id"], one.row.id), statements.param(fields["refresh_lease_token"], one.lease)]
-        row += [_array_param(fields[name], value) for name, value in one.values.items()]
+        row = [str(one.row.id), str(one.lease)]
+        row += [convert(value) for convert, value in zip(value_text, one.values.values())]
         if plan is None:
-            row += [None] * 7 + [statements.param(fields["health_due_at"], one.now)]
+            row += [None] * 7 + [stamp(one.now)]
         else:
             fence, planned = plan.fence, plan.values
             ask = one.now if one.now != planned["health_due_at"] else one.now + dt.timedelta(microseconds=1)
+            reasons = planned["health_reasons"]
             row += [
                 fence["health_status"],
-                statements.param(fields["health_checked_at"], fence["health_checked_at"]),
-                statements.param(fields["health_due_at"], fence.get("health_due_at")),
+                stamp(fence["health_checked_at"]),
+                stamp(fence.get("health_due_at")),
                 planned["health_status"],
-                planned["health_rank"],
-                statements.param(fields["health_reasons"], planned["health_reasons"]),
-                statements.param(fields["health_due_at"], planned["health_due_at"]),
-                statements.param(fields["health_due_at"], ask),
+                str(planned["health_rank"]),
+                None if reasons is None else json.dumps(reasons),
+                stamp(planned["health_due_at"]),
+                stamp(ask),
             ]
-        row += [statements.param(outbox[name], value) for name, value in event.__data__.items()]
-        for column, value in zip(columns, row, strict=True):
-            column.append(value if value is None or isinstance(value, str) else _as_text(value))
+        row += [convert(value) for convert, value in zip(event_text, event.__data__.values())]
+        rows.append(row)
+    columns = [list(column) for column in zip(*rows, strict=True)]  # one text[] per column
     sql = _alone_many_sql(names, event_columns)
     inputs = 2 + len(names) + 8
     params = [*columns[:inputs], columns[0], *columns[inputs:]]  # the input, the ids (webhooks), the events
@@ -333,17 +333,22 @@ def _store_alone_many(group: list) -> dict:
     return done
 
 
-def _as_text(value) -> str:
-    """A parameter in PostgreSQL's text form (the arrays of ``_alone_many_sql`` are text[], cast there)."""
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    return str(value)
+def _text_of(field):
+    """How a value of ``field`` is passed in a text[] parameter (``_alone_many_sql`` casts the arrays)."""
+    if isinstance(field, (StringArrayField, peewee.JSONField)):  # text[] as JSON (unnest flattens 2-D arrays)
+        return lambda value: None if value is None else json.dumps(value)
+    if isinstance(field, UTCDateTimeField):
+        return lambda value: None if value is None else as_utc(value).isoformat()
+    if isinstance(field, (peewee.UUIDField, peewee.IntegerField, peewee.BooleanField)):
+        return lambda value: None if value is None else str(value)
+    if isinstance(field, EnumField):
+        return lambda value: None if value is None else field.db_value(value)
+    return lambda value: value
 
 
-def _array_param(field, value):
-    if isinstance(field, StringArrayField):  # a text[] column: its list as JSON text (unnest flattens 2-D arrays)
-        return None if value is None else json.dumps(list(value))
-    return statements.param(field, value)
+@functools.lru_cache(maxsize=16)
+def _texts(names: tuple, model=Integration) -> tuple:
+    return tuple(_text_of(model._meta.fields[name]) for name in names)
 
 
 @functools.lru_cache(maxsize=16)

@@ -610,6 +610,7 @@ async def sweep(
         progress(0, len(due))
     pending = collections.deque(due)
     slots = min(concurrency, len(due))
+    ready: collections.deque = collections.deque()  # claimed (leased), waiting for a free place
     running: set[asyncio.Task] = set()
     freed = asyncio.Event()
     errors: list[BaseException] = []
@@ -620,23 +621,32 @@ async def sweep(
             errors.append(task.exception())  # not a refresh's failure (those are counted): the pass's, raised
         freed.set()
 
-    # ``concurrency`` refreshes at a time. Whenever refreshes have finished, one claim (one statement, one
-    # thread hop) leases as many due integrations as there are free places; their provider calls run at once,
-    # and their stores are batched the same way (``_Stores``): the database work is paid per batch.
+    def start() -> None:
+        while ready and len(running) < slots:
+            row_id, lease, loaded = ready.popleft()
+            task = asyncio.create_task(one(row_id, lease, loaded))
+            running.add(task)
+            task.add_done_callback(free)
+
+    # ``concurrency`` refreshes at a time. One claim (one statement, one thread hop) leases a place's worth of
+    # due integrations ahead for each place (up to twice ``concurrency`` in hand), so each claim takes at least
+    # ``concurrency`` rows; their provider calls run at once, and their stores are batched the same way
+    # (``_Stores``): the database work is paid per batch. A claimed row waits at most one round for its place,
+    # far within its lease.
     try:
-        while (pending or running) and not errors:
-            if pending and len(running) < slots:
-                wanted = [pending.popleft() for _ in range(min(slots - len(running), len(pending)))]
-                lease = uuid.uuid4()
+        while (pending or ready or running) and not errors:
+            if pending and len(running) + len(ready) <= slots:
+                wanted = [pending.popleft() for _ in range(min(2 * slots - len(running) - len(ready), len(pending)))]
+                lease = uuid.uuid4()  # one per claim: each row is fenced by its id and this
                 claimed = await svc.run(_claim_expiring_many, svc.keyring, wanted, lease, window, lead, since)
                 for row_id in wanted:
                     loaded = claimed.get(row_id)
                     if loaded is None or isinstance(loaded, KeyNotConfigured):
                         finished("skipped")  # refreshed elsewhere meanwhile, or a key this process lacks
-                        continue
-                    task = asyncio.create_task(one(row_id, lease, loaded))
-                    running.add(task)
-                    task.add_done_callback(free)
+                    else:
+                        ready.append((row_id, lease, loaded))
+            start()
+            if not running or (pending and len(running) + len(ready) <= slots):
                 continue
             freed.clear()
             await freed.wait()
@@ -645,6 +655,8 @@ async def sweep(
             task.cancel()
         if running:
             await asyncio.gather(*running, return_exceptions=True)
+        for row_id, lease, _ in ready:  # claimed ahead but not started (the pass stopped): give the leases back
+            await asyncio.shield(svc.run(_release, row_id, lease))
     if errors:
         raise errors[0]
     counts["warned"] = await svc.run(warn_expiring, lead, limit)
