@@ -594,7 +594,7 @@ async def sweep(
     async def one(row_id, lease, loaded):
         try:
             await _refresh_holding(
-                svc, row_id, lease, None, renew_by=utcnow() + max(window, lead), loaded=loaded, store=stores.store
+                svc, row_id, lease, None, renew_by=utcnow() + max(window, lead), loaded=loaded, store=store
             )
             finished("refreshed")
         except NotYetRefreshable:
@@ -611,32 +611,41 @@ async def sweep(
     pending = collections.deque(due)
     slots = min(concurrency, len(due))
     ready: collections.deque = collections.deque()  # claimed (leased), waiting for a free place
-    running: set[asyncio.Task] = set()
+    running: set[asyncio.Task] = set()  # refreshes under way
+    calling: set[asyncio.Task] = set()  # of those, the ones whose provider call is not done: the places taken
     freed = asyncio.Event()
     errors: list[BaseException] = []
 
+    async def store(_svc, *args) -> bool:
+        calling.discard(asyncio.current_task())  # the provider answered: its place is free while it is stored
+        freed.set()
+        return await stores.store(_svc, *args)
+
     def free(task: asyncio.Task) -> None:
         running.discard(task)
+        calling.discard(task)
         if not task.cancelled() and task.exception() is not None:
             errors.append(task.exception())  # not a refresh's failure (those are counted): the pass's, raised
         freed.set()
 
     def start() -> None:
-        while ready and len(running) < slots:
+        while ready and len(calling) < slots:
             row_id, lease, loaded = ready.popleft()
             task = asyncio.create_task(one(row_id, lease, loaded))
             running.add(task)
+            calling.add(task)
             task.add_done_callback(free)
 
-    # ``concurrency`` refreshes at a time. One claim (one statement, one thread hop) leases a place's worth of
+    # ``concurrency`` provider calls at a time. One claim (one statement, one thread hop) leases a place's worth of
     # due integrations ahead for each place (up to twice ``concurrency`` in hand), so each claim takes at least
-    # ``concurrency`` rows; their provider calls run at once, and their stores are batched the same way
-    # (``_Stores``): the database work is paid per batch. A claimed row waits at most one round for its place,
+    # ``concurrency`` rows; their provider calls run at once, and a refresh's place is free again once its
+    # provider answered: all that answered while the previous store ran are stored together (``_Stores``).
+    # The database work is paid per batch. A claimed row waits at most one round for its place,
     # far within its lease.
     try:
         while (pending or ready or running) and not errors:
-            if pending and len(running) + len(ready) <= slots:
-                wanted = [pending.popleft() for _ in range(min(2 * slots - len(running) - len(ready), len(pending)))]
+            if pending and len(calling) + len(ready) <= slots:
+                wanted = [pending.popleft() for _ in range(min(2 * slots - len(calling) - len(ready), len(pending)))]
                 lease = uuid.uuid4()  # one per claim: each row is fenced by its id and this
                 claimed = await svc.run(_claim_expiring_many, svc.keyring, wanted, lease, window, lead, since)
                 for row_id in wanted:
@@ -646,7 +655,7 @@ async def sweep(
                     else:
                         ready.append((row_id, lease, loaded))
             start()
-            if not running or (pending and len(running) + len(ready) <= slots):
+            if not running or (pending and len(calling) + len(ready) <= slots):
                 continue
             freed.clear()
             await freed.wait()
