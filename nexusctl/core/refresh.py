@@ -643,7 +643,12 @@ async def sweep(
     # The database work is paid per batch. A claimed row waits at most one round for its place,
     # far within its lease.
     try:
-        while (pending or ready or running) and not errors:
+        while pending or ready or running:
+            if errors:  # the pass failed (not a refresh: those are counted): no more claims, the running finish
+                pending.clear()
+                while ready:
+                    row_id, lease, _ = ready.popleft()
+                    await svc.run(_release, row_id, lease)
             if pending and len(calling) + len(ready) <= slots:
                 wanted = [pending.popleft() for _ in range(min(2 * slots - len(calling) - len(ready), len(pending)))]
                 lease = uuid.uuid4()  # one per claim: each row is fenced by its id and this
@@ -659,10 +664,12 @@ async def sweep(
                 continue
             freed.clear()
             await freed.wait()
-    finally:
+    except asyncio.CancelledError:  # the daemon is stopping: what is under way gives its lease back
         for task in running:
             task.cancel()
-        if running:
+        raise
+    finally:
+        if running:  # a refresh whose provider answered is stored even when the pass stops (its rotated token)
             await asyncio.gather(*running, return_exceptions=True)
         for row_id, lease, _ in ready:  # claimed ahead but not started (the pass stopped): give the leases back
             await asyncio.shield(svc.run(_release, row_id, lease))
