@@ -20,6 +20,7 @@ from typing import Callable
 
 import peewee
 
+from nexusctl import tracing
 from nexusctl.core import events
 from nexusctl.core.health_checks import AfterRefresh
 from nexusctl.core.ids import parse_uuid
@@ -164,16 +165,20 @@ class _Refreshed:
     plan: AfterRefresh | None
     now: dt.datetime
     expires: str | None
+    trace_parent: str | None = None  # the refresh's own span (a batch is stored from another task's context)
 
     @property
     def alone(self) -> bool:  # no status change to announce: the one-statement store may write it
         return self.plan is None or self.plan.status == self.plan.previous
 
     def event(self):
-        return events.outbox_row(events.REFRESHED, self.row, expiresAt=self.expires)
+        event = events.outbox_row(events.REFRESHED, self.row, expiresAt=self.expires)
+        if self.trace_parent is not None:
+            event.trace_parent = self.trace_parent
+        return event
 
 
-def _prepare_refreshed(keyring, row, tokens, lease, also=None, health=None) -> _Refreshed:
+def _prepare_refreshed(keyring, row, tokens, lease, also=None, health=None, trace_parent=None) -> _Refreshed:
     read_scope = list(row.scope or [])
     _seal_tokens(keyring, row, tokens)
     provider_facts = (row.metadata or {}).get("provider") or {}
@@ -200,10 +205,21 @@ def _prepare_refreshed(keyring, row, tokens, lease, also=None, health=None) -> _
     # A change of granted scopes is judged by a check (against what the capabilities need), not here.
     plan = health(_as_stored(row, values), row) if health and sorted(scope) == sorted(read_scope) else None
     expires = tokens.expires_at.isoformat().replace("+00:00", "Z") if tokens.expires_at else None
-    return _Refreshed(row, lease, values, plan, now, expires)
+    return _Refreshed(row, lease, values, plan, now, expires, trace_parent)
 
 
 def _store_prepared(one: _Refreshed) -> bool:
+    return _traced(one, _store_alone_or_not)
+
+
+def _traced(one: _Refreshed, store: Callable[[_Refreshed], bool]) -> bool:
+    if one.trace_parent is None:
+        return store(one)
+    with tracing.span("token refresh store", parent=one.trace_parent):  # stored from a batch: under its refresh
+        return store(one)
+
+
+def _store_alone_or_not(one: _Refreshed) -> bool:
     if is_postgres(database_proxy) and one.alone:
         # The common case (no webhook, no status change to announce) in one autocommitted statement.
         held = _store_alone(one.row, one.lease, one.values, one.plan, one.now, one.event())
@@ -226,9 +242,10 @@ def _store_in_transaction(one: _Refreshed) -> bool:
 
 def store_refreshed_many(keyring: Keyring, batch: list[tuple]) -> list[bool | Exception]:
     """``store_refreshed`` for many refreshes at once (the sweep's: those that finished while the previous
-    store ran), each item its arguments after the keyring; per item, whether its lease held, or the exception
-    its store raised. Each is fenced by its own lease: one whose lease was taken over is not written, the
-    others are.
+    store ran), each item its arguments after the keyring and, optionally, the ``traceparent`` of the refresh's
+    span for its event (the batch is stored from another task's context); per item, whether its lease held,
+    or the exception its store raised. Each is fenced by its own lease: one whose lease was taken over is not
+    written, the others are.
 
     PostgreSQL: the refreshes with no status change to announce and no active webhook in one autocommitted
     statement (``UPDATE ... FROM unnest(...)`` and one multi-row outbox INSERT for their events); the
@@ -246,7 +263,7 @@ def store_refreshed_many(keyring: Keyring, batch: list[tuple]) -> list[bool | Ex
     if len(todo) > 1:
         try:
             done = _store_batch([prepared[i] for i in todo])
-        except peewee.DatabaseError as exc:
+        except peewee.DatabaseError as exc:  # SQLite's transaction: nothing of it written
             log.warning("storing %d refreshes at once failed (%s): storing each alone", len(todo), exc)
             done = {}
         for i in todo:
@@ -269,7 +286,7 @@ def _store_batch(batch: list[_Refreshed]) -> dict:
             for one in batch:
                 try:
                     with database_proxy.atomic():  # a savepoint: one refresh's failure leaves the others
-                        done[one.row.id] = _store_in_transaction(one)
+                        done[one.row.id] = _traced(one, _store_in_transaction)
                 except peewee.DatabaseError as exc:
                     log.warning("storing the refresh of integration %s failed (%s)", one.row.id, exc)
         return done
@@ -279,8 +296,11 @@ def _store_batch(batch: list[_Refreshed]) -> dict:
             event = one.event()
             by_shape.setdefault((tuple(one.values), tuple(event.__data__)), []).append((one, event))
     done = {}
-    for group in by_shape.values():
-        done.update(_store_alone_many(group))
+    for group in by_shape.values():  # one, unless refreshes differ in the columns they write
+        try:
+            done.update(_store_alone_many(group))
+        except peewee.DatabaseError as exc:  # nothing of the group written: its refreshes are stored alone
+            log.warning("storing %d refreshes at once failed (%s): storing each alone", len(group), exc)
     return done
 
 

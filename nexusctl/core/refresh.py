@@ -532,6 +532,8 @@ class _Stores:
 
     async def store(self, svc, *args) -> bool:
         future = asyncio.get_running_loop().create_future()
+        if tracing.enabled():  # the event carries this refresh's span, not the one the batch is stored under
+            args = (*args, tracing.current_traceparent())
         self.queue.append((args, future))
         if self.storing is None:
             self.storing = asyncio.create_task(self._drain())
