@@ -12,18 +12,22 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
+import logging
 import uuid
+from dataclasses import dataclass
 from typing import Callable
 
 import peewee
 
+from nexusctl import tracing
 from nexusctl.core import events
 from nexusctl.core.health_checks import AfterRefresh
 from nexusctl.core.ids import parse_uuid
 from nexusctl.crypto import Keyring
 from nexusctl.db import statements
 from nexusctl.db.database import database_proxy, is_postgres
-from nexusctl.db.fields import UTCDateTimeField, utcnow
+from nexusctl.db.fields import EnumField, StringArrayField, UTCDateTimeField, as_utc, utcnow
 from nexusctl.db.models import Integration, OutboxEvent
 from nexusctl.db.secrets import seal, unseal
 from nexusctl.enums import Provider
@@ -31,6 +35,7 @@ from nexusctl.errors import IntegrationNotFound
 from nexusctl.providers.spec import Account, TokenSet
 
 NAME_MAX = 255
+log = logging.getLogger(__name__)
 
 
 def _seal_tokens(keyring: Keyring, row: Integration, tokens: TokenSet) -> None:
@@ -147,6 +152,33 @@ def store_refreshed(
     read)``: the health the refresh leaves (health_checks.after_refresh: the row as now stored, and as read),
     stored by the same UPDATE where the health columns are still as read; without it, when it cannot say, or
     when they changed meanwhile, a health check is asked for at once. One transaction with the event."""
+    return _store_prepared(_prepare_refreshed(keyring, row, tokens, lease, also, health))
+
+
+@dataclass
+class _Refreshed:
+    """One refresh's store, planned: the column values, the health plan, the event."""
+
+    row: Integration
+    lease: uuid.UUID
+    values: dict
+    plan: AfterRefresh | None
+    now: dt.datetime
+    expires: str | None
+    trace_parent: str | None = None  # the refresh's own span (a batch is stored from another task's context)
+
+    @property
+    def alone(self) -> bool:  # no status change to announce: the one-statement store may write it
+        return self.plan is None or self.plan.status == self.plan.previous
+
+    def event(self):
+        event = events.outbox_row(events.REFRESHED, self.row, expiresAt=self.expires)
+        if self.trace_parent is not None:
+            event.trace_parent = self.trace_parent
+        return event
+
+
+def _prepare_refreshed(keyring, row, tokens, lease, also=None, health=None, trace_parent=None) -> _Refreshed:
     read_scope = list(row.scope or [])
     _seal_tokens(keyring, row, tokens)
     provider_facts = (row.metadata or {}).get("provider") or {}
@@ -173,19 +205,216 @@ def store_refreshed(
     # A change of granted scopes is judged by a check (against what the capabilities need), not here.
     plan = health(_as_stored(row, values), row) if health and sorted(scope) == sorted(read_scope) else None
     expires = tokens.expires_at.isoformat().replace("+00:00", "Z") if tokens.expires_at else None
-    if is_postgres(database_proxy) and (plan is None or plan.status == plan.previous):
+    return _Refreshed(row, lease, values, plan, now, expires, trace_parent)
+
+
+def _store_prepared(one: _Refreshed) -> bool:
+    return _traced(one, _store_alone_or_not)
+
+
+def _traced(one: _Refreshed, store: Callable[[_Refreshed], bool]) -> bool:
+    if one.trace_parent is None:
+        return store(one)
+    with tracing.span("token refresh store", parent=one.trace_parent):  # stored from a batch: under its refresh
+        return store(one)
+
+
+def _store_alone_or_not(one: _Refreshed) -> bool:
+    if is_postgres(database_proxy) and one.alone:
         # The common case (no webhook, no status change to announce) in one autocommitted statement.
-        held = _store_alone(row, lease, values, plan, now, events.outbox_row(events.REFRESHED, row, expiresAt=expires))
+        held = _store_alone(one.row, one.lease, one.values, one.plan, one.now, one.event())
         if held is not _HAS_WEBHOOKS:
             return held is not None
+    return _store_in_transaction(one)
+
+
+def _store_in_transaction(one: _Refreshed) -> bool:
+    """The fenced UPDATE, the event with its deliveries and the health change's event in one transaction."""
     with database_proxy.atomic():
-        held = _update_refreshed(row.id, lease, values, plan, now)
+        held = _update_refreshed(one.row.id, one.lease, one.values, one.plan, one.now)
         if held is None:
             return False  # the lease is gone: another refresher took over
-        events.record(events.REFRESHED, row, expiresAt=expires)
+        events.record(events.REFRESHED, one.row, expiresAt=one.expires)
         if held:
-            plan.announce(row)
+            one.plan.announce(one.row)
     return True
+
+
+def store_refreshed_many(keyring: Keyring, batch: list[tuple]) -> list[bool | Exception]:
+    """``store_refreshed`` for many refreshes at once (the sweep's: those that finished while the previous
+    store ran), each item its arguments after the keyring and, optionally, the ``traceparent`` of the refresh's
+    span for its event (the batch is stored from another task's context); per item, whether its lease held,
+    or the exception its store raised. Each is fenced by its own lease: one whose lease was taken over is not
+    written, the others are.
+
+    PostgreSQL: the refreshes with no status change to announce and no active webhook in one autocommitted
+    statement (``UPDATE ... FROM unnest(...)`` and one multi-row outbox INSERT for their events); the
+    others (deliveries to queue, a health change to announce) in their transaction each, as alone. SQLite:
+    one transaction, each refresh in a savepoint of its own. When the batch's statement or transaction
+    fails, each refresh is stored alone, so one refresh's failure never loses the others' rotated tokens."""
+    prepared: list = []
+    for item in batch:
+        try:
+            prepared.append(_prepare_refreshed(keyring, *item))
+        except Exception as exc:  # noqa: BLE001 - that refresh's own failure, reported to its caller
+            prepared.append(exc)
+    results: list = list(prepared)
+    todo = [i for i, one in enumerate(prepared) if not isinstance(one, Exception)]
+    if len(todo) > 1:
+        try:
+            done = _store_batch([prepared[i] for i in todo])
+        except peewee.DatabaseError as exc:  # SQLite's transaction: nothing of it written
+            log.warning("storing %d refreshes at once failed (%s): storing each alone", len(todo), exc)
+            done = {}
+        for i in todo:
+            if prepared[i].row.id in done:
+                results[i] = done[prepared[i].row.id]
+        todo = [i for i in todo if prepared[i].row.id not in done]
+    for i in todo:  # alone: the one left, the ones with webhooks or a change to announce, or after a failure
+        try:
+            results[i] = _store_prepared(prepared[i])
+        except Exception as exc:  # noqa: BLE001 - that refresh's own failure, reported to its caller
+            results[i] = exc
+    return results
+
+
+def _store_batch(batch: list[_Refreshed]) -> dict:
+    """Store what can be stored together; {integration id: lease held} for those stored (or fenced out)."""
+    if not is_postgres(database_proxy):
+        done = {}
+        with database_proxy.atomic():
+            for one in batch:
+                try:
+                    with database_proxy.atomic():  # a savepoint: one refresh's failure leaves the others
+                        done[one.row.id] = _traced(one, _store_in_transaction)
+                except peewee.DatabaseError as exc:
+                    log.warning("storing the refresh of integration %s failed (%s)", one.row.id, exc)
+        return done
+    by_shape: dict = {}
+    for one in batch:
+        if one.alone:  # (a change to announce goes alone, in its transaction)
+            event = one.event()
+            by_shape.setdefault((tuple(one.values), tuple(event.__data__)), []).append((one, event))
+    done = {}
+    for group in by_shape.values():  # one, unless refreshes differ in the columns they write
+        try:
+            done.update(_store_alone_many(group))
+        except peewee.DatabaseError as exc:  # nothing of the group written: its refreshes are stored alone
+            log.warning("storing %d refreshes at once failed (%s): storing each alone", len(group), exc)
+    return done
+
+
+def _store_alone_many(group: list) -> dict:
+    """PostgreSQL: ``_store_alone`` for many refreshes (of one shape) in one autocommitted statement: each
+    row's UPDATE fenced by its own lease, one multi-row INSERT for the events of those written, nothing
+    written for an integration with an active webhook. {integration id: lease held} for all but those."""
+    ids = {one.row.id for one, _ in group}
+    if len(ids) < len(group):
+        raise ValueError("one refresh per integration per batch")
+    first, first_event = group[0]
+    names, event_columns = tuple(first.values), tuple(first_event.__data__)
+    fields = Integration._meta.fields
+    value_text, event_text = _texts(names), _texts(event_columns, OutboxEvent)
+    stamp = _text_of(fields["health_due_at"])
+    rows = []
+    for one, event in group:
+        plan = one.plan
+        row = [str(one.row.id), str(one.lease)]
+        row += [convert(value) for convert, value in zip(value_text, one.values.values())]
+        if plan is None:
+            row += [None] * 7 + [stamp(one.now)]
+        else:
+            fence, planned = plan.fence, plan.values
+            ask = one.now if one.now != planned["health_due_at"] else one.now + dt.timedelta(microseconds=1)
+            reasons = planned["health_reasons"]
+            row += [
+                fence["health_status"],
+                stamp(fence["health_checked_at"]),
+                stamp(fence.get("health_due_at")),
+                planned["health_status"],
+                str(planned["health_rank"]),
+                None if reasons is None else json.dumps(reasons),
+                stamp(planned["health_due_at"]),
+                stamp(ask),
+            ]
+        row += [convert(value) for convert, value in zip(event_text, event.__data__.values())]
+        rows.append(row)
+    columns = [list(column) for column in zip(*rows, strict=True)]  # one text[] per column
+    sql = _alone_many_sql(names, event_columns)
+    inputs = 2 + len(names) + 8
+    params = [*columns[:inputs], columns[0], *columns[inputs:]]  # the input, the ids (webhooks), the events
+    found = statements.run("nexus_refreshed_many", sql, params).fetchall()
+    held = {uuid.UUID(str(row_id)): stored for row_id, stored in found}
+    done = {}
+    for row_id in ids:
+        state = held.get(row_id, False)  # not returned: the lease is gone (another refresher took over)
+        if state is not None:  # None: an active webhook, so it is stored alone (its deliveries queued)
+            done[row_id] = bool(state)
+    return done
+
+
+def _text_of(field):
+    """How a value of ``field`` is passed in a text[] parameter (``_alone_many_sql`` casts the arrays)."""
+    if isinstance(field, (StringArrayField, peewee.JSONField)):  # text[] as JSON (unnest flattens 2-D arrays)
+        return lambda value: None if value is None else json.dumps(value)
+    if isinstance(field, UTCDateTimeField):
+        return lambda value: None if value is None else as_utc(value).isoformat()
+    if isinstance(field, (peewee.UUIDField, peewee.IntegerField, peewee.BooleanField)):
+        return lambda value: None if value is None else str(value)
+    if isinstance(field, EnumField):
+        return lambda value: None if value is None else field.db_value(value)
+    return lambda value: value
+
+
+@functools.lru_cache(maxsize=16)
+def _texts(names: tuple, model=Integration) -> tuple:
+    return tuple(_text_of(model._meta.fields[name]) for name in names)
+
+
+@functools.lru_cache(maxsize=16)
+def _alone_many_sql(names: tuple, event_columns: tuple) -> str:
+    fields, outbox = Integration._meta.fields, OutboxEvent._meta.fields
+
+    def array(field) -> str:
+        return "%s::text[]" if isinstance(field, StringArrayField) else f"%s::text[]::{statements.array_type(field)}[]"
+
+    inputs = ['"id"', '"lease"', *(f'"v_{name}"' for name in names)]
+    inputs += ['"f_status"', '"f_checked"', '"f_due"', '"p_status"', '"p_rank"', '"p_reasons"', '"p_due"', '"ask"']
+    # Every array is passed as text[] and cast here: EXECUTE (statements.run) does not cast text[] to uuid[].
+    arrays = ["%s::text[]::uuid[]", "%s::text[]::uuid[]", *(array(fields[name]) for name in names)]
+    arrays += ["%s::text[]", "%s::text[]::timestamptz[]", "%s::text[]::timestamptz[]", "%s::text[]"]
+    arrays += ["%s::text[]::int[]", "%s::text[]::jsonb[]", "%s::text[]::timestamptz[]", "%s::text[]::timestamptz[]"]
+
+    def value(name: str) -> str:
+        if isinstance(fields[name], StringArrayField):
+            elements = f'ARRAY(SELECT jsonb_array_elements_text(CAST(t."v_{name}" AS jsonb)))'
+            return f'CASE WHEN t."v_{name}" IS NULL THEN NULL ELSE {elements} END'
+        return f't."v_{name}"'
+
+    held = (
+        'i."health_status" = t."f_status" AND i."health_checked_at" = t."f_checked" '
+        'AND (t."f_due" IS NULL OR i."health_due_at" = t."f_due")'
+    )
+    sets = [f'"{fields[name].column_name}" = {value(name)}' for name in names]
+    sets += [
+        f'"health_status" = CASE WHEN {held} THEN t."p_status" ELSE i."health_status" END',
+        f'"health_rank" = CASE WHEN {held} THEN t."p_rank" ELSE i."health_rank" END',
+        f'"health_reasons" = CASE WHEN {held} THEN t."p_reasons" ELSE i."health_reasons" END',
+        f'"health_due_at" = CASE WHEN {held} THEN t."p_due" ELSE t."ask" END',
+    ]
+    event_names = ", ".join(f'"{outbox[name].column_name}"' for name in event_columns)
+    event_arrays = ", ".join(f"%s::text[]::{statements.array_type(outbox[name])}[]" for name in event_columns)
+    return (
+        f'WITH "input" AS (SELECT * FROM unnest({", ".join(arrays)}) AS t({", ".join(inputs)})), '
+        '"hooks" AS (SELECT DISTINCT "integration_id" FROM "webhooks" '
+        'WHERE "integration_id" = ANY(%s::text[]::uuid[]) AND "is_active"), '
+        f'"stored" AS (UPDATE "integrations" AS i SET {", ".join(sets)} FROM "input" AS t '
+        'WHERE i."id" = t."id" AND i."refresh_lease_token" = t."lease" '
+        'AND t."id" NOT IN (SELECT "integration_id" FROM "hooks") RETURNING i."id"), '
+        f'"event" AS (INSERT INTO "outbox_events" ({event_names}) SELECT e.* FROM unnest({event_arrays}) '
+        f'AS e({event_names}) WHERE e."{outbox["integration_id"].column_name}" IN (SELECT "id" FROM "stored")) '
+        'SELECT "id", TRUE FROM "stored" UNION ALL SELECT "integration_id", NULL FROM "hooks"'
+    )
 
 
 def _update_refreshed(row_id, lease, values: dict, plan: AfterRefresh | None, now) -> bool | None:

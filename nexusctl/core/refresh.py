@@ -24,6 +24,7 @@ nothing about its health changes.
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
 import functools
 import logging
@@ -219,21 +220,41 @@ async def _wait_for_lease(svc, row_id: uuid.UUID):
 
 
 async def _refresh_holding(
-    svc, row_id: uuid.UUID, lease: uuid.UUID, seen: str | None, *, renew_by: dt.datetime | None = None, loaded=None
+    svc,
+    row_id: uuid.UUID,
+    lease: uuid.UUID,
+    seen: str | None,
+    *,
+    renew_by: dt.datetime | None = None,
+    loaded=None,
+    store=None,
 ) -> Integration:
     if not tracing.enabled():
-        return await _refresh_leased(svc, row_id, lease, seen, renew_by=renew_by, loaded=loaded)
+        return await _refresh_leased(svc, row_id, lease, seen, renew_by=renew_by, loaded=loaded, store=store)
     trigger = "sweep" if renew_by is not None else "request"
     with tracing.span("token refresh", {"nexus.integration.id": str(row_id), "nexus.refresh.trigger": trigger}):
-        return await _refresh_leased(svc, row_id, lease, seen, renew_by=renew_by, loaded=loaded)
+        return await _refresh_leased(svc, row_id, lease, seen, renew_by=renew_by, loaded=loaded, store=store)
+
+
+async def _store_one(svc, *args) -> bool:
+    return await svc.run(connections.store_refreshed, svc.keyring, *args)
 
 
 async def _refresh_leased(
-    svc, row_id: uuid.UUID, lease: uuid.UUID, seen: str | None, *, renew_by: dt.datetime | None = None, loaded=None
+    svc,
+    row_id: uuid.UUID,
+    lease: uuid.UUID,
+    seen: str | None,
+    *,
+    renew_by: dt.datetime | None = None,
+    loaded=None,
+    store=None,
 ) -> Integration:
     """Refresh while holding ``lease``. ``renew_by`` (the sweep's): failures back off, and a long-lived
     token whose renewal still expires before ``renew_by`` counts as a failure too; the sweep's claim
-    hands over the row and tokens it read (``loaded``), and it gets back the row as read (nothing reloaded)."""
+    hands over the row and tokens it read (``loaded``), and it gets back the row as read (nothing reloaded).
+    ``store(svc, row, tokens, lease, also, health)``: how the new tokens are stored (the sweep's
+    ``_Stores`` batches them; alone by default)."""
     sweeping = renew_by is not None
     try:
         row, tokens = loaded or await _load(svc, row_id)
@@ -279,7 +300,7 @@ async def _refresh_leased(
     # The failure bookkeeping goes in the same fenced UPDATE as the tokens (one transaction with the event),
     # and so does the health a successful refresh leaves (no separate check; a stale one is checked).
     health = None if stale else _health_after(svc.settings)
-    if not await svc.run(connections.store_refreshed, svc.keyring, row, fresh, lease, _settled(row, stale), health):
+    if not await (store or _store_one)(svc, row, fresh, lease, _settled(row, stale), health):
         raise ProviderError("the refresh took longer than its lease; another refresher took over", id=str(row_id))
     proxy_cache.forget(row_id)  # the API proxy of this process uses the new token from its next call
     telemetry.refresh(row.provider.value, "not_extended" if stale else "refreshed")
@@ -429,17 +450,67 @@ def _claim_expiring(
 _COLUMNS = [(field.name, field.python_value) for field in Integration._meta.sorted_fields]
 
 
-@functools.lru_cache(maxsize=4)
-def _claim_sql(postgres: bool, since: bool) -> str:
-    """``_claim_expiring``'s UPDATE ... RETURNING: ``_due(now, window, lead, since) & _free(now)``."""
+def _claim_expiring_many(
+    keyring,
+    row_ids: list[uuid.UUID],
+    lease: uuid.UUID,
+    window: dt.timedelta,
+    lead: dt.timedelta,
+    since: dt.datetime | None = None,
+) -> dict:
+    """``_claim_expiring`` for many integrations in one statement (``... WHERE id = ANY(...) ... RETURNING``), all
+    under ``lease`` (each row is fenced by its own id and the lease: a takeover of one leaves the others).
+    {id: (row, tokens)} for those claimed, {id: KeyNotConfigured} for those under a key this process lacks
+    (their lease given back, said once); those no longer due are absent."""
+    now = utcnow()
+    stamp = Integration.expires_at.db_value
+    postgres = is_postgres(database_proxy)
+    convert_id = Integration.id.db_value
+    ids = [convert_id(row_id) for row_id in row_ids]
+    params = [
+        stamp(now + LEASE),
+        Integration.refresh_lease_token.db_value(lease),
+        *([ids] if postgres else ids),
+        stamp(now + max(window, lead)),
+        stamp(now),
+        stamp(now + window),
+        stamp(now + max(window, lead)),
+    ]
+    if since is not None:
+        params.append(stamp(since))
+    sql = _claim_sql(postgres, since is not None, 0 if postgres else len(ids))
+    cursor = statements.run(f"nexus_claim_many_{int(since is not None)}", sql, [*params, stamp(now)])
+    claimed: dict = {}
+    for found in cursor.fetchall():
+        row = Integration(__no_default__=1)  # every column is set: no defaults, no setattr per field
+        row.__data__ = {name: convert(value) for (name, convert), value in zip(_COLUMNS, found)}
+        try:
+            claimed[row.id] = row, connections.tokens_of(keyring, row)
+        except KeyNotConfigured as exc:
+            _release(row.id, lease)
+            key_usage.warn_once(exc.details["keyId"], f"refresh of integration {row.id}")
+            claimed[row.id] = exc
+    return claimed
+
+
+@functools.lru_cache(maxsize=64)
+def _claim_sql(postgres: bool, since: bool, many: int | None = None) -> str:
+    """``_claim_expiring``'s UPDATE ... RETURNING: ``_due(now, window, lead, since) & _free(now)``; ``many``
+    (``_claim_expiring_many``): for a list of ids (0: one array parameter, PostgreSQL; n: n placeholders)."""
     mark = "%s" if postgres else "?"
+    if many is None:
+        ids = f'"id" = {mark}'
+    elif many == 0:
+        ids = '"id" = ANY(%s::text[]::uuid[])'  # text: EXECUTE's parameters are not cast to uuid[]
+    else:
+        ids = f'"id" IN ({", ".join([mark] * many)})'
 
     def providers(names) -> str:
         return ", ".join(f"'{p.value}'" for p in names)
 
     return (
         f'UPDATE "integrations" SET "refresh_lease_until" = {mark}, "refresh_lease_token" = {mark} '
-        f'WHERE "id" = {mark} AND "is_active" AND "expires_at" <= {mark} '
+        f'WHERE {ids} AND "is_active" AND "expires_at" <= {mark} '
         f'AND ("refresh_retry_at" IS NULL OR "refresh_retry_at" <= {mark}) '
         f'AND (("provider" IN ({providers(_WITH_REFRESH_TOKEN)}) AND "refresh_token" IS NOT NULL '
         f'AND "expires_at" <= {mark}) OR ("provider" IN ({providers(_LONG_LIVED)}) AND "expires_at" <= {mark})) '
@@ -447,6 +518,46 @@ def _claim_sql(postgres: bool, since: bool) -> str:
         + f'AND ("refresh_lease_until" IS NULL OR "refresh_lease_until" < {mark}) '
         "RETURNING " + ", ".join(chr(34) + field.column_name + chr(34) for field in Integration._meta.sorted_fields)
     )
+
+
+class _Stores:
+    """The sweep's stores, batched: a refresh's store waits while the previous batch is being stored, then all
+    that finished meanwhile are stored by one ``connections.store_refreshed_many`` (one thread hop, one
+    statement on PostgreSQL); each refresh gets its own outcome (its lease held or not, or its error)."""
+
+    def __init__(self, svc) -> None:
+        self.svc = svc
+        self.queue: list = []
+        self.storing: asyncio.Task | None = None
+
+    async def store(self, svc, *args) -> bool:
+        future = asyncio.get_running_loop().create_future()
+        if tracing.enabled():  # the event carries this refresh's span, not the one the batch is stored under
+            args = (*args, tracing.current_traceparent())
+        self.queue.append((args, future))
+        if self.storing is None:
+            self.storing = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self.queue:
+                batch, self.queue = self.queue, []
+                try:
+                    outcomes = await self.svc.run(
+                        connections.store_refreshed_many, self.svc.keyring, [args for args, _ in batch]
+                    )
+                except Exception as exc:  # noqa: BLE001 - every refresh of the batch meets it, as alone
+                    outcomes = [exc] * len(batch)
+                for (_, future), outcome in zip(batch, outcomes):
+                    if future.done():  # its refresh was cancelled meanwhile
+                        continue
+                    if isinstance(outcome, BaseException):
+                        future.set_exception(outcome)
+                    else:
+                        future.set_result(outcome)
+        finally:
+            self.storing = None
 
 
 async def sweep(
@@ -470,47 +581,102 @@ async def sweep(
     # skipped: refreshed elsewhere meanwhile; notYet: the provider renews it only later (not a failure)
     counts = {"refreshed": 0, "failed": 0, "skipped": 0, "notYet": 0, "warned": 0}
 
-    async def one(row_id):
-        lease = uuid.uuid4()
-        try:
-            loaded = await svc.run(_claim_expiring, svc.keyring, row_id, lease, window, lead, since)
-        except KeyNotConfigured:  # said once (key_usage); a daemon that has the key refreshes it
-            counts["skipped"] += 1
-            return
-        if loaded is None:
-            counts["skipped"] += 1
-            return
-        try:
-            await _refresh_holding(svc, row_id, lease, None, renew_by=utcnow() + max(window, lead), loaded=loaded)
-            counts["refreshed"] += 1
-        except NotYetRefreshable:
-            counts["notYet"] += 1
-        except KeyNotConfigured:  # said once (key_usage); a daemon that has the key refreshes it
-            counts["skipped"] += 1
-        except NexusError as exc:
-            counts["failed"] += 1
-            state = await svc.run(_back_off_state, row_id)
-            log.warning("refresh sweep: integration %s failed (%s); %s", row_id, exc.code, state)
-
     due = await svc.run(expiring, window, limit, lead, since)
     done = 0
 
-    async def counted(row_id):
+    def finished(key: str) -> None:
         nonlocal done
-        await one(row_id)
+        counts[key] += 1
         done += 1
         if progress:
             progress(done, len(due))
 
+    stores = _Stores(svc)
+
+    async def one(row_id, lease, loaded):
+        try:
+            await _refresh_holding(
+                svc, row_id, lease, None, renew_by=utcnow() + max(window, lead), loaded=loaded, store=store
+            )
+            finished("refreshed")
+        except NotYetRefreshable:
+            finished("notYet")
+        except KeyNotConfigured:  # said once (key_usage); a daemon that has the key refreshes it
+            finished("skipped")
+        except NexusError as exc:
+            state = await svc.run(_back_off_state, row_id)
+            log.warning("refresh sweep: integration %s failed (%s); %s", row_id, exc.code, state)
+            finished("failed")
+
     if progress:
         progress(0, len(due))
-    pending = iter(due)
+    pending = collections.deque(due)
+    slots = min(concurrency, len(due))
+    ready: collections.deque = collections.deque()  # claimed (leased), waiting for a free place
+    running: set[asyncio.Task] = set()  # refreshes under way
+    calling: set[asyncio.Task] = set()  # of those, the ones whose provider call is not done: the places taken
+    freed = asyncio.Event()
+    errors: list[BaseException] = []
 
-    async def worker():  # ``concurrency`` of these take the due ones in turn: not a task per due one
-        for row_id in pending:
-            await counted(row_id)
+    async def store(_svc, *args) -> bool:
+        calling.discard(asyncio.current_task())  # the provider answered: its place is free while it is stored
+        freed.set()
+        return await stores.store(_svc, *args)
 
-    await asyncio.gather(*(worker() for _ in range(min(concurrency, len(due)))))
+    def free(task: asyncio.Task) -> None:
+        running.discard(task)
+        calling.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            errors.append(task.exception())  # not a refresh's failure (those are counted): the pass's, raised
+        freed.set()
+
+    def start() -> None:
+        while ready and len(calling) < slots:
+            row_id, lease, loaded = ready.popleft()
+            task = asyncio.create_task(one(row_id, lease, loaded))
+            running.add(task)
+            calling.add(task)
+            task.add_done_callback(free)
+
+    # ``concurrency`` provider calls at a time. One claim (one statement, one thread hop) leases a place's worth of
+    # due integrations ahead for each place (up to twice ``concurrency`` in hand), so each claim takes at least
+    # ``concurrency`` rows; their provider calls run at once, and a refresh's place is free again once its
+    # provider answered: all that answered while the previous store ran are stored together (``_Stores``).
+    # The database work is paid per batch. A claimed row waits at most one round for its place,
+    # far within its lease.
+    try:
+        while pending or ready or running:
+            if errors:  # the pass failed (not a refresh: those are counted): no more claims, the running finish
+                pending.clear()
+                while ready:
+                    row_id, lease, _ = ready.popleft()
+                    await svc.run(_release, row_id, lease)
+            if pending and len(calling) + len(ready) <= slots:
+                wanted = [pending.popleft() for _ in range(min(2 * slots - len(calling) - len(ready), len(pending)))]
+                lease = uuid.uuid4()  # one per claim: each row is fenced by its id and this
+                claimed = await svc.run(_claim_expiring_many, svc.keyring, wanted, lease, window, lead, since)
+                for row_id in wanted:
+                    loaded = claimed.get(row_id)
+                    if loaded is None or isinstance(loaded, KeyNotConfigured):
+                        finished("skipped")  # refreshed elsewhere meanwhile, or a key this process lacks
+                    else:
+                        ready.append((row_id, lease, loaded))
+            start()
+            if not running or (pending and len(calling) + len(ready) <= slots):
+                continue
+            freed.clear()
+            await freed.wait()
+    except asyncio.CancelledError:  # the daemon is stopping: what is under way gives its lease back
+        for task in running:
+            task.cancel()
+        raise
+    finally:
+        if running:  # a refresh whose provider answered is stored even when the pass stops (its rotated token)
+            await asyncio.gather(*running, return_exceptions=True)
+        for row_id, lease, _ in ready:  # claimed ahead but not started (the pass stopped): give the leases back
+            await asyncio.shield(svc.run(_release, row_id, lease))
+    if errors:
+        raise errors[0]
     counts["warned"] = await svc.run(warn_expiring, lead, limit)
     return counts
 

@@ -128,6 +128,11 @@ def run(name: str, sql: str, params: list):
         return database_proxy.execute_sql(sql, params)
 
 
+def array_type(field: peewee.Field) -> str:
+    """PostgreSQL's type of the elements of an array parameter for ``field``'s column (``unnest``, ``ANY``)."""
+    return _ARRAY_TYPES[field.field_type]
+
+
 def converter(field: peewee.Field):
     """How a value of ``field`` is passed as a parameter (JSON as text)."""
     if isinstance(field, peewee.JSONField):

@@ -22,6 +22,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+from support import clock
 from support.receivers import ThreadedApp
 from support.stack import ENCRYPTION_KEY
 from support.tokens import JWT_SECRET
@@ -219,6 +220,34 @@ def test_one_trace_runs_from_the_emit_to_the_delivery_attempt(stack, receiver, f
     assert len(values) > 50
     leaks = [(secret, v) for secret in forbidden for v in values if secret and secret in v]
     assert leaks == []
+
+
+def test_swept_refreshes_stored_together_keep_their_own_traces(stack, receiver, fresh_emulators):
+    """The sweep stores refreshes in batches: each integration.refreshed event still carries its own refresh's
+    span (its deliveries' attempts join that trace), not the span of the refresh the batch was stored under."""
+    ids = [connected(stack, "YOUTUBE")[1] for _ in range(3)]
+    clock.expire_in(stack, 120, ids[0])  # time passes: all three expire within the sweep's window
+
+    def spans():
+        found = [receiver.named("token refresh", **{"nexus.integration.id": i}) for i in ids]
+        return found if all(found) else None
+
+    for integration, (span,) in zip(ids, wait_for(spans, 30, "the swept refreshes' spans")):
+        assert span["attributes"]["nexus.refresh.trigger"] == "sweep"
+        rows = stack.sql(
+            "SELECT trace_parent FROM outbox_events WHERE integration_id = %s AND type = 'integration.refreshed'",
+            integration,
+        )
+        ((trace_parent,),) = rows
+        trace_id, span_id = trace_parent.split("-")[1:3]
+        assert trace_id == span["trace_id"]  # its own refresh's trace: the refresh's span or a child of it
+
+        def under_refresh(span_id=span_id, refresh=span):
+            return span_id == refresh["span_id"] or any(
+                s["span_id"] == span_id and s["parent_id"] == refresh["span_id"] for s in receiver.spans
+            )
+
+        wait_for(under_refresh, 10, "the span the event was written under: its refresh's, or a child of it")
 
 
 def test_without_the_endpoint_nothing_is_exported_and_the_extra_is_not_loaded():

@@ -1,0 +1,87 @@
+"""The sweep's batched store (connections.store_refreshed_many): each refresh of a batch keeps its own outcome.
+
+A refresh whose store fails (here: a provider's token_type longer than the column, which PostgreSQL refuses)
+must not cost the other refreshes of its batch their rotated tokens: the batch is stored again row by row,
+and only that refresh reports its error. One whose lease was taken over is not written; the others are.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from support import clock as shared_clock
+
+from nexusctl.core import connections, refresh
+from nexusctl.db.database import is_postgres
+from nexusctl.db.fields import utcnow
+from nexusctl.db.models import OutboxEvent
+from nexusctl.enums import Provider
+from nexusctl.providers.spec import TokenSet
+
+WINDOW = dt.timedelta(minutes=10)
+
+
+def _claimed(keyring, make_integration, count: int):
+    rows = [
+        make_integration(provider=Provider.YOUTUBE, expires_at=utcnow() + dt.timedelta(minutes=2)) for _ in range(count)
+    ]
+    lease = uuid.uuid4()
+    claimed = refresh._claim_expiring_many(keyring, [r.id for r in rows], lease, WINDOW, WINDOW)
+    assert set(claimed) == {r.id for r in rows}  # one statement claimed them all
+    return [claimed[r.id][0] for r in rows], lease
+
+
+def _fresh(n: int, token_type: str = "Bearer") -> TokenSet:
+    return TokenSet(
+        access_token=f"new-access-{n}",
+        refresh_token=f"new-refresh-{n}",
+        token_type=token_type,
+        expires_at=utcnow() + dt.timedelta(hours=1),
+    )
+
+
+def _refreshed_events(row_id) -> int:
+    return (
+        OutboxEvent.select()
+        .where((OutboxEvent.integration_id == row_id) & (OutboxEvent.type == "integration.refreshed"))
+        .count()
+    )
+
+
+def test_one_refresh_failing_in_a_batch_leaves_the_others_stored(keyring, make_integration, database):
+    rows, lease = _claimed(keyring, make_integration, 4)
+    odd = 2  # a provider answering a token_type longer than the column takes (varchar(32))
+    batch = [(row, _fresh(n, "x" * 40 if n == odd else "Bearer"), lease, {}, None) for n, row in enumerate(rows)]
+    outcomes = connections.store_refreshed_many(keyring, batch)
+    postgres = is_postgres(database)
+    for n, (row, outcome) in enumerate(zip(rows, outcomes)):
+        stored, tokens = connections.load(keyring, row.id)
+        if n == odd and postgres:
+            assert isinstance(outcome, Exception)  # that refresh's own error, for its caller
+            assert tokens.access_token != f"new-access-{n}" and _refreshed_events(row.id) == 0
+            assert stored.refresh_lease_token == lease  # not given back by the failed store
+            continue
+        assert outcome is True
+        assert (tokens.access_token, tokens.refresh_token) == (f"new-access-{n}", f"new-refresh-{n}")
+        assert stored.refresh_lease_token is None and _refreshed_events(row.id) == 1
+
+
+def test_a_lease_taken_over_is_not_written_and_the_others_are(
+    keyring, make_integration, database, monkeypatch, tmp_path
+):
+    advance = shared_clock.own_file(monkeypatch, tmp_path / "clock")
+    rows, lease = _claimed(keyring, make_integration, 3)
+    advance(refresh.LEASE.total_seconds() + 1)  # the batch's provider calls took longer than the lease
+    other = uuid.uuid4()
+    assert refresh._claim(rows[1].id, other)  # another refresher (a user's refresh) takes the middle one over
+    outcomes = connections.store_refreshed_many(
+        keyring, [(row, _fresh(n), lease, {}, None) for n, row in enumerate(rows)]
+    )
+    assert outcomes == [True, False, True]
+    for n, row in enumerate(rows):
+        stored, tokens = connections.load(keyring, row.id)
+        taken = n == 1
+        assert (tokens.access_token == f"new-access-{n}") is not taken
+        assert stored.refresh_lease_token == (other if taken else None)
+        assert _refreshed_events(row.id) == (0 if taken else 1)

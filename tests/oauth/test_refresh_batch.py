@@ -1,0 +1,89 @@
+"""The sweep refreshes in batches (one claim for the free workers, one store for the refreshes that finished
+together): what a user sees of each integration stays its own. One refresh's provider failure marks only that
+integration; one whose lease was taken over while the batch was at the provider is not stored by the sweep,
+and the others are."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from support import clock
+from support.waiting import wait_for
+from test_refresh_flows import connected, expire_in
+
+BATCH = 5  # REFRESH_SWEEP_CONCURRENCY's default: the stack's daemon claims up to five at once
+
+
+def _far(stack, integration: str) -> bool:
+    """Refreshed: the (one-hour) token expires more than half an hour from the shared clock's now."""
+    (expires,) = stack.sql("SELECT expires_at FROM integrations WHERE id = %s", integration)[0]
+    return clock.aware(expires) > clock.now(stack.emulators) + dt.timedelta(minutes=30)
+
+
+def _events(stack, integration: str, kind: str) -> list[dict]:
+    rows = stack.sql("SELECT data FROM outbox_events WHERE integration_id = %s AND type = %s", integration, kind)
+    return [json.loads(d) if isinstance(d, str) else d for (d,) in rows]
+
+
+def _row(stack, integration: str) -> tuple:
+    return stack.sql(
+        "SELECT refresh_failures, last_error, is_active, refresh_lease_token FROM integrations WHERE id = %s",
+        integration,
+    )[0]
+
+
+def _connected(stack, provider: str) -> dict:
+    """Five users, one integration each: {integration: user}."""
+    return {integration: user for user, integration in (connected(stack, provider) for _ in range(BATCH))}
+
+
+def test_a_provider_failure_in_a_batch_marks_only_its_integration(stack, fresh_emulators):
+    emu = stack.emulators["YOUTUBE"]
+    ids = list(_connected(stack, "YOUTUBE"))
+    before = emu.calls["refresh"]
+    emu.fail_next("refresh", status=503)  # one of the batch's provider calls is refused: whichever comes first
+    expire_in(stack, 120, ids[0])  # time passes: all five expire within the sweep's window
+
+    wait_for(lambda: sum(_far(stack, i) for i in ids) == BATCH - 1, 20, "the four others refreshed")
+    wait_for(lambda: any(_row(stack, i)[0] == 1 for i in ids), 20, "the refused one's failure recorded")
+    failed = [i for i in ids if not _far(stack, i)]
+    assert len(failed) == 1
+    failures, error, active, lease = _row(stack, failed[0])
+    assert (failures, active, lease) == (1, True, None)  # backed off, still active, lease given back
+    assert error
+    assert _events(stack, failed[0], "integration.refreshed") == []
+    for other in set(ids) - set(failed):
+        assert _row(stack, other)[:2] == (0, None)
+        assert [e["integrationId"] for e in _events(stack, other, "integration.refreshed")] == [other]
+    assert emu.calls["refresh"] == before + BATCH  # one provider call each
+
+
+def test_a_lease_taken_over_mid_batch_is_not_stored_and_the_others_are(stack, fresh_emulators):
+    """While the sweep's batch waits for the provider, time passes beyond the lease (60 s) and a user's
+    refresh takes one integration over: the sweep must not write over that refresh's tokens, the others
+    store as usual, and every integration has one integration.refreshed event."""
+    emu = stack.emulators["YOUTUBE"]  # non-rotating: the sweep's late answer does not kill the grant
+    user_of = _connected(stack, "YOUTUBE")
+    ids = list(user_of)
+    before = emu.calls["refresh"]
+    emu.delay("refresh", 3)
+    try:
+        expire_in(stack, 120, ids[0])
+        wait_for(lambda: emu.calls["refresh"] == before + BATCH, 20, "the batch at the provider")
+        clock.pass_until(stack.emulators, clock.now(stack.emulators), margin=61)  # the sweep's leases lapse
+        taken = ids[2]
+        answer = stack.api("POST", f"/integrations/{taken}/refresh", user=user_of[taken])
+        assert answer.status == 200, answer.text
+        mine = answer.json()["data"]["expiresAt"]
+        wait_for(lambda: all(_far(stack, i) for i in ids), 20, "all refreshed")
+        wait_for(lambda: all(_row(stack, i)[3] is None for i in ids), 20, "every lease given back")
+    finally:
+        emu.delay("refresh", 0)
+    assert emu.calls["refresh"] == before + BATCH + 1  # the sweep's five and the user's one
+    (stored,) = stack.sql("SELECT expires_at FROM integrations WHERE id = %s", taken)[0]
+    assert clock.aware(stored) == clock.aware(mine)  # the user's refresh stands
+    for integration in ids:
+        assert len(_events(stack, integration, "integration.refreshed")) == 1, integration
+    for integration in set(ids) - {taken}:
+        assert _row(stack, integration)[:3] == (0, None, True)
