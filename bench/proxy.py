@@ -129,6 +129,9 @@ def run(
             nginx_pids = {f"nginx{i}": pid for i, pid in enumerate([nginx.process.pid, *nginx.worker_pids()])}
             front_url = f"{nginx.base}/integrations/{integration}/proxy/v10/users/@me"
             check = call("GET", front_url, headers={"Authorization": f"Bearer {token}"})
+            deadline = time.monotonic() + 5  # nginx writes its log line once the answer is out
+            while '"DISCORD" 200' not in nginx.access_log.read_text() and time.monotonic() < deadline:
+                time.sleep(0.05)
             if check.status != 200 or '"DISCORD" 200' not in nginx.access_log.read_text():
                 raise RuntimeError(f"nginx did not send the call itself: {check.status} {check.text[:200]}")
             load(front_url, token, concurrency, 1.0)

@@ -302,7 +302,7 @@ async def call(svc, integration_id, request: ProxyRequest, *, owner_id=None, obs
             response.release()
 
 
-# The credential headers a front (README, Provider API proxy: a C front) can set: anything else goes the
+# The credential headers a front (README: Provider API proxy, An optional C front) can set: anything else goes the
 # daemon's own way.
 FRONT_CREDENTIALS = ("Authorization", "X-Shopify-Access-Token", "Access-Token", "developer-token", "login-customer-id")
 _FRONT_NAMES = {name.lower(): name for name in FRONT_CREDENTIALS}

@@ -132,7 +132,7 @@ ERRORS = (
     "FORBIDDEN",
 )
 
-# --- the grant a C front asks for (README, Provider API proxy: a C front) ---------------------------------------
+# --- the grant a C front asks for (README: Provider API proxy, An optional C front) ------------------------------
 FRONT_SECRET_HEADER = "X-Nexus-Front-Secret"  # the front's own credential (PROXY_FRONT_SECRET)
 FRONT_METHOD_HEADER = "X-Nexus-Method"  # the caller's method (nginx's auth_request subrequest is always a GET)
 TARGET_HEADER = "X-Nexus-Target"  # the exact URL the front sends the call to
