@@ -74,6 +74,7 @@ def run(
     redis_url: str | None = None,
     front: str | None = None,
     nginx_workers: int = 1,
+    grant_cache: float = 0,
 ) -> dict:
     work = Path(tempfile.mkdtemp(prefix="nexus-bench-proxy-"))
     emu = Emulators().start()
@@ -124,7 +125,12 @@ def run(
         if front == "nginx":
             origin = urllib.parse.urlsplit(direct_url)
             nginx = NginxFront(
-                port, secret, work / "nginx", {f"{origin.scheme}://{origin.netloc}": "nexus_emulators"}, nginx_workers
+                port,
+                secret,
+                work / "nginx",
+                {f"{origin.scheme}://{origin.netloc}": "nexus_emulators"},
+                nginx_workers,
+                grant_cache,
             ).start()
             nginx_pids = {f"nginx{i}": pid for i, pid in enumerate([nginx.process.pid, *nginx.worker_pids()])}
             front_url = f"{nginx.base}/integrations/{integration}/proxy/v10/users/@me"
@@ -199,6 +205,7 @@ def run(
         result.update(
             front=front,
             nginxWorkers=nginx_workers,
+            grantCacheSeconds=grant_cache,
             frontPerSecond=round(rate(fronted), 1),
             frontRatio=round(rate(fronted) / rate(direct), 3),
             frontP50Ms=round(sorted(r["p50_ms"] for r in fronted)[len(fronted) // 2], 2),
@@ -232,7 +239,9 @@ def markdown(result: dict) -> str:
             f"| through `/integrations/:id/proxy` | {result['proxyPerSecond']} | {result['proxyP50Ms']} |",
             *(
                 [
-                    f"| through nginx in front ({result['nginxWorkers']} worker(s)) and the daemon's grant | "
+                    f"| through nginx in front ({result['nginxWorkers']} worker(s)) and the daemon's grant"
+                    + (f" (kept {result['grantCacheSeconds']:g} s in nginx)" if result["grantCacheSeconds"] else "")
+                    + f" | "
                     f"{result['frontPerSecond']} | {result['frontP50Ms']} |"
                 ]
                 if "frontPerSecond" in result
@@ -267,11 +276,25 @@ def main() -> None:
     parser.add_argument("--redis-url", help="REDIS_URL for the daemon (default: none)")
     parser.add_argument("--front", choices=("nginx",), help="also measure the proxied GETs through this front")
     parser.add_argument("--nginx-workers", type=int, default=1, help="nginx's worker_processes (with --front)")
+    parser.add_argument(
+        "--grant-cache",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="with --front nginx: keep grants this long in nginx's memory (lua_shared_dict; libnginx-mod-http-lua)",
+    )
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
     started = time.monotonic()
     result = run(
-        args.database_url, args.seconds, args.rounds, args.concurrency, args.redis_url, args.front, args.nginx_workers
+        args.database_url,
+        args.seconds,
+        args.rounds,
+        args.concurrency,
+        args.redis_url,
+        args.front,
+        args.nginx_workers,
+        args.grant_cache,
     )
     result["wallSeconds"] = round(time.monotonic() - started, 1)
     print(markdown(result))
