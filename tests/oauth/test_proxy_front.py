@@ -232,6 +232,13 @@ def test_refusals_and_escapes_answer_as_the_daemon_does(stack, front):
     for escape in ESCAPES:
         status, _headers, body = through(front, stack, "GET", f"/integrations/{integration}/proxy{escape}", owner)
         assert status == 400 and json.loads(body)["error"]["code"] == "VALIDATION_ERROR", (escape, status, body[:200])
+    big = raw(
+        front.base,
+        "GET",
+        f"/integrations/{integration}/proxy/v10/users/@me",
+        {"Authorization": bearer(stack, owner), "Content-Length": str(10 * 1024 * 1024 + 1)},
+    )
+    assert big[0] == 413 and json.loads(big[2])["error"]["code"] == "PAYLOAD_TOO_LARGE"
     # The grant route is the front's own: a caller reaching it through nginx does not hold the secret.
     status, _headers, _body = through(
         front, stack, "GET", f"/integrations/{integration}/proxy-grant/v10/users/@me", owner
