@@ -21,7 +21,7 @@ from emulators.testkit import call
 from support.front import NginxFront, nginx_binary
 from support.servers import require
 from support.waiting import wait_for
-from test_proxy import ESCAPES, bearer, connected, kill_access_tokens
+from test_proxy import ESCAPES, _health, bearer, connected, kill_access_tokens
 
 SECRET = secrets.token_hex(32)
 FRONT = {"X-Nexus-Front-Secret": SECRET}
@@ -274,3 +274,24 @@ def test_posts_throttling_and_every_other_route_reach_the_daemon_unchanged(stack
     listed = through(front, stack, "GET", f"/integrations/{discord}", discord_user)
     assert listed[0] == 200 and json.loads(listed[2])["data"]["id"] == discord
     assert through(front, stack, "GET", "/health", discord_user)[0] == 200
+
+
+def test_provider_failures_through_nginx_count_toward_health_and_a_good_answer_clears_them(
+    stack, front, fresh_emulators
+):
+    emu = stack.emulators["DISCORD"]
+    user, integration = connected(stack, "DISCORD")
+    target = f"/integrations/{integration}/proxy/v10/users/@me"
+    assert _health(stack, integration, user)["status"] == "healthy"
+    for _ in range(2):  # nginx's call, then the daemon's own (nginx hands a 503 over to it)
+        emu.fail_next("whoami", 503)
+    assert through(front, stack, "GET", target, user)[0] == 503
+    record = _health(stack, integration, user)
+    assert record["status"] == "degraded" and [r["code"] for r in record["reasons"]] == ["PROXY_FAILING"], record
+    calls = emu.calls["whoami"]
+    status, answer, _body = through(front, stack, "GET", target, user)  # the grant sends it the daemon's way ...
+    assert status == 200 and emu.calls["whoami"] == calls + 1
+    assert _health(stack, integration, user)["status"] == "healthy"  # ... whose good answer clears it
+    sent_by_nginx = front.access_log.read_text().count('"DISCORD" 200')
+    assert through(front, stack, "GET", target, user)[0] == 200
+    wait_for(lambda: front.access_log.read_text().count('"DISCORD" 200') > sent_by_nginx, what="nginx sending again")
