@@ -11,16 +11,21 @@ One run, one machine:
             integration, signs and streams the same emulator answer back.
 4. read   - ``GET /integrations/:id`` of the same daemon: one authenticated row read, what every proxied
             call does before its provider call (the daemon's own ceiling for it).
-Rounds alternate them so machine noise hits all; the figure is proxy/direct (goal: >= 0.5).
+5. front  - with ``--front nginx``: the same proxied GETs through nginx in front of the daemon
+            (deploy/nginx/nexusctl-proxy.conf, PROXY_FRONT_SECRET set): nginx asks the daemon for a grant
+            (auth_request) and sends the call to the emulator itself, over kept-alive connections.
+Rounds alternate them so machine noise hits all; the figure is proxy/direct (goal: >= 0.5), and front/direct.
 
     .venv/bin/python bench/proxy.py --database-url postgresql://postgres@127.0.0.1:5432/bench_b
     .venv/bin/python bench/proxy.py --seconds 3 --rounds 1        # SQLite in a temporary directory
+    .venv/bin/python bench/proxy.py --front nginx --nginx-workers 1   # also through nginx (Debian's nginx-light)
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -38,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 from emulators.server import Emulators  # noqa: E402
 from emulators.testkit import call  # noqa: E402
+from support.front import NginxFront  # noqa: E402
 
 FRONTEND = "http://app.bench.test"
 
@@ -60,10 +66,20 @@ def connect(base: str, token: str, user: uuid.UUID) -> str:
     return query["integrationId"]
 
 
-def run(database_url: str | None, seconds: float, rounds: int, concurrency: int, redis_url: str | None = None) -> dict:
+def run(
+    database_url: str | None,
+    seconds: float,
+    rounds: int,
+    concurrency: int,
+    redis_url: str | None = None,
+    front: str | None = None,
+    nginx_workers: int = 1,
+    grant_cache: float = 0,
+) -> dict:
     work = Path(tempfile.mkdtemp(prefix="nexus-bench-proxy-"))
     emu = Emulators().start()
-    daemon = None
+    daemon = nginx = None
+    secret = secrets.token_hex(32)
     try:
         env = base_env(work, database_url)
         port = free_port()
@@ -77,6 +93,8 @@ def run(database_url: str | None, seconds: float, rounds: int, concurrency: int,
         )
         if redis_url:  # the scale-out shape: the rate budget (and OAuth states) in Redis
             env["REDIS_URL"] = redis_url
+        if front:
+            env["PROXY_FRONT_SECRET"] = secret
         emu.register_callback_base(f"http://127.0.0.1:{port}")  # the emulators accept only registered redirects
         subprocess.run([str(NEXUSCTL), "-q", "db", "migrate"], env=env, check=True)
         user = uuid.uuid4()
@@ -103,20 +121,46 @@ def run(database_url: str | None, seconds: float, rounds: int, concurrency: int,
         load(proxy_url, token, concurrency, 1.0)  # warm up both paths
         load(direct_url, access, concurrency, 1.0)
         read_url = f"{base}/integrations/{integration}"
-        direct, proxied, read = [], [], []
-        cpu = {"direct": [], "proxy": []}
+        nginx_pids: dict = {}
+        if front == "nginx":
+            origin = urllib.parse.urlsplit(direct_url)
+            nginx = NginxFront(
+                port,
+                secret,
+                work / "nginx",
+                {f"{origin.scheme}://{origin.netloc}": "nexus_emulators"},
+                nginx_workers,
+                grant_cache,
+            ).start()
+            nginx_pids = {f"nginx{i}": pid for i, pid in enumerate([nginx.process.pid, *nginx.worker_pids()])}
+            front_url = f"{nginx.base}/integrations/{integration}/proxy/v10/users/@me"
+            check = call("GET", front_url, headers={"Authorization": f"Bearer {token}"})
+            deadline = time.monotonic() + 5  # nginx writes its log line once the answer is out
+            while '"DISCORD" 200' not in nginx.access_log.read_text() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if check.status != 200 or '"DISCORD" 200' not in nginx.access_log.read_text():
+                raise RuntimeError(f"nginx did not send the call itself: {check.status} {check.text[:200]}")
+            load(front_url, token, concurrency, 1.0)
+        direct, proxied, fronted, read = [], [], [], []
+        cpu = {"direct": [], "proxy": [], "front": []}
         db = _database(database_url)
         for _ in range(rounds):
-            meter = CpuMeter(db, daemon=daemon.pid, emulator=os.getpid())
+            meter = CpuMeter(db, daemon=daemon.pid, emulator=os.getpid(), **nginx_pids)
             direct.append(load(direct_url, access, concurrency, seconds))
             cpu["direct"].append(meter.per_item_us(direct[-1]["requests"]))
-            meter = CpuMeter(db, daemon=daemon.pid, emulator=os.getpid())
+            meter = CpuMeter(db, daemon=daemon.pid, emulator=os.getpid(), **nginx_pids)
             proxied.append(load(proxy_url, token, concurrency, seconds))
             cpu["proxy"].append(meter.per_item_us(proxied[-1]["requests"]))
+            if nginx is not None:
+                meter = CpuMeter(db, daemon=daemon.pid, emulator=os.getpid(), **nginx_pids)
+                fronted.append(load(front_url, token, concurrency, seconds))
+                cpu["front"].append(meter.per_item_us(fronted[-1]["requests"]))
             read.append(load(read_url, token, concurrency, seconds))
         if db is not None:
             db.close()
     finally:
+        if nginx is not None:
+            nginx.stop()
         if daemon is not None:
             daemon.terminate()
             daemon.wait(20)
@@ -126,13 +170,22 @@ def run(database_url: str | None, seconds: float, rounds: int, concurrency: int,
     def rate(runs):
         return sum(r["requests"] for r in runs) / sum(r["seconds"] for r in runs)
 
-    errors = sum(r["errors"] for r in direct + proxied + read)
+    errors = sum(r["errors"] for r in direct + proxied + fronted + read)
 
     def cpu_per_call(phase):
-        names = sorted({n for sample in cpu[phase] for n in sample})
-        return {n: round(sum(s.get(n, 0.0) for s in cpu[phase]) / len(cpu[phase]), 1) for n in names}
+        if not cpu[phase]:
+            return {}
+        merged = [  # nginx's master and workers as one
+            {
+                **{n: v for n, v in s.items() if not n.startswith("nginx")},
+                **({"nginx": sum(v for n, v in s.items() if n.startswith("nginx"))} if nginx_pids else {}),
+            }
+            for s in cpu[phase]
+        ]
+        names = sorted({n for sample in merged for n in sample})
+        return {n: round(sum(s.get(n, 0.0) for s in merged) / len(merged), 1) for n in names}
 
-    return {
+    result = {
         "database": ("PostgreSQL" if is_postgres(database_url) else "SQLite") + (" + Redis" if redis_url else ""),
         "concurrency": concurrency,
         "seconds": seconds,
@@ -145,9 +198,19 @@ def run(database_url: str | None, seconds: float, rounds: int, concurrency: int,
         "errors": errors,
         "readPerSecond": round(rate(read), 1),
         "ratioToRead": round(rate(proxied) / rate(read), 3),
-        "cpuUsPerCall": {"direct": cpu_per_call("direct"), "proxy": cpu_per_call("proxy")},
+        "cpuUsPerCall": {phase: cpu_per_call(phase) for phase in cpu if cpu[phase]},
         "loadAverage": round(os.getloadavg()[0], 1),
     }
+    if fronted:
+        result.update(
+            front=front,
+            nginxWorkers=nginx_workers,
+            grantCacheSeconds=grant_cache,
+            frontPerSecond=round(rate(fronted), 1),
+            frontRatio=round(rate(fronted) / rate(direct), 3),
+            frontP50Ms=round(sorted(r["p50_ms"] for r in fronted)[len(fronted) // 2], 2),
+        )
+    return result
 
 
 def _database(url: str | None):
@@ -174,17 +237,28 @@ def markdown(result: dict) -> str:
             "|---|---|---|",
             f"| direct to the emulator | {result['directPerSecond']} | {result['directP50Ms']} |",
             f"| through `/integrations/:id/proxy` | {result['proxyPerSecond']} | {result['proxyP50Ms']} |",
+            *(
+                [
+                    f"| through nginx in front ({result['nginxWorkers']} worker(s)) and the daemon's grant"
+                    + (f" (kept {result['grantCacheSeconds']:g} s in nginx)" if result["grantCacheSeconds"] else "")
+                    + f" | "
+                    f"{result['frontPerSecond']} | {result['frontP50Ms']} |"
+                ]
+                if "frontPerSecond" in result
+                else []
+            ),
             f"| `GET /integrations/:id` of the same daemon (one row read) | {result['readPerSecond']} | |",
             "",
             f"Ratio proxy/direct: **{result['ratio']}** (goal >= 0.5); proxy / one row read: "
-            f"{result['ratioToRead']}; errors: {result['errors']}.",
+            f"{result['ratioToRead']}; errors: {result['errors']}."
+            + (f" Ratio through nginx/direct: **{result['frontRatio']}**." if "frontRatio" in result else ""),
             "",
             "CPU per call (microseconds, by process; `emulator` is the benchmark's own process, which also runs the "
             "emulators' loop):",
             "",
             *(
                 f"- {phase}: " + ", ".join(f"{n} {us}" for n, us in result["cpuUsPerCall"][phase].items())
-                for phase in ("direct", "proxy")
+                for phase in result["cpuUsPerCall"]
             ),
             "",
             f"Load average at the end: {result['loadAverage']}.",
@@ -200,10 +274,28 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=2, help="alternating direct/proxy rounds")
     parser.add_argument("--redis-url", help="REDIS_URL for the daemon (default: none)")
+    parser.add_argument("--front", choices=("nginx",), help="also measure the proxied GETs through this front")
+    parser.add_argument("--nginx-workers", type=int, default=1, help="nginx's worker_processes (with --front)")
+    parser.add_argument(
+        "--grant-cache",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="with --front nginx: keep grants this long in nginx's memory (lua_shared_dict; libnginx-mod-http-lua)",
+    )
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
     started = time.monotonic()
-    result = run(args.database_url, args.seconds, args.rounds, args.concurrency, args.redis_url)
+    result = run(
+        args.database_url,
+        args.seconds,
+        args.rounds,
+        args.concurrency,
+        args.redis_url,
+        args.front,
+        args.nginx_workers,
+        args.grant_cache,
+    )
     result["wallSeconds"] = round(time.monotonic() - started, 1)
     print(markdown(result))
     write_json(args.json, result)

@@ -496,6 +496,18 @@ TABLE = (
         secret=True,
     ),
     Variable(
+        "PROXY_FRONT_SECRET",
+        "proxy_front_secret",
+        v.shared_secret,
+        None,
+        "Shared with an optional C front of the provider API proxy (nginx, see "
+        "[Provider API proxy](#provider-api-proxy)): the front sends it as `X-Nexus-Front-Secret` to "
+        "`GET /integrations/:id/proxy-grant/*path`, which answers the exact provider URL and credential headers. "
+        "32 to 200 printable characters (e.g. `openssl rand -hex 32`). Unset: that route does not exist. Never "
+        "logged.",
+        secret=True,
+    ),
+    Variable(
         "NEXUSCTL_CLOCK_FILE",
         "clock_file",
         v.text,

@@ -293,6 +293,14 @@ def developer_token(value: str, name: str) -> str:
     return value
 
 
+def shared_secret(value: str, name: str) -> str:
+    """A secret shared with another program over an HTTP header: 32 to 200 printable ASCII characters without
+    spaces (never echoed)."""
+    if not (32 <= len(value) <= 200) or not all(ch.isascii() and ch.isprintable() and ch != " " for ch in value):
+        raise ConfigError(f"{name}: must be 32 to 200 printable ASCII characters without spaces (e.g. 64 hex digits)")
+    return value
+
+
 def customer_id(value: str, name: str) -> str:
     """A Google Ads customer id: 10 digits, written 123-456-7890 or 1234567890 (sent without dashes)."""
     digits = value.replace("-", "")

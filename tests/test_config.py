@@ -312,6 +312,7 @@ def test_setting_a_variable_changes_its_attribute():
         "EVENTS_CONSUMER_GROUP": "g",
         "GOOGLE_ADS_LOGIN_CUSTOMER_ID": "123-456-7890",
         "TIKTOK_APP": "business",
+        "PROXY_FRONT_SECRET": "f" * 64,
     }
     base_env = {"ENCRYPTION_KEY": GOOD_KEY, "NEXUS_DATA_DIR": "/tmp/nexusctl-never-created"}
     base = config.load(base_env)
@@ -321,6 +322,16 @@ def test_setting_a_variable_changes_its_attribute():
         value = samples.get(entry.name, "some-text" if entry.parse is config_values.text else "7")
         changed = config.load({**base_env, entry.name: value})
         assert getattr(changed, entry.field) != getattr(base, entry.field), entry.name
+
+
+def test_the_proxy_fronts_secret_must_be_long_and_is_never_shown(tmp_path):
+    env = {"ENCRYPTION_KEY": GOOD_KEY, "NEXUS_DATA_DIR": str(tmp_path)}
+    for bad in ("short-secret", "x" * 201, "y" * 40 + " with a space"):
+        with pytest.raises(ConfigError) as caught:
+            config.load({**env, "PROXY_FRONT_SECRET": bad})
+        assert caught.value.message.startswith("PROXY_FRONT_SECRET") and bad not in caught.value.message
+    settings = config.load({**env, "PROXY_FRONT_SECRET": "a" * 64})
+    assert settings.proxy_front_secret.get() == "a" * 64 and "a" * 64 not in repr(settings)
 
 
 # Values each parser refuses somewhere: plain text, and URLs with the secret in the password.

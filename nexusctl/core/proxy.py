@@ -302,6 +302,62 @@ async def call(svc, integration_id, request: ProxyRequest, *, owner_id=None, obs
             response.release()
 
 
+# The credential headers a front (README: Provider API proxy, An optional C front) can set: anything else goes the
+# daemon's own way.
+FRONT_CREDENTIALS = ("Authorization", "X-Shopify-Access-Token", "Access-Token", "developer-token", "login-customer-id")
+_FRONT_NAMES = {name.lower(): name for name in FRONT_CREDENTIALS}
+
+
+@dataclass
+class Grant:
+    """What a front needs to make a proxied GET itself: the exact URL and the provider's credential headers."""
+
+    provider: str
+    url: object  # yarl.URL, provably under the integration's API base (providers.proxy.join)
+    headers: dict  # FRONT_CREDENTIALS names only
+
+
+async def grant(svc, integration_id, request: ProxyRequest, *, owner_id=None) -> Grant | str:
+    """Everything ``call`` does before it sends (the caller's ownership, the path checks, a refresh when the
+    token expires soon, the rate budget), for a front that sends the call itself: a Grant, or the reason
+    the call must take the daemon's own proxy route (a str: a method other than GET, ``retries``, a wait the
+    rate budget keeps, a user-supplied host, a provider that throttles in 200 answers, a health failure a
+    good answer would clear, credentials the front cannot set). Refusals raise as ``call`` does."""
+    check_request(request)
+    row, tokens = await _load(svc, integration_id, owner_id)
+    if not row.is_active:
+        raise IntegrationInactive(
+            f"integration {row.id} is inactive ({row.last_error or 'deactivated'}); connect it again", id=str(row.id)
+        )
+    if request.method != "GET":
+        return "method"
+    if request.retries:
+        return "retries"
+    named = {h.strip().lower() for h in request.headers.get("Connection", "").split(",")}
+    if named - {"", "keep-alive", "close"}:
+        return "connection"
+    adapter = svc.adapter_of(row)
+    if getattr(adapter, "THROTTLES_IN_OK", False):
+        return "throttles-in-ok"
+    if proxy_health.worth_writing(row, proxy_health.OK):
+        return "health"
+    if _expiring(tokens) and _renewable(row, tokens):
+        row, tokens = await _refreshed(svc, row, None)
+    if await rate_budget.wait_for(svc, row.id):
+        return "rate-budget"
+    target = targets.target(adapter, tokens, svc.settings)
+    url = targets.join(target.base, request.path, request.query)
+    if adapter.user_supplied(str(url)):
+        return "user-supplied-host"
+    headers = {}
+    for name, value in target.headers.items():
+        known = _FRONT_NAMES.get(name.lower())
+        if known is None:
+            return "credentials"
+        headers[known] = value
+    return Grant(row.provider.value, url, headers)
+
+
 async def _load(svc, integration_id, owner_id):
     """The row and its tokens: from this process's cache (core.proxy_cache: at most TTL old, dropped at once on
     this process's own changes), else read and decrypted once and kept."""

@@ -13,6 +13,7 @@ provider calls by provider, method and status (``nexus_proxy_calls_total``,
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from typing import Annotated, Any
 
@@ -21,7 +22,7 @@ from aiohttp import web
 from pydantic import Field
 
 from nexusctl.core import proxy
-from nexusctl.daemon.keys import SERVICES
+from nexusctl.daemon.keys import SERVICES, SETTINGS, VERIFIER
 from nexusctl.daemon.observe import METRICS
 from nexusctl.daemon.routing import PRINCIPAL, Route
 from nexusctl.errors import Forbidden, PayloadTooLarge, ProviderError, UsageProblem
@@ -130,6 +131,61 @@ ERRORS = (
     "ENCRYPTION_KEY_MISSING",
     "FORBIDDEN",
 )
+
+# --- the grant a C front asks for (README: Provider API proxy, An optional C front) ------------------------------
+FRONT_SECRET_HEADER = "X-Nexus-Front-Secret"  # the front's own credential (PROXY_FRONT_SECRET)
+FRONT_METHOD_HEADER = "X-Nexus-Method"  # the caller's method (nginx's auth_request subrequest is always a GET)
+TARGET_HEADER = "X-Nexus-Target"  # the exact URL the front sends the call to
+CREDENTIAL_PREFIX = "X-Nexus-Credential-"  # + one of core.proxy.FRONT_CREDENTIALS: the provider's credentials
+FALLBACK_HEADER = "X-Nexus-Front-Fallback"  # why the call must take the daemon's own proxy route
+
+
+async def grant(request: web.Request) -> web.StreamResponse:
+    """204 with the target URL and the credential headers, for the front to send the call itself; 409 (with
+    the reason) when the call must go the daemon's own way; the error the proxy route would give otherwise.
+    Only the front, holding PROXY_FRONT_SECRET, may ask: to anyone else (and without the setting) the route
+    does not exist."""
+    secret = request.app[SETTINGS].proxy_front_secret
+    given = request.headers.get(FRONT_SECRET_HEADER, "").encode()
+    if secret is None or not hmac.compare_digest(given, secret.get().encode()):
+        raise web.HTTPNotFound()
+    request[PRINCIPAL] = request.app[VERIFIER].verify(request.headers.get("Authorization"))
+    path, query, retries = _split(request)
+    method = request.headers.get(FRONT_METHOD_HEADER, "GET").upper()
+    call = proxy.ProxyRequest(method, path, query, dict(request.headers), None, retries)
+    granted = await proxy.grant(request.app[SERVICES], request.match_info["id"], call, owner_id=_owner(request))
+    if isinstance(granted, str):
+        return web.Response(status=409, headers={FALLBACK_HEADER: granted, "Cache-Control": "no-store"})
+    url = granted.url
+    headers = {
+        TARGET_HEADER: str(url),
+        "X-Nexus-Host": url.raw_host if url.is_default_port() else f"{url.raw_host}:{url.port}",
+        "X-Nexus-Server-Name": url.raw_host,  # TLS SNI
+        "X-Nexus-Provider": granted.provider,
+        "Cache-Control": "no-store",
+        **{CREDENTIAL_PREFIX + name: value for name, value in granted.headers.items()},
+    }
+    return web.Response(status=204, headers=headers)
+
+
+GRANT_PATH = "/integrations/{id}/proxy-grant/{path:.*}"
+FRONT_ROUTES = [
+    Route(
+        "GET",
+        GRANT_PATH,
+        grant,
+        "For the proxy's C front only (PROXY_FRONT_SECRET): what `GET /integrations/:id/proxy/*path` would "
+        "send, as headers (204), or 409 when that call must go the daemon's own way",
+        "proxy",
+        public=True,  # the front's secret first, then the caller's bearer token (verified by the handler)
+        envelope=False,
+        errors=ERRORS,
+        status=204,
+        path_params={"path": str},
+    )
+]
+"""Registered only when PROXY_FRONT_SECRET is set (daemon.app)."""
+
 ANSWER = Annotated[Any, Field(description="the provider's own answer (its status, its body)")]
 
 ROUTES = [

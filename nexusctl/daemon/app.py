@@ -11,7 +11,7 @@ from nexusctl import telemetry
 from nexusctl.config import Settings
 from nexusctl.core import activity, runtime
 from nexusctl.crypto import keyring_from_settings
-from nexusctl.daemon import api_health
+from nexusctl.daemon import api_health, api_proxy
 from nexusctl.daemon.auth import TokenVerifier
 from nexusctl.daemon.consumer import EventConsumer
 from nexusctl.daemon.dbexec import DbExecutor
@@ -50,8 +50,9 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_jobs)
     app.cleanup_ctx.append(_event_bus)
     app.cleanup_ctx.append(_sync_runner)
-    app[ROUTES_KEY] = ROUTES
-    add_routes(app, ROUTES)
+    routes = ROUTES + (api_proxy.FRONT_ROUTES if settings.proxy_front_secret is not None else [])
+    app[ROUTES_KEY] = routes
+    add_routes(app, routes)
     return app
 
 

@@ -126,11 +126,13 @@ class Stack:
             timeout=60,
         )
 
-    def another_daemon(self):
-        """A second daemon on the same database (and Redis): the scale-out shape. Stop it with .terminate()
-        (the stack stops it at the end in any case)."""
+    def another_daemon(self, **env):
+        """A second daemon on the same database (and Redis): the scale-out shape; ``env`` merged into its
+        environment (a None value removes that variable). Stop it with .terminate() (the stack stops it at the
+        end in any case)."""
+        own = {**{k: v for k, v in self.env.items() if k not in env}, **{k: v for k, v in env.items() if v is not None}}
         port, process = start_on_free_port(
-            lambda port: {**self.env, "PORT": str(port)}, lambda port: self.log_path.with_name(f"daemon-{port}.log")
+            lambda port: {**own, "PORT": str(port)}, lambda port: self.log_path.with_name(f"daemon-{port}.log")
         )
         self.extra.setdefault("daemons", []).append(process)
         return f"http://127.0.0.1:{port}", process
