@@ -243,26 +243,59 @@ def insert_together(name: str, parts: list, *, notify: str | None = None) -> Non
     sql = _together_sql(tuple((model, names) for model, names, _ in parts), notify is not None)
     params = []
     for model, names, rows in parts:
-        params += [list(map(c, column)) for c, column in zip(_fast_converters(model, names), zip(*rows, strict=True))]
+        params += [c(column) for c, column in zip(_fast_converters(model, names), zip(*rows, strict=True))]
     if notify is not None:
         params.append(notify)
     run_typed(name, sql, params)
 
 
 _UTC = dt.timezone.utc
+_NOTHING = object()
 
 
 @functools.lru_cache(maxsize=16)
 def _fast_converters(model, names: tuple) -> tuple:
-    """``converter`` of each field, the common case first (the same values: a UUID's hex, a UTC datetime as it is
-    on PostgreSQL), for the many values of a batch."""
+    """For each field, a column of values (a list) as ``converter`` hands them to the driver, the common case
+    first: a UUID's hex, a UTC datetime, a str or an int as it is (on PostgreSQL, insert_together's only use),
+    an enum's value, and JSON dumped once for a run of the same object (the payload an event's deliveries share)."""
     return tuple(_fast(model._meta.fields[n]) for n in names)
 
 
 def _fast(field: peewee.Field):
     convert = converter(field)
-    if field.field_type == "UUID":  # a foreign key to a UUID key too
-        return lambda value: value.hex if value.__class__ is uuid.UUID else convert(value)
-    if field.field_type == "TIMESTAMPTZ":  # on PostgreSQL (insert_together's only use of these)
-        return lambda value: value if value.__class__ is dt.datetime and value.tzinfo is _UTC else convert(value)
-    return convert
+    if isinstance(field, peewee.JSONField):
+        return _dumps_column
+    kind = getattr(field, "enum_class", None)
+    if kind is not None:
+
+        def one(value):
+            return value.value if value.__class__ is kind else convert(value)
+
+    elif field.field_type == "UUID":  # a foreign key to a UUID key too
+
+        def one(value):
+            return value.hex if value.__class__ is uuid.UUID else convert(value)
+
+    elif field.field_type == "TIMESTAMPTZ":
+
+        def one(value):
+            return value if value.__class__ is dt.datetime and value.tzinfo is _UTC else convert(value)
+
+    elif field.field_type in ("VARCHAR", "TEXT", "INT", "BIGINT"):
+        plain = str if field.field_type in ("VARCHAR", "TEXT") else int
+
+        def one(value):
+            return value if value.__class__ is plain else convert(value)
+
+    else:
+        one = convert
+    return lambda column: list(map(one, column))
+
+
+def _dumps_column(column) -> list:
+    out, last, text = [], _NOTHING, None
+    for value in column:
+        if value is not last:
+            last, text = value, None if value is None else json.dumps(value)
+        out.append(text)
+    return out
