@@ -93,16 +93,23 @@ def fan_out_many(events, times, trace_parents=None, hooks: dict | None = None) -
             f'SELECT "id", "integration_id", "events" FROM "webhooks" WHERE {where} AND "is_active"', params
         ).fetchall():
             hooks.setdefault(_uuid(integration_id), []).append((hook_id, Webhook.events.python_value(patterns)))
+    rows, counts = fan_out_rows(events, times, trace_parents, hooks)
+    if rows:
+        statements.insert_many(WebhookDelivery, PENDING_COLUMNS, rows)
+        _notify()
+    return counts
+
+
+def fan_out_rows(events, times, trace_parents, hooks: dict) -> tuple[list, list[int]]:
+    """``fan_out_many``'s delivery rows (PENDING_COLUMNS), not yet written, and how many each event queues; for a
+    caller that writes them with its own rows (then ``queued()``)."""
     rows, counts = [], []
     for (integration, event_type, data), now, parent in zip(events, times, trace_parents, strict=True):
         targets = [hook_id for hook_id, patterns in hooks.get(integration.id, ()) if matches(patterns, event_type)]
         payload = payload_of(integration, event_type, data, now) if targets else None
         rows += [_pending(hook_id, event_type, payload, now, parent) for hook_id in targets]
         counts.append(len(targets))
-    if rows:
-        statements.insert_many(WebhookDelivery, PENDING_COLUMNS, rows)
-        _notify()
-    return counts
+    return rows, counts
 
 
 # A new delivery's row (``_pending``), due at once.
@@ -340,6 +347,11 @@ def _requeue(where) -> int:
 def _notify() -> None:
     if is_postgres(database_proxy):  # delivered at commit, to every listening daemon
         database_proxy.execute_sql("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))
+    queued()
+
+
+def queued() -> None:
+    """Wake this process's worker: deliveries were queued (a writer that sent its own NOTIFY NOTIFY_CHANNEL)."""
     for listener in LISTENERS:
         listener()
 

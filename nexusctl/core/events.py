@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import re
 import uuid
+from contextlib import nullcontext
 from typing import NamedTuple
 
 from nexusctl import tracing
@@ -19,7 +20,7 @@ from nexusctl.core.ids import parse_uuid
 from nexusctl.db import statements
 from nexusctl.db.database import database_proxy
 from nexusctl.db.fields import utcnow
-from nexusctl.db.models import Integration, OutboxEvent, Webhook
+from nexusctl.db.models import Integration, OutboxEvent, Webhook, WebhookDelivery
 from nexusctl.errors import IntegrationNotFound, NexusError, UsageProblem
 
 CONNECTED = "integration.connected"
@@ -155,7 +156,8 @@ def _subjects(ids: list) -> tuple[dict, dict]:
     their active webhooks for the fan-out, in one written-out SELECT: ({id: Subject}, {id: [(webhook id,
     its event patterns)]})."""
     where, params = statements.in_list(Integration.id, ids)
-    rows = database_proxy.execute_sql(
+    rows = statements.run_typed(  # prepared on PostgreSQL (outside a transaction)
+        "nexus_subjects",
         'SELECT i."id", i."user_id", i."provider", w."id", w."events" FROM "integrations" AS i '
         'LEFT JOIN "webhooks" AS w ON w."integration_id" = i."id" AND w."is_active" '
         f"WHERE i.{where}",
@@ -217,10 +219,18 @@ def _write(items, wanted: dict, outcomes: list) -> None:
         )
         for (_, subject, event_type, data), at, parent in zip(events, times, parents)
     ]
-    statements.insert_many(OutboxEvent, OUTBOX_COLUMNS, rows)  # written out: peewee's insert_many was 17%
-    queued = deliveries.fan_out_many(
+    pending, queued = deliveries.fan_out_rows(
         [(subject, event_type, data) for _, subject, event_type, data in events], times, parents, hooks
     )
+    # The outbox rows and the deliveries in one statement on PostgreSQL (prepared; it NOTIFYs the workers too),
+    # two INSERTs on SQLite.
+    statements.insert_together(
+        "nexus_emit",
+        [(OutboxEvent, OUTBOX_COLUMNS, rows), (WebhookDelivery, deliveries.PENDING_COLUMNS, pending)],
+        notify=deliveries.NOTIFY_CHANNEL if pending else None,
+    )
+    if pending:
+        deliveries.queued()
     for (index, subject, event_type, _), row, count in zip(events, rows, queued, strict=True):
         outcomes[index] = {
             "id": str(row[0]),
@@ -247,8 +257,11 @@ def emit_many(items) -> list:
             outcomes[index] = exc
     if not wanted:
         return outcomes
-    # The integrations and their webhooks are read in the transaction that writes the events (on SQLite it
-    # holds the write lock from its start: a webhook cannot go between the read and the delivery INSERT).
-    with database_proxy.atomic():
+    # On SQLite the integrations and their webhooks are read in the transaction that writes the events (it
+    # holds the write lock from its start: a webhook cannot go between the read and the delivery INSERT). On
+    # PostgreSQL the writes are one statement, atomic by itself (statements.one_write): no BEGIN and COMMIT,
+    # and the read before it sees what it would see as a transaction's first statement (READ COMMITTED takes a
+    # snapshot per statement, and the read locks nothing either way).
+    with nullcontext() if statements.one_write() else database_proxy.atomic():
         _write(items, wanted, outcomes)
     return outcomes

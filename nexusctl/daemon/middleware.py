@@ -27,9 +27,12 @@ _READS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def _changes_an_integration(request: web.Request) -> str | None:
-    """The id of the integration a request may change (``/integrations/{id}...`` other than a read or a proxied
-    provider call), whose cached tokens (core.proxy_cache) this process must stop using at once."""
-    if request.method in _READS or not request.path.startswith("/integrations/") or "/proxy/" in request.path:
+    """The id of the integration a request may change (``/integrations/{id}...`` other than a read, a proxied
+    provider call or an emitted event), whose cached tokens (core.proxy_cache) this process must stop using at once."""
+    path = request.path
+    if request.method in _READS or not path.startswith("/integrations/") or "/proxy/" in path:
+        return None
+    if path.endswith("/events"):  # an emitted event changes nothing of its integration (and is the busiest POST)
         return None
     if request.get(PRINCIPAL) is None:  # not let in: it changed nothing (and strangers cannot churn the cache)
         return None

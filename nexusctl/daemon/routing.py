@@ -85,6 +85,8 @@ def ok(data, *, page: Page | None = None, status: int = 200) -> web.Response:
 async def read_raw(request: web.Request) -> bytes:
     """The whole body, within HTTP_BODY_TIMEOUT: a body trickled in a byte at a time would otherwise hold a
     handler and a connection for as long as the client likes (the header deadline ends at the headers)."""
+    if request.content.is_eof():  # all there already (a small body comes with its headers): nothing to wait for
+        return await request.read()
     try:
         async with asyncio.timeout(request.app.get(BODY_TIMEOUT)):
             return await request.read()  # over client_max_size: 413 PAYLOAD_TOO_LARGE

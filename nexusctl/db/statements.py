@@ -14,12 +14,14 @@ matching ``IN`` for a list of values.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import hashlib
 import json
 import logging
 import re
 import threading
+import uuid
 import weakref
 
 import peewee
@@ -178,3 +180,127 @@ def in_list(field: peewee.Field, values) -> tuple[str, list]:
     if is_postgres(database_proxy):
         return f"{column} = ANY(%s::{_ARRAY_TYPES[field.field_type]}[])", [[convert(v) for v in values]]
     return f"{column} IN ({', '.join(['?'] * len(values))})", [convert(v) for v in values]
+
+
+# --- an emit batch in one statement -------------------------------------------------------------------
+#
+# What ``run`` does, for statements whose parameters are arrays (``%s::uuid[]``): EXECUTE passes each one
+# with the same cast (psycopg2 sends a list as ARRAY['...'], text[], which PostgreSQL does not coerce to
+# uuid[] or jsonb[] by itself). Same names, same fallback to text behind a pooler.
+_CAST = re.compile(r"%s(::[a-z]+(?:\[\])?)?")
+
+
+@functools.lru_cache(maxsize=64)
+def _execute_sql(name: str, sql: str) -> str:
+    return f"EXECUTE {name}({', '.join('%s' + (cast or '') for cast in _CAST.findall(sql))})"
+
+
+def run_typed(name: str, sql: str, params: list):
+    """``run`` for a statement whose parameters carry their casts (``%s::uuid[]``); the same on SQLite."""
+    global _off
+    if _off or not is_postgres(database_proxy) or database_proxy.in_transaction():
+        return database_proxy.execute_sql(sql, params)
+    name = _prepared_name(name, sql)
+    connection = database_proxy.connection()
+    with _lock:
+        names = _prepared.setdefault(connection, set())
+    try:
+        if name not in names:
+            numbered = iter(range(1, sql.count("%s") + 1))
+            database_proxy.execute_sql(f"PREPARE {name} AS " + _MARK.sub(lambda _: f"${next(numbered)}", sql))
+            names.add(name)
+        return database_proxy.execute_sql(_execute_sql(name, sql), params)
+    except peewee.DatabaseError as exc:
+        if getattr(exc.__context__, "pgcode", None) not in _LOST:
+            raise
+        _off = True
+        log.warning("prepared statements are not kept between calls (a connection pooler?): not preparing any more")
+        return database_proxy.execute_sql(sql, params)
+
+
+def one_write() -> bool:
+    """Whether ``insert_together`` writes as one statement, atomic by itself (PostgreSQL, outside a transaction):
+    its caller then needs no transaction of its own (two round trips, BEGIN and COMMIT, less)."""
+    return is_postgres(database_proxy) and not database_proxy.in_transaction()
+
+
+@functools.lru_cache(maxsize=16)
+def _together_sql(parts: tuple, notify: bool) -> str:
+    inserts = [_insert_many_sql(model, names, True)[0] for model, names in parts]
+    if len(inserts) == 1 and not notify:
+        return inserts[0]
+    with_ = ", ".join(f"w{k} AS ({sql})" for k, sql in enumerate(inserts))
+    return f"WITH {with_} SELECT " + ("pg_notify(%s, '')" if notify else "1")
+
+
+def insert_together(name: str, parts: list, *, notify: str | None = None) -> None:
+    """``insert_many`` of each of ``parts`` ((model, field names, rows)), then on PostgreSQL ``NOTIFY notify``
+    (delivered at commit): on PostgreSQL one statement (data-modifying WITHs, prepared as ``name``), which
+    outside a transaction commits by itself, all or nothing (``one_write``); on SQLite each insert_many in
+    turn, inside the caller's transaction."""
+    parts = [(model, names, rows) for model, names, rows in parts if rows]
+    if not parts:
+        return
+    if not is_postgres(database_proxy):
+        for model, names, rows in parts:
+            insert_many(model, names, rows)
+        return
+    sql = _together_sql(tuple((model, names) for model, names, _ in parts), notify is not None)
+    params = []
+    for model, names, rows in parts:
+        params += [c(column) for c, column in zip(_fast_converters(model, names), zip(*rows, strict=True))]
+    if notify is not None:
+        params.append(notify)
+    run_typed(name, sql, params)
+
+
+_UTC = dt.timezone.utc
+_NOTHING = object()
+
+
+@functools.lru_cache(maxsize=16)
+def _fast_converters(model, names: tuple) -> tuple:
+    """For each field, a column of values (a list) as ``converter`` hands them to the driver, the common case
+    first: a UUID's hex, a UTC datetime, a str or an int as it is (on PostgreSQL, insert_together's only use),
+    an enum's value, and JSON dumped once for a run of the same object (the payload an event's deliveries share)."""
+    return tuple(_fast(model._meta.fields[n]) for n in names)
+
+
+def _fast(field: peewee.Field):
+    convert = converter(field)
+    if isinstance(field, peewee.JSONField):
+        return _dumps_column
+    kind = getattr(field, "enum_class", None)
+    if kind is not None:
+
+        def one(value):
+            return value.value if value.__class__ is kind else convert(value)
+
+    elif field.field_type == "UUID":  # a foreign key to a UUID key too
+
+        def one(value):
+            return value.hex if value.__class__ is uuid.UUID else convert(value)
+
+    elif field.field_type == "TIMESTAMPTZ":
+
+        def one(value):
+            return value if value.__class__ is dt.datetime and value.tzinfo is _UTC else convert(value)
+
+    elif field.field_type in ("VARCHAR", "TEXT", "INT", "BIGINT"):
+        plain = str if field.field_type in ("VARCHAR", "TEXT") else int
+
+        def one(value):
+            return value if value.__class__ is plain else convert(value)
+
+    else:
+        one = convert
+    return lambda column: list(map(one, column))
+
+
+def _dumps_column(column) -> list:
+    out, last, text = [], _NOTHING, None
+    for value in column:
+        if value is not last:
+            last, text = value, None if value is None else json.dumps(value)
+        out.append(text)
+    return out

@@ -11,7 +11,7 @@ from nexusctl.core import attempts, deliveries, events
 from nexusctl.core.attempts import Result
 from nexusctl.db import statements
 from nexusctl.db.fields import utcnow
-from nexusctl.db.models import OutboxEvent, Webhook, WebhookAttempt, WebhookDelivery
+from nexusctl.db.models import Integration, OutboxEvent, Webhook, WebhookAttempt, WebhookDelivery
 from nexusctl.enums import DeliveryStatus, Provider
 from nexusctl.errors import IntegrationNotFound, UsageProblem
 
@@ -132,3 +132,34 @@ def test_insert_many_goes_in_bounded_statements(database, make_integration, monk
     assert set(found) == {r[0] for r in rows}
     assert sorted(e.data["k"] for e in found.values()) == list(range(5))
     assert all(e.user_id is None and e.trace_parent is None for e in found.values())
+
+
+def test_a_webhook_created_or_disabled_is_seen_by_the_next_emit(database, make_integration):
+    """The emit's statements are prepared on PostgreSQL (a generic plan after five runs): each emit still reads
+    the integration's webhooks as they are now."""
+    integration = make_integration()
+    hooks = []
+    for round_ in range(8):
+        if round_ % 2 == 0:
+            hooks.append(Webhook.create(integration=integration, url=f"http://127.0.0.1:9/{round_}", events=["*"]))
+        else:
+            Webhook.update(is_active=False).where(Webhook.id == hooks[-1].id).execute()  # as `webhooks update`
+        active = 1 if round_ % 2 == 0 else 0  # the one just created, or none: the last one is disabled
+        [outcome] = events.emit_many([(integration.id, "post.created", {"round": round_}, integration.user_id)])
+        assert outcome["deliveriesQueued"] == active
+    assert WebhookDelivery.select().count() == 4
+
+
+def test_emits_behind_a_pooler_that_loses_prepared_statements_still_write_everything(pg_database, monkeypatch):
+    """The emit batch's prepared statements (statements.run_typed) on a server connection that never saw their
+    PREPARE: the emit is answered and written all the same, and the process stops preparing."""
+    monkeypatch.setattr(statements, "_off", False)
+    integration = Integration(user_id=uuid.uuid4(), provider=Provider.SLACK, name="@someone")
+    statements.insert(integration)
+    Webhook.create(integration=integration, url="http://127.0.0.1:9/a", events=["*"])
+    first = events.emit_many([(integration.id, "post.created", {"n": 1}, None)])
+    pg_database.execute_sql("DEALLOCATE ALL")  # as if the next call went to another server connection
+    second = events.emit_many([(integration.id, "post.created", {"n": 2}, None)] * 3)
+    assert statements._off is True
+    assert [o["deliveriesQueued"] for o in first + second] == [1, 1, 1, 1]
+    assert OutboxEvent.select().count() == 4 and WebhookDelivery.select().count() == 4
