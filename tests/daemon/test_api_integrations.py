@@ -417,6 +417,44 @@ LENIENT = {
 }
 
 
+_NOW = int(time.time())
+# A signed token whose dates are not JSON numbers of seconds was a 500 (exp - iat on a string).
+BAD_DATES = {
+    "exp as a numeric string": {"exp": str(_NOW + 300)},
+    "iat as a numeric string": {"iat": str(_NOW)},
+    "nbf as a numeric string": {"nbf": str(_NOW - 10)},
+    "exp as text": {"exp": "tomorrow"},
+    "nbf as text": {"nbf": "yesterday"},
+    "exp true": {"exp": True},
+    "iat true": {"iat": True},
+    "exp null": {"exp": None, "iat": None},  # dropped by sign(): a missing exp
+    "iat as an array": {"iat": [_NOW]},
+    "exp NaN": {"exp": float("nan")},
+    "iat NaN": {"iat": float("nan")},
+    "exp infinite": {"exp": float("inf")},
+    "exp beyond 9999": {"exp": 10**30, "iat": None},
+    "exp beyond any float": {"exp": 10**400, "iat": None},
+    "iat negative": {"iat": -1},
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_DATES))
+async def test_dates_that_are_not_numbers_are_401_not_500(api, case):
+    response = await api.get(f"/integrations/user/{OWNER}", headers=bearer(sign(BAD_DATES[case])))
+    payload = await response.json()
+    assert response.status == 401 and payload["error"]["code"] == "UNAUTHORIZED", payload
+    message = payload["error"]["message"]
+    assert any(name in message for name in ("exp", "iat", "nbf")), message
+    assert "not a JWT" not in message, message
+
+
+async def test_fractional_dates_are_numbers_too(api):
+    now = time.time()
+    token = sign(iat=now - 0.5, nbf=now - 1.25, exp=now + 300.5)
+    response = await api.get(f"/integrations/user/{OWNER}", headers=bearer(token))
+    assert response.status == 200, await response.text()
+
+
 @pytest.mark.parametrize("case", list(LENIENT))
 async def test_lenient_claims_are_refused(api, case):
     response = await api.get(f"/integrations/user/{OWNER}", headers=bearer(sign(LENIENT[case])))
