@@ -12,6 +12,7 @@ import typer
 from nexusctl import clock
 from nexusctl.cli.context import out, state
 from nexusctl.cli.options import Cursor, Json, Limit, parse_json_object
+from nexusctl.cli.output import printable
 from nexusctl.core.paging import DEFAULT_LIMIT
 from nexusctl.errors import UsageProblem
 
@@ -130,7 +131,8 @@ def tail_cmd(
             output.value(json.dumps(row, ensure_ascii=False, separators=(",", ":")))
         else:
             payload = json.dumps(row["payload"], ensure_ascii=False, separators=(",", ":"))
-            output.value(f"{row['occurredAt']}  {row['type']:<28} {row['integrationId'] or '-'}  {payload[:160]}")
+            line = f"{row['occurredAt']}  {row['type']:<28} {row['integrationId'] or '-'}  {payload[:160]}"
+            output.value(printable(line))  # JSON left C1 controls and U+2028 as they were
 
     seen, cursor = set(), (clock.now(), None)
     for event in outbox.latest(last, event_type=event_type, integration_id=integration) if last else ():

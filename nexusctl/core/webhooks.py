@@ -21,6 +21,7 @@ from nexusctl.core.ids import parse_uuid
 from nexusctl.core.metadata import check_metadata
 from nexusctl.core.paging import Bulky, Page, bounded_page
 from nexusctl.core.serializers import WEBHOOK_COLUMNS, webhook_row, webhook_to_dict
+from nexusctl.core.storable import check_one_line
 from nexusctl.core.webhook_rows import get, matches  # noqa: F401 - webhooks.get and .matches are the API's too
 from nexusctl.crypto import Keyring
 from nexusctl.db.database import database_proxy, retry_deadlocks
@@ -53,6 +54,7 @@ def check_events(events) -> list[str]:
 def _check_url(url) -> str:
     if not isinstance(url, str) or not url.strip() or len(url) > URL_MAX:
         raise UsageProblem(f"url must be an http(s) URL of at most {URL_MAX} characters", field="url")
+    check_one_line(url, "url")
     return url.strip()
 
 

@@ -113,7 +113,7 @@ def test_rotate_update_test_delete(cli, make_integration):
 
 def test_bad_input(cli, make_integration):
     integration = make_integration()
-    for url in ("http://10.1.2.3/x", "http://169.254.169.254/", "gopher://x"):
+    for url in ("http://10.1.2.3/x", "http://169.254.169.254/", "gopher://x", "http://127.0.0.1:9/\x1b]0;x\x07"):
         bad = cli("webhooks", "create", "--integration", integration.id, "--url", url, "-e", "*")
         assert bad.exit_code == 2 and "VALIDATION_ERROR" in bad.stderr, (url, bad.stderr)
     assert cli("events", "emit", integration.id, "Not A Type").exit_code == 2

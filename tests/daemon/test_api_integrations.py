@@ -328,6 +328,8 @@ BAD = [
     # tests/fault/test_api_security.py::test_an_unknown_query_parameter_is_ignored.
     ("PATCH", "ID", None, {"name": ""}, 400, "name"),
     ("PATCH", "ID", None, {"name": 5}, 400, "name"),
+    ("PATCH", "ID", None, {"name": "evil\u001b]0;pwned\u0007\u001b[2J"}, 400, "name contains a control character"),
+    ("PATCH", "ID", None, {"name": "csi\u009b2J"}, 400, "name contains a control character (\\u009b)"),
     ("PATCH", "ID", None, {"isActive": "yes"}, 400, "isActive"),
     ("PATCH", "ID", None, {"metadata": [1]}, 400, "metadata"),
     ("PATCH", "ID", None, {"token": "x"}, 400, "token"),
