@@ -44,7 +44,8 @@ RequiredEvents = Annotated[
     typer.Option(
         "--event",
         "-e",
-        help="Event to subscribe to (repeatable): media.created, media.*, or '*' for everything.",
+        help="Event to subscribe to (repeatable): media.created, media.*, or '*' for everything"
+        " (webhook.* events are not delivered to webhooks: see `events tail`).",
         show_default=False,
     ),
 ]

@@ -35,6 +35,9 @@ MAX_EVENTS = 50
 URL_MAX = 2048
 EVENT_PATTERN = r"\*|[a-z0-9_]+(\.[a-z0-9_]+)*(\.\*)?"  # the API document states it too
 _EVENT = re.compile(EVENT_PATTERN)
+# What the service writes about its own deliveries: never delivered to a webhook (core.attempts), so no
+# webhook may subscribe to them. Rows that subscribed before this was refused load and work as before.
+WEBHOOK_EVENTS = "webhook."
 
 
 def check_events(events) -> list[str]:
@@ -45,6 +48,13 @@ def check_events(events) -> list[str]:
         if not isinstance(name, str) or len(name) > 128 or not _EVENT.fullmatch(name):
             raise UsageProblem(
                 f"events: {name!r} is not an event name like media.created, media.* or *", field="events"
+            )
+        if name == "webhook.*" or name.startswith(WEBHOOK_EVENTS):
+            raise UsageProblem(
+                f"events: {name!r}: webhook.* events (webhook.delivered, webhook.failed) are published to the"
+                " event stream and outbox (`nexusctl events list` / `events tail`, the Redis stream EVENTS_STREAM),"
+                " not delivered to webhooks: a delivery about a delivery would loop",
+                field="events",
             )
         if name not in clean:
             clean.append(name)

@@ -164,3 +164,37 @@ def test_test_to_an_inactive_webhook_is_refused_and_queues_nothing(cli, make_int
     assert cli("webhooks", "update", hook["id"], "--active").exit_code == 0
     assert cli("webhooks", "test", hook["id"]).exit_code == 0  # enabled again, it is sent
     assert WebhookDelivery.get().event == "webhook.test"
+
+
+@pytest.mark.parametrize("event", ["webhook.failed", "webhook.delivered", "webhook.*", "webhook.test"])
+def test_webhook_events_cannot_be_subscribed_to(cli, make_integration, event):
+    # The service never delivers webhook.* events to webhooks (a delivery about a delivery would loop):
+    # a subscription to them would be accepted and never deliver anything.
+    integration = make_integration()
+    refused = cli(
+        "webhooks", "create", "--integration", integration.id, "--url", "http://127.0.0.1:9/hook", "-e", event
+    )
+    assert refused.exit_code == 2 and "VALIDATION_ERROR" in refused.stderr, refused.stderr
+    assert "events list" in refused.stderr and "loop" in refused.stderr and event in refused.stderr
+    assert Webhook.select().count() == 0
+    hook = _create(cli, integration, "post.*")
+    changed = cli("webhooks", "update", hook["id"], "-e", "post.*", "-e", event)
+    assert changed.exit_code == 2 and "VALIDATION_ERROR" in changed.stderr, changed.stderr
+    assert Webhook.get().events == ["post.*"]
+
+
+def test_a_webhook_stored_with_webhook_events_still_loads_and_works(cli, make_integration, keyring):
+    # Rows written before such subscriptions were refused: shown, listed, updated and deleted as before.
+    from nexusctl.db.secrets import seal
+
+    integration = make_integration()
+    row = Webhook(integration=integration, url="http://127.0.0.1:9/hook", events=["webhook.failed", "post.*"])
+    seal(keyring, row, "secret", "whsec_" + "A" * 43)
+    row.save(force_insert=True)
+    shown = json.loads(cli("webhooks", "show", row.id, "--json").stdout)
+    assert shown["events"] == ["webhook.failed", "post.*"]
+    assert cli("webhooks", "list", "--integration", integration.id).exit_code == 0
+    assert cli("webhooks", "update", row.id, "--inactive").exit_code == 0
+    assert cli("events", "emit", integration.id, "post.created").exit_code == 0
+    assert cli("webhooks", "update", row.id, "-e", "post.*").exit_code == 0
+    assert Webhook.get().events == ["post.*"]

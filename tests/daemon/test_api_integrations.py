@@ -544,3 +544,17 @@ def test_listed_actions_need_the_scopes_the_health_check_knows():
     for provider in REPLIERS:  # every provider one can reply to comments on lists the reply with its scopes
         (reply,) = [a for a in ACTIONS[Provider(provider)] if a.name == "reply_comment"]
         assert reply.capability == "comments" and reply.scopes == NEEDS[Provider(provider)]["reply_comment"]
+
+
+@pytest.mark.parametrize("events", [["webhook.failed"], ["post.*", "webhook.*"], ["webhook.delivered"]])
+async def test_webhook_events_are_refused_on_create_and_update(api, owned, events):
+    body = {"integrationId": str(owned.id), "url": "http://127.0.0.1:9/x", "events": events}
+    created = await api.post("/integrations/webhooks", json=body, headers=bearer(sign()))
+    payload = await created.json()
+    assert created.status == 400 and payload["error"]["code"] == "VALIDATION_ERROR", payload
+    assert "events list" in payload["error"]["message"] and "loop" in payload["error"]["message"]
+    changed = await api.patch(
+        f"/integrations/webhooks/{owned.hook_id}", json={"events": events}, headers=bearer(sign())
+    )
+    assert changed.status == 400 and (await changed.json())["error"]["code"] == "VALIDATION_ERROR"
+    assert Webhook.get_by_id(owned.hook_id).events == ["post.*"]
