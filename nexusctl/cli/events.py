@@ -180,7 +180,7 @@ def emit_cmd(
             help="Many events: a file of JSON lines "
             '(or - for stdin), each {"integrationId", "type", '
             '"data"}; sent in transactions of '
-            "500.",
+            "500. A refused line is reported and the others go; exit 2 (VALIDATION_ERROR) if any was refused.",
         ),
     ] = None,
     as_json: Json = False,
@@ -220,7 +220,8 @@ LINE_MAX = 1024 * 1024  # bytes of one JSON line (an event's data is at most 256
 
 def _emit_file(ctx: typer.Context, file: str, as_json: bool) -> None:
     """Each JSON line an event; batches of events.BATCH_MAX in one transaction each; a bad line is reported
-    with its line number and the others go. Exit status 1 when any was refused."""
+    with its line number and the others go. Exit status 2, VALIDATION_ERROR's (refused input), when any was
+    refused: 1 is INTERNAL_ERROR, a bug."""
     # start-up: only this command needs it
     from nexusctl.core import events
 
@@ -278,7 +279,7 @@ def _emit_file(ctx: typer.Context, file: str, as_json: bool) -> None:
     if as_json:
         out(ctx).json({"emitted": emitted, "deliveriesQueued": queued, "refused": refused, "results": results})
     if refused:
-        raise typer.Exit(1)
+        raise typer.Exit(UsageProblem.exit_code)
 
 
 @app.command("ingest")

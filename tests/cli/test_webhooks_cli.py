@@ -50,13 +50,16 @@ def test_emit_from_a_file_of_json_lines_answers_each_line(cli, make_integration,
     path = tmp_path / "events.ndjson"
     path.write_text(text)
     emitted = cli("events", "emit", "--file", str(path), "--json")
-    assert emitted.exit_code == 1, emitted.stderr  # some lines were refused
+    assert emitted.exit_code == 2, emitted.stderr  # some lines were refused: VALIDATION_ERROR's, not 1 (a bug)
     summary = json.loads(emitted.stdout)
     assert (summary["emitted"], summary["deliveriesQueued"], summary["refused"]) == (3, 3, 2)
     assert [r["line"] for r in summary["results"]] == [1, 2, 3, 4, 5]
     assert summary["results"][1]["error"]["code"] == "VALIDATION_ERROR" and "line 5" in emitted.stderr
     payloads = sorted(d.payload["data"]["n"] for d in WebhookDelivery.select())
     assert payloads == [0, 1, 2]
+    path.write_text(json.dumps({"integrationId": "00000000-0000-0000-0000-000000000000", "type": "post.created"}))
+    unknown = cli("events", "emit", "--file", str(path))  # refused for another reason: still refused input
+    assert unknown.exit_code == 2 and "INTEGRATION_NOT_FOUND" in unknown.stderr, unknown.stderr
     assert cli("events", "emit", "--file", str(path), integration.id, "post.created").exit_code == 2
     assert cli("events", "emit").exit_code == 2
 
