@@ -11,7 +11,14 @@ import typer
 
 from nexusctl import clock
 from nexusctl.cli.context import out, state
-from nexusctl.cli.options import Cursor, Json, Limit, parse_json_object
+from nexusctl.cli.options import (
+    Cursor,
+    Json,
+    Limit,
+    complete_event_filter,
+    complete_platform_event,
+    parse_json_object,
+)
 from nexusctl.cli.output import printable
 from nexusctl.core.paging import DEFAULT_LIMIT
 from nexusctl.errors import UsageProblem
@@ -30,7 +37,13 @@ COLUMNS = [
     ("publishedAt", "PUBLISHED"),
 ]
 TypeFilter = Annotated[
-    str | None, typer.Option("--type", "-t", help="Only this type (integration.connected) or prefix (integration.*).")
+    str | None,
+    typer.Option(
+        "--type",
+        "-t",
+        help="Only this type (integration.connected) or prefix (integration.*).",
+        autocompletion=complete_event_filter,
+    ),
 ]
 IntegrationFilter = Annotated[str | None, typer.Option("--integration", "-i", help="Only this integration's events.")]
 Data = Annotated[str, typer.Option("--data", help="JSON object, @FILE, or - for stdin.")]
@@ -285,7 +298,12 @@ def _emit_file(ctx: typer.Context, file: str, as_json: bool) -> None:
 @app.command("ingest")
 def ingest_cmd(
     ctx: typer.Context,
-    event_type: Annotated[str, typer.Argument(help="user.deleted or content.published.", show_default=False)],
+    event_type: Annotated[
+        str,
+        typer.Argument(
+            help="user.deleted or content.published.", show_default=False, autocompletion=complete_platform_event
+        ),
+    ],
     data: Data = "{}",
     event_id: Annotated[
         str | None, typer.Option("--id", help="The event's id: ingesting the same id again changes nothing.")

@@ -6,7 +6,17 @@ from typing import Annotated
 import typer
 
 from nexusctl.cli.context import out, state
-from nexusctl.cli.options import Cursor, DryRun, Json, Limit, Yes, confirmed, parse_json_object
+from nexusctl.cli.options import (
+    Cursor,
+    DryRun,
+    Json,
+    Limit,
+    Yes,
+    complete_delivery_status,
+    complete_webhook_event,
+    confirmed,
+    parse_json_object,
+)
 from nexusctl.core.paging import DEFAULT_LIMIT
 from nexusctl.errors import UsageProblem
 
@@ -36,7 +46,12 @@ DELIVERY_COLUMNS = [
 WebhookId = Annotated[str, typer.Argument(help="Webhook id (UUID).", show_default=False)]
 Events = Annotated[
     list[str] | None,
-    typer.Option("--event", "-e", help="Event to subscribe to (repeatable): media.created, media.* or *."),
+    typer.Option(
+        "--event",
+        "-e",
+        help="Event to subscribe to (repeatable): media.created, media.* or *.",
+        autocompletion=complete_webhook_event,
+    ),
 ]
 # Required on create, as the API requires ``events``: leaving it out must not quietly mean everything.
 RequiredEvents = Annotated[
@@ -47,6 +62,7 @@ RequiredEvents = Annotated[
         help="Event to subscribe to (repeatable): media.created, media.*, or '*' for everything"
         " (webhook.* events are not delivered to webhooks: see `events tail`).",
         show_default=False,
+        autocompletion=complete_webhook_event,
     ),
 ]
 
@@ -200,7 +216,10 @@ def deliveries_cmd(
     ctx: typer.Context,
     webhook_id: WebhookId,
     status: Annotated[
-        str | None, typer.Option("--status", "-s", help="PENDING, RETRYING, DELIVERED or FAILED.")
+        str | None,
+        typer.Option(
+            "--status", "-s", help="PENDING, RETRYING, DELIVERED or FAILED.", autocompletion=complete_delivery_status
+        ),
     ] = None,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
@@ -284,7 +303,10 @@ def replay_cmd(
     ctx: typer.Context,
     webhook_id: WebhookId,
     since: Annotated[str, typer.Option("--since", help="ISO time, e.g. 2026-11-24T00:00:00Z.", show_default=False)],
-    status: Annotated[str | None, typer.Option("--status", "-s", help="Only this status (e.g. FAILED).")] = None,
+    status: Annotated[
+        str | None,
+        typer.Option("--status", "-s", help="Only this status (e.g. FAILED).", autocompletion=complete_delivery_status),
+    ] = None,
     dry_run: DryRun = False,
     as_json: Json = False,
 ) -> None:
