@@ -1,6 +1,5 @@
 """`nexusctl events ...`: the outbox (what this service published), emitting and ingesting events."""
 
-import datetime as dt
 import json
 import sys
 import time
@@ -18,6 +17,7 @@ from nexusctl.cli.options import (
     complete_event_filter,
     complete_platform_event,
     parse_json_object,
+    parse_since,
 )
 from nexusctl.cli.output import printable
 from nexusctl.core.paging import DEFAULT_LIMIT
@@ -61,23 +61,6 @@ def read_data(data: str) -> dict:
     return parse_json_object(data, "data")
 
 
-def parse_since(text: str) -> dt.datetime:
-    """`1h`, `30m`, `2d` (that long ago) or an ISO time (`2026-11-24T00:00:00Z`)."""
-    # start-up: only this command needs it
-    from nexusctl.config import parse_duration
-
-    seconds = parse_duration(text)
-    if seconds is not None:
-        return clock.now() - dt.timedelta(seconds=seconds)
-    try:
-        moment = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageProblem(
-            f"--since {text!r} is not a duration (1h, 30m, 2d) or an ISO time like 2026-11-24T00:00:00Z", field="since"
-        ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
-
-
 @app.command("list")
 def list_cmd(
     ctx: typer.Context,
@@ -90,7 +73,7 @@ def list_cmd(
 ) -> None:
     """Events this service published (the outbox), newest first; the record when there is no Redis.
 
-    Example:  nexusctl events list --type integration.* --since 1h
+    Example:  nexusctl events list --type 'integration.*' --since 1h
     """
     # start-up: only this command needs it
     from nexusctl.core import outbox
@@ -124,7 +107,7 @@ def tail_cmd(
 
     With --json, one JSON object per line.
 
-    Example:  nexusctl events tail --type webhook.* --json
+    Example:  nexusctl events tail --type 'webhook.*' --json
     """
     # start-up: only this command needs it
     from nexusctl.config import parse_duration

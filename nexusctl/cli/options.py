@@ -1,5 +1,6 @@
 """Options shared by many commands, defined once so a flag means one thing everywhere."""
 
+import datetime as dt
 import json
 import logging
 import sys
@@ -8,6 +9,7 @@ from typing import Annotated
 import typer
 from typer.core import TyperOption
 
+from nexusctl import clock
 from nexusctl.cli.context import out
 from nexusctl.core.paging import DEFAULT_LIMIT, MAX_LIMIT
 from nexusctl.core.storable import check_storable
@@ -251,3 +253,20 @@ def confirmed(ctx: typer.Context, question: str) -> bool:
         return True
     out(ctx).info("Nothing deleted.")
     return False
+
+
+def parse_since(text: str) -> dt.datetime:
+    """`1h`, `30m`, `2d` (that long ago) or an ISO time (`2026-11-24T00:00:00Z`)."""
+    # start-up: only this command needs it
+    from nexusctl.config import parse_duration
+
+    seconds = parse_duration(text)
+    if seconds is not None:
+        return clock.now() - dt.timedelta(seconds=seconds)
+    try:
+        moment = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageProblem(
+            f"--since {text!r} is not a duration (1h, 30m, 2d) or an ISO time like 2026-11-24T00:00:00Z", field="since"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)

@@ -1,6 +1,5 @@
 """`nexusctl webhooks ...`: the same core calls as the API."""
 
-import datetime as dt
 from typing import Annotated
 
 import typer
@@ -16,9 +15,9 @@ from nexusctl.cli.options import (
     complete_webhook_event,
     confirmed,
     parse_json_object,
+    parse_since,
 )
 from nexusctl.core.paging import DEFAULT_LIMIT
-from nexusctl.errors import UsageProblem
 
 app = typer.Typer(
     help="Outbound webhooks: endpoints, secrets, deliveries.\n\n"
@@ -302,7 +301,14 @@ REPLAY_BATCH = 500
 def replay_cmd(
     ctx: typer.Context,
     webhook_id: WebhookId,
-    since: Annotated[str, typer.Option("--since", help="ISO time, e.g. 2026-11-24T00:00:00Z.", show_default=False)],
+    since: Annotated[
+        str,
+        typer.Option(
+            "--since",
+            help="A duration ago (1h, 30m, 2d) or an ISO time, e.g. 2026-11-24T00:00:00Z.",
+            show_default=False,
+        ),
+    ],
     status: Annotated[
         str | None,
         typer.Option("--status", "-s", help="Only this status (e.g. FAILED).", autocompletion=complete_delivery_status),
@@ -313,16 +319,12 @@ def replay_cmd(
     """Queue again every delivery of a webhook created since a time (a progress bar on a terminal).
 
     Example:  nexusctl webhooks replay 3c1d9f7e-2b6a-4d8e-9f10-5a7b3c2d1e0f --since 2026-11-24T00:00:00Z --status FAILED
+    Example:  nexusctl webhooks replay 3c1d9f7e-2b6a-4d8e-9f10-5a7b3c2d1e0f --since 1h
     """
     # start-up: only this command needs it
     from nexusctl.core import deliveries
 
-    try:
-        moment = dt.datetime.fromisoformat(since.replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageProblem(f"--since {since!r} is not an ISO time like 2026-11-24T00:00:00Z", field="since") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.timezone.utc)
+    moment = parse_since(since)  # as `events list --since` takes it
     _db(ctx)
     output = out(ctx)
     if dry_run:

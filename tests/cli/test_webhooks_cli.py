@@ -77,6 +77,10 @@ def test_replay_and_redeliver_requeue(cli, make_integration):
     assert cli("webhooks", "redeliver", delivery.id).exit_code == 0
     assert WebhookDelivery.get().status == DeliveryStatus.PENDING
     assert cli("webhooks", "replay", hook["id"], "--since", "yesterday").exit_code == 2
+    WebhookDelivery.update(status=DeliveryStatus.FAILED).execute()
+    recent = cli("webhooks", "replay", hook["id"], "--since", "1h", "--status", "FAILED")  # as `events list --since`
+    assert recent.exit_code == 0 and "Queued 1 deliveries again" in recent.stderr, recent.stderr
+    assert WebhookDelivery.get().status == DeliveryStatus.PENDING
 
 
 def test_redeliver_and_replay_to_an_inactive_webhook_are_refused(cli, make_integration):
