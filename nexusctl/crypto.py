@@ -23,8 +23,8 @@ import os
 from dataclasses import dataclass
 from typing import Iterable
 
-from nexusctl.config import decode_key
-from nexusctl.errors import DecryptionFailed, KeyNotConfigured
+from nexusctl.config import DEV_KEY_FILE, decode_key
+from nexusctl.errors import ConfigError, DecryptionFailed, KeyNotConfigured
 
 VERSION = "nx1"
 NONCE_BYTES = 12
@@ -124,8 +124,25 @@ def key_id_prefix(stored: str) -> str | None:
     return parts[1] if len(parts) == 3 and parts[0] == VERSION and len(parts[1]) == 8 else None
 
 
-def keyring_from_settings(settings) -> Keyring:
-    """Build the keyring from the validated settings (current key + old keys)."""
+def keyring_from_settings(settings, *, extra: Iterable[bytes] = ()) -> Keyring:
+    """Build the keyring from the validated settings (current key + old keys, + ``extra`` old keys)."""
     current = decode_key(settings.encryption_key.get(), "ENCRYPTION_KEY")
     older = [decode_key(k.get(), "ENCRYPTION_OLD_KEYS") for k in settings.old_encryption_keys]
-    return Keyring(current, older)
+    return Keyring(current, [*older, *extra])
+
+
+def development_key_left_behind(settings) -> tuple[bytes, str] | None:
+    """(key, path) of the development key file ``<data dir>/encryption.key`` when ENCRYPTION_KEY is set instead
+    and names another key: what the secrets written before ENCRYPTION_KEY was set are under (the README's dev
+    set-up, then its rotation recipe). None when there is no such file, or it holds no valid key. Never creates it.
+    """
+    if settings.encryption_key_source != "ENCRYPTION_KEY":
+        return None
+    path = settings.data_dir / DEV_KEY_FILE
+    try:
+        key = decode_key(path.read_text(), f"ENCRYPTION_KEY (from {path})")
+    except (OSError, UnicodeDecodeError, ConfigError):
+        return None
+    if key == decode_key(settings.encryption_key.get(), "ENCRYPTION_KEY"):
+        return None
+    return key, str(path)

@@ -63,10 +63,34 @@ needs_bash = pytest.mark.skipif(not shutil.which("bash"), reason="bash is not in
         ("nexusctl sync logs 0b7f5d2c-8a41-4c4e-b2a7-3f9e1d6c5a10 --status FA", ["FAILED"]),
         ("nexusctl do", ["doctor"]),
         ("nexusctl webhooks rot", ["rotate-secret"]),
+        # Arguments and options that take a value from a known list complete it:
+        ("nexusctl providers show S", ["SALESFORCE", "SHOPIFY", "SENDGRID", "STRIPE", "SLACK"]),
+        ("nexusctl integrations connect INS", ["INSTAGRAM"]),
+        ("nexusctl jobs run h", ["housekeeping"]),
+        ("nexusctl jobs show token", ["token-refresh"]),
+        ("nexusctl webhooks deliveries 0b7f5d2c-8a41-4c4e-b2a7-3f9e1d6c5a10 --status F", ["FAILED"]),
+        ("nexusctl webhooks replay 0b7f5d2c-8a41-4c4e-b2a7-3f9e1d6c5a10 --status RE", ["RETRYING"]),
+        ("nexusctl events list --type integration.c", ["integration.connected"]),
+        ("nexusctl events tail --type webhook.", ["webhook.*", "webhook.delivered", "webhook.failed"]),
+        ("nexusctl webhooks create -e media.", ["media.*", "media.created", "media.deleted", "media.updated"]),
+        ("nexusctl webhooks create -e webhook", []),  # never delivered to a webhook: not offered
+        ("nexusctl events ingest user", ["user.deleted"]),
+        ("nexusctl integrations health --status healthy,b", ["healthy,broken"]),
     ],
 )
 def test_bash_completes(line, expected):
     assert _bash_complete(line) == expected
+
+
+@needs_bash
+def test_bash_completes_every_delivery_status_and_job():
+    from nexusctl.core import job_runs
+    from nexusctl.enums import DeliveryStatus
+
+    statuses = _bash_complete("nexusctl webhooks deliveries 0b7f5d2c-8a41-4c4e-b2a7-3f9e1d6c5a10 --status ")
+    assert sorted(statuses) == sorted(s.value for s in DeliveryStatus)
+    jobs = _bash_complete("nexusctl jobs run ")
+    assert sorted(jobs) == sorted((job_runs.TOKEN_REFRESH, job_runs.HOUSEKEEPING, job_runs.INTEGRATION_HEALTH))
 
 
 @needs_bash

@@ -57,6 +57,22 @@ def test_piped_table_is_tab_separated(monkeypatch):
     assert stream.getvalue() == "ID\tOK\na b\t-\n"
 
 
+def test_control_characters_reach_a_terminal_escaped(monkeypatch):
+    # On a terminal, rich drops BEL and CR itself but passes ESC through: a value could retitle the window.
+    stream = FakeTerminal()
+    monkeypatch.setattr(sys, "stdout", stream)
+    monkeypatch.setattr(sys, "stderr", stream)
+    monkeypatch.setenv("NO_COLOR", "1")
+    output = Output()
+    evil = "evil\x1b]0;pwned\x07\x1b[2J\u009b"
+    output.table([{"name": evil}], [("name", "NAME")])
+    output.record({"name": evil, "metadata": {"k": evil}})
+    output.error(f"refused {evil}")
+    text = stream.getvalue()
+    assert not any(ch in text for ch in "\x1b\x07\u009b"), text
+    assert text.count("evil\\x1b]0;pwned\\x07\\x1b[2J") == 3 and "\\u001b" in text
+
+
 def _run_on_pty(args, answer: str, env) -> tuple[int, str]:
     """Run nexusctl with a real terminal on stdin/stdout, answer its prompt."""
     leader, follower = pty.openpty()

@@ -10,12 +10,14 @@ import typer
 from nexusctl import enums
 from nexusctl.cli.context import out, state
 from nexusctl.cli.flows import run_flow
-from nexusctl.cli.options import Json, Organization, parse_json_object
+from nexusctl.cli.options import Json, Organization, complete_provider, parse_json_object
 from nexusctl.core.serializers import integration_to_dict
 from nexusctl.errors import RefreshFailed, UsageProblem
 
 User = Annotated[str, typer.Option("--user", "-u", help="The user who owns the connection (UUID).", show_default=False)]
-Provider = Annotated[str, typer.Argument(help="Provider, e.g. SLACK.", show_default=False)]
+Provider = Annotated[
+    str, typer.Argument(help="Provider, e.g. SLACK.", show_default=False, autocompletion=complete_provider)
+]
 Metadata = Annotated[str | None, typer.Option("--metadata", help="JSON object kept on the integration.")]
 
 

@@ -1,6 +1,5 @@
 """`nexusctl events ...`: the outbox (what this service published), emitting and ingesting events."""
 
-import datetime as dt
 import json
 import sys
 import time
@@ -11,7 +10,16 @@ import typer
 
 from nexusctl import clock
 from nexusctl.cli.context import out, state
-from nexusctl.cli.options import Cursor, Json, Limit, parse_json_object
+from nexusctl.cli.options import (
+    Cursor,
+    Json,
+    Limit,
+    complete_event_filter,
+    complete_platform_event,
+    parse_json_object,
+    parse_since,
+)
+from nexusctl.cli.output import printable
 from nexusctl.core.paging import DEFAULT_LIMIT
 from nexusctl.errors import UsageProblem
 
@@ -29,7 +37,13 @@ COLUMNS = [
     ("publishedAt", "PUBLISHED"),
 ]
 TypeFilter = Annotated[
-    str | None, typer.Option("--type", "-t", help="Only this type (integration.connected) or prefix (integration.*).")
+    str | None,
+    typer.Option(
+        "--type",
+        "-t",
+        help="Only this type (integration.connected) or prefix (integration.*).",
+        autocompletion=complete_event_filter,
+    ),
 ]
 IntegrationFilter = Annotated[str | None, typer.Option("--integration", "-i", help="Only this integration's events.")]
 Data = Annotated[str, typer.Option("--data", help="JSON object, @FILE, or - for stdin.")]
@@ -47,23 +61,6 @@ def read_data(data: str) -> dict:
     return parse_json_object(data, "data")
 
 
-def parse_since(text: str) -> dt.datetime:
-    """`1h`, `30m`, `2d` (that long ago) or an ISO time (`2026-11-24T00:00:00Z`)."""
-    # start-up: only this command needs it
-    from nexusctl.config import parse_duration
-
-    seconds = parse_duration(text)
-    if seconds is not None:
-        return clock.now() - dt.timedelta(seconds=seconds)
-    try:
-        moment = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageProblem(
-            f"--since {text!r} is not a duration (1h, 30m, 2d) or an ISO time like 2026-11-24T00:00:00Z", field="since"
-        ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
-
-
 @app.command("list")
 def list_cmd(
     ctx: typer.Context,
@@ -76,7 +73,7 @@ def list_cmd(
 ) -> None:
     """Events this service published (the outbox), newest first; the record when there is no Redis.
 
-    Example:  nexusctl events list --type integration.* --since 1h
+    Example:  nexusctl events list --type 'integration.*' --since 1h
     """
     # start-up: only this command needs it
     from nexusctl.core import outbox
@@ -110,7 +107,7 @@ def tail_cmd(
 
     With --json, one JSON object per line.
 
-    Example:  nexusctl events tail --type webhook.* --json
+    Example:  nexusctl events tail --type 'webhook.*' --json
     """
     # start-up: only this command needs it
     from nexusctl.config import parse_duration
@@ -130,7 +127,8 @@ def tail_cmd(
             output.value(json.dumps(row, ensure_ascii=False, separators=(",", ":")))
         else:
             payload = json.dumps(row["payload"], ensure_ascii=False, separators=(",", ":"))
-            output.value(f"{row['occurredAt']}  {row['type']:<28} {row['integrationId'] or '-'}  {payload[:160]}")
+            line = f"{row['occurredAt']}  {row['type']:<28} {row['integrationId'] or '-'}  {payload[:160]}"
+            output.value(printable(line))  # JSON left C1 controls and U+2028 as they were
 
     seen, cursor = set(), (clock.now(), None)
     for event in outbox.latest(last, event_type=event_type, integration_id=integration) if last else ():
@@ -178,7 +176,7 @@ def emit_cmd(
             help="Many events: a file of JSON lines "
             '(or - for stdin), each {"integrationId", "type", '
             '"data"}; sent in transactions of '
-            "500.",
+            "500. A refused line is reported and the others go; exit 2 (VALIDATION_ERROR) if any was refused.",
         ),
     ] = None,
     as_json: Json = False,
@@ -218,7 +216,8 @@ LINE_MAX = 1024 * 1024  # bytes of one JSON line (an event's data is at most 256
 
 def _emit_file(ctx: typer.Context, file: str, as_json: bool) -> None:
     """Each JSON line an event; batches of events.BATCH_MAX in one transaction each; a bad line is reported
-    with its line number and the others go. Exit status 1 when any was refused."""
+    with its line number and the others go. Exit status 2, VALIDATION_ERROR's (refused input), when any was
+    refused: 1 is INTERNAL_ERROR, a bug."""
     # start-up: only this command needs it
     from nexusctl.core import events
 
@@ -276,13 +275,18 @@ def _emit_file(ctx: typer.Context, file: str, as_json: bool) -> None:
     if as_json:
         out(ctx).json({"emitted": emitted, "deliveriesQueued": queued, "refused": refused, "results": results})
     if refused:
-        raise typer.Exit(1)
+        raise typer.Exit(UsageProblem.exit_code)
 
 
 @app.command("ingest")
 def ingest_cmd(
     ctx: typer.Context,
-    event_type: Annotated[str, typer.Argument(help="user.deleted or content.published.", show_default=False)],
+    event_type: Annotated[
+        str,
+        typer.Argument(
+            help="user.deleted or content.published.", show_default=False, autocompletion=complete_platform_event
+        ),
+    ],
     data: Data = "{}",
     event_id: Annotated[
         str | None, typer.Option("--id", help="The event's id: ingesting the same id again changes nothing.")

@@ -5,7 +5,7 @@ from typing import Annotated
 import typer
 
 from nexusctl.cli.context import out, state
-from nexusctl.cli.options import Cursor, Json, Limit
+from nexusctl.cli.options import Cursor, Json, Limit, complete_health_statuses
 from nexusctl.core.paging import DEFAULT_LIMIT
 from nexusctl.errors import RefreshFailed, UsageProblem
 
@@ -30,7 +30,12 @@ def health_cmd(
     user: Annotated[str | None, typer.Option("--user", "-u", help="Only this user's integrations (UUID).")] = None,
     status: Annotated[
         str | None,
-        typer.Option("--status", "-s", help="Only these statuses, comma-separated: healthy, degraded, broken."),
+        typer.Option(
+            "--status",
+            "-s",
+            help="Only these statuses, comma-separated: healthy, degraded, broken.",
+            autocompletion=complete_health_statuses,
+        ),
     ] = None,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,

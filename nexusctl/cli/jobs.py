@@ -7,7 +7,7 @@ import typer
 
 from nexusctl import clock
 from nexusctl.cli.context import out, state
-from nexusctl.cli.options import Json
+from nexusctl.cli.options import Json, complete_job
 
 app = typer.Typer(
     help="The daemon's scheduled jobs: what they last did, or run one now.\n\nExample:  nexusctl jobs list",
@@ -51,7 +51,10 @@ def list_cmd(ctx: typer.Context, as_json: Json = False) -> None:
 
 # The jobs named by hand, so loading this module does not load the database layer.
 JobName = Annotated[
-    str, typer.Argument(help="One of: token-refresh, housekeeping, integration-health.", show_default=False)
+    str,
+    typer.Argument(
+        help="One of: token-refresh, housekeeping, integration-health.", show_default=False, autocompletion=complete_job
+    ),
 ]
 
 

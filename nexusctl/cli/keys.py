@@ -39,18 +39,26 @@ def rotate_cmd(
 ) -> None:
     """Re-encrypt every stored secret under the current ENCRYPTION_KEY.
 
-    Old keys must still be listed in ENCRYPTION_OLD_KEYS while this runs.
-    Resumable: run it again after an interruption and it does what is left.
+    Old keys must still be listed in ENCRYPTION_OLD_KEYS while this runs. The development key file
+    (<data dir>/encryption.key, used while ENCRYPTION_KEY was unset) counts as an old key once
+    ENCRYPTION_KEY is set. Resumable: run it again after an interruption and it does what is left.
 
     Example:  ENCRYPTION_OLD_KEYS="$OLD" ENCRYPTION_KEY="$NEW" nexusctl keys rotate
     """
     # start-up: only this command needs it
     from nexusctl.core import keys
+    from nexusctl.crypto import development_key_left_behind, key_id, keyring_from_settings
 
     st = state(ctx)
     st.database()
     keyring = st.keyring
     output = out(ctx)
+    left_behind = development_key_left_behind(st.settings)
+    if left_behind is not None and key_id(left_behind[0]) not in keyring.key_ids:
+        # The README's development set-up keeps its key in that file: after `export ENCRYPTION_KEY=<new>`
+        # the secrets are still under it, and ENCRYPTION_OLD_KEYS="$ENCRYPTION_KEY" gave nothing.
+        keyring = keyring_from_settings(st.settings, extra=[left_behind[0]])
+        output.info(f"Also opening secrets under the development key in {left_behind[1]} (ENCRYPTION_KEY is set)")
     # The total costs a counting pass, so only when a bar shows it. A row is counted
     # once however many of its columns are stale, as rotate reports its batches.
     total = keys.count_stale(keyring) if output.shows_progress else None
@@ -70,4 +78,8 @@ def rotate_cmd(
     for message in report.failures:
         output.error(message)
     if report.failed:
-        raise DecryptionFailed(f"{report.failed} secret(s) could not be decrypted with any configured key")
+        raise DecryptionFailed(
+            f"{report.failed} secret(s) could not be decrypted with any configured key: give the key they were "
+            'written under (the previous ENCRYPTION_KEY) in ENCRYPTION_OLD_KEYS, e.g. ENCRYPTION_OLD_KEYS="$OLD_KEY" '
+            "nexusctl keys rotate (comma-separate several)"
+        )

@@ -1,5 +1,6 @@
 """Options shared by many commands, defined once so a flag means one thing everywhere."""
 
+import datetime as dt
 import json
 import logging
 import sys
@@ -8,20 +9,85 @@ from typing import Annotated
 import typer
 from typer.core import TyperOption
 
+from nexusctl import clock
 from nexusctl.cli.context import out
 from nexusctl.core.paging import DEFAULT_LIMIT, MAX_LIMIT
 from nexusctl.core.storable import check_storable
-from nexusctl.enums import Provider, SyncStatus
+from nexusctl.enums import DeliveryStatus, Provider, SyncStatus
 from nexusctl.errors import UsageProblem
 from nexusctl.logtext import TextFormatter
 
+# Shell completion (typer's autocompletion=): each runs only when the shell asks, so what it needs beyond the
+# enums loads then, never on an ordinary start.
+
+
+def _starting(values, incomplete: str, *, upper: bool = False) -> list[str]:
+    typed = incomplete.upper() if upper else incomplete
+    return [v for v in values if v.startswith(typed)]
+
 
 def _complete_provider(incomplete: str):
-    return [p.value for p in Provider if p.value.startswith(incomplete.upper())]
+    return _starting([p.value for p in Provider], incomplete, upper=True)
+
+
+def complete_provider(incomplete: str):
+    """Provider names (any case typed, the enum's spelling offered)."""
+    return _complete_provider(incomplete)
 
 
 def _complete_sync_status(incomplete: str):
-    return [s.value for s in SyncStatus if s.value.startswith(incomplete.upper())]
+    return _starting([s.value for s in SyncStatus], incomplete, upper=True)
+
+
+def complete_delivery_status(incomplete: str):
+    return _starting([s.value for s in DeliveryStatus], incomplete, upper=True)
+
+
+JOB_NAMES = ("token-refresh", "housekeeping", "integration-health")  # core.job_runs' names (tests keep them equal)
+
+
+def complete_job(incomplete: str):
+    return _starting(JOB_NAMES, incomplete)
+
+
+def complete_health_statuses(incomplete: str):
+    """A comma-separated list: the statuses not given yet, after what is typed so far."""
+    done, _, last = incomplete.rpartition(",")
+    given = set(done.split(",")) if done else set()
+    prefix = f"{done}," if done else ""
+    return [prefix + s for s in ("healthy", "degraded", "broken") if s.startswith(last) and s not in given]
+
+
+def complete_http_method(incomplete: str):
+    return _starting(("GET", "POST", "PUT", "PATCH", "DELETE"), incomplete, upper=True)
+
+
+def _event_types(*, for_webhooks: bool) -> list[str]:
+    # start-up: the event names load only when the shell asks for them (completion), never on a start
+    from nexusctl.core import events, sync_state
+
+    own = [events.CONNECTED, events.DISCONNECTED, events.ERROR, events.REFRESHED, sync_state.SYNCED]
+    own += ["webhook.delivered", "webhook.failed"] if not for_webhooks else []
+    resources = [f"{r}.{verb}" for r in events.SYNC_RESOURCES for verb in ("created", "updated", "deleted")]
+    families = [f"{f}.*" for f in (*events.OWN_FAMILIES, *events.SYNC_RESOURCES)]
+    if for_webhooks:  # webhook.* is never delivered to a webhook (core.webhooks refuses it)
+        families.remove("webhook.*")
+    names = [*own, "analytics.fetched", *resources, events.SLACK_COMMAND, *events.PLATFORM_EVENTS, *families]
+    return ["*", *sorted(set(names))] if for_webhooks else sorted(set(names))
+
+
+def complete_event_filter(incomplete: str):
+    """What `events list --type` / `events tail --type` take: a type or a family (integration.*)."""
+    return _starting(_event_types(for_webhooks=False), incomplete)
+
+
+def complete_webhook_event(incomplete: str):
+    """What a webhook subscribes to (-e): a type, a family or *; never webhook.*."""
+    return _starting(_event_types(for_webhooks=True), incomplete)
+
+
+def complete_platform_event(incomplete: str):
+    return _starting(("content.published", "user.deleted"), incomplete)
 
 
 Json = Annotated[bool, typer.Option("--json", help="Print JSON (the API's data shape) on stdout.")]
@@ -187,3 +253,20 @@ def confirmed(ctx: typer.Context, question: str) -> bool:
         return True
     out(ctx).info("Nothing deleted.")
     return False
+
+
+def parse_since(text: str) -> dt.datetime:
+    """`1h`, `30m`, `2d` (that long ago) or an ISO time (`2026-11-24T00:00:00Z`)."""
+    # start-up: only this command needs it
+    from nexusctl.config import parse_duration
+
+    seconds = parse_duration(text)
+    if seconds is not None:
+        return clock.now() - dt.timedelta(seconds=seconds)
+    try:
+        moment = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageProblem(
+            f"--since {text!r} is not a duration (1h, 30m, 2d) or an ISO time like 2026-11-24T00:00:00Z", field="since"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)

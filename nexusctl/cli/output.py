@@ -15,11 +15,40 @@ import contextlib
 import functools
 import json
 import os
+import re
 import sys
 from typing import Callable, Iterable, Iterator, Sequence
 
 Column = tuple[str, str]  # (dict key, header)
 _CONTROL_WHITESPACE = str.maketrans({"\t": " ", "\n": " ", "\r": " ", "\v": " ", "\f": " "})
+# What a terminal acts on instead of showing (ESC sequences retitle it, clear it, move the cursor; CR and BS
+# overwrite what came before): C0 and C1 controls but tab and newline, DEL, the Unicode line separators.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _escape(match: re.Match) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character but tab and newline written as a ``\\xNN`` escape.
+
+    Values come from callers (names, metadata) and from providers (account names, errors): whatever they
+    hold is shown, never obeyed by the terminal. --json needs none of this (JSON escapes them itself).
+    """
+    return _CONTROL.sub(_escape, text)
+
+
+def printable_tree(value):
+    """``value`` (dicts, lists, strings: an API answer) with ``printable`` applied to every string in it."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, dict):
+        return {printable(str(k)): printable_tree(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [printable_tree(v) for v in value]
+    return value
 
 
 def _one_line(text: str) -> str:
@@ -28,15 +57,17 @@ def _one_line(text: str) -> str:
 
 
 def _cell(value) -> str:
+    """How every table cell and record value is shown: the one place the CLI turns data into text."""
     if value is None:
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, (list, tuple)):
-        return ",".join(str(v) for v in value) or "-"
+        return printable(",".join(str(v) for v in value)) or "-"
     if isinstance(value, dict):
-        return json.dumps(value, ensure_ascii=False, sort_keys=True) if value else "-"
-    return str(value)
+        # ensure_ascii=False keeps accents readable; it escapes C0 controls but not C1 ones or U+2028
+        return printable(json.dumps(value, ensure_ascii=False, sort_keys=True)) if value else "-"
+    return printable(str(value))
 
 
 def colour_off(no_color_flag: bool = False) -> bool:
@@ -166,6 +197,7 @@ class Output:
     # messages -> stderr
 
     def _say(self, message: str, style: str | None = None) -> None:
+        message = printable(message)  # errors and notices quote names and provider answers
         if not self.stderr_is_terminal:  # what rich would write there anyway: the bare line
             self.stderr.write(message + "\n")
             self.stderr.flush()

@@ -5,7 +5,7 @@ from typing import Annotated
 import typer
 
 from nexusctl.cli.context import out, state
-from nexusctl.cli.options import Json
+from nexusctl.cli.options import Json, complete_provider
 
 app = typer.Typer(
     help="The 20 providers: capabilities, scopes, endpoints, configured or not.\n\n"
@@ -125,7 +125,9 @@ def list_cmd(ctx: typer.Context, as_json: Json = False) -> None:
 @app.command("show")
 def show_cmd(
     ctx: typer.Context,
-    provider: Annotated[str, typer.Argument(help="Provider, e.g. SHOPIFY.", show_default=False)],
+    provider: Annotated[
+        str, typer.Argument(help="Provider, e.g. SHOPIFY.", show_default=False, autocompletion=complete_provider)
+    ],
     as_json: Json = False,
 ) -> None:
     """Show one provider: scopes (and those each sync action needs), PKCE, refresh style, endpoints, missing variables.

@@ -10,7 +10,7 @@ import typer
 
 from nexusctl.cli.context import out
 from nexusctl.cli.flows import run_flow
-from nexusctl.cli.options import Json
+from nexusctl.cli.options import Json, complete_http_method
 from nexusctl.errors import ProviderError, RateLimited, UsageProblem
 
 MAX_JSON_BODY = 10 * 1024 * 1024  # --json holds the answer to print it as one document; raw output streams
@@ -53,7 +53,12 @@ def _pairs(values: list[str], sep: str, flag: str) -> list[tuple[str, str]]:
 def call_cmd(
     ctx: typer.Context,
     integration_id: Annotated[str, typer.Argument(help="Integration id (UUID).", show_default=False)],
-    method: Annotated[str, typer.Argument(help="GET, POST, PUT, PATCH or DELETE.", show_default=False)],
+    method: Annotated[
+        str,
+        typer.Argument(
+            help="GET, POST, PUT, PATCH or DELETE.", show_default=False, autocompletion=complete_http_method
+        ),
+    ],
     path: Annotated[
         str, typer.Argument(help="The provider path under its API base, e.g. /v10/users/@me.", show_default=False)
     ],

@@ -23,6 +23,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from nexusctl.cli.output import printable_tree
+
 QUIT_KEYS = ("q", "Q")
 WIDE = 160  # columns from which the sections sit side by side (each then needs ~80 for its ids)
 IDS = ("WEBHOOK", "INTEGRATION")
@@ -82,6 +84,7 @@ def _cbreak(stream) -> Iterator[Callable[[float], str | None]]:
 
 
 def frame(snap: dict, width: int) -> Group:
+    snap = printable_tree(snap)  # names, hosts and job names are shown, never obeyed by the terminal
     now = _parse(snap["at"])
     title = Text.assemble(("nexusctl top", "bold"), f"  {now:%Y-%m-%d %H:%M:%S}Z  ", ("q quits", "dim"))
     left = [_deliveries(snap), _queue(snap), _failing(snap, now)]

@@ -1,14 +1,23 @@
 """`nexusctl webhooks ...`: the same core calls as the API."""
 
-import datetime as dt
 from typing import Annotated
 
 import typer
 
 from nexusctl.cli.context import out, state
-from nexusctl.cli.options import Cursor, DryRun, Json, Limit, Yes, confirmed, parse_json_object
+from nexusctl.cli.options import (
+    Cursor,
+    DryRun,
+    Json,
+    Limit,
+    Yes,
+    complete_delivery_status,
+    complete_webhook_event,
+    confirmed,
+    parse_json_object,
+    parse_since,
+)
 from nexusctl.core.paging import DEFAULT_LIMIT
-from nexusctl.errors import UsageProblem
 
 app = typer.Typer(
     help="Outbound webhooks: endpoints, secrets, deliveries.\n\n"
@@ -36,7 +45,12 @@ DELIVERY_COLUMNS = [
 WebhookId = Annotated[str, typer.Argument(help="Webhook id (UUID).", show_default=False)]
 Events = Annotated[
     list[str] | None,
-    typer.Option("--event", "-e", help="Event to subscribe to (repeatable): media.created, media.* or *."),
+    typer.Option(
+        "--event",
+        "-e",
+        help="Event to subscribe to (repeatable): media.created, media.* or *.",
+        autocompletion=complete_webhook_event,
+    ),
 ]
 # Required on create, as the API requires ``events``: leaving it out must not quietly mean everything.
 RequiredEvents = Annotated[
@@ -44,8 +58,10 @@ RequiredEvents = Annotated[
     typer.Option(
         "--event",
         "-e",
-        help="Event to subscribe to (repeatable): media.created, media.*, or '*' for everything.",
+        help="Event to subscribe to (repeatable): media.created, media.*, or '*' for everything"
+        " (webhook.* events are not delivered to webhooks: see `events tail`).",
         show_default=False,
+        autocompletion=complete_webhook_event,
     ),
 ]
 
@@ -199,7 +215,10 @@ def deliveries_cmd(
     ctx: typer.Context,
     webhook_id: WebhookId,
     status: Annotated[
-        str | None, typer.Option("--status", "-s", help="PENDING, RETRYING, DELIVERED or FAILED.")
+        str | None,
+        typer.Option(
+            "--status", "-s", help="PENDING, RETRYING, DELIVERED or FAILED.", autocompletion=complete_delivery_status
+        ),
     ] = None,
     limit: Limit = DEFAULT_LIMIT,
     cursor: Cursor = None,
@@ -282,24 +301,30 @@ REPLAY_BATCH = 500
 def replay_cmd(
     ctx: typer.Context,
     webhook_id: WebhookId,
-    since: Annotated[str, typer.Option("--since", help="ISO time, e.g. 2026-11-24T00:00:00Z.", show_default=False)],
-    status: Annotated[str | None, typer.Option("--status", "-s", help="Only this status (e.g. FAILED).")] = None,
+    since: Annotated[
+        str,
+        typer.Option(
+            "--since",
+            help="A duration ago (1h, 30m, 2d) or an ISO time, e.g. 2026-11-24T00:00:00Z.",
+            show_default=False,
+        ),
+    ],
+    status: Annotated[
+        str | None,
+        typer.Option("--status", "-s", help="Only this status (e.g. FAILED).", autocompletion=complete_delivery_status),
+    ] = None,
     dry_run: DryRun = False,
     as_json: Json = False,
 ) -> None:
     """Queue again every delivery of a webhook created since a time (a progress bar on a terminal).
 
     Example:  nexusctl webhooks replay 3c1d9f7e-2b6a-4d8e-9f10-5a7b3c2d1e0f --since 2026-11-24T00:00:00Z --status FAILED
+    Example:  nexusctl webhooks replay 3c1d9f7e-2b6a-4d8e-9f10-5a7b3c2d1e0f --since 1h
     """
     # start-up: only this command needs it
     from nexusctl.core import deliveries
 
-    try:
-        moment = dt.datetime.fromisoformat(since.replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageProblem(f"--since {since!r} is not an ISO time like 2026-11-24T00:00:00Z", field="since") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.timezone.utc)
+    moment = parse_since(since)  # as `events list --since` takes it
     _db(ctx)
     output = out(ctx)
     if dry_run:

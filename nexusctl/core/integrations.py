@@ -10,6 +10,7 @@ from nexusctl.core.ids import parse_uuid
 from nexusctl.core.metadata import check_metadata
 from nexusctl.core.paging import Bulky, Page, bounded_page, check_limit, newest_first
 from nexusctl.core.serializers import INTEGRATION_COLUMNS, integration_row, integration_to_dict
+from nexusctl.core.storable import check_one_line
 from nexusctl.db.database import database_proxy, is_postgres, retry_deadlocks
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import Integration, IntegrationSyncLog, Webhook, WebhookDelivery
@@ -129,6 +130,7 @@ def update(integration_id, *, name=None, is_active=None, metadata=None, owner_id
     if name is not None:
         if not isinstance(name, str) or not name.strip() or len(name) > NAME_MAX:
             raise UsageProblem(f"name must be 1-{NAME_MAX} characters", field="name")
+        check_one_line(name, "name")
         changes[Integration.name] = name.strip()
     if is_active is not None:
         if not isinstance(is_active, bool):

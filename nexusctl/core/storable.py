@@ -12,9 +12,13 @@ can hold those (they were 500s), so they are refused here too.
 from __future__ import annotations
 
 import math
+import re
 
 from nexusctl.errors import UsageProblem
 
+# C0 and C1 controls, DEL and the Unicode line and paragraph separators: what a terminal acts on
+# (ESC starts a sequence that can retitle the window or clear the screen) rather than shows.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 MAX_DEPTH = 64  # deeper than any metadata we expect; a bound keeps the walk cheap and the stack safe
 
 
@@ -50,3 +54,15 @@ def _check_text(text: str, field: str) -> None:
         raise UsageProblem(
             f"{field} contains an unpaired surrogate (\\ud800-\\udfff), which is not valid Unicode", field=field
         ) from None
+
+
+def check_one_line(text: str, field: str) -> None:
+    """Refuse a control character in ``text``, a name or URL shown on one line: printed as is, ESC and its
+    sequences would act on the reader's terminal (retitle it, clear it, move the cursor)."""
+    found = _CONTROL.search(text)
+    if found:
+        raise UsageProblem(
+            f"{field} contains a control character (\\u{ord(found.group()):04x}) at position {found.start()}:"
+            " give printable text on one line",
+            field=field,
+        )

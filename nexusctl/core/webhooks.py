@@ -21,6 +21,7 @@ from nexusctl.core.ids import parse_uuid
 from nexusctl.core.metadata import check_metadata
 from nexusctl.core.paging import Bulky, Page, bounded_page
 from nexusctl.core.serializers import WEBHOOK_COLUMNS, webhook_row, webhook_to_dict
+from nexusctl.core.storable import check_one_line
 from nexusctl.core.webhook_rows import get, matches  # noqa: F401 - webhooks.get and .matches are the API's too
 from nexusctl.crypto import Keyring
 from nexusctl.db.database import database_proxy, retry_deadlocks
@@ -34,6 +35,9 @@ MAX_EVENTS = 50
 URL_MAX = 2048
 EVENT_PATTERN = r"\*|[a-z0-9_]+(\.[a-z0-9_]+)*(\.\*)?"  # the API document states it too
 _EVENT = re.compile(EVENT_PATTERN)
+# What the service writes about its own deliveries: never delivered to a webhook (core.attempts), so no
+# webhook may subscribe to them. Rows that subscribed before this was refused load and work as before.
+WEBHOOK_EVENTS = "webhook."
 
 
 def check_events(events) -> list[str]:
@@ -45,6 +49,13 @@ def check_events(events) -> list[str]:
             raise UsageProblem(
                 f"events: {name!r} is not an event name like media.created, media.* or *", field="events"
             )
+        if name == "webhook.*" or name.startswith(WEBHOOK_EVENTS):
+            raise UsageProblem(
+                f"events: {name!r}: webhook.* events (webhook.delivered, webhook.failed) are published to the"
+                " event stream and outbox (`nexusctl events list` / `events tail`, the Redis stream EVENTS_STREAM),"
+                " not delivered to webhooks: a delivery about a delivery would loop",
+                field="events",
+            )
         if name not in clean:
             clean.append(name)
     return clean
@@ -53,6 +64,7 @@ def check_events(events) -> list[str]:
 def _check_url(url) -> str:
     if not isinstance(url, str) or not url.strip() or len(url) > URL_MAX:
         raise UsageProblem(f"url must be an http(s) URL of at most {URL_MAX} characters", field="url")
+    check_one_line(url, "url")
     return url.strip()
 
 

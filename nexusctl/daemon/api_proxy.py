@@ -4,8 +4,9 @@ The request body is read up to 10 MB (PAYLOAD_TOO_LARGE beyond, without
 reading further); the provider's answer is streamed back chunk by chunk, its
 status and headers as the provider sent them (less cookies and hop-by-hop
 headers). Who may: the integration's owner, or a token with the ``service``
-role (another platform service); anyone else gets INTEGRATION_NOT_FOUND, as
-for every other route of one integration. ``/metrics`` counts the proxied
+role (another platform service); anyone else, an ``admin`` token too (reading
+every user's rows is not acting as them at their provider), gets
+INTEGRATION_NOT_FOUND, as for every other route of one integration. ``/metrics`` counts the proxied
 provider calls by provider, method and status (``nexus_proxy_calls_total``,
 ``nexus_proxy_call_seconds``); no path or query is ever a label.
 """
@@ -22,10 +23,11 @@ from aiohttp import web
 from pydantic import Field
 
 from nexusctl.core import proxy
+from nexusctl.core.ids import parse_uuid
 from nexusctl.daemon.keys import SERVICES, SETTINGS, VERIFIER
 from nexusctl.daemon.observe import METRICS
 from nexusctl.daemon.routing import PRINCIPAL, Route
-from nexusctl.errors import Forbidden, PayloadTooLarge, ProviderError, UsageProblem
+from nexusctl.errors import IntegrationNotFound, PayloadTooLarge, ProviderError, UsageProblem
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,10 @@ def _owner(request: web.Request):
     if "service" in principal.roles:
         return None
     if principal.user_id is None:
-        raise Forbidden("only the integration's owner or a token with the service role may call its provider")
+        # An admin token naming itself (sub=ops-console): not the owner, so INTEGRATION_NOT_FOUND as for an admin
+        # whose sub is a user id, and as every route of one integration answers a caller it does not serve.
+        key = parse_uuid(request.match_info["id"], "integrationId")  # a malformed id stays a 400
+        raise IntegrationNotFound(f"integration {key} not found", id=str(key))
     return principal.user_id
 
 

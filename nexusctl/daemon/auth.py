@@ -20,6 +20,7 @@ exactly the code we should not write ourselves.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -104,7 +105,9 @@ class TokenVerifier:
             )
         except jwt.ExpiredSignatureError:
             raise Unauthorized("token expired") from None
-        except jwt.DecodeError:
+        except jwt.DecodeError as exc:
+            if _NUMERIC_DATE_CLAIM.search(str(exc)):  # a signed token whose exp or nbf PyJWT cannot read as a number
+                raise Unauthorized(_NUMERIC_DATE_MESSAGE) from None
             # Not even a JWT (bad base64, a header that is not JSON): PyJWT's message would quote its
             # decoder's ("'utf-8' codec can't decode byte 0xff...", "Expecting value: line 1...").
             raise Unauthorized(MALFORMED_TOKEN) from None
@@ -115,8 +118,36 @@ class TokenVerifier:
         return _principal(claims), float(claims["exp"])
 
 
+# exp, iat and nbf are NumericDates (RFC 7519 2): JSON numbers of seconds. PyJWT checks them with int(), which
+# also takes "1765000000", true and 1.5e9; a string got past it and then failed our arithmetic (a 500).
+_NUMERIC_DATES = ("exp", "iat", "nbf")
+_NUMERIC_DATE_MAX = 253402300799  # 9999-12-31T23:59:59Z: the last second a date can show
+_NUMERIC_DATE_CLAIM = re.compile(r"\((exp|iat|nbf)\)")
+_NUMERIC_DATE_MESSAGE = "invalid token: exp, iat and nbf must be JSON numbers of seconds since 1970 (NumericDate)"
+
+
+def _check_numeric_dates(claims: dict) -> None:
+    for name in _NUMERIC_DATES:
+        if name not in claims:
+            continue
+        value = claims[name]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise Unauthorized(
+                f"invalid token: {name} must be a JSON number of seconds since 1970 (NumericDate), not {_kind(value)}"
+            )
+        if not (0 <= value <= _NUMERIC_DATE_MAX):  # NaN compares false too; a huge int never becomes a float
+            raise Unauthorized(f"invalid token: {name} must be a date between 1970 and 9999 in seconds (NumericDate)")
+
+
+def _kind(value) -> str:
+    if isinstance(value, bool):
+        return "true or false"
+    return {str: "a string", list: "an array", dict: "an object"}.get(type(value), "null")
+
+
 def _check_lifetime(claims: dict, max_age: float) -> None:
-    iat, exp = claims.get("iat"), claims["exp"]  # PyJWT checked both are numbers (iat when present)
+    _check_numeric_dates(claims)
+    iat, exp = claims.get("iat"), claims["exp"]  # numbers (iat when present): checked just above
     if iat is not None and exp - iat > max_age:
         raise Unauthorized(
             f"invalid token: its lifetime (exp - iat = {int(exp - iat)} s) exceeds JWT_MAX_AGE ({int(max_age)} s)"

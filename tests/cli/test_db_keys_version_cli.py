@@ -13,10 +13,12 @@ from __future__ import annotations
 import base64
 import importlib.metadata
 import json
+import os
 import shutil
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 from support.ports import closed_port, free_port
@@ -389,3 +391,57 @@ def test_python_dash_m_is_the_same_cli():
     assert json.loads(proc.stdout)["version"] == __version__
     flag = subprocess.run([sys.executable, "-m", "nexusctl", "--version"], capture_output=True, text=True, timeout=60)
     assert flag.returncode == 0 and flag.stdout == f"nexusctl {__version__}\n"
+
+
+def _readme_rotation_recipe() -> str:
+    """The first sh block of README's "Token encryption and key rotation", as written."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("## Token encryption and key rotation", 1)[1]
+    return section.split("```sh\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.mark.parametrize("setup", ["development key file", "ENCRYPTION_KEY"])
+def test_the_readmes_rotation_recipe_works_as_written(database, db_url, monkeypatch, tmp_path, setup):
+    # The README's development set-up keeps the key in <data dir>/encryption.key with ENCRYPTION_KEY unset:
+    # the recipe's ENCRYPTION_OLD_KEYS="$ENCRYPTION_KEY" is then empty, and `keys rotate` used to fail every
+    # secret (DECRYPTION_FAILED, exit 30).
+    from nexusctl import config
+    from nexusctl.crypto import keyring_from_settings
+
+    if setup == "development key file":
+        monkeypatch.delenv("ENCRYPTION_KEY")
+    before = keyring_from_settings(config.load())  # development: generates the key file, as the first run does
+    plain = {}
+    for i in range(3):
+        row = Integration(user_id=uuid.uuid4(), provider=Provider.SLACK, name=f"i{i}")
+        seal(before, row, "access_token", f"access-{i}")
+        row.save(force_insert=True)
+        plain[row.id] = f"access-{i}"
+    env = {k: v for k, v in os.environ.items()}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env["WEBHOOK_ALLOWED_NETWORKS"] = "127.0.0.1/32"
+    made = subprocess.run(
+        ["nexusctl", "webhooks", "create", "--integration", str(row.id), "--url", "http://127.0.0.1:9/h", "-e", "*"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert made.returncode == 0, made.stderr
+    script = _readme_rotation_recipe() + 'printf "%s" "$ENCRYPTION_KEY" > "$NEW_KEY_OUT"\n'
+    env["NEW_KEY_OUT"] = str(tmp_path / "new.key")
+    ran = subprocess.run(["bash", "-e", "-c", script], env=env, capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr
+    assert "Re-encrypted 4 secret(s)" in ran.stderr and "could not be decrypted" not in ran.stderr, ran.stderr
+    after = Keyring(base64.b64decode((tmp_path / "new.key").read_text()))  # the new key alone
+    assert after.current_kid != before.current_kid
+    for row_id, text in plain.items():
+        assert unseal(after, Integration.get_by_id(row_id), "access_token") == text
+    assert unseal(after, Webhook.get(), "secret").startswith("whsec_")
+
+
+def test_a_rotation_without_the_previous_key_says_how_to_give_it(cli, under_old_key, monkeypatch):
+    monkeypatch.delenv("ENCRYPTION_OLD_KEYS")
+    result = cli("keys", "rotate")
+    assert result.exit_code == 30
+    line = result.stderr.splitlines()[-1]  # after one line per secret that failed
+    assert line.startswith("error: DECRYPTION_FAILED: ") and 'ENCRYPTION_OLD_KEYS="$OLD_KEY"' in line, line

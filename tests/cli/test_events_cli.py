@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -198,3 +199,15 @@ def test_ingest_refuses_bad_events_with_one_line(cli, database, args, message):
     result = cli("events", "ingest", *args)
     assert result.exit_code == 2, result.stdout + result.stderr
     assert message in _error_line(result)
+
+
+@pytest.mark.parametrize("command", ["list", "tail"])
+def test_help_examples_quote_the_type_patterns_for_the_shell(command):
+    # Unquoted, the shell expands integration.* against the files in the current directory.
+    from typer.testing import CliRunner
+
+    from nexusctl.cli.main import app
+
+    text = CliRunner().invoke(app, ["events", command, "--help"], terminal_width=200).stdout
+    examples = [line for line in text.splitlines() if "Example:" in line and "--type" in line]
+    assert examples and all(re.search(r"--type '[^']+\*'", line) for line in examples), examples

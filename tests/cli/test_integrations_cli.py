@@ -219,6 +219,28 @@ def test_piped_table_keeps_one_line_per_row_when_a_value_has_a_newline(cli, make
     assert len(lines) == 2 and all(len(line.split("\t")) == 8 for line in lines)
 
 
+EVIL = "evil\x1b]0;pwned\x07\x1b[2J\u009b31m\rback\x7f"
+ESCAPED = "evil\\x1b]0;pwned\\x07\\x1b[2J\\x9b31m\\x0dback\\x7f"
+
+
+def test_control_characters_in_values_are_shown_escaped_never_sent_to_the_terminal(cli, make_integration):
+    # A provider's account name becomes the integration's name as it is (and rows from before the API
+    # refused control characters keep theirs): list, show and top print them as \xNN escapes.
+    soon = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+    row = make_integration(name=EVIL, last_error="HTTP 500 \x1b[31mred", metadata={"k": EVIL}, expires_at=soon)
+    for args in (("integrations", "list"), ("integrations", "show", row.id), ("top", "--once")):
+        result = cli(*args)
+        assert result.exit_code == 0, result.stderr
+        text = result.stdout + result.stderr
+        assert not any(ch in text for ch in "\x1b\x07\u009b\r\x7f"), (args, text)
+        assert ESCAPED[: 24 if args[0] == "top" else None] in text, (args, text)  # top cuts long names
+    shown = cli("integrations", "show", row.id).stdout
+    assert "\\x1b[31mred" in shown and '"k": "evil\\x1b' in shown.replace("\\u001b", "\\x1b")
+    # --json stays the exact JSON document: the same strings, escaped by JSON itself
+    data = json.loads(cli("integrations", "show", row.id, "--json").stdout)
+    assert data["name"] == EVIL and data["metadata"] == {"k": EVIL}
+
+
 # --- show --------------------------------------------------------------------
 
 
@@ -305,6 +327,9 @@ def test_update_without_json_reports_on_stderr_and_prints_the_record(cli, make_i
         (["--name", ""], "name"),
         (["--name", "   "], "name"),
         (["--name", "x" * 256], "name"),
+        (["--name", "evil\x1b]0;pwned\x07\x1b[2J"], "name contains a control character (\\u001b)"),
+        (["--name", "csi\u009b2J"], "name contains a control character (\\u009b)"),
+        (["--name", "two\nlines"], "name contains a control character (\\u000a)"),
         ([], "nothing to update"),
     ],
 )

@@ -50,13 +50,16 @@ def test_emit_from_a_file_of_json_lines_answers_each_line(cli, make_integration,
     path = tmp_path / "events.ndjson"
     path.write_text(text)
     emitted = cli("events", "emit", "--file", str(path), "--json")
-    assert emitted.exit_code == 1, emitted.stderr  # some lines were refused
+    assert emitted.exit_code == 2, emitted.stderr  # some lines were refused: VALIDATION_ERROR's, not 1 (a bug)
     summary = json.loads(emitted.stdout)
     assert (summary["emitted"], summary["deliveriesQueued"], summary["refused"]) == (3, 3, 2)
     assert [r["line"] for r in summary["results"]] == [1, 2, 3, 4, 5]
     assert summary["results"][1]["error"]["code"] == "VALIDATION_ERROR" and "line 5" in emitted.stderr
     payloads = sorted(d.payload["data"]["n"] for d in WebhookDelivery.select())
     assert payloads == [0, 1, 2]
+    path.write_text(json.dumps({"integrationId": "00000000-0000-0000-0000-000000000000", "type": "post.created"}))
+    unknown = cli("events", "emit", "--file", str(path))  # refused for another reason: still refused input
+    assert unknown.exit_code == 2 and "INTEGRATION_NOT_FOUND" in unknown.stderr, unknown.stderr
     assert cli("events", "emit", "--file", str(path), integration.id, "post.created").exit_code == 2
     assert cli("events", "emit").exit_code == 2
 
@@ -74,6 +77,10 @@ def test_replay_and_redeliver_requeue(cli, make_integration):
     assert cli("webhooks", "redeliver", delivery.id).exit_code == 0
     assert WebhookDelivery.get().status == DeliveryStatus.PENDING
     assert cli("webhooks", "replay", hook["id"], "--since", "yesterday").exit_code == 2
+    WebhookDelivery.update(status=DeliveryStatus.FAILED).execute()
+    recent = cli("webhooks", "replay", hook["id"], "--since", "1h", "--status", "FAILED")  # as `events list --since`
+    assert recent.exit_code == 0 and "Queued 1 deliveries again" in recent.stderr, recent.stderr
+    assert WebhookDelivery.get().status == DeliveryStatus.PENDING
 
 
 def test_redeliver_and_replay_to_an_inactive_webhook_are_refused(cli, make_integration):
@@ -113,7 +120,7 @@ def test_rotate_update_test_delete(cli, make_integration):
 
 def test_bad_input(cli, make_integration):
     integration = make_integration()
-    for url in ("http://10.1.2.3/x", "http://169.254.169.254/", "gopher://x"):
+    for url in ("http://10.1.2.3/x", "http://169.254.169.254/", "gopher://x", "http://127.0.0.1:9/\x1b]0;x\x07"):
         bad = cli("webhooks", "create", "--integration", integration.id, "--url", url, "-e", "*")
         assert bad.exit_code == 2 and "VALIDATION_ERROR" in bad.stderr, (url, bad.stderr)
     assert cli("events", "emit", integration.id, "Not A Type").exit_code == 2
@@ -164,3 +171,37 @@ def test_test_to_an_inactive_webhook_is_refused_and_queues_nothing(cli, make_int
     assert cli("webhooks", "update", hook["id"], "--active").exit_code == 0
     assert cli("webhooks", "test", hook["id"]).exit_code == 0  # enabled again, it is sent
     assert WebhookDelivery.get().event == "webhook.test"
+
+
+@pytest.mark.parametrize("event", ["webhook.failed", "webhook.delivered", "webhook.*", "webhook.test"])
+def test_webhook_events_cannot_be_subscribed_to(cli, make_integration, event):
+    # The service never delivers webhook.* events to webhooks (a delivery about a delivery would loop):
+    # a subscription to them would be accepted and never deliver anything.
+    integration = make_integration()
+    refused = cli(
+        "webhooks", "create", "--integration", integration.id, "--url", "http://127.0.0.1:9/hook", "-e", event
+    )
+    assert refused.exit_code == 2 and "VALIDATION_ERROR" in refused.stderr, refused.stderr
+    assert "events list" in refused.stderr and "loop" in refused.stderr and event in refused.stderr
+    assert Webhook.select().count() == 0
+    hook = _create(cli, integration, "post.*")
+    changed = cli("webhooks", "update", hook["id"], "-e", "post.*", "-e", event)
+    assert changed.exit_code == 2 and "VALIDATION_ERROR" in changed.stderr, changed.stderr
+    assert Webhook.get().events == ["post.*"]
+
+
+def test_a_webhook_stored_with_webhook_events_still_loads_and_works(cli, make_integration, keyring):
+    # Rows written before such subscriptions were refused: shown, listed, updated and deleted as before.
+    from nexusctl.db.secrets import seal
+
+    integration = make_integration()
+    row = Webhook(integration=integration, url="http://127.0.0.1:9/hook", events=["webhook.failed", "post.*"])
+    seal(keyring, row, "secret", "whsec_" + "A" * 43)
+    row.save(force_insert=True)
+    shown = json.loads(cli("webhooks", "show", row.id, "--json").stdout)
+    assert shown["events"] == ["webhook.failed", "post.*"]
+    assert cli("webhooks", "list", "--integration", integration.id).exit_code == 0
+    assert cli("webhooks", "update", row.id, "--inactive").exit_code == 0
+    assert cli("events", "emit", integration.id, "post.created").exit_code == 0
+    assert cli("webhooks", "update", row.id, "-e", "post.*").exit_code == 0
+    assert Webhook.get().events == ["post.*"]

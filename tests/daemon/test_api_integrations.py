@@ -164,6 +164,7 @@ CALLERS = {
     "other user": (lambda: sign(sub=str(STRANGER)), "denied"),
     "owner": (lambda: sign(), 200),
     "admin": (lambda: sign(sub=str(STRANGER), roles=["admin"]), 200),
+    "admin naming itself": (lambda: sign(sub="ops-console", roles=["admin"]), 200),
     "service": (lambda: sign(sub="content-service", roles=["service"]), 200),
 }
 
@@ -175,7 +176,7 @@ async def test_authorization_matrix(api, owned, route, caller):
     token, expected = CALLERS[caller]
     if route[1] == "/integrations/events/ingest" and caller in ("owner", "other user"):
         expected = 403  # users cannot speak for the platform (user.deleted ...): service or admin only
-    if route[1] == PROXY and caller == "admin":
+    if route[1] == PROXY and caller.startswith("admin"):
         expected = "denied"  # the proxy acts as the user at their provider: the owner or the service role only
     headers = bearer(token() if callable(token) else token) if token else {}
     response = await api.request(method, path, json=body, headers=headers)
@@ -328,6 +329,8 @@ BAD = [
     # tests/fault/test_api_security.py::test_an_unknown_query_parameter_is_ignored.
     ("PATCH", "ID", None, {"name": ""}, 400, "name"),
     ("PATCH", "ID", None, {"name": 5}, 400, "name"),
+    ("PATCH", "ID", None, {"name": "evil\u001b]0;pwned\u0007\u001b[2J"}, 400, "name contains a control character"),
+    ("PATCH", "ID", None, {"name": "csi\u009b2J"}, 400, "name contains a control character (\\u009b)"),
     ("PATCH", "ID", None, {"isActive": "yes"}, 400, "isActive"),
     ("PATCH", "ID", None, {"metadata": [1]}, 400, "metadata"),
     ("PATCH", "ID", None, {"token": "x"}, 400, "token"),
@@ -417,6 +420,44 @@ LENIENT = {
 }
 
 
+_NOW = int(time.time())
+# A signed token whose dates are not JSON numbers of seconds was a 500 (exp - iat on a string).
+BAD_DATES = {
+    "exp as a numeric string": {"exp": str(_NOW + 300)},
+    "iat as a numeric string": {"iat": str(_NOW)},
+    "nbf as a numeric string": {"nbf": str(_NOW - 10)},
+    "exp as text": {"exp": "tomorrow"},
+    "nbf as text": {"nbf": "yesterday"},
+    "exp true": {"exp": True},
+    "iat true": {"iat": True},
+    "exp null": {"exp": None, "iat": None},  # dropped by sign(): a missing exp
+    "iat as an array": {"iat": [_NOW]},
+    "exp NaN": {"exp": float("nan")},
+    "iat NaN": {"iat": float("nan")},
+    "exp infinite": {"exp": float("inf")},
+    "exp beyond 9999": {"exp": 10**30, "iat": None},
+    "exp beyond any float": {"exp": 10**400, "iat": None},
+    "iat negative": {"iat": -1},
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_DATES))
+async def test_dates_that_are_not_numbers_are_401_not_500(api, case):
+    response = await api.get(f"/integrations/user/{OWNER}", headers=bearer(sign(BAD_DATES[case])))
+    payload = await response.json()
+    assert response.status == 401 and payload["error"]["code"] == "UNAUTHORIZED", payload
+    message = payload["error"]["message"]
+    assert any(name in message for name in ("exp", "iat", "nbf")), message
+    assert "not a JWT" not in message, message
+
+
+async def test_fractional_dates_are_numbers_too(api):
+    now = time.time()
+    token = sign(iat=now - 0.5, nbf=now - 1.25, exp=now + 300.5)
+    response = await api.get(f"/integrations/user/{OWNER}", headers=bearer(token))
+    assert response.status == 200, await response.text()
+
+
 @pytest.mark.parametrize("case", list(LENIENT))
 async def test_lenient_claims_are_refused(api, case):
     response = await api.get(f"/integrations/user/{OWNER}", headers=bearer(sign(LENIENT[case])))
@@ -504,3 +545,17 @@ def test_listed_actions_need_the_scopes_the_health_check_knows():
     for provider in REPLIERS:  # every provider one can reply to comments on lists the reply with its scopes
         (reply,) = [a for a in ACTIONS[Provider(provider)] if a.name == "reply_comment"]
         assert reply.capability == "comments" and reply.scopes == NEEDS[Provider(provider)]["reply_comment"]
+
+
+@pytest.mark.parametrize("events", [["webhook.failed"], ["post.*", "webhook.*"], ["webhook.delivered"]])
+async def test_webhook_events_are_refused_on_create_and_update(api, owned, events):
+    body = {"integrationId": str(owned.id), "url": "http://127.0.0.1:9/x", "events": events}
+    created = await api.post("/integrations/webhooks", json=body, headers=bearer(sign()))
+    payload = await created.json()
+    assert created.status == 400 and payload["error"]["code"] == "VALIDATION_ERROR", payload
+    assert "events list" in payload["error"]["message"] and "loop" in payload["error"]["message"]
+    changed = await api.patch(
+        f"/integrations/webhooks/{owned.hook_id}", json={"events": events}, headers=bearer(sign())
+    )
+    assert changed.status == 400 and (await changed.json())["error"]["code"] == "VALIDATION_ERROR"
+    assert Webhook.get_by_id(owned.hook_id).events == ["post.*"]
