@@ -32,6 +32,7 @@ import time
 from urllib.parse import urlsplit
 
 import aiohttp
+import orjson
 
 from nexusctl import clock, ssrf, telemetry, tracing
 from nexusctl.core import attempts, deliveries, key_usage, signing
@@ -51,7 +52,17 @@ BODY_PREVIEW = 4096
 RENEW_FRACTION = 5  # leases are renewed this many times per lease length
 REFUSALS_KEPT = 4096  # webhook URLs whose static check's verdict is kept
 # A delivery's body, compact (json.dumps with these options would build a new encoder for every send).
-_BODY = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_JSON_BODY = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def _body(payload) -> bytes:
+    """The payload as compact UTF-8 JSON, the bytes that are signed and sent: orjson's (a tenth of the standard
+    library's CPU; the same text but for a small float's exponent, ``1e-7`` for ``1e-07``), the standard library's
+    for what orjson refuses (an integer beyond 64 bits, a lone surrogate)."""
+    try:
+        return orjson.dumps(payload)
+    except orjson.JSONEncodeError:
+        return _JSON_BODY(payload).encode()
 
 
 class DeliveryWorker:
@@ -348,7 +359,7 @@ class DeliveryWorker:
         if refusal is not None:  # e.g. an http URL once NODE_ENV=production
             result = Result(started_at=utcnow(), duration_ms=0, error=refusal)
         else:
-            body = _BODY(item.payload).encode()
+            body = _body(item.payload)
             result = await self._post(url, secrets, str(item.id), body)
         if item.lost:  # another worker holds it now and sends it itself: its outcome is that worker's to record
             log.warning(
