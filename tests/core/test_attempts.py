@@ -144,6 +144,28 @@ def test_a_claim_takes_of_each_endpoint_only_what_fits_its_free_slots(database, 
     assert deliveries.claim(50, 30, exclude=[hot.id], cap=3) == []
 
 
+def test_claims_take_what_was_asked_in_order_once_the_plan_is_generic(database, make_integration):
+    """On PostgreSQL the claim is prepared: after five runs the server plans it without the values. Claims
+    of 3 (a head of 4 rows read), then more, still lease no more than was asked, each
+    row once, and each endpoint within its room."""
+    integration = make_integration()
+    hot = Webhook.create(integration=integration, url="http://127.0.0.1:9/hot", events=["hot.*"])
+    calm = Webhook.create(integration=integration, url="http://127.0.0.1:9/calm", events=["calm.*"])
+    for i in range(30):
+        deliveries.fan_out(integration, "hot.event" if i % 3 else "calm.event", {"i": i})
+    seen = []
+    for _ in range(7):
+        claimed = deliveries.claim(3, 30, rooms={hot.id: 2}, cap=5)
+        assert len(claimed) <= 3 and sum(c.webhook_id == hot.id for c in claimed) <= 2
+        seen += claimed
+    rest = deliveries.claim(50, 30, cap=50)
+    ids = [c.id for c in seen + rest]
+    assert len(ids) == len(set(ids)) == 30
+    assert {c.webhook_id for c in rest} <= {hot.id, calm.id}
+    leased = WebhookDelivery.select().where(WebhookDelivery.lease_token.is_null(False)).count()
+    assert leased == 30 and deliveries.claim(50, 30) == []
+
+
 def test_signing_secrets_are_opened_once_and_a_rotation_is_seen_at_once(database, make_integration, keyring):
     from nexusctl.core import webhooks
 
