@@ -93,6 +93,11 @@ class DeliveryWorker:
         self.session: aiohttp.ClientSession | None = None
         self.sent = 0
         self.to_record: list = []
+        # Record batches under way that will claim for the slots they free: the loop leaves the claiming to
+        # them meanwhile (two claims at once in one process read the same due rows and skip each other's
+        # locks, each taking fewer), and is woken when they are done.
+        self.refilling = 0
+        self.claiming = 0  # slots the loop's claim under way is for
         self.flush_now = asyncio.Event()
         self.flusher: asyncio.Task | None = None
         # check_url's verdict per webhook URL: static rules of the text alone (no DNS; the connector checks
@@ -206,11 +211,15 @@ class DeliveryWorker:
             self.wake.clear()
             try:
                 claimed, locked = [], {}
-                if self.free > 0:
+                if self.free > 0 and not self.refilling:
                     now = time.monotonic()
-                    claimed, signing, locked = await self.db.run(
-                        _claim_and_sign, self.keyring, *self._claim_args(self.free, (), now)
-                    )
+                    self.claiming = self.free  # slots a record batch's claim must leave to this one
+                    try:
+                        claimed, signing, locked = await self.db.run(
+                            _claim_and_sign, self.keyring, *self._claim_args(self.free, (), now)
+                        )
+                    finally:
+                        self.claiming = 0
                     self._start_sends(claimed, signing, locked, now)
                 if (claimed or locked) and self.free > 0:
                     continue  # there may be more due right now (for other endpoints)
@@ -432,10 +441,14 @@ class DeliveryWorker:
         while self.to_record:
             self.flush_now.clear()
             batch, self.to_record = self.to_record[:RECORD_BATCH], self.to_record[RECORD_BATCH:]
-            # The slots these sends free once recorded are refilled in the same trip to the database thread:
-            # the claim runs after the record's commit, and its sends start before the recorded ones end.
+            # The slots these sends free once recorded (and any free now) are refilled in the same trip to the
+            # database thread: the claim runs after the record's commit, its sends start before the recorded
+            # ones end.
             now = time.monotonic()
-            claim = None if self.stopping else self._claim_args(len(batch), [i.webhook_id for i, _, _ in batch], now)
+            # And those free now that the loop is not claiming (it leaves them to this claim meanwhile).
+            slots = len(batch) + max(self.free - self.claiming, 0)
+            claim = None if self.stopping else self._claim_args(slots, [i.webhook_id for i, _, _ in batch], now)
+            self.refilling += claim is not None
             try:
                 outcomes, claimed = await self.db.run(
                     _record_and_claim,
@@ -449,6 +462,9 @@ class DeliveryWorker:
                     if not future.done():
                         future.set_exception(exc)
                 continue
+            finally:
+                self.refilling -= claim is not None
+                self.wake.set()  # slots this batch's claim did not fill are the loop's again
             self.counts["record_batches"] += 1
             self.counts["recorded"] += len(batch)
             if claimed is not None:  # sent even when stopping began meanwhile (``stop`` waits for them)
