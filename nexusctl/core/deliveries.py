@@ -372,14 +372,14 @@ class Claimed:
 # an UPDATE can be evaluated again by PostgreSQL's recheck of a concurrently updated row, and then lease more
 # rows than asked (tests/fault/test_proc_kill9.py saw 85 leases from a daemon with 50 slots).
 #
-# Prepared (``statements.run``), so PostgreSQL plans it once per connection instead of on every claim (its
-# planning cost about as much as running it), and after five runs it uses a generic plan, one made without
-# the parameters' values. So nothing in it may depend on them for its shape: the head's LIMIT is a literal,
-# the power of two at or above ``limit`` (a handful of statements per connection; ``limit`` then picks among
-# those rows by rank), and the lock step and the UPDATE are driven by primary key
-# from the picked ids (``id = ANY(ARRAY(SELECT ...))``, an init plan evaluated once): driven from the due
-# index instead, PostgreSQL walked every due row of a backlog to probe a hash of the few picked ones (2.5 ms
-# with 3,000 due; EXPLAIN with ``plan_cache_mode = force_generic_plan``, docs/benchmarks.md).
+# Its shape does not depend on the parameters' values (the lock step and the UPDATE are driven by primary key
+# from the picked ids, ``id = ANY(ARRAY(SELECT ...))``; the head's LIMIT is written in), so that a prepared
+# claim's generic plan could not walk the due rows from the lock step. It is still sent as text, planned each
+# time: prepared (``statements.run``), it halved PostgreSQL's CPU per delivery to one endpoint
+# (bench/webhook_delivery.py), but with 20 endpoints at their caps the generic plan read the head by a
+# bitmap scan of every due row and a sort instead of the due index in order up to the LIMIT (auto_explain:
+# 1,049 rows filtered out per claim), +40% PostgreSQL CPU per delivery (bench/real_paths.py). A claim whose
+# generic plan keeps the ordered scan is the step left (docs/benchmarks.md, branch ``deliverfast``).
 _PG_CLAIM = """WITH head AS MATERIALIZED (
     SELECT d."id", d."webhook_id", d."next_attempt_at" FROM "webhook_deliveries" AS d
     JOIN "webhooks" AS w ON w."id" = d."webhook_id"
@@ -408,7 +408,7 @@ WHERE t."id" = ANY(ARRAY(SELECT locked."id" FROM locked))
 RETURNING t.id, t.webhook_id, t.event, t.payload, t.attempts, t.created_at, t.trace_parent"""
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=128)
 def _pg_claim(head: int) -> tuple[str, tuple]:
     """The claim's text with positional parameters (``statements.run`` prepares those) and their names in order."""
     sql = _PG_CLAIM.replace("{head}", str(int(head)))
@@ -430,8 +430,8 @@ def claim(
         # then re-checks the lease condition on a row another worker just claimed, and skips rows
         # being claimed. The status list is literal so the partial index on next_attempt_at matches.
         until = now + dt.timedelta(seconds=lease_seconds)
-        # One statement, autocommitted (a transaction of its own), prepared once per connection.
-        sql, names = _pg_claim(1 << max(int(limit) - 1, 0).bit_length())
+        # One statement, autocommitted (a transaction of its own). Not prepared: see the note above _PG_CLAIM.
+        sql, names = _pg_claim(max(int(limit), 0))
         values = {
             "until": until,
             "lease": str(lease),
@@ -442,7 +442,7 @@ def claim(
             "busy": statements.array_text(rooms),
             "rooms": statements.array_text([int(n) for n in rooms.values()]),
         }
-        rows = statements.run("nexus_claim", sql, [values[n] for n in names]).fetchall()
+        rows = database_proxy.execute_sql(sql, [values[n] for n in names]).fetchall()
         return [
             Claimed(
                 _uuid(r[0]),

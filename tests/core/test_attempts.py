@@ -144,10 +144,9 @@ def test_a_claim_takes_of_each_endpoint_only_what_fits_its_free_slots(database, 
     assert deliveries.claim(50, 30, exclude=[hot.id], cap=3) == []
 
 
-def test_claims_take_what_was_asked_in_order_once_the_plan_is_generic(database, make_integration):
-    """On PostgreSQL the claim is prepared: after five runs the server plans it without the values. Claims
-    of 3 (a head of 4 rows read), then more, still lease no more than was asked, each
-    row once, and each endpoint within its room."""
+def test_repeated_claims_lease_each_row_once_within_the_asked_count_and_rooms(database, make_integration):
+    """Seven claims of 3 (the head reads more rows than it picks when endpoints are at their room), then one
+    of 50: never more than asked, each row once, each endpoint within its room."""
     integration = make_integration()
     hot = Webhook.create(integration=integration, url="http://127.0.0.1:9/hot", events=["hot.*"])
     calm = Webhook.create(integration=integration, url="http://127.0.0.1:9/calm", events=["calm.*"])
