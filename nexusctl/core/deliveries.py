@@ -430,7 +430,10 @@ def claim(
         # then re-checks the lease condition on a row another worker just claimed, and skips rows
         # being claimed. The status list is literal so the partial index on next_attempt_at matches.
         until = now + dt.timedelta(seconds=lease_seconds)
-        # One statement, autocommitted (a transaction of its own). Not prepared: see the note above _PG_CLAIM.
+        # Not prepared: see the note above _PG_CLAIM. In a transaction, not autocommitted: a daemon killed while
+        # the statement runs leaves it uncommitted (the server rolls it back on the hang-up), where an
+        # autocommitted claim would lease rows for a process already gone (tests/fault/test_proc_kill9.py
+        # counted them against the next daemon's slots).
         sql, names = _pg_claim(max(int(limit), 0))
         values = {
             "until": until,
@@ -442,7 +445,8 @@ def claim(
             "busy": statements.array_text(rooms),
             "rooms": statements.array_text([int(n) for n in rooms.values()]),
         }
-        rows = database_proxy.execute_sql(sql, [values[n] for n in names]).fetchall()
+        with database_proxy.atomic():
+            rows = database_proxy.execute_sql(sql, [values[n] for n in names]).fetchall()
         return [
             Claimed(
                 _uuid(r[0]),
