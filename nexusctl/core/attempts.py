@@ -119,8 +119,8 @@ def record_many(batch: list, schedule: tuple[int, ...]) -> list[str]:
                     disable.setdefault(claimed.webhook_id, reason)
         if not attempt_rows:
             return [outcomes[c.id] for c, _ in batch]
-        statements.insert_many(WebhookAttempt, ATTEMPT_COLUMNS, [(*row, now, now) for row in attempt_rows])
-        statements.insert_many(OutboxEvent, EVENT_COLUMNS, events)
+        statements.insert_many_text(WebhookAttempt, ATTEMPT_COLUMNS, [(*row, now, now) for row in attempt_rows])
+        statements.insert_many_text(OutboxEvent, EVENT_COLUMNS, events)
         # The webhooks' rows last and in one statement: two writers' batches for one webhook
         # wait on each other's row lock here, so it is held for the shortest time before the
         # commit, and one statement locks its rows in one (index) order, so they never deadlock.
@@ -228,21 +228,23 @@ def _update_deliveries(rows: list) -> set:
         return set()
     f = WebhookDelivery
     if is_postgres(database_proxy):
-        # One statement for the batch (arrays in, ids out): no per-row round trip or plan.
+        # One statement for the batch (arrays in, each as one text parameter; ids out): no per-row round trip
+        # or plan, no per-element adaptation.
         columns = list(zip(*rows, strict=True))
         status, number, response, error, delivered_at, next_at, now, ids, leases = columns
+        array = statements.array_text
         cursor = database_proxy.execute_sql(
             _PG_UPDATE,
             (
                 now[0],
-                [str(i) for i in ids],
-                [str(t) for t in leases],
-                [s.value for s in status],
-                list(number),
-                [None if r is None else json.dumps(r) for r in response],
-                list(error),
-                list(delivered_at),
-                list(next_at),
+                array(ids),
+                array(leases),
+                array([s.value for s in status]),
+                array(number),
+                array([None if r is None else json.dumps(r) for r in response]),
+                array(error),
+                array(delivered_at),
+                array(next_at),
             ),
         )
         return {r[0] if isinstance(r[0], uuid.UUID) else uuid.UUID(str(r[0])) for r in cursor.fetchall()}

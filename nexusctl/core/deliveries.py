@@ -16,6 +16,7 @@ import datetime as dt
 import functools
 import json
 import random
+import re
 import threading
 import time
 import uuid
@@ -377,37 +378,54 @@ class Claimed:
 
 
 # The due rows at the head of the queue (read, not locked), each endpoint's first ``room`` of them (its free
-# sending slots: ``rooms`` for endpoints with sends in flight, ``cap`` for the others), then those locked and
-# leased. A busy endpoint is claimed only what it can send now: nothing is claimed to be handed back. The
-# lock step is driven from the picked ids (by primary key): driven from the due index instead, PostgreSQL
-# walked every due row of a backlog to probe a hash of the few picked ones (2.5 ms with 3,000 due). Each
-# step is a materialized CTE, evaluated once: a LIMIT inside a sub-select of an UPDATE can be evaluated
-# again by PostgreSQL's recheck of a concurrently updated row, and then lease more rows than asked
-# (tests/fault/test_proc_kill9.py saw 85 leases from a daemon with 50 slots).
+# sending slots: ``rooms`` for endpoints with sends in flight, ``cap`` for the others) among the first
+# ``limit``, then those locked and leased. A busy endpoint is claimed only what it can send now: nothing is
+# claimed to be handed back. Each step is a materialized CTE, evaluated once: a LIMIT inside a sub-select of
+# an UPDATE can be evaluated again by PostgreSQL's recheck of a concurrently updated row, and then lease more
+# rows than asked (tests/fault/test_proc_kill9.py saw 85 leases from a daemon with 50 slots).
+#
+# Its shape does not depend on the parameters' values (the lock step and the UPDATE are driven by primary key
+# from the picked ids, ``id = ANY(ARRAY(SELECT ...))``; the head's LIMIT is written in), so that a prepared
+# claim's generic plan could not walk the due rows from the lock step. It is still sent as text, planned each
+# time: prepared (``statements.run``), it halved PostgreSQL's CPU per delivery to one endpoint
+# (bench/webhook_delivery.py), but with 20 endpoints at their caps the generic plan read the head by a
+# bitmap scan of every due row and a sort instead of the due index in order up to the LIMIT (auto_explain:
+# 1,049 rows filtered out per claim), +40% PostgreSQL CPU per delivery (bench/real_paths.py). A claim whose
+# generic plan keeps the ordered scan is the step left (docs/benchmarks.md, branch ``deliverfast``).
 _PG_CLAIM = """WITH head AS MATERIALIZED (
     SELECT d."id", d."webhook_id", d."next_attempt_at" FROM "webhook_deliveries" AS d
     JOIN "webhooks" AS w ON w."id" = d."webhook_id"
     WHERE d."status" IN ('PENDING', 'RETRYING') AND d."next_attempt_at" <= %(now)s
       AND (d."lease_until" IS NULL OR d."lease_until" < %(now)s) AND w."is_active"
       AND NOT (d."webhook_id" = ANY(%(exclude)s::uuid[]))
-    ORDER BY d."next_attempt_at" LIMIT %(limit)s
+    ORDER BY d."next_attempt_at" LIMIT {head}
 ), fits AS MATERIALIZED (
-    SELECT head."id", row_number() OVER (PARTITION BY head."webhook_id" ORDER BY head."next_attempt_at") AS n,
+    SELECT head."id",
+           row_number() OVER (ORDER BY head."next_attempt_at", head."id") AS k,
+           row_number() OVER (PARTITION BY head."webhook_id" ORDER BY head."next_attempt_at", head."id") AS n,
            COALESCE(r."room", %(cap)s) AS room
     FROM head LEFT JOIN unnest(%(busy)s::uuid[], %(rooms)s::int[]) AS r("webhook_id", "room")
       ON r."webhook_id" = head."webhook_id"
-), locked AS (
-    SELECT d."id" FROM fits JOIN "webhook_deliveries" AS d ON d."id" = fits."id"
-    WHERE fits.n <= fits.room
+), locked AS MATERIALIZED (
+    SELECT d."id" FROM "webhook_deliveries" AS d
+    WHERE d."id" = ANY(ARRAY(SELECT fits."id" FROM fits WHERE fits.k <= %(limit)s AND fits.n <= fits.room))
       AND d."status" IN ('PENDING', 'RETRYING') AND d."next_attempt_at" <= %(now)s
       AND (d."lease_until" IS NULL OR d."lease_until" < %(now)s)
     FOR UPDATE OF d SKIP LOCKED
 )
 UPDATE "webhook_deliveries" AS t SET "lease_until" = %(until)s, "lease_token" = %(lease)s
-FROM locked WHERE t."id" = locked."id"
+WHERE t."id" = ANY(ARRAY(SELECT locked."id" FROM locked))
   AND t."status" IN ('PENDING', 'RETRYING') AND t."next_attempt_at" <= %(now)s
   AND (t."lease_until" IS NULL OR t."lease_until" < %(now)s)
 RETURNING t.id, t.webhook_id, t.event, t.payload, t.attempts, t.created_at, t.trace_parent"""
+
+
+@functools.lru_cache(maxsize=128)
+def _pg_claim(head: int) -> tuple[str, tuple]:
+    """The claim's text with positional parameters (``statements.run`` prepares those) and their names in order."""
+    sql = _PG_CLAIM.replace("{head}", str(int(head)))
+    names = tuple(re.findall(r"%\((\w+)\)s", sql))
+    return re.sub(r"%\((\w+)\)s", "%s", sql), names
 
 
 def claim(
@@ -424,20 +442,23 @@ def claim(
         # then re-checks the lease condition on a row another worker just claimed, and skips rows
         # being claimed. The status list is literal so the partial index on next_attempt_at matches.
         until = now + dt.timedelta(seconds=lease_seconds)
+        # Not prepared: see the note above _PG_CLAIM. In a transaction, not autocommitted: a daemon killed while
+        # the statement runs leaves it uncommitted (the server rolls it back on the hang-up), where an
+        # autocommitted claim would lease rows for a process already gone (tests/fault/test_proc_kill9.py
+        # counted them against the next daemon's slots).
+        sql, names = _pg_claim(max(int(limit), 0))
+        values = {
+            "until": until,
+            "lease": str(lease),
+            "now": now,
+            "limit": int(limit),
+            "cap": cap,
+            "exclude": statements.array_text(exclude),
+            "busy": statements.array_text(rooms),
+            "rooms": statements.array_text([int(n) for n in rooms.values()]),
+        }
         with database_proxy.atomic():
-            rows = database_proxy.execute_sql(
-                _PG_CLAIM,
-                {
-                    "until": until,
-                    "lease": str(lease),
-                    "now": now,
-                    "limit": int(limit),
-                    "cap": cap,
-                    "exclude": [str(w) for w in exclude],
-                    "busy": [str(w) for w in rooms],
-                    "rooms": [int(n) for n in rooms.values()],
-                },
-            ).fetchall()
+            rows = database_proxy.execute_sql(sql, [values[n] for n in names]).fetchall()
         return [
             Claimed(
                 _uuid(r[0]),

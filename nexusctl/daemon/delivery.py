@@ -32,6 +32,7 @@ import time
 from urllib.parse import urlsplit
 
 import aiohttp
+import orjson
 
 from nexusctl import clock, ssrf, telemetry, tracing
 from nexusctl.core import attempts, deliveries, key_usage, signing
@@ -51,7 +52,17 @@ BODY_PREVIEW = 4096
 RENEW_FRACTION = 5  # leases are renewed this many times per lease length
 REFUSALS_KEPT = 4096  # webhook URLs whose static check's verdict is kept
 # A delivery's body, compact (json.dumps with these options would build a new encoder for every send).
-_BODY = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_JSON_BODY = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def _body(payload) -> bytes:
+    """The payload as compact UTF-8 JSON, the bytes that are signed and sent: orjson's (a tenth of the standard
+    library's CPU; the same text but for a small float's exponent, ``1e-7`` for ``1e-07``), the standard library's
+    for what orjson refuses (an integer beyond 64 bits, a lone surrogate)."""
+    try:
+        return orjson.dumps(payload)
+    except orjson.JSONEncodeError:
+        return _JSON_BODY(payload).encode()
 
 
 class DeliveryWorker:
@@ -82,6 +93,11 @@ class DeliveryWorker:
         self.session: aiohttp.ClientSession | None = None
         self.sent = 0
         self.to_record: list = []
+        # Record batches under way that will claim for the slots they free: the loop leaves the claiming to
+        # them meanwhile (two claims at once in one process read the same due rows and skip each other's
+        # locks, each taking fewer), and is woken when they are done.
+        self.refilling = 0
+        self.claiming = 0  # slots the loop's claim under way is for
         self.flush_now = asyncio.Event()
         self.flusher: asyncio.Task | None = None
         # check_url's verdict per webhook URL: static rules of the text alone (no DNS; the connector checks
@@ -162,8 +178,12 @@ class DeliveryWorker:
         self.stopping = True
         self.wake.set()
         await asyncio.gather(self.loop_task, return_exceptions=True)
-        if self.tasks:
-            await asyncio.wait(self.tasks, timeout=grace)
+        # Until every send has ended (within the grace): a record batch's claim that was under way when
+        # stopping began starts its sends as the recorded ones end, so the set is looked at again.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while self.tasks and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(set(self.tasks), timeout=left)
         self.renew_task.cancel()  # after the sends: their leases are renewed while they finish
         await asyncio.gather(self.renew_task, return_exceptions=True)
         if self.session is not None:
@@ -181,7 +201,6 @@ class DeliveryWorker:
     # --- the loop ------------------------------------------------------------
 
     async def _loop(self) -> None:
-        lease = self.lease
         relisten_at = 0.0
         while not self.stopping:
             if self.settings.database_kind == "postgresql" and self._pg is None and time.monotonic() >= relisten_at:
@@ -191,36 +210,17 @@ class DeliveryWorker:
             # wake the next round, or its delivery waits for the 1 s poll.
             self.wake.clear()
             try:
-                claimed, signing, locked = [], {}, {}
-                cap = self.settings.webhook_concurrency_per_endpoint
-                if self.free > 0:
+                claimed, locked = [], {}
+                if self.free > 0 and not self.refilling:
                     now = time.monotonic()
-                    self.locked = {w: until for w, until in self.locked.items() if until > now}
-                    busy = [w for w, n in self.inflight.items() if n >= cap] + list(self.locked)
-                    # Each endpoint is claimed only what its free slots can send now (the claim counts
-                    # per endpoint): a busy endpoint's deliveries are not claimed to be handed back.
-                    rooms = {w: cap - n for w, n in self.inflight.items() if n < cap}
-                    claimed, signing, locked = await self.db.run(
-                        _claim_and_sign, self.keyring, min(self.free, 100), lease, busy, rooms, cap
-                    )
-                    self.counts["claims"] += 1
-                    self.counts["claimed"] += len(claimed)
-                    self._leave_locked(locked, now)
-                for item in claimed:
-                    self.inflight[item.webhook_id] += 1
-                    self.held[item.id] = item
-                if claimed:
-                    # The URL rules, once per webhook per batch (not per send); the connector
-                    # still checks every address it connects to.
-                    signing = {
-                        hook_id: (url, secrets, self._refusal(url)) for hook_id, (url, secrets) in signing.items()
-                    }
-                for item in claimed:
-                    self.free -= 1
-                    task = asyncio.create_task(self._send(item, signing.get(item.webhook_id)))
-                    task.webhook_id = item.webhook_id
-                    self.tasks.add(task)
-                    task.add_done_callback(self._done)
+                    self.claiming = self.free  # slots a record batch's claim must leave to this one
+                    try:
+                        claimed, signing, locked = await self.db.run(
+                            _claim_and_sign, self.keyring, *self._claim_args(self.free, (), now)
+                        )
+                    finally:
+                        self.claiming = 0
+                    self._start_sends(claimed, signing, locked, now)
                 if (claimed or locked) and self.free > 0:
                     continue  # there may be more due right now (for other endpoints)
             except DatabaseUnavailable as exc:  # an outage: one line when it starts and one when it ends
@@ -237,6 +237,41 @@ class DeliveryWorker:
                 await asyncio.wait_for(self.wake.wait(), POLL_SECONDS)
             except asyncio.TimeoutError:
                 pass
+
+    def _claim_args(self, slots: int, leaving, now: float) -> tuple:
+        """What a claim for ``slots`` free sending slots passes to ``_claim_and_sign`` after the keyring: the
+        limit, the lease, the webhooks left out (at their cap, or locked) and the others' rooms. ``leaving``:
+        webhook ids of sends about to free their slots (their outcomes just recorded)."""
+        cap = self.settings.webhook_concurrency_per_endpoint
+        self.locked = {w: until for w, until in self.locked.items() if until > now}
+        inflight = self.inflight
+        if leaving:
+            inflight = inflight.copy()
+            inflight.subtract(leaving)
+        busy = [w for w, n in inflight.items() if n >= cap] + list(self.locked)
+        # Each endpoint is claimed only what its free slots can send now (the claim counts per endpoint):
+        # a busy endpoint's deliveries are not claimed to be handed back.
+        rooms = {w: cap - n for w, n in inflight.items() if 0 < n < cap}
+        return min(slots, 100), self.lease, busy, rooms, cap
+
+    def _start_sends(self, claimed: list, signing: dict, locked: dict, now: float) -> None:
+        """Hold the claimed deliveries (their leases renewed from now on) and start a send for each."""
+        self.counts["claims"] += 1
+        self.counts["claimed"] += len(claimed)
+        self._leave_locked(locked, now)
+        if not claimed:
+            return
+        # The URL rules, once per webhook per batch (not per send); the connector still checks every address
+        # it connects to.
+        signing = {hook_id: (url, secrets, self._refusal(url)) for hook_id, (url, secrets) in signing.items()}
+        for item in claimed:
+            self.inflight[item.webhook_id] += 1
+            self.held[item.id] = item
+            self.free -= 1
+            task = asyncio.create_task(self._send(item, signing.get(item.webhook_id)))
+            task.webhook_id = item.webhook_id
+            self.tasks.add(task)
+            task.add_done_callback(self._done)
 
     # --- leases --------------------------------------------------------------
 
@@ -348,7 +383,7 @@ class DeliveryWorker:
         if refusal is not None:  # e.g. an http URL once NODE_ENV=production
             result = Result(started_at=utcnow(), duration_ms=0, error=refusal)
         else:
-            body = _BODY(item.payload).encode()
+            body = _body(item.payload)
             result = await self._post(url, secrets, str(item.id), body)
         if item.lost:  # another worker holds it now and sends it itself: its outcome is that worker's to record
             log.warning(
@@ -406,17 +441,34 @@ class DeliveryWorker:
         while self.to_record:
             self.flush_now.clear()
             batch, self.to_record = self.to_record[:RECORD_BATCH], self.to_record[RECORD_BATCH:]
+            # The slots these sends free once recorded (and any free now) are refilled in the same trip to the
+            # database thread: the claim runs after the record's commit, its sends start before the recorded
+            # ones end.
+            now = time.monotonic()
+            # And those free now that the loop is not claiming (it leaves them to this claim meanwhile).
+            slots = len(batch) + max(self.free - self.claiming, 0)
+            claim = None if self.stopping else self._claim_args(slots, [i.webhook_id for i, _, _ in batch], now)
+            self.refilling += claim is not None
             try:
-                outcomes = await self.db.run(
-                    attempts.record_many, [(i, r) for i, r, _ in batch], self.settings.webhook_retry_schedule
+                outcomes, claimed = await self.db.run(
+                    _record_and_claim,
+                    [(i, r) for i, r, _ in batch],
+                    self.settings.webhook_retry_schedule,
+                    self.keyring,
+                    claim,
                 )
             except Exception as exc:  # noqa: BLE001 - handed to each sender, which logs it
                 for _, _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
                 continue
+            finally:
+                self.refilling -= claim is not None
+                self.wake.set()  # slots this batch's claim did not fill are the loop's again
             self.counts["record_batches"] += 1
             self.counts["recorded"] += len(batch)
+            if claimed is not None:  # sent even when stopping began meanwhile (``stop`` waits for them)
+                self._start_sends(*claimed, now)
             for (_, _, future), outcome in zip(batch, outcomes, strict=True):
                 if not future.done():
                     future.set_result(outcome)
@@ -482,6 +534,20 @@ def _claim_and_sign(keyring, limit: int, lease: float, exclude, rooms=None, cap=
         deliveries.release([c for c in claimed if c.webhook_id in locked])
         claimed = [c for c in claimed if c.webhook_id not in locked]
     return claimed, signing, locked
+
+
+def _record_and_claim(batch: list, schedule, keyring, claim) -> tuple[list, tuple | None]:
+    """Record a batch of outcomes (committed), then, when ``claim`` gives the arguments, claim for the slots it
+    frees: (the outcomes, the claim's three values or None). A claim that fails leaves the outcomes recorded
+    and the slots to the worker's loop (woken as each send ends)."""
+    outcomes = attempts.record_many(batch, schedule)
+    if claim is None:
+        return outcomes, None
+    try:
+        return outcomes, _claim_and_sign(keyring, *claim)
+    except Exception:  # noqa: BLE001 - the loop claims again (and reports an outage) as the slots free
+        log.debug("delivery worker: claiming with a record batch failed; left to the loop", exc_info=True)
+        return outcomes, None
 
 
 def _retry_after(value: str | None) -> int | None:

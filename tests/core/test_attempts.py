@@ -144,6 +144,27 @@ def test_a_claim_takes_of_each_endpoint_only_what_fits_its_free_slots(database, 
     assert deliveries.claim(50, 30, exclude=[hot.id], cap=3) == []
 
 
+def test_repeated_claims_lease_each_row_once_within_the_asked_count_and_rooms(database, make_integration):
+    """Seven claims of 3 (the head reads more rows than it picks when endpoints are at their room), then one
+    of 50: never more than asked, each row once, each endpoint within its room."""
+    integration = make_integration()
+    hot = Webhook.create(integration=integration, url="http://127.0.0.1:9/hot", events=["hot.*"])
+    calm = Webhook.create(integration=integration, url="http://127.0.0.1:9/calm", events=["calm.*"])
+    for i in range(30):
+        deliveries.fan_out(integration, "hot.event" if i % 3 else "calm.event", {"i": i})
+    seen = []
+    for _ in range(7):
+        claimed = deliveries.claim(3, 30, rooms={hot.id: 2}, cap=5)
+        assert len(claimed) <= 3 and sum(c.webhook_id == hot.id for c in claimed) <= 2
+        seen += claimed
+    rest = deliveries.claim(50, 30, cap=50)
+    ids = [c.id for c in seen + rest]
+    assert len(ids) == len(set(ids)) == 30
+    assert {c.webhook_id for c in rest} <= {hot.id, calm.id}
+    leased = WebhookDelivery.select().where(WebhookDelivery.lease_token.is_null(False)).count()
+    assert leased == 30 and deliveries.claim(50, 30) == []
+
+
 def test_signing_secrets_are_opened_once_and_a_rotation_is_seen_at_once(database, make_integration, keyring):
     from nexusctl.core import webhooks
 

@@ -55,3 +55,27 @@ def test_each_prepared_name_carries_its_statements_text():
     assert statements._prepared_name("nexus_claim_0", "SELECT 1") != statements._prepared_name(
         "nexus_claim_0", "SELECT 2"
     )
+
+
+def test_arrays_passed_as_text_read_back_as_sent(pg_database):
+    """array_text quotes every element: commas, braces, quotes, backslashes, the word NULL and empty strings
+    stay values; None is NULL; numbers, booleans, timestamps and UUIDs cast as PostgreSQL reads them."""
+    import datetime as dt
+
+    texts = ["a,b", "NULL", "", 'say "hi"', "back\\slash", None, " lead", "{}", "é\n\t"]
+    assert pg_database.execute_sql("SELECT %s::text[]", [statements.array_text(texts)]).fetchone()[0] == texts
+    when = dt.datetime(2026, 1, 2, 3, 4, 5, 678, tzinfo=dt.timezone.utc)
+    ids = [uuid.uuid4(), uuid.uuid4()]
+    row = pg_database.execute_sql(
+        "SELECT %s::int[], %s::bool[], %s::timestamptz[], %s::uuid[], %s::jsonb[]",
+        [
+            statements.array_text([1, None, -3]),
+            statements.array_text([True, False]),
+            statements.array_text([when, None]),
+            statements.array_text([ids[0], ids[1].hex]),
+            statements.array_text(['{"a": "x\\"\\\\"}', None]),
+        ],
+    ).fetchone()
+    assert row[0] == [1, None, -3] and row[1] == [True, False] and row[2] == [when, None]
+    assert [uuid.UUID(str(i)) for i in row[3]] == ids
+    assert row[4] == [{"a": 'x"\\'}, None]
