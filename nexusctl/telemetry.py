@@ -58,7 +58,7 @@ def oauth_flow(provider: str, outcome: str) -> None:
 
 
 def delivery_attempt(outcome: str) -> None:
-    """outcome: delivered, retrying, failed, lost (what attempts.record_many answered)."""
+    """outcome: delivered, retrying, failed, disabled, lost, released (what attempts.record_many answered)."""
     if _sink is not None:
         _sink.delivery_attempt(outcome)
 

@@ -14,19 +14,26 @@ Every write is fenced by the claim's lease token: a worker whose lease ran out
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import json
+import logging
 import uuid
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import peewee
+
+from nexusctl.core import deliveries
 from nexusctl.core.deliveries import DISABLE_AFTER, RESPONSE_MAX, retry_delay
 from nexusctl.db import statements
 from nexusctl.db.database import database_proxy, is_postgres
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import Integration, OutboxEvent, Webhook, WebhookAttempt, WebhookDelivery
 from nexusctl.enums import DeliveryStatus
+
+log = logging.getLogger(__name__)
 
 THROTTLED = (429, 503)
 
@@ -42,6 +49,76 @@ class Result:
 
 
 def record_many(batch: list, schedule: tuple[int, ...]) -> list[str]:
+    """Record a batch of attempts (``_record_batch``): the outcomes, in the batch's order.
+
+    A NUL in an answer's body or an error text is stored as U+FFFD (PostgreSQL refuses it in text and
+    ``\\u0000`` in jsonb). Should the batch's statements still fail on one row's values, the batch is recorded
+    one delivery at a time, so one bad row never holds the others' outcomes (which would all be sent again once
+    their leases expire); a delivery whose outcome cannot be stored at all is recorded without the answer's
+    body and error text, or else released (its lease given back: sent again at once). A lost connection or a
+    lock conflict fails the batch as before (the leases bring its deliveries back).
+    """
+    batch = [(claimed, _storable(result)) for claimed, result in batch]
+    try:
+        return _record_batch(batch, schedule)
+    except (peewee.OperationalError, peewee.InterfaceError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - a value the database refused: one at a time
+        if len(batch) == 1:
+            return [_record_alone(*batch[0], schedule, exc)]
+        log.warning("recording %d delivery outcomes failed (%s); recording them one at a time", len(batch), _named(exc))
+    outcomes = []
+    for claimed, result in batch:
+        try:
+            outcomes.extend(_record_batch([(claimed, result)], schedule))
+        except (peewee.OperationalError, peewee.InterfaceError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - this one's values: recorded bare, or released
+            outcomes.append(_record_alone(claimed, result, schedule, exc))
+    return outcomes
+
+
+def _storable(result: Result) -> Result:
+    """The result with any NUL in its body or error text replaced by U+FFFD."""
+    body, error = result.body, result.error
+    if (body is None or "\x00" not in body) and (error is None or "\x00" not in error):
+        return result
+    return dataclasses.replace(
+        result,
+        body=None if body is None else body.replace("\x00", "\ufffd"),
+        error=None if error is None else error.replace("\x00", "\ufffd"),
+    )
+
+
+def _named(exc: BaseException) -> str:
+    """An error's type and first line, short (no values of the rows: a receiver's answer is not logged)."""
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+
+
+def _record_alone(claimed, result: Result, schedule, exc: Exception) -> str:
+    """One delivery whose outcome the database refused: recorded with its status code only (no body, no error
+    text, a plain duration), else released. Never left unrecorded and held."""
+    log.warning(
+        "delivery %s: its outcome could not be stored (%s); recorded without the answer", claimed.id, _named(exc)
+    )
+    code = result.status_code if isinstance(result.status_code, int) and 100 <= result.status_code <= 999 else None
+    bare = Result(
+        started_at=result.started_at,
+        duration_ms=min(max(int(result.duration_ms or 0), 0), 2**31 - 1),
+        status_code=code,
+        error=None if code is not None else f"the outcome could not be stored ({type(exc).__name__})",
+    )
+    try:
+        return _record_batch([(claimed, bare)], schedule)[0]
+    except (peewee.OperationalError, peewee.InterfaceError):
+        raise
+    except Exception as again:  # noqa: BLE001 - given back, to be sent again
+        log.error("delivery %s: cannot be recorded (%s); released to be sent again", claimed.id, _named(again))
+    deliveries.release([claimed])
+    return "released"
+
+
+def _record_batch(batch: list, schedule: tuple[int, ...]) -> list[str]:
     """Record a batch of attempts set-based: a handful of statements and one commit for the lot.
 
     Fencing first: the deliveries are updated only where the claim's lease token still

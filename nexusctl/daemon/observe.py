@@ -87,7 +87,7 @@ class Metrics:
         )
         self.attempts = Counter(
             "nexus_delivery_attempts_total",
-            "Webhook delivery attempts by outcome (delivered, retrying, failed, disabled, lost).",
+            "Webhook delivery attempts by outcome (delivered, retrying, failed, disabled, lost, released).",
             ("outcome",),
             registry=registry,
         )

@@ -197,3 +197,34 @@ def test_a_renewal_moves_on_only_the_leases_still_held(database, make_integratio
     lost = next(c for c in claimed if c.id == taken.id)
     assert attempts.record_many([(lost, _result(200))], SCHEDULE) == ["lost"]
     assert deliveries.renew([], 30)[0] == set()
+
+
+def test_a_row_the_database_refuses_holds_none_of_the_others(database, make_integration, caplog):
+    """A value no database column takes (a duration beyond any integer) in one outcome: the batch is recorded one
+    delivery at a time; the others are recorded as they were, the bad one without its answer."""
+    _, claimed = _queued(make_integration, 3)
+    bad = Result(started_at=utcnow(), duration_ms=2**64, status_code=500, body="boom")
+    outcomes = attempts.record_many(
+        [(claimed[0], _result(200, body="ok")), (claimed[1], bad), (claimed[2], _result(None, error="timed out"))],
+        SCHEDULE,
+    )
+    assert outcomes == ["delivered", "retrying", "retrying"]
+    by_id = {d.id: d for d in WebhookDelivery.select()}
+    assert by_id[claimed[0].id].status == DeliveryStatus.DELIVERED and by_id[claimed[0].id].response["body"] == "ok"
+    assert by_id[claimed[1].id].response == {"status": 500, "body": ""} and by_id[claimed[1].id].error == "HTTP 500"
+    assert by_id[claimed[2].id].error == "timed out"
+    assert all(d.lease_token is None and d.attempts == 1 for d in by_id.values())
+    assert WebhookAttempt.select().count() == 3
+    assert f"delivery {claimed[1].id}: its outcome could not be stored" in caplog.text
+
+
+def test_a_nul_in_an_answer_or_an_error_is_stored_as_a_replacement_character(database, make_integration):
+    _, claimed = _queued(make_integration, 2)
+    outcomes = attempts.record_many(
+        [(claimed[0], _result(500, body="a\x00b")), (claimed[1], _result(None, error="reset\x00by peer"))], SCHEDULE
+    )
+    assert outcomes == ["retrying", "retrying"]
+    by_id = {d.id: d for d in WebhookDelivery.select()}
+    assert by_id[claimed[0].id].response["body"] == "a\ufffdb"
+    assert by_id[claimed[1].id].error == "reset\ufffdby peer"
+    assert {a.response_body for a in WebhookAttempt.select()} == {"a\ufffdb", None}

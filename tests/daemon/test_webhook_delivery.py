@@ -486,3 +486,59 @@ async def test_what_only_the_service_writes_cannot_be_emitted_on_either_route(en
     assert accepted["deliveriesQueued"] == 1
     assert OutboxEvent.select().where(OutboxEvent.type == event_type).count() == 0
     assert WebhookDelivery.select().where(WebhookDelivery.event == event_type).count() == 0
+
+
+@pytest.fixture
+async def nul_receivers(db_url, aiohttp_client, aiohttp_server, monkeypatch, make_integration):
+    """A receiver whose answer holds a NUL byte (500 or 200, by path) and a normal one; each counts its hits."""
+    hits = {"nul": 0, "ok": 0}
+
+    async def nul(request):
+        await request.read()
+        hits["nul"] += 1
+        return web.Response(status=int(request.match_info["status"]), body=b"bad\x00answer")
+
+    async def ok(request):
+        await request.read()
+        hits["ok"] += 1
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/nul/{status}", nul)
+    app.router.add_post("/ok", ok)
+    server = await aiohttp_server(app)
+    monkeypatch.setenv("WEBHOOK_ALLOWED_NETWORKS", "127.0.0.1/32")
+    monkeypatch.setenv("WEBHOOK_RETRY_SCHEDULE", "60")
+    api = await aiohttp_client(create_app(config.load()))
+    return api, f"http://127.0.0.1:{server.port}", make_integration(user_id=OWNER), hits
+
+
+@pytest.mark.parametrize("status", [500, 200])
+async def test_an_answer_holding_a_nul_byte_is_recorded_and_holds_no_other_delivery(nul_receivers, status):
+    api, base, integration, hits = nul_receivers
+    bad = await _create(api, integration, f"{base}/nul/{status}", ["post.*"])
+    good = await _create(api, integration, f"{base}/ok", ["post.*"])
+    await _emit(api, integration, "post.created")  # one event, both webhooks: their outcomes share a record batch
+    (bad_row,) = (
+        await _settled(WebhookDelivery.webhook == uuid.UUID(bad["id"]), timeout=20)
+        if status == 200
+        else [await _left_retrying(uuid.UUID(bad["id"]))]
+    )
+    (good_row,) = await _settled(WebhookDelivery.webhook == uuid.UUID(good["id"]), timeout=20)
+    assert good_row.status == DeliveryStatus.DELIVERED and good_row.attempts == 1
+    assert bad_row.attempts == 1 and bad_row.lease_token is None
+    assert bad_row.response == {"status": status, "body": "bad\ufffdanswer"}  # the NUL stands replaced, no more
+    for row in (bad_row, good_row):
+        assert WebhookAttempt.select().where(WebhookAttempt.delivery == row.id).count() == 1
+    assert hits == {"nul": 1, "ok": 1}
+
+
+async def _left_retrying(webhook_id, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = WebhookDelivery.get(WebhookDelivery.webhook == webhook_id)
+        if row.status == DeliveryStatus.RETRYING:
+            return row
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"not recorded: {row.status} after {row.attempts} attempt(s)")
+
