@@ -93,11 +93,13 @@ class DeliveryWorker:
         self.session: aiohttp.ClientSession | None = None
         self.sent = 0
         self.to_record: list = []
+        # Claims are made one at a time in this process (two at once would each count every endpoint's room
+        # from the same sends in flight, and skip each other's locked rows: an endpoint could get twice its cap).
         # Record batches under way that will claim for the slots they free: the loop leaves the claiming to
-        # them meanwhile (two claims at once in one process read the same due rows and skip each other's
-        # locks, each taking fewer), and is woken when they are done.
+        # them meanwhile, and is woken when they are done.
         self.refilling = 0
-        self.claiming = 0  # slots the loop's claim under way is for
+        # Slots the loop's claim under way is for: a record batch meanwhile claims nothing (the loop refills).
+        self.claiming = 0
         self.flush_now = asyncio.Event()
         self.flusher: asyncio.Task | None = None
         # check_url's verdict per webhook URL: static rules of the text alone (no DNS; the connector checks
@@ -213,7 +215,7 @@ class DeliveryWorker:
                 claimed, locked = [], {}
                 if self.free > 0 and not self.refilling:
                     now = time.monotonic()
-                    self.claiming = self.free  # slots a record batch's claim must leave to this one
+                    self.claiming = self.free  # a record batch claims nothing meanwhile
                     try:
                         claimed, signing, locked = await self.db.run(
                             _claim_and_sign, self.keyring, *self._claim_args(self.free, (), now)
@@ -445,9 +447,16 @@ class DeliveryWorker:
             # database thread: the claim runs after the record's commit, its sends start before the recorded
             # ones end.
             now = time.monotonic()
-            # And those free now that the loop is not claiming (it leaves them to this claim meanwhile).
-            slots = len(batch) + max(self.free - self.claiming, 0)
-            claim = None if self.stopping else self._claim_args(slots, [i.webhook_id for i, _, _ in batch], now)
+            # And those free now. Claims in this process are made one at a time: while the loop's claim is under
+            # way this batch claims nothing and leaves the slots to the loop (woken below). Two claims at once
+            # would each count every endpoint's room from the same sends in flight and, skipping each other's
+            # locked rows, take different deliveries for it: up to twice WEBHOOK_CONCURRENCY_PER_ENDPOINT.
+            slots = len(batch) + self.free
+            claim = (
+                None
+                if self.stopping or self.claiming
+                else self._claim_args(slots, [i.webhook_id for i, _, _ in batch], now)
+            )
             self.refilling += claim is not None
             try:
                 outcomes, claimed = await self.db.run(

@@ -17,7 +17,9 @@ from standardwebhooks.webhooks import Webhook as Verifier
 from support.tokens import auth_header, configured_secret
 
 from nexusctl import config
-from nexusctl.daemon.app import create_app
+from nexusctl.daemon import delivery
+from nexusctl.daemon.app import WORKER, create_app
+from nexusctl.daemon.dbexec import DbExecutor
 from nexusctl.db.models import OutboxEvent, WebhookAttempt, WebhookDelivery
 from nexusctl.enums import DeliveryStatus, Provider
 
@@ -542,3 +544,93 @@ async def _left_retrying(webhook_id, timeout=20.0):
         await asyncio.sleep(0.05)
     raise AssertionError(f"not recorded: {row.status} after {row.attempts} attempt(s)")
 
+
+@pytest.mark.parametrize("cap", [1, 2])
+async def test_the_per_endpoint_cap_holds_while_a_record_batch_and_the_loop_both_would_claim(
+    db_url, aiohttp_client, aiohttp_server, monkeypatch, make_integration, cap
+):
+    """The worker's loop claims (woken by new events) while another endpoint's outcome is recorded: the record
+    batch must not claim for the endpoint as well, or it gets more than WEBHOOK_CONCURRENCY_PER_ENDPOINT requests
+    at once. The loop's claim is held open (in the worker, before its database call) until the outcome is
+    recorded, so the two overlap on any machine, however loaded."""
+    capped = {"now": 0, "most": 0, "hits": 0}
+    answer_capped, answer_other = asyncio.Event(), asyncio.Event()
+    other_hits = []
+
+    async def capped_handler(request):
+        await request.read()
+        capped["hits"] += 1
+        capped["now"] += 1
+        capped["most"] = max(capped["most"], capped["now"])
+        await answer_capped.wait()
+        capped["now"] -= 1
+        return web.Response(text="ok")
+
+    async def other_handler(request):
+        await request.read()
+        other_hits.append(1)
+        await answer_other.wait()
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/capped", capped_handler)
+    app.router.add_post("/other", other_handler)
+    server = await aiohttp_server(app)
+    base = f"http://127.0.0.1:{server.port}"
+    monkeypatch.setenv("WEBHOOK_ALLOWED_NETWORKS", "127.0.0.1/32")
+    monkeypatch.setenv("WEBHOOK_CONCURRENCY", "8")
+    monkeypatch.setenv("WEBHOOK_CONCURRENCY_PER_ENDPOINT", str(cap))
+    monkeypatch.setenv("WEBHOOK_RETRY_SCHEDULE", "60")
+    hold = {"armed": False, "entered": asyncio.Event(), "go": asyncio.Event(), "done": asyncio.Event()}
+    run = DbExecutor.run
+
+    async def held_run(self, fn, *args, **kwargs):  # the loop's claim, held open once armed
+        if fn is not delivery._claim_and_sign or not hold["armed"]:
+            return await run(self, fn, *args, **kwargs)
+        hold["armed"] = False
+        hold["entered"].set()
+        await hold["go"].wait()
+        try:
+            return await run(self, fn, *args, **kwargs)
+        finally:
+            hold["done"].set()
+
+    monkeypatch.setattr(DbExecutor, "run", held_run)
+    api = await aiohttp_client(create_app(config.load()))
+    worker = api.server.app[WORKER]
+    integration = make_integration(user_id=OWNER)
+    hook = await _create(api, integration, f"{base}/capped", ["capped.*"])
+    await _create(api, integration, f"{base}/other", ["other.*"])
+    try:
+        await _emit(api, integration, "other.a")  # in flight at the other receiver, answered when told
+        await _until(lambda: other_hits)
+        hold["armed"] = True
+        answer = await api.post(
+            "/integrations/events",
+            json={"events": [{"integrationId": str(integration.id), "type": "capped.a"}] * (2 * cap)},
+            headers=auth(),
+        )
+        assert answer.status == 202, await answer.text()
+        await asyncio.wait_for(hold["entered"].wait(), 30)  # the loop's claim is under way (its rooms counted)
+        answer_other.set()  # its outcome's record batch runs meanwhile
+        await _until(lambda: worker.counts["record_batches"] >= 1)
+        hold["go"].set()
+        await asyncio.wait_for(hold["done"].wait(), 30)
+        # Every send the worker started to the capped endpoint has arrived (and waits for its answer).
+        hook_id = uuid.UUID(hook["id"])
+        await _until(lambda: worker.claiming == 0 and worker.inflight[hook_id] == capped["now"] > 0)
+        assert capped["most"] <= cap, capped
+    finally:
+        answer_capped.set()
+        answer_other.set()
+        hold["go"].set()
+    rows = await _settled(WebhookDelivery.webhook == uuid.UUID(hook["id"]), timeout=30)
+    assert len(rows) == 2 * cap and all(r.status == DeliveryStatus.DELIVERED and r.attempts == 1 for r in rows)
+    assert capped["hits"] == 2 * cap and capped["most"] <= cap, capped
+
+
+async def _until(condition, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        await asyncio.sleep(0.01)
