@@ -52,7 +52,7 @@ MAX_ROUNDS = 3
 # lease is left; otherwise it gives the lease back and is claimed again with a fresh one.
 LONGEST_REFRESH = dt.timedelta(seconds=2 * 20 + 10)
 CALL_GRACE = 5.0  # seconds a stopping sweep lets provider calls under way answer before it cancels them
-STOP_WAIT = 15.0  # seconds a stopping sweep waits for the stores of refreshes whose provider answered
+STOP_WAIT = 8.0  # seconds a stopping sweep then waits for the stores of refreshes whose provider answered
 
 
 def _free(now):
@@ -709,10 +709,12 @@ async def sweep(
         # A refresh whose provider answered is stored even when the pass stops (its rotated token): wait for the
         # running ones and the batch being stored, bounded (the daemon waits for this pass before it closes the
         # database). asyncio.wait does not cancel what it waits for.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STOP_WAIT
         if running:
             await asyncio.wait(list(running), timeout=STOP_WAIT)
-        if stores.storing is not None:
-            await asyncio.wait([stores.storing], timeout=STOP_WAIT)
+        if stores.storing is not None and deadline > loop.time():
+            await asyncio.wait([stores.storing], timeout=deadline - loop.time())
         for row_id, lease, *_ in ready:  # claimed ahead but not started (the pass stopped): give the leases back
             await asyncio.shield(svc.run(_release, row_id, lease))
     if errors:
