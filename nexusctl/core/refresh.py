@@ -47,6 +47,12 @@ log = logging.getLogger(__name__)
 
 LEASE = dt.timedelta(seconds=60)  # longer than a provider call can take (20 s timeout)
 MAX_ROUNDS = 3
+# The longest a refresh can hold its lease: two provider calls (Salesforce's refresh makes two, 20 s timeout
+# each) and its store. A row the sweep claimed ahead starts its refresh only while at least this much of its
+# lease is left; otherwise it gives the lease back and is claimed again with a fresh one.
+LONGEST_REFRESH = dt.timedelta(seconds=2 * 20 + 10)
+CALL_GRACE = 5.0  # seconds a stopping sweep lets provider calls under way answer before it cancels them
+STOP_WAIT = 8.0  # seconds a stopping sweep then waits for the stores of refreshes whose provider answered
 
 
 def _free(now):
@@ -617,6 +623,7 @@ async def sweep(
     calling: set[asyncio.Task] = set()  # of those, the ones whose provider call is not done: the places taken
     freed = asyncio.Event()
     errors: list[BaseException] = []
+    requeued: set = set()  # given back once for a fresh lease (waited too long for a place)
 
     async def store(_svc, *args) -> bool:
         calling.discard(asyncio.current_task())  # the provider answered: its place is free while it is stored
@@ -630,9 +637,14 @@ async def sweep(
             errors.append(task.exception())  # not a refresh's failure (those are counted): the pass's, raised
         freed.set()
 
-    def start() -> None:
+    def start() -> list:
+        """Start what fits; returns the rows whose lease no longer covers a refresh (to give back)."""
+        stale = []
         while ready and len(calling) < slots:
-            row_id, lease, loaded = ready.popleft()
+            row_id, lease, loaded, claimed_at = ready.popleft()
+            if utcnow() - claimed_at > LEASE - LONGEST_REFRESH:
+                stale.append((row_id, lease))
+                continue
             task = asyncio.create_task(one(row_id, lease, loaded))
             running.add(task)
             calling.add(task)
@@ -642,38 +654,68 @@ async def sweep(
     # due integrations ahead for each place (up to twice ``concurrency`` in hand), so each claim takes at least
     # ``concurrency`` rows; their provider calls run at once, and a refresh's place is free again once its
     # provider answered: all that answered while the previous store ran are stored together (``_Stores``).
-    # The database work is paid per batch. A claimed row waits at most one round for its place,
-    # far within its lease.
+    # The database work is paid per batch. A claimed row waits about one round for its place; one that waited
+    # so long that its lease would not cover the longest refresh is given back and claimed again (``start``).
     try:
         while pending or ready or running:
             if errors:  # the pass failed (not a refresh: those are counted): no more claims, the running finish
                 pending.clear()
                 while ready:
-                    row_id, lease, _ = ready.popleft()
+                    row_id, lease, *_ = ready.popleft()
                     await svc.run(_release, row_id, lease)
             if pending and len(calling) + len(ready) <= slots:
                 wanted = [pending.popleft() for _ in range(min(2 * slots - len(calling) - len(ready), len(pending)))]
                 lease = uuid.uuid4()  # one per claim: each row is fenced by its id and this
+                claimed_at = utcnow()  # no later than the claim's own now: its lease ends LEASE after that or later
                 claimed = await svc.run(_claim_expiring_many, svc.keyring, wanted, lease, window, lead, since)
                 for row_id in wanted:
                     loaded = claimed.get(row_id)
                     if loaded is None or isinstance(loaded, KeyNotConfigured):
                         finished("skipped")  # refreshed elsewhere meanwhile, or a key this process lacks
                     else:
-                        ready.append((row_id, lease, loaded))
-            start()
+                        ready.append((row_id, lease, loaded, claimed_at))
+            stale = start()
+            if stale:
+                # Waited too long for a place: its provider call could outlast the lease, and another refresher
+                # would then use the same refresh token. Give the leases back (fenced: only if still ours) and
+                # claim them again with fresh ones; a row that waits too long twice is left to the next pass.
+                for row_id, lease in stale:
+                    await svc.run(_release, row_id, lease)
+                    if row_id in requeued:
+                        finished("skipped")
+                    else:
+                        requeued.add(row_id)
+                        pending.appendleft(row_id)
+                continue
             if not running or (pending and len(calling) + len(ready) <= slots):
                 continue
             freed.clear()
             await freed.wait()
-    except asyncio.CancelledError:  # the daemon is stopping: what is under way gives its lease back
-        for task in running:
+    except asyncio.CancelledError:
+        # The daemon is stopping. Provider calls under way get a moment to answer (a rotating provider that
+        # answered after we hung up has killed the refresh token we hold); those still at the provider then give
+        # their lease back. Not those whose provider answered: their (maybe rotated) tokens are being stored.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CALL_GRACE
+        while calling and deadline > loop.time():
+            freed.clear()
+            waiter = asyncio.ensure_future(freed.wait())
+            await asyncio.wait([waiter], timeout=deadline - loop.time())
+            waiter.cancel()
+        for task in calling:
             task.cancel()
         raise
     finally:
-        if running:  # a refresh whose provider answered is stored even when the pass stops (its rotated token)
-            await asyncio.gather(*running, return_exceptions=True)
-        for row_id, lease, _ in ready:  # claimed ahead but not started (the pass stopped): give the leases back
+        # A refresh whose provider answered is stored even when the pass stops (its rotated token): wait for the
+        # running ones and the batch being stored, bounded (the daemon waits for this pass before it closes the
+        # database). asyncio.wait does not cancel what it waits for.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STOP_WAIT
+        if running:
+            await asyncio.wait(list(running), timeout=STOP_WAIT)
+        if stores.storing is not None and deadline > loop.time():
+            await asyncio.wait([stores.storing], timeout=deadline - loop.time())
+        for row_id, lease, *_ in ready:  # claimed ahead but not started (the pass stopped): give the leases back
             await asyncio.shield(svc.run(_release, row_id, lease))
     if errors:
         raise errors[0]

@@ -133,15 +133,15 @@ async def _stop(starting: asyncio.Task, stop) -> None:
 
 
 async def _jobs(app: web.Application):
-    from nexusctl.daemon.jobs import start_scheduler  # start-up: APScheduler loads with the scheduler
+    from nexusctl.daemon.jobs import start_scheduler, stop_scheduler  # start-up: APScheduler loads with it
 
     scheduler = []
 
     async def start():
         scheduler.append(start_scheduler(app[SETTINGS], app[SERVICES]))
 
-    async def stop():
-        scheduler[0].shutdown(wait=False)
+    async def stop():  # before the database closes (cleanup runs in reverse): interrupted runs store what they got
+        await stop_scheduler(scheduler[0])
 
     starting = asyncio.create_task(_when_listening(app, start))
     yield

@@ -56,12 +56,38 @@ def start_scheduler(settings, services) -> AsyncIOScheduler:
             coalesce=True,
             next_run_time=first,
         )
+    scheduler.nexus_runs = set()  # the runs under way (their tasks), waited for by ``stop_scheduler``
     scheduler.start()
     # Held on the scheduler so the task is not collected before it has written.
     scheduler.nexus_announced = asyncio.get_running_loop().create_task(
         _announce(scheduler, services, me, [(name, seconds) for name, _, seconds, _ in jobs])
     )
     return scheduler
+
+
+# Seconds the daemon waits for interrupted runs to wind up (the sweep: 5 s for provider calls to answer, then their
+# stores); with the 10 s for requests this stays within the README's systemd TimeoutStopSec=30.
+STOP_TIMEOUT = 15.0
+
+
+async def stop_scheduler(scheduler: AsyncIOScheduler, timeout: float = STOP_TIMEOUT) -> None:
+    """Stop triggering, interrupt the runs under way and wait for them to wind up (bounded), while the database is
+    still open: an interrupted refresh sweep stores the tokens its provider calls already returned (a rotated
+    refresh token lost here would kill the grant at the next refresh)."""
+    runs = set(scheduler.nexus_runs)
+    scheduler.shutdown(wait=False)  # cancels the runs under way (APScheduler's executor)
+    for task in runs:
+        if not task.cancelling():  # one the executor no longer tracked
+            task.cancel()
+    if not runs:
+        return
+    _, late = await asyncio.wait(runs, timeout=timeout)
+    if late:
+        log.warning(
+            "%d scheduled job run(s) still under way %.0f s after the daemon began stopping: stopping without them",
+            len(late),
+            timeout,
+        )
 
 
 def _next_run(scheduler: AsyncIOScheduler, name: str) -> dt.datetime | None:
@@ -82,6 +108,8 @@ def _recorded(scheduler, services, me: str, name: str, work):
     """``work`` with its start, outcome and the next run written to job_runs around it."""
 
     async def run():
+        task = asyncio.current_task()
+        scheduler.nexus_runs.add(task)
         try:
             await _run_recorded(scheduler, services, me, name, work)
         except asyncio.CancelledError:
@@ -89,6 +117,8 @@ def _recorded(scheduler, services, me: str, name: str, work):
             # returning (not re-raising) keeps its "raised an exception" traceback out of the log;
             # claimed work is fenced by leases, so a run cut short leaves nothing half-done.
             log.info("%s interrupted: the daemon is stopping", name)
+        finally:
+            scheduler.nexus_runs.discard(task)
 
     run.__name__ = name.replace("-", "_")
     return run

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 
 from support import clock
 from support.waiting import wait_for
@@ -87,3 +88,73 @@ def test_a_lease_taken_over_mid_batch_is_not_stored_and_the_others_are(stack, fr
         assert len(_events(stack, integration, "integration.refreshed")) == 1, integration
     for integration in set(ids) - {taken}:
         assert _row(stack, integration)[:3] == (0, None, True)
+
+
+def test_a_claimed_ahead_row_that_waited_too_long_is_claimed_again_before_its_provider_call(stack, fresh_emulators):
+    """The sweep claims a round ahead (ten rows for five places). When the first five's provider calls take long,
+    the five waiting rows have little lease left: each is given back and claimed again with a fresh lease before
+    its provider call, so a refresh that comes after the old lease ran out waits for the sweep's instead of
+    calling the provider with the same refresh token (one provider call per integration)."""
+    emu = stack.emulators["YOUTUBE"]
+    user_of = {**_connected(stack, "YOUTUBE"), **_connected(stack, "YOUTUBE")}
+    ids = list(user_of)
+    before = emu.calls["refresh"]
+    emu.delay("refresh", 5)
+    try:
+        expire_in(stack, 120, ids[0])
+        wait_for(lambda: emu.calls["refresh"] == before + BATCH, 20, "the first five at the provider")
+        clock.pass_until(stack.emulators, clock.now(stack.emulators), margin=50)  # the five waiting: 10 s of lease left
+        wait_for(lambda: emu.calls["refresh"] == before + 2 * BATCH, 30, "the next five at the provider")
+        clock.pass_until(stack.emulators, clock.now(stack.emulators), margin=15)  # the first claim's leases are over
+        waiting = [i for i in ids if not _far(stack, i)]
+        assert len(waiting) == BATCH
+        taken = waiting[0]
+        answer = stack.api("POST", f"/integrations/{taken}/refresh", user=user_of[taken])
+        assert answer.status == 200, answer.text
+        wait_for(lambda: all(_far(stack, i) for i in ids), 30, "all refreshed")
+        wait_for(lambda: all(_row(stack, i)[3] is None for i in ids), 20, "every lease given back")
+    finally:
+        emu.delay("refresh", 0)
+    assert emu.calls["refresh"] == before + 2 * BATCH  # the user's refresh waited for the sweep's
+    (stored,) = stack.sql("SELECT expires_at FROM integrations WHERE id = %s", taken)[0]
+    assert clock.aware(stored) == clock.aware(answer.json()["data"]["expiresAt"])
+    for integration in ids:
+        assert len(_events(stack, integration, "integration.refreshed")) == 1, integration
+        assert _row(stack, integration)[:3] == (0, None, True), integration
+
+
+def _connect_discord(stack, n: int) -> dict:
+    """``n`` Discord integrations (a rotating provider), each a different Discord account: {integration: user}."""
+    emu, user_of = stack.emulators["DISCORD"], {}
+    for _ in range(n):
+        emu.account = {**emu.account, "id": str(uuid.uuid4().int)[:18]}
+        user = uuid.uuid4()
+        result = stack.connect("DISCORD", user)
+        assert result["status"] == "success", result
+        user_of[result["integrationId"]] = user
+    return user_of
+
+
+def test_a_stopping_daemon_stores_the_tokens_its_provider_calls_returned(stack, fresh_emulators):
+    """SIGTERM while the sweep's refreshes of a rotating provider are at the provider: the daemon lets them answer
+    and stores the rotated tokens before it closes its database; none is lost (the next refresh works)."""
+    emu = stack.emulators["DISCORD"]
+    user_of = _connect_discord(stack, BATCH)
+    ids = list(user_of)
+    before = emu.calls["refresh"]
+    emu.delay("refresh", 2)
+    try:
+        expire_in(stack, 120, ids[0])
+        wait_for(lambda: emu.calls["refresh"] == before + BATCH, 20, "the five at the provider")
+        stack.restart()  # SIGTERM (and wait for the exit) while the five are at the provider
+    finally:
+        emu.delay("refresh", 0)
+    assert emu.calls["refresh"] == before + BATCH
+    for integration in ids:  # stored before the old daemon exited
+        assert _far(stack, integration), integration
+        assert _row(stack, integration)[1:] == (None, True, None), integration
+        assert len(_events(stack, integration, "integration.refreshed")) == 1, integration
+    for integration in ids:  # the stored refresh token is the one the provider issued last: it still works
+        answer = stack.api("POST", f"/integrations/{integration}/refresh", user=user_of[integration])
+        assert answer.status == 200, answer.text
+    assert emu.calls["refresh"] == before + 2 * BATCH
