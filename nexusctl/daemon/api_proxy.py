@@ -65,6 +65,21 @@ def _split(request: web.Request) -> tuple[str, str, int]:
     return path, "&".join(kept), int(retries)
 
 
+# The caller's Connection as the front relays it: nginx never passes a caller's own on (to the daemon, the grant
+# or the provider) and does not drop the headers it names, which the proxy route does (providers.proxy).
+FRONT_CONNECTION_HEADER = "X-Nexus-Connection"
+
+
+def _caller_headers(request: web.Request) -> dict:
+    """The caller's headers, its Connection whole: every line of it, and what the front relays. A token there can
+    only keep a header from the provider (or send a call the daemon's own way), never let one through."""
+    named = [*request.headers.getall("Connection", ()), *request.headers.getall(FRONT_CONNECTION_HEADER, ())]
+    headers = {k: v for k, v in request.headers.items() if k.lower() != "connection"}
+    if named:
+        headers["Connection"] = ", ".join(named)
+    return headers
+
+
 async def _body(request: web.Request) -> bytes | None:
     if request.content_length is not None and request.content_length > proxy.MAX_BODY_BYTES:
         raise PayloadTooLarge(f"the request body is over {proxy.MAX_BODY_BYTES // (1024 * 1024)} MB")
@@ -82,7 +97,7 @@ async def _body(request: web.Request) -> bytes | None:
 async def forward(request: web.Request) -> web.StreamResponse:
 
     path, query, retries = _split(request)
-    call = proxy.ProxyRequest(request.method, path, query, dict(request.headers), None, retries)
+    call = proxy.ProxyRequest(request.method, path, query, _caller_headers(request), None, retries)
     proxy.check_request(call)  # a bad path is a 400 before the body is read or the integration looked up
     call.body = await _body(request)
     observe = request.app[METRICS].proxy_call
@@ -157,7 +172,7 @@ async def grant(request: web.Request) -> web.StreamResponse:
     request[PRINCIPAL] = request.app[VERIFIER].verify(request.headers.get("Authorization"))
     path, query, retries = _split(request)
     method = request.headers.get(FRONT_METHOD_HEADER, "GET").upper()
-    call = proxy.ProxyRequest(method, path, query, dict(request.headers), None, retries)
+    call = proxy.ProxyRequest(method, path, query, _caller_headers(request), None, retries)
     granted = await proxy.grant(request.app[SERVICES], request.match_info["id"], call, owner_id=_owner(request))
     if isinstance(granted, str):
         return web.Response(status=409, headers={FALLBACK_HEADER: granted, "Cache-Control": "no-store"})

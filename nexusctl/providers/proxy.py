@@ -66,6 +66,7 @@ DROPPED_REQUEST = frozenset(
         "X-Real-IP",
         "X-Request-Id",
         "X-Nexus-Retries",
+        "X-Nexus-Connection",
         "X-Shopify-Access-Token",
         "Access-Token",
         "developer-token",

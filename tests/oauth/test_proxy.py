@@ -98,12 +98,14 @@ def bearer(stack, user, *roles) -> str:
 
 
 def raw_request(stack, method: str, target: str, *, user, headers=None, body: bytes | None = None):
-    """A request whose target goes on the wire exactly as written (no client normalising it)."""
+    """A request whose target goes on the wire exactly as written (no client normalising it); ``headers`` a dict,
+    or (name, value) pairs for a header sent on several lines."""
     parts = urllib.parse.urlsplit(stack.base)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
     try:
         conn.putrequest(method, target, skip_accept_encoding=True)
-        for name, value in {"Authorization": bearer(stack, user), **(headers or {})}.items():
+        pairs = headers.items() if isinstance(headers, dict) else headers or ()
+        for name, value in [("Authorization", bearer(stack, user)), *pairs]:
             conn.putheader(name, value)
         if body is not None:
             conn.putheader("Content-Length", str(len(body)))
@@ -352,6 +354,19 @@ def test_the_callers_credentials_cookies_and_hop_by_hop_headers_stay_behind(stac
     for name in ("cookie", "proxy-authorization", "x-private-hop", "x-forwarded-for"):
         assert name not in seen, name
     assert seen.get("x-custom") == "passes" and seen.get("accept") == "application/json"
+    # Connection on several lines is one list (RFC 9110 5.3): a header named on any line stays behind.
+    for lines in (("X-Private-Hop", "keep-alive"), ("keep-alive", "X-Private-Hop")):
+        pairs = [*(("Connection", line) for line in lines), ("X-Private-Hop", "hop-value"), ("X-Custom", "passes")]
+        status, _answer_headers, body = raw_request(stack, "GET", target, user=user, headers=pairs)
+        assert status == 200, body[:200]
+        seen = {k.lower(): v for k, v in emu.last_headers.items()}
+        assert "x-private-hop" not in seen and seen.get("x-custom") == "passes", (lines, seen)
+    # The Connection the nginx front relays (X-Nexus-Connection) is read the same way, and never forwarded.
+    pairs = [("X-Nexus-Connection", "X-Private-Hop"), ("X-Private-Hop", "hop-value")]
+    status, _answer_headers, body = raw_request(stack, "GET", target, user=user, headers=pairs)
+    assert status == 200, body[:200]
+    seen = {k.lower() for k in emu.last_headers}
+    assert "x-private-hop" not in seen and "x-nexus-connection" not in seen, seen
 
 
 def test_request_bodies_over_10_mb_are_refused(stack):

@@ -27,6 +27,12 @@ def nginx_binary() -> str | None:
     return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.path.exists(p)), None)
 
 
+def nginx_version() -> tuple[int, ...]:
+    """The installed nginx's version, e.g. (1, 22, 1)."""
+    out = subprocess.run([nginx_binary(), "-v"], capture_output=True, text=True).stderr
+    return tuple(int(part) for part in re.search(r"nginx/(\d+(?:\.\d+)*)", out).group(1).split("."))
+
+
 LUA_MODULES = ("/usr/lib/nginx/modules/ndk_http_module.so", "/usr/lib/nginx/modules/ngx_http_lua_module.so")
 _GRANT_FIELDS = (
     ("nexus_target", "X-Nexus-Target"),
