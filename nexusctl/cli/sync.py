@@ -7,6 +7,7 @@ import typer
 
 from nexusctl.cli.context import out, state
 from nexusctl.cli.options import Cursor, Json, Limit, ProviderFilter, SyncStatusFilter
+from nexusctl.cli.output import printable
 from nexusctl.core import sync_logs
 from nexusctl.core.paging import DEFAULT_LIMIT
 from nexusctl.core.serializers import sync_log_to_dict
@@ -156,11 +157,11 @@ def _finish(ctx, rows: list[dict], as_json: bool, *, skip_taken: bool = False) -
         output.json(rows)
     else:
         for row in rows:
-            output.value(_summary(row))
+            output.value(printable(_summary(row)))  # its error quotes the provider's answer
     failed = [row for row in rows if row["status"] == "FAILED"]
     if skip_taken:
         for row in taken:
-            sys.stderr.write(f"skipped: {_taken(row)}\n")
+            sys.stderr.write(f"skipped: {printable(_taken(row))}\n")
     elif taken and not failed:
         first = taken[0]
         for row in taken[1:]:

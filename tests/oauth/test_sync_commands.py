@@ -96,6 +96,13 @@ def test_cli_sync_run_one_and_all_with_exit_codes(stack, fresh_emulators):
     assert {r["status"] for r in rows if r["integrationId"] == discord} == {"FAILED"}
     assert "sync runs failed" in failing.stderr and "Traceback" not in failing.stderr
 
+    # A provider's error text reaches the operator's terminal escaped, never obeyed (a title change, a clear).
+    stack.emulators["DISCORD"].fail_next("guilds", 400, body={"message": "bad\x1b]0;pwned\x07\x1b[2J"})
+    shown = stack.cli("sync", "run", discord)
+    assert shown.returncode == 24, shown.stderr
+    assert "\x1b" not in shown.stdout + shown.stderr and "\x07" not in shown.stdout + shown.stderr
+    assert "bad\\x1b]0;pwned" in shown.stdout, shown.stdout
+
 
 def test_cli_sync_refuses_bad_input_with_one_line(stack, fresh_emulators):
     _, slack = _connected(stack, "SLACK")
