@@ -106,7 +106,7 @@ def _prepared_name(prefix: str, sql: str) -> str:
     return f"{prefix}_{hashlib.sha1(sql.encode()).hexdigest()[:16]}"
 
 
-def run(name: str, sql: str, params: list):
+def run(name: str, sql: str, params: list, *, execute=None):
     """``execute_sql(sql, params)`` (autocommitted, outside a transaction); on PostgreSQL prepared as ``name``
     (with a hash of ``sql``) once per connection and run with EXECUTE."""
     global _off
@@ -121,7 +121,8 @@ def run(name: str, sql: str, params: list):
             numbered = iter(range(1, sql.count("%s") + 1))
             database_proxy.execute_sql(f"PREPARE {name} AS " + _MARK.sub(lambda _: f"${next(numbered)}", sql))
             names.add(name)
-        return database_proxy.execute_sql(f"EXECUTE {name}({', '.join(['%s'] * len(params))})", params)
+        statement = execute(name, sql) if execute else f"EXECUTE {name}({', '.join(['%s'] * len(params))})"
+        return database_proxy.execute_sql(statement, params)
     except peewee.DatabaseError as exc:
         if getattr(exc.__context__, "pgcode", None) not in _LOST:  # psycopg2's error, wrapped by peewee
             raise
@@ -197,25 +198,7 @@ def _execute_sql(name: str, sql: str) -> str:
 
 def run_typed(name: str, sql: str, params: list):
     """``run`` for a statement whose parameters carry their casts (``%s::uuid[]``); the same on SQLite."""
-    global _off
-    if _off or not is_postgres(database_proxy) or database_proxy.in_transaction():
-        return database_proxy.execute_sql(sql, params)
-    name = _prepared_name(name, sql)
-    connection = database_proxy.connection()
-    with _lock:
-        names = _prepared.setdefault(connection, set())
-    try:
-        if name not in names:
-            numbered = iter(range(1, sql.count("%s") + 1))
-            database_proxy.execute_sql(f"PREPARE {name} AS " + _MARK.sub(lambda _: f"${next(numbered)}", sql))
-            names.add(name)
-        return database_proxy.execute_sql(_execute_sql(name, sql), params)
-    except peewee.DatabaseError as exc:
-        if getattr(exc.__context__, "pgcode", None) not in _LOST:
-            raise
-        _off = True
-        log.warning("prepared statements are not kept between calls (a connection pooler?): not preparing any more")
-        return database_proxy.execute_sql(sql, params)
+    return run(name, sql, params, execute=_execute_sql)
 
 
 def one_write() -> bool:
