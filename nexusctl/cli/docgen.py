@@ -26,6 +26,7 @@ from nexusctl import errors
 from nexusctl.cli import manpage
 from nexusctl.cli.doctree import PROG, command_tree
 from nexusctl.cli.main import EXIT_BROKEN_PIPE, EXIT_INTERNAL, EXIT_INTERRUPTED
+from nexusctl.cli.options import EXIT_TIMED_OUT
 from nexusctl.config_table import TABLE, Family
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,6 +60,7 @@ def exit_status() -> list[tuple[str, str]]:
         names = ", ".join(f"`{c.code}`" for c in classes)
         rows.append((str(code), f"{names}: {(classes[0].__doc__ or '').strip()}"))
     rows += [
+        (str(EXIT_TIMED_OUT), "`events tail --timeout` ran out before `--exit-after` events came (as timeout(1) exits)."),
         (str(EXIT_INTERRUPTED), "Interrupted (Ctrl-C)."),
         (str(EXIT_BROKEN_PIPE), "The reader of standard output went away (`nexusctl ... | head`)."),
     ]

@@ -11,6 +11,7 @@ import typer
 from nexusctl import clock
 from nexusctl.cli.context import out, state
 from nexusctl.cli.options import (
+    EXIT_TIMED_OUT,
     Cursor,
     Json,
     Limit,
@@ -99,7 +100,7 @@ def tail_cmd(
     ] = None,
     timeout: Annotated[
         str | None,
-        typer.Option("--timeout", help="Give up after this long (30s, 5m); exit 1 if --exit-after was not reached."),
+        typer.Option("--timeout", help="Give up after this long (30s, 5m); exit 124 if --exit-after was not reached."),
     ] = None,
     as_json: Json = False,
 ) -> None:
@@ -140,7 +141,7 @@ def tail_cmd(
         while exit_after is None or new < exit_after:
             if limit_s is not None and time.monotonic() - started > limit_s:
                 output.error(f"timed out after {timeout} with {new} new events")
-                raise typer.Exit(1)
+                raise typer.Exit(EXIT_TIMED_OUT)
             for event in outbox.newer_than(cursor, event_type=event_type, integration_id=integration):
                 if event.id in seen:
                     continue

@@ -17,6 +17,10 @@ from nexusctl.enums import DeliveryStatus, Provider, SyncStatus
 from nexusctl.errors import UsageProblem
 from nexusctl.logtext import TextFormatter
 
+# A wait with a time limit ran out (`events tail --timeout`): 124, as timeout(1) exits, so that a script tells it
+# from a bug (1, INTERNAL_ERROR).
+EXIT_TIMED_OUT = 124
+
 # Shell completion (typer's autocompletion=): each runs only when the shell asks, so what it needs beyond the
 # enums loads then, never on an ordinary start.
 
