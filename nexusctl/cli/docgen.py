@@ -60,7 +60,10 @@ def exit_status() -> list[tuple[str, str]]:
         names = ", ".join(f"`{c.code}`" for c in classes)
         rows.append((str(code), f"{names}: {(classes[0].__doc__ or '').strip()}"))
     rows += [
-        (str(EXIT_TIMED_OUT), "`events tail --timeout` ran out before `--exit-after` events came (as timeout(1) exits)."),
+        (
+            str(EXIT_TIMED_OUT),
+            "`events tail --timeout` ran out before `--exit-after` events came (as timeout(1) exits).",
+        ),
         (str(EXIT_INTERRUPTED), "Interrupted (Ctrl-C)."),
         (str(EXIT_BROKEN_PIPE), "The reader of standard output went away (`nexusctl ... | head`)."),
     ]

@@ -137,25 +137,24 @@ def tail_cmd(
         seen.add(event.id)
         cursor = (event.created_at, event.id)
     new, started = 0, time.monotonic()
-    try:
-        while exit_after is None or new < exit_after:
-            if limit_s is not None and time.monotonic() - started > limit_s:
-                output.error(f"timed out after {timeout} with {new} new events")
-                raise typer.Exit(EXIT_TIMED_OUT)
-            for event in outbox.newer_than(cursor, event_type=event_type, integration_id=integration):
-                if event.id in seen:
-                    continue
-                seen.add(event.id)
-                show(event)
-                cursor = max(cursor, (event.created_at, event.id), key=lambda c: c[0])
-                new += 1
-                if exit_after is not None and new >= exit_after:
-                    break
-            if len(seen) > 10_000:  # only the look-back window needs remembering
-                seen = {event_id for event_id in list(seen)[-1000:]}
-            time.sleep(0.5)  # following a table: a poll, as `tail -f` does on a file
-    except KeyboardInterrupt:
-        pass
+    # Ctrl-C ends it as any command's: "interrupted", exit 130 (the root group's handler), so a script tells
+    # an interrupted wait from one that saw its events.
+    while exit_after is None or new < exit_after:
+        if limit_s is not None and time.monotonic() - started > limit_s:
+            output.error(f"timed out after {timeout} with {new} new events")
+            raise typer.Exit(EXIT_TIMED_OUT)
+        for event in outbox.newer_than(cursor, event_type=event_type, integration_id=integration):
+            if event.id in seen:
+                continue
+            seen.add(event.id)
+            show(event)
+            cursor = max(cursor, (event.created_at, event.id), key=lambda c: c[0])
+            new += 1
+            if exit_after is not None and new >= exit_after:
+                break
+        if len(seen) > 10_000:  # only the look-back window needs remembering
+            seen = {event_id for event_id in list(seen)[-1000:]}
+        time.sleep(0.5)  # following a table: a poll, as `tail -f` does on a file
 
 
 @app.command("emit")

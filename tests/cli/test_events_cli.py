@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import uuid
@@ -130,6 +131,26 @@ def test_tail_prints_the_latest_then_follows_new_events(history, db_url):
     assert tail.returncode == 0, err
     followed = [json.loads(line) for line in out.splitlines()]
     assert [f["id"] for f in followed] == [str(r.id) for r in later]
+
+
+def test_tail_interrupted_by_ctrl_c_exits_130(history):
+    """Ctrl-C (SIGINT) ends a follow as it ends any command: exit 130, "interrupted" on stderr, not 0 as if the
+    awaited events had come."""
+    tail = subprocess.Popen(
+        [str(NEXUSCTL), "events", "tail", "--last", "1", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=os.environ,
+    )
+    try:
+        assert json.loads(tail.stdout.readline())["type"]  # following now: the look-back is printed
+        tail.send_signal(signal.SIGINT)
+        _, err = tail.communicate(timeout=30)
+    finally:
+        tail.kill()
+    assert tail.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
 
 
 def test_tail_times_out_with_exit_124_when_nothing_comes(cli, database):
