@@ -10,8 +10,9 @@ Before/after in the same minutes: ``--variant NAME=PATH[:VAR=VALUE,...]`` (repea
 variant, each with its own code on PYTHONPATH (``-`` for this checkout) and settings, against the same database
 (``@bare``: the floor, a bare aiohttp handler doing the relay's request half); each round runs every variant in
 turn, the order reversed every other round. ``--request-path-only`` answers each emit at once without writing
-it (the batcher stubbed), leaving the HTTP request path's own CPU. ``--py-spy DIR`` also samples each daemon (py-spy ``record --gil``,
-raw stacks) over its measured phases: a separate run from the one whose CPU you compare, as sampling costs CPU.
+it (the batcher stubbed), leaving the HTTP request path's own CPU. ``--py-spy DIR`` also samples each daemon
+(py-spy ``record --gil``, raw stacks) over its measured phases: a separate run from the one whose CPU you
+compare, as sampling costs CPU.
 
     .venv/bin/python bench/emit_path.py --database-url postgresql://postgres@127.0.0.1:5432/bench_b
     .venv/bin/python bench/emit_path.py        # SQLite in a temporary directory

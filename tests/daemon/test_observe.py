@@ -12,8 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from support.tokens import configured_secret, mint
 
 from nexusctl import config
-from nexusctl.daemon.app import create_app
 from nexusctl.daemon import observe
+from nexusctl.daemon.app import create_app
 from nexusctl.daemon.observe import JsonFormatter
 from nexusctl.errors import ConfigError
 
