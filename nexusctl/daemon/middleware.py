@@ -23,21 +23,17 @@ log = logging.getLogger(__name__)
 _HTTP_CODES = {400: "VALIDATION_ERROR", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}
 
 
-_READS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
 def _changes_an_integration(request: web.Request) -> str | None:
-    """The id of the integration a request may change (``/integrations/{id}...`` other than a read, a proxied
-    provider call or an emitted event), whose cached tokens (core.proxy_cache) this process must stop using at once."""
-    path = request.path
-    if request.method in _READS or not path.startswith("/integrations/") or "/proxy/" in path:
-        return None
-    if path.endswith("/events"):  # an emitted event changes nothing of its integration (and is the busiest POST)
+    """The id of the integration a request may change (a route of ``/integrations/{id}...`` other than a read, a
+    proxied provider call or an emitted event: Route.changes_integration), whose cached tokens
+    (core.proxy_cache) this process must stop using at once."""
+    route = route_of(request)
+    if route is None or not route.changes_integration:
         return None
     if request.get(PRINCIPAL) is None:  # not let in: it changed nothing (and strangers cannot churn the cache)
         return None
     try:
-        return str(uuid.UUID(request.match_info.get("id", "")))  # the cache's own spelling of the id
+        return str(uuid.UUID(request.match_info["id"]))  # the cache's own spelling of the id
     except ValueError:
         return None
 

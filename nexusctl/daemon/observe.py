@@ -11,13 +11,16 @@ at scrape time (integrations by health, the delivery queue) are the same whichev
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import re
+import threading
 import time
 from typing import Awaitable, Callable
 
+import orjson
 import prometheus_client
 from aiohttp import web
 from prometheus_client import (
@@ -293,24 +296,68 @@ async def _observed(request: web.Request, handler, request_id: str, span):
         if log.isEnabledFor(logging.INFO):
             # Made and handled directly: log.info would first walk the stack for the caller's file and line
             # (findCaller: 3% of the read route's CPU, py-spy), which none of the daemon's formatters writes.
-            record = log.makeRecord(
-                log.name,
-                logging.INFO,
-                __file__,
-                0,
-                "%s %s %s %.1fms",
-                (request.method, request.path if route != "unmatched" else "(unmatched)", status, elapsed * 1000),
-                None,
-                extra={
-                    "action": "http_request",
-                    "method": request.method,
-                    "route": route,
-                    "status": status,
-                    "duration_ms": round(elapsed * 1000, 2),
-                    "request_id": request_id,
-                },
+            log.handle(
+                _access_record(
+                    (request.method, request.path if route != "unmatched" else "(unmatched)", status, elapsed * 1000),
+                    {
+                        "action": "http_request",
+                        "method": request.method,
+                        "route": route,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 2),
+                        "request_id": request_id,
+                    },
+                )
             )
-            log.handle(record)
+
+
+_ACCESS_LINE = "%s %s %s %.1fms"
+# By (thread, process): the access record's unchanging attributes, and when logging started (in seconds: a
+# record's relativeCreated counts from it).
+_TEMPLATES: dict[tuple[int, int], tuple[dict, float]] = {}
+
+
+def _access_record(args: tuple, fields: dict) -> logging.LogRecord:
+    """The access line's record, as ``log.makeRecord`` makes it, for a third of its CPU (1 of 3.4 µs).
+
+    LogRecord.__init__ works out per call what never changes for this line: the level's name, this file's
+    name and module, the thread's and the process's names. Those are copied from a record made once per
+    thread; only the time is read again. A record factory of someone else's (logging.setLogRecordFactory,
+    as OpenTelemetry's logging instrumentation sets) makes every record itself, as before.
+    """
+    if logging.getLogRecordFactory() is not logging.LogRecord:
+        return log.makeRecord(log.name, logging.INFO, __file__, 0, _ACCESS_LINE, args, None, extra=fields)
+    key = (threading.get_ident(), os.getpid())
+    found = _TEMPLATES.get(key)
+    if found is None:
+        made = logging.LogRecord(log.name, logging.INFO, __file__, 0, _ACCESS_LINE, (), None)
+        found = _TEMPLATES[key] = (dict(made.__dict__), made.created - made.relativeCreated / 1000)
+    template, started = found
+    now_ns = time.time_ns()
+    record = _new_record(logging.LogRecord)
+    attributes = record.__dict__
+    attributes.update(template)
+    attributes["created"] = created = now_ns / 1e9
+    attributes["msecs"] = (now_ns % 1_000_000_000) // 1_000_000 + 0.0
+    attributes["relativeCreated"] = (created - started) * 1000
+    if "taskName" in attributes:  # Python 3.12+: the asyncio task logging (the request's)
+        attributes["taskName"] = _task_name()
+    attributes["args"] = args
+    attributes.update(fields)
+    return record
+
+
+_new_record = object.__new__
+
+
+def _task_name() -> str | None:
+    if not getattr(logging, "logAsyncioTasks", False):
+        return None
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:
+        return None
+    return task.get_name() if task is not None else None
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
@@ -328,9 +375,9 @@ class JsonFormatter(logging.Formatter):
 
     FIELDS = ("action", "method", "route", "status", "duration_ms", "request_id", "trace_id", "span_id")
     converter = time.gmtime  # timestamps in UTC
-    # Built once: json.dumps with a non-default option builds a new encoder for every line (two log lines
-    # per delivered event: its request's and its delivery's).
-    _encode = json.JSONEncoder(ensure_ascii=False).encode
+    # What orjson refuses (a lone surrogate in a logged path, an integer beyond 64 bits) goes through the
+    # standard library's encoder, built once: json.dumps with a non-default option builds one per call.
+    _fallback = json.JSONEncoder(ensure_ascii=False).encode
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -352,3 +399,11 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return self._encode(entry)
+
+    def _encode(self, entry: dict) -> str:
+        # orjson: a tenth of the standard library's time for a request's line (5 of the 13 µs a line cost).
+        # Its text is compact (no space after `,` and `:`) and UTF-8 as before (ensure_ascii=False).
+        try:
+            return orjson.dumps(entry).decode()
+        except orjson.JSONEncodeError:
+            return self._fallback(entry)

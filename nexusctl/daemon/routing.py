@@ -8,6 +8,7 @@ being described.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
@@ -48,6 +49,19 @@ class Route:
     content_type: str = "application/json"
     body_type: str = "application/json"  # what the body is sent as (Slack posts forms)
     passthrough: bool = False  # True: answers with another server's status and body too (the API proxy)
+
+    @functools.cached_property
+    def changes_integration(self) -> bool:
+        """Whether a call may change the integration its path names (so this process forgets its cached tokens:
+        daemon.middleware): any method but a read on ``/integrations/{id}...``, except a proxied provider call
+        and an emitted event (the busiest POST), which change nothing of it. Worked out once per route, not per
+        request from the raw path."""
+        return (
+            self.method not in ("GET", "HEAD", "OPTIONS")
+            and self.path.startswith("/integrations/{id}")
+            and "/proxy/" not in self.path
+            and not self.path.endswith("/events")
+        )
 
 
 def add_routes(app: web.Application, routes: list[Route]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 
 import pytest
@@ -11,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from support.tokens import configured_secret, mint
 
 from nexusctl import config
+from nexusctl.daemon import observe
 from nexusctl.daemon.app import create_app
 from nexusctl.daemon.observe import JsonFormatter
 from nexusctl.errors import ConfigError
@@ -81,6 +83,47 @@ def test_json_log_format():
     entry = json.loads(JsonFormatter().format(record))
     assert entry["message"] == "GET /x" and entry["route"] == "/x" and entry["status"] == 200
     assert entry["time"].endswith("Z")
+
+
+async def test_access_line_record_is_what_make_record_makes(api, caplog):
+    """The access record is built from a template (daemon.observe._access_record): a formatter reading any of
+    LogRecord's attributes (a LOG format with %(process)d, %(threadName)s, %(filename)s...) finds them as
+    log.makeRecord would have set them, the time included."""
+    caplog.set_level(logging.INFO, logger="nexusctl.access")
+    for _ in range(2):  # the second from the template the first one made
+        before = time.time()
+        await api.get("/health")
+        after = time.time()
+    record = [r for r in caplog.records if r.name == "nexusctl.access"][-1]
+    made = logging.getLogger("nexusctl.access").makeRecord(
+        "nexusctl.access", logging.INFO, observe.__file__, 0, record.msg, record.args, None
+    )
+    timed = ("created", "msecs", "relativeCreated", "message", "asctime")  # and what formatting sets
+    assert {k: v for k, v in vars(record).items() if k not in timed and k not in made.__dict__} == {
+        "action": "http_request",
+        "method": "GET",
+        "route": "/health",
+        "status": 200,
+        "duration_ms": record.duration_ms,
+        "request_id": record.request_id,
+    }
+    assert {k: v for k, v in vars(made).items() if k not in timed} == {
+        k: v for k, v in vars(record).items() if k in made.__dict__ and k not in timed
+    }
+    assert before <= record.created <= after and record.msecs == int(record.created * 1000) % 1000
+    assert made.relativeCreated - 1000 <= record.relativeCreated <= made.relativeCreated
+    assert record.getMessage().startswith("GET /health 200 ")
+
+
+def test_json_log_line_with_what_orjson_refuses():
+    # A percent-decoded path can hold a lone surrogate, which orjson refuses: the standard library's encoder
+    # writes that line, as it wrote every line before.
+    record = logging.LogRecord("nexusctl.access", logging.INFO, __file__, 1, "GET %s", ("/a\udc80",), None)
+    record.status = 404
+    line = JsonFormatter().format(record)
+    assert json.loads(line)["message"] == "GET /a\udc80" and json.loads(line)["status"] == 404
+    plain = logging.LogRecord("nexusctl.access", logging.INFO, __file__, 1, "GET %s", ("/a",), None)
+    assert json.loads(JsonFormatter().format(plain))["message"] == "GET /a"
 
 
 def test_log_format_is_validated():
