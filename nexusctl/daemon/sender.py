@@ -135,8 +135,11 @@ class _Connection(asyncio.Protocol):
         room = BODY_PREVIEW - len(self.body)
         if room > 0:
             self.body += body[:room]
-        elif self.status >= 200 and self.answer is not None and not self.answer.done():
-            self.answer.set_result(None)  # the preview is full: the rest is not read (the connection is closed)
+        if len(self.body) >= BODY_PREVIEW and self.answer is not None and not self.answer.done():
+            # The preview is full: the answer is ours now. Whatever more arrives in this same read may still
+            # complete the message (the connection is then kept); otherwise the rest is never read and the
+            # connection is closed.
+            self.answer.set_result(None)
 
     def on_message_complete(self) -> None:
         if 100 <= self.status < 200 and self.status != 101:  # an interim answer (103 Early Hints): the real follows
@@ -168,6 +171,7 @@ class Sender:
         timeout: float,
         per_endpoint: int,
         user_agent: str = "nexusctl-webhooks",
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.allowed = allowed_networks
         self.timeout = timeout
@@ -176,7 +180,7 @@ class Sender:
         self.idle: dict[tuple, collections.deque] = {}
         self.endpoints: dict[str, _Endpoint] = {}
         self.busy: set[_Connection] = set()
-        self._tls: ssl.SSLContext | None = None
+        self._tls = tls  # None: the default context (the system's CAs, hostnames checked), made when first needed
         self._swept = time.monotonic()
 
     @property
@@ -188,8 +192,7 @@ class Sender:
 
     async def post(self, url: str, headers: dict[str, str], body: bytes) -> Answer:
         """POST ``body`` to ``url`` with ``headers`` (Content-Type among them; no CR/LF in them: ours, not a
-        user's). Raises SendError,
-        ssrf.BlockedAddress or TimeoutError (after ``timeout`` seconds)."""
+        user's). Raises SendError, ssrf.BlockedAddress or TimeoutError (after ``timeout`` seconds)."""
         endpoint = self.endpoints.get(url)
         if endpoint is None:
             if len(self.endpoints) >= ENDPOINTS_KEPT:
