@@ -9,7 +9,8 @@ own provider endpoints (``<PROVIDER>_*_URL``) skip it. Two layers:
 
 - ``check_url`` runs when a URL is stored: scheme, userinfo, host form and,
   for IP literals, the address. No DNS: a name's addresses can change later.
-- ``guarded_connector`` checks at connect time. Each name is resolved once,
+- ``guarded_connector`` (aiohttp) and ``connect_addresses`` (a client that connects itself, the delivery
+  worker's) check at connect time. Each name is resolved once,
   every address is checked, and aiohttp connects to exactly those vetted
   addresses (no second lookup, so DNS rebinding between check and connect has
   no window). IP-literal hosts, which aiohttp never sends to its resolver, are
@@ -362,6 +363,33 @@ async def check_url_resolving(
     parsed = URL(url)  # check_url proved it parses, with a valid port
     await resolve_checked(parsed.raw_host or "", parsed.port or 80, allowed_networks, field=field, label=label)
     return url
+
+
+async def connect_addresses(host: str, port: int, allowed_networks: Iterable[Network | str] = ()) -> list[str]:
+    """The addresses a connection to ``host`` may be made to, for a client that connects itself (the delivery
+    worker's): ``host`` resolved once, every address checked, the refused ones dropped; BlockedAddress (the
+    messages ``GuardedConnector`` gives) when none is left. Connect only to what this returns: no second
+    lookup, so DNS rebinding between the check and the connection has no window. socket.gaierror when the
+    name does not resolve."""
+    allowed = _networks(allowed_networks)
+    host = host.strip("[]")
+    if message := _numeric_host_problem(host):
+        raise BlockedAddress(message)  # e.g. 127.1 or 0x7f.1, which getaddrinfo would accept
+    if _parse(host) is not None:  # a literal: no lookup
+        if why := _refusal(host, allowed):
+            raise BlockedAddress(f"{host} is {why}; refused by the SSRF policy")
+        return [host]
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    kept: list[str] = []
+    for *_, sockaddr in infos:
+        address = str(sockaddr[0])
+        if _refusal(address, allowed) is None and address not in kept:
+            kept.append(address)
+    if not kept:
+        # Not the address: this message reaches the user (a delivery's error).
+        what = "an address that is not allowed" if infos else "no address"
+        raise BlockedAddress(f"{host} resolves to {what}; refused by the SSRF policy")
+    return kept
 
 
 class GuardedResolver(AbstractResolver):

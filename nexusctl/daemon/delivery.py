@@ -5,9 +5,9 @@ It claims only as many due deliveries as it has free sending slots
 each endpoint also has its own cap (``WEBHOOK_CONCURRENCY_PER_ENDPOINT``) so
 one slow receiver cannot take every slot. It wakes when a delivery is queued
 (PostgreSQL LISTEN/NOTIFY, or an in-process signal on SQLite) and otherwise
-polls once a second as the safety net. Requests go through the SSRF-guarded
-connector (each connection only to checked addresses), never follow
-redirects and time out after ``WEBHOOK_TIMEOUT``.
+polls once a second as the safety net. Requests go out over kept-alive
+connections (sender.py), each connected only to checked addresses (the SSRF
+guard), never follow redirects and time out after ``WEBHOOK_TIMEOUT``.
 
 Leases: a claim leases its deliveries for ``2 x WEBHOOK_TIMEOUT + 5`` s, and
 while a delivery is held here (its send waiting to start, in flight, or its
@@ -31,12 +31,12 @@ import logging
 import time
 from urllib.parse import urlsplit
 
-import aiohttp
 import orjson
 
 from nexusctl import clock, ssrf, telemetry, tracing
 from nexusctl.core import attempts, deliveries, key_usage, signing
 from nexusctl.core.attempts import Result
+from nexusctl.daemon import sender
 from nexusctl.db.fields import utcnow
 from nexusctl.errors import DatabaseUnavailable, UsageProblem
 
@@ -48,7 +48,6 @@ POLL_SECONDS = 1.0
 LOCKED_SECONDS = 30.0
 RECORD_BATCH = 100  # outcomes per transaction
 RECORD_WINDOW = 0.005  # seconds an outcome may wait for others to share its commit
-BODY_PREVIEW = 4096
 RENEW_FRACTION = 5  # leases are renewed this many times per lease length
 REFUSALS_KEPT = 4096  # webhook URLs whose static check's verdict is kept
 # A delivery's body, compact (json.dumps with these options would build a new encoder for every send).
@@ -90,7 +89,7 @@ class DeliveryWorker:
         self.tasks: set[asyncio.Task] = set()
         self.stopping = False
         self.db_away = False  # the last claim found the database unreachable
-        self.session: aiohttp.ClientSession | None = None
+        self.sender: sender.Sender | None = None
         self.sent = 0
         self.to_record: list = []
         # Claims are made one at a time in this process (two at once would each count every endpoint's room
@@ -123,17 +122,12 @@ class DeliveryWorker:
     # --- lifecycle -----------------------------------------------------------
 
     async def start(self) -> None:
-        connector = ssrf.guarded_connector(
-            self.settings.webhook_allowed_networks, limit=self.settings.webhook_concurrency
-        )
-        self.session = aiohttp.ClientSession(
-            connector=connector,
-            # No cookies: one receiver's Set-Cookie must never ride along on the next delivery to its host
-            # (another user's webhook may live there), and a jar costs every send a filter and an update.
-            cookie_jar=aiohttp.DummyCookieJar(),
-            trust_env=False,
-            timeout=aiohttp.ClientTimeout(total=self.settings.webhook_timeout),
-            headers={"User-Agent": "nexusctl-webhooks"},
+        # Kept-alive connections below aiohttp's ClientSession (sender.py): the SSRF guard at every connect, no
+        # cookies (one receiver's Set-Cookie never rides along on the next delivery to its host), no redirects.
+        self.sender = sender.Sender(
+            allowed_networks=self.settings.webhook_allowed_networks,
+            timeout=self.settings.webhook_timeout,
+            per_endpoint=self.settings.webhook_concurrency_per_endpoint,
         )
         loop = asyncio.get_running_loop()
         self._listener = lambda: loop.call_soon_threadsafe(self.wake.set)
@@ -188,8 +182,8 @@ class DeliveryWorker:
             await asyncio.wait(set(self.tasks), timeout=left)
         self.renew_task.cancel()  # after the sends: their leases are renewed while they finish
         await asyncio.gather(self.renew_task, return_exceptions=True)
-        if self.session is not None:
-            await self.session.close()
+        if self.sender is not None:
+            await self.sender.close()
         if self._listener in deliveries.LISTENERS:
             deliveries.LISTENERS.remove(self._listener)
         if self._pg is not None:
@@ -490,26 +484,21 @@ class DeliveryWorker:
             return Result(started_at=started, duration_ms=int((time.monotonic() - clock) * 1000), **kw)
 
         try:
-            async with self.session.post(url, data=body, headers=headers, allow_redirects=False) as response:
-                preview = await response.content.read(BODY_PREVIEW)
-                retry_after = _retry_after(response.headers.get("Retry-After"))
-                return done(
-                    status_code=response.status, body=preview.decode("utf-8", "replace"), retry_after=retry_after
-                )
-        except asyncio.TimeoutError:
+            answer = await self.sender.post(url, headers, body)
+        except TimeoutError:
             return done(error=f"timed out after {self.settings.webhook_timeout:g} s")
         except ssrf.BlockedAddress as exc:
             return done(error=f"refused address: {exc}")
-        except aiohttp.ClientConnectorError as exc:
-            # aiohttp wraps the guard's refusal (raised while resolving or connecting) in a connector
-            # error whose text drops it ("Cannot connect to host ... [None]"): say why, it is no DNS fault.
-            if isinstance(exc.os_error, ssrf.BlockedAddress):
-                return done(error=f"refused address: {exc.os_error}")
-            return done(error=f"{type(exc).__name__}: {str(exc)[:200]}")
-        except aiohttp.ClientError as exc:
-            return done(error=f"{type(exc).__name__}: {str(exc)[:200]}")
+        except sender.SendError as exc:
+            return done(error=str(exc))
         except Exception as exc:  # noqa: BLE001 - whatever it is, it is this attempt's error
-            return done(error=f"{type(exc).__name__}: {str(exc)[:200]}")
+            log.warning("delivery %s: the send failed unexpectedly", message_id, exc_info=True)
+            return done(error=f"the send failed unexpectedly ({str(exc)[:200] or type(exc).__name__})")
+        return done(
+            status_code=answer.status,
+            body=answer.preview.decode("utf-8", "replace"),
+            retry_after=_retry_after(answer.retry_after),
+        )
 
     def _refusal(self, url: str) -> str | None:
         try:
@@ -526,8 +515,8 @@ class DeliveryWorker:
             ssrf.check_url(
                 url, production=self.settings.is_production, allowed_networks=self.settings.webhook_allowed_networks
             )
-        except UsageProblem as exc:
-            return f"{type(exc).__name__}: {str(exc)[:200]}"
+        except UsageProblem as exc:  # what the operator reads in the attempt log: the rule, not our class name
+            return f"not sent: {exc.message[:200]}"
         return None
 
 

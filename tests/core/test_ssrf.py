@@ -414,3 +414,18 @@ async def test_ip_literals_are_checked_where_aiohttp_skips_the_resolver():
 def test_allowed_networks_given_as_raw_text_are_parsed():
     assert address_allowed("127.0.0.1", "127.0.0.1/32")
     assert not address_allowed("127.0.0.2", "127.0.0.1/32")
+
+
+async def test_connect_addresses_checks_every_address_and_keeps_only_the_allowed():
+    """The delivery worker's own connections: what it may connect to, with the connector's messages."""
+    assert await ssrf.connect_addresses("127.0.0.1", 80, ["127.0.0.1/32"]) == ["127.0.0.1"]
+    assert await ssrf.connect_addresses("localhost", 80, ["127.0.0.1/32"]) == ["127.0.0.1"]  # not ::1
+    for host, message in (
+        ("127.0.0.1", "127.0.0.1 is a loopback address; refused by the SSRF policy"),
+        ("[::1]", "::1 is a loopback address; refused by the SSRF policy"),
+        ("localhost", "localhost resolves to an address that is not allowed; refused by the SSRF policy"),
+        ("127.1", "127.1 is a non-canonical IPv4 address (it means 127.0.0.1); write it as a dotted quad"),
+    ):
+        with pytest.raises(ssrf.BlockedAddress) as caught:
+            await ssrf.connect_addresses(host, 80)
+        assert str(caught.value) == message

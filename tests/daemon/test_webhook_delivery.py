@@ -634,3 +634,25 @@ async def _until(condition, timeout=30.0):
     while not condition():
         assert time.monotonic() < deadline, "condition not reached"
         await asyncio.sleep(0.01)
+
+
+async def test_a_url_refused_at_send_time_says_why_in_the_attempt_log(
+    db_url, aiohttp_client, monkeypatch, make_integration
+):
+    """A webhook stored while its address was allowed, then the operator narrowed WEBHOOK_ALLOWED_NETWORKS and
+    restarted: its attempts are refused before any connection, and the attempt log says why in words."""
+    monkeypatch.setenv("WEBHOOK_ALLOWED_NETWORKS", "127.0.0.1/32")
+    monkeypatch.setenv("WEBHOOK_RETRY_SCHEDULE", "1")
+    before = await aiohttp_client(create_app(config.load()))
+    integration = make_integration(user_id=OWNER, provider=Provider.SHOPIFY)
+    hook = await _create(before, integration, "http://127.0.0.1:9/hook")
+    await before.close()
+    monkeypatch.setenv("WEBHOOK_ALLOWED_NETWORKS", "")
+    api = await aiohttp_client(create_app(config.load()))
+    await _emit(api, integration)
+    (row,) = await _settled(WebhookDelivery.webhook == uuid.UUID(hook["id"]))
+    page = await (await api.get(f"/integrations/webhooks/{hook['id']}/deliveries", headers=auth())).json()
+    (shown,) = page["data"]
+    errors = [attempt["error"] for attempt in shown["attemptLog"]]
+    assert row.status == DeliveryStatus.FAILED and shown["status"] == "FAILED", shown
+    assert errors == ["not sent: Webhook URL refused: 127.0.0.1 is a loopback address"] * 2, errors

@@ -96,8 +96,13 @@ def test_two_daemons_renew_their_leases_while_a_receiver_holds_longer_than_a_lea
     sink.stop()
     assert set(sink.counts()) == ids and set(sink.counts().values()) == {1}, sink.counts()
     assert WebhookAttempt.select().count() == 20
-    per_daemon = [p.log_path.read_text().count(" attempt 1 -> 200 delivered") for p in (first, second)]
-    assert sum(per_daemon) == 20 and all(n > 0 for n in per_daemon), per_daemon
+
+    def per_daemon() -> list[int]:
+        return [p.log_path.read_text().count(" attempt 1 -> 200 delivered") for p in (first, second)]
+
+    # A daemon writes its line just after the commit the wait above saw: give the last lines their moment.
+    wait_for(lambda: sum(per_daemon()) >= 20, 10, "each daemon's log line for each of its deliveries")
+    assert sum(per_daemon()) == 20 and all(n > 0 for n in per_daemon()), per_daemon()
     assert not any("lease lost" in p.log_path.read_text() for p in (first, second))
 
 

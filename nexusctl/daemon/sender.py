@@ -1,0 +1,305 @@
+"""The delivery worker's HTTP/1.1 client: one POST, its status, Retry-After and a bounded preview of the answer.
+
+Below aiohttp's ``ClientSession.request``, which cost the worker more CPU per send than a raw aiohttp client's
+whole POST (profiles in docs/benchmarks.md): the request's bytes are written in one piece and the answer is
+parsed by httptools (llhttp, the C parser uvicorn uses). What a delivery needs of HTTP, and no more:
+
+- Kept-alive connections per endpoint (scheme, host, port): at most ``per_endpoint`` idle ones are kept (the
+  worker never has more sends in flight to one webhook), each for at most ``IDLE_SECONDS``.
+- The SSRF guard at connect (``ssrf.connect_addresses``): the host is resolved once, every address checked, and
+  the socket connected only to a checked address; TLS with the default context (certificates verified), SNI
+  and ``Host`` the URL's host.
+- ``timeout`` seconds for the whole send (connect, write, answer up to the preview); redirects are answers like
+  any other (never followed); the answer's body is read up to ``BODY_PREVIEW`` bytes, and a connection whose
+  answer was not read to its end is closed rather than reused.
+- Never a delivery sent twice: a request is written once. A kept-alive connection the receiver has closed is
+  known closed before the write (its end arrived while it sat idle) and is never written to; a connection that
+  drops after the write is this attempt's error, retried on the schedule like any other failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import socket
+import ssl
+import time
+import zlib
+from typing import NamedTuple
+
+import httptools
+from yarl import URL
+
+from nexusctl import ssrf
+
+BODY_PREVIEW = 4096
+# Below the shortest common server keep-alive (Node's 5 s): a connection idle longer may be closed by the
+# receiver just as a request is written to it, and that request would fail (it is never sent again at once).
+IDLE_SECONDS = 4.0
+ENDPOINTS_KEPT = 4096  # parsed webhook URLs kept
+
+
+class SendError(Exception):
+    """This attempt's failure, worded for the operator (stored as the attempt's error)."""
+
+
+class Answer(NamedTuple):
+    status: int
+    retry_after: str | None
+    preview: bytes
+
+
+class _Endpoint(NamedTuple):
+    key: tuple  # (scheme, host, port): the pool
+    host: str  # as dialled and checked (no brackets)
+    port: int
+    tls: bool
+    head: bytes  # "POST <target> HTTP/1.1\r\nHost: ...\r\nUser-Agent: ...\r\n"
+
+
+def _endpoint(url: str, user_agent: str) -> _Endpoint:
+    parsed = URL(url)
+    host, port = parsed.raw_host or "", parsed.port or (443 if parsed.scheme == "https" else 80)
+    target = parsed.raw_path_qs or "/"
+    authority = parsed.host_port_subcomponent or host
+    if any(c in target + authority for c in "\r\n \t\0"):  # check_url refuses these already: never inject a header
+        raise SendError("the URL holds characters that cannot be sent")
+    head = f"POST {target} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: {user_agent}\r\n".encode("ascii")
+    return _Endpoint((parsed.scheme, host, port), host, port, parsed.scheme == "https", head)
+
+
+class _Connection(asyncio.Protocol):
+    """One kept-alive connection and the answer being read on it (one request at a time)."""
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.answer: asyncio.Future | None = None
+        self.idle_since = 0.0
+        self._reset()
+
+    def _reset(self) -> None:
+        self.status = 0
+        self.retry_after: str | None = None
+        self.encoding: bytes | None = None
+        self.body = bytearray()
+        self.complete = False
+        self.keep_alive = False
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self.answer is None:  # nothing was asked (an idle connection): not a stream we can trust any more
+            self.close()
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:  # 101 Switching Protocols: an answer, not one we read further
+            self.on_message_complete()
+        except httptools.HttpParserError as exc:
+            self._fail(SendError(f"the receiver's answer is not valid HTTP ({exc})"))
+            self.close()
+
+    def eof_received(self):
+        return False  # close our end too
+
+    def connection_lost(self, exc) -> None:
+        self.closed = True
+        if not self.complete and self.status and self.answer is not None and not self.answer.done():
+            try:  # an answer without a length ends with the connection
+                self.parser.feed_eof()
+            except httptools.HttpParserError:
+                pass
+            if self.complete:
+                return
+        self._fail(SendError("the receiver closed the connection before answering"))
+
+    # httptools callbacks
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        name = name.lower()
+        if name == b"retry-after":
+            self.retry_after = value.decode("latin-1")
+        elif name == b"content-encoding":
+            self.encoding = value.strip().lower()
+
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+
+    def on_body(self, body: bytes) -> None:
+        room = BODY_PREVIEW - len(self.body)
+        if room > 0:
+            self.body += body[:room]
+        if len(self.body) >= BODY_PREVIEW and self.answer is not None and not self.answer.done():
+            # The preview is full: the answer is ours now. Whatever more arrives in this same read may still
+            # complete the message (the connection is then kept); otherwise the rest is never read and the
+            # connection is closed.
+            self.answer.set_result(None)
+
+    def on_message_complete(self) -> None:
+        if 100 <= self.status < 200 and self.status != 101:  # an interim answer (103 Early Hints): the real follows
+            self._reset()
+            return
+        self.complete = True
+        # Asked here: the parser forgets the answer's Connection/HTTP version once it moves past it.
+        self.keep_alive = self.status != 101 and self.parser.should_keep_alive()
+        if self.answer is not None and not self.answer.done():
+            self.answer.set_result(None)
+
+    def _fail(self, exc: Exception) -> None:
+        if self.answer is not None and not self.answer.done():
+            self.answer.set_exception(exc)
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class Sender:
+    """POSTs of delivery bodies over kept-alive connections (see the module's docstring)."""
+
+    def __init__(
+        self,
+        *,
+        allowed_networks=(),
+        timeout: float,
+        per_endpoint: int,
+        user_agent: str = "nexusctl-webhooks",
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        self.allowed = allowed_networks
+        self.timeout = timeout
+        self.per_endpoint = max(1, per_endpoint)
+        self.user_agent = user_agent
+        self.idle: dict[tuple, collections.deque] = {}
+        self.endpoints: dict[str, _Endpoint] = {}
+        self.busy: set[_Connection] = set()
+        self._tls = tls  # None: the default context (the system's CAs, hostnames checked), made when first needed
+        self._swept = time.monotonic()
+
+    @property
+    def tls(self) -> ssl.SSLContext:
+        if self._tls is None:  # loading the CA store takes a while: only once an https receiver is met
+            self._tls = ssl.create_default_context()
+            self._tls.set_alpn_protocols(["http/1.1"])
+        return self._tls
+
+    async def post(self, url: str, headers: dict[str, str], body: bytes) -> Answer:
+        """POST ``body`` to ``url`` with ``headers`` (Content-Type among them; no CR/LF in them: ours, not a
+        user's). Raises SendError, ssrf.BlockedAddress or TimeoutError (after ``timeout`` seconds)."""
+        endpoint = self.endpoints.get(url)
+        if endpoint is None:
+            if len(self.endpoints) >= ENDPOINTS_KEPT:
+                self.endpoints.clear()
+            endpoint = self.endpoints[url] = _endpoint(url, self.user_agent)
+        request = b"".join(
+            (
+                endpoint.head,
+                "".join(f"{name}: {value}\r\n" for name, value in headers.items()).encode("latin-1"),
+                b"Content-Length: %d\r\n\r\n" % len(body),
+                body,
+            )
+        )
+        conn = None
+        try:
+            async with asyncio.timeout(self.timeout):
+                conn = self._kept(endpoint.key) or await self._connect(endpoint)
+                self.busy.add(conn)
+                conn.answer = answer = asyncio.get_running_loop().create_future()
+                conn.transport.write(request)
+                await answer
+        finally:
+            if conn is not None:
+                self.busy.discard(conn)
+                conn.answer = None
+                if not (conn.complete and conn.keep_alive and not conn.closed):
+                    conn.close()
+        result = Answer(conn.status, conn.retry_after, _decoded(conn.encoding, bytes(conn.body)))
+        if not conn.closed:
+            self._release(endpoint.key, conn)
+        return result
+
+    def _kept(self, key: tuple) -> _Connection | None:
+        """An idle connection to this endpoint still open and not idle too long, or None."""
+        now = time.monotonic()
+        if now - self._swept > IDLE_SECONDS:
+            self._sweep(now)
+        idle = self.idle.get(key)
+        while idle:
+            conn = idle.pop()  # the most recently used: the least likely to be closed by the receiver
+            # Closed, or closing (its end arrived; connection_lost is still to run): never written to.
+            if not conn.closed and not conn.transport.is_closing() and now - conn.idle_since < IDLE_SECONDS:
+                return conn
+            conn.close()
+        return None
+
+    def _release(self, key: tuple, conn: _Connection) -> None:
+        conn._reset()
+        conn.idle_since = time.monotonic()
+        idle = self.idle.setdefault(key, collections.deque())
+        if len(idle) >= self.per_endpoint:
+            conn.close()
+        else:
+            idle.append(conn)
+
+    def _sweep(self, now: float) -> None:
+        """Close the connections idle too long (endpoints no longer sent to keep none open)."""
+        self._swept = now
+        for key, idle in list(self.idle.items()):
+            while idle and (idle[0].closed or now - idle[0].idle_since >= IDLE_SECONDS):
+                idle.popleft().close()
+            if not idle:
+                del self.idle[key]
+
+    async def _connect(self, endpoint: _Endpoint) -> _Connection:
+        """A new connection to the first checked address of the endpoint's host that accepts it."""
+        loop = asyncio.get_running_loop()
+        try:
+            addresses = await ssrf.connect_addresses(endpoint.host, endpoint.port, self.allowed)
+        except (socket.gaierror, UnicodeError) as exc:
+            raise SendError(f"{endpoint.host} does not resolve ({getattr(exc, 'strerror', None) or exc})") from None
+        failure: OSError | None = None
+        for address in addresses:
+            try:
+                _, conn = await loop.create_connection(
+                    _Connection,
+                    address,
+                    endpoint.port,
+                    ssl=self.tls if endpoint.tls else None,
+                    server_hostname=endpoint.host if endpoint.tls else None,
+                )
+                return conn
+            except ssl.SSLError as exc:
+                why = getattr(exc, "verify_message", None) or exc.reason or exc
+                raise SendError(f"TLS with {endpoint.host} failed: {why}") from None
+            except OSError as exc:
+                failure = exc  # the next checked address, if there is one
+        why = os.strerror(failure.errno) if failure is not None and failure.errno else str(failure)
+        raise SendError(f"cannot connect to {endpoint.host}:{endpoint.port}: {why}")
+
+    async def close(self) -> None:
+        for idle in self.idle.values():
+            for conn in idle:
+                conn.close()
+        for conn in self.busy:
+            conn.close()
+        self.idle.clear()
+        self.busy.clear()
+
+
+def _decoded(encoding: bytes | None, preview: bytes) -> bytes:
+    """The preview as the receiver meant it: a gzip/deflate answer (none is asked for) decoded, as far as it goes."""
+    if not encoding or encoding == b"identity" or not preview:
+        return preview
+    if encoding in (b"gzip", b"x-gzip", b"deflate"):
+        try:
+            return zlib.decompressobj(wbits=47).decompress(preview, BODY_PREVIEW)  # gzip or zlib, told apart
+        except zlib.error:
+            return preview
+    return preview

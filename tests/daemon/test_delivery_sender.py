@@ -1,0 +1,201 @@
+"""The delivery worker's HTTP client (nexusctl/daemon/sender.py) against real receivers: kept-alive connections,
+answers it must not trust for the next request, bounded previews, the SSRF guard at connect, timeouts.
+
+What a receiver notices: how many connections it is sent on, that each request arrives exactly once, and that a
+connection it closed is never written to again."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import gzip
+import socket
+import ssl
+
+import pytest
+from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from nexusctl import ssrf
+from nexusctl.daemon import sender
+
+HEADERS = {"content-type": "application/json", "webhook-id": "msg_1"}
+
+
+class Receiver:
+    """POST /hook (200 "ok"), /close (answers, then closes the connection), /big (a 1 MB answer), /gzip,
+    /trickle (4 KiB of a longer answer, then nothing), /slow (5 s).
+    Counts requests and the connections they came on."""
+
+    def __init__(self) -> None:
+        self.requests: list[bytes] = []
+        self.peers: set = set()
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.requests.append(await request.read())
+        self.peers.add(request.transport.get_extra_info("peername"))
+        kind = request.match_info["kind"]
+        if kind == "close":
+            return web.Response(text="bye", headers={"Connection": "close"})
+        if kind == "big":
+            return web.Response(body=b"x" * 1_000_000)
+        if kind == "gzip":
+            return web.Response(body=gzip.compress(b'{"ok":true}'), headers={"Content-Encoding": "gzip"})
+        if kind == "trickle":  # the preview's worth at once, the rest never
+            answer = web.StreamResponse(headers={"Content-Length": "100000"})
+            await answer.prepare(request)
+            await answer.write(b"y" * sender.BODY_PREVIEW)
+            await asyncio.sleep(5)
+            return answer
+        if kind == "slow":
+            await asyncio.sleep(5)
+        return web.Response(text="ok", headers={"Retry-After": "7"})
+
+
+@pytest.fixture
+async def receiver(aiohttp_server):
+    app = web.Application()
+    found = Receiver()
+    app.router.add_post("/{kind}", found.handle)
+    server = await aiohttp_server(app, keepalive_timeout=0.3)  # the receiver drops idle connections quickly
+    found.base = f"http://127.0.0.1:{server.port}"
+    return found
+
+
+@pytest.fixture
+async def client():
+    made = sender.Sender(allowed_networks=["127.0.0.1/32"], timeout=1.0, per_endpoint=5)
+    yield made
+    await made.close()
+
+
+async def test_deliveries_share_kept_alive_connections(receiver, client):
+    answers = []
+    for round_ in range(4):
+        answers += await asyncio.gather(
+            *(client.post(f"{receiver.base}/hook", HEADERS, b'{"n":%d}' % (round_ * 5 + i)) for i in range(5))
+        )
+    assert [(a.status, a.retry_after, a.preview) for a in answers] == [(200, "7", b"ok")] * 20
+    assert sorted(receiver.requests) == sorted(b'{"n":%d}' % n for n in range(20))  # each exactly once
+    assert len(receiver.peers) <= 5  # at most the per-endpoint cap, however many were sent
+
+
+async def test_a_connection_the_receiver_closed_is_never_written_to_again(receiver, client):
+    assert (await client.post(f"{receiver.base}/close", HEADERS, b"1")).status == 200
+    assert (await client.post(f"{receiver.base}/hook", HEADERS, b"2")).status == 200
+    await client.post(f"{receiver.base}/hook", HEADERS, b"3")
+    await asyncio.sleep(0.6)  # the receiver's keep-alive (0.3 s) ends: it closes the idle connection
+    assert (await client.post(f"{receiver.base}/hook", HEADERS, b"4")).status == 200
+    assert receiver.requests == [b"1", b"2", b"3", b"4"]
+    assert len(receiver.peers) == 3  # a new connection after each close, none before
+
+
+async def test_a_large_answer_is_previewed_and_its_connection_not_reused(receiver, client):
+    big = await client.post(f"{receiver.base}/big", HEADERS, b"1")
+    assert big.status == 200 and big.preview == b"x" * sender.BODY_PREVIEW
+    after = await client.post(f"{receiver.base}/hook", HEADERS, b"2")
+    assert after.preview == b"ok" and len(receiver.peers) == 2
+
+
+async def test_an_answer_that_stalls_after_the_preview_is_not_waited_for(receiver, client):
+    stalled = await client.post(f"{receiver.base}/trickle", HEADERS, b"1")  # the timeout is 1 s, the stall 5 s
+    assert stalled.status == 200 and stalled.preview == b"y" * sender.BODY_PREVIEW
+
+
+async def test_a_compressed_answer_is_previewed_decoded(receiver, client):
+    assert (await client.post(f"{receiver.base}/gzip", HEADERS, b"1")).preview == b'{"ok":true}'
+
+
+async def test_a_receiver_slower_than_the_timeout_times_out_and_the_next_send_works(receiver, client):
+    with pytest.raises(TimeoutError):
+        await client.post(f"{receiver.base}/slow", HEADERS, b"1")
+    assert (await client.post(f"{receiver.base}/hook", HEADERS, b"2")).status == 200
+
+
+async def test_refused_addresses_are_never_connected_to(receiver):
+    guarded = sender.Sender(allowed_networks=[], timeout=1.0, per_endpoint=5)
+    try:
+        with pytest.raises(ssrf.BlockedAddress, match="127.0.0.1 is a loopback address"):
+            await guarded.post(f"{receiver.base}/hook", HEADERS, b"1")
+        with pytest.raises(ssrf.BlockedAddress, match="resolves to an address that is not allowed"):
+            await guarded.post(receiver.base.replace("127.0.0.1", "localhost") + "/hook", HEADERS, b"2")
+    finally:
+        await guarded.close()
+    assert receiver.requests == []
+
+
+async def test_a_closed_port_is_an_error_in_words(client):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(sender.SendError, match=f"^cannot connect to 127.0.0.1:{port}: Connection refused$"):
+        await client.post(f"http://127.0.0.1:{port}/hook", HEADERS, b"1")
+
+
+def _certificate(tmp_path, name: str):
+    """A CA and a certificate for ``name`` it signed: (the CA's PEM path, the certificate's, its key's)."""
+    now = dt.datetime.now(dt.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(2)
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = tmp_path / "ca.pem", tmp_path / "cert.pem", tmp_path / "key.pem"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return paths
+
+
+async def test_https_sends_the_urls_host_as_sni_and_host_and_verifies_the_certificate(tmp_path, aiohttp_server):
+    ca, cert, key = _certificate(tmp_path, "localhost")
+    names, hosts = [], []
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    served.load_cert_chain(cert, key)
+    served.sni_callback = lambda sock, name, context: names.append(name)
+
+    async def hook(request: web.Request) -> web.Response:
+        hosts.append(request.headers["Host"])
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    server = await aiohttp_server(app, ssl=served)
+    url = f"https://localhost:{server.port}/hook"  # resolves to 127.0.0.1 (allowed) and perhaps ::1 (refused)
+    trusting = ssl.create_default_context(cafile=str(ca))
+    client = sender.Sender(allowed_networks=["127.0.0.1/32"], timeout=2.0, per_endpoint=5, tls=trusting)
+    default = sender.Sender(allowed_networks=["127.0.0.1/32"], timeout=2.0, per_endpoint=5)
+    try:
+        assert (await client.post(url, HEADERS, b"1")).preview == b"ok"
+        assert names == ["localhost"] and hosts == [f"localhost:{server.port}"]
+        # With the system's CAs (the worker's own context) the test CA's certificate is refused: verified.
+        with pytest.raises(sender.SendError, match="^TLS with localhost failed: .*certificate"):
+            await default.post(url, HEADERS, b"2")
+        assert len(hosts) == 1
+    finally:
+        await client.close()
+        await default.close()
