@@ -361,12 +361,13 @@ async def grant(svc, integration_id, request: ProxyRequest, *, owner_id=None) ->
 def _target(adapter, tokens, settings) -> targets.Target:
     """The integration's base URL and signed headers, worked out once per token set read (core.proxy_cache keeps
     one for up to a second, so most calls reuse it; a refresh reads a new one). Kept on the token set itself, so
-    it lives exactly as long as the plaintext it is made of, never in a table of its own."""
+    it lives exactly as long as the plaintext it is made of, never in a table of its own. Each call has an adapter
+    object of its own (Runtime.adapter_of), but one of the same class from the same settings: the same target."""
     kept = tokens.__dict__.get("_proxy_target")
-    if kept is not None and kept[0] is adapter and kept[1] is settings:
+    if kept is not None and kept[0] is type(adapter) and kept[1] is settings:
         return kept[2]
     target = targets.target(adapter, tokens, settings)
-    tokens.__dict__["_proxy_target"] = (adapter, settings, target)
+    tokens.__dict__["_proxy_target"] = (type(adapter), settings, target)
     return target
 
 
