@@ -147,14 +147,14 @@ def run(
         for _ in range(rounds):
             meter = CpuMeter(db, daemon=daemon.pid, emulator=os.getpid(), **nginx_pids)
             direct.append(load(direct_url, access, concurrency, seconds))
-            cpu["direct"].append(meter.per_item_us(direct[-1]["requests"]))
+            cpu["direct"].append(_with_client(meter, direct[-1]))
             meter = CpuMeter(db, daemon=daemon.pid, emulator=os.getpid(), **nginx_pids)
             proxied.append(load(proxy_url, token, concurrency, seconds))
-            cpu["proxy"].append(meter.per_item_us(proxied[-1]["requests"]))
+            cpu["proxy"].append(_with_client(meter, proxied[-1]))
             if nginx is not None:
                 meter = CpuMeter(db, daemon=daemon.pid, emulator=os.getpid(), **nginx_pids)
                 fronted.append(load(front_url, token, concurrency, seconds))
-                cpu["front"].append(meter.per_item_us(fronted[-1]["requests"]))
+                cpu["front"].append(_with_client(meter, fronted[-1]))
             read.append(load(read_url, token, concurrency, seconds))
         if db is not None:
             db.close()
@@ -211,6 +211,13 @@ def run(
             frontP50Ms=round(sorted(r["p50_ms"] for r in fronted)[len(fronted) // 2], 2),
         )
     return result
+
+
+def _with_client(meter: CpuMeter, out: dict) -> dict:
+    """The phase's CPU per call by process, the load generator's own (``client``: during the run) too."""
+    used = meter.per_item_us(out["requests"])
+    used["client"] = out["cpu"] / max(out["requests"], 1) * 1e6
+    return used
 
 
 def _database(url: str | None):

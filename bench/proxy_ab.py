@@ -94,20 +94,33 @@ def run(
             urls[name] = (f"http://127.0.0.1:{ports[name]}{path}", token)
         for url, credential in urls.values():
             load(url, credential, concurrency, 1.0)  # warm up
-        totals = {name: {"requests": 0, "seconds": 0.0, "errors": 0, "user": 0.0, "system": 0.0} for name in urls}
+        totals = {
+            name: {
+                "requests": 0,
+                "seconds": 0.0,
+                "errors": 0,
+                "user": 0.0,
+                "system": 0.0,
+                "emulator": 0.0,
+                "client": 0.0,
+            }
+            for name in urls
+        }
         for round_ in range(rounds):
             order = ["direct", *(daemons if round_ % 2 == 0 else reversed(daemons))]
             for name in order:
                 pid = os.getpid() if name == "direct" else daemons[name].pid  # direct: the emulators' process
-                before = cpu(pid)
+                before, emulator_before = cpu(pid), sum(cpu(os.getpid()))
                 out = load(*urls[name], concurrency, seconds)
-                after = cpu(pid)
+                after, emulator_after = cpu(pid), sum(cpu(os.getpid()))
                 t = totals[name]
                 t["requests"] += out["requests"]
                 t["seconds"] += out["seconds"]
                 t["errors"] += out["errors"]
                 t["user"] += after[0] - before[0]
                 t["system"] += after[1] - before[1]
+                t["emulator"] += emulator_after - emulator_before
+                t["client"] += out.get("cpu", 0.0)
     finally:
         for daemon in daemons.values():
             daemon.terminate()
@@ -122,6 +135,11 @@ def run(
             "userUs": round(t["user"] / calls * 1e6, 1),
             "systemUs": round(t["system"] / calls * 1e6, 1),
             "cpuUs": round((t["user"] + t["system"]) / calls * 1e6, 1),
+            "emulatorUs": round(t["emulator"] / calls * 1e6, 1),
+            "clientUs": round(t["client"] / calls * 1e6, 1),
+            "ratio": round(
+                t["requests"] / t["seconds"] / (totals["direct"]["requests"] / totals["direct"]["seconds"]), 3
+            ),
             "errors": t["errors"],
         }
     return {
@@ -136,13 +154,17 @@ def run(
 def markdown(result: dict) -> str:
     lines = [
         f"{result['path']}: {result['rounds']} alternating rounds of {result['seconds']:g} s; load average at the end "
-        f"{result['loadAverage']}. CPU per call of the daemon (direct: of the emulators' process).",
+        f"{result['loadAverage']}. CPU per call of the daemon (direct: of the emulators' process), of the "
+        "emulators' process (the benchmark's own) and of the load generator.",
         "",
-        "| variant | req/s | daemon CPU µs per call (user + system) |",
-        "|---|---|---|",
+        "| variant | req/s | ratio to direct | daemon CPU µs per call (user + system) | emulator µs | client µs |",
+        "|---|---|---|---|---|---|",
     ]
     for name, r in result["variants"].items():
-        lines.append(f"| {name} | {r['perSecond']} | {r['cpuUs']} ({r['userUs']} + {r['systemUs']}) |")
+        lines.append(
+            f"| {name} | {r['perSecond']} | {r['ratio']} | {r['cpuUs']} ({r['userUs']} + {r['systemUs']}) | "
+            f"{r['emulatorUs']} | {r['clientUs']} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -34,6 +34,7 @@ the provider stays the judge.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import math
@@ -66,6 +67,10 @@ return 1
 _local: dict[str, float] = {}
 _checked: dict[str, tuple[float]] = {}  # id -> (monotonic time until which the shared "no wait" is trusted,)
 _lock = threading.Lock()
+# Shared reads in flight, by (services, id): when the "no wait" of RECHECK ended under load, every concurrent
+# caller in that instant read Redis or the table itself (the proxy's database threads did a fiftieth of its
+# work re-reading one row, py-spy); now they share one read.
+_reading: dict[tuple[int, str], asyncio.Future] = {}
 
 
 def _now() -> float:
@@ -91,7 +96,7 @@ async def wait_for(svc, integration_id) -> int | None:
     now = time.monotonic()
     if checked is not None and checked[0] > now:  # the shared budget said "go ahead" less than RECHECK s ago
         return None
-    until = await (_redis_until(svc, key) if svc.redis is not None else _table_until(svc, key))
+    until = await _shared_until(svc, key)
     left = _remaining(until)
     with _lock:
         if left is None:
@@ -101,6 +106,24 @@ async def wait_for(svc, integration_id) -> int | None:
         else:  # another process's wait, kept here too: no shared read until it ends
             _local[key] = max(_local.get(key, 0.0), until)
     return left
+
+
+async def _shared_until(svc, key: str) -> float | None:
+    """One read of the shared budget for all of this integration's callers that need it now."""
+    slot = (id(svc), key)
+    pending = _reading.get(slot)
+    if pending is None or pending.get_loop() is not asyncio.get_running_loop():
+        pending = asyncio.ensure_future(_redis_until(svc, key) if svc.redis is not None else _table_until(svc, key))
+        _reading[slot] = pending
+
+        def done(task, mine=pending) -> None:
+            if _reading.get(slot) is mine:
+                del _reading[slot]
+            if not task.cancelled():
+                task.exception()  # seen here: when every caller has gone, asyncio would log it as never retrieved
+
+        pending.add_done_callback(done)
+    return await asyncio.shield(pending)  # one caller cancelled does not cancel the others' read
 
 
 async def _redis_until(svc, key: str) -> float | None:

@@ -106,6 +106,9 @@ def _configure_logging(settings, *, quiet: bool) -> None:
     if not quiet and root.level > logging.INFO:
         root.setLevel(logging.INFO)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # not "Added job ..." on every start
+    # No formatter of the daemon's writes a record's thread or process, which every record would otherwise look
+    # up as it is made (two records per proxied call: its request line and its provider call).
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     logging.getLogger("aiohttp.server").addFilter(MalformedRequestFilter())
     for handler in root.handlers:
         if settings.log_format == "json":

@@ -18,6 +18,7 @@ and under its path.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -151,8 +152,27 @@ def target(adapter, tokens, settings) -> Target:
     return Target(str(base).rstrip("/"), headers, secrets)
 
 
+# Paths that passed check_path, as given -> as checked. A proxied call's path is checked three times (the route,
+# before its body is read; ``call``, for the CLI too; ``join``), and callers repeat their paths: 2% of the
+# daemon's CPU per proxied call went to checking the same few strings again. Bounded: short paths only, and
+# emptied whole when full. Only a pure function's passing answers are kept; a refused path is refused every time.
+_PASSED: dict[str, str] = {}
+_PASSED_MAX, _PASSED_LENGTH = 1024, 256
+
+
 def check_path(raw: str) -> str:
     """The caller's path (still percent-encoded, as it came on the wire), or a 400 naming what is wrong."""
+    checked = _PASSED.get(raw)
+    if checked is None:
+        checked = _check_path(raw)
+        if len(raw) <= _PASSED_LENGTH:
+            if len(_PASSED) >= _PASSED_MAX:
+                _PASSED.clear()
+            _PASSED[raw] = checked
+    return checked
+
+
+def _check_path(raw: str) -> str:
     if not raw.startswith("/"):
         raw = "/" + raw
 
@@ -187,9 +207,8 @@ def check_path(raw: str) -> str:
 def join(base: str, raw_path: str, raw_query: str = "") -> URL:
     """``base`` + the checked path (+ the query, as given): the URL to call, provably under ``base``."""
     path = check_path(raw_path)
-    start = URL(base, encoded=False)
-    url = URL(str(start) + path + (f"?{raw_query}" if raw_query else ""), encoded=True)
-    prefix = start.raw_path.rstrip("/")
+    start, text, prefix = _base(base)
+    url = URL(text + path + (f"?{raw_query}" if raw_query else ""), encoded=True)
     if (
         (url.scheme, url.host, url.port) != (start.scheme, start.host, start.port)
         or url.user
@@ -198,6 +217,13 @@ def join(base: str, raw_path: str, raw_query: str = "") -> URL:
     ):
         raise UsageProblem("the provider path leaves the provider's API base", field="path")
     return url
+
+
+@functools.lru_cache(maxsize=1024)
+def _base(base: str) -> tuple[URL, str, str]:
+    """An API base parsed once (a few per provider, one per tenant): the URL, its text, its path's prefix."""
+    start = URL(base, encoded=False)
+    return start, str(start), start.raw_path.rstrip("/")
 
 
 def forwarded_request_headers(headers) -> dict:
@@ -271,4 +297,8 @@ def throttle_wait(adapter, response, sniffed: bytes, *, ok_too: bool = False) ->
 
 def exhausted_wait_of(response) -> int | None:
     """An answer that spent the window's last call (X-RateLimit-Remaining: 0): seconds until it resets."""
-    return exhausted_wait(response.headers)
+    headers = response.headers  # aiohttp's, case-insensitive: looked up here without the copy exhausted_wait makes
+    remaining = headers.get("X-RateLimit-Remaining") or headers.get("X-Rate-Limit-Remaining")
+    if remaining is None or remaining.strip() != "0":
+        return None  # most answers: calls left in the window
+    return exhausted_wait(headers)

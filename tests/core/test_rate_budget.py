@@ -136,3 +136,28 @@ def test_a_no_wait_answer_is_trusted_for_a_second_and_a_database_error_never_fai
         assert await rate_budget.wait_for(svc, one) >= 29
 
     asyncio.run(go())
+
+
+def test_callers_at_once_share_one_read_of_the_shared_budget(database):
+    """Twenty proxied calls for one integration when the process's "no wait" has ended: one read of the table
+    between them (each used to read it), and every one of them sees the wait another process was told."""
+    reads = []
+
+    async def counted(fn, *args):
+        reads.append(fn.__name__)
+        await asyncio.sleep(0)  # as a database thread's round trip: the other callers run meanwhile
+        return await direct(fn, *args)
+
+    svc = types.SimpleNamespace(redis=None, run=counted)
+    one = uuid.uuid4()
+
+    async def go():
+        await rate_budget.note(svc, one, 60)
+        _forget_process_state()  # as seen from another daemon
+        reads.clear()
+        waits = await asyncio.gather(*(rate_budget.wait_for(svc, one) for _ in range(20)))
+        assert all(59 <= w <= 60 for w in waits)
+        assert reads == ["_read_row"]
+
+    asyncio.run(go())
+    assert rate_budget._reading == {}  # nothing left behind once the read is done
