@@ -115,15 +115,20 @@ class Account:
     metadata: dict = field(default_factory=dict)
 
 
+LONGEST_EXPIRY_SECONDS = 100 * 365.25 * 86400
+
+
 def expires_at(expires_in, now: dt.datetime | None = None) -> dt.datetime | None:
     """``expires_in`` seconds from now; 0, null or garbage means "does not expire"."""
     try:
-        seconds = int(float(expires_in))
+        seconds = float(expires_in)
     except (TypeError, ValueError):
         return None
-    if seconds <= 0:
+    # A provider's answer is as hostile as a user's: 1e20 or "inf" would overflow the datetime (a connect or
+    # a refresh ending in an unexpected OverflowError); beyond a century it means "does not expire" here.
+    if not 0 < seconds <= LONGEST_EXPIRY_SECONDS:  # also NaN
         return None  # Mailchimp answers expires_in: 0 for "never"
-    return (now or clock.now()) + dt.timedelta(seconds=seconds)
+    return (now or clock.now()) + dt.timedelta(seconds=int(seconds))
 
 
 def split_scope(value, separator: str = " ") -> list[str]:

@@ -149,6 +149,21 @@ def test_a_token_about_to_expire_is_refreshed_before_the_call(stack, fresh_emula
     assert emu.calls["whoami"] == 2  # ... so the provider saw one call now (and one at connect), no 401 and retry
 
 
+def test_a_token_answer_with_an_absurd_lifetime_connects_as_one_that_does_not_expire(
+    stack, fresh_emulators, monkeypatch
+):
+    """A provider's expires_in is hostile input too: 10**20 seconds overflowed the token's expiry and the
+    connect ended in an unexpected OverflowError. Beyond a century it is stored as "does not expire"."""
+    emu = stack.emulators["TWITTER"]
+    monkeypatch.setattr(emu, "ACCESS_TTL", 10**20)
+    user, integration = connected(stack, "TWITTER")
+    got = proxy(stack, integration, "GET", "/2/users/me", user=user)
+    assert got.status == 200, got.text
+    shown = stack.api("GET", f"/integrations/{integration}", user=user)
+    assert shown.status == 200, shown.text
+    assert shown.json()["data"]["isActive"] is True and shown.json()["data"]["expiresAt"] is None, shown.text
+
+
 def kill_access_tokens(emu) -> None:
     """The provider stops accepting the access tokens it issued (revoked on its side); refresh tokens live on."""
     for token in list(emu.tokens.values()):
