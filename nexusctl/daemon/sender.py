@@ -38,6 +38,12 @@ BODY_PREVIEW = 4096
 # receiver just as a request is written to it, and that request would fail (it is never sent again at once).
 IDLE_SECONDS = 4.0
 ENDPOINTS_KEPT = 4096  # parsed webhook URLs kept
+# What an answer may hold besides its body (status lines, headers, interim answers, chunk framing, trailers):
+# httptools keeps a header's name and value whole until it ends, so a receiver sending one endless header would
+# otherwise grow this process without bound. aiohttp allowed 8190 bytes a line and 100 headers (it stopped
+# at 32 KiB of one field); this is the bound of the whole, checked after each read (at most 256 KiB more).
+HEAD_LIMIT = 64 * 1024
+MAX_HEADERS = 100
 
 
 class SendError(Exception):
@@ -79,6 +85,13 @@ class _Connection(asyncio.Protocol):
         self.answer: asyncio.Future | None = None
         self.idle_since = 0.0
         self._reset()
+        self._count_from_zero()
+
+    def _count_from_zero(self) -> None:
+        """The bounds are of one exchange: every byte fed and header seen since the request was written."""
+        self.fed = 0  # bytes fed to the parser
+        self.body_fed = 0  # of them, the body's
+        self.headers = 0
 
     def _reset(self) -> None:
         self.status = 0
@@ -97,6 +110,7 @@ class _Connection(asyncio.Protocol):
         if self.answer is None:  # nothing was asked (an idle connection): not a stream we can trust any more
             self.close()
             return
+        self.fed += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:  # 101 Switching Protocols: an answer, not one we read further
@@ -104,6 +118,15 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._fail(SendError(f"the receiver's answer is not valid HTTP ({exc})"))
             self.close()
+            return
+        if self.fed - self.body_fed > HEAD_LIMIT or self.headers > MAX_HEADERS:
+            self._fail(SendError(self._too_large()))
+            self.close()
+
+    def _too_large(self) -> str:
+        if self.headers > MAX_HEADERS:
+            return f"the receiver's answer headers were too large (more than {MAX_HEADERS} headers)"
+        return f"the receiver's answer headers were too large (over {HEAD_LIMIT // 1024} KiB)"
 
     def eof_received(self):
         return False  # close our end too
@@ -122,6 +145,9 @@ class _Connection(asyncio.Protocol):
     # httptools callbacks
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers += 1
+        if self.headers > MAX_HEADERS:  # failed before the answer can complete (closed after this read)
+            self._fail(SendError(self._too_large()))
         name = name.lower()
         if name == b"retry-after":
             self.retry_after = value.decode("latin-1")
@@ -132,6 +158,7 @@ class _Connection(asyncio.Protocol):
         self.status = self.parser.get_status_code()
 
     def on_body(self, body: bytes) -> None:
+        self.body_fed += len(body)
         room = BODY_PREVIEW - len(self.body)
         if room > 0:
             self.body += body[:room]
@@ -241,6 +268,7 @@ class Sender:
 
     def _release(self, key: tuple, conn: _Connection) -> None:
         conn._reset()
+        conn._count_from_zero()
         conn.idle_since = time.monotonic()
         idle = self.idle.setdefault(key, collections.deque())
         if len(idle) >= self.per_endpoint:

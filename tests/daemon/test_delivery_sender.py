@@ -199,3 +199,94 @@ async def test_https_sends_the_urls_host_as_sni_and_host_and_verifies_the_certif
     finally:
         await client.close()
         await default.close()
+
+
+class RawReceiver:
+    """A receiver on asyncio streams, for answers aiohttp's server would never send: each request is read whole
+    and kept, then ``answer(writer)`` (or the bytes ``answer``) is its answer. Counts connections; ``closed``
+    is set when a connection ends (the client closed it, or the answer raised)."""
+
+    def __init__(self, answer) -> None:
+        self.answer = answer
+        self.requests: list[bytes] = []
+        self.connections = 0
+        self.closed = asyncio.Event()
+        self.release = asyncio.Event()  # what stalling answers wait for: set at the test's end
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length")
+                )
+                self.requests.append(await reader.readexactly(length))
+                if callable(self.answer):
+                    await self.answer(writer)
+                else:
+                    writer.write(self.answer)
+                    await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+            self.closed.set()
+
+
+@pytest.fixture
+async def raw():
+    """``await raw(answer)``: a RawReceiver listening, its URL as ``.url``."""
+    servers, receivers = [], []
+
+    async def serve(answer) -> RawReceiver:
+        found = RawReceiver(answer)
+        server = await asyncio.start_server(found.handle, "127.0.0.1", 0)
+        found.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/hook"
+        servers.append(server)
+        receivers.append(found)
+        return found
+
+    yield serve
+    for found in receivers:
+        found.release.set()
+    for server in servers:
+        server.close()
+
+
+async def test_an_endless_header_fails_the_attempt_once_past_the_bound(raw):
+    written = []
+
+    async def endless(writer):
+        writer.write(b"HTTP/1.1 200 OK\r\nX-Big: ")
+        while True:  # until the client closes the connection
+            writer.write(b"a" * 65536)
+            await writer.drain()
+            written.append(65536)
+
+    found = await raw(endless)
+    client = sender.Sender(allowed_networks=["127.0.0.1/32"], timeout=10.0, per_endpoint=5)
+    try:
+        with pytest.raises(sender.SendError, match=r"^the receiver's answer headers were too large \(over 64 KiB\)$"):
+            await client.post(found.url, HEADERS, b"1")
+        await found.closed.wait()  # and the connection is closed: the receiver stops writing
+    finally:
+        await client.close()
+    assert sum(written) < 64 * 1024 * 1024  # what the kernel's buffers took, not what a 10 s timeout lets in
+
+
+async def test_too_many_headers_fail_the_attempt(raw):
+    headers = b"".join(b"X-%d: 1\r\n" % n for n in range(sender.MAX_HEADERS + 1))
+    found = await raw(b"HTTP/1.1 200 OK\r\n" + headers + b"Content-Length: 2\r\n\r\nok")
+    client = sender.Sender(allowed_networks=["127.0.0.1/32"], timeout=2.0, per_endpoint=5)
+    try:
+        with pytest.raises(sender.SendError, match=r"headers were too large \(more than 100 headers\)$"):
+            await client.post(found.url, HEADERS, b"1")
+        # A hundred headers are fine (Content-Length among them), on a new connection after the failed one.
+        found.answer = b"HTTP/1.1 200 OK\r\n" + headers.split(b"\r\n", 2)[2] + b"Content-Length: 2\r\n\r\nok"
+        assert (await client.post(found.url, HEADERS, b"2")).preview == b"ok"
+    finally:
+        await client.close()
+    assert found.connections == 2
