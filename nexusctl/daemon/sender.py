@@ -80,6 +80,12 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self) -> None:
         self.parser = httptools.HttpResponseParser(self)
+        # The leniencies aiohttp's parser allows answers (llhttp's strict defaults are for requests): bare LF line
+        # ends, "Content-Length : 2", control characters in a value, "2 \r\n" chunk sizes. Refused, an answer a
+        # receiver gave would be this attempt's error and the delivery sent again.
+        self.parser.set_dangerous_leniencies(
+            lenient_headers=True, lenient_optional_cr_before_lf=True, lenient_spaces_after_chunk_size=True
+        )
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.answer: asyncio.Future | None = None

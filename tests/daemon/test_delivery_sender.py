@@ -290,3 +290,26 @@ async def test_too_many_headers_fail_the_attempt(raw):
     finally:
         await client.close()
     assert found.connections == 2
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(b"HTTP/1.1 202 Accepted\nContent-Length: 2\n\nok", id="bare LF"),
+        pytest.param(b"HTTP/1.1 202 Accepted\r\nContent-Length : 2\r\n\r\nok", id="space before the colon"),
+        pytest.param(b"HTTP/1.1 202 Accepted\r\nX-A: a\x01b\r\nContent-Length: 2\r\n\r\nok", id="control character"),
+        pytest.param(
+            b"HTTP/1.1 202 Accepted\r\nTransfer-Encoding: chunked\r\n\r\n2 \r\nok\r\n0\r\n\r\n", id="chunk size space"
+        ),
+    ],
+)
+async def test_sloppy_answers_aiohttp_accepted_are_read_for_their_status(raw, answer):
+    found = await raw(answer)
+    client = sender.Sender(allowed_networks=["127.0.0.1/32"], timeout=2.0, per_endpoint=5)
+    try:
+        got = await client.post(found.url, HEADERS, b"1")
+        again = await client.post(found.url, HEADERS, b"2")
+    finally:
+        await client.close()
+    assert (got.status, got.preview) == (again.status, again.preview) == (202, b"ok")
+    assert found.requests == [b"1", b"2"] and found.connections == 1  # each once, the connection kept
