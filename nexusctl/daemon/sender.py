@@ -11,7 +11,9 @@ parsed by httptools (llhttp, the C parser uvicorn uses). What a delivery needs o
   and ``Host`` the URL's host.
 - ``timeout`` seconds for the whole send (connect, write, answer up to the preview); redirects are answers like
   any other (never followed); the answer's body is read up to ``BODY_PREVIEW`` bytes, and a connection whose
-  answer was not read to its end is closed rather than reused.
+  answer was not read to its end is closed rather than reused. Once a final answer's headers are in, its status
+  is the outcome: a body that stalls or breaks is waited for ``PREVIEW_WAIT`` seconds at most (or until the
+  timeout), and the preview is what had come.
 - Never a delivery sent twice: a request is written once. A kept-alive connection the receiver has closed is
   known closed before the write (its end arrived while it sat idle) and is never written to; a connection that
   drops after the write is this attempt's error, retried on the schedule like any other failure.
@@ -37,6 +39,10 @@ BODY_PREVIEW = 4096
 # Below the shortest common server keep-alive (Node's 5 s): a connection idle longer may be closed by the
 # receiver just as a request is written to it, and that request would fail (it is never sent again at once).
 IDLE_SECONDS = 4.0
+# Once a final answer's headers are in, the rest of its preview is waited for this long (or until the send's
+# timeout) and no longer: a receiver that answered 2xx and then stalls its body has accepted the delivery, and
+# recording a timeout would send it again (aiohttp's read of the preview returned what had come).
+PREVIEW_WAIT = 1.0
 ENDPOINTS_KEPT = 4096  # parsed webhook URLs kept
 # What an answer may hold besides its body (status lines, headers, interim answers, chunk framing, trailers):
 # httptools keeps a header's name and value whole until it ends, so a receiver sending one endless header would
@@ -106,6 +112,7 @@ class _Connection(asyncio.Protocol):
         self.body = bytearray()
         self.complete = False
         self.keep_alive = False
+        self.waiting: asyncio.TimerHandle | None = None  # the PREVIEW_WAIT of a final answer's body
 
     # asyncio.Protocol
 
@@ -122,12 +129,17 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserUpgrade:  # 101 Switching Protocols: an answer, not one we read further
             self.on_message_complete()
         except httptools.HttpParserError as exc:
-            self._fail(SendError(f"the receiver's answer is not valid HTTP ({exc})"))
+            if self.status >= 200:  # the body is broken, not the answer: its status stands (closed, never reused)
+                self._answered()
+            else:
+                self._fail(SendError(f"the receiver's answer is not valid HTTP ({exc})"))
             self.close()
             return
         if self.fed - self.body_fed > HEAD_LIMIT or self.headers > MAX_HEADERS:
             self._fail(SendError(self._too_large()))
             self.close()
+        elif self.status >= 200 and self.waiting is None and not self.answer.done():  # headers in, body short
+            self.waiting = asyncio.get_running_loop().call_later(PREVIEW_WAIT, self._answered)
 
     def _too_large(self) -> str:
         if self.headers > MAX_HEADERS:
@@ -139,13 +151,13 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc) -> None:
         self.closed = True
-        if not self.complete and self.status and self.answer is not None and not self.answer.done():
+        if self.status >= 200 and self.answer is not None and not self.answer.done():
             try:  # an answer without a length ends with the connection
                 self.parser.feed_eof()
             except httptools.HttpParserError:
                 pass
-            if self.complete:
-                return
+            self._answered()  # and one cut short is still the receiver's answer
+            return
         self._fail(SendError("the receiver closed the connection before answering"))
 
     # httptools callbacks
@@ -172,7 +184,7 @@ class _Connection(asyncio.Protocol):
             # The preview is full: the answer is ours now. Whatever more arrives in this same read may still
             # complete the message (the connection is then kept); otherwise the rest is never read and the
             # connection is closed.
-            self.answer.set_result(None)
+            self._answered()
 
     def on_message_complete(self) -> None:
         if 100 <= self.status < 200 and self.status != 101:  # an interim answer (103 Early Hints): the real follows
@@ -181,8 +193,17 @@ class _Connection(asyncio.Protocol):
         self.complete = True
         # Asked here: the parser forgets the answer's Connection/HTTP version once it moves past it.
         self.keep_alive = self.status != 101 and self.parser.should_keep_alive()
+        self._answered()
+
+    def _answered(self) -> None:
+        """The answer is ours (whole, its preview full, or its body no longer waited for)."""
         if self.answer is not None and not self.answer.done():
             self.answer.set_result(None)
+
+    def _stop_waiting(self) -> None:
+        if self.waiting is not None:
+            self.waiting.cancel()
+            self.waiting = None
 
     def _fail(self, exc: Exception) -> None:
         if self.answer is not None and not self.answer.done():
@@ -190,6 +211,7 @@ class _Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.closed = True
+        self._stop_waiting()
         if self.transport is not None:
             self.transport.abort()
 
@@ -247,10 +269,15 @@ class Sender:
                 conn.answer = answer = asyncio.get_running_loop().create_future()
                 conn.transport.write(request)
                 await answer
+        except TimeoutError:
+            if conn is None or conn.status < 200:
+                raise
+            # A final answer's headers are in, its body slower than the send's time: the receiver has answered.
         finally:
             if conn is not None:
                 self.busy.discard(conn)
                 conn.answer = None
+                conn._stop_waiting()
                 if not (conn.complete and conn.keep_alive and not conn.closed):
                     conn.close()
         result = Answer(conn.status, conn.retry_after, _decoded(conn.encoding, bytes(conn.body)))

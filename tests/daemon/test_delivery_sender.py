@@ -203,7 +203,7 @@ async def test_https_sends_the_urls_host_as_sni_and_host_and_verifies_the_certif
 
 class RawReceiver:
     """A receiver on asyncio streams, for answers aiohttp's server would never send: each request is read whole
-    and kept, then ``answer(writer)`` (or the bytes ``answer``) is its answer. Counts connections; ``closed``
+    and kept, then ``answer(writer, receiver)`` (or the bytes ``answer``) is its answer. Counts connections; ``closed``
     is set when a connection ends (the client closed it, or the answer raised)."""
 
     def __init__(self, answer) -> None:
@@ -225,7 +225,7 @@ class RawReceiver:
                 )
                 self.requests.append(await reader.readexactly(length))
                 if callable(self.answer):
-                    await self.answer(writer)
+                    await self.answer(writer, self)
                 else:
                     writer.write(self.answer)
                     await writer.drain()
@@ -259,7 +259,7 @@ async def raw():
 async def test_an_endless_header_fails_the_attempt_once_past_the_bound(raw):
     written = []
 
-    async def endless(writer):
+    async def endless(writer, _):
         writer.write(b"HTTP/1.1 200 OK\r\nX-Big: ")
         while True:  # until the client closes the connection
             writer.write(b"a" * 65536)
@@ -313,3 +313,56 @@ async def test_sloppy_answers_aiohttp_accepted_are_read_for_their_status(raw, an
         await client.close()
     assert (got.status, got.preview) == (again.status, again.preview) == (202, b"ok")
     assert found.requests == [b"1", b"2"] and found.connections == 1  # each once, the connection kept
+
+
+def _stalling(*parts: bytes):
+    """An answer: ``parts`` written, then nothing more while the connection stays open (the receiver reads on,
+    and sees the client close it)."""
+
+    async def answer(writer, _):
+        writer.write(b"".join(parts))
+        await writer.drain()
+
+    return answer
+
+
+STALLED_BODIES = [
+    pytest.param(_stalling(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n"), b"ok", id="chunked"),
+    pytest.param(_stalling(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial"), b"partial", id="short"),
+    pytest.param(_stalling(b"HTTP/1.0 200 OK\r\n\r\nbody"), b"body", id="HTTP/1.0 no length"),
+    pytest.param(_stalling(b"HTTP/1.1 201 Created\r\nContent-Length: 100\r\n\r\n"), b"", id="no body yet"),
+]
+
+
+@pytest.mark.parametrize("answer, preview", STALLED_BODIES)
+@pytest.mark.parametrize("timeout, wait", [(0.3, 5.0), (10.0, 0.2)], ids=["timeout first", "preview wait first"])
+async def test_a_final_answer_whose_body_stalls_is_the_receivers_answer(
+    raw, monkeypatch, answer, preview, timeout, wait
+):
+    monkeypatch.setattr(sender, "PREVIEW_WAIT", wait)
+    found = await raw(answer)
+    client = sender.Sender(allowed_networks=["127.0.0.1/32"], timeout=timeout, per_endpoint=5)
+    try:
+        got = await client.post(found.url, HEADERS, b"1")
+        assert (got.status // 100, got.preview) == (2, preview)  # answered (delivered), not a timeout to send again
+        await found.closed.wait()  # the connection was closed: its answer's rest is never read as the next one's
+        found.answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        assert (await client.post(found.url, HEADERS, b"2")).preview == b"ok"
+    finally:
+        await client.close()
+    assert found.requests == [b"1", b"2"] and found.connections == 2
+
+
+async def test_an_answer_cut_off_inside_its_body_keeps_its_status(raw):
+    async def cut(writer, _):
+        writer.write(b"HTTP/1.1 202 Accepted\r\nContent-Length: 100\r\n\r\nhalf")
+        await writer.drain()
+        writer.close()
+
+    found = await raw(cut)
+    client = sender.Sender(allowed_networks=["127.0.0.1/32"], timeout=10.0, per_endpoint=5)
+    try:
+        got = await client.post(found.url, HEADERS, b"1")
+    finally:
+        await client.close()
+    assert (got.status, got.preview) == (202, b"half")
