@@ -96,6 +96,9 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.answer: asyncio.Future | None = None
         self.idle_since = 0.0
+        # A second answer to one request (or one to none) began: the stream cannot be trusted for the next request.
+        # Its callbacks are ignored (the first final answer is the one recorded), the connection closed.
+        self.unusable = False
         self._reset()
         self._count_from_zero()
 
@@ -129,13 +132,17 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserUpgrade:  # 101 Switching Protocols: an answer, not one we read further
             self.on_message_complete()
         except httptools.HttpParserError as exc:
-            if self.status >= 200:  # the body is broken, not the answer: its status stands (closed, never reused)
+            if self.unusable:
+                pass  # what followed the answer is not HTTP either: closed all the same
+            elif self.status >= 200:  # the body is broken, not the answer: its status stands (closed, never reused)
                 self._answered()
             else:
                 self._fail(SendError(f"the receiver's answer is not valid HTTP ({exc})"))
             self.close()
             return
-        if self.fed - self.body_fed > HEAD_LIMIT or self.headers > MAX_HEADERS:
+        if self.unusable:
+            self.close()
+        elif self.fed - self.body_fed > HEAD_LIMIT or self.headers > MAX_HEADERS:
             self._fail(SendError(self._too_large()))
             self.close()
         elif self.status >= 200 and self.waiting is None and not self.answer.done():  # headers in, body short
@@ -162,7 +169,13 @@ class _Connection(asyncio.Protocol):
 
     # httptools callbacks
 
+    def on_message_begin(self) -> None:
+        if self.complete or self.answer is None:
+            self.unusable = True
+
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.unusable:
+            return
         self.headers += 1
         if self.headers > MAX_HEADERS:  # failed before the answer can complete (closed after this read)
             self._fail(SendError(self._too_large()))
@@ -173,9 +186,13 @@ class _Connection(asyncio.Protocol):
             self.encoding = value.strip().lower()
 
     def on_headers_complete(self) -> None:
+        if self.unusable:
+            return
         self.status = self.parser.get_status_code()
 
     def on_body(self, body: bytes) -> None:
+        if self.unusable:
+            return
         self.body_fed += len(body)
         room = BODY_PREVIEW - len(self.body)
         if room > 0:
@@ -187,6 +204,8 @@ class _Connection(asyncio.Protocol):
             self._answered()
 
     def on_message_complete(self) -> None:
+        if self.unusable:
+            return
         if 100 <= self.status < 200 and self.status != 101:  # an interim answer (103 Early Hints): the real follows
             self._reset()
             return

@@ -236,6 +236,12 @@ class RawReceiver:
             self.closed.set()
 
 
+async def _closed(found: RawReceiver) -> None:
+    """Until the receiver has seen a connection closed (a failing test stops after 5 s instead of hanging)."""
+    async with asyncio.timeout(5):
+        await found.closed.wait()
+
+
 @pytest.fixture
 async def raw():
     """``await raw(answer)``: a RawReceiver listening, its URL as ``.url``."""
@@ -271,7 +277,7 @@ async def test_an_endless_header_fails_the_attempt_once_past_the_bound(raw):
     try:
         with pytest.raises(sender.SendError, match=r"^the receiver's answer headers were too large \(over 64 KiB\)$"):
             await client.post(found.url, HEADERS, b"1")
-        await found.closed.wait()  # and the connection is closed: the receiver stops writing
+        await _closed(found)  # and the connection is closed: the receiver stops writing
     finally:
         await client.close()
     assert sum(written) < 64 * 1024 * 1024  # what the kernel's buffers took, not what a 10 s timeout lets in
@@ -345,7 +351,7 @@ async def test_a_final_answer_whose_body_stalls_is_the_receivers_answer(
     try:
         got = await client.post(found.url, HEADERS, b"1")
         assert (got.status // 100, got.preview) == (2, preview)  # answered (delivered), not a timeout to send again
-        await found.closed.wait()  # the connection was closed: its answer's rest is never read as the next one's
+        await _closed(found)  # the connection was closed: its answer's rest is never read as the next one's
         found.answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
         assert (await client.post(found.url, HEADERS, b"2")).preview == b"ok"
     finally:
@@ -366,3 +372,30 @@ async def test_an_answer_cut_off_inside_its_body_keeps_its_status(raw):
     finally:
         await client.close()
     assert (got.status, got.preview) == (202, b"half")
+
+
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+@pytest.mark.parametrize(
+    "answer, status",
+    [
+        pytest.param(b"HTTP/1.1 500 Oops\r\nContent-Length: 2\r\n\r\nno" + OK, 500, id="a second answer"),
+        pytest.param(OK + b"HTTP/1.1 2", 200, id="the start of another"),
+        pytest.param(OK + b"HTTP/1.1 100 Continue\r\n\r\n", 200, id="an interim answer after"),
+        pytest.param(OK + b"\x00garbage", 200, id="no HTTP after"),
+    ],
+)
+async def test_what_follows_an_answer_is_not_read_as_it_nor_as_the_next(raw, answer, status):
+    found = await raw(answer)
+    client = sender.Sender(allowed_networks=["127.0.0.1/32"], timeout=2.0, per_endpoint=5)
+    try:
+        first = await client.post(found.url, HEADERS, b"1")
+        assert first.status == status  # the first final answer
+        await _closed(found)  # its connection closed, not handed to the next delivery
+        found.answer = OK
+        second = await client.post(found.url, HEADERS, b"2")
+    finally:
+        await client.close()
+    assert second.status == 200
+    assert found.requests == [b"1", b"2"] and found.connections == 2  # each once: none written to a spoilt stream
