@@ -244,18 +244,23 @@ class Sender:
         allowed_networks=(),
         timeout: float,
         per_endpoint: int,
+        max_idle: int = 100,
         user_agent: str = "nexusctl-webhooks",
         tls: ssl.SSLContext | None = None,
     ) -> None:
         self.allowed = allowed_networks
         self.timeout = timeout
         self.per_endpoint = max(1, per_endpoint)
+        self.max_idle = max(1, max_idle)  # idle connections kept in all (a worker sending to many receivers)
         self.user_agent = user_agent
         self.idle: dict[tuple, collections.deque] = {}
         self.endpoints: dict[str, _Endpoint] = {}
+        self.idle_count = 0
         self.busy: set[_Connection] = set()
         self._tls = tls  # None: the default context (the system's CAs, hostnames checked), made when first needed
-        self._swept = time.monotonic()
+        # Idle connections are closed once idle too long by a timer while any are kept (not at the next send,
+        # which may never come).
+        self._sweeper: asyncio.TimerHandle | None = None
 
     @property
     def tls(self) -> ssl.SSLContext:
@@ -307,11 +312,10 @@ class Sender:
     def _kept(self, key: tuple) -> _Connection | None:
         """An idle connection to this endpoint still open and not idle too long, or None."""
         now = time.monotonic()
-        if now - self._swept > IDLE_SECONDS:
-            self._sweep(now)
         idle = self.idle.get(key)
         while idle:
             conn = idle.pop()  # the most recently used: the least likely to be closed by the receiver
+            self.idle_count -= 1
             # Closed, or closing (its end arrived; connection_lost is still to run): never written to.
             if not conn.closed and not conn.transport.is_closing() and now - conn.idle_since < IDLE_SECONDS:
                 return conn
@@ -321,21 +325,45 @@ class Sender:
     def _release(self, key: tuple, conn: _Connection) -> None:
         conn._reset()
         conn._count_from_zero()
-        conn.idle_since = time.monotonic()
+        conn.idle_since = now = time.monotonic()
         idle = self.idle.setdefault(key, collections.deque())
-        if len(idle) >= self.per_endpoint:
-            conn.close()
-        else:
-            idle.append(conn)
+        if len(idle) >= self.per_endpoint:  # full: of live connections? Those the receiver closed make room
+            self._prune(idle, now)
+            if len(idle) >= self.per_endpoint:
+                conn.close()
+                return
+        if self.idle_count >= self.max_idle:  # room made by the longest idle of all
+            self._prune_oldest()
+        idle.append(conn)
+        self.idle_count += 1
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().call_later(IDLE_SECONDS, self._sweep)
 
-    def _sweep(self, now: float) -> None:
-        """Close the connections idle too long (endpoints no longer sent to keep none open)."""
-        self._swept = now
+    def _prune(self, idle: collections.deque, now: float) -> None:
+        """Close and drop the connections of ``idle`` that are closed or idle too long."""
+        for conn in list(idle):
+            if conn.closed or conn.transport.is_closing() or now - conn.idle_since >= IDLE_SECONDS:
+                idle.remove(conn)
+                self.idle_count -= 1
+                conn.close()
+
+    def _prune_oldest(self) -> None:
+        oldest = min((idle for idle in self.idle.values() if idle), key=lambda idle: idle[0].idle_since)
+        oldest.popleft().close()
+        self.idle_count -= 1
+
+    def _sweep(self) -> None:
+        """Close the connections idle too long (endpoints no longer sent to keep none open); again when the
+        longest idle of those left will be."""
+        self._sweeper = None
+        now = time.monotonic()
         for key, idle in list(self.idle.items()):
-            while idle and (idle[0].closed or now - idle[0].idle_since >= IDLE_SECONDS):
-                idle.popleft().close()
+            self._prune(idle, now)
             if not idle:
                 del self.idle[key]
+        if self.idle:
+            due = min(idle[0].idle_since for idle in self.idle.values()) + IDLE_SECONDS - now
+            self._sweeper = asyncio.get_running_loop().call_later(max(due, 0.05), self._sweep)
 
     async def _connect(self, endpoint: _Endpoint) -> _Connection:
         """A new connection to the first checked address of the endpoint's host that accepts it."""
@@ -364,12 +392,16 @@ class Sender:
         raise SendError(f"cannot connect to {endpoint.host}:{endpoint.port}: {why}")
 
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for idle in self.idle.values():
             for conn in idle:
                 conn.close()
         for conn in self.busy:
             conn.close()
         self.idle.clear()
+        self.idle_count = 0
         self.busy.clear()
 
 

@@ -399,3 +399,68 @@ async def test_what_follows_an_answer_is_not_read_as_it_nor_as_the_next(raw, ans
         await client.close()
     assert second.status == 200
     assert found.requests == [b"1", b"2"] and found.connections == 2  # each once: none written to a spoilt stream
+
+
+async def _until(condition, what: str) -> None:
+    """Until ``condition()`` holds (the client's view of a connection the receiver closed arrives a few loop
+    turns later); a failing test stops after 5 s instead of hanging."""
+    try:
+        async with asyncio.timeout(5):
+            while not condition():
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        raise AssertionError(f"not within 5 s: {what}") from None
+
+
+async def test_idle_connections_are_closed_when_idle_too_long_without_another_send(raw, monkeypatch):
+    monkeypatch.setattr(sender, "IDLE_SECONDS", 0.2)
+    found = await raw(OK)
+    client = sender.Sender(allowed_networks=["127.0.0.1/32"], timeout=2.0, per_endpoint=5)
+    try:
+        await client.post(found.url, HEADERS, b"1")
+        await _closed(found)  # by the client, nothing sent after: the timer's sweep
+        assert client.idle == {} and client.idle_count == 0
+    finally:
+        await client.close()
+
+
+async def test_idle_connections_in_all_are_capped_the_longest_idle_closed_first(raw):
+    receivers = [await raw(OK) for _ in range(3)]
+    client = sender.Sender(allowed_networks=["127.0.0.1/32"], timeout=2.0, per_endpoint=5, max_idle=2)
+    try:
+        for found in receivers:
+            await client.post(found.url, HEADERS, b"1")
+        await _closed(receivers[0])
+        assert client.idle_count == 2 and sum(map(len, client.idle.values())) == 2
+        assert not receivers[1].closed.is_set() and not receivers[2].closed.is_set()
+    finally:
+        await client.close()
+
+
+async def test_a_released_connection_takes_the_place_of_one_the_receiver_closed(raw):
+    let_b_answer, close_a = asyncio.Event(), asyncio.Event()
+
+    async def answer(writer, receiver):
+        body = receiver.requests[-1]
+        if body == b"b":
+            await let_b_answer.wait()
+        writer.write(OK)
+        await writer.drain()
+        if body == b"a":  # then it closes that connection, idle in the client's pool
+            await close_a.wait()
+            writer.close()
+
+    found = await raw(answer)
+    client = sender.Sender(allowed_networks=["127.0.0.1/32"], timeout=5.0, per_endpoint=1)
+    try:
+        a = asyncio.create_task(client.post(found.url, HEADERS, b"a"))
+        b = asyncio.create_task(client.post(found.url, HEADERS, b"b"))
+        assert (await a).status == 200
+        close_a.set()
+        await _until(lambda: all(c.closed for idle in client.idle.values() for c in idle), "a closed")
+        let_b_answer.set()
+        assert (await b).status == 200
+        assert (await client.post(found.url, HEADERS, b"c")).status == 200  # on b's connection, kept
+    finally:
+        await client.close()
+    assert found.requests == [b"a", b"b", b"c"] and found.connections == 2
