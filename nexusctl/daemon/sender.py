@@ -154,6 +154,9 @@ class _Connection(asyncio.Protocol):
         return f"the receiver's answer headers were too large (over {HEAD_LIMIT // 1024} KiB)"
 
     def eof_received(self):
+        # Never handed out again from here: over TLS, connection_lost may come only after the TLS shutdown, and
+        # the transport need not say it is closing meanwhile.
+        self.closed = True
         return False  # close our end too
 
     def connection_lost(self, exc) -> None:

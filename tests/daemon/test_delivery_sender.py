@@ -244,13 +244,15 @@ async def _closed(found: RawReceiver) -> None:
 
 @pytest.fixture
 async def raw():
-    """``await raw(answer)``: a RawReceiver listening, its URL as ``.url``."""
+    """``await raw(answer, tls=None)``: a RawReceiver listening, its URL as ``.url`` (https://localhost with a
+    server TLS context)."""
     servers, receivers = [], []
 
-    async def serve(answer) -> RawReceiver:
+    async def serve(answer, tls: ssl.SSLContext | None = None) -> RawReceiver:
         found = RawReceiver(answer)
-        server = await asyncio.start_server(found.handle, "127.0.0.1", 0)
-        found.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/hook"
+        server = await asyncio.start_server(found.handle, "127.0.0.1", 0, ssl=tls)
+        port = server.sockets[0].getsockname()[1]
+        found.url = f"https://localhost:{port}/hook" if tls else f"http://127.0.0.1:{port}/hook"
         servers.append(server)
         receivers.append(found)
         return found
@@ -464,3 +466,36 @@ async def test_a_released_connection_takes_the_place_of_one_the_receiver_closed(
     finally:
         await client.close()
     assert found.requests == [b"a", b"b", b"c"] and found.connections == 2
+
+
+async def test_over_tls_a_connection_whose_receiver_closed_it_is_never_handed_out(raw, tmp_path, monkeypatch):
+    ca, cert, key = _certificate(tmp_path, "localhost")
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    served.load_cert_chain(cert, key)
+
+    async def answer_then_close(writer, _):
+        writer.write(OK)
+        await writer.drain()
+        writer.close()  # close_notify, then the TCP close
+
+    found = await raw(answer_then_close, tls=served)
+    # The connection as the client's pool sees it the moment the receiver's end arrives, before connection_lost.
+    at_eof = []
+    real_eof_received = sender._Connection.eof_received
+
+    def eof_received(conn):
+        kept_open = real_eof_received(conn)
+        at_eof.append(conn.closed)
+        return kept_open
+
+    monkeypatch.setattr(sender._Connection, "eof_received", eof_received)
+    trusting = ssl.create_default_context(cafile=str(ca))
+    client = sender.Sender(allowed_networks=["127.0.0.1/32"], timeout=2.0, per_endpoint=5, tls=trusting)
+    try:
+        assert (await client.post(found.url, HEADERS, b"1")).status == 200
+        await _until(lambda: at_eof, "the receiver's end arrived")
+        assert at_eof == [True]
+        assert (await client.post(found.url, HEADERS, b"2")).status == 200
+    finally:
+        await client.close()
+    assert found.requests == [b"1", b"2"] and found.connections == 2
