@@ -260,6 +260,7 @@ class Sender:
         self.endpoints: dict[str, _Endpoint] = {}
         self.idle_count = 0
         self.busy: set[_Connection] = set()
+        self.closing = False  # close() was called: no connection is kept from then on
         self._tls = tls  # None: the default context (the system's CAs, hostnames checked), made when first needed
         # Idle connections are closed once idle too long by a timer while any are kept (not at the next send,
         # which may never come).
@@ -326,6 +327,9 @@ class Sender:
         return None
 
     def _release(self, key: tuple, conn: _Connection) -> None:
+        if self.closing:  # a send that began (or connected) while the daemon shuts down: nothing to keep it for
+            conn.close()
+            return
         conn._reset()
         conn._count_from_zero()
         conn.idle_since = now = time.monotonic()
@@ -395,6 +399,9 @@ class Sender:
         raise SendError(f"cannot connect to {endpoint.host}:{endpoint.port}: {why}")
 
     async def close(self) -> None:
+        """Close every connection. Sends still under way end: with their status if a final answer's headers
+        are in, else with an error saying the daemon is shutting down (not that the receiver closed it)."""
+        self.closing = True
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
@@ -402,6 +409,10 @@ class Sender:
             for conn in idle:
                 conn.close()
         for conn in self.busy:
+            if conn.status >= 200:
+                conn._answered()
+            else:
+                conn._fail(SendError("not answered: the daemon is shutting down"))
             conn.close()
         self.idle.clear()
         self.idle_count = 0

@@ -499,3 +499,30 @@ async def test_over_tls_a_connection_whose_receiver_closed_it_is_never_handed_ou
     finally:
         await client.close()
     assert found.requests == [b"1", b"2"] and found.connections == 2
+
+
+async def test_a_send_cut_off_by_shutting_down_says_so(raw):
+    arrived, never = asyncio.Event(), asyncio.Event()
+
+    async def no_answer(writer, receiver):
+        arrived.set()
+        await never.wait()  # until the client closes the connection (then the test's end)
+
+    found = await raw(no_answer)
+    client = sender.Sender(allowed_networks=["127.0.0.1/32"], timeout=10.0, per_endpoint=5)
+    cut = asyncio.create_task(client.post(found.url, HEADERS, b"1"))
+    async with asyncio.timeout(5):
+        await arrived.wait()
+    await client.close()
+    with pytest.raises(sender.SendError, match="^not answered: the daemon is shutting down$"):
+        await cut
+    never.set()
+
+
+async def test_a_connection_opened_while_shutting_down_is_not_kept(raw):
+    found = await raw(OK)
+    client = sender.Sender(allowed_networks=["127.0.0.1/32"], timeout=2.0, per_endpoint=5)
+    await client.close()  # a send that began as the daemon stopped, still sent (its lease is held)
+    assert (await client.post(found.url, HEADERS, b"1")).status == 200
+    assert client.idle == {} and client.idle_count == 0  # closed at once, not kept for the idle sweep
+    await _closed(found)
