@@ -184,7 +184,8 @@ class _Connection(asyncio.Protocol):
             self._fail(SendError(self._too_large()))
         name = name.lower()
         if name == b"retry-after":
-            self.retry_after = value.decode("latin-1")
+            if self.retry_after is None:  # the first of two, as aiohttp's headers.get gave it
+                self.retry_after = value.decode("latin-1")
         elif name == b"content-encoding":
             self.encoding = value.strip().lower()
 

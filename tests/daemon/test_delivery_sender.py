@@ -526,3 +526,13 @@ async def test_a_connection_opened_while_shutting_down_is_not_kept(raw):
     assert (await client.post(found.url, HEADERS, b"1")).status == 200
     assert client.idle == {} and client.idle_count == 0  # closed at once, not kept for the idle sweep
     await _closed(found)
+
+
+async def test_of_two_retry_after_headers_the_first_counts(raw):
+    found = await raw(b"HTTP/1.1 503 Busy\r\nRetry-After: 5\r\nRetry-After: 60\r\nContent-Length: 0\r\n\r\n")
+    client = sender.Sender(allowed_networks=["127.0.0.1/32"], timeout=2.0, per_endpoint=5)
+    try:
+        got = await client.post(found.url, HEADERS, b"1")
+    finally:
+        await client.close()
+    assert (got.status, got.retry_after) == (503, "5")
