@@ -161,12 +161,10 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc) -> None:
         self.closed = True
-        if self.status >= 200 and self.answer is not None and not self.answer.done():
-            try:  # an answer without a length ends with the connection
-                self.parser.feed_eof()
-            except httptools.HttpParserError:
-                pass
-            self._answered()  # and one cut short is still the receiver's answer
+        if self.status >= 200:
+            # A final answer's headers are in: what came of its body is its preview, whether the connection's end
+            # is its end (no length given) or cuts it short (httptools has no feed_eof to tell them apart).
+            self._answered()
             return
         self._fail(SendError("the receiver closed the connection before answering"))
 

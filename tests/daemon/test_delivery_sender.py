@@ -361,16 +361,26 @@ async def test_a_final_answer_whose_body_stalls_is_the_receivers_answer(
     assert found.requests == [b"1", b"2"] and found.connections == 2
 
 
-async def test_an_answer_cut_off_inside_its_body_keeps_its_status(raw):
-    async def cut(writer, _):
-        writer.write(b"HTTP/1.1 202 Accepted\r\nContent-Length: 100\r\n\r\nhalf")
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(b"HTTP/1.1 202 Accepted\r\nContent-Length: 100\r\n\r\nhalf", id="cut short"),
+        pytest.param(b"HTTP/1.0 202 Accepted\r\n\r\nhalf", id="HTTP/1.0 no length"),
+    ],
+)
+async def test_an_answer_ended_by_the_connections_end_is_taken_at_once(raw, monkeypatch, answer):
+    monkeypatch.setattr(sender, "PREVIEW_WAIT", 30.0)  # only the connection's end can end these sends in time
+
+    async def then_close(writer, _):
+        writer.write(answer)
         await writer.drain()
         writer.close()
 
-    found = await raw(cut)
+    found = await raw(then_close)
     client = sender.Sender(allowed_networks=["127.0.0.1/32"], timeout=10.0, per_endpoint=5)
     try:
-        got = await client.post(found.url, HEADERS, b"1")
+        async with asyncio.timeout(5):
+            got = await client.post(found.url, HEADERS, b"1")
     finally:
         await client.close()
     assert (got.status, got.preview) == (202, b"half")
