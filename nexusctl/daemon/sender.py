@@ -5,7 +5,10 @@ whole POST (profiles in docs/benchmarks.md): the request's bytes are written in 
 parsed by httptools (llhttp, the C parser uvicorn uses). What a delivery needs of HTTP, and no more:
 
 - Kept-alive connections per endpoint (scheme, host, port): at most ``per_endpoint`` idle ones are kept (the
-  worker never has more sends in flight to one webhook), each for at most ``IDLE_SECONDS``.
+  worker never has more sends in flight to one webhook) and ``max_idle`` in all, each for at most
+  ``IDLE_SECONDS`` (a timer closes them, sends or not).
+- Answers parsed with the leniencies aiohttp allows them, and bounded: ``HEAD_LIMIT`` bytes besides the body,
+  ``MAX_HEADERS`` headers. The first final answer counts; anything after it spoils the connection (closed).
 - The SSRF guard at connect (``ssrf.connect_addresses``): the host is resolved once, every address checked, and
   the socket connected only to a checked address; TLS with the default context (certificates verified), SNI
   and ``Host`` the URL's host.
