@@ -128,6 +128,7 @@ class DeliveryWorker:
             allowed_networks=self.settings.webhook_allowed_networks,
             timeout=self.settings.webhook_timeout,
             per_endpoint=self.settings.webhook_concurrency_per_endpoint,
+            max_idle=self.settings.webhook_concurrency,  # no more kept than could be in flight at once
         )
         loop = asyncio.get_running_loop()
         self._listener = lambda: loop.call_soon_threadsafe(self.wake.set)

@@ -5,13 +5,18 @@ whole POST (profiles in docs/benchmarks.md): the request's bytes are written in 
 parsed by httptools (llhttp, the C parser uvicorn uses). What a delivery needs of HTTP, and no more:
 
 - Kept-alive connections per endpoint (scheme, host, port): at most ``per_endpoint`` idle ones are kept (the
-  worker never has more sends in flight to one webhook), each for at most ``IDLE_SECONDS``.
+  worker never has more sends in flight to one webhook) and ``max_idle`` in all, each for at most
+  ``IDLE_SECONDS`` (a timer closes them, sends or not).
+- Answers parsed with the leniencies aiohttp allows them, and bounded: ``HEAD_LIMIT`` bytes besides the body,
+  ``MAX_HEADERS`` headers. The first final answer counts; anything after it spoils the connection (closed).
 - The SSRF guard at connect (``ssrf.connect_addresses``): the host is resolved once, every address checked, and
   the socket connected only to a checked address; TLS with the default context (certificates verified), SNI
   and ``Host`` the URL's host.
 - ``timeout`` seconds for the whole send (connect, write, answer up to the preview); redirects are answers like
   any other (never followed); the answer's body is read up to ``BODY_PREVIEW`` bytes, and a connection whose
-  answer was not read to its end is closed rather than reused.
+  answer was not read to its end is closed rather than reused. Once a final answer's headers are in, its status
+  is the outcome: a body that stalls or breaks is waited for ``PREVIEW_WAIT`` seconds at most (or until the
+  timeout), and the preview is what had come.
 - Never a delivery sent twice: a request is written once. A kept-alive connection the receiver has closed is
   known closed before the write (its end arrived while it sat idle) and is never written to; a connection that
   drops after the write is this attempt's error, retried on the schedule like any other failure.
@@ -37,7 +42,17 @@ BODY_PREVIEW = 4096
 # Below the shortest common server keep-alive (Node's 5 s): a connection idle longer may be closed by the
 # receiver just as a request is written to it, and that request would fail (it is never sent again at once).
 IDLE_SECONDS = 4.0
+# Once a final answer's headers are in, the rest of its preview is waited for this long (or until the send's
+# timeout) and no longer: a receiver that answered 2xx and then stalls its body has accepted the delivery, and
+# recording a timeout would send it again (aiohttp's read of the preview returned what had come).
+PREVIEW_WAIT = 1.0
 ENDPOINTS_KEPT = 4096  # parsed webhook URLs kept
+# What an answer may hold besides its body (status lines, headers, interim answers, chunk framing, trailers):
+# httptools keeps a header's name and value whole until it ends, so a receiver sending one endless header would
+# otherwise grow this process without bound. aiohttp allowed 8190 bytes a line and 100 headers (it stopped
+# at 32 KiB of one field); this is the bound of the whole, checked after each read (at most 256 KiB more).
+HEAD_LIMIT = 64 * 1024
+MAX_HEADERS = 100
 
 
 class SendError(Exception):
@@ -74,11 +89,27 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self) -> None:
         self.parser = httptools.HttpResponseParser(self)
+        # The leniencies aiohttp's parser allows answers (llhttp's strict defaults are for requests): bare LF line
+        # ends, "Content-Length : 2", control characters in a value, "2 \r\n" chunk sizes. Refused, an answer a
+        # receiver gave would be this attempt's error and the delivery sent again.
+        self.parser.set_dangerous_leniencies(
+            lenient_headers=True, lenient_optional_cr_before_lf=True, lenient_spaces_after_chunk_size=True
+        )
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.answer: asyncio.Future | None = None
         self.idle_since = 0.0
+        # A second answer to one request (or one to none) began: the stream cannot be trusted for the next request.
+        # Its callbacks are ignored (the first final answer is the one recorded), the connection closed.
+        self.unusable = False
         self._reset()
+        self._count_from_zero()
+
+    def _count_from_zero(self) -> None:
+        """The bounds are of one exchange: every byte fed and header seen since the request was written."""
+        self.fed = 0  # bytes fed to the parser
+        self.body_fed = 0  # of them, the body's
+        self.headers = 0
 
     def _reset(self) -> None:
         self.status = 0
@@ -87,6 +118,7 @@ class _Connection(asyncio.Protocol):
         self.body = bytearray()
         self.complete = False
         self.keep_alive = False
+        self.waiting: asyncio.TimerHandle | None = None  # the PREVIEW_WAIT of a final answer's body
 
     # asyncio.Protocol
 
@@ -97,41 +129,76 @@ class _Connection(asyncio.Protocol):
         if self.answer is None:  # nothing was asked (an idle connection): not a stream we can trust any more
             self.close()
             return
+        self.fed += len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:  # 101 Switching Protocols: an answer, not one we read further
             self.on_message_complete()
         except httptools.HttpParserError as exc:
-            self._fail(SendError(f"the receiver's answer is not valid HTTP ({exc})"))
+            if self.unusable:
+                pass  # what followed the answer is not HTTP either: closed all the same
+            elif self.status >= 200:  # the body is broken, not the answer: its status stands (closed, never reused)
+                self._answered()
+            else:
+                self._fail(SendError(f"the receiver's answer is not valid HTTP ({exc})"))
             self.close()
+            return
+        if self.unusable:
+            self.close()
+        elif self.fed - self.body_fed > HEAD_LIMIT or self.headers > MAX_HEADERS:
+            self._fail(SendError(self._too_large()))
+            self.close()
+        elif self.status >= 200 and self.waiting is None and not self.answer.done():  # headers in, body short
+            self.waiting = asyncio.get_running_loop().call_later(PREVIEW_WAIT, self._answered)
+
+    def _too_large(self) -> str:
+        if self.headers > MAX_HEADERS:
+            return f"the receiver's answer headers were too large (more than {MAX_HEADERS} headers)"
+        return f"the receiver's answer headers were too large (over {HEAD_LIMIT // 1024} KiB)"
 
     def eof_received(self):
+        # Never handed out again from here: over TLS, connection_lost may come only after the TLS shutdown, and
+        # the transport need not say it is closing meanwhile.
+        self.closed = True
         return False  # close our end too
 
     def connection_lost(self, exc) -> None:
         self.closed = True
-        if not self.complete and self.status and self.answer is not None and not self.answer.done():
-            try:  # an answer without a length ends with the connection
-                self.parser.feed_eof()
-            except httptools.HttpParserError:
-                pass
-            if self.complete:
-                return
+        if self.status >= 200:
+            # A final answer's headers are in: what came of its body is its preview, whether the connection's end
+            # is its end (no length given) or cuts it short (httptools has no feed_eof to tell them apart).
+            self._answered()
+            return
         self._fail(SendError("the receiver closed the connection before answering"))
 
     # httptools callbacks
 
+    def on_message_begin(self) -> None:
+        if self.complete or self.answer is None:
+            self.unusable = True
+
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.unusable:
+            return
+        self.headers += 1
+        if self.headers > MAX_HEADERS:  # failed before the answer can complete (closed after this read)
+            self._fail(SendError(self._too_large()))
         name = name.lower()
         if name == b"retry-after":
-            self.retry_after = value.decode("latin-1")
+            if self.retry_after is None:  # the first of two, as aiohttp's headers.get gave it
+                self.retry_after = value.decode("latin-1")
         elif name == b"content-encoding":
             self.encoding = value.strip().lower()
 
     def on_headers_complete(self) -> None:
+        if self.unusable:
+            return
         self.status = self.parser.get_status_code()
 
     def on_body(self, body: bytes) -> None:
+        if self.unusable:
+            return
+        self.body_fed += len(body)
         room = BODY_PREVIEW - len(self.body)
         if room > 0:
             self.body += body[:room]
@@ -139,17 +206,28 @@ class _Connection(asyncio.Protocol):
             # The preview is full: the answer is ours now. Whatever more arrives in this same read may still
             # complete the message (the connection is then kept); otherwise the rest is never read and the
             # connection is closed.
-            self.answer.set_result(None)
+            self._answered()
 
     def on_message_complete(self) -> None:
+        if self.unusable:
+            return
         if 100 <= self.status < 200 and self.status != 101:  # an interim answer (103 Early Hints): the real follows
             self._reset()
             return
         self.complete = True
         # Asked here: the parser forgets the answer's Connection/HTTP version once it moves past it.
         self.keep_alive = self.status != 101 and self.parser.should_keep_alive()
+        self._answered()
+
+    def _answered(self) -> None:
+        """The answer is ours (whole, its preview full, or its body no longer waited for)."""
         if self.answer is not None and not self.answer.done():
             self.answer.set_result(None)
+
+    def _stop_waiting(self) -> None:
+        if self.waiting is not None:
+            self.waiting.cancel()
+            self.waiting = None
 
     def _fail(self, exc: Exception) -> None:
         if self.answer is not None and not self.answer.done():
@@ -157,6 +235,7 @@ class _Connection(asyncio.Protocol):
 
     def close(self) -> None:
         self.closed = True
+        self._stop_waiting()
         if self.transport is not None:
             self.transport.abort()
 
@@ -170,18 +249,24 @@ class Sender:
         allowed_networks=(),
         timeout: float,
         per_endpoint: int,
+        max_idle: int = 100,
         user_agent: str = "nexusctl-webhooks",
         tls: ssl.SSLContext | None = None,
     ) -> None:
         self.allowed = allowed_networks
         self.timeout = timeout
         self.per_endpoint = max(1, per_endpoint)
+        self.max_idle = max(1, max_idle)  # idle connections kept in all (a worker sending to many receivers)
         self.user_agent = user_agent
         self.idle: dict[tuple, collections.deque] = {}
         self.endpoints: dict[str, _Endpoint] = {}
+        self.idle_count = 0
         self.busy: set[_Connection] = set()
+        self.closing = False  # close() was called: no connection is kept from then on
         self._tls = tls  # None: the default context (the system's CAs, hostnames checked), made when first needed
-        self._swept = time.monotonic()
+        # Idle connections are closed once idle too long by a timer while any are kept (not at the next send,
+        # which may never come).
+        self._sweeper: asyncio.TimerHandle | None = None
 
     @property
     def tls(self) -> ssl.SSLContext:
@@ -214,10 +299,15 @@ class Sender:
                 conn.answer = answer = asyncio.get_running_loop().create_future()
                 conn.transport.write(request)
                 await answer
+        except TimeoutError:
+            if conn is None or conn.status < 200:
+                raise
+            # A final answer's headers are in, its body slower than the send's time: the receiver has answered.
         finally:
             if conn is not None:
                 self.busy.discard(conn)
                 conn.answer = None
+                conn._stop_waiting()
                 if not (conn.complete and conn.keep_alive and not conn.closed):
                     conn.close()
         result = Answer(conn.status, conn.retry_after, _decoded(conn.encoding, bytes(conn.body)))
@@ -228,11 +318,10 @@ class Sender:
     def _kept(self, key: tuple) -> _Connection | None:
         """An idle connection to this endpoint still open and not idle too long, or None."""
         now = time.monotonic()
-        if now - self._swept > IDLE_SECONDS:
-            self._sweep(now)
         idle = self.idle.get(key)
         while idle:
             conn = idle.pop()  # the most recently used: the least likely to be closed by the receiver
+            self.idle_count -= 1
             # Closed, or closing (its end arrived; connection_lost is still to run): never written to.
             if not conn.closed and not conn.transport.is_closing() and now - conn.idle_since < IDLE_SECONDS:
                 return conn
@@ -240,22 +329,50 @@ class Sender:
         return None
 
     def _release(self, key: tuple, conn: _Connection) -> None:
-        conn._reset()
-        conn.idle_since = time.monotonic()
-        idle = self.idle.setdefault(key, collections.deque())
-        if len(idle) >= self.per_endpoint:
+        if self.closing:  # a send that began (or connected) while the daemon shuts down: nothing to keep it for
             conn.close()
-        else:
-            idle.append(conn)
+            return
+        conn._reset()
+        conn._count_from_zero()
+        conn.idle_since = now = time.monotonic()
+        idle = self.idle.setdefault(key, collections.deque())
+        if len(idle) >= self.per_endpoint:  # full: of live connections? Those the receiver closed make room
+            self._prune(idle, now)
+            if len(idle) >= self.per_endpoint:
+                conn.close()
+                return
+        if self.idle_count >= self.max_idle:  # room made by the longest idle of all
+            self._prune_oldest()
+        idle.append(conn)
+        self.idle_count += 1
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().call_later(IDLE_SECONDS, self._sweep)
 
-    def _sweep(self, now: float) -> None:
-        """Close the connections idle too long (endpoints no longer sent to keep none open)."""
-        self._swept = now
+    def _prune(self, idle: collections.deque, now: float) -> None:
+        """Close and drop the connections of ``idle`` that are closed or idle too long."""
+        for conn in list(idle):
+            if conn.closed or conn.transport.is_closing() or now - conn.idle_since >= IDLE_SECONDS:
+                idle.remove(conn)
+                self.idle_count -= 1
+                conn.close()
+
+    def _prune_oldest(self) -> None:
+        oldest = min((idle for idle in self.idle.values() if idle), key=lambda idle: idle[0].idle_since)
+        oldest.popleft().close()
+        self.idle_count -= 1
+
+    def _sweep(self) -> None:
+        """Close the connections idle too long (endpoints no longer sent to keep none open); again when the
+        longest idle of those left will be."""
+        self._sweeper = None
+        now = time.monotonic()
         for key, idle in list(self.idle.items()):
-            while idle and (idle[0].closed or now - idle[0].idle_since >= IDLE_SECONDS):
-                idle.popleft().close()
+            self._prune(idle, now)
             if not idle:
                 del self.idle[key]
+        if self.idle:
+            due = min(idle[0].idle_since for idle in self.idle.values()) + IDLE_SECONDS - now
+            self._sweeper = asyncio.get_running_loop().call_later(max(due, 0.05), self._sweep)
 
     async def _connect(self, endpoint: _Endpoint) -> _Connection:
         """A new connection to the first checked address of the endpoint's host that accepts it."""
@@ -284,12 +401,23 @@ class Sender:
         raise SendError(f"cannot connect to {endpoint.host}:{endpoint.port}: {why}")
 
     async def close(self) -> None:
+        """Close every connection. Sends still under way end: with their status if a final answer's headers
+        are in, else with an error saying the daemon is shutting down (not that the receiver closed it)."""
+        self.closing = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for idle in self.idle.values():
             for conn in idle:
                 conn.close()
         for conn in self.busy:
+            if conn.status >= 200:
+                conn._answered()
+            else:
+                conn._fail(SendError("not answered: the daemon is shutting down"))
             conn.close()
         self.idle.clear()
+        self.idle_count = 0
         self.busy.clear()
 
 

@@ -656,3 +656,37 @@ async def test_a_url_refused_at_send_time_says_why_in_the_attempt_log(
     errors = [attempt["error"] for attempt in shown["attemptLog"]]
     assert row.status == DeliveryStatus.FAILED and shown["status"] == "FAILED", shown
     assert errors == ["not sent: Webhook URL refused: 127.0.0.1 is a loopback address"] * 2, errors
+
+
+async def test_a_2xx_whose_body_stalls_is_delivered_not_sent_again(
+    db_url, aiohttp_client, aiohttp_server, monkeypatch, make_integration
+):
+    """The receiver accepted the delivery (200, its headers and a few bytes of body) and then stalls its body past
+    WEBHOOK_TIMEOUT: the delivery is delivered, with what came of the body, and sent once."""
+    hits, release = [], asyncio.Event()
+
+    async def stalls(request):
+        hits.append(await request.read())
+        answer = web.StreamResponse(headers={"Content-Length": "100"})
+        await answer.prepare(request)
+        await answer.write(b"accepted")
+        await release.wait()  # the rest never comes while the test runs
+        return answer
+
+    app = web.Application()
+    app.router.add_post("/stalls", stalls)
+    server = await aiohttp_server(app)
+    monkeypatch.setenv("WEBHOOK_ALLOWED_NETWORKS", "127.0.0.1/32")
+    monkeypatch.setenv("WEBHOOK_TIMEOUT", "0.5")
+    monkeypatch.setenv("WEBHOOK_RETRY_SCHEDULE", "1")  # a resend, were it recorded as a failure, within the wait
+    api = await aiohttp_client(create_app(config.load()))
+    integration = make_integration(user_id=OWNER, provider=Provider.SHOPIFY)
+    try:
+        hook = await _create(api, integration, f"http://127.0.0.1:{server.port}/stalls")
+        await _emit(api, integration)
+        (row,) = await _settled(WebhookDelivery.webhook == uuid.UUID(hook["id"]))
+    finally:
+        release.set()
+    assert row.status == DeliveryStatus.DELIVERED and row.attempts == 1
+    assert row.response == {"status": 200, "body": "accepted"}
+    assert len(hits) == 1
