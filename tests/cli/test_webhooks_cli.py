@@ -93,13 +93,17 @@ def test_redeliver_and_replay_to_an_inactive_webhook_are_refused(cli, make_integ
     for refused in (
         cli("webhooks", "redeliver", delivery.id),
         cli("webhooks", "replay", hook["id"], "--since", "2000-01-01T00:00:00Z"),
+        # The dry run predicts the real one: the same refusal, not "Would queue 1 deliveries again".
+        cli("webhooks", "replay", hook["id"], "--since", "2000-01-01T00:00:00Z", "--dry-run"),
+        cli("webhooks", "replay", hook["id"], "--since", "1h", "--dry-run", "--json"),
     ):
         assert refused.exit_code == 14, refused.stderr  # WEBHOOK_INACTIVE
         assert "WEBHOOK_INACTIVE" in refused.stderr and "--active" in refused.stderr, refused.stderr
+        assert "Would queue" not in refused.stderr and refused.stdout == "", refused.stdout + refused.stderr
     assert WebhookDelivery.get().status == DeliveryStatus.FAILED  # nothing queued to wait forever
-    counted = cli("webhooks", "replay", hook["id"], "--since", "2000-01-01T00:00:00Z", "--dry-run")
-    assert counted.exit_code == 0, counted.stderr  # counting changes nothing: allowed
     assert cli("webhooks", "update", hook["id"], "--active").exit_code == 0
+    counted = cli("webhooks", "replay", hook["id"], "--since", "2000-01-01T00:00:00Z", "--dry-run")
+    assert counted.exit_code == 0 and "Would queue 1 deliveries again" in counted.stderr, counted.stderr
     assert cli("webhooks", "redeliver", delivery.id).exit_code == 0
     assert WebhookDelivery.get().status == DeliveryStatus.PENDING
 
