@@ -124,9 +124,16 @@ def test_rotate_update_test_delete(cli, make_integration):
 
 def test_bad_input(cli, make_integration):
     integration = make_integration()
-    for url in ("http://10.1.2.3/x", "http://169.254.169.254/", "gopher://x", "http://127.0.0.1:9/\x1b]0;x\x07"):
+    for url in (
+        "http://10.1.2.3/x",
+        "http://169.254.169.254/",
+        "gopher://x",
+        "http://127.0.0.1:9/\x1b]0;x\x07",
+        "http://127.0.0.1:9/\u202egnp.exe",  # a right-to-left override: the URL would read other than it is
+    ):
         bad = cli("webhooks", "create", "--integration", integration.id, "--url", url, "-e", "*")
         assert bad.exit_code == 2 and "VALIDATION_ERROR" in bad.stderr, (url, bad.stderr)
+        assert "\u202e" not in bad.stderr, bad.stderr  # the refusal quotes no raw override either
     assert cli("events", "emit", integration.id, "Not A Type").exit_code == 2
     assert cli("events", "emit", integration.id, "post.created", "--data", "[1]").exit_code == 2
     assert cli("events", "emit", "not-a-uuid", "post.created").exit_code == 2
