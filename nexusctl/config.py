@@ -39,6 +39,8 @@ from nexusctl.config_table import (  # noqa: F401 - re-exported
 )
 from nexusctl.config_values import (  # noqa: F401 - re-exported
     KEY_BYTES,
+    MAX_DURATION,
+    MAX_DURATION_TEXT,
     NODE_ENVS,
     Secret,
     decode_key,

@@ -414,10 +414,10 @@ TABLE = (
     Variable(
         "RETENTION_DAYS",
         "retention_days",
-        v.positive_int,
+        v.days,
         "30",
-        "Finished deliveries (with their attempts), sync logs and outbox events older than this are purged "
-        "hourly; pending work and events not yet published never.",
+        "Finished deliveries (with their attempts), sync logs and outbox events older than this many days (1 to "
+        "36525) are purged hourly; pending work and events not yet published never.",
     ),
     Variable(
         "EVENTS_STREAM",

@@ -21,6 +21,14 @@ from nexusctl.errors import ConfigError
 
 KEY_BYTES = 32
 STREAM_NAME_MAX = 200
+# The longest duration any setting, option or field takes: 100 years. Far beyond any real window,
+# schedule or retention, and far inside what a date can be moved by (datetime stops at year 9999, and
+# timedelta at 999999999 days): past it `now + window` was an OverflowError, a 500 or exit 1.
+MAX_DURATION_DAYS = 36525
+MAX_DURATION = MAX_DURATION_DAYS * 86400.0
+MAX_DURATION_TEXT = "at most 100 years"
+# The largest whole number an integer setting takes where nothing tighter applies: PostgreSQL's integer.
+MAX_WHOLE = 2**31 - 1
 
 
 class Secret:
@@ -81,7 +89,11 @@ def generate_key() -> str:
 
 
 def parse_duration(text: str) -> float | None:
-    """`90`, `90s`, `10m`, `1h`, `2d` -> seconds; None if it is not one."""
+    """`90`, `90s`, `10m`, `1h`, `2d` -> seconds; None if it is not one, or is longer than MAX_DURATION.
+
+    Every duration a user gives (settings, CLI options, `metadata.syncSchedule`) is read here, so this
+    bound is the one that keeps each of them inside what a date can be moved by.
+    """
     text = text.strip().lower()
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     number, unit = (text[:-1], units[text[-1]]) if text and text[-1] in units else (text, 1)
@@ -89,7 +101,7 @@ def parse_duration(text: str) -> float | None:
         value = float(number) * unit
     except ValueError:
         return None
-    return value if value > 0 else None
+    return value if 0 < value <= MAX_DURATION else None  # NaN fails both comparisons
 
 
 def origin_of(url: str) -> str:
@@ -137,16 +149,37 @@ def node_env(value: str, name: str) -> str:
 NODE_ENVS = ("development", "production", "test")
 
 
+def _whole(value: str, low: int, high: int) -> int | None:
+    """``value`` as a whole number in [low, high], else None. ASCII digits only: str.isdigit() also takes
+    '²' and '١', which int() then refuses (a ValueError, not a ConfigError)."""
+    if not (value.isascii() and value.isdigit()) or len(value) > 20:
+        return None
+    number = int(value)
+    return number if low <= number <= high else None
+
+
 def port(value: str, name: str) -> int:
-    if not value.isdigit() or not 1 <= int(value) <= 65535:
+    number = _whole(value, 1, 65535)
+    if number is None:
         raise ConfigError(f"{name}: {value!r} is not a port number (1-65535)")
-    return int(value)
+    return number
 
 
 def positive_int(value: str, name: str) -> int:
-    if not value.isdigit() or int(value) < 1:
-        raise ConfigError(f"{name}: {value!r} is not a positive whole number")
-    return int(value)
+    number = _whole(value, 1, MAX_WHOLE)
+    if number is None:
+        raise ConfigError(f"{name}: {value!r} is not a positive whole number (at most {MAX_WHOLE})")
+    return number
+
+
+def days(value: str, name: str) -> int:
+    """A whole number of days, 1 to MAX_DURATION_DAYS."""
+    number = _whole(value, 1, MAX_DURATION_DAYS)
+    if number is None:
+        raise ConfigError(
+            f"{name}: {value!r} is not a whole number of days from 1 to {MAX_DURATION_DAYS} ({MAX_DURATION_TEXT})"
+        )
+    return number
 
 
 def seconds(value: str, name: str) -> float:
@@ -163,7 +196,7 @@ def seconds(value: str, name: str) -> float:
 def duration(value: str, name: str) -> float:
     number = parse_duration(value)
     if number is None:
-        raise ConfigError(f"{name}: {value!r} is not a duration like 600, 90s, 10m or 1h")
+        raise ConfigError(f"{name}: {value!r} is not a duration like 600, 90s, 10m or 1h ({MAX_DURATION_TEXT})")
     return number
 
 
@@ -188,7 +221,7 @@ def database_url(url: str, name: str) -> str:
         except ValueError:
             raise ConfigError(f"{name}: {redact_url(url)} has an invalid port") from None
         timeout = dict(parse_qsl(parts.query)).get("connect_timeout", "5")
-        if not timeout.isdigit():
+        if _whole(timeout, 0, MAX_WHOLE) is None:
             raise ConfigError(f"{name}: connect_timeout {timeout!r} is not a whole number of seconds")
         return url
     raise ConfigError(
@@ -260,10 +293,12 @@ def stream_names(value: str, name: str, allow_none: bool = True) -> tuple[str, .
 
 
 def schedule(value: str, name: str) -> tuple[int, ...]:
-    items = [item.strip() for item in value.split(",")]
-    if not all(item.isdigit() for item in items) or len(items) > 50:
-        raise ConfigError(f"{name}: {value!r} is not a comma-separated list of whole seconds (at most 50)")
-    return tuple(int(item) for item in items)
+    items = [_whole(item.strip(), 0, int(MAX_DURATION)) for item in value.split(",")]
+    if None in items or len(items) > 50:
+        raise ConfigError(
+            f"{name}: {value!r} is not a comma-separated list of whole seconds (at most 50, each {MAX_DURATION_TEXT})"
+        )
+    return tuple(items)
 
 
 def networks(value: str, name: str) -> tuple:

@@ -12,9 +12,20 @@ from __future__ import annotations
 import logging
 import re
 
-# C0 and C1 controls, DEL, and the Unicode line and paragraph separators (line breaks to some viewers).
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_CONTROL_BUT_NEWLINE = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+# The bidirectional formatting characters: the Arabic letter mark, the left-to-right and right-to-left
+# marks, the embeddings and overrides (U+202A-U+202E) and the isolates (U+2066-U+2069). Shown, they
+# reorder the text after them, so a name or URL reads other than it is ("\u202e" makes "gnp.exe" read
+# "exe.png"; Trojan Source, CVE-2021-42574).
+BIDI_CONTROLS = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+# Every character nexusctl treats as a control, as the content of a regex class: the C0 controls, and
+# beyond them DEL, the C1 controls, the Unicode line and paragraph separators (line breaks to some
+# viewers) and the bidi controls. The names a caller gives refuse them (core.storable); the CLI
+# (cli.output.printable) and the text log escape them: one list, so what is refused and what is escaped
+# agree. (Those that keep some C0 controls, tab or newline, take CONTROLS_BEYOND_C0 with their own C0 part.)
+CONTROLS_BEYOND_C0 = "\x7f-\x9f\u2028\u2029" + BIDI_CONTROLS
+CONTROLS = "\x00-\x1f" + CONTROLS_BEYOND_C0
+_CONTROL = re.compile(f"[{CONTROLS}]")
+_CONTROL_BUT_NEWLINE = re.compile(f"[\x00-\x09\x0b-\x1f{CONTROLS_BEYOND_C0}]")
 
 
 def _escape(match: re.Match) -> str:

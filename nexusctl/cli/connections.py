@@ -162,7 +162,7 @@ def refresh_cmd(
     Example:  nexusctl integrations refresh --expiring-within 1h
     """
     # start-up: only this command needs it
-    from nexusctl.config import parse_duration
+    from nexusctl.config import MAX_DURATION_TEXT, parse_duration
     from nexusctl.core import refresh
 
     if (integration_id is None) == (expiring_within is None):
@@ -171,7 +171,8 @@ def refresh_cmd(
         seconds = parse_duration(expiring_within)
         if seconds is None:
             raise UsageProblem(
-                f"--expiring-within {expiring_within!r} is not a duration like 10m or 1h", field="expiring-within"
+                f"--expiring-within {expiring_within!r} is not a duration like 10m or 1h ({MAX_DURATION_TEXT})",
+                field="expiring-within",
             )
         with out(ctx).progress("refreshing tokens") as update:
             counts = run_flow(

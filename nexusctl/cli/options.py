@@ -262,7 +262,7 @@ def confirmed(ctx: typer.Context, question: str) -> bool:
 def parse_since(text: str) -> dt.datetime:
     """`1h`, `30m`, `2d` (that long ago) or an ISO time (`2026-11-24T00:00:00Z`)."""
     # start-up: only this command needs it
-    from nexusctl.config import parse_duration
+    from nexusctl.config import MAX_DURATION_TEXT, parse_duration
 
     seconds = parse_duration(text)
     if seconds is not None:
@@ -271,6 +271,8 @@ def parse_since(text: str) -> dt.datetime:
         moment = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
         raise UsageProblem(
-            f"--since {text!r} is not a duration (1h, 30m, 2d) or an ISO time like 2026-11-24T00:00:00Z", field="since"
+            f"--since {text!r} is not a duration (1h, 30m, 2d) or an ISO time like 2026-11-24T00:00:00Z "
+            f"(a duration is {MAX_DURATION_TEXT})",
+            field="since",
         ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)

@@ -19,11 +19,15 @@ import re
 import sys
 from typing import Callable, Iterable, Iterator, Sequence
 
+from nexusctl.logtext import CONTROLS_BEYOND_C0
+
 Column = tuple[str, str]  # (dict key, header)
 _CONTROL_WHITESPACE = str.maketrans({"\t": " ", "\n": " ", "\r": " ", "\v": " ", "\f": " "})
 # What a terminal acts on instead of showing (ESC sequences retitle it, clear it, move the cursor; CR and BS
-# overwrite what came before): C0 and C1 controls but tab and newline, DEL, the Unicode line separators.
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+# overwrite what came before; U+202E reverses what follows): C0 controls but tab and newline, and every
+# control beyond them that the names refuse (logtext.CONTROLS_BEYOND_C0: DEL, C1, the Unicode line
+# separators, the bidi controls).
+_CONTROL = re.compile(f"[\x00-\x08\x0b-\x1f{CONTROLS_BEYOND_C0}]")
 
 
 def _escape(match: re.Match) -> str:
@@ -32,7 +36,7 @@ def _escape(match: re.Match) -> str:
 
 
 def printable(text: str) -> str:
-    """``text`` with every control character but tab and newline written as a ``\\xNN`` escape.
+    """``text`` with every control character but tab and newline written as a ``\\xNN`` (``\\uNNNN``) escape.
 
     Values come from callers (names, metadata) and from providers (account names, errors): whatever they
     hold is shown, never obeyed by the terminal. --json needs none of this (JSON escapes them itself).

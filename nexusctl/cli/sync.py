@@ -143,12 +143,16 @@ def _taken(row: dict) -> str:
     )
 
 
-def _finish(ctx, rows: list[dict], as_json: bool, *, skip_taken: bool = False) -> None:
+def _finish(ctx, rows: list[dict], as_json: bool, *, skip_taken: bool = False, one_action: bool = False) -> None:
     """The runs' lines (or JSON). A run another process took is said on stderr and left out: with --all it is
     skipped like a run still going at planning time (exit 0); for one integration it is SYNC_NOT_STARTED (27),
-    as when that run was already going when this one planned."""
+    as when that run was already going when this one planned.
+
+    A failed run is exit 24 (SYNC_FAILED), whatever it failed with, so that a script (the README's cron entry)
+    reads one code for "some run failed"; only ``one_action`` (one integration's one action: one run) ends
+    with its failure's own MISSING_SCOPES (28), which tells that one caller to connect again."""
     # start-up: only this command needs it
-    from nexusctl.errors import SyncNotStarted
+    from nexusctl.errors import MissingScopes, SyncFailed, SyncNotStarted
 
     output = out(ctx)
     taken = [row for row in rows if row.get(TAKEN)]
@@ -172,8 +176,8 @@ def _finish(ctx, rows: list[dict], as_json: bool, *, skip_taken: bool = False) -
             output.error(_taken(row))
     if failed:
         output.error(f"{len(failed)} of {len(rows)} sync runs failed")
-        scopes_only = all((row["metadata"] or {}).get("errorCode") == "MISSING_SCOPES" for row in failed)
-        raise typer.Exit(28 if scopes_only else 24)  # MISSING_SCOPES when that is every failure, else SYNC_FAILED
+        scopes = one_action and (failed[0]["metadata"] or {}).get("errorCode") == MissingScopes.code
+        raise typer.Exit(MissingScopes.exit_code if scopes else SyncFailed.exit_code)
 
 
 @app.command("run")
@@ -198,9 +202,10 @@ def run_cmd(
 ) -> None:
     """Sync now: read the provider's data, record a sync log, emit change events.
 
-    Exit code 24 when any run failed, 28 when every failure was a missing scope (one line per run; --json for
-    scripts). A run deferred by a provider's wait (longer than SYNC_RATE_LIMIT_BUDGET) is PENDING, says until
-    when, and is not a failure: the daemon's sync runner takes it when the wait ends. A run another process (the
+    Exit code 24 when any run failed (one line per run; --json for scripts); one integration's one action
+    (--action) exits 28 instead when it failed for a missing scope. A run deferred by a provider's wait
+    (longer than SYNC_RATE_LIMIT_BUDGET) is PENDING, says until when, and is not a failure: the daemon's
+    sync runner takes it when the wait ends. A run another process (the
     daemon's sync runner, another `sync run`) started first is not run here, and says so with its id: skipped with
     --all, else exit code 27 (SYNC_NOT_STARTED), as when it was already running.
 
@@ -222,7 +227,7 @@ def run_cmd(
     else:
         logs = sync_runs.plan(integration_id, action, full=full, trigger="cli")
     rows = _run_logs(ctx, logs, show_progress=out(ctx).shows_progress)
-    _finish(ctx, rows, as_json, skip_taken=all_)
+    _finish(ctx, rows, as_json, skip_taken=all_, one_action=not all_ and action is not None)
 
 
 def _plan_all(provider: str | None, action: str | None, full: bool):

@@ -290,11 +290,10 @@ def replay(
     One set-based UPDATE by default. With ``batch_size`` it goes in pages along the
     (webhook, created_at, id) index, one short transaction each, calling ``progress(n)``
     after each, so the daemon starts sending the first ones while the rest are queued.
-    ``dry_run`` only counts.
+    ``dry_run`` only counts, after the same refusals as the real run: a dry run predicts it.
     """
     hook = webhook_rows.get(webhook_id, owner_id=owner_id)
-    if not dry_run:
-        refuse_inactive(hook, "a replay")
+    refuse_inactive(hook, "a replay")
     where = (WebhookDelivery.webhook == hook.id) & (WebhookDelivery.created_at >= since)
     if status is not None:
         where &= WebhookDelivery.status == _status(status)

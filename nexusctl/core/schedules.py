@@ -1,6 +1,6 @@
 """`metadata.syncSchedule`: when an integration syncs by itself.
 
-Either an interval (`15m`, `1h`, `6h`, `1d`, or seconds; at least 5 minutes)
+Either an interval (`15m`, `1h`, `6h`, `1d`, or seconds; at least 5 minutes, at most 100 years)
 or a five-field cron expression in UTC (`0 */6 * * *`). The next run time is
 stored in ``integrations.next_sync_at`` (indexed), which the daemon's sync
 runner claims with a conditional UPDATE, so several daemons start each
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from nexusctl.config import parse_duration
+from nexusctl.config import MAX_DURATION_TEXT, parse_duration
 from nexusctl.errors import UsageProblem
 
 MIN_INTERVAL = 300.0
@@ -34,8 +34,8 @@ def next_run(schedule, after: dt.datetime) -> dt.datetime:
         return after + dt.timedelta(seconds=seconds)
     if len(text.split()) != 5:
         raise UsageProblem(
-            f"metadata.syncSchedule: {text!r} is neither an interval (1h, 30m) nor a five-field "
-            "cron expression ('0 */6 * * *')",
+            f"metadata.syncSchedule: {text!r} is neither an interval (1h, 30m; {MAX_DURATION_TEXT}) nor a "
+            "five-field cron expression ('0 */6 * * *')",
             field=KEY,
         )
     # start-up: APScheduler loads only for a cron schedule

@@ -15,10 +15,12 @@ import math
 import re
 
 from nexusctl.errors import UsageProblem
+from nexusctl.logtext import CONTROLS
 
-# C0 and C1 controls, DEL and the Unicode line and paragraph separators: what a terminal acts on
-# (ESC starts a sequence that can retitle the window or clear the screen) rather than shows.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# C0 and C1 controls, DEL, the Unicode line and paragraph separators and the bidi controls (logtext.CONTROLS):
+# what a terminal acts on (ESC starts a sequence that can retitle the window or clear the screen) rather
+# than shows, or what reorders the text shown after it (U+202E).
+_CONTROL = re.compile(f"[{CONTROLS}]")
 MAX_DEPTH = 64  # deeper than any metadata we expect; a bound keeps the walk cheap and the stack safe
 
 

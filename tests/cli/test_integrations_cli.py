@@ -241,6 +241,22 @@ def test_control_characters_in_values_are_shown_escaped_never_sent_to_the_termin
     assert data["name"] == EVIL and data["metadata"] == {"k": EVIL}
 
 
+BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+
+
+def test_bidi_controls_in_values_are_shown_escaped(cli, make_integration):
+    # A right-to-left override reorders what follows it on the reader's screen ("invoice\u202egnp.exe" reads
+    # "invoiceexe.png"): a provider's account name, or a row from before names refused them, shows it escaped.
+    row = make_integration(name="invoice\u202egnp.exe", last_error="x" + BIDI)
+    for args in (("integrations", "list"), ("integrations", "show", row.id)):
+        result = cli(*args)
+        assert result.exit_code == 0, result.stderr
+        text = result.stdout + result.stderr
+        assert not any(ch in text for ch in BIDI), (args, ascii(text))
+        assert "invoice\\u202egnp.exe" in text and "\\u061c\\u200e\\u200f\\u202a" in text, (args, text)
+    assert json.loads(cli("integrations", "show", row.id, "--json").stdout)["name"] == "invoice\u202egnp.exe"
+
+
 # --- show --------------------------------------------------------------------
 
 
@@ -329,6 +345,8 @@ def test_update_without_json_reports_on_stderr_and_prints_the_record(cli, make_i
         (["--name", "x" * 256], "name"),
         (["--name", "evil\x1b]0;pwned\x07\x1b[2J"], "name contains a control character (\\u001b)"),
         (["--name", "csi\u009b2J"], "name contains a control character (\\u009b)"),
+        (["--name", "invoice\u202egnp.exe"], "name contains a control character (\\u202e)"),
+        (["--name", "a\u2069b"], "name contains a control character (\\u2069)"),
         (["--name", "two\nlines"], "name contains a control character (\\u000a)"),
         ([], "nothing to update"),
     ],

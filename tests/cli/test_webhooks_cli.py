@@ -93,13 +93,17 @@ def test_redeliver_and_replay_to_an_inactive_webhook_are_refused(cli, make_integ
     for refused in (
         cli("webhooks", "redeliver", delivery.id),
         cli("webhooks", "replay", hook["id"], "--since", "2000-01-01T00:00:00Z"),
+        # The dry run predicts the real one: the same refusal, not "Would queue 1 deliveries again".
+        cli("webhooks", "replay", hook["id"], "--since", "2000-01-01T00:00:00Z", "--dry-run"),
+        cli("webhooks", "replay", hook["id"], "--since", "1h", "--dry-run", "--json"),
     ):
         assert refused.exit_code == 14, refused.stderr  # WEBHOOK_INACTIVE
         assert "WEBHOOK_INACTIVE" in refused.stderr and "--active" in refused.stderr, refused.stderr
+        assert "Would queue" not in refused.stderr and refused.stdout == "", refused.stdout + refused.stderr
     assert WebhookDelivery.get().status == DeliveryStatus.FAILED  # nothing queued to wait forever
-    counted = cli("webhooks", "replay", hook["id"], "--since", "2000-01-01T00:00:00Z", "--dry-run")
-    assert counted.exit_code == 0, counted.stderr  # counting changes nothing: allowed
     assert cli("webhooks", "update", hook["id"], "--active").exit_code == 0
+    counted = cli("webhooks", "replay", hook["id"], "--since", "2000-01-01T00:00:00Z", "--dry-run")
+    assert counted.exit_code == 0 and "Would queue 1 deliveries again" in counted.stderr, counted.stderr
     assert cli("webhooks", "redeliver", delivery.id).exit_code == 0
     assert WebhookDelivery.get().status == DeliveryStatus.PENDING
 
@@ -120,9 +124,16 @@ def test_rotate_update_test_delete(cli, make_integration):
 
 def test_bad_input(cli, make_integration):
     integration = make_integration()
-    for url in ("http://10.1.2.3/x", "http://169.254.169.254/", "gopher://x", "http://127.0.0.1:9/\x1b]0;x\x07"):
+    for url in (
+        "http://10.1.2.3/x",
+        "http://169.254.169.254/",
+        "gopher://x",
+        "http://127.0.0.1:9/\x1b]0;x\x07",
+        "http://127.0.0.1:9/\u202egnp.exe",  # a right-to-left override: the URL would read other than it is
+    ):
         bad = cli("webhooks", "create", "--integration", integration.id, "--url", url, "-e", "*")
         assert bad.exit_code == 2 and "VALIDATION_ERROR" in bad.stderr, (url, bad.stderr)
+        assert "\u202e" not in bad.stderr, bad.stderr  # the refusal quotes no raw override either
     assert cli("events", "emit", integration.id, "Not A Type").exit_code == 2
     assert cli("events", "emit", integration.id, "post.created", "--data", "[1]").exit_code == 2
     assert cli("events", "emit", "not-a-uuid", "post.created").exit_code == 2

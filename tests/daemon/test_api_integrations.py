@@ -331,6 +331,14 @@ BAD = [
     ("PATCH", "ID", None, {"name": 5}, 400, "name"),
     ("PATCH", "ID", None, {"name": "evil\u001b]0;pwned\u0007\u001b[2J"}, 400, "name contains a control character"),
     ("PATCH", "ID", None, {"name": "csi\u009b2J"}, 400, "name contains a control character (\\u009b)"),
+    # The bidi controls reorder what a reader sees after them ("\u202e" makes "gnp.exe" read "exe.png").
+    ("PATCH", "ID", None, {"name": "a\u202eb"}, 400, "name contains a control character (\\u202e)"),
+    ("PATCH", "ID", None, {"name": "a\u2066b"}, 400, "name contains a control character (\\u2066)"),
+    ("PATCH", "ID", None, {"name": "a\u200fb"}, 400, "name contains a control character (\\u200f)"),
+    ("PATCH", "ID", None, {"name": "a\u061cb"}, 400, "name contains a control character (\\u061c)"),
+    # Beyond 100 years an interval was an OverflowError (a 500) computing the next run.
+    ("PATCH", "ID", None, {"metadata": {"syncSchedule": "99999999999d"}}, 400, "syncSchedule"),
+    ("PATCH", "ID", None, {"metadata": {"syncSchedule": "3000000d"}}, 400, "at most 100 years"),
     ("PATCH", "ID", None, {"isActive": "yes"}, 400, "isActive"),
     ("PATCH", "ID", None, {"metadata": [1]}, 400, "metadata"),
     ("PATCH", "ID", None, {"token": "x"}, 400, "token"),

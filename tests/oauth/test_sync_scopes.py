@@ -195,6 +195,16 @@ def test_without_the_providers_approval_the_action_says_what_to_do(stack, fresh_
         assert [r for r in health["reasons"] if r["code"] == "MISSING_SCOPES" and scope in r["message"]], health
         by_cli = stack.cli("sync", "run", integration, "--action", action)
         assert by_cli.returncode == 28 and scope in by_cli.stdout, (by_cli.returncode, by_cli.stdout, by_cli.stderr)
+        # Several runs (every action, or --all: the README's cron entry) exit 24 for any failed run, even when
+        # every failure was this missing scope.
+        for args in (
+            (integration,),
+            ("--all", "--provider", provider, "--action", action),
+            ("--all", "--provider", provider, "--action", action, "--json"),
+        ):
+            many = stack.cli("sync", "run", *args)
+            assert many.returncode == 24, (args, many.returncode, many.stdout, many.stderr)
+            assert "MISSING_SCOPES" in many.stdout and "sync runs failed" in many.stderr, (args, many.stdout)
 
 
 def test_an_operator_claiming_an_approval_the_app_lacks_gets_the_consent_refused(stack, fresh_emulators):
