@@ -9,7 +9,8 @@ plus Google Ads' ``developer-token`` and ``login-customer-id``).
 
 ``join`` is the only way a path becomes a URL, and it refuses every spelling
 that could leave the base: absolute URLs, ``//host``, backslashes, encoded
-slashes, dots and backslashes, dot segments, control characters, and a first
+slashes, dots and backslashes, dot segments, control characters, ``?`` and ``#``
+(raw or percent-encoded), and a first
 segment that reads as an authority (``user@host``) or a scheme (``https:``).
 The joined URL is checked once more: same scheme, host and port as the base,
 and under its path.
@@ -21,6 +22,7 @@ import asyncio
 import json
 import re
 from dataclasses import dataclass, field
+from urllib.parse import unquote
 
 import aiohttp
 from yarl import URL
@@ -106,6 +108,7 @@ TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10, sock_connect=10, sock_re
 _SCHEME_LIKE = re.compile(r"^(?:[a-z][a-z0-9+.-]*:/|(?:https?|ftp|file|data|javascript|wss?|gopher|mailto):)", re.I)
 _ENCODED_BAD = re.compile(r"%(?:2e|2f|5c|00)", re.I)
 _CONTROL = re.compile(r"[\x00-\x20\x7f]")
+_DECODED_REFUSED = re.compile(r"[\x00-\x1f\x7f-\x9f?#]")  # once percent-decoded: controls (C0, DEL, C1), ? and #
 
 
 @dataclass
@@ -174,6 +177,10 @@ def check_path(raw: str) -> str:
     first = raw[1:].split("/", 1)[0]
     if _ENCODED_BAD.search(raw):
         refuse("contains an encoded slash, backslash, dot or NUL")
+    if "%" in raw and _DECODED_REFUSED.search(unquote(raw)):
+        # Forwarded as they are, %3F, %23 or %0A reach the provider, and a provider (or a proxy before it) that
+        # decodes the path reads a query, a fragment or a line break into it: a query goes in the query string.
+        refuse("contains a percent-encoded ?, # or control character (a query goes in the query string: --query k=v)")
     if "@" in first or "%40" in first.lower():
         refuse("starts with user@host")
     if _SCHEME_LIKE.match(first):

@@ -310,6 +310,16 @@ ESCAPES = [
     "/v10/%00/x",
     "/javascript:alert(1)",
     "/file:/etc/passwd",
+    # A query, a fragment or a control character in the path, percent-encoded (decoded, the provider would read it)
+    "/auth.test%3Fx=1",
+    "/auth.test%3fx=1",
+    "/auth.test%23x",
+    "/auth.test%01",
+    "/v10/users%09/@me",
+    "/v10/users%0d%0aX-Injected:%201",
+    "/v10/users%7f",
+    "/v10/users%c2%85",
+    "/v10/users#frag",
 ]
 
 
@@ -460,6 +470,11 @@ def test_the_cli_calls_a_provider_through_the_same_core(stack, tmp_path):
     assert raw.returncode == 0 and json.loads(raw.stdout)["ok"] is True, raw.stderr
     bad = stack.cli("integrations", "call", integration, "GET", "//evil.example/x")
     assert bad.returncode == 2 and "VALIDATION_ERROR" in bad.stderr + bad.stdout
+    # A query, a fragment or a control character in the path is refused, not sent encoded (/x%3Fa=1, /x%09...).
+    for path in ("/conversations.list?limit=5", "/auth.test#frag", "/auth.test\x01", "/auth.test\tx"):
+        refused = stack.cli("integrations", "call", integration, "GET", path)
+        assert refused.returncode == 2 and "VALIDATION_ERROR" in refused.stderr, (path, refused.stderr)
+        assert "the provider path" in refused.stderr, (path, refused.stderr)
     posted = stack.cli(
         "integrations",
         "call",
