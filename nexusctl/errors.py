@@ -35,7 +35,8 @@ error boundary (``nexusctl.cli.main``) and the daemon's error middleware.
     ├── Unauthorized            UNAUTHORIZED            401  exit 40
     ├── Forbidden               FORBIDDEN               403  exit 41
     ├── PayloadTooLarge         PAYLOAD_TOO_LARGE       413  exit 42
-    └── RequestTimeout          REQUEST_TIMEOUT         408  exit 43
+    ├── RequestTimeout          REQUEST_TIMEOUT         408  exit 43
+    └── DaemonStopping          DAEMON_STOPPING         503  exit 44
 
 Messages must never contain a secret: callers pass identifiers, never values.
 """
@@ -291,6 +292,19 @@ class RequestTimeout(NexusError):
     code = "REQUEST_TIMEOUT"
     http_status = 408
     exit_code = 43
+
+
+class DaemonStopping(NexusError):
+    """The daemon is stopping and the request did not finish within the time it gets."""
+
+    code = "DAEMON_STOPPING"
+    http_status = 503
+    exit_code = 44
+
+    @property
+    def retry_after(self) -> int:
+        """Seconds before sending it again (sent as Retry-After): another daemon, or this one restarted."""
+        return 1
 
 
 def all_error_classes() -> list[type[NexusError]]:

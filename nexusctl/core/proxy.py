@@ -126,6 +126,7 @@ def check_request(request: ProxyRequest) -> None:
     if request.body is not None and len(request.body) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"the request body is over {MAX_BODY_BYTES // (1024 * 1024)} MB")
     targets.check_path(request.path)
+    targets.check_headers(request.headers)
 
 
 def _retryable(request: ProxyRequest) -> bool:

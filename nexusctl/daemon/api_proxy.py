@@ -49,6 +49,8 @@ def _owner(request: web.Request):
 
 def _split(request: web.Request) -> tuple[str, str, int]:
     """(the provider path as sent, the query less our own parameter, retries)."""
+    if "#" in request.raw_path:  # the target as sent: a fragment there would otherwise be dropped, not refused
+        raise UsageProblem("the provider path contains #: give a path under the provider's API base", field="path")
     raw = request.rel_url.raw_path
     parts = raw.split("/", 4)  # "", "integrations", id, "proxy", rest
     path = "/" + (parts[4] if len(parts) > 4 else "")
@@ -135,7 +137,8 @@ async def forward(request: web.Request) -> web.StreamResponse:
         return response
 
 
-PATH = "/integrations/{id}/proxy/{path:.*}"
+# (?s:.*): a tail holding a decoded %0A still matches, to be refused with a 400 (not left unrouted, a 404)
+PATH = "/integrations/{id}/proxy/{path:(?s:.*)}"
 SUMMARY = (
     "Call the integration's provider API with its credentials added: {method} {path} under the provider's "
     "API base (see README, Provider API proxy); the provider's answer streamed back as it came"
@@ -188,7 +191,7 @@ async def grant(request: web.Request) -> web.StreamResponse:
     return web.Response(status=204, headers=headers)
 
 
-GRANT_PATH = "/integrations/{id}/proxy-grant/{path:.*}"
+GRANT_PATH = "/integrations/{id}/proxy-grant/{path:(?s:.*)}"
 FRONT_ROUTES = [
     Route(
         "GET",

@@ -23,6 +23,7 @@ from nexusctl.daemon.observe import METRICS, Metrics, observe_middleware
 from nexusctl.daemon.relay import OutboxRelay
 from nexusctl.daemon.routes import ROUTES
 from nexusctl.daemon.routing import BODY_TIMEOUT, add_routes
+from nexusctl.daemon.stopping import REQUESTS, Requests, grace_middleware
 from nexusctl.daemon.sync_runner import SyncRunner
 from nexusctl.db.database import bind, open_database
 
@@ -33,9 +34,11 @@ MAX_BODY_BYTES = 1024 * 1024
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
-        middlewares=[observe_middleware, error_middleware, auth_middleware],
+        middlewares=[observe_middleware, error_middleware, grace_middleware, auth_middleware],
         client_max_size=MAX_BODY_BYTES,
     )
+    app[REQUESTS] = Requests()
+    app.on_shutdown.append(app[REQUESTS].begin_grace)  # SIGTERM: the requests in flight get daemon.stopping.GRACE
     app[SETTINGS] = settings
     app[BODY_TIMEOUT] = settings.http_body_timeout
     app[METRICS] = Metrics()

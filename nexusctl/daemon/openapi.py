@@ -177,6 +177,7 @@ def _responses(route, success: dict) -> dict:
     codes = list(route.errors) + ([] if route.public else ["UNAUTHORIZED"])
     if route.tag not in ("health", "meta") and "DATABASE_UNAVAILABLE" not in codes:
         codes.append("DATABASE_UNAVAILABLE")  # every route that reads or writes: the database (or Redis) is away
+    codes.append("DAEMON_STOPPING")  # every route: still running when a stopping daemon's grace ends (daemon.stopping)
     if route.roles and "FORBIDDEN" not in codes:
         codes.append("FORBIDDEN")
     if route.passthrough:

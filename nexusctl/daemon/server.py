@@ -15,12 +15,16 @@ from nexusctl.daemon.app import LISTENING, create_app
 from nexusctl.daemon.loop import kind, new_event_loop
 from nexusctl.daemon.observe import JsonFormatter
 from nexusctl.daemon.protocol import ACCEPT_BACKLOG, GuardedRequestHandler, connection_cap, install_accept_error_log
+from nexusctl.daemon.stopping import GRACE
 from nexusctl.errors import ListenFailed
 from nexusctl.logtext import TextFormatter
 
 log = logging.getLogger(__name__)
 
-SHUTDOWN_TIMEOUT = 10.0  # seconds in-flight requests get after SIGTERM
+# aiohttp's own wait for the requests in flight after SIGTERM, which then cancels them without an answer (and waits
+# as long again): only a backstop. Each request gets GRACE and is then answered 503 (daemon.stopping); the margin
+# covers writing those answers and aiohttp rounding its deadline up to a whole second.
+SHUTDOWN_TIMEOUT = GRACE + 2
 
 
 def serve(settings, *, host: str, port: int, output) -> None:

@@ -11,6 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from nexusctl import config
+from nexusctl.daemon.api_proxy import PATH as PROXY
 from nexusctl.daemon.app import create_app
 from nexusctl.daemon.routes import ROUTES
 from nexusctl.db.models import Integration, IntegrationSyncLog, Webhook
@@ -141,7 +142,6 @@ def _requests(row_id, hook_id="h", delivery_id="d"):
     }
 
 
-PROXY = "/integrations/{id}/proxy/{path:.*}"
 # These reach a provider, unreachable here: a caller who gets in sees PROVIDER_ERROR, not 200.
 REACHES_PROVIDER = {"/integrations/api-key", "/integrations/{id}/refresh", PROXY}
 # These refuse the fixture's integration past the auth check: its grant (["basic"]) lacks the comment scope.

@@ -496,9 +496,12 @@ class Salesforce(TokenGrants, Provider):
         await response.prepare(request)
         block = bytes(range(256)) * 4096  # 1 MiB
         left = size
-        while left > 0:
-            await response.write(block[: min(left, len(block))])
-            left -= len(block)
+        try:
+            while left > 0:
+                await response.write(block[: min(left, len(block))])
+                left -= len(block)
+        except ConnectionError:  # the caller hung up mid-file (a daemon stopping): a provider just stops sending
+            return response
         await response.write_eof()
         return response
 

@@ -325,6 +325,16 @@ ESCAPES = [
     "/v10/%00/x",
     "/javascript:alert(1)",
     "/file:/etc/passwd",
+    # A query, a fragment or a control character in the path, percent-encoded (decoded, the provider would read it)
+    "/auth.test%3Fx=1",
+    "/auth.test%3fx=1",
+    "/auth.test%23x",
+    "/auth.test%01",
+    "/v10/users%09/@me",
+    "/v10/users%0d%0aX-Injected:%201",
+    "/v10/users%7f",
+    "/v10/users%c2%85",
+    "/v10/users#frag",
 ]
 
 
@@ -338,6 +348,20 @@ def test_every_path_escape_spelling_is_refused(stack, escape):
 
 
 STATE: dict = {}
+
+
+def test_a_header_value_with_a_control_character_is_refused_not_forwarded(stack, fresh_emulators):
+    emu = stack.emulators["SALESFORCE"]
+    user, integration = connected(stack, "SALESFORCE")
+    before = emu.calls["whoami"]
+    target = f"/integrations/{integration}/proxy/services/oauth2/userinfo"
+    for value in ("a\x01b", "a\x7fb", "a\x1bb", "a\x00b"):
+        status, _headers, body = raw_request(stack, "GET", target, user=user, headers={"X-Custom": value})
+        assert status == 400 and json.loads(body)["error"]["code"] == "VALIDATION_ERROR", (value, status, body[:200])
+    assert emu.calls["whoami"] == before  # none reached the provider
+    status, _headers, body = raw_request(stack, "GET", target, user=user, headers={"X-Custom": "a\tb"})
+    assert status == 200, body[:200]  # a tab is allowed in a value (RFC 9110 5.5)
+    assert emu.last_headers.get("X-Custom") == "a\tb"
 
 
 def test_the_callers_credentials_cookies_and_hop_by_hop_headers_stay_behind(stack, fresh_emulators):
@@ -475,6 +499,17 @@ def test_the_cli_calls_a_provider_through_the_same_core(stack, tmp_path):
     assert raw.returncode == 0 and json.loads(raw.stdout)["ok"] is True, raw.stderr
     bad = stack.cli("integrations", "call", integration, "GET", "//evil.example/x")
     assert bad.returncode == 2 and "VALIDATION_ERROR" in bad.stderr + bad.stdout
+    # A query, a fragment or a control character in the path is refused, not sent encoded (/x%3Fa=1, /x%09...).
+    for path in ("/conversations.list?limit=5", "/auth.test#frag", "/auth.test\x01", "/auth.test\tx"):
+        refused = stack.cli("integrations", "call", integration, "GET", path)
+        assert refused.returncode == 2 and "VALIDATION_ERROR" in refused.stderr, (path, refused.stderr)
+        assert "the provider path" in refused.stderr, (path, refused.stderr)
+    # A header that would split into two at the provider (or that the HTTP client refuses) is a usage error naming
+    # it, not INTERNAL_ERROR; never its value.
+    for header, name in (("X-A: b\r\nX-Inject: 1", "'X-A'"), ("X-A: b\x01", "'X-A'"), ("X B: 1", "'X B'")):
+        refused = stack.cli("integrations", "call", integration, "GET", "/auth.test", "--header", header)
+        assert refused.returncode == 2 and "VALIDATION_ERROR" in refused.stderr, (header, refused.stderr)
+        assert name in refused.stderr and "Inject" not in refused.stderr, (header, refused.stderr)
     posted = stack.cli(
         "integrations",
         "call",

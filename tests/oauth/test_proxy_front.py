@@ -364,3 +364,17 @@ def test_connection_split_over_several_lines_through_nginx(stack, front, fresh_e
             # the grant nor the daemon's route (which nginx relays the same first line to) ever sees.
             pytest.xfail(f"nginx {nginx_version()}: $http_connection is the first Connection line only")
         assert "x-private-hop" not in _seen(emu), (lines, _seen(emu))
+
+
+def test_a_header_value_with_a_control_character_never_reaches_the_provider_through_nginx(
+    stack, front, fresh_emulators
+):
+    emu = stack.emulators["SALESFORCE"]
+    user, integration = connected(stack, "SALESFORCE")
+    before = emu.calls["whoami"]
+    target = f"/integrations/{integration}/proxy/services/oauth2/userinfo"
+    for value in ("a\x01b", "a\x7fb", "a\x1bb"):
+        status, _answer, body = through(front, stack, "GET", target, user, {"X-Custom": value})
+        # nginx passes it on; the daemon's HTTP parser refuses it, and nginx relays that answer
+        assert status == 400 and json.loads(body)["error"]["code"] == "VALIDATION_ERROR", (value, status, body[:300])
+    assert emu.calls["whoami"] == before

@@ -1,0 +1,133 @@
+"""SIGTERM with requests in flight, through a real daemon and the emulators (README, the systemd unit: "finish
+requests (up to 10 s)").
+
+The provider stand-in holds its answer (``hold``) for as long as the test needs, so a request is in flight for
+sure when the signal comes; the test then waits on what the caller is answered and on the process's exit.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import http.client
+import json
+import time
+import urllib.parse
+
+import pytest
+from support.waiting import wait_for
+from test_proxy import bearer, connected
+
+from nexusctl.daemon.stopping import GRACE
+
+BOUND = GRACE + 5  # the requests' grace, then the daemon's own cleanup (well within systemd's TimeoutStopSec=30)
+
+
+def _request(stack, method: str, target: str, user) -> tuple[int, dict, bytes]:
+    parts = urllib.parse.urlsplit(stack.base)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+    try:
+        conn.request(method, target, headers={"Authorization": bearer(stack, user)})
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        conn.close()
+
+
+def _streaming(stack, user, integration: str, file_id: str) -> http.client.HTTPResponse:
+    """A proxied download under way: its status and first bytes read, the rest left unread."""
+    parts = urllib.parse.urlsplit(stack.base)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+    conn.request(
+        "GET",
+        f"/integrations/{integration}/proxy/services/data/v62.0/sobjects/ContentVersion/{file_id}/VersionData",
+        headers={"Authorization": bearer(stack, user)},
+    )
+    response = conn.getresponse()
+    assert response.status == 200 and response.read(1024)
+    return response
+
+
+def _stop(stack) -> float:
+    """SIGTERM to the stack's daemon; the monotonic time it was sent."""
+    sent = time.monotonic()
+    stack.process.terminate()
+    return sent
+
+
+@pytest.fixture
+def restarted(stack):
+    """The stack's daemon is started again after the test stopped it."""
+    yield stack
+    if stack.process.poll() is None:
+        stack.process.terminate()
+        stack.process.wait(30)
+    stack.restart()
+
+
+def test_requests_still_running_when_the_grace_ends_are_answered_503_and_the_daemon_stops(restarted, fresh_emulators):
+    stack = restarted
+    slack, discord, salesforce = (stack.emulators[p] for p in ("SLACK", "DISCORD", "SALESFORCE"))
+    slack_user, slack_id = connected(stack, "SLACK")
+    discord_user, discord_id = connected(stack, "DISCORD")
+    # A third caller is being sent a long answer, slowly (it reads nothing more): its status went out already.
+    streamed = _streaming(stack, *connected(stack, "SALESFORCE"), salesforce.add_file(200 * 1024 * 1024))
+    whoami, refreshes = slack.calls["whoami"], discord.calls["refresh"]
+    slack.hold("whoami")  # the provider has not answered when the grace ends
+    discord.hold("refresh")
+    try:
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            proxied = pool.submit(_request, stack, "POST", f"/integrations/{slack_id}/proxy/auth.test", slack_user)
+            refresh = pool.submit(_request, stack, "POST", f"/integrations/{discord_id}/refresh", discord_user)
+            wait_for(
+                lambda: slack.calls["whoami"] == whoami + 1 and discord.calls["refresh"] == refreshes + 1,
+                20,
+                "both requests at their provider",
+            )
+            sent = _stop(stack)
+            answers = {"proxy": proxied.result(BOUND), "refresh": refresh.result(BOUND)}
+            answered = time.monotonic() - sent
+            exit_code = stack.process.wait(BOUND)
+            stopped = time.monotonic() - sent
+    finally:
+        slack.release("whoami")
+        discord.release("refresh")
+    with pytest.raises(http.client.IncompleteRead):  # cut short, not ended as if it were whole
+        while streamed.read(1024 * 1024):
+            pass
+    for name, (status, headers, body) in answers.items():
+        assert status == 503, (name, status, body[:300])
+        error = json.loads(body)["error"]
+        assert error["code"] == "DAEMON_STOPPING" and "stopping" in error["message"], (name, error)
+        assert headers.get("Retry-After") == "1", (name, headers)
+    assert GRACE - 0.5 <= answered, answered  # they had their grace ...
+    assert stopped < BOUND and exit_code == 0, (stopped, exit_code)  # ... and the daemon stopped within its bound
+    log = stack.logs()
+    assert "Traceback" not in log, log[-3000:]
+    assert log.count("answered 503 DAEMON_STOPPING") == 2, log[-3000:]
+    assert "POST /integrations/{id}/proxy/{path} answered 503 DAEMON_STOPPING" in log
+    assert "POST /integrations/{id}/refresh answered 503 DAEMON_STOPPING" in log
+    assert log.count("GET /integrations/{id}/proxy/{path} cut short: the daemon is stopping") == 1, log[-3000:]
+    assert "nexusctl daemon stopped" in log
+
+
+def test_a_request_that_finishes_within_the_grace_gets_its_answer(restarted, fresh_emulators):
+    stack = restarted
+    slack = stack.emulators["SLACK"]
+    user, integration = connected(stack, "SLACK")
+    before = slack.calls["whoami"]
+    slack.hold("whoami")
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            proxied = pool.submit(_request, stack, "POST", f"/integrations/{integration}/proxy/auth.test", user)
+            wait_for(lambda: slack.calls["whoami"] == before + 1, 20, "the call at the provider")
+            sent = _stop(stack)
+            wait_for(lambda: "request(s) in flight get up to" in stack.logs(), 10, "the daemon stopping")
+            slack.release("whoami")  # the provider answers within the grace
+            status, _headers, body = proxied.result(BOUND)
+            exit_code = stack.process.wait(BOUND)
+            stopped = time.monotonic() - sent
+    finally:
+        slack.release("whoami")
+    assert status == 200 and json.loads(body)["ok"] is True, (status, body[:300])
+    assert exit_code == 0 and stopped < BOUND, (exit_code, stopped)
+    assert "DAEMON_STOPPING" not in stack.logs()
