@@ -112,13 +112,16 @@ def tail_cmd(
     """
     # start-up: only this command needs it
     from nexusctl.config import parse_duration
+    from nexusctl.config_values import MAX_DURATION_TEXT
     from nexusctl.core import outbox
 
     limit_s = None
     if timeout is not None:
         limit_s = parse_duration(timeout)
         if limit_s is None:
-            raise UsageProblem(f"--timeout {timeout!r} is not a duration like 30s or 5m", field="timeout")
+            raise UsageProblem(
+                f"--timeout {timeout!r} is not a duration like 30s or 5m ({MAX_DURATION_TEXT})", field="timeout"
+            )
     state(ctx).database()
     output = out(ctx)
 
