@@ -8,6 +8,12 @@ fresh clone) and handed to the next test, unless the test left anything a fresh
 clone would not have: another schema (a column, an index, a table, a migration
 row) or a database-level setting. Such a database is dropped, and any failure
 while emptying one drops it too, so a test never sees another test's leavings.
+
+Only the tables the test wrote are truncated: a table whose heap (or TOAST) file
+is still empty, with no sequence of its own ever called, has never held a row,
+not even a rolled-back one, so it is as the clone made it. TRUNCATE gives each
+table and index new files, so emptying all thirteen tables after every test
+cost ~0.1 s (most tests write two or three); the check is one catalog query.
 """
 
 from __future__ import annotations
@@ -17,9 +23,12 @@ import uuid
 # What a test may change beyond rows: compared with the template's before a database is reused.
 SHAPE = """
 SELECT md5(coalesce(string_agg(item, '|' ORDER BY item), '')) FROM (
-    SELECT 'c:' || table_name || '.' || column_name || ':' || data_type || ':' || is_nullable || ':'
-           || coalesce(column_default, '') AS item
-      FROM information_schema.columns WHERE table_schema = 'public'
+    SELECT 'c:' || a.attrelid::regclass || '.' || a.attname || ':' || format_type(a.atttypid, a.atttypmod) || ':'
+           || a.attnotnull || ':' || coalesce(pg_get_expr(d.adbin, d.adrelid), '') AS item
+      FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+      LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+     WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'f')
+       AND a.attnum > 0 AND NOT a.attisdropped  -- the catalog itself: information_schema.columns took 8 ms of 10
     UNION ALL SELECT 'i:' || indexdef FROM pg_indexes WHERE schemaname = 'public'
     UNION ALL SELECT 'k:' || conrelid::regclass || ':' || pg_get_constraintdef(oid)
       FROM pg_constraint WHERE connamespace = 'public'::regnamespace
@@ -29,6 +38,20 @@ SELECT md5(coalesce(string_agg(item, '|' ORDER BY item), '')) FROM (
     UNION ALL SELECT 's:' || array_to_string(setconfig, ',') FROM pg_db_role_setting
       WHERE setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())
 ) shape
+"""
+
+# The tables a test wrote: any page in the table's or its TOAST table's main file (a row, live, deleted or rolled
+# back), or a sequence the table owns that was called (a nextval whose row never got written). The rest are as the
+# template made them, all empty (schema_migrations keeps its rows: it is part of the schema).
+WRITTEN = """
+SELECT string_agg(format('%I', c.relname), ', ' ORDER BY c.relname) FROM pg_class c
+ WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p') AND c.relname <> 'schema_migrations'
+   AND (pg_relation_size(c.oid) > 0
+        OR (c.reltoastrelid <> 0 AND pg_relation_size(c.reltoastrelid) > 0)
+        OR EXISTS (SELECT 1 FROM pg_depend d JOIN pg_class s ON s.oid = d.objid
+                    WHERE d.classid = 'pg_class'::regclass AND d.refobjid = c.oid AND d.deptype IN ('a', 'i')
+                      -- CASE: the planner may test rows before the join has kept only sequences
+                      AND CASE WHEN s.relkind = 'S' THEN pg_sequence_last_value(s.oid) END IS NOT NULL))
 """
 
 
@@ -104,11 +127,10 @@ class PostgresPool:
                 cur.execute("SET lock_timeout = '5s'")
                 if self._shape_of(name, conn) != self._shape:
                     return False
-                cur.execute(
-                    "SELECT string_agg(format('%I', tablename), ', ') FROM pg_tables "
-                    "WHERE schemaname = 'public' AND tablename <> 'schema_migrations'"
-                )
-                cur.execute(f"TRUNCATE {cur.fetchone()[0]} RESTART IDENTITY CASCADE")
+                cur.execute(WRITTEN)
+                written = cur.fetchone()[0]
+                if written:
+                    cur.execute(f"TRUNCATE {written} RESTART IDENTITY CASCADE")
             conn.commit()
             return True
         except psycopg2.Error:

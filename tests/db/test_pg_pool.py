@@ -47,6 +47,30 @@ def test_a_recycled_database_is_handed_out_again_without_the_rows(pg_pool, url_o
     pg_pool.give_back(name)
 
 
+def test_a_table_written_only_by_a_rolled_back_insert_is_emptied_too(pg_pool, url_of):
+    # Only the tables a test wrote are truncated; a rolled-back insert wrote one (its row is dead, its page stays).
+    name = pg_pool.take()
+    url = url_of(name)
+    conn = psycopg2.connect(url)
+    with conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO job_runs (id, name, created_at, updated_at) VALUES (gen_random_uuid(), 'x', now(), now())"
+        )
+    conn.rollback()
+    conn.close()
+    assert _sql(url, "SELECT pg_relation_size('job_runs')") != [(0,)]
+    pg_pool.give_back(name)
+
+    assert pg_pool.take() == name
+    sizes = _sql(
+        url,
+        "SELECT relname, pg_relation_size(oid) FROM pg_class "
+        "WHERE relnamespace = 'public'::regnamespace AND relkind = 'r' AND relname <> 'schema_migrations'",
+    )
+    assert sizes and all(size == 0 for _name, size in sizes), sizes  # every table's file as empty as in a clone
+    pg_pool.give_back(name)
+
+
 @pytest.mark.parametrize(
     "change",
     [
