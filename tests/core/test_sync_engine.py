@@ -128,7 +128,9 @@ def test_a_rate_limit_beyond_the_budget_fails_and_the_next_run_resumes(env, make
     slack.set_records("channels", _channels(450))
 
     def progress(items, counts):
-        slack.rate_limit_next("conversations.list", retry_after=30)
+        # 6 s: beyond the run's budget of 5, and the integration's shared budget keeps it, so the resumed run
+        # (default budget) waits out what is left of it in real time first (30 s here cost 30 s a run).
+        slack.rate_limit_next("conversations.list", retry_after=6)
 
     failed = _run(env, integration, progress=progress, budget=5)
     assert (failed.status, failed.items_processed) == (SyncStatus.FAILED, 200)
