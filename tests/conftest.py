@@ -4,8 +4,8 @@
   data directory and a fixed test ENCRYPTION_KEY.
 - ``db_url`` is parametrised over SQLite and PostgreSQL: each test gets a
   fresh, migrated database (a copied template file on SQLite; on PostgreSQL
-  a ``CREATE DATABASE ... TEMPLATE`` clone, emptied on a thread of its own
-  and reused by a later test when its schema is untouched: tests/pg_pool.py) and DATABASE_URL
+  a ``CREATE DATABASE ... TEMPLATE`` clone, emptied and reused by the next
+  test when its schema is untouched: tests/pg_pool.py) and DATABASE_URL
   points at it, so the CLI and the daemon use it too.
 - Without PostgreSQL or Redis the suites that need them are skipped with the
   reason (pytest -rs prints it). ``NEXUSCTL_TEST_REQUIRE=postgres,redis``
@@ -150,9 +150,11 @@ def pg_pool(pg_template):
         return
     from pg_pool import PostgresPool
 
-    pool = PostgresPool(_pg_admin, pg_template, _pg_url_for, RUN_ID)
+    admin = _pg_admin()
+    pool = PostgresPool(admin, pg_template, _pg_url_for, RUN_ID)
     yield pool
     pool.close()
+    admin.close()
 
 
 @pytest.fixture

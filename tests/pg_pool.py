@@ -4,7 +4,7 @@ A clone of the template (CREATE DATABASE ... TEMPLATE) and its DROP cost about
 half a second each time on the CI machine, paid by every PostgreSQL test:
 minutes of the 20-minute budget. After a test its database is emptied instead
 (TRUNCATE ... RESTART IDENTITY: new empty files and sequences from 1, as in a
-fresh clone) and handed to a later test, unless the test left anything a fresh
+fresh clone) and handed to the next test, unless the test left anything a fresh
 clone would not have: another schema (a column, an index, a table, a migration
 row) or a database-level setting. Such a database is dropped, and any failure
 while emptying one drops it too, so a test never sees another test's leavings.
@@ -14,16 +14,10 @@ is still empty, with no sequence of its own ever called, has never held a row,
 not even a rolled-back one, so it is as the clone made it. TRUNCATE gives each
 table and index new files, so emptying all thirteen tables after every test
 cost ~0.1 s (most tests write two or three); the check is one catalog query.
-
-The emptying runs on the pool's own thread while the next test runs on another
-database (two are enough in a steady run), so no test waits for it; a database
-is handed out only once it is emptied.
 """
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import uuid
 
 # What a test may change beyond rows: compared with the template's before a database is reused.
@@ -62,113 +56,35 @@ SELECT string_agg(format('%I', c.relname), ', ' ORDER BY c.relname) FROM pg_clas
 
 
 class PostgresPool:
-    """Hands out migrated databases cloned from ``template``; takes them back and empties them on threads of its
-    own while the next test runs on another one (an emptying took 0.06-0.3 s of every PostgreSQL test's teardown,
-    mostly waiting for the server: terminating the test's connections, TRUNCATE's new files, the commit)."""
+    """Hands out migrated databases cloned from ``template``; takes them back emptied."""
 
-    # Threads emptying databases; most of an emptying is waiting for the server, so two keep up with tests
-    # shorter than one emptying. Databases waiting to be emptied a test may find before it waits for one instead
-    # of cloning another (a clone costs a few emptyings).
-    WORKERS = 2
-    SPARE = 3
-
-    def __init__(self, connect_admin, template: str, url_for, run_id: str) -> None:
-        self._connect_admin = connect_admin  # () -> an autocommit connection to the server's maintenance database
-        self._admin = connect_admin()  # the caller's thread's (clones, drops)
+    def __init__(self, admin, template: str, url_for, run_id: str) -> None:
+        self._admin = admin  # an autocommit connection to the server's maintenance database
         self._template = template
         self._url_for = url_for
         self._run_id = run_id
-        self._idle: list[str] = []  # emptied, ready to hand out
-        self._dirty: list[str] = []  # given back, not yet emptied (waiting, or being emptied)
-        self._changed = threading.Condition()
-        self._emptying: set[str] = set()  # being emptied now
-        self._workers: list[threading.Thread] = []
-        self._closing = False
+        self._idle: list[str] = []
         self._shape = self._shape_of(template)
 
     def url_for(self, name: str) -> str:
         return self._url_for(name)
 
     def take(self) -> str:
-        with self._changed:
-            while not self._idle and len(self._dirty) >= self.SPARE and self._working():
-                self._changed.wait(1)  # a worker empties one sooner than another clone is made
-            if self._idle:
-                return self._idle.pop()
-        return self._clone()
+        return self._idle.pop() if self._idle else self._clone()
 
     def give_back(self, name: str) -> None:
-        """``name`` goes to a worker to be emptied, or dropped if it cannot be made like a fresh clone; only then
-        is it handed out again."""
-        with self._changed:
-            self._dirty.append(name)
-            if not self._workers:
-                self._workers = [
-                    threading.Thread(target=self._empty_given_back, name=f"pg-pool-emptier-{i}", daemon=True)
-                    for i in range(self.WORKERS)
-                ]
-                for worker in self._workers:
-                    worker.start()
-            self._changed.notify_all()
+        if self._emptied(name):
+            self._idle.append(name)
+        else:
+            self.drop(name)
 
-    def settle(self) -> None:
-        """Wait until every database given back is emptied (or dropped)."""
-        with self._changed:
-            while self._dirty and self._working():
-                self._changed.wait(1)
-
-    def _working(self) -> bool:
-        return any(worker.is_alive() for worker in self._workers)
-
-    def drop(self, name: str, admin=None) -> None:
-        with (admin or self._admin).cursor() as cur:
+    def drop(self, name: str) -> None:
+        with self._admin.cursor() as cur:
             cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def close(self) -> None:
-        self.settle()
-        with self._changed:
-            self._closing = True
-            self._changed.notify_all()
-        for worker in self._workers:
-            worker.join(30)
-        for name in [*self._idle, *self._dirty]:  # dirty: only if the workers died
-            self.drop(name)
-        self._idle.clear()
-        self._admin.close()
-
-    def _waiting(self) -> list[str]:
-        return [name for name in self._dirty if name not in self._emptying]
-
-    def _empty_given_back(self) -> None:
-        admin = self._connect_admin()
-        try:
-            while True:
-                with self._changed:
-                    while not self._waiting() and not self._closing:
-                        self._changed.wait()
-                    if not self._waiting():
-                        return
-                    name = self._waiting()[0]  # stays counted as dirty until it is idle or gone
-                    self._emptying.add(name)
-                try:
-                    emptied = self._emptied(name, admin)
-                except Exception:  # noqa: BLE001 - whatever went wrong, this one is not handed out again
-                    emptied = False
-                if not emptied:
-                    try:
-                        self.drop(name, admin)
-                    except Exception:  # noqa: BLE001 - left behind, never handed out; a new admin connection
-                        with contextlib.suppress(Exception):
-                            admin.close()
-                            admin = self._connect_admin()
-                with self._changed:
-                    self._emptying.discard(name)
-                    self._dirty.remove(name)
-                    if emptied:
-                        self._idle.append(name)
-                    self._changed.notify_all()
-        finally:
-            admin.close()
+        while self._idle:
+            self.drop(self._idle.pop())
 
     def _clone(self) -> str:
         name = f"nx_t_{self._run_id}_{uuid.uuid4().hex[:8]}"
@@ -192,12 +108,12 @@ class PostgresPool:
             if own:
                 conn.close()
 
-    def _emptied(self, name: str, admin) -> bool:
+    def _emptied(self, name: str) -> bool:
         """Empty ``name`` for the next test; False when it cannot be made like a fresh clone."""
         import psycopg2
 
         try:
-            with admin.cursor() as cur:  # what the test left connected (a daemon's pool) goes
+            with self._admin.cursor() as cur:  # what the test left connected (a daemon's pool) goes
                 cur.execute(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                     "WHERE datname = %s AND pid <> pg_backend_pid()",

@@ -32,7 +32,6 @@ def url_of(postgres_url, pg_pool):
 
 
 def test_a_recycled_database_is_handed_out_again_without_the_rows(pg_pool, url_of):
-    pg_pool.settle()  # the earlier tests' databases are idle: the one given back below is emptied last
     name = pg_pool.take()
     url = url_of(name)
     _sql(
@@ -41,7 +40,6 @@ def test_a_recycled_database_is_handed_out_again_without_the_rows(pg_pool, url_o
     idle_connection = psycopg2.connect(url)  # left open, as a crashed daemon's pool would be
     idle_connection.cursor().execute("SELECT 1")
     pg_pool.give_back(name)
-    pg_pool.settle()  # emptied on the pool's threads
 
     assert pg_pool.take() == name  # the same database, handed out again
     assert _sql(url, "SELECT count(*) FROM job_runs") == [(0,)]
@@ -49,27 +47,8 @@ def test_a_recycled_database_is_handed_out_again_without_the_rows(pg_pool, url_o
     pg_pool.give_back(name)
 
 
-def test_a_database_given_back_is_not_handed_out_before_it_is_emptied(pg_pool, url_of):
-    # The pool empties on a thread of its own: the test right after must get an empty database all the same.
-    name = pg_pool.take()
-    _sql(
-        url_of(name),
-        "INSERT INTO job_runs (id, name, created_at, updated_at) "
-        "SELECT gen_random_uuid(), 'probe-' || i, now(), now() FROM generate_series(1, 200) i",
-    )
-    pg_pool.give_back(name)
-    taken = [pg_pool.take() for _ in range(3)]  # at once: before the pool's thread has emptied ``name``, likely
-    try:
-        for other in taken:
-            assert _sql(url_of(other), "SELECT count(*) FROM job_runs") == [(0,)], other
-    finally:
-        for other in taken:
-            pg_pool.give_back(other)
-
-
 def test_a_table_written_only_by_a_rolled_back_insert_is_emptied_too(pg_pool, url_of):
     # Only the tables a test wrote are truncated; a rolled-back insert wrote one (its row is dead, its page stays).
-    pg_pool.settle()
     name = pg_pool.take()
     url = url_of(name)
     conn = psycopg2.connect(url)
@@ -81,7 +60,6 @@ def test_a_table_written_only_by_a_rolled_back_insert_is_emptied_too(pg_pool, ur
     conn.close()
     assert _sql(url, "SELECT pg_relation_size('job_runs')") != [(0,)]
     pg_pool.give_back(name)
-    pg_pool.settle()
 
     assert pg_pool.take() == name
     sizes = _sql(
@@ -107,6 +85,5 @@ def test_a_database_whose_schema_changed_is_dropped_not_recycled(pg_pool, url_of
     name = pg_pool.take()
     _sql(url_of(name), change.format(name=name))
     pg_pool.give_back(name)
-    pg_pool.settle()
     assert not _exists(pg_pool, name)
     assert pg_pool.take() != name
