@@ -148,7 +148,8 @@ def test_a_rate_limit_midway_is_waited_out(env, make_integration):
         if len(pages) == 1:
             slack.rate_limit_next("conversations.list", retry_after=1)
 
-    done = _run(env, integration, progress=progress)
+    with _time_passes_the_waits(env[2]):
+        done = _run(env, integration, progress=progress)
     assert (done.status, done.items_processed) == (SyncStatus.COMPLETED, 450)
     assert done.metadata["rateLimitWaits"] == 1 and done.metadata["rateLimitWaitedSeconds"] == 1.0
     assert slack.calls["conversations.list"] == 4  # three pages and the throttled retry
