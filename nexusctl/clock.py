@@ -16,18 +16,24 @@ It can never be on in production: with ``NODE_ENV=production`` the setting is re
 (``nexusctl.config``) and ignored here; a daemon started with it says so in its start-up log, and ``/ready``
 shows the offset (``checks.clock``) while there is one.
 
+A provider's time window (a throttle's Retry-After, a reel's processing) is waited with ``wait``: a plain
+``asyncio.sleep`` without the facility; with it, the wait also ends once the product's clock has passed its end,
+so a test moves time past it instead of waiting it out.
+
 Not for durations (use ``time.monotonic``), log timestamps, signatures checked by others (webhook signing,
 Slack's request timestamps) or JWT expiry: those stay on the system clock.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 import threading
 import time as _time
 
 ENV = "NEXUSCTL_CLOCK_FILE"
+WAIT_LOOK = 0.05  # seconds between looks at the clock file during a ``wait`` (one stat each), with the facility
 UTC = dt.timezone.utc
 
 _lock = threading.Lock()
@@ -101,3 +107,22 @@ def describe(*, always: bool = False) -> str | None:
     if not moved and not always:
         return None
     return f"clock offset by {moved:+.0f} s ({ENV}={where}: a test facility, never for production)"
+
+
+async def wait(seconds: float, *, since: float | None = None) -> None:
+    """Wait a provider's window of ``seconds``: exactly ``asyncio.sleep(seconds)`` without the test facility
+    (always so in production). With it, the wait ends when the real time has passed OR the product's clock has
+    passed ``since`` (a ``time()``; default: now) + ``seconds``, the clock file looked at every WAIT_LOOK.
+
+    ``since``, taken before the product says it waits (a log line), makes a test that moves the clock as soon as
+    it sees that line never too early for the wait: the move counts even if it lands before the sleep began."""
+    if path() is None:
+        await asyncio.sleep(seconds)
+        return
+    end = (time() if since is None else since) + seconds
+    real_end = _time.monotonic() + seconds
+    while True:
+        left = real_end - _time.monotonic()
+        if left <= 0 or time() >= end:
+            return
+        await asyncio.sleep(min(WAIT_LOOK, left))

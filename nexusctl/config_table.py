@@ -513,9 +513,9 @@ TABLE = (
         v.text,
         None,
         "Test facility only: a file holding seconds added to the service's clock (token expiry, refresh windows, "
-        "schedules, stored timestamps), re-read when it changes, so tests move time for running daemons and the "
-        "provider emulators together. Refused when `NODE_ENV=production`; a daemon using it says so in its "
-        "start-up log and `/ready` (`checks.clock`).",
+        "schedules, stored timestamps, and the waits for a provider: a throttle's, a reel's processing), re-read "
+        "when it changes, so tests move time for running daemons and the provider emulators together. Refused when "
+        "`NODE_ENV=production`; a daemon using it says so in its start-up log and `/ready` (`checks.clock`).",
     ),
     Variable(
         "SYNC_POLL_INTERVAL",

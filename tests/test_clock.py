@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 
@@ -95,3 +96,60 @@ def test_analytics_reporting_windows_end_on_the_product_clock(monkeypatch, tmp_p
     since, until = analytics._days_window()
     assert until == (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=10)).date()
     assert since == until - dt.timedelta(days=analytics.WINDOW_DAYS - 1)
+
+
+def test_a_wait_is_a_plain_sleep_without_the_facility(monkeypatch):
+    monkeypatch.delenv(clock.ENV, raising=False)
+    clock.reload()
+    slept = []
+
+    async def sleep(seconds):
+        slept.append(seconds)
+
+    monkeypatch.setattr(clock.asyncio, "sleep", sleep)
+    monkeypatch.setattr(clock, "time", lambda: pytest.fail("the product clock is not looked at"))
+    asyncio.run(clock.wait(30, since=12.0))
+    assert slept == [30]  # one sleep of the whole wait, whatever ``since`` says
+
+
+def _with_file(monkeypatch, tmp_path):
+    path = tmp_path / "offset"
+    _write(path, "0")
+    monkeypatch.setenv(clock.ENV, str(path))
+    monkeypatch.setenv("NODE_ENV", "test")
+    clock.reload()
+    return path
+
+
+def test_a_wait_ends_early_once_the_clock_file_moves_time_past_it(monkeypatch, tmp_path):
+    path = _with_file(monkeypatch, tmp_path)
+
+    async def scenario():
+        started = time.monotonic()
+        waiting = asyncio.create_task(clock.wait(30))
+        await asyncio.sleep(0.2)
+        _write(path, "20")  # not past the end yet
+        await asyncio.sleep(0.2)
+        assert not waiting.done()
+        _write(path, "31")
+        await asyncio.wait_for(waiting, 5)
+        return time.monotonic() - started
+
+    assert asyncio.run(scenario()) < 5  # not the 30 s
+
+
+def test_a_move_made_after_since_but_before_the_wait_began_counts(monkeypatch, tmp_path):
+    """A test moves the clock once it sees the product say it waits: the wait counts from before that line."""
+    path = _with_file(monkeypatch, tmp_path)
+    since = clock.time()
+    _write(path, "31")
+    started = time.monotonic()
+    asyncio.run(asyncio.wait_for(clock.wait(30, since=since), 5))
+    assert time.monotonic() - started < 5
+
+
+def test_a_wait_still_ends_in_real_time_when_the_clock_does_not_move(monkeypatch, tmp_path):
+    _with_file(monkeypatch, tmp_path)
+    started = time.monotonic()
+    asyncio.run(clock.wait(0.3))
+    assert time.monotonic() - started >= 0.3

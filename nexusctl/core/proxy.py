@@ -34,6 +34,7 @@ import time
 from dataclasses import dataclass, field
 from typing import AsyncIterator
 
+from nexusctl import clock
 from nexusctl.core import connections, events, proxy_cache, proxy_health, rate_budget, refresh
 from nexusctl.core.ids import parse_uuid
 from nexusctl.db.database import database_proxy
@@ -224,7 +225,7 @@ async def call(svc, integration_id, request: ProxyRequest, *, owner_id=None, obs
             if _retryable(request) and attempts < request.retries and waited + budget_wait <= RETRY_BUDGET:
                 attempts += 1
                 waited += budget_wait
-                await asyncio.sleep(budget_wait)
+                await clock.wait(budget_wait)  # the provider's window: on the product clock (a test moves it)
                 continue
             _observe(observe, provider, request.method, 429, time.monotonic(), None, called=False)
             await _note_health(svc, row, 429, f"{provider}: rate limited (waiting {budget_wait} s)")
@@ -289,8 +290,9 @@ async def call(svc, integration_id, request: ProxyRequest, *, owner_id=None, obs
                 if _retryable(request) and attempts <= request.retries and waited + seconds <= RETRY_BUDGET:
                     response.release()
                     waited += seconds
+                    since = clock.time()  # before the line: a test moving the clock when it sees it is not early
                     log.info("proxy %s %s: HTTP %s, retrying in %.0f s", provider, request.method, status, seconds)
-                    await asyncio.sleep(seconds)
+                    await clock.wait(seconds, since=since)  # the provider's Retry-After: on the product clock
                     continue
             answer_headers = targets.returned_response_headers(response.headers)
             if wait is not False:

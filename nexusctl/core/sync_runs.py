@@ -43,7 +43,7 @@ import asyncio
 import datetime as dt
 import logging
 
-from nexusctl import telemetry, tracing
+from nexusctl import clock, telemetry, tracing
 from nexusctl.core import connections, integrations, key_usage, leases, rate_budget, refresh, sync_state
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import Integration, IntegrationSyncLog
@@ -153,8 +153,9 @@ async def _wait_out(exc: RateLimited, stats: dict, budget: float, what: str, *, 
         ) from None
     stats["rateLimitWaits"] += 1
     stats["rateLimitWaitedSeconds"] += wait
+    since = clock.time()  # before the line: a test that moves the clock when it sees it is never too early
     log.info("%s: rate limited; waiting %.0f s", what, wait)
-    await asyncio.sleep(wait)
+    await clock.wait(wait, since=since)  # the provider's window: on the product clock (a test moves it)
 
 
 def _beyond_budget(exc: RateLimited, stats: dict, budget: float) -> bool:

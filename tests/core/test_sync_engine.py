@@ -9,10 +9,13 @@ refused token once, never overlaps itself, and can be cancelled.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import re
 
 import aiohttp
 import pytest
-from support.clock import pass_until
+from support.clock import pass_until, use_file
 
 from nexusctl import config
 from nexusctl.core import integrations, rate_budget, sync_runs, sync_state
@@ -28,6 +31,7 @@ from nexusctl.providers.scopes import requested
 def env(database, fresh_emulators, monkeypatch):
     for name, value in fresh_emulators.env().items():
         monkeypatch.setenv(name, value)
+    use_file(monkeypatch, fresh_emulators.clock_file)  # the product's clock here reads the shared one (read again)
     settings = config.load()
     return settings, keyring_from_settings(settings), fresh_emulators
 
@@ -53,6 +57,33 @@ def _run(env, integration, action=None, *, full=False, progress=None, budget=Non
             return await sync_runs.run(svc, log.id, progress=progress, budget=budget)
 
     return asyncio.run(main())
+
+
+class _MoveTimePastWaits(logging.Handler):
+    """Moves the shared clock past a wait a run says it starts ("rate limited; waiting N s"): the run counts its
+    wait from before that line (nexusctl.clock.wait's ``since``), so it ends at its first look at the clock."""
+
+    def __init__(self, emulators):
+        super().__init__(logging.INFO)
+        self.emulators = emulators
+
+    def emit(self, record: logging.LogRecord) -> None:
+        said = re.search(r"rate limited; waiting (\d+) s", record.getMessage())
+        if said:
+            self.emulators.advance_clock(float(said.group(1)) + 1)
+
+
+@contextlib.contextmanager
+def _time_passes_the_waits(emulators):
+    logger, handler = logging.getLogger(sync_runs.__name__), _MoveTimePastWaits(emulators)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def _events(integration, event_type) -> int:
@@ -117,7 +148,8 @@ def test_a_rate_limit_midway_is_waited_out(env, make_integration):
         if len(pages) == 1:
             slack.rate_limit_next("conversations.list", retry_after=1)
 
-    done = _run(env, integration, progress=progress)
+    with _time_passes_the_waits(env[2]):
+        done = _run(env, integration, progress=progress)
     assert (done.status, done.items_processed) == (SyncStatus.COMPLETED, 450)
     assert done.metadata["rateLimitWaits"] == 1 and done.metadata["rateLimitWaitedSeconds"] == 1.0
     assert slack.calls["conversations.list"] == 4  # three pages and the throttled retry
@@ -129,7 +161,7 @@ def test_a_rate_limit_beyond_the_budget_fails_and_the_next_run_resumes(env, make
 
     def progress(items, counts):
         # 6 s: beyond the run's budget of 5, and the integration's shared budget keeps it, so the resumed run
-        # (default budget) waits out what is left of it in real time first (30 s here cost 30 s a run).
+        # (default budget) waits out what is left of it first: time passes it once the run says it waits.
         slack.rate_limit_next("conversations.list", retry_after=6)
 
     failed = _run(env, integration, progress=progress, budget=5)
@@ -139,7 +171,8 @@ def test_a_rate_limit_beyond_the_budget_fails_and_the_next_run_resumes(env, make
     assert SyncCursor.select().count() == 1
 
     before = slack.calls["conversations.list"]
-    resumed = _run(env, integration)
+    with _time_passes_the_waits(env[2]):
+        resumed = _run(env, integration)
     assert resumed.status == SyncStatus.COMPLETED and resumed.items_processed == 250
     assert slack.calls["conversations.list"] - before == 2  # pages two and three, not the first again
     assert _events(integration, "channel.created") == 450 and SyncCursor.select().count() == 0

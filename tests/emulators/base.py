@@ -290,9 +290,13 @@ class Provider:
         with self.lock:
             self._held.setdefault(endpoint, threading.Event())
 
-    def release(self, endpoint: str) -> None:
+    def release(self, endpoint: str, *, hold_next: bool = False) -> None:
+        """The held calls of ``endpoint`` answer; with ``hold_next``, calls arriving from now on are held again
+        (until the next release), with no gap between the two."""
         with self.lock:
             held = self._held.pop(endpoint, None)
+            if hold_next:
+                self._held[endpoint] = threading.Event()
         if held is not None:
             held.set()
 

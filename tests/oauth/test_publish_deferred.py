@@ -14,6 +14,8 @@ import json
 import time
 import uuid
 
+from support import clock
+
 VIDEO = {"type": "video", "url": "https://cdn.nexus.test/p/5/clip.mp4"}
 
 
@@ -25,6 +27,12 @@ def _log(stack, content_id: str):
         return None
     status, run_after, metadata, error = rows[0]
     return status, run_after, json.loads(metadata) if isinstance(metadata, str) else metadata, error
+
+
+def _looking(stack, content_id: str) -> bool:
+    """The first run is under way (IN_PROGRESS, not deferred yet): it waits on Instagram between its reads."""
+    seen = _log(stack, content_id)
+    return seen is not None and seen[0] == "IN_PROGRESS" and not seen[2].get("pending")
 
 
 def _wait_for(stack, content_id: str, wanted, timeout: float):
@@ -53,6 +61,9 @@ def test_a_reel_still_processing_is_published_by_the_daemon_later_once(stack, fr
     answer = stack.api("POST", "/integrations/events/ingest", user=uuid.uuid4(), roles=("service",), body=body)
     assert answer.status == 200, answer.text
 
+    # The first run waits between its reads of the container (Instagram's processing): time passes them.
+    _wait_for(stack, content_id, lambda s: s[0] == "IN_PROGRESS" or s[2].get("pending"), 30)
+    clock.pass_while(stack.emulators, lambda: _looking(stack, content_id), 2.0, 30, "the first run to defer")
     status, run_after, metadata, error = _wait_for(
         stack, content_id, lambda s: s[0] != "IN_PROGRESS" and s[2].get("pending"), 30
     )
@@ -61,6 +72,7 @@ def test_a_reel_still_processing_is_published_by_the_daemon_later_once(stack, fr
     assert metadata["pending"]["containerId"] == container and metadata["pending"]["checks"] == 1
     assert ig.calls["media_publish"] == 0
 
+    clock.pass_until(stack.emulators, run_after)  # the daemon's sync runner takes the deferred run then
     status, run_after, metadata, error = _wait_for(stack, content_id, lambda s: s[0] in ("COMPLETED", "FAILED"), 60)
     assert status == "COMPLETED", error
     (media,) = ig.records_of("media")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 from support import clock
 from support.waiting import wait_for
@@ -99,22 +100,29 @@ def test_a_claimed_ahead_row_that_waited_too_long_is_claimed_again_before_its_pr
     user_of = {**_connected(stack, "YOUTUBE"), **_connected(stack, "YOUTUBE")}
     ids = list(user_of)
     before = emu.calls["refresh"]
-    emu.delay("refresh", 5)
+    emu.hold("refresh")  # the provider takes as long as the test needs (it answered after 5 s, real ones)
     try:
         expire_in(stack, 120, ids[0])
         wait_for(lambda: emu.calls["refresh"] == before + BATCH, 20, "the first five at the provider")
         clock.pass_until(stack.emulators, clock.now(stack.emulators), margin=50)  # the five waiting: 10 s of lease left
+        emu.release("refresh", hold_next=True)  # the first five answer; the next five are held in their turn
         wait_for(lambda: emu.calls["refresh"] == before + 2 * BATCH, 30, "the next five at the provider")
         clock.pass_until(stack.emulators, clock.now(stack.emulators), margin=15)  # the first claim's leases are over
         waiting = [i for i in ids if not _far(stack, i)]
         assert len(waiting) == BATCH
         taken = waiting[0]
-        answer = stack.api("POST", f"/integrations/{taken}/refresh", user=user_of[taken])
+        with ThreadPoolExecutor(1) as pool:  # the user's refresh, while the sweep's is still at the provider
+            asked = pool.submit(stack.api, "POST", f"/integrations/{taken}/refresh", user=user_of[taken])
+            try:
+                wait_for(lambda: stack.waiting_refreshes(taken), 20, "the user's refresh to wait for the sweep's")
+            finally:
+                emu.release("refresh")  # also on a failure: the call in the thread ends then
+            answer = asked.result(timeout=30)
         assert answer.status == 200, answer.text
         wait_for(lambda: all(_far(stack, i) for i in ids), 30, "all refreshed")
         wait_for(lambda: all(_row(stack, i)[3] is None for i in ids), 20, "every lease given back")
     finally:
-        emu.delay("refresh", 0)
+        emu.release("refresh")
     assert emu.calls["refresh"] == before + 2 * BATCH  # the user's refresh waited for the sweep's
     (stored,) = stack.sql("SELECT expires_at FROM integrations WHERE id = %s", taken)[0]
     assert clock.aware(stored) == clock.aware(answer.json()["data"]["expiresAt"])

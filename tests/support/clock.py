@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 from pathlib import Path
 
 from nexusctl import clock as product_clock
@@ -73,3 +74,15 @@ def own_file(monkeypatch, path):
     advance(0)
     use_file(monkeypatch, path)
     return advance
+
+
+def pass_while(emulators, waiting, step: float, timeout: float, what: str = "the wait to end") -> None:
+    """While ``waiting()`` says the product waits on a provider's window (a status the test reads), time passes
+    ``step`` seconds (at least the longest single wait) every 50 ms: a wait under way ends at its next look at
+    the clock (nexusctl.clock.wait), one that starts after a move is caught by the next move."""
+    deadline = time.monotonic() + timeout
+    while waiting():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        emulators.advance_clock(step)
+        time.sleep(0.05)  # the product's waits look at the clock file every 50 ms

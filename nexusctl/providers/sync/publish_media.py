@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 from urllib.parse import urlsplit
@@ -162,7 +161,7 @@ async def _instagram_wait(api, container: str, check, delays) -> str:
     container id kept)."""
     code = None
     for delay in delays:
-        await asyncio.sleep(delay)
+        await clock.wait(delay)  # Instagram's processing time: on the product clock (a test moves it)
         reply = await api.get(container, params={"fields": "status_code,status"}, check=check)
         code, status = reply.get("status_code"), reply.get("status")
         if code in ("FINISHED", "PUBLISHED"):  # PUBLISHED: an earlier media_publish made it (its answer lost)
