@@ -26,7 +26,6 @@ Slack's request timestamps) or JWT expiry: those stay on the system clock.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import os
 import threading
@@ -116,6 +115,11 @@ async def wait(seconds: float, *, since: float | None = None) -> None:
 
     ``since``, taken before the product says it waits (a log line), makes a test that moves the clock as soon as
     it sees that line never too early for the wait: the move counts even if it lands before the sleep began."""
+    # Only a waiting sync or proxy call, already on an event loop, gets here: asyncio (and ssl with it) stays out
+    # of the CLI's start (tests/test_startup.py).
+    # start-up: asyncio is imported here, not at the top
+    import asyncio
+
     if path() is None:
         await asyncio.sleep(seconds)
         return

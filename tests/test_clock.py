@@ -106,7 +106,7 @@ def test_a_wait_is_a_plain_sleep_without_the_facility(monkeypatch):
     async def sleep(seconds):
         slept.append(seconds)
 
-    monkeypatch.setattr(clock.asyncio, "sleep", sleep)
+    monkeypatch.setattr(asyncio, "sleep", sleep)  # the wait imports asyncio when it runs (start-up)
     monkeypatch.setattr(clock, "time", lambda: pytest.fail("the product clock is not looked at"))
     asyncio.run(clock.wait(30, since=12.0))
     assert slept == [30]  # one sleep of the whole wait, whatever ``since`` says
