@@ -131,6 +131,32 @@ def run(name: str, sql: str, params: list, *, execute=None):
         return database_proxy.execute_sql(sql, params)
 
 
+def run_in_transaction(name: str, sql: str, params: list, *, settings: str = ""):
+    """``run`` for a statement inside the caller's transaction, after ``settings`` (``SET LOCAL ...;``
+    statements, sent in the same round trip), with ``sql``'s casts on EXECUTE's parameters (``run_typed``).
+    Inside a transaction a failed PREPARE or EXECUTE cannot be retried as text (the transaction is aborted):
+    a lost or clashing name (a pooler) turns preparing off for this process and the error goes to the
+    caller, whose next attempt runs as text."""
+    global _off
+    if _off or not is_postgres(database_proxy):
+        return database_proxy.execute_sql(settings + sql, params)
+    name = _prepared_name(name, sql)
+    connection = database_proxy.connection()
+    with _lock:
+        names = _prepared.setdefault(connection, set())
+    try:
+        if name not in names:  # prepared statements outlive a rolled-back transaction: the name is kept
+            numbered = iter(range(1, sql.count("%s") + 1))
+            database_proxy.execute_sql(f"PREPARE {name} AS " + _MARK.sub(lambda _: f"${next(numbered)}", sql))
+            names.add(name)
+        return database_proxy.execute_sql(settings + _execute_sql(name, sql), params)
+    except peewee.DatabaseError as exc:
+        if getattr(exc.__context__, "pgcode", None) in _LOST:
+            _off = True
+            log.warning("prepared statements are not kept between calls (a connection pooler?): not preparing any more")
+        raise
+
+
 def array_type(field: peewee.Field) -> str:
     """PostgreSQL's type of the elements of an array parameter for ``field``'s column (``unnest``, ``ANY``)."""
     return _ARRAY_TYPES[field.field_type]
