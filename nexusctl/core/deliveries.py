@@ -438,6 +438,13 @@ _PG_CLAIM_NAMES = tuple(re.findall(r"%\((\w+)\)s", _PG_CLAIM))
 _PG_CLAIM_POSITIONAL = re.sub(r"%\((\w+)\)s", "%s", _PG_CLAIM)
 
 
+def _pg_claim(params: list) -> list:
+    with database_proxy.atomic():
+        return statements.run_in_transaction(
+            "nexus_claim", _PG_CLAIM_POSITIONAL, params, settings=_PG_CLAIM_PLAN
+        ).fetchall()
+
+
 def claim(
     limit: int, lease_seconds: float, exclude=(), *, rooms: dict | None = None, cap: int | None = None
 ) -> list[Claimed]:
@@ -466,11 +473,11 @@ def claim(
             "busy": statements.array_text(rooms),
             "rooms": statements.array_text([int(n) for n in rooms.values()]),
         }
-        with database_proxy.atomic():
-            params = [values[n] for n in _PG_CLAIM_NAMES]
-            rows = statements.run_in_transaction(
-                "nexus_claim", _PG_CLAIM_POSITIONAL, params, settings=_PG_CLAIM_PLAN
-            ).fetchall()
+        params = [values[n] for n in _PG_CLAIM_NAMES]
+        try:
+            rows = _pg_claim(params)
+        except statements.PreparedLost:  # behind a pooler, once: the claim again, as text
+            rows = _pg_claim(params)
         return [
             Claimed(
                 _uuid(r[0]),
@@ -641,7 +648,8 @@ def signing_for(keyring, webhook_ids) -> tuple[dict, dict]:
     now = utcnow()
     # Written out (peewee built this SELECT anew on every claim); a model row is made only to open a secret.
     where, params = statements.in_list(Webhook.id, list(set(webhook_ids)))
-    for hook_id, url, secret, previous, previous_until in database_proxy.execute_sql(
+    for hook_id, url, secret, previous, previous_until in statements.run_anywhere(
+        "nexus_signing",
         f'SELECT "id", "url", "secret", "previous_secret", "previous_secret_expires_at" FROM "webhooks" WHERE {where}',
         params,
     ).fetchall():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 
-import peewee
 import pytest
 
 from nexusctl.db import statements
@@ -106,7 +105,7 @@ def test_in_a_transaction_a_lost_prepared_name_fails_that_call_only_and_turns_pr
     with pg_database.atomic():
         assert statements.run_in_transaction("nexus_test_lost_tx", sql, [row.id]).fetchone() == ("@someone",)
     pg_database.execute_sql("DEALLOCATE ALL")  # as if the next call went to another server connection
-    with pytest.raises(peewee.DatabaseError), pg_database.atomic():
+    with pytest.raises(statements.PreparedLost), pg_database.atomic():
         statements.run_in_transaction("nexus_test_lost_tx", sql, [row.id])
     assert statements._off is True
     with pg_database.atomic():
