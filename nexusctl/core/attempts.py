@@ -60,7 +60,10 @@ def record_many(batch: list, schedule: tuple[int, ...]) -> list[str]:
     """
     batch = [(claimed, _storable(result)) for claimed, result in batch]
     try:
-        return _record_batch(batch, schedule)
+        try:
+            return _record_batch(batch, schedule)
+        except statements.PreparedLost:  # behind a pooler, once: the same batch again, as text
+            return _record_batch(batch, schedule)
     except (peewee.OperationalError, peewee.InterfaceError):
         raise
     except Exception as exc:  # noqa: BLE001 - a value the database refused: one at a time
@@ -255,14 +258,30 @@ class _Hook(NamedTuple):
     user_id: uuid.UUID
 
 
+# The record's statements are prepared on PostgreSQL (``statements``: planning them was about as much CPU as
+# running them). A generic plan is made without the arrays' sizes: for the delivery UPDATE's join with
+# ``unnest(...)`` it chose to read the whole table (5 ms a batch against 0.4 ms planned with the values, in
+# pg_stat_statements over bench/real_paths.py). A batch touches a few rows, each by primary key: the record's
+# transaction turns off the plans that read a whole table or index (its first statement carries the settings),
+# and has its statements use their generic plans at once (PostgreSQL would plan the first five runs of each anew
+# on every connection, and keep planning some, such as the webhooks' SELECT, 130 µs a batch).
+_RECORD_PLAN = (
+    "SET LOCAL jit = off; SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; "
+    "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; "
+    "SET LOCAL plan_cache_mode = force_generic_plan; "
+)
+
+
 def _hooks(ids: set) -> dict:
     """The webhooks of a batch by id, with their integrations' user ids: one written-out SELECT (peewee built
-    two anew on every batch)."""
+    two anew on every batch). The record transaction's first statement: it carries ``_RECORD_PLAN``."""
     where, params = statements.in_list(Webhook.id, list(ids))
-    rows = database_proxy.execute_sql(
+    rows = statements.run_anywhere(
+        "nexus_record_hooks",
         'SELECT w."id", w."integration_id", w."failing_since", i."user_id" FROM "webhooks" AS w '
         f'JOIN "integrations" AS i ON i."id" = w."integration_id" WHERE w.{where}',
         params,
+        settings=_RECORD_PLAN,
     ).fetchall()
     found = (
         _Hook(
@@ -283,7 +302,8 @@ def _touch_webhooks(succeeded: set, failing: set, now) -> None:
     cleared, cleared_params = statements.in_list(Webhook.id, list(succeeded))
     mark = database_proxy.param
     stamp = Webhook.last_triggered_at.db_value(now)
-    database_proxy.execute_sql(
+    statements.run_anywhere(
+        "nexus_record_touch",
         f'UPDATE "webhooks" SET "last_triggered_at" = {mark}, "failing_since" = CASE WHEN {cleared} THEN NULL '
         f'ELSE COALESCE("failing_since", {mark}) END WHERE {touched}',
         [stamp, *cleared_params, stamp, *touched_params],
@@ -310,7 +330,8 @@ def _update_deliveries(rows: list) -> set:
         columns = list(zip(*rows, strict=True))
         status, number, response, error, delivered_at, next_at, now, ids, leases = columns
         array = statements.array_text
-        cursor = database_proxy.execute_sql(
+        cursor = statements.run_anywhere(
+            "nexus_record_update",
             _PG_UPDATE,
             (
                 now[0],

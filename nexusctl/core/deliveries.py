@@ -384,20 +384,34 @@ class Claimed:
 # rows than asked (tests/fault/test_proc_kill9.py saw 85 leases from a daemon with 50 slots).
 #
 # Its shape does not depend on the parameters' values (the lock step and the UPDATE are driven by primary key
-# from the picked ids, ``id = ANY(ARRAY(SELECT ...))``; the head's LIMIT is written in), so that a prepared
-# claim's generic plan could not walk the due rows from the lock step. It is still sent as text, planned each
-# time: prepared (``statements.run``), it halved PostgreSQL's CPU per delivery to one endpoint
-# (bench/webhook_delivery.py), but with 20 endpoints at their caps the generic plan read the head by a
-# bitmap scan of every due row and a sort instead of the due index in order up to the LIMIT (auto_explain:
-# 1,049 rows filtered out per claim), +40% PostgreSQL CPU per delivery (bench/real_paths.py). A claim whose
-# generic plan keeps the ordered scan is the step left (docs/benchmarks.md, branch ``deliverfast``).
+# from the picked ids, ``id = ANY(ARRAY(SELECT ...))``). Its cost must not grow
+# with the backlog, whatever the table's statistics or the plan cache say. Three plans that read every due row on
+# each claim were caught by auto_explain: the lock step and the UPDATE filtering all 8,462 due rows by
+# ``id = ANY`` through the due index (20 ms for a claim of 38), and the head read by a bitmap scan of every due
+# row, a hash join and a sort (3,045 rows for 14). They came when the statistics were older than the backlog
+# (a burst after a quiet spell; the first minute after a TRUNCATE), and from the generic plan of a prepared
+# claim, planned without ``now``'s value (1,049 rows filtered out per claim, +40% PostgreSQL CPU per delivery
+# with 20 endpoints: branch ``deliverfast`` in docs/benchmarks.md). So:
+# - the lock step and the UPDATE test the status as ``"status" || '' IN (...)``, which no index serves and no
+#   partial index's predicate is proved from: they reach their rows by primary key only;
+# - the claim's transaction turns off the plans that read a whole range (``_PG_CLAIM_PLAN``: sequential and bitmap
+#   scans, sorts where an index gives the order, hash joins), so the head walks the due index in order and stops
+#   at its LIMIT. Sorting the head's few rows for the window functions is still done (nothing else can). A plan
+#   turned off is only priced out (10^10 added to its cost), and a cost that high would have the plan compiled by
+#   the JIT (jit_above_cost), 300-400 ms of LLVM on every claim: jit is turned off with them.
+# With its plans pinned so, the claim is prepared (``statements.run_in_transaction``): planning it was 330 µs of
+# PostgreSQL's CPU per claim, half again its execution (pg_stat_statements, bench/real_paths.py).
+_PG_CLAIM_PLAN = (
+    "SET LOCAL jit = off; SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; "
+    "SET LOCAL enable_sort = off; SET LOCAL enable_hashjoin = off; "
+)
 _PG_CLAIM = """WITH head AS MATERIALIZED (
     SELECT d."id", d."webhook_id", d."next_attempt_at" FROM "webhook_deliveries" AS d
     JOIN "webhooks" AS w ON w."id" = d."webhook_id"
     WHERE d."status" IN ('PENDING', 'RETRYING') AND d."next_attempt_at" <= %(now)s
       AND (d."lease_until" IS NULL OR d."lease_until" < %(now)s) AND w."is_active"
       AND NOT (d."webhook_id" = ANY(%(exclude)s::uuid[]))
-    ORDER BY d."next_attempt_at" LIMIT {head}
+    ORDER BY d."next_attempt_at" LIMIT %(limit)s
 ), fits AS MATERIALIZED (
     SELECT head."id",
            row_number() OVER (ORDER BY head."next_attempt_at", head."id") AS k,
@@ -408,23 +422,27 @@ _PG_CLAIM = """WITH head AS MATERIALIZED (
 ), locked AS MATERIALIZED (
     SELECT d."id" FROM "webhook_deliveries" AS d
     WHERE d."id" = ANY(ARRAY(SELECT fits."id" FROM fits WHERE fits.k <= %(limit)s AND fits.n <= fits.room))
-      AND d."status" IN ('PENDING', 'RETRYING') AND d."next_attempt_at" <= %(now)s
+      AND d."status" || '' IN ('PENDING', 'RETRYING') AND d."next_attempt_at" <= %(now)s
       AND (d."lease_until" IS NULL OR d."lease_until" < %(now)s)
     FOR UPDATE OF d SKIP LOCKED
 )
 UPDATE "webhook_deliveries" AS t SET "lease_until" = %(until)s, "lease_token" = %(lease)s
 WHERE t."id" = ANY(ARRAY(SELECT locked."id" FROM locked))
-  AND t."status" IN ('PENDING', 'RETRYING') AND t."next_attempt_at" <= %(now)s
+  AND t."status" || '' IN ('PENDING', 'RETRYING') AND t."next_attempt_at" <= %(now)s
   AND (t."lease_until" IS NULL OR t."lease_until" < %(now)s)
 RETURNING t.id, t.webhook_id, t.event, t.payload, t.attempts, t.created_at, t.trace_parent"""
 
 
-@functools.lru_cache(maxsize=128)
-def _pg_claim(head: int) -> tuple[str, tuple]:
-    """The claim's text with positional parameters (``statements.run`` prepares those) and their names in order."""
-    sql = _PG_CLAIM.replace("{head}", str(int(head)))
-    names = tuple(re.findall(r"%\((\w+)\)s", sql))
-    return re.sub(r"%\((\w+)\)s", "%s", sql), names
+# The claim's text with positional parameters (``statements`` prepares those) and their names in order.
+_PG_CLAIM_NAMES = tuple(re.findall(r"%\((\w+)\)s", _PG_CLAIM))
+_PG_CLAIM_POSITIONAL = re.sub(r"%\((\w+)\)s", "%s", _PG_CLAIM)
+
+
+def _pg_claim(params: list) -> list:
+    with database_proxy.atomic():
+        return statements.run_in_transaction(
+            "nexus_claim", _PG_CLAIM_POSITIONAL, params, settings=_PG_CLAIM_PLAN
+        ).fetchall()
 
 
 def claim(
@@ -441,23 +459,25 @@ def claim(
         # then re-checks the lease condition on a row another worker just claimed, and skips rows
         # being claimed. The status list is literal so the partial index on next_attempt_at matches.
         until = now + dt.timedelta(seconds=lease_seconds)
-        # Not prepared: see the note above _PG_CLAIM. In a transaction, not autocommitted: a daemon killed while
+        # In a transaction, not autocommitted: a daemon killed while
         # the statement runs leaves it uncommitted (the server rolls it back on the hang-up), where an
         # autocommitted claim would lease rows for a process already gone (tests/fault/test_proc_kill9.py
         # counted them against the next daemon's slots).
-        sql, names = _pg_claim(max(int(limit), 0))
         values = {
             "until": until,
             "lease": str(lease),
             "now": now,
-            "limit": int(limit),
+            "limit": max(int(limit), 0),
             "cap": cap,
             "exclude": statements.array_text(exclude),
             "busy": statements.array_text(rooms),
             "rooms": statements.array_text([int(n) for n in rooms.values()]),
         }
-        with database_proxy.atomic():
-            rows = database_proxy.execute_sql(sql, [values[n] for n in names]).fetchall()
+        params = [values[n] for n in _PG_CLAIM_NAMES]
+        try:
+            rows = _pg_claim(params)
+        except statements.PreparedLost:  # behind a pooler, once: the claim again, as text
+            rows = _pg_claim(params)
         return [
             Claimed(
                 _uuid(r[0]),
@@ -628,7 +648,8 @@ def signing_for(keyring, webhook_ids) -> tuple[dict, dict]:
     now = utcnow()
     # Written out (peewee built this SELECT anew on every claim); a model row is made only to open a secret.
     where, params = statements.in_list(Webhook.id, list(set(webhook_ids)))
-    for hook_id, url, secret, previous, previous_until in database_proxy.execute_sql(
+    for hook_id, url, secret, previous, previous_until in statements.run_anywhere(
+        "nexus_signing",
         f'SELECT "id", "url", "secret", "previous_secret", "previous_secret_expires_at" FROM "webhooks" WHERE {where}',
         params,
     ).fetchall():

@@ -1,9 +1,11 @@
 """The delivery worker inside `nexusctl daemon`: claim -> sign -> POST -> record.
 
-It claims only as many due deliveries as it has free sending slots
-(``WEBHOOK_CONCURRENCY``), so memory stays flat however large the backlog;
-each endpoint also has its own cap (``WEBHOOK_CONCURRENCY_PER_ENDPOINT``) so
-one slow receiver cannot take every slot. It wakes when a delivery is queued
+It claims as many due deliveries as it has free sending slots
+(``WEBHOOK_CONCURRENCY``), and for endpoints that answer as many again to wait
+for their next free slots, within a bound on all it holds, so memory stays flat
+however large the backlog; each endpoint also has its own cap
+(``WEBHOOK_CONCURRENCY_PER_ENDPOINT``) so one slow receiver cannot take every
+slot. It wakes when a delivery is queued
 (PostgreSQL LISTEN/NOTIFY, or an in-process signal on SQLite) and otherwise
 polls once a second as the safety net. Requests go out over kept-alive
 connections (sender.py), each connected only to checked addresses (the SSRF
@@ -48,6 +50,11 @@ POLL_SECONDS = 1.0
 LOCKED_SECONDS = 30.0
 RECORD_BATCH = 100  # outcomes per transaction
 RECORD_WINDOW = 0.005  # seconds an outcome may wait for others to share its commit
+# Deliveries held per sending slot, at most: sending, waiting for a slot, or sent and waiting for their outcome's
+# commit (a record batch takes ~10 ms, in which a fast endpoint's sends go on).
+HELD_PER_SLOT = 4
+# Of an endpoint that answers, deliveries sending or waiting per slot of its own (WEBHOOK_CONCURRENCY_PER_ENDPOINT).
+AHEAD_PER_SLOT = 2
 RENEW_FRACTION = 5  # leases are renewed this many times per lease length
 REFUSALS_KEPT = 4096  # webhook URLs whose static check's verdict is kept
 # A delivery's body, compact (json.dumps with these options would build a new encoder for every send).
@@ -74,9 +81,18 @@ class DeliveryWorker:
         # Long enough for a send to time out and be recorded; short enough that a crashed
         # daemon's claims come back soon (default 35 s). Renewed while held (``_renew_loop``).
         self.lease = 2 * settings.webhook_timeout + 5
-        # Deliveries claimed and not yet recorded or abandoned, by id: the leases the renewals keep.
-        # At most WEBHOOK_CONCURRENCY (a claim takes only free slots; a slot is freed once recorded).
+        # Deliveries claimed and not yet recorded or abandoned, by id: the leases the renewals keep. They are
+        # waiting to be sent (``waiting``), being sent, or sent and waiting for their outcome's commit. A sending
+        # slot is freed as soon as its HTTP exchange ends, and the next delivery waiting for that endpoint starts
+        # at once: no trip to the database between two sends to a busy endpoint (the claims that refill
+        # ``waiting`` ride along with the record batches, and claim ahead only for endpoints that just answered:
+        # ``_claim_args``). At most HELD_PER_SLOT x WEBHOOK_CONCURRENCY are held, and of one endpoint at most
+        # AHEAD_PER_SLOT x WEBHOOK_CONCURRENCY_PER_ENDPOINT sending or waiting: past that nothing more is claimed.
         self.held: dict = {}
+        self.max_held = HELD_PER_SLOT * settings.webhook_concurrency
+        # Claimed deliveries waiting for a sending slot, by webhook: {webhook id: deque of (item, signing)}.
+        self.waiting: dict[object, collections.deque] = {}
+        self.queued = 0  # how many wait, over all webhooks
         self.renewing = False  # the last renewal failed (the database away): one warning per outage
         # Sends in flight per webhook. A webhook at its cap is left out of the next claim, and the
         # claim takes of each webhook only what fits under its cap: a slow receiver never holds
@@ -175,6 +191,7 @@ class DeliveryWorker:
         self.stopping = True
         self.wake.set()
         await asyncio.gather(self.loop_task, return_exceptions=True)
+        await self._release_waiting()
         # Until every send has ended (within the grace): a record batch's claim that was under way when
         # stopping began starts its sends as the recorded ones end, so the set is looked at again.
         loop = asyncio.get_running_loop()
@@ -208,17 +225,16 @@ class DeliveryWorker:
             self.wake.clear()
             try:
                 claimed, locked = [], {}
-                if self.free > 0 and not self.refilling:
+                if self.free > 0 and self._claimable() > 0 and not self.refilling:
                     now = time.monotonic()
-                    self.claiming = self.free  # a record batch claims nothing meanwhile
+                    self.claiming = self._claimable()  # a record batch claims nothing meanwhile
+                    args = self._claim_args(self.claiming, now)
                     try:
-                        claimed, signing, locked = await self.db.run(
-                            _claim_and_sign, self.keyring, *self._claim_args(self.free, (), now)
-                        )
+                        claimed, signing, locked = await self.db.run(_claim_and_sign, self.keyring, *args)
                     finally:
                         self.claiming = 0
                     self._start_sends(claimed, signing, locked, now)
-                if (claimed or locked) and self.free > 0:
+                if (claimed or locked) and self.free > 0 and self._claimable() > 0:
                     continue  # there may be more due right now (for other endpoints)
             except DatabaseUnavailable as exc:  # an outage: one line when it starts and one when it ends
                 if not self.db_away:
@@ -235,20 +251,31 @@ class DeliveryWorker:
             except asyncio.TimeoutError:
                 pass
 
-    def _claim_args(self, slots: int, leaving, now: float) -> tuple:
-        """What a claim for ``slots`` free sending slots passes to ``_claim_and_sign`` after the keyring: the
-        limit, the lease, the webhooks left out (at their cap, or locked) and the others' rooms. ``leaving``:
-        webhook ids of sends about to free their slots (their outcomes just recorded)."""
+    def _claimable(self, ahead: bool = False) -> int:
+        """How many deliveries a claim may take now: one for each free sending slot, and when claiming ``ahead``
+        as many again to wait for the next ones; within the bound on those held."""
+        wanted = self.free + (self.settings.webhook_concurrency - self.queued if ahead else 0)
+        return max(0, min(self.max_held - len(self.held), wanted))
+
+    def _claim_args(self, slots: int, now: float, warm=frozenset()) -> tuple:
+        """What a claim for ``slots`` deliveries passes to ``_claim_and_sign`` after the keyring: the limit, the
+        lease, the webhooks left out (holding their most, or locked) and the others' rooms.
+
+        An endpoint is claimed what it can send now (WEBHOOK_CONCURRENCY_PER_ENDPOINT less what it holds); one in
+        ``warm`` (its sends just ended: it answers) as much again, to wait for its next free slots. Only those:
+        deliveries of a receiver that holds its requests are not claimed ahead, where another daemon with free
+        slots could send them now."""
         cap = self.settings.webhook_concurrency_per_endpoint
         self.locked = {w: until for w, until in self.locked.items() if until > now}
-        inflight = self.inflight
-        if leaving:
-            inflight = inflight.copy()
-            inflight.subtract(leaving)
-        busy = [w for w, n in inflight.items() if n >= cap] + list(self.locked)
-        # Each endpoint is claimed only what its free slots can send now (the claim counts per endpoint):
-        # a busy endpoint's deliveries are not claimed to be handed back.
-        rooms = {w: cap - n for w, n in inflight.items() if 0 < n < cap}
+        held = self.inflight.copy()
+        for webhook_id, waiting in self.waiting.items():
+            held[webhook_id] += len(waiting)
+        for webhook_id in warm:
+            held[webhook_id] += 0  # named, so that its room is given below even when it holds none
+        most = {w: (AHEAD_PER_SLOT * cap if w in warm else cap) for w in held}
+        busy = [w for w, n in held.items() if n >= most[w]] + list(self.locked)
+        # The claim counts per endpoint: a busy endpoint's deliveries are not claimed to be handed back.
+        rooms = {w: most[w] - n for w, n in held.items() if n < most[w]}
         return min(slots, 100), self.lease, busy, rooms, cap
 
     def _start_sends(self, claimed: list, signing: dict, locked: dict, now: float) -> None:
@@ -262,13 +289,58 @@ class DeliveryWorker:
         # it connects to.
         signing = {hook_id: (url, secrets, self._refusal(url)) for hook_id, (url, secrets) in signing.items()}
         for item in claimed:
-            self.inflight[item.webhook_id] += 1
             self.held[item.id] = item
-            self.free -= 1
-            task = asyncio.create_task(self._send(item, signing.get(item.webhook_id)))
-            task.webhook_id = item.webhook_id
+            waiting = self.waiting.get(item.webhook_id)
+            if waiting is None:
+                waiting = self.waiting[item.webhook_id] = collections.deque()
+            waiting.append((item, signing.get(item.webhook_id)))
+            self.queued += 1
+        if self.stopping:  # a record batch's claim that ended after stopping began: nothing more is sent
+            task = asyncio.create_task(self._release_waiting())
+            task.webhook_id, task.slot_open = None, False  # ``stop`` waits for it with the sends
             self.tasks.add(task)
             task.add_done_callback(self._done)
+            return
+        self._start_waiting()
+
+    async def _release_waiting(self) -> None:
+        """Stopping: the deliveries still waiting for a slot are given back untouched (claimable at once by another
+        daemon, not after their leases run out). A record batch's claim that ends later releases its own."""
+        items = [item for waiting in self.waiting.values() for item, _ in waiting]
+        self.waiting.clear()
+        self.queued = 0
+        for item in items:
+            self.held.pop(item.id, None)
+        if items:
+            try:
+                await self.db.run(deliveries.release, items)
+            except Exception as exc:  # noqa: BLE001 - their leases run out and bring them back anyway
+                log.warning("delivery worker: %d waiting deliveries not given back (%s)", len(items), exc)
+
+    def _start_waiting(self) -> None:
+        """Start a send for each waiting delivery that has a free slot under the worker's and its endpoint's caps,
+        endpoint after endpoint (one that got a slot goes to the back of the line)."""
+        if self.stopping:
+            return
+        cap = self.settings.webhook_concurrency_per_endpoint
+        for webhook_id in list(self.waiting):
+            if self.free <= 0:
+                return
+            waiting = self.waiting.pop(webhook_id)
+            while waiting and self.free > 0 and self.inflight[webhook_id] < cap:
+                item, signing = waiting.popleft()
+                self.queued -= 1
+                self.inflight[webhook_id] += 1
+                self.free -= 1
+                task = asyncio.create_task(self._send(item, signing))
+                task.webhook_id = webhook_id
+                task.slot_open = True  # until its HTTP exchange ends (``_free_slot``)
+                self.tasks.add(task)
+                task.add_done_callback(self._done)
+            if waiting:  # at its cap: back of the line
+                self.waiting[webhook_id] = waiting
+            elif self.inflight[webhook_id] <= 0:
+                del self.inflight[webhook_id]
 
     # --- leases --------------------------------------------------------------
 
@@ -335,13 +407,25 @@ class DeliveryWorker:
             self.locked[webhook_id] = now + LOCKED_SECONDS
             key_usage.warn_once(kid, f"delivery worker: the signing secret of webhook {webhook_id}")
 
-    def _done(self, task: asyncio.Task) -> None:
-        self.tasks.discard(task)
+    def _free_slot(self, task: asyncio.Task) -> None:
+        """The send's HTTP exchange is over (or never began): its sending slot, and its place under its endpoint's
+        cap, are free for the next send, whether or not its outcome is recorded yet."""
+        if not task.slot_open:
+            return
+        task.slot_open = False
         self.free += 1
         self.inflight[task.webhook_id] -= 1
         if self.inflight[task.webhook_id] <= 0:
             del self.inflight[task.webhook_id]
-        self.wake.set()  # a slot is free: claim more
+        # A slot no waiting delivery can take is refilled by the claim of the record batch this send's outcome
+        # goes to (made first in its trip), not by a claim of the loop's now: one claim per batch, not per send.
+        self._start_waiting()
+
+    def _done(self, task: asyncio.Task) -> None:
+        self.tasks.discard(task)
+        self._free_slot(task)
+        if self.queued == 0 and self.max_held - len(self.held) <= self.free:
+            self.wake.set()  # one fewer held, and the bound on them is what keeps slots from being claimed for
 
     async def _send(self, item: deliveries.Claimed, signing) -> None:
         try:
@@ -382,6 +466,7 @@ class DeliveryWorker:
         else:
             body = _body(item.payload)
             result = await self._post(url, secrets, str(item.id), body)
+        self._free_slot(asyncio.current_task())
         if item.lost:  # another worker holds it now and sends it itself: its outcome is that worker's to record
             log.warning(
                 "delivery %s: attempt %d not recorded: the lease was lost while sending", item.id, item.attempts + 1
@@ -438,28 +523,27 @@ class DeliveryWorker:
         while self.to_record:
             self.flush_now.clear()
             batch, self.to_record = self.to_record[:RECORD_BATCH], self.to_record[RECORD_BATCH:]
-            # The slots these sends free once recorded (and any free now) are refilled in the same trip to the
-            # database thread: the claim runs after the record's commit, its sends start before the recorded
-            # ones end.
+            # The deliveries waiting for a slot are topped up in the same trip to a database thread, by a claim made
+            # before the record and handed to this loop as soon as it is committed: the sends it starts do not
+            # wait for the record (a batch of 60 took 13 ms on a loaded machine, time in which the waiting ones ran
+            # out). Claims in this process are made one at a time: while the loop's claim is under way this batch
+            # claims nothing and leaves the slots to the loop (woken below). Two claims at once would each count
+            # every endpoint's room from the same sends in flight and, skipping each other's locked rows, take
+            # different deliveries for it: up to twice its share.
             now = time.monotonic()
-            # And those free now. Claims in this process are made one at a time: while the loop's claim is under
-            # way this batch claims nothing and leaves the slots to the loop (woken below). Two claims at once
-            # would each count every endpoint's room from the same sends in flight and, skipping each other's
-            # locked rows, take different deliveries for it: up to twice WEBHOOK_CONCURRENCY_PER_ENDPOINT.
-            slots = len(batch) + self.free
-            claim = (
-                None
-                if self.stopping or self.claiming
-                else self._claim_args(slots, [i.webhook_id for i, _, _ in batch], now)
-            )
-            self.refilling += claim is not None
+            slots = self._claimable(ahead=True)
+            warm = frozenset(i.webhook_id for i, _, _ in batch)
+            claim = None if self.stopping or self.claiming or slots <= 0 else self._claim_args(slots, now, warm)
+            handed = _Handover(self, now, claim[0]) if claim is not None else None
+            self.refilling += handed is not None
             try:
-                outcomes, claimed = await self.db.run(
-                    _record_and_claim,
+                outcomes = await self.db.run(
+                    _claim_then_record,
                     [(i, r) for i, r, _ in batch],
                     self.settings.webhook_retry_schedule,
                     self.keyring,
                     claim,
+                    handed,
                 )
             except Exception as exc:  # noqa: BLE001 - handed to each sender, which logs it
                 for _, _, future in batch:
@@ -467,12 +551,12 @@ class DeliveryWorker:
                         future.set_exception(exc)
                 continue
             finally:
-                self.refilling -= claim is not None
-                self.wake.set()  # slots this batch's claim did not fill are the loop's again
+                if handed is not None and not handed.sent:  # the claim never ran: the loop claims again
+                    handed.settle()
+                if handed is None or not handed.sent:
+                    self.wake.set()  # this batch claimed nothing: the free slots are the loop's
             self.counts["record_batches"] += 1
             self.counts["recorded"] += len(batch)
-            if claimed is not None:  # sent even when stopping began meanwhile (``stop`` waits for them)
-                self._start_sends(*claimed, now)
             for (_, _, future), outcome in zip(batch, outcomes, strict=True):
                 if not future.done():
                     future.set_result(outcome)
@@ -535,18 +619,49 @@ def _claim_and_sign(keyring, limit: int, lease: float, exclude, rooms=None, cap=
     return claimed, signing, locked
 
 
-def _record_and_claim(batch: list, schedule, keyring, claim) -> tuple[list, tuple | None]:
-    """Record a batch of outcomes (committed), then, when ``claim`` gives the arguments, claim for the slots it
-    frees: (the outcomes, the claim's three values or None). A claim that fails leaves the outcomes recorded
-    and the slots to the worker's loop (woken as each send ends)."""
-    outcomes = attempts.record_many(batch, schedule)
-    if claim is None:
-        return outcomes, None
-    try:
-        return outcomes, _claim_and_sign(keyring, *claim)
-    except Exception:  # noqa: BLE001 - the loop claims again (and reports an outage) as the slots free
-        log.debug("delivery worker: claiming with a record batch failed; left to the loop", exc_info=True)
-        return outcomes, None
+class _Handover:
+    """A record batch's claim, handed from the database thread to the worker's loop once committed."""
+
+    def __init__(self, worker: DeliveryWorker, now: float, limit: int) -> None:
+        self.worker, self.now, self.limit = worker, now, limit
+        self.loop = asyncio.get_running_loop()
+        self.sent = False  # set in the database thread once the claim is on its way to the loop
+        self.settled = False
+
+    def send(self, claimed: tuple | None) -> None:
+        self.sent = True
+        self.loop.call_soon_threadsafe(self._arrived, claimed)
+
+    def settle(self) -> None:
+        """This batch claims no more: the loop may claim again (once, whichever of the two ways comes first)."""
+        if not self.settled:
+            self.settled = True
+            self.worker.refilling -= 1
+
+    def _arrived(self, claimed: tuple | None) -> None:
+        worker = self.worker
+        self.settle()
+        if claimed is not None:  # given back at once if stopping began meanwhile (``_start_sends``)
+            worker._start_sends(*claimed, self.now)
+        if claimed is None or len(claimed[0]) < self.limit:
+            # It failed, or came back short: of what is due, the claim reads the first ``limit`` rows, and a
+            # backlog of the endpoints claimed ahead for can fill those up to their rooms, hiding other
+            # endpoints' rows. The loop's claim, which claims ahead for none, looks past them.
+            worker.wake.set()
+
+
+def _claim_then_record(batch: list, schedule, keyring, claim, handed: _Handover | None) -> list:
+    """When ``claim`` gives the arguments, claim (committed) and hand the claim's three values (None if it
+    failed) to the worker's loop, then record a batch of outcomes (committed): the outcomes. A claim that fails
+    leaves the slots to the worker's loop (woken as each send ends)."""
+    if claim is not None:
+        try:
+            claimed = _claim_and_sign(keyring, *claim)
+        except Exception:  # noqa: BLE001 - the loop claims again (and reports an outage) as the slots free
+            log.debug("delivery worker: claiming with a record batch failed; left to the loop", exc_info=True)
+            claimed = None
+        handed.send(claimed)
+    return attempts.record_many(batch, schedule)
 
 
 def _retry_after(value: str | None) -> int | None:

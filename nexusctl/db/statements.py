@@ -131,6 +131,49 @@ def run(name: str, sql: str, params: list, *, execute=None):
         return database_proxy.execute_sql(sql, params)
 
 
+class PreparedLost(Exception):
+    """A prepared name was missing or taken inside a transaction (a pooler): preparing is now off, and the
+    caller's transaction is aborted; the same work run again runs as text."""
+
+
+def run_in_transaction(name: str, sql: str, params: list, *, settings: str = ""):
+    """``run`` for a statement inside the caller's transaction, after ``settings`` (``SET LOCAL ...;``
+    statements, sent in the same round trip; PostgreSQL only), with ``sql``'s casts on EXECUTE's parameters
+    (``run_typed``).
+    Inside a transaction a failed PREPARE or EXECUTE cannot be retried as text (the transaction is aborted):
+    a lost or clashing name (a pooler) turns preparing off for this process and raises ``PreparedLost``, for
+    the caller to run its transaction again (as text) or to fail that once."""
+    global _off
+    if not is_postgres(database_proxy):
+        return database_proxy.execute_sql(sql, params)
+    if _off:
+        return database_proxy.execute_sql(settings + sql, params)
+    name = _prepared_name(name, sql)
+    connection = database_proxy.connection()
+    with _lock:
+        names = _prepared.setdefault(connection, set())
+    try:
+        if name not in names:  # prepared statements outlive a rolled-back transaction: the name is kept
+            numbered = iter(range(1, sql.count("%s") + 1))
+            database_proxy.execute_sql(f"PREPARE {name} AS " + _MARK.sub(lambda _: f"${next(numbered)}", sql))
+            names.add(name)
+        return database_proxy.execute_sql(settings + _execute_sql(name, sql), params)
+    except peewee.DatabaseError as exc:
+        if getattr(exc.__context__, "pgcode", None) not in _LOST:
+            raise
+        _off = True
+        log.warning("prepared statements are not kept between calls (a connection pooler?): not preparing any more")
+        raise PreparedLost(name) from exc
+
+
+def run_anywhere(name: str, sql: str, params: list, *, settings: str = ""):
+    """``run_typed`` outside a transaction, ``run_in_transaction`` (after ``settings``) inside one; text on
+    SQLite (no settings)."""
+    if database_proxy.in_transaction():
+        return run_in_transaction(name, sql, params, settings=settings)
+    return run_typed(name, sql, params)
+
+
 def array_type(field: peewee.Field) -> str:
     """PostgreSQL's type of the elements of an array parameter for ``field``'s column (``unnest``, ``ANY``)."""
     return _ARRAY_TYPES[field.field_type]
@@ -331,4 +374,5 @@ def insert_many_text(model, names: tuple, rows: list) -> None:
     for start in range(0, len(rows), CHUNK):
         part = rows[start : start + CHUNK]
         columns = zip(*part, strict=True)
-        database_proxy.execute_sql(sql, [array_text(map(c, column)) for c, column in zip(convert, columns)])
+        params = [array_text(map(c, column)) for c, column in zip(convert, columns)]
+        run_anywhere(f"nexus_insert_{model._meta.table_name}", sql, params)

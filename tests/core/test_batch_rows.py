@@ -163,3 +163,35 @@ def test_emits_behind_a_pooler_that_loses_prepared_statements_still_write_everyt
     assert statements._off is True
     assert [o["deliveriesQueued"] for o in first + second] == [1, 1, 1, 1]
     assert OutboxEvent.select().count() == 4 and WebhookDelivery.select().count() == 4
+
+
+def test_claims_and_records_survive_a_pooler_that_loses_their_prepared_statements(
+    database, make_integration, monkeypatch, caplog
+):
+    """Behind a pooler sharing server connections, the claim's and the record's prepared statements vanish between
+    calls: the claim and the record batch that find them gone run again as text, at once; nothing is lost or
+    recorded one at a time, and preparing stops."""
+    monkeypatch.setattr(statements, "_off", False)
+    integration = make_integration()
+    hook = Webhook.create(integration=integration, url="http://127.0.0.1:9/a", events=["*"])
+    for n in range(4):
+        deliveries.fan_out(integration, "post.created", {"n": n})
+
+    def claim_and_record(count):
+        claimed = deliveries.claim(count, 30)
+        started = utcnow()
+        results = [(item, Result(started_at=started, duration_ms=3, status_code=200, body="ok")) for item in claimed]
+        return claimed, attempts.record_many(results, (5, 300))
+
+    first, outcomes = claim_and_record(2)  # prepares them (PostgreSQL)
+    assert len(first) == 2 and outcomes == ["delivered"] * 2
+    if statements.is_postgres(database):
+        database.execute_sql("DEALLOCATE ALL")  # as if the next calls went to another server connection
+    second, outcomes = claim_and_record(2)
+    assert len(second) == 2 and outcomes == ["delivered"] * 2
+    assert not {i.id for i in first} & {i.id for i in second}
+    assert statements._off is statements.is_postgres(database)
+    assert "one at a time" not in caplog.text
+    assert WebhookAttempt.select().count() == 4
+    assert WebhookDelivery.select().where(WebhookDelivery.status == DeliveryStatus.DELIVERED).count() == 4
+    assert Webhook.get_by_id(hook.id).last_triggered_at is not None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+
 from nexusctl.db import statements
 from nexusctl.db.models import Integration
 from nexusctl.enums import Provider
@@ -79,3 +81,32 @@ def test_arrays_passed_as_text_read_back_as_sent(pg_database):
     assert row[0] == [1, None, -3] and row[1] == [True, False] and row[2] == [when, None]
     assert [uuid.UUID(str(i)) for i in row[3]] == ids
     assert row[4] == [{"a": 'x"\\'}, None]
+
+
+def test_in_a_transaction_the_settings_hold_for_the_prepared_statement_and_end_with_it(pg_database, monkeypatch):
+    monkeypatch.setattr(statements, "_off", False)
+    sql = "SELECT current_setting('enable_seqscan'), %s::int + 1"
+    for _ in range(7):  # custom plans, then the generic one
+        with pg_database.atomic():
+            answer = statements.run_in_transaction(
+                "nexus_test_settings", sql, [41], settings="SET LOCAL enable_seqscan = off; "
+            ).fetchone()
+        assert answer == ("off", 42)
+    assert pg_database.execute_sql("SHOW enable_seqscan").fetchone() == ("on",)
+    assert statements._off is False
+
+
+def test_in_a_transaction_a_lost_prepared_name_fails_that_call_only_and_turns_preparing_off(pg_database, monkeypatch):
+    """Behind a pooler the EXECUTE inside a transaction cannot be retried as text (the transaction is aborted):
+    that call fails, cleanly, and every later one runs as text."""
+    monkeypatch.setattr(statements, "_off", False)
+    row = _row()
+    sql = SQL_NAMED.format(mark="%s")
+    with pg_database.atomic():
+        assert statements.run_in_transaction("nexus_test_lost_tx", sql, [row.id]).fetchone() == ("@someone",)
+    pg_database.execute_sql("DEALLOCATE ALL")  # as if the next call went to another server connection
+    with pytest.raises(statements.PreparedLost), pg_database.atomic():
+        statements.run_in_transaction("nexus_test_lost_tx", sql, [row.id])
+    assert statements._off is True
+    with pg_database.atomic():
+        assert statements.run_in_transaction("nexus_test_lost_tx", sql, [row.id]).fetchone() == ("@someone",)

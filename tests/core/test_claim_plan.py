@@ -1,0 +1,102 @@
+"""The delivery worker's claim on PostgreSQL reads the rows it takes, not the backlog, whatever the table's
+statistics say (issue 19): with statistics older than the backlog the planner once read every due row on each
+claim (the lock step and the UPDATE through the due index, or the head by a bitmap scan and a sort), so that a
+claim's cost grew with the backlog just when there was one."""
+
+from __future__ import annotations
+
+import collections
+import json
+
+import pytest
+
+from nexusctl.core import deliveries, events, webhooks
+from nexusctl.db import statements
+
+# PostgreSQL only: the database fixtures' SQLite half is left out (SQLite's claim is another statement).
+pytestmark = pytest.mark.parametrize("db_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+
+BACKLOG = 1200  # deliveries due, queued by emits
+TAKEN = 10
+
+
+def _queue_backlog(database, keyring, make_integration, hooks: int) -> list:
+    integration = make_integration()
+    made = [
+        webhooks.create(keyring, integration_id=integration.id, url=f"https://hooks.example.com/{n}", events=["*"])[0]
+        for n in range(hooks)
+    ]
+    per_event = len(made)
+    for start in range(0, BACKLOG // per_event, 100):
+        count = min(100, BACKLOG // per_event - start)
+        outcomes = events.emit_many([(integration.id, "post.created", {"n": start + k}, None) for k in range(count)])
+        assert all(isinstance(o, dict) for o in outcomes), outcomes
+    return made
+
+
+def _stale_statistics(database) -> None:
+    """Statistics taken while nothing was due, as after a quiet spell: the planner believes a handful are."""
+    with database.atomic():
+        database.execute_sql("UPDATE webhook_deliveries SET status = 'DELIVERED'")
+        database.execute_sql("ANALYZE webhook_deliveries")
+        database.execute_sql("UPDATE webhook_deliveries SET status = 'PENDING'")
+
+
+def _nodes(plan: dict):
+    yield plan
+    for child in plan.get("Plans", ()):
+        yield from _nodes(child)
+
+
+def _explained_claim(database, rooms: dict, cap: int) -> dict:
+    """The claim's own statement under its own plan settings, EXPLAIN ANALYZEd, then rolled back."""
+    from nexusctl.db.fields import utcnow
+
+    now = utcnow()
+    values = {
+        "until": now,
+        "lease": "00000000-0000-4000-8000-000000000000",
+        "now": now,
+        "limit": TAKEN,
+        "cap": cap,
+        "exclude": statements.array_text(()),
+        "busy": statements.array_text(rooms),
+        "rooms": statements.array_text([int(n) for n in rooms.values()]),
+    }
+    params = [values[n] for n in deliveries._PG_CLAIM_NAMES]
+    with database.atomic() as transaction:
+        cursor = database.execute_sql(
+            deliveries._PG_CLAIM_PLAN + "EXPLAIN (ANALYZE, FORMAT JSON) " + deliveries._PG_CLAIM_POSITIONAL, params
+        )
+        plan = cursor.fetchone()[0]
+        transaction.rollback()
+    return (json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]
+
+
+@pytest.mark.parametrize("hooks", [1, 20])
+def test_a_claim_reads_about_the_rows_it_takes_from_a_backlog_the_statistics_do_not_know(
+    database, keyring, make_integration, hooks
+):
+    made = _queue_backlog(database, keyring, make_integration, hooks)
+    _stale_statistics(database)
+    plan = _explained_claim(database, {made[0].id: 1}, cap=16)
+    scans = [n for n in _nodes(plan) if n.get("Relation Name") == "webhook_deliveries"]
+    assert scans, plan
+    for node in scans:  # each scan of the deliveries stops near the claim's size, not at the backlog's
+        read = node["Actual Rows"] + node.get("Rows Removed by Filter", 0)
+        assert read <= 3 * TAKEN, (node["Node Type"], node.get("Index Name"), read)
+    assert plan["Actual Rows"] == (TAKEN if hooks > 1 else 1)  # one endpoint with one free slot: one claimed
+
+
+def test_the_claim_claims_what_it_says_from_a_backlog_with_stale_statistics(database, keyring, make_integration):
+    """The real call, prepared (after five custom plans PostgreSQL may pick a generic one): the same rows each time."""
+    made = _queue_backlog(database, keyring, make_integration, 4)
+    _stale_statistics(database)
+    taken = set()
+    for _ in range(8):
+        claimed = deliveries.claim(TAKEN, 60, rooms={made[0].id: 2}, cap=3)
+        assert 0 < len(claimed) <= TAKEN
+        per_hook = collections.Counter(c.webhook_id for c in claimed)
+        assert per_hook[made[0].id] <= 2 and all(per_hook[h.id] <= 3 for h in made[1:]), per_hook
+        assert not taken & {c.id for c in claimed}  # never one already leased
+        taken |= {c.id for c in claimed}
