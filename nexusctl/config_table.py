@@ -290,7 +290,8 @@ TABLE = (
         v.choice("text", "json"),
         "text",
         "`json`: the daemon logs one JSON object per line (request logs carry `method`, `route`, `status`, "
-        "`duration_ms`, `request_id`).",
+        "`duration_ms`, `request_id`, and `error` for an answer whose body was cut short after its status went "
+        "out).",
     ),
     Variable(
         "NEXUSCTL_EVENT_LOOP",

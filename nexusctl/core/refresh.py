@@ -649,6 +649,7 @@ async def sweep(
             running.add(task)
             calling.add(task)
             task.add_done_callback(free)
+        return stale
 
     # ``concurrency`` provider calls at a time. One claim (one statement, one thread hop) leases a place's worth of
     # due integrations ahead for each place (up to twice ``concurrency`` in hand), so each claim takes at least

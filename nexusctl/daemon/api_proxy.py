@@ -8,7 +8,9 @@ role (another platform service); anyone else, an ``admin`` token too (reading
 every user's rows is not acting as them at their provider), gets
 INTEGRATION_NOT_FOUND, as for every other route of one integration. ``/metrics`` counts the proxied
 provider calls by provider, method and status (``nexus_proxy_calls_total``,
-``nexus_proxy_call_seconds``); no path or query is ever a label.
+``nexus_proxy_call_seconds``); no path or query is ever a label. A streamed answer that breaks off (the
+provider's side) or whose caller goes away is cut short (``observe.Streamed``): the connection is closed, and
+the request line and metrics keep the status sent, with the cause.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pydantic import Field
 from nexusctl.core import proxy
 from nexusctl.core.ids import parse_uuid
 from nexusctl.daemon.keys import SERVICES, SETTINGS, VERIFIER
-from nexusctl.daemon.observe import METRICS
+from nexusctl.daemon.observe import METRICS, STREAMED, Streamed
 from nexusctl.daemon.routing import PRINCIPAL, Route
 from nexusctl.errors import IntegrationNotFound, PayloadTooLarge, ProviderError, UsageProblem
 
@@ -118,21 +120,34 @@ async def forward(request: web.Request) -> web.StreamResponse:
             small.headers["X-Nexus-Provider"] = answer.provider
             small.headers["Cache-Control"] = "no-store"
             return small
-        response = web.StreamResponse(status=answer.status, headers=answer.headers)
+        response = Streamed(status=answer.status, headers=answer.headers)
         response.headers["X-Nexus-Provider"] = answer.provider
         response.headers["Cache-Control"] = "no-store"
+        request[STREAMED] = response  # from here on, a failure cuts this answer short: no second answer
         await response.prepare(request)
-        try:
-            async for chunk in answer.chunks():
+        chunks = aiter(answer.chunks())
+        while True:
+            # The status went out already: a body that ends early is cut short (the connection closed), so the
+            # caller sees it truncated, and the request's record keeps the status with the cause (daemon.observe).
+            try:
+                chunk = await anext(chunks)
+            except StopAsyncIteration:
+                break
+            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                log.warning(
+                    "proxy %s %s: the provider's answer broke off (%s)",
+                    answer.provider,
+                    request.method,
+                    type(exc).__name__,
+                )
+                response.cut_short(request, "provider")
+                return response
+            try:
                 await response.write(chunk)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            # The status went out already: the caller sees the answer end without its last chunk (truncated).
-            log.warning(
-                "proxy %s %s: the provider's answer broke off (%s)", answer.provider, request.method, type(exc).__name__
-            )
-            if request.transport is not None:
-                request.transport.close()
-            return response
+            except ConnectionError:  # aiohttp's ClientConnectionResetError too: the caller hung up
+                log.info("proxy %s %s: the caller went away before the answer's end", answer.provider, request.method)
+                response.cut_short(request, "caller")
+                return response
         await response.write_eof()
         return response
 

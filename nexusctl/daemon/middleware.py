@@ -15,6 +15,7 @@ from aiohttp import web
 from nexusctl.core import proxy_cache
 from nexusctl.daemon.answers import error_body, json_response
 from nexusctl.daemon.keys import VERIFIER
+from nexusctl.daemon.observe import streamed
 from nexusctl.daemon.routing import PRINCIPAL, route_of
 from nexusctl.errors import Forbidden, NexusError, RequestTimeout
 
@@ -43,6 +44,10 @@ async def error_middleware(request: web.Request, handler):
     try:
         return await handler(request)
     except NexusError as exc:
+        if (sent := streamed(request)) is not None:  # its status went out: no second answer, only cutting it short
+            log.warning("%s %s cut short: %s", request.method, request.rel_url.path, exc.message)
+            sent.cut_short(request, "error")
+            return sent
         retry_after = getattr(exc, "retry_after", None)
         headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
         response = json_response(error_body(exc.code, exc.message), status=exc.http_status, headers=headers)
@@ -56,6 +61,9 @@ async def error_middleware(request: web.Request, handler):
         return json_response(error_body(code, exc.reason), status=exc.status, headers=_allow(exc))
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.rel_url.path)
+        if (sent := streamed(request)) is not None:  # its status went out: no second answer, only cutting it short
+            sent.cut_short(request, "error")
+            return sent
         return json_response(error_body("INTERNAL_ERROR", "internal error"), status=500)
     finally:
         if (changed := _changes_an_integration(request)) is not None:

@@ -47,10 +47,42 @@ LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30
 DB_READ_INTERVAL = 1.0
 CHILDREN_KEPT = 4096  # labelled children Metrics keeps at hand (more: forgotten and looked up again)
 REQUEST_ID = web.RequestKey("request_id", str)
+# Why an answer whose status went out already had its body cut short (its connection closed, so the caller sees
+# a truncated body): the cause is a metrics label, so one of these.
+CUT_CAUSES = {
+    "provider": "the provider's answer broke off",
+    "caller": "the caller went away",
+    "stopping": "the daemon is stopping",
+    "error": "an unexpected error",
+}
 _VALID_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
 # A *_created sample per counter doubles the series and says nothing a scraper needs.
 prometheus_client.disable_created_metrics()
+
+
+class Streamed(web.StreamResponse):
+    """A streamed answer (the API proxy's): its status goes out before its body is known to arrive whole. When
+    the body is then cut short, ``cut_short`` closes the connection (a caller reading a chunked or sized answer
+    sees it end early, never a clean short one) and the request's record (access line, metrics) keeps the status
+    that went out, with the cause, instead of whatever an exception would make of it (aiohttp's 500)."""
+
+    cut: str | None = None  # a CUT_CAUSES key, once cut short
+
+    def cut_short(self, request: web.Request, cause: str) -> None:
+        if self.cut is None:  # the first cause is the one (a stop that comes after a broken-off answer)
+            self.cut = cause
+        if request.transport is not None:
+            request.transport.close()
+
+
+STREAMED = web.RequestKey("streamed", Streamed)  # the request's streamed answer, once its status went out
+
+
+def streamed(request: web.Request) -> Streamed | None:
+    """The request's streamed answer whose status went out already, if any."""
+    answer = request.get(STREAMED)
+    return answer if answer is not None and answer.prepared else None
 
 
 class _Totals:
@@ -142,6 +174,13 @@ class Metrics:
             "Time to the provider's response headers, by provider.",
             ("provider",),
             buckets=BUCKETS,
+            registry=registry,
+        )
+        self.cut_short = Counter(
+            "nexus_http_answers_cut_short_total",
+            "Answers whose status went out but whose body was cut short (the connection closed), by route and "
+            "cause (provider, caller, stopping, error); nexus_http_requests_total counts them by the status sent.",
+            ("method", "route", "cause"),
             registry=registry,
         )
         # Read from the database at scrape time (see db_reader).
@@ -275,49 +314,64 @@ async def observe_middleware(request: web.Request, handler):
 
 async def _observed(request: web.Request, handler, request_id: str, span):
     started = time.perf_counter()
-    status = 500
+    status, cut = 500, None
     try:
         response = await handler(request)
         status = response.status
+        cut = getattr(response, "cut", None)  # a Streamed answer cut short (absent on the others)
         response.headers["X-Request-Id"] = request_id
         return response
     except web.HTTPException as exc:  # redirects and the like pass through
         status = exc.status
         exc.headers["X-Request-Id"] = request_id
         raise
+    except BaseException:
+        # Raised after a streamed answer's status went out (the daemon stopping cuts it short): the caller got
+        # that status and a truncated body, not the 500 an exception would otherwise be recorded as.
+        sent = streamed(request)
+        if sent is not None:
+            status, cut = sent.status, sent.cut or "error"
+        raise
     finally:
         elapsed = time.perf_counter() - started
         route = _route_label(request)
-        request.app[METRICS].observe(request.method, route, status, elapsed)
+        metrics = request.app[METRICS]
+        metrics.observe(request.method, route, status, elapsed)
+        if cut is not None:
+            metrics.cut_short.labels(request.method, route, cut).inc()
         if span is not None:
             span.set_attribute("http.response.status_code", status)
             if status >= 500:  # OpenTelemetry's HTTP conventions: a server span fails on 5xx only
                 tracing.mark_error(span, f"HTTP {status}")
+            elif cut is not None:
+                tracing.mark_error(span, f"HTTP {status}, body cut short: {CUT_CAUSES[cut]}")
         if log.isEnabledFor(logging.INFO):
             # Made and handled directly: log.info would first walk the stack for the caller's file and line
             # (findCaller: 3% of the read route's CPU, py-spy), which none of the daemon's formatters writes.
-            log.handle(
-                _access_record(
-                    (request.method, request.path if route != "unmatched" else "(unmatched)", status, elapsed * 1000),
-                    {
-                        "action": "http_request",
-                        "method": request.method,
-                        "route": route,
-                        "status": status,
-                        "duration_ms": round(elapsed * 1000, 2),
-                        "request_id": request_id,
-                    },
-                )
-            )
+            args = (request.method, request.path if route != "unmatched" else "(unmatched)", status, elapsed * 1000)
+            fields = {
+                "action": "http_request",
+                "method": request.method,
+                "route": route,
+                "status": status,
+                "duration_ms": round(elapsed * 1000, 2),
+                "request_id": request_id,
+            }
+            if cut is None:
+                log.handle(_access_record(args, fields))
+            else:  # the status the caller got, and that its body was cut short: the line says both
+                fields["error"] = error = f"body cut short: {CUT_CAUSES[cut]}"
+                log.handle(_access_record((*args, error), fields, _CUT_LINE))
 
 
 _ACCESS_LINE = "%s %s %s %.1fms"
+_CUT_LINE = _ACCESS_LINE + " (%s)"
 # By (thread, process): the access record's unchanging attributes, and when logging started (in seconds: a
 # record's relativeCreated counts from it).
 _TEMPLATES: dict[tuple[int, int], tuple[dict, float]] = {}
 
 
-def _access_record(args: tuple, fields: dict) -> logging.LogRecord:
+def _access_record(args: tuple, fields: dict, line: str = _ACCESS_LINE) -> logging.LogRecord:
     """The access line's record, as ``log.makeRecord`` makes it, for a third of its CPU (1 of 3.4 µs).
 
     LogRecord.__init__ works out per call what never changes for this line: the level's name, this file's
@@ -326,7 +380,7 @@ def _access_record(args: tuple, fields: dict) -> logging.LogRecord:
     as OpenTelemetry's logging instrumentation sets) makes every record itself, as before.
     """
     if logging.getLogRecordFactory() is not logging.LogRecord:
-        return log.makeRecord(log.name, logging.INFO, __file__, 0, _ACCESS_LINE, args, None, extra=fields)
+        return log.makeRecord(log.name, logging.INFO, __file__, 0, line, args, None, extra=fields)
     key = (threading.get_ident(), os.getpid())
     found = _TEMPLATES.get(key)
     if found is None:
@@ -343,6 +397,8 @@ def _access_record(args: tuple, fields: dict) -> logging.LogRecord:
     if "taskName" in attributes:  # Python 3.12+: the asyncio task logging (the request's)
         attributes["taskName"] = _task_name()
     attributes["args"] = args
+    if line is not _ACCESS_LINE:
+        attributes["msg"] = line
     attributes.update(fields)
     return record
 
@@ -373,7 +429,7 @@ async def metrics_handler(request: web.Request) -> web.Response:
 class JsonFormatter(logging.Formatter):
     """LOG_FORMAT=json: one JSON object per line with the record's structured extras."""
 
-    FIELDS = ("action", "method", "route", "status", "duration_ms", "request_id", "trace_id", "span_id")
+    FIELDS = ("action", "method", "route", "status", "duration_ms", "error", "request_id", "trace_id", "span_id")
     converter = time.gmtime  # timestamps in UTC
     # What orjson refuses (a lone surrogate in a logged path, an integer beyond 64 bits) goes through the
     # standard library's encoder, built once: json.dumps with a non-default option builds one per call.

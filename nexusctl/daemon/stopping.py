@@ -20,7 +20,7 @@ import logging
 
 from aiohttp import web
 
-from nexusctl.daemon.observe import REQUEST_ID
+from nexusctl.daemon.observe import REQUEST_ID, streamed
 from nexusctl.errors import DaemonStopping
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,8 @@ async def grace_middleware(request: web.Request, handler):
         task.uncancel()
         route = request.match_info.route.resource
         label = route.canonical if route is not None else "(unmatched)"
-        if request.writer.output_size:  # its status went out already: only cutting it short is left
+        sent = streamed(request)
+        if sent is not None or request.writer.output_size:  # its status went out already: only cutting it short is left
             log.warning(
                 "%s %s cut short: the daemon is stopping and its answer was still being sent after %.0f s "
                 "(request id %s)",
@@ -76,7 +77,9 @@ async def grace_middleware(request: web.Request, handler):
                 GRACE,
                 request.get(REQUEST_ID, "-"),
             )
-            if request.transport is not None:
+            if sent is not None:  # the request's record keeps the status sent, with why its body is short
+                sent.cut_short(request, "stopping")
+            elif request.transport is not None:
                 request.transport.close()
             raise
         log.warning(

@@ -7,6 +7,7 @@ import logging
 import time
 import uuid
 
+import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from support.tokens import configured_secret, mint
@@ -15,7 +16,7 @@ from nexusctl import config
 from nexusctl.daemon import observe
 from nexusctl.daemon.app import create_app
 from nexusctl.daemon.observe import JsonFormatter
-from nexusctl.errors import ConfigError
+from nexusctl.errors import ConfigError, ProviderError
 
 
 @pytest.fixture
@@ -113,6 +114,51 @@ async def test_access_line_record_is_what_make_record_makes(api, caplog):
     assert before <= record.created <= after and record.msecs == int(record.created * 1000) % 1000
     assert made.relativeCreated - 1000 <= record.relativeCreated <= made.relativeCreated
     assert record.getMessage().startswith("GET /health 200 ")
+
+
+def _breaks_mid_answer(error: Exception):
+    """A streamed answer's handler that raises ``error`` after its status and first bytes went out."""
+
+    async def handler(request):
+        answer = observe.Streamed(status=200, headers={"Content-Type": "application/octet-stream"})
+        request[observe.STREAMED] = answer
+        await answer.prepare(request)
+        await answer.write(b"x" * 1000)
+        raise error
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    "error",
+    [RuntimeError("a failure after the status went out"), ProviderError("a failure after the status went out")],
+    ids=["unexpected", "ours"],
+)
+async def test_a_streamed_answer_that_fails_midway_keeps_its_status_and_is_cut_short(
+    db_url, aiohttp_client, caplog, error
+):
+    """The error boundary cannot answer 500 (or 502) once a streamed answer's status went out: the caller gets the
+    200 it was sent and a truncated body (never a second status line), and the request's record says 200 and why
+    the body is short, in the text line, the JSON line's ``error`` and the metrics."""
+    app = create_app(config.load())
+    app.router.add_get("/test/breaks", _breaks_mid_answer(error))
+    api = await aiohttp_client(app)
+    caplog.set_level(logging.INFO, logger="nexusctl.access")
+    response = await api.get("/test/breaks")
+    assert response.status == 200
+    with pytest.raises(aiohttp.ClientPayloadError):  # truncated: the chunked body never ended
+        await response.read()
+    (record,) = [r for r in caplog.records if r.name == "nexusctl.access" and r.route == "/test/breaks"]
+    assert record.status == 200 and record.error == "body cut short: an unexpected error"
+    assert record.getMessage().startswith("GET /test/breaks 200 ")
+    assert record.getMessage().endswith("ms (body cut short: an unexpected error)")
+    entry = json.loads(JsonFormatter().format(record))
+    assert (entry["status"], entry["error"]) == (200, "body cut short: an unexpected error")
+    assert "a failure after the status went out" in caplog.text  # said (an unexpected one with its traceback)
+    text = await (await api.get("/metrics")).text()
+    assert 'nexus_http_requests_total{method="GET",route="/test/breaks",status="200"} 1' in text
+    assert 'route="/test/breaks",status="500"' not in text
+    assert 'nexus_http_answers_cut_short_total{cause="error",method="GET",route="/test/breaks"} 1' in text
 
 
 def test_json_log_line_with_what_orjson_refuses():

@@ -70,7 +70,8 @@ def test_requests_still_running_when_the_grace_ends_are_answered_503_and_the_dae
     slack_user, slack_id = connected(stack, "SLACK")
     discord_user, discord_id = connected(stack, "DISCORD")
     # A third caller is being sent a long answer, slowly (it reads nothing more): its status went out already.
-    streamed = _streaming(stack, *connected(stack, "SALESFORCE"), salesforce.add_file(200 * 1024 * 1024))
+    file_id = salesforce.add_file(200 * 1024 * 1024)
+    streamed = _streaming(stack, *connected(stack, "SALESFORCE"), file_id)
     whoami, refreshes = slack.calls["whoami"], discord.calls["refresh"]
     slack.hold("whoami")  # the provider has not answered when the grace ends
     discord.hold("refresh")
@@ -107,6 +108,9 @@ def test_requests_still_running_when_the_grace_ends_are_answered_503_and_the_dae
     assert "POST /integrations/{id}/proxy/{path} answered 503 DAEMON_STOPPING" in log
     assert "POST /integrations/{id}/refresh answered 503 DAEMON_STOPPING" in log
     assert log.count("GET /integrations/{id}/proxy/{path} cut short: the daemon is stopping") == 1, log[-3000:]
+    # Its request line keeps the 200 the caller got, and says why the body is short (not a 500).
+    (line,) = [x for x in log.splitlines() if f"/ContentVersion/{file_id}/VersionData " in x]
+    assert " 200 " in line and line.endswith("(body cut short: the daemon is stopping)"), line
     assert "nexusctl daemon stopped" in log
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import jwt
 import pytest
 from emulators.testkit import call
+from prometheus_client.parser import text_string_to_metric_families
 from support.stack import run_sync, sync_log_end
 from support.waiting import wait_for
 from test_connect_providers import tenant_of
@@ -454,6 +455,82 @@ def test_a_200_mb_answer_streams_with_flat_memory(stack, fresh_emulators):
     # The daemon never holds the answer: its resident memory grows by a few buffers, not by 200 MB.
     assert peak - baseline < 48 * 1024, (baseline, peak)
     assert peak < 200 * 1024, peak
+
+
+def _sample(metrics: str, name: str, **labels) -> float:
+    """One sample of the daemon's /metrics text (0 when absent)."""
+    for family in text_string_to_metric_families(metrics):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return sample.value
+    return 0.0
+
+
+def test_an_answer_the_provider_cuts_off_mid_body_is_truncated_for_the_caller_and_recorded_with_the_status_sent(
+    stack, fresh_emulators
+):
+    """The provider sends its status (200) and part of the body, then closes the connection. The caller has that
+    status already: it sees the body end before its end (truncated, never a clean short answer), and the daemon's
+    request line and metrics keep the 200 it sent, with the note that the body was cut short, not a 500."""
+    emu = stack.emulators["SALESFORCE"]
+    user, integration = connected(stack, "SALESFORCE")
+    file_id = emu.add_file(4 * 1024 * 1024, cut_after=1024 * 1024 + 100)  # over WHOLE_BYTES: streamed
+    route = {"method": "GET", "route": "/integrations/{id}/proxy/{path}"}
+    before = call("GET", stack.base + "/metrics").text
+    target = f"/integrations/{integration}/proxy/services/data/v62.0/sobjects/ContentVersion/{file_id}/VersionData"
+    parts = urllib.parse.urlsplit(stack.base)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        conn.request("GET", target, headers={"Authorization": bearer(stack, user)})
+        response = conn.getresponse()
+        assert response.status == 200
+        received = 0
+        with pytest.raises(http.client.IncompleteRead):  # cut short, not ended as if it were whole
+            while chunk := response.read(65536):
+                received += len(chunk)
+        assert received <= 1024 * 1024 + 100
+    finally:
+        conn.close()
+    line = wait_for(
+        lambda: next((x for x in stack.logs().splitlines() if f"GET {target} " in x), None), 10, "the request line"
+    )
+    assert f"GET {target} 200 " in line, line
+    assert line.endswith("(body cut short: the provider's answer broke off)"), line
+    assert "the provider's answer broke off (ClientPayloadError)" in stack.logs()
+    after = call("GET", stack.base + "/metrics").text
+    counted = {
+        status: _sample(after, "nexus_http_requests_total", **route, status=status)
+        - _sample(before, "nexus_http_requests_total", **route, status=status)
+        for status in ("200", "500")
+    }
+    assert counted == {"200": 1, "500": 0}
+    cut = "nexus_http_answers_cut_short_total"
+    assert _sample(after, cut, **route, cause="provider") - _sample(before, cut, **route, cause="provider") == 1
+
+
+def test_a_caller_that_hangs_up_mid_answer_is_recorded_as_gone_not_as_the_providers_break(stack, fresh_emulators):
+    emu = stack.emulators["SALESFORCE"]
+    user, integration = connected(stack, "SALESFORCE")
+    file_id = emu.add_file(200 * 1024 * 1024)  # far more than the sockets' buffers hold
+    route = {"method": "GET", "route": "/integrations/{id}/proxy/{path}"}
+    before, logged = call("GET", stack.base + "/metrics").text, len(stack.logs())
+    target = f"/integrations/{integration}/proxy/services/data/v62.0/sobjects/ContentVersion/{file_id}/VersionData"
+    parts = urllib.parse.urlsplit(stack.base)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        conn.request("GET", target, headers={"Authorization": bearer(stack, user)})
+        response = conn.getresponse()
+        assert response.status == 200 and response.read(1024 * 1024)
+    finally:
+        conn.close()  # the caller hangs up with most of the answer unread
+    line = wait_for(
+        lambda: next((x for x in stack.logs().splitlines() if f"GET {target} " in x), None), 20, "the request line"
+    )
+    assert f"GET {target} 200 " in line and line.endswith("(body cut short: the caller went away)"), line
+    assert "the provider's answer broke off" not in stack.logs()[logged:]
+    after = call("GET", stack.base + "/metrics").text
+    cut = "nexus_http_answers_cut_short_total"
+    assert _sample(after, cut, **route, cause="caller") - _sample(before, cut, **route, cause="caller") == 1
 
 
 # --- who may, and what operators see ---------------------------------------------------------------------

@@ -91,6 +91,14 @@ def test_a_lease_taken_over_mid_batch_is_not_stored_and_the_others_are(stack, fr
         assert _row(stack, integration)[:3] == (0, None, True)
 
 
+def _leases(stack, ids) -> dict:
+    """{integration: (refresh_lease_token, refresh_lease_until)}."""
+    return {
+        i: stack.sql("SELECT refresh_lease_token, refresh_lease_until FROM integrations WHERE id = %s", i)[0]
+        for i in ids
+    }
+
+
 def test_a_claimed_ahead_row_that_waited_too_long_is_claimed_again_before_its_provider_call(stack, fresh_emulators):
     """The sweep claims a round ahead (ten rows for five places). When the first five's provider calls take long,
     the five waiting rows have little lease left: each is given back and claimed again with a fresh lease before
@@ -104,12 +112,22 @@ def test_a_claimed_ahead_row_that_waited_too_long_is_claimed_again_before_its_pr
     try:
         expire_in(stack, 120, ids[0])
         wait_for(lambda: emu.calls["refresh"] == before + BATCH, 20, "the first five at the provider")
+        first = _leases(stack, ids)
+        assert len({token for token, _ in first.values()}) == 1, first  # one claim leased all ten
+        (first_until,) = {until for _, until in first.values()}
         clock.pass_until(stack.emulators, clock.now(stack.emulators), margin=50)  # the five waiting: 10 s of lease left
         emu.release("refresh", hold_next=True)  # the first five answer; the next five are held in their turn
         wait_for(lambda: emu.calls["refresh"] == before + 2 * BATCH, 30, "the next five at the provider")
-        clock.pass_until(stack.emulators, clock.now(stack.emulators), margin=15)  # the first claim's leases are over
+        # Given back and claimed again by the same pass, at once: their first lease has not run out yet (a row
+        # left leased would reach the provider only once it had, in real time, at the daemon's next pass).
+        assert clock.now(stack.emulators) < clock.aware(first_until)
         waiting = [i for i in ids if not _far(stack, i)]
         assert len(waiting) == BATCH
+        again = _leases(stack, waiting)
+        for integration, (token, until) in again.items():
+            assert token is not None and token != first[integration][0], integration  # a fresh lease
+            assert clock.aware(until) > clock.aware(first_until), integration
+        clock.pass_until(stack.emulators, clock.aware(first_until), margin=1)  # the first claim's leases are over
         taken = waiting[0]
         with ThreadPoolExecutor(1) as pool:  # the user's refresh, while the sweep's is still at the provider
             asked = pool.submit(stack.api, "POST", f"/integrations/{taken}/refresh", user=user_of[taken])
