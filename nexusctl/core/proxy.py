@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import AsyncIterator
 
 from nexusctl import clock
-from nexusctl.core import connections, events, proxy_cache, proxy_health, rate_budget, refresh
+from nexusctl.core import connections, events, proxy_cache, proxy_health, rate_budget, refresh, singleflight
 from nexusctl.core.ids import parse_uuid
 from nexusctl.db.database import database_proxy
 from nexusctl.db.fields import utcnow
@@ -385,29 +385,17 @@ async def _load(svc, integration_id, owner_id):
     return row, tokens
 
 
-# Reads in flight, by (services, id): (the cache generation they started at, the shared task). When an entry
-# expires under load, every caller in that instant missed it and read the row itself (sixteen reads and
-# decryptions on the database threads for sixteen concurrent callers, each second): now they share one.
-_READING: dict[tuple[int, str], tuple[int, asyncio.Future]] = {}
+# Reads in flight, by (services, id), tagged with the cache generation they started at. When an entry expires under
+# load, every caller in that instant missed it and read the row itself (sixteen reads and decryptions on the
+# database threads for sixteen concurrent callers, each second): now they share one.
+_READING = singleflight.Flights()
 
 
 async def _read_once(svc, key: str):
     """(row, tokens) read and decrypted once for all the callers that need them now; kept in the cache. A read
     that began before this process changed the integration (proxy_cache.forget) is not joined."""
-    slot, seen = (id(svc), key), proxy_cache.generation(key)
-    pending = _READING.get(slot)
-    if pending is None or pending[0] != seen or pending[1].get_loop() is not asyncio.get_running_loop():
-        task = asyncio.ensure_future(_read(svc, key, seen))
-        pending = _READING[slot] = (seen, task)
-
-        def done(_task, mine=pending) -> None:
-            if _READING.get(slot) is mine:
-                del _READING[slot]
-            if not _task.cancelled():
-                _task.exception()  # seen here: when every caller has gone, asyncio would log it as never retrieved
-
-        task.add_done_callback(done)
-    return await asyncio.shield(pending[1])  # one caller cancelled does not cancel the others' read
+    seen = proxy_cache.generation(key)
+    return await _READING.share((id(svc), key), lambda: _read(svc, key, seen), tag=seen)
 
 
 async def _read(svc, key: str, seen: int):
