@@ -76,6 +76,9 @@ class ProxyRequest:
     headers: dict = field(default_factory=dict)
     body: bytes | None = None
     retries: int = 0
+    # check_request passed: the route and the CLI check where the call comes in (the route before it reads the
+    # body, which it holds to MAX_BODY_BYTES itself), so ``call`` and ``grant`` do not check it again.
+    checked: bool = field(default=False, repr=False, compare=False)
 
 
 @dataclass
@@ -119,15 +122,17 @@ class Answer:
 
 
 def check_request(request: ProxyRequest) -> None:
-    """Everything about the request that is wrong whatever the integration: a 400 before any lookup."""
+    """Everything about the request that is wrong whatever the integration: a 400 before any lookup. Its path
+    becomes the checked one (providers.proxy.CheckedPath, which ``join`` takes as it is)."""
     if request.method not in METHODS:
         raise UsageProblem(f"method must be one of {', '.join(METHODS)}", field="method")
     if not 0 <= request.retries <= MAX_RETRIES:
         raise UsageProblem(f"retries must be between 0 and {MAX_RETRIES}", field="retries")
     if request.body is not None and len(request.body) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"the request body is over {MAX_BODY_BYTES // (1024 * 1024)} MB")
-    targets.check_path(request.path)
+    request.path = targets.check_path(request.path)
     targets.check_headers(request.headers)
+    request.checked = True
 
 
 def _retryable(request: ProxyRequest) -> bool:
@@ -208,7 +213,8 @@ def note_refused(row_id, message: str) -> bool:
 async def call(svc, integration_id, request: ProxyRequest, *, owner_id=None, observe=None):
     """Yields the provider's ``Answer``; ``observe(provider, method, status, seconds)`` after each provider call
     (metrics). Raises NexusError for what never reached a usable answer."""
-    check_request(request)
+    if not request.checked:
+        check_request(request)
     row, tokens = await _load(svc, integration_id, owner_id)
     provider = row.provider.value
     if not row.is_active:
@@ -326,7 +332,8 @@ async def grant(svc, integration_id, request: ProxyRequest, *, owner_id=None) ->
     the call must take the daemon's own proxy route (a str: a method other than GET, ``retries``, a wait the
     rate budget keeps, a user-supplied host, a provider that throttles in 200 answers, a health failure a
     good answer would clear, credentials the front cannot set). Refusals raise as ``call`` does."""
-    check_request(request)
+    if not request.checked:
+        check_request(request)
     row, tokens = await _load(svc, integration_id, owner_id)
     if not row.is_active:
         raise IntegrationInactive(
