@@ -38,13 +38,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    NEXUSCTL,
     ROOT,
     CpuMeter,
     base_env,
-    empty_tables,
+    bench_database,
+    delivery_settings,
     free_port,
     is_postgres,
+    start_daemon,
+    start_python,
+    user_token,
     wait_http,
     write_json,
 )
@@ -271,10 +274,6 @@ asyncio.run(main())
 """
 
 
-def _py(code: str, *args, env=None, **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", code, *map(str, args)], env=env, **kw)
-
-
 def _get_json(url: str, method: str = "GET") -> dict:
     request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
     return json.loads(urllib.request.urlopen(request, timeout=10).read())
@@ -294,70 +293,40 @@ class Setup:
         self.work = Path(tempfile.mkdtemp(prefix="nexus-bench-paths-"))
         self.url = database_url or f"sqlite:///{self.work}/paths.db"
         self.env = base_env(self.work, self.url)
-        self.env.update(
-            WEBHOOK_ALLOWED_NETWORKS="127.0.0.1/32",
-            EVENTS_CONSUME_STREAMS="none",
-            SYNC_POLL_INTERVAL="1h",
-            REFRESH_SWEEP_INTERVAL="1h",
-            LOG_FORMAT="json",
-        )
-        os.environ.update(self.env)
-        subprocess.run([str(NEXUSCTL), "-q", "db", "migrate"], env=self.env, check=True)
-        import nexusctl.db.models  # noqa: F401 - before bind(): its fields learn the database kind then
+        self.env.update(delivery_settings())
+        self.db = bench_database(self.env, self.url)
         from nexusctl import config
         from nexusctl.config import jwt_signing_secret
         from nexusctl.crypto import keyring_from_settings
-        from nexusctl.db.database import bind, open_database
 
         self.settings = config.load()
         self.jwt_key = jwt_signing_secret(self.settings).get()
         self.ring = keyring_from_settings(self.settings)
-        self.db = bind(open_database(self.url))
-        empty_tables(
-            self.db,
-            "webhook_attempts",
-            "webhook_deliveries",
-            "webhooks",
-            "outbox_events",
-            "integration_sync_logs",
-            "integrations",
-        )
         self.procs: list[subprocess.Popen] = []
         self.receiver_port = free_port()
         self.receiver = self.start(RECEIVER, self.receiver_port)
         wait_http(f"http://127.0.0.1:{self.receiver_port}/stats")
 
     def start(self, code: str, *args) -> subprocess.Popen:
-        proc = _py(code, *args, env=self.env, stdout=subprocess.DEVNULL, stderr=open(self.work / "procs.log", "a"))
+        proc = start_python(
+            code, *args, env=self.env, stdout=subprocess.DEVNULL, stderr=open(self.work / "procs.log", "a")
+        )
         self.procs.append(proc)
         return proc
 
     def daemon(self, profile: str | None = None) -> tuple[subprocess.Popen, str]:
         """A `nexusctl daemon`; with ``profile`` (a file) under bench/profile_daemon.py (cProfile in every thread)."""
         port = free_port()
-        command = [str(NEXUSCTL)]
-        env = {**self.env, "PORT": str(port)}
+        command, env = None, self.env
         if profile:
             command = [sys.executable, str(ROOT / "bench" / "profile_daemon.py")]
-            env["NEXUS_PROFILE_OUT"] = profile
-        proc = subprocess.Popen(
-            [*command, "daemon", "--port", str(port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=open(self.work / "daemon.log", "a"),
-        )
+            env = {**env, "NEXUS_PROFILE_OUT": profile}
+        proc = start_daemon(env, port, command=command, log=self.work / "daemon.log")
         self.procs.append(proc)
-        wait_http(f"http://127.0.0.1:{port}/health")
         return proc, f"http://127.0.0.1:{port}"
 
     def token(self, user) -> str:
-        return subprocess.run(
-            [str(NEXUSCTL), "token", "mint", "--user", str(user), "--ttl", "7200"],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        return user_token(self.env, user, ttl=7200)
 
     def close(self) -> None:
         for proc in reversed(self.procs):
