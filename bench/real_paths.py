@@ -457,16 +457,11 @@ def run_emit(setup: Setup, args) -> dict:
             setup, relay, relay_base, integration, token, events, events * fan, args.concurrency
         )
     half = out["one_nexusctl"]["events_per_s"] / 2
+    events = int(half * args.latency_seconds)
+    if events == 0:  # --latency-seconds 0 (or too short for one event): no latency phase; the report says so
+        return out
     out["latency_nexusctl"] = _deliver_phase(
-        setup,
-        daemon,
-        base,
-        one,
-        token,
-        int(half * args.latency_seconds),
-        int(half * args.latency_seconds),
-        args.concurrency,
-        rate=half,
+        setup, daemon, base, one, token, events, events, args.concurrency, rate=half
     )
     out["latency_nexusctl"]["target_per_s"] = half
     return out
@@ -560,11 +555,16 @@ def markdown(result: dict) -> str:
                 f"{_server_cpu(n['cpu_us']):,.0f} vs {_server_cpu(r['cpu_us']):,.0f} "
                 f"({_server_cpu(n['cpu_us']) / max(_server_cpu(r['cpu_us']), 1):.1f}×) |"
             )
-        lat = emit["latency_nexusctl"]
-        lines.append(
-            f"| emit-to-received at {lat['target_per_s']:,.0f} events/s (half the one-webhook rate) | "
-            f"p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms | | | |"
-        )
+        lat = emit.get("latency_nexusctl")
+        if lat is None:
+            lines.append(
+                "| emit-to-received latency | not measured (`--latency-seconds 0`, or too short for one event) | | | |"
+            )
+        else:
+            lines.append(
+                f"| emit-to-received at {lat['target_per_s']:,.0f} events/s (half the one-webhook rate) | "
+                f"p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms | | | |"
+            )
     read = result.get("read")
     if read:
         n, b = read["nexusctl"], read["bare"]
@@ -607,7 +607,12 @@ def main() -> None:
     parser.add_argument("--only", default="emit,read,refresh")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--events", type=int, default=3000, help="events to one webhook (a fifth of it to 20)")
-    parser.add_argument("--latency-seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--latency-seconds",
+        type=float,
+        default=5.0,
+        help="the emit-to-received latency phase (at half the one-webhook rate); 0: no latency phase",
+    )
     parser.add_argument("--seconds", type=float, default=5.0, help="per read round")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--refreshes", type=int, default=1000)
@@ -619,6 +624,8 @@ def main() -> None:
         "emit.txt and read.txt there (the sampler costs CPU: not for the figures)",
     )
     args = parser.parse_args()
+    if args.latency_seconds < 0:
+        parser.error("--latency-seconds must be 0 (no latency phase) or more")
     parts = set(args.only.split(","))
     result: dict = {
         "database": "PostgreSQL" if is_postgres(args.database_url) else "SQLite",
