@@ -13,22 +13,17 @@ the ratio read/health measured in the same run (goal: >= 0.5 on PostgreSQL).
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import platform
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 import uuid
 from pathlib import Path
 
-NEXUSCTL = Path(sys.executable).parent / "nexusctl"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import write_json  # noqa: E402
+from common import base_env, free_port, migrate, start_daemon, user_token, write_json  # noqa: E402
 
 LOADGEN = r"""
 import asyncio, json, sys, time
@@ -57,12 +52,6 @@ async def main(url, token, concurrency, seconds):
 
 asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])))
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def seed(env: dict, user: uuid.UUID, count: int) -> None:
@@ -108,37 +97,15 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="nexus-bench-"))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "REDIS_", "JWT_"))}
-    env.update(
-        NEXUS_DATA_DIR=str(work),
-        NODE_ENV="test",
-        JWT_SECRET=base64.b64encode(os.urandom(32)).decode(),
-        ENCRYPTION_KEY=base64.b64encode(os.urandom(32)).decode(),
-    )
-    if args.database_url:
-        env["DATABASE_URL"] = args.database_url
-    subprocess.run([str(NEXUSCTL), "-q", "db", "migrate"], env=env, check=True)
+    env = base_env(work, args.database_url)
+    migrate(env)
     user = uuid.uuid4()
     seed(env, user, 20)
-    token = subprocess.run(
-        [str(NEXUSCTL), "token", "mint", "--user", str(user), "--ttl", "3600"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    token = user_token(env, user)
     port = free_port()
-    daemon = subprocess.Popen(
-        [str(NEXUSCTL), "daemon", "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    daemon = start_daemon(env, port)
     try:
         base = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(base + "/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
         load(base + "/health", "", args.concurrency, 1.0)  # warm up
         health, read = [], []
         for _ in range(args.rounds):

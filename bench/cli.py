@@ -25,7 +25,15 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import NEXUSCTL, base_env, compile_bytecode, is_postgres, median, write_json  # noqa: E402
+from common import (  # noqa: E402
+    NEXUSCTL,
+    base_env,
+    compile_bytecode,
+    is_postgres,
+    median,
+    migrate,
+    write_json,
+)
 
 HELLO = '''import typer
 
@@ -77,7 +85,7 @@ def run(database_url: str | None, runs: int) -> dict:
     work = Path(tempfile.mkdtemp(prefix="nexus-bench-cli-"))
     database_url = database_url or f"sqlite:///{work}/cli.db"
     env = base_env(work, database_url)
-    subprocess.run([str(NEXUSCTL), "-q", "db", "migrate"], env=env, check=True)
+    migrate(env)
     subprocess.run([sys.executable, "-c", SEED.format(user=uuid.uuid4())], env=env, check=True)
     hello = work / "hello.py"
     hello.write_text(HELLO)

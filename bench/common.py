@@ -1,4 +1,5 @@
-"""Helpers the benchmark scripts share: ports, waiting for a server, the environment, results.
+"""Helpers the benchmark scripts share: ports, waiting for a server, the environment, the bench database, a
+daemon, a webhook receiver, a user's token, CPU from /proc, results.
 
 Every script can run alone (it prints a Markdown summary) and writes its figures as JSON with
 ``--json PATH`` so ``bench/run_all.py`` can put them into docs/benchmarks.md.
@@ -11,6 +12,7 @@ import json
 import os
 import socket
 import statistics
+import subprocess
 import sys
 import time
 import urllib.request
@@ -75,6 +77,128 @@ def base_env(work: Path, database_url: str | None) -> dict:
     return env
 
 
+def migrate(env: dict, **popen) -> None:
+    """``nexusctl db migrate`` with ``env`` (``popen``: e.g. ``cwd``)."""
+    subprocess.run([str(NEXUSCTL), "-q", "db", "migrate"], env=env, check=True, **popen)
+
+
+# Every table a benchmark writes, children first: a rerun on the same database measures only its own rows.
+TABLES = (
+    "webhook_attempts",
+    "webhook_deliveries",
+    "webhooks",
+    "outbox_events",
+    "integration_sync_logs",
+    "integrations",
+)
+
+
+def bench_database(env: dict, database_url: str, tables=TABLES):
+    """The bench database migrated, this process bound to it (with ``env`` as its settings: in os.environ) and
+    ``tables`` emptied; the peewee database."""
+    os.environ.update(env)
+    migrate(env)
+    import nexusctl.db.models  # noqa: F401 - before bind(): its fields learn the database kind then
+    from nexusctl.db.database import bind, open_database
+
+    db = bind(open_database(database_url))
+    empty_tables(db, *tables)
+    return db
+
+
+def user_token(env: dict, user, ttl: int = 3600) -> str:
+    """A bearer token of ``user`` (``nexusctl token mint``) that the daemons of ``env`` accept."""
+    return subprocess.run(
+        [str(NEXUSCTL), "token", "mint", "--user", str(user), "--ttl", str(ttl)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
+def start_daemon(
+    env: dict, port: int, *, command: list | None = None, log: Path | None = None, cwd=None
+) -> subprocess.Popen:
+    """``nexusctl daemon --port PORT`` with ``env`` (and PORT), returned once /health answers. ``command`` runs
+    instead of `nexusctl` (``[python, -m, nexusctl]`` for a variant's PYTHONPATH, a profiling wrapper ...);
+    ``log`` takes its stderr (appended), else it goes nowhere; ``cwd``: e.g. not this checkout, so that a
+    variant's PYTHONPATH decides which code runs. Stopped again if it never answers."""
+    daemon = subprocess.Popen(
+        [*(command or [str(NEXUSCTL)]), "daemon", "--port", str(port)],
+        env={**env, "PORT": str(port)},
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=open(log, "a") if log else subprocess.DEVNULL,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health")
+    except BaseException:
+        daemon.kill()
+        daemon.wait()
+        raise
+    return daemon
+
+
+def start_python(code: str, *args, env=None, **popen) -> subprocess.Popen:
+    """``python -c code args...``: a receiver, a bare baseline server, a load generator."""
+    return subprocess.Popen([sys.executable, "-c", code, *map(str, args)], env=env, **popen)
+
+
+# A webhook receiver answering 200 to POST /hook and /hook/N, 500 to POST /fail/N.
+RECEIVER = r"""
+import sys
+from aiohttp import web
+async def ok(request):
+    await request.read()
+    return web.Response(text="ok")
+async def fail(request):
+    await request.read()
+    return web.Response(status=500, text="receiver down")
+app = web.Application()
+app.router.add_post("/hook", ok)
+app.router.add_post("/hook/{n}", ok)
+app.router.add_post("/fail/{n}", fail)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+"""
+
+
+def start_receiver(port: int) -> subprocess.Popen:
+    """The RECEIVER on ``port``, once it answers."""
+    receiver = start_python(RECEIVER, port)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/hook", "POST")
+    except BaseException:
+        receiver.kill()
+        receiver.wait()
+        raise
+    return receiver
+
+
+def variant(text: str) -> tuple[str, str, dict]:
+    """``NAME=PATH[:VAR=VALUE,...]`` (a before/after variant: its code on PYTHONPATH, '-' this checkout, and its
+    settings) as (name, path, settings)."""
+    name, _, rest = text.partition("=")
+    path, _, envs = rest.partition(":")
+    return name, path, dict(item.split("=", 1) for item in envs.split(",") if item)
+
+
+def delivery_settings(concurrency: int | None = None) -> dict:
+    """A daemon that delivers webhooks to a receiver on 127.0.0.1 (the SSRF guard lets it), JSON logs, and
+    nothing else running (no event consumer; syncs and the refresh sweep hourly); with ``concurrency``, the
+    delivery worker's (in all and per endpoint)."""
+    settings = dict(
+        WEBHOOK_ALLOWED_NETWORKS="127.0.0.1/32",
+        LOG_FORMAT="json",
+        EVENTS_CONSUME_STREAMS="none",
+        SYNC_POLL_INTERVAL="1h",
+        REFRESH_SWEEP_INTERVAL="1h",
+    )
+    if concurrency is not None:
+        settings.update(WEBHOOK_CONCURRENCY=str(concurrency), WEBHOOK_CONCURRENCY_PER_ENDPOINT=str(concurrency))
+    return settings
+
+
 def empty_tables(db, *tables: str) -> None:
     """Empty the benchmark's tables. TRUNCATE on PostgreSQL: DELETE would leave the previous run's dead
     rows (a million after the backlog run) in the heap and the indexes until autovacuum comes, and
@@ -105,13 +229,18 @@ def is_postgres(url: str | None) -> bool:
     return bool(url) and url.startswith("postgres")
 
 
+def cpu_times(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process (all its threads) so far, from /proc/<pid>/stat (utime, stime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) / os.sysconf("SC_CLK_TCK"), int(fields[12]) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(pid: int) -> float:
-    """user + system CPU of a process (all its threads) so far, from /proc/<pid>/stat (utime + stime)."""
+    """user + system CPU of a process so far (0 for one that has gone)."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return sum(cpu_times(pid))
     except OSError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class CpuMeter:

@@ -20,25 +20,30 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, CpuMeter, base_env, empty_tables, free_port, median, wait_http, write_json  # noqa: E402
-from webhook_delivery import RECEIVER, _queue, _wait_delivered, raw_rate  # noqa: E402
+from common import (  # noqa: E402
+    ROOT,
+    CpuMeter,
+    base_env,
+    bench_database,
+    delivery_settings,
+    empty_tables,
+    free_port,
+    median,
+    start_daemon,
+    start_receiver,
+    variant,
+    write_json,
+)
+from webhook_delivery import _queue, _wait_delivered, raw_rate  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
-
-
-def variant(text: str) -> tuple[str, str, dict]:
-    name, _, rest = text.partition("=")
-    path, _, envs = rest.partition(":")
-    return name, path, dict(item.split("=", 1) for item in envs.split(",") if item)
 
 
 def run(args) -> dict:
@@ -46,36 +51,23 @@ def run(args) -> dict:
     work = Path(tempfile.mkdtemp(prefix="nexus-bench-delivery-ab-"))
     database_url = args.database_url or f"sqlite:///{work}/hooks.db"
     env = base_env(work, database_url)
-    env.update(
-        WEBHOOK_ALLOWED_NETWORKS="127.0.0.1/32",
-        WEBHOOK_CONCURRENCY=str(args.concurrency),
-        WEBHOOK_CONCURRENCY_PER_ENDPOINT=str(args.concurrency),
-        LOG_FORMAT="json",
-        EVENTS_CONSUME_STREAMS="none",
-        SYNC_POLL_INTERVAL="1h",
-        REFRESH_SWEEP_INTERVAL="1h",
-    )
-    os.environ.update(env)
-    subprocess.run([sys.executable, "-m", "nexusctl", "-q", "db", "migrate"], env=env, check=True, cwd=work)
+    env.update(delivery_settings(args.concurrency))
+    db = bench_database(env, database_url)
 
     from nexusctl import config
     from nexusctl.core import webhooks
     from nexusctl.crypto import keyring_from_settings
-    from nexusctl.db.database import bind, open_database
     from nexusctl.db.models import Integration
     from nexusctl.enums import Provider
 
     ring = keyring_from_settings(config.load())
-    db = bind(open_database(database_url))
     tables = ("webhook_attempts", "webhook_deliveries", "outbox_events")
-    empty_tables(db, *tables, "webhooks", "integrations")
     port = free_port()
-    receiver = subprocess.Popen([sys.executable, "-c", RECEIVER, str(port)])
+    receiver = start_receiver(port)
     url = f"http://127.0.0.1:{port}/hook"
     figures: dict[str, list] = {name: [] for name, _, _ in variants}
     figures["raw"] = []
     try:
-        wait_http(url, "POST")
         integration = Integration.create(
             user_id="00000000-0000-4000-8000-000000000001", provider=Provider.SHOPIFY, name="bench"
         )
@@ -116,15 +108,9 @@ def _one(db, env, work, path, extra, hook_id, count: int, receiver_pid: int) -> 
     if path != "-":
         own["PYTHONPATH"] = path
     port = free_port()
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "nexusctl", "daemon", "--port", str(port)],
-        env=dict(own, PORT=str(port)),
-        cwd=work,  # not this checkout: PYTHONPATH decides which code runs
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    # cwd: not this checkout, so that PYTHONPATH decides which code runs
+    daemon = start_daemon(own, port, command=[sys.executable, "-m", "nexusctl"], cwd=work)
     try:
-        wait_http(f"http://127.0.0.1:{port}/health")
         time.sleep(1.0)  # start-up done
         meter = CpuMeter(db, daemon=daemon.pid, receiver=receiver_pid)
         started = time.monotonic()

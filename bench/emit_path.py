@@ -33,7 +33,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import CpuMeter, free_port, is_postgres, wait_http, write_json  # noqa: E402
+from common import CpuMeter, free_port, is_postgres, start_daemon, wait_http, write_json  # noqa: E402
 from real_paths import Setup, _loadgen  # noqa: E402
 
 # `nexusctl daemon` whose delivery worker never starts (the deliveries stay queued).
@@ -83,30 +83,21 @@ web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
 def _daemon(setup: Setup, variant: str = "-", request_path_only: bool = False) -> tuple[subprocess.Popen, str]:
     port = free_port()
     code, _, settings = variant.partition(":")
-    env = {**setup.env, "PORT": str(port), **dict(item.split("=", 1) for item in settings.split(",") if item)}
+    env = {**setup.env, **dict(item.split("=", 1) for item in settings.split(",") if item)}
     if code == "@bare":
         proc = setup.start(BARE, port, setup.jwt_key)
         wait_http(f"http://127.0.0.1:{port}/health")
         return proc, f"http://127.0.0.1:{port}"
     if code != "-":
         env["PYTHONPATH"] = str(Path(code).resolve())
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            NO_WORKER,
-            *(["--request-path-only"] if request_path_only else []),
-            "daemon",
-            "--port",
-            str(port),
-        ],
-        env=env,
+    proc = start_daemon(
+        env,
+        port,
+        command=[sys.executable, "-c", NO_WORKER, *(["--request-path-only"] if request_path_only else [])],
+        log=setup.work / "daemon.log",
         cwd=setup.work,  # `-c` puts the working directory first on sys.path: not this checkout's code
-        stdout=subprocess.DEVNULL,
-        stderr=open(setup.work / "daemon.log", "a"),
     )
     setup.procs.append(proc)
-    wait_http(f"http://127.0.0.1:{port}/health")
     return proc, f"http://127.0.0.1:{port}"
 
 

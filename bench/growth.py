@@ -30,7 +30,6 @@ import logging
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,12 +38,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    NEXUSCTL,
     ROOT,
     base_env,
     empty_tables,
     is_postgres,
     median,
+    migrate,
     write_json,
 )
 
@@ -159,7 +158,7 @@ def run(database_url: str | None, sizes: list[int], repeat: int) -> dict:
     env = base_env(work, database_url)
     env["WEBHOOK_ALLOWED_NETWORKS"] = "127.0.0.1/32"
     os.environ.update(env)
-    subprocess.run([str(NEXUSCTL), "-q", "db", "migrate"], env=env, check=True)
+    migrate(env)
 
     from nexusctl import config
     from nexusctl.core import deliveries, webhooks

@@ -27,7 +27,6 @@ import argparse
 import os
 import secrets
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +36,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from api_read import load  # noqa: E402
-from common import NEXUSCTL, ROOT, CpuMeter, base_env, free_port, is_postgres, wait_http, write_json  # noqa: E402
+from common import (  # noqa: E402
+    ROOT,
+    CpuMeter,
+    base_env,
+    free_port,
+    is_postgres,
+    migrate,
+    start_daemon,
+    user_token,
+    write_json,
+)
 
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
@@ -96,23 +105,11 @@ def run(
         if front:
             env["PROXY_FRONT_SECRET"] = secret
         emu.register_callback_base(f"http://127.0.0.1:{port}")  # the emulators accept only registered redirects
-        subprocess.run([str(NEXUSCTL), "-q", "db", "migrate"], env=env, check=True)
+        migrate(env)
         user = uuid.uuid4()
-        token = subprocess.run(
-            [str(NEXUSCTL), "token", "mint", "--user", str(user), "--ttl", "3600"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        daemon = subprocess.Popen(
-            [str(NEXUSCTL), "daemon", "--port", str(port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=open(work / "daemon.log", "w"),
-        )
+        token = user_token(env, user)
+        daemon = start_daemon(env, port, log=work / "daemon.log")
         base = f"http://127.0.0.1:{port}"
-        wait_http(base + "/health")
         integration = connect(base, token, user)
         discord = emu["DISCORD"]
         (access,) = [value for value, t in discord.tokens.items() if t.kind == "access"]

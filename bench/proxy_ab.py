@@ -26,20 +26,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from api_read import load  # noqa: E402
-from common import NEXUSCTL, base_env, free_port, wait_http, write_json  # noqa: E402
+from common import (  # noqa: E402
+    base_env,
+    cpu_seconds,
+    cpu_times,
+    free_port,
+    migrate,
+    start_daemon,
+    user_token,
+    variant,
+    write_json,
+)
 from proxy import FRONTEND, Emulators, connect  # noqa: E402
-
-
-def cpu(pid: int) -> tuple[float, float]:
-    """(user, system) CPU seconds of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) / os.sysconf("SC_CLK_TCK"), int(fields[12]) / os.sysconf("SC_CLK_TCK")
-
-
-def variant(text: str) -> tuple[str, str, dict]:
-    name, _, rest = text.partition("=")
-    path, _, envs = rest.partition(":")
-    return name, path, dict(item.split("=", 1) for item in envs.split(",") if item)
 
 
 def run(
@@ -61,28 +59,20 @@ def run(
         ports = {name: free_port() for name, _, _ in variants}
         for port in ports.values():
             emu.register_callback_base(f"http://127.0.0.1:{port}")
-        subprocess.run([str(NEXUSCTL), "-q", "db", "migrate"], env=env, check=True)
+        migrate(env)
         user = uuid.uuid4()
-        token = subprocess.run(
-            [str(NEXUSCTL), "token", "mint", "--user", str(user), "--ttl", "3600"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        token = user_token(env, user)
         for name, path, extra in variants:
             own = dict(env, PUBLIC_URL=f"http://127.0.0.1:{ports[name]}", **extra)
             if path != "-":
                 own["PYTHONPATH"] = path
-            daemons[name] = subprocess.Popen(
-                [sys.executable, "-m", "nexusctl", "daemon", "--port", str(ports[name])],
-                env=own,
+            daemons[name] = start_daemon(
+                own,
+                ports[name],
+                command=[sys.executable, "-m", "nexusctl"],
+                log=work / f"{name}.log",
                 cwd=work,  # not this checkout: PYTHONPATH decides which code runs
-                stdout=subprocess.DEVNULL,
-                stderr=open(work / f"{name}.log", "w"),
             )
-        for name in daemons:
-            wait_http(f"http://127.0.0.1:{ports[name]}/health")
         first = f"http://127.0.0.1:{ports[variants[0][0]]}"
         integration = connect(first, token, user)
         for _ in range(read - 1):  # --read N: the user's list is N rows
@@ -110,9 +100,9 @@ def run(
             order = ["direct", *(daemons if round_ % 2 == 0 else reversed(daemons))]
             for name in order:
                 pid = os.getpid() if name == "direct" else daemons[name].pid  # direct: the emulators' process
-                before, emulator_before = cpu(pid), sum(cpu(os.getpid()))
+                before, emulator_before = cpu_times(pid), cpu_seconds(os.getpid())
                 out = load(*urls[name], concurrency, seconds)
-                after, emulator_after = cpu(pid), sum(cpu(os.getpid()))
+                after, emulator_after = cpu_times(pid), cpu_seconds(os.getpid())
                 t = totals[name]
                 t["requests"] += out["requests"]
                 t["seconds"] += out["seconds"]

@@ -22,9 +22,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from api_read import load  # noqa: E402
-from common import NEXUSCTL, base_env, free_port, wait_http, write_json  # noqa: E402
+from common import (  # noqa: E402
+    base_env,
+    cpu_seconds,
+    free_port,
+    migrate,
+    start_daemon,
+    start_python,
+    user_token,
+    wait_http,
+    write_json,
+)
 from proxy import FRONTEND, Emulators, connect  # noqa: E402
-from proxy_ab import cpu  # noqa: E402
 
 BARE = r"""
 import os, sys
@@ -66,27 +75,16 @@ def run(database_url: str | None, seconds: float, rounds: int, concurrency: int)
         base = f"http://127.0.0.1:{port}"
         env.update(emu.env(), FRONTEND_URL=FRONTEND, REFRESH_SWEEP_INTERVAL="3600", PUBLIC_URL=base)
         emu.register_callback_base(base)
-        subprocess.run([str(NEXUSCTL), "-q", "db", "migrate"], env=env, check=True)
+        migrate(env)
         user = uuid.uuid4()
-        token = subprocess.run(
-            [str(NEXUSCTL), "token", "mint", "--user", str(user), "--ttl", "3600"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        servers["daemon"] = subprocess.Popen(
-            [str(NEXUSCTL), "daemon", "--port", str(port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=open(work / "daemon.log", "w"),
-        )
-        wait_http(base + "/health")
+        token = user_token(env, user)
+        servers["daemon"] = start_daemon(env, port, log=work / "daemon.log")
         integration = connect(base, token, user)
         access = [value for value, t in emu["DISCORD"].tokens.items() if t.kind == "access"][0]
         api = emu.env()["DISCORD_API_URL"]
-        servers["bare"] = subprocess.Popen(
-            [sys.executable, "-c", BARE, str(bare_port)],
+        servers["bare"] = start_python(
+            BARE,
+            bare_port,
             env=dict(env, BARE_UPSTREAM=api, BARE_TOKEN=access),
             stdout=subprocess.DEVNULL,
             stderr=open(work / "bare.log", "w"),
@@ -104,9 +102,9 @@ def run(database_url: str | None, seconds: float, rounds: int, concurrency: int)
         for round_ in range(rounds):
             for name in ["direct", "daemon", "bare"] if round_ % 2 == 0 else ["direct", "bare", "daemon"]:
                 server = servers.get(name)
-                before = (sum(cpu(server.pid)) if server else 0.0, sum(cpu(os.getpid())))
+                before = (cpu_seconds(server.pid) if server else 0.0, cpu_seconds(os.getpid()))
                 out = load(*urls[name], concurrency, seconds)
-                after = (sum(cpu(server.pid)) if server else 0.0, sum(cpu(os.getpid())))
+                after = (cpu_seconds(server.pid) if server else 0.0, cpu_seconds(os.getpid()))
                 t = totals[name]
                 t["requests"] += out["requests"]
                 t["seconds"] += out["seconds"]

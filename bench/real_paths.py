@@ -38,13 +38,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    NEXUSCTL,
     ROOT,
     CpuMeter,
     base_env,
-    empty_tables,
+    bench_database,
+    delivery_settings,
     free_port,
     is_postgres,
+    start_daemon,
+    start_python,
+    user_token,
     wait_http,
     write_json,
 )
@@ -271,10 +274,6 @@ asyncio.run(main())
 """
 
 
-def _py(code: str, *args, env=None, **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", code, *map(str, args)], env=env, **kw)
-
-
 def _get_json(url: str, method: str = "GET") -> dict:
     request = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
     return json.loads(urllib.request.urlopen(request, timeout=10).read())
@@ -294,70 +293,40 @@ class Setup:
         self.work = Path(tempfile.mkdtemp(prefix="nexus-bench-paths-"))
         self.url = database_url or f"sqlite:///{self.work}/paths.db"
         self.env = base_env(self.work, self.url)
-        self.env.update(
-            WEBHOOK_ALLOWED_NETWORKS="127.0.0.1/32",
-            EVENTS_CONSUME_STREAMS="none",
-            SYNC_POLL_INTERVAL="1h",
-            REFRESH_SWEEP_INTERVAL="1h",
-            LOG_FORMAT="json",
-        )
-        os.environ.update(self.env)
-        subprocess.run([str(NEXUSCTL), "-q", "db", "migrate"], env=self.env, check=True)
-        import nexusctl.db.models  # noqa: F401 - before bind(): its fields learn the database kind then
+        self.env.update(delivery_settings())
+        self.db = bench_database(self.env, self.url)
         from nexusctl import config
         from nexusctl.config import jwt_signing_secret
         from nexusctl.crypto import keyring_from_settings
-        from nexusctl.db.database import bind, open_database
 
         self.settings = config.load()
         self.jwt_key = jwt_signing_secret(self.settings).get()
         self.ring = keyring_from_settings(self.settings)
-        self.db = bind(open_database(self.url))
-        empty_tables(
-            self.db,
-            "webhook_attempts",
-            "webhook_deliveries",
-            "webhooks",
-            "outbox_events",
-            "integration_sync_logs",
-            "integrations",
-        )
         self.procs: list[subprocess.Popen] = []
         self.receiver_port = free_port()
         self.receiver = self.start(RECEIVER, self.receiver_port)
         wait_http(f"http://127.0.0.1:{self.receiver_port}/stats")
 
     def start(self, code: str, *args) -> subprocess.Popen:
-        proc = _py(code, *args, env=self.env, stdout=subprocess.DEVNULL, stderr=open(self.work / "procs.log", "a"))
+        proc = start_python(
+            code, *args, env=self.env, stdout=subprocess.DEVNULL, stderr=open(self.work / "procs.log", "a")
+        )
         self.procs.append(proc)
         return proc
 
     def daemon(self, profile: str | None = None) -> tuple[subprocess.Popen, str]:
         """A `nexusctl daemon`; with ``profile`` (a file) under bench/profile_daemon.py (cProfile in every thread)."""
         port = free_port()
-        command = [str(NEXUSCTL)]
-        env = {**self.env, "PORT": str(port)}
+        command, env = None, self.env
         if profile:
             command = [sys.executable, str(ROOT / "bench" / "profile_daemon.py")]
-            env["NEXUS_PROFILE_OUT"] = profile
-        proc = subprocess.Popen(
-            [*command, "daemon", "--port", str(port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=open(self.work / "daemon.log", "a"),
-        )
+            env = {**env, "NEXUS_PROFILE_OUT": profile}
+        proc = start_daemon(env, port, command=command, log=self.work / "daemon.log")
         self.procs.append(proc)
-        wait_http(f"http://127.0.0.1:{port}/health")
         return proc, f"http://127.0.0.1:{port}"
 
     def token(self, user) -> str:
-        return subprocess.run(
-            [str(NEXUSCTL), "token", "mint", "--user", str(user), "--ttl", "7200"],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        return user_token(self.env, user, ttl=7200)
 
     def close(self) -> None:
         for proc in reversed(self.procs):
@@ -488,16 +457,11 @@ def run_emit(setup: Setup, args) -> dict:
             setup, relay, relay_base, integration, token, events, events * fan, args.concurrency
         )
     half = out["one_nexusctl"]["events_per_s"] / 2
+    events = int(half * args.latency_seconds)
+    if events == 0:  # --latency-seconds 0 (or too short for one event): no latency phase; the report says so
+        return out
     out["latency_nexusctl"] = _deliver_phase(
-        setup,
-        daemon,
-        base,
-        one,
-        token,
-        int(half * args.latency_seconds),
-        int(half * args.latency_seconds),
-        args.concurrency,
-        rate=half,
+        setup, daemon, base, one, token, events, events, args.concurrency, rate=half
     )
     out["latency_nexusctl"]["target_per_s"] = half
     return out
@@ -591,11 +555,16 @@ def markdown(result: dict) -> str:
                 f"{_server_cpu(n['cpu_us']):,.0f} vs {_server_cpu(r['cpu_us']):,.0f} "
                 f"({_server_cpu(n['cpu_us']) / max(_server_cpu(r['cpu_us']), 1):.1f}×) |"
             )
-        lat = emit["latency_nexusctl"]
-        lines.append(
-            f"| emit-to-received at {lat['target_per_s']:,.0f} events/s (half the one-webhook rate) | "
-            f"p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms | | | |"
-        )
+        lat = emit.get("latency_nexusctl")
+        if lat is None:
+            lines.append(
+                "| emit-to-received latency | not measured (`--latency-seconds 0`, or too short for one event) | | | |"
+            )
+        else:
+            lines.append(
+                f"| emit-to-received at {lat['target_per_s']:,.0f} events/s (half the one-webhook rate) | "
+                f"p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms | | | |"
+            )
     read = result.get("read")
     if read:
         n, b = read["nexusctl"], read["bare"]
@@ -638,7 +607,12 @@ def main() -> None:
     parser.add_argument("--only", default="emit,read,refresh")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--events", type=int, default=3000, help="events to one webhook (a fifth of it to 20)")
-    parser.add_argument("--latency-seconds", type=float, default=5.0)
+    parser.add_argument(
+        "--latency-seconds",
+        type=float,
+        default=5.0,
+        help="the emit-to-received latency phase (at half the one-webhook rate); 0: no latency phase",
+    )
     parser.add_argument("--seconds", type=float, default=5.0, help="per read round")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--refreshes", type=int, default=1000)
@@ -650,6 +624,8 @@ def main() -> None:
         "emit.txt and read.txt there (the sampler costs CPU: not for the figures)",
     )
     args = parser.parse_args()
+    if args.latency_seconds < 0:
+        parser.error("--latency-seconds must be 0 (no latency phase) or more")
     parts = set(args.only.split(","))
     result: dict = {
         "database": "PostgreSQL" if is_postgres(args.database_url) else "SQLite",

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,7 +22,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import NEXUSCTL, ROOT, base_env, cpu_seconds, empty_tables  # noqa: E402
+from common import ROOT, base_env, bench_database, cpu_seconds  # noqa: E402
 from token_refresh import seed  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
@@ -32,26 +30,14 @@ sys.path.insert(0, str(ROOT))
 
 def run(database_url: str, integrations: int) -> dict:
     env = base_env(Path(tempfile.mkdtemp(prefix="nexus-bench-store-")), database_url)
-    os.environ.update(env)
-    subprocess.run([str(NEXUSCTL), "-q", "db", "migrate"], env=env, check=True)
+    db = bench_database(env, database_url)
 
     from nexusctl import config
     from nexusctl.core import connections, refresh
     from nexusctl.crypto import keyring_from_settings
-    from nexusctl.db.database import bind, open_database
     from nexusctl.providers.spec import TokenSet
 
     settings = config.load()
-    db = bind(open_database(database_url))
-    empty_tables(
-        db,
-        "webhook_attempts",
-        "webhook_deliveries",
-        "webhooks",
-        "outbox_events",
-        "integration_sync_logs",
-        "integrations",
-    )
     expires = dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=5)
     seed(settings, [f"rt-{i}" for i in range(integrations)], expires)
     db.execute_sql("VACUUM ANALYZE integrations")

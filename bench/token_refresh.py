@@ -38,14 +38,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    NEXUSCTL,
     ROOT,
     CpuMeter,
     base_env,
-    empty_tables,
+    bench_database,
     free_port,
     is_postgres,
-    wait_http,
+    start_daemon,
     write_json,
 )
 
@@ -179,24 +178,12 @@ def run(
             HEALTH_CHECK_INTERVAL="1s",
             REFRESH_SWEEP_CONCURRENCY=str(concurrency),
         )
-        os.environ.update(env)
-        subprocess.run([str(NEXUSCTL), "-q", "db", "migrate"], env=env, check=True)
+        db = bench_database(env, database_url)  # a rerun measures only its own rows
 
         from nexusctl import config
-        from nexusctl.db.database import bind, open_database
         from nexusctl.db.models import Integration
 
         settings = config.load()
-        db = bind(open_database(database_url))
-        empty_tables(
-            db,
-            "webhook_attempts",
-            "webhook_deliveries",
-            "webhooks",
-            "outbox_events",
-            "integration_sync_logs",
-            "integrations",
-        )  # a rerun measures only its own rows
 
         env_yt = info["env"]
         raw_cpu = time.process_time()
@@ -220,17 +207,9 @@ def run(
         port = free_port()
         # NEXUS_PROFILE_OUT=FILE: the daemon runs under bench/profile_daemon.py (for a profile, not the figures).
         command = (
-            [sys.executable, str(ROOT / "bench" / "profile_daemon.py")]
-            if os.environ.get("NEXUS_PROFILE_OUT")
-            else [str(NEXUSCTL)]
+            [sys.executable, str(ROOT / "bench" / "profile_daemon.py")] if os.environ.get("NEXUS_PROFILE_OUT") else None
         )
-        daemon = subprocess.Popen(
-            [*command, "daemon", "--port", str(port)],
-            env={**env, "PORT": str(port)},
-            stdout=subprocess.DEVNULL,
-            stderr=open(work / "daemon.log", "w"),
-        )
-        wait_http(f"http://127.0.0.1:{port}/health")
+        daemon = start_daemon(env, port, command=command, log=work / "daemon.log")
         meter = CpuMeter(db, daemon=daemon.pid)  # from /health on: start-up is not a refresh
         far = expires + dt.timedelta(minutes=30)
         deadline = time.monotonic() + timeout

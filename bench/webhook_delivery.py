@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import os
 import shutil
 import subprocess
 import sys
@@ -37,35 +35,21 @@ import peewee
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    NEXUSCTL,
     ROOT,
     CpuMeter,
+    base_env,
+    bench_database,
     cpu_seconds,
-    empty_tables,
+    delivery_settings,
     free_port,
     is_postgres,
     percentile,
-    wait_http,
+    start_daemon,
+    start_receiver,
     write_json,
 )
 
 sys.path.insert(0, str(ROOT))
-
-RECEIVER = r"""
-import sys
-from aiohttp import web
-async def ok(request):
-    await request.read()
-    return web.Response(text="ok")
-async def fail(request):
-    await request.read()
-    return web.Response(status=500, text="receiver down")
-app = web.Application()
-app.router.add_post("/hook", ok)
-app.router.add_post("/hook/{n}", ok)
-app.router.add_post("/fail/{n}", fail)
-web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
-"""
 
 
 async def raw_rate(url: str, concurrency: int, seconds: float, body: bytes) -> float:
@@ -172,38 +156,20 @@ def run(args) -> dict:
     work = Path(tempfile.mkdtemp(prefix="nexus-bench-hooks-"))
     database_url = args.database_url or f"sqlite:///{work}/hooks.db"
     postgres = is_postgres(database_url)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "REDIS_", "WEBHOOK_"))}
-    env.update(
-        NEXUS_DATA_DIR=str(work),
-        NODE_ENV="test",
-        DATABASE_URL=database_url,
-        ENCRYPTION_KEY=base64.b64encode(os.urandom(32)).decode(),
-        JWT_SECRET="bench-" + "x" * 32,
-        WEBHOOK_ALLOWED_NETWORKS="127.0.0.1/32",
-        WEBHOOK_CONCURRENCY=str(args.concurrency),
-        WEBHOOK_CONCURRENCY_PER_ENDPOINT=str(args.concurrency),
-        LOG_FORMAT="json",
-        EVENTS_CONSUME_STREAMS="none",
-        SYNC_POLL_INTERVAL="1h",
-        REFRESH_SWEEP_INTERVAL="1h",
-    )
-    os.environ.update(env)
-    subprocess.run([str(NEXUSCTL), "-q", "db", "migrate"], env=env, check=True)
+    env = base_env(work, database_url)
+    env.update(delivery_settings(args.concurrency))
+    db = bench_database(env, database_url)  # a rerun measures only its own rows
 
     from nexusctl import config
     from nexusctl.core import webhooks
     from nexusctl.crypto import keyring_from_settings
-    from nexusctl.db.database import bind, open_database
     from nexusctl.db.models import Integration
     from nexusctl.enums import Provider
 
     settings = config.load()
     ring = keyring_from_settings(settings)
-    db = bind(open_database(database_url))
-    # A rerun measures only its own rows.
-    empty_tables(db, "webhook_attempts", "webhook_deliveries", "webhooks", "outbox_events", "integrations")
     port = free_port()
-    receiver = subprocess.Popen([sys.executable, "-c", RECEIVER, str(port)])
+    receiver = start_receiver(port)
     url = f"http://127.0.0.1:{port}/hook"
     daemon = None
     out: dict = {
@@ -212,7 +178,6 @@ def run(args) -> dict:
         "deliveries": args.deliveries,
     }
     try:
-        wait_http(url, "POST")
         integration = Integration.create(
             user_id="00000000-0000-4000-8000-000000000001", provider=Provider.SHOPIFY, name="bench"
         )
@@ -235,7 +200,7 @@ def run(args) -> dict:
         # 2. durable: queue N, then one daemon sends them.
         _queue(db, [hook.id], args.deliveries)
         dport = free_port()
-        daemon = _start_daemon(env, dport)
+        daemon = start_daemon(env, dport)
         meter = CpuMeter(db, daemon=daemon.pid, receiver=receiver.pid)
         _wait_delivered(args.deliveries, 600)
         out["durable_cpu_us"] = meter.per_item_us(args.deliveries)
@@ -275,7 +240,7 @@ def run(args) -> dict:
             daemon.wait(30)
             _clear(db)
             db.execute_sql(_insert_sql(args.backlog), (str(hook.id),))
-            daemon = _start_daemon(env, dport)
+            daemon = start_daemon(env, dport)
             time.sleep(args.backlog_seconds)  # let it work through the backlog (a measurement window, not a wait)
             sent = db.execute_sql("SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'DELIVERED'").fetchone()[0]
             out["backlog"] = {
@@ -293,17 +258,6 @@ def run(args) -> dict:
     db.close()
     shutil.rmtree(work, ignore_errors=True)
     return out
-
-
-def _start_daemon(env: dict, port: int):
-    daemon = subprocess.Popen(
-        [str(NEXUSCTL), "daemon", "--port", str(port)],
-        env={**env, "PORT": str(port)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_http(f"http://127.0.0.1:{port}/health")
-    return daemon
 
 
 def _clear(db) -> None:

@@ -92,3 +92,22 @@ def test_real_paths_runs_each_path_against_its_baseline(tmp_path):
     for read in ("read", "deliveries"):
         assert result[read]["nexusctl"]["errors"] == 0 and result[read]["bare"]["errors"] == 0, result[read]
     assert "| events POSTed to `/integrations/:id/events`, one webhook" in done.stdout
+
+
+def test_real_paths_without_a_latency_phase_says_so_and_a_negative_one_is_refused():
+    """``--latency-seconds 0`` skips the latency phase (it divided by its zero events) and the report says it was
+    not measured; a negative one is a usage error before anything starts."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import real_paths
+
+    run = {"events_per_s": 10.0, "deliveries_per_s": 10.0, "cpu_us": {"server": 1.0}}
+    emit = {f"{n}_{s}": run for n in ("one", "twenty") for s in ("nexusctl", "relay")}
+    report = real_paths.markdown({"database": "SQLite", "concurrency": 1, "emit": emit})
+    assert "| emit-to-received latency | not measured (`--latency-seconds 0`" in report
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "real_paths.py"), "--latency-seconds", "-1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and "--latency-seconds must be 0 (no latency phase) or more" in done.stderr

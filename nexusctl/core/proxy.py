@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import AsyncIterator
 
 from nexusctl import clock
-from nexusctl.core import connections, events, proxy_cache, proxy_health, rate_budget, refresh
+from nexusctl.core import connections, events, proxy_cache, proxy_health, rate_budget, refresh, singleflight
 from nexusctl.core.ids import parse_uuid
 from nexusctl.db.database import database_proxy
 from nexusctl.db.fields import utcnow
@@ -76,6 +76,9 @@ class ProxyRequest:
     headers: dict = field(default_factory=dict)
     body: bytes | None = None
     retries: int = 0
+    # check_request passed: the route and the CLI check where the call comes in (the route before it reads the
+    # body, which it holds to MAX_BODY_BYTES itself), so ``call`` and ``grant`` do not check it again.
+    checked: bool = field(default=False, repr=False, compare=False)
 
 
 @dataclass
@@ -119,15 +122,17 @@ class Answer:
 
 
 def check_request(request: ProxyRequest) -> None:
-    """Everything about the request that is wrong whatever the integration: a 400 before any lookup."""
+    """Everything about the request that is wrong whatever the integration: a 400 before any lookup. Its path
+    becomes the checked one (providers.proxy.CheckedPath, which ``join`` takes as it is)."""
     if request.method not in METHODS:
         raise UsageProblem(f"method must be one of {', '.join(METHODS)}", field="method")
     if not 0 <= request.retries <= MAX_RETRIES:
         raise UsageProblem(f"retries must be between 0 and {MAX_RETRIES}", field="retries")
     if request.body is not None and len(request.body) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"the request body is over {MAX_BODY_BYTES // (1024 * 1024)} MB")
-    targets.check_path(request.path)
+    request.path = targets.check_path(request.path)
     targets.check_headers(request.headers)
+    request.checked = True
 
 
 def _retryable(request: ProxyRequest) -> bool:
@@ -208,7 +213,8 @@ def note_refused(row_id, message: str) -> bool:
 async def call(svc, integration_id, request: ProxyRequest, *, owner_id=None, observe=None):
     """Yields the provider's ``Answer``; ``observe(provider, method, status, seconds)`` after each provider call
     (metrics). Raises NexusError for what never reached a usable answer."""
-    check_request(request)
+    if not request.checked:
+        check_request(request)
     row, tokens = await _load(svc, integration_id, owner_id)
     provider = row.provider.value
     if not row.is_active:
@@ -326,7 +332,8 @@ async def grant(svc, integration_id, request: ProxyRequest, *, owner_id=None) ->
     the call must take the daemon's own proxy route (a str: a method other than GET, ``retries``, a wait the
     rate budget keeps, a user-supplied host, a provider that throttles in 200 answers, a health failure a
     good answer would clear, credentials the front cannot set). Refusals raise as ``call`` does."""
-    check_request(request)
+    if not request.checked:
+        check_request(request)
     row, tokens = await _load(svc, integration_id, owner_id)
     if not row.is_active:
         raise IntegrationInactive(
@@ -385,29 +392,17 @@ async def _load(svc, integration_id, owner_id):
     return row, tokens
 
 
-# Reads in flight, by (services, id): (the cache generation they started at, the shared task). When an entry
-# expires under load, every caller in that instant missed it and read the row itself (sixteen reads and
-# decryptions on the database threads for sixteen concurrent callers, each second): now they share one.
-_READING: dict[tuple[int, str], tuple[int, asyncio.Future]] = {}
+# Reads in flight, by (services, id), tagged with the cache generation they started at. When an entry expires under
+# load, every caller in that instant missed it and read the row itself (sixteen reads and decryptions on the
+# database threads for sixteen concurrent callers, each second): now they share one.
+_READING = singleflight.Flights()
 
 
 async def _read_once(svc, key: str):
     """(row, tokens) read and decrypted once for all the callers that need them now; kept in the cache. A read
     that began before this process changed the integration (proxy_cache.forget) is not joined."""
-    slot, seen = (id(svc), key), proxy_cache.generation(key)
-    pending = _READING.get(slot)
-    if pending is None or pending[0] != seen or pending[1].get_loop() is not asyncio.get_running_loop():
-        task = asyncio.ensure_future(_read(svc, key, seen))
-        pending = _READING[slot] = (seen, task)
-
-        def done(_task, mine=pending) -> None:
-            if _READING.get(slot) is mine:
-                del _READING[slot]
-            if not _task.cancelled():
-                _task.exception()  # seen here: when every caller has gone, asyncio would log it as never retrieved
-
-        task.add_done_callback(done)
-    return await asyncio.shield(pending[1])  # one caller cancelled does not cancel the others' read
+    seen = proxy_cache.generation(key)
+    return await _READING.share((id(svc), key), lambda: _read(svc, key, seen), tag=seen)
 
 
 async def _read(svc, key: str, seen: int):

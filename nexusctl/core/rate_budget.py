@@ -34,7 +34,6 @@ the provider stays the judge.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 import math
@@ -44,6 +43,7 @@ import time
 import peewee
 
 from nexusctl import clock
+from nexusctl.core import singleflight
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import RateWait
 from nexusctl.errors import NexusError
@@ -70,7 +70,7 @@ _lock = threading.Lock()
 # Shared reads in flight, by (services, id): when the "no wait" of RECHECK ended under load, every concurrent
 # caller in that instant read Redis or the table itself (the proxy's database threads did a fiftieth of its
 # work re-reading one row, py-spy); now they share one read.
-_reading: dict[tuple[int, str], asyncio.Future] = {}
+_reading = singleflight.Flights()
 
 
 def _now() -> float:
@@ -110,20 +110,9 @@ async def wait_for(svc, integration_id) -> int | None:
 
 async def _shared_until(svc, key: str) -> float | None:
     """One read of the shared budget for all of this integration's callers that need it now."""
-    slot = (id(svc), key)
-    pending = _reading.get(slot)
-    if pending is None or pending.get_loop() is not asyncio.get_running_loop():
-        pending = asyncio.ensure_future(_redis_until(svc, key) if svc.redis is not None else _table_until(svc, key))
-        _reading[slot] = pending
-
-        def done(task, mine=pending) -> None:
-            if _reading.get(slot) is mine:
-                del _reading[slot]
-            if not task.cancelled():
-                task.exception()  # seen here: when every caller has gone, asyncio would log it as never retrieved
-
-        pending.add_done_callback(done)
-    return await asyncio.shield(pending)  # one caller cancelled does not cancel the others' read
+    return await _reading.share(
+        (id(svc), key), lambda: _redis_until(svc, key) if svc.redis is not None else _table_until(svc, key)
+    )
 
 
 async def _redis_until(svc, key: str) -> float | None:

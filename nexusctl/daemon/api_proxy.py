@@ -102,7 +102,9 @@ async def forward(request: web.Request) -> web.StreamResponse:
 
     path, query, retries = _split(request)
     call = proxy.ProxyRequest(request.method, path, query, _caller_headers(request), None, retries)
-    proxy.check_request(call)  # a bad path is a 400 before the body is read or the integration looked up
+    # Once, here: a bad path is a 400 before the body is read or the integration looked up; proxy.call takes the
+    # request as checked (its path a CheckedPath, which providers.proxy.join does not check again).
+    proxy.check_request(call)
     call.body = await _body(request)
     observe = request.app[METRICS].proxy_call
 

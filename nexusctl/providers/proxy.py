@@ -155,27 +155,16 @@ def target(adapter, tokens, settings) -> Target:
     return Target(str(base).rstrip("/"), headers, secrets)
 
 
-# Paths that passed check_path, as given -> as checked. A proxied call's path is checked three times (the route,
-# before its body is read; ``call``, for the CLI too; ``join``), and callers repeat their paths: 2% of the
-# daemon's CPU per proxied call went to checking the same few strings again. Bounded: short paths only, and
-# emptied whole when full. Only a pure function's passing answers are kept; a refused path is refused every time.
-_PASSED: dict[str, str] = {}
-_PASSED_MAX, _PASSED_LENGTH = 1024, 256
+class CheckedPath(str):
+    """A provider path that passed check_path, with its leading slash. The route (before it reads the body) or the
+    CLI (before it opens the database) checks the path once where the call comes in and passes this on: ``join``
+    does not check it again (a plain str it checks)."""
+
+    __slots__ = ()
 
 
-def check_path(raw: str) -> str:
+def check_path(raw: str) -> CheckedPath:
     """The caller's path (still percent-encoded, as it came on the wire), or a 400 naming what is wrong."""
-    checked = _PASSED.get(raw)
-    if checked is None:
-        checked = _check_path(raw)
-        if len(raw) <= _PASSED_LENGTH:
-            if len(_PASSED) >= _PASSED_MAX:
-                _PASSED.clear()
-            _PASSED[raw] = checked
-    return checked
-
-
-def _check_path(raw: str) -> str:
     if not raw.startswith("/"):
         raw = "/" + raw
 
@@ -208,12 +197,13 @@ def _check_path(raw: str) -> str:
     segments = raw.split("/")
     if "." in segments or ".." in segments:
         refuse("contains . or .. segments")
-    return raw
+    return CheckedPath(raw)
 
 
-def join(base: str, raw_path: str, raw_query: str = "") -> URL:
+def join(base: str, path: str, raw_query: str = "") -> URL:
     """``base`` + the checked path (+ the query, as given): the URL to call, provably under ``base``."""
-    path = check_path(raw_path)
+    if type(path) is not CheckedPath:
+        path = check_path(path)
     start, text, prefix = _base(base)
     url = URL(text + path + (f"?{raw_query}" if raw_query else ""), encoded=True)
     if (

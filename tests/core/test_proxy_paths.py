@@ -8,27 +8,34 @@ import types
 import pytest
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from nexusctl.core import proxy
 from nexusctl.errors import UsageProblem
 from nexusctl.providers import proxy as targets
 
 
-def test_a_refused_path_stays_refused_however_often_it_comes_and_what_is_kept_stays_bounded():
-    targets._PASSED.clear()
+def test_a_refused_path_stays_refused_however_often_it_comes_and_a_checked_one_is_not_checked_again(monkeypatch):
     assert targets.check_path("/v10/users/@me") == "/v10/users/@me"
     for _ in range(3):
         with pytest.raises(UsageProblem):
             targets.check_path("/v10/..%2f..%2fadmin")
         with pytest.raises(UsageProblem):
-            targets.join("https://discord.com/api", "//evil.test/x")
+            targets.join("https://discord.com/api", "//evil.test/x")  # a plain str: join checks it
     assert targets.check_path("v10/users/@me") == "/v10/users/@me"  # as given, with its slash added
-    for i in range(3 * targets._PASSED_MAX):
-        targets.check_path(f"/v1/items/{i}")
-    targets.check_path("/v1/" + "a" * (targets._PASSED_LENGTH + 1))
-    assert len(targets._PASSED) <= targets._PASSED_MAX
-    assert all(len(path) <= targets._PASSED_LENGTH for path in targets._PASSED)
-    assert str(targets.join("https://discord.com/api", "/v10/users/@me", "a=1")) == (
-        "https://discord.com/api/v10/users/@me?a=1"
-    )
+
+    checked = targets.check_path("/v10/users/@me")
+    assert isinstance(checked, targets.CheckedPath)
+    monkeypatch.setattr(targets, "check_path", lambda raw: pytest.fail(f"{raw} checked again"))
+    assert str(targets.join("https://discord.com/api", checked, "a=1")) == "https://discord.com/api/v10/users/@me?a=1"
+
+
+def test_a_request_checked_where_it_came_in_carries_its_checked_path():
+    request = proxy.ProxyRequest("GET", "v10/users/@me")
+    assert not request.checked
+    proxy.check_request(request)
+    assert request.checked and request.path == "/v10/users/@me" and isinstance(request.path, targets.CheckedPath)
+    for bad in ("/a%3Fb", "/a%23b", "/a%0Ab", "/a?b"):
+        with pytest.raises(UsageProblem):
+            proxy.check_request(proxy.ProxyRequest("GET", bad))
 
 
 def test_an_answer_with_no_call_left_is_read_from_aiohttp_headers_whatever_their_case():

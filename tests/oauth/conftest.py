@@ -17,6 +17,7 @@ from support.daemons import (  # noqa: F401
     start_on_free_port,
 )
 from support.daemons import launch as _start  # noqa: F401
+from support.fixtures import stack_per_database
 from support.ports import free_port as _free_port  # noqa: F401
 from support.stack import ENCRYPTION_KEY, FRONTEND, Stack, launch_stack  # noqa: F401
 from support.tokens import JWT_SECRET  # noqa: F401
@@ -32,12 +33,6 @@ def _earlier_connections_inactive(request):
         request.getfixturevalue("stack").deactivate_earlier()
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def stack(request, emulators, tmp_path_factory, pg_template):
-    # The WooCommerce store a user names is the emulator on 127.0.0.1: a user-supplied URL, so the SSRF
-    # guard refuses it unless the allow-list admits it, as a developer's local store would need.
-    local = {"WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32"}
-    with launch_stack(
-        request.param, tmp_path_factory.mktemp("oauth-stack"), emulators, pg_template, extra_env=local
-    ) as stack:
-        yield stack
+# The WooCommerce store a user names is the emulator on 127.0.0.1: a user-supplied URL, so the SSRF guard refuses
+# it unless the allow-list admits it, as a developer's local store would need.
+stack = stack_per_database("oauth-stack", {"WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32"})

@@ -10,6 +10,7 @@ import uuid
 
 import pytest
 from emulators.testkit import call
+from support.callers import tenant_of
 
 from nexusctl.providers.registry import SPECS
 from nexusctl.providers.spec import ConnectKind
@@ -19,14 +20,6 @@ OAUTH = [provider.value for provider, spec in SPECS.items() if spec.kind is not 
 
 
 TOKEN_TYPES = {"SLACK": "bot", "WOOCOMMERCE": "Basic"}  # Slack's own token_type; WooCommerce's keys go as HTTP Basic
-
-
-def tenant_of(stack, provider: str) -> dict:
-    if provider == "SHOPIFY":
-        return {"shop": "demo-store.myshopify.com"}
-    if provider == "WOOCOMMERCE":
-        return {"storeUrl": stack.emulators.woocommerce_store_url}
-    return {}
 
 
 def dump(stack) -> str:

@@ -11,40 +11,14 @@ import concurrent.futures
 import http.client
 import json
 import time
-import urllib.parse
 
 import pytest
+from support.callers import connected, download, raw_request
 from support.waiting import wait_for
-from test_proxy import bearer, connected
 
 from nexusctl.daemon.stopping import GRACE
 
 BOUND = GRACE + 5  # the requests' grace, then the daemon's own cleanup (well within systemd's TimeoutStopSec=30)
-
-
-def _request(stack, method: str, target: str, user) -> tuple[int, dict, bytes]:
-    parts = urllib.parse.urlsplit(stack.base)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
-    try:
-        conn.request(method, target, headers={"Authorization": bearer(stack, user)})
-        response = conn.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
-    finally:
-        conn.close()
-
-
-def _streaming(stack, user, integration: str, file_id: str) -> http.client.HTTPResponse:
-    """A proxied download under way: its status and first bytes read, the rest left unread."""
-    parts = urllib.parse.urlsplit(stack.base)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
-    conn.request(
-        "GET",
-        f"/integrations/{integration}/proxy/services/data/v62.0/sobjects/ContentVersion/{file_id}/VersionData",
-        headers={"Authorization": bearer(stack, user)},
-    )
-    response = conn.getresponse()
-    assert response.status == 200 and response.read(1024)
-    return response
 
 
 def _stop(stack) -> float:
@@ -56,11 +30,8 @@ def _stop(stack) -> float:
 
 @pytest.fixture
 def restarted(stack):
-    """The stack's daemon is started again after the test stopped it."""
+    """The stack's daemon is started again after the test stopped it (``restart`` stops it if it still runs)."""
     yield stack
-    if stack.process.poll() is None:
-        stack.process.terminate()
-        stack.process.wait(30)
     stack.restart()
 
 
@@ -71,14 +42,16 @@ def test_requests_still_running_when_the_grace_ends_are_answered_503_and_the_dae
     discord_user, discord_id = connected(stack, "DISCORD")
     # A third caller is being sent a long answer, slowly (it reads nothing more): its status went out already.
     file_id = salesforce.add_file(200 * 1024 * 1024)
-    streamed = _streaming(stack, *connected(stack, "SALESFORCE"), file_id)
+    streamed = download(stack, *connected(stack, "SALESFORCE"), file_id)
     whoami, refreshes = slack.calls["whoami"], discord.calls["refresh"]
     slack.hold("whoami")  # the provider has not answered when the grace ends
     discord.hold("refresh")
     try:
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
-            proxied = pool.submit(_request, stack, "POST", f"/integrations/{slack_id}/proxy/auth.test", slack_user)
-            refresh = pool.submit(_request, stack, "POST", f"/integrations/{discord_id}/refresh", discord_user)
+            proxied = pool.submit(
+                raw_request, stack, "POST", f"/integrations/{slack_id}/proxy/auth.test", user=slack_user
+            )
+            refresh = pool.submit(raw_request, stack, "POST", f"/integrations/{discord_id}/refresh", user=discord_user)
             wait_for(
                 lambda: slack.calls["whoami"] == whoami + 1 and discord.calls["refresh"] == refreshes + 1,
                 20,
@@ -122,7 +95,7 @@ def test_a_request_that_finishes_within_the_grace_gets_its_answer(restarted, fre
     slack.hold("whoami")
     try:
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            proxied = pool.submit(_request, stack, "POST", f"/integrations/{integration}/proxy/auth.test", user)
+            proxied = pool.submit(raw_request, stack, "POST", f"/integrations/{integration}/proxy/auth.test", user=user)
             wait_for(lambda: slack.calls["whoami"] == before + 1, 20, "the call at the provider")
             sent = _stop(stack)
             wait_for(lambda: "request(s) in flight get up to" in stack.logs(), 10, "the daemon stopping")

@@ -17,9 +17,9 @@ import uuid
 from pathlib import Path
 
 import pytest
+from support.callers import tenant_of
 from support.servers import PrivateRedis
 from support.waiting import wait_for
-from test_connect_providers import tenant_of
 
 STREAM = "nexus.events"
 GROUP = "nexusctl"

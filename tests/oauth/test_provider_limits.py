@@ -17,7 +17,7 @@ import uuid
 import zoneinfo
 
 from support import clock
-from test_connect_providers import tenant_of
+from support.callers import tenant_of
 
 PACIFIC = zoneinfo.ZoneInfo("America/Los_Angeles")
 

@@ -16,13 +16,13 @@ import urllib.parse
 import uuid
 from pathlib import Path
 
-import jwt
 import pytest
 from emulators.testkit import call
 from prometheus_client.parser import text_string_to_metric_families
+from support.callers import bearer, connected, download, proxy, raw_request
+from support.fixtures import stack_per_database
 from support.stack import run_sync, sync_log_end
 from support.waiting import wait_for
-from test_connect_providers import tenant_of
 
 from nexusctl.enums import Provider
 
@@ -51,72 +51,20 @@ WHOAMI = {
 }
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def stack(request, emulators, tmp_path_factory, pg_template, stack_launcher):
-    env = {
+stack = stack_per_database(
+    "proxy-stack",
+    lambda emulators: {
         "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32",
         "REFRESH_SWEEP_INTERVAL": "3600",
         "GOOGLE_ADS_DEVELOPER_TOKEN": emulators["GOOGLE_ADS"].developer_token,
-    }
-    with stack_launcher(
-        request.param, tmp_path_factory.mktemp("proxy-stack"), emulators, pg_template, extra_env=env
-    ) as stack:
-        yield stack
-
-
-def connected(stack, provider: str, user=None) -> tuple[uuid.UUID, str]:
-    user = user or uuid.uuid4()
-    if provider == "SENDGRID":
-        made = stack.api(
-            "POST",
-            "/integrations/api-key",
-            user=user,
-            body={"userId": str(user), "provider": "SENDGRID", "apiKey": stack.emulators.sendgrid_key()},
-        )
-        assert made.status == 201, made.text
-        return user, made.json()["data"]["id"]
-    result = stack.connect(provider, user, **tenant_of(stack, provider))
-    assert result["status"] == "success", result
-    return user, result["integrationId"]
-
-
-def proxy(
-    stack, integration: str, method: str, path: str, *, user=None, roles=(), query: str = "", body=None, headers=None
-):
-    url = f"/integrations/{integration}/proxy{path}" + (f"?{query}" if query else "")
-    return stack.api(method, url, user=user, roles=roles, body=body, headers=headers)
+    },
+)
 
 
 def dig(value, dotted: str):
     for key in dotted.split("."):
         value = value[int(key)] if isinstance(value, list) else value[key]
     return value
-
-
-def bearer(stack, user, *roles) -> str:
-    claims = {"sub": str(user), "exp": int(time.time()) + 3600, **({"roles": list(roles)} if roles else {})}
-    return "Bearer " + jwt.encode(claims, stack.env["JWT_SECRET"], algorithm="HS256")
-
-
-def raw_request(stack, method: str, target: str, *, user, headers=None, body: bytes | None = None):
-    """A request whose target goes on the wire exactly as written (no client normalising it); ``headers`` a dict,
-    or (name, value) pairs for a header sent on several lines."""
-    parts = urllib.parse.urlsplit(stack.base)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
-    try:
-        conn.putrequest(method, target, skip_accept_encoding=True)
-        pairs = headers.items() if isinstance(headers, dict) else headers or ()
-        for name, value in [("Authorization", bearer(stack, user)), *pairs]:
-            conn.putheader(name, value)
-        if body is not None:
-            conn.putheader("Content-Length", str(len(body)))
-        conn.endheaders()
-        if body is not None:
-            conn.send(body)
-        response = conn.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
-    finally:
-        conn.close()
 
 
 # --- who am I, for each of the 20 ------------------------------------------------------------------------
@@ -437,20 +385,12 @@ def test_a_200_mb_answer_streams_with_flat_memory(stack, fresh_emulators):
     file_id = emu.add_file(size)
     pid = stack.process.pid
     baseline = _rss_kib(pid)
-    parts = urllib.parse.urlsplit(stack.base)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
-    conn.request(
-        "GET",
-        f"/integrations/{integration}/proxy/services/data/v62.0/sobjects/ContentVersion/{file_id}/VersionData",
-        headers={"Authorization": bearer(stack, user)},
-    )
-    response = conn.getresponse()
-    assert response.status == 200
+    response = download(stack, user, integration, file_id, timeout=120)
     received, peak = 0, baseline
     while chunk := response.read(1024 * 1024):
         received += len(chunk)
         peak = max(peak, _rss_kib(pid))
-    conn.close()
+    response.close()
     assert received == size
     # The daemon never holds the answer: its resident memory grows by a few buffers, not by 200 MB.
     assert peak - baseline < 48 * 1024, (baseline, peak)

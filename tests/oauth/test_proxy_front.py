@@ -18,20 +18,20 @@ import uuid
 
 import pytest
 from emulators.testkit import call
+from support.callers import bearer, connected
+from support.fixtures import stack_per_database
 from support.front import NginxFront, nginx_binary, nginx_version
 from support.servers import require
 from support.waiting import wait_for
-from test_proxy import ESCAPES, _health, bearer, connected, kill_access_tokens
+from test_proxy import ESCAPES, _health, kill_access_tokens
 
 SECRET = secrets.token_hex(32)
 FRONT = {"X-Nexus-Front-Secret": SECRET}
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def stack(request, emulators, tmp_path_factory, pg_template, stack_launcher):
-    env = {"REFRESH_SWEEP_INTERVAL": "3600", "PROXY_FRONT_SECRET": SECRET, "LOG_LEVEL": "debug"}
-    with stack_launcher(request.param, tmp_path_factory.mktemp("front-stack"), emulators, pg_template, env) as stack:
-        yield stack
+stack = stack_per_database(
+    "front-stack", {"REFRESH_SWEEP_INTERVAL": "3600", "PROXY_FRONT_SECRET": SECRET, "LOG_LEVEL": "debug"}
+)
 
 
 def grant(stack, integration: str, path: str, *, user=None, roles=(), headers=None, query: str = ""):

@@ -13,11 +13,11 @@ import json
 import uuid
 
 import pytest
+from support.callers import connected, proxy
 from support.clock import pass_until
 from support.stack import sync_log_end
 from support.waiting import wait_for
 from test_discord_webhook import _connect_with_webhook
-from test_proxy import connected, proxy
 from test_publish_targets import _publish
 
 

@@ -14,9 +14,9 @@ import uuid
 import pytest
 from emulators.testkit import CallbackSink
 from support import clock
+from support.callers import tenant_of
 from support.stack import NEXUSCTL, REFRESH_WAITS
 from support.waiting import wait_for
-from test_connect_providers import tenant_of
 
 from nexusctl.providers.registry import SPECS
 from nexusctl.providers.spec import ConnectKind, RefreshStyle

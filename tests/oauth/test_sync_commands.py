@@ -13,8 +13,8 @@ import time
 import uuid
 
 from support import clock
+from support.callers import tenant_of
 from support.waiting import wait_for
-from test_connect_providers import tenant_of
 
 
 def _connected(stack, provider: str, user=None):

@@ -11,23 +11,20 @@ import subprocess
 import sys
 
 import pytest
+from support.callers import connected, proxy
 from support.clock import aware, pass_until
+from support.fixtures import stack_per_database
 from support.stack import sync_log_end
 from support.waiting import wait_for
-from test_proxy import connected, proxy
 
-
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def stack(request, emulators, tmp_path_factory, pg_template, stack_launcher):
-    env = {
+stack = stack_per_database(
+    "deferred-wake",
+    {
         "SYNC_POLL_INTERVAL": "1h",  # a pass at start, then hourly: nothing here is taken by a pass in time
         "SYNC_RATE_LIMIT_BUDGET": "1s",  # a wait longer than a second defers the run rather than being waited out
         "WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32",
-    }
-    with stack_launcher(
-        request.param, tmp_path_factory.mktemp("deferred-wake"), emulators, pg_template, extra_env=env
-    ) as stack:
-        yield stack
+    },
+)
 
 
 def _slack(stack):

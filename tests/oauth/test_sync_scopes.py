@@ -14,7 +14,7 @@ import time
 import uuid
 
 from support import clock
-from test_connect_providers import tenant_of
+from support.callers import tenant_of
 
 SEARCH = "https://uri.paypal.com/services/reporting/search/read"
 APPROVED = {

@@ -12,5 +12,7 @@ same way ``pg_pool`` and ``emulators`` are reached):
 - ``support.daemons``: `nexusctl daemon` processes started ready and stopped for sure.
 - ``support.terminal``: nexusctl with stderr on a pseudo-terminal (``stderr_on_pty``) or piped (``piped_run``).
 - ``support.stack``: a daemon wired to the provider emulators on a fresh database (``launch_stack``).
+- ``support.callers``: what a service calling a stack's daemon does (``connected``, ``bearer``, ``proxy``,
+  ``raw_request``, ``download``).
 - ``support.fixtures``: the pytest fixtures several suites use, registered once by tests/conftest.py.
 """
