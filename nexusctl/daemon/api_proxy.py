@@ -62,7 +62,8 @@ def _split(request: web.Request) -> tuple[str, str, int]:
             kept.append(pair)
     if retries in (None, ""):
         return path, "&".join(kept), 0
-    if not retries.isdigit():
+    # ASCII digits only: str.isdigit() also takes '²' (which int() then refuses: a 500) and '١' (which int() reads)
+    if not (retries.isascii() and retries.isdigit()):
         raise UsageProblem(f"retries must be a whole number from 0 to {proxy.MAX_RETRIES}", field="retries")
     return path, "&".join(kept), int(retries)
 
