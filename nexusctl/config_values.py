@@ -14,8 +14,9 @@ import base64
 import binascii
 import ipaddress
 import os
+import re
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, urlsplit, urlunsplit
 
 from nexusctl.errors import ConfigError
 
@@ -59,7 +60,10 @@ class Secret:
 
 def redact_url(url: str) -> str:
     """The URL with any password replaced, safe for messages and logs."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unclosed IPv6 bracket: still no password shown, whatever the URL holds
+        return re.sub(r"(//[^/@]*?:)[^/@]*@", r"\1***@", url)
     if parts.password is None:
         return url
     netloc = parts.netloc.rsplit("@", 1)[1]
@@ -200,15 +204,30 @@ def duration(value: str, name: str) -> float:
     return number
 
 
+def split_url(value: str, name: str, shown: str | None = None) -> SplitResult:
+    """urlsplit(value), or a ConfigError naming the variable. urlsplit raises ValueError on an unclosed IPv6
+    bracket ("http://[::1") and .port on a port that is not a number: either ended every command as exit 1."""
+    shown = redact_url(shown or value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        raise ConfigError(f"{name}: {shown} is not a valid URL (an IPv6 host's '[' or ']' is unmatched)") from None
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise ConfigError(f"{name}: {shown} has an invalid port") from None
+    return parts
+
+
 def http_url(value: str, name: str) -> str:
-    parts = urlsplit(value)
+    parts = split_url(value, name)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{name}: {value!r} is not an http(s) URL with a host")
     return value.rstrip("/")
 
 
 def database_url(url: str, name: str) -> str:
-    parts = urlsplit(url)
+    parts = split_url(url, name)
     if parts.scheme == "sqlite":
         if not parts.path.lstrip("/"):
             raise ConfigError(f"{name}: sqlite URL has no file path (use sqlite:///path/to/file.db)")
@@ -216,10 +235,6 @@ def database_url(url: str, name: str) -> str:
     if parts.scheme in ("postgresql", "postgres"):
         if not parts.path.strip("/"):
             raise ConfigError(f"{name}: {redact_url(url)} names no database (use postgresql://user@host:5432/dbname)")
-        try:
-            parts.port  # noqa: B018 - raises on a bad port
-        except ValueError:
-            raise ConfigError(f"{name}: {redact_url(url)} has an invalid port") from None
         timeout = dict(parse_qsl(parts.query)).get("connect_timeout", "5")
         if _whole(timeout, 0, MAX_WHOLE) is None:
             raise ConfigError(f"{name}: connect_timeout {timeout!r} is not a whole number of seconds")
@@ -231,7 +246,7 @@ def database_url(url: str, name: str) -> str:
 
 
 def redis_url(url: str, name: str) -> str:
-    parts = urlsplit(url)
+    parts = split_url(url, name)
     if parts.scheme not in ("redis", "rediss", "unix"):
         raise ConfigError(f"{name}: unsupported scheme {parts.scheme or '(none)'!r}; use redis://host:6379/0")
     if parts.scheme != "unix" and not parts.hostname:
@@ -315,7 +330,7 @@ def networks(value: str, name: str) -> tuple:
 def origins(value: str, name: str) -> tuple[str, ...]:
     found = []
     for item in filter(None, (o.strip() for o in value.split(","))):
-        parts = urlsplit(item)
+        parts = split_url(item, name)
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.path.strip("/"):
             raise ConfigError(f"{name}: {item!r} is not an origin like https://app.example.com")
         found.append(origin_of(item))

@@ -45,7 +45,10 @@ def check_redirect(settings: Settings, redirect_uri) -> str:
         raise UsageProblem("redirectUri is required", field="redirectUri")
     if problem := ssrf.authority_problem(redirect_uri.strip()):  # urlsplit's ValueError was a 500
         raise UsageProblem(f"redirectUri is not a valid URL: {problem}", field="redirectUri")
-    parts = urlsplit(redirect_uri.strip())
+    try:
+        parts = urlsplit(redirect_uri.strip())
+    except ValueError:  # a bracket after a backslash ("https://app\\[::1"): urlsplit's netloc runs on past it
+        raise UsageProblem("redirectUri is not a valid URL: an unclosed IPv6 bracket", field="redirectUri") from None
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
         raise UsageProblem("redirectUri must be an http(s) URL without credentials", field="redirectUri")
     allowed = {origin_of(settings.frontend_url), *settings.allowed_redirect_origins}

@@ -230,6 +230,7 @@ def _odd(host: str, path: str) -> list[str]:
     return [f"http://{host}{authority}{path}" for authority in BAD_AUTHORITIES] + [
         f"http://[::1{path}",
         f"http://[::1{path}:80",
+        f"http://{host}\\[::1{path}",  # urlsplit's host runs on past the backslash, the guard's did not: a 500
     ]
 
 
