@@ -92,19 +92,21 @@ def generate_key() -> str:
     return base64.b64encode(os.urandom(KEY_BYTES)).decode("ascii")
 
 
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)", re.ASCII)
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
 def parse_duration(text: str) -> float | None:
     """`90`, `90s`, `10m`, `1h`, `2d` -> seconds; None if it is not one, or is longer than MAX_DURATION.
 
     Every duration a user gives (settings, CLI options, `metadata.syncSchedule`) is read here, so this
     bound is the one that keeps each of them inside what a date can be moved by.
     """
-    text = text.strip().lower()
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    number, unit = (text[:-1], units[text[-1]]) if text and text[-1] in units else (text, 1)
-    try:
-        value = float(number) * unit
-    except ValueError:
+    # ASCII digits[.digits] and a unit only: float() also read '١٢', '1e5', '1_000', '+5' and ' 5'.
+    found = _DURATION.fullmatch(text.strip().lower())
+    if found is None:
         return None
+    value = float(found[1]) * _DURATION_UNITS[found[2] or "s"]
     return value if 0 < value <= MAX_DURATION else None  # NaN fails both comparisons
 
 
