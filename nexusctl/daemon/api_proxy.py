@@ -173,7 +173,7 @@ async def grant(request: web.Request) -> web.StreamResponse:
     given = request.headers.get(FRONT_SECRET_HEADER, "").encode()
     if secret is None or not hmac.compare_digest(given, secret.get().encode()):
         raise web.HTTPNotFound()
-    request[PRINCIPAL] = request.app[VERIFIER].verify(request.headers.get("Authorization"))
+    request[PRINCIPAL] = request.app[VERIFIER].verify_headers(request.headers)
     path, query, retries = _split(request)
     method = request.headers.get(FRONT_METHOD_HEADER, "GET").upper()
     call = proxy.ProxyRequest(method, path, query, _caller_headers(request), None, retries)
