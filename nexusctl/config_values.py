@@ -93,6 +93,7 @@ def generate_key() -> str:
 
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)", re.ASCII)
+_SECONDS = re.compile(r"\d+(?:\.\d+)?", re.ASCII)
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -189,13 +190,10 @@ def days(value: str, name: str) -> int:
 
 
 def seconds(value: str, name: str) -> float:
-    """A short timeout: a number of seconds in (0, 300]."""
-    try:
-        number = float(value)
-    except ValueError:
-        number = -1
+    """A short timeout: a number of seconds in (0, 300], in ASCII digits (float() also reads '١٢' and '1e2')."""
+    number = float(value.strip()) if _SECONDS.fullmatch(value.strip()) else -1
     if not 0 < number <= 300:
-        raise ConfigError(f"{name}: {value!r} is not a number of seconds between 0 and 300")
+        raise ConfigError(f"{name}: {value!r} is not a number of seconds more than 0 and at most 300")
     return number
 
 

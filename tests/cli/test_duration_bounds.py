@@ -153,3 +153,14 @@ def test_a_duration_is_ascii_digits_and_a_unit_only(cli, make_integration, monke
     monkeypatch.setenv("REFRESH_SWEEP_INTERVAL", value)
     line = _refused(cli("integrations", "list"), 3, "REFRESH_SWEEP_INTERVAL")
     assert line.startswith("error: CONFIG_ERROR: REFRESH_SWEEP_INTERVAL: ") and "not a duration like" in line, line
+
+
+@pytest.mark.parametrize("value", ["0", "0.0", "301", "1e2", "\u0661\u0662", "-5"])
+def test_a_short_timeout_outside_its_range_says_the_range_it_has(cli, monkeypatch, value):
+    """WEBHOOK_TIMEOUT=0 was told "between 0 and 300", which 0 is; '١٢' and '1e2' were read by float()."""
+    monkeypatch.setenv("WEBHOOK_TIMEOUT", value)
+    line = _refused(cli("integrations", "list"), 3, "WEBHOOK_TIMEOUT")
+    assert (
+        line
+        == f"error: CONFIG_ERROR: WEBHOOK_TIMEOUT: {value!r} is not a number of seconds more than 0 and at most 300"
+    )
