@@ -165,7 +165,7 @@ def retry_after(reply: Reply) -> int | None:
     an epoch is counted from the product's clock (nexusctl.clock), like every wait and "now" the service keeps."""
     value = _header(reply, "Retry-After")
     if value:
-        # ASCII digits only: a provider's '²' passes str.isdigit() and \d, then int() raises (the call a 500)
+        # ASCII digits only: a provider's '²' passes str.isdigit(), then int() raises (the call a 500)
         if _ascii_whole(value.strip()):
             return int(value.strip())
         if re.fullmatch(r"\d+\.\d+", value.strip(), re.ASCII):  # Shopify REST sends "2.0"
