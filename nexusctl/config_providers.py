@@ -9,9 +9,8 @@ entry (``config_table.PROVIDER_CREDENTIALS``) whose names and loader are here.
 
 from types import MappingProxyType
 from typing import Mapping, NamedTuple
-from urllib.parse import urlsplit
 
-from nexusctl.config_values import Secret
+from nexusctl.config_values import Secret, split_url
 from nexusctl.enums import Provider
 from nexusctl.errors import ConfigError
 
@@ -114,7 +113,7 @@ def load_providers(env: Mapping[str, str]) -> dict[Provider, ProviderCredentials
             name = f"{provider.value}_{kind}_URL"
             value = env.get(name, "").strip()
             if value:
-                parts = urlsplit(value.replace("{shop}", "shop"))
+                parts = split_url(value.replace("{shop}", "shop"), name, shown=value)
                 if parts.scheme not in ("http", "https") or not parts.hostname:
                     raise ConfigError(f"{name}: {value!r} is not an http(s) URL with a host")
                 endpoints[kind] = value.rstrip("/") if kind == "API" else value

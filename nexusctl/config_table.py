@@ -109,13 +109,21 @@ def dev_secret(path: Path, generate, check) -> tuple[str, bool]:
     """A per-machine development secret in the data directory: (value, created now)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except FileExistsError:  # mkdir's word for a file where the directory should be
+        raise ConfigError(f"NEXUS_DATA_DIR: {path.parent} is not a directory") from None
+    except OSError as exc:
+        raise ConfigError(f"NEXUS_DATA_DIR: cannot create {path.parent}: {exc.strerror}") from None
+    try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        text = path.read_text().strip()
+        try:
+            text = path.read_text().strip()
+        except (OSError, UnicodeDecodeError) as exc:  # a directory or an unreadable file there: not a crash
+            raise ConfigError(f"NEXUS_DATA_DIR: cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
         check(text)
         return text, False
     except OSError as exc:
-        raise ConfigError(f"NEXUS_DATA_DIR: cannot create {path.parent}: {exc.strerror}") from None
+        raise ConfigError(f"NEXUS_DATA_DIR: cannot create {path}: {exc.strerror}") from None
     value = generate()
     with os.fdopen(fd, "w") as handle:
         handle.write(value + "\n")

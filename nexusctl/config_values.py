@@ -14,8 +14,9 @@ import base64
 import binascii
 import ipaddress
 import os
+import re
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, urlsplit, urlunsplit
 
 from nexusctl.errors import ConfigError
 
@@ -59,7 +60,10 @@ class Secret:
 
 def redact_url(url: str) -> str:
     """The URL with any password replaced, safe for messages and logs."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unclosed IPv6 bracket: still no password shown, whatever the URL holds
+        return re.sub(r"(//[^/@]*?:)[^/@]*@", r"\1***@", url)
     if parts.password is None:
         return url
     netloc = parts.netloc.rsplit("@", 1)[1]
@@ -88,19 +92,22 @@ def generate_key() -> str:
     return base64.b64encode(os.urandom(KEY_BYTES)).decode("ascii")
 
 
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)", re.ASCII)
+_SECONDS = re.compile(r"\d+(?:\.\d+)?", re.ASCII)
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
 def parse_duration(text: str) -> float | None:
     """`90`, `90s`, `10m`, `1h`, `2d` -> seconds; None if it is not one, or is longer than MAX_DURATION.
 
     Every duration a user gives (settings, CLI options, `metadata.syncSchedule`) is read here, so this
     bound is the one that keeps each of them inside what a date can be moved by.
     """
-    text = text.strip().lower()
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    number, unit = (text[:-1], units[text[-1]]) if text and text[-1] in units else (text, 1)
-    try:
-        value = float(number) * unit
-    except ValueError:
+    # ASCII digits[.digits] and a unit only: float() also read '١٢', '1e5', '1_000', '+5' and ' 5'.
+    found = _DURATION.fullmatch(text.strip().lower())
+    if found is None:
         return None
+    value = float(found[1]) * _DURATION_UNITS[found[2] or "s"]
     return value if 0 < value <= MAX_DURATION else None  # NaN fails both comparisons
 
 
@@ -183,13 +190,10 @@ def days(value: str, name: str) -> int:
 
 
 def seconds(value: str, name: str) -> float:
-    """A short timeout: a number of seconds in (0, 300]."""
-    try:
-        number = float(value)
-    except ValueError:
-        number = -1
+    """A short timeout: a number of seconds in (0, 300], in ASCII digits (float() also reads '١٢' and '1e2')."""
+    number = float(value.strip()) if _SECONDS.fullmatch(value.strip()) else -1
     if not 0 < number <= 300:
-        raise ConfigError(f"{name}: {value!r} is not a number of seconds between 0 and 300")
+        raise ConfigError(f"{name}: {value!r} is not a number of seconds more than 0 and at most 300")
     return number
 
 
@@ -200,15 +204,30 @@ def duration(value: str, name: str) -> float:
     return number
 
 
+def split_url(value: str, name: str, shown: str | None = None) -> SplitResult:
+    """urlsplit(value), or a ConfigError naming the variable. urlsplit raises ValueError on an unclosed IPv6
+    bracket ("http://[::1") and .port on a port that is not a number: either ended every command as exit 1."""
+    shown = redact_url(shown or value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        raise ConfigError(f"{name}: {shown} is not a valid URL (an IPv6 host's '[' or ']' is unmatched)") from None
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise ConfigError(f"{name}: {shown} has an invalid port") from None
+    return parts
+
+
 def http_url(value: str, name: str) -> str:
-    parts = urlsplit(value)
+    parts = split_url(value, name)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{name}: {value!r} is not an http(s) URL with a host")
     return value.rstrip("/")
 
 
 def database_url(url: str, name: str) -> str:
-    parts = urlsplit(url)
+    parts = split_url(url, name)
     if parts.scheme == "sqlite":
         if not parts.path.lstrip("/"):
             raise ConfigError(f"{name}: sqlite URL has no file path (use sqlite:///path/to/file.db)")
@@ -216,10 +235,6 @@ def database_url(url: str, name: str) -> str:
     if parts.scheme in ("postgresql", "postgres"):
         if not parts.path.strip("/"):
             raise ConfigError(f"{name}: {redact_url(url)} names no database (use postgresql://user@host:5432/dbname)")
-        try:
-            parts.port  # noqa: B018 - raises on a bad port
-        except ValueError:
-            raise ConfigError(f"{name}: {redact_url(url)} has an invalid port") from None
         timeout = dict(parse_qsl(parts.query)).get("connect_timeout", "5")
         if _whole(timeout, 0, MAX_WHOLE) is None:
             raise ConfigError(f"{name}: connect_timeout {timeout!r} is not a whole number of seconds")
@@ -231,7 +246,7 @@ def database_url(url: str, name: str) -> str:
 
 
 def redis_url(url: str, name: str) -> str:
-    parts = urlsplit(url)
+    parts = split_url(url, name)
     if parts.scheme not in ("redis", "rediss", "unix"):
         raise ConfigError(f"{name}: unsupported scheme {parts.scheme or '(none)'!r}; use redis://host:6379/0")
     if parts.scheme != "unix" and not parts.hostname:
@@ -315,7 +330,7 @@ def networks(value: str, name: str) -> tuple:
 def origins(value: str, name: str) -> tuple[str, ...]:
     found = []
     for item in filter(None, (o.strip() for o in value.split(","))):
-        parts = urlsplit(item)
+        parts = split_url(item, name)
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.path.strip("/"):
             raise ConfigError(f"{name}: {item!r} is not an origin like https://app.example.com")
         found.append(origin_of(item))

@@ -37,6 +37,7 @@ import asyncio
 import ipaddress
 import re
 import socket
+import unicodedata
 from collections.abc import Iterable
 from typing import Any
 
@@ -217,6 +218,11 @@ def _problem(message: str, field: str = WEBHOOK[0], label: str = WEBHOOK[1]) -> 
     return UsageProblem(f"{label} refused: {message}", field=field)
 
 
+ASCII_BLANKS = " \t\r\n\f\v"  # what a URL given may have around it, and no other character: str.strip() takes more
+# Cc: C0, DEL and C1 controls; Cf: format characters (bidi controls, zero-width ones); Zl, Zp: U+2028, U+2029.
+_CONTROL_CATEGORIES = ("Cc", "Cf", "Zl", "Zp")
+
+
 def authority_problem(url: str) -> str | None:
     """What is wrong with the host[:port] part's syntax, or None.
 
@@ -261,11 +267,16 @@ def check_url(
     def problem(message: str) -> UsageProblem:
         return _problem(message, field, label)
 
-    url = (url or "").strip()
+    # ASCII blanks around it only (a pasted URL's newline): str.strip() also took U+0085, U+2028 and the like off
+    # the ends, so "https://host/a\u0085" was stored and called as ".../a" where the same character mid-URL is
+    # refused.
+    url = (url or "").strip(ASCII_BLANKS)
     if not url:
         raise problem("a URL is required")
-    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url):
-        # yarl silently drops tabs/newlines (as WHATWG does): refuse instead.
+    if any(c.isspace() or unicodedata.category(c) in _CONTROL_CATEGORIES for c in url):
+        # yarl silently drops tabs/newlines (as WHATWG does): refuse instead. Beyond them the C1 controls, the
+        # line and paragraph separators and the format characters (the bidi controls of logtext.CONTROLS, which
+        # make a URL read other than it is, among them).
         raise problem("it contains whitespace or control characters")
     try:
         # yarl is the parser aiohttp itself uses, so we check the host it will dial.

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
+import unicodedata
 import uuid
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -26,6 +27,7 @@ from nexusctl.core.ids import parse_uuid
 from nexusctl.core.metadata import check_metadata
 from nexusctl.core.oauth_states import Flow, new_state
 from nexusctl.core.runtime import Runtime
+from nexusctl.core.storable import check_one_line
 from nexusctl.enums import Provider
 from nexusctl.errors import NexusError, OAuthFailed, ProviderNotConfigured, UsageProblem
 from nexusctl.providers.adapters import tiktok
@@ -41,11 +43,19 @@ _ERROR_CODE = re.compile(r"[^a-z0-9_]")
 
 def check_redirect(settings: Settings, redirect_uri) -> str:
     """Only the frontend's origin or an ALLOWED_REDIRECT_ORIGINS one: never an open redirector."""
-    if not isinstance(redirect_uri, str) or not redirect_uri.strip():
+    if not isinstance(redirect_uri, str) or not redirect_uri.strip(ssrf.ASCII_BLANKS):
         raise UsageProblem("redirectUri is required", field="redirectUri")
-    if problem := ssrf.authority_problem(redirect_uri.strip()):  # urlsplit's ValueError was a 500
+    # ASCII blanks only: str.strip() took U+0085 or U+2028 off the ends, and kept the URL as if it had none.
+    redirect_uri = redirect_uri.strip(ssrf.ASCII_BLANKS)
+    check_one_line(redirect_uri, "redirectUri")  # controls, and the bidi ones that make a URL read other than it is
+    if any(c.isspace() or unicodedata.category(c) == "Cf" for c in redirect_uri):  # U+3000, a zero-width space
+        raise UsageProblem("redirectUri contains whitespace or an invisible character", field="redirectUri")
+    if problem := ssrf.authority_problem(redirect_uri):  # urlsplit's ValueError was a 500
         raise UsageProblem(f"redirectUri is not a valid URL: {problem}", field="redirectUri")
-    parts = urlsplit(redirect_uri.strip())
+    try:
+        parts = urlsplit(redirect_uri)
+    except ValueError:  # a bracket after a backslash ("https://app\\[::1"): urlsplit's netloc runs on past it
+        raise UsageProblem("redirectUri is not a valid URL: an unclosed IPv6 bracket", field="redirectUri") from None
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password:
         raise UsageProblem("redirectUri must be an http(s) URL without credentials", field="redirectUri")
     allowed = {origin_of(settings.frontend_url), *settings.allowed_redirect_origins}
@@ -53,7 +63,7 @@ def check_redirect(settings: Settings, redirect_uri) -> str:
         raise UsageProblem(
             "redirectUri is not on an allowed origin (FRONTEND_URL or ALLOWED_REDIRECT_ORIGINS)", field="redirectUri"
         )
-    return redirect_uri.strip()
+    return redirect_uri
 
 
 def _check_metadata(metadata) -> dict:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Mapping
 from urllib.parse import urlsplit
 
-from nexusctl import config
+from nexusctl import config, config_values
 from nexusctl.core.readiness import FAIL, OK, WARN, Check
 from nexusctl.enums import Provider
 from nexusctl.errors import ConfigError
@@ -156,7 +156,10 @@ def check_url(loaded: Loaded, name: str) -> Check:
         if name == "PUBLIC_URL"
         else "the default place users land after connecting"
     )
-    parts = urlsplit(value)
+    try:
+        parts = config_values.split_url(value, name)
+    except ConfigError as exc:  # an unclosed IPv6 bracket, a port that is not a number: a failed check, no crash
+        return Check(check, FAIL, exc.message, f"set {name} to a full URL such as {example}")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return Check(
             check,

@@ -12,6 +12,7 @@ import asyncio
 import errno
 import http.client
 import json
+import os
 import socket
 import urllib.error
 import urllib.request
@@ -62,6 +63,11 @@ def open_checked_database(loaded: Loaded) -> tuple[peewee.Database | None, list[
     if settings.database_kind == "sqlite":
         path = unquote(urlsplit(url).path[1:])
         if path != ":memory:" and not Path(path).exists():
+            if blocked := _uncreatable(Path(path)):
+                return None, [
+                    Check("database", FAIL, f"{label}: the file cannot be created: {blocked}", "fix DATABASE_URL"),
+                    not_checked("migrations", "the database"),
+                ]
             return None, [
                 Check(
                     "database",
@@ -77,6 +83,19 @@ def open_checked_database(loaded: Loaded) -> tuple[peewee.Database | None, list[
         _close(db)
         return None, findings
     return db, findings
+
+
+def _uncreatable(path: Path) -> str | None:
+    """Why ``nexusctl db migrate`` could not create the file at ``path``, as far as can be told without trying:
+    the nearest existing directory above it is a file, or not one this user may write in. None if it looks fine."""
+    above = path.parent
+    while not above.exists() and above != above.parent:
+        above = above.parent
+    if not above.is_dir():
+        return f"{above} is not a directory"
+    if not os.access(above, os.W_OK | os.X_OK):
+        return f"{above} is not writable by this user"
+    return None
 
 
 def check_encryption(loaded: Loaded, db: peewee.Database | None) -> Check:

@@ -50,7 +50,7 @@ FIELDS_MAX = 40
 FORM = "application/x-www-form-urlencoded"
 REDIS_PREFIX = "nexusctl:slack-command:"
 REPLAY_KEY_PREFIX = "slack.command:"
-_TIMESTAMP = re.compile(r"\d{1,12}")
+_TIMESTAMP = re.compile(r"\d{1,12}", re.ASCII)  # unix seconds as Slack sends them: \d alone takes '١٧' too
 _SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")
 # What the event carries, as the API names it. response_url is deliberately absent (see above).
 PUBLISHED = {

@@ -65,7 +65,9 @@ def _check_url(url) -> str:
     if not isinstance(url, str) or not url.strip() or len(url) > URL_MAX:
         raise UsageProblem(f"url must be an http(s) URL of at most {URL_MAX} characters", field="url")
     check_one_line(url, "url")
-    return url.strip()
+    return url.strip(
+        ssrf.ASCII_BLANKS
+    )  # ASCII blanks only: str.strip() would take U+3000 and the like off the ends unseen
 
 
 def create(

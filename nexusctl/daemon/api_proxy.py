@@ -64,7 +64,8 @@ def _split(request: web.Request) -> tuple[str, str, int]:
             kept.append(pair)
     if retries in (None, ""):
         return path, "&".join(kept), 0
-    if not retries.isdigit():
+    # ASCII digits only: str.isdigit() also takes '²' (which int() then refuses: a 500) and '١' (which int() reads)
+    if not (retries.isascii() and retries.isdigit()):
         raise UsageProblem(f"retries must be a whole number from 0 to {proxy.MAX_RETRIES}", field="retries")
     return path, "&".join(kept), int(retries)
 
@@ -189,7 +190,7 @@ async def grant(request: web.Request) -> web.StreamResponse:
     given = request.headers.get(FRONT_SECRET_HEADER, "").encode()
     if secret is None or not hmac.compare_digest(given, secret.get().encode()):
         raise web.HTTPNotFound()
-    request[PRINCIPAL] = request.app[VERIFIER].verify(request.headers.get("Authorization"))
+    request[PRINCIPAL] = request.app[VERIFIER].verify_headers(request.headers)
     path, query, retries = _split(request)
     method = request.headers.get(FRONT_METHOD_HEADER, "GET").upper()
     call = proxy.ProxyRequest(method, path, query, _caller_headers(request), None, retries)

@@ -76,6 +76,14 @@ class TokenVerifier:
         # a verified token can change (the key is fixed for the process's life).
         self._verified: dict[bytes, tuple[Principal, float]] = {}
 
+    def verify_headers(self, headers) -> Principal:
+        """``verify`` of a request's one Authorization header. Two are ambiguous (the first was used, where a
+        proxy in front may have checked the other): refused, whatever they hold."""
+        given = headers.getall("Authorization", [])
+        if len(given) > 1:
+            raise Unauthorized("more than one Authorization header: send one (Authorization: Bearer <jwt>)")
+        return self.verify(given[0] if given else None)
+
     def verify(self, header: str | None) -> Principal:
         if not header:
             raise Unauthorized("missing bearer token (Authorization: Bearer <jwt>)")
@@ -105,6 +113,8 @@ class TokenVerifier:
             )
         except jwt.ExpiredSignatureError:
             raise Unauthorized("token expired") from None
+        except jwt.InvalidSignatureError:  # a DecodeError to PyJWT, but a well-formed JWT signed with another key
+            raise Unauthorized("invalid token: the signature does not verify") from None
         except jwt.DecodeError as exc:
             if _NUMERIC_DATE_CLAIM.search(str(exc)):  # a signed token whose exp or nbf PyJWT cannot read as a number
                 raise Unauthorized(_NUMERIC_DATE_MESSAGE) from None

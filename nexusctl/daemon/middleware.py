@@ -81,7 +81,7 @@ async def auth_middleware(request: web.Request, handler):
 
     route = route_of(request)
     if route is not None and not route.public:
-        principal = request.app[VERIFIER].verify(request.headers.get("Authorization"))
+        principal = request.app[VERIFIER].verify_headers(request.headers)
         if route.roles and not principal.roles & set(route.roles):
             raise Forbidden(f"only a token with the role {' or '.join(route.roles)} may call this")
         request[PRINCIPAL] = principal

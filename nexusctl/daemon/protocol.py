@@ -104,6 +104,7 @@ class GuardedRequestHandler(web_protocol.RequestHandler):
         self._deadline = None  # asyncio.TimerHandle while a request is awaited
         self._requests_at_deadline = 0
         self.last_active = 0.0
+        self._stopping = False  # the daemon is stopping: aiohttp's _close and _force_close mean "no next request"
 
     # --- the header deadline --------------------------------------------------------------
 
@@ -116,7 +117,19 @@ class GuardedRequestHandler(web_protocol.RequestHandler):
 
     def data_received(self, data: bytes) -> None:
         parsed = self._request_count
-        super().data_received(data)
+        if self._stopping and self._request_in_progress and self.transport is not None:
+            # On a stop aiohttp's close() (pre_shutdown) and shutdown() set _close and _force_close, and
+            # data_received then drops every byte: a request whose body was still arriving at SIGTERM waited for it
+            # out its grace, then got 503. Its body is read on; what else comes (a pipelined request) is parsed
+            # but never handled, as start() ends after this request all the same.
+            flags = self._close, self._force_close
+            self._close = self._force_close = False
+            try:
+                super().data_received(data)
+            finally:
+                self._close, self._force_close = flags
+        else:
+            super().data_received(data)
         if data:
             self.last_active = self._loop.time()
         if self._request_count > parsed:
@@ -127,6 +140,17 @@ class GuardedRequestHandler(web_protocol.RequestHandler):
     def connection_lost(self, exc) -> None:
         self._disarm_deadline()
         super().connection_lost(exc)
+
+    def close(self) -> None:
+        # During a request only the server's pre_shutdown calls it, the first step of a stop (aiohttp's own calls
+        # come after a handler, or for an upgraded connection, which the daemon has none of).
+        if self._request_in_progress:
+            self._stopping = True
+        super().close()
+
+    async def shutdown(self, timeout: float | None = 15.0) -> None:
+        self._stopping = True
+        await super().shutdown(timeout)
 
     def _arm_deadline(self) -> None:
         if self._header_timeout:

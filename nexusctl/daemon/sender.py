@@ -193,7 +193,12 @@ class _Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         if self.unusable:
             return
-        self.status = self.parser.get_status_code()
+        status = self.parser.get_status_code()
+        if not 100 <= status <= 599:  # httptools takes any three digits: "HTTP/1.1 000" was recorded as status 0
+            self._fail(SendError(f"the receiver's answer is not valid HTTP (status {status:03d})"))
+            self.unusable = True  # closed after this read, never reused
+            return
+        self.status = status
 
     def on_body(self, body: bytes) -> None:
         if self.unusable:

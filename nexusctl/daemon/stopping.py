@@ -9,6 +9,9 @@ a refresh at its provider) is cancelled and answered DAEMON_STOPPING 503 with ``
 in the log, without a traceback. aiohttp's own wait (daemon.server) is a little longer than GRACE, so it only
 meets a handler that would not stop.
 
+A request whose body is still arriving at the stop reads it on within the grace (daemon.protocol: aiohttp's
+stop drops what a connection sends from then on); a request sent after it on the same connection is not handled.
+
 An answer whose status went out already (a provider's answer being streamed) cannot become a 503: it is cut
 short, and the connection closed, as when the provider's answer breaks off.
 """

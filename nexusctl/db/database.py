@@ -28,11 +28,28 @@ class NexusSqliteDatabase(peewee.SqliteDatabase):
         # Made here, before SQLite would create it under the umask (0644); SQLite gives the
         # -wal, -shm and -journal files it creates later the database file's mode.
         if self.database != ":memory:" and not self.database.startswith("file:"):
-            try:
-                os.close(os.open(self.database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-            except FileExistsError:
-                pass
+            self._create_file()
         return super()._connect()
+
+    def _create_file(self) -> None:
+        # An OSError here (a directory that cannot be made, a file where a directory should be, /proc) is an
+        # OperationalError like SQLite's own "unable to open database file", so every caller that reports an
+        # unusable database (check_connection: DATABASE_UNAVAILABLE, exit 4; doctor) reports this one too.
+        parent = Path(self.database).parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # a directory made here: owner only
+        except FileExistsError:  # mkdir's word for a file where the directory should be
+            raise peewee.OperationalError(
+                f"cannot create the database file {self.database}: {parent} is not a directory"
+            ) from None
+        except OSError as exc:
+            raise peewee.OperationalError(f"cannot create the directory {parent}: {exc.strerror}") from None
+        try:
+            os.close(os.open(self.database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            pass
+        except OSError as exc:
+            raise peewee.OperationalError(f"cannot create the database file {self.database}: {exc.strerror}") from None
 
     def begin(self, lock_type=None):
         # BEGIN IMMEDIATE: a transaction takes the write lock up front, so two
@@ -74,9 +91,7 @@ def open_database(url: str, pool_size: int = 10) -> peewee.Database:
     parts = urlsplit(url)
     if parts.scheme == "sqlite":
         # sqlite:///relative.db, sqlite:////absolute.db, sqlite:///:memory:
-        path = unquote(parts.path[1:])
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # a directory made here: owner only
+        path = unquote(parts.path[1:])  # its directory is made on connecting (NexusSqliteDatabase._create_file)
         return NexusSqliteDatabase(path, pragmas=SQLITE_PRAGMAS)
     if peewee.psycopg2 is None:
         # Not installed, or kept out by nexusctl.cli.entry in a process started for SQLite.

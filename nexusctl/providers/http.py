@@ -165,9 +165,10 @@ def retry_after(reply: Reply) -> int | None:
     an epoch is counted from the product's clock (nexusctl.clock), like every wait and "now" the service keeps."""
     value = _header(reply, "Retry-After")
     if value:
-        if value.strip().isdigit():
+        # ASCII digits only: a provider's '²' passes str.isdigit(), then int() raises (the call a 500)
+        if _ascii_whole(value.strip()):
             return int(value.strip())
-        if re.fullmatch(r"\d+\.\d+", value.strip()):  # Shopify REST sends "2.0"
+        if re.fullmatch(r"\d+\.\d+", value.strip(), re.ASCII):  # Shopify REST sends "2.0"
             return math.ceil(float(value.strip()))
         try:
             return max(0, int(parsedate_to_datetime(value).timestamp() - clock.time()))
@@ -175,7 +176,7 @@ def retry_after(reply: Reply) -> int | None:
             pass
     for name in ("x-rate-limit-reset", "X-RateLimit-Reset"):
         reset = _header(reply, name)
-        if reset and reset.strip().isdigit():
+        if reset and _ascii_whole(reset.strip()):
             return max(0, int(reset) - int(clock.time()))
     seconds = reply.get("retry_after")
     if isinstance(seconds, (int, float)):
@@ -193,9 +194,14 @@ def exhausted_wait(headers) -> int | None:
     seconds = retry_after(reply)
     if seconds is None:
         reset = _header(reply, "X-RateLimit-Reset-After") or _header(reply, "RateLimit-Reset")
-        if reset and re.fullmatch(r"\d+(\.\d+)?", reset.strip()):  # Discord's and the IETF draft's: seconds
+        if reset and re.fullmatch(r"\d+(\.\d+)?", reset.strip(), re.ASCII):  # Discord's and the IETF draft's: seconds
             seconds = math.ceil(float(reset.strip()))
     return seconds or None
+
+
+def _ascii_whole(value: str) -> bool:
+    """Whether ``value`` is a whole number in ASCII digits: what int() surely reads (str.isdigit() is not)."""
+    return value.isascii() and value.isdigit()
 
 
 def _header(reply: Reply, name: str) -> str | None:

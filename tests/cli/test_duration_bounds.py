@@ -135,3 +135,32 @@ def test_settings_at_their_bound_let_every_job_run(cli, make_integration, monkey
         text = result.stdout + result.stderr
         assert "INTERNAL_ERROR" not in text and "Traceback" not in text, (job, text)
         assert result.exit_code in (0, 22), (job, text)  # 22: the refresh reached no provider (port 9)
+
+
+# float() read each of these: an exponent, an underscore, Arabic-Indic or fullwidth digits, a sign.
+NOT_ASCII_DURATIONS = ["1e5h", "1_000s", "\u0661\u0662s", "\uff11\uff10m", "+5s"]
+
+
+@pytest.mark.parametrize("value", NOT_ASCII_DURATIONS)
+def test_a_duration_is_ascii_digits_and_a_unit_only(cli, make_integration, monkeypatch, value):
+    row = make_integration()
+    line = _refused(cli("events", "list", "--since", value), 2, "--since")
+    assert line.startswith("error: VALIDATION_ERROR: "), line
+    line = _refused(cli("integrations", "refresh", "--expiring-within", value), 2, "--expiring-within")
+    line = _refused(
+        cli("integrations", "update", row.id, "--metadata", json.dumps({"syncSchedule": value})), 2, "syncSchedule"
+    )
+    monkeypatch.setenv("REFRESH_SWEEP_INTERVAL", value)
+    line = _refused(cli("integrations", "list"), 3, "REFRESH_SWEEP_INTERVAL")
+    assert line.startswith("error: CONFIG_ERROR: REFRESH_SWEEP_INTERVAL: ") and "not a duration like" in line, line
+
+
+@pytest.mark.parametrize("value", ["0", "0.0", "301", "1e2", "\u0661\u0662", "-5"])
+def test_a_short_timeout_outside_its_range_says_the_range_it_has(cli, monkeypatch, value):
+    """WEBHOOK_TIMEOUT=0 was told "between 0 and 300", which 0 is; '١٢' and '1e2' were read by float()."""
+    monkeypatch.setenv("WEBHOOK_TIMEOUT", value)
+    line = _refused(cli("integrations", "list"), 3, "WEBHOOK_TIMEOUT")
+    assert (
+        line
+        == f"error: CONFIG_ERROR: WEBHOOK_TIMEOUT: {value!r} is not a number of seconds more than 0 and at most 300"
+    )

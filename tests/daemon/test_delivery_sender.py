@@ -546,3 +546,19 @@ async def test_of_two_retry_after_headers_the_first_counts(raw):
     finally:
         await client.close()
     assert (got.status, got.retry_after) == (503, "5")
+
+
+@pytest.mark.parametrize("status", [b"000", b"099", b"600", b"999"])
+async def test_a_status_outside_100_to_599_is_an_invalid_answer(raw, status):
+    """httptools reads any three digits: "HTTP/1.1 000" was an answer with statusCode 0 recorded."""
+    found = await raw(b"HTTP/1.1 " + status + b" Odd\r\nContent-Length: 2\r\n\r\nok")
+    client = sender.Sender(allowed_networks=["127.0.0.1/32"], timeout=5.0, per_endpoint=5)
+    try:
+        expected = rf"^the receiver's answer is not valid HTTP \(status {status.decode()}\)$"
+        with pytest.raises(sender.SendError, match=expected):
+            await client.post(found.url, HEADERS, b"1")
+        await _closed(found)  # and its connection is not kept
+        found.answer = b"HTTP/1.1 204 No Content\r\n\r\n"
+        assert (await client.post(found.url, HEADERS, b"2")).status == 204
+    finally:
+        await client.close()

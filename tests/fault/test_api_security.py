@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import socket
@@ -792,6 +793,41 @@ def test_an_undecodable_bearer_token_gets_one_fixed_answer(api, token):  # noqa:
     )
     assert answer.status == 401
     assert answer.json()["error"] == {"code": "UNAUTHORIZED", "message": "invalid token: not a well-formed JWT"}
+
+
+def test_a_token_signed_with_another_key_is_told_its_signature_does_not_verify(api):  # noqa: F811
+    """A well-formed JWT under the wrong key was told "not a well-formed JWT" (PyJWT's InvalidSignatureError is a
+    DecodeError): true of neither, and no help to whoever set up the key."""
+    answer = call(
+        "GET", f"{api.base}/integrations/user/{api.world.owner}", headers=bearer("bad_signature", api.world.owner, None)
+    )
+    assert answer.status == 401
+    assert answer.json()["error"] == {"code": "UNAUTHORIZED", "message": "invalid token: the signature does not verify"}
+
+
+def _with_two_authorizations(daemon, path: str, first: str, second: str):
+    parts = urllib.parse.urlsplit(daemon.base)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        conn.putrequest("GET", path)
+        conn.putheader("Authorization", first)
+        conn.putheader("Authorization", second)
+        conn.endheaders()
+        response = conn.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        conn.close()
+
+
+def test_two_authorization_headers_are_refused_whichever_comes_first(api):  # noqa: F811
+    """The first was used: with a proxy in front that checked the other, a request could pass as someone else."""
+    owner = bearer("owner", api.world.owner, api.world.other)["Authorization"]
+    other = bearer("other", api.world.owner, api.world.other)["Authorization"]
+    for path in (f"/integrations/user/{api.world.owner}", f"/integrations/{api.world.integration}/proxy/users/@me"):
+        for first, second in ((owner, other), (other, owner), (owner, owner), (owner, "Bearer nonsense")):
+            status, body = _with_two_authorizations(api, path, first, second)
+            assert status == 401, (path, status, body)
+            assert body["error"]["code"] == "UNAUTHORIZED" and "more than one Authorization" in body["error"]["message"]
 
 
 @pytest.mark.parametrize(

@@ -230,6 +230,7 @@ def _odd(host: str, path: str) -> list[str]:
     return [f"http://{host}{authority}{path}" for authority in BAD_AUTHORITIES] + [
         f"http://[::1{path}",
         f"http://[::1{path}:80",
+        f"http://{host}\\[::1{path}",  # urlsplit's host runs on past the backslash, the guard's did not: a 500
     ]
 
 
@@ -267,6 +268,42 @@ def test_odd_ports_and_unclosed_ipv6_hosts_are_400s_naming_the_field(api):  # no
             json_body={"url": url},
         )
         expect(f"update url {url!r}", changed, "URL")
+    assert not wrong, "\n".join(wrong)
+
+
+# Each was trimmed off an end by str.strip() and the URL stored without it (a 201), where the same character
+# mid-URL is refused: NEL, the line separator, the ideographic space; a bidi override and a zero-width space
+# (format characters) were accepted anywhere in a redirectUri, a storeUrl or a webhook URL.
+EDGE_CHARACTERS = ["\u0085", "\u2028", "\u3000", "\u202e", "\u200b"]
+
+
+def test_a_control_or_unicode_blank_at_either_end_of_a_url_is_refused_not_trimmed(api):  # noqa: F811
+    wrong = []
+
+    def expect(what, response, field):
+        error = (response.json().get("error") or {}) if response.status not in (200, 201) else {}
+        if response.status != 400 or error.get("code") != "VALIDATION_ERROR" or field not in error.get("message", ""):
+            wrong.append(f"{what}: {response.status} {response.text[:200]}")
+
+    for ch in EDGE_CHARACTERS:
+        for url in (
+            f"http://{ALLOWED_HOST}/hook{ch}",
+            f"{ch}http://{ALLOWED_HOST}/hook",
+            f"http://{ALLOWED_HOST}/ok?x={ch}",
+        ):
+            made = call(
+                "POST",
+                f"{api.base}/integrations/webhooks",
+                headers=_owner(api),
+                json_body={"integrationId": api.world.integration, "url": url, "events": ["*"]},
+            )
+            expect(f"webhook url {url!r}", made, "URL")
+        for url in (f"http://shop.fault.test{ch}", f"{ch}http://shop.fault.test", f"http://shop.fault.test/{ch}"):
+            expect(f"storeUrl {url!r}", _initiate(api, "WOOCOMMERCE", storeUrl=url), "storeUrl")
+        for url in (frontend_redirect() + ch, ch + frontend_redirect(), f"{frontend_redirect()}?next={ch}"):
+            body = {"userId": str(api.world.owner), "provider": "DISCORD", "redirectUri": url}
+            answer = call("POST", f"{api.base}/integrations/oauth/initiate", headers=_owner(api), json_body=body)
+            expect(f"redirectUri {url!r}", answer, "redirectUri")
     assert not wrong, "\n".join(wrong)
 
 

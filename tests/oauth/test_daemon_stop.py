@@ -10,6 +10,7 @@ from __future__ import annotations
 import concurrent.futures
 import http.client
 import json
+import socket
 import time
 
 import pytest
@@ -107,4 +108,37 @@ def test_a_request_that_finishes_within_the_grace_gets_its_answer(restarted, fre
         slack.release("whoami")
     assert status == 200 and json.loads(body)["ok"] is True, (status, body[:300])
     assert exit_code == 0 and stopped < BOUND, (exit_code, stopped)
+    assert "DAEMON_STOPPING" not in stack.logs()
+
+
+def test_a_request_whose_body_is_still_arriving_at_the_stop_reads_it_within_the_grace(restarted, fresh_emulators):
+    """aiohttp's close() and shutdown() set _close and _force_close, and its data_received then dropped every byte
+    that came: a request whose body was still arriving got nothing more of it, and 503 once the grace ended."""
+    stack = restarted
+    user, integration = connected(stack, "SLACK")
+    body = json.dumps({"note": "x" * 4096}).encode()
+    parts = urllib.parse.urlsplit(stack.base)
+    with socket.create_connection((parts.hostname, parts.port), timeout=60) as sock:
+        sock.sendall(
+            (
+                f"POST /integrations/{integration}/proxy/auth.test HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+                f"Authorization: {bearer(stack, user)}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n"
+            ).encode()
+        )
+        interim = b""
+        while not interim.endswith(b"\r\n\r\n"):  # 100 Continue: the request is routed, its handler next
+            interim += sock.recv(1)
+        assert interim.startswith(b"HTTP/1.1 100"), interim
+        sock.sendall(body[:100])
+        sent = _stop(stack)
+        wait_for(lambda: "1 request(s) in flight get up to" in stack.logs(), 10, "the daemon stopping, one in flight")
+        sock.sendall(body[100:])  # the rest, well within the grace
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        status, answer = response.status, response.read()
+        answered = time.monotonic() - sent
+    assert status == 200 and json.loads(answer)["ok"] is True, (status, answer[:300])
+    assert answered < GRACE - 1, answered  # answered when its body was in, not when the grace ended
+    assert stack.process.wait(BOUND) == 0
     assert "DAEMON_STOPPING" not in stack.logs()

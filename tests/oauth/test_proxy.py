@@ -251,6 +251,32 @@ def test_retries_wait_and_try_again_for_idempotent_calls_only(stack, fresh_emula
     assert bad.status == 400 and bad.json()["error"]["code"] == "VALIDATION_ERROR"
 
 
+@pytest.mark.parametrize("digits", ["\u00b2", "\u0661", "\uff11"])  # superscript two, Arabic-Indic one, fullwidth one
+def test_retries_in_non_ascii_digits_are_refused_in_the_header_as_in_the_query(stack, digits):
+    """str.isdigit() takes all three: '²' then crashed int() (a 500 with a traceback), the others read as 1."""
+    user, integration = connected(stack, "SLACK")
+    quoted = urllib.parse.quote(digits)
+    by_query = proxy(stack, integration, "GET", "/auth.test", user=user, query=f"retries={quoted}")
+    assert by_query.status == 400, by_query.text
+    # The header as a user's curl sends it: the UTF-8 bytes (http.client writes a str header as Latin-1).
+    on_wire = digits.encode().decode("latin-1")
+    status, _, body = raw_request(
+        stack, "GET", f"/integrations/{integration}/proxy/auth.test", user=user, headers={"X-Nexus-Retries": on_wire}
+    )
+    assert status == 400, body[:300]
+    error = json.loads(body)["error"]
+    assert error["code"] == "VALIDATION_ERROR" and error["message"] == "retries must be a whole number from 0 to 5"
+
+
+def test_a_providers_retry_after_in_non_ascii_digits_is_no_500(stack, fresh_emulators):
+    """A provider's Retry-After of '²' passed str.isdigit(), then int() raised: the proxied call a 500."""
+    slack = stack.emulators["SLACK"]
+    user, integration = connected(stack, "SLACK")
+    slack.rate_limit_next("whoami", "\u00b2")
+    got = proxy(stack, integration, "GET", "/auth.test", user=user)
+    assert got.status == 429, got.text  # the provider's answer, passed back
+
+
 # --- safe by construction ---------------------------------------------------------------------------------
 
 ESCAPES = [

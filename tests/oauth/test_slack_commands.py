@@ -112,6 +112,24 @@ def test_forged_stale_and_replayed_commands_are_refused_and_publish_nothing(daem
     assert slack.signing_secret not in daemon.logs()
 
 
+def test_a_timestamp_in_other_digits_is_refused_not_a_500(daemon, fresh_emulators):
+    """\\d took Arabic-Indic digits and int() read them as now; encoding the timestamp to sign it then raised
+    (a 500 with a traceback, to anyone, before any signature was looked at)."""
+    slack = daemon.emulators["SLACK"]
+    body = slack.command_form("other digits", account={**slack.account, "team_id": "T0CMDS0009"})
+    now = str(int(time.time())).translate(
+        str.maketrans("0123456789", "\u0660\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668\u0669")
+    )
+    headers = {
+        **slack.sign(body),
+        "X-Slack-Request-Timestamp": now.encode().decode("latin-1"),  # its UTF-8 bytes on the wire, as curl sends
+    }
+    answer = slack.send_command(daemon.base + ROUTE, body, headers)
+    assert answer.status == 401 and answer.json()["error"]["code"] == "UNAUTHORIZED", answer.body
+    assert "unix seconds" in answer.json()["error"]["message"]
+    assert "Traceback" not in daemon.logs()
+
+
 def test_a_command_is_verified_on_the_system_clock_whatever_the_shared_clock_says(daemon, fresh_emulators):
     """Slack's request timestamps are checked against the system clock (nexusctl.clock): a day moved on the
     shared clock (token expiries, schedules) neither ages Slack's requests nor lets a stale one through."""

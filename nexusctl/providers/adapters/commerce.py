@@ -142,7 +142,7 @@ def normalise_store(value, *, production: bool, allowed_networks=()) -> str:
     if not isinstance(value, str) or not value.strip():
         raise UsageProblem("storeUrl is required for WOOCOMMERCE (e.g. https://shop.example.com)", field="storeUrl")
     allowed = ("https",) if production else ("https", "http")
-    text = value.strip()
+    text = value.strip(ssrf.ASCII_BLANKS)  # ASCII blanks only: ssrf.check_url refuses the rest, at the ends as within
     if text.split(":", 1)[0].lower() not in allowed or "?" in text or "#" in text:
         need = "an https URL" if production else "an http(s) URL"
         raise UsageProblem(f"storeUrl must be {need} of the store, without query or credentials", field="storeUrl")

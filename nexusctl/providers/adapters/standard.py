@@ -20,7 +20,8 @@ GOOGLE_THROTTLE_REASONS = {"rateLimitExceeded", "userRateLimitExceeded", "quotaE
 # The daily project quota: nothing gets through before it resets, at midnight Pacific time (Google's docs).
 GOOGLE_QUOTA_REASONS = {"quotaExceeded", "dailyLimitExceeded"}
 PACIFIC = zoneinfo.ZoneInfo("America/Los_Angeles")
-_RETRY_AFTER = re.compile(r"Retry after (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z)")
+# ASCII: \d also takes other scripts' digits, which fromisoformat() then refuses (a ValueError, not a wait).
+_RETRY_AFTER = re.compile(r"Retry after (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z)", re.ASCII)
 
 
 def google_throttle(reply) -> int | None | bool:
@@ -33,7 +34,10 @@ def google_throttle(reply) -> int | None | bool:
     found = _RETRY_AFTER.search(str(reply.get("error", "message") or ""))
     if not found:
         return None
-    when = dt.datetime.fromisoformat(found.group(1).replace("Z", "+00:00"))
+    try:
+        when = dt.datetime.fromisoformat(found.group(1).replace("Z", "+00:00"))
+    except ValueError:  # "2026-13-45T...": throttled all the same, for as long as it did not say
+        return None
     return max(1, int((when - clock.now()).total_seconds() + 0.999))
 
 

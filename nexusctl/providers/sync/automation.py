@@ -30,7 +30,7 @@ async def zapier_zaps(api, resume):
         following = (body.get("links") or {}).get("next")
         if following and rows:
             given = (parse_qs(urlsplit(following).query).get("offset") or [None])[0]
-            offset = int(given) if given and given.isdigit() else offset + len(rows)
+            offset = int(given) if given and given.isascii() and given.isdigit() else offset + len(rows)
         else:
             following = None
         yield Page(

@@ -162,7 +162,7 @@ def _has_next(reply, page: int) -> bool:
     if any('rel="next"' in part or "rel=next" in part for part in link.split(",")):
         return True
     total = _header(reply, "X-WP-TotalPages")
-    return bool(total and total.strip().isdigit() and page < int(total))
+    return bool(total and total.strip().isascii() and total.strip().isdigit() and page < int(total))
 
 
 def _woo_pages(kind: str, to_item):

@@ -184,7 +184,7 @@ async def discord(api, content: dict, metadata: dict) -> dict:
     channel = str(metadata.get("publishChannel") or "")
     if not channel and has_channel_webhook(api):
         return await _through_webhook(api, content)
-    if not channel.isdigit():
+    if not (channel.isascii() and channel.isdigit()):
         raise UsageProblem(
             "set the Discord integration's metadata.publishChannel to the channel id to post to", field=FIELD
         )

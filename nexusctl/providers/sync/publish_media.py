@@ -138,7 +138,7 @@ def _instagram_check(secrets: tuple):
 
 async def _instagram_user(api) -> str:
     account = str(api.metadata.get("accountId") or "").strip()  # /me's user_id, stored at connect time
-    if account.isdigit():
+    if account.isascii() and account.isdigit():
         return account
     reply = await api.get("me", params={"fields": "user_id"}, check=graph_check("INSTAGRAM"))
     user = reply.get("user_id")

@@ -50,7 +50,7 @@ MEDIA_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10, sock_read=60)
 TITLE_MAX, DESCRIPTION_MAX = 100, 5000  # characters; YouTube refuses < and > in both
 PRIVACY = ("private", "unlisted", "public")
 UPLOAD_PATH = "upload/youtube/v3/videos"
-_RANGE = re.compile(r"bytes=(\d+)-(\d+)")
+_RANGE = re.compile(r"bytes=(\d+)-(\d+)", re.ASCII)
 
 
 class Window:
