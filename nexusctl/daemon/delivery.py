@@ -665,6 +665,10 @@ def _claim_then_record(batch: list, schedule, keyring, claim, handed: _Handover 
 
 
 def _retry_after(value: str | None) -> int | None:
-    if value and value.strip().isdigit():
-        return int(value.strip())
+    """A receiver's ``Retry-After`` in seconds, when it is ASCII digits (str.isdigit takes ``²`` and other
+    digits int() refuses: one such header made the send raise, nothing was recorded, and the delivery was
+    sent again each time its lease ran out)."""
+    value = (value or "").strip()
+    if value.isascii() and value.isdigit():
+        return int(value)
     return None

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from nexusctl import ssrf
-from nexusctl.daemon import sender
+from nexusctl.daemon import delivery, sender
 
 HEADERS = {"content-type": "application/json", "webhook-id": "msg_1"}
 
@@ -562,3 +562,18 @@ async def test_a_status_outside_100_to_599_is_an_invalid_answer(raw, status):
         assert (await client.post(found.url, HEADERS, b"2")).status == 204
     finally:
         await client.close()
+
+
+@pytest.mark.parametrize("value", [b"\xb2", b"\xb3", b"\xb9", "١٠".encode(), b"1e3", b"-5", b""])
+async def test_a_retry_after_that_is_not_ascii_digits_is_no_wait_and_the_attempt_is_recorded(raw, value):
+    """A receiver's ``Retry-After: ²`` (byte 0xB2, read as Latin-1) passed str.isdigit() and then failed int():
+    the send raised, no attempt was recorded and the delivery was sent again every lease. It is no wait at all."""
+    found = await raw(b"HTTP/1.1 503 X\r\nRetry-After: " + value + b"\r\nContent-Length: 0\r\n\r\n")
+    client = sender.Sender(allowed_networks=["127.0.0.1/32"], timeout=5.0, per_endpoint=5)
+    try:
+        answer = await client.post(found.url, HEADERS, b"1")
+    finally:
+        await client.close()
+    assert answer.status == 503
+    assert delivery._retry_after(answer.retry_after) is None
+    assert delivery._retry_after(" 120 ") == 120
