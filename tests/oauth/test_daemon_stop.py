@@ -12,9 +12,10 @@ import http.client
 import json
 import socket
 import time
+import urllib.parse
 
 import pytest
-from support.callers import connected, download, raw_request
+from support.callers import bearer, connected, download, raw_request
 from support.waiting import wait_for
 
 from nexusctl.daemon.stopping import GRACE
