@@ -267,7 +267,7 @@ async def call(svc, integration_id, request: ProxyRequest, *, owner_id=None, obs
                 row, tokens = await _refreshed(svc, row, row.access_token)
                 continue
             if response.status == 401:
-                sniffed = await targets.sniff(response)
+                sniffed = await targets.sniff(response, provider=provider)
                 detail = describe(Reply(401, {}, sniffed.decode("utf-8", "replace")), target.secrets, ": ")
                 message = (
                     f"{provider} refused the access token{' even after a refresh' if refreshed else ''} (HTTP 401)"
@@ -278,7 +278,7 @@ async def call(svc, integration_id, request: ProxyRequest, *, owner_id=None, obs
                     f"{message}{detail}; connect the integration again if this persists", provider=provider, status=401
                 )
             ok_too = targets.throttles_in_ok(adapter, response)
-            sniffed = await targets.sniff(response, ok_too=ok_too)
+            sniffed = await targets.sniff(response, ok_too=ok_too, provider=provider)
             wait = targets.throttle_wait(adapter, response, sniffed, ok_too=ok_too)
             status = response.status
             if wait is not False:  # kept for the integration's other callers (syncs, proxied calls, other daemons)

@@ -279,18 +279,26 @@ def throttles_in_ok(adapter, response) -> bool:
     )
 
 
-async def sniff(response: aiohttp.ClientResponse, *, ok_too: bool = False) -> bytes:
+async def sniff(response: aiohttp.ClientResponse, *, ok_too: bool = False, provider: str = "") -> bytes:
     """Up to SNIFF_BYTES of an error answer (``ok_too``: of a successful one too; the rest stays to be
-    streamed)."""
+    streamed). An answer that breaks off while it is read here, before anything went to the caller, is
+    PROVIDER_ERROR (a 502), not an error escaping as a 500."""
     length = response.content_length
     if (response.status < 400 and not ok_too) or (length is not None and length > SNIFF_BYTES):
         return b""
     data = b""
-    while len(data) < SNIFF_BYTES:
-        chunk = await response.content.read(SNIFF_BYTES - len(data))
-        if not chunk:
-            break
-        data += chunk
+    try:
+        while len(data) < SNIFF_BYTES:
+            chunk = await response.content.read(SNIFF_BYTES - len(data))
+            if not chunk:
+                break
+            data += chunk
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        raise ProviderError(
+            f"{provider or 'the provider'}: its answer (HTTP {response.status}) from {response.url.host} broke off "
+            f"before its end ({type(exc).__name__})",
+            provider=provider,
+        ) from None
     return data
 
 

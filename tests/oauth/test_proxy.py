@@ -474,6 +474,21 @@ def test_an_answer_the_provider_cuts_off_mid_body_is_truncated_for_the_caller_an
     assert _sample(after, cut, **route, cause="provider") - _sample(before, cut, **route, cause="provider") == 1
 
 
+def test_an_error_answer_that_breaks_off_while_it_is_read_is_a_provider_error_not_a_500(stack, fresh_emulators):
+    """A small error answer is read before anything goes to the caller (for the provider's throttling signal): one
+    that breaks off there is PROVIDER_ERROR (502) naming the provider, not an error escaping as a 500."""
+    emu = stack.emulators["SALESFORCE"]
+    user, integration = connected(stack, "SALESFORCE")
+    file_id = emu.add_file(4000, cut_after=100, status=500)
+    got = proxy(
+        stack, integration, "GET", f"/services/data/v62.0/sobjects/ContentVersion/{file_id}/VersionData", user=user
+    )
+    assert got.status == 502, (got.status, got.text[:300])
+    error = got.json()["error"]
+    assert error["code"] == "PROVIDER_ERROR" and "broke off before its end" in error["message"], error
+    assert "unhandled error" not in stack.logs()
+
+
 def test_a_caller_that_hangs_up_mid_answer_is_recorded_as_gone_not_as_the_providers_break(stack, fresh_emulators):
     emu = stack.emulators["SALESFORCE"]
     user, integration = connected(stack, "SALESFORCE")
