@@ -48,8 +48,11 @@ def test_kill_9_during_a_batch_loses_nothing(database, daemons, receiver, keyrin
 
 @pytest.mark.postgres
 def test_two_daemons_on_one_postgres_attempt_each_delivery_once(pg_database, daemons, receiver, keyring):
-    # Scale-out is PostgreSQL's (one daemon per SQLite file), so this runs on PostgreSQL only.
-    sink = receiver(delay=0.005)
+    # Scale-out is PostgreSQL's (one daemon per SQLite file), so this runs on PostgreSQL only. The receiver takes
+    # 20 ms a request, so one daemon alone would need 2.5 s (16 at once to the endpoint): both woken by the one
+    # NOTIFY, the first's claim can take the rows the second's claim picked (it skips rows being locked) and the
+    # second claims again at its next poll (1 s); at 5 ms a request, one daemon could be done by then.
+    sink = receiver(delay=0.02)
     # The fixture's WEBHOOK_TIMEOUT=1 makes 7 s leases, which a loaded CI machine once outlasted before the
     # worker renewed them (4 of 2000 sent twice); renewed every 1.4 s while held, they no longer run out
     # under a live daemon (tests/webhooks/test_delivery_leases.py holds sends longer than any lease).
