@@ -106,28 +106,42 @@ def _prepared_name(prefix: str, sql: str) -> str:
     return f"{prefix}_{hashlib.sha1(sql.encode()).hexdigest()[:16]}"
 
 
-def run(name: str, sql: str, params: list, *, execute=None):
-    """``execute_sql(sql, params)`` (autocommitted, outside a transaction); on PostgreSQL prepared as ``name``
-    (with a hash of ``sql``) once per connection and run with EXECUTE."""
-    global _off
-    if _off or not is_postgres(database_proxy) or database_proxy.in_transaction():
-        return database_proxy.execute_sql(sql, params)
+def _prepare(name: str, sql: str) -> str:
+    """``name`` with a hash of ``sql``, PREPAREd on this connection unless it was already (prepared statements
+    outlive a rolled-back transaction: the name is kept)."""
     name = _prepared_name(name, sql)
     connection = database_proxy.connection()
     with _lock:
         names = _prepared.setdefault(connection, set())
+    if name not in names:
+        numbered = iter(range(1, sql.count("%s") + 1))
+        database_proxy.execute_sql(f"PREPARE {name} AS " + _MARK.sub(lambda _: f"${next(numbered)}", sql))
+        names.add(name)
+    return name
+
+
+def _lost(exc: peewee.DatabaseError) -> bool:
+    """Whether PREPARE or EXECUTE failed for a name missing or taken (a pooler): if so preparing is turned off."""
+    global _off
+    if getattr(exc.__context__, "pgcode", None) not in _LOST:  # psycopg2's error, wrapped by peewee
+        return False
+    _off = True
+    log.warning("prepared statements are not kept between calls (a connection pooler?): not preparing any more")
+    return True
+
+
+def run(name: str, sql: str, params: list, *, execute=None):
+    """``execute_sql(sql, params)`` (autocommitted, outside a transaction); on PostgreSQL prepared as ``name``
+    (with a hash of ``sql``) once per connection and run with EXECUTE."""
+    if _off or not is_postgres(database_proxy) or database_proxy.in_transaction():
+        return database_proxy.execute_sql(sql, params)
     try:
-        if name not in names:
-            numbered = iter(range(1, sql.count("%s") + 1))
-            database_proxy.execute_sql(f"PREPARE {name} AS " + _MARK.sub(lambda _: f"${next(numbered)}", sql))
-            names.add(name)
+        name = _prepare(name, sql)
         statement = execute(name, sql) if execute else f"EXECUTE {name}({', '.join(['%s'] * len(params))})"
         return database_proxy.execute_sql(statement, params)
     except peewee.DatabaseError as exc:
-        if getattr(exc.__context__, "pgcode", None) not in _LOST:  # psycopg2's error, wrapped by peewee
+        if not _lost(exc):
             raise
-        _off = True
-        log.warning("prepared statements are not kept between calls (a connection pooler?): not preparing any more")
         return database_proxy.execute_sql(sql, params)
 
 
@@ -143,26 +157,16 @@ def run_in_transaction(name: str, sql: str, params: list, *, settings: str = "")
     Inside a transaction a failed PREPARE or EXECUTE cannot be retried as text (the transaction is aborted):
     a lost or clashing name (a pooler) turns preparing off for this process and raises ``PreparedLost``, for
     the caller to run its transaction again (as text) or to fail that once."""
-    global _off
     if not is_postgres(database_proxy):
         return database_proxy.execute_sql(sql, params)
     if _off:
         return database_proxy.execute_sql(settings + sql, params)
-    name = _prepared_name(name, sql)
-    connection = database_proxy.connection()
-    with _lock:
-        names = _prepared.setdefault(connection, set())
     try:
-        if name not in names:  # prepared statements outlive a rolled-back transaction: the name is kept
-            numbered = iter(range(1, sql.count("%s") + 1))
-            database_proxy.execute_sql(f"PREPARE {name} AS " + _MARK.sub(lambda _: f"${next(numbered)}", sql))
-            names.add(name)
+        name = _prepare(name, sql)
         return database_proxy.execute_sql(settings + _execute_sql(name, sql), params)
     except peewee.DatabaseError as exc:
-        if getattr(exc.__context__, "pgcode", None) not in _LOST:
+        if not _lost(exc):
             raise
-        _off = True
-        log.warning("prepared statements are not kept between calls (a connection pooler?): not preparing any more")
         raise PreparedLost(name) from exc
 
 
