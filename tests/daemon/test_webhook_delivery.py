@@ -692,6 +692,30 @@ async def test_a_2xx_whose_body_stalls_is_delivered_not_sent_again(
     assert len(hits) == 1
 
 
+async def _one_endpoint_worker(
+    aiohttp_client, aiohttp_server, monkeypatch, make_integration, handler, *, slots, cap, events
+):
+    """A daemon app whose one webhook's receiver is ``handler``, with WEBHOOK_CONCURRENCY ``slots`` and
+    WEBHOOK_CONCURRENCY_PER_ENDPOINT ``cap``, given ``events`` events for it through the batch route:
+    (its delivery worker, the webhook's id)."""
+    app = web.Application()
+    app.router.add_post("/hook", handler)
+    server = await aiohttp_server(app)
+    monkeypatch.setenv("WEBHOOK_ALLOWED_NETWORKS", "127.0.0.1/32")
+    monkeypatch.setenv("WEBHOOK_CONCURRENCY", str(slots))
+    monkeypatch.setenv("WEBHOOK_CONCURRENCY_PER_ENDPOINT", str(cap))
+    api = await aiohttp_client(create_app(config.load()))
+    integration = make_integration(user_id=OWNER)
+    hook = await _create(api, integration, f"http://127.0.0.1:{server.port}/hook", ["one.*"])
+    answer = await api.post(
+        "/integrations/events",
+        json={"events": [{"integrationId": str(integration.id), "type": "one.a"}] * events},
+        headers=auth(),
+    )
+    assert answer.status == 202, await answer.text()
+    return api.server.app[WORKER], uuid.UUID(hook["id"])
+
+
 async def test_a_busy_endpoint_is_kept_busy_without_a_claim_per_send(
     db_url, aiohttp_client, aiohttp_server, monkeypatch, make_integration
 ):
@@ -709,24 +733,11 @@ async def test_a_busy_endpoint_is_kept_busy_without_a_claim_per_send(
         seen["now"] -= 1
         return web.Response(text="ok")
 
-    app = web.Application()
-    app.router.add_post("/busy", handler)
-    server = await aiohttp_server(app)
-    monkeypatch.setenv("WEBHOOK_ALLOWED_NETWORKS", "127.0.0.1/32")
-    monkeypatch.setenv("WEBHOOK_CONCURRENCY", "8")
-    monkeypatch.setenv("WEBHOOK_CONCURRENCY_PER_ENDPOINT", "4")
-    api = await aiohttp_client(create_app(config.load()))
-    worker = api.server.app[WORKER]
-    integration = make_integration(user_id=OWNER)
-    hook = await _create(api, integration, f"http://127.0.0.1:{server.port}/busy", ["busy.*"])
     total = 240
-    answer = await api.post(
-        "/integrations/events",
-        json={"events": [{"integrationId": str(integration.id), "type": "busy.a"}] * total},
-        headers=auth(),
+    worker, hook_id = await _one_endpoint_worker(
+        aiohttp_client, aiohttp_server, monkeypatch, make_integration, handler, slots=8, cap=4, events=total
     )
-    assert answer.status == 202, await answer.text()
-    rows = await _settled(WebhookDelivery.webhook == uuid.UUID(hook["id"]), timeout=60)
+    rows = await _settled(WebhookDelivery.webhook == hook_id, timeout=60)
     assert len(rows) == total and all(r.status == DeliveryStatus.DELIVERED and r.attempts == 1 for r in rows)
     assert seen["hits"] == total and seen["most"] <= 4, seen
     # Claimed for each slot as it frees (main before this: 123 claims for 240 sends), a claim served two sends;
@@ -749,29 +760,16 @@ async def test_stopping_gives_back_the_deliveries_waiting_for_a_slot(
             await release.wait()
         return web.Response(text="ok")
 
-    app = web.Application()
-    app.router.add_post("/slow", handler)
-    server = await aiohttp_server(app)
-    monkeypatch.setenv("WEBHOOK_ALLOWED_NETWORKS", "127.0.0.1/32")
-    monkeypatch.setenv("WEBHOOK_CONCURRENCY", "4")
-    monkeypatch.setenv("WEBHOOK_CONCURRENCY_PER_ENDPOINT", "2")
-    api = await aiohttp_client(create_app(config.load()))
-    worker = api.server.app[WORKER]
-    integration = make_integration(user_id=OWNER)
-    hook = await _create(api, integration, f"http://127.0.0.1:{server.port}/slow", ["slow.*"])
-    answer = await api.post(
-        "/integrations/events",
-        json={"events": [{"integrationId": str(integration.id), "type": "slow.a"}] * 10},
-        headers=auth(),
+    worker, hook_id = await _one_endpoint_worker(
+        aiohttp_client, aiohttp_server, monkeypatch, make_integration, handler, slots=4, cap=2, events=10
     )
-    assert answer.status == 202, await answer.text()
     # Two answered, two held at the receiver (the endpoint's cap), two claimed ahead waiting behind them.
     await _until(lambda: len(hits) == 4 and worker.queued == 2)
     stopping = asyncio.create_task(worker.stop(grace=10))
     await _until(lambda: worker.queued == 0)
     release.set()
     await stopping
-    rows = list(WebhookDelivery.select().where(WebhookDelivery.webhook == uuid.UUID(hook["id"])))
+    rows = list(WebhookDelivery.select().where(WebhookDelivery.webhook == hook_id))
     sent = [r for r in rows if r.status == DeliveryStatus.DELIVERED]
     assert len(sent) == 4 and len(hits) == 4  # the waiting ones were not sent
     assert all(r.lease_token is None and r.status == DeliveryStatus.PENDING for r in rows if r not in sent)
