@@ -698,6 +698,8 @@ async def sweep(
         # their lease back. Not those whose provider answered: their (maybe rotated) tokens are being stored.
         loop = asyncio.get_running_loop()
         deadline = loop.time() + CALL_GRACE
+        if calling:  # said as the wait begins (like the requests' grace): an operator sees why the stop waits
+            log.info("stopping: %d refresh(es) at the provider get up to %.0f s to answer", len(calling), CALL_GRACE)
         while calling and deadline > loop.time():
             freed.clear()
             waiter = asyncio.ensure_future(freed.wait())

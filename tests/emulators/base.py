@@ -166,9 +166,12 @@ class Provider:
             self._delay: dict[str, float] = {}
             self._deny: collections.deque = collections.deque()
             self._lose: dict[str, collections.deque] = collections.defaultdict(collections.deque)
-            for held in getattr(self, "_held", {}).values():
+            kept = [event for events in getattr(self, "_kept", {}).values() for event in events]
+            for held in [*getattr(self, "_held", {}).values(), *kept]:
                 held.set()  # a held call goes on: nothing stays stuck past a reset
             self._held: dict[str, threading.Event] = {}
+            # Holds that ``let_new_through`` closed to new calls; the calls they hold wait for ``release``.
+            self._kept: dict[str, list[threading.Event]] = collections.defaultdict(list)
 
     def now(self) -> float:
         return self.emu.now()
@@ -294,11 +297,20 @@ class Provider:
         """The held calls of ``endpoint`` answer; with ``hold_next``, calls arriving from now on are held again
         (until the next release), with no gap between the two."""
         with self.lock:
-            held = self._held.pop(endpoint, None)
+            held = [self._held.pop(endpoint, None), *self._kept.pop(endpoint, [])]
             if hold_next:
                 self._held[endpoint] = threading.Event()
-        if held is not None:
-            held.set()
+        for event in held:
+            if event is not None:
+                event.set()
+
+    def let_new_through(self, endpoint: str) -> None:
+        """Calls of ``endpoint`` arriving from now on answer at once, while those held now stay held until
+        ``release``: a later caller's call overtakes the ones in flight."""
+        with self.lock:
+            held = self._held.pop(endpoint, None)
+            if held is not None:
+                self._kept[endpoint].append(held)
 
     # --- used by handlers -----------------------------------------------------
 

@@ -14,7 +14,12 @@ from support import clock
 from support.waiting import wait_for
 from test_refresh_flows import connected, expire_in
 
+from nexusctl.daemon.jobs import STOP_TIMEOUT
+from nexusctl.daemon.stopping import GRACE
+
 BATCH = 5  # REFRESH_SWEEP_CONCURRENCY's default: the stack's daemon claims up to five at once
+STOPPING = f"stopping: {BATCH} refresh(es) at the provider get up to"  # nexusctl.core.refresh, as the stop waits
+STOP_BOUND = GRACE + STOP_TIMEOUT + 5  # the requests' grace, then the scheduled runs' wind-up (nexusctl.daemon)
 
 
 def _far(stack, integration: str) -> bool:
@@ -69,19 +74,21 @@ def test_a_lease_taken_over_mid_batch_is_not_stored_and_the_others_are(stack, fr
     user_of = _connected(stack, "YOUTUBE")
     ids = list(user_of)
     before = emu.calls["refresh"]
-    emu.delay("refresh", 3)
+    emu.hold("refresh")  # the sweep's five wait at the provider until the user's refresh has been stored
     try:
         expire_in(stack, 120, ids[0])
         wait_for(lambda: emu.calls["refresh"] == before + BATCH, 20, "the batch at the provider")
         clock.pass_until(stack.emulators, clock.now(stack.emulators), margin=61)  # the sweep's leases lapse
+        emu.let_new_through("refresh")  # the user's provider call answers; the sweep's five are still held
         taken = ids[2]
         answer = stack.api("POST", f"/integrations/{taken}/refresh", user=user_of[taken])
         assert answer.status == 200, answer.text
         mine = answer.json()["data"]["expiresAt"]
+        emu.release("refresh")  # the sweep's answers come after the user's refresh was stored
         wait_for(lambda: all(_far(stack, i) for i in ids), 20, "all refreshed")
         wait_for(lambda: all(_row(stack, i)[3] is None for i in ids), 20, "every lease given back")
     finally:
-        emu.delay("refresh", 0)
+        emu.release("refresh")
     assert emu.calls["refresh"] == before + BATCH + 1  # the sweep's five and the user's one
     (stored,) = stack.sql("SELECT expires_at FROM integrations WHERE id = %s", taken)[0]
     assert clock.aware(stored) == clock.aware(mine)  # the user's refresh stands
@@ -168,13 +175,17 @@ def test_a_stopping_daemon_stores_the_tokens_its_provider_calls_returned(stack, 
     user_of = _connect_discord(stack, BATCH)
     ids = list(user_of)
     before = emu.calls["refresh"]
-    emu.delay("refresh", 2)
+    emu.hold("refresh")  # the five stay at the provider until the daemon is stopping
     try:
         expire_in(stack, 120, ids[0])
         wait_for(lambda: emu.calls["refresh"] == before + BATCH, 20, "the five at the provider")
-        stack.restart()  # SIGTERM (and wait for the exit) while the five are at the provider
+        stack.process.terminate()  # SIGTERM while the five are at the provider
+        wait_for(lambda: STOPPING in stack.logs(), 10, "the stopping sweep to wait for its provider calls")
+        emu.release("refresh")  # they answer within the sweep's grace
+        assert stack.process.wait(STOP_BOUND) == 0
     finally:
-        emu.delay("refresh", 0)
+        emu.release("refresh")
+        stack.restart()  # the next daemon, on the same database (the old one stopped first if it still runs)
     assert emu.calls["refresh"] == before + BATCH
     for integration in ids:  # stored before the old daemon exited
         assert _far(stack, integration), integration
