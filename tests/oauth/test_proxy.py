@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from emulators.testkit import call
 from prometheus_client.parser import text_string_to_metric_families
-from support.callers import bearer, connected, download, proxy, raw_request
+from support.callers import bearer, connected, download, downloading, file_target, proxy, raw_request
 from support.fixtures import stack_per_database
 from support.stack import run_sync, sync_log_end
 from support.waiting import wait_for
@@ -443,20 +443,14 @@ def test_an_answer_the_provider_cuts_off_mid_body_is_truncated_for_the_caller_an
     file_id = emu.add_file(4 * 1024 * 1024, cut_after=1024 * 1024 + 100)  # over WHOLE_BYTES: streamed
     route = {"method": "GET", "route": "/integrations/{id}/proxy/{path}"}
     before = call("GET", stack.base + "/metrics").text
-    target = f"/integrations/{integration}/proxy/services/data/v62.0/sobjects/ContentVersion/{file_id}/VersionData"
-    parts = urllib.parse.urlsplit(stack.base)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-    try:
-        conn.request("GET", target, headers={"Authorization": bearer(stack, user)})
-        response = conn.getresponse()
+    target = file_target(integration, file_id)
+    with downloading(stack, user, integration, file_id, timeout=30) as response:
         assert response.status == 200
         received = 0
         with pytest.raises(http.client.IncompleteRead):  # cut short, not ended as if it were whole
             while chunk := response.read(65536):
                 received += len(chunk)
         assert received <= 1024 * 1024 + 100
-    finally:
-        conn.close()
     line = wait_for(
         lambda: next((x for x in stack.logs().splitlines() if f"GET {target} " in x), None), 10, "the request line"
     )
@@ -495,15 +489,9 @@ def test_a_caller_that_hangs_up_mid_answer_is_recorded_as_gone_not_as_the_provid
     file_id = emu.add_file(200 * 1024 * 1024)  # far more than the sockets' buffers hold
     route = {"method": "GET", "route": "/integrations/{id}/proxy/{path}"}
     before, logged = call("GET", stack.base + "/metrics").text, len(stack.logs())
-    target = f"/integrations/{integration}/proxy/services/data/v62.0/sobjects/ContentVersion/{file_id}/VersionData"
-    parts = urllib.parse.urlsplit(stack.base)
-    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
-    try:
-        conn.request("GET", target, headers={"Authorization": bearer(stack, user)})
-        response = conn.getresponse()
-        assert response.status == 200 and response.read(1024 * 1024)
-    finally:
-        conn.close()  # the caller hangs up with most of the answer unread
+    target = file_target(integration, file_id)
+    with downloading(stack, user, integration, file_id, timeout=30) as response:  # hangs up at the block's end
+        assert response.status == 200 and response.read(1024 * 1024)  # with most of the answer unread
     line = wait_for(
         lambda: next((x for x in stack.logs().splitlines() if f"GET {target} " in x), None), 20, "the request line"
     )

@@ -1,12 +1,13 @@
 """What the services calling a stack's daemon (support.stack) do: connect an integration as its user, sign that
 user's bearer token, call the proxy route, send a request whose target goes on the wire exactly as written, and
-start a proxied download left unread.
+start a proxied download left unread (or read within a block that hangs up at its end).
 
 Used by the proxy's suites and by the ones that stop a daemon with proxied calls in flight (tests/oauth).
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import urllib.parse
 import uuid
@@ -79,15 +80,36 @@ def raw_request(stack, method: str, target: str, *, user, headers=None, body: by
         conn.close()
 
 
+def file_target(integration: str, file_id: str) -> str:
+    """The proxy route's target for a Salesforce file (the emulator's ``add_file``), as its request line logs it."""
+    return f"/integrations/{integration}/proxy/services/data/v62.0/sobjects/ContentVersion/{file_id}/VersionData"
+
+
+def _open_download(stack, user, integration: str, file_id: str, timeout: float):
+    """(connection, response) of a proxied GET of ``file_id``, answered 200 and unread."""
+    conn = _connection(stack, timeout)
+    try:
+        conn.request("GET", file_target(integration, file_id), headers={"Authorization": bearer(stack, user)})
+        response = conn.getresponse()
+        assert response.status == 200, response.status
+    except BaseException:
+        conn.close()
+        raise
+    return conn, response
+
+
 def download(stack, user, integration: str, file_id: str, timeout: float = 60) -> http.client.HTTPResponse:
     """A proxied GET of a Salesforce file (the emulator's ``add_file``), answered 200 and left for the caller to
     read (and close) at its own pace."""
-    conn = _connection(stack, timeout)
-    conn.request(
-        "GET",
-        f"/integrations/{integration}/proxy/services/data/v62.0/sobjects/ContentVersion/{file_id}/VersionData",
-        headers={"Authorization": bearer(stack, user)},
-    )
-    response = conn.getresponse()
-    assert response.status == 200, response.status
-    return response
+    return _open_download(stack, user, integration, file_id, timeout)[1]
+
+
+@contextlib.contextmanager
+def downloading(stack, user, integration: str, file_id: str, timeout: float = 60):
+    """``download`` whose connection is closed when the block ends, also when it fails: the caller reads as much
+    as it wants (all of a cut-short answer, or a part before it hangs up)."""
+    conn, response = _open_download(stack, user, integration, file_id, timeout)
+    try:
+        yield response
+    finally:
+        conn.close()
