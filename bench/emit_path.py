@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import CpuMeter, free_port, is_postgres, start_daemon, wait_http, write_json  # noqa: E402
-from real_paths import Setup, _loadgen  # noqa: E402
+from real_paths import RELAY_CHECKS, Setup, _loadgen  # noqa: E402
 
 # `nexusctl daemon` whose delivery worker never starts (the deliveries stay queued).
 NO_WORKER = r"""
@@ -56,28 +56,21 @@ sys.argv = ["nexusctl", *sys.argv[1:]]
 main()
 """
 
-# The floor: the relay's request half (bench/real_paths.py: PyJWT on every request, the body parsed and its type
-# checked, a 202 with an id) on a bare aiohttp server, nothing stored: `--variant bare=@bare`.
-BARE = r"""
-import re, sys, uuid
-import jwt
-from aiohttp import web
-port, key = int(sys.argv[1]), sys.argv[2]
-TYPE = re.compile(r"[a-z0-9_]+(\.[a-z0-9_]+)+")
+# The floor: the relay's request half (bench/real_paths.py's RELAY_CHECKS) on a bare aiohttp server answering 202
+# with an id, nothing stored: `--variant bare=@bare`.
+BARE = (
+    RELAY_CHECKS
+    + r"""
 async def emit(request):
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    try:
-        claims = jwt.decode(token, key, algorithms=["HS256"], options={"require": ["exp", "sub"]})
-    except jwt.InvalidTokenError:
-        return web.json_response({"success": False}, status=401)
-    body = await request.json()
-    if not TYPE.fullmatch(body.get("type", "")) or not isinstance(body.get("data", {}), dict):
-        return web.json_response({"success": False}, status=400)
+    body, refused = await checked(request)
+    if refused is not None:
+        return refused
     return web.json_response({"success": True, "data": {"id": str(uuid.uuid4()), "deliveriesQueued": 1}}, status=202)
 app = web.Application()
 app.router.add_post("/integrations/{id}/events", emit)
 web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
 """
+)
 
 
 def _daemon(setup: Setup, variant: str = "-", request_path_only: bool = False) -> tuple[subprocess.Popen, str]:

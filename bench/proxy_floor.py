@@ -13,27 +13,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from api_read import load  # noqa: E402
-from common import (  # noqa: E402
-    base_env,
-    cpu_seconds,
-    free_port,
-    migrate,
-    start_daemon,
-    start_python,
-    user_token,
-    wait_http,
-    write_json,
-)
-from proxy import FRONTEND, Emulators, connect  # noqa: E402
+from common import free_port, start_python, wait_http, write_json  # noqa: E402
+from proxy_ab import DiscordRig, per_call, phases  # noqa: E402
 
 BARE = r"""
 import os, sys
@@ -66,71 +52,46 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print
 
 
 def run(database_url: str | None, seconds: float, rounds: int, concurrency: int) -> dict:
-    work = Path(tempfile.mkdtemp(prefix="nexus-bench-proxy-floor-"))
-    emu = Emulators().start()
-    servers: dict[str, subprocess.Popen] = {}
-    try:
-        env = base_env(work, database_url)
-        port, bare_port = free_port(), free_port()
-        base = f"http://127.0.0.1:{port}"
-        env.update(emu.env(), FRONTEND_URL=FRONTEND, REFRESH_SWEEP_INTERVAL="3600", PUBLIC_URL=base)
-        emu.register_callback_base(base)
-        migrate(env)
-        user = uuid.uuid4()
-        token = user_token(env, user)
-        servers["daemon"] = start_daemon(env, port, log=work / "daemon.log")
-        integration = connect(base, token, user)
-        access = [value for value, t in emu["DISCORD"].tokens.items() if t.kind == "access"][0]
-        api = emu.env()["DISCORD_API_URL"]
-        servers["bare"] = start_python(
+    port, bare_port = free_port(), free_port()
+    with DiscordRig(database_url, "nexus-bench-proxy-floor-", PUBLIC_URL=f"http://127.0.0.1:{port}") as rig:
+        base = rig.daemon("daemon", port, log=rig.work / "daemon.log")
+        integration = rig.connect(base)
+        direct, access = rig.direct()
+        api = rig.emu.env()["DISCORD_API_URL"]
+        rig.servers["bare"] = start_python(
             BARE,
             bare_port,
-            env=dict(env, BARE_UPSTREAM=api, BARE_TOKEN=access),
+            env=dict(rig.env, BARE_UPSTREAM=api, BARE_TOKEN=access),
             stdout=subprocess.DEVNULL,
-            stderr=open(work / "bare.log", "w"),
+            stderr=open(rig.work / "bare.log", "w"),
         )
         wait_http(f"http://127.0.0.1:{bare_port}/health")
         path = f"/integrations/{integration}/proxy/v10/users/@me"
         urls = {
-            "direct": (f"{api}/v10/users/@me", access),
-            "daemon": (base + path, token),
-            "bare": (f"http://127.0.0.1:{bare_port}{path}", token),
+            "direct": (direct, access),
+            "daemon": (base + path, rig.token),
+            "bare": (f"http://127.0.0.1:{bare_port}{path}", rig.token),
         }
-        for url, credential in urls.values():
-            load(url, credential, concurrency, 1.0)  # warm up
-        totals = {name: dict(requests=0, seconds=0.0, errors=0, server=0.0, emulator=0.0, client=0.0) for name in urls}
-        for round_ in range(rounds):
-            for name in ["direct", "daemon", "bare"] if round_ % 2 == 0 else ["direct", "bare", "daemon"]:
-                server = servers.get(name)
-                before = (cpu_seconds(server.pid) if server else 0.0, cpu_seconds(os.getpid()))
-                out = load(*urls[name], concurrency, seconds)
-                after = (cpu_seconds(server.pid) if server else 0.0, cpu_seconds(os.getpid()))
-                t = totals[name]
-                t["requests"] += out["requests"]
-                t["seconds"] += out["seconds"]
-                t["errors"] += out["errors"]
-                t["server"] += after[0] - before[0]
-                t["emulator"] += after[1] - before[1]
-                t["client"] += out["cpu"]
-    finally:
-        for server in servers.values():
-            server.terminate()
-            server.wait(20)
-        emu.stop()
-        shutil.rmtree(work, ignore_errors=True)
-    direct = totals["direct"]["requests"] / totals["direct"]["seconds"]
-    result = {}
-    for name, t in totals.items():
-        calls = max(t["requests"], 1)
-        result[name] = {
-            "perSecond": round(t["requests"] / t["seconds"], 1),
-            "ratio": round(t["requests"] / t["seconds"] / direct, 3),
-            "serverUs": round(t["server"] / calls * 1e6, 1),
-            "emulatorUs": round(t["emulator"] / calls * 1e6, 1),
-            "clientUs": round(t["client"] / calls * 1e6, 1),
-            "errors": t["errors"],
+        totals = phases(
+            urls,
+            concurrency,
+            seconds,
+            rounds,
+            lambda name: rig.servers[name].pid if name in rig.servers else None,  # direct: no server of its own
+            lambda round_: ["direct", "daemon", "bare"] if round_ % 2 == 0 else ["direct", "bare", "daemon"],
+        )
+    paths = {  # the server's CPU as one figure (proxy_ab shows user and system apart)
+        name: {
+            "perSecond": r["perSecond"],
+            "ratio": r["ratio"],
+            "serverUs": r["cpuUs"],
+            "emulatorUs": r["emulatorUs"],
+            "clientUs": r["clientUs"],
+            "errors": r["errors"],
         }
-    return {"paths": result, "rounds": rounds, "seconds": seconds, "loadAverage": round(os.getloadavg()[0], 1)}
+        for name, r in per_call(totals).items()
+    }
+    return {"paths": paths, "rounds": rounds, "seconds": seconds, "loadAverage": round(os.getloadavg()[0], 1)}
 
 
 def markdown(result: dict) -> str:

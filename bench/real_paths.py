@@ -83,13 +83,33 @@ app.router.add_post("/reset", reset)
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
 """
 
-# The non-durable relay: what a team would write without nexusctl (no database, nothing survives a crash).
-RELAY = r"""
-import asyncio, base64, hashlib, hmac, json, re, sys, time, uuid, datetime as dt
-import aiohttp, jwt
+# The relay's request half, also bench/emit_path.py's floor (@bare): PyJWT on every request, the body parsed and its
+# type checked. ``checked`` gives the event's body, or the answer (401, 400) to send instead.
+RELAY_CHECKS = r"""
+import re, sys, uuid
+import jwt
 from aiohttp import web
-port, key, hooks = int(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])  # {integration id: [[url, secret]]}
+port, key = int(sys.argv[1]), sys.argv[2]
 TYPE = re.compile(r"[a-z0-9_]+(\.[a-z0-9_]+)+")
+async def checked(request):
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    try:
+        jwt.decode(token, key, algorithms=["HS256"], options={"require": ["exp", "sub"]})
+    except jwt.InvalidTokenError:
+        return None, web.json_response({"success": False}, status=401)
+    body = await request.json()
+    if not TYPE.fullmatch(body.get("type", "")) or not isinstance(body.get("data", {}), dict):
+        return None, web.json_response({"success": False}, status=400)
+    return body, None
+"""
+
+# The non-durable relay: what a team would write without nexusctl (no database, nothing survives a crash).
+RELAY = (
+    RELAY_CHECKS
+    + r"""
+import asyncio, base64, hashlib, hmac, json, time, datetime as dt
+import aiohttp
+hooks = json.loads(sys.argv[3])  # {integration id: [[url, secret]]}
 tasks = set()
 def sign(secret, msg_id, ts, body):
     raw = base64.b64decode(secret.split("_", 1)[1])
@@ -102,14 +122,9 @@ async def send(session, url, secret, body):
     async with session.post(url, data=body, headers=headers) as response:
         await response.read()
 async def emit(request):
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    try:
-        claims = jwt.decode(token, key, algorithms=["HS256"], options={"require": ["exp", "sub"]})
-    except jwt.InvalidTokenError:
-        return web.json_response({"success": False}, status=401)
-    body = await request.json()
-    if not TYPE.fullmatch(body.get("type", "")) or not isinstance(body.get("data", {}), dict):
-        return web.json_response({"success": False}, status=400)
+    body, refused = await checked(request)
+    if refused is not None:
+        return refused
     integration = request.match_info["id"]
     targets = hooks.get(integration)
     if targets is None:
@@ -130,6 +145,7 @@ app.on_startup.append(start)
 app.router.add_post("/integrations/{id}/events", emit)
 web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
 """
+)
 
 # The bare read handler: PyJWT, the same SELECT through the driver in a thread, the same JSON.
 BARE = r"""
