@@ -383,8 +383,19 @@ class Claimed:
 # an UPDATE can be evaluated again by PostgreSQL's recheck of a concurrently updated row, and then lease more
 # rows than asked (tests/fault/test_proc_kill9.py saw 85 leases from a daemon with 50 slots).
 #
+# Another claim can be running at the same time: two daemons on one database are woken by the same NOTIFY. The
+# head is read, not locked, so both pick the same rows, and the lock step of the second skips them all (they are
+# being locked by the first): it once claimed nothing and its daemon sat idle until its next poll (1 s) with
+# plenty due, while the other sent all 2,000 (tests/webhooks/test_delivery_proofs.py). So when the lock step gets
+# fewer rows than were picked (``short``), the claim walks the due index again, locking as it goes and skipping
+# rows locked by others (``more``: a LIMIT above the lock, so it goes on past them), and takes each endpoint's
+# room of those (``refits``) instead; the rows it locked first are among them (a row locked by this transaction
+# is not skipped). Only then: uncontended, the second walk is never run (a one-time filter) and the claim costs
+# what it did, locking only the rows it leases. The second walk locks up to ``limit`` rows and leases those
+# within rooms; the others are unlocked, unleased, at commit (tests/core/test_claim_contention.py).
+#
 # Its shape does not depend on the parameters' values (the lock step and the UPDATE are driven by primary key
-# from the picked ids, ``id = ANY(ARRAY(SELECT ...))``). Its cost must not grow
+# from the picked ids, ``id = ANY(ARRAY(SELECT ...))``; the second walk is the head's). Its cost must not grow
 # with the backlog, whatever the table's statistics or the plan cache say. Three plans that read every due row on
 # each claim were caught by auto_explain: the lock step and the UPDATE filtering all 8,462 due rows by
 # ``id = ANY`` through the due index (20 ms for a claim of 38), and the head read by a bitmap scan of every due
@@ -425,9 +436,30 @@ _PG_CLAIM = """WITH head AS MATERIALIZED (
       AND d."status" || '' IN ('PENDING', 'RETRYING') AND d."next_attempt_at" <= %(now)s
       AND (d."lease_until" IS NULL OR d."lease_until" < %(now)s)
     FOR UPDATE OF d SKIP LOCKED
+), short AS MATERIALIZED (
+    SELECT (SELECT count(*) FROM locked) < (SELECT count(*) FROM fits WHERE fits.k <= %(limit)s AND fits.n <= fits.room)
+      AS yes
+), more AS MATERIALIZED (
+    SELECT d."id", d."webhook_id", d."next_attempt_at" FROM "webhook_deliveries" AS d
+    JOIN "webhooks" AS w ON w."id" = d."webhook_id"
+    WHERE (SELECT short.yes FROM short)
+      AND d."status" IN ('PENDING', 'RETRYING') AND d."next_attempt_at" <= %(now)s
+      AND (d."lease_until" IS NULL OR d."lease_until" < %(now)s) AND w."is_active"
+      AND NOT (d."webhook_id" = ANY(%(exclude)s::uuid[]))
+    ORDER BY d."next_attempt_at" LIMIT %(limit)s
+    FOR UPDATE OF d SKIP LOCKED
+), refits AS MATERIALIZED (
+    SELECT more."id",
+           row_number() OVER (PARTITION BY more."webhook_id" ORDER BY more."next_attempt_at", more."id") AS n,
+           COALESCE(r."room", %(cap)s) AS room
+    FROM more LEFT JOIN unnest(%(busy)s::uuid[], %(rooms)s::int[]) AS r("webhook_id", "room")
+      ON r."webhook_id" = more."webhook_id"
 )
 UPDATE "webhook_deliveries" AS t SET "lease_until" = %(until)s, "lease_token" = %(lease)s
-WHERE t."id" = ANY(ARRAY(SELECT locked."id" FROM locked))
+WHERE t."id" = ANY(ARRAY(
+    SELECT locked."id" FROM locked WHERE NOT (SELECT short.yes FROM short)
+    UNION ALL SELECT refits."id" FROM refits WHERE refits.n <= refits.room
+))
   AND t."status" || '' IN ('PENDING', 'RETRYING') AND t."next_attempt_at" <= %(now)s
   AND (t."lease_until" IS NULL OR t."lease_until" < %(now)s)
 RETURNING t.id, t.webhook_id, t.event, t.payload, t.attempts, t.created_at, t.trace_parent"""
