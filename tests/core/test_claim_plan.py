@@ -107,9 +107,9 @@ def test_the_claim_claims_what_it_says_from_a_backlog_with_stale_statistics(data
 def test_a_claim_passing_over_the_rows_another_claim_holds_reads_about_those_and_the_rows_it_takes(
     database, keyring, make_integration, hooks
 ):
-    """Two daemons woken by one NOTIFY: the second claim finds the head rows it picked locked by the first
-    (uncommitted, in another connection) and claims past them, by a second walk of the due index that stops
-    at its LIMIT; the rows it reads are the held ones and about those it takes, not the backlog."""
+    """Two daemons woken by one NOTIFY: the second claim's walk of the due index passes over the head rows the
+    first holds locked (uncommitted, in another connection) and stops at its LIMIT past them; the rows it reads
+    are the held ones and about those it takes, not the backlog."""
     made = _queue_backlog(database, keyring, make_integration, hooks)
     _stale_statistics(database)
     holding, done = threading.Event(), threading.Event()
