@@ -87,7 +87,7 @@ def test_two_workers_at_once_keep_each_endpoint_within_its_room(database, keyrin
     for claimed in (first, second):
         per_hook = _per_hook(claimed)
         assert per_hook[busy.id] <= 3 and all(per_hook[h.id] <= 5 for h in others), per_hook
-    # Of the first 20 due (the second's), each endpoint has more than its room: the second fills most of them.
+    # Of the 20 due past the first claim's, each endpoint has more than its room: the second fills most of them.
     assert len(second) >= 10, _per_hook(second)  # main: 0
     assert not {c.id for c in first} & {c.id for c in second}
 
