@@ -376,24 +376,36 @@ class Claimed:
     recording: bool = False  # sent; its outcome is queued for the (fenced) record
 
 
-# The due rows at the head of the queue (read, not locked), each endpoint's first ``room`` of them (its free
-# sending slots: ``rooms`` for endpoints with sends in flight, ``cap`` for the others) among the first
-# ``limit``, then those locked and leased. A busy endpoint is claimed only what it can send now: nothing is
-# claimed to be handed back. Each step is a materialized CTE, evaluated once: a LIMIT inside a sub-select of
-# an UPDATE can be evaluated again by PostgreSQL's recheck of a concurrently updated row, and then lease more
-# rows than asked (tests/fault/test_proc_kill9.py saw 85 leases from a daemon with 50 slots).
+# The due rows at the head of the queue, locked as they are read (the first ``limit`` not being locked by another
+# claim), then each endpoint's first ``room`` of them (its free sending slots: ``rooms`` for endpoints with sends
+# in flight, ``cap`` for the others) leased. A busy endpoint is claimed only what it can send now: nothing is
+# claimed to be handed back; the rows locked beyond its room are unlocked, untouched, at commit. Each step is a
+# materialized CTE, evaluated once: a LIMIT inside a sub-select of an UPDATE can be evaluated again by
+# PostgreSQL's recheck of a concurrently updated row, and then lease more rows than asked
+# (tests/fault/test_proc_kill9.py saw 85 leases from a daemon with 50 slots).
 #
-# Its shape does not depend on the parameters' values (the lock step and the UPDATE are driven by primary key
-# from the picked ids, ``id = ANY(ARRAY(SELECT ...))``). Its cost must not grow
-# with the backlog, whatever the table's statistics or the plan cache say. Three plans that read every due row on
-# each claim were caught by auto_explain: the lock step and the UPDATE filtering all 8,462 due rows by
-# ``id = ANY`` through the due index (20 ms for a claim of 38), and the head read by a bitmap scan of every due
-# row, a hash join and a sort (3,045 rows for 14). They came when the statistics were older than the backlog
-# (a burst after a quiet spell; the first minute after a TRUNCATE), and from the generic plan of a prepared
+# The lock is in the head's walk of the due index (SKIP LOCKED below the LIMIT), not a step after it, and the
+# rooms are counted over the rows locked, not over the rows seen: two daemons on one database are woken by the
+# same NOTIFY and claim at once, and when the head was read unlocked, both read the same rows, the second's lock
+# step found them all being locked by the first and skipped them, and the second daemon, having claimed nothing,
+# slept until its next poll (1 s) with plenty due: the other sent all 2,000 (tests/webhooks/test_delivery_proofs.py,
+# tests/core/test_claim_contention.py). Now the second walks on past the first's rows. What it cannot do is take
+# rows the first locked beyond its rooms (up to ``limit`` of them) before the first commits: a backlog smaller
+# than that waits for the next claim. Locking the head also costs less than locking the picked rows again by
+# primary key (a prepared claim of 50 from 1,200 due: 1,420 µs against 1,540; of 16 for one endpoint at its
+# cap, 660-690 µs against 620-720, in spite of the 34 rows locked for nothing).
+#
+# Its shape does not depend on the parameters' values (the UPDATE is driven by primary key from the locked
+# ids, ``id = ANY(ARRAY(SELECT ...))``). Its cost must not grow with the backlog, whatever the table's
+# statistics or the plan cache say. Three plans that read every due row on each claim were caught by
+# auto_explain: the lock step (then a step by primary key after the head) and the UPDATE filtering all 8,462 due
+# rows by ``id = ANY`` through the due index (20 ms for a claim of 38), and the head read by a bitmap scan of
+# every due row, a hash join and a sort (3,045 rows for 14). They came when the statistics were older than the
+# backlog (a burst after a quiet spell; the first minute after a TRUNCATE), and from the generic plan of a prepared
 # claim, planned without ``now``'s value (1,049 rows filtered out per claim, +40% PostgreSQL CPU per delivery
 # with 20 endpoints: branch ``deliverfast`` in docs/benchmarks.md). So:
-# - the lock step and the UPDATE test the status as ``"status" || '' IN (...)``, which no index serves and no
-#   partial index's predicate is proved from: they reach their rows by primary key only;
+# - the UPDATE tests the status as ``"status" || '' IN (...)``, which no index serves and no partial index's
+#   predicate is proved from: it reaches its rows by primary key only;
 # - the claim's transaction turns off the plans that read a whole range (``_PG_CLAIM_PLAN``: sequential and bitmap
 #   scans, sorts where an index gives the order, hash joins), so the head walks the due index in order and stops
 #   at its LIMIT. Sorting the head's few rows for the window functions is still done (nothing else can). A plan
@@ -412,22 +424,16 @@ _PG_CLAIM = """WITH head AS MATERIALIZED (
       AND (d."lease_until" IS NULL OR d."lease_until" < %(now)s) AND w."is_active"
       AND NOT (d."webhook_id" = ANY(%(exclude)s::uuid[]))
     ORDER BY d."next_attempt_at" LIMIT %(limit)s
+    FOR UPDATE OF d SKIP LOCKED
 ), fits AS MATERIALIZED (
     SELECT head."id",
-           row_number() OVER (ORDER BY head."next_attempt_at", head."id") AS k,
            row_number() OVER (PARTITION BY head."webhook_id" ORDER BY head."next_attempt_at", head."id") AS n,
            COALESCE(r."room", %(cap)s) AS room
     FROM head LEFT JOIN unnest(%(busy)s::uuid[], %(rooms)s::int[]) AS r("webhook_id", "room")
       ON r."webhook_id" = head."webhook_id"
-), locked AS MATERIALIZED (
-    SELECT d."id" FROM "webhook_deliveries" AS d
-    WHERE d."id" = ANY(ARRAY(SELECT fits."id" FROM fits WHERE fits.k <= %(limit)s AND fits.n <= fits.room))
-      AND d."status" || '' IN ('PENDING', 'RETRYING') AND d."next_attempt_at" <= %(now)s
-      AND (d."lease_until" IS NULL OR d."lease_until" < %(now)s)
-    FOR UPDATE OF d SKIP LOCKED
 )
 UPDATE "webhook_deliveries" AS t SET "lease_until" = %(until)s, "lease_token" = %(lease)s
-WHERE t."id" = ANY(ARRAY(SELECT locked."id" FROM locked))
+WHERE t."id" = ANY(ARRAY(SELECT fits."id" FROM fits WHERE fits.n <= fits.room))
   AND t."status" || '' IN ('PENDING', 'RETRYING') AND t."next_attempt_at" <= %(now)s
   AND (t."lease_until" IS NULL OR t."lease_until" < %(now)s)
 RETURNING t.id, t.webhook_id, t.event, t.payload, t.attempts, t.created_at, t.trace_parent"""

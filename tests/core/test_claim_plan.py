@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import json
+import threading
 
 import pytest
 
@@ -100,3 +101,41 @@ def test_the_claim_claims_what_it_says_from_a_backlog_with_stale_statistics(data
         assert per_hook[made[0].id] <= 2 and all(per_hook[h.id] <= 3 for h in made[1:]), per_hook
         assert not taken & {c.id for c in claimed}  # never one already leased
         taken |= {c.id for c in claimed}
+
+
+@pytest.mark.parametrize("hooks", [1, 20])
+def test_a_claim_passing_over_the_rows_another_claim_holds_reads_about_those_and_the_rows_it_takes(
+    database, keyring, make_integration, hooks
+):
+    """Two daemons woken by one NOTIFY: the second claim's walk of the due index passes over the head rows the
+    first holds locked (uncommitted, in another connection) and stops at its LIMIT past them; the rows it reads
+    are the held ones and about those it takes, not the backlog."""
+    made = _queue_backlog(database, keyring, make_integration, hooks)
+    _stale_statistics(database)
+    holding, done = threading.Event(), threading.Event()
+
+    def other_daemon():
+        try:
+            with database.atomic():
+                held.extend(deliveries.claim(TAKEN, 60, cap=TAKEN))
+                holding.set()
+                done.wait(30)
+        finally:
+            holding.set()
+            database.close()
+
+    held: list = []
+    thread = threading.Thread(target=other_daemon)
+    thread.start()
+    try:
+        assert holding.wait(30)
+        plan = _explained_claim(database, {made[0].id: 1}, cap=16)
+    finally:
+        done.set()
+        thread.join(30)
+    assert len(held) == TAKEN
+    scans = [n for n in _nodes(plan) if n.get("Relation Name") == "webhook_deliveries"]
+    for node in scans:  # the held rows are passed over, not the backlog read
+        read = node["Actual Rows"] + node.get("Rows Removed by Filter", 0)
+        assert read <= len(held) + 3 * TAKEN, (node["Node Type"], node.get("Index Name"), read)
+    assert plan["Actual Rows"] == (TAKEN if hooks > 1 else 1)  # as many as with nobody else claiming
