@@ -350,6 +350,9 @@ def _queue(db, hook_ids, count: int) -> None:
             f"'PENDING', 0, now() FROM generate_series(0, {int(count) - 1}) AS g",
             ([str(h) for h in hook_ids], len(hook_ids)),
         )
+        # As the product's queueing does: the daemon starts now, not at its next 1 s poll (which added 0-1 s to
+        # every run's time, a third of a run at 5,000 deliveries).
+        db.execute_sql("SELECT pg_notify('nexus_deliveries', '')")
         return
     now = utcnow()
     rows = [

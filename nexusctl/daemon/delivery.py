@@ -85,9 +85,10 @@ class DeliveryWorker:
         # waiting to be sent (``waiting``), being sent, or sent and waiting for their outcome's commit. A sending
         # slot is freed as soon as its HTTP exchange ends, and the next delivery waiting for that endpoint starts
         # at once: no trip to the database between two sends to a busy endpoint (the claims that refill
-        # ``waiting`` ride along with the record batches, and claim ahead only for endpoints that just answered:
-        # ``_claim_args``). At most HELD_PER_SLOT x WEBHOOK_CONCURRENCY are held, and of one endpoint at most
-        # AHEAD_PER_SLOT x WEBHOOK_CONCURRENCY_PER_ENDPOINT sending or waiting: past that nothing more is claimed.
+        # ``waiting`` run beside the record batches, and claim ahead only for endpoints that just answered:
+        # ``_claim_args``, ``_claim_ahead``). At most HELD_PER_SLOT x WEBHOOK_CONCURRENCY are held, and of one
+        # endpoint at most AHEAD_PER_SLOT x WEBHOOK_CONCURRENCY_PER_ENDPOINT sending or waiting: past that nothing
+        # more is claimed.
         self.held: dict = {}
         self.max_held = HELD_PER_SLOT * settings.webhook_concurrency
         # Claimed deliveries waiting for a sending slot, by webhook: {webhook id: deque of (item, signing)}.
@@ -110,10 +111,19 @@ class DeliveryWorker:
         self.to_record: list = []
         # Claims are made one at a time in this process (two at once would each count every endpoint's room
         # from the same sends in flight, and skip each other's locked rows: an endpoint could get twice its cap).
-        # Record batches under way that will claim for the slots they free: the loop leaves the claiming to
-        # them meanwhile, and is woken when they are done.
+        # A claim ahead under way (``_claim_ahead``): the loop leaves the claiming to it meanwhile, and is woken
+        # when it comes back short.
         self.refilling = 0
-        # Slots the loop's claim under way is for: a record batch meanwhile claims nothing (the loop refills).
+        # Webhooks whose sends ended since the last claim ahead (they answer: claimed ahead for), and those whose
+        # last claim filled the room it was given (more of theirs may be due: claimed again as their room reopens,
+        # without waiting for a record batch).
+        self.answered: set = set()
+        self.more: set = set()
+        self.owed = False  # a record batch's claim waits for the claim under way
+        # The loop's last claim found nothing: short claims ahead do not send it to look past their endpoints again
+        # until something is queued or the poll's second passes (``_due``).
+        self.looked_past = False
+        # Slots the loop's claim under way is for: no claim ahead starts meanwhile (the loop refills).
         self.claiming = 0
         self.flush_now = asyncio.Event()
         self.flusher: asyncio.Task | None = None
@@ -147,7 +157,7 @@ class DeliveryWorker:
             max_idle=self.settings.webhook_concurrency,  # no more kept than could be in flight at once
         )
         loop = asyncio.get_running_loop()
-        self._listener = lambda: loop.call_soon_threadsafe(self.wake.set)
+        self._listener = lambda: loop.call_soon_threadsafe(self._due)
         deliveries.LISTENERS.append(self._listener)
         self._pg = None
         if self.settings.database_kind == "postgresql":
@@ -181,7 +191,7 @@ class DeliveryWorker:
                 self._pg = None
                 conn.close()
                 return
-            self.wake.set()
+            self._due()
 
         loop.add_reader(fd, readable)
         self._pg, self._pg_fd = conn, fd
@@ -192,7 +202,7 @@ class DeliveryWorker:
         self.wake.set()
         await asyncio.gather(self.loop_task, return_exceptions=True)
         await self._release_waiting()
-        # Until every send has ended (within the grace): a record batch's claim that was under way when
+        # Until every send has ended (within the grace): a claim ahead that was under way when
         # stopping began starts its sends as the recorded ones end, so the set is looked at again.
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
@@ -210,6 +220,11 @@ class DeliveryWorker:
 
     def poke(self) -> None:
         """Something was queued: look now (thread-safe via call_soon_threadsafe by callers)."""
+        self._due()
+
+    def _due(self) -> None:
+        """Deliveries may be due that no claim has seen (queued, or the poll's second passed): look now."""
+        self.looked_past = False
         self.wake.set()
 
     # --- the loop ------------------------------------------------------------
@@ -234,6 +249,10 @@ class DeliveryWorker:
                     finally:
                         self.claiming = 0
                     self._start_sends(claimed, signing, locked, now)
+                    self._note_more(args, claimed)
+                    self.looked_past = not claimed
+                    if self.owed:
+                        self._claim_ahead()
                 if (claimed or locked) and self.free > 0 and self._claimable() > 0:
                     continue  # there may be more due right now (for other endpoints)
             except DatabaseUnavailable as exc:  # an outage: one line when it starts and one when it ends
@@ -249,7 +268,7 @@ class DeliveryWorker:
             try:
                 await asyncio.wait_for(self.wake.wait(), POLL_SECONDS)
             except asyncio.TimeoutError:
-                pass
+                self.looked_past = False
 
     def _claimable(self, ahead: bool = False) -> int:
         """How many deliveries a claim may take now: one for each free sending slot, and when claiming ``ahead``
@@ -278,6 +297,82 @@ class DeliveryWorker:
         rooms = {w: most[w] - n for w, n in held.items() if n < most[w]}
         return min(slots, 100), self.lease, busy, rooms, cap
 
+    def _claim_ahead(self, owed: bool = False) -> bool:
+        """Claim, in a trip to a database thread of its own, for the free slots and ahead for the endpoints that
+        answered since the last such claim; unless a claim is under way already (claims are one at a time): then,
+        when ``owed`` (a record batch's), once that one is back. Whether it claims now."""
+        if self.stopping:
+            return False
+        if self.claiming or self.refilling:
+            self.owed |= owed
+            return False
+        self.owed = False
+        slots = self._claimable(ahead=True)
+        if slots <= 0:
+            return False
+        now = time.monotonic()
+        warm, self.answered = self.answered, set()
+        args = self._claim_args(slots, now, warm)
+        self.refilling += 1
+        task = asyncio.create_task(self._claimed_ahead(args, now))
+        task.webhook_id, task.slot_open = None, False  # ``stop`` waits for it with the sends
+        self.tasks.add(task)
+        task.add_done_callback(self._done)
+        return True
+
+    async def _claimed_ahead(self, args: tuple, now: float) -> None:
+        try:
+            claimed, signing, locked = await self.db.run(_claim_and_sign, self.keyring, *args)
+        except Exception:  # noqa: BLE001 - the loop claims again (and reports an outage), woken here
+            log.debug("delivery worker: claiming ahead failed; left to the loop", exc_info=True)
+            self.refilling -= 1
+            self.wake.set()
+            return
+        self.refilling -= 1
+        self._start_sends(claimed, signing, locked, now)  # given back at once if stopping began meanwhile
+        capped = self._note_more(args, claimed)
+        if len(claimed) < args[0] and capped and not self.looked_past:
+            # Short, and an endpoint got all its room: of what is due, the claim reads the first ``limit`` rows, and
+            # a backlog of the endpoints claimed ahead for can fill those up to their rooms, hiding other endpoints'
+            # rows. The loop's claim, which leaves out the endpoints at their most, looks past them; once it found
+            # nothing there it is not sent again until something is queued or the poll's second passes.
+            self.wake.set()
+        if self.owed:
+            self._claim_ahead()
+            return
+        for webhook_id in list(self.more):
+            if self._claim_more(webhook_id):
+                break
+
+    def _note_more(self, args: tuple, claimed: list) -> bool:
+        """After a claim made with ``args`` (``_claim_args``): the endpoints it gave as many as it could (the limit
+        reached, or their room filled) may have more due; the others it looked at have none now. Whether one of
+        them got all its room."""
+        limit, rooms, cap = args[0], args[3], args[4]
+        got = collections.Counter(item.webhook_id for item in claimed)
+        full, capped = len(claimed) >= limit, False
+        for webhook_id in set(rooms) | set(got):
+            filled = got[webhook_id] >= rooms.get(webhook_id, cap)
+            capped |= bool(got[webhook_id]) and filled
+            if got[webhook_id] and (full or filled):
+                self.more.add(webhook_id)
+            else:
+                self.more.discard(webhook_id)
+        return capped
+
+    def _claim_more(self, webhook_id) -> bool:
+        """Claim ahead now if ``webhook_id`` may have more due and has room again for more than half its cap (not a
+        claim per send): its waiting deliveries are topped up before they run out, whatever the record batches do."""
+        if webhook_id not in self.more or self.claiming or self.refilling or self.stopping:
+            return False
+        cap = self.settings.webhook_concurrency_per_endpoint
+        waiting = self.waiting.get(webhook_id)
+        room = AHEAD_PER_SLOT * cap - self.inflight[webhook_id] - (len(waiting) if waiting else 0)
+        if room <= cap // 2 or self._claimable(ahead=True) <= cap // 2:
+            return False
+        self._claim_ahead()
+        return True
+
     def _start_sends(self, claimed: list, signing: dict, locked: dict, now: float) -> None:
         """Hold the claimed deliveries (their leases renewed from now on) and start a send for each."""
         self.counts["claims"] += 1
@@ -295,7 +390,7 @@ class DeliveryWorker:
                 waiting = self.waiting[item.webhook_id] = collections.deque()
             waiting.append((item, signing.get(item.webhook_id)))
             self.queued += 1
-        if self.stopping:  # a record batch's claim that ended after stopping began: nothing more is sent
+        if self.stopping:  # a claim ahead that ended after stopping began: nothing more is sent
             task = asyncio.create_task(self._release_waiting())
             task.webhook_id, task.slot_open = None, False  # ``stop`` waits for it with the sends
             self.tasks.add(task)
@@ -305,7 +400,7 @@ class DeliveryWorker:
 
     async def _release_waiting(self) -> None:
         """Stopping: the deliveries still waiting for a slot are given back untouched (claimable at once by another
-        daemon, not after their leases run out). A record batch's claim that ends later releases its own."""
+        daemon, not after their leases run out). A claim ahead that ends later releases its own."""
         items = [item for waiting in self.waiting.values() for item, _ in waiting]
         self.waiting.clear()
         self.queued = 0
@@ -417,8 +512,9 @@ class DeliveryWorker:
         self.inflight[task.webhook_id] -= 1
         if self.inflight[task.webhook_id] <= 0:
             del self.inflight[task.webhook_id]
-        # A slot no waiting delivery can take is refilled by the claim of the record batch this send's outcome
-        # goes to (made first in its trip), not by a claim of the loop's now: one claim per batch, not per send.
+        # A slot no waiting delivery can take is refilled by a claim ahead (with the record batch this send's outcome
+        # goes to, or sooner once its endpoint has room for half its cap: ``_claim_more``), not by a claim of the
+        # loop's now: not a claim per send.
         self._start_waiting()
 
     def _done(self, task: asyncio.Task) -> None:
@@ -467,6 +563,8 @@ class DeliveryWorker:
             body = _body(item.payload)
             result = await self._post(url, secrets, str(item.id), body)
         self._free_slot(asyncio.current_task())
+        self.answered.add(item.webhook_id)
+        self._claim_more(item.webhook_id)
         if item.lost:  # another worker holds it now and sends it itself: its outcome is that worker's to record
             log.warning(
                 "delivery %s: attempt %d not recorded: the lease was lost while sending", item.id, item.attempts + 1
@@ -523,27 +621,14 @@ class DeliveryWorker:
         while self.to_record:
             self.flush_now.clear()
             batch, self.to_record = self.to_record[:RECORD_BATCH], self.to_record[RECORD_BATCH:]
-            # The deliveries waiting for a slot are topped up in the same trip to a database thread, by a claim made
-            # before the record and handed to this loop as soon as it is committed: the sends it starts do not
-            # wait for the record (a batch of 60 took 13 ms on a loaded machine, time in which the waiting ones ran
-            # out). Claims in this process are made one at a time: while the loop's claim is under way this batch
-            # claims nothing and leaves the slots to the loop (woken below). Two claims at once would each count
-            # every endpoint's room from the same sends in flight and, skipping each other's locked rows, take
-            # different deliveries for it: up to twice its share.
-            now = time.monotonic()
-            slots = self._claimable(ahead=True)
-            warm = frozenset(i.webhook_id for i, _, _ in batch)
-            claim = None if self.stopping or self.claiming or slots <= 0 else self._claim_args(slots, now, warm)
-            handed = _Handover(self, now, claim[0]) if claim is not None else None
-            self.refilling += handed is not None
+            # The deliveries waiting for a slot are topped up by a claim of their own that runs beside the record,
+            # not after it nor in its trip (a record batch takes ~10 ms, in which a fast endpoint's waiting ones
+            # ran out): at least one claim per batch, for the endpoints whose sends ended, and more in between
+            # when an endpoint's room reopens (``_claim_more``).
+            claims = self._claim_ahead(owed=True)
             try:
                 outcomes = await self.db.run(
-                    _claim_then_record,
-                    [(i, r) for i, r, _ in batch],
-                    self.settings.webhook_retry_schedule,
-                    self.keyring,
-                    claim,
-                    handed,
+                    attempts.record_many, [(i, r) for i, r, _ in batch], self.settings.webhook_retry_schedule
                 )
             except Exception as exc:  # noqa: BLE001 - handed to each sender, which logs it
                 for _, _, future in batch:
@@ -551,10 +636,8 @@ class DeliveryWorker:
                         future.set_exception(exc)
                 continue
             finally:
-                if handed is not None and not handed.sent:  # the claim never ran: the loop claims again
-                    handed.settle()
-                if handed is None or not handed.sent:
-                    self.wake.set()  # this batch claimed nothing: the free slots are the loop's
+                if not claims and not self.refilling:
+                    self.wake.set()  # no claim under way: the free slots are the loop's
             self.counts["record_batches"] += 1
             self.counts["recorded"] += len(batch)
             for (_, _, future), outcome in zip(batch, outcomes, strict=True):
@@ -617,51 +700,6 @@ def _claim_and_sign(keyring, limit: int, lease: float, exclude, rooms=None, cap=
         deliveries.release([c for c in claimed if c.webhook_id in locked])
         claimed = [c for c in claimed if c.webhook_id not in locked]
     return claimed, signing, locked
-
-
-class _Handover:
-    """A record batch's claim, handed from the database thread to the worker's loop once committed."""
-
-    def __init__(self, worker: DeliveryWorker, now: float, limit: int) -> None:
-        self.worker, self.now, self.limit = worker, now, limit
-        self.loop = asyncio.get_running_loop()
-        self.sent = False  # set in the database thread once the claim is on its way to the loop
-        self.settled = False
-
-    def send(self, claimed: tuple | None) -> None:
-        self.sent = True
-        self.loop.call_soon_threadsafe(self._arrived, claimed)
-
-    def settle(self) -> None:
-        """This batch claims no more: the loop may claim again (once, whichever of the two ways comes first)."""
-        if not self.settled:
-            self.settled = True
-            self.worker.refilling -= 1
-
-    def _arrived(self, claimed: tuple | None) -> None:
-        worker = self.worker
-        self.settle()
-        if claimed is not None:  # given back at once if stopping began meanwhile (``_start_sends``)
-            worker._start_sends(*claimed, self.now)
-        if claimed is None or len(claimed[0]) < self.limit:
-            # It failed, or came back short: of what is due, the claim reads the first ``limit`` rows, and a
-            # backlog of the endpoints claimed ahead for can fill those up to their rooms, hiding other
-            # endpoints' rows. The loop's claim, which claims ahead for none, looks past them.
-            worker.wake.set()
-
-
-def _claim_then_record(batch: list, schedule, keyring, claim, handed: _Handover | None) -> list:
-    """When ``claim`` gives the arguments, claim (committed) and hand the claim's three values (None if it
-    failed) to the worker's loop, then record a batch of outcomes (committed): the outcomes. A claim that fails
-    leaves the slots to the worker's loop (woken as each send ends)."""
-    if claim is not None:
-        try:
-            claimed = _claim_and_sign(keyring, *claim)
-        except Exception:  # noqa: BLE001 - the loop claims again (and reports an outage) as the slots free
-            log.debug("delivery worker: claiming with a record batch failed; left to the loop", exc_info=True)
-            claimed = None
-        handed.send(claimed)
-    return attempts.record_many(batch, schedule)
 
 
 def _retry_after(value: str | None) -> int | None:

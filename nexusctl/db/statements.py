@@ -350,17 +350,34 @@ _ESCAPED = ("\\", '"')
 def array_text(values) -> str:
     """PostgreSQL's text form of a one-dimensional array of driver values (str, int, float, bool, datetime,
     UUID, None): every element double-quoted with ``\\`` and ``"`` escaped, so a comma, a brace, a space or
-    the word NULL inside a value stays part of it; None is NULL."""
+    the word NULL inside a value stays part of it; None is NULL. A UUID (as its hex) and an int need no quotes;
+    a run of the same datetime (a batch's "now" in every row) is formatted once."""
     parts = []
     add = parts.append
+    last, last_text = _NOTHING, ""
     for value in values:
-        if value is None:
+        kind = value.__class__
+        if kind is str:
+            text = value
+        elif kind is uuid.UUID:
+            add(value.hex)
+            continue
+        elif kind is int:
+            add(str(value))
+            continue
+        elif value is None:
             add("NULL")
             continue
-        if value is True or value is False:
+        elif value is True or value is False:
             add("t" if value else "f")
             continue
-        text = value if isinstance(value, str) else str(value)
+        elif kind is dt.datetime:
+            if value is not last:
+                last, last_text = value, '"' + str(value) + '"'
+            add(last_text)
+            continue
+        else:
+            text = value if isinstance(value, str) else str(value)  # a str enum is its value
         if "\\" in text or '"' in text:
             text = text.replace("\\", "\\\\").replace('"', '\\"')
         add('"' + text + '"')
@@ -374,9 +391,10 @@ def insert_many_text(model, names: tuple, rows: list) -> None:
         return
     if not is_postgres(database_proxy):
         return insert_many(model, names, rows)
-    sql, convert = _insert_many_sql(model, names, True)
+    sql, _ = _insert_many_sql(model, names, True)
+    fast = _fast_converters(model, names)  # column by column, the common cases first (insert_together's)
     for start in range(0, len(rows), CHUNK):
         part = rows[start : start + CHUNK]
         columns = zip(*part, strict=True)
-        params = [array_text(map(c, column)) for c, column in zip(convert, columns)]
+        params = [array_text(c(column)) for c, column in zip(fast, columns)]
         run_anywhere(f"nexus_insert_{model._meta.table_name}", sql, params)

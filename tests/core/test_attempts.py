@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 from support import clock as shared_clock
 
@@ -25,6 +26,17 @@ def _queued(make_integration, count=1, **hook):
 
 def _result(code=None, **kw):
     return Result(started_at=utcnow(), duration_ms=3, status_code=code, **kw)
+
+
+def test_recorded_attempts_and_events_get_distinct_random_uuids(database, make_integration):
+    """The ids of a batch's attempt rows and outbox events (made from one read of the random source) are version 4
+    UUIDs, none repeated, and read back as UUIDs on either database."""
+    _, claimed = _queued(make_integration, 30)
+    attempts.record_many([(c, _result(200)) for c in claimed[:15]], SCHEDULE)
+    attempts.record_many([(c, _result(200)) for c in claimed[15:]], SCHEDULE)
+    ids = [a.id for a in WebhookAttempt.select()] + [e.id for e in OutboxEvent.select()]
+    assert len(ids) == 60 and len(set(ids)) == 60
+    assert all(isinstance(i, uuid.UUID) and i.version == 4 and i.variant == uuid.RFC_4122 for i in ids)
 
 
 def test_a_lost_lease_records_nothing(database, make_integration):

@@ -745,6 +745,45 @@ async def test_a_busy_endpoint_is_kept_busy_without_a_claim_per_send(
     assert worker.counts["claimed"] == total and worker.counts["claims"] <= total / 2, worker.counts
 
 
+async def test_a_fast_endpoint_is_sent_to_while_a_record_batch_is_slow(
+    db_url, aiohttp_client, aiohttp_server, monkeypatch, make_integration
+):
+    """Issue 19: the deliveries waiting for an endpoint that answers are claimed by claims of their own, not only
+    inside record batches: while the first record batch is held (a slow commit), every queued delivery is still
+    sent. Before, the claims rode with the record batches, so with one held and nothing waking the worker (no
+    new event; its 1 s poll is set to an hour here) the sends stopped after two claims."""
+    hits = []
+
+    async def handler(request):
+        await request.read()
+        hits.append(1)
+        return web.Response(text="ok")
+
+    release = asyncio.Event()
+    run = DbExecutor.run
+
+    async def held_run(self, fn, *args, **kwargs):  # the first record batch waits for ``release``
+        if fn is delivery.attempts.record_many and not release.is_set():
+            await release.wait()
+        return await run(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(DbExecutor, "run", held_run)
+    monkeypatch.setattr(delivery, "POLL_SECONDS", 3600.0)
+    monkeypatch.setattr(delivery, "HELD_PER_SLOT", 100)  # the bound on held deliveries is not what stops them
+    total = 40
+    worker, hook_id = await _one_endpoint_worker(
+        aiohttp_client, aiohttp_server, monkeypatch, make_integration, handler, slots=4, cap=4, events=total
+    )
+    try:
+        await _until(lambda: len(hits) == total)
+        assert worker.counts["record_batches"] == 0  # all sent while the record was held
+    finally:
+        release.set()
+    rows = await _settled(WebhookDelivery.webhook == hook_id, timeout=60)
+    assert len(rows) == total and all(r.status == DeliveryStatus.DELIVERED and r.attempts == 1 for r in rows)
+    assert len(hits) == total
+
+
 async def test_stopping_gives_back_the_deliveries_waiting_for_a_slot(
     db_url, aiohttp_client, aiohttp_server, monkeypatch, make_integration
 ):

@@ -83,6 +83,30 @@ def test_arrays_passed_as_text_read_back_as_sent(pg_database):
     assert row[4] == [{"a": 'x"\\'}, None]
 
 
+def test_array_text_reads_back_runs_of_one_timestamp_other_zones_and_str_enums(pg_database):
+    """The shortcuts (a run of the same datetime formatted once, a UUID as bare hex, a bare int) read back as the
+    values sent; a datetime in another zone keeps its instant, a str enum is its value (not its name)."""
+    import datetime as dt
+
+    from nexusctl.enums import DeliveryStatus
+
+    when = dt.datetime(2026, 1, 2, 3, 4, 5, 678, tzinfo=dt.timezone.utc)
+    there = dt.datetime(2026, 1, 2, 5, 4, 5, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    ids = [uuid.uuid4() for _ in range(3)]
+    row = pg_database.execute_sql(
+        "SELECT %s::timestamptz[], %s::uuid[], %s::text[], %s::bigint[]",
+        [
+            statements.array_text([when, when, None, when, there, there]),
+            statements.array_text(ids),
+            statements.array_text([DeliveryStatus.DELIVERED, "RETRYING"]),
+            statements.array_text([0, 2**40, -1]),
+        ],
+    ).fetchone()
+    assert row[0] == [when, when, None, when, there, there]
+    assert [uuid.UUID(str(i)) for i in row[1]] == ids
+    assert row[2] == ["DELIVERED", "RETRYING"] and row[3] == [0, 2**40, -1]
+
+
 def test_in_a_transaction_the_settings_hold_for_the_prepared_statement_and_end_with_it(pg_database, monkeypatch):
     monkeypatch.setattr(statements, "_off", False)
     sql = "SELECT current_setting('enable_seqscan'), %s::int + 1"
