@@ -64,6 +64,33 @@ def test_emit_from_a_file_of_json_lines_answers_each_line(cli, make_integration,
     assert cli("events", "emit").exit_code == 2
 
 
+def test_emit_from_a_file_refuses_a_line_that_is_not_utf8_and_emits_the_others(cli, make_integration, tmp_path):
+    integration = make_integration()
+    _create(cli, integration, "post.*")
+    # Past the first batch of 500, so a crash there would leave the first batch emitted and no summary.
+    lines = [
+        b'{"integrationId": "%s", "type": "post.created", "data": {"n": %d}}' % (str(integration.id).encode(), n)
+        for n in range(600)
+    ]
+    lines[549] = lines[549].replace(b"}}", b', "s": "\xff"}}')
+    path = tmp_path / "events.ndjson"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    emitted = cli("events", "emit", "--file", str(path), "--json")
+    assert emitted.exit_code == 2, emitted.stderr  # refused input, not 1 (INTERNAL_ERROR)
+    assert "line 550: VALIDATION_ERROR" in emitted.stderr and "not UTF-8" in emitted.stderr, emitted.stderr
+    summary = json.loads(emitted.stdout)
+    assert (summary["emitted"], summary["refused"]) == (599, 1)
+    assert "Emitted 599 events" in emitted.stderr
+    assert WebhookDelivery.select().count() == 599
+    # A UTF-16 file: refused line by line (its first line says what it is), nothing emitted, the summary printed.
+    path.write_text('{"integrationId": "%s", "type": "post.created"}\n' % integration.id, encoding="utf-16")
+    utf16 = cli("events", "emit", "--file", str(path))
+    assert utf16.exit_code == 2 and "line 1: VALIDATION_ERROR" in utf16.stderr and "UTF-16" in utf16.stderr, (
+        utf16.stderr
+    )
+    assert "Emitted 0 events" in utf16.stderr and WebhookDelivery.select().count() == 599
+
+
 def test_replay_and_redeliver_requeue(cli, make_integration):
     integration = make_integration()
     hook = _create(cli, integration, "*")
