@@ -91,11 +91,14 @@ def create(
 
 
 def list_view(*, integration_id=None, owner_id=None, limit=None, cursor=None) -> Page:
-    """Webhooks newest first as the API's and CLI's dicts, bounded in bytes (paging.bounded_page), read lean
+    """Webhooks newest first as the API's and CLI's dicts (an integration's: INTEGRATION_NOT_FOUND for an unknown
+    one or, with ``owner_id``, someone else's), bounded in bytes (paging.bounded_page), read lean
     (nexusctl.core.lean: the shown columns as tuples, one statement per shape of filters)."""
     where = {}
     if integration_id is not None:
-        row_id = parse_uuid(integration_id, "integrationId")
+        # As every list under an integration (sync logs): an unknown one, or someone else's, is
+        # INTEGRATION_NOT_FOUND, not an empty list that reads as "no webhooks yet".
+        row_id = integrations.owner_of(integration_id, owner_id=owner_id)
         where['t."integration_id" = ?'] = [Webhook.integration.db_value(row_id)]
     if owner_id is not None:
         where['p."user_id" = ?'] = [Integration.user_id.db_value(owner_id)]

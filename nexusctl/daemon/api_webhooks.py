@@ -225,7 +225,7 @@ ROUTES = [
         query=WebhooksQuery,
         paged=True,
         data=list[out.WebhookListed],
-        errors=("VALIDATION_ERROR",),
+        errors=("VALIDATION_ERROR", "INTEGRATION_NOT_FOUND"),
     ),
     Route(
         "GET",

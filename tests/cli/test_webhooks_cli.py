@@ -243,3 +243,15 @@ def test_a_webhook_stored_with_webhook_events_still_loads_and_works(cli, make_in
     assert cli("events", "emit", integration.id, "post.created").exit_code == 0
     assert cli("webhooks", "update", row.id, "-e", "post.*").exit_code == 0
     assert Webhook.get().events == ["post.*"]
+
+
+def test_list_for_an_unknown_integration_is_integration_not_found(cli, make_integration):
+    """As `sync list`: exit 10, not an empty table that reads as "no webhooks yet"."""
+    integration = make_integration()
+    hook = _create(cli, integration)
+    unknown = "00000000-0000-0000-0000-000000000000"
+    listed = cli("webhooks", "list", "--integration", unknown)
+    assert listed.exit_code == 10 and "INTEGRATION_NOT_FOUND" in listed.stderr, listed.stdout + listed.stderr
+    assert cli("sync", "list", unknown).exit_code == 10
+    mine = cli("webhooks", "list", "--integration", str(integration.id), "--json")
+    assert mine.exit_code == 0 and [h["id"] for h in json.loads(mine.stdout)] == [hook["id"]]

@@ -193,8 +193,6 @@ async def test_authorization_matrix(api, owned, route, caller):
     if expected == "denied":
         if route[1] == "/integrations/providers":
             expected = 200  # not user data
-        elif route == ("GET", "/integrations/webhooks"):
-            expected = 200  # a list: someone else's webhooks are simply not in it
         elif route[1] in (
             "/integrations/user/{userId}",
             "/integrations/user/{userId}/health",
@@ -567,3 +565,19 @@ async def test_webhook_events_are_refused_on_create_and_update(api, owned, event
     )
     assert changed.status == 400 and (await changed.json())["error"]["code"] == "VALIDATION_ERROR"
     assert Webhook.get_by_id(owned.hook_id).events == ["post.*"]
+
+
+async def test_the_webhooks_of_an_unknown_or_someone_elses_integration_are_integration_not_found(api, owned):
+    """As the sync logs' list: an unknown integration is not an empty list ("no webhooks yet")."""
+    unknown = "00000000-0000-0000-0000-000000000000"
+    for row_id, token in ((unknown, sign()), (owned.id, sign(sub=str(STRANGER)))):
+        answer = await api.get(f"/integrations/webhooks?integrationId={row_id}", headers=bearer(token))
+        payload = await answer.json()
+        assert answer.status == 404 and payload["error"]["code"] == "INTEGRATION_NOT_FOUND", payload
+    # Someone else's answers exactly as one that does not exist (no existence leak), as the sync logs' list does.
+    theirs = await api.get(f"/integrations/{owned.id}/sync-logs", headers=bearer(sign(sub=str(STRANGER))))
+    assert theirs.status == 404 and (await theirs.json())["error"]["code"] == "INTEGRATION_NOT_FOUND"
+    listed = await api.get(f"/integrations/webhooks?integrationId={owned.id}", headers=bearer(sign()))
+    assert listed.status == 200 and [h["id"] for h in (await listed.json())["data"]] == [str(owned.hook_id)]
+    admin = await api.get(f"/integrations/webhooks?integrationId={unknown}", headers=bearer(sign(roles=["admin"])))
+    assert admin.status == 404 and (await admin.json())["error"]["code"] == "INTEGRATION_NOT_FOUND"
