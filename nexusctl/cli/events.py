@@ -207,8 +207,9 @@ def emit_cmd(
             field="integration_id" if integration_id is None else "event_type",
         )
     value = read_data(data)
-    state(ctx).database()
-    result = events.emit(integration_id, event_type, value)
+    st = state(ctx)
+    st.database()
+    result = events.emit(integration_id, event_type, value, deliveries_max=st.settings.emit_deliveries_max)
     out(ctx).success(f"Emitted {event_type}: {result['deliveriesQueued']} deliveries queued")
     if as_json:
         out(ctx).json(result)
@@ -245,8 +246,21 @@ def _emit_file(ctx: typer.Context, file: str, as_json: bool) -> None:
             queued += outcome["deliveriesQueued"]
             results.append({"line": number, **outcome})
 
+    limit = state(ctx).settings.emit_deliveries_max
+
     def flush(batch) -> None:
-        for (number, _), outcome in zip(batch, events.emit_many([item for _, item in batch]), strict=True):
+        try:
+            outcomes = events.emit_many([item for _, item in batch], deliveries_max=limit)
+        except events.TooManyDeliveries as exc:
+            # EMIT_DELIVERIES_MAX bounds one transaction's deliveries: the batch goes in halves (nothing of it
+            # was written); a single event over it is its line's refusal.
+            if len(batch) == 1:
+                report(batch[0][0], exc)
+                return
+            flush(batch[: len(batch) // 2])
+            flush(batch[len(batch) // 2 :])
+            return
+        for (number, _), outcome in zip(batch, outcomes, strict=True):
             report(number, outcome)
 
     batch: list = []

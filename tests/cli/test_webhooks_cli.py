@@ -255,3 +255,31 @@ def test_list_for_an_unknown_integration_is_integration_not_found(cli, make_inte
     assert cli("sync", "list", unknown).exit_code == 10
     mine = cli("webhooks", "list", "--integration", str(integration.id), "--json")
     assert mine.exit_code == 0 and [h["id"] for h in json.loads(mine.stdout)] == [hook["id"]]
+
+
+def test_webhooks_per_integration_and_deliveries_per_emit_are_bounded(cli, make_integration, tmp_path, monkeypatch):
+    integration = make_integration()
+    monkeypatch.setenv("WEBHOOKS_PER_INTEGRATION_MAX", "2")
+    _create(cli, integration, "*")
+    _create(cli, integration, "*")
+    third = cli("webhooks", "create", "--integration", integration.id, "--url", "http://127.0.0.1:9/h", "-e", "*")
+    assert third.exit_code == 2 and "VALIDATION_ERROR" in third.stderr, third.stderr
+    assert "WEBHOOKS_PER_INTEGRATION_MAX" in third.stderr
+    assert Webhook.select().count() == 2
+    # Four events to two webhooks: 8 deliveries, over the 3 one transaction may queue. --file sends the batch in
+    # smaller parts (one event, 2 deliveries, each): every line emitted.
+    monkeypatch.setenv("EMIT_DELIVERIES_MAX", "3")
+    path = tmp_path / "events.ndjson"
+    line = json.dumps({"integrationId": str(integration.id), "type": "post.created"})
+    path.write_text((line + "\n") * 4)
+    emitted = cli("events", "emit", "--file", str(path), "--json")
+    assert emitted.exit_code == 0, emitted.stderr
+    assert json.loads(emitted.stdout)["deliveriesQueued"] == 8 and WebhookDelivery.select().count() == 8
+    # One event over the bound alone: its line is refused, with the bound named; nothing written.
+    monkeypatch.setenv("EMIT_DELIVERIES_MAX", "1")
+    refused = cli("events", "emit", "--file", str(path))
+    assert refused.exit_code == 2 and "line 4: PAYLOAD_TOO_LARGE" in refused.stderr, refused.stderr
+    assert "EMIT_DELIVERIES_MAX" in refused.stderr and "Emitted 0 events" in refused.stderr
+    single = cli("events", "emit", integration.id, "post.created")
+    assert single.exit_code == 42 and "PAYLOAD_TOO_LARGE" in single.stderr, single.stderr
+    assert WebhookDelivery.select().count() == 8 and OutboxEvent.select().count() == 4
