@@ -383,6 +383,25 @@ TABLE = (
         "is not held to a trickle).",
     ),
     Variable(
+        "WEBHOOKS_PER_INTEGRATION_MAX",
+        "webhooks_per_integration_max",
+        v.positive_int,
+        "20",
+        "Webhooks one integration may have, active or not (as GitHub's 20 per event of a repository): one more is "
+        "refused `VALIDATION_ERROR`. Every matching webhook gets a delivery of each event, so this bounds the "
+        "deliveries one event queues. Existing webhooks over a lowered limit stay.",
+    ),
+    Variable(
+        "EMIT_DELIVERIES_MAX",
+        "emit_deliveries_max",
+        v.positive_int,
+        "10000",
+        "Deliveries one emit may queue, its events times their matching webhooks (`POST /integrations/events`, "
+        "one batch of `events emit --file`): more is refused whole, `PAYLOAD_TOO_LARGE` 413, nothing written "
+        "(`events emit --file` sends such a batch in smaller parts). The default lets a full batch of 500 events "
+        "reach 20 webhooks each.",
+    ),
+    Variable(
         "TOKEN_REFRESH_WINDOW",
         "token_refresh_window",
         v.duration,

@@ -207,8 +207,9 @@ def emit_cmd(
             field="integration_id" if integration_id is None else "event_type",
         )
     value = read_data(data)
-    state(ctx).database()
-    result = events.emit(integration_id, event_type, value)
+    st = state(ctx)
+    st.database()
+    result = events.emit(integration_id, event_type, value, deliveries_max=st.settings.emit_deliveries_max)
     out(ctx).success(f"Emitted {event_type}: {result['deliveriesQueued']} deliveries queued")
     if as_json:
         out(ctx).json(result)
@@ -225,7 +226,9 @@ def _emit_file(ctx: typer.Context, file: str, as_json: bool) -> None:
     from nexusctl.core import events
 
     try:
-        stream = sys.stdin if file == "-" else open(file, encoding="utf-8")  # noqa: SIM115 - closed below
+        # Bytes, each line decoded on its own: one line that is not UTF-8 is that line's refusal, not a crash
+        # after the batches before it were emitted.
+        stream = sys.stdin.buffer if file == "-" else open(file, "rb")  # noqa: SIM115 - closed below
     except OSError as exc:
         raise UsageProblem(f"cannot read {file}: {exc.strerror}", field="file") from None
     emitted = queued = refused = 0
@@ -243,19 +246,32 @@ def _emit_file(ctx: typer.Context, file: str, as_json: bool) -> None:
             queued += outcome["deliveriesQueued"]
             results.append({"line": number, **outcome})
 
+    limit = state(ctx).settings.emit_deliveries_max
+
     def flush(batch) -> None:
-        for (number, _), outcome in zip(batch, events.emit_many([item for _, item in batch]), strict=True):
+        try:
+            outcomes = events.emit_many([item for _, item in batch], deliveries_max=limit)
+        except events.TooManyDeliveries as exc:
+            # EMIT_DELIVERIES_MAX bounds one transaction's deliveries: the batch goes in halves (nothing of it
+            # was written); a single event over it is its line's refusal.
+            if len(batch) == 1:
+                report(batch[0][0], exc)
+                return
+            flush(batch[: len(batch) // 2])
+            flush(batch[len(batch) // 2 :])
+            return
+        for (number, _), outcome in zip(batch, outcomes, strict=True):
             report(number, outcome)
 
     batch: list = []
     with stream:
-        for number, line in enumerate(iter(lambda: stream.readline(LINE_MAX + 1), ""), start=1):
+        for number, line in enumerate(iter(lambda: stream.readline(LINE_MAX + 1), b""), start=1):
             if not line.strip():
                 continue
             try:
                 if len(line) > LINE_MAX:
                     raise UsageProblem(f"the line is over {LINE_MAX // 1024} KB")
-                item = parse_json_object(line, f"line {number}")
+                item = parse_json_object(_decode(line, number), f"line {number}")
                 unknown = sorted(set(item) - {"integrationId", "type", "data"})
                 if unknown:
                     raise UsageProblem(f"unknown field(s): {', '.join(unknown)}")
@@ -263,7 +279,7 @@ def _emit_file(ctx: typer.Context, file: str, as_json: bool) -> None:
             except UsageProblem as exc:
                 report(number, exc)
                 if len(line) > LINE_MAX:  # skip the rest of the over-long line
-                    while line and not line.endswith("\n"):
+                    while line and not line.endswith(b"\n"):
                         line = stream.readline(LINE_MAX + 1)
                 continue
             if len(batch) >= events.BATCH_MAX:
@@ -279,6 +295,18 @@ def _emit_file(ctx: typer.Context, file: str, as_json: bool) -> None:
         out(ctx).json({"emitted": emitted, "deliveriesQueued": queued, "refused": refused, "results": results})
     if refused:
         raise typer.Exit(UsageProblem.exit_code)
+
+
+def _decode(line: bytes, number: int) -> str:
+    """One line's text, strictly UTF-8 (JSON's encoding): anything else is that line's refusal, naming the byte."""
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = line[exc.start : exc.start + 1].hex()
+        hint = (
+            " (a UTF-16 file? convert it: iconv -f UTF-16 -t UTF-8)" if line[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        )
+        raise UsageProblem(f"line {number} is not UTF-8 (byte 0x{bad} at position {exc.start}){hint}") from None
 
 
 @app.command("ingest")

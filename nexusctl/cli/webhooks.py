@@ -109,6 +109,7 @@ def create_cmd(
         url=_checked_url(ctx, url),
         events=list(events),
         metadata=parse_json_object(metadata, "metadata") if metadata else None,
+        limit=st.settings.webhooks_per_integration_max,
     )
     out(ctx).success(f"Created webhook {row.id}; its secret is shown this once")
     _show(ctx, webhook_to_dict(row, secret), as_json)

@@ -44,14 +44,26 @@ def _capped_count(query: peewee.Select, cap: int) -> int:
 
 def queue(now: dt.datetime | None = None) -> list[dict]:
     """Per queued status: how many deliveries wait (up to QUEUE_COUNT_CAP) and how long the longest-waiting
-    due one has been due (0 when none is due)."""
+    due one that can be sent (its webhook active) has been due (0 when none is due).
+
+    The deliveries of a webhook switched off (by hand, or disabled after failing) stay queued for when it is
+    on again, and the worker does not claim them: counted in the age, they made it grow without end, and an
+    alert on it fire for as long as the webhook stayed off. They are still in ``depth``: they do wait."""
     now = now or utcnow()
     rows = []
     for status in QUEUED:
         depth = _capped_count(WebhookDelivery.select(SQL("1")).where(WebhookDelivery.status == status), QUEUE_COUNT_CAP)
+        # As the worker's claim reads them: the partial (next_attempt_at) index in order, each row's webhook by
+        # its key; a webhook that is off skips its deliveries.
         oldest = (
             WebhookDelivery.select(WebhookDelivery.next_attempt_at)
-            .where(_QUEUED_SQL & (WebhookDelivery.status == status) & (WebhookDelivery.next_attempt_at <= now))
+            .join(Webhook)
+            .where(
+                _QUEUED_SQL
+                & (WebhookDelivery.status == status)
+                & (WebhookDelivery.next_attempt_at <= now)
+                & (Webhook.is_active == True)  # noqa: E712 - SQL
+            )
             .order_by(WebhookDelivery.next_attempt_at)
             .limit(1)
             .scalar()

@@ -24,7 +24,7 @@ from nexusctl.core.serializers import WEBHOOK_COLUMNS, webhook_row, webhook_to_d
 from nexusctl.core.storable import check_one_line
 from nexusctl.core.webhook_rows import get, matches  # noqa: F401 - webhooks.get and .matches are the API's too
 from nexusctl.crypto import Keyring
-from nexusctl.db.database import database_proxy, retry_deadlocks
+from nexusctl.db.database import database_proxy, is_postgres, retry_deadlocks
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import Integration, Webhook, WebhookDelivery
 from nexusctl.db.secrets import public_fields, seal, unseal
@@ -71,12 +71,41 @@ def _check_url(url) -> str:
 
 
 def create(
-    keyring: Keyring, *, integration_id, url, events, metadata=None, is_active=True, owner_id=None
+    keyring: Keyring, *, integration_id, url, events, metadata=None, is_active=True, owner_id=None, limit=None
 ) -> tuple[Webhook, str]:
-    """A new webhook and its secret (shown now, never again)."""
+    """A new webhook and its secret (shown now, never again). ``limit``: the most webhooks the integration may
+    have (WEBHOOKS_PER_INTEGRATION_MAX; the API and the CLI pass it), one more is VALIDATION_ERROR."""
     integration = integrations.get(integration_id, owner_id=owner_id)
     if metadata is not None:
         check_metadata(metadata)
+    if limit is not None:
+        with database_proxy.atomic():
+            _check_room(integration.id, limit)
+            return _insert(keyring, integration, url, events, metadata, is_active)
+    return _insert(keyring, integration, url, events, metadata, is_active)
+
+
+def _check_room(integration_id, limit: int) -> None:
+    """Inside the creating transaction. On PostgreSQL the integration's row is locked first, so two creates at
+    once count one after the other and cannot both take the last place."""
+    param = database_proxy.param
+    key = [Webhook.integration.db_value(integration_id)]
+    if is_postgres(database_proxy):
+        database_proxy.execute_sql(f'SELECT 1 FROM "integrations" WHERE "id" = {param} FOR UPDATE', key)
+    # Counted on the (integration_id, ...) index, at most limit + 1 rows read.
+    (count,) = database_proxy.execute_sql(
+        f'SELECT COUNT(*) FROM (SELECT 1 FROM "webhooks" WHERE "integration_id" = {param} LIMIT {int(limit)}) AS c',
+        key,
+    ).fetchone()
+    if count >= limit:
+        raise UsageProblem(
+            f"integration {integration_id} already has the most webhooks one may have ({limit}, "
+            "WEBHOOKS_PER_INTEGRATION_MAX): delete one it no longer needs, or change an existing one's events",
+            field="integrationId",
+        )
+
+
+def _insert(keyring: Keyring, integration, url, events, metadata, is_active) -> tuple[Webhook, str]:
     row = Webhook(
         integration=integration.id,
         url=_check_url(url),
@@ -91,11 +120,14 @@ def create(
 
 
 def list_view(*, integration_id=None, owner_id=None, limit=None, cursor=None) -> Page:
-    """Webhooks newest first as the API's and CLI's dicts, bounded in bytes (paging.bounded_page), read lean
+    """Webhooks newest first as the API's and CLI's dicts (an integration's: INTEGRATION_NOT_FOUND for an unknown
+    one or, with ``owner_id``, someone else's), bounded in bytes (paging.bounded_page), read lean
     (nexusctl.core.lean: the shown columns as tuples, one statement per shape of filters)."""
     where = {}
     if integration_id is not None:
-        row_id = parse_uuid(integration_id, "integrationId")
+        # As every list under an integration (sync logs): an unknown one, or someone else's, is
+        # INTEGRATION_NOT_FOUND, not an empty list that reads as "no webhooks yet".
+        row_id = integrations.owner_of(integration_id, owner_id=owner_id)
         where['t."integration_id" = ?'] = [Webhook.integration.db_value(row_id)]
     if owner_id is not None:
         where['p."user_id" = ?'] = [Integration.user_id.db_value(owner_id)]

@@ -18,7 +18,7 @@ from typing_extensions import Required, TypedDict
 from nexusctl.core import events, inbound
 from nexusctl.daemon import responses as out
 from nexusctl.daemon.fields import BODY, Id, Matching, OneOf, Text
-from nexusctl.daemon.keys import SERVICES
+from nexusctl.daemon.keys import SERVICES, SETTINGS
 from nexusctl.daemon.routing import Route, ok, owner_filter, read_body, run_db, validate
 from nexusctl.errors import NexusError
 
@@ -72,7 +72,12 @@ async def emit_batch(request: web.Request) -> web.Response:
             refused[index] = exc
             continue
         items.append((index, (item["integrationId"], item["type"], item.get("data", {}), owner)))
-    outcomes = await run_db(request, events.emit_many, [item for _, item in items]) if items else []
+    # One request queues at most EMIT_DELIVERIES_MAX deliveries, whatever its integrations' webhooks: more is
+    # refused whole (413), nothing written.
+    limit = request.app[SETTINGS].emit_deliveries_max
+    outcomes = (
+        await run_db(request, events.emit_many, [item for _, item in items], deliveries_max=limit) if items else []
+    )
     answered = {**refused, **{index: outcome for (index, _), outcome in zip(items, outcomes, strict=True)}}
     results = [
         {"index": index, **(_error(answered[index]) if isinstance(answered[index], Exception) else answered[index])}

@@ -105,6 +105,7 @@ async def create(request: web.Request) -> web.Response:
         metadata=body.get("metadata"),
         is_active=body.get("isActive", True),
         owner_id=owner_filter(request),
+        limit=_settings(request).webhooks_per_integration_max,
     )
     return ok(webhook_to_dict(row, secret), status=201)
 
@@ -225,7 +226,7 @@ ROUTES = [
         query=WebhooksQuery,
         paged=True,
         data=list[out.WebhookListed],
-        errors=("VALIDATION_ERROR",),
+        errors=("VALIDATION_ERROR", "INTEGRATION_NOT_FOUND"),
     ),
     Route(
         "GET",

@@ -203,7 +203,9 @@ class Metrics:
         )
         self.queue_oldest = Gauge(
             "nexus_delivery_queue_oldest_due_age_seconds",
-            "How long the longest-waiting due delivery has been due, by status (0: none due).",
+            "How long the longest-waiting due delivery that can be sent (its webhook active) has been due, by "
+            "status (0: none due); those of a webhook switched off wait uncounted here (nexus_delivery_queue_depth "
+            "counts them).",
             ("status",),
             registry=registry,
         )

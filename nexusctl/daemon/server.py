@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
+import os
+import signal
+import sys
 
 from aiohttp import web, web_server
 from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_runner import GracefulExit
 
 from nexusctl import clock
 from nexusctl.daemon import traces
@@ -15,7 +20,7 @@ from nexusctl.daemon.app import LISTENING, create_app
 from nexusctl.daemon.loop import kind, new_event_loop
 from nexusctl.daemon.observe import JsonFormatter
 from nexusctl.daemon.protocol import ACCEPT_BACKLOG, GuardedRequestHandler, connection_cap, install_accept_error_log
-from nexusctl.daemon.stopping import GRACE
+from nexusctl.daemon.stopping import GRACE, REQUESTS
 from nexusctl.errors import ListenFailed
 from nexusctl.logtext import TextFormatter
 
@@ -48,6 +53,7 @@ def serve(settings, *, host: str, port: int, output) -> None:
     # deadline and the connection cap under the file limit. aiohttp's Server makes its handlers from this name.
     web_server.RequestHandler = GuardedRequestHandler
     install_accept_error_log(loop)
+    own_signals = _StopSignals(app).install(loop)
     try:
         web.run_app(
             app,
@@ -57,7 +63,7 @@ def serve(settings, *, host: str, port: int, output) -> None:
             print=bound,
             access_log=None,
             shutdown_timeout=SHUTDOWN_TIMEOUT,
-            handle_signals=True,
+            handle_signals=not own_signals,  # aiohttp's: only where the loop takes no signal handlers (Windows)
             loop=loop,
             backlog=ACCEPT_BACKLOG,
             header_timeout=settings.http_header_timeout,  # passed on to each GuardedRequestHandler
@@ -76,6 +82,48 @@ def serve(settings, *, host: str, port: int, output) -> None:
         if stop_traces is not None:
             stop_traces()  # the spans still queued are exported before the process leaves
     output.info("nexusctl daemon stopped")
+
+
+class _StopSignals:
+    """SIGTERM and Ctrl-C: the first stops the daemon cleanly (aiohttp's GracefulExit, exit 0); a second one while
+    it stops means "stop now", as uvicorn, Celery's cold shutdown or docker compose take it. aiohttp's own handler
+    raised GracefulExit again, whose status is 1 (a bug, README), with nothing said: here the process says what it
+    abandons and exits as interrupted, 130 for Ctrl-C and 143 (128 + 15, as a shell reports it) for SIGTERM.
+
+    It leaves at once (os._exit) rather than raising through aiohttp's teardown, which would cancel the clean
+    stop half-way (the pools, the worker's own stop) and log the tracebacks of what it broke off; nothing
+    needs it: a database transaction not committed is rolled back, and the deliveries this daemon held come due
+    again when their lease expires, as after a crash."""
+
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+        self.stopping = False
+
+    def install(self, loop: asyncio.AbstractEventLoop) -> bool:
+        try:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, self._received, signum)
+        except NotImplementedError:  # Windows' loops: aiohttp's handling, as before
+            return False
+        return True
+
+    def _received(self, signum: int) -> None:
+        if not self.stopping:
+            self.stopping = True
+            raise GracefulExit()
+        name = signal.Signals(signum).name
+        running = len(self.app[REQUESTS].running)
+        log.warning(
+            "second %s while stopping: stopping now, abandoning %d request(s) in flight (no answer) and the work "
+            "under way (webhook deliveries being sent go again once their lease expires)",
+            name,
+            running,
+        )
+        logging.shutdown()  # the line above written out, whatever the handler
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        os._exit(128 + signum)
 
 
 class MalformedRequestFilter(logging.Filter):

@@ -64,6 +64,33 @@ def test_emit_from_a_file_of_json_lines_answers_each_line(cli, make_integration,
     assert cli("events", "emit").exit_code == 2
 
 
+def test_emit_from_a_file_refuses_a_line_that_is_not_utf8_and_emits_the_others(cli, make_integration, tmp_path):
+    integration = make_integration()
+    _create(cli, integration, "post.*")
+    # Past the first batch of 500, so a crash there would leave the first batch emitted and no summary.
+    lines = [
+        b'{"integrationId": "%s", "type": "post.created", "data": {"n": %d}}' % (str(integration.id).encode(), n)
+        for n in range(600)
+    ]
+    lines[549] = lines[549].replace(b"}}", b', "s": "\xff"}}')
+    path = tmp_path / "events.ndjson"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    emitted = cli("events", "emit", "--file", str(path), "--json")
+    assert emitted.exit_code == 2, emitted.stderr  # refused input, not 1 (INTERNAL_ERROR)
+    assert "line 550: VALIDATION_ERROR" in emitted.stderr and "not UTF-8" in emitted.stderr, emitted.stderr
+    summary = json.loads(emitted.stdout)
+    assert (summary["emitted"], summary["refused"]) == (599, 1)
+    assert "Emitted 599 events" in emitted.stderr
+    assert WebhookDelivery.select().count() == 599
+    # A UTF-16 file: refused line by line (its first line says what it is), nothing emitted, the summary printed.
+    path.write_text('{"integrationId": "%s", "type": "post.created"}\n' % integration.id, encoding="utf-16")
+    utf16 = cli("events", "emit", "--file", str(path))
+    assert utf16.exit_code == 2 and "line 1: VALIDATION_ERROR" in utf16.stderr and "UTF-16" in utf16.stderr, (
+        utf16.stderr
+    )
+    assert "Emitted 0 events" in utf16.stderr and WebhookDelivery.select().count() == 599
+
+
 def test_replay_and_redeliver_requeue(cli, make_integration):
     integration = make_integration()
     hook = _create(cli, integration, "*")
@@ -216,3 +243,43 @@ def test_a_webhook_stored_with_webhook_events_still_loads_and_works(cli, make_in
     assert cli("events", "emit", integration.id, "post.created").exit_code == 0
     assert cli("webhooks", "update", row.id, "-e", "post.*").exit_code == 0
     assert Webhook.get().events == ["post.*"]
+
+
+def test_list_for_an_unknown_integration_is_integration_not_found(cli, make_integration):
+    """As `sync list`: exit 10, not an empty table that reads as "no webhooks yet"."""
+    integration = make_integration()
+    hook = _create(cli, integration)
+    unknown = "00000000-0000-0000-0000-000000000000"
+    listed = cli("webhooks", "list", "--integration", unknown)
+    assert listed.exit_code == 10 and "INTEGRATION_NOT_FOUND" in listed.stderr, listed.stdout + listed.stderr
+    assert cli("sync", "list", unknown).exit_code == 10
+    mine = cli("webhooks", "list", "--integration", str(integration.id), "--json")
+    assert mine.exit_code == 0 and [h["id"] for h in json.loads(mine.stdout)] == [hook["id"]]
+
+
+def test_webhooks_per_integration_and_deliveries_per_emit_are_bounded(cli, make_integration, tmp_path, monkeypatch):
+    integration = make_integration()
+    monkeypatch.setenv("WEBHOOKS_PER_INTEGRATION_MAX", "2")
+    _create(cli, integration, "*")
+    _create(cli, integration, "*")
+    third = cli("webhooks", "create", "--integration", integration.id, "--url", "http://127.0.0.1:9/h", "-e", "*")
+    assert third.exit_code == 2 and "VALIDATION_ERROR" in third.stderr, third.stderr
+    assert "WEBHOOKS_PER_INTEGRATION_MAX" in third.stderr
+    assert Webhook.select().count() == 2
+    # Four events to two webhooks: 8 deliveries, over the 3 one transaction may queue. --file sends the batch in
+    # smaller parts (one event, 2 deliveries, each): every line emitted.
+    monkeypatch.setenv("EMIT_DELIVERIES_MAX", "3")
+    path = tmp_path / "events.ndjson"
+    line = json.dumps({"integrationId": str(integration.id), "type": "post.created"})
+    path.write_text((line + "\n") * 4)
+    emitted = cli("events", "emit", "--file", str(path), "--json")
+    assert emitted.exit_code == 0, emitted.stderr
+    assert json.loads(emitted.stdout)["deliveriesQueued"] == 8 and WebhookDelivery.select().count() == 8
+    # One event over the bound alone: its line is refused, with the bound named; nothing written.
+    monkeypatch.setenv("EMIT_DELIVERIES_MAX", "1")
+    refused = cli("events", "emit", "--file", str(path))
+    assert refused.exit_code == 2 and "line 4: PAYLOAD_TOO_LARGE" in refused.stderr, refused.stderr
+    assert "EMIT_DELIVERIES_MAX" in refused.stderr and "Emitted 0 events" in refused.stderr
+    single = cli("events", "emit", integration.id, "post.created")
+    assert single.exit_code == 42 and "PAYLOAD_TOO_LARGE" in single.stderr, single.stderr
+    assert WebhookDelivery.select().count() == 8 and OutboxEvent.select().count() == 4

@@ -193,8 +193,6 @@ async def test_authorization_matrix(api, owned, route, caller):
     if expected == "denied":
         if route[1] == "/integrations/providers":
             expected = 200  # not user data
-        elif route == ("GET", "/integrations/webhooks"):
-            expected = 200  # a list: someone else's webhooks are simply not in it
         elif route[1] in (
             "/integrations/user/{userId}",
             "/integrations/user/{userId}/health",
@@ -567,3 +565,54 @@ async def test_webhook_events_are_refused_on_create_and_update(api, owned, event
     )
     assert changed.status == 400 and (await changed.json())["error"]["code"] == "VALIDATION_ERROR"
     assert Webhook.get_by_id(owned.hook_id).events == ["post.*"]
+
+
+async def test_the_webhooks_of_an_unknown_or_someone_elses_integration_are_integration_not_found(api, owned):
+    """As the sync logs' list: an unknown integration is not an empty list ("no webhooks yet")."""
+    unknown = "00000000-0000-0000-0000-000000000000"
+    for row_id, token in ((unknown, sign()), (owned.id, sign(sub=str(STRANGER)))):
+        answer = await api.get(f"/integrations/webhooks?integrationId={row_id}", headers=bearer(token))
+        payload = await answer.json()
+        assert answer.status == 404 and payload["error"]["code"] == "INTEGRATION_NOT_FOUND", payload
+    # Someone else's answers exactly as one that does not exist (no existence leak), as the sync logs' list does.
+    theirs = await api.get(f"/integrations/{owned.id}/sync-logs", headers=bearer(sign(sub=str(STRANGER))))
+    assert theirs.status == 404 and (await theirs.json())["error"]["code"] == "INTEGRATION_NOT_FOUND"
+    listed = await api.get(f"/integrations/webhooks?integrationId={owned.id}", headers=bearer(sign()))
+    assert listed.status == 200 and [h["id"] for h in (await listed.json())["data"]] == [str(owned.hook_id)]
+    admin = await api.get(f"/integrations/webhooks?integrationId={unknown}", headers=bearer(sign(roles=["admin"])))
+    assert admin.status == 404 and (await admin.json())["error"]["code"] == "INTEGRATION_NOT_FOUND"
+
+
+async def test_webhooks_per_integration_and_deliveries_per_emit_are_bounded(db_url, aiohttp_client, monkeypatch, owned):
+    """100 webhooks, then one batch of 500 events, queued 50,000 deliveries in one transaction (4.9 s on SQLite)."""
+    from nexusctl.db.models import OutboxEvent, WebhookDelivery
+
+    monkeypatch.setenv("WEBHOOK_ALLOWED_NETWORKS", "127.0.0.1/32")
+    monkeypatch.setenv("WEBHOOKS_PER_INTEGRATION_MAX", "3")
+    monkeypatch.setenv("EMIT_DELIVERIES_MAX", "5")
+    api = await aiohttp_client(create_app(config.load()))
+    body = {"integrationId": str(owned.id), "url": "http://127.0.0.1:9/x", "events": ["*"]}
+    for _ in range(2):  # `owned` has one already
+        made = await api.post("/integrations/webhooks", json=body, headers=bearer(sign()))
+        assert made.status == 201, await made.text()
+    refused = await api.post("/integrations/webhooks", json=body, headers=bearer(sign()))
+    payload = await refused.json()
+    assert refused.status == 400 and payload["error"]["code"] == "VALIDATION_ERROR", payload
+    assert "WEBHOOKS_PER_INTEGRATION_MAX" in payload["error"]["message"] and "(3" in payload["error"]["message"]
+    assert Webhook.select().where(Webhook.integration == owned.id).count() == 3
+    # Someone else's integration is still not found, whatever its webhooks: the bound leaks nothing.
+    theirs = await api.post("/integrations/webhooks", json=body, headers=bearer(sign(sub=str(STRANGER))))
+    assert theirs.status == 404 and (await theirs.json())["error"]["code"] == "INTEGRATION_NOT_FOUND"
+
+    def batch(n):
+        return {"events": [{"integrationId": str(owned.id), "type": "post.created", "data": {}}] * n}
+
+    before = (OutboxEvent.select().count(), WebhookDelivery.select().count())
+    # Two events to 3 matching webhooks each: 6 deliveries, over the 5 one request may queue. Refused whole.
+    too_many = await api.post("/integrations/events", json=batch(2), headers=bearer(sign()))
+    payload = await too_many.json()
+    assert too_many.status == 413 and payload["error"]["code"] == "PAYLOAD_TOO_LARGE", payload
+    assert "6 deliveries" in payload["error"]["message"] and "(5, EMIT_DELIVERIES_MAX)" in payload["error"]["message"]
+    assert (OutboxEvent.select().count(), WebhookDelivery.select().count()) == before  # nothing written
+    one = await api.post("/integrations/events", json=batch(1), headers=bearer(sign()))
+    assert one.status == 202 and (await one.json())["data"]["results"][0]["deliveriesQueued"] == 3

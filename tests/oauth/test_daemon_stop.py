@@ -10,6 +10,7 @@ from __future__ import annotations
 import concurrent.futures
 import http.client
 import json
+import signal
 import socket
 import time
 import urllib.parse
@@ -143,3 +144,34 @@ def test_a_request_whose_body_is_still_arriving_at_the_stop_reads_it_within_the_
     assert answered < GRACE - 1, answered  # answered when its body was in, not when the grace ended
     assert stack.process.wait(BOUND) == 0
     assert "DAEMON_STOPPING" not in stack.logs()
+
+
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_second_signal_while_stopping_stops_now_and_says_what_it_abandoned(
+    restarted, fresh_emulators, signum, status
+):
+    """The second SIGTERM or Ctrl-C during the grace: "stop now", as other servers take it; it was exit 1 (a bug's
+    status, README) with nothing logged."""
+    stack = restarted
+    slack = stack.emulators["SLACK"]
+    user, integration = connected(stack, "SLACK")
+    before = slack.calls["whoami"]
+    slack.hold("whoami")  # a request in flight through the whole grace
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pool.submit(raw_request, stack, "POST", f"/integrations/{integration}/proxy/auth.test", user=user)
+            wait_for(lambda: slack.calls["whoami"] == before + 1, 20, "the call at the provider")
+            stack.process.send_signal(signum)
+            wait_for(lambda: "request(s) in flight get up to" in stack.logs(), 10, "the daemon stopping")
+            sent = time.monotonic()
+            stack.process.send_signal(signum)
+            exit_code = stack.process.wait(BOUND)
+            stopped = time.monotonic() - sent
+    finally:
+        slack.release("whoami")
+    name = signal.Signals(signum).name
+    assert exit_code == status, (exit_code, stack.logs()[-2000:])  # 128 + the signal, as a shell reports it
+    assert stopped < GRACE / 2, stopped  # now, not at the end of the grace
+    log = stack.logs()
+    assert f"second {name} while stopping: stopping now, abandoning 1 request(s) in flight" in log, log[-2000:]
+    assert "Traceback" not in log, log[-3000:]

@@ -301,8 +301,9 @@ def test_top_live_in_a_terminal_refreshes_and_quits_cleanly(stack, fresh_emulato
     hook_id, _ = _a_receiver_left_failing(stack)
     tmux.start(f"{shlex.quote(str(NEXUSCTL))} top")
     _wait(lambda: "Syncs in progress" in tmux.screen(), 20, "the first frame")
-    # Its retry comes due 2 s after the failure; from then the frame shows how long it has waited.
-    _wait(lambda: re.search(r"RETRYING\s+[1-9]\d*\s+\d+\.\ds", tmux.screen()), 10, "the due age shown")
+    # Its retry comes due 2 s after the failure, but its webhook is off: the frame counts it, with no due age
+    # ("-": nothing that can be sent is waiting).
+    _wait(lambda: re.search(r"RETRYING\s+[1-9]\d*\s+-", tmux.screen()), 10, "the queue shown")
     screen = tmux.screen()
     assert tmux.tmux("display", "-p", "-t", "top", "#{alternate_on}").strip() == "1"  # a full-screen view
     assert re.search(r"127\.0\.0\.1 \(disabled\)\s+[1-9]\d*", screen), screen
@@ -317,3 +318,44 @@ def test_top_live_in_a_terminal_refreshes_and_quits_cleanly(stack, fresh_emulato
     assert (tmux.work / "stty-after").read_text() == (tmux.work / "stty-before").read_text()  # echo, icanon back
     assert tmux.tmux("display", "-p", "-t", "top", "#{alternate_on}").strip() == "0"  # the alternate screen left
     assert "Syncs in progress" not in tmux.screen()
+
+
+def test_a_switched_off_webhooks_deliveries_do_not_age_the_queue_and_go_once_it_is_on_again(stack, fresh_emulators):
+    """Its deliveries stay queued for when it is on again (the worker skips them); counted in the due age, they
+    made nexus_delivery_queue_oldest_due_age_seconds and `top`'s figure grow for as long as it was off, and a
+    queue-age alert fire all that time. Last in the module: its webhook is on again at the end."""
+    hook_id, _ = _a_receiver_left_failing(stack)  # RETRYING, its next try 2 s after the failure; the webhook off
+    stack.emulators.advance_clock(600)  # ten minutes on: that try has long been due
+    retrying = next(q for q in _snapshot(stack)["queue"] if q["status"] == "RETRYING")
+    assert retrying["depth"] >= 1 and retrying["oldestDueSeconds"] == 0, retrying  # waiting, but nothing can go
+
+    def scraped():
+        samples = _scrape(stack)[0]
+        return (
+            _value(samples, "nexus_delivery_queue_depth", status="RETRYING"),
+            _value(samples, "nexus_delivery_queue_oldest_due_age_seconds", status="RETRYING"),
+        )
+
+    # The figures are read from the database at most once a second: the first scrape may be older than the move.
+    _wait(lambda: scraped()[0] >= 1 and scraped()[1] == 0, 10, "the queue counted, its due age 0")
+    # What happens to those deliveries is unchanged: on again (at a receiver that answers now), they go.
+    with CallbackSink(200) as sink:
+        on = stack.api(
+            "PATCH",
+            f"/integrations/webhooks/{hook_id}",
+            user=uuid.uuid4(),
+            roles=["admin"],
+            body={"isActive": True, "url": sink.url},
+        )
+        assert on.status == 200, on.text
+        _wait(lambda: sink.received, 20, "the queued delivery sent once the webhook is on")
+        _wait(
+            lambda: (
+                stack.sql(
+                    "SELECT COUNT(*) FROM webhook_deliveries WHERE webhook_id = %s AND status = 'DELIVERED'", hook_id
+                )[0][0]
+                == 1
+            ),
+            20,
+            "the delivery recorded as delivered",
+        )
