@@ -28,8 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import datetime as dt
+import email.utils
 import json
 import logging
+import math
 import time
 from urllib.parse import urlsplit
 
@@ -703,10 +706,20 @@ def _claim_and_sign(keyring, limit: int, lease: float, exclude, rooms=None, cap=
 
 
 def _retry_after(value: str | None) -> int | None:
-    """A receiver's ``Retry-After`` in seconds, when it is ASCII digits (str.isdigit takes ``²`` and other
-    digits int() refuses: one such header made the send raise, nothing was recorded, and the delivery was
-    sent again each time its lease ran out)."""
+    """A receiver's ``Retry-After`` in seconds: delay-seconds in ASCII digits, or an HTTP-date (RFC 9110 allows
+    both) counted from the product's clock (nexusctl.clock, as every "now" of the worker), 0 when it is past.
+    Anything else is ignored: not ASCII (str.isdigit takes ``²`` and other digits int() refuses: one such header
+    made the send raise, nothing was recorded, and the delivery was sent again each time its lease ran out) or
+    not a date. ``attempts.wait_after`` bounds what comes of either form the same way."""
     value = (value or "").strip()
-    if value.isascii() and value.isdigit():
+    if not value.isascii():
+        return None
+    if value.isdigit():
         return int(value)
-    return None
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):  # not a date: ignored, as any garbage
+        return None
+    if moment.tzinfo is None:  # "-0000": RFC 5322's "UTC, source unknown"
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return max(0, math.ceil(moment.timestamp() - clock.time()))

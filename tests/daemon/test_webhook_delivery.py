@@ -8,6 +8,7 @@ told to fail, answer 410, ask for Retry-After or redirect.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 import uuid
 
@@ -243,6 +244,40 @@ async def test_retry_after_is_honoured(env):
         await asyncio.sleep(0.05)
     wait = (row.next_attempt_at - row.updated_at).total_seconds()
     assert 1.9 <= wait <= 2.1  # the receiver's 2 s, not the schedule's 1 s ± 20%
+
+
+@pytest.mark.parametrize(
+    "ahead, date_in, low, high",
+    [
+        # A date 10 s ahead of the product's clock: honoured up to twice the schedule's 1 s step (before, a date
+        # was ignored and the schedule's 1 s +20% applied).
+        (0, 10, 1.9, 2.1),
+        # The product's clock an hour ahead of the system's, the date half an hour behind it: past, so 0 (the
+        # schedule's step alone). Counted from the system's clock it would be 30 minutes: the 2 s cap.
+        (3600, -1800, 1.0, 1.25),
+    ],
+)
+async def test_retry_after_as_an_http_date_counts_from_the_product_clock(
+    env, tmp_path, monkeypatch, ahead, date_in, low, high
+):
+    from email.utils import format_datetime
+
+    from support import clock as shared_clock
+
+    from nexusctl import clock
+
+    offset = tmp_path / "clock-offset"
+    offset.write_text(str(ahead))
+    shared_clock.use_file(monkeypatch, offset)  # the worker runs in this process: it reads the same file
+    api, receiver, base, integration = env
+    hook = await _create(api, integration, f"{base}/hook")
+    date = format_datetime(clock.now().replace(microsecond=0) + dt.timedelta(seconds=date_in), usegmt=True)
+    receiver.script = [(503, {"Retry-After": date})]
+    await _emit(api, integration)
+    await receiver.wait_for(1)
+    row = await _left_retrying(uuid.UUID(hook["id"]))
+    wait = (row.next_attempt_at - row.updated_at).total_seconds()
+    assert low <= wait <= high, (date, wait)
 
 
 async def test_redirects_are_failures_and_not_followed(env):
