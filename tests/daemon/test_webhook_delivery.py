@@ -8,6 +8,7 @@ told to fail, answer 410, ask for Retry-After or redirect.
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
 import time
 import uuid
@@ -207,6 +208,46 @@ async def test_410_disables_the_webhook(env):
     (failed,) = OutboxEvent.select().where(OutboxEvent.type == "webhook.failed")
     assert failed.data["deliveryId"] == str(row.id) and failed.data["error"] == "HTTP 410"
     assert failed.data["attempts"] == 1 and len(receiver.received) == 1
+
+
+@pytest.mark.parametrize("env", [",".join(["86400"] * 8)], indirect=True)  # a retry a day: none ends FAILED alone
+async def test_the_five_day_disable_emits_webhook_failed_for_each_delivery_it_fails(env, tmp_path, monkeypatch):
+    """A receiver failing for 5 days without a success: its webhook is disabled, and every delivery still queued
+    ends FAILED with a ``webhook.failed`` event, as a delivery failed by its own attempts or a 410 has (before,
+    they ended FAILED silently)."""
+    from support import clock as shared_clock
+
+    advance = shared_clock.own_file(monkeypatch, tmp_path / "clock-offset")
+    monkeypatch.setattr(delivery.attempts, "DISABLE_BATCH", 3)  # the 4 are failed in two statements
+    api, receiver, base, integration = env
+    hook = await _create(api, integration, f"{base}/hook", ["*"])
+    hook_id = uuid.UUID(hook["id"])
+    receiver.script = [(500, {})] * 20
+    for n in range(4):
+        await _emit(api, integration, f"post.n{n}")
+    await receiver.wait_for(4)
+    await _until(lambda: _statuses(hook_id) == {DeliveryStatus.RETRYING: 4})
+    advance(5 * 86400 + 3 * 3600)  # every retry due (a day +-20%), 5 days after the first failure
+    rows = await _settled(WebhookDelivery.webhook == hook_id, timeout=30)
+    shown = (await (await api.get(f"/integrations/webhooks/{hook['id']}", headers=auth())).json())["data"]
+    assert shown["isActive"] is False and "5 days" in shown["disabledReason"], shown
+    assert {r.status for r in rows} == {DeliveryStatus.FAILED}
+    assert {r.error for r in rows} == {"webhook disabled: failing for 5 days without a successful delivery"}
+    failed = {e.data["deliveryId"]: e.data for e in OutboxEvent.select().where(OutboxEvent.type == "webhook.failed")}
+    assert set(failed) == {str(r.id) for r in rows}, failed  # one each, none missing
+    for row in rows:
+        assert failed[str(row.id)] == {
+            "webhookId": hook["id"],
+            "deliveryId": str(row.id),
+            "event": row.event,
+            "attempts": row.attempts,
+            "error": row.error,
+        }
+
+
+def _statuses(hook_id) -> dict:
+    rows = WebhookDelivery.select(WebhookDelivery.status).where(WebhookDelivery.webhook == hook_id)
+    return dict(collections.Counter(r.status for r in rows))
 
 
 @pytest.mark.parametrize("env", ["1,2"], indirect=True)
