@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime as dt
+import json
 import time
 import uuid
 
@@ -125,8 +126,6 @@ async def test_emit_delivers_a_signed_payload_the_reference_library_verifies(env
     await receiver.wait_for(1)
     got = receiver.received[0]
     assert got["verified"] == [hook["secret"]]
-    import json
-
     payload = json.loads(got["body"])
     assert payload["type"] == "post.created" and payload["data"]["mediaId"] == "m1"
     assert payload["data"]["integrationId"] == str(integration.id) and payload["data"]["provider"] == "SHOPIFY"
@@ -888,3 +887,79 @@ async def test_stopping_gives_back_the_deliveries_waiting_for_a_slot(
     sent = [r for r in rows if r.status == DeliveryStatus.DELIVERED]
     assert len(sent) == 4 and len(hits) == 4  # the waiting ones were not sent
     assert all(r.lease_token is None and r.status == DeliveryStatus.PENDING for r in rows if r not in sent)
+
+
+async def _nexusctl(*args) -> tuple[int, str, str]:
+    """The CLI as a user runs it, on this test's database (DATABASE_URL and the data directory are in the
+    environment): (exit status, stdout, stderr)."""
+    from support.daemons import NEXUSCTL
+
+    proc = await asyncio.create_subprocess_exec(
+        str(NEXUSCTL), *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode, stdout.decode(), stderr.decode()
+
+
+async def test_a_delivery_being_sent_is_not_queued_again_over_its_send(
+    db_url, aiohttp_client, aiohttp_server, monkeypatch, make_integration, caplog
+):
+    """Review: a redelivery (HTTP or CLI) or a replay of a delivery whose send is in flight cleared its lease: the
+    worker sent the same webhook-id again beside the send under way (4 POSTs at once), and the attempt it was
+    making was never recorded ("lease lost"). Now the redelivery is refused (409 DELIVERY_IN_FLIGHT, exit 16) and
+    the replay skips it and says so; the send under way is recorded, once; afterwards a redelivery goes through."""
+    arrived: list[str] = []
+    release = asyncio.Event()
+
+    async def handler(request):
+        await request.read()
+        arrived.append(request.headers["webhook-id"])
+        if len(arrived) > 1:  # the first is answered at once; the next one is held until the test says
+            await release.wait()
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/hook", handler)
+    server = await aiohttp_server(app)
+    monkeypatch.setenv("WEBHOOK_ALLOWED_NETWORKS", "127.0.0.1/32")
+    monkeypatch.setenv("WEBHOOK_TIMEOUT", "60")  # the held send outlasts the test's steps, whatever the machine
+    api = await aiohttp_client(create_app(config.load()))
+    integration = make_integration(user_id=OWNER)
+    hook = await _create(api, integration, f"http://127.0.0.1:{server.port}/hook", ["*"])
+    hook_id = uuid.UUID(hook["id"])
+    try:
+        await _emit(api, integration, "post.done")
+        (first,) = await _settled(WebhookDelivery.event == "post.done")
+        await _emit(api, integration, "post.held")
+        await _until(lambda: len(arrived) == 2)
+        held = WebhookDelivery.get(WebhookDelivery.event == "post.held")
+        assert arrived == [str(first.id), str(held.id)]
+
+        answer = await api.post(f"/integrations/webhooks/deliveries/{held.id}/redeliver", headers=auth())
+        body = await answer.json()
+        assert answer.status == 409 and body["error"]["code"] == "DELIVERY_IN_FLIGHT", body
+        assert "being sent now; try again once its attempt is recorded" in body["error"]["message"], body
+        code, _, stderr = await _nexusctl("webhooks", "redeliver", str(held.id))
+        assert code == 16 and "DELIVERY_IN_FLIGHT" in stderr and "being sent now" in stderr, stderr
+        code, _, stderr = await _nexusctl("webhooks", "replay", hook["id"], "--since", "1h", "--dry-run")
+        assert code == 0 and "Would queue 1 deliveries again; skipped 1 being sent now" in stderr, stderr
+        code, stdout, stderr = await _nexusctl("webhooks", "replay", hook["id"], "--since", "1h", "--json")
+        assert code == 0, stderr
+        assert json.loads(stdout) == {"webhookId": hook["id"], "queued": 1, "skipped": 1, "dryRun": False}
+        assert "Queued 1 deliveries again; skipped 1 being sent now" in stderr, stderr
+        await _until(lambda: arrived.count(str(first.id)) == 2)  # the replayed one is sent again
+        await asyncio.sleep(0.3)  # were the held one queued again, its second send would start now
+        assert arrived.count(str(held.id)) == 1, arrived
+    finally:
+        release.set()
+    rows = await _settled(WebhookDelivery.webhook == hook_id)
+    by_event = {r.event: r for r in rows}
+    assert by_event["post.held"].status == DeliveryStatus.DELIVERED and by_event["post.held"].attempts == 1
+    page = (await (await api.get(f"/integrations/webhooks/{hook['id']}/deliveries", headers=auth())).json())["data"]
+    logs = {d["event"]: [a["statusCode"] for a in d["attemptLog"]] for d in page}
+    assert logs == {"post.held": [200], "post.done": [200, 200]}  # every send is in the log
+    assert "lease lost" not in caplog.text and "not recorded" not in caplog.text
+    # Once its attempt is recorded, it can be sent again.
+    again = await api.post(f"/integrations/webhooks/deliveries/{held.id}/redeliver", headers=auth())
+    assert again.status == 202, await again.text()
+    await _until(lambda: arrived.count(str(held.id)) == 2)
