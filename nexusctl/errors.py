@@ -21,6 +21,7 @@ error boundary (``nexusctl.cli.main``) and the daemon's error middleware.
     │   └── DeliveryNotFound    DELIVERY_NOT_FOUND      404  exit 13
     ├── WebhookInactive         WEBHOOK_INACTIVE        409  exit 14
     ├── IntegrationInactive     INTEGRATION_INACTIVE    409  exit 15
+    ├── DeliveryInFlight        DELIVERY_IN_FLIGHT      409  exit 16
     ├── OAuthFailed             OAUTH_FAILED            400  exit 20
     ├── TokenExpired            TOKEN_EXPIRED           401  exit 21
     ├── RefreshFailed           REFRESH_FAILED          401  exit 22
@@ -167,6 +168,14 @@ class IntegrationInactive(NexusError):
     code = "INTEGRATION_INACTIVE"
     http_status = 409
     exit_code = 15
+
+
+class DeliveryInFlight(NexusError):
+    """The delivery is being sent now; try again once its attempt is recorded."""
+
+    code = "DELIVERY_IN_FLIGHT"
+    http_status = 409
+    exit_code = 16
 
 
 class OAuthFailed(NexusError):

@@ -205,7 +205,7 @@ def test_replay_shows_a_bar_on_a_terminal_and_one_line_in_scripts(failed_deliver
     assert code == 0, screen
     assert "queueing deliveries" in screen and f"/{FAILED_COUNT}" in screen  # the bar, with its total
     assert f"Queued {FAILED_COUNT} deliveries again" in screen
-    assert json.loads(stdout) == {"webhookId": hook, "queued": FAILED_COUNT, "dryRun": False}
+    assert json.loads(stdout) == {"webhookId": hook, "queued": FAILED_COUNT, "skipped": 0, "dryRun": False}
     assert statuses(stack, hook) == {"PENDING": FAILED_COUNT}
 
     # Queued again, whatever their status now (no --status): the same count each time.

@@ -282,6 +282,9 @@ def redeliver_cmd(
 ) -> None:
     """Send one delivery again now (same webhook-id).
 
+    One a daemon is sending right now is refused (DELIVERY_IN_FLIGHT, exit 16): try again once its attempt is
+    recorded.
+
     Example:  nexusctl webhooks redeliver 7e2a1c3b-9d8f-4e6a-b5c4-0f1e2d3c4b5a --json
     """
     # start-up: only this command needs it
@@ -329,19 +332,34 @@ def replay_cmd(
     _db(ctx)
     output = out(ctx)
     if dry_run:
-        count = deliveries.replay(webhook_id, since=moment, status=status, dry_run=True)
-        output.info(f"Would queue {count} deliveries again")
+        replayed = deliveries.replay(webhook_id, since=moment, status=status, dry_run=True)
+        output.info(f"Would queue {replayed.queued} deliveries again{_skipping(replayed.skipped)}")
     else:
-        total = (
-            deliveries.replay(webhook_id, since=moment, status=status, dry_run=True) if output.shows_progress else None
-        )
+        total = None
+        if output.shows_progress:
+            predicted = deliveries.replay(webhook_id, since=moment, status=status, dry_run=True)
+            total = predicted.queued + predicted.skipped
         with output.progress("queueing deliveries", total=total) as update:
-            count = deliveries.replay(
+            replayed = deliveries.replay(
                 webhook_id, since=moment, status=status, batch_size=REPLAY_BATCH, progress=lambda n: update(advance=n)
             )
-        output.success(f"Queued {count} deliveries again")
+        output.success(f"Queued {replayed.queued} deliveries again{_skipping(replayed.skipped)}")
     if as_json:
         # start-up: only this command needs it
         from nexusctl.core.ids import parse_uuid
 
-        output.json({"webhookId": str(parse_uuid(webhook_id, "webhookId")), "queued": count, "dryRun": dry_run})
+        output.json(
+            {
+                "webhookId": str(parse_uuid(webhook_id, "webhookId")),
+                "queued": replayed.queued,
+                "skipped": replayed.skipped,
+                "dryRun": dry_run,
+            }
+        )
+
+
+def _skipping(skipped: int) -> str:
+    """The summary's note on the deliveries a daemon is sending now (left alone: no second send beside theirs)."""
+    if not skipped:
+        return ""
+    return f"; skipped {skipped} being sent now (replay them once their attempts are recorded)"

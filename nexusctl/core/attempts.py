@@ -394,24 +394,68 @@ def _sqlite_update() -> tuple[str, tuple]:
     return sql, tuple(statements.converter(c) for c in [*columns, f.id, f.lease_token])
 
 
-def _disable(hook: Webhook, reason: str, delivery_id=None) -> None:
+# Queued deliveries a disabled webhook's ``_disable`` ends FAILED per statement. A webhook failing for 5 days may have
+# a large backlog queued (every event of those days): it is failed, each with its ``webhook.failed`` event, this many
+# rows at a time, so no statement, parameter list or list of events in memory grows with the backlog. They are all
+# in the record's one transaction: a delivery is never FAILED without its event, nor the other way round.
+DISABLE_BATCH = 500
+
+
+def _disable(hook: _Hook, reason: str, delivery_id=None) -> None:
     now = utcnow()
     Webhook.update(is_active=False, disabled_reason=reason, updated_at=now).where(Webhook.id == hook.id).execute()
     # Its other queued deliveries would never be sent (the worker skips inactive webhooks) and would count as
-    # RETRYING forever: they end FAILED with the reason, for a replay once the webhook is enabled again. One
-    # another worker is sending right now (its lease holds) is left to that worker's result.
-    WebhookDelivery.update(
-        status=DeliveryStatus.FAILED,
-        error=f"webhook disabled: {reason}"[:500],
-        next_attempt_at=None,
-        lease_until=None,
-        lease_token=None,
-        updated_at=now,
-    ).where(
+    # RETRYING forever: they end FAILED with the reason, for a replay once the webhook is enabled again, each with
+    # its ``webhook.failed`` event as every FAILED delivery has (the same data as a delivery failed by its own
+    # attempt). One another worker is sending right now (its lease holds) is left to that worker's result.
+    error = f"webhook disabled: {reason}"[:500]
+    queued = (
         (WebhookDelivery.webhook == hook.id)
         & WebhookDelivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.RETRYING])
         & (WebhookDelivery.lease_until.is_null() | (WebhookDelivery.lease_until < now))
-    ).execute()
+    )
+    users = {hook.integration_id: hook.user_id}
+    while True:
+        ids = [row[0] for row in WebhookDelivery.select(WebhookDelivery.id).where(queued).limit(DISABLE_BATCH).tuples()]
+        if not ids:
+            break
+        # Each selected row is failed here or (taken meanwhile by a claim) no longer selected: the loop ends.
+        failed = list(
+            WebhookDelivery.update(
+                status=DeliveryStatus.FAILED,
+                error=error,
+                next_attempt_at=None,
+                lease_until=None,
+                lease_token=None,
+                updated_at=now,
+            )
+            .where(WebhookDelivery.id.in_(ids) & queued)
+            .returning(WebhookDelivery.id, WebhookDelivery.event, WebhookDelivery.attempts)
+            .tuples()
+            .execute()
+        )
+        fresh = iter(new_ids(len(failed)))
+        statements.insert_many_text(
+            OutboxEvent,
+            EVENT_COLUMNS,
+            [
+                _outbox(
+                    "webhook.failed",
+                    hook,
+                    users,
+                    {
+                        "webhookId": str(hook.id),
+                        "deliveryId": str(WebhookDelivery.id.python_value(i)),
+                        "event": event,
+                        "attempts": n,
+                        "error": error[:300],
+                    },
+                    now,
+                    next(fresh),
+                )
+                for i, event, n in failed
+            ],
+        )
     integration = Integration.get_or_none(Integration.id == hook.integration_id)
     if integration is not None:
         OutboxEvent.create(

@@ -43,7 +43,7 @@ from nexusctl.db.fields import utcnow
 from nexusctl.db.models import Integration, Webhook, WebhookAttempt, WebhookDelivery
 from nexusctl.db.secrets import unseal
 from nexusctl.enums import DeliveryStatus
-from nexusctl.errors import DeliveryNotFound, KeyNotConfigured, UsageProblem, WebhookInactive
+from nexusctl.errors import DeliveryInFlight, DeliveryNotFound, KeyNotConfigured, UsageProblem, WebhookInactive
 
 NOTIFY_CHANNEL = "nexus_deliveries"
 JITTER = 0.2
@@ -264,15 +264,46 @@ def refuse_inactive(hook: Webhook, what: str) -> None:
         )
 
 
+def _not_leased(now: dt.datetime):
+    """Rows no worker holds: no lease, or one run out. A live lease means a daemon holds the delivery (its send
+    waiting for a slot, in flight, or its outcome waiting for its commit) and renews it while it does."""
+    return WebhookDelivery.lease_until.is_null() | (WebhookDelivery.lease_until < now)
+
+
 def redeliver(delivery_id, *, owner_id=None) -> WebhookDelivery:
-    """Send again now, with the same webhook-id (receivers that saw it may skip it)."""
+    """Send again now, with the same webhook-id (receivers that saw it may skip it).
+
+    Refused (DeliveryInFlight) while a daemon holds the delivery under a live lease: clearing that lease sent the
+    same webhook-id again beside the send under way, and the daemon could not record the attempt it made (its
+    fence had gone). The lease is tested in the UPDATE itself, so a claim that lands meanwhile is never undone."""
     row = get(delivery_id, owner_id=owner_id)
     refuse_inactive(row.webhook, "a redelivery")
-    WebhookDelivery.update(
-        status=DeliveryStatus.PENDING, next_attempt_at=utcnow(), lease_until=None, lease_token=None, updated_at=utcnow()
-    ).where(WebhookDelivery.id == row.id).execute()
+    now = utcnow()
+    changed = (
+        WebhookDelivery.update(
+            status=DeliveryStatus.PENDING, next_attempt_at=now, lease_until=None, lease_token=None, updated_at=now
+        )
+        .where((WebhookDelivery.id == row.id) & _not_leased(now))
+        .execute()
+    )
+    if not changed:
+        if WebhookDelivery.get_or_none(WebhookDelivery.id == row.id) is None:  # deleted meanwhile
+            raise DeliveryNotFound(f"delivery {row.id} not found", id=str(row.id))
+        raise DeliveryInFlight(
+            f"delivery {row.id} is being sent now; try again once its attempt is recorded "
+            f"(nexusctl webhooks deliveries {row.webhook.id} shows its attempt log)",
+            id=str(row.id),
+        )
     _notify()
     return get(row.id)
+
+
+class Replayed(NamedTuple):
+    """What a replay queued again, and how many of its deliveries it left alone because a daemon was sending them
+    (under a live lease: each is sent and recorded by that daemon; replay it again once it is recorded)."""
+
+    queued: int
+    skipped: int
 
 
 def replay(
@@ -284,8 +315,9 @@ def replay(
     dry_run: bool = False,
     batch_size: int | None = None,
     progress: Callable[[int], None] | None = None,
-) -> int:
-    """Queue again every delivery of a webhook created since ``since``; returns how many.
+) -> Replayed:
+    """Queue again every delivery of a webhook created since ``since``, but those a daemon is sending now (under a
+    live lease): skipped and counted, never re-queued over the send under way.
 
     One set-based UPDATE by default. With ``batch_size`` it goes in pages along the
     (webhook, created_at, id) index, one short transaction each, calling ``progress(n)``
@@ -298,12 +330,15 @@ def replay(
     if status is not None:
         where &= WebhookDelivery.status == _status(status)
     if dry_run:
-        return WebhookDelivery.select().where(where).count()
+        matching = WebhookDelivery.select().where(where).count()
+        free = WebhookDelivery.select().where(where & _not_leased(utcnow())).count()
+        return Replayed(free, matching - free)
     if batch_size is None:
+        matching = WebhookDelivery.select().where(where).count()
         count = _requeue(where)
         _notify()
-        return count
-    count, after = 0, None
+        return Replayed(count, max(0, matching - count))  # a row emitted between the two: counted as queued
+    count, skipped, after = 0, 0, None
     while True:
         page = (
             WebhookDelivery.select(WebhookDelivery.created_at, WebhookDelivery.id)
@@ -321,25 +356,29 @@ def replay(
             )
         keys = list(page.tuples())
         if not keys:
-            return count
+            return Replayed(count, skipped)
         done = _requeue(where & WebhookDelivery.id.in_([key[1] for key in keys]))
         _notify()
         count += done
+        skipped += len(keys) - done
         after = keys[-1]
         if progress:
-            progress(done)
+            progress(len(keys))
 
 
 def _requeue(where) -> int:
+    """Queue the matching rows again now, but those under a live lease (tested in the UPDATE itself, so a claim
+    that lands meanwhile is left alone); how many were queued."""
+    now = utcnow()
     return (
         WebhookDelivery.update(
             status=DeliveryStatus.PENDING,
-            next_attempt_at=utcnow(),
+            next_attempt_at=now,
             lease_until=None,
             lease_token=None,
-            updated_at=utcnow(),
+            updated_at=now,
         )
-        .where(where)
+        .where(where & _not_leased(now))
         .execute()
     )
 

@@ -304,7 +304,7 @@ ROUTES = [
         "webhooks",
         data=out.Delivery,
         status=202,
-        errors=("DELIVERY_NOT_FOUND", "VALIDATION_ERROR", "WEBHOOK_INACTIVE"),
+        errors=("DELIVERY_NOT_FOUND", "VALIDATION_ERROR", "WEBHOOK_INACTIVE", "DELIVERY_IN_FLIGHT"),
     ),
     Route(
         "POST",

@@ -28,8 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import datetime as dt
+import email.utils
 import json
 import logging
+import math
 import time
 from urllib.parse import urlsplit
 
@@ -109,6 +112,9 @@ class DeliveryWorker:
         self.sender: sender.Sender | None = None
         self.sent = 0
         self.to_record: list = []
+        # Sends whose HTTP exchange is under way, by delivery id: (item, its task, when it started on the product's
+        # clock, and on the monotonic one). What a stop's grace finds here at its end is cut and recorded (``stop``).
+        self.posting: dict = {}
         # Claims are made one at a time in this process (two at once would each count every endpoint's room
         # from the same sends in flight, and skip each other's locked rows: an endpoint could get twice its cap).
         # A claim ahead under way (``_claim_ahead``): the loop leaves the claiming to it meanwhile, and is woken
@@ -197,7 +203,8 @@ class DeliveryWorker:
         self._pg, self._pg_fd = conn, fd
 
     async def stop(self, grace: float = 10.0) -> None:
-        """Stop claiming; let in-flight sends finish (their leases cover a crash anyway)."""
+        """Stop claiming; let in-flight sends finish within ``grace``; cut and record those still in flight then
+        (``_cut_sends``)."""
         self.stopping = True
         self.wake.set()
         await asyncio.gather(self.loop_task, return_exceptions=True)
@@ -208,6 +215,7 @@ class DeliveryWorker:
         deadline = loop.time() + grace
         while self.tasks and (left := deadline - loop.time()) > 0:
             await asyncio.wait(set(self.tasks), timeout=left)
+        await self._cut_sends()
         self.renew_task.cancel()  # after the sends: their leases are renewed while they finish
         await asyncio.gather(self.renew_task, return_exceptions=True)
         if self.sender is not None:
@@ -217,6 +225,53 @@ class DeliveryWorker:
         if self._pg is not None:
             asyncio.get_running_loop().remove_reader(self._pg_fd)
             self._pg.close()
+
+    async def _cut_sends(self) -> None:
+        """The sends still in flight when the stop's grace ends: cut, and recorded as failed attempts in one batch,
+        each retried on the schedule (another daemon, or this one restarted, sends it again when it is due, not once
+        its lease runs out), with one warning line. Before, they were dropped unrecorded: the receiver had the
+        request, the attempt log never showed it, and (on PostgreSQL) it was sent again after the lease.
+
+        The record is fenced by each claim's lease token as every record is: one whose lease another worker took
+        (``lost``) gets nothing written. Should the database be away, nothing is written: their leases run out and
+        bring them back, as after a crash."""
+        cut = [entry for entry in self.posting.values() if not entry[0].lost]
+        if not cut:
+            return
+        for _, task, _, _ in cut:
+            task.cancel()
+        await asyncio.gather(*(task for _, task, _, _ in cut), return_exceptions=True)
+        ended = time.monotonic()
+        batch = [
+            (
+                item,
+                Result(
+                    started_at=started,
+                    duration_ms=int((ended - began) * 1000),
+                    error="the daemon stopped before the receiver answered",
+                ),
+            )
+            for item, _, started, began in cut
+        ]
+        try:
+            outcomes = await self.db.run(attempts.record_many, batch, self.settings.webhook_retry_schedule)
+        except Exception as exc:  # noqa: BLE001 - their leases bring them back
+            log.warning(
+                "delivery worker: stopping: %d send(s) still in flight when the grace ended were cut and could not be "
+                "recorded (%s); they are sent again once their leases run out",
+                len(cut),
+                getattr(exc, "message", type(exc).__name__),
+            )
+            return
+        recorded = sum(1 for outcome in outcomes if outcome not in ("lost", "released"))
+        self.counts["record_batches"] += 1
+        self.counts["recorded"] += recorded
+        log.warning(
+            "delivery worker: stopping: %d send(s) still in flight when the grace ended were cut and recorded as "
+            "failed attempts (the daemon stopped before the receiver answered); retried on the schedule%s",
+            recorded,
+            f"; {len(cut) - recorded} whose lease another worker took not recorded" if recorded < len(cut) else "",
+        )
 
     def poke(self) -> None:
         """Something was queued: look now (thread-safe via call_soon_threadsafe by callers)."""
@@ -561,7 +616,12 @@ class DeliveryWorker:
             result = Result(started_at=utcnow(), duration_ms=0, error=refusal)
         else:
             body = _body(item.payload)
-            result = await self._post(url, secrets, str(item.id), body)
+            # Known while its HTTP exchange is under way: a stop whose grace ends first cuts it and records it.
+            self.posting[item.id] = (item, asyncio.current_task(), utcnow(), time.monotonic())
+            try:
+                result = await self._post(url, secrets, str(item.id), body)
+            finally:
+                self.posting.pop(item.id, None)
         self._free_slot(asyncio.current_task())
         self.answered.add(item.webhook_id)
         self._claim_more(item.webhook_id)
@@ -703,10 +763,20 @@ def _claim_and_sign(keyring, limit: int, lease: float, exclude, rooms=None, cap=
 
 
 def _retry_after(value: str | None) -> int | None:
-    """A receiver's ``Retry-After`` in seconds, when it is ASCII digits (str.isdigit takes ``²`` and other
-    digits int() refuses: one such header made the send raise, nothing was recorded, and the delivery was
-    sent again each time its lease ran out)."""
+    """A receiver's ``Retry-After`` in seconds: delay-seconds in ASCII digits, or an HTTP-date (RFC 9110 allows
+    both) counted from the product's clock (nexusctl.clock, as every "now" of the worker), 0 when it is past.
+    Anything else is ignored: not ASCII (str.isdigit takes ``²`` and other digits int() refuses: one such header
+    made the send raise, nothing was recorded, and the delivery was sent again each time its lease ran out) or
+    not a date. ``attempts.wait_after`` bounds what comes of either form the same way."""
     value = (value or "").strip()
-    if value.isascii() and value.isdigit():
+    if not value.isascii():
+        return None
+    if value.isdigit():
         return int(value)
-    return None
+    try:
+        moment = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):  # not a date: ignored, as any garbage
+        return None
+    if moment.tzinfo is None:  # "-0000": RFC 5322's "UTC, source unknown"
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return max(0, math.ceil(moment.timestamp() - clock.time()))

@@ -8,6 +8,9 @@ told to fail, answer 410, ask for Retry-After or redirect.
 from __future__ import annotations
 
 import asyncio
+import collections
+import datetime as dt
+import json
 import time
 import uuid
 
@@ -123,8 +126,6 @@ async def test_emit_delivers_a_signed_payload_the_reference_library_verifies(env
     await receiver.wait_for(1)
     got = receiver.received[0]
     assert got["verified"] == [hook["secret"]]
-    import json
-
     payload = json.loads(got["body"])
     assert payload["type"] == "post.created" and payload["data"]["mediaId"] == "m1"
     assert payload["data"]["integrationId"] == str(integration.id) and payload["data"]["provider"] == "SHOPIFY"
@@ -208,6 +209,46 @@ async def test_410_disables_the_webhook(env):
     assert failed.data["attempts"] == 1 and len(receiver.received) == 1
 
 
+@pytest.mark.parametrize("env", [",".join(["86400"] * 8)], indirect=True)  # a retry a day: none ends FAILED alone
+async def test_the_five_day_disable_emits_webhook_failed_for_each_delivery_it_fails(env, tmp_path, monkeypatch):
+    """A receiver failing for 5 days without a success: its webhook is disabled, and every delivery still queued
+    ends FAILED with a ``webhook.failed`` event, as a delivery failed by its own attempts or a 410 has (before,
+    they ended FAILED silently)."""
+    from support import clock as shared_clock
+
+    advance = shared_clock.own_file(monkeypatch, tmp_path / "clock-offset")
+    monkeypatch.setattr(delivery.attempts, "DISABLE_BATCH", 3)  # the 4 are failed in two statements
+    api, receiver, base, integration = env
+    hook = await _create(api, integration, f"{base}/hook", ["*"])
+    hook_id = uuid.UUID(hook["id"])
+    receiver.script = [(500, {})] * 20
+    for n in range(4):
+        await _emit(api, integration, f"post.n{n}")
+    await receiver.wait_for(4)
+    await _until(lambda: _statuses(hook_id) == {DeliveryStatus.RETRYING: 4})
+    advance(5 * 86400 + 3 * 3600)  # every retry due (a day +-20%), 5 days after the first failure
+    rows = await _settled(WebhookDelivery.webhook == hook_id, timeout=30)
+    shown = (await (await api.get(f"/integrations/webhooks/{hook['id']}", headers=auth())).json())["data"]
+    assert shown["isActive"] is False and "5 days" in shown["disabledReason"], shown
+    assert {r.status for r in rows} == {DeliveryStatus.FAILED}
+    assert {r.error for r in rows} == {"webhook disabled: failing for 5 days without a successful delivery"}
+    failed = {e.data["deliveryId"]: e.data for e in OutboxEvent.select().where(OutboxEvent.type == "webhook.failed")}
+    assert set(failed) == {str(r.id) for r in rows}, failed  # one each, none missing
+    for row in rows:
+        assert failed[str(row.id)] == {
+            "webhookId": hook["id"],
+            "deliveryId": str(row.id),
+            "event": row.event,
+            "attempts": row.attempts,
+            "error": row.error,
+        }
+
+
+def _statuses(hook_id) -> dict:
+    rows = WebhookDelivery.select(WebhookDelivery.status).where(WebhookDelivery.webhook == hook_id)
+    return dict(collections.Counter(r.status for r in rows))
+
+
 @pytest.mark.parametrize("env", ["1,2"], indirect=True)
 @pytest.mark.parametrize("retry_after", ["0", "1"])
 async def test_throttling_counts_against_the_schedule_and_ends_failed(env, retry_after):
@@ -243,6 +284,40 @@ async def test_retry_after_is_honoured(env):
         await asyncio.sleep(0.05)
     wait = (row.next_attempt_at - row.updated_at).total_seconds()
     assert 1.9 <= wait <= 2.1  # the receiver's 2 s, not the schedule's 1 s ± 20%
+
+
+@pytest.mark.parametrize(
+    "ahead, date_in, low, high",
+    [
+        # A date 10 s ahead of the product's clock: honoured up to twice the schedule's 1 s step (before, a date
+        # was ignored and the schedule's 1 s +20% applied).
+        (0, 10, 1.9, 2.1),
+        # The product's clock an hour ahead of the system's, the date half an hour behind it: past, so 0 (the
+        # schedule's step alone). Counted from the system's clock it would be 30 minutes: the 2 s cap.
+        (3600, -1800, 1.0, 1.25),
+    ],
+)
+async def test_retry_after_as_an_http_date_counts_from_the_product_clock(
+    env, tmp_path, monkeypatch, ahead, date_in, low, high
+):
+    from email.utils import format_datetime
+
+    from support import clock as shared_clock
+
+    from nexusctl import clock
+
+    offset = tmp_path / "clock-offset"
+    offset.write_text(str(ahead))
+    shared_clock.use_file(monkeypatch, offset)  # the worker runs in this process: it reads the same file
+    api, receiver, base, integration = env
+    hook = await _create(api, integration, f"{base}/hook")
+    date = format_datetime(clock.now().replace(microsecond=0) + dt.timedelta(seconds=date_in), usegmt=True)
+    receiver.script = [(503, {"Retry-After": date})]
+    await _emit(api, integration)
+    await receiver.wait_for(1)
+    row = await _left_retrying(uuid.UUID(hook["id"]))
+    wait = (row.next_attempt_at - row.updated_at).total_seconds()
+    assert low <= wait <= high, (date, wait)
 
 
 async def test_redirects_are_failures_and_not_followed(env):
@@ -812,3 +887,79 @@ async def test_stopping_gives_back_the_deliveries_waiting_for_a_slot(
     sent = [r for r in rows if r.status == DeliveryStatus.DELIVERED]
     assert len(sent) == 4 and len(hits) == 4  # the waiting ones were not sent
     assert all(r.lease_token is None and r.status == DeliveryStatus.PENDING for r in rows if r not in sent)
+
+
+async def _nexusctl(*args) -> tuple[int, str, str]:
+    """The CLI as a user runs it, on this test's database (DATABASE_URL and the data directory are in the
+    environment): (exit status, stdout, stderr)."""
+    from support.daemons import NEXUSCTL
+
+    proc = await asyncio.create_subprocess_exec(
+        str(NEXUSCTL), *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode, stdout.decode(), stderr.decode()
+
+
+async def test_a_delivery_being_sent_is_not_queued_again_over_its_send(
+    db_url, aiohttp_client, aiohttp_server, monkeypatch, make_integration, caplog
+):
+    """Review: a redelivery (HTTP or CLI) or a replay of a delivery whose send is in flight cleared its lease: the
+    worker sent the same webhook-id again beside the send under way (4 POSTs at once), and the attempt it was
+    making was never recorded ("lease lost"). Now the redelivery is refused (409 DELIVERY_IN_FLIGHT, exit 16) and
+    the replay skips it and says so; the send under way is recorded, once; afterwards a redelivery goes through."""
+    arrived: list[str] = []
+    release = asyncio.Event()
+
+    async def handler(request):
+        await request.read()
+        arrived.append(request.headers["webhook-id"])
+        if len(arrived) > 1:  # the first is answered at once; the next one is held until the test says
+            await release.wait()
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/hook", handler)
+    server = await aiohttp_server(app)
+    monkeypatch.setenv("WEBHOOK_ALLOWED_NETWORKS", "127.0.0.1/32")
+    monkeypatch.setenv("WEBHOOK_TIMEOUT", "60")  # the held send outlasts the test's steps, whatever the machine
+    api = await aiohttp_client(create_app(config.load()))
+    integration = make_integration(user_id=OWNER)
+    hook = await _create(api, integration, f"http://127.0.0.1:{server.port}/hook", ["*"])
+    hook_id = uuid.UUID(hook["id"])
+    try:
+        await _emit(api, integration, "post.done")
+        (first,) = await _settled(WebhookDelivery.event == "post.done")
+        await _emit(api, integration, "post.held")
+        await _until(lambda: len(arrived) == 2)
+        held = WebhookDelivery.get(WebhookDelivery.event == "post.held")
+        assert arrived == [str(first.id), str(held.id)]
+
+        answer = await api.post(f"/integrations/webhooks/deliveries/{held.id}/redeliver", headers=auth())
+        body = await answer.json()
+        assert answer.status == 409 and body["error"]["code"] == "DELIVERY_IN_FLIGHT", body
+        assert "being sent now; try again once its attempt is recorded" in body["error"]["message"], body
+        code, _, stderr = await _nexusctl("webhooks", "redeliver", str(held.id))
+        assert code == 16 and "DELIVERY_IN_FLIGHT" in stderr and "being sent now" in stderr, stderr
+        code, _, stderr = await _nexusctl("webhooks", "replay", hook["id"], "--since", "1h", "--dry-run")
+        assert code == 0 and "Would queue 1 deliveries again; skipped 1 being sent now" in stderr, stderr
+        code, stdout, stderr = await _nexusctl("webhooks", "replay", hook["id"], "--since", "1h", "--json")
+        assert code == 0, stderr
+        assert json.loads(stdout) == {"webhookId": hook["id"], "queued": 1, "skipped": 1, "dryRun": False}
+        assert "Queued 1 deliveries again; skipped 1 being sent now" in stderr, stderr
+        await _until(lambda: arrived.count(str(first.id)) == 2)  # the replayed one is sent again
+        await asyncio.sleep(0.3)  # were the held one queued again, its second send would start now
+        assert arrived.count(str(held.id)) == 1, arrived
+    finally:
+        release.set()
+    rows = await _settled(WebhookDelivery.webhook == hook_id)
+    by_event = {r.event: r for r in rows}
+    assert by_event["post.held"].status == DeliveryStatus.DELIVERED and by_event["post.held"].attempts == 1
+    page = (await (await api.get(f"/integrations/webhooks/{hook['id']}/deliveries", headers=auth())).json())["data"]
+    logs = {d["event"]: [a["statusCode"] for a in d["attemptLog"]] for d in page}
+    assert logs == {"post.held": [200], "post.done": [200, 200]}  # every send is in the log
+    assert "lease lost" not in caplog.text and "not recorded" not in caplog.text
+    # Once its attempt is recorded, it can be sent again.
+    again = await api.post(f"/integrations/webhooks/deliveries/{held.id}/redeliver", headers=auth())
+    assert again.status == 202, await again.text()
+    await _until(lambda: arrived.count(str(held.id)) == 2)

@@ -189,8 +189,14 @@ def seed_world(stack, receiver: Receiver, owner: uuid.UUID | None = None) -> Wor
         body={"type": "post.created", "data": {"seed": True}},
     )
     assert emitted.status == 202 and emitted.json()["data"]["deliveriesQueued"] == 1, emitted.text
-    listed = stack.api("GET", f"/integrations/webhooks/{webhook}/deliveries", user=owner)
-    delivery = listed.json()["data"][0]["id"]
+
+    def recorded():
+        # Its first attempt recorded (the daemon sends it at once): a redelivery of a delivery still being sent is
+        # refused (409 DELIVERY_IN_FLIGHT), which the matrices would take for a wrong answer.
+        (row,) = stack.api("GET", f"/integrations/webhooks/{webhook}/deliveries", user=owner).json()["data"]
+        return row["id"] if row["attempts"] >= 1 else None
+
+    delivery = wait_for(recorded, 30, "the seeded delivery's first attempt to be recorded")
     return World(owner, uuid.uuid4(), integration, webhook, delivery)
 
 
