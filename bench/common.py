@@ -278,3 +278,120 @@ class CpuMeter:
             name = "postgres" if key.startswith("pg:") else key
             used[name] = used.get(name, 0.0) + value - self.start.get(key, 0.0)
         return {name: seconds / max(items, 1) * 1e6 for name, seconds in used.items()}
+
+
+class PgStats:
+    """What PostgreSQL did for this database over a phase, from its statistics views: per statement
+    (pg_stat_statements, if loaded: calls, execution and planning time, rows, WAL), per table (rows inserted,
+    updated, of which HOT, deleted), per index (bytes grown) and the cluster's WAL (pg_stat_wal). Table and WAL
+    counters reach the views when a backend flushes them (at most once a second, or 10 s after it went idle):
+    ``end`` waits ``settle`` seconds first. Only for a private cluster: the WAL figure is the cluster's."""
+
+    def __init__(self, db) -> None:
+        self.db = db
+        self.has_statements = (
+            bool(db.execute_sql("SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements'").fetchall())
+            or self._create_extension()
+        )
+        self.start = self._sample()
+
+    def _create_extension(self) -> bool:
+        try:
+            self.db.execute_sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            self.db.execute_sql("SELECT 1 FROM pg_stat_statements LIMIT 1")
+            return True
+        except peewee.DatabaseError:
+            return False
+
+    def _sample(self) -> dict:
+        q = self.db.execute_sql
+        sample: dict = {"statements": {}, "tables": {}, "indexes": {}}
+        if self.has_statements:
+            for row in q(
+                "SELECT query, calls, total_exec_time, total_plan_time, rows, wal_bytes, wal_records, wal_fpi "
+                "FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            ):
+                key = " ".join(row[0].split())
+                old = sample["statements"].get(key, (0,) * 7)
+                sample["statements"][key] = tuple(float(a) + float(b) for a, b in zip(old, row[1:]))
+        for row in q("SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del FROM pg_stat_user_tables"):
+            sample["tables"][row[0]] = tuple(float(v) for v in row[1:])
+        for row in q("SELECT indexrelname, pg_relation_size(indexrelid) FROM pg_stat_user_indexes"):
+            sample["indexes"][row[0]] = (float(row[1]),)
+        for row in q("SELECT relname, pg_relation_size(relid) FROM pg_stat_user_tables"):
+            sample["indexes"]["(heap) " + row[0]] = (float(row[1]),)
+        sample["wal"] = tuple(float(v) for v in q("SELECT wal_bytes, wal_records, wal_fpi FROM pg_stat_wal").fetchone())
+        return sample
+
+    def end(self, items: int, settle: float = 11.0) -> dict:
+        """Per item (e.g. delivered event) over the phase."""
+        time.sleep(settle)
+        end, n = self._sample(), max(items, 1)
+
+        def delta(part):
+            out = {}
+            for key, values in end[part].items():
+                old = self.start[part].get(key, (0.0,) * len(values))
+                d = [(a - b) for a, b in zip(values, old)]
+                if any(d):
+                    out[key] = d
+            return out
+
+        statements = []
+        for query, (calls, exec_ms, plan_ms, rows, wal, records, fpi) in delta("statements").items():
+            if "pg_stat_" in query or "pg_database" in query:
+                continue  # this meter's own reads
+            statements.append(
+                {
+                    "query": query[:160],
+                    "calls_per_item": calls / n,
+                    "mean_exec_us": exec_ms * 1000 / max(calls, 1),
+                    "exec_us_per_item": exec_ms * 1000 / n,
+                    "plan_us_per_item": plan_ms * 1000 / n,
+                    "rows_per_item": rows / n,
+                    "wal_bytes_per_item": wal / n,
+                    "wal_fpi_per_item": fpi / n,
+                }
+            )
+        statements.sort(key=lambda s: -s["exec_us_per_item"])
+        tables = {
+            name: dict(zip(("ins", "upd", "hot_upd", "del"), (v / n for v in d))) for name, d in delta("tables").items()
+        }
+        wal = [a - b for a, b in zip(end["wal"], self.start["wal"])]
+        return {
+            "statements": statements,
+            "exec_us_per_item": sum(s["exec_us_per_item"] for s in statements),
+            "plan_us_per_item": sum(s["plan_us_per_item"] for s in statements),
+            "statement_wal_bytes_per_item": sum(s["wal_bytes_per_item"] for s in statements),
+            "tables_per_item": tables,
+            "relation_bytes_per_item": {k: d[0] / n for k, d in delta("indexes").items()},
+            "wal_bytes_per_item": wal[0] / n,
+            "wal_records_per_item": wal[1] / n,
+            "wal_fpi_per_item": wal[2] / n,
+        }
+
+
+def pg_stats_markdown(name: str, stats: dict) -> str:
+    """A phase's PgStats as text: statements by execution time per item, then tables and WAL."""
+    lines = [
+        f"{name}: statements {stats['exec_us_per_item']:.0f} µs executing + {stats['plan_us_per_item']:.0f} planning"
+        f" per item; WAL {stats['wal_bytes_per_item']:.0f} B/item ({stats['wal_records_per_item']:.1f} records,"
+        f" {stats['wal_fpi_per_item']:.2f} full pages; statements' own {stats['statement_wal_bytes_per_item']:.0f} B)",
+        "  calls/item  mean µs  exec µs/item  plan µs/item  rows/item  WAL B/item  query",
+    ]
+    for s in stats["statements"]:
+        if s["exec_us_per_item"] < 0.5 and s["wal_bytes_per_item"] < 5:
+            continue
+        lines.append(
+            f"  {s['calls_per_item']:10.3f} {s['mean_exec_us']:8.1f} {s['exec_us_per_item']:13.1f}"
+            f" {s['plan_us_per_item']:13.1f} {s['rows_per_item']:10.2f} {s['wal_bytes_per_item']:11.0f}"
+            f"  {s['query'][:110]}"
+        )
+    for table, t in sorted(stats["tables_per_item"].items()):
+        lines.append(
+            f"  table {table}: ins {t['ins']:.2f} upd {t['upd']:.2f} (HOT {t['hot_upd']:.2f})"
+            f" del {t['del']:.2f} per item"
+        )
+    for rel, b in sorted(stats["relation_bytes_per_item"].items()):
+        lines.append(f"  size {rel}: +{b:.0f} B/item")
+    return "\n".join(lines)

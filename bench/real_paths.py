@@ -40,11 +40,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     ROOT,
     CpuMeter,
+    PgStats,
     base_env,
     bench_database,
     delivery_settings,
     free_port,
     is_postgres,
+    pg_stats_markdown,
     start_daemon,
     start_python,
     user_token,
@@ -305,12 +307,15 @@ def _loadgen(*args, env) -> dict:
 class Setup:
     """The database, the seeded rows, a running daemon and receiver."""
 
-    def __init__(self, database_url: str | None) -> None:
+    def __init__(self, database_url: str | None, setup_sql: str | None = None) -> None:
         self.work = Path(tempfile.mkdtemp(prefix="nexus-bench-paths-"))
         self.url = database_url or f"sqlite:///{self.work}/paths.db"
         self.env = base_env(self.work, self.url)
         self.env.update(delivery_settings())
         self.db = bench_database(self.env, self.url)
+        if setup_sql:  # a variant's schema change over the migrated database (measurement only)
+            for statement in filter(str.strip, Path(setup_sql).read_text().split(";")):
+                self.db.execute_sql(statement)
         from nexusctl import config
         from nexusctl.config import jwt_signing_secret
         from nexusctl.crypto import keyring_from_settings
@@ -408,11 +413,13 @@ def _deliver_phase(
     concurrency: int,
     rate: float = 0.0,
     timeout: float = 600.0,
+    pg_stats: bool = False,
 ) -> dict:
     """POST ``events`` events, wait until the receiver has ``expected`` deliveries; rate and CPU per delivery."""
     stats_url = f"http://127.0.0.1:{setup.receiver_port}"
     _get_json(stats_url + "/reset", "POST")
     meter = CpuMeter(setup.db if is_postgres(setup.url) else None, server=server.pid, receiver=setup.receiver.pid)
+    stats_meter = PgStats(setup.db) if pg_stats and is_postgres(setup.url) else None
     started = time.time()
     load = _loadgen(
         "post", f"{base}/integrations/{integration}/events", token, concurrency, events, rate, env=setup.env
@@ -425,7 +432,9 @@ def _deliver_phase(
     cpu = meter.per_item_us(expected)
     cpu["loadgen"] = load["cpu"] / expected * 1e6
     elapsed = stats["last"] - started
+    pg = stats_meter.end(expected) if stats_meter else None
     return {
+        **({"pg_stats": pg} if pg else {}),
         "events": events,
         "deliveries": expected,
         "seconds": elapsed,
@@ -467,7 +476,7 @@ def run_emit(setup: Setup, args) -> dict:
     _deliver_phase(setup, relay, relay_base, one, token, 200, 200, args.concurrency)
     for name, integration, fan, events in (("one", one, 1, args.events), ("twenty", twenty, 20, args.events // 5)):
         out[f"{name}_nexusctl"] = _deliver_phase(
-            setup, daemon, base, integration, token, events, events * fan, args.concurrency
+            setup, daemon, base, integration, token, events, events * fan, args.concurrency, pg_stats=args.pg_stats
         )
         out[f"{name}_relay"] = _deliver_phase(
             setup, relay, relay_base, integration, token, events, events * fan, args.concurrency
@@ -639,6 +648,18 @@ def main() -> None:
         help="a directory: run the daemons under bench/profile_daemon.py and write "
         "emit.txt and read.txt there (the sampler costs CPU: not for the figures)",
     )
+    parser.add_argument(
+        "--pg-stats",
+        action="store_true",
+        help="PostgreSQL only, a private cluster: per delivered event of each nexusctl emit phase, each statement's"
+        " execution time, rows and WAL (pg_stat_statements), the tables' inserts/updates/HOT updates, the relations'"
+        " growth and the cluster's WAL (waits 11 s after each phase for the counters to be flushed)",
+    )
+    parser.add_argument(
+        "--setup-sql",
+        help="a file of SQL statements (';'-separated) run on the database after it is migrated and emptied: a schema"
+        " variant to measure (dropped indexes, constraints, storage settings)",
+    )
     args = parser.parse_args()
     if args.latency_seconds < 0:
         parser.error("--latency-seconds must be 0 (no latency phase) or more")
@@ -649,7 +670,7 @@ def main() -> None:
         "load_before": os.getloadavg(),
     }
     if parts & {"emit", "read", "deliveries"}:
-        setup = Setup(args.database_url)
+        setup = Setup(args.database_url, args.setup_sql)
         try:
             if "emit" in parts:
                 result["emit"] = run_emit(setup, args)
@@ -664,6 +685,9 @@ def main() -> None:
     result["load_after"] = os.getloadavg()
     write_json(args.json, result)
     print(markdown(result))
+    for name, phase in result.get("emit", {}).items():
+        if "pg_stats" in phase:
+            print(pg_stats_markdown(f"emit {name} (per delivery)", phase["pg_stats"]))
 
 
 if __name__ == "__main__":
