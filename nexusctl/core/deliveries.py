@@ -450,6 +450,9 @@ class Claimed:
 #   at its LIMIT. Sorting the head's few rows for the window functions is still done (nothing else can). A plan
 #   turned off is only priced out (10^10 added to its cost), and a cost that high would have the plan compiled by
 #   the JIT (jit_above_cost), 300-400 ms of LLVM on every claim: jit is turned off with them.
+# The claimed rows come back joined to their webhooks' URLs and secrets (by primary key, under the same settings):
+# the daemon signs with them, and reading them in the claim's statement spares a SELECT after it, a round trip
+# of a claim trip that is mostly round trips (``claim_signed``).
 # With its plans pinned so, the claim is prepared (``statements.run_in_transaction``): planning it was 330 µs of
 # PostgreSQL's CPU per claim, half again its execution (pg_stat_statements, bench/real_paths.py).
 _PG_CLAIM_PLAN = (
@@ -470,12 +473,16 @@ _PG_CLAIM = """WITH head AS MATERIALIZED (
            COALESCE(r."room", %(cap)s) AS room
     FROM head LEFT JOIN unnest(%(busy)s::uuid[], %(rooms)s::int[]) AS r("webhook_id", "room")
       ON r."webhook_id" = head."webhook_id"
-)
+), claimed AS (
 UPDATE "webhook_deliveries" AS t SET "lease_until" = %(until)s, "lease_token" = %(lease)s
 WHERE t."id" = ANY(ARRAY(SELECT fits."id" FROM fits WHERE fits.n <= fits.room))
   AND t."status" || '' IN ('PENDING', 'RETRYING') AND t."next_attempt_at" <= %(now)s
   AND (t."lease_until" IS NULL OR t."lease_until" < %(now)s)
-RETURNING t.id, t.webhook_id, t.event, t.payload, t.attempts, t.created_at, t.trace_parent"""
+RETURNING t.id, t.webhook_id, t.event, t.payload, t.attempts, t.created_at, t.trace_parent
+)
+SELECT c.id, c.webhook_id, c.event, c.payload, c.attempts, c.created_at, c.trace_parent,
+       w."url", w."secret", w."previous_secret", w."previous_secret_expires_at"
+FROM claimed AS c LEFT JOIN "webhooks" AS w ON w."id" = c.webhook_id"""
 
 
 # The claim's text with positional parameters (``statements`` prepares those) and their names in order.
@@ -495,6 +502,26 @@ def claim(
 ) -> list[Claimed]:
     """Lease up to ``limit`` due deliveries of active webhooks (not of the ``exclude`` ones), at most
     ``rooms[webhook id]`` of a webhook named there and at most ``cap`` of any other (None: no cap)."""
+    return _claim(limit, lease_seconds, exclude, rooms, cap)[0]
+
+
+def claim_signed(
+    keyring, limit: int, lease_seconds: float, exclude=(), *, rooms: dict | None = None, cap: int | None = None
+) -> tuple[list[Claimed], dict, dict]:
+    """``claim``, and ``signing_for`` its webhooks: (the claimed, their webhooks' URLs and secrets, {webhook id:
+    key id} of those whose secret is under a key ``keyring`` lacks). On PostgreSQL the webhooks are read by the
+    claim's own statement (one round trip less than a SELECT after it); on SQLite by ``signing_for``."""
+    claimed, hooks = _claim(limit, lease_seconds, exclude, rooms, cap)
+    if not claimed:
+        return [], {}, {}
+    if hooks is None:
+        return (claimed, *signing_for(keyring, [c.webhook_id for c in claimed]))
+    return (claimed, *_signing(keyring, hooks.values()))
+
+
+def _claim(limit, lease_seconds, exclude, rooms, cap) -> tuple[list[Claimed], dict | None]:
+    """The claimed, and on PostgreSQL the (id, url, secret, previous_secret, previous_secret_expires_at) row of
+    each of their webhooks by id (read by the claim's statement; None on SQLite)."""
     now, lease = utcnow(), uuid.uuid4()
     rooms = {w: n for w, n in (rooms or {}).items() if w not in set(exclude)}
     cap = int(cap) if cap is not None else int(limit)
@@ -523,7 +550,8 @@ def claim(
             rows = _pg_claim(params)
         except statements.PreparedLost:  # behind a pooler, once: the claim again, as text
             rows = _pg_claim(params)
-        return [
+        hooks = {r[1]: (r[1], *r[7:]) for r in rows if r[7] is not None}  # a webhook deleted meanwhile: none
+        claimed = [
             Claimed(
                 _uuid(r[0]),
                 _uuid(r[1]),
@@ -537,6 +565,7 @@ def claim(
             )
             for r in rows
         ]
+        return claimed, hooks
     # The statuses as literals, not parameters: SQLite uses a partial index only when the query's
     # WHERE names its condition's constants, and without it the claim sorted every due row
     # (1.1 s per claim with 100,000 due of 1,000,000; bench/growth.py).
@@ -557,7 +586,7 @@ def claim(
         .tuples()
     )
     if not head:
-        return []  # SQLite: don't take the write lock every poll when nothing is due
+        return [], None  # SQLite: don't take the write lock every poll when nothing is due
     room = collections.Counter({_uuid(w): n for w, n in rooms.items()})
     picked = []
     for delivery_id, webhook_id in head:
@@ -566,7 +595,7 @@ def claim(
             room[webhook_id] = room.get(webhook_id, cap) - 1
             picked.append(delivery_id)
     if not picked:
-        return []  # every due endpoint is at its cap: no write lock taken
+        return [], None  # every due endpoint is at its cap: no write lock taken
     until = now + dt.timedelta(seconds=lease_seconds)
     with database_proxy.atomic():
         query = (
@@ -583,7 +612,7 @@ def claim(
             )
         )
         rows = list(query.tuples().execute())
-    return [
+    claimed = [
         Claimed(
             _uuid(r[0]),
             _uuid(r[1]),
@@ -597,6 +626,7 @@ def claim(
         )
         for r in rows
     ]
+    return claimed, None
 
 
 # One statement renews every lease a worker holds: the (id, lease token) pairs come in as two arrays and
@@ -689,15 +719,21 @@ SECRETS = SecretCache()
 def signing_for(keyring, webhook_ids) -> tuple[dict, dict]:
     """(url and signing secrets of each webhook, {webhook id: key id} of those whose secret is under a key
     ``keyring`` lacks), in one query (once per claimed batch)."""
-    signing, locked = {}, {}
-    now = utcnow()
     # Written out (peewee built this SELECT anew on every claim); a model row is made only to open a secret.
     where, params = statements.in_list(Webhook.id, list(set(webhook_ids)))
-    for hook_id, url, secret, previous, previous_until in statements.run_anywhere(
+    rows = statements.run_anywhere(
         "nexus_signing",
         f'SELECT "id", "url", "secret", "previous_secret", "previous_secret_expires_at" FROM "webhooks" WHERE {where}',
         params,
-    ).fetchall():
+    ).fetchall()
+    return _signing(keyring, rows)
+
+
+def _signing(keyring, rows) -> tuple[dict, dict]:
+    """``signing_for`` of webhook rows (id, url, secret, previous_secret, previous_secret_expires_at)."""
+    signing, locked = {}, {}
+    now = utcnow()
+    for hook_id, url, secret, previous, previous_until in rows:
         hook_id, previous_until = (
             Webhook.id.python_value(hook_id),
             Webhook.previous_secret_expires_at.python_value(previous_until),

@@ -752,10 +752,7 @@ def _claim_and_sign(keyring, limit: int, lease: float, exclude, rooms=None, cap=
     """A claim and its webhooks' URLs and secrets, in one trip to a database thread. Deliveries of webhooks
     whose secret is under a key this daemon lacks are given back at once, untouched, for a daemon that has it;
     the third value names those webhooks and their key ids."""
-    claimed = deliveries.claim(limit, lease, exclude, rooms=rooms, cap=cap)
-    if not claimed:
-        return [], {}, {}
-    signing, locked = deliveries.signing_for(keyring, [c.webhook_id for c in claimed])
+    claimed, signing, locked = deliveries.claim_signed(keyring, limit, lease, exclude, rooms=rooms, cap=cap)
     if locked:
         deliveries.release([c for c in claimed if c.webhook_id in locked])
         claimed = [c for c in claimed if c.webhook_id not in locked]

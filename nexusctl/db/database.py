@@ -75,6 +75,50 @@ class NexusPostgresDatabase(PooledPostgresqlDatabase):
         conn.commit()
         return conn
 
+    # A transaction's BEGIN goes with its first statement, not as a round trip of its own. peewee runs psycopg2
+    # in autocommit mode and sends BEGIN by itself when ``atomic()`` opens: one more trip to the server, and in
+    # a daemon thread each trip also waits for the GIL when it wakes (up to the 5 ms switch interval while the
+    # event loop's thread holds it): the delivery worker's BEGIN took 1.4 ms of an 8.6 ms claim trip in its
+    # thread, on a server that spends microseconds on it (tests/db/test_round_trips.py). Kept per thread with
+    # the connection it was for: a BEGIN still pending when the transaction ends means no statement ran, and
+    # COMMIT or ROLLBACK has nothing to end (none is sent). A cursor taken by other code (``cursor()``, e.g.
+    # ``executemany``) sends the pending BEGIN first, so nothing runs outside the transaction it was written in.
+    def begin(self, isolation_level=None):
+        isolation_level = isolation_level or self._isolation_level
+        statement = "BEGIN"
+        if isolation_level:
+            statement += " TRANSACTION ISOLATION LEVEL " + self._adapter.isolation_level_str(isolation_level)
+        if self.is_closed():
+            self.connect()
+        self._state.pending_begin = (self._state.conn, statement)
+
+    def _take_begin(self) -> str | None:
+        pending = getattr(self._state, "pending_begin", None)
+        if pending is None:
+            return None
+        self._state.pending_begin = None
+        return pending[1] if pending[0] is self._state.conn else None
+
+    def execute_sql(self, sql, params=None):
+        statement = self._take_begin()
+        if statement is not None:
+            sql = f"{statement}; {sql}"
+        return super().execute_sql(sql, params)
+
+    def cursor(self, named_cursor=None):
+        statement = self._take_begin()
+        if statement is not None:
+            super().cursor().execute(statement)
+        return super().cursor(named_cursor)
+
+    def commit(self):
+        if self._take_begin() is None:
+            super().commit()
+
+    def rollback(self):
+        if self._take_begin() is None:
+            super().rollback()
+
 
 SQLITE_PRAGMAS = {
     # WAL lets the CLI read while the daemon writes; busy_timeout makes a

@@ -384,6 +384,14 @@ def array_text(values) -> str:
     return "{" + ",".join(parts) + "}"
 
 
+def insert_text_statement(model, names: tuple, rows: list) -> tuple[str, list]:
+    """PostgreSQL's ``insert_many_text`` statement for ``rows`` (at most CHUNK) and its parameters (one text array a
+    column; no rows: empty arrays, which insert nothing), for a caller that runs it inside a statement of its own."""
+    sql, _ = _insert_many_sql(model, names, True)
+    columns = list(zip(*rows, strict=True)) or [()] * len(names)
+    return sql, [array_text(c(column)) for c, column in zip(_fast_converters(model, names), columns)]
+
+
 def insert_many_text(model, names: tuple, rows: list) -> None:
     """``insert_many`` with each PostgreSQL column passed as one text array (``array_text``) instead of a list
     the driver adapts element by element: the same statement text, the same rows; SQLite as ``insert_many``."""
