@@ -438,7 +438,7 @@ def _disable(hook: _Hook, reason: str, delivery_id=None) -> None:
     queued = (
         (WebhookDelivery.webhook == hook.id)
         & WebhookDelivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.RETRYING])
-        & (WebhookDelivery.lease_until.is_null() | (WebhookDelivery.lease_until < now))
+        & deliveries.not_leased(now)
     )
     users = {hook.integration_id: hook.user_id}
     while True:

@@ -264,7 +264,7 @@ def refuse_inactive(hook: Webhook, what: str) -> None:
         )
 
 
-def _not_leased(now: dt.datetime):
+def not_leased(now: dt.datetime):
     """Rows no worker holds: no lease, or one run out. A live lease means a daemon holds the delivery (its send
     waiting for a slot, in flight, or its outcome waiting for its commit) and renews it while it does."""
     return WebhookDelivery.lease_until.is_null() | (WebhookDelivery.lease_until < now)
@@ -283,7 +283,7 @@ def redeliver(delivery_id, *, owner_id=None) -> WebhookDelivery:
         WebhookDelivery.update(
             status=DeliveryStatus.PENDING, next_attempt_at=now, lease_until=None, lease_token=None, updated_at=now
         )
-        .where((WebhookDelivery.id == row.id) & _not_leased(now))
+        .where((WebhookDelivery.id == row.id) & not_leased(now))
         .execute()
     )
     if not changed:
@@ -331,7 +331,7 @@ def replay(
         where &= WebhookDelivery.status == _status(status)
     if dry_run:
         matching = WebhookDelivery.select().where(where).count()
-        free = WebhookDelivery.select().where(where & _not_leased(utcnow())).count()
+        free = WebhookDelivery.select().where(where & not_leased(utcnow())).count()
         return Replayed(free, matching - free)
     if batch_size is None:
         matching = WebhookDelivery.select().where(where).count()
@@ -378,7 +378,7 @@ def _requeue(where) -> int:
             lease_token=None,
             updated_at=now,
         )
-        .where(where & _not_leased(now))
+        .where(where & not_leased(now))
         .execute()
     )
 
@@ -570,11 +570,7 @@ def _claim(limit, lease_seconds, exclude, rooms, cap) -> tuple[list[Claimed], di
     # WHERE names its condition's constants, and without it the claim sorted every due row
     # (1.1 s per claim with 100,000 due of 1,000,000; bench/growth.py).
     statuses = [SQL(f"'{status.value}'") for status in DUE]
-    claimable = (
-        WebhookDelivery.status.in_(statuses)
-        & (WebhookDelivery.next_attempt_at <= now)
-        & (WebhookDelivery.lease_until.is_null() | (WebhookDelivery.lease_until < now))
-    )
+    claimable = WebhookDelivery.status.in_(statuses) & (WebhookDelivery.next_attempt_at <= now) & not_leased(now)
     if exclude:  # endpoints this worker already sends to at their cap
         claimable &= WebhookDelivery.webhook.not_in(list(exclude))
     head = list(
