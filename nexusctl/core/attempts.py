@@ -441,11 +441,13 @@ def _disable(hook: _Hook, reason: str, delivery_id=None) -> None:
         & deliveries.not_leased(now)
     )
     users = {hook.integration_id: hook.user_id}
+    # One statement a batch: UPDATE ... WHERE id IN (SELECT id ... LIMIT n) RETURNING. The lease condition is on
+    # the UPDATE itself too (``queued``), not only in the subquery: on PostgreSQL a row a claim leases after the
+    # subquery's snapshot is re-checked against its new version when locked, and left to that worker. Such a row
+    # is not picked again, so the loop ends once a statement fails nothing (SQLite: the record's transaction holds
+    # the write lock, nothing changes in between).
+    batch = WebhookDelivery.select(WebhookDelivery.id).where(queued)
     while True:
-        ids = [row[0] for row in WebhookDelivery.select(WebhookDelivery.id).where(queued).limit(DISABLE_BATCH).tuples()]
-        if not ids:
-            break
-        # Each selected row is failed here or (taken meanwhile by a claim) no longer selected: the loop ends.
         failed = list(
             WebhookDelivery.update(
                 status=DeliveryStatus.FAILED,
@@ -455,11 +457,13 @@ def _disable(hook: _Hook, reason: str, delivery_id=None) -> None:
                 lease_token=None,
                 updated_at=now,
             )
-            .where(WebhookDelivery.id.in_(ids) & queued)
+            .where(WebhookDelivery.id.in_(batch.limit(DISABLE_BATCH)) & queued)
             .returning(WebhookDelivery.id, WebhookDelivery.event, WebhookDelivery.attempts)
             .tuples()
             .execute()
         )
+        if not failed:
+            break
         fresh = iter(new_ids(len(failed)))
         statements.insert_many_text(
             OutboxEvent,

@@ -85,6 +85,27 @@ def test_five_days_failing_without_a_success_disables_the_webhook(database, make
     assert all(d.error.startswith("webhook disabled: ") and d.next_attempt_at is None for d in rest)
 
 
+def test_the_disable_fails_a_backlog_bigger_than_a_statement_and_leaves_a_leased_delivery(
+    database, make_integration, monkeypatch
+):
+    """The disable ends FAILED every queued delivery in statements of DISABLE_BATCH rows, each with its
+    ``webhook.failed`` event, and leaves alone one another worker holds under a live lease (its result decides)."""
+    monkeypatch.setattr(attempts, "DISABLE_BATCH", 2)  # the 6 queued ones in 3 statements (and one finding none)
+    webhook, (claimed,) = _queued(make_integration, failing_since=utcnow() - dt.timedelta(days=5, minutes=1))
+    for i in range(7):
+        deliveries.fan_out(webhook.integration, "media.created", {"later": i})
+    (held,) = deliveries.claim(1, 300)  # another worker is sending this one
+    assert attempts.record_many([(claimed, _result(503))], SCHEDULE) == ["disabled"]
+    rows = {d.id: d for d in WebhookDelivery.select()}
+    assert rows[held.id].status == DeliveryStatus.PENDING and rows[held.id].lease_token == held.lease
+    rest = [d for i, d in rows.items() if i not in (claimed.id, held.id)]
+    assert len(rest) == 6 and {d.status for d in rest} == {DeliveryStatus.FAILED}
+    assert {d.error for d in rest} == {"webhook disabled: failing for 5 days without a successful delivery"}
+    failed = [e.data for e in OutboxEvent.select().where(OutboxEvent.type == "webhook.failed")]
+    # One each (and one for the delivery whose attempt disabled it), none for the leased one.
+    assert sorted(e["deliveryId"] for e in failed) == sorted(str(i) for i in [claimed.id, *(d.id for d in rest)])
+
+
 def test_four_days_failing_keeps_it_and_a_success_clears_the_window(database, make_integration):
     webhook, claimed = _queued(make_integration, 2, failing_since=utcnow() - dt.timedelta(days=4))
     assert attempts.record_many([(claimed[0], _result(500))], SCHEDULE) == ["retrying"]
