@@ -334,6 +334,10 @@ def replay(
         free = WebhookDelivery.select().where(where & not_leased(utcnow())).count()
         return Replayed(free, matching - free)
     if batch_size is None:
+        # The skipped ones are counted by a statement of their own: on PostgreSQL one statement could return both
+        # (a data-modifying WITH), on SQLite none can (no UPDATE inside WITH, no aggregate in RETURNING), and the
+        # count is a few % of the UPDATE's time (20,000 rows: 2-25 ms against 0.5-2.2 s on SQLite, 16-55 ms
+        # against 0.9-1.2 s on PostgreSQL, a loaded machine), once per replay.
         matching = WebhookDelivery.select().where(where).count()
         count = _requeue(where)
         _notify()
