@@ -34,6 +34,7 @@ import json
 import logging
 import math
 import time
+import uuid
 from urllib.parse import urlsplit
 
 import orjson
@@ -131,6 +132,19 @@ class DeliveryWorker:
         self.looked_past = False
         # Slots the loop's claim under way is for: no claim ahead starts meanwhile (the loop refills).
         self.claiming = 0
+        # The ``_claim_args`` of the claim under way (the loop's or a claim ahead): an emit's offer leaves it the
+        # rooms it may fill (``offer``).
+        self.under_way: tuple | None = None
+        # An emit under way whose deliveries may be leased to this worker in its own INSERT (``offer``): the room
+        # it was offered is reserved for it until it is back (``adopt``), and no claim starts meanwhile (claims
+        # and offers are one at a time, as claims are): a claim that would have run then waits for it
+        # (``claim_wanted``), and the next emit is offered nothing until that claim has started.
+        self.handing: deliveries.Offer | None = None
+        self.handed_back: asyncio.Future | None = None  # resolved by ``adopt`` (``stop`` waits for it)
+        self.claim_wanted = False
+        # When each webhook's last send ended with an answer (monotonic): an emit may hand such an endpoint as
+        # much as a claim ahead gives it (AHEAD_PER_SLOT x its cap); bounded (pruned past a second).
+        self.answers: dict = {}
         self.flush_now = asyncio.Event()
         self.flusher: asyncio.Task | None = None
         # check_url's verdict per webhook URL: static rules of the text alone (no DNS; the connector checks
@@ -144,6 +158,7 @@ class DeliveryWorker:
             for name, help_text in (
                 ("claims", "Claim statements run by the delivery worker."),
                 ("claimed", "Deliveries claimed by the delivery worker."),
+                ("handed", "Deliveries leased to the delivery worker by this daemon's emits (sent without a claim)."),
                 ("record_batches", "Transactions recording delivery outcomes."),
                 ("recorded", "Delivery outcomes recorded."),
                 ("lease_renewals", "Statements renewing the leases of held deliveries (one per interval)."),
@@ -208,6 +223,10 @@ class DeliveryWorker:
         self.stopping = True
         self.wake.set()
         await asyncio.gather(self.loop_task, return_exceptions=True)
+        if self.handed_back is not None and not self.handed_back.done():
+            # An emit under way may lease deliveries to this worker: they are held (and given back below) once it
+            # is back; should it not come back within the grace, their leases run out and bring them back.
+            await asyncio.wait([self.handed_back], timeout=grace)
         await self._release_waiting()
         # Until every send has ended (within the grace): a claim ahead that was under way when
         # stopping began starts its sends as the recorded ones end, so the set is looked at again.
@@ -295,14 +314,19 @@ class DeliveryWorker:
             self.wake.clear()
             try:
                 claimed, locked = [], {}
-                if self.free > 0 and self._claimable() > 0 and not self.refilling:
+                if self.handing is None:
+                    self.claim_wanted = False  # set again below by whatever still wants a claim
+                if self.free > 0 and self._claimable() > 0 and self.handing is not None:
+                    self.claim_wanted = True  # once the emit under way is back (``adopt`` wakes the loop)
+                elif self.free > 0 and self._claimable() > 0 and not self.refilling:
                     now = time.monotonic()
                     self.claiming = self._claimable()  # a record batch claims nothing meanwhile
                     args = self._claim_args(self.claiming, now)
+                    self.under_way, self.claim_wanted = args, False
                     try:
                         claimed, signing, locked = await self.db.run(_claim_and_sign, self.keyring, *args)
                     finally:
-                        self.claiming = 0
+                        self.claiming, self.under_way = 0, None
                     self._start_sends(claimed, signing, locked, now)
                     self._note_more(args, claimed)
                     self.looked_past = not claimed
@@ -352,14 +376,86 @@ class DeliveryWorker:
         rooms = {w: most[w] - n for w, n in held.items() if n < most[w]}
         return min(slots, 100), self.lease, busy, rooms, cap
 
+    # --- deliveries leased at emit ------------------------------------------------
+
+    def offer(self) -> deliveries.Offer | None:
+        """The room this worker has now for an emit's deliveries, reserved for that emit until ``adopt`` (None: no
+        room, or an offer or a claim that waits for one is under way, or stopping). On the loop, before the
+        emit's trip to the database.
+
+        The same limits as a claim's (``_claim_args``): at most what a claim ahead may take (``_claimable``), of an
+        endpoint at most WEBHOOK_CONCURRENCY_PER_ENDPOINT less what it holds (sending or waiting), AHEAD_PER_SLOT
+        times that for one that answered within the last second, none of a locked webhook's; less what a claim
+        under way may still lease (its limit, and of each endpoint its room)."""
+        if self.stopping or self.sender is None or self.handing is not None or self.claim_wanted:
+            return None
+        total = self._claimable(ahead=True)
+        claim = self.under_way
+        if claim is not None:
+            total -= claim[0]
+        if total <= 0:
+            return None
+        now = time.monotonic()
+        cap = self.settings.webhook_concurrency_per_endpoint
+        if len(self.answers) > self.max_held:
+            self.answers = {w: at for w, at in self.answers.items() if at > now - 1.0}
+        self.locked = {w: until for w, until in self.locked.items() if until > now}
+        held = self.inflight.copy()
+        for webhook_id, waiting in self.waiting.items():
+            held[webhook_id] += len(waiting)
+        named = set(held) | {w for w, at in self.answers.items() if at > now - 1.0}
+        default = cap
+        if claim is not None:
+            limit, _, busy, rooms, claim_cap = claim
+            named |= set(rooms)
+            default -= min(claim_cap, limit)
+
+        def most(webhook_id) -> int:
+            answered = self.answers.get(webhook_id, 0.0) > now - 1.0
+            room = (AHEAD_PER_SLOT * cap if answered else cap) - held[webhook_id]
+            if claim is not None and webhook_id not in busy:
+                room -= min(rooms.get(webhook_id, claim_cap), limit)
+            return room
+
+        rooms_now = {w: most(w) for w in named}
+        exclude = frozenset({w for w, room in rooms_now.items() if room <= 0} | set(self.locked))
+        offer = deliveries.Offer(
+            self.keyring,
+            uuid.uuid4(),
+            self.lease,
+            total,
+            max(default, 0),
+            {w: room for w, room in rooms_now.items() if room > 0},
+            exclude,
+        )
+        self.handing = offer
+        self.handed_back = asyncio.get_running_loop().create_future()
+        return offer
+
+    def adopt(self, offer: deliveries.Offer, handed: deliveries.Handed | None) -> None:
+        """The emit that was made ``offer`` is back: hold and send what it leased to this worker (``handed``; None
+        when it failed: nothing was leased), and give back the rest of the room. On the loop."""
+        if self.handing is offer:
+            self.handing = None
+        if self.handed_back is not None and not self.handed_back.done():
+            self.handed_back.set_result(None)
+        if handed is not None and (handed.claimed or handed.locked):
+            self.counts["handed"] += len(handed.claimed)
+            self._hold(handed.claimed, handed.signing, handed.locked, time.monotonic())
+        if self.owed:
+            self._claim_ahead()
+        if self.claim_wanted:
+            self.wake.set()
+
     def _claim_ahead(self, owed: bool = False) -> bool:
         """Claim, in a trip to a database thread of its own, for the free slots and ahead for the endpoints that
         answered since the last such claim; unless a claim is under way already (claims are one at a time): then,
         when ``owed`` (a record batch's), once that one is back. Whether it claims now."""
         if self.stopping:
             return False
-        if self.claiming or self.refilling:
+        if self.claiming or self.refilling or self.handing is not None:
             self.owed |= owed
+            self.claim_wanted |= owed and self.handing is not None
             return False
         self.owed = False
         slots = self._claimable(ahead=True)
@@ -369,6 +465,7 @@ class DeliveryWorker:
         warm, self.answered = self.answered, set()
         args = self._claim_args(slots, now, warm)
         self.refilling += 1
+        self.under_way, self.claim_wanted = args, False
         task = asyncio.create_task(self._claimed_ahead(args, now))
         task.webhook_id, task.slot_open = None, False  # ``stop`` waits for it with the sends
         self.tasks.add(task)
@@ -381,9 +478,11 @@ class DeliveryWorker:
         except Exception:  # noqa: BLE001 - the loop claims again (and reports an outage), woken here
             log.debug("delivery worker: claiming ahead failed; left to the loop", exc_info=True)
             self.refilling -= 1
+            self.under_way = None
             self.wake.set()
             return
         self.refilling -= 1
+        self.under_way = None
         self._start_sends(claimed, signing, locked, now)  # given back at once if stopping began meanwhile
         capped = self._note_more(args, claimed)
         if len(claimed) < args[0] and capped and not self.looked_past:
@@ -418,7 +517,7 @@ class DeliveryWorker:
     def _claim_more(self, webhook_id) -> bool:
         """Claim ahead now if ``webhook_id`` may have more due and has room again for more than half its cap (not a
         claim per send): its waiting deliveries are topped up before they run out, whatever the record batches do."""
-        if webhook_id not in self.more or self.claiming or self.refilling or self.stopping:
+        if webhook_id not in self.more or self.claiming or self.refilling or self.stopping or self.handing is not None:
             return False
         cap = self.settings.webhook_concurrency_per_endpoint
         waiting = self.waiting.get(webhook_id)
@@ -432,6 +531,10 @@ class DeliveryWorker:
         """Hold the claimed deliveries (their leases renewed from now on) and start a send for each."""
         self.counts["claims"] += 1
         self.counts["claimed"] += len(claimed)
+        self._hold(claimed, signing, locked, now)
+
+    def _hold(self, claimed: list, signing: dict, locked: dict, now: float) -> None:
+        """``_start_sends`` of deliveries leased to this worker, by a claim or by an emit (``adopt``)."""
         self._leave_locked(locked, now)
         if not claimed:
             return
@@ -624,6 +727,8 @@ class DeliveryWorker:
                 self.posting.pop(item.id, None)
         self._free_slot(asyncio.current_task())
         self.answered.add(item.webhook_id)
+        if result.status_code:
+            self.answers[item.webhook_id] = time.monotonic()
         self._claim_more(item.webhook_id)
         if item.lost:  # another worker holds it now and sends it itself: its outcome is that worker's to record
             log.warning(
