@@ -59,6 +59,8 @@ RECORD_WINDOW = 0.005  # seconds an outcome may wait for others to share its com
 HELD_PER_SLOT = 4
 # Of an endpoint that answers, deliveries sending or waiting per slot of its own (WEBHOOK_CONCURRENCY_PER_ENDPOINT).
 AHEAD_PER_SLOT = 2
+# How long after an endpoint's last answer an emit may hand it as much as a claim ahead would (``offer``).
+ANSWERED_SECONDS = 1.0
 RENEW_FRACTION = 5  # leases are renewed this many times per lease length
 REFUSALS_KEPT = 4096  # webhook URLs whose static check's verdict is kept
 # A delivery's body, compact (json.dumps with these options would build a new encoder for every send).
@@ -398,12 +400,12 @@ class DeliveryWorker:
         now = time.monotonic()
         cap = self.settings.webhook_concurrency_per_endpoint
         if len(self.answers) > self.max_held:
-            self.answers = {w: at for w, at in self.answers.items() if at > now - 1.0}
+            self.answers = {w: at for w, at in self.answers.items() if at > now - ANSWERED_SECONDS}
         self.locked = {w: until for w, until in self.locked.items() if until > now}
         held = self.inflight.copy()
         for webhook_id, waiting in self.waiting.items():
             held[webhook_id] += len(waiting)
-        named = set(held) | {w for w, at in self.answers.items() if at > now - 1.0}
+        named = set(held) | {w for w, at in self.answers.items() if at > now - ANSWERED_SECONDS}
         default = cap
         if claim is not None:
             limit, _, busy, rooms, claim_cap = claim
@@ -411,7 +413,7 @@ class DeliveryWorker:
             default -= min(claim_cap, limit)
 
         def most(webhook_id) -> int:
-            answered = self.answers.get(webhook_id, 0.0) > now - 1.0
+            answered = self.answers.get(webhook_id, -math.inf) > now - ANSWERED_SECONDS
             room = (AHEAD_PER_SLOT * cap if answered else cap) - held[webhook_id]
             if claim is not None and webhook_id not in busy:
                 room -= min(rooms.get(webhook_id, claim_cap), limit)
