@@ -4,7 +4,8 @@ Emit writes one ``webhook_deliveries`` row per matching active webhook in the
 caller's transaction (on PostgreSQL it also NOTIFYs, which is delivered at
 commit, so workers wake at once). Workers claim due rows in batches under a
 lease: one UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) on
-PostgreSQL, so several daemons never claim the same row; an expired lease
+PostgreSQL, so several daemons never claim the same row (an emit in the daemon
+may instead lease rows to that daemon's worker in the INSERT itself: ``hand``); an expired lease
 (a crashed worker) makes the row due again, and the retry keeps its
 ``webhook-id``. Every write after a send is fenced by the lease token.
 """

@@ -11,6 +11,11 @@ polls once a second as the safety net. Requests go out over kept-alive
 connections (sender.py), each connected only to checked addresses (the SSRF
 guard), never follow redirects and time out after ``WEBHOOK_TIMEOUT``.
 
+Deliveries leased at emit: an event POSTed to this daemon (daemon.emits) leases the deliveries this worker has room
+for (``offer``: the same per-endpoint and held bounds as a claim) to it in the INSERT that queues them, and once that
+is committed the worker holds and sends them as a claim's (``adopt``): no claim statement, no NOTIFY wake-up. The
+rest are queued unleased and NOTIFYed, for the claims. An offer and a claim are never under way at once.
+
 Leases: a claim leases its deliveries for ``2 x WEBHOOK_TIMEOUT + 5`` s, and
 while a delivery is held here (its send waiting to start, in flight, or its
 outcome waiting for its commit) the lease is renewed: every fifth of the lease
@@ -132,6 +137,12 @@ class DeliveryWorker:
         # The loop's last claim found nothing: short claims ahead do not send it to look past their endpoints again
         # until something is queued or the poll's second passes (``_due``).
         self.looked_past = False
+        # Whether a claim would find nothing: the last one came back short with no endpoint given all its room, and
+        # nothing was queued since (``due_seen`` counts the wake-ups: ``_due``). Then the record batches claim
+        # nothing ahead (with the deliveries handed at emit, a claim per batch found nothing each time): only the
+        # loop's poll looks, once a second, for retries come due and leases run out.
+        self.nothing_due = False
+        self.due_seen = 0
         # Slots the loop's claim under way is for: no claim ahead starts meanwhile (the loop refills).
         self.claiming = 0
         # The ``_claim_args`` of the claim under way (the loop's or a claim ahead): an emit's offer leaves it the
@@ -301,6 +312,8 @@ class DeliveryWorker:
     def _due(self) -> None:
         """Deliveries may be due that no claim has seen (queued, or the poll's second passed): look now."""
         self.looked_past = False
+        self.nothing_due = False
+        self.due_seen += 1
         self.wake.set()
 
     # --- the loop ------------------------------------------------------------
@@ -324,13 +337,13 @@ class DeliveryWorker:
                     now = time.monotonic()
                     self.claiming = self._claimable()  # a record batch claims nothing meanwhile
                     args = self._claim_args(self.claiming, now)
-                    self.under_way, self.claim_wanted = args, False
+                    self.under_way, self.claim_wanted, seen = args, False, self.due_seen
                     try:
                         claimed, signing, locked = await self.db.run(_claim_and_sign, self.keyring, *args)
                     finally:
                         self.claiming, self.under_way = 0, None
                     self._start_sends(claimed, signing, locked, now)
-                    self._note_more(args, claimed)
+                    self._note_due(args, claimed, self._note_more(args, claimed), seen)
                     self.looked_past = not claimed
                     if self.owed:
                         self._claim_ahead()
@@ -349,7 +362,7 @@ class DeliveryWorker:
             try:
                 await asyncio.wait_for(self.wake.wait(), POLL_SECONDS)
             except asyncio.TimeoutError:
-                self.looked_past = False
+                self.looked_past = self.nothing_due = False
 
     def _claimable(self, ahead: bool = False) -> int:
         """How many deliveries a claim may take now: one for each free sending slot, and when claiming ``ahead``
@@ -460,6 +473,8 @@ class DeliveryWorker:
             self.claim_wanted |= owed and self.handing is not None
             return False
         self.owed = False
+        if self.nothing_due and not self.more:
+            return False
         slots = self._claimable(ahead=True)
         if slots <= 0:
             return False
@@ -468,13 +483,13 @@ class DeliveryWorker:
         args = self._claim_args(slots, now, warm)
         self.refilling += 1
         self.under_way, self.claim_wanted = args, False
-        task = asyncio.create_task(self._claimed_ahead(args, now))
+        task = asyncio.create_task(self._claimed_ahead(args, now, self.due_seen))
         task.webhook_id, task.slot_open = None, False  # ``stop`` waits for it with the sends
         self.tasks.add(task)
         task.add_done_callback(self._done)
         return True
 
-    async def _claimed_ahead(self, args: tuple, now: float) -> None:
+    async def _claimed_ahead(self, args: tuple, now: float, seen: int) -> None:
         try:
             claimed, signing, locked = await self.db.run(_claim_and_sign, self.keyring, *args)
         except Exception:  # noqa: BLE001 - the loop claims again (and reports an outage), woken here
@@ -487,6 +502,7 @@ class DeliveryWorker:
         self.under_way = None
         self._start_sends(claimed, signing, locked, now)  # given back at once if stopping began meanwhile
         capped = self._note_more(args, claimed)
+        self._note_due(args, claimed, capped, seen)
         if len(claimed) < args[0] and capped and not self.looked_past:
             # Short, and an endpoint got all its room: of what is due, the claim reads the first ``limit`` rows, and
             # a backlog of the endpoints claimed ahead for can fill those up to their rooms, hiding other endpoints'
@@ -515,6 +531,11 @@ class DeliveryWorker:
             else:
                 self.more.discard(webhook_id)
         return capped
+
+    def _note_due(self, args: tuple, claimed: list, capped: bool, seen: int) -> None:
+        """After a claim made with ``args`` when ``due_seen`` was ``seen``: nothing is due if it came back short, no
+        endpoint got all its room (``_note_more``) and nothing was queued meanwhile."""
+        self.nothing_due = len(claimed) < args[0] and not capped and self.due_seen == seen
 
     def _claim_more(self, webhook_id) -> bool:
         """Claim ahead now if ``webhook_id`` may have more due and has room again for more than half its cap (not a
