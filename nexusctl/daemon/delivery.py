@@ -145,8 +145,7 @@ class DeliveryWorker:
         self.due_seen = 0
         # Slots the loop's claim under way is for: no claim ahead starts meanwhile (the loop refills).
         self.claiming = 0
-        # The ``_claim_args`` of the claim under way (the loop's or a claim ahead): an emit's offer leaves it the
-        # rooms it may fill (``offer``).
+        # The ``_claim_args`` of the claim under way (the loop's or a claim ahead): an emit's offer waits for it.
         self.under_way: tuple | None = None
         # An emit under way whose deliveries may be leased to this worker in its own INSERT (``offer``): the room
         # it was offered is reserved for it until it is back (``adopt``), and no claim starts meanwhile (claims
@@ -155,6 +154,10 @@ class DeliveryWorker:
         self.handing: deliveries.Offer | None = None
         self.handed_back: asyncio.Future | None = None  # resolved by ``adopt`` (``stop`` waits for it)
         self.claim_wanted = False
+        # An emit waiting for the claim under way to end before it is offered room (no new claim starts meanwhile),
+        # and the futures that tell it the claim ended.
+        self.offer_wanted = 0
+        self.claim_ended: list[asyncio.Future] = []
         # When each webhook's last send ended with an answer (monotonic): an emit may hand such an endpoint as
         # much as a claim ahead gives it (AHEAD_PER_SLOT x its cap); bounded (pruned past a second).
         self.answers: dict = {}
@@ -331,7 +334,9 @@ class DeliveryWorker:
                 claimed, locked = [], {}
                 if self.handing is None:
                     self.claim_wanted = False  # set again below by whatever still wants a claim
-                if self.free > 0 and self._claimable() > 0 and self.handing is not None:
+                if self.nothing_due and not self.more:
+                    pass  # woken by a slot freed or a record batch, with nothing due: until the poll or a queueing
+                elif self.free > 0 and self._claimable() > 0 and (self.handing is not None or self.offer_wanted):
                     self.claim_wanted = True  # once the emit under way is back (``adopt`` wakes the loop)
                 elif self.free > 0 and self._claimable() > 0 and not self.refilling:
                     now = time.monotonic()
@@ -341,7 +346,8 @@ class DeliveryWorker:
                     try:
                         claimed, signing, locked = await self.db.run(_claim_and_sign, self.keyring, *args)
                     finally:
-                        self.claiming, self.under_way = 0, None
+                        self.claiming = 0
+                        self._claim_over()
                     self._start_sends(claimed, signing, locked, now)
                     self._note_due(args, claimed, self._note_more(args, claimed), seen)
                     self.looked_past = not claimed
@@ -393,22 +399,44 @@ class DeliveryWorker:
 
     # --- deliveries leased at emit ------------------------------------------------
 
-    def offer(self) -> deliveries.Offer | None:
-        """The room this worker has now for an emit's deliveries, reserved for that emit until ``adopt`` (None: no
-        room, or an offer or a claim that waits for one is under way, or stopping). On the loop, before the
-        emit's trip to the database.
+    def _claim_over(self) -> None:
+        """The claim under way has ended: an emit waiting for it may be offered room now."""
+        self.under_way = None
+        for future in self.claim_ended:
+            if not future.done():
+                future.set_result(None)
+        self.claim_ended.clear()
+
+    async def offer(self) -> deliveries.Offer | None:
+        """The room this worker has for an emit's deliveries, reserved for that emit until ``adopt`` (None: no room,
+        or another offer or a claim that waits for one is under way, or stopping). On the loop, before the emit's
+        trip to the database; once the claim under way, if any, has ended (no claim starts from then until
+        ``adopt``: claims and offers are one at a time, as claims are, so that neither counts an endpoint's room
+        without the other's deliveries).
 
         The same limits as a claim's (``_claim_args``): at most what a claim ahead may take (``_claimable``), of an
         endpoint at most WEBHOOK_CONCURRENCY_PER_ENDPOINT less what it holds (sending or waiting), AHEAD_PER_SLOT
-        times that for one that answered within the last second, none of a locked webhook's; less what a claim
-        under way may still lease (its limit, and of each endpoint its room)."""
+        times that for one that answered within ANSWERED_SECONDS, none of a locked webhook's."""
         if self.stopping or self.sender is None or self.handing is not None or self.claim_wanted:
             return None
+        if self.under_way is not None:
+            # A claim is under way: offered less what it may lease, the emit got nothing most of the time under load
+            # (the record batches' claims ran back to back). It waits for it instead (a claim's trip, a few ms, in
+            # which its batch gathers more events), and no other claim starts meanwhile.
+            self.offer_wanted += 1
+            try:
+                while self.under_way is not None and not self.stopping:
+                    ended = asyncio.get_running_loop().create_future()
+                    self.claim_ended.append(ended)
+                    await ended
+            finally:
+                self.offer_wanted -= 1
+            if self.stopping or self.handing is not None:
+                self._resume_claims()
+                return None
         total = self._claimable(ahead=True)
-        claim = self.under_way
-        if claim is not None:
-            total -= claim[0]
         if total <= 0:
+            self._resume_claims()
             return None
         now = time.monotonic()
         cap = self.settings.webhook_concurrency_per_endpoint
@@ -418,29 +446,16 @@ class DeliveryWorker:
         held = self.inflight.copy()
         for webhook_id, waiting in self.waiting.items():
             held[webhook_id] += len(waiting)
-        named = set(held) | {w for w, at in self.answers.items() if at > now - ANSWERED_SECONDS}
-        default = cap
-        if claim is not None:
-            limit, _, busy, rooms, claim_cap = claim
-            named |= set(rooms)
-            default -= min(claim_cap, limit)
-
-        def most(webhook_id) -> int:
-            answered = self.answers.get(webhook_id, -math.inf) > now - ANSWERED_SECONDS
-            room = (AHEAD_PER_SLOT * cap if answered else cap) - held[webhook_id]
-            if claim is not None and webhook_id not in busy:
-                room -= min(rooms.get(webhook_id, claim_cap), limit)
-            return room
-
-        rooms_now = {w: most(w) for w in named}
-        exclude = frozenset({w for w, room in rooms_now.items() if room <= 0} | set(self.locked))
+        answered = {w for w, at in self.answers.items() if at > now - ANSWERED_SECONDS}
+        rooms = {w: (AHEAD_PER_SLOT * cap if w in answered else cap) - held[w] for w in set(held) | answered}
+        exclude = frozenset({w for w, room in rooms.items() if room <= 0} | set(self.locked))
         offer = deliveries.Offer(
             self.keyring,
             uuid.uuid4(),
             self.lease,
             total,
-            max(default, 0),
-            {w: room for w, room in rooms_now.items() if room > 0},
+            cap,  # an endpoint that holds nothing here and did not answer lately
+            {w: room for w, room in rooms.items() if room > 0},
             exclude,
         )
         self.handing = offer
@@ -457,6 +472,12 @@ class DeliveryWorker:
         if handed is not None and (handed.claimed or handed.locked):
             self.counts["handed"] += len(handed.claimed)
             self._hold(handed.claimed, handed.signing, handed.locked, time.monotonic())
+        self._resume_claims()
+
+    def _resume_claims(self) -> None:
+        """No offer under way any more: the claims that waited for it go."""
+        if self.offer_wanted or self.handing is not None:
+            return
         if self.owed:
             self._claim_ahead()
         if self.claim_wanted:
@@ -468,13 +489,13 @@ class DeliveryWorker:
         when ``owed`` (a record batch's), once that one is back. Whether it claims now."""
         if self.stopping:
             return False
-        if self.claiming or self.refilling or self.handing is not None:
+        if self.nothing_due and not self.more:
+            return False  # nothing to claim: the loop's poll looks again
+        if self.claiming or self.refilling or self.handing is not None or self.offer_wanted:
             self.owed |= owed
-            self.claim_wanted |= owed and self.handing is not None
+            self.claim_wanted |= owed and (self.handing is not None or bool(self.offer_wanted))
             return False
         self.owed = False
-        if self.nothing_due and not self.more:
-            return False
         slots = self._claimable(ahead=True)
         if slots <= 0:
             return False
@@ -495,11 +516,11 @@ class DeliveryWorker:
         except Exception:  # noqa: BLE001 - the loop claims again (and reports an outage), woken here
             log.debug("delivery worker: claiming ahead failed; left to the loop", exc_info=True)
             self.refilling -= 1
-            self.under_way = None
+            self._claim_over()
             self.wake.set()
             return
         self.refilling -= 1
-        self.under_way = None
+        self._claim_over()
         self._start_sends(claimed, signing, locked, now)  # given back at once if stopping began meanwhile
         capped = self._note_more(args, claimed)
         self._note_due(args, claimed, capped, seen)
@@ -534,13 +555,21 @@ class DeliveryWorker:
 
     def _note_due(self, args: tuple, claimed: list, capped: bool, seen: int) -> None:
         """After a claim made with ``args`` when ``due_seen`` was ``seen``: nothing is due if it came back short, no
-        endpoint got all its room (``_note_more``) and nothing was queued meanwhile."""
-        self.nothing_due = len(claimed) < args[0] and not capped and self.due_seen == seen
+        endpoint got all its room (``_note_more``) nor was left out at its most, and nothing was queued meanwhile."""
+        left_out = any(w not in self.locked for w in args[2])  # endpoints at their most: theirs may be due
+        self.nothing_due = len(claimed) < args[0] and not capped and not left_out and self.due_seen == seen
 
     def _claim_more(self, webhook_id) -> bool:
         """Claim ahead now if ``webhook_id`` may have more due and has room again for more than half its cap (not a
         claim per send): its waiting deliveries are topped up before they run out, whatever the record batches do."""
-        if webhook_id not in self.more or self.claiming or self.refilling or self.stopping or self.handing is not None:
+        if (
+            webhook_id not in self.more
+            or self.claiming
+            or self.refilling
+            or self.stopping
+            or self.handing is not None
+            or self.offer_wanted
+        ):
             return False
         cap = self.settings.webhook_concurrency_per_endpoint
         waiting = self.waiting.get(webhook_id)

@@ -40,9 +40,10 @@ class EmitBatcher:
 
     async def _drain(self) -> None:
         while self.waiting:
+            # Before the batch is taken: should the offer wait for a claim under way, the batch gathers meanwhile.
+            offer = await self.worker.offer() if self.worker is not None else None
             batch, self.waiting = self.waiting[: events.BATCH_MAX], self.waiting[events.BATCH_MAX :]
             items = [item for item, _ in batch]
-            offer = self.worker.offer() if self.worker is not None else None
             handed = None
             try:
                 if offer is None:
