@@ -204,3 +204,25 @@ async def test_an_emit_that_fails_hands_nothing(db_url, aiohttp_client, aiohttp_
     await _emit(api, integration, 1)  # the room was given back: the next emit is handed and sent
     (row,) = await _delivered(hook_id, 1)
     assert receiver.ids == [str(row.id)] and worker.counts["handed"] == 1 and worker.counts["claimed"] == 0
+
+
+async def test_an_event_emitted_by_the_cli_is_queued_unleased_and_claimed(
+    db_url, aiohttp_client, aiohttp_server, monkeypatch, make_integration
+):
+    """`nexusctl events emit` has no worker in its process: its deliveries are queued unleased, for a daemon's
+    claim, as before."""
+    from support.daemons import NEXUSCTL
+
+    receiver = Receiver()
+    url = await _receiver(aiohttp_server, receiver)
+    api, worker = await _daemon(aiohttp_client, monkeypatch)
+    integration = make_integration(user_id=OWNER)
+    hook_id = await _webhook(api, integration, url)
+    proc = await asyncio.create_subprocess_exec(
+        str(NEXUSCTL), "events", "emit", str(integration.id), "note.added", stdout=asyncio.subprocess.PIPE
+    )
+    await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0
+    (row,) = await _delivered(hook_id, 1)
+    assert receiver.ids == [str(row.id)] and row.attempts == 1
+    assert worker.counts["claimed"] == 1 and worker.counts["handed"] == 0, worker.counts
