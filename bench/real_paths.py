@@ -420,6 +420,7 @@ def _deliver_phase(
     _get_json(stats_url + "/reset", "POST")
     meter = CpuMeter(setup.db if is_postgres(setup.url) else None, server=server.pid, receiver=setup.receiver.pid)
     stats_meter = PgStats(setup.db) if pg_stats and is_postgres(setup.url) else None
+    worker_before = _worker_counts(base)
     started = time.time()
     load = _loadgen(
         "post", f"{base}/integrations/{integration}/events", token, concurrency, events, rate, env=setup.env
@@ -433,8 +434,11 @@ def _deliver_phase(
     cpu["loadgen"] = load["cpu"] / expected * 1e6
     elapsed = stats["last"] - started
     pg = stats_meter.end(expected) if stats_meter else None
+    worker_after = _worker_counts(base)
+    worker = {k: v - worker_before.get(k, 0) for k, v in worker_after.items()}
     return {
         **({"pg_stats": pg} if pg else {}),
+        **({"worker": worker} if worker else {}),
         "events": events,
         "deliveries": expected,
         "seconds": elapsed,
@@ -446,6 +450,21 @@ def _deliver_phase(
         "p50_ms": stats["p50_ms"],
         "p99_ms": stats["p99_ms"],
     }
+
+
+def _worker_counts(base: str) -> dict:
+    """The delivery worker's counters on the daemon's /metrics (claims, claimed, handed, ...); {} for the relay."""
+    try:
+        with urllib.request.urlopen(f"{base}/metrics", timeout=10) as answer:
+            text = answer.read().decode()
+    except OSError:
+        return {}
+    counts = {}
+    for line in text.splitlines():
+        if line.startswith("nexus_webhook_") and line.split(" ", 1)[0].endswith("_total"):
+            name, value = line.split(" ", 1)
+            counts[name.removeprefix("nexus_webhook_").removesuffix("_total")] = float(value)
+    return counts
 
 
 def run_emit(setup: Setup, args) -> dict:
@@ -623,6 +642,10 @@ def markdown(result: dict) -> str:
         for key, value in (result.get(part) or {}).items():
             if isinstance(value, dict) and "cpu_us" in value:
                 lines.append(f"- {part} {key}: {_cpu(value['cpu_us'])}")
+                if value.get("worker"):
+                    lines.append(
+                        f"  - its delivery worker: {', '.join(f'{k} {v:,.0f}' for k, v in value['worker'].items())}"
+                    )
     return "\n".join(lines)
 
 

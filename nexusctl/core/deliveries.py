@@ -4,7 +4,8 @@ Emit writes one ``webhook_deliveries`` row per matching active webhook in the
 caller's transaction (on PostgreSQL it also NOTIFYs, which is delivered at
 commit, so workers wake at once). Workers claim due rows in batches under a
 lease: one UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) on
-PostgreSQL, so several daemons never claim the same row; an expired lease
+PostgreSQL, so several daemons never claim the same row (an emit in the daemon
+may instead lease rows to that daemon's worker in the INSERT itself: ``hand``); an expired lease
 (a crashed worker) makes the row due again, and the retry keeps its
 ``webhook-id``. Every write after a send is fenced by the lease token.
 """
@@ -144,6 +145,74 @@ def queue(integration: Integration, event_type: str, data: dict, hooks) -> list[
     statements.insert_many(WebhookDelivery, PENDING_COLUMNS, rows)
     _notify()
     return [row[0] for row in rows]
+
+
+# --- handed at emit -------------------------------------------------------------
+#
+# An emit in the daemon can lease its deliveries to that daemon's own worker in the INSERT that queues them, as
+# far as the worker has room (``Offer``): the worker then sends them without a claim (one statement and a NOTIFY
+# wake-up less per batch: the claim was the largest of PostgreSQL's statements per emitted event, issue 19). The
+# rest are queued unleased and NOTIFYed, as always. A leased row is what a claim makes of it (lease_until,
+# lease_token): renewed, fenced and, should the daemon die, claimed by another once its lease runs out.
+
+LEASED_COLUMNS = PENDING_COLUMNS + ("lease_until", "lease_token")
+
+
+@dataclass
+class Offer:
+    """What a daemon's worker can take of an emit's deliveries now: at most ``total``, of a webhook named in
+    ``rooms`` at most its room and of another at most ``cap``, none of ``exclude`` (locked or at its most), under
+    ``lease`` for ``lease_seconds``; signed with ``keyring`` (a webhook whose secret it cannot open is not handed,
+    and is named in ``Handed.locked``)."""
+
+    keyring: object
+    lease: uuid.UUID
+    lease_seconds: float
+    total: int
+    cap: int
+    rooms: dict
+    exclude: frozenset = frozenset()
+
+
+class Handed(NamedTuple):
+    """The deliveries an emit leased to the worker (as a claim returns them), their webhooks' URLs and secrets,
+    and {webhook id: key id} of the webhooks left unleased because ``Offer.keyring`` lacks their key."""
+
+    claimed: list
+    signing: dict
+    locked: dict
+
+
+NOTHING_HANDED = Handed([], {}, {})
+
+
+def hand(rows: list, offer: Offer, hook_rows: dict) -> tuple[list, list, Handed]:
+    """Split an emit's delivery rows (PENDING_COLUMNS, in order) into those queued unleased and those leased to the
+    worker (LEASED_COLUMNS), within ``offer``. ``hook_rows``: {webhook id: (id, url, secret, previous_secret,
+    previous_secret_expires_at)} of their webhooks (read with them). Inside the emit's transaction."""
+    if offer.total <= 0 or not rows:
+        return rows, [], NOTHING_HANDED
+    candidates = {_uuid(row[1]): row[1] for row in rows}
+    signing, locked = _signing(
+        offer.keyring, [hook_rows[raw] for w, raw in candidates.items() if w not in offer.exclude and raw in hook_rows]
+    )
+    room, total = dict(offer.rooms), offer.total
+    until = utcnow() + dt.timedelta(seconds=offer.lease_seconds)
+    expires = until.timestamp()
+    unleased, leased, claimed = [], [], []
+    for row in rows:
+        webhook_id = _uuid(row[1])
+        left = room.get(webhook_id, offer.cap)
+        if total <= 0 or left <= 0 or webhook_id not in signing or webhook_id in offer.exclude:
+            unleased.append(row)
+            continue
+        room[webhook_id], total = left - 1, total - 1
+        leased.append((*row, until, offer.lease))
+        # As ``_claim`` makes them: the first attempt, created (and stamped for emit-to-attempt) as the row.
+        claimed.append(Claimed(row[0], webhook_id, row[2], row[3], 0, offer.lease, row[7], row[9], expires))
+    if not claimed:
+        return rows, [], Handed([], {}, locked)
+    return unleased, leased, Handed(claimed, {w: signing[w] for w in {c.webhook_id for c in claimed}}, locked)
 
 
 # --- reading --------------------------------------------------------------

@@ -151,21 +151,28 @@ def emit(integration_id, event_type, data, *, owner_id=None, deliveries_max: int
 OUTBOX_COLUMNS = ("id", "type", "user_id", "integration_id", "data", "created_at", "updated_at", "trace_parent")
 
 
-def _subjects(ids: list) -> tuple[dict, dict]:
+_SIGNING_COLUMNS = ', w."url", w."secret", w."previous_secret", w."previous_secret_expires_at"'
+
+
+def _subjects(ids: list, signing: bool = False) -> tuple[dict, dict, dict]:
     """What an event needs of each of these integrations (who owns it, its provider: no tokens, no full row) and
     their active webhooks for the fan-out, in one written-out SELECT: ({id: Subject}, {id: [(webhook id,
-    its event patterns)]})."""
+    its event patterns)]}, {webhook id: (id, url, secret, previous_secret, previous_secret_expires_at)}); the
+    last only when ``signing`` (an emit that may hand its deliveries to the worker, which signs with them)."""
     where, params = statements.in_list(Integration.id, ids)
     rows = statements.run_typed(  # prepared on PostgreSQL (outside a transaction)
         "nexus_subjects",
-        'SELECT i."id", i."user_id", i."provider", w."id", w."events" FROM "integrations" AS i '
+        'SELECT i."id", i."user_id", i."provider", w."id", w."events"'
+        + (_SIGNING_COLUMNS if signing else "")
+        + ' FROM "integrations" AS i '
         'LEFT JOIN "webhooks" AS w ON w."integration_id" = i."id" AND w."is_active" '
         f"WHERE i.{where}",
         params,
     ).fetchall()
     subjects: dict = {}
     hooks: dict = {}
-    for integration_id, user_id, provider, hook_id, patterns in rows:
+    hook_rows: dict = {}
+    for integration_id, user_id, provider, hook_id, patterns, *secrets in rows:
         subject = subjects.get(integration_id)
         if subject is None:
             subject = subjects[integration_id] = Subject(
@@ -176,13 +183,15 @@ def _subjects(ids: list) -> tuple[dict, dict]:
             hooks[subject.id] = []
         if hook_id is not None:
             hooks[subject.id].append((hook_id, Webhook.events.python_value(patterns)))
-    return {subject.id: subject for subject in subjects.values()}, hooks
+            if signing:
+                hook_rows[hook_id] = (hook_id, *secrets)
+    return {subject.id: subject for subject in subjects.values()}, hooks, hook_rows
 
 
-def _write(items, wanted: dict, outcomes: list, deliveries_max: int | None) -> None:
+def _write(items, wanted: dict, outcomes: list, deliveries_max: int | None, offer) -> deliveries.Handed:
     """emit_many's part inside its transaction: fills ``outcomes`` for the events that ``wanted`` (integration
-    id: indexes of ``items``) names."""
-    found, hooks = _subjects(list(wanted))
+    id: indexes of ``items``) names; what it leased to the worker of ``offer`` (``deliveries.hand``)."""
+    found, hooks, hook_rows = _subjects(list(wanted), signing=offer is not None)
     events = []
     for integration_id, indexes in wanted.items():
         row = found.get(integration_id)
@@ -194,7 +203,7 @@ def _write(items, wanted: dict, outcomes: list, deliveries_max: int | None) -> N
             _, event_type, data, *_ = items[index]
             events.append((index, row, event_type, data))
     if not events:
-        return
+        return deliveries.NOTHING_HANDED
     # One microsecond apart: readers that go by (created_at, id), the relay among them, keep the given order.
     start = utcnow()
     times = [start + dt.timedelta(microseconds=k) for k in range(len(events))]
@@ -231,11 +240,20 @@ def _write(items, wanted: dict, outcomes: list, deliveries_max: int | None) -> N
             deliveries=len(pending),
             limit=deliveries_max,
         )
-    # The outbox rows and the deliveries in one statement on PostgreSQL (prepared; it NOTIFYs the workers too),
-    # two INSERTs on SQLite.
+    # Those the daemon's worker has room for are leased to it in the same INSERT (it sends them without a claim);
+    # the others are queued unleased, for the workers' claims.
+    handed, leased = deliveries.NOTHING_HANDED, []
+    if offer is not None:
+        pending, leased, handed = deliveries.hand(pending, offer, hook_rows)
+    # The outbox rows and the deliveries in one statement on PostgreSQL (prepared; it NOTIFYs the workers too,
+    # when something unleased was queued), an INSERT each on SQLite.
     statements.insert_together(
         "nexus_emit",
-        [(OutboxEvent, OUTBOX_COLUMNS, rows), (WebhookDelivery, deliveries.PENDING_COLUMNS, pending)],
+        [
+            (OutboxEvent, OUTBOX_COLUMNS, rows),
+            (WebhookDelivery, deliveries.PENDING_COLUMNS, pending),
+            (WebhookDelivery, deliveries.LEASED_COLUMNS, leased),
+        ],
         notify=deliveries.NOTIFY_CHANNEL if pending else None,
     )
     if pending:
@@ -247,6 +265,7 @@ def _write(items, wanted: dict, outcomes: list, deliveries_max: int | None) -> N
             "integrationId": str(subject.id),
             "deliveriesQueued": count,
         }
+    return handed
 
 
 class TooManyDeliveries(PayloadTooLarge):
@@ -260,6 +279,18 @@ def emit_many(items, *, deliveries_max: int | None = None) -> list:
     one writes nothing and does not stop the others. A database error fails them all (nothing was committed).
     ``deliveries_max``: the most deliveries the call may queue in all (EMIT_DELIVERIES_MAX, one request's bound);
     more raises TooManyDeliveries (PAYLOAD_TOO_LARGE) and nothing is written."""
+    return _emit(items, deliveries_max, None)[0]
+
+
+def emit_handing(
+    items, offer: deliveries.Offer, *, deliveries_max: int | None = None
+) -> tuple[list, deliveries.Handed]:
+    """``emit_many``, leasing the deliveries that ``offer`` has room for to the worker that made it (in the INSERT
+    that queues them: no claim needed); and which it leased (none when the call raised: nothing was written)."""
+    return _emit(items, deliveries_max, offer)
+
+
+def _emit(items, deliveries_max: int | None, offer) -> tuple[list, deliveries.Handed]:
     if len(items) > BATCH_MAX:
         raise UsageProblem(f"at most {BATCH_MAX} events at a time", field="events")
     outcomes: list = [None] * len(items)
@@ -271,12 +302,12 @@ def emit_many(items, *, deliveries_max: int | None = None) -> list:
         except NexusError as exc:
             outcomes[index] = exc
     if not wanted:
-        return outcomes
+        return outcomes, deliveries.NOTHING_HANDED
     # On SQLite the integrations and their webhooks are read in the transaction that writes the events (it
     # holds the write lock from its start: a webhook cannot go between the read and the delivery INSERT). On
     # PostgreSQL the writes are one statement, atomic by itself (statements.one_write): no BEGIN and COMMIT,
     # and the read before it sees what it would see as a transaction's first statement (READ COMMITTED takes a
     # snapshot per statement, and the read locks nothing either way).
     with nullcontext() if statements.one_write() else database_proxy.atomic():
-        _write(items, wanted, outcomes, deliveries_max)
-    return outcomes
+        handed = _write(items, wanted, outcomes, deliveries_max, offer)
+    return outcomes, handed  # after the commit: a transaction that failed hands nothing

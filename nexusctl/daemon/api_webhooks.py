@@ -20,7 +20,7 @@ from nexusctl.core.serializers import delivery_to_dict, webhook_to_dict
 from nexusctl.daemon import emits
 from nexusctl.daemon import responses as out
 from nexusctl.daemon.fields import BODY, QUERY, AtLeastOne, Id, Matching, Metadata, OneOf, PagingQuery, Text
-from nexusctl.daemon.keys import DB, SERVICES, SETTINGS
+from nexusctl.daemon.keys import DB, SERVICES, SETTINGS, WORKER
 from nexusctl.daemon.routing import Route, ok, owner_filter, read_body, read_query, run_db
 from nexusctl.enums import DeliveryStatus
 from nexusctl.errors import UsageProblem
@@ -198,7 +198,8 @@ async def emit(request: web.Request) -> web.Response:
 
     body = await read_body(request, EMIT)
     # Concurrent emits share one transaction and commit (daemon.emits); answered once this one is durable.
-    result = await emits.batcher(request.app[DB]).emit(
+    # What this daemon's worker has room for is leased to it in the same INSERT and sent without a claim.
+    result = await emits.batcher(request.app[DB], request.app.get(WORKER)).emit(
         request.match_info["id"], body["type"], body.get("data", {}), owner_filter(request)
     )
     return ok(result, status=202)

@@ -11,6 +11,11 @@ polls once a second as the safety net. Requests go out over kept-alive
 connections (sender.py), each connected only to checked addresses (the SSRF
 guard), never follow redirects and time out after ``WEBHOOK_TIMEOUT``.
 
+Deliveries leased at emit: an event POSTed to this daemon (daemon.emits) leases the deliveries this worker has room
+for (``offer``: the same per-endpoint and held bounds as a claim) to it in the INSERT that queues them, and once that
+is committed the worker holds and sends them as a claim's (``adopt``): no claim statement, no NOTIFY wake-up. The
+rest are queued unleased and NOTIFYed, for the claims. An offer and a claim are never under way at once.
+
 Leases: a claim leases its deliveries for ``2 x WEBHOOK_TIMEOUT + 5`` s, and
 while a delivery is held here (its send waiting to start, in flight, or its
 outcome waiting for its commit) the lease is renewed: every fifth of the lease
@@ -34,6 +39,7 @@ import json
 import logging
 import math
 import time
+import uuid
 from urllib.parse import urlsplit
 
 import orjson
@@ -58,6 +64,8 @@ RECORD_WINDOW = 0.005  # seconds an outcome may wait for others to share its com
 HELD_PER_SLOT = 4
 # Of an endpoint that answers, deliveries sending or waiting per slot of its own (WEBHOOK_CONCURRENCY_PER_ENDPOINT).
 AHEAD_PER_SLOT = 2
+# How long after an endpoint's last answer an emit may hand it as much as a claim ahead would (``offer``).
+ANSWERED_SECONDS = 1.0
 RENEW_FRACTION = 5  # leases are renewed this many times per lease length
 REFUSALS_KEPT = 4096  # webhook URLs whose static check's verdict is kept
 # A delivery's body, compact (json.dumps with these options would build a new encoder for every send).
@@ -129,8 +137,30 @@ class DeliveryWorker:
         # The loop's last claim found nothing: short claims ahead do not send it to look past their endpoints again
         # until something is queued or the poll's second passes (``_due``).
         self.looked_past = False
+        # Whether a claim would find nothing: the last one came back short with no endpoint given all its room, and
+        # nothing was queued since (``due_seen`` counts the wake-ups: ``_due``). Then the record batches claim
+        # nothing ahead (with the deliveries handed at emit, a claim per batch found nothing each time): only the
+        # loop's poll looks, once a second, for retries come due and leases run out.
+        self.nothing_due = False
+        self.due_seen = 0
         # Slots the loop's claim under way is for: no claim ahead starts meanwhile (the loop refills).
         self.claiming = 0
+        # The ``_claim_args`` of the claim under way (the loop's or a claim ahead): an emit's offer waits for it.
+        self.under_way: tuple | None = None
+        # An emit under way whose deliveries may be leased to this worker in its own INSERT (``offer``): the room
+        # it was offered is reserved for it until it is back (``adopt``), and no claim starts meanwhile (claims
+        # and offers are one at a time, as claims are): a claim that would have run then waits for it
+        # (``claim_wanted``), and the next emit is offered nothing until that claim has started.
+        self.handing: deliveries.Offer | None = None
+        self.handed_back: asyncio.Future | None = None  # resolved by ``adopt`` (``stop`` waits for it)
+        self.claim_wanted = False
+        # An emit waiting for the claim under way to end before it is offered room (no new claim starts meanwhile),
+        # and the futures that tell it the claim ended.
+        self.offer_wanted = 0
+        self.claim_ended: list[asyncio.Future] = []
+        # When each webhook's last send ended with an answer (monotonic): an emit may hand such an endpoint as
+        # much as a claim ahead gives it (AHEAD_PER_SLOT x its cap); bounded (pruned past a second).
+        self.answers: dict = {}
         self.flush_now = asyncio.Event()
         self.flusher: asyncio.Task | None = None
         # check_url's verdict per webhook URL: static rules of the text alone (no DNS; the connector checks
@@ -144,6 +174,7 @@ class DeliveryWorker:
             for name, help_text in (
                 ("claims", "Claim statements run by the delivery worker."),
                 ("claimed", "Deliveries claimed by the delivery worker."),
+                ("handed", "Deliveries leased to the delivery worker by this daemon's emits (sent without a claim)."),
                 ("record_batches", "Transactions recording delivery outcomes."),
                 ("recorded", "Delivery outcomes recorded."),
                 ("lease_renewals", "Statements renewing the leases of held deliveries (one per interval)."),
@@ -208,6 +239,10 @@ class DeliveryWorker:
         self.stopping = True
         self.wake.set()
         await asyncio.gather(self.loop_task, return_exceptions=True)
+        if self.handed_back is not None and not self.handed_back.done():
+            # An emit under way may lease deliveries to this worker: they are held (and given back below) once it
+            # is back; should it not come back within the grace, their leases run out and bring them back.
+            await asyncio.wait([self.handed_back], timeout=grace)
         await self._release_waiting()
         # Until every send has ended (within the grace): a claim ahead that was under way when
         # stopping began starts its sends as the recorded ones end, so the set is looked at again.
@@ -280,6 +315,8 @@ class DeliveryWorker:
     def _due(self) -> None:
         """Deliveries may be due that no claim has seen (queued, or the poll's second passed): look now."""
         self.looked_past = False
+        self.nothing_due = False
+        self.due_seen += 1
         self.wake.set()
 
     # --- the loop ------------------------------------------------------------
@@ -295,16 +332,24 @@ class DeliveryWorker:
             self.wake.clear()
             try:
                 claimed, locked = [], {}
-                if self.free > 0 and self._claimable() > 0 and not self.refilling:
+                if self.handing is None:
+                    self.claim_wanted = False  # set again below by whatever still wants a claim
+                if self.nothing_due and not self.more:
+                    pass  # woken by a slot freed or a record batch, with nothing due: until the poll or a queueing
+                elif self.free > 0 and self._claimable() > 0 and (self.handing is not None or self.offer_wanted):
+                    self.claim_wanted = True  # once the emit under way is back (``adopt`` wakes the loop)
+                elif self.free > 0 and self._claimable() > 0 and not self.refilling:
                     now = time.monotonic()
                     self.claiming = self._claimable()  # a record batch claims nothing meanwhile
                     args = self._claim_args(self.claiming, now)
+                    self.under_way, self.claim_wanted, seen = args, False, self.due_seen
                     try:
                         claimed, signing, locked = await self.db.run(_claim_and_sign, self.keyring, *args)
                     finally:
                         self.claiming = 0
+                        self._claim_over()
                     self._start_sends(claimed, signing, locked, now)
-                    self._note_more(args, claimed)
+                    self._note_due(args, claimed, self._note_more(args, claimed), seen)
                     self.looked_past = not claimed
                     if self.owed:
                         self._claim_ahead()
@@ -323,7 +368,7 @@ class DeliveryWorker:
             try:
                 await asyncio.wait_for(self.wake.wait(), POLL_SECONDS)
             except asyncio.TimeoutError:
-                self.looked_past = False
+                self.looked_past = self.nothing_due = False
 
     def _claimable(self, ahead: bool = False) -> int:
         """How many deliveries a claim may take now: one for each free sending slot, and when claiming ``ahead``
@@ -352,14 +397,103 @@ class DeliveryWorker:
         rooms = {w: most[w] - n for w, n in held.items() if n < most[w]}
         return min(slots, 100), self.lease, busy, rooms, cap
 
+    # --- deliveries leased at emit ------------------------------------------------
+
+    def _claim_over(self) -> None:
+        """The claim under way has ended: an emit waiting for it may be offered room now."""
+        self.under_way = None
+        for future in self.claim_ended:
+            if not future.done():
+                future.set_result(None)
+        self.claim_ended.clear()
+
+    async def offer(self) -> deliveries.Offer | None:
+        """The room this worker has for an emit's deliveries, reserved for that emit until ``adopt`` (None: no room,
+        or another offer or a claim that waits for one is under way, or stopping). On the loop, before the emit's
+        trip to the database; once the claim under way, if any, has ended (no claim starts from then until
+        ``adopt``: claims and offers are one at a time, as claims are, so that neither counts an endpoint's room
+        without the other's deliveries).
+
+        The same limits as a claim's (``_claim_args``): at most what a claim ahead may take (``_claimable``), of an
+        endpoint at most WEBHOOK_CONCURRENCY_PER_ENDPOINT less what it holds (sending or waiting), AHEAD_PER_SLOT
+        times that for one that answered within ANSWERED_SECONDS, none of a locked webhook's."""
+        if self.stopping or self.sender is None or self.handing is not None or self.claim_wanted:
+            return None
+        if self.under_way is not None:
+            # A claim is under way: offered less what it may lease, the emit got nothing most of the time under load
+            # (the record batches' claims ran back to back). It waits for it instead (a claim's trip, a few ms, in
+            # which its batch gathers more events), and no other claim starts meanwhile.
+            self.offer_wanted += 1
+            try:
+                while self.under_way is not None and not self.stopping:
+                    ended = asyncio.get_running_loop().create_future()
+                    self.claim_ended.append(ended)
+                    await ended
+            finally:
+                self.offer_wanted -= 1
+            if self.stopping or self.handing is not None:
+                self._resume_claims()
+                return None
+        total = self._claimable(ahead=True)
+        if total <= 0:
+            self._resume_claims()
+            return None
+        now = time.monotonic()
+        cap = self.settings.webhook_concurrency_per_endpoint
+        if len(self.answers) > self.max_held:
+            self.answers = {w: at for w, at in self.answers.items() if at > now - ANSWERED_SECONDS}
+        self.locked = {w: until for w, until in self.locked.items() if until > now}
+        held = self.inflight.copy()
+        for webhook_id, waiting in self.waiting.items():
+            held[webhook_id] += len(waiting)
+        answered = {w for w, at in self.answers.items() if at > now - ANSWERED_SECONDS}
+        rooms = {w: (AHEAD_PER_SLOT * cap if w in answered else cap) - held[w] for w in set(held) | answered}
+        exclude = frozenset({w for w, room in rooms.items() if room <= 0} | set(self.locked))
+        offer = deliveries.Offer(
+            self.keyring,
+            uuid.uuid4(),
+            self.lease,
+            total,
+            cap,  # an endpoint that holds nothing here and did not answer lately
+            {w: room for w, room in rooms.items() if room > 0},
+            exclude,
+        )
+        self.handing = offer
+        self.handed_back = asyncio.get_running_loop().create_future()
+        return offer
+
+    def adopt(self, offer: deliveries.Offer, handed: deliveries.Handed | None) -> None:
+        """The emit that was made ``offer`` is back: hold and send what it leased to this worker (``handed``; None
+        when it failed: nothing was leased), and give back the rest of the room. On the loop."""
+        if self.handing is offer:
+            self.handing = None
+        if self.handed_back is not None and not self.handed_back.done():
+            self.handed_back.set_result(None)
+        if handed is not None and (handed.claimed or handed.locked):
+            self.counts["handed"] += len(handed.claimed)
+            self._hold(handed.claimed, handed.signing, handed.locked, time.monotonic())
+        self._resume_claims()
+
+    def _resume_claims(self) -> None:
+        """No offer under way any more: the claims that waited for it go."""
+        if self.offer_wanted or self.handing is not None:
+            return
+        if self.owed:
+            self._claim_ahead()
+        if self.claim_wanted:
+            self.wake.set()
+
     def _claim_ahead(self, owed: bool = False) -> bool:
         """Claim, in a trip to a database thread of its own, for the free slots and ahead for the endpoints that
         answered since the last such claim; unless a claim is under way already (claims are one at a time): then,
         when ``owed`` (a record batch's), once that one is back. Whether it claims now."""
         if self.stopping:
             return False
-        if self.claiming or self.refilling:
+        if self.nothing_due and not self.more:
+            return False  # nothing to claim: the loop's poll looks again
+        if self.claiming or self.refilling or self.handing is not None or self.offer_wanted:
             self.owed |= owed
+            self.claim_wanted |= owed and (self.handing is not None or bool(self.offer_wanted))
             return False
         self.owed = False
         slots = self._claimable(ahead=True)
@@ -369,23 +503,27 @@ class DeliveryWorker:
         warm, self.answered = self.answered, set()
         args = self._claim_args(slots, now, warm)
         self.refilling += 1
-        task = asyncio.create_task(self._claimed_ahead(args, now))
+        self.under_way, self.claim_wanted = args, False
+        task = asyncio.create_task(self._claimed_ahead(args, now, self.due_seen))
         task.webhook_id, task.slot_open = None, False  # ``stop`` waits for it with the sends
         self.tasks.add(task)
         task.add_done_callback(self._done)
         return True
 
-    async def _claimed_ahead(self, args: tuple, now: float) -> None:
+    async def _claimed_ahead(self, args: tuple, now: float, seen: int) -> None:
         try:
             claimed, signing, locked = await self.db.run(_claim_and_sign, self.keyring, *args)
         except Exception:  # noqa: BLE001 - the loop claims again (and reports an outage), woken here
             log.debug("delivery worker: claiming ahead failed; left to the loop", exc_info=True)
             self.refilling -= 1
+            self._claim_over()
             self.wake.set()
             return
         self.refilling -= 1
+        self._claim_over()
         self._start_sends(claimed, signing, locked, now)  # given back at once if stopping began meanwhile
         capped = self._note_more(args, claimed)
+        self._note_due(args, claimed, capped, seen)
         if len(claimed) < args[0] and capped and not self.looked_past:
             # Short, and an endpoint got all its room: of what is due, the claim reads the first ``limit`` rows, and
             # a backlog of the endpoints claimed ahead for can fill those up to their rooms, hiding other endpoints'
@@ -415,10 +553,23 @@ class DeliveryWorker:
                 self.more.discard(webhook_id)
         return capped
 
+    def _note_due(self, args: tuple, claimed: list, capped: bool, seen: int) -> None:
+        """After a claim made with ``args`` when ``due_seen`` was ``seen``: nothing is due if it came back short, no
+        endpoint got all its room (``_note_more``) nor was left out at its most, and nothing was queued meanwhile."""
+        left_out = any(w not in self.locked for w in args[2])  # endpoints at their most: theirs may be due
+        self.nothing_due = len(claimed) < args[0] and not capped and not left_out and self.due_seen == seen
+
     def _claim_more(self, webhook_id) -> bool:
         """Claim ahead now if ``webhook_id`` may have more due and has room again for more than half its cap (not a
         claim per send): its waiting deliveries are topped up before they run out, whatever the record batches do."""
-        if webhook_id not in self.more or self.claiming or self.refilling or self.stopping:
+        if (
+            webhook_id not in self.more
+            or self.claiming
+            or self.refilling
+            or self.stopping
+            or self.handing is not None
+            or self.offer_wanted
+        ):
             return False
         cap = self.settings.webhook_concurrency_per_endpoint
         waiting = self.waiting.get(webhook_id)
@@ -432,6 +583,10 @@ class DeliveryWorker:
         """Hold the claimed deliveries (their leases renewed from now on) and start a send for each."""
         self.counts["claims"] += 1
         self.counts["claimed"] += len(claimed)
+        self._hold(claimed, signing, locked, now)
+
+    def _hold(self, claimed: list, signing: dict, locked: dict, now: float) -> None:
+        """``_start_sends`` of deliveries leased to this worker, by a claim or by an emit (``adopt``)."""
         self._leave_locked(locked, now)
         if not claimed:
             return
@@ -624,6 +779,8 @@ class DeliveryWorker:
                 self.posting.pop(item.id, None)
         self._free_slot(asyncio.current_task())
         self.answered.add(item.webhook_id)
+        if result.status_code:
+            self.answers[item.webhook_id] = time.monotonic()
         self._claim_more(item.webhook_id)
         if item.lost:  # another worker holds it now and sends it itself: its outcome is that worker's to record
             log.warning(

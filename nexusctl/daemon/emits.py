@@ -20,8 +20,11 @@ _BATCHERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class EmitBatcher:
-    def __init__(self, db) -> None:
+    def __init__(self, db, worker=None) -> None:
         self.db = db  # daemon.dbexec.DbExecutor
+        # This daemon's delivery worker: what it has room for of a batch's deliveries is leased to it in the batch's
+        # INSERT and handed over once it is committed (no claim needed: ``DeliveryWorker.offer``).
+        self.worker = worker
         self.waiting: list = []
         self.drainer: asyncio.Task | None = None
         self.batches = 0  # transactions committed: how far emits are sharing them
@@ -37,14 +40,24 @@ class EmitBatcher:
 
     async def _drain(self) -> None:
         while self.waiting:
+            # Before the batch is taken: should the offer wait for a claim under way, the batch gathers meanwhile.
+            offer = await self.worker.offer() if self.worker is not None else None
             batch, self.waiting = self.waiting[: events.BATCH_MAX], self.waiting[events.BATCH_MAX :]
+            items = [item for item, _ in batch]
+            handed = None
             try:
-                outcomes = await self.db.run(events.emit_many, [item for item, _ in batch])
+                if offer is None:
+                    outcomes = await self.db.run(events.emit_many, items)
+                else:
+                    outcomes, handed = await self.db.run(events.emit_handing, items, offer)
             except Exception as exc:  # noqa: BLE001 - each caller raises it (a 503 when the database is away)
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
                 continue
+            finally:
+                if offer is not None:  # what it leased (nothing if it failed) is held; the rest of the room freed
+                    self.worker.adopt(offer, handed)
             self.batches += 1
             for (_, future), outcome in zip(batch, outcomes, strict=True):
                 if future.done():  # the caller went away; its event is committed all the same
@@ -55,8 +68,10 @@ class EmitBatcher:
                     future.set_result(outcome)
 
 
-def batcher(db) -> EmitBatcher:
+def batcher(db, worker=None) -> EmitBatcher:
     found = _BATCHERS.get(db)
     if found is None:
-        found = _BATCHERS[db] = EmitBatcher(db)
+        found = _BATCHERS[db] = EmitBatcher(db, worker)
+    elif worker is not None:
+        found.worker = worker
     return found
