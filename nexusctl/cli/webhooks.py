@@ -18,6 +18,7 @@ from nexusctl.cli.options import (
     parse_since,
 )
 from nexusctl.core.paging import DEFAULT_LIMIT
+from nexusctl.errors import UsageProblem
 
 app = typer.Typer(
     help="Outbound webhooks: endpoints, secrets, deliveries.\n\n"
@@ -171,6 +172,8 @@ def update_cmd(
     from nexusctl.core import webhooks
     from nexusctl.core.serializers import webhook_to_dict
 
+    if url is None and not events and active is None:  # the core's message names the API's fields
+        raise UsageProblem("nothing to update: give --url, --event (-e), --active or --inactive")
     _db(ctx)
     row = webhooks.update(
         webhook_id,
