@@ -285,8 +285,8 @@ def redeliver_cmd(
 ) -> None:
     """Send one delivery again now (same webhook-id).
 
-    One a daemon is sending right now is refused (DELIVERY_IN_FLIGHT, exit 16): try again once its attempt is
-    recorded.
+    One a daemon holds (sending it, or about to) is refused (DELIVERY_IN_FLIGHT, exit 16) until its lease runs
+    out, at the time the error gives: try again after that.
 
     Example:  nexusctl webhooks redeliver 7e2a1c3b-9d8f-4e6a-b5c4-0f1e2d3c4b5a --json
     """
