@@ -37,6 +37,10 @@ from nexusctl.enums import DeliveryStatus
 log = logging.getLogger(__name__)
 
 THROTTLED = (429, 503)
+# The error of a send a daemon's own stop cut (``DeliveryWorker._cut_sends``): retried on the schedule like any
+# failure, but not the receiver's: it neither starts nor extends the webhook's failure window (the 5-day disable),
+# and `nexusctl top` does not count it against the endpoint.
+STOPPED = "the daemon stopped before the receiver answered"
 
 
 @dataclass
@@ -172,7 +176,11 @@ def _record_batch(batch: list, schedule: tuple[int, ...]) -> list[str]:
                     next_at = now + dt.timedelta(seconds=delay)
                 if code == 410:
                     disable, outcome = "the receiver answered 410 Gone", "disabled"
-                elif hook.failing_since is not None and now - hook.failing_since >= DISABLE_AFTER:
+                elif (
+                    hook.failing_since is not None
+                    and now - hook.failing_since >= DISABLE_AFTER
+                    and not (result.error == STOPPED and code is None)
+                ):
                     disable, outcome = "failing for 5 days without a successful delivery", "disabled"
             update = (status, number, response, error, delivered_at, next_at, now, claimed.id, claimed.lease)
             planned.append((claimed, result, outcome, update, events, disable))
@@ -197,6 +205,8 @@ def _record_batch(batch: list, schedule: tuple[int, ...]) -> list[str]:
             events.extend(row_events)
             if outcome == "delivered":
                 succeeded.add(claimed.webhook_id)
+            elif result.error == STOPPED and result.status_code is None:  # cut by our own stop: not the receiver's
+                pass
             else:
                 failing.add(claimed.webhook_id)
                 if reason is not None:

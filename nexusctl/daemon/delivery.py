@@ -254,7 +254,7 @@ class DeliveryWorker:
                 Result(
                     started_at=started,
                     duration_ms=int((ended - began) * 1000),
-                    error="the daemon stopped before the receiver answered",
+                    error=attempts.STOPPED,
                 ),
             )
             for item, _, started, began in cut
