@@ -248,7 +248,7 @@ def split_url(value: str, name: str, shown: str | None = None) -> SplitResult:
 def http_url(value: str, name: str) -> str:
     parts = split_url(value, name)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"{name}: {value!r} is not an http(s) URL with a host")
+        raise ConfigError(f"{name}: {redact_url(value)!r} is not an http(s) URL with a host")
     return value.rstrip("/")
 
 
@@ -359,7 +359,7 @@ def origins(value: str, name: str) -> tuple[str, ...]:
     for item in filter(None, (o.strip() for o in value.split(","))):
         parts = split_url(item, name)
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.path.strip("/"):
-            raise ConfigError(f"{name}: {item!r} is not an origin like https://app.example.com")
+            raise ConfigError(f"{name}: {redact_url(item)!r} is not an origin like https://app.example.com")
         found.append(origin_of(item))
     return tuple(found)
 

@@ -84,3 +84,26 @@ def test_a_redis_password_in_the_query_is_never_printed_by_doctor(cli, redis_url
         assert "TopSecret1" not in doctor.stdout + doctor.stderr, doctor.stdout
         (line,) = [line for line in doctor.stdout.splitlines() if " redis " in line]
         assert "?password=***" in line, line
+
+
+def test_no_other_url_setting_prints_a_secret_in_its_query_or_userinfo(cli, monkeypatch):
+    """Doctor's PUBLIC_URL and FRONTEND_URL lines, and a refused URL setting's CONFIG_ERROR (exit 3), mask a
+    password in the userinfo or a secret query parameter like the database's and Redis' (``redact_url``)."""
+    monkeypatch.setenv("PORT", str(free_port()))
+    monkeypatch.setenv("PUBLIC_URL", "http://127.0.0.1:3000/?token=Sekrit-Token-1")
+    monkeypatch.setenv("FRONTEND_URL", "http://someone:Sekrit-Pass-2@127.0.0.1:3001")
+    doctor = cli("doctor", "--json")
+    findings = {f["check"]: f for f in json.loads(doctor.stdout)}
+    assert findings["public-url"]["detail"] == (
+        "PUBLIC_URL has a query or fragment (http://127.0.0.1:3000/?token=***)"
+    ), findings["public-url"]
+    assert findings["frontend-url"]["detail"].startswith("http://someone:***@127.0.0.1:3001 ")
+    assert "Sekrit" not in doctor.stdout + doctor.stderr
+    monkeypatch.delenv("PUBLIC_URL")
+    monkeypatch.delenv("FRONTEND_URL")
+    for variable in ("SLACK_API_URL", "ALLOWED_REDIRECT_ORIGINS"):
+        monkeypatch.setenv(variable, "ftp://127.0.0.1/x?api_key=Sekrit-Key-3")
+        refused = cli("integrations", "list")
+        assert refused.exit_code == 3 and f"CONFIG_ERROR: {variable}: " in refused.stderr, refused.stderr
+        assert "Sekrit" not in refused.stdout + refused.stderr and "api_key=***" in refused.stderr, refused.stderr
+        monkeypatch.delenv(variable)
