@@ -424,9 +424,11 @@ class DeliveryWorker:
     def _claim_more(self, webhook_id) -> bool:
         """Claim ahead now if ``webhook_id`` may have more due and has room again for more than half its cap (not a
         claim per send): its waiting deliveries are topped up before they run out, whatever the record batches do."""
-        if webhook_id not in self.more or webhook_id in self.gone or self.claiming or self.refilling or self.stopping:
+        if webhook_id not in self.more or self.claiming or self.refilling or self.stopping:
             return False
         cap = self.settings.webhook_concurrency_per_endpoint
+        if webhook_id in self.gone:  # a 410 being recorded: nothing more claimed for it until the record says
+            return False
         waiting = self.waiting.get(webhook_id)
         room = AHEAD_PER_SLOT * cap - self.inflight[webhook_id] - (len(waiting) if waiting else 0)
         if room <= cap // 2 or self._claimable(ahead=True) <= cap // 2:
