@@ -483,10 +483,10 @@ def _disable(hook: _Hook, reason: str, delivery_id) -> None:
 def _fail(hook: _Hook, error: str, queued, now) -> int:
     """End the deliveries ``queued`` selects FAILED with ``error``, each with its ``webhook.failed`` event,
     DISABLE_BATCH at a time. How many."""
-    users = {hook.integration_id: hook.user_id}
     total = 0
-    # One statement a batch: UPDATE ... WHERE id IN (SELECT id ... LIMIT n) RETURNING. The condition is on the
-    # UPDATE itself too (``queued``), not only in the subquery: on PostgreSQL a row a claim leases after the
+    users = {hook.integration_id: hook.user_id}
+    # One statement a batch: UPDATE ... WHERE id IN (SELECT id ... LIMIT n) RETURNING. The lease condition is on
+    # the UPDATE itself too (``queued``), not only in the subquery: on PostgreSQL a row a claim leases after the
     # subquery's snapshot is re-checked against its new version when locked, and left to that worker. Such a row
     # is not picked again, so the loop ends once a statement fails nothing (SQLite: the record's transaction holds
     # the write lock, nothing changes in between).
@@ -507,9 +507,9 @@ def _fail(hook: _Hook, error: str, queued, now) -> int:
             .execute()
         )
         if not failed:
-            return total
-        total += len(failed)
+            break
         fresh = iter(new_ids(len(failed)))
+        total += len(failed)
         statements.insert_many_text(
             OutboxEvent,
             EVENT_COLUMNS,
@@ -531,6 +531,7 @@ def _fail(hook: _Hook, error: str, queued, now) -> int:
                 for i, event, n in failed
             ],
         )
+    return total
 
 
 def fail_held(items: list) -> int:
