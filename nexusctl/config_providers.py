@@ -10,7 +10,7 @@ entry (``config_table.PROVIDER_CREDENTIALS``) whose names and loader are here.
 from types import MappingProxyType
 from typing import Mapping, NamedTuple
 
-from nexusctl.config_values import Secret, split_url
+from nexusctl.config_values import Secret, redact_url, split_url
 from nexusctl.enums import Provider
 from nexusctl.errors import ConfigError
 
@@ -115,7 +115,7 @@ def load_providers(env: Mapping[str, str]) -> dict[Provider, ProviderCredentials
             if value:
                 parts = split_url(value.replace("{shop}", "shop"), name, shown=value)
                 if parts.scheme not in ("http", "https") or not parts.hostname:
-                    raise ConfigError(f"{name}: {value!r} is not an http(s) URL with a host")
+                    raise ConfigError(f"{name}: {redact_url(value)!r} is not an http(s) URL with a host")
                 endpoints[kind] = value.rstrip("/") if kind == "API" else value
         approved = _approved_scopes(env, provider)
         apps = {}

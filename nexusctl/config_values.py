@@ -16,7 +16,7 @@ import ipaddress
 import os
 import re
 from pathlib import Path
-from urllib.parse import SplitResult, parse_qsl, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit, urlunsplit
 
 from nexusctl.errors import ConfigError
 
@@ -59,7 +59,9 @@ class Secret:
 
 
 def redact_url(url: str) -> str:
-    """The URL with any password replaced, safe for messages and logs."""
+    """The URL with any password replaced, safe for messages and logs: the userinfo's, and the value of any query
+    parameter that names a secret (``?password=``, which libpq and redis-py take, ``sslpassword``, ``token``...)."""
+    url = _redact_query(url)
     try:
         parts = urlsplit(url)
     except ValueError:  # an unclosed IPv6 bracket: still no password shown, whatever the URL holds
@@ -69,6 +71,30 @@ def redact_url(url: str) -> str:
     netloc = parts.netloc.rsplit("@", 1)[1]
     user = parts.username or ""
     return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+# Query parameters whose value is a secret: any name holding one of these words (compared without case, ``-`` and
+# ``_``), or one of the short names.
+_SECRET_WORDS = ("password", "passwd", "secret", "token", "apikey", "credential", "signature")
+_SECRET_NAMES = frozenset({"pass", "pwd", "key", "auth", "sig"})
+_QUERY_PARAM = re.compile(r"([?&;])([^=&;#]*)=([^&;#]*)")
+
+
+def _redact_query(url: str) -> str:
+    """``url`` with the values of its secret query parameters (``_SECRET_WORDS``) replaced by ``***``; the rest of
+    the text as it was."""
+    if "?" not in url:
+        return url
+    head, sep, tail = url.partition("?")
+    query, hash_, fragment = ("?" + tail).partition("#")
+
+    def masked(found: re.Match) -> str:
+        name = unquote(found[2]).lower().replace("-", "").replace("_", "")
+        if name in _SECRET_NAMES or any(word in name for word in _SECRET_WORDS):
+            return f"{found[1]}{found[2]}=***"
+        return found[0]
+
+    return head + _QUERY_PARAM.sub(masked, query) + hash_ + fragment
 
 
 def decode_key(value: str, variable: str) -> bytes:
@@ -222,7 +248,7 @@ def split_url(value: str, name: str, shown: str | None = None) -> SplitResult:
 def http_url(value: str, name: str) -> str:
     parts = split_url(value, name)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"{name}: {value!r} is not an http(s) URL with a host")
+        raise ConfigError(f"{name}: {redact_url(value)!r} is not an http(s) URL with a host")
     return value.rstrip("/")
 
 
@@ -233,9 +259,10 @@ def database_url(url: str, name: str) -> str:
             raise ConfigError(f"{name}: sqlite URL has no file path (use sqlite:///path/to/file.db)")
         return url
     if parts.scheme in ("postgresql", "postgres"):
-        if not parts.path.strip("/"):
+        query = dict(parse_qsl(parts.query))
+        if not parts.path.strip("/") and not query.get("dbname"):
             raise ConfigError(f"{name}: {redact_url(url)} names no database (use postgresql://user@host:5432/dbname)")
-        timeout = dict(parse_qsl(parts.query)).get("connect_timeout", "5")
+        timeout = query.get("connect_timeout", "5")
         if _whole(timeout, 0, MAX_WHOLE) is None:
             raise ConfigError(f"{name}: connect_timeout {timeout!r} is not a whole number of seconds")
         return url
@@ -332,7 +359,7 @@ def origins(value: str, name: str) -> tuple[str, ...]:
     for item in filter(None, (o.strip() for o in value.split(","))):
         parts = split_url(item, name)
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.path.strip("/"):
-            raise ConfigError(f"{name}: {item!r} is not an origin like https://app.example.com")
+            raise ConfigError(f"{name}: {redact_url(item)!r} is not an origin like https://app.example.com")
         found.append(origin_of(item))
     return tuple(found)
 

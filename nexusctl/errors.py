@@ -171,7 +171,7 @@ class IntegrationInactive(NexusError):
 
 
 class DeliveryInFlight(NexusError):
-    """The delivery is being sent now; try again once its attempt is recorded."""
+    """A daemon holds the delivery (sending it, or about to) under a lease; try again once the lease runs out."""
 
     code = "DELIVERY_IN_FLIGHT"
     http_status = 409

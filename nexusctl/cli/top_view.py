@@ -18,6 +18,7 @@ import tty
 from typing import Callable, Iterator
 
 from rich import box
+from rich.cells import cell_len
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
@@ -28,6 +29,8 @@ from nexusctl.cli.output import printable_tree
 QUIT_KEYS = ("q", "Q")
 WIDE = 160  # columns from which the sections sit side by side (each then needs ~80 for its ids)
 IDS = ("WEBHOOK", "INTEGRATION")
+ID_WIDTH = 36
+GRID_GAP = 4  # columns between the two sides of a wide frame
 
 
 def stdin_is_terminal() -> bool:
@@ -89,8 +92,10 @@ def frame(snap: dict, width: int) -> Group:
     title = Text.assemble(("nexusctl top", "bold"), f"  {now:%Y-%m-%d %H:%M:%S}Z  ", ("q quits", "dim"))
     left = [_deliveries(snap), _queue(snap), _failing(snap, now)]
     right = [_health(snap, now), _syncs(snap), _jobs(snap, now)]
+    for table in left + right:
+        _fit(table, (width - GRID_GAP) // 2 if width >= WIDE else width)
     if width >= WIDE:
-        grid = Table.grid(expand=True, padding=(0, 2))
+        grid = Table.grid(expand=True, padding=(0, GRID_GAP // 2))
         grid.add_column(ratio=1)
         grid.add_column(ratio=1)
         grid.add_row(Group(*left), Group(*right))
@@ -111,8 +116,35 @@ def _section(title: str, *columns: str) -> Table:
     )
     for column in columns:
         # Ids whole (they are what `nexusctl webhooks show` takes), headers never cut: the free text gives way.
-        table.add_column(column, overflow="ellipsis", no_wrap=True, min_width=36 if column in IDS else len(column))
+        table.add_column(
+            column, overflow="ellipsis", no_wrap=True, min_width=ID_WIDTH if column in IDS else len(column)
+        )
     return table
+
+
+def _fit(table: Table, width: int) -> None:
+    """Ids whole whenever the section's ``width`` allows: the free text gives way first, the widest column one cell
+    at a time, never below its header (rich alone, short of room, cut every column evenly: an id lost its last
+    characters at 80 columns beside a host of 20). Ids are cut only when the headers and the ids cannot fit."""
+    columns = table.columns
+    widths = [max([cell_len(column.header)] + [_cell_len(cell) for cell in column.cells]) for column in table.columns]
+    # Each column's padding (one cell each side, not at the table's edges) and the one-cell rule between two.
+    excess = sum(widths) + 3 * (len(columns) - 1) - width
+    free = [i for i, column in enumerate(columns) if column.header not in IDS]
+    while excess > 0:
+        shrinkable = [i for i in free if widths[i] > cell_len(columns[i].header)]
+        if not shrinkable:
+            return  # the ids must give way too: rich cuts what is left evenly
+        widest = max(shrinkable, key=lambda i: widths[i])
+        widths[widest] -= 1
+        columns[widest].max_width = widths[widest]
+        excess -= 1
+
+
+def _cell_len(cell) -> int:
+    if isinstance(cell, Text):
+        return cell.cell_len
+    return cell_len(str(cell))
 
 
 def _deliveries(snap: dict) -> Table:
@@ -130,8 +162,9 @@ def _queue(snap: dict) -> Table:
     table = _section("Queue", "STATUS", "WAITING", "OLDEST DUE")
     for row in snap["queue"]:
         depth = f"{row['depth']}+" if row["capped"] else str(row["depth"])
-        due = _span(row["oldestDueSeconds"]) if row["oldestDueSeconds"] else "-"
-        table.add_row(row["status"], depth, Text(due, style="yellow" if row["oldestDueSeconds"] >= 60 else None))
+        age = row["oldestDueSeconds"]
+        due = _span(age) if age else "-"  # None: nothing due
+        table.add_row(row["status"], depth, Text(due, style="yellow" if age and age >= 60 else None))
     return table
 
 

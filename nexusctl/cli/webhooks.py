@@ -18,6 +18,7 @@ from nexusctl.cli.options import (
     parse_since,
 )
 from nexusctl.core.paging import DEFAULT_LIMIT
+from nexusctl.errors import UsageProblem
 
 app = typer.Typer(
     help="Outbound webhooks: endpoints, secrets, deliveries.\n\n"
@@ -171,6 +172,8 @@ def update_cmd(
     from nexusctl.core import webhooks
     from nexusctl.core.serializers import webhook_to_dict
 
+    if url is None and not events and active is None:  # the core's message names the API's fields
+        raise UsageProblem("nothing to update: give --url, --event (-e), --active or --inactive")
     _db(ctx)
     row = webhooks.update(
         webhook_id,
@@ -282,8 +285,8 @@ def redeliver_cmd(
 ) -> None:
     """Send one delivery again now (same webhook-id).
 
-    One a daemon is sending right now is refused (DELIVERY_IN_FLIGHT, exit 16): try again once its attempt is
-    recorded.
+    One a daemon holds (sending it, or about to) is refused (DELIVERY_IN_FLIGHT, exit 16) until its lease runs
+    out, at the time the error gives: try again after that.
 
     Example:  nexusctl webhooks redeliver 7e2a1c3b-9d8f-4e6a-b5c4-0f1e2d3c4b5a --json
     """

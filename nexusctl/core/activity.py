@@ -17,6 +17,7 @@ import peewee
 from peewee import SQL, fn
 
 from nexusctl.core import job_runs
+from nexusctl.core.attempts import STOPPED
 from nexusctl.db.database import database_proxy
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import Integration, IntegrationSyncLog, Webhook, WebhookAttempt, WebhookDelivery
@@ -44,7 +45,8 @@ def _capped_count(query: peewee.Select, cap: int) -> int:
 
 def queue(now: dt.datetime | None = None) -> list[dict]:
     """Per queued status: how many deliveries wait (up to QUEUE_COUNT_CAP) and how long the longest-waiting
-    due one that can be sent (its webhook active) has been due (0 when none is due).
+    due one that can be sent (its webhook active) has been due (None when none is due: the queue is empty, or
+    all of it waits for later).
 
     The deliveries of a webhook switched off (by hand, or disabled after failing) stay queued for when it is
     on again, and the worker does not claim them: counted in the age, they made it grow without end, and an
@@ -73,7 +75,7 @@ def queue(now: dt.datetime | None = None) -> list[dict]:
                 "status": status.value,
                 "depth": depth,
                 "capped": depth >= QUEUE_COUNT_CAP,
-                "oldestDueSeconds": round((now - oldest).total_seconds(), 3) if oldest else 0.0,
+                "oldestDueSeconds": round((now - oldest).total_seconds(), 3) if oldest else None,
             }
         )
     return rows
@@ -120,7 +122,11 @@ def failing_endpoints(now: dt.datetime | None = None, limit: int = LIST_LIMIT) -
         .where(
             (WebhookAttempt.started_at > now - FAILING_WINDOW)
             & (
-                WebhookAttempt.status_code.is_null()
+                # No answer: a timeout, a refused connection... but not a send this service's own stop cut.
+                (
+                    WebhookAttempt.status_code.is_null()
+                    & (WebhookAttempt.error.is_null() | (WebhookAttempt.error != STOPPED))
+                )
                 | (WebhookAttempt.status_code < 200)
                 | (WebhookAttempt.status_code >= 300)
             )

@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import peewee
 
-from nexusctl.core import deliveries
+from nexusctl.core import deliveries, events
 from nexusctl.core.deliveries import DISABLE_AFTER, RESPONSE_MAX, retry_delay
 from nexusctl.db import statements
 from nexusctl.db.database import database_proxy, is_postgres
@@ -37,6 +37,10 @@ from nexusctl.enums import DeliveryStatus
 log = logging.getLogger(__name__)
 
 THROTTLED = (429, 503)
+# The error of a send a daemon's own stop cut (``DeliveryWorker._cut_sends``): retried on the schedule like any
+# failure, but not the receiver's: it neither starts nor extends the webhook's failure window (the 5-day disable),
+# and `nexusctl top` does not count it against the endpoint.
+STOPPED = "the daemon stopped before the receiver answered"
 
 
 @dataclass
@@ -172,7 +176,11 @@ def _record_batch(batch: list, schedule: tuple[int, ...]) -> list[str]:
                     next_at = now + dt.timedelta(seconds=delay)
                 if code == 410:
                     disable, outcome = "the receiver answered 410 Gone", "disabled"
-                elif hook.failing_since is not None and now - hook.failing_since >= DISABLE_AFTER:
+                elif (
+                    hook.failing_since is not None
+                    and now - hook.failing_since >= DISABLE_AFTER
+                    and not (result.error == STOPPED and code is None)
+                ):
                     disable, outcome = "failing for 5 days without a successful delivery", "disabled"
             update = (status, number, response, error, delivered_at, next_at, now, claimed.id, claimed.lease)
             planned.append((claimed, result, outcome, update, events, disable))
@@ -197,10 +205,12 @@ def _record_batch(batch: list, schedule: tuple[int, ...]) -> list[str]:
             events.extend(row_events)
             if outcome == "delivered":
                 succeeded.add(claimed.webhook_id)
+            elif result.error == STOPPED and result.status_code is None:  # cut by our own stop: not the receiver's
+                pass
             else:
                 failing.add(claimed.webhook_id)
                 if reason is not None:
-                    disable.setdefault(claimed.webhook_id, reason)
+                    disable.setdefault(claimed.webhook_id, (reason, claimed.id))
         if not attempt_rows:
             return [outcomes[c.id] for c, _ in batch]
         attempt_rows = [(*row, now, now) for row in attempt_rows]
@@ -213,9 +223,9 @@ def _record_batch(batch: list, schedule: tuple[int, ...]) -> list[str]:
             # wait on each other's row lock here, so it is held for the shortest time before the
             # commit, and one statement locks its rows in one (index) order, so they never deadlock.
             _touch_webhooks(succeeded, failing, now)
-        for hook_id, reason in disable.items():
+        for hook_id, (reason, delivery_id) in disable.items():
             if hook_id not in succeeded:
-                _disable(hooks[hook_id], reason, None)
+                _disable(hooks[hook_id], reason, delivery_id)
     return [outcomes[c.id] for c, _ in batch]
 
 
@@ -427,19 +437,53 @@ def _sqlite_update() -> tuple[str, tuple]:
 DISABLE_BATCH = 500
 
 
-def _disable(hook: _Hook, reason: str, delivery_id=None) -> None:
+def _disable(hook: _Hook, reason: str, delivery_id) -> None:
+    """Disable the webhook (``delivery_id``'s outcome did it) and end its queued deliveries FAILED.
+
+    Only the transition announces it: the UPDATE's ``is_active`` condition decides, so of the outcomes that would
+    disable one webhook (several 410s in flight at once, in one batch or in several, on one daemon or on several)
+    one ``integration.error`` goes out. The queued deliveries are failed by every such outcome all the same: one
+    that was held under a lease when the first ran and has been given back since ends FAILED with the others."""
     now = utcnow()
-    Webhook.update(is_active=False, disabled_reason=reason, updated_at=now).where(Webhook.id == hook.id).execute()
+    changed = (
+        Webhook.update(is_active=False, disabled_reason=reason, updated_at=now)
+        .where((Webhook.id == hook.id) & (Webhook.is_active == True))  # noqa: E712
+        .execute()
+    )
     # Its other queued deliveries would never be sent (the worker skips inactive webhooks) and would count as
     # RETRYING forever: they end FAILED with the reason, for a replay once the webhook is enabled again, each with
     # its ``webhook.failed`` event as every FAILED delivery has (the same data as a delivery failed by its own
-    # attempt). One another worker is sending right now (its lease holds) is left to that worker's result.
+    # attempt). One a worker holds right now (its lease holds) is left to that worker: the one whose record did
+    # this fails those it holds unsent (``fail_held``), and a send in flight records its own outcome.
     error = f"webhook disabled: {reason}"[:500]
     queued = (
         (WebhookDelivery.webhook == hook.id)
         & WebhookDelivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.RETRYING])
         & deliveries.not_leased(now)
     )
+    _fail(hook, error, queued, now)
+    if not changed:
+        return
+    integration = Integration.get_or_none(Integration.id == hook.integration_id)
+    if integration is not None:
+        # The envelope every integration event has (integrationId, userId, provider), outbox only (as every
+        # webhook.* event: fanned out to webhooks it could loop).
+        statements.insert(
+            events.outbox_row(
+                events.ERROR,
+                integration,
+                webhookId=str(hook.id),
+                code="WEBHOOK_DISABLED",
+                message=f"webhook disabled: {reason}",
+                deliveryId=str(delivery_id) if delivery_id else None,
+            )
+        )
+
+
+def _fail(hook: _Hook, error: str, queued, now) -> int:
+    """End the deliveries ``queued`` selects FAILED with ``error``, each with its ``webhook.failed`` event,
+    DISABLE_BATCH at a time. How many."""
+    total = 0
     users = {hook.integration_id: hook.user_id}
     # One statement a batch: UPDATE ... WHERE id IN (SELECT id ... LIMIT n) RETURNING. The lease condition is on
     # the UPDATE itself too (``queued``), not only in the subquery: on PostgreSQL a row a claim leases after the
@@ -465,6 +509,7 @@ def _disable(hook: _Hook, reason: str, delivery_id=None) -> None:
         if not failed:
             break
         fresh = iter(new_ids(len(failed)))
+        total += len(failed)
         statements.insert_many_text(
             OutboxEvent,
             EVENT_COLUMNS,
@@ -486,17 +531,33 @@ def _disable(hook: _Hook, reason: str, delivery_id=None) -> None:
                 for i, event, n in failed
             ],
         )
-    integration = Integration.get_or_none(Integration.id == hook.integration_id)
-    if integration is not None:
-        OutboxEvent.create(
-            type="integration.error",
-            user_id=integration.user_id,
-            integration_id=integration.id,
-            data={
-                "integrationId": str(integration.id),
-                "webhookId": str(hook.id),
-                "code": "WEBHOOK_DISABLED",
-                "message": f"webhook disabled: {reason}",
-                "deliveryId": str(delivery_id) if delivery_id else None,
-            },
+    return total
+
+
+def fail_held(items: list) -> int:
+    """Deliveries a worker claimed and holds unsent (waiting for a sending slot) when a record of its own disabled
+    their webhook: ended FAILED with the disable's reason, each with its ``webhook.failed`` event, as the disable
+    ends the queued ones (it leaves those under a live lease alone). Fenced by each claim's lease token; those
+    whose webhook is active again (enabled meanwhile) are given back untouched, to be sent. How many failed."""
+    if not items:
+        return 0
+    now = utcnow()
+    with database_proxy.atomic():
+        hooks = _hooks({item.webhook_id for item in items})
+        inactive = dict(
+            Webhook.select(Webhook.id, Webhook.disabled_reason)
+            .where(Webhook.id.in_(list(hooks)) & (Webhook.is_active == False))  # noqa: E712
+            .tuples()
         )
+        failed = 0
+        for hook_id, reason in inactive.items():
+            mine = [item for item in items if item.webhook_id == hook_id]
+            for lease in {item.lease for item in mine}:
+                held = (
+                    WebhookDelivery.id.in_([item.id for item in mine if item.lease == lease])
+                    & (WebhookDelivery.lease_token == lease)
+                    & WebhookDelivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.RETRYING])
+                )
+                failed += _fail(hooks[hook_id], f"webhook disabled: {reason or 'disabled'}"[:500], held, now)
+        deliveries.release([item for item in items if item.webhook_id not in inactive])
+    return failed

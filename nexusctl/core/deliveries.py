@@ -356,11 +356,18 @@ def redeliver(delivery_id, *, owner_id=None) -> WebhookDelivery:
         .execute()
     )
     if not changed:
-        if WebhookDelivery.get_or_none(WebhookDelivery.id == row.id) is None:  # deleted meanwhile
+        now_row = WebhookDelivery.get_or_none(WebhookDelivery.id == row.id)
+        if now_row is None:  # deleted meanwhile
             raise DeliveryNotFound(f"delivery {row.id} not found", id=str(row.id))
+        # Held: a daemon is sending it, or claimed it to send next; or one that stopped hard (a second SIGTERM, a
+        # crash) held it and its lease has not run out yet. Which one cannot be told from here: the lease's end
+        # can (a running daemon moves it on while it holds the delivery).
+        until = now_row.lease_until
+        when = until.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if until else "soon"
         raise DeliveryInFlight(
-            f"delivery {row.id} is being sent now; try again once its attempt is recorded "
-            f"(nexusctl webhooks deliveries {row.webhook.id} shows its attempt log)",
+            f"delivery {row.id} is held by a daemon (sending it, or about to) until its lease runs out at {when} "
+            f"(a running daemon renews it while it holds it); try again after that, or once its attempt is "
+            f"recorded (nexusctl webhooks deliveries {row.webhook.id} shows its attempt log)",
             id=str(row.id),
         )
     _notify()

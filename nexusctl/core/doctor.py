@@ -156,6 +156,7 @@ def check_url(loaded: Loaded, name: str) -> Check:
         if name == "PUBLIC_URL"
         else "the default place users land after connecting"
     )
+    shown = config_values.redact_url(value)  # a password in its userinfo or query is never printed
     try:
         parts = config_values.split_url(value, name)
     except ConfigError as exc:  # an unclosed IPv6 bracket, a port that is not a number: a failed check, no crash
@@ -164,7 +165,7 @@ def check_url(loaded: Loaded, name: str) -> Check:
         return Check(
             check,
             FAIL,
-            f"{name}={value!r} is not an absolute http(s) URL",
+            f"{name}={shown!r} is not an absolute http(s) URL",
             f"set {name} to a full URL such as {example}",
         )
     production = bool(loaded.settings and loaded.settings.is_production)
@@ -172,21 +173,21 @@ def check_url(loaded: Loaded, name: str) -> Check:
         return Check(check, FAIL, f"{name} is http in production", f"serve it over https and set {name}=https://...")
     if parts.query or parts.fragment:
         return Check(
-            check, FAIL, f"{name} has a query or fragment ({value})", f"set {name} to scheme://host[:port][/path] only"
+            check, FAIL, f"{name} has a query or fragment ({shown})", f"set {name} to scheme://host[:port][/path] only"
         )
     if name == "PUBLIC_URL" and parts.path.strip("/"):
         return Check(
             check,
             WARN,
             f"{name} has a path ({parts.path}); callbacks go to "
-            f"{value.rstrip('/')}/integrations/oauth/callback/<provider>",
+            f"{shown.rstrip('/')}/integrations/oauth/callback/<provider>",
             "fine behind a proxy that strips the prefix; otherwise drop the path",
         )
     if production and parts.hostname in ("localhost", "127.0.0.1", "::1"):
         return Check(
             check, WARN, f"{name} points at {parts.hostname} in production", f"set {name} to the public address"
         )
-    return Check(check, OK, f"{value.rstrip('/')} ({role.format(value=value.rstrip('/'))})")
+    return Check(check, OK, f"{shown.rstrip('/')} ({role.format(value=shown.rstrip('/'))})")
 
 
 def check_providers(loaded: Loaded) -> list[Check]:

@@ -72,7 +72,7 @@ def _delivery_queue_reader(app: web.Application):
         metrics = app[METRICS]
         for row in await app[DB].run(activity.queue):
             metrics.queue_depth.labels(row["status"]).set(row["depth"])
-            metrics.queue_oldest.labels(row["status"]).set(row["oldestDueSeconds"])
+            metrics.queue_oldest.labels(row["status"]).set(row["oldestDueSeconds"] or 0.0)  # none due: 0
 
     return read
 

@@ -167,6 +167,12 @@ class DeliveryWorker:
         # every address it connects to, rebinding included), so the verdict cannot change while the settings
         # that shape it (production, WEBHOOK_ALLOWED_NETWORKS) stay those of this worker. Bounded.
         self.refusals: dict[str, str | None] = {}
+        # Webhooks a record batch of this worker disabled (a 410), until when (monotonic) a claim that was under way
+        # then may still bring theirs: what it holds of them unsent is failed, not sent (``_drop_disabled``).
+        self.disabled: dict = {}
+        # Webhooks with a 410 answer not yet recorded, how many: their waiting deliveries are not started (the record
+        # is about to disable the webhook) and nothing more is claimed for them until the record says.
+        self.gone: collections.Counter = collections.Counter()
         # Totals since start, on /metrics: the mean claim and record batch sizes show how far
         # the database work is shared between deliveries.
         self.counts = collections.Counter()
@@ -283,7 +289,7 @@ class DeliveryWorker:
                 Result(
                     started_at=started,
                     duration_ms=int((ended - began) * 1000),
-                    error="the daemon stopped before the receiver answered",
+                    error=attempts.STOPPED,
                 ),
             )
             for item, _, started, began in cut
@@ -392,9 +398,9 @@ class DeliveryWorker:
         for webhook_id in warm:
             held[webhook_id] += 0  # named, so that its room is given below even when it holds none
         most = {w: (AHEAD_PER_SLOT * cap if w in warm else cap) for w in held}
-        busy = [w for w, n in held.items() if n >= most[w]] + list(self.locked)
+        busy = [w for w, n in held.items() if n >= most[w]] + list(self.locked) + list(self.gone)
         # The claim counts per endpoint: a busy endpoint's deliveries are not claimed to be handed back.
-        rooms = {w: most[w] - n for w, n in held.items() if n < most[w]}
+        rooms = {w: most[w] - n for w, n in held.items() if n < most[w] and w not in self.gone}
         return min(slots, 100), self.lease, busy, rooms, cap
 
     # --- deliveries leased at emit ------------------------------------------------
@@ -572,6 +578,8 @@ class DeliveryWorker:
         ):
             return False
         cap = self.settings.webhook_concurrency_per_endpoint
+        if webhook_id in self.gone:  # a 410 being recorded: nothing more claimed for it until the record says
+            return False
         waiting = self.waiting.get(webhook_id)
         room = AHEAD_PER_SLOT * cap - self.inflight[webhook_id] - (len(waiting) if waiting else 0)
         if room <= cap // 2 or self._claimable(ahead=True) <= cap // 2:
@@ -593,6 +601,12 @@ class DeliveryWorker:
         # The URL rules, once per webhook per batch (not per send); the connector still checks every address
         # it connects to.
         signing = {hook_id: (url, secrets, self._refusal(url)) for hook_id, (url, secrets) in signing.items()}
+        if self.disabled:
+            self.disabled = {w: until for w, until in self.disabled.items() if until > now}
+            dropped = [item for item in claimed if item.webhook_id in self.disabled]
+            if dropped:
+                claimed = [item for item in claimed if item.webhook_id not in self.disabled]
+                self._fail_held(dropped)
         for item in claimed:
             self.held[item.id] = item
             waiting = self.waiting.get(item.webhook_id)
@@ -607,6 +621,51 @@ class DeliveryWorker:
             task.add_done_callback(self._done)
             return
         self._start_waiting()
+
+    def _drop_disabled(self, webhook_ids: set) -> None:
+        """Webhooks a record batch just disabled (a 410): what this worker holds of theirs waiting for a slot is not
+        sent (each would be one more request to a receiver that asked to be left alone); it ends FAILED as the
+        disable ends the queued ones (``attempts.fail_held``). Sends already in flight finish and are recorded."""
+        if not webhook_ids:
+            return
+        until = time.monotonic() + self.lease
+        dropped = []
+        for webhook_id in webhook_ids:
+            self.disabled[webhook_id] = until
+            self.more.discard(webhook_id)
+            self.answered.discard(webhook_id)
+            waiting = self.waiting.pop(webhook_id, None)
+            if waiting:
+                self.queued -= len(waiting)
+                dropped.extend(item for item, _ in waiting)
+        self._fail_held(dropped)
+
+    def _fail_held(self, items: list) -> None:
+        """Fail ``items`` (held, unsent, their webhook disabled) in a task ``stop`` waits for; their leases are
+        renewed until it is done."""
+        if not items:
+            return
+        for item in items:
+            self.held[item.id] = item
+
+        async def fail() -> None:
+            try:
+                await self.db.run(attempts.fail_held, items)
+            except Exception as exc:  # noqa: BLE001 - left under their leases: claimed again if it is enabled
+                log.warning(
+                    "delivery worker: %d deliveries of a disabled webhook not failed (%s)",
+                    len(items),
+                    getattr(exc, "message", type(exc).__name__),
+                )
+            finally:
+                for item in items:
+                    if self.held.get(item.id) is item:
+                        del self.held[item.id]
+
+        task = asyncio.create_task(fail())
+        task.webhook_id, task.slot_open = None, False  # ``stop`` waits for it with the sends
+        self.tasks.add(task)
+        task.add_done_callback(self._done)
 
     async def _release_waiting(self) -> None:
         """Stopping: the deliveries still waiting for a slot are given back untouched (claimable at once by another
@@ -631,6 +690,8 @@ class DeliveryWorker:
         for webhook_id in list(self.waiting):
             if self.free <= 0:
                 return
+            if webhook_id in self.gone:  # a 410 being recorded: left waiting
+                continue
             waiting = self.waiting.pop(webhook_id)
             while waiting and self.free > 0 and self.inflight[webhook_id] < cap:
                 item, signing = waiting.popleft()
@@ -777,6 +838,8 @@ class DeliveryWorker:
                 result = await self._post(url, secrets, str(item.id), body)
             finally:
                 self.posting.pop(item.id, None)
+        if result.status_code == 410 and not item.lost:
+            self.gone[item.webhook_id] += 1  # until its record (``_record``)
         self._free_slot(asyncio.current_task())
         self.answered.add(item.webhook_id)
         if result.status_code:
@@ -827,7 +890,14 @@ class DeliveryWorker:
             self.flush_now.set()
         elif self.flusher is None or self.flusher.done():
             self.flusher = asyncio.create_task(self._flush_soon())
-        return await future
+        try:
+            return await future
+        finally:
+            if result.status_code == 410:
+                self.gone[item.webhook_id] -= 1
+                if self.gone[item.webhook_id] <= 0:  # recorded (its waiting ones dropped if it disabled the webhook)
+                    del self.gone[item.webhook_id]
+                    self._start_waiting()
 
     async def _flush_soon(self) -> None:
         # Outcomes that arrive within a few milliseconds share one transaction.
@@ -860,6 +930,7 @@ class DeliveryWorker:
             for (_, _, future), outcome in zip(batch, outcomes, strict=True):
                 if not future.done():
                     future.set_result(outcome)
+            self._drop_disabled({i.webhook_id for (i, _, _), o in zip(batch, outcomes, strict=True) if o == "disabled"})
 
     async def _post(self, url: str, secrets: list[str], message_id: str, body: bytes) -> Result:
         started, clock = utcnow(), time.monotonic()

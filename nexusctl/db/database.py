@@ -144,12 +144,20 @@ def open_database(url: str, pool_size: int = 10) -> peewee.Database:
             "(install psycopg2-binary; a `nexusctl` started with a SQLite DATABASE_URL never loads it)"
         )
     options = dict(parse_qsl(parts.query))
+    # libpq takes any connection parameter as a query parameter too (``postgresql:///db?host=/var/run/postgresql``,
+    # the usual Unix-socket form; ``?user=``, ``?password=``, ``?port=``, ``?dbname=``), and one given there wins
+    # over the URL's own part, as in libpq. Passed twice to the driver, they were a TypeError on every command.
+    database = options.pop("dbname", None) or unquote(parts.path.lstrip("/"))
+    host = options.pop("host", None) or parts.hostname or None
+    port = options.pop("port", None) or parts.port or None
+    user = options.pop("user", None) or (unquote(parts.username) if parts.username else None)
+    password = options.pop("password", None) or (unquote(parts.password) if parts.password else None)
     return NexusPostgresDatabase(
-        unquote(parts.path.lstrip("/")),
-        host=parts.hostname or None,
-        port=parts.port or None,
-        user=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password else None,
+        database,
+        host=host,
+        port=port,
+        user=user,
+        password=password,
         max_connections=pool_size,
         stale_timeout=300,
         timeout=10,  # wait this long for a free pooled connection

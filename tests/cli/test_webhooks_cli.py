@@ -283,3 +283,12 @@ def test_webhooks_per_integration_and_deliveries_per_emit_are_bounded(cli, make_
     single = cli("events", "emit", integration.id, "post.created")
     assert single.exit_code == 42 and "PAYLOAD_TOO_LARGE" in single.stderr, single.stderr
     assert WebhookDelivery.select().count() == 8 and OutboxEvent.select().count() == 4
+
+
+def test_update_with_nothing_to_change_names_the_flags(cli, make_integration):
+    """Review: it said "give url, events, isActive or metadata", the API's fields (and no --metadata exists)."""
+    hook = _create(cli, make_integration())
+    refused = cli("webhooks", "update", hook["id"])
+    assert refused.exit_code == 2 and "VALIDATION_ERROR" in refused.stderr, refused.stderr
+    assert "nothing to update: give --url, --event (-e), --active or --inactive" in refused.stderr, refused.stderr
+    assert "isActive" not in refused.stderr and "metadata" not in refused.stderr

@@ -261,3 +261,48 @@ def test_a_nul_in_an_answer_or_an_error_is_stored_as_a_replacement_character(dat
     assert by_id[claimed[0].id].response["body"] == "a\ufffdb"
     assert by_id[claimed[1].id].error == "reset\ufffdby peer"
     assert {a.response_body for a in WebhookAttempt.select()} == {"a\ufffdb", None}
+
+
+def test_a_webhook_disabled_by_several_410s_is_announced_once_and_its_held_deliveries_end_failed(
+    database, make_integration
+):
+    """Review: each recorded 410 disabled the webhook again and emitted one more integration.error, without userId,
+    provider or deliveryId. Now the transition alone announces it (about the delivery whose 410 did it); the
+    deliveries a worker still holds unsent end FAILED as the queued ones do (``fail_held``), fenced by the lease."""
+    webhook, claimed = _queued(make_integration, 5)
+    integration = webhook.integration
+    assert attempts.record_many([(claimed[0], _result(410))], SCHEDULE) == ["disabled"]
+    assert attempts.record_many([(claimed[1], _result(410)), (claimed[2], _result(410))], SCHEDULE) == [
+        "disabled",
+        "disabled",
+    ]
+    (event,) = OutboxEvent.select().where(OutboxEvent.type == "integration.error")
+    assert event.data == {
+        "integrationId": str(integration.id),
+        "userId": str(integration.user_id),
+        "provider": integration.provider.value,
+        "webhookId": str(webhook.id),
+        "code": "WEBHOOK_DISABLED",
+        "message": "webhook disabled: the receiver answered 410 Gone",
+        "deliveryId": str(claimed[0].id),
+    }
+    stale = deliveries.Claimed(**{**claimed[4].__dict__, "lease": uuid.uuid4()})  # another worker's lease now
+    assert attempts.fail_held([claimed[3], stale]) == 1
+    held = WebhookDelivery.get_by_id(claimed[3].id)
+    assert (held.status, held.error, held.lease_token) == (
+        DeliveryStatus.FAILED,
+        "webhook disabled: the receiver answered 410 Gone",
+        None,
+    )
+    assert WebhookDelivery.get_by_id(claimed[4].id).status == DeliveryStatus.PENDING  # not this worker's to end
+    failed = [e.data["deliveryId"] for e in OutboxEvent.select().where(OutboxEvent.type == "webhook.failed")]
+    assert sorted(failed) == sorted(str(c.id) for c in claimed[:4])
+
+
+def test_held_deliveries_of_a_webhook_enabled_again_are_given_back(database, make_integration):
+    webhook, claimed = _queued(make_integration, 2)
+    assert attempts.record_many([(claimed[0], _result(410))], SCHEDULE) == ["disabled"]
+    Webhook.update(is_active=True, disabled_reason=None).where(Webhook.id == webhook.id).execute()
+    assert attempts.fail_held([claimed[1]]) == 0
+    again = WebhookDelivery.get_by_id(claimed[1].id)
+    assert (again.status, again.lease_token) == (DeliveryStatus.PENDING, None)

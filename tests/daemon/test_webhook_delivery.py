@@ -938,9 +938,9 @@ async def test_a_delivery_being_sent_is_not_queued_again_over_its_send(
         answer = await api.post(f"/integrations/webhooks/deliveries/{held.id}/redeliver", headers=auth())
         body = await answer.json()
         assert answer.status == 409 and body["error"]["code"] == "DELIVERY_IN_FLIGHT", body
-        assert "being sent now; try again once its attempt is recorded" in body["error"]["message"], body
+        assert "is held by a daemon (sending it, or about to) until its lease runs out at" in body["error"]["message"]
         code, _, stderr = await _nexusctl("webhooks", "redeliver", str(held.id))
-        assert code == 16 and "DELIVERY_IN_FLIGHT" in stderr and "being sent now" in stderr, stderr
+        assert code == 16 and "DELIVERY_IN_FLIGHT" in stderr and "held by a daemon" in stderr, stderr
         code, _, stderr = await _nexusctl("webhooks", "replay", hook["id"], "--since", "1h", "--dry-run")
         assert code == 0 and "Would queue 1 deliveries again; skipped 1 being sent now" in stderr, stderr
         code, stdout, stderr = await _nexusctl("webhooks", "replay", hook["id"], "--since", "1h", "--json")
