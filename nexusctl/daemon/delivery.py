@@ -454,7 +454,8 @@ class DeliveryWorker:
             held[webhook_id] += len(waiting)
         answered = {w for w, at in self.answers.items() if at > now - ANSWERED_SECONDS}
         rooms = {w: (AHEAD_PER_SLOT * cap if w in answered else cap) - held[w] for w in set(held) | answered}
-        exclude = frozenset({w for w, room in rooms.items() if room <= 0} | set(self.locked))
+        # Left out as a claim leaves them out: at their most, locked, or gone (a 410 waiting for its record).
+        exclude = frozenset({w for w, room in rooms.items() if room <= 0} | set(self.locked) | set(self.gone))
         offer = deliveries.Offer(
             self.keyring,
             uuid.uuid4(),
