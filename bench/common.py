@@ -395,3 +395,83 @@ def pg_stats_markdown(name: str, stats: dict) -> str:
     for rel, b in sorted(stats["relation_bytes_per_item"].items()):
         lines.append(f"  size {rel}: +{b:.0f} B/item")
     return "\n".join(lines)
+
+
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) clock ticks of all CPUs so far, from /proc/stat (busy: all but idle and iowait)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    total = sum(fields[:8])  # guest time is already inside user/nice
+    return total - fields[3] - fields[4], total
+
+
+def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
+    """Each thread of a process: tid -> (name, user + system CPU seconds so far), from /proc/<pid>/task/*/stat."""
+    out = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            text = (task / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        name = text[text.index("(") + 1 : text.rindex(")")]
+        fields = text.rsplit(")", 1)[1].split()
+        out[int(task.name)] = (name, (int(fields[11]) + int(fields[12])) / tick)
+    return out
+
+
+def schedstat(pid: int, tid: int) -> tuple[float, float]:
+    """(seconds on a CPU, seconds runnable but waiting for one) of a thread so far, from /proc/<pid>/task/<tid>/
+    schedstat: what is neither was sleeping (I/O, a lock such as the GIL, an idle event loop)."""
+    run, wait, _ = Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()
+    return int(run) / 1e9, int(wait) / 1e9
+
+
+class Load:
+    """How busy the machine and named processes were over a phase, in cores (CPU seconds / wall seconds):
+    the machine (/proc/stat; ``cores`` of it), each name of ``pids`` (a pid or a list of pids: summed), the
+    threads of ``threads_of`` (its main thread and the rest), and this database's PostgreSQL backends
+    (through a CpuMeter on ``db``). ``others``: what the machine did beyond all of these (other sessions,
+    this bench's own polling)."""
+
+    def __init__(self, db, threads_of: list[int] = (), **pids) -> None:
+        self.pids = {name: pid if isinstance(pid, list) else [pid] for name, pid in pids.items()}
+        flat = {f"{name}#{i}": p for name, ps in self.pids.items() for i, p in enumerate(ps)}
+        self.threads_of = list(threads_of)
+        self.meter = CpuMeter(db, **flat)
+        self.threads = {pid: thread_cpu(pid) for pid in self.threads_of}
+        self.sched = {pid: schedstat(pid, pid) for pid in self.threads_of}
+        self.machine = machine_ticks()
+        self.load = os.getloadavg()[0]
+        self.wall = time.monotonic()
+
+    def end(self) -> dict:
+        wall = time.monotonic() - self.wall
+        used = self.meter.per_item_us(1)  # µs over the phase, per name
+        busy, total = (b - a for a, b in zip(self.machine, machine_ticks()))
+        cores = os.cpu_count() or 1
+        out = {"seconds": wall, "machine": cores * busy / max(total, 1), "loadavg": [self.load, os.getloadavg()[0]]}
+        for name, ps in self.pids.items():
+            out[name] = sum(used.get(f"{name}#{i}", 0.0) for i in range(len(ps))) / 1e6 / wall
+        if "postgres" in used:
+            out["postgres"] = used["postgres"] / 1e6 / wall
+        main_threads, other_threads, main_waits = 0.0, 0.0, 0.0
+        for pid in self.threads_of:
+            try:
+                now = thread_cpu(pid)
+                sched = schedstat(pid, pid)
+            except OSError:
+                continue
+            main_waits = max(main_waits, (sched[1] - self.sched[pid][1]) / wall)
+            for tid, (_, seconds) in now.items():
+                spent = seconds - self.threads[pid].get(tid, ("", 0.0))[1]
+                if tid == pid:
+                    main_threads = max(main_threads, spent / wall)
+                else:
+                    other_threads += spent / wall
+        if self.threads_of:
+            out["busiest_main_thread"] = main_threads
+            out["other_threads"] = other_threads
+            out["main_thread_runnable_waiting"] = main_waits  # the busiest such wait of the main threads
+        measured = sum(v for k, v in out.items() if k in self.pids or k == "postgres")
+        out["others"] = out["machine"] - measured
+        return out

@@ -13,23 +13,34 @@ CPU to the raw client's per POST.
     .venv/bin/python bench/delivery_ab.py --database-url postgresql://postgres@127.0.0.1:5432/bench_b \\
         main=/tmp/main-src branch=-
     (NAME=PYTHONPATH[:VAR=VALUE,...]; "-" for this checkout's code)
+
+Scale-out: ``--daemons N`` (or ``DAEMONS=N`` among a variant's settings) starts N daemons, each on its own
+port, on the same database, sending the same backlog; their CPU is summed. Every phase (each variant's
+run, the raw POSTs) also records how busy the machine and each process were, in cores (/proc/stat,
+/proc/PID/stat), and the daemons' busiest main thread (/proc/PID/task/*/stat):
+
+    .venv/bin/python bench/delivery_ab.py --database-url ... one=- two=-:DAEMONS=2 three=-:DAEMONS=3
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
+import os
 import shutil
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
     ROOT,
     CpuMeter,
+    Load,
     base_env,
     bench_database,
     delivery_settings,
@@ -41,7 +52,7 @@ from common import (  # noqa: E402
     variant,
     write_json,
 )
-from webhook_delivery import _queue, _wait_delivered, raw_rate  # noqa: E402
+from webhook_delivery import _queue, _wait_delivered, _window, raw_rate  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 
@@ -77,11 +88,16 @@ def run(args) -> dict:
             order = variants if r % 2 == 0 else variants[::-1]
             for name, path, extra in order:
                 empty_tables(db, *tables)
-                figures[name].append(_one(db, env, work, path, extra, hook.id, args.deliveries, receiver.pid))
+                figures[name].append(
+                    _one(db, env, work, path, extra, hook.id, args.deliveries, receiver.pid, args.daemons)
+                )
                 print(f"round {r + 1} {name}: {json.dumps(figures[name][-1])}", file=sys.stderr)
+            load = Load(None, client=os.getpid(), receiver=receiver.pid)
             started = time.process_time()
             rate, count = asyncio.run(raw_rate(url, args.concurrency, args.raw_seconds, body))
-            figures["raw"].append({"client": (time.process_time() - started) / count * 1e6, "per_s": rate})
+            figures["raw"].append(
+                {"client": (time.process_time() - started) / count * 1e6, "per_s": rate, "load": load.end()}
+            )
             print(f"round {r + 1} raw: {json.dumps(figures['raw'][-1])}", file=sys.stderr)
     finally:
         receiver.terminate()
@@ -89,7 +105,14 @@ def run(args) -> dict:
         db.close()
         shutil.rmtree(work, ignore_errors=True)
     raw_us = median(f["client"] for f in figures["raw"])
-    out = {"deliveries": args.deliveries, "rounds": args.rounds, "raw_client_us": raw_us, "variants": {}}
+    out = {
+        "deliveries": args.deliveries,
+        "rounds": args.rounds,
+        "raw_client_us": raw_us,
+        "raw_per_s": median(f["per_s"] for f in figures["raw"]),
+        "raw_each": figures["raw"],
+        "variants": {},
+    }
     for name, _, _ in variants:
         rows = figures[name]
         out["variants"][name] = {
@@ -98,43 +121,111 @@ def run(args) -> dict:
             "per_s": median(f["per_s"] for f in rows),
             "daemon_us_each": [round(f["daemon"]) for f in rows],
             "ratio_to_raw": median(f["daemon"] for f in rows) / raw_us,
+            "window_per_s": median(f["window_per_s"] for f in rows),
+            "rate_to_raw": median(f["per_s"] / raw["per_s"] for f, raw in zip(rows, figures["raw"])),
+            "rounds_each": rows,
         }
     return out
 
 
-def _one(db, env, work, path, extra, hook_id, count: int, receiver_pid: int) -> dict:
-    """One fresh daemon of one variant, idle first, then sending ``count`` queued deliveries."""
+def _one(db, env, work, path, extra, hook_id, count: int, receiver_pid: int, daemons: int = 1) -> dict:
+    """Fresh daemons of one variant (``daemons``, or its DAEMONS setting), idle first, then sending ``count``
+    queued deliveries. ``daemon``: their CPU summed."""
     own = dict(env, **extra)
+    daemons = int(own.pop("DAEMONS", daemons))
     if path != "-":
         own["PYTHONPATH"] = path
-    port = free_port()
     # cwd: not this checkout, so that PYTHONPATH decides which code runs
-    daemon = start_daemon(own, port, command=[sys.executable, "-m", "nexusctl"], cwd=work)
+    started_daemons, metrics_ports = [], []
     try:
+        for _ in range(daemons):
+            metrics_ports.append(free_port())  # /metrics: its claim and record counters, read after the run
+            started_daemons.append(
+                start_daemon(own, metrics_ports[-1], command=[sys.executable, "-m", "nexusctl"], cwd=work)
+            )
         time.sleep(1.0)  # start-up done
-        meter = CpuMeter(db, daemon=daemon.pid, receiver=receiver_pid)
+        pids = [d.pid for d in started_daemons]
+        meter = CpuMeter(db, **{f"daemon{i}": pid for i, pid in enumerate(pids)}, receiver=receiver_pid)
+        load = Load(db, threads_of=pids, daemons=pids, receiver=receiver_pid)
         started = time.monotonic()
         _queue(db, [hook_id], count)
         _wait_delivered(count, 600)
         seconds = time.monotonic() - started
-        return {**meter.per_item_us(count), "per_s": count / seconds}
+        used = meter.per_item_us(count)
+        phase = load.end()
+        first, last = _window(db)
+        per_daemon = [used.pop(f"daemon{i}") for i in range(len(pids))]
+        counts = collections.Counter()
+        for port in metrics_ports:
+            counts.update(_worker_counts(port))
+        return {
+            "claims": counts["claims"],
+            "per_claim": counts["claimed"] / max(counts["claims"], 1),
+            "per_record_batch": counts["recorded"] / max(counts["record_batches"], 1),
+            **used,
+            "daemon": sum(per_daemon),
+            "daemon_each": [round(v) for v in per_daemon],
+            "daemons": len(pids),
+            "per_s": count / seconds,
+            "window_per_s": count / max((last - first).total_seconds(), 1e-6),
+            "window_seconds": (last - first).total_seconds(),
+            "load": phase,
+        }
     finally:
-        daemon.terminate()
-        daemon.wait(30)
+        for daemon in started_daemons:
+            daemon.terminate()
+        for daemon in started_daemons:
+            daemon.wait(30)
+
+
+def _worker_counts(port: int) -> dict[str, float]:
+    """The delivery worker's totals on a daemon's /metrics (claims, claimed, record_batches, recorded)."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("nexus_webhook_") and "_total" in line:
+            name, _, value = line.partition(" ")
+            out[name.removeprefix("nexus_webhook_").removesuffix("_total")] = float(value)
+    return out
 
 
 def markdown(r: dict) -> str:
     lines = [
-        f"{r['deliveries']:,} queued deliveries per daemon per round, {r['rounds']} rounds; raw aiohttp client "
-        f"{r['raw_client_us']:.0f} µs CPU per POST (median of the rounds).",
+        f"{r['deliveries']:,} queued deliveries per variant per round, {r['rounds']} rounds; raw aiohttp client "
+        f"{r['raw_client_us']:.0f} µs CPU per POST, {r['raw_per_s']:,.0f} POSTs/s (medians of the rounds).",
         "",
-        "| variant | daemon µs / delivery (each round) | PostgreSQL µs | deliveries/s | daemon / raw client |",
-        "|---|---|---|---|---|",
+        "| variant | daemon µs / delivery (each round) | PostgreSQL µs | deliveries/s (first attempt to last "
+        "delivered) | rate / raw | daemon / raw client |",
+        "|---|---|---|---|---|---|",
     ]
     for name, v in r["variants"].items():
         lines.append(
             f"| {name} | {v['daemon_us']:.0f} ({', '.join(map(str, v['daemon_us_each']))}) | {v['postgres_us']:.0f} "
-            f"| {v['per_s']:.0f} | **{v['ratio_to_raw']:.2f}x** |"
+            f"| {v['per_s']:.0f} ({v['window_per_s']:.0f}) | {v['rate_to_raw']:.2f} | **{v['ratio_to_raw']:.2f}x** |"
+        )
+    lines += [
+        "",
+        "Load in cores (CPU s / wall s; medians of the rounds): machine busy (of "
+        f"{os.cpu_count()}), and of it the daemons (their busiest main thread), PostgreSQL, receiver, raw client, "
+        "others.",
+        "",
+        "| phase | machine | daemons (main thread; its wait for a CPU) | PostgreSQL | receiver | raw client | others "
+        "| loadavg |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    phases = {name: [f["load"] for f in v["rounds_each"]] for name, v in r["variants"].items()}
+    phases["raw"] = [f["load"] for f in r["raw_each"]]
+    for name, loads in phases.items():
+
+        def m(key, loads=loads):
+            values = [x[key] for x in loads if key in x]
+            return f"{median(values):.2f}" if values else "-"
+
+        spread = [x["loadavg"][0] for x in loads] + [x["loadavg"][1] for x in loads]
+        lines.append(
+            f"| {name} | {m('machine')} | {m('daemons')} ({m('busiest_main_thread')}; "
+            f"{m('main_thread_runnable_waiting')}) | {m('postgres')} "
+            f"| {m('receiver')} | {m('client')} | {m('others')} | {min(spread):.1f}-{max(spread):.1f} |"
         )
     return "\n".join(lines)
 
@@ -147,6 +238,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--raw-seconds", type=float, default=3)
+    parser.add_argument("--daemons", type=int, default=1, help="daemons per variant (a variant's DAEMONS=N wins)")
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
     result = run(args)
