@@ -183,10 +183,12 @@ def variant(text: str) -> tuple[str, str, dict]:
     return name, path, dict(item.split("=", 1) for item in envs.split(",") if item)
 
 
-def delivery_settings(concurrency: int | None = None) -> dict:
+def delivery_settings(concurrency: int | None = None, per_endpoint: int | None = None) -> dict:
     """A daemon that delivers webhooks to a receiver on 127.0.0.1 (the SSRF guard lets it), JSON logs, and
     nothing else running (no event consumer; syncs and the refresh sweep hourly); with ``concurrency``, the
-    delivery worker's (in all and per endpoint)."""
+    delivery worker's sending slots in all (WEBHOOK_CONCURRENCY). The per-endpoint cap stays the product's default
+    (WEBHOOK_CONCURRENCY_PER_ENDPOINT, 16) unless ``per_endpoint`` is given: until 2026-12-06 it was set to
+    ``concurrency`` too, so the queued-delivery figures of one webhook were of a cap of 50, not of the defaults."""
     settings = dict(
         WEBHOOK_ALLOWED_NETWORKS="127.0.0.1/32",
         LOG_FORMAT="json",
@@ -195,7 +197,9 @@ def delivery_settings(concurrency: int | None = None) -> dict:
         REFRESH_SWEEP_INTERVAL="1h",
     )
     if concurrency is not None:
-        settings.update(WEBHOOK_CONCURRENCY=str(concurrency), WEBHOOK_CONCURRENCY_PER_ENDPOINT=str(concurrency))
+        settings.update(WEBHOOK_CONCURRENCY=str(concurrency))
+    if per_endpoint is not None:
+        settings.update(WEBHOOK_CONCURRENCY_PER_ENDPOINT=str(per_endpoint))
     return settings
 
 

@@ -62,7 +62,7 @@ def run(args) -> dict:
     work = Path(tempfile.mkdtemp(prefix="nexus-bench-delivery-ab-"))
     database_url = args.database_url or f"sqlite:///{work}/hooks.db"
     env = base_env(work, database_url)
-    env.update(delivery_settings(args.concurrency))
+    env.update(delivery_settings(args.concurrency, args.per_endpoint))
     db = bench_database(env, database_url)
 
     from nexusctl import config
@@ -237,6 +237,11 @@ def main() -> None:
     parser.add_argument("--deliveries", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument(
+        "--per-endpoint",
+        type=int,
+        help="WEBHOOK_CONCURRENCY_PER_ENDPOINT (default: the product's, 16; the raw POSTs stay at --concurrency)",
+    )
     parser.add_argument("--raw-seconds", type=float, default=3)
     parser.add_argument("--daemons", type=int, default=1, help="daemons per variant (a variant's DAEMONS=N wins)")
     parser.add_argument("--json", help="also write the figures here")

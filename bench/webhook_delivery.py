@@ -134,6 +134,11 @@ def main() -> None:
     parser.add_argument("--backlog", type=int, default=1_000_000, help="0: no backlog-memory run")
     parser.add_argument("--backlog-seconds", type=float, default=30)
     parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument(
+        "--per-endpoint",
+        type=int,
+        help="WEBHOOK_CONCURRENCY_PER_ENDPOINT (default: the product's, 16; the raw POSTs stay at --concurrency)",
+    )
     parser.add_argument("--raw-seconds", type=float, default=5)
     parser.add_argument("--receivers", type=int, default=20, help="webhooks (receivers) of the failing-receiver run")
     parser.add_argument(
@@ -157,7 +162,7 @@ def run(args) -> dict:
     database_url = args.database_url or f"sqlite:///{work}/hooks.db"
     postgres = is_postgres(database_url)
     env = base_env(work, database_url)
-    env.update(delivery_settings(args.concurrency))
+    env.update(delivery_settings(args.concurrency, args.per_endpoint))
     db = bench_database(env, database_url)  # a rerun measures only its own rows
 
     from nexusctl import config
