@@ -14,11 +14,13 @@ import uuid
 from contextlib import nullcontext
 from typing import NamedTuple
 
+import peewee
+
 from nexusctl import tracing
 from nexusctl.core import deliveries
 from nexusctl.core.ids import parse_uuid
 from nexusctl.db import statements
-from nexusctl.db.database import database_proxy
+from nexusctl.db.database import database_proxy, is_postgres, retry_deadlocks
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import Integration, OutboxEvent, Webhook, WebhookDelivery
 from nexusctl.errors import IntegrationNotFound, NexusError, PayloadTooLarge, UsageProblem
@@ -176,7 +178,22 @@ def _subjects(ids: list) -> tuple[dict, dict]:
             hooks[subject.id] = []
         if hook_id is not None:
             hooks[subject.id].append((hook_id, Webhook.events.python_value(patterns)))
+    if is_postgres(database_proxy) and database_proxy.in_transaction():
+        _hold(hooks)
     return {subject.id: subject for subject in subjects.values()}, hooks
+
+
+def _hold(hooks: dict) -> None:
+    """Inside a transaction on PostgreSQL: lock the webhooks just read (FOR KEY SHARE, as the deliveries' foreign
+    key would) and leave out those deleted since, so no delete can break the INSERT before this commits."""
+    ids = [hook_id for found in hooks.values() for hook_id, _ in found]
+    if not ids:
+        return
+    where, params = statements.in_list(Webhook.id, ids)
+    sql = f'SELECT "id" FROM "webhooks" WHERE {where} FOR KEY SHARE'
+    kept = {row[0] for row in database_proxy.execute_sql(sql, params).fetchall()}
+    for found in hooks.values():
+        found[:] = [hook for hook in found if hook[0] in kept]
 
 
 def _write(items, wanted: dict, outcomes: list, deliveries_max: int | None) -> None:
@@ -277,6 +294,32 @@ def emit_many(items, *, deliveries_max: int | None = None) -> list:
     # PostgreSQL the writes are one statement, atomic by itself (statements.one_write): no BEGIN and COMMIT,
     # and the read before it sees what it would see as a transaction's first statement (READ COMMITTED takes a
     # snapshot per statement, and the read locks nothing either way).
-    with nullcontext() if statements.one_write() else database_proxy.atomic():
-        _write(items, wanted, outcomes, deliveries_max)
+    _write_safely(items, wanted, outcomes, deliveries_max)
     return outcomes
+
+
+FOREIGN_KEY_VIOLATION = "23503"
+
+
+def _write_safely(items, wanted: dict, outcomes: list, deliveries_max: int | None) -> None:
+    """``_write`` as emit_many says. On PostgreSQL a webhook (or its integration) deleted between the read and the
+    one-statement write failed it on the deliveries' foreign key (a 500 for the emitter): nothing was written, so
+    it goes again in a transaction that reads and locks the webhooks (``_hold``), which a delete cannot break."""
+    alone = statements.one_write()
+    try:
+        with nullcontext() if alone else database_proxy.atomic():
+            _write(items, wanted, outcomes, deliveries_max)
+    except peewee.IntegrityError as exc:
+        if not alone or not _foreign_key_violated(exc):
+            raise
+
+        def locked() -> None:
+            with database_proxy.atomic():
+                _write(items, wanted, outcomes, deliveries_max)
+
+        retry_deadlocks(locked)  # its locks against an integration's delete, which takes its webhooks in turn
+
+
+def _foreign_key_violated(exc: peewee.IntegrityError) -> bool:
+    causes = (exc, *exc.args[:1], exc.__context__, exc.__cause__)
+    return any(getattr(cause, "pgcode", None) == FOREIGN_KEY_VIOLATION for cause in causes)
