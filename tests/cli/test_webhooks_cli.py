@@ -41,6 +41,21 @@ def test_create_shows_the_secret_once_and_emit_queues_deliveries(cli, make_integ
     assert rows[0]["payload"]["data"]["mediaId"] == "m1"
 
 
+def test_data_cannot_name_another_user_in_the_delivery(cli, make_integration, tmp_path):
+    integration = make_integration()
+    hook = _create(cli, integration, "post.*")
+    spoof = json.dumps({"userId": "6f1c2a9e-0000-4000-8000-000000000001", "n": 1})
+    assert cli("events", "emit", integration.id, "post.created", "--data", spoof).exit_code == 0
+    path = tmp_path / "events.ndjson"
+    path.write_text(
+        json.dumps({"integrationId": str(integration.id), "type": "post.updated", "data": json.loads(spoof)})
+    )
+    assert cli("events", "emit", "--file", str(path)).exit_code == 0
+    rows = json.loads(cli("webhooks", "deliveries", hook["id"], "--json").stdout)
+    assert [r["payload"]["data"]["userId"] for r in rows] == [str(integration.user_id)] * 2
+    assert [e.data["userId"] for e in OutboxEvent.select()] == [str(integration.user_id)] * 2
+
+
 def test_emit_from_a_file_of_json_lines_answers_each_line(cli, make_integration, tmp_path):
     integration = make_integration()
     _create(cli, integration, "post.*")

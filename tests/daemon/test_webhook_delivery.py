@@ -580,6 +580,23 @@ async def test_emits_while_a_webhook_is_created_and_deleted_are_all_accepted(env
     assert await api.server.app[DB].run(written) == (120 + 120 * 3, {uuid.UUID(kept["id"])})
 
 
+async def test_data_cannot_name_another_user_integration_or_provider_in_any_copy(env):
+    """Found by a reviewer: data.userId was kept in the delivery (what the receiver gets) while the outbox's copy
+    said the caller. The subject wins in both, on both routes."""
+    api, receiver, base, integration = env
+    await _create(api, integration, f"{base}/hook", ["post.*"])
+    spoof = {"userId": str(uuid.uuid4()), "integrationId": str(uuid.uuid4()), "provider": "SLACK", "n": 1}
+    await _emit(api, integration, "post.created", spoof)
+    batch = [{"integrationId": str(integration.id), "type": "post.updated", "data": spoof}]
+    answer = await api.post("/integrations/events", json={"events": batch}, headers=auth())
+    assert answer.status == 202 and (await answer.json())["data"]["accepted"] == 1
+    await receiver.wait_for(2)
+    own = {"userId": str(OWNER), "integrationId": str(integration.id), "provider": "SHOPIFY", "n": 1}
+    sent = [json.loads(r["body"])["data"] for r in receiver.received]
+    stored = [e.data for e in OutboxEvent.select().where(OutboxEvent.type.in_(["post.created", "post.updated"]))]
+    assert sent == [own, own] and stored == [own, own]
+
+
 async def _create_for_stranger(api, env):
     from nexusctl.db.models import Integration
 
