@@ -242,12 +242,7 @@ def _write(items, wanted: dict, outcomes: list, deliveries_max: int | None) -> N
     if deliveries_max is not None and len(pending) > deliveries_max:
         # Before anything is written: 500 events to 100 webhooks each were 50,000 deliveries in one transaction
         # (4.9 s on SQLite, 6.8 s on PostgreSQL, the write lock held all along on SQLite).
-        raise TooManyDeliveries(
-            f"these {len(events)} events would queue {len(pending)} deliveries (each to every matching webhook), "
-            f"more than one emit may queue ({deliveries_max}, EMIT_DELIVERIES_MAX): send fewer events at a time",
-            deliveries=len(pending),
-            limit=deliveries_max,
-        )
+        raise _too_many(len(events), len(pending), deliveries_max)
     # The outbox rows and the deliveries in one statement on PostgreSQL (prepared; it NOTIFYs the workers too),
     # two INSERTs on SQLite.
     statements.insert_together(
@@ -268,6 +263,20 @@ def _write(items, wanted: dict, outcomes: list, deliveries_max: int | None) -> N
 
 class TooManyDeliveries(PayloadTooLarge):
     """The events of one emit would queue more deliveries than EMIT_DELIVERIES_MAX."""
+
+
+def _too_many(events: int, pending: int, limit: int) -> TooManyDeliveries:
+    if events == 1:  # fewer events at a time cannot help: its integration has that many matching webhooks
+        why = (
+            f"this event would go to {pending} matching webhooks ({pending} deliveries), more than one emit may "
+            f"queue ({limit}, EMIT_DELIVERIES_MAX)"
+        )
+    else:
+        why = (
+            f"these {events} events would queue {pending} deliveries (each to every matching webhook), more than "
+            f"one emit may queue ({limit}, EMIT_DELIVERIES_MAX): send fewer events at a time"
+        )
+    return TooManyDeliveries(why, deliveries=pending, limit=limit)
 
 
 def emit_many(items, *, deliveries_max: int | None = None) -> list:
