@@ -597,6 +597,30 @@ async def test_data_cannot_name_another_user_integration_or_provider_in_any_copy
     assert sent == [own, own] and stored == [own, own]
 
 
+@pytest.mark.parametrize(("bad", "mention"), [(r"\u0000", "NUL"), (r"\ud800", "surrogate")])
+async def test_text_no_database_stores_in_one_items_data_refuses_that_item_alone(env, bad, mention):
+    """Found by a reviewer: a NUL in one item's data answered the whole batch 400 ("events contains a NUL
+    character"); each item is answered on its own, as the README says."""
+    api, _receiver, base, integration = env
+    await _create(api, integration, f"{base}/hook", ["post.*"])
+    item = '{"integrationId": "%s", "type": "post.created", "data": {"caption": "%s"}}'
+    raw = '{"events": [%s, %s, %s]}' % (
+        item % (integration.id, "ok"),
+        item % (integration.id, bad),
+        item % (integration.id, "ok"),
+    )
+    answer = await api.post(
+        "/integrations/events", data=raw.encode(), headers={**auth(), "Content-Type": "application/json"}
+    )
+    body = await answer.json()
+    assert answer.status == 202, body
+    assert (body["data"]["accepted"], body["data"]["refused"]) == (2, 1)
+    error = body["data"]["results"][1]["error"]
+    assert error["code"] == "VALIDATION_ERROR" and mention in error["message"] and "data" in error["message"], error
+    assert [r["deliveriesQueued"] for r in body["data"]["results"][::2]] == [1, 1]
+    assert OutboxEvent.select().where(OutboxEvent.type == "post.created").count() == 2
+
+
 async def _create_for_stranger(api, env):
     from nexusctl.db.models import Integration
 
