@@ -48,7 +48,7 @@ TypeFilter = Annotated[
     ),
 ]
 IntegrationFilter = Annotated[str | None, typer.Option("--integration", "-i", help="Only this integration's events.")]
-Data = Annotated[str, typer.Option("--data", help="JSON object, @FILE, or - for stdin.")]
+Data = Annotated[str, typer.Option("--data", help="JSON object, @FILE, or - for stdin (a file or stdin in UTF-8).")]
 
 
 def read_data(data: str) -> dict:
@@ -199,9 +199,11 @@ def emit_cmd(
             "--file",
             "-f",
             help="Many events: a file of JSON lines "
-            '(or - for stdin), each {"integrationId", "type", '
+            '(or - for stdin, UTF-8), each {"integrationId", "type", '
             '"data"}; sent in transactions of '
-            "500. A refused line is reported and the others go; exit 2 (VALIDATION_ERROR) if any was refused.",
+            "500. A refused line is reported and the others go; exit 2 (VALIDATION_ERROR) if any was refused. "
+            "An error that stops it (the database gone) first says up to which line all is done, so a retry "
+            "sends only the rest.",
         ),
     ] = None,
     as_json: Json = False,
