@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer._click.core import ParameterSource  # typer vendors click: its contexts say this one
 
 from nexusctl import clock
 from nexusctl.cli.context import out, state
@@ -47,19 +48,40 @@ TypeFilter = Annotated[
     ),
 ]
 IntegrationFilter = Annotated[str | None, typer.Option("--integration", "-i", help="Only this integration's events.")]
-Data = Annotated[str, typer.Option("--data", help="JSON object, @FILE, or - for stdin.")]
+Data = Annotated[str, typer.Option("--data", help="JSON object, @FILE, or - for stdin (a file or stdin in UTF-8).")]
 
 
 def read_data(data: str) -> dict:
-    """--data as given: inline JSON, @FILE or - (stdin)."""
+    """--data as given: inline JSON, @FILE or - (stdin); a file or stdin strictly UTF-8 (JSON's encoding)."""
     if data == "-":
-        data = sys.stdin.read()
+        data = utf8(sys.stdin.buffer.read(), "--data - (stdin)", field="data")
     elif data.startswith("@"):
+        name = data[1:]
+        if not name:
+            raise UsageProblem("--data @ names no file: give @FILE (or - for stdin)", field="data")
         try:
-            data = Path(data[1:]).read_text()
+            raw = Path(name).read_bytes()
         except OSError as exc:
-            raise UsageProblem(f"cannot read {data[1:]}: {exc.strerror}", field="data") from None
+            raise UsageProblem(f"cannot read {name}: {exc.strerror}", field="data") from None
+        data = utf8(raw, name, field="data")
     return parse_json_object(data, "data")
+
+
+BOM = b"\xef\xbb\xbf"
+
+
+def utf8(raw: bytes, what: str, *, field: str | None = None, bom: bool = True) -> str:
+    """``raw`` as text, strictly UTF-8 (``bom``: a UTF-8 BOM at its start left out, as most tools do): anything
+    else is a usage error naming the byte, and saying so when it looks like UTF-16."""
+    skip = len(BOM) if bom and raw.startswith(BOM) else 0
+    try:
+        return raw[skip:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        at = exc.start + skip
+        hint = " (a UTF-16 file? convert it: iconv -f UTF-16 -t UTF-8)" if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        raise UsageProblem(
+            f"{what} is not UTF-8 (byte 0x{raw[at : at + 1].hex()} at position {at}){hint}", field=field
+        ) from None
 
 
 @app.command("list")
@@ -177,9 +199,11 @@ def emit_cmd(
             "--file",
             "-f",
             help="Many events: a file of JSON lines "
-            '(or - for stdin), each {"integrationId", "type", '
+            '(or - for stdin, UTF-8), each {"integrationId", "type", '
             '"data"}; sent in transactions of '
-            "500. A refused line is reported and the others go; exit 2 (VALIDATION_ERROR) if any was refused.",
+            "500. A refused line is reported and the others go; exit 2 (VALIDATION_ERROR) if any was refused. "
+            "An error that stops it (the database gone) first says up to which line all is done, so a retry "
+            "sends only the rest.",
         ),
     ] = None,
     as_json: Json = False,
@@ -198,6 +222,8 @@ def emit_cmd(
     if file is not None:
         if integration_id is not None or event_type is not None:
             raise UsageProblem("give either --file or an integration id and an event type, not both", field="file")
+        if ctx.get_parameter_source("data") is not ParameterSource.DEFAULT:
+            raise UsageProblem("--data goes with one event: with --file each line has its own data", field="data")
         state(ctx).database()
         _emit_file(ctx, file, as_json)
         return
@@ -233,60 +259,81 @@ def _emit_file(ctx: typer.Context, file: str, as_json: bool) -> None:
         raise UsageProblem(f"cannot read {file}: {exc.strerror}", field="file") from None
     emitted = queued = refused = 0
     results = []
+    warnings: list = []  # (line, text): printed in line order once the lines before them are answered
+    sending: list = []  # the first line of the part being sent (nothing of it committed if that fails)
 
     def report(number: int, outcome) -> None:
         nonlocal emitted, queued, refused
         if isinstance(outcome, Exception):
             refused += 1
             code = getattr(outcome, "code", "VALIDATION_ERROR")
-            out(ctx).warn(f"line {number}: {code}: {getattr(outcome, 'message', outcome)}")
+            warnings.append((number, f"line {number}: {code}: {getattr(outcome, 'message', outcome)}"))
             results.append({"line": number, "error": {"code": code, "message": getattr(outcome, "message", "")}})
         else:
             emitted += 1
             queued += outcome["deliveriesQueued"]
             results.append({"line": number, **outcome})
 
+    def warn_before(line: int | None = None) -> None:
+        warnings.sort()
+        while warnings and (line is None or warnings[0][0] < line):
+            out(ctx).warn(warnings.pop(0)[1])
+
     limit = state(ctx).settings.emit_deliveries_max
 
     def flush(batch) -> None:
+        sending[:] = [batch[0][0]]
         try:
             outcomes = events.emit_many([item for _, item in batch], deliveries_max=limit)
         except events.TooManyDeliveries as exc:
             # EMIT_DELIVERIES_MAX bounds one transaction's deliveries: the batch goes in halves (nothing of it
             # was written); a single event over it is its line's refusal.
             if len(batch) == 1:
+                sending.clear()
                 report(batch[0][0], exc)
                 return
             flush(batch[: len(batch) // 2])
             flush(batch[len(batch) // 2 :])
             return
+        sending.clear()
         for (number, _), outcome in zip(batch, outcomes, strict=True):
             report(number, outcome)
 
     batch: list = []
-    with stream:
-        for number, line in enumerate(iter(lambda: stream.readline(LINE_MAX + 1), b""), start=1):
-            if not line.strip():
-                continue
-            try:
-                if len(line) > LINE_MAX:
-                    raise UsageProblem(f"the line is over {LINE_MAX // 1024} KB")
-                item = parse_json_object(_decode(line, number), f"line {number}")
-                unknown = sorted(set(item) - {"integrationId", "type", "data"})
-                if unknown:
-                    raise UsageProblem(f"unknown field(s): {', '.join(unknown)}")
-                batch.append((number, (item.get("integrationId"), item.get("type"), item.get("data", {}), None)))
-            except UsageProblem as exc:
-                report(number, exc)
-                if len(line) > LINE_MAX:  # skip the rest of the over-long line
-                    while line and not line.endswith(b"\n"):
-                        line = stream.readline(LINE_MAX + 1)
-                continue
-            if len(batch) >= events.BATCH_MAX:
+    number = 0
+    try:
+        with stream:
+            for number, line in enumerate(iter(lambda: stream.readline(LINE_MAX + 1), b""), start=1):
+                if not line.strip():
+                    continue
+                try:
+                    if len(line) > LINE_MAX:
+                        raise UsageProblem(f"the line is over {LINE_MAX // 1024} KB")
+                    item = parse_json_object(_decode(line, number), f"line {number}")
+                    unknown = sorted(set(item) - {"integrationId", "type", "data"})
+                    if unknown:
+                        raise UsageProblem(f"unknown field(s): {', '.join(unknown)}")
+                    batch.append((number, (item.get("integrationId"), item.get("type"), item.get("data", {}), None)))
+                except UsageProblem as exc:
+                    report(number, exc)
+                    if len(line) > LINE_MAX:  # skip the rest of the over-long line
+                        while line and not line.endswith(b"\n"):
+                            line = stream.readline(LINE_MAX + 1)
+                    continue
+                if len(batch) >= events.BATCH_MAX:
+                    flush(batch)
+                    batch = []
+                    warn_before()
+            if batch:
                 flush(batch)
-                batch = []
-        if batch:
-            flush(batch)
+    except BaseException:
+        # A database error (or Ctrl-C) midway: the batches before it are committed. Say how far, so a retry
+        # sends the rest only (not duplicates of what went), then the error as any command's.
+        resume = sending[0] if sending else batch[0][0] if batch else max(number, 1)
+        warn_before(resume)
+        _stopped(ctx, file, resume, results, as_json)
+        raise
+    warn_before()
     results.sort(key=lambda r: r["line"])
     out(ctx).success(
         f"Emitted {emitted} events: {queued} deliveries queued" + (f"; {refused} refused" if refused else "")
@@ -297,16 +344,32 @@ def _emit_file(ctx: typer.Context, file: str, as_json: bool) -> None:
         raise typer.Exit(UsageProblem.exit_code)
 
 
+def _stopped(ctx: typer.Context, file: str, resume: int, results: list, as_json: bool) -> None:
+    """What ``_emit_file`` had done when an error stopped it before line ``resume``: every line before it was
+    answered (emitted, committed, or refused), none from it on."""
+    done = sorted((r for r in results if r["line"] < resume), key=lambda r: r["line"])
+    emitted = [r for r in done if "error" not in r]
+    queued = sum(r["deliveriesQueued"] for r in emitted)
+    refused = len(done) - len(emitted)
+    rest = f"tail -n +{resume} {file}" if file != "-" else f"from line {resume} of the input"
+    done_text = (
+        f"lines 1-{resume - 1} are done ({len(emitted)} events emitted, {queued} deliveries queued, {refused} refused)"
+        if resume > 1
+        else "nothing was emitted"
+    )
+    out(ctx).warn(
+        f"stopped at line {resume}: {done_text}; nothing from line {resume} on was emitted: send only those "
+        f"again ({rest})"
+    )
+    if as_json:
+        summary = {"emitted": len(emitted), "deliveriesQueued": queued, "refused": refused, "results": done}
+        out(ctx).json({**summary, "stoppedAtLine": resume})
+
+
 def _decode(line: bytes, number: int) -> str:
-    """One line's text, strictly UTF-8 (JSON's encoding): anything else is that line's refusal, naming the byte."""
-    try:
-        return line.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        bad = line[exc.start : exc.start + 1].hex()
-        hint = (
-            " (a UTF-16 file? convert it: iconv -f UTF-16 -t UTF-8)" if line[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
-        )
-        raise UsageProblem(f"line {number} is not UTF-8 (byte 0x{bad} at position {exc.start}){hint}") from None
+    """One line's text, strictly UTF-8 (JSON's encoding): anything else is that line's refusal, naming the byte.
+    A UTF-8 BOM opens the first line only."""
+    return utf8(line, f"line {number}", bom=number == 1)
 
 
 @app.command("ingest")

@@ -58,7 +58,9 @@ LISTENERS: list = []
 def payload_of(integration: Integration, event_type: str, data: dict, now: dt.datetime | None = None) -> dict:
     envelope = {
         **(data or {}),
-        "integrationId": str(integration.id),  # data cannot rename the subject
+        # The subject last: data (an emitter's) cannot name another integration or user, as in the outbox's copy.
+        "integrationId": str(integration.id),
+        "userId": str(integration.user_id),
         "provider": integration.provider.value if integration.provider else None,
     }
     return {"type": event_type, "timestamp": (now or utcnow()).isoformat().replace("+00:00", "Z"), "data": envelope}

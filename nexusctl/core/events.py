@@ -14,11 +14,13 @@ import uuid
 from contextlib import nullcontext
 from typing import NamedTuple
 
+import peewee
+
 from nexusctl import tracing
 from nexusctl.core import deliveries
 from nexusctl.core.ids import parse_uuid
 from nexusctl.db import statements
-from nexusctl.db.database import database_proxy
+from nexusctl.db.database import database_proxy, is_postgres, retry_deadlocks
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import Integration, OutboxEvent, Webhook, WebhookDelivery
 from nexusctl.errors import IntegrationNotFound, NexusError, PayloadTooLarge, UsageProblem
@@ -185,7 +187,22 @@ def _subjects(ids: list, signing: bool = False) -> tuple[dict, dict, dict]:
             hooks[subject.id].append((hook_id, Webhook.events.python_value(patterns)))
             if signing:
                 hook_rows[hook_id] = (hook_id, *secrets)
+    if is_postgres(database_proxy) and database_proxy.in_transaction():
+        _hold(hooks)
     return {subject.id: subject for subject in subjects.values()}, hooks, hook_rows
+
+
+def _hold(hooks: dict) -> None:
+    """Inside a transaction on PostgreSQL: lock the webhooks just read (FOR KEY SHARE, as the deliveries' foreign
+    key would) and leave out those deleted since, so no delete can break the INSERT before this commits."""
+    ids = [hook_id for found in hooks.values() for hook_id, _ in found]
+    if not ids:
+        return
+    where, params = statements.in_list(Webhook.id, ids)
+    sql = f'SELECT "id" FROM "webhooks" WHERE {where} FOR KEY SHARE'
+    kept = {row[0] for row in database_proxy.execute_sql(sql, params).fetchall()}
+    for found in hooks.values():
+        found[:] = [hook for hook in found if hook[0] in kept]
 
 
 def _write(items, wanted: dict, outcomes: list, deliveries_max: int | None, offer) -> deliveries.Handed:
@@ -234,12 +251,7 @@ def _write(items, wanted: dict, outcomes: list, deliveries_max: int | None, offe
     if deliveries_max is not None and len(pending) > deliveries_max:
         # Before anything is written: 500 events to 100 webhooks each were 50,000 deliveries in one transaction
         # (4.9 s on SQLite, 6.8 s on PostgreSQL, the write lock held all along on SQLite).
-        raise TooManyDeliveries(
-            f"these {len(events)} events would queue {len(pending)} deliveries (each to every matching webhook), "
-            f"more than one emit may queue ({deliveries_max}, EMIT_DELIVERIES_MAX): send fewer events at a time",
-            deliveries=len(pending),
-            limit=deliveries_max,
-        )
+        raise _too_many(len(events), len(pending), deliveries_max)
     # Those the daemon's worker has room for are leased to it in the same INSERT (it sends them without a claim);
     # the others are queued unleased, for the workers' claims.
     handed, leased = deliveries.NOTHING_HANDED, []
@@ -270,6 +282,20 @@ def _write(items, wanted: dict, outcomes: list, deliveries_max: int | None, offe
 
 class TooManyDeliveries(PayloadTooLarge):
     """The events of one emit would queue more deliveries than EMIT_DELIVERIES_MAX."""
+
+
+def _too_many(events: int, pending: int, limit: int) -> TooManyDeliveries:
+    if events == 1:  # fewer events at a time cannot help: its integration has that many matching webhooks
+        why = (
+            f"this event would go to {pending} matching webhooks ({pending} deliveries), more than one emit may "
+            f"queue ({limit}, EMIT_DELIVERIES_MAX)"
+        )
+    else:
+        why = (
+            f"these {events} events would queue {pending} deliveries (each to every matching webhook), more than "
+            f"one emit may queue ({limit}, EMIT_DELIVERIES_MAX): send fewer events at a time"
+        )
+    return TooManyDeliveries(why, deliveries=pending, limit=limit)
 
 
 def emit_many(items, *, deliveries_max: int | None = None) -> list:
@@ -307,7 +333,34 @@ def _emit(items, deliveries_max: int | None, offer) -> tuple[list, deliveries.Ha
     # holds the write lock from its start: a webhook cannot go between the read and the delivery INSERT). On
     # PostgreSQL the writes are one statement, atomic by itself (statements.one_write): no BEGIN and COMMIT,
     # and the read before it sees what it would see as a transaction's first statement (READ COMMITTED takes a
-    # snapshot per statement, and the read locks nothing either way).
-    with nullcontext() if statements.one_write() else database_proxy.atomic():
-        handed = _write(items, wanted, outcomes, deliveries_max, offer)
+    # snapshot per statement, and the read locks nothing); should a webhook read be deleted before the write, the
+    # write fails on the foreign key, writes nothing, and goes again with the webhooks locked (``_write_safely``).
+    handed = _write_safely(items, wanted, outcomes, deliveries_max, offer)
     return outcomes, handed  # after the commit: a transaction that failed hands nothing
+
+
+FOREIGN_KEY_VIOLATION = "23503"
+
+
+def _write_safely(items, wanted: dict, outcomes: list, deliveries_max: int | None, offer) -> deliveries.Handed:
+    """``_write`` as emit_many says. On PostgreSQL a webhook (or its integration) deleted between the read and the
+    one-statement write failed it on the deliveries' foreign key (a 500 for the emitter): nothing was written, so
+    it goes again in a transaction that reads and locks the webhooks (``_hold``), which a delete cannot break."""
+    alone = statements.one_write()
+    try:
+        with nullcontext() if alone else database_proxy.atomic():
+            return _write(items, wanted, outcomes, deliveries_max, offer)
+    except peewee.IntegrityError as exc:
+        if not alone or not _foreign_key_violated(exc):
+            raise
+
+        def locked() -> deliveries.Handed:
+            with database_proxy.atomic():
+                return _write(items, wanted, outcomes, deliveries_max, offer)
+
+        return retry_deadlocks(locked)  # its locks against an integration's delete, which takes its webhooks in turn
+
+
+def _foreign_key_violated(exc: peewee.IntegrityError) -> bool:
+    causes = (exc, *exc.args[:1], exc.__context__, exc.__cause__)
+    return any(getattr(cause, "pgcode", None) == FOREIGN_KEY_VIOLATION for cause in causes)

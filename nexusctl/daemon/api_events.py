@@ -16,6 +16,7 @@ from pydantic import Field, with_config
 from typing_extensions import Required, TypedDict
 
 from nexusctl.core import events, inbound
+from nexusctl.core.storable import check_storable
 from nexusctl.daemon import responses as out
 from nexusctl.daemon.fields import BODY, Id, Matching, OneOf, Text
 from nexusctl.daemon.keys import SERVICES, SETTINGS
@@ -62,12 +63,13 @@ class EmitBatch(TypedDict):
 
 
 async def emit_batch(request: web.Request) -> web.Response:
-    body = await read_body(request, EmitBatch)
+    body = await read_body(request, EmitBatch, each_later=("events",))
     owner = owner_filter(request)
     items, refused = [], {}
     for index, item in enumerate(body["events"]):
         try:
             item = validate(EmitItem, item)
+            check_storable(item, "data")  # a NUL in one item's data is that item's refusal, not the batch's
         except NexusError as exc:
             refused[index] = exc
             continue

@@ -129,9 +129,10 @@ def validate(model, value: Any) -> dict:
         raise usage_problem(exc) from None
 
 
-async def read_body(request: web.Request, model) -> dict:
+async def read_body(request: web.Request, model, *, each_later: tuple[str, ...] = ()) -> dict:
     """The JSON body, validated against ``model`` from the raw bytes: malformed JSON, a wrong type, an unknown
-    field or text no database can store (nexusctl.core.storable) is a 400 naming the field."""
+    field or text no database can store (nexusctl.core.storable) is a 400 naming the field. ``each_later``: lists
+    whose items the handler checks for storable text one by one (a batch answers a bad item alone)."""
     if request.content_type != "application/json":
         raise UsageProblem("the body must be JSON (Content-Type: application/json)", field="Content-Type")
     raw = await read_raw(request)
@@ -144,10 +145,14 @@ async def read_body(request: web.Request, model) -> dict:
         value = _parsed(raw)
         if isinstance(value, dict):
             for name, item in value.items():
-                check_storable(item, name)
-        raise UsageProblem("the body is not valid JSON") from None
+                if name not in each_later:
+                    check_storable(item, name)
+        if not each_later or not isinstance(value, dict):
+            raise UsageProblem("the body is not valid JSON") from None
+        value = validate(model, value)
     for name, item in value.items():
-        check_storable(item, name)
+        if name not in each_later:
+            check_storable(item, name)
     return value
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import uuid
 
+import peewee
 import pytest
 
 from nexusctl.db.models import OutboxEvent, Webhook, WebhookDelivery
@@ -39,6 +41,21 @@ def test_create_shows_the_secret_once_and_emit_queues_deliveries(cli, make_integ
     rows = json.loads(listed.stdout)
     assert [r["event"] for r in rows] == ["post.created"] and rows[0]["status"] == "PENDING"
     assert rows[0]["payload"]["data"]["mediaId"] == "m1"
+
+
+def test_data_cannot_name_another_user_in_the_delivery(cli, make_integration, tmp_path):
+    integration = make_integration()
+    hook = _create(cli, integration, "post.*")
+    spoof = json.dumps({"userId": "6f1c2a9e-0000-4000-8000-000000000001", "n": 1})
+    assert cli("events", "emit", integration.id, "post.created", "--data", spoof).exit_code == 0
+    path = tmp_path / "events.ndjson"
+    path.write_text(
+        json.dumps({"integrationId": str(integration.id), "type": "post.updated", "data": json.loads(spoof)})
+    )
+    assert cli("events", "emit", "--file", str(path)).exit_code == 0
+    rows = json.loads(cli("webhooks", "deliveries", hook["id"], "--json").stdout)
+    assert [r["payload"]["data"]["userId"] for r in rows] == [str(integration.user_id)] * 2
+    assert [e.data["userId"] for e in OutboxEvent.select()] == [str(integration.user_id)] * 2
 
 
 def test_emit_from_a_file_of_json_lines_answers_each_line(cli, make_integration, tmp_path):
@@ -89,6 +106,89 @@ def test_emit_from_a_file_refuses_a_line_that_is_not_utf8_and_emits_the_others(c
         utf16.stderr
     )
     assert "Emitted 0 events" in utf16.stderr and WebhookDelivery.select().count() == 599
+
+
+def _lines(integration, count, event_type="post.created"):
+    return [{"integrationId": str(integration.id), "type": event_type, "data": {"n": n}} for n in range(count)]
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_emit_from_a_file_stopped_by_an_error_says_what_was_emitted(
+    cli, make_integration, tmp_path, monkeypatch, as_json
+):
+    """Found by a reviewer: `--file` stopped by a database error after its first two batches printed no summary
+    (exit 1), yet 1,000 events were committed: a retry of the file sent them twice. It now says how far it got."""
+    from nexusctl.core import events
+
+    integration = make_integration()
+    _create(cli, integration, "post.*")
+    lines = [json.dumps(line) for line in _lines(integration, 1200)]
+    lines[599] = "not json"  # refused: one of the lines done
+    lines[1099] = "not json either"  # refused, but after the stop: not reported (a retry reports it)
+    path = tmp_path / "events.ndjson"
+    path.write_text("\n".join(lines) + "\n")
+    real, calls = events.emit_many, []
+
+    def third_fails(items, **kwargs):
+        calls.append(len(items))
+        if len(calls) == 3:
+            raise peewee.OperationalError("server closed the connection unexpectedly")
+        return real(items, **kwargs)
+
+    monkeypatch.setattr(events, "emit_many", third_fails)
+    stopped = cli("events", "emit", "--file", str(path), *(["--json"] if as_json else []))
+    assert stopped.exit_code == 1, stopped.stderr
+    messages = stopped.stderr.splitlines()
+    assert messages[0].startswith("warning: line 600: VALIDATION_ERROR"), messages
+    assert messages[1] == (
+        "warning: stopped at line 1002: lines 1-1001 are done (1000 events emitted, 1000 deliveries queued, "
+        f"1 refused); nothing from line 1002 on was emitted: send only those again (tail -n +1002 {path})"
+    ), messages
+    assert messages[2].startswith("error: ") and len(messages) == 3, messages
+    assert OutboxEvent.select().count() == 1000
+    if as_json:
+        summary = json.loads(stopped.stdout)
+        assert (summary["emitted"], summary["refused"], summary["stoppedAtLine"]) == (1000, 1, 1002)
+        assert [r["line"] for r in summary["results"]] == list(range(1, 1002))
+    # The rest, sent again as it says: every line emitted once.
+    monkeypatch.setattr(events, "emit_many", real)
+    rest = tmp_path / "rest.ndjson"
+    rest.write_text("\n".join(lines[1001:]) + "\n")
+    assert cli("events", "emit", "--file", str(rest)).exit_code == 2  # its refused line
+    assert sorted(e.data["n"] for e in OutboxEvent.select()) == [n for n in range(1200) if n not in (599, 1099)]
+
+
+def test_emit_from_a_file_warns_in_line_order(cli, make_integration, tmp_path):
+    integration = make_integration()
+    _create(cli, integration, "post.*")
+    lines = [json.dumps(line) for line in _lines(integration, 4)]
+    lines[0] = json.dumps({"integrationId": str(integration.id), "type": "webhook.failed"})  # refused when sent
+    lines[1] = "{"  # refused when read
+    lines[3] = json.dumps({"integrationId": str(uuid.uuid4()), "type": "post.created"})  # refused when sent
+    path = tmp_path / "events.ndjson"
+    path.write_text("\n".join(lines) + "\nnope\n")
+    emitted = cli("events", "emit", "--file", str(path))
+    assert emitted.exit_code == 2, emitted.stderr
+    warned = [int(line.split()[2].rstrip(":")) for line in emitted.stderr.splitlines() if line.startswith("warning")]
+    assert warned == [1, 2, 4, 5], emitted.stderr
+
+
+def test_emit_from_a_file_takes_a_utf8_bom_at_its_start(cli, make_integration, tmp_path):
+    integration = make_integration()
+    _create(cli, integration, "post.*")
+    path = tmp_path / "events.ndjson"
+    path.write_text("\n".join(json.dumps(line) for line in _lines(integration, 2)) + "\n", encoding="utf-8-sig")
+    emitted = cli("events", "emit", "--file", str(path))
+    assert emitted.exit_code == 0 and "Emitted 2 events" in emitted.stderr, emitted.stderr
+    assert "utf-8-sig" not in emitted.stderr
+
+
+def test_data_with_file_is_refused(cli, make_integration, tmp_path):
+    integration = make_integration()
+    line = json.dumps({"integrationId": str(integration.id), "type": "post.x"}) + "\n"
+    refused = cli("events", "emit", "--file", "-", "--data", '{"lost": true}', input=line)
+    assert refused.exit_code == 2 and "--data" in refused.stderr and "VALIDATION_ERROR" in refused.stderr
+    assert OutboxEvent.select().count() == 0
 
 
 def test_replay_and_redeliver_requeue(cli, make_integration):
@@ -185,8 +285,36 @@ def test_emit_reads_data_from_a_file_or_stdin(cli, make_integration, tmp_path):
     )
     missing = cli("events", "emit", integration.id, "post.created", "--data", "@/nonexistent.json")
     assert missing.exit_code == 2 and "cannot read" in missing.stderr
+    bom = tmp_path / "bom.json"
+    bom.write_bytes(b'\xef\xbb\xbf{"mediaId": "with-bom"}')
+    assert cli("events", "emit", integration.id, "post.created", "--data", f"@{bom}").exit_code == 0
     ids = sorted(d.payload["data"]["mediaId"] for d in WebhookDelivery.select())
-    assert ids == ["from-file", "from-stdin"]
+    assert ids == ["from-file", "from-stdin", "with-bom"]
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ('{"caption": "café"}'.encode("latin-1"), "is not UTF-8 (byte 0xe9 at position 16)"),
+        ('{"caption": "café"}'.encode("utf-16"), "UTF-16"),
+    ],
+)
+@pytest.mark.parametrize("command", [("emit", None, "post.created"), ("ingest", "user.deleted")])
+def test_data_that_is_not_utf8_is_refused_from_a_file_or_stdin(cli, make_integration, tmp_path, raw, message, command):
+    """Found by a reviewer: `--data @latin1.json` was INTERNAL_ERROR (an unexpected UnicodeDecodeError), exit 1;
+    `--data -` said "unpaired surrogate". Both are refused input now, naming the byte, as `--file` does."""
+    integration = make_integration()
+    args = ["events", *[str(integration.id) if a is None else a for a in command]]
+    path = tmp_path / "data.json"
+    path.write_bytes(raw)
+    for data, stdin in ((f"@{path}", None), ("-", raw)):
+        refused = cli(*args, "--data", data, input=stdin)
+        assert refused.exit_code == 2, refused.stderr
+        error = [line for line in refused.stderr.splitlines() if line.startswith("error:")]
+        assert len(error) == 1 and "VALIDATION_ERROR" in error[0] and message in error[0], refused.stderr
+    nameless = cli(*args, "--data", "@")
+    assert nameless.exit_code == 2 and "names no file" in nameless.stderr, nameless.stderr
+    assert OutboxEvent.select().count() == 0
 
 
 def test_create_without_events_is_a_usage_error_and_creates_nothing(cli, make_integration):
@@ -282,6 +410,8 @@ def test_webhooks_per_integration_and_deliveries_per_emit_are_bounded(cli, make_
     assert "EMIT_DELIVERIES_MAX" in refused.stderr and "Emitted 0 events" in refused.stderr
     single = cli("events", "emit", integration.id, "post.created")
     assert single.exit_code == 42 and "PAYLOAD_TOO_LARGE" in single.stderr, single.stderr
+    assert "this event would go to 2 matching webhooks (2 deliveries)" in single.stderr, single.stderr
+    assert "(1, EMIT_DELIVERIES_MAX)" in single.stderr and "fewer events" not in single.stderr
     assert WebhookDelivery.select().count() == 8 and OutboxEvent.select().count() == 4
 
 

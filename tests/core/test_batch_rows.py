@@ -68,7 +68,12 @@ def test_an_emit_batch_writes_every_event_and_delivery_with_its_columns(database
         assert delivery.payload["type"] == delivery.event
         assert delivery.payload["timestamp"] == delivery.created_at.isoformat().replace("+00:00", "Z")
     first = next(d for d in queued if d.webhook_id == media_hook.id)
-    assert first.payload["data"] == {"n": 1, "integrationId": str(one.id), "provider": "SHOPIFY"}
+    assert first.payload["data"] == {
+        "n": 1,
+        "integrationId": str(one.id),
+        "userId": str(one.user_id),
+        "provider": "SHOPIFY",
+    }
     assert first.trace_parent == PARENT
     nested = next(d for d in queued if d.webhook_id == all_hook.id and d.event == "note.created")
     assert nested.payload["data"]["nested"] == {"a": [1, None, "é"]}

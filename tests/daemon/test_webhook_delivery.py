@@ -525,6 +525,102 @@ async def test_a_batch_of_events_answers_each_in_order(env):
     await receiver.wait_for(1)
 
 
+async def test_emits_while_a_webhook_is_created_and_deleted_are_all_accepted(env):
+    """Found by a reviewer on PostgreSQL: emits on both routes while another caller creates and deletes a webhook
+    of the same integration got 500s (a webhook deleted between the emit's read and its write broke the
+    deliveries' foreign key): 31 of 2,560. Each emit is a 202; the deleted webhooks keep no delivery."""
+    from nexusctl.daemon.app import DB
+    from nexusctl.db.database import database_proxy
+
+    api, _receiver, base, integration = env
+    # The test's own connection back to the daemon's pool: this churn can use every one of its connections.
+    database_proxy.close()
+    kept = await _create(api, integration, f"{base}/hook", ["churn.*"])
+    emitting = True
+    churned = 0
+
+    async def churn():
+        nonlocal churned
+        while emitting:
+            hook = await _create(api, integration, f"{base}/hook", ["churn.*"])
+            gone = await api.delete(f"/integrations/webhooks/{hook['id']}", headers=auth())
+            assert gone.status == 200, await gone.text()
+            churned += 1
+
+    async def emit(n):
+        if n % 2:
+            answer = await api.post(
+                f"/integrations/{integration.id}/events", json={"type": "churn.x", "data": {}}, headers=auth()
+            )
+        else:
+            answer = await api.post(
+                "/integrations/events",
+                json={"events": [{"integrationId": str(integration.id), "type": "churn.x"}] * 3},
+                headers=auth(),
+            )
+        return answer.status, await answer.text()
+
+    churners = [asyncio.create_task(churn()) for _ in range(2)]
+    try:
+        answers = []
+        for start in range(0, 240, 8):  # bounded: 240 requests, 8 at a time
+            answers += await asyncio.gather(*(emit(n) for n in range(start, start + 8)))
+    finally:
+        emitting = False
+        await asyncio.gather(*churners)
+    assert churned > 0
+    assert [text for status, text in answers if status != 202] == []
+    bodies = [json.loads(text)["data"] for _, text in answers]
+    assert all(b["refused"] == 0 for b in bodies if "results" in b), bodies
+
+    def written():
+        events = OutboxEvent.select().where(OutboxEvent.type == "churn.x").count()
+        return events, {d.webhook_id for d in WebhookDelivery.select().where(WebhookDelivery.event == "churn.x")}
+
+    assert await api.server.app[DB].run(written) == (120 + 120 * 3, {uuid.UUID(kept["id"])})
+
+
+async def test_data_cannot_name_another_user_integration_or_provider_in_any_copy(env):
+    """Found by a reviewer: data.userId was kept in the delivery (what the receiver gets) while the outbox's copy
+    said the caller. The subject wins in both, on both routes."""
+    api, receiver, base, integration = env
+    await _create(api, integration, f"{base}/hook", ["post.*"])
+    spoof = {"userId": str(uuid.uuid4()), "integrationId": str(uuid.uuid4()), "provider": "SLACK", "n": 1}
+    await _emit(api, integration, "post.created", spoof)
+    batch = [{"integrationId": str(integration.id), "type": "post.updated", "data": spoof}]
+    answer = await api.post("/integrations/events", json={"events": batch}, headers=auth())
+    assert answer.status == 202 and (await answer.json())["data"]["accepted"] == 1
+    await receiver.wait_for(2)
+    own = {"userId": str(OWNER), "integrationId": str(integration.id), "provider": "SHOPIFY", "n": 1}
+    sent = [json.loads(r["body"])["data"] for r in receiver.received]
+    stored = [e.data for e in OutboxEvent.select().where(OutboxEvent.type.in_(["post.created", "post.updated"]))]
+    assert sent == [own, own] and stored == [own, own]
+
+
+@pytest.mark.parametrize(("bad", "mention"), [(r"\u0000", "NUL"), (r"\ud800", "surrogate")])
+async def test_text_no_database_stores_in_one_items_data_refuses_that_item_alone(env, bad, mention):
+    """Found by a reviewer: a NUL in one item's data answered the whole batch 400 ("events contains a NUL
+    character"); each item is answered on its own, as the README says."""
+    api, _receiver, base, integration = env
+    await _create(api, integration, f"{base}/hook", ["post.*"])
+    item = '{"integrationId": "%s", "type": "post.created", "data": {"caption": "%s"}}'
+    raw = '{"events": [%s, %s, %s]}' % (
+        item % (integration.id, "ok"),
+        item % (integration.id, bad),
+        item % (integration.id, "ok"),
+    )
+    answer = await api.post(
+        "/integrations/events", data=raw.encode(), headers={**auth(), "Content-Type": "application/json"}
+    )
+    body = await answer.json()
+    assert answer.status == 202, body
+    assert (body["data"]["accepted"], body["data"]["refused"]) == (2, 1)
+    error = body["data"]["results"][1]["error"]
+    assert error["code"] == "VALIDATION_ERROR" and mention in error["message"] and "data" in error["message"], error
+    assert [r["deliveriesQueued"] for r in body["data"]["results"][::2]] == [1, 1]
+    assert OutboxEvent.select().where(OutboxEvent.type == "post.created").count() == 2
+
+
 async def _create_for_stranger(api, env):
     from nexusctl.db.models import Integration
 
