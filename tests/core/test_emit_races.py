@@ -59,8 +59,8 @@ def _between_read_and_write(monkeypatch, change) -> list:
     transaction holds the write lock) the change waits for the emit's commit. Returns the changes made."""
     real, made = events._subjects, []
 
-    def read(ids):
-        found = real(ids)
+    def read(ids, **kwargs):
+        found = real(ids, **kwargs)
         if not made:
             made.append(Elsewhere(change))
             if not database_proxy.in_transaction():
