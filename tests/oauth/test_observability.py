@@ -114,7 +114,9 @@ def test_metrics_move_with_real_work_and_parse(stack, fresh_emulators):
     )
     assert moved("nexus_provider_request_duration_seconds_count", provider="DISCORD") >= 2  # exchange and refresh
     assert moved("nexus_http_requests_total", method="POST", route="/integrations/{id}/events", status="202") == 1
-    assert moved("nexus_webhook_recorded_total") >= 1 and moved("nexus_webhook_claimed_total") >= 1
+    # The emitted event's delivery reached the worker by a claim or, emitted through this daemon, handed at emit.
+    assert moved("nexus_webhook_recorded_total") >= 1
+    assert moved("nexus_webhook_claimed_total") + moved("nexus_webhook_handed_total") >= 1
     # Read from the database at scrape time (at most once a second: a scrape right after another may be a second old).
     _wait(lambda: _sum(_scrape(stack)[0], "nexus_integrations", provider="SLACK") >= 1, 5, "the integration counted")
     for status in ("PENDING", "RETRYING"):
