@@ -128,8 +128,8 @@ class DeliveryWorker:
         # at once: no trip to the database between two sends to a busy endpoint (the claims that refill
         # ``waiting`` run beside the record batches, and claim ahead only for endpoints that just answered:
         # ``_claim_args``, ``_claim_ahead``). At most HELD_PER_SLOT x WEBHOOK_CONCURRENCY are held, and of one
-        # endpoint at most AHEAD_PER_SLOT x WEBHOOK_CONCURRENCY_PER_ENDPOINT sending or waiting: past that nothing
-        # more is claimed.
+        # endpoint at most AHEAD_PER_SLOT x its limit (WEBHOOK_CONCURRENCY_PER_ENDPOINT, or more for a fast one:
+        # ``_Pace``) sending or waiting: past that nothing more is claimed.
         self.held: dict = {}
         self.max_held = HELD_PER_SLOT * settings.webhook_concurrency
         # Claimed deliveries waiting for a sending slot, by webhook: {webhook id: deque of (item, signing)}.
