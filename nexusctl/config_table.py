@@ -379,8 +379,11 @@ TABLE = (
         "webhook_concurrency_per_endpoint",
         v.positive_int,
         "16",
-        "Sends in flight per webhook (a slow receiver holds at most these, the others keep the rest; a fast one "
-        "is not held to a trickle).",
+        "Sends in flight per webhook while it is slow, failing or not yet known: a slow receiver holds at most "
+        "these, the others keep the rest. A webhook whose sends come back 2xx within a second (or half "
+        "`WEBHOOK_TIMEOUT`, if less) borrows slots beyond it, step by step as each window of sends at its limit "
+        "comes back so, up to `WEBHOOK_CONCURRENCY` less this; its first slow, non-2xx, timed-out or failed send "
+        "brings it back to this at once (`nexus_webhook_endpoints_above_cap` on /metrics).",
     ),
     Variable(
         "WEBHOOKS_PER_INTEGRATION_MAX",

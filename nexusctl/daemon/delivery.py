@@ -5,7 +5,9 @@ It claims as many due deliveries as it has free sending slots
 for their next free slots, within a bound on all it holds, so memory stays flat
 however large the backlog; each endpoint also has its own cap
 (``WEBHOOK_CONCURRENCY_PER_ENDPOINT``) so one slow receiver cannot take every
-slot. It wakes when a delivery is queued
+slot; an endpoint whose sends come back 2xx and fast borrows slots beyond it,
+step by step, up to ``WEBHOOK_CONCURRENCY`` less that cap, and is back at the cap
+on its first slow or failed answer (``_Pace``). It wakes when a delivery is queued
 (PostgreSQL LISTEN/NOTIFY, or an in-process signal on SQLite) and otherwise
 polls once a second as the safety net. Requests go out over kept-alive
 connections (sender.py), each connected only to checked addresses (the SSRF
@@ -66,10 +68,38 @@ HELD_PER_SLOT = 4
 AHEAD_PER_SLOT = 2
 # How long after an endpoint's last answer an emit may hand it as much as a claim ahead would (``offer``).
 ANSWERED_SECONDS = 1.0
+# An endpoint's pace (``_Pace``): an answer slower than this (or than half WEBHOOK_TIMEOUT, if less) is slow. A
+# healthy receiver answers in milliseconds to a few hundred; one that takes a second holding 16 sends answers 16
+# a second at most, and lending it more slots would only let it hold more of them, which the cap is there to stop.
+SLOW_SECONDS = 1.0
+# An endpoint with no send in flight and no answer for this long is back at the cap: "recent" answers only.
+PACE_IDLE_SECONDS = 10.0
 RENEW_FRACTION = 5  # leases are renewed this many times per lease length
 REFUSALS_KEPT = 4096  # webhook URLs whose static check's verdict is kept
 # A delivery's body, compact (json.dumps with these options would build a new encoder for every send).
 _JSON_BODY = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+class _Pace:
+    """An endpoint's current limit on its sends in flight, slow start after TCP's: at WEBHOOK_CONCURRENCY_PER_ENDPOINT
+    (``base``) until it proves fast. Each window of ``limit`` sends started at the limit (the endpoint had that many
+    in flight) that all come back 2xx within the slow bound raises it by ``step``, up to ``top``; the first answer
+    that is not (slow, non-2xx, a timeout or a connection error), or a send in flight past the slow bound when one
+    more would start beyond the base, drops it straight back to ``base``. Sends already in flight above it finish;
+    no new one starts until the endpoint is under it again."""
+
+    __slots__ = ("limit", "proved", "epoch", "last", "sending")
+
+    def __init__(self, base: int, now: float) -> None:
+        self.limit = base
+        self.proved = 0  # fast 2xx answers of this window (sends started at the limit since it was last set)
+        self.epoch = 0  # moved on each change of the limit: an answer of a send started before it does not count
+        self.last = now  # the last answer (monotonic)
+        self.sending: dict = {}  # sends in flight: {task: when it started (monotonic)}, oldest first
+
+    def reset(self, base: int) -> None:
+        if self.limit != base or self.proved:
+            self.limit, self.proved, self.epoch = base, 0, self.epoch + 1
 
 
 def _body(payload) -> bytes:
@@ -98,8 +128,8 @@ class DeliveryWorker:
         # at once: no trip to the database between two sends to a busy endpoint (the claims that refill
         # ``waiting`` run beside the record batches, and claim ahead only for endpoints that just answered:
         # ``_claim_args``, ``_claim_ahead``). At most HELD_PER_SLOT x WEBHOOK_CONCURRENCY are held, and of one
-        # endpoint at most AHEAD_PER_SLOT x WEBHOOK_CONCURRENCY_PER_ENDPOINT sending or waiting: past that nothing
-        # more is claimed.
+        # endpoint at most AHEAD_PER_SLOT x its limit (WEBHOOK_CONCURRENCY_PER_ENDPOINT, or more for a fast one:
+        # ``_Pace``) sending or waiting: past that nothing more is claimed.
         self.held: dict = {}
         self.max_held = HELD_PER_SLOT * settings.webhook_concurrency
         # Claimed deliveries waiting for a sending slot, by webhook: {webhook id: deque of (item, signing)}.
@@ -161,6 +191,15 @@ class DeliveryWorker:
         # When each webhook's last send ended with an answer (monotonic): an emit may hand such an endpoint as
         # much as a claim ahead gives it (AHEAD_PER_SLOT x its cap); bounded (pruned past a second).
         self.answers: dict = {}
+        # Each endpoint's pace (``_Pace``): its current limit on sends in flight, from WEBHOOK_CONCURRENCY_PER_ENDPOINT
+        # (``base``) up to ``top`` (WEBHOOK_CONCURRENCY less the base: at least a base's worth of slots stays for the
+        # other endpoints), raised by ``step`` per fast window. Bounded: pruned of endpoints idle past
+        # PACE_IDLE_SECONDS once there are more than ``max_held`` (``_paced``).
+        self.base = settings.webhook_concurrency_per_endpoint
+        self.top = max(self.base, settings.webhook_concurrency - self.base)
+        self.step = max(1, self.base // 2)
+        self.slow = min(SLOW_SECONDS, settings.webhook_timeout / 2)
+        self.paces: dict = {}
         self.flush_now = asyncio.Event()
         self.flusher: asyncio.Task | None = None
         # check_url's verdict per webhook URL: static rules of the text alone (no DNS; the connector checks
@@ -187,6 +226,18 @@ class DeliveryWorker:
                 ("leases_lost", "Held deliveries whose lease another worker took over."),
             ):
                 metrics.counter_from(f"nexus_webhook_{name}_total", help_text, lambda name=name: self.counts[name])
+            metrics.gauge_from(
+                "nexus_webhook_endpoints_above_cap",
+                "Webhooks whose fast 2xx answers have raised their limit on sends in flight above "
+                "WEBHOOK_CONCURRENCY_PER_ENDPOINT.",
+                lambda: sum(1 for pace in self.paces.values() if pace.limit > self.base),
+            )
+            metrics.gauge_from(
+                "nexus_webhook_endpoint_limit_max",
+                "The highest limit on sends in flight of any webhook now (WEBHOOK_CONCURRENCY_PER_ENDPOINT, or above "
+                "it for a fast one).",
+                lambda: max((pace.limit for pace in self.paces.values()), default=self.base),
+            )
 
     # --- lifecycle -----------------------------------------------------------
 
@@ -196,7 +247,7 @@ class DeliveryWorker:
         self.sender = sender.Sender(
             allowed_networks=self.settings.webhook_allowed_networks,
             timeout=self.settings.webhook_timeout,
-            per_endpoint=self.settings.webhook_concurrency_per_endpoint,
+            per_endpoint=self.top,  # a fast endpoint's limit may grow to it (``_Pace``)
             max_idle=self.settings.webhook_concurrency,  # no more kept than could be in flight at once
         )
         loop = asyncio.get_running_loop()
@@ -386,18 +437,21 @@ class DeliveryWorker:
         """What a claim for ``slots`` deliveries passes to ``_claim_and_sign`` after the keyring: the limit, the
         lease, the webhooks left out (holding their most, or locked) and the others' rooms.
 
-        An endpoint is claimed what it can send now (WEBHOOK_CONCURRENCY_PER_ENDPOINT less what it holds); one in
-        ``warm`` (its sends just ended: it answers) as much again, to wait for its next free slots. Only those:
-        deliveries of a receiver that holds its requests are not claimed ahead, where another daemon with free
-        slots could send them now."""
-        cap = self.settings.webhook_concurrency_per_endpoint
+        An endpoint is claimed what it can send now (its limit, WEBHOOK_CONCURRENCY_PER_ENDPOINT or more for a fast
+        one: ``_Pace``, less what it holds); one in ``warm`` (its sends just ended: it answers) as much again, to
+        wait for its next free slots. Only those: deliveries of a receiver that holds its requests are not claimed
+        ahead, where another daemon with free slots could send them now."""
+        cap = self.base
         self.locked = {w: until for w, until in self.locked.items() if until > now}
         held = self.inflight.copy()
         for webhook_id, waiting in self.waiting.items():
             held[webhook_id] += len(waiting)
         for webhook_id in warm:
             held[webhook_id] += 0  # named, so that its room is given below even when it holds none
-        most = {w: (AHEAD_PER_SLOT * cap if w in warm else cap) for w in held}
+        for webhook_id, pace in self.paces.items():
+            if pace.limit > cap:
+                held[webhook_id] += 0  # named: its room is its own limit's, not the base cap's
+        most = {w: (AHEAD_PER_SLOT if w in warm else 1) * self._limit(w) for w in held}
         busy = [w for w, n in held.items() if n >= most[w]] + list(self.locked) + list(self.gone)
         # The claim counts per endpoint: a busy endpoint's deliveries are not claimed to be handed back.
         rooms = {w: most[w] - n for w, n in held.items() if n < most[w] and w not in self.gone}
@@ -421,8 +475,9 @@ class DeliveryWorker:
         without the other's deliveries).
 
         The same limits as a claim's (``_claim_args``): at most what a claim ahead may take (``_claimable``), of an
-        endpoint at most WEBHOOK_CONCURRENCY_PER_ENDPOINT less what it holds (sending or waiting), AHEAD_PER_SLOT
-        times that for one that answered within ANSWERED_SECONDS, none of a locked webhook's."""
+        endpoint at most its limit (WEBHOOK_CONCURRENCY_PER_ENDPOINT, or more for a fast one: ``_Pace``) less what
+        it holds (sending or waiting), AHEAD_PER_SLOT times that for one that answered within ANSWERED_SECONDS, none
+        of a locked webhook's."""
         if self.stopping or self.sender is None or self.handing is not None or self.claim_wanted:
             return None
         if self.under_way is not None:
@@ -445,7 +500,7 @@ class DeliveryWorker:
             self._resume_claims()
             return None
         now = time.monotonic()
-        cap = self.settings.webhook_concurrency_per_endpoint
+        cap = self.base
         if len(self.answers) > self.max_held:
             self.answers = {w: at for w, at in self.answers.items() if at > now - ANSWERED_SECONDS}
         self.locked = {w: until for w, until in self.locked.items() if until > now}
@@ -453,7 +508,8 @@ class DeliveryWorker:
         for webhook_id, waiting in self.waiting.items():
             held[webhook_id] += len(waiting)
         answered = {w for w, at in self.answers.items() if at > now - ANSWERED_SECONDS}
-        rooms = {w: (AHEAD_PER_SLOT * cap if w in answered else cap) - held[w] for w in set(held) | answered}
+        named = set(held) | answered | {w for w, pace in self.paces.items() if pace.limit > cap}
+        rooms = {w: (AHEAD_PER_SLOT if w in answered else 1) * self._limit(w) - held[w] for w in named}
         # Left out as a claim leaves them out: at their most, locked, or gone (a 410 waiting for its record).
         exclude = frozenset({w for w, room in rooms.items() if room <= 0} | set(self.locked) | set(self.gone))
         offer = deliveries.Offer(
@@ -567,7 +623,7 @@ class DeliveryWorker:
         self.nothing_due = len(claimed) < args[0] and not capped and not left_out and self.due_seen == seen
 
     def _claim_more(self, webhook_id) -> bool:
-        """Claim ahead now if ``webhook_id`` may have more due and has room again for more than half its cap (not a
+        """Claim ahead now if ``webhook_id`` may have more due and has room again for more than half its limit (not a
         claim per send): its waiting deliveries are topped up before they run out, whatever the record batches do."""
         if (
             webhook_id not in self.more
@@ -578,7 +634,7 @@ class DeliveryWorker:
             or self.offer_wanted
         ):
             return False
-        cap = self.settings.webhook_concurrency_per_endpoint
+        cap = self._limit(webhook_id)
         if webhook_id in self.gone:  # a 410 being recorded: nothing more claimed for it until the record says
             return False
         waiting = self.waiting.get(webhook_id)
@@ -684,17 +740,30 @@ class DeliveryWorker:
 
     def _start_waiting(self) -> None:
         """Start a send for each waiting delivery that has a free slot under the worker's and its endpoint's caps,
-        endpoint after endpoint (one that got a slot goes to the back of the line)."""
+        endpoint after endpoint (one that got a slot goes to the back of the line). The endpoint's cap is its
+        current limit (``_Pace``): WEBHOOK_CONCURRENCY_PER_ENDPOINT, or more for one that proved fast."""
         if self.stopping:
             return
-        cap = self.settings.webhook_concurrency_per_endpoint
+        now = None
         for webhook_id in list(self.waiting):
             if self.free <= 0:
                 return
             if webhook_id in self.gone:  # a 410 being recorded: left waiting
                 continue
             waiting = self.waiting.pop(webhook_id)
+            if self.top > self.base:
+                now = now or time.monotonic()
+                pace = self._pace(webhook_id, now)
+                cap = pace.limit
+            else:
+                pace, cap = None, self.base
             while waiting and self.free > 0 and self.inflight[webhook_id] < cap:
+                if pace is not None and self.inflight[webhook_id] >= self.base and pace.sending:
+                    # One more beyond the base: not while a send of this endpoint is in flight past the slow bound.
+                    if now - next(iter(pace.sending.values())) > self.slow:
+                        pace.reset(self.base)
+                        cap = self.base
+                        continue
                 item, signing = waiting.popleft()
                 self.queued -= 1
                 self.inflight[webhook_id] += 1
@@ -702,12 +771,55 @@ class DeliveryWorker:
                 task = asyncio.create_task(self._send(item, signing))
                 task.webhook_id = webhook_id
                 task.slot_open = True  # until its HTTP exchange ends (``_free_slot``)
+                if pace is not None:
+                    # Counted in its endpoint's window if it started at the limit (``_paced``).
+                    task.pace = (pace.epoch, self.inflight[webhook_id] >= cap)
+                    pace.sending[task] = now
                 self.tasks.add(task)
                 task.add_done_callback(self._done)
             if waiting:  # at its cap: back of the line
                 self.waiting[webhook_id] = waiting
             elif self.inflight[webhook_id] <= 0:
                 del self.inflight[webhook_id]
+
+    # --- each endpoint's pace ----------------------------------------------------
+
+    def _limit(self, webhook_id) -> int:
+        """``webhook_id``'s current limit on sends in flight (``_Pace``)."""
+        pace = self.paces.get(webhook_id)
+        return self.base if pace is None else pace.limit
+
+    def _pace(self, webhook_id, now: float) -> _Pace:
+        """``webhook_id``'s pace; one idle past PACE_IDLE_SECONDS (nothing in flight, no answer) starts over at the
+        base cap."""
+        pace = self.paces.get(webhook_id)
+        if pace is None:
+            pace = self.paces[webhook_id] = _Pace(self.base, now)
+        elif not pace.sending and now - pace.last > PACE_IDLE_SECONDS:
+            pace.reset(self.base)
+        return pace
+
+    def _paced(self, task: asyncio.Task, result: Result) -> None:
+        """The send ``task`` ended with ``result``: its endpoint's window counts it if it was a fast 2xx of a send
+        started at the limit (a full window raises the limit by ``step``); anything else that is not a fast 2xx
+        drops the limit back to the base cap."""
+        started = getattr(task, "pace", None)
+        pace = self.paces.get(task.webhook_id)
+        if started is None or pace is None:
+            return
+        pace.sending.pop(task, None)
+        now = time.monotonic()
+        pace.last = now
+        if not (200 <= (result.status_code or 0) < 300) or result.duration_ms >= self.slow * 1000:
+            pace.reset(self.base)
+        elif started[1] and started[0] == pace.epoch:
+            pace.proved += 1
+            if pace.proved >= pace.limit and pace.limit < self.top:
+                pace.limit, pace.proved, pace.epoch = min(self.top, pace.limit + self.step), 0, pace.epoch + 1
+        if len(self.paces) > self.max_held:  # the idle ones first; then all but those with sends in flight
+            self.paces = {w: p for w, p in self.paces.items() if p.sending or now - p.last <= PACE_IDLE_SECONDS}
+            if len(self.paces) > self.max_held:
+                self.paces = {w: p for w, p in self.paces.items() if p.sending}
 
     # --- leases --------------------------------------------------------------
 
@@ -781,6 +893,9 @@ class DeliveryWorker:
             return
         task.slot_open = False
         self.free += 1
+        pace = self.paces.get(task.webhook_id)
+        if pace is not None:
+            pace.sending.pop(task, None)
         self.inflight[task.webhook_id] -= 1
         if self.inflight[task.webhook_id] <= 0:
             del self.inflight[task.webhook_id]
@@ -841,6 +956,7 @@ class DeliveryWorker:
                 self.posting.pop(item.id, None)
         if result.status_code == 410 and not item.lost:
             self.gone[item.webhook_id] += 1  # until its record (``_record``)
+        self._paced(asyncio.current_task(), result)
         self._free_slot(asyncio.current_task())
         self.answered.add(item.webhook_id)
         if result.status_code:

@@ -33,7 +33,7 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from nexusctl import tracing
 
@@ -86,14 +86,20 @@ def streamed(request: web.Request) -> Streamed | None:
 
 
 class _Totals:
-    """Counters kept by their owners (the delivery worker's claims, the relay's published events), read at scrape."""
+    """Counters and gauges kept by their owners (the delivery worker's claims, the relay's published events), read
+    at scrape."""
 
     def __init__(self) -> None:
         self.reads: dict[str, tuple[str, Callable[[], float]]] = {}
+        self.gauges: dict[str, tuple[str, Callable[[], float]]] = {}
 
     def collect(self):
         for name, (help_text, read) in sorted(self.reads.items()):
             family = CounterMetricFamily(name, help_text)
+            family.add_metric([], read())
+            yield family
+        for name, (help_text, read) in sorted(self.gauges.items()):
+            family = GaugeMetricFamily(name, help_text)
             family.add_metric([], read())
             yield family
 
@@ -267,6 +273,10 @@ class Metrics:
     def counter_from(self, name: str, help_text: str, read: Callable[[], float]) -> None:
         """A total kept by its owner (``name`` ends in _total), read at each scrape."""
         self.totals.reads[name] = (help_text, read)
+
+    def gauge_from(self, name: str, help_text: str, read: Callable[[], float]) -> None:
+        """A value kept by its owner, read at each scrape."""
+        self.totals.gauges[name] = (help_text, read)
 
     def db_reader(self, read: Callable[[], Awaitable[None]]) -> None:
         """An async reader that sets gauges from the database before a scrape (at most once a second)."""
