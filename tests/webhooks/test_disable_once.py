@@ -75,6 +75,24 @@ def _unsettled() -> set[str]:
     return {str(r.id) for r in rows}
 
 
+def _webhook_and_events(env, integration, sink, tmp_path):
+    """A webhook of ``integration`` to ``sink``, created with the CLI, and a file of 100 events for it to emit."""
+    hook = json.loads(
+        _nexusctl(
+            env, "webhooks", "create", "--integration", str(integration.id), "--url", sink.url, "-e", "post.*",
+            "--json",
+        )
+    )["id"]  # fmt: skip
+    lines = tmp_path / "events.ndjson"
+    lines.write_text(
+        "".join(
+            json.dumps({"integrationId": str(integration.id), "type": "post.created", "data": {"n": n}}) + "\n"
+            for n in range(100)
+        )
+    )
+    return hook, lines
+
+
 def test_a_burst_to_a_receiver_answering_410_disables_the_webhook_once_and_sends_no_more(
     database, daemons, make_integration, tmp_path
 ):
@@ -85,19 +103,7 @@ def test_a_burst_to_a_receiver_answering_410_disables_the_webhook_once_and_sends
     sink = GoneReceiver()
     try:
         integration = make_integration()
-        hook = json.loads(
-            _nexusctl(
-                env, "webhooks", "create", "--integration", str(integration.id), "--url", sink.url, "-e", "post.*",
-                "--json",
-            )
-        )["id"]  # fmt: skip
-        lines = tmp_path / "events.ndjson"
-        lines.write_text(
-            "".join(
-                json.dumps({"integrationId": str(integration.id), "type": "post.created", "data": {"n": n}}) + "\n"
-                for n in range(100)
-            )
-        )
+        hook, lines = _webhook_and_events(env, integration, sink, tmp_path)
         _nexusctl(env, "events", "emit", "--file", str(lines))
         daemons.start()
         wait_for(lambda: not Webhook.get_by_id(hook).is_active, 30, "the first 410 to disable the webhook")
@@ -127,19 +133,7 @@ def test_at_full_speed_every_delivery_is_accounted_for_and_the_disable_announced
     sink.release()
     try:
         integration = make_integration()
-        hook = json.loads(
-            _nexusctl(
-                env, "webhooks", "create", "--integration", str(integration.id), "--url", sink.url, "-e", "post.*",
-                "--json",
-            )
-        )["id"]  # fmt: skip
-        lines = tmp_path / "events.ndjson"
-        lines.write_text(
-            "".join(
-                json.dumps({"integrationId": str(integration.id), "type": "post.created", "data": {"n": n}}) + "\n"
-                for n in range(100)
-            )
-        )
+        hook, lines = _webhook_and_events(env, integration, sink, tmp_path)
         daemons.start()
         _nexusctl(env, "events", "emit", "--file", str(lines))
         wait_for(lambda: not _unsettled() and len(_all()) == 100, 30, "every delivery to end FAILED")
