@@ -495,6 +495,9 @@ class Claimed:
     expires: float = 0.0
     lost: bool = False  # a renewal found the lease taken over (expired and claimed by another worker)
     recording: bool = False  # sent; its outcome is queued for the (fenced) record
+    # When (monotonic) the worker took it with its webhook's URL and secrets as they were then: one held longer than
+    # a moment is given back rather than sent with them (``DeliveryWorker._start_waiting``).
+    held_since: float = 0.0
 
 
 # The due rows at the head of the queue, locked as they are read (the first ``limit`` not being locked by another

@@ -75,6 +75,11 @@ SLOW_SECONDS = 1.0
 # An endpoint with no send in flight and no answer for this long is back at the cap: "recent" answers only.
 PACE_IDLE_SECONDS = 10.0
 RENEW_FRACTION = 5  # leases are renewed this many times per lease length
+# A delivery held waiting for a sending slot longer than this is given back, not sent: it would go with its webhook's
+# URL, secrets and active state as the claim or the emit read them, and the webhook may have been changed (a new
+# URL, a rotated secret, switched off) since. Given back, it is claimed again with what the webhook is now. A fast
+# receiver's deliveries wait milliseconds; those of one slower than this come back by the claims.
+SIGNING_FRESH_SECONDS = 1.0
 REFUSALS_KEPT = 4096  # webhook URLs whose static check's verdict is kept
 # A delivery's body, compact (json.dumps with these options would build a new encoder for every send).
 _JSON_BODY = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -666,6 +671,7 @@ class DeliveryWorker:
                 self._fail_held(dropped)
         for item in claimed:
             self.held[item.id] = item
+            item.held_since = now  # the claim's (or emit's) start: its webhook was read after
             waiting = self.waiting.get(item.webhook_id)
             if waiting is None:
                 waiting = self.waiting[item.webhook_id] = collections.deque()
@@ -744,7 +750,15 @@ class DeliveryWorker:
         current limit (``_Pace``): WEBHOOK_CONCURRENCY_PER_ENDPOINT, or more for one that proved fast."""
         if self.stopping:
             return
-        now = None
+        now, stale = time.monotonic(), []
+        try:
+            self._start_fresh(now, stale)
+        finally:
+            if stale:
+                self._give_back(stale)
+
+    def _start_fresh(self, now: float, stale: list) -> None:
+        """``_start_waiting``'s loop; a delivery held past SIGNING_FRESH_SECONDS goes to ``stale`` instead."""
         for webhook_id in list(self.waiting):
             if self.free <= 0:
                 return
@@ -752,7 +766,6 @@ class DeliveryWorker:
                 continue
             waiting = self.waiting.pop(webhook_id)
             if self.top > self.base:
-                now = now or time.monotonic()
                 pace = self._pace(webhook_id, now)
                 cap = pace.limit
             else:
@@ -766,6 +779,9 @@ class DeliveryWorker:
                         continue
                 item, signing = waiting.popleft()
                 self.queued -= 1
+                if now - item.held_since > SIGNING_FRESH_SECONDS:
+                    stale.append(item)
+                    continue
                 self.inflight[webhook_id] += 1
                 self.free -= 1
                 task = asyncio.create_task(self._send(item, signing))
@@ -781,6 +797,25 @@ class DeliveryWorker:
                 self.waiting[webhook_id] = waiting
             elif self.inflight[webhook_id] <= 0:
                 del self.inflight[webhook_id]
+
+    def _give_back(self, items: list) -> None:
+        """Deliveries held too long to be sent with what was read of their webhooks (SIGNING_FRESH_SECONDS): given back
+        untouched (no attempt counted), then claimed again, with the webhook's URL, secrets and state as they are."""
+        for item in items:
+            self.held.pop(item.id, None)
+        self.counts["given_back"] += len(items)
+
+        async def give_back() -> None:
+            try:
+                await self.db.run(deliveries.release, items)
+            except Exception as exc:  # noqa: BLE001 - their leases run out and bring them back anyway
+                log.warning("delivery worker: %d deliveries held too long not given back (%s)", len(items), exc)
+            self._due()  # claimable again: the loop claims what it can send now
+
+        task = asyncio.create_task(give_back())
+        task.webhook_id, task.slot_open = None, False  # ``stop`` waits for it with the sends
+        self.tasks.add(task)
+        task.add_done_callback(self._done)
 
     # --- each endpoint's pace ----------------------------------------------------
 

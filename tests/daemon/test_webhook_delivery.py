@@ -1223,3 +1223,47 @@ async def test_a_fast_endpoint_that_fails_or_slows_is_back_at_the_cap(
             gate.set_result(200)
         rows = await _settled(WebhookDelivery.webhook == hook_id, timeout=60)
         assert len(rows) == total and all(r.status == DeliveryStatus.DELIVERED and r.attempts == 1 for r in rows)
+
+
+@pytest.mark.parametrize("change", ["url", "inactive"])
+async def test_a_delivery_held_past_a_webhook_change_goes_with_the_change(
+    db_url, aiohttp_client, aiohttp_server, monkeypatch, make_integration, change
+):
+    """A delivery the worker holds waiting for a slot (taken at emit or claimed ahead, with its webhook's URL and
+    secrets as they were then) is not sent with them once it has waited past SIGNING_FRESH_SECONDS: the webhook
+    may have changed meanwhile. After `webhooks update --url`, it goes to the new URL; after `--inactive`, it is
+    not sent and stays queued (for when the webhook is switched on again). Only the send in flight at the change
+    reached the old URL."""
+    monkeypatch.setattr(delivery, "SIGNING_FRESH_SECONDS", 0.2)
+    monkeypatch.setenv("WEBHOOK_TIMEOUT", "60")  # the held request is answered by the test, never times out
+    old, new = _Counting(), _Counting()
+    # One slot per endpoint and no growth past it (2 slots, cap 1): one send in flight, the next held waiting.
+    api, base = await _paced_app(aiohttp_client, aiohttp_server, monkeypatch, {"old": old, "new": new}, slots=2, cap=1)
+    worker = api.server.app[WORKER]
+    integration = make_integration(user_id=OWNER)
+    hook = await _create(api, integration, f"{base}/old", ["one.*"])
+    hook_id = uuid.UUID(hook["id"])
+    await _emit_many(api, integration, "one.a", 1)  # answered: the endpoint is warm, so more is taken ahead for it
+    await _settled(WebhookDelivery.webhook == hook_id)
+    old.mode = "hold"
+    for _ in range(2):
+        answer = await api.post(f"/integrations/{integration.id}/events", json={"type": "one.b"}, headers=auth())
+        assert answer.status == 202, await answer.text()
+    await _until(lambda: len(old.pending()) == 1 and len(worker.waiting.get(hook_id, ())) == 1, timeout=30)
+    (waiting,) = [item for item, _ in worker.waiting[hook_id]]
+    patch = {"url": f"{base}/new"} if change == "url" else {"isActive": False}
+    answer = await api.patch(f"/integrations/webhooks/{hook_id}", json=patch, headers=auth())
+    assert answer.status == 200, await answer.text()
+    # Past the bound on the clock, then the send in flight ends and frees the slot the held one waits for.
+    await _until(lambda: time.monotonic() - waiting.held_since > delivery.SIGNING_FRESH_SECONDS, timeout=10)
+    old.pending()[0][1].set_result(200)
+    if change == "url":
+        rows = await _settled(WebhookDelivery.webhook == hook_id, timeout=30)
+        assert all(r.status == DeliveryStatus.DELIVERED and r.attempts == 1 for r in rows), rows
+        assert (old.hits, new.hits) == (2, 1), (vars(old), vars(new))
+    else:
+        await _until(lambda: worker.counts["given_back"] >= 1 and waiting.id not in worker.held, timeout=30)
+        await _until(lambda: WebhookDelivery.get_by_id(waiting.id).lease_token is None, timeout=30)
+        row = WebhookDelivery.get_by_id(waiting.id)
+        assert row.status == DeliveryStatus.PENDING and row.attempts == 0, (row.status, row.attempts)
+        assert (old.hits, new.hits) == (2, 0), (vars(old), vars(new))
