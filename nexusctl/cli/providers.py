@@ -6,6 +6,7 @@ import typer
 
 from nexusctl.cli.context import out, state
 from nexusctl.cli.options import Json, complete_provider
+from nexusctl.config_values import redact_url
 
 app = typer.Typer(
     help="The 20 providers: capabilities, scopes, endpoints, configured or not.\n\n"
@@ -46,9 +47,10 @@ def describe(settings, provider, *, full: bool = False) -> dict:
         adapter = adapter_for(provider, settings)
         data["missing"] = [] if configured else creds.missing(provider)  # TIKTOK: tiktokApps has each kind's
         # An API-key provider (SendGrid) never sends a browser back: there is no callback to register.
-        data["callbackUrl"] = None if spec.kind is ConnectKind.API_KEY else adapter.redirect_uri
+        # PUBLIC_URL and the endpoint overrides are settings: a password or token in them is never shown.
+        data["callbackUrl"] = None if spec.kind is ConnectKind.API_KEY else redact_url(adapter.redirect_uri)
         data["endpoints"] = {
-            kind.lower(): {"url": adapter.url(kind, "{shop}"), "overridden": kind in creds.endpoints}
+            kind.lower(): {"url": redact_url(adapter.url(kind, "{shop}")), "overridden": kind in creds.endpoints}
             for kind in ENDPOINT_KINDS + EXTRA_ENDPOINT_KINDS.get(provider, ())
             if adapter.url(kind, "{shop}")
         }

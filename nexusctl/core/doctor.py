@@ -312,9 +312,8 @@ def _endpoints(provider: Provider, settings: config.Settings) -> Check:
             check, OK, f"{len(urls)} endpoint(s) well formed; connects with each user's API key (no OAuth callback)"
         )
     both = " (of both kinds of TikTok app, login_kit and business)" if provider is Provider.TIKTOK else ""
-    return Check(
-        check, OK, f"credentials set, {len(urls)} endpoint(s) well formed{both}, callback {adapter.redirect_uri}"
-    )
+    callback = config_values.redact_url(adapter.redirect_uri)  # PUBLIC_URL's password or token never shown
+    return Check(check, OK, f"credentials set, {len(urls)} endpoint(s) well formed{both}, callback {callback}")
 
 
 # Providers whose connections work but one feature needs an application-wide token as well.

@@ -107,3 +107,24 @@ def test_no_other_url_setting_prints_a_secret_in_its_query_or_userinfo(cli, monk
         assert refused.exit_code == 3 and f"CONFIG_ERROR: {variable}: " in refused.stderr, refused.stderr
         assert "Sekrit" not in refused.stdout + refused.stderr and "api_key=***" in refused.stderr, refused.stderr
         monkeypatch.delenv(variable)
+
+
+def test_a_configured_providers_callback_never_shows_public_urls_secret(cli, monkeypatch):
+    """The callback URL is PUBLIC_URL's: doctor's line for a configured provider and `providers show` print it
+    masked like PUBLIC_URL's own line (they printed a password in it whole; review of 2026-12-06)."""
+    monkeypatch.setenv("PORT", str(free_port()))
+    monkeypatch.setenv("SLACK_CLIENT_ID", "slack-client-id")
+    monkeypatch.setenv("SLACK_CLIENT_SECRET", "slack-client-secret")
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", "slack-signing-secret")
+    monkeypatch.setenv("SLACK_API_URL", "http://bot:Sekrit-Pass-5@127.0.0.1:9/api")
+    for public in ("http://admin:Sekrit-Pass-4@127.0.0.1:3000", "http://127.0.0.1:3000/?token=Sekrit-Token-6"):
+        monkeypatch.setenv("PUBLIC_URL", public)
+        doctor = cli("doctor", "--json")
+        (slack,) = [f for f in json.loads(doctor.stdout) if f["check"] == "provider SLACK"]
+        assert "callback http://" in slack["detail"], slack
+        shown = cli("providers", "show", "SLACK", "--json")
+        assert shown.exit_code == 0, shown.stderr
+        data = json.loads(shown.stdout)
+        assert data["callbackUrl"].startswith("http://") and "***" in data["callbackUrl"], data["callbackUrl"]
+        for output in (doctor, shown):
+            assert "Sekrit" not in output.stdout + output.stderr, output.stdout
