@@ -235,13 +235,13 @@ class DeliveryWorker:
                 "nexus_webhook_endpoints_above_cap",
                 "Webhooks whose fast 2xx answers have raised their limit on sends in flight above "
                 "WEBHOOK_CONCURRENCY_PER_ENDPOINT.",
-                lambda: sum(1 for pace in self.paces.values() if pace.limit > self.base),
+                lambda: sum(1 for webhook_id in list(self.paces) if self._limit(webhook_id) > self.base),
             )
             metrics.gauge_from(
                 "nexus_webhook_endpoint_limit_max",
                 "The highest limit on sends in flight of any webhook now (WEBHOOK_CONCURRENCY_PER_ENDPOINT, or above "
                 "it for a fast one).",
-                lambda: max((pace.limit for pace in self.paces.values()), default=self.base),
+                lambda: max((self._limit(webhook_id) for webhook_id in list(self.paces)), default=self.base),
             )
 
     # --- lifecycle -----------------------------------------------------------
@@ -820,9 +820,12 @@ class DeliveryWorker:
     # --- each endpoint's pace ----------------------------------------------------
 
     def _limit(self, webhook_id) -> int:
-        """``webhook_id``'s current limit on sends in flight (``_Pace``)."""
+        """``webhook_id``'s current limit on sends in flight (``_Pace``): the base cap for one idle past
+        PACE_IDLE_SECONDS (nothing in flight, no answer), as its next send will find it (``_pace``)."""
         pace = self.paces.get(webhook_id)
-        return self.base if pace is None else pace.limit
+        if pace is None or (not pace.sending and time.monotonic() - pace.last > PACE_IDLE_SECONDS):
+            return self.base
+        return pace.limit
 
     def _pace(self, webhook_id, now: float) -> _Pace:
         """``webhook_id``'s pace; one idle past PACE_IDLE_SECONDS (nothing in flight, no answer) starts over at the

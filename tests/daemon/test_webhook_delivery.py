@@ -1267,3 +1267,26 @@ async def test_a_delivery_held_past_a_webhook_change_goes_with_the_change(
         row = WebhookDelivery.get_by_id(waiting.id)
         assert row.status == DeliveryStatus.PENDING and row.attempts == 0, (row.status, row.attempts)
         assert (old.hits, new.hits) == (2, 0), (vars(old), vars(new))
+
+
+async def test_an_endpoint_idle_past_its_pace_is_counted_at_the_cap_again(
+    db_url, aiohttp_client, aiohttp_server, monkeypatch, make_integration
+):
+    """A fast endpoint that grew past the cap and then went idle (PACE_IDLE_SECONDS without a send) starts again at
+    the cap: the /metrics gauges say so at once, not only once it sends again (review of 2026-12-06: they stayed at
+    34 with no webhook left)."""
+    monkeypatch.setattr(delivery, "PACE_IDLE_SECONDS", 0.5)
+    fast = _Counting()
+    api, base = await _paced_app(aiohttp_client, aiohttp_server, monkeypatch, {"fast": fast})
+    worker = api.server.app[WORKER]
+    integration = make_integration(user_id=OWNER)
+    hook = await _create(api, integration, f"{base}/fast", ["fast.*"])
+    hook_id = uuid.UUID(hook["id"])
+    await _emit_many(api, integration, "fast.a", 300)
+    await _settled(WebhookDelivery.webhook == hook_id, timeout=60)
+    assert fast.most > 2, vars(fast)  # it grew past the cap of 2
+    pace = worker.paces[hook_id]
+    await _until(lambda: not pace.sending and time.monotonic() - pace.last > delivery.PACE_IDLE_SECONDS, timeout=10)
+    text = await (await api.get("/metrics")).text()
+    assert "nexus_webhook_endpoints_above_cap 0.0" in text and "nexus_webhook_endpoint_limit_max 2.0" in text, text
+    assert worker._limit(hook_id) == 2
