@@ -669,9 +669,12 @@ class DeliveryWorker:
             if dropped:
                 claimed = [item for item in claimed if item.webhook_id not in self.disabled]
                 self._fail_held(dropped)
+        # From now, not from the claim's start: what is sent at once is never given back, however long the
+        # database took (a claim trip over a second would otherwise give back every delivery it brought, each time).
+        held_since = time.monotonic()
         for item in claimed:
             self.held[item.id] = item
-            item.held_since = now  # the claim's (or emit's) start: its webhook was read after
+            item.held_since = held_since
             waiting = self.waiting.get(item.webhook_id)
             if waiting is None:
                 waiting = self.waiting[item.webhook_id] = collections.deque()
