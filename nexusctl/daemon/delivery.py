@@ -229,6 +229,11 @@ class DeliveryWorker:
                 ("recorded", "Delivery outcomes recorded."),
                 ("lease_renewals", "Statements renewing the leases of held deliveries (one per interval)."),
                 ("leases_lost", "Held deliveries whose lease another worker took over."),
+                (
+                    "given_back",
+                    "Held deliveries given back unsent after waiting over a second for a slot, to be claimed again "
+                    "with their webhook as it is then.",
+                ),
             ):
                 metrics.counter_from(f"nexus_webhook_{name}_total", help_text, lambda name=name: self.counts[name])
             metrics.gauge_from(

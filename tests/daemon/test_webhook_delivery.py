@@ -1267,6 +1267,8 @@ async def test_a_delivery_held_past_a_webhook_change_goes_with_the_change(
         row = WebhookDelivery.get_by_id(waiting.id)
         assert row.status == DeliveryStatus.PENDING and row.attempts == 0, (row.status, row.attempts)
         assert (old.hits, new.hits) == (2, 0), (vars(old), vars(new))
+    text = await (await api.get("/metrics")).text()
+    assert "nexus_webhook_given_back_total 1.0" in text, text
 
 
 async def test_an_endpoint_idle_past_its_pace_is_counted_at_the_cap_again(
