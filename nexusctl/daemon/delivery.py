@@ -64,8 +64,16 @@ RECORD_WINDOW = 0.005  # seconds an outcome may wait for others to share its com
 # Deliveries held per sending slot, at most: sending, waiting for a slot, or sent and waiting for their outcome's
 # commit (a record batch takes ~10 ms, in which a fast endpoint's sends go on).
 HELD_PER_SLOT = 4
-# Of an endpoint that answers, deliveries sending or waiting per slot of its own (WEBHOOK_CONCURRENCY_PER_ENDPOINT).
+# Of an endpoint that answers, deliveries sending or waiting per slot of its own (its limit: ``_Pace``), until its
+# answers' pace is known (``_ahead``).
 AHEAD_PER_SLOT = 2
+# Then, as many waiting for its slots as it takes in this long at that pace (its limit over its mean answer time),
+# from one limit's worth (AHEAD_PER_SLOT's) to AHEAD_MOST - 1 limits' worth: a fast receiver's slots do not run
+# dry between two claims (with two limits' worth, the one busy endpoint of bench/delivery_ab.py found none waiting
+# in 8 samples of 10, its slots a third empty, and the claims, one at a time, set its rate), and a slow one's
+# deliveries do not wait past SIGNING_FRESH_SECONDS to be given back.
+AHEAD_SECONDS = 0.25
+AHEAD_MOST = 4
 # How long after an endpoint's last answer an emit may hand it as much as a claim ahead would (``offer``).
 ANSWERED_SECONDS = 1.0
 # An endpoint's pace (``_Pace``): an answer slower than this (or than half WEBHOOK_TIMEOUT, if less) is slow. A
@@ -93,13 +101,14 @@ class _Pace:
     more would start beyond the base, drops it straight back to ``base``. Sends already in flight above it finish;
     no new one starts until the endpoint is under it again."""
 
-    __slots__ = ("limit", "proved", "epoch", "last", "sending")
+    __slots__ = ("limit", "proved", "epoch", "last", "sending", "seconds")
 
     def __init__(self, base: int, now: float) -> None:
         self.limit = base
         self.proved = 0  # fast 2xx answers of this window (sends started at the limit since it was last set)
         self.epoch = 0  # moved on each change of the limit: an answer of a send started before it does not count
         self.last = now  # the last answer (monotonic)
+        self.seconds: float | None = None  # how long its sends take, a moving mean (``_ahead``)
         self.sending: dict = {}  # sends in flight: {task: when it started (monotonic)}, oldest first
 
     def reset(self, base: int) -> None:
@@ -133,7 +142,8 @@ class DeliveryWorker:
         # at once: no trip to the database between two sends to a busy endpoint (the claims that refill
         # ``waiting`` run beside the record batches, and claim ahead only for endpoints that just answered:
         # ``_claim_args``, ``_claim_ahead``). At most HELD_PER_SLOT x WEBHOOK_CONCURRENCY are held, and of one
-        # endpoint at most AHEAD_PER_SLOT x its limit (WEBHOOK_CONCURRENCY_PER_ENDPOINT, or more for a fast one:
+        # endpoint at most its limit and what it answers in AHEAD_SECONDS (``_ahead``; its limit is
+        # WEBHOOK_CONCURRENCY_PER_ENDPOINT, or more for a fast one:
         # ``_Pace``) sending or waiting: past that nothing more is claimed.
         self.held: dict = {}
         self.max_held = HELD_PER_SLOT * settings.webhook_concurrency
@@ -194,7 +204,7 @@ class DeliveryWorker:
         self.offer_wanted = 0
         self.claim_ended: list[asyncio.Future] = []
         # When each webhook's last send ended with an answer (monotonic): an emit may hand such an endpoint as
-        # much as a claim ahead gives it (AHEAD_PER_SLOT x its cap); bounded (pruned past a second).
+        # much as a claim ahead gives it (``_ahead``); bounded (pruned past a second).
         self.answers: dict = {}
         # Each endpoint's pace (``_Pace``): its current limit on sends in flight, from WEBHOOK_CONCURRENCY_PER_ENDPOINT
         # (``base``) up to ``top`` (WEBHOOK_CONCURRENCY less the base: at least a base's worth of slots stays for the
@@ -448,8 +458,8 @@ class DeliveryWorker:
         lease, the webhooks left out (holding their most, or locked) and the others' rooms.
 
         An endpoint is claimed what it can send now (its limit, WEBHOOK_CONCURRENCY_PER_ENDPOINT or more for a fast
-        one: ``_Pace``, less what it holds); one in ``warm`` (its sends just ended: it answers) as much again, to
-        wait for its next free slots. Only those: deliveries of a receiver that holds its requests are not claimed
+        one: ``_Pace``, less what it holds); one in ``warm`` (its sends just ended: it answers) more, to wait for its
+        next free slots (``_ahead``). Only those: deliveries of a receiver that holds its requests are not claimed
         ahead, where another daemon with free slots could send them now."""
         cap = self.base
         self.locked = {w: until for w, until in self.locked.items() if until > now}
@@ -461,7 +471,7 @@ class DeliveryWorker:
         for webhook_id, pace in self.paces.items():
             if pace.limit > cap:
                 held[webhook_id] += 0  # named: its room is its own limit's, not the base cap's
-        most = {w: (AHEAD_PER_SLOT if w in warm else 1) * self._limit(w) for w in held}
+        most = {w: self._ahead(w) if w in warm else self._limit(w) for w in held}
         busy = [w for w, n in held.items() if n >= most[w]] + list(self.locked) + list(self.gone)
         # The claim counts per endpoint: a busy endpoint's deliveries are not claimed to be handed back.
         rooms = {w: most[w] - n for w, n in held.items() if n < most[w] and w not in self.gone}
@@ -486,7 +496,7 @@ class DeliveryWorker:
 
         The same limits as a claim's (``_claim_args``): at most what a claim ahead may take (``_claimable``), of an
         endpoint at most its limit (WEBHOOK_CONCURRENCY_PER_ENDPOINT, or more for a fast one: ``_Pace``) less what
-        it holds (sending or waiting), AHEAD_PER_SLOT times that for one that answered within ANSWERED_SECONDS, none
+        it holds (sending or waiting), ``_ahead`` of it for one that answered within ANSWERED_SECONDS, none
         of a locked webhook's."""
         if self.stopping or self.sender is None or self.handing is not None or self.claim_wanted:
             return None
@@ -519,7 +529,7 @@ class DeliveryWorker:
             held[webhook_id] += len(waiting)
         answered = {w for w, at in self.answers.items() if at > now - ANSWERED_SECONDS}
         named = set(held) | answered | {w for w, pace in self.paces.items() if pace.limit > cap}
-        rooms = {w: (AHEAD_PER_SLOT if w in answered else 1) * self._limit(w) - held[w] for w in named}
+        rooms = {w: (self._ahead(w) if w in answered else self._limit(w)) - held[w] for w in named}
         # Left out as a claim leaves them out: at their most, locked, or gone (a 410 waiting for its record).
         exclude = frozenset({w for w, room in rooms.items() if room <= 0} | set(self.locked) | set(self.gone))
         offer = deliveries.Offer(
@@ -648,7 +658,7 @@ class DeliveryWorker:
         if webhook_id in self.gone:  # a 410 being recorded: nothing more claimed for it until the record says
             return False
         waiting = self.waiting.get(webhook_id)
-        room = AHEAD_PER_SLOT * cap - self.inflight[webhook_id] - (len(waiting) if waiting else 0)
+        room = self._ahead(webhook_id) - self.inflight[webhook_id] - (len(waiting) if waiting else 0)
         if room <= cap // 2 or self._claimable(ahead=True) <= cap // 2:
             return False
         self._claim_ahead()
@@ -773,13 +783,10 @@ class DeliveryWorker:
             if webhook_id in self.gone:  # a 410 being recorded: left waiting
                 continue
             waiting = self.waiting.pop(webhook_id)
-            if self.top > self.base:
-                pace = self._pace(webhook_id, now)
-                cap = pace.limit
-            else:
-                pace, cap = None, self.base
+            pace = self._pace(webhook_id, now)  # its limit (the base unless top > base) and how fast it answers
+            cap = pace.limit
             while waiting and self.free > 0 and self.inflight[webhook_id] < cap:
-                if pace is not None and self.inflight[webhook_id] >= self.base and pace.sending:
+                if self.inflight[webhook_id] >= self.base and pace.sending:
                     # One more beyond the base: not while a send of this endpoint is in flight past the slow bound.
                     if now - next(iter(pace.sending.values())) > self.slow:
                         pace.reset(self.base)
@@ -795,10 +802,9 @@ class DeliveryWorker:
                 task = asyncio.create_task(self._send(item, signing))
                 task.webhook_id = webhook_id
                 task.slot_open = True  # until its HTTP exchange ends (``_free_slot``)
-                if pace is not None:
-                    # Counted in its endpoint's window if it started at the limit (``_paced``).
-                    task.pace = (pace.epoch, self.inflight[webhook_id] >= cap)
-                    pace.sending[task] = now
+                # Counted in its endpoint's window if it started at the limit (``_paced``).
+                task.pace = (pace.epoch, self.inflight[webhook_id] >= cap)
+                pace.sending[task] = now
                 self.tasks.add(task)
                 task.add_done_callback(self._done)
             if waiting:  # at its cap: back of the line
@@ -835,6 +841,17 @@ class DeliveryWorker:
             return self.base
         return pace.limit
 
+    def _ahead(self, webhook_id) -> int:
+        """How many deliveries of ``webhook_id``, an endpoint that answers, this worker may hold sending or waiting
+        for its slots: its limit, and as many more as it answers in AHEAD_SECONDS at the pace of its recent sends,
+        from one limit's worth to AHEAD_MOST - 1 limits' worth (AHEAD_PER_SLOT limits while that pace is unknown)."""
+        limit = self._limit(webhook_id)
+        pace = self.paces.get(webhook_id)
+        if pace is None or pace.seconds is None:
+            return AHEAD_PER_SLOT * limit
+        waiting = limit * AHEAD_SECONDS / max(pace.seconds, 0.001)
+        return limit + int(min((AHEAD_MOST - 1) * limit, max((AHEAD_PER_SLOT - 1) * limit, waiting)))
+
     def _pace(self, webhook_id, now: float) -> _Pace:
         """``webhook_id``'s pace; one idle past PACE_IDLE_SECONDS (nothing in flight, no answer) starts over at the
         base cap."""
@@ -856,6 +873,8 @@ class DeliveryWorker:
         pace.sending.pop(task, None)
         now = time.monotonic()
         pace.last = now
+        took = result.duration_ms / 1000
+        pace.seconds = took if pace.seconds is None else pace.seconds + (took - pace.seconds) / 8
         if not (200 <= (result.status_code or 0) < 300) or result.duration_ms >= self.slow * 1000:
             pace.reset(self.base)
         elif started[1] and started[0] == pace.epoch:

@@ -973,8 +973,9 @@ async def test_stopping_gives_back_the_deliveries_waiting_for_a_slot(
     worker, hook_id = await _one_endpoint_worker(
         aiohttp_client, aiohttp_server, monkeypatch, make_integration, handler, slots=4, cap=2, events=10
     )
-    # Two answered, two held at the receiver (the endpoint's cap), two claimed ahead waiting behind them.
-    await _until(lambda: len(hits) == 4 and worker.queued == 2)
+    # Two answered, two held at the receiver (the endpoint's cap), the six others claimed ahead waiting behind them
+    # (it answered in milliseconds: claimed (AHEAD_MOST - 1) x its cap ahead).
+    await _until(lambda: len(hits) == 4 and worker.queued == 6)
     stopping = asyncio.create_task(worker.stop(grace=10))
     await _until(lambda: worker.queued == 0)
     release.set()
@@ -983,6 +984,46 @@ async def test_stopping_gives_back_the_deliveries_waiting_for_a_slot(
     sent = [r for r in rows if r.status == DeliveryStatus.DELIVERED]
     assert len(sent) == 4 and len(hits) == 4  # the waiting ones were not sent
     assert all(r.lease_token is None and r.status == DeliveryStatus.PENDING for r in rows if r not in sent)
+
+
+@pytest.mark.parametrize("answer_seconds, events, fast", [(0.0, 24, True), (0.4, 10, False)])
+async def test_an_endpoint_is_claimed_ahead_as_far_as_its_answers_pace_allows(
+    db_url, aiohttp_client, aiohttp_server, monkeypatch, make_integration, answer_seconds, events, fast
+):
+    """Issue 19: deliveries wait in the worker for the slots of an endpoint that answers, as many as it answers in
+    AHEAD_SECONDS at its pace, up to AHEAD_MOST - 1 times its cap: one answering at once has more waiting than the
+    cap's worth of AHEAD_PER_SLOT (with which the bench's busy endpoint found none waiting most of the time, its
+    slots a third empty between two claims); one answering in 0.4 s no more than that, so that none of them waits
+    so long that it must be given back. Every delivery is sent once."""
+    cap, waiting, workers = 2, [], []
+
+    async def handler(request):
+        await request.read()
+        await asyncio.sleep(answer_seconds)
+        return web.Response(text="ok")
+
+    async def sample():  # how many wait in the worker for a slot, every millisecond
+        while True:
+            waiting.append(workers[0].queued if workers else 0)
+            await asyncio.sleep(0.001)
+
+    sampler = asyncio.create_task(sample())
+    # Four slots, the cap two: none to borrow past it (``_Pace``: up to WEBHOOK_CONCURRENCY less the cap), so the cap
+    # is its limit throughout.
+    worker, hook_id = await _one_endpoint_worker(
+        aiohttp_client, aiohttp_server, monkeypatch, make_integration, handler, slots=4, cap=cap, events=events
+    )
+    workers.append(worker)
+    try:
+        rows = await _settled(WebhookDelivery.webhook == hook_id, timeout=60)
+    finally:
+        sampler.cancel()
+    assert len(rows) == events and all(r.status == DeliveryStatus.DELIVERED and r.attempts == 1 for r in rows)
+    assert worker.counts["recorded"] == events and worker.counts["given_back"] == 0, worker.counts  # each sent once
+    if fast:
+        assert (delivery.AHEAD_PER_SLOT - 1) * cap < max(waiting) <= (delivery.AHEAD_MOST - 1) * cap, waiting
+    else:
+        assert 0 < max(waiting) <= (delivery.AHEAD_PER_SLOT - 1) * cap, waiting
 
 
 async def _nexusctl(*args) -> tuple[int, str, str]:
