@@ -206,6 +206,7 @@ class DeliveryWorker:
         # (``claim_wanted``), and the next emit is offered nothing until that claim has started.
         self.handing: deliveries.Offer | None = None
         self.handed_back: asyncio.Future | None = None  # resolved by ``adopt`` (``stop`` waits for it)
+        self.handing_started = 0  # ``started`` when the offer under way (or the last one) was made
         self.claim_wanted = False
         # An emit waiting for the claim under way to end before it is offered room (no new claim starts meanwhile),
         # and the futures that tell it the claim ended.
@@ -229,9 +230,12 @@ class DeliveryWorker:
         # every address it connects to, rebinding included), so the verdict cannot change while the settings
         # that shape it (production, WEBHOOK_ALLOWED_NETWORKS) stay those of this worker. Bounded.
         self.refusals: dict[str, str | None] = {}
-        # Webhooks a record batch of this worker disabled (a 410), until when (monotonic) a claim that was under way
-        # then may still bring theirs: what it holds of them unsent is failed, not sent (``_drop_disabled``).
+        # Webhooks a record batch of this worker disabled (a 410): {webhook id: (until when (monotonic) it is kept,
+        # how many claims and offers had started then)}. A claim or an offer that was under way then may still bring
+        # theirs: what it holds of them unsent is failed, not sent (``_drop_disabled``). One started later read the
+        # webhook active: enabled again since, and sent to at once (``_hold``).
         self.disabled: dict = {}
+        self.started = 0  # claims and offers started, counted
         # Webhooks with a 410 answer not yet recorded, how many: their waiting deliveries are not started (the record
         # is about to disable the webhook) and nothing more is claimed for them until the record says.
         self.gone: collections.Counter = collections.Counter()
@@ -428,12 +432,14 @@ class DeliveryWorker:
                     self.claiming = self._claimable()  # a record batch claims nothing meanwhile
                     args = self._claim_args(self.claiming, now)
                     self.under_way, self.claim_wanted, seen = args, False, self.due_seen
+                    self.started += 1
+                    started = self.started
                     try:
                         claimed, signing, locked = await self.db.run(_claim_and_sign, self.keyring, *args)
                     finally:
                         self.claiming = 0
                         self._claim_over()
-                    self._start_sends(claimed, signing, locked, now)
+                    self._start_sends(claimed, signing, locked, now, started)
                     self._note_due(args, claimed, self._note_more(args, claimed), seen)
                     self.looked_past = not claimed
                     if self.owed:
@@ -550,6 +556,8 @@ class DeliveryWorker:
             exclude,
         )
         self.handing = offer
+        self.started += 1
+        self.handing_started = self.started
         self.handed_back = asyncio.get_running_loop().create_future()
         return offer
 
@@ -562,7 +570,7 @@ class DeliveryWorker:
             self.handed_back.set_result(None)
         if handed is not None and (handed.claimed or handed.locked):
             self.counts["handed"] += len(handed.claimed)
-            self._hold(handed.claimed, handed.signing, handed.locked, time.monotonic())
+            self._hold(handed.claimed, handed.signing, handed.locked, time.monotonic(), self.handing_started)
         self._resume_claims()
 
     def _resume_claims(self) -> None:
@@ -595,13 +603,14 @@ class DeliveryWorker:
         args = self._claim_args(slots, now, warm)
         self.refilling += 1
         self.under_way, self.claim_wanted = args, False
-        task = asyncio.create_task(self._claimed_ahead(args, now, self.due_seen))
+        self.started += 1
+        task = asyncio.create_task(self._claimed_ahead(args, now, self.due_seen, self.started))
         task.webhook_id, task.slot_open = None, False  # ``stop`` waits for it with the sends
         self.tasks.add(task)
         task.add_done_callback(self._done)
         return True
 
-    async def _claimed_ahead(self, args: tuple, now: float, seen: int) -> None:
+    async def _claimed_ahead(self, args: tuple, now: float, seen: int, started: int) -> None:
         try:
             claimed, signing, locked = await self.db.run(_claim_and_sign, self.keyring, *args)
         except Exception:  # noqa: BLE001 - the loop claims again (and reports an outage), woken here
@@ -612,7 +621,7 @@ class DeliveryWorker:
             return
         self.refilling -= 1
         self._claim_over()
-        self._start_sends(claimed, signing, locked, now)  # given back at once if stopping began meanwhile
+        self._start_sends(claimed, signing, locked, now, started)  # given back at once if stopping began meanwhile
         capped = self._note_more(args, claimed)
         self._note_due(args, claimed, capped, seen)
         if len(claimed) < args[0] and capped and not self.looked_past:
@@ -672,13 +681,13 @@ class DeliveryWorker:
         self._claim_ahead()
         return True
 
-    def _start_sends(self, claimed: list, signing: dict, locked: dict, now: float) -> None:
+    def _start_sends(self, claimed: list, signing: dict, locked: dict, now: float, started: int) -> None:
         """Hold the claimed deliveries (their leases renewed from now on) and start a send for each."""
         self.counts["claims"] += 1
         self.counts["claimed"] += len(claimed)
-        self._hold(claimed, signing, locked, now)
+        self._hold(claimed, signing, locked, now, started)
 
-    def _hold(self, claimed: list, signing: dict, locked: dict, now: float) -> None:
+    def _hold(self, claimed: list, signing: dict, locked: dict, now: float, started: int) -> None:
         """``_start_sends`` of deliveries leased to this worker, by a claim or by an emit (``adopt``)."""
         self._leave_locked(locked, now)
         if not claimed:
@@ -687,7 +696,10 @@ class DeliveryWorker:
         # it connects to.
         signing = {hook_id: (url, secrets, self._refusal(url)) for hook_id, (url, secrets) in signing.items()}
         if self.disabled:
-            self.disabled = {w: until for w, until in self.disabled.items() if until > now}
+            self.disabled = {w: kept for w, kept in self.disabled.items() if kept[0] > now}
+            for webhook_id in {item.webhook_id for item in claimed if item.webhook_id in self.disabled}:
+                if started > self.disabled[webhook_id][1]:  # read active after the disable: enabled again since
+                    del self.disabled[webhook_id]
             dropped = [item for item in claimed if item.webhook_id in self.disabled]
             if dropped:
                 claimed = [item for item in claimed if item.webhook_id not in self.disabled]
@@ -720,7 +732,7 @@ class DeliveryWorker:
         until = time.monotonic() + self.lease
         dropped = []
         for webhook_id in webhook_ids:
-            self.disabled[webhook_id] = until
+            self.disabled[webhook_id] = (until, self.started)
             self.more.discard(webhook_id)
             self.answered.discard(webhook_id)
             waiting = self.waiting.pop(webhook_id, None)
@@ -1073,7 +1085,7 @@ class DeliveryWorker:
         if item.attempts == 0 and item.created_at is not None:
             telemetry.emit_to_attempt((result.started_at - item.created_at).total_seconds())
         log.info(
-            "delivery %s (%s) attempt %d -> %s %s in %d ms",
+            "delivery %s (%s) attempt %d -> %s %s (the send took %d ms)",  # not "retrying in 17 ms": the send's time
             item.id,
             item.event,
             item.attempts + 1,

@@ -209,6 +209,27 @@ async def test_410_disables_the_webhook(env):
     assert failed.data["attempts"] == 1 and len(receiver.received) == 1
 
 
+async def test_a_webhook_enabled_again_after_a_410_is_sent_to_at_once(env):
+    """Review: a webhook disabled by a 410 and enabled again got nothing for ~33 s (the lease's length): the worker
+    kept it as "disabled by my record" for that long, for a claim under way at the disable, and each claim in that
+    time brought its delivery only to give it back. A claim started after the disable read it active: enabled again,
+    so its deliveries are sent at once, the HTTP route's and the CLI's replay alike."""
+    api, receiver, base, integration = env
+    hook = await _create(api, integration, f"{base}/hook")
+    receiver.script = [(410, {})]
+    await _emit(api, integration)
+    (gone,) = await _settled(WebhookDelivery.webhook == uuid.UUID(hook["id"]))
+    assert gone.status == DeliveryStatus.FAILED
+    answer = await api.patch(f"/integrations/webhooks/{hook['id']}", json={"isActive": True}, headers=auth())
+    assert answer.status == 200, await answer.text()
+    await _emit(api, integration)
+    began = time.monotonic()
+    (row,) = await _settled((WebhookDelivery.webhook == gone.webhook_id) & (WebhookDelivery.id != gone.id), timeout=10)
+    assert row.status == DeliveryStatus.DELIVERED and row.attempts == 1
+    assert time.monotonic() - began < 5  # the worker's poll is a second; before, 30 s and more
+    assert len(receiver.received) == 2
+
+
 @pytest.mark.parametrize("env", [",".join(["86400"] * 8)], indirect=True)  # a retry a day: none ends FAILED alone
 async def test_the_five_day_disable_emits_webhook_failed_for_each_delivery_it_fails(env, tmp_path, monkeypatch):
     """A receiver failing for 5 days without a success: its webhook is disabled, and every delivery still queued
