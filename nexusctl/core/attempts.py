@@ -29,7 +29,7 @@ import peewee
 from nexusctl.core import deliveries, events
 from nexusctl.core.deliveries import DISABLE_AFTER, RESPONSE_MAX, retry_delay
 from nexusctl.db import statements
-from nexusctl.db.database import database_proxy, is_postgres
+from nexusctl.db.database import database_proxy, is_postgres, retry_deadlocks
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import Integration, OutboxEvent, Webhook, WebhookAttempt, WebhookDelivery
 from nexusctl.enums import DeliveryStatus
@@ -61,14 +61,20 @@ def record_many(batch: list, schedule: tuple[int, ...]) -> list[str]:
     one delivery at a time, so one bad row never holds the others' outcomes (which would all be sent again once
     their leases expire); a delivery whose outcome cannot be stored at all is recorded without the answer's
     body and error text, or else released (its lease given back: sent again at once). A lost connection or a
-    lock conflict fails the batch as before (the leases bring its deliveries back).
+    lock conflict fails the batch as before (the leases bring its deliveries back); a deadlock victim runs again.
     """
     batch = [(claimed, _storable(result)) for claimed, result in batch]
+    # Run again when PostgreSQL aborts it to break a deadlock: the batch's delivery rows are also updated by this
+    # daemon's lease renewal (deliveries.renew moves on every held lease, those whose outcome is being recorded
+    # too), in its own transaction and in no fixed row order, and under load the two deadlocked. A record aborted
+    # so left its deliveries sent and unrecorded, and they were sent again once their leases ran out (34 of
+    # 2,000 twice in tests/webhooks/test_delivery_proofs.py's two daemons). The victim is rolled back whole.
+    once = functools.partial(retry_deadlocks, lambda: _record_batch(batch, schedule))
     try:
         try:
-            return _record_batch(batch, schedule)
+            return once()
         except statements.PreparedLost:  # behind a pooler, once: the same batch again, as text
-            return _record_batch(batch, schedule)
+            return once()
     except (peewee.OperationalError, peewee.InterfaceError):
         raise
     except Exception as exc:  # noqa: BLE001 - a value the database refused: one at a time

@@ -39,7 +39,7 @@ from nexusctl.core.serializers import (
 )
 from nexusctl.core.webhook_rows import matches
 from nexusctl.db import statements
-from nexusctl.db.database import database_proxy, is_postgres
+from nexusctl.db.database import database_proxy, is_postgres, retry_deadlocks
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import Integration, Webhook, WebhookAttempt, WebhookDelivery
 from nexusctl.db.secrets import unseal
@@ -737,11 +737,16 @@ def renew(held: list[tuple[uuid.UUID, uuid.UUID]], lease_seconds: float) -> tupl
     if not held:
         return set(), until.timestamp()
     if is_postgres(database_proxy):
-        with database_proxy.atomic():
-            rows = database_proxy.execute_sql(
-                _PG_RENEW, (until, [str(i) for i, _ in held], [str(t) for _, t in held])
-            ).fetchall()
-        return {_uuid(r[0]) for r in rows}, until.timestamp()
+
+        def moved() -> list:
+            # Run again when it is a deadlock's victim: the worker's record batches update the rows of the outcomes
+            # they record, held here too, in another order (attempts.record_many retries its side as well).
+            with database_proxy.atomic():
+                return database_proxy.execute_sql(
+                    _PG_RENEW, (until, [str(i) for i, _ in held], [str(t) for _, t in held])
+                ).fetchall()
+
+        return {_uuid(r[0]) for r in retry_deadlocks(moved)}, until.timestamp()
     kept: set = set()
     with database_proxy.atomic():
         for start in range(0, len(held), RENEW_CHUNK):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+import pytest
 from support import clock as shared_clock
 
 from nexusctl.core import attempts, deliveries
@@ -306,3 +307,67 @@ def test_held_deliveries_of_a_webhook_enabled_again_are_given_back(database, mak
     assert attempts.fail_held([claimed[1]]) == 0
     again = WebhookDelivery.get_by_id(claimed[1].id)
     assert (again.status, again.lease_token) == (DeliveryStatus.PENDING, None)
+
+
+@pytest.mark.postgres
+def test_a_record_batch_that_a_renewal_deadlocks_with_is_run_again(pg_database, postgres_url, monkeypatch):
+    """The worker's renewal and its record batch both update the held rows being recorded, each in its own
+    transaction and in no fixed row order: PostgreSQL can find them deadlocked and abort the record. Aborted, the
+    batch's deliveries were sent and never recorded, and were sent again once their leases ran out (two daemons
+    under load sent 34 of 2,000 twice). A victim is run again and every outcome is recorded once.
+
+    The renewal's side is played by a session of its own that moves B's lease, then A's (the order the record
+    does not take), with deadlock_timeout at 10 s so that the record is the one PostgreSQL aborts unless the
+    machine stalls for seconds. It takes A only once PostgreSQL shows the record waiting (pg_stat_activity)."""
+    import threading
+
+    import psycopg2
+    from psycopg2 import errors as pg_errors
+    from support.waiting import wait_for
+
+    from nexusctl.db.models import Integration
+    from nexusctl.enums import Provider
+
+    integration = Integration.create(user_id=uuid.uuid4(), provider=Provider.SHOPIFY, name="shop")
+    Webhook.create(integration=integration, url="http://127.0.0.1:9/h", events=["*"])
+    for i in range(2):
+        deliveries.fan_out(integration, "media.created", {"i": i})
+    a, b = deliveries.claim(2, 30)
+    ours = pg_database.execute_sql("SELECT pg_backend_pid()").fetchone()[0]
+    renewal, watcher = psycopg2.connect(postgres_url), psycopg2.connect(postgres_url)
+    watcher.autocommit = True
+    holds_b, renewal_lost = threading.Event(), []
+
+    def record_waits() -> bool:
+        with watcher.cursor() as cur:
+            cur.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (ours,))
+            return cur.fetchone() == ("Lock",)
+
+    def renew_b_then_a():
+        move = 'UPDATE "webhook_deliveries" SET "lease_until" = "lease_until" + interval \'1 s\' WHERE "id" = %s'
+        try:
+            with renewal, renewal.cursor() as cur:
+                cur.execute("SET LOCAL deadlock_timeout = '10s'")
+                cur.execute(move, (str(b.id),))
+                holds_b.set()
+                wait_for(record_waits, 10, "the record to wait for B")
+                cur.execute(move, (str(a.id),))
+        except pg_errors.DeadlockDetected:
+            renewal_lost.append(True)  # PostgreSQL picked the renewal after all (a stalled machine)
+
+    runs = []
+    batch_once = attempts._record_batch
+    monkeypatch.setattr(attempts, "_record_batch", lambda *args: runs.append(1) or batch_once(*args))
+    thread = threading.Thread(target=renew_b_then_a)
+    thread.start()
+    try:
+        assert holds_b.wait(10)
+        outcomes = attempts.record_many([(a, _result(200)), (b, _result(200))], SCHEDULE)
+    finally:
+        thread.join(15)
+        renewal.close()
+        watcher.close()
+    assert outcomes == ["delivered", "delivered"]
+    assert WebhookAttempt.select().count() == 2
+    assert {d.status for d in WebhookDelivery.select()} == {DeliveryStatus.DELIVERED}
+    assert len(runs) == 1 if renewal_lost else len(runs) >= 2  # the record was the victim, and ran again
