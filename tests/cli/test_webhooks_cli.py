@@ -83,6 +83,43 @@ def test_emit_from_a_file_of_json_lines_answers_each_line(cli, make_integration,
     assert cli("events", "emit").exit_code == 2
 
 
+def test_emit_from_a_file_with_refused_lines_says_how_to_send_only_those_again(cli, make_integration, tmp_path):
+    """Found by a reviewer: with some lines refused (exit 2) nothing said that the others were emitted, and the
+    natural retry, the whole file again once fixed, emitted each good line twice. The summary now ends with how
+    to send only the refused lines; doing as it says emits every line once."""
+    integration = make_integration()
+    _create(cli, integration, "post.*")
+    lines = [json.dumps(line) for line in _lines(integration, 6)]
+    lines[1], lines[4] = "not json", '{"integrationId": "%s", "type": "post.created", "data": {"n": 4' % integration.id
+    path = tmp_path / "my events.ndjson"
+    path.write_text("\n".join(lines) + "\n")
+    emitted = cli("events", "emit", "--file", str(path))
+    assert emitted.exit_code == 2, emitted.stderr
+    hint = emitted.stderr.splitlines()[-1]
+    assert hint == (
+        f"2 lines refused, the others emitted: fix and send only those again (e.g. sed -n '2p;5p' '{path}' > "
+        "refused.ndjson, fix it, then --file refused.ndjson); the whole file again would emit the others twice"
+    ), emitted.stderr
+    as_json = cli("events", "emit", "--file", str(path), "--json")  # (each good line a second time here)
+    assert [r["line"] for r in json.loads(as_json.stdout)["results"] if "error" in r] == [2, 5]
+    # As it says: the two lines picked (sed), fixed, sent alone.
+    command = hint.split("e.g. ")[1].split(" > ")[0]
+    refused = tmp_path / "refused.ndjson"
+    picked = subprocess.run(command, shell=True, check=True, capture_output=True, text=True).stdout.splitlines()
+    assert picked == [lines[1], lines[4]]
+    refused.write_text(json.dumps(_lines(integration, 2)[1]) + "\n" + lines[4] + "}}\n")  # both fixed
+    assert cli("events", "emit", "--file", str(refused)).exit_code == 0
+    assert sorted(e.data["n"] for e in OutboxEvent.select()) == sorted([0, 2, 3, 5] * 2 + [1, 4])
+    # From stdin (no file to pick lines from) or with many refused: the warnings name them.
+    stdin = cli("events", "emit", "--file", "-", input="nope\n")
+    assert stdin.exit_code == 2 and stdin.stderr.splitlines()[-1] == (
+        "line 1 refused, the others emitted: fix and send only those again (the lines the warnings above name); "
+        "the whole input again would emit the others twice"
+    ), stdin.stderr
+    many = cli("events", "emit", "--file", "-", input="nope\n" * 21)
+    assert "(the lines the warnings above name)" in many.stderr.splitlines()[-1], many.stderr
+
+
 def test_emit_from_a_file_refuses_a_line_that_is_not_utf8_and_emits_the_others(cli, make_integration, tmp_path):
     integration = make_integration()
     _create(cli, integration, "post.*")
