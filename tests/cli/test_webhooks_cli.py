@@ -120,6 +120,28 @@ def test_emit_from_a_file_with_refused_lines_says_how_to_send_only_those_again(c
     assert "(the lines the warnings above name)" in many.stderr.splitlines()[-1], many.stderr
 
 
+def test_the_limit_of_an_event_s_data_is_the_one_help_and_readme_state(cli, make_integration, tmp_path):
+    """Found by a reviewer: data over 256 KiB is refused (VALIDATION_ERROR, 400 from the API), but neither the
+    README nor `events emit --help` said there was a limit. Both say it now, and it is the limit enforced."""
+    from pathlib import Path
+
+    integration = make_integration()
+    _create(cli, integration, "post.*")
+    helped = cli("events", "emit", "--help")
+    assert "data is a JSON object of at most 256 KiB" in " ".join(helped.stdout.split()), helped.stdout
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    rows = [line for line in readme.splitlines() if line.startswith("| POST | `/integrations/")]
+    for route in ("`/integrations/:id/events`", "`/integrations/events`"):
+        assert "256 KiB" in next(row for row in rows if f"| {route} |" in row), route
+    limit = 256 * 1024  # 262,144 characters of the data's JSON text, as README says
+    path = tmp_path / "data.json"
+    path.write_text(json.dumps({"x": "a" * (limit - len('{"x": ""}'))}))
+    assert cli("events", "emit", integration.id, "post.created", "--data", f"@{path}").exit_code == 0
+    path.write_text(json.dumps({"x": "a" * (limit + 1 - len('{"x": ""}'))}))
+    over = cli("events", "emit", integration.id, "post.created", "--data", f"@{path}")
+    assert over.exit_code == 2 and "VALIDATION_ERROR: data is over 256 KB" in over.stderr, over.stderr
+
+
 def test_emit_from_a_file_refuses_a_line_that_is_not_utf8_and_emits_the_others(cli, make_integration, tmp_path):
     integration = make_integration()
     _create(cli, integration, "post.*")
