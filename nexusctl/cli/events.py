@@ -1,6 +1,7 @@
 """`nexusctl events ...`: the outbox (what this service published), emitting and ingesting events."""
 
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -201,7 +202,8 @@ def emit_cmd(
             help="Many events: a file of JSON lines "
             '(or - for stdin, UTF-8), each {"integrationId", "type", '
             '"data"}; sent in transactions of '
-            "500. A refused line is reported and the others go; exit 2 (VALIDATION_ERROR) if any was refused. "
+            "500. A refused line is reported and the others go; exit 2 (VALIDATION_ERROR) if any was refused, "
+            "and the summary says how to send only those lines again. "
             "An error that stops it (the database gone) first says up to which line all is done, so a retry "
             "sends only the rest.",
         ),
@@ -212,6 +214,7 @@ def emit_cmd(
 
     The events only this service writes cannot be emitted: integration.*, webhook.*, sync.*, the families its
     syncs write (media.*, comment.*, analytics.*, order.* ...), user.deleted, content.published, slack.command.
+    An event's data is a JSON object of at most 256 KiB (its JSON text): a larger one is refused (VALIDATION_ERROR).
 
     Example:  nexusctl events emit 0b7f5d2c-8a41-4c4e-b2a7-3f9e1d6c5a10 post.created --data '{"postId": "p1"}'
     Example:  nexusctl events emit --file events.ndjson
@@ -338,10 +341,30 @@ def _emit_file(ctx: typer.Context, file: str, as_json: bool) -> None:
     out(ctx).success(
         f"Emitted {emitted} events: {queued} deliveries queued" + (f"; {refused} refused" if refused else "")
     )
+    if refused:
+        out(ctx).info(_resend_hint(file, [r["line"] for r in results if "error" in r]))
     if as_json:
         out(ctx).json({"emitted": emitted, "deliveriesQueued": queued, "refused": refused, "results": results})
     if refused:
         raise typer.Exit(UsageProblem.exit_code)
+
+
+RESEND_LINES_MAX = 20  # refused lines named in the hint's sed command; more: the warnings name them
+
+
+def _resend_hint(file: str, lines: list[int]) -> str:
+    """How to send the refused ``lines`` again without the others (emitted already: the whole file again would
+    emit them twice)."""
+    which = f"line {lines[0]}" if len(lines) == 1 else f"{len(lines)} lines"
+    if file != "-" and len(lines) <= RESEND_LINES_MAX:
+        picked = ";".join(f"{n}p" for n in lines)
+        how = f"e.g. sed -n '{picked}' {shlex.quote(file)} > refused.ndjson, fix it, then --file refused.ndjson"
+    else:
+        how = "the lines the warnings above name"
+    return (
+        f"{which} refused, the others emitted: fix and send only those again ({how}); "
+        f"the whole {'file' if file != '-' else 'input'} again would emit the others twice"
+    )
 
 
 def _stopped(ctx: typer.Context, file: str, resume: int, results: list, as_json: bool) -> None:

@@ -79,8 +79,12 @@ class NexusGroup(TyperGroup):
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush cannot fail again
             raise typer.Exit(EXIT_BROKEN_PIPE) from None
-        except Exception as exc:  # a bug: say so plainly
+        except Exception as exc:  # a bug: say so plainly (but a database gone midway is an outage)
             output = _output(ctx)
+            lost = _database_unavailable(ctx, exc)
+            if lost is not None:
+                output.error(f"{lost.code}: {lost.message}")
+                raise typer.Exit(lost.exit_code) from None
             if output.verbose:
                 output.err.print(traceback.format_exc(), markup=False)
             output.error(
@@ -164,6 +168,19 @@ class LazyCommands(dict):
 
     def items(self):
         return [(name, self._load(name)) for name in self]
+
+
+def _database_unavailable(ctx, exc: Exception):
+    """DATABASE_UNAVAILABLE (exit 4) for a driver error that says the database went away or stayed locked in the
+    middle of a command (PostgreSQL stopped, a connection lost; SQLite's "database is locked" after its wait), as
+    when it is down before the command starts; None for any other error. Only once the command opened it."""
+    st = ctx.obj
+    if not isinstance(st, State) or st._database is None:
+        return None
+    # start-up: loaded only on an error
+    from nexusctl.db.database import unavailable
+
+    return unavailable(exc, st.settings.redacted_database_url())
 
 
 def _output(ctx) -> Output:

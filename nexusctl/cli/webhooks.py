@@ -263,7 +263,10 @@ def test_cmd(ctx: typer.Context, webhook_id: WebhookId, as_json: Json = False) -
 
 @app.command("rotate-secret")
 def rotate_cmd(ctx: typer.Context, webhook_id: WebhookId, as_json: Json = False) -> None:
-    """Issue a new secret (printed once); the old one also signs for 24 hours.
+    """Issue a new secret (printed once); the one it replaces also signs for 24 hours, until a further rotation.
+
+    Deliveries carry two signatures at most, the newest secret's and the one before it's: rotating again within the
+    24 hours ends the older one at once.
 
     Example:  nexusctl webhooks rotate-secret 3c1d9f7e-2b6a-4d8e-9f10-5a7b3c2d1e0f
     """

@@ -3,7 +3,7 @@
 The secret is shown twice only: in the answer to create and to rotate. It is
 stored encrypted like tokens. After a rotation the previous secret keeps
 signing next to the new one for 24 hours, so receivers can switch over
-without losing a delivery.
+without losing a delivery; a further rotation replaces it (two secrets sign at most).
 
 Subscriptions are exact event names (``media.created``), a family
 (``media.*``) or everything (``*``).

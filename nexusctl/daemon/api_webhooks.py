@@ -292,7 +292,7 @@ ROUTES = [
         "POST",
         "/integrations/webhooks/{webhookId}/rotate-secret",
         rotate_secret,
-        "New secret (shown once); the old one also signs for 24 h",
+        "New secret (shown once); the one it replaces also signs for 24 h, until a further rotation ends it",
         "webhooks",
         data=out.WebhookWithSecret,
         errors=_HOOK,

@@ -18,12 +18,10 @@ from typing import Callable, TypeVar
 import peewee
 
 from nexusctl import tracing
-from nexusctl.db.database import describe_error, is_postgres
+from nexusctl.db.database import describe_error, is_postgres, unreachable
 from nexusctl.errors import DatabaseUnavailable
 
 T = TypeVar("T")
-PG_SERVER_GOING_AWAY = ("57P01", "57P02", "57P03")  # admin shutdown, crash shutdown, cannot connect now
-SQLITE_UNAVAILABLE = ("database is locked", "unable to open", "disk i/o error", "database or disk is full")
 
 
 class DbExecutor:
@@ -88,15 +86,7 @@ class DbExecutor:
 
     def _unreachable(self, exc: Exception) -> bool:
         """Whether ``exc`` says the database is away (not that a statement is wrong)."""
-        if self._pooled:
-            # psycopg2 raises OperationalError for lost, refused and closed connections (no SQLSTATE,
-            # or class 08 / a server shutting down) but also for a deadlock, a statement timeout or a
-            # serialization failure: those are not an outage and must not hide as a 503.
-            original = getattr(exc, "orig", None) or exc.__context__ or exc  # peewee keeps psycopg2's own
-            code = getattr(original, "pgcode", None)
-            return code is None or code.startswith("08") or code in PG_SERVER_GOING_AWAY
-        text = str(exc).lower()  # SQLite: a statement error is an OperationalError too
-        return any(sign in text for sign in SQLITE_UNAVAILABLE)
+        return unreachable(exc, self._pooled)
 
     def _discard_connection(self) -> None:
         try:

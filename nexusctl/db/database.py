@@ -215,6 +215,40 @@ def describe_error(exc: Exception) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+PG_SERVER_GOING_AWAY = ("57P01", "57P02", "57P03")  # admin shutdown, crash shutdown, cannot connect now
+SQLITE_UNAVAILABLE = ("database is locked", "unable to open", "disk i/o error", "database or disk is full")
+
+
+def unreachable(exc: BaseException, postgres: bool) -> bool:
+    """Whether a driver error (peewee's OperationalError or InterfaceError) says the database is away or locked,
+    not that a statement is wrong: an outage (DATABASE_UNAVAILABLE), never a bug."""
+    if not isinstance(exc, (peewee.OperationalError, peewee.InterfaceError)):
+        return False
+    if postgres:
+        # psycopg2 raises OperationalError for lost, refused and closed connections (no SQLSTATE,
+        # or class 08 / a server shutting down) but also for a deadlock, a statement timeout or a
+        # serialization failure: those are not an outage and must not hide as one.
+        original = getattr(exc, "orig", None) or exc.__context__ or exc  # peewee keeps psycopg2's own
+        code = getattr(original, "pgcode", None)
+        return code is None or code.startswith("08") or code in PG_SERVER_GOING_AWAY
+    text = str(exc).lower()  # SQLite: a statement error is an OperationalError too
+    return any(sign in text for sign in SQLITE_UNAVAILABLE)
+
+
+def unavailable(exc: BaseException, label: str) -> DatabaseUnavailable | None:
+    """The DATABASE_UNAVAILABLE a driver error raised in the middle of work stands for (``unreachable``), or None
+    (a bug, or a statement's own error). ``label`` names the database (its URL without a password); the message
+    is the driver's first line, which names host and port or file, never a password."""
+    if not unreachable(exc, is_postgres()):
+        return None
+    if "database is locked" in str(exc).lower():
+        return DatabaseUnavailable(
+            f"the database {label} is locked: another process has held its write lock for over "
+            f"{SQLITE_PRAGMAS['busy_timeout'] // 1000} s (a long transaction?); try again once it lets go"
+        )
+    return DatabaseUnavailable(f"lost the database {label}: {describe_error(exc)}")
+
+
 def check_connection(db: peewee.Database, label: str) -> None:
     """Open a connection now, turning a driver error into one clear line."""
     try:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import subprocess
+import sys
 import uuid
 
-import peewee
 import pytest
 
 from nexusctl.db.models import OutboxEvent, Webhook, WebhookDelivery
@@ -81,6 +83,65 @@ def test_emit_from_a_file_of_json_lines_answers_each_line(cli, make_integration,
     assert cli("events", "emit").exit_code == 2
 
 
+def test_emit_from_a_file_with_refused_lines_says_how_to_send_only_those_again(cli, make_integration, tmp_path):
+    """Found by a reviewer: with some lines refused (exit 2) nothing said that the others were emitted, and the
+    natural retry, the whole file again once fixed, emitted each good line twice. The summary now ends with how
+    to send only the refused lines; doing as it says emits every line once."""
+    integration = make_integration()
+    _create(cli, integration, "post.*")
+    lines = [json.dumps(line) for line in _lines(integration, 6)]
+    lines[1], lines[4] = "not json", '{"integrationId": "%s", "type": "post.created", "data": {"n": 4' % integration.id
+    path = tmp_path / "my events.ndjson"
+    path.write_text("\n".join(lines) + "\n")
+    emitted = cli("events", "emit", "--file", str(path))
+    assert emitted.exit_code == 2, emitted.stderr
+    hint = emitted.stderr.splitlines()[-1]
+    assert hint == (
+        f"2 lines refused, the others emitted: fix and send only those again (e.g. sed -n '2p;5p' '{path}' > "
+        "refused.ndjson, fix it, then --file refused.ndjson); the whole file again would emit the others twice"
+    ), emitted.stderr
+    as_json = cli("events", "emit", "--file", str(path), "--json")  # (each good line a second time here)
+    assert [r["line"] for r in json.loads(as_json.stdout)["results"] if "error" in r] == [2, 5]
+    # As it says: the two lines picked (sed), fixed, sent alone.
+    command = hint.split("e.g. ")[1].split(" > ")[0]
+    refused = tmp_path / "refused.ndjson"
+    picked = subprocess.run(command, shell=True, check=True, capture_output=True, text=True).stdout.splitlines()
+    assert picked == [lines[1], lines[4]]
+    refused.write_text(json.dumps(_lines(integration, 2)[1]) + "\n" + lines[4] + "}}\n")  # both fixed
+    assert cli("events", "emit", "--file", str(refused)).exit_code == 0
+    assert sorted(e.data["n"] for e in OutboxEvent.select()) == sorted([0, 2, 3, 5] * 2 + [1, 4])
+    # From stdin (no file to pick lines from) or with many refused: the warnings name them.
+    stdin = cli("events", "emit", "--file", "-", input="nope\n")
+    assert stdin.exit_code == 2 and stdin.stderr.splitlines()[-1] == (
+        "line 1 refused, the others emitted: fix and send only those again (the lines the warnings above name); "
+        "the whole input again would emit the others twice"
+    ), stdin.stderr
+    many = cli("events", "emit", "--file", "-", input="nope\n" * 21)
+    assert "(the lines the warnings above name)" in many.stderr.splitlines()[-1], many.stderr
+
+
+def test_the_limit_of_an_event_s_data_is_the_one_help_and_readme_state(cli, make_integration, tmp_path):
+    """Found by a reviewer: data over 256 KiB is refused (VALIDATION_ERROR, 400 from the API), but neither the
+    README nor `events emit --help` said there was a limit. Both say it now, and it is the limit enforced."""
+    from pathlib import Path
+
+    integration = make_integration()
+    _create(cli, integration, "post.*")
+    helped = cli("events", "emit", "--help")
+    assert "data is a JSON object of at most 256 KiB" in " ".join(helped.stdout.split()), helped.stdout
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    rows = [line for line in readme.splitlines() if line.startswith("| POST | `/integrations/")]
+    for route in ("`/integrations/:id/events`", "`/integrations/events`"):
+        assert "256 KiB" in next(row for row in rows if f"| {route} |" in row), route
+    limit = 256 * 1024  # 262,144 characters of the data's JSON text, as README says
+    path = tmp_path / "data.json"
+    path.write_text(json.dumps({"x": "a" * (limit - len('{"x": ""}'))}))
+    assert cli("events", "emit", integration.id, "post.created", "--data", f"@{path}").exit_code == 0
+    path.write_text(json.dumps({"x": "a" * (limit + 1 - len('{"x": ""}'))}))
+    over = cli("events", "emit", integration.id, "post.created", "--data", f"@{path}")
+    assert over.exit_code == 2 and "VALIDATION_ERROR: data is over 256 KB" in over.stderr, over.stderr
+
+
 def test_emit_from_a_file_refuses_a_line_that_is_not_utf8_and_emits_the_others(cli, make_integration, tmp_path):
     integration = make_integration()
     _create(cli, integration, "post.*")
@@ -112,12 +173,60 @@ def _lines(integration, count, event_type="post.created"):
     return [{"integrationId": str(integration.id), "type": event_type, "data": {"n": n}} for n in range(count)]
 
 
+@contextlib.contextmanager
+def _write_locked(db_url):
+    """Another process holds the SQLite database's write lock (``sqlite3 file.db 'BEGIN IMMEDIATE; ...'`` left
+    open) until the block ends."""
+    path = db_url.removeprefix("sqlite:///")
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
+            "c.execute('BEGIN IMMEDIATE'); print('locked', flush=True); sys.stdin.read()",
+            path,
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        yield
+    finally:
+        holder.communicate("", timeout=10)
+
+
+def _database_goes_away(db_url):
+    """What makes the database unusable in the middle of a command, as a user meets it: on PostgreSQL the
+    command's connection ended by the server (as when it stops); on SQLite another process holding the write
+    lock (the command's write waits busy_timeout, 5 s, then fails). Returns what ends it (SQLite's lock)."""
+    from nexusctl.db.database import database_proxy
+
+    if db_url.startswith("sqlite"):
+        locked = _write_locked(db_url)
+        locked.__enter__()
+        return lambda: locked.__exit__(None, None, None)
+    import psycopg2
+
+    pid = database_proxy.connection().get_backend_pid()
+    admin = psycopg2.connect(db_url)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    admin.close()
+    return lambda: None
+
+
 @pytest.mark.parametrize("as_json", [False, True])
 def test_emit_from_a_file_stopped_by_an_error_says_what_was_emitted(
-    cli, make_integration, tmp_path, monkeypatch, as_json
+    cli, make_integration, tmp_path, monkeypatch, as_json, db_url
 ):
     """Found by a reviewer: `--file` stopped by a database error after its first two batches printed no summary
-    (exit 1), yet 1,000 events were committed: a retry of the file sent them twice. It now says how far it got."""
+    (exit 1), yet 1,000 events were committed: a retry of the file sent them twice. It now says how far it got.
+    Found by the next review: it then ended with INTERNAL_ERROR (exit 1, "report it") for the database gone
+    midway (PostgreSQL stopped, SQLite locked by another process): that is DATABASE_UNAVAILABLE, exit 4, as when
+    the database is down before the command starts."""
     from nexusctl.core import events
 
     integration = make_integration()
@@ -127,24 +236,27 @@ def test_emit_from_a_file_stopped_by_an_error_says_what_was_emitted(
     lines[1099] = "not json either"  # refused, but after the stop: not reported (a retry reports it)
     path = tmp_path / "events.ndjson"
     path.write_text("\n".join(lines) + "\n")
-    real, calls = events.emit_many, []
+    real, calls, back = events.emit_many, [], []
 
     def third_fails(items, **kwargs):
         calls.append(len(items))
         if len(calls) == 3:
-            raise peewee.OperationalError("server closed the connection unexpectedly")
+            back.append(_database_goes_away(db_url))
         return real(items, **kwargs)
 
     monkeypatch.setattr(events, "emit_many", third_fails)
     stopped = cli("events", "emit", "--file", str(path), *(["--json"] if as_json else []))
-    assert stopped.exit_code == 1, stopped.stderr
+    back.pop()()
+    assert stopped.exit_code == 4, stopped.stderr
     messages = stopped.stderr.splitlines()
     assert messages[0].startswith("warning: line 600: VALIDATION_ERROR"), messages
     assert messages[1] == (
         "warning: stopped at line 1002: lines 1-1001 are done (1000 events emitted, 1000 deliveries queued, "
         f"1 refused); nothing from line 1002 on was emitted: send only those again (tail -n +1002 {path})"
     ), messages
-    assert messages[2].startswith("error: ") and len(messages) == 3, messages
+    assert messages[2].startswith("error: DATABASE_UNAVAILABLE: ") and len(messages) == 3, messages
+    assert ("is locked: another process" if db_url.startswith("sqlite") else "lost the database") in messages[2]
+    assert "Traceback" not in stopped.stderr and "INTERNAL_ERROR" not in stopped.stderr
     assert OutboxEvent.select().count() == 1000
     if as_json:
         summary = json.loads(stopped.stdout)
@@ -156,6 +268,31 @@ def test_emit_from_a_file_stopped_by_an_error_says_what_was_emitted(
     rest.write_text("\n".join(lines[1001:]) + "\n")
     assert cli("events", "emit", "--file", str(rest)).exit_code == 2  # its refused line
     assert sorted(e.data["n"] for e in OutboxEvent.select()) == [n for n in range(1200) if n not in (599, 1099)]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_database_locked_by_another_process_is_database_unavailable(cli, make_integration, tmp_path, db_url):
+    """Found by a reviewer: with another process holding SQLite's write lock, `events emit`, `events emit --file`
+    and `webhooks test` waited 5 s and ended with INTERNAL_ERROR (exit 1, "report it"): it is the database being
+    unavailable, DATABASE_UNAVAILABLE (exit 4), as the daemon answers (503) in the same case."""
+    integration = make_integration()
+    hook = _create(cli, integration, "post.*")
+    path = tmp_path / "events.ndjson"
+    path.write_text(json.dumps({"integrationId": str(integration.id), "type": "post.created"}) + "\n")
+    with _write_locked(db_url):
+        for args in (
+            ("events", "emit", integration.id, "post.created"),
+            ("events", "emit", "--file", str(path)),
+            ("webhooks", "test", hook["id"]),
+        ):
+            locked = cli(*args)
+            assert locked.exit_code == 4, (args, locked.stderr)
+            assert locked.stderr.splitlines()[-1] == (
+                f"error: DATABASE_UNAVAILABLE: the database {db_url} is locked: another process has held its "
+                "write lock for over 5 s (a long transaction?); try again once it lets go"
+            ), locked.stderr
+    assert WebhookDelivery.select().count() == 0
+    assert cli("events", "emit", integration.id, "post.created").exit_code == 0  # the lock gone
 
 
 def test_emit_from_a_file_warns_in_line_order(cli, make_integration, tmp_path):

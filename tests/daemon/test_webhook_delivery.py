@@ -363,6 +363,30 @@ async def test_rotation_signs_with_both_secrets(env):
     assert len(got["headers"]["webhook-signature"].split(" ")) == 2
 
 
+async def test_a_second_rotation_ends_the_first_secret_at_once_as_readme_says(env):
+    """Found by a reviewer: README said an old secret "keeps signing for 24 h" after a rotation; a second rotation
+    within those 24 h ends it at once (deliveries carry the newest secret's signature and the one before it's).
+    README now says so; this holds it to what deliveries carry."""
+    from pathlib import Path
+
+    api, receiver, base, integration = env
+    hook = await _create(api, integration, f"{base}/hook")
+    secrets = [hook["secret"]]
+    for _ in range(2):
+        rotated = await (await api.post(f"/integrations/webhooks/{hook['id']}/rotate-secret", headers=auth())).json()
+        secrets.append(rotated["data"]["secret"])
+    receiver.secrets = secrets
+    await _emit(api, integration)
+    await receiver.wait_for(1)
+    got = receiver.received[0]
+    assert sorted(got["verified"]) == sorted(secrets[1:])  # the first secret no longer signs, at once
+    assert len(got["headers"]["webhook-signature"].split(" ")) == 2
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    (row,) = [line for line in readme.splitlines() if "| `/integrations/webhooks/:webhookId/rotate-secret` |" in line]
+    assert "the newest secret's and the one before it's" in row and "Rotating again within those 24 h ends it" in row
+    assert "keeps signing (second signature) for 24 h." not in readme
+
+
 async def test_test_event_and_redeliver(env):
     api, receiver, base, integration = env
     hook = await _create(api, integration, f"{base}/hook", ["review.created"])
