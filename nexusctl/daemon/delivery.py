@@ -83,11 +83,6 @@ SLOW_SECONDS = 1.0
 # An endpoint with no send in flight and no answer for this long is back at the cap: "recent" answers only.
 PACE_IDLE_SECONDS = 10.0
 RENEW_FRACTION = 5  # leases are renewed this many times per lease length
-# Sends started and not yet recorded (in flight, or ended and waiting for their outcome's commit), per sending slot,
-# at most: no send starts past that until a record batch commits. What a daemon killed mid-batch leaves unrecorded is
-# sent again by the next one (the same webhook-id); this bounds it at twice WEBHOOK_CONCURRENCY however far the
-# sends to a fast endpoint run ahead of a slow commit (tests/webhooks/test_delivery_proofs.py).
-UNRECORDED_PER_SLOT = 2
 # A delivery held waiting for a sending slot longer than this is given back, not sent: it would go with its webhook's
 # URL, secrets and active state as the claim or the emit read them, and the webhook may have been changed (a new
 # URL, a rotated secret, switched off) since. Given back, it is claimed again with what the webhook is now. A fast
@@ -152,9 +147,6 @@ class DeliveryWorker:
         # ``_Pace``) sending or waiting: past that nothing more is claimed.
         self.held: dict = {}
         self.max_held = HELD_PER_SLOT * settings.webhook_concurrency
-        self.unrecorded = 0  # sends started whose outcome is not committed (UNRECORDED_PER_SLOT)
-        self.max_unrecorded = UNRECORDED_PER_SLOT * settings.webhook_concurrency
-        self.record_bound = False  # a send waits for a record batch's commit (``_done`` starts it then)
         # Claimed deliveries waiting for a sending slot, by webhook: {webhook id: deque of (item, signing)}.
         self.waiting: dict[object, collections.deque] = {}
         self.queued = 0  # how many wait, over all webhooks
@@ -800,17 +792,12 @@ class DeliveryWorker:
         for webhook_id in list(self.waiting):
             if self.free <= 0:
                 return
-            if self.unrecorded >= self.max_unrecorded:  # until a record batch commits (``_done``)
-                self.record_bound = True
-                return
             if webhook_id in self.gone:  # a 410 being recorded: left waiting
                 continue
             waiting = self.waiting.pop(webhook_id)
             pace = self._pace(webhook_id, now)  # its limit (the base unless top > base) and how fast it answers
             cap = pace.limit
-            while (
-                waiting and self.free > 0 and self.inflight[webhook_id] < cap and self.unrecorded < self.max_unrecorded
-            ):
+            while waiting and self.free > 0 and self.inflight[webhook_id] < cap:
                 if self.inflight[webhook_id] >= self.base and pace.sending:
                     # One more beyond the base: not while a send of this endpoint is in flight past the slow bound.
                     if now - next(iter(pace.sending.values())) > self.slow:
@@ -824,7 +811,6 @@ class DeliveryWorker:
                     continue
                 self.inflight[webhook_id] += 1
                 self.free -= 1
-                self.unrecorded += 1  # until ``_send`` ends
                 task = asyncio.create_task(self._send(item, signing))
                 task.webhook_id = webhook_id
                 task.slot_open = True  # until its HTTP exchange ends (``_free_slot``)
@@ -998,9 +984,6 @@ class DeliveryWorker:
     def _done(self, task: asyncio.Task) -> None:
         self.tasks.discard(task)
         self._free_slot(task)
-        if self.record_bound and self.unrecorded < self.max_unrecorded:
-            self.record_bound = False
-            self._start_waiting()
         if self.queued == 0 and self.max_held - len(self.held) <= self.free:
             self.wake.set()  # one fewer held, and the bound on them is what keeps slots from being claimed for
 
@@ -1008,7 +991,6 @@ class DeliveryWorker:
         try:
             await self._send_held(item, signing)
         finally:
-            self.unrecorded -= 1
             if self.held.get(item.id) is item:
                 del self.held[item.id]
 

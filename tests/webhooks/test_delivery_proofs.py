@@ -18,7 +18,7 @@ from support.waiting import wait_for
 
 from nexusctl import clock
 from nexusctl.core import deliveries, webhooks
-from nexusctl.daemon.delivery import UNRECORDED_PER_SLOT
+from nexusctl.daemon.delivery import HELD_PER_SLOT
 from nexusctl.db.database import database_proxy
 from nexusctl.db.models import Integration, Webhook, WebhookAttempt, WebhookDelivery
 from nexusctl.enums import DeliveryStatus, Provider
@@ -42,8 +42,7 @@ def test_kill_9_during_a_batch_loses_nothing(database, daemons, receiver, keyrin
     # known to be the first daemon's or the second's, and the attempts recorded before the kill are the first's: what
     # is sent twice is told exactly, not bounded. Those are the deliveries the first had sent and not recorded: sends
     # in flight, and sends answered whose outcomes waited for their commit (a loaded run counted 64, none of them in
-    # flight: more than WEBHOOK_CONCURRENCY, which the test once took for the bound; the worker starts no send past
-    # UNRECORDED_PER_SLOT x WEBHOOK_CONCURRENCY of those). The killed daemon's leases run
+    # flight: more than WEBHOOK_CONCURRENCY, which the test once took for the bound). The killed daemon's leases run
     # out on the product's clock, moved on past them, not waited out.
     advance = shared_clock.own_file(monkeypatch, tmp_path / "clock")  # the product's clock here and in the daemons
     daemons.env[clock.ENV] = str(tmp_path / "clock")
@@ -68,8 +67,8 @@ def test_kill_9_during_a_batch_loses_nothing(database, daemons, receiver, keyrin
     again = first_sent & second_sent
     assert again == first_sent - by_first  # sent again: exactly what the first daemon sent and did not record
     assert second_sent == ids - by_first  # the second sent the rest once each, and what the first recorded never
-    # Within what the worker lets run ahead of its records' commits: twice WEBHOOK_CONCURRENCY (50).
-    assert len(again) <= UNRECORDED_PER_SLOT * 50, len(again)
+    # Within what one daemon holds, these among them (HELD_PER_SLOT x WEBHOOK_CONCURRENCY=50).
+    assert len(again) <= HELD_PER_SLOT * 50, len(again)
 
 
 @pytest.mark.postgres
