@@ -148,7 +148,8 @@ async def test_a_burst_over_the_endpoints_cap_goes_by_the_claim_beyond_it(
     assert all(r.attempts == 1 for r in rows)
     assert sorted(receiver.ids) == sorted(str(r.id) for r in rows)  # each once
     assert receiver.most <= cap
-    assert worker.counts["handed"] + worker.counts["claimed"] == total, worker.counts
+    # (A delivery held waiting past SIGNING_FRESH_SECONDS on a loaded machine is given back and claimed again.)
+    assert worker.counts["handed"] + worker.counts["claimed"] == total + worker.counts["given_back"], worker.counts
 
 
 async def test_a_stopped_daemon_gives_back_what_it_was_handed_and_the_next_one_sends_it(

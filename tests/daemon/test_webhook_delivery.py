@@ -958,7 +958,10 @@ async def test_a_busy_endpoint_is_kept_busy_without_a_claim_per_send(
     assert seen["hits"] == total and seen["most"] <= 4, seen
     # Claimed for each slot as it frees (main before this: 123 claims for 240 sends), a claim served two sends;
     # claimed ahead with the record batches (and the loop's look past them once a batch), each serves several.
-    assert worker.counts["claimed"] == total and worker.counts["claims"] <= total / 2, worker.counts
+    # Each claimed once, but for any held waiting past SIGNING_FRESH_SECONDS (a stall of a loaded machine), given back
+    # unsent and claimed again (seen once in CI: 4 of 240).
+    assert worker.counts["claimed"] == total + worker.counts["given_back"], worker.counts
+    assert worker.counts["claims"] <= total / 2, worker.counts
 
 
 async def test_a_fast_endpoint_is_sent_to_while_a_record_batch_is_slow(
