@@ -61,24 +61,30 @@ POLL_SECONDS = 1.0
 LOCKED_SECONDS = 30.0
 RECORD_BATCH = 100  # outcomes per transaction
 RECORD_WINDOW = 0.005  # seconds an outcome may wait for others to share its commit
-# Deliveries held per sending slot, at most: sending, waiting for a slot, or sent and waiting for their outcome's
-# commit (a record batch takes ~10 ms, in which a fast endpoint's sends go on).
+# Deliveries held unsent per sending slot, at most: sending or waiting for a slot.
 HELD_PER_SLOT = 4
+# And sent, waiting for their outcome's commit, as many again (their bodies dropped: a few hundred bytes each). A
+# record batch's trip takes ~10-20 ms, in which a fast endpoint's sends go on: counted under one bound with the
+# unsent, they held ~90 of its 200 at 4,000 deliveries/s, and the claims that refill its slots were cut to ~40 rows
+# (bench/delivery_ab.py, a sampler of the worker: slots full 48-57% of the time, none waiting in half the samples).
+SENT_PER_SLOT = 4
 # Of an endpoint that answers, deliveries sending or waiting per slot of its own (its limit: ``_Pace``), until its
 # answers' pace is known (``_ahead``).
 AHEAD_PER_SLOT = 2
 # Then, as many waiting for its slots as it takes in this long at that pace (its limit over its mean answer time),
 # from one limit's worth (AHEAD_PER_SLOT's) to AHEAD_MOST - 1 limits' worth: a fast receiver's slots do not run
 # dry between two claims (with two limits' worth, the one busy endpoint of bench/delivery_ab.py found none waiting
-# in 8 samples of 10, its slots a third empty, and the claims, one at a time, set its rate), and a slow one's
+# in 8 samples of 10, its slots a third empty, and the claims, one at a time, set its rate; with three, 40-44 rows a
+# claim; with seven, a fast endpoint's claims are bounded by what the worker may hold, 55-66 rows), and a slow one's
 # deliveries do not wait past SIGNING_FRESH_SECONDS to be given back.
 AHEAD_SECONDS = 0.25
-AHEAD_MOST = 4
+AHEAD_MOST = 8
 # Deliveries waiting for a slot, over all endpoints, per sending slot (WEBHOOK_CONCURRENCY) at most: with one, the
 # claims ahead of the bench's one busy endpoint were cut to ~38 (what it may hold waiting came to 102), and claimed
-# back to back; with two, ~51 a claim, 13% more deliveries/s and 9% less of the daemon's CPU a delivery. Memory
-# stays bounded by HELD_PER_SLOT.
-WAITING_PER_SLOT = 2
+# back to back; with two, ~51 a claim, 13% more deliveries/s and 9% less of the daemon's CPU a delivery; with four
+# (HELD_PER_SLOT's: the bound on what is held unsent is the one that counts), up to 60. Memory stays bounded by
+# HELD_PER_SLOT and SENT_PER_SLOT.
+WAITING_PER_SLOT = 4
 # How long after an endpoint's last answer an emit may hand it as much as a claim ahead would (``offer``).
 ANSWERED_SECONDS = 1.0
 # An endpoint's pace (``_Pace``): an answer slower than this (or than half WEBHOOK_TIMEOUT, if less) is slow. A
@@ -146,12 +152,15 @@ class DeliveryWorker:
         # slot is freed as soon as its HTTP exchange ends, and the next delivery waiting for that endpoint starts
         # at once: no trip to the database between two sends to a busy endpoint (the claims that refill
         # ``waiting`` run beside the record batches, and claim ahead only for endpoints that just answered:
-        # ``_claim_args``, ``_claim_ahead``). At most HELD_PER_SLOT x WEBHOOK_CONCURRENCY are held, and of one
+        # ``_claim_args``, ``_claim_ahead``). At most HELD_PER_SLOT x WEBHOOK_CONCURRENCY unsent are held (and
+        # SENT_PER_SLOT x WEBHOOK_CONCURRENCY more sent, waiting for their record: ``_held_room``), and of one
         # endpoint at most its limit and what it answers in AHEAD_SECONDS (``_ahead``; its limit is
         # WEBHOOK_CONCURRENCY_PER_ENDPOINT, or more for a fast one:
         # ``_Pace``) sending or waiting: past that nothing more is claimed.
         self.held: dict = {}
-        self.max_held = HELD_PER_SLOT * settings.webhook_concurrency
+        self.max_held = HELD_PER_SLOT * settings.webhook_concurrency  # unsent
+        self.max_sent = SENT_PER_SLOT * settings.webhook_concurrency  # sent and waiting for their record, beyond it
+        self.unrecorded = 0  # held, sent and waiting for their outcome's commit (``_held_room``)
         # Claimed deliveries waiting for a sending slot, by webhook: {webhook id: deque of (item, signing)}.
         self.waiting: dict[object, collections.deque] = {}
         self.queued = 0  # how many wait, over all webhooks
@@ -462,7 +471,13 @@ class DeliveryWorker:
         """How many deliveries a claim may take now: one for each free sending slot, and when claiming ``ahead``
         up to WAITING_PER_SLOT x WEBHOOK_CONCURRENCY waiting for the next ones; within the bound on those held."""
         wanted = self.free + (WAITING_PER_SLOT * self.settings.webhook_concurrency - self.queued if ahead else 0)
-        return max(0, min(self.max_held - len(self.held), wanted))
+        return max(0, min(self._held_room(), wanted))
+
+    def _held_room(self) -> int:
+        """How many more deliveries this worker may claim to hold: ``max_held`` unsent (waiting or sending), and
+        ``max_sent`` more sent and waiting for their outcome's commit (``unrecorded``)."""
+        unsent = len(self.held) - self.unrecorded
+        return min(self.max_held - unsent, self.max_held + self.max_sent - len(self.held))
 
     def _claim_args(self, slots: int, now: float, warm=frozenset()) -> tuple:
         """What a claim for ``slots`` deliveries passes to ``_claim_and_sign`` after the keyring: the limit, the
@@ -989,7 +1004,7 @@ class DeliveryWorker:
     def _done(self, task: asyncio.Task) -> None:
         self.tasks.discard(task)
         self._free_slot(task)
-        if self.queued == 0 and self.max_held - len(self.held) <= self.free:
+        if self.queued == 0 and self._held_room() <= self.free:
             self.wake.set()  # one fewer held, and the bound on them is what keeps slots from being claimed for
 
     async def _send(self, item: deliveries.Claimed, signing) -> None:
@@ -1050,6 +1065,8 @@ class DeliveryWorker:
             )
             return
         item.recording = True
+        item.payload = None  # sent: what is left to do (its record) needs no body, and it may wait a while
+        self.unrecorded += 1
         try:
             outcome = await self._record(item, result)
         except DatabaseUnavailable as exc:
@@ -1063,6 +1080,8 @@ class DeliveryWorker:
         except Exception:  # noqa: BLE001 - the lease will expire and the attempt is made again
             log.exception("delivery %s: recording the attempt failed", item.id)
             return
+        finally:
+            self.unrecorded -= 1
         self.sent += 1
         telemetry.delivery_attempt(outcome)
         if span is not None:

@@ -1003,6 +1003,50 @@ async def test_a_fast_endpoint_is_sent_to_while_a_record_batch_is_slow(
     assert len(hits) == total
 
 
+async def test_sends_waiting_for_their_record_are_bounded_apart_from_the_unsent(
+    db_url, aiohttp_client, aiohttp_server, monkeypatch, make_integration
+):
+    """Issue 19: a delivery sent and waiting for its outcome's commit counts against a bound of its own
+    (SENT_PER_SLOT), not against the unsent's (HELD_PER_SLOT): with every record batch held (a stalled commit), a
+    worker of 4 slots sends what both bounds allow, (2 + 3) x 4, then claims no more (its memory stays bounded),
+    and once the records commit it sends the rest. Before, the sent counted with the unsent, and a busy endpoint's
+    sends waiting a record batch's trip cut the claims that refilled its slots."""
+    hits = []
+
+    async def handler(request):
+        await request.read()
+        hits.append(1)
+        return web.Response(text="ok")
+
+    release = asyncio.Event()
+    run = DbExecutor.run
+
+    async def held_run(self, fn, *args, **kwargs):  # record batches wait for ``release``
+        if fn is delivery.attempts.record_many and not release.is_set():
+            await release.wait()
+        return await run(self, fn, *args, **kwargs)
+
+    monkeypatch.setattr(DbExecutor, "run", held_run)
+    monkeypatch.setattr(delivery, "POLL_SECONDS", 3600.0)
+    monkeypatch.setattr(delivery, "HELD_PER_SLOT", 2)
+    monkeypatch.setattr(delivery, "SENT_PER_SLOT", 3)
+    total, bound = 40, (2 + 3) * 4
+    worker, hook_id = await _one_endpoint_worker(
+        aiohttp_client, aiohttp_server, monkeypatch, make_integration, handler, slots=4, cap=4, events=total
+    )
+    try:
+        await _until(lambda: len(hits) >= bound and not worker.refilling and not worker.claiming and not worker.queued)
+        assert len(hits) == bound  # the bound reached, and no claim under way or waiting to send: nothing more
+        assert worker.unrecorded == len(worker.held) == bound and worker._claimable(ahead=True) == 0
+        leased = WebhookDelivery.select().where(WebhookDelivery.lease_token.is_null(False)).count()
+        assert leased == bound
+    finally:
+        release.set()
+    rows = await _settled(WebhookDelivery.webhook == hook_id, timeout=60)
+    assert len(rows) == total and all(r.status == DeliveryStatus.DELIVERED and r.attempts == 1 for r in rows)
+    assert len(hits) == total
+
+
 async def test_stopping_gives_back_the_deliveries_waiting_for_a_slot(
     db_url, aiohttp_client, aiohttp_server, monkeypatch, make_integration
 ):

@@ -10,8 +10,8 @@ moments, then started again. At the end:
 - each id reached it at most once per recorded attempt plus once per kill
   that caught it leased (claimed, in flight): the rows leased at the moment
   of each kill are read right after it, and there are never more of them
-  than a daemon may hold: HELD_PER_SLOT x WEBHOOK_CONCURRENCY (sending, or
-  sent and waiting for their outcome's commit).
+  than a daemon may hold: (HELD_PER_SLOT + SENT_PER_SLOT) x WEBHOOK_CONCURRENCY
+  (waiting or sending, and sent and waiting for their outcome's commit).
 
 The seed is printed (shown on failure); ``NEXUSCTL_FAULT_SEED`` replays it.
 """
@@ -30,7 +30,7 @@ from support.daemons import Daemons
 from support.waiting import wait_for
 
 from nexusctl.core import deliveries, webhooks
-from nexusctl.daemon.delivery import HELD_PER_SLOT
+from nexusctl.daemon.delivery import HELD_PER_SLOT, SENT_PER_SLOT
 from nexusctl.db.database import bind, database_proxy, open_database
 from nexusctl.db.models import Integration, WebhookAttempt, WebhookDelivery
 from nexusctl.enums import DeliveryStatus, Provider
@@ -108,7 +108,10 @@ def _kill_run(keyring, receiver, work, *, total: int, hooks: int, kills: int) ->
             leases = _leases()
             leased = {i for i, _ in leases - seen}
             seen |= leases
-            assert len(leased) <= HELD_PER_SLOT * CONCURRENCY, (seed, len(leased))  # claims stay within the bound
+            assert len(leased) <= (HELD_PER_SLOT + SENT_PER_SLOT) * CONCURRENCY, (
+                seed,
+                len(leased),
+            )  # claims stay within the bound
             leased_at_kill.append(leased)
             daemon = rig.start()
         wait_for(lambda: _delivered() == total, 180, f"all {total} deliveries to be DELIVERED (seed {seed})")
