@@ -642,6 +642,22 @@ async def test_data_cannot_name_another_user_integration_or_provider_in_any_copy
     assert sent == [own, own] and stored == [own, own]
 
 
+async def test_a_retry_read_back_from_the_database_sends_the_same_values(env):
+    """The first attempt answered 500, the retry is claimed from the database and its payload read back (on
+    PostgreSQL through the jsonb reader, orjson's but for long digit runs): an integer beyond 64 bits, a tiny
+    float, text beyond ASCII and digits in a string reach the receiver as they were emitted, both times."""
+    api, receiver, base, integration = env
+    await _create(api, integration, f"{base}/hook", ["post.*"])
+    receiver.script = [(500, {})]
+    data = {"big": 2**70, "small": -(2**64) - 1, "tiny": 1e-7, "ratio": 0.1, "text": "é€😀\u2028", "id": "1" * 25}
+    await _emit(api, integration, "post.created", data)
+    await receiver.wait_for(2)
+    sent = [json.loads(r["body"])["data"] for r in receiver.received]
+    expected = {**data, "userId": str(OWNER), "integrationId": str(integration.id), "provider": "SHOPIFY"}
+    assert sent == [expected, expected]
+    assert type(sent[1]["big"]) is int and type(sent[1]["tiny"]) is float
+
+
 @pytest.mark.parametrize(("bad", "mention"), [(r"\u0000", "NUL"), (r"\ud800", "surrogate")])
 async def test_text_no_database_stores_in_one_items_data_refuses_that_item_alone(env, bad, mention):
     """Found by a reviewer: a NUL in one item's data answered the whole batch 400 ("events contains a NUL
