@@ -722,9 +722,22 @@ def _claim(limit, lease_seconds, exclude, rooms, cap) -> tuple[list[Claimed], di
 # One statement renews every lease a worker holds: the (id, lease token) pairs come in as two arrays and
 # only rows whose token is still the pair's are moved on (fencing: a lease that expired and was claimed by
 # another worker carries that worker's token). Driven by primary key, so its cost follows the pairs sent.
-_PG_RENEW = """UPDATE "webhook_deliveries" AS d SET "lease_until" = %s
-FROM unnest(%s::uuid[], %s::uuid[]) AS v(id, lease)
-WHERE d."id" = v.id AND d."lease_token" = v.lease
+#
+# The rows are locked first, in id order (``ORDER BY ... FOR NO KEY UPDATE``: PostgreSQL locks the rows as the
+# sort hands them over), then updated; the record batch (attempts._PG_UPDATE) locks its rows the same way. The two
+# update the same rows (a delivery being recorded is still held, so renewed) and took them in whatever order
+# their plans read them, so one could hold a row the other wanted while waiting for one the other held: a
+# deadlock, which PostgreSQL breaks only after deadlock_timeout (~1 s of a stalled record batch). Taken in one
+# order, one of them waits for the other at its first row in common, holding none the other still needs. The
+# lock takes the lock an UPDATE would (NO KEY UPDATE: an attempt's insert referencing the row is not blocked).
+# A row whose lease was taken over while we waited for it is re-checked when locked and left out.
+_PG_RENEW = """WITH held AS MATERIALIZED (
+    SELECT d."id" FROM "webhook_deliveries" AS d
+    JOIN unnest(%s::uuid[], %s::uuid[]) AS v(id, lease) ON d."id" = v.id AND d."lease_token" = v.lease
+    ORDER BY d."id" FOR NO KEY UPDATE OF d
+)
+UPDATE "webhook_deliveries" AS d SET "lease_until" = %s
+WHERE d."id" = ANY(ARRAY(SELECT held."id" FROM held))
 RETURNING d.id"""
 RENEW_CHUNK = 400  # pairs per statement on SQLite (its variable limit); a worker holds at most its slots
 
@@ -739,11 +752,12 @@ def renew(held: list[tuple[uuid.UUID, uuid.UUID]], lease_seconds: float) -> tupl
     if is_postgres(database_proxy):
 
         def moved() -> list:
-            # Run again when it is a deadlock's victim: the worker's record batches update the rows of the outcomes
-            # they record, held here too, in another order (attempts.record_many retries its side as well).
+            # Run again should it be a deadlock's victim: the worker's record batches update the rows of the outcomes
+            # they record, held here too. Both lock them in id order, so they wait for each other but do not
+            # deadlock; a statement updating several held rows in another order could (see _PG_RENEW).
             with database_proxy.atomic():
                 return database_proxy.execute_sql(
-                    _PG_RENEW, (until, [str(i) for i, _ in held], [str(t) for _, t in held])
+                    _PG_RENEW, ([str(i) for i, _ in held], [str(t) for _, t in held], until)
                 ).fetchall()
 
         return {_uuid(r[0]) for r in retry_deadlocks(moved)}, until.timestamp()

@@ -312,13 +312,16 @@ def test_held_deliveries_of_a_webhook_enabled_again_are_given_back(database, mak
 @pytest.mark.postgres
 def test_a_record_batch_that_a_renewal_deadlocks_with_is_run_again(pg_database, postgres_url, monkeypatch):
     """The worker's renewal and its record batch both update the held rows being recorded, each in its own
-    transaction and in no fixed row order: PostgreSQL can find them deadlocked and abort the record. Aborted, the
-    batch's deliveries were sent and never recorded, and were sent again once their leases ran out (two daemons
-    under load sent 34 of 2,000 twice). A victim is run again and every outcome is recorded once.
+    transaction. They took them in no fixed row order, and PostgreSQL found them deadlocked and aborted the
+    record. Aborted, the batch's deliveries were sent and never recorded, and were sent again once their leases
+    ran out (two daemons under load sent 34 of 2,000 twice). Both lock in id order now (the next test); should
+    a writer taking held rows in another order deadlock with a record all the same, the victim is run again and
+    every outcome is recorded once.
 
-    The renewal's side is played by a session of its own that moves B's lease, then A's (the order the record
-    does not take), with deadlock_timeout at 10 s so that the record is the one PostgreSQL aborts unless the
-    machine stalls for seconds. It takes A only once PostgreSQL shows the record waiting (pg_stat_activity)."""
+    That writer is played by a session of its own that moves B's lease, then A's, where A's id is the lower
+    (the record locks A first), with deadlock_timeout at 10 s so that the record is the one PostgreSQL aborts
+    unless the machine stalls for seconds. It takes A only once PostgreSQL shows the record waiting
+    (pg_stat_activity)."""
     import threading
 
     import psycopg2
@@ -332,7 +335,7 @@ def test_a_record_batch_that_a_renewal_deadlocks_with_is_run_again(pg_database, 
     Webhook.create(integration=integration, url="http://127.0.0.1:9/h", events=["*"])
     for i in range(2):
         deliveries.fan_out(integration, "media.created", {"i": i})
-    a, b = deliveries.claim(2, 30)
+    a, b = sorted(deliveries.claim(2, 30), key=lambda c: c.id)
     ours = pg_database.execute_sql("SELECT pg_backend_pid()").fetchone()[0]
     renewal, watcher = psycopg2.connect(postgres_url), psycopg2.connect(postgres_url)
     watcher.autocommit = True
@@ -371,3 +374,94 @@ def test_a_record_batch_that_a_renewal_deadlocks_with_is_run_again(pg_database, 
     assert WebhookAttempt.select().count() == 2
     assert {d.status for d in WebhookDelivery.select()} == {DeliveryStatus.DELIVERED}
     assert len(runs) == 1 if renewal_lost else len(runs) >= 2  # the record was the victim, and ran again
+
+
+@pytest.mark.postgres
+def test_a_renewal_and_a_record_of_the_same_rows_in_opposite_orders_never_deadlock(
+    pg_database, postgres_url, monkeypatch
+):
+    """The renewal and the record batch lock the delivery rows they update in one order (by id), whatever order
+    the worker hands them in: neither ever waits for the other while holding a row the other wants, so PostgreSQL
+    never aborts one of them (each deadlock stalled a record batch for deadlock_timeout, ~1 s, before its retry).
+
+    Each round the same held rows go to a renewal in ascending id order and to a record in descending order, from
+    two threads (two connections). A third session holds one row of the set, at a different place each round,
+    until PostgreSQL shows both waiting for a lock: they are then both in the middle of their rows, as under load,
+    where two statements taking them in opposite orders deadlocked every time. Every deadlock PostgreSQL raised is
+    counted (``retry_deadlocks`` runs the victim again: the work is done either way, the stall is what counts)."""
+    import random
+    import threading
+
+    import psycopg2
+    from support.waiting import wait_for
+
+    from nexusctl.db import database
+    from nexusctl.db.models import Integration
+    from nexusctl.enums import Provider
+
+    rows, rounds = 40, 8
+    schedule = (0,) * rounds  # a failed attempt is due again at once: claimed again next round
+    integration = Integration.create(user_id=uuid.uuid4(), provider=Provider.SHOPIFY, name="shop")
+    Webhook.create(integration=integration, url="http://127.0.0.1:9/h", events=["*"])
+    for i in range(rows):
+        deliveries.fan_out(integration, "media.created", {"i": i})
+    deadlocks = []
+    seen = database.is_deadlock
+    monkeypatch.setattr(database, "is_deadlock", lambda exc: seen(exc) and (deadlocks.append(exc) or True))
+    blocker, watcher = psycopg2.connect(postgres_url), psycopg2.connect(postgres_url)
+    watcher.autocommit = True
+
+    def both_wait() -> bool:
+        with watcher.cursor() as cur:
+            cur.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            return cur.fetchone()[0] >= 2
+
+    def in_thread(work, done: dict, start: threading.Barrier):
+        try:
+            start.wait(30)
+            done["value"] = work()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            done["error"] = exc
+        finally:
+            pg_database.close()  # this thread's pooled connection back to the pool
+
+    try:
+        for _ in range(rounds):
+            claimed = sorted(deliveries.claim(rows, 30), key=lambda c: c.id)
+            assert len(claimed) == rows
+            with blocker.cursor() as cur:
+                cur.execute(
+                    'SELECT 1 FROM "webhook_deliveries" WHERE "id" = %s FOR NO KEY UPDATE',
+                    (str(random.choice(claimed[1:-1]).id),),
+                )
+            start, renewed, recorded = threading.Barrier(2), {}, {}
+            batch = [(c, _result(500)) for c in reversed(claimed)]
+            threads = [
+                threading.Thread(
+                    target=in_thread,
+                    args=(lambda: deliveries.renew([(c.id, c.lease) for c in claimed], 30)[0], renewed, start),
+                ),
+                threading.Thread(
+                    target=in_thread, args=(lambda b=batch: attempts.record_many(b, schedule), recorded, start)
+                ),
+            ]
+            for thread in threads:
+                thread.start()
+            try:
+                wait_for(both_wait, 30, "the renewal and the record to wait for a lock")
+            finally:
+                blocker.commit()
+                for thread in threads:
+                    thread.join(60)
+            assert "error" not in renewed and "error" not in recorded, (renewed, recorded)
+            assert recorded["value"] == ["retrying"] * rows  # every outcome recorded
+            # The renewal ran wholly before the record (all moved on) or after it (none: recorded, not leased).
+            assert renewed["value"] in (set(), {c.id for c in claimed})
+    finally:
+        blocker.close()
+        watcher.close()
+    assert deadlocks == []
+    assert WebhookAttempt.select().count() == rows * rounds
+    assert {d.attempts for d in WebhookDelivery.select()} == {rounds}
