@@ -67,7 +67,7 @@ def record_many(batch: list, schedule: tuple[int, ...]) -> list[str]:
     # Run again when PostgreSQL aborts it to break a deadlock: the batch's delivery rows are also updated by this
     # daemon's lease renewal (deliveries.renew moves on every held lease, those whose outcome is being recorded
     # too), in its own transaction. When the two took the rows in no fixed order they deadlocked under load; both
-    # lock them in id order now (_PG_UPDATE), and this stays for a writer that does not (see deliveries.release).
+    # lock them in id order now (_PG_UPDATE), and this stays as the safety net.
     # A record aborted so left its deliveries sent and unrecorded, and they were sent again once their leases ran
     # out (34 of 2,000 twice in tests/webhooks/test_delivery_proofs.py's two daemons). The victim is rolled back
     # whole.
@@ -562,6 +562,9 @@ def fail_held(items: list) -> int:
     now = utcnow()
     with database_proxy.atomic():
         hooks = _hooks({item.webhook_id for item in items})
+        # The held rows locked at once, in id order: the statements below fail some and give the others back, and
+        # taking them statement by statement they deadlocked with the renewal, which moves on the same leases.
+        deliveries.lock_held(items)
         inactive = dict(
             Webhook.select(Webhook.id, Webhook.disabled_reason)
             .where(Webhook.id.in_(list(hooks)) & (Webhook.is_active == False))  # noqa: E712

@@ -730,15 +730,25 @@ def _claim(limit, lease_seconds, exclude, rooms, cap) -> tuple[list[Claimed], di
 # deadlock, which PostgreSQL breaks only after deadlock_timeout (~1 s of a stalled record batch). Taken in one
 # order, one of them waits for the other at its first row in common, holding none the other still needs. The
 # lock takes the lock an UPDATE would (NO KEY UPDATE: an attempt's insert referencing the row is not blocked).
-# A row whose lease was taken over while we waited for it is re-checked when locked and left out.
-_PG_RENEW = """WITH held AS MATERIALIZED (
+# A row whose lease was taken over while we waited for it is re-checked when locked and left out. The other
+# writers of held rows lock them so too: ``release`` and ``lock_held`` (attempts.fail_held).
+_PG_HELD = """WITH held AS MATERIALIZED (
     SELECT d."id" FROM "webhook_deliveries" AS d
     JOIN unnest(%s::uuid[], %s::uuid[]) AS v(id, lease) ON d."id" = v.id AND d."lease_token" = v.lease
     ORDER BY d."id" FOR NO KEY UPDATE OF d
 )
-UPDATE "webhook_deliveries" AS d SET "lease_until" = %s
+"""
+_PG_RENEW = (
+    _PG_HELD
+    + """UPDATE "webhook_deliveries" AS d SET "lease_until" = %s
 WHERE d."id" = ANY(ARRAY(SELECT held."id" FROM held))
 RETURNING d.id"""
+)
+_PG_RELEASE = (
+    _PG_HELD
+    + """UPDATE "webhook_deliveries" AS d SET "lease_until" = NULL, "lease_token" = NULL
+WHERE d."id" = ANY(ARRAY(SELECT held."id" FROM held))"""
+)
 RENEW_CHUNK = 400  # pairs per statement on SQLite (its variable limit); a worker holds at most its slots
 
 
@@ -866,8 +876,28 @@ def _signing(keyring, rows) -> tuple[dict, dict]:
     return signing, locked
 
 
+def _pairs(items: list[Claimed]) -> tuple[list, list]:
+    """The (id, lease) pairs of ``items`` as _PG_HELD's two arrays."""
+    return [str(c.id) for c in items], [str(c.lease) for c in items]
+
+
+def lock_held(items: list[Claimed]) -> None:
+    """Lock the rows of ``items`` still under their claims' leases, in id order, for the caller's transaction, before
+    it writes them in several statements (PostgreSQL; SQLite's transaction holds the whole database): the renewal
+    locks them in the same order, and a transaction that took them statement by statement could deadlock with it."""
+    if items and is_postgres(database_proxy):
+        database_proxy.execute_sql(_PG_HELD + "SELECT count(*) FROM held", _pairs(items))
+
+
 def release(items: list[Claimed]) -> None:
     """Give claimed deliveries back untouched (more than their endpoint may take at once)."""
+    if not items:
+        return
+    if is_postgres(database_proxy):
+        # One statement, fenced by each claim's token, the rows locked in id order (_PG_HELD): a renewal under way
+        # may hold them too.
+        database_proxy.execute_sql(_PG_RELEASE, _pairs(items))
+        return
     for lease in {c.lease for c in items}:
         WebhookDelivery.update(lease_until=None, lease_token=None).where(
             WebhookDelivery.id.in_([c.id for c in items if c.lease == lease]) & (WebhookDelivery.lease_token == lease)

@@ -376,19 +376,31 @@ def test_a_record_batch_that_a_renewal_deadlocks_with_is_run_again(pg_database, 
     assert len(runs) == 1 if renewal_lost else len(runs) >= 2  # the record was the victim, and ran again
 
 
-@pytest.mark.postgres
-def test_a_renewal_and_a_record_of_the_same_rows_in_opposite_orders_never_deadlock(
-    pg_database, postgres_url, monkeypatch
-):
-    """The renewal and the record batch lock the delivery rows they update in one order (by id), whatever order
-    the worker hands them in: neither ever waits for the other while holding a row the other wants, so PostgreSQL
-    never aborts one of them (each deadlock stalled a record batch for deadlock_timeout, ~1 s, before its retry).
+# What each writer of held rows does with the rows of a round (handed to it in descending id order), and what it
+# returns: the record (failed attempts, due again at once), the give-back, and the failing of held rows of a
+# disabled webhook (attempts.fail_held).
+_WRITERS = {
+    "record": lambda held, rounds: attempts.record_many([(c, _result(500)) for c in held], (0,) * rounds),
+    "release": lambda held, rounds: deliveries.release(held),
+    "fail_held": lambda held, rounds: attempts.fail_held(held),
+}
 
-    Each round the same held rows go to a renewal in ascending id order and to a record in descending order, from
-    two threads (two connections). A third session holds one row of the set, at a different place each round,
-    until PostgreSQL shows both waiting for a lock: they are then both in the middle of their rows, as under load,
-    where two statements taking them in opposite orders deadlocked every time. Every deadlock PostgreSQL raised is
-    counted (``retry_deadlocks`` runs the victim again: the work is done either way, the stall is what counts)."""
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("writer", list(_WRITERS))
+def test_a_renewal_and_a_writer_of_the_same_held_rows_in_opposite_orders_never_deadlock(
+    writer, pg_database, postgres_url, monkeypatch
+):
+    """The renewal and the other writers of held rows (the record batch, the give-back, the failing of held rows
+    of a disabled webhook) lock the delivery rows in one order (by id), whatever order the worker hands them in:
+    neither ever waits for the other while holding a row the other wants, so PostgreSQL never aborts one of them
+    (each deadlock stalled the victim for deadlock_timeout, ~1 s; the give-back and fail_held were not retried).
+
+    Each round the same held rows go to a renewal in ascending id order and to the writer in descending order,
+    from two threads (two connections). A third session holds one row of the set, at a different place each
+    round, until PostgreSQL shows both waiting for a lock: they are then both in the middle of their rows, as
+    under load, where taking them in different orders deadlocked nearly every round. Every deadlock PostgreSQL
+    raised is counted, and the work of both is checked."""
     import random
     import threading
 
@@ -400,16 +412,25 @@ def test_a_renewal_and_a_record_of_the_same_rows_in_opposite_orders_never_deadlo
     from nexusctl.enums import Provider
 
     rows, rounds = 40, 8
-    schedule = (0,) * rounds  # a failed attempt is due again at once: claimed again next round
     integration = Integration.create(user_id=uuid.uuid4(), provider=Provider.SHOPIFY, name="shop")
-    Webhook.create(integration=integration, url="http://127.0.0.1:9/h", events=["*"])
-    for i in range(rows):
-        deliveries.fan_out(integration, "media.created", {"i": i})
+    webhook = Webhook.create(integration=integration, url="http://127.0.0.1:9/h", events=["*"])
     deadlocks = []
     seen = database.is_deadlock
     monkeypatch.setattr(database, "is_deadlock", lambda exc: seen(exc) and (deadlocks.append(exc) or True))
     blocker, watcher = psycopg2.connect(postgres_url), psycopg2.connect(postgres_url)
     watcher.autocommit = True
+
+    def held_rows() -> list:
+        """This round's held rows: the same ones again (recorded as failed or given back, they are due at once),
+        new ones for fail_held (of a webhook disabled once they are claimed)."""
+        if writer == "fail_held" or not WebhookDelivery.select().exists():
+            Webhook.update(is_active=True).where(Webhook.id == webhook.id).execute()
+            for i in range(rows):
+                deliveries.fan_out(integration, "media.created", {"i": i})
+        claimed = sorted(deliveries.claim(rows, 30), key=lambda c: c.id)
+        if writer == "fail_held":
+            Webhook.update(is_active=False, disabled_reason="gone").where(Webhook.id == webhook.id).execute()
+        return claimed
 
     def both_wait() -> bool:
         with watcher.cursor() as cur:
@@ -429,39 +450,48 @@ def test_a_renewal_and_a_record_of_the_same_rows_in_opposite_orders_never_deadlo
 
     try:
         for _ in range(rounds):
-            claimed = sorted(deliveries.claim(rows, 30), key=lambda c: c.id)
+            claimed = held_rows()
             assert len(claimed) == rows
             with blocker.cursor() as cur:
                 cur.execute(
                     'SELECT 1 FROM "webhook_deliveries" WHERE "id" = %s FOR NO KEY UPDATE',
                     (str(random.choice(claimed[1:-1]).id),),
                 )
-            start, renewed, recorded = threading.Barrier(2), {}, {}
-            batch = [(c, _result(500)) for c in reversed(claimed)]
+            start, renewed, written = threading.Barrier(2), {}, {}
             threads = [
                 threading.Thread(
                     target=in_thread,
-                    args=(lambda: deliveries.renew([(c.id, c.lease) for c in claimed], 30)[0], renewed, start),
+                    args=(lambda c=claimed: deliveries.renew([(i.id, i.lease) for i in c], 30)[0], renewed, start),
                 ),
                 threading.Thread(
-                    target=in_thread, args=(lambda b=batch: attempts.record_many(b, schedule), recorded, start)
+                    target=in_thread,
+                    args=(lambda c=claimed: _WRITERS[writer](c[::-1], rounds), written, start),
                 ),
             ]
             for thread in threads:
                 thread.start()
             try:
-                wait_for(both_wait, 30, "the renewal and the record to wait for a lock")
+                wait_for(both_wait, 30, "the renewal and the writer to wait for a lock")
             finally:
                 blocker.commit()
                 for thread in threads:
                     thread.join(60)
-            assert "error" not in renewed and "error" not in recorded, (renewed, recorded)
-            assert recorded["value"] == ["retrying"] * rows  # every outcome recorded
-            # The renewal ran wholly before the record (all moved on) or after it (none: recorded, not leased).
+            assert "error" not in renewed and "error" not in written, (renewed, written)
+            assert written["value"] == {"record": ["retrying"] * rows, "release": None, "fail_held": rows}[writer]
+            # The renewal ran wholly before the writer (all moved on) or after it (none: no longer leased).
             assert renewed["value"] in (set(), {c.id for c in claimed})
     finally:
         blocker.close()
         watcher.close()
     assert deadlocks == []
-    assert WebhookAttempt.select().count() == rows * rounds
-    assert {d.attempts for d in WebhookDelivery.select()} == {rounds}
+    assert not WebhookDelivery.select().where(WebhookDelivery.lease_token.is_null(False)).exists()
+    statuses = {d.status: d.attempts for d in WebhookDelivery.select()}
+    assert (
+        statuses
+        == {
+            "record": {DeliveryStatus.RETRYING: rounds},
+            "release": {DeliveryStatus.PENDING: 0},
+            "fail_held": {DeliveryStatus.FAILED: 0},
+        }[writer]
+    )
+    assert WebhookAttempt.select().count() == (rows * rounds if writer == "record" else 0)
