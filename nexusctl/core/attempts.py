@@ -66,9 +66,11 @@ def record_many(batch: list, schedule: tuple[int, ...]) -> list[str]:
     batch = [(claimed, _storable(result)) for claimed, result in batch]
     # Run again when PostgreSQL aborts it to break a deadlock: the batch's delivery rows are also updated by this
     # daemon's lease renewal (deliveries.renew moves on every held lease, those whose outcome is being recorded
-    # too), in its own transaction and in no fixed row order, and under load the two deadlocked. A record aborted
-    # so left its deliveries sent and unrecorded, and they were sent again once their leases ran out (34 of
-    # 2,000 twice in tests/webhooks/test_delivery_proofs.py's two daemons). The victim is rolled back whole.
+    # too), in its own transaction. When the two took the rows in no fixed order they deadlocked under load; both
+    # lock them in id order now (_PG_UPDATE), and this stays as the safety net.
+    # A record aborted so left its deliveries sent and unrecorded, and they were sent again once their leases ran
+    # out (34 of 2,000 twice in tests/webhooks/test_delivery_proofs.py's two daemons). The victim is rolled back
+    # whole.
     once = functools.partial(retry_deadlocks, lambda: _record_batch(batch, schedule))
     try:
         try:
@@ -372,12 +374,22 @@ def _pg_write(attempt_rows: list, events: list, succeeded: set, failing: set, no
     )
 
 
-_PG_UPDATE = """UPDATE "webhook_deliveries" AS d SET "status" = v.status, "attempts" = v.attempts,
- "response" = v.response, "error" = v.error, "delivered_at" = v.delivered_at,
- "next_attempt_at" = v.next_attempt_at, "updated_at" = %s, "lease_until" = NULL, "lease_token" = NULL
-FROM unnest(%s::uuid[], %s::uuid[], %s::varchar[], %s::int[], %s::jsonb[], %s::text[], %s::timestamptz[],
-            %s::timestamptz[]) AS v(id, lease, status, attempts, response, error, delivered_at, next_attempt_at)
-WHERE d."id" = v.id AND d."lease_token" = v.lease
+# The batch's rows are locked first, in id order, as the lease renewal locks them (deliveries._PG_RENEW: the two
+# update the same held rows, and in different orders they deadlocked), then updated by primary key from the
+# locked rows, which carry their outcomes. Fencing is in the lock step: a row whose lease token is not the
+# pair's is not locked, nor written; one taken over while we waited for it is re-checked when locked.
+_PG_UPDATE = """WITH held AS MATERIALIZED (
+    SELECT d."id", v.status, v.attempts, v.response, v.error, v.delivered_at, v.next_attempt_at
+    FROM "webhook_deliveries" AS d
+    JOIN unnest(%s::uuid[], %s::uuid[], %s::varchar[], %s::int[], %s::jsonb[], %s::text[], %s::timestamptz[],
+                %s::timestamptz[]) AS v(id, lease, status, attempts, response, error, delivered_at, next_attempt_at)
+      ON d."id" = v.id AND d."lease_token" = v.lease
+    ORDER BY d."id" FOR NO KEY UPDATE OF d
+)
+UPDATE "webhook_deliveries" AS d SET "status" = h.status, "attempts" = h.attempts,
+ "response" = h.response, "error" = h.error, "delivered_at" = h.delivered_at,
+ "next_attempt_at" = h.next_attempt_at, "updated_at" = %s, "lease_until" = NULL, "lease_token" = NULL
+FROM held AS h WHERE d."id" = h.id
 RETURNING d.id"""
 
 
@@ -396,7 +408,6 @@ def _update_deliveries(rows: list) -> set:
             "nexus_record_update",
             _PG_UPDATE,
             (
-                now[0],
                 array(ids),
                 array(leases),
                 array([s.value for s in status]),
@@ -405,6 +416,7 @@ def _update_deliveries(rows: list) -> set:
                 array(error),
                 array(delivered_at),
                 array(next_at),
+                now[0],
             ),
         )
         return {r[0] if isinstance(r[0], uuid.UUID) else uuid.UUID(str(r[0])) for r in cursor.fetchall()}
@@ -550,6 +562,9 @@ def fail_held(items: list) -> int:
     now = utcnow()
     with database_proxy.atomic():
         hooks = _hooks({item.webhook_id for item in items})
+        # The held rows locked at once, in id order: the statements below fail some and give the others back, and
+        # taking them statement by statement they deadlocked with the renewal, which moves on the same leases.
+        deliveries.lock_held(items)
         inactive = dict(
             Webhook.select(Webhook.id, Webhook.disabled_reason)
             .where(Webhook.id.in_(list(hooks)) & (Webhook.is_active == False))  # noqa: E712

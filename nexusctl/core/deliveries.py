@@ -722,10 +722,33 @@ def _claim(limit, lease_seconds, exclude, rooms, cap) -> tuple[list[Claimed], di
 # One statement renews every lease a worker holds: the (id, lease token) pairs come in as two arrays and
 # only rows whose token is still the pair's are moved on (fencing: a lease that expired and was claimed by
 # another worker carries that worker's token). Driven by primary key, so its cost follows the pairs sent.
-_PG_RENEW = """UPDATE "webhook_deliveries" AS d SET "lease_until" = %s
-FROM unnest(%s::uuid[], %s::uuid[]) AS v(id, lease)
-WHERE d."id" = v.id AND d."lease_token" = v.lease
+#
+# The rows are locked first, in id order (``ORDER BY ... FOR NO KEY UPDATE``: PostgreSQL locks the rows as the
+# sort hands them over), then updated; the record batch (attempts._PG_UPDATE) locks its rows the same way. The two
+# update the same rows (a delivery being recorded is still held, so renewed) and took them in whatever order
+# their plans read them, so one could hold a row the other wanted while waiting for one the other held: a
+# deadlock, which PostgreSQL breaks only after deadlock_timeout (~1 s of a stalled record batch). Taken in one
+# order, one of them waits for the other at its first row in common, holding none the other still needs. The
+# lock takes the lock an UPDATE would (NO KEY UPDATE: an attempt's insert referencing the row is not blocked).
+# A row whose lease was taken over while we waited for it is re-checked when locked and left out. The other
+# writers of held rows lock them so too: ``release`` and ``lock_held`` (attempts.fail_held).
+_PG_HELD = """WITH held AS MATERIALIZED (
+    SELECT d."id" FROM "webhook_deliveries" AS d
+    JOIN unnest(%s::uuid[], %s::uuid[]) AS v(id, lease) ON d."id" = v.id AND d."lease_token" = v.lease
+    ORDER BY d."id" FOR NO KEY UPDATE OF d
+)
+"""
+_PG_RENEW = (
+    _PG_HELD
+    + """UPDATE "webhook_deliveries" AS d SET "lease_until" = %s
+WHERE d."id" = ANY(ARRAY(SELECT held."id" FROM held))
 RETURNING d.id"""
+)
+_PG_RELEASE = (
+    _PG_HELD
+    + """UPDATE "webhook_deliveries" AS d SET "lease_until" = NULL, "lease_token" = NULL
+WHERE d."id" = ANY(ARRAY(SELECT held."id" FROM held))"""
+)
 RENEW_CHUNK = 400  # pairs per statement on SQLite (its variable limit); a worker holds at most its slots
 
 
@@ -739,11 +762,12 @@ def renew(held: list[tuple[uuid.UUID, uuid.UUID]], lease_seconds: float) -> tupl
     if is_postgres(database_proxy):
 
         def moved() -> list:
-            # Run again when it is a deadlock's victim: the worker's record batches update the rows of the outcomes
-            # they record, held here too, in another order (attempts.record_many retries its side as well).
+            # Run again should it be a deadlock's victim: the worker's record batches update the rows of the outcomes
+            # they record, held here too. Both lock them in id order, so they wait for each other but do not
+            # deadlock; a statement updating several held rows in another order could (see _PG_RENEW).
             with database_proxy.atomic():
                 return database_proxy.execute_sql(
-                    _PG_RENEW, (until, [str(i) for i, _ in held], [str(t) for _, t in held])
+                    _PG_RENEW, ([str(i) for i, _ in held], [str(t) for _, t in held], until)
                 ).fetchall()
 
         return {_uuid(r[0]) for r in retry_deadlocks(moved)}, until.timestamp()
@@ -852,8 +876,28 @@ def _signing(keyring, rows) -> tuple[dict, dict]:
     return signing, locked
 
 
+def _pairs(items: list[Claimed]) -> tuple[list, list]:
+    """The (id, lease) pairs of ``items`` as _PG_HELD's two arrays."""
+    return [str(c.id) for c in items], [str(c.lease) for c in items]
+
+
+def lock_held(items: list[Claimed]) -> None:
+    """Lock the rows of ``items`` still under their claims' leases, in id order, for the caller's transaction, before
+    it writes them in several statements (PostgreSQL; SQLite's transaction holds the whole database): the renewal
+    locks them in the same order, and a transaction that took them statement by statement could deadlock with it."""
+    if items and is_postgres(database_proxy):
+        database_proxy.execute_sql(_PG_HELD + "SELECT count(*) FROM held", _pairs(items))
+
+
 def release(items: list[Claimed]) -> None:
     """Give claimed deliveries back untouched (more than their endpoint may take at once)."""
+    if not items:
+        return
+    if is_postgres(database_proxy):
+        # One statement, fenced by each claim's token, the rows locked in id order (_PG_HELD): a renewal under way
+        # may hold them too.
+        database_proxy.execute_sql(_PG_RELEASE, _pairs(items))
+        return
     for lease in {c.lease for c in items}:
         WebhookDelivery.update(lease_until=None, lease_token=None).where(
             WebhookDelivery.id.in_([c.id for c in items if c.lease == lease]) & (WebhookDelivery.lease_token == lease)

@@ -312,13 +312,16 @@ def test_held_deliveries_of_a_webhook_enabled_again_are_given_back(database, mak
 @pytest.mark.postgres
 def test_a_record_batch_that_a_renewal_deadlocks_with_is_run_again(pg_database, postgres_url, monkeypatch):
     """The worker's renewal and its record batch both update the held rows being recorded, each in its own
-    transaction and in no fixed row order: PostgreSQL can find them deadlocked and abort the record. Aborted, the
-    batch's deliveries were sent and never recorded, and were sent again once their leases ran out (two daemons
-    under load sent 34 of 2,000 twice). A victim is run again and every outcome is recorded once.
+    transaction. They took them in no fixed row order, and PostgreSQL found them deadlocked and aborted the
+    record. Aborted, the batch's deliveries were sent and never recorded, and were sent again once their leases
+    ran out (two daemons under load sent 34 of 2,000 twice). Both lock in id order now (the next test); should
+    a writer taking held rows in another order deadlock with a record all the same, the victim is run again and
+    every outcome is recorded once.
 
-    The renewal's side is played by a session of its own that moves B's lease, then A's (the order the record
-    does not take), with deadlock_timeout at 10 s so that the record is the one PostgreSQL aborts unless the
-    machine stalls for seconds. It takes A only once PostgreSQL shows the record waiting (pg_stat_activity)."""
+    That writer is played by a session of its own that moves B's lease, then A's, where A's id is the lower
+    (the record locks A first), with deadlock_timeout at 10 s so that the record is the one PostgreSQL aborts
+    unless the machine stalls for seconds. It takes A only once PostgreSQL shows the record waiting
+    (pg_stat_activity)."""
     import threading
 
     import psycopg2
@@ -332,7 +335,7 @@ def test_a_record_batch_that_a_renewal_deadlocks_with_is_run_again(pg_database, 
     Webhook.create(integration=integration, url="http://127.0.0.1:9/h", events=["*"])
     for i in range(2):
         deliveries.fan_out(integration, "media.created", {"i": i})
-    a, b = deliveries.claim(2, 30)
+    a, b = sorted(deliveries.claim(2, 30), key=lambda c: c.id)
     ours = pg_database.execute_sql("SELECT pg_backend_pid()").fetchone()[0]
     renewal, watcher = psycopg2.connect(postgres_url), psycopg2.connect(postgres_url)
     watcher.autocommit = True
@@ -371,3 +374,124 @@ def test_a_record_batch_that_a_renewal_deadlocks_with_is_run_again(pg_database, 
     assert WebhookAttempt.select().count() == 2
     assert {d.status for d in WebhookDelivery.select()} == {DeliveryStatus.DELIVERED}
     assert len(runs) == 1 if renewal_lost else len(runs) >= 2  # the record was the victim, and ran again
+
+
+# What each writer of held rows does with the rows of a round (handed to it in descending id order), and what it
+# returns: the record (failed attempts, due again at once), the give-back, and the failing of held rows of a
+# disabled webhook (attempts.fail_held).
+_WRITERS = {
+    "record": lambda held, rounds: attempts.record_many([(c, _result(500)) for c in held], (0,) * rounds),
+    "release": lambda held, rounds: deliveries.release(held),
+    "fail_held": lambda held, rounds: attempts.fail_held(held),
+}
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("writer", list(_WRITERS))
+def test_a_renewal_and_a_writer_of_the_same_held_rows_in_opposite_orders_never_deadlock(
+    writer, pg_database, postgres_url, monkeypatch
+):
+    """The renewal and the other writers of held rows (the record batch, the give-back, the failing of held rows
+    of a disabled webhook) lock the delivery rows in one order (by id), whatever order the worker hands them in:
+    neither ever waits for the other while holding a row the other wants, so PostgreSQL never aborts one of them
+    (each deadlock stalled the victim for deadlock_timeout, ~1 s; the give-back and fail_held were not retried).
+
+    Each round the same held rows go to a renewal in ascending id order and to the writer in descending order,
+    from two threads (two connections). A third session holds one row of the set, at a different place each
+    round, until PostgreSQL shows both waiting for a lock: they are then both in the middle of their rows, as
+    under load, where taking them in different orders deadlocked nearly every round. Every deadlock PostgreSQL
+    raised is counted, and the work of both is checked."""
+    import random
+    import threading
+
+    import psycopg2
+    from support.waiting import wait_for
+
+    from nexusctl.db import database
+    from nexusctl.db.models import Integration
+    from nexusctl.enums import Provider
+
+    rows, rounds = 40, 8
+    integration = Integration.create(user_id=uuid.uuid4(), provider=Provider.SHOPIFY, name="shop")
+    webhook = Webhook.create(integration=integration, url="http://127.0.0.1:9/h", events=["*"])
+    deadlocks = []
+    seen = database.is_deadlock
+    monkeypatch.setattr(database, "is_deadlock", lambda exc: seen(exc) and (deadlocks.append(exc) or True))
+    blocker, watcher = psycopg2.connect(postgres_url), psycopg2.connect(postgres_url)
+    watcher.autocommit = True
+
+    def held_rows() -> list:
+        """This round's held rows: the same ones again (recorded as failed or given back, they are due at once),
+        new ones for fail_held (of a webhook disabled once they are claimed)."""
+        if writer == "fail_held" or not WebhookDelivery.select().exists():
+            Webhook.update(is_active=True).where(Webhook.id == webhook.id).execute()
+            for i in range(rows):
+                deliveries.fan_out(integration, "media.created", {"i": i})
+        claimed = sorted(deliveries.claim(rows, 30), key=lambda c: c.id)
+        if writer == "fail_held":
+            Webhook.update(is_active=False, disabled_reason="gone").where(Webhook.id == webhook.id).execute()
+        return claimed
+
+    def both_wait() -> bool:
+        with watcher.cursor() as cur:
+            cur.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            return cur.fetchone()[0] >= 2
+
+    def in_thread(work, done: dict, start: threading.Barrier):
+        try:
+            start.wait(30)
+            done["value"] = work()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            done["error"] = exc
+        finally:
+            pg_database.close()  # this thread's pooled connection back to the pool
+
+    try:
+        for _ in range(rounds):
+            claimed = held_rows()
+            assert len(claimed) == rows
+            with blocker.cursor() as cur:
+                cur.execute(
+                    'SELECT 1 FROM "webhook_deliveries" WHERE "id" = %s FOR NO KEY UPDATE',
+                    (str(random.choice(claimed[1:-1]).id),),
+                )
+            start, renewed, written = threading.Barrier(2), {}, {}
+            threads = [
+                threading.Thread(
+                    target=in_thread,
+                    args=(lambda c=claimed: deliveries.renew([(i.id, i.lease) for i in c], 30)[0], renewed, start),
+                ),
+                threading.Thread(
+                    target=in_thread,
+                    args=(lambda c=claimed: _WRITERS[writer](c[::-1], rounds), written, start),
+                ),
+            ]
+            for thread in threads:
+                thread.start()
+            try:
+                wait_for(both_wait, 30, "the renewal and the writer to wait for a lock")
+            finally:
+                blocker.commit()
+                for thread in threads:
+                    thread.join(60)
+            assert "error" not in renewed and "error" not in written, (renewed, written)
+            assert written["value"] == {"record": ["retrying"] * rows, "release": None, "fail_held": rows}[writer]
+            # The renewal ran wholly before the writer (all moved on) or after it (none: no longer leased).
+            assert renewed["value"] in (set(), {c.id for c in claimed})
+    finally:
+        blocker.close()
+        watcher.close()
+    assert deadlocks == []
+    assert not WebhookDelivery.select().where(WebhookDelivery.lease_token.is_null(False)).exists()
+    statuses = {d.status: d.attempts for d in WebhookDelivery.select()}
+    assert (
+        statuses
+        == {
+            "record": {DeliveryStatus.RETRYING: rounds},
+            "release": {DeliveryStatus.PENDING: 0},
+            "fail_held": {DeliveryStatus.FAILED: 0},
+        }[writer]
+    )
+    assert WebhookAttempt.select().count() == (rows * rounds if writer == "record" else 0)
