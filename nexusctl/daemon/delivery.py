@@ -497,7 +497,7 @@ class DeliveryWorker:
         for webhook_id, pace in self.paces.items():
             if pace.limit > cap:
                 held[webhook_id] += 0  # named: its room is its own limit's, not the base cap's
-        most = {w: self._ahead(w) if w in warm else self._limit(w) for w in held}
+        most = {w: self._ahead(w, now) if w in warm else self._limit(w, now) for w in held}
         busy = [w for w, n in held.items() if n >= most[w]] + list(self.locked) + list(self.gone)
         # The claim counts per endpoint: a busy endpoint's deliveries are not claimed to be handed back.
         rooms = {w: most[w] - n for w, n in held.items() if n < most[w] and w not in self.gone}
@@ -555,7 +555,7 @@ class DeliveryWorker:
             held[webhook_id] += len(waiting)
         answered = {w for w, at in self.answers.items() if at > now - ANSWERED_SECONDS}
         named = set(held) | answered | {w for w, pace in self.paces.items() if pace.limit > cap}
-        rooms = {w: (self._ahead(w) if w in answered else self._limit(w)) - held[w] for w in named}
+        rooms = {w: (self._ahead(w, now) if w in answered else self._limit(w, now)) - held[w] for w in named}
         # Left out as a claim leaves them out: at their most, locked, or gone (a 410 waiting for its record).
         exclude = frozenset({w for w, room in rooms.items() if room <= 0} | set(self.locked) | set(self.gone))
         offer = deliveries.Offer(
@@ -683,11 +683,12 @@ class DeliveryWorker:
             or self.offer_wanted
         ):
             return False
-        cap = self._limit(webhook_id)
+        now = time.monotonic()
+        cap = self._limit(webhook_id, now)
         if webhook_id in self.gone:  # a 410 being recorded: nothing more claimed for it until the record says
             return False
         waiting = self.waiting.get(webhook_id)
-        room = self._ahead(webhook_id) - self.inflight[webhook_id] - (len(waiting) if waiting else 0)
+        room = self._ahead(webhook_id, now) - self.inflight[webhook_id] - (len(waiting) if waiting else 0)
         if room <= cap // 2 or self._claimable(ahead=True) <= cap // 2:
             return False
         self._claim_ahead()
@@ -865,19 +866,22 @@ class DeliveryWorker:
 
     # --- each endpoint's pace ----------------------------------------------------
 
-    def _limit(self, webhook_id) -> int:
+    def _limit(self, webhook_id, now: float | None = None) -> int:
         """``webhook_id``'s current limit on sends in flight (``_Pace``): the base cap for one idle past
-        PACE_IDLE_SECONDS (nothing in flight, no answer), as its next send will find it (``_pace``)."""
+        PACE_IDLE_SECONDS (nothing in flight, no answer), as its next send will find it (``_pace``). ``now``: the
+        caller's monotonic time, if it has one (a claim asks this of every endpoint it names)."""
         pace = self.paces.get(webhook_id)
-        if pace is None or (not pace.sending and time.monotonic() - pace.last > PACE_IDLE_SECONDS):
+        if pace is None:
+            return self.base
+        if not pace.sending and (time.monotonic() if now is None else now) - pace.last > PACE_IDLE_SECONDS:
             return self.base
         return pace.limit
 
-    def _ahead(self, webhook_id) -> int:
+    def _ahead(self, webhook_id, now: float | None = None) -> int:
         """How many deliveries of ``webhook_id``, an endpoint that answers, this worker may hold sending or waiting
         for its slots: its limit, and as many more as it answers in AHEAD_SECONDS at the pace of its recent sends,
         from one limit's worth to AHEAD_MOST - 1 limits' worth (AHEAD_PER_SLOT limits while that pace is unknown)."""
-        limit = self._limit(webhook_id)
+        limit = self._limit(webhook_id, now)
         pace = self.paces.get(webhook_id)
         if pace is None or pace.seconds is None:
             return AHEAD_PER_SLOT * limit
