@@ -147,9 +147,9 @@ _LONG_NUMBER = re.compile(r"\d{19}")
 
 
 def _json_reader():
-    """Reads a json/jsonb value as the standard library does, at a fifth of its CPU (orjson; imported on the first
-    PostgreSQL connection, for start-up: a SQLite process never loads it)."""
-    import orjson
+    """Reads a json/jsonb value as the standard library does, at a fifth of its CPU (orjson), for each PostgreSQL
+    connection."""
+    import orjson  # here for start-up speed: a SQLite process never loads it
 
     def loads(text):
         if _LONG_NUMBER.search(text) is not None:
