@@ -409,7 +409,9 @@ TABLE = (
         "token_refresh_window",
         v.duration,
         "10m",
-        "The daemon refreshes tokens that expire within this (`600`, `90s`, `10m`, `1h`).",
+        "The daemon refreshes tokens that expire within this (`600`, `90s`, `10m`, `1h`). Keep it shorter than "
+        "the providers' access tokens live (HubSpot 30 min; Google, YouTube and Shopify 1 h; X and TikTok 2 h): "
+        "a fresh token inside the window is refreshed on every sweep (`doctor` and the daemon's log warn).",
     ),
     Variable(
         "REFRESH_SWEEP_INTERVAL",

@@ -244,7 +244,7 @@ def emit_cmd(
         out(ctx).json(result)
 
 
-LINE_MAX = 1024 * 1024  # bytes of one JSON line (an event's data is at most 256 KB)
+LINE_MAX = 1024 * 1024  # bytes of one JSON line (an event's data is at most 256 KiB)
 
 
 def _emit_file(ctx: typer.Context, file: str, as_json: bool) -> None:
@@ -311,7 +311,7 @@ def _emit_file(ctx: typer.Context, file: str, as_json: bool) -> None:
                     continue
                 try:
                     if len(line) > LINE_MAX:
-                        raise UsageProblem(f"the line is over {LINE_MAX // 1024} KB")
+                        raise UsageProblem(f"the line is over {LINE_MAX // (1024 * 1024)} MiB")
                     item = parse_json_object(_decode(line, number), f"line {number}")
                     unknown = sorted(set(item) - {"integrationId", "type", "data"})
                     if unknown:

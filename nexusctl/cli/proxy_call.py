@@ -107,7 +107,7 @@ def call_cmd(
             async for chunk in answer.chunks():
                 size += len(chunk)
                 if size > MAX_JSON_BODY:
-                    raise UsageProblem("the answer is over 10 MB: drop --json to stream it", field="json")
+                    raise UsageProblem("the answer is over 10 MiB: drop --json to stream it", field="json")
                 raw.append(chunk)
             return answer.status, {"status": answer.status, "headers": answer.headers, "body": b"".join(raw)}
 

@@ -21,6 +21,7 @@ from typing import Mapping
 from urllib.parse import urlsplit
 
 from nexusctl import config, config_values
+from nexusctl.core import refresh_window
 from nexusctl.core.readiness import FAIL, OK, WARN, Check
 from nexusctl.enums import Provider
 from nexusctl.errors import ConfigError
@@ -97,6 +98,8 @@ def check_config(loaded: Loaded) -> list[Check]:
         return findings
     if settings.is_production:
         findings += _production(settings)
+    if (wide := refresh_window.too_wide(settings)) is not None:
+        findings.append(Check("config", WARN, wide.message, wide.hint))
     if not findings:
         count = sum(1 for n in config.variable_names() if loaded.env.get(n, "").strip())
         validity = f"{len(loaded.errors)} refused, see below" if loaded.errors else "all valid"

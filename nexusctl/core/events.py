@@ -118,7 +118,7 @@ def check(event_type, data) -> None:
     if not isinstance(data, dict):
         raise UsageProblem("data must be a JSON object", field="data")
     if len(json.dumps(data)) > DATA_MAX_BYTES:
-        raise UsageProblem(f"data is over {DATA_MAX_BYTES // 1024} KB", field="data")
+        raise UsageProblem(f"data is over {DATA_MAX_BYTES // 1024} KiB", field="data")
 
 
 # What a caller may emit, as the API says it (the reserved families are refused by ``check``, naming them).

@@ -74,7 +74,7 @@ def from_stream(stream: str, entry_id: str, fields: dict[str, str]) -> Inbound:
         raise UsageProblem("the entry has no type field", field="type")
     raw = fields.get("payload", "{}")
     if len(raw) > PAYLOAD_MAX_BYTES:
-        raise UsageProblem(f"payload is over {PAYLOAD_MAX_BYTES // 1024} KB", field="payload")
+        raise UsageProblem(f"payload is over {PAYLOAD_MAX_BYTES // 1024} KiB", field="payload")
     try:
         payload = json.loads(raw)
     except (ValueError, RecursionError):

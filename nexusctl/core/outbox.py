@@ -151,7 +151,7 @@ def newer_than(
 
 def latest(count: int, *, event_type: str | None = None, integration_id=None) -> Iterator[OutboxEvent]:
     """The last ``count`` events, oldest first (what `events tail` prints before following), loaded about
-    RELAY_BYTES of data at a time: 1,000 events of 256 KB are not all in memory at once."""
+    RELAY_BYTES of data at a time: 1,000 events of 256 KiB are not all in memory at once."""
     query = _filters(OutboxEvent.select(), event_type, None, integration_id)
     return _in_chunks(_sizes(query, (OutboxEvent.created_at.desc(), OutboxEvent.id.desc()), count)[::-1])
 

@@ -129,7 +129,7 @@ def check_request(request: ProxyRequest) -> None:
     if not 0 <= request.retries <= MAX_RETRIES:
         raise UsageProblem(f"retries must be between 0 and {MAX_RETRIES}", field="retries")
     if request.body is not None and len(request.body) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"the request body is over {MAX_BODY_BYTES // (1024 * 1024)} MB")
+        raise PayloadTooLarge(f"the request body is over {MAX_BODY_BYTES // (1024 * 1024)} MiB")
     request.path = targets.check_path(request.path)
     targets.check_headers(request.headers)
     request.checked = True

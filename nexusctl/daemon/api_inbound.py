@@ -46,10 +46,10 @@ class SlackCommand(TypedDict, total=False):
 async def slack_command(request: web.Request) -> web.Response:
 
     if request.content_length is not None and request.content_length > slack_commands.BODY_MAX_BYTES:
-        raise PayloadTooLarge(f"a slash command is at most {slack_commands.BODY_MAX_BYTES // 1024} KB")
+        raise PayloadTooLarge(f"a slash command is at most {slack_commands.BODY_MAX_BYTES // 1024} KiB")
     body = await read_raw(request)  # bounded by the app's client_max_size, then by the check below
     if len(body) > slack_commands.BODY_MAX_BYTES:
-        raise PayloadTooLarge(f"a slash command is at most {slack_commands.BODY_MAX_BYTES // 1024} KB")
+        raise PayloadTooLarge(f"a slash command is at most {slack_commands.BODY_MAX_BYTES // 1024} KiB")
     headers = request.headers
     answer = await slack_commands.receive(
         request.app[SERVICES],

@@ -1,6 +1,6 @@
 """``/integrations/{id}/proxy/{path}``: a provider API call made for the caller (nexusctl.core.proxy).
 
-The request body is read up to 10 MB (PAYLOAD_TOO_LARGE beyond, without
+The request body is read up to 10 MiB (PAYLOAD_TOO_LARGE beyond, without
 reading further); the provider's answer is streamed back chunk by chunk, its
 status and headers as the provider sent them (less cookies and hop-by-hop
 headers). Who may: the integration's owner, or a token with the ``service``
@@ -87,14 +87,14 @@ def _caller_headers(request: web.Request) -> dict:
 
 async def _body(request: web.Request) -> bytes | None:
     if request.content_length is not None and request.content_length > proxy.MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"the request body is over {proxy.MAX_BODY_BYTES // (1024 * 1024)} MB")
+        raise PayloadTooLarge(f"the request body is over {proxy.MAX_BODY_BYTES // (1024 * 1024)} MiB")
     if not request.body_exists:
         return None
     chunks, size = [], 0
     async for chunk in request.content.iter_chunked(65536):
         size += len(chunk)
         if size > proxy.MAX_BODY_BYTES:
-            raise PayloadTooLarge(f"the request body is over {proxy.MAX_BODY_BYTES // (1024 * 1024)} MB")
+            raise PayloadTooLarge(f"the request body is over {proxy.MAX_BODY_BYTES // (1024 * 1024)} MiB")
         chunks.append(chunk)
     return b"".join(chunks)
 

@@ -136,8 +136,9 @@ async def _stop(starting: asyncio.Task, stop) -> None:
 
 
 async def _jobs(app: web.Application):
-    from nexusctl.daemon.jobs import start_scheduler, stop_scheduler  # start-up: APScheduler loads with it
+    from nexusctl.daemon.jobs import start_scheduler, stop_scheduler, warn_about_settings  # start-up: APScheduler
 
+    warn_about_settings(app[SETTINGS])  # once, before listening: what would make the scheduled work misbehave
     scheduler = []
 
     async def start():

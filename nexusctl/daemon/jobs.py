@@ -20,10 +20,17 @@ import logging
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from nexusctl import clock, tracing
-from nexusctl.core import job_runs, job_work
+from nexusctl.core import job_runs, job_work, refresh_window
 from nexusctl.errors import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
+
+
+def warn_about_settings(settings) -> None:
+    """What `nexusctl doctor` warns about the jobs' settings, logged once at start: a TOKEN_REFRESH_WINDOW that
+    covers a configured provider's whole token lifetime refreshes its tokens on every sweep."""
+    if (wide := refresh_window.too_wide(settings)) is not None:
+        log.warning("%s; %s", wide.message, wide.hint)
 
 
 def start_scheduler(settings, services) -> AsyncIOScheduler:

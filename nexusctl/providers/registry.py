@@ -8,6 +8,8 @@ Salesforce's test.salesforce.com, and the emulators in tests/).
 
 from __future__ import annotations
 
+import datetime as dt
+
 from nexusctl.enums import Provider
 from nexusctl.providers.adapters import business, commerce, meta, standard, tiktok
 from nexusctl.providers.oauth2 import OAuth2Adapter
@@ -21,6 +23,8 @@ _GOOGLE_OFFLINE = (("access_type", "offline"), ("prompt", "consent"))
 _FB_AUTH = "https://www.facebook.com/v22.0/dialog/oauth"
 _FB_TOKEN = "https://graph.facebook.com/v22.0/oauth/access_token"
 _FB_API = "https://graph.facebook.com/v22.0"
+_HOUR = dt.timedelta(hours=1)
+_LONG_LIVED = dt.timedelta(days=60)  # Facebook's, Meta Ads' and Instagram's long-lived tokens (renewed, not refreshed)
 
 SPECS: dict[Provider, ProviderSpec] = {
     s.provider: s
@@ -38,6 +42,7 @@ SPECS: dict[Provider, ProviderSpec] = {
             scope_separator=",",
             client_id_param="client_key",
             refresh=R.ROTATING,
+            token_lifetime=2 * _HOUR,  # TikTok's 2026 docs; an older page says 24 h
         ),
         # Instagram API with Instagram Login: short-lived code token -> 60-day token; ig_refresh_token.
         ProviderSpec(
@@ -53,6 +58,7 @@ SPECS: dict[Provider, ProviderSpec] = {
             ),
             scope_separator=",",
             refresh=R.IG_REFRESH,
+            token_lifetime=_LONG_LIVED,
         ),
         ProviderSpec(
             Provider.FACEBOOK,
@@ -71,6 +77,7 @@ SPECS: dict[Provider, ProviderSpec] = {
             ),
             scope_separator=",",
             refresh=R.FB_EXCHANGE,
+            token_lifetime=_LONG_LIVED,
         ),
         ProviderSpec(
             Provider.YOUTUBE,
@@ -86,6 +93,7 @@ SPECS: dict[Provider, ProviderSpec] = {
             ),
             pkce=True,
             authorize_params=_GOOGLE_OFFLINE,
+            token_lifetime=_HOUR,
         ),
         # X: PKCE required, confidential clients authenticate with HTTP Basic, refresh tokens single-use.
         ProviderSpec(
@@ -98,6 +106,7 @@ SPECS: dict[Provider, ProviderSpec] = {
             pkce=True,
             client_auth="basic",
             refresh=R.ROTATING,
+            token_lifetime=2 * _HOUR,
         ),
         ProviderSpec(
             Provider.LINKEDIN,
@@ -106,6 +115,7 @@ SPECS: dict[Provider, ProviderSpec] = {
             api_url="https://api.linkedin.com",
             revoke_url="https://www.linkedin.com/oauth/v2/revoke",
             scopes=("openid", "profile", "email", "w_member_social"),
+            token_lifetime=dt.timedelta(days=60),
         ),
         # v1 token endpoints end 2027-02-16: use v3 (parameters in the body only).
         ProviderSpec(
@@ -116,6 +126,7 @@ SPECS: dict[Provider, ProviderSpec] = {
             revoke_url="https://api.hubapi.com/oauth/v1/refresh-tokens",
             scopes=("oauth", "crm.objects.contacts.read", "marketing.campaigns.read"),
             pkce=True,
+            token_lifetime=dt.timedelta(minutes=30),
         ),
         # API host = instance_url from the token answer; rotation is an app setting (handled either way).
         ProviderSpec(
@@ -126,6 +137,7 @@ SPECS: dict[Provider, ProviderSpec] = {
             pkce=True,
             authorize_params=(("prompt", "consent"),),
             revoke_url="{instance_url}/services/oauth2/revoke",
+            token_lifetime=business.SALESFORCE_DEFAULT_SESSION,  # the org's session timeout (default 2 h)
         ),
         # Expiring offline tokens: 60 min access + a refresh token replaced on every use.
         ProviderSpec(
@@ -138,6 +150,7 @@ SPECS: dict[Provider, ProviderSpec] = {
             scope_separator=",",
             refresh=R.ROTATING,
             tenant="shop",
+            token_lifetime=_HOUR,
         ),
         ProviderSpec(
             Provider.WOOCOMMERCE, kind=ConnectKind.KEY_GRANT, refresh=R.NONE, tenant="storeUrl", needs_credentials=False
@@ -151,6 +164,7 @@ SPECS: dict[Provider, ProviderSpec] = {
             scopes=("ads_read", "ads_management", "business_management"),
             scope_separator=",",
             refresh=R.FB_EXCHANGE,
+            token_lifetime=_LONG_LIVED,
         ),
         # The API is googleads.googleapis.com/vNN (every call needs the developer-token header); the who-am-I is
         # OpenID userinfo on its own host (GOOGLE_ADS_USERINFO_URL, see adapters.standard.GoogleAds).
@@ -163,6 +177,7 @@ SPECS: dict[Provider, ProviderSpec] = {
             scopes=("https://www.googleapis.com/auth/adwords", "openid", "email"),
             pkce=True,
             authorize_params=_GOOGLE_OFFLINE,
+            token_lifetime=_HOUR,
         ),
         # app_id / secret / auth_code in a JSON body; answers wrapped in data; errors are HTTP 200 code != 0.
         ProviderSpec(
@@ -208,6 +223,7 @@ SPECS: dict[Provider, ProviderSpec] = {
             scopes=("openid", "profile", "email"),
             client_auth="basic",
             authorize_params=(("flowEntry", "static"),),
+            token_lifetime=8 * _HOUR,  # about 8-9 h (expires_in)
         ),
         ProviderSpec(
             Provider.ZAPIER,
@@ -217,6 +233,7 @@ SPECS: dict[Provider, ProviderSpec] = {
             scopes=("profile", "zap"),
             authorize_params=(("response_mode", "query"),),
             refresh=R.ROTATING,
+            token_lifetime=10 * _HOUR,  # about 10 h (expires_in)
         ),
         # Errors are HTTP 200 {"ok": false}; refresh only when the app has token rotation on.
         ProviderSpec(
@@ -228,6 +245,7 @@ SPECS: dict[Provider, ProviderSpec] = {
             scopes=("channels:read", "groups:read", "chat:write", "team:read", "commands"),
             scope_separator=",",
             refresh=R.ROTATING,
+            token_lifetime=12 * _HOUR,  # with token rotation on (without it tokens never expire: nothing to refresh)
         ),
         ProviderSpec(
             Provider.DISCORD,
@@ -240,6 +258,7 @@ SPECS: dict[Provider, ProviderSpec] = {
             pkce=True,
             client_auth="basic",
             refresh=R.ROTATING,
+            token_lifetime=dt.timedelta(days=7),
         ),
     ]
 }

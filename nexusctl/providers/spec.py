@@ -55,6 +55,10 @@ class ProviderSpec:
     refresh: RefreshStyle = RefreshStyle.STANDARD
     tenant: str | None = None  # "shop" (Shopify) or "storeUrl" (WooCommerce): given at initiate
     needs_credentials: bool = True  # False: SendGrid and WooCommerce have no app credentials
+    # The access-token lifetime the provider typically grants (providers.md, Table A), where tokens expire and
+    # are renewed: only advice (`nexusctl doctor` and the daemon's start warn when TOKEN_REFRESH_WINDOW is not
+    # shorter); each token's own expiry comes from the provider's answer (expires_in).
+    token_lifetime: dt.timedelta | None = None
 
     @property
     def can_refresh(self) -> bool:

@@ -441,3 +441,63 @@ def test_tiktoks_business_app_has_credentials_of_its_own_which_doctor_checks(db_
     tiktok = only(findings, "provider TIKTOK")
     assert tiktok["status"] == "ok" and "refused" not in tiktok["detail"], tiktok
     assert_no_secret(result.stdout, "business-secret-never-printed", "tiktok-secret-never-printed")
+
+
+# --- TOKEN_REFRESH_WINDOW against the providers' token lifetimes ----------------
+
+
+def test_a_refresh_window_as_long_as_a_providers_tokens_live_is_a_warning(db_url, monkeypatch):
+    """HubSpot's access tokens live 30 min and Google's 1 h: with a 2 h window each fresh token is already due,
+    and every sweep would refresh it again. Slack's (12 h) and Discord's (7 d) are fine; X's (2 h) are not
+    named, X has no credentials here."""
+    for provider in ("HUBSPOT", "YOUTUBE", "DISCORD"):
+        monkeypatch.setenv(f"{provider}_CLIENT_ID", f"{provider.lower()}-client")
+        monkeypatch.setenv(f"{provider}_CLIENT_SECRET", f"{provider.lower()}-secret")
+    monkeypatch.setenv("DISCORD_BOT_TOKEN", "bot-token")
+    monkeypatch.setenv("TOKEN_REFRESH_WINDOW", "2h")
+    result, findings = doctor()
+    assert failed(result, findings) == []  # a warning: exit 0
+    config = only(findings, "config")
+    assert config["status"] == "warn"
+    assert config["detail"] == (
+        "TOKEN_REFRESH_WINDOW=2h is not shorter than the access-token lifetime of HUBSPOT (30m), YOUTUBE (1h): "
+        "every refresh sweep refreshes each of their tokens again"
+    )
+    assert config["hint"] == "set TOKEN_REFRESH_WINDOW below 30m, such as 15m (the default is 10m)"
+
+    plain = CliRunner().invoke(app, ["doctor"], catch_exceptions=False)
+    assert plain.exit_code == 0 and "1 warning(s)" in plain.stderr
+    assert plain.stdout.splitlines()[0].startswith("warn  config")
+
+    monkeypatch.setenv("TOKEN_REFRESH_WINDOW", "15m")
+    result, findings = doctor()
+    assert only(findings, "config")["status"] == "ok"
+
+
+def test_the_window_is_compared_with_the_configured_providers_only(db_url, monkeypatch):
+    """Slack (12 h with token rotation) is the only provider with credentials: 11h is fine, 12h is not."""
+    monkeypatch.setenv("TOKEN_REFRESH_WINDOW", "11h")
+    _, findings = doctor()
+    assert only(findings, "config")["status"] == "ok"
+    monkeypatch.setenv("TOKEN_REFRESH_WINDOW", "12h")
+    _, findings = doctor()
+    config = only(findings, "config")
+    assert config["status"] == "warn" and "lifetime of SLACK (12h): every" in config["detail"]
+    assert config["hint"] == "set TOKEN_REFRESH_WINDOW below 12h, such as 6h (the default is 10m)"
+
+
+def test_the_daemon_logs_the_too_wide_refresh_window_once_at_start(db_url, monkeypatch, tmp_path):
+    monkeypatch.setenv("HUBSPOT_CLIENT_ID", "hubspot-client")
+    monkeypatch.setenv("HUBSPOT_CLIENT_SECRET", "hubspot-secret")
+    monkeypatch.setenv("TOKEN_REFRESH_WINDOW", "1h")
+    monkeypatch.setenv("LOG_FORMAT", "text")
+    port, process = daemons.start_on_free_port(lambda port: dict(os.environ), lambda port: tmp_path / "daemon.log")
+    daemons.stop(process)
+    log = (tmp_path / "daemon.log").read_text()
+    assert process.returncode == 0, log
+    warning = (
+        "warning: TOKEN_REFRESH_WINDOW=1h is not shorter than the access-token lifetime of HUBSPOT (30m): every "
+        "refresh sweep refreshes each of their tokens again; set TOKEN_REFRESH_WINDOW below 30m, such as 15m"
+    )
+    assert log.count(warning) == 1, log
+    assert "hubspot-secret" not in log and "Traceback" not in log

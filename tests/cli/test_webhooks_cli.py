@@ -139,7 +139,23 @@ def test_the_limit_of_an_event_s_data_is_the_one_help_and_readme_state(cli, make
     assert cli("events", "emit", integration.id, "post.created", "--data", f"@{path}").exit_code == 0
     path.write_text(json.dumps({"x": "a" * (limit + 1 - len('{"x": ""}'))}))
     over = cli("events", "emit", integration.id, "post.created", "--data", f"@{path}")
-    assert over.exit_code == 2 and "VALIDATION_ERROR: data is over 256 KB" in over.stderr, over.stderr
+    assert over.exit_code == 2 and "VALIDATION_ERROR: data is over 256 KiB" in over.stderr, over.stderr
+    assert '("data is over 256 KiB")' in readme  # the message README quotes is the one printed
+
+
+def test_emit_from_a_file_refuses_a_line_over_1_mib_and_emits_the_others(cli, make_integration, tmp_path):
+    """A line is read up to 1 MiB (1,048,576 bytes): a longer one is refused by that bound, in MiB."""
+    integration = make_integration()
+    _create(cli, integration, "post.*")
+    good = json.dumps({"integrationId": str(integration.id), "type": "post.created", "data": {"n": 1}})
+    path = tmp_path / "events.ndjson"
+    path.write_text(good + "\n" + "x" * (1024 * 1024 + 1) + "\n" + good + "\n")
+    emitted = cli("events", "emit", "--file", str(path), "--json")
+    assert emitted.exit_code == 2, emitted.stderr
+    results = json.loads(emitted.stdout)["results"]
+    assert [r["line"] for r in results if "error" in r] == [2]
+    assert "the line is over 1 MiB" in results[1]["error"]["message"], results[1]
+    assert OutboxEvent.select().count() == 2
 
 
 def test_emit_from_a_file_refuses_a_line_that_is_not_utf8_and_emits_the_others(cli, make_integration, tmp_path):

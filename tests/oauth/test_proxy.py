@@ -395,6 +395,7 @@ def test_request_bodies_over_10_mb_are_refused(stack):
         body=big,
     )
     assert status == 413 and json.loads(body)["error"]["code"] == "PAYLOAD_TOO_LARGE"
+    assert json.loads(body)["error"]["message"] == "the request body is over 10 MiB"  # 10 x 1,048,576 bytes
 
 
 def _rss_kib(pid: int) -> int:

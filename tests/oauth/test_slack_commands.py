@@ -173,6 +173,7 @@ def test_a_body_over_the_bound_or_not_a_form_is_refused(daemon, fresh_emulators)
     big = slack.command_form("x" * 20000)
     answer = slack.send_command(url, big, slack.sign(big))
     assert answer.status == 413 and answer.json()["error"]["code"] == "PAYLOAD_TOO_LARGE", answer.body
+    assert answer.json()["error"]["message"] == "a slash command is at most 16 KiB"  # 16,384 bytes
     as_json = json.dumps({"team_id": slack.account["team_id"], "command": "/nexus"}).encode()
     answer = slack.send_command(url, as_json, {**slack.sign(as_json), "Content-Type": "application/json"})
     assert answer.status == 400 and answer.json()["error"]["code"] == "VALIDATION_ERROR", answer.body
