@@ -68,7 +68,8 @@ class Inbound:
 
 
 def from_stream(stream: str, entry_id: str, fields: dict[str, str]) -> Inbound:
-    """An entry as the relay writes it (id, type, occurredAt, payload); UsageProblem if it is not one."""
+    """An entry as the relay writes it (id, type, occurredAt, payload; its traceparent is the consumer's span's
+    parent); UsageProblem if it is not one."""
     event_type = fields.get("type")
     if not event_type:
         raise UsageProblem("the entry has no type field", field="type")

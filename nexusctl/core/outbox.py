@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import uuid
 from typing import Iterator
 
@@ -19,6 +20,10 @@ from nexusctl.db.models import OutboxEvent
 from nexusctl.errors import UsageProblem
 
 TYPE_FILTER_MAX = 128
+TRACEPARENT = "traceparent"  # the stream entry's field: the emitter's trace context, W3C (as an HTTP header)
+# What outbox_events.trace_parent holds (tracing.current_traceparent): version-trace id-span id-flags in hex.
+# Only that shape is published: ids, never anything else that might have been stored.
+_W3C = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 RELAY_BYTES = 4 * paging.PAGE_BYTES  # of event data the relay loads at once (500 events of 250 KB were 125 MB)
 
 
@@ -60,13 +65,17 @@ def backlog() -> int:
 
 
 def stream_fields(event: OutboxEvent) -> dict[str, str]:
-    """The entry the relay appends to EVENTS_STREAM: id, type, occurredAt, payload (JSON)."""
-    return {
+    """The entry the relay appends to EVENTS_STREAM: id, type, occurredAt, payload (JSON), and ``traceparent``
+    when the event was written under a span (traces on), so a consumer's span joins the emitter's trace."""
+    fields = {
         "id": str(event.id),
         "type": event.type,
         "occurredAt": _iso(event.created_at),
         "payload": json.dumps(event.data, separators=(",", ":"), default=str),
     }
+    if event.trace_parent is not None and _W3C.fullmatch(event.trace_parent):  # None while traces are off
+        fields[TRACEPARENT] = event.trace_parent
+    return fields
 
 
 def to_dict(event: OutboxEvent) -> dict:

@@ -14,6 +14,10 @@ default stream also carries this service's own events) and entries that can
 never be handled (not JSON, no userId): those are logged by id, never by
 content. A failure that may pass (database or Redis away) leaves the entry
 pending for a later claim.
+
+While traces are on, handling an entry is a consumer span, the child of the
+span that emitted the event when the entry has a ``traceparent`` field (the
+relay writes one for each event written under a span).
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ import socket
 
 import peewee
 
-from nexusctl.core import inbound
+from nexusctl import tracing
+from nexusctl.core import inbound, outbox
 from nexusctl.errors import DatabaseUnavailable, NexusError
 
 log = logging.getLogger(__name__)
@@ -34,6 +39,7 @@ COUNT = 20
 BLOCK_MS = 1000  # under the client's 2 s socket timeout
 MAX_BACKOFF = 5.0
 MAX_DELIVERIES = 10  # then an entry that keeps failing is logged and acknowledged
+ID_ATTRIBUTE_MAX = 128  # characters of another service's event id or type kept on a span
 
 
 def _text(value) -> str:
@@ -151,8 +157,36 @@ class EventConsumer:
             await self._redis.xack(stream, self._group, entry_id)
             return 0
         fields = {_text(k): _text(v) for k, v in fields.items()}
-        if fields.get("type") not in inbound.HANDLED:
+        ours = fields.get("type") in inbound.HANDLED
+        parent = fields.get(outbox.TRACEPARENT)
+        # Another type gets a span only to join the trace it carries: a root span for each of this service's own
+        # events, acknowledged unread, would be noise.
+        if not tracing.enabled() or not (ours or parent is not None):
+            return await self._act(stream, entry_id, entry, fields, ours, None)
+        # The child of the emitter's span (its traceparent field, written by a relay); an absent or malformed
+        # one starts a trace of its own. Attributes: names and ids, never the payload.
+        with tracing.span(
+            f"process {stream}",
+            {
+                "messaging.system": "redis",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": stream,
+                "messaging.consumer.group.name": self._group,
+                "messaging.message.id": entry,
+                "nexus.event.id": fields.get("id", "")[:ID_ATTRIBUTE_MAX],
+                "nexus.event.type": fields.get("type", "")[:ID_ATTRIBUTE_MAX],
+            },
+            parent=parent,
+            kind=tracing.CONSUMER,
+        ) as span:
+            return await self._act(stream, entry_id, entry, fields, ours, span)
+
+    async def _act(self, stream: str, entry_id, entry: str, fields: dict[str, str], ours: bool, span) -> int:
+        """Handle one entry of a handled type, or acknowledge it; ``span`` (None while traces are off) gets
+        the outcome."""
+        if not ours:
             await self._redis.xack(stream, self._group, entry_id)  # not ours to act on
+            _outcome(span, "ignored")
             return 0
         keep = asyncio.create_task(self._keep_claimed(stream, entry_id))
         try:
@@ -169,14 +203,21 @@ class EventConsumer:
                 exc.message,
             )
             await self._redis.xack(stream, self._group, entry_id)
+            _outcome(span, "refused")
             return 0
         finally:
             keep.cancel()
         await self._redis.xack(stream, self._group, entry_id)
         self.handled += 1
+        _outcome(span, "duplicate" if outcome.get("duplicate") else "handled")
         if not outcome.get("duplicate"):
             log.info("event consumer: %s %s handled (%s)", fields["type"], entry, _summary(outcome))
         return 1
+
+
+def _outcome(span, outcome: str) -> None:
+    if span is not None:
+        span.set_attribute("nexus.event.outcome", outcome)
 
 
 def _summary(outcome: dict) -> str:

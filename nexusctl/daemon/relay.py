@@ -2,8 +2,10 @@
 
 One daemon publishes at a time (the ``outbox-relay`` lease, renewed every
 pass), taking unpublished rows oldest first, appending them with one
-pipelined XADD each (fields ``id``, ``type``, ``occurredAt``, ``payload``)
-and only then stamping them published. So:
+pipelined XADD each (fields ``id``, ``type``, ``occurredAt``, ``payload``, and
+``traceparent`` for an event written under a span: the trace context stored with
+its row, so a consumer's span continues the emitter's trace) and only then
+stamping them published. So:
 
 - a crash or a Redis outage between the XADD and the stamp publishes those
   events again (at least once: consumers dedupe by ``id``), never loses them;

@@ -3,17 +3,21 @@
 The receiver is a small aiohttp server taking ``POST /v1/traces`` and decoding the protobuf with
 opentelemetry-proto, as a collector does: the daemon runs with the ``otel`` extra, only
 OTEL_EXPORTER_OTLP_ENDPOINT pointing at it. A caller's ``traceparent`` on ``POST /integrations/:id/events``
-starts one trace that runs through the outbox to the delivery attempt's span; the connect flow, a
-refresh, a sync and the scheduled jobs leave their spans too, and no attribute anywhere holds a token, a
-secret, a query string or a receiver's path.
+starts one trace that runs through the outbox to the delivery attempt's span, and (with Redis) through the
+stream entry's ``traceparent`` field to the consumer's span; the connect flow, a refresh, a sync and the
+scheduled jobs leave their spans too, and no attribute anywhere holds a token, a secret, a query string or a
+receiver's path.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
+import json
 import os
 import secrets
 import threading
+import uuid
 
 import pytest
 from aiohttp import web
@@ -24,7 +28,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from support import clock
 from support.receivers import ThreadedApp
-from support.stack import ENCRYPTION_KEY
+from support.stack import ENCRYPTION_KEY, shared_redis_url
 from support.tokens import JWT_SECRET
 from support.waiting import wait_for
 from test_refresh_flows import connected
@@ -106,6 +110,125 @@ def stack(request, receiver, emulators, tmp_path_factory, pg_template, stack_lau
     }
     with stack_launcher(request.param, tmp_path_factory.mktemp("traces"), emulators, pg_template, extra_env=env) as s:
         yield s
+
+
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def traced_bus(request, receiver, emulators, tmp_path_factory, pg_template, stack_launcher):  # noqa: F811
+    """A traced daemon with Redis: its relay publishes to a stream of its own, which its consumer group reads."""
+    stream = f"nexus.traces.{secrets.token_hex(4)}"
+    env = {
+        "REDIS_URL": shared_redis_url(),
+        "EVENTS_STREAM": stream,
+        "EVENTS_CONSUME_STREAMS": stream,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.port}",
+        "OTEL_BSP_SCHEDULE_DELAY": "100",
+    }
+    with stack_launcher(request.param, tmp_path_factory.mktemp("traced-bus"), emulators, pg_template, env) as s:
+        import redis
+
+        client = redis.Redis.from_url(s.env["REDIS_URL"], decode_responses=True)
+        s.extra.update(stream=stream, redis=client)
+        # The group is created at the stream's end when the consumer starts: entries written before it are not read.
+        wait_for(lambda: _group(s) is not None, 20, "the consumer group")
+        yield s
+        client.delete(stream)
+
+
+def _group(stack) -> dict | None:
+    client, stream = stack.extra["redis"], stack.extra["stream"]
+    if not client.exists(stream):
+        return None
+    return next((g for g in client.xinfo_groups(stream) if g["name"] == "nexusctl"), None)
+
+
+def _consumed_up_to(stack, entry: str) -> bool:
+    """The group has read ``entry`` and nothing is pending: everything up to it was handled and acknowledged."""
+    group = _group(stack)
+    read = tuple(map(int, group["last-delivered-id"].split("-")))
+    return read >= tuple(map(int, entry.split("-"))) and group["pending"] == 0
+
+
+def _processed(receiver, stack, **attributes) -> list[dict]:
+    return receiver.named(f"process {stack.extra['stream']}", **attributes)
+
+
+def test_the_stream_entry_carries_the_emitters_trace_to_the_consumers_span(traced_bus, receiver, fresh_emulators):
+    stack, stream = traced_bus, traced_bus.extra["stream"]
+    user, integration = connected(stack, "SLACK")
+    trace_id, caller_span = secrets.token_hex(16), secrets.token_hex(8)
+    marker = secrets.token_hex(6)
+    sent = stack.api(
+        "POST",
+        f"/integrations/{integration}/events",
+        user=user,
+        body={"type": "post.created", "data": {"marker": marker}},
+        headers={"traceparent": f"00-{trace_id}-{caller_span}-01"},
+    )
+    assert sent.status == 202, sent.text
+
+    def published():
+        client = stack.extra["redis"]
+        found = [(e, f) for e, f in client.xrange(stream) if json.loads(f["payload"]).get("marker") == marker]
+        return found or None
+
+    ((entry, fields),) = wait_for(published, 20, "the relay to publish the event")
+    wait_for(lambda: _consumed_up_to(stack, entry), 20, "the consumer to take the entry")
+    (consumed,) = wait_for(lambda: _processed(receiver, stack, **{"nexus.event.id": fields["id"]}), 20, "its span")
+
+    # The entry: the four fields it always had, and the emitting request's context in W3C form.
+    assert set(fields) == {"id", "type", "occurredAt", "payload", "traceparent"}
+    version, entry_trace, entry_span, flags = fields["traceparent"].split("-")
+    assert (version, entry_trace, flags) == ("00", trace_id, "01")
+    # The chain: caller -> the request's span -> the consumer's span, one trace.
+    (request_span,) = [s for s in receiver.spans if s["trace_id"] == trace_id and s["kind"] == 2]  # SERVER
+    assert request_span["name"] == "POST /integrations/{id}/events"
+    assert request_span["parent_id"] == caller_span
+    assert entry_span == request_span["span_id"]
+    assert consumed["trace_id"] == trace_id
+    assert consumed["parent_id"] == request_span["span_id"]
+    assert consumed["kind"] == 5  # CONSUMER
+    assert consumed["status"] == 0
+    assert consumed["attributes"] == {
+        "messaging.system": "redis",
+        "messaging.operation.type": "process",
+        "messaging.destination.name": stream,
+        "messaging.consumer.group.name": "nexusctl",
+        "messaging.message.id": entry,
+        "nexus.event.id": fields["id"],
+        "nexus.event.type": "post.created",
+        "nexus.event.outcome": "ignored",  # this service's own event: acknowledged, not acted on
+    }
+    assert marker not in json.dumps(consumed)  # the payload stays off the span
+
+
+def test_a_malformed_or_absent_traceparent_starts_a_trace_of_its_own(traced_bus, receiver, fresh_emulators):
+    """Another service's entry whose traceparent is absent or not W3C is handled as ever, under a root span."""
+    stack, stream = traced_bus, traced_bus.extra["stream"]
+    zeros = f"00-{'0' * 32}-{secrets.token_hex(8)}-01"  # W3C's shape, but an all-zero trace id is invalid
+    variants = {"garbage": "not-a-trace", "zeros": zeros, "cut": f"00-{secrets.token_hex(16)}", "absent": None}
+    ids, last = {}, None
+    for name, traceparent in variants.items():
+        ids[name] = f"evt-{uuid.uuid4()}"
+        entry = {
+            "id": ids[name],
+            "type": "user.deleted",
+            "occurredAt": dt.datetime.now(dt.timezone.utc).isoformat(),
+            "payload": json.dumps({"userId": str(uuid.uuid4())}),
+        }
+        if traceparent is not None:
+            entry["traceparent"] = traceparent
+        last = stack.extra["redis"].xadd(stream, entry)
+    wait_for(lambda: _consumed_up_to(stack, last), 20, "the consumer to handle the entries")
+
+    for name, event_id in ids.items():
+        assert stack.sql("SELECT COUNT(*) FROM consumed_events WHERE key = %s", f"{stream}:{event_id}")[0][0] == 1, name
+        (span,) = wait_for(
+            lambda event_id=event_id: _processed(receiver, stack, **{"nexus.event.id": event_id}), 20, name
+        )
+        assert span["parent_id"] == "", (name, span)  # a root span
+        assert span["trace_id"] != "0" * 32 and span["status"] == 0, (name, span)
+        assert span["attributes"]["nexus.event.outcome"] == "handled", (name, span)
+    assert "Traceback" not in stack.logs()
 
 
 def test_one_trace_runs_from_the_emit_to_the_delivery_attempt(stack, receiver, fresh_emulators):
