@@ -624,6 +624,26 @@ async def sweep(
     freed = asyncio.Event()
     errors: list[BaseException] = []
     requeued: set = set()  # given back once for a fresh lease (waited too long for a place)
+    claiming: asyncio.Task | None = None  # a claim under way: its rows join ``ready`` once it is back
+
+    async def claim(wanted: list) -> tuple:
+        lease = uuid.uuid4()  # one per claim: each row is fenced by its id and this
+        claimed_at = utcnow()  # no later than the claim's own now: its lease ends LEASE after that or later
+        claimed = await svc.run(_claim_expiring_many, svc.keyring, wanted, lease, window, lead, since)
+        return wanted, lease, claimed_at, claimed
+
+    def landed(task: asyncio.Task) -> None:
+        wanted, lease, claimed_at, claimed = task.result()  # a claim that failed fails the pass, as before
+        for row_id in wanted:
+            loaded = claimed.get(row_id)
+            if loaded is None or isinstance(loaded, KeyNotConfigured):
+                finished("skipped")  # refreshed elsewhere meanwhile, or a key this process lacks
+            else:
+                ready.append((row_id, lease, loaded, claimed_at))
+
+    def claim_due() -> bool:
+        """Whether to claim now: none under way, more due, and at most two places' worth in hand."""
+        return claiming is None and bool(pending) and not errors and len(ready) <= 2 * slots
 
     async def store(_svc, *args) -> bool:
         calling.discard(asyncio.current_task())  # the provider answered: its place is free while it is stored
@@ -651,30 +671,28 @@ async def sweep(
             task.add_done_callback(free)
         return stale
 
-    # ``concurrency`` provider calls at a time. One claim (one statement, one thread hop) leases a place's worth of
-    # due integrations ahead for each place (up to twice ``concurrency`` in hand), so each claim takes at least
-    # ``concurrency`` rows; their provider calls run at once, and a refresh's place is free again once its
-    # provider answered: all that answered while the previous store ran are stored together (``_Stores``).
-    # The database work is paid per batch. A claimed row waits about one round for its place; one that waited
-    # so long that its lease would not cover the longest refresh is given back and claimed again (``start``).
+    # ``concurrency`` provider calls at a time. One claim (one statement, one thread hop) leases due integrations
+    # ahead, up to four places' worth in hand, so each claim takes at least two places' worth of rows; it runs
+    # beside the provider calls (a place freed meanwhile takes the next row in hand: awaited in the loop, the claim
+    # left the places it freed empty for its trip, and the sweep ran at 0.15 of raw token POSTs), and a refresh's
+    # place is free again once its provider answered: all that answered while the previous store ran are stored
+    # together (``_Stores``). The database work is paid per batch. A claimed row waits a round or two for its
+    # place; one that waited so long that its lease would not cover the longest refresh is given back and claimed
+    # again (``start``).
     try:
-        while pending or ready or running:
+        while pending or ready or running or claiming is not None:
             if errors:  # the pass failed (not a refresh: those are counted): no more claims, the running finish
                 pending.clear()
                 while ready:
                     row_id, lease, *_ = ready.popleft()
                     await svc.run(_release, row_id, lease)
-            if pending and len(calling) + len(ready) <= slots:
-                wanted = [pending.popleft() for _ in range(min(2 * slots - len(calling) - len(ready), len(pending)))]
-                lease = uuid.uuid4()  # one per claim: each row is fenced by its id and this
-                claimed_at = utcnow()  # no later than the claim's own now: its lease ends LEASE after that or later
-                claimed = await svc.run(_claim_expiring_many, svc.keyring, wanted, lease, window, lead, since)
-                for row_id in wanted:
-                    loaded = claimed.get(row_id)
-                    if loaded is None or isinstance(loaded, KeyNotConfigured):
-                        finished("skipped")  # refreshed elsewhere meanwhile, or a key this process lacks
-                    else:
-                        ready.append((row_id, lease, loaded, claimed_at))
+            if claiming is not None and claiming.done():
+                task, claiming = claiming, None
+                landed(task)
+            if claim_due():
+                wanted = [pending.popleft() for _ in range(min(4 * slots - len(ready), len(pending)))]
+                claiming = asyncio.create_task(claim(wanted))
+                claiming.add_done_callback(lambda _task: freed.set())
             stale = start()
             if stale:
                 # Waited too long for a place: its provider call could outlast the lease, and another refresher
@@ -688,7 +706,7 @@ async def sweep(
                         requeued.add(row_id)
                         pending.appendleft(row_id)
                 continue
-            if not running or (pending and len(calling) + len(ready) <= slots):
+            if claim_due() or not (running or claiming is not None):
                 continue
             freed.clear()
             await freed.wait()
@@ -718,6 +736,10 @@ async def sweep(
             await asyncio.wait(list(running), timeout=STOP_WAIT)
         if stores.storing is not None and deadline > loop.time():
             await asyncio.wait([stores.storing], timeout=deadline - loop.time())
+        if claiming is not None:  # a claim still under way (the pass stopped or failed): its rows are given back
+            await asyncio.wait([claiming], timeout=max(deadline - loop.time(), 1.0))
+            if claiming.done() and not claiming.cancelled() and claiming.exception() is None:
+                landed(claiming)
         for row_id, lease, *_ in ready:  # claimed ahead but not started (the pass stopped): give the leases back
             await asyncio.shield(svc.run(_release, row_id, lease))
     if errors:
