@@ -51,6 +51,10 @@ MAX_ROUNDS = 3
 # each) and its store. A row the sweep claimed ahead starts its refresh only while at least this much of its
 # lease is left; otherwise it gives the lease back and is claimed again with a fresh one.
 LONGEST_REFRESH = dt.timedelta(seconds=2 * 20 + 10)
+# A provider whose token calls answer faster than this, on average, has four rows in hand per place of the sweep
+# (claimed ahead, each waiting three rounds at most); a slower one two (one round), so no row waits past its lease's
+# margin (LEASE - LONGEST_REFRESH) for its place.
+FAST_ANSWER = 1.0
 CALL_GRACE = 5.0  # seconds a stopping sweep lets provider calls under way answer before it cancels them
 STOP_WAIT = 8.0  # seconds a stopping sweep then waits for the stores of refreshes whose provider answered
 
@@ -641,12 +645,24 @@ async def sweep(
             else:
                 ready.append((row_id, lease, loaded, claimed_at))
 
+    answers = {"seconds": None}  # the provider calls' mean answer time (a moving mean), once one answered
+
+    def depth() -> int:
+        """Rows in hand a place, at most: four while the provider answers within FAST_ANSWER (a row waits three
+        rounds at most, well within its lease's margin), else two (one round), as while its pace is unknown."""
+        seconds = answers["seconds"]
+        return 4 if seconds is not None and seconds < FAST_ANSWER else 2
+
     def claim_due() -> bool:
-        """Whether to claim now: none under way, more due, and at most two places' worth in hand."""
-        return claiming is None and bool(pending) and not errors and len(ready) <= 2 * slots
+        """Whether to claim now: none under way, more due, and at most half the depth in hand."""
+        return claiming is None and bool(pending) and not errors and len(ready) <= depth() // 2 * slots
 
     async def store(_svc, *args) -> bool:
-        calling.discard(asyncio.current_task())  # the provider answered: its place is free while it is stored
+        task = asyncio.current_task()
+        calling.discard(task)  # the provider answered: its place is free while it is stored
+        took = asyncio.get_running_loop().time() - task.started
+        mean = answers["seconds"]
+        answers["seconds"] = took if mean is None else mean + (took - mean) / 8
         freed.set()
         return await stores.store(_svc, *args)
 
@@ -666,13 +682,14 @@ async def sweep(
                 stale.append((row_id, lease))
                 continue
             task = asyncio.create_task(one(row_id, lease, loaded))
+            task.started = asyncio.get_running_loop().time()
             running.add(task)
             calling.add(task)
             task.add_done_callback(free)
         return stale
 
     # ``concurrency`` provider calls at a time. One claim (one statement, one thread hop) leases due integrations
-    # ahead, up to four places' worth in hand, so each claim takes at least two places' worth of rows; it runs
+    # ahead, up to ``depth`` places' worth in hand, so each claim takes at least half that; it runs
     # beside the provider calls (a place freed meanwhile takes the next row in hand: awaited in the loop, the claim
     # left the places it freed empty for its trip, and the sweep ran at 0.15 of raw token POSTs), and a refresh's
     # place is free again once its provider answered: all that answered while the previous store ran are stored
@@ -690,7 +707,7 @@ async def sweep(
                 task, claiming = claiming, None
                 landed(task)
             if claim_due():
-                wanted = [pending.popleft() for _ in range(min(4 * slots - len(ready), len(pending)))]
+                wanted = [pending.popleft() for _ in range(min(depth() * slots - len(ready), len(pending)))]
                 claiming = asyncio.create_task(claim(wanted))
                 claiming.add_done_callback(lambda _task: freed.set())
             stale = start()
