@@ -556,29 +556,36 @@ def fail_held(items: list) -> int:
     """Deliveries a worker claimed and holds unsent (waiting for a sending slot) when a record of its own disabled
     their webhook: ended FAILED with the disable's reason, each with its ``webhook.failed`` event, as the disable
     ends the queued ones (it leaves those under a live lease alone). Fenced by each claim's lease token; those
-    whose webhook is active again (enabled meanwhile) are given back untouched, to be sent. How many failed."""
+    whose webhook is active again (enabled meanwhile) are given back untouched, to be sent. How many failed. Run
+    again when it is a deadlock's victim (the disable's own ``_fail`` of the other queued rows may meet a renewal),
+    as the record and the renewal are."""
     if not items:
         return 0
     now = utcnow()
-    with database_proxy.atomic():
-        hooks = _hooks({item.webhook_id for item in items})
-        # The held rows locked at once, in id order: the statements below fail some and give the others back, and
-        # taking them statement by statement they deadlocked with the renewal, which moves on the same leases.
-        deliveries.lock_held(items)
-        inactive = dict(
-            Webhook.select(Webhook.id, Webhook.disabled_reason)
-            .where(Webhook.id.in_(list(hooks)) & (Webhook.is_active == False))  # noqa: E712
-            .tuples()
-        )
-        failed = 0
-        for hook_id, reason in inactive.items():
-            mine = [item for item in items if item.webhook_id == hook_id]
-            for lease in {item.lease for item in mine}:
-                held = (
-                    WebhookDelivery.id.in_([item.id for item in mine if item.lease == lease])
-                    & (WebhookDelivery.lease_token == lease)
-                    & WebhookDelivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.RETRYING])
-                )
-                failed += _fail(hooks[hook_id], f"webhook disabled: {reason or 'disabled'}"[:500], held, now)
-        deliveries.release([item for item in items if item.webhook_id not in inactive])
-    return failed
+
+    def transaction() -> int:
+        with database_proxy.atomic():
+            hooks = _hooks({item.webhook_id for item in items})
+            # The held rows locked at once, in id order: the statements below fail some and give the others back,
+            # and taking them statement by statement they deadlocked with the renewal, which moves on the same
+            # leases.
+            deliveries.lock_held(items)
+            inactive = dict(
+                Webhook.select(Webhook.id, Webhook.disabled_reason)
+                .where(Webhook.id.in_(list(hooks)) & (Webhook.is_active == False))  # noqa: E712
+                .tuples()
+            )
+            failed = 0
+            for hook_id, reason in inactive.items():
+                mine = [item for item in items if item.webhook_id == hook_id]
+                for lease in {item.lease for item in mine}:
+                    held = (
+                        WebhookDelivery.id.in_([item.id for item in mine if item.lease == lease])
+                        & (WebhookDelivery.lease_token == lease)
+                        & WebhookDelivery.status.in_([DeliveryStatus.PENDING, DeliveryStatus.RETRYING])
+                    )
+                    failed += _fail(hooks[hook_id], f"webhook disabled: {reason or 'disabled'}"[:500], held, now)
+            deliveries.release([item for item in items if item.webhook_id not in inactive])
+        return failed
+
+    return retry_deadlocks(transaction)

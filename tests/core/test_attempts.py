@@ -376,6 +376,70 @@ def test_a_record_batch_that_a_renewal_deadlocks_with_is_run_again(pg_database, 
     assert len(runs) == 1 if renewal_lost else len(runs) >= 2  # the record was the victim, and ran again
 
 
+@pytest.mark.postgres
+def test_failing_held_rows_that_a_writer_deadlocks_with_is_run_again(pg_database, postgres_url, monkeypatch):
+    """attempts.fail_held (a worker's held deliveries of a webhook its record just disabled) locks them in id order,
+    as the renewal does; a writer taking them in another order (a session of its own: B, then A) deadlocks with it,
+    and PostgreSQL aborts fail_held (the writer waits 10 s before it looks). Run again, it fails both: none is left
+    under the worker's lease to be claimed and sent to the receiver that answered 410. Before, the deadlock error
+    reached the worker, which logged it and left them for their leases to run out."""
+    import threading
+
+    import psycopg2
+    from psycopg2 import errors as pg_errors
+    from support.waiting import wait_for
+
+    from nexusctl.db.models import Integration
+    from nexusctl.enums import Provider
+
+    integration = Integration.create(user_id=uuid.uuid4(), provider=Provider.SHOPIFY, name="shop")
+    hook = Webhook.create(integration=integration, url="http://127.0.0.1:9/h", events=["*"])
+    for i in range(2):
+        deliveries.fan_out(integration, "media.created", {"i": i})
+    a, b = sorted(deliveries.claim(2, 30), key=lambda c: c.id)
+    Webhook.update(is_active=False, disabled_reason="the receiver answered 410 Gone").where(
+        Webhook.id == hook.id
+    ).execute()
+    ours = pg_database.execute_sql("SELECT pg_backend_pid()").fetchone()[0]
+    writer, watcher = psycopg2.connect(postgres_url), psycopg2.connect(postgres_url)
+    watcher.autocommit = True
+    holds_b, writer_lost = threading.Event(), []
+
+    def fail_held_waits() -> bool:
+        with watcher.cursor() as cur:
+            cur.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (ours,))
+            return cur.fetchone() == ("Lock",)
+
+    def move_b_then_a():
+        move = 'UPDATE "webhook_deliveries" SET "lease_until" = "lease_until" + interval \'1 s\' WHERE "id" = %s'
+        try:
+            with writer, writer.cursor() as cur:
+                cur.execute("SET LOCAL deadlock_timeout = '10s'")
+                cur.execute(move, (str(b.id),))
+                holds_b.set()
+                wait_for(fail_held_waits, 10, "fail_held to wait for B")
+                cur.execute(move, (str(a.id),))
+        except pg_errors.DeadlockDetected:
+            writer_lost.append(True)  # PostgreSQL picked the writer after all (a stalled machine)
+
+    runs = []
+    lock_once = deliveries.lock_held
+    monkeypatch.setattr(deliveries, "lock_held", lambda items: runs.append(1) or lock_once(items))
+    thread = threading.Thread(target=move_b_then_a)
+    thread.start()
+    try:
+        assert holds_b.wait(10)
+        failed = attempts.fail_held([a, b])
+    finally:
+        thread.join(15)
+        writer.close()
+        watcher.close()
+    assert failed == 2
+    assert {d.status for d in WebhookDelivery.select()} == {DeliveryStatus.FAILED}
+    assert OutboxEvent.select().where(OutboxEvent.type == "webhook.failed").count() == 2
+    assert len(runs) == 1 if writer_lost else len(runs) >= 2  # fail_held was the victim, and ran again
+
+
 # What each writer of held rows does with the rows of a round (handed to it in descending id order), and what it
 # returns: the record (failed attempts, due again at once), the give-back, and the failing of held rows of a
 # disabled webhook (attempts.fail_held).
