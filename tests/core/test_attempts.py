@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import uuid
 
@@ -309,6 +310,51 @@ def test_held_deliveries_of_a_webhook_enabled_again_are_given_back(database, mak
     assert (again.status, again.lease_token) == (DeliveryStatus.PENDING, None)
 
 
+@contextlib.contextmanager
+def _moving_b_then_a(pg_database, postgres_url, a, b):
+    """A writer of held rows in a session of its own: it moves B's lease, then (once PostgreSQL shows this session
+    waiting for B's lock) A's, where A's id is the lower, with deadlock_timeout at 10 s so that this session's
+    transaction is the one PostgreSQL aborts unless the machine stalls for seconds. Yields a list that holds True
+    if PostgreSQL picked the writer after all."""
+    import threading
+
+    import psycopg2
+    from psycopg2 import errors as pg_errors
+    from support.waiting import wait_for
+
+    ours = pg_database.execute_sql("SELECT pg_backend_pid()").fetchone()[0]
+    writer, watcher = psycopg2.connect(postgres_url), psycopg2.connect(postgres_url)
+    watcher.autocommit = True
+    holds_b, writer_lost = threading.Event(), []
+
+    def ours_waits() -> bool:
+        with watcher.cursor() as cur:
+            cur.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (ours,))
+            return cur.fetchone() == ("Lock",)
+
+    def move_b_then_a():
+        move = 'UPDATE "webhook_deliveries" SET "lease_until" = "lease_until" + interval \'1 s\' WHERE "id" = %s'
+        try:
+            with writer, writer.cursor() as cur:
+                cur.execute("SET LOCAL deadlock_timeout = '10s'")
+                cur.execute(move, (str(b.id),))
+                holds_b.set()
+                wait_for(ours_waits, 10, "this session to wait for B")
+                cur.execute(move, (str(a.id),))
+        except pg_errors.DeadlockDetected:
+            writer_lost.append(True)  # a stalled machine
+
+    thread = threading.Thread(target=move_b_then_a)
+    thread.start()
+    try:
+        assert holds_b.wait(10)
+        yield writer_lost
+    finally:
+        thread.join(15)
+        writer.close()
+        watcher.close()
+
+
 @pytest.mark.postgres
 def test_a_record_batch_that_a_renewal_deadlocks_with_is_run_again(pg_database, postgres_url, monkeypatch):
     """The worker's renewal and its record batch both update the held rows being recorded, each in its own
@@ -322,11 +368,6 @@ def test_a_record_batch_that_a_renewal_deadlocks_with_is_run_again(pg_database, 
     (the record locks A first), with deadlock_timeout at 10 s so that the record is the one PostgreSQL aborts
     unless the machine stalls for seconds. It takes A only once PostgreSQL shows the record waiting
     (pg_stat_activity)."""
-    import threading
-
-    import psycopg2
-    from psycopg2 import errors as pg_errors
-    from support.waiting import wait_for
 
     from nexusctl.db.models import Integration
     from nexusctl.enums import Provider
@@ -336,40 +377,11 @@ def test_a_record_batch_that_a_renewal_deadlocks_with_is_run_again(pg_database, 
     for i in range(2):
         deliveries.fan_out(integration, "media.created", {"i": i})
     a, b = sorted(deliveries.claim(2, 30), key=lambda c: c.id)
-    ours = pg_database.execute_sql("SELECT pg_backend_pid()").fetchone()[0]
-    renewal, watcher = psycopg2.connect(postgres_url), psycopg2.connect(postgres_url)
-    watcher.autocommit = True
-    holds_b, renewal_lost = threading.Event(), []
-
-    def record_waits() -> bool:
-        with watcher.cursor() as cur:
-            cur.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (ours,))
-            return cur.fetchone() == ("Lock",)
-
-    def renew_b_then_a():
-        move = 'UPDATE "webhook_deliveries" SET "lease_until" = "lease_until" + interval \'1 s\' WHERE "id" = %s'
-        try:
-            with renewal, renewal.cursor() as cur:
-                cur.execute("SET LOCAL deadlock_timeout = '10s'")
-                cur.execute(move, (str(b.id),))
-                holds_b.set()
-                wait_for(record_waits, 10, "the record to wait for B")
-                cur.execute(move, (str(a.id),))
-        except pg_errors.DeadlockDetected:
-            renewal_lost.append(True)  # PostgreSQL picked the renewal after all (a stalled machine)
-
     runs = []
     batch_once = attempts._record_batch
     monkeypatch.setattr(attempts, "_record_batch", lambda *args: runs.append(1) or batch_once(*args))
-    thread = threading.Thread(target=renew_b_then_a)
-    thread.start()
-    try:
-        assert holds_b.wait(10)
+    with _moving_b_then_a(pg_database, postgres_url, a, b) as renewal_lost:
         outcomes = attempts.record_many([(a, _result(200)), (b, _result(200))], SCHEDULE)
-    finally:
-        thread.join(15)
-        renewal.close()
-        watcher.close()
     assert outcomes == ["delivered", "delivered"]
     assert WebhookAttempt.select().count() == 2
     assert {d.status for d in WebhookDelivery.select()} == {DeliveryStatus.DELIVERED}
@@ -383,11 +395,6 @@ def test_failing_held_rows_that_a_writer_deadlocks_with_is_run_again(pg_database
     and PostgreSQL aborts fail_held (the writer waits 10 s before it looks). Run again, it fails both: none is left
     under the worker's lease to be claimed and sent to the receiver that answered 410. Before, the deadlock error
     reached the worker, which logged it and left them for their leases to run out."""
-    import threading
-
-    import psycopg2
-    from psycopg2 import errors as pg_errors
-    from support.waiting import wait_for
 
     from nexusctl.db.models import Integration
     from nexusctl.enums import Provider
@@ -400,40 +407,11 @@ def test_failing_held_rows_that_a_writer_deadlocks_with_is_run_again(pg_database
     Webhook.update(is_active=False, disabled_reason="the receiver answered 410 Gone").where(
         Webhook.id == hook.id
     ).execute()
-    ours = pg_database.execute_sql("SELECT pg_backend_pid()").fetchone()[0]
-    writer, watcher = psycopg2.connect(postgres_url), psycopg2.connect(postgres_url)
-    watcher.autocommit = True
-    holds_b, writer_lost = threading.Event(), []
-
-    def fail_held_waits() -> bool:
-        with watcher.cursor() as cur:
-            cur.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (ours,))
-            return cur.fetchone() == ("Lock",)
-
-    def move_b_then_a():
-        move = 'UPDATE "webhook_deliveries" SET "lease_until" = "lease_until" + interval \'1 s\' WHERE "id" = %s'
-        try:
-            with writer, writer.cursor() as cur:
-                cur.execute("SET LOCAL deadlock_timeout = '10s'")
-                cur.execute(move, (str(b.id),))
-                holds_b.set()
-                wait_for(fail_held_waits, 10, "fail_held to wait for B")
-                cur.execute(move, (str(a.id),))
-        except pg_errors.DeadlockDetected:
-            writer_lost.append(True)  # PostgreSQL picked the writer after all (a stalled machine)
-
     runs = []
     lock_once = deliveries.lock_held
     monkeypatch.setattr(deliveries, "lock_held", lambda items: runs.append(1) or lock_once(items))
-    thread = threading.Thread(target=move_b_then_a)
-    thread.start()
-    try:
-        assert holds_b.wait(10)
+    with _moving_b_then_a(pg_database, postgres_url, a, b) as writer_lost:
         failed = attempts.fail_held([a, b])
-    finally:
-        thread.join(15)
-        writer.close()
-        watcher.close()
     assert failed == 2
     assert {d.status for d in WebhookDelivery.select()} == {DeliveryStatus.FAILED}
     assert OutboxEvent.select().where(OutboxEvent.type == "webhook.failed").count() == 2

@@ -980,13 +980,9 @@ async def test_a_busy_endpoint_is_kept_busy_without_a_claim_per_send(
     assert worker.counts["claims"] <= total / 2, worker.counts
 
 
-async def test_a_fast_endpoint_is_sent_to_while_a_record_batch_is_slow(
-    db_url, aiohttp_client, aiohttp_server, monkeypatch, make_integration
-):
-    """Issue 19: the deliveries waiting for an endpoint that answers are claimed by claims of their own, not only
-    inside record batches: while the first record batch is held (a slow commit), every queued delivery is still
-    sent. Before, the claims rode with the record batches, so with one held and nothing waking the worker (no
-    new event; its 1 s poll is set to an hour here) the sends stopped after two claims."""
+def _records_held(monkeypatch):
+    """A receiver that counts its hits (the list, the handler), and the worker's record batches held until the
+    returned event is set (a stalled commit)."""
     hits = []
 
     async def handler(request):
@@ -997,12 +993,23 @@ async def test_a_fast_endpoint_is_sent_to_while_a_record_batch_is_slow(
     release = asyncio.Event()
     run = DbExecutor.run
 
-    async def held_run(self, fn, *args, **kwargs):  # the first record batch waits for ``release``
+    async def held_run(self, fn, *args, **kwargs):
         if fn is delivery.attempts.record_many and not release.is_set():
             await release.wait()
         return await run(self, fn, *args, **kwargs)
 
     monkeypatch.setattr(DbExecutor, "run", held_run)
+    return hits, handler, release
+
+
+async def test_a_fast_endpoint_is_sent_to_while_a_record_batch_is_slow(
+    db_url, aiohttp_client, aiohttp_server, monkeypatch, make_integration
+):
+    """Issue 19: the deliveries waiting for an endpoint that answers are claimed by claims of their own, not only
+    inside record batches: while the first record batch is held (a slow commit), every queued delivery is still
+    sent. Before, the claims rode with the record batches, so with one held and nothing waking the worker (no
+    new event; its 1 s poll is set to an hour here) the sends stopped after two claims."""
+    hits, handler, release = _records_held(monkeypatch)
     monkeypatch.setattr(delivery, "POLL_SECONDS", 3600.0)
     monkeypatch.setattr(delivery, "HELD_PER_SLOT", 100)  # the bound on held deliveries is not what stops them
     total = 40
@@ -1027,22 +1034,7 @@ async def test_sends_waiting_for_their_record_are_bounded_apart_from_the_unsent(
     worker of 4 slots sends what both bounds allow, (2 + 3) x 4, then claims no more (its memory stays bounded),
     and once the records commit it sends the rest. Before, the sent counted with the unsent, and a busy endpoint's
     sends waiting a record batch's trip cut the claims that refilled its slots."""
-    hits = []
-
-    async def handler(request):
-        await request.read()
-        hits.append(1)
-        return web.Response(text="ok")
-
-    release = asyncio.Event()
-    run = DbExecutor.run
-
-    async def held_run(self, fn, *args, **kwargs):  # record batches wait for ``release``
-        if fn is delivery.attempts.record_many and not release.is_set():
-            await release.wait()
-        return await run(self, fn, *args, **kwargs)
-
-    monkeypatch.setattr(DbExecutor, "run", held_run)
+    hits, handler, release = _records_held(monkeypatch)
     monkeypatch.setattr(delivery, "POLL_SECONDS", 3600.0)
     monkeypatch.setattr(delivery, "HELD_PER_SLOT", 2)
     monkeypatch.setattr(delivery, "SENT_PER_SLOT", 3)
