@@ -1043,8 +1043,16 @@ async def test_sends_waiting_for_their_record_are_bounded_apart_from_the_unsent(
         aiohttp_client, aiohttp_server, monkeypatch, make_integration, handler, slots=4, cap=4, events=total
     )
     try:
-        await _until(lambda: len(hits) >= bound and not worker.refilling and not worker.claiming and not worker.queued)
-        assert len(hits) == bound  # the bound reached, and no claim under way or waiting to send: nothing more
+        # Quiet: every slot free (its send answered: the receiver counts a hit before the worker has its answer),
+        # no claim under way, none waiting to send.
+        await _until(
+            lambda: len(hits) >= bound
+            and worker.free == 4
+            and not worker.refilling
+            and not worker.claiming
+            and not worker.queued
+        )
+        assert len(hits) == bound  # the bound reached and the worker quiet: nothing more
         assert worker.unrecorded == len(worker.held) == bound and worker._claimable(ahead=True) == 0
         leased = WebhookDelivery.select().where(WebhookDelivery.lease_token.is_null(False)).count()
         assert leased == bound
