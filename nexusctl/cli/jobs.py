@@ -146,11 +146,14 @@ def run_cmd(
     """
     # start-up: only this command needs it
     from nexusctl.cli.flows import run_flow
-    from nexusctl.core import job_runs, job_work
+    from nexusctl.core import job_runs, job_work, refresh_window
 
     job_work.require(job)
     st = state(ctx)
     st.database()
+    # What the daemon logs at start and doctor warns about: from cron, this command is where an operator looks.
+    if job == job_runs.TOKEN_REFRESH and (wide := refresh_window.too_wide(st.settings)) is not None:
+        out(ctx).warn(f"{wide.message}; {wide.hint}")
     me = f"{job_runs.process_name()} (nexusctl jobs run)"
     job_runs.started(job, me)
     try:

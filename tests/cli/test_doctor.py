@@ -501,3 +501,23 @@ def test_the_daemon_logs_the_too_wide_refresh_window_once_at_start(db_url, monke
     )
     assert log.count(warning) == 1, log
     assert "hubspot-secret" not in log and "Traceback" not in log
+
+
+def test_a_token_refresh_run_from_cron_warns_of_the_too_wide_window(db_url, monkeypatch):
+    """`nexusctl jobs run token-refresh` (the cron way, no daemon whose start-up log would say it) warns on stderr,
+    runs anyway (exit 0, its JSON on stdout unchanged), and says nothing once the window is narrower."""
+    monkeypatch.setenv("HUBSPOT_CLIENT_ID", "hubspot-client")
+    monkeypatch.setenv("HUBSPOT_CLIENT_SECRET", "hubspot-secret")
+    monkeypatch.setenv("TOKEN_REFRESH_WINDOW", "1h")
+    wide = CliRunner().invoke(app, ["jobs", "run", "token-refresh", "--json"], catch_exceptions=False)
+    assert wide.exit_code == 0, wide.output
+    assert (
+        "warning: TOKEN_REFRESH_WINDOW=1h is not shorter than the access-token lifetime of HUBSPOT (30m): every "
+        "refresh sweep refreshes each of their tokens again; set TOKEN_REFRESH_WINDOW below 30m, such as 15m"
+    ) in wide.stderr
+    assert json.loads(wide.stdout)["refreshed"] == 0
+    assert "hubspot-secret" not in wide.output
+
+    monkeypatch.setenv("TOKEN_REFRESH_WINDOW", "10m")
+    narrow = CliRunner().invoke(app, ["jobs", "run", "token-refresh", "--json"], catch_exceptions=False)
+    assert narrow.exit_code == 0 and "TOKEN_REFRESH_WINDOW" not in narrow.stderr, narrow.stderr
