@@ -28,6 +28,7 @@ COLUMNS = [
 def describe(settings, provider, *, full: bool = False) -> dict:
     # start-up: only this command needs it
     from nexusctl.config import ENDPOINT_KINDS, EXTRA_ENDPOINT_KINDS
+    from nexusctl.core.refresh_window import duration_text
     from nexusctl.providers import scopes
     from nexusctl.providers.catalog import CATALOG
     from nexusctl.providers.registry import SPECS, adapter_for
@@ -40,6 +41,9 @@ def describe(settings, provider, *, full: bool = False) -> dict:
         **spec.to_dict(),
         "scopes": list(scopes.requested(provider, creds.approved_scopes, getattr(settings, "tiktok_app", None))),
     }  # what the consent asks for (TIKTOK: that of TIKTOK_APP's kind of app; tiktokApps has both)
+    # How long the provider's access tokens typically live, as TOKEN_REFRESH_WINDOW is written: the window must be
+    # shorter (doctor warns otherwise). None where tokens do not expire (API keys, non-expiring tokens).
+    data["tokenLifetime"] = None if spec.token_lifetime is None else duration_text(spec.token_lifetime)
     if full:
         data["actionScopes"] = _action_scopes(provider, creds.approved_scopes)
         if provider.value == "TIKTOK":

@@ -255,6 +255,16 @@ def test_providers_show_lists_each_actions_scopes_and_what_the_consent_asks(cli,
     assert "groups:read" in slack and '"fetch_channels": "channels:read groups:read"' in slack
 
 
+def test_providers_show_says_how_long_access_tokens_live_as_the_refresh_window_is_written(cli):
+    """What doctor compares TOKEN_REFRESH_WINDOW with, shown where an operator looks a provider up."""
+    lifetimes = {
+        name: json.loads(cli("providers", "show", name, "--json").stdout)["tokenLifetime"]
+        for name in ("HUBSPOT", "YOUTUBE", "FACEBOOK", "SENDGRID")
+    }
+    assert lifetimes == {"HUBSPOT": "30m", "YOUTUBE": "1h", "FACEBOOK": "60d", "SENDGRID": None}
+    assert "tokenLifetime   30m" in cli("providers", "show", "HUBSPOT").stdout
+
+
 def test_redis_down_is_its_own_error_not_the_databases(cli, monkeypatch):
     """The database is fine: the one line names Redis, with a code and an exit status of its own."""
     monkeypatch.setenv("SLACK_CLIENT_ID", "slack-id")
