@@ -1033,31 +1033,35 @@ async def test_sends_waiting_for_their_record_are_bounded_apart_from_the_unsent(
     (SENT_PER_SLOT), not against the unsent's (HELD_PER_SLOT): with every record batch held (a stalled commit), a
     worker of 4 slots sends what both bounds allow, (2 + 3) x 4, then claims no more (its memory stays bounded),
     and once the records commit it sends the rest. Before, the sent counted with the unsent, and a busy endpoint's
-    sends waiting a record batch's trip cut the claims that refilled its slots."""
+    sends waiting a record batch's trip cut the claims that refilled its slots (at most 2 x 4 went out here)."""
     hits, handler, release = _records_held(monkeypatch)
     monkeypatch.setattr(delivery, "POLL_SECONDS", 3600.0)
     monkeypatch.setattr(delivery, "HELD_PER_SLOT", 2)
     monkeypatch.setattr(delivery, "SENT_PER_SLOT", 3)
-    total, bound = 40, (2 + 3) * 4
+    total, bound, cap = 40, (2 + 3) * 4, 4
     worker, hook_id = await _one_endpoint_worker(
-        aiohttp_client, aiohttp_server, monkeypatch, make_integration, handler, slots=4, cap=4, events=total
+        aiohttp_client, aiohttp_server, monkeypatch, make_integration, handler, slots=4, cap=cap, events=total
     )
+    # A send's end claims ahead only for more than half the endpoint's cap (no claim per send), and the claims
+    # that would take the last one or two (the record batches') are held here: the worker may stop that short.
+    short = cap // 2
     try:
         # Quiet: every slot free (its send answered: the receiver counts a hit before the worker has its answer),
         # no claim under way, none waiting to send.
         await _until(
             lambda: (
-                len(hits) >= bound
+                len(hits) >= bound - short
                 and worker.free == 4
                 and not worker.refilling
                 and not worker.claiming
                 and not worker.queued
             )
         )
-        assert len(hits) == bound  # the bound reached and the worker quiet: nothing more
-        assert worker.unrecorded == len(worker.held) == bound and worker._claimable(ahead=True) == 0
+        sent = len(hits)
+        assert bound - short <= sent <= bound  # both bounds' room used, and nothing past it
+        assert worker.unrecorded == len(worker.held) == sent and worker._claimable(ahead=True) <= short
         leased = WebhookDelivery.select().where(WebhookDelivery.lease_token.is_null(False)).count()
-        assert leased == bound
+        assert leased == sent
     finally:
         release.set()
     rows = await _settled(WebhookDelivery.webhook == hook_id, timeout=60)
