@@ -450,19 +450,28 @@ def replay(
 
 def _requeue(where) -> int:
     """Queue the matching rows again now, but those under a live lease (tested in the UPDATE itself, so a claim
-    that lands meanwhile is left alone); how many were queued."""
-    now = utcnow()
-    return (
-        WebhookDelivery.update(
-            status=DeliveryStatus.PENDING,
-            next_attempt_at=now,
-            lease_until=None,
-            lease_token=None,
-            updated_at=now,
-        )
-        .where(where & not_leased(now))
-        .execute()
-    )
+    that lands meanwhile is left alone); how many were queued.
+
+    Its UPDATE locks the rows in the order it reads them, not in id order as the daemon's writers of held rows do
+    (a row whose lease ran out while its worker still holds it is both theirs and the replay's), so PostgreSQL may
+    pick it as a deadlock's victim: it runs again, as those writers do, rather than fail the operator's command."""
+
+    def requeue() -> int:
+        now = utcnow()
+        with database_proxy.atomic():  # one whole transaction a try (a savepoint inside a caller's)
+            return (
+                WebhookDelivery.update(
+                    status=DeliveryStatus.PENDING,
+                    next_attempt_at=now,
+                    lease_until=None,
+                    lease_token=None,
+                    updated_at=now,
+                )
+                .where(where & not_leased(now))
+                .execute()
+            )
+
+    return retry_deadlocks(requeue)
 
 
 def _notify() -> None:

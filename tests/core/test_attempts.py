@@ -418,6 +418,39 @@ def test_failing_held_rows_that_a_writer_deadlocks_with_is_run_again(pg_database
     assert len(runs) == 1 if writer_lost else len(runs) >= 2  # fail_held was the victim, and ran again
 
 
+@pytest.mark.postgres
+def test_a_replay_that_a_writer_deadlocks_with_is_run_again(pg_database, postgres_url, monkeypatch):
+    """`nexusctl webhooks replay` queues a webhook's deliveries again with one UPDATE, which locks them in the order
+    it reads them; a writer of the same rows taking them in the other order (a session of its own: the row the
+    replay reaches second, then the first) deadlocks with it, and PostgreSQL aborts the replay (the writer waits
+    10 s before it looks). Run again, it queues both. Before, the operator got the deadlock as an error."""
+
+    from nexusctl.db.models import Integration
+    from nexusctl.enums import Provider
+
+    integration = Integration.create(user_id=uuid.uuid4(), provider=Provider.SHOPIFY, name="shop")
+    hook = Webhook.create(integration=integration, url="http://127.0.0.1:9/h", events=["*"])
+    since = utcnow() - dt.timedelta(minutes=1)
+    for i in range(2):
+        deliveries.fan_out(integration, "media.created", {"i": i})
+    claimed = deliveries.claim(2, 30)
+    assert attempts.record_many([(c, _result(500)) for c in claimed], ()) == ["failed", "failed"]  # no retries left
+    # The order the replay's UPDATE reads (and locks) them in: its WHERE, read by a SELECT.
+    where = (WebhookDelivery.webhook == hook.id) & (WebhookDelivery.created_at >= since)
+    first, second = (
+        next(c for c in claimed if c.id == row_id)
+        for (row_id,) in WebhookDelivery.select(WebhookDelivery.id).where(where).tuples()
+    )
+    runs = []
+    update_once = WebhookDelivery.update
+    monkeypatch.setattr(WebhookDelivery, "update", lambda *a, **kw: runs.append(1) or update_once(*a, **kw))
+    with _moving_b_then_a(pg_database, postgres_url, first, second) as writer_lost:
+        replayed = deliveries.replay(hook.id, since=since)
+    assert (replayed.queued, replayed.skipped) == (2, 0)
+    assert {d.status for d in WebhookDelivery.select()} == {DeliveryStatus.PENDING}
+    assert len(runs) == 1 if writer_lost else len(runs) >= 2  # the replay was the victim, and ran again
+
+
 # What each writer of held rows does with the rows of a round (handed to it in descending id order), and what it
 # returns: the record (failed attempts, due again at once), the give-back, and the failing of held rows of a
 # disabled webhook (attempts.fail_held).
