@@ -474,6 +474,48 @@ def _requeue(where) -> int:
     return retry_deadlocks(requeue)
 
 
+def park(webhook_id, now: dt.datetime) -> int:
+    """The queued deliveries of a webhook being switched off, taken out of the due index (no ``next_attempt_at``)
+    until it is on again (``unpark``); how many. Inside the caller's transaction.
+
+    The worker's claim walks the due index in order and skips a switched-off webhook's rows one by one: a paused
+    webhook's backlog was read again by every claim (50,000 due: 13 ms a claim against 1.5; 200,000: 51 ms), so
+    that every other webhook's deliveries cost more the longer one stayed off. Parked, they are still queued
+    (``nexus_delivery_queue_depth`` counts them) and still shown. The ones under a live lease are left to their
+    worker (sent, or given back), whose record writes their next due time."""
+    statuses = (DeliveryStatus.PENDING, DeliveryStatus.RETRYING)
+    return (
+        WebhookDelivery.update(next_attempt_at=None, updated_at=now)
+        .where(
+            (WebhookDelivery.webhook == webhook_id)
+            & WebhookDelivery.status.in_(statuses)
+            & WebhookDelivery.next_attempt_at.is_null(False)
+            & not_leased(now)
+        )
+        .execute()
+    )
+
+
+def unpark(webhook_id, now: dt.datetime) -> int:
+    """A webhook switched on again: its parked deliveries (``park``) due now; how many. Inside the caller's
+    transaction, which wakes the daemons once it has committed (``wake_daemons``)."""
+    statuses = (DeliveryStatus.PENDING, DeliveryStatus.RETRYING)
+    return (
+        WebhookDelivery.update(next_attempt_at=now, updated_at=now)
+        .where(
+            (WebhookDelivery.webhook == webhook_id)
+            & WebhookDelivery.status.in_(statuses)
+            & WebhookDelivery.next_attempt_at.is_null()
+        )
+        .execute()
+    )
+
+
+def wake_daemons() -> None:
+    """Deliveries were made due by a committed transaction: every daemon's worker claims now, not at its poll."""
+    _notify()
+
+
 def _notify() -> None:
     if is_postgres(database_proxy):  # delivered at commit, to every listening daemon
         database_proxy.execute_sql("SELECT pg_notify(%s, '')", (NOTIFY_CHANNEL,))

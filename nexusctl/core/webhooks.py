@@ -188,7 +188,20 @@ def update(webhook_id, *, url=None, events=None, is_active=None, metadata=None, 
         if is_active:  # re-enabling starts a fresh failure window
             changes[Webhook.failing_since] = None
             changes[Webhook.disabled_reason] = None
-    Webhook.update(changes).where(Webhook.id == row.id).execute()
+    switched = is_active is not None and is_active != row.is_active
+
+    def transaction() -> int:
+        with database_proxy.atomic():
+            Webhook.update(changes).where(Webhook.id == row.id).execute()
+            if not switched:
+                return 0
+            # Its queued deliveries out of the claims' way while it is off, and due again when it is on.
+            return (deliveries.unpark if is_active else deliveries.park)(row.id, changes[Webhook.updated_at])
+
+    # Its delivery rows are locked in the order the UPDATE reads them, the daemons' writers of held rows lock
+    # theirs by id: a deadlock's victim runs again.
+    if retry_deadlocks(transaction) and is_active:
+        deliveries.wake_daemons()
     return get(row.id)
 
 

@@ -400,6 +400,39 @@ async def test_test_event_and_redeliver(env):
     assert receiver.received[1]["headers"]["webhook-id"] == str(row.id)
 
 
+@pytest.mark.parametrize("env", ["3600"], indirect=True)
+async def test_a_switched_off_webhooks_backlog_is_parked_and_due_at_once_when_it_is_on_again(env):
+    """An operator whose endpoint fails switches its webhook off, mends the endpoint and switches it on: the
+    deliveries waiting for their next try (an hour off) are parked while it is off (still queued, no next attempt:
+    no claim reads them) and sent at once when it is on again."""
+    api, receiver, base, integration = env
+    hook = await _create(api, integration, f"{base}/hook")
+    receiver.script = [(500, {})] * 3
+    for n in range(3):
+        await _emit(api, integration, "post.created", {"n": n})
+    await receiver.wait_for(3)
+    mine = WebhookDelivery.webhook == uuid.UUID(hook["id"])
+    await _until(lambda: all(r.status == DeliveryStatus.RETRYING for r in WebhookDelivery.select().where(mine)))
+
+    async def listed():
+        answer = await api.get(f"/integrations/webhooks/{hook['id']}/deliveries", headers=auth())
+        assert answer.status == 200, await answer.text()
+        return (await answer.json())["data"]
+
+    before = await listed()
+    assert all(d["status"] == "RETRYING" and d["nextAttemptAt"] for d in before), [
+        (d["status"], d.get("nextAttemptAt")) for d in before
+    ]
+    off = await api.patch(f"/integrations/webhooks/{hook['id']}", json={"isActive": False}, headers=auth())
+    assert off.status == 200, await off.text()
+    assert [(d["status"], d["nextAttemptAt"]) for d in await listed()] == [("RETRYING", None)] * 3
+    on = await api.patch(f"/integrations/webhooks/{hook['id']}", json={"isActive": True}, headers=auth())
+    assert on.status == 200, await on.text()
+    rows = await _settled(mine)
+    assert [(r.status, r.attempts) for r in rows] == [(DeliveryStatus.DELIVERED, 2)] * 3
+    assert len(receiver.received) == 6
+
+
 async def test_test_event_to_an_inactive_webhook_is_refused(env):
     api, receiver, base, integration = env
     hook = await _create(api, integration, f"{base}/hook")

@@ -102,6 +102,7 @@ def test_this_version_ships_these_migrations():
         "0015_proxy_health",
         "0016_rate_waits",
         "0017_lean_indexes",
+        "0018_parked_deliveries",
     ]
 
 
@@ -355,6 +356,7 @@ def test_0011_channel_webhook_down_then_up_round_trips(database):
     runner = Runner(database, str(migrate.MIGRATIONS_DIR), table_name=migrate.HISTORY_TABLE)
     undone = _down_through(runner, "0011_channel_webhook")
     assert undone == [
+        "0018_parked_deliveries",
         "0017_lean_indexes",
         "0016_rate_waits",
         "0015_proxy_health",
@@ -431,12 +433,45 @@ def test_0017_lean_indexes_down_then_up_round_trips(database):
         assert _fillfactors(database) == {t: ["fillfactor=80"] for t in ("integrations", "webhook_deliveries")}
     before = _schema(database)
     runner = Runner(database, str(migrate.MIGRATIONS_DIR), table_name=migrate.HISTORY_TABLE)
-    assert _down_through(runner, "0017_lean_indexes") == ["0017_lean_indexes"]
+    assert _down_through(runner, "0017_lean_indexes") == ["0018_parked_deliveries", "0017_lean_indexes"]
     assert all(singles(table) == single[table] for table in single)
     if postgres:
         assert _fillfactors(database) == {"integrations": None, "webhook_deliveries": None}
-    assert migrate.migrate(database) == ["0017_lean_indexes"]
+    assert migrate.migrate(database) == ["0017_lean_indexes", "0018_parked_deliveries"]
     assert _schema(database) == before
+
+
+def test_0018_parks_the_queued_deliveries_of_webhooks_already_switched_off(database):
+    """Deliveries queued behind a webhook that was off before this version (due, skipped by every claim) are
+    parked by the migration; those of an active webhook and those under a live lease are left as they were.
+    Undone, the parked ones are due again."""
+    from nexusctl.core import deliveries
+    from nexusctl.db.models import Webhook, WebhookDelivery
+
+    runner = Runner(database, str(migrate.MIGRATIONS_DIR), table_name=migrate.HISTORY_TABLE)
+    assert _down_through(runner, "0018_parked_deliveries") == ["0018_parked_deliveries"]
+    integration = Integration.create(
+        user_id="6f1c2a9e-0d4b-4f7e-9a51-2b8c3d4e5f60", provider=Provider.SHOPIFY, name="s"
+    )
+    on = Webhook.create(integration=integration, url="https://hooks.example.com/on", events=["*"])
+    off = Webhook.create(integration=integration, url="https://hooks.example.com/off", events=["*"])
+    for n in range(3):
+        deliveries.fan_out(integration, "post.created", {"n": n})
+    leased = deliveries.claim(1, 60, exclude=[on.id])[0]  # a daemon sending one of the off webhook's
+    Webhook.update(is_active=False).where(Webhook.id == off.id).execute()  # switched off before this version
+
+    def due(hook):
+        return sorted(
+            (r.id == leased.id, r.next_attempt_at is not None)
+            for r in WebhookDelivery.select().where(WebhookDelivery.webhook == hook.id)
+        )
+
+    assert due(off) == [(False, True), (False, True), (True, True)]
+    assert migrate.migrate(database) == ["0018_parked_deliveries"]
+    assert due(off) == [(False, False), (False, False), (True, True)] and due(on) == [(False, True)] * 3
+    assert _down_through(runner, "0018_parked_deliveries") == ["0018_parked_deliveries"]
+    assert due(off) == [(False, True)] * 2 + [(True, True)]
+    assert migrate.migrate(database) == ["0018_parked_deliveries"]
 
 
 # --- Models vs migration ---------------------------------------------------
