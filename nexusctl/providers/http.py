@@ -19,7 +19,7 @@ import re
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 MAX_REPLY_BYTES = 2 * 1024 * 1024
 TIMEOUT = aiohttp.ClientTimeout(total=20, connect=10)
+FORM_TYPE = "application/x-www-form-urlencoded"
 
 
 def session_options() -> dict:
@@ -106,8 +107,40 @@ async def call(
         return reply
 
 
+def _form_encoded(kwargs: dict) -> dict:
+    """A form (``data=`` a dict) as the urlencoded body aiohttp's FormData would send, encoded here: FormData builds
+    a multipart writer (and a boundary from os.urandom) for every call, ~7% of the refresh sweep's loop in py-spy."""
+    form = kwargs.get("data")
+    if not isinstance(form, dict):
+        return kwargs
+    headers = dict(kwargs.get("headers") or {})
+    if not any(name.lower() == "content-type" for name in headers):
+        headers["Content-Type"] = FORM_TYPE
+    return {**kwargs, "data": form_body(form), "headers": headers}
+
+
+# What quote_plus leaves as it is (letters, digits, "_.-~"); each run of anything else is quoted byte by byte, a
+# space as "+", as quote_plus does.
+_QUOTED = re.compile(r"[^A-Za-z0-9_.~-]+")
+_BYTES = tuple("+" if byte == 0x20 else f"%{byte:02X}" for byte in range(256))
+
+
+def _quoted(run: re.Match) -> str:
+    return "".join([_BYTES[byte] for byte in run.group().encode()])
+
+
+def form_body(form: dict) -> bytes:
+    """``urlencode(form, doseq=True).encode()``, the same bytes: quote_plus goes through the whole of a long refresh
+    token a byte at a time (~10 µs a token request's form); here only the runs that need quoting do (~4 µs)."""
+    if not all(type(key) is str and type(value) is str for key, value in form.items()):
+        return urlencode(form, doseq=True).encode()  # lists, bytes, numbers: as the standard library does
+    quote = _QUOTED.sub
+    return "&".join([f"{quote(_quoted, key)}={quote(_quoted, value)}" for key, value in form.items()]).encode()
+
+
 async def _call(session, provider: str, method: str, url: str, host: str, secrets: tuple, timeout, kwargs) -> Reply:
     started = time.monotonic()
+    kwargs = _form_encoded(kwargs)
     try:
         async with session.request(method, url, timeout=timeout, allow_redirects=False, **kwargs) as response:
             # read(n) returns what is buffered (often one 64 KiB chunk), not n bytes: read up to the end.
