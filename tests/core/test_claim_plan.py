@@ -139,3 +139,26 @@ def test_a_claim_passing_over_the_rows_another_claim_holds_reads_about_those_and
         read = node["Actual Rows"] + node.get("Rows Removed by Filter", 0)
         assert read <= len(held) + 3 * TAKEN, (node["Node Type"], node.get("Index Name"), read)
     assert plan["Actual Rows"] == (TAKEN if hooks > 1 else 1)  # as many as with nobody else claiming
+
+
+def _updates(database) -> tuple[int, int]:
+    """webhook_deliveries' updates and HOT updates so far, this connection's own flushed first."""
+    database.execute_sql("SELECT pg_stat_force_next_flush()")
+    return database.execute_sql(
+        "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'webhook_deliveries'"
+    ).fetchone()
+
+
+def test_the_claims_of_a_queue_queued_in_a_burst_are_hot_updates(database, keyring, make_integration):
+    """A claim changes only unindexed columns (the lease): it writes no index entry when its row's new version fits
+    on the row's page (a HOT update). A burst of queued rows filled their pages to the table's fillfactor, and at 80
+    (migration 0017) a few rows of each page had room: about a third of the claims were HOT, the others writing an
+    entry in each of the table's five indexes. At 50 (0018) they all are."""
+    _queue_backlog(database, keyring, make_integration, 1)
+    before = _updates(database)
+    claimed = []
+    while batch := deliveries.claim(100, 30):
+        claimed += batch
+    assert len(claimed) == BACKLOG
+    updated, hot = (after - was for after, was in zip(_updates(database), before, strict=True))
+    assert updated == BACKLOG and hot >= 0.9 * BACKLOG, (updated, hot)

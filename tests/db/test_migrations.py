@@ -102,6 +102,7 @@ def test_this_version_ships_these_migrations():
         "0015_proxy_health",
         "0016_rate_waits",
         "0017_lean_indexes",
+        "0018_hot_claims",
     ]
 
 
@@ -355,6 +356,7 @@ def test_0011_channel_webhook_down_then_up_round_trips(database):
     runner = Runner(database, str(migrate.MIGRATIONS_DIR), table_name=migrate.HISTORY_TABLE)
     undone = _down_through(runner, "0011_channel_webhook")
     assert undone == [
+        "0018_hot_claims",
         "0017_lean_indexes",
         "0016_rate_waits",
         "0015_proxy_health",
@@ -427,15 +429,26 @@ def test_0017_lean_indexes_down_then_up_round_trips(database):
 
     postgres = isinstance(database, peewee.PostgresqlDatabase)
     assert all(not singles(table) for table in single)  # each column still leads a composite index
-    if postgres:
-        assert _fillfactors(database) == {t: ["fillfactor=80"] for t in ("integrations", "webhook_deliveries")}
     before = _schema(database)
     runner = Runner(database, str(migrate.MIGRATIONS_DIR), table_name=migrate.HISTORY_TABLE)
-    assert _down_through(runner, "0017_lean_indexes") == ["0017_lean_indexes"]
+    assert _down_through(runner, "0017_lean_indexes") == ["0018_hot_claims", "0017_lean_indexes"]
     assert all(singles(table) == single[table] for table in single)
     if postgres:
         assert _fillfactors(database) == {"integrations": None, "webhook_deliveries": None}
-    assert migrate.migrate(database) == ["0017_lean_indexes"]
+    assert migrate.migrate(database) == ["0017_lean_indexes", "0018_hot_claims"]
+    assert _schema(database) == before
+
+
+def test_0018_hot_claims_down_then_up_round_trips(database):
+    postgres = isinstance(database, peewee.PostgresqlDatabase)
+    if postgres:
+        assert _fillfactors(database) == {"integrations": ["fillfactor=80"], "webhook_deliveries": ["fillfactor=50"]}
+    before = _schema(database)
+    runner = Runner(database, str(migrate.MIGRATIONS_DIR), table_name=migrate.HISTORY_TABLE)
+    assert _down_through(runner, "0018_hot_claims") == ["0018_hot_claims"]
+    if postgres:
+        assert _fillfactors(database) == {t: ["fillfactor=80"] for t in ("integrations", "webhook_deliveries")}
+    assert migrate.migrate(database) == ["0018_hot_claims"]
     assert _schema(database) == before
 
 
