@@ -1046,11 +1046,13 @@ async def test_sends_waiting_for_their_record_are_bounded_apart_from_the_unsent(
         # Quiet: every slot free (its send answered: the receiver counts a hit before the worker has its answer),
         # no claim under way, none waiting to send.
         await _until(
-            lambda: len(hits) >= bound
-            and worker.free == 4
-            and not worker.refilling
-            and not worker.claiming
-            and not worker.queued
+            lambda: (
+                len(hits) >= bound
+                and worker.free == 4
+                and not worker.refilling
+                and not worker.claiming
+                and not worker.queued
+            )
         )
         assert len(hits) == bound  # the bound reached and the worker quiet: nothing more
         assert worker.unrecorded == len(worker.held) == bound and worker._claimable(ahead=True) == 0
