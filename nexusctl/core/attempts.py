@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
-import json
 import logging
 import os
 import uuid
@@ -67,7 +66,7 @@ def record_many(batch: list, schedule: tuple[int, ...]) -> list[str]:
     # Run again when PostgreSQL aborts it to break a deadlock: the batch's delivery rows are also updated by this
     # daemon's lease renewal (deliveries.renew moves on every held lease, those whose outcome is being recorded
     # too), in its own transaction. When the two took the rows in no fixed order they deadlocked under load; both
-    # lock them in id order now (_PG_UPDATE), and this stays as the safety net.
+    # lock them in id order now (_PG_RECORD), and this stays as the safety net.
     # A record aborted so left its deliveries sent and unrecorded, and they were sent again once their leases ran
     # out (34 of 2,000 twice in tests/webhooks/test_delivery_proofs.py's two daemons). The victim is rolled back
     # whole.
@@ -138,8 +137,8 @@ def _record_batch(batch: list, schedule: tuple[int, ...]) -> list[str]:
     """Record a batch of attempts set-based: a handful of statements and one commit for the lot.
 
     Fencing first: the deliveries are updated only where the claim's lease token still
-    holds (on PostgreSQL one ``UPDATE ... FROM unnest(...) RETURNING id``, which takes the
-    row locks, so the check and the write are one step); attempts, events and the webhooks'
+    holds (on PostgreSQL in the record's one statement, ``_PG_RECORD``, which takes the row
+    locks, so the check and the write are one step); attempts, events and the webhooks'
     state are then written for exactly those rows. A delivery whose lease was lost gets
     nothing written ("lost").
     """
@@ -149,92 +148,137 @@ def _record_batch(batch: list, schedule: tuple[int, ...]) -> list[str]:
         return []
     with database_proxy.atomic():
         hooks = _hooks({c.webhook_id for c, _ in batch})
-        users = {h.integration_id: h.user_id for h in hooks.values()}
-        planned = []  # (claimed, result, outcome, delivery update, events)
-        fresh = iter(new_ids(2 * len(batch)))  # an event and an attempt per delivery at most
+        planned = []
         for claimed, result in batch:
             hook = hooks.get(claimed.webhook_id)
             if hook is None:  # webhook deleted: its deliveries went with it (cascade)
                 continue
-            number, code = claimed.attempts + 1, result.status_code
-            response = {"status": code, "body": (result.body or "")[:RESPONSE_MAX]} if code is not None else None
-            base = {
-                "webhookId": str(hook.id),
-                "deliveryId": str(claimed.id),
-                "event": claimed.event,
-                "attempts": number,
-            }
-            delivered_at = next_at = error = None
-            events, disable = [], None
-            if code is not None and 200 <= code < 300:
-                status, outcome = DeliveryStatus.DELIVERED, "delivered"
-                delivered_at = now
-                events.append(_outbox("webhook.delivered", hook, users, base, now, next(fresh)))
-            else:
-                error = (result.error or f"HTTP {code}")[:1000]
-                # 410 Gone: the receiver asks to be left alone, so no retry (and the webhook goes below).
-                delay = None if code == 410 else wait_after(schedule, number, code, result.retry_after)
-                if delay is None:
-                    status, outcome = DeliveryStatus.FAILED, "failed"
-                    events.append(
-                        _outbox("webhook.failed", hook, users, {**base, "error": error[:300]}, now, next(fresh))
-                    )
-                else:
-                    status, outcome = DeliveryStatus.RETRYING, "retrying"
-                    next_at = now + dt.timedelta(seconds=delay)
-                if code == 410:
-                    disable, outcome = "the receiver answered 410 Gone", "disabled"
-                elif (
-                    hook.failing_since is not None
-                    and now - hook.failing_since >= DISABLE_AFTER
-                    and not (result.error == STOPPED and code is None)
-                ):
-                    disable, outcome = "failing for 5 days without a successful delivery", "disabled"
-            update = (status, number, response, error, delivered_at, next_at, now, claimed.id, claimed.lease)
-            planned.append((claimed, result, outcome, update, events, disable))
-        held = _update_deliveries([p[3] for p in planned])  # fencing: only leases still ours
-        attempt_rows, events, succeeded, failing, disable = [], [], set(), set(), {}
-        for claimed, result, outcome, _, row_events, reason in planned:
-            if claimed.id not in held:
-                continue
-            outcomes[claimed.id] = outcome
-            attempt_rows.append(
-                (
-                    next(fresh),
-                    claimed.id,
-                    claimed.attempts + 1,
-                    result.started_at,
-                    result.status_code,
-                    result.duration_ms,
-                    result.error,
-                    (result.body or "")[:RESPONSE_MAX] or None,
-                )
-            )
-            events.extend(row_events)
-            if outcome == "delivered":
-                succeeded.add(claimed.webhook_id)
-            elif result.error == STOPPED and result.status_code is None:  # cut by our own stop: not the receiver's
-                pass
-            else:
-                failing.add(claimed.webhook_id)
-                if reason is not None:
-                    disable.setdefault(claimed.webhook_id, (reason, claimed.id))
-        if not attempt_rows:
-            return [outcomes[c.id] for c, _ in batch]
-        attempt_rows = [(*row, now, now) for row in attempt_rows]
-        if is_postgres(database_proxy) and max(len(attempt_rows), len(events)) <= statements.CHUNK:
-            _pg_write(attempt_rows, events, succeeded, failing, now)
+            planned.append(_plan(claimed, result, hook, schedule, now))
+        if is_postgres(database_proxy):
+            held = _pg_record(planned, hooks, now)
         else:
-            statements.insert_many_text(WebhookAttempt, ATTEMPT_COLUMNS, attempt_rows)
-            statements.insert_many_text(OutboxEvent, EVENT_COLUMNS, events)
-            # The webhooks' rows last and in one statement: two writers' batches for one webhook
-            # wait on each other's row lock here, so it is held for the shortest time before the
-            # commit, and one statement locks its rows in one (index) order, so they never deadlock.
-            _touch_webhooks(succeeded, failing, now)
+            held = _write(planned, hooks, now)
+        disable = {}
+        for plan in planned:
+            if plan.claimed.id in held:
+                outcomes[plan.claimed.id] = plan.outcome
+                if plan.disable is not None:
+                    disable.setdefault(plan.claimed.webhook_id, (plan.disable, plan.claimed.id))
+        succeeded = {p.claimed.webhook_id for p in planned if p.claimed.id in held and p.outcome == "delivered"}
         for hook_id, (reason, delivery_id) in disable.items():
             if hook_id not in succeeded:
                 _disable(hooks[hook_id], reason, delivery_id)
     return [outcomes[c.id] for c, _ in batch]
+
+
+class _Plan(NamedTuple):
+    """One delivery's outcome as decided before it is written (``_plan``)."""
+
+    claimed: object
+    result: Result
+    outcome: str  # delivered, retrying, failed, disabled
+    status: DeliveryStatus
+    number: int  # this attempt's number
+    error: str | None  # the delivery's error (the attempt keeps the result's own)
+    next_at: dt.datetime | None
+    event: str | None  # the outbox event it emits: webhook.delivered or webhook.failed
+    # How it counts for the webhook's failure window: "ok" (a success: cleared), "fail" (started if not yet), None
+    # (a send our own stop cut: neither).
+    touch: str | None
+    disable: str | None  # why the webhook is to be disabled, if it is
+
+
+def _plan(claimed, result: Result, hook, schedule: tuple[int, ...], now) -> _Plan:
+    number, code = claimed.attempts + 1, result.status_code
+    next_at = error = disable = None
+    if code is not None and 200 <= code < 300:
+        return _Plan(claimed, result, "delivered", DeliveryStatus.DELIVERED, number, None, None, DELIVERED, "ok", None)
+    error = (result.error or f"HTTP {code}")[:1000]
+    # 410 Gone: the receiver asks to be left alone, so no retry (and the webhook goes below).
+    delay = None if code == 410 else wait_after(schedule, number, code, result.retry_after)
+    if delay is None:
+        status, outcome, event = DeliveryStatus.FAILED, "failed", FAILED
+    else:
+        status, outcome, event = DeliveryStatus.RETRYING, "retrying", None
+        next_at = now + dt.timedelta(seconds=delay)
+    stopped = result.error == STOPPED and code is None  # cut by our own stop: not the receiver's
+    if code == 410:
+        disable, outcome = "the receiver answered 410 Gone", "disabled"
+    elif hook.failing_since is not None and now - hook.failing_since >= DISABLE_AFTER and not stopped:
+        disable, outcome = "failing for 5 days without a successful delivery", "disabled"
+    return _Plan(claimed, result, outcome, status, number, error, next_at, event, None if stopped else "fail", disable)
+
+
+DELIVERED, FAILED = "webhook.delivered", "webhook.failed"
+
+
+def _event_data(plan: _Plan) -> dict:
+    """An outcome's event's data (_PG_RECORD builds the same in SQL)."""
+    data = {
+        "webhookId": str(plan.claimed.webhook_id),
+        "deliveryId": str(plan.claimed.id),
+        "event": plan.claimed.event,
+        "attempts": plan.number,
+    }
+    if plan.event == FAILED:
+        data["error"] = plan.error[:300]
+    return data
+
+
+def _write(planned: list, hooks: dict, now) -> set:
+    """SQLite's record of the planned outcomes (its transaction holds the write lock): the ids written."""
+    updates = [
+        (
+            p.status,
+            p.number,
+            None if p.result.status_code is None else _response(p.result),
+            p.error,
+            now if p.status == DeliveryStatus.DELIVERED else None,
+            p.next_at,
+            now,
+            p.claimed.id,
+            p.claimed.lease,
+        )
+        for p in planned
+    ]
+    held = _update_deliveries(updates)  # fencing: only leases still ours
+    planned = [p for p in planned if p.claimed.id in held]
+    if not planned:
+        return held
+    fresh = iter(new_ids(2 * len(planned)))  # an event and an attempt per delivery at most
+    attempt_rows, events = [], []
+    for p in planned:
+        result = p.result
+        attempt_rows.append(
+            (
+                next(fresh),
+                p.claimed.id,
+                p.number,
+                result.started_at,
+                result.status_code,
+                result.duration_ms,
+                result.error,
+                (result.body or "")[:RESPONSE_MAX] or None,
+                now,
+                now,
+            )
+        )
+        if p.event is not None:
+            hook = hooks[p.claimed.webhook_id]
+            events.append(_outbox(p.event, hook, {hook.integration_id: hook.user_id}, _event_data(p), now, next(fresh)))
+    statements.insert_many_text(WebhookAttempt, ATTEMPT_COLUMNS, attempt_rows)
+    statements.insert_many_text(OutboxEvent, EVENT_COLUMNS, events)
+    # The webhooks' rows last and in one statement: two writers' batches for one webhook
+    # wait on each other's row lock here, so it is held for the shortest time before the
+    # commit, and one statement locks its rows in one (index) order, so they never deadlock.
+    succeeded = {p.claimed.webhook_id for p in planned if p.touch == "ok"}
+    failing = {p.claimed.webhook_id for p in planned if p.touch == "fail"}
+    _touch_webhooks(succeeded, failing, now)
+    return held
+
+
+def _response(result: Result) -> dict:
+    return {"status": result.status_code, "body": (result.body or "")[:RESPONSE_MAX]}
 
 
 def new_ids(count: int) -> list[str]:
@@ -352,75 +396,97 @@ def _touch_webhooks(succeeded: set, failing: set, now) -> None:
     )
 
 
-# On PostgreSQL the attempts, the events and the webhooks' update are one statement (data-modifying WITHs): one
-# round trip for three, in a record trip that is mostly round trips (each also waits for the GIL in a busy daemon).
-# The webhooks' rows are still locked by one statement, in one (index) order, just before the commit: two writers'
-# batches for one webhook wait on each other, never deadlock. The shape is the same whatever the batch (an empty
-# array inserts nothing), so it is prepared once.
-_PG_TOUCH = (
-    'UPDATE "webhooks" SET "last_triggered_at" = %s::timestamptz, "failing_since" = CASE WHEN "id" = ANY(%s::uuid[]) '
-    'THEN NULL ELSE COALESCE("failing_since", %s::timestamptz) END WHERE "id" = ANY(%s::uuid[])'
-)
-
-
-def _pg_write(attempt_rows: list, events: list, succeeded: set, failing: set, now) -> None:
-    attempts_sql, attempts_params = statements.insert_text_statement(WebhookAttempt, ATTEMPT_COLUMNS, attempt_rows)
-    events_sql, events_params = statements.insert_text_statement(OutboxEvent, EVENT_COLUMNS, events)
-    array = statements.array_text
-    statements.run_anywhere(
-        "nexus_record_write",
-        f"WITH a AS ({attempts_sql}), e AS ({events_sql}) {_PG_TOUCH}",
-        [*attempts_params, *events_params, now, array(list(succeeded)), now, array(list(succeeded | failing))],
-    )
-
-
+# On PostgreSQL the record is one statement (data-modifying WITHs): the fenced update of the deliveries, their
+# attempts, their events and the webhooks' state, one round trip. Its rows go in as ONE json document
+# (``json_to_recordset``), written by orjson from the outcomes' own values (UUIDs, datetimes, ints), not as a text
+# array per column built value by value in Python: that building (str() of every id and time, json of every
+# response and event) held the GIL the daemon's event loop waits for. What PostgreSQL has at hand is made there:
+# the attempts' and events' ids (gen_random_uuid(): nothing reads them back), a response's and an event's JSON
+# (jsonb_build_object, from the delivery row's own webhook and event), a delivery's delivered_at (the batch's time).
+#
 # The batch's rows are locked first, in id order, as the lease renewal locks them (deliveries._PG_RENEW: the two
 # update the same held rows, and in different orders they deadlocked), then updated by primary key from the
 # locked rows, which carry their outcomes. Fencing is in the lock step: a row whose lease token is not the
-# pair's is not locked, nor written; one taken over while we waited for it is re-checked when locked.
-_PG_UPDATE = """WITH held AS MATERIALIZED (
-    SELECT d."id", v.status, v.attempts, v.response, v.error, v.delivered_at, v.next_attempt_at
+# pair's is not locked, nor written (nor its attempt, event or webhook state); one taken over while we waited for
+# it is re-checked when locked. The webhooks' rows are locked after the deliveries' (every other step reads
+# ``held``, which is evaluated first), by one UPDATE in one (index) order: two writers' batches for one webhook wait
+# on each other, never deadlock. The statement returns the places in the batch of the rows written (ints: no
+# UUID made of each id read back). Its shape is the same whatever the batch,
+# so it is prepared once.
+_PG_RECORD = """WITH held AS MATERIALIZED (
+    SELECT d."id", d."webhook_id", d."event", v.o, v.s, v.n, v.c, v.b, v.e, v.ae, v.x, v.t, v.ms, v.ev, v.f
     FROM "webhook_deliveries" AS d
-    JOIN unnest(%s::uuid[], %s::uuid[], %s::varchar[], %s::int[], %s::jsonb[], %s::text[], %s::timestamptz[],
-                %s::timestamptz[]) AS v(id, lease, status, attempts, response, error, delivered_at, next_attempt_at)
-      ON d."id" = v.id AND d."lease_token" = v.lease
+    JOIN json_to_recordset(%s::json) AS v(o int, i uuid, l uuid, s varchar, n int, c int, b text, e text, ae text,
+                                          x timestamptz, t timestamptz, ms int, ev varchar, f text)
+      ON d."id" = v.i AND d."lease_token" = v.l
     ORDER BY d."id" FOR NO KEY UPDATE OF d
+), u AS (
+    UPDATE "webhook_deliveries" AS d SET "status" = h.s, "attempts" = h.n,
+     "response" = CASE WHEN h.c IS NOT NULL THEN jsonb_build_object('status', h.c, 'body', COALESCE(h.b, '')) END,
+     "error" = h.e, "delivered_at" = CASE WHEN h.s = 'DELIVERED' THEN %s::timestamptz END,
+     "next_attempt_at" = h.x, "updated_at" = %s::timestamptz, "lease_until" = NULL, "lease_token" = NULL
+    FROM held AS h WHERE d."id" = h.id
+), a AS (
+    INSERT INTO "webhook_attempts" ("id", "delivery_id", "number", "started_at", "status_code", "duration_ms",
+                                    "error", "response_body", "created_at", "updated_at")
+    SELECT gen_random_uuid(), h.id, h.n, h.t, h.c, h.ms, h.ae, h.b, %s::timestamptz, %s::timestamptz FROM held AS h
+), e AS (
+    INSERT INTO "outbox_events" ("id", "created_at", "updated_at", "type", "user_id", "integration_id", "data")
+    SELECT gen_random_uuid(), %s::timestamptz, %s::timestamptz, h.ev, k.u, k.ig,
+           jsonb_build_object('webhookId', h.webhook_id, 'deliveryId', h.id, 'event', h.event, 'attempts', h.n)
+           || CASE WHEN h.ev = 'webhook.failed' THEN jsonb_build_object('error', left(h.e, 300)) ELSE '{}' END
+    FROM held AS h JOIN json_to_recordset(%s::json) AS k(w uuid, ig uuid, u uuid) ON k.w = h.webhook_id
+    WHERE h.ev IS NOT NULL
+), t AS (
+    UPDATE "webhooks" AS w SET "last_triggered_at" = %s::timestamptz, "failing_since" = CASE
+      WHEN w."id" = ANY(ARRAY(SELECT h.webhook_id FROM held AS h WHERE h.f = 'ok')) THEN NULL
+      ELSE COALESCE(w."failing_since", %s::timestamptz) END
+    WHERE w."id" = ANY(ARRAY(SELECT h.webhook_id FROM held AS h WHERE h.f IS NOT NULL))
 )
-UPDATE "webhook_deliveries" AS d SET "status" = h.status, "attempts" = h.attempts,
- "response" = h.response, "error" = h.error, "delivered_at" = h.delivered_at,
- "next_attempt_at" = h.next_attempt_at, "updated_at" = %s, "lease_until" = NULL, "lease_token" = NULL
-FROM held AS h WHERE d."id" = h.id
-RETURNING d.id"""
+SELECT h.o FROM held AS h"""
+
+
+def _pg_record(planned: list, hooks: dict, now) -> set:
+    """PostgreSQL's record of the planned outcomes (``_PG_RECORD``): the ids written."""
+    import orjson  # here for start-up speed: a SQLite process never loads it
+
+    if not planned:
+        return set()
+    rows = [
+        {
+            "o": number,  # its place in ``planned``: what the statement returns of the rows it wrote
+            "i": p.claimed.id,
+            "l": p.claimed.lease,
+            "s": p.status.value,
+            "n": p.number,
+            "c": p.result.status_code,
+            # The response's body, the attempt's and the delivery's (both cut at RESPONSE_MAX; none for an empty one).
+            "b": (p.result.body or "")[:RESPONSE_MAX] or None,
+            "e": p.error,
+            "ae": p.result.error,
+            "x": p.next_at,
+            "t": p.result.started_at,
+            "ms": p.result.duration_ms,
+            "ev": p.event,
+            "f": p.touch,
+        }
+        for number, p in enumerate(planned)
+    ]
+    webhooks = [{"w": h.id, "ig": h.integration_id, "u": h.user_id} for h in hooks.values()]
+    cursor = statements.run_anywhere(
+        "nexus_record",
+        _PG_RECORD,
+        [orjson.dumps(rows).decode(), now, now, now, now, now, now, orjson.dumps(webhooks).decode(), now, now],
+    )
+    return {planned[number].claimed.id for (number,) in cursor.fetchall()}
 
 
 def _update_deliveries(rows: list) -> set:
-    """Write each row's outcome where its lease token still holds; the ids written."""
+    """SQLite: write each row's outcome where its lease token still holds; the ids written."""
     if not rows:
         return set()
     f = WebhookDelivery
-    if is_postgres(database_proxy):
-        # One statement for the batch (arrays in, each as one text parameter; ids out): no per-row round trip
-        # or plan, no per-element adaptation.
-        columns = list(zip(*rows, strict=True))
-        status, number, response, error, delivered_at, next_at, now, ids, leases = columns
-        array = statements.array_text
-        cursor = statements.run_anywhere(
-            "nexus_record_update",
-            _PG_UPDATE,
-            (
-                array(ids),
-                array(leases),
-                array([s.value for s in status]),
-                array(number),
-                array([None if r is None else json.dumps(r) for r in response]),
-                array(error),
-                array(delivered_at),
-                array(next_at),
-                now[0],
-            ),
-        )
-        return {r[0] if isinstance(r[0], uuid.UUID) else uuid.UUID(str(r[0])) for r in cursor.fetchall()}
-    # SQLite: the transaction holds the write lock (BEGIN IMMEDIATE), so read-then-write is atomic.
+    # The transaction holds the write lock (BEGIN IMMEDIATE), so read-then-write is atomic.
     where, params = statements.in_list(f.id, [r[7] for r in rows])
     held = {
         f.id.python_value(i): f.lease_token.python_value(t)

@@ -775,7 +775,7 @@ def _claim(limit, lease_seconds, exclude, rooms, cap) -> tuple[list[Claimed], di
 # another worker carries that worker's token). Driven by primary key, so its cost follows the pairs sent.
 #
 # The rows are locked first, in id order (``ORDER BY ... FOR NO KEY UPDATE``: PostgreSQL locks the rows as the
-# sort hands them over), then updated; the record batch (attempts._PG_UPDATE) locks its rows the same way. The two
+# sort hands them over), then updated; the record batch (attempts._PG_RECORD) locks its rows the same way. The two
 # update the same rows (a delivery being recorded is still held, so renewed) and took them in whatever order
 # their plans read them, so one could hold a row the other wanted while waiting for one the other held: a
 # deadlock, which PostgreSQL breaks only after deadlock_timeout (~1 s of a stalled record batch). Taken in one

@@ -31,8 +31,8 @@ def _result(code=None, **kw):
 
 
 def test_recorded_attempts_and_events_get_distinct_random_uuids(database, make_integration):
-    """The ids of a batch's attempt rows and outbox events (made from one read of the random source) are version 4
-    UUIDs, none repeated, and read back as UUIDs on either database."""
+    """The ids of a batch's attempt rows and outbox events (made from one read of the random source on SQLite, by
+    gen_random_uuid() on PostgreSQL) are version 4 UUIDs, none repeated, and read back as UUIDs on either database."""
     _, claimed = _queued(make_integration, 30)
     attempts.record_many([(c, _result(200)) for c in claimed[:15]], SCHEDULE)
     attempts.record_many([(c, _result(200)) for c in claimed[15:]], SCHEDULE)
@@ -263,6 +263,61 @@ def test_a_nul_in_an_answer_or_an_error_is_stored_as_a_replacement_character(dat
     assert by_id[claimed[0].id].response["body"] == "a\ufffdb"
     assert by_id[claimed[1].id].error == "reset\ufffdby peer"
     assert {a.response_body for a in WebhookAttempt.select()} == {"a\ufffdb", None}
+
+
+def test_recorded_bodies_errors_and_events_read_back_as_the_outcomes_gave_them(database, make_integration):
+    """PostgreSQL writes a record batch from one JSON document and builds the responses and events itself: every
+    text comes back as given on both databases (quotes, backslashes, braces, commas, the word NULL, astral
+    characters), cut where the Python side cuts it (the body at RESPONSE_MAX, the event's error at 300
+    characters), and each event carries the webhook's integration, its user and the delivery's own values."""
+    webhook, claimed = _queued(make_integration, 4)
+    integration = webhook.integration
+    odd = 'q"\\{a,b} NULL \U0001f600 é\t\n'
+    results = [
+        _result(200, body=odd),
+        _result(500, body=odd * 400),
+        _result(None, error=("x\U0001f600" + odd) * 40),
+        _result(204),
+    ]
+    outcomes = attempts.record_many(list(zip(claimed, results)), (5,))
+    assert outcomes == ["delivered", "retrying", "retrying", "delivered"]
+    by_id = {d.id: d for d in WebhookDelivery.select()}
+    logged = {a.delivery_id: a for a in WebhookAttempt.select()}
+    for item, result in zip(claimed, results):
+        row, attempt = by_id[item.id], logged[item.id]
+        body = (result.body or "")[: deliveries.RESPONSE_MAX]
+        assert attempt.response_body == (body or None) and attempt.error == result.error
+        assert attempt.duration_ms == 3 and attempt.started_at == result.started_at and attempt.number == 1
+        if result.status_code is None:
+            assert row.response is None and row.error == result.error[:1000]
+        else:
+            assert row.response == {"status": result.status_code, "body": body}
+        assert (row.delivered_at is not None) == (result.status_code in (200, 204))
+    assert len(by_id[claimed[1].id].response["body"]) == deliveries.RESPONSE_MAX
+
+    # A failure that ends the schedule (an empty one): its webhook.failed event carries the error, cut at 300.
+    _, [last] = _queued(make_integration, 1)
+    error = ("\U0001f600" + odd) * 40
+    assert attempts.record_many([(last, _result(None, error=error))], ()) == ["failed"]
+    [failed] = OutboxEvent.select().where(OutboxEvent.type == "webhook.failed")
+    assert failed.data == {
+        "webhookId": str(last.webhook_id),
+        "deliveryId": str(last.id),
+        "event": "media.created",
+        "attempts": 1,
+        "error": error[:300],
+    }
+    events = {e.data["deliveryId"]: e for e in OutboxEvent.select().where(OutboxEvent.type == "webhook.delivered")}
+    assert set(events) == {str(claimed[0].id), str(claimed[3].id)}
+    for item in (claimed[0], claimed[3]):
+        event = events[str(item.id)]
+        assert event.data == {
+            "webhookId": str(webhook.id),
+            "deliveryId": str(item.id),
+            "event": "media.created",
+            "attempts": 1,
+        }
+        assert (event.user_id, event.integration_id) == (integration.user_id, integration.id)
 
 
 def test_a_webhook_disabled_by_several_410s_is_announced_once_and_its_held_deliveries_end_failed(

@@ -164,3 +164,26 @@ def test_a_claim_does_not_read_the_backlog_of_a_webhook_switched_off(database, k
     webhooks.update(paused.id, is_active=True)
     claimed = deliveries.claim(100, 60, cap=100)
     assert {c.webhook_id for c in claimed} == {hook.id, paused.id}  # the other's 10 left, then the paused one's
+
+
+def _updates(database) -> tuple[int, int]:
+    """webhook_deliveries' updates and HOT updates so far, this connection's own flushed first."""
+    database.execute_sql("SELECT pg_stat_force_next_flush()")
+    return database.execute_sql(
+        "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'webhook_deliveries'"
+    ).fetchone()
+
+
+def test_the_claims_of_a_queue_queued_in_a_burst_are_hot_updates(database, keyring, make_integration):
+    """A claim changes only unindexed columns (the lease): it writes no index entry when its row's new version fits
+    on the row's page (a HOT update). A burst of queued rows filled their pages to the table's fillfactor, and at 80
+    (migration 0017) a few rows of each page had room: about a third of the claims were HOT, the others writing an
+    entry in each of the table's five indexes. At 50 (0019) they all are."""
+    _queue_backlog(database, keyring, make_integration, 1)
+    before = _updates(database)
+    claimed = []
+    while batch := deliveries.claim(100, 30):
+        claimed += batch
+    assert len(claimed) == BACKLOG
+    updated, hot = (after - was for after, was in zip(_updates(database), before, strict=True))
+    assert updated == BACKLOG and hot >= 0.9 * BACKLOG, (updated, hot)
