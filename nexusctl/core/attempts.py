@@ -200,7 +200,9 @@ def _plan(claimed, result: Result, hook, schedule: tuple[int, ...], now) -> _Pla
         status, outcome, event = DeliveryStatus.FAILED, "failed", FAILED
     else:
         status, outcome, event = DeliveryStatus.RETRYING, "retrying", None
-        next_at = now + dt.timedelta(seconds=delay)
+        # A webhook switched off while this was being sent: parked with the others (deliveries.park), due again
+        # when it is switched on, not walked past by every claim meanwhile.
+        next_at = now + dt.timedelta(seconds=delay) if hook.is_active else None
     stopped = result.error == STOPPED and code is None  # cut by our own stop: not the receiver's
     if code == 410:
         disable, outcome = "the receiver answered 410 Gone", "disabled"
@@ -342,6 +344,7 @@ class _Hook(NamedTuple):
     integration_id: uuid.UUID
     failing_since: dt.datetime | None
     user_id: uuid.UUID
+    is_active: bool = True
 
 
 # The record's statements are prepared on PostgreSQL (``statements``: planning them was about as much CPU as
@@ -364,7 +367,7 @@ def _hooks(ids: set) -> dict:
     where, params = statements.in_list(Webhook.id, list(ids))
     rows = statements.run_anywhere(
         "nexus_record_hooks",
-        'SELECT w."id", w."integration_id", w."failing_since", i."user_id" FROM "webhooks" AS w '
+        'SELECT w."id", w."integration_id", w."failing_since", i."user_id", w."is_active" FROM "webhooks" AS w '
         f'JOIN "integrations" AS i ON i."id" = w."integration_id" WHERE w.{where}',
         params,
         settings=_RECORD_PLAN,
@@ -375,8 +378,9 @@ def _hooks(ids: set) -> dict:
             Webhook.id.python_value(n),
             Webhook.failing_since.python_value(f),
             Integration.user_id.python_value(u),
+            bool(a),
         )
-        for w, n, f, u in rows
+        for w, n, f, u, a in rows
     )
     return {hook.id: hook for hook in found}
 

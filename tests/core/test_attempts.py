@@ -473,6 +473,33 @@ def test_failing_held_rows_that_a_writer_deadlocks_with_is_run_again(pg_database
     assert len(runs) == 1 if writer_lost else len(runs) >= 2  # fail_held was the victim, and ran again
 
 
+def test_an_attempt_in_flight_when_its_webhook_is_switched_off_is_parked_when_it_is_to_be_retried(
+    database, keyring, make_integration
+):
+    """The pause parks the queued deliveries but not the one a daemon is sending (under its lease); when that one's
+    send fails it is recorded for a retry parked too (no next attempt while the webhook is off), not due in an
+    hour and walked past by every claim until then. Switched on, it is due at once."""
+    from nexusctl.core import webhooks
+
+    integration = make_integration()
+    hook = webhooks.create(keyring, integration_id=integration.id, url="https://hooks.example.com/a", events=["*"])[0]
+    for n in range(2):
+        deliveries.fan_out(integration, "media.created", {"n": n})
+    (sending,) = deliveries.claim(1, 30)
+    webhooks.update(hook.id, is_active=False)
+
+    def next_attempts():
+        rows = WebhookDelivery.select().order_by(WebhookDelivery.id)
+        return {r.id == sending.id: (r.status, r.next_attempt_at is not None) for r in rows}
+
+    assert next_attempts() == {True: (DeliveryStatus.PENDING, True), False: (DeliveryStatus.PENDING, False)}
+    assert attempts.record_many([(sending, _result(500))], (3600,)) == ["retrying"]
+    assert next_attempts() == {True: (DeliveryStatus.RETRYING, False), False: (DeliveryStatus.PENDING, False)}
+    webhooks.update(hook.id, is_active=True)
+    assert next_attempts() == {True: (DeliveryStatus.RETRYING, True), False: (DeliveryStatus.PENDING, True)}
+    assert len(deliveries.claim(10, 30)) == 2
+
+
 @pytest.mark.postgres
 def test_a_replay_that_a_writer_deadlocks_with_is_run_again(pg_database, postgres_url, monkeypatch):
     """`nexusctl webhooks replay` queues a webhook's deliveries again with one UPDATE, which locks them in the order
