@@ -224,8 +224,8 @@ TABLE = (
         "database_url",
         v.database_url,
         default_database_url,
-        "`sqlite:///path.db` (`sqlite:////abs/path.db`) or `postgresql://user:pass@host:5432/db` (pooled). "
-        "Required in production.",
+        "`sqlite:///path.db` (`sqlite:////abs/path.db`) or `postgresql://user:pass@host:5432/db` (pooled; "
+        "PostgreSQL 13 or newer, `db migrate` refuses an older one). Required in production.",
         shown="`sqlite:///<data dir>/nexusctl.db`",
         secret=True,
     ),

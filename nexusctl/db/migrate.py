@@ -20,7 +20,7 @@ from pathlib import Path
 import peewee
 
 from nexusctl.db.database import is_postgres
-from nexusctl.errors import SchemaBehind
+from nexusctl.errors import ConfigError, SchemaBehind
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +84,25 @@ def migrate(db: peewee.Database) -> list[str]:
         with _sqlite_migrate_lock(db):
             return _runner(db).up()
     with db.connection_context():
+        _require_postgres_version(db)
         db.execute_sql("SELECT pg_advisory_lock(%s)", (_MIGRATE_LOCK_ID,))
         try:
             return _runner(db).up()
         finally:
             db.execute_sql("SELECT pg_advisory_unlock(%s)", (_MIGRATE_LOCK_ID,))
+
+
+POSTGRES_OLDEST = 130000  # gen_random_uuid() is built in from 13 (the record of delivery outcomes makes ids with it)
+
+
+def _require_postgres_version(db: peewee.Database) -> None:
+    """Refuse an older PostgreSQL before anything is applied: a clear error now, not a failed statement later."""
+    found = int(db.execute_sql("SHOW server_version_num").fetchone()[0])
+    if found < POSTGRES_OLDEST:
+        raise ConfigError(
+            f"DATABASE_URL: PostgreSQL {found // 10000} is too old; nexusctl needs PostgreSQL "
+            f"{POSTGRES_OLDEST // 10000} or newer"
+        )
 
 
 @contextmanager

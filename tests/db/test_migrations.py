@@ -532,3 +532,26 @@ def test_every_model_index_and_foreign_key_is_in_the_migrated_table(database):
             if isinstance(f, peewee.ForeignKeyField)
         }
         assert fks == expected, table
+
+
+@pytest.mark.postgres
+def test_migrate_refuses_a_postgresql_older_than_13_before_applying_anything(pg_database, monkeypatch):
+    """The record of delivery outcomes makes ids with gen_random_uuid() (built in from PostgreSQL 13): an older
+    server is refused by name, with exit code 3, before any migration runs."""
+    from nexusctl.errors import ConfigError
+
+    applied = migrate.status(pg_database)
+    real = pg_database.execute_sql
+
+    def server_says_12(sql, *args, **kwargs):
+        if sql == "SHOW server_version_num":
+            return real("SELECT '120017'")
+        return real(sql, *args, **kwargs)
+
+    monkeypatch.setattr(pg_database, "execute_sql", server_says_12)
+    with pytest.raises(ConfigError) as refused:
+        migrate.migrate(pg_database)
+    assert refused.value.message == "DATABASE_URL: PostgreSQL 12 is too old; nexusctl needs PostgreSQL 13 or newer"
+    assert refused.value.exit_code == 3
+    monkeypatch.setattr(pg_database, "execute_sql", real)
+    assert migrate.status(pg_database) == applied
