@@ -139,7 +139,8 @@ def run_cmd(
 
     token-refresh refreshes the tokens due (passes back to back, for at most
     REFRESH_SWEEP_INTERVAL); housekeeping drops expired OAuth states, ended
-    rate-limit waits and history past RETENTION_DAYS; integration-health checks a batch of integrations whose
+    rate-limit waits and history past RETENTION_DAYS, and makes parked deliveries of webhooks that are on due;
+    integration-health checks a batch of integrations whose
     check is due. The run is recorded, so `nexusctl jobs list` shows it.
 
     Example:  nexusctl jobs run housekeeping --json

@@ -200,9 +200,9 @@ def _plan(claimed, result: Result, hook, schedule: tuple[int, ...], now) -> _Pla
         status, outcome, event = DeliveryStatus.FAILED, "failed", FAILED
     else:
         status, outcome, event = DeliveryStatus.RETRYING, "retrying", None
-        # A webhook switched off while this was being sent: parked with the others (deliveries.park), due again
-        # when it is switched on, not walked past by every claim meanwhile.
-        next_at = now + dt.timedelta(seconds=delay) if hook.is_active else None
+        # Unless its row was parked meanwhile (its webhook switched off while it was being sent: deliveries.park):
+        # the record writes this time only over a due time, not over a parked row's none (_PG_RECORD, _sqlite_update).
+        next_at = now + dt.timedelta(seconds=delay)
     stopped = result.error == STOPPED and code is None  # cut by our own stop: not the receiver's
     if code == 410:
         disable, outcome = "the receiver answered 410 Gone", "disabled"
@@ -344,7 +344,6 @@ class _Hook(NamedTuple):
     integration_id: uuid.UUID
     failing_since: dt.datetime | None
     user_id: uuid.UUID
-    is_active: bool = True
 
 
 # The record's statements are prepared on PostgreSQL (``statements``: planning them was about as much CPU as
@@ -367,7 +366,7 @@ def _hooks(ids: set) -> dict:
     where, params = statements.in_list(Webhook.id, list(ids))
     rows = statements.run_anywhere(
         "nexus_record_hooks",
-        'SELECT w."id", w."integration_id", w."failing_since", i."user_id", w."is_active" FROM "webhooks" AS w '
+        'SELECT w."id", w."integration_id", w."failing_since", i."user_id" FROM "webhooks" AS w '
         f'JOIN "integrations" AS i ON i."id" = w."integration_id" WHERE w.{where}',
         params,
         settings=_RECORD_PLAN,
@@ -378,9 +377,8 @@ def _hooks(ids: set) -> dict:
             Webhook.id.python_value(n),
             Webhook.failing_since.python_value(f),
             Integration.user_id.python_value(u),
-            bool(a),
         )
-        for w, n, f, u, a in rows
+        for w, n, f, u in rows
     )
     return {hook.id: hook for hook in found}
 
@@ -428,7 +426,8 @@ _PG_RECORD = """WITH held AS MATERIALIZED (
     UPDATE "webhook_deliveries" AS d SET "status" = h.s, "attempts" = h.n,
      "response" = CASE WHEN h.c IS NOT NULL THEN jsonb_build_object('status', h.c, 'body', COALESCE(h.b, '')) END,
      "error" = h.e, "delivered_at" = CASE WHEN h.s = 'DELIVERED' THEN %s::timestamptz END,
-     "next_attempt_at" = h.x, "updated_at" = %s::timestamptz, "lease_until" = NULL, "lease_token" = NULL
+     "next_attempt_at" = CASE WHEN d."next_attempt_at" IS NOT NULL THEN h.x END,
+     "updated_at" = %s::timestamptz, "lease_until" = NULL, "lease_token" = NULL
     FROM held AS h WHERE d."id" = h.id
 ), a AS (
     INSERT INTO "webhook_attempts" ("id", "delivery_id", "number", "started_at", "status_code", "duration_ms",
@@ -510,9 +509,16 @@ def _sqlite_update() -> tuple[str, tuple]:
     """SQLite's fenced UPDATE of one delivery (the rows of _update_deliveries) and each value's conversion."""
     f = WebhookDelivery
     columns = [f.status, f.attempts, f.response, f.error, f.delivered_at, f.next_attempt_at, f.updated_at]
+    # A row parked while it was being sent (no next attempt: deliveries.park) stays parked (as _PG_RECORD).
+    sets = [
+        '"next_attempt_at" = CASE WHEN "next_attempt_at" IS NOT NULL THEN ? END'
+        if c is f.next_attempt_at
+        else f'"{c.column_name}" = ?'
+        for c in columns
+    ]
     sql = (
         'UPDATE "webhook_deliveries" SET '
-        + ", ".join(f'"{c.column_name}" = ?' for c in columns)
+        + ", ".join(sets)
         + ', "lease_until" = NULL, "lease_token" = NULL WHERE "id" = ? AND "lease_token" = ?'
     )
     return sql, tuple(statements.converter(c) for c in [*columns, f.id, f.lease_token])

@@ -24,7 +24,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
-from peewee import SQL, Tuple, Value
+from peewee import SQL, Tuple, Value, fn
 
 from nexusctl import tracing
 from nexusctl.core import lean, webhook_rows
@@ -474,41 +474,94 @@ def _requeue(where) -> int:
     return retry_deadlocks(requeue)
 
 
-def park(webhook_id, now: dt.datetime) -> int:
-    """The queued deliveries of a webhook being switched off, taken out of the due index (no ``next_attempt_at``)
-    until it is on again (``unpark``); how many. Inside the caller's transaction.
+# Rows a park or an unpark moves per transaction: a webhook's whole backlog in one transaction held locks the
+# record batches of its deliveries in flight wait for, and they hold the rows the lease renewal needs.
+PARK_BATCH = 1000
+_QUEUED = (DeliveryStatus.PENDING, DeliveryStatus.RETRYING)
+
+
+def park(webhook_id) -> int:
+    """The queued deliveries of a webhook switched off, taken out of the due index (no ``next_attempt_at``) until it
+    is on again (``unpark``), PARK_BATCH a transaction, each while the webhook is still off; how many.
 
     The worker's claim walks the due index in order and skips a switched-off webhook's rows one by one: a paused
     webhook's backlog was read again by every claim (50,000 due: 13 ms a claim against 1.5; 200,000: 51 ms), so
     that every other webhook's deliveries cost more the longer one stayed off. Parked, they are still queued
-    (``nexus_delivery_queue_depth`` counts them) and still shown. The ones under a live lease are left to their
-    worker (sent, or given back), whose record writes their next due time."""
-    statuses = (DeliveryStatus.PENDING, DeliveryStatus.RETRYING)
-    return (
-        WebhookDelivery.update(next_attempt_at=None, updated_at=now)
-        .where(
-            (WebhookDelivery.webhook == webhook_id)
-            & WebhookDelivery.status.in_(statuses)
-            & WebhookDelivery.next_attempt_at.is_null(False)
-            & not_leased(now)
-        )
-        .execute()
-    )
+    (``nexus_delivery_queue_depth`` counts them) and still shown. Those being sent (under a lease) are parked too:
+    their record keeps a parked row parked when it is to be retried (attempts._PG_RECORD)."""
+    return _move(webhook_id, parked=False)
 
 
-def unpark(webhook_id, now: dt.datetime) -> int:
-    """A webhook switched on again: its parked deliveries (``park``) due now; how many. Inside the caller's
-    transaction, which wakes the daemons once it has committed (``wake_daemons``)."""
-    statuses = (DeliveryStatus.PENDING, DeliveryStatus.RETRYING)
-    return (
-        WebhookDelivery.update(next_attempt_at=now, updated_at=now)
-        .where(
-            (WebhookDelivery.webhook == webhook_id)
-            & WebhookDelivery.status.in_(statuses)
-            & WebhookDelivery.next_attempt_at.is_null()
+def unpark(webhook_id) -> int:
+    """A webhook switched on again: its parked deliveries (``park``) due now, PARK_BATCH a transaction, each while
+    the webhook is still on; how many. The daemons are woken."""
+    moved = _move(webhook_id, parked=True)
+    if moved:
+        wake_daemons()
+    return moved
+
+
+def unpark_active() -> int:
+    """Parked deliveries of webhooks that are on (housekeeping): due now. A resume's unpark that did not finish
+    (the process stopped), or a pause's last batch that crossed a resume, or a webhook switched on by a nexusctl
+    older than the parking, left them so; they would never be claimed. Reads the due index's parked end."""
+    total = 0
+    active = Webhook.select(Webhook.id).where(Webhook.is_active == True)  # noqa: E712 - SQL
+    while True:
+        now = utcnow()
+        batch = (
+            WebhookDelivery.select(WebhookDelivery.id)
+            .where(
+                WebhookDelivery.status.in_(_QUEUED)
+                & WebhookDelivery.next_attempt_at.is_null()
+                & WebhookDelivery.webhook.in_(active)
+            )
+            .limit(PARK_BATCH)
         )
-        .execute()
-    )
+        moved = retry_deadlocks(
+            lambda: (
+                WebhookDelivery.update(next_attempt_at=now, updated_at=now)
+                .where(WebhookDelivery.id.in_(batch) & WebhookDelivery.next_attempt_at.is_null())
+                .execute()
+            )
+        )
+        total += moved
+        if not moved:
+            break
+    if total:
+        wake_daemons()
+    return total
+
+
+def _move(webhook_id, *, parked: bool) -> int:
+    """Park (``parked`` False: the due rows) or unpark (True: the parked ones) a webhook's queued deliveries, a batch
+    a transaction, each only while the webhook is still switched the way the move is for (a pause and a resume that
+    cross each other: the later one's batches win)."""
+    total = 0
+    switched = Webhook.select(Webhook.id).where((Webhook.id == webhook_id) & (Webhook.is_active == parked))
+    while True:
+        now = utcnow()
+        due = WebhookDelivery.next_attempt_at.is_null() if parked else WebhookDelivery.next_attempt_at.is_null(False)
+        batch = (
+            WebhookDelivery.select(WebhookDelivery.id)
+            .where((WebhookDelivery.webhook == webhook_id) & WebhookDelivery.status.in_(_QUEUED) & due)
+            .limit(PARK_BATCH)
+        )
+
+        def one() -> int:
+            with database_proxy.atomic():
+                return (
+                    WebhookDelivery.update(next_attempt_at=now if parked else None, updated_at=now)
+                    .where(WebhookDelivery.id.in_(batch) & due & fn.EXISTS(switched))
+                    .execute()
+                )
+
+        # Rows are locked in the order the UPDATE reads them, the daemons' writers of held rows lock theirs by id:
+        # a deadlock's victim runs again.
+        moved = retry_deadlocks(one)
+        total += moved
+        if not moved:  # none left, or the webhook was switched back meanwhile
+            return total
 
 
 def wake_daemons() -> None:

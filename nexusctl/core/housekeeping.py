@@ -1,4 +1,5 @@
-"""Housekeeping: expired OAuth states, ended rate-limit waits, and history older than RETENTION_DAYS.
+"""Housekeeping: expired OAuth states, ended rate-limit waits, and history older than RETENTION_DAYS; parked
+deliveries of webhooks that are on made due (``deliveries.unpark_active``).
 
 Deletes go in batches of ``BATCH`` rows (select ids, delete those), so a first
 run over years of history never holds one huge transaction or lock. Only
@@ -15,7 +16,7 @@ import datetime as dt
 
 import peewee
 
-from nexusctl.core import outbox
+from nexusctl.core import deliveries, outbox
 from nexusctl.db.database import database_proxy
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import ConsumedEvent, IntegrationSyncLog, OAuthState, RateWait, WebhookDelivery
@@ -74,4 +75,5 @@ def run(retention_days: int, *, keep_unpublished_events: bool = True) -> dict:
         "endedRateWaits": purge_ended_waits(),
         **purge_history(retention_days, keep_unpublished_events=keep_unpublished_events),
         "retentionDays": retention_days,
+        "unparked": deliveries.unpark_active(),
     }

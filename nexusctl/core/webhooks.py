@@ -184,24 +184,29 @@ def update(webhook_id, *, url=None, events=None, is_active=None, metadata=None, 
     if is_active is not None:
         if not isinstance(is_active, bool):
             raise UsageProblem("isActive must be true or false", field="isActive")
-        changes[Webhook.is_active] = is_active
         if is_active:  # re-enabling starts a fresh failure window
             changes[Webhook.failing_since] = None
             changes[Webhook.disabled_reason] = None
-    switched = is_active is not None and is_active != row.is_active
 
-    def transaction() -> int:
+    def transaction() -> bool:
+        """Apply the changes; whether this switched the webhook on or off (decided under its row's lock, not from
+        the row read before: a pause and a resume at once each see the other's flag)."""
         with database_proxy.atomic():
+            switched = False
+            if is_active is not None:
+                switched = bool(
+                    Webhook.update(is_active=is_active)
+                    .where((Webhook.id == row.id) & (Webhook.is_active != is_active))
+                    .execute()
+                )
             Webhook.update(changes).where(Webhook.id == row.id).execute()
-            if not switched:
-                return 0
-            # Its queued deliveries out of the claims' way while it is off, and due again when it is on.
-            return (deliveries.unpark if is_active else deliveries.park)(row.id, changes[Webhook.updated_at])
+        return switched
 
-    # Its delivery rows are locked in the order the UPDATE reads them, the daemons' writers of held rows lock
-    # theirs by id: a deadlock's victim runs again.
-    if retry_deadlocks(transaction) and is_active:
-        deliveries.wake_daemons()
+    if retry_deadlocks(transaction):
+        # Its queued deliveries out of the claims' way while it is off, and due again when it is on: in batches of
+        # their own transactions once the switch is committed (housekeeping's unpark_active mends what a stop
+        # in between leaves).
+        (deliveries.unpark if is_active else deliveries.park)(row.id)
     return get(row.id)
 
 

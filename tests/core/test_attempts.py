@@ -473,31 +473,108 @@ def test_failing_held_rows_that_a_writer_deadlocks_with_is_run_again(pg_database
     assert len(runs) == 1 if writer_lost else len(runs) >= 2  # fail_held was the victim, and ran again
 
 
-def test_an_attempt_in_flight_when_its_webhook_is_switched_off_is_parked_when_it_is_to_be_retried(
-    database, keyring, make_integration
-):
-    """The pause parks the queued deliveries but not the one a daemon is sending (under its lease); when that one's
-    send fails it is recorded for a retry parked too (no next attempt while the webhook is off), not due in an
-    hour and walked past by every claim until then. Switched on, it is due at once."""
+def _hook_with_one_in_flight(keyring, make_integration, queued: int = 2):
+    """A webhook with ``queued`` deliveries, one of them claimed (being sent): (the webhook, the claimed one)."""
     from nexusctl.core import webhooks
 
     integration = make_integration()
     hook = webhooks.create(keyring, integration_id=integration.id, url="https://hooks.example.com/a", events=["*"])[0]
-    for n in range(2):
+    for n in range(queued):
         deliveries.fan_out(integration, "media.created", {"n": n})
     (sending,) = deliveries.claim(1, 30)
+    return hook, sending
+
+
+def _next_attempts(sending) -> dict:
+    """{is the one being sent: (its status, whether it has a next attempt)} of every delivery."""
+    return {
+        row.id == sending.id: (row.status, row.next_attempt_at is not None)
+        for row in WebhookDelivery.select().order_by(WebhookDelivery.id)
+    }
+
+
+def test_an_attempt_in_flight_when_its_webhook_is_switched_off_is_parked_when_it_is_to_be_retried(
+    database, keyring, make_integration
+):
+    """The pause parks the queued deliveries, the one a daemon is sending too; when that one's send fails it is
+    recorded for its retry still parked (no next attempt while the webhook is off), not due in an hour and walked
+    past by every claim until then. Switched on, both are due at once."""
+    from nexusctl.core import webhooks
+
+    hook, sending = _hook_with_one_in_flight(keyring, make_integration)
     webhooks.update(hook.id, is_active=False)
-
-    def next_attempts():
-        rows = WebhookDelivery.select().order_by(WebhookDelivery.id)
-        return {r.id == sending.id: (r.status, r.next_attempt_at is not None) for r in rows}
-
-    assert next_attempts() == {True: (DeliveryStatus.PENDING, True), False: (DeliveryStatus.PENDING, False)}
+    assert _next_attempts(sending) == {True: (DeliveryStatus.PENDING, False), False: (DeliveryStatus.PENDING, False)}
     assert attempts.record_many([(sending, _result(500))], (3600,)) == ["retrying"]
-    assert next_attempts() == {True: (DeliveryStatus.RETRYING, False), False: (DeliveryStatus.PENDING, False)}
+    assert _next_attempts(sending) == {True: (DeliveryStatus.RETRYING, False), False: (DeliveryStatus.PENDING, False)}
     webhooks.update(hook.id, is_active=True)
-    assert next_attempts() == {True: (DeliveryStatus.RETRYING, True), False: (DeliveryStatus.PENDING, True)}
+    assert _next_attempts(sending) == {True: (DeliveryStatus.RETRYING, True), False: (DeliveryStatus.PENDING, True)}
     assert len(deliveries.claim(10, 30)) == 2
+
+
+def test_an_attempt_recorded_after_its_webhook_was_switched_off_and_on_again_keeps_its_retry_time(
+    database, keyring, make_integration
+):
+    """Paused and resumed while one was being sent: its record is the row's own business, not what the webhook's
+    flag was when the record read it (a resume that committed while the record waited for the webhook's lock left
+    a retry parked on a webhook that was on: never sent). Resumed, its retry is due at its schedule's time."""
+    from nexusctl.core import webhooks
+
+    hook, sending = _hook_with_one_in_flight(keyring, make_integration)
+    webhooks.update(hook.id, is_active=False)
+    webhooks.update(hook.id, is_active=True)
+    assert attempts.record_many([(sending, _result(500))], (3600,)) == ["retrying"]
+    row = WebhookDelivery.get_by_id(sending.id)
+    assert row.status == DeliveryStatus.RETRYING and row.next_attempt_at > utcnow() + dt.timedelta(
+        minutes=30
+    )  # an hour, jittered
+
+
+def test_a_switch_is_decided_on_the_webhook_as_it_is_when_it_is_written(
+    database, keyring, make_integration, monkeypatch
+):
+    """A resume whose request read the webhook while it was still on (a pause committed between that read and the
+    resume's write) still makes the paused deliveries due: whether it switches is decided under the row's lock.
+    Before, it compared with the row read first, saw no switch, and the deliveries stayed parked for good."""
+    from nexusctl.core import webhooks
+
+    hook, sending = _hook_with_one_in_flight(keyring, make_integration, queued=3)
+    read_before_the_pause, get = webhooks.get(hook.id), webhooks.get
+    webhooks.update(hook.id, is_active=False)
+    monkeypatch.setattr(webhooks, "get", lambda *a, **kw: read_before_the_pause)
+    webhooks.update(hook.id, is_active=True)
+    monkeypatch.setattr(webhooks, "get", get)
+    assert all(due for _, due in _next_attempts(sending).values())
+    assert Webhook.get_by_id(hook.id).is_active
+
+
+def test_a_large_backlog_is_parked_and_made_due_a_batch_a_transaction(database, keyring, make_integration, monkeypatch):
+    """Park and unpark go PARK_BATCH rows a transaction (one transaction for a backlog of 200,000 held the locks
+    the records of the webhook's deliveries in flight wait for): every row is moved all the same."""
+    from nexusctl.core import webhooks
+
+    monkeypatch.setattr(deliveries, "PARK_BATCH", 2)
+    hook, sending = _hook_with_one_in_flight(keyring, make_integration, queued=7)
+    webhooks.update(hook.id, is_active=False)
+    assert not any(due for _, due in _next_attempts(sending).values())
+    webhooks.update(hook.id, is_active=True)
+    assert WebhookDelivery.select().where(WebhookDelivery.next_attempt_at.is_null()).count() == 0
+
+
+def test_housekeeping_makes_due_what_a_webhook_switched_on_left_parked(database, keyring, make_integration):
+    """A resume that stopped before its batches were done (or a webhook switched on by an older nexusctl, which
+    knows nothing of parking) leaves parked deliveries on a webhook that is on, which no claim would ever reach:
+    housekeeping makes them due; those of a webhook still off stay parked."""
+    from nexusctl.core import housekeeping, webhooks
+
+    hook, sending = _hook_with_one_in_flight(keyring, make_integration, queued=3)
+    other, _ = _hook_with_one_in_flight(keyring, make_integration, queued=2)
+    for paused in (hook, other):
+        webhooks.update(paused.id, is_active=False)
+    Webhook.update(is_active=True).where(Webhook.id == hook.id).execute()  # on again, its deliveries not moved
+    counts = housekeeping.run(30)
+    assert counts["unparked"] == 3
+    rows = WebhookDelivery.select()
+    assert {(r.webhook_id == hook.id, r.next_attempt_at is not None) for r in rows} == {(True, True), (False, False)}
 
 
 @pytest.mark.postgres

@@ -134,6 +134,7 @@ def test_jobs_run_from_the_cli(cli, make_integration):
         "syncLogs": 0,
         "events": 0,
         "retentionDays": 30,
+        "unparked": 0,
     }
     swept = cli("jobs", "run", "token-refresh", "--json")
     assert swept.exit_code == 0 and json.loads(swept.stdout) == {
