@@ -479,7 +479,19 @@ def _pg_record(planned: list, hooks: dict, now) -> set:
     cursor = statements.run_anywhere(
         "nexus_record",
         _PG_RECORD,
-        [orjson.dumps(rows).decode(), now, now, now, now, now, now, orjson.dumps(webhooks).decode(), now, now],
+        # A naive time (none of ours is) read as UTC, as UTCDateTimeField does, not in the session's time zone.
+        [
+            orjson.dumps(rows, option=orjson.OPT_NAIVE_UTC).decode(),
+            now,
+            now,
+            now,
+            now,
+            now,
+            now,
+            orjson.dumps(webhooks).decode(),
+            now,
+            now,
+        ],
     )
     return {planned[number].claimed.id for (number,) in cursor.fetchall()}
 
