@@ -24,7 +24,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Callable, NamedTuple
 
-from peewee import SQL, Tuple, Value, fn
+from peewee import SQL, Tuple, Value
 
 from nexusctl import tracing
 from nexusctl.core import lean, webhook_rows
@@ -478,6 +478,19 @@ def _requeue(where) -> int:
 # record batches of its deliveries in flight wait for, and they hold the rows the lease renewal needs.
 PARK_BATCH = 1000
 _QUEUED = (DeliveryStatus.PENDING, DeliveryStatus.RETRYING)
+_SWITCH_LOCKS = 0x6E78  # the advisory locks' first key: a webhook's switches (``switch_lock``)
+
+
+def switch_lock(webhook_id) -> None:
+    """Inside a transaction: wait until no other transaction moves this webhook's deliveries (``park``, ``unpark``),
+    until this one ends. PostgreSQL: a transaction-scoped advisory lock on the webhook; SQLite: its write lock does.
+    The batches of a pause and of a resume that cross run one after the other, each checking the webhook's switch
+    under the lock: the later switch's batches run after the earlier's and have the last word (a park batch held
+    up by a row lock, that read the webhook as off before a resume committed, parked the rows after the resume's
+    unpark had found none to move: parked on a webhook that was on)."""
+    if is_postgres(database_proxy):
+        key = uuid.UUID(str(webhook_id)).int >> 96
+        database_proxy.execute_sql("SELECT pg_advisory_xact_lock(%s, %s)", (_SWITCH_LOCKS, key - (key >> 31 << 32)))
 
 
 def park(webhook_id) -> int:
@@ -494,74 +507,91 @@ def park(webhook_id) -> int:
 
 def unpark(webhook_id) -> int:
     """A webhook switched on again: its parked deliveries (``park``) due now, PARK_BATCH a transaction, each while
-    the webhook is still on; how many. The daemons are woken."""
-    moved = _move(webhook_id, parked=True)
-    if moved:
-        wake_daemons()
-    return moved
-
-
-def unpark_active() -> int:
-    """Parked deliveries of webhooks that are on (housekeeping): due now. A resume's unpark that did not finish
-    (the process stopped), or a pause's last batch that crossed a resume, or a webhook switched on by a nexusctl
-    older than the parking, left them so; they would never be claimed. Reads the due index's parked end."""
-    total = 0
-    active = Webhook.select(Webhook.id).where(Webhook.is_active == True)  # noqa: E712 - SQL
-    while True:
-        now = utcnow()
-        batch = (
-            WebhookDelivery.select(WebhookDelivery.id)
-            .where(
-                WebhookDelivery.status.in_(_QUEUED)
-                & WebhookDelivery.next_attempt_at.is_null()
-                & WebhookDelivery.webhook.in_(active)
-            )
-            .limit(PARK_BATCH)
-        )
-        moved = retry_deadlocks(
-            lambda: (
-                WebhookDelivery.update(next_attempt_at=now, updated_at=now)
-                .where(WebhookDelivery.id.in_(batch) & WebhookDelivery.next_attempt_at.is_null())
-                .execute()
-            )
-        )
-        total += moved
-        if not moved:
-            break
-    if total:
-        wake_daemons()
-    return total
+    the webhook is still on, the daemons woken after each; how many."""
+    return _move(webhook_id, parked=True)
 
 
 def _move(webhook_id, *, parked: bool) -> int:
-    """Park (``parked`` False: the due rows) or unpark (True: the parked ones) a webhook's queued deliveries, a batch
-    a transaction, each only while the webhook is still switched the way the move is for (a pause and a resume that
-    cross each other: the later one's batches win)."""
-    total = 0
+    """Park (``parked`` False: the due rows) or unpark (True: the parked ones) a webhook's queued deliveries, in
+    pages along its (created_at, id) index, a page a transaction under ``switch_lock``, while the webhook is still
+    switched the way the move is for (a pause and a resume that cross: the later one's batches win)."""
+    total, after = 0, None
     switched = Webhook.select(Webhook.id).where((Webhook.id == webhook_id) & (Webhook.is_active == parked))
+    due = WebhookDelivery.next_attempt_at.is_null() if parked else WebhookDelivery.next_attempt_at.is_null(False)
+    queued = WebhookDelivery.status.in_(_QUEUED)
     while True:
-        now = utcnow()
-        due = WebhookDelivery.next_attempt_at.is_null() if parked else WebhookDelivery.next_attempt_at.is_null(False)
-        batch = (
-            WebhookDelivery.select(WebhookDelivery.id)
-            .where((WebhookDelivery.webhook == webhook_id) & WebhookDelivery.status.in_(_QUEUED) & due)
+        page = (
+            WebhookDelivery.select(WebhookDelivery.created_at, WebhookDelivery.id)
+            .where((WebhookDelivery.webhook == webhook_id) & queued & due)
+            .order_by(WebhookDelivery.created_at, WebhookDelivery.id)
             .limit(PARK_BATCH)
         )
+        if after is not None:
+            page = page.where(
+                Tuple(WebhookDelivery.created_at, WebhookDelivery.id)
+                > Tuple(
+                    Value(after[0], converter=WebhookDelivery.created_at.db_value),
+                    Value(after[1], converter=WebhookDelivery.id.db_value),
+                )
+            )
 
-        def one() -> int:
+        def one(page=page):
             with database_proxy.atomic():
-                return (
+                switch_lock(webhook_id)
+                keys = list(page.tuples())
+                if not keys or not switched.exists():  # none left, or switched back meanwhile
+                    return None
+                now = utcnow()
+                moved = (
                     WebhookDelivery.update(next_attempt_at=now if parked else None, updated_at=now)
-                    .where(WebhookDelivery.id.in_(batch) & due & fn.EXISTS(switched))
+                    .where(WebhookDelivery.id.in_([key[1] for key in keys]) & queued & due)
                     .execute()
                 )
+                return keys[-1], moved
 
         # Rows are locked in the order the UPDATE reads them, the daemons' writers of held rows lock theirs by id:
         # a deadlock's victim runs again.
-        moved = retry_deadlocks(one)
-        total += moved
-        if not moved:  # none left, or the webhook was switched back meanwhile
+        done = retry_deadlocks(one)
+        if done is None:
             return total
+        after, moved = done
+        total += moved
+        if parked and moved:
+            wake_daemons()
+
+
+def mend_parking() -> dict:
+    """Housekeeping: parked deliveries of webhooks that are on made due, and due ones of webhooks that are off
+    parked (PARK_BATCH a transaction); how many of each. A resume's unpark cut by a stop, a webhook switched on by
+    a nexusctl older than the parking, left the first (never claimed); an emit or a retry recorded as a webhook was
+    switched off left the second (walked past by every claim until it is on again)."""
+    counts = {}
+    for parked in (True, False):
+        hooks = Webhook.select(Webhook.id).where(Webhook.is_active == parked)
+        due = WebhookDelivery.next_attempt_at.is_null() if parked else WebhookDelivery.next_attempt_at.is_null(False)
+        queued = WebhookDelivery.status.in_(_QUEUED)
+        total = 0
+        while True:
+            batch = (
+                WebhookDelivery.select(WebhookDelivery.id)
+                .where(queued & due & WebhookDelivery.webhook.in_(hooks))
+                .limit(PARK_BATCH)
+            )
+            now = utcnow()
+            moved = retry_deadlocks(
+                lambda batch=batch, now=now: (
+                    WebhookDelivery.update(next_attempt_at=now if parked else None, updated_at=now)
+                    .where(WebhookDelivery.id.in_(batch) & queued & due)
+                    .execute()
+                )
+            )
+            total += moved
+            if not moved:
+                break
+        if parked and total:
+            wake_daemons()
+        counts["unparked" if parked else "parked"] = total
+    return counts
 
 
 def wake_daemons() -> None:

@@ -1,5 +1,5 @@
-"""Housekeeping: expired OAuth states, ended rate-limit waits, and history older than RETENTION_DAYS; parked
-deliveries of webhooks that are on made due (``deliveries.unpark_active``).
+"""Housekeeping: expired OAuth states, ended rate-limit waits, and history older than RETENTION_DAYS; the parking
+of queued deliveries mended (``deliveries.mend_parking``: their webhooks' switches).
 
 Deletes go in batches of ``BATCH`` rows (select ids, delete those), so a first
 run over years of history never holds one huge transaction or lock. Only
@@ -50,7 +50,7 @@ def purge_ended_waits() -> int:
 
 def purge_history(retention_days: int, *, keep_unpublished_events: bool = True) -> dict:
     cutoff = utcnow() - dt.timedelta(days=retention_days)
-    deliveries = _batched_delete(
+    delivery_rows = _batched_delete(
         WebhookDelivery,
         (WebhookDelivery.created_at < cutoff)
         & WebhookDelivery.status.in_([DeliveryStatus.DELIVERED, DeliveryStatus.FAILED]),
@@ -62,7 +62,7 @@ def purge_history(retention_days: int, *, keep_unpublished_events: bool = True) 
     )
     events = outbox.purge(cutoff, BATCH, keep_unpublished=keep_unpublished_events)
     _batched_delete(ConsumedEvent, ConsumedEvent.created_at < cutoff)
-    return {"deliveries": deliveries, "syncLogs": sync_logs, "events": events}
+    return {"deliveries": delivery_rows, "syncLogs": sync_logs, "events": events}
 
 
 def run(retention_days: int, *, keep_unpublished_events: bool = True) -> dict:
@@ -70,10 +70,11 @@ def run(retention_days: int, *, keep_unpublished_events: bool = True) -> dict:
 
     ``keep_unpublished_events``: True when a relay publishes the outbox (REDIS_URL set).
     """
+    mended = deliveries.mend_parking()  # first: its deliveries wait, the purges' history does not
     return {
         "expiredStates": purge_expired_states(),
         "endedRateWaits": purge_ended_waits(),
         **purge_history(retention_days, keep_unpublished_events=keep_unpublished_events),
         "retentionDays": retention_days,
-        "unparked": deliveries.unpark_active(),
+        **mended,
     }

@@ -205,7 +205,7 @@ def update(webhook_id, *, url=None, events=None, is_active=None, metadata=None, 
     if retry_deadlocks(transaction):
         # Its queued deliveries out of the claims' way while it is off, and due again when it is on: in batches of
         # their own transactions once the switch is committed (housekeeping's unpark_active mends what a stop
-        # in between leaves).
+        # in between leaves: deliveries.mend_parking).
         (deliveries.unpark if is_active else deliveries.park)(row.id)
     return get(row.id)
 

@@ -560,21 +560,81 @@ def test_a_large_backlog_is_parked_and_made_due_a_batch_a_transaction(database, 
     assert WebhookDelivery.select().where(WebhookDelivery.next_attempt_at.is_null()).count() == 0
 
 
-def test_housekeeping_makes_due_what_a_webhook_switched_on_left_parked(database, keyring, make_integration):
+def test_housekeeping_mends_the_parking_a_switch_left_undone(database, keyring, make_integration):
     """A resume that stopped before its batches were done (or a webhook switched on by an older nexusctl, which
-    knows nothing of parking) leaves parked deliveries on a webhook that is on, which no claim would ever reach:
-    housekeeping makes them due; those of a webhook still off stay parked."""
+    knows nothing of parking) leaves parked deliveries on a webhook that is on, which no claim would ever reach;
+    an emit that read the webhook as on just before a pause leaves due ones on a webhook that is off, walked past by
+    every claim. Housekeeping makes the first due and parks the second; the others stay as they are."""
     from nexusctl.core import housekeeping, webhooks
 
-    hook, sending = _hook_with_one_in_flight(keyring, make_integration, queued=3)
-    other, _ = _hook_with_one_in_flight(keyring, make_integration, queued=2)
-    for paused in (hook, other):
-        webhooks.update(paused.id, is_active=False)
-    Webhook.update(is_active=True).where(Webhook.id == hook.id).execute()  # on again, its deliveries not moved
+    resumed, sending = _hook_with_one_in_flight(keyring, make_integration, queued=3)
+    paused, _ = _hook_with_one_in_flight(keyring, make_integration, queued=2)
+    still_off, _ = _hook_with_one_in_flight(keyring, make_integration, queued=2)
+    for hook in (resumed, paused, still_off):
+        webhooks.update(hook.id, is_active=False)
+    Webhook.update(is_active=True).where(Webhook.id == resumed.id).execute()  # on again, its deliveries not moved
+    late = WebhookDelivery.select().where(WebhookDelivery.webhook == paused.id).first()
+    WebhookDelivery.update(next_attempt_at=utcnow()).where(WebhookDelivery.id == late.id).execute()  # queued late
     counts = housekeeping.run(30)
-    assert counts["unparked"] == 3
-    rows = WebhookDelivery.select()
-    assert {(r.webhook_id == hook.id, r.next_attempt_at is not None) for r in rows} == {(True, True), (False, False)}
+    assert (counts["unparked"], counts["parked"]) == (3, 1)
+    due = {(r.webhook_id, r.next_attempt_at is not None) for r in WebhookDelivery.select()}
+    assert due == {(resumed.id, True), (paused.id, False), (still_off.id, False)}
+
+
+@pytest.mark.postgres
+def test_a_pause_and_a_resume_that_cross_leave_the_deliveries_due(pg_database, postgres_url, keyring, monkeypatch):
+    """A pause's park batch held up by a row a record batch has locked, and a resume committed meanwhile: the
+    resume waits for the batch (the webhook's switch lock), then makes every delivery due. Before, the resume
+    committed and unparked nothing (the batch had not committed), then the batch parked them all on a webhook that
+    was on: never claimed until housekeeping."""
+    import threading
+
+    import psycopg2
+    from support.waiting import wait_for
+
+    from nexusctl.core import webhooks
+    from nexusctl.db.models import Integration
+    from nexusctl.enums import Provider
+
+    integration = Integration.create(user_id=uuid.uuid4(), provider=Provider.SHOPIFY, name="shop")
+    hook = webhooks.create(keyring, integration_id=integration.id, url="https://hooks.example.com/a", events=["*"])[0]
+    for n in range(3):
+        deliveries.fan_out(integration, "media.created", {"n": n})
+    record, watcher = psycopg2.connect(postgres_url), psycopg2.connect(postgres_url)
+    watcher.autocommit = True
+
+    def waiters() -> int:
+        with watcher.cursor() as cur:
+            cur.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )
+            return cur.fetchone()[0]
+
+    record_cursor = record.cursor()  # a record batch holding one of the webhook's deliveries
+    record_cursor.execute('SELECT "id" FROM "webhook_deliveries" ORDER BY "id" LIMIT 1 FOR NO KEY UPDATE')
+    errors = []
+
+    def run(name, active):
+        try:
+            with pg_database.connection_context():  # a connection of this thread's own, as another request's
+                webhooks.update(hook.id, is_active=active)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append((name, exc))
+
+    pause = threading.Thread(target=run, args=("pause", False))
+    pause.start()
+    wait_for(lambda: waiters() == 1, 10, "the pause's park batch to wait for the locked row")
+    resume = threading.Thread(target=run, args=("resume", True))
+    resume.start()
+    wait_for(lambda: waiters() == 2, 10, "the resume to wait for the park batch")
+    record.rollback()  # the record batch ends
+    pause.join(15)
+    resume.join(15)
+    record.close()
+    watcher.close()
+    assert not errors, errors
+    assert Webhook.get_by_id(hook.id).is_active
+    assert WebhookDelivery.select().where(WebhookDelivery.next_attempt_at.is_null()).count() == 0
 
 
 @pytest.mark.postgres

@@ -135,6 +135,7 @@ def test_jobs_run_from_the_cli(cli, make_integration):
         "events": 0,
         "retentionDays": 30,
         "unparked": 0,
+        "parked": 0,
     }
     swept = cli("jobs", "run", "token-refresh", "--json")
     assert swept.exit_code == 0 and json.loads(swept.stdout) == {

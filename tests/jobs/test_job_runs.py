@@ -127,11 +127,12 @@ def test_jobs_run_records_its_run_and_jobs_list_shows_it(cli):
         "events": 0,
         "retentionDays": 30,
         "unparked": 0,
+        "parked": 0,
     }
     assert housekeeping["ranBy"].endswith("(nexusctl jobs run)") and housekeeping["nextRunAt"] is None
     row = next(line.split("\t") for line in cli("jobs", "list").stdout.splitlines() if line.startswith("housekeeping"))
     assert (
-        row[3] == "ok: 0 deliveries, 0 endedRateWaits, 0 events, 0 expiredStates, 0 syncLogs, 0 unparked"
+        row[3] == "ok: 0 deliveries, 0 endedRateWaits, 0 events, 0 expiredStates, 0 parked, 0 syncLogs, 0 unparked"
         and row[4] == "daemon not running"
     )
 
