@@ -10,6 +10,7 @@ refresh, sync runs, publishing, inbound events) as ``svc``:
   ``direct``, a plain call. Either way ``fn`` runs with the peewee database bound;
 - ``session`` and ``guarded``: the outbound HTTP sessions for provider calls; ``guarded`` goes through
   the SSRF guard (``nexusctl.ssrf``) and is used for hosts a user named (a WooCommerce store, a media URL);
+  ``poster``: the lean client of form POSTs (token requests) to the operator's hosts (``providers.poster``);
 - ``redis``: the Redis client when REDIS_URL is set (OAuth states, the event bus), else None.
 
 ``opened()`` makes one and closes what it opened: the CLI's ``cli/flows.py`` and the daemon's
@@ -40,11 +41,14 @@ class Runtime:
     run: Callable[..., Awaitable[Any]]  # run(fn, *args, **kwargs) for database work
     redis: Any = None  # redis.asyncio client, when REDIS_URL is set
     guarded: Any = None  # aiohttp.ClientSession through the SSRF guard, for hosts a user named
+    poster: Any = None  # providers.poster.Poster: form POSTs (token requests) to the operator's provider hosts
 
     def adapter(self, provider: Provider, *, tiktok_app: str | None = None):
         """The provider's adapter; ``tiktok_app`` names the kind of TikTok app (None: TIKTOK_APP's). For an
         existing connection use ``adapter_of``, which follows the connection rather than the setting."""
-        return adapter_for(provider, self.settings, self.session, self.guarded, tiktok_app=tiktok_app)
+        return adapter_for(
+            provider, self.settings, self.session, self.guarded, tiktok_app=tiktok_app, poster=self.poster
+        )
 
     def adapter_of(self, row):
         """The adapter for one connection (an Integration row): a TikTok one is of the kind it was made with."""
@@ -74,5 +78,5 @@ async def direct(fn, *args, **kwargs):
 async def opened(settings: Settings, keyring: Keyring, run=direct, *, redis=None) -> AsyncIterator[Runtime]:
     """A runtime with fresh provider sessions (plain and SSRF-guarded), closed on the way out; ``redis``
     is the caller's (the daemon shares its client with the event bus)."""
-    async with provider_sessions(settings.webhook_allowed_networks) as (session, guarded):
-        yield Runtime(settings, keyring, session, run, redis, guarded)
+    async with provider_sessions(settings.webhook_allowed_networks) as (session, guarded, poster):
+        yield Runtime(settings, keyring, session, run, redis, guarded, poster)

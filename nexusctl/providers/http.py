@@ -25,6 +25,7 @@ import aiohttp
 
 from nexusctl import clock, ssrf, telemetry, tracing
 from nexusctl.errors import ProviderError, RateLimited
+from nexusctl.providers.poster import Poster, PostError
 
 log = logging.getLogger(__name__)
 
@@ -40,16 +41,21 @@ def session_options() -> dict:
 
 @contextlib.asynccontextmanager
 async def provider_sessions(allowed_networks=()):
-    """The process's two outbound sessions: one for operator-configured provider hosts, and one whose
-    connector dials only addresses the SSRF guard let through, for hosts a user named (a WooCommerce
-    store, a Shopify shop). Each keeps its connections alive across calls."""
+    """The process's outbound sessions: one for operator-configured provider hosts, one whose connector dials
+    only addresses the SSRF guard let through, for hosts a user named (a WooCommerce store, a Shopify shop),
+    and the lean poster of form POSTs (token requests) to operator-configured hosts (providers.poster). Each
+    keeps its connections alive across calls."""
     # No cookie jar: the sessions are shared by every integration's calls, so a provider's Set-Cookie answered
     # to one user's call must never ride along on another user's (providers authenticate by header, not cookie).
-    async with (
-        aiohttp.ClientSession(**session_options()) as session,
-        aiohttp.ClientSession(connector=ssrf.guarded_connector(allowed_networks), **session_options()) as guarded,
-    ):
-        yield session, guarded
+    poster = Poster(limit=MAX_REPLY_BYTES + 1)  # one byte more than a reply may hold: a longer one is refused
+    try:
+        async with (
+            aiohttp.ClientSession(**session_options()) as session,
+            aiohttp.ClientSession(connector=ssrf.guarded_connector(allowed_networks), **session_options()) as guarded,
+        ):
+            yield session, guarded, poster
+    finally:
+        await poster.close()
 
 
 @dataclass
@@ -79,16 +85,18 @@ async def call(
     *,
     secrets: tuple = (),
     timeout: aiohttp.ClientTimeout = TIMEOUT,
+    poster: Poster | None = None,
     **kwargs,
 ) -> Reply:
     """Make the request; raise ProviderError / RateLimited, else return the Reply.
 
     A failure after the request may have reached the provider (a timeout, a dropped connection, a 5xx) carries
     ``sent=True`` in its details: a "create" call that failed so may still have created (see ``may_have_sent``).
-    ``timeout``: for calls that carry a large body (an upload chunk)."""
+    ``timeout``: for calls that carry a large body (an upload chunk). ``poster``: the process's lean poster, for
+    a host the operator configured (never one a user named): a form POST goes through it, not ``session``."""
     host = urlsplit(url).hostname or "?"
     if not tracing.enabled():
-        return await _call(session, provider, method, url, host, secrets, timeout, kwargs)
+        return await _call(session, provider, method, url, host, secrets, timeout, kwargs, poster)
     # The span names the provider, the method and the host: never the path or query (they may carry a token).
     with tracing.span(
         f"{provider} {method}",
@@ -96,7 +104,7 @@ async def call(
         kind=tracing.CLIENT,
     ) as span:
         try:
-            reply = await _call(session, provider, method, url, host, secrets, timeout, kwargs)
+            reply = await _call(session, provider, method, url, host, secrets, timeout, kwargs, poster)
         except (ProviderError, RateLimited) as exc:
             if isinstance(exc.details.get("status"), int):
                 span.set_attribute("http.response.status_code", exc.details["status"])
@@ -124,20 +132,25 @@ def form_body(form: dict) -> bytes:
     return urlencode(form, doseq=True).encode()
 
 
-async def _call(session, provider: str, method: str, url: str, host: str, secrets: tuple, timeout, kwargs) -> Reply:
+async def _call(
+    session, provider: str, method: str, url: str, host: str, secrets: tuple, timeout, kwargs, poster=None
+) -> Reply:
     started = time.monotonic()
     kwargs = _form_encoded(kwargs)
     try:
-        async with session.request(method, url, timeout=timeout, allow_redirects=False, **kwargs) as response:
-            # read(n) returns what is buffered (often one 64 KiB chunk), not n bytes: read up to the end.
-            chunks, size = [], 0
-            async for chunk in response.content.iter_chunked(65536):
-                chunks.append(chunk)
-                size += len(chunk)
-                if size > MAX_REPLY_BYTES:
-                    break
-            raw = b"".join(chunks)
-            status, headers = response.status, dict(response.headers)
+        if poster is not None and _lean(method, kwargs):
+            status, headers, raw = await poster.post(
+                url, kwargs.get("headers") or {}, kwargs["data"], total=timeout.total, connect=timeout.connect
+            )
+        else:
+            status, headers, raw = await _through(session, method, url, timeout, kwargs)
+    except PostError as exc:  # the lean poster's failure, worded and split (sent or not) as aiohttp's below
+        telemetry.provider_call(provider, "error", time.monotonic() - started)
+        raise ProviderError(
+            f"{provider}: could not reach {host} ({exc.reason})",
+            provider=provider,
+            **({"sent": True} if exc.sent else {}),
+        ) from None
     except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
         # Refused before connecting (DNS, connection refused, TLS): the provider never saw the request.
         unsent = isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
@@ -167,6 +180,24 @@ async def _call(session, provider: str, method: str, url: str, host: str, secret
             sent=True,
         )
     return reply
+
+
+def _lean(method: str, kwargs: dict) -> bool:
+    """Whether the lean poster makes the call: a POST of bytes (a form, encoded here) with headers, nothing else."""
+    return method == "POST" and isinstance(kwargs.get("data"), bytes) and kwargs.keys() <= {"data", "headers"}
+
+
+async def _through(session, method: str, url: str, timeout, kwargs) -> tuple[int, dict, bytes]:
+    """The call through an aiohttp session: status, headers, the body up to one chunk past MAX_REPLY_BYTES."""
+    async with session.request(method, url, timeout=timeout, allow_redirects=False, **kwargs) as response:
+        # read(n) returns what is buffered (often one 64 KiB chunk), not n bytes: read up to the end.
+        chunks, size = [], 0
+        async for chunk in response.content.iter_chunked(65536):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_REPLY_BYTES:
+                break
+        return response.status, dict(response.headers), b"".join(chunks)
 
 
 def may_have_sent(exc: Exception) -> bool:

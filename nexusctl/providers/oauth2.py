@@ -22,6 +22,7 @@ from nexusctl import ssrf
 from nexusctl.config import ProviderCredentials
 from nexusctl.errors import OAuthFailed, ProviderError, RateLimited, RefreshFailed
 from nexusctl.providers.http import Reply, basic_auth, call, describe, session_options
+from nexusctl.providers.poster import Poster
 from nexusctl.providers.spec import Account, ProviderSpec, TokenSet, expires_at, split_scope
 
 # Error codes that mean the grant itself is gone: the user must connect again.
@@ -56,6 +57,8 @@ class OAuth2Adapter:
     # The process's session through the SSRF guard (providers.http.provider_sessions); without one, a
     # user-supplied host gets a session of its own per call.
     guarded_session: aiohttp.ClientSession | None = None
+    # The process's lean poster of form POSTs (providers.poster): token requests to operator-configured hosts.
+    poster: Poster | None = None
 
     def __init__(
         self, spec: ProviderSpec, creds: ProviderCredentials, session: aiohttp.ClientSession | None, public_url: str
@@ -179,7 +182,7 @@ class OAuth2Adapter:
             raise RuntimeError("this adapter was built without an HTTP session")
         secrets = tuple(s for s in secrets if s)
         if not self.user_supplied(url):
-            return await call(self.session, self.name, method, url, secrets=secrets, **kwargs)
+            return await call(self.session, self.name, method, url, secrets=secrets, poster=self.poster, **kwargs)
         # A host the user chose: a session whose connector dials only checked addresses (resolved
         # once, so no DNS rebinding window; IP literals in any spelling too). A refusal reads like any
         # unreachable host ("could not reach ..."), the same whether a port is open or not.

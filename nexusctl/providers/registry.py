@@ -288,11 +288,12 @@ ADAPTERS: dict[Provider, type[OAuth2Adapter]] = {
 
 
 def adapter_for(
-    provider: Provider, settings, session=None, guarded_session=None, *, tiktok_app: str | None = None
+    provider: Provider, settings, session=None, guarded_session=None, *, tiktok_app: str | None = None, poster=None
 ) -> OAuth2Adapter:
     """The adapter of ``provider`` with the configured credentials and endpoint overrides; user-supplied
     hosts go through ``guarded_session`` (providers.http.provider_sessions). ``tiktok_app``: the kind of TikTok
-    app (tiktok.APPS) of the connection at hand; None is the deployment's default (TIKTOK_APP)."""
+    app (tiktok.APPS) of the connection at hand; None is the deployment's default (TIKTOK_APP). ``poster``: the
+    process's lean poster of form POSTs (providers.http.provider_sessions)."""
     kind, creds = ADAPTERS[provider], settings.providers[provider]
     app = tiktok_app or getattr(settings, "tiktok_app", None) or tiktok.LOGIN_KIT
     if provider is Provider.TIKTOK and app == tiktok.BUSINESS:
@@ -302,4 +303,5 @@ def adapter_for(
     adapter = kind(SPECS[provider], creds, session, settings.public_url)
     adapter.allowed_networks = settings.webhook_allowed_networks  # one SSRF allow-list for every user-supplied URL
     adapter.guarded_session = guarded_session
+    adapter.poster = poster  # token requests to the operator's hosts (providers.poster); None: through session
     return adapter

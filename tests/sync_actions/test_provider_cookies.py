@@ -26,7 +26,7 @@ async def test_a_providers_set_cookie_never_rides_along_on_the_next_call(aiohttp
     app.router.add_get("/me", echo)
     server = await aiohttp_server(app)
     base = f"http://localhost:{server.port}"  # a host name: a jar keeps no cookie of a bare IP address
-    async with provider_sessions(allowed_networks=("127.0.0.1/32",)) as (session, guarded):
+    async with provider_sessions(allowed_networks=("127.0.0.1/32",)) as (session, guarded, _poster):
         for client in (session, guarded):
             async with client.get(base + "/login") as first:
                 assert first.cookies["session"].value == "alice-session"  # the provider did set one

@@ -22,7 +22,7 @@ async def test_the_provider_reads_back_the_form_we_sent(aiohttp_server):
     app.router.add_post("/token", token)
     server = await aiohttp_server(app)
     form = {"grant_type": "refresh_token", "refresh_token": "1//0g+a/b=c&d é", "client_secret": "s p a c e"}
-    async with provider_sessions() as (session, _guarded):
+    async with provider_sessions() as (session, _guarded, _poster):
         reply = await call(session, "YOUTUBE", "POST", f"http://127.0.0.1:{server.port}/token", data=form)
         assert reply.status == 200 and reply.body == {"access_token": "new"}
         # A Content-Type the caller gave is kept (the body is still the urlencoded form).

@@ -1,0 +1,359 @@
+"""Form POSTs to operator-configured provider hosts (token requests) over kept-alive HTTP/1.1 connections.
+
+Why: the refresh sweep is bound by the daemon's loop thread, and aiohttp's ``ClientSession.request`` was its
+largest part (a third of its GIL samples: docs/benchmarks.md, bench/token_refresh.py). A token request needs
+little of HTTP: one POST of a small form, its status, headers and body. Here the request's bytes are written in
+one piece and the answer is parsed by httptools (llhttp, the C parser uvicorn uses), as the delivery worker's
+sender does (nexusctl/daemon/sender.py: the same parser leniencies and header bounds).
+
+What it keeps of the aiohttp session it stands in for (``providers.http.session_options``):
+
+- the request: ``User-Agent: nexusctl``, ``Accept: */*`` unless the caller says, ``Accept-Encoding: gzip,
+  deflate`` (the answer is decoded), the caller's headers, ``Content-Length``; no proxy from the environment,
+  no cookies, redirects not followed (an answer like any other);
+- the whole call within ``total`` seconds, its connect within ``connect`` (a ``ClientTimeout``'s two);
+- TLS with the default context (certificates and hostnames verified), SNI and ``Host`` the URL's host;
+- the answer: its status, its headers as a dict (the first of repeated names, as ``dict(response.headers)``
+  gave), its body whole up to ``limit`` bytes (a longer one is cut there and its connection closed: the caller
+  refuses it); a body cut short by the connection's end (where a length or chunks were announced) is a failure;
+- never a request written twice: a kept-alive connection is written to only if its end has not arrived while
+  it sat idle, and a failure after the write says so (``PostError.sent``), as a timeout or a drop after
+  aiohttp's write did.
+
+Hosts a user named never come here: they go through the SSRF-guarded aiohttp session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import ssl
+import time
+import zlib
+from typing import NamedTuple
+
+import httptools
+from yarl import URL
+
+# Below the shortest common server keep-alive (Node's 5 s): a connection idle longer may be closed by the
+# provider just as a request is written to it (that request is not sent again: see PostError.sent).
+IDLE_SECONDS = 4.0
+IDLE_PER_HOST = 16  # idle connections kept a host: the sweep's concurrency and a few more
+ENDPOINTS_KEPT = 256  # parsed token URLs kept (a deployment has a few dozen)
+# What an answer may hold besides its body (status line, headers, chunk framing): httptools keeps a header whole
+# until it ends, so an endless header would grow the process without bound. As the delivery sender's bounds.
+HEAD_LIMIT = 64 * 1024
+MAX_HEADERS = 100
+
+
+class PostError(Exception):
+    """The call failed; ``reason`` names how (a word for the operator), ``sent`` whether the request was written
+    (the provider may have acted on it)."""
+
+    def __init__(self, reason: str, *, sent: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.sent = sent
+
+
+class Answer(NamedTuple):
+    status: int
+    headers: dict
+    body: bytes
+
+
+class _Endpoint(NamedTuple):
+    key: tuple  # (scheme, host, port): the pool
+    host: str
+    port: int
+    tls: bool
+    head: bytes  # "POST <target> HTTP/1.1\r\nHost: ...\r\n"
+
+
+def _endpoint(url: str) -> _Endpoint:
+    parsed = URL(url)
+    if parsed.scheme not in ("http", "https") or not parsed.raw_host:
+        raise PostError("InvalidURL", sent=False)
+    host, port = parsed.raw_host, parsed.port or (443 if parsed.scheme == "https" else 80)
+    target = parsed.raw_path_qs or "/"
+    authority = parsed.host_port_subcomponent or host
+    if any(c in target + authority for c in "\r\n \t\0"):  # never a header injected through the URL
+        raise PostError("InvalidURL", sent=False)
+    head = f"POST {target} HTTP/1.1\r\nHost: {authority}\r\n".encode("ascii")
+    return _Endpoint((parsed.scheme, host, port), host, port, parsed.scheme == "https", head)
+
+
+class _Connection(asyncio.Protocol):
+    """One kept-alive connection and the answer being read on it (one request at a time)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.parser = httptools.HttpResponseParser(self)
+        # The leniencies aiohttp's parser allows answers (llhttp's strict defaults are for requests).
+        self.parser.set_dangerous_leniencies(
+            lenient_headers=True, lenient_optional_cr_before_lf=True, lenient_spaces_after_chunk_size=True
+        )
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.answer: asyncio.Future | None = None
+        self.idle_since = 0.0
+        self._reset()
+
+    def _reset(self) -> None:
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self.seen = 0  # headers seen, repeated ones too
+        self.fed = 0  # bytes fed to the parser since the request was written
+        self.body = bytearray()
+        self.body_fed = 0
+        self.framed = False  # a Content-Length or chunks announced: the connection's end is not the body's
+        self.complete = False
+        self.keep_alive = False
+        self.unusable = False  # a second answer began: the stream cannot be trusted (closed)
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if self.answer is None:  # nothing was asked (an idle connection): not a stream we can trust any more
+            self.close()
+            return
+        self.fed += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self.on_message_complete()
+        except httptools.HttpParserError:
+            if not self.unusable:
+                self._fail("InvalidAnswer")
+            self.close()
+            return
+        if self.unusable:
+            self.close()
+        elif self.fed - self.body_fed > HEAD_LIMIT or self.seen > MAX_HEADERS:
+            self._fail("HeadersTooLarge")
+            self.close()
+
+    def eof_received(self):
+        self.closed = True  # never handed out again (over TLS, connection_lost may come only later)
+        return False
+
+    def connection_lost(self, exc) -> None:
+        self.closed = True
+        if self.status >= 200 and not self.framed:
+            self._answered()  # no length given: the connection's end is the body's
+        self._fail("ServerDisconnectedError")
+
+    # httptools callbacks
+
+    def on_message_begin(self) -> None:
+        if self.complete or self.answer is None:
+            self.unusable = True
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self.unusable:
+            return
+        self.seen += 1
+        key = name.decode("utf-8", "surrogateescape")
+        if key not in self.headers:
+            self.headers[key] = value.decode("utf-8", "surrogateescape")
+        lower = name.lower()
+        if lower == b"content-length" or (lower == b"transfer-encoding" and b"chunked" in value.lower()):
+            self.framed = True
+
+    def on_headers_complete(self) -> None:
+        if self.unusable:
+            return
+        status = self.parser.get_status_code()
+        if not 100 <= status <= 599:
+            self._fail("InvalidAnswer")
+            self.unusable = True
+            return
+        self.status = status
+
+    def on_body(self, body: bytes) -> None:
+        if self.unusable:
+            return
+        self.body_fed += len(body)
+        room = self.limit - len(self.body)
+        if room > 0:
+            self.body += body[:room]
+        if len(self.body) >= self.limit:  # as far as the caller reads: the rest is never read (closed)
+            self._answered()
+
+    def on_message_complete(self) -> None:
+        if self.unusable:
+            return
+        if 100 <= self.status < 200 and self.status != 101:  # an interim answer: the real one follows
+            fed, body_fed = self.fed, self.body_fed
+            self._reset()
+            self.fed, self.body_fed = fed, body_fed
+            return
+        self.complete = True
+        self.keep_alive = self.status != 101 and self.parser.should_keep_alive()
+        self._answered()
+
+    def _answered(self) -> None:
+        if self.answer is not None and not self.answer.done():
+            self.answer.set_result(None)
+
+    def _fail(self, reason: str) -> None:
+        if self.answer is not None and not self.answer.done():
+            self.answer.set_exception(PostError(reason, sent=True))
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class Poster:
+    """Form POSTs over kept-alive connections (see the module's docstring). One per process, on its loop."""
+
+    def __init__(self, *, limit: int, user_agent: str = "nexusctl", tls: ssl.SSLContext | None = None) -> None:
+        self.limit = limit
+        self.user_agent = user_agent
+        self.idle: dict[tuple, collections.deque] = {}
+        self.endpoints: dict[str, _Endpoint] = {}
+        self.busy: set[_Connection] = set()
+        self.closing = False
+        self._tls = tls
+
+    @property
+    def tls(self) -> ssl.SSLContext:
+        if self._tls is None:  # the CA store loads only once an https provider is met
+            self._tls = ssl.create_default_context()
+            self._tls.set_alpn_protocols(["http/1.1"])
+        return self._tls
+
+    async def post(self, url: str, headers: dict, body: bytes, *, total: float | None, connect: float | None) -> Answer:
+        """POST ``body`` to ``url``. Raises PostError (``sent`` says whether the request was written)."""
+        endpoint = self.endpoints.get(url)
+        if endpoint is None:
+            if len(self.endpoints) >= ENDPOINTS_KEPT:
+                self.endpoints.clear()
+            endpoint = self.endpoints[url] = _endpoint(url)
+        request = self._request(endpoint, headers, body)
+        conn, written = None, False
+        try:
+            async with asyncio.timeout(total):
+                conn = self._kept(endpoint.key)
+                if conn is None:
+                    conn = await self._connect(endpoint, connect)
+                self.busy.add(conn)
+                conn.answer = answer = asyncio.get_running_loop().create_future()
+                conn.transport.write(request)
+                written = True
+                await answer
+        except TimeoutError:
+            raise PostError("TimeoutError", sent=written) from None
+        finally:
+            if conn is not None:
+                self.busy.discard(conn)
+                conn.answer = None
+                if not (conn.complete and conn.keep_alive and not conn.closed):
+                    conn.close()
+        result = Answer(conn.status, conn.headers, _decoded(conn.headers, bytes(conn.body), self.limit))
+        if not conn.closed:
+            self._release(endpoint.key, conn)
+        return result
+
+    def _request(self, endpoint: _Endpoint, headers: dict, body: bytes) -> bytes:
+        lines = [endpoint.head]
+        named = {name.lower() for name in headers}
+        if "user-agent" not in named:
+            lines.append(b"User-Agent: %s\r\n" % self.user_agent.encode("latin-1"))
+        if "accept" not in named:
+            lines.append(b"Accept: */*\r\n")
+        if "content-type" not in named:
+            lines.append(b"Content-Type: application/octet-stream\r\n")  # what aiohttp says of bytes
+        if "accept-encoding" not in named:
+            lines.append(b"Accept-Encoding: gzip, deflate\r\n")
+        for name, value in headers.items():
+            if name.lower() in ("content-length", "host", "transfer-encoding", "connection"):
+                continue  # ours to write
+            text = f"{name}: {value}"
+            if any(
+                c in text for c in "\r\n\0"
+            ):  # a value from a provider's answer or a setting: never a header injected
+                raise PostError("InvalidHeader", sent=False)
+            lines.append(text.encode("utf-8") + b"\r\n")
+        lines.append(b"Content-Length: %d\r\n\r\n" % len(body))
+        lines.append(body)
+        return b"".join(lines)
+
+    def _kept(self, key: tuple) -> _Connection | None:
+        """An idle connection to this host still open and not idle too long, or None."""
+        now = time.monotonic()
+        idle = self.idle.get(key)
+        while idle:
+            conn = idle.pop()  # the most recently used: the least likely to be closed by the provider
+            if not conn.closed and not conn.transport.is_closing() and now - conn.idle_since < IDLE_SECONDS:
+                return conn
+            conn.close()
+        return None
+
+    def _release(self, key: tuple, conn: _Connection) -> None:
+        if self.closing:
+            conn.close()
+            return
+        conn._reset()
+        conn.idle_since = now = time.monotonic()
+        idle = self.idle.setdefault(key, collections.deque())
+        while idle and (idle[0].closed or now - idle[0].idle_since >= IDLE_SECONDS):
+            idle.popleft().close()  # the oldest first: those the provider closed or we would not reuse
+        if len(idle) >= IDLE_PER_HOST:
+            conn.close()
+            return
+        idle.append(conn)
+
+    async def _connect(self, endpoint: _Endpoint, connect: float | None) -> _Connection:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(connect):
+                _, conn = await loop.create_connection(
+                    lambda: _Connection(self.limit),
+                    endpoint.host,
+                    endpoint.port,
+                    ssl=self.tls if endpoint.tls else None,
+                    server_hostname=endpoint.host if endpoint.tls else None,
+                )
+        except TimeoutError:
+            raise PostError("ConnectionTimeoutError", sent=False) from None
+        except ssl.SSLError:
+            raise PostError("SSLError", sent=False) from None
+        except OSError as exc:  # refused, unreachable, does not resolve (socket.gaierror)
+            raise PostError(type(exc).__name__, sent=False) from None
+        return conn
+
+    async def close(self) -> None:
+        """Close every connection; calls still under way end with an error (not answered)."""
+        self.closing = True
+        for idle in self.idle.values():
+            for conn in idle:
+                conn.close()
+        for conn in self.busy:
+            conn._fail("ServerDisconnectedError")
+            conn.close()
+        self.idle.clear()
+        self.busy.clear()
+
+
+def _decoded(headers: dict, body: bytes, limit: int) -> bytes:
+    """The body as the provider meant it: a gzip or deflate answer (asked for) decoded, up to ``limit`` bytes and
+    one more (so the caller still sees it is too long)."""
+    encoding = next((value for name, value in headers.items() if name.lower() == "content-encoding"), "")
+    encoding = encoding.strip().lower()
+    if not body or encoding in ("", "identity"):
+        return body
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        # gzip or zlib told apart by their headers; a "deflate" without zlib's header (some servers) raw.
+        for wbits in (47, -15) if encoding == "deflate" else (47,):
+            try:
+                return zlib.decompressobj(wbits=wbits).decompress(body, limit + 1)
+            except zlib.error:
+                pass
+        raise PostError("ContentEncodingError", sent=True)
+    return body
