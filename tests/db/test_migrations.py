@@ -104,6 +104,7 @@ def test_this_version_ships_these_migrations():
         "0017_lean_indexes",
         "0018_parked_deliveries",
         "0019_hot_claims",
+        "0020_hot_refresh_claims",
     ]
 
 
@@ -357,6 +358,7 @@ def test_0011_channel_webhook_down_then_up_round_trips(database):
     runner = Runner(database, str(migrate.MIGRATIONS_DIR), table_name=migrate.HISTORY_TABLE)
     undone = _down_through(runner, "0011_channel_webhook")
     assert undone == [
+        "0020_hot_refresh_claims",
         "0019_hot_claims",
         "0018_parked_deliveries",
         "0017_lean_indexes",
@@ -434,6 +436,7 @@ def test_0017_lean_indexes_down_then_up_round_trips(database):
     before = _schema(database)
     runner = Runner(database, str(migrate.MIGRATIONS_DIR), table_name=migrate.HISTORY_TABLE)
     assert _down_through(runner, "0017_lean_indexes") == [
+        "0020_hot_refresh_claims",
         "0019_hot_claims",
         "0018_parked_deliveries",
         "0017_lean_indexes",
@@ -441,20 +444,28 @@ def test_0017_lean_indexes_down_then_up_round_trips(database):
     assert all(singles(table) == single[table] for table in single)
     if postgres:
         assert _fillfactors(database) == {"integrations": None, "webhook_deliveries": None}
-    assert migrate.migrate(database) == ["0017_lean_indexes", "0018_parked_deliveries", "0019_hot_claims"]
+    assert migrate.migrate(database) == [
+        "0017_lean_indexes",
+        "0018_parked_deliveries",
+        "0019_hot_claims",
+        "0020_hot_refresh_claims",
+    ]
     assert _schema(database) == before
 
 
-def test_0019_hot_claims_down_then_up_round_trips(database):
+def test_0019_hot_claims_and_0020_hot_refresh_claims_down_then_up_round_trip(database):
     postgres = isinstance(database, peewee.PostgresqlDatabase)
     if postgres:
-        assert _fillfactors(database) == {"integrations": ["fillfactor=80"], "webhook_deliveries": ["fillfactor=50"]}
+        assert _fillfactors(database) == {"integrations": ["fillfactor=50"], "webhook_deliveries": ["fillfactor=50"]}
     before = _schema(database)
     runner = Runner(database, str(migrate.MIGRATIONS_DIR), table_name=migrate.HISTORY_TABLE)
+    assert _down_through(runner, "0020_hot_refresh_claims") == ["0020_hot_refresh_claims"]
+    if postgres:
+        assert _fillfactors(database) == {"integrations": ["fillfactor=80"], "webhook_deliveries": ["fillfactor=50"]}
     assert _down_through(runner, "0019_hot_claims") == ["0019_hot_claims"]
     if postgres:
         assert _fillfactors(database) == {t: ["fillfactor=80"] for t in ("integrations", "webhook_deliveries")}
-    assert migrate.migrate(database) == ["0019_hot_claims"]
+    assert migrate.migrate(database) == ["0019_hot_claims", "0020_hot_refresh_claims"]
     assert _schema(database) == before
 
 
@@ -466,7 +477,11 @@ def test_0018_parks_the_queued_deliveries_of_webhooks_already_switched_off(datab
     from nexusctl.db.models import Webhook, WebhookDelivery
 
     runner = Runner(database, str(migrate.MIGRATIONS_DIR), table_name=migrate.HISTORY_TABLE)
-    assert _down_through(runner, "0018_parked_deliveries") == ["0019_hot_claims", "0018_parked_deliveries"]
+    assert _down_through(runner, "0018_parked_deliveries") == [
+        "0020_hot_refresh_claims",
+        "0019_hot_claims",
+        "0018_parked_deliveries",
+    ]
     integration = Integration.create(
         user_id="6f1c2a9e-0d4b-4f7e-9a51-2b8c3d4e5f60", provider=Provider.SHOPIFY, name="s"
     )
@@ -484,11 +499,15 @@ def test_0018_parks_the_queued_deliveries_of_webhooks_already_switched_off(datab
         )
 
     assert due(off) == [(False, True), (False, True), (True, True)]
-    assert migrate.migrate(database) == ["0018_parked_deliveries", "0019_hot_claims"]
+    assert migrate.migrate(database) == ["0018_parked_deliveries", "0019_hot_claims", "0020_hot_refresh_claims"]
     assert due(off) == [(False, False), (False, False), (True, False)] and due(on) == [(False, True)] * 3
-    assert _down_through(runner, "0018_parked_deliveries") == ["0019_hot_claims", "0018_parked_deliveries"]
+    assert _down_through(runner, "0018_parked_deliveries") == [
+        "0020_hot_refresh_claims",
+        "0019_hot_claims",
+        "0018_parked_deliveries",
+    ]
     assert due(off) == [(False, True)] * 2 + [(True, True)]
-    assert migrate.migrate(database) == ["0018_parked_deliveries", "0019_hot_claims"]
+    assert migrate.migrate(database) == ["0018_parked_deliveries", "0019_hot_claims", "0020_hot_refresh_claims"]
 
 
 # --- Models vs migration ---------------------------------------------------
