@@ -7,17 +7,13 @@ connection it closed is never written to again."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import gzip
 import socket
 import ssl
 
 import pytest
 from aiohttp import web
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from support.certs import certificate
 
 from nexusctl import ssrf
 from nexusctl.daemon import delivery, sender
@@ -135,44 +131,8 @@ async def test_a_closed_port_is_an_error_in_words(client):
         await client.post(f"http://127.0.0.1:{port}/hook", HEADERS, b"1")
 
 
-def _certificate(tmp_path, name: str):
-    """A CA and a certificate for ``name`` it signed: (the CA's PEM path, the certificate's, its key's)."""
-    now = dt.datetime.now(dt.timezone.utc)
-    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(1)
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(2)
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    paths = tmp_path / "ca.pem", tmp_path / "cert.pem", tmp_path / "key.pem"
-    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths[1].write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return paths
-
-
-async def test_https_sends_the_urls_host_as_sni_and_host_and_verifies_the_certificate(tmp_path, aiohttp_server):
-    ca, cert, key = _certificate(tmp_path, "localhost")
+async def test_https_sends_the_urls_host_as_sni_and_host_and_verifies_thecertificate(tmp_path, aiohttp_server):
+    ca, cert, key = certificate(tmp_path, "localhost")
     names, hosts = [], []
     served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     served.load_cert_chain(cert, key)
@@ -479,7 +439,7 @@ async def test_a_released_connection_takes_the_place_of_one_the_receiver_closed(
 
 
 async def test_over_tls_a_connection_whose_receiver_closed_it_is_never_handed_out(raw, tmp_path, monkeypatch):
-    ca, cert, key = _certificate(tmp_path, "localhost")
+    ca, cert, key = certificate(tmp_path, "localhost")
     served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     served.load_cert_chain(cert, key)
 

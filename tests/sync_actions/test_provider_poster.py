@@ -10,13 +10,15 @@ from __future__ import annotations
 import asyncio
 import gzip
 import socket
+import ssl
 
 import aiohttp
 import pytest
 from aiohttp import web
+from support.certs import certificate
 
 from nexusctl.errors import ProviderError, RateLimited
-from nexusctl.providers import http
+from nexusctl.providers import http, poster
 from nexusctl.providers.http import call, may_have_sent, provider_sessions
 
 FORM = {"grant_type": "refresh_token", "refresh_token": "1//0g+a/b=c&d é", "client_secret": "s p a c e"}
@@ -70,15 +72,15 @@ async def provider(aiohttp_server):
     return state
 
 
-async def _post(poster, url, **kwargs):
+async def _post(client, url, **kwargs):
     async with aiohttp.ClientSession() as session:  # never used for a form POST when a poster is given
-        return await call(session, "YOUTUBE", "POST", url, data=dict(FORM), poster=poster, **kwargs)
+        return await call(session, "YOUTUBE", "POST", url, data=dict(FORM), poster=client, **kwargs)
 
 
 async def test_a_form_arrives_whole_and_the_answer_comes_back_on_one_kept_connection(provider):
-    async with provider_sessions() as (_session, _guarded, poster):
-        first = await _post(poster, provider.base + "/token", headers={"Authorization": "Basic abc"})
-        second = await _post(poster, provider.base + "/token")
+    async with provider_sessions() as (_session, _guarded, client):
+        first = await _post(client, provider.base + "/token", headers={"Authorization": "Basic abc"})
+        second = await _post(client, provider.base + "/token")
     assert first.status == 200 and first.body == {"form": FORM} and second.body == {"form": FORM}
     assert first.headers["X-Request-Id"] == "r1" and first.headers["Content-Type"] == "application/json; charset=utf-8"
     assert provider.forms == [FORM, FORM]  # each request once
@@ -89,30 +91,30 @@ async def test_a_form_arrives_whole_and_the_answer_comes_back_on_one_kept_connec
 
 
 async def test_gzip_and_chunked_answers_are_decoded(provider):
-    async with provider_sessions() as (_session, _guarded, poster):
-        zipped = await _post(poster, provider.base + "/gzip")
-        chunked = await _post(poster, provider.base + "/chunked")
+    async with provider_sessions() as (_session, _guarded, client):
+        zipped = await _post(client, provider.base + "/gzip")
+        chunked = await _post(client, provider.base + "/chunked")
     assert zipped.body == {"access_token": "z"} and chunked.body == {"access_token": "c"}
 
 
 async def test_an_answer_past_the_bound_is_refused(provider):
-    async with provider_sessions() as (_session, _guarded, poster):
+    async with provider_sessions() as (_session, _guarded, client):
         with pytest.raises(ProviderError, match=r"answered more than \d+ bytes"):
-            await _post(poster, provider.base + "/big")
-        assert (await _post(poster, provider.base + "/token")).status == 200  # a fresh connection after it
+            await _post(client, provider.base + "/big")
+        assert (await _post(client, provider.base + "/token")).status == 200  # a fresh connection after it
 
 
 async def test_a_429_is_rate_limited_with_its_retry_after(provider):
-    async with provider_sessions() as (_session, _guarded, poster):
+    async with provider_sessions() as (_session, _guarded, client):
         with pytest.raises(RateLimited) as caught:
-            await _post(poster, provider.base + "/limited")
+            await _post(client, provider.base + "/limited")
     assert caught.value.retry_after == 7
 
 
 async def test_a_connection_the_provider_closed_while_idle_is_never_written_to(provider):
-    async with provider_sessions() as (_session, _guarded, poster):
-        assert (await _post(poster, provider.base + "/close")).body == {"access_token": "bye"}
-        assert (await _post(poster, provider.base + "/token")).status == 200
+    async with provider_sessions() as (_session, _guarded, client):
+        assert (await _post(client, provider.base + "/close")).body == {"access_token": "bye"}
+        assert (await _post(client, provider.base + "/token")).status == 200
     assert len(provider.forms) == 2 and len(set(provider.peers)) == 2  # a new connection, each request once
 
 
@@ -120,13 +122,13 @@ async def test_a_refused_connection_was_not_sent_and_a_timeout_after_the_write_m
     with socket.socket() as free:
         free.bind(("127.0.0.1", 0))
         port = free.getsockname()[1]
-    async with provider_sessions() as (_session, _guarded, poster):
+    async with provider_sessions() as (_session, _guarded, client):
         with pytest.raises(
             ProviderError, match=r"^YOUTUBE: could not reach 127\.0\.0\.1 \(ConnectionRefusedError\)$"
         ) as refused:
-            await _post(poster, f"http://127.0.0.1:{port}/token")
+            await _post(client, f"http://127.0.0.1:{port}/token")
         with pytest.raises(ProviderError, match=r"could not reach 127\.0\.0\.1 \(TimeoutError\)$") as timed_out:
-            await _post(poster, provider.base + "/slow", timeout=aiohttp.ClientTimeout(total=0.5, connect=0.5))
+            await _post(client, provider.base + "/slow", timeout=aiohttp.ClientTimeout(total=0.5, connect=0.5))
     assert not may_have_sent(refused.value) and may_have_sent(timed_out.value)
     assert len(provider.forms) == 1  # the slow one arrived once
 
@@ -140,9 +142,9 @@ async def test_a_provider_that_drops_the_connection_before_answering_may_have_ac
 
     server = await asyncio.start_server(drop, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    async with server, provider_sessions() as (_session, _guarded, poster):
+    async with server, provider_sessions() as (_session, _guarded, client):
         with pytest.raises(ProviderError, match=r"\(ServerDisconnectedError\)$") as dropped:
-            await _post(poster, f"http://127.0.0.1:{port}/token")
+            await _post(client, f"http://127.0.0.1:{port}/token")
     assert may_have_sent(dropped.value) and len(requests) == 1 and requests[0].startswith(b"POST /token HTTP/1.1")
 
 
@@ -155,14 +157,42 @@ async def test_a_body_cut_short_by_the_connections_end_is_a_failure_not_an_answe
 
     server = await asyncio.start_server(cut, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    async with server, provider_sessions() as (_session, _guarded, poster):
+    async with server, provider_sessions() as (_session, _guarded, client):
         with pytest.raises(ProviderError, match=r"\(ServerDisconnectedError\)$") as failed:
-            await _post(poster, f"http://127.0.0.1:{port}/token")
+            await _post(client, f"http://127.0.0.1:{port}/token")
     assert may_have_sent(failed.value)
 
 
 async def test_a_header_value_with_a_line_break_is_refused_before_anything_is_sent(provider):
-    async with provider_sessions() as (_session, _guarded, poster):
+    async with provider_sessions() as (_session, _guarded, client):
         with pytest.raises(ProviderError, match=r"\(InvalidHeader\)$") as refused:
-            await _post(poster, provider.base + "/token", headers={"Authorization": "Basic a\r\nX-Evil: 1"})
+            await _post(client, provider.base + "/token", headers={"Authorization": "Basic a\r\nX-Evil: 1"})
     assert not may_have_sent(refused.value) and provider.forms == []
+
+
+async def test_https_sends_the_urls_host_as_sni_and_host_and_verifies_the_certificate(tmp_path, aiohttp_server):
+    ca, cert, key = certificate(tmp_path, "localhost")
+    names, hosts = [], []
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    served.load_cert_chain(cert, key)
+    served.sni_callback = lambda sock, name, context: names.append(name)
+
+    async def token(request: web.Request) -> web.Response:
+        hosts.append(request.headers["Host"])
+        return web.json_response({"access_token": "t"})
+
+    app = web.Application()
+    app.router.add_post("/token", token)
+    server = await aiohttp_server(app, ssl=served)
+    url = f"https://localhost:{server.port}/token"
+    trusting = poster.Poster(limit=http.MAX_REPLY_BYTES + 1, tls=ssl.create_default_context(cafile=str(ca)))
+    try:
+        assert (await _post(trusting, url)).body == {"access_token": "t"}
+        assert names == ["localhost"] and hosts == [f"localhost:{server.port}"]
+    finally:
+        await trusting.close()
+    # With the system's CAs (the process's own poster) the test CA's certificate is refused, before anything is sent.
+    async with provider_sessions() as (_session, _guarded, default):
+        with pytest.raises(ProviderError, match=r"could not reach localhost \(SSLError\)$") as refused:
+            await _post(default, url)
+    assert not may_have_sent(refused.value) and len(hosts) == 1
