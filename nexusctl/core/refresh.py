@@ -645,24 +645,23 @@ async def sweep(
             else:
                 ready.append((row_id, lease, loaded, claimed_at))
 
-    answers = {"seconds": None}  # the provider calls' mean answer time (a moving mean), once one answered
+    answer_seconds: float | None = None  # the provider calls' mean answer time (a moving mean), once one answered
 
     def depth() -> int:
         """Rows in hand a place, at most: four while the provider answers within FAST_ANSWER (a row waits three
         rounds at most, well within its lease's margin), else two (one round), as while its pace is unknown."""
-        seconds = answers["seconds"]
-        return 4 if seconds is not None and seconds < FAST_ANSWER else 2
+        return 4 if answer_seconds is not None and answer_seconds < FAST_ANSWER else 2
 
     def claim_due() -> bool:
         """Whether to claim now: none under way, more due, and at most half the depth in hand."""
         return claiming is None and bool(pending) and not errors and len(ready) <= depth() // 2 * slots
 
     async def store(_svc, *args) -> bool:
+        nonlocal answer_seconds
         task = asyncio.current_task()
         calling.discard(task)  # the provider answered: its place is free while it is stored
         took = asyncio.get_running_loop().time() - task.started
-        mean = answers["seconds"]
-        answers["seconds"] = took if mean is None else mean + (took - mean) / 8
+        answer_seconds = took if answer_seconds is None else answer_seconds + (took - answer_seconds) / 8
         freed.set()
         return await stores.store(_svc, *args)
 
