@@ -39,6 +39,7 @@ from yarl import URL
 # provider just as a request is written to it (that request is not sent again: see PostError.sent).
 IDLE_SECONDS = 4.0
 IDLE_PER_HOST = 16  # idle connections kept a host: the sweep's concurrency and a few more
+MAX_IDLE = 64  # and in all (Salesforce's calls go to each org's own host)
 ENDPOINTS_KEPT = 256  # parsed token URLs kept (a deployment has a few dozen)
 # What an answer may hold besides its body (status line, headers, chunk framing): httptools keeps a header whole
 # until it ends, so an endless header would grow the process without bound. As the delivery sender's bounds.
@@ -71,10 +72,13 @@ class _Endpoint(NamedTuple):
 
 
 def _endpoint(url: str) -> _Endpoint:
-    parsed = URL(url)
-    if parsed.scheme not in ("http", "https") or not parsed.raw_host:
+    try:  # a port out of range, an empty label: yarl raises ValueError / UnicodeError, never a traceback for us
+        parsed = URL(url)
+        host, port = parsed.raw_host, parsed.port or (443 if parsed.scheme == "https" else 80)
+    except (ValueError, UnicodeError):
+        raise PostError("InvalidURL", sent=False) from None
+    if parsed.scheme not in ("http", "https") or not host:
         raise PostError("InvalidURL", sent=False)
-    host, port = parsed.raw_host, parsed.port or (443 if parsed.scheme == "https" else 80)
     target = parsed.raw_path_qs or "/"
     authority = parsed.host_port_subcomponent or host
     if any(c in target + authority for c in "\r\n \t\0"):  # never a header injected through the URL
@@ -107,6 +111,7 @@ class _Connection(asyncio.Protocol):
         self.body = bytearray()
         self.body_fed = 0
         self.framed = False  # a Content-Length or chunks announced: the connection's end is not the body's
+        self.headed = False  # the answer's headers are in: what on_header sees from now on are trailers (dropped)
         self.complete = False
         self.keep_alive = False
         self.unusable = False  # a second answer began: the stream cannot be trusted (closed)
@@ -156,6 +161,8 @@ class _Connection(asyncio.Protocol):
         if self.unusable:
             return
         self.seen += 1
+        if self.headed:  # a chunked answer's trailer: aiohttp dropped them (a trailing Retry-After is not one)
+            return
         key = name.decode("utf-8", "surrogateescape")
         if key not in self.headers:
             self.headers[key] = value.decode("utf-8", "surrogateescape")
@@ -166,6 +173,7 @@ class _Connection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         if self.unusable:
             return
+        self.headed = True
         status = self.parser.get_status_code()
         if not 100 <= status <= 599:
             self._fail("InvalidAnswer")
@@ -217,9 +225,11 @@ class Poster:
         self.user_agent = user_agent
         self.idle: dict[tuple, collections.deque] = {}
         self.endpoints: dict[str, _Endpoint] = {}
+        self.idle_count = 0
         self.busy: set[_Connection] = set()
         self.closing = False
         self._tls = tls
+        self._sweeper: asyncio.TimerHandle | None = None
 
     @property
     def tls(self) -> ssl.SSLContext:
@@ -236,7 +246,7 @@ class Poster:
                 self.endpoints.clear()
             endpoint = self.endpoints[url] = _endpoint(url)
         request = self._request(endpoint, headers, body)
-        conn, written = None, False
+        conn, written, kept = None, False, False
         try:
             async with asyncio.timeout(total):
                 conn = self._kept(endpoint.key)
@@ -247,18 +257,24 @@ class Poster:
                 conn.transport.write(request)
                 written = True
                 await answer
+            raw = bytes(conn.body)
+            # A body cut at the bound stays as it came (longer than the bound: refused by the caller); decoded, its
+            # part could come out shorter than the bound and pass for the whole answer.
+            result = Answer(
+                conn.status, conn.headers, raw if len(raw) >= self.limit else _decoded(conn.headers, raw, self.limit)
+            )
+            if conn.complete and conn.keep_alive and not conn.closed:
+                self._release(endpoint.key, conn)
+                kept = True
+            return result
         except TimeoutError:
             raise PostError("TimeoutError", sent=written) from None
         finally:
             if conn is not None:
                 self.busy.discard(conn)
                 conn.answer = None
-                if not (conn.complete and conn.keep_alive and not conn.closed):
+                if not kept:  # any way out but a whole answer on a connection the provider keeps: closed, not leaked
                     conn.close()
-        result = Answer(conn.status, conn.headers, _decoded(conn.headers, bytes(conn.body), self.limit))
-        if not conn.closed:
-            self._release(endpoint.key, conn)
-        return result
 
     def _request(self, endpoint: _Endpoint, headers: dict, body: bytes) -> bytes:
         lines = [endpoint.head]
@@ -290,6 +306,7 @@ class Poster:
         idle = self.idle.get(key)
         while idle:
             conn = idle.pop()  # the most recently used: the least likely to be closed by the provider
+            self.idle_count -= 1
             if not conn.closed and not conn.transport.is_closing() and now - conn.idle_since < IDLE_SECONDS:
                 return conn
             conn.close()
@@ -300,14 +317,31 @@ class Poster:
             conn.close()
             return
         conn._reset()
-        conn.idle_since = now = time.monotonic()
+        conn.idle_since = time.monotonic()
         idle = self.idle.setdefault(key, collections.deque())
-        while idle and (idle[0].closed or now - idle[0].idle_since >= IDLE_SECONDS):
-            idle.popleft().close()  # the oldest first: those the provider closed or we would not reuse
-        if len(idle) >= IDLE_PER_HOST:
-            conn.close()
+        if len(idle) >= IDLE_PER_HOST or self.idle_count >= MAX_IDLE:
+            conn.close()  # enough kept: the sweep frees room as connections age
             return
         idle.append(conn)
+        self.idle_count += 1
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().call_later(IDLE_SECONDS, self._sweep)
+
+    def _sweep(self) -> None:
+        """Close the connections idle too long (hosts no longer posted to keep none open: a Salesforce org's
+        instance host, say); again when the longest idle of those left will be."""
+        self._sweeper = None
+        now = time.monotonic()
+        for key, idle in list(self.idle.items()):
+            for conn in [c for c in idle if c.closed or c.transport.is_closing() or now - c.idle_since >= IDLE_SECONDS]:
+                idle.remove(conn)
+                self.idle_count -= 1
+                conn.close()
+            if not idle:
+                del self.idle[key]
+        if self.idle:
+            due = min(idle[0].idle_since for idle in self.idle.values()) + IDLE_SECONDS - now
+            self._sweeper = asyncio.get_running_loop().call_later(max(due, 0.05), self._sweep)
 
     async def _connect(self, endpoint: _Endpoint, connect: float | None) -> _Connection:
         loop = asyncio.get_running_loop()
@@ -319,6 +353,10 @@ class Poster:
                     endpoint.port,
                     ssl=self.tls if endpoint.tls else None,
                     server_hostname=endpoint.host if endpoint.tls else None,
+                    # As aiohttp's connector: the next address is tried after 250 ms (RFC 8305), so a host whose
+                    # first address drops packets (a broken IPv6 route) still connects.
+                    happy_eyeballs_delay=0.25,
+                    interleave=1,
                 )
         except TimeoutError:
             raise PostError("ConnectionTimeoutError", sent=False) from None
@@ -326,11 +364,16 @@ class Poster:
             raise PostError("SSLError", sent=False) from None
         except OSError as exc:  # refused, unreachable, does not resolve (socket.gaierror)
             raise PostError(type(exc).__name__, sent=False) from None
+        except UnicodeError:  # a host name IDNA cannot encode (an empty or over-long label)
+            raise PostError("InvalidURL", sent=False) from None
         return conn
 
     async def close(self) -> None:
         """Close every connection; calls still under way end with an error (not answered)."""
         self.closing = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         for idle in self.idle.values():
             for conn in idle:
                 conn.close()
@@ -338,12 +381,13 @@ class Poster:
             conn._fail("ServerDisconnectedError")
             conn.close()
         self.idle.clear()
+        self.idle_count = 0
         self.busy.clear()
 
 
 def _decoded(headers: dict, body: bytes, limit: int) -> bytes:
-    """The body as the provider meant it: a gzip or deflate answer (asked for) decoded, up to ``limit`` bytes and
-    one more (so the caller still sees it is too long)."""
+    """The body as the provider meant it: a gzip or deflate answer (asked for) decoded, up to ``limit`` bytes (the
+    caller refuses an answer that long)."""
     encoding = next((value for name, value in headers.items() if name.lower() == "content-encoding"), "")
     encoding = encoding.strip().lower()
     if not body or encoding in ("", "identity"):
@@ -352,7 +396,7 @@ def _decoded(headers: dict, body: bytes, limit: int) -> bytes:
         # gzip or zlib told apart by their headers; a "deflate" without zlib's header (some servers) raw.
         for wbits in (47, -15) if encoding == "deflate" else (47,):
             try:
-                return zlib.decompressobj(wbits=wbits).decompress(body, limit + 1)
+                return zlib.decompressobj(wbits=wbits).decompress(body, limit)
             except zlib.error:
                 pass
         raise PostError("ContentEncodingError", sent=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import os
 import socket
 import ssl
 
@@ -196,3 +197,85 @@ async def test_https_sends_the_urls_host_as_sni_and_host_and_verifies_the_certif
         with pytest.raises(ProviderError, match=r"could not reach localhost \(SSLError\)$") as refused:
             await _post(default, url)
     assert not may_have_sent(refused.value) and len(hosts) == 1
+
+
+class RawProvider:
+    """A provider written byte by byte: answers every request with ``answer`` on a kept-alive connection and says
+    when the connection was closed (by us)."""
+
+    def __init__(self, answer: bytes) -> None:
+        self.answer = answer
+        self.closed = asyncio.Event()
+
+    async def serve(self, reader, writer):
+        try:
+            while True:
+                await reader.readuntil(b"\r\n\r\n")  # the request's head
+                await reader.readexactly(len(_FORM_BYTES))  # and its form
+                writer.write(self.answer)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            self.closed.set()  # the client closed the connection
+
+    async def __aenter__(self):
+        self.server = await asyncio.start_server(self.serve, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}/token"
+        return self
+
+    async def __aexit__(self, *exc):
+        self.server.close()
+
+
+_FORM_BYTES = http.form_body(FORM)
+
+
+def _answer(status_line: bytes, headers: list[bytes], body: bytes) -> bytes:
+    return status_line + b"\r\n" + b"".join(h + b"\r\n" for h in headers) + b"\r\n" + body
+
+
+async def test_a_chunked_answers_trailers_are_not_its_headers():
+    """A trailer is no header of the answer (aiohttp dropped them): a trailing Content-Encoding does not spoil it."""
+    body = b'{"access_token":"t"}'
+    answer = _answer(
+        b"HTTP/1.1 200 OK",
+        [b"Content-Type: application/json", b"Transfer-Encoding: chunked", b"Trailer: Content-Encoding"],
+        b"%x\r\n%s\r\n0\r\nContent-Encoding: gzip\r\n\r\n" % (len(body), body),
+    )
+    async with RawProvider(answer) as provider, provider_sessions() as (_session, _guarded, client):
+        reply = await _post(client, provider.url)
+    assert reply.body == {"access_token": "t"} and "Content-Encoding" not in reply.headers
+
+
+async def test_a_compressed_answer_past_the_bound_is_refused_not_cut():
+    """Cut at the bound in its compressed form, its decoded part could pass for a whole answer shorter than it."""
+    zipped = gzip.compress(os.urandom(http.MAX_REPLY_BYTES + 4096))  # random bytes: gzip makes them no shorter
+    answer = _answer(b"HTTP/1.1 200 OK", [b"Content-Encoding: gzip", b"Content-Length: %d" % len(zipped)], zipped)
+    async with RawProvider(answer) as provider, provider_sessions() as (_session, _guarded, client):
+        with pytest.raises(ProviderError, match=r"answered more than \d+ bytes"):
+            await _post(client, provider.url)
+
+
+async def test_a_connection_whose_answer_fails_to_decode_is_closed_not_leaked():
+    answer = _answer(b"HTTP/1.1 200 OK", [b"Content-Encoding: gzip", b"Content-Length: 9"], b"not gzip!")
+    async with RawProvider(answer) as provider, provider_sessions() as (_session, _guarded, client):
+        with pytest.raises(ProviderError, match=r"\(ContentEncodingError\)$") as failed:
+            await _post(client, provider.url)
+        assert may_have_sent(failed.value)
+        await asyncio.wait_for(provider.closed.wait(), 5)  # closed by us at once, not left open until the end
+
+
+async def test_an_idle_connection_is_closed_once_idle_too_long_even_with_no_next_call(monkeypatch):
+    monkeypatch.setattr(poster, "IDLE_SECONDS", 0.2)
+    answer = _answer(b"HTTP/1.1 200 OK", [b"Content-Type: application/json", b"Content-Length: 2"], b"{}")
+    async with RawProvider(answer) as provider, provider_sessions() as (_session, _guarded, client):
+        assert (await _post(client, provider.url)).body == {}
+        await asyncio.wait_for(provider.closed.wait(), 5)
+        assert client.idle == {} and client.idle_count == 0
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:99999/token", "http://127.0.0.1:abc/token", "http://a..b/token"])
+async def test_a_url_that_cannot_be_dialled_is_a_provider_error_not_a_traceback(url):
+    async with provider_sessions() as (_session, _guarded, client):
+        with pytest.raises(ProviderError, match=r"could not reach .* \(InvalidURL\)$") as refused:
+            await _post(client, url)
+    assert not may_have_sent(refused.value)
