@@ -265,6 +265,42 @@ async def test_the_five_day_disable_emits_webhook_failed_for_each_delivery_it_fa
         }
 
 
+@pytest.mark.parametrize("env", [",".join(["86400"] * 8)], indirect=True)  # a retry a day: none ends FAILED alone
+async def test_a_patch_that_repeats_is_active_true_keeps_the_failure_window(env, tmp_path, monkeypatch):
+    """A client that sends the whole webhook on every PATCH (isActive: true on one already active) does not start
+    its failure window again: its receiver failing for 5 days since the first failure still disables it. Before,
+    every such PATCH cleared failing_since, and a webhook whose endpoint never answered stayed on forever."""
+    from support import clock as shared_clock
+
+    advance = shared_clock.own_file(monkeypatch, tmp_path / "clock-offset")
+    api, receiver, base, integration = env
+    hook = await _create(api, integration, f"{base}/hook", ["*"])
+    hook_id = uuid.UUID(hook["id"])
+    receiver.script = [(500, {})] * 20
+    await _emit(api, integration, "post.created")
+    await receiver.wait_for(1)
+    await _until(lambda: _statuses(hook_id) == {DeliveryStatus.RETRYING: 1})
+    advance(86400 + 5 * 3600)  # its first retry due (a day +-20%): it fails too
+    await receiver.wait_for(2)
+    await _until(lambda: [r.attempts for r in WebhookDelivery.select()] == [2])
+    whole = {"url": hook["url"], "events": hook["events"], "isActive": True, "metadata": {"team": "ops"}}
+    answer = await api.patch(f"/integrations/webhooks/{hook['id']}", json=whole, headers=auth())
+    assert answer.status == 200, await answer.text()
+    advance(4 * 86400)  # 5 days and 5 hours since the first failure: the next retry is due, and fails
+    await _until(lambda: [r.attempts for r in WebhookDelivery.select()] == [3])
+    (row,) = WebhookDelivery.select()  # its status written with its attempt count, by the same record
+    shown = (await (await api.get(f"/integrations/webhooks/{hook['id']}", headers=auth())).json())["data"]
+    assert shown["isActive"] is False and "5 days" in shown["disabledReason"], shown
+    assert row.status == DeliveryStatus.FAILED and row.attempts == 3, (row.status, row.attempts)
+    # Switched on again for real: a fresh window, so its next failure is a retry, not at once a disable.
+    answer = await api.patch(f"/integrations/webhooks/{hook['id']}", json=whole, headers=auth())
+    assert answer.status == 200, await answer.text()
+    await _emit(api, integration, "post.created")
+    await _until(lambda: {r.attempts for r in WebhookDelivery.select().where(WebhookDelivery.id != row.id)} == {1})
+    shown = (await (await api.get(f"/integrations/webhooks/{hook['id']}", headers=auth())).json())["data"]
+    assert shown["isActive"] is True and _statuses(hook_id) == {DeliveryStatus.FAILED: 1, DeliveryStatus.RETRYING: 1}
+
+
 def _statuses(hook_id) -> dict:
     rows = WebhookDelivery.select(WebhookDelivery.status).where(WebhookDelivery.webhook == hook_id)
     return dict(collections.Counter(r.status for r in rows))
