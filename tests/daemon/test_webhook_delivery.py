@@ -1496,6 +1496,57 @@ async def test_a_delivery_held_past_a_webhook_change_goes_with_the_change(
     assert "nexus_webhook_given_back_total 1.0" in text, text
 
 
+async def test_a_delivery_given_back_after_another_daemon_disabled_its_webhook_is_parked(
+    db_url, aiohttp_client, aiohttp_server, monkeypatch, make_integration, keyring
+):
+    """Two daemons send for one webhook. This one holds a delivery waiting for a slot when the other's record of a
+    410 disables the webhook (a disable leaves the deliveries another daemon holds alone): given back, the delivery
+    is parked at once (still queued, no next attempt, as a switched-off webhook's backlog), not left in the due index
+    for every claim to walk past until housekeeping parks it. Switched on again, it is sent."""
+    from nexusctl.core import attempts, deliveries, events
+    from nexusctl.db.fields import utcnow
+
+    monkeypatch.setattr(delivery, "SIGNING_FRESH_SECONDS", 0.2)
+    monkeypatch.setenv("WEBHOOK_TIMEOUT", "60")  # the held request is answered by the test, never times out
+    receiver = _Counting()
+    api, base = await _paced_app(aiohttp_client, aiohttp_server, monkeypatch, {"hook": receiver}, slots=2, cap=1)
+    worker = api.server.app[WORKER]
+    integration = make_integration(user_id=OWNER)
+    hook = await _create(api, integration, f"{base}/hook", ["one.*"])
+    hook_id = uuid.UUID(hook["id"])
+    await _emit_many(api, integration, "one.a", 1)  # answered: the endpoint is warm, so more is taken ahead for it
+    await _settled(WebhookDelivery.webhook == hook_id)
+    receiver.mode = "hold"
+    for _ in range(2):
+        answer = await api.post(f"/integrations/{integration.id}/events", json={"type": "one.b"}, headers=auth())
+        assert answer.status == 202, await answer.text()
+    await _until(lambda: len(receiver.pending()) == 1 and len(worker.waiting.get(hook_id, ())) == 1, timeout=30)
+    (waiting,) = [item for item, _ in worker.waiting[hook_id]]
+    # The other daemon: an emit leases its delivery to its worker (as the daemon's emits do), whose receiver
+    # answers 410; its record disables the webhook.
+    offer = deliveries.Offer(keyring, uuid.uuid4(), 60, total=1, cap=1, rooms={})
+    _, handed = await asyncio.to_thread(events.emit_handing, [(integration.id, "one.c", {}, None)], offer)
+    (theirs,) = handed.claimed
+    gone = attempts.Result(started_at=utcnow(), duration_ms=3, status_code=410)
+    await asyncio.to_thread(attempts.record_many, [(theirs, gone)], (60,))
+    shown = (await (await api.get(f"/integrations/webhooks/{hook_id}", headers=auth())).json())["data"]
+    assert shown["isActive"] is False and "410" in shown["disabledReason"], shown
+    # Past the bound on the clock, then the send in flight ends and frees the slot the held one waits for.
+    await _until(lambda: time.monotonic() - waiting.held_since > delivery.SIGNING_FRESH_SECONDS, timeout=10)
+    receiver.pending()[0][1].set_result(200)
+    await _until(lambda: worker.counts["given_back"] >= 1 and waiting.id not in worker.held, timeout=30)
+    await _until(lambda: WebhookDelivery.get_by_id(waiting.id).lease_token is None, timeout=30)
+    listed = await (await api.get(f"/integrations/webhooks/{hook_id}/deliveries", headers=auth())).json()
+    (given_back,) = [d for d in listed["data"] if d["id"] == str(waiting.id)]
+    assert (given_back["status"], given_back["attempts"], given_back["nextAttemptAt"]) == ("PENDING", 0, None), (
+        given_back
+    )
+    receiver.mode = "fast"
+    answer = await api.patch(f"/integrations/webhooks/{hook_id}", json={"isActive": True}, headers=auth())
+    assert answer.status == 200, await answer.text()
+    await _until(lambda: WebhookDelivery.get_by_id(waiting.id).status == DeliveryStatus.DELIVERED, timeout=30)
+
+
 async def test_an_endpoint_idle_past_its_pace_is_counted_at_the_cap_again(
     db_url, aiohttp_client, aiohttp_server, monkeypatch, make_integration
 ):
