@@ -215,6 +215,7 @@ def emit_cmd(
     The events only this service writes cannot be emitted: integration.*, webhook.*, sync.*, the families its
     syncs write (media.*, comment.*, analytics.*, order.* ...), user.deleted, content.published, slack.command.
     An event's data is a JSON object of at most 256 KiB (its JSON text): a larger one is refused (VALIDATION_ERROR).
+    An inactive integration gets no events: refused (INTEGRATION_INACTIVE, exit 15; with --file, that line's refusal).
 
     Example:  nexusctl events emit 0b7f5d2c-8a41-4c4e-b2a7-3f9e1d6c5a10 post.created --data '{"postId": "p1"}'
     Example:  nexusctl events emit --file events.ndjson

@@ -878,10 +878,30 @@ _PG_RENEW = (
 WHERE d."id" = ANY(ARRAY(SELECT held."id" FROM held))
 RETURNING d.id"""
 )
+# A give-back parks the rows of a webhook that is off (``park``): a webhook switched off by another daemon's record
+# (a 410, the 5-day disable), which parks nothing and leaves the rows a worker holds alone, had them back in the due
+# index, walked past by every claim until housekeeping parked them. The webhooks are read locked (FOR SHARE, after
+# the deliveries, in id order, as the record takes them): a switch under way is waited for and its outcome read, and a
+# switch that comes later waits for this commit, so its park or unpark batches see these rows as they are left.
 _PG_RELEASE = (
     _PG_HELD
-    + """UPDATE "webhook_deliveries" AS d SET "lease_until" = NULL, "lease_token" = NULL
-WHERE d."id" = ANY(ARRAY(SELECT held."id" FROM held))"""
+    + """, hooks AS MATERIALIZED (
+    SELECT w."id", w."is_active" FROM "webhooks" AS w
+    WHERE w."id" IN (
+        SELECT d."webhook_id" FROM "webhook_deliveries" AS d WHERE d."id" = ANY(ARRAY(SELECT held."id" FROM held))
+    )
+    ORDER BY w."id" FOR SHARE OF w
+)
+UPDATE "webhook_deliveries" AS d SET "lease_until" = NULL, "lease_token" = NULL,
+    "next_attempt_at" = CASE WHEN h."is_active" THEN d."next_attempt_at" END
+FROM hooks AS h
+WHERE h."id" = d."webhook_id" AND d."id" = ANY(ARRAY(SELECT held."id" FROM held))"""
+)
+# SQLite's: the transaction holds the write lock, so the webhook read is the webhook as it is.
+_SQLITE_RELEASE = (
+    'UPDATE "webhook_deliveries" SET "lease_until" = NULL, "lease_token" = NULL, "next_attempt_at" = CASE WHEN EXISTS '
+    '(SELECT 1 FROM "webhooks" AS w WHERE w."id" = "webhook_deliveries"."webhook_id" AND w."is_active") '
+    'THEN "next_attempt_at" END WHERE {ids} AND "lease_token" = ?'
 )
 RENEW_CHUNK = 400  # pairs per statement on SQLite (its variable limit); a worker holds at most its slots
 
@@ -1024,15 +1044,25 @@ def lock_held(items: list[Claimed]) -> None:
 
 
 def release(items: list[Claimed]) -> None:
-    """Give claimed deliveries back untouched (more than their endpoint may take at once)."""
+    """Give claimed deliveries back unsent, no attempt counted: due as they were, or parked (``park``) when their
+    webhook is off by now (decided in the same statement, on the webhook as it is: ``_PG_RELEASE``)."""
     if not items:
         return
     if is_postgres(database_proxy):
         # One statement, fenced by each claim's token, the rows locked in id order (_PG_HELD): a renewal under way
-        # may hold them too.
-        database_proxy.execute_sql(_PG_RELEASE, _pairs(items))
+        # may hold them too. Run again should it be a deadlock's victim (a disable's ``_fail`` of the webhook's rows,
+        # its webhook's row taken first, meeting one whose lease ran out); inside a caller's transaction
+        # (attempts.fail_held) the caller runs again.
+        def give_back() -> None:
+            database_proxy.execute_sql(_PG_RELEASE, _pairs(items))
+
+        if database_proxy.in_transaction():
+            give_back()
+        else:
+            retry_deadlocks(give_back)
         return
-    for lease in {c.lease for c in items}:
-        WebhookDelivery.update(lease_until=None, lease_token=None).where(
-            WebhookDelivery.id.in_([c.id for c in items if c.lease == lease]) & (WebhookDelivery.lease_token == lease)
-        ).execute()
+    lease_token = statements.converter(WebhookDelivery.lease_token)
+    with database_proxy.atomic():
+        for lease in {c.lease for c in items}:
+            ids, params = statements.in_list(WebhookDelivery.id, [c.id for c in items if c.lease == lease])
+            database_proxy.execute_sql(_SQLITE_RELEASE.format(ids=ids), [*params, lease_token(lease)])

@@ -23,7 +23,7 @@ from nexusctl.db import statements
 from nexusctl.db.database import database_proxy, is_postgres, retry_deadlocks
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import Integration, OutboxEvent, Webhook, WebhookDelivery
-from nexusctl.errors import IntegrationNotFound, NexusError, PayloadTooLarge, UsageProblem
+from nexusctl.errors import IntegrationInactive, IntegrationNotFound, NexusError, PayloadTooLarge, UsageProblem
 
 CONNECTED = "integration.connected"
 DISCONNECTED = "integration.disconnected"
@@ -60,11 +60,14 @@ SYNC_RESOURCES = (
 
 
 class Subject(NamedTuple):
-    """What an emitted event needs of its integration (fan-out and the envelope): no tokens, no full row."""
+    """What an emitted event needs of its integration (fan-out and the envelope; whether it may be emitted to): no
+    tokens, no full row."""
 
     id: uuid.UUID
     user_id: uuid.UUID
     provider: object
+    is_active: bool = True
+    last_error: str | None = None
 
 
 def outbox_row(event_type: str, integration: Integration, **data) -> OutboxEvent:
@@ -164,7 +167,7 @@ def _subjects(ids: list, signing: bool = False) -> tuple[dict, dict, dict]:
     where, params = statements.in_list(Integration.id, ids)
     rows = statements.run_typed(  # prepared on PostgreSQL (outside a transaction)
         "nexus_subjects",
-        'SELECT i."id", i."user_id", i."provider", w."id", w."events"'
+        'SELECT i."id", i."user_id", i."provider", i."is_active", i."last_error", w."id", w."events"'
         + (_SIGNING_COLUMNS if signing else "")
         + ' FROM "integrations" AS i '
         'LEFT JOIN "webhooks" AS w ON w."integration_id" = i."id" AND w."is_active" '
@@ -174,13 +177,15 @@ def _subjects(ids: list, signing: bool = False) -> tuple[dict, dict, dict]:
     subjects: dict = {}
     hooks: dict = {}
     hook_rows: dict = {}
-    for integration_id, user_id, provider, hook_id, patterns, *secrets in rows:
+    for integration_id, user_id, provider, active, last_error, hook_id, patterns, *secrets in rows:
         subject = subjects.get(integration_id)
         if subject is None:
             subject = subjects[integration_id] = Subject(
                 Integration.id.python_value(integration_id),
                 Integration.user_id.python_value(user_id),
                 Integration.provider.python_value(provider),
+                bool(Integration.is_active.python_value(active)),
+                last_error,
             )
             hooks[subject.id] = []
         if hook_id is not None:
@@ -216,6 +221,9 @@ def _write(items, wanted: dict, outcomes: list, deliveries_max: int | None, offe
             owner = items[index][3]
             if row is None or (owner is not None and row.user_id != owner):
                 outcomes[index] = IntegrationNotFound(f"integration {integration_id} not found", id=str(integration_id))
+                continue
+            if not row.is_active:
+                outcomes[index] = inactive(row)
                 continue
             _, event_type, data, *_ = items[index]
             events.append((index, row, event_type, data))
@@ -278,6 +286,20 @@ def _write(items, wanted: dict, outcomes: list, deliveries_max: int | None, offe
             "deliveriesQueued": count,
         }
     return handed
+
+
+def inactive(subject: Subject) -> IntegrationInactive:
+    """The refusal of an event emitted to an inactive integration (deactivated by its owner, or its grant gone).
+
+    Its proxy calls and syncs are refused as well: an event accepted about an integration its owner switched off
+    would reach the webhooks as the others do, and the emitter would not learn that it is off. No id in the message:
+    the batch route answers by the item's index and echoes no integration id (the error's ``id`` names it)."""
+    why = (subject.last_error or "deactivated")[:200]  # as the proxy's refusal says it
+    return IntegrationInactive(
+        f"the integration is inactive ({why}), no event is emitted to it: switch it on (PATCH isActive: true, "
+        "`nexusctl integrations update ID --active`) or connect it again",
+        id=str(subject.id),
+    )
 
 
 class TooManyDeliveries(PayloadTooLarge):

@@ -181,12 +181,15 @@ def update(webhook_id, *, url=None, events=None, is_active=None, metadata=None, 
         changes[Webhook.events] = check_events(events)
     if metadata is not None:
         changes[Webhook.metadata] = check_metadata(metadata)
-    if is_active is not None:
-        if not isinstance(is_active, bool):
-            raise UsageProblem("isActive must be true or false", field="isActive")
-        if is_active:  # re-enabling starts a fresh failure window
-            changes[Webhook.failing_since] = None
-            changes[Webhook.disabled_reason] = None
+    if is_active is not None and not isinstance(is_active, bool):
+        raise UsageProblem("isActive must be true or false", field="isActive")
+    switch = {Webhook.is_active: is_active}  # written only where it switches the webhook (``transaction``)
+    if is_active:
+        # Switching it on starts a fresh failure window; isActive true on a webhook already on (a client that sends
+        # the whole object on every PATCH) leaves it: clearing it there kept a webhook whose endpoint never answers
+        # from ever reaching the 5-day disable (deliveries.DISABLE_AFTER).
+        switch[Webhook.failing_since] = None
+        switch[Webhook.disabled_reason] = None
 
     def transaction() -> bool:
         """Apply the changes; whether this switched the webhook on or off (decided under its row's lock, not from
@@ -195,9 +198,7 @@ def update(webhook_id, *, url=None, events=None, is_active=None, metadata=None, 
             switched = False
             if is_active is not None:
                 switched = bool(
-                    Webhook.update(is_active=is_active)
-                    .where((Webhook.id == row.id) & (Webhook.is_active != is_active))
-                    .execute()
+                    Webhook.update(switch).where((Webhook.id == row.id) & (Webhook.is_active != is_active)).execute()
                 )
             Webhook.update(changes).where(Webhook.id == row.id).execute()
         return switched

@@ -316,6 +316,6 @@ ROUTES = [
         body=EMIT,
         data=out.Emitted,
         status=202,
-        errors=("VALIDATION_ERROR", "INTEGRATION_NOT_FOUND", "PAYLOAD_TOO_LARGE"),
+        errors=("VALIDATION_ERROR", "INTEGRATION_NOT_FOUND", "INTEGRATION_INACTIVE", "PAYLOAD_TOO_LARGE"),
     ),
 ]

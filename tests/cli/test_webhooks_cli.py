@@ -83,6 +83,34 @@ def test_emit_from_a_file_of_json_lines_answers_each_line(cli, make_integration,
     assert cli("events", "emit").exit_code == 2
 
 
+def test_emit_to_an_inactive_integration_is_refused(cli, make_integration, tmp_path):
+    """`events emit` to an integration switched off (`integrations update --inactive`) is refused, INTEGRATION_INACTIVE
+    (exit 15), nothing queued; with --file that line is refused (exit 2, as for any refused line) and the others
+    go. Before, both were emitted and queued to its webhooks."""
+    integration, other = make_integration(), make_integration()
+    hook = _create(cli, integration, "post.*")
+    assert cli("integrations", "update", integration.id, "--inactive").exit_code == 0
+    refused = cli("events", "emit", integration.id, "post.created")
+    assert refused.exit_code == 15 and "INTEGRATION_INACTIVE" in refused.stderr, refused.stderr
+    assert "inactive" in refused.stderr and "integrations update ID --active" in refused.stderr, refused.stderr
+    path = tmp_path / "events.ndjson"
+    path.write_text(
+        "".join(json.dumps({"integrationId": str(i.id), "type": "post.created"}) + "\n" for i in (integration, other))
+    )
+    emitted = cli("events", "emit", "--file", str(path), "--json")
+    assert emitted.exit_code == 2, emitted.stderr
+    summary = json.loads(emitted.stdout)
+    assert (summary["emitted"], summary["refused"]) == (1, 1), summary
+    assert (
+        summary["results"][0]["error"]["code"] == "INTEGRATION_INACTIVE"
+        and "line 1: INTEGRATION_INACTIVE" in emitted.stderr
+    )
+    assert [e.integration_id for e in OutboxEvent.select()] == [other.id]
+    assert json.loads(cli("webhooks", "deliveries", hook["id"], "--json").stdout) == []
+    assert cli("integrations", "update", integration.id, "--active").exit_code == 0
+    assert json.loads(cli("events", "emit", integration.id, "post.created", "--json").stdout)["deliveriesQueued"] == 1
+
+
 def test_emit_from_a_file_with_refused_lines_says_how_to_send_only_those_again(cli, make_integration, tmp_path):
     """Found by a reviewer: with some lines refused (exit 2) nothing said that the others were emitted, and the
     natural retry, the whole file again once fixed, emitted each good line twice. The summary now ends with how

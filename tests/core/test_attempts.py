@@ -638,6 +638,59 @@ def test_a_pause_and_a_resume_that_cross_leave_the_deliveries_due(pg_database, p
 
 
 @pytest.mark.postgres
+def test_a_give_back_that_meets_a_disable_under_way_parks_after_it(pg_database, postgres_url, keyring):
+    """A worker gives back a delivery it holds while another daemon's record is disabling its webhook (its
+    transaction holds the webhook's row): the give-back waits for it and parks the delivery, on the webhook as it is
+    once that commits, not as it was when the give-back began (due, then walked past by every claim)."""
+    import threading
+
+    import psycopg2
+    from support.waiting import wait_for
+
+    from nexusctl.core import webhooks
+    from nexusctl.db.models import Integration
+    from nexusctl.enums import Provider
+
+    integration = Integration.create(user_id=uuid.uuid4(), provider=Provider.SHOPIFY, name="shop")
+    hook = webhooks.create(keyring, integration_id=integration.id, url="https://hooks.example.com/a", events=["*"])[0]
+    deliveries.fan_out(integration, "media.created", {})
+    (held,) = deliveries.claim(1, 30)
+    disable, watcher = psycopg2.connect(postgres_url), psycopg2.connect(postgres_url)
+    watcher.autocommit = True
+
+    def waiters() -> int:
+        with watcher.cursor() as cur:
+            cur.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )
+            return cur.fetchone()[0]
+
+    with disable.cursor() as cur:
+        cur.execute('UPDATE "webhooks" SET "is_active" = false WHERE "id" = %s', (str(hook.id),))
+    errors = []
+
+    def give_back():
+        try:
+            with pg_database.connection_context():  # the worker's database thread: a connection of its own
+                deliveries.release([held])
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    worker = threading.Thread(target=give_back)
+    worker.start()
+    try:
+        wait_for(lambda: waiters() == 1, 10, "the give-back to wait for the disable's transaction")
+    finally:
+        disable.commit()
+        worker.join(15)
+        disable.close()
+        watcher.close()
+    assert not errors, errors
+    row = WebhookDelivery.get_by_id(held.id)
+    assert (row.status, row.lease_token, row.next_attempt_at) == (DeliveryStatus.PENDING, None, None)
+
+
+@pytest.mark.postgres
 def test_a_replay_that_a_writer_deadlocks_with_is_run_again(pg_database, postgres_url, monkeypatch):
     """`nexusctl webhooks replay` queues a webhook's deliveries again with one UPDATE, which locks them in the order
     it reads them; a writer of the same rows taking them in the other order (a session of its own: the row the

@@ -265,6 +265,42 @@ async def test_the_five_day_disable_emits_webhook_failed_for_each_delivery_it_fa
         }
 
 
+@pytest.mark.parametrize("env", [",".join(["86400"] * 8)], indirect=True)  # a retry a day: none ends FAILED alone
+async def test_a_patch_that_repeats_is_active_true_keeps_the_failure_window(env, tmp_path, monkeypatch):
+    """A client that sends the whole webhook on every PATCH (isActive: true on one already active) does not start
+    its failure window again: its receiver failing for 5 days since the first failure still disables it. Before,
+    every such PATCH cleared failing_since, and a webhook whose endpoint never answered stayed on forever."""
+    from support import clock as shared_clock
+
+    advance = shared_clock.own_file(monkeypatch, tmp_path / "clock-offset")
+    api, receiver, base, integration = env
+    hook = await _create(api, integration, f"{base}/hook", ["*"])
+    hook_id = uuid.UUID(hook["id"])
+    receiver.script = [(500, {})] * 20
+    await _emit(api, integration, "post.created")
+    await receiver.wait_for(1)
+    await _until(lambda: _statuses(hook_id) == {DeliveryStatus.RETRYING: 1})
+    advance(86400 + 5 * 3600)  # its first retry due (a day +-20%): it fails too
+    await receiver.wait_for(2)
+    await _until(lambda: [r.attempts for r in WebhookDelivery.select()] == [2])
+    whole = {"url": hook["url"], "events": hook["events"], "isActive": True, "metadata": {"team": "ops"}}
+    answer = await api.patch(f"/integrations/webhooks/{hook['id']}", json=whole, headers=auth())
+    assert answer.status == 200, await answer.text()
+    advance(4 * 86400)  # 5 days and 5 hours since the first failure: the next retry is due, and fails
+    await _until(lambda: [r.attempts for r in WebhookDelivery.select()] == [3])
+    (row,) = WebhookDelivery.select()  # its status written with its attempt count, by the same record
+    shown = (await (await api.get(f"/integrations/webhooks/{hook['id']}", headers=auth())).json())["data"]
+    assert shown["isActive"] is False and "5 days" in shown["disabledReason"], shown
+    assert row.status == DeliveryStatus.FAILED and row.attempts == 3, (row.status, row.attempts)
+    # Switched on again for real: a fresh window, so its next failure is a retry, not at once a disable.
+    answer = await api.patch(f"/integrations/webhooks/{hook['id']}", json=whole, headers=auth())
+    assert answer.status == 200, await answer.text()
+    await _emit(api, integration, "post.created")
+    await _until(lambda: {r.attempts for r in WebhookDelivery.select().where(WebhookDelivery.id != row.id)} == {1})
+    shown = (await (await api.get(f"/integrations/webhooks/{hook['id']}", headers=auth())).json())["data"]
+    assert shown["isActive"] is True and _statuses(hook_id) == {DeliveryStatus.FAILED: 1, DeliveryStatus.RETRYING: 1}
+
+
 def _statuses(hook_id) -> dict:
     rows = WebhookDelivery.select(WebhookDelivery.status).where(WebhookDelivery.webhook == hook_id)
     return dict(collections.Counter(r.status for r in rows))
@@ -1458,6 +1494,57 @@ async def test_a_delivery_held_past_a_webhook_change_goes_with_the_change(
         assert (old.hits, new.hits) == (2, 0), (vars(old), vars(new))
     text = await (await api.get("/metrics")).text()
     assert "nexus_webhook_given_back_total 1.0" in text, text
+
+
+async def test_a_delivery_given_back_after_another_daemon_disabled_its_webhook_is_parked(
+    db_url, aiohttp_client, aiohttp_server, monkeypatch, make_integration, keyring
+):
+    """Two daemons send for one webhook. This one holds a delivery waiting for a slot when the other's record of a
+    410 disables the webhook (a disable leaves the deliveries another daemon holds alone): given back, the delivery
+    is parked at once (still queued, no next attempt, as a switched-off webhook's backlog), not left in the due index
+    for every claim to walk past until housekeeping parks it. Switched on again, it is sent."""
+    from nexusctl.core import attempts, deliveries, events
+    from nexusctl.db.fields import utcnow
+
+    monkeypatch.setattr(delivery, "SIGNING_FRESH_SECONDS", 0.2)
+    monkeypatch.setenv("WEBHOOK_TIMEOUT", "60")  # the held request is answered by the test, never times out
+    receiver = _Counting()
+    api, base = await _paced_app(aiohttp_client, aiohttp_server, monkeypatch, {"hook": receiver}, slots=2, cap=1)
+    worker = api.server.app[WORKER]
+    integration = make_integration(user_id=OWNER)
+    hook = await _create(api, integration, f"{base}/hook", ["one.*"])
+    hook_id = uuid.UUID(hook["id"])
+    await _emit_many(api, integration, "one.a", 1)  # answered: the endpoint is warm, so more is taken ahead for it
+    await _settled(WebhookDelivery.webhook == hook_id)
+    receiver.mode = "hold"
+    for _ in range(2):
+        answer = await api.post(f"/integrations/{integration.id}/events", json={"type": "one.b"}, headers=auth())
+        assert answer.status == 202, await answer.text()
+    await _until(lambda: len(receiver.pending()) == 1 and len(worker.waiting.get(hook_id, ())) == 1, timeout=30)
+    (waiting,) = [item for item, _ in worker.waiting[hook_id]]
+    # The other daemon: an emit leases its delivery to its worker (as the daemon's emits do), whose receiver
+    # answers 410; its record disables the webhook.
+    offer = deliveries.Offer(keyring, uuid.uuid4(), 60, total=1, cap=1, rooms={})
+    _, handed = await asyncio.to_thread(events.emit_handing, [(integration.id, "one.c", {}, None)], offer)
+    (theirs,) = handed.claimed
+    gone = attempts.Result(started_at=utcnow(), duration_ms=3, status_code=410)
+    await asyncio.to_thread(attempts.record_many, [(theirs, gone)], (60,))
+    shown = (await (await api.get(f"/integrations/webhooks/{hook_id}", headers=auth())).json())["data"]
+    assert shown["isActive"] is False and "410" in shown["disabledReason"], shown
+    # Past the bound on the clock, then the send in flight ends and frees the slot the held one waits for.
+    await _until(lambda: time.monotonic() - waiting.held_since > delivery.SIGNING_FRESH_SECONDS, timeout=10)
+    receiver.pending()[0][1].set_result(200)
+    await _until(lambda: worker.counts["given_back"] >= 1 and waiting.id not in worker.held, timeout=30)
+    await _until(lambda: WebhookDelivery.get_by_id(waiting.id).lease_token is None, timeout=30)
+    listed = await (await api.get(f"/integrations/webhooks/{hook_id}/deliveries", headers=auth())).json()
+    (given_back,) = [d for d in listed["data"] if d["id"] == str(waiting.id)]
+    assert (given_back["status"], given_back["attempts"], given_back["nextAttemptAt"]) == ("PENDING", 0, None), (
+        given_back
+    )
+    receiver.mode = "fast"
+    answer = await api.patch(f"/integrations/webhooks/{hook_id}", json={"isActive": True}, headers=auth())
+    assert answer.status == 200, await answer.text()
+    await _until(lambda: WebhookDelivery.get_by_id(waiting.id).status == DeliveryStatus.DELIVERED, timeout=30)
 
 
 async def test_an_endpoint_idle_past_its_pace_is_counted_at_the_cap_again(
