@@ -422,21 +422,7 @@ def replay(
         return Replayed(count, max(0, matching - count))  # a row emitted between the two: counted as queued
     count, skipped, after = 0, 0, None
     while True:
-        page = (
-            WebhookDelivery.select(WebhookDelivery.created_at, WebhookDelivery.id)
-            .where(where)
-            .order_by(WebhookDelivery.created_at, WebhookDelivery.id)
-            .limit(batch_size)
-        )
-        if after is not None:
-            page = page.where(
-                Tuple(WebhookDelivery.created_at, WebhookDelivery.id)
-                > Tuple(
-                    Value(after[0], converter=WebhookDelivery.created_at.db_value),
-                    Value(after[1], converter=WebhookDelivery.id.db_value),
-                )
-            )
-        keys = list(page.tuples())
+        keys = _page(where, after, batch_size)
         if not keys:
             return Replayed(count, skipped)
         done = _requeue(where & WebhookDelivery.id.in_([key[1] for key in keys]))
@@ -446,6 +432,26 @@ def replay(
         after = keys[-1]
         if progress:
             progress(len(keys))
+
+
+def _page(where, after: tuple | None, size: int) -> list[tuple]:
+    """The (created_at, id) keys of the next ``size`` deliveries matching ``where`` (one webhook's), in that order,
+    after the key ``after`` (None: from the first): a keyset page along the (webhook, created_at, id) index, for
+    replay's and park/unpark's batches. Each page starts in the index where the last one ended: read from the
+    start, every page walked again past the rows the earlier ones had done (quadratic for a large backlog; a
+    replayed row still matches). The id breaks created_at's ties, so no row is left out or taken twice."""
+    if after is not None:
+        where &= Tuple(WebhookDelivery.created_at, WebhookDelivery.id) > Tuple(
+            Value(after[0], converter=WebhookDelivery.created_at.db_value),
+            Value(after[1], converter=WebhookDelivery.id.db_value),
+        )
+    query = (
+        WebhookDelivery.select(WebhookDelivery.created_at, WebhookDelivery.id)
+        .where(where)
+        .order_by(WebhookDelivery.created_at, WebhookDelivery.id)
+        .limit(size)
+    )
+    return list(query.tuples())
 
 
 def _requeue(where) -> int:
@@ -519,26 +525,13 @@ def _move(webhook_id, *, parked: bool) -> int:
     switched = Webhook.select(Webhook.id).where((Webhook.id == webhook_id) & (Webhook.is_active == parked))
     due = WebhookDelivery.next_attempt_at.is_null() if parked else WebhookDelivery.next_attempt_at.is_null(False)
     queued = WebhookDelivery.status.in_(_QUEUED)
+    matching = (WebhookDelivery.webhook == webhook_id) & queued & due
     while True:
-        page = (
-            WebhookDelivery.select(WebhookDelivery.created_at, WebhookDelivery.id)
-            .where((WebhookDelivery.webhook == webhook_id) & queued & due)
-            .order_by(WebhookDelivery.created_at, WebhookDelivery.id)
-            .limit(PARK_BATCH)
-        )
-        if after is not None:
-            page = page.where(
-                Tuple(WebhookDelivery.created_at, WebhookDelivery.id)
-                > Tuple(
-                    Value(after[0], converter=WebhookDelivery.created_at.db_value),
-                    Value(after[1], converter=WebhookDelivery.id.db_value),
-                )
-            )
 
-        def one(page=page):
+        def one(after=after):
             with database_proxy.atomic():
                 switch_lock(webhook_id)
-                keys = list(page.tuples())
+                keys = _page(matching, after, PARK_BATCH)
                 if not keys or not switched.exists():  # none left, or switched back meanwhile
                     return None
                 now = utcnow()

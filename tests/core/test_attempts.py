@@ -560,6 +560,27 @@ def test_a_large_backlog_is_parked_and_made_due_a_batch_a_transaction(database, 
     assert WebhookDelivery.select().where(WebhookDelivery.next_attempt_at.is_null()).count() == 0
 
 
+def test_deliveries_queued_at_the_same_instant_are_each_replayed_and_parked_once(
+    database, keyring, make_integration, monkeypatch
+):
+    """A batched replay and a park or unpark go in pages along (created_at, id): a fan-out's deliveries share their
+    created_at, and the id orders them within it, so a page that ends among them leaves none out and takes none
+    twice (a page after the last created_at alone skipped the rest of that instant)."""
+    monkeypatch.setattr(deliveries, "PARK_BATCH", 2)
+    hook, _ = _hook_with_one_in_flight(keyring, make_integration, queued=5)
+    moment = utcnow() - dt.timedelta(seconds=1)
+    WebhookDelivery.update(created_at=moment).execute()
+    pages = []
+    replayed = deliveries.replay(hook.id, since=moment, batch_size=2, progress=pages.append)
+    assert (replayed.queued, replayed.skipped, pages) == (4, 1, [2, 2, 1])  # the one being sent is left alone
+    Webhook.update(is_active=False).where(Webhook.id == hook.id).execute()
+    assert deliveries.park(hook.id) == 5
+    assert WebhookDelivery.select().where(WebhookDelivery.next_attempt_at.is_null(False)).count() == 0
+    Webhook.update(is_active=True).where(Webhook.id == hook.id).execute()
+    assert deliveries.unpark(hook.id) == 5
+    assert WebhookDelivery.select().where(WebhookDelivery.next_attempt_at.is_null()).count() == 0
+
+
 def test_housekeeping_mends_the_parking_a_switch_left_undone(database, keyring, make_integration):
     """A resume that stopped before its batches were done (or a webhook switched on by an older nexusctl, which
     knows nothing of parking) leaves parked deliveries on a webhook that is on, which no claim would ever reach;

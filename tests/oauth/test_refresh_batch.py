@@ -211,33 +211,48 @@ def _claim_waiting(stack) -> bool:
     )
 
 
+def _leased(stack, ids) -> set[str]:
+    """Of ``ids``, those under a lease that was committed (a claim still waiting has committed none of its own)."""
+    rows = stack.sql(
+        "SELECT id FROM integrations WHERE id = ANY(%s::uuid[]) AND refresh_lease_token IS NOT NULL", list(ids)
+    )
+    return {str(i) for (i,) in rows}
+
+
 def test_the_rows_in_hand_go_to_the_provider_while_the_next_claim_waits(stack, fresh_emulators):
-    """The sweep claims its next rows beside its provider calls, not between them: while its claim for the last
-    ten waits (here on a row lock another session holds), the rows it holds in hand go on to the provider as places
-    free. Before, the pass awaited each claim, issued once nothing was left in hand: the places freed during its
-    trip stayed empty (the sweep ran at 0.15 of raw token POSTs, bench/token_refresh.py)."""
+    """The sweep claims its next rows beside its provider calls, not between them: while its next claim waits
+    (here on row locks another session holds), the rows it holds in hand go on to the provider as places free.
+    Before, the pass awaited each claim, issued once nothing was left in hand: the places freed during its trip
+    stayed empty (the sweep ran at 0.15 of raw token POSTs, bench/token_refresh.py).
+
+    The pass's first claim leases ten (two places' worth, the provider's pace unknown yet) and five of them go to
+    the provider; with five in hand it claims the next five at once. All but the first ten are locked, so that
+    claim waits with nothing of its own leased, while the provider holds the five: five rows are provably in hand
+    (leased and committed, not called) before the test lets a place free, whatever the timing."""
     if stack.database_url.startswith("sqlite"):
         pytest.skip("a row lock held by another session: PostgreSQL's")
     emu = stack.emulators["YOUTUBE"]
     ids = [connected(stack, "YOUTUBE")[1] for _ in range(6 * BATCH)]  # soonest expiring first, as the sweep goes
+    first, rest = ids[: 2 * BATCH], ids[2 * BATCH :]
     locker = psycopg2.connect(stack.database_url)
     before = emu.calls["refresh"]
     try:
-        with locker.cursor() as cursor:  # the last ten: only a claim after the first asks for them
-            cursor.execute("SELECT id FROM integrations WHERE id = ANY(%s::uuid[]) FOR UPDATE", (ids[-2 * BATCH :],))
-        emu.hold("refresh")
+        with locker.cursor() as cursor:  # all but the first claim's ten: every later claim waits on a lock
+            cursor.execute("SELECT id FROM integrations WHERE id = ANY(%s::uuid[]) FOR UPDATE", (rest,))
+        emu.hold("refresh")  # no call answers, so no place frees, until the test says so
         expire_in(stack, 120, ids[-1])  # time passes: all thirty are due
-        seen = before
-        while not _claim_waiting(stack):  # the provider answers a call at a time until a claim waits on the lock
-            wait_for(lambda: emu.calls["refresh"] > seen or _claim_waiting(stack), 20, "a call or a claim waiting")
-            seen = emu.calls["refresh"]
-            emu.release("refresh", hold_next=True)
-        at_wait = emu.calls["refresh"]
-        assert at_wait < before + 4 * BATCH  # rows were left in hand
-        emu.release("refresh", hold_next=True)  # the calls at the provider answer: their places free
-        wait_for(lambda: emu.calls["refresh"] > at_wait, 20, "rows in hand sent while the claim waits")
-        assert _claim_waiting(stack)
-        locker.commit()  # the lock goes: the claim takes the last ten
+        wait_for(lambda: emu.calls["refresh"] == before + BATCH, 20, "the first five at the provider")
+        wait_for(lambda: _claim_waiting(stack), 20, "the next claim waiting on the locked rows")
+        # In hand: leased by a committed claim (the first), not yet called (the provider holds the five calls it
+        # got, so no place has freed and no other row can have been sent).
+        assert _leased(stack, ids) == set(first)
+        assert emu.calls["refresh"] == before + BATCH
+        emu.release("refresh", hold_next=True)  # the five at the provider answer: their places free
+        wait_for(lambda: emu.calls["refresh"] >= before + 2 * BATCH, 20, "the five in hand sent while the claim waits")
+        assert emu.calls["refresh"] == before + 2 * BATCH  # nothing else: the claim's rows are not leased yet
+        assert _claim_waiting(stack)  # sent while the claim still waits, not after it came back
+        assert not _leased(stack, rest)
+        locker.commit()  # the locks go: the claim takes its rows, and the pass the rest
         emu.release("refresh")
         wait_for(lambda: all(_far(stack, i) for i in ids), 30, "all thirty refreshed")
     finally:
