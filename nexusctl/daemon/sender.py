@@ -6,9 +6,10 @@ parsed by httptools (llhttp, the C parser uvicorn uses). What a delivery needs o
 
 - Kept-alive connections per endpoint (scheme, host, port): at most ``per_endpoint`` idle ones are kept (the
   worker never has more sends in flight to one webhook) and ``max_idle`` in all, each for at most
-  ``IDLE_SECONDS`` (a timer closes them, sends or not).
-- Answers parsed with the leniencies aiohttp allows them, and bounded: ``HEAD_LIMIT`` bytes besides the body,
-  ``MAX_HEADERS`` headers. The first final answer counts; anything after it spoils the connection (closed).
+  ``http1.IDLE_SECONDS`` (a timer closes them, sends or not): ``http1.IdlePool``, shared with the providers' poster.
+- Answers parsed with the leniencies aiohttp allows them (``http1.answer_parser``), and bounded: ``HEAD_LIMIT``
+  bytes besides the body, ``MAX_HEADERS`` headers. The first final answer counts; anything after it spoils the
+  connection (closed).
 - The SSRF guard at connect (``ssrf.connect_addresses``): the host is resolved once, every address checked, and
   the socket connected only to a checked address; TLS with the default context (certificates verified), SNI
   and ``Host`` the URL's host.
@@ -25,23 +26,18 @@ parsed by httptools (llhttp, the C parser uvicorn uses). What a delivery needs o
 from __future__ import annotations
 
 import asyncio
-import collections
 import os
 import socket
 import ssl
-import time
 import zlib
 from typing import NamedTuple
 
 import httptools
 from yarl import URL
 
-from nexusctl import ssrf
+from nexusctl import http1, ssrf
 
 BODY_PREVIEW = 4096
-# Below the shortest common server keep-alive (Node's 5 s): a connection idle longer may be closed by the
-# receiver just as a request is written to it, and that request would fail (it is never sent again at once).
-IDLE_SECONDS = 4.0
 # Once a final answer's headers are in, the rest of its preview is waited for this long (or until the send's
 # timeout) and no longer: a receiver that answered 2xx and then stalls its body has accepted the delivery, and
 # recording a timeout would send it again (aiohttp's read of the preview returned what had come).
@@ -88,13 +84,7 @@ class _Connection(asyncio.Protocol):
     """One kept-alive connection and the answer being read on it (one request at a time)."""
 
     def __init__(self) -> None:
-        self.parser = httptools.HttpResponseParser(self)
-        # The leniencies aiohttp's parser allows answers (llhttp's strict defaults are for requests): bare LF line
-        # ends, "Content-Length : 2", control characters in a value, "2 \r\n" chunk sizes. Refused, an answer a
-        # receiver gave would be this attempt's error and the delivery sent again.
-        self.parser.set_dangerous_leniencies(
-            lenient_headers=True, lenient_optional_cr_before_lf=True, lenient_spaces_after_chunk_size=True
-        )
+        self.parser = http1.answer_parser(self)  # refused, a lenient answer would be an error and sent again
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.answer: asyncio.Future | None = None
@@ -260,18 +250,13 @@ class Sender:
     ) -> None:
         self.allowed = allowed_networks
         self.timeout = timeout
-        self.per_endpoint = max(1, per_endpoint)
-        self.max_idle = max(1, max_idle)  # idle connections kept in all (a worker sending to many receivers)
+        # At most per_endpoint idle connections an endpoint, max_idle in all (a worker sending to many receivers).
+        self.pool = http1.IdlePool(per_key=per_endpoint, max_idle=max_idle)
         self.user_agent = user_agent
-        self.idle: dict[tuple, collections.deque] = {}
         self.endpoints: dict[str, _Endpoint] = {}
-        self.idle_count = 0
         self.busy: set[_Connection] = set()
         self.closing = False  # close() was called: no connection is kept from then on
         self._tls = tls  # None: the default context (the system's CAs, hostnames checked), made when first needed
-        # Idle connections are closed once idle too long by a timer while any are kept (not at the next send,
-        # which may never come).
-        self._sweeper: asyncio.TimerHandle | None = None
 
     @property
     def tls(self) -> ssl.SSLContext:
@@ -299,7 +284,7 @@ class Sender:
         conn = None
         try:
             async with asyncio.timeout(self.timeout):
-                conn = self._kept(endpoint.key) or await self._connect(endpoint)
+                conn = self.pool.take(endpoint.key) or await self._connect(endpoint)
                 self.busy.add(conn)
                 conn.answer = answer = asyncio.get_running_loop().create_future()
                 conn.transport.write(request)
@@ -320,64 +305,13 @@ class Sender:
             self._release(endpoint.key, conn)
         return result
 
-    def _kept(self, key: tuple) -> _Connection | None:
-        """An idle connection to this endpoint still open and not idle too long, or None."""
-        now = time.monotonic()
-        idle = self.idle.get(key)
-        while idle:
-            conn = idle.pop()  # the most recently used: the least likely to be closed by the receiver
-            self.idle_count -= 1
-            # Closed, or closing (its end arrived; connection_lost is still to run): never written to.
-            if not conn.closed and not conn.transport.is_closing() and now - conn.idle_since < IDLE_SECONDS:
-                return conn
-            conn.close()
-        return None
-
     def _release(self, key: tuple, conn: _Connection) -> None:
         if self.closing:  # a send that began (or connected) while the daemon shuts down: nothing to keep it for
             conn.close()
             return
         conn._reset()
         conn._count_from_zero()
-        conn.idle_since = now = time.monotonic()
-        idle = self.idle.setdefault(key, collections.deque())
-        if len(idle) >= self.per_endpoint:  # full: of live connections? Those the receiver closed make room
-            self._prune(idle, now)
-            if len(idle) >= self.per_endpoint:
-                conn.close()
-                return
-        if self.idle_count >= self.max_idle:  # room made by the longest idle of all
-            self._prune_oldest()
-        idle.append(conn)
-        self.idle_count += 1
-        if self._sweeper is None:
-            self._sweeper = asyncio.get_running_loop().call_later(IDLE_SECONDS, self._sweep)
-
-    def _prune(self, idle: collections.deque, now: float) -> None:
-        """Close and drop the connections of ``idle`` that are closed or idle too long."""
-        for conn in list(idle):
-            if conn.closed or conn.transport.is_closing() or now - conn.idle_since >= IDLE_SECONDS:
-                idle.remove(conn)
-                self.idle_count -= 1
-                conn.close()
-
-    def _prune_oldest(self) -> None:
-        oldest = min((idle for idle in self.idle.values() if idle), key=lambda idle: idle[0].idle_since)
-        oldest.popleft().close()
-        self.idle_count -= 1
-
-    def _sweep(self) -> None:
-        """Close the connections idle too long (endpoints no longer sent to keep none open); again when the
-        longest idle of those left will be."""
-        self._sweeper = None
-        now = time.monotonic()
-        for key, idle in list(self.idle.items()):
-            self._prune(idle, now)
-            if not idle:
-                del self.idle[key]
-        if self.idle:
-            due = min(idle[0].idle_since for idle in self.idle.values()) + IDLE_SECONDS - now
-            self._sweeper = asyncio.get_running_loop().call_later(max(due, 0.05), self._sweep)
+        self.pool.give(key, conn)
 
     async def _connect(self, endpoint: _Endpoint) -> _Connection:
         """A new connection to the first checked address of the endpoint's host that accepts it."""
@@ -409,20 +343,13 @@ class Sender:
         """Close every connection. Sends still under way end: with their status if a final answer's headers
         are in, else with an error saying the daemon is shutting down (not that the receiver closed it)."""
         self.closing = True
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            self._sweeper = None
-        for idle in self.idle.values():
-            for conn in idle:
-                conn.close()
+        self.pool.close()
         for conn in self.busy:
             if conn.status >= 200:
                 conn._answered()
             else:
                 conn._fail(SendError("not answered: the daemon is shutting down"))
             conn.close()
-        self.idle.clear()
-        self.idle_count = 0
         self.busy.clear()
 
 

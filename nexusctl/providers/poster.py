@@ -4,7 +4,8 @@ Why: the refresh sweep is bound by the daemon's loop thread, and aiohttp's ``Cli
 largest part (a third of its GIL samples: docs/benchmarks.md, bench/token_refresh.py). A token request needs
 little of HTTP: one POST of a small form, its status, headers and body. Here the request's bytes are written in
 one piece and the answer is parsed by httptools (llhttp, the C parser uvicorn uses), as the delivery worker's
-sender does (nexusctl/daemon/sender.py: the same parser leniencies and header bounds).
+sender does (nexusctl/daemon/sender.py: the same parser leniencies, idle pool (nexusctl/http1.py) and header
+bounds).
 
 What it keeps of the aiohttp session it stands in for (``providers.http.session_options``):
 
@@ -26,18 +27,15 @@ Hosts a user named never come here: they go through the SSRF-guarded aiohttp ses
 from __future__ import annotations
 
 import asyncio
-import collections
 import ssl
-import time
 import zlib
 from typing import NamedTuple
 
 import httptools
 from yarl import URL
 
-# Below the shortest common server keep-alive (Node's 5 s): a connection idle longer may be closed by the
-# provider just as a request is written to it (that request is not sent again: see PostError.sent).
-IDLE_SECONDS = 4.0
+from nexusctl import http1
+
 IDLE_PER_HOST = 16  # idle connections kept a host: the sweep's concurrency and a few more
 MAX_IDLE = 64  # and in all (Salesforce's calls go to each org's own host)
 ENDPOINTS_KEPT = 256  # parsed token URLs kept (a deployment has a few dozen)
@@ -92,11 +90,7 @@ class _Connection(asyncio.Protocol):
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.parser = httptools.HttpResponseParser(self)
-        # The leniencies aiohttp's parser allows answers (llhttp's strict defaults are for requests).
-        self.parser.set_dangerous_leniencies(
-            lenient_headers=True, lenient_optional_cr_before_lf=True, lenient_spaces_after_chunk_size=True
-        )
+        self.parser = http1.answer_parser(self)
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.answer: asyncio.Future | None = None
@@ -223,13 +217,11 @@ class Poster:
     def __init__(self, *, limit: int, user_agent: str = "nexusctl", tls: ssl.SSLContext | None = None) -> None:
         self.limit = limit
         self.user_agent = user_agent
-        self.idle: dict[tuple, collections.deque] = {}
+        self.pool = http1.IdlePool(per_key=IDLE_PER_HOST, max_idle=MAX_IDLE)
         self.endpoints: dict[str, _Endpoint] = {}
-        self.idle_count = 0
         self.busy: set[_Connection] = set()
         self.closing = False
         self._tls = tls
-        self._sweeper: asyncio.TimerHandle | None = None
 
     @property
     def tls(self) -> ssl.SSLContext:
@@ -249,7 +241,7 @@ class Poster:
         conn, written, kept = None, False, False
         try:
             async with asyncio.timeout(total):
-                conn = self._kept(endpoint.key)
+                conn = self.pool.take(endpoint.key)
                 if conn is None:
                     conn = await self._connect(endpoint, connect)
                 self.busy.add(conn)
@@ -300,48 +292,12 @@ class Poster:
         lines.append(body)
         return b"".join(lines)
 
-    def _kept(self, key: tuple) -> _Connection | None:
-        """An idle connection to this host still open and not idle too long, or None."""
-        now = time.monotonic()
-        idle = self.idle.get(key)
-        while idle:
-            conn = idle.pop()  # the most recently used: the least likely to be closed by the provider
-            self.idle_count -= 1
-            if not conn.closed and not conn.transport.is_closing() and now - conn.idle_since < IDLE_SECONDS:
-                return conn
-            conn.close()
-        return None
-
     def _release(self, key: tuple, conn: _Connection) -> None:
         if self.closing:
             conn.close()
             return
         conn._reset()
-        conn.idle_since = time.monotonic()
-        idle = self.idle.setdefault(key, collections.deque())
-        if len(idle) >= IDLE_PER_HOST or self.idle_count >= MAX_IDLE:
-            conn.close()  # enough kept: the sweep frees room as connections age
-            return
-        idle.append(conn)
-        self.idle_count += 1
-        if self._sweeper is None:
-            self._sweeper = asyncio.get_running_loop().call_later(IDLE_SECONDS, self._sweep)
-
-    def _sweep(self) -> None:
-        """Close the connections idle too long (hosts no longer posted to keep none open: a Salesforce org's
-        instance host, say); again when the longest idle of those left will be."""
-        self._sweeper = None
-        now = time.monotonic()
-        for key, idle in list(self.idle.items()):
-            for conn in [c for c in idle if c.closed or c.transport.is_closing() or now - c.idle_since >= IDLE_SECONDS]:
-                idle.remove(conn)
-                self.idle_count -= 1
-                conn.close()
-            if not idle:
-                del self.idle[key]
-        if self.idle:
-            due = min(idle[0].idle_since for idle in self.idle.values()) + IDLE_SECONDS - now
-            self._sweeper = asyncio.get_running_loop().call_later(max(due, 0.05), self._sweep)
+        self.pool.give(key, conn)
 
     async def _connect(self, endpoint: _Endpoint, connect: float | None) -> _Connection:
         loop = asyncio.get_running_loop()
@@ -371,17 +327,10 @@ class Poster:
     async def close(self) -> None:
         """Close every connection; calls still under way end with an error (not answered)."""
         self.closing = True
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            self._sweeper = None
-        for idle in self.idle.values():
-            for conn in idle:
-                conn.close()
+        self.pool.close()
         for conn in self.busy:
             conn._fail("ServerDisconnectedError")
             conn.close()
-        self.idle.clear()
-        self.idle_count = 0
         self.busy.clear()
 
 

@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 from support.certs import certificate
 
-from nexusctl import ssrf
+from nexusctl import http1, ssrf
 from nexusctl.daemon import delivery, sender
 
 HEADERS = {"content-type": "application/json", "webhook-id": "msg_1"}
@@ -385,13 +385,13 @@ async def _until(condition, what: str) -> None:
 
 
 async def test_idle_connections_are_closed_when_idle_too_long_without_another_send(raw, monkeypatch):
-    monkeypatch.setattr(sender, "IDLE_SECONDS", 0.2)
+    monkeypatch.setattr(http1, "IDLE_SECONDS", 0.2)
     found = await raw(OK)
     client = sender.Sender(allowed_networks=["127.0.0.1/32"], timeout=2.0, per_endpoint=5)
     try:
         await client.post(found.url, HEADERS, b"1")
         await _closed(found)  # by the client, nothing sent after: the timer's sweep
-        assert client.idle == {} and client.idle_count == 0
+        assert client.pool.idle == {} and client.pool.count == 0
     finally:
         await client.close()
 
@@ -403,7 +403,7 @@ async def test_idle_connections_in_all_are_capped_the_longest_idle_closed_first(
         for found in receivers:
             await client.post(found.url, HEADERS, b"1")
         await _closed(receivers[0])
-        assert client.idle_count == 2 and sum(map(len, client.idle.values())) == 2
+        assert client.pool.count == 2 and sum(map(len, client.pool.idle.values())) == 2
         assert not receivers[1].closed.is_set() and not receivers[2].closed.is_set()
     finally:
         await client.close()
@@ -429,7 +429,7 @@ async def test_a_released_connection_takes_the_place_of_one_the_receiver_closed(
         b = asyncio.create_task(client.post(found.url, HEADERS, b"b"))
         assert (await a).status == 200
         close_a.set()
-        await _until(lambda: all(c.closed for idle in client.idle.values() for c in idle), "a closed")
+        await _until(lambda: all(c.closed for idle in client.pool.idle.values() for c in idle), "a closed")
         let_b_answer.set()
         assert (await b).status == 200
         assert (await client.post(found.url, HEADERS, b"c")).status == 200  # on b's connection, kept
@@ -494,7 +494,7 @@ async def test_a_connection_opened_while_shutting_down_is_not_kept(raw):
     client = sender.Sender(allowed_networks=["127.0.0.1/32"], timeout=2.0, per_endpoint=5)
     await client.close()  # a send that began as the daemon stopped, still sent (its lease is held)
     assert (await client.post(found.url, HEADERS, b"1")).status == 200
-    assert client.idle == {} and client.idle_count == 0  # closed at once, not kept for the idle sweep
+    assert client.pool.idle == {} and client.pool.count == 0  # closed at once, not kept for the idle sweep
     await _closed(found)
 
 

@@ -18,6 +18,7 @@ import pytest
 from aiohttp import web
 from support.certs import certificate
 
+from nexusctl import http1
 from nexusctl.errors import ProviderError, RateLimited
 from nexusctl.providers import http, poster
 from nexusctl.providers.http import call, may_have_sent, provider_sessions
@@ -265,12 +266,12 @@ async def test_a_connection_whose_answer_fails_to_decode_is_closed_not_leaked():
 
 
 async def test_an_idle_connection_is_closed_once_idle_too_long_even_with_no_next_call(monkeypatch):
-    monkeypatch.setattr(poster, "IDLE_SECONDS", 0.2)
+    monkeypatch.setattr(http1, "IDLE_SECONDS", 0.2)
     answer = _answer(b"HTTP/1.1 200 OK", [b"Content-Type: application/json", b"Content-Length: 2"], b"{}")
     async with RawProvider(answer) as provider, provider_sessions() as (_session, _guarded, client):
         assert (await _post(client, provider.url)).body == {}
         await asyncio.wait_for(provider.closed.wait(), 5)
-        assert client.idle == {} and client.idle_count == 0
+        assert client.pool.idle == {} and client.pool.count == 0
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:99999/token", "http://127.0.0.1:abc/token", "http://a..b/token"])
