@@ -9,8 +9,10 @@ One run, one machine:
            --provider-latency makes the token endpoint answer as slowly as a real provider does.
 3. sweep - N integrations holding those tokens (sealed as the service seals them), all expiring
            within TOKEN_REFRESH_WINDOW, then one ``nexusctl daemon`` refreshes them with its scheduled
-           sweep (REFRESH_SWEEP_INTERVAL shortened to 0.2 s so the passes follow each other; 500
-           integrations a pass, 5 at a time). Rate = N / (last refresh's updated_at - first's),
+           sweep with the default REFRESH_SWEEP_INTERVAL (60 s): its first run, at start, drains them in passes of
+           500 (REFRESH_SWEEP_BATCH) that follow each other at once, 5 at a time. (Until 2026-12-07 the interval
+           was shortened to 0.2 s: each run then did one pass and the next waited for the next tick, ~100 ms lost
+           a pass of ~500 ms: not what a user's daemon does.) Rate = N / (last refresh's updated_at - first's),
            every one checked: a new expiry about an hour ahead, one provider call each.
            The integrations are seeded as long-connected ones are: checked healthy a minute ago, next
            check in HEALTH_RECHECK (15 min). The daemon's health job runs every second, and the CPU
@@ -170,7 +172,6 @@ def run(
         env = base_env(work, database_url)
         env.update(
             info["env"],
-            REFRESH_SWEEP_INTERVAL="0.2s",
             TOKEN_REFRESH_WINDOW="10m",
             LOG_FORMAT="json",
             EVENTS_CONSUME_STREAMS="none",

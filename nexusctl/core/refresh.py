@@ -51,10 +51,15 @@ MAX_ROUNDS = 3
 # each) and its store. A row the sweep claimed ahead starts its refresh only while at least this much of its
 # lease is left; otherwise it gives the lease back and is claimed again with a fresh one.
 LONGEST_REFRESH = dt.timedelta(seconds=2 * 20 + 10)
-# A provider whose token calls answer faster than this, on average, has four rows in hand per place of the sweep
-# (claimed ahead, each waiting three rounds at most); a slower one two (one round), so no row waits past its lease's
-# margin (LEASE - LONGEST_REFRESH) for its place.
+# A provider whose token calls answer faster than this, on average, has four rows or more in hand per place of the
+# sweep (claimed ahead, each waiting a round of answers per row ahead of it), as many as wait within a third of the
+# lease's margin (LEASE - LONGEST_REFRESH) at its pace, up to MAX_DEPTH; a slower one two (one round), so no row
+# waits past that margin for its place (one that would is given back: ``sweep``'s ``start``).
 FAST_ANSWER = 1.0
+# Rows in hand a place at most: a claim costs about half a millisecond a row on the database thread, so a provider
+# answering in milliseconds empties four a place (claims of ten at concurrency 5) before the next claim is back,
+# and places stood empty (a quarter of a pass waiting on a claim with nothing in hand, bench/token_refresh.py).
+MAX_DEPTH = 16
 CALL_GRACE = 5.0  # seconds a stopping sweep lets provider calls under way answer before it cancels them
 STOP_WAIT = 8.0  # seconds a stopping sweep then waits for the stores of refreshes whose provider answered
 
@@ -648,9 +653,13 @@ async def sweep(
     answer_seconds: float | None = None  # the provider calls' mean answer time (a moving mean), once one answered
 
     def depth() -> int:
-        """Rows in hand a place, at most: four while the provider answers within FAST_ANSWER (a row waits three
-        rounds at most, well within its lease's margin), else two (one round), as while its pace is unknown."""
-        return 4 if answer_seconds is not None and answer_seconds < FAST_ANSWER else 2
+        """Rows in hand a place, at most: while the provider answers within FAST_ANSWER, as many as wait (a round of
+        its mean answer time per row ahead) within a third of the lease's margin, four to MAX_DEPTH; else two (one
+        round), as while its pace is unknown."""
+        if answer_seconds is None or answer_seconds >= FAST_ANSWER:
+            return 2
+        rounds = (LEASE - LONGEST_REFRESH).total_seconds() / 3 / max(answer_seconds, 1e-3)
+        return max(4, min(MAX_DEPTH, int(rounds) + 1))
 
     def claim_due() -> bool:
         """Whether to claim now: none under way, more due, and at most half the depth in hand."""
