@@ -565,22 +565,26 @@ def mend_parking() -> dict:
         queued = WebhookDelivery.status.in_(_QUEUED)
         total = 0
         while True:
-            batch = (
-                WebhookDelivery.select(WebhookDelivery.id)
+            # The batch's ids are read first, then updated by id: as one UPDATE ... WHERE id IN (SELECT ... LIMIT),
+            # PostgreSQL planning on a stale estimate (one due row, while thousands were due) ran the subquery again
+            # for every due row, and housekeeping's pass took minutes under a busy queue.
+            batch = [
+                row_id
+                for (row_id,) in WebhookDelivery.select(WebhookDelivery.id)
                 .where(queued & due & WebhookDelivery.webhook.in_(hooks))
                 .limit(PARK_BATCH)
-            )
+                .tuples()
+            ]
+            if not batch:
+                break
             now = utcnow()
-            moved = retry_deadlocks(
+            total += retry_deadlocks(
                 lambda batch=batch, now=now: (
                     WebhookDelivery.update(next_attempt_at=now if parked else None, updated_at=now)
                     .where(WebhookDelivery.id.in_(batch) & queued & due)
                     .execute()
                 )
             )
-            total += moved
-            if not moved:
-                break
         if parked and total:
             wake_daemons()
         counts["unparked" if parked else "parked"] = total
