@@ -1215,7 +1215,9 @@ def _retry_after(value: str | None) -> int | None:
     Anything else is ignored: not ASCII (str.isdigit takes ``²`` and other digits int() refuses: one such header
     made the send raise, nothing was recorded, and the delivery was sent again each time its lease ran out) or
     not a date. ``attempts.wait_after`` bounds what comes of either form the same way."""
-    value = (value or "").strip()
+    if not value:  # none sent (nearly every answer): not a date either, without raising to find that out
+        return None
+    value = value.strip()
     if not value.isascii():
         return None
     if value.isdigit():

@@ -15,6 +15,7 @@ matching ``IN`` for a list of values.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import functools
 import hashlib
 import json
@@ -27,6 +28,7 @@ import weakref
 import peewee
 
 from nexusctl.db.database import database_proxy, is_postgres
+from nexusctl.db.fields import as_utc
 
 log = logging.getLogger(__name__)
 CHUNK = 1000  # rows per statement of insert_many: bounded statements whatever the batch
@@ -256,18 +258,39 @@ def one_write() -> bool:
 
 @functools.lru_cache(maxsize=16)
 def _together_sql(parts: tuple, notify: bool) -> str:
-    inserts = [_insert_many_sql(model, names, True)[0] for model, names in parts]
+    inserts = [_document_insert_sql(model, names) for model, names in parts]
     if len(inserts) == 1 and not notify:
         return inserts[0]
     with_ = ", ".join(f"w{k} AS ({sql})" for k, sql in enumerate(inserts))
     return f"WITH {with_} SELECT " + ("pg_notify(%s, '')" if notify else "1")
 
 
+def _document_insert_sql(model, names: tuple) -> str:
+    """PostgreSQL's INSERT of ``model``'s rows from one JSON document, an array of rows, each an array of the values
+    of the fields ``names`` in order (``_document``): each value read as its column's type, a JSON column's as the
+    JSON it holds (a JSON null as NULL, as ``converter`` passes None)."""
+    fields = [model._meta.fields[n] for n in names]
+    columns = ", ".join(f'"{f.column_name}"' for f in fields)
+    values = ", ".join(
+        f"NULLIF(r->{k}, 'null')" if f.field_type == "JSON" else f"(r->>{k})::{_ARRAY_TYPES[f.field_type]}"
+        for k, f in enumerate(fields)
+    )
+    return (
+        f'INSERT INTO "{model._meta.table_name}" ({columns}) SELECT {values} FROM jsonb_array_elements(%s::jsonb) AS r'
+    )
+
+
 def insert_together(name: str, parts: list, *, notify: str | None = None) -> None:
     """``insert_many`` of each of ``parts`` ((model, field names, rows)), then on PostgreSQL ``NOTIFY notify``
     (delivered at commit): on PostgreSQL one statement (data-modifying WITHs, prepared as ``name``), which
     outside a transaction commits by itself, all or nothing (``one_write``); on SQLite each insert_many in
-    turn, inside the caller's transaction."""
+    turn, inside the caller's transaction.
+
+    On PostgreSQL each part's rows go as one JSON document (``_document``), not as a parameter per column: the
+    driver adapted a list value by value (``ARRAY['...', ...]``, with the GIL held) and the server parsed each
+    element, and a JSON column's values were dumped and then escaped into the array's text. Values are what
+    orjson writes as the columns read them: str, int, float, bool, None, UUID, datetime (a naive one as UTC),
+    str enums, and dicts and lists for JSON columns."""
     parts = [(model, names, rows) for model, names, rows in parts if rows]
     if not parts:
         return
@@ -276,12 +299,35 @@ def insert_together(name: str, parts: list, *, notify: str | None = None) -> Non
             insert_many(model, names, rows)
         return
     sql = _together_sql(tuple((model, names) for model, names, _ in parts), notify is not None)
-    params = []
-    for model, names, rows in parts:
-        params += [c(column) for c, column in zip(_fast_converters(model, names), zip(*rows, strict=True))]
+    params = [_document(rows) for _, _, rows in parts]
     if notify is not None:
         params.append(notify)
     run_typed(name, sql, params)
+
+
+def _document(rows: list) -> str:
+    """``rows`` (tuples of values) as one JSON array of arrays: orjson's, or the standard library's for what orjson
+    refuses (an integer beyond 64 bits; a lone surrogate, which PostgreSQL refuses either way)."""
+    import orjson  # here for start-up speed: the CLI's commands mostly never write an emit
+
+    try:
+        return orjson.dumps(rows, option=orjson.OPT_NAIVE_UTC).decode()
+    except orjson.JSONEncodeError:
+        return _DOCUMENT(rows)
+
+
+def _plain(value):
+    """What the standard library's encoder cannot write of ``_document``'s values, as orjson writes it."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, dt.datetime):
+        return as_utc(value).isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    raise TypeError(f"{type(value).__name__} is not a column value")
+
+
+_DOCUMENT = json.JSONEncoder(default=_plain, separators=(",", ":")).encode
 
 
 _UTC = dt.timezone.utc

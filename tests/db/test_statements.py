@@ -134,3 +134,33 @@ def test_in_a_transaction_a_lost_prepared_name_fails_that_call_only_and_turns_pr
     assert statements._off is True
     with pg_database.atomic():
         assert statements.run_in_transaction("nexus_test_lost_tx", sql, [row.id]).fetchone() == ("@someone",)
+
+
+@pytest.mark.parametrize("big", [False, True], ids=["orjson", "beyond-64-bits"])
+def test_insert_together_reads_back_what_it_was_given(database, big):
+    """insert_together's rows (on PostgreSQL one JSON document a part, orjson's or, for an integer beyond 64 bits,
+    the standard library's) read back as sent on both databases: JSON with quotes, backslashes, braces, the word
+    NULL and text beyond ASCII, None as NULL, a naive time as UTC."""
+    import datetime as dt
+
+    from nexusctl.core.events import OUTBOX_COLUMNS
+    from nexusctl.db.models import OutboxEvent
+
+    data = {"q": 'a"b\\c{},NULL', "text": "é€😀\u2028", "n": None, "list": [1, 2.5, {"x": True}], "tiny": 1e-7}
+    if big:
+        data["big"] = 2**70
+    when = dt.datetime(2026, 1, 2, 3, 4, 5, 678, tzinfo=dt.timezone.utc)
+    naive = dt.datetime(2026, 1, 2, 3, 4, 6)
+    ids = [uuid.uuid4(), uuid.uuid4()]
+    user, integration = uuid.uuid4(), uuid.uuid4()
+    rows = [
+        (ids[0], "post.created", user, integration, data, when, when, "00-" + "a" * 32 + "-" + "b" * 16 + "-01"),
+        (ids[1], "post.updated", None, integration, {}, naive, when, None),
+    ]
+    statements.insert_together("nexus_test_together", [(OutboxEvent, OUTBOX_COLUMNS, rows)])
+    found = {row.id: row for row in OutboxEvent.select().where(OutboxEvent.id.in_(ids))}
+    first, second = found[ids[0]], found[ids[1]]
+    assert (first.type, first.user_id, first.integration_id, first.data) == ("post.created", user, integration, data)
+    assert first.created_at == when and first.trace_parent == rows[0][7] and first.published_at is None
+    assert (second.user_id, second.data, second.trace_parent) == (None, {}, None)
+    assert second.created_at == naive.replace(tzinfo=dt.timezone.utc)
