@@ -298,11 +298,27 @@ def insert_together(name: str, parts: list, *, notify: str | None = None) -> Non
         for model, names, rows in parts:
             insert_many(model, names, rows)
         return
-    sql = _together_sql(tuple((model, names) for model, names, _ in parts), notify is not None)
-    params = [_document(rows) for _, _, rows in parts]
+    # A part too large for one jsonb value goes as several documents (an insert each, the same statement).
+    documents = [(model, names, document) for model, names, rows in parts for document in _documents(rows)]
+    sql = _together_sql(tuple((model, names) for model, names, _ in documents), notify is not None)
+    params = [document for _, _, document in documents]
     if notify is not None:
         params.append(notify)
     run_typed(name, sql, params)
+
+
+# PostgreSQL refuses a jsonb value over 256 MiB (268,435,455 bytes): an emit batch of 500 events of 255 KiB to
+# three webhooks is ~370 MiB of deliveries. A document stays well under it (its jsonb can be larger than its text).
+DOCUMENT_MAX = 64 * 1024 * 1024
+
+
+def _documents(rows: list) -> list[str]:
+    """``rows`` as one document (``_document``), or, over DOCUMENT_MAX, as the documents of its halves."""
+    document = _document(rows)
+    if len(document) <= DOCUMENT_MAX or len(rows) < 2:
+        return [document]
+    half = len(rows) // 2
+    return _documents(rows[:half]) + _documents(rows[half:])
 
 
 def _document(rows: list) -> str:

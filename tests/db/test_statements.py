@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import uuid
 
 import pytest
@@ -136,6 +137,9 @@ def test_in_a_transaction_a_lost_prepared_name_fails_that_call_only_and_turns_pr
         assert statements.run_in_transaction("nexus_test_lost_tx", sql, [row.id]).fetchone() == ("@someone",)
 
 
+_NOW = _dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=_dt.timezone.utc)
+
+
 @pytest.mark.parametrize("big", [False, True], ids=["orjson", "beyond-64-bits"])
 def test_insert_together_reads_back_what_it_was_given(database, big):
     """insert_together's rows (on PostgreSQL one JSON document a part, orjson's or, for an integer beyond 64 bits,
@@ -164,3 +168,22 @@ def test_insert_together_reads_back_what_it_was_given(database, big):
     assert first.created_at == when and first.trace_parent == rows[0][7] and first.published_at is None
     assert (second.user_id, second.data, second.trace_parent) == (None, {}, None)
     assert second.created_at == naive.replace(tzinfo=dt.timezone.utc)
+
+
+def test_insert_together_splits_a_part_too_large_for_one_document(database, monkeypatch):
+    """PostgreSQL refuses a jsonb value over 256 MiB: a part larger than DOCUMENT_MAX goes as several documents, an
+    insert each in the same statement, and every row arrives once (SQLite inserts them as before)."""
+    from nexusctl.core.events import OUTBOX_COLUMNS
+    from nexusctl.db.models import OutboxEvent
+
+    monkeypatch.setattr(statements, "DOCUMENT_MAX", 2000)  # a few rows a document
+    integration = uuid.uuid4()
+    rows = [
+        (uuid.uuid4(), "post.created", None, integration, {"n": n, "pad": "x" * 300}, None, None, None)
+        for n in range(20)
+    ]
+    rows = [(*row[:5], _NOW, _NOW, None) for row in rows]
+    assert len(statements._documents(rows)) > 4
+    statements.insert_together("nexus_test_split", [(OutboxEvent, OUTBOX_COLUMNS, rows)], notify="nexus_test")
+    found = sorted(row.data["n"] for row in OutboxEvent.select().where(OutboxEvent.integration_id == integration))
+    assert found == list(range(20))
