@@ -411,9 +411,11 @@ def _touch_webhooks(succeeded: set, failing: set, now) -> None:
 # locked rows, which carry their outcomes. Fencing is in the lock step: a row whose lease token is not the
 # pair's is not locked, nor written (nor its attempt, event or webhook state); one taken over while we waited for
 # it is re-checked when locked. The webhooks' rows are locked after the deliveries' (every other step reads
-# ``held``, which is evaluated first), by one UPDATE in one (index) order: two writers' batches for one webhook wait
-# on each other, never deadlock. The statement returns the places in the batch of the rows written (ints: no
-# UUID made of each id read back). Its shape is the same whatever the batch,
+# ``held``, which is evaluated first), in id order (``hooks``, as a give-back takes them FOR SHARE:
+# deliveries._PG_RELEASE), then updated: two writers' batches for one webhook wait on each other, never deadlock.
+# (The UPDATE alone locked them in its plan's order, a sequential scan's on a small table: a give-back waiting in
+# id order deadlocked with it, review of 2026-12-07.) The statement returns the places in the batch of the rows
+# written (ints: no UUID made of each id read back). Its shape is the same whatever the batch,
 # so it is prepared once.
 _PG_RECORD = """WITH held AS MATERIALIZED (
     SELECT d."id", d."webhook_id", d."event", v.o, v.s, v.n, v.c, v.b, v.e, v.ae, v.x, v.t, v.ms, v.ev, v.f
@@ -440,11 +442,15 @@ _PG_RECORD = """WITH held AS MATERIALIZED (
            || CASE WHEN h.ev = 'webhook.failed' THEN jsonb_build_object('error', left(h.e, 300)) ELSE '{}' END
     FROM held AS h JOIN json_to_recordset(%s::json) AS k(w uuid, ig uuid, u uuid) ON k.w = h.webhook_id
     WHERE h.ev IS NOT NULL
+), hooks AS MATERIALIZED (
+    SELECT w."id" FROM "webhooks" AS w
+    WHERE w."id" = ANY(ARRAY(SELECT h.webhook_id FROM held AS h WHERE h.f IS NOT NULL))
+    ORDER BY w."id" FOR NO KEY UPDATE OF w
 ), t AS (
     UPDATE "webhooks" AS w SET "last_triggered_at" = %s::timestamptz, "failing_since" = CASE
       WHEN w."id" = ANY(ARRAY(SELECT h.webhook_id FROM held AS h WHERE h.f = 'ok')) THEN NULL
       ELSE COALESCE(w."failing_since", %s::timestamptz) END
-    WHERE w."id" = ANY(ARRAY(SELECT h.webhook_id FROM held AS h WHERE h.f IS NOT NULL))
+    FROM hooks AS k WHERE w."id" = k."id"
 )
 SELECT h.o FROM held AS h"""
 

@@ -863,3 +863,79 @@ def test_a_renewal_and_a_writer_of_the_same_held_rows_in_opposite_orders_never_d
         }[writer]
     )
     assert WebhookAttempt.select().count() == (rows * rounds if writer == "record" else 0)
+
+
+@pytest.mark.postgres
+def test_a_record_and_a_give_back_of_two_webhooks_never_deadlock(pg_database, postgres_url, keyring, monkeypatch):
+    """A give-back locks its deliveries' webhooks FOR SHARE in id order; a record batch locked the webhooks it updates
+    in its plan's order (a sequential scan's: the order they were written in). With a third session holding one of
+    them, the two met crosswise once it let go, and PostgreSQL aborted one (the record, run again up to three times,
+    then its deliveries sent again). Both in id order now: they wait on each other, and both finish."""
+    import threading
+
+    import psycopg2
+    from support.waiting import wait_for
+
+    from nexusctl.core import webhooks
+    from nexusctl.db import database
+    from nexusctl.db.models import Integration
+    from nexusctl.enums import Provider
+
+    monkeypatch.setattr(database, "DEADLOCK_RETRIES", 1)  # a deadlock is an error here, not a quiet second try
+    integration = Integration.create(user_id=uuid.uuid4(), provider=Provider.SHOPIFY, name="shop")
+    made = []
+    while not any(earlier.id > later.id for earlier, later in zip(made, made[1:])):
+        url = f"https://hooks.example.com/{len(made)}"
+        made.append(webhooks.create(keyring, integration_id=integration.id, url=url, events=["*"])[0])
+    # Written first (a sequential scan meets it first) with the larger id: id order meets them the other way round.
+    first, second = next((a, b) for a, b in zip(made, made[1:]) if a.id > b.id)
+    for n in range(2):
+        deliveries.fan_out(integration, "media.created", {"n": n})
+    held = [c for c in deliveries.claim(4 * len(made), 60) if c.webhook_id in (first.id, second.id)]
+    give_back = [next(c for c in held if c.webhook_id == hook.id) for hook in (first, second)]
+    recorded = [c for c in held if c not in give_back]
+    blocker, watcher = psycopg2.connect(postgres_url), psycopg2.connect(postgres_url)
+    watcher.autocommit = True
+
+    def waiters() -> int:
+        with watcher.cursor() as cur:
+            cur.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            )
+            return cur.fetchone()[0]
+
+    with blocker.cursor() as cur:  # a third session holds the webhook that id order reaches first
+        cur.execute('SELECT 1 FROM "webhooks" WHERE "id" = %s FOR UPDATE', (str(second.id),))
+    errors = []
+
+    def run(work):
+        try:
+            with pg_database.connection_context():  # a daemon's database thread: a connection of its own
+                # The plan a small webhooks table gets (a sequential scan, the order rows were written), whatever
+                # this database's statistics say: the lock order must not depend on the plan.
+                pg_database.execute_sql("SET enable_indexscan = off; SET enable_bitmapscan = off")
+                work()
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=run, args=(lambda: deliveries.release(give_back),)),
+        threading.Thread(
+            target=run, args=(lambda: attempts.record_many([(c, _result(200)) for c in recorded], SCHEDULE),)
+        ),
+    ]
+    try:
+        threads[0].start()
+        wait_for(lambda: waiters() == 1, 10, "the give-back to wait for the held webhook")
+        threads[1].start()
+        wait_for(lambda: waiters() == 2, 10, "the record to wait too")
+    finally:
+        blocker.commit()
+        for thread in threads:
+            thread.join(15)
+        blocker.close()
+        watcher.close()
+    assert not errors, errors
+    statuses = {c.id: WebhookDelivery.get_by_id(c.id).status for c in held}
+    assert {statuses[c.id] for c in recorded} == {DeliveryStatus.DELIVERED}
+    assert {statuses[c.id] for c in give_back} == {DeliveryStatus.PENDING}
