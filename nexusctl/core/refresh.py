@@ -665,17 +665,24 @@ async def sweep(
         """Whether to claim now: none under way, more due, and at most half the depth in hand."""
         return claiming is None and bool(pending) and not errors and len(ready) <= depth() // 2 * slots
 
-    async def store(_svc, *args) -> bool:
+    def answered(task: asyncio.Task) -> None:
+        """The provider call of ``task`` is over: its place is free, and its time joins the moving mean."""
         nonlocal answer_seconds
-        task = asyncio.current_task()
-        calling.discard(task)  # the provider answered: its place is free while it is stored
+        calling.discard(task)
         took = asyncio.get_running_loop().time() - task.started
         answer_seconds = took if answer_seconds is None else answer_seconds + (took - answer_seconds) / 8
+
+    async def store(_svc, *args) -> bool:
+        answered(asyncio.current_task())  # the provider answered: its place is free while it is stored
         freed.set()
         return await stores.store(_svc, *args)
 
     def free(task: asyncio.Task) -> None:
         running.discard(task)
+        if task in calling and not task.cancelled():
+            # Ended without a store: a refusal, an error or a timeout. Its time counts too, so a provider that was fast
+            # and now hangs shrinks the rows claimed ahead (its stores no longer come to say so).
+            answered(task)
         calling.discard(task)
         if not task.cancelled() and task.exception() is not None:
             errors.append(task.exception())  # not a refresh's failure (those are counted): the pass's, raised
