@@ -581,7 +581,8 @@ def mend_parking() -> dict:
             total += retry_deadlocks(
                 lambda batch=batch, now=now: (
                     WebhookDelivery.update(next_attempt_at=now if parked else None, updated_at=now)
-                    .where(WebhookDelivery.id.in_(batch) & queued & due)
+                    # The webhook's state again: a switch committed since the SELECT keeps its rows as it left them.
+                    .where(WebhookDelivery.id.in_(batch) & queued & due & WebhookDelivery.webhook.in_(hooks))
                     .execute()
                 )
             )
