@@ -28,6 +28,7 @@ import collections
 import datetime as dt
 import functools
 import logging
+import math
 import random
 import time
 import uuid
@@ -584,8 +585,14 @@ async def sweep(
     limit: int = 500,
     progress=None,
     since: dt.datetime | None = None,
+    refill_until: float | None = None,
 ) -> dict:
     """One pass: refresh what is due (each integration once, across daemons), then warn about what cannot be.
+
+    ``refill_until`` (a time of the running loop; ``drain``'s): while batches of ``limit`` come back full and before
+    then, the next batch is read once every due row of the pass is claimed, beside the refreshes still running, and
+    joins the pass: a drain's batches follow each other with their places full (a pass of its own each, the last
+    refreshes of one ran with places empty, then the next read its batch and claimed its first rows with none busy).
 
     ``lead`` (default TOKEN_EXPIRY_WARNING) is how far ahead long-lived tokens are renewed and
     unrenewable ones warned about. ``progress(done, total)`` is called once the due ones are
@@ -597,14 +604,16 @@ async def sweep(
     counts = {"refreshed": 0, "failed": 0, "skipped": 0, "notYet": 0, "warned": 0}
 
     due = await svc.run(expiring, window, limit, lead, since)
-    done = 0
+    done, total = 0, len(due)
+    seen = set(due)  # every row of the pass: a batch read again may hold rows a claim under way is taking
+    more = refill_until is not None and len(due) == limit  # a full batch: more may be due
 
     def finished(key: str) -> None:
         nonlocal done
         counts[key] += 1
         done += 1
         if progress:
-            progress(done, len(due))
+            progress(done, total)
 
     stores = _Stores(svc)
 
@@ -634,6 +643,30 @@ async def sweep(
     errors: list[BaseException] = []
     requeued: set = set()  # given back once for a fresh lease (waited too long for a place)
     claiming: asyncio.Task | None = None  # a claim under way: its rows join ``ready`` once it is back
+    refilling: asyncio.Task | None = None  # the next batch being read (``refill_until``)
+
+    def refill_due() -> bool:
+        """Whether to read the next batch now: more may be due, every row in hand claimed (so the read skips them:
+        leased), none being read, and time left."""
+        return (
+            more
+            and refilling is None
+            and claiming is None
+            and not pending
+            and not errors
+            and asyncio.get_running_loop().time() < refill_until
+        )
+
+    def refilled(task: asyncio.Task) -> None:
+        nonlocal more, total
+        batch = task.result()  # a read that failed fails the pass, as a claim's does
+        more = len(batch) == limit
+        fresh = [row_id for row_id in batch if row_id not in seen]
+        seen.update(fresh)
+        pending.extend(fresh)
+        total += len(fresh)
+        if progress:
+            progress(done, total)
 
     async def claim(wanted: list) -> tuple:
         lease = uuid.uuid4()  # one per claim: each row is fenced by its id and this
@@ -712,7 +745,7 @@ async def sweep(
     # place; one that waited so long that its lease would not cover the longest refresh is given back and claimed
     # again (``start``).
     try:
-        while pending or ready or running or claiming is not None:
+        while pending or ready or running or claiming is not None or refilling is not None:
             if errors:  # the pass failed (not a refresh: those are counted): no more claims, the running finish
                 pending.clear()
                 while ready:
@@ -721,6 +754,12 @@ async def sweep(
             if claiming is not None and claiming.done():
                 task, claiming = claiming, None
                 landed(task)
+            if refilling is not None and refilling.done():
+                task, refilling = refilling, None
+                refilled(task)
+            if refill_due():
+                refilling = asyncio.create_task(svc.run(expiring, window, limit, lead, since))
+                refilling.add_done_callback(lambda _task: freed.set())
             if claim_due():
                 wanted = [pending.popleft() for _ in range(min(depth() * slots - len(ready), len(pending)))]
                 claiming = asyncio.create_task(claim(wanted))
@@ -738,7 +777,7 @@ async def sweep(
                         requeued.add(row_id)
                         pending.appendleft(row_id)
                 continue
-            if claim_due() or not (running or claiming is not None):
+            if claim_due() or not (running or claiming is not None or refilling is not None):
                 continue
             freed.clear()
             await freed.wait()
@@ -762,6 +801,8 @@ async def sweep(
         # A refresh whose provider answered is stored even when the pass stops (its rotated token): wait for the
         # running ones and the batch being stored, bounded (the daemon waits for this pass before it closes the
         # database). asyncio.wait does not cancel what it waits for.
+        if refilling is not None:  # a read of the next batch: nothing of it is leased yet
+            refilling.cancel()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + STOP_WAIT
         if running:
@@ -783,7 +824,9 @@ async def sweep(
 async def drain(svc, window: dt.timedelta, *, seconds: float | None = None, progress=None) -> dict:
     """Sweep passes of ``REFRESH_SWEEP_BATCH`` back to back while they come back full, for at most
     ``seconds`` (None: until done). One pass a ``REFRESH_SWEEP_INTERVAL`` would refresh only one batch
-    a minute: a burst of expiries (10,000 within the 10-minute window, say) would partly lapse.
+    a minute: a burst of expiries (10,000 within the 10-minute window, say) would partly lapse. Within a pass the
+    next batch is read as soon as the last is claimed (``sweep``'s ``refill_until``), so the batches of a burst
+    mostly run as one pass; another follows while one ends with a full count.
     ``progress(done, total)`` counts across passes."""
     batch = svc.settings.refresh_sweep_batch
     loop = asyncio.get_running_loop()
@@ -798,6 +841,7 @@ async def drain(svc, window: dt.timedelta, *, seconds: float | None = None, prog
             limit=batch,
             since=start,
             concurrency=svc.settings.refresh_sweep_concurrency,
+            refill_until=math.inf if deadline is None else deadline,
             progress=None
             if progress is None
             else (lambda done, due, before=before: progress(before + done, before + due)),

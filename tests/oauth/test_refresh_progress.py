@@ -36,7 +36,7 @@ def test_bulk_refresh_goes_on_past_one_batch(stack, fresh_emulators):
     stack.deactivate_others(*ids)  # the test before's two are not this run's (the operator, with the CLI)
     expire_in(stack, 1800, ids[0])
     before = emu.calls["refresh"]
-    env = {**stack.env, "REFRESH_SWEEP_BATCH": "2"}  # three passes: 2 + 2 + 1
+    env = {**stack.env, "REFRESH_SWEEP_BATCH": "2"}  # three batches: 2 + 2 + 1
     # 45m: these five (30 min left); an hour would also take the five again once refreshed (YouTube's tokens
     # last 3,599 s): each is done once.
     done = piped_run(["integrations", "refresh", "--expiring-within", "45m", "--json"], env)
