@@ -660,8 +660,10 @@ async def sweep(
     def refilled(task: asyncio.Task) -> None:
         nonlocal more, total
         batch = task.result()  # a read that failed fails the pass, as a claim's does
-        more = len(batch) == limit
         fresh = [row_id for row_id in batch if row_id not in seen]
+        # Full, and news in it: a batch of rows this pass has seen (refused and due again, given back twice, under a
+        # key this process lacks) would be read again at once, again and again; the drain's next pass takes them.
+        more = len(batch) == limit and bool(fresh)
         seen.update(fresh)
         pending.extend(fresh)
         total += len(fresh)
@@ -756,7 +758,10 @@ async def sweep(
                 landed(task)
             if refilling is not None and refilling.done():
                 task, refilling = refilling, None
-                refilled(task)
+                if not errors:
+                    refilled(task)
+                elif not task.cancelled():
+                    task.exception()  # the pass failed already (its error is raised): this batch is not wanted
             if refill_due():
                 refilling = asyncio.create_task(svc.run(expiring, window, limit, lead, since))
                 refilling.add_done_callback(lambda _task: freed.set())
@@ -802,6 +807,8 @@ async def sweep(
         # running ones and the batch being stored, bounded (the daemon waits for this pass before it closes the
         # database). asyncio.wait does not cancel what it waits for.
         if refilling is not None:  # a read of the next batch: nothing of it is leased yet
+            if refilling.done() and not refilling.cancelled():
+                refilling.exception()  # read, so a failed read is not reported as never retrieved; the pass ends
             refilling.cancel()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + STOP_WAIT

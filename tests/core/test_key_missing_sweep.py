@@ -53,3 +53,27 @@ def test_a_sweep_without_the_new_key_skips_the_integration_and_says_so_once(
     warnings = [r.getMessage() for r in caplog.records if key_id(new) in r.getMessage()]
     assert len(warnings) == 1 and "ENCRYPTION_OLD_KEYS" in warnings[0]  # one, for four meetings
     assert not any(r.exc_info for r in caplog.records)
+
+
+def test_a_full_batch_of_rows_it_cannot_refresh_ends_the_pass_instead_of_being_read_again_and_again(
+    settings, keyring, make_integration
+):
+    """A pass reads its next batch once every row is claimed (``refill_until``). A batch of rows the pass has met
+    already (here under a key this process lacks: given back, still due) must end it, not be read again at once,
+    forever (the CLI's drain has no deadline)."""
+    rows = [make_integration(provider=Provider.SLACK, expires_at=utcnow() + dt.timedelta(minutes=2)) for _ in range(2)]
+    rotated = Keyring(os.urandom(32), [bytes(range(32))])
+    for row in rows:
+        seal(rotated, row, "access_token", "at")
+        seal(rotated, row, "refresh_token", "rt")
+        row.save()
+
+    async def sweep():
+        async with aiohttp.ClientSession(trust_env=False) as session:
+            svc = Runtime(settings, keyring, session, direct, None)
+            return await asyncio.wait_for(
+                refresh.sweep(svc, dt.timedelta(minutes=10), limit=2, refill_until=float("inf")), 20
+            )
+
+    counts = asyncio.run(sweep())
+    assert (counts["skipped"], counts["failed"], counts["refreshed"]) == (2, 0, 0)
