@@ -857,6 +857,10 @@ async def drain(svc, window: dt.timedelta, *, seconds: float | None = None, prog
             total[key] += counts[key]
         if counts["refreshed"] + counts["failed"] + counts["skipped"] + counts["notYet"] < batch:
             return total
+        if not (counts["refreshed"] or counts["failed"] or counts["notYet"]):
+            # Every row skipped (under a key this process lacks, refreshed elsewhere meanwhile): the next pass would
+            # read the same rows again, and the CLI's drain (no deadline) went on forever.
+            return total
         if deadline is not None and loop.time() >= deadline:
             return total
 
