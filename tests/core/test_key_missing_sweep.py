@@ -77,3 +77,22 @@ def test_a_full_batch_of_rows_it_cannot_refresh_ends_the_pass_instead_of_being_r
 
     counts = asyncio.run(sweep())
     assert (counts["skipped"], counts["failed"], counts["refreshed"]) == (2, 0, 0)
+
+
+def test_a_drain_of_rows_it_can_only_skip_ends(settings, keyring, make_integration):
+    """The CLI's drain has no deadline: a full batch of rows under a key this process lacks (skipped, still due)
+    ends it, instead of a next pass reading the same rows again, forever."""
+    rows = [make_integration(provider=Provider.SLACK, expires_at=utcnow() + dt.timedelta(minutes=2)) for _ in range(2)]
+    rotated = Keyring(os.urandom(32), [bytes(range(32))])
+    for row in rows:
+        seal(rotated, row, "access_token", "at")
+        seal(rotated, row, "refresh_token", "rt")
+        row.save()
+
+    async def drain():
+        async with aiohttp.ClientSession(trust_env=False) as session:
+            svc = Runtime(settings._replace(refresh_sweep_batch=2), keyring, session, direct, None)
+            return await asyncio.wait_for(refresh.drain(svc, dt.timedelta(minutes=10)), 20)
+
+    counts = asyncio.run(drain())
+    assert (counts["skipped"], counts["failed"], counts["refreshed"]) == (2, 0, 0)
