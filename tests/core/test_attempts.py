@@ -625,11 +625,7 @@ def test_a_pause_and_a_resume_that_cross_leave_the_deliveries_due(pg_database, p
     watcher.autocommit = True
 
     def waiters() -> int:
-        with watcher.cursor() as cur:
-            cur.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
-            )
-            return cur.fetchone()[0]
+        return _lock_waiters(watcher)
 
     record_cursor = record.cursor()  # a record batch holding one of the webhook's deliveries
     record_cursor.execute('SELECT "id" FROM "webhook_deliveries" ORDER BY "id" LIMIT 1 FOR NO KEY UPDATE')
@@ -680,11 +676,7 @@ def test_a_give_back_that_meets_a_disable_under_way_parks_after_it(pg_database, 
     watcher.autocommit = True
 
     def waiters() -> int:
-        with watcher.cursor() as cur:
-            cur.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
-            )
-            return cur.fetchone()[0]
+        return _lock_waiters(watcher)
 
     with disable.cursor() as cur:
         cur.execute('UPDATE "webhooks" SET "is_active" = false WHERE "id" = %s', (str(hook.id),))
@@ -898,11 +890,7 @@ def test_a_record_and_a_give_back_of_two_webhooks_never_deadlock(pg_database, po
     watcher.autocommit = True
 
     def waiters() -> int:
-        with watcher.cursor() as cur:
-            cur.execute(
-                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
-            )
-            return cur.fetchone()[0]
+        return _lock_waiters(watcher)
 
     with blocker.cursor() as cur:  # a third session holds the webhook that id order reaches first
         cur.execute('SELECT 1 FROM "webhooks" WHERE "id" = %s FOR UPDATE', (str(second.id),))
@@ -939,3 +927,12 @@ def test_a_record_and_a_give_back_of_two_webhooks_never_deadlock(pg_database, po
     statuses = {c.id: WebhookDelivery.get_by_id(c.id).status for c in held}
     assert {statuses[c.id] for c in recorded} == {DeliveryStatus.DELIVERED}
     assert {statuses[c.id] for c in give_back} == {DeliveryStatus.PENDING}
+
+
+def _lock_waiters(watcher) -> int:
+    """Sessions of this database waiting for a lock (``watcher``: an autocommit connection of the test's)."""
+    with watcher.cursor() as cur:
+        cur.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )
+        return cur.fetchone()[0]

@@ -22,16 +22,22 @@ from nexusctl.db.secrets import seal
 from nexusctl.enums import Provider
 
 
-def test_a_sweep_without_the_new_key_skips_the_integration_and_says_so_once(
-    settings, keyring, make_integration, caplog
-):
+def _expiring_under_a_key_it_lacks(make_integration, key: bytes) -> list:
+    """Two Slack integrations expiring in two minutes, their tokens sealed under ``key`` (not this process's)."""
     rows = [make_integration(provider=Provider.SLACK, expires_at=utcnow() + dt.timedelta(minutes=2)) for _ in range(2)]
-    new = os.urandom(32)  # a key id no earlier test of this process has been warned about
-    rotated = Keyring(new, [bytes(range(32))])
+    rotated = Keyring(key, [bytes(range(32))])
     for row in rows:
         seal(rotated, row, "access_token", "at")
         seal(rotated, row, "refresh_token", "rt")
         row.save()
+    return rows
+
+
+def test_a_sweep_without_the_new_key_skips_the_integration_and_says_so_once(
+    settings, keyring, make_integration, caplog
+):
+    new = os.urandom(32)  # a key id no earlier test of this process has been warned about
+    rows = _expiring_under_a_key_it_lacks(make_integration, new)
 
     async def sweep():
         async with aiohttp.ClientSession(trust_env=False) as session:
@@ -61,12 +67,7 @@ def test_a_full_batch_of_rows_it_cannot_refresh_ends_the_pass_instead_of_being_r
     """A pass reads its next batch once every row is claimed (``refill_until``). A batch of rows the pass has met
     already (here under a key this process lacks: given back, still due) must end it, not be read again at once,
     forever (the CLI's drain has no deadline)."""
-    rows = [make_integration(provider=Provider.SLACK, expires_at=utcnow() + dt.timedelta(minutes=2)) for _ in range(2)]
-    rotated = Keyring(os.urandom(32), [bytes(range(32))])
-    for row in rows:
-        seal(rotated, row, "access_token", "at")
-        seal(rotated, row, "refresh_token", "rt")
-        row.save()
+    _expiring_under_a_key_it_lacks(make_integration, os.urandom(32))
 
     async def sweep():
         async with aiohttp.ClientSession(trust_env=False) as session:
@@ -82,12 +83,7 @@ def test_a_full_batch_of_rows_it_cannot_refresh_ends_the_pass_instead_of_being_r
 def test_a_drain_of_rows_it_can_only_skip_ends(settings, keyring, make_integration):
     """The CLI's drain has no deadline: a full batch of rows under a key this process lacks (skipped, still due)
     ends it, instead of a next pass reading the same rows again, forever."""
-    rows = [make_integration(provider=Provider.SLACK, expires_at=utcnow() + dt.timedelta(minutes=2)) for _ in range(2)]
-    rotated = Keyring(os.urandom(32), [bytes(range(32))])
-    for row in rows:
-        seal(rotated, row, "access_token", "at")
-        seal(rotated, row, "refresh_token", "rt")
-        row.save()
+    _expiring_under_a_key_it_lacks(make_integration, os.urandom(32))
 
     async def drain():
         async with aiohttp.ClientSession(trust_env=False) as session:
