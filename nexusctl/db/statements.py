@@ -267,17 +267,26 @@ def _together_sql(parts: tuple, notify: bool) -> str:
 
 def _document_insert_sql(model, names: tuple) -> str:
     """PostgreSQL's INSERT of ``model``'s rows from one JSON document, an array of rows, each an array of the values
-    of the fields ``names`` in order (``_document``): each value read as its column's type, a JSON column's as the
-    JSON it holds (a JSON null as NULL, as ``converter`` passes None)."""
+    of the fields ``names`` in order (``rows_document``), each read as its column's type (``json_element``)."""
     fields = [model._meta.fields[n] for n in names]
     columns = ", ".join(f'"{f.column_name}"' for f in fields)
-    values = ", ".join(
-        f"NULLIF(r->{k}, 'null')" if f.field_type == "JSON" else f"(r->>{k})::{_ARRAY_TYPES[f.field_type]}"
-        for k, f in enumerate(fields)
-    )
+    values = ", ".join(json_element(f, k) for k, f in enumerate(fields))
     return (
         f'INSERT INTO "{model._meta.table_name}" ({columns}) SELECT {values} FROM jsonb_array_elements(%s::jsonb) AS r'
     )
+
+
+def json_element(field: peewee.Field, k: int, name: str = "") -> str:
+    """PostgreSQL's expression for the ``k``-th value of a row ``r`` of a ``rows_document`` as ``field``'s column type
+    (``AS name`` when given): a JSON column's as the JSON it holds, a text array's from its JSON array, a JSON null
+    as NULL (as ``converter`` passes None)."""
+    if field.field_type == "JSON":
+        value = f"NULLIF(r->{k}, 'null')"
+    elif field.field_type == "TEXTARRAY":
+        value = f"CASE WHEN jsonb_typeof(r->{k}) = 'array' THEN ARRAY(SELECT jsonb_array_elements_text(r->{k})) END"
+    else:
+        value = f"(r->>{k})::{_ARRAY_TYPES[field.field_type]}"
+    return f"{value} AS {name}" if name else value
 
 
 def insert_together(name: str, parts: list, *, notify: str | None = None) -> None:
@@ -286,7 +295,7 @@ def insert_together(name: str, parts: list, *, notify: str | None = None) -> Non
     outside a transaction commits by itself, all or nothing (``one_write``); on SQLite each insert_many in
     turn, inside the caller's transaction.
 
-    On PostgreSQL each part's rows go as one JSON document (``_document``), not as a parameter per column: the
+    On PostgreSQL each part's rows go as one JSON document (``rows_document``), not as a parameter per column: the
     driver adapted a list value by value (``ARRAY['...', ...]``, with the GIL held) and the server parsed each
     element, and a JSON column's values were dumped and then escaped into the array's text. Values are what
     orjson writes as the columns read them: str, int, float, bool, None, UUID, datetime (a naive one as UTC),
@@ -313,15 +322,15 @@ DOCUMENT_MAX = 64 * 1024 * 1024
 
 
 def _documents(rows: list) -> list[str]:
-    """``rows`` as one document (``_document``), or, over DOCUMENT_MAX, as the documents of its halves."""
-    document = _document(rows)
+    """``rows`` as one document (``rows_document``), or, over DOCUMENT_MAX, as the documents of its halves."""
+    document = rows_document(rows)
     if len(document) <= DOCUMENT_MAX or len(rows) < 2:
         return [document]
     half = len(rows) // 2
     return _documents(rows[:half]) + _documents(rows[half:])
 
 
-def _document(rows: list) -> str:
+def rows_document(rows: list) -> str:
     """``rows`` (tuples of values) as one JSON array of arrays: orjson's, or the standard library's for what orjson
     refuses (an integer beyond 64 bits; a lone surrogate, which PostgreSQL refuses either way)."""
     import orjson  # here for start-up speed: the CLI's commands mostly never write an emit
@@ -333,7 +342,7 @@ def _document(rows: list) -> str:
 
 
 def _plain(value):
-    """What the standard library's encoder cannot write of ``_document``'s values, as orjson writes it."""
+    """What the standard library's encoder cannot write of ``rows_document``'s values, as orjson writes it."""
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, dt.datetime):

@@ -8,11 +8,12 @@ and only that refresh reports its error. One whose lease was taken over is not w
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
 
 from support import clock as shared_clock
 
-from nexusctl.core import connections, refresh
+from nexusctl.core import connections, health_checks, refresh
 from nexusctl.db.database import is_postgres
 from nexusctl.db.fields import utcnow
 from nexusctl.db.models import OutboxEvent
@@ -85,3 +86,75 @@ def test_a_lease_taken_over_is_not_written_and_the_others_are(
         assert (tokens.access_token == f"new-access-{n}") is not taken
         assert stored.refresh_lease_token == (other if taken else None)
         assert _refreshed_events(row.id) == (0 if taken else 1)
+
+
+# What a provider may put in a scope and in the facts kept in metadata: separators of PostgreSQL's array text,
+# quotes, a backslash, the word NULL, non-ASCII, a line separator, and an integer beyond 64 bits.
+ODD_SCOPE = ["a,b", 'q"x', "{c}", "back\\slash", "ünï", "NULL", " "]
+ODD_FACTS = {"big": 2**70, "text": 'é\u2028"{}', "nested": {"list": [1, None, "x"], "float": 0.1}}
+STORED = (
+    "token_type",
+    "expires_at",
+    "scope",
+    "metadata",
+    "last_error",
+    "refresh_failures",
+    "refresh_retry_at",
+    "refresh_lease_until",
+    "refresh_lease_token",
+    "health_status",
+    "health_rank",
+    "health_reasons",
+    "health_checked_at",
+)
+
+
+def test_a_batch_stores_every_column_as_a_refresh_stored_alone_does(keyring, make_integration, database):
+    """store_refreshed_many (one statement on PostgreSQL) writes what store_refreshed writes, odd values too."""
+    checked = utcnow() - dt.timedelta(minutes=1)
+    rows = [
+        make_integration(
+            provider=Provider.YOUTUBE,
+            expires_at=utcnow() + dt.timedelta(minutes=2),
+            scope=list(ODD_SCOPE),  # as read: so the health the refresh leaves is planned, not asked for
+            metadata={"provider": {"kept": "yes"}},
+            health_status="healthy",
+            health_checked_at=checked,
+            health_due_at=checked + dt.timedelta(minutes=15),
+            refresh_failures=2,
+        )
+        for _ in range(3)
+    ]
+    lease = uuid.uuid4()
+    claimed = refresh._claim_expiring_many(keyring, [r.id for r in rows], lease, WINDOW, WINDOW)
+    read = [claimed[r.id][0] for r in rows]
+    expires = utcnow() + dt.timedelta(hours=1)
+
+    def fresh(n: int) -> TokenSet:
+        tokens = _fresh(n)
+        tokens.expires_at, tokens.scope, tokens.metadata = expires, list(ODD_SCOPE), dict(ODD_FACTS)
+        return tokens
+
+    health = functools.partial(health_checks.after_refresh, lead=dt.timedelta(days=7), recheck=dt.timedelta(minutes=15))
+    settled = {"refresh_failures": 0, "refresh_retry_at": None}
+    assert connections.store_refreshed(keyring, read[0], fresh(0), lease, settled, health) is True
+    batch = [(row, fresh(n), lease, settled, health) for n, row in enumerate(read[1:], start=1)]
+    assert connections.store_refreshed_many(keyring, batch) == [True, True]
+
+    stored = [connections.load(keyring, row.id) for row in rows]
+    alone = {name: getattr(stored[0][0], name) for name in STORED}
+    assert alone["scope"] == ODD_SCOPE and alone["metadata"] == {"provider": {"kept": "yes", **ODD_FACTS}}
+    assert alone["refresh_failures"] == 0 and alone["refresh_lease_token"] is None and alone["expires_at"] == expires
+    for n, (row, tokens) in enumerate(stored):
+        assert {name: getattr(row, name) for name in STORED} == alone
+        assert (tokens.access_token, tokens.refresh_token) == (f"new-access-{n}", f"new-refresh-{n}")
+        (event,) = OutboxEvent.select().where(
+            (OutboxEvent.integration_id == row.id) & (OutboxEvent.type == "integration.refreshed")
+        )
+        assert event.data == {
+            "expiresAt": expires.isoformat().replace("+00:00", "Z"),
+            "integrationId": str(row.id),
+            "userId": str(row.user_id),
+            "provider": Provider.YOUTUBE.value,
+        }
+        assert event.user_id == row.user_id
