@@ -34,7 +34,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from nexusctl import telemetry, tracing
+from nexusctl import logrecords, telemetry, tracing
 from nexusctl.core import connections, events, health_checks, integrations, key_usage, proxy_cache
 from nexusctl.db import statements
 from nexusctl.db.database import database_proxy, is_postgres
@@ -323,7 +323,10 @@ async def _refresh_leased(
     if stale:
         await svc.run(_note_error, row_id, NOT_EXTENDED)
         raise ProviderError(f"{row.provider.value}: {NOT_EXTENDED}", id=str(row_id))
-    log.info("refreshed %s integration %s in %.0f ms", row.provider.value, row_id, (time.monotonic() - started) * 1000)
+    # A line per refresh: its record made as the access line's is (nexusctl.logrecords).
+    logrecords.info(
+        log, "refreshed %s integration %s in %.0f ms", row.provider.value, row_id, (time.monotonic() - started) * 1000
+    )
     if sweeping:
         return row  # the sweep only counts it: no second full load
     fresh_row, _ = await svc.run(connections.load, svc.keyring, row_id)

@@ -11,12 +11,10 @@ at scrape time (integrations by health, the delivery queue) are the same whichev
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
 import re
-import threading
 import time
 from typing import Awaitable, Callable
 
@@ -35,7 +33,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from nexusctl import tracing
+from nexusctl import logrecords, tracing
 
 log = logging.getLogger("nexusctl.access")
 
@@ -383,54 +381,11 @@ async def _observed(request: web.Request, handler, request_id: str, span):
 
 _ACCESS_LINE = "%s %s %s %.1fms"
 _CUT_LINE = _ACCESS_LINE + " (%s)"
-# By (thread, process): the access record's unchanging attributes, and when logging started (in seconds: a
-# record's relativeCreated counts from it).
-_TEMPLATES: dict[tuple[int, int], tuple[dict, float]] = {}
 
 
 def _access_record(args: tuple, fields: dict, line: str = _ACCESS_LINE) -> logging.LogRecord:
-    """The access line's record, as ``log.makeRecord`` makes it, for a third of its CPU (1 of 3.4 µs).
-
-    LogRecord.__init__ works out per call what never changes for this line: the level's name, this file's
-    name and module, the thread's and the process's names. Those are copied from a record made once per
-    thread; only the time is read again. A record factory of someone else's (logging.setLogRecordFactory,
-    as OpenTelemetry's logging instrumentation sets) makes every record itself, as before.
-    """
-    if logging.getLogRecordFactory() is not logging.LogRecord:
-        return log.makeRecord(log.name, logging.INFO, __file__, 0, line, args, None, extra=fields)
-    key = (threading.get_ident(), os.getpid())
-    found = _TEMPLATES.get(key)
-    if found is None:
-        made = logging.LogRecord(log.name, logging.INFO, __file__, 0, _ACCESS_LINE, (), None)
-        found = _TEMPLATES[key] = (dict(made.__dict__), made.created - made.relativeCreated / 1000)
-    template, started = found
-    now_ns = time.time_ns()
-    record = _new_record(logging.LogRecord)
-    attributes = record.__dict__
-    attributes.update(template)
-    attributes["created"] = created = now_ns / 1e9
-    attributes["msecs"] = (now_ns % 1_000_000_000) // 1_000_000 + 0.0
-    attributes["relativeCreated"] = (created - started) * 1000
-    if "taskName" in attributes:  # Python 3.12+: the asyncio task logging (the request's)
-        attributes["taskName"] = _task_name()
-    attributes["args"] = args
-    if line is not _ACCESS_LINE:
-        attributes["msg"] = line
-    attributes.update(fields)
-    return record
-
-
-_new_record = object.__new__
-
-
-def _task_name() -> str | None:
-    if not getattr(logging, "logAsyncioTasks", False):
-        return None
-    try:
-        task = asyncio.current_task()
-    except RuntimeError:
-        return None
-    return task.get_name() if task is not None else None
+    """The access line's record, as ``log.makeRecord`` makes it, for a third of its CPU (nexusctl.logrecords)."""
+    return logrecords.record(log, logging.INFO, line, args, fields, pathname=__file__, func=None)
 
 
 async def metrics_handler(request: web.Request) -> web.Response:

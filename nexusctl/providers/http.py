@@ -22,7 +22,7 @@ from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 
-from nexusctl import clock, jsontext, ssrf, telemetry, tracing
+from nexusctl import clock, jsontext, logrecords, ssrf, telemetry, tracing
 from nexusctl.errors import ProviderError, RateLimited
 from nexusctl.providers.poster import Poster, PostError
 
@@ -180,7 +180,8 @@ async def _call(
         ) from None
     elapsed = time.monotonic() - started
     telemetry.provider_call(provider, str(status), elapsed)
-    log.info("provider call %s %s %s -> %s in %.0f ms", provider, method, host, status, elapsed * 1000)
+    # A line per call: its record made as the access line's is (nexusctl.logrecords).
+    logrecords.info(log, "provider call %s %s %s -> %s in %.0f ms", provider, method, host, status, elapsed * 1000)
     if len(raw) > MAX_REPLY_BYTES:
         raise ProviderError(f"{provider}: {host} answered more than {MAX_REPLY_BYTES} bytes", provider=provider)
     try:
