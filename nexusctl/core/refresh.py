@@ -712,6 +712,10 @@ async def sweep(
 
     async def store(_svc, *args) -> bool:
         answered(asyncio.current_task())  # the provider answered: its place is free while it is stored
+        # The place takes the next row in hand at once, not after a trip through the pass's loop below (a loop
+        # iteration more between an answer and the next call, on a busy loop).
+        if not (errors or stopping):
+            start()
         freed.set()
         return await stores.store(_svc, *args)
 
@@ -726,9 +730,11 @@ async def sweep(
             errors.append(task.exception())  # not a refresh's failure (those are counted): the pass's, raised
         freed.set()
 
-    def start() -> list:
-        """Start what fits; returns the rows whose lease no longer covers a refresh (to give back)."""
-        stale = []
+    stale: list = []  # rows whose lease no longer covers a refresh: the pass's loop gives them back
+    stopping = False  # the pass is ending (stopped or done): what answers starts nothing more
+
+    def start() -> None:
+        """Start what fits."""
         while ready and len(calling) < slots:
             row_id, lease, loaded, claimed_at = ready.popleft()
             if utcnow() - claimed_at > LEASE - LONGEST_REFRESH:
@@ -739,7 +745,6 @@ async def sweep(
             running.add(task)
             calling.add(task)
             task.add_done_callback(free)
-        return stale
 
     # ``concurrency`` provider calls at a time. One claim (one statement, one thread hop) leases due integrations
     # ahead, up to ``depth`` places' worth in hand, so each claim takes at least half that; it runs
@@ -772,12 +777,13 @@ async def sweep(
                 wanted = [pending.popleft() for _ in range(min(depth() * slots - len(ready), len(pending)))]
                 claiming = asyncio.create_task(claim(wanted))
                 claiming.add_done_callback(lambda _task: freed.set())
-            stale = start()
+            start()
             if stale:
                 # Waited too long for a place: its provider call could outlast the lease, and another refresher
                 # would then use the same refresh token. Give the leases back (fenced: only if still ours) and
                 # claim them again with fresh ones; a row that waits too long twice is left to the next pass.
-                for row_id, lease in stale:
+                while stale:
+                    row_id, lease = stale.pop(0)
                     await svc.run(_release, row_id, lease)
                     if row_id in requeued:
                         finished("skipped")
@@ -793,6 +799,7 @@ async def sweep(
         # The daemon is stopping. Provider calls under way get a moment to answer (a rotating provider that
         # answered after we hung up has killed the refresh token we hold); those still at the provider then give
         # their lease back. Not those whose provider answered: their (maybe rotated) tokens are being stored.
+        stopping = True  # and no row in hand is started any more
         loop = asyncio.get_running_loop()
         deadline = loop.time() + CALL_GRACE
         if calling:  # said as the wait begins (like the requests' grace): an operator sees why the stop waits
@@ -809,6 +816,7 @@ async def sweep(
         # A refresh whose provider answered is stored even when the pass stops (its rotated token): wait for the
         # running ones and the batch being stored, bounded (the daemon waits for this pass before it closes the
         # database). asyncio.wait does not cancel what it waits for.
+        stopping = True
         if refilling is not None:  # a read of the next batch: nothing of it is leased yet
             if refilling.done() and not refilling.cancelled():
                 refilling.exception()  # read, so a failed read is not reported as never retrieved; the pass ends
@@ -823,7 +831,8 @@ async def sweep(
             await asyncio.wait([claiming], timeout=max(deadline - loop.time(), 1.0))
             if claiming.done() and not claiming.cancelled() and claiming.exception() is None:
                 landed(claiming)
-        for row_id, lease, *_ in ready:  # claimed ahead but not started (the pass stopped): give the leases back
+        # Claimed ahead but not started (the pass stopped), or waited too long for a place: the leases go back.
+        for row_id, lease, *_ in [*ready, *stale]:
             await asyncio.shield(svc.run(_release, row_id, lease))
     if errors:
         raise errors[0]
