@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import datetime as dt
 import functools
 import logging
@@ -714,7 +715,7 @@ async def sweep(
         answered(asyncio.current_task())  # the provider answered: its place is free while it is stored
         # The place takes the next row in hand at once, not after a trip through the pass's loop below (a loop
         # iteration more between an answer and the next call, on a busy loop).
-        if not (errors or stopping):
+        if not (errors or stopping or me.cancelling()):  # cancelling: the stop is asked, its handler not yet run
             start()
         freed.set()
         return await stores.store(_svc, *args)
@@ -731,6 +732,8 @@ async def sweep(
         freed.set()
 
     stale: list = []  # rows whose lease no longer covers a refresh: the pass's loop gives them back
+    me = asyncio.current_task()
+    context = contextvars.copy_context()
     stopping = False  # the pass is ending (stopped or done): what answers starts nothing more
 
     def start() -> None:
@@ -740,7 +743,9 @@ async def sweep(
             if utcnow() - claimed_at > LEASE - LONGEST_REFRESH:
                 stale.append((row_id, lease))
                 continue
-            task = asyncio.create_task(one(row_id, lease, loaded))
+            # In the pass's own context, not that of the refresh whose answer freed the place (store() starts it):
+            # its span would be the new refresh's parent, and a place's refreshes one trace nested row by row.
+            task = asyncio.create_task(one(row_id, lease, loaded), context=context.copy())
             task.started = asyncio.get_running_loop().time()
             running.add(task)
             calling.add(task)

@@ -347,15 +347,20 @@ def test_one_trace_runs_from_the_emit_to_the_delivery_attempt(stack, receiver, f
 
 def test_swept_refreshes_stored_together_keep_their_own_traces(stack, receiver, fresh_emulators):
     """The sweep stores refreshes in batches: each integration.refreshed event still carries its own refresh's
-    span (its deliveries' attempts join that trace), not the span of the refresh the batch was stored under."""
-    ids = [connected(stack, "YOUTUBE")[1] for _ in range(3)]
-    clock.expire_in(stack, 120, ids[0])  # time passes: all three expire within the sweep's window
+    span (its deliveries' attempts join that trace), not the span of the refresh the batch was stored under.
+    More integrations than the sweep has places (REFRESH_SWEEP_CONCURRENCY, 5): a refresh started as another's
+    answer frees its place is no child of that one's span either: all are children of the pass's."""
+    ids = [connected(stack, "YOUTUBE")[1] for _ in range(7)]
+    clock.expire_in(stack, 120, ids[0])  # time passes: all of them expire within the sweep's window
 
     def spans():
         found = [receiver.named("token refresh", **{"nexus.integration.id": i}) for i in ids]
         return found if all(found) else None
 
-    for integration, (span,) in zip(ids, wait_for(spans, 30, "the swept refreshes' spans")):
+    swept = [span for (span,) in wait_for(spans, 30, "the swept refreshes' spans")]
+    assert len({span["parent_id"] for span in swept}) == 1  # the pass's (the job's): no refresh is under another
+    assert not {span["parent_id"] for span in swept} & {span["span_id"] for span in swept}
+    for integration, span in zip(ids, swept):
         assert span["attributes"]["nexus.refresh.trigger"] == "sweep"
         rows = stack.sql(
             "SELECT trace_parent FROM outbox_events WHERE integration_id = %s AND type = 'integration.refreshed'",
