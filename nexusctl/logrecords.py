@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sys
 import threading
 import time
 
@@ -21,10 +22,11 @@ UNKNOWN_FILE = "(unknown file)"
 UNKNOWN_FUNCTION = "(unknown function)"
 TEMPLATES_KEPT = 1024  # threads come and go (a pool's): the templates of those gone are dropped now and then
 
-# By (logger, level, source file, function, thread, process): the record's unchanging attributes, and when logging
-# started (in seconds: a record's relativeCreated counts from it).
-_TEMPLATES: dict[tuple, tuple[dict, float]] = {}
+# By (logger, level, source file, function, thread, process): the record's unchanging attributes.
+_TEMPLATES: dict[tuple, dict] = {}
 _new_record = object.__new__
+# Python 3.13 makes a record's times from time.time_ns() (and logging's start in ns); before, from time.time().
+_NS_TIMES = sys.version_info >= (3, 13)
 
 
 def record(
@@ -41,20 +43,27 @@ def record(
     if logging.getLogRecordFactory() is not logging.LogRecord:
         return logger.makeRecord(logger.name, level, pathname, 0, msg, args, None, func, fields)
     key = (logger.name, level, pathname, func, threading.get_ident(), os.getpid())
-    found = _TEMPLATES.get(key)
-    if found is None:
-        made = logging.LogRecord(logger.name, level, pathname, 0, msg, (), None, func)
+    template = _TEMPLATES.get(key)
+    # A thread's id is reused by a later thread, and a thread can be renamed: the name is checked where records
+    # carry it (logging.logThreads; the daemon turns it off).
+    if template is None or (template["threadName"] is not None and template["threadName"] != _thread_name()):
         if len(_TEMPLATES) >= TEMPLATES_KEPT:
             _TEMPLATES.clear()
-        found = _TEMPLATES[key] = (dict(made.__dict__), made.created - made.relativeCreated / 1000)
-    template, started = found
-    now_ns = time.time_ns()
+        template = _TEMPLATES[key] = dict(
+            logging.LogRecord(logger.name, level, pathname, 0, msg, (), None, func).__dict__
+        )
     made = _new_record(logging.LogRecord)
     attributes = made.__dict__
     attributes.update(template)
-    attributes["created"] = created = now_ns / 1e9
-    attributes["msecs"] = (now_ns % 1_000_000_000) // 1_000_000 + 0.0
-    attributes["relativeCreated"] = (created - started) * 1000
+    if _NS_TIMES:
+        now_ns = time.time_ns()
+        attributes["created"] = now_ns / 1e9
+        attributes["msecs"] = (now_ns % 1_000_000_000) // 1_000_000 + 0.0
+        attributes["relativeCreated"] = (now_ns - logging._startTime) / 1e6
+    else:
+        attributes["created"] = created = time.time()
+        attributes["msecs"] = int((created - int(created)) * 1000) + 0.0
+        attributes["relativeCreated"] = (created - logging._startTime) * 1000
     if "taskName" in attributes:  # Python 3.12+: the asyncio task logging
         attributes["taskName"] = _task_name()
     attributes["msg"] = msg
@@ -62,6 +71,10 @@ def record(
     if fields:
         attributes.update(fields)
     return made
+
+
+def _thread_name() -> str:
+    return threading.current_thread().name
 
 
 def info(logger: logging.Logger, msg: str, *args) -> None:

@@ -37,10 +37,26 @@ def test_a_line_logged_where_no_callers_place_is_looked_up_is_the_record_logging
         logrecords.info(log, "from %s", "a thread")
         seen.append(caplog.records[-1])
 
-    thread = threading.Thread(target=elsewhere, name="another")
-    thread.start()
-    thread.join()
-    assert seen[0].threadName == "another" and seen[0].thread == thread.ident
+    for name in ("another", "a second"):  # one after the other: the second may get the first's thread id
+        thread = threading.Thread(target=elsewhere, name=name)
+        thread.start()
+        thread.join()
+        assert seen[-1].threadName == name and seen[-1].thread == thread.ident
+    current = threading.current_thread()
+    monkeypatch.setattr(current, "name", "renamed")
+    logrecords.info(log, "after a rename")
+    assert caplog.records[-1].threadName == "renamed"
+
+
+def test_the_times_are_read_as_logging_reads_them(monkeypatch):
+    """created, msecs and relativeCreated as this Python's LogRecord works them out from the same clock reading."""
+    log = logging.getLogger("nexusctl.test.logrecords")
+    for now in (1_796_650_884.9995, 1_796_650_884.0004, 1_796_650_885.1234567):
+        monkeypatch.setattr(time, "time", lambda now=now: now)
+        monkeypatch.setattr(time, "time_ns", lambda now=now: int(now * 1e9))
+        made = log.makeRecord(log.name, logging.INFO, logrecords.UNKNOWN_FILE, 0, "m", (), None, "(unknown function)")
+        ours = logrecords.record(log, logging.INFO, "m", ())
+        assert (ours.created, ours.msecs, ours.relativeCreated) == (made.created, made.msecs, made.relativeCreated)
 
 
 def test_where_the_callers_place_is_looked_up_the_line_says_it(caplog):
