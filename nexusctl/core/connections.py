@@ -26,7 +26,7 @@ from nexusctl.core.ids import parse_uuid
 from nexusctl.crypto import Keyring
 from nexusctl.db import statements
 from nexusctl.db.database import database_proxy, is_postgres
-from nexusctl.db.fields import UTCDateTimeField, utcnow
+from nexusctl.db.fields import UTCDateTimeField, as_utc, utcnow
 from nexusctl.db.models import Integration, OutboxEvent
 from nexusctl.db.secrets import seal, unseal
 from nexusctl.enums import Provider
@@ -190,7 +190,8 @@ def _prepare_refreshed(keyring, row, tokens, lease, also=None, health=None, trac
     values = {
         "access_token": row.access_token,
         "refresh_token": row.refresh_token,
-        "expires_at": tokens.expires_at,
+        # In UTC: a provider's own zone could have an offset in seconds, which orjson's text of it drops (the batch).
+        "expires_at": as_utc(tokens.expires_at) if tokens.expires_at else None,
         "token_type": tokens.token_type,
         "scope": scope,
         "metadata": metadata,
@@ -203,7 +204,7 @@ def _prepare_refreshed(keyring, row, tokens, lease, also=None, health=None, trac
     }
     # A change of granted scopes is judged by a check (against what the capabilities need), not here.
     plan = health(_as_stored(row, values), row) if health and sorted(scope) == sorted(read_scope) else None
-    expires = tokens.expires_at.isoformat().replace("+00:00", "Z") if tokens.expires_at else None
+    expires = values["expires_at"].isoformat().replace("+00:00", "Z") if values["expires_at"] else None
     return _Refreshed(row, lease, values, plan, now, expires, trace_parent)
 
 
