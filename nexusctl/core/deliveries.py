@@ -422,7 +422,7 @@ def replay(
         return Replayed(count, max(0, matching - count))  # a row emitted between the two: counted as queued
     count, skipped, after = 0, 0, None
     while True:
-        keys = _page(where, after, batch_size)
+        keys = _page(hook.id, where, after, batch_size)
         if not keys:
             return Replayed(count, skipped)
         done = _requeue(where & WebhookDelivery.id.in_([key[1] for key in keys]))
@@ -434,24 +434,31 @@ def replay(
             progress(len(keys))
 
 
-def _page(where, after: tuple | None, size: int) -> list[tuple]:
-    """The (created_at, id) keys of the next ``size`` deliveries matching ``where`` (one webhook's), in that order,
-    after the key ``after`` (None: from the first): a keyset page along the (webhook, created_at, id) index, for
-    replay's and park/unpark's batches. Each page starts in the index where the last one ended: read from the
-    start, every page walked again past the rows the earlier ones had done (quadratic for a large backlog; a
-    replayed row still matches). The id breaks created_at's ties, so no row is left out or taken twice."""
+def _page(webhook_id, where, after: tuple | None, size: int) -> list[tuple]:
+    """The (created_at, id) keys of the next ``size`` deliveries of the webhook ``webhook_id`` matching ``where``, in
+    that order, after the key ``after`` (None: from the first): a keyset page along the (webhook, created_at, id)
+    index, for replay's and park/unpark's batches. Each page starts in the index where the last one ended: read from
+    the start, every page walked again past the rows the earlier ones had done (quadratic for a large backlog; a
+    replayed row still matches). The id breaks created_at's ties, so no row is left out or taken twice. The webhook
+    leads the key as it leads the index: the page is one range of it (with (created_at, id) alone, PostgreSQL could
+    only filter the webhook's rows out of the created_at index, or out of all that match ``where``)."""
+    return list(_page_query(webhook_id, where, after, size).tuples())
+
+
+def _page_query(webhook_id, where, after: tuple | None, size: int):
+    where &= WebhookDelivery.webhook == webhook_id
     if after is not None:
-        where &= Tuple(WebhookDelivery.created_at, WebhookDelivery.id) > Tuple(
+        where &= Tuple(WebhookDelivery.webhook, WebhookDelivery.created_at, WebhookDelivery.id) > Tuple(
+            Value(webhook_id, converter=WebhookDelivery.webhook.db_value),
             Value(after[0], converter=WebhookDelivery.created_at.db_value),
             Value(after[1], converter=WebhookDelivery.id.db_value),
         )
-    query = (
+    return (
         WebhookDelivery.select(WebhookDelivery.created_at, WebhookDelivery.id)
         .where(where)
-        .order_by(WebhookDelivery.created_at, WebhookDelivery.id)
+        .order_by(WebhookDelivery.webhook, WebhookDelivery.created_at, WebhookDelivery.id)
         .limit(size)
     )
-    return list(query.tuples())
 
 
 def _requeue(where) -> int:
@@ -525,13 +532,15 @@ def _move(webhook_id, *, parked: bool) -> int:
     switched = Webhook.select(Webhook.id).where((Webhook.id == webhook_id) & (Webhook.is_active == parked))
     due = WebhookDelivery.next_attempt_at.is_null() if parked else WebhookDelivery.next_attempt_at.is_null(False)
     queued = WebhookDelivery.status.in_(_QUEUED)
-    matching = (WebhookDelivery.webhook == webhook_id) & queued & due
     while True:
 
         def one(after=after):
             with database_proxy.atomic():
                 switch_lock(webhook_id)
-                keys = _page(matching, after, PARK_BATCH)
+                # The pages walk the webhook's queued rows, due or not (the UPDATE moves those to move): asked for the
+                # due ones (or the parked ones) alone, PostgreSQL planned on a stale estimate of them (none parked,
+                # while 200,000 just were) a scan of all of them a page, sorted: unparking 200,000 took 30 s.
+                keys = _page(webhook_id, queued, after, PARK_BATCH)
                 if not keys or not switched.exists():  # none left, or switched back meanwhile
                     return None
                 now = utcnow()
