@@ -6,10 +6,10 @@ claim's cost grew with the backlog just when there was one."""
 from __future__ import annotations
 
 import collections
-import json
 import threading
 
 import pytest
+from support.plans import EXPLAIN, nodes, plan_of
 
 from nexusctl.core import deliveries, events, webhooks
 from nexusctl.db import statements
@@ -43,12 +43,6 @@ def _stale_statistics(database) -> None:
         database.execute_sql("UPDATE webhook_deliveries SET status = 'PENDING'")
 
 
-def _nodes(plan: dict):
-    yield plan
-    for child in plan.get("Plans", ()):
-        yield from _nodes(child)
-
-
 def _explained_claim(database, rooms: dict, cap: int) -> dict:
     """The claim's own statement under its own plan settings, EXPLAIN ANALYZEd, then rolled back."""
     from nexusctl.db.fields import utcnow
@@ -66,12 +60,10 @@ def _explained_claim(database, rooms: dict, cap: int) -> dict:
     }
     params = [values[n] for n in deliveries._PG_CLAIM_NAMES]
     with database.atomic() as transaction:
-        cursor = database.execute_sql(
-            deliveries._PG_CLAIM_PLAN + "EXPLAIN (ANALYZE, FORMAT JSON) " + deliveries._PG_CLAIM_POSITIONAL, params
-        )
+        cursor = database.execute_sql(deliveries._PG_CLAIM_PLAN + EXPLAIN + deliveries._PG_CLAIM_POSITIONAL, params)
         plan = cursor.fetchone()[0]
         transaction.rollback()
-    return (json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]
+    return plan_of(plan)
 
 
 @pytest.mark.parametrize("hooks", [1, 20])
@@ -81,7 +73,7 @@ def test_a_claim_reads_about_the_rows_it_takes_from_a_backlog_the_statistics_do_
     made = _queue_backlog(database, keyring, make_integration, hooks)
     _stale_statistics(database)
     plan = _explained_claim(database, {made[0].id: 1}, cap=16)
-    scans = [n for n in _nodes(plan) if n.get("Relation Name") == "webhook_deliveries"]
+    scans = [n for n in nodes(plan) if n.get("Relation Name") == "webhook_deliveries"]
     assert scans, plan
     for node in scans:  # each scan of the deliveries stops near the claim's size, not at the backlog's
         read = node["Actual Rows"] + node.get("Rows Removed by Filter", 0)
@@ -134,7 +126,7 @@ def test_a_claim_passing_over_the_rows_another_claim_holds_reads_about_those_and
         done.set()
         thread.join(30)
     assert len(held) == TAKEN
-    scans = [n for n in _nodes(plan) if n.get("Relation Name") == "webhook_deliveries"]
+    scans = [n for n in nodes(plan) if n.get("Relation Name") == "webhook_deliveries"]
     for node in scans:  # the held rows are passed over, not the backlog read
         read = node["Actual Rows"] + node.get("Rows Removed by Filter", 0)
         assert read <= len(held) + 3 * TAKEN, (node["Node Type"], node.get("Index Name"), read)
@@ -154,7 +146,7 @@ def test_a_claim_does_not_read_the_backlog_of_a_webhook_switched_off(database, k
     emitted = events.emit_many([(other.id, "post.created", {"late": n}, None) for n in range(20)])
     assert all(isinstance(o, dict) for o in emitted), emitted
     plan = _explained_claim(database, {}, cap=16)
-    for node in (n for n in _nodes(plan) if n.get("Relation Name") == "webhook_deliveries"):
+    for node in (n for n in nodes(plan) if n.get("Relation Name") == "webhook_deliveries"):
         read = node["Actual Rows"] + node.get("Rows Removed by Filter", 0)
         assert read <= 3 * TAKEN, (node["Node Type"], node.get("Index Name"), read)
     assert plan["Actual Rows"] == TAKEN

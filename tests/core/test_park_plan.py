@@ -5,9 +5,8 @@ of 1,000 out of 100,000 parked: 115 ms; unparking 200,000 took 20-30 s)."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
+from support.plans import EXPLAIN, nodes, plan_of
 
 from nexusctl.core import deliveries, events, webhooks
 from nexusctl.db.models import WebhookDelivery
@@ -17,12 +16,6 @@ pytestmark = pytest.mark.parametrize("db_url", [pytest.param("postgres", marks=p
 
 BACKLOG = 1200  # deliveries queued by emits
 PAGE = 100
-
-
-def _nodes(plan: dict):
-    yield plan
-    for child in plan.get("Plans", ()):
-        yield from _nodes(child)
 
 
 def _parked(hook_id) -> int:
@@ -49,9 +42,8 @@ def test_a_resumes_pages_read_about_the_rows_they_move_when_the_statistics_know_
     queued = WebhookDelivery.status.in_(deliveries._QUEUED)
     halfway = deliveries._page(hook.id, queued, None, BACKLOG // 2)[-1]
     sql, params = deliveries._page_query(hook.id, queued, halfway, PAGE).sql()
-    plan = database.execute_sql("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params).fetchone()[0]
-    plan = (json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]
-    scans = [n for n in _nodes(plan) if n.get("Relation Name") == "webhook_deliveries"]
+    plan = plan_of(database.execute_sql(EXPLAIN + sql, params).fetchone()[0])
+    scans = [n for n in nodes(plan) if n.get("Relation Name") == "webhook_deliveries"]
     assert scans, plan
     for node in scans:  # the page's rows and about no more, not the parked backlog
         read = node["Actual Rows"] + node.get("Rows Removed by Filter", 0)
