@@ -1202,6 +1202,9 @@ async def test_an_endpoint_is_claimed_ahead_as_far_as_its_answers_pace_allows(
     finally:
         sampler.cancel()
     assert len(rows) == events and all(r.status == DeliveryStatus.DELIVERED and r.attempts == 1 for r in rows)
+    # The rows show DELIVERED once the record batch commits, a moment before the worker's task resumes to count it
+    # (seen in CI on a loaded machine: 18 of 24 counted): wait for the count, then check nothing was counted twice.
+    await _until(lambda: worker.counts["recorded"] >= events)
     assert worker.counts["recorded"] == events and worker.counts["given_back"] == 0, worker.counts  # each sent once
     if fast:
         # (Sending or waiting, at most AHEAD_MOST times the cap: all of them wait while their sends wait for a record.)
