@@ -1205,7 +1205,10 @@ async def test_an_endpoint_is_claimed_ahead_as_far_as_its_answers_pace_allows(
     # The rows show DELIVERED once the record batch commits, a moment before the worker's task resumes to count it
     # (seen in CI on a loaded machine: 18 of 24 counted): wait for the count, then check nothing was counted twice.
     await _until(lambda: worker.counts["recorded"] >= events)
-    assert worker.counts["recorded"] == events and worker.counts["given_back"] == 0, worker.counts  # each sent once
+    # Each sent once. One held waiting past SIGNING_FRESH_SECONDS (a stall of a loaded machine) is given back unsent
+    # and claimed again: what keeps that from happening by design is the bound on waiting checked below.
+    assert worker.counts["recorded"] == events, worker.counts
+    assert worker.counts["claimed"] == events + worker.counts["given_back"], worker.counts
     if fast:
         # (Sending or waiting, at most AHEAD_MOST times the cap: all of them wait while their sends wait for a record.)
         assert (delivery.AHEAD_PER_SLOT - 1) * cap < max(waiting) <= delivery.AHEAD_MOST * cap, waiting

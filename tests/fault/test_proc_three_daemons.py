@@ -87,7 +87,13 @@ def test_each_delivery_is_sent_once(three, fresh_emulators, tmp_path):
     assert not twice, f"{len(twice)} webhook-ids arrived more than once: {list(twice.items())[:5]}"
     assert _count(three, "SELECT COUNT(*) FROM webhook_attempts") == 1500
     logs = [three.log_path] + sorted(three.log_path.parent.glob("daemon-*.log"))
-    per_daemon = [path.read_text().count(" attempt 1 -> 200 delivered") for path in logs]
+
+    def per_daemon() -> list[int]:
+        return [path.read_text().count(" attempt 1 -> 200 delivered") for path in logs]
+
+    # A send's line is written after its record batch commits (the row reads DELIVERED a moment before).
+    wait_for(lambda: sum(per_daemon()) >= 1500, 30, "every daemon to log its attempts")
+    per_daemon = per_daemon()
     assert sum(per_daemon) == 1500 and all(n > 0 for n in per_daemon), per_daemon  # all three took part
 
 

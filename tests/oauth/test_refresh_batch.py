@@ -131,6 +131,9 @@ def test_a_claimed_ahead_row_that_waited_too_long_is_claimed_again_before_its_pr
         # Given back and claimed again by the same pass, at once: their first lease has not run out yet (a row
         # left leased would reach the provider only once it had, in real time, at the daemon's next pass).
         assert clock.now(stack.emulators) < clock.aware(first_until)
+        # (A place is free again while its row's tokens are stored: the next five can reach the provider before the
+        # first five's store commits. They are held there, so only the first five can become refreshed.)
+        wait_for(lambda: sum(not _far(stack, i) for i in ids) == BATCH, 20, "the first five's tokens to be stored")
         waiting = [i for i in ids if not _far(stack, i)]
         assert len(waiting) == BATCH
         again = _leases(stack, waiting)

@@ -138,7 +138,8 @@ def test_a_stalled_daemon_that_lost_its_lease_does_not_record_its_send(pg_databa
         sink.stop()
     attempts = list(WebhookAttempt.select(WebhookAttempt.number, WebhookAttempt.status_code).tuples())
     assert attempts == [(1, 200)]  # one attempt recorded: the other daemon's
-    assert " attempt 1 -> 200 delivered" in other.log_path.read_text()
+    # (The line is written after the record's commit, which _delivered() saw: wait for it.)
+    wait_for(lambda: " attempt 1 -> 200 delivered" in other.log_path.read_text(), 30, "the other daemon's line")
     assert " -> 200" not in stalled.log_path.read_text()
 
 

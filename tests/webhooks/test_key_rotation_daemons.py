@@ -137,7 +137,13 @@ def test_a_daemon_left_on_the_old_key_hands_its_work_to_one_that_has_the_new(pg_
     )
     assert set(sink.by_id) == ids and set(sink.by_id.values()) == {1}
     assert WebhookAttempt.select().count() == COUNT  # one attempt each: A burnt none
-    assert rolled.log_path.read_text().count(" attempt 1 -> 200 delivered") == COUNT
+
+    # A send's line is written after its record batch commits (the row reads DELIVERED a moment before).
+    def delivered_lines() -> int:
+        return rolled.log_path.read_text().count(" attempt 1 -> 200 delivered")
+
+    wait_for(lambda: delivered_lines() >= COUNT, 30, "daemon B to log every attempt")
+    assert delivered_lines() == COUNT
     log_a = stale.log_path.read_text()
     assert log_a.count(MISSING) == 1 and new_kid in log_a  # one warning per key id, however many deliveries
     assert "Traceback" not in log_a and "claiming failed" not in log_a and "attempt 1 ->" not in log_a
