@@ -76,6 +76,7 @@ def webhook_to_dict(row, secret: str | None = None) -> dict:
         "lastTriggeredAt": _value(row.last_triggered_at),
         "metadata": row.metadata or {},
         "disabledReason": row.disabled_reason,
+        "failingSince": _value(row.failing_since),
         "createdAt": _value(row.created_at),
         "updatedAt": _value(row.updated_at),
     }
@@ -209,6 +210,7 @@ WEBHOOK_COLUMNS = (
     ("last_triggered_at", "time"),
     ("metadata", "json"),
     ("disabled_reason", "raw"),
+    ("failing_since", "time"),
     ("created_at", "time"),
     ("updated_at", "time"),
 )
@@ -224,8 +226,9 @@ def webhook_row(v) -> dict:
         "lastTriggeredAt": v[5],
         "metadata": v[6] or {},
         "disabledReason": v[7],
-        "createdAt": v[8],
-        "updatedAt": v[9],
+        "failingSince": v[8],
+        "createdAt": v[9],
+        "updatedAt": v[10],
     }
 
 

@@ -201,6 +201,10 @@ class Webhook(TypedDict):
     lastTriggeredAt: Time
     metadata: Json
     disabledReason: str | None
+    failingSince: Annotated[
+        Time,
+        Field(description="when its first failure after its last success was recorded (none: not failing)"),
+    ]
     createdAt: Time
     updatedAt: Time
 

@@ -19,6 +19,7 @@ from aiohttp import web
 from standardwebhooks.webhooks import Webhook as Verifier
 from support.tokens import auth_header, configured_secret
 
+from nexusctl import clock as product_clock
 from nexusctl import config
 from nexusctl.daemon import delivery
 from nexusctl.daemon.app import WORKER, create_app
@@ -280,25 +281,46 @@ async def test_a_patch_that_repeats_is_active_true_keeps_the_failure_window(env,
     await _emit(api, integration, "post.created")
     await receiver.wait_for(1)
     await _until(lambda: _statuses(hook_id) == {DeliveryStatus.RETRYING: 1})
+    first_failure = (await _shown(api, hook))["failingSince"]  # its first failure's record, the window's start
+    (first_attempt,) = WebhookAttempt.select().where(WebhookAttempt.delivery == WebhookDelivery.get().id)
+    assert first_failure is not None
+    assert shared_clock.aware(first_attempt.started_at) <= shared_clock.aware(first_failure) <= product_clock.now()
     advance(86400 + 5 * 3600)  # its first retry due (a day +-20%): it fails too
     await receiver.wait_for(2)
     await _until(lambda: [r.attempts for r in WebhookDelivery.select()] == [2])
+    assert (await _shown(api, hook))["failingSince"] == first_failure  # failing since the first, not the last
     whole = {"url": hook["url"], "events": hook["events"], "isActive": True, "metadata": {"team": "ops"}}
     answer = await api.patch(f"/integrations/webhooks/{hook['id']}", json=whole, headers=auth())
     assert answer.status == 200, await answer.text()
+    assert (await answer.json())["data"]["failingSince"] == first_failure
     advance(4 * 86400)  # 5 days and 5 hours since the first failure: the next retry is due, and fails
     await _until(lambda: [r.attempts for r in WebhookDelivery.select()] == [3])
     (row,) = WebhookDelivery.select()  # its status written with its attempt count, by the same record
     shown = (await (await api.get(f"/integrations/webhooks/{hook['id']}", headers=auth())).json())["data"]
     assert shown["isActive"] is False and "5 days" in shown["disabledReason"], shown
     assert row.status == DeliveryStatus.FAILED and row.attempts == 3, (row.status, row.attempts)
+    assert shown["failingSince"] == first_failure  # disabled, it still says since when it failed
     # Switched on again for real: a fresh window, so its next failure is a retry, not at once a disable.
     answer = await api.patch(f"/integrations/webhooks/{hook['id']}", json=whole, headers=auth())
     assert answer.status == 200, await answer.text()
+    assert (await answer.json())["data"]["failingSince"] is None
     await _emit(api, integration, "post.created")
     await _until(lambda: {r.attempts for r in WebhookDelivery.select().where(WebhookDelivery.id != row.id)} == {1})
-    shown = (await (await api.get(f"/integrations/webhooks/{hook['id']}", headers=auth())).json())["data"]
+    shown = await _shown(api, hook)
     assert shown["isActive"] is True and _statuses(hook_id) == {DeliveryStatus.FAILED: 1, DeliveryStatus.RETRYING: 1}
+    assert shown["failingSince"] > first_failure  # the new window's first failure
+    # A success ends the window: the retry answered 2xx, the webhook is not failing.
+    receiver.script = []
+    advance(86400 + 5 * 3600)
+    await _until(lambda: _statuses(hook_id) == {DeliveryStatus.FAILED: 1, DeliveryStatus.DELIVERED: 1})
+    assert (await _shown(api, hook))["failingSince"] is None
+
+
+async def _shown(api, hook: dict) -> dict:
+    """The webhook as GET /integrations/webhooks/:id answers it."""
+    answer = await api.get(f"/integrations/webhooks/{hook['id']}", headers=auth())
+    assert answer.status == 200, await answer.text()
+    return (await answer.json())["data"]
 
 
 def _statuses(hook_id) -> dict:
