@@ -353,7 +353,8 @@ def test_the_sqlite_file_and_its_companions_are_owner_only(tmp_path):
         os.umask(previous)
     try:
         deadline = time.monotonic() + 30
-        while not (data / "nexusctl.db-wal").exists():
+        # Both companions: SQLite makes them one after the other (seen on a loaded machine: the -wal without the -shm).
+        while not ((data / "nexusctl.db-wal").exists() and (data / "nexusctl.db-shm").exists()):
             assert daemon.poll() is None and time.monotonic() < deadline, daemon.stderr.read().decode()[-2000:]
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2)
