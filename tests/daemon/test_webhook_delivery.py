@@ -308,7 +308,9 @@ async def test_a_patch_that_repeats_is_active_true_keeps_the_failure_window(env,
     await _until(lambda: {r.attempts for r in WebhookDelivery.select().where(WebhookDelivery.id != row.id)} == {1})
     shown = await _shown(api, hook)
     assert shown["isActive"] is True and _statuses(hook_id) == {DeliveryStatus.FAILED: 1, DeliveryStatus.RETRYING: 1}
-    assert shown["failingSince"] > first_failure  # the new window's first failure
+    assert shared_clock.aware(shown["failingSince"]) > shared_clock.aware(first_failure)  # the new window's first
+    listed = await api.get(f"/integrations/webhooks?integrationId={integration.id}", headers=auth())
+    assert (await listed.json())["data"] == [shown]  # the list's rows (read column by column) say the same
     # A success ends the window: the retry answered 2xx, the webhook is not failing.
     receiver.script = []
     advance(86400 + 5 * 3600)
