@@ -27,9 +27,25 @@ import pytest
 from nexusctl import clock as product_clock
 from nexusctl import config
 
+
+def _redis_url_of_this_worker() -> str:
+    """The test Redis (NEXUSCTL_TEST_REDIS_URL); under pytest-xdist, a database of each worker's own (the one named
+    less the worker's number), set in the environment for the daemons and CLIs the tests start: the tests empty
+    their database before and after (``redis_url``), which must not empty another worker's under its test."""
+    url = os.environ.get("NEXUSCTL_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw") and worker[2:].isdigit() and int(worker[2:]):
+        base, _, number = url.rpartition("/")
+        if not number.isdigit() or int(number) < int(worker[2:]):
+            raise RuntimeError(f"NEXUSCTL_TEST_REDIS_URL {url!r}: under xdist, end it in a database number >= workers")
+        url = f"{base}/{int(number) - int(worker[2:])}"
+        os.environ["NEXUSCTL_TEST_REDIS_URL"] = url
+    return url
+
+
 TEST_KEY = base64.b64encode(bytes(range(32))).decode()
 POSTGRES_URL = os.environ.get("NEXUSCTL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("NEXUSCTL_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+REDIS_URL = _redis_url_of_this_worker()
 REQUIRED = {s.strip() for s in os.environ.get("NEXUSCTL_TEST_REQUIRE", "").split(",") if s.strip()}
 RUN_ID = uuid.uuid4().hex[:8]
 
