@@ -33,12 +33,12 @@ def _redis_url_of_this_worker() -> str:
     less the worker's number), set in the environment for the daemons and CLIs the tests start: the tests empty
     their database before and after (``redis_url``), which must not empty another worker's under its test."""
     url = os.environ.get("NEXUSCTL_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    if worker.startswith("gw") and worker[2:].isdigit() and int(worker[2:]):
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    if worker.isdigit() and int(worker):
         base, _, number = url.rpartition("/")
-        if not number.isdigit() or int(number) < int(worker[2:]):
+        if not number.isdigit() or int(number) < int(worker):
             raise RuntimeError(f"NEXUSCTL_TEST_REDIS_URL {url!r}: under xdist, end it in a database number >= workers")
-        url = f"{base}/{int(number) - int(worker[2:])}"
+        url = f"{base}/{int(number) - int(worker)}"
         os.environ["NEXUSCTL_TEST_REDIS_URL"] = url
     return url
 

@@ -198,7 +198,7 @@ async def test_410_disables_the_webhook(env):
     receiver.script = [(410, {})]
     await _emit(api, integration)
     (row,) = await _settled(WebhookDelivery.webhook == uuid.UUID(hook["id"]))
-    shown = (await (await api.get(f"/integrations/webhooks/{hook['id']}", headers=auth())).json())["data"]
+    shown = await _shown(api, hook)
     assert row.status == DeliveryStatus.FAILED and row.attempts == 1
     assert shown["isActive"] is False and "410" in shown["disabledReason"]
     errors = OutboxEvent.select().where(OutboxEvent.type == "integration.error")
@@ -250,7 +250,7 @@ async def test_the_five_day_disable_emits_webhook_failed_for_each_delivery_it_fa
     await _until(lambda: _statuses(hook_id) == {DeliveryStatus.RETRYING: 4})
     advance(5 * 86400 + 3 * 3600)  # every retry due (a day +-20%), 5 days after the first failure
     rows = await _settled(WebhookDelivery.webhook == hook_id, timeout=30)
-    shown = (await (await api.get(f"/integrations/webhooks/{hook['id']}", headers=auth())).json())["data"]
+    shown = await _shown(api, hook)
     assert shown["isActive"] is False and "5 days" in shown["disabledReason"], shown
     assert {r.status for r in rows} == {DeliveryStatus.FAILED}
     assert {r.error for r in rows} == {"webhook disabled: failing for 5 days without a successful delivery"}
@@ -296,7 +296,7 @@ async def test_a_patch_that_repeats_is_active_true_keeps_the_failure_window(env,
     advance(4 * 86400)  # 5 days and 5 hours since the first failure: the next retry is due, and fails
     await _until(lambda: [r.attempts for r in WebhookDelivery.select()] == [3])
     (row,) = WebhookDelivery.select()  # its status written with its attempt count, by the same record
-    shown = (await (await api.get(f"/integrations/webhooks/{hook['id']}", headers=auth())).json())["data"]
+    shown = await _shown(api, hook)
     assert shown["isActive"] is False and "5 days" in shown["disabledReason"], shown
     assert row.status == DeliveryStatus.FAILED and row.attempts == 3, (row.status, row.attempts)
     assert shown["failingSince"] == first_failure  # disabled, it still says since when it failed
